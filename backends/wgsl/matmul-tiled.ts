@@ -1,0 +1,214 @@
+// WGSL for the large matmul C[m,n] = Σ_k A[m,k]·B[k,n] (or Σ_k A[m,k]·W[n,k] for weights stored
+// [out, in]). Compute-bound, so each workgroup stages BM×BK and BK×BN tiles in workgroup memory and
+// each thread keeps a TM×TN block of C in registers: per k it reads TM+TN values and does TM·TN
+// FMAs. The next tile is fetched into registers while the current one is multiplied.
+
+export interface MatmulTile {
+  /** Rows / columns of C per workgroup, and the K-depth of one staged tile. */
+  readonly BM: number;
+  readonly BN: number;
+  readonly BK: number;
+  /** Rows / columns of C per thread; multiples of 4 (a thread's columns are vec4 registers). */
+  readonly TM: number;
+  readonly TN: number;
+}
+
+export const TILE_128: MatmulTile = { BM: 128, BN: 128, BK: 16, TM: 8, TN: 8 };
+export const TILE_64: MatmulTile = { BM: 64, BN: 64, BK: 16, TM: 4, TN: 4 };
+
+export interface TiledMatmulVariant {
+  readonly tile: MatmulTile;
+  readonly transposeB: boolean;
+  /** Bounds checks are emitted only for the dimensions that do not divide the tile. */
+  readonly checkM: boolean;
+  readonly checkN: boolean;
+  readonly checkK: boolean;
+}
+
+/** Workgroup memory of a variant in bytes: both tiles, each k-row padded by one vec4. */
+export function tiledWorkgroupBytes(tile: MatmulTile): number {
+  return tile.BK * (tile.BM / 4 + 1) * 16 + tile.BK * (tile.BN / 4 + 1) * 16;
+}
+
+export function tiledThreads(tile: MatmulTile): [number, number] {
+  return [tile.BN / tile.TN, tile.BM / tile.TM];
+}
+
+function validateTile(t: MatmulTile): void {
+  const [wx, wy] = tiledThreads(t);
+  const threads = wx * wy;
+  const ok =
+    t.TM % 4 === 0 &&
+    t.TN % 4 === 0 &&
+    t.BM % t.TM === 0 &&
+    t.BN % t.TN === 0 &&
+    threads % t.BK === 0 &&
+    threads % t.BN === 0 &&
+    (t.BM * t.BK) % threads === 0 &&
+    (t.BN * t.BK) % threads === 0;
+  if (!ok) throw new Error(`matmul tile ${JSON.stringify(t)} does not divide evenly among its ${threads} threads`);
+}
+
+/** The WGSL module for one variant; M, N, K come from the uniform `params` at run time. */
+export function tiledMatmulWgsl(v: TiledMatmulVariant): string {
+  const t = v.tile;
+  validateTile(t);
+  const [WX, WY] = tiledThreads(t);
+  const THREADS = WX * WY;
+  const rowGroups = t.TM / 4; // a thread's rows: rowGroups groups of 4, WY·4 rows apart
+  const colGroups = t.TN / 4;
+  const aLoads = (t.BM * t.BK) / THREADS;
+  const bLoads = (t.BN * t.BK) / THREADS;
+  const L: string[] = [];
+  const emit = (s: string) => L.push(s);
+  const bDesc = v.transposeB ? 'W[N,K] (C = A·Wᵀ)' : 'B[K,N]';
+
+  emit(`// matmul: C[M,N] = A[M,K] · ${bDesc}; tile ${t.BM}×${t.BN}×${t.BK}, ${t.TM}×${t.TN} per thread`);
+  emit(`// bounds checks: M ${v.checkM ? 'yes' : 'no'}, N ${v.checkN ? 'yes' : 'no'}, K ${v.checkK ? 'yes' : 'no'}`);
+  emit('struct Params { M: u32, N: u32, K: u32, pad: u32 }');
+  emit('@group(0) @binding(0) var<storage, read> A: array<f32>;');
+  emit(`@group(0) @binding(1) var<storage, read> B: array<f32>; // ${bDesc}`);
+  emit('@group(0) @binding(2) var<storage, read_write> C: array<f32>;');
+  emit('@group(0) @binding(3) var<uniform> params: Params;');
+  emit('');
+  emit(`const BM = ${t.BM}u;`);
+  emit(`const BN = ${t.BN}u;`);
+  emit(`const BK = ${t.BK}u;`);
+  emit(`const WG_X = ${WX}u;`);
+  emit(`const WG_Y = ${WY}u;`);
+  emit(`const THREADS = ${THREADS}u;`);
+  emit('// Tiles are stored k-major as vec4s along m (resp. n); one vec4 of padding per k-row spreads');
+  emit('// the transposing stores of A (and of W) over the memory banks.');
+  emit(`const A_STRIDE = ${t.BM / 4 + 1}u;`);
+  emit(`const B_STRIDE = ${t.BN / 4 + 1}u;`);
+  emit('var<workgroup> As: array<vec4<f32>, BK * A_STRIDE>;');
+  emit('var<workgroup> Bs: array<vec4<f32>, BK * B_STRIDE>;');
+  emit('');
+  emit(`@compute @workgroup_size(${WX}, ${WY})`);
+  emit('fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {');
+  emit('  let M = params.M;');
+  emit('  let N = params.N;');
+  emit('  let K = params.K;');
+  emit('  let tx = lid.x;');
+  emit('  let ty = lid.y;');
+  emit('  let tid = ty * WG_X + tx;');
+  emit('  let row0 = wid.y * BM;');
+  emit('  let col0 = wid.x * BN;');
+  emit('  // This thread\'s share of each tile load (row-major in global memory, so reads coalesce).');
+  emit('  let a_m = tid / BK;');
+  emit('  let a_k = tid % BK;');
+  if (v.transposeB) {
+    emit('  let b_n = tid / BK;');
+    emit('  let b_k = tid % BK;');
+  } else {
+    emit('  let b_k = tid / BN;');
+    emit('  let b_n = tid % BN;');
+  }
+  for (let r = 0; r < t.TM; r++) {
+    for (let g = 0; g < colGroups; g++) emit(`  var acc_${r}_${g} = vec4<f32>(0.0);`);
+  }
+  for (let i = 0; i < aLoads; i++) emit(`  var ra${i} = 0.0;`);
+  for (let i = 0; i < bLoads; i++) emit(`  var rb${i} = 0.0;`);
+  emit('');
+
+  const loadTile = (indent: string, k0: string) => {
+    const aStep = THREADS / t.BK;
+    for (let i = 0; i < aLoads; i++) {
+      const m = `row0 + a_m + ${i * aStep}u`;
+      const k = `${k0} + a_k`;
+      const conds = [v.checkM && `${m} < M`, v.checkK && `${k} < K`].filter(Boolean);
+      emitGuardedLoad(emit, indent, `ra${i}`, `A[(${m}) * K + ${k}]`, conds as string[]);
+    }
+    if (v.transposeB) {
+      const step = THREADS / t.BK;
+      for (let i = 0; i < bLoads; i++) {
+        const n = `col0 + b_n + ${i * step}u`;
+        const k = `${k0} + b_k`;
+        const conds = [v.checkN && `${n} < N`, v.checkK && `${k} < K`].filter(Boolean);
+        emitGuardedLoad(emit, indent, `rb${i}`, `B[(${n}) * K + ${k}]`, conds as string[]);
+      }
+    } else {
+      const step = THREADS / t.BN;
+      for (let i = 0; i < bLoads; i++) {
+        const k = `${k0} + b_k + ${i * step}u`;
+        const n = `col0 + b_n`;
+        const conds = [v.checkK && `${k} < K`, v.checkN && `${n} < N`].filter(Boolean);
+        emitGuardedLoad(emit, indent, `rb${i}`, `B[(${k}) * N + ${n}]`, conds as string[]);
+      }
+    }
+  };
+  const storeTile = (indent: string) => {
+    const aStep = THREADS / t.BK;
+    for (let i = 0; i < aLoads; i++) {
+      emit(`${indent}As[a_k * A_STRIDE + (a_m + ${i * aStep}u) / 4u][(a_m + ${i * aStep}u) % 4u] = ra${i};`);
+    }
+    if (v.transposeB) {
+      const step = THREADS / t.BK;
+      for (let i = 0; i < bLoads; i++) {
+        emit(`${indent}Bs[b_k * B_STRIDE + (b_n + ${i * step}u) / 4u][(b_n + ${i * step}u) % 4u] = rb${i};`);
+      }
+    } else {
+      const step = THREADS / t.BN;
+      for (let i = 0; i < bLoads; i++) {
+        emit(`${indent}Bs[(b_k + ${i * step}u) * B_STRIDE + b_n / 4u][b_n % 4u] = rb${i};`);
+      }
+    }
+  };
+
+  emit('  let num_tiles = (K + BK - 1u) / BK;');
+  emit('  // Stage tile 0.');
+  loadTile('  ', '0u');
+  storeTile('  ');
+  emit('  workgroupBarrier();');
+  emit('  for (var t = 0u; t < num_tiles; t++) {');
+  emit('    let has_next = t + 1u < num_tiles;');
+  emit('    if (has_next) {');
+  emit('      // Fetch tile t+1 into registers; the loads are in flight during the FMAs below.');
+  emit('      let k_next = (t + 1u) * BK;');
+  loadTile('      ', 'k_next');
+  emit('    }');
+  emit('    for (var k = 0u; k < BK; k++) {');
+  for (let g = 0; g < rowGroups; g++) emit(`      let a${g} = As[k * A_STRIDE + ty + ${g * WY}u];`);
+  for (let g = 0; g < colGroups; g++) emit(`      let b${g} = Bs[k * B_STRIDE + tx + ${g * WX}u];`);
+  const comps = ['x', 'y', 'z', 'w'];
+  for (let r = 0; r < t.TM; r++) {
+    const a = `vec4<f32>(a${Math.floor(r / 4)}.${comps[r % 4]})`;
+    for (let g = 0; g < colGroups; g++) emit(`      acc_${r}_${g} = fma(${a}, b${g}, acc_${r}_${g});`);
+  }
+  emit('    }');
+  emit('    workgroupBarrier();');
+  emit('    if (has_next) {');
+  storeTile('      ');
+  emit('    }');
+  emit('    workgroupBarrier();');
+  emit('  }');
+  emit('');
+  emit('  // Write back this thread\'s rows ty·4 + 4·WG_Y·g + i and columns tx·4 + 4·WG_X·g + j.');
+  for (let r = 0; r < t.TM; r++) {
+    const row = `row0 + ty * 4u + ${Math.floor(r / 4) * 4 * WY + (r % 4)}u`;
+    emit(`  {`);
+    emit(`    let row = ${row};`);
+    if (v.checkM) emit('    if (row < M) {');
+    const ind = v.checkM ? '      ' : '    ';
+    for (let g = 0; g < colGroups; g++) {
+      emit(`${ind}let out_col${g} = col0 + tx * 4u + ${g * 4 * WX}u;`);
+      for (let j = 0; j < 4; j++) {
+        const store = `C[row * N + out_col${g} + ${j}u] = acc_${r}_${g}.${comps[j]};`;
+        emit(v.checkN ? `${ind}if (out_col${g} + ${j}u < N) { ${store} }` : `${ind}${store}`);
+      }
+    }
+    if (v.checkM) emit('    }');
+    emit('  }');
+  }
+  emit('}');
+  return L.join('\n') + '\n';
+}
+
+function emitGuardedLoad(emit: (s: string) => void, indent: string, dst: string, expr: string, conds: string[]): void {
+  if (conds.length === 0) {
+    emit(`${indent}${dst} = ${expr};`);
+  } else {
+    emit(`${indent}${dst} = 0.0;`);
+    emit(`${indent}if (${conds.join(' && ')}) { ${dst} = ${expr}; }`);
+  }
+}

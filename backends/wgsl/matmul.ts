@@ -1,0 +1,239 @@
+// Dense fp32 matmul on the GPU, the projections' workhorse: C[M,N] = A[M,K]·B[K,N], or
+// C = A·Wᵀ for weights stored [out, in] as in Hugging Face checkpoints. A plan picks the kernel
+// (tiled for prefill-sized M, the bandwidth-bound small-M kernel for decoding), compiles it and
+// holds its shape uniform; `encodeMatmul` then records the dispatch into a caller's compute pass,
+// so a layer can batch many dispatches in one pass. The float64 reference sits beside it.
+import { compileKernel } from '../../src/runtime/pipeline-cache.ts';
+import { BufferUsage, type Gpu } from '../../src/runtime/device.ts';
+import { allocTensor, type GpuTensor } from '../../src/runtime/gpu-tensor.ts';
+import { numel } from '../../src/tensor.ts';
+import {
+  TILE_128,
+  TILE_64,
+  tiledMatmulWgsl,
+  tiledThreads,
+  tiledWorkgroupBytes,
+  type MatmulTile,
+} from './matmul-tiled.ts';
+import { SMALL_M_MAX, SMALL_M_THREADS, smallMTransposedWgsl, smallMWgsl, type SmallMVariant } from './matmul-small-m.ts';
+
+export interface MatmulProblem {
+  readonly M: number;
+  readonly N: number;
+  readonly K: number;
+  /** B is stored [N, K] and C = A·Bᵀ (a linear layer's weight). */
+  readonly transposeB: boolean;
+}
+
+export type MatmulPath = 'tiled' | 'small-m';
+
+export interface MatmulOptions {
+  /** Names the IR node in pipeline labels and errors. */
+  readonly label?: string;
+  /** Default: 'small-m' when M ≤ 8, else 'tiled'. */
+  readonly path?: MatmulPath;
+  /** Tiled path only; default 128×128 when there are enough tiles to fill the GPU, else 64×64. */
+  readonly tile?: MatmulTile;
+}
+
+export interface MatmulPlan {
+  readonly problem: MatmulProblem;
+  readonly path: MatmulPath;
+  readonly label: string;
+  /** e.g. 'tiled 128×128×16, 8×8/thread' or 'small-m Wᵀ vec4, 32 lanes'. */
+  readonly kernel: string;
+  readonly code: string;
+  readonly pipeline: GPUComputePipeline;
+  /** Uniform Params { M, N, K } for this plan's shape. */
+  readonly params: GPUBuffer;
+  readonly workgroups: readonly [number, number, number];
+}
+
+/** 2·M·N·K: the figure every matmul rate is computed from. */
+export function matmulFlops(p: MatmulProblem): number {
+  return 2 * p.M * p.N * p.K;
+}
+
+/** Float64 reference: C[m,n] = Σ_k A[m,k]·B[k,n] (or ·B[n,k] when transposeB). */
+export function matmulReference(
+  a: ArrayLike<number>,
+  b: ArrayLike<number>,
+  p: MatmulProblem,
+): Float64Array {
+  const { M, N, K } = p;
+  const c = new Float64Array(M * N);
+  for (let m = 0; m < M; m++) {
+    for (let n = 0; n < N; n++) {
+      let s = 0;
+      for (let k = 0; k < K; k++) s += a[m * K + k] * (p.transposeB ? b[n * K + k] : b[k * N + n]);
+      c[m * N + n] = s;
+    }
+  }
+  return c;
+}
+
+function describe(p: MatmulProblem): string {
+  return `M=${p.M} N=${p.N} K=${p.K}${p.transposeB ? ' Bᵀ' : ''}`;
+}
+
+function chooseTile(gpu: Gpu, p: MatmulProblem, requested?: MatmulTile): MatmulTile {
+  const fits = (t: MatmulTile) => {
+    const [x, y] = tiledThreads(t);
+    return (
+      tiledWorkgroupBytes(t) <= gpu.limits.maxComputeWorkgroupStorageSize &&
+      x * y <= gpu.limits.maxComputeInvocationsPerWorkgroup
+    );
+  };
+  if (requested) {
+    if (!fits(requested)) {
+      throw new Error(
+        `matmul tile ${JSON.stringify(requested)} needs ${tiledWorkgroupBytes(requested)} bytes of workgroup memory; ` +
+          `${gpu.adapterName} allows ${gpu.limits.maxComputeWorkgroupStorageSize}`,
+      );
+    }
+    return requested;
+  }
+  // Big tiles reuse each loaded value more, but only pay off with enough workgroups to fill the GPU.
+  const bigTiles = Math.ceil(p.M / TILE_128.BM) * Math.ceil(p.N / TILE_128.BN);
+  return bigTiles >= 256 && fits(TILE_128) ? TILE_128 : TILE_64;
+}
+
+/** Enough workgroups to keep a large GPU's memory system busy in the bandwidth-bound path. */
+const SMALL_M_TARGET_WORKGROUPS = 512;
+
+function chooseSmallM(p: MatmulProblem): SmallMVariant {
+  if (p.transposeB) {
+    const width = p.K % 4 === 0 ? 4 : 1;
+    let lanes = 32;
+    while (lanes < SMALL_M_THREADS && Math.ceil(p.N / (SMALL_M_THREADS / lanes)) < SMALL_M_TARGET_WORKGROUPS) lanes *= 2;
+    while (lanes > 4 && lanes / 2 >= p.K / width) lanes /= 2;
+    return { M: p.M, transposeB: true, width, lanes };
+  }
+  const width = p.N % 4 === 0 ? 4 : 1;
+  let cols = 16;
+  while (cols > 1 && Math.ceil(p.N / width / cols) < SMALL_M_TARGET_WORKGROUPS) cols /= 2;
+  return { M: p.M, transposeB: false, width, lanes: SMALL_M_THREADS / cols };
+}
+
+/** Compiles (or fetches from the pipeline cache) the kernel for `problem` and makes its uniform. */
+export async function planMatmul(gpu: Gpu, problem: MatmulProblem, opts: MatmulOptions = {}): Promise<MatmulPlan> {
+  const { M, N, K } = problem;
+  for (const [name, v] of [['M', M], ['N', N], ['K', K]] as const) {
+    if (!Number.isInteger(v) || v < 1) throw new Error(`matmul ${describe(problem)}: ${name} must be a positive integer`);
+  }
+  const path: MatmulPath = opts.path ?? (M <= SMALL_M_MAX ? 'small-m' : 'tiled');
+  const base = opts.label ?? 'matmul';
+  let code: string;
+  let kernel: string;
+  let workgroups: [number, number, number];
+  if (path === 'small-m') {
+    if (M > SMALL_M_MAX) throw new Error(`matmul ${describe(problem)}: the small-m path takes M ≤ ${SMALL_M_MAX}`);
+    const v = chooseSmallM(problem);
+    code = v.transposeB ? smallMTransposedWgsl(v) : smallMWgsl(v);
+    const perGroup = SMALL_M_THREADS / v.lanes;
+    workgroups = [Math.ceil((v.transposeB ? N : N / v.width) / perGroup), 1, 1];
+    kernel = `small-m ${v.transposeB ? 'Wᵀ' : 'B'} ${v.width === 4 ? 'vec4' : 'scalar'}, ${v.lanes} lanes`;
+  } else {
+    const tile = chooseTile(gpu, problem, opts.tile);
+    code = tiledMatmulWgsl({
+      tile,
+      transposeB: problem.transposeB,
+      checkM: M % tile.BM !== 0,
+      checkN: N % tile.BN !== 0,
+      checkK: K % tile.BK !== 0,
+    });
+    workgroups = [Math.ceil(N / tile.BN), Math.ceil(M / tile.BM), 1];
+    kernel = `tiled ${tile.BM}×${tile.BN}×${tile.BK}, ${tile.TM}×${tile.TN}/thread`;
+  }
+  const maxGroups = gpu.limits.maxComputeWorkgroupsPerDimension;
+  if (workgroups[0] > maxGroups || workgroups[1] > maxGroups) {
+    throw new Error(`matmul ${describe(problem)}: grid ${workgroups.join('×')} exceeds ${maxGroups} workgroups per dimension`);
+  }
+  const label = `${base} [${describe(problem)}; ${kernel}]`;
+  const pipeline = await compileKernel(gpu, {
+    label,
+    code,
+    bindings: ['read-only-storage', 'read-only-storage', 'storage', 'uniform'],
+  });
+  const params = gpu.device.createBuffer({
+    label: `${label} params`,
+    size: 16,
+    usage: BufferUsage.UNIFORM | BufferUsage.COPY_DST,
+  });
+  gpu.device.queue.writeBuffer(params, 0, new Uint32Array([M, N, K, 0]));
+  return { problem, path, label, kernel, code, pipeline, params, workgroups };
+}
+
+function checkOperand(plan: MatmulPlan, role: string, t: GpuTensor, rows: number, cols: number): void {
+  const last = t.shape[t.shape.length - 1];
+  if (numel(t.shape) !== rows * cols || last !== cols) {
+    throw new Error(
+      `${plan.label}: ${role} '${t.name}' has shape [${t.shape.join(', ')}], expected [${rows}, ${cols}] (leading axes may be flattened)`,
+    );
+  }
+}
+
+/** The bind group of one (A, B, C) triple; make it once per triple and reuse it across steps. */
+export function bindMatmul(gpu: Gpu, plan: MatmulPlan, a: GpuTensor, b: GpuTensor, c: GpuTensor): GPUBindGroup {
+  const { M, N, K, transposeB } = plan.problem;
+  checkOperand(plan, 'A', a, M, K);
+  if (transposeB) checkOperand(plan, 'W', b, N, K);
+  else checkOperand(plan, 'B', b, K, N);
+  checkOperand(plan, 'C', c, M, N);
+  return gpu.device.createBindGroup({
+    label: `${plan.label} (${a.name}, ${b.name} → ${c.name})`,
+    layout: plan.pipeline.getBindGroupLayout(0),
+    entries: [
+      { binding: 0, resource: { buffer: a.buffer } },
+      { binding: 1, resource: { buffer: b.buffer } },
+      { binding: 2, resource: { buffer: c.buffer } },
+      { binding: 3, resource: { buffer: plan.params } },
+    ],
+  });
+}
+
+/** Records the matmul into `pass` (no submit), so callers can batch dispatches in one pass. */
+export function encodeMatmul(pass: GPUComputePassEncoder, plan: MatmulPlan, bindGroup: GPUBindGroup): void {
+  pass.setPipeline(plan.pipeline);
+  pass.setBindGroup(0, bindGroup);
+  pass.dispatchWorkgroups(...plan.workgroups);
+}
+
+const planCache = new WeakMap<Gpu, Map<string, Promise<MatmulPlan>>>();
+
+function cachedPlan(gpu: Gpu, problem: MatmulProblem, opts: MatmulOptions): Promise<MatmulPlan> {
+  let plans = planCache.get(gpu);
+  if (!plans) {
+    plans = new Map();
+    planCache.set(gpu, plans);
+  }
+  const key = JSON.stringify([problem, opts]);
+  let plan = plans.get(key);
+  if (!plan) {
+    plan = planMatmul(gpu, problem, opts);
+    plans.set(key, plan);
+    plan.catch(() => plans.delete(key));
+  }
+  return plan;
+}
+
+/** One-shot convenience: plans, allocates C named `out`, submits. Hot paths use plan/bind/encode. */
+export async function matmul(
+  gpu: Gpu,
+  a: GpuTensor,
+  b: GpuTensor,
+  opts: MatmulOptions & { transposeB?: boolean; out?: string } = {},
+): Promise<GpuTensor> {
+  const transposeB = opts.transposeB ?? false;
+  const K = a.shape[a.shape.length - 1];
+  const M = numel(a.shape) / K;
+  const N = transposeB ? b.shape[0] : b.shape[b.shape.length - 1];
+  const plan = await cachedPlan(gpu, { M, N, K, transposeB }, opts);
+  const c = allocTensor(gpu, opts.out ?? `${a.name}·${b.name}${transposeB ? 'ᵀ' : ''}`, [M, N]);
+  const encoder = gpu.device.createCommandEncoder({ label: plan.label });
+  const pass = encoder.beginComputePass({ label: plan.label });
+  encodeMatmul(pass, plan, bindMatmul(gpu, plan, a, b, c));
+  pass.end();
+  gpu.device.queue.submit([encoder.finish()]);
+  return c;
+}
