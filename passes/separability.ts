@@ -281,6 +281,10 @@ function prefixTerm(g: GraphBuilder, t: Term, m: Monomial, k: number): Term | { 
       return { why: `the gate varies along ${feature} but the query or key features do not` };
     }
   }
+  // The part's own score, so that the parallel form of the program after this pass still means the same.
+  let score = g.add({ op: 'binary', fn: 'mul', a: phi, b: psi });
+  if (m.decay !== null) score = g.add({ op: 'binary', fn: 'mul', a: score, b: m.decay });
+  if (feature) score = g.add({ op: 'sum', x: score, axis: feature });
   const name = k === 0 ? t.name : `${t.name}.${k}`;
-  return { ...t, name, form: { kind: 'prefix', phi, psi, feature, decay } };
+  return { ...t, name, score, form: { kind: 'prefix', phi, psi, feature, decay } };
 }

@@ -45,6 +45,8 @@ export class Evaluator {
     readonly program: Program,
     tensors: Readonly<Record<string, Tensor>>,
     readonly bound: Bound,
+    /** Absolute position of local position 0 (the recurrent form evaluates over a window of recent tokens). */
+    readonly offset = 0,
   ) {
     this.sizes = bound.sizes;
     for (const d of program.inputs) this.inputs.set(d.name, tensors[d.name]);
@@ -117,7 +119,7 @@ export class Evaluator {
       case 'const':
         return scalar(n.value);
       case 'position':
-        return scalar(n.which === 'i' ? at.i! : at.j!);
+        return scalar((n.which === 'i' ? at.i! : at.j!) + this.offset);
       case 'unary':
         return map(arg(n.x), UNARY_F64[n.fn]);
       case 'binary':
