@@ -1,0 +1,518 @@
+// The chunked kernel: one workgroup per (batch b, head slice s, tile of value columns) walks the sequence in
+// chunks of C positions. Per chunk it stages the features in workgroup memory, builds one score matrix A per
+// output group (the prefix terms' masked φψᵀ with their decay, the bounded terms' scores), multiplies A by the
+// chunk's values, adds φ·S_prev for the prefix terms, adds the direct (convolution) taps that read the previous
+// chunk's last values, normalises, writes o, and folds the chunk into S. One pass over V for every term.
+//
+//   o_i = Σ_groups [ Σ_{j∈chunk∪halo} A_g[i,j] v_j + Σ_k φ_k,i·(decay_i ⊙ S_k) ] / (den_g + eps)   (norm groups)
+//   S_k ← decay_chunk ⊙ S_k + Σ_j (decay_{j→end} ψ_k,j) ⊗ v_j
+//
+// The same template, given one term and `partial` output, is the unfused per-term kernel.
+import { lagRange } from '../../src/ir/masks.ts';
+import type { Id, Node, OutputItem, Program, Term } from '../../src/ir/types.ts';
+import { count, maskCondition, type Sizes } from './common.ts';
+import { ExprGen, offset, type Index, type Resolver } from './expr.ts';
+import { bindingDecls, DIMS_WGSL, wgslName, type Kernel } from './plan.ts';
+
+export interface ChunkSchedule {
+  readonly chunk: number; // C
+  readonly cols: number; // R: value columns per workgroup
+  readonly threads: number;
+}
+
+export interface ChunkKernelSpec {
+  readonly program: Program;
+  readonly sizes: Sizes;
+  readonly terms: readonly Term[];
+  /** Output items over those terms. `partial`: write num/den per item instead of o. */
+  readonly items: readonly OutputItem[];
+  readonly partial: boolean;
+  readonly schedule: ChunkSchedule;
+  /** Nodes read from materialised `feat:ID` buffers instead of being computed in the kernel. */
+  readonly materialised: ReadonlySet<Id>;
+  readonly label: string;
+}
+
+/** How the kernel splits the output axes: HA indexes workgroups, RA the value columns. */
+export interface Layout {
+  readonly head: readonly string[];
+  readonly rest: readonly string[];
+  readonly aTerms: readonly Term[]; // go through the score matrix A
+  readonly directTerms: readonly Term[]; // evaluated per (i, j, column)
+  readonly halo: number;
+}
+
+export function scoreAxes(p: Program, t: Term): readonly string[] {
+  return p.nodes[t.score].type.axes;
+}
+
+export function layoutOf(p: Program, terms: readonly Term[]): Layout {
+  const prefix = terms.filter((t) => t.form.kind === 'prefix');
+  const headOf = (t: Term) => scoreAxes(p, t);
+  const head = prefix.length ? headOf(prefix[0]) : (terms.find((t) => t.form.kind === 'quadratic') ? headOf(terms.find((t) => t.form.kind === 'quadratic')!) : []);
+  for (const t of prefix) {
+    if (headOf(t).join() !== head.join()) throw new Error(`prefix terms with different score axes ([${headOf(t)}] vs [${head}]) cannot share a chunk kernel`);
+  }
+  const same = (t: Term) => headOf(t).length === head.length && headOf(t).every((a) => head.includes(a));
+  const aTerms = terms.filter((t) => t.form.kind === 'prefix' || (t.form.kind === 'quadratic' && same(t)));
+  const directTerms = terms.filter((t) => !aTerms.includes(t));
+  let halo = 0;
+  for (const t of terms) {
+    if (t.form.kind === 'prefix') continue;
+    const r = lagRange(t.mask);
+    if (!r) throw new Error(`term ${t.name} has an unbounded mask`);
+    halo = Math.max(halo, r[1]);
+  }
+  const rest = p.outAxes.filter((a) => !head.includes(a));
+  return { head: p.outAxes.filter((a) => head.includes(a)), rest, aTerms, directTerms, halo };
+}
+
+/** Query- and key-side subexpressions of a bounded term's score that are staged per chunk row. */
+export function frontier(p: Program, root: Id): { query: Id[]; key: Id[] } {
+  const query = new Set<Id>();
+  const key = new Set<Id>();
+  const visit = (id: Id) => {
+    const n = p.nodes[id];
+    if (n.type.side === 'query') return void query.add(id);
+    if (n.type.side === 'key') return void key.add(id);
+    if (n.type.side !== 'pair') return;
+    if (n.op === 'decay' && p.nodes[n.x].type.side === 'token') throw new Error(`decay by a per-token gate inside a bounded term is not supported by the chunked kernel`);
+    for (const o of operandsOf(n)) visit(o);
+  };
+  visit(root);
+  return { query: [...query], key: [...key] };
+}
+
+function operandsOf(n: Node): Id[] {
+  switch (n.op) {
+    case 'input': case 'param': case 'const': case 'position': return [];
+    case 'binary': case 'matmul': return [n.a, n.b];
+    case 'concat': return [...n.xs];
+    case 'select': return [n.x, n.index];
+    default: return [n.x];
+  }
+}
+
+interface PrefixInfo {
+  term: Term;
+  k: number;
+  F: number;
+  feature: string | null;
+  gateWidth: number; // 0: no decay; 1: scalar; F: per feature
+  gatePerFeature: boolean;
+}
+
+/** Workgroup memory (in f32s) a spec needs; the scheduler keeps it under the adapter's limit. */
+export function sharedFloats(p: Program, sizes: Sizes, terms: readonly Term[], items: readonly OutputItem[], s: ChunkSchedule): number {
+  const L = layoutOf(p, terms);
+  const C = s.chunk;
+  const R = s.cols;
+  const CH = C + L.halo;
+  let n = CH * R; // values
+  for (const t of terms) {
+    if (t.form.kind === 'prefix') {
+      const F = t.form.feature ? sizes[t.form.feature] : 1;
+      n += 2 * C * F + F * R + F + (t.form.decay ? C * F : 0);
+    } else {
+      const fr = frontier(p, t.score);
+      for (const q of fr.query) n += C * count(p.nodes[q].type.axes.filter((a) => !L.head.includes(a)), sizes);
+      for (const k of fr.key) n += CH * count(p.nodes[k].type.axes.filter((a) => !L.head.includes(a)), sizes);
+    }
+  }
+  const groups = items.filter((it) => (it.kind === 'term' ? [it.term] : it.terms).some((nm) => L.aTerms.some((t) => t.name === nm)));
+  n += groups.length * C * CH;
+  return n;
+}
+
+export function chunkKernel(spec: ChunkKernelSpec): Kernel {
+  const { program: p, sizes, terms, items, schedule } = spec;
+  const C = schedule.chunk;
+  const R = schedule.cols;
+  const WG = schedule.threads;
+  const L = layoutOf(p, terms);
+  const HALO = L.halo;
+  const CH = C + HALO;
+  const NS = count(L.head, sizes);
+  const NR = count(L.rest, sizes);
+  const RT = Math.ceil(NR / R);
+  const per = count(p.outAxes, sizes);
+  for (const t of terms) {
+    const m = t.mask.find((x) => x.kind === 'past_groups' || (x.kind === 'group' && t.form.kind === 'prefix'));
+    if (m && 'size' in m && C % m.size !== 0) throw new Error(`chunk ${C} must be a multiple of the group size ${m.size} (term ${t.name})`);
+  }
+
+  // ---- buffers -------------------------------------------------------------------------------------------
+  const usedInputs = new Set<string>();
+  const usedParams = new Set<string>();
+  const usedFeats = new Set<Id>();
+  const resolverFor = (batch: string): Resolver => (n, idx: Index, where) => {
+    if (spec.materialised.has(n.id)) {
+      usedFeats.add(n.id);
+      return `${wgslName(`feat:${n.id}`)}[${offset(n.type.axes, sizes, idx, `${batch} * dims.t + ${where}`)}]`;
+    }
+    if (n.op === 'input') {
+      usedInputs.add(n.name);
+      return `${wgslName(`in:${n.name}`)}[${offset(n.type.axes, sizes, idx, `${batch} * dims.t + ${where}`)}]`;
+    }
+    if (n.op === 'param') {
+      usedParams.add(n.name);
+      return `${wgslName(`param:${n.name}`)}[${offset(n.type.axes, sizes, idx)}]`;
+    }
+    return null;
+  };
+
+  // ---- index helpers -------------------------------------------------------------------------------------
+  // head index: ix_<a> for a ∈ HA from `s`; column index cx_<a> for a ∈ RA from the tile's column `col`.
+  const headIdx: Record<string, string> = {};
+  const headLines: string[] = [];
+  {
+    let stride = 1;
+    for (let k = L.head.length - 1; k >= 0; k--) {
+      const a = L.head[k];
+      headLines.unshift(`  let hx_${a} = (s / ${stride}u) % ${sizes[a]}u;`);
+      headIdx[a] = `hx_${a}`;
+      stride *= sizes[a];
+    }
+  }
+  const colIdx = (col: string, tag: string): { lines: string[]; idx: Record<string, string> } => {
+    const idx: Record<string, string> = {};
+    const lines: string[] = [];
+    let stride = 1;
+    for (let k = L.rest.length - 1; k >= 0; k--) {
+      const a = L.rest[k];
+      lines.unshift(`let ${tag}_${a} = (${col} / ${stride}u) % ${sizes[a]}u;`);
+      idx[a] = `${tag}_${a}`;
+      stride *= sizes[a];
+    }
+    return { lines, idx };
+  };
+
+  const decls: string[] = [];
+  const body: string[] = [];
+  const emitGen = (g: ExprGen) => body.push(g.code());
+  const line = (s: string) => body.push(s);
+
+  // ---- prefix terms --------------------------------------------------------------------------------------
+  const prefix: PrefixInfo[] = [];
+  terms.forEach((t) => {
+    if (t.form.kind !== 'prefix') return;
+    const f = t.form;
+    const F = f.feature ? sizes[f.feature] : 1;
+    const k = prefix.length;
+    let gateWidth = 0;
+    let gatePerFeature = false;
+    if (f.decay) {
+      const gid = f.decay.kind === 'constant' ? f.decay.gamma : f.decay.alpha;
+      gatePerFeature = !!f.feature && p.nodes[gid].type.axes.includes(f.feature);
+      gateWidth = gatePerFeature ? F : 1;
+    }
+    prefix.push({ term: t, k, F, feature: f.feature, gateWidth, gatePerFeature });
+    decls.push(`var<workgroup> phi${k}: array<f32, ${C * F}>;`);
+    decls.push(`var<workgroup> psi${k}: array<f32, ${C * F}>;`);
+    decls.push(`var<workgroup> S${k}: array<f32, ${F * R}>;`);
+    decls.push(`var<workgroup> z${k}: array<f32, ${F}>;`);
+    if (gateWidth) decls.push(`var<workgroup> lg${k}: array<f32, ${C * gateWidth}>; // inclusive Σ log(decay) from the chunk start`);
+  });
+
+  // ---- bounded-term frontiers ----------------------------------------------------------------------------
+  const qFront = new Map<Id, { name: string; axes: string[]; W: number }>();
+  const kFront = new Map<Id, { name: string; axes: string[]; W: number }>();
+  for (const t of terms) {
+    if (t.form.kind === 'prefix') continue;
+    const fr = frontier(p, t.score);
+    for (const [set, map, rows, tag] of [[fr.query, qFront, C, 'qf'], [fr.key, kFront, CH, 'kf']] as const) {
+      for (const id of set) {
+        if (map.has(id)) continue;
+        const axes = p.nodes[id].type.axes.filter((a) => !L.head.includes(a));
+        const W = count(axes, sizes);
+        map.set(id, { name: `${tag}${id}`, axes, W });
+        decls.push(`var<workgroup> ${tag}${id}: array<f32, ${rows * W}>;`);
+      }
+    }
+  }
+  decls.push(`var<workgroup> vs: array<f32, ${CH * R}>; // values of rows c0-${HALO} … c0+${C - 1}, this workgroup's columns`);
+
+  // ---- output groups that use A ---------------------------------------------------------------------------
+  const groupTerms = items.map((it) => (it.kind === 'term' ? [it.term] : [...it.terms]).map((nm) => terms.find((t) => t.name === nm)!));
+  const aGroups = groupTerms.map((ts, g) => (ts.some((t) => L.aTerms.includes(t)) ? g : -1)).filter((g) => g >= 0);
+  for (const g of aGroups) decls.push(`var<workgroup> A${g}: array<f32, ${C * CH}>;`);
+
+  // ---- the value node (all terms of one kernel share it) --------------------------------------------------
+  const valueId = terms[0].value;
+  for (const t of terms) if (t.value !== valueId) throw new Error(`terms ${terms[0].name} and ${t.name} have different values; they need separate kernels`);
+
+  // ================================ kernel body ============================================================
+  // Zero the state.
+  line('  for (var x: u32 = lid; x < ' + Math.max(1, ...prefix.map((q) => q.F * R), 1) + 'u; x += WG) {');
+  for (const q of prefix) line(`    if (x < ${q.F * R}u) { S${q.k}[x] = 0.0; }` + `\n    if (x < ${q.F}u) { z${q.k}[x] = 0.0; }`);
+  line('  }');
+  line('  workgroupBarrier();');
+  line(`  let nchunks = (dims.t + ${C - 1}u) / ${C}u;`);
+  line('  for (var c: u32 = 0u; c < nchunks; c++) {');
+  line(`    let c0 = c * ${C}u;`);
+  line(`    let n = min(${C}u, dims.t - c0);`);
+
+  // Stage φ, ψ (and log-gates) of each prefix term: element x = row * F + f.
+  for (const q of prefix) {
+    const f = q.term.form as Extract<Term['form'], { kind: 'prefix' }>;
+    for (const [arr, id] of [[`phi${q.k}`, f.phi], [`psi${q.k}`, f.psi]] as const) {
+      line(`    for (var x: u32 = lid; x < ${C * q.F}u; x += WG) {`);
+      line(`      let row = x / ${q.F}u; let tpos = c0 + row;`);
+      line(`      var val: f32 = 0.0;`);
+      line(`      if (row < n) {`);
+      const g = new ExprGen(p, sizes, resolverFor('b'), { i: 'tpos', j: 'tpos' }, 4, `${arr}_`);
+      const idx: Record<string, string> = { ...headIdx };
+      if (q.feature) idx[q.feature] = `(x % ${q.F}u)`;
+      const v = g.value(id, idx, 'tpos');
+      emitGen(g);
+      line(`        val = ${v};`);
+      line('      }');
+      line(`      ${arr}[x] = val;`);
+      line('    }');
+    }
+    if (q.gateWidth) {
+      const d = f.decay!;
+      const gid = d.kind === 'constant' ? d.gamma : d.alpha;
+      line(`    for (var x: u32 = lid; x < ${C * q.gateWidth}u; x += WG) {`);
+      line(`      let row = x / ${q.gateWidth}u; let tpos = c0 + row;`);
+      line('      var val: f32 = 0.0;');
+      line('      if (row < n) {');
+      const g = new ExprGen(p, sizes, resolverFor('b'), { i: 'tpos', j: 'tpos' }, 4, `lg${q.k}_`);
+      const idx: Record<string, string> = { ...headIdx };
+      if (q.gatePerFeature) idx[q.feature!] = `(x % ${q.gateWidth}u)`;
+      const v = g.value(gid, idx, 'tpos');
+      emitGen(g);
+      line(`        val = log(max(${v}, 1e-30));`);
+      line('      }');
+      line(`      lg${q.k}[x] = val;`);
+      line('    }');
+    }
+  }
+  // Stage bounded terms' query/key features.
+  for (const [map, rows, base] of [[qFront, C, '0u'], [kFront, CH, `${HALO}u`]] as const) {
+    for (const [id, fr] of map) {
+      line(`    for (var x: u32 = lid; x < ${rows * fr.W}u; x += WG) {`);
+      line(`      let row = x / ${fr.W}u;`);
+      line(`      let tpos_i = i32(c0) + i32(row) - i32(${base});`);
+      line('      var val: f32 = 0.0;');
+      line('      if (tpos_i >= 0 && u32(tpos_i) < dims.t) {');
+      line('        let tpos = u32(tpos_i);');
+      const g = new ExprGen(p, sizes, resolverFor('b'), { i: 'tpos', j: 'tpos' }, 4, `${fr.name}_`);
+      const { lines, idx } = unflattenLocal(fr.axes, sizes, `(x % ${fr.W}u)`, `fx${id}`);
+      for (const l of lines) line('        ' + l);
+      const v = g.value(id, { ...headIdx, ...idx }, 'tpos');
+      emitGen(g);
+      line(`        val = ${v};`);
+      line('      }');
+      line(`      ${fr.name}[x] = val;`);
+      line('    }');
+    }
+  }
+  // Stage values (with halo).
+  {
+    line(`    for (var x: u32 = lid; x < ${CH * R}u; x += WG) {`);
+    line(`      let row = x / ${R}u; let col = tile * ${R}u + x % ${R}u;`);
+    line(`      let tpos_i = i32(c0) + i32(row) - ${HALO};`);
+    line('      var val: f32 = 0.0;');
+    line(`      if (tpos_i >= 0 && u32(tpos_i) < dims.t && col < ${NR}u) {`);
+    line('        let tpos = u32(tpos_i);');
+    const { lines, idx } = colIdx('col', 'vc');
+    for (const l of lines) line('        ' + l);
+    const g = new ExprGen(p, sizes, resolverFor('b'), { i: 'tpos', j: 'tpos' }, 4, 'v_');
+    const v = g.value(valueId, { ...headIdx, ...idx }, 'tpos');
+    emitGen(g);
+    line(`        val = ${v};`);
+    line('      }');
+    line('      vs[x] = val;');
+    line('    }');
+  }
+  line('    workgroupBarrier();');
+  // Inclusive cumulative log-decay along the chunk (one invocation per gate column).
+  for (const q of prefix) {
+    if (!q.gateWidth) continue;
+    line(`    for (var x: u32 = lid; x < ${q.gateWidth}u; x += WG) {`);
+    line('      var acc: f32 = 0.0;');
+    line(`      for (var r: u32 = 0u; r < ${C}u; r++) { acc = acc + lg${q.k}[r * ${q.gateWidth}u + x]; lg${q.k}[r * ${q.gateWidth}u + x] = acc; }`);
+    line('    }');
+  }
+  if (prefix.some((q) => q.gateWidth)) line('    workgroupBarrier();');
+
+  // Score matrices A_g[i, jj], jj over halo + chunk.
+  if (aGroups.length) {
+    line(`    for (var x: u32 = lid; x < ${C * CH}u; x += WG) {`);
+    line(`      let il = x / ${CH}u; let jj = x % ${CH}u;`);
+    line('      let ia = c0 + il;');
+    line(`      let ja_i = i32(c0) + i32(jj) - ${HALO};`);
+    line('      let ja = u32(max(ja_i, 0));');
+    line('      let valid = il < n && ja_i >= 0;');
+    for (const g of aGroups) {
+      line(`      var a${g}: f32 = 0.0;`);
+      for (const t of groupTerms[g]) {
+        if (!L.aTerms.includes(t)) continue;
+        line(`      // term ${t.name} (${t.form.kind})`);
+        if (t.form.kind === 'prefix') {
+          const q = prefix.find((x) => x.term === t)!;
+          const inChunk = `jj >= ${HALO}u`;
+          line(`      if (valid && ${inChunk} && (${maskCondition(t.mask, 'ia', 'ja')})) {`);
+          line(`        let jl = jj - ${HALO}u;`);
+          line('        var dotp: f32 = 0.0;');
+          line(`        for (var f: u32 = 0u; f < ${q.F}u; f++) {`);
+          const decayF = q.gatePerFeature ? ` * exp(lg${q.k}[il * ${q.F}u + f] - lg${q.k}[jl * ${q.F}u + f])` : '';
+          line(`          dotp = dotp + phi${q.k}[il * ${q.F}u + f] * psi${q.k}[jl * ${q.F}u + f]${decayF};`);
+          line('        }');
+          const decayS = q.gateWidth === 1 ? ` * exp(lg${q.k}[il] - lg${q.k}[jl])` : '';
+          line(`        a${g} = a${g} + dotp${decayS};`);
+          line('      }');
+        } else {
+          line(`      if (valid && (${maskCondition(t.mask, 'ia', 'ja')})) {`);
+          const gen = new ExprGen(p, sizes, stagedResolver(resolverFor('b'), qFront, kFront, sizes, 'il', 'jj'), { i: 'ia', j: 'ja' }, 4, `A${g}_${t.name.replace(/\W/g, '_')}_`);
+          const sv = gen.value(t.score, { ...headIdx }, 'ja');
+          emitGen(gen);
+          line(`        a${g} = a${g} + ${sv};`);
+          line('      }');
+        }
+      }
+      line(`      A${g}[x] = a${g};`);
+    }
+    line('    }');
+    line('    workgroupBarrier();');
+  }
+
+  // Outputs: o[i, col] for every (row, column) of the tile.
+  line(`    for (var x: u32 = lid; x < ${C * R}u; x += WG) {`);
+  line(`      let il = x / ${R}u; let cl = x % ${R}u; let col = tile * ${R}u + cl;`);
+  line(`      let ia = c0 + il;`);
+  line(`      if (il < n && col < ${NR}u) {`);
+  {
+    const { lines, idx } = colIdx('col', 'oc');
+    for (const l of lines) line('        ' + l);
+    const fullIdx: Record<string, string> = { ...headIdx, ...idx };
+    line('        var o_acc: f32 = 0.0;');
+    items.forEach((it, g) => {
+      line(`        { // output item ${g}: ${it.kind === 'norm' ? `normalize(${it.terms.join(' + ')})` : it.term}`);
+      line('          var num: f32 = 0.0; var den: f32 = 0.0;');
+      if (aGroups.includes(g)) {
+        line(`          for (var jj: u32 = 0u; jj < ${CH}u; jj++) { let a = A${g}[il * ${CH}u + jj]; num = num + a * vs[jj * ${R}u + cl]; den = den + a; }`);
+      }
+      for (const t of groupTerms[g]) {
+        if (t.form.kind === 'prefix') {
+          const q = prefix.find((x) => x.term === t)!;
+          line(`          for (var f: u32 = 0u; f < ${q.F}u; f++) { // φ·S_prev for ${t.name}`);
+          const dec = q.gatePerFeature ? ` * exp(lg${q.k}[il * ${q.F}u + f])` : q.gateWidth === 1 ? ` * exp(lg${q.k}[il])` : '';
+          line(`            let w = phi${q.k}[il * ${q.F}u + f]${dec};`);
+          line(`            num = num + w * S${q.k}[f * ${R}u + cl]; den = den + w * z${q.k}[f];`);
+          line('          }');
+        } else if (!L.aTerms.includes(t)) {
+          const r = lagRange(t.mask)!;
+          line(`          for (var lag: i32 = ${r[0]}; lag <= ${r[1]}; lag++) { // direct taps of ${t.name}`);
+          line(`            let ja_i = i32(ia) - lag;`);
+          line(`            if (ja_i < 0 || ja_i >= i32(dims.t)) { continue; }`);
+          line('            let ja = u32(ja_i);');
+          line(`            if (!(${maskCondition(t.mask, 'ia', 'ja')})) { continue; }`);
+          line(`            let jj = u32(i32(il) - lag + ${HALO});`);
+          const gen = new ExprGen(p, sizes, stagedResolver(resolverFor('b'), qFront, kFront, sizes, 'il', 'jj'), { i: 'ia', j: 'ja' }, 6, `d_${t.name.replace(/\W/g, '_')}_`);
+          const sv = gen.value(t.score, fullIdx, 'ja');
+          emitGen(gen);
+          line(`            num = num + ${sv} * vs[jj * ${R}u + cl]; den = den + ${sv};`);
+          line('          }');
+        }
+      }
+      if (spec.partial) {
+        line(`          let o_off = (b * dims.t + ia) * ${per}u + ${offset(p.outAxes, sizes, fullIdx)};`);
+        line(`          part_${g}_num[o_off] = num; part_${g}_den[o_off] = den;`);
+      } else {
+        line(it.kind === 'norm' ? `          o_acc = o_acc + num / (den + ${it.eps});` : '          o_acc = o_acc + num;');
+      }
+      line('        }');
+    });
+    if (!spec.partial) line(`        out_o[(b * dims.t + ia) * ${per}u + ${offset(p.outAxes, sizes, fullIdx)}] = o_acc;`);
+  }
+  line('      }');
+  line('    }');
+  if (prefix.length) {
+    line('    workgroupBarrier();');
+    // Fold the chunk into the state.
+    for (const q of prefix) {
+      const last = q.gateWidth ? `lg${q.k}[(n - 1u) * ${q.gateWidth}u + ${q.gatePerFeature ? 'f' : '0u'}]` : '0.0';
+      const lj = q.gateWidth ? `lg${q.k}[j * ${q.gateWidth}u + ${q.gatePerFeature ? 'f' : '0u'}]` : '0.0';
+      line(`    for (var x: u32 = lid; x < ${q.F * R}u; x += WG) { // S${q.k} ← decay ⊙ S${q.k} + Σ_j ψ_j ⊗ v_j`);
+      line(`      let f = x / ${R}u; let cl = x % ${R}u;`);
+      line(`      let lend = ${last};`);
+      line(`      var acc: f32 = S${q.k}[x] * exp(lend);`);
+      line(`      for (var j: u32 = 0u; j < n; j++) { acc = acc + psi${q.k}[j * ${q.F}u + f] * exp(lend - ${lj}) * vs[(j + ${HALO}u) * ${R}u + cl]; }`);
+      line(`      S${q.k}[x] = acc;`);
+      line('    }');
+      line(`    for (var f: u32 = lid; f < ${q.F}u; f += WG) {`);
+      line(`      let lend = ${last};`);
+      line(`      var acc: f32 = z${q.k}[f] * exp(lend);`);
+      line(`      for (var j: u32 = 0u; j < n; j++) { acc = acc + psi${q.k}[j * ${q.F}u + f] * exp(lend - ${lj}); }`);
+      line(`      z${q.k}[f] = acc;`);
+      line('    }');
+    }
+  }
+  line('    workgroupBarrier();');
+  line('  }');
+
+  // ---- bindings (known only after generating the body) ---------------------------------------------------
+  const bindings: { buffer: string; write: boolean }[] = [];
+  for (const d of p.inputs) if (usedInputs.has(d.name)) bindings.push({ buffer: `in:${d.name}`, write: false });
+  for (const d of p.params) if (usedParams.has(d.name)) bindings.push({ buffer: `param:${d.name}`, write: false });
+  for (const id of [...usedFeats].sort((a, b) => a - b)) bindings.push({ buffer: `feat:${id}`, write: false });
+  if (spec.partial) items.forEach((_, g) => bindings.push({ buffer: `${spec.label}:part${g}:num`, write: true }, { buffer: `${spec.label}:part${g}:den`, write: true }));
+  else bindings.push({ buffer: 'out:o', write: true });
+  let decl = bindingDecls(bindings);
+  if (spec.partial) {
+    items.forEach((_, g) => {
+      decl = decl.replace(`${wgslName(`${spec.label}:part${g}:num`)}:`, `part_${g}_num:`).replace(`${wgslName(`${spec.label}:part${g}:den`)}:`, `part_${g}_den:`);
+    });
+  }
+
+  const code = `// chunked kernel ${spec.label} for ${p.name}: terms ${terms.map((t) => `${t.name} (${t.form.kind})`).join(', ')}
+// chunk ${C}, ${R} value columns per workgroup, halo ${HALO}, head axes [${L.head.join(', ')}], column axes [${L.rest.join(', ')}]
+${DIMS_WGSL}
+${decl}
+const WG = ${WG}u;
+${decls.join('\n')}
+
+@compute @workgroup_size(${WG})
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let s = wid.x / ${RT}u;
+  let tile = wid.x % ${RT}u;
+  let b = wid.y;
+${headLines.join('\n')}
+${body.join('\n')}
+}
+`;
+  return { label: spec.label, code, bindings, workgroups: (b) => [NS * RT, b, 1] };
+}
+
+function unflattenLocal(axes: readonly string[], sizes: Sizes, flat: string, tag: string): { lines: string[]; idx: Record<string, string> } {
+  const idx: Record<string, string> = {};
+  const lines: string[] = [];
+  let stride = 1;
+  for (let k = axes.length - 1; k >= 0; k--) {
+    const a = axes[k];
+    lines.unshift(`let ${tag}_${a} = (${flat} / ${stride}u) % ${sizes[a]}u;`);
+    idx[a] = `${tag}_${a}`;
+    stride *= sizes[a];
+  }
+  return { lines, idx };
+}
+
+/** Reads staged query/key features from workgroup memory (rows `il` / `jj`), everything else as `base`. */
+function stagedResolver(
+  base: Resolver,
+  q: ReadonlyMap<Id, { name: string; axes: string[]; W: number }>,
+  k: ReadonlyMap<Id, { name: string; axes: string[]; W: number }>,
+  sizes: Sizes,
+  il: string,
+  jj: string,
+): Resolver {
+  return (n, idx, where) => {
+    const fq = q.get(n.id);
+    if (fq) return `${fq.name}[${il} * ${fq.W}u + ${offset(fq.axes, sizes, idx) }]`;
+    const fk = k.get(n.id);
+    if (fk) return `${fk.name}[${jj} * ${fk.W}u + ${offset(fk.axes, sizes, idx)}]`;
+    return base(n, idx, where);
+  };
+}
