@@ -144,6 +144,21 @@ export function toIr(ast: VariantAst, options: CompileOptions = {}): Program {
     }
   }
 
+  /**
+   * The axis a concat or outer creates. The same name may be created again only with the same definition,
+   * so that one feature map can be applied to q and to k (φ(q)[f] · φ(k)[f] needs one axis f).
+   */
+  function newAxis(name: string, def: AxisDef, what: string, span: Span): void {
+    const old = axes[name];
+    if (old && JSON.stringify(old) !== JSON.stringify(def)) {
+      const was = old.kind === 'free' || old.kind === 'size' ? `already an axis (${old.kind === 'size' ? 'a size' : 'of an input or parameter'})` : `already built by a ${old.kind} of different parts`;
+      throw new SourceError(`${what}'s new axis '${name}' is ${was}; give it another name`, span);
+    }
+    if (env.has(name)) throw new SourceError(`${what}'s new axis '${name}' is already declared as a ${env.get(name)!.kind}`, span);
+    g.defineAxis(name, def, span);
+    axes[name] = def;
+  }
+
   function axisArg(e: Expr, what: string): string {
     if (e.kind !== 'name') throw new SourceError(`${what} expects an axis name here`, e.span);
     return e.name;
@@ -227,15 +242,12 @@ export function toIr(ast: VariantAst, options: CompileOptions = {}): Program {
         const ax = g.type(x).axes;
         if (ax.length === 0) throw new SourceError('outer needs a tensor with an axis (its last axis is squared)', e.args[0].span);
         const axis = axisArg(e.args[1], 'outer');
-        if (axes[axis]) throw new SourceError(`outer's new axis '${axis}' is already an axis`, e.args[1].span);
-        g.defineAxis(axis, { kind: 'outer', of: ax[ax.length - 1] }, e.span);
-        axes[axis] = g.axes[axis];
+        newAxis(axis, { kind: 'outer', of: ax[ax.length - 1] }, 'outer', e.args[1].span);
         return g.add({ op: 'outer', x, from: ax[ax.length - 1], axis }, e.span);
       }
       case 'concat': {
         if (e.args.length < 3) throw new SourceError('concat takes two or more tensors and the name of the new axis', e.span);
         const axis = axisArg(e.args[e.args.length - 1], 'concat');
-        if (axes[axis]) throw new SourceError(`concat's new axis '${axis}' is already an axis`, e.args[e.args.length - 1].span);
         const xs = e.args.slice(0, -1).map((a) => expr(a, ctx));
         const ranked = xs.map((x) => g.type(x).axes).filter((a) => a.length > 0);
         const common = ranked.length ? ranked.reduce((acc, a) => acc.filter((x) => a.includes(x))) : [];
@@ -247,8 +259,7 @@ export function toIr(ast: VariantAst, options: CompileOptions = {}): Program {
           if (extras[k].length === 1) return extras[k][0];
           return allShared && ax.length > 0 ? ax[ax.length - 1] : null;
         });
-        g.defineAxis(axis, { kind: 'concat', parts }, e.span);
-        axes[axis] = g.axes[axis];
+        newAxis(axis, { kind: 'concat', parts }, 'concat', e.args[e.args.length - 1].span);
         return g.add({ op: 'concat', xs, parts, axis }, e.span);
       }
       case 'decay': {
