@@ -13,7 +13,11 @@ import { allocTensor, downloadTensor, releaseTensor, uploadTensor } from '../src
 import { randn } from '../src/tensor.ts';
 import { expectRelClose, gpu, withTensors } from './helpers/gpu.ts';
 
-async function check(p: MatmulProblem, seed: number, opts: { path?: MatmulPath; tile?: typeof TILE_64 } = {}) {
+async function check(
+  p: MatmulProblem,
+  seed: number,
+  opts: { path?: MatmulPath; tile?: typeof TILE_64; smallMLanes?: number } = {},
+) {
   const g = await gpu();
   const a = randn([p.M, p.K], seed);
   const b = randn(p.transposeB ? [p.N, p.K] : [p.K, p.N], seed + 1);
@@ -55,6 +59,14 @@ describe('small-M matmul equals the float64 reference', () => {
     });
     it(`${layout}, M = 1 with many columns (several workgroups)`, async () => {
       await check({ M: 1, N: 2052, K: 20, transposeB }, 31, { path: 'small-m' });
+    });
+  }
+
+  for (const transposeB of [false, true]) {
+    it(`${transposeB ? 'x·Wᵀ' : 'x·B'} is correct for every lane count (threads per dot product)`, async () => {
+      for (const lanes of [4, 16, 64, 256]) {
+        await check({ M: 5, N: 36, K: 52, transposeB }, 50 + lanes, { path: 'small-m', smallMLanes: lanes });
+      }
     });
   }
 

@@ -34,6 +34,8 @@ export interface MatmulOptions {
   readonly path?: MatmulPath;
   /** Tiled path only; default 128×128 when there are enough tiles to fill the GPU, else 64×64. */
   readonly tile?: MatmulTile;
+  /** Small-M path only: threads per dot product (power of two, 4..256), for tuning. */
+  readonly smallMLanes?: number;
 }
 
 export interface MatmulPlan {
@@ -93,13 +95,18 @@ function chooseTile(gpu: Gpu, p: MatmulProblem, requested?: MatmulTile): MatmulT
     }
     return requested;
   }
-  // Big tiles reuse each loaded value more, but only pay off with enough workgroups to fill the GPU.
+  // Big tiles reuse each loaded value more, but only pay off with enough workgroups to fill the GPU
+  // several times over (on an H100 they lost at 2048², won at 4096²).
   const bigTiles = Math.ceil(p.M / TILE_128.BM) * Math.ceil(p.N / TILE_128.BN);
-  return bigTiles >= 256 && fits(TILE_128) ? TILE_128 : TILE_64;
+  return bigTiles >= 512 && fits(TILE_128) ? TILE_128 : TILE_64;
 }
 
-/** Enough workgroups to keep a large GPU's memory system busy in the bandwidth-bound path. */
+/**
+ * Enough workgroups to keep a large GPU's memory system busy in the bandwidth-bound path; past it,
+ * fewer threads per dot product (longer runs per thread) were faster on an H100.
+ */
 const SMALL_M_TARGET_WORKGROUPS = 512;
+const SMALL_M_B_TARGET_WORKGROUPS = 300;
 
 function chooseSmallM(p: MatmulProblem): SmallMVariant {
   if (p.transposeB) {
@@ -111,7 +118,7 @@ function chooseSmallM(p: MatmulProblem): SmallMVariant {
   }
   const width = p.N % 4 === 0 ? 4 : 1;
   let cols = 16;
-  while (cols > 1 && Math.ceil(p.N / width / cols) < SMALL_M_TARGET_WORKGROUPS) cols /= 2;
+  while (cols > 1 && Math.ceil(p.N / width / cols) < SMALL_M_B_TARGET_WORKGROUPS) cols /= 2;
   return { M: p.M, transposeB: false, width, lanes: SMALL_M_THREADS / cols };
 }
 
@@ -128,7 +135,14 @@ export async function planMatmul(gpu: Gpu, problem: MatmulProblem, opts: MatmulO
   let workgroups: [number, number, number];
   if (path === 'small-m') {
     if (M > SMALL_M_MAX) throw new Error(`matmul ${describe(problem)}: the small-m path takes M ≤ ${SMALL_M_MAX}`);
-    const v = chooseSmallM(problem);
+    let v = chooseSmallM(problem);
+    if (opts.smallMLanes !== undefined) {
+      const lanes = opts.smallMLanes;
+      if (!(lanes >= 1 && lanes <= SMALL_M_THREADS && (lanes & (lanes - 1)) === 0)) {
+        throw new Error(`matmul ${describe(problem)}: smallMLanes must be a power of two ≤ ${SMALL_M_THREADS}, got ${lanes}`);
+      }
+      v = { ...v, lanes };
+    }
     code = v.transposeB ? smallMTransposedWgsl(v) : smallMWgsl(v);
     const perGroup = SMALL_M_THREADS / v.lanes;
     workgroups = [Math.ceil((v.transposeB ? N : N / v.width) / perGroup), 1, 1];
