@@ -7,7 +7,14 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { bindMatmul, encodeMatmul, matmulFlops, planMatmul, type MatmulProblem } from '../backends/wgsl/matmul.ts';
+import {
+  bindMatmul,
+  encodeMatmul,
+  matmulFlops,
+  planMatmul,
+  type MatmulOptions,
+  type MatmulProblem,
+} from '../backends/wgsl/matmul.ts';
 import { getDevice, type Gpu } from '../src/runtime/device.ts';
 import { allocTensor, releaseTensor, writeTensor, type GpuTensor } from '../src/runtime/gpu-tensor.ts';
 import { compileKernel } from '../src/runtime/pipeline-cache.ts';
@@ -31,15 +38,14 @@ export interface MatmulRate {
   readonly method: TimingMethod;
 }
 
-const COPY_VEC4_PER_THREAD = 4;
 const COPY_WORKGROUP = 256;
 
-function copyKernel(): string {
-  return `// copy: dst[i] = src[i] as vec4s; ${COPY_VEC4_PER_THREAD} per thread, consecutive threads on consecutive vec4s
+function copyKernel(perThread: number): string {
+  return `// copy: dst[i] = src[i] as vec4s; ${perThread} per thread, consecutive threads on consecutive vec4s
 @group(0) @binding(0) var<storage, read> src: array<vec4<f32>>;
 @group(0) @binding(1) var<storage, read_write> dst: array<vec4<f32>>;
 const WG = ${COPY_WORKGROUP}u;
-const PER_THREAD = ${COPY_VEC4_PER_THREAD}u;
+const PER_THREAD = ${perThread}u;
 @compute @workgroup_size(WG)
 fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
   let base = wid.x * WG * PER_THREAD + lid;
@@ -73,7 +79,16 @@ export async function measureCopyBandwidth(
   const wanted = opts.bytes ?? (gpu.isSoftware ? 16 << 20 : 256 << 20);
   const bytes = Math.min(wanted, gpu.limits.maxStorageBufferBindingSize) & ~0xff;
   const iters = opts.iters ?? 50;
-  const pipeline = await compileKernel(gpu, { label: 'roofline copy', code: copyKernel(), bindings: ['read-only-storage', 'storage'] });
+  // At least 4 vec4s per thread, more when the grid would pass the per-dimension workgroup limit.
+  const vec4s = bytes / 16;
+  const maxGroups = gpu.limits.maxComputeWorkgroupsPerDimension;
+  let perThread = 4;
+  while (Math.ceil(vec4s / (COPY_WORKGROUP * perThread)) > maxGroups) perThread *= 2;
+  const pipeline = await compileKernel(gpu, {
+    label: 'roofline copy',
+    code: copyKernel(perThread),
+    bindings: ['read-only-storage', 'storage'],
+  });
   const src = allocTensor(gpu, 'copy src', [bytes / 4]);
   const dst = allocTensor(gpu, 'copy dst', [bytes / 4]);
   fill(gpu, src, 1);
@@ -85,7 +100,7 @@ export async function measureCopyBandwidth(
       { binding: 1, resource: { buffer: dst.buffer, size: bytes } },
     ],
   });
-  const groups = Math.ceil(bytes / 16 / (COPY_WORKGROUP * COPY_VEC4_PER_THREAD));
+  const groups = Math.ceil(vec4s / (COPY_WORKGROUP * perThread));
   const t = await timeDispatches(
     gpu,
     (pass) => {
@@ -103,7 +118,15 @@ export async function measureCopyBandwidth(
 /** fp32 rate of our matmul at M = N = K = `size` (default 4096, 512 on a CPU adapter). */
 export async function measureMatmulRate(
   gpu: Gpu,
-  opts: { size?: number; M?: number; N?: number; K?: number; transposeB?: boolean; iters?: number; warmup?: number } = {},
+  opts: MatmulOptions & {
+    size?: number;
+    M?: number;
+    N?: number;
+    K?: number;
+    transposeB?: boolean;
+    iters?: number;
+    warmup?: number;
+  } = {},
 ): Promise<MatmulRate> {
   const size = opts.size ?? (gpu.isSoftware ? 512 : 4096);
   const problem: MatmulProblem = {
@@ -113,7 +136,12 @@ export async function measureMatmulRate(
     transposeB: opts.transposeB ?? false,
   };
   const iters = opts.iters ?? (gpu.isSoftware ? 20 : 50);
-  const plan = await planMatmul(gpu, problem, { label: 'roofline matmul' });
+  const plan = await planMatmul(gpu, problem, {
+    label: 'roofline matmul',
+    path: opts.path,
+    tile: opts.tile,
+    smallMLanes: opts.smallMLanes,
+  });
   const a = allocTensor(gpu, 'A', [problem.M, problem.K]);
   const b = allocTensor(gpu, problem.transposeB ? 'W' : 'B', problem.transposeB ? [problem.N, problem.K] : [problem.K, problem.N]);
   const c = allocTensor(gpu, 'C', [problem.M, problem.N]);

@@ -7,7 +7,7 @@ import { create, globals } from 'webgpu';
 export interface DeviceOptions {
   /** Dawn backend: 'vulkan' (default), 'metal', 'd3d12', 'opengl', 'null', … Env: LINATTN_BACKEND. */
   backend?: string;
-  /** Dawn adapter name, as listed when a wrong one is given. Env: LINATTN_ADAPTER. */
+  /** Dawn adapter name, as listed when a wrong one is given. Env: LINATTN_ADAPTER. (Env LINATTN_DAWN_FLAGS adds raw Dawn flags.) */
   adapter?: string;
   powerPreference?: GPUPowerPreference;
 }
@@ -35,6 +35,7 @@ export const NO_ADAPTER_HELP = [
   '  echo "deb http://deb.debian.org/debian bookworm-backports main" > /etc/apt/sources.list.d/backports.list',
   '  apt-get update && apt-get install -t bookworm-backports mesa-vulkan-drivers',
   'Or run on the float64 CPU backend instead: --device cpu',
+  'If a driver is installed, check that `vulkaninfo --summary` lists it (VK_DRIVER_FILES selects ICD files).',
 ].join('\n');
 
 /** GPUBufferUsage bits, fixed by the WebGPU spec; usable before Dawn's globals are installed. */
@@ -99,6 +100,8 @@ async function openDevice(opts: ReturnType<typeof resolveOptions>, key: string):
   if (opts.adapter) dawnFlags.push(`adapter=${opts.adapter}`);
   // Dawn rounds timestamps to 100 µs by default (a browser fingerprinting guard); kernels here take µs.
   dawnFlags.push('disable-dawn-features=timestamp_quantization');
+  // Extra Dawn flags for debugging, e.g. LINATTN_DAWN_FLAGS='enable-dawn-features=dump_shaders'.
+  for (const flag of (process.env.LINATTN_DAWN_FLAGS ?? '').split(/\s+/).filter(Boolean)) dawnFlags.push(flag);
 
   let adapter: GPUAdapter | null;
   try {
