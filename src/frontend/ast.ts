@@ -5,9 +5,15 @@ export type Expr =
   | { kind: 'number'; value: number; span: Span }
   | { kind: 'name'; name: string; span: Span }
   | { kind: 'unary'; op: 'neg'; arg: Expr; span: Span }
-  | { kind: 'binary'; op: '+' | '-' | '*' | '/' | '**' | '@'; lhs: Expr; rhs: Expr; span: Span }
+  /** span is the operator (where an error about the operation points); extent is the whole expression. */
+  | { kind: 'binary'; op: '+' | '-' | '*' | '/' | '**' | '@'; lhs: Expr; rhs: Expr; span: Span; extent: Span }
   | { kind: 'call'; fn: string; args: Expr[]; span: Span; fnSpan: Span }
   | { kind: 'index'; base: Expr; args: IndexArg[]; span: Span };
+
+/** The whole of an expression's text (a binary's own span is its operator). */
+export function extentOf(e: Expr): Span {
+  return e.kind === 'binary' ? e.extent : e.span;
+}
 
 export type IndexArg =
   | { kind: 'position'; expr: Expr; span: Span }

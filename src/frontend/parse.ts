@@ -170,22 +170,33 @@ function semantics(): ohm.Semantics {
   });
   function binary(self: ohm.Node, op: '+' | '-' | '*' | '/' | '**' | '@', a: ohm.Node, opNode: ohm.Node, b: ohm.Node): Expr {
     const file = self.args.file as string;
-    return { kind: 'binary', op, lhs: a.toAst(file), rhs: b.toAst(file), span: span(opNode, file) };
+    return { kind: 'binary', op, lhs: a.toAst(file), rhs: b.toAst(file), span: span(opNode, file), extent: span(self, file) };
   }
   cachedSemantics = s;
   return s;
 }
 
-/** Parses a variant's source; a syntax error becomes a SourceError at the rightmost failure. */
+/** The grammar's reserved words (its `keyword` rule). */
+const KEYWORDS = ['variant', 'size', 'input', 'param', 'let', 'term', 'score', 'value', 'output', 'normalize', 'noncausal'];
+
+/**
+ * Parses a variant's source; a syntax error becomes a SourceError at the rightmost failure, with the
+ * tokens the grammar expected there in `expected` (formatDiagnostic prints them).
+ */
 export function parseVariant(source: string, file = '<input>'): VariantAst {
   const match = grammar().match(source);
   if (match.failed()) {
     const offset = match.getRightmostFailurePosition();
     const { line, col } = lineCol(source, offset);
     const expected = match.getExpectedText();
-    const found = source.slice(offset).match(/^\S*/)?.[0] ?? '';
+    const word = source.slice(offset).match(/^[A-Za-z_][A-Za-z0-9_]*/)?.[0];
+    const found = word ?? source.slice(offset).match(/^\S*/)?.[0] ?? '';
+    const at = { file, line, col, length: Math.max(1, found.length) };
+    if (word && KEYWORDS.includes(word) && expected.includes('not a keyword')) {
+      throw new SourceError(`syntax error: '${word}' is a keyword and cannot be used as a name`, at);
+    }
     const what = found ? `unexpected '${found.slice(0, 20)}'` : 'unexpected end of input';
-    throw new SourceError(`syntax error: ${what}; expected ${expected}`, { file, line, col, length: Math.max(1, found.length) }, expected);
+    throw new SourceError(`syntax error: ${what}`, at, expected);
   }
   return semantics()(match).toAst(file) as VariantAst;
 }

@@ -4,7 +4,7 @@ import { GraphBuilder } from '../ir/builder.ts';
 import { SourceError, type Span } from '../ir/span.ts';
 import { lagRange } from '../ir/masks.ts';
 import { operands, type AxisDef, type Id, type MaskAtom, type OutputItem, type Program, type Term, type TensorDecl, type UnaryFn } from '../ir/types.ts';
-import type { Decl, Expr, MaskAtomAst, TermDecl, VariantAst } from './ast.ts';
+import { extentOf, type Decl, type Expr, type MaskAtomAst, type TermDecl, type VariantAst } from './ast.ts';
 
 export interface CompileOptions {
   /** Overrides of `size` declarations (e.g. K = 8 from a model config). */
@@ -233,7 +233,12 @@ export function toIr(ast: VariantAst, options: CompileOptions = {}): Program {
       case 'dot': {
         arity(3);
         const axis = axisArg(e.args[2], 'dot');
-        const prod = g.add({ op: 'binary', fn: 'mul', a: expr(e.args[0], ctx), b: expr(e.args[1], ctx) }, e.span);
+        const [x, y] = [expr(e.args[0], ctx), expr(e.args[1], ctx)];
+        for (const [k, id] of [x, y].entries()) {
+          const ax = g.type(id).axes;
+          if (!ax.includes(axis)) throw new SourceError(`dot over axis '${axis}', but operand ${k + 1} has axes [${ax.join(', ')}]`, e.args[2].span);
+        }
+        const prod = g.add({ op: 'binary', fn: 'mul', a: x, b: y }, e.span);
         return g.add({ op: 'sum', x: prod, axis }, e.span);
       }
       case 'outer': {
@@ -287,7 +292,8 @@ export function toIr(ast: VariantAst, options: CompileOptions = {}): Program {
         throw new SourceError(`'${name}' is ${t.side === 'param' ? 'a parameter, the same at every position' : `already ${t.side}-side`}: it cannot be read at a position`, e.span);
       }
       const which = positionOf(e.args[0].expr, name);
-      if (ctx !== 'score') throw new SourceError(`${name}[${which}] reads a position; positions exist only inside a term's score`, e.span);
+      if (ctx === 'value' && which === 'i') throw new SourceError(`a term's value is read at the key position: write ${name} or ${name}[j]`, e.span);
+      if (ctx !== 'score' && ctx !== 'value') throw new SourceError(`${name}[${which}] reads a position; positions exist only inside a term's score`, e.span);
       return g.add({ op: 'at', x: b.id, which }, e.span);
     }
     let id = b.id;
@@ -313,11 +319,11 @@ export function toIr(ast: VariantAst, options: CompileOptions = {}): Program {
       }
       const signed = p.op === '+' ? off : -off;
       if (signed > 0) {
-        throw new SourceError(`future reference: ${name}[${p.lhs.name} + ${signed}] reads a position after ${p.lhs.name}, which a causal variant cannot see (negative lag)`, p.span);
+        throw new SourceError(`future reference: ${name}[${p.lhs.name} + ${signed}] reads a position after ${p.lhs.name}, which a causal variant cannot see (negative lag)`, extentOf(p));
       }
-      throw new SourceError(`${name}[${p.lhs.name} - ${-signed}]: shifted reads are written as a window term (window(K) with a score indexed by lag)`, p.span);
+      throw new SourceError(`${name}[${p.lhs.name} - ${-signed}]: shifted reads are written as a window term (window(K) with a score indexed by lag)`, extentOf(p));
     }
-    throw new SourceError(`a per-token tensor is read at i (query position) or j (key position), e.g. ${name}[i]`, p.span);
+    throw new SourceError(`a per-token tensor is read at i (query position) or j (key position), e.g. ${name}[i]`, extentOf(p));
   }
 
   function mask(atoms: MaskAtomAst[], noncausal: boolean, termSpan: Span): MaskAtom[] {
@@ -345,20 +351,20 @@ export function toIr(ast: VariantAst, options: CompileOptions = {}): Program {
     const m = mask(d.mask, d.noncausal, d.span);
     const score = expr(d.score, 'score');
     const st = g.type(score);
-    if (st.side === 'token') throw new SourceError('a score reads per-token tensors at i or j', d.score.span);
+    if (st.side === 'token') throw new SourceError('a score reads per-token tensors at i or j', extentOf(d.score));
     let value = expr(d.value, 'value');
     const vn = g.node(value);
     if (vn.op === 'at') {
-      if (vn.which !== 'j') throw new SourceError('the value is read at the key position j', d.value.span);
+      if (vn.which !== 'j') throw new SourceError('the value is read at the key position j', extentOf(d.value));
       value = vn.x;
     }
     const vt = g.type(value);
-    if (vt.side !== 'token') throw new SourceError(`the value must be a per-token tensor (it is read at j); this one is ${vt.side}-side`, d.value.span);
+    if (vt.side !== 'token') throw new SourceError(`the value must be a per-token tensor (it is read at j); this one is ${vt.side}-side`, extentOf(d.value));
     const extra = st.axes.filter((a) => !vt.axes.includes(a));
     if (extra.length) {
-      throw new SourceError(`the score has axes [${st.axes.join(', ')}] but the value has [${vt.axes.join(', ')}]: contract ${extra.join(', ')} with sum(…) or dot(…)`, d.score.span);
+      throw new SourceError(`the score has axes [${st.axes.join(', ')}] but the value has [${vt.axes.join(', ')}]: contract ${extra.join(', ')} with sum(…) or dot(…)`, extentOf(d.score));
     }
-    checkSelectIndices(score, m, d.score.span);
+    checkSelectIndices(score, m, extentOf(d.score));
     return { name: d.name, span: d.span, noncausal: d.noncausal, mask: m, score, value, form: { kind: 'general' } };
   }
 
