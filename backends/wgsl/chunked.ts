@@ -13,6 +13,7 @@ import type { Id, Node, OutputItem, Program, Term } from '../../src/ir/types.ts'
 import { count, maskCondition, type Sizes } from './common.ts';
 import { ExprGen, offset, type Index, type Resolver } from './expr.ts';
 import { bindingDecls, DIMS_WGSL, wgslName, type Kernel } from './plan.ts';
+import type { StateLayout } from './recurrent.ts';
 
 export interface ChunkSchedule {
   readonly chunk: number; // C
@@ -31,6 +32,8 @@ export interface ChunkKernelSpec {
   /** Nodes read from materialised `feat:ID` buffers instead of being computed in the kernel. */
   readonly materialised: ReadonlySet<Id>;
   readonly label: string;
+  /** Write the final state (S, z, open group, rings) for decoding to continue from; the call must start at position 0. */
+  readonly exportState?: StateLayout;
 }
 
 /** How the kernel splits the output axes: HA indexes workgroups, RA the value columns. */
@@ -145,6 +148,14 @@ export function chunkKernel(spec: ChunkKernelSpec): Kernel {
   const usedInputs = new Set<string>();
   const usedParams = new Set<string>();
   const usedFeats = new Set<Id>();
+  const usedState = new Set<string>();
+  const st = spec.exportState;
+  const stateRef = (name: string) => {
+    usedState.add(name);
+    return wgslName(name);
+  };
+  const RING = st?.ring ?? 0;
+  const ringPer = new Map(st?.rings.map((r) => [r.id, r.per]) ?? []);
   const resolverFor = (batch: string): Resolver => (n, idx: Index, where) => {
     if (spec.materialised.has(n.id)) {
       usedFeats.add(n.id);
@@ -303,6 +314,9 @@ export function chunkKernel(spec: ChunkKernelSpec): Kernel {
       const v = g.value(id, { ...headIdx, ...idx }, 'tpos');
       emitGen(g);
       line(`        val = ${v};`);
+      if (st && ringPer.has(id) && map === kFront) {
+        line(`        if (tile == 0u && tpos + ${RING}u >= dims.t) { ${stateRef(`state:ring${id}`)}[(b * ${RING}u + tpos % ${RING}u) * ${ringPer.get(id)}u + ${offset(p.nodes[id].type.axes, sizes, { ...headIdx, ...idx })}] = val; }`);
+      }
       line('      }');
       line(`      ${fr.name}[x] = val;`);
       line('    }');
@@ -322,6 +336,9 @@ export function chunkKernel(spec: ChunkKernelSpec): Kernel {
     const v = g.value(valueId, { ...headIdx, ...idx }, 'tpos');
     emitGen(g);
     line(`        val = ${v};`);
+    if (st && ringPer.has(valueId)) {
+      line(`        if (tpos + ${RING}u >= dims.t) { ${stateRef(`state:ring${valueId}`)}[(b * ${RING}u + tpos % ${RING}u) * ${ringPer.get(valueId)}u + ${offset(p.nodes[valueId].type.axes, sizes, { ...headIdx, ...idx })}] = val; }`);
+    }
     line('      }');
     line('      vs[x] = val;');
     line('    }');
@@ -439,25 +456,51 @@ export function chunkKernel(spec: ChunkKernelSpec): Kernel {
       line(`      let f = x / ${R}u; let cl = x % ${R}u;`);
       line(`      let lend = ${last};`);
       line(`      var acc: f32 = S${q.k}[x] * exp(lend);`);
-      line(`      for (var j: u32 = 0u; j < n; j++) { acc = acc + psi${q.k}[j * ${q.F}u + f] * exp(lend - ${lj}) * vs[(j + ${HALO}u) * ${R}u + cl]; }`);
+      const open = st?.prefix.find((e) => e.term.name === q.term.name)?.open ? (q.term.mask[0] as { size: number }).size : 0;
+      if (open) {
+        // Decoding keeps the last (open) group apart: it joins S only when the next group starts.
+        line(`      let tg = ${open}u * ((dims.t - 1u) / ${open}u);`);
+        line('      var accOpen: f32 = 0.0;');
+        line(`      for (var j: u32 = 0u; j < n; j++) { let pv = psi${q.k}[j * ${q.F}u + f] * vs[(j + ${HALO}u) * ${R}u + cl]; if (c0 + j >= tg) { accOpen = accOpen + pv; } else { acc = acc + pv; } }`);
+        line(`      if (c + 1u == nchunks && tile * ${R}u + cl < ${NR}u) { ${stateRef(`state:So${q.k}`)}[((b * ${NS}u + s) * ${q.F}u + f) * ${NR}u + tile * ${R}u + cl] = accOpen; }`);
+      } else {
+        line(`      for (var j: u32 = 0u; j < n; j++) { acc = acc + psi${q.k}[j * ${q.F}u + f] * exp(lend - ${lj}) * vs[(j + ${HALO}u) * ${R}u + cl]; }`);
+      }
       line(`      S${q.k}[x] = acc;`);
       line('    }');
       line(`    for (var f: u32 = lid; f < ${q.F}u; f += WG) {`);
       line(`      let lend = ${last};`);
       line(`      var acc: f32 = z${q.k}[f] * exp(lend);`);
-      line(`      for (var j: u32 = 0u; j < n; j++) { acc = acc + psi${q.k}[j * ${q.F}u + f] * exp(lend - ${lj}); }`);
+      if (open) {
+        line(`      let tg = ${open}u * ((dims.t - 1u) / ${open}u);`);
+        line('      var accOpen: f32 = 0.0;');
+        line(`      for (var j: u32 = 0u; j < n; j++) { let pz = psi${q.k}[j * ${q.F}u + f]; if (c0 + j >= tg) { accOpen = accOpen + pz; } else { acc = acc + pz; } }`);
+        line(`      if (c + 1u == nchunks && tile == 0u) { ${stateRef(`state:zo${q.k}`)}[(b * ${NS}u + s) * ${q.F}u + f] = accOpen; }`);
+      } else {
+        line(`      for (var j: u32 = 0u; j < n; j++) { acc = acc + psi${q.k}[j * ${q.F}u + f] * exp(lend - ${lj}); }`);
+      }
       line(`      z${q.k}[f] = acc;`);
       line('    }');
     }
   }
   line('    workgroupBarrier();');
   line('  }');
+  if (st) {
+    for (const q of prefix) {
+      line(`  for (var x: u32 = lid; x < ${q.F * R}u; x += WG) { // export S${q.k}`);
+      line(`    let f = x / ${R}u; let col = tile * ${R}u + x % ${R}u;`);
+      line(`    if (col < ${NR}u) { ${stateRef(`state:S${q.k}`)}[((b * ${NS}u + s) * ${q.F}u + f) * ${NR}u + col] = S${q.k}[x]; }`);
+      line('  }');
+      line(`  for (var f: u32 = lid; f < ${q.F}u; f += WG) { if (tile == 0u) { ${stateRef(`state:z${q.k}`)}[(b * ${NS}u + s) * ${q.F}u + f] = z${q.k}[f]; } }`);
+    }
+  }
 
   // ---- bindings (known only after generating the body) ---------------------------------------------------
   const bindings: { buffer: string; write: boolean }[] = [];
   for (const d of p.inputs) if (usedInputs.has(d.name)) bindings.push({ buffer: `in:${d.name}`, write: false });
   for (const d of p.params) if (usedParams.has(d.name)) bindings.push({ buffer: `param:${d.name}`, write: false });
   for (const id of [...usedFeats].sort((a, b) => a - b)) bindings.push({ buffer: `feat:${id}`, write: false });
+  for (const b of st?.buffers ?? []) if (usedState.has(b.name)) bindings.push({ buffer: b.name, write: true });
   if (spec.partial) items.forEach((_, g) => bindings.push({ buffer: `${spec.label}:part${g}:num`, write: true }, { buffer: `${spec.label}:part${g}:den`, write: true }));
   else bindings.push({ buffer: 'out:o', write: true });
   let decl = bindingDecls(bindings);

@@ -3,6 +3,7 @@
 // its own kernel, runs one chunked kernel per term and adds the parts in a combine kernel (for comparison).
 import type { Id, OutputItem, Program, Term } from '../../src/ir/types.ts';
 import { chunkKernel, frontier, type ChunkSchedule } from './chunked.ts';
+import { stateLayout } from './recurrent.ts';
 import { count, programBuffers, type Sizes } from './common.ts';
 import { ExprGen, offset } from './expr.ts';
 import { bindingDecls, DIMS_WGSL, FLAT_INDEX, grid, wgslName, type Kernel, type Plan, type PlanBuffer } from './plan.ts';
@@ -10,6 +11,8 @@ import { bindingDecls, DIMS_WGSL, FLAT_INDEX, grid, wgslName, type Kernel, type 
 export interface LowerOptions {
   readonly fuse: boolean;
   readonly schedule: ChunkSchedule;
+  /** Also write the final decoding state (fused single-kernel plans only; the call starts at position 0). */
+  readonly exportState?: boolean;
 }
 
 const WG = 64;
@@ -64,11 +67,14 @@ export function lowerChunked(p: Program, sizes: Sizes, opts: LowerOptions): Plan
   }
 
   const single = groups.length === 1 && opts.fuse;
+  const state = opts.exportState ? stateLayout(p, sizes) : undefined;
+  if (state && !single) throw new Error(`${p.name}: exporting the decoding state needs a single fused kernel (terms read different values)`);
+  if (state) buffers.push(...state.buffers);
   const partials: { item: number; num: string; den: string }[] = [];
   groups.forEach((terms, n) => {
     const label = single ? `${p.name}.chunked` : `${p.name}.${opts.fuse ? 'chunked' : 'term'}.${terms.map((t) => t.name).join('+')}`;
     const items = itemsFor(p, terms);
-    kernels.push(chunkKernel({ program: p, sizes, terms, items, partial: !single, schedule: opts.schedule, materialised, label }));
+    kernels.push(chunkKernel({ program: p, sizes, terms, items, partial: !single, schedule: opts.schedule, materialised, label, exportState: state }));
     if (!single) {
       items.forEach((it, g) => {
         const item = p.output.findIndex((o) => (o.kind === 'term' ? [o.term] : o.terms).some((nm) => (it.kind === 'term' ? [it.term] : it.terms).includes(nm)));

@@ -34,8 +34,8 @@ export class PlanRunner {
   }
 
   /** Bind groups for the plan's kernels over the given buffers (every plan buffer must be present). */
-  bind(buffers: Readonly<Record<string, GPUBuffer>>, b: number, t: number, pos0 = 0): Bound {
-    const dims = this.gpu.device.createBuffer({ label: `${this.plan.variant} dims`, size: 16, usage: BufferUsage.UNIFORM | BufferUsage.COPY_DST });
+  bind(buffers: Readonly<Record<string, GPUBuffer>>, b: number, t: number, pos0 = 0, dimsBuffer?: GPUBuffer): Bound {
+    const dims = dimsBuffer ?? this.gpu.device.createBuffer({ label: `${this.plan.variant} dims`, size: 16, usage: BufferUsage.UNIFORM | BufferUsage.COPY_DST });
     this.gpu.device.queue.writeBuffer(dims, 0, Uint32Array.of(b, t, pos0, 0));
     const groups = this.plan.kernels.map((k: Kernel, n) => {
       const entries: GPUBindGroupEntry[] = [{ binding: 0, resource: { buffer: dims } }];

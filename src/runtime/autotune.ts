@@ -1,0 +1,47 @@
+// The autotuner: times every chunk schedule that fits the adapter (timestamp queries, median of a few runs)
+// for one (variant, shapes), keeps the fastest in the on-disk cache, and reports the search with --verbose.
+import { lowerChunked } from '../../backends/wgsl/lower.ts';
+import type { ChunkSchedule } from '../../backends/wgsl/chunked.ts';
+import type { Program } from '../ir/types.ts';
+import type { Tensor } from '../tensor.ts';
+import type { Gpu } from './device.ts';
+import { PlanRunner } from './executor.ts';
+import { storeSchedule } from './autotune-cache.ts';
+import { candidateSchedules, defaultSchedule } from './schedule.ts';
+import { timeDispatches } from './timing.ts';
+
+export interface TuneResult {
+  readonly best: ChunkSchedule;
+  readonly trials: readonly { schedule: ChunkSchedule; ms: number }[];
+}
+
+export async function autotune(
+  gpu: Gpu,
+  p: Program,
+  sizes: Readonly<Record<string, number>>,
+  tensors: Readonly<Record<string, Tensor>>,
+  shape: { b: number; t: number },
+  opts: { iters?: number; maxTrials?: number; log?: (line: string) => void } = {},
+): Promise<TuneResult> {
+  let cands = candidateSchedules(gpu.limits, p, sizes);
+  if (!cands.length) throw new Error(`${p.name}: no chunk schedule fits this adapter's workgroup memory`);
+  const first = defaultSchedule(cands)!;
+  cands = [first, ...cands.filter((c) => c !== first)].slice(0, opts.maxTrials ?? 24);
+  const trials: { schedule: ChunkSchedule; ms: number }[] = [];
+  for (const s of cands) {
+    const runner = await PlanRunner.create(gpu, lowerChunked(p, sizes, { fuse: true, schedule: s }));
+    const bufs = runner.allocate(tensors, shape.b, shape.t);
+    try {
+      const bound = runner.bind(Object.fromEntries(Object.entries(bufs).map(([k, v]) => [k, v.buffer])), shape.b, shape.t);
+      const r = await timeDispatches(gpu, (pass) => runner.encode(pass, bound), { warmup: 1, iters: opts.iters ?? 5, label: `${p.name} C${s.chunk} R${s.cols} T${s.threads}` });
+      trials.push({ schedule: s, ms: r.medianMs });
+      opts.log?.(`  chunk ${s.chunk}, cols ${s.cols}, threads ${s.threads}: ${r.medianMs.toFixed(3)} ms (${r.method})`);
+      bound.dims.destroy();
+    } finally {
+      runner.release(bufs);
+    }
+  }
+  const best = trials.reduce((a, b) => (b.ms < a.ms ? b : a)).schedule;
+  storeSchedule(gpu, p, sizes, shape, best);
+  return { best, trials };
+}

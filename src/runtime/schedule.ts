@@ -1,0 +1,63 @@
+// Scheduling the chunked kernel: chunk size C, value columns per workgroup R and threads per workgroup, within
+// the adapter's workgroup-memory and invocation limits. `candidateSchedules` lists what fits; the autotuner
+// (autotune.ts) times them; `chooseSchedule` returns the cached winner or a heuristic default.
+import type { ChunkSchedule } from '../../backends/wgsl/chunked.ts';
+import { layoutOf, sharedFloats } from '../../backends/wgsl/chunked.ts';
+import { count } from '../../backends/wgsl/common.ts';
+import type { Program } from '../ir/types.ts';
+import type { Gpu } from './device.ts';
+import { cachedSchedule } from './autotune-cache.ts';
+
+const CHUNKS = [64, 32, 16, 8, 4];
+const THREADS = [256, 128, 64];
+
+/** Group sizes that a chunk must be a multiple of (past_groups prefix terms). */
+function chunkMultiple(p: Program): number {
+  let m = 1;
+  for (const t of p.terms) for (const a of t.mask) if (a.kind === 'past_groups' || (a.kind === 'group' && t.form.kind === 'prefix')) m = lcm(m, a.size);
+  return m;
+}
+
+const gcd = (a: number, b: number): number => (b ? gcd(b, a % b) : a);
+const lcm = (a: number, b: number) => (a / gcd(a, b)) * b;
+
+export function candidateSchedules(limits: { maxComputeWorkgroupStorageSize: number; maxComputeInvocationsPerWorkgroup: number }, p: Program, sizes: Readonly<Record<string, number>>): ChunkSchedule[] {
+  const L = layoutOf(p, p.terms);
+  const NR = count(L.rest, sizes);
+  const mult = chunkMultiple(p);
+  const chunks = [...new Set(CHUNKS.map((c) => Math.ceil(c / mult) * mult))];
+  const cols = [...new Set([NR, 64, 32, 16, 8, 4].filter((r) => r <= NR))];
+  const out: ChunkSchedule[] = [];
+  for (const chunk of chunks) {
+    if (chunk < L.halo) continue;
+    for (const c of cols) {
+      for (const threads of THREADS) {
+        if (threads > limits.maxComputeInvocationsPerWorkgroup) continue;
+        const s = { chunk, cols: c, threads };
+        if (sharedFloats(p, sizes, p.terms, p.output, s) * 4 <= limits.maxComputeWorkgroupStorageSize) out.push(s);
+      }
+    }
+  }
+  return out;
+}
+
+/** The heuristic: chunk near 32, as many columns as fit, 128 threads. */
+export function defaultSchedule(cands: readonly ChunkSchedule[]): ChunkSchedule | undefined {
+  const score = (s: ChunkSchedule) => -Math.abs(Math.log2(s.chunk / 32)) * 4 + Math.log2(s.cols) - Math.abs(Math.log2(s.threads / 128));
+  return [...cands].sort((a, b) => score(b) - score(a))[0];
+}
+
+export function chooseSchedule(gpu: Gpu, p: Program, sizes: Readonly<Record<string, number>>, shape?: { b: number; t: number }): ChunkSchedule {
+  const cands = candidateSchedules(gpu.limits, p, sizes);
+  const cached = shape ? cachedSchedule(gpu, p, sizes, shape) : undefined;
+  if (cached && cands.some((c) => c.chunk === cached.chunk && c.cols === cached.cols && c.threads === cached.threads)) return cached;
+  const s = defaultSchedule(cands);
+  if (!s) {
+    const need = sharedFloats(p, sizes, p.terms, p.output, { chunk: Math.max(chunkMultiple(p), 4), cols: 1, threads: 64 }) * 4;
+    throw new Error(
+      `${p.name}: even the smallest chunk needs ${need} bytes of workgroup memory, over this adapter's ${gpu.limits.maxComputeWorkgroupStorageSize} ` +
+        `(${gpu.adapterName}); use the unfused form (--no-fuse), or smaller feature axes`,
+    );
+  }
+  return s;
+}
