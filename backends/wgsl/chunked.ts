@@ -526,7 +526,7 @@ ${headLines.join('\n')}
 ${body.join('\n')}
 }
 `;
-  return { label: spec.label, code, bindings, workgroups: (b) => [NS * RT, b, 1] };
+  return { label: spec.label, code, bindings, workgroups: (b) => [NS * RT, b, 1], launch: { kind: 'fixed', x: NS * RT, perBatchY: true } };
 }
 
 function unflattenLocal(axes: readonly string[], sizes: Sizes, flat: string, tag: string): { lines: string[]; idx: Record<string, string> } {

@@ -143,7 +143,7 @@ ${gen.code()}
 }
 `;
   return {
-    kernel: { label: `${p.name}.feature%${id}`, code, bindings, workgroups: (b, t) => grid(b * t * per, WG) },
+    kernel: { label: `${p.name}.feature%${id}`, code, bindings, workgroups: (b, t) => grid(b * t * per, WG), launch: { kind: 'grid', perToken: per, size: WG } },
     buffer: { name: `feat:${id}`, role: 'scratch', floats: (b, t) => b * t * per, shape: (b, t) => [b, t, ...n.type.axes.map((a) => sizes[a])] },
   };
 }
@@ -171,5 +171,5 @@ ${lines.join('\n')}
   out_o[flat] = o;
 }
 `;
-  return { label: `${p.name}.combine`, code, bindings, workgroups: (b, t) => grid(b * t * per, WG) };
+  return { label: `${p.name}.combine`, code, bindings, workgroups: (b, t) => grid(b * t * per, WG), launch: { kind: 'grid', perToken: per, size: WG } };
 }

@@ -62,7 +62,7 @@ ${gen.code()}
   return {
     variant: p.name,
     form: 'naive',
-    kernels: [{ label: `${p.name}.naive`, code, bindings, workgroups: (b, t) => grid(b * t * per, WG) }],
+    kernels: [{ label: `${p.name}.naive`, code, bindings, workgroups: (b, t) => grid(b * t * per, WG), launch: { kind: 'grid', perToken: per, size: WG } }],
     buffers,
     outAxes: p.outAxes,
     sizes,

@@ -16,6 +16,8 @@ export interface Kernel {
   /** Group-0 bindings in order; binding 0 is always the `Dims` uniform. */
   readonly bindings: readonly { readonly buffer: string; readonly write: boolean }[];
   readonly workgroups: (b: number, t: number) => [number, number, number];
+  /** `workgroups` as data, for code that must write the formula out (backends/ts): `grid(b·t·perToken, size)` or [x, b, 1]. */
+  readonly launch?: { kind: 'grid'; perToken: number; size: number } | { kind: 'fixed'; x: number; perBatchY: true };
 }
 
 export interface Plan {
