@@ -49,7 +49,7 @@ export function scoreAxes(p: Program, t: Term): readonly string[] {
   return p.nodes[t.score].type.axes;
 }
 
-export function layoutOf(p: Program, terms: readonly Term[]): Layout {
+export function layoutOf(p: Program, terms: readonly Term[], chunk?: number): Layout {
   const prefix = terms.filter((t) => t.form.kind === 'prefix');
   const headOf = (t: Term) => scoreAxes(p, t);
   const head = prefix.length ? headOf(prefix[0]) : (terms.find((t) => t.form.kind === 'quadratic') ? headOf(terms.find((t) => t.form.kind === 'quadratic')!) : []);
@@ -64,7 +64,10 @@ export function layoutOf(p: Program, terms: readonly Term[]): Layout {
     if (t.form.kind === 'prefix') continue;
     const r = lagRange(t.mask);
     if (!r) throw new Error(`term ${t.name} has an unbounded mask`);
-    halo = Math.max(halo, r[1]);
+    // A group term whose groups align with the chunks never reaches into the previous chunk.
+    const group = t.mask.find((m) => m.kind === 'group');
+    const aligned = group && chunk !== undefined && chunk % group.size === 0;
+    halo = Math.max(halo, aligned ? 0 : r[1]);
   }
   const rest = p.outAxes.filter((a) => !head.includes(a));
   return { head: p.outAxes.filter((a) => head.includes(a)), rest, aTerms, directTerms, halo };
@@ -105,9 +108,20 @@ interface PrefixInfo {
   gatePerFeature: boolean;
 }
 
+/**
+ * Output items as the kernel accumulates them: in a final-output kernel every unnormalised term adds into one
+ * group (one shared score matrix); each normalised item keeps its own. Partial kernels keep items as given.
+ */
+export function kernelItems(items: readonly OutputItem[], partial: boolean): OutputItem[] {
+  if (partial) return [...items];
+  const plain = items.flatMap((it) => (it.kind === 'term' ? [it.term] : []));
+  const norms = items.filter((it) => it.kind === 'norm');
+  return [...(plain.length ? [{ kind: 'norm', terms: plain, eps: -1 } as OutputItem] : []), ...norms];
+}
+
 /** Workgroup memory (in f32s) a spec needs; the scheduler keeps it under the adapter's limit. */
 export function sharedFloats(p: Program, sizes: Sizes, terms: readonly Term[], items: readonly OutputItem[], s: ChunkSchedule): number {
-  const L = layoutOf(p, terms);
+  const L = layoutOf(p, terms, s.chunk);
   const C = s.chunk;
   const R = s.cols;
   const CH = C + L.halo;
@@ -122,17 +136,19 @@ export function sharedFloats(p: Program, sizes: Sizes, terms: readonly Term[], i
       for (const k of fr.key) n += CH * count(p.nodes[k].type.axes.filter((a) => !L.head.includes(a)), sizes);
     }
   }
-  const groups = items.filter((it) => (it.kind === 'term' ? [it.term] : it.terms).some((nm) => L.aTerms.some((t) => t.name === nm)));
+  const groups = kernelItems(items, false).filter((it) => (it.kind === 'term' ? [it.term] : it.terms).some((nm) => L.aTerms.some((t) => t.name === nm)));
   n += groups.length * C * CH;
   return n;
 }
 
 export function chunkKernel(spec: ChunkKernelSpec): Kernel {
-  const { program: p, sizes, terms, items, schedule } = spec;
+  const { program: p, sizes, terms, schedule } = spec;
+  // eps < 0 marks the merged group of unnormalised terms.
+  const items = kernelItems(spec.items, spec.partial);
   const C = schedule.chunk;
   const R = schedule.cols;
   const WG = schedule.threads;
-  const L = layoutOf(p, terms);
+  const L = layoutOf(p, terms, C);
   const HALO = L.halo;
   const CH = C + HALO;
   const NS = count(L.head, sizes);
@@ -406,7 +422,8 @@ export function chunkKernel(spec: ChunkKernelSpec): Kernel {
     const fullIdx: Record<string, string> = { ...headIdx, ...idx };
     line('        var o_acc: f32 = 0.0;');
     items.forEach((it, g) => {
-      line(`        { // output item ${g}: ${it.kind === 'norm' ? `normalize(${it.terms.join(' + ')})` : it.term}`);
+      const normed = it.kind === 'norm' && it.eps >= 0;
+      line(`        { // output group ${g}: ${it.kind === 'norm' ? (normed ? `normalize(${it.terms.join(' + ')})` : it.terms.join(' + ')) : it.term}`);
       line('          var num: f32 = 0.0; var den: f32 = 0.0;');
       if (aGroups.includes(g)) {
         line(`          for (var jj: u32 = 0u; jj < ${CH}u; jj++) { let a = A${g}[il * ${CH}u + jj]; num = num + a * vs[jj * ${R}u + cl]; den = den + a; }`);
@@ -438,7 +455,7 @@ export function chunkKernel(spec: ChunkKernelSpec): Kernel {
         line(`          let o_off = (b * dims.t + ia) * ${per}u + ${offset(p.outAxes, sizes, fullIdx)};`);
         line(`          part_${g}_num[o_off] = num; part_${g}_den[o_off] = den;`);
       } else {
-        line(it.kind === 'norm' ? `          o_acc = o_acc + num / (den + ${it.eps});` : '          o_acc = o_acc + num;');
+        line(normed && it.kind === 'norm' ? `          o_acc = o_acc + num / (den + ${it.eps});` : '          o_acc = o_acc + num;');
       }
       line('        }');
     });

@@ -29,7 +29,7 @@ export function candidateSchedules(limits: { maxComputeWorkgroupStorageSize: num
   const cols = [...new Set([NR, 64, 32, 16, 8, 4].filter((r) => r <= NR))];
   const out: ChunkSchedule[] = [];
   for (const chunk of chunks) {
-    if (chunk < L.halo) continue;
+    if (chunk < layoutOf(p, p.terms, chunk).halo) continue;
     for (const c of cols) {
       for (const threads of THREADS) {
         if (threads > limits.maxComputeInvocationsPerWorkgroup) continue;
