@@ -1,0 +1,426 @@
+// The decoder LM on the GPU. Weights are uploaded once; a batch of b sequences keeps one attention state
+// per layer on the GPU; every step — the whole prompt at prefill, one token per sequence when decoding —
+// is one compute pass in one command buffer, one submit. The next token is chosen on the GPU (argmax, or
+// sampling with an uploaded uniform draw) and written where the next step's embedding reads it, so the
+// only readback is the b token ids (plus two timestamps when timing), which the host may read while the
+// GPU already runs the next step.
+import { compileModelKernels, samplingConfigBuffer, writeSamplingConfig, type ModelKernels } from '../../backends/wgsl/model-kernels.ts';
+import { BufferUsage, MapMode, throwIfDeviceErrors, type Gpu } from '../runtime/device.ts';
+import { downloadTensor } from '../runtime/gpu-tensor.ts';
+import { rng, type TensorData } from '../tensor.ts';
+import type { ModelConfig } from './config.ts';
+import type { GpuAttention, GpuAttentionFactory, GpuAttentionState } from './gpu-attention.ts';
+import { RecordingPass } from './gpu-pass.ts';
+import { buildStepPlan, destroyStepPlan, encodeStep, type BatchBuffers, type StepPlan, type TokenPick, type TokenSource } from './gpu-step-plan.ts';
+import { createExactTensor, destroyModelWeights, uploadModelWeights, type GpuModelWeights } from './gpu-weights.ts';
+import type { SamplingOptions } from './sampling.ts';
+import type { ModelWeights } from './weights.ts';
+
+export interface GpuModelOptions {
+  /** Time each step's pass with timestamp queries (default: when the adapter has them). */
+  readonly timestamps?: boolean;
+  /** Prefill shapes (b, t) kept planned besides the decode plans; older ones are freed. Default 2. */
+  readonly cachedPrefillPlans?: number;
+}
+
+/** How the next token is chosen: temperature 0 (the default) is greedy; `seed` seeds the uniform draws. */
+export interface DecodeSampling extends SamplingOptions {
+  readonly seed?: number;
+}
+
+/** Steps that may be submitted before the oldest one's tokens must have been read. */
+export const READBACK_RING = 4;
+const TIMESTAMP_STRIDE = 256; // resolveQuerySet's destination offset alignment
+
+interface ReadbackSlot {
+  readonly staging: GPUBuffer;
+  state: 'idle' | 'written' | 'mapping';
+  generation: number;
+}
+
+interface Batch extends BatchBuffers {
+  readonly slots: readonly ReadbackSlot[];
+  next: number;
+  /** Byte offset of the two u64 timestamps in a staging buffer. */
+  readonly timestampOffset: number;
+  readonly querySet?: GPUQuerySet;
+  readonly resolve?: GPUBuffer;
+}
+
+interface Session {
+  readonly batch: Batch;
+  readonly states: GpuAttentionState[];
+  position: number;
+}
+
+/** Host-side times of one step, in ms; gpuMs once its tokens were read (timestamps only). */
+export interface StepTiming {
+  readonly encodeMs: number;
+  readonly submitMs: number;
+  /** Waiting in tokens() for the GPU and the map. */
+  waitMs?: number;
+  gpuMs?: number;
+}
+
+/** A submitted step. Its tokens stay on the GPU until tokens() reads them. */
+export class StepHandle {
+  private read: Promise<number[]> | undefined;
+
+  constructor(
+    readonly kind: 'prefill' | 'decode',
+    /** Sequences, and new tokens per sequence. */
+    readonly b: number,
+    readonly t: number,
+    /** Sequence length after this step. */
+    readonly position: number,
+    /** Dispatches recorded, the attention variant's included. */
+    readonly dispatches: number,
+    readonly timing: StepTiming,
+    private readonly gpu: Gpu,
+    private readonly slot: ReadbackSlot,
+    private readonly generation: number,
+    private readonly timestampOffset: number | undefined,
+  ) {}
+
+  /** The b chosen token ids (the step's only readback); resolves when the GPU finished the step. */
+  tokens(): Promise<number[]> {
+    this.read ??= this.readBack();
+    return this.read;
+  }
+
+  private async readBack(): Promise<number[]> {
+    const { slot } = this;
+    if (slot.generation !== this.generation) {
+      throw new Error(`the readback slot of this ${this.kind} step was reused: read a step's tokens within ${READBACK_RING} steps`);
+    }
+    slot.state = 'mapping';
+    const t0 = performance.now();
+    try {
+      await slot.staging.mapAsync(MapMode.READ);
+    } catch (e) {
+      slot.state = 'idle';
+      throwIfDeviceErrors(this.gpu, `${this.kind} step`);
+      throw new Error(`${this.kind} step: reading the tokens back failed: ${(e as Error).message}`);
+    }
+    this.timing.waitMs = performance.now() - t0;
+    const data = slot.staging.getMappedRange();
+    const ids = Array.from(new Uint32Array(data, 0, this.b));
+    if (this.timestampOffset !== undefined) {
+      const [begin, end] = new BigUint64Array(data, this.timestampOffset, 2);
+      if (begin > 0n && end >= begin) this.timing.gpuMs = Number(end - begin) / 1e6;
+    }
+    slot.staging.unmap();
+    slot.state = 'idle';
+    throwIfDeviceErrors(this.gpu, `${this.kind} step`);
+    return ids;
+  }
+}
+
+export class GpuModel {
+  private readonly batches = new Map<number, Batch>();
+  private readonly plans = new Map<string, Promise<StepPlan>>();
+  private readonly prefillKeys: string[] = [];
+  private session: Session | undefined;
+  private sampling: DecodeSampling = { temperature: 0 };
+  private random: () => number = rng(0);
+  private readonly samplingConfig: GPUBuffer;
+  private readonly timestamps: boolean;
+
+  private constructor(
+    readonly gpu: Gpu,
+    readonly config: ModelConfig,
+    readonly weights: GpuModelWeights,
+    private readonly kernels: ModelKernels,
+    readonly attention: readonly GpuAttention[],
+    private readonly options: GpuModelOptions,
+  ) {
+    this.samplingConfig = samplingConfigBuffer(gpu.device, 'sampling config');
+    this.timestamps = (options.timestamps ?? gpu.hasTimestamps) && gpu.hasTimestamps;
+  }
+
+  /** Uploads the weights, compiles the kernels and makes each layer's attention through `attention`. */
+  static async create(
+    gpu: Gpu,
+    config: ModelConfig,
+    weights: ModelWeights<TensorData>,
+    attention: GpuAttentionFactory,
+    options: GpuModelOptions = {},
+  ): Promise<GpuModel> {
+    const kernels = await compileModelKernels(gpu, {
+      hidden: config.hiddenSize,
+      intermediate: config.intermediateSize,
+      vocab: config.vocabSize,
+      eps: config.rmsNormEps,
+    });
+    const onGpu = uploadModelWeights(gpu, config, weights);
+    try {
+      const layers = onGpu.layers.map((l, n) => {
+        const params = Object.fromEntries(Object.entries(l.attention).map(([name, t]) => [name, t.buffer]));
+        const a = attention(n, params);
+        if (a.heads !== config.numHeads || a.headDim !== config.headDim) {
+          throw new Error(
+            `attention layer ${n} has ${a.heads} heads of ${a.headDim}, but ${config.file} has num_attention_heads ${config.numHeads}, head_dim ${config.headDim}`,
+          );
+        }
+        return a;
+      });
+      return new GpuModel(gpu, config, onGpu, kernels, layers, options);
+    } catch (e) {
+      destroyModelWeights(onGpu);
+      throw e;
+    }
+  }
+
+  /** Sequences in the current batch (0 before the first prefill). */
+  get batchSize(): number {
+    return this.session?.batch.b ?? 0;
+  }
+
+  /** Tokens per sequence folded into the state so far. */
+  get position(): number {
+    return this.session?.position ?? 0;
+  }
+
+  /** Bytes a decode step reads for one sequence: every weight once (the bandwidth bound's numerator). */
+  get weightBytesPerToken(): number {
+    return this.weights.bytesPerToken;
+  }
+
+  get hasTimestamps(): boolean {
+    return this.timestamps;
+  }
+
+  /** Sets how later steps choose tokens; a seed restarts the stream of uniform draws. */
+  setSampling(s: DecodeSampling): void {
+    const temperature = s.temperature ?? 0;
+    if (temperature > 0) writeSamplingConfig(this.gpu.device.queue, this.samplingConfig, { temperature, topK: s.topK ?? 0, topP: s.topP ?? 1 });
+    else if (!(temperature === 0)) throw new Error(`temperature must be >= 0, got ${temperature}`);
+    this.sampling = { ...s, temperature };
+    if (s.seed !== undefined) this.random = rng(s.seed);
+  }
+
+  /**
+   * Starts a batch: every sequence's prompt (equal lengths) through every layer in one submit, from fresh
+   * attention state. The returned step's tokens are each sequence's next token, chosen on the GPU.
+   */
+  async prefill(tokens: readonly (readonly number[])[], sampling?: DecodeSampling): Promise<StepHandle> {
+    const b = tokens.length;
+    if (b === 0) throw new Error('prefill: no sequences');
+    const t = tokens[0].length;
+    if (t === 0) throw new Error('prefill: empty prompt');
+    const ids = new Uint32Array(b * t);
+    tokens.forEach((seq, s) => {
+      if (seq.length !== t) throw new Error(`prefill: sequence ${s} has ${seq.length} tokens, sequence 0 has ${t} (prompts of a batch must have equal lengths)`);
+      seq.forEach((id, i) => {
+        if (!Number.isInteger(id) || id < 0 || id >= this.config.vocabSize) throw new Error(`prefill: token ${id} at [${s}, ${i}] is outside [0, ${this.config.vocabSize})`);
+        ids[s * t + i] = id;
+      });
+    });
+    this.checkLength(t, 'prefill');
+    if (sampling) this.setSampling(sampling);
+    const batch = this.batch(b);
+    const [plan, decodePlan] = await Promise.all([this.plan(batch, t, false), this.plan(batch, 1, false)]);
+    this.ready.set(this.planKey(b, 1, false), decodePlan);
+    const session: Session = { batch, states: this.attention.map((a) => a.createState(b)), position: 0 };
+    this.session = session;
+    this.gpu.device.queue.writeBuffer(plan.ids, 0, ids);
+    return this.submit('prefill', plan, session, 'ids');
+  }
+
+  /**
+   * One token per sequence through the model, one submit: by default the tokens the previous step chose
+   * (never read back); `tokens` uploads given ones instead (teacher forcing in tests).
+   */
+  decodeStep(opts: { tokens?: readonly number[] } = {}): StepHandle {
+    const session = this.session;
+    if (!session) throw new Error('decodeStep: no batch yet; call prefill first');
+    const { b } = session.batch;
+    this.checkLength(session.position + 1, 'decodeStep');
+    const plan = this.readyPlan(session.batch, 1);
+    let source: TokenSource = 'next';
+    if (opts.tokens) {
+      if (opts.tokens.length !== b) throw new Error(`decodeStep: ${opts.tokens.length} tokens for a batch of ${b}`);
+      for (const id of opts.tokens) {
+        if (!Number.isInteger(id) || id < 0 || id >= this.config.vocabSize) throw new Error(`decodeStep: token ${id} is outside [0, ${this.config.vocabSize})`);
+      }
+      this.gpu.device.queue.writeBuffer(plan.ids, 0, Uint32Array.from(opts.tokens));
+      source = 'ids';
+    }
+    return this.submit('decode', plan, session, source);
+  }
+
+  /** The last step's logits at each sequence's last position, [b, vocab] (a debugging readback). */
+  async readLogits(): Promise<Float32Array> {
+    if (!this.session) throw new Error('readLogits: no step has run');
+    return downloadTensor(this.gpu, this.session.batch.logits);
+  }
+
+  /** Logits at every position, [b, t, vocab], from fresh state; the current batch is left untouched. */
+  async forwardLogits(tokens: readonly (readonly number[])[]): Promise<Float32Array> {
+    const b = tokens.length;
+    const t = tokens[0]?.length ?? 0;
+    if (b === 0 || t === 0) throw new Error('forwardLogits: no tokens');
+    const ids = Uint32Array.from(tokens.flatMap((seq, s) => {
+      if (seq.length !== t) throw new Error(`forwardLogits: sequence ${s} has ${seq.length} tokens, sequence 0 has ${t}`);
+      return seq.map((id, i) => {
+        if (!Number.isInteger(id) || id < 0 || id >= this.config.vocabSize) throw new Error(`forwardLogits: token ${id} at [${s}, ${i}] is outside [0, ${this.config.vocabSize})`);
+        return id;
+      });
+    }));
+    const plan = await this.plan(this.batch(b), t, true);
+    const states = this.attention.map((a) => a.createState(b));
+    this.gpu.device.queue.writeBuffer(plan.ids, 0, ids);
+    const encoder = this.gpu.device.createCommandEncoder({ label: `forward logits [b=${b} t=${t}]` });
+    const pass = new RecordingPass(encoder.beginComputePass({ label: `forward logits [b=${b} t=${t}]` }));
+    encodeStep(pass.asPass(), plan, this.attention, states, 'ids', 'none');
+    pass.end();
+    this.gpu.device.queue.submit([encoder.finish()]);
+    this.attention.forEach((a, n) => a.advance(states[n], t));
+    return downloadTensor(this.gpu, plan.logits);
+  }
+
+  /** Plans (compiles and allocates) the decode step for batch b ahead of time. */
+  async prepareDecode(b: number): Promise<void> {
+    this.ready.set(this.planKey(b, 1, false), await this.plan(this.batch(b), 1, false));
+  }
+
+  /** Frees every GPU buffer the model made. The model must not be used afterwards. */
+  async destroy(): Promise<void> {
+    for (const p of this.plans.values()) destroyStepPlan(await p);
+    this.plans.clear();
+    this.ready.clear();
+    for (const batch of this.batches.values()) {
+      for (const s of batch.slots) s.staging.destroy();
+      batch.nextTokens.destroy();
+      batch.random.destroy();
+      batch.logits.buffer.destroy();
+      batch.querySet?.destroy();
+      batch.resolve?.destroy();
+    }
+    this.batches.clear();
+    this.samplingConfig.destroy();
+    destroyModelWeights(this.weights);
+    this.session = undefined;
+  }
+
+  private checkLength(length: number, what: string): void {
+    const max = this.config.maxPositionEmbeddings;
+    if (max !== undefined && length > max) throw new Error(`${what}: sequence length ${length} exceeds max_position_embeddings ${max} of ${this.config.file}`);
+  }
+
+  private batch(b: number): Batch {
+    let batch = this.batches.get(b);
+    if (batch) return batch;
+    const { device } = this.gpu;
+    const timestampOffset = Math.ceil((4 * b) / 8) * 8;
+    const slots = Array.from({ length: READBACK_RING }, (_, i) => ({
+      staging: device.createBuffer({ label: `token readback ${i} [b=${b}]`, size: timestampOffset + 16, usage: BufferUsage.MAP_READ | BufferUsage.COPY_DST }),
+      state: 'idle' as const,
+      generation: 0,
+    }));
+    const timing = this.timestamps
+      ? {
+          querySet: device.createQuerySet({ label: `step timestamps [b=${b}]`, type: 'timestamp', count: 2 * READBACK_RING }),
+          resolve: device.createBuffer({ label: `step timestamps [b=${b}]`, size: TIMESTAMP_STRIDE * READBACK_RING, usage: BufferUsage.QUERY_RESOLVE | BufferUsage.COPY_SRC }),
+        }
+      : {};
+    batch = {
+      b,
+      nextTokens: device.createBuffer({ label: `chosen tokens [b=${b}]`, size: 4 * b, usage: BufferUsage.STORAGE | BufferUsage.COPY_SRC | BufferUsage.COPY_DST }),
+      random: device.createBuffer({ label: `uniform draws [b=${b}]`, size: 4 * b, usage: BufferUsage.STORAGE | BufferUsage.COPY_DST }),
+      logits: createExactTensor(this.gpu, `last logits [b=${b}]`, [b, this.config.vocabSize]),
+      samplingConfig: this.samplingConfig,
+      slots,
+      next: 0,
+      timestampOffset,
+      ...timing,
+    };
+    this.batches.set(b, batch);
+    return batch;
+  }
+
+  private planKey(b: number, t: number, allLogits: boolean): string {
+    return `${b}:${t}:${allLogits ? 'all' : 'last'}`;
+  }
+
+  private plan(batch: Batch, t: number, allLogits: boolean): Promise<StepPlan> {
+    const key = this.planKey(batch.b, t, allLogits);
+    let plan = this.plans.get(key);
+    if (plan) return plan;
+    plan = buildStepPlan(this.gpu, this.config, this.kernels, this.weights, batch, t, allLogits);
+    this.plans.set(key, plan);
+    plan.catch(() => this.plans.delete(key));
+    // Decode plans (t = 1) stay; other shapes are evicted oldest first.
+    if (t > 1 || allLogits) {
+      this.prefillKeys.push(key);
+      const keep = this.options.cachedPrefillPlans ?? 2;
+      while (this.prefillKeys.length > keep) {
+        const old = this.prefillKeys.shift()!;
+        const evicted = this.plans.get(old);
+        this.plans.delete(old);
+        // Work already submitted with it keeps its buffers alive until it completes.
+        void evicted?.then(destroyStepPlan, () => undefined);
+      }
+    }
+    return plan;
+  }
+
+  private readonly ready = new Map<string, StepPlan>();
+
+  /** A plan already built (decodeStep is synchronous); prefill builds the decode plan of its batch. */
+  private readyPlan(batch: Batch, t: number): StepPlan {
+    const key = this.planKey(batch.b, t, false);
+    const plan = this.ready.get(key);
+    if (!plan) throw new Error(`decodeStep: the decode plan for batch ${batch.b} is not ready; await prefill (or prepareDecode) first`);
+    return plan;
+  }
+
+  private pick(): TokenPick {
+    return (this.sampling.temperature ?? 0) > 0 ? 'sample' : 'argmax';
+  }
+
+  private submit(kind: 'prefill' | 'decode', plan: StepPlan, session: Session, source: TokenSource): StepHandle {
+    const { device } = this.gpu;
+    const { batch } = session;
+    const s = batch.next;
+    const slot = batch.slots[s];
+    if (slot.state === 'mapping') {
+      throw new Error(`${kind} step: ${READBACK_RING} steps are in flight and the oldest is still being read; await its tokens() first`);
+    }
+    batch.next = (s + 1) % READBACK_RING;
+    slot.generation++;
+    slot.state = 'written';
+
+    const pick = this.pick();
+    if (pick === 'sample') {
+      const u = new Float32Array(batch.b);
+      for (let i = 0; i < u.length; i++) u[i] = this.random();
+      device.queue.writeBuffer(batch.random, 0, u);
+    }
+    const t0 = performance.now();
+    const label = `${kind} [b=${plan.b} t=${plan.t} at ${session.position}]`;
+    const encoder = device.createCommandEncoder({ label });
+    const timestampWrites = batch.querySet
+      ? { querySet: batch.querySet, beginningOfPassWriteIndex: 2 * s, endOfPassWriteIndex: 2 * s + 1 }
+      : undefined;
+    const pass = new RecordingPass(encoder.beginComputePass(timestampWrites ? { label, timestampWrites } : { label }));
+    encodeStep(pass.asPass(), plan, this.attention, session.states, source, pick);
+    pass.end();
+    encoder.copyBufferToBuffer(batch.nextTokens, 0, slot.staging, 0, 4 * batch.b);
+    if (batch.querySet && batch.resolve) {
+      encoder.resolveQuerySet(batch.querySet, 2 * s, 2, batch.resolve, TIMESTAMP_STRIDE * s);
+      encoder.copyBufferToBuffer(batch.resolve, TIMESTAMP_STRIDE * s, slot.staging, batch.timestampOffset, 16);
+    }
+    const commands = encoder.finish();
+    const t1 = performance.now();
+    device.queue.submit([commands]);
+    const t2 = performance.now();
+    for (let n = 0; n < this.attention.length; n++) this.attention[n].advance(session.states[n], plan.t);
+    session.position += plan.t;
+    return new StepHandle(
+      kind, batch.b, plan.t, session.position, pass.dispatches,
+      { encodeMs: t1 - t0, submitMs: t2 - t1 },
+      this.gpu, slot, slot.generation, batch.querySet ? batch.timestampOffset : undefined,
+    );
+  }
+}

@@ -1,0 +1,57 @@
+// A compute pass as the model records it: every dispatch counted (the model's own and the attention
+// variant's), and a setPipeline that repeats the current pipeline skipped, since q, k and v (and the
+// layers) run the same kernels back to back and each native call costs host time every token.
+
+export class RecordingPass {
+  dispatches = 0;
+  private current: GPUComputePipeline | undefined;
+
+  constructor(readonly pass: GPUComputePassEncoder) {}
+
+  /** The object handed to encoders, typed as the pass it forwards to. */
+  asPass(): GPUComputePassEncoder {
+    return this as unknown as GPUComputePassEncoder;
+  }
+
+  get label(): string {
+    return this.pass.label;
+  }
+
+  setPipeline(pipeline: GPUComputePipeline): void {
+    if (pipeline === this.current) return;
+    this.current = pipeline;
+    this.pass.setPipeline(pipeline);
+  }
+
+  setBindGroup(index: number, bindGroup: GPUBindGroup | null, ...offsets: unknown[]): void {
+    (this.pass.setBindGroup as (...a: unknown[]) => void).call(this.pass, index, bindGroup, ...offsets);
+  }
+
+  dispatchWorkgroups(x: number, y?: number, z?: number): void {
+    this.dispatches++;
+    if (z !== undefined) this.pass.dispatchWorkgroups(x, y ?? 1, z);
+    else if (y !== undefined) this.pass.dispatchWorkgroups(x, y);
+    else this.pass.dispatchWorkgroups(x);
+  }
+
+  dispatchWorkgroupsIndirect(buffer: GPUBuffer, offset: number): void {
+    this.dispatches++;
+    this.pass.dispatchWorkgroupsIndirect(buffer, offset);
+  }
+
+  pushDebugGroup(label: string): void {
+    this.pass.pushDebugGroup(label);
+  }
+
+  popDebugGroup(): void {
+    this.pass.popDebugGroup();
+  }
+
+  insertDebugMarker(label: string): void {
+    this.pass.insertDebugMarker(label);
+  }
+
+  end(): void {
+    this.pass.end();
+  }
+}

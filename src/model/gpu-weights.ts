@@ -1,0 +1,103 @@
+// The checkpoint on the GPU, uploaded once: f32 buffers in Hugging Face's [out, in] layout, with each
+// layer's gate and up projections stacked into one [2·intermediate, hidden] weight so the MLP's input
+// is read by one matmul, and the variant's parameters as the named buffers its factory asks for.
+import type { Gpu } from '../runtime/device.ts';
+import { checkTensorFits, TENSOR_USAGE, type GpuTensor } from '../runtime/gpu-tensor.ts';
+import { numel, type Tensor, type TensorData } from '../tensor.ts';
+import type { ModelConfig } from './config.ts';
+import type { ModelWeights } from './weights.ts';
+
+export interface GpuLayerWeights {
+  readonly inputNorm: GpuTensor;
+  readonly qProj: GpuTensor;
+  readonly kProj: GpuTensor;
+  readonly vProj: GpuTensor;
+  readonly oProj: GpuTensor;
+  readonly postNorm: GpuTensor;
+  /** [gate; up] stacked: [2·intermediate, hidden]. */
+  readonly gateUp: GpuTensor;
+  readonly downProj: GpuTensor;
+  /** The variant's parameters, by the names in its `param` declarations. */
+  readonly attention: Readonly<Record<string, GpuTensor>>;
+}
+
+export interface GpuModelWeights {
+  readonly embedTokens: GpuTensor;
+  readonly layers: readonly GpuLayerWeights[];
+  readonly norm: GpuTensor;
+  /** The same tensor as embedTokens when tie_word_embeddings. */
+  readonly lmHead: GpuTensor;
+  /** Bytes a decode step reads for one sequence: every weight once, one embedding row. */
+  readonly bytesPerToken: number;
+  /** Bytes of every weight uploaded. */
+  readonly bytes: number;
+}
+
+/**
+ * A tensor in a buffer of exactly its size (not a pool bucket): the variant's kernels may size their
+ * loops by arrayLength, and nothing here is ever released to be reused.
+ */
+export function createExactTensor(gpu: Gpu, name: string, shape: readonly number[]): GpuTensor {
+  const bytes = numel(shape) * 4;
+  checkTensorFits(gpu, name, shape, bytes);
+  const buffer = gpu.device.createBuffer({ label: name, size: Math.max(4, bytes), usage: TENSOR_USAGE });
+  return { name, shape: [...shape], bytes, buffer };
+}
+
+export function uploadExactTensor(gpu: Gpu, name: string, t: Tensor): GpuTensor {
+  if (t.data.length !== numel(t.shape)) throw new Error(`tensor '${name}': ${t.data.length} elements for shape [${t.shape.join(', ')}]`);
+  const g = createExactTensor(gpu, name, t.shape);
+  const f32 = t.data instanceof Float32Array ? t.data : Float32Array.from(t.data);
+  gpu.device.queue.writeBuffer(g.buffer, 0, f32.buffer, f32.byteOffset, f32.byteLength);
+  return g;
+}
+
+function stack(a: Tensor, b: Tensor): Tensor<Float32Array> {
+  const data = new Float32Array(a.data.length + b.data.length);
+  data.set(a.data);
+  data.set(b.data, a.data.length);
+  return { shape: [a.shape[0] + b.shape[0], ...a.shape.slice(1)], data };
+}
+
+export function uploadModelWeights(gpu: Gpu, config: ModelConfig, w: ModelWeights<TensorData>): GpuModelWeights {
+  const uploaded: GpuTensor[] = [];
+  const up = (name: string, t: Tensor): GpuTensor => {
+    const g = uploadExactTensor(gpu, name, t);
+    uploaded.push(g);
+    return g;
+  };
+  try {
+    const embedTokens = up('model.embed_tokens.weight', w.embedTokens);
+    const layers = w.layers.map((l, n) => {
+      const p = `model.layers.${n}`;
+      return {
+        inputNorm: up(`${p}.input_layernorm.weight`, l.inputNorm),
+        qProj: up(`${p}.self_attn.q_proj.weight`, l.qProj),
+        kProj: up(`${p}.self_attn.k_proj.weight`, l.kProj),
+        vProj: up(`${p}.self_attn.v_proj.weight`, l.vProj),
+        oProj: up(`${p}.self_attn.o_proj.weight`, l.oProj),
+        postNorm: up(`${p}.post_attention_layernorm.weight`, l.postNorm),
+        gateUp: up(`${p}.mlp.{gate,up}_proj.weight`, stack(l.gateProj, l.upProj)),
+        downProj: up(`${p}.mlp.down_proj.weight`, l.downProj),
+        attention: Object.fromEntries(Object.entries(l.attention).map(([name, t]) => [name, up(`${p}.self_attn.${name}`, t)])),
+      };
+    });
+    const norm = up('model.norm.weight', w.norm);
+    const lmHead = w.lmHead === w.embedTokens ? embedTokens : up('lm_head.weight', w.lmHead);
+    const bytes = uploaded.reduce((s, t) => s + t.bytes, 0);
+    const bytesPerToken = bytes - (lmHead === embedTokens ? 0 : embedTokens.bytes) + config.hiddenSize * 4;
+    return { embedTokens, layers, norm, lmHead, bytes, bytesPerToken };
+  } catch (e) {
+    for (const t of uploaded) t.buffer.destroy();
+    throw e;
+  }
+}
+
+export function destroyModelWeights(w: GpuModelWeights): void {
+  const all = new Set<GpuTensor>([w.embedTokens, w.norm, w.lmHead]);
+  for (const l of w.layers) {
+    for (const t of [l.inputNorm, l.qProj, l.kProj, l.vProj, l.oProj, l.postNorm, l.gateUp, l.downProj]) all.add(t);
+    for (const t of Object.values(l.attention)) all.add(t);
+  }
+  for (const t of all) t.buffer.destroy();
+}
