@@ -4,9 +4,11 @@
 // Initialisation (each tensor seeded from (seed, tensor name), so adding a tensor changes no other):
 //   linear weights and embeddings   N(0, 1/fan_in), fan_in = the last axis ([out, in] layout)
 //   RMSNorm gains                   1
-//   variant parameters              'normal' as above (default), 'ones', or 'decay':
+//   variant parameters              'normal' as above (default), 'ones', 'decay':
 //                                   w[…, l] = 2^−(l+1) along the last axis (a convolution whose
-//                                   taps fade with the lag l and sum to < 1)
+//                                   taps fade with the lag l and sum to < 1), or 'retention':
+//                                   γ[…, l] = 1 − 2^−(5+l) along the last axis (RetNet's per-head
+//                                   decay rates, all in (0, 1))
 //
 // The directory appears whole or not at all: everything is written to a sibling temporary directory,
 // loaded back and checked, then renamed into place. An existing directory is replaced only when empty
@@ -20,8 +22,10 @@ import { ModelFileError } from './errors.ts';
 import { expectedTensors, loadWeights, weightsFromTensors, weightsToTensors, type AttentionParamSpec, type ModelWeights } from './weights.ts';
 
 export interface AttentionParamInit extends AttentionParamSpec {
-  readonly init?: 'normal' | 'decay' | 'ones';
+  readonly init?: ParamInit;
 }
+
+export type ParamInit = 'normal' | 'decay' | 'ones' | 'retention';
 
 export const MARKER = '.init-model';
 
@@ -38,7 +42,7 @@ export function randomWeights(config: ModelConfig, seed: number, attentionParams
   return weightsFromTensors(config, tensors, attentionParams, '(random weights)');
 }
 
-function initTensor(shape: readonly number[], init: 'normal' | 'decay' | 'ones', seed: number): Tensor<Float64Array> {
+function initTensor(shape: readonly number[], init: ParamInit, seed: number): Tensor<Float64Array> {
   const fanIn = shape[shape.length - 1];
   switch (init) {
     case 'normal':
@@ -48,6 +52,11 @@ function initTensor(shape: readonly number[], init: 'normal' | 'decay' | 'ones',
     case 'decay': {
       const data = new Float64Array(numel(shape));
       for (let i = 0; i < data.length; i++) data[i] = 2 ** -((i % fanIn) + 1);
+      return { shape: [...shape], data };
+    }
+    case 'retention': {
+      const data = new Float64Array(numel(shape));
+      for (let i = 0; i < data.length; i++) data[i] = 1 - 2 ** -(5 + (i % fanIn));
       return { shape: [...shape], data };
     }
     default: {

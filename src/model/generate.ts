@@ -1,0 +1,199 @@
+// Text generation: prefill the prompts, then decode token by token until max tokens or EOS, streaming
+// each sequence's text as it becomes decodable. The GPU loop keeps one step in flight: step n+1 is
+// submitted (it reads step n's token on the GPU) before step n's token is read back for streaming, so
+// the readback overlaps the GPU's work. The CPU loop is the float64 oracle with the real variant.
+import { rng } from '../tensor.ts';
+import { cpuForward, type CpuAttentionStep, type CpuModel } from './cpu-forward.ts';
+import type { GpuModel, StepTiming } from './gpu-model.ts';
+import { sampleToken, type SamplingOptions } from './sampling.ts';
+import type { Tokenizer } from './tokenizer.ts';
+
+export { cpuAttentionFromVariant, cpuAttentionSessionFromVariant } from './cpu-attention.ts';
+
+export interface GenerateOptions {
+  /** New tokens per sequence, EOS included. */
+  readonly maxTokens: number;
+  /** Temperature 0 (the default) is greedy. */
+  readonly sampling?: SamplingOptions;
+  /** Seeds the uniform draws (one per sequence per sampled step, sequence 0 first). Default 0. */
+  readonly seed?: number;
+  /** Stop token (default: the tokenizer's eos); generation ends when every sequence produced it. */
+  readonly eos?: number;
+  /** New text of sequence `seq`, as soon as it decodes to whole characters. */
+  readonly onText?: (text: string, seq: number) => void;
+}
+
+export interface GenerateResult {
+  /** New tokens per sequence (up to and including its EOS). */
+  readonly tokens: number[][];
+  readonly texts: string[];
+  readonly promptTokens: number;
+  readonly stopReason: 'eos' | 'max-tokens';
+  readonly prefillMs: number;
+  readonly decodeMs: number;
+  /** b · prompt tokens / prefill time (until the first new token is on the host). */
+  readonly prefillTokensPerS: number;
+  /** b · decode steps / decode time; undefined when only the prefill's token was generated. */
+  readonly decodeTokensPerS: number | undefined;
+  /** Per decode step (GPU only): host encode and submit times, wait, and GPU time when timed. */
+  readonly decodeSteps: readonly StepTiming[];
+}
+
+/** Incremental detokenisation: text is released once it no longer ends in an incomplete character. */
+export class TextStream {
+  private readonly ids: number[] = [];
+  private emitted = '';
+
+  constructor(private readonly tokenizer: Tokenizer) {}
+
+  push(id: number): string {
+    this.ids.push(id);
+    const text = this.tokenizer.decode(this.ids);
+    let stable = text.length;
+    while (stable > 0 && text.charCodeAt(stable - 1) === 0xfffd) stable--;
+    return this.release(text.slice(0, stable));
+  }
+
+  /** Whatever is left (an incomplete character decodes to U+FFFD). */
+  flush(): string {
+    return this.release(this.tokenizer.decode(this.ids));
+  }
+
+  get text(): string {
+    return this.tokenizer.decode(this.ids);
+  }
+
+  private release(text: string): string {
+    // A tokenizer may rewrite earlier text (rare BPE clean-ups): emit only what extends the output.
+    if (text.length <= this.emitted.length) return '';
+    const delta = text.slice(this.emitted.length);
+    this.emitted = text;
+    return delta;
+  }
+}
+
+class Tracker {
+  readonly tokens: number[][];
+  readonly done: boolean[];
+  readonly streams: TextStream[];
+
+  constructor(b: number, tokenizer: Tokenizer, private readonly eos: number | undefined, private readonly onText?: (text: string, seq: number) => void) {
+    this.tokens = Array.from({ length: b }, () => []);
+    this.done = new Array<boolean>(b).fill(false);
+    this.streams = Array.from({ length: b }, () => new TextStream(tokenizer));
+  }
+
+  record(ids: readonly number[]): void {
+    ids.forEach((id, s) => {
+      if (this.done[s]) return;
+      this.tokens[s].push(id);
+      if (id === this.eos) {
+        this.done[s] = true;
+        return;
+      }
+      const text = this.streams[s].push(id);
+      if (text && this.onText) this.onText(text, s);
+    });
+  }
+
+  get allDone(): boolean {
+    return this.done.every(Boolean);
+  }
+
+  finish(): string[] {
+    return this.streams.map((st, s) => {
+      const rest = st.flush();
+      if (rest && this.onText) this.onText(rest, s);
+      return st.text;
+    });
+  }
+}
+
+function checkPrompts(prompts: readonly (readonly number[])[], opts: GenerateOptions): void {
+  if (prompts.length === 0) throw new Error('generate: no prompts');
+  if (prompts[0].length === 0) throw new Error('generate: empty prompt');
+  if (!(Number.isInteger(opts.maxTokens) && opts.maxTokens >= 1)) throw new Error(`generate: maxTokens must be a positive integer, got ${opts.maxTokens}`);
+}
+
+/** Generation on the GPU: one submit per token for the whole batch, tokens read back one step behind. */
+export async function generateGpu(model: GpuModel, tokenizer: Tokenizer, prompts: readonly (readonly number[])[], opts: GenerateOptions): Promise<GenerateResult> {
+  checkPrompts(prompts, opts);
+  const b = prompts.length;
+  const t = prompts[0].length;
+  const tracker = new Tracker(b, tokenizer, opts.eos ?? tokenizer.eos, opts.onText);
+
+  const t0 = performance.now();
+  const prefill = await model.prefill(prompts, { ...opts.sampling, temperature: opts.sampling?.temperature ?? 0, seed: opts.seed ?? 0 });
+  tracker.record(await prefill.tokens());
+  const t1 = performance.now();
+
+  let produced = 1;
+  const decodeSteps: StepTiming[] = [];
+  let pending = produced < opts.maxTokens && !tracker.allDone ? model.decodeStep() : undefined;
+  while (pending) {
+    const next = produced + 1 < opts.maxTokens ? model.decodeStep() : undefined;
+    tracker.record(await pending.tokens());
+    decodeSteps.push(pending.timing);
+    produced++;
+    if (tracker.allDone) {
+      if (next) await next.tokens(); // leave no readback half-used
+      break;
+    }
+    pending = next;
+  }
+  const t2 = performance.now();
+  const texts = tracker.finish();
+  const steps = produced - 1;
+  return {
+    tokens: tracker.tokens,
+    texts,
+    promptTokens: t,
+    stopReason: tracker.allDone ? 'eos' : 'max-tokens',
+    prefillMs: t1 - t0,
+    decodeMs: t2 - t1,
+    prefillTokensPerS: (b * t) / ((t1 - t0) / 1000),
+    decodeTokensPerS: steps > 0 ? (b * steps) / ((t2 - t1) / 1000) : undefined,
+    decodeSteps,
+  };
+}
+
+/**
+ * Generation with the float64 CPU forward: the prompt in one forward, then one token per step through
+ * `attention`, which must carry state across calls (cpuAttentionSessionFromVariant).
+ */
+export function generateCpu(model: CpuModel, attention: CpuAttentionStep, tokenizer: Tokenizer, prompts: readonly (readonly number[])[], opts: GenerateOptions): GenerateResult {
+  checkPrompts(prompts, opts);
+  const b = prompts.length;
+  const t = prompts[0].length;
+  const V = model.config.vocabSize;
+  const sampling: SamplingOptions = { ...opts.sampling, temperature: opts.sampling?.temperature ?? 0 };
+  const random = rng(opts.seed ?? 0);
+  const tracker = new Tracker(b, tokenizer, opts.eos ?? tokenizer.eos, opts.onText);
+  const choose = (logits: Float64Array, rows: number, last: number) =>
+    Array.from({ length: b }, (_, s) => sampleToken(logits.subarray((s * rows + last) * V, (s * rows + last + 1) * V), sampling, random).token);
+
+  const t0 = performance.now();
+  let ids = choose(cpuForward(model, prompts, attention).logits.data, t, t - 1);
+  tracker.record(ids);
+  const t1 = performance.now();
+  let produced = 1;
+  while (produced < opts.maxTokens && !tracker.allDone) {
+    ids = choose(cpuForward(model, ids.map((id) => [id]), attention).logits.data, 1, 0);
+    tracker.record(ids);
+    produced++;
+  }
+  const t2 = performance.now();
+  const texts = tracker.finish();
+  const steps = produced - 1;
+  return {
+    tokens: tracker.tokens,
+    texts,
+    promptTokens: t,
+    stopReason: tracker.allDone ? 'eos' : 'max-tokens',
+    prefillMs: t1 - t0,
+    decodeMs: t2 - t1,
+    prefillTokensPerS: (b * t) / ((t1 - t0) / 1000),
+    decodeTokensPerS: steps > 0 ? (b * steps) / ((t2 - t1) / 1000) : undefined,
+    decodeSteps: [],
+  };
+}
