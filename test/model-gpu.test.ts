@@ -1,0 +1,176 @@
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { resolve } from 'node:path';
+import { loadConfig, type ModelConfig } from '../src/model/config.ts';
+import { cpuForward, cpuModel, type CpuModel } from '../src/model/cpu-forward.ts';
+import { cpuAttentionFromVariant, cpuAttentionSessionFromVariant, generateCpu, generateGpu } from '../src/model/generate.ts';
+import { GpuModel } from '../src/model/gpu-model.ts';
+import { randomWeights } from '../src/model/init-model.ts';
+import { ByteTokenizer } from '../src/model/tokenizer.ts';
+import { loadModelVariant, type ModelVariant } from '../src/model/variant.ts';
+import type { ModelWeights } from '../src/model/weights.ts';
+import { relativeError, rng } from '../src/tensor.ts';
+import { expectRelClose, gpu } from './helpers/gpu.ts';
+import { simpleAttentionFactory } from './helpers/simple-gpu-attention.ts';
+
+const SEED = 7001;
+const TINY = resolve(import.meta.dirname, '../examples/models/tiny/config.json');
+
+function randomTokens(b: number, t: number, vocab: number, seed: number): number[][] {
+  const r = rng(seed);
+  return Array.from({ length: b }, () => Array.from({ length: t }, () => Math.floor(r() * vocab)));
+}
+
+/** Rows [from, to) of sequence s of a [b, t, V] tensor. */
+function rows(x: ArrayLike<number>, t: number, V: number, s: number, from: number, to: number): Float64Array {
+  return Float64Array.from({ length: (to - from) * V }, (_, i) => x[(s * t + from) * V + i]);
+}
+
+let config: ModelConfig;
+let variant: ModelVariant;
+let weights: ModelWeights<Float64Array>;
+let cpu: CpuModel;
+let model: GpuModel;
+
+beforeAll(async () => {
+  config = loadConfig(TINY);
+  variant = loadModelVariant(config);
+  // 'normal' taps rather than init-model's fading ones: every head's convolution differs.
+  weights = randomWeights(config, SEED, variant.params.map((p) => ({ ...p, init: 'normal' as const })));
+  cpu = cpuModel(config, weights);
+  const g = await gpu();
+  const factory = await simpleAttentionFactory(g, { heads: config.numHeads, headDim: config.headDim, K: variant.program.sizes['K'] });
+  model = await GpuModel.create(g, config, weights, factory);
+});
+afterAll(async () => {
+  await model?.destroy();
+});
+
+describe('the tiny model fits the runtime', () => {
+  it('examples/models/tiny is 2 layers, hidden 64, 4 heads, bytes, elu_dwconv with K = 4', () => {
+    expect([config.numLayers, config.hiddenSize, config.numHeads, config.headDim]).toEqual([2, 64, 4, 16]);
+    expect(config.tokenizer.kind).toBe('bytes');
+    expect(config.attention.variant.endsWith('examples/paper/elu_dwconv.la')).toBe(true);
+    expect(variant.program.sizes['K']).toBe(4);
+    expect(variant.params).toEqual([{ name: 'w', shape: [4, 16, 4], init: 'decay' }]);
+  });
+});
+
+describe('GPU forward of the whole model (f32) against the float64 CPU forward with the real variant', () => {
+  it(`prefill logits match at every position to 1e-3 (b = 2, t = 9, seed ${SEED})`, async () => {
+    const tokens = randomTokens(2, 9, config.vocabSize, SEED);
+    const attention = cpuAttentionFromVariant(variant.program, cpu.weights.layers.map((l) => l.attention));
+    const want = cpuForward(cpu, tokens, attention).logits;
+    const got = await model.forwardLogits(tokens);
+    expect(got.length).toBe(want.data.length);
+    for (let s = 0; s < 2; s++) {
+      expectRelClose(rows(got, 9, config.vocabSize, s, 0, 9), rows(want.data, 9, config.vocabSize, s, 0, 9), 1e-3, `sequence ${s}, seed ${SEED}`);
+    }
+  });
+
+  it(`prefill's last-position logits, then each decode step's, equal the full forward at that position (seed ${SEED})`, async () => {
+    const [b, T, V] = [2, 8, config.vocabSize];
+    const tokens = randomTokens(b, T, V, SEED + 1);
+    const full = await model.forwardLogits(tokens);
+    const p = 3;
+    await (await model.prefill(tokens.map((s) => s.slice(0, p)))).tokens();
+    const check = (logits: Float32Array, at: number) => {
+      for (let s = 0; s < b; s++) {
+        expectRelClose(logits.subarray(s * V, (s + 1) * V), rows(full, T, V, s, at, at + 1), 1e-4, `sequence ${s} at position ${at}`);
+      }
+    };
+    check(await model.readLogits(), p - 1);
+    for (let at = p; at < T; at++) {
+      const step = model.decodeStep({ tokens: tokens.map((s) => s[at]) });
+      await step.tokens();
+      expect(step.position).toBe(at + 1);
+      check(await model.readLogits(), at);
+    }
+  });
+});
+
+describe('generation', () => {
+  const tok = new ByteTokenizer({ bos: 256 });
+
+  it(`greedy generation on the GPU and on the CPU (float64, real variant) agree on the first 8 tokens (seed ${SEED})`, async () => {
+    const prompt = [256, ...tok.encode('Hello, linear attention')];
+    const gpuRun = await generateGpu(model, tok, [prompt], { maxTokens: 8 });
+    const session = cpuAttentionSessionFromVariant(variant.program, cpu.weights.layers.map((l) => l.attention));
+    const cpuRun = generateCpu(cpu, session, tok, [prompt], { maxTokens: 8 });
+    expect(gpuRun.tokens).toEqual(cpuRun.tokens);
+    expect(gpuRun.tokens[0]).toHaveLength(8);
+    expect(gpuRun.prefillTokensPerS).toBeGreaterThan(0);
+    expect(gpuRun.decodeTokensPerS).toBeGreaterThan(0);
+    expect(gpuRun.decodeSteps).toHaveLength(7);
+  });
+
+  it(`sampling with temperature and top-k draws the same tokens on GPU and CPU from the same seed (seed ${SEED})`, async () => {
+    const prompt = [256, ...tok.encode('abc')];
+    const opts = { maxTokens: 6, sampling: { temperature: 0.9, topK: 20, topP: 0.95 }, seed: SEED };
+    const gpuRun = await generateGpu(model, tok, [prompt], opts);
+    const session = cpuAttentionSessionFromVariant(variant.program, cpu.weights.layers.map((l) => l.attention));
+    const cpuRun = generateCpu(cpu, session, tok, [prompt], opts);
+    expect(gpuRun.tokens).toEqual(cpuRun.tokens);
+    const greedy = await generateGpu(model, tok, [prompt], { maxTokens: 6 });
+    expect(gpuRun.tokens).not.toEqual(greedy.tokens);
+  });
+
+  it('streams text as it decodes and stops at EOS', async () => {
+    const prompt = [256, ...tok.encode('x')];
+    const first = await generateGpu(model, tok, [prompt], { maxTokens: 6 });
+    const eos = first.tokens[0][2];
+    const pieces: string[] = [];
+    const run = await generateGpu(model, tok, [prompt], { maxTokens: 6, eos, onText: (t) => pieces.push(t) });
+    expect(run.stopReason).toBe('eos');
+    expect(run.tokens[0]).toEqual(first.tokens[0].slice(0, first.tokens[0].indexOf(eos) + 1));
+    expect(pieces.join('')).toBe(run.texts[0]);
+  });
+
+  it(`a batch of 2 sequences generates what each does alone (seed ${SEED})`, async () => {
+    const prompts = randomTokens(2, 5, 256, SEED + 2);
+    const batch = await generateGpu(model, tok, prompts, { maxTokens: 7 });
+    const batchLogits = await model.readLogits();
+    for (let s = 0; s < 2; s++) {
+      const alone = await generateGpu(model, tok, [prompts[s]], { maxTokens: 7 });
+      expect(alone.tokens[0], `sequence ${s}`).toEqual(batch.tokens[s]);
+      const V = config.vocabSize;
+      expect(relativeError(await model.readLogits(), batchLogits.subarray(s * V, (s + 1) * V))).toBeLessThan(1e-5);
+    }
+  });
+});
+
+describe('one submit per token, no allocation per token', () => {
+  it('a step records 1 + layers·(9 + attention) + 3 dispatches in one command buffer', async () => {
+    const g = await gpu();
+    const submit = vi.spyOn(g.device.queue, 'submit');
+    const prefill = await model.prefill([[1, 2, 3]]);
+    const step = model.decodeStep();
+    await step.tokens();
+    expect(submit).toHaveBeenCalledTimes(2);
+    submit.mockRestore();
+    expect(prefill.dispatches).toBe(1 + config.numLayers * 10 + 3);
+    expect(step.dispatches).toBe(prefill.dispatches);
+    expect(step.timing.encodeMs).toBeGreaterThan(0);
+    if (model.hasTimestamps) expect(step.timing.gpuMs).toBeGreaterThan(0);
+  });
+
+  it('decode steps create no buffers and no bind groups', async () => {
+    const g = await gpu();
+    await (await model.prefill([[5, 6], [7, 8]])).tokens();
+    await model.decodeStep().tokens(); // the attention binds its state on first use
+    const buffers = vi.spyOn(g.device, 'createBuffer');
+    const groups = vi.spyOn(g.device, 'createBindGroup');
+    const steps = [model.decodeStep(), model.decodeStep(), model.decodeStep()];
+    for (const s of steps) await s.tokens();
+    expect(buffers).not.toHaveBeenCalled();
+    expect(groups).not.toHaveBeenCalled();
+    buffers.mockRestore();
+    groups.mockRestore();
+  });
+
+  it('reading a step back after its readback slot was reused says so', async () => {
+    await (await model.prefill([[1]])).tokens();
+    const old = model.decodeStep();
+    for (let i = 0; i < 4; i++) model.decodeStep();
+    await expect(old.tokens()).rejects.toThrow(/reused/);
+  });
+});
