@@ -1,0 +1,253 @@
+// Decoding and prefill speed of the whole decoder LM on the GPU, next to the bound that reading every
+// weight once per step at the adapter's measured copy bandwidth allows.
+//
+//   npm run bench:decode [-- --small] [--steps N]
+//
+// Model (random weights): 12 layers, hidden 768, 12 heads of 64, intermediate 2048, vocab 32000,
+// attention elu+1 linear attention + K = 4 depthwise conv on v (examples/paper/elu_dwconv.la); --small
+// (and any software adapter) shrinks it so lavapipe finishes. The attention layer is pluggable
+// (runDecodeBench's `attention`): by default the plain recurrent WGSL of test/helpers, which the compiled
+// variant replaces. Prints a table; writes decode.json to $OUT if set, else out/.
+//
+// Figures: prefill of one 2048-token prompt (one submit); decode at batch 1 and 8, each step one submit,
+// (a) synchronous — submit, read the tokens, repeat: per-step wall time split into GPU time (timestamp
+// queries around the step's pass) and host overhead (wall − GPU: encode, submit, readback, scheduling);
+// (b) pipelined as `linattn generate` runs — step n+1 submitted before step n's tokens are read.
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import type { AttentionContext } from '../src/model/commands.ts';
+import { parseConfig, REPO_ROOT, type ModelConfig } from '../src/model/config.ts';
+import type { GpuAttentionFactory } from '../src/model/gpu-attention.ts';
+import { GpuModel, type StepHandle } from '../src/model/gpu-model.ts';
+import { randomWeights } from '../src/model/init-model.ts';
+import { loadModelVariant } from '../src/model/variant.ts';
+import { getDevice, type Gpu } from '../src/runtime/device.ts';
+import { median } from '../src/runtime/timing.ts';
+import { simpleAttentionFactory } from '../test/helpers/simple-gpu-attention.ts';
+import { measureCopyBandwidth, type CopyBandwidth } from './roofline.ts';
+
+export interface ModelShape {
+  readonly layers: number;
+  readonly hidden: number;
+  readonly heads: number;
+  readonly intermediate: number;
+  readonly vocab: number;
+  readonly K: number;
+}
+
+export const FULL: ModelShape = { layers: 12, hidden: 768, heads: 12, intermediate: 2048, vocab: 32000, K: 4 };
+export const SMALL: ModelShape = { layers: 2, hidden: 128, heads: 4, intermediate: 256, vocab: 1024, K: 4 };
+
+export interface DecodeBenchOptions {
+  readonly small?: boolean;
+  /** Decode steps timed per batch size (default 64, 16 when small). */
+  readonly steps?: number;
+  /** Prompt length of the prefill figure (default 2048, 128 when small). */
+  readonly prefillTokens?: number;
+  readonly batches?: readonly number[];
+  /** The attention layers; default: the simple recurrent WGSL reference. */
+  readonly attention?: (ctx: AttentionContext) => GpuAttentionFactory | Promise<GpuAttentionFactory>;
+  /** Names the attention in the report. */
+  readonly attentionName?: string;
+  readonly log?: (line: string) => void;
+}
+
+export interface DecodeFigure {
+  readonly batch: number;
+  readonly steps: number;
+  readonly dispatchesPerStep: number;
+  /** Synchronous steps: medians per step, in ms. */
+  readonly wallMsPerStep: number;
+  readonly gpuMsPerStep: number | undefined;
+  readonly hostOverheadMsPerStep: number | undefined;
+  readonly encodeMsPerStep: number;
+  readonly submitMsPerStep: number;
+  readonly syncTokensPerS: number;
+  /** One step in flight, as generate runs. */
+  readonly pipelinedTokensPerS: number;
+  /** b · copy bandwidth / bytes a step reads (weights once, plus the attention state). */
+  readonly boundTokensPerS: number;
+  readonly fractionOfBound: number;
+}
+
+export interface DecodeBenchReport {
+  readonly adapter: string;
+  readonly software: boolean;
+  readonly date: string;
+  readonly model: ModelShape & { readonly headDim: number; readonly params: number; readonly weightBytesPerStep: number };
+  readonly attention: string;
+  readonly timing: 'timestamp-query' | 'wall-clock only';
+  readonly copy: CopyBandwidth;
+  readonly prefill: { readonly tokens: number; readonly wallMs: number; readonly gpuMs: number | undefined; readonly tokensPerS: number; readonly dispatches: number };
+  readonly decode: readonly DecodeFigure[];
+}
+
+function benchConfig(shape: ModelShape): ModelConfig {
+  return parseConfig(
+    {
+      vocab_size: shape.vocab, hidden_size: shape.hidden, intermediate_size: shape.intermediate,
+      num_hidden_layers: shape.layers, num_attention_heads: shape.heads, rms_norm_eps: 1e-5,
+      tokenizer: 'bytes', attention: { variant: 'examples/paper/elu_dwconv.la', options: { K: shape.K } },
+    },
+    join(REPO_ROOT, 'bench', 'decode-bench-config.json'),
+  );
+}
+
+function promptTokens(b: number, t: number, vocab: number, seed: number): number[][] {
+  let x = seed >>> 0 || 1;
+  const next = () => {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    return (x >>> 0) % vocab;
+  };
+  return Array.from({ length: b }, () => Array.from({ length: t }, next));
+}
+
+async function timedStep(step: StepHandle): Promise<{ wallMs: number; gpuMs?: number }> {
+  const t0 = performance.now();
+  await step.tokens();
+  return { wallMs: performance.now() - t0 + step.timing.encodeMs + step.timing.submitMs, gpuMs: step.timing.gpuMs };
+}
+
+export async function runDecodeBench(opts: DecodeBenchOptions = {}): Promise<DecodeBenchReport> {
+  const log = opts.log ?? ((s: string) => console.log(s));
+  const gpu: Gpu = await getDevice();
+  const small = opts.small ?? gpu.isSoftware;
+  const shape = small ? SMALL : FULL;
+  const steps = opts.steps ?? (small ? 16 : 64);
+  const prefillT = opts.prefillTokens ?? (small ? 128 : 2048);
+  const batches = opts.batches ?? [1, 8];
+  const config = benchConfig(shape);
+  const variant = loadModelVariant(config);
+
+  log(`decode bench on ${gpu.adapterName}: ${shape.layers} layers, hidden ${shape.hidden}, ${shape.heads} heads, vocab ${shape.vocab}${small ? ' (small)' : ''}`);
+  const copy = await measureCopyBandwidth(gpu, { bytes: small ? 16 << 20 : 256 << 20, iters: 20 });
+  const weights = randomWeights(config, 1, variant.params);
+  const factory = opts.attention
+    ? await opts.attention({ gpu, config, program: variant.program })
+    : await simpleAttentionFactory(gpu, { heads: config.numHeads, headDim: config.headDim, K: shape.K });
+  const attentionName = opts.attentionName ?? (opts.attention ? 'given factory' : 'simple recurrent WGSL (test/helpers/simple-gpu-attention.ts)');
+  const model = await GpuModel.create(gpu, config, weights, factory);
+  const params = weights.layers.reduce(
+    (s, l) => s + [l.inputNorm, l.qProj, l.kProj, l.vProj, l.oProj, l.postNorm, l.gateProj, l.upProj, l.downProj, ...Object.values(l.attention)].reduce((a, t) => a + t.data.length, 0),
+    weights.embedTokens.data.length + weights.norm.data.length + weights.lmHead.data.length,
+  );
+  // The attention state each step reads and writes per sequence: S [h, d, d], z [h, d], K − 1 values.
+  const stateBytes = 2 * 4 * config.numLayers * config.numHeads * config.headDim * (config.headDim + 1 + (shape.K - 1));
+
+  try {
+    // Prefill: one prompt, one submit. The first run compiles the shape's pipelines.
+    const prompt = promptTokens(1, prefillT, shape.vocab, 7);
+    await (await model.prefill(prompt)).tokens();
+    const runs: { wallMs: number; gpuMs?: number; dispatches: number }[] = [];
+    for (let i = 0; i < (small ? 2 : 5); i++) {
+      const t0 = performance.now();
+      const step = await model.prefill(prompt);
+      await step.tokens();
+      runs.push({ wallMs: performance.now() - t0, gpuMs: step.timing.gpuMs, dispatches: step.dispatches });
+    }
+    const prefillWall = median(runs.map((r) => r.wallMs));
+    const prefillGpu = runs.every((r) => r.gpuMs !== undefined) ? median(runs.map((r) => r.gpuMs!)) : undefined;
+    const prefill = { tokens: prefillT, wallMs: prefillWall, gpuMs: prefillGpu, tokensPerS: prefillT / (prefillWall / 1000), dispatches: runs[0].dispatches };
+
+    const decode: DecodeFigure[] = [];
+    for (const b of batches) {
+      await (await model.prefill(promptTokens(b, 16, shape.vocab, 11 + b))).tokens();
+      for (let i = 0; i < 4; i++) await model.decodeStep().tokens(); // warm-up
+      const sync: { wallMs: number; gpuMs?: number; encodeMs: number; submitMs: number }[] = [];
+      let dispatches = 0;
+      for (let i = 0; i < steps; i++) {
+        const step = model.decodeStep();
+        dispatches = step.dispatches;
+        sync.push({ ...(await timedStep(step)), encodeMs: step.timing.encodeMs, submitMs: step.timing.submitMs });
+      }
+      const t0 = performance.now();
+      let pending = model.decodeStep();
+      for (let i = 1; i < steps; i++) {
+        const next = model.decodeStep();
+        await pending.tokens();
+        pending = next;
+      }
+      await pending.tokens();
+      const pipelinedMs = performance.now() - t0;
+
+      const wall = median(sync.map((s) => s.wallMs));
+      const gpuMs = sync.every((s) => s.gpuMs !== undefined) ? median(sync.map((s) => s.gpuMs!)) : undefined;
+      const bytesPerStep = model.weightBytesPerToken + b * stateBytes;
+      const boundTokensPerS = (b * copy.gbPerS * 1e9) / bytesPerStep;
+      const pipelinedTokensPerS = (b * steps) / (pipelinedMs / 1000);
+      decode.push({
+        batch: b, steps, dispatchesPerStep: dispatches,
+        wallMsPerStep: wall, gpuMsPerStep: gpuMs, hostOverheadMsPerStep: gpuMs === undefined ? undefined : wall - gpuMs,
+        encodeMsPerStep: median(sync.map((s) => s.encodeMs)), submitMsPerStep: median(sync.map((s) => s.submitMs)),
+        syncTokensPerS: b / (wall / 1000), pipelinedTokensPerS,
+        boundTokensPerS, fractionOfBound: pipelinedTokensPerS / boundTokensPerS,
+      });
+    }
+
+    return {
+      adapter: gpu.adapterName,
+      software: gpu.isSoftware,
+      date: new Date().toISOString(),
+      model: { ...shape, headDim: config.headDim, params, weightBytesPerStep: model.weightBytesPerToken },
+      attention: attentionName,
+      timing: model.hasTimestamps ? 'timestamp-query' : 'wall-clock only',
+      copy,
+      prefill,
+      decode,
+    };
+  } finally {
+    await model.destroy();
+  }
+}
+
+const ms = (x: number | undefined) => (x === undefined ? '—' : `${x.toFixed(3)} ms`);
+
+export function formatReport(r: DecodeBenchReport): string[] {
+  const m = r.model;
+  const lines = [
+    `model: ${m.layers} layers, hidden ${m.hidden}, ${m.heads}×${m.headDim} heads, intermediate ${m.intermediate}, vocab ${m.vocab}, K ${m.K}; ${(m.params / 1e6).toFixed(1)} M params, ${(m.weightBytesPerStep / 2 ** 20).toFixed(1)} MiB read per decode step`,
+    `attention: ${r.attention}; adapter: ${r.adapter}; GPU time by ${r.timing}`,
+    `copy bandwidth: ${r.copy.gbPerS.toFixed(1)} GB/s (read+write, ${(r.copy.bytes / 2 ** 20).toFixed(0)} MiB)`,
+    `prefill ${r.prefill.tokens} tokens (b=1): ${r.prefill.tokensPerS.toFixed(1)} tokens/s, wall ${ms(r.prefill.wallMs)}, GPU ${ms(r.prefill.gpuMs)}, ${r.prefill.dispatches} dispatches`,
+  ];
+  const rows: string[][] = [['batch', 'tokens/s', 'sync tok/s', 'bound tok/s', 'of bound', 'wall/step', 'GPU/step', 'host/step', 'encode', 'submit', 'dispatches']];
+  for (const d of r.decode) {
+    rows.push([
+      String(d.batch), d.pipelinedTokensPerS.toFixed(1), d.syncTokensPerS.toFixed(1), d.boundTokensPerS.toFixed(1),
+      `${(100 * d.fractionOfBound).toFixed(1)}%`, ms(d.wallMsPerStep), ms(d.gpuMsPerStep), ms(d.hostOverheadMsPerStep),
+      ms(d.encodeMsPerStep), ms(d.submitMsPerStep), String(d.dispatchesPerStep),
+    ]);
+  }
+  const widths = rows[0].map((_, i) => Math.max(...rows.map((row) => row[i].length)));
+  lines.push('decode (one submit per step; tokens/s pipelined as generate runs, sync = submit-read-repeat):');
+  for (const row of rows) lines.push('  ' + row.map((c, i) => c.padStart(widths[i])).join('  '));
+  return lines;
+}
+
+async function main(): Promise<void> {
+  const args = process.argv.slice(2);
+  const stepsArg = args.indexOf('--steps');
+  const report = await runDecodeBench({
+    small: args.includes('--small') || undefined,
+    ...(stepsArg >= 0 && { steps: Number(args[stepsArg + 1]) }),
+  });
+  for (const line of formatReport(report)) console.log(line);
+  const outDir = process.env.OUT ?? 'out';
+  mkdirSync(outDir, { recursive: true });
+  const file = join(outDir, 'decode.json');
+  writeFileSync(file, JSON.stringify(report, null, 2) + '\n');
+  console.log(`wrote ${file}`);
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  main().then(
+    () => process.exit(0),
+    (e: unknown) => {
+      console.error(e instanceof Error ? e.stack ?? e.message : e);
+      process.exit(1);
+    },
+  );
+}
