@@ -15,7 +15,7 @@ const SHAPES = [
   { b: 1, t: 1 },
   { b: 3, t: 70 },
 ];
-const AXES = { h: 2, d: 4, e: 6, m: 4 };
+const AXES = { h: 2, d: 4, e: 6 };
 
 describe.each(DECODABLE)('%s', (file) => {
   const c = compileFile(file);

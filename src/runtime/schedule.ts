@@ -29,7 +29,6 @@ export function candidateSchedules(limits: { maxComputeWorkgroupStorageSize: num
   const cols = [...new Set([NR, 64, 32, 16, 8, 4].filter((r) => r <= NR))];
   const out: ChunkSchedule[] = [];
   for (const chunk of chunks) {
-    if (chunk < layoutOf(p, p.terms, chunk).halo) continue;
     for (const c of cols) {
       for (const threads of THREADS) {
         if (threads > limits.maxComputeInvocationsPerWorkgroup) continue;
@@ -53,7 +52,8 @@ export function chooseSchedule(gpu: Gpu, p: Program, sizes: Readonly<Record<stri
   if (cached && cands.some((c) => c.chunk === cached.chunk && c.cols === cached.cols && c.threads === cached.threads)) return cached;
   const s = defaultSchedule(cands);
   if (!s) {
-    const need = sharedFloats(p, sizes, p.terms, p.output, { chunk: Math.max(chunkMultiple(p), 4), cols: 1, threads: 64 }) * 4;
+    const smallest = Math.ceil(CHUNKS[CHUNKS.length - 1] / chunkMultiple(p)) * chunkMultiple(p);
+    const need = sharedFloats(p, sizes, p.terms, p.output, { chunk: smallest, cols: 1, threads: 64 }) * 4;
     throw new Error(
       `${p.name}: even the smallest chunk needs ${need} bytes of workgroup memory, over this adapter's ${gpu.limits.maxComputeWorkgroupStorageSize} ` +
         `(${gpu.adapterName}); use the unfused form (--no-fuse), or smaller feature axes`,
