@@ -96,8 +96,10 @@ export async function initModelCommand(argv: readonly string[], io: CommandIo = 
 export interface AttentionContext {
   readonly gpu: Gpu;
   readonly config: ModelConfig;
-  /** The variant compiled with the config's options. */
+  /** The variant compiled with the config's options, after the pass pipeline (terms classified). */
   readonly program: Program;
+  /** The same variant as written, before any pass. */
+  readonly source: Program;
 }
 
 export interface GenerateCommandOptions {
@@ -157,7 +159,7 @@ export async function generateCommand(argv: readonly string[], options: Generate
     if (device === 'gpu') {
       const gpu = await getDevice();
       const factory = options.prepareAttention
-        ? await options.prepareAttention({ gpu, config, program: variant.program })
+        ? await options.prepareAttention({ gpu, config, program: variant.compiled, source: variant.program })
         : options.attention!;
       model = await GpuModel.create(gpu, config, weights, factory);
       where = gpu.adapterName;

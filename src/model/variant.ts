@@ -2,6 +2,7 @@
 // model (inputs q[h, d], k[h, d], v[h, e] and output [h, e] with h = num_attention_heads and
 // d = e = head_dim), and its `param` declarations turned into checkpoint tensors with shapes and an
 // initialisation that keeps a random model stable.
+import { runPasses } from '../../passes/pipeline.ts';
 import { loadVariant } from '../frontend/compile.ts';
 import { axisSize, ShapeError } from '../ir/shapes.ts';
 import type { Program } from '../ir/types.ts';
@@ -10,7 +11,10 @@ import { ModelFileError } from './errors.ts';
 import type { AttentionParamInit } from './init-model.ts';
 
 export interface ModelVariant {
+  /** The variant as written (the CPU oracle's input). */
   readonly program: Program;
+  /** After the pass pipeline: every term classified, ready for the GPU backends. */
+  readonly compiled: Program;
   /** The variant's parameters as stored per layer (`model.layers.N.self_attn.<name>`). */
   readonly params: readonly AttentionParamInit[];
 }
@@ -30,7 +34,14 @@ export function loadModelVariant(config: ModelConfig): ModelVariant {
     }
     throw new ModelFileError(config.file, 'attention.variant', (e as Error).message);
   }
-  return { program, params: variantParamSpecs(program, config) };
+  const params = variantParamSpecs(program, config);
+  let compiled: Program;
+  try {
+    compiled = runPasses(program);
+  } catch (e) {
+    throw new ModelFileError(file, 'variant', `the compiler's passes failed: ${(e as Error).message}`);
+  }
+  return { program, compiled, params };
 }
 
 /** Sizes of the model-fixed axes (h, d, e) and the variant's own sizes (K, …). */
