@@ -1,7 +1,7 @@
 // Decoding and prefill speed of the whole decoder LM on the GPU, next to the bound that reading every
 // weight once per step at the adapter's measured copy bandwidth allows.
 //
-//   npm run bench:decode [-- --small] [--steps N]
+//   npm run bench:decode [-- --small] [--steps N] [--attention simple|compiled]
 //
 // Model (random weights): 12 layers, hidden 768, 12 heads of 64, intermediate 2048, vocab 32000,
 // attention elu+1 linear attention + K = 4 depthwise conv on v (examples/paper/elu_dwconv.la); --small
@@ -22,6 +22,7 @@ import type { GpuAttentionFactory } from '../src/model/gpu-attention.ts';
 import { GpuModel, type StepHandle } from '../src/model/gpu-model.ts';
 import { randomWeights } from '../src/model/init-model.ts';
 import { loadModelVariant } from '../src/model/variant.ts';
+import { compiledAttentionFactory } from '../src/runtime/compiled-attention.ts';
 import { getDevice, type Gpu } from '../src/runtime/device.ts';
 import { median } from '../src/runtime/timing.ts';
 import { simpleAttentionFactory } from '../test/helpers/simple-gpu-attention.ts';
@@ -126,7 +127,7 @@ export async function runDecodeBench(opts: DecodeBenchOptions = {}): Promise<Dec
   const copy = await measureCopyBandwidth(gpu, { bytes: small ? 16 << 20 : 256 << 20, iters: 20 });
   const weights = randomWeights(config, 1, variant.params);
   const factory = opts.attention
-    ? await opts.attention({ gpu, config, program: variant.program })
+    ? await opts.attention({ gpu, config, program: variant.compiled, source: variant.program })
     : await simpleAttentionFactory(gpu, { heads: config.numHeads, headDim: config.headDim, K: shape.K });
   const attentionName = opts.attentionName ?? (opts.attention ? 'given factory' : 'simple recurrent WGSL (test/helpers/simple-gpu-attention.ts)');
   const model = await GpuModel.create(gpu, config, weights, factory);
@@ -163,14 +164,16 @@ export async function runDecodeBench(opts: DecodeBenchOptions = {}): Promise<Dec
         dispatches = step.dispatches;
         sync.push({ ...(await timedStep(step)), encodeMs: step.timing.encodeMs, submitMs: step.timing.submitMs });
       }
+      // Each step's readback starts at its submit (a map waits for everything submitted before it),
+      // and the next step is submitted before the host waits for it.
       const t0 = performance.now();
-      let pending = model.decodeStep();
+      let pending = model.decodeStep().tokens();
       for (let i = 1; i < steps; i++) {
-        const next = model.decodeStep();
-        await pending.tokens();
+        const next = model.decodeStep().tokens();
+        await pending;
         pending = next;
       }
-      await pending.tokens();
+      await pending;
       const pipelinedMs = performance.now() - t0;
 
       const wall = median(sync.map((s) => s.wallMs));
@@ -229,10 +232,20 @@ export function formatReport(r: DecodeBenchReport): string[] {
 
 async function main(): Promise<void> {
   const args = process.argv.slice(2);
-  const stepsArg = args.indexOf('--steps');
+  const valueOf = (flag: string) => {
+    const i = args.indexOf(flag);
+    return i >= 0 ? args[i + 1] : undefined;
+  };
+  const steps = valueOf('--steps');
+  const attention = valueOf('--attention') ?? 'simple';
+  if (attention !== 'simple' && attention !== 'compiled') throw new Error(`--attention must be simple or compiled, got ${attention}`);
   const report = await runDecodeBench({
     small: args.includes('--small') || undefined,
-    ...(stepsArg >= 0 && { steps: Number(args[stepsArg + 1]) }),
+    ...(steps !== undefined && { steps: Number(steps) }),
+    ...(attention === 'compiled' && {
+      attention: ({ gpu, config, program }: AttentionContext) => compiledAttentionFactory(gpu, program, config.numHeads, config.headDim),
+      attentionName: 'compiled variant (src/runtime/compiled-attention.ts: fused chunked prefill, recurrent decode)',
+    }),
   });
   for (const line of formatReport(report)) console.log(line);
   const outDir = process.env.OUT ?? 'out';

@@ -1,7 +1,7 @@
 // Text generation: prefill the prompts, then decode token by token until max tokens or EOS, streaming
 // each sequence's text as it becomes decodable. The GPU loop keeps one step in flight: step n+1 is
-// submitted (it reads step n's token on the GPU) before step n's token is read back for streaming, so
-// the readback overlaps the GPU's work. The CPU loop is the float64 oracle with the real variant.
+// submitted (it reads step n's token on the GPU) before the host waits for step n's token to stream it,
+// so the readback and the host's work overlap the GPU's. The CPU loop is the float64 oracle with the real variant.
 import { rng } from '../tensor.ts';
 import { cpuForward, type CpuAttentionStep, type CpuModel } from './cpu-forward.ts';
 import type { GpuModel, StepTiming } from './gpu-model.ts';
@@ -127,16 +127,25 @@ export async function generateGpu(model: GpuModel, tokenizer: Tokenizer, prompts
   tracker.record(await prefill.tokens());
   const t1 = performance.now();
 
+  // Each step's readback is started right at its submit (a map waits for all work submitted before it,
+  // so starting it later would wait for the following step too); the next step is submitted before the
+  // host waits, so the GPU never idles while the host streams text.
   let produced = 1;
   const decodeSteps: StepTiming[] = [];
-  let pending = produced < opts.maxTokens && !tracker.allDone ? model.decodeStep() : undefined;
+  const submit = () => {
+    const step = model.decodeStep();
+    const ids = step.tokens();
+    ids.catch(() => undefined); // awaited below; a failure there must not also surface as unhandled
+    return { step, ids };
+  };
+  let pending = produced < opts.maxTokens && !tracker.allDone ? submit() : undefined;
   while (pending) {
-    const next = produced + 1 < opts.maxTokens ? model.decodeStep() : undefined;
-    tracker.record(await pending.tokens());
-    decodeSteps.push(pending.timing);
+    const next = produced + 1 < opts.maxTokens ? submit() : undefined;
+    tracker.record(await pending.ids);
+    decodeSteps.push(pending.step.timing);
     produced++;
     if (tracker.allDone) {
-      if (next) await next.tokens(); // leave no readback half-used
+      if (next) await next.ids; // leave no readback half-done
       break;
     }
     pending = next;

@@ -82,7 +82,11 @@ export class StepHandle {
     private readonly timestampOffset: number | undefined,
   ) {}
 
-  /** The b chosen token ids (the step's only readback); resolves when the GPU finished the step. */
+  /**
+   * The b chosen token ids (the step's only readback); resolves when the GPU finished the step. Call it
+   * right after the submit even if the ids are awaited later: a map waits for all work submitted before
+   * it starts, so starting it after the next step's submit would wait for that step as well.
+   */
   tokens(): Promise<number[]> {
     this.read ??= this.readBack();
     return this.read;
