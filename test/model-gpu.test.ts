@@ -11,6 +11,7 @@ import type { ModelWeights } from '../src/model/weights.ts';
 import { relativeError, rng } from '../src/tensor.ts';
 import { expectRelClose, gpu } from './helpers/gpu.ts';
 import { simpleAttentionFactory } from './helpers/simple-gpu-attention.ts';
+import { compiledAttentionFactory } from '../src/runtime/compiled-attention.ts';
 
 const SEED = 7001;
 const TINY = resolve(import.meta.dirname, '../examples/models/tiny/config.json');
@@ -84,6 +85,28 @@ describe('GPU forward of the whole model (f32) against the float64 CPU forward w
       await step.tokens();
       expect(step.position).toBe(at + 1);
       check(await model.readLogits(), at);
+    }
+  });
+});
+
+describe('the compiled variant as the attention layer (src/runtime/compiled-attention.ts)', () => {
+  it(`prefill past one chunk and decode steps match the float64 CPU forward (b = 2, t = 70, seed ${SEED})`, async () => {
+    const g = await gpu();
+    const compiled = await GpuModel.create(g, config, weights, await compiledAttentionFactory(g, variant.compiled, config.numHeads, config.headDim));
+    try {
+      const [b, T, V, p] = [2, 70, config.vocabSize, 66];
+      const tokens = randomTokens(b, T, V, SEED + 3);
+      const attention = cpuAttentionFromVariant(variant.program, cpu.weights.layers.map((l) => l.attention));
+      const want = cpuForward(cpu, tokens, attention).logits.data;
+      expectRelClose(await compiled.forwardLogits(tokens), want, 1e-3, `forward, seed ${SEED + 3}`);
+      await (await compiled.prefill(tokens.map((s) => s.slice(0, p)))).tokens();
+      for (let at = p; at < T; at++) {
+        await compiled.decodeStep({ tokens: tokens.map((s) => s[at]) }).tokens();
+        const got = await compiled.readLogits();
+        for (let s = 0; s < b; s++) expectRelClose(got.subarray(s * V, (s + 1) * V), rows(want, T, V, s, at, at + 1), 1e-3, `sequence ${s} at ${at}`);
+      }
+    } finally {
+      await compiled.destroy();
     }
   });
 });
