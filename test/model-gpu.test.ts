@@ -124,6 +124,8 @@ describe('generation', () => {
     expect(gpuRun.prefillTokensPerS).toBeGreaterThan(0);
     expect(gpuRun.decodeTokensPerS).toBeGreaterThan(0);
     expect(gpuRun.decodeSteps).toHaveLength(7);
+    const stepByStep = await generateGpu(model, tok, [prompt], { maxTokens: 8, pipelined: false });
+    expect(stepByStep.tokens).toEqual(gpuRun.tokens);
   });
 
   it(`sampling with temperature and top-k draws the same tokens on GPU and CPU from the same seed (seed ${SEED})`, async () => {

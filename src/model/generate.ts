@@ -21,6 +21,8 @@ export interface GenerateOptions {
   readonly eos?: number;
   /** New text of sequence `seq`, as soon as it decodes to whole characters. */
   readonly onText?: (text: string, seq: number) => void;
+  /** GPU: submit step n+1 before waiting for step n's tokens (default true); false waits step by step. */
+  readonly pipelined?: boolean;
 }
 
 export interface GenerateResult {
@@ -140,7 +142,8 @@ export async function generateGpu(model: GpuModel, tokenizer: Tokenizer, prompts
   };
   let pending = produced < opts.maxTokens && !tracker.allDone ? submit() : undefined;
   while (pending) {
-    const next = produced + 1 < opts.maxTokens ? submit() : undefined;
+    const ahead = (opts.pipelined ?? true) && produced + 1 < opts.maxTokens;
+    let next = ahead ? submit() : undefined;
     tracker.record(await pending.ids);
     decodeSteps.push(pending.step.timing);
     produced++;
@@ -148,6 +151,7 @@ export async function generateGpu(model: GpuModel, tokenizer: Tokenizer, prompts
       if (next) await next.ids; // leave no readback half-done
       break;
     }
+    if (!ahead && produced < opts.maxTokens) next = submit();
     pending = next;
   }
   const t2 = performance.now();
