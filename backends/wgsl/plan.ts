@@ -22,7 +22,7 @@ export interface Kernel {
 
 export interface Plan {
   readonly variant: string;
-  readonly form: 'naive' | 'chunked' | 'unfused' | 'recurrent';
+  readonly form: 'naive' | 'chunked' | 'unfused' | 'recurrent' | 'tree' | 'tree-commit';
   readonly kernels: readonly Kernel[];
   readonly buffers: readonly PlanBuffer[];
   readonly outAxes: readonly string[];
