@@ -1,0 +1,192 @@
+// Tree verification and path commit of a compiled variant on the GPU, for the speculative-decoding runtime:
+// both plans are compiled once per (program, axis sizes, maxNodes); each layer then encodes
+//   encodeTree:   N draft nodes (inputs [b, N, …], parents [b, N]) against the committed state → o [b, N, …]
+//   encodeCommit: the accepted path (node indices [b, P]) folded into the state, as P recurrent steps
+// into the caller's compute pass. The state buffers are those of the recurrent plan (compiled-attention's
+// layer state: 'state:S0', 'state:ring12', …); the tree reads them, the commit writes them. Each layer
+// writes its dims uniform when encoding, so encode at most one tree and one commit per layer per submit.
+import { TREE_PARENTS, TREE_PATH, treeCommitPlan, treePlan } from '../../backends/wgsl/tree.ts';
+import type { Plan } from '../../backends/wgsl/plan.ts';
+import type { Program } from '../ir/types.ts';
+import { BufferUsage, type Gpu } from './device.ts';
+import { PlanRunner } from './executor.ts';
+
+export interface TreeIo {
+  /** The nodes' token inputs by input name ('q', 'k', 'v', …), each [b, nNodes, …axes] f32. */
+  readonly inputs: Readonly<Record<string, GPUBuffer>>;
+  /** [b, nNodes] f32: each node's parent index, −1 for a child of the last committed token (see treeParents). */
+  readonly parents: GPUBuffer;
+  /** [b, nNodes, …outAxes] f32. */
+  readonly o: GPUBuffer;
+}
+
+export interface CommitIo {
+  /** The same node inputs the tree was verified with, [b, nNodes, …axes]. */
+  readonly inputs: Readonly<Record<string, GPUBuffer>>;
+  /** [b, pathLength] f32: the accepted node indices from the root down (see treePaths). */
+  readonly path: GPUBuffer;
+}
+
+export interface TreeAttention {
+  /** Records verification of `nNodes` draft nodes after `pos` committed tokens; the state is read only. */
+  encodeTree(pass: GPUComputePassEncoder, io: TreeIo, state: Readonly<Record<string, GPUBuffer>>, b: number, pos: number, nNodes: number): void;
+  /** Records the fold of an accepted path of `pathLength` nodes into the state (nothing when 0); the caller then advances pos by pathLength. */
+  encodeCommit(pass: GPUComputePassEncoder, io: CommitIo, state: Readonly<Record<string, GPUBuffer>>, b: number, pos: number, nNodes: number, pathLength: number): void;
+}
+
+export interface TreeAttentionFactory {
+  readonly tree: Plan;
+  readonly commit: Plan;
+  readonly maxNodes: number;
+  /** Names of the state buffers both plans bind (as the recurrent plan names them). */
+  readonly stateNames: readonly string[];
+  /** One layer's tree attention over its parameters (by parameter name). */
+  layer(params: Readonly<Record<string, GPUBuffer>>, label?: string): TreeAttention;
+}
+
+/** Compiles the tree and commit plans of `program` (after the passes) at fixed axis sizes. */
+export async function compileTreeAttention(gpu: Gpu, program: Program, sizes: Readonly<Record<string, number>>, maxNodes: number): Promise<TreeAttentionFactory> {
+  const tree = treePlan(program, sizes, maxNodes);
+  const commit = treeCommitPlan(program, sizes, maxNodes);
+  const [treeRunner, commitRunner] = await Promise.all([PlanRunner.create(gpu, tree), PlanRunner.create(gpu, commit)]);
+  const scratch = new ScratchBuffers(gpu, maxNodes);
+  const stateNames = tree.buffers.filter((b) => b.role === 'state').map((b) => b.name);
+  return {
+    tree,
+    commit,
+    maxNodes,
+    stateNames,
+    layer: (params, label = program.name) => {
+      for (const d of program.params) if (!params[d.name]) throw new Error(`${label}: variant ${program.name} needs parameter '${d.name}'`);
+      return new TreeLayer(gpu, program, label, params, treeRunner, commitRunner, scratch, maxNodes);
+    },
+  };
+}
+
+/** Parents of one tree per sequence as the [b, N] f32 upload; checks that every parent is −1 or an earlier node. */
+export function treeParents(trees: readonly (readonly number[])[]): Float32Array {
+  const n = trees[0]?.length ?? 0;
+  const out = new Float32Array(trees.length * n);
+  trees.forEach((parents, b) => {
+    if (parents.length !== n) throw new Error(`tree of sequence ${b} has ${parents.length} nodes, sequence 0 has ${n}: one node count per call`);
+    parents.forEach((p, i) => {
+      if (!Number.isInteger(p) || p < -1 || p >= i) throw new Error(`sequence ${b}: node ${i} has parent ${p}; parents must be −1 or an earlier node`);
+      out[b * n + i] = p;
+    });
+  });
+  return out;
+}
+
+/** Accepted paths, one per sequence and all of one length, as the [b, P] f32 upload; checks each runs root → child → …. */
+export function treePaths(trees: readonly (readonly number[])[], paths: readonly (readonly number[])[]): Float32Array {
+  const len = paths[0]?.length ?? 0;
+  const out = new Float32Array(paths.length * len);
+  paths.forEach((path, b) => {
+    if (path.length !== len) throw new Error(`sequence ${b} accepts ${path.length} nodes, sequence 0 ${len}: the state keeps one position for the batch`);
+    path.forEach((node, k) => {
+      const want = k === 0 ? -1 : path[k - 1];
+      if (trees[b][node] !== want) throw new Error(`sequence ${b}: path entry ${k} (node ${node}) has parent ${trees[b][node]}, expected ${want}`);
+      out[b * len + k] = node;
+    });
+  });
+  return out;
+}
+
+/** Scratch of both plans per batch size, shared by every layer (dispatches in one pass run in order). */
+class ScratchBuffers {
+  private readonly byB = new Map<number, Record<string, GPUBuffer>>();
+  constructor(private readonly gpu: Gpu, private readonly maxNodes: number) {}
+
+  get(plans: readonly Plan[], b: number): Record<string, GPUBuffer> {
+    let bufs = this.byB.get(b);
+    if (!bufs) this.byB.set(b, (bufs = {}));
+    for (const plan of plans) {
+      for (const buf of plan.buffers) {
+        if (buf.role !== 'scratch' || bufs[buf.name]) continue;
+        const bytes = Math.max(16, buf.floats(b, this.maxNodes) * 4);
+        bufs[buf.name] = this.gpu.device.createBuffer({ label: `${plan.variant} ${buf.name} b=${b}`, size: bytes, usage: BufferUsage.STORAGE });
+      }
+    }
+    return bufs;
+  }
+}
+
+class TreeLayer implements TreeAttention {
+  private readonly treeDims: GPUBuffer;
+  private readonly commitDims: GPUBuffer;
+  private readonly binds = new Map<string, ReturnType<PlanRunner['bind']>>();
+
+  constructor(
+    private readonly gpu: Gpu,
+    private readonly program: Program,
+    private readonly label: string,
+    private readonly params: Readonly<Record<string, GPUBuffer>>,
+    private readonly tree: PlanRunner,
+    private readonly commit: PlanRunner,
+    private readonly scratch: ScratchBuffers,
+    private readonly maxNodes: number,
+  ) {
+    const dims = (what: string) => gpu.device.createBuffer({ label: `${label} ${what} dims`, size: 16, usage: BufferUsage.UNIFORM | BufferUsage.COPY_DST });
+    this.treeDims = dims('tree');
+    this.commitDims = dims('commit');
+  }
+
+  encodeTree(pass: GPUComputePassEncoder, io: TreeIo, state: Readonly<Record<string, GPUBuffer>>, b: number, pos: number, nNodes: number): void {
+    this.check(b, pos, nNodes);
+    const all = this.buffers(io.inputs, state, this.scratch.get([this.tree.plan, this.commit.plan], b));
+    all[TREE_PARENTS] = io.parents;
+    all['out:o'] = io.o;
+    const bound = this.bound('t', this.tree, all, b, nNodes, this.treeDims);
+    this.gpu.device.queue.writeBuffer(this.treeDims, 0, Uint32Array.of(b, nNodes, pos, 0));
+    this.tree.encode(pass, bound);
+  }
+
+  encodeCommit(pass: GPUComputePassEncoder, io: CommitIo, state: Readonly<Record<string, GPUBuffer>>, b: number, pos: number, nNodes: number, pathLength: number): void {
+    this.check(b, pos, nNodes);
+    if (!Number.isInteger(pathLength) || pathLength < 0 || pathLength > nNodes) throw new Error(`${this.label}: accepted path of ${pathLength} nodes from a tree of ${nNodes}`);
+    if (pathLength === 0) return;
+    const all = this.buffers(io.inputs, state, this.scratch.get([this.tree.plan, this.commit.plan], b));
+    all[TREE_PATH] = io.path;
+    const bound = this.bound('c', this.commit, all, b, pathLength, this.commitDims);
+    // dims.pad carries the tree's node count (the row stride of the node inputs the gather reads).
+    this.gpu.device.queue.writeBuffer(this.commitDims, 0, Uint32Array.of(b, pathLength, pos, nNodes));
+    this.commit.encode(pass, bound);
+  }
+
+  private check(b: number, pos: number, nNodes: number): void {
+    if (!Number.isInteger(b) || b < 1) throw new Error(`${this.label}: batch ${b} must be a positive integer`);
+    if (!Number.isInteger(pos) || pos < 0) throw new Error(`${this.label}: committed position ${pos} must be a non-negative integer`);
+    if (!Number.isInteger(nNodes) || nNodes < 1 || nNodes > this.maxNodes) throw new Error(`${this.label}: ${nNodes} tree nodes; the plans were compiled for 1..${this.maxNodes}`);
+  }
+
+  private buffers(inputs: Readonly<Record<string, GPUBuffer>>, state: Readonly<Record<string, GPUBuffer>>, scratch: Record<string, GPUBuffer>): Record<string, GPUBuffer> {
+    const all: Record<string, GPUBuffer> = { ...scratch, ...state };
+    for (const d of this.program.inputs) {
+      const buf = inputs[d.name];
+      if (!buf) throw new Error(`${this.label}: no tree input '${d.name}' [b, nodes, ${d.axes.join(', ')}]`);
+      all[`in:${d.name}`] = buf;
+    }
+    for (const [k, v] of Object.entries(this.params)) all[`param:${k}`] = v;
+    return all;
+  }
+
+  private bound(kind: string, runner: PlanRunner, all: Record<string, GPUBuffer>, b: number, t: number, dims: GPUBuffer): ReturnType<PlanRunner['bind']> {
+    const names = runner.plan.kernels.flatMap((k) => k.bindings.map((x) => x.buffer));
+    const key = `${kind}:${b}:${[...new Set(names)].map((n) => `${n}=${idOf(all[n])}`).join(',')}`;
+    let bound = this.binds.get(key);
+    if (!bound) {
+      bound = runner.bind(all, b, t, 0, dims);
+      this.binds.set(key, bound);
+    }
+    return { ...bound, t }; // the launch size follows t; the bind groups do not
+  }
+}
+
+const ids = new WeakMap<GPUBuffer, number>();
+let nextId = 0;
+function idOf(b: GPUBuffer | undefined): number {
+  if (!b) return -1;
+  let id = ids.get(b);
+  if (id === undefined) ids.set(b, (id = nextId++));
+  return id;
+}

@@ -1,0 +1,197 @@
+// The GPU tree form (backends/wgsl/tree.ts through src/runtime/tree-attention.ts) equals the float64 tree form
+// on random trees after committed prefixes built by the GPU recurrent kernel, and the GPU commit of an
+// accepted path followed by GPU recurrent steps equals the CPU commit and steps.
+import { describe, expect, it } from 'vitest';
+import { createState, Recurrent, type RecurrentState } from '../backends/cpu/recurrent.ts';
+import { rootPath, treeDepths, TreeForm, type TreeNode } from '../backends/cpu/tree.ts';
+import { recurrentPlan } from '../backends/wgsl/recurrent.ts';
+import { runPasses } from '../passes/pipeline.ts';
+import { loadVariant } from '../src/frontend/compile.ts';
+import { axisSizes, makeInputs } from '../src/inputs.ts';
+import type { Gpu } from '../src/runtime/device.ts';
+import { PlanRunner } from '../src/runtime/executor.ts';
+import { allocTensor, downloadTensor, releaseTensor, uploadTensor, type GpuTensor } from '../src/runtime/gpu-tensor.ts';
+import { compileTreeAttention, treeParents, treePaths } from '../src/runtime/tree-attention.ts';
+import { rng, type Tensor } from '../src/tensor.ts';
+import { expectRelClose, gpu } from './helpers/gpu.ts';
+import { VARIANTS } from './references/index.ts';
+
+const FILES = ['elu_dwconv', 'llama_linearized', 'cosformer', 'gla', 'retnet'];
+const AXES = { h: 2, d: 4, e: 3 };
+const B = 2;
+const MAX_NODES = 8;
+// With C = 4 and K = 4: 0 and 2 leave the convolution reaching before position 0, 3 puts the roots at a
+// group's last position (children start the next group), 8 at a group's first.
+const PREFIXES = [0, 2, 3, 8];
+
+function randomParents(n: number, draw: () => number): number[] {
+  const parents: number[] = [];
+  for (let i = 0; i < n; i++) parents.push(Math.floor(draw() * (i + 1)) - 1);
+  return parents;
+}
+
+/** Rows [t0, t0 + n) of every input, as a [B, n, …] tensor per input and as per-token f64 arrays per sequence. */
+function rows(x: Record<string, Tensor<Float32Array>>, names: readonly string[], T: number, t0: number, n: number) {
+  const gpuRows: Record<string, Tensor<Float32Array>> = {};
+  const cpu: Record<string, Float64Array>[][] = Array.from({ length: B }, () => Array.from({ length: n }, () => ({})));
+  for (const name of names) {
+    const per = x[name].data.length / (B * T);
+    const data = new Float32Array(B * n * per);
+    for (let b = 0; b < B; b++) {
+      for (let i = 0; i < n; i++) {
+        const src = x[name].data.subarray((b * T + t0 + i) * per, (b * T + t0 + i + 1) * per);
+        data.set(src, (b * n + i) * per);
+        cpu[b][i][name] = Float64Array.from(src);
+      }
+    }
+    gpuRows[name] = { shape: [B, n, ...x[name].shape.slice(2)], data };
+  }
+  return { gpuRows, cpu };
+}
+
+describe.each(FILES)('%s: GPU tree form', (name) => {
+  const c = VARIANTS.find((v) => v.file.endsWith(`/${name}.la`))!;
+  const source = loadVariant(c.file, { sizes: c.sizes });
+  const program = runPasses(source);
+  const sizes = axisSizes(source, AXES);
+  const inputNames = program.inputs.map((d) => d.name);
+
+  it(`equals the float64 tree form after prefixes ${PREFIXES.join(', ')}, and the GPU commit then recurrent steps equal the CPU`, async () => {
+    const g: Gpu = await gpu();
+    const factory = await compileTreeAttention(g, program, sizes, MAX_NODES);
+    const step = await PlanRunner.create(g, recurrentPlan(program, sizes));
+    const fixed = makeInputs(source, { b: 1, t: 1, axes: AXES, seed: 3 });
+    const params64: Record<string, Tensor> = {};
+    const paramBufs: Record<string, GPUBuffer> = {};
+    const owned: GpuTensor[] = [];
+    const upload = (label: string, t: Tensor) => {
+      const u = uploadTensor(g, label, t);
+      owned.push(u);
+      return u;
+    };
+    for (const d of program.params) {
+      params64[d.name] = { shape: fixed[d.name].shape, data: Float64Array.from(fixed[d.name].data) };
+      paramBufs[d.name] = upload(`param:${d.name}`, fixed[d.name]).buffer;
+    }
+    const layer = factory.layer(paramBufs);
+    const rec = new Recurrent(program, params64, sizes);
+    const treeCpu = new TreeForm(program, params64, sizes);
+    const per = program.outAxes.reduce((n, a) => n * sizes[a], 1);
+
+    try {
+      for (const P of PREFIXES) {
+        const seed = 7000 + 31 * P + name.length;
+        const draw = rng(seed);
+        const N = 1 + Math.floor(draw() * MAX_NODES);
+        const trees = Array.from({ length: B }, (_, b) => (b === 0 && P === 3 ? Array.from({ length: N }, (_, i) => i - 1) : randomParents(N, draw)));
+        const after = 2;
+        const T = P + N + after;
+        const x = makeInputs(source, { b: B, t: T, axes: AXES, seed });
+
+        // Committed state: the GPU recurrent kernel over the prefix, the CPU recurrent form likewise.
+        const state: Record<string, GPUBuffer> = {};
+        for (const buf of step.plan.buffers) {
+          if (buf.role !== 'state') continue;
+          const t = allocTensor(g, buf.name, [Math.max(1, buf.floats(B, 1))]);
+          owned.push(t);
+          g.device.queue.writeBuffer(t.buffer, 0, new Float32Array(t.shape[0]));
+          state[buf.name] = t.buffer;
+        }
+        const cpuStates: RecurrentState[] = Array.from({ length: B }, () => createState());
+        const runStep = async (t0: number, n: number, pos: number) => {
+          const r = rows(x, inputNames, T, t0, n);
+          const bufs: Record<string, GPUBuffer> = { ...state };
+          for (const nm of inputNames) bufs[`in:${nm}`] = upload(`in:${nm}`, r.gpuRows[nm]).buffer;
+          for (const [k, v] of Object.entries(paramBufs)) bufs[`param:${k}`] = v;
+          const o = allocTensor(g, 'out:o', [B, n, per]);
+          owned.push(o);
+          bufs['out:o'] = o.buffer;
+          const bound = step.bind(bufs, B, n, pos);
+          const enc = g.device.createCommandEncoder();
+          const pass = enc.beginComputePass();
+          step.encode(pass, bound);
+          pass.end();
+          g.device.queue.submit([enc.finish()]);
+          const got = await downloadTensor(g, o);
+          bound.dims.destroy();
+          return { got, cpu: r.cpu };
+        };
+        if (P > 0) {
+          const { cpu } = await runStep(0, P, 0);
+          for (let b = 0; b < B; b++) for (const tok of cpu[b]) rec.step(cpuStates[b], tok);
+        }
+
+        // The tree.
+        const nodesRows = rows(x, inputNames, T, P, N);
+        const nodeBufs: Record<string, GPUBuffer> = {};
+        for (const nm of inputNames) nodeBufs[nm] = upload(`tree ${nm}`, nodesRows.gpuRows[nm]).buffer;
+        const parents = upload('tree:parents', { shape: [B, N], data: treeParents(trees) });
+        const o = allocTensor(g, 'tree o', [B, N, per]);
+        owned.push(o);
+        const cpuNodes: TreeNode[][] = trees.map((parents, b) => parents.map((parent, i) => ({ parent, inputs: nodesRows.cpu[b][i] })));
+        const want = new Float64Array(B * N * per);
+        cpuNodes.forEach((nodes, b) => treeCpu.evaluate(cpuStates[b], nodes).forEach((v, i) => want.set(v, (b * N + i) * per)));
+        {
+          const enc = g.device.createCommandEncoder();
+          const pass = enc.beginComputePass();
+          layer.encodeTree(pass, { inputs: nodeBufs, parents: parents.buffer, o: o.buffer }, state, B, P, N);
+          pass.end();
+          g.device.queue.submit([enc.finish()]);
+        }
+        expectRelClose(await downloadTensor(g, o), want, 1e-4, `${name} tree after ${P} tokens, parents ${JSON.stringify(trees)}, seed ${seed}`);
+
+        // Commit: per sequence the root path of its deepest node, cut to one length for the batch.
+        const deepest = trees.map((parents) => {
+          const d = treeDepths(parents.map((parent) => ({ parent })));
+          return rootPath(parents.map((parent) => ({ parent })), d.indexOf(Math.max(...d)));
+        });
+        const len = Math.min(...deepest.map((p) => p.length));
+        const paths = deepest.map((p) => p.slice(0, len));
+        const pathBuf = upload('tree:path', { shape: [B, len], data: treePaths(trees, paths) });
+        {
+          const enc = g.device.createCommandEncoder();
+          const pass = enc.beginComputePass();
+          layer.encodeCommit(pass, { inputs: nodeBufs, path: pathBuf.buffer }, state, B, P, N, len);
+          pass.end();
+          g.device.queue.submit([enc.finish()]);
+        }
+        cpuNodes.forEach((nodes, b) => treeCpu.commitPath(cpuStates[b], nodes, paths[b]));
+        for (let k = 0; k < after; k++) {
+          const { got, cpu } = await runStep(P + N + k, 1, P + len + k);
+          const ref = new Float64Array(B * per);
+          for (let b = 0; b < B; b++) ref.set(rec.step(cpuStates[b], cpu[b][0]), b * per);
+          expectRelClose(got, ref, 1e-4, `${name} step ${k} after committing paths ${JSON.stringify(paths)} of trees ${JSON.stringify(trees)} after ${P} tokens, seed ${seed}`);
+        }
+        expect(cpuStates[0].position).toBe(P + len + after);
+      }
+    } finally {
+      for (const t of owned) releaseTensor(g, t);
+    }
+  });
+});
+
+describe('every decodable variant', () => {
+  it('has tree and commit plans that the device compiles (valid WGSL, bindings within the per-stage limit)', async () => {
+    const g = await gpu();
+    const cases = VARIANTS.filter((v) => v.causal);
+    expect(cases.length).toBeGreaterThanOrEqual(16);
+    for (const v of cases) {
+      const source = loadVariant(v.file, { sizes: v.sizes });
+      const f = await compileTreeAttention(g, runPasses(source), axisSizes(source, { h: 2, d: 8, e: 8 }), 32);
+      for (const k of [...f.tree.kernels, ...f.commit.kernels]) {
+        expect(k.bindings.length, `${v.file} ${k.label}`).toBeLessThanOrEqual(g.limits.maxStorageBuffersPerShaderStage);
+      }
+      expect(f.stateNames, v.file).toEqual(recurrentPlan(runPasses(source), axisSizes(source, { h: 2, d: 8, e: 8 })).buffers.filter((b) => b.role === 'state').map((b) => b.name));
+    }
+  });
+});
+
+describe('tree attention: what it refuses', () => {
+  it('checks parents, paths and node counts on the host', async () => {
+    expect(() => treeParents([[-1, 1]])).toThrow(/node 1 has parent 1/);
+    expect(() => treeParents([[-1], [-1, 0]])).toThrow(/one node count per call/);
+    expect(() => treePaths([[-1, 0, -1]], [[1]])).toThrow(/entry 0 \(node 1\) has parent 0, expected -1/);
+    expect(() => treePaths([[-1, 0, -1]], [[0, 2]])).toThrow(/entry 1 \(node 2\) has parent -1, expected 0/);
+    expect(Array.from(treePaths([[-1, 0, 1], [-1, -1, 1]], [[0, 1], [1, 2]]))).toEqual([0, 1, 1, 2]);
+  });
+});
