@@ -106,6 +106,10 @@ interface PrefixInfo {
   feature: string | null;
   gateWidth: number; // 0: no decay; 1: scalar; F: per feature
   gatePerFeature: boolean;
+  /** past_groups(G) with G a multiple of the chunk: the open group is kept in So/zo until it closes. */
+  openGroup: number;
+  /** Rows of psi before the chunk (HALO when a bounded term reads ψ as its key feature, else 0). */
+  psiHalo: number;
 }
 
 /**
@@ -126,14 +130,24 @@ export function sharedFloats(p: Program, sizes: Sizes, terms: readonly Term[], i
   const R = s.cols;
   const CH = C + L.halo;
   let n = CH * R; // values
+  const keyIds = new Set(terms.filter((t) => t.form.kind !== 'prefix').flatMap((t) => frontier(p, t.score).key));
+  const staged = new Set<Id>();
   for (const t of terms) {
-    if (t.form.kind === 'prefix') {
-      const F = t.form.feature ? sizes[t.form.feature] : 1;
-      n += 2 * C * F + F * R + F + (t.form.decay ? C * F : 0);
-    } else {
-      const fr = frontier(p, t.score);
-      for (const q of fr.query) n += C * count(p.nodes[q].type.axes.filter((a) => !L.head.includes(a)), sizes);
-      for (const k of fr.key) n += CH * count(p.nodes[k].type.axes.filter((a) => !L.head.includes(a)), sizes);
+    if (t.form.kind !== 'prefix') continue;
+    const F = t.form.feature ? sizes[t.form.feature] : 1;
+    const pg = t.mask[0].kind === 'past_groups' ? t.mask[0].size : 0;
+    n += (2 * C + (keyIds.has(t.form.psi) ? L.halo : 0)) * F + F * R + F + (t.form.decay ? C * F : 0) + (pg > C ? F * R + F : 0);
+    staged.add(t.form.phi).add(t.form.psi);
+  }
+  for (const t of terms) {
+    if (t.form.kind === 'prefix') continue;
+    const fr = frontier(p, t.score);
+    for (const [ids, rows] of [[fr.query, C], [fr.key, CH]] as const) {
+      for (const id of ids) {
+        if (staged.has(id)) continue;
+        staged.add(id);
+        n += rows * count(p.nodes[id].type.axes.filter((a) => !L.head.includes(a)), sizes);
+      }
     }
   }
   const groups = kernelItems(items, false).filter((it) => (it.kind === 'term' ? [it.term] : it.terms).some((nm) => L.aTerms.some((t) => t.name === nm)));
@@ -157,7 +171,7 @@ export function chunkKernel(spec: ChunkKernelSpec): Kernel {
   const per = count(p.outAxes, sizes);
   for (const t of terms) {
     const m = t.mask.find((x) => x.kind === 'past_groups' || (x.kind === 'group' && t.form.kind === 'prefix'));
-    if (m && 'size' in m && C % m.size !== 0) throw new Error(`chunk ${C} must be a multiple of the group size ${m.size} (term ${t.name})`);
+    if (m && 'size' in m && C % m.size !== 0 && m.size % C !== 0) throw new Error(`chunk ${C} must divide or be a multiple of the group size ${m.size} (term ${t.name})`);
   }
 
   // ---- buffers -------------------------------------------------------------------------------------------
@@ -220,6 +234,8 @@ export function chunkKernel(spec: ChunkKernelSpec): Kernel {
   const line = (s: string) => body.push(s);
 
   // ---- prefix terms --------------------------------------------------------------------------------------
+  const keyFeatureIds = new Set(terms.filter((t) => t.form.kind !== 'prefix').flatMap((t) => frontier(p, t.score).key));
+  const queryFeatureIds = new Set(terms.filter((t) => t.form.kind !== 'prefix').flatMap((t) => frontier(p, t.score).query));
   const prefix: PrefixInfo[] = [];
   terms.forEach((t) => {
     if (t.form.kind !== 'prefix') return;
@@ -233,17 +249,21 @@ export function chunkKernel(spec: ChunkKernelSpec): Kernel {
       gatePerFeature = !!f.feature && p.nodes[gid].type.axes.includes(f.feature);
       gateWidth = gatePerFeature ? F : 1;
     }
-    prefix.push({ term: t, k, F, feature: f.feature, gateWidth, gatePerFeature });
+    const pg = t.mask[0].kind === 'past_groups' ? t.mask[0].size : 0;
+    const openGroup = pg && pg > C ? pg : 0;
+    const psiHalo = keyFeatureIds.has(f.psi) ? HALO : 0;
+    prefix.push({ term: t, k, F, feature: f.feature, gateWidth, gatePerFeature, openGroup, psiHalo });
     decls.push(`var<workgroup> phi${k}: array<f32, ${C * F}>;`);
-    decls.push(`var<workgroup> psi${k}: array<f32, ${C * F}>;`);
+    decls.push(`var<workgroup> psi${k}: array<f32, ${(C + psiHalo) * F}>;${psiHalo ? ' // also the key feature of a bounded term, with its halo' : ''}`);
     decls.push(`var<workgroup> S${k}: array<f32, ${F * R}>;`);
     decls.push(`var<workgroup> z${k}: array<f32, ${F}>;`);
+    if (openGroup) decls.push(`var<workgroup> So${k}: array<f32, ${F * R}>; // the group still open (past_groups(${openGroup}) spans several chunks)`, `var<workgroup> zo${k}: array<f32, ${F}>;`);
     if (gateWidth) decls.push(`var<workgroup> lg${k}: array<f32, ${C * gateWidth}>; // inclusive Σ log(decay) from the chunk start`);
   });
 
   // ---- bounded-term frontiers ----------------------------------------------------------------------------
-  const qFront = new Map<Id, { name: string; axes: string[]; W: number }>();
-  const kFront = new Map<Id, { name: string; axes: string[]; W: number }>();
+  const qFront = new Map<Id, { name: string; axes: string[]; W: number; alias?: boolean }>();
+  const kFront = new Map<Id, { name: string; axes: string[]; W: number; alias?: boolean }>();
   for (const t of terms) {
     if (t.form.kind === 'prefix') continue;
     const fr = frontier(p, t.score);
@@ -252,6 +272,15 @@ export function chunkKernel(spec: ChunkKernelSpec): Kernel {
         if (map.has(id)) continue;
         const axes = p.nodes[id].type.axes.filter((a) => !L.head.includes(a));
         const W = count(axes, sizes);
+        // A feature a prefix term already stages (φ as a query feature, ψ as a key feature) is read from there.
+        const alias = prefix.find((q) => {
+          const f = q.term.form as Extract<Term['form'], { kind: 'prefix' }>;
+          return (tag === 'qf' ? f.phi : f.psi) === id && axes.length === 1 && axes[0] === q.feature;
+        });
+        if (alias) {
+          map.set(id, { name: `${tag === 'qf' ? 'phi' : 'psi'}${alias.k}`, axes, W, alias: true });
+          continue;
+        }
         map.set(id, { name: `${tag}${id}`, axes, W });
         decls.push(`var<workgroup> ${tag}${id}: array<f32, ${rows * W}>;`);
       }
@@ -271,22 +300,33 @@ export function chunkKernel(spec: ChunkKernelSpec): Kernel {
   // ================================ kernel body ============================================================
   // Zero the state.
   line('  for (var x: u32 = lid; x < ' + Math.max(1, ...prefix.map((q) => q.F * R), 1) + 'u; x += WG) {');
-  for (const q of prefix) line(`    if (x < ${q.F * R}u) { S${q.k}[x] = 0.0; }` + `\n    if (x < ${q.F}u) { z${q.k}[x] = 0.0; }`);
+  for (const q of prefix) {
+    line(`    if (x < ${q.F * R}u) { S${q.k}[x] = 0.0; }` + `\n    if (x < ${q.F}u) { z${q.k}[x] = 0.0; }`);
+    if (q.openGroup) line(`    if (x < ${q.F * R}u) { So${q.k}[x] = 0.0; }` + `\n    if (x < ${q.F}u) { zo${q.k}[x] = 0.0; }`);
+  }
   line('  }');
   line('  workgroupBarrier();');
   line(`  let nchunks = (dims.t + ${C - 1}u) / ${C}u;`);
   line('  for (var c: u32 = 0u; c < nchunks; c++) {');
   line(`    let c0 = c * ${C}u;`);
   line(`    let n = min(${C}u, dims.t - c0);`);
+  for (const q of prefix) {
+    if (!q.openGroup) continue;
+    line(`    if (c0 % ${q.openGroup}u == 0u && c0 > 0u) { // a new group starts: the open one joins S${q.k}`);
+    line(`      for (var x: u32 = lid; x < ${q.F * R}u; x += WG) { S${q.k}[x] = S${q.k}[x] + So${q.k}[x]; So${q.k}[x] = 0.0; }`);
+    line(`      for (var x: u32 = lid; x < ${q.F}u; x += WG) { z${q.k}[x] = z${q.k}[x] + zo${q.k}[x]; zo${q.k}[x] = 0.0; }`);
+    line('    }');
+  }
 
   // Stage φ, ψ (and log-gates) of each prefix term: element x = row * F + f.
   for (const q of prefix) {
     const f = q.term.form as Extract<Term['form'], { kind: 'prefix' }>;
-    for (const [arr, id] of [[`phi${q.k}`, f.phi], [`psi${q.k}`, f.psi]] as const) {
-      line(`    for (var x: u32 = lid; x < ${C * q.F}u; x += WG) {`);
-      line(`      let row = x / ${q.F}u; let tpos = c0 + row;`);
+    for (const [arr, id, halo] of [[`phi${q.k}`, f.phi, 0], [`psi${q.k}`, f.psi, q.psiHalo]] as const) {
+      line(`    for (var x: u32 = lid; x < ${(C + halo) * q.F}u; x += WG) {`);
+      line(`      let row_i = i32(x / ${q.F}u) - ${halo};`);
       line(`      var val: f32 = 0.0;`);
-      line(`      if (row < n) {`);
+      line(`      if (row_i < i32(n) && i32(c0) + row_i >= 0) {`);
+      line(`        let tpos = u32(i32(c0) + row_i);`);
       const g = new ExprGen(p, sizes, resolverFor('b'), { i: 'tpos', j: 'tpos' }, 4, `${arr}_`);
       const idx: Record<string, string> = { ...headIdx };
       if (q.feature) idx[q.feature] = `(x % ${q.F}u)`;
@@ -318,6 +358,7 @@ export function chunkKernel(spec: ChunkKernelSpec): Kernel {
   // Stage bounded terms' query/key features.
   for (const [map, rows, base] of [[qFront, C, '0u'], [kFront, CH, `${HALO}u`]] as const) {
     for (const [id, fr] of map) {
+      if (fr.alias) continue;
       line(`    for (var x: u32 = lid; x < ${rows * fr.W}u; x += WG) {`);
       line(`      let row = x / ${fr.W}u;`);
       line(`      let tpos_i = i32(c0) + i32(row) - i32(${base});`);
@@ -391,7 +432,7 @@ export function chunkKernel(spec: ChunkKernelSpec): Kernel {
           line('        var dotp: f32 = 0.0;');
           line(`        for (var f: u32 = 0u; f < ${q.F}u; f++) {`);
           const decayF = q.gatePerFeature ? ` * exp(lg${q.k}[il * ${q.F}u + f] - lg${q.k}[jl * ${q.F}u + f])` : '';
-          line(`          dotp = dotp + phi${q.k}[il * ${q.F}u + f] * psi${q.k}[jl * ${q.F}u + f]${decayF};`);
+          line(`          dotp = dotp + phi${q.k}[il * ${q.F}u + f] * psi${q.k}[(jl + ${q.psiHalo}u) * ${q.F}u + f]${decayF};`);
           line('        }');
           const decayS = q.gateWidth === 1 ? ` * exp(lg${q.k}[il] - lg${q.k}[jl])` : '';
           line(`        a${g} = a${g} + dotp${decayS};`);
@@ -467,6 +508,21 @@ export function chunkKernel(spec: ChunkKernelSpec): Kernel {
     line('    workgroupBarrier();');
     // Fold the chunk into the state.
     for (const q of prefix) {
+      if (q.openGroup) {
+        // The chunk lies inside one group, which stays open: it joins S when the next group starts.
+        line(`    for (var x: u32 = lid; x < ${q.F * R}u; x += WG) { // So${q.k} += Σ_j ψ_j ⊗ v_j`);
+        line(`      let f = x / ${R}u; let cl = x % ${R}u;`);
+        line(`      var acc: f32 = So${q.k}[x];`);
+        line(`      for (var j: u32 = 0u; j < n; j++) { acc = acc + psi${q.k}[(j + ${q.psiHalo}u) * ${q.F}u + f] * vs[(j + ${HALO}u) * ${R}u + cl]; }`);
+        line(`      So${q.k}[x] = acc;`);
+        line('    }');
+        line(`    for (var f: u32 = lid; f < ${q.F}u; f += WG) {`);
+        line(`      var acc: f32 = zo${q.k}[f];`);
+        line(`      for (var j: u32 = 0u; j < n; j++) { acc = acc + psi${q.k}[(j + ${q.psiHalo}u) * ${q.F}u + f]; }`);
+        line(`      zo${q.k}[f] = acc;`);
+        line('    }');
+        continue;
+      }
       const last = q.gateWidth ? `lg${q.k}[(n - 1u) * ${q.gateWidth}u + ${q.gatePerFeature ? 'f' : '0u'}]` : '0.0';
       const lj = q.gateWidth ? `lg${q.k}[j * ${q.gateWidth}u + ${q.gatePerFeature ? 'f' : '0u'}]` : '0.0';
       line(`    for (var x: u32 = lid; x < ${q.F * R}u; x += WG) { // S${q.k} ← decay ⊙ S${q.k} + Σ_j ψ_j ⊗ v_j`);
@@ -478,10 +534,10 @@ export function chunkKernel(spec: ChunkKernelSpec): Kernel {
         // Decoding keeps the last (open) group apart: it joins S only when the next group starts.
         line(`      let tg = ${open}u * ((dims.t - 1u) / ${open}u);`);
         line('      var accOpen: f32 = 0.0;');
-        line(`      for (var j: u32 = 0u; j < n; j++) { let pv = psi${q.k}[j * ${q.F}u + f] * vs[(j + ${HALO}u) * ${R}u + cl]; if (c0 + j >= tg) { accOpen = accOpen + pv; } else { acc = acc + pv; } }`);
+        line(`      for (var j: u32 = 0u; j < n; j++) { let pv = psi${q.k}[(j + ${q.psiHalo}u) * ${q.F}u + f] * vs[(j + ${HALO}u) * ${R}u + cl]; if (c0 + j >= tg) { accOpen = accOpen + pv; } else { acc = acc + pv; } }`);
         line(`      if (c + 1u == nchunks && tile * ${R}u + cl < ${NR}u) { ${stateRef(`state:So${q.k}`)}[((b * ${NS}u + s) * ${q.F}u + f) * ${NR}u + tile * ${R}u + cl] = accOpen; }`);
       } else {
-        line(`      for (var j: u32 = 0u; j < n; j++) { acc = acc + psi${q.k}[j * ${q.F}u + f] * exp(lend - ${lj}) * vs[(j + ${HALO}u) * ${R}u + cl]; }`);
+        line(`      for (var j: u32 = 0u; j < n; j++) { acc = acc + psi${q.k}[(j + ${q.psiHalo}u) * ${q.F}u + f] * exp(lend - ${lj}) * vs[(j + ${HALO}u) * ${R}u + cl]; }`);
       }
       line(`      S${q.k}[x] = acc;`);
       line('    }');
@@ -491,10 +547,10 @@ export function chunkKernel(spec: ChunkKernelSpec): Kernel {
       if (open) {
         line(`      let tg = ${open}u * ((dims.t - 1u) / ${open}u);`);
         line('      var accOpen: f32 = 0.0;');
-        line(`      for (var j: u32 = 0u; j < n; j++) { let pz = psi${q.k}[j * ${q.F}u + f]; if (c0 + j >= tg) { accOpen = accOpen + pz; } else { acc = acc + pz; } }`);
+        line(`      for (var j: u32 = 0u; j < n; j++) { let pz = psi${q.k}[(j + ${q.psiHalo}u) * ${q.F}u + f]; if (c0 + j >= tg) { accOpen = accOpen + pz; } else { acc = acc + pz; } }`);
         line(`      if (c + 1u == nchunks && tile == 0u) { ${stateRef(`state:zo${q.k}`)}[(b * ${NS}u + s) * ${q.F}u + f] = accOpen; }`);
       } else {
-        line(`      for (var j: u32 = 0u; j < n; j++) { acc = acc + psi${q.k}[j * ${q.F}u + f] * exp(lend - ${lj}); }`);
+        line(`      for (var j: u32 = 0u; j < n; j++) { acc = acc + psi${q.k}[(j + ${q.psiHalo}u) * ${q.F}u + f] * exp(lend - ${lj}); }`);
       }
       line(`      z${q.k}[f] = acc;`);
       line('    }');
@@ -509,6 +565,13 @@ export function chunkKernel(spec: ChunkKernelSpec): Kernel {
       line(`    if (col < ${NR}u) { ${stateRef(`state:S${q.k}`)}[((b * ${NS}u + s) * ${q.F}u + f) * ${NR}u + col] = S${q.k}[x]; }`);
       line('  }');
       line(`  for (var f: u32 = lid; f < ${q.F}u; f += WG) { if (tile == 0u) { ${stateRef(`state:z${q.k}`)}[(b * ${NS}u + s) * ${q.F}u + f] = z${q.k}[f]; } }`);
+      if (q.openGroup) {
+        line(`  for (var x: u32 = lid; x < ${q.F * R}u; x += WG) {`);
+        line(`    let f = x / ${R}u; let col = tile * ${R}u + x % ${R}u;`);
+        line(`    if (col < ${NR}u) { ${stateRef(`state:So${q.k}`)}[((b * ${NS}u + s) * ${q.F}u + f) * ${NR}u + col] = So${q.k}[x]; }`);
+        line('  }');
+        line(`  for (var f: u32 = lid; f < ${q.F}u; f += WG) { if (tile == 0u) { ${stateRef(`state:zo${q.k}`)}[(b * ${NS}u + s) * ${q.F}u + f] = zo${q.k}[f]; } }`);
+      }
     }
   }
 

@@ -24,8 +24,10 @@ const lcm = (a: number, b: number) => (a / gcd(a, b)) * b;
 export function candidateSchedules(limits: { maxComputeWorkgroupStorageSize: number; maxComputeInvocationsPerWorkgroup: number }, p: Program, sizes: Readonly<Record<string, number>>): ChunkSchedule[] {
   const L = layoutOf(p, p.terms);
   const NR = count(L.rest, sizes);
+  // A chunk must divide every past_groups size or be a multiple of it.
+  const groups = p.terms.flatMap((t) => t.mask.flatMap((a) => (a.kind === 'past_groups' ? [a.size] : [])));
   const mult = chunkMultiple(p);
-  const chunks = [...new Set(CHUNKS.map((c) => Math.ceil(c / mult) * mult))];
+  const chunks = [...new Set([...CHUNKS, ...CHUNKS.map((c) => Math.ceil(c / mult) * mult)])].filter((c) => groups.every((g) => c % g === 0 || g % c === 0));
   const cols = [...new Set([NR, 64, 32, 16, 8, 4].filter((r) => r <= NR))];
   const out: ChunkSchedule[] = [];
   for (const chunk of chunks) {
@@ -52,8 +54,7 @@ export function chooseSchedule(gpu: Gpu, p: Program, sizes: Readonly<Record<stri
   if (cached && cands.some((c) => c.chunk === cached.chunk && c.cols === cached.cols && c.threads === cached.threads)) return cached;
   const s = defaultSchedule(cands);
   if (!s) {
-    const smallest = Math.ceil(CHUNKS[CHUNKS.length - 1] / chunkMultiple(p)) * chunkMultiple(p);
-    const need = sharedFloats(p, sizes, p.terms, p.output, { chunk: smallest, cols: 1, threads: 64 }) * 4;
+    const need = sharedFloats(p, sizes, p.terms, p.output, { chunk: CHUNKS[CHUNKS.length - 1], cols: 1, threads: 64 }) * 4;
     throw new Error(
       `${p.name}: even the smallest chunk needs ${need} bytes of workgroup memory, over this adapter's ${gpu.limits.maxComputeWorkgroupStorageSize} ` +
         `(${gpu.adapterName}); use the unfused form (--no-fuse), or smaller feature axes`,
