@@ -2,6 +2,7 @@
 // drops dead nodes). Guarantees afterwards: no op whose operands are all constants, no ×1, +0, −0, ÷1, −(−x).
 import { UNARY_F64, BINARY_F64 } from '../backends/cpu/evaluator.ts';
 import type { GraphBuilder } from '../src/ir/builder.ts';
+import { printProgram } from '../src/ir/print.ts';
 import { rebuild, type Rule } from '../src/ir/rebuild.ts';
 import type { Id, Op, Program } from '../src/ir/types.ts';
 
@@ -38,12 +39,17 @@ export const RULES: readonly Rule[] = [
       : null,
 ];
 
+// A round can rewrite without changing the node count (a fold adds a constant while its operands die only in the
+// next round; c·x → x·c swaps in place), so the fixpoint is on the printed program, not on its size.
 export function simplify(p: Program): Program {
-  let cur = p;
-  for (let round = 0; round < 4; round++) {
+  let cur = rebuild(p, RULES);
+  let text = printProgram(cur);
+  for (let round = 0; round < 16; round++) {
     const next = rebuild(cur, RULES);
-    if (next.nodes.length === cur.nodes.length) return next;
+    const nextText = printProgram(next);
+    if (nextText === text) return next;
     cur = next;
+    text = nextText;
   }
   return cur;
 }
