@@ -185,7 +185,8 @@ async function main(argv: string[]): Promise<number> {
         const tm = await timePlan(gpu, r.plan, tensors, s[0], s[1]);
         timing += `, ${tm.ms.toFixed(3)} ms GPU (median of 20, ${tm.method})`;
       }
-      process.stdout.write(`wrote ${outPath}: o [${r.o.shape.join(', ')}] (${device}, ${form}${form === 'chunked' && device === 'gpu' ? (values['no-fuse'] ? ', unfused' : ', fused') : ''}; ${timing})\n`);
+      const split = r.slices && r.slices > 1 ? `, ${r.slices} batch slices to fit the device's limits` : '';
+      process.stdout.write(`wrote ${outPath}: o [${r.o.shape.join(', ')}] (${device}, ${form}${form === 'chunked' && device === 'gpu' ? (values['no-fuse'] ? ', unfused' : ', fused') : ''}${split}; ${timing})\n`);
       return 0;
     }
     default:

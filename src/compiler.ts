@@ -11,6 +11,7 @@ import { compileSource, loadVariant, type CompileOptions } from './frontend/comp
 import { bindShapes } from './ir/shapes.ts';
 import type { Program } from './ir/types.ts';
 import { autotune } from './runtime/autotune.ts';
+import { batchSlices, batchSliceSize, runInBatchSlices, runLimits, sliceInputs, type RunLimits } from './runtime/batch-split.ts';
 import type { Gpu } from './runtime/device.ts';
 import { PlanRunner } from './runtime/executor.ts';
 import { chooseSchedule } from './runtime/schedule.ts';
@@ -64,6 +65,8 @@ export interface RunRequest extends PlanRequest {
   readonly gpu?: Gpu;
   readonly autotune?: boolean;
   readonly log?: (line: string) => void;
+  /** Overrides of the device's limits (tests force batch splitting with a small maxStorageBufferBindingSize). */
+  readonly limits?: Partial<RunLimits>;
 }
 
 export interface RunResult {
@@ -71,6 +74,8 @@ export interface RunResult {
   readonly plan?: Plan;
   /** Median GPU time of the plan (ms), when timed. */
   readonly gpuMs?: number;
+  /** Launches the GPU run took: 1, or more when the batch was split to fit the device's limits. */
+  readonly slices?: number;
 }
 
 export async function runCompiled(c: Compiled, tensors: Readonly<Record<string, Tensor>>, req: RunRequest): Promise<RunResult> {
@@ -89,28 +94,57 @@ export async function runCompiled(c: Compiled, tensors: Readonly<Record<string, 
     }
   }
   const gpu = req.gpu!;
+  const limits = runLimits(gpu, req.limits);
   let schedule = req.schedule;
   if (req.form === 'chunked' && req.autotune && !schedule) {
-    req.log?.(`autotuning ${c.program.name} at b=${bound.b}, t=${bound.t} on ${gpu.adapterName}:`);
-    schedule = (await autotune(gpu, c.program, bound.sizes, tensors, bound, { log: req.log })).best;
+    // Tune at the batch slice a launch will actually take (the fused plan's buffers do not depend on the schedule).
+    const base = planFor(gpu, c, bound.sizes, req, bound);
+    const n = batchSliceSize(base, bound.b, bound.t, limits, gpu.adapterName);
+    req.log?.(`autotuning ${c.program.name} at b=${n}, t=${bound.t} on ${gpu.adapterName}:`);
+    schedule = (await autotune(gpu, c.program, bound.sizes, sliceInputs(base, tensors, 0, n), { b: n, t: bound.t }, { log: req.log })).best;
   }
   const plan = planFor(gpu, c, bound.sizes, { ...req, schedule }, bound);
   req.log?.(`plan: ${plan.form}, ${plan.kernels.length} kernel${plan.kernels.length > 1 ? 's' : ''} (${plan.kernels.map((k) => k.label).join(', ')}); schedule ${JSON.stringify(plan.schedule)}`);
   const runner = await PlanRunner.create(gpu, plan);
-  const o = await runner.run(tensors, bound.b, bound.t);
-  return { o, plan };
+  const r = await runInBatchSlices(runner, tensors, bound.b, bound.t, limits);
+  if (r.slices > 1) req.log?.(`batch split: b = ${bound.b} exceeds the device limits in one launch, ran ${r.slices} launches of at most ${r.sliceSize} sequences`);
+  return { o: r.o, plan, slices: r.slices };
 }
 
-/** Median GPU time of a plan at (b, t) with the given tensors (timestamp queries when available). */
-export async function timePlan(gpu: Gpu, plan: Plan, tensors: Readonly<Record<string, Tensor>>, b: number, t: number, iters = 20): Promise<{ ms: number; method: string }> {
+/**
+ * Median GPU time of a plan at (b, t) with the given tensors (timestamp queries when available). A batch that must
+ * be split to fit the device (see runCompiled) is timed as the sum of its slices' launches.
+ */
+export async function timePlan(
+  gpu: Gpu,
+  plan: Plan,
+  tensors: Readonly<Record<string, Tensor>>,
+  b: number,
+  t: number,
+  iters = 20,
+  limits?: Partial<RunLimits>,
+): Promise<{ ms: number; method: string }> {
   const runner = await PlanRunner.create(gpu, plan);
-  const bufs = runner.allocate(tensors, b, t);
-  try {
-    const bound = runner.bind(Object.fromEntries(Object.entries(bufs).map(([k, v]) => [k, v.buffer])), b, t);
-    const r = await timeDispatches(gpu, (pass) => runner.encode(pass, bound), { warmup: 3, iters, label: plan.variant });
-    bound.dims.destroy();
-    return { ms: r.medianMs, method: r.method };
-  } finally {
-    runner.release(bufs);
+  const size = batchSliceSize(plan, b, t, runLimits(gpu, limits), gpu.adapterName);
+  const slices = batchSlices(b, size);
+  const msOf = new Map<number, { ms: number; method: string }>(); // by slice length: at most two distinct ones
+  let ms = 0;
+  for (const [b0, n] of slices) {
+    let r = msOf.get(n);
+    if (!r) {
+      const bufs = runner.allocate(sliceInputs(plan, tensors, b0, n), n, t);
+      try {
+        const bound = runner.bind(Object.fromEntries(Object.entries(bufs).map(([k, v]) => [k, v.buffer])), n, t);
+        const timed = await timeDispatches(gpu, (pass) => runner.encode(pass, bound), { warmup: 3, iters, label: plan.variant });
+        bound.dims.destroy();
+        r = { ms: timed.medianMs, method: timed.method };
+        msOf.set(n, r);
+      } finally {
+        runner.release(bufs);
+      }
+    }
+    ms += r.ms;
   }
+  const method = [...msOf.values()][0].method;
+  return { ms, method: slices.length > 1 ? `${method}, summed over ${slices.length} batch slices` : method };
 }
