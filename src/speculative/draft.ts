@@ -1,0 +1,38 @@
+// What a draft source is to the speculative loop: given the context and the tree built so far, ranked
+// candidate tokens for the children of some of its nodes (expand.ts asks level by level, so a draft that
+// runs a model sees a whole level at once). Sources: ngram-draft.ts (prompt lookup), medusa-draft.ts (the
+// checkpoint's Medusa heads), model-draft.ts (a separate small model), oracle-draft.ts (the target's own
+// plain decoding, replayed: the verification ceiling).
+import type { TokenTree } from './token-tree.ts';
+import type { VerifyResult } from './verifier.ts';
+
+export interface Candidate {
+  readonly token: number;
+  /** The draft's probability of this token (scores dynamic trees; 1 for a certain proposal). */
+  readonly prob: number;
+  /** The distribution the token was sampled from (a sampled draft: acceptance's q); absent: deterministic. */
+  readonly q?: Float64Array;
+}
+
+export interface DraftContext {
+  /** Every token so far: the prompt, the generated tokens, and last the root (chosen, not yet in the state). */
+  readonly tokens: readonly number[];
+}
+
+export interface DraftSource {
+  /** As given to --speculate. */
+  readonly name: string;
+  /** Deepest draft level it can propose below the root (Medusa: its head count); absent: no limit. */
+  readonly maxDepth?: number;
+  /** Medusa candidates per head the verification should return (the Medusa draft reads them). */
+  readonly medusaTopK?: number;
+  /** Called once the prompt is prefilled and its first token chosen (`tokens` ends with it). */
+  begin?(ctx: DraftContext): Promise<void> | void;
+  /** Ranked candidates (best first, at most k) for the children of each of `nodes` of `tree`. */
+  candidates(ctx: DraftContext, tree: TokenTree, nodes: readonly number[], k: number): Promise<Candidate[][]> | Candidate[][];
+  /** The step's tree is complete and is verified next. */
+  finalize?(ctx: DraftContext, tree: TokenTree): Promise<void> | void;
+  /** The target accepted `path` (root first) of `tree` and chose `bonus` after it. */
+  accepted?(tree: TokenTree, path: readonly number[], bonus: number, result: VerifyResult): Promise<void> | void;
+  destroy?(): Promise<void> | void;
+}

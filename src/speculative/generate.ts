@@ -1,0 +1,143 @@
+// The speculative decoding loop, the same for the CPU and the GPU verifier: prefill, then per step
+//   draft a tree rooted at the last chosen token (expand.ts) → verify it in one forward → accept a path
+//   and a bonus token (acceptance.ts) → commit the path (applied with the next verification)
+// until max tokens or EOS. Sampling draws come from rng(seed) one per emitted token, in order, as plain
+// sampling draws them (generateCpu, GpuModel), so deterministic drafts emit plain sampling's exact tokens.
+import { samplingDistribution, type SamplingOptions } from '../model/sampling.ts';
+import { rng } from '../tensor.ts';
+import { acceptByPicks, acceptSampled } from './acceptance.ts';
+import type { DraftSource } from './draft.ts';
+import { expandTree } from './expand.ts';
+import type { TreeShape } from './tree-spec.ts';
+import type { TreeVerifier, VerifyResult } from './verifier.ts';
+
+export interface SpeculativeOptions {
+  /** New tokens, EOS included (the prefill's token counts). */
+  readonly maxTokens: number;
+  readonly shape: TreeShape;
+  /** Draft nodes per step (root excluded); the verifier must take maxNodes + 1. */
+  readonly maxNodes: number;
+  /** Temperature 0 (the default) is greedy. */
+  readonly sampling?: SamplingOptions;
+  readonly seed?: number;
+  readonly eos?: number;
+  /** Sequence length the model allows (max_position_embeddings). */
+  readonly maxPosition?: number;
+  /** Newly emitted tokens, as soon as a step accepts them. */
+  readonly onTokens?: (ids: readonly number[]) => void;
+}
+
+export interface SpeculativeResult {
+  /** New tokens (up to and including EOS). */
+  readonly tokens: number[];
+  readonly stopReason: 'eos' | 'max-tokens';
+  /** Verification steps after the prefill. */
+  readonly steps: number;
+  /** Tokens each step produced: accepted draft tokens + the bonus. */
+  readonly acceptedPerStep: readonly number[];
+  /** Mean of acceptedPerStep (plain decoding: 1). */
+  readonly meanAccepted: number;
+  /** Mean draft nodes per verified tree (root excluded). */
+  readonly meanTreeNodes: number;
+  readonly prefillMs: number;
+  /** From the prefill's token to the last token. */
+  readonly decodeMs: number;
+  readonly draftMs: number;
+  readonly verifyMs: number;
+  /** Tokens after the first, per second of decodeMs. */
+  readonly decodeTokensPerS: number | undefined;
+  /** GPU time of each verification step's pass, when the verifier measures it. */
+  readonly gpuMsPerStep: readonly number[];
+}
+
+export async function speculativeGenerate(
+  verifier: TreeVerifier,
+  draft: DraftSource,
+  prompt: readonly number[],
+  opts: SpeculativeOptions,
+): Promise<SpeculativeResult> {
+  if (prompt.length === 0) throw new Error('speculative generate: empty prompt');
+  if (!(Number.isInteger(opts.maxTokens) && opts.maxTokens >= 1)) throw new Error(`speculative generate: maxTokens must be a positive integer, got ${opts.maxTokens}`);
+  if (opts.maxNodes + 1 > verifier.maxNodes) {
+    throw new Error(`--max-nodes ${opts.maxNodes} draft nodes (+ the root) exceed the ${verifier.maxNodes} nodes the verifier was compiled for`);
+  }
+  const sampling: SamplingOptions = { ...opts.sampling, temperature: opts.sampling?.temperature ?? 0 };
+  const sampled = (sampling.temperature ?? 0) > 0;
+  const stream = rng(opts.seed ?? 0);
+  const draws: number[] = [];
+  const u = (i: number) => {
+    while (draws.length <= i) draws.push(stream());
+    return draws[i];
+  };
+  // The general rejection rule (sampled drafts) draws from its own stream.
+  const rejection = rng(((opts.seed ?? 0) ^ 0x5bd1e995) >>> 0);
+
+  const t0 = performance.now();
+  const first = await verifier.start(prompt, sampling, u(0));
+  const out = [first];
+  opts.onTokens?.([first]);
+  const t1 = performance.now();
+  const done = () => out.length >= opts.maxTokens || out[out.length - 1] === opts.eos;
+  const acceptedPerStep: number[] = [];
+  const gpuMsPerStep: number[] = [];
+  let treeNodes = 0;
+  let draftMs = 0;
+  let verifyMs = 0;
+  if (!done()) await draft.begin?.({ tokens: [...prompt, first] });
+  while (!done()) {
+    const ctx = { tokens: [...prompt, ...out] };
+    const pos = verifier.position; // the root's position
+    const depthLimit = Math.max(0, Math.min(opts.maxTokens - out.length - 1, (opts.maxPosition ?? Infinity) - pos - 1));
+    const ta = performance.now();
+    const tree = await expandTree(opts.shape, draft, ctx, { budget: opts.maxNodes, depthLimit });
+    const tb = performance.now();
+    const general = sampled && tree.q.some((q) => q !== undefined);
+    const g = out.length;
+    const result: VerifyResult = await verifier.verify({
+      tree,
+      ...(sampled && { uniforms: Float64Array.from({ length: Math.max(...tree.depths) }, (_, d) => u(g + d)) }),
+      ...(general && { wantLogits: true }),
+      ...(draft.medusaTopK && { medusaTopK: draft.medusaTopK }),
+    });
+    const { path, bonus } = general
+      ? acceptSampled(tree, result.picks, (node) => samplingDistribution(row(result, node, verifier.vocabSize), sampling), rejection)
+      : acceptByPicks(tree, result.picks);
+    verifier.commit(path);
+    await draft.accepted?.(tree, path, bonus, result);
+    const tc = performance.now();
+    draftMs += tb - ta;
+    verifyMs += tc - tb;
+    treeNodes += tree.tokens.length - 1;
+    if (result.gpuMs !== undefined) gpuMsPerStep.push(result.gpuMs);
+    const fresh = [...path.slice(1).map((n) => tree.tokens[n]), bonus];
+    acceptedPerStep.push(fresh.length);
+    const emitted: number[] = [];
+    for (const id of fresh) {
+      if (done()) break;
+      out.push(id);
+      emitted.push(id);
+    }
+    opts.onTokens?.(emitted);
+  }
+  const t2 = performance.now();
+  const steps = acceptedPerStep.length;
+  return {
+    tokens: out,
+    stopReason: out[out.length - 1] === opts.eos ? 'eos' : 'max-tokens',
+    steps,
+    acceptedPerStep,
+    meanAccepted: steps ? acceptedPerStep.reduce((a, b) => a + b, 0) / steps : 0,
+    meanTreeNodes: steps ? treeNodes / steps : 0,
+    prefillMs: t1 - t0,
+    decodeMs: t2 - t1,
+    draftMs,
+    verifyMs,
+    decodeTokensPerS: out.length > 1 ? (out.length - 1) / ((t2 - t1) / 1000) : undefined,
+    gpuMsPerStep,
+  };
+}
+
+function row(result: VerifyResult, node: number, vocab: number): Float64Array {
+  if (!result.logits) throw new Error('speculative generate: the verifier returned no logits for the sampling rule');
+  return Float64Array.from(result.logits.subarray(node * vocab, (node + 1) * vocab));
+}

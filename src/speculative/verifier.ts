@@ -1,0 +1,112 @@
+// The target model as speculative decoding sees it: verify a token tree in one forward (every node's
+// next-token choice, from the state committed so far, which verification never writes), then commit the
+// accepted path into the state without running the model again. cpu-verifier.ts is the float64 reference
+// (cpuForward + backends/cpu/tree.ts), gpu-verifier.ts the GPU runtime (GpuModel + the tree kernels).
+import type { SamplingOptions } from '../model/sampling.ts';
+import type { Candidate } from './draft.ts';
+import type { TokenTree } from './token-tree.ts';
+
+export interface VerifyRequest {
+  readonly tree: TokenTree;
+  /**
+   * Sampling: the uniform draw of each depth — node of depth δ picks its next token with uniforms[δ − 1]
+   * (only one node per depth lies on the accepted path, so each emitted token uses one draw). Absent: greedy.
+   */
+  readonly uniforms?: Float64Array;
+  /** Also return every node's logits [nodes, vocab] (the general rejection rule needs p). */
+  readonly wantLogits?: boolean;
+  /** Candidates of the Medusa heads at every node, this many per head (0 or absent: none). */
+  readonly medusaTopK?: number;
+  /** Candidates of the model's own next-token distribution at every node (a draft model's proposals). */
+  readonly topK?: number;
+}
+
+export interface VerifyResult {
+  /** Per node: the target's next token there (argmax, or drawn from the sampling distribution with the depth's draw). */
+  readonly picks: readonly number[];
+  /** [nodes, vocab] when wantLogits. */
+  readonly logits?: Float32Array | Float64Array;
+  /** Medusa heads' candidates at a node, [head][rank], when medusaTopK. */
+  readonly medusaAt?: (node: number) => Candidate[][];
+  /** The model's own top candidates (softmax at temperature 1) at a node, when topK. */
+  readonly topAt?: (node: number) => Candidate[];
+  /** GPU time of the step's pass (timestamp queries), when measured. */
+  readonly gpuMs?: number;
+}
+
+export interface TreeVerifier {
+  readonly vocabSize: number;
+  /** Medusa heads in the checkpoint (0: none). */
+  readonly medusaHeads: number;
+  /** Largest tree (nodes, root included) one verification takes. */
+  readonly maxNodes: number;
+  /** Tokens folded into the state, commits not yet applied included. */
+  readonly position: number;
+  /** Prefills the prompt from fresh state; returns its next token (sampled with the draw u0 unless greedy). */
+  start(prompt: readonly number[], sampling: SamplingOptions, u0: number): Promise<number>;
+  verify(request: VerifyRequest): Promise<VerifyResult>;
+  /** Folds nodes `path` (root first) of the last verified tree into the state; applied before the next verify. */
+  commit(path: readonly number[]): void;
+  /** Applies a pending commit now. */
+  flush(): Promise<void>;
+  destroy(): Promise<void>;
+}
+
+/** Checks the tree fits a verifier (one root, topological order, at most maxNodes) before any work. */
+export function checkTree(tree: TokenTree, maxNodes: number, vocab: number): void {
+  const n = tree.tokens.length;
+  if (n < 1 || n > maxNodes) throw new Error(`token tree of ${n} nodes; the verifier was compiled for 1..${maxNodes} (--max-nodes counts draft nodes, the root comes on top)`);
+  tree.parents.forEach((p, i) => {
+    if (i === 0 ? p !== -1 : !(p >= 0 && p < i)) throw new Error(`token tree: node ${i} has parent ${p} (node 0 is the root, parents come first)`);
+  });
+  tree.tokens.forEach((t, i) => {
+    if (!Number.isInteger(t) || t < 0 || t >= vocab) throw new Error(`token tree: node ${i} has token ${t}, outside [0, ${vocab})`);
+  });
+}
+
+/** Checks an accepted path runs root → child → … through `tree`. */
+export function checkPath(tree: TokenTree, path: readonly number[]): void {
+  path.forEach((node, k) => {
+    const want = k === 0 ? -1 : path[k - 1];
+    if (tree.parents[node] !== want) throw new Error(`accepted path entry ${k} (node ${node}) has parent ${tree.parents[node]}, expected ${want}`);
+  });
+}
+
+/** The k best tokens of a distribution, ties to the lower index. */
+export function topCandidates(probs: ArrayLike<number>, k: number): Candidate[] {
+  const out: Candidate[] = [];
+  const taken = new Set<number>();
+  for (let r = 0; r < k; r++) {
+    let best = -1;
+    for (let i = 0; i < probs.length; i++) if (!taken.has(i) && (best < 0 || probs[i] > probs[best])) best = i;
+    if (best < 0) break;
+    taken.add(best);
+    out.push({ token: best, prob: probs[best] });
+  }
+  return out;
+}
+
+/** softmax(logits) in float64. */
+export function softmax(logits: ArrayLike<number>): Float64Array {
+  let m = -Infinity;
+  for (let i = 0; i < logits.length; i++) m = Math.max(m, logits[i]);
+  const p = new Float64Array(logits.length);
+  let s = 0;
+  for (let i = 0; i < logits.length; i++) s += p[i] = Math.exp(logits[i] - m);
+  for (let i = 0; i < p.length; i++) p[i] /= s;
+  return p;
+}
+
+/** The variant's axis sizes in a model: its own sizes, and each input's [heads, headDim] axes. */
+export function variantAxisSizes(program: { readonly sizes: Readonly<Record<string, number>>; readonly inputs: readonly { readonly name: string; readonly axes: readonly string[] }[]; readonly name: string }, heads: number, headDim: number): Record<string, number> {
+  const sizes: Record<string, number> = { ...program.sizes };
+  for (const d of program.inputs) {
+    if (d.axes.length !== 2) throw new Error(`variant ${program.name}: input ${d.name} must be [heads, headDim] per token (it is [${d.axes.join(', ')}])`);
+    const [h, x] = d.axes;
+    for (const [a, n] of [[h, heads], [x, headDim]] as const) {
+      if (sizes[a] !== undefined && sizes[a] !== n) throw new Error(`variant ${program.name}: axis ${a} is ${sizes[a]} but the model needs ${n}`);
+      sizes[a] = n;
+    }
+  }
+  return sizes;
+}
