@@ -22,7 +22,7 @@ const USAGE = `linattn — a compiler and runtime for causal linear attention
 
   linattn check FILE.la…                         parse, check and classify every term; say which forms run it
   linattn ir FILE.la [--print-after=PASS|all]    print the IR (after the parser, or after a pass)
-  linattn compile FILE.la --emit wgsl|ts [--out PATH] [--axis h=4 …] [--no-fuse] [--verbose]
+  linattn compile FILE.la --emit wgsl|ts [--out PATH] [--axis h=4 …] [--form chunked|parallel] [--no-fuse] [--verbose]
   linattn inputs FILE.la --b B --t T [--axis NAME=SIZE …] [--seed S] --out FILE.safetensors
   linattn run FILE.la --inputs IN.safetensors --out OUT.safetensors [--device gpu|cpu]
                       [--form parallel|recurrent|chunked] [--no-fuse] [--autotune] [--time] [--verbose]
@@ -135,13 +135,18 @@ async function main(argv: string[]): Promise<number> {
       return 0;
     }
     case 'compile': {
-      const c = compileFile(file(), { sizes });
+      const f = file();
+      const c = compileFile(f, { sizes });
       const emit = values.emit ?? 'wgsl';
-      const axes = axisSizes(c.source, pairs(values.axis, 'axis'));
-      const gpuLimits = await getDevice({ backend: values.backend });
-      const plan = planFor(gpuLimits, c, axes, { form: 'chunked', fuse: !values['no-fuse'] });
-      if (values.verbose) log(`plan ${plan.form}: ${plan.kernels.length} kernel(s); schedule ${JSON.stringify(plan.schedule)}; axes ${JSON.stringify(axes)}`);
+      const requested = pairs(values.axis, 'axis');
+      const form = values.form as Form;
+      if (form !== 'chunked' && form !== 'parallel') throw new UsageError(`compile: --form takes chunked or parallel (the naive quadratic plan), got '${values.form}'`);
       if (emit === 'wgsl') {
+        // WGSL for the adapter at hand: the schedule fits this device's limits.
+        const axes = axisSizes(c.source, requested);
+        const gpu = await getDevice({ backend: values.backend });
+        const plan = planFor(gpu, c, axes, { form, fuse: !values['no-fuse'] });
+        if (values.verbose) log(`plan ${plan.form}: ${plan.kernels.length} kernel(s); schedule ${JSON.stringify(plan.schedule)} (within ${gpu.adapterName}'s limits); axes ${JSON.stringify(axes)}`);
         const dir = values.out ?? `out/${c.source.name}`;
         mkdirSync(dir, { recursive: true });
         for (const k of plan.kernels) writeFileSync(join(dir, `${k.label}.wgsl`), k.code);
@@ -149,12 +154,15 @@ async function main(argv: string[]): Promise<number> {
         return 0;
       }
       if (emit === 'ts') {
-        const { emitTypeScriptModule } = await import('../backends/ts/emit.ts');
-        const text = emitTypeScriptModule(plan, c.program);
+        // A module for whatever device its user has: no adapter is opened, the schedule fits WebGPU's default limits.
+        const { compileToTs } = await import('../backends/ts/compile.ts');
+        const tsForm = form === 'parallel' ? 'naive' : values['no-fuse'] ? 'unfused' : 'chunked';
+        const { code, plan, scheduleChoice } = compileToTs(form === 'parallel' ? c.source : c.program, { axes: requested, form: tsForm, source: readFileSync(f, 'utf8'), file: f });
+        if (values.verbose) log(`plan ${plan.form}: ${plan.kernels.length} kernel(s); ${scheduleChoice}; axes ${JSON.stringify(plan.sizes)}`);
         const out = values.out ?? `out/${c.source.name}.ts`;
         mkdirSync(join(out, '..'), { recursive: true });
-        writeFileSync(out, text);
-        process.stdout.write(`wrote ${out} (${text.split('\n').length} lines, ${plan.kernels.length} kernel(s))\n`);
+        writeFileSync(out, code);
+        process.stdout.write(`wrote ${out} (${code.split('\n').length} lines, ${plan.kernels.length} kernel(s))\n`);
         return 0;
       }
       throw new UsageError(`--emit takes wgsl or ts, got '${emit}'`);

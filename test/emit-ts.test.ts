@@ -1,7 +1,8 @@
 // The emitted TypeScript module (backends/ts): it type-checks under strict options against @webgpu/types with
 // zero diagnostics, imports nothing and names no WebGPU global, and, imported and run on Dawn, equals the
 // float64 parallel form.
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -181,6 +182,27 @@ describe('compileToTs', () => {
     expect(sharedFloats(program, plan.sizes, program.terms, program.output, s) * 4).toBeLessThanOrEqual(WEBGPU_DEFAULT_LIMITS.maxComputeWorkgroupStorageSize);
     expect(s.threads).toBeLessThanOrEqual(WEBGPU_DEFAULT_LIMITS.maxComputeInvocationsPerWorkgroup);
     expect(code).toContain('elu+1 linear attention with a masked depthwise convolution on V.');
+  });
+
+  it('says how it chose the schedule', () => {
+    const program = runPasses(compileSource(ELU_DWCONV, 'elu_dwconv.la'));
+    const { plan, scheduleChoice } = compileToTs(program);
+    const s = plan.schedule;
+    expect(scheduleChoice).toMatch(new RegExp(`^schedule chunk ${s.chunk}, cols ${s.cols}, threads ${s.threads}: the heuristic's pick of \\d+ schedules that fit WebGPU's default limits \\(16384 bytes of workgroup memory, 256 invocations per workgroup\\)$`));
+    expect(compileToTs(program, { schedule: { chunk: 4, cols: 2, threads: 32 } }).scheduleChoice).toBe('schedule chunk 4, cols 2, threads 32 (given)');
+  });
+
+  it('is what `linattn compile --emit ts` writes, and --verbose prints the schedule choice', () => {
+    const out = join(dir, 'cli-elu_dwconv.ts');
+    const r = spawnSync(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'compile', 'examples/paper/elu_dwconv.la', '--emit', 'ts', '--axis', 'h=2', '--out', out, '--verbose'], {
+      encoding: 'utf8',
+      timeout: 60_000,
+    });
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/^plan chunked: 1 kernel\(s\); schedule chunk \d+, cols \d+, threads \d+: the heuristic's pick of \d+ schedules that fit WebGPU's default limits/m);
+    const program = runPasses(compileSource(readFileSync('examples/paper/elu_dwconv.la', 'utf8'), 'examples/paper/elu_dwconv.la'));
+    const want = compileToTs(program, { axes: { h: 2 }, source: readFileSync('examples/paper/elu_dwconv.la', 'utf8'), file: 'examples/paper/elu_dwconv.la' });
+    expect(readFileSync(out, 'utf8')).toBe(want.code);
   });
 
   it('takes the leading # comment of a .la file as the documentation', () => {

@@ -31,6 +31,8 @@ export interface CompileToTsOptions {
 export interface CompiledTs {
   readonly code: string;
   readonly plan: Plan;
+  /** How the schedule was chosen, in one line (for `linattn compile --emit ts --verbose`). */
+  readonly scheduleChoice: string;
 }
 
 /** `program` must have been through the passes (runPasses). */
@@ -38,24 +40,35 @@ export function compileToTs(program: Program, options: CompileToTsOptions = {}):
   const sizes = axisSizes(program, options.axes ?? {});
   const form = options.form ?? 'chunked';
   let plan: Plan;
-  if (form === 'naive') plan = naivePlan(program, sizes);
-  else {
-    const schedule = options.schedule ?? chooseDefault(program, sizes, options.limits ?? WEBGPU_DEFAULT_LIMITS);
-    plan = lowerChunked(program, sizes, { fuse: form === 'chunked', schedule });
+  let scheduleChoice: string;
+  if (form === 'naive') {
+    plan = naivePlan(program, sizes);
+    scheduleChoice = 'naive form: no chunk schedule';
+  } else {
+    const limits = options.limits ?? WEBGPU_DEFAULT_LIMITS;
+    const chosen = options.schedule ? { schedule: options.schedule, of: 0 } : chooseDefault(program, sizes, limits);
+    plan = lowerChunked(program, sizes, { fuse: form === 'chunked', schedule: chosen.schedule });
+    const s = chosen.schedule;
+    const text = `schedule chunk ${s.chunk}, cols ${s.cols}, threads ${s.threads}`;
+    const within = `${limits.maxComputeWorkgroupStorageSize} bytes of workgroup memory, ${limits.maxComputeInvocationsPerWorkgroup} invocations per workgroup`;
+    scheduleChoice = options.schedule
+      ? `${text} (given)`
+      : `${text}: the heuristic's pick of ${chosen.of} schedule${chosen.of === 1 ? '' : 's'} that fit ${options.limits ? 'the given limits' : "WebGPU's default limits"} (${within})`;
   }
   const doc = options.source === undefined ? undefined : leadingComment(options.source);
-  return { code: emitTypeScriptModule(plan, program, { doc, file: options.file }), plan };
+  return { code: emitTypeScriptModule(plan, program, { doc, file: options.file }), plan, scheduleChoice };
 }
 
-function chooseDefault(p: Program, sizes: Readonly<Record<string, number>>, limits: NonNullable<CompileToTsOptions['limits']>): ChunkSchedule {
-  const s = defaultSchedule(candidateSchedules(limits, p, sizes));
+function chooseDefault(p: Program, sizes: Readonly<Record<string, number>>, limits: NonNullable<CompileToTsOptions['limits']>): { schedule: ChunkSchedule; of: number } {
+  const candidates = candidateSchedules(limits, p, sizes);
+  const s = defaultSchedule(candidates);
   if (!s) {
     throw new Error(
       `${p.name}: no chunk schedule fits ${limits.maxComputeWorkgroupStorageSize} bytes of workgroup memory at ${JSON.stringify(sizes)}; ` +
         'emit the unfused or naive form, use smaller feature axes, or give the limits of the adapter the module targets',
     );
   }
-  return s;
+  return { schedule: s, of: candidates.length };
 }
 
 /** The `#` comment lines that open a .la file, without the markers. */
