@@ -11,6 +11,12 @@
 export interface GpuAttentionState {
   /** Tokens folded in so far. */
   readonly position: number;
+  /**
+   * The state's buffers by the recurrent plan's names ('state:S0', 'state:ring12', …), when the layer is a
+   * compiled variant (src/runtime/compiled-attention.ts): the speculative runtime's tree kernels read them
+   * and its commit writes them.
+   */
+  readonly buffers?: Readonly<Record<string, GPUBuffer>>;
 }
 
 export interface GpuAttention {

@@ -11,7 +11,7 @@ import { rng, type TensorData } from '../tensor.ts';
 import type { ModelConfig } from './config.ts';
 import type { GpuAttention, GpuAttentionFactory, GpuAttentionState } from './gpu-attention.ts';
 import { RecordingPass } from './gpu-pass.ts';
-import { buildStepPlan, destroyStepPlan, encodeStep, type BatchBuffers, type StepPlan, type TokenPick, type TokenSource } from './gpu-step-plan.ts';
+import { buildStepPlan, destroyStepPlan, encodeStep, type BatchBuffers, type StepPlan, type StepPlanExtras, type TokenPick, type TokenSource } from './gpu-step-plan.ts';
 import { createExactTensor, destroyModelWeights, uploadModelWeights, type GpuModelWeights } from './gpu-weights.ts';
 import type { SamplingOptions } from './sampling.ts';
 import type { ModelWeights } from './weights.ts';
@@ -21,11 +21,15 @@ export interface GpuModelOptions {
   readonly timestamps?: boolean;
   /** Prefill shapes (b, t) kept planned besides the decode plans; older ones are freed. Default 2. */
   readonly cachedPrefillPlans?: number;
+  /** Shapes of planStep (speculative tree sizes) kept planned; older ones are freed. Default 8. */
+  readonly cachedExtraPlans?: number;
 }
 
 /** How the next token is chosen: temperature 0 (the default) is greedy; `seed` seeds the uniform draws. */
 export interface DecodeSampling extends SamplingOptions {
   readonly seed?: number;
+  /** The uniform draws themselves (takes precedence over seed): a speculative run hands over its own stream. */
+  readonly random?: () => number;
 }
 
 /** Steps that may be submitted before the oldest one's tokens must have been read. */
@@ -124,6 +128,7 @@ export class GpuModel {
   private readonly batches = new Map<number, Batch>();
   private readonly plans = new Map<string, Promise<StepPlan>>();
   private readonly prefillKeys: string[] = [];
+  private readonly extraKeys: string[] = [];
   private session: Session | undefined;
   private sampling: DecodeSampling = { temperature: 0 };
   private random: () => number = rng(0);
@@ -200,7 +205,8 @@ export class GpuModel {
     if (temperature > 0) writeSamplingConfig(this.gpu.device.queue, this.samplingConfig, { temperature, topK: s.topK ?? 0, topP: s.topP ?? 1 });
     else if (!(temperature === 0)) throw new Error(`temperature must be >= 0, got ${temperature}`);
     this.sampling = { ...s, temperature };
-    if (s.seed !== undefined) this.random = rng(s.seed);
+    if (s.random) this.random = s.random;
+    else if (s.seed !== undefined) this.random = rng(s.seed);
   }
 
   /**
@@ -281,6 +287,50 @@ export class GpuModel {
     this.gpu.device.queue.submit([encoder.finish()]);
     this.attention.forEach((a, n) => a.advance(states[n], t));
     return downloadTensor(this.gpu, plan.logits);
+  }
+
+  /**
+   * A step plan of b sequences × t rows with every row's logits and `extras` (speculative tree verification:
+   * src/speculative/gpu-verifier.ts records it with the tree kernels as the attention). Cached per shape;
+   * the least recently used of more than `cachedExtraPlans` is freed once work submitted with it completes.
+   */
+  planStep(b: number, t: number, extras: StepPlanExtras): Promise<StepPlan> {
+    const key = `${this.planKey(b, t, true)}:${extras.pickRows ? 'pick' : ''}:${extras.qkvPerLayer ? 'qkv' : ''}`;
+    const i = this.extraKeys.indexOf(key);
+    if (i >= 0) this.extraKeys.splice(i, 1);
+    this.extraKeys.push(key);
+    let plan = this.plans.get(key);
+    if (!plan) {
+      plan = buildStepPlan(this.gpu, this.config, this.kernels, this.weights, this.batch(b), t, true, extras);
+      this.plans.set(key, plan);
+      plan.catch(() => this.plans.delete(key));
+    }
+    while (this.extraKeys.length > (this.options.cachedExtraPlans ?? 8)) {
+      const old = this.extraKeys.shift()!;
+      const evicted = this.plans.get(old);
+      this.plans.delete(old);
+      void evicted?.then(destroyStepPlan, () => undefined);
+    }
+    return plan;
+  }
+
+  /** Each layer's attention state of the current batch (the tree kernels read and commit into their buffers). */
+  get attentionStates(): readonly GpuAttentionState[] {
+    if (!this.session) throw new Error('attentionStates: no batch yet; call prefill first');
+    return this.session.states;
+  }
+
+  /**
+   * Host bookkeeping after the caller's own submitted commands folded t more tokens into every layer's
+   * state (a speculative commit): the layers' positions and the batch's advance by t.
+   */
+  advance(t: number): void {
+    const session = this.session;
+    if (!session) throw new Error('advance: no batch yet; call prefill first');
+    if (!Number.isInteger(t) || t < 0) throw new Error(`advance: ${t} tokens`);
+    this.checkLength(session.position + t, 'advance');
+    for (let n = 0; n < this.attention.length; n++) this.attention[n].advance(session.states[n], t);
+    session.position += t;
   }
 
   /** Plans (compiles and allocates) the decode step for batch b ahead of time. */

@@ -45,6 +45,24 @@ export interface BatchBuffers {
 export type TokenSource = 'ids' | 'next';
 export type TokenPick = 'argmax' | 'sample' | 'none';
 
+/** Shapes beyond prefill and decode, for speculative tree verification (src/speculative/gpu-verifier.ts). */
+export interface StepPlanExtras {
+  /** With allLogits: a token for every row (argmax, or a sample with one uniform per row in rowRandom) into rowTokens. */
+  readonly pickRows?: boolean;
+  /** q, k, v, o buffers per layer instead of one set for all: a tree commit reads the nodes' q, k, v after the step. */
+  readonly qkvPerLayer?: boolean;
+}
+
+export interface LayerIo {
+  readonly q: GpuTensor;
+  readonly k: GpuTensor;
+  readonly v: GpuTensor;
+  readonly o: GpuTensor;
+}
+
+/** Records layer `layer`'s attention over the step's q, k, v (each [b, t, h, d]) into o. */
+export type AttentionEncoder = (pass: GPUComputePassEncoder, layer: number, io: { q: GPUBuffer; k: GPUBuffer; v: GPUBuffer; o: GPUBuffer }) => void;
+
 interface LayerBindings {
   readonly inputNorm: BoundDispatch;
   readonly q: GPUBindGroup;
@@ -66,7 +84,14 @@ export interface StepPlan {
   /** u32 [rows]: token ids uploaded for prefill. */
   readonly ids: GPUBuffer;
   readonly logits: GpuTensor;
-  readonly io: { readonly q: GpuTensor; readonly k: GpuTensor; readonly v: GpuTensor; readonly o: GpuTensor };
+  readonly io: LayerIo;
+  /** Each layer's q, k, v, o (all the same buffers unless qkvPerLayer). */
+  readonly layerIo: readonly LayerIo[];
+  /** The final-normed hidden state of the rows that get logits ([b or rows, hidden]): the LM head's (and Medusa heads') input. */
+  readonly final: GpuTensor;
+  /** pickRows: u32 [rows] chosen tokens and f32 [rows] uniform draws. */
+  readonly rowTokens?: GPUBuffer;
+  readonly rowRandom?: GPUBuffer;
   readonly embedFromIds: BoundDispatch;
   /** Only when t = 1: embedding of the previous step's chosen tokens. */
   readonly embedFromNext?: BoundDispatch;
@@ -89,7 +114,9 @@ export async function buildStepPlan(
   batch: BatchBuffers,
   t: number,
   allLogits: boolean,
+  extras: StepPlanExtras = {},
 ): Promise<StepPlan> {
+  if (extras.pickRows && !allLogits) throw new Error('step plan: pickRows needs allLogits');
   const b = batch.b;
   const rows = b * t;
   const H = config.hiddenSize;
@@ -116,10 +143,11 @@ export async function buildStepPlan(
     made.push({ name: 'ids', shape: [rows], bytes: rows * 4, buffer: ids });
     const x = tensor('x', [rows, H]);
     const a = tensor('normed', [rows, H]);
-    const q = tensor('q', [rows, hd]);
-    const k = tensor('k', [rows, hd]);
-    const v = tensor('v', [rows, hd]);
-    const o = tensor('o', [rows, hd]);
+    const qkvo = (suffix: string): LayerIo => ({
+      q: tensor(`q${suffix}`, [rows, hd]), k: tensor(`k${suffix}`, [rows, hd]), v: tensor(`v${suffix}`, [rows, hd]), o: tensor(`o${suffix}`, [rows, hd]),
+    });
+    const shared = qkvo('');
+    const layerIo = weights.layers.map((_, l) => (extras.qkvPerLayer && l > 0 ? qkvo(` layer ${l}`) : shared));
     const delta = tensor('delta', [rows, H]);
     const gateUp = tensor('gate|up', [rows, 2 * I]);
     const act = tensor('act', [rows, I]);
@@ -140,6 +168,7 @@ export async function buildStepPlan(
     };
 
     const layers = weights.layers.map((w, l): LayerBindings => {
+      const { q, k, v, o } = layerIo[l];
       const name = (s: string) => `layer ${l} ${s} [${tag}]`;
       const inputNorm = bound(
         l === 0
@@ -165,7 +194,20 @@ export async function buildStepPlan(
     const embedFromIds = bound(bindEmbedding(gpu, kernels, { ids, embed: weights.embedTokens.buffer, x: x.buffer }, rows, `embedding [${tag}]`));
     const embedFromNext =
       t === 1 ? bound(bindEmbedding(gpu, kernels, { ids: batch.nextTokens, embed: weights.embedTokens.buffer, x: x.buffer }, rows, `embedding of chosen tokens [${tag}]`)) : undefined;
-    const pick = allLogits
+    let rowTokens: GPUBuffer | undefined;
+    let rowRandom: GPUBuffer | undefined;
+    if (extras.pickRows) {
+      rowTokens = gpu.device.createBuffer({ label: `row tokens [${tag}]`, size: rows * 4, usage: BufferUsage.STORAGE | BufferUsage.COPY_SRC });
+      made.push({ name: 'row tokens', shape: [rows], bytes: rows * 4, buffer: rowTokens });
+      rowRandom = gpu.device.createBuffer({ label: `row draws [${tag}]`, size: rows * 4, usage: BufferUsage.STORAGE | BufferUsage.COPY_DST });
+      made.push({ name: 'row draws', shape: [rows], bytes: rows * 4, buffer: rowRandom });
+    }
+    const pick = rowTokens && rowRandom
+      ? {
+          argmax: bound(bindArgmax(gpu, kernels, { logits: logits.buffer, tokens: rowTokens }, rows, `argmax per row [${tag}]`)),
+          sample: bound(bindSample(gpu, kernels, { logits: logits.buffer, random: rowRandom, tokens: rowTokens, config: batch.samplingConfig }, rows, `sample per row [${tag}]`)),
+        }
+      : allLogits
       ? {}
       : {
           argmax: bound(bindArgmax(gpu, kernels, { logits: logits.buffer, tokens: batch.nextTokens }, b, `argmax [${tag}]`)),
@@ -175,7 +217,10 @@ export async function buildStepPlan(
         };
     return {
       b, t, rows, allLogits, ids, logits,
-      io: { q, k, v, o },
+      io: shared,
+      layerIo,
+      final,
+      ...(rowTokens && { rowTokens, rowRandom }),
       embedFromIds,
       ...(embedFromNext && { embedFromNext }),
       layers, finalNorm, lmHead,
@@ -201,16 +246,22 @@ export function encodeStep(
   source: TokenSource,
   pick: TokenPick,
 ): void {
+  encodeStepWith(pass, plan, (p, n, io) => attention[n].encodeForward(p, io, states[n], plan.b, plan.t), source, pick);
+}
+
+/** encodeStep with each layer's attention recorded by `attend` (the tree kernels when verifying a draft tree). */
+export function encodeStepWith(pass: GPUComputePassEncoder, plan: StepPlan, attend: AttentionEncoder, source: TokenSource, pick: TokenPick): void {
   const embed = source === 'ids' ? plan.embedFromIds : plan.embedFromNext;
   if (!embed) throw new Error(`step plan b=${plan.b} t=${plan.t}: only a one-token step can start from the chosen tokens`);
   encodeDispatch(pass, embed);
-  const { matmuls: mm, io } = plan;
+  const mm = plan.matmuls;
   plan.layers.forEach((l, n) => {
+    const io = plan.layerIo[n];
     encodeDispatch(pass, l.inputNorm);
     encodeMatmul(pass, mm.qkv, l.q);
     encodeMatmul(pass, mm.qkv, l.k);
     encodeMatmul(pass, mm.qkv, l.v);
-    attention[n].encodeForward(pass, { q: io.q.buffer, k: io.k.buffer, v: io.v.buffer, o: io.o.buffer }, states[n], plan.b, plan.t);
+    attend(pass, n, { q: io.q.buffer, k: io.k.buffer, v: io.v.buffer, o: io.o.buffer });
     encodeMatmul(pass, mm.o, l.o);
     encodeDispatch(pass, l.postNorm);
     encodeMatmul(pass, mm.gateUp, l.gateUp);
