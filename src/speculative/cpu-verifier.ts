@@ -116,6 +116,16 @@ export class CpuTreeVerifier implements TreeVerifier {
     this.applyPending();
   }
 
+  /**
+   * A plain decode step on the committed state (pending commit applied first): `token` folded in by
+   * recurrent steps, its logits returned. What decoding would do next — the commit's state under test.
+   */
+  decode(token: number): Float64Array {
+    if (this.states.length === 0) throw new Error('decode: call start first');
+    this.applyPending();
+    return cpuForward(this.model, [[token]], this.recurrent()).logits.data;
+  }
+
   async destroy(): Promise<void> {
     this.states = [];
   }

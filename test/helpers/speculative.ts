@@ -1,0 +1,80 @@
+// Shared setup of the speculative-decoding tests: tiny random models (examples/models/tiny's shapes) over
+// a few variants, with Medusa heads, and the plain decoding they are compared with.
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { createState, Recurrent } from '../../backends/cpu/recurrent.ts';
+import { parseConfig, type ModelConfig } from '../../src/model/config.ts';
+import { cpuForward, cpuModel, type CpuAttention, type CpuModel } from '../../src/model/cpu-forward.ts';
+import { randomWeights } from '../../src/model/init-model.ts';
+import { argmax } from '../../src/model/sampling.ts';
+import { loadModelVariant, type ModelVariant } from '../../src/model/variant.ts';
+import type { ModelWeights } from '../../src/model/weights.ts';
+import { variantAxisSizes } from '../../src/speculative/verifier.ts';
+import { rng } from '../../src/tensor.ts';
+
+export const TINY = resolve(import.meta.dirname, '../../examples/models/tiny/config.json');
+
+export interface TestModel {
+  readonly name: string;
+  readonly config: ModelConfig;
+  readonly variant: ModelVariant;
+  readonly weights: ModelWeights<Float64Array>;
+  readonly cpu: CpuModel;
+}
+
+/** Small group and window sizes, so short sequences cross group boundaries and fill the ring. */
+export const MODEL_SPECS = [
+  { name: 'elu_dwconv', variant: 'examples/paper/elu_dwconv.la', options: { K: 4 }, seed: 101 },
+  { name: 'llama_linearized', variant: 'examples/paper/llama_linearized.la', options: { C: 4, K: 3 }, seed: 202 },
+  { name: 'retnet (gated)', variant: 'examples/variants/retnet.la', options: {}, seed: 303 },
+] as const;
+
+export function makeModel(spec: { name: string; variant: string; options: Record<string, number> }, seed: number, medusaHeads = 3): TestModel {
+  const json = JSON.parse(readFileSync(TINY, 'utf8')) as Record<string, unknown>;
+  const config = parseConfig(
+    { ...json, attention: { variant: resolve(import.meta.dirname, '../..', spec.variant), options: spec.options }, ...(medusaHeads > 0 && { medusa: { num_heads: medusaHeads } }) },
+    TINY,
+  );
+  const variant = loadModelVariant(config);
+  // 'normal' variant parameters except the decay rates (RetNet's γ must stay in (0, 1)).
+  const weights = randomWeights(config, seed, variant.params.map((p) => (p.init === 'retention' ? p : { ...p, init: 'normal' as const })));
+  return { name: spec.name, config, variant, weights, cpu: cpuModel(config, weights) };
+}
+
+/** Plain greedy decoding in float64 with recurrent steps: `n` new tokens. */
+export function plainGreedy(m: TestModel, prompt: readonly number[], n: number): number[] {
+  const c = m.config;
+  const sizes = variantAxisSizes(m.variant.compiled, c.numHeads, c.headDim);
+  const layers = m.cpu.weights.layers.map((l) => new Recurrent(m.variant.compiled, l.attention, sizes));
+  const states = layers.map(() => createState());
+  const attention: CpuAttention = (layer, q, k, v) => {
+    const [, t, h, d] = q.shape;
+    const per = h * d;
+    const o = new Float64Array(t * per);
+    for (let i = 0; i < t; i++) {
+      const sl = (x: Float64Array) => x.slice(i * per, (i + 1) * per);
+      o.set(layers[layer].step(states[layer], { q: sl(q.data), k: sl(k.data), v: sl(v.data) }), i * per);
+    }
+    return { shape: [1, t, h, d], data: o };
+  };
+  const V = c.vocabSize;
+  let logits = cpuForward(m.cpu, [prompt], attention).logits.data;
+  const out: number[] = [];
+  for (;;) {
+    const next = argmax(logits.subarray(logits.length - V));
+    out.push(next);
+    if (out.length === n) return out;
+    logits = cpuForward(m.cpu, [[next]], attention).logits.data;
+  }
+}
+
+/** Random prompts of 3..10 byte tokens; every third repeats a short pattern (something for the n-gram draft to find). */
+export function randomPrompts(count: number, seed: number): number[][] {
+  const r = rng(seed);
+  return Array.from({ length: count }, (_, i) => {
+    const len = 3 + Math.floor(r() * 8);
+    if (i % 3 !== 0) return Array.from({ length: len }, () => Math.floor(r() * 256));
+    const pattern = Array.from({ length: 2 + Math.floor(r() * 2) }, () => Math.floor(r() * 256));
+    return Array.from({ length: len }, (_, j) => pattern[j % pattern.length]);
+  });
+}
