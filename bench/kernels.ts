@@ -3,7 +3,8 @@
 // first checked against the naive GPU form (itself checked against the float64 oracle in the tests) on the
 // same inputs, and against the float64 oracle on the first tokens (outputs there depend only on earlier inputs).
 //
-//   npx tsx bench/kernels.ts [--small] [--variants a,b] [--t 1024,4096] [--d 64] [--b 4] [--h 16] [--iters 20]
+//   npx tsx bench/kernels.ts [--small] [--variants a,b] [--t 1024,4096] [--d 64] [--b 4] [--h 16] [--iters 20] [--autotune]
+// --autotune times every chunk schedule that fits (src/runtime/autotune.ts) and benches the fastest.
 // Writes kernels.json and kernels.svg to $OUT or out/.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -13,6 +14,7 @@ import { count } from '../backends/wgsl/common.ts';
 import { layoutOf } from '../backends/wgsl/chunked.ts';
 import { compileFile, planFor, runCompiled, timePlan, type Compiled } from '../src/compiler.ts';
 import { axisSizes, makeInputs } from '../src/inputs.ts';
+import { autotune } from '../src/runtime/autotune.ts';
 import { getDevice } from '../src/runtime/device.ts';
 import { relativeError, type Tensor } from '../src/tensor.ts';
 import { measureCopyBandwidth, measureMatmulRate } from './roofline.ts';
@@ -28,6 +30,7 @@ const { values } = parseArgs({
     h: { type: 'string' },
     iters: { type: 'string', default: '20' },
     'naive-max-t': { type: 'string' },
+    autotune: { type: 'boolean', default: false },
   },
 });
 const gpu = await getDevice();
@@ -101,9 +104,12 @@ for (const file of files) {
       const x = makeInputs(c.source, { b: B, t, axes, seed: 1 });
       const label = `${c.source.name} b${B} h${H} t${t} d${d}`;
       try {
-        const fused = planFor(gpu, c, sizes, { form: 'chunked', fuse: true }, { b: B, t });
+        const schedule = values.autotune
+          ? (await autotune(gpu, c.program, sizes, x, { b: B, t }, { log: (l) => console.log(`${label}:${l}`) })).best
+          : undefined;
+        const fused = planFor(gpu, c, sizes, { form: 'chunked', fuse: true, schedule }, { b: B, t });
         const unfused = planFor(gpu, c, sizes, { form: 'chunked', fuse: false, schedule: undefined }, { b: B, t });
-        const fo = (await runCompiled(c, x, { device: 'gpu', gpu, form: 'chunked', fuse: true })).o;
+        const fo = (await runCompiled(c, x, { device: 'gpu', gpu, form: 'chunked', fuse: true, schedule })).o;
         // Oracle on the first tokens of sequence 0 (causality makes them independent of the rest).
         const tc = Math.min(t, small ? 64 : 32);
         const head: Record<string, Tensor> = {};

@@ -73,6 +73,18 @@ export function layoutOf(p: Program, terms: readonly Term[], chunk?: number): La
   return { head: p.outAxes.filter((a) => head.includes(a)), rest, aTerms, directTerms, halo };
 }
 
+/** How far back the score matrices reach: the halo of the bounded terms that go through A (0 when none). */
+export function aHalo(p: Program, L: Layout, chunk: number): number {
+  let h = 0;
+  for (const t of L.aTerms) {
+    if (t.form.kind === 'prefix') continue;
+    const group = t.mask.find((m) => m.kind === 'group');
+    if (group && chunk % group.size === 0) continue;
+    h = Math.max(h, lagRange(t.mask)![1]);
+  }
+  return Math.min(h, L.halo);
+}
+
 /** Query- and key-side subexpressions of a bounded term's score that are staged per chunk row. */
 export function frontier(p: Program, root: Id): { query: Id[]; key: Id[] } {
   const query = new Set<Id>();
@@ -110,6 +122,18 @@ interface PrefixInfo {
   openGroup: number;
   /** Rows of psi before the chunk (HALO when a bounded term reads ψ as its key feature, else 0). */
   psiHalo: number;
+  /** ψ staged feature-major ([F][C+1], padded against bank conflicts) for the score tiles; row-major when a bounded term reads it too. */
+  transposed: boolean;
+}
+
+/** Index of ψ_k[row, f] in workgroup memory (row counted from the chunk start). */
+function psiAt(q: PrefixInfo, C: number, row: string, f: string): string {
+  return q.transposed ? `psi${q.k}[(${f}) * ${C + 1}u + ${row}]` : `psi${q.k}[((${row}) + ${q.psiHalo}u) * ${q.F}u + ${f}]`;
+}
+
+/** Largest of 4, 2, 1 dividing n: the micro-tile along an axis of n elements. */
+function microTile(n: number): number {
+  return n % 4 === 0 ? 4 : n % 2 === 0 ? 2 : 1;
 }
 
 /**
@@ -136,7 +160,7 @@ export function sharedFloats(p: Program, sizes: Sizes, terms: readonly Term[], i
     if (t.form.kind !== 'prefix') continue;
     const F = t.form.feature ? sizes[t.form.feature] : 1;
     const pg = t.mask[0].kind === 'past_groups' ? t.mask[0].size : 0;
-    n += (2 * C + (keyIds.has(t.form.psi) ? L.halo : 0)) * F + F * R + F + (t.form.decay ? C * F : 0) + (pg > C ? F * R + F : 0);
+    n += (2 * C + (keyIds.has(t.form.psi) ? L.halo : 1)) * F + F * R + F + (t.form.decay ? C * F : 0) + (pg > C ? F * R + F : 0);
     staged.add(t.form.phi).add(t.form.psi);
   }
   for (const t of terms) {
@@ -151,7 +175,8 @@ export function sharedFloats(p: Program, sizes: Sizes, terms: readonly Term[], i
     }
   }
   const groups = kernelItems(items, false).filter((it) => (it.kind === 'term' ? [it.term] : it.terms).some((nm) => L.aTerms.some((t) => t.name === nm)));
-  n += groups.length * C * CH;
+  n += groups.length * C * (C + aHalo(p, L, C));
+  n += items.length * C; // row denominators (at most one per item)
   return n;
 }
 
@@ -165,6 +190,9 @@ export function chunkKernel(spec: ChunkKernelSpec): Kernel {
   const L = layoutOf(p, terms, C);
   const HALO = L.halo;
   const CH = C + HALO;
+  // The score matrices reach back only as far as the bounded terms they hold (convolutions are direct taps).
+  const AH = aHalo(p, L, C);
+  const CA = C + AH;
   const NS = count(L.head, sizes);
   const NR = count(L.rest, sizes);
   const RT = Math.ceil(NR / R);
@@ -252,9 +280,10 @@ export function chunkKernel(spec: ChunkKernelSpec): Kernel {
     const pg = t.mask[0].kind === 'past_groups' ? t.mask[0].size : 0;
     const openGroup = pg && pg > C ? pg : 0;
     const psiHalo = keyFeatureIds.has(f.psi) ? HALO : 0;
-    prefix.push({ term: t, k, F, feature: f.feature, gateWidth, gatePerFeature, openGroup, psiHalo });
+    const transposed = !keyFeatureIds.has(f.psi);
+    prefix.push({ term: t, k, F, feature: f.feature, gateWidth, gatePerFeature, openGroup, psiHalo, transposed });
     decls.push(`var<workgroup> phi${k}: array<f32, ${C * F}>;`);
-    decls.push(`var<workgroup> psi${k}: array<f32, ${(C + psiHalo) * F}>;${psiHalo ? ' // also the key feature of a bounded term, with its halo' : ''}`);
+    decls.push(transposed ? `var<workgroup> psi${k}: array<f32, ${(C + 1) * F}>; // [f][row], rows padded to ${C + 1}` : `var<workgroup> psi${k}: array<f32, ${(C + psiHalo) * F}>; // also the key feature of a bounded term, with its halo`);
     decls.push(`var<workgroup> S${k}: array<f32, ${F * R}>;`);
     decls.push(`var<workgroup> z${k}: array<f32, ${F}>;`);
     if (openGroup) decls.push(`var<workgroup> So${k}: array<f32, ${F * R}>; // the group still open (past_groups(${openGroup}) spans several chunks)`, `var<workgroup> zo${k}: array<f32, ${F}>;`);
@@ -291,7 +320,7 @@ export function chunkKernel(spec: ChunkKernelSpec): Kernel {
   // ---- output groups that use A ---------------------------------------------------------------------------
   const groupTerms = items.map((it) => (it.kind === 'term' ? [it.term] : [...it.terms]).map((nm) => terms.find((t) => t.name === nm)!));
   const aGroups = groupTerms.map((ts, g) => (ts.some((t) => L.aTerms.includes(t)) ? g : -1)).filter((g) => g >= 0);
-  for (const g of aGroups) decls.push(`var<workgroup> A${g}: array<f32, ${C * CH}>;`);
+  for (const g of aGroups) decls.push(`var<workgroup> A${g}: array<f32, ${C * CA}>;`);
 
   // ---- the value node (all terms of one kernel share it) --------------------------------------------------
   const valueId = terms[0].value;
@@ -334,7 +363,7 @@ export function chunkKernel(spec: ChunkKernelSpec): Kernel {
       emitGen(g);
       line(`        val = ${v};`);
       line('      }');
-      line(`      ${arr}[x] = val;`);
+      line(arr.startsWith('psi') && q.transposed ? `      ${arr}[(x % ${q.F}u) * ${C + 1}u + x / ${q.F}u] = val;` : `      ${arr}[x] = val;`);
       line('    }');
     }
     if (q.gateWidth) {
@@ -411,96 +440,158 @@ export function chunkKernel(spec: ChunkKernelSpec): Kernel {
   }
   if (prefix.some((q) => q.gateWidth)) line('    workgroupBarrier();');
 
-  // Score matrices A_g[i, jj], jj over halo + chunk.
+  // Score matrices A_g[il, ja], ja over the A halo + chunk: each invocation owns a TI×TJ micro-tile (rows
+  // ti + m·NTI, columns tj + n·NTJ, strided so that neighbouring invocations read neighbouring ψ), so every
+  // φ and ψ it loads from workgroup memory feeds TJ or TI products.
   if (aGroups.length) {
-    line(`    for (var x: u32 = lid; x < ${C * CH}u; x += WG) {`);
-    line(`      let il = x / ${CH}u; let jj = x % ${CH}u;`);
-    line('      let ia = c0 + il;');
-    line(`      let ja_i = i32(c0) + i32(jj) - ${HALO};`);
-    line('      let ja = u32(max(ja_i, 0));');
-    line('      let valid = il < n && ja_i >= 0;');
+    const TI = microTile(C);
+    const TJ = 4;
+    const NTI = C / TI;
+    const NTJ = Math.ceil(CA / TJ);
+    const cells: [number, number][] = [];
+    for (let m = 0; m < TI; m++) for (let n = 0; n < TJ; n++) cells.push([m, n]);
+    line(`    for (var x: u32 = lid; x < ${NTI * NTJ}u; x += WG) {`);
+    line(`      let ti = x / ${NTJ}u; let tj = x % ${NTJ}u;`);
+    for (const g of aGroups) for (const [m, n] of cells) line(`      var a${g}_${m}_${n}: f32 = 0.0;`);
     for (const g of aGroups) {
-      line(`      var a${g}: f32 = 0.0;`);
       for (const t of groupTerms[g]) {
-        if (!L.aTerms.includes(t)) continue;
-        line(`      // term ${t.name} (${t.form.kind})`);
-        if (t.form.kind === 'prefix') {
-          const q = prefix.find((x) => x.term === t)!;
-          const inChunk = `jj >= ${HALO}u`;
-          line(`      if (valid && ${inChunk} && (${maskCondition(t.mask, 'ia', 'ja')})) {`);
-          line(`        let jl = jj - ${HALO}u;`);
-          line('        var dotp: f32 = 0.0;');
-          line(`        for (var f: u32 = 0u; f < ${q.F}u; f++) {`);
-          const decayF = q.gatePerFeature ? ` * exp(lg${q.k}[il * ${q.F}u + f] - lg${q.k}[jl * ${q.F}u + f])` : '';
-          line(`          dotp = dotp + phi${q.k}[il * ${q.F}u + f] * psi${q.k}[(jl + ${q.psiHalo}u) * ${q.F}u + f]${decayF};`);
-          line('        }');
-          const decayS = q.gateWidth === 1 ? ` * exp(lg${q.k}[il] - lg${q.k}[jl])` : '';
-          line(`        a${g} = a${g} + dotp${decayS};`);
-          line('      }');
-        } else {
-          line(`      if (valid && (${maskCondition(t.mask, 'ia', 'ja')})) {`);
-          const gen = new ExprGen(p, sizes, stagedResolver(resolverFor('b'), qFront, kFront, sizes, 'il', 'jj'), { i: 'ia', j: 'ja' }, 4, `A${g}_${t.name.replace(/\W/g, '_')}_`);
+        if (t.form.kind !== 'prefix') continue;
+        const q = prefix.find((x) => x.term === t)!;
+        line(`      { // term ${t.name} (prefix): φ_i·ψ_j over the tile${q.gateWidth ? ', with decay' : ''}`);
+        for (const [m, n] of cells) line(`        var d_${m}_${n}: f32 = 0.0;`);
+        for (let n = 0; n < TJ; n++) line(`        let jl_${n} = u32(clamp(i32(tj + ${n * NTJ}u) - ${AH}, 0, ${C - 1}));`);
+        line(`        for (var f: u32 = 0u; f < ${q.F}u; f++) {`);
+        for (let m = 0; m < TI; m++) line(`          let p_${m} = phi${q.k}[(ti + ${m * NTI}u) * ${q.F}u + f];`);
+        for (let n = 0; n < TJ; n++) line(`          let q_${n} = ${psiAt(q, C, `jl_${n}`, 'f')};`);
+        for (const [m, n] of cells) {
+          const decayF = q.gatePerFeature ? ` * exp(lg${q.k}[(ti + ${m * NTI}u) * ${q.F}u + f] - lg${q.k}[jl_${n} * ${q.F}u + f])` : '';
+          line(`          d_${m}_${n} = d_${m}_${n} + p_${m} * q_${n}${decayF};`);
+        }
+        line('        }');
+        for (const [m, n] of cells) {
+          line(`        { let il = ti + ${m * NTI}u; let jj = tj + ${n * NTJ}u; let ia = c0 + il; let ja_i = i32(c0) + i32(jj) - ${AH}; let ja = u32(max(ja_i, 0));`);
+          const decayS = q.gateWidth === 1 ? ` * exp(lg${q.k}[il] - lg${q.k}[jl_${n}])` : '';
+          line(`          if (il < n && jj >= ${AH}u && jj < ${CA}u && ja_i >= 0 && (${maskCondition(t.mask, 'ia', 'ja')})) { a${g}_${m}_${n} = a${g}_${m}_${n} + d_${m}_${n}${decayS}; } }`);
+        }
+        line('      }');
+      }
+    }
+    for (const [m, n] of cells) {
+      line(`      { let il = ti + ${m * NTI}u; let jj = tj + ${n * NTJ}u;`);
+      line(`        if (jj < ${CA}u) {`);
+      line(`          let ia = c0 + il; let ja_i = i32(c0) + i32(jj) - ${AH}; let ja = u32(max(ja_i, 0)); let valid = il < n && ja_i >= 0;`);
+      for (const g of aGroups) {
+        for (const t of groupTerms[g]) {
+          if (!L.aTerms.includes(t) || t.form.kind === 'prefix') continue;
+          line(`          if (valid && (${maskCondition(t.mask, 'ia', 'ja')})) { // term ${t.name} (${t.form.kind})`);
+          const gen = new ExprGen(p, sizes, stagedResolver(resolverFor('b'), qFront, kFront, sizes, 'il', `(jj + ${HALO - AH}u)`), { i: 'ia', j: 'ja' }, 12, `A${g}_${t.name.replace(/\W/g, '_')}_`);
           const sv = gen.value(t.score, { ...headIdx }, 'ja');
           emitGen(gen);
-          line(`        a${g} = a${g} + ${sv};`);
-          line('      }');
+          line(`            a${g}_${m}_${n} = a${g}_${m}_${n} + ${sv};`);
+          line('          }');
         }
+        line(`          A${g}[il * ${CA}u + jj] = a${g}_${m}_${n};`);
       }
-      line(`      A${g}[x] = a${g};`);
+      line('        }');
+      line('      }');
     }
     line('    }');
     line('    workgroupBarrier();');
   }
 
-  // Outputs: o[i, col] for every (row, column) of the tile.
-  line(`    for (var x: u32 = lid; x < ${C * R}u; x += WG) {`);
-  line(`      let il = x / ${R}u; let cl = x % ${R}u; let col = tile * ${R}u + cl;`);
-  line(`      let ia = c0 + il;`);
-  line(`      if (il < n && col < ${NR}u) {`);
+  // Row denominators of the normalised groups (the row sums of A plus φ·z), once per row rather than per column.
+  const denGroups = items.map((it, g) => (spec.partial || (it.kind === 'norm' && it.eps >= 0) ? g : -1)).filter((g) => g >= 0);
+  for (const g of denGroups) decls.push(`var<workgroup> rowden${g}: array<f32, ${C}>;`);
+  if (denGroups.length) {
+    line(`    for (var il: u32 = lid; il < ${C}u; il += WG) {`);
+    for (const g of denGroups) {
+      line('      {');
+      line('        var den: f32 = 0.0;');
+      if (aGroups.includes(g)) line(`        for (var jj: u32 = 0u; jj < ${CA}u; jj++) { den = den + A${g}[il * ${CA}u + jj]; }`);
+      for (const t of groupTerms[g]) {
+        if (t.form.kind !== 'prefix') continue;
+        const q = prefix.find((x) => x.term === t)!;
+        const dec = q.gatePerFeature ? ` * exp(lg${q.k}[il * ${q.F}u + f])` : q.gateWidth === 1 ? ` * exp(lg${q.k}[il])` : '';
+        line(`        for (var f: u32 = 0u; f < ${q.F}u; f++) { den = den + phi${q.k}[il * ${q.F}u + f]${dec} * z${q.k}[f]; } // φ·z for ${t.name}`);
+      }
+      line(`        rowden${g}[il] = den;`);
+      line('      }');
+    }
+    line('    }');
+    line('    workgroupBarrier();');
+  }
+
+  // Outputs: each invocation owns TM rows (ti + m·NTO) of one value column, so each value and state element it
+  // loads feeds TM rows.
+  const TM = microTile(C);
+  const NTO = C / TM;
+  const rows = [...Array(TM).keys()];
+  line(`    for (var x: u32 = lid; x < ${NTO * R}u; x += WG) {`);
+  line(`      let ti = x / ${R}u; let cl = x % ${R}u; let col = tile * ${R}u + cl;`);
+  line(`      if (col < ${NR}u) {`);
   {
     const { lines, idx } = colIdx('col', 'oc');
     for (const l of lines) line('        ' + l);
     const fullIdx: Record<string, string> = { ...headIdx, ...idx };
-    line('        var o_acc: f32 = 0.0;');
+    for (const m of rows) line(`        var o_${m}: f32 = 0.0;`);
     items.forEach((it, g) => {
       const normed = it.kind === 'norm' && it.eps >= 0;
+      const withDen = denGroups.includes(g);
       line(`        { // output group ${g}: ${it.kind === 'norm' ? (normed ? `normalize(${it.terms.join(' + ')})` : it.terms.join(' + ')) : it.term}`);
-      line('          var num: f32 = 0.0; var den: f32 = 0.0;');
+      for (const m of rows) line(`          var num_${m}: f32 = 0.0; var den_${m}: f32 = ${withDen ? `rowden${g}[ti + ${m * NTO}u]` : '0.0'};`);
       if (aGroups.includes(g)) {
-        line(`          for (var jj: u32 = 0u; jj < ${CH}u; jj++) { let a = A${g}[il * ${CH}u + jj]; num = num + a * vs[jj * ${R}u + cl]; den = den + a; }`);
+        line(`          for (var jj: u32 = 0u; jj < ${CA}u; jj++) {`);
+        line(`            let vv = vs[(jj + ${HALO - AH}u) * ${R}u + cl];`);
+        for (const m of rows) line(`            num_${m} = num_${m} + A${g}[(ti + ${m * NTO}u) * ${CA}u + jj] * vv;`);
+        line('          }');
       }
       for (const t of groupTerms[g]) {
         if (t.form.kind === 'prefix') {
           const q = prefix.find((x) => x.term === t)!;
           line(`          for (var f: u32 = 0u; f < ${q.F}u; f++) { // φ·S_prev for ${t.name}`);
-          const dec = q.gatePerFeature ? ` * exp(lg${q.k}[il * ${q.F}u + f])` : q.gateWidth === 1 ? ` * exp(lg${q.k}[il])` : '';
-          line(`            let w = phi${q.k}[il * ${q.F}u + f]${dec};`);
-          line(`            num = num + w * S${q.k}[f * ${R}u + cl]; den = den + w * z${q.k}[f];`);
+          line(`            let sv = S${q.k}[f * ${R}u + cl];`);
+          for (const m of rows) {
+            const il = `(ti + ${m * NTO}u)`;
+            const dec = q.gatePerFeature ? ` * exp(lg${q.k}[${il} * ${q.F}u + f])` : q.gateWidth === 1 ? ` * exp(lg${q.k}[${il}])` : '';
+            line(`            num_${m} = num_${m} + phi${q.k}[${il} * ${q.F}u + f]${dec} * sv;`);
+          }
           line('          }');
         } else if (!L.aTerms.includes(t)) {
           const r = lagRange(t.mask)!;
-          line(`          for (var lag: i32 = ${r[0]}; lag <= ${r[1]}; lag++) { // direct taps of ${t.name}`);
-          line(`            let ja_i = i32(ia) - lag;`);
-          line(`            if (ja_i < 0 || ja_i >= i32(dims.t)) { continue; }`);
-          line('            let ja = u32(ja_i);');
-          line(`            if (!(${maskCondition(t.mask, 'ia', 'ja')})) { continue; }`);
-          line(`            let jj = u32(i32(il) - lag + ${HALO});`);
-          const gen = new ExprGen(p, sizes, stagedResolver(resolverFor('b'), qFront, kFront, sizes, 'il', 'jj'), { i: 'ia', j: 'ja' }, 6, `d_${t.name.replace(/\W/g, '_')}_`);
-          const sv = gen.value(t.score, fullIdx, 'ja');
-          emitGen(gen);
-          line(`            num = num + ${sv} * vs[jj * ${R}u + cl]; den = den + ${sv};`);
-          line('          }');
+          for (const m of rows) {
+            line(`          { let il = ti + ${m * NTO}u; let ia = c0 + il;`);
+            line(`            for (var lag: i32 = ${r[0]}; lag <= ${r[1]}; lag++) { // direct taps of ${t.name}`);
+            line(`              let ja_i = i32(ia) - lag;`);
+            line(`              if (il >= n || ja_i < 0 || ja_i >= i32(dims.t)) { continue; }`);
+            line('              let ja = u32(ja_i);');
+            line(`              if (!(${maskCondition(t.mask, 'ia', 'ja')})) { continue; }`);
+            line(`              let jj = u32(i32(il) - lag + ${HALO});`);
+            const gen = new ExprGen(p, sizes, stagedResolver(resolverFor('b'), qFront, kFront, sizes, 'il', 'jj'), { i: 'ia', j: 'ja' }, 14, `d${m}_${t.name.replace(/\W/g, '_')}_`);
+            const sv = gen.value(t.score, fullIdx, 'ja');
+            emitGen(gen);
+            line(`              num_${m} = num_${m} + ${sv} * vs[jj * ${R}u + cl];${withDen ? ` den_${m} = den_${m} + ${sv};` : ''}`);
+            line('            }');
+            line('          }');
+          }
         }
       }
-      if (spec.partial) {
-        line(`          let o_off = (b * dims.t + ia) * ${per}u + ${offset(p.outAxes, sizes, fullIdx)};`);
-        line(`          part_${g}_num[o_off] = num; part_${g}_den[o_off] = den;`);
-      } else {
-        line(normed && it.kind === 'norm' ? `          o_acc = o_acc + num / (den + ${it.eps});` : '          o_acc = o_acc + num;');
+      for (const m of rows) {
+        line(`          { let il = ti + ${m * NTO}u; let ia = c0 + il;`);
+        line('            if (il < n) {');
+        if (spec.partial) {
+          line(`              let o_off = (b * dims.t + ia) * ${per}u + ${offset(p.outAxes, sizes, fullIdx)};`);
+          line(`              part_${g}_num[o_off] = num_${m}; part_${g}_den[o_off] = den_${m};`);
+        } else {
+          line(normed ? `              o_${m} = o_${m} + num_${m} / (den_${m} + ${(it as { eps: number }).eps});` : `              o_${m} = o_${m} + num_${m};`);
+        }
+        line('            }');
+        line('          }');
       }
       line('        }');
     });
-    if (!spec.partial) line(`        out_o[(b * dims.t + ia) * ${per}u + ${offset(p.outAxes, sizes, fullIdx)}] = o_acc;`);
+    if (!spec.partial) {
+      for (const m of rows) line(`        { let ia = c0 + ti + ${m * NTO}u; if (ti + ${m * NTO}u < n) { out_o[(b * dims.t + ia) * ${per}u + ${offset(p.outAxes, sizes, fullIdx)}] = o_${m}; } }`);
+    }
   }
   line('      }');
   line('    }');
@@ -513,31 +604,60 @@ export function chunkKernel(spec: ChunkKernelSpec): Kernel {
         line(`    for (var x: u32 = lid; x < ${q.F * R}u; x += WG) { // So${q.k} += Σ_j ψ_j ⊗ v_j`);
         line(`      let f = x / ${R}u; let cl = x % ${R}u;`);
         line(`      var acc: f32 = So${q.k}[x];`);
-        line(`      for (var j: u32 = 0u; j < n; j++) { acc = acc + psi${q.k}[(j + ${q.psiHalo}u) * ${q.F}u + f] * vs[(j + ${HALO}u) * ${R}u + cl]; }`);
+        line(`      for (var j: u32 = 0u; j < n; j++) { acc = acc + ${psiAt(q, C, 'j', 'f')} * vs[(j + ${HALO}u) * ${R}u + cl]; }`);
         line(`      So${q.k}[x] = acc;`);
         line('    }');
         line(`    for (var f: u32 = lid; f < ${q.F}u; f += WG) {`);
         line(`      var acc: f32 = zo${q.k}[f];`);
-        line(`      for (var j: u32 = 0u; j < n; j++) { acc = acc + psi${q.k}[(j + ${q.psiHalo}u) * ${q.F}u + f]; }`);
+        line(`      for (var j: u32 = 0u; j < n; j++) { acc = acc + ${psiAt(q, C, 'j', 'f')}; }`);
         line(`      zo${q.k}[f] = acc;`);
         line('    }');
         continue;
       }
       const last = q.gateWidth ? `lg${q.k}[(n - 1u) * ${q.gateWidth}u + ${q.gatePerFeature ? 'f' : '0u'}]` : '0.0';
       const lj = q.gateWidth ? `lg${q.k}[j * ${q.gateWidth}u + ${q.gatePerFeature ? 'f' : '0u'}]` : '0.0';
+      const open = st?.prefix.find((e) => e.term.name === q.term.name)?.open ? (q.term.mask[0] as { size: number }).size : 0;
+      if (!open) {
+        // Each invocation owns TF features (tf + m·NTF) of one column: a value loaded once feeds TF products.
+        const TF = microTile(q.F);
+        const NTF = q.F / TF;
+        const fs = [...Array(TF).keys()];
+        line(`    for (var x: u32 = lid; x < ${NTF * R}u; x += WG) { // S${q.k} ← decay ⊙ S${q.k} + Σ_j ψ_j ⊗ v_j`);
+        line(`      let tf = x / ${R}u; let cl = x % ${R}u;`);
+        for (const m of fs) {
+          line(`      let f_${m} = tf + ${m * NTF}u;`);
+          if (q.gateWidth) line(`      let lend_${m} = ${q.gatePerFeature ? last.replace(/ f\]$/, ` f_${m}]`) : last};`);
+          line(`      var acc_${m}: f32 = S${q.k}[f_${m} * ${R}u + cl]${q.gateWidth ? ` * exp(lend_${m})` : ''};`);
+        }
+        line('      for (var j: u32 = 0u; j < n; j++) {');
+        line(`        let vv = vs[(j + ${HALO}u) * ${R}u + cl];`);
+        for (const m of fs) {
+          const w = q.gateWidth ? ` * exp(lend_${m} - ${q.gatePerFeature ? lj.replace(/ f\]$/, ` f_${m}]`) : lj})` : '';
+          line(`        acc_${m} = acc_${m} + ${psiAt(q, C, 'j', `f_${m}`)}${w} * vv;`);
+        }
+        line('      }');
+        for (const m of fs) line(`      S${q.k}[f_${m} * ${R}u + cl] = acc_${m};`);
+        line('    }');
+        line(`    for (var f: u32 = lid; f < ${q.F}u; f += WG) {`);
+        line(`      let lend = ${last};`);
+        line(`      var acc: f32 = z${q.k}[f] * exp(lend);`);
+        line(`      for (var j: u32 = 0u; j < n; j++) { acc = acc + ${psiAt(q, C, 'j', 'f')} * exp(lend - ${lj}); }`);
+        line(`      z${q.k}[f] = acc;`);
+        line('    }');
+        continue;
+      }
       line(`    for (var x: u32 = lid; x < ${q.F * R}u; x += WG) { // S${q.k} ← decay ⊙ S${q.k} + Σ_j ψ_j ⊗ v_j`);
       line(`      let f = x / ${R}u; let cl = x % ${R}u;`);
       line(`      let lend = ${last};`);
       line(`      var acc: f32 = S${q.k}[x] * exp(lend);`);
-      const open = st?.prefix.find((e) => e.term.name === q.term.name)?.open ? (q.term.mask[0] as { size: number }).size : 0;
       if (open) {
         // Decoding keeps the last (open) group apart: it joins S only when the next group starts.
         line(`      let tg = ${open}u * ((dims.t - 1u) / ${open}u);`);
         line('      var accOpen: f32 = 0.0;');
-        line(`      for (var j: u32 = 0u; j < n; j++) { let pv = psi${q.k}[(j + ${q.psiHalo}u) * ${q.F}u + f] * vs[(j + ${HALO}u) * ${R}u + cl]; if (c0 + j >= tg) { accOpen = accOpen + pv; } else { acc = acc + pv; } }`);
+        line(`      for (var j: u32 = 0u; j < n; j++) { let pv = ${psiAt(q, C, 'j', 'f')} * vs[(j + ${HALO}u) * ${R}u + cl]; if (c0 + j >= tg) { accOpen = accOpen + pv; } else { acc = acc + pv; } }`);
         line(`      if (c + 1u == nchunks && tile * ${R}u + cl < ${NR}u) { ${stateRef(`state:So${q.k}`)}[((b * ${NS}u + s) * ${q.F}u + f) * ${NR}u + tile * ${R}u + cl] = accOpen; }`);
       } else {
-        line(`      for (var j: u32 = 0u; j < n; j++) { acc = acc + psi${q.k}[(j + ${q.psiHalo}u) * ${q.F}u + f] * exp(lend - ${lj}) * vs[(j + ${HALO}u) * ${R}u + cl]; }`);
+        line(`      for (var j: u32 = 0u; j < n; j++) { acc = acc + ${psiAt(q, C, 'j', 'f')} * exp(lend - ${lj}) * vs[(j + ${HALO}u) * ${R}u + cl]; }`);
       }
       line(`      S${q.k}[x] = acc;`);
       line('    }');
@@ -547,10 +667,10 @@ export function chunkKernel(spec: ChunkKernelSpec): Kernel {
       if (open) {
         line(`      let tg = ${open}u * ((dims.t - 1u) / ${open}u);`);
         line('      var accOpen: f32 = 0.0;');
-        line(`      for (var j: u32 = 0u; j < n; j++) { let pz = psi${q.k}[(j + ${q.psiHalo}u) * ${q.F}u + f]; if (c0 + j >= tg) { accOpen = accOpen + pz; } else { acc = acc + pz; } }`);
+        line(`      for (var j: u32 = 0u; j < n; j++) { let pz = ${psiAt(q, C, 'j', 'f')}; if (c0 + j >= tg) { accOpen = accOpen + pz; } else { acc = acc + pz; } }`);
         line(`      if (c + 1u == nchunks && tile == 0u) { ${stateRef(`state:zo${q.k}`)}[(b * ${NS}u + s) * ${q.F}u + f] = accOpen; }`);
       } else {
-        line(`      for (var j: u32 = 0u; j < n; j++) { acc = acc + psi${q.k}[(j + ${q.psiHalo}u) * ${q.F}u + f] * exp(lend - ${lj}); }`);
+        line(`      for (var j: u32 = 0u; j < n; j++) { acc = acc + ${psiAt(q, C, 'j', 'f')} * exp(lend - ${lj}); }`);
       }
       line(`      z${q.k}[f] = acc;`);
       line('    }');
