@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# One device call's worth of figures on the lent GPU (see DEVELOPERS.md): kernels (fused / unfused / naive,
+# autotuned, with the roofline), the PyTorch baselines, decoding and speculative decoding. Each step has its own
+# time limit so that one slow step cannot eat the call; logs go to $OUT.
+#   bash .gpu/remote.sh bash bench/h100.sh [kernels] [torch] [decode] [torch-model] [speculative]
+set -uo pipefail
+OUT=${OUT:-out}; mkdir -p "$OUT"
+steps=${*:-kernels torch decode torch-model speculative}
+for s in $steps; do
+  echo "=== $s"
+  case $s in
+    kernels) timeout 240 tsx bench/kernels.ts --variants elu_dwconv --t 1024,4096,16384 --d 64,128 --autotune --naive-max-t 4096 ;;
+    kernels-all) timeout 300 tsx bench/kernels.ts --t 4096 --d 64 --naive-max-t 0 --iters 10 ;;
+    torch) timeout 120 python3 bench/torch_baseline.py --out "$OUT" ;;
+    decode) timeout 200 tsx bench/decode.ts --attention compiled ;;
+    torch-model) timeout 150 python3 bench/torch_model_baseline.py ;;
+    speculative) timeout 240 tsx bench/speculative.ts ;;
+  esac 2>&1 | tee "$OUT/$s.log"
+done
