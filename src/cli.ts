@@ -28,6 +28,7 @@ const USAGE = `linattn — a compiler and runtime for causal linear attention
                       [--form parallel|recurrent|chunked] [--no-fuse] [--autotune] [--time] [--verbose]
   linattn init-model --config CONFIG.json --out DIR [--seed N]
   linattn generate --model DIR --prompt "…" [--max-tokens N] [--temperature T] [--top-k K] [--top-p P] [--seed S] [--device gpu|cpu]
+                   [--speculate ngram|medusa|oracle|draft:DIR [--tree SPEC] [--max-nodes N]]   (docs/speculative.md)
 
 Common: --size NAME=N overrides a variant's \`size\` declaration. Passes: ${PASSES.map((p) => p.name).join(', ')}.`;
 

@@ -2,7 +2,8 @@
 //
 //   linattn init-model --config CONFIG.json --out DIR [--seed N]
 //   linattn generate --model DIR --prompt "…" [--max-tokens N] [--temperature T] [--top-k K] [--top-p P]
-//                    [--seed S] [--device gpu|cpu]
+//                    [--seed S] [--device gpu|cpu] [--speculate ngram|medusa|oracle|draft:DIR [--tree SPEC] [--max-nodes N]]
+//   (--speculate: src/speculative/command.ts; docs/speculative.md)
 //
 // Each returns an exit code. Everything that can fail on the user's files (config, variant, tokenizer,
 // checkpoint, device) is loaded and checked before the first byte of output, so a bad input prints one
@@ -23,6 +24,7 @@ import { initModel } from './init-model.ts';
 import { loadTokenizer } from './tokenizer.ts';
 import { loadModelVariant } from './variant.ts';
 import { loadWeights } from './weights.ts';
+import { parseSpeculateArgs, runSpeculativeGenerate, SpeculateUsageError } from '../speculative/command.ts';
 
 export interface CommandIo {
   readonly stdout: (text: string) => void;
@@ -60,7 +62,7 @@ function number(values: Record<string, unknown>, name: string, check: (n: number
 }
 
 function fail(io: CommandIo, command: string, e: unknown): number {
-  if (e instanceof UsageError) {
+  if (e instanceof UsageError || e instanceof SpeculateUsageError) {
     io.stderr(`linattn ${command}: ${e.message}\n`);
     return 2;
   }
@@ -111,7 +113,8 @@ export interface GenerateCommandOptions {
 }
 
 const GENERATE_USAGE =
-  'linattn generate --model DIR --prompt "…" [--max-tokens N] [--temperature T] [--top-k K] [--top-p P] [--seed S] [--device gpu|cpu]';
+  'linattn generate --model DIR --prompt "…" [--max-tokens N] [--temperature T] [--top-k K] [--top-p P] [--seed S] [--device gpu|cpu]' +
+  ' [--speculate ngram|medusa|oracle|draft:DIR [--tree SPEC] [--max-nodes N]]';
 
 /** Streams a continuation of --prompt to stdout, then prints prefill and decode tokens/s to stderr. */
 export async function generateCommand(argv: readonly string[], options: GenerateCommandOptions = {}): Promise<number> {
@@ -123,6 +126,7 @@ export async function generateCommand(argv: readonly string[], options: Generate
       {
         model: { type: 'string' }, prompt: { type: 'string' }, 'max-tokens': { type: 'string' }, temperature: { type: 'string' },
         'top-k': { type: 'string' }, 'top-p': { type: 'string' }, seed: { type: 'string' }, device: { type: 'string' },
+        speculate: { type: 'string' }, tree: { type: 'string' }, 'max-nodes': { type: 'string' },
       },
       GENERATE_USAGE,
     );
@@ -136,6 +140,7 @@ export async function generateCommand(argv: readonly string[], options: Generate
     const seed = number(values, 'seed', Number.isSafeInteger, 'an integer') ?? 0;
     const device = (values['device'] as string | undefined) ?? 'gpu';
     if (device !== 'gpu' && device !== 'cpu') throw new UsageError(`--device must be gpu or cpu, got ${JSON.stringify(device)}`);
+    const speculate = parseSpeculateArgs(values);
     if (device === 'gpu' && !options.attention && !options.prepareAttention) {
       throw new Error('no GPU attention for the variant was given to generateCommand; use --device cpu');
     }
@@ -154,6 +159,15 @@ export async function generateCommand(argv: readonly string[], options: Generate
     }
     const sampling = { temperature, topK, topP };
 
+    if (speculate) {
+      const prepare = options.prepareAttention ?? (() => options.attention!);
+      await runSpeculativeGenerate({
+        args: speculate, device, config, variant, weights, tokenizer, ids, maxTokens, sampling, seed,
+        stdout: io.stdout, stderr: io.stderr,
+        ...(device === 'gpu' && { gpu: await getDevice(), prepareAttention: prepare }),
+      });
+      return 0;
+    }
     let result: GenerateResult;
     let where: string;
     if (device === 'gpu') {

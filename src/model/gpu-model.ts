@@ -21,7 +21,7 @@ export interface GpuModelOptions {
   readonly timestamps?: boolean;
   /** Prefill shapes (b, t) kept planned besides the decode plans; older ones are freed. Default 2. */
   readonly cachedPrefillPlans?: number;
-  /** Shapes of planStep (speculative tree sizes) kept planned; older ones are freed. Default 8. */
+  /** Shapes of planStep (speculative tree sizes) kept planned; older ones are freed. Default 12. */
   readonly cachedExtraPlans?: number;
 }
 
@@ -305,7 +305,7 @@ export class GpuModel {
       this.plans.set(key, plan);
       plan.catch(() => this.plans.delete(key));
     }
-    while (this.extraKeys.length > (this.options.cachedExtraPlans ?? 8)) {
+    while (this.extraKeys.length > (this.options.cachedExtraPlans ?? 12)) {
       const old = this.extraKeys.shift()!;
       const evicted = this.plans.get(old);
       this.plans.delete(old);

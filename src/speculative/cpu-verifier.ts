@@ -13,6 +13,34 @@ import type { Tensor } from '../tensor.ts';
 import type { Candidate } from './draft.ts';
 import { checkPath, checkTree, softmax, topCandidates, variantAxisSizes, type TreeVerifier, type VerifyRequest, type VerifyResult } from './verifier.ts';
 
+/**
+ * Plain decoding's attention in float64 as recurrent steps (a CpuAttentionStep for generateCpu): each call
+ * folds its tokens into the layer's state and returns their outputs — the baseline speculative runs compare with.
+ */
+export function recurrentAttention(model: CpuModel, program: Program): CpuAttention {
+  const c = model.config;
+  const sizes = variantAxisSizes(program, c.numHeads, c.headDim);
+  const layers = model.weights.layers.map((l) => new Recurrent(program, l.attention as Readonly<Record<string, Tensor>>, sizes));
+  const states = layers.map(() => createState());
+  return recurrentSteps(layers, states);
+}
+
+function recurrentSteps(layers: readonly Recurrent[], states: readonly RecurrentState[]): CpuAttention {
+  return (layer, q, k, v) => {
+    const [, t, h, d] = q.shape;
+    const per = h * d;
+    const outs: Float64Array[] = [];
+    for (let i = 0; i < t; i++) {
+      const at = (x: Float64Array) => x.slice(i * per, (i + 1) * per);
+      outs.push(layers[layer].step(states[layer], { q: at(q.data), k: at(k.data), v: at(v.data) }));
+    }
+    const e = outs[0].length / h;
+    const o = new Float64Array(t * h * e);
+    outs.forEach((x, i) => o.set(x, i * h * e));
+    return { shape: [1, t, h, e], data: o };
+  };
+}
+
 interface Layer {
   readonly rec: Recurrent;
   readonly tree: TreeForm;
@@ -145,21 +173,8 @@ export class CpuTreeVerifier implements TreeVerifier {
     return sampleToken(logits, this.sampling, () => u).token;
   }
 
-  /** Attention over new tokens as recurrent steps on each layer's state (the prefill). */
+  /** Attention over new tokens as recurrent steps on each layer's state (the prefill, plain decode steps). */
   private recurrent(): CpuAttention {
-    return (layer, q, k, v) => {
-      const [, t, h, d] = q.shape;
-      const per = h * d;
-      const outs: Float64Array[] = [];
-      for (let i = 0; i < t; i++) {
-        outs.push(this.layers[layer].rec.step(this.states[layer], {
-          q: q.data.slice(i * per, (i + 1) * per), k: k.data.slice(i * per, (i + 1) * per), v: v.data.slice(i * per, (i + 1) * per),
-        }));
-      }
-      const e = outs[0].length / h;
-      const o = new Float64Array(t * h * e);
-      outs.forEach((x, i) => o.set(x, i * h * e));
-      return { shape: [1, t, h, e], data: o };
-    };
+    return recurrentSteps(this.layers.map((l) => l.rec), this.states);
   }
 }

@@ -10,6 +10,10 @@
 //      when asked the Medusa heads' and the model's own top-k (gpu-heads.ts);
 // then a readback of only those: N token ids, the top-k lists, and the logits only for the general
 // rejection rule. A commit left when generation ends is applied by flush().
+//
+// Step plans are compiled per row count, so a tree is padded to the next of a few planned sizes (extra
+// nodes hang under the root, are never accepted, and no other node sees them: a node attends only to its
+// ancestors); prepare() builds them all before a timed run.
 import { isDecodable, type Program } from '../ir/types.ts';
 import { encodeStepWith, type StepPlan } from '../model/gpu-step-plan.ts';
 import type { GpuModel } from '../model/gpu-model.ts';
@@ -27,11 +31,18 @@ export interface GpuVerifierOptions {
   readonly maxNodes: number;
   /** Destroy the model with the verifier (a draft model the verifier was made for). */
   readonly ownsModel?: boolean;
+  /**
+   * Tree sizes (nodes, root included) planned exactly besides the powers of two below maxNodes and maxNodes
+   * itself; a tree is padded to the smallest planned size that holds it. List a static tree's size to run it unpadded.
+   */
+  readonly sizes?: readonly number[];
 }
 
 interface Verified {
   readonly tree: TokenTree;
   readonly plan: StepPlan;
+  /** Rows of the plan: the tree padded. */
+  readonly rows: number;
 }
 
 export class GpuTreeVerifier implements TreeVerifier {
@@ -50,6 +61,8 @@ export class GpuTreeVerifier implements TreeVerifier {
     private readonly path: GPUBuffer,
     readonly maxNodes: number,
     private readonly ownsModel: boolean,
+    /** Planned row counts, ascending; the last is maxNodes. */
+    readonly sizes: readonly number[],
   ) {
     const { device } = model.gpu;
     if (model.hasTimestamps) {
@@ -75,7 +88,19 @@ export class GpuTreeVerifier implements TreeVerifier {
     );
     const heads = await GpuSpeculativeHeads.create(gpu, config, weights.medusa, opts.maxNodes);
     const f32 = (label: string) => gpu.device.createBuffer({ label, size: 4 * opts.maxNodes, usage: BufferUsage.STORAGE | BufferUsage.COPY_DST });
-    return new GpuTreeVerifier(model, layers, heads, f32('tree parents'), f32('accepted path'), opts.maxNodes, opts.ownsModel ?? false);
+    const sizes = new Set(opts.sizes ?? []);
+    for (let n = 1; n < opts.maxNodes; n *= 2) sizes.add(n);
+    sizes.add(opts.maxNodes);
+    for (const n of sizes) if (!(Number.isInteger(n) && n >= 1 && n <= opts.maxNodes)) throw new Error(`tree verifier: planned size ${n} is outside 1..${opts.maxNodes}`);
+    return new GpuTreeVerifier(model, layers, heads, f32('tree parents'), f32('accepted path'), opts.maxNodes, opts.ownsModel ?? false, [...sizes].sort((a, b) => a - b));
+  }
+
+  /** Builds every planned size's step plan (and the top-k kernels asked for) ahead of a timed run. */
+  async prepare(opts: { medusaTopK?: number; topK?: number } = {}): Promise<void> {
+    for (const n of this.sizes) {
+      await this.model.planStep(1, n, { pickRows: true, qkvPerLayer: true });
+      await this.heads.prepare(n, opts.medusaTopK ?? 0, opts.topK ?? 0);
+    }
   }
 
   get vocabSize(): number {
@@ -108,17 +133,20 @@ export class GpuTreeVerifier implements TreeVerifier {
     const { device } = gpu;
     checkTree(tree, this.maxNodes, this.vocabSize);
     const N = tree.tokens.length;
+    const rows = this.sizes.find((s) => s >= N)!;
     const medusaK = req.medusaTopK ?? 0;
     const ownK = req.topK ?? 0;
     for (const k of [medusaK, ownK]) if (k > MAX_TOP_K) throw new Error(`top-k of ${k} candidates; at most ${MAX_TOP_K}`);
-    const plan = await this.model.planStep(1, N, { pickRows: true, qkvPerLayer: true });
-    await this.heads.prepare(N, medusaK, ownK);
+    const plan = await this.model.planStep(1, rows, { pickRows: true, qkvPerLayer: true });
+    await this.heads.prepare(rows, medusaK, ownK);
 
-    device.queue.writeBuffer(plan.ids, 0, Uint32Array.from(tree.tokens));
-    device.queue.writeBuffer(this.parents, 0, Float32Array.from(tree.parents));
+    // Padding nodes: children of the root, with the root's token.
+    const pad = rows - N;
+    device.queue.writeBuffer(plan.ids, 0, Uint32Array.from([...tree.tokens, ...new Array<number>(pad).fill(tree.tokens[0])]));
+    device.queue.writeBuffer(this.parents, 0, Float32Array.from([...tree.parents, ...new Array<number>(pad).fill(0)]));
     if (this.sampled) {
       if (!req.uniforms) throw new Error('verify: a sampling run needs the uniforms of every depth');
-      device.queue.writeBuffer(plan.rowRandom!, 0, Float32Array.from(tree.depths, (d) => req.uniforms![d - 1]));
+      device.queue.writeBuffer(plan.rowRandom!, 0, Float32Array.from([...tree.depths, ...new Array<number>(pad).fill(2)], (d) => req.uniforms![d - 1] ?? 0));
     }
 
     // Readback layout: picks [N] u32 | per block (Medusa heads, then own top-k) ids [N·k] u32, probs [N·k] f32 | logits [N, V] | 2 × u64.
@@ -139,9 +167,9 @@ export class GpuTreeVerifier implements TreeVerifier {
 
     const pathLength = this.pending?.length ?? 0;
     if (this.pending) device.queue.writeBuffer(this.path, 0, Float32Array.from(this.pending));
-    const encoder = device.createCommandEncoder({ label: `tree step [${N} nodes at ${this.model.position}]` });
+    const encoder = device.createCommandEncoder({ label: `tree step [${N} nodes in ${rows} rows at ${this.model.position}]` });
     const pass = encoder.beginComputePass({
-      label: `tree step [${N} nodes]`,
+      label: `tree step [${N} nodes in ${rows} rows]`,
       ...(this.querySet && { timestampWrites: { querySet: this.querySet, beginningOfPassWriteIndex: 0, endOfPassWriteIndex: 1 } }),
     });
     const states = this.model.attentionStates.map((s) => s.buffers!);
@@ -149,7 +177,7 @@ export class GpuTreeVerifier implements TreeVerifier {
     if (this.pending && this.last) this.encodeCommit(pass, this.last, states, pos, pathLength);
     encodeStepWith(
       pass, plan,
-      (p, n, io) => this.layers[n].encodeTree(p, { inputs: { q: io.q, k: io.k, v: io.v }, parents: this.parents, o: io.o }, states[n], 1, pos + pathLength, N),
+      (p, n, io) => this.layers[n].encodeTree(p, { inputs: { q: io.q, k: io.k, v: io.v }, parents: this.parents, o: io.o }, states[n], 1, pos + pathLength, rows),
       'ids', this.sampled ? 'sample' : 'argmax',
     );
     await this.heads.encode(pass, plan, medusaK, ownK);
@@ -168,7 +196,7 @@ export class GpuTreeVerifier implements TreeVerifier {
     device.queue.submit([encoder.finish()]);
     if (pathLength > 0) this.model.advance(pathLength);
     this.pending = undefined;
-    this.last = { tree, plan };
+    this.last = { tree, plan, rows };
 
     try {
       await staging.mapAsync(MapMode.READ, 0, bytes);
@@ -233,7 +261,7 @@ export class GpuTreeVerifier implements TreeVerifier {
   }
 
   private encodeCommit(pass: GPUComputePassEncoder, last: Verified, states: readonly Readonly<Record<string, GPUBuffer>>[], pos: number, len: number): void {
-    const n = last.tree.tokens.length;
+    const n = last.rows; // the row stride of the node inputs the commit gathers from
     this.layers.forEach((layer, l) => {
       const io = last.plan.layerIo[l];
       layer.encodeCommit(pass, { inputs: { q: io.q.buffer, k: io.k.buffer, v: io.v.buffer }, path: this.path }, states[l], 1, pos, n, len);

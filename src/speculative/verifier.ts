@@ -49,6 +49,8 @@ export interface TreeVerifier {
   commit(path: readonly number[]): void;
   /** Applies a pending commit now. */
   flush(): Promise<void>;
+  /** Compiles and allocates what verifications will need (GPU plans), so that a timed run measures none of it. */
+  prepare?(opts: { medusaTopK?: number; topK?: number }): Promise<void>;
   destroy(): Promise<void>;
 }
 

@@ -1,0 +1,233 @@
+// `linattn generate … --speculate ngram|medusa|oracle|draft:DIR [--tree SPEC] [--max-nodes N]`: the same
+// prompt decoded plainly first (the baseline, and the oracle's trajectory), then speculatively with the
+// text streamed; stderr reports mean accepted length, tokens/s of both and the speed-up. Everything that
+// can be wrong with the options or the draft checkpoint is checked before any output.
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { isDecodable, type Program } from '../ir/types.ts';
+import { loadConfig, type ModelConfig } from '../model/config.ts';
+import { cpuModel, type CpuModel } from '../model/cpu-forward.ts';
+import { ModelFileError } from '../model/errors.ts';
+import { generateCpu, generateGpu, TextStream, type GenerateResult } from '../model/generate.ts';
+import type { GpuAttentionFactory } from '../model/gpu-attention.ts';
+import { GpuModel } from '../model/gpu-model.ts';
+import type { SamplingOptions } from '../model/sampling.ts';
+import type { Tokenizer } from '../model/tokenizer.ts';
+import { loadModelVariant, type ModelVariant } from '../model/variant.ts';
+import { loadWeights, type ModelWeights } from '../model/weights.ts';
+import type { Gpu } from '../runtime/device.ts';
+import { CpuTreeVerifier, recurrentAttention } from './cpu-verifier.ts';
+import type { DraftSource } from './draft.ts';
+import { speculativeGenerate, type SpeculativeResult } from './generate.ts';
+import { GpuTreeVerifier } from './gpu-verifier.ts';
+import { MAX_TOP_K } from './gpu-heads.ts';
+import { MedusaDraft } from './medusa-draft.ts';
+import { ModelDraft } from './model-draft.ts';
+import { NgramDraft } from './ngram-draft.ts';
+import { OracleDraft } from './oracle-draft.ts';
+import { parseTreeSpec, TreeSpecError, type TreeShape } from './tree-spec.ts';
+import type { TreeVerifier } from './verifier.ts';
+
+/** A mistake in the speculative options (the CLI exits 2). */
+export class SpeculateUsageError extends Error {}
+
+export interface SpeculateArgs {
+  /** 'ngram' | 'medusa' | 'oracle' | 'draft:DIR' as given. */
+  readonly source: string;
+  readonly shape: TreeShape;
+  /** Draft nodes per step, the root excluded. */
+  readonly maxNodes: number;
+}
+
+const DEFAULT_MAX_NODES = 16;
+
+/** --speculate, --tree and --max-nodes; undefined without --speculate. */
+export function parseSpeculateArgs(values: Record<string, unknown>): SpeculateArgs | undefined {
+  const source = values['speculate'];
+  const tree = values['tree'];
+  const maxRaw = values['max-nodes'];
+  if (source === undefined) {
+    if (tree !== undefined || maxRaw !== undefined) throw new SpeculateUsageError('--tree and --max-nodes need --speculate ngram|medusa|oracle|draft:DIR');
+    return undefined;
+  }
+  if (typeof source !== 'string' || !(['ngram', 'medusa', 'oracle'].includes(source) || /^draft:.+/.test(source))) {
+    throw new SpeculateUsageError(`unknown --speculate source ${JSON.stringify(source)} (ngram, medusa, oracle or draft:DIR)`);
+  }
+  let maxNodes: number | undefined;
+  if (maxRaw !== undefined) {
+    maxNodes = Number(maxRaw);
+    if (typeof maxRaw !== 'string' || !/^\d+$/.test(maxRaw.trim()) || maxNodes < 1) throw new SpeculateUsageError(`--max-nodes must be a positive integer, got ${JSON.stringify(maxRaw)}`);
+  }
+  let shape: TreeShape;
+  try {
+    shape = typeof tree === 'string' ? parseTreeSpec(tree) : parseTreeSpec(source === 'oracle' ? `chain:${maxNodes ?? 4}` : 'top:4');
+  } catch (e) {
+    if (e instanceof TreeSpecError) throw new SpeculateUsageError(e.message);
+    throw e;
+  }
+  const nodes = maxNodes ?? (shape.kind === 'static' ? shape.paths.length : DEFAULT_MAX_NODES);
+  if (shape.kind === 'static' && shape.paths.length > nodes) {
+    throw new SpeculateUsageError(`--tree ${shape.spec} has ${shape.paths.length} draft nodes, more than --max-nodes ${nodes} (the size the verifier is compiled for)`);
+  }
+  if (shape.kind === 'dynamic' && shape.width > MAX_TOP_K) throw new SpeculateUsageError(`--tree ${shape.spec}: at most ${MAX_TOP_K} candidates per level`);
+  if (shape.kind === 'static' && Math.max(...shape.paths.flat()) >= MAX_TOP_K) throw new SpeculateUsageError(`--tree ${shape.spec}: ranks must be below ${MAX_TOP_K}`);
+  return { source, shape, maxNodes: nodes };
+}
+
+/** Candidates per node a shape asks a draft for. */
+function candidatesPerNode(shape: TreeShape): number {
+  return shape.kind === 'dynamic' ? shape.width : Math.max(...shape.paths.map((p) => p[p.length - 1])) + 1;
+}
+
+export interface SpeculativeRunContext {
+  readonly args: SpeculateArgs;
+  readonly device: 'gpu' | 'cpu';
+  readonly config: ModelConfig;
+  readonly variant: ModelVariant;
+  readonly weights: ModelWeights;
+  readonly tokenizer: Tokenizer;
+  readonly ids: readonly number[];
+  readonly maxTokens: number;
+  readonly sampling: SamplingOptions;
+  readonly seed: number;
+  readonly stdout: (s: string) => void;
+  readonly stderr: (s: string) => void;
+  /** GPU only: the device and a way to make a variant's attention layers. */
+  readonly gpu?: Gpu;
+  readonly prepareAttention?: (ctx: { gpu: Gpu; config: ModelConfig; program: Program; source: Program }) => GpuAttentionFactory | Promise<GpuAttentionFactory>;
+}
+
+interface DraftCheckpoint {
+  readonly dir: string;
+  readonly config: ModelConfig;
+  readonly variant: ModelVariant;
+  readonly weights: ModelWeights;
+}
+
+/** Loads draft:DIR and checks it shares the target's tokenizer and vocabulary and can be decoded. */
+export function loadDraftCheckpoint(spec: string, target: ModelConfig): DraftCheckpoint {
+  const dir = resolve(spec.slice('draft:'.length));
+  if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new ModelFileError(dir, 'directory', 'draft model directory not found');
+  const config = loadConfig(join(dir, 'config.json'));
+  if (config.vocabSize !== target.vocabSize) {
+    throw new ModelFileError(config.file, 'vocab_size', `the draft model has vocab_size ${config.vocabSize}, the target ${target.vocabSize} (${target.file}): a draft must share the target's tokenizer and vocabulary`);
+  }
+  const same =
+    config.tokenizer.kind === target.tokenizer.kind &&
+    (config.tokenizer.kind === 'bytes' || readFileSync(config.tokenizer.path, 'utf8') === readFileSync((target.tokenizer as { path: string }).path, 'utf8'));
+  if (!same) throw new ModelFileError(config.file, 'tokenizer', `the draft model's tokenizer differs from the target's (${target.file}): a draft must share the target's tokenizer`);
+  for (const field of ['bosTokenId', 'eosTokenId'] as const) {
+    if (config[field] !== target[field]) throw new ModelFileError(config.file, field === 'bosTokenId' ? 'bos_token_id' : 'eos_token_id', `the draft's ${config[field]} differs from the target's ${target[field]}`);
+  }
+  const variant = loadModelVariant(config);
+  checkDecodable(variant.compiled, 'the draft model');
+  return { dir, config, variant, weights: loadWeights(config, join(dir, 'model.safetensors'), variant.params) };
+}
+
+export function checkDecodable(program: Program, what: string): void {
+  if (isDecodable(program)) return;
+  const t = program.terms.find((x) => x.noncausal)!;
+  throw new Error(`--speculate: ${what}'s variant ${program.name} (${program.file}) has the noncausal term ${t.name}; it cannot be decoded, so it cannot be speculated`);
+}
+
+/** Plain, then speculative generation of one prompt; the speculative text goes to stdout. */
+export async function runSpeculativeGenerate(c: SpeculativeRunContext): Promise<void> {
+  const { args, config } = c;
+  // Checks first: nothing is printed before they pass.
+  checkDecodable(c.variant.compiled, 'the model');
+  if (args.source === 'medusa' && !config.medusa) {
+    throw new ModelFileError(config.file, 'medusa', '--speculate medusa needs Medusa heads: "medusa": {"num_heads": M} in config.json and medusa.N.{proj,lm_head}.weight in model.safetensors');
+  }
+  const draftCheckpoint = args.source.startsWith('draft:') ? loadDraftCheckpoint(args.source, config) : undefined;
+  const k = candidatesPerNode(args.shape);
+  const verifierNodes = args.maxNodes + 1;
+
+  const owned: { destroy(): Promise<void> | void }[] = [];
+  try {
+    let target: TreeVerifier;
+    let plain: GenerateResult;
+    let where: string;
+    let makeDraftVerifier: (() => Promise<TreeVerifier>) | undefined;
+    if (c.device === 'gpu') {
+      const gpu = c.gpu!;
+      const factoryFor = (cfg: ModelConfig, v: ModelVariant) => c.prepareAttention!({ gpu, config: cfg, program: v.compiled, source: v.program });
+      const model = await GpuModel.create(gpu, config, c.weights, await factoryFor(config, c.variant));
+      const sizes = args.shape.kind === 'static' ? [args.shape.paths.length + 1] : [];
+      const verifier = await GpuTreeVerifier.create(model, c.variant.compiled, c.weights, { maxNodes: verifierNodes, ownsModel: true, sizes });
+      owned.push(verifier);
+      target = verifier;
+      if (draftCheckpoint) {
+        const d = draftCheckpoint;
+        makeDraftVerifier = async () => {
+          const m = await GpuModel.create(gpu, d.config, d.weights, await factoryFor(d.config, d.variant));
+          return GpuTreeVerifier.create(m, d.variant.compiled, d.weights, { maxNodes: verifierNodes, ownsModel: true, sizes });
+        };
+      }
+      plain = await generateGpu(model, c.tokenizer, [c.ids], { maxTokens: c.maxTokens, sampling: c.sampling, seed: c.seed });
+      where = gpu.adapterName;
+    } else {
+      const cpu: CpuModel = cpuModel(config, c.weights);
+      target = new CpuTreeVerifier(cpu, c.variant.compiled, verifierNodes);
+      if (draftCheckpoint) {
+        const d = draftCheckpoint;
+        makeDraftVerifier = async () => new CpuTreeVerifier(cpuModel(d.config, d.weights), d.variant.compiled, verifierNodes);
+      }
+      plain = generateCpu(cpu, recurrentAttention(cpu, c.variant.compiled), c.tokenizer, [c.ids], { maxTokens: c.maxTokens, sampling: c.sampling, seed: c.seed });
+      where = 'CPU float64';
+    }
+
+    let draft: DraftSource;
+    if (args.source === 'ngram') draft = new NgramDraft();
+    else if (args.source === 'medusa') draft = new MedusaDraft(config.medusa!.numHeads, k);
+    else if (args.source === 'oracle') draft = new OracleDraft(c.ids, plain.tokens[0], config.vocabSize);
+    else {
+      if (k > MAX_TOP_K) throw new Error(`a draft model proposes at most ${MAX_TOP_K} candidates per node, the tree asks for ${k}`);
+      const dv = await makeDraftVerifier!();
+      owned.push(dv);
+      await dv.prepare?.((c.sampling.temperature ?? 0) > 0 ? {} : { topK: k });
+      draft = new ModelDraft(args.source, dv, c.sampling, c.seed);
+    }
+    await target.prepare?.(args.source === 'medusa' ? { medusaTopK: k } : {});
+
+    const stream = new TextStream(c.tokenizer);
+    const eos = c.tokenizer.eos;
+    const result: SpeculativeResult = await speculativeGenerate(target, draft, c.ids, {
+      maxTokens: c.maxTokens, shape: args.shape, maxNodes: args.maxNodes, sampling: c.sampling, seed: c.seed,
+      ...(eos !== undefined && { eos }),
+      ...(config.maxPositionEmbeddings !== undefined && { maxPosition: config.maxPositionEmbeddings }),
+      onTokens: (tokens) => {
+        for (const id of tokens) {
+          if (id === eos) continue;
+          const text = stream.push(id);
+          if (text) c.stdout(text);
+        }
+      },
+    });
+    const rest = stream.flush();
+    if (rest) c.stdout(rest);
+    c.stdout('\n');
+    c.stderr(formatSpeculativeReport(args, result, plain, where, draft.name));
+  } finally {
+    for (const o of owned.reverse()) await o.destroy();
+  }
+}
+
+export function formatSpeculativeReport(args: SpeculateArgs, r: SpeculativeResult, plain: GenerateResult, where: string, draft: string): string {
+  const spec = r.decodeTokensPerS;
+  const base = plain.decodeTokensPerS;
+  const speedup = spec !== undefined && base !== undefined ? `${(spec / base).toFixed(2)}×` : '—';
+  const same = r.tokens.join(',') === plain.tokens[0].join(',');
+  const gpu = r.gpuMsPerStep.length ? `, GPU ${median(r.gpuMsPerStep).toFixed(3)} ms per tree step` : '';
+  return (
+    `speculative (${draft}, --tree ${args.shape.spec}, --max-nodes ${args.maxNodes}; ${where}): ${r.tokens.length} tokens in ${r.steps} verification steps, ` +
+    `mean accepted length ${r.meanAccepted.toFixed(2)} tokens/step (mean tree ${r.meanTreeNodes.toFixed(1)} draft nodes), ` +
+    `${spec === undefined ? '—' : spec.toFixed(1)} tokens/s (draft ${r.draftMs.toFixed(0)} ms, verify ${r.verifyMs.toFixed(0)} ms${gpu})\n` +
+    `plain decoding, same run: ${plain.tokens[0].length} tokens, ${base === undefined ? '—' : base.toFixed(1)} tokens/s; speed-up ${speedup}; ` +
+    `output ${same ? 'identical to' : 'differs from'} plain decoding${same ? '' : ' (expected only when sampling with a sampled draft, or at a float32 near-tie)'}\n`
+  );
+}
+
+function median(xs: readonly number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+}

@@ -1,0 +1,91 @@
+// `linattn generate --speculate …`: a run prints the speculative text and a report naming mean accepted
+// length, tokens/s and the speed-up over plain decoding of the same prompt; bad options and checkpoints
+// exit non-zero with a message before any output.
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { generateCommand, initModelCommand, type AttentionContext, type CommandIo } from '../src/model/commands.ts';
+import { compiledAttentionFactory } from '../src/runtime/compiled-attention.ts';
+import { TINY } from './helpers/speculative.ts';
+
+const root = mkdtempSync(join(tmpdir(), 'speculative-cli-'));
+afterAll(() => rmSync(root, { recursive: true, force: true }));
+
+function capture(): CommandIo & { out: string; err: string } {
+  const io = { out: '', err: '', stdout: (s: string) => void (io.out += s), stderr: (s: string) => void (io.err += s) };
+  return io;
+}
+
+/** init-model of the tiny config with `edit` applied to its JSON. */
+async function model(name: string, edit: (c: Record<string, unknown>) => void, seed = 1): Promise<string> {
+  const json = JSON.parse(readFileSync(TINY, 'utf8')) as Record<string, unknown>;
+  json['attention'] = { ...(json['attention'] as object), variant: resolve(import.meta.dirname, '../examples/paper/elu_dwconv.la') };
+  edit(json);
+  const config = join(root, `${name}.json`);
+  writeFileSync(config, JSON.stringify(json));
+  const io = capture();
+  expect(await initModelCommand(['--config', config, '--out', join(root, name), '--seed', String(seed)], io), io.err).toBe(0);
+  return join(root, name);
+}
+
+let target: string;
+let draft: string;
+let badVocab: string;
+let leaky: string;
+let noMedusa: string;
+beforeAll(async () => {
+  target = await model('target', (c) => void (c['medusa'] = { num_heads: 2 }));
+  draft = await model('draft', (c) => void (c['num_hidden_layers'] = 1), 2);
+  badVocab = await model('bad-vocab', (c) => void (c['vocab_size'] = 300), 3);
+  leaky = await model('leaky', (c) => void (c['attention'] = { variant: resolve(import.meta.dirname, '../examples/paper/leaky_dwconv.la'), options: { K: 3 } }), 4);
+  noMedusa = await model('no-medusa', () => undefined, 5);
+});
+
+const prepareAttention = ({ gpu, config, program }: AttentionContext) =>
+  compiledAttentionFactory(gpu, program, config.numHeads, config.headDim);
+
+async function run(args: string[]): Promise<{ code: number; out: string; err: string }> {
+  const io = capture();
+  const code = await generateCommand(['--prompt', 'abcabcabc', '--max-tokens', '12', ...args], { io, prepareAttention });
+  return { code, out: io.out, err: io.err };
+}
+
+describe('linattn generate --speculate', () => {
+  it.each([['cpu'], ['gpu']])('reports accepted length, tokens/s and the speed-up over plain decoding (--device %s)', async (device) => {
+    for (const source of ['ngram', 'medusa', 'oracle', `draft:${draft}`]) {
+      const r = await run(['--model', target, '--device', device, '--speculate', source, '--tree', '[[0],[0,0],[1]]']);
+      expect(r.code, r.err).toBe(0);
+      expect(r.err).toMatch(/mean accepted length \d+\.\d\d tokens\/step/);
+      expect(r.err).toMatch(/plain decoding, same run: 12 tokens, [\d.]+ tokens\/s; speed-up [\d.]+×; output identical to plain decoding/);
+      if (source === 'oracle') expect(r.err).toMatch(/mean accepted length 2\.75 /); // 11 tokens after the first: 3 + 3 + 3 + 2
+    }
+  });
+
+  it.each([
+    [['--speculate', 'lookahead'], 2, /unknown --speculate source "lookahead" \(ngram, medusa, oracle or draft:DIR\)/],
+    [['--speculate', 'ngram', '--tree', '[[0],[0,]]'], 2, /--tree "\[\[0\],\[0,\]\]": column 9: expected a rank/],
+    [['--speculate', 'ngram', '--tree', '[[0],[0,0],[1]]', '--max-nodes', '2'], 2, /has 3 draft nodes, more than --max-nodes 2/],
+    [['--speculate', 'ngram', '--max-nodes', 'many'], 2, /--max-nodes must be a positive integer/],
+    [['--tree', 'chain:3'], 2, /--tree and --max-nodes need --speculate/],
+    [['--speculate', 'draft:/nonexistent/dir'], 1, /draft model directory not found/],
+  ])('exits %j → %i', async (args, code, message) => {
+    const r = await run(['--model', target, '--device', 'cpu', ...(args as string[])]);
+    expect(r.code).toBe(code);
+    expect(r.err).toMatch(message as RegExp);
+    expect(r.out).toBe('');
+  });
+
+  it('refuses a draft model with another vocabulary, Medusa without heads, and a noncausal variant', async () => {
+    const vocab = await run(['--model', target, '--device', 'cpu', '--speculate', `draft:${badVocab}`]);
+    expect(vocab.code).toBe(1);
+    expect(vocab.err).toMatch(/vocab_size 300, the target 257.*share the target's tokenizer and vocabulary/);
+    const medusa = await run(['--model', noMedusa, '--device', 'cpu', '--speculate', 'medusa']);
+    expect(medusa.code).toBe(1);
+    expect(medusa.err).toMatch(/--speculate medusa needs Medusa heads/);
+    const noncausal = await run(['--model', leaky, '--device', 'cpu', '--speculate', 'ngram']);
+    expect(noncausal.code).toBe(1);
+    expect(noncausal.err).toMatch(/noncausal term conv; it cannot be decoded, so it cannot be speculated/);
+    for (const r of [vocab, medusa, noncausal]) expect(r.out).toBe('');
+  });
+});
