@@ -1,6 +1,7 @@
 // The GPU tree form (backends/wgsl/tree.ts through src/runtime/tree-attention.ts) equals the float64 tree form
 // on random trees after committed prefixes built by the GPU recurrent kernel, and the GPU commit of an
-// accepted path followed by GPU recurrent steps equals the CPU commit and steps.
+// accepted path followed by GPU recurrent steps equals the CPU commit and steps; for every decodable variant
+// the GPU commit leaves exactly the state buffers GPU recurrent steps over the accepted tokens leave.
 import { describe, expect, it } from 'vitest';
 import { createState, Recurrent, type RecurrentState } from '../backends/cpu/recurrent.ts';
 import { rootPath, treeDepths, TreeForm, type TreeNode } from '../backends/cpu/tree.ts';
@@ -182,6 +183,104 @@ describe('every decodable variant', () => {
         expect(k.bindings.length, `${v.file} ${k.label}`).toBeLessThanOrEqual(g.limits.maxStorageBuffersPerShaderStage);
       }
       expect(f.stateNames, v.file).toEqual(recurrentPlan(runPasses(source), axisSizes(source, { h: 2, d: 8, e: 8 })).buffers.filter((b) => b.role === 'state').map((b) => b.name));
+    }
+  });
+});
+
+describe('every decodable variant: the GPU commit', () => {
+  it('leaves the state buffers that GPU recurrent steps over the accepted tokens leave', async () => {
+    const g = await gpu();
+    const cases = VARIANTS.filter((v) => v.causal);
+    const B1 = 1;
+    for (const [n, v] of cases.entries()) {
+      const source = loadVariant(v.file, { sizes: v.sizes });
+      const program = runPasses(source);
+      const sizes = axisSizes(source, AXES);
+      const names = program.inputs.map((d) => d.name);
+      const factory = await compileTreeAttention(g, program, sizes, MAX_NODES);
+      const step = await PlanRunner.create(g, recurrentPlan(program, sizes));
+      const owned: GpuTensor[] = [];
+      const upload = (label: string, t: Tensor) => {
+        const u = uploadTensor(g, label, t);
+        owned.push(u);
+        return u.buffer;
+      };
+      try {
+        const fixed = makeInputs(source, { b: 1, t: 1, axes: AXES, seed: 11 + n });
+        const params: Record<string, GPUBuffer> = {};
+        for (const d of program.params) params[d.name] = upload(`param:${d.name}`, fixed[d.name]);
+        const seed = 9100 + n;
+        const draw = rng(seed);
+        const P = 2 + Math.floor(draw() * 7); // 2..8: the window reaches before 0, groups of 4 are crossed
+        const N = MAX_NODES;
+        const parents = randomParents(N, draw);
+        const deepest = treeDepths(parents.map((parent) => ({ parent })));
+        const path = rootPath(parents.map((parent) => ({ parent })), deepest.indexOf(Math.max(...deepest)));
+        const x = makeInputs(source, { b: B1, t: P + N, axes: AXES, seed });
+        const slice = (from: number, idx: readonly number[]) => {
+          const out: Record<string, Tensor> = {};
+          for (const nm of names) {
+            const per = x[nm].data.length / (P + N);
+            const data = new Float32Array(idx.length * per);
+            idx.forEach((i, k) => data.set(x[nm].data.subarray((from + i) * per, (from + i + 1) * per), k * per));
+            out[nm] = { shape: [B1, idx.length, ...x[nm].shape.slice(2)], data };
+          }
+          return out;
+        };
+        const tensors = new Map<GPUBuffer, GpuTensor>();
+        const freshState = () => {
+          const st: Record<string, GPUBuffer> = {};
+          for (const buf of step.plan.buffers) {
+            if (buf.role !== 'state') continue;
+            const t = allocTensor(g, buf.name, [Math.max(1, buf.floats(B1, 1))]);
+            owned.push(t);
+            tensors.set(t.buffer, t);
+            g.device.queue.writeBuffer(t.buffer, 0, new Float32Array(t.shape[0]));
+            st[buf.name] = t.buffer;
+          }
+          return st;
+        };
+        const recurrent = (state: Record<string, GPUBuffer>, rowsIn: Record<string, Tensor>, t: number, pos: number) => {
+          const bufs: Record<string, GPUBuffer> = { ...state };
+          for (const nm of names) bufs[`in:${nm}`] = upload(`in:${nm}`, rowsIn[nm]);
+          for (const [k, b] of Object.entries(params)) bufs[`param:${k}`] = b;
+          const o = allocTensor(g, 'out:o', [B1, t, program.outAxes.reduce((m, a) => m * sizes[a], 1)]);
+          owned.push(o);
+          bufs['out:o'] = o.buffer;
+          const bound = step.bind(bufs, B1, t, pos);
+          const enc = g.device.createCommandEncoder();
+          const pass = enc.beginComputePass();
+          step.encode(pass, bound);
+          pass.end();
+          g.device.queue.submit([enc.finish()]);
+          return bound;
+        };
+        const prefixIdx = Array.from({ length: P }, (_, i) => i);
+        // A: prefix by recurrent steps, then the tree's accepted path by the commit plan.
+        const a = freshState();
+        recurrent(a, slice(0, prefixIdx), P, 0);
+        const nodes = slice(P, Array.from({ length: N }, (_, i) => i));
+        const nodeBufs: Record<string, GPUBuffer> = {};
+        for (const nm of names) nodeBufs[nm] = upload(`tree ${nm}`, nodes[nm]);
+        const layer = factory.layer(params);
+        const enc = g.device.createCommandEncoder();
+        const pass = enc.beginComputePass();
+        layer.encodeCommit(pass, { inputs: nodeBufs, path: upload('tree:path', { shape: [1, path.length], data: treePaths([parents], [path]) }) }, a, B1, P, N, path.length);
+        pass.end();
+        g.device.queue.submit([enc.finish()]);
+        // B: prefix, then the accepted tokens, by recurrent steps.
+        const b = freshState();
+        recurrent(b, slice(0, prefixIdx), P, 0);
+        recurrent(b, slice(P, path), path.length, P);
+        for (const name of Object.keys(a)) {
+          // Pooled buffers may be larger than the state: compare the state's floats only.
+          const got = await downloadTensor(g, tensors.get(a[name])!);
+          const want = await downloadTensor(g, tensors.get(b[name])!);
+          expectRelClose(got, want, 1e-6, `${v.file} state ${name} after committing path [${path}] of parents [${parents}] after ${P} tokens, seed ${seed}`);
+        }
+      } finally {
+        for (const t of owned) releaseTensor(g, t);
+      }
     }
   });
 });
