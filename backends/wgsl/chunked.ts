@@ -362,6 +362,10 @@ export function chunkKernel(spec: ChunkKernelSpec): Kernel {
       const v = g.value(id, idx, 'tpos');
       emitGen(g);
       line(`        val = ${v};`);
+      if (st && ringPer.has(id)) {
+        // A bounded term reads this feature as its key (through the alias): decoding needs its last rows too.
+        line(`        if (tile == 0u && row_i >= 0 && tpos + ${RING}u >= dims.t) { ${stateRef(`state:ring${id}`)}[(b * ${RING}u + tpos % ${RING}u) * ${ringPer.get(id)}u + ${offset(p.nodes[id].type.axes, sizes, idx)}] = val; }`);
+      }
       line('      }');
       line(arr.startsWith('psi') && q.transposed ? `      ${arr}[(x % ${q.F}u) * ${C + 1}u + x / ${q.F}u] = val;` : `      ${arr}[x] = val;`);
       line('    }');
