@@ -213,6 +213,7 @@ function loadInputs(path: string, c: Compiled): Record<string, Tensor> {
     const isInput = c.source.inputs.includes(d);
     const shape = `[${[...(isInput ? ['b', 't'] : []), ...d.axes].join(', ')}]`;
     if (!t) throw new Error(`${path}: missing tensor '${d.name}' (${isInput ? 'input' : 'parameter'} ${shape}); it holds ${[...map.keys()].join(', ') || 'nothing'}`);
+    if (t.dtype !== 'F32') throw new Error(`${path}: tensor '${d.name}' is ${t.dtype}; linattn run takes float32 (F32) ${isInput ? 'inputs' : 'parameters'} (convert it, or make inputs with linattn inputs)`);
     out[d.name] = { shape: t.shape, data: t.data };
   }
   return out;
