@@ -55,7 +55,9 @@ function int(v: string | undefined, name: string, dflt?: number): number {
 const FORMS: readonly Form[] = ['parallel', 'recurrent', 'chunked'];
 
 function formsOf(c: Compiled): string {
-  return isDecodable(c.program) ? 'parallel, chunked, recurrent' : 'parallel only (noncausal: refused for decoding)';
+  if (isDecodable(c.program)) return 'parallel, chunked, recurrent, tree (speculative verification)';
+  const leaky = c.program.terms.filter((t) => t.noncausal).map((t) => t.name);
+  return `parallel only: term ${leaky.join(', ')} is noncausal (reads positions after i), so decoding, chunked prefill and speculative verification refuse it`;
 }
 
 async function main(argv: string[]): Promise<number> {
