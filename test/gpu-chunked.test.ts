@@ -33,11 +33,36 @@ describe('the fused chunked lowering', () => {
       const cands = candidateSchedules(g.limits, c.program, axisSizes(c.source, AXES));
       expect(cands.length).toBeGreaterThan(3);
       // Spread over the candidates: smallest and largest chunks and column tiles.
-      const picks = [...new Map(cands.map((s) => [`${s.chunk}/${s.cols}`, s])).values()].filter((_, k, a) => k % Math.ceil(a.length / 6) === 0);
+      const picks = [...new Map(cands.map((s) => [`${s.chunk}/${s.cols}/${s.segment ?? 0}`, s])).values()].filter((_, k, a) => k % Math.ceil(a.length / 6) === 0);
       for (const s of picks) {
         const r = await runCompiled(c, x, { device: 'gpu', gpu: g, form: 'chunked', schedule: s });
         expectRelClose(r.o.data, ref.data, 1e-4, `${file} schedule ${JSON.stringify(s)}`);
       }
+    }
+  });
+
+  it.each(['examples/paper/elu_dwconv.la', 'examples/paper/cosformer_aug.la', 'examples/variants/based.la'])(
+    '%s: segmented schedules (segment states, scan, outputs: three launches) equal the oracle across many segments',
+    async (file) => {
+      const g = await gpu();
+      const c = compileFile(file);
+      const sizes = axisSizes(c.source, AXES);
+      expect(candidateSchedules(g.limits, c.program, sizes).some((s) => s.segment)).toBe(true);
+      for (const [t, schedule] of [[45, { chunk: 4, cols: 4, threads: 64, segment: 2 }], [130, { chunk: 8, cols: 3, threads: 128, segment: 3 }], [3, { chunk: 4, cols: 6, threads: 64, segment: 4 }]] as const) {
+        const x = makeInputs(c.source, { b: 2, t, axes: AXES, seed: t });
+        const r = await runCompiled(c, x, { device: 'gpu', gpu: g, form: 'chunked', schedule });
+        expect(r.plan!.kernels.map((k) => k.label)).toEqual([`${c.program.name}.segment-state`, `${c.program.name}.segment-scan`, `${c.program.name}.chunked`]);
+        expectRelClose(r.o.data, evaluateParallel(c.source, x).data, 1e-4, `${file} t=${t} schedule ${JSON.stringify(schedule)}`);
+      }
+    },
+  );
+
+  it('offers no segmented schedule where the state does not simply add up (decay, groups), and refuses one', () => {
+    for (const file of ['examples/paper/llama_linearized.la', 'examples/variants/gla.la', 'examples/variants/retnet.la']) {
+      const c = compileFile(file);
+      const sizes = axisSizes(c.source, AXES);
+      expect(candidateSchedules({ maxComputeWorkgroupStorageSize: 1 << 16, maxComputeInvocationsPerWorkgroup: 256 }, c.program, sizes).some((s) => s.segment)).toBe(false);
+      expect(() => lowerChunked(c.program, sizes, { fuse: true, schedule: { chunk: 8, cols: 4, threads: 64, segment: 2 } })).toThrow(/segmented schedule needs .*plain causal prefix terms/);
     }
   });
 

@@ -19,7 +19,16 @@ export interface ChunkSchedule {
   readonly chunk: number; // C
   readonly cols: number; // R: value columns per workgroup
   readonly threads: number;
+  /**
+   * Chunks per segment (absent: the whole sequence is one segment, one kernel). Segmented plans run three
+   * launches: each segment's own state in parallel, an exclusive scan over segments, then every segment's
+   * outputs in parallel from its incoming state: b·heads·tiles·segments workgroups instead of b·heads·tiles.
+   */
+  readonly segment?: number;
 }
+
+/** Segment states in global memory: [b, NS, nseg, F, NR] for S_k and [b, NS, nseg, F] for z_k. */
+export const segBuffer = (what: 'S' | 'z', k: number) => `seg:${what}${k}`;
 
 export interface ChunkKernelSpec {
   readonly program: Program;
@@ -34,6 +43,8 @@ export interface ChunkKernelSpec {
   readonly label: string;
   /** Write the final state (S, z, open group, rings) for decoding to continue from; the call must start at position 0. */
   readonly exportState?: StateLayout;
+  /** One launch of a segmented plan: 'state' writes each segment's own S, z; 'output' starts from the scanned ones. */
+  readonly segmented?: 'state' | 'output';
 }
 
 /** How the kernel splits the output axes: HA indexes workgroups, RA the value columns. */
@@ -327,16 +338,30 @@ export function chunkKernel(spec: ChunkKernelSpec): Kernel {
   for (const t of terms) if (t.value !== valueId) throw new Error(`terms ${terms[0].name} and ${t.name} have different values; they need separate kernels`);
 
   // ================================ kernel body ============================================================
-  // Zero the state.
+  const seg = spec.segmented;
+  const G = schedule.segment ?? 0;
+  if (seg && (!G || st || prefix.some((q) => q.gateWidth || q.openGroup || q.term.mask[0].kind !== 'causal'))) {
+    throw new Error(`${p.name}: a segmented chunk plan needs plain causal prefix terms (no decay, no groups) and no state export`);
+  }
+  const segS = (q: PrefixInfo) => wgslName(segBuffer('S', q.k));
+  const segZ = (q: PrefixInfo) => wgslName(segBuffer('z', q.k));
+  const segBase = (q: PrefixInfo, what: 'S' | 'z') => `((b * ${NS}u + s) * nseg + sg) * ${what === 'S' ? q.F * NR : q.F}u`;
+  if (seg) line(`  let nseg = (((dims.t + ${C - 1}u) / ${C}u) + ${G - 1}u) / ${G}u;`);
+  // Zero the state (or, for a segment's outputs, load the state the scan left for it).
   line('  for (var x: u32 = lid; x < ' + Math.max(1, ...prefix.map((q) => q.F * R), 1) + 'u; x += WG) {');
   for (const q of prefix) {
+    if (seg === 'output') {
+      line(`    if (x < ${q.F * R}u) { let col = tile * ${R}u + x % ${R}u; S${q.k}[x] = select(0.0, ${segS(q)}[${segBase(q, 'S')} + (x / ${R}u) * ${NR}u + col], col < ${NR}u); }`);
+      line(`    if (x < ${q.F}u) { z${q.k}[x] = ${segZ(q)}[${segBase(q, 'z')} + x]; }`);
+      continue;
+    }
     line(`    if (x < ${q.F * R}u) { S${q.k}[x] = 0.0; }` + `\n    if (x < ${q.F}u) { z${q.k}[x] = 0.0; }`);
     if (q.openGroup) line(`    if (x < ${q.F * R}u) { So${q.k}[x] = 0.0; }` + `\n    if (x < ${q.F}u) { zo${q.k}[x] = 0.0; }`);
   }
   line('  }');
   line('  workgroupBarrier();');
   line(`  let nchunks = (dims.t + ${C - 1}u) / ${C}u;`);
-  line('  for (var c: u32 = 0u; c < nchunks; c++) {');
+  line(seg ? `  for (var c: u32 = sg * ${G}u; c < min(nchunks, (sg + 1u) * ${G}u); c++) {` : '  for (var c: u32 = 0u; c < nchunks; c++) {');
   line(`    let c0 = c * ${C}u;`);
   line(`    let n = min(${C}u, dims.t - c0);`);
   for (const q of prefix) {
@@ -447,7 +472,7 @@ export function chunkKernel(spec: ChunkKernelSpec): Kernel {
   // Score matrices A_g[il, ja], ja over the A halo + chunk: each invocation owns a TI×TJ micro-tile (rows
   // ti + m·NTI, columns tj + n·NTJ, strided so that neighbouring invocations read neighbouring ψ), so every
   // φ and ψ it loads from workgroup memory feeds TJ or TI products.
-  if (aGroups.length) {
+  if (aGroups.length && seg !== 'state') {
     const TI = microTile(C);
     const TJ = 4;
     const NTI = C / TI;
@@ -506,7 +531,7 @@ export function chunkKernel(spec: ChunkKernelSpec): Kernel {
   // Row denominators of the normalised groups (the row sums of A plus φ·z), once per row rather than per column.
   const denGroups = items.map((it, g) => (spec.partial || (it.kind === 'norm' && it.eps >= 0) ? g : -1)).filter((g) => g >= 0);
   for (const g of denGroups) decls.push(`var<workgroup> rowden${g}: array<f32, ${C}>;`);
-  if (denGroups.length) {
+  if (denGroups.length && seg !== 'state') {
     line(`    for (var il: u32 = lid; il < ${C}u; il += WG) {`);
     for (const g of denGroups) {
       line('      {');
@@ -525,80 +550,83 @@ export function chunkKernel(spec: ChunkKernelSpec): Kernel {
     line('    workgroupBarrier();');
   }
 
-  // Outputs: each invocation owns TM rows (ti + m·NTO) of one value column, so each value and state element it
-  // loads feeds TM rows.
-  const TM = microTile(C);
-  const NTO = C / TM;
-  const rows = [...Array(TM).keys()];
-  line(`    for (var x: u32 = lid; x < ${NTO * R}u; x += WG) {`);
-  line(`      let ti = x / ${R}u; let cl = x % ${R}u; let col = tile * ${R}u + cl;`);
-  line(`      if (col < ${NR}u) {`);
-  {
-    const { lines, idx } = colIdx('col', 'oc');
-    for (const l of lines) line('        ' + l);
-    const fullIdx: Record<string, string> = { ...headIdx, ...idx };
-    for (const m of rows) line(`        var o_${m}: f32 = 0.0;`);
-    items.forEach((it, g) => {
-      const normed = it.kind === 'norm' && it.eps >= 0;
-      const withDen = denGroups.includes(g);
-      line(`        { // output group ${g}: ${it.kind === 'norm' ? (normed ? `normalize(${it.terms.join(' + ')})` : it.terms.join(' + ')) : it.term}`);
-      for (const m of rows) line(`          var num_${m}: f32 = 0.0; var den_${m}: f32 = ${withDen ? `rowden${g}[ti + ${m * NTO}u]` : '0.0'};`);
-      if (aGroups.includes(g)) {
-        line(`          for (var jj: u32 = 0u; jj < ${CA}u; jj++) {`);
-        line(`            let vv = vs[(jj + ${HALO - AH}u) * ${R}u + cl];`);
-        for (const m of rows) line(`            num_${m} = num_${m} + A${g}[(ti + ${m * NTO}u) * ${CA}u + jj] * vv;`);
-        line('          }');
-      }
-      for (const t of groupTerms[g]) {
-        if (t.form.kind === 'prefix') {
-          const q = prefix.find((x) => x.term === t)!;
-          line(`          for (var f: u32 = 0u; f < ${q.F}u; f++) { // φ·S_prev for ${t.name}`);
-          line(`            let sv = S${q.k}[f * ${R}u + cl];`);
-          for (const m of rows) {
-            const il = `(ti + ${m * NTO}u)`;
-            const dec = q.gatePerFeature ? ` * exp(lg${q.k}[${il} * ${q.F}u + f])` : q.gateWidth === 1 ? ` * exp(lg${q.k}[${il}])` : '';
-            line(`            num_${m} = num_${m} + phi${q.k}[${il} * ${q.F}u + f]${dec} * sv;`);
-          }
+  // (A segment-state launch writes no outputs.)
+  if (seg !== 'state') {
+    // Outputs: each invocation owns TM rows (ti + m·NTO) of one value column, so each value and state element it
+    // loads feeds TM rows.
+    const TM = microTile(C);
+    const NTO = C / TM;
+    const rows = [...Array(TM).keys()];
+    line(`    for (var x: u32 = lid; x < ${NTO * R}u; x += WG) {`);
+    line(`      let ti = x / ${R}u; let cl = x % ${R}u; let col = tile * ${R}u + cl;`);
+    line(`      if (col < ${NR}u) {`);
+    {
+      const { lines, idx } = colIdx('col', 'oc');
+      for (const l of lines) line('        ' + l);
+      const fullIdx: Record<string, string> = { ...headIdx, ...idx };
+      for (const m of rows) line(`        var o_${m}: f32 = 0.0;`);
+      items.forEach((it, g) => {
+        const normed = it.kind === 'norm' && it.eps >= 0;
+        const withDen = denGroups.includes(g);
+        line(`        { // output group ${g}: ${it.kind === 'norm' ? (normed ? `normalize(${it.terms.join(' + ')})` : it.terms.join(' + ')) : it.term}`);
+        for (const m of rows) line(`          var num_${m}: f32 = 0.0; var den_${m}: f32 = ${withDen ? `rowden${g}[ti + ${m * NTO}u]` : '0.0'};`);
+        if (aGroups.includes(g)) {
+          line(`          for (var jj: u32 = 0u; jj < ${CA}u; jj++) {`);
+          line(`            let vv = vs[(jj + ${HALO - AH}u) * ${R}u + cl];`);
+          for (const m of rows) line(`            num_${m} = num_${m} + A${g}[(ti + ${m * NTO}u) * ${CA}u + jj] * vv;`);
           line('          }');
-        } else if (!L.aTerms.includes(t)) {
-          const r = lagRange(t.mask)!;
-          for (const m of rows) {
-            line(`          { let il = ti + ${m * NTO}u; let ia = c0 + il;`);
-            line(`            for (var lag: i32 = ${r[0]}; lag <= ${r[1]}; lag++) { // direct taps of ${t.name}`);
-            line(`              let ja_i = i32(ia) - lag;`);
-            line(`              if (il >= n || ja_i < 0 || ja_i >= i32(dims.t)) { continue; }`);
-            line('              let ja = u32(ja_i);');
-            line(`              if (!(${maskCondition(t.mask, 'ia', 'ja')})) { continue; }`);
-            line(`              let jj = u32(i32(il) - lag + ${HALO});`);
-            const gen = new ExprGen(p, sizes, stagedResolver(resolverFor('b'), qFront, kFront, sizes, 'il', 'jj'), { i: 'ia', j: 'ja' }, 14, `d${m}_${t.name.replace(/\W/g, '_')}_`);
-            const sv = gen.value(t.score, fullIdx, 'ja');
-            emitGen(gen);
-            line(`              num_${m} = num_${m} + ${sv} * vs[jj * ${R}u + cl];${withDen ? ` den_${m} = den_${m} + ${sv};` : ''}`);
-            line('            }');
+        }
+        for (const t of groupTerms[g]) {
+          if (t.form.kind === 'prefix') {
+            const q = prefix.find((x) => x.term === t)!;
+            line(`          for (var f: u32 = 0u; f < ${q.F}u; f++) { // φ·S_prev for ${t.name}`);
+            line(`            let sv = S${q.k}[f * ${R}u + cl];`);
+            for (const m of rows) {
+              const il = `(ti + ${m * NTO}u)`;
+              const dec = q.gatePerFeature ? ` * exp(lg${q.k}[${il} * ${q.F}u + f])` : q.gateWidth === 1 ? ` * exp(lg${q.k}[${il}])` : '';
+              line(`            num_${m} = num_${m} + phi${q.k}[${il} * ${q.F}u + f]${dec} * sv;`);
+            }
             line('          }');
+          } else if (!L.aTerms.includes(t)) {
+            const r = lagRange(t.mask)!;
+            for (const m of rows) {
+              line(`          { let il = ti + ${m * NTO}u; let ia = c0 + il;`);
+              line(`            for (var lag: i32 = ${r[0]}; lag <= ${r[1]}; lag++) { // direct taps of ${t.name}`);
+              line(`              let ja_i = i32(ia) - lag;`);
+              line(`              if (il >= n || ja_i < 0 || ja_i >= i32(dims.t)) { continue; }`);
+              line('              let ja = u32(ja_i);');
+              line(`              if (!(${maskCondition(t.mask, 'ia', 'ja')})) { continue; }`);
+              line(`              let jj = u32(i32(il) - lag + ${HALO});`);
+              const gen = new ExprGen(p, sizes, stagedResolver(resolverFor('b'), qFront, kFront, sizes, 'il', 'jj'), { i: 'ia', j: 'ja' }, 14, `d${m}_${t.name.replace(/\W/g, '_')}_`);
+              const sv = gen.value(t.score, fullIdx, 'ja');
+              emitGen(gen);
+              line(`              num_${m} = num_${m} + ${sv} * vs[jj * ${R}u + cl];${withDen ? ` den_${m} = den_${m} + ${sv};` : ''}`);
+              line('            }');
+              line('          }');
+            }
           }
         }
-      }
-      for (const m of rows) {
-        line(`          { let il = ti + ${m * NTO}u; let ia = c0 + il;`);
-        line('            if (il < n) {');
-        if (spec.partial) {
-          line(`              let o_off = (b * dims.t + ia) * ${per}u + ${offset(p.outAxes, sizes, fullIdx)};`);
-          line(`              part_${g}_num[o_off] = num_${m}; part_${g}_den[o_off] = den_${m};`);
-        } else {
-          line(normed ? `              o_${m} = o_${m} + num_${m} / (den_${m} + ${(it as { eps: number }).eps});` : `              o_${m} = o_${m} + num_${m};`);
+        for (const m of rows) {
+          line(`          { let il = ti + ${m * NTO}u; let ia = c0 + il;`);
+          line('            if (il < n) {');
+          if (spec.partial) {
+            line(`              let o_off = (b * dims.t + ia) * ${per}u + ${offset(p.outAxes, sizes, fullIdx)};`);
+            line(`              part_${g}_num[o_off] = num_${m}; part_${g}_den[o_off] = den_${m};`);
+          } else {
+            line(normed ? `              o_${m} = o_${m} + num_${m} / (den_${m} + ${(it as { eps: number }).eps});` : `              o_${m} = o_${m} + num_${m};`);
+          }
+          line('            }');
+          line('          }');
         }
-        line('            }');
-        line('          }');
+        line('        }');
+      });
+      if (!spec.partial) {
+        for (const m of rows) line(`        { let ia = c0 + ti + ${m * NTO}u; if (ti + ${m * NTO}u < n) { out_o[(b * dims.t + ia) * ${per}u + ${offset(p.outAxes, sizes, fullIdx)}] = o_${m}; } }`);
       }
-      line('        }');
-    });
-    if (!spec.partial) {
-      for (const m of rows) line(`        { let ia = c0 + ti + ${m * NTO}u; if (ti + ${m * NTO}u < n) { out_o[(b * dims.t + ia) * ${per}u + ${offset(p.outAxes, sizes, fullIdx)}] = o_${m}; } }`);
     }
+    line('      }');
+    line('    }');
   }
-  line('      }');
-  line('    }');
   if (prefix.length) {
     line('    workgroupBarrier();');
     // Fold the chunk into the state.
@@ -682,6 +710,15 @@ export function chunkKernel(spec: ChunkKernelSpec): Kernel {
   }
   line('    workgroupBarrier();');
   line('  }');
+  if (seg === 'state') {
+    for (const q of prefix) {
+      line(`  for (var x: u32 = lid; x < ${q.F * R}u; x += WG) { // this segment's own S${q.k}, for the scan`);
+      line(`    let col = tile * ${R}u + x % ${R}u;`);
+      line(`    if (col < ${NR}u) { ${segS(q)}[${segBase(q, 'S')} + (x / ${R}u) * ${NR}u + col] = S${q.k}[x]; }`);
+      line('  }');
+      line(`  for (var f: u32 = lid; f < ${q.F}u; f += WG) { if (tile == 0u) { ${segZ(q)}[${segBase(q, 'z')} + f] = z${q.k}[f]; } }`);
+    }
+  }
   if (st) {
     for (const q of prefix) {
       line(`  for (var x: u32 = lid; x < ${q.F * R}u; x += WG) { // export S${q.k}`);
@@ -705,6 +742,7 @@ export function chunkKernel(spec: ChunkKernelSpec): Kernel {
   for (const d of p.params) if (usedParams.has(d.name)) bindings.push({ buffer: `param:${d.name}`, write: false });
   for (const id of [...usedFeats].sort((a, b) => a - b)) bindings.push({ buffer: `feat:${id}`, write: false });
   for (const b of st?.buffers ?? []) if (usedState.has(b.name)) bindings.push({ buffer: b.name, write: true });
+  if (seg) for (const q of prefix) bindings.push({ buffer: segBuffer('S', q.k), write: seg === 'state' }, { buffer: segBuffer('z', q.k), write: seg === 'state' });
   if (spec.partial) items.forEach((_, g) => bindings.push({ buffer: `${spec.label}:part${g}:num`, write: true }, { buffer: `${spec.label}:part${g}:den`, write: true }));
   else bindings.push({ buffer: 'out:o', write: true });
   let decl = bindingDecls(bindings);
@@ -725,11 +763,12 @@ ${decls.join('\n')}
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
   let s = wid.x / ${RT}u;
   let tile = wid.x % ${RT}u;
-  let b = wid.y;
+${seg ? '  let sg = wid.y; // segment\n  let b = wid.z;' : '  let b = wid.y;'}
 ${headLines.join('\n')}
 ${body.join('\n')}
 }
 `;
+  if (seg) return { label: spec.label, code, bindings, workgroups: (b, t) => [NS * RT, Math.ceil(Math.ceil(t / C) / G), b] };
   return { label: spec.label, code, bindings, workgroups: (b) => [NS * RT, b, 1], launch: { kind: 'fixed', x: NS * RT, perBatchY: true } };
 }
 
@@ -761,5 +800,20 @@ function stagedResolver(
     const fk = k.get(n.id);
     if (fk) return `${fk.name}[${jj} * ${fk.W}u + ${offset(fk.axes, sizes, idx)}]`;
     return base(n, idx, where);
+  };
+}
+
+/** Whether a program's chunk plan may be segmented: every prefix term plainly causal, without decay or groups. */
+export function segmentable(p: Program, sizes: Sizes): { S: { k: number; F: number }[]; NS: number; NR: number } | undefined {
+  const prefix = p.terms.filter((t) => t.form.kind === 'prefix');
+  if (!prefix.length) return undefined;
+  for (const t of prefix) {
+    if (t.form.kind !== 'prefix' || t.form.decay || t.mask.length !== 1 || t.mask[0].kind !== 'causal') return undefined;
+  }
+  const L = layoutOf(p, p.terms);
+  return {
+    S: prefix.map((t, k) => ({ k, F: t.form.kind === 'prefix' && t.form.feature ? sizes[t.form.feature] : 1 })),
+    NS: count(L.head, sizes),
+    NR: count(L.rest, sizes),
   };
 }

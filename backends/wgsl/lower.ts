@@ -2,7 +2,8 @@
 // kernel, with feature maps computed in the kernel's prologue; the unfused plan materialises each feature in
 // its own kernel, runs one chunked kernel per term and adds the parts in a combine kernel (for comparison).
 import type { Id, OutputItem, Program, Term } from '../../src/ir/types.ts';
-import { chunkKernel, frontier, type ChunkSchedule } from './chunked.ts';
+import { chunkKernel, frontier, segBuffer, segmentable, type ChunkSchedule } from './chunked.ts';
+import { segmentScanKernel } from './segment-scan.ts';
 import { stateLayout } from './recurrent.ts';
 import { count, programBuffers, type Sizes } from './common.ts';
 import { ExprGen, offset } from './expr.ts';
@@ -71,6 +72,24 @@ export function lowerChunked(p: Program, sizes: Sizes, opts: LowerOptions): Plan
   if (state && !single) throw new Error(`${p.name}: exporting the decoding state needs a single fused kernel (terms read different values)`);
   if (state) buffers.push(...state.buffers);
   const partials: { item: number; num: string; den: string }[] = [];
+  const segments = opts.fuse ? opts.schedule.segment : undefined;
+  if (segments) {
+    const sg = segmentable(p, sizes);
+    if (!single || state || !sg) throw new Error(`${p.name}: a segmented schedule needs one fused kernel over plain causal prefix terms (no decay, no groups) and no state export`);
+    const C = opts.schedule.chunk;
+    const nseg = (t: number) => Math.ceil(Math.ceil(t / C) / segments);
+    for (const q of sg.S) {
+      buffers.push({ name: segBuffer('S', q.k), role: 'scratch', floats: (b, t) => b * sg.NS * nseg(t) * q.F * sg.NR, shape: (b, t) => [b, sg.NS, nseg(t), q.F, sg.NR] });
+      buffers.push({ name: segBuffer('z', q.k), role: 'scratch', floats: (b, t) => b * sg.NS * nseg(t) * q.F, shape: (b, t) => [b, sg.NS, nseg(t), q.F] });
+    }
+    const terms = groups[0];
+    const items = itemsFor(p, terms);
+    const spec = { program: p, sizes, terms, items, partial: false, schedule: opts.schedule, materialised };
+    kernels.push(chunkKernel({ ...spec, label: `${p.name}.segment-state`, segmented: 'state' }));
+    kernels.push(segmentScanKernel(p.name, sg.S, sg.NS, sg.NR, C, segments));
+    kernels.push(chunkKernel({ ...spec, label: `${p.name}.chunked`, segmented: 'output' }));
+    return plan(p, sizes, 'chunked', kernels, buffers, opts.schedule);
+  }
   groups.forEach((terms, n) => {
     const label = single ? `${p.name}.chunked` : `${p.name}.${opts.fuse ? 'chunked' : 'term'}.${terms.map((t) => t.name).join('+')}`;
     const items = itemsFor(p, terms);
@@ -87,14 +106,18 @@ export function lowerChunked(p: Program, sizes: Sizes, opts: LowerOptions): Plan
     void n;
   });
   if (!single) kernels.push(combineKernel(p, per, partials));
+  return plan(p, sizes, opts.fuse ? 'chunked' : 'unfused', kernels, buffers, opts.schedule);
+}
+
+function plan(p: Program, sizes: Sizes, form: 'chunked' | 'unfused', kernels: Kernel[], buffers: PlanBuffer[], s: ChunkSchedule): Plan {
   return {
     variant: p.name,
-    form: opts.fuse ? 'chunked' : 'unfused',
+    form,
     kernels,
     buffers,
     outAxes: p.outAxes,
     sizes,
-    schedule: { chunk: opts.schedule.chunk, cols: opts.schedule.cols, threads: opts.schedule.threads },
+    schedule: { chunk: s.chunk, cols: s.cols, threads: s.threads, ...(s.segment ? { segment: s.segment } : {}) },
   };
 }
 

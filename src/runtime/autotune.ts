@@ -7,7 +7,7 @@ import type { Tensor } from '../tensor.ts';
 import type { Gpu } from './device.ts';
 import { PlanRunner } from './executor.ts';
 import { storeSchedule } from './autotune-cache.ts';
-import { candidateSchedules, defaultSchedule } from './schedule.ts';
+import { candidateSchedules, tuningOrder } from './schedule.ts';
 import { timeDispatches } from './timing.ts';
 
 export interface TuneResult {
@@ -25,17 +25,16 @@ export async function autotune(
 ): Promise<TuneResult> {
   let cands = candidateSchedules(gpu.limits, p, sizes);
   if (!cands.length) throw new Error(`${p.name}: no chunk schedule fits this adapter's workgroup memory`);
-  const first = defaultSchedule(cands)!;
-  cands = [first, ...cands.filter((c) => c !== first)].slice(0, opts.maxTrials ?? 24);
+  cands = tuningOrder(cands).slice(0, opts.maxTrials ?? 32);
   const trials: { schedule: ChunkSchedule; ms: number }[] = [];
   for (const s of cands) {
     const runner = await PlanRunner.create(gpu, lowerChunked(p, sizes, { fuse: true, schedule: s }));
     const bufs = runner.allocate(tensors, shape.b, shape.t);
     try {
       const bound = runner.bind(Object.fromEntries(Object.entries(bufs).map(([k, v]) => [k, v.buffer])), shape.b, shape.t);
-      const r = await timeDispatches(gpu, (pass) => runner.encode(pass, bound), { warmup: 1, iters: opts.iters ?? 5, label: `${p.name} C${s.chunk} R${s.cols} T${s.threads}` });
+      const r = await timeDispatches(gpu, (pass) => runner.encode(pass, bound), { warmup: 1, iters: opts.iters ?? 5, label: `${p.name} C${s.chunk} R${s.cols} T${s.threads}${s.segment ? ` G${s.segment}` : ''}` });
       trials.push({ schedule: s, ms: r.medianMs });
-      opts.log?.(`  chunk ${s.chunk}, cols ${s.cols}, threads ${s.threads}: ${r.medianMs.toFixed(3)} ms (${r.method})`);
+      opts.log?.(`  chunk ${s.chunk}, cols ${s.cols}, threads ${s.threads}${s.segment ? `, ${s.segment} chunks per segment` : ''}: ${r.medianMs.toFixed(3)} ms (${r.method})`);
       bound.dims.destroy();
     } finally {
       runner.release(bufs);

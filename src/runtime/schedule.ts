@@ -2,7 +2,7 @@
 // the adapter's workgroup-memory and invocation limits. `candidateSchedules` lists what fits; the autotuner
 // (autotune.ts) times them; `chooseSchedule` returns the cached winner or a heuristic default.
 import type { ChunkSchedule } from '../../backends/wgsl/chunked.ts';
-import { layoutOf, sharedFloats } from '../../backends/wgsl/chunked.ts';
+import { layoutOf, segmentable, sharedFloats } from '../../backends/wgsl/chunked.ts';
 import { count } from '../../backends/wgsl/common.ts';
 import type { Program } from '../ir/types.ts';
 import type { Gpu } from './device.ts';
@@ -10,6 +10,8 @@ import { cachedSchedule } from './autotune-cache.ts';
 
 const CHUNKS = [64, 32, 16, 8, 4];
 const THREADS = [256, 128, 64];
+/** Chunks per segment of the segmented (three-launch) plans, for variants whose prefix terms allow it. */
+const SEGMENTS = [4, 16];
 
 /** Group sizes that a chunk must be a multiple of (past_groups prefix terms). */
 function chunkMultiple(p: Program): number {
@@ -39,11 +41,28 @@ export function candidateSchedules(limits: { maxComputeWorkgroupStorageSize: num
       }
     }
   }
+  // Segmented plans trade one launch for b·heads·tiles·segments workgroups: worth timing on long sequences.
+  if (segmentable(p, sizes)) out.push(...out.flatMap((s) => SEGMENTS.map((segment) => ({ ...s, segment }))));
   return out;
 }
 
-/** The heuristic: chunk near 32, as many columns as fit, 128 threads. */
+/** The candidates in the order the autotuner tries them: the default, its segmented forms, then the rest. */
+export function tuningOrder(cands: readonly ChunkSchedule[]): ChunkSchedule[] {
+  const first = defaultSchedule(cands);
+  if (!first) return [];
+  const same = (s: ChunkSchedule) => s.chunk === first.chunk && s.cols === first.cols && s.threads === first.threads;
+  const rest = cands.filter((s) => s !== first);
+  // Then alternate one-kernel and segmented schedules, so a bounded search sees both.
+  const plain = rest.filter((s) => !s.segment && !same(s));
+  const seg = rest.filter((s) => s.segment && !same(s));
+  const mixed: ChunkSchedule[] = [];
+  for (let k = 0; k < Math.max(plain.length, seg.length); k++) mixed.push(...(plain[k] ? [plain[k]] : []), ...(seg[k] ? [seg[k]] : []));
+  return [first, ...rest.filter(same), ...mixed];
+}
+
+/** The heuristic: one kernel (no segments), chunk near 32, as many columns as fit, 128 threads. */
 export function defaultSchedule(cands: readonly ChunkSchedule[]): ChunkSchedule | undefined {
+  cands = cands.filter((s) => !s.segment);
   const score = (s: ChunkSchedule) => -Math.abs(Math.log2(s.chunk / 32)) * 4 + Math.log2(s.cols) - Math.abs(Math.log2(s.threads / 128));
   return [...cands].sort((a, b) => score(b) - score(a))[0];
 }
@@ -51,7 +70,7 @@ export function defaultSchedule(cands: readonly ChunkSchedule[]): ChunkSchedule 
 export function chooseSchedule(gpu: Gpu, p: Program, sizes: Readonly<Record<string, number>>, shape?: { b: number; t: number }): ChunkSchedule {
   const cands = candidateSchedules(gpu.limits, p, sizes);
   const cached = shape ? cachedSchedule(gpu, p, sizes, shape) : undefined;
-  if (cached && cands.some((c) => c.chunk === cached.chunk && c.cols === cached.cols && c.threads === cached.threads)) return cached;
+  if (cached && cands.some((c) => c.chunk === cached.chunk && c.cols === cached.cols && c.threads === cached.threads && (c.segment ?? 0) === (cached.segment ?? 0))) return cached;
   const s = defaultSchedule(cands);
   if (!s) {
     const need = sharedFloats(p, sizes, p.terms, p.output, { chunk: CHUNKS[CHUNKS.length - 1], cols: 1, threads: 64 }) * 4;
