@@ -15,12 +15,12 @@ const FILE = 'examples/paper/elu_dwconv.la';
 const AXES = { h: 2, d: 4, e: 6 };
 const BIG = 1 << 30;
 
-/** A plan stub with one per-token buffer of `perToken` floats and a parameter of `param` floats. */
-function stubPlan(perToken: number, param: number): Plan {
+/** A fake plan with one per-token buffer of `perToken` floats and a parameter of `param` floats. */
+function fakePlan(perToken: number, param: number): Plan {
   return {
-    variant: 'stub',
+    variant: 'fake',
     form: 'chunked',
-    kernels: [{ label: 'stub.k', code: '', bindings: [], workgroups: (b) => [4, b, 1] }],
+    kernels: [{ label: 'fake.k', code: '', bindings: [], workgroups: (b) => [4, b, 1] }],
     buffers: [
       { name: 'in:x', role: 'input', floats: (b, t) => b * t * perToken, shape: (b, t) => [b, t, perToken] },
       { name: 'param:w', role: 'param', floats: () => param, shape: () => [param] },
@@ -34,7 +34,7 @@ const limits = (bytes: number, groups = 65535): RunLimits => ({ maxStorageBuffer
 
 describe('batchSliceSize', () => {
   it('keeps the whole batch when it fits, else the largest slice that does', () => {
-    const plan = stubPlan(10, 4); // 40 bytes per token
+    const plan = fakePlan(10, 4); // 40 bytes per token
     expect(batchSliceSize(plan, 8, 5, limits(8 * 5 * 40))).toBe(8);
     expect(batchSliceSize(plan, 8, 5, limits(3 * 5 * 40))).toBe(3);
     expect(batchSliceSize(plan, 8, 5, limits(3 * 5 * 40 - 4))).toBe(2);
@@ -42,28 +42,28 @@ describe('batchSliceSize', () => {
   });
 
   it('uses the smaller of maxStorageBufferBindingSize and maxBufferSize, and the workgroup count per dimension', () => {
-    const plan = stubPlan(10, 4);
+    const plan = fakePlan(10, 4);
     expect(batchSliceSize(plan, 8, 5, { maxStorageBufferBindingSize: BIG, maxBufferSize: 2 * 5 * 40, maxComputeWorkgroupsPerDimension: 65535 })).toBe(2);
     expect(batchSliceSize(plan, 8, 5, limits(BIG, 5))).toBe(5); // launches are [4, b, 1]
   });
 
   it('refuses one sequence that does not fit, naming the tensor, its size, the limit and the longest t that fits', () => {
-    const plan = stubPlan(10, 4);
+    const plan = fakePlan(10, 4);
     const run = () => batchSliceSize(plan, 4, 100, limits(1000), 'test adapter');
     expect(run).toThrow(BatchSplitError);
     expect(run).toThrow(
-      "stub (chunked plan) at t = 100: input 'x' [1, 100, 10] needs 4000 bytes for one sequence, over the limit of 1000 bytes for one storage binding " +
+      "fake (chunked plan) at t = 100: input 'x' [1, 100, 10] needs 4000 bytes for one sequence, over the limit of 1000 bytes for one storage binding " +
         "(maxStorageBufferBindingSize on test adapter); splitting the batch cannot help. Run sequences of at most t = 25 (split the sequence), " +
         "or use an adapter with a larger maxStorageBufferBindingSize (linattn already requests the adapter's maximum).",
     );
   });
 
   it('refuses a parameter larger than the limit, which no split can help', () => {
-    expect(() => batchSliceSize(stubPlan(1, 1000), 2, 3, limits(1000))).toThrow(/parameter 'w' \[1000\] needs 4000 bytes whatever the batch, .*Use smaller axes, or use an adapter/);
+    expect(() => batchSliceSize(fakePlan(1, 1000), 2, 3, limits(1000))).toThrow(/parameter 'w' \[1000\] needs 4000 bytes whatever the batch, .*Use smaller axes, or use an adapter/);
   });
 
   it('refuses a launch whose workgroups exceed the limit for one sequence', () => {
-    expect(() => batchSliceSize(stubPlan(1, 1), 2, 3, limits(BIG, 3))).toThrow(/kernel stub\.k needs \[4, 1, 1\] workgroups for one sequence, over the limit of 3 per dimension/);
+    expect(() => batchSliceSize(fakePlan(1, 1), 2, 3, limits(BIG, 3))).toThrow(/kernel fake\.k needs \[4, 1, 1\] workgroups for one sequence, over the limit of 3 per dimension/);
   });
 });
 

@@ -5,8 +5,7 @@
 // test at p = 1e-4; the same test rejects the draft's own proposals, so it can fail. Then, on the tiny
 // models, deterministic drafts under sampling emit exactly plain sampling's tokens from the same seed.
 import { describe, expect, it } from 'vitest';
-import { createState, Recurrent } from '../backends/cpu/recurrent.ts';
-import { cpuForward, type CpuAttention } from '../src/model/cpu-forward.ts';
+import { cpuForward } from '../src/model/cpu-forward.ts';
 import { sampleFromDistribution, sampleToken, samplingDistribution, type SamplingOptions } from '../src/model/sampling.ts';
 import { CpuTreeVerifier } from '../src/speculative/cpu-verifier.ts';
 import type { Candidate, DraftSource } from '../src/speculative/draft.ts';
@@ -16,9 +15,9 @@ import { NgramDraft } from '../src/speculative/ngram-draft.ts';
 import { OracleDraft } from '../src/speculative/oracle-draft.ts';
 import { pathTokens, type TokenTree } from '../src/speculative/token-tree.ts';
 import { parseTreeSpec } from '../src/speculative/tree-spec.ts';
-import { checkPath, variantAxisSizes, type TreeVerifier, type VerifyRequest, type VerifyResult } from '../src/speculative/verifier.ts';
+import { checkPath, type TreeVerifier, type VerifyRequest, type VerifyResult } from '../src/speculative/verifier.ts';
 import { rng } from '../src/tensor.ts';
-import { makeModel, MODEL_SPECS, randomPrompts, type TestModel } from './helpers/speculative.ts';
+import { makeModel, MODEL_SPECS, randomPrompts, recurrentAttention, type TestModel } from './helpers/speculative.ts';
 
 const V = 6;
 const RUNS = 20_000;
@@ -189,19 +188,7 @@ describe('speculative sampling preserves the target distribution (χ², 6-token 
 /** Plain sampling in float64 with recurrent steps and one draw per token from rng(seed). */
 function plainSampled(m: TestModel, prompt: readonly number[], n: number, s: SamplingOptions, seed: number): number[] {
   const c = m.config;
-  const sizes = variantAxisSizes(m.variant.compiled, c.numHeads, c.headDim);
-  const layers = m.cpu.weights.layers.map((l) => new Recurrent(m.variant.compiled, l.attention, sizes));
-  const states = layers.map(() => createState());
-  const attention: CpuAttention = (layer, q, k, v) => {
-    const [, t, h, d] = q.shape;
-    const per = h * d;
-    const o = new Float64Array(t * per);
-    for (let i = 0; i < t; i++) {
-      const sl = (x: Float64Array) => x.slice(i * per, (i + 1) * per);
-      o.set(layers[layer].step(states[layer], { q: sl(q.data), k: sl(k.data), v: sl(v.data) }), i * per);
-    }
-    return { shape: [1, t, h, d], data: o };
-  };
+  const attention = recurrentAttention(m);
   const random = rng(seed);
   let logits = cpuForward(m.cpu, [prompt], attention).logits.data;
   const out: number[] = [];

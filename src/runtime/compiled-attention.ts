@@ -22,6 +22,15 @@ interface State extends GpuAttentionState {
 export async function compiledAttentionFactory(gpu: Gpu, program: Program, heads: number, headDim: number): Promise<GpuAttentionFactory> {
   const names = program.inputs.map((d) => d.name).sort().join(',');
   if (names !== 'k,q,v') throw new Error(`variant ${program.name} declares inputs [${program.inputs.map((d) => d.name).join(', ')}]; a model layer supplies exactly q, k, v`);
+  const sizes = variantAxisSizes(program, heads, headDim);
+  const prefill: Plan = lowerChunked(program, sizes, { fuse: true, schedule: chooseSchedule(gpu, program, sizes), exportState: true });
+  const step: Plan = recurrentPlan(program, sizes);
+  const [prefillRunner, stepRunner] = await Promise.all([PlanRunner.create(gpu, prefill), PlanRunner.create(gpu, step)]);
+  return (layer, params) => new CompiledAttention(gpu, program, layer, params, heads, headDim, prefillRunner, stepRunner);
+}
+
+/** The variant's axis sizes in a model: its own sizes, and each input's [heads, headDim] axes. */
+export function variantAxisSizes(program: { readonly sizes: Readonly<Record<string, number>>; readonly inputs: readonly { readonly name: string; readonly axes: readonly string[] }[]; readonly name: string }, heads: number, headDim: number): Record<string, number> {
   const sizes: Record<string, number> = { ...program.sizes };
   for (const d of program.inputs) {
     if (d.axes.length !== 2) throw new Error(`variant ${program.name}: input ${d.name} must be [heads, headDim] per token (it is [${d.axes.join(', ')}])`);
@@ -31,10 +40,7 @@ export async function compiledAttentionFactory(gpu: Gpu, program: Program, heads
       sizes[a] = n;
     }
   }
-  const prefill: Plan = lowerChunked(program, sizes, { fuse: true, schedule: chooseSchedule(gpu, program, sizes), exportState: true });
-  const step: Plan = recurrentPlan(program, sizes);
-  const [prefillRunner, stepRunner] = await Promise.all([PlanRunner.create(gpu, prefill), PlanRunner.create(gpu, step)]);
-  return (layer, params) => new CompiledAttention(gpu, program, layer, params, heads, headDim, prefillRunner, stepRunner);
+  return sizes;
 }
 
 class CompiledAttention implements GpuAttention {

@@ -75,6 +75,12 @@ function parsePaths(spec: string): number[][] {
     while (i < spec.length && /\s/.test(spec[i])) i++;
   };
   const found = () => (i < spec.length ? `'${spec[i]}'` : 'the end');
+  /** After an element of a list: consumes ',' (false: more follow) or ']' (true: the list is closed). */
+  const closes = (element: string): boolean => {
+    ws();
+    if (spec[i] === ',' || spec[i] === ']') return spec[i++] === ']';
+    return fail(`expected ',' or ']' after ${element}, found ${found()}`);
+  };
   const expect = (c: string, what: string) => {
     ws();
     if (spec[i] !== c) fail(`expected ${what}, found ${found()}`);
@@ -97,28 +103,10 @@ function parsePaths(spec: string): number[][] {
       while (i < spec.length && /\d/.test(spec[i])) i++;
       if (i === start) fail(`expected a rank (a non-negative integer), found ${found()}`);
       ranks.push(Number(spec.slice(start, i)));
-      ws();
-      if (spec[i] === ',') {
-        i++;
-        continue;
-      }
-      if (spec[i] === ']') {
-        i++;
-        break;
-      }
-      fail(`expected ',' or ']' after a rank, found ${found()}`);
+      if (closes('a rank')) break;
     }
     paths.push({ ranks, at });
-    ws();
-    if (spec[i] === ',') {
-      i++;
-      continue;
-    }
-    if (spec[i] === ']') {
-      i++;
-      break;
-    }
-    fail(`expected ',' or ']' after a path, found ${found()}`);
+    if (closes('a path')) break;
   }
   ws();
   if (i < spec.length) fail(`unexpected ${found()} after the list of paths`);

@@ -99,16 +99,4 @@ export function softmax(logits: ArrayLike<number>): Float64Array {
   return p;
 }
 
-/** The variant's axis sizes in a model: its own sizes, and each input's [heads, headDim] axes. */
-export function variantAxisSizes(program: { readonly sizes: Readonly<Record<string, number>>; readonly inputs: readonly { readonly name: string; readonly axes: readonly string[] }[]; readonly name: string }, heads: number, headDim: number): Record<string, number> {
-  const sizes: Record<string, number> = { ...program.sizes };
-  for (const d of program.inputs) {
-    if (d.axes.length !== 2) throw new Error(`variant ${program.name}: input ${d.name} must be [heads, headDim] per token (it is [${d.axes.join(', ')}])`);
-    const [h, x] = d.axes;
-    for (const [a, n] of [[h, heads], [x, headDim]] as const) {
-      if (sizes[a] !== undefined && sizes[a] !== n) throw new Error(`variant ${program.name}: axis ${a} is ${sizes[a]} but the model needs ${n}`);
-      sizes[a] = n;
-    }
-  }
-  return sizes;
-}
+export { variantAxisSizes } from '../runtime/compiled-attention.ts';

@@ -41,13 +41,13 @@ export function makeModel(spec: { name: string; variant: string; options: Record
   return { name: spec.name, config, variant, weights, cpu: cpuModel(config, weights) };
 }
 
-/** Plain greedy decoding in float64 with recurrent steps: `n` new tokens. */
-export function plainGreedy(m: TestModel, prompt: readonly number[], n: number): number[] {
+/** A float64 attention session of one sequence that runs every layer's variant step by step (recurrent form). */
+export function recurrentAttention(m: TestModel): CpuAttention {
   const c = m.config;
   const sizes = variantAxisSizes(m.variant.compiled, c.numHeads, c.headDim);
   const layers = m.cpu.weights.layers.map((l) => new Recurrent(m.variant.compiled, l.attention, sizes));
   const states = layers.map(() => createState());
-  const attention: CpuAttention = (layer, q, k, v) => {
+  return (layer, q, k, v) => {
     const [, t, h, d] = q.shape;
     const per = h * d;
     const o = new Float64Array(t * per);
@@ -57,6 +57,12 @@ export function plainGreedy(m: TestModel, prompt: readonly number[], n: number):
     }
     return { shape: [1, t, h, d], data: o };
   };
+}
+
+/** Plain greedy decoding in float64 with recurrent steps: `n` new tokens. */
+export function plainGreedy(m: TestModel, prompt: readonly number[], n: number): number[] {
+  const c = m.config;
+  const attention = recurrentAttention(m);
   const V = c.vocabSize;
   let logits = cpuForward(m.cpu, [prompt], attention).logits.data;
   const out: number[] = [];
