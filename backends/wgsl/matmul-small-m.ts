@@ -1,10 +1,27 @@
-// WGSL for matmuls with a handful of rows (M ≤ 8: decoding one token, or a few draft tokens).
+// WGSL for matmuls with a handful of rows (M ≤ 8: decoding a batch of up to 8, or a small draft tree).
 // These are bandwidth-bound: every weight is used M times only, so the kernels read each weight
 // exactly once, in coalesced vec4 loads, keep the M partial sums in registers, and reduce the
 // partial sums of the threads that shared a dot product through workgroup memory.
+//
+// The Wᵀ kernel is the decode step's workhorse and is built for a large GPU: most of its matrices
+// (2–13 MB) are smaller than what the GPU can have in flight at once, so each thread issues all of its
+// weight loads of a loop step before using any (UNROLL independent loads), and enough threads split
+// each row of W that every load of the matrix is issued in one or two memory latencies. The partial
+// sums meet in one workgroup barrier. It also carries a decoder layer's small ops (matmul-fusion.ts):
+// the RMSNorm of its input rows (the sum of squares rides in the same loop and the same reduction,
+// so normalising costs no extra pass), the residual add, the q | k | v split and SwiGLU.
+import {
+  bindingDecls,
+  matmulBindings,
+  outputColumns,
+  storeFn,
+  type MatmulFusion,
+} from './matmul-fusion.ts';
 
 export const SMALL_M_MAX = 8;
 export const SMALL_M_THREADS = 256;
+/** Largest UNROLL the chooser picks (registers: UNROLL weight vec4s per weight row in flight). */
+export const SMALL_M_MAX_UNROLL = 8;
 
 export interface SmallMVariant {
   /** Rows of x, 1..SMALL_M_MAX, folded into the code (one register per row). */
@@ -13,72 +30,155 @@ export interface SmallMVariant {
   /** 4: rows of the weight are read as vec4 (needs K % 4 == 0 for Wᵀ, N % 4 == 0 for B). */
   readonly width: 1 | 4;
   /**
-   * Threads that share one dot product (a power of two dividing 256). Wᵀ: lanes along K per output
+   * Threads that share one dot product (a power of two dividing `threads`). Wᵀ: lanes along K per output
    * column. B: k-slices per group of `width` output columns.
    */
   readonly lanes: number;
+  /** Wᵀ only: independent weight loads per thread per loop step (default 4). */
+  readonly unroll?: number;
+  /** Wᵀ only: threads per workgroup (default SMALL_M_THREADS; fewer when workgroup memory is short). */
+  readonly threads?: number;
+  /** Wᵀ only: prologue and epilogue. */
+  readonly fusion?: MatmulFusion;
+}
+
+/** Values each thread hands to the reduction: M·(weight rows per thread), plus M sums of squares. */
+export function smallMReducedValues(v: Pick<SmallMVariant, 'M' | 'fusion'>): number {
+  const rowsW = v.fusion?.epilogue === 'swiglu' ? 2 : 1;
+  return v.M * rowsW + (v.fusion?.rmsnorm ? v.M : 0);
+}
+
+/** Workgroup memory of the Wᵀ kernel in bytes. */
+export function smallMWorkgroupBytes(v: Pick<SmallMVariant, 'M' | 'fusion' | 'threads'>): number {
+  return smallMReducedValues(v) * (v.threads ?? SMALL_M_THREADS) * 4;
+}
+
+/** Column groups per workgroup (output columns; [gate, up] pairs for swiglu). */
+export function smallMGroupsPerWorkgroup(v: Pick<SmallMVariant, 'lanes' | 'threads'>): number {
+  return (v.threads ?? SMALL_M_THREADS) / v.lanes;
+}
+
+function f32Literal(x: number): string {
+  const s = String(x);
+  return /[.eE]/.test(s) ? s : `${s}.0`;
+}
+
+/**
+ * y[m,n] = Σ_k x[m,k]·W[n,k], W stored [N,K] (Hugging Face linear weights), with v.fusion's prologue
+ * and epilogue. `lanes` consecutive threads walk one row of W together (consecutive vec4s), so each
+ * row is one coalesced stream; a swiglu thread walks the gate row i and the up row I + i side by side.
+ */
+export function smallMTransposedWgsl(v: SmallMVariant): string {
+  const T = v.width === 4 ? 'vec4<f32>' : 'f32';
+  const threads = v.threads ?? SMALL_M_THREADS;
+  const unroll = v.unroll ?? 4;
+  const f = v.fusion;
+  const epilogue = f?.epilogue ?? 'store';
+  const swiglu = epilogue === 'swiglu';
+  const norm = f?.rmsnorm;
+  const rowsW = swiglu ? 2 : 1;
+  const values = smallMReducedValues(v);
+  const M = v.M;
+  const hsum = (x: string) => (v.width === 4 ? `dot(${x}, vec4<f32>(1.0))` : x);
+  const L: string[] = [];
+  const what = [norm && 'rmsnorm(x)', swiglu ? 'swiglu of [gate; up]' : typeof epilogue === 'object' ? `split into ${epilogue.split}` : epilogue === 'accumulate' ? 'accumulated into C' : '']
+    .filter(Boolean)
+    .join(', ');
+  L.push(`// small-M matmul: y[m,n] = Σ_k x[m,k]·W[n,k] for ${M} row(s); W [N,K] read once as ${T}${what ? `; ${what}` : ''}`);
+  L.push('struct Params { M: u32, N: u32, K: u32, pad: u32 }');
+  L.push(`alias VT = ${T};`);
+  L.push(...bindingDecls(matmulBindings(f), { A: 'VT', W: 'VT', G: 'VT' }));
+  L.push("// A [M, K / width] (x), W [N, K / width], G [K / width] (the norm's gain), C* [M, columns]");
+  L.push('');
+  L.push(`const ROWS_M = ${M}u;`);
+  L.push(`const LANES = ${v.lanes}u; // threads per dot product, along k`);
+  L.push(`const GROUPS = ${threads / v.lanes}u; // ${swiglu ? '[gate, up] column pairs' : 'output columns'} per workgroup`);
+  L.push(`const THREADS = ${threads}u;`);
+  L.push(`const WIDTH = ${v.width}u;`);
+  L.push(`const UNROLL = ${unroll}u; // weight loads in flight per thread and weight row`);
+  if (norm) L.push(`const EPS = ${f32Literal(norm.eps)};`);
+  L.push(`// Partial sums: value r of thread t at [r * THREADS + t]; r = m·${rowsW} + row of W${norm ? `, then M + m for Σx²` : ''}.`);
+  L.push(`var<workgroup> partial: array<vec4<f32>, ${values} * THREADS / 4u>;`);
+  L.push('');
+  if (!swiglu) {
+    L.push(...storeFn(f));
+    L.push('');
+  }
+  L.push('@compute @workgroup_size(THREADS)');
+  L.push('fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid: vec3<u32>) {');
+  L.push('  let N = params.N;');
+  L.push('  let KW = params.K / WIDTH;');
+  L.push(`  let COLS = ${swiglu ? 'N / 2u' : 'N'};`);
+  L.push('  let lane = tid % LANES;');
+  L.push('  let g = tid / LANES;');
+  L.push('  let col = wid.x * GROUPS + g;');
+  L.push('  let w0 = col * KW;');
+  if (swiglu) L.push('  let w1 = (col + COLS) * KW; // the up row paired with gate row col');
+  for (let m = 0; m < M; m++) for (let j = 0; j < rowsW; j++) L.push(`  var acc${m}_${j} = VT(0.0);`);
+  if (norm) for (let m = 0; m < M; m++) L.push(`  var ss${m} = 0.0;`);
+  L.push('  if (col < COLS) {');
+  L.push('    for (var kk = lane; kk < KW; kk += UNROLL * LANES) {');
+  L.push('      // Every load of this step is issued before any is used; past the end of the row they read 0.');
+  for (let u = 0; u < unroll; u++) {
+    L.push(`      let k${u} = kk + ${u}u * LANES;`);
+    L.push(`      let in${u} = k${u} < KW;`);
+    for (let j = 0; j < rowsW; j++) L.push(`      let wv${j}_${u} = select(VT(0.0), W[w${j} + min(k${u}, KW - 1u)], in${u});`);
+  }
+  for (let u = 0; u < unroll; u++) {
+    if (norm) L.push(`      let g${u} = G[min(k${u}, KW - 1u)];`);
+    for (let m = 0; m < M; m++) {
+      L.push(`      {`);
+      L.push(`        let x = select(VT(0.0), A[${m}u * KW + min(k${u}, KW - 1u)], in${u});`);
+      if (norm) L.push(`        ss${m} += ${v.width === 4 ? "dot(x, x)" : "x * x"};`);
+      const xs = norm ? 'x * g' + u : 'x';
+      for (let j = 0; j < rowsW; j++) L.push(`        acc${m}_${j} = fma(${xs}, wv${j}_${u}, acc${m}_${j});`);
+      L.push(`      }`);
+    }
+  }
+  L.push('    }');
+  L.push('  }');
+  L.push("  // Hand every partial sum to workgroup memory; one barrier; then each group's LANES threads");
+  L.push("  // finish its rows m = lane, lane + LANES, … by summing that row's LANES partials.");
+  for (let m = 0; m < M; m++) {
+    for (let j = 0; j < rowsW; j++) {
+      const r = m * rowsW + j;
+      L.push(`  partial[(${r}u * THREADS + tid) / 4u][tid % 4u] = ${hsum(`acc${m}_${j}`)};`);
+    }
+  }
+  if (norm) for (let m = 0; m < M; m++) L.push(`  partial[(${M * rowsW + m}u * THREADS + tid) / 4u][tid % 4u] = ss${m};`);
+  L.push('  workgroupBarrier();');
+  L.push('  if (col >= COLS) { return; }');
+  L.push('  for (var m = lane; m < ROWS_M; m += LANES) {');
+  const sumOf = (r: string, name: string) => {
+    L.push(`    var ${name} = 0.0;`);
+    L.push(`    {`);
+    L.push(`      let base = ${r} * THREADS + g * LANES;`);
+    if (v.lanes >= 4) {
+      L.push('      var s4 = vec4<f32>(0.0);');
+      L.push('      for (var l = 0u; l < LANES; l += 4u) { s4 += partial[(base + l) / 4u]; }');
+      L.push(`      ${name} = dot(s4, vec4<f32>(1.0));`);
+    } else {
+      L.push(`      for (var l = 0u; l < LANES; l++) { ${name} += partial[(base + l) / 4u][(base + l) % 4u]; }`);
+    }
+    L.push('    }');
+  };
+  for (let j = 0; j < rowsW; j++) sumOf(`(m * ${rowsW}u + ${j}u)`, `s${j}`);
+  if (norm) {
+    sumOf(`(${M * rowsW}u + m)`, 'ss');
+    L.push('    let scale = inverseSqrt(ss / f32(params.K) + EPS);');
+    for (let j = 0; j < rowsW; j++) L.push(`    s${j} *= scale;`);
+  }
+  if (swiglu) L.push('    C0[m * COLS + col] = s0 / (1.0 + exp(-s0)) * s1;');
+  else L.push('    store_out(m, col, s0);');
+  L.push('  }');
+  L.push('}');
+  return L.join('\n') + '\n';
 }
 
 const HEADER = [
   'struct Params { M: u32, N: u32, K: u32, pad: u32 }',
   '@group(0) @binding(3) var<uniform> params: Params;',
 ];
-
-/**
- * y[m,n] = Σ_k x[m,k]·W[n,k], W stored [N,K] (Hugging Face linear weights). `lanes` threads walk one
- * row of W together (consecutive threads, consecutive vec4s), so each row is one coalesced stream.
- */
-export function smallMTransposedWgsl(v: SmallMVariant): string {
-  const T = v.width === 4 ? 'vec4<f32>' : 'f32';
-  const rows = SMALL_M_THREADS / v.lanes;
-  const L: string[] = [];
-  L.push(`// small-M matmul: y[m,n] = Σ_k x[m,k]·W[n,k] for ${v.M} row(s); W [N,K] read once as ${T}`);
-  L.push(...HEADER);
-  L.push(`alias VT = ${T};`);
-  L.push('@group(0) @binding(0) var<storage, read> X: array<VT>; // [M, K / width]');
-  L.push('@group(0) @binding(1) var<storage, read> W: array<VT>; // [N, K / width]');
-  L.push('@group(0) @binding(2) var<storage, read_write> Y: array<f32>; // [M, N]');
-  L.push('');
-  L.push(`const ROWS_M = ${v.M}u;`);
-  L.push(`const LANES = ${v.lanes}u; // threads per output column n`);
-  L.push(`const COLS_PER_WG = ${rows}u;`);
-  L.push(`const THREADS = ${SMALL_M_THREADS}u;`);
-  L.push(`const WIDTH = ${v.width}u;`);
-  L.push('var<workgroup> partial: array<f32, ROWS_M * THREADS>;');
-  L.push('');
-  L.push('@compute @workgroup_size(THREADS)');
-  L.push('fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid: vec3<u32>) {');
-  L.push('  let N = params.N;');
-  L.push('  let KW = params.K / WIDTH;');
-  L.push('  let lane = tid % LANES;');
-  L.push('  let n = wid.x * COLS_PER_WG + tid / LANES;');
-  for (let m = 0; m < v.M; m++) L.push(`  var acc${m} = VT(0.0);`);
-  L.push('  if (n < N) {');
-  L.push('    for (var k = lane; k < KW; k += LANES) {');
-  L.push('      let w = W[n * KW + k];');
-  for (let m = 0; m < v.M; m++) L.push(`      acc${m} = fma(X[${m}u * KW + k], w, acc${m});`);
-  L.push('    }');
-  L.push('  }');
-  for (let m = 0; m < v.M; m++) {
-    const sum = v.width === 4 ? `dot(acc${m}, vec4<f32>(1.0))` : `acc${m}`;
-    L.push(`  partial[${m}u * THREADS + tid] = ${sum};`);
-  }
-  L.push('  workgroupBarrier();');
-  L.push('  // Tree-sum the LANES partials of each column (all rows of x at once).');
-  L.push('  for (var off = LANES / 2u; off > 0u; off = off / 2u) {');
-  L.push('    if (lane < off) {');
-  for (let m = 0; m < v.M; m++) {
-    L.push(`      partial[${m}u * THREADS + tid] += partial[${m}u * THREADS + tid + off];`);
-  }
-  L.push('    }');
-  L.push('    workgroupBarrier();');
-  L.push('  }');
-  L.push('  if (lane == 0u && n < N) {');
-  for (let m = 0; m < v.M; m++) L.push(`    Y[${m}u * N + n] = partial[${m}u * THREADS + tid];`);
-  L.push('  }');
-  L.push('}');
-  return L.join('\n') + '\n';
-}
 
 /**
  * y[m,n] = Σ_k x[m,k]·B[k,n], B stored [K,N]. A workgroup owns COLS groups of `width` adjacent

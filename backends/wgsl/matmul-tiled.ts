@@ -2,6 +2,7 @@
 // [out, in]). Compute-bound, so each workgroup stages BM×BK and BK×BN tiles in workgroup memory and
 // each thread keeps a TM×TN block of C in registers: per k it reads TM+TN values and does TM·TN
 // FMAs. The next tile is fetched into registers while the current one is multiplied.
+import { bindingDecls, matmulBindings, storeFn, type MatmulFusion } from './matmul-fusion.ts';
 
 export interface MatmulTile {
   /** Rows / columns of C per workgroup, and the K-depth of one staged tile. */
@@ -26,6 +27,8 @@ export interface TiledMatmulVariant {
   readonly checkM: boolean;
   readonly checkN: boolean;
   readonly checkK: boolean;
+  /** Epilogue only ('store', 'accumulate' or a split): a tile's columns are not a whole row's dot products. */
+  readonly fusion?: MatmulFusion;
 }
 
 /** Workgroup memory of a variant in bytes: both tiles, each k-row padded by one vec4. */
@@ -56,6 +59,9 @@ function validateTile(t: MatmulTile): void {
 export function tiledMatmulWgsl(v: TiledMatmulVariant): string {
   const t = v.tile;
   validateTile(t);
+  if (v.fusion?.rmsnorm || v.fusion?.epilogue === 'swiglu') {
+    throw new Error('the tiled matmul takes no rmsnorm prologue or swiglu epilogue (small-M path only)');
+  }
   const [WX, WY] = tiledThreads(t);
   const THREADS = WX * WY;
   const rowGroups = t.TM / 4; // a thread's rows: rowGroups groups of 4, WY·4 rows apart
@@ -69,10 +75,10 @@ export function tiledMatmulWgsl(v: TiledMatmulVariant): string {
   emit(`// matmul: C[M,N] = A[M,K] · ${bDesc}; tile ${t.BM}×${t.BN}×${t.BK}, ${t.TM}×${t.TN} per thread`);
   emit(`// bounds checks: M ${v.checkM ? 'yes' : 'no'}, N ${v.checkN ? 'yes' : 'no'}, K ${v.checkK ? 'yes' : 'no'}`);
   emit('struct Params { M: u32, N: u32, K: u32, pad: u32 }');
-  emit('@group(0) @binding(0) var<storage, read> A: array<f32>;');
-  emit(`@group(0) @binding(1) var<storage, read> B: array<f32>; // ${bDesc}`);
-  emit('@group(0) @binding(2) var<storage, read_write> C: array<f32>;');
-  emit('@group(0) @binding(3) var<uniform> params: Params;');
+  for (const d of bindingDecls(matmulBindings(v.fusion, 'B'), {})) emit(d);
+  emit(`// B is ${bDesc}`);
+  emit('');
+  for (const line of storeFn(v.fusion)) emit(line);
   emit('');
   emit(`const BM = ${t.BM}u;`);
   emit(`const BN = ${t.BN}u;`);
@@ -196,7 +202,7 @@ export function tiledMatmulWgsl(v: TiledMatmulVariant): string {
     for (let g = 0; g < colGroups; g++) {
       emit(`${ind}let out_col${g} = col0 + tx * 4u + ${g * 4 * WX}u;`);
       for (let j = 0; j < 4; j++) {
-        const store = `C[row * N + out_col${g} + ${j}u] = acc_${r}_${g}.${comps[j]};`;
+        const store = `store_out(row, out_col${g} + ${j}u, acc_${r}_${g}.${comps[j]});`;
         emit(v.checkN ? `${ind}if (out_col${g} + ${j}u < N) { ${store} }` : `${ind}${store}`);
       }
     }

@@ -15,7 +15,23 @@ import {
   tiledWorkgroupBytes,
   type MatmulTile,
 } from './matmul-tiled.ts';
-import { SMALL_M_MAX, SMALL_M_THREADS, smallMTransposedWgsl, smallMWgsl, type SmallMVariant } from './matmul-small-m.ts';
+import {
+  checkFusion,
+  describeFusion,
+  matmulBindings,
+  outputColumns,
+  outputCount,
+  type MatmulFusion,
+} from './matmul-fusion.ts';
+import {
+  SMALL_M_MAX,
+  SMALL_M_MAX_UNROLL,
+  SMALL_M_THREADS,
+  smallMTransposedWgsl,
+  smallMWgsl,
+  smallMWorkgroupBytes,
+  type SmallMVariant,
+} from './matmul-small-m.ts';
 
 export interface MatmulProblem {
   readonly M: number;
@@ -23,6 +39,8 @@ export interface MatmulProblem {
   readonly K: number;
   /** B is stored [N, K] and C = A·Bᵀ (a linear layer's weight). */
   readonly transposeB: boolean;
+  /** Prologue and epilogue (matmul-fusion.ts); with transposeB only. Default: plain C = A·Wᵀ. */
+  readonly fusion?: MatmulFusion;
 }
 
 export type MatmulPath = 'tiled' | 'small-m';
@@ -36,6 +54,8 @@ export interface MatmulOptions {
   readonly tile?: MatmulTile;
   /** Small-M path only: threads per dot product (power of two, 4..256), for tuning. */
   readonly smallMLanes?: number;
+  /** Small-M Wᵀ path only: independent weight loads per thread per loop step (1..16), for tuning. */
+  readonly smallMUnroll?: number;
 }
 
 export interface MatmulPlan {
@@ -48,6 +68,8 @@ export interface MatmulPlan {
   readonly pipeline: GPUComputePipeline;
   /** Uniform Params { M, N, K } for this plan's shape. */
   readonly params: GPUBuffer;
+  /** Names of the kernel's bindings in binding order (matmul-fusion.ts's list). */
+  readonly bindings: readonly string[];
   readonly workgroups: readonly [number, number, number];
 }
 
@@ -102,24 +124,36 @@ function chooseTile(gpu: Gpu, p: MatmulProblem, requested?: MatmulTile): MatmulT
 }
 
 /**
- * Enough workgroups to keep a large GPU's memory system busy in the bandwidth-bound path; past it,
- * fewer threads per dot product (longer runs per thread) were faster on an H100.
+ * The Wᵀ small-M kernel's threads in flight: an H100 holds 132 × 2048; a decode step's matrices of
+ * 2–13 MB fit in what that many threads have in flight at once, so the kernel is latency-bound and wants
+ * every load issued in the first memory round trip. Each thread still gets at least MIN_LOADS loads
+ * (fewer threads to reduce over), and a column has at least 8 lanes (8 × 16 B = one 128-byte line).
  */
-const SMALL_M_TARGET_WORKGROUPS = 512;
+const SMALL_M_TARGET_THREADS = 1 << 17;
+const SMALL_M_MIN_LOADS = 4;
 const SMALL_M_B_TARGET_WORKGROUPS = 300;
 
-function chooseSmallM(p: MatmulProblem): SmallMVariant {
+function chooseSmallM(gpu: Gpu, p: MatmulProblem, opts: MatmulOptions): SmallMVariant {
   if (p.transposeB) {
     const width = p.K % 4 === 0 ? 4 : 1;
-    let lanes = 32;
-    while (lanes < SMALL_M_THREADS && Math.ceil(p.N / (SMALL_M_THREADS / lanes)) < SMALL_M_TARGET_WORKGROUPS) lanes *= 2;
-    while (lanes > 4 && lanes / 2 >= p.K / width) lanes /= 2;
-    return { M: p.M, transposeB: true, width, lanes };
+    const KW = p.K / width;
+    const f = p.fusion;
+    const columns = f?.epilogue === 'swiglu' ? p.N / 2 : p.N;
+    let lanes = 8;
+    while (lanes < SMALL_M_THREADS && columns * lanes < SMALL_M_TARGET_THREADS && 2 * lanes * SMALL_M_MIN_LOADS <= KW) lanes *= 2;
+    while (lanes > 1 && lanes > KW) lanes /= 2;
+    if (opts.smallMLanes !== undefined) lanes = opts.smallMLanes;
+    // Registers: UNROLL weight vec4s per weight row, and M·UNROLL x vec4s.
+    const maxUnroll = p.M <= 2 ? SMALL_M_MAX_UNROLL : SMALL_M_MAX_UNROLL / 2;
+    const unroll = opts.smallMUnroll ?? Math.max(1, Math.min(maxUnroll, Math.ceil(KW / lanes)));
+    let threads = SMALL_M_THREADS;
+    while (threads > lanes && threads > 32 && smallMWorkgroupBytes({ M: p.M, fusion: f, threads }) > gpu.limits.maxComputeWorkgroupStorageSize) threads /= 2;
+    return { M: p.M, transposeB: true, width, lanes: Math.min(lanes, threads), unroll, threads, ...(f && { fusion: f }) };
   }
   const width = p.N % 4 === 0 ? 4 : 1;
   let cols = 16;
   while (cols > 1 && Math.ceil(p.N / width / cols) < SMALL_M_B_TARGET_WORKGROUPS) cols /= 2;
-  return { M: p.M, transposeB: false, width, lanes: SMALL_M_THREADS / cols };
+  return { M: p.M, transposeB: false, width, lanes: opts.smallMLanes ?? SMALL_M_THREADS / cols };
 }
 
 /** Compiles (or fetches from the pipeline cache) the kernel for `problem` and makes its uniform. */
@@ -128,6 +162,10 @@ export async function planMatmul(gpu: Gpu, problem: MatmulProblem, opts: MatmulO
   for (const [name, v] of [['M', M], ['N', N], ['K', K]] as const) {
     if (!Number.isInteger(v) || v < 1) throw new Error(`matmul ${describe(problem)}: ${name} must be a positive integer`);
   }
+  const fusion = problem.fusion;
+  checkFusion(fusion, N, `matmul ${describe(problem)}`);
+  if (fusion && !problem.transposeB) throw new Error(`matmul ${describe(problem)}: fusion needs transposeB (a weight stored [N, K])`);
+  const smallOnly = fusion?.rmsnorm !== undefined || fusion?.epilogue === 'swiglu';
   const path: MatmulPath = opts.path ?? (M <= SMALL_M_MAX ? 'small-m' : 'tiled');
   const base = opts.label ?? 'matmul';
   let code: string;
@@ -135,19 +173,32 @@ export async function planMatmul(gpu: Gpu, problem: MatmulProblem, opts: MatmulO
   let workgroups: [number, number, number];
   if (path === 'small-m') {
     if (M > SMALL_M_MAX) throw new Error(`matmul ${describe(problem)}: the small-m path takes M ≤ ${SMALL_M_MAX}`);
-    let v = chooseSmallM(problem);
     if (opts.smallMLanes !== undefined) {
       const lanes = opts.smallMLanes;
       if (!(lanes >= 1 && lanes <= SMALL_M_THREADS && (lanes & (lanes - 1)) === 0)) {
         throw new Error(`matmul ${describe(problem)}: smallMLanes must be a power of two ≤ ${SMALL_M_THREADS}, got ${lanes}`);
       }
-      v = { ...v, lanes };
+    }
+    if (opts.smallMUnroll !== undefined && !(Number.isInteger(opts.smallMUnroll) && opts.smallMUnroll >= 1 && opts.smallMUnroll <= 16)) {
+      throw new Error(`matmul ${describe(problem)}: smallMUnroll must be an integer in 1..16, got ${opts.smallMUnroll}`);
+    }
+    const v = chooseSmallM(gpu, problem, opts);
+    if (v.transposeB) {
+      const bytes = smallMWorkgroupBytes(v);
+      if (bytes > gpu.limits.maxComputeWorkgroupStorageSize) {
+        throw new Error(`matmul ${describe(problem)}: the small-m kernel needs ${bytes} bytes of workgroup memory; ${gpu.adapterName} allows ${gpu.limits.maxComputeWorkgroupStorageSize}`);
+      }
     }
     code = v.transposeB ? smallMTransposedWgsl(v) : smallMWgsl(v);
-    const perGroup = SMALL_M_THREADS / v.lanes;
-    workgroups = [Math.ceil((v.transposeB ? N : N / v.width) / perGroup), 1, 1];
-    kernel = `small-m ${v.transposeB ? 'Wᵀ' : 'B'} ${v.width === 4 ? 'vec4' : 'scalar'}, ${v.lanes} lanes`;
+    const perGroup = (v.threads ?? SMALL_M_THREADS) / v.lanes;
+    // A Wᵀ workgroup finishes perGroup columns of the product ([gate, up] pairs for swiglu).
+    const columns = v.transposeB ? (fusion?.epilogue === 'swiglu' ? N / 2 : N) : N / v.width;
+    workgroups = [Math.ceil(columns / perGroup), 1, 1];
+    kernel = v.transposeB
+      ? `small-m Wᵀ ${v.width === 4 ? 'vec4' : 'scalar'}, ${v.lanes} lanes × ${v.unroll} loads, ${v.threads} threads${describeFusion(fusion)}`
+      : `small-m B ${v.width === 4 ? 'vec4' : 'scalar'}, ${v.lanes} lanes`;
   } else {
+    if (smallOnly) throw new Error(`matmul ${describe(problem)}: the rmsnorm prologue and the swiglu epilogue exist on the small-m path only (M ≤ ${SMALL_M_MAX})`);
     const tile = chooseTile(gpu, problem, opts.tile);
     code = tiledMatmulWgsl({
       tile,
@@ -155,19 +206,21 @@ export async function planMatmul(gpu: Gpu, problem: MatmulProblem, opts: MatmulO
       checkM: M % tile.BM !== 0,
       checkN: N % tile.BN !== 0,
       checkK: K % tile.BK !== 0,
+      ...(fusion && { fusion }),
     });
     workgroups = [Math.ceil(N / tile.BN), Math.ceil(M / tile.BM), 1];
-    kernel = `tiled ${tile.BM}×${tile.BN}×${tile.BK}, ${tile.TM}×${tile.TN}/thread`;
+    kernel = `tiled ${tile.BM}×${tile.BN}×${tile.BK}, ${tile.TM}×${tile.TN}/thread${describeFusion(fusion)}`;
   }
   const maxGroups = gpu.limits.maxComputeWorkgroupsPerDimension;
   if (workgroups[0] > maxGroups || workgroups[1] > maxGroups) {
     throw new Error(`matmul ${describe(problem)}: grid ${workgroups.join('×')} exceeds ${maxGroups} workgroups per dimension`);
   }
   const label = `${base} [${describe(problem)}; ${kernel}]`;
+  const bindings = matmulBindings(fusion);
   const pipeline = await compileKernel(gpu, {
     label,
     code,
-    bindings: ['read-only-storage', 'read-only-storage', 'storage', 'uniform'],
+    bindings: bindings.map((b) => b.kind),
   });
   const params = gpu.device.createBuffer({
     label: `${label} params`,
@@ -175,7 +228,12 @@ export async function planMatmul(gpu: Gpu, problem: MatmulProblem, opts: MatmulO
     usage: BufferUsage.UNIFORM | BufferUsage.COPY_DST,
   });
   gpu.device.queue.writeBuffer(params, 0, new Uint32Array([M, N, K, 0]));
-  return { problem, path, label, kernel, code, pipeline, params, workgroups };
+  return { problem, path, label, kernel, code, pipeline, params, bindings: bindings.map((b) => b.name), workgroups };
+}
+
+/** Whether planMatmul can give `problem` this fusion (the small-M path, M ≤ SMALL_M_MAX, takes them all). */
+export function matmulCanFuse(M: number, fusion: MatmulFusion): boolean {
+  return M <= SMALL_M_MAX || (fusion.rmsnorm === undefined && fusion.epilogue !== 'swiglu');
 }
 
 function checkOperand(plan: MatmulPlan, role: string, t: GpuTensor, rows: number, cols: number): void {
@@ -187,22 +245,36 @@ function checkOperand(plan: MatmulPlan, role: string, t: GpuTensor, rows: number
   }
 }
 
-/** The bind group of one (A, B, C) triple; make it once per triple and reuse it across steps. */
-export function bindMatmul(gpu: Gpu, plan: MatmulPlan, a: GpuTensor, b: GpuTensor, c: GpuTensor): GPUBindGroup {
-  const { M, N, K, transposeB } = plan.problem;
+/**
+ * The bind group of one operand set; make it once and reuse it across steps. `c` is the output, or the
+ * outputs of a split in order; `gain` is the rmsnorm prologue's gain vector [K].
+ */
+export function bindMatmul(
+  gpu: Gpu,
+  plan: MatmulPlan,
+  a: GpuTensor,
+  b: GpuTensor,
+  c: GpuTensor | readonly GpuTensor[],
+  extra: { readonly gain?: GpuTensor } = {},
+): GPUBindGroup {
+  const { M, N, K, transposeB, fusion } = plan.problem;
   checkOperand(plan, 'A', a, M, K);
   if (transposeB) checkOperand(plan, 'W', b, N, K);
   else checkOperand(plan, 'B', b, K, N);
-  checkOperand(plan, 'C', c, M, N);
+  const outs = Array.isArray(c) ? (c as readonly GpuTensor[]) : [c as GpuTensor];
+  if (outs.length !== outputCount(fusion)) throw new Error(`${plan.label}: ${outs.length} output tensor(s) for ${outputCount(fusion)} output(s)`);
+  for (const o of outs) checkOperand(plan, 'C', o, M, outputColumns(fusion, N));
+  if (fusion?.rmsnorm) {
+    if (!extra.gain) throw new Error(`${plan.label}: the rmsnorm prologue needs its gain vector`);
+    checkOperand(plan, 'gain', extra.gain, 1, K);
+  }
+  const byName: Record<string, GPUBuffer> = { A: a.buffer, W: b.buffer, params: plan.params };
+  outs.forEach((o, i) => (byName[`C${i}`] = o.buffer));
+  if (extra.gain) byName.G = extra.gain.buffer;
   return gpu.device.createBindGroup({
-    label: `${plan.label} (${a.name}, ${b.name} → ${c.name})`,
+    label: `${plan.label} (${a.name}, ${b.name} → ${outs.map((o) => o.name).join(', ')})`,
     layout: plan.pipeline.getBindGroupLayout(0),
-    entries: [
-      { binding: 0, resource: { buffer: a.buffer } },
-      { binding: 1, resource: { buffer: b.buffer } },
-      { binding: 2, resource: { buffer: c.buffer } },
-      { binding: 3, resource: { buffer: plan.params } },
-    ],
+    entries: plan.bindings.map((name, binding) => ({ binding, resource: { buffer: byName[name] } })),
   });
 }
 

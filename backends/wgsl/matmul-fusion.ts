@@ -1,0 +1,157 @@
+// What a projection does besides its dot products, so a decoder layer's position-wise work rides along
+// in the matmuls instead of costing a dispatch (and a round trip through memory) each:
+//
+//   rmsnorm prologue  C[m,n] = Σ_k (A[m,k]·s[m]·g[k])·W[n,k],   s[m] = 1/sqrt(mean_k A[m,k]² + eps)
+//   'store'           C[m,n] = acc
+//   'accumulate'      C[m,n] += acc                              (the residual stream: x += o·W_oᵀ)
+//   { split: p }      N = p·S; column n goes to output n / S at [m, n mod S]   (q | k | v from one weight)
+//   'swiglu'          N = 2·I rows of W = [gate; up]; C[m,i] = silu(acc[m,i]) · acc[m,I+i]
+//
+// The prologue and 'swiglu' need a whole row of A, resp. a gate and its up column, in one thread's
+// reach: only the small-M kernel offers them (matmul-small-m.ts); the tiled kernel takes the others.
+// One binding list serves both kernel generators and bindMatmul, so they cannot disagree.
+import type { BindingKind } from '../../src/runtime/pipeline-cache.ts';
+
+export type MatmulEpilogue = 'store' | 'accumulate' | 'swiglu' | { readonly split: number };
+
+export interface MatmulFusion {
+  /** Normalise each row of A (RMSNorm with gain vector G) before the product. */
+  readonly rmsnorm?: { readonly eps: number };
+  /** Default 'store'. */
+  readonly epilogue?: MatmulEpilogue;
+}
+
+export interface MatmulBinding {
+  /** WGSL name: A, W (or B), C0, C1, …, params, G. */
+  readonly name: string;
+  readonly kind: BindingKind;
+}
+
+/** Outputs the epilogue writes (split: one per part). */
+export function outputCount(f: MatmulFusion | undefined): number {
+  const e = f?.epilogue ?? 'store';
+  return typeof e === 'object' ? e.split : 1;
+}
+
+/**
+ * Bindings in binding order: A, W, C0, params as in the unfused kernel (so those keep their numbers),
+ * then the gain of the norm, then the other outputs of a split.
+ */
+export function matmulBindings(f: MatmulFusion | undefined, weightName = 'W'): MatmulBinding[] {
+  const list: MatmulBinding[] = [
+    { name: 'A', kind: 'read-only-storage' },
+    { name: weightName, kind: 'read-only-storage' },
+    { name: 'C0', kind: 'storage' },
+    { name: 'params', kind: 'uniform' },
+  ];
+  if (f?.rmsnorm) list.push({ name: 'G', kind: 'read-only-storage' });
+  for (let p = 1; p < outputCount(f); p++) list.push({ name: `C${p}`, kind: 'storage' });
+  return list;
+}
+
+/** Columns of the output(s): N, N / parts per output of a split, N / 2 for swiglu. */
+export function outputColumns(f: MatmulFusion | undefined, N: number): number {
+  const e = f?.epilogue ?? 'store';
+  if (e === 'swiglu') return N / 2;
+  return typeof e === 'object' ? N / e.split : N;
+}
+
+/** Throws unless the fusion fits the shape (checked before any WGSL is made). */
+export function checkFusion(f: MatmulFusion | undefined, N: number, what: string): void {
+  if (!f) return;
+  const e = f.epilogue ?? 'store';
+  if (e === 'swiglu' && N % 2 !== 0) throw new Error(`${what}: the swiglu epilogue needs an even N ([gate; up] rows), got ${N}`);
+  if (typeof e === 'object' && !(Number.isInteger(e.split) && e.split >= 2 && N % e.split === 0)) {
+    throw new Error(`${what}: a split into ${e.split} outputs needs N divisible by it, got ${N}`);
+  }
+  if (f.rmsnorm && !(f.rmsnorm.eps > 0)) throw new Error(`${what}: rmsnorm eps must be > 0, got ${f.rmsnorm.eps}`);
+}
+
+/** e.g. ' +rmsnorm, split 3' for labels; '' unfused. */
+export function describeFusion(f: MatmulFusion | undefined): string {
+  if (!f) return '';
+  const e = f.epilogue ?? 'store';
+  const parts = [f.rmsnorm && 'rmsnorm prologue', e !== 'store' && (typeof e === 'object' ? `split ${e.split}` : e)].filter(Boolean);
+  return parts.length ? `, ${parts.join(', ')}` : '';
+}
+
+/** WGSL declarations of the bindings; `types` gives each name's array element type (default f32). */
+export function bindingDecls(list: readonly MatmulBinding[], types: Readonly<Record<string, string>>): string[] {
+  return list.map((b, i) => {
+    if (b.kind === 'uniform') return `@group(0) @binding(${i}) var<uniform> ${b.name}: Params;`;
+    const access = b.kind === 'storage' ? 'read_write' : 'read';
+    return `@group(0) @binding(${i}) var<storage, ${access}> ${b.name}: array<${types[b.name] ?? 'f32'}>;`;
+  });
+}
+
+/**
+ * `fn store_out(m, n, v)`: the epilogue of one finished dot product (row m, column n of the product,
+ * N columns). Not for swiglu, which needs two dot products (see the small-M kernel).
+ */
+export function storeFn(f: MatmulFusion | undefined): string[] {
+  const e = f?.epilogue ?? 'store';
+  const L = ['fn store_out(m: u32, n: u32, v: f32) {'];
+  if (e === 'store') L.push('  C0[m * params.N + n] = v;');
+  else if (e === 'accumulate') L.push('  C0[m * params.N + n] += v;');
+  else if (e === 'swiglu') throw new Error('the swiglu epilogue pairs two dot products; store_out cannot express it');
+  else {
+    L.push(`  let S = params.N / ${e.split}u;`);
+    L.push('  let part = n / S;');
+    L.push('  let j = m * S + n - part * S;');
+    for (let p = 0; p < e.split; p++) {
+      const head = p === 0 ? 'if' : p < e.split - 1 ? '} else if' : '} else';
+      L.push(p < e.split - 1 ? `  ${head} (part == ${p}u) {` : `  ${head} {`);
+      L.push(`    C${p}[j] = v;`);
+    }
+    L.push('  }');
+  }
+  L.push('}');
+  return L;
+}
+
+/**
+ * Float64 reference of A·Wᵀ with fusion `f` (W stored [N, K]): the outputs in order. `c0` is C0's content
+ * before an 'accumulate'; `gain` is the norm's gain vector.
+ */
+export function fusedMatmulReference(
+  a: ArrayLike<number>,
+  w: ArrayLike<number>,
+  p: { readonly M: number; readonly N: number; readonly K: number },
+  f: MatmulFusion | undefined,
+  extra: { readonly gain?: ArrayLike<number>; readonly c0?: ArrayLike<number> } = {},
+): Float64Array[] {
+  const { M, N, K } = p;
+  const acc = new Float64Array(M * N);
+  for (let m = 0; m < M; m++) {
+    let scale = 1;
+    if (f?.rmsnorm) {
+      let ss = 0;
+      for (let k = 0; k < K; k++) ss += a[m * K + k] ** 2;
+      scale = 1 / Math.sqrt(ss / K + f.rmsnorm.eps);
+    }
+    for (let n = 0; n < N; n++) {
+      let s = 0;
+      for (let k = 0; k < K; k++) s += a[m * K + k] * scale * (f?.rmsnorm ? extra.gain![k] : 1) * w[n * K + k];
+      acc[m * N + n] = s;
+    }
+  }
+  const e = f?.epilogue ?? 'store';
+  if (e === 'store') return [acc];
+  if (e === 'accumulate') return [acc.map((v, i) => v + (extra.c0?.[i] ?? 0))];
+  const cols = outputColumns(f, N);
+  if (e === 'swiglu') {
+    const out = new Float64Array(M * cols);
+    for (let m = 0; m < M; m++) {
+      for (let i = 0; i < cols; i++) {
+        const g = acc[m * N + i];
+        out[m * cols + i] = (g / (1 + Math.exp(-g))) * acc[m * N + cols + i];
+      }
+    }
+    return [out];
+  }
+  return Array.from({ length: e.split }, (_, part) => {
+    const out = new Float64Array(M * cols);
+    for (let m = 0; m < M; m++) for (let j = 0; j < cols; j++) out[m * cols + j] = acc[m * N + part * cols + j];
+    return out;
+  });
+}
