@@ -164,7 +164,7 @@ describe('generation', () => {
 });
 
 describe('one submit per token, no allocation per token', () => {
-  it('a step records 1 + layers·(9 + attention) + 3 dispatches in one command buffer', async () => {
+  it('a decode step records 1 + layers·(4 + attention) + 2 dispatches in one command buffer; a prefill of ≤ 8 rows fuses alike, a longer one runs 7 + attention per layer', async () => {
     const g = await gpu();
     const submit = vi.spyOn(g.device.queue, 'submit');
     const prefill = await model.prefill([[1, 2, 3]]);
@@ -172,10 +172,16 @@ describe('one submit per token, no allocation per token', () => {
     await step.tokens();
     expect(submit).toHaveBeenCalledTimes(2);
     submit.mockRestore();
-    expect(prefill.dispatches).toBe(1 + config.numLayers * 10 + 3);
-    expect(step.dispatches).toBe(prefill.dispatches);
+    // embedding; per layer q|k|v (+ input norm), attention, o (+ residual), gate|up (+ post norm, SwiGLU), down (+ residual); final norm, LM head, argmax
+    expect(prefill.dispatches).toBe(1 + config.numLayers * 5 + 3);
+    // the decode step's LM head normalises its rows itself
+    expect(step.dispatches).toBe(1 + config.numLayers * 5 + 2);
     expect(step.timing.encodeMs).toBeGreaterThan(0);
     if (model.hasTimestamps) expect(step.timing.gpuMs).toBeGreaterThan(0);
+    // 9 rows: the tiled matmuls, with the norms and SwiGLU as kernels of their own
+    const long = await model.prefill([[1, 2, 3, 4, 5, 6, 7, 8, 9]]);
+    await long.tokens();
+    expect(long.dispatches).toBe(1 + config.numLayers * 8 + 3);
   });
 
   it('decode steps create no buffers and no bind groups', async () => {

@@ -4,14 +4,20 @@
 //
 //   x      = embed[ids]                                                    [rows, hidden], rows = b·t
 //   per layer l:
-//     a    = rmsnorm(x (+= delta of layer l−1's MLP)) · input_layernorm
-//     q,k,v= a·W_qᵀ, a·W_kᵀ, a·W_vᵀ                                        [b, t, h, d]
+//     q,k,v= rmsnorm(x)·input_layernorm · [W_q; W_k; W_v]ᵀ                  [b, t, h, d] each (one matmul)
 //     o    = attention_l(q, k, v | state_l)
-//     delta= o·W_oᵀ;   m = rmsnorm(x += delta) · post_attention_layernorm
-//     delta= (silu(m·W_gateᵀ) ⊙ m·W_upᵀ)·W_downᵀ                           (gate and up: one matmul)
-//   y      = rmsnorm(x += delta) · norm at the rows that need logits       [b (or rows), hidden]
+//     x   += o·W_oᵀ
+//     x   += (silu(m·W_gateᵀ) ⊙ m·W_upᵀ)·W_downᵀ,  m = rmsnorm(x)·post_attention_layernorm
+//   y      = rmsnorm(x) · norm at the rows that need logits                [b (or rows), hidden]
 //   logits = y·W_lmᵀ;  tokens = argmax or sample(logits)
-import { bindMatmul, encodeMatmul, planMatmul, type MatmulPlan } from '../../backends/wgsl/matmul.ts';
+//
+// Every residual add is the epilogue of the projection that produces the sublayer's output. With a
+// handful of rows (decoding; small trees) the norms ride in the next projection's prologue and SwiGLU
+// in the gate|up projection's epilogue (matmul-fusion.ts): five dispatches per layer, attention
+// included when it is one kernel. Prefill-sized steps run the tiled matmuls, which cannot see a whole
+// row, so there the norms and SwiGLU stay kernels of their own (eight per layer).
+import { bindMatmul, encodeMatmul, matmulCanFuse, planMatmul, type MatmulPlan } from '../../backends/wgsl/matmul.ts';
+import type { MatmulFusion } from '../../backends/wgsl/matmul-fusion.ts';
 import {
   bindArgmax,
   bindEmbedding,
@@ -64,14 +70,17 @@ export interface LayerIo {
 export type AttentionEncoder = (pass: GPUComputePassEncoder, layer: number, io: { q: GPUBuffer; k: GPUBuffer; v: GPUBuffer; o: GPUBuffer }) => void;
 
 interface LayerBindings {
-  readonly inputNorm: BoundDispatch;
-  readonly q: GPUBindGroup;
-  readonly k: GPUBindGroup;
-  readonly v: GPUBindGroup;
+  /** Unfused (prefill-sized) steps only: a = rmsnorm(x)·gain before the projections. */
+  readonly inputNorm?: BoundDispatch;
+  /** q | k | v, with the input norm as its prologue when fused. */
+  readonly qkv: GPUBindGroup;
+  /** x += o·W_oᵀ */
   readonly o: GPUBindGroup;
-  readonly postNorm: BoundDispatch;
+  readonly postNorm?: BoundDispatch;
+  /** Fused: act = swiglu(rmsnorm(x)·gain·[W_gate; W_up]ᵀ); unfused: gate|up, then `swiglu`. */
   readonly gateUp: GPUBindGroup;
-  readonly swiglu: BoundDispatch;
+  readonly swiglu?: BoundDispatch;
+  /** x += act·W_downᵀ */
   readonly down: GPUBindGroup;
 }
 
@@ -87,8 +96,11 @@ export interface StepPlan {
   readonly io: LayerIo;
   /** Each layer's q, k, v, o (all the same buffers unless qkvPerLayer). */
   readonly layerIo: readonly LayerIo[];
-  /** The final-normed hidden state of the rows that get logits ([b or rows, hidden]): the LM head's (and Medusa heads') input. */
-  readonly final: GpuTensor;
+  /**
+   * The final-normed hidden state of the rows that get logits ([b or rows, hidden]): the LM head's (and
+   * Medusa heads') input. Absent when the LM head normalises its rows itself (a fused decode plan).
+   */
+  readonly final?: GpuTensor;
   /** pickRows: u32 [rows] chosen tokens and f32 [rows] uniform draws. */
   readonly rowTokens?: GPUBuffer;
   readonly rowRandom?: GPUBuffer;
@@ -96,7 +108,7 @@ export interface StepPlan {
   /** Only when t = 1: embedding of the previous step's chosen tokens. */
   readonly embedFromNext?: BoundDispatch;
   readonly layers: readonly LayerBindings[];
-  readonly finalNorm: BoundDispatch;
+  readonly finalNorm?: BoundDispatch;
   readonly lmHead: GPUBindGroup;
   readonly argmax?: BoundDispatch;
   readonly sample?: BoundDispatch;
@@ -141,56 +153,70 @@ export async function buildStepPlan(
   try {
     const ids = gpu.device.createBuffer({ label: `token ids [${tag}]`, size: rows * 4, usage: BufferUsage.STORAGE | BufferUsage.COPY_DST });
     made.push({ name: 'ids', shape: [rows], bytes: rows * 4, buffer: ids });
+    const eps = { eps: config.rmsNormEps };
+    const qkvFusion: MatmulFusion = { rmsnorm: eps, epilogue: { split: 3 } };
+    const gateUpFusion: MatmulFusion = { rmsnorm: eps, epilogue: 'swiglu' };
+    // Both need a whole row per thread: the small-M path. Prefill-sized steps keep separate kernels.
+    const fused = matmulCanFuse(rows, qkvFusion) && matmulCanFuse(rows, gateUpFusion);
+    // A decode plan's LM head reads x itself (its rows are the b last rows); others gather them first.
+    const lmFused = fused && !allLogits && t === 1;
+
     const x = tensor('x', [rows, H]);
-    const a = tensor('normed', [rows, H]);
+    const a = fused ? undefined : tensor('normed', [rows, H]);
     const qkvo = (suffix: string): LayerIo => ({
       q: tensor(`q${suffix}`, [rows, hd]), k: tensor(`k${suffix}`, [rows, hd]), v: tensor(`v${suffix}`, [rows, hd]), o: tensor(`o${suffix}`, [rows, hd]),
     });
     const shared = qkvo('');
     const layerIo = weights.layers.map((_, l) => (extras.qkvPerLayer && l > 0 ? qkvo(` layer ${l}`) : shared));
-    const delta = tensor('delta', [rows, H]);
-    const gateUp = tensor('gate|up', [rows, 2 * I]);
+    const gateUp = fused ? undefined : tensor('gate|up', [rows, 2 * I]);
     const act = tensor('act', [rows, I]);
-    const final = tensor('final normed', [outRows, H]);
+    const final = lmFused ? undefined : tensor('final normed', [outRows, H]);
     const logits = allLogits ? tensor('logits', [rows, V]) : batch.logits;
 
-    const plan = async (name: string, M: number, N: number, K: number) => {
-      const p = await planMatmul(gpu, { M, N, K, transposeB: true }, { label: `${name} [${tag}]` });
+    const plan = async (name: string, M: number, N: number, K: number, fusion?: MatmulFusion) => {
+      const p = await planMatmul(gpu, { M, N, K, transposeB: true, ...(fusion && { fusion }) }, { label: `${name} [${tag}]` });
       plans.push(p);
       return p;
     };
+    const residual: MatmulFusion = { epilogue: 'accumulate' };
     const matmuls = {
-      qkv: await plan('q/k/v proj', rows, hd, H),
-      o: await plan('o proj', rows, H, hd),
-      gateUp: await plan('gate|up proj', rows, 2 * I, H),
-      down: await plan('down proj', rows, H, I),
-      lm: await plan('lm head', outRows, V, H),
+      qkv: await plan('q|k|v proj', rows, 3 * hd, H, fused ? qkvFusion : { epilogue: { split: 3 } }),
+      o: await plan('o proj', rows, H, hd, residual),
+      gateUp: await plan('gate|up proj', rows, 2 * I, H, fused ? gateUpFusion : undefined),
+      down: await plan('down proj', rows, H, I, residual),
+      lm: await plan('lm head', outRows, V, H, lmFused ? { rmsnorm: eps } : undefined),
     };
 
     const layers = weights.layers.map((w, l): LayerBindings => {
       const { q, k, v, o } = layerIo[l];
       const name = (s: string) => `layer ${l} ${s} [${tag}]`;
-      const inputNorm = bound(
-        l === 0
-          ? bindRmsnorm(gpu, kernels, { x: x.buffer, gain: w.inputNorm.buffer, y: a.buffer }, { rows }, name('input norm'))
-          : bindRmsnorm(gpu, kernels, { x: x.buffer, delta: delta.buffer, gain: w.inputNorm.buffer, y: a.buffer }, { rows }, name('residual + input norm')),
-      );
+      const norm = (gain: GpuTensor, what: string) => bound(bindRmsnorm(gpu, kernels, { x: x.buffer, gain: gain.buffer, y: a!.buffer }, { rows }, name(what)));
+      const common = {
+        o: bindMatmul(gpu, matmuls.o, o, w.oProj, x),
+        down: bindMatmul(gpu, matmuls.down, act, w.downProj, x),
+      };
+      if (fused) {
+        return {
+          ...common,
+          qkv: bindMatmul(gpu, matmuls.qkv, x, w.qkv, [q, k, v], { gain: w.inputNorm }),
+          gateUp: bindMatmul(gpu, matmuls.gateUp, x, w.gateUp, act, { gain: w.postNorm }),
+        };
+      }
       return {
-        inputNorm,
-        q: bindMatmul(gpu, matmuls.qkv, a, w.qProj, q),
-        k: bindMatmul(gpu, matmuls.qkv, a, w.kProj, k),
-        v: bindMatmul(gpu, matmuls.qkv, a, w.vProj, v),
-        o: bindMatmul(gpu, matmuls.o, o, w.oProj, delta),
-        postNorm: bound(bindRmsnorm(gpu, kernels, { x: x.buffer, delta: delta.buffer, gain: w.postNorm.buffer, y: a.buffer }, { rows }, name('residual + post norm'))),
-        gateUp: bindMatmul(gpu, matmuls.gateUp, a, w.gateUp, gateUp),
-        swiglu: bound(bindSwiglu(gpu, kernels, { gateUp: gateUp.buffer, act: act.buffer }, rows, name('swiglu'))),
-        down: bindMatmul(gpu, matmuls.down, act, w.downProj, delta),
+        ...common,
+        inputNorm: norm(w.inputNorm, 'input norm'),
+        qkv: bindMatmul(gpu, matmuls.qkv, a!, w.qkv, [q, k, v]),
+        postNorm: norm(w.postNorm, 'post norm'),
+        gateUp: bindMatmul(gpu, matmuls.gateUp, a!, w.gateUp, gateUp!),
+        swiglu: bound(bindSwiglu(gpu, kernels, { gateUp: gateUp!.buffer, act: act.buffer }, rows, name('swiglu'))),
       };
     });
     // Only each sequence's last row needs logits when choosing the next token: row b·t + t − 1.
     const finalRows = allLogits ? { rows } : { rows: b, stride: t, offset: t - 1 };
-    const finalNorm = bound(bindRmsnorm(gpu, kernels, { x: x.buffer, delta: delta.buffer, gain: weights.norm.buffer, y: final.buffer }, finalRows, `final norm [${tag}]`));
-    const lmHead = bindMatmul(gpu, matmuls.lm, final, weights.lmHead, logits);
+    const finalNorm = final
+      ? bound(bindRmsnorm(gpu, kernels, { x: x.buffer, gain: weights.norm.buffer, y: final.buffer }, finalRows, `final norm [${tag}]`))
+      : undefined;
+    const lmHead = final ? bindMatmul(gpu, matmuls.lm, final, weights.lmHead, logits) : bindMatmul(gpu, matmuls.lm, x, weights.lmHead, logits, { gain: weights.norm });
     const embedFromIds = bound(bindEmbedding(gpu, kernels, { ids, embed: weights.embedTokens.buffer, x: x.buffer }, rows, `embedding [${tag}]`));
     const embedFromNext =
       t === 1 ? bound(bindEmbedding(gpu, kernels, { ids: batch.nextTokens, embed: weights.embedTokens.buffer, x: x.buffer }, rows, `embedding of chosen tokens [${tag}]`)) : undefined;
@@ -219,11 +245,11 @@ export async function buildStepPlan(
       b, t, rows, allLogits, ids, logits,
       io: shared,
       layerIo,
-      final,
+      ...(final && { final }),
       ...(rowTokens && { rowTokens, rowRandom }),
       embedFromIds,
       ...(embedFromNext && { embedFromNext }),
-      layers, finalNorm, lmHead,
+      layers, ...(finalNorm && { finalNorm }), lmHead,
       ...pick,
       matmuls,
       buffers: [...made.map((m) => m.buffer), ...plans.map((p) => p.params)],
@@ -257,18 +283,16 @@ export function encodeStepWith(pass: GPUComputePassEncoder, plan: StepPlan, atte
   const mm = plan.matmuls;
   plan.layers.forEach((l, n) => {
     const io = plan.layerIo[n];
-    encodeDispatch(pass, l.inputNorm);
-    encodeMatmul(pass, mm.qkv, l.q);
-    encodeMatmul(pass, mm.qkv, l.k);
-    encodeMatmul(pass, mm.qkv, l.v);
+    if (l.inputNorm) encodeDispatch(pass, l.inputNorm);
+    encodeMatmul(pass, mm.qkv, l.qkv);
     attend(pass, n, { q: io.q.buffer, k: io.k.buffer, v: io.v.buffer, o: io.o.buffer });
     encodeMatmul(pass, mm.o, l.o);
-    encodeDispatch(pass, l.postNorm);
+    if (l.postNorm) encodeDispatch(pass, l.postNorm);
     encodeMatmul(pass, mm.gateUp, l.gateUp);
-    encodeDispatch(pass, l.swiglu);
+    if (l.swiglu) encodeDispatch(pass, l.swiglu);
     encodeMatmul(pass, mm.down, l.down);
   });
-  encodeDispatch(pass, plan.finalNorm);
+  if (plan.finalNorm) encodeDispatch(pass, plan.finalNorm);
   encodeMatmul(pass, mm.lm, plan.lmHead);
   if (pick === 'none') return;
   const d = pick === 'argmax' ? plan.argmax : plan.sample;

@@ -1,6 +1,7 @@
 // The checkpoint on the GPU, uploaded once: f32 buffers in Hugging Face's [out, in] layout, with each
-// layer's gate and up projections stacked into one [2·intermediate, hidden] weight so the MLP's input
-// is read by one matmul, and the variant's parameters as the named buffers its factory asks for.
+// layer's q, k and v projections stacked into one [3·heads·headDim, hidden] weight and its gate and up
+// projections into one [2·intermediate, hidden] weight, so each input is read by one matmul (one
+// dispatch), and the variant's parameters as the named buffers its factory asks for.
 import type { Gpu } from '../runtime/device.ts';
 import { checkTensorFits, TENSOR_USAGE, type GpuTensor } from '../runtime/gpu-tensor.ts';
 import { numel, type Tensor, type TensorData } from '../tensor.ts';
@@ -9,9 +10,8 @@ import type { ModelWeights } from './weights.ts';
 
 export interface GpuLayerWeights {
   readonly inputNorm: GpuTensor;
-  readonly qProj: GpuTensor;
-  readonly kProj: GpuTensor;
-  readonly vProj: GpuTensor;
+  /** [q; k; v] stacked: [3·heads·headDim, hidden]. */
+  readonly qkv: GpuTensor;
   readonly oProj: GpuTensor;
   readonly postNorm: GpuTensor;
   /** [gate; up] stacked: [2·intermediate, hidden]. */
@@ -52,11 +52,16 @@ export function uploadExactTensor(gpu: Gpu, name: string, t: Tensor): GpuTensor 
   return g;
 }
 
-function stack(a: Tensor, b: Tensor): Tensor<Float32Array> {
-  const data = new Float32Array(a.data.length + b.data.length);
-  data.set(a.data);
-  data.set(b.data, a.data.length);
-  return { shape: [a.shape[0] + b.shape[0], ...a.shape.slice(1)], data };
+/** Weights of equal input size stacked along the output axis: [Σ out, in]. */
+function stack(...ts: Tensor[]): Tensor<Float32Array> {
+  const data = new Float32Array(ts.reduce((s, t) => s + t.data.length, 0));
+  let at = 0;
+  for (const t of ts) {
+    if (t.shape.slice(1).join() !== ts[0].shape.slice(1).join()) throw new Error(`stacking weights of shapes [${t.shape.join(', ')}] and [${ts[0].shape.join(', ')}]`);
+    data.set(t.data, at);
+    at += t.data.length;
+  }
+  return { shape: [ts.reduce((s, t) => s + t.shape[0], 0), ...ts[0].shape.slice(1)], data };
 }
 
 export function uploadModelWeights(gpu: Gpu, config: ModelConfig, w: ModelWeights<TensorData>): GpuModelWeights {
@@ -72,9 +77,7 @@ export function uploadModelWeights(gpu: Gpu, config: ModelConfig, w: ModelWeight
       const p = `model.layers.${n}`;
       return {
         inputNorm: up(`${p}.input_layernorm.weight`, l.inputNorm),
-        qProj: up(`${p}.self_attn.q_proj.weight`, l.qProj),
-        kProj: up(`${p}.self_attn.k_proj.weight`, l.kProj),
-        vProj: up(`${p}.self_attn.v_proj.weight`, l.vProj),
+        qkv: up(`${p}.self_attn.{q,k,v}_proj.weight`, stack(l.qProj, l.kProj, l.vProj)),
         oProj: up(`${p}.self_attn.o_proj.weight`, l.oProj),
         postNorm: up(`${p}.post_attention_layernorm.weight`, l.postNorm),
         gateUp: up(`${p}.mlp.{gate,up}_proj.weight`, stack(l.gateProj, l.upProj)),
@@ -96,7 +99,7 @@ export function uploadModelWeights(gpu: Gpu, config: ModelConfig, w: ModelWeight
 export function destroyModelWeights(w: GpuModelWeights): void {
   const all = new Set<GpuTensor>([w.embedTokens, w.norm, w.lmHead]);
   for (const l of w.layers) {
-    for (const t of [l.inputNorm, l.qProj, l.kProj, l.vProj, l.oProj, l.postNorm, l.gateUp, l.downProj]) all.add(t);
+    for (const t of [l.inputNorm, l.qkv, l.oProj, l.postNorm, l.gateUp, l.downProj]) all.add(t);
     for (const t of Object.values(l.attention)) all.add(t);
   }
   for (const t of all) t.buffer.destroy();

@@ -86,9 +86,11 @@ export class GpuSpeculativeHeads {
       const topk = await this.topkPipeline(medusaK);
       const r = this.view(this.r, rows);
       const logits = this.view(this.logits, rows);
+      const final = plan.final;
+      if (!final) throw new Error(`step plan b=${plan.b} t=${plan.t} keeps no final-normed rows (its LM head normalises them itself); plan it with every row's logits`);
       this.heads.forEach((head, h) => {
-        encodeMatmul(pass, rp.proj, this.bind(plan, `proj ${h}`, () => bindMatmul(this.gpu, rp.proj, plan.final, head.proj, r)));
-        this.dispatch(pass, this.residual, this.bind(plan, 'residual', () => this.group(this.residual, [plan.final.buffer, this.r.buffer, this.uniform(`residual ${rows}`, rows * this.config.hiddenSize)])), this.grid(rows * this.config.hiddenSize));
+        encodeMatmul(pass, rp.proj, this.bind(plan, `proj ${h}`, () => bindMatmul(this.gpu, rp.proj, final, head.proj, r)));
+        this.dispatch(pass, this.residual, this.bind(plan, 'residual', () => this.group(this.residual, [final.buffer, this.r.buffer, this.uniform(`residual ${rows}`, rows * this.config.hiddenSize)])), this.grid(rows * this.config.hiddenSize));
         encodeMatmul(pass, rp.lm, this.bind(plan, `lm ${h}`, () => bindMatmul(this.gpu, rp.lm, r, head.lmHead, logits)));
         this.dispatch(pass, topk, this.bind(plan, `topk ${h} ${medusaK}`, () => this.group(topk, [this.logits.buffer, this.ids, this.probs, this.uniform(`base ${h}`, this.blockOffset(h))])), [rows, 1, 1]);
       });
