@@ -25,7 +25,10 @@ export interface GpuAttention {
   readonly headDim: number;
   /** Fresh state for b sequences (zeros). */
   createState(b: number): GpuAttentionState;
-  /** o = attention over t new tokens appended to the state's sequence; the state advances by t. Encoded into `pass`. */
+  /**
+   * o = attention over t new tokens appended to the state's sequence; the state advances by t. Encoded into
+   * `pass`; uniforms it writes land when it records, so submit the pass before recording another step.
+   */
   encodeForward(
     pass: GPUComputePassEncoder,
     io: { q: GPUBuffer; k: GPUBuffer; v: GPUBuffer; o: GPUBuffer },

@@ -44,6 +44,8 @@ interface ReadbackSlot {
 
 interface Batch extends BatchBuffers {
   readonly slots: readonly ReadbackSlot[];
+  /** Host copy of this step's uniform draws (sampling), reused every step. */
+  readonly draws: Float32Array<ArrayBuffer>;
   next: number;
   /** Byte offset of the two u64 timestamps in a staging buffer. */
   readonly timestampOffset: number;
@@ -385,6 +387,7 @@ export class GpuModel {
       logits: createExactTensor(this.gpu, `last logits [b=${b}]`, [b, this.config.vocabSize]),
       samplingConfig: this.samplingConfig,
       slots,
+      draws: new Float32Array(b),
       next: 0,
       timestampOffset,
       ...timing,
@@ -447,7 +450,7 @@ export class GpuModel {
 
     const pick = this.pick();
     if (pick === 'sample') {
-      const u = new Float32Array(batch.b);
+      const u = batch.draws;
       for (let i = 0; i < u.length; i++) u[i] = this.random();
       device.queue.writeBuffer(batch.random, 0, u);
     }

@@ -24,13 +24,15 @@ export class RecordingPass {
   }
 
   setBindGroup(index: number, bindGroup: GPUBindGroup | null, ...offsets: unknown[]): void {
-    (this.pass.setBindGroup as (...a: unknown[]) => void).call(this.pass, index, bindGroup, ...offsets);
+    if (offsets.length === 0) this.pass.setBindGroup(index, bindGroup);
+    else (this.pass.setBindGroup as (...a: unknown[]) => void).call(this.pass, index, bindGroup, ...offsets);
   }
 
-  dispatchWorkgroups(x: number, y?: number, z?: number): void {
+  /** Forwards only the dimensions that are not 1: each argument crosses into Dawn at a cost. */
+  dispatchWorkgroups(x: number, y = 1, z = 1): void {
     this.dispatches++;
-    if (z !== undefined) this.pass.dispatchWorkgroups(x, y ?? 1, z);
-    else if (y !== undefined) this.pass.dispatchWorkgroups(x, y);
+    if (z !== 1) this.pass.dispatchWorkgroups(x, y, z);
+    else if (y !== 1) this.pass.dispatchWorkgroups(x, y);
     else this.pass.dispatchWorkgroups(x);
   }
 

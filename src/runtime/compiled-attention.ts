@@ -1,6 +1,11 @@
 // A compiled variant as a model's attention layer (the GpuAttention seam of src/model/gpu-attention.ts):
 // prefill from an empty state runs the fused chunked kernel, which also writes the decoding state; every
 // later call (a decode step, or tokens appended to a started sequence) runs the recurrent kernel on that state.
+//
+// Recording a layer costs host time every token, so it is kept to the dispatches: each state remembers
+// the bind groups of the buffers it was last called with, and the layers of one factory share one dims
+// uniform (b, t, position), which the first layer of a step writes and the others find already written.
+// The write lands when it is encoded, so a step must be submitted before another step is encoded.
 import { lowerChunked } from '../../backends/wgsl/lower.ts';
 import type { Plan } from '../../backends/wgsl/plan.ts';
 import { recurrentPlan } from '../../backends/wgsl/recurrent.ts';
@@ -10,12 +15,36 @@ import { BufferUsage, type Gpu } from './device.ts';
 import { PlanRunner } from './executor.ts';
 import { chooseSchedule } from './schedule.ts';
 
+type Bound = ReturnType<PlanRunner['bind']>;
+
 interface State extends GpuAttentionState {
   position: number;
   readonly b: number;
   readonly buffers: Record<string, GPUBuffer>;
-  readonly dims: GPUBuffer;
-  readonly binds: Map<string, ReturnType<PlanRunner['bind']>>;
+  readonly binds: Map<string, Bound>;
+  /** The bind groups of the last call, and what they were made for. */
+  last?: { readonly runner: PlanRunner; readonly q: GPUBuffer; readonly k: GPUBuffer; readonly v: GPUBuffer; readonly o: GPUBuffer; readonly t: number; readonly bound: Bound };
+}
+
+/** The dims uniform every layer of one factory binds, and the values last written to it. */
+class SharedDims {
+  readonly buffer: GPUBuffer;
+  private readonly words = new Uint32Array(4);
+  private written = false;
+
+  constructor(private readonly gpu: Gpu) {
+    this.buffer = gpu.device.createBuffer({ label: 'attention dims', size: 16, usage: BufferUsage.UNIFORM | BufferUsage.COPY_DST });
+  }
+
+  set(b: number, t: number, pos: number): void {
+    const w = this.words;
+    if (this.written && w[0] === b && w[1] === t && w[2] === pos) return;
+    w[0] = b;
+    w[1] = t;
+    w[2] = pos;
+    this.gpu.device.queue.writeBuffer(this.buffer, 0, w);
+    this.written = true;
+  }
 }
 
 /** Compiles both plans once for the model's shapes; the factory then builds layers synchronously. */
@@ -26,7 +55,8 @@ export async function compiledAttentionFactory(gpu: Gpu, program: Program, heads
   const prefill: Plan = lowerChunked(program, sizes, { fuse: true, schedule: chooseSchedule(gpu, program, sizes), exportState: true });
   const step: Plan = recurrentPlan(program, sizes);
   const [prefillRunner, stepRunner] = await Promise.all([PlanRunner.create(gpu, prefill), PlanRunner.create(gpu, step)]);
-  return (layer, params) => new CompiledAttention(gpu, program, layer, params, heads, headDim, prefillRunner, stepRunner);
+  const dims = new SharedDims(gpu);
+  return (layer, params) => new CompiledAttention(gpu, program, layer, params, heads, headDim, prefillRunner, stepRunner, dims);
 }
 
 /** The variant's axis sizes in a model: its own sizes, and each input's [heads, headDim] axes. */
@@ -53,6 +83,7 @@ class CompiledAttention implements GpuAttention {
     readonly headDim: number,
     private readonly prefill: PlanRunner,
     private readonly step: PlanRunner,
+    private readonly dims: SharedDims,
   ) {
     for (const d of program.params) if (!params[d.name]) throw new Error(`layer ${layer}: variant ${program.name} needs parameter '${d.name}'`);
   }
@@ -65,8 +96,7 @@ class CompiledAttention implements GpuAttention {
       buffers[buf.name] = this.gpu.device.createBuffer({ label: `layer ${this.layer} ${buf.name}`, size: bytes, usage: BufferUsage.STORAGE | BufferUsage.COPY_DST | BufferUsage.COPY_SRC });
       this.gpu.device.queue.writeBuffer(buffers[buf.name], 0, new Float32Array(bytes / 4));
     }
-    const dims = this.gpu.device.createBuffer({ label: `layer ${this.layer} dims`, size: 16, usage: BufferUsage.UNIFORM | BufferUsage.COPY_DST });
-    const st: State = { position: 0, b, buffers, dims, binds: new Map() };
+    const st: State = { position: 0, b, buffers, binds: new Map() };
     return st;
   }
 
@@ -74,17 +104,26 @@ class CompiledAttention implements GpuAttention {
     const st = state as State;
     if (b !== st.b) throw new Error(`layer ${this.layer}: state was created for ${st.b} sequences, called with ${b}`);
     const runner = st.position === 0 && t > 1 ? this.prefill : this.step;
-    const all: Record<string, GPUBuffer> = { 'in:q': io.q, 'in:k': io.k, 'in:v': io.v, 'out:o': io.o, ...st.buffers };
-    for (const [k, v] of Object.entries(this.params)) all[`param:${k}`] = v;
-    const ids = [io.q, io.k, io.v, io.o].map((x) => idOf(x)).join(',');
-    const key = `${runner === this.prefill ? 'p' : 's'}:${ids}:${t}`;
+    const last = st.last;
+    const bound =
+      last && last.runner === runner && last.t === t && last.q === io.q && last.k === io.k && last.v === io.v && last.o === io.o
+        ? last.bound
+        : this.bind(st, runner, io, t);
+    this.dims.set(b, t, st.position);
+    runner.encode(pass, bound);
+  }
+
+  private bind(st: State, runner: PlanRunner, io: { q: GPUBuffer; k: GPUBuffer; v: GPUBuffer; o: GPUBuffer }, t: number): Bound {
+    const key = `${runner === this.prefill ? 'p' : 's'}:${[io.q, io.k, io.v, io.o].map(idOf).join(',')}:${t}`;
     let bound = st.binds.get(key);
     if (!bound) {
-      bound = runner.bind(all, b, t, st.position, st.dims);
+      const all: Record<string, GPUBuffer> = { 'in:q': io.q, 'in:k': io.k, 'in:v': io.v, 'out:o': io.o, ...st.buffers };
+      for (const [k, v] of Object.entries(this.params)) all[`param:${k}`] = v;
+      bound = runner.bind(all, st.b, t, st.position, this.dims.buffer);
       st.binds.set(key, bound);
     }
-    this.gpu.device.queue.writeBuffer(st.dims, 0, Uint32Array.of(b, t, st.position, 0));
-    runner.encode(pass, bound);
+    st.last = { runner, ...io, t, bound };
+    return bound;
   }
 
   advance(state: GpuAttentionState, t: number): void {
