@@ -124,13 +124,14 @@ function chooseTile(gpu: Gpu, p: MatmulProblem, requested?: MatmulTile): MatmulT
 }
 
 /**
- * The Wᵀ small-M kernel's threads in flight: an H100 holds 132 × 2048; a decode step's matrices of
- * 2–13 MB fit in what that many threads have in flight at once, so the kernel is latency-bound and wants
- * every load issued in the first memory round trip. Each thread still gets at least MIN_LOADS loads
- * (fewer threads to reduce over), and a column has at least 8 lanes (8 × 16 B = one 128-byte line).
+ * The Wᵀ small-M kernel's threads in flight: an H100 holds 132 × 2048. A decode step's matrices of
+ * 2–13 MB are about what that many threads have in flight at once, so the kernel is latency-bound and
+ * wants every load issued in the first memory round trip, spread over every SM (q|k|v of hidden 768 at
+ * 32 lanes would be 72 workgroups for 132 SMs). Each thread still gets at least MIN_LOADS loads, and a
+ * column at least 8 lanes (8 × 16 B = one 128-byte line). bench/small-m.ts --sweep times the others.
  */
 const SMALL_M_TARGET_THREADS = 1 << 17;
-const SMALL_M_MIN_LOADS = 4;
+const SMALL_M_MIN_LOADS = 2;
 const SMALL_M_B_TARGET_WORKGROUPS = 300;
 
 function chooseSmallM(gpu: Gpu, p: MatmulProblem, opts: MatmulOptions): SmallMVariant {

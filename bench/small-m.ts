@@ -1,0 +1,161 @@
+// The decode step's matmuls one by one (M = batch rows ≤ 8), as the model runs them — fused prologue and
+// epilogue included — in GB/s of weights read, next to the adapter's copy bandwidth: which projection is
+// far from the bound, and (--sweep) which lanes × unroll would serve it better than the chooser's pick.
+//
+//   npx tsx bench/small-m.ts [--small] [--M 1,8] [--sweep] [--reps N]
+//
+// Shapes: decode.ts's model (hidden 768, 12 heads × 64, intermediate 2048, vocab 32000); --small (and any
+// software adapter) its small model. Each pass records `reps` dispatches of one kernel, rotating over
+// enough copies of the weight that they do not fit in the last-level cache (a decode step reads 418 MB,
+// so no weight is in cache when its projection runs). Writes small-m.json to $OUT if set, else out/.
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { bindMatmul, encodeMatmul, planMatmul, type MatmulOptions, type MatmulProblem } from '../backends/wgsl/matmul.ts';
+import { outputColumns, outputCount, type MatmulFusion } from '../backends/wgsl/matmul-fusion.ts';
+import { getDevice, type Gpu } from '../src/runtime/device.ts';
+import { allocTensor, releaseTensor, writeTensor, type GpuTensor } from '../src/runtime/gpu-tensor.ts';
+import { timeDispatches } from '../src/runtime/timing.ts';
+import { FULL, SMALL, type ModelShape } from './decode.ts';
+import { measureCopyBandwidth } from './roofline.ts';
+
+interface Projection {
+  readonly name: string;
+  readonly N: number;
+  readonly K: number;
+  readonly fusion?: MatmulFusion;
+}
+
+const EPS = { eps: 1e-5 };
+
+/** The five matmuls of a fused decode step (gpu-step-plan.ts). */
+function projections(s: ModelShape): Projection[] {
+  const hd = s.hidden; // heads × headDim = hidden in decode.ts's shapes
+  return [
+    { name: 'q|k|v (+norm, split)', N: 3 * hd, K: s.hidden, fusion: { rmsnorm: EPS, epilogue: { split: 3 } } },
+    { name: 'o (+= residual)', N: s.hidden, K: hd, fusion: { epilogue: 'accumulate' } },
+    { name: 'gate|up (+norm, swiglu)', N: 2 * s.intermediate, K: s.hidden, fusion: { rmsnorm: EPS, epilogue: 'swiglu' } },
+    { name: 'down (+= residual)', N: s.hidden, K: s.intermediate, fusion: { epilogue: 'accumulate' } },
+    { name: 'lm head (+norm)', N: s.vocab, K: s.hidden, fusion: { rmsnorm: EPS } },
+  ];
+}
+
+export interface SmallMFigure {
+  readonly projection: string;
+  readonly M: number;
+  readonly N: number;
+  readonly K: number;
+  readonly kernel: string;
+  readonly lanes?: number;
+  readonly unroll?: number;
+  readonly usPerDispatch: number;
+  /** Weight bytes / time. */
+  readonly gbPerS: number;
+}
+
+function fillRandom(gpu: Gpu, t: GpuTensor, seed: number): void {
+  const data = new Float32Array(t.bytes / 4);
+  let x = seed >>> 0 || 1;
+  for (let i = 0; i < data.length; i++) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    data[i] = ((x >>> 0) / 4294967296 - 0.5) * 0.1;
+  }
+  writeTensor(gpu, t, data);
+}
+
+async function measure(gpu: Gpu, p: Projection, M: number, opts: MatmulOptions, reps: number, cacheBytes: number): Promise<SmallMFigure> {
+  const problem: MatmulProblem = { M, N: p.N, K: p.K, transposeB: true, ...(p.fusion && { fusion: p.fusion }) };
+  const plan = await planMatmul(gpu, problem, { label: `bench ${p.name}`, ...opts });
+  const weightBytes = p.N * p.K * 4;
+  const copies = Math.max(1, Math.min(reps, Math.ceil(cacheBytes / weightBytes)));
+  const made: GpuTensor[] = [];
+  const tensor = (name: string, shape: number[], seed: number) => {
+    const t = allocTensor(gpu, name, shape);
+    fillRandom(gpu, t, seed);
+    made.push(t);
+    return t;
+  };
+  const a = tensor('x', [M, p.K], 1);
+  const gain = tensor('gain', [p.K], 2);
+  const outs = Array.from({ length: outputCount(p.fusion) }, (_, i) => tensor(`y${i}`, [M, outputColumns(p.fusion, p.N)], 3 + i));
+  const groups = Array.from({ length: copies }, (_, i) =>
+    bindMatmul(gpu, plan, a, tensor(`w${i}`, [p.N, p.K], 10 + i), outs, p.fusion?.rmsnorm ? { gain } : {}),
+  );
+  const t = await timeDispatches(
+    gpu,
+    (pass) => {
+      for (let r = 0; r < reps; r++) encodeMatmul(pass, plan, groups[r % copies]);
+    },
+    { warmup: 2, iters: gpu.isSoftware ? 3 : 20, label: plan.label },
+  );
+  for (const x of made) releaseTensor(gpu, x);
+  plan.params.destroy();
+  const us = (t.medianMs * 1000) / reps;
+  return {
+    projection: p.name, M, N: p.N, K: p.K, kernel: plan.kernel,
+    ...(opts.smallMLanes !== undefined && { lanes: opts.smallMLanes }),
+    ...(opts.smallMUnroll !== undefined && { unroll: opts.smallMUnroll }),
+    usPerDispatch: us, gbPerS: weightBytes / (us * 1e3),
+  };
+}
+
+async function main(): Promise<void> {
+  const args = process.argv.slice(2);
+  const valueOf = (flag: string) => {
+    const i = args.indexOf(flag);
+    return i >= 0 ? args[i + 1] : undefined;
+  };
+  const gpu = await getDevice();
+  const small = args.includes('--small') || gpu.isSoftware;
+  const shape = small ? SMALL : FULL;
+  const Ms = (valueOf('--M') ?? '1,8').split(',').map(Number);
+  const reps = Number(valueOf('--reps') ?? (small ? 4 : 40));
+  const sweep = args.includes('--sweep');
+  // More than an H100's 50 MB L2 per pass, so every rep reads its weight from memory.
+  const cacheBytes = small ? 1 << 20 : 192 << 20;
+
+  const copy = await measureCopyBandwidth(gpu, { bytes: small ? 16 << 20 : 256 << 20, iters: 20 });
+  console.log(`small-M matmuls on ${gpu.adapterName}; copy bandwidth ${copy.gbPerS.toFixed(1)} GB/s (read+write); ${reps} dispatches per timed pass`);
+  const figures: SmallMFigure[] = [];
+  const rows: string[][] = [['projection', 'M', 'N×K', 'µs', 'GB/s', 'of copy', 'kernel']];
+  const row = (f: SmallMFigure) => {
+    rows.push([f.projection, String(f.M), `${f.N}×${f.K}`, f.usPerDispatch.toFixed(2), f.gbPerS.toFixed(1), `${((100 * f.gbPerS) / copy.gbPerS).toFixed(0)}%`, f.kernel]);
+  };
+  for (const M of Ms) {
+    for (const p of projections(shape)) {
+      const chosen = await measure(gpu, p, M, {}, reps, cacheBytes);
+      figures.push(chosen);
+      row(chosen);
+      if (!sweep) continue;
+      let best = chosen;
+      for (const lanes of [8, 16, 32, 64, 128, 256]) {
+        for (const unroll of [2, 4, 8]) {
+          const f = await measure(gpu, p, M, { smallMLanes: lanes, smallMUnroll: unroll }, reps, cacheBytes);
+          figures.push(f);
+          if (f.usPerDispatch < best.usPerDispatch) best = f;
+        }
+      }
+      if (best !== chosen) row({ ...best, projection: `  best of sweep` });
+    }
+  }
+  const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
+  for (const r of rows) console.log('  ' + r.map((c, i) => (i >= 1 && i <= 5 ? c.padStart(widths[i]) : c.padEnd(widths[i]))).join('  '));
+
+  const outDir = process.env.OUT ?? 'out';
+  mkdirSync(outDir, { recursive: true });
+  const file = join(outDir, 'small-m.json');
+  writeFileSync(file, JSON.stringify({ adapter: gpu.adapterName, date: new Date().toISOString(), shape, copy, reps, figures }, null, 2) + '\n');
+  console.log(`wrote ${file}`);
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  main().then(
+    () => process.exit(0),
+    (e: unknown) => {
+      console.error(e instanceof Error ? e.message : e);
+      process.exit(1);
+    },
+  );
+}
