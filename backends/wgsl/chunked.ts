@@ -143,8 +143,24 @@ function psiAt(q: PrefixInfo, C: number, row: string, f: string): string {
 }
 
 /** Largest of 4, 2, 1 dividing n: the micro-tile along an axis of n elements. */
+/** Staging: at most this many slots of one array unrolled, and only for expressions of at most this many lines. */
+const MAX_UNROLL = 8;
+const MAX_SLOT_LINES = 12;
+
 function microTile(n: number): number {
   return n % 4 === 0 ? 4 : n % 2 === 0 ? 2 : 1;
+}
+
+/**
+ * The score phase's micro-tile: TI rows × TJ columns per invocation, the largest (of 4×4, 4×2, 2×2, 2×1, 1×1)
+ * that still gives every invocation of the workgroup a tile, so that the phase is not left to a few of them.
+ */
+export function scoreTile(C: number, CA: number, WG: number): { TI: number; TJ: number; NTI: number; NTJ: number } {
+  const shapes = [[4, 4], [4, 2], [2, 2], [2, 1], [1, 1]].filter(([ti]) => C % ti === 0);
+  const tile = (ti: number, tj: number) => ({ TI: ti, TJ: tj, NTI: C / ti, NTJ: Math.ceil(CA / tj) });
+  for (const [ti, tj] of shapes) if ((C / ti) * Math.ceil(CA / tj) >= WG) return tile(ti, tj);
+  const [ti, tj] = shapes[shapes.length - 1];
+  return tile(ti, tj);
 }
 
 /**
@@ -186,8 +202,10 @@ export function sharedFloats(p: Program, sizes: Sizes, terms: readonly Term[], i
     }
   }
   const groups = kernelItems(items, false).filter((it) => (it.kind === 'term' ? [it.term] : it.terms).some((nm) => L.aTerms.some((t) => t.name === nm)));
-  n += groups.length * C * (C + aHalo(p, L, C));
+  const CA = C + aHalo(p, L, C);
+  n += groups.length * C * CA;
   n += items.length * C; // row denominators (at most one per item)
+  n += groups.length * C * scoreTile(C, CA, s.threads).NTJ; // their partial sums
   return n;
 }
 
@@ -301,6 +319,18 @@ export function chunkKernel(spec: ChunkKernelSpec): Kernel {
     if (gateWidth) decls.push(`var<workgroup> lg${k}: array<f32, ${C * gateWidth}>; // inclusive Σ log(decay) from the chunk start`);
   });
 
+  /** past_groups size of a prefix term whose last group decoding keeps open (state export), else 0. */
+  const openOf = (q: PrefixInfo) => (st?.prefix.find((e) => e.term.name === q.term.name)?.open ? (q.term.mask[0] as { size: number }).size : 0);
+  /** z_k[f] ← decay ⊙ z_k[f] + Σ_j decay_{j→end} ψ_k,j[f] (for a term with no open group), `f` in scope. */
+  const zUpdate = (q: PrefixInfo, ind: string) => {
+    const last = q.gateWidth ? `lg${q.k}[(n - 1u) * ${q.gateWidth}u + ${q.gatePerFeature ? 'f' : '0u'}]` : '0.0';
+    const lj = q.gateWidth ? `lg${q.k}[j * ${q.gateWidth}u + ${q.gatePerFeature ? 'f' : '0u'}]` : '0.0';
+    line(`${ind}let lend = ${last};`);
+    line(`${ind}var acc: f32 = z${q.k}[f] * exp(lend);`);
+    line(`${ind}for (var j: u32 = 0u; j < n; j++) { acc = acc + ${psiAt(q, C, 'j', 'f')} * exp(lend - ${lj}); }`);
+    line(`${ind}z${q.k}[f] = acc;`);
+  };
+
   // ---- bounded-term frontiers ----------------------------------------------------------------------------
   const qFront = new Map<Id, { name: string; axes: string[]; W: number; alias?: boolean }>();
   const kFront = new Map<Id, { name: string; axes: string[]; W: number; alias?: boolean }>();
@@ -372,91 +402,123 @@ export function chunkKernel(spec: ChunkKernelSpec): Kernel {
     line('    }');
   }
 
-  // Stage φ, ψ (and log-gates) of each prefix term: element x = row * F + f.
-  for (const q of prefix) {
-    const f = q.term.form as Extract<Term['form'], { kind: 'prefix' }>;
-    for (const [arr, id, halo] of [[`phi${q.k}`, f.phi, 0], [`psi${q.k}`, f.psi, q.psiHalo]] as const) {
-      line(`    for (var x: u32 = lid; x < ${(C + halo) * q.F}u; x += WG) {`);
-      line(`      let row_i = i32(x / ${q.F}u) - ${halo};`);
-      line(`      var val: f32 = 0.0;`);
-      line(`      if (row_i < i32(n) && i32(c0) + row_i >= 0) {`);
-      line(`        let tpos = u32(i32(c0) + row_i);`);
-      const g = new ExprGen(p, sizes, resolverFor('b'), { i: 'tpos', j: 'tpos' }, 4, `${arr}_`);
-      const idx: Record<string, string> = { ...headIdx };
-      if (q.feature) idx[q.feature] = `(x % ${q.F}u)`;
-      const v = g.value(id, idx, 'tpos');
-      emitGen(g);
-      line(`        val = ${v};`);
-      if (st && ringPer.has(id)) {
-        // A bounded term reads this feature as its key (through the alias): decoding needs its last rows too.
-        line(`        if (tile == 0u && row_i >= 0 && tpos + ${RING}u >= dims.t) { ${stateRef(`state:ring${id}`)}[(b * ${RING}u + tpos % ${RING}u) * ${ringPer.get(id)}u + ${offset(p.nodes[id].type.axes, sizes, idx)}] = val; }`);
-      }
-      line('      }');
-      line(arr.startsWith('psi') && q.transposed ? `      ${arr}[(x % ${q.F}u) * ${C + 1}u + x / ${q.F}u] = val;` : `      ${arr}[x] = val;`);
-      line('    }');
-    }
-    if (q.gateWidth) {
-      const d = f.decay!;
-      const gid = d.kind === 'constant' ? d.gamma : d.alpha;
-      line(`    for (var x: u32 = lid; x < ${C * q.gateWidth}u; x += WG) {`);
-      line(`      let row = x / ${q.gateWidth}u; let tpos = c0 + row;`);
-      line('      var val: f32 = 0.0;');
-      line('      if (row < n) {');
-      const g = new ExprGen(p, sizes, resolverFor('b'), { i: 'tpos', j: 'tpos' }, 4, `lg${q.k}_`);
-      const idx: Record<string, string> = { ...headIdx };
-      if (q.gatePerFeature) idx[q.feature!] = `(x % ${q.gateWidth}u)`;
-      const v = g.value(gid, idx, 'tpos');
-      emitGen(g);
-      line(`        val = log(max(${v}, 1e-30));`);
-      line('      }');
-      line(`      lg${q.k}[x] = val;`);
-      line('    }');
-    }
-  }
-  // Stage bounded terms' query/key features.
-  for (const [map, rows, base] of [[qFront, C, '0u'], [kFront, CH, `${HALO}u`]] as const) {
-    for (const [id, fr] of map) {
-      if (fr.alias) continue;
-      line(`    for (var x: u32 = lid; x < ${rows * fr.W}u; x += WG) {`);
-      line(`      let row = x / ${fr.W}u;`);
-      line(`      let tpos_i = i32(c0) + i32(row) - i32(${base});`);
-      line('      var val: f32 = 0.0;');
-      line('      if (tpos_i >= 0 && u32(tpos_i) < dims.t) {');
-      line('        let tpos = u32(tpos_i);');
-      const g = new ExprGen(p, sizes, resolverFor('b'), { i: 'tpos', j: 'tpos' }, 4, `${fr.name}_`);
-      const { lines, idx } = unflattenLocal(fr.axes, sizes, `(x % ${fr.W}u)`, `fx${id}`);
-      for (const l of lines) line('        ' + l);
-      const v = g.value(id, { ...headIdx, ...idx }, 'tpos');
-      emitGen(g);
-      line(`        val = ${v};`);
-      if (st && ringPer.has(id) && map === kFront) {
-        line(`        if (tile == 0u && tpos + ${RING}u >= dims.t) { ${stateRef(`state:ring${id}`)}[(b * ${RING}u + tpos % ${RING}u) * ${ringPer.get(id)}u + ${offset(p.nodes[id].type.axes, sizes, { ...headIdx, ...idx })}] = val; }`);
-      }
-      line('      }');
-      line(`      ${fr.name}[x] = val;`);
-      line('    }');
-    }
-  }
-  // Stage values (with halo).
+  // Stage the chunk's rows in workgroup memory: φ, ψ (and log-gates) of each prefix term, the bounded terms'
+  // query/key features and the values (with halo). The loops are unrolled into slots of straight-line code
+  // with clamped positions and `select` for the rows outside the sequence, and every slot of a batch computes
+  // before any stores: all their global loads are in flight together instead of one latency per loop trip.
   {
-    line(`    for (var x: u32 = lid; x < ${CH * R}u; x += WG) {`);
-    line(`      let row = x / ${R}u; let col = tile * ${R}u + x % ${R}u;`);
-    line(`      let tpos_i = i32(c0) + i32(row) - ${HALO};`);
-    line('      var val: f32 = 0.0;');
-    line(`      if (tpos_i >= 0 && u32(tpos_i) < dims.t && col < ${NR}u) {`);
-    line('        let tpos = u32(tpos_i);');
-    const { lines, idx } = colIdx('col', 'vc');
-    for (const l of lines) line('        ' + l);
-    const g = new ExprGen(p, sizes, resolverFor('b'), { i: 'tpos', j: 'tpos' }, 4, 'v_');
-    const v = g.value(valueId, { ...headIdx, ...idx }, 'tpos');
-    emitGen(g);
-    line(`        val = ${v};`);
-    if (st && ringPer.has(valueId)) {
-      line(`        if (tpos + ${RING}u >= dims.t) { ${stateRef(`state:ring${valueId}`)}[(b * ${RING}u + tpos % ${RING}u) * ${ringPer.get(valueId)}u + ${offset(p.nodes[valueId].type.axes, sizes, { ...headIdx, ...idx })}] = val; }`);
+    const slots: { compute: string[]; store: string[] }[] = [];
+    /** Slots covering N elements; `make(u, xc, xs)` gets the slot's clamped index and its guard-free index. */
+    const loops: string[] = [];
+    let next = 0;
+    const unroll = (N: number, make: (u: number, xc: string) => { compute: string[]; store: string[] }) => {
+      const U = Math.ceil(N / WG);
+      // Heavy expressions (a reduction per element) and long arrays stay in a loop of a few slots per trip:
+      // straight-line code grows with them, and so does the shader compiler's time.
+      const heavy = make(next++, 'lid').compute.length > MAX_SLOT_LINES;
+      if (U <= MAX_UNROLL && !heavy) {
+        for (let u = 0; u < U; u++) {
+          const full = (u + 1) * WG <= N;
+          const xs = `(lid + ${u * WG}u)`;
+          const s = make(next++, full ? xs : `min(${xs}, ${N - 1}u)`);
+          slots.push({ compute: s.compute, store: full ? s.store : [`if (${xs} < ${N}u) {`, ...s.store.map((l) => '  ' + l), '}'] });
+        }
+        return;
+      }
+      const UB = heavy ? 1 : MAX_UNROLL;
+      const trip: { compute: string[]; store: string[] }[] = [];
+      for (let u = 0; u < UB; u++) {
+        const xs = `(xb + ${u * WG}u)`;
+        const s = make(next++, UB * WG <= N && N % (UB * WG) === 0 ? xs : `min(${xs}, ${N - 1}u)`);
+        trip.push({ compute: s.compute, store: [`if (${xs} < ${N}u) {`, ...s.store.map((l) => '  ' + l), '}'] });
+      }
+      loops.push(`for (var xb: u32 = lid; xb < ${N}u; xb += ${UB * WG}u) {`, ...trip.flatMap((t) => t.compute).map((l) => '  ' + l.trimStart()), ...trip.flatMap((t) => t.store).map((l) => '  ' + l), '}');
+    };
+    // A slot's expression in its own block (generated helpers such as concat's `cat0` reuse names); only val<u> leaves it.
+    const scoped = (g: ExprGen, assign: string, u: number) => [`var val${u}: f32 = 0.0;`, '{', ...g.code().split('\n').filter((l) => l.trim()), assign, '}'];
+    const gen = (tag: string, u: number) => new ExprGen(p, sizes, resolverFor('b'), { i: `tpos${u}`, j: `tpos${u}` }, 0, tag);
+    for (const q of prefix) {
+      const f = q.term.form as Extract<Term['form'], { kind: 'prefix' }>;
+      for (const [arr, id, halo] of [[`phi${q.k}`, f.phi, 0], [`psi${q.k}`, f.psi, q.psiHalo]] as const) {
+        unroll((C + halo) * q.F, (u, xc) => {
+          const g = gen(`${arr}_${u}_`, u);
+          const idx: Record<string, string> = { ...headIdx };
+          if (q.feature) idx[q.feature] = `(x${u} % ${q.F}u)`;
+          const compute = [
+            `let x${u} = ${xc}; let row${u} = i32(x${u} / ${q.F}u) - ${halo};`,
+            `let ok${u} = row${u} < i32(n) && i32(c0) + row${u} >= 0;`,
+            `let tpos${u} = select(0u, u32(i32(c0) + row${u}), ok${u});`,
+          ];
+          const v = g.value(id, idx, `tpos${u}`);
+          const store: string[] = [];
+          if (st && ringPer.has(id)) {
+            // A bounded term reads this feature as its key (through the alias): decoding needs its last rows too.
+            store.push(`if (ok${u} && tile == 0u && row${u} >= 0 && tpos${u} + ${RING}u >= dims.t) { ${stateRef(`state:ring${id}`)}[(b * ${RING}u + tpos${u} % ${RING}u) * ${ringPer.get(id)}u + ${offset(p.nodes[id].type.axes, sizes, idx)}] = val${u}; }`);
+          }
+          store.push(arr.startsWith('psi') && q.transposed ? `${arr}[(x${u} % ${q.F}u) * ${C + 1}u + x${u} / ${q.F}u] = val${u};` : `${arr}[x${u}] = val${u};`);
+          return { compute: [...compute, ...scoped(g, `val${u} = select(0.0, ${v}, ok${u});`, u)], store };
+        });
+      }
+      if (q.gateWidth) {
+        const d = f.decay!;
+        const gid = d.kind === 'constant' ? d.gamma : d.alpha;
+        unroll(C * q.gateWidth, (u, xc) => {
+          const g = gen(`lg${q.k}_${u}_`, u);
+          const idx: Record<string, string> = { ...headIdx };
+          if (q.gatePerFeature) idx[q.feature!] = `(x${u} % ${q.gateWidth}u)`;
+          const compute = [`let x${u} = ${xc}; let row${u} = x${u} / ${q.gateWidth}u; let ok${u} = row${u} < n; let tpos${u} = select(0u, c0 + row${u}, ok${u});`];
+          const v = g.value(gid, idx, `tpos${u}`);
+          return { compute: [...compute, ...scoped(g, `val${u} = select(0.0, log(max(${v}, 1e-30)), ok${u});`, u)], store: [`lg${q.k}[x${u}] = val${u};`] };
+        });
+      }
     }
-    line('      }');
-    line('      vs[x] = val;');
-    line('    }');
+    for (const [map, rows, base] of [[qFront, C, 0], [kFront, CH, HALO]] as const) {
+      for (const [id, fr] of map) {
+        if (fr.alias) continue;
+        unroll(rows * fr.W, (u, xc) => {
+          const g = gen(`${fr.name}_${u}_`, u);
+          const { lines, idx } = unflattenLocal(fr.axes, sizes, `(x${u} % ${fr.W}u)`, `fx${id}_${u}`);
+          const compute = [
+            `let x${u} = ${xc}; let tposi${u} = i32(c0) + i32(x${u} / ${fr.W}u) - ${base};`,
+            `let ok${u} = tposi${u} >= 0 && u32(tposi${u}) < dims.t; let tpos${u} = select(0u, u32(tposi${u}), ok${u});`,
+            ...lines,
+          ];
+          const v = g.value(id, { ...headIdx, ...idx }, `tpos${u}`);
+          const store: string[] = [];
+          if (st && ringPer.has(id) && map === kFront) {
+            store.push(`if (ok${u} && tile == 0u && tpos${u} + ${RING}u >= dims.t) { ${stateRef(`state:ring${id}`)}[(b * ${RING}u + tpos${u} % ${RING}u) * ${ringPer.get(id)}u + ${offset(p.nodes[id].type.axes, sizes, { ...headIdx, ...idx })}] = val${u}; }`);
+          }
+          store.push(`${fr.name}[x${u}] = val${u};`);
+          return { compute: [...compute, ...scoped(g, `val${u} = select(0.0, ${v}, ok${u});`, u)], store };
+        });
+      }
+    }
+    unroll(CH * R, (u, xc) => {
+      const g = gen(`v_${u}_`, u);
+      const { lines, idx } = colIdx(`col${u}`, `vc${u}`);
+      const compute = [
+        `let x${u} = ${xc}; let col${u} = tile * ${R}u + x${u} % ${R}u; let tposi${u} = i32(c0) + i32(x${u} / ${R}u) - ${HALO};`,
+        `let ok${u} = tposi${u} >= 0 && u32(tposi${u}) < dims.t && col${u} < ${NR}u; let tpos${u} = select(0u, u32(tposi${u}), ok${u});`,
+        ...lines,
+      ];
+      const v = g.value(valueId, { ...headIdx, ...idx }, `tpos${u}`);
+      const store: string[] = [];
+      if (st && ringPer.has(valueId)) {
+        store.push(`if (ok${u} && tpos${u} + ${RING}u >= dims.t) { ${stateRef(`state:ring${valueId}`)}[(b * ${RING}u + tpos${u} % ${RING}u) * ${ringPer.get(valueId)}u + ${offset(p.nodes[valueId].type.axes, sizes, { ...headIdx, ...idx })}] = val${u}; }`);
+      }
+      store.push(`vs[x${u}] = val${u};`);
+      return { compute: [...compute, ...scoped(g, `val${u} = select(0.0, ${v}, ok${u});`, u)], store };
+    });
+    // Batches of slots: each batch's loads are issued together, then stored (bounded register use).
+    const BATCH = 16;
+    for (let s0 = 0; s0 < slots.length; s0 += BATCH) {
+      const batch = slots.slice(s0, s0 + BATCH);
+      line('    {');
+      for (const s of batch) for (const l of s.compute) line('      ' + l.trimStart());
+      for (const s of batch) for (const l of s.store) line('      ' + l);
+      line('    }');
+    }
+    for (const l of loops) line('    ' + l);
   }
   line('    workgroupBarrier();');
   // Inclusive cumulative log-decay along the chunk (one invocation per gate column).
@@ -469,14 +531,18 @@ export function chunkKernel(spec: ChunkKernelSpec): Kernel {
   }
   if (prefix.some((q) => q.gateWidth)) line('    workgroupBarrier();');
 
+  // Row denominators of the normalised groups (the row sums of A plus φ·z), once per row rather than per column:
+  // the score invocations leave partial sums (their tile's row sums, a strided share of φ·z) in denp, and one
+  // short phase adds them up.
+  const denGroups = items.map((it, g) => (spec.partial || (it.kind === 'norm' && it.eps >= 0) ? g : -1)).filter((g) => g >= 0);
+  const tileNTJ = scoreTile(C, CA, WG).NTJ;
+  for (const g of denGroups) decls.push(`var<workgroup> rowden${g}: array<f32, ${C}>;`);
+  for (const g of denGroups) if (aGroups.includes(g)) decls.push(`var<workgroup> denp${g}: array<f32, ${C * tileNTJ}>;`);
   // Score matrices A_g[il, ja], ja over the A halo + chunk: each invocation owns a TI×TJ micro-tile (rows
   // ti + m·NTI, columns tj + n·NTJ, strided so that neighbouring invocations read neighbouring ψ), so every
   // φ and ψ it loads from workgroup memory feeds TJ or TI products.
   if (aGroups.length && seg !== 'state') {
-    const TI = microTile(C);
-    const TJ = 4;
-    const NTI = C / TI;
-    const NTJ = Math.ceil(CA / TJ);
+    const { TI, TJ, NTI, NTJ } = scoreTile(C, CA, WG);
     const cells: [number, number][] = [];
     for (let m = 0; m < TI; m++) for (let n = 0; n < TJ; n++) cells.push([m, n]);
     line(`    for (var x: u32 = lid; x < ${NTI * NTJ}u; x += WG) {`);
@@ -524,28 +590,44 @@ export function chunkKernel(spec: ChunkKernelSpec): Kernel {
       line('        }');
       line('      }');
     }
+    // This tile's share of the row denominators: its row sums of A, and φ·z over the features f ≡ tj (mod NTJ).
+    for (const g of denGroups) {
+      if (!aGroups.includes(g)) continue;
+      for (let m = 0; m < TI; m++) {
+        line(`      { let il = ti + ${m * NTI}u; var dp: f32 = ${[...Array(TJ).keys()].map((n) => `a${g}_${m}_${n}`).join(' + ')};`);
+        for (const t of groupTerms[g]) {
+          if (t.form.kind !== 'prefix') continue;
+          const q = prefix.find((x) => x.term === t)!;
+          const dec = q.gatePerFeature ? ` * exp(lg${q.k}[il * ${q.F}u + f])` : q.gateWidth === 1 ? ` * exp(lg${q.k}[il])` : '';
+          line(`        for (var f: u32 = tj; f < ${q.F}u; f += ${NTJ}u) { dp = dp + phi${q.k}[il * ${q.F}u + f]${dec} * z${q.k}[f]; } // φ·z for ${t.name}`);
+        }
+        line(`        denp${g}[il * ${NTJ}u + tj] = dp; }`);
+      }
+    }
     line('    }');
     line('    workgroupBarrier();');
   }
 
-  // Row denominators of the normalised groups (the row sums of A plus φ·z), once per row rather than per column.
-  const denGroups = items.map((it, g) => (spec.partial || (it.kind === 'norm' && it.eps >= 0) ? g : -1)).filter((g) => g >= 0);
-  for (const g of denGroups) decls.push(`var<workgroup> rowden${g}: array<f32, ${C}>;`);
+  // Sum the partial denominators; the same phase folds the chunk into z (φ·z above read the previous z).
+  const zEarly = denGroups.length && seg !== 'state' ? prefix.filter((q) => !q.openGroup && !openOf(q)) : [];
   if (denGroups.length && seg !== 'state') {
-    line(`    for (var il: u32 = lid; il < ${C}u; il += WG) {`);
+    const jobs = C + zEarly.reduce((a, q) => a + q.F, 0);
+    line(`    for (var x: u32 = lid; x < ${jobs}u; x += WG) {`);
+    line(`      if (x < ${C}u) {`);
+    line('        let il = x;');
     for (const g of denGroups) {
-      line('      {');
-      line('        var den: f32 = 0.0;');
-      if (aGroups.includes(g)) line(`        for (var jj: u32 = 0u; jj < ${CA}u; jj++) { den = den + A${g}[il * ${CA}u + jj]; }`);
-      for (const t of groupTerms[g]) {
-        if (t.form.kind !== 'prefix') continue;
-        const q = prefix.find((x) => x.term === t)!;
-        const dec = q.gatePerFeature ? ` * exp(lg${q.k}[il * ${q.F}u + f])` : q.gateWidth === 1 ? ` * exp(lg${q.k}[il])` : '';
-        line(`        for (var f: u32 = 0u; f < ${q.F}u; f++) { den = den + phi${q.k}[il * ${q.F}u + f]${dec} * z${q.k}[f]; } // φ·z for ${t.name}`);
-      }
-      line(`        rowden${g}[il] = den;`);
-      line('      }');
+      line(`        var den${g}: f32 = 0.0;`);
+      if (aGroups.includes(g)) line(`        for (var u: u32 = 0u; u < ${tileNTJ}u; u++) { den${g} = den${g} + denp${g}[il * ${tileNTJ}u + u]; }`);
+      line(`        rowden${g}[il] = den${g};`);
     }
+    let from = C;
+    for (const q of zEarly) {
+      line(`      } else if (x < ${from + q.F}u) {`);
+      line(`        let f = x - ${from}u;`);
+      zUpdate(q, '        ');
+      from += q.F;
+    }
+    line('      }');
     line('    }');
     line('    workgroupBarrier();');
   }
@@ -648,7 +730,7 @@ export function chunkKernel(spec: ChunkKernelSpec): Kernel {
       }
       const last = q.gateWidth ? `lg${q.k}[(n - 1u) * ${q.gateWidth}u + ${q.gatePerFeature ? 'f' : '0u'}]` : '0.0';
       const lj = q.gateWidth ? `lg${q.k}[j * ${q.gateWidth}u + ${q.gatePerFeature ? 'f' : '0u'}]` : '0.0';
-      const open = st?.prefix.find((e) => e.term.name === q.term.name)?.open ? (q.term.mask[0] as { size: number }).size : 0;
+      const open = openOf(q);
       if (!open) {
         // Each invocation owns TF features (tf + m·NTF) of one column: a value loaded once feeds TF products.
         const TF = microTile(q.F);
@@ -670,12 +752,11 @@ export function chunkKernel(spec: ChunkKernelSpec): Kernel {
         line('      }');
         for (const m of fs) line(`      S${q.k}[f_${m} * ${R}u + cl] = acc_${m};`);
         line('    }');
-        line(`    for (var f: u32 = lid; f < ${q.F}u; f += WG) {`);
-        line(`      let lend = ${last};`);
-        line(`      var acc: f32 = z${q.k}[f] * exp(lend);`);
-        line(`      for (var j: u32 = 0u; j < n; j++) { acc = acc + ${psiAt(q, C, 'j', 'f')} * exp(lend - ${lj}); }`);
-        line(`      z${q.k}[f] = acc;`);
-        line('    }');
+        if (!zEarly.includes(q)) {
+          line(`    for (var f: u32 = lid; f < ${q.F}u; f += WG) {`);
+          zUpdate(q, '      ');
+          line('    }');
+        }
         continue;
       }
       line(`    for (var x: u32 = lid; x < ${q.F * R}u; x += WG) { // S${q.k} ← decay ⊙ S${q.k} + Σ_j ψ_j ⊗ v_j`);
