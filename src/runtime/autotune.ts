@@ -25,7 +25,7 @@ export async function autotune(
 ): Promise<TuneResult> {
   let cands = candidateSchedules(gpu.limits, p, sizes);
   if (!cands.length) throw new Error(`${p.name}: no chunk schedule fits this adapter's workgroup memory`);
-  cands = tuningOrder(cands).slice(0, opts.maxTrials ?? 32);
+  cands = tuningOrder(cands, gpu.isSoftware).slice(0, opts.maxTrials ?? 32);
   const trials: { schedule: ChunkSchedule; ms: number }[] = [];
   for (const s of cands) {
     const runner = await PlanRunner.create(gpu, lowerChunked(p, sizes, { fuse: true, schedule: s }));
