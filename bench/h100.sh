@@ -9,8 +9,9 @@ steps=${*:-kernels torch decode torch-model speculative}
 for s in $steps; do
   echo "=== $s"
   case $s in
-    kernels) timeout 240 tsx bench/kernels.ts --variants elu_dwconv --t 1024,4096,16384 --d 64,128 --autotune --naive-max-t 4096 ;;
-    kernels-all) timeout 300 tsx bench/kernels.ts --t 4096 --d 64 --naive-max-t 0 --iters 10 ;;
+    kernels) timeout 330 tsx bench/kernels.ts --variants elu_dwconv --t 4096,1024,16384 --d 64,128 --autotune --naive-max-t 4096 ;;
+    kernels-all) OUT=$OUT/all timeout 240 tsx bench/kernels.ts --t 4096 --d 64 --naive-max-t 0 --iters 10 ;;
+    demo) timeout 120 tsx src/demo.ts ;;
     torch) timeout 120 python3 bench/torch_baseline.py --out "$OUT" ;;
     decode) timeout 200 tsx bench/decode.ts --attention compiled ;;
     torch-model) timeout 150 python3 bench/torch_model_baseline.py ;;

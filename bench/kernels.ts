@@ -86,6 +86,11 @@ interface Row {
   schedule: Record<string, number>;
 }
 const rows: Row[] = [];
+function writeReport(): void {
+  const report = { adapter: gpu.adapterName, timing: gpu.hasTimestamps ? 'timestamp-query, median' : 'wall-clock, median', iters, copy, matmul: mm, rows };
+  writeFileSync(join(outDir, 'kernels.json'), JSON.stringify(report, null, 1));
+  writeFileSync(join(outDir, 'kernels.svg'), svgPlot(rows, gpu.adapterName));
+}
 
 for (const file of files) {
   for (const d of Ds) {
@@ -142,6 +147,7 @@ for (const file of files) {
           errVsNaive, errVsOracle, schedule: { ...fused.schedule },
         };
         rows.push(row);
+        writeReport(); // after every row: a run cut off by a time limit still leaves its figures
         console.log(
           `${label.padEnd(34)} fused ${fusedMs.toFixed(3).padStart(8)} ms (${row.kernelsFused} kernel) | unfused ${unfusedMs.toFixed(3).padStart(8)} ms (${row.kernelsUnfused}) ×${row.speedupVsUnfused.toFixed(2)}` +
             ` | naive ${naiveMs === null ? '   (skipped: O(t²))' : `${naiveMs.toFixed(3).padStart(8)} ms ×${row.speedupVsNaive!.toFixed(1)}`}` +
@@ -154,8 +160,6 @@ for (const file of files) {
   }
 }
 
-const report = { adapter: gpu.adapterName, timing: gpu.hasTimestamps ? 'timestamp-query, median' : 'wall-clock, median', iters, copy, matmul: mm, rows };
-writeFileSync(join(outDir, 'kernels.json'), JSON.stringify(report, null, 1));
-writeFileSync(join(outDir, 'kernels.svg'), svgPlot(rows, gpu.adapterName));
+writeReport();
 console.log(`wrote ${join(outDir, 'kernels.json')} and kernels.svg`);
 process.exit(0);

@@ -13,8 +13,14 @@ export interface TimingResult {
 }
 
 export interface TimingOptions {
-  /** Untimed iterations first (pipeline warm-up, clocks ramping). Default 3. */
+  /** Untimed iterations first (pipeline warm-up). Default 3. */
   readonly warmup?: number;
+  /**
+   * Keep repeating the warm-up until this much wall time has passed (default 150 ms on a hardware GPU, 0 on a
+   * software one). A GPU idling between benches drops its clocks: on the H100 a 2 ms kernel timed straight
+   * after a pause ran up to 5× slower than the same kernel timed under sustained load.
+   */
+  readonly warmupMs?: number;
   /** Timed iterations. Default 20. */
   readonly iters?: number;
   readonly label?: string;
@@ -51,15 +57,31 @@ export async function timeDispatches(gpu: Gpu, encode: EncodeFn, opts: TimingOpt
   }
 
   if (warmup > 0) {
-    const encoder = gpu.device.createCommandEncoder({ label: `${label} warm-up` });
-    for (let i = 0; i < warmup; i++) {
-      const pass = encoder.beginComputePass({ label: `${label} warm-up ${i}` });
-      encode(pass, i);
-      pass.end();
-    }
-    gpu.device.queue.submit([encoder.finish()]);
+    const warmupMs = opts.warmupMs ?? (gpu.isSoftware ? 0 : 150);
+    const submitWarmup = (n: number) => {
+      const encoder = gpu.device.createCommandEncoder({ label: `${label} warm-up` });
+      for (let i = 0; i < n; i++) {
+        const pass = encoder.beginComputePass({ label: `${label} warm-up ${i}` });
+        encode(pass, i % warmup);
+        pass.end();
+      }
+      gpu.device.queue.submit([encoder.finish()]);
+    };
+    const t0 = performance.now();
+    submitWarmup(warmup);
     await gpu.device.queue.onSubmittedWorkDone();
     throwIfDeviceErrors(gpu, `${label} (warm-up)`);
+    // Sustained load until the clocks have ramped (batches grow while they are short), then one more batch
+    // left queued right ahead of the timed passes so that the GPU does not idle in between.
+    if (warmupMs > 0) {
+      for (let n = warmup; performance.now() - t0 < warmupMs; ) {
+        const b0 = performance.now();
+        submitWarmup(n);
+        await gpu.device.queue.onSubmittedWorkDone();
+        if (performance.now() - b0 < warmupMs / 8) n = Math.min(2 * n, 256);
+      }
+      submitWarmup(warmup);
+    }
   }
 
   const timesMs: number[] = [];
