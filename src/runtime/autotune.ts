@@ -29,7 +29,14 @@ export async function autotune(
   const trials: { schedule: ChunkSchedule; ms: number }[] = [];
   for (const s of cands) {
     const runner = await PlanRunner.create(gpu, lowerChunked(p, sizes, { fuse: true, schedule: s }));
-    const bufs = runner.allocate(tensors, shape.b, shape.t);
+    let bufs: ReturnType<PlanRunner['allocate']>;
+    try {
+      bufs = runner.allocate(tensors, shape.b, shape.t);
+    } catch (e) {
+      // A schedule whose own buffers (a segmented plan's segment states) exceed a binding is not a candidate here.
+      opts.log?.(`  chunk ${s.chunk}, cols ${s.cols}, threads ${s.threads}${s.segment ? `, ${s.segment} chunks per segment` : ''}: skipped (${(e as Error).message.split('\n')[0]})`);
+      continue;
+    }
     try {
       const bound = runner.bind(Object.fromEntries(Object.entries(bufs).map(([k, v]) => [k, v.buffer])), shape.b, shape.t);
       const r = await timeDispatches(gpu, (pass) => runner.encode(pass, bound), { warmup: 1, iters: opts.iters ?? 5, label: `${p.name} C${s.chunk} R${s.cols} T${s.threads}${s.segment ? ` G${s.segment}` : ''}` });
@@ -40,6 +47,7 @@ export async function autotune(
       runner.release(bufs);
     }
   }
+  if (!trials.length) throw new Error(`${p.name}: no chunk schedule fits this adapter's limits at b=${shape.b}, t=${shape.t}`);
   const best = trials.reduce((a, b) => (b.ms < a.ms ? b : a)).schedule;
   storeSchedule(gpu, p, sizes, shape, best);
   return { best, trials };
