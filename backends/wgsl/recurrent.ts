@@ -12,6 +12,14 @@ import { ExprGen, offset, type Resolver } from './expr.ts';
 import { bindingDecls, DIMS_WGSL, wgslName, type Kernel, type Plan, type PlanBuffer } from './plan.ts';
 
 const WG = 64;
+/** Rows of S a thread reads before writing any (registers per thread); a divisor of the feature count. */
+const MAX_STATE_UNROLL = 16;
+
+function stateUnroll(F: number): number {
+  let u = Math.min(MAX_STATE_UNROLL, F);
+  while (F % u !== 0) u--;
+  return u;
+}
 
 export interface StateLayout {
   readonly prefix: readonly { term: Term; k: number; F: number; open: boolean }[];
@@ -204,17 +212,24 @@ export function recurrentPlan(p: Program, sizes: Sizes): Plan {
         const q = st.prefix.find((x) => x.term === t)!;
         const si = `((b * ${NS}u + s) * ${q.F}u + f) * ${NR}u + col`;
         const S = use(`state:S${q.k}`);
-        line(`        for (var f: u32 = 0u; f < ${q.F}u; f++) { // ${t.name}`);
         if (q.open) {
           const So = use(`state:So${q.k}`);
+          line(`        for (var f: u32 = 0u; f < ${q.F}u; f++) { // ${t.name}`);
           line(`          if (pos % ${(t.mask[0] as { size: number }).size}u == 0u && pos > 0u) { ${S}[${si}] += ${So}[${si}]; ${So}[${si}] = 0.0; }`);
           line(`          ${So}[${si}] += psi${q.k}[f] * ${vcur.get(t.value)};`);
           line(`          num = num + phi${q.k}[f] * ${S}[${si}]; den = den + phi${q.k}[f] * zn${q.k}[f];`);
         } else {
-          const lgf = (t.form.decay && t.form.feature && p.nodes[t.form.decay.kind === 'constant' ? t.form.decay.gamma : t.form.decay.alpha].type.axes.includes(t.form.feature)) ? 'f' : '0u';
-          line(`          let sv = exp(lg${q.k}[${lgf}]) * ${S}[${si}] + psi${q.k}[f] * ${vcur.get(t.value)};`);
-          line(`          ${S}[${si}] = sv;`);
-          line(`          num = num + phi${q.k}[f] * sv; den = den + phi${q.k}[f] * zn${q.k}[f];`);
+          // U rows of S are read before any is written, so a step waits for F / U memory round trips, not F
+          // (a store to S between the loads would keep the compiler from issuing the next load early).
+          const U = stateUnroll(q.F);
+          const perF = !!(t.form.decay && t.form.feature && p.nodes[t.form.decay.kind === 'constant' ? t.form.decay.gamma : t.form.decay.alpha].type.axes.includes(t.form.feature));
+          const at = (u: number) => `((b * ${NS}u + s) * ${q.F}u + f0 + ${u}u) * ${NR}u + col`;
+          line(`        for (var f0: u32 = 0u; f0 < ${q.F}u; f0 += ${U}u) { // ${t.name}: ${U} rows of S in flight`);
+          for (let u = 0; u < U; u++) line(`          let s${u} = ${S}[${at(u)}];`);
+          for (let u = 0; u < U; u++) {
+            const f = `f0 + ${u}u`;
+            line(`          { let sv = exp(lg${q.k}[${perF ? f : '0u'}]) * s${u} + psi${q.k}[${f}] * ${vcur.get(t.value)}; ${S}[${at(u)}] = sv; num = num + phi${q.k}[${f}] * sv; den = den + phi${q.k}[${f}] * zn${q.k}[${f}]; }`);
+          }
         }
         line('        }');
       } else {
