@@ -95,13 +95,12 @@ export function storeFn(f: MatmulFusion | undefined): string[] {
   else if (e === 'accumulate') L.push('  C0[m * params.N + n] += v;');
   else if (e === 'swiglu') throw new Error('the swiglu epilogue pairs two dot products; store_out cannot express it');
   else {
+    // Parts by comparison, not n / S: an integer division per element shows on a CPU adapter.
     L.push(`  let S = params.N / ${e.split}u;`);
-    L.push('  let part = n / S;');
-    L.push('  let j = m * S + n - part * S;');
-    for (let p = 0; p < e.split; p++) {
-      const head = p === 0 ? 'if' : p < e.split - 1 ? '} else if' : '} else';
-      L.push(p < e.split - 1 ? `  ${head} (part == ${p}u) {` : `  ${head} {`);
-      L.push(`    C${p}[j] = v;`);
+    for (let p = e.split - 1; p >= 0; p--) {
+      const head = p === e.split - 1 ? 'if' : p > 0 ? '} else if' : '} else';
+      L.push(p > 0 ? `  ${head} (n >= ${p}u * S) {` : `  ${head} {`);
+      L.push(`    C${p}[m * S + n - ${p}u * S] = v;`);
     }
     L.push('  }');
   }
