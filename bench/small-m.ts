@@ -1,8 +1,8 @@
 // The decode step's matmuls one by one (M = batch rows ≤ 8), as the model runs them — fused prologue and
 // epilogue included — in GB/s of weights read, next to the adapter's copy bandwidth: which projection is
-// far from the bound, and (--sweep) which lanes × unroll would serve it better than the chooser's pick.
+// far from the bound, and (--sweep) which lanes × unroll × columns per thread would serve it better than the chooser's pick.
 //
-//   npx tsx bench/small-m.ts [--small] [--M 1,8] [--sweep] [--reps N]
+//   npx tsx bench/small-m.ts [--small] [--M 1,8] [--sweep] [--reps N]   (--sweep: lanes × unroll × columns per thread)
 //
 // Shapes: decode.ts's model (hidden 768, 12 heads × 64, intermediate 2048, vocab 32000); --small (and any
 // software adapter) its small model. Each pass records `reps` dispatches of one kernel, rotating over
@@ -48,6 +48,7 @@ export interface SmallMFigure {
   readonly kernel: string;
   readonly lanes?: number;
   readonly unroll?: number;
+  readonly cols?: number;
   readonly usPerDispatch: number;
   /** Weight bytes / time. */
   readonly gbPerS: number;
@@ -97,6 +98,7 @@ async function measure(gpu: Gpu, p: Projection, M: number, opts: MatmulOptions, 
     projection: p.name, M, N: p.N, K: p.K, kernel: plan.kernel,
     ...(opts.smallMLanes !== undefined && { lanes: opts.smallMLanes }),
     ...(opts.smallMUnroll !== undefined && { unroll: opts.smallMUnroll }),
+    ...(opts.smallMCols !== undefined && { cols: opts.smallMCols }),
     usPerDispatch: us, gbPerS: weightBytes / (us * 1e3),
   };
 }
@@ -130,11 +132,14 @@ async function main(): Promise<void> {
       row(chosen);
       if (!sweep) continue;
       let best = chosen;
+      const colsChoices = M > 1 && p.fusion?.epilogue !== 'swiglu' ? [1, 2, 4] : [1];
       for (const lanes of [8, 16, 32, 64, 128, 256]) {
         for (const unroll of [2, 4, 8]) {
-          const f = await measure(gpu, p, M, { smallMLanes: lanes, smallMUnroll: unroll }, reps, cacheBytes);
-          figures.push(f);
-          if (f.usPerDispatch < best.usPerDispatch) best = f;
+          for (const cols of colsChoices) {
+            const f = await measure(gpu, p, M, { smallMLanes: lanes, smallMUnroll: unroll, smallMCols: cols }, reps, cacheBytes);
+            figures.push(f);
+            if (f.usPerDispatch < best.usPerDispatch) best = f;
+          }
         }
       }
       if (best !== chosen) row({ ...best, projection: `  best of sweep` });

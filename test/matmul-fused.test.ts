@@ -64,6 +64,14 @@ describe('fused small-M matmuls equal the float64 formula', () => {
     await check(3, 2 * 17, 24, { epilogue: { split: 2 } }, 401);
   });
 
+  it('is correct with 1 to 4 output columns per thread, also when they do not divide N', async () => {
+    for (const cols of [1, 2, 3, 4]) {
+      await check(5, 3 * 7, 36, QKV, 450 + cols, { smallMCols: cols });
+      await check(8, 2 * 13 + 1, 52, RESIDUAL, 460 + cols, { smallMCols: cols });
+      await check(1, 37, 20, { rmsnorm: { eps: EPS } }, 470 + cols, { smallMCols: cols, smallMLanes: 4 });
+    }
+  });
+
   it('is correct for every lane count and unroll, including unrolls that overrun the row', async () => {
     for (const [lanes, unroll] of [[1, 1], [4, 3], [8, 8], [32, 2], [256, 1]] as const) {
       await check(3, 3 * 9, 68, QKV, 500 + lanes, { smallMLanes: lanes, smallMUnroll: unroll });

@@ -38,18 +38,27 @@ export interface SmallMVariant {
   readonly unroll?: number;
   /** Wᵀ only: threads per workgroup (default SMALL_M_THREADS; fewer when workgroup memory is short). */
   readonly threads?: number;
+  /**
+   * Wᵀ only, not with swiglu: adjacent output columns per thread (default 1). Each x load then serves
+   * that many weight rows: with 8 rows of x, x's loads (from L1) outnumber the weight's 8 to 1.
+   */
+  readonly colsPerThread?: number;
   /** Wᵀ only: prologue and epilogue. */
   readonly fusion?: MatmulFusion;
 }
 
+/** Rows of W one thread walks: its columns, or a gate row and its up row. */
+export function smallMWeightRows(v: Pick<SmallMVariant, 'fusion' | 'colsPerThread'>): number {
+  return v.fusion?.epilogue === 'swiglu' ? 2 : v.colsPerThread ?? 1;
+}
+
 /** Values each thread hands to the reduction: M·(weight rows per thread), plus M sums of squares. */
-export function smallMReducedValues(v: Pick<SmallMVariant, 'M' | 'fusion'>): number {
-  const rowsW = v.fusion?.epilogue === 'swiglu' ? 2 : 1;
-  return v.M * rowsW + (v.fusion?.rmsnorm ? v.M : 0);
+export function smallMReducedValues(v: Pick<SmallMVariant, 'M' | 'fusion' | 'colsPerThread'>): number {
+  return v.M * smallMWeightRows(v) + (v.fusion?.rmsnorm ? v.M : 0);
 }
 
 /** Workgroup memory of the Wᵀ kernel in bytes. */
-export function smallMWorkgroupBytes(v: Pick<SmallMVariant, 'M' | 'fusion' | 'threads'>): number {
+export function smallMWorkgroupBytes(v: Pick<SmallMVariant, 'M' | 'fusion' | 'threads' | 'colsPerThread'>): number {
   return smallMReducedValues(v) * (v.threads ?? SMALL_M_THREADS) * 4;
 }
 
@@ -76,7 +85,8 @@ export function smallMTransposedWgsl(v: SmallMVariant): string {
   const epilogue = f?.epilogue ?? 'store';
   const swiglu = epilogue === 'swiglu';
   const norm = f?.rmsnorm;
-  const rowsW = swiglu ? 2 : 1;
+  const nt = swiglu ? 1 : v.colsPerThread ?? 1;
+  const rowsW = smallMWeightRows(v);
   const values = smallMReducedValues(v);
   const M = v.M;
   const hsum = (x: string) => (v.width === 4 ? `dot(${x}, vec4<f32>(1.0))` : x);
@@ -92,7 +102,7 @@ export function smallMTransposedWgsl(v: SmallMVariant): string {
   L.push('');
   L.push(`const ROWS_M = ${M}u;`);
   L.push(`const LANES = ${v.lanes}u; // threads per dot product, along k`);
-  L.push(`const GROUPS = ${threads / v.lanes}u; // ${swiglu ? '[gate, up] column pairs' : 'output columns'} per workgroup`);
+  L.push(`const GROUPS = ${threads / v.lanes}u; // ${swiglu ? '[gate, up] column pairs' : nt > 1 ? `groups of ${nt} output columns` : 'output columns'} per workgroup`);
   L.push(`const THREADS = ${threads}u;`);
   L.push(`const WIDTH = ${v.width}u;`);
   L.push(`const UNROLL = ${unroll}u; // weight loads in flight per thread and weight row`);
@@ -108,12 +118,19 @@ export function smallMTransposedWgsl(v: SmallMVariant): string {
   L.push('fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid: vec3<u32>) {');
   L.push('  let N = params.N;');
   L.push('  let KW = params.K / WIDTH;');
-  L.push(`  let COLS = ${swiglu ? 'N / 2u' : 'N'};`);
+  L.push(`  let COLS = ${swiglu ? 'N / 2u' : nt > 1 ? `(N + ${nt - 1}u) / ${nt}u; // column groups` : 'N'};`);
   L.push('  let lane = tid % LANES;');
   L.push('  let g = tid / LANES;');
   L.push('  let col = wid.x * GROUPS + g;');
-  L.push('  let w0 = col * KW;');
-  if (swiglu) L.push('  let w1 = (col + COLS) * KW; // the up row paired with gate row col');
+  if (swiglu) {
+    L.push('  let w0 = col * KW;');
+    L.push('  let w1 = (col + COLS) * KW; // the up row paired with gate row col');
+  } else if (nt === 1) {
+    L.push('  let w0 = col * KW;');
+  } else {
+    L.push(`  // Columns col·${nt} + j; past N they re-read row N − 1 and are not stored.`);
+    for (let j = 0; j < nt; j++) L.push(`  let w${j} = min(col * ${nt}u + ${j}u, N - 1u) * KW;`);
+  }
   for (let m = 0; m < M; m++) for (let j = 0; j < rowsW; j++) L.push(`  var acc${m}_${j} = VT(0.0);`);
   if (norm) for (let m = 0; m < M; m++) L.push(`  var ss${m} = 0.0;`);
   L.push('  if (col < COLS) {');
@@ -169,7 +186,8 @@ export function smallMTransposedWgsl(v: SmallMVariant): string {
     for (let j = 0; j < rowsW; j++) L.push(`    s${j} *= scale;`);
   }
   if (swiglu) L.push('    C0[m * COLS + col] = s0 / (1.0 + exp(-s0)) * s1;');
-  else L.push('    store_out(m, col, s0);');
+  else if (nt === 1) L.push('    store_out(m, col, s0);');
+  else for (let j = 0; j < nt; j++) L.push(`    if (col * ${nt}u + ${j}u < N) { store_out(m, col * ${nt}u + ${j}u, s${j}); }`);
   L.push('  }');
   L.push('}');
   return L.join('\n') + '\n';

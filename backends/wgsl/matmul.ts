@@ -56,6 +56,8 @@ export interface MatmulOptions {
   readonly smallMLanes?: number;
   /** Small-M Wᵀ path only: independent weight loads per thread per loop step (1..16), for tuning. */
   readonly smallMUnroll?: number;
+  /** Small-M Wᵀ path only, not with swiglu: output columns per thread (1..4), for tuning. */
+  readonly smallMCols?: number;
 }
 
 export interface MatmulPlan {
@@ -132,6 +134,7 @@ function chooseTile(gpu: Gpu, p: MatmulProblem, requested?: MatmulTile): MatmulT
  */
 const SMALL_M_TARGET_THREADS = 1 << 17;
 const SMALL_M_MIN_LOADS = 2;
+const SMALL_M_TWO_COLUMNS_FROM = 4;
 const SMALL_M_B_TARGET_WORKGROUPS = 300;
 
 function chooseSmallM(gpu: Gpu, p: MatmulProblem, opts: MatmulOptions): SmallMVariant {
@@ -139,7 +142,10 @@ function chooseSmallM(gpu: Gpu, p: MatmulProblem, opts: MatmulOptions): SmallMVa
     const width = p.K % 4 === 0 ? 4 : 1;
     const KW = p.K / width;
     const f = p.fusion;
-    const columns = f?.epilogue === 'swiglu' ? p.N / 2 : p.N;
+    const swiglu = f?.epilogue === 'swiglu';
+    // From 4 rows of x on, two columns per thread halve x's loads per weight byte.
+    const colsPerThread = swiglu ? 1 : opts.smallMCols ?? (p.M >= SMALL_M_TWO_COLUMNS_FROM ? 2 : 1);
+    const columns = swiglu ? p.N / 2 : Math.ceil(p.N / colsPerThread);
     let lanes = 8;
     while (lanes < SMALL_M_THREADS && columns * lanes < SMALL_M_TARGET_THREADS && 2 * lanes * SMALL_M_MIN_LOADS <= KW) lanes *= 2;
     while (lanes > 1 && lanes > KW) lanes /= 2;
@@ -148,8 +154,8 @@ function chooseSmallM(gpu: Gpu, p: MatmulProblem, opts: MatmulOptions): SmallMVa
     const maxUnroll = p.M <= 2 ? SMALL_M_MAX_UNROLL : SMALL_M_MAX_UNROLL / 2;
     const unroll = opts.smallMUnroll ?? Math.max(1, Math.min(maxUnroll, Math.ceil(KW / lanes)));
     let threads = SMALL_M_THREADS;
-    while (threads > lanes && threads > 32 && smallMWorkgroupBytes({ M: p.M, fusion: f, threads }) > gpu.limits.maxComputeWorkgroupStorageSize) threads /= 2;
-    return { M: p.M, transposeB: true, width, lanes: Math.min(lanes, threads), unroll, threads, ...(f && { fusion: f }) };
+    while (threads > lanes && threads > 32 && smallMWorkgroupBytes({ M: p.M, fusion: f, threads, colsPerThread }) > gpu.limits.maxComputeWorkgroupStorageSize) threads /= 2;
+    return { M: p.M, transposeB: true, width, lanes: Math.min(lanes, threads), unroll, threads, colsPerThread, ...(f && { fusion: f }) };
   }
   const width = p.N % 4 === 0 ? 4 : 1;
   let cols = 16;
@@ -183,6 +189,9 @@ export async function planMatmul(gpu: Gpu, problem: MatmulProblem, opts: MatmulO
     if (opts.smallMUnroll !== undefined && !(Number.isInteger(opts.smallMUnroll) && opts.smallMUnroll >= 1 && opts.smallMUnroll <= 16)) {
       throw new Error(`matmul ${describe(problem)}: smallMUnroll must be an integer in 1..16, got ${opts.smallMUnroll}`);
     }
+    if (opts.smallMCols !== undefined && !(Number.isInteger(opts.smallMCols) && opts.smallMCols >= 1 && opts.smallMCols <= 4)) {
+      throw new Error(`matmul ${describe(problem)}: smallMCols must be an integer in 1..4, got ${opts.smallMCols}`);
+    }
     const v = chooseSmallM(gpu, problem, opts);
     if (v.transposeB) {
       const bytes = smallMWorkgroupBytes(v);
@@ -192,11 +201,11 @@ export async function planMatmul(gpu: Gpu, problem: MatmulProblem, opts: MatmulO
     }
     code = v.transposeB ? smallMTransposedWgsl(v) : smallMWgsl(v);
     const perGroup = (v.threads ?? SMALL_M_THREADS) / v.lanes;
-    // A Wᵀ workgroup finishes perGroup columns of the product ([gate, up] pairs for swiglu).
-    const columns = v.transposeB ? (fusion?.epilogue === 'swiglu' ? N / 2 : N) : N / v.width;
+    // A Wᵀ workgroup finishes perGroup column groups (of colsPerThread columns; [gate, up] pairs for swiglu).
+    const columns = v.transposeB ? (fusion?.epilogue === 'swiglu' ? N / 2 : Math.ceil(N / (v.colsPerThread ?? 1))) : N / v.width;
     workgroups = [Math.ceil(columns / perGroup), 1, 1];
     kernel = v.transposeB
-      ? `small-m Wᵀ ${v.width === 4 ? 'vec4' : 'scalar'}, ${v.lanes} lanes × ${v.unroll} loads, ${v.threads} threads${describeFusion(fusion)}`
+      ? `small-m Wᵀ ${v.width === 4 ? 'vec4' : 'scalar'}, ${v.lanes} lanes × ${v.unroll} loads${(v.colsPerThread ?? 1) > 1 ? ` × ${v.colsPerThread} columns` : ''}, ${v.threads} threads${describeFusion(fusion)}`
       : `small-m B ${v.width === 4 ? 'vec4' : 'scalar'}, ${v.lanes} lanes`;
   } else {
     if (smallOnly) throw new Error(`matmul ${describe(problem)}: the rmsnorm prologue and the swiglu epilogue exist on the small-m path only (M ≤ ${SMALL_M_MAX})`);
