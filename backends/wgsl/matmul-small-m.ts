@@ -10,13 +10,7 @@
 // sums meet in one workgroup barrier. It also carries a decoder layer's small ops (matmul-fusion.ts):
 // the RMSNorm of its input rows (the sum of squares rides in the same loop and the same reduction,
 // so normalising costs no extra pass), the residual add, the q | k | v split and SwiGLU.
-import {
-  bindingDecls,
-  matmulBindings,
-  outputColumns,
-  storeFn,
-  type MatmulFusion,
-} from './matmul-fusion.ts';
+import { bindingDecls, matmulBindings, storeFn, type MatmulFusion } from './matmul-fusion.ts';
 
 export const SMALL_M_MAX = 8;
 export const SMALL_M_THREADS = 256;
@@ -60,11 +54,6 @@ export function smallMReducedValues(v: Pick<SmallMVariant, 'M' | 'fusion' | 'col
 /** Workgroup memory of the Wᵀ kernel in bytes. */
 export function smallMWorkgroupBytes(v: Pick<SmallMVariant, 'M' | 'fusion' | 'threads' | 'colsPerThread'>): number {
   return smallMReducedValues(v) * (v.threads ?? SMALL_M_THREADS) * 4;
-}
-
-/** Column groups per workgroup (output columns; [gate, up] pairs for swiglu). */
-export function smallMGroupsPerWorkgroup(v: Pick<SmallMVariant, 'lanes' | 'threads'>): number {
-  return (v.threads ?? SMALL_M_THREADS) / v.lanes;
 }
 
 function f32Literal(x: number): string {
