@@ -142,13 +142,18 @@ function psiAt(q: PrefixInfo, C: number, row: string, f: string): string {
   return q.transposed ? `psi${q.k}[(${f}) * ${C + 1}u + ${row}]` : `psi${q.k}[((${row}) + ${q.psiHalo}u) * ${q.F}u + ${f}]`;
 }
 
-/** Largest of 4, 2, 1 dividing n: the micro-tile along an axis of n elements. */
 /** Staging: at most this many slots of one array unrolled, and only for expressions of at most this many lines. */
 const MAX_UNROLL = 8;
 const MAX_SLOT_LINES = 12;
 
-function microTile(n: number): number {
-  return n % 4 === 0 ? 4 : n % 2 === 0 ? 2 : 1;
+/**
+ * The micro-tile along an axis of n elements shared by `cols` columns: the largest of 4, 2, 1 dividing n that
+ * still gives each of the WG invocations work (n / tile · cols ≥ WG), else 1 — a larger tile reuses each
+ * loaded element more, but leaves invocations idle and the phase longer.
+ */
+function microTile(n: number, cols: number, WG: number): number {
+  const fits = [4, 2, 1].filter((m) => n % m === 0);
+  return fits.find((m) => (n / m) * cols >= WG) ?? 1;
 }
 
 /**
@@ -636,7 +641,7 @@ export function chunkKernel(spec: ChunkKernelSpec): Kernel {
   if (seg !== 'state') {
     // Outputs: each invocation owns TM rows (ti + m·NTO) of one value column, so each value and state element it
     // loads feeds TM rows.
-    const TM = microTile(C);
+    const TM = microTile(C, R, WG);
     const NTO = C / TM;
     const rows = [...Array(TM).keys()];
     line(`    for (var x: u32 = lid; x < ${NTO * R}u; x += WG) {`);
@@ -733,7 +738,7 @@ export function chunkKernel(spec: ChunkKernelSpec): Kernel {
       const open = openOf(q);
       if (!open) {
         // Each invocation owns TF features (tf + m·NTF) of one column: a value loaded once feeds TF products.
-        const TF = microTile(q.F);
+        const TF = microTile(q.F, R, WG);
         const NTF = q.F / TF;
         const fs = [...Array(TF).keys()];
         line(`    for (var x: u32 = lid; x < ${NTF * R}u; x += WG) { // S${q.k} ← decay ⊙ S${q.k} + Σ_j ψ_j ⊗ v_j`);
