@@ -4,17 +4,20 @@
 # time limit so that one slow step cannot eat the call; logs go to $OUT.
 #   bash .gpu/remote.sh bash bench/h100.sh [kernels] [torch] [decode] [torch-model] [speculative]
 set -uo pipefail
-OUT=${OUT:-out}; mkdir -p "$OUT"
+# Everything lands in $OUT/raw, packed at the end into $OUT/results.tgz (the device tool returns few files).
+FINAL=${OUT:-out}; export OUT=$FINAL/raw; mkdir -p "$OUT"
 steps=${*:-kernels torch decode torch-model speculative}
 for s in $steps; do
   echo "=== $s"
   case $s in
-    kernels) timeout 330 tsx bench/kernels.ts --variants elu_dwconv --t 4096,1024,16384 --d 64,128 --autotune --naive-max-t 4096 ;;
+    kernels) timeout ${T_KERNELS:-140} tsx bench/kernels.ts --variants elu_dwconv --t 4096,1024,16384 --d 64 --autotune --naive-max-t 4096 ;;
+    kernels-d128) OUT=$OUT/d128 timeout ${T_KERNELS_D128:-60} tsx bench/kernels.ts --variants elu_dwconv --t 4096 --d 128 --autotune --naive-max-t 0 ;;
     kernels-all) OUT=$OUT/all timeout 240 tsx bench/kernels.ts --t 4096 --d 64 --naive-max-t 0 --iters 10 ;;
-    demo) timeout 120 tsx src/demo.ts ;;
+    demo) timeout ${T_DEMO:-60} tsx src/demo.ts ;;
     torch) timeout 120 python3 bench/torch_baseline.py --out "$OUT" ;;
-    decode) timeout 200 tsx bench/decode.ts --attention compiled ;;
-    torch-model) timeout 150 python3 bench/torch_model_baseline.py ;;
-    speculative) timeout 240 tsx bench/speculative.ts ;;
+    decode) timeout ${T_DECODE:-90} tsx bench/decode.ts --attention compiled ;;
+    torch-model) timeout ${T_TORCH_MODEL:-100} python3 bench/torch_model_baseline.py ;;
+    speculative) timeout ${T_SPECULATIVE:-180} tsx bench/speculative.ts ;;
   esac 2>&1 | tee "$OUT/$s.log"
 done
+tar czf "$FINAL/results.tgz" -C "$OUT" . && cat "$OUT"/*.log > "$FINAL/all.log" && rm -rf "$OUT"
