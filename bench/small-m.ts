@@ -66,32 +66,44 @@ function fillRandom(gpu: Gpu, t: GpuTensor, seed: number): void {
   writeTensor(gpu, t, data);
 }
 
-async function measure(gpu: Gpu, p: Projection, M: number, opts: MatmulOptions, reps: number, cacheBytes: number): Promise<SmallMFigure> {
-  const problem: MatmulProblem = { M, N: p.N, K: p.K, transposeB: true, ...(p.fusion && { fusion: p.fusion }) };
-  const plan = await planMatmul(gpu, problem, { label: `bench ${p.name}`, ...opts });
-  const weightBytes = p.N * p.K * 4;
-  const copies = Math.max(1, Math.min(reps, Math.ceil(cacheBytes / weightBytes)));
-  const made: GpuTensor[] = [];
+/** x, gain, outputs and enough weight copies to miss the cache: made once per projection and M, shared by the sweep. */
+interface Operands {
+  readonly a: GpuTensor;
+  readonly gain: GpuTensor;
+  readonly outs: readonly GpuTensor[];
+  readonly weights: readonly GpuTensor[];
+}
+
+function operands(gpu: Gpu, p: Projection, M: number, reps: number, cacheBytes: number): Operands {
   const tensor = (name: string, shape: number[], seed: number) => {
     const t = allocTensor(gpu, name, shape);
     fillRandom(gpu, t, seed);
-    made.push(t);
     return t;
   };
-  const a = tensor('x', [M, p.K], 1);
-  const gain = tensor('gain', [p.K], 2);
-  const outs = Array.from({ length: outputCount(p.fusion) }, (_, i) => tensor(`y${i}`, [M, outputColumns(p.fusion, p.N)], 3 + i));
-  const groups = Array.from({ length: copies }, (_, i) =>
-    bindMatmul(gpu, plan, a, tensor(`w${i}`, [p.N, p.K], 10 + i), outs, p.fusion?.rmsnorm ? { gain } : {}),
-  );
+  const copies = Math.max(1, Math.min(reps, Math.ceil(cacheBytes / (p.N * p.K * 4))));
+  return {
+    a: tensor('x', [M, p.K], 1),
+    gain: tensor('gain', [p.K], 2),
+    outs: Array.from({ length: outputCount(p.fusion) }, (_, i) => tensor(`y${i}`, [M, outputColumns(p.fusion, p.N)], 3 + i)),
+    weights: Array.from({ length: copies }, (_, i) => tensor(`w${i}`, [p.N, p.K], 10 + i)),
+  };
+}
+
+function release(gpu: Gpu, o: Operands): void {
+  for (const t of [o.a, o.gain, ...o.outs, ...o.weights]) releaseTensor(gpu, t);
+}
+
+async function measure(gpu: Gpu, p: Projection, M: number, opts: MatmulOptions, reps: number, o: Operands): Promise<SmallMFigure> {
+  const problem: MatmulProblem = { M, N: p.N, K: p.K, transposeB: true, ...(p.fusion && { fusion: p.fusion }) };
+  const plan = await planMatmul(gpu, problem, { label: `bench ${p.name}`, ...opts });
+  const groups = o.weights.map((w) => bindMatmul(gpu, plan, o.a, w, o.outs, p.fusion?.rmsnorm ? { gain: o.gain } : {}));
   const t = await timeDispatches(
     gpu,
     (pass) => {
-      for (let r = 0; r < reps; r++) encodeMatmul(pass, plan, groups[r % copies]);
+      for (let r = 0; r < reps; r++) encodeMatmul(pass, plan, groups[r % groups.length]);
     },
     { warmup: 2, iters: gpu.isSoftware ? 3 : 20, label: plan.label },
   );
-  for (const x of made) releaseTensor(gpu, x);
   plan.params.destroy();
   const us = (t.medianMs * 1000) / reps;
   return {
@@ -99,7 +111,7 @@ async function measure(gpu: Gpu, p: Projection, M: number, opts: MatmulOptions, 
     ...(opts.smallMLanes !== undefined && { lanes: opts.smallMLanes }),
     ...(opts.smallMUnroll !== undefined && { unroll: opts.smallMUnroll }),
     ...(opts.smallMCols !== undefined && { cols: opts.smallMCols }),
-    usPerDispatch: us, gbPerS: weightBytes / (us * 1e3),
+    usPerDispatch: us, gbPerS: (p.N * p.K * 4) / (us * 1e3),
   };
 }
 
@@ -127,22 +139,25 @@ async function main(): Promise<void> {
   };
   for (const M of Ms) {
     for (const p of projections(shape)) {
-      const chosen = await measure(gpu, p, M, {}, reps, cacheBytes);
+      const o = operands(gpu, p, M, reps, cacheBytes);
+      const chosen = await measure(gpu, p, M, {}, reps, o);
       figures.push(chosen);
       row(chosen);
-      if (!sweep) continue;
-      let best = chosen;
-      const colsChoices = M > 1 && p.fusion?.epilogue !== 'swiglu' ? [1, 2, 4] : [1];
-      for (const lanes of [8, 16, 32, 64, 128, 256]) {
-        for (const unroll of [2, 4, 8]) {
-          for (const cols of colsChoices) {
-            const f = await measure(gpu, p, M, { smallMLanes: lanes, smallMUnroll: unroll, smallMCols: cols }, reps, cacheBytes);
-            figures.push(f);
-            if (f.usPerDispatch < best.usPerDispatch) best = f;
+      if (sweep) {
+        let best = chosen;
+        const colsChoices = M > 1 && p.fusion?.epilogue !== 'swiglu' ? [1, 2, 4] : [1];
+        for (const lanes of [8, 16, 32, 64, 128, 256]) {
+          for (const unroll of [2, 4, 8]) {
+            for (const cols of colsChoices) {
+              const f = await measure(gpu, p, M, { smallMLanes: lanes, smallMUnroll: unroll, smallMCols: cols }, reps, o);
+              figures.push(f);
+              if (f.usPerDispatch < best.usPerDispatch) best = f;
+            }
           }
         }
+        if (best !== chosen) row({ ...best, projection: '  best of sweep' });
       }
-      if (best !== chosen) row({ ...best, projection: `  best of sweep` });
+      release(gpu, o);
     }
   }
   const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
