@@ -68,6 +68,16 @@ describe('GPU forward of the whole model (f32) against the float64 CPU forward w
     }
   });
 
+  it(`with ≤ 8 rows (norms, residuals and SwiGLU fused into the projections) logits match at every position (b = 2, t = 4, seed ${SEED})`, async () => {
+    const tokens = randomTokens(2, 4, config.vocabSize, SEED + 2);
+    const attention = cpuAttentionFromVariant(variant.program, cpu.weights.layers.map((l) => l.attention));
+    const want = cpuForward(cpu, tokens, attention).logits;
+    const got = await model.forwardLogits(tokens);
+    for (let s = 0; s < 2; s++) {
+      expectRelClose(rows(got, 4, config.vocabSize, s, 0, 4), rows(want.data, 4, config.vocabSize, s, 0, 4), 1e-3, `sequence ${s}, seed ${SEED + 2}`);
+    }
+  });
+
   it(`prefill's last-position logits, then each decode step's, equal the full forward at that position (seed ${SEED})`, async () => {
     const [b, T, V] = [2, 8, config.vocabSize];
     const tokens = randomTokens(b, T, V, SEED + 1);
