@@ -87,17 +87,30 @@ describe('fused small-M matmuls equal the float64 formula', () => {
   });
 });
 
+describe('the small-M Wᵀ kernel in blocks of 8 rows (a draft tree of up to 64 nodes)', () => {
+  it('M = 9, 13, 16 and 64: every fusion, one workgroup row per block, the last block partial', async () => {
+    for (const M of [9, 13, 16, 64]) {
+      for (const [N, K, fusion, seed] of [[3 * 21, 44, QKV, 1000], [2 * 19, 37, GATE_UP, 1100], [29, 52, RESIDUAL, 1200]] as const) {
+        const plan = await check(M, N, K, fusion, seed + M);
+        expect(plan.path).toBe('small-m');
+        expect(plan.workgroups[1], plan.kernel).toBe(Math.ceil(M / 8));
+      }
+    }
+  });
+});
+
 describe('the tiled matmul takes the split and accumulate epilogues (prefill-sized M)', () => {
   it('M = 13 and 70: q | k | v split and residual accumulate at ragged tiles', async () => {
     for (const M of [13, 70]) {
-      expect((await check(M, 3 * 21, 44, { epilogue: { split: 3 } }, 800 + M)).path).toBe('tiled');
-      expect((await check(M, 29, 52, RESIDUAL, 900 + M)).path).toBe('tiled');
+      expect((await check(M, 3 * 21, 44, { epilogue: { split: 3 } }, 800 + M, { path: 'tiled' })).path).toBe('tiled');
+      expect((await check(M, 29, 52, RESIDUAL, 900 + M, { path: 'tiled' })).path).toBe('tiled');
     }
   });
 
   it('refuses the rmsnorm prologue and swiglu, which need a whole row in one thread', async () => {
     const g = await gpu();
-    await expect(planMatmul(g, { M: 13, N: 8, K: 8, transposeB: true, fusion: GATE_UP })).rejects.toThrow(/small-m path only/);
+    await expect(planMatmul(g, { M: 13, N: 8, K: 8, transposeB: true, fusion: GATE_UP }, { path: 'tiled' })).rejects.toThrow(/small-m path only/);
+    await expect(planMatmul(g, { M: 65, N: 8, K: 8, transposeB: true, fusion: GATE_UP })).rejects.toThrow(/small-m path only/);
     await expect(planMatmul(g, { M: 2, N: 9, K: 8, transposeB: true, fusion: { epilogue: 'swiglu' } })).rejects.toThrow(/even N/);
   });
 });

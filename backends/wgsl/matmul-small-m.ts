@@ -1,4 +1,4 @@
-// WGSL for matmuls with a handful of rows (M ≤ 8: decoding a batch of up to 8, or a small draft tree).
+// WGSL for matmuls with a handful of rows (M ≤ 8 per workgroup: decoding a batch of up to 8; the Wᵀ kernel takes a draft tree of up to 64 rows in blocks of 8).
 // These are bandwidth-bound: every weight is used M times only, so the kernels read each weight
 // exactly once, in coalesced vec4 loads, keep the M partial sums in registers, and reduce the
 // partial sums of the threads that shared a dot product through workgroup memory.
@@ -13,12 +13,18 @@
 import { bindingDecls, matmulBindings, storeFn, type MatmulFusion } from './matmul-fusion.ts';
 
 export const SMALL_M_MAX = 8;
+/**
+ * The Wᵀ kernel also takes up to this many rows (a draft tree being verified) in blocks of SMALL_M_MAX: one
+ * workgroup row per block, each reading the weights once — M/8 reads of W still beat the tiled kernel's
+ * few workgroups at these sizes.
+ */
+export const SMALL_M_BLOCKED_MAX = 64;
 export const SMALL_M_THREADS = 256;
 /** Largest UNROLL the chooser picks (registers: UNROLL weight vec4s per weight row in flight). */
 export const SMALL_M_MAX_UNROLL = 8;
 
 export interface SmallMVariant {
-  /** Rows of x, 1..SMALL_M_MAX, folded into the code (one register per row). */
+  /** Rows of x per workgroup, 1..SMALL_M_MAX, folded into the code (one register per row); Wᵀ: workgroup row y takes rows y·M …, up to params.M. */
   readonly M: number;
   readonly transposeB: boolean;
   /** 4: rows of the weight are read as vec4 (needs K % 4 == 0 for Wᵀ, N % 4 == 0 for B). */
@@ -111,6 +117,8 @@ export function smallMTransposedWgsl(v: SmallMVariant): string {
   L.push('  let lane = tid % LANES;');
   L.push('  let g = tid / LANES;');
   L.push('  let col = wid.x * GROUPS + g;');
+  L.push('  let row0 = wid.y * ROWS_M; // this block of rows; rows past params.M re-read the last and are not stored');
+  L.push('  let lastRow = params.M - 1u;');
   if (swiglu) {
     L.push('  let w0 = col * KW;');
     L.push('  let w1 = (col + COLS) * KW; // the up row paired with gate row col');
@@ -134,7 +142,7 @@ export function smallMTransposedWgsl(v: SmallMVariant): string {
     if (norm) L.push(`      let g${u} = G[min(k${u}, KW - 1u)];`);
     for (let m = 0; m < M; m++) {
       L.push(`      {`);
-      L.push(`        let x = select(VT(0.0), A[${m}u * KW + min(k${u}, KW - 1u)], in${u});`);
+      L.push(`        let x = select(VT(0.0), A[min(row0 + ${m}u, lastRow) * KW + min(k${u}, KW - 1u)], in${u});`);
       if (norm) L.push(`        ss${m} += ${v.width === 4 ? "dot(x, x)" : "x * x"};`);
       const xs = norm ? 'x * g' + u : 'x';
       for (let j = 0; j < rowsW; j++) L.push(`        acc${m}_${j} = fma(${xs}, wv${j}_${u}, acc${m}_${j});`);
@@ -154,7 +162,7 @@ export function smallMTransposedWgsl(v: SmallMVariant): string {
   if (norm) for (let m = 0; m < M; m++) L.push(`  partial[(${M * rowsW + m}u * THREADS + tid) / 4u][tid % 4u] = ss${m};`);
   L.push('  workgroupBarrier();');
   L.push('  if (col >= COLS) { return; }');
-  L.push('  for (var m = lane; m < ROWS_M; m += LANES) {');
+  L.push('  for (var m = lane; m < ROWS_M && row0 + m < params.M; m += LANES) {');
   const sumOf = (r: string, name: string) => {
     L.push(`    var ${name} = 0.0;`);
     L.push(`    {`);
@@ -174,9 +182,9 @@ export function smallMTransposedWgsl(v: SmallMVariant): string {
     L.push('    let scale = inverseSqrt(ss / f32(params.K) + EPS);');
     for (let j = 0; j < rowsW; j++) L.push(`    s${j} *= scale;`);
   }
-  if (swiglu) L.push('    C0[m * COLS + col] = s0 / (1.0 + exp(-s0)) * s1;');
-  else if (nt === 1) L.push('    store_out(m, col, s0);');
-  else for (let j = 0; j < nt; j++) L.push(`    if (col * ${nt}u + ${j}u < N) { store_out(m, col * ${nt}u + ${j}u, s${j}); }`);
+  if (swiglu) L.push('    C0[(row0 + m) * COLS + col] = s0 / (1.0 + exp(-s0)) * s1;');
+  else if (nt === 1) L.push('    store_out(row0 + m, col, s0);');
+  else for (let j = 0; j < nt; j++) L.push(`    if (col * ${nt}u + ${j}u < N) { store_out(row0 + m, col * ${nt}u + ${j}u, s${j}); }`);
   L.push('  }');
   L.push('}');
   return L.join('\n') + '\n';

@@ -24,6 +24,7 @@ import {
   type MatmulFusion,
 } from './matmul-fusion.ts';
 import {
+  SMALL_M_BLOCKED_MAX,
   SMALL_M_MAX,
   SMALL_M_MAX_UNROLL,
   SMALL_M_THREADS,
@@ -48,7 +49,7 @@ export type MatmulPath = 'tiled' | 'small-m';
 export interface MatmulOptions {
   /** Names the IR node in pipeline labels and errors. */
   readonly label?: string;
-  /** Default: 'small-m' when M ≤ 8, else 'tiled'. */
+  /** Default: 'small-m' when M ≤ 64 with Wᵀ (M ≤ 8 with B), else 'tiled'. */
   readonly path?: MatmulPath;
   /** Tiled path only; default 128×128 when there are enough tiles to fill the GPU, else 64×64. */
   readonly tile?: MatmulTile;
@@ -137,7 +138,9 @@ const SMALL_M_MIN_LOADS = 2;
 const SMALL_M_TWO_COLUMNS_FROM = 4;
 const SMALL_M_B_TARGET_WORKGROUPS = 300;
 
-function chooseSmallM(gpu: Gpu, p: MatmulProblem, opts: MatmulOptions): SmallMVariant {
+function chooseSmallM(gpu: Gpu, problem: MatmulProblem, opts: MatmulOptions): SmallMVariant {
+  // Wᵀ: blocks of at most SMALL_M_MAX rows, one workgroup row each.
+  const p = { ...problem, M: Math.min(problem.M, SMALL_M_MAX) };
   if (p.transposeB) {
     const width = p.K % 4 === 0 ? 4 : 1;
     const KW = p.K / width;
@@ -173,13 +176,14 @@ export async function planMatmul(gpu: Gpu, problem: MatmulProblem, opts: MatmulO
   checkFusion(fusion, N, `matmul ${describe(problem)}`);
   if (fusion && !problem.transposeB) throw new Error(`matmul ${describe(problem)}: fusion needs transposeB (a weight stored [N, K])`);
   const smallOnly = fusion?.rmsnorm !== undefined || fusion?.epilogue === 'swiglu';
-  const path: MatmulPath = opts.path ?? (M <= SMALL_M_MAX ? 'small-m' : 'tiled');
+  const smallMax = problem.transposeB ? SMALL_M_BLOCKED_MAX : SMALL_M_MAX;
+  const path: MatmulPath = opts.path ?? (M <= smallMax ? 'small-m' : 'tiled');
   const base = opts.label ?? 'matmul';
   let code: string;
   let kernel: string;
   let workgroups: [number, number, number];
   if (path === 'small-m') {
-    if (M > SMALL_M_MAX) throw new Error(`matmul ${describe(problem)}: the small-m path takes M ≤ ${SMALL_M_MAX}`);
+    if (M > smallMax) throw new Error(`matmul ${describe(problem)}: the small-m path takes M ≤ ${smallMax}${problem.transposeB ? '' : ' (a weight stored [K, N])'}`);
     if (opts.smallMLanes !== undefined) {
       const lanes = opts.smallMLanes;
       if (!(lanes >= 1 && lanes <= SMALL_M_THREADS && (lanes & (lanes - 1)) === 0)) {
@@ -203,12 +207,12 @@ export async function planMatmul(gpu: Gpu, problem: MatmulProblem, opts: MatmulO
     const perGroup = (v.threads ?? SMALL_M_THREADS) / v.lanes;
     // A Wᵀ workgroup finishes perGroup column groups (of colsPerThread columns; [gate, up] pairs for swiglu).
     const columns = v.transposeB ? (fusion?.epilogue === 'swiglu' ? N / 2 : Math.ceil(N / (v.colsPerThread ?? 1))) : N / v.width;
-    workgroups = [Math.ceil(columns / perGroup), 1, 1];
+    workgroups = [Math.ceil(columns / perGroup), Math.ceil(M / v.M), 1];
     kernel = v.transposeB
       ? `small-m Wᵀ ${v.width === 4 ? 'vec4' : 'scalar'}, ${v.lanes} lanes × ${v.unroll} loads${(v.colsPerThread ?? 1) > 1 ? ` × ${v.colsPerThread} columns` : ''}, ${v.threads} threads${describeFusion(fusion)}`
       : `small-m B ${v.width === 4 ? 'vec4' : 'scalar'}, ${v.lanes} lanes`;
   } else {
-    if (smallOnly) throw new Error(`matmul ${describe(problem)}: the rmsnorm prologue and the swiglu epilogue exist on the small-m path only (M ≤ ${SMALL_M_MAX})`);
+    if (smallOnly) throw new Error(`matmul ${describe(problem)}: the rmsnorm prologue and the swiglu epilogue exist on the small-m path only (M ≤ ${SMALL_M_BLOCKED_MAX})`);
     const tile = chooseTile(gpu, problem, opts.tile);
     code = tiledMatmulWgsl({
       tile,
@@ -241,9 +245,9 @@ export async function planMatmul(gpu: Gpu, problem: MatmulProblem, opts: MatmulO
   return { problem, path, label, kernel, code, pipeline, params, bindings: bindings.map((b) => b.name), workgroups };
 }
 
-/** Whether planMatmul can give `problem` this fusion (the small-M path, M ≤ SMALL_M_MAX, takes them all). */
+/** Whether planMatmul can give `problem` this fusion (the small-M Wᵀ path, M ≤ SMALL_M_BLOCKED_MAX, takes them all). */
 export function matmulCanFuse(M: number, fusion: MatmulFusion): boolean {
-  return M <= SMALL_M_MAX || (fusion.rmsnorm === undefined && fusion.epilogue !== 'swiglu');
+  return M <= SMALL_M_BLOCKED_MAX || (fusion.rmsnorm === undefined && fusion.epilogue !== 'swiglu');
 }
 
 function checkOperand(plan: MatmulPlan, role: string, t: GpuTensor, rows: number, cols: number): void {
