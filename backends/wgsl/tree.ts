@@ -1,5 +1,5 @@
-// The tree form on the GPU (speculative verification): one kernel, one workgroup per (batch b, head slice s),
-// verifies N draft nodes against the committed decoding state, which it reads and never writes. Node n has
+// The tree form on the GPU (speculative verification): two launches with several workgroups per (batch b, head
+// slice s) verify N draft nodes against the committed decoding state, which it reads and never writes. Node n has
 // a parent par[n] (−1: a child of the last committed token, otherwise an earlier node), a depth δ_n and the
 // absolute position a_n = pos0 + δ_n − 1. Per node, with P(n) its root path (ancestors and itself):
 //
@@ -7,8 +7,9 @@
 //   prefix, past_groups:  S, plus the open group So when ⌊(pos0−1)/C⌋ < ⌊a_n/C⌋, plus the path nodes of earlier groups
 //   bounded:              lag l = 0..hi reads the l-th ancestor, or the committed ring at a_n − l past the root
 //
-// Phase 1 stages every node's φ, ψ and gate (prefix terms) and query/key features and values (bounded
-// terms) in one scratch buffer 'tmp:tree'; phase 2 walks each node's path per output column. No per-node
+// Launch 1 (phase 1) stages every node's φ, ψ and gate (prefix terms) and query/key features and values (bounded
+// terms) in one scratch buffer 'tmp:tree'; launch 2 (phase 2) walks each node's path per output column. Both
+// spread their items over up to 64 workgroups per (b, s): one workgroup per head left 132 SMs nearly idle. No per-node
 // state: a node's sums over its ancestors are recomputed from the staged features (O(depth) per node and
 // column; depth is small in speculation), so any tree shape works and nothing depends on node order but
 // parents coming first.
@@ -111,6 +112,7 @@ export function treePlan(p: Program, sizes: Sizes, maxNodes: number): Plan {
   line('    dep[n] = d;');
   line('  }');
   line('  workgroupBarrier();');
+  const phase0End = body.length;
 
   // Phase 1: per-node features of prefix terms.
   const prefixBufs = new Map<number, { phi: Access; psi: Access; gate: Access | null; F: number; gateW: number }>();
@@ -181,8 +183,8 @@ export function treePlan(p: Program, sizes: Sizes, maxNodes: number): Plan {
     line(`    ${nodeBuf.get(r.id)!(`(b * dims.t + n) * ${r.per}u + ${offset(n.type.axes, sizes, full)}`)} = ${v};`);
     line('  }');
   }
-  line('  storageBarrier();');
-  line('  workgroupBarrier();');
+  // Phase 1 and phase 2 are two launches: phase 2 reads what every workgroup of phase 1 staged.
+  const phase2At = body.length;
 
   // Phase 2: one invocation per (node, output column) walks the node's path.
   /** A node read in a bounded term at key position aJ: the path node ju while on the path, the ring past the root. */
@@ -305,22 +307,46 @@ export function treePlan(p: Program, sizes: Sizes, maxNodes: number): Plan {
   const bindings = buffers
     .filter((b) => used.has(b.name) || b.name === 'out:o')
     .map((b) => ({ buffer: b.name, write: b.role === 'output' || b.role === 'scratch' }));
-  const code = `// tree verification kernel of ${p.name}: N draft nodes (parents in ${TREE_PARENTS}) against the committed state, read only
+  // Both launches spread their items over `nsplit` workgroups per (b, head slice), nsplit from the grid: the
+  // per-(node, column) path walks of a 64-node tree were 4096 items for 64 invocations of one workgroup per head.
+  const spread = (lines: readonly string[]) => lines.map((l) => l.replace(/for \(var it: u32 = lid; (.*?); it \+= WG\)/, 'for (var it: u32 = part * WG + lid; $1; it += WG * nsplit)'));
+  const phase0 = body.slice(0, phase0End);
+  const kernelCode = (what: string, lines: readonly string[]) => `// tree verification kernel of ${p.name} (${what}): N draft nodes (parents in ${TREE_PARENTS}) against the committed state, read only
 ${DIMS_WGSL}
-${bindingDecls(bindings)}
+${bindingDecls(bindingsOf(lines))}
 const WG = ${WG}u;
 ${decls.join('\n')}
 
 @compute @workgroup_size(${WG})
-fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
-  let s = wid.x;
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32, @builtin(num_workgroups) nwg: vec3u) {
+  let nsplit = nwg.x / ${NS}u;
+  let s = wid.x / nsplit;
+  let part = wid.x % nsplit;
   let b = wid.y;
 ${headLines.join('\n')}
-${body.join('\n')}
+${phase0.join('\n')}
+${spread(lines).join('\n')}
 }
 `;
-  const kernel: Kernel = { label: `${p.name}.tree`, code, bindings, workgroups: (b) => [NS, b, 1], launch: { kind: 'fixed', x: NS, perBatchY: true } };
-  return { variant: p.name, form: 'tree', kernels: [kernel], buffers, outAxes: p.outAxes, sizes, schedule: { workgroup: WG, maxNodes } };
+  const bindingsOf = (lines: readonly string[]) => {
+    const text = [...phase0, ...lines].join('\n');
+    return bindings.filter((b) => b.buffer === 'tmp:tree' || b.buffer === 'out:o' || text.includes(wgslName(b.buffer)));
+  };
+  const splits = (t: number, items: number) => Math.max(1, Math.min(64, Math.ceil((t * items) / (2 * WG))));
+  const stageItems = Math.max(1, ...[...prefixBufs.values()].map((q) => q.F), scratchWidth / Math.max(1, NS));
+  const stage: Kernel = {
+    label: `${p.name}.tree-stage`,
+    code: kernelCode('phase 1: node features', body.slice(phase0End, phase2At)),
+    bindings: bindingsOf(body.slice(phase0End, phase2At)),
+    workgroups: (b, t) => [NS * splits(t, stageItems), b, 1],
+  };
+  const kernel: Kernel = {
+    label: `${p.name}.tree`,
+    code: kernelCode('phase 2: path walks', body.slice(phase2At)),
+    bindings: bindingsOf(body.slice(phase2At)),
+    workgroups: (b, t) => [NS * splits(t, NR), b, 1],
+  };
+  return { variant: p.name, form: 'tree', kernels: [stage, kernel], buffers, outAxes: p.outAxes, sizes, schedule: { workgroup: WG, maxNodes } };
 }
 
 /**

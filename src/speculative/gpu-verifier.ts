@@ -4,8 +4,9 @@
 //      the path's q, k, v gathered from that step's per-layer buffers and run through the recurrent step —
 //      the model is not run again, and rejected nodes leave no trace since nothing else was written);
 //   2. the forward of every node of the new tree as a batch of rows (GpuModel.planStep: embeddings,
-//      projections and MLP as for a prefill of N tokens), each layer's attention one tree-kernel launch
-//      (TreeAttention.encodeTree) reading the just-committed state;
+//      projections and MLP as for a prefill of N tokens), each layer's attention two tree-kernel launches (the
+//      nodes' features staged, then every (node, column) path walk spread over many workgroups;
+//      TreeAttention.encodeTree) reading the just-committed state;
 //   3. every node's next-token choice (argmax, or the sample kernel with the node's depth's uniform), and
 //      when asked the Medusa heads' and the model's own top-k (gpu-heads.ts);
 // then a readback of only those: N token ids, the top-k lists, and the logits only for the general
