@@ -13,7 +13,7 @@ import type { Id, Node, OutputItem, Program, Term } from '../../src/ir/types.ts'
 import { count, maskCondition, type Sizes } from './common.ts';
 import { ExprGen, offset, type Index, type Resolver } from './expr.ts';
 import { bindingDecls, DIMS_WGSL, wgslName, type Kernel } from './plan.ts';
-import type { StateLayout } from './recurrent.ts';
+import { ringIndex, type StateLayout } from './recurrent.ts';
 
 export interface ChunkSchedule {
   readonly chunk: number; // C
@@ -247,7 +247,7 @@ export function chunkKernel(spec: ChunkKernelSpec): Kernel {
     return wgslName(name);
   };
   const RING = st?.ring ?? 0;
-  const ringPer = new Map(st?.rings.map((r) => [r.id, r.per]) ?? []);
+  const ringPer = new Map(st?.rings.map((r) => [r.id, r]) ?? []);
   const resolverFor = (batch: string): Resolver => (n, idx: Index, where) => {
     if (spec.materialised.has(n.id)) {
       usedFeats.add(n.id);
@@ -458,7 +458,7 @@ export function chunkKernel(spec: ChunkKernelSpec): Kernel {
           const store: string[] = [];
           if (st && ringPer.has(id)) {
             // A bounded term reads this feature as its key (through the alias): decoding needs its last rows too.
-            store.push(`if (ok${u} && tile == 0u && row${u} >= 0 && tpos${u} + ${RING}u >= dims.t) { ${stateRef(`state:ring${id}`)}[(b * ${RING}u + tpos${u} % ${RING}u) * ${ringPer.get(id)}u + ${offset(p.nodes[id].type.axes, sizes, idx)}] = val${u}; }`);
+            store.push(`if (ok${u} && tile == 0u && row${u} >= 0 && tpos${u} + ${RING}u >= dims.t) { ${stateRef(`state:ring${id}`)}[${ringIndex(ringPer.get(id)!, RING, `tpos${u} % ${RING}u`, offset(p.nodes[id].type.axes, sizes, idx))}] = val${u}; }`);
           }
           store.push(arr.startsWith('psi') && q.transposed ? `${arr}[(x${u} % ${q.F}u) * ${C + 1}u + x${u} / ${q.F}u] = val${u};` : `${arr}[x${u}] = val${u};`);
           return { compute: [...compute, ...scoped(g, `val${u} = select(0.0, ${v}, ok${u});`, u)], store };
@@ -491,7 +491,7 @@ export function chunkKernel(spec: ChunkKernelSpec): Kernel {
           const v = g.value(id, { ...headIdx, ...idx }, `tpos${u}`);
           const store: string[] = [];
           if (st && ringPer.has(id) && map === kFront) {
-            store.push(`if (ok${u} && tile == 0u && tpos${u} + ${RING}u >= dims.t) { ${stateRef(`state:ring${id}`)}[(b * ${RING}u + tpos${u} % ${RING}u) * ${ringPer.get(id)}u + ${offset(p.nodes[id].type.axes, sizes, { ...headIdx, ...idx })}] = val${u}; }`);
+            store.push(`if (ok${u} && tile == 0u && tpos${u} + ${RING}u >= dims.t) { ${stateRef(`state:ring${id}`)}[${ringIndex(ringPer.get(id)!, RING, `tpos${u} % ${RING}u`, offset(p.nodes[id].type.axes, sizes, { ...headIdx, ...idx }))}] = val${u}; }`);
           }
           store.push(`${fr.name}[x${u}] = val${u};`);
           return { compute: [...compute, ...scoped(g, `val${u} = select(0.0, ${v}, ok${u});`, u)], store };
@@ -509,7 +509,7 @@ export function chunkKernel(spec: ChunkKernelSpec): Kernel {
       const v = g.value(valueId, { ...headIdx, ...idx }, `tpos${u}`);
       const store: string[] = [];
       if (st && ringPer.has(valueId)) {
-        store.push(`if (ok${u} && tpos${u} + ${RING}u >= dims.t) { ${stateRef(`state:ring${valueId}`)}[(b * ${RING}u + tpos${u} % ${RING}u) * ${ringPer.get(valueId)}u + ${offset(p.nodes[valueId].type.axes, sizes, { ...headIdx, ...idx })}] = val${u}; }`);
+        store.push(`if (ok${u} && tpos${u} + ${RING}u >= dims.t) { ${stateRef(`state:ring${valueId}`)}[${ringIndex(ringPer.get(valueId)!, RING, `tpos${u} % ${RING}u`, offset(p.nodes[valueId].type.axes, sizes, { ...headIdx, ...idx }))}] = val${u}; }`);
       }
       store.push(`vs[x${u}] = val${u};`);
       return { compute: [...compute, ...scoped(g, `val${u} = select(0.0, ${v}, ok${u});`, u)], store };

@@ -23,10 +23,23 @@ function stateUnroll(F: number): number {
 
 export interface StateLayout {
   readonly prefix: readonly { term: Term; k: number; F: number; open: boolean }[];
-  /** Nodes kept in rings (bounded terms' values and key features), with their per-position width. */
-  readonly rings: readonly { id: Id; per: number }[];
+  /**
+   * Nodes kept in rings (bounded terms' values and key features), with their width per ring slot. A node
+   * without the head axes (a position, say) keeps one copy per head slice (`sliced`: the node's own width),
+   * so that workgroups of different heads, which run through a call's tokens at their own pace, never write
+   * a slot another is about to read.
+   */
+  readonly rings: readonly { id: Id; per: number; sliced: number }[];
   readonly ring: number; // RING: positions kept
   readonly buffers: readonly PlanBuffer[];
+}
+
+/**
+ * WGSL index into ring `r` at slot `slot` (a u32 expression < RING), `off` within the node's axes. Reads the
+ * kernel's `b` (batch) and `s` (head slice) variables.
+ */
+export function ringIndex(r: StateLayout['rings'][number], RING: number, slot: string, off: string): string {
+  return `(b * ${RING}u + ${slot}) * ${r.per}u + ${r.sliced ? `s * ${r.sliced}u + ` : ''}${off}`;
 }
 
 export function stateLayout(p: Program, sizes: Sizes): StateLayout {
@@ -45,7 +58,12 @@ export function stateLayout(p: Program, sizes: Sizes): StateLayout {
     }
   }
   const ring = L.halo + 1;
-  const rings = [...ringIds].sort((a, b) => a - b).map((id) => ({ id, per: count(p.nodes[id].type.axes, sizes) }));
+  const rings = [...ringIds].sort((a, b) => a - b).map((id) => {
+    const axes = p.nodes[id].type.axes;
+    const w = count(axes, sizes);
+    const sliced = NS > 1 && !L.head.every((a) => axes.includes(a)) ? w : 0;
+    return { id, per: sliced ? NS * w : w, sliced };
+  });
   const buffers: PlanBuffer[] = [];
   const add = (name: string, per: number) => buffers.push({ name, role: 'state', floats: (b) => b * per, shape: (b) => [b, per] });
   for (const q of prefix) {
@@ -180,7 +198,7 @@ export function recurrentPlan(p: Program, sizes: Sizes): Plan {
     const full = { ...head, ...idx };
     const v = g.value(r.id, full, 'pos');
     body.push(g.code());
-    line(`      ${use(`state:ring${r.id}`)}[(b * ${RING}u + pos % ${RING}u) * ${r.per}u + ${offset(n.type.axes, sizes, full)}] = ${v};`);
+    line(`      ${use(`state:ring${r.id}`)}[${ringIndex(r, RING, `pos % ${RING}u`, offset(n.type.axes, sizes, full))}] = ${v};`);
     line('    }');
   }
   line('    storageBarrier();');
@@ -190,7 +208,7 @@ export function recurrentPlan(p: Program, sizes: Sizes): Plan {
     const f = qf.get(n.id);
     if (f) return `${f.name}[${offset(f.axes, sizes, idx)}]`;
     const r = ringOf.get(n.id);
-    if (r && n.type.side === 'key') return `${use(`state:ring${r.id}`)}[(b * ${RING}u + ja % ${RING}u) * ${r.per}u + ${offset(n.type.axes, sizes, idx)}]`;
+    if (r && n.type.side === 'key') return `${use(`state:ring${r.id}`)}[${ringIndex(r, RING, `ja % ${RING}u`, offset(n.type.axes, sizes, idx))}]`;
     return base(n, idx, where);
   };
   line(`    for (var col: u32 = lid; col < ${NR}u; col += WG) {`);
@@ -241,7 +259,7 @@ export function recurrentPlan(p: Program, sizes: Sizes): Plan {
         const sv = g2.value(t.score, full, 'ja');
         body.push(g2.code());
         const vr = ringOf.get(t.value)!;
-        line(`          num = num + ${sv} * ${use(`state:ring${vr.id}`)}[(b * ${RING}u + ja % ${RING}u) * ${vr.per}u + ${offset(p.nodes[t.value].type.axes, sizes, full)}];`);
+        line(`          num = num + ${sv} * ${use(`state:ring${vr.id}`)}[${ringIndex(vr, RING, `ja % ${RING}u`, offset(p.nodes[t.value].type.axes, sizes, full))}];`);
         line(`          den = den + ${sv};`);
         line('        }');
       }

@@ -27,7 +27,7 @@ import { frontier, layoutOf } from './chunked.ts';
 import { count, maskCondition, programBuffers, type Sizes } from './common.ts';
 import { ExprGen, offset, type Index, type Resolver } from './expr.ts';
 import { bindingDecls, DIMS_WGSL, FLAT_INDEX, grid, wgslName, type Kernel, type Plan, type PlanBuffer } from './plan.ts';
-import { recurrentPlan, stateLayout } from './recurrent.ts';
+import { recurrentPlan, ringIndex, stateLayout } from './recurrent.ts';
 
 const WG = 64;
 
@@ -191,7 +191,7 @@ export function treePlan(p: Program, sizes: Sizes, maxNodes: number): Plan {
   const keyRead = (id: Id, idx: Index) => {
     const r = st.rings.find((x) => x.id === id)!;
     const off = offset(p.nodes[id].type.axes, sizes, idx);
-    return `select(${use(`state:ring${id}`)}[(b * ${RING}u + aJ % ${RING}u) * ${r.per}u + ${off}], ${nodeBuf.get(id)!(`(b * dims.t + ju) * ${r.per}u + ${off}`)}, onPath)`;
+    return `select(${use(`state:ring${id}`)}[${ringIndex(r, RING, `aJ % ${RING}u`, off)}], ${nodeBuf.get(id)!(`(b * dims.t + ju) * ${r.per}u + ${off}`)}, onPath)`;
   };
   const boundedRead: Resolver = (n, idx, where) => {
     const f = qf.get(n.id);
