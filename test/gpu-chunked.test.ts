@@ -5,7 +5,7 @@ import { evaluateParallel } from '../backends/cpu/parallel.ts';
 import { lowerChunked } from '../backends/wgsl/lower.ts';
 import { compileFile, runCompiled } from '../src/compiler.ts';
 import { axisSizes, makeInputs } from '../src/inputs.ts';
-import { candidateSchedules } from '../src/runtime/schedule.ts';
+import { candidateSchedules, defaultSchedule, tuningOrder } from '../src/runtime/schedule.ts';
 import { expectRelClose, gpu } from './helpers/gpu.ts';
 
 const AXES = { h: 2, d: 8, e: 8 };
@@ -67,6 +67,14 @@ describe('the fused chunked lowering', () => {
       expect(candidateSchedules({ maxComputeWorkgroupStorageSize: 1 << 16, maxComputeInvocationsPerWorkgroup: 256 }, c.program, sizes).some((s) => s.segment)).toBe(false);
       expect(() => lowerChunked(c.program, sizes, { fuse: true, schedule: { chunk: 8, cols: 4, threads: 64, segment: 2 } })).toThrow(/segmented schedule needs .*plain causal prefix terms/);
     }
+  });
+
+  it('defaults, with the limits of an H100, to the schedule it timed near the fastest; on a software adapter to 128 threads', () => {
+    const c = compileFile('examples/paper/elu_dwconv.la');
+    const cands = candidateSchedules({ maxComputeWorkgroupStorageSize: 49152, maxComputeInvocationsPerWorkgroup: 1024 }, c.program, axisSizes(c.source, { h: 16, d: 64, e: 64 }));
+    expect(defaultSchedule(cands)).toEqual({ chunk: 32, cols: 32, threads: 512 });
+    expect(defaultSchedule(cands, true)).toMatchObject({ chunk: 32, threads: 128 });
+    expect(tuningOrder(cands)[0]).toEqual(defaultSchedule(cands));
   });
 
   it.each(['examples/paper/elu_dwconv.la', 'examples/paper/llama_linearized.la', 'examples/variants/gla.la'])(
