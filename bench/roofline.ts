@@ -58,15 +58,15 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
 `;
 }
 
-function fill(gpu: Gpu, t: GpuTensor, seed: number): void {
-  // Non-zero, varied data: some GPUs draw (and clock) differently on zeros.
+/** Fills `t` with non-zero, varied data in [−scale/2, scale/2): some GPUs draw (and clock) differently on zeros. */
+export function fillRandom(gpu: Gpu, t: GpuTensor, seed: number, scale = 2): void {
   const data = new Float32Array(t.bytes / 4);
   let x = seed >>> 0 || 1;
   for (let i = 0; i < data.length; i++) {
     x ^= x << 13;
     x ^= x >>> 17;
     x ^= x << 5;
-    data[i] = ((x >>> 0) / 4294967296 - 0.5) * 2;
+    data[i] = ((x >>> 0) / 4294967296 - 0.5) * scale;
   }
   writeTensor(gpu, t, data);
 }
@@ -91,7 +91,7 @@ export async function measureCopyBandwidth(
   });
   const src = allocTensor(gpu, 'copy src', [bytes / 4]);
   const dst = allocTensor(gpu, 'copy dst', [bytes / 4]);
-  fill(gpu, src, 1);
+  fillRandom(gpu, src, 1);
   const bind = gpu.device.createBindGroup({
     label: 'roofline copy',
     layout: pipeline.getBindGroupLayout(0),
@@ -145,8 +145,8 @@ export async function measureMatmulRate(
   const a = allocTensor(gpu, 'A', [problem.M, problem.K]);
   const b = allocTensor(gpu, problem.transposeB ? 'W' : 'B', problem.transposeB ? [problem.N, problem.K] : [problem.K, problem.N]);
   const c = allocTensor(gpu, 'C', [problem.M, problem.N]);
-  fill(gpu, a, 2);
-  fill(gpu, b, 3);
+  fillRandom(gpu, a, 2);
+  fillRandom(gpu, b, 3);
   const bind = bindMatmul(gpu, plan, a, b, c);
   const t = await timeDispatches(gpu, (pass) => encodeMatmul(pass, plan, bind), {
     warmup: opts.warmup ?? 3,

@@ -14,10 +14,10 @@ import { pathToFileURL } from 'node:url';
 import { bindMatmul, encodeMatmul, planMatmul, type MatmulOptions, type MatmulProblem } from '../backends/wgsl/matmul.ts';
 import { outputColumns, outputCount, type MatmulFusion } from '../backends/wgsl/matmul-fusion.ts';
 import { getDevice, type Gpu } from '../src/runtime/device.ts';
-import { allocTensor, releaseTensor, writeTensor, type GpuTensor } from '../src/runtime/gpu-tensor.ts';
+import { allocTensor, releaseTensor, type GpuTensor } from '../src/runtime/gpu-tensor.ts';
 import { timeDispatches } from '../src/runtime/timing.ts';
 import { FULL, SMALL, type ModelShape } from './decode.ts';
-import { measureCopyBandwidth } from './roofline.ts';
+import { fillRandom, measureCopyBandwidth } from './roofline.ts';
 
 interface Projection {
   readonly name: string;
@@ -54,18 +54,6 @@ export interface SmallMFigure {
   readonly gbPerS: number;
 }
 
-function fillRandom(gpu: Gpu, t: GpuTensor, seed: number): void {
-  const data = new Float32Array(t.bytes / 4);
-  let x = seed >>> 0 || 1;
-  for (let i = 0; i < data.length; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    data[i] = ((x >>> 0) / 4294967296 - 0.5) * 0.1;
-  }
-  writeTensor(gpu, t, data);
-}
-
 /** x, gain, outputs and enough weight copies to miss the cache: made once per projection and M, shared by the sweep. */
 interface Operands {
   readonly a: GpuTensor;
@@ -77,7 +65,7 @@ interface Operands {
 function operands(gpu: Gpu, p: Projection, M: number, reps: number, cacheBytes: number): Operands {
   const tensor = (name: string, shape: number[], seed: number) => {
     const t = allocTensor(gpu, name, shape);
-    fillRandom(gpu, t, seed);
+    fillRandom(gpu, t, seed, 0.1);
     return t;
   };
   const copies = Math.max(1, Math.min(reps, Math.ceil(cacheBytes / (p.N * p.K * 4))));
