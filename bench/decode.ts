@@ -18,7 +18,7 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { AttentionContext } from '../src/model/commands.ts';
 import { parseConfig, REPO_ROOT, type ModelConfig } from '../src/model/config.ts';
-import type { GpuAttentionFactory } from '../src/model/gpu-attention.ts';
+import type { GpuAttentionFactory } from '../src/runtime/gpu-attention.ts';
 import { GpuModel, type StepHandle } from '../src/model/gpu-model.ts';
 import { randomWeights } from '../src/model/init-model.ts';
 import { loadModelVariant } from '../src/model/variant.ts';

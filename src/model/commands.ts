@@ -18,7 +18,7 @@ import { cpuAttentionSessionFromVariant } from './cpu-attention.ts';
 import { cpuModel } from './cpu-forward.ts';
 import { ModelFileError } from './errors.ts';
 import { generateCpu, generateGpu, type GenerateResult } from './generate.ts';
-import type { GpuAttentionFactory } from './gpu-attention.ts';
+import type { GpuAttentionFactory } from '../runtime/gpu-attention.ts';
 import { GpuModel } from './gpu-model.ts';
 import { initModel } from './init-model.ts';
 import { loadTokenizer } from './tokenizer.ts';

@@ -9,7 +9,7 @@ import { BufferUsage, MapMode, throwIfDeviceErrors, type Gpu } from '../runtime/
 import { downloadTensor } from '../runtime/gpu-tensor.ts';
 import { rng, type TensorData } from '../tensor.ts';
 import type { ModelConfig } from './config.ts';
-import type { GpuAttention, GpuAttentionFactory, GpuAttentionState } from './gpu-attention.ts';
+import type { GpuAttention, GpuAttentionFactory, GpuAttentionState } from '../runtime/gpu-attention.ts';
 import { RecordingPass } from './gpu-pass.ts';
 import { buildStepPlan, destroyStepPlan, encodeStep, type BatchBuffers, type StepPlan, type StepPlanExtras, type TokenPick, type TokenSource } from './gpu-step-plan.ts';
 import { createExactTensor, destroyModelWeights, uploadModelWeights, type GpuModelWeights } from './gpu-weights.ts';

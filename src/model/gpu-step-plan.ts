@@ -32,7 +32,7 @@ import {
 import { BufferUsage, type Gpu } from '../runtime/device.ts';
 import type { GpuTensor } from '../runtime/gpu-tensor.ts';
 import type { ModelConfig } from './config.ts';
-import type { GpuAttention, GpuAttentionState } from './gpu-attention.ts';
+import type { GpuAttention, GpuAttentionState } from '../runtime/gpu-attention.ts';
 import { createExactTensor, type GpuModelWeights } from './gpu-weights.ts';
 
 /** Buffers a batch of b sequences keeps across steps, shared by its prefill and decode plans. */

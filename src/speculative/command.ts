@@ -9,7 +9,7 @@ import { loadConfig, type ModelConfig } from '../model/config.ts';
 import { cpuModel, type CpuModel } from '../model/cpu-forward.ts';
 import { ModelFileError } from '../model/errors.ts';
 import { generateCpu, generateGpu, TextStream, type GenerateResult } from '../model/generate.ts';
-import type { GpuAttentionFactory } from '../model/gpu-attention.ts';
+import type { GpuAttentionFactory } from '../runtime/gpu-attention.ts';
 import { GpuModel } from '../model/gpu-model.ts';
 import type { SamplingOptions } from '../model/sampling.ts';
 import type { Tokenizer } from '../model/tokenizer.ts';
