@@ -4,7 +4,7 @@
 // sampling with an uploaded uniform draw) and written where the next step's embedding reads it, so the
 // only readback is the b token ids (plus two timestamps when timing), which the host may read while the
 // GPU already runs the next step.
-import { compileModelKernels, samplingConfigBuffer, writeSamplingConfig, type ModelKernels } from '../../backends/wgsl/model-kernels.ts';
+import { compileModelKernels, samplingConfigBuffer, writeSamplingConfig, type ModelKernels } from '../runtime/model-kernels.ts';
 import { BufferUsage, MapMode, throwIfDeviceErrors, type Gpu } from '../runtime/device.ts';
 import { downloadTensor } from '../runtime/gpu-tensor.ts';
 import { rng, type TensorData } from '../tensor.ts';
