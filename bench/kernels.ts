@@ -15,7 +15,7 @@ import { layoutOf } from '../backends/wgsl/chunked.ts';
 import { compileFile, planFor, runCompiled, timePlan, type Compiled } from '../src/compiler.ts';
 import { axisSizes, makeInputs } from '../src/inputs.ts';
 import { autotune } from '../src/runtime/autotune.ts';
-import { getDevice } from '../src/runtime/device.ts';
+import { getDevice } from '../src/runtime/dawn.ts';
 import { relativeError, type Tensor } from '../src/tensor.ts';
 import { measureCopyBandwidth, measureMatmulRate } from './roofline.ts';
 import { VARIANT_FILES_FOR_BENCH, svgPlot } from './report.ts';

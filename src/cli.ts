@@ -11,7 +11,7 @@ import { printProgram, printTerm } from './ir/print.ts';
 import { SourceError } from './ir/span.ts';
 import { isDecodable } from './ir/types.ts';
 import { PASSES } from '../passes/pipeline.ts';
-import { getDevice } from './runtime/device.ts';
+import { getDevice } from './runtime/dawn.ts';
 import { compiledAttentionFactory } from './runtime/compiled-attention.ts';
 import { generateCommand, initModelCommand } from './model/commands.ts';
 import type { Tensor } from './tensor.ts';

@@ -21,7 +21,8 @@ import { axisSizes, makeInputs } from './inputs.ts';
 import { REPO_ROOT } from './model/config.ts';
 import { generateCommand, initModelCommand } from './model/commands.ts';
 import { compiledAttentionFactory } from './runtime/compiled-attention.ts';
-import { getDevice, NO_ADAPTER_HELP, type Gpu } from './runtime/device.ts';
+import { type Gpu } from './runtime/device.ts';
+import { getDevice, NO_ADAPTER_HELP } from './runtime/dawn.ts';
 import { relativeError, type Tensor } from './tensor.ts';
 
 const TOLERANCE = 1e-4;
