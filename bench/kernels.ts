@@ -12,7 +12,7 @@ import { parseArgs } from 'node:util';
 import { evaluateParallel } from '../backends/cpu/parallel.ts';
 import { count } from '../backends/wgsl/common.ts';
 import { layoutOf } from '../backends/wgsl/chunked.ts';
-import { compileFile, planFor, runCompiled, timePlan, type Compiled } from '../src/compiler.ts';
+import { compileFile, planFor, runCompiled, timePlan, type Compiled } from '../src/runtime/compiler.ts';
 import { axisSizes, makeInputs } from '../src/inputs.ts';
 import { autotune } from '../src/runtime/autotune.ts';
 import { getDevice } from '../src/runtime/dawn.ts';

@@ -3,7 +3,7 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { compileFile, planFor, runCompiled, timePlan, type Compiled, type Form } from './compiler.ts';
+import { compileFile, planFor, runCompiled, timePlan, type Compiled, type Form } from './runtime/compiler.ts';
 import { formatDiagnostic } from './frontend/diagnostics.ts';
 import { axisSizes, makeInputs } from './inputs.ts';
 import { readSafetensors, writeSafetensors } from './io/safetensors.ts';

@@ -16,7 +16,7 @@ import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { parseArgs } from 'node:util';
 import { evaluateRecurrent } from '../backends/cpu/recurrent.ts';
-import { compileFile, planFor, runCompiled, timePlan, type Compiled, type PlanRequest } from './compiler.ts';
+import { compileFile, planFor, runCompiled, timePlan, type Compiled, type PlanRequest } from './runtime/compiler.ts';
 import { axisSizes, makeInputs } from './inputs.ts';
 import { REPO_ROOT } from './model/config.ts';
 import { generateCommand, initModelCommand } from './model/commands.ts';
