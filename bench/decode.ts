@@ -16,7 +16,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import type { AttentionContext } from '../src/model/commands.ts';
+import type { AttentionContext } from '../src/model/attention-context.ts';
 import { parseConfig, REPO_ROOT, type ModelConfig } from '../src/model/config.ts';
 import type { GpuAttentionFactory } from '../src/runtime/gpu-attention.ts';
 import { GpuModel, type StepHandle } from '../src/model/gpu-model.ts';
