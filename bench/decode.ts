@@ -23,7 +23,7 @@ import { GpuModel, type StepHandle } from '../src/model/gpu-model.ts';
 import { randomWeights } from '../src/model/init-model.ts';
 import { loadModelVariant } from '../src/model/variant.ts';
 import { compiledAttentionFactory } from '../src/runtime/compiled-attention.ts';
-import { type Gpu } from '../src/runtime/device.ts';
+import type { Gpu } from '../src/runtime/device.ts';
 import { getDevice } from '../src/runtime/dawn.ts';
 import { median } from '../src/runtime/timing.ts';
 import { simpleAttentionFactory } from '../test/helpers/simple-gpu-attention.ts';

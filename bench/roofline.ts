@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { matmulFlops, type MatmulOptions, type MatmulProblem } from '../backends/wgsl/matmul.ts';
 import { bindMatmul, encodeMatmul, planMatmul } from '../src/runtime/matmul.ts';
-import { type Gpu } from '../src/runtime/device.ts';
+import type { Gpu } from '../src/runtime/device.ts';
 import { getDevice } from '../src/runtime/dawn.ts';
 import { allocTensor, releaseTensor, writeTensor, type GpuTensor } from '../src/runtime/gpu-tensor.ts';
 import { compileKernel } from '../src/runtime/pipeline-cache.ts';

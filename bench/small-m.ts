@@ -14,7 +14,7 @@ import { pathToFileURL } from 'node:url';
 import type { MatmulOptions, MatmulProblem } from '../backends/wgsl/matmul.ts';
 import { bindMatmul, encodeMatmul, planMatmul } from '../src/runtime/matmul.ts';
 import { outputColumns, outputCount, type MatmulFusion } from '../backends/wgsl/matmul-fusion.ts';
-import { type Gpu } from '../src/runtime/device.ts';
+import type { Gpu } from '../src/runtime/device.ts';
 import { getDevice } from '../src/runtime/dawn.ts';
 import { allocTensor, releaseTensor, type GpuTensor } from '../src/runtime/gpu-tensor.ts';
 import { timeDispatches } from '../src/runtime/timing.ts';

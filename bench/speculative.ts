@@ -27,7 +27,7 @@ import { randomWeights } from '../src/model/init-model.ts';
 import type { Tokenizer } from '../src/model/tokenizer.ts';
 import { loadModelVariant } from '../src/model/variant.ts';
 import { compiledAttentionFactory } from '../src/runtime/compiled-attention.ts';
-import { type Gpu } from '../src/runtime/device.ts';
+import type { Gpu } from '../src/runtime/device.ts';
 import { getDevice } from '../src/runtime/dawn.ts';
 import { median } from '../src/runtime/timing.ts';
 import type { DraftSource } from '../src/speculative/draft.ts';
