@@ -16,14 +16,15 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import type { AttentionContext } from '../src/model/commands.ts';
+import type { AttentionContext } from '../src/model/attention-context.ts';
 import { parseConfig, REPO_ROOT, type ModelConfig } from '../src/model/config.ts';
-import type { GpuAttentionFactory } from '../src/model/gpu-attention.ts';
+import type { GpuAttentionFactory } from '../src/runtime/gpu-attention.ts';
 import { GpuModel, type StepHandle } from '../src/model/gpu-model.ts';
 import { randomWeights } from '../src/model/init-model.ts';
 import { loadModelVariant } from '../src/model/variant.ts';
 import { compiledAttentionFactory } from '../src/runtime/compiled-attention.ts';
-import { getDevice, type Gpu } from '../src/runtime/device.ts';
+import type { Gpu } from '../src/runtime/device.ts';
+import { getDevice } from '../src/runtime/dawn.ts';
 import { median } from '../src/runtime/timing.ts';
 import { simpleAttentionFactory } from '../test/helpers/simple-gpu-attention.ts';
 import { measureCopyBandwidth, type CopyBandwidth } from './roofline.ts';

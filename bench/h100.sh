@@ -13,7 +13,7 @@ for s in $steps; do
     kernels) timeout ${T_KERNELS:-140} tsx bench/kernels.ts --variants elu_dwconv --t 4096,1024,16384 --d 64 --autotune --naive-max-t 4096 ;;
     kernels-d128) OUT=$OUT/d128 timeout ${T_KERNELS_D128:-60} tsx bench/kernels.ts --variants elu_dwconv --t 4096 --d 128 --autotune --naive-max-t 0 ;;
     kernels-all) OUT=$OUT/all timeout 240 tsx bench/kernels.ts --t 4096 --d 64 --naive-max-t 0 --iters 10 ;;
-    demo) timeout ${T_DEMO:-60} tsx src/demo.ts ;;
+    demo) timeout ${T_DEMO:-60} tsx src/cli/linattn.ts demo ;;
     torch) timeout 120 python3 bench/torch_baseline.py --out "$OUT" ;;
     decode) timeout ${T_DECODE:-90} tsx bench/decode.ts --attention compiled ;;
     torch-model) timeout ${T_TORCH_MODEL:-100} python3 bench/torch_model_baseline.py ;;

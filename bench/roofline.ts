@@ -7,15 +7,10 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import {
-  bindMatmul,
-  encodeMatmul,
-  matmulFlops,
-  planMatmul,
-  type MatmulOptions,
-  type MatmulProblem,
-} from '../backends/wgsl/matmul.ts';
-import { getDevice, type Gpu } from '../src/runtime/device.ts';
+import { matmulFlops, type MatmulOptions, type MatmulProblem } from '../backends/wgsl/matmul.ts';
+import { bindMatmul, encodeMatmul, planMatmul } from '../src/runtime/matmul.ts';
+import type { Gpu } from '../src/runtime/device.ts';
+import { getDevice } from '../src/runtime/dawn.ts';
 import { allocTensor, releaseTensor, writeTensor, type GpuTensor } from '../src/runtime/gpu-tensor.ts';
 import { compileKernel } from '../src/runtime/pipeline-cache.ts';
 import { timeDispatches, type TimingMethod } from '../src/runtime/timing.ts';

@@ -11,9 +11,11 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { bindMatmul, encodeMatmul, planMatmul, type MatmulOptions, type MatmulProblem } from '../backends/wgsl/matmul.ts';
+import type { MatmulOptions, MatmulProblem } from '../backends/wgsl/matmul.ts';
+import { bindMatmul, encodeMatmul, planMatmul } from '../src/runtime/matmul.ts';
 import { outputColumns, outputCount, type MatmulFusion } from '../backends/wgsl/matmul-fusion.ts';
-import { getDevice, type Gpu } from '../src/runtime/device.ts';
+import type { Gpu } from '../src/runtime/device.ts';
+import { getDevice } from '../src/runtime/dawn.ts';
 import { allocTensor, releaseTensor, type GpuTensor } from '../src/runtime/gpu-tensor.ts';
 import { timeDispatches } from '../src/runtime/timing.ts';
 import { FULL, SMALL, type ModelShape } from './decode.ts';

@@ -11,7 +11,7 @@ import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { runPasses } from '../passes/pipeline.ts';
-import { loadVariant } from '../src/frontend/compile.ts';
+import { loadVariant } from '../src/io/variant-file.ts';
 import { axisSize } from '../src/ir/shapes.ts';
 import { isDecodable, type Program } from '../src/ir/types.ts';
 

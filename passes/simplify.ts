@@ -1,7 +1,7 @@
 // Canonicalisation and constant folding as a table of local rewrites, applied in one rebuild (which also
 // drops dead nodes). Guarantees afterwards: no op whose operands are all constants, no ×1, +0, −0, ÷1, −(−x).
-import { UNARY_F64, BINARY_F64 } from '../backends/cpu/evaluator.ts';
 import type { GraphBuilder } from '../src/ir/builder.ts';
+import { BINARY_F64, UNARY_F64 } from '../src/ir/float-ops.ts';
 import { printProgram } from '../src/ir/print.ts';
 import { rebuild, type Rule } from '../src/ir/rebuild.ts';
 import type { Id, Op, Program } from '../src/ir/types.ts';

@@ -4,7 +4,7 @@
 import { describe, expect, it } from 'vitest';
 import { evaluateParallel } from '../backends/cpu/parallel.ts';
 import type { Plan } from '../backends/wgsl/plan.ts';
-import { compileFile, planFor, runCompiled, timePlan, type Form } from '../src/compiler.ts';
+import { compileFile, planFor, runCompiled, timePlan, type Form } from '../src/runtime/compiler.ts';
 import { makeInputs } from '../src/inputs.ts';
 import { bindShapes } from '../src/ir/shapes.ts';
 import { BatchSplitError, batchSlices, batchSliceSize, type RunLimits } from '../src/runtime/batch-split.ts';

@@ -194,7 +194,7 @@ describe('compileToTs', () => {
 
   it('is what `linattn compile --emit ts` writes, and --verbose prints the schedule choice', () => {
     const out = join(dir, 'cli-elu_dwconv.ts');
-    const r = spawnSync(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'compile', 'examples/paper/elu_dwconv.la', '--emit', 'ts', '--axis', 'h=2', '--out', out, '--verbose'], {
+    const r = spawnSync(process.execPath, ['--import', 'tsx', 'src/cli/linattn.ts', 'compile', 'examples/paper/elu_dwconv.la', '--emit', 'ts', '--axis', 'h=2', '--out', out, '--verbose'], {
       encoding: 'utf8',
       timeout: 60_000,
     });

@@ -3,9 +3,9 @@
 import { describe, expect, it } from 'vitest';
 import { evaluateParallel } from '../backends/cpu/parallel.ts';
 import { lowerChunked } from '../backends/wgsl/lower.ts';
-import { compileFile, runCompiled } from '../src/compiler.ts';
+import { compileFile, runCompiled } from '../src/runtime/compiler.ts';
 import { axisSizes, makeInputs } from '../src/inputs.ts';
-import { candidateSchedules, defaultSchedule, tuningOrder } from '../src/runtime/schedule.ts';
+import { candidateSchedules, defaultSchedule, tuningOrder } from '../backends/wgsl/chunk-schedules.ts';
 import { expectRelClose, gpu } from './helpers/gpu.ts';
 
 const AXES = { h: 2, d: 8, e: 8 };

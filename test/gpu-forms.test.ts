@@ -3,7 +3,7 @@
 import { describe, expect, it } from 'vitest';
 import { evaluateParallel } from '../backends/cpu/parallel.ts';
 import { evaluateRecurrent } from '../backends/cpu/recurrent.ts';
-import { compileFile, runCompiled, type Form } from '../src/compiler.ts';
+import { compileFile, runCompiled, type Form } from '../src/runtime/compiler.ts';
 import { axisSizes, makeInputs } from '../src/inputs.ts';
 import { stateLayout } from '../backends/wgsl/recurrent.ts';
 import { expectRelClose, gpu } from './helpers/gpu.ts';

@@ -7,7 +7,7 @@ import { describe, it } from 'vitest';
 import { evaluateParallel } from '../backends/cpu/parallel.ts';
 import { lowerChunked } from '../backends/wgsl/lower.ts';
 import { recurrentPlan } from '../backends/wgsl/recurrent.ts';
-import { compileFile } from '../src/compiler.ts';
+import { compileFile } from '../src/runtime/compiler.ts';
 import { axisSizes, makeInputs } from '../src/inputs.ts';
 import { PlanRunner } from '../src/runtime/executor.ts';
 import { downloadTensor, releaseTensor } from '../src/runtime/gpu-tensor.ts';

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { PASSES, runPasses } from '../passes/pipeline.ts';
 import { separability } from '../passes/separability.ts';
-import { loadVariant } from '../src/frontend/compile.ts';
+import { loadVariant } from '../src/io/variant-file.ts';
 import { formatDiagnostic } from '../src/frontend/diagnostics.ts';
 import { printProgram } from '../src/ir/print.ts';
 import { readProgram } from '../src/ir/read.ts';

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { bindMatmul, encodeMatmul, planMatmul, type MatmulOptions, type MatmulPath } from '../backends/wgsl/matmul.ts';
+import type { MatmulOptions, MatmulPath } from '../backends/wgsl/matmul.ts';
+import { bindMatmul, encodeMatmul, planMatmul } from '../src/runtime/matmul.ts';
 import { fusedMatmulReference, outputColumns, outputCount, type MatmulFusion } from '../backends/wgsl/matmul-fusion.ts';
 import { allocTensor, downloadTensor, releaseTensor, uploadTensor, writeTensor, type GpuTensor } from '../src/runtime/gpu-tensor.ts';
 import { randn } from '../src/tensor.ts';

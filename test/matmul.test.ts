@@ -1,13 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import {
-  bindMatmul,
-  encodeMatmul,
-  matmul,
-  matmulReference,
-  planMatmul,
-  type MatmulPath,
-  type MatmulProblem,
-} from '../backends/wgsl/matmul.ts';
+import { matmulReference, type MatmulPath, type MatmulProblem } from '../backends/wgsl/matmul.ts';
+import { bindMatmul, encodeMatmul, matmul, planMatmul } from '../src/runtime/matmul.ts';
 import { TILE_128, TILE_64 } from '../backends/wgsl/matmul-tiled.ts';
 import { allocTensor, downloadTensor, releaseTensor, uploadTensor } from '../src/runtime/gpu-tensor.ts';
 import { randn } from '../src/tensor.ts';

@@ -3,7 +3,10 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readSafetensors, writeSafetensors, type TensorToWrite } from '../src/io/safetensors.ts';
-import { generateCommand, initModelCommand, type AttentionContext, type CommandIo } from '../src/model/commands.ts';
+import { execute, type CommandIo } from '../src/cli/command.ts';
+import { generateWith } from '../src/cli/generate.ts';
+import { initModelCommand } from '../src/cli/init-model.ts';
+import type { AttentionContext } from '../src/model/attention-context.ts';
 import { simpleAttentionFactory } from './helpers/simple-gpu-attention.ts';
 
 const TINY = resolve(import.meta.dirname, '../examples/models/tiny/config.json');
@@ -37,7 +40,7 @@ function brokenCopy(name: string, edit: (tensors: Record<string, TensorToWrite>)
 
 beforeAll(async () => {
   const io = capture();
-  const code = await initModelCommand(['--config', TINY, '--out', modelDir, '--seed', '11'], io);
+  const code = await execute(initModelCommand, ['--config', TINY, '--out', modelDir, '--seed', '11'], io);
   expect(io.err).toBe('');
   expect(code).toBe(0);
 });
@@ -52,7 +55,7 @@ describe('linattn init-model', () => {
 
   it('exits 2 with the usage when --out is missing', async () => {
     const io = capture();
-    expect(await initModelCommand(['--config', TINY], io)).toBe(2);
+    expect(await execute(initModelCommand, ['--config', TINY], io)).toBe(2);
     expect(io.err).toMatch(/--out is required/);
     expect(io.out).toBe('');
   });
@@ -63,9 +66,9 @@ describe('linattn generate', () => {
 
   it('streams the same greedy text on the GPU and on the CPU, then prints prefill and decode tokens/s', async () => {
     const onGpu = capture();
-    expect(await generateCommand(args(modelDir), { prepareAttention, io: onGpu })).toBe(0);
+    expect(await execute(generateWith(prepareAttention), args(modelDir), onGpu)).toBe(0);
     const onCpu = capture();
-    expect(await generateCommand(args(modelDir, '--device', 'cpu'), { io: onCpu })).toBe(0);
+    expect(await execute(generateWith(prepareAttention), args(modelDir, '--device', 'cpu'), onCpu)).toBe(0);
     expect(onGpu.out).toBe(onCpu.out);
     expect(onGpu.out.endsWith('\n')).toBe(true);
     for (const io of [onGpu, onCpu]) expect(io.err).toMatch(/^prefill: 3 tokens, [\d.]+ tokens\/s; decode: 5 tokens, [\d.]+ tokens\/s/);
@@ -75,7 +78,7 @@ describe('linattn generate', () => {
     const outs: string[] = [];
     for (let i = 0; i < 2; i++) {
       const io = capture();
-      expect(await generateCommand(args(modelDir, '--temperature', '1.5', '--top-k', '50', '--top-p', '0.9', '--seed', '5'), { prepareAttention, io })).toBe(0);
+      expect(await execute(generateWith(prepareAttention), args(modelDir, '--temperature', '1.5', '--top-k', '50', '--top-p', '0.9', '--seed', '5'), io)).toBe(0);
       outs.push(io.out);
     }
     expect(outs[0]).toBe(outs[1]);
@@ -120,7 +123,7 @@ describe('linattn generate', () => {
     for (const device of ['gpu', 'cpu']) {
       it(`${what} (--device ${device}): exit 1, one message naming the file and tensor, no output`, async () => {
         const io = capture();
-        const code = await generateCommand(args(make(), '--device', device), { prepareAttention, io });
+        const code = await execute(generateWith(prepareAttention), args(make(), '--device', device), io);
         expect(code).toBe(1);
         expect(io.err).toMatch(message);
         expect(io.err.trim().split('\n')).toHaveLength(1);
@@ -132,7 +135,7 @@ describe('linattn generate', () => {
   it('bad arguments exit 2 before touching the model', async () => {
     for (const extra of [['--max-tokens', '0'], ['--top-p', '1.5'], ['--device', 'tpu'], ['--bogus']]) {
       const io = capture();
-      expect(await generateCommand(['--model', modelDir, '--prompt', 'x', ...extra], { prepareAttention, io }), extra.join(' ')).toBe(2);
+      expect(await execute(generateWith(prepareAttention), ['--model', modelDir, '--prompt', 'x', ...extra], io), extra.join(' ')).toBe(2);
       expect(io.out).toBe('');
     }
   });

@@ -11,9 +11,9 @@ import {
   samplingConfigBuffer,
   writeSamplingConfig,
   type BoundDispatch,
-  type ModelDims,
   type ModelKernels,
-} from '../backends/wgsl/model-kernels.ts';
+} from '../src/runtime/model-kernels.ts';
+import type { ModelDims } from '../backends/wgsl/model-kernels.ts';
 import { rmsNorm, silu } from '../src/model/cpu-forward.ts';
 import { argmax, sampleToken, samplingDistribution, type SamplingOptions } from '../src/model/sampling.ts';
 import { BufferUsage, MapMode, type Gpu } from '../src/runtime/device.ts';

@@ -11,7 +11,7 @@ import { readProgram } from '../src/ir/read.ts';
 import { SourceError } from '../src/ir/span.ts';
 import type { Program } from '../src/ir/types.ts';
 import { VARIANT_FILES } from './helpers/variants.ts';
-import { loadVariant } from '../src/frontend/compile.ts';
+import { loadVariant } from '../src/io/variant-file.ts';
 
 const fromIr = (ir: string): Program => separability(readProgram(ir, 'sep.ir'));
 

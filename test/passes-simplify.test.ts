@@ -4,7 +4,7 @@
 import { describe, expect, it } from 'vitest';
 import { runPasses } from '../passes/pipeline.ts';
 import { simplify } from '../passes/simplify.ts';
-import { loadVariant } from '../src/frontend/compile.ts';
+import { loadVariant } from '../src/io/variant-file.ts';
 import { printNode, printProgram } from '../src/ir/print.ts';
 import { readProgram } from '../src/ir/read.ts';
 import type { Node, Program } from '../src/ir/types.ts';

@@ -1,6 +1,6 @@
 import { spawnSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
-import { getDevice } from '../src/runtime/device.ts';
+import { getDevice } from '../src/runtime/dawn.ts';
 import {
   allocTensor,
   downloadTensor,
@@ -34,7 +34,7 @@ describe('device', () => {
 
   it('without a Vulkan driver says what to install', () => {
     const script =
-      "import { getDevice } from './src/runtime/device.ts';" +
+      "import { getDevice } from './src/runtime/dawn.ts';" +
       'try { await getDevice(); console.log("FOUND ADAPTER"); } catch (e) { console.log(e.message); }';
     const r = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
       env: { ...process.env, VK_ICD_FILENAMES: '/nonexistent/icd.json', VK_DRIVER_FILES: '/nonexistent/icd.json', LINATTN_BACKEND: 'vulkan' },

@@ -5,7 +5,10 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { generateCommand, initModelCommand, type AttentionContext, type CommandIo } from '../src/model/commands.ts';
+import { execute, type CommandIo } from '../src/cli/command.ts';
+import { generateWith } from '../src/cli/generate.ts';
+import { initModelCommand } from '../src/cli/init-model.ts';
+import type { AttentionContext } from '../src/model/attention-context.ts';
 import { compiledAttentionFactory } from '../src/runtime/compiled-attention.ts';
 import { TINY } from './helpers/speculative.ts';
 
@@ -25,7 +28,7 @@ async function model(name: string, edit: (c: Record<string, unknown>) => void, s
   const config = join(root, `${name}.json`);
   writeFileSync(config, JSON.stringify(json));
   const io = capture();
-  expect(await initModelCommand(['--config', config, '--out', join(root, name), '--seed', String(seed)], io), io.err).toBe(0);
+  expect(await execute(initModelCommand, ['--config', config, '--out', join(root, name), '--seed', String(seed)], io), io.err).toBe(0);
   return join(root, name);
 }
 
@@ -47,7 +50,7 @@ const prepareAttention = ({ gpu, config, program }: AttentionContext) =>
 
 async function run(args: string[]): Promise<{ code: number; out: string; err: string }> {
   const io = capture();
-  const code = await generateCommand(['--prompt', 'abcabcabc', '--max-tokens', '12', ...args], { io, prepareAttention });
+  const code = await execute(generateWith(prepareAttention), ['--prompt', 'abcabcabc', '--max-tokens', '12', ...args], io);
   return { code, out: io.out, err: io.err };
 }
 

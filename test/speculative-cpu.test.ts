@@ -5,7 +5,8 @@
 import { describe, expect, it } from 'vitest';
 import { acceptByPicks } from '../src/speculative/acceptance.ts';
 import { CpuTreeVerifier } from '../src/speculative/cpu-verifier.ts';
-import type { Candidate, DraftSource } from '../src/speculative/draft.ts';
+import type { Candidate } from '../src/speculative/candidate.ts';
+import type { DraftSource } from '../src/speculative/draft.ts';
 import { expandTree } from '../src/speculative/expand.ts';
 import { speculativeGenerate } from '../src/speculative/generate.ts';
 import { MedusaDraft } from '../src/speculative/medusa-draft.ts';

@@ -8,7 +8,7 @@ import { describe, expect, it } from 'vitest';
 import { createState, Recurrent, type RecurrentState } from '../backends/cpu/recurrent.ts';
 import { commitPath, evaluateTree, rootPath, TreeForm, type TreeNode } from '../backends/cpu/tree.ts';
 import { runPasses } from '../passes/pipeline.ts';
-import { loadVariant } from '../src/frontend/compile.ts';
+import { loadVariant } from '../src/io/variant-file.ts';
 import { axisSizes, makeInputs } from '../src/inputs.ts';
 import type { Program } from '../src/ir/types.ts';
 import { relativeError, rng, type Tensor } from '../src/tensor.ts';

@@ -7,7 +7,7 @@ import { createState, Recurrent, type RecurrentState } from '../backends/cpu/rec
 import { rootPath, treeDepths, TreeForm, type TreeNode } from '../backends/cpu/tree.ts';
 import { recurrentPlan } from '../backends/wgsl/recurrent.ts';
 import { runPasses } from '../passes/pipeline.ts';
-import { loadVariant } from '../src/frontend/compile.ts';
+import { loadVariant } from '../src/io/variant-file.ts';
 import { axisSizes, makeInputs } from '../src/inputs.ts';
 import type { Gpu } from '../src/runtime/device.ts';
 import { PlanRunner } from '../src/runtime/executor.ts';

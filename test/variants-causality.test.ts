@@ -2,7 +2,7 @@
 // positions > t change. The leaky (centred) convolution ablation is the one that fails, by design.
 import { describe, expect, it } from 'vitest';
 import { evaluateParallel } from '../backends/cpu/parallel.ts';
-import { loadVariant } from '../src/frontend/compile.ts';
+import { loadVariant } from '../src/io/variant-file.ts';
 import { makeInputs } from '../src/inputs.ts';
 import type { Program } from '../src/ir/types.ts';
 import { toFloat64, type Tensor } from '../src/tensor.ts';

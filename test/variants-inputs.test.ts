@@ -1,6 +1,7 @@
 // makeInputs: every variant gets seeded tensors named and shaped as it declares, with gates in a stable range.
 import { describe, expect, it } from 'vitest';
-import { compileSource, loadVariant } from '../src/frontend/compile.ts';
+import { compileSource } from '../src/frontend/compile.ts';
+import { loadVariant } from '../src/io/variant-file.ts';
 import { DEFAULT_AXIS_SIZES, makeInputs } from '../src/inputs.ts';
 import { VARIANTS } from './references/index.ts';
 

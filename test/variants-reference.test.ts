@@ -2,7 +2,7 @@
 // (test/references/), for every variant in examples/paper and examples/variants.
 import { describe, expect, it } from 'vitest';
 import { evaluateParallel } from '../backends/cpu/parallel.ts';
-import { loadVariant } from '../src/frontend/compile.ts';
+import { loadVariant } from '../src/io/variant-file.ts';
 import { makeInputs } from '../src/inputs.ts';
 import { relativeError, toFloat64 } from '../src/tensor.ts';
 import { VARIANTS } from './references/index.ts';

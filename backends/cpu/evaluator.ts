@@ -1,38 +1,11 @@
-// Evaluates IR nodes in float64 at token positions and at (i, j) pairs: the semantics of every op, in one place.
+// Evaluates IR nodes in float64 at token positions and at (i, j) pairs: the semantics of every op, in one place
+// (the elementwise functions themselves: src/ir/float-ops.ts).
 // Token-, query- and key-side values are memoised per position; pair values are recomputed per pair.
+import { BINARY_F64, UNARY_F64 } from '../../src/ir/float-ops.ts';
 import type { Bound } from '../../src/ir/shapes.ts';
 import { assertNever, type Id, type Node, type Program } from '../../src/ir/types.ts';
 import type { Tensor } from '../../src/tensor.ts';
 import { count, forEachBroadcast, map, reduce, scalar, slice, zip, type Named, type Sizes } from './named.ts';
-
-const elu = (x: number) => (x > 0 ? x : Math.expm1(x));
-const sigmoid = (x: number) => 1 / (1 + Math.exp(-x));
-
-export const UNARY_F64: Record<string, (x: number) => number> = {
-  neg: (x) => -x,
-  exp: Math.exp,
-  log: Math.log,
-  elu,
-  relu: (x) => Math.max(0, x),
-  sigmoid,
-  silu: (x) => x * sigmoid(x),
-  cos: Math.cos,
-  sin: Math.sin,
-  sqrt: Math.sqrt,
-  abs: Math.abs,
-  tanh: Math.tanh,
-  recip: (x) => 1 / x,
-};
-
-export const BINARY_F64: Record<string, (a: number, b: number) => number> = {
-  add: (a, b) => a + b,
-  sub: (a, b) => a - b,
-  mul: (a, b) => a * b,
-  div: (a, b) => a / b,
-  pow: (a, b) => a ** b,
-  max: Math.max,
-  min: Math.min,
-};
 
 export class Evaluator {
   readonly sizes: Sizes;

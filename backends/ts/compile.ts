@@ -3,7 +3,7 @@
 // because the module runs on whatever device its user has, not on the adapter it was compiled beside.
 import type { Program } from '../../src/ir/types.ts';
 import { axisSizes } from '../../src/inputs.ts';
-import { candidateSchedules, defaultSchedule } from '../../src/runtime/schedule.ts';
+import { candidateSchedules, defaultSchedule, type ScheduleLimits } from '../wgsl/chunk-schedules.ts';
 import type { ChunkSchedule } from '../wgsl/chunked.ts';
 import { lowerChunked } from '../wgsl/lower.ts';
 import { naivePlan } from '../wgsl/naive.ts';
@@ -21,7 +21,7 @@ export interface CompileToTsOptions {
   /** The chunk schedule; by default the heuristic's choice within `limits`. */
   readonly schedule?: ChunkSchedule;
   /** The limits the schedule must fit; WebGPU's defaults unless the module targets a known adapter. */
-  readonly limits?: { readonly maxComputeWorkgroupStorageSize: number; readonly maxComputeInvocationsPerWorkgroup: number };
+  readonly limits?: ScheduleLimits;
   /** The variant's .la source: its leading `#` comment becomes the module's documentation. */
   readonly source?: string;
   /** The variant's path, named in the module's header. */

@@ -10,7 +10,7 @@
 // The prologue and 'swiglu' need a whole row of A, resp. a gate and its up column, in one thread's
 // reach: only the small-M kernel offers them (matmul-small-m.ts); the tiled kernel takes the others.
 // One binding list serves both kernel generators and bindMatmul, so they cannot disagree.
-import type { BindingKind } from '../../src/runtime/pipeline-cache.ts';
+import type { BindingKind } from './kernel-source.ts';
 
 export type MatmulEpilogue = 'store' | 'accumulate' | 'swiglu' | { readonly split: number };
 

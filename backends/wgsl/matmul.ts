@@ -1,12 +1,9 @@
-// Dense fp32 matmul on the GPU, the projections' workhorse: C[M,N] = A[M,K]·B[K,N], or
-// C = A·Wᵀ for weights stored [out, in] as in Hugging Face checkpoints. A plan picks the kernel
-// (tiled for prefill-sized M, the bandwidth-bound small-M kernel for decoding), compiles it and
-// holds its shape uniform; `encodeMatmul` then records the dispatch into a caller's compute pass,
-// so a layer can batch many dispatches in one pass. The float64 reference sits beside it.
-import { compileKernel } from '../../src/runtime/pipeline-cache.ts';
-import { BufferUsage, type Gpu } from '../../src/runtime/device.ts';
-import { allocTensor, type GpuTensor } from '../../src/runtime/gpu-tensor.ts';
-import { numel } from '../../src/tensor.ts';
+// Dense fp32 matmul, the projections' workhorse: C[M,N] = A[M,K]·B[K,N], or C = A·Wᵀ for weights stored
+// [out, in] as in Hugging Face checkpoints. `matmulKernel` picks the kernel for a problem on a device's
+// limits (tiled for prefill-sized M, the bandwidth-bound small-M kernel for decoding) and returns it as
+// data: WGSL, binding layout, grid and the shape uniform's words. src/runtime/matmul.ts compiles, binds
+// and dispatches it. The float64 reference sits beside it.
+import type { KernelTarget } from './kernel-source.ts';
 import {
   TILE_128,
   TILE_64,
@@ -19,8 +16,7 @@ import {
   checkFusion,
   describeFusion,
   matmulBindings,
-  outputColumns,
-  outputCount,
+  type MatmulBinding,
   type MatmulFusion,
 } from './matmul-fusion.ts';
 import {
@@ -61,19 +57,19 @@ export interface MatmulOptions {
   readonly smallMCols?: number;
 }
 
-export interface MatmulPlan {
+/** The kernel chosen for a problem, as data. */
+export interface MatmulKernel {
   readonly problem: MatmulProblem;
   readonly path: MatmulPath;
   readonly label: string;
   /** e.g. 'tiled 128×128×16, 8×8/thread' or 'small-m Wᵀ vec4, 32 lanes'. */
   readonly kernel: string;
   readonly code: string;
-  readonly pipeline: GPUComputePipeline;
-  /** Uniform Params { M, N, K } for this plan's shape. */
-  readonly params: GPUBuffer;
-  /** Names of the kernel's bindings in binding order (matmul-fusion.ts's list). */
-  readonly bindings: readonly string[];
+  /** The kernel's bindings in binding order (matmul-fusion.ts's list). */
+  readonly bindings: readonly MatmulBinding[];
   readonly workgroups: readonly [number, number, number];
+  /** The words of its uniform Params { M, N, K, pad }. */
+  readonly params: Uint32Array<ArrayBuffer>;
 }
 
 /** 2·M·N·K: the figure every matmul rate is computed from. */
@@ -103,7 +99,7 @@ function describe(p: MatmulProblem): string {
   return `M=${p.M} N=${p.N} K=${p.K}${p.transposeB ? ' Bᵀ' : ''}`;
 }
 
-function chooseTile(gpu: Gpu, p: MatmulProblem, requested?: MatmulTile): MatmulTile {
+function chooseTile(gpu: KernelTarget, p: MatmulProblem, requested?: MatmulTile): MatmulTile {
   const fits = (t: MatmulTile) => {
     const [x, y] = tiledThreads(t);
     return (
@@ -138,7 +134,7 @@ const SMALL_M_MIN_LOADS = 2;
 const SMALL_M_TWO_COLUMNS_FROM = 4;
 const SMALL_M_B_TARGET_WORKGROUPS = 300;
 
-function chooseSmallM(gpu: Gpu, problem: MatmulProblem, opts: MatmulOptions): SmallMVariant {
+function chooseSmallM(gpu: KernelTarget, problem: MatmulProblem, opts: MatmulOptions): SmallMVariant {
   // Wᵀ: blocks of at most SMALL_M_MAX rows, one workgroup row each.
   const p = { ...problem, M: Math.min(problem.M, SMALL_M_MAX) };
   if (p.transposeB) {
@@ -166,8 +162,8 @@ function chooseSmallM(gpu: Gpu, problem: MatmulProblem, opts: MatmulOptions): Sm
   return { M: p.M, transposeB: false, width, lanes: opts.smallMLanes ?? SMALL_M_THREADS / cols };
 }
 
-/** Compiles (or fetches from the pipeline cache) the kernel for `problem` and makes its uniform. */
-export async function planMatmul(gpu: Gpu, problem: MatmulProblem, opts: MatmulOptions = {}): Promise<MatmulPlan> {
+/** The kernel for `problem` within `gpu`'s limits; throws, naming the problem, when none fits. */
+export function matmulKernel(gpu: KernelTarget, problem: MatmulProblem, opts: MatmulOptions = {}): MatmulKernel {
   const { M, N, K } = problem;
   for (const [name, v] of [['M', M], ['N', N], ['K', K]] as const) {
     if (!Number.isInteger(v) || v < 1) throw new Error(`matmul ${describe(problem)}: ${name} must be a positive integer`);
@@ -230,110 +226,10 @@ export async function planMatmul(gpu: Gpu, problem: MatmulProblem, opts: MatmulO
     throw new Error(`matmul ${describe(problem)}: grid ${workgroups.join('×')} exceeds ${maxGroups} workgroups per dimension`);
   }
   const label = `${base} [${describe(problem)}; ${kernel}]`;
-  const bindings = matmulBindings(fusion);
-  const pipeline = await compileKernel(gpu, {
-    label,
-    code,
-    bindings: bindings.map((b) => b.kind),
-  });
-  const params = gpu.device.createBuffer({
-    label: `${label} params`,
-    size: 16,
-    usage: BufferUsage.UNIFORM | BufferUsage.COPY_DST,
-  });
-  gpu.device.queue.writeBuffer(params, 0, new Uint32Array([M, N, K, 0]));
-  return { problem, path, label, kernel, code, pipeline, params, bindings: bindings.map((b) => b.name), workgroups };
+  return { problem, path, label, kernel, code, bindings: matmulBindings(fusion), workgroups, params: Uint32Array.of(M, N, K, 0) };
 }
 
-/** Whether planMatmul can give `problem` this fusion (the small-M Wᵀ path, M ≤ SMALL_M_BLOCKED_MAX, takes them all). */
+/** Whether matmulKernel can give `problem` this fusion (the small-M Wᵀ path, M ≤ SMALL_M_BLOCKED_MAX, takes them all). */
 export function matmulCanFuse(M: number, fusion: MatmulFusion): boolean {
   return M <= SMALL_M_BLOCKED_MAX || (fusion.rmsnorm === undefined && fusion.epilogue !== 'swiglu');
-}
-
-function checkOperand(plan: MatmulPlan, role: string, t: GpuTensor, rows: number, cols: number): void {
-  const last = t.shape[t.shape.length - 1];
-  if (numel(t.shape) !== rows * cols || last !== cols) {
-    throw new Error(
-      `${plan.label}: ${role} '${t.name}' has shape [${t.shape.join(', ')}], expected [${rows}, ${cols}] (leading axes may be flattened)`,
-    );
-  }
-}
-
-/**
- * The bind group of one operand set; make it once and reuse it across steps. `c` is the output, or the
- * outputs of a split in order; `gain` is the rmsnorm prologue's gain vector [K].
- */
-export function bindMatmul(
-  gpu: Gpu,
-  plan: MatmulPlan,
-  a: GpuTensor,
-  b: GpuTensor,
-  c: GpuTensor | readonly GpuTensor[],
-  extra: { readonly gain?: GpuTensor } = {},
-): GPUBindGroup {
-  const { M, N, K, transposeB, fusion } = plan.problem;
-  checkOperand(plan, 'A', a, M, K);
-  if (transposeB) checkOperand(plan, 'W', b, N, K);
-  else checkOperand(plan, 'B', b, K, N);
-  const outs = Array.isArray(c) ? (c as readonly GpuTensor[]) : [c as GpuTensor];
-  if (outs.length !== outputCount(fusion)) throw new Error(`${plan.label}: ${outs.length} output tensor(s) for ${outputCount(fusion)} output(s)`);
-  for (const o of outs) checkOperand(plan, 'C', o, M, outputColumns(fusion, N));
-  if (fusion?.rmsnorm) {
-    if (!extra.gain) throw new Error(`${plan.label}: the rmsnorm prologue needs its gain vector`);
-    checkOperand(plan, 'gain', extra.gain, 1, K);
-  }
-  const byName: Record<string, GPUBuffer> = { A: a.buffer, W: b.buffer, params: plan.params };
-  outs.forEach((o, i) => (byName[`C${i}`] = o.buffer));
-  if (extra.gain) byName.G = extra.gain.buffer;
-  return gpu.device.createBindGroup({
-    label: `${plan.label} (${a.name}, ${b.name} → ${outs.map((o) => o.name).join(', ')})`,
-    layout: plan.pipeline.getBindGroupLayout(0),
-    entries: plan.bindings.map((name, binding) => ({ binding, resource: { buffer: byName[name] } })),
-  });
-}
-
-/** Records the matmul into `pass` (no submit), so callers can batch dispatches in one pass. */
-export function encodeMatmul(pass: GPUComputePassEncoder, plan: MatmulPlan, bindGroup: GPUBindGroup): void {
-  pass.setPipeline(plan.pipeline);
-  pass.setBindGroup(0, bindGroup);
-  pass.dispatchWorkgroups(...plan.workgroups);
-}
-
-const planCache = new WeakMap<Gpu, Map<string, Promise<MatmulPlan>>>();
-
-function cachedPlan(gpu: Gpu, problem: MatmulProblem, opts: MatmulOptions): Promise<MatmulPlan> {
-  let plans = planCache.get(gpu);
-  if (!plans) {
-    plans = new Map();
-    planCache.set(gpu, plans);
-  }
-  const key = JSON.stringify([problem, opts]);
-  let plan = plans.get(key);
-  if (!plan) {
-    plan = planMatmul(gpu, problem, opts);
-    plans.set(key, plan);
-    plan.catch(() => plans.delete(key));
-  }
-  return plan;
-}
-
-/** One-shot convenience: plans, allocates C named `out`, submits. Hot paths use plan/bind/encode. */
-export async function matmul(
-  gpu: Gpu,
-  a: GpuTensor,
-  b: GpuTensor,
-  opts: MatmulOptions & { transposeB?: boolean; out?: string } = {},
-): Promise<GpuTensor> {
-  const transposeB = opts.transposeB ?? false;
-  const K = a.shape[a.shape.length - 1];
-  const M = numel(a.shape) / K;
-  const N = transposeB ? b.shape[0] : b.shape[b.shape.length - 1];
-  const plan = await cachedPlan(gpu, { M, N, K, transposeB }, opts);
-  const c = allocTensor(gpu, opts.out ?? `${a.name}·${b.name}${transposeB ? 'ᵀ' : ''}`, [M, N]);
-  const encoder = gpu.device.createCommandEncoder({ label: plan.label });
-  const pass = encoder.beginComputePass({ label: plan.label });
-  encodeMatmul(pass, plan, bindMatmul(gpu, plan, a, b, c));
-  pass.end();
-  gpu.device.queue.submit([encoder.finish()]);
-  return c;
 }

@@ -13,8 +13,6 @@
 //   top-k:  τ_k = the k-th largest key (max x with #{key ≥ x} ≥ k),  need_k = k − #{key > τ_k}
 //   top-p:  τ_p = max x with mass_k(key ≥ x) ≥ p · mass_k(all)  (mass over the top-k set; τ_p ≥ τ_k),
 //           need_p = the fewest ties at τ_p that reach the target mass.
-import { BufferUsage } from '../../src/runtime/device.ts';
-
 export const SAMPLE_WORKGROUP = 256;
 
 export interface GpuSamplingConfig {
@@ -26,8 +24,8 @@ export interface GpuSamplingConfig {
   readonly topP?: number;
 }
 
-/** Writes the sample kernel's 16-byte config uniform { topK, useTopP, 1/T, p }. */
-export function writeSamplingConfig(queue: GPUQueue, buffer: GPUBuffer, c: GpuSamplingConfig): void {
+/** The sample kernel's 16-byte config uniform { topK, useTopP, 1/T, p }. */
+export function samplingConfigData(c: GpuSamplingConfig): ArrayBuffer {
   const topK = c.topK ?? 0;
   const topP = c.topP ?? 1;
   if (!(c.temperature > 0)) throw new Error(`GPU sampling needs temperature > 0 (0 is greedy: use argmax), got ${c.temperature}`);
@@ -36,11 +34,7 @@ export function writeSamplingConfig(queue: GPUQueue, buffer: GPUBuffer, c: GpuSa
   const data = new ArrayBuffer(16);
   new Uint32Array(data, 0, 2).set([topK, topP < 1 ? 1 : 0]);
   new Float32Array(data, 8, 2).set([1 / c.temperature, topP]);
-  queue.writeBuffer(buffer, 0, data);
-}
-
-export function samplingConfigBuffer(device: GPUDevice, label = 'sampling config'): GPUBuffer {
-  return device.createBuffer({ label, size: 16, usage: BufferUsage.UNIFORM | BufferUsage.COPY_DST });
+  return data;
 }
 
 export function argmaxWgsl(vocab: number): string {

@@ -1,5 +1,4 @@
-// The frontend's entry points: source text (or a .la file) → verified IR.
-import { readFileSync } from 'node:fs';
+// The frontend's entry point: source text → verified IR. (Reading a .la file: src/io/variant-file.ts.)
 import { verify } from '../ir/verify.ts';
 import type { Program } from '../ir/types.ts';
 import { parseVariant } from './parse.ts';
@@ -11,14 +10,4 @@ export function compileSource(source: string, file = '<input>', options: Compile
   const program = toIr(parseVariant(source, file), options);
   verify(program);
   return program;
-}
-
-export function loadVariant(path: string, options: CompileOptions = {}): Program {
-  let source: string;
-  try {
-    source = readFileSync(path, 'utf8');
-  } catch (e) {
-    throw new Error(`cannot read variant ${path}: ${(e as Error).message}`);
-  }
-  return compileSource(source, path, options);
 }

@@ -1,17 +1,16 @@
-// Source text → AST with spans. The grammar (grammar/linattn.ohm) is loaded as-is; this file holds
-// only the semantic action `toAst` and the translation of Ohm's failures into SourceErrors.
-import { readFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
+// Source text → AST with spans. The grammar is grammar/linattn.ohm as-is (its text, through the generated
+// grammar-text.ts, so that parsing reads no file); this file holds only the semantic action `toAst` and the
+// translation of Ohm's failures into SourceErrors.
 import * as ohm from 'ohm-js';
 import { SourceError, type Span } from '../ir/span.ts';
 import type { Decl, Expr, IndexArg, MaskAtomAst, OutItem, TensorDecl, VariantAst } from './ast.ts';
+import { GRAMMAR_SOURCE } from './grammar-text.ts';
 
-const grammarPath = fileURLToPath(new URL('../../grammar/linattn.ohm', import.meta.url));
 let cachedGrammar: ohm.Grammar | undefined;
 let cachedSemantics: ohm.Semantics | undefined;
 
 function grammar(): ohm.Grammar {
-  cachedGrammar ??= ohm.grammar(readFileSync(grammarPath, 'utf8'));
+  cachedGrammar ??= ohm.grammar(GRAMMAR_SOURCE);
   return cachedGrammar;
 }
 

@@ -4,12 +4,12 @@
 // sampling with an uploaded uniform draw) and written where the next step's embedding reads it, so the
 // only readback is the b token ids (plus two timestamps when timing), which the host may read while the
 // GPU already runs the next step.
-import { compileModelKernels, samplingConfigBuffer, writeSamplingConfig, type ModelKernels } from '../../backends/wgsl/model-kernels.ts';
+import { compileModelKernels, samplingConfigBuffer, writeSamplingConfig, type ModelKernels } from '../runtime/model-kernels.ts';
 import { BufferUsage, MapMode, throwIfDeviceErrors, type Gpu } from '../runtime/device.ts';
 import { downloadTensor } from '../runtime/gpu-tensor.ts';
 import { rng, type TensorData } from '../tensor.ts';
 import type { ModelConfig } from './config.ts';
-import type { GpuAttention, GpuAttentionFactory, GpuAttentionState } from './gpu-attention.ts';
+import type { GpuAttention, GpuAttentionFactory, GpuAttentionState } from '../runtime/gpu-attention.ts';
 import { RecordingPass } from './gpu-pass.ts';
 import { buildStepPlan, destroyStepPlan, encodeStep, type BatchBuffers, type StepPlan, type StepPlanExtras, type TokenPick, type TokenSource } from './gpu-step-plan.ts';
 import { createExactTensor, destroyModelWeights, uploadModelWeights, type GpuModelWeights } from './gpu-weights.ts';

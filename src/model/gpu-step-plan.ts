@@ -16,7 +16,8 @@
 // in the gate|up projection's epilogue (matmul-fusion.ts): five dispatches per layer, attention
 // included when it is one kernel. Prefill-sized steps run the tiled matmuls, which cannot see a whole
 // row, so there the norms and SwiGLU stay kernels of their own (eight per layer).
-import { bindMatmul, encodeMatmul, matmulCanFuse, planMatmul, type MatmulPlan } from '../../backends/wgsl/matmul.ts';
+import { matmulCanFuse } from '../../backends/wgsl/matmul.ts';
+import { bindMatmul, encodeMatmul, planMatmul, type MatmulPlan } from '../runtime/matmul.ts';
 import type { MatmulFusion } from '../../backends/wgsl/matmul-fusion.ts';
 import {
   bindArgmax,
@@ -28,11 +29,11 @@ import {
   encodeDispatch,
   type BoundDispatch,
   type ModelKernels,
-} from '../../backends/wgsl/model-kernels.ts';
+} from '../runtime/model-kernels.ts';
 import { BufferUsage, type Gpu } from '../runtime/device.ts';
 import type { GpuTensor } from '../runtime/gpu-tensor.ts';
 import type { ModelConfig } from './config.ts';
-import type { GpuAttention, GpuAttentionState } from './gpu-attention.ts';
+import type { GpuAttention, GpuAttentionState } from '../runtime/gpu-attention.ts';
 import { createExactTensor, type GpuModelWeights } from './gpu-weights.ts';
 
 /** Buffers a batch of b sequences keeps across steps, shared by its prefill and decode plans. */

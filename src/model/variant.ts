@@ -3,7 +3,7 @@
 // d = e = head_dim), and its `param` declarations turned into checkpoint tensors with shapes and an
 // initialisation that keeps a random model stable.
 import { runPasses } from '../../passes/pipeline.ts';
-import { loadVariant } from '../frontend/compile.ts';
+import { loadVariant } from '../io/variant-file.ts';
 import { axisSize, ShapeError } from '../ir/shapes.ts';
 import type { Program } from '../ir/types.ts';
 import type { ModelConfig } from './config.ts';

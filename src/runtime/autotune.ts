@@ -7,7 +7,7 @@ import type { Tensor } from '../tensor.ts';
 import type { Gpu } from './device.ts';
 import { PlanRunner } from './executor.ts';
 import { storeSchedule } from './autotune-cache.ts';
-import { candidateSchedules, tuningOrder } from './schedule.ts';
+import { candidateSchedules, tuningOrder } from '../../backends/wgsl/chunk-schedules.ts';
 import { timeDispatches } from './timing.ts';
 
 export interface TuneResult {

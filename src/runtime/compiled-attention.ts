@@ -1,4 +1,4 @@
-// A compiled variant as a model's attention layer (the GpuAttention seam of src/model/gpu-attention.ts):
+// A compiled variant as a model's attention layer (the GpuAttention seam of src/runtime/gpu-attention.ts):
 // prefill from an empty state runs the fused chunked kernel, which also writes the decoding state; every
 // later call (a decode step, or tokens appended to a started sequence) runs the recurrent kernel on that state.
 //
@@ -9,7 +9,7 @@
 import { lowerChunked } from '../../backends/wgsl/lower.ts';
 import type { Plan } from '../../backends/wgsl/plan.ts';
 import { recurrentPlan } from '../../backends/wgsl/recurrent.ts';
-import type { GpuAttention, GpuAttentionFactory, GpuAttentionState } from '../model/gpu-attention.ts';
+import type { GpuAttention, GpuAttentionFactory, GpuAttentionState } from './gpu-attention.ts';
 import type { Program } from '../ir/types.ts';
 import { BufferUsage, type Gpu } from './device.ts';
 import { PlanRunner } from './executor.ts';

@@ -1,17 +1,6 @@
-// The one place that talks to Dawn's adapter and device. Everything GPU-side in the runtime gets its
-// device here, so adapter choice, requested limits, features and error reporting are decided once:
-// a kernel that overflows a default limit, or a validation error nobody listened for, would otherwise
-// fail far from its cause (or not at all).
-import { create, globals } from 'webgpu';
-
-export interface DeviceOptions {
-  /** Dawn backend: 'vulkan' (default), 'metal', 'd3d12', 'opengl', 'null', … Env: LINATTN_BACKEND. */
-  backend?: string;
-  /** Dawn adapter name, as listed when a wrong one is given. Env: LINATTN_ADAPTER. (Env LINATTN_DAWN_FLAGS adds raw Dawn flags.) */
-  adapter?: string;
-  powerPreference?: GPUPowerPreference;
-}
-
+// A WebGPU device as the runtime uses it (`Gpu`): limits, features, adapter name, and error reporting decided
+// once, so a kernel that overflows a default limit, or a validation error nobody listened for, fails at its
+// cause. Any WebGPU adapter works (`gpuFromAdapter`); opening Dawn's, in Node, is src/runtime/dawn.ts.
 export interface Gpu {
   readonly device: GPUDevice;
   readonly adapter: GPUAdapter;
@@ -28,17 +17,7 @@ export interface Gpu {
   lost: string | undefined;
 }
 
-/** What to install when Dawn finds no adapter; the message users see, so it names commands. */
-export const NO_ADAPTER_HELP = [
-  'Install a Vulkan driver. With no GPU, use Mesa\'s lavapipe (software Vulkan).',
-  'On Debian bookworm, bookworm\'s own Mesa 22.3 is rejected by Dawn; take Mesa from backports:',
-  '  echo "deb http://deb.debian.org/debian bookworm-backports main" > /etc/apt/sources.list.d/backports.list',
-  '  apt-get update && apt-get install -t bookworm-backports mesa-vulkan-drivers',
-  'Or run on the float64 CPU backend instead: --device cpu',
-  'If a driver is installed, check that `vulkaninfo --summary` lists it (VK_DRIVER_FILES selects ICD files).',
-].join('\n');
-
-/** GPUBufferUsage bits, fixed by the WebGPU spec; usable before Dawn's globals are installed. */
+/** GPUBufferUsage bits, fixed by the WebGPU spec; usable where WebGPU's globals are not installed (Dawn in Node). */
 export const BufferUsage = {
   MAP_READ: 0x1,
   MAP_WRITE: 0x2,
@@ -65,61 +44,21 @@ const RAISED_LIMITS = [
 
 const OPTIONAL_FEATURES: GPUFeatureName[] = ['timestamp-query', 'shader-f16'];
 
-// Keep Dawn's GPU object alive for the process: dropping it tears down every device made from it.
-const dawnInstances = new Map<string, GPU>();
-const devices = new Map<string, Promise<Gpu>>();
-let globalsInstalled = false;
-
-function resolveOptions(opts: DeviceOptions): Required<Pick<DeviceOptions, 'backend'>> & DeviceOptions {
-  return {
-    backend: opts.backend ?? process.env.LINATTN_BACKEND ?? 'vulkan',
-    adapter: opts.adapter ?? process.env.LINATTN_ADAPTER,
-    powerPreference: opts.powerPreference ?? 'high-performance',
-  };
+export interface GpuOptions {
+  /** The backend under the adapter, named in `adapterName` ('vulkan', … under Dawn; a page: 'webgpu'). */
+  readonly backend?: string;
+  /** Where uncaptured errors and a device loss are reported when they happen. Default: console.error. */
+  readonly report?: (line: string) => void;
+  /** Called once the device is lost, for whatever reason (our own destroy() included). */
+  readonly onLost?: (info: GPUDeviceLostInfo) => void;
 }
 
-/** The cached device for these options (one per backend/adapter/preference per process). */
-export function getDevice(opts: DeviceOptions = {}): Promise<Gpu> {
-  const resolved = resolveOptions(opts);
-  const key = JSON.stringify([resolved.backend, resolved.adapter ?? '', resolved.powerPreference]);
-  const cached = devices.get(key);
-  if (cached) return cached;
-  const made = openDevice(resolved, key);
-  devices.set(key, made);
-  // A failed open must not poison the cache: the next call retries (e.g. after installing a driver).
-  made.catch(() => devices.delete(key));
-  return made;
-}
-
-async function openDevice(opts: ReturnType<typeof resolveOptions>, key: string): Promise<Gpu> {
-  if (!globalsInstalled) {
-    Object.assign(globalThis, globals);
-    globalsInstalled = true;
-  }
-  const dawnFlags = [`backend=${opts.backend}`];
-  if (opts.adapter) dawnFlags.push(`adapter=${opts.adapter}`);
-  // Dawn rounds timestamps to 100 µs by default (a browser fingerprinting guard); kernels here take µs.
-  dawnFlags.push('disable-dawn-features=timestamp_quantization');
-  // Extra Dawn flags for debugging, e.g. LINATTN_DAWN_FLAGS='enable-dawn-features=dump_shaders'.
-  for (const flag of (process.env.LINATTN_DAWN_FLAGS ?? '').split(/\s+/).filter(Boolean)) dawnFlags.push(flag);
-
-  let adapter: GPUAdapter | null;
-  try {
-    let dawn = dawnInstances.get(dawnFlags.join(' '));
-    if (!dawn) {
-      dawn = create(dawnFlags);
-      dawnInstances.set(dawnFlags.join(' '), dawn);
-    }
-    adapter = await dawn.requestAdapter({ powerPreference: opts.powerPreference });
-  } catch (e) {
-    throw new Error(
-      `Dawn could not open a WebGPU adapter (flags: ${dawnFlags.join(' ')}): ${(e as Error).message}\n${NO_ADAPTER_HELP}`,
-    );
-  }
-  if (!adapter) {
-    throw new Error(`No WebGPU adapter found on Dawn's '${opts.backend}' backend.\n${NO_ADAPTER_HELP}`);
-  }
-
+/**
+ * A device on `adapter` with the adapter's maximum limits and optional features, wrapped as a Gpu. Works with
+ * any WebGPU adapter: Dawn's (src/runtime/dawn.ts) or a page's (`navigator.gpu.requestAdapter()`).
+ */
+export async function gpuFromAdapter(adapter: GPUAdapter, opts: GpuOptions = {}): Promise<Gpu> {
+  const backend = opts.backend ?? 'webgpu';
   const requiredLimits: Record<string, number> = {};
   for (const name of RAISED_LIMITS) {
     const max = (adapter.limits as unknown as Record<string, number | undefined>)[name];
@@ -134,14 +73,14 @@ async function openDevice(opts: ReturnType<typeof resolveOptions>, key: string):
 
   const info = adapter.info;
   const adapterName =
-    [info.description || info.device || 'unknown adapter', info.vendor && `(${info.vendor}, ${opts.backend})`]
+    [info.description || info.device || 'unknown adapter', info.vendor && `(${info.vendor}, ${backend})`]
       .filter(Boolean)
-      .join(' ') || `unknown (${opts.backend})`;
+      .join(' ') || `unknown (${backend})`;
   const isSoftware =
     info.isFallbackAdapter === true ||
     info.architecture === 'software' ||
     /llvmpipe|lavapipe|swiftshader/i.test(`${info.description} ${info.device}`) ||
-    opts.backend === 'null';
+    backend === 'null';
 
   const gpu: Gpu = {
     device,
@@ -155,19 +94,20 @@ async function openDevice(opts: ReturnType<typeof resolveOptions>, key: string):
     lost: undefined,
   };
 
-  // Errors outside an error scope arrive here. A listener throwing inside Dawn's event dispatch would
-  // be lost or kill the process mid-submit, so print now (loud) and fail at the next sync point.
+  // Errors outside an error scope arrive here. A listener throwing inside the event dispatch would be
+  // lost or kill the process mid-submit, so report now (loud) and fail at the next sync point.
+  const report = opts.report ?? ((line: string) => console.error(`linattn: ${line}`));
   device.addEventListener('uncapturederror', (event) => {
     const error = (event as GPUUncapturedErrorEvent).error;
     const text = `GPU ${error.constructor.name} on ${adapterName}: ${error.message}`;
     gpu.pendingErrors.push(text);
-    process.stderr.write(`linattn: ${text}\n`);
+    report(text);
   });
   void device.lost.then((lostInfo) => {
-    devices.delete(key);
+    opts.onLost?.(lostInfo);
     if (lostInfo.reason === 'destroyed') return;
     gpu.lost = `GPU device '${device.label}' on ${adapterName} was lost (${lostInfo.reason}): ${lostInfo.message}`;
-    process.stderr.write(`linattn: ${gpu.lost}\n`);
+    report(gpu.lost);
   });
   return gpu;
 }

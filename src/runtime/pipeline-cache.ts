@@ -2,21 +2,8 @@
 // compiler's output, so a WGSL error is a compiler bug: it must surface as an exception that names
 // the kernel (its label carries the IR node) and shows each error at line:col with the source line,
 // never as a console warning and a pipeline that silently does nothing.
+import type { BindingKind, KernelSource } from '../../backends/wgsl/kernel-source.ts';
 import type { Gpu } from './device.ts';
-
-export type BindingKind = 'storage' | 'read-only-storage' | 'uniform';
-
-export interface KernelSource {
-  /** Names the kernel and the IR node it implements, e.g. 'matmul[n3: q_proj]'. */
-  readonly label: string;
-  readonly code: string;
-  readonly entryPoint?: string;
-  /**
-   * Bindings of group 0 in binding order. Given: an explicit layout (bind groups then fit any
-   * pipeline with the same list, and unused bindings stay valid). Omitted: layout 'auto'.
-   */
-  readonly bindings?: readonly BindingKind[];
-}
 
 export interface CompileMessage {
   readonly type: GPUCompilationMessageType;
@@ -113,7 +100,7 @@ async function build(gpu: Gpu, src: KernelSource): Promise<GPUComputePipeline> {
   }
   const warnings = info.messages.filter((m) => m.type !== 'error');
   if (warnings.length > 0) {
-    process.stderr.write(`linattn: WGSL ${formatCompileMessages(src.label, src.code, warnings)}\n`);
+    console.warn(`linattn: WGSL ${formatCompileMessages(src.label, src.code, warnings)}`);
   }
 
   const layout: GPUPipelineLayout | 'auto' = src.bindings

@@ -1,82 +1,11 @@
-// Scheduling the chunked kernel: chunk size C, value columns per workgroup R and threads per workgroup, within
-// the adapter's workgroup-memory and invocation limits. `candidateSchedules` lists what fits; the autotuner
-// (autotune.ts) times them; `chooseSchedule` returns the cached winner or a heuristic default.
+// Choosing the chunked kernel's schedule on an adapter: the autotuner's cached winner for this variant, shape
+// and adapter (autotune-cache.ts) when it still fits, else the heuristic default among the schedules that fit
+// the adapter's limits (backends/wgsl/chunk-schedules.ts lists them; autotune.ts times them).
+import { candidateSchedules, defaultSchedule, smallestScheduleBytes } from '../../backends/wgsl/chunk-schedules.ts';
 import type { ChunkSchedule } from '../../backends/wgsl/chunked.ts';
-import { layoutOf, segmentable, sharedFloats } from '../../backends/wgsl/chunked.ts';
-import { count } from '../../backends/wgsl/common.ts';
 import type { Program } from '../ir/types.ts';
 import type { Gpu } from './device.ts';
 import { cachedSchedule } from './autotune-cache.ts';
-
-const CHUNKS = [64, 32, 16, 8, 4];
-const THREADS = [1024, 512, 256, 128, 64];
-/** Chunks per segment of the segmented (three-launch) plans, for variants whose prefix terms allow it. */
-const SEGMENTS = [4, 16];
-
-/** Group sizes that a chunk must be a multiple of (past_groups prefix terms). */
-function chunkMultiple(p: Program): number {
-  let m = 1;
-  for (const t of p.terms) for (const a of t.mask) if (a.kind === 'past_groups' || (a.kind === 'group' && t.form.kind === 'prefix')) m = lcm(m, a.size);
-  return m;
-}
-
-const gcd = (a: number, b: number): number => (b ? gcd(b, a % b) : a);
-const lcm = (a: number, b: number) => (a / gcd(a, b)) * b;
-
-export function candidateSchedules(limits: { maxComputeWorkgroupStorageSize: number; maxComputeInvocationsPerWorkgroup: number }, p: Program, sizes: Readonly<Record<string, number>>): ChunkSchedule[] {
-  const L = layoutOf(p, p.terms);
-  const NR = count(L.rest, sizes);
-  // A chunk must divide every past_groups size or be a multiple of it.
-  const groups = p.terms.flatMap((t) => t.mask.flatMap((a) => (a.kind === 'past_groups' ? [a.size] : [])));
-  const mult = chunkMultiple(p);
-  const chunks = [...new Set([...CHUNKS, ...CHUNKS.map((c) => Math.ceil(c / mult) * mult)])].filter((c) => groups.every((g) => c % g === 0 || g % c === 0));
-  const cols = [...new Set([NR, 64, 32, 16, 8, 4].filter((r) => r <= NR))];
-  const out: ChunkSchedule[] = [];
-  for (const chunk of chunks) {
-    for (const c of cols) {
-      for (const threads of THREADS) {
-        if (threads > limits.maxComputeInvocationsPerWorkgroup) continue;
-        const s = { chunk, cols: c, threads };
-        if (sharedFloats(p, sizes, p.terms, p.output, s) * 4 <= limits.maxComputeWorkgroupStorageSize) out.push(s);
-      }
-    }
-  }
-  // Segmented plans trade one launch for b·heads·tiles·segments workgroups: worth timing on long sequences.
-  if (segmentable(p, sizes)) out.push(...out.flatMap((s) => SEGMENTS.map((segment) => ({ ...s, segment }))));
-  return out;
-}
-
-/**
- * The candidates in the order the autotuner tries them: the default, its segmented forms, then the rest from
- * the most promising (on a hardware GPU: many threads, chunks near 32, wide column tiles), alternating
- * one-kernel and segmented schedules so that a bounded search sees both.
- */
-export function tuningOrder(cands: readonly ChunkSchedule[], software = false): ChunkSchedule[] {
-  const first = defaultSchedule(cands, software);
-  if (!first) return [];
-  const same = (s: ChunkSchedule) => s.chunk === first.chunk && s.cols === first.cols && s.threads === first.threads;
-  const promise = (s: ChunkSchedule) => Math.log2(s.threads) - Math.abs(Math.log2(s.chunk / 24)) + 0.5 * Math.log2(s.cols);
-  const rest = cands.filter((s) => s !== first).sort((a, b) => promise(b) - promise(a));
-  const plain = rest.filter((s) => !s.segment && !same(s));
-  const seg = rest.filter((s) => s.segment && !same(s));
-  const mixed: ChunkSchedule[] = [];
-  for (let k = 0; k < Math.max(plain.length, seg.length); k++) mixed.push(...(plain[k] ? [plain[k]] : []), ...(seg[k] ? [seg[k]] : []));
-  return [first, ...rest.filter(same), ...mixed];
-}
-
-/**
- * The heuristic: one kernel (no segments), chunk near 32. On a hardware GPU 32 columns and 512 threads: among
- * the H100's warmed-up trials at b 4, h 16, t 4096, d 64 that schedule ran 1.67 ms, within 3 % of the fastest,
- * where 64 columns and 256 threads ran 5.98 ms. On a CPU's software Vulkan as many columns as fit and 128
- * threads (its cores gain nothing from more invocations).
- */
-export function defaultSchedule(cands: readonly ChunkSchedule[], software = false): ChunkSchedule | undefined {
-  cands = cands.filter((s) => !s.segment);
-  const threads = software ? 128 : 512;
-  const cols = (s: ChunkSchedule) => (software ? Math.log2(s.cols) : -Math.abs(Math.log2(s.cols / 32)));
-  const score = (s: ChunkSchedule) => -Math.abs(Math.log2(s.chunk / 32)) * 4 + cols(s) - Math.abs(Math.log2(s.threads / threads));
-  return [...cands].sort((a, b) => score(b) - score(a))[0];
-}
 
 export function chooseSchedule(gpu: Gpu, p: Program, sizes: Readonly<Record<string, number>>, shape?: { b: number; t: number }): ChunkSchedule {
   const cands = candidateSchedules(gpu.limits, p, sizes);
@@ -84,7 +13,7 @@ export function chooseSchedule(gpu: Gpu, p: Program, sizes: Readonly<Record<stri
   if (cached && cands.some((c) => c.chunk === cached.chunk && c.cols === cached.cols && c.threads === cached.threads && (c.segment ?? 0) === (cached.segment ?? 0))) return cached;
   const s = defaultSchedule(cands, gpu.isSoftware);
   if (!s) {
-    const need = sharedFloats(p, sizes, p.terms, p.output, { chunk: CHUNKS[CHUNKS.length - 1], cols: 1, threads: 64 }) * 4;
+    const need = smallestScheduleBytes(p, sizes);
     throw new Error(
       `${p.name}: even the smallest chunk needs ${need} bytes of workgroup memory, over this adapter's ${gpu.limits.maxComputeWorkgroupStorageSize} ` +
         `(${gpu.adapterName}); use the unfused form (--no-fuse), or smaller feature axes`,

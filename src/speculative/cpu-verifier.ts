@@ -10,7 +10,7 @@ import { isDecodable } from '../ir/types.ts';
 import { cpuForward, cpuMedusaLogits, type CpuAttention, type CpuForwardResult, type CpuModel } from '../model/cpu-forward.ts';
 import { argmax, sampleToken, type SamplingOptions } from '../model/sampling.ts';
 import type { Tensor } from '../tensor.ts';
-import type { Candidate } from './draft.ts';
+import type { Candidate } from './candidate.ts';
 import { checkPath, checkTree, softmax, topCandidates, variantAxisSizes, type TreeVerifier, type VerifyRequest, type VerifyResult } from './verifier.ts';
 
 /**

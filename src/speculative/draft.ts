@@ -3,16 +3,9 @@
 // runs a model sees a whole level at once). Sources: ngram-draft.ts (prompt lookup), medusa-draft.ts (the
 // checkpoint's Medusa heads), model-draft.ts (a separate small model), oracle-draft.ts (the target's own
 // plain decoding, replayed: the verification ceiling).
+import type { Candidate } from './candidate.ts';
 import type { TokenTree } from './token-tree.ts';
 import type { VerifyResult } from './verifier.ts';
-
-export interface Candidate {
-  readonly token: number;
-  /** The draft's probability of this token (scores dynamic trees; 1 for a certain proposal). */
-  readonly prob: number;
-  /** The distribution the token was sampled from (a sampled draft: acceptance's q); absent: deterministic. */
-  readonly q?: Float64Array;
-}
 
 export interface DraftContext {
   /** Every token so far: the prompt, the generated tokens, and last the root (chosen, not yet in the state). */

@@ -6,7 +6,8 @@
 //   dynamic  (top:K) the K best children of the previous level by cumulative draft probability
 //            (Π of the candidates' probs along the path), until the budget of draft nodes is spent
 // Both stop at `depthLimit` draft levels (and at the draft's own maxDepth).
-import type { Candidate, DraftContext, DraftSource } from './draft.ts';
+import type { Candidate } from './candidate.ts';
+import type { DraftContext, DraftSource } from './draft.ts';
 import { TreeBuilder, type TokenTree } from './token-tree.ts';
 import type { TreeShape } from './tree-spec.ts';
 

@@ -3,7 +3,7 @@
 //     (x: the step's final-normed hidden rows, the LM head's input);
 //   - the model's own top-k at every node (a draft model's candidates).
 // Only the top-k ids and probabilities are read back: [head][row][rank], the own top-k after the heads.
-import { bindMatmul, encodeMatmul, planMatmul, type MatmulPlan } from '../../backends/wgsl/matmul.ts';
+import { bindMatmul, encodeMatmul, planMatmul, type MatmulPlan } from '../runtime/matmul.ts';
 import { medusaResidualWgsl, SPECULATIVE_WORKGROUP, topkWgsl } from '../../backends/wgsl/speculative-kernels.ts';
 import { BufferUsage, type Gpu } from '../runtime/device.ts';
 import type { GpuTensor } from '../runtime/gpu-tensor.ts';

@@ -22,7 +22,7 @@ import type { SamplingOptions } from '../model/sampling.ts';
 import type { ModelWeights } from '../model/weights.ts';
 import { BufferUsage, MapMode, throwIfDeviceErrors } from '../runtime/device.ts';
 import { compileTreeAttention, type TreeAttention } from '../runtime/tree-attention.ts';
-import type { Candidate } from './draft.ts';
+import type { Candidate } from './candidate.ts';
 import { GpuSpeculativeHeads, MAX_TOP_K } from './gpu-heads.ts';
 import type { TokenTree } from './token-tree.ts';
 import { checkPath, checkTree, variantAxisSizes, type TreeVerifier, type VerifyRequest, type VerifyResult } from './verifier.ts';

@@ -9,7 +9,8 @@
 // Checkpoint format (src/model/weights.ts): config.json "medusa": {"num_heads": M}, and per head N < M
 //   medusa.N.proj.weight [hidden, hidden],  medusa.N.lm_head.weight [vocab, hidden]
 //   logits_N = lm_head_N · (x + silu(proj_N · x))
-import type { Candidate, DraftSource } from './draft.ts';
+import type { Candidate } from './candidate.ts';
+import type { DraftSource } from './draft.ts';
 import type { TokenTree } from './token-tree.ts';
 import type { VerifyResult } from './verifier.ts';
 

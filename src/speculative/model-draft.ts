@@ -8,7 +8,8 @@
 // state as the target does, without another forward.
 import { samplingDistribution, sampleFromDistribution, type SamplingOptions } from '../model/sampling.ts';
 import { rng } from '../tensor.ts';
-import type { Candidate, DraftContext, DraftSource } from './draft.ts';
+import type { Candidate } from './candidate.ts';
+import type { DraftContext, DraftSource } from './draft.ts';
 import type { TokenTree } from './token-tree.ts';
 import type { TreeVerifier } from './verifier.ts';
 

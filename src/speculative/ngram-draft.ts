@@ -2,7 +2,8 @@
 // and look for earlier occurrences of its last n tokens, longest n first (n = maxN … minN); the tokens that
 // followed those occurrences are the candidates, ranked by how often they followed (then by how recently),
 // with probability count / occurrences. Repetitive text (code, quotes of the prompt) is where it wins.
-import type { Candidate, DraftContext, DraftSource } from './draft.ts';
+import type { Candidate } from './candidate.ts';
+import type { DraftContext, DraftSource } from './draft.ts';
 import { pathTokens, type TokenTree } from './token-tree.ts';
 
 export interface NgramOptions {

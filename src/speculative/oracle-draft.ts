@@ -3,7 +3,8 @@
 // and with sampling under the coupled acceptance rule (acceptance.ts), verification accepts every token it
 // proposes, so a chain of N nodes yields N + 1 tokens per step: the ceiling that verification allows, at
 // no drafting cost. Off its own trajectory (after a float32 near-tie) it proposes nothing.
-import type { Candidate, DraftContext, DraftSource } from './draft.ts';
+import type { Candidate } from './candidate.ts';
+import type { DraftContext, DraftSource } from './draft.ts';
 import { pathTokens, type TokenTree } from './token-tree.ts';
 
 export class OracleDraft implements DraftSource {

@@ -3,7 +3,7 @@
 // accepted path into the state without running the model again. cpu-verifier.ts is the float64 reference
 // (cpuForward + backends/cpu/tree.ts), gpu-verifier.ts the GPU runtime (GpuModel + the tree kernels).
 import type { SamplingOptions } from '../model/sampling.ts';
-import type { Candidate } from './draft.ts';
+import type { Candidate } from './candidate.ts';
 import type { TokenTree } from './token-tree.ts';
 
 export interface VerifyRequest {

@@ -1,7 +1,8 @@
 // Shared GPU access for tests: one Dawn device per vitest worker (getDevice caches it), and the
 // check that turns a float32 GPU result into a readable failure naming the seed and shape.
 import { expect } from 'vitest';
-import { getDevice, type Gpu } from '../../src/runtime/device.ts';
+import type { Gpu } from '../../src/runtime/device.ts';
+import { getDevice } from '../../src/runtime/dawn.ts';
 import { downloadTensor, releaseTensor, uploadTensor, type GpuTensor } from '../../src/runtime/gpu-tensor.ts';
 import { relativeError, type Tensor, type TensorData } from '../../src/tensor.ts';
 

@@ -11,7 +11,7 @@
 import type { Gpu } from '../../src/runtime/device.ts';
 import { BufferUsage } from '../../src/runtime/device.ts';
 import { compileKernel } from '../../src/runtime/pipeline-cache.ts';
-import type { GpuAttention, GpuAttentionFactory, GpuAttentionState } from '../../src/model/gpu-attention.ts';
+import type { GpuAttention, GpuAttentionFactory, GpuAttentionState } from '../../src/runtime/gpu-attention.ts';
 
 export interface SimpleAttentionOptions {
   readonly heads: number;

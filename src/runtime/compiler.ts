@@ -1,22 +1,23 @@
 // The library's front door: a variant's source → checked IR → passes → a plan for a form, and running it on
-// the GPU or the float64 CPU oracle. The CLI, the demo, the benches and the model runtime all go through here.
-import { evaluateParallel } from '../backends/cpu/parallel.ts';
-import { evaluateRecurrent } from '../backends/cpu/recurrent.ts';
-import { lowerChunked } from '../backends/wgsl/lower.ts';
-import { naivePlan } from '../backends/wgsl/naive.ts';
-import type { Plan } from '../backends/wgsl/plan.ts';
-import { recurrentPlan } from '../backends/wgsl/recurrent.ts';
-import { runPasses } from '../passes/pipeline.ts';
-import { compileSource, loadVariant, type CompileOptions } from './frontend/compile.ts';
-import { bindShapes } from './ir/shapes.ts';
-import type { Program } from './ir/types.ts';
-import { autotune } from './runtime/autotune.ts';
-import { batchSlices, batchSliceSize, runInBatchSlices, runLimits, sliceInputs, type RunLimits } from './runtime/batch-split.ts';
-import type { Gpu } from './runtime/device.ts';
-import { PlanRunner } from './runtime/executor.ts';
-import { chooseSchedule } from './runtime/schedule.ts';
-import { timeDispatches } from './runtime/timing.ts';
-import type { Tensor } from './tensor.ts';
+// the GPU or the float64 CPU oracle. The CLI, the demo and the benches go through here.
+import { evaluateParallel } from '../../backends/cpu/parallel.ts';
+import { evaluateRecurrent } from '../../backends/cpu/recurrent.ts';
+import { lowerChunked } from '../../backends/wgsl/lower.ts';
+import { naivePlan } from '../../backends/wgsl/naive.ts';
+import type { Plan } from '../../backends/wgsl/plan.ts';
+import { recurrentPlan } from '../../backends/wgsl/recurrent.ts';
+import { runPasses } from '../../passes/pipeline.ts';
+import { compileSource, type CompileOptions } from '../frontend/compile.ts';
+import { loadVariant } from '../io/variant-file.ts';
+import { bindShapes } from '../ir/shapes.ts';
+import type { Program } from '../ir/types.ts';
+import type { Tensor } from '../tensor.ts';
+import { autotune } from './autotune.ts';
+import { batchSlices, batchSliceSize, runInBatchSlices, runLimits, sliceInputs, type RunLimits } from './batch-split.ts';
+import type { Gpu } from './device.ts';
+import { PlanRunner } from './executor.ts';
+import { chooseSchedule } from './schedule.ts';
+import { timeDispatches } from './timing.ts';
 
 export type Form = 'parallel' | 'recurrent' | 'chunked';
 
@@ -45,7 +46,7 @@ export function compileText(text: string, file: string, req: CompileRequest = {}
 export interface PlanRequest {
   readonly form: Form;
   readonly fuse?: boolean; // chunked only; default true
-  readonly schedule?: import('../backends/wgsl/chunked.ts').ChunkSchedule;
+  readonly schedule?: import('../../backends/wgsl/chunked.ts').ChunkSchedule;
 }
 
 /** The GPU plan of a form at the given axis sizes. */
@@ -87,7 +88,7 @@ export async function runCompiled(c: Compiled, tensors: Readonly<Record<string, 
       case 'recurrent':
         return { o: evaluateRecurrent(c.program, tensors) };
       case 'chunked': {
-        const { evaluateChunked } = await import('../backends/cpu/chunked.ts');
+        const { evaluateChunked } = await import('../../backends/cpu/chunked.ts');
         const s = req.schedule?.chunk ?? 16;
         return { o: evaluateChunked(c.program, tensors, s) };
       }

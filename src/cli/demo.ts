@@ -9,26 +9,24 @@
 //   4. a tiny decoder LM built on the variant (random weights) generates tokens on the GPU, and its greedy
 //      tokens are compared with the float64 CPU model's.
 //
-//   npm run demo [-- --variant FILE.la] [--b B] [--t T] [--h H] [--d D] [--iters N]
+//   npm run demo [-- --variant FILE.la] [--b B] [--t T] [--h H] [--d D] [--iters N]   (linattn demo …)
 // Shapes default to something lavapipe finishes in seconds; a hardware GPU gets the paper's shape.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
-import { parseArgs } from 'node:util';
-import { evaluateRecurrent } from '../backends/cpu/recurrent.ts';
-import { compileFile, planFor, runCompiled, timePlan, type Compiled, type PlanRequest } from './compiler.ts';
-import { axisSizes, makeInputs } from './inputs.ts';
-import { REPO_ROOT } from './model/config.ts';
-import { generateCommand, initModelCommand } from './model/commands.ts';
-import { compiledAttentionFactory } from './runtime/compiled-attention.ts';
-import { getDevice, NO_ADAPTER_HELP, type Gpu } from './runtime/device.ts';
-import { relativeError, type Tensor } from './tensor.ts';
+import { evaluateRecurrent } from '../../backends/cpu/recurrent.ts';
+import { axisSizes, makeInputs } from '../inputs.ts';
+import { REPO_ROOT } from '../model/config.ts';
+import { compileFile, planFor, runCompiled, timePlan, type Compiled, type PlanRequest } from '../runtime/compiler.ts';
+import { getDevice, NO_ADAPTER_HELP } from '../runtime/dawn.ts';
+import type { Gpu } from '../runtime/device.ts';
+import { relativeError, type Tensor } from '../tensor.ts';
+import { int, str, type Values } from './args.ts';
+import { execute, type Command, type CommandIo } from './command.ts';
+import { generateCommand } from './generate.ts';
+import { initModelCommand } from './init-model.ts';
 
 const TOLERANCE = 1e-4;
-
-function line(s = ''): void {
-  process.stdout.write(`${s}\n`);
-}
 
 function fmtMs(ms: number): string {
   return ms < 1 ? `${(ms * 1000).toFixed(0)} µs` : `${ms.toFixed(2)} ms`;
@@ -49,36 +47,50 @@ async function runForm(gpu: Gpu, c: Compiled, tensors: Record<string, Tensor>, o
   return { name, kernels: plan!.kernels.length, err: relativeError(o.data, oracle.data), ms: timed.ms };
 }
 
-async function main(): Promise<number> {
-  const { values } = parseArgs({
-    options: {
-      variant: { type: 'string', default: join(REPO_ROOT, 'examples/paper/elu_dwconv.la') },
-      b: { type: 'string' }, t: { type: 'string' }, h: { type: 'string' }, d: { type: 'string' },
-      iters: { type: 'string' },
-      'skip-model': { type: 'boolean', default: false },
-    },
-  });
+export const demoCommand: Command = {
+  name: 'demo',
+  synopsis: 'linattn demo [--variant FILE.la] [--b B] [--t T] [--h H] [--d D] [--iters N] [--skip-model]',
+  summary: 'Compile a variant, run every GPU form against the float64 oracle, then generate with a tiny LM on it.',
+  help: [
+    'What `npm run demo` runs. Prints the compiled plan, each form\'s relative error and median GPU time, and',
+    'whether the tiny model\'s greedy text on the GPU equals the float64 CPU model\'s. Exit 1 if a check fails.',
+    '',
+    '  --variant FILE.la   default examples/paper/elu_dwconv.la',
+    '  --b --t --h --d     the shape (default on a software adapter b 2, t 1000, h 4, d = e = 32; else b 4, t 4096, h 16, d 64)',
+    '  --iters N           timed runs per form (default 5 on a software adapter, else 20)',
+    '  --skip-model        leave out the tiny LM',
+  ].join('\n'),
+  options: {
+    variant: { type: 'string' }, b: { type: 'string' }, t: { type: 'string' }, h: { type: 'string' }, d: { type: 'string' },
+    iters: { type: 'string' }, 'skip-model': { type: 'boolean' },
+  },
+  run: ({ values }, io) => demo(values, io),
+};
+
+async function demo(values: Values, io: CommandIo): Promise<number> {
+  const line = (s = '') => io.stdout(`${s}\n`);
+  const variant = str(values, 'variant') ?? join(REPO_ROOT, 'examples/paper/elu_dwconv.la');
   const started = performance.now();
   let gpu: Gpu;
   try {
     gpu = await getDevice();
   } catch (e) {
-    process.stderr.write(`demo: no GPU adapter: ${(e as Error).message}\n${NO_ADAPTER_HELP}\n`);
+    io.stderr(`linattn demo: no GPU adapter: ${(e as Error).message}\n${NO_ADAPTER_HELP}\n`);
     return 1;
   }
   const soft = gpu.isSoftware;
-  const b = Number(values.b ?? (soft ? 2 : 4));
-  const t = Number(values.t ?? (soft ? 1000 : 4096));
-  const h = Number(values.h ?? (soft ? 4 : 16));
-  const d = Number(values.d ?? (soft ? 32 : 64));
-  const iters = Number(values.iters ?? (soft ? 5 : 20));
+  const b = int(values, 'b', soft ? 2 : 4);
+  const t = int(values, 't', soft ? 1000 : 4096);
+  const h = int(values, 'h', soft ? 4 : 16);
+  const d = int(values, 'd', soft ? 32 : 64);
+  const iters = int(values, 'iters', soft ? 5 : 20);
   line(`linattn demo on ${gpu.adapterName}${soft ? ' (software Vulkan: small shapes)' : ''}`);
 
   // 1. compile
-  const c = compileFile(values.variant!);
+  const c = compileFile(variant);
   const sizes = axisSizes(c.program, { h, d, e: d });
   const fusedPlan = planFor(gpu, c, sizes, { form: 'chunked' }, { b, t });
-  line(`\n1. compile ${relative(process.cwd(), values.variant!)}: variant ${c.program.name}, terms ${c.program.terms.map((x) => `${x.name} (${x.form.kind})`).join(', ')}`);
+  line(`\n1. compile ${relative(process.cwd(), variant)}: variant ${c.program.name}, terms ${c.program.terms.map((x) => `${x.name} (${x.form.kind})`).join(', ')}`);
   line(`   fused chunked plan: ${fusedPlan.kernels.length} kernel${fusedPlan.kernels.length === 1 ? '' : 's'} (${fusedPlan.kernels.map((k) => k.label).join(', ')}), schedule ${JSON.stringify(fusedPlan.schedule)}`);
 
   // 2–3. run every form on the same inputs against the float64 oracle
@@ -112,15 +124,15 @@ async function main(): Promise<number> {
     const dir = mkdtempSync(join(tmpdir(), 'linattn-demo-'));
     try {
       line(`\n4. a tiny decoder LM on ${c.program.name} (examples/models/tiny, random weights): init-model, then generate on GPU and CPU`);
-      const quiet = { stdout: () => {}, stderr: (s: string) => void process.stderr.write(s) };
-      if ((await initModelCommand(['--config', join(REPO_ROOT, 'examples/models/tiny/config.json'), '--out', dir, '--seed', '7'], quiet)) !== 0) return 1;
+      const quiet = { stdout: () => {}, stderr: io.stderr };
+      if ((await execute(initModelCommand, ['--config', join(REPO_ROOT, 'examples/models/tiny/config.json'), '--out', dir, '--seed', '7'], quiet)) !== 0) return 1;
       const outputs: Record<string, string> = {};
       for (const device of ['gpu', 'cpu']) {
         let text = '';
         let stats = '';
-        const code = await generateCommand(['--model', dir, '--prompt', 'Linear attention meets decoding', '--max-tokens', '24', '--temperature', '0', '--device', device], {
-          io: { stdout: (s) => void (text += s), stderr: (s) => void (stats = s.trim()) },
-          prepareAttention: ({ program, config }) => compiledAttentionFactory(gpu, program, config.numHeads, config.headDim),
+        const code = await execute(generateCommand, ['--model', dir, '--prompt', 'Linear attention meets decoding', '--max-tokens', '24', '--temperature', '0', '--device', device], {
+          stdout: (s) => void (text += s),
+          stderr: (s) => void (stats = s.trim()),
         });
         if (code !== 0) return code;
         outputs[device] = text;
@@ -141,11 +153,3 @@ async function main(): Promise<number> {
 function firstLine(s: string): string {
   return s.split('\n')[0];
 }
-
-main().then(
-  (code) => process.exit(code),
-  (e) => {
-    process.stderr.write(`demo: ${(e as Error).stack ?? e}\n`);
-    process.exit(1);
-  },
-);

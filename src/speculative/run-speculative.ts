@@ -1,15 +1,15 @@
-// `linattn generate … --speculate ngram|medusa|oracle|draft:DIR [--tree SPEC] [--max-nodes N]`: the same
-// prompt decoded plainly first (the baseline, and the oracle's trajectory), then speculatively with the
-// text streamed; stderr reports mean accepted length, tokens/s of both and the speed-up. Everything that
-// can be wrong with the options or the draft checkpoint is checked before any output.
+// Speculative generation of one prompt as `linattn generate … --speculate` runs it (src/cli/generate.ts parses
+// the options): the prompt decoded plainly first (the baseline, and the oracle's trajectory), then
+// speculatively with the text streamed; the report gives mean accepted length, tokens/s of both and the
+// speed-up. Everything that can be wrong with the draft checkpoint is checked before any output.
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { isDecodable, type Program } from '../ir/types.ts';
+import type { PrepareAttention } from '../model/attention-context.ts';
 import { loadConfig, type ModelConfig } from '../model/config.ts';
 import { cpuModel, type CpuModel } from '../model/cpu-forward.ts';
 import { ModelFileError } from '../model/errors.ts';
 import { generateCpu, generateGpu, TextStream, type GenerateResult } from '../model/generate.ts';
-import type { GpuAttentionFactory } from '../model/gpu-attention.ts';
 import { GpuModel } from '../model/gpu-model.ts';
 import type { SamplingOptions } from '../model/sampling.ts';
 import type { Tokenizer } from '../model/tokenizer.ts';
@@ -25,53 +25,15 @@ import { MedusaDraft } from './medusa-draft.ts';
 import { ModelDraft } from './model-draft.ts';
 import { NgramDraft } from './ngram-draft.ts';
 import { OracleDraft } from './oracle-draft.ts';
-import { parseTreeSpec, TreeSpecError, type TreeShape } from './tree-spec.ts';
+import type { TreeShape } from './tree-spec.ts';
 import type { TreeVerifier } from './verifier.ts';
 
-/** A mistake in the speculative options (the CLI exits 2). */
-export class SpeculateUsageError extends Error {}
-
-export interface SpeculateArgs {
+export interface SpeculateOptions {
   /** 'ngram' | 'medusa' | 'oracle' | 'draft:DIR' as given. */
   readonly source: string;
   readonly shape: TreeShape;
   /** Draft nodes per step, the root excluded. */
   readonly maxNodes: number;
-}
-
-const DEFAULT_MAX_NODES = 16;
-
-/** --speculate, --tree and --max-nodes; undefined without --speculate. */
-export function parseSpeculateArgs(values: Record<string, unknown>): SpeculateArgs | undefined {
-  const source = values['speculate'];
-  const tree = values['tree'];
-  const maxRaw = values['max-nodes'];
-  if (source === undefined) {
-    if (tree !== undefined || maxRaw !== undefined) throw new SpeculateUsageError('--tree and --max-nodes need --speculate ngram|medusa|oracle|draft:DIR');
-    return undefined;
-  }
-  if (typeof source !== 'string' || !(['ngram', 'medusa', 'oracle'].includes(source) || /^draft:.+/.test(source))) {
-    throw new SpeculateUsageError(`unknown --speculate source ${JSON.stringify(source)} (ngram, medusa, oracle or draft:DIR)`);
-  }
-  let maxNodes: number | undefined;
-  if (maxRaw !== undefined) {
-    maxNodes = Number(maxRaw);
-    if (typeof maxRaw !== 'string' || !/^\d+$/.test(maxRaw.trim()) || maxNodes < 1) throw new SpeculateUsageError(`--max-nodes must be a positive integer, got ${JSON.stringify(maxRaw)}`);
-  }
-  let shape: TreeShape;
-  try {
-    shape = typeof tree === 'string' ? parseTreeSpec(tree) : parseTreeSpec(source === 'oracle' ? `chain:${maxNodes ?? 4}` : 'top:4');
-  } catch (e) {
-    if (e instanceof TreeSpecError) throw new SpeculateUsageError(e.message);
-    throw e;
-  }
-  const nodes = maxNodes ?? (shape.kind === 'static' ? shape.paths.length : DEFAULT_MAX_NODES);
-  if (shape.kind === 'static' && shape.paths.length > nodes) {
-    throw new SpeculateUsageError(`--tree ${shape.spec} has ${shape.paths.length} draft nodes, more than --max-nodes ${nodes} (the size the verifier is compiled for)`);
-  }
-  if (shape.kind === 'dynamic' && shape.width > MAX_TOP_K) throw new SpeculateUsageError(`--tree ${shape.spec}: at most ${MAX_TOP_K} candidates per level`);
-  if (shape.kind === 'static' && Math.max(...shape.paths.flat()) >= MAX_TOP_K) throw new SpeculateUsageError(`--tree ${shape.spec}: ranks must be below ${MAX_TOP_K}`);
-  return { source, shape, maxNodes: nodes };
 }
 
 /** Candidates per node a shape asks a draft for. */
@@ -80,7 +42,7 @@ function candidatesPerNode(shape: TreeShape): number {
 }
 
 export interface SpeculativeRunContext {
-  readonly args: SpeculateArgs;
+  readonly args: SpeculateOptions;
   readonly device: 'gpu' | 'cpu';
   readonly config: ModelConfig;
   readonly variant: ModelVariant;
@@ -94,7 +56,7 @@ export interface SpeculativeRunContext {
   readonly stderr: (s: string) => void;
   /** GPU only: the device and a way to make a variant's attention layers. */
   readonly gpu?: Gpu;
-  readonly prepareAttention?: (ctx: { gpu: Gpu; config: ModelConfig; program: Program; source: Program }) => GpuAttentionFactory | Promise<GpuAttentionFactory>;
+  readonly prepareAttention?: PrepareAttention;
 }
 
 interface DraftCheckpoint {
@@ -212,7 +174,7 @@ export async function runSpeculativeGenerate(c: SpeculativeRunContext): Promise<
   }
 }
 
-export function formatSpeculativeReport(args: SpeculateArgs, r: SpeculativeResult, plain: GenerateResult, where: string, draft: string): string {
+export function formatSpeculativeReport(args: SpeculateOptions, r: SpeculativeResult, plain: GenerateResult, where: string, draft: string): string {
   const spec = r.decodeTokensPerS;
   const base = plain.decodeTokensPerS;
   const speedup = spec !== undefined && base !== undefined ? `${(spec / base).toFixed(2)}×` : '—';

@@ -1,0 +1,121 @@
+// `linattn generate --model DIR --prompt "…"`: stream a continuation of the prompt, then prefill and decode
+// tokens/s; with --speculate, plain and speculative decoding of the same prompt (src/speculative/run-speculative.ts).
+// Everything that can fail on the user's files (config, variant, tokenizer, checkpoint, device) is loaded and
+// checked before the first byte of output, so a bad input prints one error naming the file and the field or
+// tensor, exits non-zero, and leaves no partial output.
+import { existsSync, statSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import type { PrepareAttention } from '../model/attention-context.ts';
+import { loadConfig } from '../model/config.ts';
+import { cpuAttentionSessionFromVariant } from '../model/cpu-attention.ts';
+import { cpuModel } from '../model/cpu-forward.ts';
+import { ModelFileError } from '../model/errors.ts';
+import { generateCpu, generateGpu, type GenerateResult } from '../model/generate.ts';
+import { GpuModel } from '../model/gpu-model.ts';
+import { loadTokenizer } from '../model/tokenizer.ts';
+import { loadModelVariant } from '../model/variant.ts';
+import { loadWeights } from '../model/weights.ts';
+import { compiledAttentionFactory } from '../runtime/compiled-attention.ts';
+import { getDevice } from '../runtime/dawn.ts';
+import { runSpeculativeGenerate } from '../speculative/run-speculative.ts';
+import { choice, number, required, str, UsageError } from './args.ts';
+import type { Command } from './command.ts';
+import { parseSpeculateArgs } from './speculate-args.ts';
+
+/** The model's attention layers: the compiled variant of its config. */
+const compiledAttention: PrepareAttention = ({ gpu, config, program }) => compiledAttentionFactory(gpu, program, config.numHeads, config.headDim);
+
+/** `linattn generate` whose GPU attention layers come from `prepareAttention` (tests: a reference kernel). */
+export function generateWith(prepareAttention: PrepareAttention): Command {
+  return {
+    name: 'generate',
+    synopsis:
+      'linattn generate --model DIR --prompt "…" [--max-tokens N] [--temperature T] [--top-k K] [--top-p P] [--seed S] [--device gpu|cpu]\n' +
+      '                 [--speculate ngram|medusa|oracle|draft:DIR [--tree SPEC] [--max-nodes N]]',
+    summary: 'Continue a prompt with a model directory (linattn init-model makes one), streaming the text.',
+    help: [
+      'Prints the text on stdout, then prefill and decode tokens/s on stderr.',
+      '',
+      '  --model DIR          config.json, model.safetensors and the tokenizer (required)',
+      '  --prompt TEXT        required',
+      '  --max-tokens N       default 64',
+      '  --temperature T      0 (default) is greedy; with --top-k K (0: all) and --top-p P (1: all)',
+      '  --seed S             default 0',
+      '  --device D           gpu (default) or cpu (the float64 model)',
+      '  --speculate SOURCE   speculative decoding with drafts from ngram (prompt lookup), medusa (the checkpoint\'s',
+      '                       heads), oracle (plain decoding replayed) or draft:DIR (a small model); reports the',
+      '                       mean accepted length and the speed-up over plain decoding of the same prompt',
+      '  --tree SPEC          the token tree: [[0],[0,0],[1]] (static), top:K or chain:N (docs/speculative.md)',
+      '  --max-nodes N        draft nodes per step (default: the static tree\'s size, or 16)',
+    ].join('\n'),
+    options: {
+      model: { type: 'string' }, prompt: { type: 'string' }, 'max-tokens': { type: 'string' }, temperature: { type: 'string' },
+      'top-k': { type: 'string' }, 'top-p': { type: 'string' }, seed: { type: 'string' }, device: { type: 'string' },
+      speculate: { type: 'string' }, tree: { type: 'string' }, 'max-nodes': { type: 'string' },
+    },
+    async run({ values }, io) {
+      const dir = resolve(required(values, 'model'));
+      const prompt = str(values, 'prompt');
+      if (prompt === undefined) throw new UsageError('--prompt is required');
+      const maxTokens = number(values, 'max-tokens', (n) => Number.isInteger(n) && n >= 1, 'a positive integer') ?? 64;
+      const temperature = number(values, 'temperature', (n) => n >= 0, 'a number >= 0') ?? 0;
+      const topK = number(values, 'top-k', (n) => Number.isInteger(n) && n >= 0, 'a non-negative integer') ?? 0;
+      const topP = number(values, 'top-p', (n) => n > 0 && n <= 1, 'a number in (0, 1]') ?? 1;
+      const seed = number(values, 'seed', Number.isSafeInteger, 'an integer') ?? 0;
+      const device = choice(values, 'device', ['gpu', 'cpu'] as const, 'gpu');
+      const speculate = parseSpeculateArgs(values);
+
+      // Everything the run needs, checked before any output.
+      if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new ModelFileError(dir, 'directory', 'model directory not found');
+      const config = loadConfig(join(dir, 'config.json'));
+      const tokenizer = loadTokenizer(config);
+      const variant = loadModelVariant(config);
+      const weights = loadWeights(config, join(dir, 'model.safetensors'), variant.params);
+      const ids = [...(tokenizer.bos !== undefined ? [tokenizer.bos] : []), ...tokenizer.encode(prompt)];
+      if (ids.length === 0) throw new UsageError('--prompt is empty and the tokenizer has no BOS token to start from');
+      const max = config.maxPositionEmbeddings;
+      if (max !== undefined && ids.length + maxTokens > max) {
+        throw new UsageError(`prompt (${ids.length} tokens) + --max-tokens ${maxTokens} exceed max_position_embeddings ${max} of ${config.file}`);
+      }
+      const sampling = { temperature, topK, topP };
+
+      if (speculate) {
+        await runSpeculativeGenerate({
+          args: speculate, device, config, variant, weights, tokenizer, ids, maxTokens, sampling, seed,
+          stdout: io.stdout, stderr: io.stderr,
+          ...(device === 'gpu' && { gpu: await getDevice(), prepareAttention }),
+        });
+        return 0;
+      }
+      let result: GenerateResult;
+      let where: string;
+      let model: GpuModel | undefined;
+      try {
+        if (device === 'gpu') {
+          const gpu = await getDevice();
+          model = await GpuModel.create(gpu, config, weights, await prepareAttention({ gpu, config, program: variant.compiled, source: variant.program }));
+          where = gpu.adapterName;
+          result = await generateGpu(model, tokenizer, [ids], { maxTokens, sampling, seed, onText: (text) => io.stdout(text) });
+        } else {
+          const cpu = cpuModel(config, weights);
+          const attention = cpuAttentionSessionFromVariant(variant.program, cpu.weights.layers.map((l) => l.attention));
+          where = 'CPU float64';
+          result = generateCpu(cpu, attention, tokenizer, [ids], { maxTokens, sampling, seed, onText: (text) => io.stdout(text) });
+        }
+      } finally {
+        await model?.destroy();
+      }
+      io.stdout('\n');
+      const decode = result.decodeTokensPerS === undefined
+        ? 'decode: 0 tokens'
+        : `decode: ${result.tokens[0].length - 1} tokens, ${result.decodeTokensPerS.toFixed(1)} tokens/s`;
+      io.stderr(
+        `prefill: ${result.promptTokens} tokens, ${result.prefillTokensPerS.toFixed(1)} tokens/s; ${decode}` +
+          ` (${where}, ${result.stopReason === 'eos' ? 'stopped at EOS' : `max ${maxTokens} tokens`})\n`,
+      );
+      return 0;
+    },
+  };
+}
+
+export const generateCommand: Command = generateWith(compiledAttention);

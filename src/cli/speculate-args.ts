@@ -1,0 +1,42 @@
+// --speculate, --tree and --max-nodes of `linattn generate` (docs/speculative.md) → SpeculateOptions, with
+// every mistake a usage error before anything is loaded.
+import { MAX_TOP_K } from '../speculative/gpu-heads.ts';
+import type { SpeculateOptions } from '../speculative/run-speculative.ts';
+import { parseTreeSpec, TreeSpecError, type TreeShape } from '../speculative/tree-spec.ts';
+import { str, UsageError, type Values } from './args.ts';
+
+/** Draft nodes per step of a dynamic tree when --max-nodes is not given. */
+const DEFAULT_MAX_NODES = 16;
+
+/** undefined without --speculate. */
+export function parseSpeculateArgs(values: Values): SpeculateOptions | undefined {
+  const source = str(values, 'speculate');
+  const tree = str(values, 'tree');
+  const maxRaw = str(values, 'max-nodes');
+  if (source === undefined) {
+    if (tree !== undefined || maxRaw !== undefined) throw new UsageError('--tree and --max-nodes need --speculate ngram|medusa|oracle|draft:DIR');
+    return undefined;
+  }
+  if (!(['ngram', 'medusa', 'oracle'].includes(source) || /^draft:.+/.test(source))) {
+    throw new UsageError(`unknown --speculate source ${JSON.stringify(source)} (ngram, medusa, oracle or draft:DIR)`);
+  }
+  let maxNodes: number | undefined;
+  if (maxRaw !== undefined) {
+    maxNodes = Number(maxRaw);
+    if (!/^\d+$/.test(maxRaw.trim()) || maxNodes < 1) throw new UsageError(`--max-nodes must be a positive integer, got ${JSON.stringify(maxRaw)}`);
+  }
+  let shape: TreeShape;
+  try {
+    shape = tree !== undefined ? parseTreeSpec(tree) : parseTreeSpec(source === 'oracle' ? `chain:${maxNodes ?? 4}` : 'top:4');
+  } catch (e) {
+    if (e instanceof TreeSpecError) throw new UsageError(e.message);
+    throw e;
+  }
+  const nodes = maxNodes ?? (shape.kind === 'static' ? shape.paths.length : DEFAULT_MAX_NODES);
+  if (shape.kind === 'static' && shape.paths.length > nodes) {
+    throw new UsageError(`--tree ${shape.spec} has ${shape.paths.length} draft nodes, more than --max-nodes ${nodes} (the size the verifier is compiled for)`);
+  }
+  if (shape.kind === 'dynamic' && shape.width > MAX_TOP_K) throw new UsageError(`--tree ${shape.spec}: at most ${MAX_TOP_K} candidates per level`);
+  if (shape.kind === 'static' && Math.max(...shape.paths.flat()) >= MAX_TOP_K) throw new UsageError(`--tree ${shape.spec}: ranks must be below ${MAX_TOP_K}`);
+  return { source, shape, maxNodes: nodes };
+}

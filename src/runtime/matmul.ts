@@ -1,0 +1,115 @@
+// Running the matmul kernels of backends/wgsl/matmul.ts: a plan compiles the chosen kernel (through the
+// pipeline cache) and holds its shape uniform; `bindMatmul` makes a bind group per operand set, checked
+// against the problem's shape; `encodeMatmul` records the dispatch into a caller's compute pass, so a layer
+// can batch many dispatches in one pass.
+import { matmulKernel, type MatmulKernel, type MatmulOptions, type MatmulProblem } from '../../backends/wgsl/matmul.ts';
+import { outputColumns, outputCount } from '../../backends/wgsl/matmul-fusion.ts';
+import { numel } from '../tensor.ts';
+import { BufferUsage, type Gpu } from './device.ts';
+import { allocTensor, type GpuTensor } from './gpu-tensor.ts';
+import { compileKernel } from './pipeline-cache.ts';
+
+export interface MatmulPlan extends Omit<MatmulKernel, 'params' | 'bindings'> {
+  readonly pipeline: GPUComputePipeline;
+  /** Uniform Params { M, N, K } for this plan's shape. */
+  readonly params: GPUBuffer;
+  /** Names of the kernel's bindings in binding order (matmul-fusion.ts's list). */
+  readonly bindings: readonly string[];
+}
+
+/** Compiles (or fetches from the pipeline cache) the kernel for `problem` and makes its uniform. */
+export async function planMatmul(gpu: Gpu, problem: MatmulProblem, opts: MatmulOptions = {}): Promise<MatmulPlan> {
+  const k = matmulKernel(gpu, problem, opts);
+  const pipeline = await compileKernel(gpu, { label: k.label, code: k.code, bindings: k.bindings.map((b) => b.kind) });
+  const params = gpu.device.createBuffer({ label: `${k.label} params`, size: 16, usage: BufferUsage.UNIFORM | BufferUsage.COPY_DST });
+  gpu.device.queue.writeBuffer(params, 0, k.params);
+  return { ...k, pipeline, params, bindings: k.bindings.map((b) => b.name) };
+}
+
+function checkOperand(plan: MatmulPlan, role: string, t: GpuTensor, rows: number, cols: number): void {
+  const last = t.shape[t.shape.length - 1];
+  if (numel(t.shape) !== rows * cols || last !== cols) {
+    throw new Error(
+      `${plan.label}: ${role} '${t.name}' has shape [${t.shape.join(', ')}], expected [${rows}, ${cols}] (leading axes may be flattened)`,
+    );
+  }
+}
+
+/**
+ * The bind group of one operand set; make it once and reuse it across steps. `c` is the output, or the
+ * outputs of a split in order; `gain` is the rmsnorm prologue's gain vector [K].
+ */
+export function bindMatmul(
+  gpu: Gpu,
+  plan: MatmulPlan,
+  a: GpuTensor,
+  b: GpuTensor,
+  c: GpuTensor | readonly GpuTensor[],
+  extra: { readonly gain?: GpuTensor } = {},
+): GPUBindGroup {
+  const { M, N, K, transposeB, fusion } = plan.problem;
+  checkOperand(plan, 'A', a, M, K);
+  if (transposeB) checkOperand(plan, 'W', b, N, K);
+  else checkOperand(plan, 'B', b, K, N);
+  const outs = Array.isArray(c) ? (c as readonly GpuTensor[]) : [c as GpuTensor];
+  if (outs.length !== outputCount(fusion)) throw new Error(`${plan.label}: ${outs.length} output tensor(s) for ${outputCount(fusion)} output(s)`);
+  for (const o of outs) checkOperand(plan, 'C', o, M, outputColumns(fusion, N));
+  if (fusion?.rmsnorm) {
+    if (!extra.gain) throw new Error(`${plan.label}: the rmsnorm prologue needs its gain vector`);
+    checkOperand(plan, 'gain', extra.gain, 1, K);
+  }
+  const byName: Record<string, GPUBuffer> = { A: a.buffer, W: b.buffer, params: plan.params };
+  outs.forEach((o, i) => (byName[`C${i}`] = o.buffer));
+  if (extra.gain) byName.G = extra.gain.buffer;
+  return gpu.device.createBindGroup({
+    label: `${plan.label} (${a.name}, ${b.name} → ${outs.map((o) => o.name).join(', ')})`,
+    layout: plan.pipeline.getBindGroupLayout(0),
+    entries: plan.bindings.map((name, binding) => ({ binding, resource: { buffer: byName[name] } })),
+  });
+}
+
+/** Records the matmul into `pass` (no submit), so callers can batch dispatches in one pass. */
+export function encodeMatmul(pass: GPUComputePassEncoder, plan: MatmulPlan, bindGroup: GPUBindGroup): void {
+  pass.setPipeline(plan.pipeline);
+  pass.setBindGroup(0, bindGroup);
+  pass.dispatchWorkgroups(...plan.workgroups);
+}
+
+const planCache = new WeakMap<Gpu, Map<string, Promise<MatmulPlan>>>();
+
+function cachedPlan(gpu: Gpu, problem: MatmulProblem, opts: MatmulOptions): Promise<MatmulPlan> {
+  let plans = planCache.get(gpu);
+  if (!plans) {
+    plans = new Map();
+    planCache.set(gpu, plans);
+  }
+  const key = JSON.stringify([problem, opts]);
+  let plan = plans.get(key);
+  if (!plan) {
+    plan = planMatmul(gpu, problem, opts);
+    plans.set(key, plan);
+    plan.catch(() => plans.delete(key));
+  }
+  return plan;
+}
+
+/** One-shot convenience: plans, allocates C named `out`, submits. Hot paths use plan/bind/encode. */
+export async function matmul(
+  gpu: Gpu,
+  a: GpuTensor,
+  b: GpuTensor,
+  opts: MatmulOptions & { transposeB?: boolean; out?: string } = {},
+): Promise<GpuTensor> {
+  const transposeB = opts.transposeB ?? false;
+  const K = a.shape[a.shape.length - 1];
+  const M = numel(a.shape) / K;
+  const N = transposeB ? b.shape[0] : b.shape[b.shape.length - 1];
+  const plan = await cachedPlan(gpu, { M, N, K, transposeB }, opts);
+  const c = allocTensor(gpu, opts.out ?? `${a.name}·${b.name}${transposeB ? 'ᵀ' : ''}`, [M, N]);
+  const encoder = gpu.device.createCommandEncoder({ label: plan.label });
+  const pass = encoder.beginComputePass({ label: plan.label });
+  encodeMatmul(pass, plan, bindMatmul(gpu, plan, a, b, c));
+  pass.end();
+  gpu.device.queue.submit([encoder.finish()]);
+  return c;
+}

@@ -1,0 +1,145 @@
+// Running the decoder LM's position-wise kernels (backends/wgsl/model-kernels.ts): compiled once per model
+// size, each bound once per buffer set (`bind*` → BoundDispatch) and then recorded into a caller's compute
+// pass every step (`encodeDispatch`), so a step allocates nothing.
+import { elementGrid, MODEL_KERNELS, modelKernelSources, rowGrid, type ModelDims, type ModelKernelName } from '../../backends/wgsl/model-kernels.ts';
+import { samplingConfigData, type GpuSamplingConfig } from '../../backends/wgsl/model-sampling.ts';
+import { BufferUsage, type Gpu } from './device.ts';
+import { compileKernel } from './pipeline-cache.ts';
+
+/** One dispatch with everything bound: recorded by `encodeDispatch`, made once per buffer set. */
+export interface BoundDispatch {
+  readonly label: string;
+  readonly pipeline: GPUComputePipeline;
+  readonly bindGroup: GPUBindGroup;
+  readonly workgroups: readonly [number, number, number];
+  /** Uniform buffers made for this dispatch (destroyed with it). */
+  readonly owned: readonly GPUBuffer[];
+}
+
+export type ModelKernels = { readonly dims: ModelDims } & { readonly [K in ModelKernelName]: GPUComputePipeline };
+
+/** Compiles (or fetches from the pipeline cache) every kernel for these model sizes. */
+export async function compileModelKernels(gpu: Gpu, dims: ModelDims): Promise<ModelKernels> {
+  const sources = modelKernelSources(dims);
+  const pipelines = {} as Record<ModelKernelName, GPUComputePipeline>;
+  // One at a time: each compile holds an error scope, and interleaved scopes would blame the wrong kernel.
+  for (const name of MODEL_KERNELS) pipelines[name] = await compileKernel(gpu, sources[name]);
+  return { dims, ...pipelines };
+}
+
+/** The 16-byte uniform the sample kernel reads its options from (shared by every plan of a model). */
+export function samplingConfigBuffer(device: GPUDevice, label = 'sampling config'): GPUBuffer {
+  return device.createBuffer({ label, size: 16, usage: BufferUsage.UNIFORM | BufferUsage.COPY_DST });
+}
+
+export function writeSamplingConfig(queue: GPUQueue, buffer: GPUBuffer, c: GpuSamplingConfig): void {
+  queue.writeBuffer(buffer, 0, samplingConfigData(c));
+}
+
+function uniform(gpu: Gpu, label: string, words: readonly number[]): GPUBuffer {
+  const buffer = gpu.device.createBuffer({ label, size: 16, usage: BufferUsage.UNIFORM | BufferUsage.COPY_DST });
+  gpu.device.queue.writeBuffer(buffer, 0, new Uint32Array([...words, 0, 0, 0, 0].slice(0, 4)));
+  return buffer;
+}
+
+function bindGroup(gpu: Gpu, label: string, pipeline: GPUComputePipeline, buffers: readonly GPUBuffer[]): GPUBindGroup {
+  return gpu.device.createBindGroup({
+    label,
+    layout: pipeline.getBindGroupLayout(0),
+    entries: buffers.map((buffer, binding) => ({ binding, resource: { buffer } })),
+  });
+}
+
+/** x[r, :] = embed[ids[r], :] for `rows` rows; ids is a u32 buffer. */
+export function bindEmbedding(gpu: Gpu, k: ModelKernels, io: { ids: GPUBuffer; embed: GPUBuffer; x: GPUBuffer }, rows: number, label = 'embedding'): BoundDispatch {
+  const params = uniform(gpu, `${label} params`, [rows]);
+  return {
+    label,
+    pipeline: k.embedding,
+    bindGroup: bindGroup(gpu, label, k.embedding, [io.ids, io.embed, io.x, params]),
+    workgroups: elementGrid(gpu.limits, rows * k.dims.hidden, label),
+    owned: [params],
+  };
+}
+
+export interface NormRows {
+  /** Output rows. */
+  readonly rows: number;
+  /** Input row of output row r: r·stride + offset (default 1, 0: row r). */
+  readonly stride?: number;
+  readonly offset?: number;
+}
+
+/** y = rmsnorm(x) · gain; with `delta`, x += delta first (only on the rows read). */
+export function bindRmsnorm(
+  gpu: Gpu,
+  k: ModelKernels,
+  io: { x: GPUBuffer; delta?: GPUBuffer; gain: GPUBuffer; y: GPUBuffer },
+  rows: NormRows,
+  label = 'rmsnorm',
+): BoundDispatch {
+  const params = uniform(gpu, `${label} params`, [rows.rows, rows.stride ?? 1, rows.offset ?? 0]);
+  const pipeline = io.delta ? k.addRmsnorm : k.rmsnorm;
+  const buffers = io.delta ? [io.x, io.delta, io.gain, io.y, params] : [io.x, io.gain, io.y, params];
+  return { label, pipeline, bindGroup: bindGroup(gpu, label, pipeline, buffers), workgroups: rowGrid(gpu.limits, rows.rows, label), owned: [params] };
+}
+
+/** act = silu(gu[:, :I]) · gu[:, I:] for `rows` rows. */
+export function bindSwiglu(gpu: Gpu, k: ModelKernels, io: { gateUp: GPUBuffer; act: GPUBuffer }, rows: number, label = 'swiglu'): BoundDispatch {
+  const params = uniform(gpu, `${label} params`, [rows]);
+  return {
+    label,
+    pipeline: k.swiglu,
+    bindGroup: bindGroup(gpu, label, k.swiglu, [io.gateUp, io.act, params]),
+    workgroups: elementGrid(gpu.limits, rows * k.dims.intermediate, label),
+    owned: [params],
+  };
+}
+
+/** x += y over `count` floats. */
+export function bindResidualAdd(gpu: Gpu, k: ModelKernels, io: { x: GPUBuffer; y: GPUBuffer }, count: number, label = 'residual add'): BoundDispatch {
+  const params = uniform(gpu, `${label} params`, [count]);
+  return {
+    label,
+    pipeline: k.residualAdd,
+    bindGroup: bindGroup(gpu, label, k.residualAdd, [io.x, io.y, params]),
+    workgroups: elementGrid(gpu.limits, count, label),
+    owned: [params],
+  };
+}
+
+/** tokens[r] = argmax_v logits[r, v] (lowest index among ties), one workgroup per row. */
+export function bindArgmax(gpu: Gpu, k: ModelKernels, io: { logits: GPUBuffer; tokens: GPUBuffer }, rows: number, label = 'argmax'): BoundDispatch {
+  return { label, pipeline: k.argmax, bindGroup: bindGroup(gpu, label, k.argmax, [io.logits, io.tokens]), workgroups: rowGrid(gpu.limits, rows, label), owned: [] };
+}
+
+/**
+ * tokens[r] drawn from the restricted softmax of logits[r, :] with the uniform draw random[r]; `config` is
+ * a 16-byte uniform written by writeSamplingConfig (shared by every plan, rewritten when options change).
+ */
+export function bindSample(
+  gpu: Gpu,
+  k: ModelKernels,
+  io: { logits: GPUBuffer; random: GPUBuffer; tokens: GPUBuffer; config: GPUBuffer },
+  rows: number,
+  label = 'sample',
+): BoundDispatch {
+  return {
+    label,
+    pipeline: k.sample,
+    bindGroup: bindGroup(gpu, label, k.sample, [io.logits, io.random, io.tokens, io.config]),
+    workgroups: rowGrid(gpu.limits, rows, label),
+    owned: [],
+  };
+}
+
+/** Records `d` into `pass`. */
+export function encodeDispatch(pass: GPUComputePassEncoder, d: BoundDispatch): void {
+  pass.setPipeline(d.pipeline);
+  pass.setBindGroup(0, d.bindGroup);
+  pass.dispatchWorkgroups(d.workgroups[0], d.workgroups[1], d.workgroups[2]);
+}
+
+export function destroyDispatch(d: BoundDispatch): void {
+  for (const b of d.owned) b.destroy();
+}
