@@ -22,6 +22,7 @@ export const UNARY_F64: Record<string, (x: number) => number> = {
   abs: Math.abs,
   tanh: Math.tanh,
   recip: (x) => 1 / x,
+  step: (x) => (x > 0 ? 1 : 0),
 };
 
 export const BINARY_F64: Record<string, (a: number, b: number) => number> = {
