@@ -195,7 +195,7 @@ const sigmoid = (x: number) => 1 / (1 + Math.exp(-x));
 const UNARY: Record<UnaryFn, (x: number) => number> = {
   neg: (x) => -x, exp: Math.exp, log: Math.log, elu: (x) => (x > 0 ? x : Math.expm1(x)), relu: (x) => Math.max(0, x),
   sigmoid, silu: (x) => x * sigmoid(x), cos: Math.cos, sin: Math.sin, sqrt: Math.sqrt, abs: Math.abs, tanh: Math.tanh,
-  recip: (x) => 1 / x,
+  recip: (x) => 1 / x, step: (x) => (x > 0 ? 1 : 0),
 };
 const BINARY: Record<BinaryFn, (a: number, b: number) => number> = {
   add: (a, b) => a + b, sub: (a, b) => a - b, mul: (a, b) => a * b, div: (a, b) => a / b, pow: (a, b) => a ** b,
