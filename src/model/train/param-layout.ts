@@ -60,7 +60,7 @@ export function slotOf(layout: ParamLayout, name: string): ParamSlot {
 }
 
 /** Packs name → data into one flat array of the layout (gaps zero); every slot must be given, with its size. */
-export function packFlat(layout: ParamLayout, tensors: ReadonlyMap<string, { readonly data: ArrayLike<number> }>, out = new Float32Array(layout.totalFloats)): Float32Array {
+export function packFlat(layout: ParamLayout, tensors: ReadonlyMap<string, { readonly data: ArrayLike<number> }>, out: Float32Array<ArrayBuffer> = new Float32Array(layout.totalFloats)): Float32Array<ArrayBuffer> {
   for (const s of layout.slots) {
     const t = tensors.get(s.name);
     if (!t) throw new Error(`packing parameters: tensor '${s.name}' is missing`);
