@@ -4,7 +4,8 @@
 // over K, the LM head in two blocks of rows, and with tied embeddings.
 import { describe, expect, it } from 'vitest';
 import { cpuLossAndGrad } from '../src/model/train/cpu-grad.ts';
-import { GpuTrainer, type TokenBatch } from '../src/model/train/gpu-trainer.ts';
+import { GpuTrainer } from '../src/model/train/gpu-trainer.ts';
+import type { TokenBatch } from '../src/model/train/trainer.ts';
 import { packFlat } from '../src/model/train/param-layout.ts';
 import { weightsToTensors } from '../src/model/weights.ts';
 import { gpu } from './helpers/gpu.ts';

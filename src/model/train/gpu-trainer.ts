@@ -20,23 +20,7 @@ import type { ModelConfig } from '../config.ts';
 import { weightsToTensors, type AttentionParamSpec, type ModelWeights } from '../weights.ts';
 import { buildTrainStep, destroyTrainStep, trainMatmulCache, type TrainContext, type TrainOp, type TrainStepPlan } from './gpu-train-step.ts';
 import { packFlat, paramLayout, type ParamLayout, type ParamSlot } from './param-layout.ts';
-
-/** b token sequences of t: inputs[s·t + i] predicts targets[s·t + i]. */
-export interface TokenBatch {
-  readonly b: number;
-  readonly t: number;
-  readonly inputs: ArrayLike<number>;
-  readonly targets: ArrayLike<number>;
-}
-
-export interface StepResult {
-  /** Mean cross-entropy over the step's micro-batches, nats per token. */
-  readonly loss: number;
-  /** The global gradient norm before clipping. */
-  readonly gradNorm: number;
-  /** The norm was not finite and AdamW left every parameter as it was. */
-  readonly skipped: boolean;
-}
+import type { StepResult, TokenBatch, Trainer, TrainerSnapshot } from './trainer.ts';
 
 export interface GpuTrainerOptions {
   /** K splits of a weight gradient: 'auto' (default) aims at about 1024 workgroups; 1 never splits. */
@@ -56,11 +40,13 @@ interface AttentionParam {
   readonly grad: GPUBuffer;
 }
 
-export class GpuTrainer {
+export class GpuTrainer implements Trainer {
   private readonly plans = new Map<string, Promise<TrainStepPlan>>();
   private readonly staging: GPUBuffer[];
   private readonly pending: (Promise<unknown> | undefined)[] = [undefined, undefined];
   private steps = 0;
+  /** Settles when the last trainStep called has been submitted. */
+  private submission: Promise<void> = Promise.resolve();
   private readonly normDispatches: BoundDispatch[];
   private readonly adamw: BoundDispatch;
 
@@ -182,9 +168,17 @@ export class GpuTrainer {
    * clipped, applied by AdamW with `adam` (its `step` must be this.step + 1). Resolves once the step's losses
    * are read back; a next step may be submitted before that.
    */
-  async trainStep(micro: readonly TokenBatch[], adam: AdamWStep): Promise<StepResult> {
-    if (adam.step !== this.steps + 1) throw new Error(`trainStep: AdamW step ${adam.step} after ${this.steps} steps`);
-    const ring = this.steps % 2;
+  trainStep(micro: readonly TokenBatch[], adam: AdamWStep): Promise<StepResult> {
+    if (adam.step !== this.steps + 1) return Promise.reject(new Error(`trainStep: AdamW step ${adam.step} after ${this.steps} steps`));
+    this.steps++;
+    // Steps are submitted in call order: each waits for the previous one's submission (not its completion).
+    const submitted = this.submission.then(() => this.submitStep(micro, adam));
+    this.submission = submitted.then(() => undefined, () => undefined);
+    return submitted.then((read) => read());
+  }
+
+  private async submitStep(micro: readonly TokenBatch[], adam: AdamWStep): Promise<() => Promise<StepResult>> {
+    const ring = adam.step % 2;
     await this.pending[ring];
     await this.accumulate(micro);
     const { device } = this.gpu;
@@ -202,19 +196,18 @@ export class GpuTrainer {
     encoder.copyBufferToBuffer(this.ctx.losses, 0, staging, 0, 4 * micro.length);
     encoder.copyBufferToBuffer(this.stats, 0, staging, 4 * LOSS_SLOTS, 4);
     device.queue.submit([encoder.finish()]);
-    this.steps++;
     const result = this.read(staging, micro.length, `training step ${adam.step}`).then(({ losses, norm2 }) => ({
       loss: mean(losses),
       gradNorm: Math.sqrt(norm2),
       skipped: !Number.isFinite(norm2),
     }));
     this.pending[ring] = result.catch(() => undefined);
-    return result;
+    return () => result;
   }
 
   /** The flat gradient of the mean loss over `micro` (no update) and the mean loss: for tests. */
   async gradient(micro: readonly TokenBatch[]): Promise<{ loss: number; grads: Float32Array }> {
-    await Promise.all(this.pending);
+    await this.idle();
     await this.accumulate(micro);
     const encoder = this.gpu.device.createCommandEncoder({ label: 'gradient' });
     this.gatherAttentionGrads(encoder);
@@ -226,9 +219,11 @@ export class GpuTrainer {
 
   /** Mean cross-entropy over `batches` (equal shapes), forward only. */
   async evaluate(batches: readonly TokenBatch[]): Promise<number> {
-    await Promise.all(this.pending);
+    await this.idle();
     if (batches.length === 0) throw new Error('evaluate: no batches');
-    const all: number[] = [];
+    // Token-weighted: batches may differ in size (evaluation's last one).
+    let total = 0;
+    let tokens = 0;
     for (let at = 0; at < batches.length; at += LOSS_SLOTS) {
       const chunk = batches.slice(at, at + LOSS_SLOTS);
       for (const [i, batch] of chunk.entries()) {
@@ -237,21 +232,30 @@ export class GpuTrainer {
         this.submitOps(plan, plan.evaluate, i, `evaluation batch ${at + i}`);
       }
       const { losses } = await this.read(this.staging[0], chunk.length, 'evaluation', true);
-      all.push(...losses);
+      chunk.forEach((batch, i) => {
+        total += losses[i] * batch.b * batch.t;
+        tokens += batch.b * batch.t;
+      });
     }
-    return mean(all);
+    return total / tokens;
   }
 
   /** The parameters, flat (the layout's). */
   async readParams(): Promise<Float32Array> {
-    await Promise.all(this.pending);
+    await this.idle();
     return this.readFlat(this.ctx.params);
   }
 
   /** AdamW's moments, flat. */
   async readMoments(): Promise<{ m: Float32Array; v: Float32Array }> {
-    await Promise.all(this.pending);
+    await this.idle();
     return { m: await this.readFlat(this.m), v: await this.readFlat(this.v) };
+  }
+
+  async snapshot(): Promise<TrainerSnapshot> {
+    const params = await this.readParams();
+    const { m, v } = await this.readMoments();
+    return { params, m, v, step: this.steps };
   }
 
   /** Restores the optimiser (resume): its moments and the number of steps taken. */
@@ -266,11 +270,17 @@ export class GpuTrainer {
   }
 
   async destroy(): Promise<void> {
-    await Promise.all(this.pending);
+    await this.idle();
     for (const p of this.plans.values()) destroyTrainStep(await p);
     this.plans.clear();
     for (const b of [...this.owned, ...this.staging]) b.destroy();
     for (const d of [...this.normDispatches, this.adamw]) for (const b of d.owned) b.destroy();
+  }
+
+  /** Every step called so far submitted and read back. */
+  private async idle(): Promise<void> {
+    await this.submission;
+    await Promise.all(this.pending);
   }
 
   private plan(b: number, t: number, microBatches: number): Promise<TrainStepPlan> {

@@ -60,7 +60,10 @@ export function slotOf(layout: ParamLayout, name: string): ParamSlot {
 }
 
 /** Packs name → data into one flat array of the layout (gaps zero); every slot must be given, with its size. */
-export function packFlat(layout: ParamLayout, tensors: ReadonlyMap<string, { readonly data: ArrayLike<number> }>, out: Float32Array<ArrayBuffer> = new Float32Array(layout.totalFloats)): Float32Array<ArrayBuffer> {
+export function packFlat(layout: ParamLayout, tensors: ReadonlyMap<string, { readonly data: ArrayLike<number> }>): Float32Array<ArrayBuffer>;
+export function packFlat<A extends Float32Array | Float64Array>(layout: ParamLayout, tensors: ReadonlyMap<string, { readonly data: ArrayLike<number> }>, out: A): A;
+export function packFlat(layout: ParamLayout, tensors: ReadonlyMap<string, { readonly data: ArrayLike<number> }>, out: Float32Array | Float64Array = new Float32Array(layout.totalFloats)): Float32Array | Float64Array {
+  if (out.length !== layout.totalFloats) throw new Error(`packing parameters: ${out.length} floats for a layout of ${layout.totalFloats}`);
   for (const s of layout.slots) {
     const t = tensors.get(s.name);
     if (!t) throw new Error(`packing parameters: tensor '${s.name}' is missing`);
