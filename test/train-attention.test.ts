@@ -19,38 +19,41 @@ function upload(g: Gpu, label: string, data: Float64Array | number): GPUBuffer {
   return b;
 }
 
-describe('trainable reference attention (elu_dwconv)', () => {
-  it('forward and backward equal the float64 parallel form and gradient oracle at an odd length', async () => {
-    const g = await gpu();
-    const [b, t, h, d, K] = [2, 13, 2, 4, 3];
-    const program = loadVariant('examples/paper/elu_dwconv.la', { sizes: { K } });
-    const x = { q: randn([b, t, h, d], 1), k: randn([b, t, h, d], 2), v: randn([b, t, h, d], 3), w: randn([h, d, K], 4, 0.5) };
-    const dout = randn([b, t, h, d], 5);
-    const wantO = evaluateParallel(program, x);
-    const want = gradientParallel(program, x, dout);
-    const gradBefore = randn([h, d, K], 6);
+describe('trainable reference attention', () => {
+  for (const [file, taps] of [['elu_dwconv', 'channel'], ['elu_aug', 'head']] as const) {
+    it(`${file}: forward and backward equal the float64 parallel form and gradient oracle at an odd length`, async () => {
+      const g = await gpu();
+      const [b, t, h, d, K] = [2, 13, 2, 4, 3];
+      const program = loadVariant(`examples/paper/${file}.la`, { sizes: { K } });
+      const wShape = taps === 'head' ? [h, K] : [h, d, K];
+      const x = { q: randn([b, t, h, d], 1), k: randn([b, t, h, d], 2), v: randn([b, t, h, d], 3), w: randn(wShape, 4, 0.5) };
+      const dout = randn([b, t, h, d], 5);
+      const wantO = evaluateParallel(program, x);
+      const want = gradientParallel(program, x, dout);
+      const gradBefore = randn(wShape, 6);
 
-    const factory = await simpleTrainableAttentionFactory(g, { heads: h, headDim: d, K });
-    const attention = factory(0, { w: upload(g, 'w', x.w.data) });
-    expect(isTrainable(attention)).toBe(true);
-    if (!isTrainable(attention)) return;
-    const n = b * t * h * d;
-    const io = {
-      q: upload(g, 'q', x.q.data), k: upload(g, 'k', x.k.data), v: upload(g, 'v', x.v.data), o: upload(g, 'o', n),
-      do: upload(g, 'do', dout.data), dq: upload(g, 'dq', n), dk: upload(g, 'dk', n), dv: upload(g, 'dv', n),
-    };
-    const gradW = upload(g, 'grad w', gradBefore.data);
-    const enc = g.device.createCommandEncoder();
-    const pass = enc.beginComputePass();
-    attention.encodeTrainForward(pass, io, b, t);
-    attention.encodeBackward(pass, io, { w: gradW }, b, t);
-    pass.end();
-    g.device.queue.submit([enc.finish()]);
-    const read = (buf: GPUBuffer, shape: number[]) => downloadTensor(g, { name: buf.label, shape, bytes: shape.reduce((a, c) => a * c, 4), buffer: buf });
-    expectRelClose(await read(io.o, [n]), wantO.data, 1e-5, 'o');
-    expectRelClose(await read(io.dq, [n]), want['dq'].data, 1e-5, 'dq');
-    expectRelClose(await read(io.dk, [n]), want['dk'].data, 1e-5, 'dk');
-    expectRelClose(await read(io.dv, [n]), want['dv'].data, 1e-5, 'dv');
-    expectRelClose(await read(gradW, [h * d * K]), want['dw'].data.map((v, i) => v + gradBefore.data[i]), 1e-5, 'dw added to the buffer');
-  });
+      const factory = await simpleTrainableAttentionFactory(g, { heads: h, headDim: d, K, taps });
+      const attention = factory(0, { w: upload(g, 'w', x.w.data) });
+      expect(isTrainable(attention)).toBe(true);
+      if (!isTrainable(attention)) return;
+      const n = b * t * h * d;
+      const io = {
+        q: upload(g, 'q', x.q.data), k: upload(g, 'k', x.k.data), v: upload(g, 'v', x.v.data), o: upload(g, 'o', n),
+        do: upload(g, 'do', dout.data), dq: upload(g, 'dq', n), dk: upload(g, 'dk', n), dv: upload(g, 'dv', n),
+      };
+      const gradW = upload(g, 'grad w', gradBefore.data);
+      const enc = g.device.createCommandEncoder();
+      const pass = enc.beginComputePass();
+      attention.encodeTrainForward(pass, io, b, t);
+      attention.encodeBackward(pass, io, { w: gradW }, b, t);
+      pass.end();
+      g.device.queue.submit([enc.finish()]);
+      const read = (buf: GPUBuffer, count: number) => downloadTensor(g, { name: buf.label, shape: [count], bytes: count * 4, buffer: buf });
+      expectRelClose(await read(io.o, n), wantO.data, 1e-5, 'o');
+      expectRelClose(await read(io.dq, n), want['dq'].data, 1e-5, 'dq');
+      expectRelClose(await read(io.dk, n), want['dk'].data, 1e-5, 'dk');
+      expectRelClose(await read(io.dv, n), want['dv'].data, 1e-5, 'dv');
+      expectRelClose(await read(gradW, gradBefore.data.length), want['dw'].data.map((v, i) => v + gradBefore.data[i]), 1e-5, 'dw added to the buffer');
+    });
+  }
 });

@@ -19,12 +19,11 @@ import { runTraining } from '../src/model/train/run-training.ts';
 import { loadModelVariant } from '../src/model/variant.ts';
 import { loadWeights } from '../src/model/weights.ts';
 import { gpu } from './helpers/gpu.ts';
-import { simpleTrainableAttentionFactory } from './helpers/simple-attention-train.ts';
+import { referenceTrainableAttention } from './helpers/simple-attention-train.ts';
 
 const TINY = 'examples/models/tiny/config.json';
 const KJV = 'examples/data/kjv-excerpt.txt';
-const reference: PrepareAttention = ({ gpu: g, config, program }) =>
-  simpleTrainableAttentionFactory(g, { heads: config.numHeads, headDim: config.headDim, K: program.sizes['K']! });
+const reference: PrepareAttention = referenceTrainableAttention;
 const train = trainWith(reference);
 
 const root = mkdtempSync(join(tmpdir(), 'linattn-train-'));

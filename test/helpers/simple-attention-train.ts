@@ -3,13 +3,13 @@
 // derives backward kernels. Per (b, h), with φ(x) = elu(x) + 1, φ′(x) = [x > 0] + [x ≤ 0]·eˣ:
 //
 //   S_i = Σ_{j≤i} φk_j v_jᵀ,  z_i = Σ_{j≤i} φk_j,  n_i = φq_iᵀ S_i,  den_i = φq_i·z_i + ε,  lin_i = n_i / den_i
-//   o_i = lin_i + Σ_{l<K} w[h, :, l] ⊙ v_{i−l}
+//   o_i = lin_i + Σ_{l<K} w[h, :, l] ⊙ v_{i−l}         (elu_aug.la: one tap per head, w[h, l])
 //
 //   dn_i = do_i / den_i,   dden_i = −(do_i·lin_i) / den_i
 //   dφq_i[d] = Σ_e dn_i[e] S_i[d, e] + dden_i z_i[d]                        (forward time, with S_i)
 //   U_j = Σ_{i≥j} φq_i dn_iᵀ,  y_j = Σ_{i≥j} dden_i φq_i                      (reverse time)
 //   dφk_j[d] = Σ_e v_j[e] U_j[d, e] + y_j[d],   dv_j[e] = Σ_d φk_j[d] U_j[d, e] + Σ_l w[h, e, l] do_{j+l}[e]
-//   dw[h, e, l] = Σ_{b, i} do_i[e] v_{i−l}[e]
+//   dw[h, e, l] = Σ_{b, i} do_i[e] v_{i−l}[e]          (per head: dw[h, l] = Σ_e of that)
 //
 // One workgroup per (b, h), thread x owns row x and column x of S (and of U), so neither contraction needs
 // a transpose. The backward's first pass leaves dn_i in dv and dden_i in a scratch for the second; dw is
@@ -18,26 +18,34 @@ import type { Gpu } from '../../src/runtime/device.ts';
 import { BufferUsage } from '../../src/runtime/device.ts';
 import type { GpuAttentionFactory, TrainableGpuAttention } from '../../src/runtime/gpu-attention.ts';
 import { compileKernel } from '../../src/runtime/pipeline-cache.ts';
+import type { PrepareAttention } from '../../src/model/attention-context.ts';
 import { simpleAttentionFactory, type SimpleAttentionOptions } from './simple-gpu-attention.ts';
 
-function header(o: SimpleAttentionOptions): string {
+export interface TrainableAttentionOptions extends SimpleAttentionOptions {
+  /** 'channel': w[h, e, K] (elu_dwconv, the default); 'head': w[h, K] (elu_aug). */
+  readonly taps?: 'channel' | 'head';
+}
+
+function header(o: TrainableAttentionOptions): string {
   return `struct Params { b: u32, t: u32, pad0: u32, pad1: u32 }
 const H = ${o.heads}u;
 const D = ${o.headDim}u;
 const K = ${o.K}u;
 const EPS = ${(o.eps ?? 1e-6).toExponential()};
 fn phi(x: f32) -> f32 { return select(exp(x), x + 1.0, x > 0.0); }
-fn dphi(x: f32) -> f32 { return select(exp(x), 1.0, x > 0.0); }`;
+fn dphi(x: f32) -> f32 { return select(exp(x), 1.0, x > 0.0); }
+// where tap l of head h, column e lives in w
+fn tap_at(h: u32, e: u32, l: u32) -> u32 { return ${o.taps === 'head' ? 'h * K + l' : '(h * D + e) * K + l'}; }`;
 }
 
-export function trainForwardWgsl(o: SimpleAttentionOptions): string {
+export function trainForwardWgsl(o: TrainableAttentionOptions): string {
   return `// elu+1 linear attention + masked depthwise conv, forward from a zero state; one workgroup per (b, h)
 ${header(o)}
 @group(0) @binding(0) var<storage, read> q: array<f32>;
 @group(0) @binding(1) var<storage, read> k: array<f32>;
 @group(0) @binding(2) var<storage, read> v: array<f32>;
 @group(0) @binding(3) var<storage, read_write> o: array<f32>;
-@group(0) @binding(4) var<storage, read> w: array<f32>;          // [H, D, K]
+@group(0) @binding(4) var<storage, read> w: array<f32>;          // [H, D, K] or [H, K]
 @group(0) @binding(5) var<uniform> params: Params;
 var<workgroup> fq: array<f32, D>;
 var<workgroup> fk: array<f32, D>;
@@ -66,7 +74,7 @@ fn main(@builtin(local_invocation_index) x: u32, @builtin(workgroup_id) wid: vec
       den += fq[d] * zs[d];
     }
     var conv = 0.0;
-    for (var l = 0u; l < K && l <= i; l++) { conv += w[(h * D + x) * K + l] * v[at - l * H * D + x]; }
+    for (var l = 0u; l < K && l <= i; l++) { conv += w[tap_at(h, x, l)] * v[at - l * H * D + x]; }
     o[at + x] = num / den + conv;
     workgroupBarrier();
   }
@@ -74,7 +82,7 @@ fn main(@builtin(local_invocation_index) x: u32, @builtin(workgroup_id) wid: vec
 `;
 }
 
-export function backwardWgsl(o: SimpleAttentionOptions): string {
+export function backwardWgsl(o: TrainableAttentionOptions): string {
   return `// backward of trainForwardWgsl (see simple-attention-train.ts); one workgroup per (b, h)
 ${header(o)}
 @group(0) @binding(0) var<storage, read> q: array<f32>;
@@ -86,7 +94,7 @@ ${header(o)}
 @group(0) @binding(6) var<storage, read_write> dv: array<f32>;
 @group(0) @binding(7) var<storage, read_write> dden: array<f32>;   // [b, t, H] scratch
 @group(0) @binding(8) var<storage, read_write> dw_seq: array<f32>; // [b, H, D, K] per-sequence dw
-@group(0) @binding(9) var<storage, read> w: array<f32>;            // [H, D, K]
+@group(0) @binding(9) var<storage, read> w: array<f32>;            // [H, D, K] or [H, K]
 @group(0) @binding(10) var<uniform> params: Params;
 var<workgroup> fq: array<f32, D>;
 var<workgroup> fk: array<f32, D>;
@@ -166,7 +174,7 @@ fn main(@builtin(local_invocation_index) x: u32, @builtin(workgroup_id) wid: vec
     dk[at + x] = dfk * dphi(kx);
     let dox = dout[at + x];
     for (var l = 0u; l < K; l++) {
-      if (j + l < T) { dvx += w[(h * D + x) * K + l] * dout[at + l * H * D + x]; }
+      if (j + l < T) { dvx += w[tap_at(h, x, l)] * dout[at + l * H * D + x]; }
       if (l <= j) { dwl[l] += dox * v[at - l * H * D + x]; }
     }
     dv[at + x] = dvx;
@@ -177,19 +185,24 @@ fn main(@builtin(local_invocation_index) x: u32, @builtin(workgroup_id) wid: vec
 `;
 }
 
-export function dwReduceWgsl(o: SimpleAttentionOptions): string {
-  return `// grad_w[n] += Σ_b dw_seq[b, n] in order of b, n over [H, D, K]
+export function dwReduceWgsl(o: TrainableAttentionOptions): string {
+  const perHead = o.taps === 'head';
+  return `// grad_w[n] += Σ_b ${perHead ? 'Σ_e dw_seq[b, h, e, l]' : 'dw_seq[b, n]'} in a fixed order, n over ${perHead ? '[H, K]' : '[H, D, K]'}
 ${header(o)}
-@group(0) @binding(0) var<storage, read> dw_seq: array<f32>;
+@group(0) @binding(0) var<storage, read> dw_seq: array<f32>;   // [b, H, D, K]
 @group(0) @binding(1) var<storage, read_write> grad_w: array<f32>;
 @group(0) @binding(2) var<uniform> params: Params;
 
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   let n = gid.x;
-  if (n >= H * D * K) { return; }
+  if (n >= ${perHead ? 'H * K' : 'H * D * K'}) { return; }
   var s = 0.0;
-  for (var bi = 0u; bi < params.b; bi++) { s += dw_seq[bi * H * D * K + n]; }
+  for (var bi = 0u; bi < params.b; bi++) {
+${perHead
+    ? '    for (var e = 0u; e < D; e++) { s += dw_seq[((bi * H + n / K) * D + e) * K + n % K]; }'
+    : '    s += dw_seq[bi * H * D * K + n];'}
+  }
   grad_w[n] += s;
 }
 `;
@@ -201,8 +214,11 @@ interface Scratch {
   readonly dwSeq: GPUBuffer;
 }
 
-/** simpleAttentionFactory's layers, each also a TrainableGpuAttention (the parameter is `w` [heads, headDim, K]). */
-export async function simpleTrainableAttentionFactory(gpu: Gpu, o: SimpleAttentionOptions): Promise<GpuAttentionFactory> {
+/**
+ * simpleAttentionFactory's layers, each also a TrainableGpuAttention; the parameter is `w` [heads, headDim, K]
+ * (or [heads, K] with taps 'head'). Decoding (encodeForward) keeps the per-channel layout: train elu_aug only.
+ */
+export async function simpleTrainableAttentionFactory(gpu: Gpu, o: TrainableAttentionOptions): Promise<GpuAttentionFactory> {
   const { heads: H, headDim: D, K } = o;
   const inference = await simpleAttentionFactory(gpu, o);
   const ro = 'read-only-storage' as const;
@@ -235,7 +251,10 @@ export async function simpleTrainableAttentionFactory(gpu: Gpu, o: SimpleAttenti
       heads: base.heads,
       headDim: base.headDim,
       createState: (b) => base.createState(b),
-      encodeForward: (pass, io, state, b, t) => base.encodeForward(pass, io, state, b, t),
+      encodeForward: (pass, io, state, b, t) => {
+        if (o.taps === 'head') throw new Error('the reference attention decodes per-channel taps only (elu_dwconv)');
+        base.encodeForward(pass, io, state, b, t);
+      },
       advance: (state, t) => base.advance(state, t),
       encodeTrainForward(pass, io, b, t) {
         const s = scratch(b, t);
@@ -252,9 +271,22 @@ export async function simpleTrainableAttentionFactory(gpu: Gpu, o: SimpleAttenti
         pass.dispatchWorkgroups(b * H);
         pass.setPipeline(reduce);
         pass.setBindGroup(0, group(reduce, `layer ${layer} dw sum`, [s.dwSeq, gw, s.uniform]));
-        pass.dispatchWorkgroups(Math.ceil((H * D * K) / 64));
+        pass.dispatchWorkgroups(Math.ceil(((o.taps === 'head' ? 1 : D) * H * K) / 64));
       },
     };
     return layerAttention;
   };
 }
+
+/**
+ * The reference as a model's attention for elu_dwconv.la or elu_aug.la (taps read from the variant's `w`); any
+ * other variant is refused, so a test cannot train one variant's math under another's name.
+ */
+export const referenceTrainableAttention: PrepareAttention = ({ gpu, config, source }) => {
+  const w = source.params.find((p) => p.name === 'w');
+  const K = source.sizes['K'];
+  if (!['elu_dwconv', 'elu_aug'].includes(source.name) || !w || K === undefined) {
+    throw new Error(`the reference trainable attention implements elu_dwconv and elu_aug, not ${source.name}`);
+  }
+  return simpleTrainableAttentionFactory(gpu, { heads: config.numHeads, headDim: config.headDim, K, taps: w.axes.length === 2 ? 'head' : 'channel' });
+};
