@@ -29,6 +29,14 @@ export interface GpuTrainerOptions {
   readonly logitsBlockBytes?: number;
 }
 
+/** An attention layer that is not a TrainableGpuAttention: its variant has no GPU backward (yet). */
+export class NoBackwardError extends Error {
+  constructor(readonly layer: number, file: string) {
+    super(`attention layer ${layer} of ${file} has no backward (encodeTrainForward/encodeBackward); the variant cannot be trained on the GPU yet`);
+    this.name = 'NoBackwardError';
+  }
+}
+
 /** Micro-batch losses one readback holds (and evaluation batches per submit round). */
 const LOSS_SLOTS = 256;
 const NORM_BLOCKS_MAX = 4096;
@@ -132,7 +140,7 @@ export class GpuTrainer implements Trainer {
           return { name: spec.name, slot, value, grad: flat(`∂loss/∂${name}`, slot.size) };
         });
         const a = factory(l, Object.fromEntries(ps.map((p) => [p.name, p.value])));
-        if (!isTrainable(a)) throw new Error(`attention layer ${l} of ${config.file} has no backward (encodeTrainForward/encodeBackward); the variant cannot be trained on the GPU yet`);
+        if (!isTrainable(a)) throw new NoBackwardError(l, config.file);
         if (a.heads !== config.numHeads || a.headDim !== config.headDim) {
           throw new Error(`attention layer ${l} has ${a.heads} heads of ${a.headDim}, but ${config.file} has num_attention_heads ${config.numHeads}, head_dim ${config.headDim}`);
         }

@@ -17,7 +17,7 @@ import type { TensorData } from '../../tensor.ts';
 import { hasCheckpoint, loadCheckpoint, LOG_FILE, MODEL_FILE, readState, STATE_FILE, type TrainerState, type TrainOptions } from './checkpoint.ts';
 import { CpuTrainer } from './cpu-trainer.ts';
 import { loadCorpus, splitCorpus, unigramEntropy } from './data.ts';
-import { GpuTrainer } from './gpu-trainer.ts';
+import { GpuTrainer, NoBackwardError } from './gpu-trainer.ts';
 import { paramLayout } from './param-layout.ts';
 import { trainLoop, type TrainProgress, type TrainSummary } from './train-loop.ts';
 import type { Trainer } from './trainer.ts';
@@ -134,7 +134,7 @@ export async function runTraining(req: TrainRequest): Promise<TrainOutcome> {
     try {
       trainer = await GpuTrainer.create(gpu, config, weights, variant.params, factory);
     } catch (e) {
-      if (e instanceof Error && /has no backward/.test(e.message)) {
+      if (e instanceof NoBackwardError) {
         throw new TrainSetupError(`variant ${variant.program.name} (${config.attention.variant}) has no GPU backward kernels yet; train it with --device cpu (float64, for small models)`);
       }
       throw e;
