@@ -4,6 +4,7 @@
 // block of rows), checked against the adapter's offset alignment.
 import { elementGrid } from '../../backends/wgsl/model-kernels.ts';
 import { rowGrid2d } from '../../backends/wgsl/train-common.ts';
+import { embeddingBackwardGrid } from '../../backends/wgsl/train-embedding.ts';
 import { TRAIN_KERNELS, trainKernelSources, type TrainDims, type TrainKernelName } from '../../backends/wgsl/train-kernels.ts';
 import { crossEntropyParams } from '../../backends/wgsl/train-loss.ts';
 import { SUM_ROWS_COLUMNS, sumBlocksParams } from '../../backends/wgsl/train-reduce.ts';
@@ -109,7 +110,7 @@ export function bindSumBlocks(
 /** dE[v] += Σ of dx's rows that read token v (a CSR of u32 starts [vocab + 1] and rows). */
 export function bindEmbeddingBackward(gpu: Gpu, k: TrainKernels, io: { starts: Binding; rows: Binding; dx: Binding; dE: Binding }, vocab: number, label: string): BoundDispatch {
   const params = uniformBuffer(gpu, `${label} params`, words(vocab));
-  return dispatch(gpu, label, k.embeddingBackward, [io.starts, io.rows, io.dx, io.dE], params, rowGrid2d(gpu.limits, vocab, label));
+  return dispatch(gpu, label, k.embeddingBackward, [io.starts, io.rows, io.dx, io.dE], params, embeddingBackwardGrid(gpu.limits.maxComputeWorkgroupsPerDimension, vocab, k.dims.hidden));
 }
 
 /** One AdamW update over `count` floats; `params` is the 48-byte uniform the host rewrites every step. */
