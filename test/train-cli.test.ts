@@ -142,6 +142,14 @@ describe('linattn train refuses bad input, naming it, before writing anything', 
     expect(existsSync(out)).toBe(false);
   });
 
+  it('the compiled variant without backward kernels (issue 12) is refused on the GPU, pointing to --device cpu', async () => {
+    const out = join(root, 'compiled');
+    const r = await run(undefined, 'train', '--config', TINY, '--data', small, '--out', out, '--steps', '1', '--batch', '2', '--block', '16');
+    expect(r.code).toBe(1);
+    expect(r.err).toMatch(/variant elu_dwconv .* has no GPU backward kernels yet; train it with --device cpu/);
+    expect(existsSync(out)).toBe(false);
+  });
+
   it('a model directory whose config names another variant than its weights hold', async () => {
     const dir = join(root, 'mismatch');
     expect((await run(undefined, 'init-model', '--config', TINY, '--out', dir)).code).toBe(0);

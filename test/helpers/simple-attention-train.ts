@@ -240,8 +240,24 @@ export async function simpleTrainableAttentionFactory(gpu: Gpu, o: TrainableAtte
     }
     return s;
   };
-  const group = (pipeline: GPUComputePipeline, label: string, buffers: GPUBuffer[]) =>
-    gpu.device.createBindGroup({ label, layout: pipeline.getBindGroupLayout(0), entries: buffers.map((buffer, binding) => ({ binding, resource: { buffer } })) });
+  // Bind groups are remembered by the buffers they bind: a trainer passes the same ones every step.
+  const ids = new WeakMap<GPUBuffer, number>();
+  const groups = new Map<string, GPUBindGroup>();
+  let nextId = 0;
+  const idOf = (b: GPUBuffer) => {
+    let id = ids.get(b);
+    if (id === undefined) ids.set(b, (id = nextId++));
+    return id;
+  };
+  const group = (pipeline: GPUComputePipeline, label: string, buffers: GPUBuffer[]) => {
+    const key = `${label}|${buffers.map(idOf).join(',')}`;
+    let g = groups.get(key);
+    if (!g) {
+      g = gpu.device.createBindGroup({ label, layout: pipeline.getBindGroupLayout(0), entries: buffers.map((buffer, binding) => ({ binding, resource: { buffer } })) });
+      groups.set(key, g);
+    }
+    return g;
+  };
 
   return (layer, params) => {
     const base = inference(layer, params);

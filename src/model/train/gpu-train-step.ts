@@ -18,6 +18,7 @@
 // (split K) whose partial products a column sum adds in a fixed order. Nothing uses atomics: a step's
 // numbers repeat bit for bit.
 import type { MatmulProblem } from '../../../backends/wgsl/matmul.ts';
+import { crossEntropyParams } from '../../../backends/wgsl/train-loss.ts';
 import { floatRange, type Binding } from '../../runtime/buffer-range.ts';
 import { BufferUsage, type Gpu } from '../../runtime/device.ts';
 import { planMatmul, type MatmulPlan } from '../../runtime/matmul.ts';
@@ -58,6 +59,8 @@ export interface TrainStepPlan {
   readonly rowLoss: GPUBuffer;
   /** Forward, loss and backward of one micro-batch whose gradient is scaled by 1/(rows·micro-batches). */
   readonly train: readonly TrainOp[];
+  /** Sets the micro-batches per step that `train`'s gradient is scaled for (1 when built); encode after it. */
+  readonly setMicroBatches: (n: number) => void;
   /** Forward and loss only. */
   readonly evaluate: readonly TrainOp[];
   /** The dispatches writing the mean of rowLoss into slot `slot` of the trainer's loss buffer. */
@@ -105,7 +108,7 @@ export function trainMatmulCache(gpu: Gpu): (p: MatmulProblem) => Promise<Matmul
   };
 }
 
-export async function buildTrainStep(ctx: TrainContext, b: number, t: number, microBatches: number): Promise<TrainStepPlan> {
+export async function buildTrainStep(ctx: TrainContext, b: number, t: number): Promise<TrainStepPlan> {
   const { gpu, config, layout } = ctx;
   const rows = b * t;
   const H = config.hiddenSize;
@@ -201,8 +204,8 @@ export async function buildTrainStep(ctx: TrainContext, b: number, t: number, mi
     }
 
     // The LM head, block by block: training (loss, dlogits, dW_lm, dnormed) and evaluation (loss only).
-    const scale = 1 / (rows * microBatches);
     const headTrain: TrainOp[] = [];
+    const lossUniforms: { buffer: GPUBuffer; rows: number; row0: number }[] = [];
     const headEval: TrainOp[] = [];
     for (let row0 = 0; row0 < rows; row0 += blockRows) {
       const r = Math.min(blockRows, rows - row0);
@@ -211,9 +214,11 @@ export async function buildTrainStep(ctx: TrainContext, b: number, t: number, mi
       const logitsOp = await forwardMatmul(y, p(lmName), z, r, H, V);
       const what = `lm head rows ${row0}..${row0 + r - 1}`;
       headEval.push(logitsOp, bound(bindCrossEntropy(gpu, ctx.kernels, { z, targets, loss: rowLoss }, { rows: r, row0, scale: undefined }, `${what} loss [${tag}]`)));
+      const lossAndGrad = bound(bindCrossEntropy(gpu, ctx.kernels, { z, targets, loss: rowLoss }, { rows: r, row0, scale: 1 / rows }, `${what} loss and dlogits [${tag}]`));
+      lossUniforms.push({ buffer: lossAndGrad.owned[0], rows: r, row0 });
       headTrain.push(
         logitsOp,
-        bound(bindCrossEntropy(gpu, ctx.kernels, { z, targets, loss: rowLoss }, { rows: r, row0, scale }, `${what} loss and dlogits [${tag}]`)),
+        lossAndGrad,
         ...(await weightGrad(z, y, gr(lmName), r, H, V, 'lm head')),
         await inputGrad(z, p(lmName), floatRange(dnormed, row0 * H, r * H), r, H, V, false),
       );
@@ -265,9 +270,15 @@ export async function buildTrainStep(ctx: TrainContext, b: number, t: number, mi
       }
       return ops;
     };
+    let micro = 1;
+    const setMicroBatches = (n: number) => {
+      if (n === micro) return;
+      for (const u of lossUniforms) gpu.device.queue.writeBuffer(u.buffer, 0, crossEntropyParams(u.rows, u.row0, 1 / (rows * n), true));
+      micro = n;
+    };
     return {
       b, t, rows, ids, targets, starts, csrRows, layers, dO, dQ, dK, dV, rowLoss,
-      train: [...forward, ...headTrain, ...backward],
+      train: [...forward, ...headTrain, ...backward], setMicroBatches,
       evaluate: [...forward, ...headEval],
       lossSum, buffers: made, dispatches,
     };

@@ -235,7 +235,7 @@ export class GpuTrainer implements Trainer {
     for (let at = 0; at < batches.length; at += LOSS_SLOTS) {
       const chunk = batches.slice(at, at + LOSS_SLOTS);
       for (const [i, batch] of chunk.entries()) {
-        const plan = await this.plan(batch.b, batch.t, 1);
+        const plan = await this.plan(batch.b, batch.t);
         this.upload(plan, batch);
         this.submitOps(plan, plan.evaluate, i, `evaluation batch ${at + i}`);
       }
@@ -291,11 +291,11 @@ export class GpuTrainer implements Trainer {
     await Promise.all(this.pending);
   }
 
-  private plan(b: number, t: number, microBatches: number): Promise<TrainStepPlan> {
-    const key = `${b}:${t}:${microBatches}`;
+  private plan(b: number, t: number): Promise<TrainStepPlan> {
+    const key = `${b}:${t}`;
     let plan = this.plans.get(key);
     if (!plan) {
-      plan = buildTrainStep(this.ctx, b, t, microBatches);
+      plan = buildTrainStep(this.ctx, b, t);
       this.plans.set(key, plan);
       plan.catch(() => this.plans.delete(key));
     }
@@ -307,7 +307,8 @@ export class GpuTrainer implements Trainer {
     if (micro.length === 0 || micro.length > LOSS_SLOTS) throw new Error(`a step takes 1..${LOSS_SLOTS} micro-batches, got ${micro.length}`);
     const { b, t } = micro[0];
     for (const m of micro) if (m.b !== b || m.t !== t) throw new Error(`micro-batches of one step must share a shape: [${b}, ${t}] and [${m.b}, ${m.t}]`);
-    const plan = await this.plan(b, t, micro.length);
+    const plan = await this.plan(b, t);
+    plan.setMicroBatches(micro.length);
     const clear = this.gpu.device.createCommandEncoder({ label: 'zero gradients' });
     clear.clearBuffer(this.ctx.grads);
     for (const layer of this.attentionParams) for (const p of layer) clear.clearBuffer(p.grad);

@@ -118,12 +118,6 @@ export async function runTraining(req: TrainRequest): Promise<TrainOutcome> {
   }
   const split = splitCorpus(corpus, options.valFraction, options.block);
 
-  // The inputs are good: the output directory may now be written.
-  if (!resumed) {
-    mkdirSync(out, { recursive: true });
-    writeModelConfig(config, out);
-    config = loadConfig(join(out, 'config.json'));
-  }
   let trainer: Trainer;
   if (req.device === 'cpu') {
     trainer = new CpuTrainer(config, weights, variant);
@@ -141,6 +135,12 @@ export async function runTraining(req: TrainRequest): Promise<TrainOutcome> {
     }
   }
   try {
+    // The inputs and the device are good: the output directory may now be written.
+    if (!resumed) {
+      mkdirSync(out, { recursive: true });
+      writeModelConfig(config, out);
+      config = loadConfig(join(out, 'config.json'));
+    }
     if (resumed) trainer.setOptimizerState(resumed.m, resumed.v, resumed.state.step);
     const summary = await trainLoop({
       trainer, split, options, out, device: req.device,
