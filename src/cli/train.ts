@@ -124,7 +124,10 @@ function progressPrinter(io: CommandIo) {
     update(p: TrainProgress) {
       last = format(p);
       if (tty) {
+        // At most ten redraws a second, and always the last step's.
+        if (performance.now() - lastPrinted < 100 && p.step !== p.steps) return;
         io.stderr(`\r${last}\x1b[K`);
+        lastPrinted = performance.now();
         shown = true;
       } else if (performance.now() - lastPrinted > 10_000 || p.step === p.steps) {
         io.stderr(`${last}\n`);

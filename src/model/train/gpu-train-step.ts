@@ -93,18 +93,24 @@ export function lmHeadBlockRows(rows: number, vocab: number, budget: number): nu
   return Math.min(rows, fit);
 }
 
-/** Matmul plans are cached by problem; every training matmul takes the tiled path (any number of rows). */
-export function trainMatmulCache(gpu: Gpu): (p: MatmulProblem) => Promise<MatmulPlan> {
+/** Matmul plans cached by problem; every training matmul takes the tiled path (any number of rows). */
+export function trainMatmulCache(gpu: Gpu): { readonly get: (p: MatmulProblem) => Promise<MatmulPlan>; readonly destroy: () => Promise<void> } {
   const plans = new Map<string, Promise<MatmulPlan>>();
-  return (p) => {
-    const key = JSON.stringify(p);
-    let plan = plans.get(key);
-    if (!plan) {
-      plan = planMatmul(gpu, p, { path: 'tiled', label: 'train' });
-      plans.set(key, plan);
-      plan.catch(() => plans.delete(key));
-    }
-    return plan;
+  return {
+    get(p) {
+      const key = JSON.stringify(p);
+      let plan = plans.get(key);
+      if (!plan) {
+        plan = planMatmul(gpu, p, { path: 'tiled', label: 'train' });
+        plans.set(key, plan);
+        plan.catch(() => plans.delete(key));
+      }
+      return plan;
+    },
+    async destroy() {
+      for (const plan of plans.values()) (await plan).params.destroy();
+      plans.clear();
+    },
   };
 }
 

@@ -70,6 +70,7 @@ export class GpuTrainer implements Trainer {
     private readonly owned: GPUBuffer[],
     readonly attention: readonly TrainableGpuAttention[],
     private readonly attentionParams: readonly (readonly AttentionParam[])[],
+    private readonly destroyMatmuls: () => Promise<void>,
   ) {
     const { device } = gpu;
     this.staging = [0, 1].map((i) => device.createBuffer({ label: `step readback ${i}`, size: 4 * (LOSS_SLOTS + 4), usage: BufferUsage.MAP_READ | BufferUsage.COPY_DST }));
@@ -148,6 +149,7 @@ export class GpuTrainer implements Trainer {
         attention.push(a);
       }
       const splitK = options.splitK ?? 'auto';
+      const matmuls = trainMatmulCache(gpu);
       const ctx: TrainContext = {
         gpu, config, model, kernels, layout, params, grads, losses,
         splits: (out, inDim, rows) => {
@@ -157,9 +159,9 @@ export class GpuTrainer implements Trainer {
           return Math.max(1, Math.min(Math.ceil(1024 / tiles), Math.floor(rows / 512)));
         },
         logitsBudget: Math.floor((options.logitsBlockBytes ?? 64 * 2 ** 20) / 4),
-        matmul: trainMatmulCache(gpu),
+        matmul: matmuls.get,
       };
-      return new GpuTrainer(gpu, config, layout, ctx, m, v, stats, adamUniform, owned, attention, layerParams);
+      return new GpuTrainer(gpu, config, layout, ctx, m, v, stats, adamUniform, owned, attention, layerParams, matmuls.destroy);
     } catch (e) {
       for (const b of owned) b.destroy();
       throw e;
@@ -283,6 +285,7 @@ export class GpuTrainer implements Trainer {
     this.plans.clear();
     for (const b of [...this.owned, ...this.staging]) b.destroy();
     for (const d of [...this.normDispatches, this.adamw]) for (const b of d.owned) b.destroy();
+    await this.destroyMatmuls();
   }
 
   /** Every step called so far submitted and read back. */
