@@ -198,4 +198,32 @@ describe('linattn train refuses bad input, naming it, before writing anything', 
     restore('trainer_state.json');
     expect((await run(train, '--resume', ...args, '--steps', '3')).code).toBe(0);
   });
+
+  it('a save cut short is finished when its state was written, else discarded; either way one whole checkpoint remains', async () => {
+    const dir = join(root, 'cut-save');
+    const side = join(root, 'cut-save-step1');
+    mkdirSync(side);
+    const files = ['model.safetensors', 'optimizer.safetensors', 'trainer_state.json'];
+    await runTraining({
+      source: { kind: 'config', path: TINY }, resume: false, data: [small], out: dir, device: 'cpu',
+      given: { steps: 2, batch: 2, block: 16, saveEvery: 1 },
+      onEvent: (line) => {
+        if (line.startsWith('step 1: saved')) for (const f of files) copyFileSync(join(dir, f), join(side, f));
+      },
+    });
+    const args = ['--resume', '--data', small, '--out', dir, '--steps', '3', '--batch', '2', '--block', '16', '--save-every', '1', '--device', 'cpu'];
+    // Interrupted while renaming step 2's files into place: its model is in, the rest still .next, step 1's state stands.
+    for (const f of files.slice(1)) copyFileSync(join(dir, f), join(dir, `${f}.next`));
+    for (const f of files.slice(1)) copyFileSync(join(side, f), join(dir, f));
+    const finished = await run(train, ...args);
+    expect(finished.code, finished.err).toBe(0);
+    expect(finished.err).toMatch(/finished a checkpoint save that was cut short/);
+    expect(finished.out).toMatch(/resumed at 2/);
+    // Interrupted while writing: a partial model.next and no state.next; the step-3 checkpoint stands.
+    writeFileSync(join(dir, 'model.safetensors.next'), 'partial');
+    const discarded = await run(train, ...args);
+    expect(discarded.code, discarded.err).toBe(0);
+    expect(discarded.err).toMatch(/discarded a checkpoint save that was cut short/);
+    expect(existsSync(join(dir, 'model.safetensors.next'))).toBe(false);
+  });
 });

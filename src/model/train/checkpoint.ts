@@ -2,10 +2,13 @@
 // what resuming needs — optimizer.safetensors (AdamW's m and v per tensor: `m.<name>`, `v.<name>`) and
 // trainer_state.json (the step, the run's settings, the data it trains on) — and train_log.jsonl.
 //
-// A save writes each file to a temporary name and renames it over the old one (safetensors.ts does this for the
-// tensors), the state last: it is the commit. Every file records the step it belongs to, so a save cut short
-// between two renames is found on resume ("optimizer.safetensors is from step 200, trainer_state.json from step
-// 100") instead of silently mixing two steps.
+// A save is two-phase, so that a crash at any moment leaves one whole checkpoint: first the three files are
+// written beside the old ones as FILE.next (each through a temporary name and a rename, fsynced), the state last;
+// then each FILE.next is renamed over FILE, the state last. recoverCheckpoint, run before a directory is read or
+// resumed, finishes a save whose trainer_state.json.next exists (all of its files were written) and discards the
+// .next files of one that never got that far (the old files are untouched). Every file also records the step it
+// belongs to, so files of two saves that were mixed by hand are found ("optimizer.safetensors is from step 200,
+// trainer_state.json from step 100") rather than trained on.
 import { closeSync, existsSync, fsyncSync, openSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { expectTensor, readSafetensors, readSafetensorsMetadata, SafetensorsError, writeSafetensors, type SafetensorsEntry } from '../../io/safetensors.ts';
@@ -70,9 +73,32 @@ export function saveCheckpoint(dir: string, layout: ParamLayout, snap: TrainerSn
     moments[`m.${s.name}`] = m.get(s.name)!;
     moments[`v.${s.name}`] = v.get(s.name)!;
   }
-  writeSafetensors(join(dir, MODEL_FILE), model, meta);
-  writeSafetensors(join(dir, OPTIMIZER_FILE), moments, meta);
-  writeJsonAtomically(join(dir, STATE_FILE), state);
+  writeSafetensors(join(dir, MODEL_FILE + NEXT), model, meta);
+  writeSafetensors(join(dir, OPTIMIZER_FILE + NEXT), moments, meta);
+  writeJsonAtomically(join(dir, STATE_FILE + NEXT), state);
+  commit(dir);
+}
+
+const NEXT = '.next';
+const SAVED_FILES = [MODEL_FILE, OPTIMIZER_FILE, STATE_FILE];
+
+function commit(dir: string): void {
+  for (const f of SAVED_FILES) if (existsSync(join(dir, f + NEXT))) renameSync(join(dir, f + NEXT), join(dir, f));
+}
+
+/**
+ * Finishes or undoes a save that was cut short in `dir`: 'completed' when its state had been written (so were the
+ * others), 'discarded' when not (the previous checkpoint stands), 'none' when no save was interrupted.
+ */
+export function recoverCheckpoint(dir: string): 'none' | 'completed' | 'discarded' {
+  const pending = SAVED_FILES.filter((f) => existsSync(join(dir, f + NEXT)));
+  if (pending.length === 0) return 'none';
+  if (pending.includes(STATE_FILE)) {
+    commit(dir);
+    return 'completed';
+  }
+  for (const f of pending) rmSync(join(dir, f + NEXT), { force: true });
+  return 'discarded';
 }
 
 export function hasCheckpoint(dir: string): boolean {

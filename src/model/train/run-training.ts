@@ -14,7 +14,7 @@ import { loadTokenizer } from '../tokenizer.ts';
 import { loadModelVariant, type ModelVariant } from '../variant.ts';
 import { loadWeights, type ModelWeights } from '../weights.ts';
 import type { TensorData } from '../../tensor.ts';
-import { hasCheckpoint, loadCheckpoint, LOG_FILE, MODEL_FILE, readState, STATE_FILE, type TrainerState, type TrainOptions } from './checkpoint.ts';
+import { hasCheckpoint, loadCheckpoint, LOG_FILE, MODEL_FILE, readState, recoverCheckpoint, STATE_FILE, type TrainerState, type TrainOptions } from './checkpoint.ts';
 import { CpuTrainer } from './cpu-trainer.ts';
 import { loadCorpus, splitCorpus, unigramEntropy } from './data.ts';
 import { GpuTrainer, NoBackwardError } from './gpu-trainer.ts';
@@ -84,6 +84,11 @@ export async function runTraining(req: TrainRequest): Promise<TrainOutcome> {
   let resumed: { state: TrainerState; m: Float32Array<ArrayBuffer>; v: Float32Array<ArrayBuffer> } | undefined;
   let variant: ModelVariant;
 
+  if (existsSync(out)) {
+    const recovered = recoverCheckpoint(out);
+    if (recovered === 'completed') note(`${out}: finished a checkpoint save that was cut short`);
+    if (recovered === 'discarded') note(`${out}: discarded a checkpoint save that was cut short; the checkpoint before it stands`);
+  }
   if (req.resume) {
     if (!hasCheckpoint(out)) throw new TrainSetupError(`--resume: ${out} holds no training run to resume (no ${STATE_FILE})`);
     if (req.source) note(`resuming: the run's own ${join(out, 'config.json')} is used, ${req.source.kind === 'config' ? '--config' : '--model'} is ignored`);
