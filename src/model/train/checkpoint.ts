@@ -14,9 +14,9 @@ import { join } from 'node:path';
 import { expectTensor, readSafetensors, readSafetensorsMetadata, SafetensorsError, writeSafetensors, type SafetensorsEntry } from '../../io/safetensors.ts';
 import type { ModelConfig } from '../config.ts';
 import { ModelFileError } from '../errors.ts';
-import { loadWeights, type AttentionParamSpec, type ModelWeights } from '../weights.ts';
+import { expectedTensors, loadWeights, type AttentionParamSpec, type ModelWeights } from '../weights.ts';
 import { unpackFlat, type ParamLayout } from './param-layout.ts';
-import type { TrainerSnapshot } from './trainer.ts';
+import type { OptimizerMoments, TrainerSnapshot } from './trainer.ts';
 
 export const MODEL_FILE = 'model.safetensors';
 export const OPTIMIZER_FILE = 'optimizer.safetensors';
@@ -108,12 +108,12 @@ export function hasCheckpoint(dir: string): boolean {
 export interface LoadedCheckpoint {
   readonly state: TrainerState;
   readonly weights: ModelWeights<Float32Array>;
-  readonly m: Float32Array<ArrayBuffer>;
-  readonly v: Float32Array<ArrayBuffer>;
+  readonly moments: OptimizerMoments;
 }
 
 /** Reads and cross-checks a run's checkpoint; any damage is a ModelFileError naming the file and what is wrong. */
-export function loadCheckpoint(dir: string, config: ModelConfig, attentionParams: readonly AttentionParamSpec[], layout: ParamLayout): LoadedCheckpoint {
+export function loadCheckpoint(dir: string, config: ModelConfig, attentionParams: readonly AttentionParamSpec[]): LoadedCheckpoint {
+  const slots = expectedTensors(config, attentionParams).filter((s) => !s.name.startsWith('medusa.'));
   const statePath = join(dir, STATE_FILE);
   const state = readState(statePath);
   const modelPath = join(dir, MODEL_FILE);
@@ -131,10 +131,10 @@ export function loadCheckpoint(dir: string, config: ModelConfig, attentionParams
     throw e;
   }
   checkStep(optPath, state);
-  const m = new Float32Array(layout.totalFloats);
-  const v = new Float32Array(layout.totalFloats);
-  for (const s of layout.slots) {
-    for (const [prefix, flat] of [['m', m], ['v', v]] as const) {
+  const m = new Map<string, { data: Float32Array }>();
+  const v = new Map<string, { data: Float32Array }>();
+  for (const s of slots) {
+    for (const [prefix, into] of [['m', m], ['v', v]] as const) {
       const name = `${prefix}.${s.name}`;
       let t: SafetensorsEntry;
       try {
@@ -144,12 +144,12 @@ export function loadCheckpoint(dir: string, config: ModelConfig, attentionParams
       }
       const bad = t.data.findIndex((x) => !Number.isFinite(x) || (prefix === 'v' && x < 0));
       if (bad >= 0) throw new ModelFileError(optPath, name, `element ${bad} is ${t.data[bad]}`);
-      flat.set(t.data, s.offset);
+      into.set(s.name, { data: t.data });
     }
   }
-  const expected = new Set(layout.slots.flatMap((s) => [`m.${s.name}`, `v.${s.name}`]));
+  const expected = new Set(slots.flatMap((s) => [`m.${s.name}`, `v.${s.name}`]));
   for (const name of raw.keys()) if (!expected.has(name)) throw new ModelFileError(optPath, name, `unexpected tensor, not a moment of ${config.file}'s parameters`);
-  return { state, weights, m, v };
+  return { state, weights, moments: { m, v } };
 }
 
 function checkStep(path: string, state: TrainerState): void {

@@ -12,7 +12,7 @@ import { adamwStep } from './adamw.ts';
 import { cpuAttentionGradFromVariant } from './cpu-attention-grad.ts';
 import { cpuLoss, cpuLossAndGrad } from './cpu-grad.ts';
 import { packFlat, paramLayout, unpackFlat, type ParamLayout } from './param-layout.ts';
-import type { StepResult, TokenBatch, Trainer, TrainerSnapshot } from './trainer.ts';
+import type { OptimizerMoments, StepResult, TokenBatch, Trainer, TrainerSnapshot } from './trainer.ts';
 
 export class CpuTrainer implements Trainer {
   readonly layout: ParamLayout;
@@ -66,12 +66,9 @@ export class CpuTrainer implements Trainer {
     return { params: this.p.slice(), m: this.m.slice(), v: this.v.slice(), step: this.steps };
   }
 
-  setOptimizerState(m: Float32Array<ArrayBuffer>, v: Float32Array<ArrayBuffer>, steps: number): void {
-    for (const [name, a] of [['m', m], ['v', v]] as const) {
-      if (a.length !== this.layout.totalFloats) throw new Error(`optimizer state: ${name} has ${a.length} floats, the layout ${this.layout.totalFloats}`);
-    }
-    this.m = m.slice();
-    this.v = v.slice();
+  setOptimizerState(moments: OptimizerMoments, steps: number): void {
+    this.m = packFlat(this.layout, moments.m);
+    this.v = packFlat(this.layout, moments.v);
     this.steps = steps;
   }
 

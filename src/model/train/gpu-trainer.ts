@@ -20,7 +20,7 @@ import type { ModelConfig } from '../config.ts';
 import { weightsToTensors, type AttentionParamSpec, type ModelWeights } from '../weights.ts';
 import { buildTrainStep, destroyTrainStep, trainMatmulCache, type TrainContext, type TrainOp, type TrainStepPlan } from './gpu-train-step.ts';
 import { packFlat, paramLayout, type ParamLayout, type ParamSlot } from './param-layout.ts';
-import type { StepResult, TokenBatch, Trainer, TrainerSnapshot } from './trainer.ts';
+import type { OptimizerMoments, StepResult, TokenBatch, Trainer, TrainerSnapshot } from './trainer.ts';
 
 export interface GpuTrainerOptions {
   /** K splits of a weight gradient: 'auto' (default) aims at about 1024 workgroups; 1 never splits. */
@@ -269,13 +269,10 @@ export class GpuTrainer implements Trainer {
   }
 
   /** Restores the optimiser (resume): its moments and the number of steps taken. */
-  setOptimizerState(m: Float32Array<ArrayBuffer>, v: Float32Array<ArrayBuffer>, steps: number): void {
-    for (const [name, a] of [['m', m], ['v', v]] as const) {
-      if (a.length !== this.layout.totalFloats) throw new Error(`optimizer state: ${name} has ${a.length} floats, the layout ${this.layout.totalFloats}`);
-    }
+  setOptimizerState(moments: OptimizerMoments, steps: number): void {
     if (!(Number.isInteger(steps) && steps >= 0)) throw new Error(`optimizer state: ${steps} steps`);
-    this.gpu.device.queue.writeBuffer(this.m, 0, m);
-    this.gpu.device.queue.writeBuffer(this.v, 0, v);
+    this.gpu.device.queue.writeBuffer(this.m, 0, packFlat(this.layout, moments.m));
+    this.gpu.device.queue.writeBuffer(this.v, 0, packFlat(this.layout, moments.v));
     this.steps = steps;
   }
 

@@ -18,9 +18,8 @@ import { hasCheckpoint, loadCheckpoint, LOG_FILE, MODEL_FILE, readState, recover
 import { CpuTrainer } from './cpu-trainer.ts';
 import { loadCorpus, splitCorpus, unigramEntropy } from './data.ts';
 import { GpuTrainer, NoBackwardError } from './gpu-trainer.ts';
-import { paramLayout } from './param-layout.ts';
 import { trainLoop, type TrainProgress, type TrainSummary } from './train-loop.ts';
-import type { Trainer } from './trainer.ts';
+import type { OptimizerMoments, Trainer } from './trainer.ts';
 
 /** Wrong settings or a directory that may not be written: the CLI prints the message and exits 1. */
 export class TrainSetupError extends Error {
@@ -81,7 +80,7 @@ export async function runTraining(req: TrainRequest): Promise<TrainOutcome> {
   let config: ModelConfig;
   let weights: ModelWeights<TensorData>;
   let options: TrainOptions;
-  let resumed: { state: TrainerState; m: Float32Array<ArrayBuffer>; v: Float32Array<ArrayBuffer> } | undefined;
+  let resumed: { state: TrainerState; moments: OptimizerMoments } | undefined;
   let variant: ModelVariant;
 
   if (existsSync(out)) {
@@ -97,9 +96,9 @@ export async function runTraining(req: TrainRequest): Promise<TrainOutcome> {
     options = resumeOptions(state, req.given, note);
     config = loadConfig(join(out, 'config.json'));
     variant = loadModelVariant(config);
-    const ckpt = loadCheckpoint(out, config, variant.params, paramLayout(config, variant.params));
+    const ckpt = loadCheckpoint(out, config, variant.params);
     weights = ckpt.weights;
-    resumed = { state, m: ckpt.m, v: ckpt.v };
+    resumed = { state, moments: ckpt.moments };
   } else {
     if (!req.source) throw new TrainSetupError('give --config CONFIG.json (random weights) or --model DIR (a model to continue from)');
     if (hasCheckpoint(out)) {
@@ -146,7 +145,7 @@ export async function runTraining(req: TrainRequest): Promise<TrainOutcome> {
       writeModelConfig(config, out);
       config = loadConfig(join(out, 'config.json'));
     }
-    if (resumed) trainer.setOptimizerState(resumed.m, resumed.v, resumed.state.step);
+    if (resumed) trainer.setOptimizerState(resumed.moments, resumed.state.step);
     const summary = await trainLoop({
       trainer, split, options, out, device: req.device,
       data: { files: corpus.files.map((f) => ({ ...f, path: resolve(f.path) })), tokens: corpus.tokens.length, hash: corpus.hash },

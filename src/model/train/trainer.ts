@@ -20,6 +20,12 @@ export interface StepResult {
   readonly skipped: boolean;
 }
 
+/** AdamW's first and second moments, each tensor by its checkpoint name. */
+export interface OptimizerMoments {
+  readonly m: ReadonlyMap<string, { readonly data: ArrayLike<number> }>;
+  readonly v: ReadonlyMap<string, { readonly data: ArrayLike<number> }>;
+}
+
 /** Parameters and AdamW moments (flat, the layout's) after `step` updates. */
 export interface TrainerSnapshot {
   readonly params: Float32Array;
@@ -37,7 +43,7 @@ export interface Trainer {
   /** Mean cross-entropy of batches, forward only. */
   evaluate(batches: readonly TokenBatch[]): Promise<number>;
   snapshot(): Promise<TrainerSnapshot>;
-  /** Moments and step count of a saved run (the parameters come with the model's weights). */
-  setOptimizerState(m: Float32Array<ArrayBuffer>, v: Float32Array<ArrayBuffer>, steps: number): void;
+  /** AdamW's moments by tensor name and the steps taken, of a saved run (the parameters come with its weights). */
+  setOptimizerState(moments: OptimizerMoments, steps: number): void;
   destroy(): Promise<void>;
 }
