@@ -1,0 +1,156 @@
+// Dumps the WGSL of every kernel of every shipped variant in every form, at fixed axis sizes, into a folder:
+// a refactor of the kernel generators is checked by dumping before and after and comparing (`--compare`:
+// statement by statement, identifiers renamed in order of first use, so names and whitespace may differ).
+//
+//   npx tsx bench/dump-wgsl.ts DIR                  writes DIR/<variant>/<form>/<n>-<label>.wgsl and plan.json
+//   npx tsx bench/dump-wgsl.ts --compare OLD NEW    lists the kernels whose statements differ
+//
+// Forms: fused chunked under several schedules (one segmented, one exporting the decoding state), unfused,
+// recurrent, tree, tree commit and naive; the leaky (noncausal) variant only in the forms that accept it.
+// A form a variant refuses is recorded as its error message, so a refusal that changes shows up as well.
+import { mkdirSync, readdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { sharedFloats, type ChunkSchedule } from '../backends/wgsl/chunked.ts';
+import { lowerChunked } from '../backends/wgsl/lower.ts';
+import { naivePlan } from '../backends/wgsl/naive.ts';
+import type { Plan } from '../backends/wgsl/plan.ts';
+import { recurrentPlan } from '../backends/wgsl/recurrent.ts';
+import { treeCommitPlan, treePlan } from '../backends/wgsl/tree.ts';
+import { compileFile } from '../src/compiler.ts';
+import { axisSizes } from '../src/inputs.ts';
+import { candidateSchedules, defaultSchedule } from '../src/runtime/schedule.ts';
+
+const VARIANTS = ['examples/paper', 'examples/variants'].flatMap((d) => readdirSync(d).filter((f) => f.endsWith('.la')).sort().map((f) => join(d, f)));
+
+/** Two size sets: the tests' tiny axes, and wider ones that take the staging loops' non-unrolled path. */
+const SIZES: readonly Readonly<Record<string, number>>[] = [{ h: 2, d: 4, e: 6 }, { h: 4, d: 32, e: 32 }];
+
+const SCHEDULES: readonly [string, ChunkSchedule][] = [
+  ['c16-r4-w64', { chunk: 16, cols: 4, threads: 64 }],
+  ['c4-r2-w32', { chunk: 4, cols: 2, threads: 32 }],
+  ['c32-r32-w128', { chunk: 32, cols: 32, threads: 128 }],
+  ['c64-r8-w256', { chunk: 64, cols: 8, threads: 256 }],
+];
+
+function dump(out: string): void {
+  for (const file of VARIANTS) {
+    const c = compileFile(file);
+    const p = c.program;
+    SIZES.forEach((want, si) => {
+      const sizes = axisSizes(c.source, Object.fromEntries(Object.entries(want).filter(([a]) => c.source.axes[a]?.kind === 'free')));
+      const forms: [string, () => Plan][] = [
+        ...SCHEDULES.map(([tag, s]): [string, () => Plan] => [`chunked-${tag}`, () => lowerChunked(p, sizes, { fuse: true, schedule: s })]),
+        ['chunked-segmented', () => lowerChunked(p, sizes, { fuse: true, schedule: { chunk: 8, cols: 4, threads: 64, segment: 4 } })],
+        ['chunked-export', () => lowerChunked(p, sizes, { fuse: true, schedule: { chunk: 16, cols: 4, threads: 64 }, exportState: true })],
+        ['chunked-export-c4', () => lowerChunked(p, sizes, { fuse: true, schedule: { chunk: 4, cols: 8, threads: 32 }, exportState: true })],
+        ['unfused', () => lowerChunked(p, sizes, { fuse: false, schedule: { chunk: 16, cols: 4, threads: 64 } })],
+        ['recurrent', () => recurrentPlan(p, sizes)],
+        ['tree', () => treePlan(p, sizes, 16)],
+        ['tree-commit', () => treeCommitPlan(p, sizes, 16)],
+        ['naive', () => naivePlan(c.source, sizes)],
+      ];
+      for (const [form, make] of forms) {
+        const dir = join(out, p.name, `s${si}`, form);
+        mkdirSync(dir, { recursive: true });
+        let plan: Plan;
+        try {
+          plan = make();
+        } catch (e) {
+          writeFileSync(join(dir, 'error.txt'), `${(e as Error).message}\n`);
+          continue;
+        }
+        plan.kernels.forEach((k, n) => writeFileSync(join(dir, `${n}-${k.label}.wgsl`), k.code));
+        const meta = {
+          form: plan.form,
+          schedule: plan.schedule,
+          buffers: plan.buffers.map((b) => ({ name: b.name, role: b.role, floats: b.floats(3, 37), shape: b.shape(3, 37) })),
+          kernels: plan.kernels.map((k) => ({ label: k.label, bindings: k.bindings, workgroups: [k.workgroups(3, 37), k.workgroups(1, 1), k.workgroups(2, 700)], launch: k.launch })),
+        };
+        writeFileSync(join(dir, 'plan.json'), JSON.stringify(meta, null, 1));
+      }
+      const shared = SCHEDULES.map(([tag, s]) => {
+        try {
+          return [tag, sharedFloats(p, sizes, p.terms, p.output, s)];
+        } catch (e) {
+          return [tag, (e as Error).message];
+        }
+      });
+      writeFileSync(join(out, p.name, `s${si}`, 'shared-floats.json'), JSON.stringify(Object.fromEntries(shared), null, 1));
+    });
+    // The schedules the heuristic picks at benchmark sizes under two adapters' limits (they rest on sharedFloats).
+    const picks: Record<string, unknown> = {};
+    for (const d of [64, 128]) {
+      const sizes = axisSizes(c.source, Object.fromEntries(Object.entries({ h: 16, d, e: d }).filter(([a]) => c.source.axes[a]?.kind === 'free')));
+      for (const [tag, limits] of [['48k-1024', { maxComputeWorkgroupStorageSize: 49152, maxComputeInvocationsPerWorkgroup: 1024 }], ['16k-256', { maxComputeWorkgroupStorageSize: 16384, maxComputeInvocationsPerWorkgroup: 256 }]] as const) {
+        try {
+          const cands = candidateSchedules(limits, p, sizes);
+          picks[`d${d}-${tag}`] = { candidates: cands.length, hardware: defaultSchedule(cands, false), software: defaultSchedule(cands, true) };
+        } catch (e) {
+          picks[`d${d}-${tag}`] = (e as Error).message;
+        }
+      }
+    }
+    writeFileSync(join(out, p.name, 'default-schedules.json'), JSON.stringify(picks, null, 1));
+  }
+}
+
+// ---- comparison ------------------------------------------------------------------------------------------
+const KEYWORDS = new Set(
+  ('var let const fn for if else loop break continue return struct array f32 u32 i32 bool vec3u vec3 true false select min max clamp exp log ' +
+    'pow sqrt abs cos sin tanh round workgroupBarrier storageBarrier uniform storage read read_write workgroup group binding compute ' +
+    'workgroup_size builtin workgroup_id local_invocation_index global_invocation_id num_workgroups main dims b t pos0 pad Dims WG').split(' '),
+);
+
+/** Statements of a WGSL text with comments and blank space dropped and identifiers renamed in order of first use. */
+function canonical(code: string): string[] {
+  const names = new Map<string, string>();
+  const text = code.replace(/\/\/[^\n]*/g, '');
+  const stmts = text.split(/(?<=[;{}])/).map((s) => s.replace(/\s+/g, ' ').trim()).filter((s) => s);
+  return stmts.map((s) =>
+    s.replace(/[A-Za-z_][A-Za-z0-9_]*/g, (id) => {
+      if (KEYWORDS.has(id)) return id;
+      if (!names.has(id)) names.set(id, `v${names.size}`);
+      return names.get(id)!;
+    }),
+  );
+}
+
+function files(dir: string, rel = ''): string[] {
+  if (!existsSync(join(dir, rel))) return [];
+  return readdirSync(join(dir, rel), { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? files(dir, join(rel, e.name)) : [join(rel, e.name)]));
+}
+
+function compare(a: string, b: string): number {
+  const all = [...new Set([...files(a), ...files(b)])].sort();
+  let bad = 0;
+  for (const f of all) {
+    const [x, y] = [join(a, f), join(b, f)];
+    if (!existsSync(x) || !existsSync(y)) {
+      console.log(`${f}: only in ${existsSync(x) ? a : b}`);
+      bad++;
+      continue;
+    }
+    const [tx, ty] = [readFileSync(x, 'utf8'), readFileSync(y, 'utf8')];
+    if (!f.endsWith('.wgsl')) {
+      if (tx !== ty) console.log(`${f}: differs`), bad++;
+      continue;
+    }
+    const [cx, cy] = [canonical(tx), canonical(ty)];
+    const k = cx.findIndex((s, n) => s !== cy[n]);
+    if (k >= 0 || cx.length !== cy.length) {
+      const at = k >= 0 ? k : Math.min(cx.length, cy.length);
+      console.log(`${f}: statement ${at} of ${cx.length}/${cy.length}\n  - ${cx[at] ?? '(end)'}\n  + ${cy[at] ?? '(end)'}`);
+      bad++;
+    }
+  }
+  console.log(`${all.length} files, ${bad} differ`);
+  return bad;
+}
+
+const args = process.argv.slice(2);
+if (args[0] === '--compare' && args.length === 3) process.exitCode = compare(args[1], args[2]) ? 1 : 0;
+else if (args.length === 1) dump(args[0]);
+else {
+  console.error('usage: tsx bench/dump-wgsl.ts DIR | --compare OLD NEW');
+  process.exitCode = 2;
+}
