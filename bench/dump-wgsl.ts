@@ -60,7 +60,10 @@ function dump(out: string): void {
           continue;
         }
         plan.kernels.forEach((k, n) => writeFileSync(join(dir, `${n}-${k.label}.wgsl`), k.code));
+        // Workgroup memory the chunked kernels declare (what sharedFloats must agree with).
+        const declared = plan.kernels.map((k) => [...k.code.matchAll(/var<workgroup> \w+: array<\w+, (\d+)>/g)].reduce((n, m) => n + Number(m[1]), 0));
         const meta = {
+          declaredWorkgroupFloats: declared,
           form: plan.form,
           schedule: plan.schedule,
           buffers: plan.buffers.map((b) => ({ name: b.name, role: b.role, floats: b.floats(3, 37), shape: b.shape(3, 37) })),
@@ -81,7 +84,7 @@ function dump(out: string): void {
     const picks: Record<string, unknown> = {};
     for (const d of [64, 128]) {
       const sizes = axisSizes(c.source, Object.fromEntries(Object.entries({ h: 16, d, e: d }).filter(([a]) => c.source.axes[a]?.kind === 'free')));
-      for (const [tag, limits] of [['48k-1024', { maxComputeWorkgroupStorageSize: 49152, maxComputeInvocationsPerWorkgroup: 1024 }], ['16k-256', { maxComputeWorkgroupStorageSize: 16384, maxComputeInvocationsPerWorkgroup: 256 }]] as const) {
+      for (const [tag, limits] of [['48k-1024', { maxComputeWorkgroupStorageSize: 49152, maxComputeInvocationsPerWorkgroup: 1024 }], ['32k-1024', { maxComputeWorkgroupStorageSize: 32768, maxComputeInvocationsPerWorkgroup: 1024 }], ['16k-256', { maxComputeWorkgroupStorageSize: 16384, maxComputeInvocationsPerWorkgroup: 256 }]] as const) {
         try {
           const cands = candidateSchedules(limits, p, sizes);
           picks[`d${d}-${tag}`] = { candidates: cands.length, hardware: defaultSchedule(cands, false), software: defaultSchedule(cands, true) };
@@ -95,24 +98,75 @@ function dump(out: string): void {
 }
 
 // ---- comparison ------------------------------------------------------------------------------------------
-const KEYWORDS = new Set(
-  ('var let const fn for if else loop break continue return struct array f32 u32 i32 bool vec3u vec3 true false select min max clamp exp log ' +
-    'pow sqrt abs cos sin tanh round workgroupBarrier storageBarrier uniform storage read read_write workgroup group binding compute ' +
-    'workgroup_size builtin workgroup_id local_invocation_index global_invocation_id num_workgroups main dims b t pos0 pad Dims WG').split(' '),
-);
+const TOKEN = /\d+(?:\.\d*)?(?:[eE][-+]?\d+)?[uif]?|[A-Za-z_][A-Za-z0-9_]*|\S/g;
 
-/** Statements of a WGSL text with comments and blank space dropped and identifiers renamed in order of first use. */
+/**
+ * Statements of a WGSL text (split at `;`, `{` and `}`), comments and blank space dropped, every declared name
+ * (module-level, parameter, `let`, `var`, loop variable) replaced by d<k>, k counting declarations in order, and
+ * every use by its declaration's: two kernels that differ only in names, and in reusing a name in sibling blocks,
+ * give the same statements. Struct fields and builtins stay as written.
+ */
 function canonical(code: string): string[] {
-  const names = new Map<string, string>();
-  const text = code.replace(/\/\/[^\n]*/g, '');
-  const stmts = text.split(/(?<=[;{}])/).map((s) => s.replace(/\s+/g, ' ').trim()).filter((s) => s);
-  return stmts.map((s) =>
-    s.replace(/[A-Za-z_][A-Za-z0-9_]*/g, (id) => {
-      if (KEYWORDS.has(id)) return id;
-      if (!names.has(id)) names.set(id, `v${names.size}`);
-      return names.get(id)!;
-    }),
-  );
+  const tokens = code.replace(/\/\/[^\n]*/g, '').match(TOKEN) ?? [];
+  const scopes: Map<string, string>[] = [new Map()];
+  let declared = 0;
+  let declareNext = false; // after let / const / var / fn / struct
+  let template = false; // inside var<…>
+  let params = 0; // parenthesis depth inside a function's parameter list
+  let openedByHeader = false; // a `for (` header or a function's parameters already opened the body's scope
+  let struct = false;
+  const out: string[] = [];
+  let stmt: string[] = [];
+  const flush = () => {
+    if (stmt.length) out.push(stmt.join(' '));
+    stmt = [];
+  };
+  const lookup = (id: string) => {
+    for (let k = scopes.length - 1; k >= 0; k--) if (scopes[k].has(id)) return scopes[k].get(id)!;
+    return id;
+  };
+  const declare = (id: string) => {
+    const name = `d${declared++}`;
+    scopes[scopes.length - 1].set(id, name);
+    stmt.push(name);
+  };
+  for (let k = 0; k < tokens.length; k++) {
+    const tok = tokens[k];
+    if (struct) {
+      stmt.push(tok);
+      if (tok === '}') (struct = false), flush();
+      continue;
+    }
+    const ident = /^[A-Za-z_]/.test(tok);
+    if (ident && template) stmt.push(tok);
+    else if (ident && declareNext) {
+      declareNext = false;
+      const kind = tokens[k - 1];
+      declare(tok);
+      if (kind === 'struct') struct = true;
+      if (kind === 'fn') (scopes.push(new Map()), (params = -1), (openedByHeader = true));
+    } else if (ident && params > 0 && tokens[k + 1] === ':') declare(tok);
+    else if (ident && tokens[k - 1] === '.') stmt.push(tok);
+    else if (ident) {
+      stmt.push(lookup(tok));
+      if (['let', 'const', 'var', 'fn', 'struct'].includes(tok)) declareNext = true;
+      if (tok === 'for') (scopes.push(new Map()), (openedByHeader = true));
+    } else {
+      stmt.push(tok);
+      if (tok === '<' && declareNext) template = true;
+      else if (tok === '>' && template) template = false;
+      else if (tok === '(' && params !== 0) params = params < 0 ? 1 : params + 1;
+      else if (tok === ')' && params > 0) params--;
+      else if (tok === '{') {
+        if (openedByHeader) openedByHeader = false;
+        else scopes.push(new Map());
+        flush();
+      } else if (tok === '}') (scopes.pop(), flush());
+      else if (tok === ';') flush();
+    }
+  }
+  flush();
+  return out;
 }
 
 function files(dir: string, rel = ''): string[] {
