@@ -10,6 +10,7 @@
 // bounded terms' query features, the ring slots of this position), then one invocation per output column
 // updates S and accumulates every output item.
 import { lagRange } from '../../src/ir/masks.ts';
+import type { PrefixForm } from '../../src/ir/terms.ts';
 import type { Id, Program, Term } from '../../src/ir/types.ts';
 import { count, maskCondition, programBuffers, programReader, type Sizes } from './common.ts';
 import { ExprGen, offset, type Index, type Resolver } from './expr.ts';
@@ -102,7 +103,7 @@ function stateRef(K: StepKernel, buffer: string): string {
 
 /** A prefix term's φ, ψ and log-decay at this token, and z folded: z ← decay ⊙ z + ψ (the open group's zo instead). */
 function stagePrefix(K: StepKernel, step: Block, q: StatePrefix): void {
-  const f = q.term.form as Extract<Term['form'], { kind: 'prefix' }>;
+  const f = q.term.form as PrefixForm;
   const gate = prefixGate(K.p, f);
   const { phi, psi, lg, zn } = K.staged[q.k];
   step.strided('x', `${q.F}u`, (b, x) => {
@@ -192,7 +193,7 @@ interface Sums {
 function prefixTerm(K: StepKernel, g: Block, q: StatePrefix, v: string, { num, den, col }: Sums): void {
   const { phi, psi, lg, zn } = K.staged[q.k];
   const U = stateUnroll(q.F);
-  const perF = prefixGate(K.p, q.term.form as Extract<Term['form'], { kind: 'prefix' }>)?.perFeature ?? false;
+  const perF = prefixGate(K.p, q.term.form as PrefixForm)?.perFeature ?? false;
   const S = stateRef(K, `state:S${q.k}`);
   g.for('f0', '0u', (f0) => `${f0} < ${q.F}u`, (l, f0) => {
     l.comment(`${q.term.name}: ${U} rows of S in flight`);
