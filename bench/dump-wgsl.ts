@@ -190,10 +190,10 @@ function compare(a: string, b: string): number {
       continue;
     }
     const [cx, cy] = [canonical(tx), canonical(ty)];
-    const k = cx.findIndex((s, n) => s !== cy[n]);
-    if (k >= 0 || cx.length !== cy.length) {
-      const at = k >= 0 ? k : Math.min(cx.length, cy.length);
-      console.log(`${f}: statement ${at} of ${cx.length}/${cy.length}\n  - ${cx[at] ?? '(end)'}\n  + ${cy[at] ?? '(end)'}`);
+    const differ = [...Array(Math.max(cx.length, cy.length)).keys()].filter((n) => cx[n] !== cy[n]);
+    if (differ.length) {
+      console.log(`${f}: ${differ.length} of ${cx.length}/${cy.length} statements differ`);
+      for (const at of differ.slice(0, 4)) console.log(`  ${at}\n  - ${cx[at] ?? '(end)'}\n  + ${cy[at] ?? '(end)'}`);
       bad++;
     }
   }

@@ -96,24 +96,8 @@ export class ExprGen {
         return f32(n.value);
       case 'unary':
         return UNARY[n.fn](this.value(at, n.x, idx, where));
-      case 'binary': {
-        const a = this.value(at, n.a, idx, where);
-        const bn = this.program.nodes[n.b];
-        if (n.fn === 'pow' && bn.op === 'const' && Number.isInteger(bn.value) && bn.value >= 1 && bn.value <= 4) {
-          return Array(bn.value).fill(a).join(' * '); // exact for negative bases, unlike pow()
-        }
-        const b = this.value(at, n.b, idx, where);
-        switch (n.fn) {
-          case 'add': return `${a} + ${b}`;
-          case 'sub': return `${a} - ${b}`;
-          case 'mul': return `${a} * ${b}`;
-          case 'div': return `${a} / ${b}`;
-          case 'pow': return `pow(${a}, ${b})`;
-          case 'max': return `max(${a}, ${b})`;
-          case 'min': return `min(${a}, ${b})`;
-          default: throw new Error(`unknown binary fn`);
-        }
-      }
+      case 'binary':
+        return this.binary(at, n, idx, where);
       case 'sum':
         return this.reduceOver(at, n.x, n.axis, idx, where, '0.0', (acc, v) => `${acc} + ${v}`);
       case 'norm':
@@ -132,22 +116,8 @@ export class ExprGen {
         });
         return acc;
       }
-      case 'concat': {
-        const r = at.var('cat', '0.0');
-        const pos = idx[n.axis];
-        let base = 0;
-        at.ifChain(
-          n.xs.map((x, k) => {
-            const part = n.parts[k];
-            const width = part === null ? 1 : this.sizes[part];
-            const from = base;
-            base += width;
-            const inner = part === null ? idx : { ...idx, [part]: `(${pos} - ${from}u)` };
-            return [`${pos} >= ${from}u && ${pos} < ${from + width}u`, (b: Block) => b.line(`${r} = ${this.value(b, x, inner, where)};`)] as const;
-          }),
-        );
-        return r;
-      }
+      case 'concat':
+        return this.concat(at, n, idx, where);
       case 'outer': {
         const w = this.sizes[n.from];
         const pos = idx[n.axis];
@@ -161,18 +131,58 @@ export class ExprGen {
         const ix = this.value(at, n.index, idx, where);
         return this.value(at, n.x, { ...idx, [n.axis]: `u32(round(${ix}))` }, where);
       }
-      case 'decay': {
-        const x = this.program.nodes[n.x];
-        const lag = `f32(${this.pos.i} - ${this.pos.j})`;
-        if (x.type.side !== 'token') return `pow(${this.value(at, n.x, idx, where)}, ${lag})`;
-        // Π_{l=j+1..i} x_l, read token by token.
-        const acc = at.var('gate', '1.0');
-        at.for('l', `${this.pos.j} + 1u`, (l) => `${l} <= ${this.pos.i}`, (b, l) => b.line(`${acc} = ${acc} * ${this.value(b, n.x, idx, l)};`));
-        return acc;
-      }
+      case 'decay':
+        return this.decay(at, n, idx, where);
       default:
         return assertNever(n, 'op');
     }
+  }
+
+  private binary(at: Block, n: Extract<Node, { op: 'binary' }>, idx: Index, where: Where): string {
+    const a = this.value(at, n.a, idx, where);
+    const bn = this.program.nodes[n.b];
+    if (n.fn === 'pow' && bn.op === 'const' && Number.isInteger(bn.value) && bn.value >= 1 && bn.value <= 4) {
+      return Array(bn.value).fill(a).join(' * '); // exact for negative bases, unlike pow()
+    }
+    const b = this.value(at, n.b, idx, where);
+    switch (n.fn) {
+      case 'add': return `${a} + ${b}`;
+      case 'sub': return `${a} - ${b}`;
+      case 'mul': return `${a} * ${b}`;
+      case 'div': return `${a} / ${b}`;
+      case 'pow': return `pow(${a}, ${b})`;
+      case 'max': return `max(${a}, ${b})`;
+      case 'min': return `min(${a}, ${b})`;
+      default: return assertNever(n.fn, 'binary fn');
+    }
+  }
+
+  /** x_k's element at (pos − base_k) along its part, for the k whose slot range holds pos. */
+  private concat(at: Block, n: Extract<Node, { op: 'concat' }>, idx: Index, where: Where): string {
+    const r = at.var('cat', '0.0');
+    const pos = idx[n.axis];
+    let base = 0;
+    at.ifChain(
+      n.xs.map((x, k) => {
+        const part = n.parts[k];
+        const width = part === null ? 1 : this.sizes[part];
+        const from = base;
+        base += width;
+        const inner = part === null ? idx : { ...idx, [part]: `(${pos} - ${from}u)` };
+        return [`${pos} >= ${from}u && ${pos} < ${from + width}u`, (b: Block) => b.line(`${r} = ${this.value(b, x, inner, where)};`)] as const;
+      }),
+    );
+    return r;
+  }
+
+  /** x^(i−j) for a parameter x; Π_{l=j+1..i} x_l for a token x, read token by token. */
+  private decay(at: Block, n: Extract<Node, { op: 'decay' }>, idx: Index, where: Where): string {
+    const x = this.program.nodes[n.x];
+    const lag = `f32(${this.pos.i} - ${this.pos.j})`;
+    if (x.type.side !== 'token') return `pow(${this.value(at, n.x, idx, where)}, ${lag})`;
+    const acc = at.var('gate', '1.0');
+    at.for('l', `${this.pos.j} + 1u`, (l) => `${l} <= ${this.pos.i}`, (b, l) => b.line(`${acc} = ${acc} * ${this.value(b, n.x, idx, l)};`));
+    return acc;
   }
 }
 

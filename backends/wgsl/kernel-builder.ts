@@ -115,3 +115,18 @@ export class KernelBuilder {
 export function flatIndex(b: Block): string {
   return b.let('flat', 'gid.x + gid.y * nwg.x * WG');
 }
+
+/**
+ * The prologue of a `grid` launch with one invocation per element of a [b, t, …axes] tensor: the flat index
+ * (invocations past the end return), the position under the fixed name `pos` (which resolvers read), the
+ * batch `b`, and the element's index over `axes`.
+ */
+export function tokenElement(b: Block, axes: readonly string[], sizes: Readonly<Record<string, number>>, pos: string): { flat: string; idx: Record<string, string> } {
+  const per = axes.reduce((n, a) => n * sizes[a], 1);
+  const flat = flatIndex(b);
+  b.line(`if (${flat} >= dims.b * dims.t * ${per}u) { return; }`);
+  const e = b.let('e_flat', `${flat} % ${per}u`);
+  b.define(pos, `(${flat} / ${per}u) % dims.t`);
+  b.define('b', `${flat} / (${per}u * dims.t)`);
+  return { flat, idx: b.split(axes, sizes, e, 'ix') };
+}

@@ -7,7 +7,7 @@ import { chunkKernel, segBuffer, segmentable, type ChunkSchedule } from './chunk
 import { itemsOver, valueGroups } from './chunked/analysis.ts';
 import { count, programBuffers, programReader, type Sizes } from './common.ts';
 import { ExprGen } from './expr.ts';
-import { flatIndex, KernelBuilder } from './kernel-builder.ts';
+import { flatIndex, KernelBuilder, tokenElement } from './kernel-builder.ts';
 import { frontier, stateLayout } from './layout.ts';
 import { grid, type Kernel, type Plan, type PlanBuffer } from './plan.ts';
 import { segmentScanKernel } from './segment-scan.ts';
@@ -111,12 +111,8 @@ function featureKernel(p: Program, sizes: Sizes, id: Id): { kernel: Kernel; buff
   const gen = new ExprGen(p, sizes, programReader(kb, p, sizes, (where) => `b * dims.t + ${where}`), { i: 't', j: 't' });
   const feat = kb.storage(`feat:${id}`, true, { always: true });
   const main = kb.body;
-  const flat = flatIndex(main);
-  main.line(`if (${flat} >= dims.b * dims.t * ${per}u) { return; }`);
-  const e = main.let('e_flat', `${flat} % ${per}u`);
-  main.define('t', `(${flat} / ${per}u) % dims.t`);
-  main.define('b', `${flat} / (${per}u * dims.t)`);
-  const v = gen.value(main, id, main.split(n.type.axes, sizes, e, 'ix'), 't');
+  const { flat, idx } = tokenElement(main, n.type.axes, sizes, 't');
+  const v = gen.value(main, id, idx, 't');
   main.line(`${kb.use(feat)}[${flat}] = ${v};`);
   return {
     kernel: kb.build({

@@ -4,7 +4,7 @@ import { lagRange } from '../../src/ir/masks.ts';
 import type { Program } from '../../src/ir/types.ts';
 import { count, maskCondition, programBuffers, programReader, type Sizes } from './common.ts';
 import { ExprGen } from './expr.ts';
-import { flatIndex, KernelBuilder } from './kernel-builder.ts';
+import { KernelBuilder, tokenElement } from './kernel-builder.ts';
 import { grid, type Plan } from './plan.ts';
 
 const WG = 64;
@@ -16,12 +16,7 @@ export function naivePlan(p: Program, sizes: Sizes): Plan {
   const out = kb.use(kb.storage('out:o', true, { always: true }));
   const byName = new Map(p.terms.map((t) => [t.name, t]));
   const main = kb.body;
-  const flat = flatIndex(main);
-  main.line(`if (${flat} >= dims.b * dims.t * ${per}u) { return; }`);
-  const e = main.let('e_flat', `${flat} % ${per}u`);
-  main.define('i', `(${flat} / ${per}u) % dims.t`);
-  main.define('b', `${flat} / (${per}u * dims.t)`);
-  const idx = main.split(p.outAxes, sizes, e, 'ix');
+  const { flat, idx } = tokenElement(main, p.outAxes, sizes, 'i');
   const acc = main.var('o_acc', '0.0');
   for (const item of p.output) {
     const names = item.kind === 'term' ? [item.term] : item.terms;

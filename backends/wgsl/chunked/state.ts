@@ -129,34 +129,35 @@ function foldTiled(K: ChunkKernel, q: PrefixPlan, chunk: Block): void {
 function foldKeepingLastGroup(K: ChunkKernel, q: PrefixPlan, chunk: Block): void {
   const { a } = K;
   const { S, z } = K.arrays.prefix[q.k];
-  const open = q.exportOpen;
   chunk.strided('x', `${q.F * a.R}u`, (b, x) => {
     b.comment(`${S.name} ← decay ⊙ ${S.name} + Σ_j ψ_j ⊗ v_j`);
     const f = b.let('f', `${x} / ${a.R}u`);
     const cl = b.let('cl', `${x} % ${a.R}u`);
-    const lend = b.let('lend', logDecayAt(K, q, '(n - 1u)', f));
-    const acc = b.var('acc', `${S.name}[${x}] * exp(${lend})`);
-    const tg = b.let('tg', `${open}u * ((dims.t - 1u) / ${open}u)`);
-    const accOpen = b.var('accOpen', '0.0');
-    b.for('j', '0u', (j) => `${j} < n`, (l, j) => {
-      const pv = l.let('pv', `${psiAt(K, q, j, f)} * ${K.arrays.vs.name}[(${j} + ${a.HALO}u) * ${a.R}u + ${cl}]`);
-      l.ifChain([[`c0 + ${j} >= ${tg}`, (t) => t.line(`${accOpen} = ${accOpen} + ${pv};`)], [null, (e) => e.line(`${acc} = ${acc} + ${pv};`)]]);
-    });
+    const { acc, accOpen } = foldSplitAtLastGroup(K, q, b, f, `${S.name}[${x}]`, 'pv', (j) => `${psiAt(K, q, j, f)} * ${K.arrays.vs.name}[(${j} + ${a.HALO}u) * ${a.R}u + ${cl}]`);
     b.block(`if (c + 1u == nchunks && tile * ${a.R}u + ${cl} < ${a.NR}u)`, (l) =>
       l.line(`${stateRef(K, `state:So${q.k}`)}[((b * ${a.NS}u + s) * ${q.F}u + ${f}) * ${a.NR}u + tile * ${a.R}u + ${cl}] = ${accOpen};`),
     );
     b.line(`${S.name}[${x}] = ${acc};`);
   });
   chunk.strided('f', `${q.F}u`, (b, f) => {
-    const lend = b.let('lend', logDecayAt(K, q, '(n - 1u)', f));
-    const acc = b.var('acc', `${z.name}[${f}] * exp(${lend})`);
-    const tg = b.let('tg', `${open}u * ((dims.t - 1u) / ${open}u)`);
-    const accOpen = b.var('accOpen', '0.0');
-    b.for('j', '0u', (j) => `${j} < n`, (l, j) => {
-      const pz = l.let('pz', psiAt(K, q, j, f));
-      l.ifChain([[`c0 + ${j} >= ${tg}`, (t) => t.line(`${accOpen} = ${accOpen} + ${pz};`)], [null, (e) => e.line(`${acc} = ${acc} + ${pz};`)]]);
-    });
+    const { acc, accOpen } = foldSplitAtLastGroup(K, q, b, f, `${z.name}[${f}]`, 'pz', (j) => psiAt(K, q, j, f));
     b.block('if (c + 1u == nchunks && tile == 0u)', (l) => l.line(`${stateRef(K, `state:zo${q.k}`)}[(b * ${a.NS}u + s) * ${q.F}u + ${f}] = ${accOpen};`));
     b.line(`${z.name}[${f}] = ${acc};`);
   });
+}
+
+/**
+ * acc = decay ⊙ `old` + the chunk's rows j before the last group (t_g = the last group's start), accOpen = those
+ * in it; `row(j)` is row j's contribution (named `stem`).
+ */
+function foldSplitAtLastGroup(K: ChunkKernel, q: PrefixPlan, b: Block, f: string, old: string, stem: string, row: (j: string) => string): { acc: string; accOpen: string } {
+  const lend = b.let('lend', logDecayAt(K, q, '(n - 1u)', f));
+  const acc = b.var('acc', `${old} * exp(${lend})`);
+  const tg = b.let('tg', `${q.exportOpen}u * ((dims.t - 1u) / ${q.exportOpen}u)`);
+  const accOpen = b.var('accOpen', '0.0');
+  b.for('j', '0u', (j) => `${j} < n`, (l, j) => {
+    const pv = l.let(stem, row(j));
+    l.ifChain([[`c0 + ${j} >= ${tg}`, (t) => t.line(`${accOpen} = ${accOpen} + ${pv};`)], [null, (e) => e.line(`${acc} = ${acc} + ${pv};`)]]);
+  });
+  return { acc, accOpen };
 }
