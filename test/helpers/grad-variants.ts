@@ -1,7 +1,7 @@
 // Small variants written for the gradient tests: between them they use every op and construct the shipped
 // variants do not (tanh, silu, log, sqrt, abs, max, min, sin, softmax of a projection, a two-part concat, a gate
 // through exp, a constant decay through a parameter-side sigmoid, a parameter inside a causal score, absolute
-// positions, a score with q twice, a normalised window term whose score carries the value's axes).
+// positions, a score with q twice, a decay under tanh (no Euler identity), a normalised window term whose score carries the value's axes).
 export const EXTRA_VARIANTS: Readonly<Record<string, string>> = {
   zoo_features: `variant zoo_features
 size m = 2
@@ -26,5 +26,6 @@ term gate : causal    score dot(q[i], k[j], d) * decay(alpha) * sum(q[i], d) * c
 term pos  : causal    score dot(q[i], k[j], d) * cos(i / 5) * exp(-j / 7) value v
 term ret  : causal    score dot(q[i], k[j], d) * decay(gam) value v
 term cv   : window(K) score exp(w2[K = lag]) value v
-output win + grp + gate + pos + ret + normalize(cv, 1e-3)`,
+term wg   : window(K) score tanh(dot(q[i], k[j], d)) * decay(alpha) value v
+output win + grp + gate + pos + ret + normalize(cv, 1e-3) + wg`,
 };
