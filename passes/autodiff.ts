@@ -18,11 +18,10 @@
 //   decays     d log α_t = reverse cumulative sum of P − K (gates.ts), then back through α's own expression.
 // The token sweep then runs back through feature maps to the inputs, and the parameter sweep to the parameters.
 import { GraphBuilder } from '../src/ir/builder.ts';
-import { verifyGradProgram, type Binding, type GradProgram, type MapStage, type PairsStage, type Stage, type TermStage } from '../src/ir/grad.ts';
+import { printGradProgram, verifyGradProgram, type Binding, type GradProgram, type MapStage, type PairsStage, type Stage, type TermStage } from '../src/ir/grad.ts';
 import { SourceError } from '../src/ir/span.ts';
 import { mapOperands, operands, type Id, type Op, type Program, type Term } from '../src/ir/types.ts';
-import type { Pass } from './pipeline.ts';
-import { runPasses } from './pipeline.ts';
+import { PASSES, runPasses } from './pipeline.ts';
 import { eulerApplies } from './autodiff/gates.ts';
 import { differentiable, pairAdjoints, type PairAdjoints, type Scatter } from './autodiff/pair-adjoints.ts';
 import { buildRecipe, single, type Recipe, type RecipePart } from './autodiff/recipe.ts';
@@ -35,14 +34,28 @@ export function differentiate(p: Program): GradProgram {
 }
 
 /** The gradient program with the passes run on every term stage; onPass sees each stage after each pass. */
-export function runPassesOnGrad(gp: GradProgram, onPass?: (stage: TermStage, pass: Pass['name'], p: Program) => void): GradProgram {
+export function runPassesOnGrad(gp: GradProgram, onPass?: (stage: TermStage, pass: string, p: Program) => void): GradProgram {
   return {
     ...gp,
     stages: gp.stages.map((st) => (st.kind === 'term' ? { ...st, program: runPasses(st.program, onPass && ((name, q) => onPass(st, name, q))) } : st)),
   };
 }
 
+/**
+ * printGradProgram's text with every term stage as it is after the named pass (`all`: the whole text once per pass),
+ * for `linattn ir FILE.la --grad --print-after=PASS`.
+ */
+export function printGradAfter(gp: GradProgram, after: string): string {
+  const names = PASSES.map((p) => p.name);
+  if (after !== 'all' && !names.includes(after)) throw new Error(`unknown pass '${after}' (passes: ${names.join(', ')}, or all)`);
+  const at = new Map<string, Map<string, Program>>();
+  runPassesOnGrad(gp, (st, pass, p) => at.set(pass, (at.get(pass) ?? new Map()).set(st.name, p)));
+  const after1 = (pass: string) => printGradProgram({ ...gp, stages: gp.stages.map((st) => (st.kind === 'term' ? { ...st, program: at.get(pass)!.get(st.name)! } : st)) });
+  return after === 'all' ? names.map((n) => `# ======== after ${n}\n${after1(n)}`).join('\n') : after1(after);
+}
+
 interface ItemCotangents {
+  readonly dNName: string; // `do`, or dN.k for a normalised item
   readonly dN: Id; // input leaf over outAxes
   readonly dZ: Id | null; // input leaf over U (normalised items)
   readonly U: readonly string[];
@@ -58,6 +71,7 @@ interface ScoreCotangent {
   readonly g: Id; // Σ_E dN_i ⊙ v_j + z_i
   readonly E: readonly string[]; // the value's axes that the score lacks
   readonly dN: Id;
+  readonly dNName: string;
   readonly z: Id | null; // Σ_{U ∖ s} dZ_i, read at i
 }
 
@@ -142,7 +156,7 @@ class Autodiff implements StageContext {
     const outputs: MapStage['outputs'][number][] = [];
     const byName = new Map(p.terms.map((t) => [t.name, t]));
     const cot = p.output.map((item, k): ItemCotangents => {
-      if (item.kind === 'term') return { dN: doLeaf, dZ: null, U: out };
+      if (item.kind === 'term') return { dNName: 'do', dN: doLeaf, dZ: null, U: out };
       const terms = item.terms.map((n) => byName.get(n)!);
       const scoreAxes = new Set(terms.flatMap((t) => this.master.type(t.score).axes));
       const U = out.filter((a) => scoreAxes.has(a));
@@ -163,7 +177,7 @@ class Autodiff implements StageContext {
       let dz = mo.un('neg', mo.bin('div', mo.mul(dO, n), mo.mul(ze, ze)));
       for (const a of out) if (!U.includes(a)) dz = mo.sum(dz, a);
       outputs.push({ tensor: `dN.${k}`, id: mo.bin('div', dO, ze), axes: out }, { tensor: `dZ.${k}`, id: dz, axes: U });
-      return { dN: this.leaf(`dN.${k}`, out), dZ: this.leaf(`dZ.${k}`, U), U };
+      return { dNName: `dN.${k}`, dN: this.leaf(`dN.${k}`, out), dZ: this.leaf(`dZ.${k}`, U), U };
     });
     if (outputs.length) {
       const ex = extractGraph(map, outputs.map((x) => x.id));
@@ -196,7 +210,7 @@ class Autodiff implements StageContext {
       g = o.bin('add', g, z);
     }
     const placeholder = m.add({ op: 'at', x: this.leaf(`g.${t.name}`, scoreAxes), which: 'i' });
-    const sc: ScoreCotangent = { term: t, placeholder, g, E, dN: cot.dN, z };
+    const sc: ScoreCotangent = { term: t, placeholder, g, E, dN: cot.dN, dNName: cot.dNName, z };
     const pa = pairAdjoints(o, t.score, placeholder);
     const axesOf = (x: Id, a: Id) => m.type(x).axes.filter((ax) => m.type(a).axes.includes(ax));
     if (differentiable(m, t.value)) {
@@ -263,7 +277,7 @@ class Autodiff implements StageContext {
     const parts: RecipePart[] = [];
     if (time === 'forward') {
       const W = build(`${name}.W`, this.substitute(a, sc.placeholder, m.add({ op: 'at', x: t.value, which: 'j' })), wide, `${why}: W_i = Σ_j v_j ⊗ J(i,j), contracted with dN_i afterwards`);
-      parts.push({ tensor: W.writes, axes: wide, factor: { tensor: (m.node(sc.dN) as { name: string }).name, axes: m.type(sc.dN).axes }, over: sc.E });
+      parts.push({ tensor: W.writes, axes: wide, factor: { tensor: sc.dNName, axes: m.type(sc.dN).axes }, over: sc.E });
       this.terms.push(W);
     } else {
       const W = build(`${name}.W`, this.substitute(a, sc.placeholder, m.add({ op: 'at', x: sc.dN, which: 'i' })), wide, `${why}: W_j = Σ_i dN_i ⊗ J(i,j), contracted with v_j afterwards`);

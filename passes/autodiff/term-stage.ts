@@ -141,15 +141,15 @@ export class TermStageBuilder {
     if (!this.terms.length) throw new Error(`internal: stage ${name} has no terms`);
     // every leaf is declared: copies of master leaves carry their binding; builtin leaves made here (the ones
     // that order a value's axes) read the builtin itself
-    const decl = (n: (typeof this.g.nodes)[number]): TensorDecl => ({ name: (n as { name: string }).name, axes: [...n.type.axes], id: n.id });
-    for (const n of this.g.nodes) if ((n.op === 'input' || n.op === 'param') && !this.bindings[n.name]) this.bindings[n.name] = { tensor: n.name, pad: 'one' };
+    const leaves = this.g.nodes.flatMap((n) => (n.op === 'input' || n.op === 'param' ? [{ kind: n.op, decl: { name: n.name, axes: [...n.type.axes], id: n.id } as TensorDecl }] : []));
+    for (const { decl } of leaves) this.bindings[decl.name] ??= { tensor: decl.name, pad: 'one' };
     const draft: Program = {
       name,
       file: this.ctx.forward.file,
       sizes: this.ctx.forward.sizes,
       axes: { ...this.g.axes },
-      inputs: this.g.nodes.filter((n) => n.op === 'input').map(decl),
-      params: this.g.nodes.filter((n) => n.op === 'param').map(decl),
+      inputs: leaves.filter((l) => l.kind === 'input').map((l) => l.decl),
+      params: leaves.filter((l) => l.kind === 'param').map((l) => l.decl),
       nodes: this.g.nodes,
       lets: this.lets,
       terms: this.terms,

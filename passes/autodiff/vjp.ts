@@ -115,8 +115,7 @@ export function vjp(o: Ops, n: Node, E: Id, wants: (id: Id) => boolean): [Id, Id
     case 'unary': {
       const x = n.x;
       const y = n.id;
-      const d: Record<UnaryFn, () => Id | null> = {
-        neg: () => null,
+      const d: Record<Exclude<UnaryFn, 'neg' | 'step'>, () => Id> = {
         exp: () => y,
         log: () => un('recip', x),
         elu: () => bin('min', un('exp', x), c(1)),
@@ -132,10 +131,10 @@ export function vjp(o: Ops, n: Node, E: Id, wants: (id: Id) => boolean): [Id, Id
         abs: () => bin('sub', un('step', x), un('step', un('neg', x))),
         tanh: () => bin('sub', c(1), mul(y, y)),
         recip: () => un('neg', mul(y, y)),
-        step: () => c(0),
       };
-      if (n.fn === 'step') return out;
-      give(x, () => (n.fn === 'neg' ? un('neg', E) : mul(E, d[n.fn]()!)));
+      const fn = n.fn;
+      if (fn === 'step') return out; // zero almost everywhere
+      give(x, () => (fn === 'neg' ? un('neg', E) : mul(E, d[fn]())));
       return out;
     }
     case 'binary': {
