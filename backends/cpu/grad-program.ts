@@ -21,8 +21,11 @@ type T64 = Tensor<Float64Array>;
 export interface GradRunOptions {
   /** Chunk of the chunked form for term stages (raised to the lcm of a stage's past_groups sizes). Default 3. */
   readonly chunk?: number;
-  /** Called with each term stage after the passes (to inspect how they classified its terms). */
-  readonly onTermStage?: (stage: TermStage, passed: Program) => void;
+  /**
+   * Called with each term stage after the passes, the tensors it ran on (reversed, shifted and padded for a
+   * reverse-time stage) and what the chunked or parallel form returned for them (before turning it forwards).
+   */
+  readonly onTermStage?: (stage: TermStage, passed: Program, run: { inputs: Record<string, T64>; output: T64; offset: number }) => void;
 }
 
 export function evaluateGradProgram(gp: GradProgram, tensors: Readonly<Record<string, Tensor>>, dout: Tensor, opts: GradRunOptions = {}): Record<string, T64> {
@@ -75,7 +78,6 @@ function withSizes<P extends { axes: Readonly<Record<string, AxisDef>> }>(p: P, 
 
 function runTerm(st: TermStage, env: ReadonlyMap<string, T64>, bound: Bound, opts: GradRunOptions): T64 {
   const passed = withSizes(runPasses(st.program), bound.sizes);
-  opts.onTermStage?.(st, passed);
   const T = bound.t;
   const reversed = st.time === 'reverse';
   const Tpad = reversed ? Math.ceil(T / st.pad) * st.pad : T;
@@ -91,6 +93,7 @@ function runTerm(st: TermStage, env: ReadonlyMap<string, T64>, bound: Bound, opt
   const groups = passed.terms.flatMap((t) => t.mask.flatMap((m) => (m.kind === 'past_groups' ? [m.size] : [])));
   const chunk = groups.length ? groups.reduce(lcm) : (opts.chunk ?? 3);
   const out = passed.terms.some((t) => t.noncausal) ? evaluateParallel(passed, tensors, offset) : evaluateChunked(passed, tensors, chunk, offset);
+  opts.onTermStage?.(st, passed, { inputs: { ...tensors }, output: out, offset });
   return reversed ? unreverse(out, T) : out;
 }
 
