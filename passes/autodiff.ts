@@ -16,6 +16,9 @@
 //   parameters Σ over pairs: a forward term + Σ over tokens, or a pairs stage scattering at the lag (dw[h, l],
 //              flash's b[h, l]);
 //   decays     d log α_t = reverse cumulative sum of P − K (gates.ts), then back through α's own expression.
+// A sum the passes cannot classify as one term (g's contraction times another one in J) is split instead:
+// g's factor at the output position moves out of the sum (recipe.ts). The pair adjoints are derived once with a
+// query-side placeholder for g (they are linear in it), and each stage substitutes what it needs.
 // The token sweep then runs back through feature maps to the inputs, and the parameter sweep to the parameters.
 import { GraphBuilder } from '../src/ir/builder.ts';
 import { printGradProgram, verifyGradProgram, type Binding, type GradProgram, type MapStage, type PairsStage, type Stage, type TermStage } from '../src/ir/grad.ts';

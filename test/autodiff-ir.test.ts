@@ -10,14 +10,9 @@ import { compileSource, loadVariant } from '../src/frontend/compile.ts';
 import { printGradProgram, type GradProgram, type Stage, type TermStage } from '../src/ir/grad.ts';
 import { printProgram } from '../src/ir/print.ts';
 import { readProgram } from '../src/ir/read.ts';
-import type { Program } from '../src/ir/types.ts';
-import { EXTRA_VARIANTS } from './helpers/grad-variants.ts';
-import { VARIANTS } from './references/index.ts';
+import { EXTRA_VARIANTS, GRAD_CASES } from './helpers/grad-variants.ts';
 
-const CASES: { name: string; load: () => Program }[] = [
-  ...VARIANTS.map((c) => ({ name: c.file, load: () => loadVariant(c.file, { sizes: c.sizes }) })),
-  ...Object.entries(EXTRA_VARIANTS).map(([name, src]) => ({ name, load: () => compileSource(src, `${name}.la`) })),
-];
+const CASES = GRAD_CASES;
 
 const termStages = (gp: GradProgram): TermStage[] => gp.stages.filter((s): s is TermStage => s.kind === 'term');
 const stage = (gp: GradProgram, name: string): Stage => gp.stages.find((s) => s.name === name) ?? expect.fail(`no stage ${name} in ${gp.stages.map((s) => s.name).join(', ')}`);

@@ -7,16 +7,13 @@ import { describe, expect, it } from 'vitest';
 import { gradientParallel } from '../backends/cpu/grad-oracle.ts';
 import { evaluateGradProgram } from '../backends/cpu/grad-program.ts';
 import { differentiate } from '../passes/autodiff.ts';
-import { compileSource, loadVariant } from '../src/frontend/compile.ts';
+import { loadVariant } from '../src/frontend/compile.ts';
 import type { Program } from '../src/ir/types.ts';
 import { cotangent, gatedInputs, inputs64, maxRelative, type Tensors } from './helpers/grad.ts';
-import { EXTRA_VARIANTS } from './helpers/grad-variants.ts';
+import { GRAD_CASES } from './helpers/grad-variants.ts';
 import { VARIANTS } from './references/index.ts';
 
-const CASES: { name: string; load: () => Program }[] = [
-  ...VARIANTS.map((c) => ({ name: c.file, load: () => loadVariant(c.file, { sizes: c.sizes }) })),
-  ...Object.entries(EXTRA_VARIANTS).map(([name, src]) => ({ name, load: () => compileSource(src, `${name}.la`) })),
-];
+const CASES = GRAD_CASES;
 
 function expectEqualToOracle(p: Program, x: Tensors, seed: number, chunk: number, tol = 1e-9, floor = 1e-6): void {
   const dout = cotangent(p, x, seed);
