@@ -48,11 +48,12 @@ interface ScoreBlock {
 const add = (a: Named | null, b: Named, s: Sizes): Named => (a ? zip(a, b, s, (x, y) => x + y) : b);
 const mul = (a: Named, b: Named, s: Sizes): Named => zip(a, b, s, (x, y) => x * y);
 
-export function evaluateChunked(p: Program, tensors: Readonly<Record<string, Tensor>>, chunk: number): Tensor<Float64Array> {
+/** `offset` is the position value of t = 0 (gradient stages run in reversed time with positions −(T−1)…0). */
+export function evaluateChunked(p: Program, tensors: Readonly<Record<string, Tensor>>, chunk: number, offset = 0): Tensor<Float64Array> {
   if (!Number.isInteger(chunk) || chunk < 1) throw new Error(`chunk must be a positive integer, got ${chunk}`);
   const halo = checkTerms(p, chunk);
   const bound = bindShapes(p, shapesOf(tensors));
-  const ev = new Evaluator(p, tensors, bound);
+  const ev = new Evaluator(p, tensors, bound, offset);
   const s = bound.sizes;
   const per = count(p.outAxes, s);
   const out = new Float64Array(bound.b * bound.t * per);

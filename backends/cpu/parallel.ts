@@ -20,9 +20,10 @@ export function candidateKeys(term: Term, i: number, t: number): [number, number
   return [lo, Math.min(hi, term.noncausal ? t - 1 : i)];
 }
 
-export function evaluateParallel(p: Program, tensors: Readonly<Record<string, Tensor>>): Tensor<Float64Array> {
+/** `offset` is the position value of t = 0 (gradient stages run in reversed time with positions −(T−1)…0). */
+export function evaluateParallel(p: Program, tensors: Readonly<Record<string, Tensor>>, offset = 0): Tensor<Float64Array> {
   const bound = bindShapes(p, shapesOf(tensors));
-  const ev = new Evaluator(p, tensors, bound);
+  const ev = new Evaluator(p, tensors, bound, offset);
   const s = bound.sizes;
   const outAxes = p.outAxes;
   const per = count(outAxes, s);

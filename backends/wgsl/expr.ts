@@ -38,6 +38,7 @@ const UNARY: Record<string, (x: string) => string> = {
   abs: (x) => `abs(${x})`,
   tanh: (x) => `tanh(${x})`,
   recip: (x) => `(1.0 / ${x})`,
+  step: (x) => `select(0.0, 1.0, ${x} > 0.0)`,
 };
 
 /**

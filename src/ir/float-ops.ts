@@ -19,6 +19,7 @@ export const UNARY_F64: Readonly<Record<UnaryFn, (x: number) => number>> = {
   abs: Math.abs,
   tanh: Math.tanh,
   recip: (x) => 1 / x,
+  step: (x) => (x > 0 ? 1 : 0),
 };
 
 export const BINARY_F64: Readonly<Record<BinaryFn, (a: number, b: number) => number>> = {

@@ -15,7 +15,8 @@ export interface Type {
   readonly axes: readonly string[];
 }
 
-export const UNARY_FNS = ['neg', 'exp', 'log', 'elu', 'relu', 'sigmoid', 'silu', 'cos', 'sin', 'sqrt', 'abs', 'tanh', 'recip'] as const;
+export const UNARY_FNS = ['neg', 'exp', 'log', 'elu', 'relu', 'sigmoid', 'silu', 'cos', 'sin', 'sqrt', 'abs', 'tanh', 'recip', 'step'] as const;
+// `step` (Heaviside: 1 for x > 0, else 0) is not in the DSL; autodiff emits it as the derivative of relu, abs, max, min.
 export type UnaryFn = (typeof UNARY_FNS)[number];
 export const BINARY_FNS = ['add', 'sub', 'mul', 'div', 'pow', 'max', 'min'] as const;
 export type BinaryFn = (typeof BINARY_FNS)[number];
