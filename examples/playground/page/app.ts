@@ -1,7 +1,7 @@
 // The playground page: pick a shipped variant or edit one; every edit recompiles (debounced) and shows the
 // diagnostics with their caret, the IR after the selected pass and the chosen form's WGSL; Run executes that
 // form on this browser's WebGPU and checks it against the float64 oracle computed here.
-import { formatDiagnostic, gpuFromAdapter, printProgram, type Gpu } from '../../../src/runtime/browser.ts';
+import { formatDiagnostic, gpuFromAdapter, isDecodable, printProgram, type Gpu } from '../../../src/runtime/browser.ts';
 import {
   compileEdit, FORMS, formsSummary, isSourceError, STAGE_NAMES, SWIFTSHADER_MAX_AUTO_CHUNK, WEBGPU_SPEC_DEFAULTS, type EditResult, type FormId, type Target,
 } from './compile.ts';
@@ -101,6 +101,11 @@ function recompile(): void {
     `ok: variant ${c.program.name}; terms ${c.program.terms.map((t) => `${t.name} (${t.form.kind})`).join(', ')}`,
     `forms: ${formsSummary(c.program)}`,
   ].join('\n');
+  const leaky = !isDecodable(c.program);
+  for (const o of ui.form.options) {
+    const f = FORMS.find((x) => x.id === o.value)!;
+    o.text = leaky && f.id !== 'naive' ? `${f.label} (refuses noncausal terms)` : f.label;
+  }
   renderIr();
   renderWgsl();
   ui.run.disabled = running || !gpu;
@@ -173,7 +178,7 @@ async function run(): Promise<void> {
       cell(r.error.toExponential(2), 'num'),
       cell(fmtMs(r.gpuMs), 'num'),
       cell(`${r.timing}, median of ${r.iters}${r.slices > 1 ? `, ${r.slices} batch slices` : ''}`, 'dim'),
-      cell(fmtMs(r.oracleMs), 'num'),
+      cell(`${fmtMs(r.oracleMs)}${r.oracleReused ? ' (reused)' : ''}`, 'num'),
       cell(ok ? 'ok' : `FAIL (> ${TOLERANCE})`, ok ? 'ok' : 'fail'),
     );
     ui.runStatus.textContent = '';

@@ -22,6 +22,8 @@ export interface RunReport {
   readonly timing: string;
   readonly iters: number;
   readonly oracleMs: number;
+  /** The oracle's output was kept from the previous run (same source, shape and seed). */
+  readonly oracleReused: boolean;
   /** Launches the result took (more than 1 when the batch had to be split to fit the device). */
   readonly slices: number;
 }
@@ -49,14 +51,14 @@ let lastOracle: OracleEntry | undefined;
  * The seeded inputs and the oracle's output at this shape; reused while the source, shape and seed are unchanged
  * (running the other forms of one variant costs no second oracle).
  */
-function oracleFor(c: Compiled, text: string, s: Shape, seed: number): OracleEntry {
+function oracleFor(c: Compiled, text: string, s: Shape, seed: number): OracleEntry & { reused: boolean } {
   const key = JSON.stringify([text, s, seed]);
-  if (lastOracle?.key === key) return lastOracle;
+  if (lastOracle?.key === key) return { ...lastOracle, reused: true };
   const tensors = makeInputs(c.source, { b: s.b, t: s.t, axes: shapeAxes(s), seed });
   const started = performance.now();
   const o = evaluateParallel(c.source, tensors);
   lastOracle = { key, tensors, o, ms: performance.now() - started };
-  return lastOracle;
+  return { ...lastOracle, reused: false };
 }
 
 /** `target` is the one the page compiled with, so the plan that runs is the WGSL on screen. */
@@ -77,6 +79,7 @@ export async function runForm(gpu: Gpu, c: Compiled, text: string, target: Targe
     timing: timed.method,
     iters,
     oracleMs: oracle.ms,
+    oracleReused: oracle.reused,
     slices: r.slices,
   };
 }
