@@ -6,7 +6,7 @@ import {
   compileEdit, FORMS, formsSummary, isSourceError, STAGE_NAMES, SWIFTSHADER_MAX_AUTO_CHUNK, WEBGPU_SPEC_DEFAULTS, type EditResult, type FormId, type Target,
 } from './compile.ts';
 import { Editor } from './editor.ts';
-import { runForm, shapeAxes, type Shape } from './run.ts';
+import { checkShape, runForm, shapeAxes, type Shape } from './run.ts';
 
 interface ShippedVariant {
   readonly path: string;
@@ -77,7 +77,13 @@ function target(): Target {
 
 function recompile(): void {
   clearTimeout(timer);
-  const r = compileEdit(editor.value, ui.variant.value, target());
+  let r: EditResult;
+  try {
+    checkShape(shape());
+    r = compileEdit(editor.value, ui.variant.value, target());
+  } catch (e) {
+    r = { ok: false, error: new Error(`shape: ${(e as Error).message}`), ms: 0 };
+  }
   last = r;
   compiles++;
   ui.compileMs.textContent = `compiled in ${r.ms.toFixed(1)} ms`;
@@ -89,7 +95,7 @@ function recompile(): void {
     editor.mark(isSourceError(e) ? e.span : undefined);
     ui.diagnostics.className = 'diagnostics error';
     ui.diagnostics.dataset.state = 'error';
-    ui.diagnostics.textContent = isSourceError(e) ? formatDiagnostic(e, editor.value) : `${e.name}: ${e.message}`;
+    ui.diagnostics.textContent = isSourceError(e) ? formatDiagnostic(e, editor.value) : e.message;
     ui.run.disabled = true;
     return; // the IR and WGSL of the last good compile stay on screen, dimmed
   }
@@ -157,6 +163,7 @@ function cell(text: string, className = ''): HTMLTableCellElement {
 const TOLERANCE = 1e-4;
 
 async function run(): Promise<void> {
+  recompile(); // an edit still waiting for its debounce runs now: what runs is what the editor shows
   if (!gpu || !last?.ok || running) return;
   running = true;
   ui.run.disabled = true;

@@ -23,10 +23,11 @@ export interface Limits {
 export const WEBGPU_SPEC_DEFAULTS: Limits = { maxComputeWorkgroupStorageSize: 16384, maxComputeInvocationsPerWorkgroup: 256 };
 
 /**
- * Chromium's CPU adapter (SwiftShader) compiles the chunked kernel's constant-bound loops slowly past a chunk of
- * 8 rows: measured here (Chromium 156, d = e = 16), creating the fused pipeline of elu.la took 0.2 s at chunk
- * 8, 0.34 s at 16, and had not finished after 3 minutes at 32; flash.la 13 s at 8. So on SwiftShader the
- * automatic choice stays at or below this; a chunk picked by hand is taken as given.
+ * Chromium's CPU adapter (SwiftShader) compiles the chunked kernel slowly past a chunk of 8 rows. Measured with
+ * Chromium 156: the fused pipeline of elu.la at d = e = 4 took 0.13 s at chunk 8, 0.34 s at 16, and had not
+ * finished after 3 minutes at 32 (with the output loop's constant bound `jj < 32u` made the runtime `jj < n`,
+ * 0.7 s); at d = e = 16 and chunk 8, elu.la 0.2 s, flash.la 13 s. So on SwiftShader the automatic choice stays
+ * at or below this; a chunk picked by hand is taken as given.
  */
 export const SWIFTSHADER_MAX_AUTO_CHUNK = 8;
 
@@ -71,15 +72,15 @@ export type EditResult =
   | { readonly ok: true; readonly compiled: Compiled; readonly ms: number }
   | { readonly ok: false; readonly error: Error; readonly ms: number };
 
-export function planOf(form: FormId, source: Program, program: Program, sizes: Readonly<Record<string, number>>, target: Target): Plan {
-  switch (form) {
+export function planOf(source: Program, program: Program, sizes: Readonly<Record<string, number>>, target: Target): Plan {
+  switch (target.form) {
     case 'naive':
       return naivePlan(source, sizes);
     case 'recurrent':
       return recurrentPlan(program, sizes);
     case 'chunked':
     case 'unfused':
-      return lowerChunked(program, sizes, { fuse: form === 'chunked', schedule: scheduleFor(program, sizes, target) });
+      return lowerChunked(program, sizes, { fuse: target.form === 'chunked', schedule: scheduleFor(program, sizes, target) });
   }
 }
 
@@ -93,7 +94,7 @@ export function compileEdit(text: string, file: string, target: Target): EditRes
     const sizes = axisSizes(program, target.axes);
     let plan: Plan | Error;
     try {
-      plan = planOf(target.form, source, program, sizes, target); // the kernels' WGSL is generated here
+      plan = planOf(source, program, sizes, target); // the kernels' WGSL is generated here
     } catch (e) {
       plan = e instanceof Error ? e : new Error(String(e));
     }

@@ -66,7 +66,7 @@ export async function runForm(gpu: Gpu, c: Compiled, text: string, target: Targe
   checkShape(s);
   const sizes = axisSizes(c.program, target.axes);
   // Throws the backend's refusal for a form that cannot run this variant (a noncausal term in a chunked form).
-  const plan = planOf(target.form, c.source, c.program, sizes, target);
+  const plan = planOf(c.source, c.program, sizes, target);
   const oracle = oracleFor(c, text, s, seed);
   const runner = await PlanRunner.create(gpu, plan);
   const r = await runInBatchSlices(runner, oracle.tensors, s.b, s.t, runLimits(gpu));
