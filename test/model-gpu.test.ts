@@ -136,6 +136,7 @@ describe('generation', () => {
     expect(gpuRun.decodeSteps).toHaveLength(7);
     const stepByStep = await generateGpu(model, tok, [prompt], { maxTokens: 8, pipelined: false });
     expect(stepByStep.tokens).toEqual(gpuRun.tokens);
+    for (const inFlight of [2, 3]) expect((await generateGpu(model, tok, [prompt], { maxTokens: 8, inFlight })).tokens, `${inFlight} steps in flight`).toEqual(gpuRun.tokens);
   });
 
   it(`sampling with temperature and top-k draws the same tokens on GPU and CPU from the same seed (seed ${SEED})`, async () => {
