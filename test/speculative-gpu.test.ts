@@ -17,6 +17,7 @@ import { GpuTreeVerifier } from '../src/speculative/gpu-verifier.ts';
 import { MedusaDraft } from '../src/speculative/medusa-draft.ts';
 import { ModelDraft } from '../src/speculative/model-draft.ts';
 import { NgramDraft } from '../src/speculative/ngram-draft.ts';
+import { AdaptiveDraft } from '../src/speculative/adaptive-draft.ts';
 import { OracleDraft } from '../src/speculative/oracle-draft.ts';
 import { treeFromParents } from '../src/speculative/token-tree.ts';
 import { parseTreeSpec } from '../src/speculative/tree-spec.ts';
@@ -61,7 +62,7 @@ function promptsFor(_spec: { options: Record<string, number> }, count: number, s
 describe.each(MODEL_SPECS.map((s, i) => ({ ...s, i })))('GPU speculative decoding, $name', (spec) => {
   const m = makeModel(spec, spec.seed);
 
-  it('greedy output equals plain greedy for n-gram, Medusa, oracle and draft-model trees (ties < 1e-4 counted)', async () => {
+  it('greedy output equals plain greedy for n-gram, adaptive, Medusa, oracle and draft-model trees (ties < 1e-4 counted)', async () => {
     const { verifier } = await gpuTarget(m);
     const draftModel = makeModel(spec, spec.seed + 1, 0);
     const draft = await gpuTarget(draftModel);
@@ -71,6 +72,7 @@ describe.each(MODEL_SPECS.map((s, i) => ({ ...s, i })))('GPU speculative decodin
       const want = plainGreedy(m, prompt, NEW_TOKENS);
       const runs: [DraftSource, string][] = [
         [new NgramDraft(), '[[0],[0,0],[1],[0,0,0]]'],
+        [new AdaptiveDraft(p), p % 2 ? 'best:2' : 'top:2'],
         [new MedusaDraft(3, 2), '[[0],[0,0],[1],[0,1]]'],
         [new OracleDraft(prompt, want, m.config.vocabSize), 'chain:4'],
         [new ModelDraft('draft', draft.verifier, { temperature: 0 }, 0), p % 2 ? 'chain:3' : '[[0],[0,0],[1],[0,1]]'],
