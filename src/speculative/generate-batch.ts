@@ -28,7 +28,10 @@ export interface BatchSpeculativeResult {
   readonly committedPerStep: readonly number[];
   /** Mean of committedPerStep: tokens per sequence per step (plain decoding: 1). */
   readonly meanCommitted: number;
-  /** Mean accepted length before the batch's shortest cut it (accepted drafts + bonus, active sequences). */
+  /**
+   * Mean tokens a sequence gained per step before the batch's shortest path cut it (its accepted drafts and
+   * bonus past what it re-proposed from the step before): what it would have emitted alone.
+   */
   readonly meanAccepted: number;
   readonly prefillMs: number;
   readonly decodeMs: number;
@@ -120,7 +123,8 @@ export async function speculativeGenerateBatch(
     if (results[0]?.gpuMs !== undefined) gpuMsPerStep.push(results[0].gpuMs);
     const acc = all.map((t, s) => acceptByPicks(t, results[s].picks));
     const C = Math.min(...acc.filter((_, s) => live[s]).map((a) => a.path.length));
-    for (let s = 0; s < B; s++) if (live[s]) accepted.push(acc[s].path.length);
+    // What each sequence gained this step before the cut: its path and bonus past the tokens it re-proposed.
+    for (let s = 0; s < B; s++) if (live[s]) accepted.push(acc[s].path.length - leftover[s].length);
     verifier.commitBatch(all.map((t, s) => (live[s] ? acc[s].path : pathTo(t, depth - 1)).slice(0, C)));
     for (let s = 0; s < B; s++) {
       if (!live[s]) continue;
