@@ -10,8 +10,9 @@
 //   - other inputs ~ N(0, 1/√n), n the size of their last axis, so that q·k has unit variance
 //     (the softmax temperature 1/√d split between q and k);
 //   - other parameters ~ N(0, 0.2²): small weights.
-import { assertNever, type BinaryFn, type Id, type Program, type TensorDecl, type UnaryFn } from './ir/types.ts';
+import { assertNever, type Id, type Program, type TensorDecl } from './ir/types.ts';
 import { numel, rng, type Tensor } from './tensor.ts';
+import { BINARY_F64, UNARY_F64 } from './ir/float-ops.ts';
 
 export const DEFAULT_AXIS_SIZES: Readonly<Record<string, number>> = { h: 2, d: 8, e: 8, m: 8 };
 const OTHER_FREE_AXIS = 8;
@@ -108,13 +109,13 @@ function elementwise(p: Program, id: Id): { leaf: Id; f: (u: number) => number }
       return { leaf: id, f: (u) => u };
     case 'unary': {
       const inner = elementwise(p, n.x);
-      const g = UNARY[n.fn];
+      const g = UNARY_F64[n.fn];
       return inner && { leaf: inner.leaf, f: (u) => g(inner.f(u)) };
     }
     case 'binary': {
       const ca = constant(p, n.a);
       const cb = constant(p, n.b);
-      const g = BINARY[n.fn];
+      const g = BINARY_F64[n.fn];
       if (ca !== null && cb === null) {
         const inner = elementwise(p, n.b);
         return inner && { leaf: inner.leaf, f: (u) => g(ca, inner.f(u)) };
@@ -135,12 +136,12 @@ function constant(p: Program, id: Id): number | null {
   if (n.op === 'const') return n.value;
   if (n.op === 'unary') {
     const x = constant(p, n.x);
-    return x === null ? null : UNARY[n.fn](x);
+    return x === null ? null : UNARY_F64[n.fn](x);
   }
   if (n.op === 'binary') {
     const a = constant(p, n.a);
     const b = constant(p, n.b);
-    return a === null || b === null ? null : BINARY[n.fn](a, b);
+    return a === null || b === null ? null : BINARY_F64[n.fn](a, b);
   }
   return null;
 }
@@ -191,13 +192,3 @@ function hashName(name: string): number {
   return h >>> 0;
 }
 
-const sigmoid = (x: number) => 1 / (1 + Math.exp(-x));
-const UNARY: Record<UnaryFn, (x: number) => number> = {
-  neg: (x) => -x, exp: Math.exp, log: Math.log, elu: (x) => (x > 0 ? x : Math.expm1(x)), relu: (x) => Math.max(0, x),
-  sigmoid, silu: (x) => x * sigmoid(x), cos: Math.cos, sin: Math.sin, sqrt: Math.sqrt, abs: Math.abs, tanh: Math.tanh,
-  recip: (x) => 1 / x, step: (x) => (x > 0 ? 1 : 0),
-};
-const BINARY: Record<BinaryFn, (a: number, b: number) => number> = {
-  add: (a, b) => a + b, sub: (a, b) => a - b, mul: (a, b) => a * b, div: (a, b) => a / b, pow: (a, b) => a ** b,
-  max: Math.max, min: Math.min,
-};

@@ -4,12 +4,11 @@
 // ~1 − 1e-6 keep every gradient finite.
 import { describe, expect, it } from 'vitest';
 import { gradientParallel } from '../backends/cpu/grad-oracle.ts';
-import { compileSource } from '../src/frontend/compile.ts';
 import { loadVariant } from '../src/io/variant-file.ts';
 import type { Program } from '../src/ir/types.ts';
 import { rng } from '../src/tensor.ts';
 import { cotangent, gatedInputs, inputs64, loss, type Tensors } from './helpers/grad.ts';
-import { EXTRA_VARIANTS } from './helpers/grad-variants.ts';
+import { GRAD_CASES } from './helpers/grad-variants.ts';
 import { VARIANTS } from './references/index.ts';
 
 /** Checks `samples` coordinates of every tensor (and its largest-gradient one) against (L(x+h) − L(x−h)) / 2h. */
@@ -47,10 +46,10 @@ describe('gradient oracle against finite differences', () => {
     });
   });
 
-  for (const [name, src] of Object.entries(EXTRA_VARIANTS)) {
-    it(`${name}: constructs beyond the shipped variants`, () => {
-      const p = compileSource(src, `${name}.la`);
-      const seed = 7500 + name.length;
+  for (const c of GRAD_CASES.filter((x) => !x.name.endsWith('.la'))) {
+    it(`${c.name}: constructs beyond the shipped variants`, () => {
+      const p = c.load();
+      const seed = 7500 + c.name.length;
       checkFiniteDifferences(p, inputs64(p, 2, 6, seed), seed, 6);
     });
   }

@@ -9,6 +9,7 @@ import { compileSource } from '../src/frontend/compile.ts';
 import { printProgram, printTerm } from '../src/ir/print.ts';
 import { readProgram } from '../src/ir/read.ts';
 import { SourceError } from '../src/ir/span.ts';
+import { decayNode } from '../src/ir/terms.ts';
 import type { Program } from '../src/ir/types.ts';
 import { VARIANT_FILES } from './helpers/variants.ts';
 import { loadVariant } from '../src/io/variant-file.ts';
@@ -52,7 +53,7 @@ function prefixParts(p: Program, term: string): { phi: string; psi: string; feat
   const t = p.terms.find((x) => x.name === term)!;
   if (t.form.kind !== 'prefix') throw new Error(`term ${term} is ${t.form.kind}, not prefix`);
   const f = t.form;
-  return { phi: expr(p, f.phi), psi: expr(p, f.psi), feature: f.feature, decay: f.decay && `${f.decay.kind} ${expr(p, f.decay.kind === 'constant' ? f.decay.gamma : f.decay.alpha)}` };
+  return { phi: expr(p, f.phi), psi: expr(p, f.psi), feature: f.feature, decay: f.decay && `${f.decay.kind} ${expr(p, decayNode(f.decay))}` };
 }
 
 function rejection(run: () => unknown): SourceError {

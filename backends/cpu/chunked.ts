@@ -15,13 +15,13 @@
 // is a multiple of the group size, so that is required.
 import { lagRange, maskAllows, maskToString } from '../../src/ir/masks.ts';
 import { bindShapes, type Bound } from '../../src/ir/shapes.ts';
+import type { PrefixForm } from '../../src/ir/terms.ts';
 import type { Id, Program, Term } from '../../src/ir/types.ts';
 import type { Tensor } from '../../src/tensor.ts';
 import { Evaluator } from './evaluator.ts';
 import { count, forEachBroadcast, map, reduce, zip, type Named, type Sizes } from './named.ts';
 import { shapesOf } from './parallel.ts';
 
-type PrefixForm = Extract<Term['form'], { kind: 'prefix' }>;
 
 /** One prefix term's state for one sequence: S = Σ_j D(now, j) ψ_j ⊗ v_j and z = Σ_j D(now, j) ψ_j. */
 interface PrefixState {

@@ -1,8 +1,9 @@
-// Pieces every kernel generator shares: the standard buffers of a program (inputs, params, output) and
-// the resolver that reads inputs and parameters from them.
-import type { Program } from '../../src/ir/types.ts';
-import { offset, type Index, type Resolver } from './expr.ts';
-import { wgslName, type PlanBuffer } from './plan.ts';
+// Pieces every kernel generator shares: the standard buffers of a program (inputs, params, output), the
+// bindings and resolver that read inputs and parameters from them, and the mask as a WGSL condition.
+import type { Id, MaskAtom, Program } from '../../src/ir/types.ts';
+import { offset, type Resolver, type Where } from './expr.ts';
+import type { KernelBuilder } from './kernel-builder.ts';
+import type { PlanBuffer } from './plan.ts';
 
 export type Sizes = Readonly<Record<string, number>>;
 
@@ -23,32 +24,33 @@ export function programBuffers(p: Program, sizes: Sizes): PlanBuffer[] {
   return bufs;
 }
 
-/** Reads inputs at (batch `b`, position `where`) and parameters straight from their buffers. */
-export function globalResolver(p: Program, sizes: Sizes, batch = 'b'): Resolver {
-  return (n, idx: Index, where) => {
-    if (n.op === 'input') return `${wgslName(`in:${n.name}`)}[${offset(n.type.axes, sizes, idx, `${batch} * dims.t + ${where}`)}]`;
-    if (n.op === 'param') return `${wgslName(`param:${n.name}`)}[${offset(n.type.axes, sizes, idx)}]`;
+/**
+ * Declares the bindings of a program's inputs, parameters and materialised features ('feat:ID', read instead of
+ * computing those nodes), in that order, and returns the resolver that reads them: token inputs and features at
+ * row `row(where)` of their [b, t, …] buffers. A binding is bound once read (`always`: whether or not).
+ */
+export function programReader(
+  kb: KernelBuilder,
+  p: Program,
+  sizes: Sizes,
+  row: (where: Where) => string,
+  opts: { readonly materialised?: ReadonlySet<Id>; readonly always?: boolean } = {},
+): Resolver {
+  const always = opts.always ?? false;
+  const inputs = new Map(p.inputs.map((d) => [d.name, kb.storage(`in:${d.name}`, false, { always })]));
+  const params = new Map(p.params.map((d) => [d.name, kb.storage(`param:${d.name}`, false, { always })]));
+  const feats = new Map([...(opts.materialised ?? [])].sort((a, b) => a - b).map((id) => [id, kb.storage(`feat:${id}`, false)]));
+  return (n, idx, where) => {
+    const feat = feats.get(n.id);
+    if (feat) return `${kb.use(feat)}[${offset(n.type.axes, sizes, idx, row(where))}]`;
+    if (n.op === 'input') return `${kb.use(inputs.get(n.name)!)}[${offset(n.type.axes, sizes, idx, row(where))}]`;
+    if (n.op === 'param') return `${kb.use(params.get(n.name)!)}[${offset(n.type.axes, sizes, idx)}]`;
     return null;
   };
 }
 
-/** WGSL lines that split a flat index over `axes` into one u32 per axis (named ix_AXIS). */
-export function unflatten(axes: readonly string[], sizes: Sizes, flat: string, indent = '  '): { code: string; idx: Record<string, string> } {
-  const idx: Record<string, string> = {};
-  const lines: string[] = [];
-  let stride = 1;
-  for (let k = axes.length - 1; k >= 0; k--) {
-    const a = axes[k];
-    const name = `ix_${a}`;
-    lines.unshift(`${indent}let ${name} = (${flat} / ${stride}u) % ${sizes[a]}u;`);
-    idx[a] = name;
-    stride *= sizes[a];
-  }
-  return { code: lines.join('\n'), idx };
-}
-
 /** WGSL boolean for "the mask admits (i, j)" (u32 positions; lags computed in i32). */
-export function maskCondition(mask: readonly import('../../src/ir/types.ts').MaskAtom[], i: string, j: string): string {
+export function maskCondition(mask: readonly MaskAtom[], i: string, j: string): string {
   const lag = `(i32(${i}) - i32(${j}))`;
   const parts = mask.map((m) => {
     switch (m.kind) {

@@ -1,7 +1,9 @@
 // IR expression → WGSL statements. Every kernel evaluates IR nodes through this one generator; what differs
 // between kernels is where leaves come from (a Resolver): inputs read from global memory, features already
 // staged in workgroup memory, positions. Axis sizes are compile-time constants, so loops have literal bounds.
-import { assertNever, operands, type Id, type Node, type Program } from '../../src/ir/types.ts';
+// The statements go into a Block (wgsl-block.ts), which names them.
+import { assertNever, type Id, type Node, type Program } from '../../src/ir/types.ts';
+import type { Block, Scope } from './wgsl-block.ts';
 
 /** WGSL u32 expressions for the index along each axis of the element being computed. */
 export type Index = Readonly<Record<string, string>>;
@@ -36,13 +38,16 @@ const UNARY: Record<string, (x: string) => string> = {
   abs: (x) => `abs(${x})`,
   tanh: (x) => `tanh(${x})`,
   recip: (x) => `(1.0 / ${x})`,
+  step: (x) => `select(0.0, 1.0, ${x} > 0.0)`,
 };
 
+/**
+ * Evaluates IR nodes into a Block: `value` emits the statements that compute a node at an index and returns the
+ * name holding it. A node already computed at the same index and position in the block or a block around it
+ * is reused, not recomputed.
+ */
 export class ExprGen {
-  private readonly lines: string[] = [];
-  private depth: number;
-  private counter = 0;
-  private readonly scopes: Map<string, string>[] = [new Map()];
+  private readonly computed = new Map<Scope, Map<string, string>>();
 
   constructor(
     readonly program: Program,
@@ -50,68 +55,38 @@ export class ExprGen {
     readonly resolve: Resolver,
     /** WGSL u32 variables holding the query and key positions (absolute). */
     readonly pos: { readonly i: string; readonly j: string },
-    indent = 1,
-    private readonly prefix = 'x',
-  ) {
-    this.depth = indent;
-  }
+  ) {}
 
-  /** The statements emitted so far. */
-  code(): string {
-    return this.lines.join('\n');
-  }
-
-  emit(line: string): void {
-    this.lines.push('  '.repeat(this.depth) + line);
-  }
-
-  fresh(stem = this.prefix): string {
-    return `${stem}${this.counter++}`;
-  }
-
-  /** Emits the statements that compute node `id` at `idx` and returns the name of an f32 holding it. */
-  value(id: Id, idx: Index, where: Where): string {
+  /** Emits into `at` the statements that compute node `id` at `idx` and returns the name of an f32 holding it. */
+  value(at: Block, id: Id, idx: Index, where: Where): string {
     const n = this.program.nodes[id];
     const key = `${id}|${where}|${n.type.axes.map((a) => idx[a]).join(',')}`;
-    for (let s = this.scopes.length - 1; s >= 0; s--) {
-      const hit = this.scopes[s].get(key);
+    for (let s: Scope | null = at.scope; s; s = s.parent) {
+      const hit = this.computed.get(s)?.get(key);
       if (hit) return hit;
     }
-    const resolved = this.resolve(n, idx, where);
-    const expr = resolved ?? this.compute(n, idx, where);
-    const name = this.fresh();
-    this.emit(`let ${name} = ${expr}; // %${n.id} ${n.op}`);
-    this.scopes[this.scopes.length - 1].set(key, name);
+    const expr = this.resolve(n, idx, where) ?? this.compute(at, n, idx, where);
+    const name = at.let(`x${n.id}`, expr, `%${n.id} ${n.op}`);
+    if (!this.computed.has(at.scope)) this.computed.set(at.scope, new Map());
+    this.computed.get(at.scope)!.set(key, name);
     return name;
   }
 
-  /** Emits `for (l in 0..size(axis))` around body; values computed inside stay inside. */
-  loop(axis: string, body: (l: string) => void): void {
-    const l = this.fresh('l');
-    this.emit(`for (var ${l}: u32 = 0u; ${l} < ${this.sizes[axis]}u; ${l}++) {`);
-    this.block(() => body(l));
-    this.emit('}');
+  /** `for (l in 0..size(axis))` around body; values computed inside stay inside. */
+  private loop(at: Block, axis: string, body: (b: Block, l: string) => void): void {
+    at.for('l', '0u', (l) => `${l} < ${this.sizes[axis]}u`, body);
   }
 
-  block(body: () => void): void {
-    this.depth++;
-    this.scopes.push(new Map());
-    body();
-    this.scopes.pop();
-    this.depth--;
-  }
-
-  private reduceOver(x: Id, axis: string, idx: Index, where: Where, init: string, step: (acc: string, v: string) => string): string {
-    const acc = this.fresh('acc');
-    this.emit(`var ${acc}: f32 = ${init};`);
-    this.loop(axis, (l) => {
-      const v = this.value(x, { ...idx, [axis]: l }, where);
-      this.emit(`${acc} = ${step(acc, v)};`);
+  private reduceOver(at: Block, x: Id, axis: string, idx: Index, where: Where, init: string, step: (acc: string, v: string) => string): string {
+    const acc = at.var('acc', init);
+    this.loop(at, axis, (b, l) => {
+      const v = this.value(b, x, { ...idx, [axis]: l }, where);
+      b.line(`${acc} = ${step(acc, v)};`);
     });
     return acc;
   }
 
-  private compute(n: Node, idx: Index, where: Where): string {
+  private compute(at: Block, n: Node, idx: Index, where: Where): string {
     switch (n.op) {
       case 'input':
       case 'param':
@@ -121,90 +96,94 @@ export class ExprGen {
       case 'const':
         return f32(n.value);
       case 'unary':
-        return UNARY[n.fn](this.value(n.x, idx, where));
-      case 'binary': {
-        const a = this.value(n.a, idx, where);
-        const bn = this.program.nodes[n.b];
-        if (n.fn === 'pow' && bn.op === 'const' && Number.isInteger(bn.value) && bn.value >= 1 && bn.value <= 4) {
-          return Array(bn.value).fill(a).join(' * '); // exact for negative bases, unlike pow()
-        }
-        const b = this.value(n.b, idx, where);
-        switch (n.fn) {
-          case 'add': return `${a} + ${b}`;
-          case 'sub': return `${a} - ${b}`;
-          case 'mul': return `${a} * ${b}`;
-          case 'div': return `${a} / ${b}`;
-          case 'pow': return `pow(${a}, ${b})`;
-          case 'max': return `max(${a}, ${b})`;
-          case 'min': return `min(${a}, ${b})`;
-          default: throw new Error(`unknown binary fn`);
-        }
-      }
+        return UNARY[n.fn](this.value(at, n.x, idx, where));
+      case 'binary':
+        return this.binary(at, n, idx, where);
       case 'sum':
-        return this.reduceOver(n.x, n.axis, idx, where, '0.0', (acc, v) => `${acc} + ${v}`);
+        return this.reduceOver(at, n.x, n.axis, idx, where, '0.0', (acc, v) => `${acc} + ${v}`);
       case 'norm':
-        return `sqrt(${this.reduceOver(n.x, n.axis, idx, where, '0.0', (acc, v) => `${acc} + ${v} * ${v}`)})`;
+        return `sqrt(${this.reduceOver(at, n.x, n.axis, idx, where, '0.0', (acc, v) => `${acc} + ${v} * ${v}`)})`;
       case 'softmax': {
-        const m = this.reduceOver(n.x, n.axis, idx, where, '-3.4e38', (acc, v) => `max(${acc}, ${v})`);
-        const z = this.reduceOver(n.x, n.axis, idx, where, '0.0', (acc, v) => `${acc} + exp(${v} - ${m})`);
-        return `exp(${this.value(n.x, idx, where)} - ${m}) / ${z}`;
+        const m = this.reduceOver(at, n.x, n.axis, idx, where, '-3.4e38', (acc, v) => `max(${acc}, ${v})`);
+        const z = this.reduceOver(at, n.x, n.axis, idx, where, '0.0', (acc, v) => `${acc} + exp(${v} - ${m})`);
+        return `exp(${this.value(at, n.x, idx, where)} - ${m}) / ${z}`;
       }
       case 'matmul': {
-        const acc = this.fresh('acc');
-        this.emit(`var ${acc}: f32 = 0.0;`);
-        this.loop(n.axis, (l) => {
-          const a = this.value(n.a, { ...idx, [n.axis]: l }, where);
-          const b = this.value(n.b, { ...idx, [n.axis]: l }, where);
-          this.emit(`${acc} = ${acc} + ${a} * ${b};`);
+        const acc = at.var('acc', '0.0');
+        this.loop(at, n.axis, (b, l) => {
+          const x = this.value(b, n.a, { ...idx, [n.axis]: l }, where);
+          const y = this.value(b, n.b, { ...idx, [n.axis]: l }, where);
+          b.line(`${acc} = ${acc} + ${x} * ${y};`);
         });
         return acc;
       }
-      case 'concat': {
-        const r = this.fresh('cat');
-        const at = idx[n.axis];
-        this.emit(`var ${r}: f32 = 0.0;`);
-        let base = 0;
-        n.xs.forEach((x, k) => {
-          const part = n.parts[k];
-          const width = part === null ? 1 : this.sizes[part];
-          const cond = `${at} >= ${base}u && ${at} < ${base + width}u`;
-          this.emit(`${k === 0 ? '' : '} else '}if (${cond}) {`);
-          const inner = part === null ? idx : { ...idx, [part]: `(${at} - ${base}u)` };
-          this.block(() => this.emit(`${r} = ${this.value(x, inner, where)};`));
-          base += width;
-        });
-        this.emit('}');
-        return r;
-      }
+      case 'concat':
+        return this.concat(at, n, idx, where);
       case 'outer': {
         const w = this.sizes[n.from];
-        const at = idx[n.axis];
-        const a = this.value(n.x, { ...idx, [n.from]: `(${at} / ${w}u)` }, where);
-        const b = this.value(n.x, { ...idx, [n.from]: `(${at} % ${w}u)` }, where);
+        const pos = idx[n.axis];
+        const a = this.value(at, n.x, { ...idx, [n.from]: `(${pos} / ${w}u)` }, where);
+        const b = this.value(at, n.x, { ...idx, [n.from]: `(${pos} % ${w}u)` }, where);
         return `${a} * ${b}`;
       }
       case 'at':
-        return this.value(n.x, idx, n.which === 'i' ? this.pos.i : this.pos.j);
+        return this.value(at, n.x, idx, n.which === 'i' ? this.pos.i : this.pos.j);
       case 'select': {
-        const ix = this.value(n.index, idx, where);
-        return this.value(n.x, { ...idx, [n.axis]: `u32(round(${ix}))` }, where);
+        const ix = this.value(at, n.index, idx, where);
+        return this.value(at, n.x, { ...idx, [n.axis]: `u32(round(${ix}))` }, where);
       }
-      case 'decay': {
-        const x = this.program.nodes[n.x];
-        const lag = `f32(${this.pos.i} - ${this.pos.j})`;
-        if (x.type.side !== 'token') return `pow(${this.value(n.x, idx, where)}, ${lag})`;
-        // Π_{l=j+1..i} x_l, read token by token.
-        const acc = this.fresh('gate');
-        const l = this.fresh('l');
-        this.emit(`var ${acc}: f32 = 1.0;`);
-        this.emit(`for (var ${l}: u32 = ${this.pos.j} + 1u; ${l} <= ${this.pos.i}; ${l}++) {`);
-        this.block(() => this.emit(`${acc} = ${acc} * ${this.value(n.x, idx, l)};`));
-        this.emit('}');
-        return acc;
-      }
+      case 'decay':
+        return this.decay(at, n, idx, where);
       default:
         return assertNever(n, 'op');
     }
+  }
+
+  private binary(at: Block, n: Extract<Node, { op: 'binary' }>, idx: Index, where: Where): string {
+    const a = this.value(at, n.a, idx, where);
+    const bn = this.program.nodes[n.b];
+    if (n.fn === 'pow' && bn.op === 'const' && Number.isInteger(bn.value) && bn.value >= 1 && bn.value <= 4) {
+      return Array(bn.value).fill(a).join(' * '); // exact for negative bases, unlike pow()
+    }
+    const b = this.value(at, n.b, idx, where);
+    switch (n.fn) {
+      case 'add': return `${a} + ${b}`;
+      case 'sub': return `${a} - ${b}`;
+      case 'mul': return `${a} * ${b}`;
+      case 'div': return `${a} / ${b}`;
+      case 'pow': return `pow(${a}, ${b})`;
+      case 'max': return `max(${a}, ${b})`;
+      case 'min': return `min(${a}, ${b})`;
+      default: return assertNever(n.fn, 'binary fn');
+    }
+  }
+
+  /** x_k's element at (pos − base_k) along its part, for the k whose slot range holds pos. */
+  private concat(at: Block, n: Extract<Node, { op: 'concat' }>, idx: Index, where: Where): string {
+    const r = at.var('cat', '0.0');
+    const pos = idx[n.axis];
+    let base = 0;
+    at.ifChain(
+      n.xs.map((x, k) => {
+        const part = n.parts[k];
+        const width = part === null ? 1 : this.sizes[part];
+        const from = base;
+        base += width;
+        const inner = part === null ? idx : { ...idx, [part]: `(${pos} - ${from}u)` };
+        return [`${pos} >= ${from}u && ${pos} < ${from + width}u`, (b: Block) => b.line(`${r} = ${this.value(b, x, inner, where)};`)] as const;
+      }),
+    );
+    return r;
+  }
+
+  /** x^(i−j) for a parameter x; Π_{l=j+1..i} x_l for a token x, read token by token. */
+  private decay(at: Block, n: Extract<Node, { op: 'decay' }>, idx: Index, where: Where): string {
+    const x = this.program.nodes[n.x];
+    const lag = `f32(${this.pos.i} - ${this.pos.j})`;
+    if (x.type.side !== 'token') return `pow(${this.value(at, n.x, idx, where)}, ${lag})`;
+    const acc = at.var('gate', '1.0');
+    at.for('l', `${this.pos.j} + 1u`, (l) => `${l} <= ${this.pos.i}`, (b, l) => b.line(`${acc} = ${acc} * ${this.value(b, n.x, idx, l)};`));
+    return acc;
   }
 }
 
@@ -217,17 +196,4 @@ export function offset(axes: readonly string[], sizes: Readonly<Record<string, n
     expr = expr ? `(${expr}) * ${sizes[a]}u + ${i}` : i;
   }
   return expr || '0u';
-}
-
-/** The nodes reachable from `roots` (inclusive), in id order. */
-export function reachable(p: Program, roots: readonly Id[]): Id[] {
-  const seen = new Set<Id>();
-  const stack = [...roots];
-  while (stack.length) {
-    const id = stack.pop()!;
-    if (seen.has(id)) continue;
-    seen.add(id);
-    stack.push(...operands(p.nodes[id]));
-  }
-  return [...seen].sort((a, b) => a - b);
 }

@@ -1,13 +1,16 @@
 // Program (after passes) → Plan. The fused plan puts every term that shares a value stream into one chunked
 // kernel, with feature maps computed in the kernel's prologue; the unfused plan materialises each feature in
 // its own kernel, runs one chunked kernel per term and adds the parts in a combine kernel (for comparison).
-import type { Id, OutputItem, Program, Term } from '../../src/ir/types.ts';
-import { chunkKernel, frontier, segBuffer, segmentable, type ChunkSchedule } from './chunked.ts';
+import { decayNode } from '../../src/ir/terms.ts';
+import type { Id, Program } from '../../src/ir/types.ts';
+import { chunkKernel, segBuffer, segmentable, type ChunkSchedule } from './chunked.ts';
+import { itemsOver, valueGroups } from './chunked/analysis.ts';
+import { count, programBuffers, programReader, type Sizes } from './common.ts';
+import { ExprGen } from './expr.ts';
+import { flatIndex, KernelBuilder, tokenElement } from './kernel-builder.ts';
+import { frontier, stateLayout } from './layout.ts';
+import { grid, type Kernel, type Plan, type PlanBuffer } from './plan.ts';
 import { segmentScanKernel } from './segment-scan.ts';
-import { stateLayout } from './recurrent.ts';
-import { count, programBuffers, type Sizes } from './common.ts';
-import { ExprGen, offset } from './expr.ts';
-import { bindingDecls, DIMS_WGSL, FLAT_INDEX, grid, wgslName, type Kernel, type Plan, type PlanBuffer } from './plan.ts';
 
 export interface LowerOptions {
   readonly fuse: boolean;
@@ -17,26 +20,6 @@ export interface LowerOptions {
 }
 
 const WG = 64;
-
-/** Terms grouped by the value they read (one chunk kernel per group when fused). */
-function valueGroups(p: Program): Term[][] {
-  const groups = new Map<Id, Term[]>();
-  for (const t of p.terms) {
-    if (t.form.kind === 'general') throw new Error(`term ${t.name} is unclassified: run the passes before lowering`);
-    if (t.noncausal) throw new Error(`term ${t.name} is noncausal (it reads positions after i): ${p.name} runs in the parallel form only (--form parallel)`);
-    groups.set(t.value, [...(groups.get(t.value) ?? []), t]);
-  }
-  return [...groups.values()];
-}
-
-function itemsFor(p: Program, terms: readonly Term[]): OutputItem[] {
-  const names = new Set(terms.map((t) => t.name));
-  return p.output.flatMap((it): OutputItem[] => {
-    if (it.kind === 'term') return names.has(it.term) ? [it] : [];
-    const sub = it.terms.filter((n) => names.has(n));
-    return sub.length ? [{ ...it, terms: sub }] : [];
-  });
-}
 
 export function lowerChunked(p: Program, sizes: Sizes, opts: LowerOptions): Plan {
   const buffers: PlanBuffer[] = programBuffers(p, sizes);
@@ -50,7 +33,7 @@ export function lowerChunked(p: Program, sizes: Sizes, opts: LowerOptions): Plan
       const ids: Id[] = [];
       if (t.form.kind === 'prefix') {
         ids.push(t.form.phi, t.form.psi);
-        if (t.form.decay) ids.push(t.form.decay.kind === 'constant' ? t.form.decay.gamma : t.form.decay.alpha);
+        if (t.form.decay) ids.push(decayNode(t.form.decay));
       } else {
         const fr = frontier(p, t.score);
         ids.push(...fr.query, ...fr.key);
@@ -83,16 +66,16 @@ export function lowerChunked(p: Program, sizes: Sizes, opts: LowerOptions): Plan
       buffers.push({ name: segBuffer('z', q.k), role: 'scratch', floats: (b, t) => b * sg.NS * nseg(t) * q.F, shape: (b, t) => [b, sg.NS, nseg(t), q.F] });
     }
     const terms = groups[0];
-    const items = itemsFor(p, terms);
+    const items = itemsOver(p.output, terms);
     const spec = { program: p, sizes, terms, items, partial: false, schedule: opts.schedule, materialised };
     kernels.push(chunkKernel({ ...spec, label: `${p.name}.segment-state`, segmented: 'state' }));
     kernels.push(segmentScanKernel(p.name, sg.S, sg.NS, sg.NR, C, segments));
     kernels.push(chunkKernel({ ...spec, label: `${p.name}.chunked`, segmented: 'output' }));
     return plan(p, sizes, 'chunked', kernels, buffers, opts.schedule);
   }
-  groups.forEach((terms, n) => {
+  groups.forEach((terms) => {
     const label = single ? `${p.name}.chunked` : `${p.name}.${opts.fuse ? 'chunked' : 'term'}.${terms.map((t) => t.name).join('+')}`;
-    const items = itemsFor(p, terms);
+    const items = itemsOver(p.output, terms);
     kernels.push(chunkKernel({ program: p, sizes, terms, items, partial: !single, schedule: opts.schedule, materialised, label, exportState: state }));
     if (!single) {
       items.forEach((it, g) => {
@@ -103,7 +86,6 @@ export function lowerChunked(p: Program, sizes: Sizes, opts: LowerOptions): Plan
         partials.push({ item, num, den });
       });
     }
-    void n;
   });
   if (!single) kernels.push(combineKernel(p, per, partials));
   return plan(p, sizes, opts.fuse ? 'chunked' : 'unfused', kernels, buffers, opts.schedule);
@@ -125,74 +107,39 @@ function plan(p: Program, sizes: Sizes, form: 'chunked' | 'unfused', kernels: Ke
 function featureKernel(p: Program, sizes: Sizes, id: Id): { kernel: Kernel; buffer: PlanBuffer } {
   const n = p.nodes[id];
   const per = count(n.type.axes, sizes);
-  const reads: { buffer: string; write: boolean }[] = [];
-  const gen = new ExprGen(p, sizes, (m, idx, where) => {
-    if (m.op === 'input') {
-      if (!reads.some((r) => r.buffer === `in:${m.name}`)) reads.push({ buffer: `in:${m.name}`, write: false });
-      return `${wgslName(`in:${m.name}`)}[${offset(m.type.axes, sizes, idx, `b * dims.t + ${where}`)}]`;
-    }
-    if (m.op === 'param') {
-      if (!reads.some((r) => r.buffer === `param:${m.name}`)) reads.push({ buffer: `param:${m.name}`, write: false });
-      return `${wgslName(`param:${m.name}`)}[${offset(m.type.axes, sizes, idx)}]`;
-    }
-    return null;
-  }, { i: 't', j: 't' }, 1);
-  const idx: Record<string, string> = {};
-  const lines: string[] = [];
-  let stride = 1;
-  for (let k = n.type.axes.length - 1; k >= 0; k--) {
-    const a = n.type.axes[k];
-    lines.unshift(`  let ix_${a} = (e_flat / ${stride}u) % ${sizes[a]}u;`);
-    idx[a] = `ix_${a}`;
-    stride *= sizes[a];
-  }
-  const v = gen.value(id, idx, 't');
-  const bindings = [...reads, { buffer: `feat:${id}`, write: true }];
-  const code = `// feature %${id} of ${p.name} materialised as [b, t, ${n.type.axes.join(', ')}]
-${DIMS_WGSL}
-${bindingDecls(bindings)}
-const WG = ${WG}u;
-
-@compute @workgroup_size(${WG})
-fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
-  ${FLAT_INDEX}
-  if (flat >= dims.b * dims.t * ${per}u) { return; }
-  let e_flat = flat % ${per}u;
-  let t = (flat / ${per}u) % dims.t;
-  let b = flat / (${per}u * dims.t);
-${lines.join('\n')}
-${gen.code()}
-  ${wgslName(`feat:${id}`)}[flat] = ${v};
-}
-`;
+  const kb = new KernelBuilder(WG, ['gid', 'nwg']);
+  const gen = new ExprGen(p, sizes, programReader(kb, p, sizes, (where) => `b * dims.t + ${where}`), { i: 't', j: 't' });
+  const feat = kb.storage(`feat:${id}`, true, { always: true });
+  const main = kb.body;
+  const { flat, idx } = tokenElement(main, n.type.axes, sizes, 't');
+  const v = gen.value(main, id, idx, 't');
+  main.line(`${kb.use(feat)}[${flat}] = ${v};`);
   return {
-    kernel: { label: `${p.name}.feature%${id}`, code, bindings, workgroups: (b, t) => grid(b * t * per, WG), launch: { kind: 'grid', perToken: per, size: WG } },
+    kernel: kb.build({
+      label: `${p.name}.feature%${id}`,
+      comment: [`feature %${id} of ${p.name} materialised as [b, t, ${n.type.axes.join(', ')}]`],
+      workgroups: (b, t) => grid(b * t * per, WG),
+      launch: { kind: 'grid', perToken: per, size: WG },
+    }),
     buffer: { name: `feat:${id}`, role: 'scratch', floats: (b, t) => b * t * per, shape: (b, t) => [b, t, ...n.type.axes.map((a) => sizes[a])] },
   };
 }
 
 /** o = Σ plain parts + Σ_groups (Σ num) / (Σ den + eps). */
 function combineKernel(p: Program, per: number, parts: readonly { item: number; num: string; den: string }[]): Kernel {
-  const bindings = [...parts.flatMap((x) => [{ buffer: x.num, write: false }, { buffer: x.den, write: false }]), { buffer: 'out:o', write: true }];
-  const lines = p.output.map((it, k) => {
-    const mine = parts.filter((x) => x.item === k);
-    const num = mine.map((x) => `${wgslName(x.num)}[flat]`).join(' + ') || '0.0';
-    const den = mine.map((x) => `${wgslName(x.den)}[flat]`).join(' + ') || '0.0';
-    return it.kind === 'norm' ? `  o = o + (${num}) / (${den} + ${it.eps});` : `  o = o + ${num};`;
+  const kb = new KernelBuilder(WG, ['gid', 'nwg']);
+  const bound = parts.map((x) => ({ item: x.item, num: kb.storage(x.num, false, { always: true }), den: kb.storage(x.den, false, { always: true }) }));
+  const out = kb.storage('out:o', true, { always: true });
+  const main = kb.body;
+  const flat = flatIndex(main);
+  main.line(`if (${flat} >= dims.b * dims.t * ${per}u) { return; }`);
+  const o = main.var('o', '0.0');
+  p.output.forEach((it, k) => {
+    const mine = bound.filter((x) => x.item === k);
+    const num = mine.map((x) => `${kb.use(x.num)}[${flat}]`).join(' + ') || '0.0';
+    const den = mine.map((x) => `${kb.use(x.den)}[${flat}]`).join(' + ') || '0.0';
+    main.line(it.kind === 'norm' ? `${o} = ${o} + (${num}) / (${den} + ${it.eps});` : `${o} = ${o} + ${num};`);
   });
-  const code = `// combine the parts of ${p.name}
-${DIMS_WGSL}
-${bindingDecls(bindings)}
-const WG = ${WG}u;
-
-@compute @workgroup_size(${WG})
-fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
-  ${FLAT_INDEX}
-  if (flat >= dims.b * dims.t * ${per}u) { return; }
-  var o: f32 = 0.0;
-${lines.join('\n')}
-  out_o[flat] = o;
-}
-`;
-  return { label: `${p.name}.combine`, code, bindings, workgroups: (b, t) => grid(b * t * per, WG), launch: { kind: 'grid', perToken: per, size: WG } };
+  main.line(`${kb.use(out)}[${flat}] = ${o};`);
+  return kb.build({ label: `${p.name}.combine`, comment: [`combine the parts of ${p.name}`], workgroups: (b, t) => grid(b * t * per, WG), launch: { kind: 'grid', perToken: per, size: WG } });
 }

@@ -11,6 +11,7 @@
 // reach: only the small-M kernel offers them (matmul-small-m.ts); the tiled kernel takes the others.
 // One binding list serves both kernel generators and bindMatmul, so they cannot disagree.
 import type { BindingKind } from './kernel-source.ts';
+import { bindingDecl } from './kernel-builder.ts';
 
 export type MatmulEpilogue = 'store' | 'accumulate' | 'swiglu' | { readonly split: number };
 
@@ -77,11 +78,9 @@ export function describeFusion(f: MatmulFusion | undefined): string {
 
 /** WGSL declarations of the bindings; `types` gives each name's array element type (default f32). */
 export function bindingDecls(list: readonly MatmulBinding[], types: Readonly<Record<string, string>>): string[] {
-  return list.map((b, i) => {
-    if (b.kind === 'uniform') return `@group(0) @binding(${i}) var<uniform> ${b.name}: Params;`;
-    const access = b.kind === 'storage' ? 'read_write' : 'read';
-    return `@group(0) @binding(${i}) var<storage, ${access}> ${b.name}: array<${types[b.name] ?? 'f32'}>;`;
-  });
+  return list.map((b, i) =>
+    bindingDecl(i, b.name, b.kind === 'uniform' ? 'uniform' : b.kind === 'storage' ? 'read_write' : 'read', b.kind === 'uniform' ? 'Params' : `array<${types[b.name] ?? 'f32'}>`),
+  );
 }
 
 /**

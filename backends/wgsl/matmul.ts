@@ -22,6 +22,7 @@ import {
 import {
   SMALL_M_BLOCKED_MAX,
   SMALL_M_MAX,
+  SMALL_M_MAX_ROW_BLOCKS,
   SMALL_M_MAX_UNROLL,
   SMALL_M_THREADS,
   smallMTransposedWgsl,
@@ -52,7 +53,7 @@ export type MatmulPath = 'tiled' | 'small-m';
 export interface MatmulOptions {
   /** Names the IR node in pipeline labels and errors. */
   readonly label?: string;
-  /** Default: 'small-m' when M ≤ 64 with Wᵀ (M ≤ 8 with B), else 'tiled'. */
+  /** Default: 'small-m' when M ≤ 128 with Wᵀ (M ≤ 8 with B), else 'tiled'. */
   readonly path?: MatmulPath;
   /** Tiled path only; default 128×128 when there are enough tiles to fill the GPU, else 64×64. */
   readonly tile?: MatmulTile;
@@ -62,6 +63,11 @@ export interface MatmulOptions {
   readonly smallMUnroll?: number;
   /** Small-M Wᵀ path only, not with swiglu: output columns per thread (1..4), for tuning. */
   readonly smallMCols?: number;
+  /**
+   * Small-M Wᵀ path only: blocks of rows per workgroup (1..16; default ⌈M / 8⌉, every row in one workgroup
+   * row, so each weight is read once); 1 puts blocks of 8 rows on the grid's second axis instead.
+   */
+  readonly smallMRowBlocks?: number;
 }
 
 /** The kernel chosen for a problem, as data. */
@@ -144,9 +150,12 @@ const SMALL_M_TWO_COLUMNS_FROM = 4;
 const SMALL_M_B_TARGET_WORKGROUPS = 300;
 
 function chooseSmallM(gpu: KernelTarget, problem: MatmulProblem, opts: MatmulOptions): SmallMVariant {
-  // Wᵀ: blocks of at most SMALL_M_MAX rows, one workgroup row each.
-  const p = { ...problem, M: Math.min(problem.M, SMALL_M_MAX) };
-  if (p.transposeB) {
+  if (problem.transposeB) {
+    // More than SMALL_M_MAX rows: blocks of at most SMALL_M_MAX rows (a thread's registers), all in one
+    // workgroup by default, each with its own threads on the same columns.
+    const blocks = opts.smallMRowBlocks ?? Math.ceil(problem.M / SMALL_M_MAX);
+    const M = Math.min(SMALL_M_MAX, Math.ceil(problem.M / blocks));
+    const p = { ...problem, M };
     const width = p.K % 4 === 0 ? 4 : 1;
     const KW = p.K / width;
     const f = p.fusion;
@@ -161,10 +170,15 @@ function chooseSmallM(gpu: KernelTarget, problem: MatmulProblem, opts: MatmulOpt
     // Registers: UNROLL weight vec4s per weight row, and M·UNROLL x vec4s.
     const maxUnroll = p.M <= 2 ? SMALL_M_MAX_UNROLL : SMALL_M_MAX_UNROLL / 2;
     const unroll = opts.smallMUnroll ?? Math.max(1, Math.min(maxUnroll, Math.ceil(KW / lanes)));
-    let threads = SMALL_M_THREADS;
-    while (threads > lanes && threads > 32 && smallMWorkgroupBytes({ M: p.M, fusion: f, threads, colsPerThread }) > gpu.limits.maxComputeWorkgroupStorageSize) threads /= 2;
-    return { M: p.M, transposeB: true, width, lanes: Math.min(lanes, threads), unroll, threads, colsPerThread, ...(f && { fusion: f }) };
+    // Threads per row block: a power of two, the workgroup's SMALL_M_THREADS shared among the blocks, fewer
+    // when workgroup memory is short (every thread hands its sums to it).
+    // (At least 4 per block, so that the workgroup's threads fill whole vec4s of the reduction's memory.)
+    let block = SMALL_M_THREADS;
+    while (block * blocks > SMALL_M_THREADS) block /= 2;
+    while (block > 4 && smallMWorkgroupBytes({ M: p.M, fusion: f, threads: blocks * block, colsPerThread }) > gpu.limits.maxComputeWorkgroupStorageSize) block /= 2;
+    return { M: p.M, rowBlocks: blocks, transposeB: true, width, lanes: Math.min(lanes, block), unroll, threads: blocks * block, colsPerThread, ...(f && { fusion: f }) };
   }
+  const p = { ...problem, M: Math.min(problem.M, SMALL_M_MAX) };
   const width = p.N % 4 === 0 ? 4 : 1;
   let cols = 16;
   while (cols > 1 && Math.ceil(p.N / width / cols) < SMALL_M_B_TARGET_WORKGROUPS) cols /= 2;
@@ -208,6 +222,9 @@ export function matmulKernel(gpu: KernelTarget, problem: MatmulProblem, opts: Ma
     if (opts.smallMCols !== undefined && !(Number.isInteger(opts.smallMCols) && opts.smallMCols >= 1 && opts.smallMCols <= 4)) {
       throw new Error(`matmul ${describe(problem)}: smallMCols must be an integer in 1..4, got ${opts.smallMCols}`);
     }
+    if (opts.smallMRowBlocks !== undefined && !(Number.isInteger(opts.smallMRowBlocks) && opts.smallMRowBlocks >= 1 && opts.smallMRowBlocks <= SMALL_M_MAX_ROW_BLOCKS)) {
+      throw new Error(`matmul ${describe(problem)}: smallMRowBlocks must be an integer in 1..${SMALL_M_MAX_ROW_BLOCKS}, got ${opts.smallMRowBlocks}`);
+    }
     const v = chooseSmallM(gpu, problem, opts);
     if (v.transposeB) {
       const bytes = smallMWorkgroupBytes(v);
@@ -216,12 +233,14 @@ export function matmulKernel(gpu: KernelTarget, problem: MatmulProblem, opts: Ma
       }
     }
     code = v.transposeB ? smallMTransposedWgsl(v) : smallMWgsl(v);
-    const perGroup = (v.threads ?? SMALL_M_THREADS) / v.lanes;
-    // A Wᵀ workgroup finishes perGroup column groups (of colsPerThread columns; [gate, up] pairs for swiglu).
+    const blocks = v.rowBlocks ?? 1;
+    const perGroup = (v.threads ?? SMALL_M_THREADS) / blocks / v.lanes;
+    // A Wᵀ workgroup finishes perGroup column groups (of colsPerThread columns; [gate, up] pairs for swiglu)
+    // for rowBlocks × M rows.
     const columns = v.transposeB ? (fusion?.epilogue === 'swiglu' ? N / 2 : Math.ceil(N / (v.colsPerThread ?? 1))) : N / v.width;
-    workgroups = [Math.ceil(columns / perGroup), Math.ceil(M / v.M), 1];
+    workgroups = [Math.ceil(columns / perGroup), Math.ceil(M / (v.M * blocks)), 1];
     kernel = v.transposeB
-      ? `small-m Wᵀ ${v.width === 4 ? 'vec4' : 'scalar'}, ${v.lanes} lanes × ${v.unroll} loads${(v.colsPerThread ?? 1) > 1 ? ` × ${v.colsPerThread} columns` : ''}, ${v.threads} threads${describeFusion(fusion)}`
+      ? `small-m Wᵀ ${v.width === 4 ? 'vec4' : 'scalar'}, ${(v.rowBlocks ?? 1) > 1 ? `${v.rowBlocks} blocks of ` : ''}${v.M} rows, ${v.lanes} lanes × ${v.unroll} loads${(v.colsPerThread ?? 1) > 1 ? ` × ${v.colsPerThread} columns` : ''}, ${v.threads} threads${describeFusion(fusion)}`
       : `small-m B ${v.width === 4 ? 'vec4' : 'scalar'}, ${v.lanes} lanes`;
   } else {
     if (smallOnly) throw new Error(`matmul ${describe(problem)}: the rmsnorm prologue and the swiglu epilogue exist on the small-m path only (M ≤ ${SMALL_M_BLOCKED_MAX})`);

@@ -2,70 +2,51 @@
 // the score as written. O(t²): the baseline the chunked kernels are measured against, never the default.
 import { lagRange } from '../../src/ir/masks.ts';
 import type { Program } from '../../src/ir/types.ts';
-import { count, globalResolver, maskCondition, programBuffers, unflatten, type Sizes } from './common.ts';
+import { count, maskCondition, programBuffers, programReader, type Sizes } from './common.ts';
 import { ExprGen } from './expr.ts';
-import { bindingDecls, DIMS_WGSL, FLAT_INDEX, grid, type Plan } from './plan.ts';
+import { KernelBuilder, tokenElement } from './kernel-builder.ts';
+import { grid, type Plan } from './plan.ts';
 
 const WG = 64;
 
 export function naivePlan(p: Program, sizes: Sizes): Plan {
-  const buffers = programBuffers(p, sizes);
-  const bindings = buffers.map((b) => ({ buffer: b.name, write: b.role === 'output' }));
   const per = count(p.outAxes, sizes);
-  const gen = new ExprGen(p, sizes, globalResolver(p, sizes), { i: 'i', j: 'j' }, 2);
-  const { code: unflat, idx } = unflatten(p.outAxes, sizes, 'e_flat');
+  const kb = new KernelBuilder(WG, ['gid', 'nwg']);
+  const gen = new ExprGen(p, sizes, programReader(kb, p, sizes, (where) => `b * dims.t + ${where}`, { always: true }), { i: 'i', j: 'j' });
+  const out = kb.use(kb.storage('out:o', true, { always: true }));
   const byName = new Map(p.terms.map((t) => [t.name, t]));
-  gen.emit('var o_acc: f32 = 0.0;');
+  const main = kb.body;
+  const { flat, idx } = tokenElement(main, p.outAxes, sizes, 'i');
+  const acc = main.var('o_acc', '0.0');
   for (const item of p.output) {
     const names = item.kind === 'term' ? [item.term] : item.terms;
-    gen.emit('{');
-    gen.block(() => {
-      gen.emit('var num: f32 = 0.0;');
-      gen.emit('var den: f32 = 0.0;');
+    main.block('', (g) => {
+      const num = g.var('num', '0.0');
+      const den = g.var('den', '0.0');
       for (const name of names) {
         const t = byName.get(name)!;
         const r = lagRange(t.mask);
         const lo = r ? `u32(max(i32(i) - ${r[1]}, 0))` : '0u';
         const hi = r ? `min(u32(max(i32(i) - ${r[0]} + 1, 0)), dims.t)` : t.noncausal ? 'dims.t' : 'i + 1u';
-        gen.emit(`// term ${t.name}`);
-        gen.emit(`for (var j: u32 = ${lo}; j < ${hi}; j++) {`);
-        gen.block(() => {
-          gen.emit(`if (!(${maskCondition(t.mask, 'i', 'j')})) { continue; }`);
-          const s = gen.value(t.score, idx, 'j');
-          const v = gen.value(t.value, idx, 'j');
-          gen.emit(`num = num + ${s} * ${v};`);
-          gen.emit(`den = den + ${s};`);
+        g.comment(`term ${t.name}`);
+        g.for('j', lo, (j) => `${j} < ${hi}`, (l, j) => {
+          l.line(`if (!(${maskCondition(t.mask, 'i', j)})) { continue; }`);
+          const pair = new ExprGen(p, sizes, gen.resolve, { i: 'i', j });
+          const s = pair.value(l, t.score, idx, j);
+          const v = pair.value(l, t.value, idx, j);
+          l.line(`${num} = ${num} + ${s} * ${v};`);
+          l.line(`${den} = ${den} + ${s};`);
         });
-        gen.emit('}');
       }
-      gen.emit(item.kind === 'norm' ? `o_acc = o_acc + num / (den + ${item.eps});` : 'o_acc = o_acc + num;');
+      g.line(item.kind === 'norm' ? `${acc} = ${acc} + ${num} / (${den} + ${item.eps});` : `${acc} = ${acc} + ${num};`);
     });
-    gen.emit('}');
   }
-  const code = `// naive parallel form of ${p.name}: o[b,i,…] = Σ_terms Σ_{j∈M(i)} s(i,j) v_j
-${DIMS_WGSL}
-${bindingDecls(bindings)}
-const WG = ${WG}u;
-
-@compute @workgroup_size(${WG})
-fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
-  ${FLAT_INDEX}
-  if (flat >= dims.b * dims.t * ${per}u) { return; }
-  let e_flat = flat % ${per}u;
-  let i = (flat / ${per}u) % dims.t;
-  let b = flat / (${per}u * dims.t);
-${unflat}
-${gen.code()}
-  out_o[flat] = o_acc;
-}
-`;
-  return {
-    variant: p.name,
-    form: 'naive',
-    kernels: [{ label: `${p.name}.naive`, code, bindings, workgroups: (b, t) => grid(b * t * per, WG), launch: { kind: 'grid', perToken: per, size: WG } }],
-    buffers,
-    outAxes: p.outAxes,
-    sizes,
-    schedule: { workgroup: WG },
-  };
+  main.line(`${out}[${flat}] = ${acc};`);
+  const kernel = kb.build({
+    label: `${p.name}.naive`,
+    comment: [`naive parallel form of ${p.name}: o[b,i,…] = Σ_terms Σ_{j∈M(i)} s(i,j) v_j`],
+    workgroups: (b, t) => grid(b * t * per, WG),
+    launch: { kind: 'grid', perToken: per, size: WG },
+  });
+  return { variant: p.name, form: 'naive', kernels: [kernel], buffers: programBuffers(p, sizes), outAxes: p.outAxes, sizes, schedule: { workgroup: WG } };
 }

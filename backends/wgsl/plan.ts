@@ -33,19 +33,11 @@ export interface Plan {
   readonly cost?: (b: number, t: number) => { flops: number; bytes: number };
 }
 
-/** The uniform every kernel reads; pos0 is the absolute position of the first token (decoding). */
-export const DIMS_WGSL = `struct Dims { b: u32, t: u32, pos0: u32, pad: u32 }
-@group(0) @binding(0) var<uniform> dims: Dims;`;
-
-export function bindingDecls(bindings: Kernel['bindings']): string {
-  return bindings
-    .map((b, k) => `@group(0) @binding(${k + 1}) var<storage, ${b.write ? 'read_write' : 'read'}> ${wgslName(b.buffer)}: array<f32>;`)
-    .join('\n');
-}
-
-/** 'in:q' → 'in_q': buffer names as WGSL identifiers. */
+/** 'in:q' → 'in_q': a buffer's name as a WGSL identifier (every character outside [A-Za-z0-9_] becomes '_'). */
 export function wgslName(buffer: string): string {
-  return buffer.replace(/[^A-Za-z0-9_]/g, '_');
+  let name = '';
+  for (const ch of buffer) name += (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch === '_' ? ch : '_';
+  return name;
 }
 
 /** A 1-D launch of n invocations in workgroups of `size`, folded into 2-D past the 65535 limit. */
@@ -55,6 +47,3 @@ export function grid(n: number, size: number): [number, number, number] {
   const y = Math.ceil(groups / 65535);
   return [Math.ceil(groups / y), y, 1];
 }
-
-/** WGSL that recovers the flat invocation index of a `grid` launch. */
-export const FLAT_INDEX = 'let flat = gid.x + gid.y * nwg.x * WG;';

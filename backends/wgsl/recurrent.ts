@@ -1,15 +1,25 @@
 // The recurrent form on the GPU: one workgroup per (batch b, head slice s) walks the call's tokens one by one,
 // reading and writing the state in global memory. What decoding runs (t = 1 per call); also the GPU's
 // `--form recurrent`. State per prefix term: S [b, NS, F, NR] and z [b, NS, F] (past_groups terms keep the
-// open group in So, zo); per bounded term: rings of the last RING positions' values and key features.
+// open group in So, zo); per bounded term: rings of the last RING positions' values and key features
+// (layout.ts, stateLayout).
 //
 //   S ← decay_t ⊙ S + ψ_t ⊗ v_t,   o_t = Σ φ_t·S (+ window/group taps read from the rings), normalised per group.
+//
+// Per token two phases: stage (each prefix term's φ, ψ, log-decay and updated z in workgroup memory, the
+// bounded terms' query features, the ring slots of this position), then one invocation per output column
+// updates S and accumulates every output item.
 import { lagRange } from '../../src/ir/masks.ts';
+import type { PrefixForm } from '../../src/ir/terms.ts';
 import type { Id, Program, Term } from '../../src/ir/types.ts';
-import { frontier, layoutOf } from './chunked.ts';
-import { count, maskCondition, programBuffers, type Sizes } from './common.ts';
-import { ExprGen, offset, type Resolver } from './expr.ts';
-import { bindingDecls, DIMS_WGSL, wgslName, type Kernel, type Plan, type PlanBuffer } from './plan.ts';
+import { count, maskCondition, programBuffers, programReader, type Sizes } from './common.ts';
+import { ExprGen, offset, type Index, type Resolver } from './expr.ts';
+import { KernelBuilder, type Binding, type WorkgroupArray } from './kernel-builder.ts';
+import { boundedFrontier, layoutOf, prefixGate, ringIndex, rowAxes, stateLayout, type Layout, type StateLayout } from './layout.ts';
+import type { Plan } from './plan.ts';
+import type { Block } from './wgsl-block.ts';
+
+export { ringIndex, stateLayout, type StateLayout } from './layout.ts';
 
 const WG = 64;
 /** Rows of S a thread reads before writing any (registers per thread); a divisor of the feature count. */
@@ -21,276 +31,221 @@ function stateUnroll(F: number): number {
   return u;
 }
 
-export interface StateLayout {
-  readonly prefix: readonly { term: Term; k: number; F: number; open: boolean }[];
-  /**
-   * Nodes kept in rings (bounded terms' values and key features), with their width per ring slot. A node
-   * without the head axes (a position, say) keeps one copy per head slice (`sliced`: the node's own width),
-   * so that workgroups of different heads, which run through a call's tokens at their own pace, never write
-   * a slot another is about to read.
-   */
-  readonly rings: readonly { id: Id; per: number; sliced: number }[];
-  readonly ring: number; // RING: positions kept
-  readonly buffers: readonly PlanBuffer[];
-}
+type StatePrefix = StateLayout['prefix'][number];
 
-/**
- * WGSL index into ring `r` at slot `slot` (a u32 expression < RING), `off` within the node's axes. Reads the
- * kernel's `b` (batch) and `s` (head slice) variables.
- */
-export function ringIndex(r: StateLayout['rings'][number], RING: number, slot: string, off: string): string {
-  return `(b * ${RING}u + ${slot}) * ${r.per}u + ${r.sliced ? `s * ${r.sliced}u + ` : ''}${off}`;
-}
-
-export function stateLayout(p: Program, sizes: Sizes): StateLayout {
-  const L = layoutOf(p, p.terms);
-  const NS = count(L.head, sizes);
-  const NR = count(L.rest, sizes);
-  const prefix: StateLayout['prefix'][number][] = [];
-  const ringIds = new Set<Id>();
-  for (const t of p.terms) {
-    if (t.noncausal) throw new Error(`term ${t.name} is noncausal (it reads future positions): ${p.name} cannot be decoded; it runs in the parallel form only`);
-    if (t.form.kind === 'prefix') {
-      prefix.push({ term: t, k: prefix.length, F: t.form.feature ? sizes[t.form.feature] : 1, open: t.mask[0].kind === 'past_groups' });
-    } else {
-      ringIds.add(t.value);
-      for (const id of frontier(p, t.score).key) ringIds.add(id);
-    }
-  }
-  const ring = L.halo + 1;
-  const rings = [...ringIds].sort((a, b) => a - b).map((id) => {
-    const axes = p.nodes[id].type.axes;
-    const w = count(axes, sizes);
-    const sliced = NS > 1 && !L.head.every((a) => axes.includes(a)) ? w : 0;
-    return { id, per: sliced ? NS * w : w, sliced };
-  });
-  const buffers: PlanBuffer[] = [];
-  const add = (name: string, per: number) => buffers.push({ name, role: 'state', floats: (b) => b * per, shape: (b) => [b, per] });
-  for (const q of prefix) {
-    add(`state:S${q.k}`, NS * q.F * NR);
-    add(`state:z${q.k}`, NS * q.F);
-    if (q.open) {
-      add(`state:So${q.k}`, NS * q.F * NR);
-      add(`state:zo${q.k}`, NS * q.F);
-    }
-  }
-  for (const r of rings) add(`state:ring${r.id}`, ring * r.per);
-  return { prefix, rings, ring, buffers };
+/** The step kernel's analysis and declarations: what its two phases read. */
+interface StepKernel {
+  readonly p: Program;
+  readonly sizes: Sizes;
+  readonly L: Layout;
+  readonly st: StateLayout;
+  readonly NS: number;
+  readonly NR: number;
+  readonly kb: KernelBuilder;
+  /** Inputs at row (position − pos0) of this call's buffers, and parameters. */
+  readonly read: Resolver;
+  readonly state: ReadonlyMap<string, Binding>;
+  /** Per prefix term: φ, ψ, log-decay and the updated z at this token ([F] each). */
+  readonly staged: readonly { phi: WorkgroupArray; psi: WorkgroupArray; lg: WorkgroupArray; zn: WorkgroupArray }[];
+  /** Query features of bounded terms at this token ([W] each, head axes fixed). */
+  readonly qf: ReadonlyMap<Id, { array: WorkgroupArray; axes: readonly string[]; W: number }>;
+  readonly head: Index;
 }
 
 export function recurrentPlan(p: Program, sizes: Sizes): Plan {
+  const kb = new KernelBuilder(WG, ['wid', 'lid']);
   const L = layoutOf(p, p.terms);
   const st = stateLayout(p, sizes);
-  const NS = count(L.head, sizes);
-  const NR = count(L.rest, sizes);
-  const per = count(p.outAxes, sizes);
-  const RING = st.ring;
-  const used = new Set<string>();
-  const use = (name: string) => {
-    used.add(name);
-    return wgslName(name);
-  };
-  const ringOf = new Map(st.rings.map((r) => [r.id, r]));
-  // Inputs are at row (position − pos0) of this call's buffers.
-  const base: Resolver = (n, idx, where) => {
-    if (n.op === 'input') return `${use(`in:${n.name}`)}[${offset(n.type.axes, sizes, idx, `b * dims.t + (${where} - dims.pos0)`)}]`;
-    if (n.op === 'param') return `${use(`param:${n.name}`)}[${offset(n.type.axes, sizes, idx)}]`;
-    return null;
-  };
-  const head: Record<string, string> = {};
-  const lines: string[] = [];
-  {
-    let stride = 1;
-    for (let k = L.head.length - 1; k >= 0; k--) {
-      const a = L.head[k];
-      lines.unshift(`  let hx_${a} = (s / ${stride}u) % ${sizes[a]}u;`);
-      head[a] = `hx_${a}`;
-      stride *= sizes[a];
-    }
-  }
-  const colIdx = (col: string, tag: string) => {
-    const idx: Record<string, string> = {};
-    const out: string[] = [];
-    let stride = 1;
-    for (let k = L.rest.length - 1; k >= 0; k--) {
-      const a = L.rest[k];
-      out.unshift(`let ${tag}_${a} = (${col} / ${stride}u) % ${sizes[a]}u;`);
-      idx[a] = `${tag}_${a}`;
-      stride *= sizes[a];
-    }
-    return { lines: out, idx };
-  };
-  const decls: string[] = [];
-  const body: string[] = [];
-  const line = (s: string) => body.push(s);
-  const gen = (indent: number, tag: string, pos: { i: string; j: string }, r: Resolver = base) => new ExprGen(p, sizes, r, pos, indent, tag);
-
-  line('  for (var tok: u32 = 0u; tok < dims.t; tok++) {');
-  line('    let pos = dims.pos0 + tok;');
-  // Stage φ, ψ, log-decay and the updated z of every prefix term.
-  for (const q of st.prefix) {
-    const f = q.term.form as Extract<Term['form'], { kind: 'prefix' }>;
-    decls.push(`var<workgroup> phi${q.k}: array<f32, ${q.F}>;`, `var<workgroup> psi${q.k}: array<f32, ${q.F}>;`, `var<workgroup> lg${q.k}: array<f32, ${q.F}>;`, `var<workgroup> zn${q.k}: array<f32, ${q.F}>;`);
-    const gateId = f.decay ? (f.decay.kind === 'constant' ? f.decay.gamma : f.decay.alpha) : null;
-    const gatePerF = gateId !== null && !!f.feature && p.nodes[gateId].type.axes.includes(f.feature);
-    line(`    for (var x: u32 = lid; x < ${q.F}u; x += WG) { // ${q.term.name}: φ, ψ, decay at this token`);
-    const g = gen(3, `p${q.k}_`, { i: 'pos', j: 'pos' });
-    const idx: Record<string, string> = { ...head };
-    if (f.feature) idx[f.feature] = 'x';
-    const phi = g.value(f.phi, idx, 'pos');
-    const psi = g.value(f.psi, idx, 'pos');
-    const gate = gateId !== null ? g.value(gateId, gatePerF ? idx : { ...head }, 'pos') : null;
-    body.push(g.code());
-    line(`      phi${q.k}[x] = ${phi}; psi${q.k}[x] = ${psi};`);
-    line(`      lg${q.k}[x] = ${gate ? `log(max(${gate}, 1e-30))` : '0.0'};`);
-    const zi = `(b * ${NS}u + s) * ${q.F}u + x`;
-    if (q.open) {
-      line(`      if (pos % ${(q.term.mask[0] as { size: number }).size}u == 0u && pos > 0u) { ${use(`state:z${q.k}`)}[${zi}] += ${use(`state:zo${q.k}`)}[${zi}]; ${use(`state:zo${q.k}`)}[${zi}] = 0.0; }`);
-      line(`      ${use(`state:zo${q.k}`)}[${zi}] += psi${q.k}[x];`);
-      line(`      zn${q.k}[x] = ${use(`state:z${q.k}`)}[${zi}];`);
-    } else {
-      line(`      let zv = exp(lg${q.k}[x]) * ${use(`state:z${q.k}`)}[${zi}] + psi${q.k}[x];`);
-      line(`      ${use(`state:z${q.k}`)}[${zi}] = zv; zn${q.k}[x] = zv;`);
-    }
-    line('    }');
-  }
-  // Query features of bounded terms for this token; key features and values go into the rings.
-  const qf = new Map<Id, { name: string; axes: string[]; W: number }>();
-  for (const t of p.terms) {
-    if (t.form.kind === 'prefix') continue;
-    for (const id of frontier(p, t.score).query) {
-      if (qf.has(id)) continue;
-      const axes = p.nodes[id].type.axes.filter((a) => !L.head.includes(a));
+  const read = programReader(kb, p, sizes, (where) => `b * dims.t + (${where} - dims.pos0)`);
+  const out = kb.storage('out:o', true, { always: true });
+  const state = new Map(st.buffers.map((b) => [b.name, kb.storage(b.name, true)]));
+  const staged = st.prefix.map((q) => ({
+    phi: kb.workgroup(`phi${q.k}`, q.F),
+    psi: kb.workgroup(`psi${q.k}`, q.F),
+    lg: kb.workgroup(`lg${q.k}`, q.F),
+    zn: kb.workgroup(`zn${q.k}`, q.F),
+  }));
+  const qf = new Map(
+    boundedFrontier(p, p.terms, 'query').map((id) => {
+      const axes = rowAxes(p, L, id);
       const W = count(axes, sizes);
-      qf.set(id, { name: `qf${id}`, axes, W });
-      decls.push(`var<workgroup> qf${id}: array<f32, ${W}>;`);
-    }
-  }
-  const flatIdx = (axes: readonly string[], flat: string, tag: string) => {
-    const idx: Record<string, string> = {};
-    const out: string[] = [];
-    let stride = 1;
-    for (let k = axes.length - 1; k >= 0; k--) {
-      out.unshift(`let ${tag}_${axes[k]} = (${flat} / ${stride}u) % ${sizes[axes[k]]}u;`);
-      idx[axes[k]] = `${tag}_${axes[k]}`;
-      stride *= sizes[axes[k]];
-    }
-    return { lines: out, idx };
-  };
-  for (const [id, f] of qf) {
-    line(`    for (var x: u32 = lid; x < ${f.W}u; x += WG) {`);
-    const { lines: ls, idx } = flatIdx(f.axes, 'x', `q${id}`);
-    for (const l of ls) line('      ' + l);
-    const g = gen(3, `q${id}_`, { i: 'pos', j: 'pos' });
-    const v = g.value(id, { ...head, ...idx }, 'pos');
-    body.push(g.code());
-    line(`      ${f.name}[x] = ${v};`);
-    line('    }');
-  }
-  for (const r of st.rings) {
-    const n = p.nodes[r.id];
-    const own = n.type.axes.filter((a) => !L.head.includes(a));
-    const W = count(own, sizes);
-    line(`    for (var x: u32 = lid; x < ${W}u; x += WG) { // ring of %${r.id}`);
-    const { lines: ls, idx } = flatIdx(own, 'x', `r${r.id}`);
-    for (const l of ls) line('      ' + l);
-    const g = gen(3, `r${r.id}_`, { i: 'pos', j: 'pos' });
-    const full = { ...head, ...idx };
-    const v = g.value(r.id, full, 'pos');
-    body.push(g.code());
-    line(`      ${use(`state:ring${r.id}`)}[${ringIndex(r, RING, `pos % ${RING}u`, offset(n.type.axes, sizes, full))}] = ${v};`);
-    line('    }');
-  }
-  line('    storageBarrier();');
-  line('    workgroupBarrier();');
-  // Per output column: update S and accumulate every output item.
-  const ringRead: Resolver = (n, idx, where) => {
-    const f = qf.get(n.id);
-    if (f) return `${f.name}[${offset(f.axes, sizes, idx)}]`;
-    const r = ringOf.get(n.id);
-    if (r && n.type.side === 'key') return `${use(`state:ring${r.id}`)}[${ringIndex(r, RING, `ja % ${RING}u`, offset(n.type.axes, sizes, idx))}]`;
-    return base(n, idx, where);
-  };
-  line(`    for (var col: u32 = lid; col < ${NR}u; col += WG) {`);
-  const { lines: cl, idx: cidx } = colIdx('col', 'oc');
-  for (const l of cl) line('      ' + l);
-  const full: Record<string, string> = { ...head, ...cidx };
-  line('      var o_acc: f32 = 0.0;');
-  const vg = gen(3, 'v_', { i: 'pos', j: 'pos' });
-  const vcur = new Map<Id, string>();
-  for (const t of p.terms) if (t.form.kind === 'prefix' && !vcur.has(t.value)) vcur.set(t.value, vg.value(t.value, full, 'pos'));
-  body.push(vg.code());
-  p.output.forEach((it, g) => {
-    const names = it.kind === 'term' ? [it.term] : it.terms;
-    line(`      { // ${it.kind === 'norm' ? `normalize(${names.join(' + ')})` : names[0]}`);
-    line('        var num: f32 = 0.0; var den: f32 = 0.0;');
-    for (const name of names) {
-      const t = p.terms.find((x) => x.name === name)!;
-      if (t.form.kind === 'prefix') {
-        const q = st.prefix.find((x) => x.term === t)!;
-        const si = `((b * ${NS}u + s) * ${q.F}u + f) * ${NR}u + col`;
-        const S = use(`state:S${q.k}`);
-        if (q.open) {
-          const So = use(`state:So${q.k}`);
-          line(`        for (var f: u32 = 0u; f < ${q.F}u; f++) { // ${t.name}`);
-          line(`          if (pos % ${(t.mask[0] as { size: number }).size}u == 0u && pos > 0u) { ${S}[${si}] += ${So}[${si}]; ${So}[${si}] = 0.0; }`);
-          line(`          ${So}[${si}] += psi${q.k}[f] * ${vcur.get(t.value)};`);
-          line(`          num = num + phi${q.k}[f] * ${S}[${si}]; den = den + phi${q.k}[f] * zn${q.k}[f];`);
-        } else {
-          // U rows of S are read before any is written, so a step waits for F / U memory round trips, not F
-          // (a store to S between the loads would keep the compiler from issuing the next load early).
-          const U = stateUnroll(q.F);
-          const perF = !!(t.form.decay && t.form.feature && p.nodes[t.form.decay.kind === 'constant' ? t.form.decay.gamma : t.form.decay.alpha].type.axes.includes(t.form.feature));
-          const at = (u: number) => `((b * ${NS}u + s) * ${q.F}u + f0 + ${u}u) * ${NR}u + col`;
-          line(`        for (var f0: u32 = 0u; f0 < ${q.F}u; f0 += ${U}u) { // ${t.name}: ${U} rows of S in flight`);
-          for (let u = 0; u < U; u++) line(`          let s${u} = ${S}[${at(u)}];`);
-          for (let u = 0; u < U; u++) {
-            const f = `f0 + ${u}u`;
-            line(`          { let sv = exp(lg${q.k}[${perF ? f : '0u'}]) * s${u} + psi${q.k}[${f}] * ${vcur.get(t.value)}; ${S}[${at(u)}] = sv; num = num + phi${q.k}[${f}] * sv; den = den + phi${q.k}[${f}] * zn${q.k}[${f}]; }`);
-          }
-        }
-        line('        }');
-      } else {
-        const r = lagRange(t.mask)!;
-        line(`        for (var lag: u32 = ${Math.max(0, r[0])}u; lag <= min(${r[1]}u, pos); lag++) { // ${t.name}`);
-        line('          let ja = pos - lag;');
-        line(`          if (!(${maskCondition(t.mask, 'pos', 'ja')})) { continue; }`);
-        const g2 = gen(5, `b${g}_${name.replace(/\W/g, '_')}_`, { i: 'pos', j: 'ja' }, ringRead);
-        const sv = g2.value(t.score, full, 'ja');
-        body.push(g2.code());
-        const vr = ringOf.get(t.value)!;
-        line(`          num = num + ${sv} * ${use(`state:ring${vr.id}`)}[${ringIndex(vr, RING, `ja % ${RING}u`, offset(p.nodes[t.value].type.axes, sizes, full))}];`);
-        line(`          den = den + ${sv};`);
-        line('        }');
-      }
-    }
-    line(it.kind === 'norm' ? `        o_acc = o_acc + num / (den + ${it.eps});` : '        o_acc = o_acc + num;');
-    line('      }');
+      return [id, { array: kb.workgroup(`qf${id}`, W), axes, W }] as const;
+    }),
+  );
+  const main = kb.body;
+  main.define('s', 'wid.x');
+  main.define('b', 'wid.y');
+  const K: StepKernel = { p, sizes, L, st, NS: count(L.head, sizes), NR: count(L.rest, sizes), kb, read, state, staged, qf, head: main.split(L.head, sizes, 's', 'hx') };
+  main.for('tok', '0u', (tok) => `${tok} < dims.t`, (step) => {
+    step.define('pos', 'dims.pos0 + tok');
+    for (const q of st.prefix) stagePrefix(K, step, q);
+    for (const id of qf.keys()) stageQueryFeature(K, step, id);
+    for (const r of st.rings) pushRing(K, step, r);
+    step.line('storageBarrier();');
+    step.line('workgroupBarrier();');
+    step.strided('col', `${K.NR}u`, (c, col) => emitColumn(K, c, col, kb.use(out)));
+    step.line('storageBarrier();');
+    step.line('workgroupBarrier();');
+  }, { fixed: true });
+  const kernel = kb.build({
+    label: `${p.name}.recurrent`,
+    comment: [`recurrent step kernel of ${p.name}: tokens of this call in order, state in global memory`],
+    workgroups: (b) => [K.NS, b, 1],
   });
-  line(`      out_o[(b * dims.t + tok) * ${per}u + ${offset(p.outAxes, sizes, full)}] = o_acc;`);
-  line('    }');
-  line('    storageBarrier();');
-  line('    workgroupBarrier();');
-  line('  }');
-
   const buffers = [...programBuffers(p, sizes), ...st.buffers];
-  const bindings = buffers
-    .filter((b) => used.has(b.name) || b.name === 'out:o')
-    .map((b) => ({ buffer: b.name, write: b.role === 'output' || b.role === 'state' }));
-  const code = `// recurrent step kernel of ${p.name}: tokens of this call in order, state in global memory
-${DIMS_WGSL}
-${bindingDecls(bindings)}
-const WG = ${WG}u;
-${decls.join('\n')}
-
-@compute @workgroup_size(${WG})
-fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
-  let s = wid.x;
-  let b = wid.y;
-${lines.join('\n')}
-${body.join('\n')}
-}
-`;
-  const kernel: Kernel = { label: `${p.name}.recurrent`, code, bindings, workgroups: (b) => [NS, b, 1] };
   return { variant: p.name, form: 'recurrent', kernels: [kernel], buffers, outAxes: p.outAxes, sizes, schedule: { workgroup: WG } };
+}
+
+/** The WGSL name of a state buffer ('state:S0', …), bound from here on. */
+function stateRef(K: StepKernel, buffer: string): string {
+  return K.kb.use(K.state.get(buffer)!);
+}
+
+/** A prefix term's φ, ψ and log-decay at this token, and z folded: z ← decay ⊙ z + ψ (the open group's zo instead). */
+function stagePrefix(K: StepKernel, step: Block, q: StatePrefix): void {
+  const f = q.term.form as PrefixForm;
+  const gate = prefixGate(K.p, f);
+  const { phi, psi, lg, zn } = K.staged[q.k];
+  step.strided('x', `${q.F}u`, (b, x) => {
+    b.comment(`${q.term.name}: φ, ψ, decay at this token`);
+    const g = new ExprGen(K.p, K.sizes, K.read, { i: 'pos', j: 'pos' });
+    const idx: Index = { ...K.head, ...(f.feature ? { [f.feature]: x } : {}) };
+    const ph = g.value(b, f.phi, idx, 'pos');
+    const ps = g.value(b, f.psi, idx, 'pos');
+    const gv = gate ? g.value(b, gate.id, gate.perFeature ? idx : { ...K.head }, 'pos') : null;
+    b.line(`${phi.name}[${x}] = ${ph}; ${psi.name}[${x}] = ${ps};`);
+    b.line(`${lg.name}[${x}] = ${gv ? `log(max(${gv}, 1e-30))` : '0.0'};`);
+    const zi = `(b * ${K.NS}u + s) * ${q.F}u + ${x}`;
+    const z = stateRef(K, `state:z${q.k}`);
+    if (q.open) {
+      const zo = stateRef(K, `state:zo${q.k}`);
+      b.block(`if (pos % ${(q.term.mask[0] as { size: number }).size}u == 0u && pos > 0u)`, (j) => j.line(`${z}[${zi}] += ${zo}[${zi}]; ${zo}[${zi}] = 0.0;`));
+      b.line(`${zo}[${zi}] += ${psi.name}[${x}];`);
+      b.line(`${zn.name}[${x}] = ${z}[${zi}];`);
+    } else {
+      const zv = b.let('zv', `exp(${lg.name}[${x}]) * ${z}[${zi}] + ${psi.name}[${x}]`);
+      b.line(`${z}[${zi}] = ${zv}; ${zn.name}[${x}] = ${zv};`);
+    }
+  });
+}
+
+/** A bounded term's query feature at this token. */
+function stageQueryFeature(K: StepKernel, step: Block, id: Id): void {
+  const f = K.qf.get(id)!;
+  step.strided('x', `${f.W}u`, (b, x) => {
+    const idx = b.split(f.axes, K.sizes, x, `q${id}`);
+    const v = new ExprGen(K.p, K.sizes, K.read, { i: 'pos', j: 'pos' }).value(b, id, { ...K.head, ...idx }, 'pos');
+    b.line(`${f.array.name}[${x}] = ${v};`);
+  });
+}
+
+/** This position's slot of a ring (a bounded term's value or key feature). */
+function pushRing(K: StepKernel, step: Block, r: StateLayout['rings'][number]): void {
+  const n = K.p.nodes[r.id];
+  const own = rowAxes(K.p, K.L, r.id);
+  step.strided('x', `${count(own, K.sizes)}u`, (b, x) => {
+    b.comment(`ring of %${r.id}`);
+    const full = { ...K.head, ...b.split(own, K.sizes, x, `r${r.id}`) };
+    const v = new ExprGen(K.p, K.sizes, K.read, { i: 'pos', j: 'pos' }).value(b, r.id, full, 'pos');
+    b.line(`${stateRef(K, `state:ring${r.id}`)}[${ringIndex(r, K.st.ring, `pos % ${K.st.ring}u`, offset(n.type.axes, K.sizes, full))}] = ${v};`);
+  });
+}
+
+/** Output column `col`: every output item, updating S as the prefix terms read it. */
+function emitColumn(K: StepKernel, c: Block, col: string, out: string): void {
+  const full: Index = { ...K.head, ...c.split(K.L.rest, K.sizes, col, 'oc') };
+  const acc = c.var('o_acc', '0.0');
+  const vg = new ExprGen(K.p, K.sizes, K.read, { i: 'pos', j: 'pos' });
+  const vcur = new Map<Id, string>();
+  for (const t of K.p.terms) if (t.form.kind === 'prefix' && !vcur.has(t.value)) vcur.set(t.value, vg.value(c, t.value, full, 'pos'));
+  K.p.output.forEach((it) => {
+    const names = it.kind === 'term' ? [it.term] : it.terms;
+    c.block('', (g) => {
+      g.comment(it.kind === 'norm' ? `normalize(${names.join(' + ')})` : names[0]);
+      const num = g.var('num', '0.0');
+      const den = g.var('den', '0.0');
+      const sums = { num, den, col, full };
+      for (const name of names) {
+        const t = K.p.terms.find((x) => x.name === name)!;
+        const q = K.st.prefix.find((x) => x.term === t);
+        if (q && q.open) openPrefixTerm(K, g, q, vcur.get(t.value)!, sums);
+        else if (q) prefixTerm(K, g, q, vcur.get(t.value)!, sums);
+        else boundedTerm(K, g, t, sums);
+      }
+      g.line(it.kind === 'norm' ? `${acc} = ${acc} + ${num} / (${den} + ${it.eps});` : `${acc} = ${acc} + ${num};`);
+    });
+  });
+  c.line(`${out}[(b * dims.t + tok) * ${count(K.p.outAxes, K.sizes)}u + ${offset(K.p.outAxes, K.sizes, full)}] = ${acc};`);
+}
+
+interface Sums {
+  readonly num: string;
+  readonly den: string;
+  readonly col: string;
+  readonly full: Index;
+}
+
+/**
+ * S ← decay ⊙ S + ψ ⊗ v, num += φ·S, den += φ·z. U rows of S are read before any is written, so a step waits
+ * for F / U memory round trips, not F (a store to S between the loads would keep the compiler from issuing the
+ * next load early).
+ */
+function prefixTerm(K: StepKernel, g: Block, q: StatePrefix, v: string, { num, den, col }: Sums): void {
+  const { phi, psi, lg, zn } = K.staged[q.k];
+  const U = stateUnroll(q.F);
+  const perF = prefixGate(K.p, q.term.form as PrefixForm)?.perFeature ?? false;
+  const S = stateRef(K, `state:S${q.k}`);
+  g.for('f0', '0u', (f0) => `${f0} < ${q.F}u`, (l, f0) => {
+    l.comment(`${q.term.name}: ${U} rows of S in flight`);
+    const at = (u: number) => `((b * ${K.NS}u + s) * ${q.F}u + ${f0} + ${u}u) * ${K.NR}u + ${col}`;
+    const rows = [...Array(U).keys()].map((u) => l.let(`s${u}`, `${S}[${at(u)}]`));
+    rows.forEach((su, u) => {
+      const f = `${f0} + ${u}u`;
+      l.block('', (r) => {
+        const sv = r.let('sv', `exp(${lg.name}[${perF ? f : '0u'}]) * ${su} + ${psi.name}[${f}] * ${v}`);
+        r.line(`${S}[${at(u)}] = ${sv};`);
+        r.line(`${num} = ${num} + ${phi.name}[${f}] * ${sv};`);
+        r.line(`${den} = ${den} + ${phi.name}[${f}] * ${zn.name}[${f}];`);
+      });
+    });
+  }, { step: (f0) => `${f0} += ${U}u` });
+}
+
+/** A past_groups term: the open group So collects ψ ⊗ v and joins S when the next group starts; num += φ·S. */
+function openPrefixTerm(K: StepKernel, g: Block, q: StatePrefix, v: string, { num, den, col }: Sums): void {
+  const { phi, psi, zn } = K.staged[q.k];
+  const S = stateRef(K, `state:S${q.k}`);
+  const So = stateRef(K, `state:So${q.k}`);
+  g.for('f', '0u', (f) => `${f} < ${q.F}u`, (l, f) => {
+    l.comment(q.term.name);
+    const si = `((b * ${K.NS}u + s) * ${q.F}u + ${f}) * ${K.NR}u + ${col}`;
+    l.block(`if (pos % ${(q.term.mask[0] as { size: number }).size}u == 0u && pos > 0u)`, (j) => j.line(`${S}[${si}] += ${So}[${si}]; ${So}[${si}] = 0.0;`));
+    l.line(`${So}[${si}] += ${psi.name}[${f}] * ${v};`);
+    l.line(`${num} = ${num} + ${phi.name}[${f}] * ${S}[${si}]; ${den} = ${den} + ${phi.name}[${f}] * ${zn.name}[${f}];`);
+  });
+}
+
+/** A window or group term: lag l reads the rings at position pos − l. */
+function boundedTerm(K: StepKernel, g: Block, t: Term, { num, den, full }: Sums): void {
+  const [lo, hi] = lagRange(t.mask)!;
+  const vr = K.st.rings.find((r) => r.id === t.value)!;
+  g.for('lag', `${Math.max(0, lo)}u`, (lag) => `${lag} <= min(${hi}u, pos)`, (l, lag) => {
+    l.comment(t.name);
+    const ja = l.let('ja', `pos - ${lag}`);
+    l.line(`if (!(${maskCondition(t.mask, 'pos', ja)})) { continue; }`);
+    const sv = new ExprGen(K.p, K.sizes, ringReader(K, ja), { i: 'pos', j: ja }).value(l, t.score, full, ja);
+    l.line(`${num} = ${num} + ${sv} * ${stateRef(K, `state:ring${vr.id}`)}[${ringIndex(vr, K.st.ring, `${ja} % ${K.st.ring}u`, offset(K.p.nodes[t.value].type.axes, K.sizes, full))}];`);
+    l.line(`${den} = ${den} + ${sv};`);
+  });
+}
+
+/** Query features from workgroup memory, key-side ring nodes at key position `ja`, everything else as inputs. */
+function ringReader(K: StepKernel, ja: string): Resolver {
+  return (n, idx, where) => {
+    const f = K.qf.get(n.id);
+    if (f) return `${f.array.name}[${offset(f.axes, K.sizes, idx)}]`;
+    const r = K.st.rings.find((x) => x.id === n.id);
+    if (r && n.type.side === 'key') return `${stateRef(K, `state:ring${r.id}`)}[${ringIndex(r, K.st.ring, `${ja} % ${K.st.ring}u`, offset(n.type.axes, K.sizes, idx))}]`;
+    return K.read(n, idx, where);
+  };
 }

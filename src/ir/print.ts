@@ -1,5 +1,6 @@
 // IR → text. The text reads back with src/ir/read.ts, so tests can write IR in and compare IR out.
 import { maskToString } from './masks.ts';
+import { decayNode } from './terms.ts';
 import { assertNever, type AxisDef, type Node, type OutputItem, type Program, type Term } from './types.ts';
 
 const ref = (id: number) => `%${id}`;
@@ -47,7 +48,7 @@ export function printTerm(t: Term): string {
     case 'quadratic': form = 'quadratic'; break;
     case 'toeplitz': form = `toeplitz lags ${f.lags[0]}..${f.lags[1]}`; break;
     case 'prefix': {
-      const decay = f.decay ? ` decay ${f.decay.kind} ${ref(f.decay.kind === 'constant' ? f.decay.gamma : f.decay.alpha)}` : '';
+      const decay = f.decay ? ` decay ${f.decay.kind} ${ref(decayNode(f.decay))}` : '';
       form = `prefix phi ${ref(f.phi)} psi ${ref(f.psi)} feature ${f.feature ?? '-'}${decay}`;
       break;
     }

@@ -1,6 +1,7 @@
 // Rebuilds a program node by node: drops what no term reaches, applies rewrite rules, renumbers ids.
 // Passes that rewrite locally are a table of rules handed to this one traversal (tinygrad style).
 import { GraphBuilder } from './builder.ts';
+import { decayNode } from './terms.ts';
 import { mapOperands, operands, type Decay, type Id, type Op, type Program, type TermForm } from './types.ts';
 
 /** A local rewrite: returns the id of an equivalent node (in g), or null to leave the op alone. */
@@ -12,7 +13,7 @@ export function termRoots(p: Program): Id[] {
     roots.push(t.score, t.value);
     if (t.form.kind === 'prefix') {
       roots.push(t.form.phi, t.form.psi);
-      if (t.form.decay) roots.push(t.form.decay.kind === 'constant' ? t.form.decay.gamma : t.form.decay.alpha);
+      if (t.form.decay) roots.push(decayNode(t.form.decay));
     }
   }
   return roots;

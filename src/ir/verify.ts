@@ -2,6 +2,7 @@
 // SSA order, types equal to re-inference, sides of scores and values, forms that point at real nodes.
 import { GraphBuilder } from './builder.ts';
 import { SourceError } from './span.ts';
+import { decayNode } from './terms.ts';
 import { operands, type Id, type Program } from './types.ts';
 
 export class VerifyError extends Error {
@@ -47,7 +48,7 @@ export function verify(p: Program): void {
       if (!['query', 'param', 'const'].includes(phi.type.side)) fail(`term ${t.name}'s phi is ${phi.type.side}-side`);
       if (!['key', 'param', 'const'].includes(psi.type.side)) fail(`term ${t.name}'s psi is ${psi.type.side}-side`);
       if (f.feature && !(phi.type.axes.includes(f.feature) && psi.type.axes.includes(f.feature))) fail(`term ${t.name}'s feature axis ${f.feature} is missing from phi or psi`);
-      if (f.decay) node(f.decay.kind === 'constant' ? f.decay.gamma : f.decay.alpha, `term ${t.name}'s decay`);
+      if (f.decay) node(decayNode(f.decay), `term ${t.name}'s decay`);
       if (t.mask.length !== 1 || !['causal', 'past_groups'].includes(t.mask[0].kind)) fail(`prefix term ${t.name} must have a causal or past_groups mask`);
     }
   }

@@ -1,0 +1,238 @@
+// The chunk kernel's analysis: what every phase emitter needs to know about a spec, decided once and as data —
+// the layout (head axes per workgroup, value columns per tile), the chunk, halo and score-matrix widths, each
+// prefix term's feature count, gate and open group, the bounded terms' staged query/key features, the output
+// groups and which of them go through a score matrix or need row denominators. No WGSL here: declarations.ts
+// turns this into workgroup arrays and bindings, and the phase files emit from both. A new kernel over the same
+// chunks (the backward pass) starts from the same analysis and declares what it needs beside it.
+import { lagRange } from '../../../src/ir/masks.ts';
+import type { PrefixForm } from '../../../src/ir/terms.ts';
+import type { Id, OutputItem, Program, Term } from '../../../src/ir/types.ts';
+import { count, type Sizes } from '../common.ts';
+import { featureCount, frontier, layoutOf, prefixGate, rowAxes, type Layout, type StateLayout } from '../layout.ts';
+import { scoreTile } from './tiles.ts';
+
+export interface ChunkSchedule {
+  readonly chunk: number; // C
+  readonly cols: number; // R: value columns per workgroup
+  readonly threads: number;
+  /**
+   * Chunks per segment (absent: the whole sequence is one segment, one kernel). Segmented plans run three
+   * launches: each segment's own state in parallel, an exclusive scan over segments, then every segment's
+   * outputs in parallel from its incoming state: b·heads·tiles·segments workgroups instead of b·heads·tiles.
+   */
+  readonly segment?: number;
+}
+
+export interface ChunkKernelSpec {
+  readonly program: Program;
+  readonly sizes: Sizes;
+  readonly terms: readonly Term[];
+  /** Output items over those terms. `partial`: write num/den per item instead of o. */
+  readonly items: readonly OutputItem[];
+  readonly partial: boolean;
+  readonly schedule: ChunkSchedule;
+  /** Nodes read from materialised `feat:ID` buffers instead of being computed in the kernel. */
+  readonly materialised: ReadonlySet<Id>;
+  readonly label: string;
+  /** Write the final state (S, z, open group, rings) for decoding to continue from; the call must start at position 0. */
+  readonly exportState?: StateLayout;
+  /** One launch of a segmented plan: 'state' writes each segment's own S, z; 'output' starts from the scanned ones. */
+  readonly segmented?: 'state' | 'output';
+}
+
+/** A prefix term as the kernel runs it (k: its index among the kernel's prefix terms). */
+export interface PrefixPlan {
+  readonly term: Term;
+  readonly form: PrefixForm;
+  readonly k: number;
+  readonly F: number;
+  readonly feature: string | null;
+  readonly gateId: Id | null;
+  readonly gateWidth: number; // 0: no decay; 1: scalar; F: per feature
+  readonly gatePerFeature: boolean;
+  /** past_groups(G) with G a multiple of the chunk: the open group is kept in So/zo until it closes. */
+  readonly openGroup: number;
+  /** past_groups size of a term whose last group the exported decoding state keeps open, else 0. */
+  readonly exportOpen: number;
+  /** Rows of ψ before the chunk (HALO when a bounded term reads ψ as its key feature, else 0). */
+  readonly psiHalo: number;
+  /** ψ staged feature-major ([F][C+1], padded against bank conflicts) for the score tiles; row-major when a bounded term reads it too. */
+  readonly transposed: boolean;
+}
+
+/** A bounded term's query or key feature, staged per row (the head axes fixed): W floats per row over `axes`. */
+export interface StagedFeature {
+  readonly id: Id;
+  readonly side: 'query' | 'key';
+  readonly axes: readonly string[];
+  readonly W: number;
+  /** The prefix term that already stages this node (φ as a query feature, ψ as a key feature), read from there. */
+  readonly alias: PrefixPlan | null;
+}
+
+export interface ChunkAnalysis {
+  readonly spec: ChunkKernelSpec;
+  readonly p: Program;
+  readonly sizes: Sizes;
+  readonly terms: readonly Term[];
+  /** Output items as the kernel accumulates them (kernelItems). */
+  readonly items: readonly OutputItem[];
+  readonly C: number;
+  readonly R: number;
+  readonly WG: number;
+  readonly L: Layout;
+  readonly HALO: number; // rows of values (and key features) before the chunk
+  readonly CH: number; // C + HALO
+  readonly AH: number; // how far back the score matrices reach
+  readonly CA: number; // C + AH: columns of a score matrix
+  readonly NS: number; // head slices
+  readonly NR: number; // value columns
+  readonly RT: number; // column tiles
+  readonly per: number; // floats of o per token
+  readonly prefix: readonly PrefixPlan[];
+  /** Staged features: query ones, then key ones (the staging order); `declared` in the order arrays are declared. */
+  readonly staged: readonly StagedFeature[];
+  readonly declared: readonly StagedFeature[];
+  /** The terms of each output group. */
+  readonly groupTerms: readonly (readonly Term[])[];
+  /** Output groups with a score matrix A (some term goes through it), and those that need row denominators. */
+  readonly aGroups: readonly number[];
+  readonly denGroups: readonly number[];
+  readonly tile: ReturnType<typeof scoreTile>;
+  /** The value node every term of the kernel reads. */
+  readonly valueId: Id;
+  /** Prefix terms whose z the denominator phase folds (φ·z above read the previous z). */
+  readonly zEarly: readonly PrefixPlan[];
+  readonly segmented?: 'state' | 'output';
+  readonly segment: number; // G: chunks per segment (0: unsegmented)
+  readonly state?: StateLayout;
+}
+
+/**
+ * Output items as the kernel accumulates them: in a final-output kernel every unnormalised term adds into one
+ * group (one shared score matrix; eps < 0 marks it); each normalised item keeps its own. Partial kernels keep
+ * items as given.
+ */
+export function kernelItems(items: readonly OutputItem[], partial: boolean): OutputItem[] {
+  if (partial) return [...items];
+  const plain = items.flatMap((it) => (it.kind === 'term' ? [it.term] : []));
+  const norms = items.filter((it) => it.kind === 'norm');
+  return [...(plain.length ? [{ kind: 'norm', terms: plain, eps: -1 } as OutputItem] : []), ...norms];
+}
+
+/** The output items over `terms`: items of other terms dropped, normalised items cut down to these terms. */
+export function itemsOver(items: readonly OutputItem[], terms: readonly Term[]): OutputItem[] {
+  const names = new Set(terms.map((t) => t.name));
+  return items.flatMap((it): OutputItem[] => {
+    if (it.kind === 'term') return names.has(it.term) ? [it] : [];
+    const sub = it.terms.filter((n) => names.has(n));
+    return sub.length ? [{ ...it, terms: sub }] : [];
+  });
+}
+
+/** Terms grouped by the value they read: one chunk kernel per group when fused. */
+export function valueGroups(p: Program, terms: readonly Term[] = p.terms): Term[][] {
+  const groups = new Map<Id, Term[]>();
+  for (const t of terms) {
+    if (t.form.kind === 'general') throw new Error(`term ${t.name} is unclassified: run the passes before lowering`);
+    if (t.noncausal) throw new Error(`term ${t.name} is noncausal (it reads positions after i): ${p.name} runs in the parallel form only (--form parallel)`);
+    groups.set(t.value, [...(groups.get(t.value) ?? []), t]);
+  }
+  return [...groups.values()];
+}
+
+/** How far back the score matrices reach: the halo of the bounded terms that go through A (0 when none). */
+export function aHalo(L: Layout, chunk: number): number {
+  let h = 0;
+  for (const t of L.aTerms) {
+    if (t.form.kind === 'prefix') continue;
+    const group = t.mask.find((m) => m.kind === 'group');
+    if (group && chunk % group.size === 0) continue;
+    h = Math.max(h, lagRange(t.mask)![1]);
+  }
+  return Math.min(h, L.halo);
+}
+
+export function analyseChunk(spec: ChunkKernelSpec): ChunkAnalysis {
+  const { program: p, sizes, terms, schedule } = spec;
+  const items = kernelItems(spec.items, spec.partial);
+  const C = schedule.chunk;
+  const R = schedule.cols;
+  const L = layoutOf(p, terms, C);
+  const HALO = L.halo;
+  // The score matrices reach back only as far as the bounded terms they hold (convolutions are direct taps).
+  const AH = aHalo(L, C);
+  const NR = count(L.rest, sizes);
+  for (const t of terms) {
+    const m = t.mask.find((x) => x.kind === 'past_groups' || (x.kind === 'group' && t.form.kind === 'prefix'));
+    if (m && 'size' in m && C % m.size !== 0 && m.size % C !== 0) throw new Error(`chunk ${C} must divide or be a multiple of the group size ${m.size} (term ${t.name})`);
+  }
+  const prefix = prefixPlans(spec, HALO);
+  const { staged, declared } = stagedFeatures(p, sizes, L, terms, prefix);
+  const groupTerms = items.map((it) => (it.kind === 'term' ? [it.term] : [...it.terms]).map((nm) => terms.find((t) => t.name === nm)!));
+  const aGroups = groupTerms.flatMap((ts, g) => (ts.some((t) => L.aTerms.includes(t)) ? [g] : []));
+  const denGroups = items.flatMap((it, g) => (spec.partial || (it.kind === 'norm' && it.eps >= 0) ? [g] : []));
+  const valueId = terms[0].value;
+  for (const t of terms) if (t.value !== valueId) throw new Error(`terms ${terms[0].name} and ${t.name} have different values; they need separate kernels`);
+  const segment = schedule.segment ?? 0;
+  if (spec.segmented && (!segment || spec.exportState || prefix.some((q) => q.gateWidth || q.openGroup || q.term.mask[0].kind !== 'causal'))) {
+    throw new Error(`${p.name}: a segmented chunk plan needs plain causal prefix terms (no decay, no groups) and no state export`);
+  }
+  const outputs = spec.segmented !== 'state';
+  return {
+    spec, p, sizes, terms, items, C, R, WG: schedule.threads, L, HALO, CH: C + HALO, AH, CA: C + AH,
+    NS: count(L.head, sizes), NR, RT: Math.ceil(NR / R), per: count(p.outAxes, sizes),
+    prefix, staged, declared, groupTerms, aGroups, denGroups,
+    tile: scoreTile(C, C + AH, schedule.threads),
+    valueId,
+    zEarly: denGroups.length && outputs ? prefix.filter((q) => !q.openGroup && !q.exportOpen) : [],
+    segmented: spec.segmented, segment, state: spec.exportState,
+  };
+}
+
+function prefixPlans(spec: ChunkKernelSpec, HALO: number): PrefixPlan[] {
+  const { program: p, sizes, terms } = spec;
+  const C = spec.schedule.chunk;
+  const keyFeatures = new Set(terms.filter((t) => t.form.kind !== 'prefix').flatMap((t) => frontier(p, t.score).key));
+  const plans: PrefixPlan[] = [];
+  for (const term of terms) {
+    if (term.form.kind !== 'prefix') continue;
+    const form = term.form;
+    const F = featureCount(form, sizes);
+    const gate = prefixGate(p, form);
+    const pg = term.mask[0].kind === 'past_groups' ? term.mask[0].size : 0;
+    const exported = spec.exportState?.prefix.find((e) => e.term.name === term.name)?.open;
+    plans.push({
+      term, form, k: plans.length, F, feature: form.feature,
+      gateId: gate?.id ?? null, gateWidth: gate ? (gate.perFeature ? F : 1) : 0, gatePerFeature: gate?.perFeature ?? false,
+      openGroup: pg && pg > C ? pg : 0,
+      exportOpen: exported ? pg : 0,
+      psiHalo: keyFeatures.has(form.psi) ? HALO : 0,
+      transposed: !keyFeatures.has(form.psi),
+    });
+  }
+  return plans;
+}
+
+/** The bounded terms' frontier nodes, each once: staged query side first, declared term by term. */
+function stagedFeatures(p: Program, sizes: Sizes, L: Layout, terms: readonly Term[], prefix: readonly PrefixPlan[]): { staged: StagedFeature[]; declared: StagedFeature[] } {
+  const seen = new Map<Id, StagedFeature>();
+  const declared: StagedFeature[] = [];
+  for (const t of terms) {
+    if (t.form.kind === 'prefix') continue;
+    const fr = frontier(p, t.score);
+    for (const side of ['query', 'key'] as const) {
+      for (const id of fr[side]) {
+        if (seen.has(id)) continue;
+        const axes = rowAxes(p, L, id);
+        // A feature a prefix term already stages (φ as a query feature, ψ as a key feature) is read from there.
+        const alias = prefix.find((q) => (side === 'query' ? q.form.phi : q.form.psi) === id && axes.length === 1 && axes[0] === q.feature) ?? null;
+        const f: StagedFeature = { id, side, axes, W: count(axes, sizes), alias };
+        seen.set(id, f);
+        declared.push(f);
+      }
+    }
+  }
+  const all = [...seen.values()];
+  return { staged: [...all.filter((f) => f.side === 'query'), ...all.filter((f) => f.side === 'key')], declared };
+}

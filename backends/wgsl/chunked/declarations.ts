@@ -1,0 +1,126 @@
+// The chunk kernel's declarations, made once from its analysis: the workgroup arrays (whose sizes are the
+// kernel's workgroup memory: sharedFloats reads them back) and the storage bindings. Emitters reach arrays and
+// bindings through the records here, never by rebuilding a name.
+import type { Id } from '../../../src/ir/types.ts';
+import { programReader } from '../common.ts';
+import { offset, type Index, type Resolver } from '../expr.ts';
+import type { Binding, KernelBuilder, WorkgroupArray } from '../kernel-builder.ts';
+import type { ChunkAnalysis, PrefixPlan } from './analysis.ts';
+import { segBuffer } from './segments.ts';
+
+/** Workgroup memory of one prefix term. */
+export interface PrefixArrays {
+  readonly phi: WorkgroupArray; // [C][F]
+  readonly psi: WorkgroupArray; // [F][C+1] (transposed) or [C+psiHalo][F]
+  readonly S: WorkgroupArray; // [F][R]: the state's columns of this tile
+  readonly z: WorkgroupArray; // [F]
+  readonly So?: WorkgroupArray; // the open group of a past_groups term longer than a chunk
+  readonly zo?: WorkgroupArray;
+  readonly lg?: WorkgroupArray; // [C][gateWidth]: inclusive Σ log(decay) from the chunk start
+}
+
+export interface ChunkArrays {
+  readonly prefix: readonly PrefixArrays[]; // by PrefixPlan.k
+  /** Where each staged query/key feature lives ([rows][W]): its own array or the aliased φ/ψ. */
+  readonly staged: ReadonlyMap<Id, string>;
+  readonly vs: WorkgroupArray; // [CH][R]: the chunk's values and halo, this tile's columns
+  readonly A: ReadonlyMap<number, WorkgroupArray>; // by output group: [C][CA]
+  readonly rowden: ReadonlyMap<number, WorkgroupArray>; // [C]
+  readonly denp: ReadonlyMap<number, WorkgroupArray>; // [C][NTJ]: partial row sums of the score tiles
+}
+
+export interface ChunkBindings {
+  /** Reads inputs, parameters and materialised features. */
+  readonly read: Resolver;
+  readonly state: ReadonlyMap<string, Binding>; // by buffer name ('state:S0', …), bound once written
+  readonly segS: readonly Binding[]; // by PrefixPlan.k
+  readonly segZ: readonly Binding[];
+  readonly out?: Binding;
+  readonly parts: readonly { readonly num: Binding; readonly den: Binding }[]; // partial kernels, per item
+}
+
+/** What every phase emitter reads: the analysis, its declarations, the builder they live in, the head index. */
+export interface ChunkKernel {
+  readonly a: ChunkAnalysis;
+  readonly arrays: ChunkArrays;
+  readonly io: ChunkBindings;
+  readonly kb: KernelBuilder;
+  /** The head axes' indices of this workgroup's slice s (hx_AXIS, split in the kernel's prologue). */
+  readonly head: Index;
+}
+
+export function declareArrays(a: ChunkAnalysis, kb: KernelBuilder): ChunkArrays {
+  const { C, R } = a;
+  const prefix = a.prefix.map((q): PrefixArrays => {
+    const phi = kb.workgroup(`phi${q.k}`, C * q.F);
+    const psi = q.transposed
+      ? kb.workgroup(`psi${q.k}`, (C + 1) * q.F, `[f][row], rows padded to ${C + 1}`)
+      : kb.workgroup(`psi${q.k}`, (C + q.psiHalo) * q.F, 'also the key feature of a bounded term, with its halo');
+    const S = kb.workgroup(`S${q.k}`, q.F * R);
+    const z = kb.workgroup(`z${q.k}`, q.F);
+    const open = q.openGroup
+      ? { So: kb.workgroup(`So${q.k}`, q.F * R, `the group still open (past_groups(${q.openGroup}) spans several chunks)`), zo: kb.workgroup(`zo${q.k}`, q.F) }
+      : {};
+    const lg = q.gateWidth ? { lg: kb.workgroup(`lg${q.k}`, C * q.gateWidth, 'inclusive Σ log(decay) from the chunk start') } : {};
+    return { phi, psi, S, z, ...open, ...lg };
+  });
+  const staged = new Map<Id, string>();
+  for (const f of a.declared) {
+    if (f.alias) staged.set(f.id, f.side === 'query' ? prefix[f.alias.k].phi.name : prefix[f.alias.k].psi.name);
+    else staged.set(f.id, kb.workgroup(`${f.side === 'query' ? 'qf' : 'kf'}${f.id}`, (f.side === 'query' ? C : a.CH) * f.W).name);
+  }
+  const vs = kb.workgroup('vs', a.CH * R, `values of rows c0-${a.HALO} … c0+${C - 1}, this workgroup's columns`);
+  const A = new Map(a.aGroups.map((g) => [g, kb.workgroup(`A${g}`, C * a.CA)]));
+  const rowden = new Map(a.denGroups.map((g) => [g, kb.workgroup(`rowden${g}`, C)]));
+  const denp = new Map(a.denGroups.filter((g) => A.has(g)).map((g) => [g, kb.workgroup(`denp${g}`, C * a.tile.NTJ)]));
+  return { prefix, staged, vs, A, rowden, denp };
+}
+
+export function declareBindings(a: ChunkAnalysis, kb: KernelBuilder): ChunkBindings {
+  const read = programReader(kb, a.p, a.sizes, (where) => `b * dims.t + ${where}`, { materialised: a.spec.materialised });
+  const state = new Map((a.state?.buffers ?? []).map((b) => [b.name, kb.storage(b.name, true)]));
+  const seg = a.segmented ? a.prefix.map((q) => [kb.storage(segBuffer('S', q.k), a.segmented === 'state', { always: true }), kb.storage(segBuffer('z', q.k), a.segmented === 'state', { always: true })]) : [];
+  const partial = a.spec.partial;
+  const parts = partial
+    ? a.items.map((_, g) => ({
+        num: kb.storage(`${a.spec.label}:part${g}:num`, true, { name: `part_${g}_num`, always: true }),
+        den: kb.storage(`${a.spec.label}:part${g}:den`, true, { name: `part_${g}_den`, always: true }),
+      }))
+    : [];
+  const out = partial ? undefined : kb.storage('out:o', true, { always: true });
+  return { read, state, segS: seg.map((x) => x[0]), segZ: seg.map((x) => x[1]), out, parts };
+}
+
+/** ψ_k[row, f] in workgroup memory (row counted from the chunk start). */
+export function psiAt(K: ChunkKernel, q: PrefixPlan, row: string, f: string): string {
+  const psi = K.arrays.prefix[q.k].psi.name;
+  return q.transposed ? `${psi}[(${f}) * ${K.a.C + 1}u + ${row}]` : `${psi}[((${row}) + ${q.psiHalo}u) * ${q.F}u + ${f}]`;
+}
+
+/** Σ log(decay) from the chunk start to `row`, feature `f` (its only column for a scalar gate); 0.0 without decay. */
+export function logDecayAt(K: ChunkKernel, q: PrefixPlan, row: string, f: string): string {
+  const lg = K.arrays.prefix[q.k].lg;
+  return lg ? `${lg.name}[${row} * ${q.gateWidth}u + ${q.gatePerFeature ? f : '0u'}]` : '0.0';
+}
+
+/** The WGSL name of a decoding-state buffer ('state:S0', …), bound from here on. */
+export function stateRef(K: ChunkKernel, buffer: string): string {
+  const b = K.io.state.get(buffer);
+  if (!b) throw new Error(`internal: ${K.a.p.name}: no decoding-state buffer ${buffer}`);
+  return K.kb.use(b);
+}
+
+/** Start of this (batch, head slice, segment)'s S_k (or z_k) in its segment-state buffer. */
+export function segBase(K: ChunkKernel, q: PrefixPlan, what: 'S' | 'z'): string {
+  return `((b * ${K.a.NS}u + s) * nseg + sg) * ${what === 'S' ? q.F * K.a.NR : q.F}u`;
+}
+
+/** Reads staged query/key features from workgroup memory (query row `il`, key row `jj`), everything else as `base`. */
+export function stagedResolver(K: ChunkKernel, il: string, jj: string): Resolver {
+  const features = new Map(K.a.staged.map((f) => [f.id, f]));
+  return (n, idx, where) => {
+    const f = features.get(n.id);
+    if (!f) return K.io.read(n, idx, where);
+    return `${K.arrays.staged.get(n.id)}[${f.side === 'query' ? il : jj} * ${f.W}u + ${offset(f.axes, K.a.sizes, idx)}]`;
+  };
+}

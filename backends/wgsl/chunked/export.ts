@@ -1,0 +1,42 @@
+// After the last chunk: a segment-state launch writes each segment's own S_k, z_k for the scan over segments;
+// a state export writes S_k, z_k (and an open group's So_k, zo_k) as the decoding state [b, NS, F, NR] / [b, NS, F].
+import type { Block } from '../wgsl-block.ts';
+import type { WorkgroupArray } from '../kernel-builder.ts';
+import { segBase, stateRef, type ChunkKernel } from './declarations.ts';
+
+export function emitSegmentState(K: ChunkKernel, body: Block): void {
+  const { a } = K;
+  if (a.segmented !== 'state') return;
+  for (const q of a.prefix) {
+    const { S, z } = K.arrays.prefix[q.k];
+    body.strided('x', `${q.F * a.R}u`, (b, x) => {
+      b.comment(`this segment's own ${S.name}, for the scan`);
+      const col = b.let('col', `tile * ${a.R}u + ${x} % ${a.R}u`);
+      b.block(`if (${col} < ${a.NR}u)`, (l) => l.line(`${K.kb.use(K.io.segS[q.k])}[${segBase(K, q, 'S')} + (${x} / ${a.R}u) * ${a.NR}u + ${col}] = ${S.name}[${x}];`));
+    });
+    body.strided('f', `${q.F}u`, (b, f) => b.block('if (tile == 0u)', (l) => l.line(`${K.kb.use(K.io.segZ[q.k])}[${segBase(K, q, 'z')} + ${f}] = ${z.name}[${f}];`)));
+  }
+}
+
+export function emitStateExport(K: ChunkKernel, body: Block): void {
+  const { a } = K;
+  if (!a.state) return;
+  for (const q of a.prefix) {
+    const { S, z, So, zo } = K.arrays.prefix[q.k];
+    const write = (shared: WorkgroupArray, buffer: string, note?: string) =>
+      body.strided('x', `${q.F * a.R}u`, (b, x) => {
+        if (note) b.comment(note);
+        const f = b.let('f', `${x} / ${a.R}u`);
+        const col = b.let('col', `tile * ${a.R}u + ${x} % ${a.R}u`);
+        b.block(`if (${col} < ${a.NR}u)`, (l) => l.line(`${stateRef(K, buffer)}[((b * ${a.NS}u + s) * ${q.F}u + ${f}) * ${a.NR}u + ${col}] = ${shared.name}[${x}];`));
+      });
+    const writeZ = (shared: WorkgroupArray, buffer: string) =>
+      body.strided('f', `${q.F}u`, (b, f) => b.block('if (tile == 0u)', (l) => l.line(`${stateRef(K, buffer)}[(b * ${a.NS}u + s) * ${q.F}u + ${f}] = ${shared.name}[${f}];`)));
+    write(S, `state:S${q.k}`, `export ${S.name}`);
+    writeZ(z, `state:z${q.k}`);
+    if (So && zo) {
+      write(So, `state:So${q.k}`);
+      writeZ(zo, `state:zo${q.k}`);
+    }
+  }
+}

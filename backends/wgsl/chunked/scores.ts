@@ -1,0 +1,126 @@
+// Phase 2 of a chunk: the score matrices A_g[il, ja] of the output groups that have one, ja over the A halo and
+// the chunk, and each tile's share of the row denominators.
+//
+//   A_g[i, j] = Σ_{prefix t ∈ g} [M_t(i, j)] Σ_f φ_t,i[f] ψ_t,j[f] · decay_{j→i}[f]  +  Σ_{bounded t ∈ g} [M_t(i, j)] s_t(i, j)
+//
+// Each invocation owns a TI×TJ micro-tile (rows ti + m·NTI, columns tj + n·NTJ, strided so that neighbouring
+// invocations read neighbouring ψ), so every φ and ψ it loads from workgroup memory feeds TJ or TI products.
+import { maskCondition } from '../common.ts';
+import { ExprGen } from '../expr.ts';
+import type { Block } from '../wgsl-block.ts';
+import type { PrefixPlan } from './analysis.ts';
+import { psiAt, stagedResolver, type ChunkKernel } from './declarations.ts';
+
+/** The micro-tile's accumulators: name of a_g at cell (m, n). */
+type Cells = (g: number, m: number, n: number) => string;
+
+export function emitScores(K: ChunkKernel, body: Block): void {
+  const { a } = K;
+  if (!a.aGroups.length || a.segmented === 'state') return;
+  const { TI, TJ, NTI, NTJ } = a.tile;
+  body.strided('x', `${NTI * NTJ}u`, (b, x) => {
+    const ti = b.let('ti', `${x} / ${NTJ}u`);
+    const tj = b.let('tj', `${x} % ${NTJ}u`);
+    const acc = new Map<string, string>();
+    for (const g of a.aGroups) for (let m = 0; m < TI; m++) for (let n = 0; n < TJ; n++) acc.set(`${g},${m},${n}`, b.var(`a${g}_${m}_${n}`, '0.0'));
+    const cells: Cells = (g, m, n) => acc.get(`${g},${m},${n}`)!;
+    for (const g of a.aGroups) {
+      for (const t of a.groupTerms[g]) if (t.form.kind === 'prefix') prefixTile(K, b, a.prefix.find((q) => q.term === t)!, g, cells, ti, tj);
+    }
+    for (let m = 0; m < TI; m++) for (let n = 0; n < TJ; n++) boundedCell(K, b, m, n, cells, ti, tj);
+    for (const g of a.denGroups) if (K.arrays.denp.has(g)) for (let m = 0; m < TI; m++) partialDenominator(K, b, g, m, cells, ti, tj);
+  });
+  body.line('workgroupBarrier();');
+}
+
+/** A prefix term's φ_i·ψ_j over the tile (per-feature decay inside the sum, a scalar one outside), masked into a_g. */
+function prefixTile(K: ChunkKernel, b: Block, q: PrefixPlan, g: number, cells: Cells, ti: string, tj: string): void {
+  const { a } = K;
+  const { TI, TJ, NTI, NTJ } = a.tile;
+  const { phi, lg } = K.arrays.prefix[q.k];
+  b.block('', (t) => {
+    t.comment(`term ${q.term.name} (prefix): φ_i·ψ_j over the tile${q.gateWidth ? ', with decay' : ''}`);
+    const d = new Map<string, string>();
+    for (let m = 0; m < TI; m++) for (let n = 0; n < TJ; n++) d.set(`${m},${n}`, t.var(`d_${m}_${n}`, '0.0'));
+    const jl = [...Array(TJ).keys()].map((n) => t.let(`jl_${n}`, `u32(clamp(i32(${tj} + ${n * NTJ}u) - ${a.AH}, 0, ${a.C - 1}))`));
+    t.for('f', '0u', (f) => `${f} < ${q.F}u`, (l, f) => {
+      const p = [...Array(TI).keys()].map((m) => l.let(`p_${m}`, `${phi.name}[(${ti} + ${m * NTI}u) * ${q.F}u + ${f}]`));
+      const s = jl.map((j, n) => l.let(`q_${n}`, psiAt(K, q, j, f)));
+      for (let m = 0; m < TI; m++) {
+        for (let n = 0; n < TJ; n++) {
+          const decay = q.gatePerFeature ? ` * exp(${lg!.name}[(${ti} + ${m * NTI}u) * ${q.F}u + ${f}] - ${lg!.name}[${jl[n]} * ${q.F}u + ${f}])` : '';
+          const dm = d.get(`${m},${n}`)!;
+          l.line(`${dm} = ${dm} + ${p[m]} * ${s[n]}${decay};`);
+        }
+      }
+    });
+    for (let m = 0; m < TI; m++) {
+      for (let n = 0; n < TJ; n++) {
+        t.block('', (c) => {
+          const il = c.let('il', `${ti} + ${m * NTI}u`);
+          const jj = c.let('jj', `${tj} + ${n * NTJ}u`);
+          const ia = c.let('ia', `c0 + ${il}`);
+          const jai = c.let('ja_i', `i32(c0) + i32(${jj}) - ${a.AH}`);
+          const ja = c.let('ja', `u32(max(${jai}, 0))`);
+          const decay = q.gateWidth === 1 ? ` * exp(${lg!.name}[${il}] - ${lg!.name}[${jl[n]}])` : '';
+          const am = cells(g, m, n);
+          c.block(`if (${il} < n && ${jj} >= ${a.AH}u && ${jj} < ${a.CA}u && ${jai} >= 0 && (${maskCondition(q.term.mask, ia, ja)}))`, (s) => s.line(`${am} = ${am} + ${d.get(`${m},${n}`)}${decay};`));
+        });
+      }
+    }
+  });
+}
+
+/** Cell (m, n): the bounded terms' scores, evaluated from the staged features, then a_g stored into A_g. */
+function boundedCell(K: ChunkKernel, b: Block, m: number, n: number, cells: Cells, ti: string, tj: string): void {
+  const { a } = K;
+  const { NTI, NTJ } = a.tile;
+  b.block('', (c) => {
+    const il = c.let('il', `${ti} + ${m * NTI}u`);
+    const jj = c.let('jj', `${tj} + ${n * NTJ}u`);
+    c.block(`if (${jj} < ${a.CA}u)`, (s) => {
+      const ia = s.let('ia', `c0 + ${il}`);
+      const jai = s.let('ja_i', `i32(c0) + i32(${jj}) - ${a.AH}`);
+      const ja = s.let('ja', `u32(max(${jai}, 0))`);
+      const valid = s.let('valid', `${il} < n && ${jai} >= 0`);
+      for (const g of a.aGroups) {
+        const am = cells(g, m, n);
+        for (const t of a.groupTerms[g]) {
+          if (!a.L.aTerms.includes(t) || t.form.kind === 'prefix') continue;
+          s.block(`if (${valid} && (${maskCondition(t.mask, ia, ja)}))`, (e) => {
+            e.comment(`term ${t.name} (${t.form.kind})`);
+            const gen = new ExprGen(a.p, a.sizes, stagedResolver(K, il, `(${jj} + ${a.HALO - a.AH}u)`), { i: ia, j: ja });
+            e.line(`${am} = ${am} + ${gen.value(e, t.score, K.head, ja)};`);
+          });
+        }
+        s.line(`${K.arrays.A.get(g)!.name}[${il} * ${a.CA}u + ${jj}] = ${am};`);
+      }
+    });
+  });
+}
+
+/** This tile's share of row il's denominator: its row sums of A, and φ·z over the features f ≡ tj (mod NTJ). */
+function partialDenominator(K: ChunkKernel, b: Block, g: number, m: number, cells: Cells, ti: string, tj: string): void {
+  const { a } = K;
+  const { TJ, NTI, NTJ } = a.tile;
+  b.block('', (c) => {
+    const il = c.let('il', `${ti} + ${m * NTI}u`);
+    const dp = c.var('dp', [...Array(TJ).keys()].map((n) => cells(g, m, n)).join(' + '));
+    for (const t of a.groupTerms[g]) {
+      if (t.form.kind !== 'prefix') continue;
+      const q = a.prefix.find((x) => x.term === t)!;
+      c.for('f', tj, (f) => `${f} < ${q.F}u`, (l, f) => {
+        l.comment(`φ·z for ${t.name}`);
+        l.line(`${dp} = ${dp} + ${K.arrays.prefix[q.k].phi.name}[${il} * ${q.F}u + ${f}]${rowDecay(K, q, il, f)} * ${K.arrays.prefix[q.k].z.name}[${f}];`);
+      }, { step: (f) => `${f} += ${NTJ}u` });
+    }
+    c.line(`${K.arrays.denp.get(g)!.name}[${il} * ${NTJ}u + ${tj}] = ${dp};`);
+  });
+}
+
+/** ` * exp(Σ log decay from the chunk start to row il)` for feature f, or '' without decay: how S_prev and z reach row il. */
+export function rowDecay(K: ChunkKernel, q: PrefixPlan, il: string, f: string): string {
+  const lg = K.arrays.prefix[q.k].lg?.name;
+  return q.gatePerFeature ? ` * exp(${lg}[${il} * ${q.F}u + ${f}])` : q.gateWidth === 1 ? ` * exp(${lg}[${il}])` : '';
+}
+

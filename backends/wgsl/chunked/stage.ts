@@ -1,0 +1,138 @@
+// Phase 1 of a chunk: stage its rows in workgroup memory — φ, ψ (and log-gates) of each prefix term, the bounded
+// terms' query/key features and the values (with halo) — then the gates' cumulative sums. What each staged
+// array holds is a Slot here; staging.ts turns the slots into unrolled batches and loops.
+import type { Id } from '../../../src/ir/types.ts';
+import { ExprGen, offset } from '../expr.ts';
+import { ringIndex } from '../layout.ts';
+import type { Block } from '../wgsl-block.ts';
+import type { PrefixPlan, StagedFeature } from './analysis.ts';
+import { stateRef, type ChunkKernel } from './declarations.ts';
+import { emitSlots, type Place, type Slot } from './staging.ts';
+
+export function emitStage(K: ChunkKernel, body: Block): void {
+  emitSlots(body, K.a.WG, slots(K));
+}
+
+/** The staged arrays in order: each prefix term's φ, ψ and gate, the query then key features, the values. */
+function slots(K: ChunkKernel): Slot[] {
+  const { a } = K;
+  return [
+    ...a.prefix.flatMap((q) => [featureSlot(K, q, 'phi'), featureSlot(K, q, 'psi'), ...(q.gateWidth ? [gateSlot(K, q)] : [])]),
+    ...a.staged.filter((f) => !f.alias).map((f) => frontierSlot(K, f)),
+    valueSlot(K),
+  ];
+}
+
+/** The element's value, computed by a generator of its own at position `tpos`. */
+const valueOf = (K: ChunkKernel, id: Id) => (b: Block, at: Place) => new ExprGen(K.a.p, K.a.sizes, K.io.read, { i: at.tpos, j: at.tpos }).value(b, id, at.idx, at.tpos);
+
+/** A store into the decoding state's ring of node `id` (state export: decoding needs the last RING rows). */
+function ringStore(K: ChunkKernel, id: Id, b: Block, at: Place, val: string, cond: string): void {
+  const st = K.a.state;
+  const r = st?.rings.find((x) => x.id === id);
+  if (!st || !r) return;
+  const ring = stateRef(K, `state:ring${id}`);
+  b.block(`if (${cond})`, (s) => s.line(`${ring}[${ringIndex(r, st.ring, `${at.tpos} % ${st.ring}u`, offset(K.a.p.nodes[id].type.axes, K.a.sizes, at.idx))}] = ${val};`));
+}
+
+/** φ_k or ψ_k ([C + halo][F]); ψ of a prefix term no bounded term reads is stored transposed. */
+function featureSlot(K: ChunkKernel, q: PrefixPlan, which: 'phi' | 'psi'): Slot {
+  const { a } = K;
+  const id = which === 'phi' ? q.form.phi : q.form.psi;
+  const halo = which === 'phi' ? 0 : q.psiHalo;
+  const array = K.arrays.prefix[q.k][which].name;
+  return {
+    N: (a.C + halo) * q.F,
+    place: (b, xc) => {
+      const x = b.let('x', xc);
+      const row = b.let('row', `i32(${x} / ${q.F}u) - ${halo}`);
+      const ok = b.let('ok', `${row} < i32(n) && i32(c0) + ${row} >= 0`);
+      const tpos = b.let('tpos', `select(0u, u32(i32(c0) + ${row}), ${ok})`);
+      return { x, ok, tpos, row, idx: { ...K.head, ...(q.feature ? { [q.feature]: `(${x} % ${q.F}u)` } : {}) } };
+    },
+    value: valueOf(K, id),
+    store: (b, at, val) => {
+      // A bounded term reads this feature as its key (through the alias): decoding needs its last rows too.
+      ringStore(K, id, b, at, val, `${at.ok} && tile == 0u && ${at.row} >= 0 && ${at.tpos} + ${a.state?.ring}u >= dims.t`);
+      b.line(which === 'psi' && q.transposed ? `${array}[(${at.x} % ${q.F}u) * ${a.C + 1}u + ${at.x} / ${q.F}u] = ${val};` : `${array}[${at.x}] = ${val};`);
+    },
+  };
+}
+
+/** log(decay) of each row of the chunk ([C][gateWidth]), summed up along the chunk afterwards. */
+function gateSlot(K: ChunkKernel, q: PrefixPlan): Slot {
+  const gw = q.gateWidth;
+  const lg = K.arrays.prefix[q.k].lg!.name;
+  const gate = valueOf(K, q.gateId!);
+  return {
+    N: K.a.C * gw,
+    place: (b, xc) => {
+      const x = b.let('x', xc);
+      const row = b.let('row', `${x} / ${gw}u`);
+      const ok = b.let('ok', `${row} < n`);
+      const tpos = b.let('tpos', `select(0u, c0 + ${row}, ${ok})`);
+      return { x, ok, tpos, idx: { ...K.head, ...(q.gatePerFeature ? { [q.feature!]: `(${x} % ${gw}u)` } : {}) } };
+    },
+    value: (b, at) => `log(max(${gate(b, at)}, 1e-30))`,
+    store: (b, at, val) => b.line(`${lg}[${at.x}] = ${val};`),
+  };
+}
+
+/** A bounded term's query feature ([C][W]) or key feature ([CH][W], with the halo). */
+function frontierSlot(K: ChunkKernel, f: StagedFeature): Slot {
+  const { a } = K;
+  const base = f.side === 'query' ? 0 : a.HALO;
+  return {
+    N: (f.side === 'query' ? a.C : a.CH) * f.W,
+    place: (b, xc) => {
+      const x = b.let('x', xc);
+      const tposi = b.let('tposi', `i32(c0) + i32(${x} / ${f.W}u) - ${base}`);
+      const ok = b.let('ok', `${tposi} >= 0 && u32(${tposi}) < dims.t`);
+      const tpos = b.let('tpos', `select(0u, u32(${tposi}), ${ok})`);
+      return { x, ok, tpos, idx: { ...K.head, ...b.split(f.axes, a.sizes, `(${x} % ${f.W}u)`, `fx${f.id}`) } };
+    },
+    value: valueOf(K, f.id),
+    store: (b, at, val) => {
+      if (f.side === 'key') ringStore(K, f.id, b, at, val, `${at.ok} && tile == 0u && ${at.tpos} + ${a.state?.ring}u >= dims.t`);
+      b.line(`${K.arrays.staged.get(f.id)}[${at.x}] = ${val};`);
+    },
+  };
+}
+
+/** The values of the chunk and its halo, this tile's R columns ([CH][R]). */
+function valueSlot(K: ChunkKernel): Slot {
+  const { a } = K;
+  return {
+    N: a.CH * a.R,
+    place: (b, xc) => {
+      const x = b.let('x', xc);
+      const col = b.let('col', `tile * ${a.R}u + ${x} % ${a.R}u`);
+      const tposi = b.let('tposi', `i32(c0) + i32(${x} / ${a.R}u) - ${a.HALO}`);
+      const ok = b.let('ok', `${tposi} >= 0 && u32(${tposi}) < dims.t && ${col} < ${a.NR}u`);
+      const tpos = b.let('tpos', `select(0u, u32(${tposi}), ${ok})`);
+      return { x, ok, tpos, idx: { ...K.head, ...b.split(a.L.rest, a.sizes, col, 'vc') } };
+    },
+    value: valueOf(K, a.valueId),
+    store: (b, at, val) => {
+      ringStore(K, a.valueId, b, at, val, `${at.ok} && ${at.tpos} + ${a.state?.ring}u >= dims.t`);
+      b.line(`${K.arrays.vs.name}[${at.x}] = ${val};`);
+    },
+  };
+}
+
+/** Inclusive cumulative log-decay along the chunk, one invocation per gate column. */
+export function emitDecayPrefix(K: ChunkKernel, body: Block): void {
+  const gated = K.a.prefix.filter((q) => q.gateWidth);
+  for (const q of gated) {
+    const lg = K.arrays.prefix[q.k].lg!.name;
+    const gw = q.gateWidth;
+    body.strided('x', `${gw}u`, (b, x) => {
+      const acc = b.var('acc', '0.0');
+      b.for('r', '0u', (r) => `${r} < ${K.a.C}u`, (l, r) => {
+        l.line(`${acc} = ${acc} + ${lg}[${r} * ${gw}u + ${x}];`);
+        l.line(`${lg}[${r} * ${gw}u + ${x}] = ${acc};`);
+      });
+    });
+  }
+  if (gated.length) body.line('workgroupBarrier();');
+}

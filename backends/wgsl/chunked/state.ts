@@ -1,0 +1,163 @@
+// The prefix terms' state in workgroup memory across chunks, per term k and this tile's columns:
+//
+//   S_k ← decay_chunk ⊙ S_k + Σ_j (decay_{j→end} ψ_k,j) ⊗ v_j        z_k ← decay_chunk ⊙ z_k + Σ_j decay_{j→end} ψ_k,j
+//
+// Its start (zero, or a segment's scanned incoming state), a past_groups term's open group joining S when the
+// next group starts, and the fold at the end of each chunk (phase 5), which for a state export keeps the last
+// group apart when decoding needs it open.
+import type { Block } from '../wgsl-block.ts';
+import type { PrefixPlan } from './analysis.ts';
+import { logDecayAt, psiAt, segBase, stateRef, type ChunkKernel } from './declarations.ts';
+import { microTile } from './tiles.ts';
+
+/** Zero the state (or, for a segment's outputs, load the state the scan left for it), before the first chunk. */
+export function emitStateStart(K: ChunkKernel, body: Block): void {
+  const { a } = K;
+  const R = a.R;
+  if (a.segmented) body.define('nseg', `(((dims.t + ${a.C - 1}u) / ${a.C}u) + ${a.segment - 1}u) / ${a.segment}u`);
+  body.strided('x', `${Math.max(1, ...a.prefix.map((q) => q.F * R), 1)}u`, (b, x) => {
+    for (const q of a.prefix) {
+      const { S, z, So, zo } = K.arrays.prefix[q.k];
+      if (a.segmented === 'output') {
+        b.block(`if (${x} < ${q.F * R}u)`, (i) => {
+          const col = i.let('col', `tile * ${R}u + ${x} % ${R}u`);
+          i.line(`${S.name}[${x}] = select(0.0, ${K.kb.use(K.io.segS[q.k])}[${segBase(K, q, 'S')} + (${x} / ${R}u) * ${a.NR}u + ${col}], ${col} < ${a.NR}u);`);
+        });
+        b.block(`if (${x} < ${q.F}u)`, (i) => i.line(`${z.name}[${x}] = ${K.kb.use(K.io.segZ[q.k])}[${segBase(K, q, 'z')} + ${x}];`));
+        continue;
+      }
+      b.block(`if (${x} < ${q.F * R}u)`, (i) => i.line(`${S.name}[${x}] = 0.0;`));
+      b.block(`if (${x} < ${q.F}u)`, (i) => i.line(`${z.name}[${x}] = 0.0;`));
+      if (So && zo) {
+        b.block(`if (${x} < ${q.F * R}u)`, (i) => i.line(`${So.name}[${x}] = 0.0;`));
+        b.block(`if (${x} < ${q.F}u)`, (i) => i.line(`${zo.name}[${x}] = 0.0;`));
+      }
+    }
+  });
+  body.line('workgroupBarrier();');
+}
+
+/** At the start of a chunk that starts a new group, the open group of a past_groups term joins S_k. */
+export function emitOpenGroupJoin(K: ChunkKernel, chunk: Block): void {
+  for (const q of K.a.prefix) {
+    const { S, z, So, zo } = K.arrays.prefix[q.k];
+    if (!So || !zo) continue;
+    chunk.block(`if (c0 % ${q.openGroup}u == 0u && c0 > 0u)`, (b) => {
+      b.comment(`a new group starts: the open one joins ${S.name}`);
+      for (const [all, open, n] of [[S, So, q.F * K.a.R], [z, zo, q.F]] as const) {
+        b.strided('x', `${n}u`, (l, x) => {
+          l.line(`${all.name}[${x}] = ${all.name}[${x}] + ${open.name}[${x}];`);
+          l.line(`${open.name}[${x}] = 0.0;`);
+        });
+      }
+    });
+  }
+}
+
+/** z_k[f] ← decay ⊙ z_k[f] + Σ_j decay_{j→end} ψ_k,j[f], for a term with no open group. */
+export function emitZUpdate(K: ChunkKernel, q: PrefixPlan, b: Block, f: string): void {
+  const z = K.arrays.prefix[q.k].z.name;
+  const lend = b.let('lend', logDecayAt(K, q, '(n - 1u)', f));
+  const acc = b.var('acc', `${z}[${f}] * exp(${lend})`);
+  b.for('j', '0u', (j) => `${j} < n`, (l, j) => l.line(`${acc} = ${acc} + ${psiAt(K, q, j, f)} * exp(${lend} - ${logDecayAt(K, q, j, f)});`));
+  b.line(`${z}[${f}] = ${acc};`);
+}
+
+/** Phase 5: fold the chunk into the state (after the outputs have read S_prev). */
+export function emitFold(K: ChunkKernel, chunk: Block): void {
+  if (!K.a.prefix.length) return;
+  chunk.line('workgroupBarrier();');
+  for (const q of K.a.prefix) {
+    if (q.openGroup) foldIntoOpenGroup(K, q, chunk);
+    else if (q.exportOpen) foldKeepingLastGroup(K, q, chunk);
+    else foldTiled(K, q, chunk);
+  }
+}
+
+/** The chunk lies inside one group, which stays open: So_k, zo_k += Σ_j ψ_j ⊗ v_j; it joins S when the next group starts. */
+function foldIntoOpenGroup(K: ChunkKernel, q: PrefixPlan, chunk: Block): void {
+  const { a } = K;
+  const { So, zo } = K.arrays.prefix[q.k];
+  chunk.strided('x', `${q.F * a.R}u`, (b, x) => {
+    b.comment(`${So!.name} += Σ_j ψ_j ⊗ v_j`);
+    const f = b.let('f', `${x} / ${a.R}u`);
+    const cl = b.let('cl', `${x} % ${a.R}u`);
+    const acc = b.var('acc', `${So!.name}[${x}]`);
+    b.for('j', '0u', (j) => `${j} < n`, (l, j) => l.line(`${acc} = ${acc} + ${psiAt(K, q, j, f)} * ${K.arrays.vs.name}[(${j} + ${a.HALO}u) * ${a.R}u + ${cl}];`));
+    b.line(`${So!.name}[${x}] = ${acc};`);
+  });
+  chunk.strided('f', `${q.F}u`, (b, f) => {
+    const acc = b.var('acc', `${zo!.name}[${f}]`);
+    b.for('j', '0u', (j) => `${j} < n`, (l, j) => l.line(`${acc} = ${acc} + ${psiAt(K, q, j, f)};`));
+    b.line(`${zo!.name}[${f}] = ${acc};`);
+  });
+}
+
+/** S_k ← decay ⊙ S_k + Σ_j ψ_j ⊗ v_j, each invocation owning TF features (tf + m·NTF) of one column: a value loaded once feeds TF products. */
+function foldTiled(K: ChunkKernel, q: PrefixPlan, chunk: Block): void {
+  const { a } = K;
+  const S = K.arrays.prefix[q.k].S.name;
+  const TF = microTile(q.F, a.R, a.WG);
+  const NTF = q.F / TF;
+  const fs = [...Array(TF).keys()];
+  chunk.strided('x', `${NTF * a.R}u`, (b, x) => {
+    b.comment(`${S} ← decay ⊙ ${S} + Σ_j ψ_j ⊗ v_j`);
+    const tf = b.let('tf', `${x} / ${a.R}u`);
+    const cl = b.let('cl', `${x} % ${a.R}u`);
+    const rows = fs.map((m) => {
+      const f = b.let(`f_${m}`, `${tf} + ${m * NTF}u`);
+      const lend = q.gateWidth ? b.let(`lend_${m}`, logDecayAt(K, q, '(n - 1u)', f)) : null;
+      const acc = b.var(`acc_${m}`, `${S}[${f} * ${a.R}u + ${cl}]${lend ? ` * exp(${lend})` : ''}`);
+      return { f, lend, acc };
+    });
+    b.for('j', '0u', (j) => `${j} < n`, (l, j) => {
+      const vv = l.let('vv', `${K.arrays.vs.name}[(${j} + ${a.HALO}u) * ${a.R}u + ${cl}]`);
+      for (const { f, lend, acc } of rows) {
+        const w = lend ? ` * exp(${lend} - ${logDecayAt(K, q, j, f)})` : '';
+        l.line(`${acc} = ${acc} + ${psiAt(K, q, j, f)}${w} * ${vv};`);
+      }
+    });
+    for (const { f, acc } of rows) b.line(`${S}[${f} * ${a.R}u + ${cl}] = ${acc};`);
+  });
+  if (!a.zEarly.includes(q)) chunk.strided('f', `${q.F}u`, (b, f) => emitZUpdate(K, q, b, f));
+}
+
+/**
+ * A state export of a past_groups term: decoding keeps the last (open) group apart, so the chunk's rows of that
+ * group go to the exported So_k, zo_k (written on the last chunk) and only earlier rows into S_k, z_k.
+ */
+function foldKeepingLastGroup(K: ChunkKernel, q: PrefixPlan, chunk: Block): void {
+  const { a } = K;
+  const { S, z } = K.arrays.prefix[q.k];
+  chunk.strided('x', `${q.F * a.R}u`, (b, x) => {
+    b.comment(`${S.name} ← decay ⊙ ${S.name} + Σ_j ψ_j ⊗ v_j`);
+    const f = b.let('f', `${x} / ${a.R}u`);
+    const cl = b.let('cl', `${x} % ${a.R}u`);
+    const { acc, accOpen } = foldSplitAtLastGroup(K, q, b, f, `${S.name}[${x}]`, 'pv', (j) => `${psiAt(K, q, j, f)} * ${K.arrays.vs.name}[(${j} + ${a.HALO}u) * ${a.R}u + ${cl}]`);
+    b.block(`if (c + 1u == nchunks && tile * ${a.R}u + ${cl} < ${a.NR}u)`, (l) =>
+      l.line(`${stateRef(K, `state:So${q.k}`)}[((b * ${a.NS}u + s) * ${q.F}u + ${f}) * ${a.NR}u + tile * ${a.R}u + ${cl}] = ${accOpen};`),
+    );
+    b.line(`${S.name}[${x}] = ${acc};`);
+  });
+  chunk.strided('f', `${q.F}u`, (b, f) => {
+    const { acc, accOpen } = foldSplitAtLastGroup(K, q, b, f, `${z.name}[${f}]`, 'pz', (j) => psiAt(K, q, j, f));
+    b.block('if (c + 1u == nchunks && tile == 0u)', (l) => l.line(`${stateRef(K, `state:zo${q.k}`)}[(b * ${a.NS}u + s) * ${q.F}u + ${f}] = ${accOpen};`));
+    b.line(`${z.name}[${f}] = ${acc};`);
+  });
+}
+
+/**
+ * acc = decay ⊙ `old` + the chunk's rows j before the last group (t_g = the last group's start), accOpen = those
+ * in it; `row(j)` is row j's contribution (named `stem`).
+ */
+function foldSplitAtLastGroup(K: ChunkKernel, q: PrefixPlan, b: Block, f: string, old: string, stem: string, row: (j: string) => string): { acc: string; accOpen: string } {
+  const lend = b.let('lend', logDecayAt(K, q, '(n - 1u)', f));
+  const acc = b.var('acc', `${old} * exp(${lend})`);
+  const tg = b.let('tg', `${q.exportOpen}u * ((dims.t - 1u) / ${q.exportOpen}u)`);
+  const accOpen = b.var('accOpen', '0.0');
+  b.for('j', '0u', (j) => `${j} < n`, (l, j) => {
+    const pv = l.let(stem, row(j));
+    l.ifChain([[`c0 + ${j} >= ${tg}`, (t) => t.line(`${accOpen} = ${accOpen} + ${pv};`)], [null, (e) => e.line(`${acc} = ${acc} + ${pv};`)]]);
+  });
+  return { acc, accOpen };
+}

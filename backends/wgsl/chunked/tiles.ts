@@ -1,0 +1,25 @@
+// Micro-tiles of the chunk kernel's phases: how many rows/columns each invocation owns, chosen so that every
+// invocation of the workgroup has work while each element loaded from workgroup memory feeds several products.
+
+/**
+ * The micro-tile along an axis of n elements shared by `cols` columns: the largest of 4, 2, 1 dividing n that
+ * still gives each of the WG invocations work (n / tile · cols ≥ WG), else 1 — a larger tile reuses each
+ * loaded element more, but leaves invocations idle and the phase longer.
+ */
+export function microTile(n: number, cols: number, WG: number): number {
+  const fits = [4, 2, 1].filter((m) => n % m === 0);
+  return fits.find((m) => (n / m) * cols >= WG) ?? 1;
+}
+
+/**
+ * The score phase's micro-tile: TI rows × TJ columns per invocation, the largest (of 4×4, 4×2, 2×2, 2×1, 1×1)
+ * that still gives every invocation of the workgroup a tile, so that the phase is not left to a few of them.
+ * NTI × NTJ tiles cover the C × CA score matrix.
+ */
+export function scoreTile(C: number, CA: number, WG: number): { TI: number; TJ: number; NTI: number; NTJ: number } {
+  const shapes = [[4, 4], [4, 2], [2, 2], [2, 1], [1, 1]].filter(([ti]) => C % ti === 0);
+  const tile = (ti: number, tj: number) => ({ TI: ti, TJ: tj, NTI: C / ti, NTJ: Math.ceil(CA / tj) });
+  for (const [ti, tj] of shapes) if ((C / ti) * Math.ceil(CA / tj) >= WG) return tile(ti, tj);
+  const [ti, tj] = shapes[shapes.length - 1];
+  return tile(ti, tj);
+}
