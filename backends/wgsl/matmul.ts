@@ -39,6 +39,13 @@ export interface MatmulProblem {
   readonly transposeB: boolean;
   /** Prologue and epilogue (matmul-fusion.ts); with transposeB only. Default: plain C = A·Wᵀ. */
   readonly fusion?: MatmulFusion;
+  /** A is stored [K, M] and C = Aᵀ·B: a weight's gradient, contracting over rows. Tiled path only. */
+  readonly transposeA?: boolean;
+  /**
+   * Split K over this many grid layers (tiled path, no epilogue): C0 receives the partial products
+   * [splits, M, N] for a fixed-order sum (MatmulKernel.splits says how many there are). Default 1.
+   */
+  readonly splitK?: number;
 }
 
 export type MatmulPath = 'tiled' | 'small-m';
@@ -74,8 +81,10 @@ export interface MatmulKernel {
   /** The kernel's bindings in binding order (matmul-fusion.ts's list). */
   readonly bindings: readonly MatmulBinding[];
   readonly workgroups: readonly [number, number, number];
-  /** The words of its uniform Params { M, N, K, pad }. */
+  /** The words of its uniform Params { M, N, K, pad } (split K: { M, N, K, KS }). */
   readonly params: Uint32Array<ArrayBuffer>;
+  /** Partial products C0 holds: 1, or the number of K splits ([splits, M, N]). */
+  readonly splits: number;
 }
 
 /** 2·M·N·K: the figure every matmul rate is computed from. */
@@ -83,7 +92,7 @@ export function matmulFlops(p: MatmulProblem): number {
   return 2 * p.M * p.N * p.K;
 }
 
-/** Float64 reference: C[m,n] = Σ_k A[m,k]·B[k,n] (or ·B[n,k] when transposeB). */
+/** Float64 reference: C[m,n] = Σ_k A[m,k]·B[k,n] (A[k,m] when transposeA, B[n,k] when transposeB). */
 export function matmulReference(
   a: ArrayLike<number>,
   b: ArrayLike<number>,
@@ -94,7 +103,7 @@ export function matmulReference(
   for (let m = 0; m < M; m++) {
     for (let n = 0; n < N; n++) {
       let s = 0;
-      for (let k = 0; k < K; k++) s += a[m * K + k] * (p.transposeB ? b[n * K + k] : b[k * N + n]);
+      for (let k = 0; k < K; k++) s += (p.transposeA ? a[k * M + m] : a[m * K + k]) * (p.transposeB ? b[n * K + k] : b[k * N + n]);
       c[m * N + n] = s;
     }
   }
@@ -102,7 +111,7 @@ export function matmulReference(
 }
 
 function describe(p: MatmulProblem): string {
-  return `M=${p.M} N=${p.N} K=${p.K}${p.transposeB ? ' Bᵀ' : ''}`;
+  return `M=${p.M} N=${p.N} K=${p.K}${p.transposeA ? ' Aᵀ' : ''}${p.transposeB ? ' Bᵀ' : ''}${(p.splitK ?? 1) > 1 ? ` split ${p.splitK}` : ''}`;
 }
 
 function chooseTile(gpu: KernelTarget, p: MatmulProblem, requested?: MatmulTile): MatmulTile {
@@ -184,14 +193,21 @@ export function matmulKernel(gpu: KernelTarget, problem: MatmulProblem, opts: Ma
   }
   const fusion = problem.fusion;
   checkFusion(fusion, N, `matmul ${describe(problem)}`);
-  if (fusion && !problem.transposeB) throw new Error(`matmul ${describe(problem)}: fusion needs transposeB (a weight stored [N, K])`);
   const smallOnly = fusion?.rmsnorm !== undefined || fusion?.epilogue === 'swiglu';
   const smallMax = problem.transposeB ? SMALL_M_BLOCKED_MAX : SMALL_M_MAX;
-  const path: MatmulPath = opts.path ?? (M <= smallMax ? 'small-m' : 'tiled');
+  const splitK = problem.splitK ?? 1;
+  if (!(Number.isInteger(splitK) && splitK >= 1)) throw new Error(`matmul ${describe(problem)}: splitK must be a positive integer, got ${splitK}`);
+  const tiledOnly = problem.transposeA === true || splitK > 1;
+  if (tiledOnly && (opts.path === 'small-m' || smallOnly)) throw new Error(`matmul ${describe(problem)}: a transposed A and split K exist on the tiled path only, without rmsnorm or swiglu`);
+  if (splitK > 1 && (fusion?.epilogue ?? 'store') !== 'store') throw new Error(`matmul ${describe(problem)}: a split-K matmul writes partial products; it takes no epilogue`);
+  const path: MatmulPath = opts.path ?? (!tiledOnly && M <= smallMax ? 'small-m' : 'tiled');
+  if (path === 'small-m' && fusion && !problem.transposeB) throw new Error(`matmul ${describe(problem)}: fusion needs transposeB (a weight stored [N, K])`);
   const base = opts.label ?? 'matmul';
   let code: string;
   let kernel: string;
   let workgroups: [number, number, number];
+  let splits = 1;
+  let KS = 0;
   if (path === 'small-m') {
     if (M > smallMax) throw new Error(`matmul ${describe(problem)}: the small-m path takes M ≤ ${smallMax}${problem.transposeB ? '' : ' (a weight stored [K, N])'}`);
     if (opts.smallMLanes !== undefined) {
@@ -229,23 +245,28 @@ export function matmulKernel(gpu: KernelTarget, problem: MatmulProblem, opts: Ma
   } else {
     if (smallOnly) throw new Error(`matmul ${describe(problem)}: the rmsnorm prologue and the swiglu epilogue exist on the small-m path only (M ≤ ${SMALL_M_BLOCKED_MAX})`);
     const tile = chooseTile(gpu, problem, opts.tile);
+    // K splits of KS (a multiple of BK) each; the last may be shorter, none is empty.
+    KS = Math.ceil(Math.ceil(K / splitK) / tile.BK) * tile.BK;
+    splits = Math.ceil(K / KS);
     code = tiledMatmulWgsl({
       tile,
       transposeB: problem.transposeB,
+      ...(problem.transposeA && { transposeA: true }),
+      ...(splits > 1 && { splitK: true }),
       checkM: M % tile.BM !== 0,
       checkN: N % tile.BN !== 0,
       checkK: K % tile.BK !== 0,
       ...(fusion && { fusion }),
     });
-    workgroups = [Math.ceil(N / tile.BN), Math.ceil(M / tile.BM), 1];
-    kernel = `tiled ${tile.BM}×${tile.BN}×${tile.BK}, ${tile.TM}×${tile.TN}/thread${describeFusion(fusion)}`;
+    workgroups = [Math.ceil(N / tile.BN), Math.ceil(M / tile.BM), splits];
+    kernel = `tiled ${tile.BM}×${tile.BN}×${tile.BK}, ${tile.TM}×${tile.TN}/thread${describeFusion(fusion)}${splits > 1 ? `, ${splits} K splits of ${KS}` : ''}`;
   }
   const maxGroups = gpu.limits.maxComputeWorkgroupsPerDimension;
-  if (workgroups[0] > maxGroups || workgroups[1] > maxGroups) {
+  if (workgroups[0] > maxGroups || workgroups[1] > maxGroups || workgroups[2] > maxGroups) {
     throw new Error(`matmul ${describe(problem)}: grid ${workgroups.join('×')} exceeds ${maxGroups} workgroups per dimension`);
   }
   const label = `${base} [${describe(problem)}; ${kernel}]`;
-  return { problem, path, label, kernel, code, bindings: matmulBindings(fusion), workgroups, params: Uint32Array.of(M, N, K, 0) };
+  return { problem, path, label, kernel, code, bindings: matmulBindings(fusion), workgroups, params: Uint32Array.of(M, N, K, splits > 1 ? KS : 0), splits };
 }
 
 /** Whether matmulKernel can give `problem` this fusion (the small-M Wᵀ path, M ≤ SMALL_M_BLOCKED_MAX, takes them all). */
