@@ -13,9 +13,11 @@ import { inputsCommand } from './inputs.ts';
 import { irCommand } from './ir.ts';
 import { runCommand } from './run.ts';
 import { trainCommand } from './train.ts';
+import { trainMedusaCommand } from './train-medusa.ts';
 
 export const COMMANDS: readonly Command[] = [
-  checkCommand, irCommand, compileCommand, inputsCommand, runCommand, initModelCommand, trainCommand, evalCommand, generateCommand, demoCommand,
+  checkCommand, irCommand, compileCommand, inputsCommand, runCommand, initModelCommand, trainCommand, trainMedusaCommand, evalCommand, generateCommand,
+  demoCommand,
 ];
 
 export function overview(): string {
