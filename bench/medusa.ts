@@ -1,7 +1,7 @@
 // Trained Medusa heads (linattn train-medusa) against plain decoding on held-out prompts: same model, same run.
 //
 //   npx tsx bench/medusa.ts --model DIR --data FILE… [--prompts N] [--prompt-tokens P] [--tokens N]
-//                           [--trees "SPEC;SPEC;…"] [--sources medusa,oracle,adaptive,ngram] [--out DIR]
+//                           [--trees "SPEC;SPEC;…"] [--sources medusa,oracle,adaptive,ngram] [--no-profile] [--out DIR]
 //
 // The prompts are N windows of P tokens (after BOS) spread evenly over the held-out part of the data — the last 10%
 // of the tokens (the run's own --val-fraction when DIR holds trainer_state.json), text the heads never trained on.
@@ -12,7 +12,9 @@
 // replayed: every proposal accepted) runs the Medusa chains: the ceiling of those shapes, and — its tree steps
 // being the same size without the heads — what the heads cost. Everything runs once on the first prompt
 // before timing (a pipeline compiles at its first dispatch on lavapipe), and each timed figure follows a sustained
-// warm-up on a hardware GPU (an idle GPU drops its clocks). Writes medusa.json to --out, else $OUT, else out/.
+// warm-up on a hardware GPU (an idle GPU drops its clocks). With timestamp queries (unless --no-profile) one tree
+// step of a chain of M nodes is profiled dispatch by dispatch (runtime/dispatch-profile.ts) with the heads and
+// without: what the heads add, kernel by kernel. Writes medusa.json to --out, else $OUT, else out/.
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -26,6 +28,7 @@ import { loadModelVariant } from '../src/model/variant.ts';
 import { loadWeights } from '../src/model/weights.ts';
 import { compiledAttentionFactory } from '../src/runtime/compiled-attention.ts';
 import { getDevice } from '../src/runtime/dawn.ts';
+import { summarizeDispatches } from '../src/runtime/dispatch-profile.ts';
 import { median } from '../src/runtime/timing.ts';
 import { AdaptiveDraft } from '../src/speculative/adaptive-draft.ts';
 import type { DraftSource } from '../src/speculative/draft.ts';
@@ -34,6 +37,7 @@ import { GpuTreeVerifier } from '../src/speculative/gpu-verifier.ts';
 import { MedusaDraft } from '../src/speculative/medusa-draft.ts';
 import { NgramDraft } from '../src/speculative/ngram-draft.ts';
 import { OracleDraft } from '../src/speculative/oracle-draft.ts';
+import { treeFromParents } from '../src/speculative/token-tree.ts';
 import { parseTreeSpec, type TreeShape } from '../src/speculative/tree-spec.ts';
 
 const WARM_MS = 300;
@@ -55,7 +59,7 @@ export interface MedusaFigure {
 const { values } = parseArgs({
   options: {
     model: { type: 'string' }, data: { type: 'string', multiple: true }, prompts: { type: 'string' }, 'prompt-tokens': { type: 'string' },
-    tokens: { type: 'string' }, trees: { type: 'string' }, sources: { type: 'string' }, out: { type: 'string' },
+    tokens: { type: 'string' }, trees: { type: 'string' }, sources: { type: 'string' }, out: { type: 'string' }, 'no-profile': { type: 'boolean' },
   },
 });
 if (!values.model || !values.data?.length) {
@@ -82,6 +86,11 @@ const prompts = Array.from({ length: nPrompts }, (_, k) => {
   const start = Math.floor((k * (held.length - promptTokens)) / Math.max(1, nPrompts));
   return [...(tokenizer.bos !== undefined ? [tokenizer.bos] : []), ...held.subarray(start, start + promptTokens)];
 });
+
+/** Candidates per node a shape asks a draft for (as linattn generate asks the Medusa heads). */
+function candidatesPerNode(shape: TreeShape): number {
+  return shape.kind === 'static' ? Math.max(...shape.paths.map((p) => p[p.length - 1])) + 1 : shape.width;
+}
 
 /** Medusa's sparse tree for M heads: the top three first guesses, two second guesses under the best, the best chain below. */
 function sparseTree(M: number): string {
@@ -112,15 +121,15 @@ log(`Medusa bench on ${gpu.adapterName}: ${dir} (${config.numLayers} layers, hid
   `${nPrompts} held-out prompts of ${promptTokens} tokens, ${newTokens} new tokens each`);
 try {
   if (heads > 0) await verifier.prepare({ medusaTopK: 4 });
-  const draftOf = (source: string, p: number): DraftSource => {
-    if (source === 'medusa') return new MedusaDraft(heads, 4);
+  const draftOf = (source: string, p: number, shape: TreeShape): DraftSource => {
+    if (source === 'medusa') return new MedusaDraft(heads, candidatesPerNode(shape));
     if (source === 'oracle') return new OracleDraft(prompts[p], plain[p].tokens[0], config.vocabSize);
     if (source === 'adaptive') return new AdaptiveDraft(0);
     if (source === 'ngram') return new NgramDraft();
     throw new Error(`unknown source ${source} (medusa, oracle, adaptive, ngram)`);
   };
   const plainOf = (ids: readonly number[], pipelined = true) => generateGpu(model, tokenizer, [ids], { maxTokens: newTokens, pipelined });
-  const specOf = (s: (typeof shapes)[number], p: number) => speculativeGenerate(verifier, draftOf(s.source, p), prompts[p], { maxTokens: newTokens, shape: s.shape, maxNodes: s.nodes });
+  const specOf = (s: (typeof shapes)[number], p: number) => speculativeGenerate(verifier, draftOf(s.source, p, s.shape), prompts[p], { maxTokens: newTokens, shape: s.shape, maxNodes: s.nodes });
   const warm = async (work: () => Promise<unknown>) => {
     const until = performance.now() + (gpu.isSoftware ? 0 : WARM_MS);
     do await work(); while (performance.now() < until);
@@ -170,9 +179,26 @@ try {
     log(`  ${fig.source} --tree ${fig.tree}: accepted ${fig.meanAccepted.toFixed(2)}/step (tree ${fig.meanTreeNodes.toFixed(1)} nodes), ${tps.toFixed(1)} tokens/s, ` +
       `${fig.speedup.toFixed(2)}×, GPU ${treeGpu?.toFixed(3) ?? '—'} ms per tree step (${fig.treeStepOverDecodeStep?.toFixed(2) ?? '—'}× a decode step), identical ${identical}/${prompts.length}`);
   }
+  // One tree step (a chain of M draft nodes), dispatch by dispatch, with and without the heads.
+  const profile: { heads: boolean; gpuMs: number; dispatches: number; kernels: ReturnType<typeof summarizeDispatches> }[] = [];
+  if (heads > 0 && model.hasTimestamps && !values['no-profile']) {
+    const ids = prompts[0];
+    const tree = treeFromParents(Array.from({ length: heads + 1 }, (_, i) => ids[(i + 1) % ids.length]), Array.from({ length: heads + 1 }, (_, i) => i - 1));
+    for (const withHeads of [false, true]) {
+      await verifier.start(ids, { temperature: 0 }, 0);
+      const times = await verifier.profileStep({ trees: [tree], ...(withHeads && { medusaTopK: 4 }) });
+      profile.push({ heads: withHeads, gpuMs: times.reduce((a, t) => a + t.ms, 0), dispatches: times.length, kernels: summarizeDispatches(times) });
+    }
+    const [without, withHeads] = profile;
+    log(`one tree step (chain of ${heads}), each dispatch timed in a pass of its own: ${without.gpuMs.toFixed(3)} ms in ${without.dispatches} dispatches without the heads, ` +
+      `${withHeads.gpuMs.toFixed(3)} ms in ${withHeads.dispatches} with them`);
+    for (const k of withHeads.kernels.filter((k) => !without.kernels.some((w) => w.kernel === k.kernel && w.dispatches === k.dispatches))) {
+      log(`  ${k.kernel}: ${k.ms.toFixed(3)} ms (${k.dispatches})`);
+    }
+  }
   const report = {
     adapter: gpu.adapterName, software: gpu.isSoftware, date: new Date().toISOString(), model: dir, medusaHeads: heads,
-    prompts: nPrompts, promptTokens, newTokens, plain: { tokensPerS: plainTps, gpuMsPerDecodeStep: decodeGpuMs }, figures,
+    prompts: nPrompts, promptTokens, newTokens, plain: { tokensPerS: plainTps, gpuMsPerDecodeStep: decodeGpuMs }, figures, profile,
   };
   const out = values.out ?? process.env['OUT'] ?? 'out';
   mkdirSync(out, { recursive: true });
