@@ -62,13 +62,13 @@ describe('linattn train-medusa on a tiny trained model', () => {
 
   it('trained heads beat random heads on held-out text by far; generate --speculate medusa accepts several tokens a step and equals plain greedy', async () => {
     const out = join(root, 'heads');
-    const r = await run(trainMedusa, '--model', base, '--data', KJV, '--heads', '3', '--out', out, '--steps', '120', '--batch', '16', '--block', '32', '--lr', '3e-3', '--eval-every', '120');
+    const r = await run(trainMedusa, '--model', base, '--data', KJV, '--heads', '3', '--out', out, '--steps', '60', '--batch', '16', '--block', '32', '--lr', '3e-3', '--eval-every', '60');
     expect(r.code, r.err).toBe(0);
-    expect(r.out).toMatch(/trained 3 Medusa heads \(--target self\) for 120 steps/);
+    expect(r.out).toMatch(/trained 3 Medusa heads \(--target self\) for 60 steps/);
     const last = log(out).at(-1)!;
     const trained = [0, 1, 2].map((n) => last[`head${n}_top1`]);
 
-    // Random heads (init-model's initialisation) on the same held-out windows.
+    // Random heads (init-model's initialisation) on the held-out windows (a third of them).
     const config = loadConfig(join(out, 'config.json'));
     expect(config.medusa).toEqual({ numHeads: 3 });
     const variant = loadModelVariant(config);
@@ -77,7 +77,7 @@ describe('linattn train-medusa on a tiny trained model', () => {
     const g = await gpu();
     const trainer = await MedusaGpuTrainer.create(g, config, weights, random, 'self', await compiledAttentionFactory(g, variant.compiled, config.numHeads, config.headDim));
     const held = splitCorpus(loadCorpus([KJV], new ByteTokenizer({ bos: 256 })), 0.1, 35).val;
-    const chance = (await trainer.evaluateMetrics(evaluationBatches(held, 16, 35))).metrics;
+    const chance = (await trainer.evaluateMetrics(evaluationBatches(held.subarray(0, Math.floor(held.length / 3)), 16, 35))).metrics;
     await trainer.destroy();
     for (const n of [0, 1]) {
       const rnd = chance[`head${n}_top1`];
@@ -91,7 +91,7 @@ describe('linattn train-medusa on a tiny trained model', () => {
     expect(Buffer.from(weights.lmHead.data.buffer).equals(Buffer.from(baseWeights.lmHead.data.buffer))).toBe(true);
     expect(Buffer.from(weights.layers[1].downProj.data.buffer).equals(Buffer.from(baseWeights.layers[1].downProj.data.buffer))).toBe(true);
 
-    for (const prompt of ['And God said unto Noah', 'And the king said']) {
+    for (const prompt of ['And God said unto Noah']) {
       const gen = await run(undefined, 'generate', '--model', out, '--prompt', prompt, '--max-tokens', '48', '--speculate', 'medusa', '--tree', '[[0],[0,0],[1],[0,0,0]]');
       expect(gen.code, gen.err).toBe(0);
       expect(gen.err).toMatch(/output identical to plain decoding/);
@@ -131,8 +131,9 @@ describe('linattn train-medusa on a tiny trained model', () => {
   }
 
   it('refuses the other trainer\'s runs, a missing --heads or --model, and a bad --target, before writing anything', async () => {
-    const plain = join(root, 'whole-cpu');
-    const refused = await run(trainWith(referenceTrainableAttention), '--resume', '--out', plain, '--data', small, '--device', 'cpu');
+    const heads = join(root, 'one-step');
+    expect((await run(trainMedusa, '--model', base, '--heads', '2', '--out', heads, '--data', small, '--steps', '1', '--batch', '2', '--block', '8', '--device', 'cpu')).code).toBe(0);
+    const refused = await run(trainWith(referenceTrainableAttention), '--resume', '--out', heads, '--data', small, '--device', 'cpu');
     expect(refused.code).toBe(1);
     expect(refused.err).toMatch(/holds a linattn train-medusa run \(2 Medusa heads on a frozen base\); resume it with linattn train-medusa --resume/);
     const other = await run(trainMedusa, '--resume', '--out', base, '--data', KJV);

@@ -12,6 +12,7 @@
 // The heads' proj and lm_head live in GpuFlatOptimizer's flat buffers (param-layout.ts's medusaLayout), so the
 // step ends like the base trainer's: one norm reduction and one AdamW dispatch, clipped, no atomics anywhere
 // (runs repeat bit for bit). Evaluation also writes each head's mean loss and top-1 accuracy.
+import type { AdamWStep } from '../../../backends/wgsl/train-adamw.ts';
 import { crossEntropyParams } from '../../../backends/wgsl/train-loss.ts';
 import { floatRange, type Binding } from '../../runtime/buffer-range.ts';
 import { BufferUsage, MapMode, throwIfDeviceErrors, type Gpu } from '../../runtime/device.ts';
@@ -29,7 +30,6 @@ import { forwardMatmulOp, inputGradOp, lmHeadBlockRows, splitPartialFloats, trai
 import { checkIds, weightGradSplits, type GpuTrainerOptions } from './gpu-trainer.ts';
 import type { MedusaTarget } from './medusa-grad.ts';
 import { medusaLayout, packFlat } from './param-layout.ts';
-import type { AdamWStep } from '../../../backends/wgsl/train-adamw.ts';
 import type { Evaluation, OptimizerMoments, StepResult, TokenBatch, Trainer, TrainerSnapshot } from './trainer.ts';
 
 /** One shape (b windows of T tokens): the base's plan and the heads' dispatches. */
