@@ -58,7 +58,7 @@ const D_BINARY: Record<string, (a: number, b: number, y: number) => [number, num
 
 /**
  * The operands' adjoints for a node other than the leaves and the position-dependent ops (`at`, `select`, `decay`,
- * which the oracle handles itself). `val` gives any node's value at the current position or pair.
+ * `rope`, which the oracle handles itself; rope's adjoint is the inverse rotation at the token's position). `val` gives any node's value at the current position or pair.
  */
 export function vjpF64(n: Node, val: (id: Id) => Named, A: Named, s: Sizes): [Id, Named][] {
   const Y = n.type.axes;
@@ -159,6 +159,7 @@ export function vjpF64(n: Node, val: (id: Id) => Named, A: Named, s: Sizes): [Id
     case 'at':
     case 'select':
     case 'decay':
+    case 'rope':
       throw new Error(`internal: vjpF64 called on ${n.op} (the oracle handles it)`);
     default:
       return assertNever(n, 'op');

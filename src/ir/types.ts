@@ -5,6 +5,7 @@
 //   token  – one tensor per position t;   query / key – a token value read at position i / j;
 //   pair   – a value of the pair (i, j): a score, a lag, a decay.
 // Scores are pair-side; values are token-side and read at j.
+import type { RopeScaling } from './rope.ts';
 import type { Span } from './span.ts';
 
 export type Id = number;
@@ -36,7 +37,9 @@ export type Op =
   | { op: 'outer'; x: Id; from: string; axis: string } // x[…, from] → x⊗x flattened on axis (|axis| = |from|²)
   | { op: 'at'; x: Id; which: 'i' | 'j' } // token value read at the query (i) or key (j) position
   | { op: 'select'; x: Id; axis: string; index: Id } // param x with `axis` fixed to an integer pair expression
-  | { op: 'decay'; x: Id }; // pair: Π_{l=j+1..i} x_l for a token x; x^(i−j) for a param x
+  | { op: 'decay'; x: Id } // pair: Π_{l=j+1..i} x_l for a token x; x^(i−j) for a param x
+  // token: x rotated pairwise along `axis` by the angles sign·p·ω_f of the token's own absolute position p (src/ir/rope.ts)
+  | { op: 'rope'; x: Id; axis: string; theta: number; scaling: RopeScaling; sign: 1 | -1 };
 
 export type OpName = Op['op'];
 
@@ -61,7 +64,12 @@ export type TermForm =
   /** s(i,j) depends only on the lag inside a bounded window: a causal (depthwise) convolution. */
   | { kind: 'toeplitz'; lags: readonly [number, number] }
   /** s(i,j) is evaluated pair by pair inside a bounded mask (group or window). */
-  | { kind: 'quadratic' };
+  | { kind: 'quadratic' }
+  /**
+   * s(i,j) = exp(logit(i,j)) under the causal mask, alone in a normalize(…, 0): softmax attention. Run with a
+   * running max (the normalisation cancels it); its decoding state is every key and value so far, growing with t.
+   */
+  | { kind: 'softmax'; logit: Id };
 
 export interface Term {
   readonly name: string;
@@ -122,6 +130,7 @@ export function operands(n: Op): Id[] {
     case 'outer':
     case 'at':
     case 'decay':
+    case 'rope':
       return [n.x];
     case 'binary':
     case 'matmul':
@@ -151,6 +160,7 @@ export function mapOperands<T extends Op>(n: T, f: (id: Id) => Id): T {
     case 'outer':
     case 'at':
     case 'decay':
+    case 'rope':
       return { ...n, x: f(o.x) };
     case 'binary':
     case 'matmul':
