@@ -29,6 +29,11 @@ export interface Plan {
   readonly sizes: Readonly<Record<string, number>>;
   /** Chosen schedule (chunk size, tile widths), for --verbose and the autotuner. */
   readonly schedule: Readonly<Record<string, number>>;
+  /**
+   * Positions a growing decoding state holds (softmax attention's key/value cache, softmax-analysis.ts) when its
+   * state buffers are allocated for t ≤ this; absent when the state does not grow with t.
+   */
+  readonly maxLength?: number;
   /** FLOPs and bytes moved by the algorithm at (b, t), for roofline figures. */
   readonly cost?: (b: number, t: number) => { flops: number; bytes: number };
 }

@@ -11,14 +11,9 @@
 //
 // `sign` is −1 in the adjoint (the inverse rotation) and in reverse-time gradient stages, whose positions are
 // numbered −(T−1)…0 (passes/autodiff/term-stage.ts), so that sign·p is always the original position's angle.
-import type { Id, Op } from './types.ts';
+import type { Id, Op, RopeScaling } from './types.ts';
 
-export type RopeScaling =
-  | { readonly kind: 'none' }
-  /** ω/factor (Hugging Face rope_scaling {"rope_type": "linear", "factor": F}; positions divided by F). */
-  | { readonly kind: 'linear'; readonly factor: number }
-  /** Llama 3.1's frequency-dependent rescaling (rope_scaling {"rope_type": "llama3", …}). */
-  | { readonly kind: 'llama3'; readonly factor: number; readonly lowFreqFactor: number; readonly highFreqFactor: number; readonly originalMaxPositions: number };
+export type { RopeScaling } from './types.ts';
 
 export interface RopeSpec {
   /** The base θ (Hugging Face rope_theta). */

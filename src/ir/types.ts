@@ -5,7 +5,6 @@
 //   token  – one tensor per position t;   query / key – a token value read at position i / j;
 //   pair   – a value of the pair (i, j): a score, a lag, a decay.
 // Scores are pair-side; values are token-side and read at j.
-import type { RopeScaling } from './rope.ts';
 import type { Span } from './span.ts';
 
 export type Id = number;
@@ -21,6 +20,14 @@ export const UNARY_FNS = ['neg', 'exp', 'log', 'elu', 'relu', 'sigmoid', 'silu',
 export type UnaryFn = (typeof UNARY_FNS)[number];
 export const BINARY_FNS = ['add', 'sub', 'mul', 'div', 'pow', 'max', 'min'] as const;
 export type BinaryFn = (typeof BINARY_FNS)[number];
+
+/** How rope(…) rescales its frequencies (src/ir/rope.ts): Hugging Face rope_scaling's linear and llama3 types. */
+export type RopeScaling =
+  | { readonly kind: 'none' }
+  /** ω/factor (Hugging Face rope_scaling {"rope_type": "linear", "factor": F}; positions divided by F). */
+  | { readonly kind: 'linear'; readonly factor: number }
+  /** Llama 3.1's frequency-dependent rescaling (rope_scaling {"rope_type": "llama3", …}). */
+  | { readonly kind: 'llama3'; readonly factor: number; readonly lowFreqFactor: number; readonly highFreqFactor: number; readonly originalMaxPositions: number };
 
 export type Op =
   | { op: 'input'; name: string }

@@ -1,0 +1,15 @@
+import { compileFile, runCompiled } from '../src/runtime/compiler.ts';
+import { makeInputs } from '../src/inputs.ts';
+import { evaluateParallel } from '../backends/cpu/parallel.ts';
+import { relativeError } from '../src/tensor.ts';
+import { getDevice } from '../src/runtime/dawn.ts';
+const g = await getDevice();
+const c = compileFile('examples/variants/softmax.la', { sizes: { D: 4 } });
+const x = makeInputs(c.source, { b: 2, t: 70, axes: { h: 2, d: 4, e: 6 }, seed: 3 });
+for (let i = 0; i < x.q.data.length; i++) x.q.data[i] *= 30;
+const ref = evaluateParallel(c.source, x);
+let mx = 0; 
+const r = await runCompiled(c, x, { device: 'gpu', gpu: g, form: 'recurrent' });
+console.log('recurrent', relativeError(r.o.data, ref.data));
+console.log(r.plan!.kernels[0].code.split('\n').slice(0, 200).join('\n'));
+process.exit(0);

@@ -1,0 +1,10 @@
+import { compileFile } from '../src/runtime/compiler.ts';
+import { axisSizes } from '../src/inputs.ts';
+import { getDevice } from '../src/runtime/dawn.ts';
+import { checkTreeRounds } from '../test/helpers/tree-check.ts';
+const g = await getDevice();
+const c = compileFile('examples/variants/softmax.la', { sizes: { D: 4 } });
+const axes = { h: 2, d: 4, e: 3 };
+await checkTreeRounds(g, { source: c.source, program: c.program, sizes: axisSizes(c.source, axes), axes, prefixes: [0, 3, 70], maxNodes: 8, seed: 5, qScale: 30 });
+console.log('ok');
+process.exit(0);
