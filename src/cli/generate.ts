@@ -23,7 +23,8 @@ import type { Command } from './command.ts';
 import { parseSpeculateArgs } from './speculate-args.ts';
 
 /** The model's attention layers: the compiled variant of its config. */
-const compiledAttention: PrepareAttention = ({ gpu, config, program }) => compiledAttentionFactory(gpu, program, config.numHeads, config.headDim);
+const compiledAttention: PrepareAttention = ({ gpu, config, program }) =>
+  compiledAttentionFactory(gpu, program, config.numHeads, config.headDim, config.maxPositionEmbeddings !== undefined ? { maxLength: config.maxPositionEmbeddings } : {});
 
 /** `linattn generate` whose GPU attention layers come from `prepareAttention` (tests: a reference kernel). */
 export function generateWith(prepareAttention: PrepareAttention): Command {

@@ -5,7 +5,7 @@
 import type { Gpu } from '../runtime/device.ts';
 import { checkTensorFits, TENSOR_USAGE, type GpuTensor } from '../runtime/gpu-tensor.ts';
 import { numel, type Tensor, type TensorData } from '../tensor.ts';
-import type { ModelConfig } from './config.ts';
+import { kvHeadsOf, type ModelConfig } from './config.ts';
 import type { ModelWeights } from './weights.ts';
 
 export interface GpuLayerWeights {
@@ -64,7 +64,25 @@ function stack(...ts: Tensor[]): Tensor<Float32Array> {
   return { shape: [ts.reduce((s, t) => s + t.shape[0], 0), ...ts[0].shape.slice(1)], data };
 }
 
+/**
+ * A k or v projection [g·d, hidden] of grouped-query attention with each kv head's rows repeated for its group
+ * of q heads: [h·d, hidden], so the step's attention sees h heads of k and v (HF's repeat_kv, done once on the
+ * weights; it costs h/g times their memory and reads).
+ */
+function repeatKvRows(t: Tensor, kvHeads: number, heads: number, d: number): Tensor<Float32Array> {
+  const cols = t.shape[1];
+  const out = new Float32Array(heads * d * cols);
+  const group = heads / kvHeads;
+  for (let h = 0; h < heads; h++) {
+    const g = Math.floor(h / group);
+    for (let r = 0; r < d; r++) out.set(t.data.subarray((g * d + r) * cols, (g * d + r + 1) * cols), (h * d + r) * cols);
+  }
+  return { shape: [heads * d, cols], data: out };
+}
+
 export function uploadModelWeights(gpu: Gpu, config: ModelConfig, w: ModelWeights<TensorData>): GpuModelWeights {
+  const kvHeads = kvHeadsOf(config);
+  const toHeads = (t: Tensor) => (kvHeads === config.numHeads ? t : repeatKvRows(t, kvHeads, config.numHeads, config.headDim));
   const uploaded: GpuTensor[] = [];
   const up = (name: string, t: Tensor): GpuTensor => {
     const g = uploadExactTensor(gpu, name, t);
@@ -77,7 +95,7 @@ export function uploadModelWeights(gpu: Gpu, config: ModelConfig, w: ModelWeight
       const p = `model.layers.${n}`;
       return {
         inputNorm: up(`${p}.input_layernorm.weight`, l.inputNorm),
-        qkv: up(`${p}.self_attn.{q,k,v}_proj.weight`, stack(l.qProj, l.kProj, l.vProj)),
+        qkv: up(`${p}.self_attn.{q,k,v}_proj.weight`, stack(l.qProj, toHeads(l.kProj), toHeads(l.vProj))),
         oProj: up(`${p}.self_attn.o_proj.weight`, l.oProj),
         postNorm: up(`${p}.post_attention_layernorm.weight`, l.postNorm),
         gateUp: up(`${p}.mlp.{gate,up}_proj.weight`, stack(l.gateProj, l.upProj)),

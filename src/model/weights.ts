@@ -1,10 +1,12 @@
 // The checkpoint: which tensors a model has, under Hugging Face LLaMA's names, and loading them from
 // model.safetensors with every tensor's presence and shape checked against config.json.
 //
-// Tensor names and shapes (h = num_attention_heads, d = head_dim, linear weights are [out, in] as in HF):
+// Tensor names and shapes (h = num_attention_heads, g = num_key_value_heads, d = head_dim, linear weights are
+// [out, in] as in HF):
 //   model.embed_tokens.weight                         [vocab, hidden]
 //   model.layers.N.input_layernorm.weight             [hidden]
-//   model.layers.N.self_attn.{q,k,v}_proj.weight      [h·d, hidden]
+//   model.layers.N.self_attn.q_proj.weight            [h·d, hidden]
+//   model.layers.N.self_attn.{k,v}_proj.weight        [g·d, hidden]
 //   model.layers.N.self_attn.o_proj.weight            [hidden, h·d]
 //   model.layers.N.self_attn.<param>                  the variant's parameters, shapes given by the caller
 //   model.layers.N.post_attention_layernorm.weight    [hidden]
@@ -23,7 +25,7 @@
 // A file must hold exactly these tensors: a missing, mis-shaped, non-finite or unexpected tensor is an
 // error naming the file and the tensor (SafetensorsError for an unreadable file or a missing or
 // mis-shaped tensor, ModelFileError for the rest).
-import type { ModelConfig } from './config.ts';
+import { kvHeadsOf, type ModelConfig } from './config.ts';
 import { ModelFileError, shapeString } from './errors.ts';
 import { expectTensor, readSafetensors, SafetensorsError, type SafetensorsEntry } from '../io/safetensors.ts';
 import type { Tensor, TensorData } from '../tensor.ts';
@@ -73,6 +75,7 @@ const ATTENTION_PROJ_NAMES = new Set(['q_proj.weight', 'k_proj.weight', 'v_proj.
 export function expectedTensors(config: ModelConfig, attentionParams: readonly AttentionParamSpec[]): TensorSpec[] {
   const { vocabSize: vocab, hiddenSize: hidden, intermediateSize: inter } = config;
   const hd = config.numHeads * config.headDim;
+  const kvd = kvHeadsOf(config) * config.headDim;
   const seen = new Set<string>();
   for (const p of attentionParams) {
     if (!/^[A-Za-z_][A-Za-z0-9_.]*$/.test(p.name)) throw new Error(`attention parameter name ${JSON.stringify(p.name)} is not a valid tensor name part`);
@@ -87,8 +90,8 @@ export function expectedTensors(config: ModelConfig, attentionParams: readonly A
     specs.push(
       { name: `${l}.input_layernorm.weight`, shape: [hidden] },
       { name: `${l}.self_attn.q_proj.weight`, shape: [hd, hidden] },
-      { name: `${l}.self_attn.k_proj.weight`, shape: [hd, hidden] },
-      { name: `${l}.self_attn.v_proj.weight`, shape: [hd, hidden] },
+      { name: `${l}.self_attn.k_proj.weight`, shape: [kvd, hidden] },
+      { name: `${l}.self_attn.v_proj.weight`, shape: [kvd, hidden] },
       { name: `${l}.self_attn.o_proj.weight`, shape: [hidden, hd] },
       ...attentionParams.map((p) => ({ name: `${l}.self_attn.${p.name}`, shape: [...p.shape] })),
       { name: `${l}.post_attention_layernorm.weight`, shape: [hidden] },
