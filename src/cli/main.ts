@@ -10,10 +10,11 @@ import { generateCommand } from './generate.ts';
 import { initModelCommand } from './init-model.ts';
 import { inputsCommand } from './inputs.ts';
 import { irCommand } from './ir.ts';
+import { logitsCommand } from './logits.ts';
 import { runCommand } from './run.ts';
 
 export const COMMANDS: readonly Command[] = [
-  checkCommand, irCommand, compileCommand, inputsCommand, runCommand, initModelCommand, generateCommand, demoCommand,
+  checkCommand, irCommand, compileCommand, inputsCommand, runCommand, initModelCommand, generateCommand, logitsCommand, demoCommand,
 ];
 
 export function overview(): string {

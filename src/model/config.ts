@@ -10,7 +10,8 @@
 //     "attention": { "variant": "../../paper/elu_dwconv.la", "options": { "K": 4 } },
 //     "tokenizer": "bytes",                       // or a tokenizer.json path; absent: tokenizer.json beside
 //                                                 // config.json if there is one, else bytes
-//     "medusa": { "num_heads": 3 }                // optional speculative heads (see weights.ts)
+//     "medusa": { "num_heads": 3 }                // optional speculative heads (see weights.ts); "bias": true
+//                                                 // when their residual blocks have biases
 //   }
 //
 //     "num_key_value_heads": 2,                   // optional (default num_attention_heads): grouped-query
@@ -56,7 +57,8 @@ export interface ModelConfig {
   /** The position encoding the variant's rope(…) is compiled with (rope_theta, rope_scaling); absent: as written. */
   readonly rope?: RopeSpec;
   readonly tokenizer: TokenizerSpec;
-  readonly medusa?: { readonly numHeads: number };
+  /** Medusa heads; `bias`: each residual block has a bias (the Medusa project's heads do). */
+  readonly medusa?: { readonly numHeads: number; readonly bias?: boolean };
 }
 
 export interface ConfigLoadOptions {
@@ -128,8 +130,9 @@ export function parseConfig(json: unknown, file: string, options: ConfigLoadOpti
   let medusa: ModelConfig['medusa'];
   if (root['medusa'] !== undefined) {
     const m = f.object(root['medusa'], 'medusa');
-    f.onlyKeys(m, 'medusa', ['num_heads']);
-    medusa = { numHeads: f.int(m, 'num_heads', 1, 'medusa.') };
+    f.onlyKeys(m, 'medusa', ['num_heads', 'bias']);
+    const bias = f.optionalBool(m, 'bias');
+    medusa = { numHeads: f.int(m, 'num_heads', 1, 'medusa.'), ...(bias && { bias }) };
   }
 
   return {

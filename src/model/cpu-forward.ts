@@ -59,7 +59,7 @@ export function cpuModel(config: ModelConfig, weights: ModelWeights<TensorData>)
       })),
       norm: f(weights.norm),
       lmHead: weights.lmHead === weights.embedTokens ? embedTokens : f(weights.lmHead),
-      medusa: weights.medusa.map((m) => ({ proj: f(m.proj), lmHead: f(m.lmHead) })),
+      medusa: weights.medusa.map((m) => ({ proj: f(m.proj), ...(m.bias && { bias: f(m.bias) }), lmHead: f(m.lmHead) })),
     },
   };
 }
@@ -120,14 +120,15 @@ export function cpuDecodeStep(model: CpuModel, tokens: readonly number[], attent
 
 /**
  * Medusa head N's logits [b, t, vocab] from the final-normed hidden state [b, t, hidden]
- * (see weights.ts for the format): lm_head_N · (x + silu(proj_N · x)).
+ * (see weights.ts for the format): lm_head_N · (x + silu(proj_N · x + bias_N)).
  */
 export function cpuMedusaLogits(model: CpuModel, hidden: Tensor<Float64Array>): Tensor<Float64Array>[] {
   const H = model.config.hiddenSize;
   const n = hidden.data.length / H;
   return model.weights.medusa.map((head) => {
     const r = linear(hidden.data, head.proj.data, n, H, H);
-    for (let i = 0; i < r.length; i++) r[i] = hidden.data[i] + silu(r[i]);
+    const bias = head.bias?.data;
+    for (let i = 0; i < r.length; i++) r[i] = hidden.data[i] + silu(r[i] + (bias ? bias[i % H] : 0));
     return { shape: [...hidden.shape.slice(0, -1), model.config.vocabSize], data: linear(r, head.lmHead.data, n, H, model.config.vocabSize) };
   });
 }

@@ -8,6 +8,7 @@ import { loadConfig, type ModelConfig } from './config.ts';
 import { ModelFileError } from './errors.ts';
 import { HfCheckpoint } from './hf-checkpoint.ts';
 import { isHfConfigJson, parseHfConfig, type HfAttention } from './hf-config.ts';
+import { loadHfMedusa } from './hf-medusa.ts';
 import { loadHfWeights } from './hf-weights.ts';
 import { loadModelVariant, type ModelVariant } from './variant.ts';
 import { loadWeights, type ModelWeights } from './weights.ts';
@@ -15,6 +16,8 @@ import { loadWeights, type ModelWeights } from './weights.ts';
 export interface ModelDirOptions {
   /** Hugging Face directories: which attention replaces LlamaAttention (default auto, hf-config.ts). */
   readonly attention?: HfAttention | 'auto';
+  /** Medusa heads in the Medusa project's layout (a directory or medusa_lm_head.safetensors, hf-medusa.ts). */
+  readonly medusa?: string;
 }
 
 export interface LoadedModel {
@@ -40,8 +43,20 @@ export function modelFormat(dir: string): 'linattn' | 'huggingface' {
   return isHfConfigJson(json) ? 'huggingface' : 'linattn';
 }
 
-/** Config, variant and weights of a model directory of either layout. */
+/** Config, variant and weights of a model directory of either layout, with Medusa heads from opts.medusa. */
 export function loadModelDir(dir: string, opts: ModelDirOptions = {}): LoadedModel {
+  const m = loadBase(dir, opts);
+  if (opts.medusa === undefined) return m;
+  if (m.config.medusa) throw new ModelFileError(m.config.file, 'medusa', `the model already has Medusa heads; --medusa ${opts.medusa} would replace them`);
+  const heads = loadHfMedusa(opts.medusa, m.config).heads;
+  return {
+    ...m,
+    config: { ...m.config, medusa: { numHeads: heads.length, bias: true } },
+    weights: { ...m.weights, medusa: heads },
+  };
+}
+
+function loadBase(dir: string, opts: ModelDirOptions): LoadedModel {
   const format = modelFormat(dir);
   const file = join(dir, 'config.json');
   if (format === 'linattn') {

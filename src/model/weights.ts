@@ -17,10 +17,12 @@
 //
 // Medusa heads (when config.json has "medusa": {"num_heads": M}), for N = 0..M−1:
 //   medusa.N.proj.weight                              [hidden, hidden]
+//   medusa.N.proj.bias                                [hidden]          only with "medusa": {…, "bias": true}
 //   medusa.N.lm_head.weight                           [vocab, hidden]
 // Head N reads the base model's final-normed hidden state x_t (the input of lm_head) and predicts the
 // token at position t + 2 + N (the base lm_head predicts t + 1):
-//   logits_N = lm_head_N · (x_t + silu(proj_N · x_t))         (Medusa-1's residual block, no bias)
+//   logits_N = lm_head_N · (x_t + silu(proj_N · x_t + bias_N))   (Medusa-1's residual block; bias 0 without one)
+// The Medusa project's own layout (medusa_lm_head.safetensors) is read by hf-medusa.ts.
 //
 // A file must hold exactly these tensors: a missing, mis-shaped, non-finite or unexpected tensor is an
 // error naming the file and the tensor (SafetensorsError for an unreadable file or a missing or
@@ -52,6 +54,8 @@ export interface LayerWeights<D extends TensorData = TensorData> {
 
 export interface MedusaHeadWeights<D extends TensorData = TensorData> {
   readonly proj: Tensor<D>;
+  /** The residual block's bias [hidden] (the Medusa project's heads have one). */
+  readonly bias?: Tensor<D>;
   readonly lmHead: Tensor<D>;
 }
 
@@ -103,7 +107,9 @@ export function expectedTensors(config: ModelConfig, attentionParams: readonly A
   specs.push({ name: 'model.norm.weight', shape: [hidden] });
   if (!config.tieWordEmbeddings) specs.push({ name: 'lm_head.weight', shape: [vocab, hidden] });
   for (let n = 0; n < (config.medusa?.numHeads ?? 0); n++) {
-    specs.push({ name: `medusa.${n}.proj.weight`, shape: [hidden, hidden] }, { name: `medusa.${n}.lm_head.weight`, shape: [vocab, hidden] });
+    specs.push({ name: `medusa.${n}.proj.weight`, shape: [hidden, hidden] });
+    if (config.medusa?.bias) specs.push({ name: `medusa.${n}.proj.bias`, shape: [hidden] });
+    specs.push({ name: `medusa.${n}.lm_head.weight`, shape: [vocab, hidden] });
   }
   return specs;
 }
@@ -155,7 +161,7 @@ export function weightsFromTensors<D extends TensorData>(
   const embedTokens = get('model.embed_tokens.weight');
   const medusa: MedusaHeadWeights<D>[] = [];
   for (let n = 0; n < (config.medusa?.numHeads ?? 0); n++) {
-    medusa.push({ proj: get(`medusa.${n}.proj.weight`), lmHead: get(`medusa.${n}.lm_head.weight`) });
+    medusa.push({ proj: get(`medusa.${n}.proj.weight`), ...(config.medusa?.bias && { bias: get(`medusa.${n}.proj.bias`) }), lmHead: get(`medusa.${n}.lm_head.weight`) });
   }
   return {
     embedTokens,
@@ -191,6 +197,7 @@ export function weightsToTensors<D extends TensorData>(
   if (!config.tieWordEmbeddings) out.set('lm_head.weight', weights.lmHead);
   weights.medusa.forEach((m, n) => {
     out.set(`medusa.${n}.proj.weight`, m.proj);
+    if (m.bias) out.set(`medusa.${n}.proj.bias`, m.bias);
     out.set(`medusa.${n}.lm_head.weight`, m.lmHead);
   });
   return out;

@@ -1,5 +1,5 @@
 // What a tree verification computes on the GPU besides the model's own next-token choice, in the same pass:
-//   - the Medusa heads at every node: r = x + silu(x·projᵀ), logits_h = r·lm_headᵀ, and each head's top-k
+//   - the Medusa heads at every node: r = x + silu(x·projᵀ + bias), logits_h = r·lm_headᵀ, and each head's top-k
 //     (x: the step's final-normed hidden rows, the LM head's input);
 //   - the model's own top-k at every node (a draft model's candidates).
 // Only the top-k ids and probabilities are read back: [head][row][rank], the own top-k after the heads.
@@ -34,7 +34,7 @@ export class GpuSpeculativeHeads {
   private constructor(
     private readonly gpu: Gpu,
     private readonly config: ModelConfig,
-    private readonly heads: readonly { proj: GpuTensor; lmHead: GpuTensor }[],
+    private readonly heads: readonly { proj: GpuTensor; bias: GpuTensor; lmHead: GpuTensor }[],
     private readonly r: GpuTensor,
     private readonly logits: GpuTensor,
     private readonly residual: GPUComputePipeline,
@@ -47,13 +47,17 @@ export class GpuSpeculativeHeads {
 
   static async create(gpu: Gpu, config: ModelConfig, medusa: readonly MedusaHeadWeights[], maxRows: number): Promise<GpuSpeculativeHeads> {
     const H = config.hiddenSize;
-    const heads = medusa.map((m, n) => ({ proj: uploadExactTensor(gpu, `medusa.${n}.proj.weight`, m.proj), lmHead: uploadExactTensor(gpu, `medusa.${n}.lm_head.weight`, m.lmHead) }));
+    const heads = medusa.map((m, n) => ({
+      proj: uploadExactTensor(gpu, `medusa.${n}.proj.weight`, m.proj),
+      bias: uploadExactTensor(gpu, `medusa.${n}.proj.bias`, m.bias ?? { shape: [H], data: new Float32Array(H) }),
+      lmHead: uploadExactTensor(gpu, `medusa.${n}.lm_head.weight`, m.lmHead),
+    }));
     const rows = medusa.length > 0 ? maxRows : 1;
     const r = createExactTensor(gpu, 'medusa residual', [rows, H]);
     const logits = createExactTensor(gpu, 'medusa logits', [rows, config.vocabSize]);
-    const residual = await compileKernel(gpu, { label: 'medusa residual', code: medusaResidualWgsl(), bindings: ['read-only-storage', 'storage', 'uniform'] });
+    const residual = await compileKernel(gpu, { label: 'medusa residual', code: medusaResidualWgsl(), bindings: ['read-only-storage', 'storage', 'uniform', 'read-only-storage'] });
     const h = new GpuSpeculativeHeads(gpu, config, heads, r, logits, residual, maxRows);
-    h.owned.push(r, logits, ...heads.flatMap((x) => [x.proj, x.lmHead]));
+    h.owned.push(r, logits, ...heads.flatMap((x) => [x.proj, x.bias, x.lmHead]));
     return h;
   }
 
@@ -90,7 +94,8 @@ export class GpuSpeculativeHeads {
       if (!final) throw new Error(`step plan b=${plan.b} t=${plan.t} keeps no final-normed rows (its LM head normalises them itself); plan it with every row's logits`);
       this.heads.forEach((head, h) => {
         encodeMatmul(pass, rp.proj, this.bind(plan, `proj ${h}`, () => bindMatmul(this.gpu, rp.proj, final, head.proj, r)));
-        this.dispatch(pass, this.residual, this.bind(plan, 'residual', () => this.group(this.residual, [final.buffer, this.r.buffer, this.uniform(`residual ${rows}`, rows * this.config.hiddenSize)])), this.grid(rows * this.config.hiddenSize));
+        const H = this.config.hiddenSize;
+        this.dispatch(pass, this.residual, this.bind(plan, `residual ${h}`, () => this.group(this.residual, [final.buffer, this.r.buffer, this.uniform(`residual ${rows}`, rows * H, H), head.bias.buffer])), this.grid(rows * H));
         encodeMatmul(pass, rp.lm, this.bind(plan, `lm ${h}`, () => bindMatmul(this.gpu, rp.lm, r, head.lmHead, logits)));
         this.dispatch(pass, topk, this.bind(plan, `topk ${h} ${medusaK}`, () => this.group(topk, [this.logits.buffer, this.ids, this.probs, this.uniform(`base ${h}`, this.blockOffset(h))])), [rows, 1, 1]);
       });
@@ -136,11 +141,11 @@ export class GpuSpeculativeHeads {
     return p;
   }
 
-  private uniform(key: string, word: number): GPUBuffer {
+  private uniform(key: string, word: number, second = 0): GPUBuffer {
     let u = this.uniforms.get(key);
     if (!u) {
       u = this.gpu.device.createBuffer({ label: `speculative heads ${key}`, size: 16, usage: BufferUsage.UNIFORM | BufferUsage.COPY_DST });
-      this.gpu.device.queue.writeBuffer(u, 0, Uint32Array.of(word, 0, 0, 0));
+      this.gpu.device.queue.writeBuffer(u, 0, Uint32Array.of(word, second, 0, 0));
       this.uniforms.set(key, u);
     }
     return u;
