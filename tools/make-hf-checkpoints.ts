@@ -16,10 +16,13 @@ import { randn } from '../src/tensor.ts';
 
 export const FIXTURES = fileURLToPath(new URL('../test/fixtures/hf/', import.meta.url));
 
-const DIMS = { vocab: 320, hidden: 64, intermediate: 112, layers: 2, heads: 4, kvHeads: 2, headDim: 16 };
+const DIMS = { vocab: 258, hidden: 64, intermediate: 112, layers: 2, heads: 4, kvHeads: 2, headDim: 16 };
 
-/** The token ids both reference files hold logits for: BOS, then ids across the vocabulary. */
-export const TOKENS = [256, 5, 17, 300, 42, 42, 7, 255, 128, 3, 99, 311, 64, 1, 2, 0, 250, 180, 77, 13, 13, 200, 33, 290, 8, 150, 60, 21, 319, 11, 4, 222, 97, 140, 56, 18, 230, 271, 9, 6];
+/**
+ * The token ids both reference files hold logits for: BOS, then ids across the vocabulary (bytes 0..255 and the
+ * two specials, so that the byte tokenizer covers every id the model can produce).
+ */
+export const TOKENS = [256, 5, 17, 200, 42, 42, 7, 255, 128, 3, 99, 211, 64, 1, 2, 0, 250, 180, 77, 13, 13, 200, 33, 190, 8, 150, 60, 21, 219, 11, 4, 222, 97, 140, 56, 18, 230, 171, 9, 6];
 
 function baseConfig(): Record<string, unknown> {
   return {

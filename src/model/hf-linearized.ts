@@ -18,15 +18,16 @@ import type { HfCheckpoint } from './hf-checkpoint.ts';
 export const CONV_TENSOR = 'dwconv.weight';
 export const CONV_MASK = 'conv_mask';
 export const GLOBAL_FACTOR_TENSOR = 'global_factor';
-/** The authors' GROUP_SIZE default. */
+/** The authors' GROUP_SIZE default, and the taps of their convolution's causal half (res_kernel_size 63). */
 export const DEFAULT_GROUP = 64;
+export const DEFAULT_TAPS = 32;
 
 /** The variant sizes of a linearized checkpoint: C (group) and K (taps of the masked convolution). */
 export function linearizedOptions(root: Record<string, unknown>, ckpt: HfCheckpoint, file: string): Record<string, number> {
   const group = root['group_size'];
   const C = typeof group === 'number' && group > 0 ? group : DEFAULT_GROUP;
   const conv = ckpt.info(`model.layers.0.self_attn.${CONV_TENSOR}`);
-  if (!conv) return { C, K: 1 };
+  if (!conv) return { C, K: DEFAULT_TAPS };
   const taps = conv.shape.length === 4 ? conv.shape[2] : NaN;
   if (!(conv.shape.length === 4 && conv.shape[1] === 1 && conv.shape[3] === 1 && taps % 2 === 1)) {
     throw new ModelFileError(conv.file, `model.layers.0.self_attn.${CONV_TENSOR}`, `expected [heads, 1, K', 1] with K' odd (a centred depthwise kernel over time), got ${shapeString(conv.shape)}`);
