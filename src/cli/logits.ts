@@ -6,7 +6,7 @@ import { cpuAttentionFromVariant } from '../model/cpu-attention.ts';
 import { cpuForward, cpuModel } from '../model/cpu-forward.ts';
 import { GpuModel } from '../model/gpu-model.ts';
 import { HF_ATTENTIONS } from '../model/hf-config.ts';
-import { loadModelDir } from '../model/model-dir.ts';
+import { loadModelDir, type LoadedModel } from '../model/model-dir.ts';
 import { compiledAttentionFactory } from '../runtime/compiled-attention.ts';
 import { getDevice } from '../runtime/dawn.ts';
 import { choice, required, UsageError } from './args.ts';
@@ -40,31 +40,38 @@ export const logitsCommand: Command = {
     const out = required(values, 'out', 'LOGITS.safetensors is required');
     const device = choice(values, 'device', ['gpu', 'cpu'] as const, 'gpu');
     const attention = choice(values, 'attention', ['auto', ...HF_ATTENTIONS] as const, 'auto');
-    const m = loadModelDir(dir, { attention });
-    const V = m.config.vocabSize;
-    tokens.forEach((id, k) => {
-      if (id >= V) throw new UsageError(`--tokens: id ${id} (position ${k}) is outside the vocabulary of ${m.config.file} (vocab_size ${V})`);
-    });
-    const max = m.config.maxPositionEmbeddings;
-    if (max !== undefined && tokens.length > max) throw new UsageError(`--tokens: ${tokens.length} tokens exceed max_position_embeddings ${max} of ${m.config.file}`);
-    let logits: Float32Array;
-    if (device === 'cpu') {
-      const cpu = cpuModel(m.config, m.weights);
-      const r = cpuForward(cpu, [tokens], cpuAttentionFromVariant(m.variant.program, cpu.weights.layers.map((l) => l.attention)));
-      logits = Float32Array.from(r.logits.data);
-    } else {
-      const gpu = await getDevice();
-      const factory = await compiledAttentionFactory(gpu, m.variant.compiled, m.config.numHeads, m.config.headDim, { maxLength: Math.max(tokens.length, 1) });
-      const model = await GpuModel.create(gpu, m.config, m.weights, factory);
-      try {
-        logits = await model.forwardLogits([tokens]);
-      } finally {
-        await model.destroy();
-      }
+    // On the GPU each weight is read from its file when uploaded, so a large model passes through the host once.
+    const m = loadModelDir(dir, { attention, lazy: device === 'gpu' });
+    try {
+      const V = m.config.vocabSize;
+      tokens.forEach((id, k) => {
+        if (id >= V) throw new UsageError(`--tokens: id ${id} (position ${k}) is outside the vocabulary of ${m.config.file} (vocab_size ${V})`);
+      });
+      const max = m.config.maxPositionEmbeddings;
+      if (max !== undefined && tokens.length > max) throw new UsageError(`--tokens: ${tokens.length} tokens exceed max_position_embeddings ${max} of ${m.config.file}`);
+      const logits = device === 'cpu' ? cpuLogits(m, tokens) : await gpuLogits(m, tokens);
+      const variant = m.attention ? `${m.attention.kind} (${m.attention.because})` : m.variant.program.name;
+      writeSafetensors(out, { logits: { shape: [tokens.length, V], data: logits } }, { model: dir, device, attention: variant });
+      io.stdout(`wrote ${out}: logits [${tokens.length}, ${V}] (${device}, ${m.format === 'huggingface' ? 'Hugging Face' : 'linattn'} model, attention ${variant})\n`);
+      return 0;
+    } finally {
+      m.close();
     }
-    const variant = m.attention ? `${m.attention.kind} (${m.attention.because})` : m.variant.program.name;
-    writeSafetensors(out, { logits: { shape: [tokens.length, V], data: logits } }, { model: dir, device, attention: variant });
-    io.stdout(`wrote ${out}: logits [${tokens.length}, ${V}] (${device}, ${m.format === 'huggingface' ? 'Hugging Face' : 'linattn'} model, attention ${variant})\n`);
-    return 0;
   },
 };
+
+function cpuLogits(m: LoadedModel, tokens: readonly number[]): Float32Array {
+  const cpu = cpuModel(m.config, m.weights);
+  return Float32Array.from(cpuForward(cpu, [tokens], cpuAttentionFromVariant(m.variant.program, cpu.weights.layers.map((l) => l.attention))).logits.data);
+}
+
+async function gpuLogits(m: LoadedModel, tokens: readonly number[]): Promise<Float32Array> {
+  const gpu = await getDevice();
+  const factory = await compiledAttentionFactory(gpu, m.variant.compiled, m.config.numHeads, m.config.headDim, { maxLength: Math.max(tokens.length, 1) });
+  const model = await GpuModel.create(gpu, m.config, m.weights, factory);
+  try {
+    return await model.forwardLogits([tokens]);
+  } finally {
+    await model.destroy();
+  }
+}

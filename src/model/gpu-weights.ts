@@ -80,7 +80,41 @@ function repeatKvRows(t: Tensor, kvHeads: number, heads: number, d: number): Ten
   return { shape: [heads * d, cols], data: out };
 }
 
+/**
+ * Every buffer uploadModelWeights makes, by name and shape, checked against the adapter's per-buffer limits before
+ * anything is allocated or read: one error lists each weight that does not fit (a 32000×4096 float32 head is
+ * 524 MB; a larger vocabulary's can pass a 2 GiB binding limit). WebGPU does not expose the adapter's memory, so
+ * the total is reported, not checked.
+ */
+export function checkModelFits(gpu: Gpu, config: ModelConfig, w: ModelWeights<TensorData>): { bytes: number } {
+  const H = config.hiddenSize;
+  const list: [string, number[]][] = [['model.embed_tokens.weight', [...w.embedTokens.shape]], ['model.norm.weight', [H]]];
+  if (w.lmHead !== w.embedTokens) list.push(['lm_head.weight', [...w.lmHead.shape]]);
+  w.layers.forEach((l, n) => {
+    const p = `model.layers.${n}`;
+    list.push(
+      [`${p}.self_attn.{q,k,v}_proj.weight`, [3 * config.numHeads * config.headDim, H]],
+      [`${p}.self_attn.o_proj.weight`, [...l.oProj.shape]],
+      [`${p}.mlp.{gate,up}_proj.weight`, [2 * config.intermediateSize, H]],
+      [`${p}.mlp.down_proj.weight`, [...l.downProj.shape]],
+      ...Object.entries(l.attention).map(([name, t]): [string, number[]] => [`${p}.self_attn.${name}`, [...t.shape]]),
+    );
+  });
+  const limit = Math.min(gpu.limits.maxStorageBufferBindingSize, gpu.limits.maxBufferSize);
+  const numel = (s: readonly number[]) => s.reduce((a, b) => a * b, 1);
+  const over = list.filter(([, shape]) => numel(shape) * 4 > limit);
+  if (over.length) {
+    const mb = (b: number) => `${(b / 2 ** 20).toFixed(0)} MiB`;
+    throw new Error(
+      `the model's weights do not fit ${gpu.adapterName}: ${over.map(([name, shape]) => `${name} [${shape.join(', ')}] needs ${mb(numel(shape) * 4)}`).join('; ')}, ` +
+        `over one buffer's limit of ${mb(limit)} (maxStorageBufferBindingSize / maxBufferSize); splitting a weight across buffers is not implemented`,
+    );
+  }
+  return { bytes: list.reduce((s, [, shape]) => s + numel(shape) * 4, 0) };
+}
+
 export function uploadModelWeights(gpu: Gpu, config: ModelConfig, w: ModelWeights<TensorData>): GpuModelWeights {
+  checkModelFits(gpu, config, w);
   const kvHeads = kvHeadsOf(config);
   const toHeads = (t: Tensor) => (kvHeads === config.numHeads ? t : repeatKvRows(t, kvHeads, config.numHeads, config.headDim));
   const uploaded: GpuTensor[] = [];

@@ -10,8 +10,45 @@ import { checkConvMask, CONV_MASK, CONV_TENSOR, GLOBAL_FACTOR_TENSOR, linearized
 import { expectedTensors, weightsFromTensors, type AttentionParamSpec, type ModelWeights } from './weights.ts';
 import type { Tensor } from '../tensor.ts';
 
-/** Reads every tensor the config and the variant's parameters ask of `ckpt`, checked, as float32. */
-export function loadHfWeights(config: ModelConfig, ckpt: HfCheckpoint, params: readonly AttentionParamSpec[]): ModelWeights<Float32Array> {
+/**
+ * Tensors whose data is read from the checkpoint when used and then dropped, but for the last few (an upload reads
+ * a weight's data a few times in a row, q, k and v in turn): a model larger than the host wants twice is uploaded
+ * with at most those few tensors in host memory.
+ */
+class LazyTensors {
+  private readonly recent: { name: string; data: Float32Array }[] = [];
+  constructor(
+    private readonly ckpt: HfCheckpoint,
+    private readonly keep = 4,
+  ) {}
+
+  tensor(name: string, shape: readonly number[], convert?: (x: Float32Array) => Float32Array): Tensor<Float32Array> {
+    const self = this;
+    return {
+      shape: [...shape],
+      get data(): Float32Array {
+        return self.read(name, convert);
+      },
+    };
+  }
+
+  private read(name: string, convert?: (x: Float32Array) => Float32Array): Float32Array {
+    const hit = this.recent.findIndex((r) => r.name === name);
+    if (hit >= 0) return this.recent[hit].data;
+    const raw = this.ckpt.read(name).data;
+    const data = convert ? convert(raw) : raw;
+    this.recent.push({ name, data });
+    if (this.recent.length > this.keep) this.recent.shift();
+    return data;
+  }
+}
+
+/**
+ * Reads every tensor the config and the variant's parameters ask of `ckpt`, checked, as float32. `lazy`: each
+ * tensor's data is read when used (the checkpoint must stay open), for uploading a large model to the GPU.
+ */
+export function loadHfWeights(config: ModelConfig, ckpt: HfCheckpoint, params: readonly AttentionParamSpec[], opts: { lazy?: boolean } = {}): ModelWeights<Float32Array> {
+  const lazy = opts.lazy ? new LazyTensors(ckpt) : undefined;
   const tensors = new Map<string, Tensor<Float32Array>>();
   const used = new Set<string>();
   for (const spec of expectedTensors(config, params)) {
@@ -24,8 +61,11 @@ export function loadHfWeights(config: ModelConfig, ckpt: HfCheckpoint, params: r
     if (info.shape.length !== shape.length || info.shape.some((s, k) => s !== shape[k])) {
       throw new ModelFileError(info.file, name, `expected shape ${shapeString(shape)}${why(config, name)}, got ${shapeString(info.shape)}`);
     }
-    const t = ckpt.read(name);
-    tensors.set(spec.name, { shape: [...spec.shape], data: source ? source.convert(t.data) : t.data });
+    if (lazy) tensors.set(spec.name, lazy.tensor(name, spec.shape, source?.convert));
+    else {
+      const t = ckpt.read(name);
+      tensors.set(spec.name, { shape: [...spec.shape], data: source ? source.convert(t.data) : t.data });
+    }
     used.add(name);
   }
   for (const name of ckpt.names) {
