@@ -41,11 +41,17 @@ export interface LoadedModel {
 export function modelFormat(dir: string): 'linattn' | 'huggingface' {
   if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new ModelFileError(dir, 'directory', 'model directory not found');
   const file = join(dir, 'config.json');
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new ModelFileError(file, 'file', `cannot read: ${(e as Error).message}`);
+  }
   let json: unknown;
   try {
-    json = JSON.parse(readFileSync(file, 'utf8'));
+    json = JSON.parse(text);
   } catch (e) {
-    throw new ModelFileError(file, 'file', `cannot read as JSON: ${(e as Error).message}`);
+    throw new ModelFileError(file, 'file', `not valid JSON: ${(e as Error).message}`);
   }
   return isHfConfigJson(json) ? 'huggingface' : 'linattn';
 }
