@@ -143,6 +143,13 @@ describe('broken Hugging Face checkpoints', () => {
     expect(() => loadModelDir(dir)).toThrow(/model\.layers\.1\.self_attn\.conv_mask: expected the causal mask \[1, 1, K', 1\]/);
   });
 
+  it('special tokens below 256 without a tokenizer.json, which the byte tokenizer cannot stand in for', () => {
+    const dir = copy(LLAMA, 'no-tokenizer');
+    writeFileSync(join(dir, 'generation_config.json'), JSON.stringify({ bos_token_id: 1, eos_token_id: 2 }));
+    writeFileSync(join(dir, 'tokenizer.model'), 'sentencepiece');
+    expect(() => loadModelDir(dir)).toThrow(/config\.json: tokenizer: no tokenizer\.json in .*no-tokenizer \(tokenizer\.model is SentencePiece's format\), and bytes cannot stand in for it \(bos_token_id, eos_token_id below 256\)/);
+  });
+
   it('a PyTorch pickle, with the line that converts it', () => {
     const dir = join(tmp, 'pickle');
     cpSync(LLAMA, dir, { recursive: true, filter: (f) => !/safetensors/.test(f) });

@@ -86,6 +86,15 @@ export function parseHfConfig(json: unknown, file: string, ckpt: HfCheckpoint, c
     if (!Number.isInteger(first)) fail(key, `expected a token id (or a list of them), got ${JSON.stringify(v)}`);
     return first as number;
   };
+  const dir = dirname(file);
+  if (!existsSync(join(dir, 'tokenizer.json'))) {
+    const low = (['bos_token_id', 'eos_token_id'] as const).filter((k) => (special(k) ?? 256) < 256);
+    if (low.length) {
+      const sp = existsSync(join(dir, 'tokenizer.model')) ? ' (tokenizer.model is SentencePiece\'s format)' : '';
+      fail('tokenizer', `no tokenizer.json in ${dir}${sp}, and bytes cannot stand in for it (${low.join(', ')} below 256): ` +
+        `write one with transformers: AutoTokenizer.from_pretrained(DIR).save_pretrained(DIR)`);
+    }
+  }
   const ours: Record<string, unknown> = {
     vocab_size: root['vocab_size'],
     hidden_size: hidden,
