@@ -60,6 +60,14 @@ describe('the tiny Hugging Face checkpoints', () => {
     expect(m.weights.lmHead).not.toBe(m.weights.embedTokens);
   });
 
+  it('lazily: every weight read from its (reopened) shard when used equals the one read at once', () => {
+    const eager = loadModelDir(LINEARIZED);
+    const lazy = loadModelDir(LINEARIZED, { lazy: true });
+    const all = (m: typeof eager) => [m.weights.embedTokens, m.weights.lmHead, m.weights.norm, ...m.weights.layers.flatMap((l) => [l.qProj, l.kProj, l.vProj, l.oProj, l.gateProj, l.upProj, l.downProj, l.inputNorm, l.postNorm, ...Object.values(l.attention)])];
+    const [a, b] = [all(eager), all(lazy)];
+    a.forEach((t, k) => expect(Array.from(b[k].data), `weight ${k}`).toEqual(Array.from(t.data)));
+  });
+
   it('grouped-query attention equals the same model with each k/v head repeated for its q heads', () => {
     const m = loadModelDir(LLAMA);
     const tokens = [256, 5, 17, 200, 42, 7, 9];

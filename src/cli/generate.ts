@@ -11,7 +11,7 @@ import { generateCpu, generateGpu, type GenerateResult } from '../model/generate
 import { GpuModel } from '../model/gpu-model.ts';
 import { loadTokenizer } from '../model/tokenizer.ts';
 import { HF_ATTENTIONS } from '../model/hf-config.ts';
-import { loadModelDir, type LoadedModel } from '../model/model-dir.ts';
+import { loadModelDir } from '../model/model-dir.ts';
 import { compiledAttentionFactory } from '../runtime/compiled-attention.ts';
 import { getDevice } from '../runtime/dawn.ts';
 import { runSpeculativeGenerate } from '../speculative/run-speculative.ts';
@@ -68,64 +68,58 @@ export function generateWith(prepareAttention: PrepareAttention): Command {
       const device = choice(values, 'device', ['gpu', 'cpu'] as const, 'gpu');
       const speculate = parseSpeculateArgs(values);
 
-      // Everything the run needs, checked before any output.
+      // Everything the run needs, checked before any output. On the GPU a Hugging Face checkpoint's weights are read
+      // from their files as they are uploaded (lazy), so a large model passes through the host once.
       const medusaDir = str(values, 'medusa');
-      const loaded = loadModelDir(dir, {
+      const { config, variant, weights } = loadModelDir(dir, {
         attention: choice(values, 'attention', ['auto', ...HF_ATTENTIONS] as const, 'auto'),
         ...(medusaDir !== undefined && { medusa: resolve(medusaDir) }),
-        lazy: device === 'gpu', // a Hugging Face checkpoint's weights are read from their files as they are uploaded
+        lazy: device === 'gpu',
       });
-      const generateLoaded = async ({ config, variant, weights }: LoadedModel): Promise<number> => {
-        const tokenizer = loadTokenizer(config);
-        const ids = [...(tokenizer.bos !== undefined ? [tokenizer.bos] : []), ...tokenizer.encode(prompt)];
-        if (ids.length === 0) throw new UsageError('--prompt is empty and the tokenizer has no BOS token to start from');
-        const max = config.maxPositionEmbeddings;
-        if (max !== undefined && ids.length + maxTokens > max) {
-          throw new UsageError(`prompt (${ids.length} tokens) + --max-tokens ${maxTokens} exceed max_position_embeddings ${max} of ${config.file}`);
-        }
-        const sampling = { temperature, topK, topP };
-
-        if (speculate) {
-          await runSpeculativeGenerate({
-            args: speculate, device, config, variant, weights, tokenizer, ids, maxTokens, sampling, seed,
-            stdout: io.stdout, stderr: io.stderr,
-            ...(device === 'gpu' && { gpu: await getDevice(), prepareAttention }),
-          });
-          return 0;
-        }
-        let result: GenerateResult;
-        let where: string;
-        let model: GpuModel | undefined;
-        try {
-          if (device === 'gpu') {
-            const gpu = await getDevice();
-            model = await GpuModel.create(gpu, config, weights, await prepareAttention({ gpu, config, program: variant.compiled, source: variant.program }));
-            where = gpu.adapterName;
-            result = await generateGpu(model, tokenizer, [ids], { maxTokens, sampling, seed, onText: (text) => io.stdout(text) });
-          } else {
-            const cpu = cpuModel(config, weights);
-            const attention = cpuAttentionSessionFromVariant(variant.program, cpu.weights.layers.map((l) => l.attention));
-            where = 'CPU float64';
-            result = generateCpu(cpu, attention, tokenizer, [ids], { maxTokens, sampling, seed, onText: (text) => io.stdout(text) });
-          }
-        } finally {
-          await model?.destroy();
-        }
-        io.stdout('\n');
-        const decode = result.decodeTokensPerS === undefined
-          ? 'decode: 0 tokens'
-          : `decode: ${result.tokens[0].length - 1} tokens, ${result.decodeTokensPerS.toFixed(1)} tokens/s`;
-        io.stderr(
-          `prefill: ${result.promptTokens} tokens, ${result.prefillTokensPerS.toFixed(1)} tokens/s; ${decode}` +
-            ` (${where}, ${result.stopReason === 'eos' ? 'stopped at EOS' : `max ${maxTokens} tokens`})\n`,
-        );
-        return 0;
-      };
-      try {
-        return await generateLoaded(loaded);
-      } finally {
-        loaded.close();
+      const tokenizer = loadTokenizer(config);
+      const ids = [...(tokenizer.bos !== undefined ? [tokenizer.bos] : []), ...tokenizer.encode(prompt)];
+      if (ids.length === 0) throw new UsageError('--prompt is empty and the tokenizer has no BOS token to start from');
+      const max = config.maxPositionEmbeddings;
+      if (max !== undefined && ids.length + maxTokens > max) {
+        throw new UsageError(`prompt (${ids.length} tokens) + --max-tokens ${maxTokens} exceed max_position_embeddings ${max} of ${config.file}`);
       }
+      const sampling = { temperature, topK, topP };
+
+      if (speculate) {
+        await runSpeculativeGenerate({
+          args: speculate, device, config, variant, weights, tokenizer, ids, maxTokens, sampling, seed,
+          stdout: io.stdout, stderr: io.stderr,
+          ...(device === 'gpu' && { gpu: await getDevice(), prepareAttention }),
+        });
+        return 0;
+      }
+      let result: GenerateResult;
+      let where: string;
+      let model: GpuModel | undefined;
+      try {
+        if (device === 'gpu') {
+          const gpu = await getDevice();
+          model = await GpuModel.create(gpu, config, weights, await prepareAttention({ gpu, config, program: variant.compiled, source: variant.program }));
+          where = gpu.adapterName;
+          result = await generateGpu(model, tokenizer, [ids], { maxTokens, sampling, seed, onText: (text) => io.stdout(text) });
+        } else {
+          const cpu = cpuModel(config, weights);
+          const attention = cpuAttentionSessionFromVariant(variant.program, cpu.weights.layers.map((l) => l.attention));
+          where = 'CPU float64';
+          result = generateCpu(cpu, attention, tokenizer, [ids], { maxTokens, sampling, seed, onText: (text) => io.stdout(text) });
+        }
+      } finally {
+        await model?.destroy();
+      }
+      io.stdout('\n');
+      const decode = result.decodeTokensPerS === undefined
+        ? 'decode: 0 tokens'
+        : `decode: ${result.tokens[0].length - 1} tokens, ${result.decodeTokensPerS.toFixed(1)} tokens/s`;
+      io.stderr(
+        `prefill: ${result.promptTokens} tokens, ${result.prefillTokensPerS.toFixed(1)} tokens/s; ${decode}` +
+          ` (${where}, ${result.stopReason === 'eos' ? 'stopped at EOS' : `max ${maxTokens} tokens`})\n`,
+      );
+      return 0;
     },
   };
 }

@@ -42,21 +42,17 @@ export const logitsCommand: Command = {
     const attention = choice(values, 'attention', ['auto', ...HF_ATTENTIONS] as const, 'auto');
     // On the GPU each weight is read from its file when uploaded, so a large model passes through the host once.
     const m = loadModelDir(dir, { attention, lazy: device === 'gpu' });
-    try {
-      const V = m.config.vocabSize;
-      tokens.forEach((id, k) => {
-        if (id >= V) throw new UsageError(`--tokens: id ${id} (position ${k}) is outside the vocabulary of ${m.config.file} (vocab_size ${V})`);
-      });
-      const max = m.config.maxPositionEmbeddings;
-      if (max !== undefined && tokens.length > max) throw new UsageError(`--tokens: ${tokens.length} tokens exceed max_position_embeddings ${max} of ${m.config.file}`);
-      const logits = device === 'cpu' ? cpuLogits(m, tokens) : await gpuLogits(m, tokens);
-      const variant = m.attention ? `${m.attention.kind} (${m.attention.because})` : m.variant.program.name;
-      writeSafetensors(out, { logits: { shape: [tokens.length, V], data: logits } }, { model: dir, device, attention: variant });
-      io.stdout(`wrote ${out}: logits [${tokens.length}, ${V}] (${device}, ${m.format === 'huggingface' ? 'Hugging Face' : 'linattn'} model, attention ${variant})\n`);
-      return 0;
-    } finally {
-      m.close();
-    }
+    const V = m.config.vocabSize;
+    tokens.forEach((id, k) => {
+      if (id >= V) throw new UsageError(`--tokens: id ${id} (position ${k}) is outside the vocabulary of ${m.config.file} (vocab_size ${V})`);
+    });
+    const max = m.config.maxPositionEmbeddings;
+    if (max !== undefined && tokens.length > max) throw new UsageError(`--tokens: ${tokens.length} tokens exceed max_position_embeddings ${max} of ${m.config.file}`);
+    const logits = device === 'cpu' ? cpuLogits(m, tokens) : await gpuLogits(m, tokens);
+    const variant = m.attention ? `${m.attention.kind} (${m.attention.because})` : m.variant.program.name;
+    writeSafetensors(out, { logits: { shape: [tokens.length, V], data: logits } }, { model: dir, device, attention: variant });
+    io.stdout(`wrote ${out}: logits [${tokens.length}, ${V}] (${device}, ${m.format === 'huggingface' ? 'Hugging Face' : 'linattn'} model, attention ${variant})\n`);
+    return 0;
   },
 };
 

@@ -62,20 +62,32 @@ export class SafetensorsFile {
     return e && { dtype: e.dtype, shape: e.shape, bytes: e.end - e.begin };
   }
 
-  /** Tensor `name` as float32 (F32, F16, BF16 or F64 in the file). */
+  /** Tensor `name` as float32 (F32, F16, BF16 or F64 in the file); after close(), the file is reopened for the read. */
   read(name: string): { shape: number[]; data: Float32Array } {
     const e = this.entries.get(name);
     if (!e) throw new SafetensorsError(this.path, name, 'not in this file');
-    if (this.fd === undefined) throw new SafetensorsError(this.path, name, 'read after close');
     if (!(e.dtype in BYTES_PER_ELEMENT)) throw new SafetensorsError(this.path, name, `dtype ${e.dtype} is not supported`);
     const bytes = Buffer.allocUnsafe(e.end - e.begin);
-    readExactly(this.fd, bytes, this.dataStart + e.begin, this.path, name);
+    const fd = this.fd ?? reopen(this.path, name);
+    try {
+      readExactly(fd, bytes, this.dataStart + e.begin, this.path, name);
+    } finally {
+      if (fd !== this.fd) closeSync(fd);
+    }
     return { shape: [...e.shape], data: toFloat32(bytes, e.dtype) };
   }
 
   close(): void {
     if (this.fd !== undefined) closeSync(this.fd);
     this.fd = undefined;
+  }
+}
+
+function reopen(path: string, tensor: string): number {
+  try {
+    return openSync(path, 'r');
+  } catch (e) {
+    throw new SafetensorsError(path, tensor, `cannot reopen: ${(e as Error).message}`);
   }
 }
 

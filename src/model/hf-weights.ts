@@ -45,7 +45,7 @@ class LazyTensors {
 
 /**
  * Reads every tensor the config and the variant's parameters ask of `ckpt`, checked, as float32. `lazy`: each
- * tensor's data is read when used (the checkpoint must stay open), for uploading a large model to the GPU.
+ * tensor's data is read when used (closed shards are reopened for it), for uploading a large model to the GPU.
  */
 export function loadHfWeights(config: ModelConfig, ckpt: HfCheckpoint, params: readonly AttentionParamSpec[], opts: { lazy?: boolean } = {}): ModelWeights<Float32Array> {
   const lazy = opts.lazy ? new LazyTensors(ckpt) : undefined;

@@ -20,7 +20,7 @@ export interface ModelDirOptions {
   readonly medusa?: string;
   /**
    * Hugging Face directories: read each weight from its shard when it is used, keeping none (hf-weights.ts), so that
-   * uploading a 27 GB float32 model holds one tensor at a time on the host; the files stay open until close().
+   * uploading a 27 GB float32 model holds one tensor at a time on the host (each read reopens its shard).
    */
   readonly lazy?: boolean;
 }
@@ -33,8 +33,6 @@ export interface LoadedModel {
   readonly weights: ModelWeights<Float32Array>;
   /** Hugging Face directories: the attention chosen, and why. */
   readonly attention?: { readonly kind: HfAttention; readonly because: string };
-  /** Closes the checkpoint's files (lazy loading keeps them open); reading weights afterwards fails. */
-  close(): void;
 }
 
 /** Reads config.json of `dir` and says which layout it is in. */
@@ -76,18 +74,15 @@ function loadBase(dir: string, opts: ModelDirOptions): LoadedModel {
     if (opts.attention !== undefined && opts.attention !== 'auto') throw new ModelFileError(file, 'attention', `--attention applies to Hugging Face directories; ${dir} names its variant in config.json`);
     const config = loadConfig(file);
     const variant = loadModelVariant(config);
-    return { dir, format, config, variant, weights: loadWeights(config, join(dir, 'model.safetensors'), variant.params), close: () => undefined };
+    return { dir, format, config, variant, weights: loadWeights(config, join(dir, 'model.safetensors'), variant.params) };
   }
   const ckpt = HfCheckpoint.open(dir);
   try {
     const hf = parseHfConfig(JSON.parse(readFileSync(file, 'utf8')), file, ckpt, opts.attention ?? 'auto');
     const variant = loadModelVariant(hf.config);
     const weights = loadHfWeights(hf.config, ckpt, variant.params, { lazy: opts.lazy ?? false });
-    return { dir, format, config: hf.config, variant, weights, attention: { kind: hf.attention, because: hf.because }, close: () => ckpt.close() };
-  } catch (e) {
-    ckpt.close();
-    throw e;
+    return { dir, format, config: hf.config, variant, weights, attention: { kind: hf.attention, because: hf.because } };
   } finally {
-    if (!opts.lazy) ckpt.close();
+    ckpt.close();
   }
 }
