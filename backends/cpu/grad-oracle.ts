@@ -18,8 +18,7 @@ import type { Tensor } from '../../src/tensor.ts';
 import { Evaluator } from './evaluator.ts';
 import { count, forEachBroadcast, type Named, type Sizes } from './named.ts';
 import { candidateKeys, shapesOf } from './parallel.ts';
-import { rotateF64 } from './rope-f64.ts';
-import { scatterSlice, vjpF64 } from './vjp-f64.ts';
+import { ropeVjpF64, scatterSlice, vjpF64 } from './vjp-f64.ts';
 
 export function gradientParallel(
   p: Program,
@@ -151,8 +150,7 @@ class Adjoints {
             continue;
           }
           if (n.op === 'rope') {
-            // a rotation's adjoint is the opposite rotation at the same position
-            route(n.x, rotateF64(A, n.axis, s, t + ev.offset, n, n.sign === 1 ? -1 : 1), b, t);
+            route(...ropeVjpF64(n, A, s, t + ev.offset), b, t);
             continue;
           }
           for (const [x, g] of vjpF64(n, (id) => ev.token(id, b, t), A, s)) route(x, g, b, t);

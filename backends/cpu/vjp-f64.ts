@@ -7,6 +7,7 @@
 // Conventions at kinks (measure-zero sets): relu′(0) = 0, abs′(0) = 0, d max(a, b)/da = [a > b], d min(a, b)/da = [a < b].
 import { assertNever, type Id, type Node } from '../../src/ir/types.ts';
 import { count, forEachBroadcast, permute, reduce, slice, zip, type Named, type Sizes } from './named.ts';
+import { rotateF64 } from './rope-f64.ts';
 
 /** x over `axes` (a superset of x's axes): copies along the missing ones. */
 export function broadcastTo(x: Named, axes: readonly string[], s: Sizes): Named {
@@ -164,6 +165,14 @@ export function vjpF64(n: Node, val: (id: Id) => Named, A: Named, s: Sizes): [Id
     default:
       return assertNever(n, 'op');
   }
+}
+
+/**
+ * rope's adjoint at the token's position: a rotation by sign·p·ω_f is orthogonal, so x receives the opposite
+ * rotation of A (over the node's axes). The oracle calls it with the position the evaluator numbers the token by.
+ */
+export function ropeVjpF64(n: Extract<Node, { op: 'rope' }>, A: Named, s: Sizes, position: number): [Id, Named] {
+  return [n.x, rotateF64(broadcastTo(A, n.type.axes, s), n.axis, s, position, n, n.sign === 1 ? -1 : 1)];
 }
 
 /** Adds A into the slice axis = ix of a tensor over `axes` (the adjoint of a select). */

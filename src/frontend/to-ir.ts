@@ -271,7 +271,7 @@ export function toIr(ast: VariantAst, options: CompileOptions = {}): Program {
         return g.add({ op: 'concat', xs, parts, axis }, e.span);
       }
       case 'rope':
-        return rope(e, arity);
+        return rope(e, ctx, arity);
       case 'decay': {
         arity(1);
         if (ctx !== 'score') throw new SourceError('decay(x) is a factor of a score (Π_{l=j+1..i} x_l); use it inside a term', e.span);
@@ -290,9 +290,9 @@ export function toIr(ast: VariantAst, options: CompileOptions = {}): Program {
    * rope(x, axis[, theta[, linear(F) | llama3(F, LOW, HIGH, ORIGINAL)]]): x rotated along `axis` by its token's
    * position (src/ir/rope.ts); θ defaults to 10000. A model's rope settings (options.rope) replace the written ones.
    */
-  function rope(e: Extract<Expr, { kind: 'call' }>, arity: (n: number | [number, number]) => void): Id {
+  function rope(e: Extract<Expr, { kind: 'call' }>, ctx: Context, arity: (n: number | [number, number]) => void): Id {
     arity([2, 4]);
-    const x = expr(e.args[0], 'let');
+    const x = expr(e.args[0], ctx);
     const axis = axisArg(e.args[1], 'rope');
     const xt = g.type(x);
     if (!xt.axes.includes(axis)) throw new SourceError(`rope along axis '${axis}', but ${xt.axes.length ? `the tensor has axes [${xt.axes.join(', ')}]` : 'the value is a scalar'}`, e.args[1].span);
