@@ -105,6 +105,7 @@ export function softmaxChunkedPlan(p: Program, sizes: Sizes, opts: SoftmaxChunkO
       `of ${C} up to the diagonal, a running max per row${caches ? '; writes its rows into the key/value cache' : ''}`,
     ],
     workgroups: (b, t) => [a.NS * Math.ceil(t / C), b, 1],
+    launch: { kind: 'blocks', x: a.NS, block: C },
   });
   return {
     variant: p.name,
