@@ -12,11 +12,12 @@
 export const SPECULATIVE_WORKGROUP = 256;
 
 export function medusaResidualWgsl(): string {
-  return `// medusa residual: r[n] = x[n] + silu(r[n]) for n < count
-struct Params { count: u32, pad0: u32, pad1: u32, pad2: u32 }
+  return `// medusa residual: r[n] = x[n] + silu(r[n] + bias[n mod hidden]) for n < count (bias zeros for heads without one)
+struct Params { count: u32, hidden: u32, pad1: u32, pad2: u32 }
 @group(0) @binding(0) var<storage, read> x: array<f32>;
 @group(0) @binding(1) var<storage, read_write> r: array<f32>;
 @group(0) @binding(2) var<uniform> params: Params;
+@group(0) @binding(3) var<storage, read> bias: array<f32>;
 
 const WG = ${SPECULATIVE_WORKGROUP}u;
 
@@ -24,7 +25,7 @@ const WG = ${SPECULATIVE_WORKGROUP}u;
 fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let idx = (wid.y * nwg.x + wid.x) * WG + lid;
   if (idx >= params.count) { return; }
-  let z = r[idx];
+  let z = r[idx] + bias[idx % params.hidden];
   r[idx] = x[idx] + z / (1.0 + exp(-z));
 }
 `;

@@ -11,11 +11,12 @@ import { generateCommand } from './generate.ts';
 import { initModelCommand } from './init-model.ts';
 import { inputsCommand } from './inputs.ts';
 import { irCommand } from './ir.ts';
+import { logitsCommand } from './logits.ts';
 import { runCommand } from './run.ts';
 import { trainCommand } from './train.ts';
 
 export const COMMANDS: readonly Command[] = [
-  checkCommand, irCommand, compileCommand, inputsCommand, runCommand, initModelCommand, trainCommand, evalCommand, generateCommand, demoCommand,
+  checkCommand, irCommand, compileCommand, inputsCommand, runCommand, initModelCommand, trainCommand, evalCommand, generateCommand, logitsCommand, demoCommand,
 ];
 
 export function overview(): string {

@@ -1,7 +1,7 @@
 // What a tree verification computes on the GPU besides the model's own next-token choices, in the same pass:
 //   - the Medusa heads at each sequence's accepted node only: the node greedy acceptance reaches is found on
 //     the GPU from the picks (acceptedRowWgsl, the walk acceptance.ts's acceptByPicks does), its hidden state
-//     normalised into y [b, H], then r = y + silu(y·projᵀ), logits_h = r·lm_headᵀ and each head's top-k — one
+//     normalised into y [b, H], then r = y + silu(y·projᵀ + bias), logits_h = r·lm_headᵀ and each head's top-k — one
 //     row per sequence instead of one per tree node (every node cost a whole LM head per head);
 //   - the model's own top-k at every node (a draft model's candidates for the whole level).
 // Only the top-k ids and probabilities (and the accepted node) are read back: Medusa blocks [head][b][rank],
@@ -49,7 +49,7 @@ export class GpuSpeculativeHeads {
   private constructor(
     private readonly gpu: Gpu,
     private readonly config: ModelConfig,
-    private readonly heads: readonly { proj: GpuTensor; lmHead: GpuTensor }[],
+    private readonly heads: readonly { proj: GpuTensor; bias: GpuTensor; lmHead: GpuTensor }[],
     private readonly norm: GpuTensor,
     /** [maxBatch, H]: the accepted rows normalised; r: the residual block's output; logits: one head's. */
     private readonly y: GpuTensor,
@@ -69,18 +69,23 @@ export class GpuSpeculativeHeads {
   /** `norm`: the model's final norm gain (the heads read the final-normed hidden state); maxRows = maxBatch · tree rows. */
   static async create(gpu: Gpu, config: ModelConfig, medusa: readonly MedusaHeadWeights[], norm: GpuTensor, maxRows: number, maxBatch = 1): Promise<GpuSpeculativeHeads> {
     const H = config.hiddenSize;
-    const heads = medusa.map((m, n) => ({ proj: uploadExactTensor(gpu, `medusa.${n}.proj.weight`, m.proj), lmHead: uploadExactTensor(gpu, `medusa.${n}.lm_head.weight`, m.lmHead) }));
+    const heads = medusa.map((m, n) => ({
+      proj: uploadExactTensor(gpu, `medusa.${n}.proj.weight`, m.proj),
+      // The Medusa project's residual block has a bias; a head without one adds zeros.
+      bias: uploadExactTensor(gpu, `medusa.${n}.proj.bias`, m.bias ?? { shape: [H], data: new Float32Array(H) }),
+      lmHead: uploadExactTensor(gpu, `medusa.${n}.lm_head.weight`, m.lmHead),
+    }));
     const y = createExactTensor(gpu, 'accepted rows normed', [maxBatch, H]);
     const r = createExactTensor(gpu, 'medusa residual', [maxBatch, H]);
     const logits = createExactTensor(gpu, 'medusa logits', [maxBatch, config.vocabSize]);
-    const residual = await compileKernel(gpu, { label: 'medusa residual', code: medusaResidualWgsl(), bindings: ['read-only-storage', 'storage', 'uniform'] });
+    const residual = await compileKernel(gpu, { label: 'medusa residual', code: medusaResidualWgsl(), bindings: ['read-only-storage', 'storage', 'uniform', 'read-only-storage'] });
     const acceptRow = await compileKernel(gpu, {
       label: 'accepted row',
       code: acceptedRowWgsl(H, config.rmsNormEps),
       bindings: ['read-only-storage', 'read-only-storage', 'read-only-storage', 'read-only-storage', 'read-only-storage', 'storage', 'storage', 'uniform'],
     });
     const h = new GpuSpeculativeHeads(gpu, config, heads, norm, y, r, logits, residual, acceptRow, maxRows, maxBatch);
-    h.owned.push(y, r, logits, ...heads.flatMap((x) => [x.proj, x.lmHead]));
+    h.owned.push(y, r, logits, ...heads.flatMap((x) => [x.proj, x.bias, x.lmHead]));
     return h;
   }
 
@@ -126,7 +131,7 @@ export class GpuSpeculativeHeads {
       ), [b, 1, 1]);
       this.heads.forEach((head, h) => {
         encodeMatmul(pass, hp.proj, this.bind(plan, `proj ${h} ${b}`, () => bindMatmul(this.gpu, hp.proj, y, head.proj, r)));
-        this.dispatch(pass, this.residual, this.bind(plan, `residual ${b}`, () => this.group(this.residual, [this.y.buffer, this.r.buffer, this.uniform(`residual ${b}`, b * H)])), this.grid(b * H));
+        this.dispatch(pass, this.residual, this.bind(plan, `residual ${h} ${b}`, () => this.group(this.residual, [this.y.buffer, this.r.buffer, this.uniform(`residual ${b}`, b * H, H), head.bias.buffer])), this.grid(b * H));
         encodeMatmul(pass, hp.lm, this.bind(plan, `lm ${h} ${b}`, () => bindMatmul(this.gpu, hp.lm, r, head.lmHead, logits)));
         this.dispatch(pass, topk, this.bind(plan, `topk ${h} ${medusaK}`, () => this.group(topk, [this.logits.buffer, this.ids, this.probs, this.uniform(`medusa base ${h}`, this.medusaOffset(h))])), [b, 1, 1]);
       });
@@ -172,11 +177,11 @@ export class GpuSpeculativeHeads {
     return p;
   }
 
-  private uniform(key: string, word: number): GPUBuffer {
+  private uniform(key: string, word: number, second = 0): GPUBuffer {
     let u = this.uniforms.get(key);
     if (!u) {
       u = this.gpu.device.createBuffer({ label: `speculative heads ${key}`, size: 16, usage: BufferUsage.UNIFORM | BufferUsage.COPY_DST });
-      this.gpu.device.queue.writeBuffer(u, 0, Uint32Array.of(word, 0, 0, 0));
+      this.gpu.device.queue.writeBuffer(u, 0, Uint32Array.of(word, second, 0, 0));
       this.uniforms.set(key, u);
     }
     return u;
