@@ -3,6 +3,7 @@
 # autotuned, with the roofline), the PyTorch baselines, decoding and speculative decoding. Each step has its own
 # time limit so that one slow step cannot eat the call; logs go to $OUT.
 #   bash .gpu/remote.sh bash bench/h100.sh [kernels] [torch] [decode] [torch-model] [speculative] [train]
+#                                          [hf-fixtures] [hf-baseline] [hf-decode]
 set -uo pipefail
 # Everything lands in $OUT/raw, packed at the end into $OUT/results.tgz (the device tool returns few files).
 FINAL=${OUT:-out}; export OUT=$FINAL/raw; mkdir -p "$OUT"
@@ -19,6 +20,11 @@ for s in $steps; do
     torch-model) timeout ${T_TORCH_MODEL:-100} python3 bench/torch_model_baseline.py ;;
     speculative) timeout ${T_SPECULATIVE:-180} tsx bench/speculative.ts ;;
     train) timeout ${T_TRAIN:-300} tsx bench/train.ts --torch ;;
+    hf-fixtures) timeout ${T_HF_FIXTURES:-120} python3 tools/make-hf-fixtures.py &&
+      for m in tiny-llama tiny-linearized; do cp test/fixtures/hf/$m/reference_logits.safetensors "$OUT/$m.reference_logits.safetensors"; done ;;
+    hf-baseline) timeout ${T_HF_BASELINE:-240} python3 tools/hf_decode_baseline.py --out "$OUT/hf_decode_baseline.json" ;;
+    hf-decode) timeout ${T_HF_DECODE:-240} tsx bench/hf_decode.ts --baseline "$OUT/hf_decode_baseline.json" &&
+      timeout ${T_HF_DECODE:-240} tsx bench/hf_decode.ts --attention linearized-aug --tree 64 ;;
   esac 2>&1 | tee "$OUT/$s.log"
 done
 tar czf "$FINAL/results.tgz" -C "$OUT" . && cat "$OUT"/*.log > "$FINAL/all.log" && rm -rf "$OUT"

@@ -7,6 +7,7 @@
 //   toeplitz term (window(K) convolution): ring buffer of the last K−1 values, (K−1)·e·4
 //   quadratic group(C) / past_groups(C):   keys and values of the open group, C·(d+e)·4 (once)
 //   quadratic window(W):                   keys and values of the last W−1 positions, (W−1)·(d+e)·4
+//   softmax (causal, unbounded):           keys and values of every position, t·(d+e)·4: grows with t
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -46,7 +47,7 @@ function letsOf(source: string): string[] {
 }
 
 /** Bytes of recurrent state per head, with the parts it is made of. */
-function statePerHead(p: Program): { bytes: number; parts: string[] } | null {
+function statePerHead(p: Program): { bytes: number; perPosition: number; parts: string[] } | null {
   if (!isDecodable(p)) return null;
   const sizes: Record<string, number> = { ...HEAD_SIZES };
   const size = (axis: string) => axisSize(p.axes, sizes, axis);
@@ -58,6 +59,7 @@ function statePerHead(p: Program): { bytes: number; parts: string[] } | null {
   let ring = 0;
   let groupBuffer = 0;
   let windowBuffer = 0;
+  let perPosition = 0;
   for (const t of lowered.terms) {
     const f = t.form;
     switch (f.kind) {
@@ -70,6 +72,10 @@ function statePerHead(p: Program): { bytes: number; parts: string[] } | null {
       case 'toeplitz':
         ring = Math.max(ring, f.lags[1] * e * 4);
         break;
+      case 'softmax':
+        perPosition += (d + e) * 4;
+        parts.push([`${t.name}: k, v cache t×(${d}+${e})`, 0]);
+        break;
       case 'quadratic':
       case 'general':
         for (const m of t.mask) if (m.kind === 'window') windowBuffer = Math.max(windowBuffer, (m.size - 1) * (d + e) * 4);
@@ -81,7 +87,11 @@ function statePerHead(p: Program): { bytes: number; parts: string[] } | null {
   if (ring) parts.push([`conv ring ${ring / (e * 4)}×${e}`, ring]);
   if (groupBuffer) parts.push([`open group k, v ${groupBuffer / ((d + e) * 4)}×(${d}+${e})`, groupBuffer]);
   if (windowBuffer) parts.push([`window k, v ${windowBuffer / ((d + e) * 4)}×(${d}+${e})`, windowBuffer]);
-  return { bytes: parts.reduce((s, [, b]) => s + b, 0), parts: parts.map(([what, b]) => `${what} = ${fmt(b)}`) };
+  return {
+    bytes: parts.reduce((s, [, b]) => s + b, 0),
+    perPosition,
+    parts: parts.map(([what, b]) => `${what} = ${b ? fmt(b) : `${fmt(perPosition)}·t`}`),
+  };
 }
 
 export function renderTable(): string {
@@ -91,7 +101,8 @@ export function renderTable(): string {
     const state = statePerHead(p);
     const lines = source.endsWith('\n') ? source.split('\n').length - 1 : source.split('\n').length;
     const forms = isDecodable(p) ? 'parallel · chunked · recurrent · tree' : 'parallel only (noncausal)';
-    const stateCell = state ? `**${fmt(state.bytes)}**<br>${state.parts.join('<br>')}` : '— (no decoding)';
+    const total = state && (state.perPosition ? `${state.bytes ? `${fmt(state.bytes)} + ` : ''}${fmt(state.perPosition)}·t (grows with t)` : fmt(state.bytes));
+    const stateCell = state ? `**${total}**<br>${state.parts.join('<br>')}` : '— (no decoding)';
     const lets = letsOf(source);
     return `| [${p.name}](../${file}) | ${termsOf(source).join('<br>')} | ${lets.length ? lets.join('<br>') : '—'} | ${stateCell} | ${forms} | ${lines} |`;
   });

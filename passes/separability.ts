@@ -4,11 +4,14 @@
 //               position factors are rewritten first (cos(a−b) = cos a cos b + sin a sin b, exp(a+b) = exp a exp b),
 //               so one written term may become several prefix terms named NAME, NAME.1, … in the output;
 //   toeplitz  – s depends on the lag alone inside a bounded window (a causal depthwise convolution);
-//   quadratic – anything else under a bounded mask (group / window), or a noncausal term.
-// An unbounded, non-separable causal term is rejected with the reason and what would make it legal.
+//   quadratic – anything else under a bounded mask (group / window), or a noncausal term;
+//   softmax   – a causal score exp(logit) that is not separable, alone in normalize(term, 0): softmax attention,
+//               whose decoding state (a key/value cache) grows with t.
+// Any other unbounded, non-separable causal term is rejected with the reason and what would make it legal.
 import { GraphBuilder } from '../src/ir/builder.ts';
 import { lagRange, maskToString } from '../src/ir/masks.ts';
 import { SourceError } from '../src/ir/span.ts';
+import { aloneInExactNormalize } from '../src/ir/terms.ts';
 import type { Decay, Id, Node, OutputItem, Program, Term } from '../src/ir/types.ts';
 
 interface Monomial {
@@ -55,12 +58,27 @@ function classify(g: GraphBuilder, p: Program, t: Term): Term[] {
     }
   }
   if (range || t.mask.some((m) => m.kind === 'group')) return [{ ...t, form: { kind: 'quadratic' } }];
+  const soft = softmaxLogit(g, p, t);
+  if (soft !== null) return [{ ...t, form: { kind: 'softmax', logit: soft } }];
   const why = ex.ok ? `its mask ${maskToString(t.mask)} is not a prefix mask (causal or past_groups)` : `${ex.why} (at ${ex.at.span ? `${ex.at.span.line}:${ex.at.span.col}` : `%${ex.at.id}`})`;
   throw new SourceError(
     `term ${t.name} is not a prefix sum: ${why}. Under the unbounded mask ${maskToString(t.mask)} that would be quadratic (softmax-style) attention. ` +
-      `Write the score as dot(φ(q)[i], ψ(k)[j], axis) (times decay(…) or cos/sin of the lag), or bound the mask with window(K) or group(C).`,
+      `Write the score as dot(φ(q)[i], ψ(k)[j], axis) (times decay(…) or cos/sin of the lag), or bound the mask with window(K) or group(C); ` +
+      `softmax attention itself is allowed as a causal score exp(…) alone in normalize(${t.name}, 0).`,
     t.span,
   );
+}
+
+/**
+ * The logit of softmax attention: a term under the causal mask alone whose score is exp(logit), alone in an output
+ * item normalize(term, 0) — the normalisation cancels any shift of the logits, which is what lets the kernels run
+ * a running max (an eps > 0 would not cancel). Null for anything else.
+ */
+function softmaxLogit(g: GraphBuilder, p: Program, t: Term): Id | null {
+  if (t.mask.length !== 1 || t.mask[0].kind !== 'causal') return null;
+  const n = g.node(t.score);
+  if (n.op !== 'unary' || n.fn !== 'exp') return null;
+  return aloneInExactNormalize(p.output, t.name) ? n.x : null;
 }
 
 function dependsOnLagOnly(g: GraphBuilder, root: Id): boolean {

@@ -36,9 +36,9 @@ describe('linattn --help', () => {
   });
 
   it('a command that is not one says so, names it and lists the commands (exit 2)', async () => {
-    const r = await linattn('logits', '--model', 'm');
+    const r = await linattn('perplexity', '--model', 'm');
     expect(r.code).toBe(2);
-    expect(r.err).toContain("unknown command 'logits'");
+    expect(r.err).toContain("unknown command 'perplexity'");
     for (const c of COMMANDS) expect(r.err).toContain(c);
     expect(r.err).not.toMatch(/Unknown option/);
   });

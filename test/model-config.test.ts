@@ -62,7 +62,8 @@ describe('config.json', () => {
     expectFieldError({ ...BASE, tie_word_embeddings: 'yes' }, 'tie_word_embeddings', /true or false/);
     expectFieldError({ ...BASE, hidden_size: 30 }, 'head_dim', /not divisible/);
     expectFieldError({ ...BASE, hidden_act: 'gelu' }, 'hidden_act', /silu/);
-    expectFieldError({ ...BASE, num_key_value_heads: 2 }, 'num_key_value_heads', /grouped-query/);
+    expectFieldError({ ...BASE, num_key_value_heads: 3 }, 'num_key_value_heads', /3 does not divide num_attention_heads 4/);
+    expectFieldError({ ...BASE, rope_scaling: { rope_type: 'yarn', factor: 4 } }, 'rope_scaling.rope_type', /"yarn" is not supported \(supported: default, linear, llama3\)/);
     expectFieldError({ ...BASE, bos_token_id: 300 }, 'bos_token_id', /outside the vocabulary/);
     expectFieldError({ ...BASE, bos_token_id: 3 }, 'bos_token_id', /byte tokenizer.*>= 256/);
     expectFieldError({ ...BASE, vocab_size: 100 }, 'vocab_size', /byte tokenizer needs vocab_size >= 256/);

@@ -147,17 +147,37 @@ output local
 %dot = sum %s over d
 %e = exp %dot
 term attn : causal score %e value %v
-output normalize(attn, 0)
+output normalize(attn, 1e-6)
 `;
     const e = rejection(() => fromIr(ir));
     expect(e.message).toBe(
       'term attn is not a prefix sum: exp(…) of an argument that is not a sum of a query part and a key part (at 9:6). ' +
         'Under the unbounded mask causal that would be quadratic (softmax-style) attention. ' +
-        'Write the score as dot(φ(q)[i], ψ(k)[j], axis) (times decay(…) or cos/sin of the lag), or bound the mask with window(K) or group(C).',
+        'Write the score as dot(φ(q)[i], ψ(k)[j], axis) (times decay(…) or cos/sin of the lag), or bound the mask with window(K) or group(C); ' +
+        'softmax attention itself is allowed as a causal score exp(…) alone in normalize(attn, 0).',
     );
     expect(e.span).toMatchObject({ file: 'sep.ir', line: 10, col: 1 });
     // the same score under a window is legal, and quadratic
     expect(termsOf(fromIr(ir.replace('term attn : causal', 'term attn : window(16)')))[0]).toBe('term attn : window(16) score %7 value %2 form quadratic');
+    // alone in normalize(·, 0) it is softmax attention: the logit is the exp's argument
+    expect(termsOf(fromIr(ir.replace('1e-6', '0')))[0]).toBe('term attn : causal score %7 value %2 form softmax logit %6');
+  });
+
+  it('softmax attention needs its term alone in normalize(·, 0): a second term in the item is rejected', () => {
+    const ir = `variant two
+%q = input q[h, d]
+%k = input k[h, d]
+%v = input v[h, e]
+%qi = at.i %q
+%kj = at.j %k
+%s = mul %qi %kj
+%dot = sum %s over d
+%e = exp %dot
+term a : causal score %e value %v
+term b : causal score %dot value %v
+output normalize(a + b, 0)
+`;
+    expect(rejection(() => fromIr(ir)).message).toMatch(/^term a is not a prefix sum: .*softmax attention itself is allowed as a causal score exp\(…\) alone in normalize\(a, 0\)\.$/);
   });
 
   it('a term already classified is left as it is', () => {

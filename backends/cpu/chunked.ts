@@ -21,6 +21,7 @@ import type { Tensor } from '../../src/tensor.ts';
 import { Evaluator } from './evaluator.ts';
 import { count, forEachBroadcast, map, reduce, zip, type Named, type Sizes } from './named.ts';
 import { shapesOf } from './parallel.ts';
+import { evaluateSoftmaxChunked } from './softmax-chunked.ts';
 
 
 /** One prefix term's state for one sequence: S = Σ_j D(now, j) ψ_j ⊗ v_j and z = Σ_j D(now, j) ψ_j. */
@@ -51,6 +52,7 @@ const mul = (a: Named, b: Named, s: Sizes): Named => zip(a, b, s, (x, y) => x * 
 /** `offset` is the position value of t = 0 (gradient stages run in reversed time with positions −(T−1)…0). */
 export function evaluateChunked(p: Program, tensors: Readonly<Record<string, Tensor>>, chunk: number, offset = 0): Tensor<Float64Array> {
   if (!Number.isInteger(chunk) || chunk < 1) throw new Error(`chunk must be a positive integer, got ${chunk}`);
+  if (p.terms.some((t) => t.form.kind === 'softmax')) return evaluateSoftmaxChunked(p, tensors, chunk, offset);
   const halo = checkTerms(p, chunk);
   const bound = bindShapes(p, shapesOf(tensors));
   const ev = new Evaluator(p, tensors, bound, offset);

@@ -6,6 +6,7 @@ import type { Bound } from '../../src/ir/shapes.ts';
 import { assertNever, type Id, type Node, type Program } from '../../src/ir/types.ts';
 import type { Tensor } from '../../src/tensor.ts';
 import { count, forEachBroadcast, map, reduce, scalar, slice, zip, type Named, type Sizes } from './named.ts';
+import { rotateF64 } from './rope-f64.ts';
 
 export class Evaluator {
   readonly sizes: Sizes;
@@ -165,6 +166,9 @@ export class Evaluator {
         if (!Number.isInteger(ix) || ix < 0 || ix >= size) throw new Error(`select: index ${ix} outside ${n.axis} (0..${size - 1})`);
         return slice(arg(n.x), n.axis, ix, s);
       }
+      case 'rope':
+        // A token-side op, reached through `at` or token(): the position is the token's own.
+        return rotateF64(arg(n.x), n.axis, s, at.t! + this.offset, n, n.sign);
       case 'decay': {
         const x = this.program.nodes[n.x];
         const lag = at.i! - at.j!;

@@ -18,7 +18,7 @@ import type { Tensor } from '../../src/tensor.ts';
 import { Evaluator } from './evaluator.ts';
 import { count, forEachBroadcast, type Named, type Sizes } from './named.ts';
 import { candidateKeys, shapesOf } from './parallel.ts';
-import { scatterSlice, vjpF64 } from './vjp-f64.ts';
+import { ropeVjpF64, scatterSlice, vjpF64 } from './vjp-f64.ts';
 
 export function gradientParallel(
   p: Program,
@@ -147,6 +147,10 @@ class Adjoints {
           if (n.op === 'input') {
             const per = count(n.type.axes, s);
             grads[`d${n.name}`].data.set(data, (b * bound.t + t) * per);
+            continue;
+          }
+          if (n.op === 'rope') {
+            route(...ropeVjpF64(n, A, s, t + ev.offset), b, t);
             continue;
           }
           for (const [x, g] of vjpF64(n, (id) => ev.token(id, b, t), A, s)) route(x, g, b, t);

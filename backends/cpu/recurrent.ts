@@ -1,7 +1,8 @@
 // The recurrent form in float64: one token in, state updated, one output out (what decoding runs).
 // State per sequence: for each prefix term S = Σ_j (decay) ψ_j ⊗ v_j and z = Σ_j ψ_j (past_groups terms keep the
 // open group apart until it closes), plus a bounded history of the last tokens' inputs for window/group terms
-// (the convolution's ring buffer and the open group's keys and values).
+// (the convolution's ring buffer and the open group's keys and values) — unbounded for softmax attention, whose
+// state is every earlier token (its key/value cache).
 import { maskAllows } from '../../src/ir/masks.ts';
 import { bindShapes, type Bound } from '../../src/ir/shapes.ts';
 import type { Program, Term } from '../../src/ir/types.ts';
@@ -25,12 +26,16 @@ export interface RecurrentState {
   readonly history: Record<string, Float64Array>[];
 }
 
-/** How many past tokens (besides the current one) the window and group terms can reach. */
+/** How many past tokens (besides the current one) the window, group and softmax terms can reach (Infinity: all). */
 export function historyLength(p: Program): number {
   let h = 0;
   for (const t of p.terms) {
     if (t.form.kind === 'prefix') continue;
     if (t.noncausal) throw new Error(`term ${t.name} is noncausal: it reads future tokens, so ${p.name} cannot be decoded (parallel form only)`);
+    if (t.form.kind === 'softmax') {
+      h = Infinity; // softmax attention reads every earlier key: the history is its key/value cache
+      continue;
+    }
     const r = lagRange(t.mask);
     if (!r) throw new Error(`term ${t.name} has an unbounded mask but is not a prefix term`);
     h = Math.max(h, r[1]);

@@ -7,6 +7,7 @@
 // Conventions at kinks (measure-zero sets): relu′(0) = 0, abs′(0) = 0, d max(a, b)/da = [a > b], d min(a, b)/da = [a < b].
 import { assertNever, type Id, type Node } from '../../src/ir/types.ts';
 import { count, forEachBroadcast, permute, reduce, slice, zip, type Named, type Sizes } from './named.ts';
+import { rotateF64 } from './rope-f64.ts';
 
 /** x over `axes` (a superset of x's axes): copies along the missing ones. */
 export function broadcastTo(x: Named, axes: readonly string[], s: Sizes): Named {
@@ -58,7 +59,7 @@ const D_BINARY: Record<string, (a: number, b: number, y: number) => [number, num
 
 /**
  * The operands' adjoints for a node other than the leaves and the position-dependent ops (`at`, `select`, `decay`,
- * which the oracle handles itself). `val` gives any node's value at the current position or pair.
+ * `rope`, which the oracle handles itself; rope's adjoint is the inverse rotation at the token's position). `val` gives any node's value at the current position or pair.
  */
 export function vjpF64(n: Node, val: (id: Id) => Named, A: Named, s: Sizes): [Id, Named][] {
   const Y = n.type.axes;
@@ -159,10 +160,19 @@ export function vjpF64(n: Node, val: (id: Id) => Named, A: Named, s: Sizes): [Id
     case 'at':
     case 'select':
     case 'decay':
+    case 'rope':
       throw new Error(`internal: vjpF64 called on ${n.op} (the oracle handles it)`);
     default:
       return assertNever(n, 'op');
   }
+}
+
+/**
+ * rope's adjoint at the token's position: a rotation by sign·p·ω_f is orthogonal, so x receives the opposite
+ * rotation of A (over the node's axes). The oracle calls it with the position the evaluator numbers the token by.
+ */
+export function ropeVjpF64(n: Extract<Node, { op: 'rope' }>, A: Named, s: Sizes, position: number): [Id, Named] {
+  return [n.x, rotateF64(broadcastTo(A, n.type.axes, s), n.axis, s, position, n, n.sign === 1 ? -1 : 1)];
 }
 
 /** Adds A into the slice axis = ix of a tensor over `axes` (the adjoint of a select). */

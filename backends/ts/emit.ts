@@ -83,7 +83,9 @@ export function emitTypeScriptModule(plan: Plan, program: Program, options: Emit
           const workgroups =
             l.kind === 'grid'
               ? arrow([param('b'), param('t')], callGrid(bin(bin(id('b'), '*', id('t')), '*', num(l.perToken)), l.size))
-              : arrow([param('b')], array([num(l.x), id('b'), num(1)]));
+              : l.kind === 'blocks'
+                ? arrow([param('b'), param('t')], array([bin(num(l.x), '*', call(prop('Math', 'ceil'), bin(id('t'), '/', num(l.block)))), id('b'), num(1)]))
+                : arrow([param('b')], array([num(l.x), id('b'), num(1)]));
           return obj({
             label: str(k.label),
             code: id(`WGSL_${n}`),

@@ -18,7 +18,8 @@ export function launchOf(k: Kernel): LaunchFormula {
 }
 
 export function launchSize(l: LaunchFormula, b: number, t: number): [number, number, number] {
-  return l.kind === 'grid' ? grid(b * t * l.perToken, l.size) : [l.x, b, 1];
+  if (l.kind === 'grid') return grid(b * t * l.perToken, l.size);
+  return l.kind === 'blocks' ? [l.x * Math.ceil(t / l.block), b, 1] : [l.x, b, 1];
 }
 
 const product = (xs: readonly number[]) => xs.reduce((a, x) => a * x, 1);

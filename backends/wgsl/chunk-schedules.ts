@@ -5,6 +5,7 @@
 import type { Program } from '../../src/ir/types.ts';
 import { layoutOf, segmentable, sharedFloats, type ChunkSchedule } from './chunked.ts';
 import { count } from './common.ts';
+import { analyseSoftmax, isSoftmaxProgram, softmaxSharedFloats } from './softmax-analysis.ts';
 
 export interface ScheduleLimits {
   readonly maxComputeWorkgroupStorageSize: number;
@@ -27,6 +28,7 @@ const gcd = (a: number, b: number): number => (b ? gcd(b, a % b) : a);
 const lcm = (a: number, b: number) => (a / gcd(a, b)) * b;
 
 export function candidateSchedules(limits: ScheduleLimits, p: Program, sizes: Readonly<Record<string, number>>): ChunkSchedule[] {
+  if (isSoftmaxProgram(p)) return softmaxSchedules(limits, p, sizes);
   const L = layoutOf(p, p.terms);
   const NR = count(L.rest, sizes);
   // A chunk must divide every past_groups size or be a multiple of it.
@@ -51,6 +53,7 @@ export function candidateSchedules(limits: ScheduleLimits, p: Program, sizes: Re
 
 /** Workgroup memory (bytes) of the smallest schedule: what an adapter with no candidate lacks. */
 export function smallestScheduleBytes(p: Program, sizes: Readonly<Record<string, number>>): number {
+  if (isSoftmaxProgram(p)) return softmaxSharedFloats(analyseSoftmax(p, sizes), CHUNKS[CHUNKS.length - 1]) * 4;
   return sharedFloats(p, sizes, p.terms, p.output, { chunk: CHUNKS[CHUNKS.length - 1], cols: 1, threads: 64 }) * 4;
 }
 
@@ -84,4 +87,15 @@ export function defaultSchedule(cands: readonly ChunkSchedule[], software = fals
   const cols = (s: ChunkSchedule) => (software ? Math.log2(s.cols) : -Math.abs(Math.log2(s.cols / 32)));
   const score = (s: ChunkSchedule) => -Math.abs(Math.log2(s.chunk / 32)) * 4 + cols(s) - Math.abs(Math.log2(s.threads / threads));
   return [...cands].sort((a, b) => score(b) - score(a))[0];
+}
+
+/** The flash kernel's schedules (softmax-chunked.ts): C query and key rows per block, all value columns, threads. */
+function softmaxSchedules(limits: ScheduleLimits, p: Program, sizes: Readonly<Record<string, number>>): ChunkSchedule[] {
+  const a = analyseSoftmax(p, sizes);
+  const out: ChunkSchedule[] = [];
+  for (const chunk of CHUNKS) {
+    if (softmaxSharedFloats(a, chunk) * 4 > limits.maxComputeWorkgroupStorageSize) continue;
+    for (const threads of THREADS) if (threads <= limits.maxComputeInvocationsPerWorkgroup) out.push({ chunk, cols: a.NR, threads });
+  }
+  return out;
 }

@@ -22,6 +22,7 @@ import type { OutputItem, Program, Term } from '../../src/ir/types.ts';
 import type { Sizes } from './common.ts';
 import { KernelBuilder } from './kernel-builder.ts';
 import type { Kernel } from './plan.ts';
+import { analyseSoftmax, isSoftmaxProgram, softmaxSharedFloats } from './softmax-analysis.ts';
 import { analyseChunk, itemsOver, valueGroups, type ChunkAnalysis, type ChunkKernelSpec, type ChunkSchedule } from './chunked/analysis.ts';
 import { declareArrays, declareBindings, type ChunkKernel } from './chunked/declarations.ts';
 import { emitDenominators } from './chunked/denominators.ts';
@@ -87,6 +88,7 @@ function header(a: ChunkAnalysis): string[] {
  * kernels. The scheduler keeps it under the adapter's limit.
  */
 export function sharedFloats(p: Program, sizes: Sizes, terms: readonly Term[], items: readonly OutputItem[], s: ChunkSchedule): number {
+  if (isSoftmaxProgram(p)) return softmaxSharedFloats(analyseSoftmax(p, sizes), s.chunk); // the flash kernel (softmax-chunked.ts)
   const groups = valueGroups(p, terms);
   return Math.max(
     ...groups.map((group) => {

@@ -2,6 +2,7 @@
 // between kernels is where leaves come from (a Resolver): inputs read from global memory, features already
 // staged in workgroup memory, positions. Axis sizes are compile-time constants, so loops have literal bounds.
 // The statements go into a Block (wgsl-block.ts), which names them.
+import { ropeInvFreq } from '../../src/ir/rope.ts';
 import { assertNever, type Id, type Node, type Program } from '../../src/ir/types.ts';
 import type { Block, Scope } from './wgsl-block.ts';
 
@@ -134,6 +135,8 @@ export class ExprGen {
       }
       case 'decay':
         return this.decay(at, n, idx, where);
+      case 'rope':
+        return this.rope(at, n, idx, where);
       default:
         return assertNever(n, 'op');
     }
@@ -174,6 +177,28 @@ export class ExprGen {
       }),
     );
     return r;
+  }
+
+  /**
+   * rope(x)[c] at the token position `where` (src/ir/rope.ts): x[c]·cos a ∓ x[partner]·sin a, a = sign·p·ω_{c mod D/2},
+   * with ω a module table of f32 constants and the angle reduced to [−π, π] before cos/sin (Cody–Waite with
+   * 2π = 6.28125 + 0.0019353…, whose first part times any integer below 2¹⁵ is exact), so that only the f32
+   * product p·ω itself is rounded, as in Hugging Face's float32 rotary embedding.
+   */
+  private rope(at: Block, n: Extract<Node, { op: 'rope' }>, idx: Index, where: Where): string {
+    const D = this.sizes[n.axis];
+    const half = D / 2;
+    const w = ropeInvFreq(D, n);
+    const values = Array.from(w, (x) => f32(Math.fround(x)));
+    const table = at.scope.moduleDeclaration('ROPE_FREQ', `rope:${values.join(',')}`, (name) => `var<private> ${name}: array<f32, ${half}> = array<f32, ${half}>(${values.join(', ')});`);
+    const c = idx[n.axis];
+    const low = at.let('rlo', `${c} < ${half}u`);
+    const x = this.value(at, n.x, idx, where);
+    const xp = this.value(at, n.x, { ...idx, [n.axis]: `select(${c} - ${half}u, ${c} + ${half}u, ${low})` }, where);
+    const a = at.let('ra', `${n.sign < 0 ? '-' : ''}f32(${where}) * ${table}[${c} % ${half}u]`);
+    const k = at.let('rk', `round(${a} * 0.15915494309189535)`);
+    const r = at.let('rr', `(${a} - ${k} * 6.28125) - ${k} * 0.0019353071795864769`);
+    return `${x} * cos(${r}) + select(${xp}, -${xp}, ${low}) * sin(${r})`;
   }
 
   /** x^(i−j) for a parameter x; Π_{l=j+1..i} x_l for a token x, read token by token. */

@@ -94,6 +94,7 @@ export class KernelBuilder {
       ...bound.map((b, k) => bindingDecl(k + 1, b.name, b.write ? 'read_write' : 'read', 'array<f32>')),
       `const WG = ${this.workgroupSize}u;`,
       ...this.arrays.map((a) => `var<workgroup> ${a.name}: array<${a.type}, ${a.length}>;${a.note ? ` // ${a.note}` : ''}`),
+      ...this.module.declarations(),
       '',
       `@compute @workgroup_size(${this.workgroupSize})`,
       `fn main(${this.builtins.map((b) => BUILTINS[b]).join(', ')}) {`,

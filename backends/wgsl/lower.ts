@@ -11,17 +11,23 @@ import { flatIndex, KernelBuilder, tokenElement } from './kernel-builder.ts';
 import { frontier, stateLayout } from './layout.ts';
 import { grid, type Kernel, type Plan, type PlanBuffer } from './plan.ts';
 import { segmentScanKernel } from './segment-scan.ts';
+import { isSoftmaxProgram } from './softmax-analysis.ts';
+import { softmaxChunkedPlan } from './softmax-chunked.ts';
 
 export interface LowerOptions {
   readonly fuse: boolean;
   readonly schedule: ChunkSchedule;
   /** Also write the final decoding state (fused single-kernel plans only; the call starts at position 0). */
   readonly exportState?: boolean;
+  /** Positions softmax attention's key/value cache holds (softmax-analysis.ts); ignored by other variants. */
+  readonly maxLength?: number;
 }
 
 const WG = 64;
 
 export function lowerChunked(p: Program, sizes: Sizes, opts: LowerOptions): Plan {
+  // Softmax attention has a kernel family of its own (a flash kernel; nothing to fuse or unfuse).
+  if (isSoftmaxProgram(p)) return softmaxChunkedPlan(p, sizes, opts);
   const buffers: PlanBuffer[] = programBuffers(p, sizes);
   const kernels: Kernel[] = [];
   const per = count(p.outAxes, sizes);

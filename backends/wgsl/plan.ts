@@ -16,8 +16,12 @@ export interface Kernel {
   /** Group-0 bindings in order; binding 0 is always the `Dims` uniform. */
   readonly bindings: readonly { readonly buffer: string; readonly write: boolean }[];
   readonly workgroups: (b: number, t: number) => [number, number, number];
-  /** `workgroups` as data, for code that must write the formula out (backends/ts): `grid(b·t·perToken, size)` or [x, b, 1]. */
-  readonly launch?: { kind: 'grid'; perToken: number; size: number } | { kind: 'fixed'; x: number; perBatchY: true };
+  /** `workgroups` as data, for code that must write the formula out (backends/ts): `grid(b·t·perToken, size)`, [x, b, 1] or [x·⌈t/block⌉, b, 1]. */
+  readonly launch?:
+    | { kind: 'grid'; perToken: number; size: number }
+    | { kind: 'fixed'; x: number; perBatchY: true }
+    /** [x·⌈t / block⌉, b, 1]: x workgroups per block of `block` tokens (softmax-chunked.ts's query blocks). */
+    | { kind: 'blocks'; x: number; block: number };
 }
 
 export interface Plan {
@@ -29,6 +33,11 @@ export interface Plan {
   readonly sizes: Readonly<Record<string, number>>;
   /** Chosen schedule (chunk size, tile widths), for --verbose and the autotuner. */
   readonly schedule: Readonly<Record<string, number>>;
+  /**
+   * Positions a growing decoding state holds (softmax attention's key/value cache, softmax-analysis.ts) when its
+   * state buffers are allocated for t ≤ this; absent when the state does not grow with t.
+   */
+  readonly maxLength?: number;
   /** FLOPs and bytes moved by the algorithm at (b, t), for roofline figures. */
   readonly cost?: (b: number, t: number) => { flops: number; bytes: number };
 }

@@ -17,6 +17,8 @@ import { ExprGen, offset, type Index, type Resolver } from './expr.ts';
 import { KernelBuilder, type Binding, type WorkgroupArray } from './kernel-builder.ts';
 import { boundedFrontier, layoutOf, prefixGate, ringIndex, rowAxes, stateLayout, type Layout, type StateLayout } from './layout.ts';
 import type { Plan } from './plan.ts';
+import { isSoftmaxProgram } from './softmax-analysis.ts';
+import { softmaxDecodePlan } from './softmax-decode.ts';
 import type { Block } from './wgsl-block.ts';
 
 export { ringIndex, stateLayout, type StateLayout } from './layout.ts';
@@ -52,7 +54,9 @@ interface StepKernel {
   readonly head: Index;
 }
 
-export function recurrentPlan(p: Program, sizes: Sizes): Plan {
+/** `maxLength`: the positions softmax attention's key/value cache holds (softmax-decode.ts; ignored otherwise). */
+export function recurrentPlan(p: Program, sizes: Sizes, maxLength?: number): Plan {
+  if (isSoftmaxProgram(p)) return softmaxDecodePlan(p, sizes, maxLength);
   const kb = new KernelBuilder(WG, ['wid', 'lid']);
   const L = layoutOf(p, p.terms);
   const st = stateLayout(p, sizes);

@@ -1,7 +1,7 @@
 // Kernels of the speculative runtime beyond the model's own (model-kernels.ts):
 //
-//   medusa residual   every head's block at once, head-major: r[(m·b + s)·H + i] = y[s·H + i] + silu(u[(s·M + m)·H + i])
-//                     (Medusa-1's block x + silu(proj_m·x); u = y·[proj_0; …; proj_{M−1}]ᵀ is one matmul)
+//   medusa residual   every head's block at once, head-major: r[(m·b + s)·H + i] = y[s·H + i] + silu(u[(s·M + m)·H + i] + bias[m·H + i])
+//                     (Medusa-1's block x + silu(proj_m·x + bias_m); u = y·[proj_0; …; proj_{M−1}]ᵀ is one matmul)
 //   accepted row      per sequence, the node greedy acceptance reaches (from the root, the child whose token
 //                     is the target's pick at the current node; the first such child) and that node's hidden
 //                     state normalised: y[s] = rmsnorm(x[s·N + node]) · gain — the Medusa heads' input
@@ -14,14 +14,15 @@
 // round r−1's in that order, so no list of taken indices is scanned.
 export const SPECULATIVE_WORKGROUP = 256;
 
-/** Bindings: y [b, H], u [b, M·H], r [M·b, H], params {b, M}. One thread per element of r. */
+/** Bindings: y [b, H], u [b, M·H], bias [M·H] (zeros for heads without one), r [M·b, H], params {b, M}. One thread per element of r. */
 export function medusaHeadsResidualWgsl(hidden: number): string {
-  return `// medusa residual, every head: r[(m·b + s)·H + i] = y[s·H + i] + silu(u[(s·M + m)·H + i])
+  return `// medusa residual, every head: r[(m·b + s)·H + i] = y[s·H + i] + silu(u[(s·M + m)·H + i] + bias[m·H + i])
 struct Params { b: u32, M: u32, pad0: u32, pad1: u32 }
 @group(0) @binding(0) var<storage, read> y: array<f32>;
 @group(0) @binding(1) var<storage, read> u: array<f32>;
-@group(0) @binding(2) var<storage, read_write> r: array<f32>;
-@group(0) @binding(3) var<uniform> params: Params;
+@group(0) @binding(2) var<storage, read> bias: array<f32>;
+@group(0) @binding(3) var<storage, read_write> r: array<f32>;
+@group(0) @binding(4) var<uniform> params: Params;
 
 const H = ${hidden}u;
 const WG = ${SPECULATIVE_WORKGROUP}u;
@@ -34,7 +35,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
   let row = idx / H;
   let m = row / params.b;
   let s = row % params.b;
-  let z = u[(s * params.M + m) * H + i];
+  let z = u[(s * params.M + m) * H + i] + bias[m * H + i];
   r[idx] = y[s * H + i] + z / (1.0 + exp(-z));
 }
 `;

@@ -26,6 +26,8 @@ import { count, programBuffers, type Sizes } from './common.ts';
 import { flatIndex, KernelBuilder } from './kernel-builder.ts';
 import { grid, type Kernel, type Plan, type PlanBuffer } from './plan.ts';
 import { recurrentPlan } from './recurrent.ts';
+import { isSoftmaxProgram } from './softmax-analysis.ts';
+import { softmaxTreePlan } from './softmax-tree.ts';
 import { analyseTree, treeKernel, TREE_PARENTS, TREE_PATH, TREE_WG, type TreeAnalysis } from './tree-analysis.ts';
 import { emitStage } from './tree-stage.ts';
 import { emitPathWalks } from './tree-walk.ts';
@@ -34,6 +36,7 @@ export { TREE_PARENTS, TREE_PATH } from './tree-analysis.ts';
 
 export function treePlan(p: Program, sizes: Sizes, maxNodes: number): Plan {
   if (!Number.isInteger(maxNodes) || maxNodes < 1) throw new Error(`treePlan: maxNodes must be a positive integer, got ${maxNodes}`);
+  if (isSoftmaxProgram(p)) return softmaxTreePlan(p, sizes, maxNodes); // the cache and the root path (softmax-tree.ts)
   const a = analyseTree(p, sizes, maxNodes);
   // Both launches spread their items over `nsplit` workgroups per (b, head slice), nsplit from the grid: the
   // per-(node, column) path walks of a 64-node tree were 4096 items for 64 invocations of one workgroup per head.

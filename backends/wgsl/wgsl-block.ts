@@ -7,7 +7,34 @@
 /** The names declared in one lexical scope of the generated code. */
 export class Scope {
   private readonly names = new Set<string>();
+  /** Module-scope declarations made from anywhere below the root scope (the kernel's module), by content. */
+  private readonly moduleDecls = new Map<string, { name: string; text: string }>();
   constructor(readonly parent: Scope | null) {}
+
+  /** The outermost scope: the module of the kernel this scope belongs to. */
+  root(): Scope {
+    let s: Scope = this;
+    while (s.parent) s = s.parent;
+    return s;
+  }
+
+  /**
+   * A module-scope declaration (a table of constants, say), made once per kernel for equal `text`: `text` is given
+   * the fresh name and returns the declaration. Rendered by KernelBuilder.build after the workgroup arrays.
+   */
+  moduleDeclaration(stem: string, key: string, text: (name: string) => string): string {
+    const root = this.root();
+    const hit = root.moduleDecls.get(key);
+    if (hit) return hit.name;
+    const name = root.fresh(stem);
+    root.moduleDecls.set(key, { name, text: text(name) });
+    return name;
+  }
+
+  /** The module-scope declarations made so far, in order. */
+  declarations(): string[] {
+    return [...this.root().moduleDecls.values()].map((d) => d.text);
+  }
 
   visible(name: string): boolean {
     for (let s: Scope | null = this; s; s = s.parent) if (s.names.has(name)) return true;

@@ -11,7 +11,8 @@
 //     copied as is; Toeplitz terms stay Toeplitz);
 //   – an absolute position needs a rule: reversed positions are numbered −(T_pad − 1) … 0, so that position p
 //     reads −(original position). Then original i = −(position j) and original j = −(position i), exactly; the
-//     stage is marked `positions: negated` and the executor numbers its positions that way;
+//     stage is marked `positions: negated` and the executor numbers its positions that way; a token's rope(x)
+//     rotates by sign·p, so its sign flips too (rope(x, sign −1) at −p is rope(x) at p);
 //   – group(C) and past_groups(C) stay aligned only when T_pad is a multiple of C: ⌊(T_pad−1−x)/C⌋ =
 //     T_pad/C − 1 − ⌊x/C⌋, so "same group" and "earlier group" are preserved. The stage pads T; padded positions
 //     are summed over only with a cotangent factor read there, which pads with 0, so they contribute nothing;
@@ -21,6 +22,7 @@
 import { GraphBuilder } from '../../src/ir/builder.ts';
 import type { Binding, TermStage } from '../../src/ir/grad.ts';
 import { rebuild, termRoots } from '../../src/ir/rebuild.ts';
+import { ropeOp } from '../../src/ir/rope.ts';
 import { mapOperands, operands, type Id, type MaskAtom, type Op, type Program, type TensorDecl, type Term } from '../../src/ir/types.ts';
 import { verify } from '../../src/ir/verify.ts';
 import { positionFree } from './pair-adjoints.ts';
@@ -88,6 +90,10 @@ export class TermStageBuilder {
     else if (rev && n.op === 'position') {
       this.negated = true;
       out = this.o.un('neg', this.g.add({ op: 'position', which: n.which === 'i' ? 'j' : 'i' }));
+    } else if (rev && n.op === 'rope') {
+      // positions read −(original): the angle sign·p keeps the original position's when the sign flips
+      this.negated = true;
+      out = this.g.add(ropeOp(this.copy(n.x), n.axis, n, n.sign === 1 ? -1 : 1));
     } else if (rev && isLag(m, id)) out = this.g.add({ op: 'binary', fn: 'sub', a: this.g.add({ op: 'position', which: 'i' }), b: this.g.add({ op: 'position', which: 'j' }) });
     else if (rev && n.op === 'at') out = this.g.add({ op: 'at', x: this.copy(n.x), which: n.which === 'i' ? 'j' : 'i' });
     else if (rev && n.op === 'decay' && m.type(n.x).side === 'token') {

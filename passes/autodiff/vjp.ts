@@ -11,9 +11,10 @@
 // tanh′ = 1 − y², recip′ = −y², step′ = 0; d(a/b) = (E/b, −E y/b), d(aᵇ) = (E b aᵇ⁻¹, E y log a),
 // d max(a, b) = (E step(a−b), E (1 − step(a−b))), d min(a, b) = (E step(b−a), E (1 − step(b−a)));
 // norm: E x/y; softmax: y ⊙ (E − Σ_axis E ⊙ y); matmul over k: (Σ_{b's other axes} E ⊙ b, …);
-// concat and outer: matmuls with 0/1 selection builtins (the IR has no slice or reshape).
+// concat and outer: matmuls with 0/1 selection builtins (the IR has no slice or reshape); rope: the inverse rotation.
 import type { GraphBuilder } from '../../src/ir/builder.ts';
 import type { Builtin } from '../../src/ir/grad.ts';
+import { ropeOp } from '../../src/ir/rope.ts';
 import { assertNever, type BinaryFn, type Id, type Node, type Op, type UnaryFn } from '../../src/ir/types.ts';
 
 /** The builtin constant tensors, created on demand as leaves of whichever graph asks. */
@@ -215,6 +216,12 @@ export function vjp(o: Ops, n: Node, E: Id, wants: (id: Id) => boolean): [Id, Id
       const first = o.add({ op: 'matmul', a: mul(E, xq), b: F0, axis: n.axis });
       const second = o.add({ op: 'matmul', a: mul(E, xp), b: F1, axis: n.axis });
       out.push([x, o.ordered(bin('add', first, second), o.axes(x))]);
+      return out;
+    }
+    case 'rope': {
+      // a rotation's adjoint is the opposite rotation at the same position; E must vary along the rotated axis
+      const along = o.axes(E).includes(n.axis) ? E : mul(E, o.builtins.ones(o.g, n.axis));
+      give(n.x, () => o.add(ropeOp(along, n.axis, n, n.sign === 1 ? -1 : 1)));
       return out;
     }
     case 'input':

@@ -3,18 +3,15 @@
 // Everything that can fail on the user's files (config, variant, tokenizer, checkpoint, device) is loaded and
 // checked before the first byte of output, so a bad input prints one error naming the file and the field or
 // tensor, exits non-zero, and leaves no partial output.
-import { existsSync, statSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { resolve } from 'node:path';
 import type { PrepareAttention } from '../model/attention-context.ts';
-import { loadConfig } from '../model/config.ts';
 import { cpuAttentionSessionFromVariant } from '../model/cpu-attention.ts';
 import { cpuModel } from '../model/cpu-forward.ts';
-import { ModelFileError } from '../model/errors.ts';
 import { generateCpu, generateGpu, type GenerateResult } from '../model/generate.ts';
 import { GpuModel } from '../model/gpu-model.ts';
 import { loadTokenizer } from '../model/tokenizer.ts';
-import { loadModelVariant } from '../model/variant.ts';
-import { loadWeights } from '../model/weights.ts';
+import { HF_ATTENTIONS } from '../model/hf-config.ts';
+import { loadModelDir } from '../model/model-dir.ts';
 import { compiledAttentionFactory } from '../runtime/compiled-attention.ts';
 import { getDevice } from '../runtime/dawn.ts';
 import { runSpeculativeGenerate } from '../speculative/run-speculative.ts';
@@ -23,7 +20,8 @@ import type { Command } from './command.ts';
 import { parseSpeculateArgs } from './speculate-args.ts';
 
 /** The model's attention layers: the compiled variant of its config. */
-const compiledAttention: PrepareAttention = ({ gpu, config, program }) => compiledAttentionFactory(gpu, program, config.numHeads, config.headDim);
+const compiledAttention: PrepareAttention = ({ gpu, config, program }) =>
+  compiledAttentionFactory(gpu, program, config.numHeads, config.headDim, config.maxPositionEmbeddings !== undefined ? { maxLength: config.maxPositionEmbeddings } : {});
 
 /** `linattn generate` whose GPU attention layers come from `prepareAttention` (tests: a reference kernel). */
 export function generateWith(prepareAttention: PrepareAttention): Command {
@@ -31,12 +29,17 @@ export function generateWith(prepareAttention: PrepareAttention): Command {
     name: 'generate',
     synopsis:
       'linattn generate --model DIR --prompt "…" [--max-tokens N] [--temperature T] [--top-k K] [--top-p P] [--seed S] [--device gpu|cpu]\n' +
+      '                 [--attention KIND] [--medusa DIR]\n' +
       '                 [--speculate ngram|adaptive|medusa|oracle|draft:DIR [--tree SPEC] [--max-nodes N]]',
     summary: 'Continue a prompt with a model directory (linattn init-model makes one), streaming the text.',
     help: [
       'Prints the text on stdout, then prefill and decode tokens/s on stderr.',
       '',
-      '  --model DIR          config.json, model.safetensors and the tokenizer (required)',
+      '  --model DIR          config.json, model.safetensors and the tokenizer (required); linattn init-model\'s',
+      '                       layout or a Hugging Face LLaMA directory (shards with model.safetensors.index.json too)',
+      `  --attention KIND     Hugging Face directories: auto (default), ${HF_ATTENTIONS.join(', ')}`,
+      '  --medusa DIR         Medusa heads in the Medusa project\'s layout (medusa_lm_head.safetensors and its',
+      '                       config.json) for --speculate medusa; a .pt pickle is refused with how to convert it',
       '  --prompt TEXT        required',
       '  --max-tokens N       default 64',
       '  --temperature T      0 (default) is greedy; with --top-k K (0: all) and --top-p P (1: all)',
@@ -52,7 +55,7 @@ export function generateWith(prepareAttention: PrepareAttention): Command {
     options: {
       model: { type: 'string' }, prompt: { type: 'string' }, 'max-tokens': { type: 'string' }, temperature: { type: 'string' },
       'top-k': { type: 'string' }, 'top-p': { type: 'string' }, seed: { type: 'string' }, device: { type: 'string' },
-      speculate: { type: 'string' }, tree: { type: 'string' }, 'max-nodes': { type: 'string' },
+      speculate: { type: 'string' }, tree: { type: 'string' }, 'max-nodes': { type: 'string' }, attention: { type: 'string' }, medusa: { type: 'string' },
     },
     async run({ values }, io) {
       const dir = resolve(required(values, 'model'));
@@ -66,12 +69,15 @@ export function generateWith(prepareAttention: PrepareAttention): Command {
       const device = choice(values, 'device', ['gpu', 'cpu'] as const, 'gpu');
       const speculate = parseSpeculateArgs(values);
 
-      // Everything the run needs, checked before any output.
-      if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new ModelFileError(dir, 'directory', 'model directory not found');
-      const config = loadConfig(join(dir, 'config.json'));
+      // Everything the run needs, checked before any output. On the GPU a Hugging Face checkpoint's weights are read
+      // from their files as they are uploaded (lazy), so a large model passes through the host once.
+      const medusaDir = str(values, 'medusa');
+      const { config, variant, weights } = loadModelDir(dir, {
+        attention: choice(values, 'attention', ['auto', ...HF_ATTENTIONS] as const, 'auto'),
+        ...(medusaDir !== undefined && { medusa: resolve(medusaDir) }),
+        lazy: device === 'gpu',
+      });
       const tokenizer = loadTokenizer(config);
-      const variant = loadModelVariant(config);
-      const weights = loadWeights(config, join(dir, 'model.safetensors'), variant.params);
       const ids = [...(tokenizer.bos !== undefined ? [tokenizer.bos] : []), ...tokenizer.encode(prompt)];
       if (ids.length === 0) throw new UsageError('--prompt is empty and the tokenizer has no BOS token to start from');
       const max = config.maxPositionEmbeddings;

@@ -11,13 +11,14 @@ import { generateCommand } from './generate.ts';
 import { initModelCommand } from './init-model.ts';
 import { inputsCommand } from './inputs.ts';
 import { irCommand } from './ir.ts';
+import { logitsCommand } from './logits.ts';
 import { runCommand } from './run.ts';
 import { trainCommand } from './train.ts';
 import { trainMedusaCommand } from './train-medusa.ts';
 
 export const COMMANDS: readonly Command[] = [
   checkCommand, irCommand, compileCommand, inputsCommand, runCommand, initModelCommand, trainCommand, trainMedusaCommand, evalCommand, generateCommand,
-  demoCommand,
+  logitsCommand, demoCommand,
 ];
 
 export function overview(): string {

@@ -3,12 +3,15 @@
 import { GraphBuilder } from '../ir/builder.ts';
 import { SourceError, type Span } from '../ir/span.ts';
 import { lagRange } from '../ir/masks.ts';
+import { checkRopeSpec, DEFAULT_ROPE, ropeOp, type RopeScaling, type RopeSpec } from '../ir/rope.ts';
 import { operands, type AxisDef, type Id, type MaskAtom, type OutputItem, type Program, type Term, type TensorDecl, type UnaryFn } from '../ir/types.ts';
 import { extentOf, type Decl, type Expr, type MaskAtomAst, type TermDecl, type VariantAst } from './ast.ts';
 
 export interface CompileOptions {
   /** Overrides of `size` declarations (e.g. K = 8 from a model config). */
   sizes?: Record<string, number>;
+  /** The position encoding of a model (config.json's rope_theta, rope_scaling): replaces every rope(…)'s θ and scaling. */
+  rope?: RopeSpec;
 }
 
 const UNARY: Record<string, UnaryFn> = {
@@ -16,7 +19,7 @@ const UNARY: Record<string, UnaryFn> = {
   cos: 'cos', sin: 'sin', sqrt: 'sqrt', abs: 'abs', tanh: 'tanh',
 };
 const AXIS_FNS = ['sum', 'norm', 'softmax'] as const;
-const FUNCTIONS = [...Object.keys(UNARY), 'pow', 'max', 'min', 'dot', ...AXIS_FNS, 'concat', 'outer', 'decay'];
+const FUNCTIONS = [...Object.keys(UNARY), 'pow', 'max', 'min', 'dot', ...AXIS_FNS, 'concat', 'outer', 'decay', 'rope'];
 const MASKS = ['causal', 'window', 'group', 'past_groups', 'centered'];
 const POSITIONS = ['i', 'j', 'lag'];
 
@@ -267,6 +270,8 @@ export function toIr(ast: VariantAst, options: CompileOptions = {}): Program {
         newAxis(axis, { kind: 'concat', parts }, 'concat', e.args[e.args.length - 1].span);
         return g.add({ op: 'concat', xs, parts, axis }, e.span);
       }
+      case 'rope':
+        return rope(e, ctx, arity);
       case 'decay': {
         arity(1);
         if (ctx !== 'score') throw new SourceError('decay(x) is a factor of a score (Π_{l=j+1..i} x_l); use it inside a term', e.span);
@@ -279,6 +284,39 @@ export function toIr(ast: VariantAst, options: CompileOptions = {}): Program {
       default:
         throw new SourceError(`unknown function '${e.fn}' (known: ${FUNCTIONS.join(', ')})`, e.fnSpan);
     }
+  }
+
+  /**
+   * rope(x, axis[, theta[, linear(F) | llama3(F, LOW, HIGH, ORIGINAL)]]): x rotated along `axis` by its token's
+   * position (src/ir/rope.ts); θ defaults to 10000. A model's rope settings (options.rope) replace the written ones.
+   */
+  function rope(e: Extract<Expr, { kind: 'call' }>, ctx: Context, arity: (n: number | [number, number]) => void): Id {
+    arity([2, 4]);
+    const x = expr(e.args[0], ctx);
+    const axis = axisArg(e.args[1], 'rope');
+    const xt = g.type(x);
+    if (!xt.axes.includes(axis)) throw new SourceError(`rope along axis '${axis}', but ${xt.axes.length ? `the tensor has axes [${xt.axes.join(', ')}]` : 'the value is a scalar'}`, e.args[1].span);
+    const size = axisSize(axis);
+    if (size !== undefined && size % 2 !== 0) throw new SourceError(`rope rotates pairs (f, f + ${axis}/2): axis '${axis}' must have an even size, it is ${size}`, e.args[1].span);
+    let written: RopeSpec = DEFAULT_ROPE;
+    if (e.args.length >= 3) written = { theta: constant(e.args[2]), scaling: e.args[3] ? ropeScaling(e.args[3]) : { kind: 'none' } };
+    const spec = options.rope ?? written;
+    try {
+      checkRopeSpec(spec);
+    } catch (err) {
+      throw new SourceError((err as Error).message + (options.rope ? ' (from the model configuration)' : ''), e.args[2]?.span ?? e.span);
+    }
+    return g.add(ropeOp(x, axis, spec), e.span);
+  }
+
+  /** rope's fourth argument: linear(FACTOR) or llama3(FACTOR, LOW_FREQ_FACTOR, HIGH_FREQ_FACTOR, ORIGINAL_MAX_POSITIONS). */
+  function ropeScaling(a: Expr): RopeScaling {
+    if (a.kind === 'call' && a.fn === 'linear' && a.args.length === 1) return { kind: 'linear', factor: constant(a.args[0]) };
+    if (a.kind === 'call' && a.fn === 'llama3' && a.args.length === 4) {
+      const [factor, lowFreqFactor, highFreqFactor, originalMaxPositions] = a.args.map(constant);
+      return { kind: 'llama3', factor, lowFreqFactor, highFreqFactor, originalMaxPositions };
+    }
+    throw new SourceError('rope scaling is linear(FACTOR) or llama3(FACTOR, LOW_FREQ_FACTOR, HIGH_FREQ_FACTOR, ORIGINAL_MAX_POSITIONS)', a.span);
   }
 
   function index(e: Extract<Expr, { kind: 'index' }>, ctx: Context): Id {

@@ -24,7 +24,7 @@ export class SafetensorsError extends Error {
   }
 }
 
-const BYTES_PER_ELEMENT: Record<string, number> = { F32: 4, F16: 2, BF16: 2, F64: 8 };
+export const BYTES_PER_ELEMENT: Readonly<Record<string, number>> = { F32: 4, F16: 2, BF16: 2, F64: 8 };
 /** A header larger than this is not a safetensors file (the reference implementation caps at 100 MB). */
 const MAX_HEADER_BYTES = 100_000_000;
 
@@ -33,7 +33,7 @@ if (new Uint8Array(new Uint16Array([1]).buffer)[0] !== 1) {
   throw new Error('safetensors.ts assumes a little-endian host');
 }
 
-interface ParsedHeader {
+export interface ParsedHeader {
   readonly metadata: Record<string, string>;
   readonly tensors: readonly { name: string; dtype: string; shape: number[]; begin: number; end: number }[];
   readonly dataStart: number;
@@ -42,7 +42,7 @@ interface ParsedHeader {
 /** Every tensor of a safetensors file, converted to float32 (F32, F16, BF16 and F64 accepted). */
 export function readSafetensors(path: string): Map<string, SafetensorsEntry> {
   const file = readFileSync(path);
-  const { tensors, dataStart } = parseHeader(path, file);
+  const { tensors, dataStart } = parseHeader(path, file, file.length);
   const out = new Map<string, SafetensorsEntry>();
   for (const t of tensors) {
     const bytes = file.subarray(dataStart + t.begin, dataStart + t.end);
@@ -53,25 +53,31 @@ export function readSafetensors(path: string): Map<string, SafetensorsEntry> {
 
 /** The `__metadata__` string map of a file (empty when absent), after the same validation. */
 export function readSafetensorsMetadata(path: string): Record<string, string> {
-  return parseHeader(path, readFileSync(path)).metadata;
+  const file = readFileSync(path);
+  return parseHeader(path, file, file.length).metadata;
 }
 
-function parseHeader(path: string, file: Buffer): ParsedHeader {
+/**
+ * The header of a safetensors file of `fileLength` bytes, from `prefix`: its first bytes, at least the 8-byte
+ * length and the header itself when the file has them (safetensors-file.ts reads only those). Checks every
+ * tensor's dtype, shape and data offsets against the file's length.
+ */
+export function parseHeader(path: string, prefix: Buffer, fileLength: number): ParsedHeader {
   const fail = (tensor: string | undefined, detail: string): never => {
     throw new SafetensorsError(path, tensor, detail);
   };
-  if (file.length < 8) fail(undefined, `truncated: ${file.length} bytes, too short for the 8-byte header length`);
-  const headerLen = file.readBigUInt64LE(0);
-  if (headerLen > BigInt(file.length - 8)) {
-    fail(undefined, `header length ${headerLen} runs beyond the end of the file (${file.length} bytes); file truncated or not safetensors`);
+  if (fileLength < 8) fail(undefined, `truncated: ${fileLength} bytes, too short for the 8-byte header length`);
+  const headerLen = prefix.readBigUInt64LE(0);
+  if (headerLen > BigInt(fileLength - 8)) {
+    fail(undefined, `header length ${headerLen} runs beyond the end of the file (${fileLength} bytes); file truncated or not safetensors`);
   }
   if (headerLen > BigInt(MAX_HEADER_BYTES)) fail(undefined, `header length ${headerLen} exceeds ${MAX_HEADER_BYTES} bytes`);
   const dataStart = 8 + Number(headerLen);
-  const dataBytes = file.length - dataStart;
+  const dataBytes = fileLength - dataStart;
 
   let header: unknown;
   try {
-    header = JSON.parse(file.toString('utf8', 8, dataStart));
+    header = JSON.parse(prefix.toString('utf8', 8, dataStart));
   } catch (e) {
     fail(undefined, `header is not valid JSON: ${(e as Error).message}`);
   }
@@ -131,7 +137,8 @@ function parseHeader(path: string, file: Buffer): ParsedHeader {
   return { metadata, tensors: parsed, dataStart };
 }
 
-function toFloat32(bytes: Buffer, dtype: string): Float32Array {
+/** Raw little-endian elements of `dtype` as float32, in a fresh array (the bytes need not be aligned). */
+export function toFloat32(bytes: Uint8Array, dtype: string): Float32Array {
   // Copy first: the data section need not be aligned for a typed-array view.
   const copy = new Uint8Array(bytes).buffer;
   switch (dtype) {
@@ -172,15 +179,62 @@ export interface TensorToWrite {
   readonly data: Float32Array | Float64Array;
 }
 
+/** number → IEEE binary16 bits, rounded to nearest even (overflow to ±Infinity, underflow through subnormals to ±0). */
+export function floatToHalf(x: number): number {
+  const f = new Float32Array([x]);
+  const b = new Uint32Array(f.buffer)[0];
+  const sign = (b >>> 16) & 0x8000;
+  const exp = (b >>> 23) & 0xff;
+  let mant = b & 0x7fffff;
+  if (exp === 0xff) return sign | 0x7c00 | (mant ? 0x200 : 0);
+  let e = exp - 127 + 15;
+  if (e >= 31) return sign | 0x7c00;
+  if (e <= 0) {
+    if (e < -10) return sign;
+    mant |= 0x800000;
+    const shift = 14 - e;
+    const half = mant >>> shift;
+    const rest = mant & ((1 << shift) - 1);
+    const mid = 1 << (shift - 1);
+    return sign | (half + (rest > mid || (rest === mid && (half & 1)) ? 1 : 0));
+  }
+  const half = (e << 10) | (mant >>> 13);
+  const rest = mant & 0x1fff;
+  e = half + (rest > 0x1000 || (rest === 0x1000 && (half & 1)) ? 1 : 0);
+  return sign | e;
+}
+
+/** How writeSafetensors stores the numbers: float32 (default), or float16 / bfloat16 rounded to nearest even. */
+export type WriteDtype = 'F32' | 'F16' | 'BF16';
+
+function encode(data: Float32Array | Float64Array, dtype: WriteDtype): Uint8Array {
+  if (dtype === 'F32') {
+    const f32 = data instanceof Float32Array ? data : Float32Array.from(data);
+    return new Uint8Array(f32.buffer, f32.byteOffset, f32.byteLength);
+  }
+  const out = new Uint16Array(data.length);
+  if (dtype === 'F16') for (let i = 0; i < data.length; i++) out[i] = floatToHalf(data[i]);
+  else {
+    const bits = new Uint32Array(Float32Array.from(data).buffer);
+    for (let i = 0; i < data.length; i++) {
+      const b = bits[i];
+      out[i] = (b & 0x7f800000) === 0x7f800000 && b & 0x7fffff ? (b >>> 16) | 0x40 : (b + 0x7fff + ((b >>> 16) & 1)) >>> 16;
+    }
+  }
+  return new Uint8Array(out.buffer);
+}
+
 /**
- * Writes `tensors` as F32 (in the given order), header padded with spaces so the data starts
+ * Writes `tensors` as `dtype` (F32 by default; in the given order), header padded with spaces so the data starts
  * 8-byte aligned. The bytes go to a temporary file beside `path`, fsynced, then renamed over it.
  */
 export function writeSafetensors(
   path: string,
   tensors: Record<string, TensorToWrite>,
   metadata?: Record<string, string>,
+  dtype: WriteDtype = 'F32',
 ): void {
+  const size = BYTES_PER_ELEMENT[dtype];
   const header: Record<string, unknown> = {};
   if (metadata && Object.keys(metadata).length > 0) {
     for (const [k, v] of Object.entries(metadata)) {
@@ -200,8 +254,8 @@ export function writeSafetensors(
     if (numel !== data.length) {
       throw new SafetensorsError(path, name, `shape [${shape.join(', ')}] needs ${numel} elements but data has ${data.length}`);
     }
-    header[name] = { dtype: 'F32', shape: [...shape], data_offsets: [offset, offset + 4 * numel] };
-    offset += 4 * numel;
+    header[name] = { dtype, shape: [...shape], data_offsets: [offset, offset + size * numel] };
+    offset += size * numel;
   }
   let json = JSON.stringify(header);
   json += ' '.repeat((8 - ((8 + Buffer.byteLength(json)) % 8)) % 8);
@@ -215,11 +269,7 @@ export function writeSafetensors(
     fd = openSync(tmp, 'wx');
     writeAll(fd, lenBytes);
     writeAll(fd, headerBytes);
-    for (const name of names) {
-      const { data } = tensors[name];
-      const f32 = data instanceof Float32Array ? data : Float32Array.from(data);
-      writeAll(fd, Buffer.from(f32.buffer, f32.byteOffset, f32.byteLength));
-    }
+    for (const name of names) writeAll(fd, encode(tensors[name].data, dtype));
     fsyncSync(fd);
     closeSync(fd);
     fd = undefined;

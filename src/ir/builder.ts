@@ -149,6 +149,14 @@ export class GraphBuilder {
         if (ix.axes.length) throw new SourceError('an index must be a scalar expression of the lag', span);
         return { side: joinSides(x.side, ix.side, span), axes: x.axes.filter((a) => a !== op.axis) };
       }
+      case 'rope': {
+        this.need(op.x, op.axis, 'rope', span);
+        const t = this.type(op.x);
+        if (t.side !== 'token') {
+          throw new SourceError(`rope rotates a per-token tensor by its own position: apply it in a let (let qr = rope(q, d)) and read that at i or j (qr[i]); here it is applied to a ${t.side} value`, span);
+        }
+        return t;
+      }
       case 'decay': {
         const t = this.type(op.x);
         if (t.side !== 'token' && t.side !== 'param') {

@@ -1,5 +1,6 @@
 // IR → text. The text reads back with src/ir/read.ts, so tests can write IR in and compare IR out.
 import { maskToString } from './masks.ts';
+import { ropeSpecText } from './rope.ts';
 import { decayNode } from './terms.ts';
 import { assertNever, type AxisDef, type Node, type OutputItem, type Program, type Term } from './types.ts';
 
@@ -35,6 +36,7 @@ export function printNode(n: Node): string {
     case 'at': body = `at.${n.which} ${ref(n.x)}`; break;
     case 'select': body = `select ${ref(n.x)} ${n.axis} = ${ref(n.index)}`; break;
     case 'decay': body = `decay ${ref(n.x)}`; break;
+    case 'rope': body = `rope ${ref(n.x)} over ${n.axis} ${ropeSpecText(n.theta, n.scaling, n.sign)}`; break;
     default: return assertNever(n, 'op');
   }
   return `${ref(n.id)} = ${body}  : ${n.type.side}[${n.type.axes.join(', ')}]`;
@@ -46,6 +48,7 @@ export function printTerm(t: Term): string {
   switch (f.kind) {
     case 'general': form = 'general'; break;
     case 'quadratic': form = 'quadratic'; break;
+    case 'softmax': form = `softmax logit ${ref(f.logit)}`; break;
     case 'toeplitz': form = `toeplitz lags ${f.lags[0]}..${f.lags[1]}`; break;
     case 'prefix': {
       const decay = f.decay ? ` decay ${f.decay.kind} ${ref(decayNode(f.decay))}` : '';

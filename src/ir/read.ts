@@ -7,6 +7,7 @@
 // (checked when given), omit `axis` lines for free axes and the axes a concat/outer creates, write a mask's size
 // as a `size` axis (window(K)), omit `form general`, and omit the output's `: [axes]`.
 import { GraphBuilder } from './builder.ts';
+import { checkRopeSpec, ropeOp, type RopeScaling } from './rope.ts';
 import { SourceError, type Span } from './span.ts';
 import {
   BINARY_FNS, UNARY_FNS, type AxisDef, type BinaryFn, type Decay, type Id, type MaskAtom, type Op, type OutputItem, type Program, type Side,
@@ -350,9 +351,46 @@ class IrReader {
       }
       case 'decay':
         return { op: 'decay', x: this.ref() };
+      case 'rope':
+        return this.rope();
       default:
         this.fail(`unknown op '${name}'`, opTok);
     }
+  }
+
+  /** `rope %x over AXIS theta N [linear F | llama3 F LOW HIGH ORIGINAL] [inverse]`, as print.ts writes it. */
+  private rope(): Op {
+    const x = this.ref();
+    this.expect('over');
+    const axis = this.ident('an axis');
+    this.expect('theta');
+    const theta = this.number('theta');
+    let scaling: RopeScaling = { kind: 'none' };
+    if (this.peek('linear')) {
+      this.pos++;
+      scaling = { kind: 'linear', factor: this.number('the linear factor') };
+    } else if (this.peek('llama3')) {
+      this.pos++;
+      scaling = {
+        kind: 'llama3',
+        factor: this.number('the llama3 factor'),
+        lowFreqFactor: this.number('low_freq_factor'),
+        highFreqFactor: this.number('high_freq_factor'),
+        originalMaxPositions: this.number('original_max_position_embeddings'),
+      };
+    }
+    let sign: 1 | -1 = 1;
+    if (this.peek('inverse')) {
+      this.pos++;
+      sign = -1;
+    }
+    const spec = { theta, scaling };
+    try {
+      checkRopeSpec(spec);
+    } catch (e) {
+      this.fail((e as Error).message, this.toks[this.pos - 1]);
+    }
+    return ropeOp(x, axis, spec, sign);
   }
 
   private termStatement(): void {
@@ -400,12 +438,15 @@ class IrReader {
   }
 
   private form(): TermForm {
-    const t = this.next('a form (general, quadratic, toeplitz, prefix)', 'name');
+    const t = this.next('a form (general, quadratic, softmax, toeplitz, prefix)', 'name');
     switch (t.text) {
       case 'general':
         return { kind: 'general' };
       case 'quadratic':
         return { kind: 'quadratic' };
+      case 'softmax':
+        this.expect('logit');
+        return { kind: 'softmax', logit: this.ref() };
       case 'toeplitz': {
         this.expect('lags');
         const lo = this.number('the lowest lag');
@@ -432,7 +473,7 @@ class IrReader {
         return { kind: 'prefix', phi, psi, feature, decay };
       }
       default:
-        this.fail(`unknown form '${t.text}' (forms: general, quadratic, toeplitz lags A..B, prefix phi … psi … feature …)`, t);
+        this.fail(`unknown form '${t.text}' (forms: general, quadratic, softmax logit %N, toeplitz lags A..B, prefix phi … psi … feature …)`, t);
     }
   }
 

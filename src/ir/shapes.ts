@@ -79,6 +79,9 @@ export function bindShapes(
   }
   if (missing.length) throw new ShapeError(`missing tensor${missing.length > 1 ? 's' : ''}: ${missing.join('; ')}`);
   for (const a of Object.keys(p.axes)) axisSize(p.axes, sizes, a);
+  for (const n of p.nodes) {
+    if (n.op === 'rope' && sizes[n.axis] % 2 !== 0) throw new ShapeError(`rope(…) rotates pairs (f, f + ${n.axis}/2): axis ${n.axis} needs an even size, got ${sizes[n.axis]}`);
+  }
   if (b === undefined || t === undefined || b < 1 || t < 1) throw new ShapeError('inputs must have b ≥ 1 and t ≥ 1');
   return { b, t, sizes };
 }

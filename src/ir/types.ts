@@ -21,6 +21,14 @@ export type UnaryFn = (typeof UNARY_FNS)[number];
 export const BINARY_FNS = ['add', 'sub', 'mul', 'div', 'pow', 'max', 'min'] as const;
 export type BinaryFn = (typeof BINARY_FNS)[number];
 
+/** How rope(…) rescales its frequencies (src/ir/rope.ts): Hugging Face rope_scaling's linear and llama3 types. */
+export type RopeScaling =
+  | { readonly kind: 'none' }
+  /** ω/factor (Hugging Face rope_scaling {"rope_type": "linear", "factor": F}; positions divided by F). */
+  | { readonly kind: 'linear'; readonly factor: number }
+  /** Llama 3.1's frequency-dependent rescaling (rope_scaling {"rope_type": "llama3", …}). */
+  | { readonly kind: 'llama3'; readonly factor: number; readonly lowFreqFactor: number; readonly highFreqFactor: number; readonly originalMaxPositions: number };
+
 export type Op =
   | { op: 'input'; name: string }
   | { op: 'param'; name: string }
@@ -36,7 +44,9 @@ export type Op =
   | { op: 'outer'; x: Id; from: string; axis: string } // x[…, from] → x⊗x flattened on axis (|axis| = |from|²)
   | { op: 'at'; x: Id; which: 'i' | 'j' } // token value read at the query (i) or key (j) position
   | { op: 'select'; x: Id; axis: string; index: Id } // param x with `axis` fixed to an integer pair expression
-  | { op: 'decay'; x: Id }; // pair: Π_{l=j+1..i} x_l for a token x; x^(i−j) for a param x
+  | { op: 'decay'; x: Id } // pair: Π_{l=j+1..i} x_l for a token x; x^(i−j) for a param x
+  // token: x rotated pairwise along `axis` by the angles sign·p·ω_f of the token's own absolute position p (src/ir/rope.ts)
+  | { op: 'rope'; x: Id; axis: string; theta: number; scaling: RopeScaling; sign: 1 | -1 };
 
 export type OpName = Op['op'];
 
@@ -61,7 +71,12 @@ export type TermForm =
   /** s(i,j) depends only on the lag inside a bounded window: a causal (depthwise) convolution. */
   | { kind: 'toeplitz'; lags: readonly [number, number] }
   /** s(i,j) is evaluated pair by pair inside a bounded mask (group or window). */
-  | { kind: 'quadratic' };
+  | { kind: 'quadratic' }
+  /**
+   * s(i,j) = exp(logit(i,j)) under the causal mask, alone in a normalize(…, 0): softmax attention. Run with a
+   * running max (the normalisation cancels it); its decoding state is every key and value so far, growing with t.
+   */
+  | { kind: 'softmax'; logit: Id };
 
 export interface Term {
   readonly name: string;
@@ -122,6 +137,7 @@ export function operands(n: Op): Id[] {
     case 'outer':
     case 'at':
     case 'decay':
+    case 'rope':
       return [n.x];
     case 'binary':
     case 'matmul':
@@ -151,6 +167,7 @@ export function mapOperands<T extends Op>(n: T, f: (id: Id) => Id): T {
     case 'outer':
     case 'at':
     case 'decay':
+    case 'rope':
       return { ...n, x: f(o.x) };
     case 'binary':
     case 'matmul':

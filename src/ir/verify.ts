@@ -2,7 +2,7 @@
 // SSA order, types equal to re-inference, sides of scores and values, forms that point at real nodes.
 import { GraphBuilder } from './builder.ts';
 import { SourceError } from './span.ts';
-import { decayNode } from './terms.ts';
+import { aloneInExactNormalize, decayNode } from './terms.ts';
 import { operands, type Id, type Program } from './types.ts';
 
 export class VerifyError extends Error {
@@ -51,6 +51,13 @@ export function verify(p: Program): void {
       if (f.decay) node(decayNode(f.decay), `term ${t.name}'s decay`);
       if (t.mask.length !== 1 || !['causal', 'past_groups'].includes(t.mask[0].kind)) fail(`prefix term ${t.name} must have a causal or past_groups mask`);
     }
+  }
+  for (const t of p.terms) {
+    if (t.form.kind !== 'softmax') continue;
+    const score = p.nodes[t.score];
+    if (!(score.op === 'unary' && score.fn === 'exp' && score.x === t.form.logit)) fail(`softmax term ${t.name}'s score %${t.score} is not exp of its logit %${t.form.logit}`);
+    if (t.mask.length !== 1 || t.mask[0].kind !== 'causal') fail(`softmax term ${t.name} must have the causal mask alone`);
+    if (!aloneInExactNormalize(p.output, t.name)) fail(`softmax term ${t.name} must be alone in an output item normalize(${t.name}, 0)`);
   }
   const names = new Set(p.terms.map((t) => t.name));
   for (const o of p.output) for (const n of o.kind === 'term' ? [o.term] : o.terms) if (!names.has(n)) fail(`output refers to unknown term ${n}`);

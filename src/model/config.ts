@@ -10,16 +10,23 @@
 //     "attention": { "variant": "../../paper/elu_dwconv.la", "options": { "K": 4 } },
 //     "tokenizer": "bytes",                       // or a tokenizer.json path; absent: tokenizer.json beside
 //                                                 // config.json if there is one, else bytes
-//     "medusa": { "num_heads": 3 }                // optional speculative heads (see weights.ts)
+//     "medusa": { "num_heads": 3 }                // optional speculative heads (see weights.ts); "bias": true
+//                                                 // when their residual blocks have biases
 //   }
 //
-// There is no RoPE: a linear-attention variant that wants positions reads them in its own scores.
+//     "num_key_value_heads": 2,                   // optional (default num_attention_heads): grouped-query
+//                                                 // attention, k and v heads shared by groups of q heads
+//     "rope_theta": 10000, "rope_scaling": {…}    // optional: replace θ and scaling of the variant's rope(…)
+//                                                 // (HF's fields, rope-config.ts); the variant must use rope
+//
 // Other HF fields are ignored, except those that would silently change the model: `hidden_act` must be
-// silu and `num_key_value_heads` must equal `num_attention_heads` (no grouped-query attention).
+// silu. A Hugging Face LLaMA directory is read through hf-config.ts, which writes this config from its own.
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { RopeSpec } from '../ir/rope.ts';
 import { ModelFileError } from './errors.ts';
+import { parseRopeFields } from './rope-config.ts';
 
 export interface AttentionConfig {
   /** Absolute path of the variant's `.la` file. */
@@ -38,6 +45,8 @@ export interface ModelConfig {
   readonly intermediateSize: number;
   readonly numLayers: number;
   readonly numHeads: number;
+  /** Heads of k and v (grouped-query attention): q head n reads k/v head ⌊n / (numHeads / numKeyValueHeads)⌋. Default numHeads. */
+  readonly numKeyValueHeads?: number;
   readonly headDim: number;
   readonly rmsNormEps: number;
   readonly tieWordEmbeddings: boolean;
@@ -45,8 +54,11 @@ export interface ModelConfig {
   readonly bosTokenId?: number;
   readonly eosTokenId?: number;
   readonly attention: AttentionConfig;
+  /** The position encoding the variant's rope(…) is compiled with (rope_theta, rope_scaling); absent: as written. */
+  readonly rope?: RopeSpec;
   readonly tokenizer: TokenizerSpec;
-  readonly medusa?: { readonly numHeads: number };
+  /** Medusa heads; `bias`: each residual block has a bias (the Medusa project's heads do). */
+  readonly medusa?: { readonly numHeads: number; readonly bias?: boolean };
 }
 
 export interface ConfigLoadOptions {
@@ -98,9 +110,10 @@ export function parseConfig(json: unknown, file: string, options: ConfigLoadOpti
   const maxPositionEmbeddings = f.optionalInt(root, 'max_position_embeddings', 1);
 
   const kvHeads = f.optionalInt(root, 'num_key_value_heads', 1);
-  if (kvHeads !== undefined && kvHeads !== numHeads) {
-    f.fail('num_key_value_heads', `${kvHeads} differs from num_attention_heads ${numHeads}; grouped-query attention is not supported`);
+  if (kvHeads !== undefined && numHeads % kvHeads !== 0) {
+    f.fail('num_key_value_heads', `${kvHeads} does not divide num_attention_heads ${numHeads} (each k/v head serves an equal group of q heads)`);
   }
+  const rope = parseRopeFields(root, (field, detail) => f.fail(field, detail));
   const act = root['hidden_act'];
   if (act !== undefined && act !== 'silu') f.fail('hidden_act', `only "silu" (SwiGLU) is supported, got ${JSON.stringify(act)}`);
 
@@ -117,12 +130,15 @@ export function parseConfig(json: unknown, file: string, options: ConfigLoadOpti
   let medusa: ModelConfig['medusa'];
   if (root['medusa'] !== undefined) {
     const m = f.object(root['medusa'], 'medusa');
-    f.onlyKeys(m, 'medusa', ['num_heads']);
-    medusa = { numHeads: f.int(m, 'num_heads', 1, 'medusa.') };
+    f.onlyKeys(m, 'medusa', ['num_heads', 'bias']);
+    const bias = f.optionalBool(m, 'bias');
+    medusa = { numHeads: f.int(m, 'num_heads', 1, 'medusa.'), ...(bias && { bias }) };
   }
 
   return {
     file, vocabSize, hiddenSize, intermediateSize, numLayers, numHeads, headDim, rmsNormEps, tieWordEmbeddings,
+    ...(kvHeads !== undefined && kvHeads !== numHeads && { numKeyValueHeads: kvHeads }),
+    ...(rope !== undefined && { rope }),
     ...(maxPositionEmbeddings !== undefined && { maxPositionEmbeddings }),
     ...(bosTokenId !== undefined && { bosTokenId }),
     ...(eosTokenId !== undefined && { eosTokenId }),
@@ -254,4 +270,9 @@ function describe(v: unknown): string {
   if (Array.isArray(v)) return 'an array';
   if (typeof v === 'object') return 'an object';
   return JSON.stringify(v);
+}
+
+/** Heads of k and v: numKeyValueHeads, or numHeads without grouped-query attention. */
+export function kvHeadsOf(config: Pick<ModelConfig, 'numHeads' | 'numKeyValueHeads'>): number {
+  return config.numKeyValueHeads ?? config.numHeads;
 }

@@ -4,6 +4,7 @@
 //   per layer:
 //     a    = rmsnorm(x) · input_layernorm
 //     q,k,v= a·W_qᵀ, a·W_kᵀ, a·W_vᵀ reshaped                                 [b, t, h, d]
+//            (grouped-query attention: k, v have g < h heads, each repeated for its h/g q heads)
 //     x   += attention(layer, q, k, v) · W_oᵀ                                (the variant, a callback)
 //     m    = rmsnorm(x) · post_attention_layernorm
 //     x   += W_down · (silu(W_gate · m) ⊙ (W_up · m))                        (SwiGLU)
@@ -13,7 +14,7 @@
 // The attention callback decides what "the sequence" is: a full causal prefix (prefill), one new
 // token against caller-held state (decode), or draft-tree nodes with an ancestor mask (speculative
 // verification) — the rest of the model cannot tell the difference.
-import type { ModelConfig } from './config.ts';
+import { kvHeadsOf, type ModelConfig } from './config.ts';
 import type { ModelWeights } from './weights.ts';
 import { toFloat64, type Tensor, type TensorData } from '../tensor.ts';
 
@@ -58,7 +59,7 @@ export function cpuModel(config: ModelConfig, weights: ModelWeights<TensorData>)
       })),
       norm: f(weights.norm),
       lmHead: weights.lmHead === weights.embedTokens ? embedTokens : f(weights.lmHead),
-      medusa: weights.medusa.map((m) => ({ proj: f(m.proj), lmHead: f(m.lmHead) })),
+      medusa: weights.medusa.map((m) => ({ proj: f(m.proj), ...(m.bias && { bias: f(m.bias) }), lmHead: f(m.lmHead) })),
     },
   };
 }
@@ -82,11 +83,15 @@ export function cpuForward(model: CpuModel, tokens: readonly (readonly number[])
   });
 
   const qkvShape = [b, t, config.numHeads, config.headDim];
+  const kvHeads = kvHeadsOf(config);
+  const kvd = kvHeads * config.headDim;
+  // Grouped-query attention: k and v have kvHeads heads; q head n reads k/v head ⌊n / group⌋.
+  const toHeads = (kv: Float64Array) => (kvHeads === config.numHeads ? kv : repeatKvHeads(kv, n, kvHeads, config.numHeads, config.headDim));
   weights.layers.forEach((w, layer) => {
     const a = rmsNorm(x, w.inputNorm.data, config.rmsNormEps);
     const q = { shape: qkvShape, data: linear(a, w.qProj.data, n, H, hd) };
-    const k = { shape: qkvShape, data: linear(a, w.kProj.data, n, H, hd) };
-    const v = { shape: qkvShape, data: linear(a, w.vProj.data, n, H, hd) };
+    const k = { shape: qkvShape, data: toHeads(linear(a, w.kProj.data, n, H, kvd)) };
+    const v = { shape: qkvShape, data: toHeads(linear(a, w.vProj.data, n, H, kvd)) };
     const o = attention(layer, q, k, v);
     if (o.shape.length !== 4 || o.shape.some((s, i) => s !== qkvShape[i])) {
       throw new Error(`attention callback for layer ${layer} returned shape [${o.shape.join(', ')}], expected [${qkvShape.join(', ')}]`);
@@ -115,14 +120,15 @@ export function cpuDecodeStep(model: CpuModel, tokens: readonly number[], attent
 
 /**
  * Medusa head N's logits [b, t, vocab] from the final-normed hidden state [b, t, hidden]
- * (see weights.ts for the format): lm_head_N · (x + silu(proj_N · x)).
+ * (see weights.ts for the format): lm_head_N · (x + silu(proj_N · x + bias_N)).
  */
 export function cpuMedusaLogits(model: CpuModel, hidden: Tensor<Float64Array>): Tensor<Float64Array>[] {
   const H = model.config.hiddenSize;
   const n = hidden.data.length / H;
   return model.weights.medusa.map((head) => {
     const r = linear(hidden.data, head.proj.data, n, H, H);
-    for (let i = 0; i < r.length; i++) r[i] = hidden.data[i] + silu(r[i]);
+    const bias = head.bias?.data;
+    for (let i = 0; i < r.length; i++) r[i] = hidden.data[i] + silu(r[i] + (bias ? bias[i % H] : 0));
     return { shape: [...hidden.shape.slice(0, -1), model.config.vocabSize], data: linear(r, head.lmHead.data, n, H, model.config.vocabSize) };
   });
 }
@@ -179,6 +185,16 @@ export function linear(x: Float64Array, w: Float64Array, rows: number, inDim: nu
     }
   }
   return y;
+}
+
+/** [rows, kvHeads, d] → [rows, heads, d], head n a copy of kv head ⌊n / (heads / kvHeads)⌋ (HF's repeat_kv). */
+export function repeatKvHeads(kv: Float64Array, rows: number, kvHeads: number, heads: number, d: number): Float64Array {
+  const group = heads / kvHeads;
+  const out = new Float64Array(rows * heads * d);
+  for (let r = 0; r < rows; r++) {
+    for (let h = 0; h < heads; h++) out.set(kv.subarray((r * kvHeads + Math.floor(h / group)) * d, (r * kvHeads + Math.floor(h / group) + 1) * d), (r * heads + h) * d);
+  }
+  return out;
 }
 
 export function silu(z: number): number {

@@ -5,7 +5,7 @@
 import type { Gpu } from '../runtime/device.ts';
 import { checkTensorFits, TENSOR_USAGE, type GpuTensor } from '../runtime/gpu-tensor.ts';
 import { numel, type Tensor, type TensorData } from '../tensor.ts';
-import type { ModelConfig } from './config.ts';
+import { kvHeadsOf, type ModelConfig } from './config.ts';
 import type { ModelWeights } from './weights.ts';
 
 export interface GpuLayerWeights {
@@ -64,7 +64,59 @@ function stack(...ts: Tensor[]): Tensor<Float32Array> {
   return { shape: [ts.reduce((s, t) => s + t.shape[0], 0), ...ts[0].shape.slice(1)], data };
 }
 
+/**
+ * A k or v projection [g·d, hidden] of grouped-query attention with each kv head's rows repeated for its group
+ * of q heads: [h·d, hidden], so the step's attention sees h heads of k and v (HF's repeat_kv, done once on the
+ * weights; it costs h/g times their memory and reads).
+ */
+function repeatKvRows(t: Tensor, kvHeads: number, heads: number, d: number): Tensor<Float32Array> {
+  const cols = t.shape[1];
+  const out = new Float32Array(heads * d * cols);
+  const group = heads / kvHeads;
+  for (let h = 0; h < heads; h++) {
+    const g = Math.floor(h / group);
+    for (let r = 0; r < d; r++) out.set(t.data.subarray((g * d + r) * cols, (g * d + r + 1) * cols), (h * d + r) * cols);
+  }
+  return { shape: [heads * d, cols], data: out };
+}
+
+/**
+ * Every buffer uploadModelWeights makes, by name and shape, checked against the adapter's per-buffer limits before
+ * anything is allocated or read: one error lists each weight that does not fit (a 32000×4096 float32 head is
+ * 524 MB; a larger vocabulary's can pass a 2 GiB binding limit). WebGPU does not expose the adapter's memory, so
+ * the total is reported, not checked.
+ */
+export function checkModelFits(gpu: Gpu, config: ModelConfig, w: ModelWeights<TensorData>): { bytes: number } {
+  const H = config.hiddenSize;
+  const list: [string, number[]][] = [['model.embed_tokens.weight', [...w.embedTokens.shape]], ['model.norm.weight', [H]]];
+  if (w.lmHead !== w.embedTokens) list.push(['lm_head.weight', [...w.lmHead.shape]]);
+  w.layers.forEach((l, n) => {
+    const p = `model.layers.${n}`;
+    list.push(
+      [`${p}.self_attn.{q,k,v}_proj.weight`, [3 * config.numHeads * config.headDim, H]],
+      [`${p}.self_attn.o_proj.weight`, [...l.oProj.shape]],
+      [`${p}.mlp.{gate,up}_proj.weight`, [2 * config.intermediateSize, H]],
+      [`${p}.mlp.down_proj.weight`, [...l.downProj.shape]],
+      ...Object.entries(l.attention).map(([name, t]): [string, number[]] => [`${p}.self_attn.${name}`, [...t.shape]]),
+    );
+  });
+  const limit = Math.min(gpu.limits.maxStorageBufferBindingSize, gpu.limits.maxBufferSize);
+  const numel = (s: readonly number[]) => s.reduce((a, b) => a * b, 1);
+  const over = list.filter(([, shape]) => numel(shape) * 4 > limit);
+  if (over.length) {
+    const mb = (b: number) => `${(b / 2 ** 20).toFixed(0)} MiB`;
+    throw new Error(
+      `the model's weights do not fit ${gpu.adapterName}: ${over.map(([name, shape]) => `${name} [${shape.join(', ')}] needs ${mb(numel(shape) * 4)}`).join('; ')}, ` +
+        `over one buffer's limit of ${mb(limit)} (maxStorageBufferBindingSize / maxBufferSize); splitting a weight across buffers is not implemented`,
+    );
+  }
+  return { bytes: list.reduce((s, [, shape]) => s + numel(shape) * 4, 0) };
+}
+
 export function uploadModelWeights(gpu: Gpu, config: ModelConfig, w: ModelWeights<TensorData>): GpuModelWeights {
+  checkModelFits(gpu, config, w);
+  const kvHeads = kvHeadsOf(config);
+  const toHeads = (t: Tensor) => (kvHeads === config.numHeads ? t : repeatKvRows(t, kvHeads, config.numHeads, config.headDim));
   const uploaded: GpuTensor[] = [];
   const up = (name: string, t: Tensor): GpuTensor => {
     const g = uploadExactTensor(gpu, name, t);
@@ -77,7 +129,7 @@ export function uploadModelWeights(gpu: Gpu, config: ModelConfig, w: ModelWeight
       const p = `model.layers.${n}`;
       return {
         inputNorm: up(`${p}.input_layernorm.weight`, l.inputNorm),
-        qkv: up(`${p}.self_attn.{q,k,v}_proj.weight`, stack(l.qProj, l.kProj, l.vProj)),
+        qkv: up(`${p}.self_attn.{q,k,v}_proj.weight`, stack(l.qProj, toHeads(l.kProj), toHeads(l.vProj))),
         oProj: up(`${p}.self_attn.o_proj.weight`, l.oProj),
         postNorm: up(`${p}.post_attention_layernorm.weight`, l.postNorm),
         gateUp: up(`${p}.mlp.{gate,up}_proj.weight`, stack(l.gateProj, l.upProj)),

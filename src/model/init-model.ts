@@ -43,7 +43,7 @@ export function randomWeights(config: ModelConfig, seed: number, attentionParams
 }
 
 function initTensor(shape: readonly number[], init: ParamInit, seed: number): Tensor<Float64Array> {
-  const fanIn = shape[shape.length - 1];
+  const fanIn = shape.length ? shape[shape.length - 1] : 1;
   switch (init) {
     case 'normal':
       return randn(shape, seed, 1 / Math.sqrt(fanIn));

@@ -26,13 +26,16 @@ export function loadModelVariant(config: ModelConfig): ModelVariant {
   try {
     const declared = loadVariant(file).sizes;
     const sizes = Object.fromEntries(Object.entries(config.attention.options).filter(([name]) => name in declared));
-    program = loadVariant(file, { sizes });
+    program = loadVariant(file, { sizes, ...(config.rope && { rope: config.rope }) });
   } catch (e) {
     if (e instanceof Error && e.name === 'SourceError') {
       const span = (e as Error & { span?: { file: string; line: number; col: number } }).span;
       throw new ModelFileError(span ? `${span.file}:${span.line}:${span.col}` : file, 'variant', e.message);
     }
     throw new ModelFileError(config.file, 'attention.variant', (e as Error).message);
+  }
+  if (config.rope && !program.nodes.some((n) => n.op === 'rope')) {
+    throw new ModelFileError(config.file, 'rope_theta', `the config sets a rotary position encoding, but the variant ${program.name} (${file}) applies no rope(…)`);
   }
   const params = variantParamSpecs(program, config);
   let compiled: Program;

@@ -1,10 +1,12 @@
 // The checkpoint: which tensors a model has, under Hugging Face LLaMA's names, and loading them from
 // model.safetensors with every tensor's presence and shape checked against config.json.
 //
-// Tensor names and shapes (h = num_attention_heads, d = head_dim, linear weights are [out, in] as in HF):
+// Tensor names and shapes (h = num_attention_heads, g = num_key_value_heads, d = head_dim, linear weights are
+// [out, in] as in HF):
 //   model.embed_tokens.weight                         [vocab, hidden]
 //   model.layers.N.input_layernorm.weight             [hidden]
-//   model.layers.N.self_attn.{q,k,v}_proj.weight      [h·d, hidden]
+//   model.layers.N.self_attn.q_proj.weight            [h·d, hidden]
+//   model.layers.N.self_attn.{k,v}_proj.weight        [g·d, hidden]
 //   model.layers.N.self_attn.o_proj.weight            [hidden, h·d]
 //   model.layers.N.self_attn.<param>                  the variant's parameters, shapes given by the caller
 //   model.layers.N.post_attention_layernorm.weight    [hidden]
@@ -15,15 +17,17 @@
 //
 // Medusa heads (when config.json has "medusa": {"num_heads": M}), for N = 0..M−1:
 //   medusa.N.proj.weight                              [hidden, hidden]
+//   medusa.N.proj.bias                                [hidden]          only with "medusa": {…, "bias": true}
 //   medusa.N.lm_head.weight                           [vocab, hidden]
 // Head N reads the base model's final-normed hidden state x_t (the input of lm_head) and predicts the
 // token at position t + 2 + N (the base lm_head predicts t + 1):
-//   logits_N = lm_head_N · (x_t + silu(proj_N · x_t))         (Medusa-1's residual block, no bias)
+//   logits_N = lm_head_N · (x_t + silu(proj_N · x_t + bias_N))   (Medusa-1's residual block; bias 0 without one)
+// The Medusa project's own layout (medusa_lm_head.safetensors) is read by hf-medusa.ts.
 //
 // A file must hold exactly these tensors: a missing, mis-shaped, non-finite or unexpected tensor is an
 // error naming the file and the tensor (SafetensorsError for an unreadable file or a missing or
 // mis-shaped tensor, ModelFileError for the rest).
-import type { ModelConfig } from './config.ts';
+import { kvHeadsOf, type ModelConfig } from './config.ts';
 import { ModelFileError, shapeString } from './errors.ts';
 import { expectTensor, readSafetensors, SafetensorsError, type SafetensorsEntry } from '../io/safetensors.ts';
 import type { Tensor, TensorData } from '../tensor.ts';
@@ -50,6 +54,8 @@ export interface LayerWeights<D extends TensorData = TensorData> {
 
 export interface MedusaHeadWeights<D extends TensorData = TensorData> {
   readonly proj: Tensor<D>;
+  /** The residual block's bias [hidden] (the Medusa project's heads have one). */
+  readonly bias?: Tensor<D>;
   readonly lmHead: Tensor<D>;
 }
 
@@ -73,6 +79,7 @@ const ATTENTION_PROJ_NAMES = new Set(['q_proj.weight', 'k_proj.weight', 'v_proj.
 export function expectedTensors(config: ModelConfig, attentionParams: readonly AttentionParamSpec[]): TensorSpec[] {
   const { vocabSize: vocab, hiddenSize: hidden, intermediateSize: inter } = config;
   const hd = config.numHeads * config.headDim;
+  const kvd = kvHeadsOf(config) * config.headDim;
   const seen = new Set<string>();
   for (const p of attentionParams) {
     if (!/^[A-Za-z_][A-Za-z0-9_.]*$/.test(p.name)) throw new Error(`attention parameter name ${JSON.stringify(p.name)} is not a valid tensor name part`);
@@ -87,8 +94,8 @@ export function expectedTensors(config: ModelConfig, attentionParams: readonly A
     specs.push(
       { name: `${l}.input_layernorm.weight`, shape: [hidden] },
       { name: `${l}.self_attn.q_proj.weight`, shape: [hd, hidden] },
-      { name: `${l}.self_attn.k_proj.weight`, shape: [hd, hidden] },
-      { name: `${l}.self_attn.v_proj.weight`, shape: [hd, hidden] },
+      { name: `${l}.self_attn.k_proj.weight`, shape: [kvd, hidden] },
+      { name: `${l}.self_attn.v_proj.weight`, shape: [kvd, hidden] },
       { name: `${l}.self_attn.o_proj.weight`, shape: [hidden, hd] },
       ...attentionParams.map((p) => ({ name: `${l}.self_attn.${p.name}`, shape: [...p.shape] })),
       { name: `${l}.post_attention_layernorm.weight`, shape: [hidden] },
@@ -100,7 +107,9 @@ export function expectedTensors(config: ModelConfig, attentionParams: readonly A
   specs.push({ name: 'model.norm.weight', shape: [hidden] });
   if (!config.tieWordEmbeddings) specs.push({ name: 'lm_head.weight', shape: [vocab, hidden] });
   for (let n = 0; n < (config.medusa?.numHeads ?? 0); n++) {
-    specs.push({ name: `medusa.${n}.proj.weight`, shape: [hidden, hidden] }, { name: `medusa.${n}.lm_head.weight`, shape: [vocab, hidden] });
+    specs.push({ name: `medusa.${n}.proj.weight`, shape: [hidden, hidden] });
+    if (config.medusa?.bias) specs.push({ name: `medusa.${n}.proj.bias`, shape: [hidden] });
+    specs.push({ name: `medusa.${n}.lm_head.weight`, shape: [vocab, hidden] });
   }
   return specs;
 }
@@ -152,7 +161,7 @@ export function weightsFromTensors<D extends TensorData>(
   const embedTokens = get('model.embed_tokens.weight');
   const medusa: MedusaHeadWeights<D>[] = [];
   for (let n = 0; n < (config.medusa?.numHeads ?? 0); n++) {
-    medusa.push({ proj: get(`medusa.${n}.proj.weight`), lmHead: get(`medusa.${n}.lm_head.weight`) });
+    medusa.push({ proj: get(`medusa.${n}.proj.weight`), ...(config.medusa?.bias && { bias: get(`medusa.${n}.proj.bias`) }), lmHead: get(`medusa.${n}.lm_head.weight`) });
   }
   return {
     embedTokens,
@@ -188,6 +197,7 @@ export function weightsToTensors<D extends TensorData>(
   if (!config.tieWordEmbeddings) out.set('lm_head.weight', weights.lmHead);
   weights.medusa.forEach((m, n) => {
     out.set(`medusa.${n}.proj.weight`, m.proj);
+    if (m.bias) out.set(`medusa.${n}.proj.bias`, m.bias);
     out.set(`medusa.${n}.lm_head.weight`, m.lmHead);
   });
   return out;

@@ -1,6 +1,9 @@
 // A compiled variant as a model's attention layer (the GpuAttention seam of src/runtime/gpu-attention.ts):
 // prefill from an empty state runs the fused chunked kernel, which also writes the decoding state; every
 // later call (a decode step, or tokens appended to a started sequence) runs the recurrent kernel on that state.
+// Softmax attention's state is a key/value cache that grows with t: createState allocates it for the factory's
+// maxLength positions at once (position-major, backends/wgsl/softmax-analysis.ts), and a call that would run past
+// it is refused before anything is recorded.
 //
 // Recording a layer costs host time every token, so it is kept to the dispatches: each state remembers
 // the bind groups of the buffers it was last called with, and the layers of one factory share one dims
@@ -47,13 +50,21 @@ class SharedDims {
   }
 }
 
+export interface CompiledAttentionOptions {
+  /**
+   * Positions a layer's state holds when it grows with t (softmax attention's key/value cache, allocated in full
+   * by createState): the model's max_position_embeddings, or less. Default DEFAULT_CACHE_POSITIONS.
+   */
+  readonly maxLength?: number;
+}
+
 /** Compiles both plans once for the model's shapes; the factory then builds layers synchronously. */
-export async function compiledAttentionFactory(gpu: Gpu, program: Program, heads: number, headDim: number): Promise<GpuAttentionFactory> {
+export async function compiledAttentionFactory(gpu: Gpu, program: Program, heads: number, headDim: number, opts: CompiledAttentionOptions = {}): Promise<GpuAttentionFactory> {
   const names = program.inputs.map((d) => d.name).sort().join(',');
   if (names !== 'k,q,v') throw new Error(`variant ${program.name} declares inputs [${program.inputs.map((d) => d.name).join(', ')}]; a model layer supplies exactly q, k, v`);
   const sizes = variantAxisSizes(program, heads, headDim);
-  const prefill: Plan = lowerChunked(program, sizes, { fuse: true, schedule: chooseSchedule(gpu, program, sizes), exportState: true });
-  const step: Plan = recurrentPlan(program, sizes);
+  const prefill: Plan = lowerChunked(program, sizes, { fuse: true, schedule: chooseSchedule(gpu, program, sizes), exportState: true, ...(opts.maxLength !== undefined && { maxLength: opts.maxLength }) });
+  const step: Plan = recurrentPlan(program, sizes, opts.maxLength);
   const [prefillRunner, stepRunner] = await Promise.all([PlanRunner.create(gpu, prefill), PlanRunner.create(gpu, step)]);
   const dims = new SharedDims(gpu);
   return (layer, params) => new CompiledAttention(gpu, program, layer, params, heads, headDim, prefillRunner, stepRunner, dims);
@@ -103,6 +114,13 @@ class CompiledAttention implements GpuAttention {
   encodeForward(pass: GPUComputePassEncoder, io: { q: GPUBuffer; k: GPUBuffer; v: GPUBuffer; o: GPUBuffer }, state: GpuAttentionState, b: number, t: number): void {
     const st = state as State;
     if (b !== st.b) throw new Error(`layer ${this.layer}: state was created for ${st.b} sequences, called with ${b}`);
+    const capacity = this.step.plan.maxLength;
+    if (capacity !== undefined && st.position + t > capacity) {
+      throw new Error(
+        `layer ${this.layer}: ${this.program.name}'s key/value cache holds ${capacity} positions; ${st.position} + ${t} tokens would exceed it ` +
+          '(the cache grows with t: make the model with a larger maximum length)',
+      );
+    }
     const runner = st.position === 0 && t > 1 ? this.prefill : this.step;
     const last = st.last;
     const bound =

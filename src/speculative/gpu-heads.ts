@@ -3,7 +3,7 @@
 //     the GPU from the picks (acceptedRowWgsl, the walk acceptance.ts's acceptByPicks does), its hidden state
 //     normalised into y [b, H]; then every head at once, five dispatches whatever the number of heads M:
 //       u = y·[proj_0; …; proj_{M−1}]ᵀ                 [b, M·H]    one matmul over the stacked projections
-//       r_m = y + silu(u_m)                            [M·b, H]    head-major rows (m, s)
+//       r_m = y + silu(u_m + bias_m)                   [M·b, H]    head-major rows (m, s); bias 0 without one
 //       z = r·[lm_head_0; …; lm_head_{M−1}]ᵀ           [M·b, M·V]  one matmul; head m's logits are its rows'
 //                                                                  column block m (the other blocks are unused)
 //       top-k of each head's block                                 one dispatch over (s, m)
@@ -57,9 +57,9 @@ export class GpuSpeculativeHeads {
   private constructor(
     private readonly gpu: Gpu,
     private readonly config: ModelConfig,
-    /** Heads, and their weights stacked: proj [M·H, H], lm_head [M·V, H] (absent without heads). */
+    /** Heads, and their weights stacked: proj [M·H, H], bias [M·H] (zeros for heads without one), lm_head [M·V, H] (absent without heads). */
     private readonly count: number,
-    private readonly stacked: { readonly proj: GpuTensor; readonly lmHead: GpuTensor } | undefined,
+    private readonly stacked: { readonly proj: GpuTensor; readonly bias: GpuTensor; readonly lmHead: GpuTensor } | undefined,
     private readonly norm: GpuTensor,
     /** [maxBatch, H]: the accepted rows normalised; u [maxBatch, M·H]: the projections; r [M·maxBatch, H]: the residual blocks; logits [M·maxBatch, M·V]. */
     private readonly y: GpuTensor,
@@ -82,21 +82,26 @@ export class GpuSpeculativeHeads {
     const H = config.hiddenSize;
     const M = medusa.length;
     const stacked = M > 0
-      ? { proj: uploadExactTensor(gpu, 'medusa.*.proj.weight (stacked)', stack(medusa.map((m) => m.proj))), lmHead: uploadExactTensor(gpu, 'medusa.*.lm_head.weight (stacked)', stack(medusa.map((m) => m.lmHead))) }
+      ? {
+          proj: uploadExactTensor(gpu, 'medusa.*.proj.weight (stacked)', stack(medusa.map((m) => m.proj))),
+          // The Medusa project's residual block has a bias; a head without one adds zeros.
+          bias: uploadExactTensor(gpu, 'medusa.*.proj.bias (stacked)', stack(medusa.map((m) => m.bias ?? { shape: [H], data: new Float32Array(H) }))),
+          lmHead: uploadExactTensor(gpu, 'medusa.*.lm_head.weight (stacked)', stack(medusa.map((m) => m.lmHead))),
+        }
       : undefined;
     const heads = Math.max(1, M);
     const y = createExactTensor(gpu, 'accepted rows normed', [maxBatch, H]);
     const u = createExactTensor(gpu, 'medusa projections', [maxBatch, heads * H]);
     const r = createExactTensor(gpu, 'medusa residual', [heads * maxBatch, H]);
     const logits = createExactTensor(gpu, 'medusa logits', [heads * maxBatch, heads * config.vocabSize]);
-    const residual = await compileKernel(gpu, { label: 'medusa residual', code: medusaHeadsResidualWgsl(H), bindings: ['read-only-storage', 'read-only-storage', 'storage', 'uniform'] });
+    const residual = await compileKernel(gpu, { label: 'medusa residual', code: medusaHeadsResidualWgsl(H), bindings: ['read-only-storage', 'read-only-storage', 'read-only-storage', 'storage', 'uniform'] });
     const acceptRow = await compileKernel(gpu, {
       label: 'accepted row',
       code: acceptedRowWgsl(H, config.rmsNormEps),
       bindings: ['read-only-storage', 'read-only-storage', 'read-only-storage', 'read-only-storage', 'read-only-storage', 'storage', 'storage', 'uniform'],
     });
     const h = new GpuSpeculativeHeads(gpu, config, M, stacked, norm, y, u, r, logits, residual, acceptRow, maxRows, maxBatch);
-    h.owned.push(y, u, r, logits, ...(stacked ? [stacked.proj, stacked.lmHead] : []));
+    h.owned.push(y, u, r, logits, ...(stacked ? [stacked.proj, stacked.bias, stacked.lmHead] : []));
     return h;
   }
 
@@ -131,7 +136,7 @@ export class GpuSpeculativeHeads {
     if (!plan.rowTokens) throw new Error(`step plan b=${plan.b} t=${plan.t} picks no token per row`);
     if (medusaK > 0) {
       if (!this.stacked) throw new Error('medusa candidates asked of a checkpoint without Medusa heads');
-      const { proj, lmHead } = this.stacked;
+      const { proj, bias, lmHead } = this.stacked;
       const M = this.count;
       const hp = await this.headPlans_(b);
       const topk = await this.topkPipeline(medusaK);
@@ -145,7 +150,7 @@ export class GpuSpeculativeHeads {
       ), [b, 1, 1]);
       encodeMatmul(pass, hp.proj, this.bind(plan, `proj ${b}`, () => bindMatmul(this.gpu, hp.proj, y, proj, u)));
       this.dispatch(pass, this.residual, this.bind(plan, `residual ${b}`, () =>
-        this.group(this.residual, [this.y.buffer, this.u.buffer, this.r.buffer, this.uniformWords(`residual ${b}`, Uint32Array.of(b, M, 0, 0))]),
+        this.group(this.residual, [this.y.buffer, this.u.buffer, bias.buffer, this.r.buffer, this.uniformWords(`residual ${b}`, Uint32Array.of(b, M, 0, 0))]),
       ), this.grid(M * b * H));
       encodeMatmul(pass, hp.lm, this.bind(plan, `lm ${b}`, () => bindMatmul(this.gpu, hp.lm, r, lmHead, logits)));
       const V = this.config.vocabSize;

@@ -7,7 +7,8 @@ import { VARIANTS } from '../references/index.ts';
 // Small variants written for the gradient tests: between them they use every op and construct the shipped
 // variants do not (tanh, silu, log, sqrt, abs, max, min, sin, softmax of a projection, a two-part concat, a gate
 // through exp, a constant decay through a parameter-side sigmoid, a parameter inside a causal score, absolute
-// positions, a score with q twice, a decay under tanh (no Euler identity), a normalised window term whose score carries the value's axes).
+// positions, a score with q twice, a decay under tanh (no Euler identity), a normalised window term whose score carries the value's axes,
+// rope with and without scaling).
 export const EXTRA_VARIANTS: Readonly<Record<string, string>> = {
   zoo_features: `variant zoo_features
 size m = 2
@@ -34,6 +35,17 @@ term ret  : causal    score dot(q[i], k[j], d) * decay(gam) value v
 term cv   : window(K) score exp(w2[K = lag]) value v
 term wg   : window(K) score tanh(dot(q[i], k[j], d)) * decay(alpha) value v
 output win + grp + gate + pos + ret + normalize(cv, 1e-3) + wg`,
+  // rope at the token's own position (its adjoint is the inverse rotation; reverse-time stages flip its sign),
+  // with and without llama3 scaling, in a separable term and a bounded one
+  zoo_rope: `variant zoo_rope
+input q[h, r], k[h, r], v[h, e]
+let qr = rope(q, r, 100)
+let kr = rope(k, r, 100, llama3(4, 1, 4, 16))
+let fq = elu(qr) + 1
+let fk = elu(kr) + 1
+term lin : causal    score dot(fq[i], fk[j], r) value v
+term loc : window(3) score dot(qr[i], kr[j], r) value v
+output normalize(lin, 1e-3) + loc`,
 };
 
 /** In IR text: recip (which the DSL cannot write) and an intersection of masks, window(3) & group(2). */
@@ -63,9 +75,9 @@ export const EXTRA_IR: Readonly<Record<string, string>> = {
   ].join('\n'),
 };
 
-/** Every shipped variant (at the reference tests' sizes) and every extra gradient variant. */
+/** Every shipped variant with a gradient program (at the reference tests' sizes) and every extra gradient variant. */
 export const GRAD_CASES: readonly { readonly name: string; readonly load: () => Program }[] = [
-  ...VARIANTS.map((c) => ({ name: c.file, load: () => loadVariant(c.file, { sizes: c.sizes }) })),
+  ...VARIANTS.filter((c) => c.gradient !== false).map((c) => ({ name: c.file, load: () => loadVariant(c.file, { sizes: c.sizes }) })),
   ...Object.entries(EXTRA_VARIANTS).map(([name, src]) => ({ name, load: () => compileSource(src, `${name}.la`) })),
   ...Object.entries(EXTRA_IR).map(([name, text]) => ({ name, load: () => readProgram(text, `${name}.ir`) })),
 ];

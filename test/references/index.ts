@@ -5,6 +5,7 @@ import { centeredConv, maskedConv } from './conv.ts';
 import { based, cosformer, elu, hedgehog, performer, relu } from './feature-maps.ts';
 import { gla, mamba2, retnet } from './gated.ts';
 import { flash, llamaGroups } from './grouped.ts';
+import { softmax } from './softmax.ts';
 
 export type { Dense, Inputs, Reference, Sizes } from './common.ts';
 
@@ -17,6 +18,8 @@ export interface VariantCase {
   readonly sizes: Sizes;
   /** False for the leaky ablation, which reads later positions. */
   readonly causal: boolean;
+  /** False where autodiff derives no gradient program yet (softmax attention); the gradient tests skip it. */
+  readonly gradient?: boolean;
 }
 
 const paper = (name: string, reference: Reference, sizes: Sizes = {}, causal = true): VariantCase => ({ file: `examples/paper/${name}.la`, reference, sizes, causal });
@@ -40,4 +43,5 @@ export const VARIANTS: readonly VariantCase[] = [
   variant('mamba2', mamba2),
   variant('hedgehog', hedgehog, { m: 3 }),
   variant('based', based, { W: 3 }),
+  { ...variant('softmax', softmax, { D: 3 }), gradient: false },
 ];
