@@ -15,6 +15,7 @@ import { toFloat32 } from '../../tensor.ts';
 import type { PrepareAttention } from '../attention-context.ts';
 import { loadConfig, type ModelConfig } from '../config.ts';
 import { writeModelConfig } from '../init-model.ts';
+import { modelFormat } from '../model-dir.ts';
 import { loadTokenizer } from '../tokenizer.ts';
 import { loadModelVariant, type ModelVariant } from '../variant.ts';
 import { loadWeights, weightsToTensors, type MedusaHeadWeights, type ModelWeights } from '../weights.ts';
@@ -101,6 +102,9 @@ export async function runMedusaTraining(req: MedusaTrainRequest): Promise<Medusa
       throw new TrainSetupError(`${out} holds a training run (at step ${readState(join(out, STATE_FILE)).step}); pass --resume to continue it, or choose another --out`);
     }
     const dir = resolve(req.model);
+    if (modelFormat(dir) === 'huggingface') {
+      throw new TrainSetupError(`${dir} is a Hugging Face directory; train-medusa trains heads on a linattn model directory (config.json with "attention"), which it copies beside the heads`);
+    }
     checkFreshOut(out, { kind: 'model', dir });
     options = defaultOptions(req.given);
     baseConfig = loadConfig(join(dir, 'config.json'));
