@@ -5,6 +5,7 @@
 // buffers equal those that decoding the same tokens one by one leaves; deterministic drafts under
 // sampling emit plain GPU sampling's tokens; and what the verifier refuses.
 import { afterAll, describe, expect, it } from 'vitest';
+import { cpuModel } from '../src/model/cpu-forward.ts';
 import { generateGpu } from '../src/model/generate.ts';
 import { GpuModel } from '../src/model/gpu-model.ts';
 import { randomWeights } from '../src/model/init-model.ts';
@@ -22,7 +23,7 @@ import { OracleDraft } from '../src/speculative/oracle-draft.ts';
 import { treeFromParents } from '../src/speculative/token-tree.ts';
 import { acceptByPicks } from '../src/speculative/acceptance.ts';
 import { parseTreeSpec } from '../src/speculative/tree-spec.ts';
-import { relativeError } from '../src/tensor.ts';
+import { randn, relativeError } from '../src/tensor.ts';
 import { gpu } from './helpers/gpu.ts';
 import { simpleAttentionFactory } from './helpers/simple-gpu-attention.ts';
 import { makeModel, MODEL_SPECS, plainGreedy, randomPrompts, type TestModel } from './helpers/speculative.ts';
@@ -142,24 +143,27 @@ describe.each(MODEL_SPECS.map((s, i) => ({ ...s, i })))('GPU speculative decodin
       }
     });
 
-    it('runs the Medusa heads at the node acceptance reaches: the same node and candidates as the float64 verifier', async () => {
-      const { verifier } = await gpuTarget(m);
-      const cpu = new CpuTreeVerifier(m.cpu, m.variant.compiled, MAX_NODES + 1);
-      for (const prompt of promptsFor(spec, 3, 4300)) {
-        const want = plainGreedy(m, prompt, 4);
-        // Root, then the right token with a wrong sibling, then the right one again: acceptance ends at node 3.
-        const tree = treeFromParents([want[0], want[1], (want[1] + 1) % 256, want[2], (want[2] + 7) % 256], [-1, 0, 0, 1, 1]);
-        const got = [];
-        for (const v of [verifier, cpu]) {
-          expect(await v.start(prompt, { temperature: 0 }, 0)).toBe(want[0]);
-          got.push(await v.verify({ tree, medusaTopK: 3 }));
+    it('runs the Medusa heads at the node acceptance reaches: the same node and candidates as the float64 verifier, heads with biases too', async () => {
+      const biased = { ...m.weights, medusa: m.weights.medusa.map((h, n) => ({ ...h, bias: randn([m.config.hiddenSize], 900 + n, 0.5) })) };
+      for (const weights of [m.weights, biased]) {
+        const { verifier } = await gpuTarget(m, weights);
+        const cpu = new CpuTreeVerifier(cpuModel(m.config, weights), m.variant.compiled, MAX_NODES + 1);
+        for (const prompt of promptsFor(spec, 3, 4300)) {
+          const want = plainGreedy(m, prompt, 4);
+          // Root, then the right token with a wrong sibling, then the right one again: acceptance ends at node 3.
+          const tree = treeFromParents([want[0], want[1], (want[1] + 1) % 256, want[2], (want[2] + 7) % 256], [-1, 0, 0, 1, 1]);
+          const got = [];
+          for (const v of [verifier, cpu]) {
+            expect(await v.start(prompt, { temperature: 0 }, 0)).toBe(want[0]);
+            got.push(await v.verify({ tree, medusaTopK: 3 }));
+          }
+          const [g, c] = got;
+          expect(g.medusaNode, `prompt [${prompt}]`).toBe(acceptByPicks(tree, g.picks).path.at(-1));
+          expect(g.medusaNode).toBe(3);
+          expect(g.medusaNode).toBe(c.medusaNode);
+          expect(g.medusa!.map((h) => h.map((x) => x.token))).toEqual(c.medusa!.map((h) => h.map((x) => x.token)));
+          g.medusa!.forEach((h, i) => h.forEach((x, r) => expect(Math.abs(x.prob - c.medusa![i][r].prob)).toBeLessThan(1e-4)));
         }
-        const [g, c] = got;
-        expect(g.medusaNode, `prompt [${prompt}]`).toBe(acceptByPicks(tree, g.picks).path.at(-1));
-        expect(g.medusaNode).toBe(3);
-        expect(g.medusaNode).toBe(c.medusaNode);
-        expect(g.medusa!.map((h) => h.map((x) => x.token))).toEqual(c.medusa!.map((h) => h.map((x) => x.token)));
-        g.medusa!.forEach((h, i) => h.forEach((x, r) => expect(Math.abs(x.prob - c.medusa![i][r].prob)).toBeLessThan(1e-4)));
       }
     });
 

@@ -1,40 +1,55 @@
 // Kernels of the speculative runtime beyond the model's own (model-kernels.ts):
 //
-//   medusa residual   r[n] = x[n] + silu(r[n])                     (Medusa-1's block: x + silu(proj·x))
+//   medusa residual   every head's block at once, head-major: r[(m·b + s)·H + i] = y[s·H + i] + silu(u[(s·M + m)·H + i] + bias[m·H + i])
+//                     (Medusa-1's block x + silu(proj_m·x + bias_m); u = y·[proj_0; …; proj_{M−1}]ᵀ is one matmul)
 //   accepted row      per sequence, the node greedy acceptance reaches (from the root, the child whose token
 //                     is the target's pick at the current node; the first such child) and that node's hidden
 //                     state normalised: y[s] = rmsnorm(x[s·N + node]) · gain — the Medusa heads' input
-//   top-k             ids[base + row·K + r], probs[…] = the r-th largest logit of row `row` of [rows, VOCAB]
-//                     (ties to the lower index) and its softmax probability at temperature 1
+//   top-k             ids[base + g·groupOut + row·K + r], probs[…] = the r-th largest logit (ties to the lower
+//                     index) of the VOCAB logits at (g·groupRows + row)·rowStride + g·groupCol, and its softmax
+//                     probability at temperature 1: rows of [rows, VOCAB] (g = 0), or each Medusa head's block
+//                     of the heads' one block-diagonal product (group g = head)
 //
 // top-k runs one workgroup per row and K rounds; round r takes the largest (logit, −index) strictly below
 // round r−1's in that order, so no list of taken indices is scanned.
 export const SPECULATIVE_WORKGROUP = 256;
 
-export function medusaResidualWgsl(): string {
-  return `// medusa residual: r[n] = x[n] + silu(r[n] + bias[n mod hidden]) for n < count (bias zeros for heads without one)
-struct Params { count: u32, hidden: u32, pad1: u32, pad2: u32 }
-@group(0) @binding(0) var<storage, read> x: array<f32>;
-@group(0) @binding(1) var<storage, read_write> r: array<f32>;
-@group(0) @binding(2) var<uniform> params: Params;
-@group(0) @binding(3) var<storage, read> bias: array<f32>;
+/** Bindings: y [b, H], u [b, M·H], bias [M·H] (zeros for heads without one), r [M·b, H], params {b, M}. One thread per element of r. */
+export function medusaHeadsResidualWgsl(hidden: number): string {
+  return `// medusa residual, every head: r[(m·b + s)·H + i] = y[s·H + i] + silu(u[(s·M + m)·H + i] + bias[m·H + i])
+struct Params { b: u32, M: u32, pad0: u32, pad1: u32 }
+@group(0) @binding(0) var<storage, read> y: array<f32>;
+@group(0) @binding(1) var<storage, read> u: array<f32>;
+@group(0) @binding(2) var<storage, read> bias: array<f32>;
+@group(0) @binding(3) var<storage, read_write> r: array<f32>;
+@group(0) @binding(4) var<uniform> params: Params;
 
+const H = ${hidden}u;
 const WG = ${SPECULATIVE_WORKGROUP}u;
 
 @compute @workgroup_size(WG)
 fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let idx = (wid.y * nwg.x + wid.x) * WG + lid;
-  if (idx >= params.count) { return; }
-  let z = r[idx] + bias[idx % params.hidden];
-  r[idx] = x[idx] + z / (1.0 + exp(-z));
+  if (idx >= params.M * params.b * H) { return; }
+  let i = idx % H;
+  let row = idx / H;
+  let m = row / params.b;
+  let s = row % params.b;
+  let z = u[(s * params.M + m) * H + i] + bias[m * H + i];
+  r[idx] = y[s * H + i] + z / (1.0 + exp(-z));
 }
 `;
 }
 
+/** The top-k kernel's uniform: output base, logits row stride, and per group g its rows, column offset and output offset. */
+export function topkParams(p: { base: number; rowStride: number; groupRows?: number; groupCol?: number; groupOut?: number }): Uint32Array<ArrayBuffer> {
+  return Uint32Array.of(p.base, p.rowStride, p.groupRows ?? 0, p.groupCol ?? 0, p.groupOut ?? 0, 0, 0, 0);
+}
+
 export function topkWgsl(vocab: number, k: number): string {
   if (!Number.isInteger(k) || k < 1) throw new Error(`top-k kernel: k must be a positive integer, got ${k}`);
-  return `// top-${k} of each row of logits [rows, VOCAB] with softmax probabilities: ids/probs[base + row·K + r]
-struct Params { base: u32, pad0: u32, pad1: u32, pad2: u32 }
+  return `// top-${k} of VOCAB logits per (group g, row) with softmax probabilities: ids/probs[base + g·groupOut + row·K + r]
+struct Params { base: u32, row_stride: u32, group_rows: u32, group_col: u32, group_out: u32, pad0: u32, pad1: u32, pad2: u32 }
 @group(0) @binding(0) var<storage, read> logits: array<f32>;
 @group(0) @binding(1) var<storage, read_write> ids: array<u32>;
 @group(0) @binding(2) var<storage, read_write> probs: array<f32>;
@@ -55,7 +70,8 @@ fn before(v: f32, i: u32, w: f32, j: u32) -> bool {
 @compute @workgroup_size(WG)
 fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
   let row = wid.x;
-  let base = row * VOCAB;
+  let g = wid.y;
+  let base = (g * params.group_rows + row) * params.row_stride + g * params.group_col;
   // Softmax normaliser: the max, then the sum of exp(l − max).
   var m = -3.40282346e38;
   for (var i = lid; i < VOCAB; i += WG) { m = max(m, logits[base + i]); }
@@ -108,7 +124,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
     first = false;
     workgroupBarrier();
     if (lid == 0u) {
-      let at = params.base + row * K + r;
+      let at = params.base + g * params.group_out + row * K + r;
       ids[at] = lastI;
       probs[at] = select(exp(lastV - m) / total, 0.0, lastI == 0xffffffffu);
     }

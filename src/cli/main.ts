@@ -14,9 +14,11 @@ import { irCommand } from './ir.ts';
 import { logitsCommand } from './logits.ts';
 import { runCommand } from './run.ts';
 import { trainCommand } from './train.ts';
+import { trainMedusaCommand } from './train-medusa.ts';
 
 export const COMMANDS: readonly Command[] = [
-  checkCommand, irCommand, compileCommand, inputsCommand, runCommand, initModelCommand, trainCommand, evalCommand, generateCommand, logitsCommand, demoCommand,
+  checkCommand, irCommand, compileCommand, inputsCommand, runCommand, initModelCommand, trainCommand, trainMedusaCommand, evalCommand, generateCommand,
+  logitsCommand, demoCommand,
 ];
 
 export function overview(): string {

@@ -90,7 +90,7 @@ export function trainWith(prepareAttention: PrepareAttention): Command {
 
 export const trainCommand: Command = trainWith(compiledAttention);
 
-function givenOptions(values: Values): Partial<TrainOptions> {
+export function givenOptions(values: Values): Partial<TrainOptions> {
   const posInt = (n: number) => Number.isInteger(n) && n >= 1;
   const given: Record<string, number> = {};
   const set = (key: keyof TrainOptions, v: number | undefined) => {
@@ -113,7 +113,7 @@ function givenOptions(values: Values): Partial<TrainOptions> {
 }
 
 /** One line rewritten in place on a terminal; elsewhere a line every 10 s and at each event. */
-function progressPrinter(io: CommandIo) {
+export function progressPrinter(io: CommandIo) {
   const tty = io === processIo && process.stderr.isTTY === true;
   let last = '';
   let lastPrinted = 0;

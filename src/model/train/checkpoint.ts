@@ -1,6 +1,7 @@
 // A training run's directory: what `linattn generate` loads (config.json, the tokenizer, model.safetensors) plus
 // what resuming needs — optimizer.safetensors (AdamW's m and v per tensor: `m.<name>`, `v.<name>`) and
-// trainer_state.json (the step, the run's settings, the data it trains on) — and train_log.jsonl.
+// trainer_state.json (the step, the run's settings, the data it trains on) — and train_log.jsonl. A train-medusa run
+// is the same with the frozen base model's tensors in model.safetensors beside the heads, and moments for the heads.
 //
 // A save is two-phase, so that a crash at any moment leaves one whole checkpoint: first the three files are
 // written beside the old ones as FILE.next (each through a temporary name and a rename, fsynced), the state last;
@@ -58,13 +59,26 @@ export interface TrainerState {
   readonly elapsedSeconds: number;
   readonly lastLoss?: number;
   readonly lastValLoss?: number;
+  /** A linattn train-medusa run: only the heads train (their moments are the optimizer file's), the base is frozen. */
+  readonly medusa?: MedusaRunState;
 }
 
-/** Writes the weights, the moments and then the state (the commit) of `snap` into `dir`. */
-export function saveCheckpoint(dir: string, layout: ParamLayout, snap: TrainerSnapshot, state: TrainerState): void {
+export interface MedusaRunState {
+  readonly heads: number;
+  readonly target: 'self' | 'data';
+  /** The model directory the frozen base came from (its weights are copied into the run's model.safetensors). */
+  readonly base: string;
+}
+
+/**
+ * Writes the weights, the moments and then the state (the commit) of `snap` into `dir`; `frozen` tensors (a base
+ * model that does not train) are written into the model file first, beside the trained ones, without moments.
+ */
+export function saveCheckpoint(dir: string, layout: ParamLayout, snap: TrainerSnapshot, state: TrainerState, frozen?: ReadonlyMap<string, { readonly shape: readonly number[]; readonly data: Float32Array }>): void {
   if (state.step !== snap.step) throw new Error(`saveCheckpoint: the state says step ${state.step}, the snapshot ${snap.step}`);
   const meta = { format: 'pt', [STEP_KEY]: String(state.step) };
   const model: Record<string, { shape: readonly number[]; data: Float32Array }> = {};
+  for (const [name, t] of frozen ?? []) model[name] = t;
   for (const [name, t] of unpackFlat(layout, snap.params)) model[name] = t;
   const moments: Record<string, { shape: readonly number[]; data: Float32Array }> = {};
   const m = unpackFlat(layout, snap.m);
@@ -111,9 +125,14 @@ export interface LoadedCheckpoint {
   readonly moments: OptimizerMoments;
 }
 
-/** Reads and cross-checks a run's checkpoint; any damage is a ModelFileError naming the file and what is wrong. */
-export function loadCheckpoint(dir: string, config: ModelConfig, attentionParams: readonly AttentionParamSpec[]): LoadedCheckpoint {
-  const slots = expectedTensors(config, attentionParams).filter((s) => !s.name.startsWith('medusa.'));
+/**
+ * Reads and cross-checks a run's checkpoint; any damage is a ModelFileError naming the file and what is wrong.
+ * `trained` says which tensors have moments (default: the model's, not Medusa heads'; train-medusa: the heads').
+ */
+export function loadCheckpoint(
+  dir: string, config: ModelConfig, attentionParams: readonly AttentionParamSpec[], trained: (name: string) => boolean = (name) => !name.startsWith('medusa.'),
+): LoadedCheckpoint {
+  const slots = expectedTensors(config, attentionParams).filter((s) => trained(s.name));
   const statePath = join(dir, STATE_FILE);
   const state = readState(statePath);
   const modelPath = join(dir, MODEL_FILE);
@@ -205,6 +224,14 @@ export function readState(path: string): TrainerState {
   const d = json['data'];
   if (typeof d !== 'object' || d === null || !Array.isArray((d as Record<string, unknown>)['files']) || typeof (d as Record<string, unknown>)['hash'] !== 'string') fail('data', 'missing or without files and hash');
   int(d as Record<string, unknown>, 'tokens', 'data.');
+  const medusa = json['medusa'];
+  if (medusa !== undefined) {
+    if (typeof medusa !== 'object' || medusa === null) fail('medusa', 'expected { "heads", "target", "base" }');
+    const m = medusa as Record<string, unknown>;
+    if (int(m, 'heads', 'medusa.') < 1) fail('medusa.heads', 'expected at least 1');
+    if (m['target'] !== 'self' && m['target'] !== 'data') fail('medusa.target', `expected "self" or "data", got ${JSON.stringify(m['target'])}`);
+    if (typeof m['base'] !== 'string') fail('medusa.base', `expected the base model's directory, got ${JSON.stringify(m['base'])}`);
+  }
   return json as unknown as TrainerState;
 }
 

@@ -22,7 +22,7 @@ export class CpuTrainer implements Trainer {
   private steps = 0;
 
   constructor(readonly config: ModelConfig, weights: ModelWeights<TensorData>, private readonly variant: ModelVariant) {
-    if (config.medusa) throw new Error(`${config.file}: training Medusa heads is not supported; remove "medusa" from the config to train the base model`);
+    if (config.medusa) throw new Error(`${config.file}: linattn train trains the base model; remove "medusa" from the config (Medusa heads are trained by linattn train-medusa)`);
     this.layout = paramLayout(config, variant.params);
     this.p = packFlat(this.layout, weightsToTensors(config, weights, variant.params));
     this.m = new Float32Array(this.layout.totalFloats);

@@ -114,6 +114,34 @@ export function trainMatmulCache(gpu: Gpu): { readonly get: (p: MatmulProblem) =
   };
 }
 
+/** y = x·Wᵀ (x [r, in], W [out, in]) into y. */
+export async function forwardMatmulOp(ctx: TrainContext, x: Binding, w: Binding, y: Binding, r: number, inDim: number, out: number): Promise<BoundDispatch> {
+  return bindMatmulRanges(ctx.gpu, await ctx.matmul({ M: r, N: out, K: inDim, transposeB: true }), { a: x, w, c: y });
+}
+
+/** dx (+)= dy·W (dy [r, out], W [out, in]). */
+export async function inputGradOp(ctx: TrainContext, dy: Binding, w: Binding, dx: Binding, r: number, inDim: number, out: number, accumulate: boolean): Promise<BoundDispatch> {
+  return bindMatmulRanges(ctx.gpu, await ctx.matmul({ M: r, N: inDim, K: out, transposeB: false, ...(accumulate && { fusion: { epilogue: 'accumulate' as const } }) }), { a: dy, w, c: dx });
+}
+
+/** Floats of the split-K partials the largest of these weight gradients ([out, in, rows] each) needs (0: none splits). */
+export function splitPartialFloats(ctx: TrainContext, problems: readonly (readonly [number, number, number])[]): number {
+  return Math.max(0, ...problems.map(([o, i, r]) => { const s = ctx.splits(o, i, r); return s > 1 ? s * o * i : 0; }));
+}
+
+/** dW += dyᵀ·x, split over rows into `partials` (splitPartialFloats) when the output has few tiles, summed in a fixed order. */
+export async function weightGradOps(
+  ctx: TrainContext, partials: GPUBuffer | undefined, dy: Binding, x: Binding, dw: Binding, r: number, inDim: number, out: number, label: string,
+): Promise<BoundDispatch[]> {
+  const { gpu } = ctx;
+  const s = ctx.splits(out, inDim, r);
+  if (s <= 1) return [bindMatmulRanges(gpu, await ctx.matmul({ M: out, N: inDim, K: r, transposeA: true, transposeB: false, fusion: { epilogue: 'accumulate' } }), { a: dy, w: x, c: dw })];
+  if (!partials) throw new Error(`${label}: a split-K weight gradient needs its partials buffer`);
+  const plan = await ctx.matmul({ M: out, N: inDim, K: r, transposeA: true, transposeB: false, splitK: s });
+  const part = floatRange(partials, 0, plan.splits * out * inDim);
+  return [bindMatmulRanges(gpu, plan, { a: dy, w: x, c: part }), ...bindColumnSum(gpu, ctx.kernels, { x: part, target: dw }, plan.splits, out * inDim, label)];
+}
+
 export async function buildTrainStep(ctx: TrainContext, b: number, t: number): Promise<TrainStepPlan> {
   const { gpu, config, layout } = ctx;
   const rows = b * t;
@@ -158,7 +186,7 @@ export async function buildTrainStep(ctx: TrainContext, b: number, t: number): P
 
     // Weight-gradient matmuls: their split and the largest partial buffer any of them needs.
     const gradProblems: [number, number, number][] = [[hd, H, rows], [H, hd, rows], [I, H, rows], [H, I, rows], [V, H, blockRows], [V, H, rows % blockRows || blockRows]];
-    const partialFloats = Math.max(0, ...gradProblems.map(([o, i, r]) => { const s = ctx.splits(o, i, r); return s > 1 ? s * o * i : 0; }));
+    const partialFloats = splitPartialFloats(ctx, gradProblems);
     const partials = partialFloats > 0 ? buffer('split-K partials', partialFloats) : undefined;
 
     const p = (name: string): Binding => { const s = slotOf(layout, name); return floatRange(ctx.params, s.offset, s.size); };
@@ -166,20 +194,11 @@ export async function buildTrainStep(ctx: TrainContext, b: number, t: number): P
     const lmName = config.tieWordEmbeddings ? 'model.embed_tokens.weight' : 'lm_head.weight';
     const layerName = (l: number, n: string) => `model.layers.${l}.${n}`;
 
-    // y = x·Wᵀ (x [r, in], W [out, in]) into y
-    const forwardMatmul = async (x: Binding, w: Binding, y: Binding, r: number, inDim: number, out: number) =>
-      bound(bindMatmulRanges(gpu, await ctx.matmul({ M: r, N: out, K: inDim, transposeB: true }), { a: x, w, c: y }));
-    // dx (+)= dy·W
+    const forwardMatmul = async (x: Binding, w: Binding, y: Binding, r: number, inDim: number, out: number) => bound(await forwardMatmulOp(ctx, x, w, y, r, inDim, out));
     const inputGrad = async (dy: Binding, w: Binding, dx: Binding, r: number, inDim: number, out: number, accumulate: boolean) =>
-      bound(bindMatmulRanges(gpu, await ctx.matmul({ M: r, N: inDim, K: out, transposeB: false, ...(accumulate && { fusion: { epilogue: 'accumulate' as const } }) }), { a: dy, w, c: dx }));
-    // dW += dyᵀ·x, split over rows when the output has few tiles
-    const weightGrad = async (dy: Binding, x: Binding, dw: Binding, r: number, inDim: number, out: number, what: string): Promise<BoundDispatch[]> => {
-      const s = ctx.splits(out, inDim, r);
-      if (s <= 1) return [bound(bindMatmulRanges(gpu, await ctx.matmul({ M: out, N: inDim, K: r, transposeA: true, transposeB: false, fusion: { epilogue: 'accumulate' } }), { a: dy, w: x, c: dw }))];
-      const plan = await ctx.matmul({ M: out, N: inDim, K: r, transposeA: true, transposeB: false, splitK: s });
-      const part = floatRange(partials!, 0, plan.splits * out * inDim);
-      return [bound(bindMatmulRanges(gpu, plan, { a: dy, w: x, c: part })), ...bindColumnSum(gpu, ctx.kernels, { x: part, target: dw }, plan.splits, out * inDim, `${what} K splits [${tag}]`).map(bound)];
-    };
+      bound(await inputGradOp(ctx, dy, w, dx, r, inDim, out, accumulate));
+    const weightGrad = async (dy: Binding, x: Binding, dw: Binding, r: number, inDim: number, out: number, what: string): Promise<BoundDispatch[]> =>
+      (await weightGradOps(ctx, partials, dy, x, dw, r, inDim, out, `${what} K splits [${tag}]`)).map(bound);
     const normBackward = (x: GPUBuffer, gainName: string, accumulate: boolean, what: string): BoundDispatch[] => [
       bound(bindRmsnormBackward(gpu, ctx.kernels, { x, gain: p(gainName), dy: dnormed, dx: dres, gp: delta }, rows, accumulate, `${what} backward [${tag}]`)),
       ...bindColumnSum(gpu, ctx.kernels, { x: delta, target: gr(gainName), ...(colScratch && { scratch: colScratch }) }, rows, H, `${what} gain gradient [${tag}]`).map(bound),

@@ -7,9 +7,10 @@
 // Weight decay (AdamW's decoupled λ·p) applies to the model's matrices: the embedding, the q/k/v/o and
 // gate/up/down projections and the LM head. It does not apply to the RMSNorm gains, nor to the attention
 // variant's own parameters (per-head convolution taps, decay rates, biases), which act like gains and biases.
-// Medusa heads are not trained here.
+// Medusa heads are not trained with the model: linattn train-medusa trains them alone (medusaLayout), on a frozen
+// base, and decays both of their matrices.
 import type { ModelConfig } from '../config.ts';
-import { expectedTensors, type AttentionParamSpec } from '../weights.ts';
+import { expectedTensors, type AttentionParamSpec, type TensorSpec } from '../weights.ts';
 
 export interface ParamSlot {
   /** The checkpoint tensor name (model.layers.0.self_attn.q_proj.weight). */
@@ -38,15 +39,25 @@ const DECAYED = /(^model\.embed_tokens\.weight$)|(^lm_head\.weight$)|(\.(q|k|v|o
 
 /** The layout of `config`'s trainable tensors in checkpoint order; `alignBytes` must be a multiple of 4. */
 export function paramLayout(config: ModelConfig, attentionParams: readonly AttentionParamSpec[], alignBytes = PARAM_ALIGN_BYTES): ParamLayout {
+  const specs = expectedTensors(config, attentionParams).filter((s) => !s.name.startsWith('medusa.'));
+  return layoutOf(specs, alignBytes, (name) => DECAYED.test(name));
+}
+
+/** The layout of `config`'s Medusa heads alone (linattn train-medusa: the base stays frozen); both matrices decay. */
+export function medusaLayout(config: ModelConfig, alignBytes = PARAM_ALIGN_BYTES): ParamLayout {
+  if (!config.medusa) throw new Error(`${config.file} has no Medusa heads ("medusa": {"num_heads": M})`);
+  return layoutOf(expectedTensors(config, []).filter((s) => s.name.startsWith('medusa.')), alignBytes, () => true);
+}
+
+function layoutOf(specs: readonly TensorSpec[], alignBytes: number, decay: (name: string) => boolean): ParamLayout {
   if (!(Number.isInteger(alignBytes) && alignBytes >= 4 && alignBytes % 4 === 0)) throw new Error(`paramLayout: alignment ${alignBytes} is not a positive multiple of 4 bytes`);
   const alignFloats = alignBytes / 4;
   const roundUp = (n: number) => Math.ceil(n / alignFloats) * alignFloats;
   const slots: ParamSlot[] = [];
   let at = 0;
-  for (const { name, shape } of expectedTensors(config, attentionParams)) {
-    if (name.startsWith('medusa.')) continue;
+  for (const { name, shape } of specs) {
     const size = shape.reduce((a, b) => a * b, 1);
-    slots.push({ name, shape, offset: at, size, decay: DECAYED.test(name) });
+    slots.push({ name, shape, offset: at, size, decay: decay(name) });
     at = roundUp(at + size);
   }
   return { slots, totalFloats: at, alignFloats, byName: new Map(slots.map((s) => [s.name, s])) };

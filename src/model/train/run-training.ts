@@ -92,6 +92,7 @@ export async function runTraining(req: TrainRequest): Promise<TrainOutcome> {
     if (!hasCheckpoint(out)) throw new TrainSetupError(`--resume: ${out} holds no training run to resume (no ${STATE_FILE})`);
     if (req.source) note(`resuming: the run's own ${join(out, 'config.json')} is used, ${req.source.kind === 'config' ? '--config' : '--model'} is ignored`);
     const state = readState(join(out, STATE_FILE));
+    if (state.medusa) throw new TrainSetupError(`${out} holds a linattn train-medusa run (${state.medusa.heads} Medusa heads on a frozen base); resume it with linattn train-medusa --resume`);
     if (state.device !== req.device) throw new TrainSetupError(`--device ${req.device} differs from the resumed run's ${state.device} (${join(out, STATE_FILE)}); its losses could not continue exactly`);
     options = resumeOptions(state, req.given, note);
     config = loadConfig(join(out, 'config.json'));
@@ -163,7 +164,7 @@ export async function runTraining(req: TrainRequest): Promise<TrainOutcome> {
   }
 }
 
-function resumeOptions(state: TrainerState, given: Partial<TrainOptions>, note: (line: string) => void): TrainOptions {
+export function resumeOptions(state: TrainerState, given: Partial<TrainOptions>, note: (line: string) => void): TrainOptions {
   const saved = state.options;
   for (const [key, value] of Object.entries(given) as [keyof TrainOptions, number][]) {
     if (value === undefined || value === saved[key] || CHANGEABLE_ON_RESUME.includes(key)) continue;
@@ -175,7 +176,7 @@ function resumeOptions(state: TrainerState, given: Partial<TrainOptions>, note: 
   return options;
 }
 
-function checkOptions(o: TrainOptions, config: ModelConfig): void {
+export function checkOptions(o: TrainOptions, config: ModelConfig): void {
   const positive: (keyof TrainOptions)[] = ['steps', 'batch', 'block', 'accum', 'evalEvery', 'saveEvery'];
   for (const k of positive) if (!(Number.isInteger(o[k]) && o[k] >= 1)) throw new TrainSetupError(`${flag(k)} must be a positive integer, got ${o[k]}`);
   if (!(o.lr > 0)) throw new TrainSetupError(`--lr must be > 0, got ${o.lr}`);
@@ -183,7 +184,7 @@ function checkOptions(o: TrainOptions, config: ModelConfig): void {
   if (max !== undefined && o.block > max) throw new TrainSetupError(`--block ${o.block} exceeds max_position_embeddings ${max} of ${config.file}`);
 }
 
-function checkFreshOut(out: string, source: ModelSource): void {
+export function checkFreshOut(out: string, source: ModelSource): void {
   if (source.kind === 'model' && resolve(source.dir) === out) {
     throw new TrainSetupError(`--out ${out} is the --model directory: training would replace its model.safetensors; choose another --out`);
   }

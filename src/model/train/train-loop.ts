@@ -32,6 +32,12 @@ export interface LoopContext {
   readonly data: TrainerState['data'];
   /** The saved state of the run being resumed. */
   readonly resumed?: TrainerState;
+  /** Tokens per window of the batches (default options.block; train-medusa: the heads' block + heads). */
+  readonly window?: number;
+  /** Tensors saved with every checkpoint that do not train (train-medusa: the base model). */
+  readonly frozen?: ReadonlyMap<string, { readonly shape: readonly number[]; readonly data: Float32Array }>;
+  /** Saved in trainer_state.json: this run trains Medusa heads. */
+  readonly medusa?: TrainerState['medusa'];
   readonly onProgress?: (p: TrainProgress) => void;
   /** Evaluations and saves, as lines for a person. */
   readonly onEvent?: (line: string) => void;
@@ -64,7 +70,8 @@ export async function trainLoop(ctx: LoopContext): Promise<TrainSummary> {
   const logPath = join(ctx.out, LOG_FILE);
   prepareLog(logPath, ctx.resumed?.step);
   const log = (entry: Record<string, number>) => appendFileSync(logPath, JSON.stringify(entry) + '\n');
-  const valBatches = evaluationBatches(split.val, o.batch, o.block);
+  const window = ctx.window ?? o.block;
+  const valBatches = evaluationBatches(split.val, o.batch, window);
   const tokensPerStep = o.batch * o.block * o.accum;
 
   let tokensSeen = ctx.resumed?.tokensSeen ?? 0;
@@ -89,7 +96,7 @@ export async function trainLoop(ctx: LoopContext): Promise<TrainSummary> {
   let inflight: { step: number; lr: number; result: Promise<StepResult> } | undefined;
   try {
     for (let s = first; s <= o.steps; s++) {
-      const micro = Array.from({ length: o.accum }, (_, i) => sampleBatch(split.train, o.batch, o.block, batchSeed(o.seed, s, i)));
+      const micro = Array.from({ length: o.accum }, (_, i) => sampleBatch(split.train, o.batch, window, batchSeed(o.seed, s, i)));
       const lr = learningRate(s, o);
       const result = trainer.trainStep(micro, { lr, beta1: o.beta1, beta2: o.beta2, eps: o.eps, weightDecay: o.weightDecay, step: s, maxNorm: o.clip });
       if (inflight) finish(inflight.step, inflight.lr, await inflight.result);
@@ -100,9 +107,11 @@ export async function trainLoop(ctx: LoopContext): Promise<TrainSummary> {
       finish(s, lr, await result);
       inflight = undefined;
       if (evaluate) {
-        lastValLoss = await trainer.evaluate(valBatches);
-        log({ step: s, val_loss: lastValLoss, val_perplexity: Math.exp(lastValLoss) });
-        ctx.onEvent?.(`step ${s}: validation loss ${lastValLoss.toFixed(4)} nats/token (perplexity ${Math.exp(lastValLoss).toFixed(2)})`);
+        const ev = trainer.evaluateMetrics ? await trainer.evaluateMetrics(valBatches) : { loss: await trainer.evaluate(valBatches), metrics: {} };
+        lastValLoss = ev.loss;
+        log({ step: s, val_loss: lastValLoss, val_perplexity: Math.exp(lastValLoss), ...ev.metrics });
+        const extra = Object.entries(ev.metrics).map(([k, v]) => `, ${k} ${v.toFixed(4)}`).join('');
+        ctx.onEvent?.(`step ${s}: validation loss ${lastValLoss.toFixed(4)} nats/token (perplexity ${Math.exp(lastValLoss).toFixed(2)})${extra}`);
         if (!Number.isFinite(lastValLoss)) throw new TrainingDiverged(s, lastSaved, `the validation loss is ${lastValLoss}`, ctx.out);
       }
       if (save) {
@@ -111,8 +120,9 @@ export async function trainLoop(ctx: LoopContext): Promise<TrainSummary> {
           format: 'linattn-trainer', version: 1, step: s, device: ctx.device, options: o, data: ctx.data,
           tokensSeen, elapsedSeconds: round(elapsedBefore + now() - start),
           ...(lastLoss !== undefined && { lastLoss }), ...(lastValLoss !== undefined && { lastValLoss }),
+          ...(ctx.medusa && { medusa: ctx.medusa }),
         };
-        saveCheckpoint(ctx.out, trainer.layout, snap, state);
+        saveCheckpoint(ctx.out, trainer.layout, snap, state, ctx.frozen);
         lastSaved = s;
         ctx.onEvent?.(`step ${s}: saved ${ctx.out}`);
       }

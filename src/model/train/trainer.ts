@@ -20,6 +20,12 @@ export interface StepResult {
   readonly skipped: boolean;
 }
 
+/** A validation pass: the mean loss, and named figures logged with it (train_log.jsonl's evaluation lines). */
+export interface Evaluation {
+  readonly loss: number;
+  readonly metrics: Readonly<Record<string, number>>;
+}
+
 /** AdamW's first and second moments, each tensor by its checkpoint name. */
 export interface OptimizerMoments {
   readonly m: ReadonlyMap<string, { readonly data: ArrayLike<number> }>;
@@ -42,6 +48,8 @@ export interface Trainer {
   trainStep(micro: readonly TokenBatch[], adam: AdamWStep): Promise<StepResult>;
   /** Mean cross-entropy of batches, forward only. */
   evaluate(batches: readonly TokenBatch[]): Promise<number>;
+  /** evaluate, with figures of the trainer's own beside the loss (Medusa heads: each head's loss and top-1 accuracy). */
+  evaluateMetrics?(batches: readonly TokenBatch[]): Promise<Evaluation>;
   snapshot(): Promise<TrainerSnapshot>;
   /** AdamW's moments by tensor name and the steps taken, of a saved run (the parameters come with its weights). */
   setOptimizerState(moments: OptimizerMoments, steps: number): void;

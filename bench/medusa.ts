@@ -1,0 +1,210 @@
+// Trained Medusa heads (linattn train-medusa) against plain decoding on held-out prompts: same model, same run.
+//
+//   npx tsx bench/medusa.ts --model DIR --data FILE… [--prompts N] [--prompt-tokens P] [--tokens N]
+//                           [--trees "SPEC;SPEC;…"] [--sources medusa,oracle,adaptive,ngram] [--no-profile] [--out DIR]
+//
+// The prompts are N windows of P tokens (after BOS) spread evenly over the held-out part of the data — the last 10%
+// of the tokens (the run's own --val-fraction when DIR holds trainer_state.json), text the heads never trained on.
+// Each prompt is decoded greedily by plain `generateGpu` (what `linattn generate` runs, steps in flight: the
+// baseline), then speculatively by each source and tree; every figure sums over the prompts: mean accepted length
+// (tokens per verification step), tokens/s and the speed-up over plain decoding, the median GPU time of a tree step
+// against a decode step's, and how many outputs equal plain decoding's. The oracle (plain decoding's own output
+// replayed: every proposal accepted) runs the Medusa chains: the ceiling of those shapes, and — its tree steps
+// being the same size without the heads — what the heads cost. Everything runs once on the first prompt
+// before timing (a pipeline compiles at its first dispatch on lavapipe), and each timed figure follows a sustained
+// warm-up on a hardware GPU (an idle GPU drops its clocks). With timestamp queries (unless --no-profile) one tree
+// step of a chain of M nodes is profiled dispatch by dispatch (runtime/dispatch-profile.ts) with the heads and
+// without: what the heads add, kernel by kernel. Writes medusa.json to --out, else $OUT, else out/.
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { loadConfig } from '../src/model/config.ts';
+import { generateGpu, type GenerateResult } from '../src/model/generate.ts';
+import { GpuModel } from '../src/model/gpu-model.ts';
+import { loadTokenizer } from '../src/model/tokenizer.ts';
+import { readState, STATE_FILE } from '../src/model/train/checkpoint.ts';
+import { loadCorpus, splitCorpus } from '../src/model/train/data.ts';
+import { loadModelVariant } from '../src/model/variant.ts';
+import { loadWeights } from '../src/model/weights.ts';
+import { compiledAttentionFactory } from '../src/runtime/compiled-attention.ts';
+import { getDevice } from '../src/runtime/dawn.ts';
+import { summarizeDispatches } from '../src/runtime/dispatch-profile.ts';
+import { median } from '../src/runtime/timing.ts';
+import { AdaptiveDraft } from '../src/speculative/adaptive-draft.ts';
+import type { DraftSource } from '../src/speculative/draft.ts';
+import { speculativeGenerate } from '../src/speculative/generate.ts';
+import { GpuTreeVerifier } from '../src/speculative/gpu-verifier.ts';
+import { MedusaDraft } from '../src/speculative/medusa-draft.ts';
+import { NgramDraft } from '../src/speculative/ngram-draft.ts';
+import { OracleDraft } from '../src/speculative/oracle-draft.ts';
+import { treeFromParents } from '../src/speculative/token-tree.ts';
+import { parseTreeSpec, type TreeShape } from '../src/speculative/tree-spec.ts';
+
+const WARM_MS = 300;
+
+export interface MedusaFigure {
+  readonly source: string;
+  readonly tree: string;
+  readonly maxNodes: number;
+  readonly meanAccepted: number;
+  readonly meanTreeNodes: number;
+  readonly tokensPerS: number;
+  readonly speedup: number;
+  readonly gpuMsPerTreeStep: number | undefined;
+  readonly treeStepOverDecodeStep: number | undefined;
+  readonly identical: number;
+  readonly prompts: number;
+}
+
+const { values } = parseArgs({
+  options: {
+    model: { type: 'string' }, data: { type: 'string', multiple: true }, prompts: { type: 'string' }, 'prompt-tokens': { type: 'string' },
+    tokens: { type: 'string' }, trees: { type: 'string' }, sources: { type: 'string' }, out: { type: 'string' }, 'no-profile': { type: 'boolean' },
+  },
+});
+if (!values.model || !values.data?.length) {
+  console.error('usage: npx tsx bench/medusa.ts --model DIR --data FILE… [--prompts N] [--prompt-tokens P] [--tokens N] [--trees "SPEC;…"] [--sources medusa,adaptive,ngram] [--out DIR]');
+  process.exit(2);
+}
+const dir = resolve(values.model);
+const config = loadConfig(join(dir, 'config.json'));
+const heads = config.medusa?.numHeads ?? 0;
+const variant = loadModelVariant(config);
+const weights = loadWeights(config, join(dir, 'model.safetensors'), variant.params);
+const tokenizer = loadTokenizer(config);
+const gpu = await getDevice();
+const nPrompts = Number(values.prompts ?? (gpu.isSoftware ? 4 : 16));
+const promptTokens = Number(values['prompt-tokens'] ?? 64);
+const newTokens = Number(values.tokens ?? (gpu.isSoftware ? 64 : 256));
+const sources = (values.sources ?? (heads > 0 ? 'medusa,oracle,adaptive' : 'oracle,adaptive,ngram')).split(',');
+const defaultMedusaTrees = ['chain:1', `chain:${heads}`, sparseTree(heads), 'top:4'];
+const trees = (values.trees?.split(';') ?? []).map(parseTreeSpec);
+
+const valFraction = existsSync(join(dir, STATE_FILE)) ? readState(join(dir, STATE_FILE)).options.valFraction : 0.1;
+const held = splitCorpus(loadCorpus(values.data, tokenizer), valFraction, promptTokens).val;
+const prompts = Array.from({ length: nPrompts }, (_, k) => {
+  const start = Math.floor((k * (held.length - promptTokens)) / Math.max(1, nPrompts));
+  return [...(tokenizer.bos !== undefined ? [tokenizer.bos] : []), ...held.subarray(start, start + promptTokens)];
+});
+
+/** Candidates per node a shape asks a draft for (as linattn generate asks the Medusa heads). */
+function candidatesPerNode(shape: TreeShape): number {
+  return shape.kind === 'static' ? Math.max(...shape.paths.map((p) => p[p.length - 1])) + 1 : shape.width;
+}
+
+/** Medusa's sparse tree for M heads: the top three first guesses, two second guesses under the best, the best chain below. */
+function sparseTree(M: number): string {
+  const paths: number[][] = [[0], [1], [2]];
+  if (M >= 2) paths.push([0, 0], [0, 1], [1, 0]);
+  for (let d = 3; d <= M; d++) paths.push(Array(d).fill(0));
+  if (M >= 3) paths.push([0, 0, 1]);
+  return JSON.stringify(paths);
+}
+
+const model = await GpuModel.create(gpu, config, weights, await compiledAttentionFactory(gpu, variant.compiled, config.numHeads, config.headDim));
+const shapes: { source: string; shape: TreeShape; nodes: number }[] = [];
+for (const source of sources) {
+  const own = trees.length
+    ? trees
+    : source === 'medusa'
+    ? defaultMedusaTrees.map(parseTreeSpec)
+    : source === 'oracle'
+    ? [...new Set(['chain:1', `chain:${Math.max(1, heads)}`])].map(parseTreeSpec)
+    : [parseTreeSpec(source === 'adaptive' ? 'best:4' : 'top:4')];
+  for (const shape of own) shapes.push({ source, shape, nodes: shape.kind === 'static' ? shape.paths.length : 16 });
+}
+const maxNodes = Math.max(16, ...shapes.map((s) => s.nodes));
+const sizes = [...new Set(shapes.filter((s) => s.shape.kind === 'static').map((s) => s.nodes + 1))];
+const verifier = await GpuTreeVerifier.create(model, variant.compiled, weights, { maxNodes: maxNodes + 1, ownsModel: true, sizes });
+const log = (s: string) => console.log(s);
+log(`Medusa bench on ${gpu.adapterName}: ${dir} (${config.numLayers} layers, hidden ${config.hiddenSize}, vocab ${config.vocabSize}, ${heads} Medusa heads); ` +
+  `${nPrompts} held-out prompts of ${promptTokens} tokens, ${newTokens} new tokens each`);
+try {
+  if (heads > 0) await verifier.prepare({ medusaTopK: 4 });
+  const draftOf = (source: string, p: number, shape: TreeShape): DraftSource => {
+    if (source === 'medusa') return new MedusaDraft(heads, candidatesPerNode(shape));
+    if (source === 'oracle') return new OracleDraft(prompts[p], plain[p].tokens[0], config.vocabSize);
+    if (source === 'adaptive') return new AdaptiveDraft(0);
+    if (source === 'ngram') return new NgramDraft();
+    throw new Error(`unknown source ${source} (medusa, oracle, adaptive, ngram)`);
+  };
+  const plainOf = (ids: readonly number[], pipelined = true) => generateGpu(model, tokenizer, [ids], { maxTokens: newTokens, pipelined });
+  const specOf = (s: (typeof shapes)[number], p: number) => speculativeGenerate(verifier, draftOf(s.source, p, s.shape), prompts[p], { maxTokens: newTokens, shape: s.shape, maxNodes: s.nodes });
+  const warm = async (work: () => Promise<unknown>) => {
+    const until = performance.now() + (gpu.isSoftware ? 0 : WARM_MS);
+    do await work(); while (performance.now() < until);
+  };
+
+  await warm(() => plainOf(prompts[0]));
+  const plain: GenerateResult[] = [];
+  for (const ids of prompts) plain.push(await plainOf(ids));
+  // Every plan and pipeline once, untimed.
+  for (const s of shapes) await specOf(s, 0);
+  const plainTokens = plain.reduce((n, r) => n + r.tokens[0].length - 1, 0);
+  const plainMs = plain.reduce((n, r) => n + r.decodeMs, 0);
+  const plainTps = (1000 * plainTokens) / plainMs;
+  const decodeGpu = (await plainOf(prompts[0], false)).decodeSteps.map((s) => s.gpuMs).filter((x): x is number => x !== undefined);
+  const decodeGpuMs = decodeGpu.length ? median(decodeGpu) : undefined;
+  log(`plain decoding (generateGpu): ${plainTps.toFixed(1)} tokens/s; GPU ${decodeGpuMs?.toFixed(3) ?? '—'} ms per decode step`);
+
+  const figures: MedusaFigure[] = [];
+  for (const s of shapes) {
+    await warm(() => specOf(s, 0));
+    let tokens = 0;
+    let accepted = 0;
+    let steps = 0;
+    let ms = 0;
+    let nodes = 0;
+    let identical = 0;
+    const gpuMs: number[] = [];
+    for (let p = 0; p < prompts.length; p++) {
+      const r = await specOf(s, p);
+      tokens += r.tokens.length - 1;
+      accepted += r.acceptedPerStep.reduce((a, b) => a + b, 0);
+      steps += r.steps;
+      ms += r.decodeMs;
+      nodes += r.meanTreeNodes * r.steps;
+      gpuMs.push(...r.gpuMsPerStep);
+      if (r.tokens.join(',') === plain[p].tokens[0].join(',')) identical++;
+    }
+    const tps = (1000 * tokens) / ms;
+    const treeGpu = gpuMs.length ? median(gpuMs) : undefined;
+    const fig: MedusaFigure = {
+      source: s.source, tree: s.shape.spec, maxNodes: s.nodes, meanAccepted: accepted / steps, meanTreeNodes: nodes / steps,
+      tokensPerS: tps, speedup: tps / plainTps, gpuMsPerTreeStep: treeGpu,
+      treeStepOverDecodeStep: treeGpu !== undefined && decodeGpuMs ? treeGpu / decodeGpuMs : undefined,
+      identical, prompts: prompts.length,
+    };
+    figures.push(fig);
+    log(`  ${fig.source} --tree ${fig.tree}: accepted ${fig.meanAccepted.toFixed(2)}/step (tree ${fig.meanTreeNodes.toFixed(1)} nodes), ${tps.toFixed(1)} tokens/s, ` +
+      `${fig.speedup.toFixed(2)}×, GPU ${treeGpu?.toFixed(3) ?? '—'} ms per tree step (${fig.treeStepOverDecodeStep?.toFixed(2) ?? '—'}× a decode step), identical ${identical}/${prompts.length}`);
+  }
+  // One tree step (a chain of M draft nodes), dispatch by dispatch, with and without the heads.
+  const profile: { heads: boolean; gpuMs: number; dispatches: number; kernels: ReturnType<typeof summarizeDispatches> }[] = [];
+  if (heads > 0 && model.hasTimestamps && !values['no-profile']) {
+    const ids = prompts[0];
+    const tree = treeFromParents(Array.from({ length: heads + 1 }, (_, i) => ids[(i + 1) % ids.length]), Array.from({ length: heads + 1 }, (_, i) => i - 1));
+    for (const withHeads of [false, true]) {
+      await verifier.start(ids, { temperature: 0 }, 0);
+      const times = await verifier.profileStep({ trees: [tree], ...(withHeads && { medusaTopK: 4 }) });
+      profile.push({ heads: withHeads, gpuMs: times.reduce((a, t) => a + t.ms, 0), dispatches: times.length, kernels: summarizeDispatches(times) });
+    }
+    const [without, withHeads] = profile;
+    log(`one tree step (chain of ${heads}), each dispatch timed in a pass of its own: ${without.gpuMs.toFixed(3)} ms in ${without.dispatches} dispatches without the heads, ` +
+      `${withHeads.gpuMs.toFixed(3)} ms in ${withHeads.dispatches} with them`);
+    for (const k of withHeads.kernels.filter((k) => !without.kernels.some((w) => w.kernel === k.kernel && w.dispatches === k.dispatches))) {
+      log(`  ${k.kernel}: ${k.ms.toFixed(3)} ms (${k.dispatches})`);
+    }
+  }
+  const report = {
+    adapter: gpu.adapterName, software: gpu.isSoftware, date: new Date().toISOString(), model: dir, medusaHeads: heads,
+    prompts: nPrompts, promptTokens, newTokens, plain: { tokensPerS: plainTps, gpuMsPerDecodeStep: decodeGpuMs }, figures, profile,
+  };
+  const out = values.out ?? process.env['OUT'] ?? 'out';
+  mkdirSync(out, { recursive: true });
+  writeFileSync(join(out, 'medusa.json'), JSON.stringify(report, null, 2) + '\n');
+  log(`wrote ${join(out, 'medusa.json')}`);
+} finally {
+  await verifier.destroy();
+}
+process.exit(0);

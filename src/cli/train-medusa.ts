@@ -1,0 +1,104 @@
+// `linattn train-medusa --model DIR --data FILE… --heads N --out DIR [options]`: trains Medusa heads on a frozen base
+// model (src/model/train/run-medusa-training.ts) with train's progress line, and says how to use the result.
+import type { PrepareAttention } from '../model/attention-context.ts';
+import { DataFileError } from '../model/train/data.ts';
+import { runMedusaTraining } from '../model/train/run-medusa-training.ts';
+import { TrainSetupError } from '../model/train/run-training.ts';
+import { TrainingDiverged } from '../model/train/train-loop.ts';
+import { compiledAttentionFactory } from '../runtime/compiled-attention.ts';
+import { getDevice } from '../runtime/dawn.ts';
+import { choice, number, required, str, UsageError } from './args.ts';
+import type { Command } from './command.ts';
+import { givenOptions, progressPrinter } from './train.ts';
+
+const compiledAttention: PrepareAttention = ({ gpu, config, program }) => compiledAttentionFactory(gpu, program, config.numHeads, config.headDim);
+
+/** `linattn train-medusa` whose base model's GPU attention layers come from `prepareAttention` (forward only). */
+export function trainMedusaWith(prepareAttention: PrepareAttention): Command {
+  return {
+    name: 'train-medusa',
+    synopsis:
+      'linattn train-medusa --model DIR --data FILE… --heads N --out DIR [--target self|data] [--steps N] [--batch B] [--block T]\n' +
+      '                     [--lr LR] [--seed S] [--resume] [--device gpu|cpu]',
+    summary: 'Train Medusa heads (speculative drafts) on a frozen base model; OUT is a model directory for generate --speculate medusa.',
+    help: [
+      'Head n (0-based) reads the base model\'s final-normed hidden state at position t and learns the token at t + 2 + n',
+      '(one residual SiLU block and a vocabulary projection, as the inference code reads them; they start as the base\'s',
+      'LM head). The base is frozen: its forward runs without gradients, any attention variant.',
+      '',
+      'OUT is a model directory: config.json (the base\'s, with "medusa": {"num_heads": N}) and model.safetensors (the',
+      'base\'s tensors copied, and the heads), plus optimizer.safetensors, trainer_state.json and train_log.jsonl (each',
+      'evaluation logs every head\'s loss and top-1 accuracy). Use it with: linattn generate --model OUT --speculate medusa',
+      '',
+      '  --model DIR        the base model directory (linattn train\'s output)',
+      '  --data FILE…       UTF-8 text files, repeatable; the last 10% of the tokens are held out for validation (required)',
+      '  --heads N          heads to train (required; 3–5 is usual: later heads guess further ahead and are accepted less)',
+      '  --out DIR          the run\'s directory: new, empty, or this run\'s (with --resume) (required)',
+      '  --target T         what the heads learn at each position:',
+      '                       self (default): the base model\'s own greedy next tokens on the text, i.e. what greedy',
+      '                       verification accepts (Medusa-2\'s self-distillation). The heads learn to predict the',
+      '                       model, including its mistakes, so no head is trained towards a token the base would',
+      '                       reject; costs one more LM head over the windows per step.',
+      '                       data: the text\'s own tokens (Medusa-1). Right where the base predicts the text well;',
+      '                       elsewhere it trains the heads towards tokens verification refuses.',
+      '  --steps N          optimiser steps (default 1000)',
+      '  --batch B          windows per micro-batch (default 16)',
+      '  --block T          positions per window the heads train at (default 256); the base reads T + N tokens',
+      '  --lr LR            peak learning rate (default 1e-3), warmup then cosine to LR/10, AdamW as linattn train',
+      '  --seed S           batches (default 0): the same seed repeats a run exactly',
+      '  --accum N, --warmup N, --eval-every N, --save-every N    as linattn train',
+      '  --resume           continue the run in OUT exactly where its last checkpoint left it',
+      '  --device D         gpu (default) or cpu (the float64 model; slow, for tiny models)',
+    ].join('\n'),
+    options: {
+      model: { type: 'string' }, data: { type: 'string', multiple: true }, heads: { type: 'string' }, out: { type: 'string' }, target: { type: 'string' },
+      steps: { type: 'string' }, batch: { type: 'string' }, block: { type: 'string' }, lr: { type: 'string' }, seed: { type: 'string' },
+      accum: { type: 'string' }, 'eval-every': { type: 'string' }, 'save-every': { type: 'string' }, warmup: { type: 'string' },
+      resume: { type: 'boolean' }, device: { type: 'string' },
+    },
+    async run({ values }, io) {
+      const out = required(values, 'out');
+      const data = (values['data'] as string[] | undefined) ?? [];
+      if (data.length === 0) throw new UsageError('--data FILE is required (one or more text files)');
+      const resume = values['resume'] === true;
+      const model = str(values, 'model');
+      const heads = number(values, 'heads', (n) => Number.isInteger(n) && n >= 1 && n <= 16, 'an integer from 1 to 16');
+      if (!resume && model === undefined) throw new UsageError('give --model DIR, the base model (or --resume to continue the run in --out)');
+      if (!resume && heads === undefined) throw new UsageError('give --heads N, the number of Medusa heads to train');
+      const target = values['target'] === undefined ? undefined : choice(values, 'target', ['self', 'data'] as const, 'self');
+      const device = choice(values, 'device', ['gpu', 'cpu'] as const, 'gpu');
+      const given = givenOptions(values);
+      const progress = progressPrinter(io);
+      try {
+        const r = await runMedusaTraining({
+          ...(model !== undefined && { model }), ...(heads !== undefined && { heads }), ...(target !== undefined && { target }),
+          resume, data, out, device, given,
+          gpu: async () => ({ gpu: await getDevice(), prepareAttention }),
+          onProgress: progress.update,
+          onEvent: (line) => progress.say(line),
+        });
+        progress.done();
+        const perHead = Array.from({ length: r.heads }, (_, n) => r.metrics[`head${n}_top1`])
+          .map((a, n) => (a === undefined ? '' : `head ${n} ${(100 * a).toFixed(1)}%`))
+          .filter(Boolean)
+          .join(', ');
+        io.stdout(
+          `trained ${r.heads} Medusa heads (--target ${r.target}) for ${r.step} steps${r.resumedFrom !== undefined ? ` (resumed at ${r.resumedFrom})` : ''} of ` +
+            `${r.options.batch * r.options.accum} × ${r.options.block} positions: loss ${r.lastLoss?.toFixed(4) ?? '—'} nats/token` +
+            `${r.lastValLoss !== undefined ? `, validation ${r.lastValLoss.toFixed(4)}` : ''}${perHead ? `; held-out top-1 ${perHead}` : ''}\n` +
+            `saved ${r.out} (linattn generate --model ${r.out} --prompt "…" --speculate medusa)\n`,
+        );
+        return 0;
+      } catch (e) {
+        progress.done();
+        if (e instanceof TrainingDiverged || e instanceof TrainSetupError || e instanceof DataFileError) {
+          io.stderr(`linattn train-medusa: ${e.message}\n`);
+          return 1;
+        }
+        throw e;
+      }
+    },
+  };
+}
+
+export const trainMedusaCommand: Command = trainMedusaWith(compiledAttention);
