@@ -6,8 +6,9 @@
 //
 // Each invocation keeps E = 4 elements S[f, c] in registers and runs the sum along the path in the recurrent
 // step's own order and arithmetic (S ← exp(lg_p) S + ψ_p v_p; past_groups: S += So at a group start, So += ψ v),
-// so the state it leaves is the one decoding the accepted tokens leaves, to the last bit, while nothing waits
-// on memory between steps: ψ, log-gates and values of TILE path nodes are staged in workgroup memory at a time.
+// so the state it leaves is the one decoding the accepted tokens leaves (on lavapipe S to the bit, gated z within
+// 3e-7: the driver may fuse the two kernels' exp and multiply-add differently), while nothing waits on memory
+// between steps: ψ, log-gates and values of TILE path nodes are staged in workgroup memory at a time.
 // The rings take the path's last RING positions (workgroup 0 of each head slice).
 import type { PrefixForm } from '../../src/ir/terms.ts';
 import type { Id, Program } from '../../src/ir/types.ts';
