@@ -109,6 +109,24 @@ describe('the small-M Wᵀ kernel above 8 rows (draft trees): blocks of rows in 
   });
 });
 
+describe('the rows kernel (9–128 rows, wide Wᵀ: the LM head, gate|up and q|k|v of a tree): every row in every workgroup', () => {
+  // Few cases: lavapipe compiles this kernel slowly (seconds each; a sum per row and column in registers).
+  it('M = 9 with every fusion, M = 65 in three blocks, and the default path for a wide LM head', async () => {
+    for (const [M, N, K, fusion, seed] of [[9, 3 * 21, 44, QKV, 2000], [9, 2 * 19, 36, GATE_UP, 2100], [9, 29, 52, RESIDUAL, 2200], [65, 2 * 19, 36, GATE_UP, 2300]] as const) {
+      const plan = await check(M, N, K, fusion, seed, { path: 'rows' });
+      expect(plan.path).toBe('rows');
+    }
+    const plan = await check(17, 1024, 64, { rmsnorm: { eps: EPS } }, 2400);
+    expect(plan.path, plan.kernel).toBe('rows');
+    expect(plan.workgroups[1]).toBe(1);
+  });
+
+  it('is correct for blocks, slices, loads per tile and columns per thread, ragged, and reduced a row per round', async () => {
+    await check(13, 3 * 23, 76, QKV, 2500, { path: 'rows', rows: { blocks: 3, slices: 8, unroll: 8, cols: 4, colsPerThread: 3 } });
+    await check(11, 31, 28, RESIDUAL, 2600, { path: 'rows', rows: { blocks: 1, slices: 1, unroll: 1, cols: 64, colsPerThread: 2 } });
+  });
+});
+
 describe('the tiled matmul takes the split and accumulate epilogues (prefill-sized M)', () => {
   it('M = 13 and 70: q | k | v split and residual accumulate at ragged tiles', async () => {
     for (const M of [13, 70]) {
