@@ -53,16 +53,18 @@ function chunkRows(v: RowsVariant): number {
   return Math.max(1, Math.min(rowsPerBlock(v), Math.floor(floats / (rowsWeightRows(v) * rowsThreads(v)))));
 }
 
-/** vec4 of the shared array: the x tile, reused by the reduction (and the norm's partial sums). */
+/** vec4 of the shared array: the x tile, reused by the slices' reduction (and the norm's partial sums). */
 function sharedVec4s(v: RowsVariant): number {
   const MP = rowsPerBlock(v) * v.blocks;
-  return Math.max(MP * v.slices * v.unroll, Math.ceil((chunkRows(v) * rowsWeightRows(v) * rowsThreads(v)) / 4));
+  const reduction = v.slices > 1 ? Math.ceil((chunkRows(v) * rowsWeightRows(v) * rowsThreads(v)) / 4) : 0;
+  return Math.max(MP * v.slices * v.unroll, reduction);
 }
 
 /** Workgroup memory in bytes. */
 export function rowsWorkgroupBytes(v: RowsVariant): number {
   const MP = rowsPerBlock(v) * v.blocks;
-  return sharedVec4s(v) * 16 + (v.fusion?.rmsnorm ? MP * 4 : 0);
+  const argmax = v.fusion?.epilogue === 'argmax' ? 2 * MP * v.cols * 4 : 0;
+  return sharedVec4s(v) * 16 + (v.fusion?.rmsnorm ? MP * 4 : 0) + argmax;
 }
 
 /** Columns (or [gate, up] pairs) one workgroup finishes. */
@@ -88,6 +90,7 @@ export function rowsMatmulWgsl(v: RowsVariant): string {
   checkRowsVariant(v);
   const f = v.fusion;
   const swiglu = f?.epilogue === 'swiglu';
+  const argmax = f?.epilogue === 'argmax';
   const norm = f?.rmsnorm;
   const TW = rowsWeightRows(v);
   const RT = rowsPerBlock(v);
@@ -115,13 +118,27 @@ export function rowsMatmulWgsl(v: RowsVariant): string {
   L.push('// The x tile [ROWS, BKV] as vec4; after the K loop the same memory holds partial sums as floats.');
   L.push(`var<workgroup> xs: array<vec4<f32>, ${sharedVec4s(v)}>;`);
   if (norm) L.push('var<workgroup> scale: array<f32, ROWS>; // 1 / rms of each row');
+  if (argmax) {
+    L.push(`// Each (row, column thread)'s best logit and its column (−1: none), reduced per row at the end.`);
+    L.push(`var<workgroup> bestV: array<f32, ${MP * v.cols}>;`);
+    L.push(`var<workgroup> bestI: array<f32, ${MP * v.cols}>;`);
+  }
   L.push('');
-  if (!swiglu) {
+  if (!swiglu && !argmax) {
     L.push(...storeFn(f));
     L.push('');
   }
+  if (v.slices > 1) {
+    L.push("// Value `at` of the (block, column c) threads' partial sums, summed over their slices.");
+    L.push('fn partialSum(at: u32, block: u32, c: u32) -> f32 {');
+    L.push('  var s = 0.0;');
+    L.push('  for (var l = 0u; l < SLICES; l++) { let x = at * THREADS + (block * SLICES + l) * COLS + c; s += xs[x / 4u][x % 4u]; }');
+    L.push('  return s;');
+    L.push('}');
+    L.push('');
+  }
   L.push('@compute @workgroup_size(THREADS)');
-  L.push('fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid: vec3<u32>) {');
+  L.push(`fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid: vec3<u32>${argmax ? ', @builtin(num_workgroups) nwg: vec3<u32>' : ''}) {`);
   L.push('  let N = params.N;');
   L.push('  let KW = params.K / 4u;');
   L.push('  let M = params.M;');
@@ -191,30 +208,52 @@ export function rowsMatmulWgsl(v: RowsVariant): string {
     L.push('    workgroupBarrier();');
     L.push('  }');
   }
-  L.push(`  // Partial sums of the SLICES threads of each (block, column) meet CHUNK rows at a time: value j of row`);
-  L.push(`  // r0 + i of thread t at [(i * ${TW} + j) * THREADS + t]; slice s then finishes rows r0 + s, r0 + s + SLICES, ….`);
-  for (let r0 = 0; r0 < RT; r0 += RC) {
-    const rows = Math.min(RC, RT - r0);
-    for (let i = 0; i < rows; i++) {
-      for (let j = 0; j < TW; j++) L.push(`  { let at = ${(i * TW + j)}u * THREADS + tid; xs[at / 4u][at % 4u] = acc${r0 + i}_${j}; }`);
+  /** The epilogue of row `m` (a WGSL u32) once its sums s0 … are in `sums` (WGSL f32 expressions). */
+  const finish = (ind: string, m: string, rowAt: string, sums: readonly string[]) => {
+    sums.forEach((x, j) => L.push(`${ind}let s${j} = ${x}${norm ? ` * scale[${m}]` : ''};`));
+    if (swiglu) L.push(`${ind}if (live) { C0[${m} * I + col] = s0 / (1.0 + exp(-s0)) * s1; }`);
+    else if (argmax) {
+      L.push(`${ind}var bv = -3.40282346e38;`, `${ind}var bi = -1.0;`);
+      for (let j = 0; j < TW; j++) L.push(`${ind}if (col + ${j}u < N && (s${j} > bv || bi < 0.0)) { bv = s${j}; bi = f32(col + ${j}u); }`);
+      L.push(`${ind}bestV[(${rowAt}) * COLS + c] = bv;`, `${ind}bestI[(${rowAt}) * COLS + c] = bi;`);
+    } else for (let j = 0; j < TW; j++) L.push(`${ind}if (col + ${j}u < N) { store_out(${m}, col + ${j}u, s${j}); }`);
+  };
+  if (v.slices === 1) {
+    L.push("  // One slice: every thread holds its rows' whole sums.");
+    for (let r = 0; r < RT; r++) {
+      L.push(`  if (row0 + ${r}u < M) {`);
+      finish('    ', `(row0 + ${r}u)`, `block * BLOCK_ROWS + ${r}u`, Array.from({ length: TW }, (_, j) => `acc${r}_${j}`));
+      L.push('  }');
     }
+  } else {
+    L.push(`  // Partial sums of the SLICES threads of each (block, column) meet ${RC} row(s) at a time: value j of row`);
+    L.push(`  // r0 + i of thread t at [(i * ${TW} + j) * THREADS + t]; slice s then finishes rows r0 + s, r0 + s + SLICES, ….`);
+    for (let r0 = 0; r0 < RT; r0 += RC) {
+      const rows = Math.min(RC, RT - r0);
+      if (r0 > 0) L.push('  workgroupBarrier();');
+      for (let i = 0; i < rows; i++) {
+        for (let j = 0; j < TW; j++) L.push(`  { let at = ${i * TW + j}u * THREADS + tid; xs[at / 4u][at % 4u] = acc${r0 + i}_${j}; }`);
+      }
+      L.push('  workgroupBarrier();');
+      L.push(`  for (var i = slice; i < ${rows}u; i += SLICES) {`);
+      L.push(`    let m = row0 + ${r0}u + i;`);
+      L.push('    if (m < M) {');
+      const sums = Array.from({ length: TW }, (_, j) => `partialSum(i * ${TW}u + ${j}u, block, c)`);
+      finish('      ', 'm', `block * BLOCK_ROWS + ${r0}u + i`, sums);
+      L.push('    }');
+      L.push('  }');
+    }
+  }
+  if (argmax) {
     L.push('  workgroupBarrier();');
-    L.push(`  for (var i = slice; i < ${rows}u; i += SLICES) {`);
-    L.push(`    let m = row0 + ${r0}u + i;`);
-    L.push('    if (m < M) {');
-    for (let j = 0; j < TW; j++) {
-      L.push(`      var s${j} = 0.0;`);
-      L.push(`      for (var l = 0u; l < SLICES; l++) { let at = (i * ${TW}u + ${j}u) * THREADS + (block * SLICES + l) * COLS + c; s${j} += xs[at / 4u][at % 4u]; }`);
-      if (norm) L.push(`      s${j} *= scale[m];`);
-    }
-    if (swiglu) {
-      L.push('      if (live) { C0[m * I + col] = s0 / (1.0 + exp(-s0)) * s1; }');
-    } else {
-      for (let j = 0; j < TW; j++) L.push(`      if (col + ${j}u < N) { store_out(m, col + ${j}u, s${j}); }`);
-    }
-    L.push('    }');
+    L.push("  // Each row's best over the column threads, in column order (the lowest column among ties): this workgroup's pair.");
+    L.push('  for (var m = tid; m < M; m += THREADS) {');
+    L.push('    var bv = -3.40282346e38;');
+    L.push('    var bi = -1.0;');
+    L.push('    for (var j = 0u; j < COLS; j++) { let at = m * COLS + j; if (bestI[at] >= 0.0 && (bestV[at] > bv || bi < 0.0)) { bv = bestV[at]; bi = bestI[at]; } }');
+    L.push('    C0[(m * nwg.x + wid.x) * 2u] = bv;');
+    L.push('    C0[(m * nwg.x + wid.x) * 2u + 1u] = bi;');
     L.push('  }');
-    if (r0 + RC < RT) L.push('  workgroupBarrier();');
   }
   L.push('}');
   return L.join('\n') + '\n';

@@ -200,6 +200,9 @@ export function matmulKernel(gpu: KernelTarget, problem: MatmulProblem, opts: Ma
   checkFusion(fusion, N, `matmul ${describe(problem)}`);
   if (fusion && !problem.transposeB) throw new Error(`matmul ${describe(problem)}: fusion needs transposeB (a weight stored [N, K])`);
   const smallOnly = fusion?.rmsnorm !== undefined || fusion?.epilogue === 'swiglu';
+  if (fusion?.epilogue === 'argmax' && (opts.path ?? matmulPathFor(problem)) !== 'rows') {
+    throw new Error(`matmul ${describe(problem)}: the argmax epilogue exists on the rows path only (A·Wᵀ, M ≤ ${SMALL_M_BLOCKED_MAX}, K a multiple of 4)`);
+  }
   const smallMax = problem.transposeB ? SMALL_M_BLOCKED_MAX : SMALL_M_MAX;
   const path: MatmulPath = opts.path ?? matmulPathFor(problem);
   const base = opts.label ?? 'matmul';
@@ -279,6 +282,7 @@ export const ROWS_MIN_COLUMNS = 1024;
 
 /** The default path: small-m up to 8 rows, rows (wide Wᵀ) or blocked small-m up to 128 with Wᵀ, tiled beyond. */
 export function matmulPathFor(p: MatmulProblem): MatmulPath {
+  if (p.fusion?.epilogue === 'argmax' && p.transposeB && p.M <= SMALL_M_BLOCKED_MAX && p.K % 4 === 0) return 'rows';
   if (p.M <= SMALL_M_MAX) return 'small-m';
   if (!p.transposeB || p.M > SMALL_M_BLOCKED_MAX) return 'tiled';
   const columns = p.fusion?.epilogue === 'swiglu' ? p.N / 2 : p.N;
@@ -298,12 +302,15 @@ function chooseRows(gpu: KernelTarget, p: MatmulProblem, opts: MatmulOptions): R
   const TW = swiglu ? 2 : colsPerThread;
   const blocks = o.blocks ?? Math.min(p.M, Math.ceil((p.M * TW) / ROWS_MAX_SUMS));
   const columns = swiglu ? p.N / 2 : Math.ceil(p.N / colsPerThread);
+  // On a software adapter one slice and one load per tile: there a workgroup barrier splits the kernel into
+  // sections across which the compiler keeps every live sum, and the compiler vectorises the unrolled body over
+  // invocations; the slices' reduction rounds made a 17-row LM head compile for minutes (lavapipe).
   let slices = 1;
-  while (slices < 8 && columns * 2 * slices * blocks <= ROWS_TARGET_THREADS && 2 * slices <= KW) slices *= 2;
+  while (!gpu.isSoftware && slices < 8 && columns * 2 * slices * blocks <= ROWS_TARGET_THREADS && 2 * slices <= KW) slices *= 2;
   if (o.slices !== undefined) slices = o.slices;
   // Weight vec4s in flight per thread: 8 at most, and a tile of about 16 vec4.
   let unroll = o.unroll ?? 1;
-  if (o.unroll === undefined) while (unroll < 8 && unroll * 2 * TW <= 8 && unroll * 2 * slices <= 16) unroll *= 2;
+  if (o.unroll === undefined) while (!gpu.isSoftware && unroll < 8 && unroll * 2 * TW <= 8 && unroll * 2 * slices <= 16) unroll *= 2;
   const maxThreads = Math.min(ROWS_MAX_THREADS, gpu.limits.maxComputeInvocationsPerWorkgroup);
   let cols = o.cols ?? 1;
   if (o.cols === undefined) while (cols < columns && 2 * cols * slices * blocks <= maxThreads) cols *= 2;
