@@ -14,6 +14,8 @@
 //     time, where the epilogue (norm scale, residual, split, SwiGLU) runs.
 //   - BLOCKS blocks of rows per workgroup when ROWS × COLS would need too many registers; each block re-reads
 //     its weight rows (from cache).
+//   - The 'argmax' epilogue (an LM head whose logits nobody reads) keeps each (row, column thread)'s best in
+//     workgroup memory and writes every row's best of the workgroup: a (value, column) pair per workgroup.
 import { bindingDecls, matmulBindings, storeFn, type MatmulFusion } from './matmul-fusion.ts';
 
 export interface RowsVariant {
@@ -100,7 +102,7 @@ export function rowsMatmulWgsl(v: RowsVariant): string {
   const RC = chunkRows(v);
   const stageLoads = Math.ceil((MP * BKV) / T);
   const L: string[] = [];
-  const what = [norm && 'rmsnorm(x)', swiglu ? 'swiglu of [gate; up]' : typeof f?.epilogue === 'object' ? `split into ${f.epilogue.split}` : f?.epilogue === 'accumulate' ? 'accumulated into C' : '']
+  const what = [norm && 'rmsnorm(x)', swiglu ? 'swiglu of [gate; up]' : argmax ? "each row's largest column per workgroup" : typeof f?.epilogue === 'object' ? `split into ${f.epilogue.split}` : f?.epilogue === 'accumulate' ? 'accumulated into C' : '']
     .filter(Boolean)
     .join(', ');
   L.push(`// rows matmul: y[m,n] = Σ_k x[m,k]·W[n,k] for ${v.M} rows in every workgroup${what ? `; ${what}` : ''}`);
