@@ -168,8 +168,3 @@ function stageQuerySide(T: TreeKernel, main: Block): void {
 export function stateRef(T: TreeKernel, buffer: string): string {
   return T.kb.use(T.state.get(buffer)!);
 }
-
-/** Row `r` of a workgroup array of `w` per row. */
-export const rowOf = (arr: WorkgroupArray, r: string, w: number, x: string) => `${arr.name}[${r} * ${w}u + ${x}]`;
-
-export { rowAxes };

@@ -8,9 +8,9 @@ import type { Id, Term } from '../../src/ir/types.ts';
 import { count, maskCondition } from './common.ts';
 import { ExprGen, offset, type Index, type Resolver } from './expr.ts';
 import type { KernelBuilder, WorkgroupArray } from './kernel-builder.ts';
-import { frontier, ringIndex } from './layout.ts';
+import { frontier, ringIndex, rowAxes } from './layout.ts';
 import type { Block } from './wgsl-block.ts';
-import { rowAxes, stateRef, TREE_TILE, type TreeAnalysis, type TreeKernel } from './tree-analysis.ts';
+import { stateRef, TREE_TILE, type TreeAnalysis, type TreeKernel } from './tree-analysis.ts';
 import type { ItemSums } from './tree-prefix.ts';
 
 /** Lags per tile of a bounded term: its whole lag range when that is short (a K-tap convolution). */
