@@ -1,9 +1,10 @@
 // The decode step's matmuls one by one (M = batch rows ≤ 8), as the model runs them — fused prologue and
 // epilogue included — in GB/s of weights read, next to the adapter's copy bandwidth: which projection is
 // far from the bound, and (--sweep) which lanes × unroll × columns per thread would serve it better than the chooser's pick.
-// Above 8 rows (a draft tree: --M 17,65) each figure also has its GFLOP/s and, beside it, the same matmul with
-// its blocks of 8 rows on the grid (smallMRowBlocks 1: every block reads the weights again) instead of in one
-// workgroup (the default).
+// Above 8 rows (a draft tree: --M 17,65) each figure also has its GFLOP/s and, beside it, the same matmul on the
+// other path of 9–128 rows (the rows kernel of matmul-rows.ts for wide matrices, the blocked small-M kernel for
+// narrow ones: matmulPathFor) and with the blocked kernel's row blocks on the grid (its first form); --sweep also
+// sweeps the rows kernel's slices × loads per tile × columns per thread.
 //
 //   npx tsx bench/small-m.ts [--small] [--M 1,8,17,65] [--sweep] [--reps N]   (--sweep: lanes × unroll × columns per thread)
 //
@@ -14,7 +15,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import type { MatmulOptions, MatmulProblem } from '../backends/wgsl/matmul.ts';
+import { matmulPathFor, type MatmulOptions, type MatmulProblem } from '../backends/wgsl/matmul.ts';
 import { bindMatmul, encodeMatmul, planMatmul } from '../src/runtime/matmul.ts';
 import { outputColumns, outputCount, type MatmulFusion } from '../backends/wgsl/matmul-fusion.ts';
 import type { Gpu } from '../src/runtime/device.ts';
@@ -140,8 +141,14 @@ async function main(): Promise<void> {
       const chosen = await measure(gpu, p, M, {}, reps, o);
       figures.push(chosen);
       row(chosen);
+      const chosenPath = matmulPathFor({ M, N: p.N, K: p.K, transposeB: true, ...(p.fusion && { fusion: p.fusion }) });
       if (M > 8) {
-        const onGrid = await measure(gpu, p, M, { smallMRowBlocks: 1 }, reps, o);
+        // The other path of 9–128 rows (the rows kernel or the blocked small-M kernel), and the blocked kernel's
+        // first form (its row blocks on the grid).
+        const other = await measure(gpu, p, M, { path: chosenPath === 'rows' ? 'small-m' : 'rows' }, reps, o);
+        figures.push(other);
+        row({ ...other, projection: `  ${chosenPath === 'rows' ? 'blocked small-m' : 'rows kernel'} instead` });
+        const onGrid = await measure(gpu, p, M, { path: 'small-m', smallMRowBlocks: 1 }, reps, o);
         figures.push(onGrid);
         row({ ...onGrid, projection: '  row blocks on the grid' });
       }
@@ -151,9 +158,22 @@ async function main(): Promise<void> {
         for (const lanes of [8, 16, 32, 64, 128, 256]) {
           for (const unroll of [2, 4, 8]) {
             for (const cols of colsChoices) {
-              const f = await measure(gpu, p, M, { smallMLanes: lanes, smallMUnroll: unroll, smallMCols: cols }, reps, o);
+              const f = await measure(gpu, p, M, { path: 'small-m', smallMLanes: lanes, smallMUnroll: unroll, smallMCols: cols }, reps, o);
               figures.push(f);
               if (f.usPerDispatch < best.usPerDispatch) best = f;
+            }
+          }
+        }
+        if (M > 8) {
+          // The rows kernel: slices along K × weight loads per tile × columns per thread (column threads chosen).
+          for (const slices of [1, 2, 4, 8]) {
+            for (const unroll of [1, 2, 4, 8]) {
+              for (const colsPerThread of p.fusion?.epilogue === 'swiglu' ? [1] : [1, 2]) {
+                const f = await measure(gpu, p, M, { path: 'rows', rows: { slices, unroll, colsPerThread } }, reps, o).catch(() => undefined);
+                if (!f) continue;
+                figures.push(f);
+                if (f.usPerDispatch < best.usPerDispatch) best = f;
+              }
             }
           }
         }

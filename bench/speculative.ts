@@ -1,6 +1,6 @@
 // Speculative decoding against plain decoding on the GPU, same model, same prompt, same run.
 //
-//   npm run bench:speculative [-- --small] [--tokens N] [--no-profile] [--out DIR]
+//   npm run bench:speculative [-- --small] [--tokens N] [--no-profile] [--oracle-only] [--out DIR]
 //
 // Model (random weights): bench/decode.ts's — 12 layers, hidden 768, 12 heads of 64, intermediate 2048,
 // vocab 32000, elu+1 linear attention + K = 4 depthwise conv on v (examples/paper/elu_dwconv.la) — with
@@ -20,6 +20,7 @@
 //   - unless --no-profile (and with timestamp queries): where a decode step's and each oracle tree step's GPU
 //     time goes, kernel by kernel (runtime/dispatch-profile.ts: every dispatch replayed in a timed pass of
 //     its own), with the weight bytes each step's matmuls read.
+// --oracle-only: the verification-cost figures alone (plain decoding, the oracle by tree size, the profile).
 // With random weights the n-gram, adaptive, Medusa and draft-model acceptance says nothing about trained
 // models; their rows measure what drafting and verifying cost. Prints tables; writes speculative.json to
 // --out, else $OUT, else out/.
@@ -149,7 +150,7 @@ async function targetModel(gpu: Gpu, config: ModelConfig, seed: number) {
 
 const gpuMedian = (r: GenerateResult) => (r.decodeSteps.length && r.decodeSteps.every((s) => s.gpuMs !== undefined) ? median(r.decodeSteps.map((s) => s.gpuMs!)) : undefined);
 
-export async function runSpeculativeBench(opts: { small?: boolean; tokens?: number; profile?: boolean; log?: (s: string) => void } = {}): Promise<SpeculativeBenchReport> {
+export async function runSpeculativeBench(opts: { small?: boolean; tokens?: number; profile?: boolean; oracleOnly?: boolean; log?: (s: string) => void } = {}): Promise<SpeculativeBenchReport> {
   const log = opts.log ?? ((s: string) => console.log(s));
   const gpu = await getDevice();
   const small = opts.small ?? gpu.isSoftware;
@@ -174,8 +175,8 @@ export async function runSpeculativeBench(opts: { small?: boolean; tokens?: numb
   const target = await targetModel(gpu, config, 1);
   const sizes = [...ORACLE_SIZES, 16].map((n) => n + 1);
   const verifier = await GpuTreeVerifier.create(target.model, target.variant.compiled, target.weights, { maxNodes: maxNodes + 1, maxBatch: BATCH, ownsModel: true, sizes });
-  const draft = await targetModel(gpu, draftConfig, 2);
-  const draftVerifier = await GpuTreeVerifier.create(draft.model, draft.variant.compiled, draft.weights, { maxNodes: maxNodes + 1, ownsModel: true, sizes });
+  const draft = opts.oracleOnly ? undefined : await targetModel(gpu, draftConfig, 2);
+  const draftVerifier = draft && (await GpuTreeVerifier.create(draft.model, draft.variant.compiled, draft.weights, { maxNodes: maxNodes + 1, ownsModel: true, sizes }));
   try {
     const ids = prompt(shape.vocab, 7);
     const tok = silentTokenizer(shape.vocab);
@@ -187,7 +188,7 @@ export async function runSpeculativeBench(opts: { small?: boolean; tokens?: numb
     log(`plain decoding (generateGpu): ${plainTps.toFixed(1)} tokens/s; GPU ${decodeGpu?.toFixed(3) ?? '—'} ms per decode step (one step in flight)`);
 
     await verifier.prepare({ medusaTopK: 4 });
-    await draftVerifier.prepare({ topK: 4 });
+    await draftVerifier?.prepare({ topK: 4 });
     const run = async (source: string, d: () => DraftSource, shapeOf: TreeShape, nodes: number): Promise<SpeculativeFigure> => {
       const once = (maxTokens: number) => speculativeGenerate(verifier, d(), ids, { maxTokens, shape: shapeOf, maxNodes: nodes });
       const r = await warm(() => once(newTokens), () => once(newTokens));
@@ -204,20 +205,22 @@ export async function runSpeculativeBench(opts: { small?: boolean; tokens?: numb
     };
 
     const sources: SpeculativeFigure[] = [];
-    sources.push(await run('ngram', () => new NgramDraft(), parseTreeSpec('top:4'), 16));
-    sources.push(await run('adaptive', () => new AdaptiveDraft(0), parseTreeSpec('best:4'), 16));
-    sources.push(await run('medusa', () => new MedusaDraft(MEDUSA_HEADS, 4), parseTreeSpec('top:4'), 16));
-    sources.push(await run('draft model', () => new ModelDraft('draft model', draftVerifier, { temperature: 0 }, 0), parseTreeSpec('top:4'), 16));
-    sources.push(await run('oracle', () => new OracleDraft(ids, plain, shape.vocab), chainShape(4), 4));
+    if (!opts.oracleOnly) {
+      sources.push(await run('ngram', () => new NgramDraft(), parseTreeSpec('top:4'), 16));
+      sources.push(await run('adaptive', () => new AdaptiveDraft(0), parseTreeSpec('best:4'), 16));
+      sources.push(await run('medusa', () => new MedusaDraft(MEDUSA_HEADS, 4), parseTreeSpec('top:4'), 16));
+      sources.push(await run('draft model', () => new ModelDraft('draft model', draftVerifier!, { temperature: 0 }, 0), parseTreeSpec('top:4'), 16));
+      sources.push(await run('oracle', () => new OracleDraft(ids, plain, shape.vocab), chainShape(4), 4));
+    }
     const oracleBySize: SpeculativeFigure[] = [];
     for (const n of ORACLE_SIZES) oracleBySize.push(await run('oracle', () => new OracleDraft(ids, plain, shape.vocab), chainShape(n), n));
 
     // Batch 8: eight prompts, plain generateGpu against batch speculation.
     const prompts = Array.from({ length: BATCH }, (_, s) => prompt(shape.vocab, 100 + s));
     const plainBatchOf = (maxTokens: number) => generateGpu(target.model, tok, prompts, { maxTokens });
-    const plainBatch = await warm(() => plainBatchOf(newTokens), () => plainBatchOf(newTokens));
+    const plainBatch = opts.oracleOnly ? { tokens: [], decodeTokensPerS: NaN } : await warm(() => plainBatchOf(newTokens), () => plainBatchOf(newTokens));
     const plainBatchTps = plainBatch.decodeTokensPerS ?? NaN;
-    log(`plain decoding, batch ${BATCH}: ${plainBatchTps.toFixed(1)} tokens/s`);
+    if (!opts.oracleOnly) log(`plain decoding, batch ${BATCH}: ${plainBatchTps.toFixed(1)} tokens/s`);
     const batchRun = async (source: string, d: (s: number) => DraftSource, shapeOf: TreeShape, nodes: number): Promise<BatchFigure> => {
       const once = (maxTokens: number) => speculativeGenerateBatch(verifier, prompts.map((_, s) => d(s)), prompts, { maxTokens, shape: shapeOf, maxNodes: nodes });
       const r = await warm(() => once(newTokens), () => once(newTokens));
@@ -230,10 +233,12 @@ export async function runSpeculativeBench(opts: { small?: boolean; tokens?: numb
       log(`  batch ${BATCH} ${source} --tree ${fig.tree}: ${fig.meanCommitted.toFixed(2)} tokens/step per sequence, ${tps.toFixed(1)} tokens/s, ${fig.speedup.toFixed(2)}×`);
       return fig;
     };
-    const batchFigures = [
-      await batchRun('oracle', (s) => new OracleDraft(prompts[s], plainBatch.tokens[s], shape.vocab), chainShape(4), 4),
-      await batchRun('adaptive', (s) => new AdaptiveDraft(s), parseTreeSpec('best:4'), BATCH_NODES),
-    ];
+    const batchFigures = opts.oracleOnly
+      ? []
+      : [
+          await batchRun('oracle', (s) => new OracleDraft(prompts[s], plainBatch.tokens[s], shape.vocab), chainShape(4), 4),
+          await batchRun('adaptive', (s) => new AdaptiveDraft(s), parseTreeSpec('best:4'), BATCH_NODES),
+        ];
 
     const profile = opts.profile !== false && gpu.hasTimestamps ? await profileSteps(gpu, target.model, verifier, ids) : [];
     return {
@@ -252,7 +257,7 @@ export async function runSpeculativeBench(opts: { small?: boolean; tokens?: numb
       profile,
     };
   } finally {
-    await draftVerifier.destroy();
+    await draftVerifier?.destroy();
     await verifier.destroy();
   }
 }
@@ -302,9 +307,9 @@ export function formatReport(r: SpeculativeBenchReport): string[] {
     ['source', 'tree', 'nodes', 'accepted/step', 'tokens/s', 'speed-up', 'draft ms/step', 'GPU ms/tree step', 'tree/decode step', 'same as plain'],
     ...figs.map((f) => [f.source, f.tree, String(f.maxNodes), fmt(f.meanAccepted, 2), fmt(f.tokensPerS, 1), `${fmt(f.speedup, 2)}×`, fmt(f.draftMsPerStep, 2), fmt(f.gpuMsPerTreeStep), f.treeStepOverDecodeStep === undefined ? '—' : `${fmt(f.treeStepOverDecodeStep, 2)}×`, f.identicalToPlain ? 'yes' : 'no']),
   ];
-  table(lines, 'draft sources (speed-up against plain generateGpu in the same run):', figRows(r.sources));
+  if (r.sources.length) table(lines, 'draft sources (speed-up against plain generateGpu in the same run):', figRows(r.sources));
   table(lines, `oracle draft by tree size (chains; every proposal accepted: the verification ceiling; decode step ${fmt(r.plain.gpuMsPerDecodeStep)} ms):`, figRows(r.oracleBySize));
-  table(lines, `batch ${r.batch.sequences} (plain generateGpu: ${fmt(r.batch.plainTokensPerS, 1)} tokens/s):`, [
+  if (r.batch.figures.length) table(lines, `batch ${r.batch.sequences} (plain generateGpu: ${fmt(r.batch.plainTokensPerS, 1)} tokens/s):`, [
     ['source', 'tree', 'nodes', 'tokens/step/seq', 'accepted/step', 'tokens/s', 'speed-up', 'GPU ms/step', 'same as plain'],
     ...r.batch.figures.map((f) => [f.source, f.tree, String(f.maxNodes), fmt(f.meanCommitted, 2), fmt(f.meanAccepted, 2), fmt(f.tokensPerS, 1), `${fmt(f.speedup, 2)}×`, fmt(f.gpuMsPerStep), f.identicalToPlain ? 'yes' : 'no']),
   ]);
@@ -337,6 +342,7 @@ async function main(): Promise<void> {
     small: args.includes('--small') || undefined,
     ...(tokens !== undefined && { tokens: Number(tokens) }),
     profile: !args.includes('--no-profile'),
+    oracleOnly: args.includes('--oracle-only'),
   });
   for (const line of formatReport(report)) console.log(line);
   const outDir = valueOf('--out') ?? process.env.OUT ?? 'out';

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { MatmulOptions, MatmulPath } from '../backends/wgsl/matmul.ts';
 import { bindMatmul, encodeMatmul, planMatmul } from '../src/runtime/matmul.ts';
+import { bindArgmaxPartials, encodeDispatch } from '../src/runtime/model-kernels.ts';
 import { fusedMatmulReference, outputColumns, outputCount, type MatmulFusion } from '../backends/wgsl/matmul-fusion.ts';
 import { allocTensor, downloadTensor, releaseTensor, uploadTensor, writeTensor, type GpuTensor } from '../src/runtime/gpu-tensor.ts';
 import { randn } from '../src/tensor.ts';
@@ -106,6 +107,71 @@ describe('the small-M Wᵀ kernel above 8 rows (draft trees): blocks of rows in 
         expect(plan.workgroups[1], plan.kernel).toBe(gridRows);
       }
     }
+  });
+});
+
+describe('the rows kernel (9–128 rows, wide Wᵀ: the LM head, gate|up and q|k|v of a tree): every row in every workgroup', () => {
+  // Few cases: lavapipe compiles this kernel slowly (seconds each; a sum per row and column in registers).
+  it('M = 9 with every fusion, M = 65 in three blocks, and the default path for a wide LM head', async () => {
+    for (const [M, N, K, fusion, seed] of [[9, 3 * 21, 44, QKV, 2000], [9, 2 * 19, 36, GATE_UP, 2100], [9, 29, 52, RESIDUAL, 2200], [65, 2 * 19, 36, GATE_UP, 2300]] as const) {
+      const plan = await check(M, N, K, fusion, seed, { path: 'rows' });
+      expect(plan.path).toBe('rows');
+    }
+    const plan = await check(17, 1024, 64, { rmsnorm: { eps: EPS } }, 2400);
+    expect(plan.path, plan.kernel).toBe('rows');
+    expect(plan.workgroups[1]).toBe(1);
+  });
+
+  it('is correct for blocks, slices, loads per tile and columns per thread, ragged, and reduced a row per round', async () => {
+    await check(13, 3 * 23, 76, QKV, 2500, { path: 'rows', rows: { blocks: 3, slices: 8, unroll: 2, cols: 4, colsPerThread: 3 } });
+    await check(11, 31, 28, RESIDUAL, 2600, { path: 'rows', rows: { blocks: 1, slices: 1, unroll: 1, cols: 64, colsPerThread: 2 } });
+  });
+});
+
+describe('the argmax epilogue (an LM head whose logits are never written)', () => {
+  /** Each row's token from rmsnorm(x)·Wᵀ with the argmax epilogue and the partials' argmax dispatch. */
+  async function tokens(M: number, N: number, K: number, w: Float64Array, seed: number, opts: MatmulOptions = {}): Promise<{ got: Uint32Array; logits: Float64Array; parts: number }> {
+    const g = await gpu();
+    const fusion: MatmulFusion = { rmsnorm: { eps: EPS }, epilogue: 'argmax' };
+    const plan = await planMatmul(g, { M, N, K, transposeB: true, fusion }, { label: 'argmax test', ...opts });
+    expect(plan.path).toBe('rows');
+    const a = randn([M, K], seed, 2);
+    const gain = randn([K], seed + 2);
+    const made = [uploadTensor(g, 'x', a), uploadTensor(g, 'w', { shape: [N, K], data: w }), uploadTensor(g, 'gain', gain), allocTensor(g, 'partials', [M, 2 * plan.workgroups[0]])];
+    const ids = allocTensor(g, 'tokens', [M]);
+    made.push(ids);
+    const reduce = await bindArgmaxPartials(g, { partials: made[3].buffer, tokens: ids.buffer }, M, plan.workgroups[0]);
+    const encoder = g.device.createCommandEncoder();
+    const pass = encoder.beginComputePass();
+    encodeMatmul(pass, plan, bindMatmul(g, plan, made[0], made[1], made[3], { gain: made[2] }));
+    encodeDispatch(pass, reduce);
+    pass.end();
+    g.device.queue.submit([encoder.finish()]);
+    const got = new Uint32Array((await downloadTensor(g, ids)).buffer);
+    for (const t of made) releaseTensor(g, t);
+    const [logits] = fusedMatmulReference(a.data, w, { M, N, K }, { rmsnorm: { eps: EPS } }, { gain: gain.data });
+    return { got, logits, parts: plan.workgroups[0] };
+  }
+
+  it('picks each row\'s largest logit across many workgroups, and the lowest column among exact ties', async () => {
+    const N = 300;
+    const K = 64;
+    // The chosen variant at 17 rows, and slices along K (their partial sums reduced before the argmax) at 9.
+    for (const [M, opts] of [[17, {}], [9, { rows: { slices: 4, cols: 8 } }]] as const) {
+      const { got, logits, parts } = await tokens(M, N, K, randn([N, K], 3100).data, 3000 + M, opts);
+      expect(parts).toBeGreaterThan(1);
+      for (let m = 0; m < M; m++) {
+        const row = logits.subarray(m * N, (m + 1) * N);
+        const best = Math.max(...row);
+        expect(row[got[m]], `M ${M} row ${m}: token ${got[m]} has logit ${row[got[m]]}, the largest is ${best}`).toBeGreaterThan(best - 1e-4 * Math.abs(best));
+      }
+    }
+    const M = 17;
+    // Every weight row alike: every column ties, in every workgroup; the first column wins.
+    const one = randn([K], 3200).data;
+    const same = new Float64Array(N * K);
+    for (let n = 0; n < N; n++) same.set(one, n * K);
+    expect(Array.from((await tokens(M, N, K, same, 3300)).got)).toEqual(new Array(M).fill(0));
   });
 });
 

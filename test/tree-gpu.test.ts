@@ -32,7 +32,7 @@ function randomParents(n: number, draw: () => number): number[] {
 }
 
 /** Rows [t0, t0 + n) of every input, as a [B, n, …] tensor per input and as per-token f64 arrays per sequence. */
-function rows(x: Record<string, Tensor<Float32Array>>, names: readonly string[], T: number, t0: number, n: number) {
+function rows(x: Record<string, Tensor<Float32Array>>, names: readonly string[], T: number, t0: number, n: number, B = 2) {
   const gpuRows: Record<string, Tensor<Float32Array>> = {};
   const cpu: Record<string, Float64Array>[][] = Array.from({ length: B }, () => Array.from({ length: n }, () => ({})));
   for (const name of names) {
@@ -281,6 +281,109 @@ describe('every decodable variant: the GPU commit', () => {
       } finally {
         for (const t of owned) releaseTensor(g, t);
       }
+    }
+  });
+});
+
+describe('long paths: several tiles of ancestors and lags', () => {
+  // A 40-node tree whose first 34 nodes are a chain (3 tiles of 16 ancestors), after 21 committed tokens: groups
+  // of 20 are entered, left and crossed on the path; llama_linearized's local term at C = 20 reads 20 lags (2 tiles).
+  const CASES: [string, Record<string, number>][] = [['gla', {}], ['mamba2', {}], ['llama_linearized', { C: 20 }], ['elu_dwconv', {}]];
+  const N = 40;
+  const CHAIN = 34;
+  const P = 21;
+  it.each(CASES)('%s: the tree equals the float64 tree form, the commit of a 34-node path equals recurrent steps', async (name, over) => {
+    const c = VARIANTS.find((v) => v.file.endsWith(`/${name}.la`))!;
+    const source = loadVariant(c.file, { sizes: { ...c.sizes, ...over } });
+    const program = runPasses(source);
+    const sizes = axisSizes(source, AXES);
+    const names = program.inputs.map((d) => d.name);
+    const g = await gpu();
+    const factory = await compileTreeAttention(g, program, sizes, N);
+    const step = await PlanRunner.create(g, recurrentPlan(program, sizes));
+    const seed = 4400 + name.length;
+    const draw = rng(seed);
+    const parents = Array.from({ length: N }, (_, i) => (i < CHAIN ? i - 1 : Math.floor(draw() * i)));
+    const path = Array.from({ length: CHAIN }, (_, i) => i);
+    const x = makeInputs(source, { b: 1, t: P + N, axes: AXES, seed });
+    const fixed = makeInputs(source, { b: 1, t: 1, axes: AXES, seed: seed + 1 });
+    const owned: GpuTensor[] = [];
+    const upload = (label: string, t: Tensor) => {
+      const u = uploadTensor(g, label, t);
+      owned.push(u);
+      return u;
+    };
+    const params64: Record<string, Tensor> = {};
+    const params: Record<string, GPUBuffer> = {};
+    for (const d of program.params) {
+      params64[d.name] = { shape: fixed[d.name].shape, data: Float64Array.from(fixed[d.name].data) };
+      params[d.name] = upload(`param:${d.name}`, fixed[d.name]).buffer;
+    }
+    const per = program.outAxes.reduce((n, a) => n * sizes[a], 1);
+    const tensors = new Map<GPUBuffer, GpuTensor>();
+    const freshState = () => {
+      const st: Record<string, GPUBuffer> = {};
+      for (const buf of step.plan.buffers) {
+        if (buf.role !== 'state') continue;
+        const t = allocTensor(g, buf.name, [Math.max(1, buf.floats(1, 1))]);
+        owned.push(t);
+        tensors.set(t.buffer, t);
+        g.device.queue.writeBuffer(t.buffer, 0, new Float32Array(t.shape[0]));
+        st[buf.name] = t.buffer;
+      }
+      return st;
+    };
+    const submit = (record: (pass: GPUComputePassEncoder) => void) => {
+      const enc = g.device.createCommandEncoder();
+      const pass = enc.beginComputePass();
+      record(pass);
+      pass.end();
+      g.device.queue.submit([enc.finish()]);
+    };
+    const recurrent = (state: Record<string, GPUBuffer>, idx: readonly number[], pos: number) => {
+      const r = rows(x, names, P + N, 0, P + N, 1);
+      const bufs: Record<string, GPUBuffer> = { ...state };
+      for (const nm of names) {
+        const full = r.gpuRows[nm];
+        const w = full.data.length / (P + N);
+        const data = new Float32Array(idx.length * w);
+        idx.forEach((i, k) => data.set(full.data.subarray(i * w, (i + 1) * w), k * w));
+        bufs[`in:${nm}`] = upload(`in:${nm}`, { shape: [1, idx.length, ...full.shape.slice(2)], data }).buffer;
+      }
+      for (const [k, v] of Object.entries(params)) bufs[`param:${k}`] = v;
+      const o = allocTensor(g, 'out:o', [1, idx.length, per]);
+      owned.push(o);
+      bufs['out:o'] = o.buffer;
+      submit((pass) => step.encode(pass, step.bind(bufs, 1, idx.length, pos)));
+    };
+    try {
+      const prefix = Array.from({ length: P }, (_, i) => i);
+      const cpu = rows(x, names, P + N, 0, P + N, 1).cpu[0];
+      const rec = new Recurrent(program, params64, sizes);
+      const cpuState = createState();
+      for (const i of prefix) rec.step(cpuState, cpu[i]);
+      const a = freshState();
+      recurrent(a, prefix, 0);
+      const nodes = rows(x, names, P + N, P, N, 1);
+      const nodeBufs: Record<string, GPUBuffer> = {};
+      for (const nm of names) nodeBufs[nm] = upload(`tree ${nm}`, nodes.gpuRows[nm]).buffer;
+      const layer = factory.layer(params);
+      const o = allocTensor(g, 'tree o', [1, N, per]);
+      owned.push(o);
+      submit((pass) => layer.encodeTree(pass, { inputs: nodeBufs, parents: upload('tree:parents', { shape: [1, N], data: treeParents([parents]) }).buffer, o: o.buffer }, a, 1, P, N));
+      const want = new Float64Array(N * per);
+      new TreeForm(program, params64, sizes).evaluate(cpuState, parents.map((parent, i) => ({ parent, inputs: nodes.cpu[0][i] }))).forEach((v, i) => want.set(v, i * per));
+      expectRelClose(await downloadTensor(g, o), want, 1e-4, `${name} tree of ${N} nodes (a chain of ${CHAIN}) after ${P} tokens, seed ${seed}`);
+      // The commit of the chain against recurrent steps over the same tokens.
+      submit((pass) => layer.encodeCommit(pass, { inputs: nodeBufs, path: upload('tree:path', { shape: [1, CHAIN], data: treePaths([parents], [path]) }).buffer }, a, 1, P, N, CHAIN));
+      const b = freshState();
+      recurrent(b, prefix, 0);
+      recurrent(b, path.map((i) => P + i), P);
+      for (const st of Object.keys(a)) {
+        expectRelClose(await downloadTensor(g, tensors.get(a[st])!), await downloadTensor(g, tensors.get(b[st])!), 1e-6, `${name} state ${st} after committing ${CHAIN} nodes after ${P} tokens, seed ${seed}`);
+      }
+    } finally {
+      for (const t of owned) releaseTensor(g, t);
     }
   });
 });

@@ -26,4 +26,6 @@ export interface KernelLimits {
 export interface KernelTarget {
   readonly adapterName: string;
   readonly limits: KernelLimits;
+  /** A CPU implementation (lavapipe): compile time per kernel matters more than its speed there. */
+  readonly isSoftware?: boolean;
 }

@@ -6,14 +6,18 @@
 //   'accumulate'      C[m,n] += acc                              (the residual stream: x += o·W_oᵀ)
 //   { split: p }      N = p·S; column n goes to output n / S at [m, n mod S]   (q | k | v from one weight)
 //   'swiglu'          N = 2·I rows of W = [gate; up]; C[m,i] = silu(acc[m,i]) · acc[m,I+i]
+//   'argmax'          C[m, 2g], C[m, 2g + 1] = the largest acc[m, n] over workgroup g's columns and its n (the
+//                     lowest among ties, as f32): an LM head whose logits are never written; a second kernel
+//                     (model-sampling.ts, argmaxPartialsWgsl) picks each row's token from the workgroups' pairs
 //
 // The prologue and 'swiglu' need a whole row of A, resp. a gate and its up column, in one thread's
-// reach: only the small-M kernel offers them (matmul-small-m.ts); the tiled kernel takes the others.
+// reach: only the small-M kernels offer them (matmul-small-m.ts, matmul-rows.ts); the tiled kernel takes the
+// others. 'argmax' needs every row's columns in one workgroup: the rows kernel only.
 // One binding list serves both kernel generators and bindMatmul, so they cannot disagree.
 import type { BindingKind } from './kernel-source.ts';
 import { bindingDecl } from './kernel-builder.ts';
 
-export type MatmulEpilogue = 'store' | 'accumulate' | 'swiglu' | { readonly split: number };
+export type MatmulEpilogue = 'store' | 'accumulate' | 'swiglu' | 'argmax' | { readonly split: number };
 
 export interface MatmulFusion {
   /** Normalise each row of A (RMSNorm with gain vector G) before the product. */
@@ -93,6 +97,7 @@ export function storeFn(f: MatmulFusion | undefined): string[] {
   if (e === 'store') L.push('  C0[m * params.N + n] = v;');
   else if (e === 'accumulate') L.push('  C0[m * params.N + n] += v;');
   else if (e === 'swiglu') throw new Error('the swiglu epilogue pairs two dot products; store_out cannot express it');
+  else if (e === 'argmax') throw new Error('the argmax epilogue reduces over columns; store_out cannot express it');
   else {
     // Parts by comparison, not n / S: an integer division per element shows on a CPU adapter.
     L.push(`  let S = params.N / ${e.split}u;`);
@@ -136,6 +141,16 @@ export function fusedMatmulReference(
   const e = f?.epilogue ?? 'store';
   if (e === 'store') return [acc];
   if (e === 'accumulate') return [acc.map((v, i) => v + (extra.c0?.[i] ?? 0))];
+  if (e === 'argmax') {
+    // The token each row's logits choose: the lowest index of the largest.
+    const out = new Float64Array(M);
+    for (let m = 0; m < M; m++) {
+      let best = 0;
+      for (let n = 1; n < N; n++) if (acc[m * N + n] > acc[m * N + best]) best = n;
+      out[m] = best;
+    }
+    return [out];
+  }
   const cols = outputColumns(f, N);
   if (e === 'swiglu') {
     const out = new Float64Array(M * cols);

@@ -20,6 +20,15 @@ import {
   type MatmulFusion,
 } from './matmul-fusion.ts';
 import {
+  checkRowsVariant,
+  ROWS_MAX_THREADS,
+  rowsColumnsPerWorkgroup,
+  rowsMatmulWgsl,
+  rowsThreads,
+  rowsWorkgroupBytes,
+  type RowsVariant,
+} from './matmul-rows.ts';
+import {
   SMALL_M_BLOCKED_MAX,
   SMALL_M_MAX,
   SMALL_M_MAX_ROW_BLOCKS,
@@ -48,12 +57,15 @@ export interface MatmulProblem {
   readonly splitK?: number;
 }
 
-export type MatmulPath = 'tiled' | 'small-m';
+export type MatmulPath = 'tiled' | 'small-m' | 'rows';
 
 export interface MatmulOptions {
   /** Names the IR node in pipeline labels and errors. */
   readonly label?: string;
-  /** Default: 'small-m' when M ≤ 128 with Wᵀ (M ≤ 8 with B), else 'tiled'. */
+  /**
+   * Default: 'small-m' when M ≤ 8 (with Wᵀ or B), 'rows' for 9 ≤ M ≤ 128 with Wᵀ when the matrix is wide
+   * (matmulPathFor), 'small-m' below that width, else 'tiled'.
+   */
   readonly path?: MatmulPath;
   /** Tiled path only; default 128×128 when there are enough tiles to fill the GPU, else 64×64. */
   readonly tile?: MatmulTile;
@@ -68,6 +80,8 @@ export interface MatmulOptions {
    * row, so each weight is read once); 1 puts blocks of 8 rows on the grid's second axis instead.
    */
   readonly smallMRowBlocks?: number;
+  /** Rows path only, for tuning: any of its variant's fields (matmul-rows.ts), the rest chosen. */
+  readonly rows?: Partial<Pick<RowsVariant, 'blocks' | 'cols' | 'slices' | 'unroll' | 'colsPerThread'>>;
 }
 
 /** The kernel chosen for a problem, as data. */
@@ -194,13 +208,16 @@ export function matmulKernel(gpu: KernelTarget, problem: MatmulProblem, opts: Ma
   const fusion = problem.fusion;
   checkFusion(fusion, N, `matmul ${describe(problem)}`);
   const smallOnly = fusion?.rmsnorm !== undefined || fusion?.epilogue === 'swiglu';
+  if (fusion?.epilogue === 'argmax' && (opts.path ?? matmulPathFor(problem)) !== 'rows') {
+    throw new Error(`matmul ${describe(problem)}: the argmax epilogue exists on the rows path only (A·Wᵀ, M ≤ ${SMALL_M_BLOCKED_MAX}, K a multiple of 4)`);
+  }
   const smallMax = problem.transposeB ? SMALL_M_BLOCKED_MAX : SMALL_M_MAX;
   const splitK = problem.splitK ?? 1;
   if (!(Number.isInteger(splitK) && splitK >= 1)) throw new Error(`matmul ${describe(problem)}: splitK must be a positive integer, got ${splitK}`);
   const tiledOnly = problem.transposeA === true || splitK > 1;
   if (tiledOnly && (opts.path === 'small-m' || smallOnly)) throw new Error(`matmul ${describe(problem)}: a transposed A and split K exist on the tiled path only, without rmsnorm or swiglu`);
   if (splitK > 1 && (fusion?.epilogue ?? 'store') !== 'store') throw new Error(`matmul ${describe(problem)}: a split-K matmul writes partial products; it takes no epilogue`);
-  const path: MatmulPath = opts.path ?? (!tiledOnly && M <= smallMax ? 'small-m' : 'tiled');
+  const path: MatmulPath = opts.path ?? (tiledOnly ? 'tiled' : matmulPathFor(problem));
   if (path === 'small-m' && fusion && !problem.transposeB) throw new Error(`matmul ${describe(problem)}: fusion needs transposeB (a weight stored [N, K])`);
   const base = opts.label ?? 'matmul';
   let code: string;
@@ -242,6 +259,13 @@ export function matmulKernel(gpu: KernelTarget, problem: MatmulProblem, opts: Ma
     kernel = v.transposeB
       ? `small-m Wᵀ ${v.width === 4 ? 'vec4' : 'scalar'}, ${(v.rowBlocks ?? 1) > 1 ? `${v.rowBlocks} blocks of ` : ''}${v.M} rows, ${v.lanes} lanes × ${v.unroll} loads${(v.colsPerThread ?? 1) > 1 ? ` × ${v.colsPerThread} columns` : ''}, ${v.threads} threads${describeFusion(fusion)}`
       : `small-m B ${v.width === 4 ? 'vec4' : 'scalar'}, ${v.lanes} lanes`;
+  } else if (path === 'rows') {
+    if (!problem.transposeB || M > SMALL_M_BLOCKED_MAX || K % 4 !== 0) throw new Error(`matmul ${describe(problem)}: the rows path takes A·Wᵀ with M ≤ ${SMALL_M_BLOCKED_MAX} and K a multiple of 4`);
+    const v = chooseRows(gpu, problem, opts);
+    code = rowsMatmulWgsl(v);
+    const columns = fusion?.epilogue === 'swiglu' ? N / 2 : N;
+    workgroups = [Math.ceil(columns / rowsColumnsPerWorkgroup(v)), 1, 1];
+    kernel = `rows Wᵀ, ${v.blocks > 1 ? `${v.blocks} blocks of ` : ''}${Math.ceil(M / v.blocks)} rows × ${fusion?.epilogue === 'swiglu' ? '[gate, up]' : `${v.colsPerThread} column${v.colsPerThread > 1 ? 's' : ''}`} per thread, ${v.cols} columns × ${v.slices} slices × ${v.unroll} loads, ${rowsThreads(v)} threads${describeFusion(fusion)}`;
   } else {
     if (smallOnly) throw new Error(`matmul ${describe(problem)}: the rmsnorm prologue and the swiglu epilogue exist on the small-m path only (M ≤ ${SMALL_M_BLOCKED_MAX})`);
     const tile = chooseTile(gpu, problem, opts.tile);
@@ -267,6 +291,60 @@ export function matmulKernel(gpu: KernelTarget, problem: MatmulProblem, opts: Ma
   }
   const label = `${base} [${describe(problem)}; ${kernel}]`;
   return { problem, path, label, kernel, code, bindings: matmulBindings(fusion), workgroups, params: Uint32Array.of(M, N, K, splits > 1 ? KS : 0), splits };
+}
+
+/**
+ * Below this many output columns (or [gate, up] pairs) the rows kernel has too few workgroups and slices to keep
+ * the weights streaming, and 9–128 rows take the blocked small-M kernel (which splits every column's K over up
+ * to 256 threads). Above it, the rows kernel's single pass over the weights with every row's sums in registers
+ * wins (the LM head, gate|up and q|k|v of a tree). bench/small-m.ts --M 17,65 times both for every projection.
+ */
+export const ROWS_MIN_COLUMNS = 1024;
+
+/** The default path: small-m up to 8 rows, rows (wide Wᵀ) or blocked small-m up to 128 with Wᵀ, tiled beyond. */
+export function matmulPathFor(p: MatmulProblem): MatmulPath {
+  if (p.fusion?.epilogue === 'argmax' && p.transposeB && p.M <= SMALL_M_BLOCKED_MAX && p.K % 4 === 0) return 'rows';
+  if (p.M <= SMALL_M_MAX) return 'small-m';
+  if (!p.transposeB || p.M > SMALL_M_BLOCKED_MAX) return 'tiled';
+  const columns = p.fusion?.epilogue === 'swiglu' ? p.N / 2 : p.N;
+  return p.K % 4 === 0 && columns >= ROWS_MIN_COLUMNS ? 'rows' : 'small-m';
+}
+
+/** Threads in flight the rows kernel aims at (enough slices along K for matrices with few columns). */
+const ROWS_TARGET_THREADS = 1 << 16;
+/** Sums a thread keeps in registers: rows of its block × weight rows. */
+const ROWS_MAX_SUMS = 64;
+
+function chooseRows(gpu: KernelTarget, p: MatmulProblem, opts: MatmulOptions): RowsVariant {
+  const o = opts.rows ?? {};
+  const swiglu = p.fusion?.epilogue === 'swiglu';
+  const KW = p.K / 4;
+  const colsPerThread = swiglu ? 1 : o.colsPerThread ?? (p.M <= 32 ? 2 : 1);
+  const TW = swiglu ? 2 : colsPerThread;
+  const blocks = o.blocks ?? Math.min(p.M, Math.ceil((p.M * TW) / ROWS_MAX_SUMS));
+  const columns = swiglu ? p.N / 2 : Math.ceil(p.N / colsPerThread);
+  // On a software adapter one slice and one load per tile: there a workgroup barrier splits the kernel into
+  // sections across which the compiler keeps every live sum, and the compiler vectorises the unrolled body over
+  // invocations; the slices' reduction rounds made a 17-row LM head compile for minutes (lavapipe).
+  let slices = 1;
+  while (!gpu.isSoftware && slices < 8 && columns * 2 * slices * blocks <= ROWS_TARGET_THREADS && 2 * slices <= KW) slices *= 2;
+  if (o.slices !== undefined) slices = o.slices;
+  // Weight vec4s in flight per thread: 8 at most, and a tile of about 16 vec4.
+  let unroll = o.unroll ?? 1;
+  if (o.unroll === undefined) while (!gpu.isSoftware && unroll < 8 && unroll * 2 * TW <= 8 && unroll * 2 * slices <= 16) unroll *= 2;
+  const maxThreads = Math.min(ROWS_MAX_THREADS, gpu.limits.maxComputeInvocationsPerWorkgroup);
+  let cols = o.cols ?? 1;
+  if (o.cols === undefined) while (cols < columns && 2 * cols * slices * blocks <= maxThreads) cols *= 2;
+  const make = (): RowsVariant => ({ M: p.M, blocks, cols, slices, unroll, colsPerThread, ...(p.fusion && { fusion: p.fusion }) });
+  while (rowsWorkgroupBytes(make()) > gpu.limits.maxComputeWorkgroupStorageSize) {
+    if (o.unroll === undefined && unroll > 1) unroll /= 2;
+    else if (o.cols === undefined && cols > 1) cols /= 2;
+    else throw new Error(`matmul ${describe(p)}: the rows kernel needs ${rowsWorkgroupBytes(make())} bytes of workgroup memory; ${gpu.adapterName} allows ${gpu.limits.maxComputeWorkgroupStorageSize}`);
+  }
+  const v = make();
+  checkRowsVariant(v);
+  if (rowsThreads(v) > gpu.limits.maxComputeInvocationsPerWorkgroup) throw new Error(`matmul ${describe(p)}: the rows kernel's ${rowsThreads(v)} threads exceed ${gpu.adapterName}'s ${gpu.limits.maxComputeInvocationsPerWorkgroup}`);
+  return v;
 }
 
 /** Whether matmulKernel can give `problem` this fusion (the small-M Wᵀ path, M ≤ SMALL_M_BLOCKED_MAX, takes them all). */

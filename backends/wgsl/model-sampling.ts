@@ -76,6 +76,51 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
 `;
 }
 
+/**
+ * The second half of the LM head's argmax epilogue (matmul-fusion.ts): partials [rows, PARTS, 2] hold each
+ * workgroup's best logit and its column (−1: none) in column order; tokens[row] = the column of the largest, the
+ * lowest among ties — what argmaxWgsl picks from the whole row of logits. One workgroup per row.
+ */
+export function argmaxPartialsWgsl(parts: number): string {
+  return `// argmax over each row's ${parts} partial maxima (value, column): tokens[row] = the lowest column of the largest
+@group(0) @binding(0) var<storage, read> partials: array<f32>;
+@group(0) @binding(1) var<storage, read_write> tokens: array<u32>;
+
+const PARTS = ${parts}u;
+const WG = ${SAMPLE_WORKGROUP}u;
+var<workgroup> bestV: array<f32, WG>;
+var<workgroup> bestI: array<f32, WG>;
+
+@compute @workgroup_size(WG)
+fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
+  let base = wid.x * PARTS * 2u;
+  var bv = -3.40282346e38;
+  var bi = -1.0;
+  // Strided and ascending: a part's column range comes after the previous part's.
+  for (var p = lid; p < PARTS; p += WG) {
+    let v = partials[base + 2u * p];
+    let i = partials[base + 2u * p + 1u];
+    if (i >= 0.0 && (v > bv || bi < 0.0)) { bv = v; bi = i; }
+  }
+  bestV[lid] = bv;
+  bestI[lid] = bi;
+  workgroupBarrier();
+  for (var off = WG / 2u; off > 0u; off = off / 2u) {
+    if (lid < off) {
+      let ov = bestV[lid + off];
+      let oi = bestI[lid + off];
+      if (oi >= 0.0 && (ov > bestV[lid] || (ov == bestV[lid] && oi < bestI[lid]) || bestI[lid] < 0.0)) {
+        bestV[lid] = ov;
+        bestI[lid] = oi;
+      }
+    }
+    workgroupBarrier();
+  }
+  if (lid == 0u) { tokens[wid.x] = u32(max(bestI[0], 0.0)); }
+}
+`;
+}
+
 export function sampleWgsl(vocab: number): string {
   return `// sample: tokens[row] ~ softmax(logits[row] / T) restricted to top-k, then top-p; drawn with random[row]
 struct Config { topK: u32, useTopP: u32, invTemp: f32, topP: f32 }

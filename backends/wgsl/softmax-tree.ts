@@ -8,16 +8,17 @@
 // The committed keys fold in tiles of WG with the online softmax; the path, root first, one node at a time (every
 // invocation computes the node's logit alike). Buffers as the tree plan of any variant (tree.ts): inputs 'in:X'
 // [b, N, …], 'tree:parents' [b, N] (a parent that is not an earlier node reads as −1), the state buffers, 'out:o'.
-// The commit of an accepted path is the decoding kernel over the path's gathered rows (tree.ts, treeCommitPlan).
+// The commit of an accepted path is the decoding kernel over the path's gathered rows (softmaxTreeCommitPlan, below).
 import type { Program } from '../../src/ir/types.ts';
-import { programBuffers, programReader, type Sizes } from './common.ts';
+import { count, programBuffers, programReader, type Sizes } from './common.ts';
 import { ExprGen, offset, type Resolver } from './expr.ts';
-import { KernelBuilder } from './kernel-builder.ts';
-import type { Plan, PlanBuffer } from './plan.ts';
+import { flatIndex, KernelBuilder } from './kernel-builder.ts';
+import { grid, type Kernel, type Plan, type PlanBuffer } from './plan.ts';
+import { recurrentPlan } from './recurrent.ts';
 import { analyseSoftmax, cacheIndex, featureOffsets, VALUE_CACHE } from './softmax-analysis.ts';
 import { cacheBindings, cachedKeys, stageFeatures } from './softmax-decode.ts';
 import { declareOnline, emitOnlineOne, emitOnlineOutput, emitOnlineStart, emitOnlineTiles } from './softmax-online.ts';
-import { TREE_PARENTS } from './tree-analysis.ts';
+import { TREE_PARENTS, TREE_PATH, TREE_WG } from './tree-analysis.ts';
 
 const WG = 64;
 
@@ -100,4 +101,54 @@ export function softmaxTreePlan(p: Program, sizes: Sizes, maxNodes: number): Pla
   });
   const parentsBuffer: PlanBuffer = { name: TREE_PARENTS, role: 'input', floats: (b, t) => b * t, shape: (b, t) => [b, t] };
   return { variant: p.name, form: 'tree', kernels: [kernel], buffers: [...programBuffers(p, sizes), parentsBuffer, ...a.buffers], outAxes: p.outAxes, sizes, schedule: { workgroup: WG, maxNodes } };
+}
+
+/**
+ * The commit of a softmax program's accepted path: its rows gathered, then the decoding kernel over them (the cache
+ * appends one slot per token, in the path's order). The linear variants fold a path in one launch (tree-commit.ts).
+ */
+export function softmaxTreeCommitPlan(p: Program, sizes: Sizes, maxNodes: number): Plan {
+  const rec = recurrentPlan(p, sizes);
+  const gathered = (name: string) => `tmp:path:${name.slice(name.indexOf(':') + 1)}`;
+  const ins = p.inputs.map((d) => ({ name: `in:${d.name}`, per: count(d.axes, sizes) }));
+  const step = rec.kernels[0];
+  // The step kernel as compiled, bound to the gathered rows instead of the tree's inputs and output.
+  const commit: Kernel = {
+    ...step,
+    label: `${p.name}.tree-commit`,
+    bindings: step.bindings.map((b) => (b.buffer.startsWith('in:') || b.buffer === 'out:o' ? { ...b, buffer: gathered(b.buffer) } : b)),
+  };
+  const per = count(p.outAxes, sizes);
+  const buffers: PlanBuffer[] = [
+    // The tree's inputs: N rows, at most maxNodes (dims.pad says how many).
+    ...ins.map((d): PlanBuffer => ({ name: d.name, role: 'input', floats: (b) => b * maxNodes * d.per, shape: (b) => [b, maxNodes, d.per] })),
+    ...rec.buffers.filter((b) => b.role === 'param' || b.role === 'state'),
+    { name: TREE_PATH, role: 'input', floats: (b, t) => b * t, shape: (b, t) => [b, t] },
+    ...ins.map((d): PlanBuffer => ({ name: gathered(d.name), role: 'scratch', floats: (b, t) => b * t * d.per, shape: (b, t) => [b, t, d.per] })),
+    { name: 'tmp:path:o', role: 'scratch', floats: (b, t) => b * t * per, shape: (b, t) => [b, t, per] },
+  ];
+  return { variant: p.name, form: 'tree-commit', kernels: [gatherKernel(p, ins, gathered), commit], buffers, outAxes: p.outAxes, sizes, schedule: { workgroup: TREE_WG, maxNodes } };
+}
+
+/** Row (b, p) of each gathered input ← tree row (b, path[b, p]); dims.pad = tree nodes N. */
+function gatherKernel(p: Program, ins: readonly { name: string; per: number }[], gathered: (name: string) => string): Kernel {
+  const maxPer = Math.max(1, ...ins.map((d) => d.per));
+  const kb = new KernelBuilder(TREE_WG, ['gid', 'nwg']);
+  const path = kb.storage(TREE_PATH, false, { always: true });
+  const from = ins.map((d) => kb.storage(d.name, false, { always: true }));
+  const to = ins.map((d) => kb.storage(gathered(d.name), true, { always: true }));
+  const main = kb.body;
+  const flat = flatIndex(main);
+  main.line(`if (${flat} >= dims.b * dims.t * ${maxPer}u) { return; }`);
+  const x = main.let('x', `${flat} % ${maxPer}u`);
+  const row = main.let('row', `${flat} / ${maxPer}u`);
+  const bb = main.let('bb', `${row} / dims.t`);
+  const node = main.let('node', `min(u32(max(round(${kb.use(path)}[${row}]), 0.0)), max(dims.pad, 1u) - 1u)`);
+  ins.forEach((d, k) => main.block(`if (${x} < ${d.per}u)`, (b) => b.line(`${kb.use(to[k])}[${row} * ${d.per}u + ${x}] = ${kb.use(from[k])}[(${bb} * dims.pad + ${node}) * ${d.per}u + ${x}];`)));
+  return kb.build({
+    label: `${p.name}.tree-gather`,
+    comment: [`gathers the accepted path's node inputs of ${p.name}: row (b, p) ← tree row (b, path[b, p]); dims.pad = tree nodes N`],
+    workgroups: (b, t) => grid(b * t * maxPer, TREE_WG),
+    launch: { kind: 'grid', perToken: maxPer, size: TREE_WG },
+  });
 }

@@ -1,26 +1,24 @@
-// The tree kernels' analysis (tree.ts): what each node stages in the scratch buffer 'tmp:tree' — one region per
-// staged quantity, `width` floats per (b, node) each, region k starting at b·N·Σ_{k'<k} width — and the
-// declarations and prologue both launches share: bindings, the parent and depth arrays, the head slice, and
-// phase 0 (parents sanitised to earlier nodes, depths).
+// The tree kernel's analysis (tree.ts) and the prologue every workgroup runs. One workgroup verifies one node n
+// of one (batch b, head slice s): its bindings, the parents in workgroup memory, n's root path as a list
+// path[k] = the ancestor k steps above n (path[0] = n), its depth and position a_n, and the query-side values
+// at n the term phases read (each prefix term's φ_n, the bounded terms' query features), staged once.
 import type { PrefixForm } from '../../src/ir/terms.ts';
 import type { Id, Program } from '../../src/ir/types.ts';
 import { count, programReader, type Sizes } from './common.ts';
-import type { Index, Resolver } from './expr.ts';
+import { ExprGen, type Index, type Resolver } from './expr.ts';
 import { KernelBuilder, type Binding, type WorkgroupArray } from './kernel-builder.ts';
 import { boundedFrontier, layoutOf, prefixGate, rowAxes, stateLayout, type Layout, type StateLayout } from './layout.ts';
 import type { Block } from './wgsl-block.ts';
 
 export const TREE_WG = 64;
+/** Ancestors per tile of a path: the scores of a tile are TILE × LANES threads, TILE · LANES = TREE_WG. */
+export const TREE_TILE = 16;
+export const TREE_LANES = TREE_WG / TREE_TILE;
 
 /** The tree's parent indices, [b, N] as f32 (−1 for a child of the last committed token). */
 export const TREE_PARENTS = 'tree:parents';
 /** The accepted path of a commit, [b, P] as f32 node indices from the root down. */
 export const TREE_PATH = 'tree:path';
-
-/** A region of 'tmp:tree': `start` counts floats per (b, node) before it. */
-export interface Region {
-  readonly start: number;
-}
 
 export interface TreePrefix {
   readonly k: number;
@@ -29,12 +27,9 @@ export interface TreePrefix {
   readonly F: number;
   /** past_groups size (the group a node's path may leave open), 0 for a causal term. */
   readonly group: number;
-  readonly phi: Region; // [b, NS, N, F]
-  readonly psi: Region;
-  readonly gate: Region | null; // [b, NS, N, F]: the decay gate at each node
   readonly gateId: Id | null;
-  readonly gateW: number; // 1 or F
-  readonly gatePerFeature: boolean;
+  /** Gate values per node: F (one per feature) or 1 (one per head); 0 without a gate. */
+  readonly gateW: number;
 }
 
 export interface TreeAnalysis {
@@ -47,119 +42,126 @@ export interface TreeAnalysis {
   readonly NR: number;
   readonly per: number;
   readonly prefix: readonly TreePrefix[];
-  /** Bounded terms' query features at every node: [b, NS, N, W]. */
-  readonly qf: ReadonlyMap<Id, { region: Region; axes: readonly string[]; W: number }>;
-  /** Nodes the rings keep (values, key features) at every node: [b, N, per]. */
-  readonly nodes: ReadonlyMap<Id, Region>;
-  readonly scratchWidth: number;
+  /** Bounded terms' query features, staged at node n: [W] over `axes` (the head axes fixed). */
+  readonly qf: ReadonlyMap<Id, { axes: readonly string[]; W: number }>;
 }
 
 export function analyseTree(p: Program, sizes: Sizes, maxNodes: number): TreeAnalysis {
   const L = layoutOf(p, p.terms);
   const st = stateLayout(p, sizes); // refuses noncausal programs
-  const NS = count(L.head, sizes);
-  let width = 0;
-  /** A region of `w` floats per (b, node), times NS when each head slice stages its own. */
-  const region = (w: number, sliced: boolean): Region => {
-    const start = width;
-    width += sliced ? NS * w : w;
-    return { start };
-  };
   const prefix = st.prefix.map((q): TreePrefix => {
     const form = q.term.form as PrefixForm;
     const gate = prefixGate(p, form);
     const gateAxes = gate ? p.nodes[gate.id].type.axes : [];
     const stray = gateAxes.filter((a) => a !== form.feature && !L.head.includes(a));
     if (stray.length) throw new Error(`term ${q.term.name}: the tree kernel supports decay gates over the head axes [${L.head.join(', ')}] and the feature axis, not [${gateAxes.join(', ')}]`);
-    const phi = region(q.F, true);
-    const psi = region(q.F, true);
     return {
       k: q.k, name: q.term.name, form, F: q.F,
       group: q.open ? (q.term.mask[0] as { size: number }).size : 0,
-      phi, psi, gate: gate ? region(q.F, true) : null,
-      gateId: gate?.id ?? null, gateW: gate?.perFeature ? q.F : 1, gatePerFeature: gate?.perFeature ?? false,
+      gateId: gate?.id ?? null, gateW: gate ? (gate.perFeature ? q.F : 1) : 0,
     };
   });
   const qf = new Map(
     boundedFrontier(p, p.terms, 'query').map((id) => {
       const axes = rowAxes(p, L, id);
-      const W = count(axes, sizes);
-      return [id, { region: region(W, true), axes, W }] as const;
+      return [id, { axes, W: count(axes, sizes) }] as const;
     }),
   );
-  const nodes = new Map(st.rings.map((r) => [r.id, region(r.per, false)] as const));
-  return { p, sizes, maxNodes, L, st, NS, NR: count(L.rest, sizes), per: count(p.outAxes, sizes), prefix, qf, nodes, scratchWidth: width };
+  return { p, sizes, maxNodes, L, st, NS: count(L.head, sizes), NR: count(L.rest, sizes), per: count(p.outAxes, sizes), prefix, qf };
 }
 
-/** One launch's declarations, and what its phase reads. */
+/** The kernel's declarations and prologue: what the term phases read. */
 export interface TreeKernel {
   readonly a: TreeAnalysis;
   readonly kb: KernelBuilder;
   /** Inputs at the node a position variable belongs to (see `at`), and parameters. */
   readonly read: Resolver;
-  /** Registers that position variable `pos` (a_n) belongs to node variable `node`, for reading token inputs. */
+  /** Registers that position variable `pos` belongs to node variable `node`, for reading token inputs. */
   readonly at: (pos: string, node: string) => void;
   readonly state: ReadonlyMap<string, Binding>;
   readonly out: Binding;
-  readonly tmp: Binding;
-  readonly par: WorkgroupArray;
-  readonly dep: WorkgroupArray;
+  /** path[k]: the ancestor k steps above n (u32), k < depth. */
+  readonly path: WorkgroupArray;
+  /** φ_n of each prefix term, [F]. */
+  readonly phi: readonly WorkgroupArray[];
+  /** Query features at n of the bounded terms, [W] each. */
+  readonly qf: ReadonlyMap<Id, WorkgroupArray>;
   readonly head: Index;
 }
 
-/** A launch's builder with its bindings and arrays declared and its prologue and phase 0 emitted. */
+/**
+ * A launch's builder with its bindings declared and its prologue emitted: after it, `n` (the node), `depth`
+ * (uniform), `an` (its position), path[] and the staged query-side values are ready for every invocation.
+ */
 export function treeKernel(a: TreeAnalysis): TreeKernel {
-  const kb = new KernelBuilder(TREE_WG, ['wid', 'lid', 'nwg']);
+  const kb = new KernelBuilder(TREE_WG, ['wid', 'lid']);
   const nodeOf = new Map<string, string>();
   const read = programReader(kb, a.p, a.sizes, (where) => {
     const node = nodeOf.get(where);
     if (!node) throw new Error(`internal: ${a.p.name}: an input read at '${where}', which is no tree node's position`);
     return `b * dims.t + ${node}`;
   });
+  const at = (pos: string, node: string) => void nodeOf.set(pos, node);
   const out = kb.storage('out:o', true, { always: true });
   const parents = kb.storage(TREE_PARENTS, false, { always: true });
   const state = new Map(a.st.buffers.map((b) => [b.name, kb.storage(b.name, false)]));
-  const tmp = kb.storage('tmp:tree', true, { always: true });
-  const par = kb.workgroup('par', a.maxNodes, undefined, 'i32');
-  const dep = kb.workgroup('dep', a.maxNodes, undefined, 'u32');
+  const par = kb.workgroup('par', a.maxNodes, 'parents, sanitised to earlier nodes', 'i32');
+  const path = kb.workgroup('path', a.maxNodes, "path[k]: n's ancestor k steps up", 'u32');
+  const wdepth = kb.workgroup('wdepth', 1, "the path's length", 'u32');
+  const phi = a.prefix.map((q) => kb.workgroup(`phi${q.k}`, q.F, `φ_n of ${q.name}`));
+  const qf = new Map([...a.qf].map(([id, f]) => [id, kb.workgroup(`qf${id}`, f.W, `query features %${id} at n`)] as const));
   const main = kb.body;
-  main.define('nsplit', `nwg.x / ${a.NS}u`);
-  main.define('s', 'wid.x / nsplit');
-  main.define('part', 'wid.x % nsplit');
+  main.define('s', `wid.x / dims.t`, 'head slice');
+  main.define('n', `wid.x % dims.t`, 'the node this workgroup verifies');
   main.define('b', 'wid.y');
   const head = main.split(a.L.head, a.sizes, 's', 'hx');
-  emitParents(main, kb.use(parents), par.name, dep.name);
-  return { a, kb, read, at: (pos, node) => void nodeOf.set(pos, node), state, out, tmp, par, dep, head };
+  const T: TreeKernel = { a, kb, read, at, state, out, path, phi, qf, head };
+  emitPath(main, kb.use(parents), par.name, path.name, wdepth.name);
+  main.define('an', 'dims.pos0 + depth - 1u', "n's absolute position");
+  at('an', 'n');
+  stageQuerySide(T, main);
+  return T;
 }
 
-/** Phase 0: parents (sanitised to earlier nodes) and depths, in every launch's workgroup memory. */
-function emitParents(main: Block, parents: string, par: string, dep: string): void {
-  main.strided('n', 'dims.t', (b, n) => {
-    const pv = b.let('pv', `i32(round(${parents}[b * dims.t + ${n}]))`);
-    b.line(`${par}[${n}] = select(-1, ${pv}, ${pv} >= 0 && ${pv} < i32(${n}));`);
+/** Parents (sanitised: a parent that is not an earlier node reads as −1), then n's root path and depth. */
+function emitPath(main: Block, parents: string, par: string, path: string, wdepth: string): void {
+  main.comment("phase 0: n's root path");
+  main.strided('m', 'n + 1u', (b, m) => {
+    const pv = b.let('pv', `i32(round(${parents}[b * dims.t + ${m}]))`);
+    b.line(`${par}[${m}] = select(-1, ${pv}, ${pv} >= 0 && ${pv} < i32(${m}));`);
   });
   main.line('workgroupBarrier();');
-  main.strided('n', 'dims.t', (b, n) => {
-    const d = b.var('d', '1u', 'u32');
-    const up = b.var('up', `${par}[${n}]`, 'i32');
+  main.block('if (lid == 0u)', (b) => {
+    const k = b.var('k', '0u', 'u32');
+    const up = b.var('up', 'i32(n)', 'i32');
     b.block('loop', (l) => {
       l.line(`if (${up} < 0) { break; }`);
-      l.line(`${d}++;`);
+      l.line(`${path}[${k}] = u32(${up});`);
+      l.line(`${k}++;`);
       l.line(`${up} = ${par}[u32(${up})];`);
     });
-    b.line(`${dep}[${n}] = ${d};`);
+    b.line(`${wdepth}[0] = ${k};`);
   });
+  main.define('depth', `workgroupUniformLoad(&${wdepth}[0])`, 'uniform: loops around barriers run to it');
+}
+
+/** Each prefix term's φ_n and the bounded terms' query features at n, in workgroup memory. */
+function stageQuerySide(T: TreeKernel, main: Block): void {
+  const { a } = T;
+  main.comment('phase 1: query-side values at n');
+  a.prefix.forEach((q, i) => {
+    main.strided('f', `${q.F}u`, (b, f) => {
+      const idx: Index = { ...T.head, ...(q.form.feature ? { [q.form.feature]: f } : {}) };
+      b.line(`${T.phi[i].name}[${f}] = ${new ExprGen(a.p, a.sizes, T.read, { i: 'an', j: 'an' }).value(b, q.form.phi, idx, 'an')};`);
+    });
+  });
+  for (const [id, f] of a.qf) {
+    main.strided('x', `${f.W}u`, (b, x) => {
+      const idx = b.split(f.axes, a.sizes, x, `q${id}`);
+      b.line(`${T.qf.get(id)!.name}[${x}] = ${new ExprGen(a.p, a.sizes, T.read, { i: 'an', j: 'an' }).value(b, id, { ...T.head, ...idx }, 'an')};`);
+    });
+  }
   main.line('workgroupBarrier();');
-}
-
-/** The loop over `items` work items of a (b, head slice), spread over the launch's nsplit workgroups of it. */
-export function spread(main: Block, items: string, body: (b: Block, it: string) => void): void {
-  main.for('it', 'part * WG + lid', (it) => `${it} < ${items}`, body, { step: (it) => `${it} += WG * nsplit` });
-}
-
-/** Element `i` of a scratch region. */
-export function scratch(T: TreeKernel, r: Region, i: string): string {
-  return `${T.kb.use(T.tmp)}[dims.b * dims.t * ${r.start}u + ${i}]`;
 }
 
 /** The WGSL name of a state buffer ('state:S0', …), bound (read only) from here on. */

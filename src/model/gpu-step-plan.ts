@@ -21,6 +21,7 @@ import { bindMatmul, encodeMatmul, planMatmul, type MatmulPlan } from '../runtim
 import type { MatmulFusion } from '../../backends/wgsl/matmul-fusion.ts';
 import {
   bindArgmax,
+  bindArgmaxPartials,
   bindEmbedding,
   bindRmsnorm,
   bindSample,
@@ -115,6 +116,12 @@ export interface StepPlan {
   readonly lmHead: GPUBindGroup;
   readonly argmax?: BoundDispatch;
   readonly sample?: BoundDispatch;
+  /**
+   * pickRows plans whose LM head normalises its rows itself: the head with the argmax epilogue (each row's
+   * token without writing [rows, vocab] logits) and the dispatch that finishes it into rowTokens, for greedy
+   * steps that read no logits (encodeStepWith's `logits: false`).
+   */
+  readonly argmaxHead?: { readonly plan: MatmulPlan; readonly bindGroup: GPUBindGroup; readonly reduce: BoundDispatch };
   readonly matmuls: { readonly qkv: MatmulPlan; readonly o: MatmulPlan; readonly gateUp: MatmulPlan; readonly down: MatmulPlan; readonly lm: MatmulPlan };
   /** Everything made for this plan, destroyed with it. */
   readonly buffers: readonly GPUBuffer[];
@@ -232,6 +239,16 @@ export async function buildStepPlan(
       rowRandom = gpu.device.createBuffer({ label: `row draws [${tag}]`, size: rows * 4, usage: BufferUsage.STORAGE | BufferUsage.COPY_DST });
       made.push({ name: 'row draws', shape: [rows], bytes: rows * 4, buffer: rowRandom });
     }
+    let argmaxHead: StepPlan['argmaxHead'];
+    if (rowTokens && lmFused && H % 4 === 0) {
+      const head = await plan('lm head, argmax', rows, V, H, { rmsnorm: eps, epilogue: 'argmax' });
+      const partials = tensor('lm head partial maxima', [rows, 2 * head.workgroups[0]]);
+      argmaxHead = {
+        plan: head,
+        bindGroup: bindMatmul(gpu, head, x, weights.lmHead, partials, { gain: weights.norm }),
+        reduce: bound(await bindArgmaxPartials(gpu, { partials: partials.buffer, tokens: rowTokens }, rows, head.workgroups[0], `argmax of the LM head's partial maxima [${tag}]`)),
+      };
+    }
     const pick = rowTokens && rowRandom
       ? {
           argmax: bound(bindArgmax(gpu, kernels, { logits: logits.buffer, tokens: rowTokens }, rows, `argmax per row [${tag}]`)),
@@ -255,6 +272,7 @@ export async function buildStepPlan(
       ...(embedFromNext && { embedFromNext }),
       layers, ...(finalNorm && { finalNorm }), lmHead,
       ...pick,
+      ...(argmaxHead && { argmaxHead }),
       matmuls,
       buffers: [...made.map((m) => m.buffer), ...plans.map((p) => p.params)],
       dispatches,
@@ -279,8 +297,12 @@ export function encodeStep(
   encodeStepWith(pass, plan, (p, n, io) => attention[n].encodeForward(p, io, states[n], plan.b, plan.t), source, pick);
 }
 
-/** encodeStep with each layer's attention recorded by `attend` (the tree kernels when verifying a draft tree). */
-export function encodeStepWith(pass: GPUComputePassEncoder, plan: StepPlan, attend: AttentionEncoder, source: TokenSource, pick: TokenPick): void {
+/**
+ * encodeStep with each layer's attention recorded by `attend` (the tree kernels when verifying a draft tree).
+ * `logits: false` (nothing reads the logits after the step): a greedy pick of every row runs the LM head with
+ * the argmax epilogue when the plan has it, and plan.logits is left unwritten.
+ */
+export function encodeStepWith(pass: GPUComputePassEncoder, plan: StepPlan, attend: AttentionEncoder, source: TokenSource, pick: TokenPick, opts: { logits?: boolean } = {}): void {
   const embed = source === 'ids' ? plan.embedFromIds : plan.embedFromNext;
   if (!embed) throw new Error(`step plan b=${plan.b} t=${plan.t}: only a one-token step can start from the chosen tokens`);
   encodeDispatch(pass, embed);
@@ -296,6 +318,11 @@ export function encodeStepWith(pass: GPUComputePassEncoder, plan: StepPlan, atte
     if (l.swiglu) encodeDispatch(pass, l.swiglu);
     encodeMatmul(pass, mm.down, l.down);
   });
+  if (pick === 'argmax' && plan.argmaxHead && opts.logits === false) {
+    encodeMatmul(pass, plan.argmaxHead.plan, plan.argmaxHead.bindGroup);
+    encodeDispatch(pass, plan.argmaxHead.reduce);
+    return;
+  }
   if (plan.finalNorm) encodeDispatch(pass, plan.finalNorm);
   encodeMatmul(pass, mm.lm, plan.lmHead);
   if (pick === 'none') return;

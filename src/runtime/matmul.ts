@@ -54,7 +54,9 @@ export function bindMatmul(
   else checkOperand(plan, 'B', b, K, N);
   const outs = Array.isArray(c) ? (c as readonly GpuTensor[]) : [c as GpuTensor];
   if (outs.length !== outputCount(fusion)) throw new Error(`${plan.label}: ${outs.length} output tensor(s) for ${outputCount(fusion)} output(s)`);
-  for (const o of outs) checkOperand(plan, 'C', o, plan.splits * M, outputColumns(fusion, N));
+  // The argmax epilogue writes a (value, column) pair per row and workgroup.
+  const cols = fusion?.epilogue === 'argmax' ? 2 * plan.workgroups[0] : outputColumns(fusion, N);
+  for (const o of outs) checkOperand(plan, 'C', o, plan.splits * M, cols);
   if (fusion?.rmsnorm) {
     if (!extra.gain) throw new Error(`${plan.label}: the rmsnorm prologue needs its gain vector`);
     checkOperand(plan, 'gain', extra.gain, 1, K);

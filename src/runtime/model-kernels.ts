@@ -2,7 +2,7 @@
 // size, each bound once per buffer set (`bind*` → BoundDispatch) and then recorded into a caller's compute
 // pass every step (`encodeDispatch`), so a step allocates nothing.
 import { elementGrid, MODEL_KERNELS, modelKernelSources, rowGrid, type ModelDims, type ModelKernelName } from '../../backends/wgsl/model-kernels.ts';
-import { samplingConfigData, type GpuSamplingConfig } from '../../backends/wgsl/model-sampling.ts';
+import { argmaxPartialsWgsl, samplingConfigData, type GpuSamplingConfig } from '../../backends/wgsl/model-sampling.ts';
 import { BufferUsage, type Gpu } from './device.ts';
 import { compileKernel } from './pipeline-cache.ts';
 
@@ -111,6 +111,15 @@ export function bindResidualAdd(gpu: Gpu, k: ModelKernels, io: { x: GPUBuffer; y
 /** tokens[r] = argmax_v logits[r, v] (lowest index among ties), one workgroup per row. */
 export function bindArgmax(gpu: Gpu, k: ModelKernels, io: { logits: GPUBuffer; tokens: GPUBuffer }, rows: number, label = 'argmax'): BoundDispatch {
   return { label, pipeline: k.argmax, bindGroup: bindGroup(gpu, label, k.argmax, [io.logits, io.tokens]), workgroups: rowGrid(gpu.limits, rows, label), owned: [] };
+}
+
+/**
+ * tokens[r] = the column of the largest of row r's `parts` (value, column) pairs in `partials` [rows, parts, 2]:
+ * the LM head's argmax epilogue finished (its pipeline compiled once per part count, cached).
+ */
+export async function bindArgmaxPartials(gpu: Gpu, io: { partials: GPUBuffer; tokens: GPUBuffer }, rows: number, parts: number, label = 'argmax of partials'): Promise<BoundDispatch> {
+  const pipeline = await compileKernel(gpu, { label: `argmax of ${parts} partials`, code: argmaxPartialsWgsl(parts), bindings: ['read-only-storage', 'storage'] });
+  return { label, pipeline, bindGroup: bindGroup(gpu, label, pipeline, [io.partials, io.tokens]), workgroups: rowGrid(gpu.limits, rows, label), owned: [] };
 }
 
 /**

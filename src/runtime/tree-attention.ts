@@ -1,8 +1,8 @@
 // Tree verification and path commit of a compiled variant on the GPU, for the speculative-decoding runtime:
 // both plans are compiled once per (program, axis sizes, maxNodes); each layer then encodes
 //   encodeTree:   N draft nodes (inputs [b, N, …], parents [b, N]) against the committed state → o [b, N, …]
-//   encodeCommit: the accepted path (node indices [b, P]) folded into the state, as P recurrent steps
-// into the caller's compute pass. The state buffers are those of the recurrent plan (compiled-attention's
+//   encodeCommit: the accepted path (node indices [b, P]) folded into the state, one launch reading the nodes' inputs by index
+// into the caller's compute pass (one dispatch each per layer). The state buffers are those of the recurrent plan (compiled-attention's
 // layer state: 'state:S0', 'state:ring12', …); the tree reads them, the commit writes them. Each layer
 // writes its dims uniform when encoding, so encode at most one tree and one commit per layer per submit.
 import { TREE_PARENTS, TREE_PATH, treeCommitPlan, treePlan } from '../../backends/wgsl/tree.ts';

@@ -183,7 +183,7 @@ export class GpuTreeVerifier implements TreeVerifier, BatchTreeVerifier {
       label: `tree step [${b} × ${rows} rows]`,
       ...(this.querySet && { timestampWrites: { querySet: this.querySet, beginningOfPassWriteIndex: 0, endOfPassWriteIndex: 1 } }),
     });
-    const pathLength = await this.encode(pass, plan, b, rows, medusaK, ownK);
+    const pathLength = await this.encode(pass, plan, b, rows, medusaK, ownK, req.wantLogits ?? false);
     pass.end();
     encoder.copyBufferToBuffer(plan.rowTokens!, 0, staging, 0, 4 * b * rows);
     encoder.copyBufferToBuffer(this.heads.accepted, 0, staging, layout.accepted, 4 * b);
@@ -278,7 +278,7 @@ export class GpuTreeVerifier implements TreeVerifier, BatchTreeVerifier {
   async profileStep(req: BatchVerifyRequest, repeats = 3): Promise<DispatchTime[]> {
     const { plan, rows, b, medusaK, ownK } = await this.upload(req);
     const pass = new ProfilingPass();
-    await this.encode(pass.asPass(), plan, b, rows, medusaK, ownK);
+    await this.encode(pass.asPass(), plan, b, rows, medusaK, ownK, req.wantLogits ?? false);
     return timeDispatchesOf(this.model.gpu, pass.dispatches, repeats);
   }
 
@@ -327,8 +327,12 @@ export class GpuTreeVerifier implements TreeVerifier, BatchTreeVerifier {
     return { plan, rows, b, medusaK, ownK };
   }
 
-  /** Records the pending commit and the step into `pass`; returns the committed length. */
-  private async encode(pass: GPUComputePassEncoder, plan: StepPlan, b: number, rows: number, medusaK: number, ownK: number): Promise<number> {
+  /**
+   * Records the pending commit and the step into `pass`; returns the committed length. Greedy steps whose
+   * logits nobody reads (no `wantLogits`, no top-k of the step's own logits) take the LM head with its argmax
+   * epilogue: the [rows, vocab] logits are never written.
+   */
+  private async encode(pass: GPUComputePassEncoder, plan: StepPlan, b: number, rows: number, medusaK: number, ownK: number, wantLogits: boolean): Promise<number> {
     const pathLength = this.pending && this.last ? this.writePath() : 0;
     const states = this.model.attentionStates.map((s) => s.buffers!);
     const pos = this.model.position;
@@ -337,6 +341,7 @@ export class GpuTreeVerifier implements TreeVerifier, BatchTreeVerifier {
       pass, plan,
       (p, n, io) => this.layers[n].encodeTree(p, { inputs: { q: io.q, k: io.k, v: io.v }, parents: this.parents, o: io.o }, states[n], b, pos + pathLength, rows),
       'ids', this.sampled ? 'sample' : 'argmax',
+      { logits: wantLogits || ownK > 0 },
     );
     await this.heads.encode(pass, plan, { b, rows, parents: this.parents, medusaK, ownK });
     return pathLength;

@@ -1,0 +1,159 @@
+// The commit of an accepted path (tree.ts, treeCommitPlan): P accepted nodes, read by index from the tree's
+// inputs, folded into the decoding state in one launch whose workgroups split every prefix term's state by
+// (head slice, block of features, block of columns):
+//
+//   S[f, c] ← D_P[f] S[f, c] + Σ_p D_{p→P}[f] ψ_p[f] v_p[c]      z[f] alike with 1 for v      (D: gate products)
+//
+// Each invocation keeps E = 4 elements S[f, c] in registers and runs the sum along the path in the recurrent
+// step's own order and arithmetic (S ← exp(lg_p) S + ψ_p v_p; past_groups: S += So at a group start, So += ψ v),
+// so the state it leaves is the one decoding the accepted tokens leaves (on lavapipe S to the bit, gated z within
+// 3e-7: the driver may fuse the two kernels' exp and multiply-add differently), while nothing waits on memory
+// between steps: ψ, log-gates and values of TILE path nodes are staged in workgroup memory at a time.
+// The rings take the path's last RING positions (workgroup 0 of each head slice).
+import type { PrefixForm } from '../../src/ir/terms.ts';
+import type { Id, Program } from '../../src/ir/types.ts';
+import { count, programReader, type Sizes } from './common.ts';
+import { ExprGen, offset, type Index } from './expr.ts';
+import { KernelBuilder } from './kernel-builder.ts';
+import { layoutOf, prefixGate, ringIndex, rowAxes, stateLayout } from './layout.ts';
+import type { Kernel } from './plan.ts';
+import type { Block } from './wgsl-block.ts';
+import { TREE_PATH, TREE_TILE, TREE_WG } from './tree-analysis.ts';
+
+/** State elements (features of one column) per invocation. */
+const E = 4;
+
+export function treeCommitKernel(p: Program, sizes: Sizes): Kernel {
+  const L = layoutOf(p, p.terms);
+  const st = stateLayout(p, sizes);
+  const NS = count(L.head, sizes);
+  const NR = count(L.rest, sizes);
+  const Fmax = Math.max(1, ...st.prefix.map((q) => q.F));
+  let CB = 1;
+  while (CB < 16 && CB < NR) CB *= 2;
+  const FB = (TREE_WG / CB) * E; // features per workgroup
+  const ncb = Math.ceil(NR / CB);
+  const blocks = st.prefix.length ? Math.ceil(Fmax / FB) * ncb : 1;
+  const TP = TREE_TILE;
+
+  const kb = new KernelBuilder(TREE_WG, ['wid', 'lid']);
+  const nodeOf = new Map<string, string>();
+  const read = programReader(kb, p, sizes, (where) => {
+    const node = nodeOf.get(where);
+    if (!node) throw new Error(`internal: ${p.name}: an input read at '${where}', which is no path node's position`);
+    return `b * dims.pad + ${node}`;
+  });
+  const path = kb.storage(TREE_PATH, false, { always: true });
+  const state = new Map(st.buffers.map((b) => [b.name, kb.storage(b.name, true)]));
+  const S = (name: string) => kb.use(state.get(name)!);
+  const psiT = kb.workgroup('psi', TP * FB, 'ψ of the tile, [TILE, features of this workgroup]');
+  const lgT = st.prefix.some((q) => prefixGate(p, q.term.form as PrefixForm)) ? kb.workgroup('lg', TP * FB, 'log-gates of the tile') : null;
+  const vT = kb.workgroup('vt', TP * CB, 'values of the tile, [TILE, columns of this workgroup]');
+
+  const main = kb.body;
+  main.define('s', `wid.x / ${blocks}u`, 'head slice');
+  main.define('blk', `wid.x % ${blocks}u`);
+  main.define('b', 'wid.y');
+  const head = main.split(L.head, sizes, 's', 'hx');
+  const f0 = main.let('f0', `(blk / ${ncb}u) * ${FB}u`, "this workgroup's first feature");
+  const c = main.let('c', `(blk % ${ncb}u) * ${CB}u + lid % ${CB}u`, "this invocation's column");
+  const fr = main.let('fr', `(lid / ${CB}u) * ${E}u`, "its first feature in the workgroup's block");
+  /** Node index of path entry `k` (clamped to the tree). */
+  const nodeAt = (k: string) => `min(u32(max(round(${kb.use(path)}[b * dims.t + ${k}]), 0.0)), max(dims.pad, 1u) - 1u)`;
+
+  for (const q of st.prefix) {
+    const form = q.term.form as PrefixForm;
+    const gate = prefixGate(p, form);
+    const C = q.open ? (q.term.mask[0] as { size: number }).size : 0;
+    main.block('', (t) => {
+      t.comment(`${q.term.name}: S${C ? ', So' : ''} and z along the path`);
+      const cc = t.let('cc', `min(${c}, ${NR - 1}u)`);
+      const at = (f: string) => `((b * ${NS}u + s) * ${q.F}u + ${f}) * ${NR}u + ${cc}`;
+      const zAt = (f: string) => `(b * ${NS}u + s) * ${q.F}u + ${f}`;
+      const fe = [...Array(E).keys()].map((e) => t.let('f', `${f0} + ${fr} + ${e}u`));
+      const owns = fe.map((f) => t.let('own', `${c} < ${NR}u && ${f} < ${q.F}u`));
+      const ownsZ = fe.map((f) => t.let('ownZ', `${c} == 0u && ${f} < ${q.F}u`));
+      const sv = fe.map((f, e) => t.var('sv', `select(0.0, ${S(`state:S${q.k}`)}[${at(`min(${f}, ${q.F - 1}u)`)}], ${owns[e]})`));
+      const so = C ? fe.map((f, e) => t.var('so', `select(0.0, ${S(`state:So${q.k}`)}[${at(`min(${f}, ${q.F - 1}u)`)}], ${owns[e]})`)) : [];
+      const zv = fe.map((f, e) => t.var('zv', `select(0.0, ${S(`state:z${q.k}`)}[${zAt(`min(${f}, ${q.F - 1}u)`)}], ${ownsZ[e]})`));
+      const zo = C ? fe.map((f, e) => t.var('zo', `select(0.0, ${S(`state:zo${q.k}`)}[${zAt(`min(${f}, ${q.F - 1}u)`)}], ${ownsZ[e]})`)) : [];
+      t.for('p0', '0u', (p0) => `${p0} < dims.t`, (l, p0) => {
+        l.comment(`stage ψ${gate && !C ? ', log-gate' : ''} and v of path entries p0 …`);
+        l.strided('e', `${TP * FB}u`, (b, e) => {
+          const k = b.let('k', `${p0} + ${e} / ${FB}u`);
+          const f = b.let('f', `${f0} + ${e} % ${FB}u`);
+          b.block(`if (${k} < dims.t && ${f} < ${q.F}u)`, (x) => {
+            const node = x.let('node', nodeAt(k));
+            const pos = x.let('pos', `dims.pos0 + ${k}`);
+            nodeOf.set(pos, node);
+            const g = new ExprGen(p, sizes, read, { i: pos, j: pos });
+            const idx: Index = { ...head, ...(form.feature ? { [form.feature]: f } : {}) };
+            x.line(`${psiT.name}[${e}] = ${g.value(x, form.psi, idx, pos)};`);
+            if (lgT && gate && !C) x.line(`${lgT.name}[${e}] = log(max(${g.value(x, gate.id, gate.perFeature ? idx : { ...head }, pos)}, 1e-30));`);
+          });
+        });
+        l.strided('e', `${TP * CB}u`, (b, e) => {
+          const k = b.let('k', `${p0} + ${e} / ${CB}u`);
+          const col = b.let('col', `(blk % ${ncb}u) * ${CB}u + ${e} % ${CB}u`);
+          b.block(`if (${k} < dims.t && ${col} < ${NR}u)`, (x) => {
+            const node = x.let('node', nodeAt(k));
+            const pos = x.let('pos', `dims.pos0 + ${k}`);
+            nodeOf.set(pos, node);
+            const full: Index = { ...head, ...x.split(L.rest, sizes, col, 'oc') };
+            x.line(`${vT.name}[${e}] = ${new ExprGen(p, sizes, read, { i: pos, j: pos }).value(x, q.term.value, full, pos)};`);
+          });
+        });
+        l.line('workgroupBarrier();');
+        l.for('kk', '0u', (kk) => `${kk} < min(${TP}u, dims.t - ${p0})`, (m, kk) => {
+          const pos = m.let('pos', `dims.pos0 + ${p0} + ${kk}`);
+          const v = m.let('v', `${vT.name}[${kk} * ${CB}u + lid % ${CB}u]`);
+          const starts = C ? m.let('starts', `${pos} % ${C}u == 0u && ${pos} > 0u`) : null;
+          fe.forEach((_, e) => {
+            const at = `${kk} * ${FB}u + ${fr} + ${e}u`;
+            const ps = m.let('ps', `${psiT.name}[${at}]`);
+            if (C) {
+              m.line(`if (${starts}) { ${sv[e]} = ${sv[e]} + ${so[e]}; ${so[e]} = 0.0; ${zv[e]} = ${zv[e]} + ${zo[e]}; ${zo[e]} = 0.0; }`);
+              m.line(`${so[e]} = ${so[e]} + ${ps} * ${v}; ${zo[e]} = ${zo[e]} + ${ps};`);
+            } else {
+              const dec = m.let('dec', gate ? `exp(${lgT!.name}[${at}])` : '1.0');
+              m.line(`${sv[e]} = ${dec} * ${sv[e]} + ${ps} * ${v}; ${zv[e]} = ${dec} * ${zv[e]} + ${ps};`);
+            }
+          });
+        });
+        l.line('workgroupBarrier();');
+      }, { step: (p0) => `${p0} += ${TP}u` });
+      fe.forEach((f, e) => {
+        t.line(`if (${owns[e]}) { ${S(`state:S${q.k}`)}[${at(f)}] = ${sv[e]};${C ? ` ${S(`state:So${q.k}`)}[${at(f)}] = ${so[e]};` : ''} }`);
+        t.line(`if (${ownsZ[e]}) { ${S(`state:z${q.k}`)}[${zAt(f)}] = ${zv[e]};${C ? ` ${S(`state:zo${q.k}`)}[${zAt(f)}] = ${zo[e]};` : ''} }`);
+      });
+    });
+  }
+  if (st.rings.length) {
+    main.block('if (blk == 0u)', (blk) => {
+      blk.comment(`rings: the last ${st.ring} positions of the path`);
+      const kept = blk.let('kept', `min(dims.t, ${st.ring}u)`);
+      for (const r of st.rings) emitRing(blk, r, kept);
+    });
+  }
+  function emitRing(blk: Block, r: { id: Id; per: number; sliced: number }, kept: string): void {
+    const own = rowAxes(p, L, r.id);
+    const W = count(own, sizes);
+    blk.strided('e', `${kept} * ${W}u`, (b, e) => {
+      const k = b.let('k', `dims.t - ${kept} + ${e} / ${W}u`);
+      const node = b.let('node', nodeAt(k));
+      const pos = b.let('pos', `dims.pos0 + ${k}`);
+      nodeOf.set(pos, node);
+      const full = { ...head, ...b.split(own, sizes, `${e} % ${W}u`, `r${r.id}`) };
+      const v = new ExprGen(p, sizes, read, { i: pos, j: pos }).value(b, r.id, full, pos);
+      b.line(`${S(`state:ring${r.id}`)}[${ringIndex(r, st.ring, `${pos} % ${st.ring}u`, offset(p.nodes[r.id].type.axes, sizes, full))}] = ${v};`);
+    });
+  }
+  return kb.build({
+    label: `${p.name}.tree-commit`,
+    comment: [
+      `tree commit kernel of ${p.name}: the accepted path (node indices in ${TREE_PATH}) folded into the state, ${blocks} workgroup(s) per head slice`,
+      'dims.t = P (the path length), dims.pad = N (the rows of the tree inputs), dims.pos0 = the committed position',
+    ],
+    workgroups: (b) => [NS * blocks, b, 1],
+  });
+}
