@@ -165,11 +165,11 @@ function keyReader(T: TreeKernel, w: Walk, aJ: string, ju: string, onPath: strin
     const off = offset(a.p.nodes[id].type.axes, a.sizes, idx);
     return `select(${stateRef(T, `state:ring${id}`)}[${ringIndex(r, a.st.ring, `${aJ} % ${a.st.ring}u`, off)}], ${scratch(T, a.nodes.get(id)!, `(b * dims.t + ${ju}) * ${r.per}u + ${off}`)}, ${onPath})`;
   };
-  const read: Resolver = (n, idx, where) => {
+  const read: Resolver = (n, idx, where, blk) => {
     const f = a.qf.get(n.id);
     if (f) return scratch(T, f.region, `((b * ${a.NS}u + s) * dims.t + ${w.n}) * ${f.W}u + ${offset(f.axes, a.sizes, idx)}`);
     if (n.type.side === 'key' && a.nodes.has(n.id)) return at(n.id, idx);
-    return T.read(n, idx, where);
+    return T.read(n, idx, where, blk);
   };
   return { read, at };
 }
