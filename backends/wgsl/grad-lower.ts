@@ -16,13 +16,17 @@ import type { Program } from '../../src/ir/types.ts';
 import type { ChunkSchedule } from './chunked/analysis.ts';
 import type { Sizes } from './common.ts';
 import { mapKernel, paramsKernel } from './grad/elementwise.ts';
-import { bufferName, layoutEnv, storedReads, type Env } from './grad/env.ts';
+import { bufferName, layoutEnv, storedReads, storedSlot, type Env } from './grad/env.ts';
 import type { GradKernel, GradPlan } from './grad/plan.ts';
 import { pairsKernel, reduceKernel } from './grad/reductions.ts';
 import { naiveTermKernel, recomputeGroups, sharedHead, stageGroups, termKernel, termKernelFloats, type TermGroup } from './grad/term-kernels.ts';
 
 export interface GradLowerOptions {
   readonly fuse: boolean;
+  /** 'parallel': every term stage in the parallel form (the quadratic reference on the GPU); default chunked. */
+  readonly form?: 'chunked' | 'parallel';
+  /** The adapter's storage buffers per kernel (maxStorageBuffersPerShaderStage; default WebGPU's 8): fusion stays under it. */
+  readonly storageBuffers?: number;
   /** Chunk (raised to fit the stages' group sizes), value columns per workgroup at most, threads. */
   readonly schedule: ChunkSchedule;
   /** The adapter's workgroup memory in f32s (maxComputeWorkgroupStorageSize / 4): fusion and chunks stay under it. */
@@ -50,8 +54,13 @@ export function lowerGrad(gp: GradProgram, sizes: Sizes, opts: GradLowerOptions)
   const virtual = new Set(opts.fuse ? gp.stages.flatMap((st) => (st.kind === 'map' ? st.outputs.map((o) => o.tensor).filter((t) => !gp.gradients.includes(t)) : [])) : []);
   const env = layoutEnv(gp, sizes, virtual);
   const schedule = { ...opts.schedule, chunk: chunkFor([...passed.values()], opts.schedule.chunk) };
-  const nodes = units(gp, env, passed, opts.fuse).map((u, k) => node(env, u, k));
-  if (opts.fuse) merge(nodes, env, schedule, opts.workgroupFloats);
+  const nodes = units(gp, env, passed, opts.fuse, opts.form === 'parallel').map((u, k) => node(env, u, k));
+  const storageBuffers = opts.storageBuffers ?? 8;
+  if (opts.fuse) merge(nodes, env, schedule, opts.workgroupFloats, storageBuffers);
+  for (const n of nodes) {
+    const count = buffersOf(env, n);
+    if (count > storageBuffers) throw new Error(`${gp.forward.name}: stage ${stageNames(n).join(' + ')} binds ${count} storage buffers, over the adapter's ${storageBuffers}`);
+  }
   const kernels = order(nodes).flatMap((n, k) => emit(gp, env, n, k, schedule, opts));
   return {
     variant: gp.forward.name,
@@ -66,8 +75,8 @@ export function lowerGrad(gp: GradProgram, sizes: Sizes, opts: GradLowerOptions)
   };
 }
 
-/** The stages as launches to be, in program order. */
-function units(gp: GradProgram, env: Env, passed: ReadonlyMap<string, Program>, fuse: boolean): Unit[] {
+/** The stages as launches to be, in program order (every term stage in the parallel form when `parallel`). */
+function units(gp: GradProgram, env: Env, passed: ReadonlyMap<string, Program>, fuse: boolean, parallel: boolean): Unit[] {
   const out: Unit[] = [];
   const byWrites = new Map(gp.stages.flatMap((st) => (st.kind === 'term' ? [[st.writes, st] as const] : [])));
   const done = new Set<string>();
@@ -77,13 +86,13 @@ function units(gp: GradProgram, env: Env, passed: ReadonlyMap<string, Program>, 
       case 'term': {
         const k = /^n\.(\d+)$/.exec(st.writes)?.[1];
         const z = k !== undefined ? byWrites.get(`z.${k}`) : undefined;
-        const paired = fuse && z ? recomputeGroups(st, z, passed.get(st.name)!, passed.get(z.name)!) : undefined;
+        const paired = fuse && z && !parallel ? recomputeGroups(st, z, passed.get(st.name)!, passed.get(z.name)!) : undefined;
         if (paired && z) {
           done.add(z.name);
           out.push({ kind: 'term', groups: paired });
           break;
         }
-        const groups = stageGroups(st, passed.get(st.name)!);
+        const groups = stageGroups(st, passed.get(st.name)!, parallel);
         if (groups[0].parallel) out.push({ kind: 'naive', group: groups[0] });
         else if (fuse) out.push({ kind: 'term', groups });
         else out.push(...groups.map((g): Unit => ({ kind: 'term', groups: [g] })));
@@ -141,11 +150,28 @@ function needs(nodes: readonly Node[], to: Node, from: Node, seen = new Set<Node
   return nodes.some((n) => n !== to && [...n.writes].some((w) => to.reads.has(w)) && (n === from || needs(nodes, n, from, seen)));
 }
 
-/** (b): term nodes of one class (time, padding, head axes) join while independent and within workgroup memory. */
-function merge(nodes: Node[], env: Env, schedule: ChunkSchedule, limit: number): void {
+/** The storage buffers a node's kernel binds (the intermediates' arena once). */
+function buffersOf(env: Env, n: Node): number {
+  return new Set([...n.reads, ...n.writes].map((t) => storedSlot(env, t).buffer)).size;
+}
+
+function stageNames(n: Node): string[] {
+  return n.units.flatMap((u) => (u.kind === 'term' ? u.groups.flatMap((g) => g.stages) : u.kind === 'naive' ? u.group.stages : [u.stage.name]));
+}
+
+/**
+ * (b): term nodes of one class (time, padding, head axes) join while independent, within the adapter's storage
+ * buffers and, with at least 8 value columns per workgroup, within its workgroup memory.
+ */
+function merge(nodes: Node[], env: Env, schedule: ChunkSchedule, limit: number, storageBuffers: number): void {
   const groups = (n: Node) => n.units.flatMap((u) => (u.kind === 'term' ? u.groups : []));
-  const fits = (gs: TermGroup[]) =>
-    sharedHead(gs, schedule.chunk) !== null && termKernelFloats({ env, groups: gs, schedule, label: 'fit', barriers: true }) <= limit;
+  const fits = (gs: TermGroup[]) => {
+    if (sharedHead(gs, schedule.chunk) === null) return false;
+    for (let cols = schedule.cols; ; cols >>= 1) {
+      if (termKernelFloats({ env, groups: gs, schedule: { ...schedule, cols }, label: 'fit', barriers: true }) <= limit) return true;
+      if (cols <= 8) return false;
+    }
+  };
   for (let i = 1; i < nodes.length; i++) {
     const a = nodes[i];
     if (a.units[0].kind !== 'term') continue;
@@ -155,7 +181,8 @@ function merge(nodes: Node[], env: Env, schedule: ChunkSchedule, limit: number):
       if (b.units[0].kind !== 'term') continue;
       const gb = groups(b);
       if (gb[0].time !== ga[0].time || gb[0].pad !== ga[0].pad) continue;
-      if (needs(nodes, a, b) || needs(nodes, b, a) || !fits([...gb, ...ga])) continue;
+      const joint: Node = { units: [], first: 0, reads: new Set([...a.reads, ...b.reads]), writes: new Set([...a.writes, ...b.writes]) };
+      if (needs(nodes, a, b) || needs(nodes, b, a) || buffersOf(env, joint) > storageBuffers || !fits([...gb, ...ga])) continue;
       b.units.push(...a.units);
       a.writes.forEach((w) => b.writes.add(w));
       a.reads.forEach((r) => b.reads.add(r));

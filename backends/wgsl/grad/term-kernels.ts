@@ -57,11 +57,14 @@ function chunkable(p: Program): boolean {
   }
 }
 
-/** A term stage (`passed`: its program after the passes) as groups; groups after the first add into the sum. */
-export function stageGroups(st: TermStage, passed: Program): TermGroup[] {
+/**
+ * A term stage (`passed`: its program after the passes) as groups; groups after the first add into the sum.
+ * `parallel`: one group in the parallel form, whether or not the chunk kernel could run it.
+ */
+export function stageGroups(st: TermStage, passed: Program, parallel = false): TermGroup[] {
   const tensor = st.writes;
   const common = { stages: [st.name], program: passed, time: st.time, pad: st.pad, negated: st.positions === 'negated', bindings: st.bindings, reads: Object.values(st.bindings).map((b) => b.tensor), writes: [tensor] };
-  if (!chunkable(passed)) {
+  if (parallel || !chunkable(passed)) {
     return [{ ...common, terms: passed.terms, items: passed.output, partial: false, out: { kind: 'sum', tensor, accumulate: false }, parallel: true }];
   }
   return valueGroups(passed).map((terms, k) => ({
