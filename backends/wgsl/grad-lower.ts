@@ -14,6 +14,7 @@ import { runPasses } from '../../passes/pipeline.ts';
 import type { GradProgram, Stage, StageOutput } from '../../src/ir/grad.ts';
 import type { Program } from '../../src/ir/types.ts';
 import type { ChunkSchedule } from './chunked/analysis.ts';
+import { keptBuffer, normalisedItems } from './lower.ts';
 import type { Sizes } from './common.ts';
 import { mapKernel, paramsKernel } from './grad/elementwise.ts';
 import { bufferName, layoutEnv, storedReads, storedSlot, type Env } from './grad/env.ts';
@@ -33,6 +34,11 @@ export interface GradLowerOptions {
   readonly workgroupFloats: number;
   /** Add parameter gradients into their buffers instead of writing them (a trainer's gradient accumulation). */
   readonly accumulate?: boolean;
+  /**
+   * The forward kept every normalised item's n and z (lower.ts, keepNormalisers): the plan reads them from the
+   * buffers keptBuffer names instead of recomputing them (fla recomputes; storing costs their memory).
+   */
+  readonly stored?: boolean;
 }
 
 /** A launch to be: term groups run as chunk sections, or one other stage. */
@@ -52,9 +58,16 @@ interface Node {
 export function lowerGrad(gp: GradProgram, sizes: Sizes, opts: GradLowerOptions): GradPlan {
   const passed = new Map<string, Program>(gp.stages.flatMap((st) => (st.kind === 'term' ? [[st.name, runPasses(st.program)] as const] : [])));
   const virtual = new Set(opts.fuse ? gp.stages.flatMap((st) => (st.kind === 'map' ? st.outputs.map((o) => o.tensor).filter((t) => !gp.gradients.includes(t)) : [])) : []);
-  const env = layoutEnv(gp, sizes, virtual);
+  const kept = new Map(opts.stored ? normalisedItems(runPasses(gp.forward)).flatMap(({ k }) => [[`n.${k}`, keptBuffer('n', k)], [`z.${k}`, keptBuffer('z', k)]] as const) : []);
+  if (opts.stored) {
+    for (const { k, denAxes } of normalisedItems(runPasses(gp.forward))) {
+      const z = gp.stages.find((st) => st.kind === 'term' && st.writes === `z.${k}`);
+      if (!z || z.kind !== 'term' || z.program.outAxes.join() !== denAxes.join()) throw new Error(`internal: ${gp.forward.name}: the kept denominator of item ${k} [${denAxes}] is not what the gradient program recomputes`);
+    }
+  }
+  const env = layoutEnv(gp, sizes, virtual, kept);
   const schedule = { ...opts.schedule, chunk: chunkFor([...passed.values()], opts.schedule.chunk) };
-  const nodes = units(gp, env, passed, opts.fuse, opts.form === 'parallel').map((u, k) => node(env, u, k));
+  const nodes = units(gp, env, passed, opts.fuse, opts.form === 'parallel', new Set(kept.keys())).map((u, k) => node(env, u, k));
   const storageBuffers = opts.storageBuffers ?? 8;
   if (opts.fuse) merge(nodes, env, schedule, opts.workgroupFloats, storageBuffers);
   for (const n of nodes) {
@@ -71,17 +84,17 @@ export function lowerGrad(gp: GradProgram, sizes: Sizes, opts: GradLowerOptions)
     sizes,
     schedule,
     accumulate: opts.accumulate ?? false,
-    stored: [],
+    stored: [...kept.keys()].filter((t) => t.startsWith('n.')).map((t) => Number(t.slice(2))),
   };
 }
 
 /** The stages as launches to be, in program order (every term stage in the parallel form when `parallel`). */
-function units(gp: GradProgram, env: Env, passed: ReadonlyMap<string, Program>, fuse: boolean, parallel: boolean): Unit[] {
+function units(gp: GradProgram, env: Env, passed: ReadonlyMap<string, Program>, fuse: boolean, parallel: boolean, kept: ReadonlySet<string>): Unit[] {
   const out: Unit[] = [];
   const byWrites = new Map(gp.stages.flatMap((st) => (st.kind === 'term' ? [[st.writes, st] as const] : [])));
   const done = new Set<string>();
   for (const st of gp.stages) {
-    if (done.has(st.name)) continue;
+    if (done.has(st.name) || (st.kind === 'term' && kept.has(st.writes))) continue;
     switch (st.kind) {
       case 'term': {
         const k = /^n\.(\d+)$/.exec(st.writes)?.[1];

@@ -70,12 +70,14 @@ export class GradRunner {
 
   /**
    * Buffers for (b, t): inputs, `do` and parameters uploaded from host tensors (`tensors` by the variant's names,
-   * plus `do`), intermediates allocated, gradients zeroed.
+   * plus `do`, and n.K, z.K for a plan reading what the forward kept), intermediates allocated, gradients zeroed;
+   * buffers in `have` (a forward's, bound in the same pass) are taken as they are.
    */
-  allocate(tensors: Readonly<Record<string, Tensor>>, b: number, t: number): Record<string, GpuTensor> {
+  allocate(tensors: Readonly<Record<string, Tensor>>, b: number, t: number, have: Readonly<Record<string, GpuTensor>> = {}): Record<string, GpuTensor> {
     const out: Record<string, GpuTensor> = {};
     try {
       for (const buf of this.plan.buffers) {
+        if (have[buf.name]) continue;
         const shape = buf.shape(b, t);
         if (buf.role === 'input' || buf.role === 'param') {
           const name = buf.name.slice(buf.name.indexOf(':') + 1);

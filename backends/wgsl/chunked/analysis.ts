@@ -47,6 +47,18 @@ export interface ChunkKernelSpec {
   readonly positionOffset?: string;
   /** Head axes for terms that do not choose them (convolutions only), so that the kernel shares another's grid. */
   readonly head?: readonly string[];
+  /**
+   * Normalised output groups whose numerator and denominator the kernel also stores (a training forward keeps them
+   * for the backward): group g's num at [b, t, outAxes] in buffer `num`, den at [b, t, denAxes] in buffer `den`.
+   */
+  readonly keep?: readonly KeptParts[];
+}
+
+export interface KeptParts {
+  readonly g: number;
+  readonly num: string;
+  readonly den: string;
+  readonly denAxes: readonly string[];
 }
 
 /**

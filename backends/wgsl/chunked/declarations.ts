@@ -39,6 +39,14 @@ export interface ChunkBindings {
   readonly segZ: readonly Binding[];
   readonly out?: Binding;
   readonly parts: readonly { readonly num: Binding; readonly den: Binding }[]; // partial kernels, per item
+  /** Kept numerators and denominators (ChunkKernelSpec.keep), by output group. */
+  readonly kept: ReadonlyMap<number, KeptBinding>;
+}
+
+export interface KeptBinding {
+  readonly num: Binding;
+  readonly den: Binding;
+  readonly denAxes: readonly string[];
 }
 
 /** What every phase emitter reads: the analysis, its declarations, the builder they live in, the head index. */
@@ -96,7 +104,7 @@ export function declareArrays(a: ChunkAnalysis, kb: KernelBuilder, alloc: ArrayA
 export function declareBindings(a: ChunkAnalysis, kb: KernelBuilder): ChunkBindings {
   if (a.spec.io) {
     const io = a.spec.io(kb);
-    return { read: io.read, store: io.store, state: new Map(), segS: [], segZ: [], parts: [] };
+    return { read: io.read, store: io.store, state: new Map(), segS: [], segZ: [], parts: [], kept: new Map() };
   }
   const read = programReader(kb, a.p, a.sizes, (where) => `b * dims.t + ${where}`, { materialised: a.spec.materialised });
   const state = new Map((a.state?.buffers ?? []).map((b) => [b.name, kb.storage(b.name, true)]));
@@ -109,7 +117,8 @@ export function declareBindings(a: ChunkAnalysis, kb: KernelBuilder): ChunkBindi
       }))
     : [];
   const out = partial ? undefined : kb.storage('out:o', true, { always: true });
-  return { read, state, segS: seg.map((x) => x[0]), segZ: seg.map((x) => x[1]), out, parts };
+  const kept = new Map((a.spec.keep ?? []).map((k) => [k.g, { num: kb.storage(k.num, true, { always: true }), den: kb.storage(k.den, true, { always: true }), denAxes: k.denAxes }]));
+  return { read, state, segS: seg.map((x) => x[0]), segZ: seg.map((x) => x[1]), out, parts, kept };
 }
 
 /** ψ_k[row, f] in workgroup memory (row counted from the chunk start). */

@@ -6,10 +6,10 @@
 // rows (ti + m·NTO) of one value column, so each value and state element it loads feeds TM rows.
 import { lagRange } from '../../../src/ir/masks.ts';
 import type { OutputItem, Term } from '../../../src/ir/types.ts';
-import { maskCondition } from '../common.ts';
+import { count, maskCondition } from '../common.ts';
 import { ExprGen, offset, type Index } from '../expr.ts';
 import type { Block } from '../wgsl-block.ts';
-import { positions, stagedResolver, type ChunkKernel } from './declarations.ts';
+import { positions, stagedResolver, type ChunkKernel, type KeptBinding } from './declarations.ts';
 import { rowDecay } from './scores.ts';
 import { microTile } from './tiles.ts';
 
@@ -98,11 +98,23 @@ function outputGroup(K: ChunkKernel, c: Block, it: OutputItem, g: number, tile: 
           } else {
             const om = tile.o[r.m];
             s.line(normed ? `${om} = ${om} + ${r.num} / (${r.den} + ${(it as { eps: number }).eps});` : `${om} = ${om} + ${r.num};`);
+            const kept = K.io.kept.get(g);
+            if (kept) keepParts(K, s, kept, ia, tile.idx, r);
           }
         });
       });
     }
   });
+}
+
+/** A training forward keeps row ia's numerator (every column) and denominator (once per row of its own axes). */
+function keepParts(K: ChunkKernel, s: Block, kept: KeptBinding, ia: string, idx: Index, r: Row): void {
+  const { a } = K;
+  s.line(`${K.kb.use(kept.num)}[(b * dims.t + ${ia}) * ${a.per}u + ${offset(a.p.outAxes, a.sizes, idx)}] = ${r.num};`);
+  const once = a.p.outAxes.filter((x) => !kept.denAxes.includes(x)).map((x) => `${idx[x]} == 0u`);
+  const den = `${K.kb.use(kept.den)}[(b * dims.t + ${ia}) * ${count(kept.denAxes, a.sizes)}u + ${offset(kept.denAxes, a.sizes, idx)}] = ${r.den};`;
+  if (once.length) s.block(`if (${once.join(' && ')})`, (w) => w.line(den));
+  else s.line(den);
 }
 
 /** φ_k,i · (decay_i ⊙ S_prev) for a prefix term: the chunks before this one. */

@@ -38,13 +38,18 @@ export function bufferName(gp: GradProgram, tensor: string): string {
   return ARENA;
 }
 
-/** The environment, with the outputs of the map stages named in `virtual` computed where they are read. */
-export function layoutEnv(gp: GradProgram, sizes: Sizes, virtual: ReadonlySet<string> = new Set()): Env {
+/**
+ * The environment, with the outputs of the map stages named in `virtual` computed where they are read, and the
+ * term stages' outputs named in `kept` read from buffers the forward kept (by buffer name: keep:n.0, …), which
+ * the plan takes as inputs.
+ */
+export function layoutEnv(gp: GradProgram, sizes: Sizes, virtual: ReadonlySet<string> = new Set(), kept: ReadonlyMap<string, string> = new Map()): Env {
   const slots = new Map<string, EnvSlot>();
   const buffers: PlanBuffer[] = [];
   const arena: { tensor: string; token: boolean; axes: readonly string[] }[] = [];
   const add = (tensor: string, token: boolean, axes: readonly string[], role: PlanBuffer['role']) => {
-    const buffer = bufferName(gp, tensor);
+    const buffer = kept.get(tensor) ?? bufferName(gp, tensor);
+    if (kept.has(tensor)) role = 'input';
     if (buffer === ARENA) return void arena.push({ tensor, token, axes });
     const per = count(axes, sizes);
     const dims = axes.map((a) => sizes[a]);
