@@ -12,14 +12,16 @@
 // Figures: prefill of one 2048-token prompt (one submit); decode at batch 1 and 8, each step one submit,
 // (a) synchronous — submit, read the tokens, repeat: per-step wall time split into GPU time (timestamp
 // queries around the step's pass) and host overhead (wall − GPU: encode, submit, readback, scheduling);
-// (b) pipelined as `linattn generate` runs — step n+1 submitted before step n's tokens are read.
+// (b) pipelined: `linattn generate`'s own loop (generateGpu), several steps in flight.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { AttentionContext } from '../src/model/attention-context.ts';
 import { parseConfig, REPO_ROOT, type ModelConfig } from '../src/model/config.ts';
 import type { GpuAttentionFactory } from '../src/runtime/gpu-attention.ts';
+import { generateGpu } from '../src/model/generate.ts';
 import { GpuModel, type StepHandle } from '../src/model/gpu-model.ts';
+import type { Tokenizer } from '../src/model/tokenizer.ts';
 import { randomWeights } from '../src/model/init-model.ts';
 import { loadModelVariant } from '../src/model/variant.ts';
 import { compiledAttentionFactory } from '../src/runtime/compiled-attention.ts';
@@ -66,7 +68,7 @@ export interface DecodeFigure {
   readonly encodeMsPerStep: number;
   readonly submitMsPerStep: number;
   readonly syncTokensPerS: number;
-  /** One step in flight, as generate runs. */
+  /** generateGpu's loop (what `linattn generate` runs): several steps in flight. */
   readonly pipelinedTokensPerS: number;
   /** b · copy bandwidth / bytes a step reads (weights once, plus the attention state). */
   readonly boundTokensPerS: number;
@@ -94,6 +96,11 @@ function benchConfig(shape: ModelShape): ModelConfig {
     },
     join(REPO_ROOT, 'bench', 'decode-bench-config.json'),
   );
+}
+
+/** Ids only: the benches never print text. */
+export function silentTokenizer(vocab: number): Tokenizer {
+  return { vocabSize: vocab, encode: () => [], decode: () => '' };
 }
 
 function promptTokens(b: number, t: number, vocab: number, seed: number): number[][] {
@@ -156,7 +163,8 @@ export async function runDecodeBench(opts: DecodeBenchOptions = {}): Promise<Dec
 
     const decode: DecodeFigure[] = [];
     for (const b of batches) {
-      await (await model.prefill(promptTokens(b, 16, shape.vocab, 11 + b))).tokens();
+      const prompts = promptTokens(b, 16, shape.vocab, 11 + b);
+      await (await model.prefill(prompts)).tokens();
       for (let i = 0; i < 4; i++) await model.decodeStep().tokens(); // warm-up
       const sync: { wallMs: number; gpuMs?: number; encodeMs: number; submitMs: number }[] = [];
       let dispatches = 0;
@@ -165,23 +173,14 @@ export async function runDecodeBench(opts: DecodeBenchOptions = {}): Promise<Dec
         dispatches = step.dispatches;
         sync.push({ ...(await timedStep(step)), encodeMs: step.timing.encodeMs, submitMs: step.timing.submitMs });
       }
-      // Each step's readback starts at its submit (a map waits for everything submitted before it),
-      // and the next step is submitted before the host waits for it.
-      const t0 = performance.now();
-      let pending = model.decodeStep().tokens();
-      for (let i = 1; i < steps; i++) {
-        const next = model.decodeStep().tokens();
-        await pending;
-        pending = next;
-      }
-      await pending;
-      const pipelinedMs = performance.now() - t0;
-
+      // Pipelined: exactly what `linattn generate` runs (generateGpu, its steps in flight), on the same prompts;
+      // its decode time starts once the prefill's token is on the host.
+      const run = await generateGpu(model, silentTokenizer(shape.vocab), prompts, { maxTokens: steps + 1 });
+      const pipelinedTokensPerS = run.decodeTokensPerS ?? NaN;
       const wall = median(sync.map((s) => s.wallMs));
       const gpuMs = sync.every((s) => s.gpuMs !== undefined) ? median(sync.map((s) => s.gpuMs!)) : undefined;
       const bytesPerStep = model.weightBytesPerToken + b * stateBytes;
       const boundTokensPerS = (b * copy.gbPerS * 1e9) / bytesPerStep;
-      const pipelinedTokensPerS = (b * steps) / (pipelinedMs / 1000);
       decode.push({
         batch: b, steps, dispatchesPerStep: dispatches,
         wallMsPerStep: wall, gpuMsPerStep: gpuMs, hostOverheadMsPerStep: gpuMs === undefined ? undefined : wall - gpuMs,

@@ -2,7 +2,7 @@
 # One device call's worth of figures on the lent GPU (see DEVELOPERS.md): kernels (fused / unfused / naive,
 # autotuned, with the roofline), the PyTorch baselines, decoding and speculative decoding. Each step has its own
 # time limit so that one slow step cannot eat the call; logs go to $OUT.
-#   bash .gpu/remote.sh bash bench/h100.sh [kernels] [torch] [decode] [torch-model] [speculative]
+#   bash .gpu/remote.sh bash bench/h100.sh [kernels] [torch] [decode] [torch-model] [speculative] [train]
 set -uo pipefail
 # Everything lands in $OUT/raw, packed at the end into $OUT/results.tgz (the device tool returns few files).
 FINAL=${OUT:-out}; export OUT=$FINAL/raw; mkdir -p "$OUT"
@@ -18,6 +18,7 @@ for s in $steps; do
     decode) timeout ${T_DECODE:-90} tsx bench/decode.ts --attention compiled ;;
     torch-model) timeout ${T_TORCH_MODEL:-100} python3 bench/torch_model_baseline.py ;;
     speculative) timeout ${T_SPECULATIVE:-180} tsx bench/speculative.ts ;;
+    train) timeout ${T_TRAIN:-300} tsx bench/train.ts --torch ;;
   esac 2>&1 | tee "$OUT/$s.log"
 done
 tar czf "$FINAL/results.tgz" -C "$OUT" . && cat "$OUT"/*.log > "$FINAL/all.log" && rm -rf "$OUT"

@@ -1,8 +1,11 @@
 // The decode step's matmuls one by one (M = batch rows ≤ 8), as the model runs them — fused prologue and
 // epilogue included — in GB/s of weights read, next to the adapter's copy bandwidth: which projection is
 // far from the bound, and (--sweep) which lanes × unroll × columns per thread would serve it better than the chooser's pick.
+// Above 8 rows (a draft tree: --M 17,65) each figure also has its GFLOP/s and, beside it, the same matmul with
+// its blocks of 8 rows on the grid (smallMRowBlocks 1: every block reads the weights again) instead of in one
+// workgroup (the default).
 //
-//   npx tsx bench/small-m.ts [--small] [--M 1,8] [--sweep] [--reps N]   (--sweep: lanes × unroll × columns per thread)
+//   npx tsx bench/small-m.ts [--small] [--M 1,8,17,65] [--sweep] [--reps N]   (--sweep: lanes × unroll × columns per thread)
 //
 // Shapes: decode.ts's model (hidden 768, 12 heads × 64, intermediate 2048, vocab 32000); --small (and any
 // software adapter) its small model. Each pass records `reps` dispatches of one kernel, rotating over
@@ -51,9 +54,12 @@ export interface SmallMFigure {
   readonly lanes?: number;
   readonly unroll?: number;
   readonly cols?: number;
+  readonly rowBlocks?: number;
   readonly usPerDispatch: number;
   /** Weight bytes / time. */
   readonly gbPerS: number;
+  /** 2·M·N·K / time. */
+  readonly gflopPerS: number;
 }
 
 /** x, gain, outputs and enough weight copies to miss the cache: made once per projection and M, shared by the sweep. */
@@ -101,7 +107,8 @@ async function measure(gpu: Gpu, p: Projection, M: number, opts: MatmulOptions, 
     ...(opts.smallMLanes !== undefined && { lanes: opts.smallMLanes }),
     ...(opts.smallMUnroll !== undefined && { unroll: opts.smallMUnroll }),
     ...(opts.smallMCols !== undefined && { cols: opts.smallMCols }),
-    usPerDispatch: us, gbPerS: (p.N * p.K * 4) / (us * 1e3),
+    ...(opts.smallMRowBlocks !== undefined && { rowBlocks: opts.smallMRowBlocks }),
+    usPerDispatch: us, gbPerS: (p.N * p.K * 4) / (us * 1e3), gflopPerS: (2 * M * p.N * p.K) / (us * 1e3),
   };
 }
 
@@ -123,9 +130,9 @@ async function main(): Promise<void> {
   const copy = await measureCopyBandwidth(gpu, { bytes: small ? 16 << 20 : 256 << 20, iters: 20 });
   console.log(`small-M matmuls on ${gpu.adapterName}; copy bandwidth ${copy.gbPerS.toFixed(1)} GB/s (read+write); ${reps} dispatches per timed pass`);
   const figures: SmallMFigure[] = [];
-  const rows: string[][] = [['projection', 'M', 'N×K', 'µs', 'GB/s', 'of copy', 'kernel']];
+  const rows: string[][] = [['projection', 'M', 'N×K', 'µs', 'GB/s', 'of copy', 'GFLOP/s', 'kernel']];
   const row = (f: SmallMFigure) => {
-    rows.push([f.projection, String(f.M), `${f.N}×${f.K}`, f.usPerDispatch.toFixed(2), f.gbPerS.toFixed(1), `${((100 * f.gbPerS) / copy.gbPerS).toFixed(0)}%`, f.kernel]);
+    rows.push([f.projection, String(f.M), `${f.N}×${f.K}`, f.usPerDispatch.toFixed(2), f.gbPerS.toFixed(1), `${((100 * f.gbPerS) / copy.gbPerS).toFixed(0)}%`, f.gflopPerS.toFixed(1), f.kernel]);
   };
   for (const M of Ms) {
     for (const p of projections(shape)) {
@@ -133,6 +140,11 @@ async function main(): Promise<void> {
       const chosen = await measure(gpu, p, M, {}, reps, o);
       figures.push(chosen);
       row(chosen);
+      if (M > 8) {
+        const onGrid = await measure(gpu, p, M, { smallMRowBlocks: 1 }, reps, o);
+        figures.push(onGrid);
+        row({ ...onGrid, projection: '  row blocks on the grid' });
+      }
       if (sweep) {
         let best = chosen;
         const colsChoices = M > 1 && p.fusion?.epilogue !== 'swiglu' ? [1, 2, 4] : [1];
@@ -151,7 +163,7 @@ async function main(): Promise<void> {
     }
   }
   const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
-  for (const r of rows) console.log('  ' + r.map((c, i) => (i >= 1 && i <= 5 ? c.padStart(widths[i]) : c.padEnd(widths[i]))).join('  '));
+  for (const r of rows) console.log('  ' + r.map((c, i) => (i >= 1 && i <= 6 ? c.padStart(widths[i]) : c.padEnd(widths[i]))).join('  '));
 
   const outDir = process.env.OUT ?? 'out';
   mkdirSync(outDir, { recursive: true });

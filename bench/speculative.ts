@@ -1,49 +1,63 @@
 // Speculative decoding against plain decoding on the GPU, same model, same prompt, same run.
 //
-//   npm run bench:speculative [-- --small] [--tokens N] [--out DIR]
+//   npm run bench:speculative [-- --small] [--tokens N] [--no-profile] [--out DIR]
 //
 // Model (random weights): bench/decode.ts's — 12 layers, hidden 768, 12 heads of 64, intermediate 2048,
 // vocab 32000, elu+1 linear attention + K = 4 depthwise conv on v (examples/paper/elu_dwconv.la) — with
 // 3 Medusa heads; the draft model for draft:DIR is 2 layers, hidden 256, 4 heads, same vocabulary. --small
 // (and any software adapter) uses decode.ts's small shape and few tokens so lavapipe finishes.
 //
-// Figures, each a greedy generation of the same prompt (64 tokens: a random 16-token phrase four times):
-//   - plain decoding (generateGpu, pipelined as `linattn generate` runs): tokens/s, GPU ms per decode step;
-//   - per draft source (n-gram, Medusa, draft model: top:4 under 16 draft nodes; oracle: chain:4): mean
-//     accepted length, tokens/s, speed-up over plain, GPU ms per tree step, output identical to plain;
-//   - the oracle (the target's own plain output replayed: every proposal is accepted) with chains of 1, 4,
-//     16, 64 draft nodes — accepted length N + 1 — for the ceiling of speed-up against tree size, and the
-//     GPU time of one tree step of that size against one decode step.
-// With random weights the n-gram, Medusa and draft-model acceptance rates say nothing about trained models;
-// their rows measure what drafting and verifying cost. Prints a table; writes speculative.json to --out,
-// else $OUT, else out/.
+// Every figure is a greedy generation of the same prompt (64 tokens: a random 16-token phrase four times),
+// timed after a sustained warm-up of the same work (a GPU left idle drops its clocks):
+//   - plain decoding: generateGpu, exactly what `linattn generate` runs (several steps in flight): the
+//     tokens/s every speed-up is against; and the GPU time of one decode step, from a run with one step in
+//     flight (with several queued, a step's begin timestamp may be written while the previous one still runs);
+//   - per draft source (n-gram, adaptive, Medusa, draft model: 16 draft nodes; oracle: chain:4): mean accepted
+//     length, tokens/s, speed-up, GPU ms per tree step and its ratio to the decode step, identical output;
+//   - the oracle (the target's own plain output replayed: every proposal accepted) with chains of 1, 4, 16, 64
+//     draft nodes: the speed-up ceiling against tree size, and the GPU time of a tree step of that size;
+//   - batch 8 (eight prompts): plain generateGpu against batch speculation (oracle chain:4, adaptive best:4);
+//   - unless --no-profile (and with timestamp queries): where a decode step's and each oracle tree step's GPU
+//     time goes, kernel by kernel (runtime/dispatch-profile.ts: every dispatch replayed in a timed pass of
+//     its own), with the weight bytes each step's matmuls read.
+// With random weights the n-gram, adaptive, Medusa and draft-model acceptance says nothing about trained
+// models; their rows measure what drafting and verifying cost. Prints tables; writes speculative.json to
+// --out, else $OUT, else out/.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parseConfig, REPO_ROOT, type ModelConfig } from '../src/model/config.ts';
-import { generateGpu } from '../src/model/generate.ts';
+import { generateGpu, type GenerateResult } from '../src/model/generate.ts';
 import { GpuModel } from '../src/model/gpu-model.ts';
 import { randomWeights } from '../src/model/init-model.ts';
-import type { Tokenizer } from '../src/model/tokenizer.ts';
 import { loadModelVariant } from '../src/model/variant.ts';
 import { compiledAttentionFactory } from '../src/runtime/compiled-attention.ts';
 import type { Gpu } from '../src/runtime/device.ts';
 import { getDevice } from '../src/runtime/dawn.ts';
+import { ProfilingPass, summarizeDispatches, timeDispatchesOf, type DispatchTime } from '../src/runtime/dispatch-profile.ts';
 import { median } from '../src/runtime/timing.ts';
+import { AdaptiveDraft } from '../src/speculative/adaptive-draft.ts';
 import type { DraftSource } from '../src/speculative/draft.ts';
 import { speculativeGenerate } from '../src/speculative/generate.ts';
+import { speculativeGenerateBatch } from '../src/speculative/generate-batch.ts';
 import { GpuTreeVerifier } from '../src/speculative/gpu-verifier.ts';
 import { MedusaDraft } from '../src/speculative/medusa-draft.ts';
 import { ModelDraft } from '../src/speculative/model-draft.ts';
 import { NgramDraft } from '../src/speculative/ngram-draft.ts';
 import { OracleDraft } from '../src/speculative/oracle-draft.ts';
+import { treeFromParents } from '../src/speculative/token-tree.ts';
 import { chainShape, parseTreeSpec, type TreeShape } from '../src/speculative/tree-spec.ts';
-import { FULL, SMALL, type ModelShape } from './decode.ts';
+import { FULL, SMALL, silentTokenizer, type ModelShape } from './decode.ts';
 
 const DRAFT_FULL: ModelShape = { layers: 2, hidden: 256, heads: 4, intermediate: 512, vocab: FULL.vocab, K: 4 };
 const DRAFT_SMALL: ModelShape = { layers: 1, hidden: 64, heads: 2, intermediate: 128, vocab: SMALL.vocab, K: 4 };
 const MEDUSA_HEADS = 3;
 const ORACLE_SIZES = [1, 4, 16, 64];
+const BATCH = 8;
+/** Draft nodes per sequence in the batch figures: 8 × (15 + 1) = 128 rows, the fused small-M kernels' limit. */
+const BATCH_NODES = 15;
+/** Sustained warm-up before every timed figure on a hardware GPU (none on a software one). */
+const WARM_MS = 300;
 
 export interface SpeculativeFigure {
   readonly source: string;
@@ -62,6 +76,31 @@ export interface SpeculativeFigure {
   readonly identicalToPlain: boolean;
 }
 
+export interface BatchFigure {
+  readonly source: string;
+  readonly tree: string;
+  readonly maxNodes: number;
+  /** Tokens each sequence emitted per step, and what it accepted before the batch's shortest cut it. */
+  readonly meanCommitted: number;
+  readonly meanAccepted: number;
+  readonly tokensPerS: number;
+  readonly speedup: number;
+  readonly gpuMsPerStep: number | undefined;
+  readonly identicalToPlain: boolean;
+}
+
+/** One step's dispatches summed by kernel, with its matmuls' weight traffic. */
+export interface StepProfile {
+  readonly step: string;
+  readonly rows: number;
+  readonly dispatches: number;
+  /** Sum of the per-dispatch times (each in its own pass: a little above the step's own time). */
+  readonly gpuMs: number;
+  readonly kernels: readonly { readonly kernel: string; readonly dispatches: number; readonly ms: number }[];
+  /** Bytes of weights the step's matmuls read from memory, counting a weight once per workgroup row reading it. */
+  readonly weightBytes: number | undefined;
+}
+
 export interface SpeculativeBenchReport {
   readonly adapter: string;
   readonly software: boolean;
@@ -74,6 +113,8 @@ export interface SpeculativeBenchReport {
   readonly plain: { readonly tokensPerS: number; readonly gpuMsPerDecodeStep: number | undefined };
   readonly sources: readonly SpeculativeFigure[];
   readonly oracleBySize: readonly SpeculativeFigure[];
+  readonly batch: { readonly sequences: number; readonly plainTokensPerS: number; readonly figures: readonly BatchFigure[] };
+  readonly profile: readonly StepProfile[];
 }
 
 function benchConfig(shape: ModelShape, medusaHeads: number, name: string): ModelConfig {
@@ -87,9 +128,6 @@ function benchConfig(shape: ModelShape, medusaHeads: number, name: string): Mode
     join(REPO_ROOT, 'bench', `${name}.json`),
   );
 }
-
-/** Ids only: the bench never prints text. */
-const silent = (vocab: number): Tokenizer => ({ vocabSize: vocab, encode: () => [], decode: () => '' });
 
 function prompt(vocab: number, seed: number): number[] {
   let x = seed >>> 0 || 1;
@@ -109,7 +147,9 @@ async function targetModel(gpu: Gpu, config: ModelConfig, seed: number) {
   return { variant, weights, model };
 }
 
-export async function runSpeculativeBench(opts: { small?: boolean; tokens?: number; log?: (s: string) => void } = {}): Promise<SpeculativeBenchReport> {
+const gpuMedian = (r: GenerateResult) => (r.decodeSteps.length && r.decodeSteps.every((s) => s.gpuMs !== undefined) ? median(r.decodeSteps.map((s) => s.gpuMs!)) : undefined);
+
+export async function runSpeculativeBench(opts: { small?: boolean; tokens?: number; profile?: boolean; log?: (s: string) => void } = {}): Promise<SpeculativeBenchReport> {
   const log = opts.log ?? ((s: string) => console.log(s));
   const gpu = await getDevice();
   const small = opts.small ?? gpu.isSoftware;
@@ -119,30 +159,38 @@ export async function runSpeculativeBench(opts: { small?: boolean; tokens?: numb
   const config = benchConfig(shape, MEDUSA_HEADS, 'speculative-bench-target');
   const draftConfig = benchConfig(draftShape, 0, 'speculative-bench-draft');
   log(`speculative bench on ${gpu.adapterName}: ${shape.layers} layers, hidden ${shape.hidden}, vocab ${shape.vocab}, ${newTokens} new tokens${small ? ' (small)' : ''}`);
+  /**
+   * Runs `work` until WARM_MS have passed (once on a software adapter), then `timed` once. The warm-up is the
+   * timed run itself, so that every plan and pipeline it meets (a last step's smaller tree too) was used before:
+   * lavapipe compiles a pipeline at its first dispatch, inside the step's GPU time.
+   */
+  const warm = async <T>(work: () => Promise<unknown>, timed: () => Promise<T>): Promise<T> => {
+    const until = performance.now() + (gpu.isSoftware ? 0 : WARM_MS);
+    do await work(); while (performance.now() < until);
+    return timed();
+  };
 
   const maxNodes = Math.max(16, ...ORACLE_SIZES);
   const target = await targetModel(gpu, config, 1);
   const sizes = [...ORACLE_SIZES, 16].map((n) => n + 1);
-  const verifier = await GpuTreeVerifier.create(target.model, target.variant.compiled, target.weights, { maxNodes: maxNodes + 1, ownsModel: true, sizes });
+  const verifier = await GpuTreeVerifier.create(target.model, target.variant.compiled, target.weights, { maxNodes: maxNodes + 1, maxBatch: BATCH, ownsModel: true, sizes });
   const draft = await targetModel(gpu, draftConfig, 2);
   const draftVerifier = await GpuTreeVerifier.create(draft.model, draft.variant.compiled, draft.weights, { maxNodes: maxNodes + 1, ownsModel: true, sizes });
   try {
     const ids = prompt(shape.vocab, 7);
-    const tok = silent(shape.vocab);
-    // Plain decoding: a warm-up run compiles its plans, the second is timed.
-    await generateGpu(target.model, tok, [ids], { maxTokens: 8 });
-    const plainRun = await generateGpu(target.model, tok, [ids], { maxTokens: newTokens });
+    const tok = silentTokenizer(shape.vocab);
+    const plainOf = (maxTokens: number, extra: { pipelined?: boolean } = {}) => generateGpu(target.model, tok, [ids], { maxTokens, ...extra });
+    const plainRun = await warm(() => plainOf(newTokens), () => plainOf(newTokens));
     const plain = plainRun.tokens[0];
     const plainTps = plainRun.decodeTokensPerS ?? NaN;
-    const decodeGpu = plainRun.decodeSteps.every((s) => s.gpuMs !== undefined) && plainRun.decodeSteps.length ? median(plainRun.decodeSteps.map((s) => s.gpuMs!)) : undefined;
-    log(`plain decoding: ${plainTps.toFixed(1)} tokens/s, GPU ${decodeGpu?.toFixed(3) ?? '—'} ms per decode step`);
+    const decodeGpu = gpuMedian(await plainOf(Math.min(newTokens, 64), { pipelined: false }));
+    log(`plain decoding (generateGpu): ${plainTps.toFixed(1)} tokens/s; GPU ${decodeGpu?.toFixed(3) ?? '—'} ms per decode step (one step in flight)`);
 
     await verifier.prepare({ medusaTopK: 4 });
     await draftVerifier.prepare({ topK: 4 });
     const run = async (source: string, d: () => DraftSource, shapeOf: TreeShape, nodes: number): Promise<SpeculativeFigure> => {
-      // One short warm-up (bind groups, the shape's first encodes), then the timed run.
-      await speculativeGenerate(verifier, d(), ids, { maxTokens: Math.min(newTokens, 2 * nodes + 4), shape: shapeOf, maxNodes: nodes });
-      const r = await speculativeGenerate(verifier, d(), ids, { maxTokens: newTokens, shape: shapeOf, maxNodes: nodes });
+      const once = (maxTokens: number) => speculativeGenerate(verifier, d(), ids, { maxTokens, shape: shapeOf, maxNodes: nodes });
+      const r = await warm(() => once(newTokens), () => once(newTokens));
       const tps = r.decodeTokensPerS ?? NaN;
       const gpuMs = r.gpuMsPerStep.length ? median(r.gpuMsPerStep) : undefined;
       const fig: SpeculativeFigure = {
@@ -157,12 +205,37 @@ export async function runSpeculativeBench(opts: { small?: boolean; tokens?: numb
 
     const sources: SpeculativeFigure[] = [];
     sources.push(await run('ngram', () => new NgramDraft(), parseTreeSpec('top:4'), 16));
+    sources.push(await run('adaptive', () => new AdaptiveDraft(0), parseTreeSpec('best:4'), 16));
     sources.push(await run('medusa', () => new MedusaDraft(MEDUSA_HEADS, 4), parseTreeSpec('top:4'), 16));
     sources.push(await run('draft model', () => new ModelDraft('draft model', draftVerifier, { temperature: 0 }, 0), parseTreeSpec('top:4'), 16));
     sources.push(await run('oracle', () => new OracleDraft(ids, plain, shape.vocab), chainShape(4), 4));
     const oracleBySize: SpeculativeFigure[] = [];
     for (const n of ORACLE_SIZES) oracleBySize.push(await run('oracle', () => new OracleDraft(ids, plain, shape.vocab), chainShape(n), n));
 
+    // Batch 8: eight prompts, plain generateGpu against batch speculation.
+    const prompts = Array.from({ length: BATCH }, (_, s) => prompt(shape.vocab, 100 + s));
+    const plainBatchOf = (maxTokens: number) => generateGpu(target.model, tok, prompts, { maxTokens });
+    const plainBatch = await warm(() => plainBatchOf(newTokens), () => plainBatchOf(newTokens));
+    const plainBatchTps = plainBatch.decodeTokensPerS ?? NaN;
+    log(`plain decoding, batch ${BATCH}: ${plainBatchTps.toFixed(1)} tokens/s`);
+    const batchRun = async (source: string, d: (s: number) => DraftSource, shapeOf: TreeShape, nodes: number): Promise<BatchFigure> => {
+      const once = (maxTokens: number) => speculativeGenerateBatch(verifier, prompts.map((_, s) => d(s)), prompts, { maxTokens, shape: shapeOf, maxNodes: nodes });
+      const r = await warm(() => once(newTokens), () => once(newTokens));
+      const tps = r.decodeTokensPerS ?? NaN;
+      const fig: BatchFigure = {
+        source, tree: shapeOf.spec, maxNodes: nodes, meanCommitted: r.meanCommitted, meanAccepted: r.meanAccepted, tokensPerS: tps, speedup: tps / plainBatchTps,
+        gpuMsPerStep: r.gpuMsPerStep.length ? median(r.gpuMsPerStep) : undefined,
+        identicalToPlain: r.tokens.every((t, s) => t.join(',') === plainBatch.tokens[s].join(',')),
+      };
+      log(`  batch ${BATCH} ${source} --tree ${fig.tree}: ${fig.meanCommitted.toFixed(2)} tokens/step per sequence, ${tps.toFixed(1)} tokens/s, ${fig.speedup.toFixed(2)}×`);
+      return fig;
+    };
+    const batchFigures = [
+      await batchRun('oracle', (s) => new OracleDraft(prompts[s], plainBatch.tokens[s], shape.vocab), chainShape(4), 4),
+      await batchRun('adaptive', (s) => new AdaptiveDraft(s), parseTreeSpec('best:4'), BATCH_NODES),
+    ];
+
+    const profile = opts.profile !== false && gpu.hasTimestamps ? await profileSteps(gpu, target.model, verifier, ids) : [];
     return {
       adapter: gpu.adapterName,
       software: gpu.isSoftware,
@@ -175,6 +248,8 @@ export async function runSpeculativeBench(opts: { small?: boolean; tokens?: numb
       plain: { tokensPerS: plainTps, gpuMsPerDecodeStep: decodeGpu },
       sources,
       oracleBySize,
+      batch: { sequences: BATCH, plainTokensPerS: plainBatchTps, figures: batchFigures },
+      profile,
     };
   } finally {
     await draftVerifier.destroy();
@@ -182,26 +257,71 @@ export async function runSpeculativeBench(opts: { small?: boolean; tokens?: numb
   }
 }
 
+/** The decode step and an oracle-shaped tree step of each size (a chain, its whole path committed first), kernel by kernel. */
+async function profileSteps(gpu: Gpu, model: GpuModel, verifier: GpuTreeVerifier, ids: readonly number[]): Promise<StepProfile[]> {
+  const V = model.config.vocabSize;
+  const summary = (step: string, rows: number, times: readonly DispatchTime[], weightBytes: number | undefined): StepProfile => ({
+    step, rows, dispatches: times.length, gpuMs: times.reduce((a, t) => a + t.ms, 0), kernels: summarizeDispatches(times), weightBytes,
+  });
+  await (await model.prefill([ids])).tokens();
+  await model.decodeStep().tokens();
+  const pass = new ProfilingPass();
+  model.recordDecodeStep(pass.asPass());
+  const out = [summary('decode step', 1, await timeDispatchesOf(gpu, pass.dispatches), model.weightBytesPerToken)];
+  for (const n of ORACLE_SIZES) {
+    await verifier.start(ids, { temperature: 0 }, 0);
+    const tree = treeFromParents(Array.from({ length: n + 1 }, (_, i) => (ids[i % ids.length] + i) % V), Array.from({ length: n + 1 }, (_, i) => i - 1));
+    await verifier.verify({ tree });
+    verifier.commit(Array.from({ length: n + 1 }, (_, i) => i));
+    const plan = await model.planStep(1, n + 1, { pickRows: true, qkvPerLayer: true });
+    const layers = model.config.numLayers;
+    const m = plan.matmuls;
+    // A weight is read once per workgroup row that walks it (grid y): the small-M kernel's row blocks share one.
+    const bytes = [m.qkv, m.o, m.gateUp, m.down].reduce((a, p) => a + layers * p.problem.N * p.problem.K * 4 * p.workgroups[1], 0) + m.lm.problem.N * m.lm.problem.K * 4 * m.lm.workgroups[1];
+    out.push(summary(`tree step, chain of ${n}, commit of ${n + 1}`, n + 1, await verifier.profileStep({ trees: [tree] }), bytes));
+  }
+  return out;
+}
+
 const fmt = (x: number | undefined, d = 3) => (x === undefined || Number.isNaN(x) ? '—' : x.toFixed(d));
+
+function table(lines: string[], title: string, rows: string[][]): void {
+  const widths = rows[0].map((_, i) => Math.max(...rows.map((row) => row[i].length)));
+  lines.push(title);
+  for (const row of rows) lines.push('  ' + row.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  '));
+}
 
 export function formatReport(r: SpeculativeBenchReport): string[] {
   const m = r.model;
   const lines = [
     `model: ${m.layers} layers, hidden ${m.hidden}, ${m.heads} heads, intermediate ${m.intermediate}, vocab ${m.vocab}, K ${m.K}, ${m.medusaHeads} Medusa heads (random weights); draft model ${r.draftModel.layers} layers, hidden ${r.draftModel.hidden}`,
     `adapter: ${r.adapter}; GPU time by ${r.timing}; prompt ${r.promptTokens} tokens, ${r.newTokens} new tokens, greedy`,
-    `plain decoding: ${fmt(r.plain.tokensPerS, 1)} tokens/s, GPU ${fmt(r.plain.gpuMsPerDecodeStep)} ms per decode step`,
+    `plain decoding (generateGpu, what linattn generate runs): ${fmt(r.plain.tokensPerS, 1)} tokens/s; GPU ${fmt(r.plain.gpuMsPerDecodeStep)} ms per decode step`,
   ];
-  const table = (title: string, figs: readonly SpeculativeFigure[]) => {
-    const rows = [['source', 'tree', 'nodes', 'accepted/step', 'tokens/s', 'speed-up', 'draft ms/step', 'GPU ms/tree step', 'tree/decode step', 'same as plain']];
-    for (const f of figs) {
-      rows.push([f.source, f.tree, String(f.maxNodes), fmt(f.meanAccepted, 2), fmt(f.tokensPerS, 1), `${fmt(f.speedup, 2)}×`, fmt(f.draftMsPerStep, 2), fmt(f.gpuMsPerTreeStep), f.treeStepOverDecodeStep === undefined ? '—' : `${fmt(f.treeStepOverDecodeStep, 2)}×`, f.identicalToPlain ? 'yes' : 'no']);
-    }
-    const widths = rows[0].map((_, i) => Math.max(...rows.map((row) => row[i].length)));
-    lines.push(title);
-    for (const row of rows) lines.push('  ' + row.map((c, i) => c.padStart(widths[i])).join('  '));
-  };
-  table('draft sources (speed-up against plain decoding in the same run):', r.sources);
-  table('oracle draft by tree size (chains; every proposal accepted: the verification ceiling):', r.oracleBySize);
+  const figRows = (figs: readonly SpeculativeFigure[]) => [
+    ['source', 'tree', 'nodes', 'accepted/step', 'tokens/s', 'speed-up', 'draft ms/step', 'GPU ms/tree step', 'tree/decode step', 'same as plain'],
+    ...figs.map((f) => [f.source, f.tree, String(f.maxNodes), fmt(f.meanAccepted, 2), fmt(f.tokensPerS, 1), `${fmt(f.speedup, 2)}×`, fmt(f.draftMsPerStep, 2), fmt(f.gpuMsPerTreeStep), f.treeStepOverDecodeStep === undefined ? '—' : `${fmt(f.treeStepOverDecodeStep, 2)}×`, f.identicalToPlain ? 'yes' : 'no']),
+  ];
+  table(lines, 'draft sources (speed-up against plain generateGpu in the same run):', figRows(r.sources));
+  table(lines, `oracle draft by tree size (chains; every proposal accepted: the verification ceiling; decode step ${fmt(r.plain.gpuMsPerDecodeStep)} ms):`, figRows(r.oracleBySize));
+  table(lines, `batch ${r.batch.sequences} (plain generateGpu: ${fmt(r.batch.plainTokensPerS, 1)} tokens/s):`, [
+    ['source', 'tree', 'nodes', 'tokens/step/seq', 'accepted/step', 'tokens/s', 'speed-up', 'GPU ms/step', 'same as plain'],
+    ...r.batch.figures.map((f) => [f.source, f.tree, String(f.maxNodes), fmt(f.meanCommitted, 2), fmt(f.meanAccepted, 2), fmt(f.tokensPerS, 1), `${fmt(f.speedup, 2)}×`, fmt(f.gpuMsPerStep), f.identicalToPlain ? 'yes' : 'no']),
+  ]);
+  if (r.profile.length) {
+    const kernels = [...new Set(r.profile.flatMap((p) => p.kernels.map((k) => k.kernel)))];
+    const cell = (p: StepProfile, k: string) => {
+      const e = p.kernels.find((x) => x.kernel === k);
+      return e ? `${e.ms.toFixed(3)} (${e.dispatches})` : '—';
+    };
+    table(lines, 'where the GPU time goes: ms (dispatches) per kernel, each dispatch timed in a pass of its own', [
+      ['kernel', ...r.profile.map((p) => (p.rows === 1 ? 'decode' : `tree ${p.rows - 1}`))],
+      ...kernels.map((k) => [k, ...r.profile.map((p) => cell(p, k))]),
+      ['total', ...r.profile.map((p) => `${p.gpuMs.toFixed(3)} (${p.dispatches})`)],
+      ['× decode', ...r.profile.map((p) => `${(p.gpuMs / r.profile[0].gpuMs).toFixed(2)}×`)],
+      ['weights read (MB)', ...r.profile.map((p) => (p.weightBytes === undefined ? '—' : (p.weightBytes / 1e6).toFixed(1)))],
+    ]);
+  }
   return lines;
 }
 
@@ -213,7 +333,11 @@ async function main(): Promise<void> {
   };
   const tokens = valueOf('--tokens');
   if (tokens !== undefined && !(Number.isInteger(Number(tokens)) && Number(tokens) >= 2)) throw new Error(`--tokens must be an integer ≥ 2, got ${tokens}`);
-  const report = await runSpeculativeBench({ small: args.includes('--small') || undefined, ...(tokens !== undefined && { tokens: Number(tokens) }) });
+  const report = await runSpeculativeBench({
+    small: args.includes('--small') || undefined,
+    ...(tokens !== undefined && { tokens: Number(tokens) }),
+    profile: !args.includes('--no-profile'),
+  });
   for (const line of formatReport(report)) console.log(line);
   const outDir = valueOf('--out') ?? process.env.OUT ?? 'out';
   mkdirSync(outDir, { recursive: true });

@@ -13,7 +13,7 @@ async function linattn(...argv: string[]): Promise<{ code: number; out: string; 
   return { code, out, err };
 }
 
-const COMMANDS = ['check', 'ir', 'compile', 'inputs', 'run', 'init-model', 'generate', 'demo'];
+const COMMANDS = ['check', 'ir', 'compile', 'inputs', 'run', 'init-model', 'train', 'eval', 'generate', 'demo'];
 
 describe('linattn --help', () => {
   it('lists every command with its synopsis, exit 0; without a command the same, exit 2', async () => {

@@ -88,13 +88,22 @@ describe('fused small-M matmuls equal the float64 formula', () => {
   });
 });
 
-describe('the small-M Wᵀ kernel in blocks of 8 rows (a draft tree of up to 64 nodes)', () => {
-  it('M = 9, 13, 16 and 64: every fusion, one workgroup row per block, the last block partial', async () => {
-    for (const M of [9, 13, 16, 64]) {
+describe('the small-M Wᵀ kernel above 8 rows (draft trees): blocks of rows in one workgroup, each weight read once', () => {
+  it('M = 13 and 65: every fusion, all rows in one workgroup row, the last block partial', async () => {
+    for (const M of [13, 65]) {
       for (const [N, K, fusion, seed] of [[3 * 21, 44, QKV, 1000], [2 * 19, 37, GATE_UP, 1100], [29, 52, RESIDUAL, 1200]] as const) {
         const plan = await check(M, N, K, fusion, seed + M);
         expect(plan.path).toBe('small-m');
-        expect(plan.workgroups[1], plan.kernel).toBe(Math.ceil(M / 8));
+        expect(plan.workgroups[1], plan.kernel).toBe(1);
+      }
+    }
+  });
+
+  it('fewer blocks per workgroup than the rows need put the rest on the grid (M = 13 one block, M = 64 three)', async () => {
+    for (const [M, rowBlocks, gridRows] of [[13, 1, 2], [64, 3, 3]] as const) {
+      for (const [N, K, fusion, seed] of [[3 * 21, 44, QKV, 1300], [2 * 19, 37, GATE_UP, 1400], [29, 52, RESIDUAL, 1500]] as const) {
+        const plan = await check(M, N, K, fusion, seed + M, { smallMRowBlocks: rowBlocks });
+        expect(plan.workgroups[1], plan.kernel).toBe(gridRows);
       }
     }
   });
@@ -111,7 +120,7 @@ describe('the tiled matmul takes the split and accumulate epilogues (prefill-siz
   it('refuses the rmsnorm prologue and swiglu, which need a whole row in one thread', async () => {
     const g = await gpu();
     await expect(planMatmul(g, { M: 13, N: 8, K: 8, transposeB: true, fusion: GATE_UP }, { path: 'tiled' })).rejects.toThrow(/small-m path only/);
-    await expect(planMatmul(g, { M: 65, N: 8, K: 8, transposeB: true, fusion: GATE_UP })).rejects.toThrow(/small-m path only/);
+    await expect(planMatmul(g, { M: 129, N: 8, K: 8, transposeB: true, fusion: GATE_UP })).rejects.toThrow(/small-m path only/);
     await expect(planMatmul(g, { M: 2, N: 9, K: 8, transposeB: true, fusion: { epilogue: 'swiglu' } })).rejects.toThrow(/even N/);
   });
 });

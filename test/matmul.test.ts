@@ -63,11 +63,11 @@ describe('small-M matmul equals the float64 reference', () => {
     });
   }
 
-  it('is the default path for M ≤ 64 with Wᵀ (blocks of 8 rows), M ≤ 8 with B, and tiled above', async () => {
+  it('is the default path for M ≤ 128 with Wᵀ (blocks of 8 rows in one workgroup), M ≤ 8 with B, and tiled above', async () => {
     const g = await gpu();
     expect((await planMatmul(g, { M: 8, N: 16, K: 16, transposeB: true })).path).toBe('small-m');
-    expect((await planMatmul(g, { M: 64, N: 16, K: 16, transposeB: true })).path).toBe('small-m');
-    expect((await planMatmul(g, { M: 65, N: 16, K: 16, transposeB: true })).path).toBe('tiled');
+    expect((await planMatmul(g, { M: 128, N: 16, K: 16, transposeB: true })).path).toBe('small-m');
+    expect((await planMatmul(g, { M: 129, N: 16, K: 16, transposeB: true })).path).toBe('tiled');
     expect((await planMatmul(g, { M: 8, N: 16, K: 16, transposeB: false })).path).toBe('small-m');
     expect((await planMatmul(g, { M: 9, N: 16, K: 16, transposeB: false })).path).toBe('tiled');
   });

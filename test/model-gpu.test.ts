@@ -136,6 +136,7 @@ describe('generation', () => {
     expect(gpuRun.decodeSteps).toHaveLength(7);
     const stepByStep = await generateGpu(model, tok, [prompt], { maxTokens: 8, pipelined: false });
     expect(stepByStep.tokens).toEqual(gpuRun.tokens);
+    for (const inFlight of [2, 3]) expect((await generateGpu(model, tok, [prompt], { maxTokens: 8, inFlight })).tokens, `${inFlight} steps in flight`).toEqual(gpuRun.tokens);
   });
 
   it(`sampling with temperature and top-k draws the same tokens on GPU and CPU from the same seed (seed ${SEED})`, async () => {
@@ -174,7 +175,7 @@ describe('generation', () => {
 });
 
 describe('one submit per token, no allocation per token', () => {
-  it('a decode step records 1 + layers·(4 + attention) + 2 dispatches in one command buffer; a prefill of ≤ 64 rows fuses alike, a longer one runs 7 + attention per layer', async () => {
+  it('a decode step records 1 + layers·(4 + attention) + 2 dispatches in one command buffer; a prefill of ≤ 128 rows fuses alike, a longer one runs 7 + attention per layer', async () => {
     const g = await gpu();
     const submit = vi.spyOn(g.device.queue, 'submit');
     const prefill = await model.prefill([[1, 2, 3]]);
@@ -188,12 +189,12 @@ describe('one submit per token, no allocation per token', () => {
     expect(step.dispatches).toBe(1 + config.numLayers * 5 + 2);
     expect(step.timing.encodeMs).toBeGreaterThan(0);
     if (model.hasTimestamps) expect(step.timing.gpuMs).toBeGreaterThan(0);
-    // 9 rows: still the small-M kernels (two blocks of rows), fused alike
+    // 9 rows: still the small-M kernels (two blocks of rows in one workgroup), fused alike
     const nine = await model.prefill([[1, 2, 3, 4, 5, 6, 7, 8, 9]]);
     await nine.tokens();
     expect(nine.dispatches).toBe(1 + config.numLayers * 5 + 3);
-    // 65 rows: the tiled matmuls, with the norms and SwiGLU as kernels of their own
-    const long = await model.prefill([Array.from({ length: 65 }, (_, i) => 1 + (i % 50))]);
+    // 129 rows: the tiled matmuls, with the norms and SwiGLU as kernels of their own
+    const long = await model.prefill([Array.from({ length: 129 }, (_, i) => 1 + (i % 50))]);
     await long.tokens();
     expect(long.dispatches).toBe(1 + config.numLayers * 8 + 3);
   });

@@ -3,7 +3,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { parseConfig } from '../src/model/config.ts';
-import { ByteTokenizer, HfTokenizer, loadTokenizer } from '../src/model/tokenizer.ts';
+import { TextStream } from '../src/model/generate.ts';
+import { ByteTokenizer, HfTokenizer, loadTokenizer, type Tokenizer } from '../src/model/tokenizer.ts';
 
 const SAMPLES = ['', 'hello world', 'the cat sat on the hat\n\tthe end', 'héllo wörld — 你好 🙂', '  two  spaces '];
 
@@ -112,5 +113,45 @@ describe('HfTokenizer (byte-level BPE from tokenizer.json)', () => {
     const bad = join(dir, 'bad.json');
     writeFileSync(bad, '{ nope');
     expect(() => HfTokenizer.fromFile(bad)).toThrow(bad);
+  });
+});
+
+describe('TextStream (streaming detokenisation)', () => {
+  const path = join(dir, 'stream-tokenizer.json');
+  writeFileSync(path, JSON.stringify(tinyBpeJson(MERGES)));
+  const long = Array.from({ length: 40 }, (_, i) => SAMPLES[i % SAMPLES.length]).join(' ');
+
+  /** `tok` with the longest id list any decode call was given. */
+  const counting = (tok: Tokenizer) => {
+    const seen = { longest: 0 };
+    const wrapped: Tokenizer = { ...tok, vocabSize: tok.vocabSize, encode: (s) => tok.encode(s), decode: (ids) => ((seen.longest = Math.max(seen.longest, ids.length)), tok.decode(ids)) };
+    return { wrapped, seen };
+  };
+
+  it.each([
+    ['bytes', () => new ByteTokenizer()],
+    ['byte-level BPE', () => HfTokenizer.fromFile(path)],
+  ] as const)('%s: releases whole characters that add up to the decoded text, decoding a few tokens per push, not the sequence', (_name, make) => {
+    const tok = make();
+    const ids = tok.encode(long);
+    expect(ids.length).toBeGreaterThan(300);
+    const { wrapped, seen } = counting(tok);
+    const stream = new TextStream(wrapped);
+    const pieces = ids.map((id) => stream.push(id));
+    pieces.push(stream.flush());
+    expect(pieces.join('')).toBe(tok.decode(ids));
+    expect(stream.text).toBe(tok.decode(ids));
+    expect(pieces.some((p) => p.includes('\ufffd'))).toBe(false);
+    // 4-byte characters and merged pieces span a few tokens; the whole sequence is hundreds.
+    expect(seen.longest).toBeLessThanOrEqual(12);
+  });
+
+  it('holds back a split character until it is complete, and flushes an incomplete one as U+FFFD', () => {
+    const tok = new ByteTokenizer();
+    const stream = new TextStream(tok);
+    const [a, b, c, d] = tok.encode('🙂');
+    expect([stream.push(0x61), stream.push(a), stream.push(b), stream.push(c), stream.push(d)]).toEqual(['a', '', '', '', '🙂']);
+    stream.push(a);
+    expect(stream.flush()).toBe('\ufffd');
   });
 });

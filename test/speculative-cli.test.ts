@@ -56,8 +56,8 @@ async function run(args: string[]): Promise<{ code: number; out: string; err: st
 
 describe('linattn generate --speculate', () => {
   it.each([['cpu'], ['gpu']])('reports accepted length, tokens/s and the speed-up over plain decoding (--device %s)', async (device) => {
-    for (const source of ['ngram', 'medusa', 'oracle', `draft:${draft}`]) {
-      const r = await run(['--model', target, '--device', device, '--speculate', source, '--tree', '[[0],[0,0],[1]]']);
+    for (const [source, tree] of [['ngram', '[[0],[0,0],[1]]'], ['adaptive', 'best:2'], ['medusa', '[[0],[0,0],[1]]'], ['oracle', '[[0],[0,0],[1]]'], [`draft:${draft}`, '[[0],[0,0],[1]]']]) {
+      const r = await run(['--model', target, '--device', device, '--speculate', source, '--tree', tree, '--max-nodes', '3']);
       expect(r.code, r.err).toBe(0);
       expect(r.err).toMatch(/mean accepted length \d+\.\d\d tokens\/step/);
       expect(r.err).toMatch(/plain decoding, same run: 12 tokens, [\d.]+ tokens\/s; speed-up [\d.]+×; output identical to plain decoding/);
@@ -66,12 +66,13 @@ describe('linattn generate --speculate', () => {
   });
 
   it.each([
-    [['--speculate', 'lookahead'], 2, /unknown --speculate source "lookahead" \(ngram, medusa, oracle or draft:DIR\)/],
+    [['--speculate', 'lookahead'], 2, /unknown --speculate source "lookahead" \(ngram, adaptive, medusa, oracle or draft:DIR\)/],
     [['--speculate', 'ngram', '--tree', '[[0],[0,]]'], 2, /--tree "\[\[0\],\[0,\]\]": column 9: expected a rank/],
     [['--speculate', 'ngram', '--tree', '[[0],[0,0],[1]]', '--max-nodes', '2'], 2, /has 3 draft nodes, more than --max-nodes 2/],
     [['--speculate', 'ngram', '--max-nodes', 'many'], 2, /--max-nodes must be a positive integer/],
     [['--tree', 'chain:3'], 2, /--tree and --max-nodes need --speculate/],
     [['--speculate', 'draft:/nonexistent/dir'], 1, /draft model directory not found/],
+    [['--speculate', `draft:${'/nonexistent/dir'}`, '--tree', 'best:2', '--temperature', '0.8'], 2, /--tree best:2 places a sampled draft's candidates by their values/],
   ])('exits %j → %i', async (args, code, message) => {
     const r = await run(['--model', target, '--device', 'cpu', ...(args as string[])]);
     expect(r.code).toBe(code);

@@ -4,6 +4,7 @@
 // leaves the state that decoding the accepted tokens one by one leaves; the tree spec and the expansion.
 import { describe, expect, it } from 'vitest';
 import { acceptByPicks } from '../src/speculative/acceptance.ts';
+import { AdaptiveDraft } from '../src/speculative/adaptive-draft.ts';
 import { CpuTreeVerifier } from '../src/speculative/cpu-verifier.ts';
 import type { Candidate } from '../src/speculative/candidate.ts';
 import type { DraftSource } from '../src/speculative/draft.ts';
@@ -85,6 +86,16 @@ describe('tree expansion', () => {
     expect(t.parents).toEqual([-1, 0, 0, 1, 1, 3]);
   });
 
+  it('best:K places, one at a time, the candidate with the best cumulative probability anywhere in the tree', async () => {
+    const t = await expandTree(parseTreeSpec('best:2'), draft, ctx, { budget: 5, depthLimit: 9 });
+    // 10 (0.6), 20 under it (0.36), 11 (0.3), 30 (0.216), then 0.18 twice: 21 under 10 came first.
+    expect(t.tokens).toEqual([7, 10, 20, 11, 30, 21]);
+    expect(t.parents).toEqual([-1, 0, 1, 0, 2, 1]);
+    expect((await expandTree(parseTreeSpec('best:2'), draft, ctx, { budget: 5, depthLimit: 1 })).tokens).toEqual([7, 10, 11]);
+    const sampled: DraftSource = { name: 'sampled', candidates: (_c, _t, nodes) => nodes.map(() => [{ token: 1, prob: 0.5, q: new Float64Array(2) }]) };
+    await expect(expandTree(parseTreeSpec('best:2'), sampled, ctx, { budget: 3, depthLimit: 3 })).rejects.toThrow(/best:2 places a sampled draft's candidates/);
+  });
+
   it('leaves out nodes the draft has no candidate for', async () => {
     const none = fakeDraft(() => []);
     expect((await expandTree(parseTreeSpec('top:3'), none, ctx, { budget: 5, depthLimit: 5 })).tokens).toEqual([7]);
@@ -113,14 +124,15 @@ describe.each(MODEL_SPECS.map((s, i) => ({ ...s, i })))('greedy speculative = pl
   const draftModel = selfDraft ? target : makeModel(spec, spec.seed + 1, 0);
   const prompts = randomPrompts(PROMPTS_PER_MODEL, 9000 + spec.i);
 
-  it(`for n-gram, Medusa, oracle and ${selfDraft ? 'self-' : ''}draft-model trees over ${PROMPTS_PER_MODEL} prompts`, async () => {
+  it(`for n-gram, adaptive, Medusa, oracle and ${selfDraft ? 'self-' : ''}draft-model trees over ${PROMPTS_PER_MODEL} prompts`, async () => {
     const verifier = new CpuTreeVerifier(target.cpu, target.variant.compiled, MAX_NODES + 1);
     const draftVerifier = new CpuTreeVerifier(draftModel.cpu, draftModel.variant.compiled, MAX_NODES + 1);
-    const accepted: Record<string, number[]> = { ngram: [], medusa: [], oracle: [], draft: [] };
+    const accepted: Record<string, number[]> = { ngram: [], adaptive: [], medusa: [], oracle: [], draft: [] };
     for (const [p, prompt] of prompts.entries()) {
       const want = plainGreedy(target, prompt, NEW_TOKENS);
       const runs: [string, DraftSource, string][] = [
         ['ngram', new NgramDraft(), p % 2 ? 'top:3' : '[[0],[0,0],[0,0,0],[1],[0,1]]'],
+        ['adaptive', new AdaptiveDraft(p), p % 2 ? 'best:3' : 'top:2'],
         ['medusa', new MedusaDraft(3, 2), p % 2 ? '[[0],[0,0],[1],[0,1],[0,0,0]]' : 'top:2'],
         ['oracle', new OracleDraft(prompt, want, target.config.vocabSize), p % 2 ? 'chain:4' : '[[0],[1],[0,0],[0,0,0],[0,0,0,0]]'],
         ['draft', new ModelDraft('draft', draftVerifier, { temperature: 0 }, 0), p % 2 ? 'top:2' : 'chain:3'],
@@ -137,6 +149,7 @@ describe.each(MODEL_SPECS.map((s, i) => ({ ...s, i })))('greedy speculative = pl
     expect(mean(accepted.oracle)).toBeCloseTo(4.5, 9);
     if (selfDraft) expect(Math.min(...accepted.draft)).toBeGreaterThan(2.9); // 3-chains and top:2 trees of depth ≥ 3, all accepted
     expect(mean(accepted.ngram)).toBeGreaterThan(1); // the repeated-pattern prompts get hits
+    expect(mean(accepted.adaptive)).toBeGreaterThan(1); // so does the tri-gram table
   });
 
   it('after speculative steps the state is the one plain decoding of the same tokens leaves', async () => {

@@ -17,8 +17,10 @@ import { GpuTreeVerifier } from '../src/speculative/gpu-verifier.ts';
 import { MedusaDraft } from '../src/speculative/medusa-draft.ts';
 import { ModelDraft } from '../src/speculative/model-draft.ts';
 import { NgramDraft } from '../src/speculative/ngram-draft.ts';
+import { AdaptiveDraft } from '../src/speculative/adaptive-draft.ts';
 import { OracleDraft } from '../src/speculative/oracle-draft.ts';
 import { treeFromParents } from '../src/speculative/token-tree.ts';
+import { acceptByPicks } from '../src/speculative/acceptance.ts';
 import { parseTreeSpec } from '../src/speculative/tree-spec.ts';
 import { relativeError } from '../src/tensor.ts';
 import { gpu } from './helpers/gpu.ts';
@@ -61,7 +63,7 @@ function promptsFor(_spec: { options: Record<string, number> }, count: number, s
 describe.each(MODEL_SPECS.map((s, i) => ({ ...s, i })))('GPU speculative decoding, $name', (spec) => {
   const m = makeModel(spec, spec.seed);
 
-  it('greedy output equals plain greedy for n-gram, Medusa, oracle and draft-model trees (ties < 1e-4 counted)', async () => {
+  it('greedy output equals plain greedy for n-gram, adaptive, Medusa, oracle and draft-model trees (ties < 1e-4 counted)', async () => {
     const { verifier } = await gpuTarget(m);
     const draftModel = makeModel(spec, spec.seed + 1, 0);
     const draft = await gpuTarget(draftModel);
@@ -71,6 +73,7 @@ describe.each(MODEL_SPECS.map((s, i) => ({ ...s, i })))('GPU speculative decodin
       const want = plainGreedy(m, prompt, NEW_TOKENS);
       const runs: [DraftSource, string][] = [
         [new NgramDraft(), '[[0],[0,0],[1],[0,0,0]]'],
+        [new AdaptiveDraft(p), p % 2 ? 'best:2' : 'top:2'],
         [new MedusaDraft(3, 2), '[[0],[0,0],[1],[0,1]]'],
         [new OracleDraft(prompt, want, m.config.vocabSize), 'chain:4'],
         [new ModelDraft('draft', draft.verifier, { temperature: 0 }, 0), p % 2 ? 'chain:3' : '[[0],[0,0],[1],[0,1]]'],
@@ -136,6 +139,27 @@ describe.each(MODEL_SPECS.map((s, i) => ({ ...s, i })))('GPU speculative decodin
           const r = await speculativeGenerate(verifier, d, prompt, { maxTokens: NEW_TOKENS, shape: parseTreeSpec(tree), maxNodes: MAX_NODES, sampling, seed: 70 + p });
           expect(r.tokens, `${d.name} prompt [${prompt}] seed ${70 + p}`).toEqual(plain);
         }
+      }
+    });
+
+    it('runs the Medusa heads at the node acceptance reaches: the same node and candidates as the float64 verifier', async () => {
+      const { verifier } = await gpuTarget(m);
+      const cpu = new CpuTreeVerifier(m.cpu, m.variant.compiled, MAX_NODES + 1);
+      for (const prompt of promptsFor(spec, 3, 4300)) {
+        const want = plainGreedy(m, prompt, 4);
+        // Root, then the right token with a wrong sibling, then the right one again: acceptance ends at node 3.
+        const tree = treeFromParents([want[0], want[1], (want[1] + 1) % 256, want[2], (want[2] + 7) % 256], [-1, 0, 0, 1, 1]);
+        const got = [];
+        for (const v of [verifier, cpu]) {
+          expect(await v.start(prompt, { temperature: 0 }, 0)).toBe(want[0]);
+          got.push(await v.verify({ tree, medusaTopK: 3 }));
+        }
+        const [g, c] = got;
+        expect(g.medusaNode, `prompt [${prompt}]`).toBe(acceptByPicks(tree, g.picks).path.at(-1));
+        expect(g.medusaNode).toBe(3);
+        expect(g.medusaNode).toBe(c.medusaNode);
+        expect(g.medusa!.map((h) => h.map((x) => x.token))).toEqual(c.medusa!.map((h) => h.map((x) => x.token)));
+        g.medusa!.forEach((h, i) => h.forEach((x, r) => expect(Math.abs(x.prob - c.medusa![i][r].prob)).toBeLessThan(1e-4)));
       }
     });
 

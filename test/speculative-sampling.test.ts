@@ -12,6 +12,7 @@ import type { Candidate } from '../src/speculative/candidate.ts';
 import type { DraftSource } from '../src/speculative/draft.ts';
 import { speculativeGenerate } from '../src/speculative/generate.ts';
 import { MedusaDraft } from '../src/speculative/medusa-draft.ts';
+import { AdaptiveDraft } from '../src/speculative/adaptive-draft.ts';
 import { NgramDraft } from '../src/speculative/ngram-draft.ts';
 import { OracleDraft } from '../src/speculative/oracle-draft.ts';
 import { pathTokens, type TokenTree } from '../src/speculative/token-tree.ts';
@@ -150,14 +151,15 @@ function exactJoint(logits: (ctx: readonly number[]) => Float64Array, prompt: re
 describe('speculative sampling preserves the target distribution (χ², 6-token vocabulary, 20 000 runs)', () => {
   const target = table(11, 2);
   const wrongQ = (ctx: readonly number[]) => samplingDistribution(table(12, 3)(ctx), { temperature: 1 }); // unrelated to p
-  const prompt = [2];
-  const cases: { name: string; sampling: SamplingOptions; draft: (seed: number) => DraftSource; tree: string }[] = [
+  const cases: { name: string; sampling: SamplingOptions; draft: (seed: number) => DraftSource; tree: string; prompt?: number[] }[] = [
     { name: 'sampled draft with a wrong q, two siblings and a grandchild', sampling: { temperature: 0.9 }, draft: (s) => sampledDraft(wrongQ, s), tree: '[[0],[1],[0,0]]' },
     { name: 'sampled draft, top-k 3 and top-p 0.9 on p (q proposes tokens p excludes)', sampling: { temperature: 1.2, topK: 3, topP: 0.9 }, draft: (s) => sampledDraft(wrongQ, s), tree: 'top:2' },
     { name: 'deterministic draft (the coupled rule)', sampling: { temperature: 0.8, topK: 4 }, draft: () => shiftDraft, tree: '[[0],[1],[0,0],[1,0]]' },
+    // Its proposals depend on the text and its own seeded draws only; a repetitive prompt fills its table.
+    { name: 'adaptive draft, best-first tree (the coupled rule)', sampling: { temperature: 1 }, draft: (s) => new AdaptiveDraft(s), tree: 'best:2', prompt: [2, 3, 4, 2, 3, 5, 1, 2, 3, 4, 1, 2] },
   ];
 
-  it.each(cases)('$name', async ({ sampling, draft, tree }) => {
+  it.each(cases)('$name', async ({ sampling, draft, tree, prompt = [2] }) => {
     const exact = exactJoint(target, prompt, sampling);
     const counts = new Map<string, number>();
     const control = new Map<string, number>(); // what the draft proposed at depth 1 and 2
@@ -201,14 +203,14 @@ function plainSampled(m: TestModel, prompt: readonly number[], n: number, s: Sam
 }
 
 describe('deterministic drafts under sampling emit plain sampling’s tokens from the same seed (float64)', () => {
-  it.each(MODEL_SPECS.map((s) => ({ ...s })))('$name: n-gram, Medusa and oracle, temperature 0.9, top-k 40, top-p 0.95', async (spec) => {
+  it.each(MODEL_SPECS.map((s) => ({ ...s })))('$name: n-gram, adaptive, Medusa and oracle, temperature 0.9, top-k 40, top-p 0.95', async (spec) => {
     const m = makeModel(spec, spec.seed);
     const sampling = { temperature: 0.9, topK: 40, topP: 0.95 };
     const verifier = new CpuTreeVerifier(m.cpu, m.variant.compiled, 9);
     let oracleSteps = 0;
     for (const [p, prompt] of randomPrompts(8, 77).entries()) {
       const want = plainSampled(m, prompt, 10, sampling, 500 + p);
-      for (const [draft, tree] of [[new NgramDraft(), 'top:3'], [new MedusaDraft(3, 2), '[[0],[1],[0,0]]'], [new OracleDraft(prompt, want, m.config.vocabSize), 'chain:4']] as const) {
+      for (const [draft, tree] of [[new NgramDraft(), 'top:3'], [new AdaptiveDraft(p), 'best:3'], [new MedusaDraft(3, 2), '[[0],[1],[0,0]]'], [new OracleDraft(prompt, want, m.config.vocabSize), 'chain:4']] as const) {
         const r = await speculativeGenerate(verifier, draft, prompt, { maxTokens: 10, shape: parseTreeSpec(tree), maxNodes: 8, sampling, seed: 500 + p });
         expect(r.tokens, `${spec.name} ${draft.name} prompt [${prompt}] seed ${500 + p}`).toEqual(want);
         if (draft.name === 'oracle') oracleSteps += r.steps;

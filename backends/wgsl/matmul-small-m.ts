@@ -1,7 +1,8 @@
-// WGSL for matmuls with a handful of rows (M ≤ 8 per workgroup: decoding a batch of up to 8; the Wᵀ kernel takes a draft tree of up to 64 rows in blocks of 8).
+// WGSL for matmuls with a handful of rows: decoding a batch of up to 8, and — Wᵀ only — a draft tree being
+// verified (up to 128 rows: every sequence's tree of a batch).
 // These are bandwidth-bound: every weight is used M times only, so the kernels read each weight
-// exactly once, in coalesced vec4 loads, keep the M partial sums in registers, and reduce the
-// partial sums of the threads that shared a dot product through workgroup memory.
+// exactly once, in coalesced vec4 loads, keep the partial sums in registers, and reduce the partial
+// sums of the threads that shared a dot product through workgroup memory.
 //
 // The Wᵀ kernel is the decode step's workhorse and is built for a large GPU: most of its matrices
 // (2–13 MB) are smaller than what the GPU can have in flight at once, so each thread issues all of its
@@ -10,22 +11,35 @@
 // sums meet in one workgroup barrier. It also carries a decoder layer's small ops (matmul-fusion.ts):
 // the RMSNorm of its input rows (the sum of squares rides in the same loop and the same reduction,
 // so normalising costs no extra pass), the residual add, the q | k | v split and SwiGLU.
+//
+// More than 8 rows: a thread keeps at most 8 rows' sums in registers, so a workgroup holds ROW_BLOCKS
+// blocks of threads, block r taking rows r·ROWS_M …; all blocks walk the same weight columns in step, so
+// the weights come from memory once per workgroup and the other blocks' loads hit the cache. (Blocks of
+// rows as a second grid axis instead — this kernel's first form — read every weight once per block: a
+// 17-node tree read the LM head's 98 MB three times, a 65-node one nine times.)
 import { bindingDecls, matmulBindings, storeFn, type MatmulFusion } from './matmul-fusion.ts';
 
 export const SMALL_M_MAX = 8;
 /**
- * The Wᵀ kernel also takes up to this many rows (a draft tree being verified) in blocks of SMALL_M_MAX: one
- * workgroup row per block, each reading the weights once — M/8 reads of W still beat the tiled kernel's
- * few workgroups at these sizes.
+ * The Wᵀ kernel also takes up to this many rows (draft trees being verified) in row blocks of at most
+ * SMALL_M_MAX within one workgroup — the tiled kernel would have few workgroups at these sizes (N / 64 for
+ * the o and down projections: 12 on a 132-SM GPU).
  */
-export const SMALL_M_BLOCKED_MAX = 64;
+export const SMALL_M_BLOCKED_MAX = 128;
+/** Row blocks per workgroup at most (SMALL_M_BLOCKED_MAX / SMALL_M_MAX). */
+export const SMALL_M_MAX_ROW_BLOCKS = SMALL_M_BLOCKED_MAX / SMALL_M_MAX;
 export const SMALL_M_THREADS = 256;
 /** Largest UNROLL the chooser picks (registers: UNROLL weight vec4s per weight row in flight). */
 export const SMALL_M_MAX_UNROLL = 8;
 
 export interface SmallMVariant {
-  /** Rows of x per workgroup, 1..SMALL_M_MAX, folded into the code (one register per row); Wᵀ: workgroup row y takes rows y·M …, up to params.M. */
+  /**
+   * Rows of x per thread, 1..SMALL_M_MAX, folded into the code (one register per row); Wᵀ: row block r of
+   * workgroup row y takes rows (y·rowBlocks + r)·M …, up to params.M.
+   */
   readonly M: number;
+  /** Wᵀ only: blocks of M rows per workgroup (default 1), each with threads / rowBlocks threads. */
+  readonly rowBlocks?: number;
   readonly transposeB: boolean;
   /** 4: rows of the weight are read as vec4 (needs K % 4 == 0 for Wᵀ, N % 4 == 0 for B). */
   readonly width: 1 | 4;
@@ -36,7 +50,7 @@ export interface SmallMVariant {
   readonly lanes: number;
   /** Wᵀ only: independent weight loads per thread per loop step (default 4). */
   readonly unroll?: number;
-  /** Wᵀ only: threads per workgroup (default SMALL_M_THREADS; fewer when workgroup memory is short). */
+  /** Wᵀ only: threads per workgroup (default SMALL_M_THREADS; fewer when workgroup memory is short), rowBlocks × a power of two. */
   readonly threads?: number;
   /**
    * Wᵀ only, not with swiglu: adjacent output columns per thread (default 1). Each x load then serves
@@ -84,26 +98,32 @@ export function smallMTransposedWgsl(v: SmallMVariant): string {
   const rowsW = smallMWeightRows(v);
   const values = smallMReducedValues(v);
   const M = v.M;
+  const RB = v.rowBlocks ?? 1;
+  if (!(Number.isInteger(RB) && RB >= 1 && threads % RB === 0 && (threads / RB) % v.lanes === 0)) {
+    throw new Error(`small-M kernel: ${threads} threads do not split into ${RB} row blocks of whole groups of ${v.lanes} lanes`);
+  }
   const hsum = (x: string) => (v.width === 4 ? `dot(${x}, vec4<f32>(1.0))` : x);
   const L: string[] = [];
   const what = [norm && 'rmsnorm(x)', swiglu ? 'swiglu of [gate; up]' : typeof epilogue === 'object' ? `split into ${epilogue.split}` : epilogue === 'accumulate' ? 'accumulated into C' : '']
     .filter(Boolean)
     .join(', ');
-  L.push(`// small-M matmul: y[m,n] = Σ_k x[m,k]·W[n,k] for ${M} row(s); W [N,K] read once as ${T}${what ? `; ${what}` : ''}`);
+  L.push(`// small-M matmul: y[m,n] = Σ_k x[m,k]·W[n,k] for ${RB > 1 ? `${RB} blocks of ` : ''}${M} row(s); W [N,K] read once as ${T}${what ? `; ${what}` : ''}`);
   L.push('struct Params { M: u32, N: u32, K: u32, pad: u32 }');
   L.push(`alias VT = ${T};`);
   L.push(...bindingDecls(matmulBindings(f), { A: 'VT', W: 'VT', G: 'VT' }));
   L.push("// A [M, K / width] (x), W [N, K / width], G [K / width] (the norm's gain), C* [M, columns]");
   L.push('');
-  L.push(`const ROWS_M = ${M}u;`);
+  L.push(`const ROWS_M = ${M}u; // rows per thread`);
+  L.push(`const ROW_BLOCKS = ${RB}u; // blocks of ROWS_M rows per workgroup, BLOCK threads each, on the same columns`);
   L.push(`const LANES = ${v.lanes}u; // threads per dot product, along k`);
-  L.push(`const GROUPS = ${threads / v.lanes}u; // ${swiglu ? '[gate, up] column pairs' : nt > 1 ? `groups of ${nt} output columns` : 'output columns'} per workgroup`);
+  L.push(`const GROUPS = ${threads / RB / v.lanes}u; // ${swiglu ? '[gate, up] column pairs' : nt > 1 ? `groups of ${nt} output columns` : 'output columns'} per workgroup`);
   L.push(`const THREADS = ${threads}u;`);
+  L.push(`const BLOCK = ${threads / RB}u;`);
   L.push(`const WIDTH = ${v.width}u;`);
   L.push(`const UNROLL = ${unroll}u; // weight loads in flight per thread and weight row`);
   if (norm) L.push(`const EPS = ${f32Literal(norm.eps)};`);
   L.push(`// Partial sums: value r of thread t at [r * THREADS + t]; r = m·${rowsW} + row of W${norm ? `, then M + m for Σx²` : ''}.`);
-  L.push(`var<workgroup> partial: array<vec4<f32>, ${values} * THREADS / 4u>;`);
+  L.push(`var<workgroup> partial: array<vec4<f32>, (${values} * THREADS + 3u) / 4u>;`);
   L.push('');
   if (!swiglu) {
     L.push(...storeFn(f));
@@ -115,9 +135,10 @@ export function smallMTransposedWgsl(v: SmallMVariant): string {
   L.push('  let KW = params.K / WIDTH;');
   L.push(`  let COLS = ${swiglu ? 'N / 2u' : nt > 1 ? `(N + ${nt - 1}u) / ${nt}u; // column groups` : 'N'};`);
   L.push('  let lane = tid % LANES;');
-  L.push('  let g = tid / LANES;');
+  L.push('  let g = (tid % BLOCK) / LANES;');
   L.push('  let col = wid.x * GROUPS + g;');
-  L.push('  let row0 = wid.y * ROWS_M; // this block of rows; rows past params.M re-read the last and are not stored');
+  L.push('  // This thread\'s block of rows; rows past params.M re-read the last and are not stored.');
+  L.push('  let row0 = (wid.y * ROW_BLOCKS + tid / BLOCK) * ROWS_M;');
   L.push('  let lastRow = params.M - 1u;');
   if (swiglu) {
     L.push('  let w0 = col * KW;');
@@ -166,7 +187,7 @@ export function smallMTransposedWgsl(v: SmallMVariant): string {
   const sumOf = (r: string, name: string) => {
     L.push(`    var ${name} = 0.0;`);
     L.push(`    {`);
-    L.push(`      let base = ${r} * THREADS + g * LANES;`);
+    L.push(`      let base = ${r} * THREADS + tid - lane; // the LANES threads of this dot product`);
     if (v.lanes >= 4) {
       L.push('      var s4 = vec4<f32>(0.0);');
       L.push('      for (var l = 0u; l < LANES; l += 4u) { s4 += partial[(base + l) / 4u]; }');

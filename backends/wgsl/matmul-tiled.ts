@@ -2,6 +2,12 @@
 // [out, in]). Compute-bound, so each workgroup stages BM×BK and BK×BN tiles in workgroup memory and
 // each thread keeps a TM×TN block of C in registers: per k it reads TM+TN values and does TM·TN
 // FMAs. The next tile is fetched into registers while the current one is multiplied.
+//
+// Training adds two options. transposeA: A is stored [K, M] (C = Aᵀ·B: a weight's gradient
+// dW[n,k] = Σ_r dY[r,n]·X[r,k] contracts over the rows r that both operands are stored by). splitK: the
+// workgroups of grid layer z take only k in [z·KS, min(K, (z+1)·KS)) (KS, a multiple of BK, in the
+// uniform's fourth word) and write their partial C to C0[z·M·N + m·N + n]; a fixed-order sum over z
+// then gives every element the same value on every run (no atomics), with z times as many workgroups.
 import { bindingDecls, matmulBindings, storeFn, type MatmulFusion } from './matmul-fusion.ts';
 
 export interface MatmulTile {
@@ -23,6 +29,10 @@ export const TILE_64: MatmulTile = { BM: 64, BN: 64, BK: 16, TM: 8, TN: 4 };
 export interface TiledMatmulVariant {
   readonly tile: MatmulTile;
   readonly transposeB: boolean;
+  /** A is stored [K, M] (C = Aᵀ·B). Default false. */
+  readonly transposeA?: boolean;
+  /** Grid layer z covers k in [z·KS, (z+1)·KS) and writes partial C number z (see above). Default false. */
+  readonly splitK?: boolean;
   /** Bounds checks are emitted only for the dimensions that do not divide the tile. */
   readonly checkM: boolean;
   readonly checkN: boolean;
@@ -59,9 +69,18 @@ function validateTile(t: MatmulTile): void {
 export function tiledMatmulWgsl(v: TiledMatmulVariant): string {
   const t = v.tile;
   validateTile(t);
+  if (v.transposeA && (tiledThreads(t)[0] * tiledThreads(t)[1]) % t.BM !== 0) {
+    throw new Error(`matmul tile ${JSON.stringify(t)}: loading a transposed A needs the thread count to be a multiple of BM`);
+  }
   if (v.fusion?.rmsnorm || v.fusion?.epilogue === 'swiglu') {
     throw new Error('the tiled matmul takes no rmsnorm prologue or swiglu epilogue (small-M path only)');
   }
+  const epilogue = v.fusion?.epilogue ?? 'store';
+  if (v.splitK && epilogue !== 'store') throw new Error('a split-K matmul stores partial products; it takes no epilogue');
+  const transposeA = v.transposeA ?? false;
+  const splitK = v.splitK ?? false;
+  // The bound on k: K, or the end of this workgroup's split.
+  const kBound = splitK ? 'k_end' : 'K';
   const [WX, WY] = tiledThreads(t);
   const THREADS = WX * WY;
   const rowGroups = t.TM / 4; // a thread's rows: rowGroups groups of 4, WY·4 rows apart
@@ -71,14 +90,27 @@ export function tiledMatmulWgsl(v: TiledMatmulVariant): string {
   const L: string[] = [];
   const emit = (s: string) => L.push(s);
   const bDesc = v.transposeB ? 'W[N,K] (C = A·Wᵀ)' : 'B[K,N]';
+  const aDesc = transposeA ? 'Aᵀ, A stored [K,M]' : 'A[M,K]';
 
-  emit(`// matmul: C[M,N] = A[M,K] · ${bDesc}; tile ${t.BM}×${t.BN}×${t.BK}, ${t.TM}×${t.TN} per thread`);
+  emit(`// matmul: C[M,N] = ${aDesc} · ${bDesc}; tile ${t.BM}×${t.BN}×${t.BK}, ${t.TM}×${t.TN} per thread`);
   emit(`// bounds checks: M ${v.checkM ? 'yes' : 'no'}, N ${v.checkN ? 'yes' : 'no'}, K ${v.checkK ? 'yes' : 'no'}`);
-  emit('struct Params { M: u32, N: u32, K: u32, pad: u32 }');
+  if (splitK) {
+    emit('// split K: grid layer z sums k in [z·KS, min(K, (z+1)·KS)) and writes C0[z·M·N + m·N + n]');
+    emit('struct Params { M: u32, N: u32, K: u32, KS: u32 }');
+  } else {
+    emit('struct Params { M: u32, N: u32, K: u32, pad: u32 }');
+  }
   for (const d of bindingDecls(matmulBindings(v.fusion, 'B'), {})) emit(d);
   emit(`// B is ${bDesc}`);
   emit('');
-  for (const line of storeFn(v.fusion)) emit(line);
+  if (splitK) {
+    emit('var<private> split_base: u32;');
+    emit('fn store_out(m: u32, n: u32, v: f32) {');
+    emit('  C0[split_base + m * params.N + n] = v;');
+    emit('}');
+  } else {
+    for (const line of storeFn(v.fusion)) emit(line);
+  }
   emit('');
   emit(`const BM = ${t.BM}u;`);
   emit(`const BN = ${t.BN}u;`);
@@ -98,14 +130,24 @@ export function tiledMatmulWgsl(v: TiledMatmulVariant): string {
   emit('  let M = params.M;');
   emit('  let N = params.N;');
   emit('  let K = params.K;');
+  if (splitK) {
+    emit('  let k_begin = wid.z * params.KS;');
+    emit('  let k_end = min(K, k_begin + params.KS);');
+    emit('  split_base = wid.z * M * N;');
+  }
   emit('  let tx = lid.x;');
   emit('  let ty = lid.y;');
   emit('  let tid = ty * WG_X + tx;');
   emit('  let row0 = wid.y * BM;');
   emit('  let col0 = wid.x * BN;');
   emit('  // This thread\'s share of each tile load (row-major in global memory, so reads coalesce).');
-  emit('  let a_m = tid / BK;');
-  emit('  let a_k = tid % BK;');
+  if (transposeA) {
+    emit('  let a_k = tid / BM;');
+    emit('  let a_m = tid % BM;');
+  } else {
+    emit('  let a_m = tid / BK;');
+    emit('  let a_k = tid % BK;');
+  }
   if (v.transposeB) {
     emit('  let b_n = tid / BK;');
     emit('  let b_k = tid % BK;');
@@ -121,19 +163,29 @@ export function tiledMatmulWgsl(v: TiledMatmulVariant): string {
   emit('');
 
   const loadTile = (indent: string, k0: string) => {
-    const aStep = THREADS / t.BK;
-    for (let i = 0; i < aLoads; i++) {
-      const m = `row0 + a_m + ${i * aStep}u`;
-      const k = `${k0} + a_k`;
-      const conds = [v.checkM && `${m} < M`, v.checkK && `${k} < K`].filter(Boolean);
-      emitGuardedLoad(emit, indent, `ra${i}`, `A[(${m}) * K + ${k}]`, conds as string[]);
+    if (transposeA) {
+      const step = THREADS / t.BM;
+      for (let i = 0; i < aLoads; i++) {
+        const m = `row0 + a_m`;
+        const k = `${k0} + a_k + ${i * step}u`;
+        const conds = [v.checkK && `${k} < ${kBound}`, v.checkM && `${m} < M`].filter(Boolean);
+        emitGuardedLoad(emit, indent, `ra${i}`, `A[(${k}) * M + ${m}]`, conds as string[]);
+      }
+    } else {
+      const aStep = THREADS / t.BK;
+      for (let i = 0; i < aLoads; i++) {
+        const m = `row0 + a_m + ${i * aStep}u`;
+        const k = `${k0} + a_k`;
+        const conds = [v.checkM && `${m} < M`, v.checkK && `${k} < ${kBound}`].filter(Boolean);
+        emitGuardedLoad(emit, indent, `ra${i}`, `A[(${m}) * K + ${k}]`, conds as string[]);
+      }
     }
     if (v.transposeB) {
       const step = THREADS / t.BK;
       for (let i = 0; i < bLoads; i++) {
         const n = `col0 + b_n + ${i * step}u`;
         const k = `${k0} + b_k`;
-        const conds = [v.checkN && `${n} < N`, v.checkK && `${k} < K`].filter(Boolean);
+        const conds = [v.checkN && `${n} < N`, v.checkK && `${k} < ${kBound}`].filter(Boolean);
         emitGuardedLoad(emit, indent, `rb${i}`, `B[(${n}) * K + ${k}]`, conds as string[]);
       }
     } else {
@@ -141,15 +193,20 @@ export function tiledMatmulWgsl(v: TiledMatmulVariant): string {
       for (let i = 0; i < bLoads; i++) {
         const k = `${k0} + b_k + ${i * step}u`;
         const n = `col0 + b_n`;
-        const conds = [v.checkK && `${k} < K`, v.checkN && `${n} < N`].filter(Boolean);
+        const conds = [v.checkK && `${k} < ${kBound}`, v.checkN && `${n} < N`].filter(Boolean);
         emitGuardedLoad(emit, indent, `rb${i}`, `B[(${k}) * N + ${n}]`, conds as string[]);
       }
     }
   };
   const storeTile = (indent: string) => {
-    const aStep = THREADS / t.BK;
-    for (let i = 0; i < aLoads; i++) {
-      emit(`${indent}As[a_k * A_STRIDE + (a_m + ${i * aStep}u) / 4u][(a_m + ${i * aStep}u) % 4u] = ra${i};`);
+    if (transposeA) {
+      const step = THREADS / t.BM;
+      for (let i = 0; i < aLoads; i++) emit(`${indent}As[(a_k + ${i * step}u) * A_STRIDE + a_m / 4u][a_m % 4u] = ra${i};`);
+    } else {
+      const aStep = THREADS / t.BK;
+      for (let i = 0; i < aLoads; i++) {
+        emit(`${indent}As[a_k * A_STRIDE + (a_m + ${i * aStep}u) / 4u][(a_m + ${i * aStep}u) % 4u] = ra${i};`);
+      }
     }
     if (v.transposeB) {
       const step = THREADS / t.BK;
@@ -164,16 +221,20 @@ export function tiledMatmulWgsl(v: TiledMatmulVariant): string {
     }
   };
 
-  emit('  let num_tiles = (K + BK - 1u) / BK;');
+  if (splitK) {
+    emit('  let num_tiles = (k_end - min(k_begin, k_end) + BK - 1u) / BK;');
+  } else {
+    emit('  let num_tiles = (K + BK - 1u) / BK;');
+  }
   emit('  // Stage tile 0.');
-  loadTile('  ', '0u');
+  loadTile('  ', splitK ? 'k_begin' : '0u');
   storeTile('  ');
   emit('  workgroupBarrier();');
   emit('  for (var t = 0u; t < num_tiles; t++) {');
   emit('    let has_next = t + 1u < num_tiles;');
   emit('    if (has_next) {');
   emit('      // Fetch tile t+1 into registers; the loads are in flight during the FMAs below.');
-  emit('      let k_next = (t + 1u) * BK;');
+  emit(splitK ? '      let k_next = k_begin + (t + 1u) * BK;' : '      let k_next = (t + 1u) * BK;');
   loadTile('      ', 'k_next');
   emit('    }');
   emit('    for (var k = 0u; k < BK; k++) {');

@@ -22,6 +22,7 @@ import {
 import {
   SMALL_M_BLOCKED_MAX,
   SMALL_M_MAX,
+  SMALL_M_MAX_ROW_BLOCKS,
   SMALL_M_MAX_UNROLL,
   SMALL_M_THREADS,
   smallMTransposedWgsl,
@@ -38,6 +39,13 @@ export interface MatmulProblem {
   readonly transposeB: boolean;
   /** Prologue and epilogue (matmul-fusion.ts); with transposeB only. Default: plain C = A·Wᵀ. */
   readonly fusion?: MatmulFusion;
+  /** A is stored [K, M] and C = Aᵀ·B: a weight's gradient, contracting over rows. Tiled path only. */
+  readonly transposeA?: boolean;
+  /**
+   * Split K over this many grid layers (tiled path, no epilogue): C0 receives the partial products
+   * [splits, M, N] for a fixed-order sum (MatmulKernel.splits says how many there are). Default 1.
+   */
+  readonly splitK?: number;
 }
 
 export type MatmulPath = 'tiled' | 'small-m';
@@ -45,7 +53,7 @@ export type MatmulPath = 'tiled' | 'small-m';
 export interface MatmulOptions {
   /** Names the IR node in pipeline labels and errors. */
   readonly label?: string;
-  /** Default: 'small-m' when M ≤ 64 with Wᵀ (M ≤ 8 with B), else 'tiled'. */
+  /** Default: 'small-m' when M ≤ 128 with Wᵀ (M ≤ 8 with B), else 'tiled'. */
   readonly path?: MatmulPath;
   /** Tiled path only; default 128×128 when there are enough tiles to fill the GPU, else 64×64. */
   readonly tile?: MatmulTile;
@@ -55,6 +63,11 @@ export interface MatmulOptions {
   readonly smallMUnroll?: number;
   /** Small-M Wᵀ path only, not with swiglu: output columns per thread (1..4), for tuning. */
   readonly smallMCols?: number;
+  /**
+   * Small-M Wᵀ path only: blocks of rows per workgroup (1..16; default ⌈M / 8⌉, every row in one workgroup
+   * row, so each weight is read once); 1 puts blocks of 8 rows on the grid's second axis instead.
+   */
+  readonly smallMRowBlocks?: number;
 }
 
 /** The kernel chosen for a problem, as data. */
@@ -68,8 +81,10 @@ export interface MatmulKernel {
   /** The kernel's bindings in binding order (matmul-fusion.ts's list). */
   readonly bindings: readonly MatmulBinding[];
   readonly workgroups: readonly [number, number, number];
-  /** The words of its uniform Params { M, N, K, pad }. */
+  /** The words of its uniform Params { M, N, K, pad } (split K: { M, N, K, KS }). */
   readonly params: Uint32Array<ArrayBuffer>;
+  /** Partial products C0 holds: 1, or the number of K splits ([splits, M, N]). */
+  readonly splits: number;
 }
 
 /** 2·M·N·K: the figure every matmul rate is computed from. */
@@ -77,7 +92,7 @@ export function matmulFlops(p: MatmulProblem): number {
   return 2 * p.M * p.N * p.K;
 }
 
-/** Float64 reference: C[m,n] = Σ_k A[m,k]·B[k,n] (or ·B[n,k] when transposeB). */
+/** Float64 reference: C[m,n] = Σ_k A[m,k]·B[k,n] (A[k,m] when transposeA, B[n,k] when transposeB). */
 export function matmulReference(
   a: ArrayLike<number>,
   b: ArrayLike<number>,
@@ -88,7 +103,7 @@ export function matmulReference(
   for (let m = 0; m < M; m++) {
     for (let n = 0; n < N; n++) {
       let s = 0;
-      for (let k = 0; k < K; k++) s += a[m * K + k] * (p.transposeB ? b[n * K + k] : b[k * N + n]);
+      for (let k = 0; k < K; k++) s += (p.transposeA ? a[k * M + m] : a[m * K + k]) * (p.transposeB ? b[n * K + k] : b[k * N + n]);
       c[m * N + n] = s;
     }
   }
@@ -96,7 +111,7 @@ export function matmulReference(
 }
 
 function describe(p: MatmulProblem): string {
-  return `M=${p.M} N=${p.N} K=${p.K}${p.transposeB ? ' Bᵀ' : ''}`;
+  return `M=${p.M} N=${p.N} K=${p.K}${p.transposeA ? ' Aᵀ' : ''}${p.transposeB ? ' Bᵀ' : ''}${(p.splitK ?? 1) > 1 ? ` split ${p.splitK}` : ''}`;
 }
 
 function chooseTile(gpu: KernelTarget, p: MatmulProblem, requested?: MatmulTile): MatmulTile {
@@ -135,9 +150,12 @@ const SMALL_M_TWO_COLUMNS_FROM = 4;
 const SMALL_M_B_TARGET_WORKGROUPS = 300;
 
 function chooseSmallM(gpu: KernelTarget, problem: MatmulProblem, opts: MatmulOptions): SmallMVariant {
-  // Wᵀ: blocks of at most SMALL_M_MAX rows, one workgroup row each.
-  const p = { ...problem, M: Math.min(problem.M, SMALL_M_MAX) };
-  if (p.transposeB) {
+  if (problem.transposeB) {
+    // More than SMALL_M_MAX rows: blocks of at most SMALL_M_MAX rows (a thread's registers), all in one
+    // workgroup by default, each with its own threads on the same columns.
+    const blocks = opts.smallMRowBlocks ?? Math.ceil(problem.M / SMALL_M_MAX);
+    const M = Math.min(SMALL_M_MAX, Math.ceil(problem.M / blocks));
+    const p = { ...problem, M };
     const width = p.K % 4 === 0 ? 4 : 1;
     const KW = p.K / width;
     const f = p.fusion;
@@ -152,10 +170,15 @@ function chooseSmallM(gpu: KernelTarget, problem: MatmulProblem, opts: MatmulOpt
     // Registers: UNROLL weight vec4s per weight row, and M·UNROLL x vec4s.
     const maxUnroll = p.M <= 2 ? SMALL_M_MAX_UNROLL : SMALL_M_MAX_UNROLL / 2;
     const unroll = opts.smallMUnroll ?? Math.max(1, Math.min(maxUnroll, Math.ceil(KW / lanes)));
-    let threads = SMALL_M_THREADS;
-    while (threads > lanes && threads > 32 && smallMWorkgroupBytes({ M: p.M, fusion: f, threads, colsPerThread }) > gpu.limits.maxComputeWorkgroupStorageSize) threads /= 2;
-    return { M: p.M, transposeB: true, width, lanes: Math.min(lanes, threads), unroll, threads, colsPerThread, ...(f && { fusion: f }) };
+    // Threads per row block: a power of two, the workgroup's SMALL_M_THREADS shared among the blocks, fewer
+    // when workgroup memory is short (every thread hands its sums to it).
+    // (At least 4 per block, so that the workgroup's threads fill whole vec4s of the reduction's memory.)
+    let block = SMALL_M_THREADS;
+    while (block * blocks > SMALL_M_THREADS) block /= 2;
+    while (block > 4 && smallMWorkgroupBytes({ M: p.M, fusion: f, threads: blocks * block, colsPerThread }) > gpu.limits.maxComputeWorkgroupStorageSize) block /= 2;
+    return { M: p.M, rowBlocks: blocks, transposeB: true, width, lanes: Math.min(lanes, block), unroll, threads: blocks * block, colsPerThread, ...(f && { fusion: f }) };
   }
+  const p = { ...problem, M: Math.min(problem.M, SMALL_M_MAX) };
   const width = p.N % 4 === 0 ? 4 : 1;
   let cols = 16;
   while (cols > 1 && Math.ceil(p.N / width / cols) < SMALL_M_B_TARGET_WORKGROUPS) cols /= 2;
@@ -170,14 +193,21 @@ export function matmulKernel(gpu: KernelTarget, problem: MatmulProblem, opts: Ma
   }
   const fusion = problem.fusion;
   checkFusion(fusion, N, `matmul ${describe(problem)}`);
-  if (fusion && !problem.transposeB) throw new Error(`matmul ${describe(problem)}: fusion needs transposeB (a weight stored [N, K])`);
   const smallOnly = fusion?.rmsnorm !== undefined || fusion?.epilogue === 'swiglu';
   const smallMax = problem.transposeB ? SMALL_M_BLOCKED_MAX : SMALL_M_MAX;
-  const path: MatmulPath = opts.path ?? (M <= smallMax ? 'small-m' : 'tiled');
+  const splitK = problem.splitK ?? 1;
+  if (!(Number.isInteger(splitK) && splitK >= 1)) throw new Error(`matmul ${describe(problem)}: splitK must be a positive integer, got ${splitK}`);
+  const tiledOnly = problem.transposeA === true || splitK > 1;
+  if (tiledOnly && (opts.path === 'small-m' || smallOnly)) throw new Error(`matmul ${describe(problem)}: a transposed A and split K exist on the tiled path only, without rmsnorm or swiglu`);
+  if (splitK > 1 && (fusion?.epilogue ?? 'store') !== 'store') throw new Error(`matmul ${describe(problem)}: a split-K matmul writes partial products; it takes no epilogue`);
+  const path: MatmulPath = opts.path ?? (!tiledOnly && M <= smallMax ? 'small-m' : 'tiled');
+  if (path === 'small-m' && fusion && !problem.transposeB) throw new Error(`matmul ${describe(problem)}: fusion needs transposeB (a weight stored [N, K])`);
   const base = opts.label ?? 'matmul';
   let code: string;
   let kernel: string;
   let workgroups: [number, number, number];
+  let splits = 1;
+  let KS = 0;
   if (path === 'small-m') {
     if (M > smallMax) throw new Error(`matmul ${describe(problem)}: the small-m path takes M ≤ ${smallMax}${problem.transposeB ? '' : ' (a weight stored [K, N])'}`);
     if (opts.smallMLanes !== undefined) {
@@ -192,6 +222,9 @@ export function matmulKernel(gpu: KernelTarget, problem: MatmulProblem, opts: Ma
     if (opts.smallMCols !== undefined && !(Number.isInteger(opts.smallMCols) && opts.smallMCols >= 1 && opts.smallMCols <= 4)) {
       throw new Error(`matmul ${describe(problem)}: smallMCols must be an integer in 1..4, got ${opts.smallMCols}`);
     }
+    if (opts.smallMRowBlocks !== undefined && !(Number.isInteger(opts.smallMRowBlocks) && opts.smallMRowBlocks >= 1 && opts.smallMRowBlocks <= SMALL_M_MAX_ROW_BLOCKS)) {
+      throw new Error(`matmul ${describe(problem)}: smallMRowBlocks must be an integer in 1..${SMALL_M_MAX_ROW_BLOCKS}, got ${opts.smallMRowBlocks}`);
+    }
     const v = chooseSmallM(gpu, problem, opts);
     if (v.transposeB) {
       const bytes = smallMWorkgroupBytes(v);
@@ -200,33 +233,40 @@ export function matmulKernel(gpu: KernelTarget, problem: MatmulProblem, opts: Ma
       }
     }
     code = v.transposeB ? smallMTransposedWgsl(v) : smallMWgsl(v);
-    const perGroup = (v.threads ?? SMALL_M_THREADS) / v.lanes;
-    // A Wᵀ workgroup finishes perGroup column groups (of colsPerThread columns; [gate, up] pairs for swiglu).
+    const blocks = v.rowBlocks ?? 1;
+    const perGroup = (v.threads ?? SMALL_M_THREADS) / blocks / v.lanes;
+    // A Wᵀ workgroup finishes perGroup column groups (of colsPerThread columns; [gate, up] pairs for swiglu)
+    // for rowBlocks × M rows.
     const columns = v.transposeB ? (fusion?.epilogue === 'swiglu' ? N / 2 : Math.ceil(N / (v.colsPerThread ?? 1))) : N / v.width;
-    workgroups = [Math.ceil(columns / perGroup), Math.ceil(M / v.M), 1];
+    workgroups = [Math.ceil(columns / perGroup), Math.ceil(M / (v.M * blocks)), 1];
     kernel = v.transposeB
-      ? `small-m Wᵀ ${v.width === 4 ? 'vec4' : 'scalar'}, ${v.lanes} lanes × ${v.unroll} loads${(v.colsPerThread ?? 1) > 1 ? ` × ${v.colsPerThread} columns` : ''}, ${v.threads} threads${describeFusion(fusion)}`
+      ? `small-m Wᵀ ${v.width === 4 ? 'vec4' : 'scalar'}, ${(v.rowBlocks ?? 1) > 1 ? `${v.rowBlocks} blocks of ` : ''}${v.M} rows, ${v.lanes} lanes × ${v.unroll} loads${(v.colsPerThread ?? 1) > 1 ? ` × ${v.colsPerThread} columns` : ''}, ${v.threads} threads${describeFusion(fusion)}`
       : `small-m B ${v.width === 4 ? 'vec4' : 'scalar'}, ${v.lanes} lanes`;
   } else {
     if (smallOnly) throw new Error(`matmul ${describe(problem)}: the rmsnorm prologue and the swiglu epilogue exist on the small-m path only (M ≤ ${SMALL_M_BLOCKED_MAX})`);
     const tile = chooseTile(gpu, problem, opts.tile);
+    // K splits of KS (a multiple of BK) each; the last may be shorter, none is empty.
+    KS = Math.ceil(Math.ceil(K / splitK) / tile.BK) * tile.BK;
+    splits = Math.ceil(K / KS);
     code = tiledMatmulWgsl({
       tile,
       transposeB: problem.transposeB,
+      ...(problem.transposeA && { transposeA: true }),
+      ...(splits > 1 && { splitK: true }),
       checkM: M % tile.BM !== 0,
       checkN: N % tile.BN !== 0,
       checkK: K % tile.BK !== 0,
       ...(fusion && { fusion }),
     });
-    workgroups = [Math.ceil(N / tile.BN), Math.ceil(M / tile.BM), 1];
-    kernel = `tiled ${tile.BM}×${tile.BN}×${tile.BK}, ${tile.TM}×${tile.TN}/thread${describeFusion(fusion)}`;
+    workgroups = [Math.ceil(N / tile.BN), Math.ceil(M / tile.BM), splits];
+    kernel = `tiled ${tile.BM}×${tile.BN}×${tile.BK}, ${tile.TM}×${tile.TN}/thread${describeFusion(fusion)}${splits > 1 ? `, ${splits} K splits of ${KS}` : ''}`;
   }
   const maxGroups = gpu.limits.maxComputeWorkgroupsPerDimension;
-  if (workgroups[0] > maxGroups || workgroups[1] > maxGroups) {
+  if (workgroups[0] > maxGroups || workgroups[1] > maxGroups || workgroups[2] > maxGroups) {
     throw new Error(`matmul ${describe(problem)}: grid ${workgroups.join('×')} exceeds ${maxGroups} workgroups per dimension`);
   }
   const label = `${base} [${describe(problem)}; ${kernel}]`;
-  return { problem, path, label, kernel, code, bindings: matmulBindings(fusion), workgroups, params: Uint32Array.of(M, N, K, 0) };
+  return { problem, path, label, kernel, code, bindings: matmulBindings(fusion), workgroups, params: Uint32Array.of(M, N, K, splits > 1 ? KS : 0), splits };
 }
 
 /** Whether matmulKernel can give `problem` this fusion (the small-M Wᵀ path, M ≤ SMALL_M_BLOCKED_MAX, takes them all). */

@@ -1,6 +1,9 @@
 // Kernels of the speculative runtime beyond the model's own (model-kernels.ts):
 //
 //   medusa residual   r[n] = x[n] + silu(r[n])                     (Medusa-1's block: x + silu(proj·x))
+//   accepted row      per sequence, the node greedy acceptance reaches (from the root, the child whose token
+//                     is the target's pick at the current node; the first such child) and that node's hidden
+//                     state normalised: y[s] = rmsnorm(x[s·N + node]) · gain — the Medusa heads' input
 //   top-k             ids[base + row·K + r], probs[…] = the r-th largest logit of row `row` of [rows, VOCAB]
 //                     (ties to the lower index) and its softmax probability at temperature 1
 //
@@ -109,6 +112,66 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
       probs[at] = select(exp(lastV - m) / total, 0.0, lastI == 0xffffffffu);
     }
   }
+}
+`;
+}
+
+/**
+ * One workgroup per sequence: the accepted node of its tree (as acceptance.ts's acceptByPicks walks it) into
+ * accepted[s], and y[s, :] = rmsnorm(x[s·N + node, :]) · gain. Each level tests every node in parallel and keeps
+ * the lowest matching index; nodes with parent −1 (the root, and padding) are nobody's child.
+ */
+export function acceptedRowWgsl(hidden: number, eps: number): string {
+  const e = String(eps);
+  return `// accepted row: per sequence s the node greedy acceptance reaches, and rmsnorm(x[s·N + node]) · gain
+struct Params { nodes: u32, pad0: u32, pad1: u32, pad2: u32 }
+@group(0) @binding(0) var<storage, read> tokens: array<u32>; // [b, N] node tokens
+@group(0) @binding(1) var<storage, read> parents: array<f32>; // [b, N] parent indices, −1 for none
+@group(0) @binding(2) var<storage, read> picks: array<u32>; // [b, N] the target's token after each node
+@group(0) @binding(3) var<storage, read> x: array<f32>; // [b·N, H] hidden states before the final norm
+@group(0) @binding(4) var<storage, read> gain: array<f32>; // [H]
+@group(0) @binding(5) var<storage, read_write> y: array<f32>; // [b, H]
+@group(0) @binding(6) var<storage, read_write> accepted: array<u32>; // [b]
+@group(0) @binding(7) var<uniform> params: Params;
+
+const H = ${hidden}u;
+const EPS = ${/[.eE]/.test(e) ? e : `${e}.0`};
+const WG = ${SPECULATIVE_WORKGROUP}u;
+const NONE = 0xffffffffu;
+var<workgroup> found: atomic<u32>;
+var<workgroup> next: u32;
+var<workgroup> red: array<f32, WG>;
+
+@compute @workgroup_size(WG)
+fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
+  let N = params.nodes;
+  let base = wid.x * N;
+  var node = 0u;
+  for (var level = 0u; level < N; level++) {
+    if (lid == 0u) { atomicStore(&found, NONE); }
+    workgroupBarrier();
+    let want = picks[base + node];
+    for (var c = lid + 1u; c < N; c += WG) {
+      if (i32(round(parents[base + c])) == i32(node) && tokens[base + c] == want) { atomicMin(&found, c); }
+    }
+    workgroupBarrier();
+    if (lid == 0u) { next = atomicLoad(&found); }
+    let f = workgroupUniformLoad(&next);
+    if (f == NONE) { break; }
+    node = f;
+  }
+  if (lid == 0u) { accepted[wid.x] = node; }
+  let row = (base + node) * H;
+  var ss = 0.0;
+  for (var i = lid; i < H; i += WG) { let v = x[row + i]; ss += v * v; }
+  red[lid] = ss;
+  workgroupBarrier();
+  for (var off = WG / 2u; off > 0u; off = off / 2u) {
+    if (lid < off) { red[lid] += red[lid + off]; }
+    workgroupBarrier();
+  }
+  let scale = inverseSqrt(red[0] / f32(H) + EPS);
+  for (var i = lid; i < H; i += WG) { y[wid.x * H + i] = x[row + i] * scale * gain[i]; }
 }
 `;
 }

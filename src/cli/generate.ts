@@ -31,7 +31,7 @@ export function generateWith(prepareAttention: PrepareAttention): Command {
     name: 'generate',
     synopsis:
       'linattn generate --model DIR --prompt "…" [--max-tokens N] [--temperature T] [--top-k K] [--top-p P] [--seed S] [--device gpu|cpu]\n' +
-      '                 [--speculate ngram|medusa|oracle|draft:DIR [--tree SPEC] [--max-nodes N]]',
+      '                 [--speculate ngram|adaptive|medusa|oracle|draft:DIR [--tree SPEC] [--max-nodes N]]',
     summary: 'Continue a prompt with a model directory (linattn init-model makes one), streaming the text.',
     help: [
       'Prints the text on stdout, then prefill and decode tokens/s on stderr.',
@@ -42,10 +42,11 @@ export function generateWith(prepareAttention: PrepareAttention): Command {
       '  --temperature T      0 (default) is greedy; with --top-k K (0: all) and --top-p P (1: all)',
       '  --seed S             default 0',
       '  --device D           gpu (default) or cpu (the float64 model)',
-      '  --speculate SOURCE   speculative decoding with drafts from ngram (prompt lookup), medusa (the checkpoint\'s',
+      '  --speculate SOURCE   speculative decoding with drafts from ngram (prompt lookup), adaptive (an online',
+      '                       tri-gram table whose branches follow observed acceptance), medusa (the checkpoint\'s',
       '                       heads), oracle (plain decoding replayed) or draft:DIR (a small model); reports the',
       '                       mean accepted length and the speed-up over plain decoding of the same prompt',
-      '  --tree SPEC          the token tree: [[0],[0,0],[1]] (static), top:K or chain:N (docs/speculative.md)',
+      '  --tree SPEC          the token tree: [[0],[0,0],[1]] (static), top:K, best:K or chain:N (docs/speculative.md)',
       '  --max-nodes N        draft nodes per step (default: the static tree\'s size, or 16)',
     ].join('\n'),
     options: {

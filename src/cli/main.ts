@@ -6,14 +6,16 @@ import { checkCommand } from './check.ts';
 import { execute, processIo, type Command } from './command.ts';
 import { compileCommand } from './compile.ts';
 import { demoCommand } from './demo.ts';
+import { evalCommand } from './eval.ts';
 import { generateCommand } from './generate.ts';
 import { initModelCommand } from './init-model.ts';
 import { inputsCommand } from './inputs.ts';
 import { irCommand } from './ir.ts';
 import { runCommand } from './run.ts';
+import { trainCommand } from './train.ts';
 
 export const COMMANDS: readonly Command[] = [
-  checkCommand, irCommand, compileCommand, inputsCommand, runCommand, initModelCommand, generateCommand, demoCommand,
+  checkCommand, irCommand, compileCommand, inputsCommand, runCommand, initModelCommand, trainCommand, evalCommand, generateCommand, demoCommand,
 ];
 
 export function overview(): string {

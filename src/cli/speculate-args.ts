@@ -14,11 +14,11 @@ export function parseSpeculateArgs(values: Values): SpeculateOptions | undefined
   const tree = str(values, 'tree');
   const maxRaw = str(values, 'max-nodes');
   if (source === undefined) {
-    if (tree !== undefined || maxRaw !== undefined) throw new UsageError('--tree and --max-nodes need --speculate ngram|medusa|oracle|draft:DIR');
+    if (tree !== undefined || maxRaw !== undefined) throw new UsageError('--tree and --max-nodes need --speculate ngram|adaptive|medusa|oracle|draft:DIR');
     return undefined;
   }
-  if (!(['ngram', 'medusa', 'oracle'].includes(source) || /^draft:.+/.test(source))) {
-    throw new UsageError(`unknown --speculate source ${JSON.stringify(source)} (ngram, medusa, oracle or draft:DIR)`);
+  if (!(['ngram', 'adaptive', 'medusa', 'oracle'].includes(source) || /^draft:.+/.test(source))) {
+    throw new UsageError(`unknown --speculate source ${JSON.stringify(source)} (ngram, adaptive, medusa, oracle or draft:DIR)`);
   }
   let maxNodes: number | undefined;
   if (maxRaw !== undefined) {
@@ -27,7 +27,7 @@ export function parseSpeculateArgs(values: Values): SpeculateOptions | undefined
   }
   let shape: TreeShape;
   try {
-    shape = tree !== undefined ? parseTreeSpec(tree) : parseTreeSpec(source === 'oracle' ? `chain:${maxNodes ?? 4}` : 'top:4');
+    shape = parseTreeSpec(tree ?? (source === 'oracle' ? `chain:${maxNodes ?? 4}` : source === 'adaptive' ? 'best:4' : 'top:4'));
   } catch (e) {
     if (e instanceof TreeSpecError) throw new UsageError(e.message);
     throw e;
@@ -36,7 +36,11 @@ export function parseSpeculateArgs(values: Values): SpeculateOptions | undefined
   if (shape.kind === 'static' && shape.paths.length > nodes) {
     throw new UsageError(`--tree ${shape.spec} has ${shape.paths.length} draft nodes, more than --max-nodes ${nodes} (the size the verifier is compiled for)`);
   }
-  if (shape.kind === 'dynamic' && shape.width > MAX_TOP_K) throw new UsageError(`--tree ${shape.spec}: at most ${MAX_TOP_K} candidates per level`);
+  if (shape.kind !== 'static' && shape.width > MAX_TOP_K) throw new UsageError(`--tree ${shape.spec}: at most ${MAX_TOP_K} candidates per ${shape.kind === 'best' ? 'node' : 'level'}`);
   if (shape.kind === 'static' && Math.max(...shape.paths.flat()) >= MAX_TOP_K) throw new UsageError(`--tree ${shape.spec}: ranks must be below ${MAX_TOP_K}`);
+  // A sampled draft model's candidates are draws that the rejection rule needs kept or dropped blindly.
+  if (shape.kind === 'best' && source.startsWith('draft:') && Number(str(values, 'temperature') ?? 0) > 0) {
+    throw new UsageError(`--tree ${shape.spec} places a sampled draft's candidates by their values, which the rejection rule forbids; with --temperature > 0 a draft model takes top:K or a static tree`);
+  }
   return { source, shape, maxNodes: nodes };
 }

@@ -1,10 +1,12 @@
 // Text generation: prefill the prompts, then decode token by token until max tokens or EOS, streaming
-// each sequence's text as it becomes decodable. The GPU loop keeps one step in flight: step n+1 is
-// submitted (it reads step n's token on the GPU) before the host waits for step n's token to stream it,
-// so the readback and the host's work overlap the GPU's. The CPU loop is the float64 oracle with the real variant.
+// each sequence's text as it becomes decodable. The GPU loop keeps several steps in flight (up to the model's
+// READBACK_RING): each step reads the previous step's token on the GPU, so nothing on the host is needed to
+// submit the next one, and the host reads step n's tokens (EOS, streaming) while steps n+1 … are queued —
+// the GPU never waits for a readback or for the host's work. The CPU loop is the float64 oracle with the real
+// variant.
 import { rng } from '../tensor.ts';
 import { cpuForward, type CpuAttentionStep, type CpuModel } from './cpu-forward.ts';
-import type { GpuModel, StepTiming } from './gpu-model.ts';
+import { READBACK_RING, type GpuModel, type StepHandle, type StepTiming } from './gpu-model.ts';
 import { sampleToken, type SamplingOptions } from './sampling.ts';
 import type { Tokenizer } from './tokenizer.ts';
 
@@ -21,8 +23,10 @@ export interface GenerateOptions {
   readonly eos?: number;
   /** New text of sequence `seq`, as soon as it decodes to whole characters. */
   readonly onText?: (text: string, seq: number) => void;
-  /** GPU: submit step n+1 before waiting for step n's tokens (default true); false waits step by step. */
+  /** GPU: submit later steps before waiting for step n's tokens (default true); false waits step by step. */
   readonly pipelined?: boolean;
+  /** GPU, pipelined: steps submitted and not yet read, at most (1..READBACK_RING, default READBACK_RING). */
+  readonly inFlight?: number;
 }
 
 export interface GenerateResult {
@@ -41,36 +45,49 @@ export interface GenerateResult {
   readonly decodeSteps: readonly StepTiming[];
 }
 
-/** Incremental detokenisation: text is released once it no longer ends in an incomplete character. */
+/**
+ * Incremental detokenisation: text is released once it no longer ends in an incomplete character. Each push
+ * decodes only the tokens since the last release plus the few before it (their decoded text is subtracted), not
+ * the whole sequence: re-decoding everything made every token cost O(length) host time — at hundreds of tokens
+ * per second and a BPE tokenizer, a large share of a step. Starting the window a token early keeps what a
+ * tokenizer does at the start of a text (a Metaspace decoder drops the leading space) out of the deltas.
+ */
 export class TextStream {
   private readonly ids: number[] = [];
-  private emitted = '';
+  /** ids[prefix … read) decoded is the text the last release ended with; ids[read …] are not released yet. */
+  private prefix = 0;
+  private read = 0;
+  private released = '';
 
   constructor(private readonly tokenizer: Tokenizer) {}
 
   push(id: number): string {
     this.ids.push(id);
-    const text = this.tokenizer.decode(this.ids);
-    let stable = text.length;
-    while (stable > 0 && text.charCodeAt(stable - 1) === 0xfffd) stable--;
-    return this.release(text.slice(0, stable));
+    const before = this.tokenizer.decode(this.ids.slice(this.prefix, this.read));
+    const text = this.tokenizer.decode(this.ids.slice(this.prefix));
+    // Held back while the new text ends in an incomplete character (U+FFFD) or has not grown past `before`
+    // (a token that decodes to nothing yet, or a tokenizer rewriting its window).
+    if (text.length <= before.length || text.charCodeAt(text.length - 1) === 0xfffd || !text.startsWith(before)) return '';
+    const delta = text.slice(before.length);
+    this.prefix = this.read;
+    this.read = this.ids.length;
+    this.released += delta;
+    return delta;
   }
 
   /** Whatever is left (an incomplete character decodes to U+FFFD). */
   flush(): string {
-    return this.release(this.tokenizer.decode(this.ids));
-  }
-
-  get text(): string {
-    return this.tokenizer.decode(this.ids);
-  }
-
-  private release(text: string): string {
-    // A tokenizer may rewrite earlier text (rare BPE clean-ups): emit only what extends the output.
-    if (text.length <= this.emitted.length) return '';
-    const delta = text.slice(this.emitted.length);
-    this.emitted = text;
+    const before = this.tokenizer.decode(this.ids.slice(this.prefix, this.read));
+    const text = this.tokenizer.decode(this.ids.slice(this.prefix));
+    this.prefix = this.read = this.ids.length;
+    const delta = text.startsWith(before) ? text.slice(before.length) : '';
+    this.released += delta;
     return delta;
+  }
+
+  /** Everything released so far (after flush: the whole text). */
+  get text(): string {
+    return this.released;
   }
 }
 
@@ -129,31 +146,31 @@ export async function generateGpu(model: GpuModel, tokenizer: Tokenizer, prompts
   tracker.record(await prefill.tokens());
   const t1 = performance.now();
 
-  // Each step's readback is started right at its submit (a map waits for all work submitted before it,
-  // so starting it later would wait for the following step too); the next step is submitted before the
-  // host waits, so the GPU never idles while the host streams text.
+  // Each step's readback is started right at its submit (a map waits for all work submitted before it, so
+  // starting it later would wait for the following steps too). Up to `depth` steps are in flight: the host
+  // reads the oldest while the GPU runs the others, and submits the next as soon as one is read. Steps
+  // submitted past an EOS are wasted work, never output.
+  const depth = opts.pipelined === false ? 1 : opts.inFlight ?? READBACK_RING;
+  if (!(Number.isInteger(depth) && depth >= 1 && depth <= READBACK_RING)) throw new Error(`generate: inFlight must be an integer in 1..${READBACK_RING}, got ${depth}`);
   let produced = 1;
+  let submitted = 1;
   const decodeSteps: StepTiming[] = [];
+  const queue: { step: StepHandle; ids: Promise<number[]> }[] = [];
   const submit = () => {
     const step = model.decodeStep();
     const ids = step.tokens();
     ids.catch(() => undefined); // awaited below; a failure there must not also surface as unhandled
-    return { step, ids };
+    queue.push({ step, ids });
+    submitted++;
   };
-  let pending = produced < opts.maxTokens && !tracker.allDone ? submit() : undefined;
-  while (pending) {
-    const ahead = (opts.pipelined ?? true) && produced + 1 < opts.maxTokens;
-    let next = ahead ? submit() : undefined;
-    tracker.record(await pending.ids);
-    decodeSteps.push(pending.step.timing);
+  while (produced < opts.maxTokens && !tracker.allDone) {
+    while (queue.length < depth && submitted < opts.maxTokens) submit();
+    const oldest = queue.shift()!;
+    tracker.record(await oldest.ids);
+    decodeSteps.push(oldest.step.timing);
     produced++;
-    if (tracker.allDone) {
-      if (next) await next.ids; // leave no readback half-done
-      break;
-    }
-    if (!ahead && produced < opts.maxTokens) next = submit();
-    pending = next;
   }
+  for (const rest of queue) await rest.ids; // leave no readback half-done
   const t2 = performance.now();
   const texts = tracker.finish();
   const steps = produced - 1;

@@ -261,6 +261,16 @@ export class GpuModel {
     return this.submit('decode', plan, session, source);
   }
 
+  /**
+   * Records the decode step decodeStep() would submit into `pass` without submitting it or advancing: for
+   * runtime/dispatch-profile.ts, whose replays then run it (on the state) once per repetition.
+   */
+  recordDecodeStep(pass: GPUComputePassEncoder): void {
+    const session = this.session;
+    if (!session) throw new Error('recordDecodeStep: no batch yet; call prefill first');
+    encodeStep(pass, this.readyPlan(session.batch, 1), this.attention, session.states, 'next', this.pick());
+  }
+
   /** The last step's logits at each sequence's last position, [b, vocab] (a debugging readback). */
   async readLogits(): Promise<Float32Array> {
     if (!this.session) throw new Error('readLogits: no step has run');

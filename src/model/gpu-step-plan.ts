@@ -93,13 +93,15 @@ export interface StepPlan {
   readonly allLogits: boolean;
   /** u32 [rows]: token ids uploaded for prefill. */
   readonly ids: GPUBuffer;
+  /** [rows, hidden]: the residual stream; after the step, every row's hidden state before the final norm. */
+  readonly x: GpuTensor;
   readonly logits: GpuTensor;
   readonly io: LayerIo;
   /** Each layer's q, k, v, o (all the same buffers unless qkvPerLayer). */
   readonly layerIo: readonly LayerIo[];
   /**
-   * The final-normed hidden state of the rows that get logits ([b or rows, hidden]): the LM head's (and
-   * Medusa heads') input. Absent when the LM head normalises its rows itself (a fused decode plan).
+   * The final-normed hidden state of the rows that get logits ([b or rows, hidden]): the LM head's input.
+   * Absent when the LM head normalises its rows itself (fused plans that read every row of x).
    */
   readonly final?: GpuTensor;
   /** pickRows: u32 [rows] chosen tokens and f32 [rows] uniform draws. */
@@ -159,8 +161,9 @@ export async function buildStepPlan(
     const gateUpFusion: MatmulFusion = { rmsnorm: eps, epilogue: 'swiglu' };
     // Both need a whole row per thread: the small-M path. Prefill-sized steps keep separate kernels.
     const fused = matmulCanFuse(rows, qkvFusion) && matmulCanFuse(rows, gateUpFusion);
-    // A decode plan's LM head reads x itself (its rows are the b last rows); others gather them first.
-    const lmFused = fused && !allLogits && t === 1;
+    // The LM head normalises its rows itself when it reads every row of x (a decode step's b rows, or every
+    // row's logits: a draft tree); a prefill's b last rows are gathered (strided) by the final norm first.
+    const lmFused = fused && (allLogits || t === 1);
 
     const x = tensor('x', [rows, H]);
     const a = fused ? undefined : tensor('normed', [rows, H]);
@@ -243,7 +246,7 @@ export async function buildStepPlan(
           ),
         };
     return {
-      b, t, rows, allLogits, ids, logits,
+      b, t, rows, allLogits, ids, x, logits,
       io: shared,
       layerIo,
       ...(final && { final }),

@@ -94,26 +94,12 @@ export function initModel(configPath: string, outDir: string, seed: number, atte
   const dir = resolve(outDir);
   checkReplaceable(dir);
 
-  const raw = JSON.parse(readFileSync(source.file, 'utf8')) as Record<string, unknown>;
-  const attention = { ...(raw['attention'] as Record<string, unknown>), variant: pathFrom(dir, source.attention.variant) };
   const files = ['config.json', 'model.safetensors'];
-  const tokenizerFiles: [string, string][] = [];
-  if (source.tokenizer.kind === 'tokenizer.json') {
-    tokenizerFiles.push([source.tokenizer.path, 'tokenizer.json']);
-    const tokConfig = join(dirname(source.tokenizer.path), 'tokenizer_config.json');
-    if (existsSync(tokConfig)) tokenizerFiles.push([tokConfig, 'tokenizer_config.json']);
-  }
-  const outJson = { ...raw, attention, tokenizer: source.tokenizer.kind === 'bytes' ? 'bytes' : 'tokenizer.json' };
-
   const tmp = join(dirname(dir), `.${parse(dir).base}.init-model-${process.pid}-${Date.now()}`);
   mkdirSync(dirname(dir), { recursive: true });
   mkdirSync(tmp);
   try {
-    writeFileSync(join(tmp, 'config.json'), JSON.stringify(outJson, null, 2) + '\n');
-    for (const [from, name] of tokenizerFiles) {
-      copyFileSync(from, join(tmp, name));
-      files.push(name);
-    }
+    files.push(...writeModelConfig(source, tmp, dir).filter((f) => f !== 'config.json'));
     const written = loadConfig(join(tmp, 'config.json'));
     const weights = randomWeights(written, seed, attentionParams);
     const record: Record<string, { shape: readonly number[]; data: Float32Array }> = {};
@@ -135,6 +121,30 @@ export function initModel(configPath: string, outDir: string, seed: number, atte
     throw e;
   }
   return { dir, config: loadConfig(join(dir, 'config.json')), files: [...files, MARKER] };
+}
+
+/**
+ * Writes `source`'s config.json into `into`, for a model directory that will live at `dir` (often `into` itself):
+ * the variant path rewritten relative to `dir` (absolute when they share only the root), the tokenizer files
+ * copied beside it. Returns the names of the files written.
+ */
+export function writeModelConfig(source: ModelConfig, into: string, dir = into): string[] {
+  const raw = JSON.parse(readFileSync(source.file, 'utf8')) as Record<string, unknown>;
+  const attention = { ...(raw['attention'] as Record<string, unknown>), variant: pathFrom(resolve(dir), source.attention.variant) };
+  const tokenizerFiles: [string, string][] = [];
+  if (source.tokenizer.kind === 'tokenizer.json') {
+    tokenizerFiles.push([source.tokenizer.path, 'tokenizer.json']);
+    const tokConfig = join(dirname(source.tokenizer.path), 'tokenizer_config.json');
+    if (existsSync(tokConfig)) tokenizerFiles.push([tokConfig, 'tokenizer_config.json']);
+  }
+  const outJson = { ...raw, attention, tokenizer: source.tokenizer.kind === 'bytes' ? 'bytes' : 'tokenizer.json' };
+  const files = ['config.json'];
+  for (const [from, name] of tokenizerFiles) {
+    if (resolve(from) !== resolve(into, name)) copyFileSync(from, join(into, name));
+    files.push(name);
+  }
+  writeFileSync(join(into, 'config.json'), JSON.stringify(outJson, null, 2) + '\n');
+  return files;
 }
 
 /** Throws unless `dir` is absent, empty, or holds only the files its init-model marker lists. */

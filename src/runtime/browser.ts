@@ -6,7 +6,8 @@
 //   evaluateParallel / evaluateRecurrent: the float64 oracle the GPU result is compared with
 //
 // What stays out, and why: reading files (src/io), Dawn (dawn.ts), the autotune cache (a file in the home
-// directory), and the CLI. A page picks its schedule with defaultSchedule(candidateSchedules(gpu.limits, …)).
+// directory), and the CLI. A page picks its schedule with defaultSchedule(candidateSchedules(gpu.limits, …)) and
+// times a plan with timePlan, as the demo does.
 export { compileSource, type CompileOptions } from '../frontend/compile.ts';
 export { formatDiagnostic } from '../frontend/diagnostics.ts';
 export { SourceError } from '../ir/span.ts';
@@ -27,3 +28,4 @@ export { gpuFromAdapter, type Gpu } from './device.ts';
 export { PlanRunner } from './executor.ts';
 export { runInBatchSlices, runLimits } from './batch-split.ts';
 export { timeDispatches } from './timing.ts';
+export { timePlan } from './time-plan.ts';

@@ -13,11 +13,12 @@ import { bindShapes } from '../ir/shapes.ts';
 import type { Program } from '../ir/types.ts';
 import type { Tensor } from '../tensor.ts';
 import { autotune } from './autotune.ts';
-import { batchSlices, batchSliceSize, runInBatchSlices, runLimits, sliceInputs, type RunLimits } from './batch-split.ts';
+import { batchSliceSize, runInBatchSlices, runLimits, sliceInputs, type RunLimits } from './batch-split.ts';
 import type { Gpu } from './device.ts';
 import { PlanRunner } from './executor.ts';
 import { chooseSchedule } from './schedule.ts';
-import { timeDispatches } from './timing.ts';
+
+export { timePlan } from './time-plan.ts';
 
 export type Form = 'parallel' | 'recurrent' | 'chunked';
 
@@ -110,42 +111,4 @@ export async function runCompiled(c: Compiled, tensors: Readonly<Record<string, 
   const r = await runInBatchSlices(runner, tensors, bound.b, bound.t, limits);
   if (r.slices > 1) req.log?.(`batch split: b = ${bound.b} exceeds the device limits in one launch, ran ${r.slices} launches of at most ${r.sliceSize} sequences`);
   return { o: r.o, plan, slices: r.slices };
-}
-
-/**
- * Median GPU time of a plan at (b, t) with the given tensors (timestamp queries when available). A batch that must
- * be split to fit the device (see runCompiled) is timed as the sum of its slices' launches.
- */
-export async function timePlan(
-  gpu: Gpu,
-  plan: Plan,
-  tensors: Readonly<Record<string, Tensor>>,
-  b: number,
-  t: number,
-  iters = 20,
-  limits?: Partial<RunLimits>,
-): Promise<{ ms: number; method: string }> {
-  const runner = await PlanRunner.create(gpu, plan);
-  const size = batchSliceSize(plan, b, t, runLimits(gpu, limits), gpu.adapterName);
-  const slices = batchSlices(b, size);
-  const msOf = new Map<number, { ms: number; method: string }>(); // by slice length: at most two distinct ones
-  let ms = 0;
-  for (const [b0, n] of slices) {
-    let r = msOf.get(n);
-    if (!r) {
-      const bufs = runner.allocate(sliceInputs(plan, tensors, b0, n), n, t);
-      try {
-        const bound = runner.bind(Object.fromEntries(Object.entries(bufs).map(([k, v]) => [k, v.buffer])), n, t);
-        const timed = await timeDispatches(gpu, (pass) => runner.encode(pass, bound), { warmup: 3, iters, label: plan.variant });
-        bound.dims.destroy();
-        r = { ms: timed.medianMs, method: timed.method };
-        msOf.set(n, r);
-      } finally {
-        runner.release(bufs);
-      }
-    }
-    ms += r.ms;
-  }
-  const method = [...msOf.values()][0].method;
-  return { ms, method: slices.length > 1 ? `${method}, summed over ${slices.length} batch slices` : method };
 }

@@ -72,8 +72,9 @@ export async function gpuFromAdapter(adapter: GPUAdapter, opts: GpuOptions = {})
   });
 
   const info = adapter.info;
+  // A browser may leave description and device empty (Chromium's SwiftShader names only vendor and architecture).
   const adapterName =
-    [info.description || info.device || 'unknown adapter', info.vendor && `(${info.vendor}, ${backend})`]
+    [info.description || info.device || info.architecture || 'unknown adapter', info.vendor && `(${info.vendor}, ${backend})`]
       .filter(Boolean)
       .join(' ') || `unknown (${backend})`;
   const isSoftware =

@@ -38,6 +38,50 @@ export interface GpuAttention {
   ): void;
   /** Called after the command buffer holding encodeForward was submitted (host-side bookkeeping such as position). */
   advance(state: GpuAttentionState, t: number): void;
+  /** Training (optional; see TrainableGpuAttention): the chunked forward of whole sequences from a zero state. */
+  encodeTrainForward?(pass: GPUComputePassEncoder, io: TrainForwardIo, b: number, t: number): void;
+  /** Training (optional; see TrainableGpuAttention): the backward of encodeTrainForward. */
+  encodeBackward?(pass: GPUComputePassEncoder, io: BackwardIo, grads: Readonly<Record<string, GPUBuffer>>, b: number, t: number): void;
+}
+
+export interface TrainForwardIo {
+  readonly q: GPUBuffer;
+  readonly k: GPUBuffer;
+  readonly v: GPUBuffer;
+  readonly o: GPUBuffer;
+}
+
+export interface BackwardIo extends TrainForwardIo {
+  /** The cotangent of o: ∂loss/∂o. */
+  readonly do: GPUBuffer;
+  readonly dq: GPUBuffer;
+  readonly dk: GPUBuffer;
+  readonly dv: GPUBuffer;
+}
+
+/**
+ * An attention layer the trainer can differentiate. Both calls take b whole sequences of t tokens, every buffer
+ * [b, t, heads, headDim] f32 contiguous, and keep no decoding state (createState, encodeForward and advance are
+ * untouched by them):
+ *
+ *   encodeTrainForward   o[b, i] = variant(q, k, v)[b, i], each sequence from a zero state (the chunked form)
+ *   encodeBackward       for the cotangent do of o at the same q, k, v (o is what encodeTrainForward wrote):
+ *                          dq, dk, dv = do·∂o/∂(q, k, v)                                      (overwritten)
+ *                          grads[p] += Σ_{b, i} do·∂o/∂p for every parameter p of the variant  (accumulated)
+ *                        grads[p] holds p's shape in f32, like the parameter buffer the factory was given.
+ *
+ * The layer's parameters are read from the buffers its factory received, which the trainer keeps current.
+ * Scratch the layer needs between the two calls (saved chunk states, normalisers) is its own, kept per (b, t);
+ * the trainer encodes a layer's backward after its forward in the same submit, or in a later one with q, k, v
+ * and o unchanged. Uniforms a call writes land when it records, as for encodeForward.
+ */
+export interface TrainableGpuAttention extends GpuAttention {
+  encodeTrainForward(pass: GPUComputePassEncoder, io: TrainForwardIo, b: number, t: number): void;
+  encodeBackward(pass: GPUComputePassEncoder, io: BackwardIo, grads: Readonly<Record<string, GPUBuffer>>, b: number, t: number): void;
+}
+
+export function isTrainable(a: GpuAttention): a is TrainableGpuAttention {
+  return typeof a.encodeTrainForward === 'function' && typeof a.encodeBackward === 'function';
 }
 
 /** One attention layer; `params` are the variant's parameters of that layer, named as in the variant. */

@@ -48,12 +48,13 @@ export function bindMatmul(
   extra: { readonly gain?: GpuTensor } = {},
 ): GPUBindGroup {
   const { M, N, K, transposeB, fusion } = plan.problem;
-  checkOperand(plan, 'A', a, M, K);
+  if (plan.problem.transposeA) checkOperand(plan, 'A', a, K, M);
+  else checkOperand(plan, 'A', a, M, K);
   if (transposeB) checkOperand(plan, 'W', b, N, K);
   else checkOperand(plan, 'B', b, K, N);
   const outs = Array.isArray(c) ? (c as readonly GpuTensor[]) : [c as GpuTensor];
   if (outs.length !== outputCount(fusion)) throw new Error(`${plan.label}: ${outs.length} output tensor(s) for ${outputCount(fusion)} output(s)`);
-  for (const o of outs) checkOperand(plan, 'C', o, M, outputColumns(fusion, N));
+  for (const o of outs) checkOperand(plan, 'C', o, plan.splits * M, outputColumns(fusion, N));
   if (fusion?.rmsnorm) {
     if (!extra.gain) throw new Error(`${plan.label}: the rmsnorm prologue needs its gain vector`);
     checkOperand(plan, 'gain', extra.gain, 1, K);

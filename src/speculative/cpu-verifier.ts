@@ -10,7 +10,7 @@ import { isDecodable } from '../ir/types.ts';
 import { cpuForward, cpuMedusaLogits, type CpuAttention, type CpuForwardResult, type CpuModel } from '../model/cpu-forward.ts';
 import { argmax, sampleToken, type SamplingOptions } from '../model/sampling.ts';
 import type { Tensor } from '../tensor.ts';
-import type { Candidate } from './candidate.ts';
+import { acceptByPicks } from './acceptance.ts';
 import { checkPath, checkTree, softmax, topCandidates, variantAxisSizes, type TreeVerifier, type VerifyRequest, type VerifyResult } from './verifier.ts';
 
 /**
@@ -123,12 +123,10 @@ export class CpuTreeVerifier implements TreeVerifier {
     return {
       picks,
       ...(req.wantLogits && { logits: r.logits.data }),
-      ...(medusaTopK > 0 && {
-        medusaAt: (node: number): Candidate[][] => {
-          const hidden = { shape: [1, 1, H], data: r.hidden.data.slice(node * H, (node + 1) * H) };
-          return cpuMedusaLogits(this.model, hidden).map((l) => topCandidates(softmax(l.data), medusaTopK));
-        },
-      }),
+      ...(medusaTopK > 0 && ((node: number) => ({
+        medusa: cpuMedusaLogits(this.model, { shape: [1, 1, H], data: r.hidden.data.slice(node * H, (node + 1) * H) }).map((l) => topCandidates(softmax(l.data), medusaTopK)),
+        medusaNode: node,
+      }))(acceptByPicks(tree, picks).path.at(-1)!)),
       ...(req.topK && { topAt: (node: number) => topCandidates(softmax(rowOf(node)), req.topK!) }),
     };
   }

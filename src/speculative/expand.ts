@@ -5,7 +5,10 @@
 //            candidate list is too short is left out with its subtree
 //   dynamic  (top:K) the K best children of the previous level by cumulative draft probability
 //            (Π of the candidates' probs along the path), until the budget of draft nodes is spent
-// Both stop at `depthLimit` draft levels (and at the draft's own maxDepth).
+//   best     (best:K) one node at a time, the candidate with the highest cumulative probability among the K
+//            best children of every node placed so far: for probabilities that are acceptance rates, each
+//            node added is the one that adds most to the expected accepted length
+// All stop at `depthLimit` draft levels (and at the draft's own maxDepth).
 import type { Candidate } from './candidate.ts';
 import type { DraftContext, DraftSource } from './draft.ts';
 import { TreeBuilder, type TokenTree } from './token-tree.ts';
@@ -39,6 +42,8 @@ export async function expandTree(shape: TreeShape, draft: DraftSource, ctx: Draf
         if (c) nodeOf.set(p.join(','), b.add(parent, c.token, c.q));
       }
     }
+  } else if (shape.kind === 'best') {
+    await growBestFirst(b, draft, ctx, shape.width, limits.budget, maxDepth);
   } else {
     let frontier = [0];
     const score = new Map<number, number>([[0, 1]]);
@@ -58,6 +63,43 @@ export async function expandTree(shape: TreeShape, draft: DraftSource, ctx: Draf
   const tree = b.build();
   await draft.finalize?.(ctx, tree);
   return tree;
+}
+
+/** A candidate child of `parent` waiting to be placed, with its cumulative score. */
+interface Waiting {
+  readonly parent: number;
+  readonly c: Candidate;
+  readonly s: number;
+  /** Arrival order: ties go to the earlier (the better-ranked sibling, the shallower node). */
+  readonly order: number;
+}
+
+async function growBestFirst(b: TreeBuilder, draft: DraftSource, ctx: DraftContext, width: number, budget: number, maxDepth: number): Promise<void> {
+  const waiting: Waiting[] = [];
+  const score = new Map<number, number>([[0, 1]]);
+  let arrivals = 0;
+  const offer = async (node: number, depth: number) => {
+    if (depth > maxDepth) return; // a node of depth d (the root's 1) has its children at draft level d
+    const [cands = []] = await draft.candidates(ctx, b.build(), [node], width);
+    for (const c of cands.slice(0, width)) {
+      if (c.q) throw new Error(`--tree best:${width} places a sampled draft's candidates by their values, which the rejection rule forbids; use top:K or a static tree`);
+      waiting.push({ parent: node, c, s: score.get(node)! * c.prob, order: arrivals++ });
+    }
+  };
+  await offer(0, 1);
+  const depthOf = new Map<number, number>([[0, 1]]);
+  while (b.size - 1 < budget && waiting.length > 0) {
+    let best = 0;
+    for (let i = 1; i < waiting.length; i++) {
+      const w = waiting[i];
+      if (w.s > waiting[best].s || (w.s === waiting[best].s && w.order < waiting[best].order)) best = i;
+    }
+    const [w] = waiting.splice(best, 1);
+    const node = b.add(w.parent, w.c.token);
+    score.set(node, w.s);
+    depthOf.set(node, depthOf.get(w.parent)! + 1);
+    await offer(node, depthOf.get(node)!);
+  }
 }
 
 interface Scored {

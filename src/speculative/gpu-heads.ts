@@ -1,10 +1,13 @@
-// What a tree verification computes on the GPU besides the model's own next-token choice, in the same pass:
-//   - the Medusa heads at every node: r = x + silu(x·projᵀ), logits_h = r·lm_headᵀ, and each head's top-k
-//     (x: the step's final-normed hidden rows, the LM head's input);
-//   - the model's own top-k at every node (a draft model's candidates).
-// Only the top-k ids and probabilities are read back: [head][row][rank], the own top-k after the heads.
+// What a tree verification computes on the GPU besides the model's own next-token choices, in the same pass:
+//   - the Medusa heads at each sequence's accepted node only: the node greedy acceptance reaches is found on
+//     the GPU from the picks (acceptedRowWgsl, the walk acceptance.ts's acceptByPicks does), its hidden state
+//     normalised into y [b, H], then r = y + silu(y·projᵀ), logits_h = r·lm_headᵀ and each head's top-k — one
+//     row per sequence instead of one per tree node (every node cost a whole LM head per head);
+//   - the model's own top-k at every node (a draft model's candidates for the whole level).
+// Only the top-k ids and probabilities (and the accepted node) are read back: Medusa blocks [head][b][rank],
+// then the own top-k [rows][rank].
 import { bindMatmul, encodeMatmul, planMatmul, type MatmulPlan } from '../runtime/matmul.ts';
-import { medusaResidualWgsl, SPECULATIVE_WORKGROUP, topkWgsl } from '../../backends/wgsl/speculative-kernels.ts';
+import { acceptedRowWgsl, medusaResidualWgsl, SPECULATIVE_WORKGROUP, topkWgsl } from '../../backends/wgsl/speculative-kernels.ts';
 import { BufferUsage, type Gpu } from '../runtime/device.ts';
 import type { GpuTensor } from '../runtime/gpu-tensor.ts';
 import { compileKernel } from '../runtime/pipeline-cache.ts';
@@ -16,16 +19,28 @@ import type { MedusaHeadWeights } from '../model/weights.ts';
 /** Candidates per head (and per own top-k) one verification may ask for. */
 export const MAX_TOP_K = 16;
 
-interface RowsPlan {
+interface HeadPlans {
   readonly proj: MatmulPlan;
   readonly lm: MatmulPlan;
 }
 
+export interface HeadsIo {
+  /** Sequences, and rows of the plan per sequence (the padded tree). */
+  readonly b: number;
+  readonly rows: number;
+  /** f32 [b, rows]: the trees' parents (−1 for the root and padding). */
+  readonly parents: GPUBuffer;
+  readonly medusaK: number;
+  readonly ownK: number;
+}
+
 export class GpuSpeculativeHeads {
-  /** u32 / f32 [(heads + 1), maxRows, MAX_TOP_K]: the top-k ids and probabilities, own top-k last. */
+  /** u32 / f32: Medusa blocks [heads][maxBatch][MAX_TOP_K], then the own top-k [maxRows][MAX_TOP_K]. */
   readonly ids: GPUBuffer;
   readonly probs: GPUBuffer;
-  private readonly rowsPlans = new Map<number, Promise<RowsPlan>>();
+  /** u32 [maxBatch]: each sequence's accepted node (the Medusa heads' row). */
+  readonly accepted: GPUBuffer;
+  private readonly headPlans = new Map<number, Promise<HeadPlans>>();
   private readonly topk = new Map<number, Promise<GPUComputePipeline>>();
   private readonly binds = new WeakMap<StepPlan, Map<string, GPUBindGroup>>();
   private readonly uniforms = new Map<string, GPUBuffer>();
@@ -35,25 +50,37 @@ export class GpuSpeculativeHeads {
     private readonly gpu: Gpu,
     private readonly config: ModelConfig,
     private readonly heads: readonly { proj: GpuTensor; lmHead: GpuTensor }[],
+    private readonly norm: GpuTensor,
+    /** [maxBatch, H]: the accepted rows normalised; r: the residual block's output; logits: one head's. */
+    private readonly y: GpuTensor,
     private readonly r: GpuTensor,
     private readonly logits: GpuTensor,
     private readonly residual: GPUComputePipeline,
+    private readonly acceptRow: GPUComputePipeline,
     readonly maxRows: number,
+    readonly maxBatch: number,
   ) {
-    const n = (heads.length + 1) * maxRows * MAX_TOP_K * 4;
+    const n = (heads.length * maxBatch + maxRows) * MAX_TOP_K * 4;
     this.ids = gpu.device.createBuffer({ label: 'top-k ids', size: n, usage: BufferUsage.STORAGE | BufferUsage.COPY_SRC });
     this.probs = gpu.device.createBuffer({ label: 'top-k probs', size: n, usage: BufferUsage.STORAGE | BufferUsage.COPY_SRC });
+    this.accepted = gpu.device.createBuffer({ label: 'accepted nodes', size: 4 * maxBatch, usage: BufferUsage.STORAGE | BufferUsage.COPY_SRC });
   }
 
-  static async create(gpu: Gpu, config: ModelConfig, medusa: readonly MedusaHeadWeights[], maxRows: number): Promise<GpuSpeculativeHeads> {
+  /** `norm`: the model's final norm gain (the heads read the final-normed hidden state); maxRows = maxBatch · tree rows. */
+  static async create(gpu: Gpu, config: ModelConfig, medusa: readonly MedusaHeadWeights[], norm: GpuTensor, maxRows: number, maxBatch = 1): Promise<GpuSpeculativeHeads> {
     const H = config.hiddenSize;
     const heads = medusa.map((m, n) => ({ proj: uploadExactTensor(gpu, `medusa.${n}.proj.weight`, m.proj), lmHead: uploadExactTensor(gpu, `medusa.${n}.lm_head.weight`, m.lmHead) }));
-    const rows = medusa.length > 0 ? maxRows : 1;
-    const r = createExactTensor(gpu, 'medusa residual', [rows, H]);
-    const logits = createExactTensor(gpu, 'medusa logits', [rows, config.vocabSize]);
+    const y = createExactTensor(gpu, 'accepted rows normed', [maxBatch, H]);
+    const r = createExactTensor(gpu, 'medusa residual', [maxBatch, H]);
+    const logits = createExactTensor(gpu, 'medusa logits', [maxBatch, config.vocabSize]);
     const residual = await compileKernel(gpu, { label: 'medusa residual', code: medusaResidualWgsl(), bindings: ['read-only-storage', 'storage', 'uniform'] });
-    const h = new GpuSpeculativeHeads(gpu, config, heads, r, logits, residual, maxRows);
-    h.owned.push(r, logits, ...heads.flatMap((x) => [x.proj, x.lmHead]));
+    const acceptRow = await compileKernel(gpu, {
+      label: 'accepted row',
+      code: acceptedRowWgsl(H, config.rmsNormEps),
+      bindings: ['read-only-storage', 'read-only-storage', 'read-only-storage', 'read-only-storage', 'read-only-storage', 'storage', 'storage', 'uniform'],
+    });
+    const h = new GpuSpeculativeHeads(gpu, config, heads, norm, y, r, logits, residual, acceptRow, maxRows, maxBatch);
+    h.owned.push(y, r, logits, ...heads.flatMap((x) => [x.proj, x.lmHead]));
     return h;
   }
 
@@ -61,44 +88,52 @@ export class GpuSpeculativeHeads {
     return this.heads.length;
   }
 
-  /** Offset (in elements) of head h's [rows, MAX_TOP_K] block; h = medusaHeads is the own top-k. */
-  blockOffset(h: number): number {
-    return h * this.maxRows * MAX_TOP_K;
+  /** Offset (in elements) of Medusa head h's [b, k] block. */
+  medusaOffset(h: number): number {
+    return h * this.maxBatch * MAX_TOP_K;
   }
 
-  /** Compiles what `rows` rows need before encoding (encode is synchronous). */
-  async prepare(rows: number, medusaK: number, ownK: number): Promise<void> {
-    if (rows > this.maxRows) throw new Error(`speculative heads: ${rows} rows, planned for ${this.maxRows}`);
+  /** Offset (in elements) of the own top-k's [rows, k] block. */
+  get ownOffset(): number {
+    return this.heads.length * this.maxBatch * MAX_TOP_K;
+  }
+
+  /** Compiles what a step of b sequences × rows rows needs before encoding. */
+  async prepare(b: number, rows: number, medusaK: number, ownK: number): Promise<void> {
+    if (b * rows > this.maxRows || b > this.maxBatch) throw new Error(`speculative heads: ${b} sequences × ${rows} rows, planned for ${this.maxBatch} sequences and ${this.maxRows} rows`);
     for (const k of [medusaK, ownK]) {
       if (k > MAX_TOP_K) throw new Error(`top-k of ${k} candidates; at most ${MAX_TOP_K} per head`);
       if (k > 0) await this.topkPipeline(k);
     }
-    if (medusaK > 0) await this.rowsPlan(rows);
+    if (medusaK > 0) await this.headPlans_(b);
   }
 
-  /** Records the heads' top-k (medusaK > 0) and the model's own top-k (ownK > 0) for the rows of `plan`. */
-  async encode(pass: GPUComputePassEncoder, plan: StepPlan, medusaK: number, ownK: number): Promise<void> {
-    const rows = plan.rows;
-    await this.prepare(rows, medusaK, ownK);
+  /** Records the Medusa heads at each sequence's accepted node (medusaK > 0) and the own top-k of every row (ownK > 0). */
+  async encode(pass: GPUComputePassEncoder, plan: StepPlan, io: HeadsIo): Promise<void> {
+    const { b, rows, medusaK, ownK } = io;
+    await this.prepare(b, rows, medusaK, ownK);
+    if (!plan.rowTokens) throw new Error(`step plan b=${plan.b} t=${plan.t} picks no token per row`);
     if (medusaK > 0) {
       if (this.heads.length === 0) throw new Error('medusa candidates asked of a checkpoint without Medusa heads');
-      const rp = await this.rowsPlan(rows);
+      const hp = await this.headPlans_(b);
       const topk = await this.topkPipeline(medusaK);
-      const r = this.view(this.r, rows);
-      const logits = this.view(this.logits, rows);
-      const final = plan.final;
-      if (!final) throw new Error(`step plan b=${plan.b} t=${plan.t} keeps no final-normed rows (its LM head normalises them itself); plan it with every row's logits`);
+      const y = this.view(this.y, b);
+      const r = this.view(this.r, b);
+      const logits = this.view(this.logits, b);
+      const H = this.config.hiddenSize;
+      this.dispatch(pass, this.acceptRow, this.bind(plan, `accepted row ${io.parents.label}`, () =>
+        this.group(this.acceptRow, [plan.ids, io.parents, plan.rowTokens!, plan.x.buffer, this.norm.buffer, this.y.buffer, this.accepted, this.uniform(`nodes ${rows}`, rows)]),
+      ), [b, 1, 1]);
       this.heads.forEach((head, h) => {
-        encodeMatmul(pass, rp.proj, this.bind(plan, `proj ${h}`, () => bindMatmul(this.gpu, rp.proj, final, head.proj, r)));
-        this.dispatch(pass, this.residual, this.bind(plan, 'residual', () => this.group(this.residual, [final.buffer, this.r.buffer, this.uniform(`residual ${rows}`, rows * this.config.hiddenSize)])), this.grid(rows * this.config.hiddenSize));
-        encodeMatmul(pass, rp.lm, this.bind(plan, `lm ${h}`, () => bindMatmul(this.gpu, rp.lm, r, head.lmHead, logits)));
-        this.dispatch(pass, topk, this.bind(plan, `topk ${h} ${medusaK}`, () => this.group(topk, [this.logits.buffer, this.ids, this.probs, this.uniform(`base ${h}`, this.blockOffset(h))])), [rows, 1, 1]);
+        encodeMatmul(pass, hp.proj, this.bind(plan, `proj ${h} ${b}`, () => bindMatmul(this.gpu, hp.proj, y, head.proj, r)));
+        this.dispatch(pass, this.residual, this.bind(plan, `residual ${b}`, () => this.group(this.residual, [this.y.buffer, this.r.buffer, this.uniform(`residual ${b}`, b * H)])), this.grid(b * H));
+        encodeMatmul(pass, hp.lm, this.bind(plan, `lm ${h} ${b}`, () => bindMatmul(this.gpu, hp.lm, r, head.lmHead, logits)));
+        this.dispatch(pass, topk, this.bind(plan, `topk ${h} ${medusaK}`, () => this.group(topk, [this.logits.buffer, this.ids, this.probs, this.uniform(`medusa base ${h}`, this.medusaOffset(h))])), [b, 1, 1]);
       });
     }
     if (ownK > 0) {
       const topk = await this.topkPipeline(ownK);
-      const h = this.heads.length;
-      this.dispatch(pass, topk, this.bind(plan, `own topk ${ownK}`, () => this.group(topk, [plan.logits.buffer, this.ids, this.probs, this.uniform(`base ${h}`, this.blockOffset(h))])), [rows, 1, 1]);
+      this.dispatch(pass, topk, this.bind(plan, `own topk ${ownK}`, () => this.group(topk, [plan.logits.buffer, this.ids, this.probs, this.uniform('own base', this.ownOffset)])), [b * rows, 1, 1]);
     }
   }
 
@@ -107,22 +142,23 @@ export class GpuSpeculativeHeads {
     for (const u of this.uniforms.values()) u.destroy();
     this.ids.destroy();
     this.probs.destroy();
-    void Promise.all(this.rowsPlans.values()).then((ps) => ps.forEach((p) => (p.proj.params.destroy(), p.lm.params.destroy())), () => undefined);
+    this.accepted.destroy();
+    void Promise.all(this.headPlans.values()).then((ps) => ps.forEach((p) => (p.proj.params.destroy(), p.lm.params.destroy())), () => undefined);
   }
 
   private view(t: GpuTensor, rows: number): GpuTensor {
     return { ...t, shape: [rows, t.shape[1]], bytes: rows * t.shape[1] * 4 };
   }
 
-  private rowsPlan(rows: number): Promise<RowsPlan> {
-    let p = this.rowsPlans.get(rows);
+  private headPlans_(b: number): Promise<HeadPlans> {
+    let p = this.headPlans.get(b);
     if (!p) {
       const H = this.config.hiddenSize;
       p = (async () => ({
-        proj: await planMatmul(this.gpu, { M: rows, N: H, K: H, transposeB: true }, { label: `medusa proj [rows=${rows}]` }),
-        lm: await planMatmul(this.gpu, { M: rows, N: this.config.vocabSize, K: H, transposeB: true }, { label: `medusa lm head [rows=${rows}]` }),
+        proj: await planMatmul(this.gpu, { M: b, N: H, K: H, transposeB: true }, { label: `medusa proj [b=${b}]` }),
+        lm: await planMatmul(this.gpu, { M: b, N: this.config.vocabSize, K: H, transposeB: true }, { label: `medusa lm head [b=${b}]` }),
       }))();
-      this.rowsPlans.set(rows, p);
+      this.headPlans.set(b, p);
     }
     return p;
   }
@@ -155,7 +191,7 @@ export class GpuSpeculativeHeads {
   }
 
   private group(pipeline: GPUComputePipeline, buffers: readonly GPUBuffer[]): GPUBindGroup {
-    return this.gpu.device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries: buffers.map((buffer, binding) => ({ binding, resource: { buffer } })) });
+    return this.gpu.device.createBindGroup({ label: pipeline.label, layout: pipeline.getBindGroupLayout(0), entries: buffers.map((buffer, binding) => ({ binding, resource: { buffer } })) });
   }
 
   private grid(count: number): [number, number, number] {

@@ -1,35 +1,49 @@
 // Tree verification on the GPU, through the model runtime: one command buffer, one submit per speculative
 // step, holding
-//   1. the commit of the previous step's accepted path into every layer's state (TreeAttention.encodeCommit:
-//      the path's q, k, v gathered from that step's per-layer buffers and run through the recurrent step —
+//   1. the commit of the previous step's accepted paths into every layer's state (TreeAttention.encodeCommit:
+//      the paths' q, k, v gathered from that step's per-layer buffers and run through the recurrent step —
 //      the model is not run again, and rejected nodes leave no trace since nothing else was written);
-//   2. the forward of every node of the new tree as a batch of rows (GpuModel.planStep: embeddings,
-//      projections and MLP as for a prefill of N tokens), each layer's attention two tree-kernel launches (the
-//      nodes' features staged, then every (node, column) path walk spread over many workgroups;
-//      TreeAttention.encodeTree) reading the just-committed state;
+//   2. the forward of every node of the new trees as rows (GpuModel.planStep: embeddings, projections and MLP
+//      as for a prefill of b·N tokens), each layer's attention two tree-kernel launches for all sequences (the
+//      nodes' features staged, then every (node, column) path walk; TreeAttention.encodeTree) reading the
+//      just-committed state;
 //   3. every node's next-token choice (argmax, or the sample kernel with the node's depth's uniform), and
-//      when asked the Medusa heads' and the model's own top-k (gpu-heads.ts);
-// then a readback of only those: N token ids, the top-k lists, and the logits only for the general
-// rejection rule. A commit left when generation ends is applied by flush().
+//      when asked the Medusa heads at each sequence's accepted node and the model's own top-k (gpu-heads.ts);
+// then a readback of only those: the picks, the top-k lists, and the logits only for the general rejection
+// rule. A commit left when generation ends is applied by flush().
 //
-// Step plans are compiled per row count, so a tree is padded to the next of a few planned sizes (extra
-// nodes hang under the root, are never accepted, and no other node sees them: a node attends only to its
-// ancestors); prepare() builds them all before a timed run.
+// A batch of b sequences (BatchTreeVerifier) shares one state position, so its commits have one length; each
+// sequence has its own tree, padded to the step's row count. Step plans are compiled per row count, so trees
+// are padded to the next of a few planned sizes (extra nodes with the root's token and no parent: another
+// root, never accepted, and no other node sees them: a node attends only to its ancestors); prepare() builds
+// them all before a timed run.
 import { isDecodable, type Program } from '../ir/types.ts';
 import { encodeStepWith, type StepPlan } from '../model/gpu-step-plan.ts';
 import type { GpuModel } from '../model/gpu-model.ts';
 import type { SamplingOptions } from '../model/sampling.ts';
 import type { ModelWeights } from '../model/weights.ts';
 import { BufferUsage, MapMode, throwIfDeviceErrors } from '../runtime/device.ts';
+import { ProfilingPass, timeDispatchesOf, type DispatchTime } from '../runtime/dispatch-profile.ts';
 import { compileTreeAttention, type TreeAttention } from '../runtime/tree-attention.ts';
 import type { Candidate } from './candidate.ts';
 import { GpuSpeculativeHeads, MAX_TOP_K } from './gpu-heads.ts';
 import type { TokenTree } from './token-tree.ts';
-import { checkPath, checkTree, variantAxisSizes, type TreeVerifier, type VerifyRequest, type VerifyResult } from './verifier.ts';
+import {
+  checkPath,
+  checkTree,
+  variantAxisSizes,
+  type BatchTreeVerifier,
+  type BatchVerifyRequest,
+  type TreeVerifier,
+  type VerifyRequest,
+  type VerifyResult,
+} from './verifier.ts';
 
 export interface GpuVerifierOptions {
   /** Nodes of the largest tree, root included. */
   readonly maxNodes: number;
+  /** Most sequences of a batch (default 1). */
+  readonly maxBatch?: number;
   /** Destroy the model with the verifier (a draft model the verifier was made for). */
   readonly ownsModel?: boolean;
   /**
@@ -40,16 +54,26 @@ export interface GpuVerifierOptions {
 }
 
 interface Verified {
-  readonly tree: TokenTree;
+  readonly trees: readonly TokenTree[];
   readonly plan: StepPlan;
-  /** Rows of the plan: the tree padded. */
+  /** Rows of the plan per sequence: the trees padded. */
   readonly rows: number;
 }
 
-export class GpuTreeVerifier implements TreeVerifier {
+/** Where each part of a step's readback lies, in bytes. */
+interface Layout {
+  readonly accepted: number;
+  readonly medusa: readonly { readonly at: number }[];
+  readonly own?: number;
+  readonly logits?: number;
+  readonly time: number;
+  readonly bytes: number;
+}
+
+export class GpuTreeVerifier implements TreeVerifier, BatchTreeVerifier {
   private sampled = false;
   private last: Verified | undefined;
-  private pending: readonly number[] | undefined;
+  private pending: readonly (readonly number[])[] | undefined;
   private staging: GPUBuffer | undefined;
   private readonly querySet?: GPUQuerySet;
   private readonly resolve?: GPUBuffer;
@@ -61,6 +85,7 @@ export class GpuTreeVerifier implements TreeVerifier {
     private readonly parents: GPUBuffer,
     private readonly path: GPUBuffer,
     readonly maxNodes: number,
+    readonly maxBatch: number,
     private readonly ownsModel: boolean,
     /** Planned row counts, ascending; the last is maxNodes. */
     readonly sizes: readonly number[],
@@ -83,24 +108,27 @@ export class GpuTreeVerifier implements TreeVerifier {
     }
     const { gpu, config } = model;
     if (!(Number.isInteger(opts.maxNodes) && opts.maxNodes >= 1)) throw new Error(`tree verifier: maxNodes must be a positive integer, got ${opts.maxNodes}`);
+    const maxBatch = opts.maxBatch ?? 1;
+    if (!(Number.isInteger(maxBatch) && maxBatch >= 1)) throw new Error(`tree verifier: maxBatch must be a positive integer, got ${maxBatch}`);
     const factory = await compileTreeAttention(gpu, program, variantAxisSizes(program, config.numHeads, config.headDim), opts.maxNodes);
     const layers = model.weights.layers.map((l, n) =>
       factory.layer(Object.fromEntries(Object.entries(l.attention).map(([name, t]) => [name, t.buffer])), `layer ${n} tree attention`),
     );
-    const heads = await GpuSpeculativeHeads.create(gpu, config, weights.medusa, opts.maxNodes);
-    const f32 = (label: string) => gpu.device.createBuffer({ label, size: 4 * opts.maxNodes, usage: BufferUsage.STORAGE | BufferUsage.COPY_DST });
+    const heads = await GpuSpeculativeHeads.create(gpu, config, weights.medusa, model.weights.norm, maxBatch * opts.maxNodes, maxBatch);
+    const f32 = (label: string) => gpu.device.createBuffer({ label, size: 4 * maxBatch * opts.maxNodes, usage: BufferUsage.STORAGE | BufferUsage.COPY_DST });
     const sizes = new Set(opts.sizes ?? []);
     for (let n = 1; n < opts.maxNodes; n *= 2) sizes.add(n);
     sizes.add(opts.maxNodes);
     for (const n of sizes) if (!(Number.isInteger(n) && n >= 1 && n <= opts.maxNodes)) throw new Error(`tree verifier: planned size ${n} is outside 1..${opts.maxNodes}`);
-    return new GpuTreeVerifier(model, layers, heads, f32('tree parents'), f32('accepted path'), opts.maxNodes, opts.ownsModel ?? false, [...sizes].sort((a, b) => a - b));
+    return new GpuTreeVerifier(model, layers, heads, f32('tree parents'), f32('accepted paths'), opts.maxNodes, maxBatch, opts.ownsModel ?? false, [...sizes].sort((a, b) => a - b));
   }
 
-  /** Builds every planned size's step plan (and the top-k kernels asked for) ahead of a timed run. */
-  async prepare(opts: { medusaTopK?: number; topK?: number } = {}): Promise<void> {
+  /** Builds every planned size's step plan (and the top-k kernels asked for) for batches of `batch` (default 1) ahead of a timed run. */
+  async prepare(opts: { medusaTopK?: number; topK?: number; batch?: number } = {}): Promise<void> {
+    const b = opts.batch ?? 1;
     for (const n of this.sizes) {
-      await this.model.planStep(1, n, { pickRows: true, qkvPerLayer: true });
-      await this.heads.prepare(n, opts.medusaTopK ?? 0, opts.topK ?? 0);
+      await this.model.planStep(b, n, { pickRows: true, qkvPerLayer: true });
+      await this.heads.prepare(b, n, opts.medusaTopK ?? 0, opts.topK ?? 0);
     }
   }
 
@@ -113,142 +141,145 @@ export class GpuTreeVerifier implements TreeVerifier {
   }
 
   get position(): number {
-    return this.model.position + (this.pending?.length ?? 0);
+    return this.model.position + (this.pending?.[0]?.length ?? 0);
   }
 
   async start(prompt: readonly number[], sampling: SamplingOptions, u0: number): Promise<number> {
-    this.last = undefined;
-    this.pending = undefined;
-    this.sampled = (sampling.temperature ?? 0) > 0;
-    const step = await this.model.prefill([prompt], { ...sampling, random: () => u0 });
-    const [token] = await step.tokens();
-    for (const [n, st] of this.model.attentionStates.entries()) {
-      if (!st.buffers) throw new Error(`layer ${n}'s attention keeps no state buffers the tree kernels can read; speculative decoding needs the compiled variant (src/runtime/compiled-attention.ts)`);
-    }
+    const [token] = await this.startBatch([prompt], sampling, [u0]);
     return token;
   }
 
+  async startBatch(prompts: readonly (readonly number[])[], sampling: SamplingOptions, u0: readonly number[]): Promise<number[]> {
+    if (prompts.length > this.maxBatch) throw new Error(`tree verifier: ${prompts.length} sequences; it was made for at most ${this.maxBatch}`);
+    this.last = undefined;
+    this.pending = undefined;
+    this.sampled = (sampling.temperature ?? 0) > 0;
+    let draw = 0;
+    // The prefill draws one uniform per sequence, sequence 0 first.
+    const step = await this.model.prefill(prompts, { ...sampling, random: () => u0[draw++] ?? 0 });
+    const tokens = await step.tokens();
+    for (const [n, st] of this.model.attentionStates.entries()) {
+      if (!st.buffers) throw new Error(`layer ${n}'s attention keeps no state buffers the tree kernels can read; speculative decoding needs the compiled variant (src/runtime/compiled-attention.ts)`);
+    }
+    return tokens;
+  }
+
   async verify(req: VerifyRequest): Promise<VerifyResult> {
-    const { tree } = req;
+    const { tree, uniforms, ...rest } = req;
+    const [r] = await this.verifyBatch({ ...rest, trees: [tree], ...(uniforms && { uniforms: [uniforms] }) });
+    return r;
+  }
+
+  async verifyBatch(req: BatchVerifyRequest): Promise<VerifyResult[]> {
     const { gpu } = this.model;
     const { device } = gpu;
-    checkTree(tree, this.maxNodes, this.vocabSize);
-    const N = tree.tokens.length;
-    const rows = this.sizes.find((s) => s >= N)!;
-    const medusaK = req.medusaTopK ?? 0;
-    const ownK = req.topK ?? 0;
-    for (const k of [medusaK, ownK]) if (k > MAX_TOP_K) throw new Error(`top-k of ${k} candidates; at most ${MAX_TOP_K}`);
-    const plan = await this.model.planStep(1, rows, { pickRows: true, qkvPerLayer: true });
-    await this.heads.prepare(rows, medusaK, ownK);
-
-    // Padding nodes: children of the root, with the root's token.
-    const pad = rows - N;
-    device.queue.writeBuffer(plan.ids, 0, Uint32Array.from([...tree.tokens, ...new Array<number>(pad).fill(tree.tokens[0])]));
-    device.queue.writeBuffer(this.parents, 0, Float32Array.from([...tree.parents, ...new Array<number>(pad).fill(0)]));
-    if (this.sampled) {
-      if (!req.uniforms) throw new Error('verify: a sampling run needs the uniforms of every depth');
-      device.queue.writeBuffer(plan.rowRandom!, 0, Float32Array.from([...tree.depths, ...new Array<number>(pad).fill(2)], (d) => req.uniforms![d - 1] ?? 0));
-    }
-
-    // Readback layout: picks [N] u32 | per block (Medusa heads, then own top-k) ids [N·k] u32, probs [N·k] f32 | logits [N, V] | 2 × u64.
-    const blocks: { h: number; k: number; at: number }[] = [];
-    let bytes = 4 * N;
-    for (let h = 0; h < (medusaK > 0 ? this.heads.medusaHeads : 0); h++) {
-      blocks.push({ h, k: medusaK, at: bytes });
-      bytes += 8 * N * medusaK;
-    }
-    const ownBlock = ownK > 0 ? { h: this.heads.medusaHeads, k: ownK, at: bytes } : undefined;
-    if (ownBlock) bytes += 8 * N * ownK;
-    const logitsAt = bytes;
+    const { plan, rows, b, medusaK, ownK } = await this.upload(req);
     const V = this.vocabSize;
-    if (req.wantLogits) bytes += 4 * N * V;
-    const timeAt = Math.ceil(bytes / 8) * 8;
-    bytes = timeAt + 16;
-    const staging = this.stagingOf(bytes);
+    const layout = this.layout(b, rows, medusaK, ownK, req.wantLogits ?? false);
+    const staging = this.stagingOf(layout.bytes);
 
-    const pathLength = this.pending?.length ?? 0;
-    if (this.pending) device.queue.writeBuffer(this.path, 0, Float32Array.from(this.pending));
-    const encoder = device.createCommandEncoder({ label: `tree step [${N} nodes in ${rows} rows at ${this.model.position}]` });
+    const encoder = device.createCommandEncoder({ label: `tree step [${b} × ${rows} rows at ${this.model.position}]` });
     const pass = encoder.beginComputePass({
-      label: `tree step [${N} nodes in ${rows} rows]`,
+      label: `tree step [${b} × ${rows} rows]`,
       ...(this.querySet && { timestampWrites: { querySet: this.querySet, beginningOfPassWriteIndex: 0, endOfPassWriteIndex: 1 } }),
     });
-    const states = this.model.attentionStates.map((s) => s.buffers!);
-    const pos = this.model.position;
-    if (this.pending && this.last) this.encodeCommit(pass, this.last, states, pos, pathLength);
-    encodeStepWith(
-      pass, plan,
-      (p, n, io) => this.layers[n].encodeTree(p, { inputs: { q: io.q, k: io.k, v: io.v }, parents: this.parents, o: io.o }, states[n], 1, pos + pathLength, rows),
-      'ids', this.sampled ? 'sample' : 'argmax',
-    );
-    await this.heads.encode(pass, plan, medusaK, ownK);
+    const pathLength = await this.encode(pass, plan, b, rows, medusaK, ownK);
     pass.end();
-    encoder.copyBufferToBuffer(plan.rowTokens!, 0, staging, 0, 4 * N);
-    for (const b of [...blocks, ...(ownBlock ? [ownBlock] : [])]) {
-      const src = 4 * this.heads.blockOffset(b.h);
-      encoder.copyBufferToBuffer(this.heads.ids, src, staging, b.at, 4 * N * b.k);
-      encoder.copyBufferToBuffer(this.heads.probs, src, staging, b.at + 4 * N * b.k, 4 * N * b.k);
+    encoder.copyBufferToBuffer(plan.rowTokens!, 0, staging, 0, 4 * b * rows);
+    encoder.copyBufferToBuffer(this.heads.accepted, 0, staging, layout.accepted, 4 * b);
+    layout.medusa.forEach((m, h) => {
+      const src = 4 * this.heads.medusaOffset(h);
+      encoder.copyBufferToBuffer(this.heads.ids, src, staging, m.at, 4 * b * medusaK);
+      encoder.copyBufferToBuffer(this.heads.probs, src, staging, m.at + 4 * b * medusaK, 4 * b * medusaK);
+    });
+    if (layout.own !== undefined) {
+      const src = 4 * this.heads.ownOffset;
+      encoder.copyBufferToBuffer(this.heads.ids, src, staging, layout.own, 4 * b * rows * ownK);
+      encoder.copyBufferToBuffer(this.heads.probs, src, staging, layout.own + 4 * b * rows * ownK, 4 * b * rows * ownK);
     }
-    if (req.wantLogits) encoder.copyBufferToBuffer(plan.logits.buffer, 0, staging, logitsAt, 4 * N * V);
+    if (layout.logits !== undefined) encoder.copyBufferToBuffer(plan.logits.buffer, 0, staging, layout.logits, 4 * b * rows * V);
     if (this.querySet && this.resolve) {
       encoder.resolveQuerySet(this.querySet, 0, 2, this.resolve, 0);
-      encoder.copyBufferToBuffer(this.resolve, 0, staging, timeAt, 16);
+      encoder.copyBufferToBuffer(this.resolve, 0, staging, layout.time, 16);
     }
     device.queue.submit([encoder.finish()]);
     if (pathLength > 0) this.model.advance(pathLength);
     this.pending = undefined;
-    this.last = { tree, plan, rows };
+    this.last = { trees: req.trees, plan, rows };
 
     try {
-      await staging.mapAsync(MapMode.READ, 0, bytes);
+      await staging.mapAsync(MapMode.READ, 0, layout.bytes);
     } catch (e) {
       throwIfDeviceErrors(gpu, 'tree step');
       throw new Error(`tree step: reading the result back failed: ${(e as Error).message}`);
     }
-    const data = staging.getMappedRange(0, bytes).slice(0);
+    const data = staging.getMappedRange(0, layout.bytes).slice(0);
     staging.unmap();
     throwIfDeviceErrors(gpu, 'tree step');
 
-    const candidates = (b: { k: number; at: number }, node: number): Candidate[] => {
-      const ids = new Uint32Array(data, b.at + 4 * node * b.k, b.k);
-      const probs = new Float32Array(data, b.at + 4 * N * b.k + 4 * node * b.k, b.k);
-      return Array.from(ids, (token, r) => ({ token, prob: probs[r] })).filter((c) => c.token < V);
-    };
     let gpuMs: number | undefined;
     if (this.querySet) {
-      const [begin, end] = new BigUint64Array(data, timeAt, 2);
+      const [begin, end] = new BigUint64Array(data, layout.time, 2);
       if (begin > 0n && end >= begin) gpuMs = Number(end - begin) / 1e6;
     }
-    return {
-      picks: Array.from(new Uint32Array(data, 0, N)),
-      ...(req.wantLogits && { logits: new Float32Array(data, logitsAt, N * V) }),
-      ...(medusaK > 0 && { medusaAt: (node: number) => blocks.map((b) => candidates(b, node)) }),
-      ...(ownBlock && { topAt: (node: number) => candidates(ownBlock, node) }),
-      ...(gpuMs !== undefined && { gpuMs }),
+    const candidates = (at: number, count: number, k: number, row: number): Candidate[] => {
+      const ids = new Uint32Array(data, at + 4 * row * k, k);
+      const probs = new Float32Array(data, at + 4 * count * k + 4 * row * k, k);
+      return Array.from(ids, (token, r) => ({ token, prob: probs[r] })).filter((c) => c.token < V);
     };
+    const accepted = new Uint32Array(data, layout.accepted, b);
+    return req.trees.map((tree, s): VerifyResult => {
+      const N = tree.tokens.length;
+      return {
+        picks: Array.from(new Uint32Array(data, 4 * s * rows, N)),
+        ...(layout.logits !== undefined && { logits: new Float32Array(data, layout.logits + 4 * s * rows * V, N * V) }),
+        ...(medusaK > 0 && { medusa: layout.medusa.map((m) => candidates(m.at, b, medusaK, s)), medusaNode: accepted[s] }),
+        ...(layout.own !== undefined && { topAt: (node: number) => candidates(layout.own!, b * rows, ownK, s * rows + node) }),
+        ...(gpuMs !== undefined && { gpuMs }),
+      };
+    });
   }
 
   commit(path: readonly number[]): void {
+    this.commitBatch([path]);
+  }
+
+  commitBatch(paths: readonly (readonly number[])[]): void {
     if (!this.last) throw new Error('commit: no tree was verified');
     if (this.pending) throw new Error('commit: the previous commit was not applied (verify or flush first)');
-    checkPath(this.last.tree, path);
-    this.pending = [...path];
+    if (paths.length !== this.last.trees.length) throw new Error(`commit: ${paths.length} paths for ${this.last.trees.length} sequences`);
+    paths.forEach((p, s) => {
+      if (p.length !== paths[0].length) throw new Error(`commit: sequence ${s} commits ${p.length} nodes, sequence 0 ${paths[0].length}: the state keeps one position for the batch`);
+      checkPath(this.last!.trees[s], p);
+    });
+    this.pending = paths.map((p) => [...p]);
   }
 
   async flush(): Promise<void> {
     if (!this.pending || !this.last) return;
     const { device } = this.model.gpu;
-    const len = this.pending.length;
-    device.queue.writeBuffer(this.path, 0, Float32Array.from(this.pending));
+    const len = this.writePath();
     const encoder = device.createCommandEncoder({ label: 'tree commit' });
     const pass = encoder.beginComputePass({ label: 'tree commit' });
-    this.encodeCommit(pass, this.last, this.model.attentionStates.map((s) => s.buffers!), this.model.position, len);
+    this.encodeCommit(pass, this.last, len);
     pass.end();
     device.queue.submit([encoder.finish()]);
     this.model.advance(len);
     this.pending = undefined;
     await device.queue.onSubmittedWorkDone();
     throwIfDeviceErrors(this.model.gpu, 'tree commit');
+  }
+
+  /**
+   * GPU time of each dispatch of the step `req` would run (the pending commit included), each replayed in a
+   * timestamped pass of its own (runtime/dispatch-profile.ts). The replays apply the commit and write the
+   * state `repeats` times while the host's bookkeeping stays put: start() again before verifying more.
+   */
+  async profileStep(req: BatchVerifyRequest, repeats = 3): Promise<DispatchTime[]> {
+    const { plan, rows, b, medusaK, ownK } = await this.upload(req);
+    const pass = new ProfilingPass();
+    await this.encode(pass.asPass(), plan, b, rows, medusaK, ownK);
+    return timeDispatchesOf(this.model.gpu, pass.dispatches, repeats);
   }
 
   async destroy(): Promise<void> {
@@ -261,12 +292,96 @@ export class GpuTreeVerifier implements TreeVerifier {
     if (this.ownsModel) await this.model.destroy();
   }
 
-  private encodeCommit(pass: GPUComputePassEncoder, last: Verified, states: readonly Readonly<Record<string, GPUBuffer>>[], pos: number, len: number): void {
-    const n = last.rows; // the row stride of the node inputs the commit gathers from
+  /** Checks the request, picks the planned size and uploads the trees (ids, parents, draws). */
+  private async upload(req: BatchVerifyRequest): Promise<{ plan: StepPlan; rows: number; b: number; medusaK: number; ownK: number }> {
+    const { device } = this.model.gpu;
+    const { trees } = req;
+    const b = trees.length;
+    if (b !== this.model.batchSize) throw new Error(`verify: ${b} trees for a batch of ${this.model.batchSize} sequences`);
+    for (const tree of trees) checkTree(tree, this.maxNodes, this.vocabSize);
+    const rows = this.sizes.find((s) => s >= Math.max(...trees.map((t) => t.tokens.length)))!;
+    const medusaK = req.medusaTopK ?? 0;
+    const ownK = req.topK ?? 0;
+    for (const k of [medusaK, ownK]) if (k > MAX_TOP_K) throw new Error(`top-k of ${k} candidates; at most ${MAX_TOP_K}`);
+    const plan = await this.model.planStep(b, rows, { pickRows: true, qkvPerLayer: true });
+    await this.heads.prepare(b, rows, medusaK, ownK);
+
+    const ids = new Uint32Array(b * rows);
+    const parents = new Float32Array(b * rows).fill(-1); // padding: more roots, nobody's parent
+    trees.forEach((tree, s) => {
+      ids.fill(tree.tokens[0], s * rows, (s + 1) * rows);
+      ids.set(tree.tokens, s * rows);
+      parents.set(tree.parents, s * rows);
+    });
+    device.queue.writeBuffer(plan.ids, 0, ids);
+    device.queue.writeBuffer(this.parents, 0, parents);
+    if (this.sampled) {
+      if (!req.uniforms || req.uniforms.length !== b) throw new Error('verify: a sampling run needs the uniforms of every depth, per sequence');
+      const u = new Float32Array(b * rows);
+      trees.forEach((tree, s) => {
+        u.fill(req.uniforms![s][0] ?? 0, s * rows, (s + 1) * rows);
+        tree.depths.forEach((d, n) => (u[s * rows + n] = req.uniforms![s][d - 1] ?? 0));
+      });
+      device.queue.writeBuffer(plan.rowRandom!, 0, u);
+    }
+    return { plan, rows, b, medusaK, ownK };
+  }
+
+  /** Records the pending commit and the step into `pass`; returns the committed length. */
+  private async encode(pass: GPUComputePassEncoder, plan: StepPlan, b: number, rows: number, medusaK: number, ownK: number): Promise<number> {
+    const pathLength = this.pending && this.last ? this.writePath() : 0;
+    const states = this.model.attentionStates.map((s) => s.buffers!);
+    const pos = this.model.position;
+    if (pathLength > 0) this.encodeCommit(pass, this.last!, pathLength);
+    encodeStepWith(
+      pass, plan,
+      (p, n, io) => this.layers[n].encodeTree(p, { inputs: { q: io.q, k: io.k, v: io.v }, parents: this.parents, o: io.o }, states[n], b, pos + pathLength, rows),
+      'ids', this.sampled ? 'sample' : 'argmax',
+    );
+    await this.heads.encode(pass, plan, { b, rows, parents: this.parents, medusaK, ownK });
+    return pathLength;
+  }
+
+  /** Uploads the pending paths ([b, P] node indices); returns P. */
+  private writePath(): number {
+    const paths = this.pending!;
+    const len = paths[0].length;
+    this.model.gpu.device.queue.writeBuffer(this.path, 0, Float32Array.from(paths.flat()));
+    return len;
+  }
+
+  private encodeCommit(pass: GPUComputePassEncoder, last: Verified, len: number): void {
+    const states = this.model.attentionStates.map((s) => s.buffers!);
+    const b = last.trees.length;
     this.layers.forEach((layer, l) => {
       const io = last.plan.layerIo[l];
-      layer.encodeCommit(pass, { inputs: { q: io.q.buffer, k: io.k.buffer, v: io.v.buffer }, path: this.path }, states[l], 1, pos, n, len);
+      // The row stride of the node inputs the commit gathers from is the verified plan's rows per sequence.
+      layer.encodeCommit(pass, { inputs: { q: io.q.buffer, k: io.k.buffer, v: io.v.buffer }, path: this.path }, states[l], b, this.model.position, last.rows, len);
     });
+  }
+
+  private layout(b: number, rows: number, medusaK: number, ownK: number, logits: boolean): Layout {
+    // picks [b·rows] u32 | accepted [b] u32 | per Medusa head: ids [b·k] u32, probs [b·k] f32 | own: ids, probs [b·rows·k] | logits [b·rows, V] | 2 × u64
+    let bytes = 4 * b * rows;
+    const accepted = bytes;
+    bytes += 4 * b;
+    const medusa: { at: number }[] = [];
+    for (let h = 0; h < (medusaK > 0 ? this.heads.medusaHeads : 0); h++) {
+      medusa.push({ at: bytes });
+      bytes += 8 * b * medusaK;
+    }
+    let own: number | undefined;
+    if (ownK > 0) {
+      own = bytes;
+      bytes += 8 * b * rows * ownK;
+    }
+    let logitsAt: number | undefined;
+    if (logits) {
+      logitsAt = bytes;
+      bytes += 4 * b * rows * this.vocabSize;
+    }
+    const time = Math.ceil(bytes / 8) * 8;
+    return { accepted, medusa, ...(own !== undefined && { own }), ...(logitsAt !== undefined && { logits: logitsAt }), time, bytes: time + 16 };
   }
 
   private stagingOf(bytes: number): GPUBuffer {

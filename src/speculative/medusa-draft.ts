@@ -2,9 +2,9 @@
 // last accepted position p; head j proposes the token at p + 2 + j (the base lm_head's bonus token is
 // p + 1, the next tree's root). So in the next tree a node of depth δ (the root's 1) gets its children
 // from head δ − 1, the same ranked list for every node of that depth — Medusa's tree. The heads come
-// with each verification (VerifyResult.medusaAt at every node; the verifier runs them on all nodes in the
-// same pass, since which node is accepted is known only after it). The first step, after the prefill,
-// has no heads yet and verifies the root alone.
+// with each verification (VerifyResult.medusa): the verifier finds the accepted node itself from the picks in
+// the same pass (on the GPU: gpu-heads.ts) and runs the heads there only. The first step, after the
+// prefill, has no heads yet and verifies the root alone.
 //
 // Checkpoint format (src/model/weights.ts): config.json "medusa": {"num_heads": M}, and per head N < M
 //   medusa.N.proj.weight [hidden, hidden],  medusa.N.lm_head.weight [vocab, hidden]
@@ -33,7 +33,10 @@ export class MedusaDraft implements DraftSource {
   }
 
   accepted(_tree: TokenTree, path: readonly number[], _bonus: number, result: VerifyResult): void {
-    if (!result.medusaAt) throw new Error('medusa draft: the verification returned no Medusa candidates');
-    this.heads = result.medusaAt(path[path.length - 1]);
+    if (!result.medusa) throw new Error('medusa draft: the verification returned no Medusa candidates');
+    const node = path[path.length - 1];
+    // Deterministic children are accepted along the picks, which is where the verifier ran the heads.
+    if (result.medusaNode !== node) throw new Error(`medusa draft: the heads ran at node ${result.medusaNode}, acceptance ended at node ${node}`);
+    this.heads = result.medusa;
   }
 }

@@ -24,12 +24,13 @@ import { MAX_TOP_K } from './gpu-heads.ts';
 import { MedusaDraft } from './medusa-draft.ts';
 import { ModelDraft } from './model-draft.ts';
 import { NgramDraft } from './ngram-draft.ts';
+import { AdaptiveDraft } from './adaptive-draft.ts';
 import { OracleDraft } from './oracle-draft.ts';
 import type { TreeShape } from './tree-spec.ts';
 import type { TreeVerifier } from './verifier.ts';
 
 export interface SpeculateOptions {
-  /** 'ngram' | 'medusa' | 'oracle' | 'draft:DIR' as given. */
+  /** 'ngram' | 'adaptive' | 'medusa' | 'oracle' | 'draft:DIR' as given. */
   readonly source: string;
   readonly shape: TreeShape;
   /** Draft nodes per step, the root excluded. */
@@ -38,7 +39,7 @@ export interface SpeculateOptions {
 
 /** Candidates per node a shape asks a draft for. */
 function candidatesPerNode(shape: TreeShape): number {
-  return shape.kind === 'dynamic' ? shape.width : Math.max(...shape.paths.map((p) => p[p.length - 1])) + 1;
+  return shape.kind === 'static' ? Math.max(...shape.paths.map((p) => p[p.length - 1])) + 1 : shape.width;
 }
 
 export interface SpeculativeRunContext {
@@ -140,6 +141,7 @@ export async function runSpeculativeGenerate(c: SpeculativeRunContext): Promise<
 
     let draft: DraftSource;
     if (args.source === 'ngram') draft = new NgramDraft();
+    else if (args.source === 'adaptive') draft = new AdaptiveDraft(c.seed);
     else if (args.source === 'medusa') draft = new MedusaDraft(config.medusa!.numHeads, k);
     else if (args.source === 'oracle') draft = new OracleDraft(c.ids, plain.tokens[0], config.vocabSize);
     else {

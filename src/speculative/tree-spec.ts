@@ -8,6 +8,11 @@
 //   top:K                   dynamic: level by level, the K candidates with the highest cumulative draft
 //                           probability (product along the path) among all children of the last level,
 //                           until --max-nodes draft nodes are placed or the draft has nothing more (K ≥ 1)
+//   best:K                  best-first over the whole tree: of every node's K best candidates, the one with the
+//                           highest cumulative draft probability anywhere in the tree is placed next, until
+//                           --max-nodes — the tree that maximises the expected accepted length when the
+//                           probabilities are acceptance rates (the adaptive draft's). Asks the draft one node at
+//                           a time, so it suits drafts that answer from a table; deterministic drafts only.
 //
 // Sizes count draft nodes; the root (the last chosen token) is verified too, so a tree of N draft nodes is
 // a verification of N + 1 rows. Errors name the column of the offending character.
@@ -19,7 +24,8 @@ export type TreeShape =
       /** Paths sorted by length, then rank by rank: parents come before children. */
       readonly paths: readonly (readonly number[])[];
     }
-  | { readonly kind: 'dynamic'; readonly spec: string; readonly width: number };
+  | { readonly kind: 'dynamic'; readonly spec: string; readonly width: number }
+  | { readonly kind: 'best'; readonly spec: string; readonly width: number };
 
 export class TreeSpecError extends Error {
   constructor(
@@ -51,16 +57,16 @@ export function chainShape(n: number): TreeShape {
 export function parseTreeSpec(spec: string): TreeShape {
   const s = spec.trim();
   const lead = spec.length - spec.trimStart().length; // columns refer to the spec as given
-  if (s === '') throw new TreeSpecError(spec, 1, 'empty tree spec (give [[0],[0,0],…], chain:N or top:K)');
+  if (s === '') throw new TreeSpecError(spec, 1, 'empty tree spec (give [[0],[0,0],…], chain:N, top:K or best:K)');
   const named = /^([a-z]+):(.*)$/.exec(s);
   if (named) {
     const [, kind, arg] = named;
     const argCol = lead + kind.length + 2;
-    if (kind !== 'chain' && kind !== 'top') throw new TreeSpecError(spec, lead + 1, `unknown tree kind '${kind}' (chain:N, top:K or a list of paths [[0],[0,0],…])`);
+    if (kind !== 'chain' && kind !== 'top' && kind !== 'best') throw new TreeSpecError(spec, lead + 1, `unknown tree kind '${kind}' (chain:N, top:K, best:K or a list of paths [[0],[0,0],…])`);
     if (!/^\d+$/.test(arg)) throw new TreeSpecError(spec, argCol, `${kind}: expects a positive integer, got '${arg}'`);
     const n = Number(arg);
     if (n < 1) throw new TreeSpecError(spec, argCol, `${kind}: must be at least 1, got ${n}`);
-    return kind === 'chain' ? chainShape(n) : { kind: 'dynamic', spec: s, width: n };
+    return kind === 'chain' ? chainShape(n) : { kind: kind === 'top' ? 'dynamic' : 'best', spec: s, width: n };
   }
   return { kind: 'static', spec: s, paths: parsePaths(spec) };
 }

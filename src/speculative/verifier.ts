@@ -15,7 +15,7 @@ export interface VerifyRequest {
   readonly uniforms?: Float64Array;
   /** Also return every node's logits [nodes, vocab] (the general rejection rule needs p). */
   readonly wantLogits?: boolean;
-  /** Candidates of the Medusa heads at every node, this many per head (0 or absent: none). */
+  /** Candidates of the Medusa heads at the accepted node (see VerifyResult.medusa), this many per head (0 or absent: none). */
   readonly medusaTopK?: number;
   /** Candidates of the model's own next-token distribution at every node (a draft model's proposals). */
   readonly topK?: number;
@@ -26,12 +26,50 @@ export interface VerifyResult {
   readonly picks: readonly number[];
   /** [nodes, vocab] when wantLogits. */
   readonly logits?: Float32Array | Float64Array;
-  /** Medusa heads' candidates at a node, [head][rank], when medusaTopK. */
-  readonly medusaAt?: (node: number) => Candidate[][];
+  /**
+   * When medusaTopK: the Medusa heads' candidates [head][rank] at `medusaNode`, the node greedy acceptance
+   * reaches (from the root, the child whose token is the pick at the current node: acceptByPicks' path end) —
+   * the accepted node for every deterministic draft, so the heads run once per step, not at every node.
+   */
+  readonly medusa?: Candidate[][];
+  readonly medusaNode?: number;
   /** The model's own top candidates (softmax at temperature 1) at a node, when topK. */
   readonly topAt?: (node: number) => Candidate[];
   /** GPU time of the step's pass (timestamp queries), when measured. */
   readonly gpuMs?: number;
+}
+
+/** Verification of several sequences' trees in one forward (batch speculation): one request per sequence. */
+export interface BatchVerifyRequest {
+  readonly trees: readonly TokenTree[];
+  /** Sampling: each sequence's uniforms per depth, as VerifyRequest.uniforms. */
+  readonly uniforms?: readonly Float64Array[];
+  readonly wantLogits?: boolean;
+  readonly medusaTopK?: number;
+  readonly topK?: number;
+}
+
+/**
+ * The target for a batch of sequences speculated together: each sequence its own tree and accepted path,
+ * one forward for all trees, and — since the state keeps one position for the batch — commits of one length.
+ */
+export interface BatchTreeVerifier {
+  readonly vocabSize: number;
+  readonly medusaHeads: number;
+  /** Largest tree per sequence (nodes, root included). */
+  readonly maxNodes: number;
+  /** Most sequences one batch may have. */
+  readonly maxBatch: number;
+  /** Tokens folded into every sequence's state, commits not yet applied included. */
+  readonly position: number;
+  /** Prefills the prompts (equal lengths) from fresh state; returns each one's next token (sampled with u0[s] unless greedy). */
+  startBatch(prompts: readonly (readonly number[])[], sampling: SamplingOptions, u0: readonly number[]): Promise<number[]>;
+  verifyBatch(request: BatchVerifyRequest): Promise<VerifyResult[]>;
+  /** Folds paths (root first, all of one length) of the last verified trees into the states. */
+  commitBatch(paths: readonly (readonly number[])[]): void;
+  flush(): Promise<void>;
+  prepare?(opts: { medusaTopK?: number; topK?: number; batch?: number }): Promise<void>;
+  destroy(): Promise<void>;
 }
 
 export interface TreeVerifier {

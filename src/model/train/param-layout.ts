@@ -1,0 +1,80 @@
+// Where every trainable tensor lives in the trainer's flat buffers. Parameters, gradients and AdamW's two
+// moments are each one f32 buffer of `totalFloats`, with the same layout, so the optimiser updates all of
+// them in one dispatch and the global gradient norm is one reduction. Each tensor starts at a multiple of
+// `alignFloats` (256 bytes: WebGPU's storage-binding offset alignment), so a kernel can bind any tensor as
+// its own range; the gaps between tensors stay zero in all four buffers.
+//
+// Weight decay (AdamW's decoupled λ·p) applies to the model's matrices: the embedding, the q/k/v/o and
+// gate/up/down projections and the LM head. It does not apply to the RMSNorm gains, nor to the attention
+// variant's own parameters (per-head convolution taps, decay rates, biases), which act like gains and biases.
+// Medusa heads are not trained here.
+import type { ModelConfig } from '../config.ts';
+import { expectedTensors, type AttentionParamSpec } from '../weights.ts';
+
+export interface ParamSlot {
+  /** The checkpoint tensor name (model.layers.0.self_attn.q_proj.weight). */
+  readonly name: string;
+  readonly shape: readonly number[];
+  /** First float of the tensor in the flat buffers; a multiple of alignFloats. */
+  readonly offset: number;
+  /** Floats of the tensor (the product of its shape). */
+  readonly size: number;
+  readonly decay: boolean;
+}
+
+export interface ParamLayout {
+  readonly slots: readonly ParamSlot[];
+  /** Floats of each flat buffer (the last tensor's end, rounded up to alignFloats). */
+  readonly totalFloats: number;
+  readonly alignFloats: number;
+  /** The slot of each tensor name. */
+  readonly byName: ReadonlyMap<string, ParamSlot>;
+}
+
+/** Default alignment: 256 bytes, WebGPU's minStorageBufferOffsetAlignment on every adapter we know. */
+export const PARAM_ALIGN_BYTES = 256;
+
+const DECAYED = /(^model\.embed_tokens\.weight$)|(^lm_head\.weight$)|(\.(q|k|v|o)_proj\.weight$)|(\.mlp\.(gate|up|down)_proj\.weight$)/;
+
+/** The layout of `config`'s trainable tensors in checkpoint order; `alignBytes` must be a multiple of 4. */
+export function paramLayout(config: ModelConfig, attentionParams: readonly AttentionParamSpec[], alignBytes = PARAM_ALIGN_BYTES): ParamLayout {
+  if (!(Number.isInteger(alignBytes) && alignBytes >= 4 && alignBytes % 4 === 0)) throw new Error(`paramLayout: alignment ${alignBytes} is not a positive multiple of 4 bytes`);
+  const alignFloats = alignBytes / 4;
+  const roundUp = (n: number) => Math.ceil(n / alignFloats) * alignFloats;
+  const slots: ParamSlot[] = [];
+  let at = 0;
+  for (const { name, shape } of expectedTensors(config, attentionParams)) {
+    if (name.startsWith('medusa.')) continue;
+    const size = shape.reduce((a, b) => a * b, 1);
+    slots.push({ name, shape, offset: at, size, decay: DECAYED.test(name) });
+    at = roundUp(at + size);
+  }
+  return { slots, totalFloats: at, alignFloats, byName: new Map(slots.map((s) => [s.name, s])) };
+}
+
+/** The slot of `name`; throws naming the tensor when the layout has none. */
+export function slotOf(layout: ParamLayout, name: string): ParamSlot {
+  const s = layout.byName.get(name);
+  if (!s) throw new Error(`parameter layout: no tensor '${name}'`);
+  return s;
+}
+
+/** Packs name → data into one flat array of the layout (gaps zero); every slot must be given, with its size. */
+export function packFlat(layout: ParamLayout, tensors: ReadonlyMap<string, { readonly data: ArrayLike<number> }>): Float32Array<ArrayBuffer>;
+export function packFlat<A extends Float32Array | Float64Array>(layout: ParamLayout, tensors: ReadonlyMap<string, { readonly data: ArrayLike<number> }>, out: A): A;
+export function packFlat(layout: ParamLayout, tensors: ReadonlyMap<string, { readonly data: ArrayLike<number> }>, out: Float32Array | Float64Array = new Float32Array(layout.totalFloats)): Float32Array | Float64Array {
+  if (out.length !== layout.totalFloats) throw new Error(`packing parameters: ${out.length} floats for a layout of ${layout.totalFloats}`);
+  for (const s of layout.slots) {
+    const t = tensors.get(s.name);
+    if (!t) throw new Error(`packing parameters: tensor '${s.name}' is missing`);
+    if (t.data.length !== s.size) throw new Error(`packing parameters: tensor '${s.name}' has ${t.data.length} elements, the layout ${s.size}`);
+    for (let i = 0; i < s.size; i++) out[s.offset + i] = t.data[i];
+  }
+  return out;
+}
+
+/** The tensors of a flat array, as float32 copies by name. */
+export function unpackFlat(layout: ParamLayout, flat: Float32Array): Map<string, { shape: readonly number[]; data: Float32Array }> {
+  if (flat.length < layout.totalFloats) throw new Error(`unpacking parameters: ${flat.length} floats for a layout of ${layout.totalFloats}`);
+  return new Map(layout.slots.map((s) => [s.name, { shape: s.shape, data: flat.slice(s.offset, s.offset + s.size) }]));
+}

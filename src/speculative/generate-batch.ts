@@ -1,0 +1,162 @@
+// Speculative decoding of a batch of sequences, verified together: every step each sequence drafts its own
+// tree (its own draft source), one forward verifies all the trees, and each sequence accepts its own path
+// (acceptance.ts). The state keeps one position for the batch (the tree and commit kernels take one
+// committed position), so a step commits the same number of nodes C = the shortest accepted path of the
+// active sequences into every sequence. A sequence that accepted more keeps the rest — its accepted tokens
+// past C and its bonus — and proposes them again as the head of its next tree (a forced chain, then its
+// draft below): they are the target's own choices, so they are accepted again and nothing is lost but tree
+// room. Every sequence emits exactly what it commits plus its next root, C tokens a step, so the batch moves
+// in lockstep and token g of sequence s is drawn with uniform g·b + s — the order plain batched sampling
+// draws them in (GpuModel: b draws per step, sequence 0 first) — and deterministic drafts emit plain
+// decoding's tokens, greedy or sampled. Sequences that ended (EOS) verify a filler chain and commit its first
+// C nodes; their output is no longer read.
+import { rng } from '../tensor.ts';
+import { acceptByPicks } from './acceptance.ts';
+import type { DraftSource } from './draft.ts';
+import { expandTree } from './expand.ts';
+import { ModelDraft } from './model-draft.ts';
+import type { SpeculativeOptions } from './generate.ts';
+import { pathTo, TreeBuilder, type TokenTree } from './token-tree.ts';
+import type { TreeShape } from './tree-spec.ts';
+import type { BatchTreeVerifier, VerifyResult } from './verifier.ts';
+
+export interface BatchSpeculativeResult {
+  /** New tokens per sequence (up to and including its EOS). */
+  readonly tokens: number[][];
+  readonly steps: number;
+  /** Tokens every sequence emitted per step (the committed length C). */
+  readonly committedPerStep: readonly number[];
+  /** Mean of committedPerStep: tokens per sequence per step (plain decoding: 1). */
+  readonly meanCommitted: number;
+  /**
+   * Mean tokens a sequence gained per step before the batch's shortest path cut it (its accepted drafts and
+   * bonus past what it re-proposed from the step before): what it would have emitted alone.
+   */
+  readonly meanAccepted: number;
+  readonly prefillMs: number;
+  readonly decodeMs: number;
+  readonly draftMs: number;
+  /** Tokens after each sequence's first, all sequences, per second of decodeMs. */
+  readonly decodeTokensPerS: number | undefined;
+  readonly gpuMsPerStep: readonly number[];
+}
+
+/** A tree whose nodes 0 … forced.length − 1 are the chain `forced` (the root first), `below` grafted under its last node. */
+function graft(forced: readonly number[], below: TokenTree): TokenTree {
+  const b = new TreeBuilder(forced[0]);
+  for (let i = 1; i < forced.length; i++) b.add(i - 1, forced[i]);
+  const at = forced.length - 1;
+  for (let n = 1; n < below.tokens.length; n++) b.add(below.parents[n] === 0 ? at : below.parents[n] + at, below.tokens[n]);
+  return b.build();
+}
+
+/** A static shape cut to its first `budget` paths (parents come first, so a prefix is a tree); others as they are. */
+function fit(shape: TreeShape, budget: number): TreeShape {
+  return shape.kind === 'static' && shape.paths.length > budget ? { ...shape, paths: shape.paths.slice(0, budget) } : shape;
+}
+
+export async function speculativeGenerateBatch(
+  verifier: BatchTreeVerifier,
+  drafts: readonly DraftSource[],
+  prompts: readonly (readonly number[])[],
+  opts: SpeculativeOptions,
+): Promise<BatchSpeculativeResult> {
+  const B = prompts.length;
+  if (B === 0 || drafts.length !== B) throw new Error(`batch speculation: ${prompts.length} prompts and ${drafts.length} draft sources (one per sequence)`);
+  if (B > verifier.maxBatch) throw new Error(`batch speculation: ${B} sequences; the verifier takes at most ${verifier.maxBatch}`);
+  if (!(Number.isInteger(opts.maxTokens) && opts.maxTokens >= 1)) throw new Error(`batch speculation: maxTokens must be a positive integer, got ${opts.maxTokens}`);
+  // A draft model keeps a state of its own that would have to commit the forced chains too.
+  if (drafts.some((d) => d instanceof ModelDraft)) throw new Error('batch speculation takes the n-gram, adaptive, Medusa and oracle drafts, not a draft model');
+  if (opts.maxNodes + 1 > verifier.maxNodes) throw new Error(`--max-nodes ${opts.maxNodes} draft nodes (+ the root) exceed the ${verifier.maxNodes} nodes the verifier was compiled for`);
+  const sampling = { ...opts.sampling, temperature: opts.sampling?.temperature ?? 0 };
+  const sampled = sampling.temperature > 0;
+  const stream = rng(opts.seed ?? 0);
+  const draws: number[] = [];
+  /** Uniform of token g of sequence s: draw g·B + s. */
+  const u = (g: number, s: number) => {
+    while (draws.length <= g * B + s) draws.push(stream());
+    return draws[g * B + s];
+  };
+
+  const t0 = performance.now();
+  const first = await verifier.startBatch(prompts, sampling, prompts.map((_, s) => u(0, s)));
+  const out = first.map((t) => [t]);
+  const t1 = performance.now();
+  const ended = (s: number) => out[s][out[s].length - 1] === opts.eos;
+  let g = 1; // tokens emitted per sequence (all sequences move together)
+  const active = () => out.map((_, s) => !ended(s) && g < opts.maxTokens);
+  const leftover: number[][] = prompts.map(() => []);
+  for (const [s, d] of drafts.entries()) if (active()[s]) await d.begin?.({ tokens: [...prompts[s], first[s]] });
+  const committedPerStep: number[] = [];
+  const accepted: number[] = [];
+  const gpuMsPerStep: number[] = [];
+  let draftMs = 0;
+
+  while (active().some(Boolean)) {
+    const live = active();
+    const ta = performance.now();
+    // Each live sequence: its forced chain (root + leftover), its draft's tree below the chain's end.
+    const subtrees: (TokenTree | undefined)[] = [];
+    const trees: (TokenTree | undefined)[] = [];
+    for (let s = 0; s < B; s++) {
+      if (!live[s]) continue;
+      const ctx = [...prompts[s], ...out[s]];
+      const forced = [ctx[ctx.length - 1], ...leftover[s]];
+      const depthLimit = Math.max(0, Math.min(opts.maxTokens - g - 1, (opts.maxPosition ?? Infinity) - verifier.position - 1) - leftover[s].length);
+      const budget = opts.maxNodes - leftover[s].length;
+      const below = await expandTree(fit(opts.shape, budget), drafts[s], { tokens: [...ctx, ...leftover[s]] }, { budget, depthLimit });
+      if (below.q.some((q) => q !== undefined)) throw new Error('batch speculation takes deterministic drafts (n-gram, adaptive, Medusa, oracle): a sampled draft needs the general rejection rule');
+      subtrees[s] = below;
+      trees[s] = graft(forced, below);
+    }
+    const depth = Math.max(1, ...trees.filter((t) => t !== undefined).map((t) => Math.max(...t.depths)));
+    const filler = (s: number) => graft(new Array<number>(depth).fill(out[s][out[s].length - 1]), new TreeBuilder(0).build());
+    const all = Array.from({ length: B }, (_, s) => trees[s] ?? filler(s));
+    const medusaTopK = Math.max(0, ...drafts.map((d, s) => (live[s] ? d.medusaTopK ?? 0 : 0)));
+    const tb = performance.now();
+    draftMs += tb - ta;
+    const results: VerifyResult[] = await verifier.verifyBatch({
+      trees: all,
+      ...(sampled && { uniforms: all.map((t, s) => Float64Array.from({ length: Math.max(...t.depths) }, (_, d) => u(g + d, s))) }),
+      ...(medusaTopK > 0 && { medusaTopK }),
+    });
+    if (results[0]?.gpuMs !== undefined) gpuMsPerStep.push(results[0].gpuMs);
+    const acc = all.map((t, s) => acceptByPicks(t, results[s].picks));
+    const C = Math.min(...acc.filter((_, s) => live[s]).map((a) => a.path.length));
+    // What each sequence gained this step before the cut: its path and bonus past the tokens it re-proposed.
+    for (let s = 0; s < B; s++) if (live[s]) accepted.push(acc[s].path.length - leftover[s].length);
+    verifier.commitBatch(all.map((t, s) => (live[s] ? acc[s].path : pathTo(t, depth - 1)).slice(0, C)));
+    for (let s = 0; s < B; s++) {
+      if (!live[s]) continue;
+      const { path, bonus } = acc[s];
+      const tree = all[s];
+      const full = [...path.slice(1).map((n) => tree.tokens[n]), bonus];
+      for (const id of full.slice(0, C)) if (!ended(s) && out[s].length < opts.maxTokens) out[s].push(id);
+      leftover[s] = full.slice(C);
+      // The draft sees its own tree (rooted at the forced chain's end) and the path below it, when it got there.
+      const chainEnd = tree.tokens.length - subtrees[s]!.tokens.length;
+      if (path.length > chainEnd) {
+        const sub = [0, ...path.slice(chainEnd + 1).map((n) => n - chainEnd)];
+        const r = results[s];
+        await drafts[s].accepted?.(subtrees[s]!, sub, bonus, r.medusaNode === undefined ? r : { ...r, medusaNode: r.medusaNode - chainEnd });
+      }
+    }
+    g += C;
+    committedPerStep.push(C);
+  }
+  const t2 = performance.now();
+  const steps = committedPerStep.length;
+  const emitted = out.reduce((a, o) => a + o.length - 1, 0);
+  return {
+    tokens: out,
+    steps,
+    committedPerStep,
+    meanCommitted: steps ? committedPerStep.reduce((a, b) => a + b, 0) / steps : 0,
+    meanAccepted: accepted.length ? accepted.reduce((a, b) => a + b, 0) / accepted.length : 0,
+    prefillMs: t1 - t0,
+    decodeMs: t2 - t1,
+    draftMs,
+    decodeTokensPerS: emitted > 0 ? emitted / ((t2 - t1) / 1000) : undefined,
+    gpuMsPerStep,
+  };
+}

@@ -1,0 +1,66 @@
+// A batch verifier made of one verifier per sequence (the float64 CpuTreeVerifier in tests): the reference
+// that generate-batch.ts's loop runs against, with the GPU verifier's contract — commits of one length —
+// checked, though separate verifiers would not need it.
+import type { SamplingOptions } from '../model/sampling.ts';
+import type { BatchTreeVerifier, BatchVerifyRequest, TreeVerifier, VerifyResult } from './verifier.ts';
+
+export class VerifierBatch implements BatchTreeVerifier {
+  constructor(private readonly verifiers: readonly TreeVerifier[]) {
+    if (verifiers.length === 0) throw new Error('VerifierBatch: no verifiers');
+  }
+
+  get vocabSize(): number {
+    return this.verifiers[0].vocabSize;
+  }
+
+  get medusaHeads(): number {
+    return this.verifiers[0].medusaHeads;
+  }
+
+  get maxNodes(): number {
+    return Math.min(...this.verifiers.map((v) => v.maxNodes));
+  }
+
+  get maxBatch(): number {
+    return this.verifiers.length;
+  }
+
+  get position(): number {
+    return this.verifiers[0].position;
+  }
+
+  async startBatch(prompts: readonly (readonly number[])[], sampling: SamplingOptions, u0: readonly number[]): Promise<number[]> {
+    if (prompts.length !== this.verifiers.length) throw new Error(`VerifierBatch: ${prompts.length} prompts for ${this.verifiers.length} verifiers`);
+    if (prompts.some((p) => p.length !== prompts[0].length)) throw new Error('VerifierBatch: prompts of a batch must have equal lengths (one position for the batch)');
+    const out: number[] = [];
+    for (const [s, v] of this.verifiers.entries()) out.push(await v.start(prompts[s], sampling, u0[s]));
+    return out;
+  }
+
+  async verifyBatch(req: BatchVerifyRequest): Promise<VerifyResult[]> {
+    const out: VerifyResult[] = [];
+    for (const [s, v] of this.verifiers.entries()) {
+      out.push(await v.verify({
+        tree: req.trees[s],
+        ...(req.uniforms && { uniforms: req.uniforms[s] }),
+        ...(req.wantLogits && { wantLogits: true }),
+        ...(req.medusaTopK && { medusaTopK: req.medusaTopK }),
+        ...(req.topK && { topK: req.topK }),
+      }));
+    }
+    return out;
+  }
+
+  commitBatch(paths: readonly (readonly number[])[]): void {
+    if (paths.some((p) => p.length !== paths[0].length)) throw new Error(`commit: paths of lengths ${paths.map((p) => p.length).join(', ')}: the state keeps one position for the batch`);
+    paths.forEach((p, s) => this.verifiers[s].commit(p));
+  }
+
+  async flush(): Promise<void> {
+    for (const v of this.verifiers) await v.flush();
+  }
+
+  async destroy(): Promise<void> {
+    for (const v of this.verifiers) await v.destroy();
+  }
+}

@@ -1,0 +1,124 @@
+// Batch speculation (src/speculative/generate-batch.ts): several sequences, each with its own draft and tree,
+// verified together and committed by the shortest accepted length, the rest re-proposed. Greedy output
+// equals each sequence's plain greedy decoding, whatever mix of drafts (so whatever the accepted lengths),
+// with EOS ending one sequence early; deterministic drafts under sampling emit plain batched sampling's
+// tokens. Float64 (CPU verifiers, many prompts) and GPU (the batched tree kernels, batch 3).
+import { afterAll, describe, expect, it } from 'vitest';
+import { cpuAttentionSessionFromVariant } from '../src/model/cpu-attention.ts';
+import { generateCpu, generateGpu } from '../src/model/generate.ts';
+import { GpuModel } from '../src/model/gpu-model.ts';
+import { ByteTokenizer } from '../src/model/tokenizer.ts';
+import { compiledAttentionFactory } from '../src/runtime/compiled-attention.ts';
+import { AdaptiveDraft } from '../src/speculative/adaptive-draft.ts';
+import { CpuTreeVerifier } from '../src/speculative/cpu-verifier.ts';
+import type { DraftSource } from '../src/speculative/draft.ts';
+import { speculativeGenerateBatch } from '../src/speculative/generate-batch.ts';
+import { GpuTreeVerifier } from '../src/speculative/gpu-verifier.ts';
+import { MedusaDraft } from '../src/speculative/medusa-draft.ts';
+import { NgramDraft } from '../src/speculative/ngram-draft.ts';
+import { OracleDraft } from '../src/speculative/oracle-draft.ts';
+import { parseTreeSpec } from '../src/speculative/tree-spec.ts';
+import { VerifierBatch } from '../src/speculative/verifier-batch.ts';
+import { rng } from '../src/tensor.ts';
+import { gpu } from './helpers/gpu.ts';
+import { makeModel, MODEL_SPECS, plainGreedy, type TestModel } from './helpers/speculative.ts';
+
+const B = 3;
+const NEW_TOKENS = 12;
+const MAX_NODES = 6;
+
+/** B prompts of one length (the batch shares a position); the first repeats a pattern for the n-gram draft. */
+function prompts(seed: number, length = 6): number[][] {
+  const r = rng(seed);
+  const pattern = [Math.floor(r() * 256), Math.floor(r() * 256)];
+  return Array.from({ length: B }, (_, s) => Array.from({ length }, (_, j) => (s === 0 ? pattern[j % 2] : Math.floor(r() * 256))));
+}
+
+/** One draft per sequence, mixed so that accepted lengths differ within a step: oracle (all), n-gram, adaptive, Medusa. */
+function drafts(m: TestModel, ps: readonly (readonly number[])[], want: readonly (readonly number[])[], k: number): DraftSource[] {
+  return ps.map((p, s) => {
+    switch ((s + k) % 4) {
+      case 0: return new OracleDraft(p, want[s], m.config.vocabSize);
+      case 1: return new NgramDraft();
+      case 2: return new AdaptiveDraft(k);
+      default: return new MedusaDraft(3, 2);
+    }
+  });
+}
+
+const TREES = ['chain:4', 'top:2', 'best:2', '[[0],[0,0],[1],[0,1]]'];
+
+describe.each(MODEL_SPECS.slice(0, 2).map((s, i) => ({ ...s, i })))('batch speculation in float64, $name', (spec) => {
+  const m = makeModel(spec, spec.seed);
+  const batch = () => new VerifierBatch(Array.from({ length: B }, () => new CpuTreeVerifier(m.cpu, m.variant.compiled, MAX_NODES + 1)));
+
+  it('greedy output of every sequence equals its plain greedy decoding, drafts mixed within the batch', async () => {
+    let cut = 0;
+    for (let k = 0; k < 8; k++) {
+      const ps = prompts(600 + 10 * spec.i + k);
+      const want = ps.map((p) => plainGreedy(m, p, NEW_TOKENS));
+      const r = await speculativeGenerateBatch(batch(), drafts(m, ps, want, k), ps, { maxTokens: NEW_TOKENS, shape: parseTreeSpec(TREES[k % 4]), maxNodes: MAX_NODES });
+      expect(r.tokens, `prompts ${JSON.stringify(ps)}, --tree ${TREES[k % 4]}`).toEqual(want);
+      expect(r.committedPerStep.reduce((a, b) => a + b, 1)).toBeGreaterThanOrEqual(NEW_TOKENS);
+      if (r.meanAccepted > r.meanCommitted) cut++;
+    }
+    expect(cut, 'steps where a sequence accepted more than the batch committed (the re-proposal path)').toBeGreaterThan(0);
+  });
+
+  it('stops a sequence at EOS while the others go on', async () => {
+    const ps = prompts(700 + spec.i);
+    const want = ps.map((p) => plainGreedy(m, p, NEW_TOKENS));
+    const eos = want[1][4];
+    const r = await speculativeGenerateBatch(batch(), ps.map((p, s) => new OracleDraft(p, want[s], m.config.vocabSize)), ps, { maxTokens: NEW_TOKENS, shape: parseTreeSpec('chain:3'), maxNodes: MAX_NODES, eos });
+    ps.forEach((_, s) => {
+      const stop = want[s].indexOf(eos);
+      expect(r.tokens[s], `sequence ${s}`).toEqual(stop >= 0 ? want[s].slice(0, stop + 1) : want[s]);
+    });
+  });
+
+  it('deterministic drafts under sampling emit plain batched sampling’s tokens (draw g·b + s)', async () => {
+    const sampling = { temperature: 0.9, topK: 40 };
+    for (let k = 0; k < 3; k++) {
+      const ps = prompts(800 + 10 * spec.i + k);
+      const session = cpuAttentionSessionFromVariant(m.variant.program, m.cpu.weights.layers.map((l) => l.attention));
+      const plain = generateCpu(m.cpu, session, new ByteTokenizer({ bos: 256 }), ps, { maxTokens: NEW_TOKENS, sampling, seed: 90 + k });
+      const r = await speculativeGenerateBatch(batch(), drafts(m, ps, plain.tokens, k), ps, { maxTokens: NEW_TOKENS, shape: parseTreeSpec(TREES[k]), maxNodes: MAX_NODES, sampling, seed: 90 + k });
+      expect(r.tokens, `prompts ${JSON.stringify(ps)}`).toEqual(plain.tokens);
+    }
+  });
+});
+
+describe('batch speculation on the GPU (batch 3)', () => {
+  const spec = MODEL_SPECS[0];
+  const m = makeModel(spec, spec.seed);
+  const cleanup: (() => Promise<void>)[] = [];
+  afterAll(async () => {
+    for (const c of cleanup) await c();
+  });
+  const target = async () => {
+    const g = await gpu();
+    const model = await GpuModel.create(g, m.config, m.weights, await compiledAttentionFactory(g, m.variant.compiled, m.config.numHeads, m.config.headDim));
+    const verifier = await GpuTreeVerifier.create(model, m.variant.compiled, m.weights, { maxNodes: MAX_NODES + 1, maxBatch: B, ownsModel: true });
+    cleanup.push(() => verifier.destroy());
+    return { model, verifier };
+  };
+
+  it('greedy output of every sequence equals its plain greedy decoding (float64), drafts mixed', async () => {
+    const { verifier } = await target();
+    for (let k = 0; k < 4; k++) {
+      const ps = prompts(900 + k, 5);
+      const want = ps.map((p) => plainGreedy(m, p, NEW_TOKENS));
+      const r = await speculativeGenerateBatch(verifier, drafts(m, ps, want, k), ps, { maxTokens: NEW_TOKENS, shape: parseTreeSpec(TREES[k]), maxNodes: MAX_NODES });
+      expect(r.tokens, `prompts ${JSON.stringify(ps)}, --tree ${TREES[k]}`).toEqual(want);
+    }
+  });
+
+  it('deterministic drafts under sampling emit plain GPU batched sampling’s tokens', async () => {
+    const { model, verifier } = await target();
+    const sampling = { temperature: 0.9, topK: 40 };
+    const ps = prompts(950, 5);
+    const plain = await generateGpu(model, new ByteTokenizer({ bos: 256 }), ps, { maxTokens: NEW_TOKENS, sampling, seed: 5 });
+    const r = await speculativeGenerateBatch(verifier, drafts(m, ps, plain.tokens, 1), ps, { maxTokens: NEW_TOKENS, shape: parseTreeSpec('top:2'), maxNodes: MAX_NODES, sampling, seed: 5 });
+    expect(r.tokens).toEqual(plain.tokens);
+  });
+});
