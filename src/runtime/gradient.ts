@@ -19,10 +19,12 @@ export type GradForm = 'chunked' | 'parallel';
 /**
  * The gradient kernels' schedule on an adapter: chunk 32 and 32 value columns on a hardware GPU (the forward's
  * default), threads 256 since a fused backward kernel's sections each stage their own rows; on a software
- * adapter chunk 16, every column in one workgroup, 64 threads (a CPU core gains nothing from more invocations).
+ * adapter chunk 8, every column in one workgroup, 64 threads: a CPU core gains nothing from more invocations, and
+ * lavapipe's shader compiler takes minutes over a variant's backward kernels at chunk 16 or more (its time grows
+ * steeply with the chunk: retnet's, cold, 6 s at chunk 4, 17 s at 8, 40 s at 16).
  */
 export function gradSchedule(gpu: Pick<Gpu, 'isSoftware'>): ChunkSchedule {
-  return gpu.isSoftware ? { chunk: 16, cols: 64, threads: 64 } : { chunk: 32, cols: 32, threads: 256 };
+  return gpu.isSoftware ? { chunk: 8, cols: 64, threads: 64 } : { chunk: 32, cols: 32, threads: 256 };
 }
 
 export interface GradPlanRequest {
@@ -30,6 +32,8 @@ export interface GradPlanRequest {
   readonly fuse?: boolean;
   readonly schedule?: ChunkSchedule;
   readonly accumulate?: boolean;
+  /** Read the normalisers a training forward kept (lower.ts keepNormalisers) instead of recomputing them. */
+  readonly stored?: boolean;
 }
 
 /** The GPU plan of a gradient program at the given axis sizes. */
@@ -41,6 +45,7 @@ export function gradPlanFor(gpu: Gpu, gp: GradProgram, sizes: Readonly<Record<st
     workgroupFloats: gpu.limits.maxComputeWorkgroupStorageSize / 4,
     storageBuffers: gpu.limits.maxStorageBuffersPerShaderStage,
     accumulate: req.accumulate,
+    stored: req.stored,
   });
 }
 
