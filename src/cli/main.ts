@@ -8,6 +8,7 @@ import { compileCommand } from './compile.ts';
 import { demoCommand } from './demo.ts';
 import { evalCommand } from './eval.ts';
 import { generateCommand } from './generate.ts';
+import { gradCommand } from './grad.ts';
 import { initModelCommand } from './init-model.ts';
 import { inputsCommand } from './inputs.ts';
 import { irCommand } from './ir.ts';
@@ -15,7 +16,7 @@ import { runCommand } from './run.ts';
 import { trainCommand } from './train.ts';
 
 export const COMMANDS: readonly Command[] = [
-  checkCommand, irCommand, compileCommand, inputsCommand, runCommand, initModelCommand, trainCommand, evalCommand, generateCommand, demoCommand,
+  checkCommand, irCommand, compileCommand, inputsCommand, runCommand, gradCommand, initModelCommand, trainCommand, evalCommand, generateCommand, demoCommand,
 ];
 
 export function overview(): string {

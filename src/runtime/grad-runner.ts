@@ -97,6 +97,11 @@ export class GradRunner {
     return out;
   }
 
+  /** Frees buffers `allocate` made. */
+  free(bufs: Record<string, GpuTensor>): void {
+    for (const x of Object.values(bufs)) releaseTensor(this.gpu, x);
+  }
+
   /** One full run: upload, one compute pass, read back every gradient (by its name: dq, dw, …). */
   async run(tensors: Readonly<Record<string, Tensor>>, b: number, t: number): Promise<Record<string, Tensor<Float32Array>>> {
     const bufs = this.allocate(tensors, b, t);
@@ -116,7 +121,7 @@ export class GradRunner {
       this.release(bound);
       return grads;
     } finally {
-      for (const x of Object.values(bufs)) releaseTensor(this.gpu, x);
+      this.free(bufs);
     }
   }
 }

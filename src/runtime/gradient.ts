@@ -13,6 +13,7 @@ import { toFloat64, type Tensor } from '../tensor.ts';
 import type { Compiled } from './compiler.ts';
 import type { Gpu } from './device.ts';
 import { GradRunner } from './grad-runner.ts';
+import { timeDispatches } from './timing.ts';
 
 export type GradForm = 'chunked' | 'parallel';
 
@@ -77,4 +78,18 @@ export async function runGrad(c: Compiled, tensors: Readonly<Record<string, Tens
   const runner = await GradRunner.create(gpu, plan);
   const grads = await runner.run({ ...tensors, do: dout }, bound.b, bound.t);
   return { grads, plan };
+}
+
+/** Median GPU time (ms) of a gradient plan at (b, t) on these tensors (inputs, parameters and `do`). */
+export async function timeGrad(gpu: Gpu, plan: GradPlan, tensors: Readonly<Record<string, Tensor>>, b: number, t: number, iters = 20): Promise<{ ms: number; method: string }> {
+  const runner = await GradRunner.create(gpu, plan);
+  const bufs = runner.allocate(tensors, b, t);
+  try {
+    const bound = runner.bind(Object.fromEntries(Object.entries(bufs).map(([k, v]) => [k, v.buffer])), b, t);
+    const r = await timeDispatches(gpu, (pass) => runner.encode(pass, bound), { warmup: 3, iters, label: `${plan.variant} gradient` });
+    runner.release(bound);
+    return { ms: r.medianMs, method: r.method };
+  } finally {
+    runner.free(bufs);
+  }
 }
