@@ -6,11 +6,14 @@
 // sequence of the same axes, and fused and unfused agree at the timed shape.
 //
 //   npx tsx bench/kernels.ts --backward [--variants elu_dwconv,gla] [--t 4096] [--d 64] [--b 4] [--h 16] [--iters 20]
+//                                       [--grad-schedules 32x32x256,32x16x256,16x16x128]
+// --grad-schedules also times forward+backward under each backward schedule (chunk × value columns × threads).
 // Writes backward.json to $OUT or out/. PyTorch autograd of the hand-chunked layer (and fla, when importable):
 // python3 bench/torch_baseline.py --backward.
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { gradientParallel } from '../backends/cpu/grad-oracle.ts';
+import type { ChunkSchedule } from '../backends/wgsl/chunked.ts';
 import type { GradPlan } from '../backends/wgsl/grad-lower.ts';
 import { lowerChunked, normalisedItems } from '../backends/wgsl/lower.ts';
 import type { Plan } from '../backends/wgsl/plan.ts';
@@ -34,6 +37,8 @@ export interface BackwardBenchOptions {
   readonly ds: readonly number[];
   readonly iters: number;
   readonly outDir: string;
+  /** Also time forward+backward (fused) with each of these backward schedules (chunk × cols × threads). */
+  readonly gradSchedules?: readonly ChunkSchedule[];
 }
 
 interface Pair {
@@ -51,6 +56,9 @@ interface Row {
   storeBytes: number; scratchBytes: number;
   errVsOracle: number; fusedVsUnfused: number;
   schedule: Record<string, number>;
+  gradSchedule: Record<string, number>;
+  /** Forward+backward (fused) under other backward schedules. */
+  sweep: { chunk: number; cols: number; threads: number; ms: number }[];
 }
 
 const maxRel = (a: ArrayLike<number>, b: ArrayLike<number>) => {
@@ -156,6 +164,12 @@ export async function benchBackward(gpu: Gpu, o: BackwardBenchOptions): Promise<
           const unfusedMs = await timePair(gpu, unfused, x, dout, o.b, t, o.iters);
           const backwardFusedMs = await timePair(gpu, store ?? fused, x, dout, o.b, t, o.iters, 'backward');
           const backwardUnfusedMs = await timePair(gpu, unfused, x, dout, o.b, t, o.iters, 'backward');
+          const sweep: Row['sweep'] = [];
+          for (const gs of o.gradSchedules ?? []) {
+            const p = await make((store ?? fused).forward.plan, gradPlanFor(gpu, gp, sizes, { fuse: true, stored: !!store, schedule: gs }));
+            sweep.push({ ...gs, ms: await timePair(gpu, p, x, dout, o.b, t, o.iters) });
+            console.log(`${label}: backward schedule chunk ${gs.chunk} cols ${gs.cols} threads ${gs.threads}: forward+backward ${sweep[sweep.length - 1].ms.toFixed(3)} ms`);
+          }
           const n = (p: Pair) => p.forward.plan.kernels.length + p.backward!.plan.kernels.length;
           const row: Row = {
             variant: c.source.name, b: o.b, h: o.h, t, d,
@@ -166,7 +180,7 @@ export async function benchBackward(gpu: Gpu, o: BackwardBenchOptions): Promise<
             },
             storeBytes: store ? bytesOf(store.forward.plan, (name) => name.startsWith('keep:'), o.b, t) : 0,
             scratchBytes: bytesOf((store ?? fused).backward!.plan, (_, role) => role === 'scratch', o.b, t),
-            errVsOracle, fusedVsUnfused, schedule: { ...schedule },
+            errVsOracle, fusedVsUnfused, schedule: { ...schedule }, gradSchedule: { ...(store ?? fused).backward!.plan.schedule }, sweep,
           };
           rows.push(row);
           write();

@@ -2,7 +2,7 @@
 # One device call's worth of figures on the lent GPU (see DEVELOPERS.md): kernels (fused / unfused / naive,
 # autotuned, with the roofline), the PyTorch baselines, decoding and speculative decoding. Each step has its own
 # time limit so that one slow step cannot eat the call; logs go to $OUT.
-#   bash .gpu/remote.sh bash bench/h100.sh [kernels] [torch] [decode] [torch-model] [speculative] [train]
+#   bash .gpu/remote.sh bash bench/h100.sh [kernels] [torch] [decode] [torch-model] [speculative] [train] [backward]
 set -uo pipefail
 # Everything lands in $OUT/raw, packed at the end into $OUT/results.tgz (the device tool returns few files).
 FINAL=${OUT:-out}; export OUT=$FINAL/raw; mkdir -p "$OUT"
@@ -19,6 +19,8 @@ for s in $steps; do
     torch-model) timeout ${T_TORCH_MODEL:-100} python3 bench/torch_model_baseline.py ;;
     speculative) timeout ${T_SPECULATIVE:-180} tsx bench/speculative.ts ;;
     train) timeout ${T_TRAIN:-300} tsx bench/train.ts --torch ;;
+    backward) timeout ${T_BACKWARD:-400} tsx bench/kernels.ts --backward --variants ${BACKWARD_VARIANTS:-elu_dwconv} --t 4096 --d 64
+              timeout 180 python3 bench/torch_baseline.py --backward --t 4096 --d 64 --out "$OUT" ;;
   esac 2>&1 | tee "$OUT/$s.log"
 done
 tar czf "$FINAL/results.tgz" -C "$OUT" . && cat "$OUT"/*.log > "$FINAL/all.log" && rm -rf "$OUT"

@@ -33,6 +33,7 @@ const { values } = parseArgs({
     'naive-max-t': { type: 'string' },
     autotune: { type: 'boolean', default: false },
     backward: { type: 'boolean', default: false },
+    'grad-schedules': { type: 'string' },
   },
 });
 const gpu = await getDevice();
@@ -48,7 +49,11 @@ const outDir = process.env.OUT ?? 'out';
 mkdirSync(outDir, { recursive: true });
 if (values.backward) {
   console.log(`adapter: ${gpu.adapterName}`);
-  await benchBackward(gpu, { files, b: B, h: H, ts: Ts, ds: Ds, iters, outDir });
+  const gradSchedules = (values['grad-schedules'] ?? '').split(',').filter(Boolean).map((s) => {
+    const [chunk, cols, threads] = s.split('x').map(Number);
+    return { chunk, cols, threads };
+  });
+  await benchBackward(gpu, { files, b: B, h: H, ts: Ts, ds: Ds, iters, outDir, gradSchedules });
   process.exit(0);
 }
 

@@ -10,6 +10,8 @@ import { describe, expect, it } from 'vitest';
 import { gradientParallel } from '../backends/cpu/grad-oracle.ts';
 import { lowerGrad, type GradPlan } from '../backends/wgsl/grad-lower.ts';
 import { differentiate } from '../passes/autodiff.ts';
+import { compileSource } from '../src/frontend/compile.ts';
+import { axisSizes } from '../src/inputs.ts';
 import { loadVariant } from '../src/io/variant-file.ts';
 import { bindShapes } from '../src/ir/shapes.ts';
 import type { Program } from '../src/ir/types.ts';
@@ -86,6 +88,32 @@ describe('GPU gradient against the float64 gradient oracle', () => {
       const fused = lowerGrad(differentiate(p), unfused.plan.sizes, { fuse: true, schedule: SCHEDULE, workgroupFloats: 1 << 13, storageBuffers: 16 });
       expect(fused.kernels.length, `${p.name}: fused launches`).toBeLessThan(unfused.plan.kernels.length);
     }
+  });
+});
+
+// The executor's rarer paths in one small variant: an absolute position in a score (reverse-time stages number
+// their positions −(T−1) … 0), a stage whose terms read two values (two sections adding into one sum, the
+// second after a storage barrier), and a bounded term decayed by a per-token gate, which the chunk kernel cannot
+// run (that stage runs in the parallel form).
+const PATHS = `variant paths
+size K = 3
+input q[h, d], k[h, d], v[h, e], g[h]
+param w[h, K]
+let alpha = exp(-exp(g))
+term pos : causal    score dot(q[i], k[j], d) * cos(i / 5) value v
+term win : window(K) score tanh(dot(q[i], k[j], d)) * w[K = lag] + abs(sum(q[i] - k[j], d)) value v
+term wg  : window(K) score tanh(dot(q[i], k[j], d)) * decay(alpha) value v
+output pos + win + wg`;
+
+describe('GPU gradient: negated positions, two values in one stage, the parallel form', () => {
+  it('equals the oracle for a variant with all three, fused', async () => {
+    const p = compileSource(PATHS, 'paths.la');
+    const plan = lowerGrad(differentiate(p), { ...axisSizes(p, AXES) }, { fuse: true, schedule: SCHEDULE, workgroupFloats: 1 << 13, storageBuffers: 16 });
+    expect(plan.kernels.some((k) => k.code.includes('storageBarrier();'))).toBe(true);
+    expect(plan.kernels.some((k) => k.code.includes('-f32(dims.t - 1u)'))).toBe(true);
+    expect(plan.kernels.some((k) => k.code.includes('in the parallel form'))).toBe(true);
+    const { err } = await gpuGradient(p, inputs64(p, 2, 11, 61, AXES), true, 62);
+    expectClose(p, err, 'fused, seed 61');
   });
 });
 
