@@ -55,7 +55,7 @@ describe('linattn grad', () => {
     const out = join(dir, 'grads-gpu.safetensors');
     const r = await linattn('grad', v, '--inputs', input, '--dout', dout, '--out', out);
     expect(r.code, r.err).toBe(0);
-    expect(r.out).toMatch(/wrote .*dq \[2, 13, 2, 2\], dk \[2, 13, 2, 2\], dv \[2, 13, 2, 3\], dw \[2, 3, 4\] \(gpu, chunked, 6 launches, fused/);
+    expect(r.out).toMatch(/wrote .*dq \[2, 13, 2, 2\], dk \[2, 13, 2, 2\], dv \[2, 13, 2, 3\], dw \[2, 3, 4\] \(gpu, chunked, \d+ launches, fused/);
     expectOracle(v, input, dout, out, 1e-4, 'gpu');
   });
 

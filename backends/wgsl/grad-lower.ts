@@ -3,8 +3,8 @@
 // Unfused, every stage is its own launch: each term stage one chunk kernel per value it reads (the parallel form
 // for one the chunk kernel cannot run: a noncausal term), each map, reduce, pairs and params stage one kernel. Fused:
 //   (a) a normalised item's recomputed numerator n and denominator z are one chunk section (partial mode);
-//   (b) term stages that run in the same time direction over the same padded length, where neither needs what
-//       the other writes, are sections of one kernel (reverse-time dv, dψ and the convolution's dv in one pass);
+//   (b) term stages that run in the same time direction, where neither needs what the other writes, are sections
+//       of one kernel (reverse-time dv, dψ and the convolution's dv in one pass), padded as the most padded needs;
 //   (c) map stages that write no gradient (the cotangents dN, dZ and the gates) are computed by the kernels that
 //       read them, in their prologue, instead of being stored.
 // Either way reversal, gate shifts and padding are index transforms in the readers (grad/reader.ts), sums over
@@ -12,7 +12,7 @@
 // stages' dependencies.
 import { runPasses } from '../../passes/pipeline.ts';
 import type { GradProgram, Stage, StageOutput } from '../../src/ir/grad.ts';
-import type { Program } from '../../src/ir/types.ts';
+import { operands, type Id, type Program } from '../../src/ir/types.ts';
 import type { ChunkSchedule } from './chunked/analysis.ts';
 import { keptBuffer, normalisedItems } from './lower.ts';
 import type { Sizes } from './common.ts';
@@ -20,7 +20,7 @@ import { mapKernel, paramsKernel } from './grad/elementwise.ts';
 import { bufferName, layoutEnv, storedReads, storedSlot, type Env } from './grad/env.ts';
 import type { GradKernel, GradPlan } from './grad/plan.ts';
 import { pairsKernel, reduceKernel } from './grad/reductions.ts';
-import { naiveTermKernel, recomputeGroups, sharedHead, stageGroups, termKernel, termKernelFloats, type TermGroup } from './grad/term-kernels.ts';
+import { naiveTermKernel, recomputeGroups, sharedHead, stageGroups, termKernel, termKernelFloats, type Epilogue, type TermGroup } from './grad/term-kernels.ts';
 
 export interface GradLowerOptions {
   readonly fuse: boolean;
@@ -65,11 +65,15 @@ export function lowerGrad(gp: GradProgram, sizes: Sizes, opts: GradLowerOptions)
       if (!z || z.kind !== 'term' || z.program.outAxes.join() !== denAxes.join()) throw new Error(`internal: ${gp.forward.name}: the kept denominator of item ${k} [${denAxes}] is not what the gradient program recomputes`);
     }
   }
-  const env = layoutEnv(gp, sizes, virtual, kept);
+  let env = layoutEnv(gp, sizes, virtual, kept);
   const schedule = { ...opts.schedule, chunk: chunkFor([...passed.values()], opts.schedule.chunk) };
   const nodes = units(gp, env, passed, opts.fuse, opts.form === 'parallel', new Set(kept.keys())).map((u, k) => node(env, u, k));
   const storageBuffers = opts.storageBuffers ?? 8;
   if (opts.fuse) merge(nodes, env, schedule, opts.workgroupFloats, storageBuffers);
+  if (opts.fuse) {
+    const unstored = foldEpilogues(gp, env, nodes, storageBuffers);
+    if (unstored.size) env = layoutEnv(gp, sizes, virtual, kept, unstored);
+  }
   for (const n of nodes) {
     const count = buffersOf(env, n);
     if (count > storageBuffers) throw new Error(`${gp.forward.name}: stage ${stageNames(n).join(' + ')} binds ${count} storage buffers, over the adapter's ${storageBuffers}`);
@@ -173,8 +177,9 @@ function stageNames(n: Node): string[] {
 }
 
 /**
- * (b): term nodes of one class (time, padding, head axes) join while independent, within the adapter's storage
- * buffers and, with at least 8 value columns per workgroup, within its workgroup memory.
+ * (b): term nodes of one time direction whose head axes agree join while independent, within the adapter's storage
+ * buffers and, with at least 8 value columns per workgroup, within its workgroup memory (a reverse-time kernel pads
+ * to what each of its stages needs).
  */
 function merge(nodes: Node[], env: Env, schedule: ChunkSchedule, limit: number, storageBuffers: number): void {
   const groups = (n: Node) => n.units.flatMap((u) => (u.kind === 'term' ? u.groups : []));
@@ -193,7 +198,7 @@ function merge(nodes: Node[], env: Env, schedule: ChunkSchedule, limit: number, 
       const b = nodes[j];
       if (b.units[0].kind !== 'term') continue;
       const gb = groups(b);
-      if (gb[0].time !== ga[0].time || gb[0].pad !== ga[0].pad) continue;
+      if (gb[0].time !== ga[0].time) continue;
       const joint: Node = { units: [], first: 0, reads: new Set([...a.reads, ...b.reads]), writes: new Set([...a.writes, ...b.writes]) };
       if (needs(nodes, a, b) || needs(nodes, b, a) || buffersOf(env, joint) > storageBuffers || !fits([...gb, ...ga])) continue;
       b.units.push(...a.units);
@@ -203,6 +208,139 @@ function merge(nodes: Node[], env: Env, schedule: ChunkSchedule, limit: number, 
       break;
     }
   }
+}
+
+/**
+ * (c), the epilogue: an output of a map stage (the token sweep's d<input>) that is elementwise in one term stage's
+ * sum — dq = adj.fq ⊙ φ′(q) — or the plain sum of several computed by sections of one kernel — dv = adj.value +
+ * adj.conv.value — is computed where those sections store, and leaves the map stage (which goes when nothing is
+ * left of it). A sum only such epilogues read is no longer stored: the returned tensors.
+ */
+function foldEpilogues(gp: GradProgram, env: Env, nodes: Node[], storageBuffers: number): Set<string> {
+  // the group that sums into each tensor (a stage of one group: a sum over several is not one value at the store)
+  const owners = new Map<string, { node: Node; unit: number; group: number }>();
+  const shared = new Set<string>();
+  nodes.forEach((node) => node.units.forEach((u, unit) => {
+    if (u.kind !== 'term') return;
+    u.groups.forEach((g, group) => {
+      if (g.out.kind !== 'sum') return;
+      if (owners.has(g.out.tensor) || g.out.accumulate) shared.add(g.out.tensor);
+      owners.set(g.out.tensor, { node, unit, group });
+    });
+  }));
+  for (const t of shared) owners.delete(t);
+  const readers = (t: string) => gp.stages.filter((st) => Object.values(st.bindings).some((b) => b.tensor === t));
+  const folded = new Map<string, Set<string>>(); // map stage → its outputs now epilogues
+  const epilogues = new Map<string, Epilogue[]>(); // `${unit}/${group}` of a node's … keyed by owner below
+  const add = (o: { node: Node; unit: number; group: number }, e: Epilogue) => {
+    const key = `${nodes.indexOf(o.node)}/${o.unit}/${o.group}`;
+    epilogues.set(key, [...(epilogues.get(key) ?? []), e]);
+  };
+  for (const node of nodes) {
+    const u = node.units[0];
+    if (u.kind !== 'map') continue;
+    const st = u.stage;
+    for (const o of u.outputs) {
+      const shape = epilogueShape(env, st, o.id);
+      if (!shape) continue;
+      const sums = shape.leaves.map((l) => ({ ...l, owner: owners.get(l.tensor) }));
+      if (sums.some((x) => !x.owner || storedSlot(env, x.tensor).axes.join() !== o.axes.join())) continue;
+      if (shape.kind === 'sum' && new Set(sums.map((x) => x.owner!.node)).size !== 1) continue;
+      // the kernel then also binds the gradient and what else the expression reads
+      const host = sums[0].owner!.node;
+      const own = new Set(sums.map((x) => x.tensor));
+      const extra = [o.tensor, ...Object.values(st.bindings).map((b) => b.tensor).filter((t) => !own.has(t) && env.slots.get(t)?.kind === 'buffer' && reads(st, o.id, t))];
+      if (buffersOf(env, { ...host, writes: new Set([...host.writes, ...extra]) }) > storageBuffers) continue;
+      extra.forEach((t) => (t === o.tensor ? host.writes.add(t) : host.reads.add(t)));
+      if (shape.kind === 'elementwise') add(sums[0].owner!, { tensor: o.tensor, stage: st, id: o.id, from: sums[0].name, accumulate: false });
+      else {
+        // the first section in the kernel writes, the later ones add (each after the earlier ones' stores)
+        const inOrder = [...sums].sort((x, y) => x.owner!.unit - y.owner!.unit || x.owner!.group - y.owner!.group);
+        inOrder.forEach((x, k) => add(x.owner!, { tensor: o.tensor, stage: st, id: x.id, from: x.name, accumulate: k > 0 }));
+      }
+      folded.set(st.name, (folded.get(st.name) ?? new Set()).add(o.tensor));
+    }
+  }
+  // what is left of the map stages; sums no stage reads any more are not stored
+  const unstored = new Set<string>();
+  for (const [tensor, o] of owners) {
+    const rs = readers(tensor);
+    const gone = rs.every((st) => st.kind === 'map' && folded.has(st.name) && st.outputs.every((x) => folded.get(st.name)!.has(x.tensor) || !reads(st, x.id, tensor)));
+    if (rs.length && gone && epilogues.has(`${nodes.indexOf(o.node)}/${o.unit}/${o.group}`)) unstored.add(tensor);
+  }
+  for (const [key, es] of epilogues) {
+    const [n, unit, group] = key.split('/').map(Number);
+    const node = nodes[n];
+    const u = node.units[unit];
+    if (u.kind !== 'term') continue;
+    const groups = u.groups.map((g, k) => {
+      if (k !== group) return g;
+      const own = g.out.kind === 'sum' ? g.out.tensor : '';
+      const storeSum = !unstored.has(own);
+      return { ...g, epilogue: es, storeSum, writes: [...g.writes.filter((w) => storeSum || w !== own), ...es.map((e) => e.tensor)] };
+    });
+    node.units[unit] = { kind: 'term', groups };
+    for (const t of unstored) node.writes.delete(t);
+  }
+  for (let i = nodes.length - 1; i >= 0; i--) {
+    const u = nodes[i].units[0];
+    if (u.kind !== 'map' || !folded.has(u.stage.name)) continue;
+    const st = u.stage;
+    const left = u.outputs.filter((o) => !folded.get(st.name)!.has(o.tensor));
+    if (!left.length) nodes.splice(i, 1);
+    else {
+      const used = Object.values(st.bindings).map((b) => b.tensor).filter((t) => left.some((o) => reads(st, o.id, t)));
+      nodes[i] = { ...nodes[i], units: [{ kind: 'map', stage: st, outputs: left }], reads: storedReads(env, used), writes: new Set(left.map((o) => o.tensor)) };
+    }
+  }
+  return unstored;
+}
+
+/** Does node `id` of a map stage read the environment tensor `tensor`? */
+function reads(st: Extract<Stage, { kind: 'map' }>, id: Id, tensor: string): boolean {
+  const n = st.graph.nodes[id];
+  if (n.op === 'input') return st.bindings[n.name]?.tensor === tensor;
+  return operands(n).some((x) => reads(st, x, tensor));
+}
+
+/**
+ * How output `id` of a map stage reads term stages' sums, when an epilogue can compute it: elementwise ops over
+ * exactly one of them and stored inputs, parameters and builtins ('elementwise'), or a tree of additions of
+ * several ('sum'); undefined otherwise (a reduction, a virtual tensor, another intermediate).
+ */
+function epilogueShape(env: Env, st: Extract<Stage, { kind: 'map' }>, id: Id): { kind: 'elementwise' | 'sum'; leaves: { name: string; tensor: string; id: Id }[] } | undefined {
+  const g = st.graph;
+  const leaves = new Map<string, { name: string; tensor: string; id: Id }>();
+  const plain = (t: string) => {
+    const slot = env.slots.get(t);
+    return slot?.kind === 'builtin' || (slot?.kind === 'buffer' && !slot.buffer.startsWith('env') && !slot.buffer.startsWith('grad:'));
+  };
+  let ok = true;
+  const visit = (x: Id) => {
+    const n = g.nodes[x];
+    if (n.op === 'input' || n.op === 'param') {
+      const t = st.bindings[n.name].tensor;
+      if (!plain(t)) {
+        if (n.op === 'param') ok = false;
+        else leaves.set(n.name, { name: n.name, tensor: t, id: x });
+      }
+      return;
+    }
+    if (n.op !== 'unary' && n.op !== 'binary' && n.op !== 'const') ok = false;
+    operands(n).forEach(visit);
+  };
+  visit(id);
+  if (!ok || !leaves.size) return undefined;
+  if (leaves.size === 1) return { kind: 'elementwise', leaves: [...leaves.values()] };
+  const sumOfLeaves = (x: Id): boolean => {
+    const n = g.nodes[x];
+    return (n.op === 'input' && leaves.has(n.name)) || (n.op === 'binary' && n.fn === 'add' && sumOfLeaves(n.a) && sumOfLeaves(n.b));
+  };
+  const count = (x: Id): number => {
+    const n = g.nodes[x];
+    return n.op === 'input' ? 1 : operands(n).reduce((k, y) => k + count(y), 0);
+  };
+  return sumOfLeaves(id) && count(id) === leaves.size ? { kind: 'sum', leaves: [...leaves.values()] } : undefined;
 }
 
 /** The nodes in an order that runs every writer before its readers (program order among the free ones). */

@@ -39,15 +39,16 @@ export function bufferName(gp: GradProgram, tensor: string): string {
 }
 
 /**
- * The environment, with the outputs of the map stages named in `virtual` computed where they are read, and the
+ * The environment, with the outputs of the map stages named in `virtual` computed where they are read, the
  * term stages' outputs named in `kept` read from buffers the forward kept (by buffer name: keep:n.0, …), which
- * the plan takes as inputs.
+ * the plan takes as inputs, and those named in `unstored` nowhere (what reads them is computed where they are).
  */
-export function layoutEnv(gp: GradProgram, sizes: Sizes, virtual: ReadonlySet<string> = new Set(), kept: ReadonlyMap<string, string> = new Map()): Env {
+export function layoutEnv(gp: GradProgram, sizes: Sizes, virtual: ReadonlySet<string> = new Set(), kept: ReadonlyMap<string, string> = new Map(), unstored: ReadonlySet<string> = new Set()): Env {
   const slots = new Map<string, EnvSlot>();
   const buffers: PlanBuffer[] = [];
   const arena: { tensor: string; token: boolean; axes: readonly string[] }[] = [];
   const add = (tensor: string, token: boolean, axes: readonly string[], role: PlanBuffer['role']) => {
+    if (unstored.has(tensor)) return; // computed and used where it is made (a term stage's sum that only epilogues read)
     const buffer = kept.get(tensor) ?? bufferName(gp, tensor);
     if (kept.has(tensor)) role = 'input';
     if (buffer === ARENA) return void arena.push({ tensor, token, axes });

@@ -7,18 +7,18 @@
 //
 // The recompute of a normalised item's numerator n and denominator z (two stages: the same terms, valued v and
 // 1) is one section: the chunk kernel's partial mode writes both, num = Σ_j s v and den = Σ_j s.
-import type { Binding, TermStage } from '../../../src/ir/grad.ts';
+import { graphAsProgram, type Binding, type MapStage, type TermStage } from '../../../src/ir/grad.ts';
 import { lagRange } from '../../../src/ir/masks.ts';
-import type { OutputItem, Program, Term } from '../../../src/ir/types.ts';
+import type { Id, OutputItem, Program, Term } from '../../../src/ir/types.ts';
 import { itemsOver, valueGroups, type ChunkIo, type ChunkKernelSpec, type ChunkSchedule } from '../chunked/analysis.ts';
 import { chunkSectionsKernel, sectionsFloats, type Section } from '../chunked/sections.ts';
 import { count, maskCondition } from '../common.ts';
-import { ExprGen, offset, type Index } from '../expr.ts';
+import { ExprGen, offset, type Index, type Resolver } from '../expr.ts';
 import { KernelBuilder, flatIndex } from '../kernel-builder.ts';
 import { frontier, layoutOf } from '../layout.ts';
 import { grid } from '../plan.ts';
 import type { Block } from '../wgsl-block.ts';
-import type { Env } from './env.ts';
+import { storedSlot, type Env } from './env.ts';
 import type { GradKernel } from './plan.ts';
 import { KernelBuffers, stageReader } from './reader.ts';
 
@@ -44,6 +44,23 @@ export interface TermGroup {
   readonly writes: readonly string[];
   /** Runs in the parallel form (the chunk kernel cannot run its terms). */
   readonly parallel: boolean;
+  /** Map-stage outputs computed from this group's sum where it is stored (the token sweep's epilogue). */
+  readonly epilogue?: readonly Epilogue[];
+  /** Whether the sum itself is stored (false when only epilogues read it). Default true. */
+  readonly storeSum?: boolean;
+}
+
+/**
+ * A map stage's output written where a term group stores its sum `v`: out[b, t, …] (+)= expr, node `id` of the
+ * stage's graph with its input `from` (the group's own output tensor) read as v and every other leaf read at the
+ * row's own position. The output's axes are the group's, and expr reads `from` only elementwise.
+ */
+export interface Epilogue {
+  readonly tensor: string;
+  readonly stage: MapStage;
+  readonly id: Id;
+  readonly from: string;
+  readonly accumulate: boolean;
 }
 
 /** Can the chunk kernel run these terms? Not a noncausal one, nor a bounded one whose score decays by a per-token gate. */
@@ -154,11 +171,29 @@ function groupStore(env: Env, g: TermGroup, bufs: KernelBuffers): ChunkIo['store
       // z is one value per row over its own axes: stored from the columns at index 0 of the others
       for (const a of outAxes) if (!axes.includes(a)) conds.push(`${idx[a]} == 0u`);
     } else throw new Error(`internal: an item's parts store num and den, not '${what}'`);
-    const at = bufs.out(tensor, offset(axes, env.sizes, idx, `b * dims.pad + ${row}`));
-    const line = out.accumulate ? `${at} = ${at} + ${v};` : `${at} = ${v};`;
-    if (conds.length) b.block(`if (${conds.join(' && ')})`, (s) => s.line(line));
-    else b.line(line);
+    const store = (s: Block) => {
+      if (g.storeSum !== false || out.kind !== 'sum') {
+        const at = bufs.out(tensor, offset(axes, env.sizes, idx, `b * dims.pad + ${row}`));
+        s.line(out.accumulate ? `${at} = ${at} + ${v};` : `${at} = ${v};`);
+      }
+      for (const e of g.epilogue ?? []) epilogueStore(env, bufs, e, s, row, idx, v);
+    };
+    if (conds.length) b.block(`if (${conds.join(' && ')})`, store);
+    else store(b);
   };
+}
+
+/** An epilogue's element at the tensors' own position `row`, its input `from` being the group's value v. */
+function epilogueStore(env: Env, bufs: KernelBuffers, e: Epilogue, b: Block, row: string, idx: Index, v: string): void {
+  const program = graphAsProgram(e.stage.name, e.stage.graph);
+  const rest = stageReader({ env, buffers: bufs }, e.stage.bindings, { reverse: false, batch: 'b' });
+  const read: Resolver = (n, i, where, at) => (n.op === 'input' && n.name === e.from ? v : rest(n, i, where, at));
+  b.block('', (s) => {
+    s.comment(`epilogue: ${e.tensor} of ${e.stage.name}`);
+    const val = new ExprGen(program, env.sizes, read, { i: row, j: row }).value(s, e.id, idx, row);
+    const at = bufs.out(e.tensor, offset(storedSlot(env, e.tensor).axes, env.sizes, idx, `b * dims.pad + ${row}`));
+    s.line(e.accumulate ? `${at} = ${at} + ${val};` : `${at} = ${val};`);
+  });
 }
 
 export interface TermKernelRequest {
@@ -187,7 +222,8 @@ function sections(r: TermKernelRequest): Section[] {
   const buffers = (kb: KernelBuilder) => (bufs && bufs.kb === kb ? bufs : (bufs = new KernelBuffers(kb, r.env, writes)));
   const written = new Set<string>();
   return r.groups.map((g, k) => {
-    const after = r.barriers && g.out.accumulate && g.writes.some((w) => written.has(w));
+    const adds = [...(g.out.accumulate ? g.writes : []), ...(g.epilogue ?? []).filter((e) => e.accumulate).map((e) => e.tensor)];
+    const after = r.barriers && adds.some((w) => written.has(w));
     g.writes.forEach((w) => written.add(w));
     return section(r.env, g, r.schedule, head, buffers, after, `${r.label}.${k}:${g.stages.join('+')}`);
   });
@@ -198,14 +234,24 @@ export function termKernelFloats(r: TermKernelRequest): number {
   return sectionsFloats(sections(r));
 }
 
-/** One launch running the groups as chunk sections (all in the same time direction and padding). */
+/**
+ * One launch running the groups as chunk sections, all in the same time direction. A reverse-time kernel pads T
+ * to a multiple of every group's padding (a group may run over more padding than it needs: what it sums at
+ * padded positions is multiplied by a cotangent read there, zero, see passes/autodiff/term-stage.ts).
+ */
 export function termKernel(r: TermKernelRequest): GradKernel {
   const g0 = r.groups[0];
   for (const g of r.groups) {
-    if (g.time !== g0.time || g.pad !== g0.pad || g.parallel) throw new Error(`internal: ${r.label}: groups of one chunk kernel share time and padding and are causal`);
+    if (g.time !== g0.time || g.parallel) throw new Error(`internal: ${r.label}: groups of one chunk kernel share their time direction and run chunked`);
   }
   const k = chunkSectionsKernel(sections(r), r.label);
-  return { ...k, pad: g0.pad, stages: [...new Set(r.groups.flatMap((g) => g.stages))] };
+  return { ...k, pad: padOf(r.groups), stages: [...new Set(r.groups.flatMap((g) => g.stages))] };
+}
+
+/** The padding a kernel running these groups needs: a multiple of each one's. */
+export function padOf(groups: readonly TermGroup[]): number {
+  const gcd = (a: number, b: number): number => (b ? gcd(b, a % b) : a);
+  return groups.reduce((m, g) => (m * g.pad) / gcd(m, g.pad), 1);
 }
 
 const WG = 64;
