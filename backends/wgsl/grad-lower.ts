@@ -66,7 +66,7 @@ export function lowerGrad(gp: GradProgram, sizes: Sizes, opts: GradLowerOptions)
     }
   }
   let env = layoutEnv(gp, sizes, virtual, kept);
-  const schedule = { ...opts.schedule, chunk: chunkFor([...passed.values()], opts.schedule.chunk) };
+  const schedule = { ...opts.schedule, chunk: chunkFor([...passed.values()], opts.schedule.chunk, true) };
   const nodes = units(gp, env, passed, opts.fuse, opts.form === 'parallel', new Set(kept.keys())).map((u, k) => node(env, u, k));
   const storageBuffers = opts.storageBuffers ?? 8;
   if (opts.fuse) merge(nodes, env, schedule, opts.workgroupFloats, storageBuffers);
@@ -178,17 +178,21 @@ function stageNames(n: Node): string[] {
 
 /**
  * (b): term nodes of one time direction whose head axes agree join while independent, within the adapter's storage
- * buffers and, with at least 8 value columns per workgroup, within its workgroup memory (a reverse-time kernel pads
- * to what each of its stages needs).
+ * buffers and within its workgroup memory with at least 8 value columns per workgroup and at least half the chunk
+ * (a reverse-time kernel pads to what each of its stages needs).
  */
 function merge(nodes: Node[], env: Env, schedule: ChunkSchedule, limit: number, storageBuffers: number): void {
   const groups = (n: Node) => n.units.flatMap((u) => (u.kind === 'term' ? u.groups : []));
   const fits = (gs: TermGroup[]) => {
-    if (sharedHead(gs, schedule.chunk) === null) return false;
-    for (let cols = schedule.cols; ; cols >>= 1) {
-      if (termKernelFloats({ env, groups: gs, schedule: { ...schedule, cols }, label: 'fit', barriers: true }) <= limit) return true;
-      if (cols <= 8) return false;
+    const programs = gs.map((g) => g.program);
+    for (const chunk of new Set([schedule.chunk, chunkFor(programs, Math.max(1, schedule.chunk >> 1))])) {
+      if (sharedHead(gs, chunk) === null) continue;
+      for (let cols = schedule.cols; ; cols >>= 1) {
+        if (termKernelFloats({ env, groups: gs, schedule: { ...schedule, chunk, cols }, label: 'fit', barriers: true }) <= limit) return true;
+        if (cols <= 8) break;
+      }
     }
+    return false;
   };
   for (let i = 1; i < nodes.length; i++) {
     const a = nodes[i];
@@ -391,14 +395,22 @@ function fitSchedule(env: Env, groups: readonly TermGroup[], s: ChunkSchedule, l
     if (termKernelFloats({ env, groups, schedule: cur, label: 'fit', barriers: true }) <= limit) return cur;
     if (cur.cols > 1) cur = { ...cur, cols: Math.max(1, cur.cols >> 1) };
     else if (cur.chunk > 1 && chunkFor(programs, cur.chunk >> 1) < cur.chunk) cur = { ...cur, cols: s.cols, chunk: chunkFor(programs, cur.chunk >> 1) };
-    else throw new Error(`${what}: even chunk ${cur.chunk} with one value column needs more workgroup memory than the adapter's ${limit * 4} bytes`);
+    else throw new Error(`${what}: even chunk ${cur.chunk} with one value column needs more workgroup memory than the adapter's ${limit * 4} bytes (smaller feature axes would fit)`);
   }
 }
 
-/** A chunk that divides or is a multiple of every past_groups size (and group of a prefix term) the stages use. */
-function chunkFor(programs: readonly Program[], want: number): number {
+/**
+ * A chunk that divides or is a multiple of every past_groups size (and group of a prefix term) the stages use, near
+ * `want`.
+ */
+function chunkFor(programs: readonly Program[], want: number, align = false): number {
   const sizes = new Set(programs.flatMap((p) => p.terms.flatMap((t) => t.mask.flatMap((m) => (m.kind === 'past_groups' || (m.kind === 'group' && t.form.kind === 'prefix') ? [m.size] : [])))));
   let c = Math.max(1, want);
+  // `align`: a chunk that is a multiple of a bounded term's group (at most twice the chunk asked for) stages no halo
+  if (align) {
+    const groups = programs.flatMap((p) => p.terms.flatMap((t) => t.mask.flatMap((m) => (m.kind === 'group' && t.form.kind !== 'prefix' ? [m.size] : []))));
+    for (const g of groups) if (c % g !== 0 && g <= 2 * want) c = Math.ceil(c / g) * g;
+  }
   for (let guard = 0; guard < 8; guard++) {
     const bad = [...sizes].find((g) => c % g !== 0 && g % c !== 0);
     if (bad === undefined) return c;
