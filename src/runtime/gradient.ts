@@ -4,15 +4,18 @@
 // What `linattn grad`, the benches and the training seam call.
 import { gradientParallel } from '../../backends/cpu/grad-oracle.ts';
 import { evaluateGradProgram } from '../../backends/cpu/grad-program.ts';
+import { candidateSchedules, defaultSchedule } from '../../backends/wgsl/chunk-schedules.ts';
 import type { ChunkSchedule } from '../../backends/wgsl/chunked.ts';
 import { lowerGrad, type GradPlan } from '../../backends/wgsl/grad-lower.ts';
 import { differentiate } from '../../passes/autodiff.ts';
 import type { GradProgram } from '../ir/grad.ts';
+import type { Program } from '../ir/types.ts';
 import { bindShapes } from '../ir/shapes.ts';
 import { toFloat64, type Tensor } from '../tensor.ts';
 import type { Compiled } from './compiler.ts';
 import type { Gpu } from './device.ts';
 import { GradRunner } from './grad-runner.ts';
+import { chooseSchedule } from './schedule.ts';
 import { timeDispatches } from './timing.ts';
 
 export type GradForm = 'chunked' | 'parallel';
@@ -26,6 +29,17 @@ export type GradForm = 'chunked' | 'parallel';
  */
 export function gradSchedule(gpu: Pick<Gpu, 'isSoftware'>): ChunkSchedule {
   return gpu.isSoftware ? { chunk: 8, cols: 64, threads: 64 } : { chunk: 32, cols: 32, threads: 256 };
+}
+
+/**
+ * The training forward's schedule: the adapter's (chooseSchedule) on a hardware GPU; on a software one the largest
+ * that fits at the gradient's chunk, since lavapipe compiles large chunks slowly.
+ */
+export function trainForwardSchedule(gpu: Gpu, p: Program, sizes: Readonly<Record<string, number>>): ChunkSchedule {
+  if (!gpu.isSoftware) return chooseSchedule(gpu, p, sizes);
+  const chunk = gradSchedule(gpu).chunk;
+  const cands = candidateSchedules(gpu.limits, p, sizes).filter((s) => s.chunk <= chunk);
+  return defaultSchedule(cands.filter((s) => s.chunk === Math.max(...cands.map((x) => x.chunk))), true) ?? chooseSchedule(gpu, p, sizes);
 }
 
 export interface GradPlanRequest {

@@ -16,8 +16,7 @@ import { BufferUsage, type Gpu } from './device.ts';
 import { PlanRunner } from './executor.ts';
 import type { BackwardIo, GpuAttention, GpuAttentionFactory, GpuAttentionState, TrainableGpuAttention, TrainForwardIo } from './gpu-attention.ts';
 import { GradRunner, type BoundGrad } from './grad-runner.ts';
-import { gradPlanFor, gradSchedule } from './gradient.ts';
-import { chooseSchedule } from './schedule.ts';
+import { gradPlanFor, trainForwardSchedule } from './gradient.ts';
 
 export interface TrainableOptions {
   /**
@@ -34,9 +33,7 @@ export async function trainableAttentionFactory(gpu: Gpu, program: Program, sour
   const decode = await compiledAttentionFactory(gpu, program, heads, headDim);
   const sizes = variantAxisSizes(source, heads, headDim);
   const store = (opts.store ?? true) && normalisedItems(program).length > 0;
-  // On a software adapter the forward takes the gradient's small chunk too: lavapipe compiles large chunks slowly.
-  const schedule = opts.schedule ?? (gpu.isSoftware ? gradSchedule(gpu) : chooseSchedule(gpu, program, sizes));
-  const forward = lowerChunked(program, sizes, { fuse: true, schedule, keepNormalisers: store });
+  const forward = lowerChunked(program, sizes, { fuse: true, schedule: opts.schedule ?? trainForwardSchedule(gpu, program, sizes), keepNormalisers: store });
   const grad = gradPlanFor(gpu, differentiate(source), sizes, { fuse: true, accumulate: true, stored: store, schedule: opts.schedule });
   const [fwd, back] = await Promise.all([PlanRunner.create(gpu, forward), GradRunner.create(gpu, grad)]);
   return (layer, params) => new TrainableCompiledAttention(gpu, decode(layer, params), layer, params, fwd, back);
