@@ -51,8 +51,8 @@ interface Row {
   b: number; h: number; t: number; d: number;
   forwardMs: number;
   storeMs: number | null; recomputeMs: number; unfusedMs: number;
-  backwardFusedMs: number; backwardUnfusedMs: number;
-  launches: { forward: number; store: number | null; recompute: number; unfused: number; backwardFused: number; backwardUnfused: number };
+  backwardStoreMs: number | null; backwardRecomputeMs: number; backwardUnfusedMs: number;
+  launches: { forward: number; store: number | null; recompute: number; unfused: number; backwardStore: number | null; backwardRecompute: number; backwardUnfused: number };
   storeBytes: number; scratchBytes: number;
   errVsOracle: number; fusedVsUnfused: number;
   schedule: Record<string, number>;
@@ -163,7 +163,8 @@ export async function benchBackward(gpu: Gpu, o: BackwardBenchOptions): Promise<
           const recomputeMs = await timePair(gpu, fused, x, dout, o.b, t, o.iters);
           const storeMs = store ? await timePair(gpu, store, x, dout, o.b, t, o.iters) : null;
           const unfusedMs = await timePair(gpu, unfused, x, dout, o.b, t, o.iters);
-          const backwardFusedMs = await timePair(gpu, store ?? fused, x, dout, o.b, t, o.iters, 'backward');
+          const backwardStoreMs = store ? await timePair(gpu, store, x, dout, o.b, t, o.iters, 'backward') : null;
+          const backwardRecomputeMs = await timePair(gpu, fused, x, dout, o.b, t, o.iters, 'backward');
           const backwardUnfusedMs = await timePair(gpu, unfused, x, dout, o.b, t, o.iters, 'backward');
           const sweep: Row['sweep'] = [];
           for (const gs of o.gradSchedules ?? []) {
@@ -174,10 +175,10 @@ export async function benchBackward(gpu: Gpu, o: BackwardBenchOptions): Promise<
           const n = (p: Pair) => p.forward.plan.kernels.length + p.backward!.plan.kernels.length;
           const row: Row = {
             variant: c.source.name, b: o.b, h: o.h, t, d,
-            forwardMs, storeMs, recomputeMs, unfusedMs, backwardFusedMs, backwardUnfusedMs,
+            forwardMs, storeMs, recomputeMs, unfusedMs, backwardStoreMs, backwardRecomputeMs, backwardUnfusedMs,
             launches: {
               forward: fused.forward.plan.kernels.length, store: store && n(store), recompute: n(fused), unfused: n(unfused),
-              backwardFused: (store ?? fused).backward!.plan.kernels.length, backwardUnfused: unfused.backward!.plan.kernels.length,
+              backwardStore: store && store.backward!.plan.kernels.length, backwardRecompute: fused.backward!.plan.kernels.length, backwardUnfused: unfused.backward!.plan.kernels.length,
             },
             storeBytes: store ? bytesOf(store.forward.plan, (name) => name.startsWith('keep:'), o.b, t) : 0,
             scratchBytes: bytesOf((store ?? fused).backward!.plan, (_, role) => role === 'scratch', o.b, t),
@@ -189,7 +190,7 @@ export async function benchBackward(gpu: Gpu, o: BackwardBenchOptions): Promise<
           console.log(
             `${label.padEnd(30)} forward ${ms(forwardMs)} ms | forward+backward: store ${ms(storeMs)} (${row.launches.store ?? '—'} launches)` +
               ` recompute ${ms(recomputeMs)} (${row.launches.recompute}) unfused ${ms(unfusedMs)} (${row.launches.unfused})` +
-              ` | backward alone fused ${ms(backwardFusedMs)} unfused ${ms(backwardUnfusedMs)} | kept ${(row.storeBytes / 2 ** 10).toFixed(0)} KiB | err ${errVsOracle.toExponential(1)}`,
+              ` | backward alone: store ${ms(backwardStoreMs)} recompute ${ms(backwardRecomputeMs)} unfused ${ms(backwardUnfusedMs)} | kept ${(row.storeBytes / 2 ** 10).toFixed(0)} KiB | err ${errVsOracle.toExponential(1)}`,
           );
         } catch (e) {
           console.log(`${label}: ${(e as Error).message.split('\n')[0]}`);
