@@ -23,7 +23,7 @@ import { ByteTokenizer } from '../src/model/tokenizer.ts';
 import { batchSeed, loadCorpus, sampleBatch } from '../src/model/train/data.ts';
 import { GpuTrainer, NoBackwardError } from '../src/model/train/gpu-trainer.ts';
 import { loadModelVariant } from '../src/model/variant.ts';
-import { compiledAttentionFactory } from '../src/runtime/compiled-attention.ts';
+import { trainableAttentionFactory } from '../src/runtime/trainable-attention.ts';
 import { getDevice } from '../src/runtime/dawn.ts';
 import { referenceTrainableAttention } from '../test/helpers/simple-attention-train.ts';
 
@@ -73,7 +73,7 @@ export async function runTrainBench(opts: TrainBenchOptions = {}): Promise<Train
   const weights = randomWeights(config, 1, variant.params);
   const ctx = { gpu, config, program: variant.compiled, source: variant.program };
 
-  const compiled: PrepareAttention = ({ gpu: g, config: c, program }) => compiledAttentionFactory(g, program, c.numHeads, c.headDim);
+  const compiled: PrepareAttention = ({ gpu: g, config: c, program, source }) => trainableAttentionFactory(g, program, source, c.numHeads, c.headDim);
   let attention = opts.attention ?? 'compiled';
   let trainer: GpuTrainer | undefined;
   if (attention === 'compiled') {
@@ -81,7 +81,7 @@ export async function runTrainBench(opts: TrainBenchOptions = {}): Promise<Train
       trainer = await GpuTrainer.create(gpu, config, weights, variant.params, await compiled(ctx));
     } catch (e) {
       if (!(e instanceof NoBackwardError)) throw e;
-      log(`the compiled ${variant.program.name} has no backward yet (issue 12): timing the hand-written reference attention instead`);
+      log(`the compiled ${variant.program.name} has no GPU backward: timing the hand-written reference attention instead`);
       attention = 'reference';
     }
   }
