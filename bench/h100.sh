@@ -2,7 +2,7 @@
 # One device call's worth of figures on the lent GPU (see DEVELOPERS.md): kernels (fused / unfused / naive,
 # autotuned, with the roofline), the PyTorch baselines, decoding and speculative decoding. Each step has its own
 # time limit so that one slow step cannot eat the call; logs go to $OUT.
-#   bash .gpu/remote.sh bash bench/h100.sh [kernels] [torch] [decode] [torch-model] [speculative] [train]
+#   bash .gpu/remote.sh bash bench/h100.sh [kernels] [torch] [decode] [torch-model] [speculative] [train] [backward]
 #                                          [hf-fixtures] [hf-baseline] [hf-decode]
 set -uo pipefail
 # Everything lands in $OUT/raw, packed at the end into $OUT/results.tgz (the device tool returns few files).
@@ -25,6 +25,8 @@ for s in $steps; do
     hf-baseline) timeout ${T_HF_BASELINE:-240} python3 tools/hf_decode_baseline.py --out "$OUT/hf_decode_baseline.json" ;;
     hf-decode) timeout ${T_HF_DECODE:-240} tsx bench/hf_decode.ts --baseline "$OUT/hf_decode_baseline.json" &&
       timeout ${T_HF_DECODE:-240} tsx bench/hf_decode.ts --attention linearized-aug --tree 64 ;;
+    backward) timeout ${T_BACKWARD:-400} tsx bench/kernels.ts --backward --variants ${BACKWARD_VARIANTS:-elu_dwconv} --t 4096 --d 64
+              timeout 180 python3 bench/torch_baseline.py --backward --t 4096 --d 64 --out "$OUT" ;;
   esac 2>&1 | tee "$OUT/$s.log"
 done
 tar czf "$FINAL/results.tgz" -C "$OUT" . && cat "$OUT"/*.log > "$FINAL/all.log" && rm -rf "$OUT"

@@ -5,7 +5,7 @@
 //
 //   npx tsx bench/kernels.ts [--small] [--variants a,b] [--t 1024,4096] [--d 64] [--b 4] [--h 16] [--iters 20] [--autotune]
 // --autotune times every chunk schedule that fits (src/runtime/autotune.ts) and benches the fastest.
-// Writes kernels.json and kernels.svg to $OUT or out/.
+// Writes kernels.json and kernels.svg to $OUT or out/. With --backward: forward + backward instead (bench/backward.ts).
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -17,6 +17,7 @@ import { axisSizes, makeInputs } from '../src/inputs.ts';
 import { autotune } from '../src/runtime/autotune.ts';
 import { getDevice } from '../src/runtime/dawn.ts';
 import { relativeError, type Tensor } from '../src/tensor.ts';
+import { benchBackward } from './backward.ts';
 import { measureCopyBandwidth, measureMatmulRate } from './roofline.ts';
 import { VARIANT_FILES_FOR_BENCH, svgPlot } from './report.ts';
 
@@ -31,6 +32,8 @@ const { values } = parseArgs({
     iters: { type: 'string', default: '20' },
     'naive-max-t': { type: 'string' },
     autotune: { type: 'boolean', default: false },
+    backward: { type: 'boolean', default: false },
+    'grad-schedules': { type: 'string' },
   },
 });
 const gpu = await getDevice();
@@ -44,6 +47,15 @@ const naiveMaxT = Number(values['naive-max-t'] ?? (small ? 256 : 4096));
 const files = values.variants ? values.variants.split(',').map((v) => VARIANT_FILES_FOR_BENCH.find((f) => f.includes(`/${v}.la`)) ?? v) : VARIANT_FILES_FOR_BENCH;
 const outDir = process.env.OUT ?? 'out';
 mkdirSync(outDir, { recursive: true });
+if (values.backward) {
+  console.log(`adapter: ${gpu.adapterName}`);
+  const gradSchedules = (values['grad-schedules'] ?? '').split(',').filter(Boolean).map((s) => {
+    const [chunk, cols, threads] = s.split('x').map(Number);
+    return { chunk, cols, threads };
+  });
+  await benchBackward(gpu, { files, b: B, h: H, ts: Ts, ds: Ds, iters, outDir, gradSchedules });
+  process.exit(0);
+}
 
 const copy = await measureCopyBandwidth(gpu, { bytes: small ? 16 << 20 : 256 << 20 });
 const mm = await measureMatmulRate(gpu, { size: small ? 256 : 4096 });

@@ -5,6 +5,10 @@ states) and a grouped conv1d; TF32 off so that it is fp32 like the WGSL kernels.
 quadratic reference before timing. Median of 20 CUDA-event timings after warm-up.
 
     python3 bench/torch_baseline.py [--b 4 --h 16 --t 1024,4096,16384 --d 64,128 --chunk 64] [--out DIR]
+
+With --backward: forward alone and forward+backward (autograd, the cotangent of o given) of the same layer, and
+of fla's chunk_linear_attn (elu+1 features, normalised) plus the same convolution when fla is importable; the
+gradients are checked against float64 autograd of the quadratic reference first. Writes torch_backward.json.
 """
 import argparse
 import json
@@ -88,6 +92,74 @@ def time_ms(fn, iters=20, warmup=3):
     return statistics.median(times)
 
 
+def grads_of(fn, xs, do):
+    """d(Σ o ⊙ do)/d xs by autograd."""
+    xs = [x.detach().requires_grad_(True) for x in xs]
+    o = fn(*xs)
+    return torch.autograd.grad(o, xs, do)
+
+
+def fla_layer():
+    """fla's chunk_linear_attn as the paper's layer (elu+1 features, normalised, scale 1) plus the conv, or None."""
+    try:
+        import inspect
+        from fla.ops.linear_attn import chunk_linear_attn
+    except Exception as e:  # not installed, or no GPU build of triton
+        print(f"fla is not importable ({type(e).__name__}: {e}); no fla figures")
+        return None
+    kw = {"head_first": False} if "head_first" in inspect.signature(chunk_linear_attn).parameters else {}
+
+    def layer(q, k, v, w):
+        fq, fk = F.elu(q) + 1, F.elu(k) + 1
+        o, _ = chunk_linear_attn(fq, fk, v, scale=1.0, normalize=True, **kw)
+        b, t, h, e = v.shape
+        K = w.shape[-1]
+        x = v.permute(0, 2, 3, 1).reshape(b, h * e, t)
+        conv = F.conv1d(F.pad(x, (K - 1, 0)), w.reshape(h * e, 1, K).flip(-1), groups=h * e)
+        return o + conv.view(b, h, e, t).permute(0, 3, 1, 2)
+
+    return layer
+
+
+def backward_bench(a, dev, g):
+    """Forward and forward+backward of the hand-chunked layer (autograd) and of fla's, each checked first."""
+    q, k = (torch.randn(2, 77, 3, 16, device=dev, generator=g, dtype=torch.float64) * 0.5 for _ in range(2))
+    v = torch.randn(2, 77, 3, 16, device=dev, generator=g, dtype=torch.float64)
+    w = torch.randn(3, 16, a.K, device=dev, generator=g, dtype=torch.float64) * 0.2
+    do = torch.randn(2, 77, 3, 16, device=dev, generator=g, dtype=torch.float64)
+    want = grads_of(reference64, (q, k, v, w), do)
+    layers = {"torch autograd, hand-chunked": lambda q, k, v, w: elu_dwconv_chunked(q, k, v, w, chunk=a.chunk)}
+    fla = fla_layer()
+    if fla is not None:
+        layers["fla chunk_linear_attn + conv1d"] = fla
+    for name, fn in list(layers.items()):
+        got = grads_of(fn, [x.float() for x in (q, k, v, w)], do.float())
+        rel = max(((x.double() - y).norm() / y.norm()).item() for x, y in zip(got, want))
+        print(f"{name}: gradient vs float64 autograd of the quadratic reference: relative error {rel:.2e}")
+        if rel > 1e-3:
+            print(f"{name}: gradient disagrees with the reference; not timed")
+            del layers[name]
+    rows = []
+    for d in [int(x) for x in a.d.split(",")]:
+        for t in [int(x) for x in a.t.split(",")]:
+            q = (torch.randn(a.b, t, a.h, d, device=dev, generator=g) * d ** -0.25).requires_grad_(True)
+            k = (torch.randn(a.b, t, a.h, d, device=dev, generator=g) * d ** -0.25).requires_grad_(True)
+            v = torch.randn(a.b, t, a.h, d, device=dev, generator=g).requires_grad_(True)
+            w = (torch.randn(a.h, d, a.K, device=dev, generator=g) * 0.2).requires_grad_(True)
+            do = torch.randn(a.b, t, a.h, d, device=dev, generator=g)
+            for name, fn in layers.items():
+                with torch.no_grad():
+                    fwd = time_ms(lambda: fn(q, k, v, w))
+                both = time_ms(lambda: torch.autograd.grad(fn(q, k, v, w), (q, k, v, w), do))
+                rows.append({"layer": name, "b": a.b, "h": a.h, "t": t, "d": d, "forward_ms": fwd, "forward_backward_ms": both})
+                print(f"{name} fp32 b{a.b} h{a.h} t{t} d{d}: forward {fwd:.3f} ms, forward+backward {both:.3f} ms")
+            del q, k, v, w, do
+            torch.cuda.empty_cache()
+    os.makedirs(a.out, exist_ok=True)
+    with open(os.path.join(a.out, "torch_backward.json"), "w") as f:
+        json.dump({"device": torch.cuda.get_device_name(), "torch": torch.__version__, "tf32": False, "fla": fla is not None, "rows": rows}, f, indent=1)
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--b", type=int, default=4)
@@ -97,9 +169,13 @@ def main():
     p.add_argument("--K", type=int, default=4)
     p.add_argument("--chunk", type=int, default=64)
     p.add_argument("--out", default=os.environ.get("OUT", "out"))
+    p.add_argument("--backward", action="store_true")
     a = p.parse_args()
     dev = "cuda"
     g = torch.Generator(device=dev).manual_seed(0)
+    if a.backward:
+        backward_bench(a, dev, g)
+        return
     # correctness first, on a small shape
     q, k = (torch.randn(2, 77, 3, 16, device=dev, generator=g) * 0.5 for _ in range(2))
     v = torch.randn(2, 77, 3, 16, device=dev, generator=g)

@@ -1,5 +1,5 @@
-// `linattn train` and `linattn eval` end to end on lavapipe, with the trainable reference attention (the compiled
-// variant's backward is issue 12): the tiny model learns the shipped King James text (validation loss well below
+// `linattn train` and `linattn eval` end to end on lavapipe, with the trainable reference attention (and once
+// with the compiled variant's own backward, issue 12, against the float64 CPU trainer): the tiny model learns the shipped King James text (validation loss well below
 // the text's unigram entropy) and `generate` speaks from the checkpoint; GPU and float64 CPU `eval` agree on it; a
 // run interrupted and resumed takes exactly the steps of an uninterrupted one (GPU and CPU); bad inputs are
 // refused before anything is written, and a diverging run stops keeping its last good checkpoint.
@@ -142,12 +142,18 @@ describe('linattn train refuses bad input, naming it, before writing anything', 
     expect(existsSync(out)).toBe(false);
   });
 
-  it('the compiled variant without backward kernels (issue 12) is refused on the GPU, pointing to --device cpu', async () => {
-    const out = join(root, 'compiled');
-    const r = await run(undefined, 'train', '--config', TINY, '--data', small, '--out', out, '--steps', '1', '--batch', '2', '--block', '16');
-    expect(r.code).toBe(1);
-    expect(r.err).toMatch(/variant elu_dwconv .* has no GPU backward kernels yet; train it with --device cpu/);
-    expect(existsSync(out)).toBe(false);
+  it('the compiled variant trains on the GPU through its compiled backward (issue 12): its steps equal the float64 CPU trainer’s', async () => {
+    const args = ['--config', TINY, '--data', small, '--steps', '2', '--batch', '2', '--block', '16', '--eval-every', '2'];
+    const gpuOut = join(root, 'compiled');
+    const cpuOut = join(root, 'compiled-cpu');
+    const r = await run(undefined, 'train', ...args, '--out', gpuOut);
+    expect(r.code, r.err).toBe(0);
+    expect((await run(undefined, 'train', ...args, '--out', cpuOut, '--device', 'cpu')).code).toBe(0);
+    const [got, want] = [losses(gpuOut), losses(cpuOut)];
+    expect(got.length).toBe(want.length);
+    got.forEach((l, i) => {
+      for (const key of ['loss', 'val_loss']) if (want[i][key] !== undefined) expect(Math.abs(l[key] - want[i][key]), `${key} at line ${i}`).toBeLessThan(1e-4 * want[i][key]);
+    });
   });
 
   it('a model directory whose config names another variant than its weights hold', async () => {

@@ -23,6 +23,7 @@ import type { Sizes } from './common.ts';
 import { KernelBuilder } from './kernel-builder.ts';
 import type { Kernel } from './plan.ts';
 import { analyseSoftmax, isSoftmaxProgram, softmaxSharedFloats } from './softmax-analysis.ts';
+import type { Block } from './wgsl-block.ts';
 import { analyseChunk, itemsOver, valueGroups, type ChunkAnalysis, type ChunkKernelSpec, type ChunkSchedule } from './chunked/analysis.ts';
 import { declareArrays, declareBindings, type ChunkKernel } from './chunked/declarations.ts';
 import { emitDenominators } from './chunked/denominators.ts';
@@ -54,15 +55,7 @@ export function chunkKernel(spec: ChunkKernelSpec): Kernel {
   main.for('c', first, (c) => `${c} < ${end}`, (chunk) => {
     chunk.define('c0', `c * ${a.C}u`);
     chunk.define('n', `min(${a.C}u, dims.t - c0)`);
-    emitOpenGroupJoin(K, chunk);
-    emitStage(K, chunk);
-    chunk.line('workgroupBarrier();');
-    emitDecayPrefix(K, chunk);
-    emitScores(K, chunk);
-    emitDenominators(K, chunk);
-    emitOutputs(K, chunk);
-    emitFold(K, chunk);
-    chunk.line('workgroupBarrier();');
+    emitChunkPhases(K, chunk);
   }, { fixed: true });
   emitSegmentState(K, main);
   emitStateExport(K, main);
@@ -75,7 +68,20 @@ export function chunkKernel(spec: ChunkKernelSpec): Kernel {
   });
 }
 
-function header(a: ChunkAnalysis): string[] {
+/** One chunk's phases 1–5 (after c, c0 and n are defined), ending with a barrier. */
+export function emitChunkPhases(K: ChunkKernel, chunk: Block): void {
+  emitOpenGroupJoin(K, chunk);
+  emitStage(K, chunk);
+  chunk.line('workgroupBarrier();');
+  emitDecayPrefix(K, chunk);
+  emitScores(K, chunk);
+  emitDenominators(K, chunk);
+  emitOutputs(K, chunk);
+  emitFold(K, chunk);
+  chunk.line('workgroupBarrier();');
+}
+
+export function header(a: ChunkAnalysis): string[] {
   return [
     `chunked kernel ${a.spec.label} for ${a.p.name}: terms ${a.terms.map((t) => `${t.name} (${t.form.kind})`).join(', ')}`,
     `chunk ${a.C}, ${a.R} value columns per workgroup, halo ${a.HALO}, head axes [${a.L.head.join(', ')}], column axes [${a.L.rest.join(', ')}]`,

@@ -14,9 +14,20 @@ export type Where = string;
 
 /**
  * Supplies leaves and short-circuits: returns a WGSL f32 expression for (node, index, where), or null to let
- * the generator compute the node from its operands.
+ * the generator compute the node from its operands. `at` is the block the value is being computed in: a
+ * resolver may emit statements there first (a gradient stage computes a tensor it does not store that way).
  */
-export type Resolver = (n: Node, idx: Index, where: Where) => string | null;
+export type Resolver = (n: Node, idx: Index, where: Where, at: Block) => string | null;
+
+/**
+ * The WGSL u32 variables holding the query and key positions (absolute), and optionally an f32 expression added
+ * to a position where a score reads it as a number (a reversed gradient stage numbers its positions −(T−1) … 0).
+ */
+export interface Positions {
+  readonly i: string;
+  readonly j: string;
+  readonly offset?: string;
+}
 
 export function f32(x: number): string {
   if (!Number.isFinite(x)) throw new Error(`cannot write ${x} as a WGSL f32 literal`);
@@ -54,8 +65,7 @@ export class ExprGen {
     readonly program: Program,
     readonly sizes: Readonly<Record<string, number>>,
     readonly resolve: Resolver,
-    /** WGSL u32 variables holding the query and key positions (absolute). */
-    readonly pos: { readonly i: string; readonly j: string },
+    readonly pos: Positions,
   ) {}
 
   /** Emits into `at` the statements that compute node `id` at `idx` and returns the name of an f32 holding it. */
@@ -66,7 +76,7 @@ export class ExprGen {
       const hit = this.computed.get(s)?.get(key);
       if (hit) return hit;
     }
-    const expr = this.resolve(n, idx, where) ?? this.compute(at, n, idx, where);
+    const expr = this.resolve(n, idx, where, at) ?? this.compute(at, n, idx, where);
     const name = at.let(`x${n.id}`, expr, `%${n.id} ${n.op}`);
     if (!this.computed.has(at.scope)) this.computed.set(at.scope, new Map());
     this.computed.get(at.scope)!.set(key, name);
@@ -92,8 +102,10 @@ export class ExprGen {
       case 'input':
       case 'param':
         throw new Error(`internal: no resolver for ${n.op} %${n.id}`);
-      case 'position':
-        return `f32(${n.which === 'i' ? this.pos.i : this.pos.j})`;
+      case 'position': {
+        const p = `f32(${n.which === 'i' ? this.pos.i : this.pos.j})`;
+        return this.pos.offset ? `(${p} + ${this.pos.offset})` : p;
+      }
       case 'const':
         return f32(n.value);
       case 'unary':

@@ -42,6 +42,7 @@ export class KernelBuilder {
   private readonly bindings: Binding[] = [];
   private readonly used = new Set<Binding>();
   private readonly arrays: WorkgroupArray[] = [];
+  private readonly shared = new Map<string, { name: string; type: 'f32'; length: number; note: string }>();
   /** The entry point's body: builtins and `dims` are in scope. */
   readonly body: Block;
 
@@ -72,6 +73,24 @@ export class KernelBuilder {
   workgroup(stem: string, length: number, note?: string, type: WorkgroupArray['type'] = 'f32'): WorkgroupArray {
     const a: WorkgroupArray = { name: this.module.fresh(stem), type, length, note };
     this.arrays.push(a);
+    return a;
+  }
+
+  /**
+   * A workgroup array that parts of the kernel share because they never use it at the same time (sections that
+   * run in turn, with a barrier between them): the array of `slot`, declared by its first user under a name fresh
+   * from `stem`, grown to the longest length any user asks for; each user's note is kept in its comment.
+   */
+  sharedWorkgroup(slot: string, stem: string, length: number, note: string): WorkgroupArray {
+    let a = this.shared.get(slot);
+    if (!a) {
+      a = { name: this.module.fresh(stem), type: 'f32', length, note };
+      this.shared.set(slot, a);
+      this.arrays.push(a);
+    } else {
+      a.length = Math.max(a.length, length);
+      a.note = `${a.note}; ${note}`;
+    }
     return a;
   }
 

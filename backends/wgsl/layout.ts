@@ -22,11 +22,20 @@ export function scoreAxes(p: Program, t: Term): readonly string[] {
   return p.nodes[t.score].type.axes;
 }
 
-export function layoutOf(p: Program, terms: readonly Term[], chunk?: number): Layout {
+/**
+ * `head`: the head axes to use when no prefix or quadratic term chooses them (a convolution only), so that its
+ * kernel can share another's grid; with such terms it must be what they choose.
+ */
+export function layoutOf(p: Program, terms: readonly Term[], chunk?: number, want?: readonly string[]): Layout {
   const prefix = terms.filter((t) => t.form.kind === 'prefix');
   const headOf = (t: Term) => scoreAxes(p, t);
   const quadratic = terms.find((t) => t.form.kind === 'quadratic');
-  const head = prefix.length ? headOf(prefix[0]) : quadratic ? headOf(quadratic) : [];
+  const chosen = prefix.length ? headOf(prefix[0]) : quadratic ? headOf(quadratic) : null;
+  const head = chosen ?? want ?? [];
+  if (want && chosen && p.outAxes.filter((a) => chosen.includes(a)).join() !== p.outAxes.filter((a) => want.includes(a)).join()) {
+    throw new Error(`${p.name}: its terms put head axes [${chosen}] on workgroups, not [${want}]`);
+  }
+  if (want && !want.every((a) => p.outAxes.includes(a))) throw new Error(`${p.name}: head axes [${want}] are not all output axes [${p.outAxes}]`);
   for (const t of prefix) {
     if (headOf(t).join() !== head.join()) throw new Error(`prefix terms with different score axes ([${headOf(t)}] vs [${head}]) cannot share a chunk kernel`);
   }

@@ -2,9 +2,9 @@
 // kernel, with feature maps computed in the kernel's prologue; the unfused plan materialises each feature in
 // its own kernel, runs one chunked kernel per term and adds the parts in a combine kernel (for comparison).
 import { decayNode } from '../../src/ir/terms.ts';
-import type { Id, Program } from '../../src/ir/types.ts';
+import type { Id, OutputItem, Program } from '../../src/ir/types.ts';
 import { chunkKernel, segBuffer, segmentable, type ChunkSchedule } from './chunked.ts';
-import { itemsOver, valueGroups } from './chunked/analysis.ts';
+import { itemsOver, kernelItems, valueGroups, type KeptParts } from './chunked/analysis.ts';
 import { count, programBuffers, programReader, type Sizes } from './common.ts';
 import { ExprGen } from './expr.ts';
 import { flatIndex, KernelBuilder, tokenElement } from './kernel-builder.ts';
@@ -21,6 +21,23 @@ export interface LowerOptions {
   readonly exportState?: boolean;
   /** Positions softmax attention's key/value cache holds (softmax-analysis.ts); ignored by other variants. */
   readonly maxLength?: number;
+  /**
+   * Also write each normalised item's numerator n and denominator z (fused single-kernel plans only): a training
+   * forward keeps them so that the backward need not recompute them (keptBuffer names the buffers).
+   */
+  readonly keepNormalisers?: boolean;
+}
+
+/** The buffer a training forward keeps output item k's numerator ('n', [b, t, outAxes]) or denominator ('z') in. */
+export const keptBuffer = (what: 'n' | 'z', k: number) => `keep:${what}.${k}`;
+
+/** The normalised output items (by index) and the axes of their denominators: the output axes their scores have. */
+export function normalisedItems(p: Program): { k: number; terms: readonly string[]; denAxes: readonly string[] }[] {
+  return p.output.flatMap((it, k) => {
+    if (it.kind !== 'norm') return [];
+    const scoreAxes = new Set(it.terms.flatMap((n) => p.nodes[p.terms.find((t) => t.name === n)!.score].type.axes));
+    return [{ k, terms: it.terms, denAxes: p.outAxes.filter((a) => scoreAxes.has(a)) }];
+  });
 }
 
 const WG = 64;
@@ -79,10 +96,12 @@ export function lowerChunked(p: Program, sizes: Sizes, opts: LowerOptions): Plan
     kernels.push(chunkKernel({ ...spec, label: `${p.name}.chunked`, segmented: 'output' }));
     return plan(p, sizes, 'chunked', kernels, buffers, opts.schedule);
   }
+  if (opts.keepNormalisers && !single) throw new Error(`${p.name}: keeping the normalisers needs a single fused kernel (terms read different values)`);
   groups.forEach((terms) => {
     const label = single ? `${p.name}.chunked` : `${p.name}.${opts.fuse ? 'chunked' : 'term'}.${terms.map((t) => t.name).join('+')}`;
     const items = itemsOver(p.output, terms);
-    kernels.push(chunkKernel({ program: p, sizes, terms, items, partial: !single, schedule: opts.schedule, materialised, label, exportState: state }));
+    const keep = single && opts.keepNormalisers ? keptParts(p, sizes, items, buffers) : undefined;
+    kernels.push(chunkKernel({ program: p, sizes, terms, items, partial: !single, schedule: opts.schedule, materialised, label, exportState: state, ...(keep ? { keep } : {}) }));
     if (!single) {
       items.forEach((it, g) => {
         const item = p.output.findIndex((o) => (o.kind === 'term' ? [o.term] : o.terms).some((nm) => (it.kind === 'term' ? [it.term] : it.terms).includes(nm)));
@@ -95,6 +114,19 @@ export function lowerChunked(p: Program, sizes: Sizes, opts: LowerOptions): Plan
   });
   if (!single) kernels.push(combineKernel(p, per, partials));
   return plan(p, sizes, opts.fuse ? 'chunked' : 'unfused', kernels, buffers, opts.schedule);
+}
+
+/** Each normalised item's kernel output group (as kernelItems orders them) and its kept buffers, added to `buffers`. */
+function keptParts(p: Program, sizes: Sizes, items: readonly OutputItem[], buffers: PlanBuffer[]): KeptParts[] {
+  const groups = kernelItems(items, false);
+  return normalisedItems(p).map(({ k, terms, denAxes }) => {
+    const g = groups.findIndex((it) => it.kind === 'norm' && it.eps >= 0 && it.terms.join() === terms.join());
+    const per = count(p.outAxes, sizes);
+    const perDen = count(denAxes, sizes);
+    buffers.push({ name: keptBuffer('n', k), role: 'output', floats: (b, t) => b * t * per, shape: (b, t) => [b, t, ...p.outAxes.map((a) => sizes[a])] });
+    buffers.push({ name: keptBuffer('z', k), role: 'output', floats: (b, t) => b * t * perDen, shape: (b, t) => [b, t, ...denAxes.map((a) => sizes[a])] });
+    return { g, num: keptBuffer('n', k), den: keptBuffer('z', k), denAxes };
+  });
 }
 
 function plan(p: Program, sizes: Sizes, form: 'chunked' | 'unfused', kernels: Kernel[], buffers: PlanBuffer[], s: ChunkSchedule): Plan {

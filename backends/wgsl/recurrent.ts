@@ -245,11 +245,11 @@ function boundedTerm(K: StepKernel, g: Block, t: Term, { num, den, full }: Sums)
 
 /** Query features from workgroup memory, key-side ring nodes at key position `ja`, everything else as inputs. */
 function ringReader(K: StepKernel, ja: string): Resolver {
-  return (n, idx, where) => {
+  return (n, idx, where, at) => {
     const f = K.qf.get(n.id);
     if (f) return `${f.array.name}[${offset(f.axes, K.sizes, idx)}]`;
     const r = K.st.rings.find((x) => x.id === n.id);
     if (r && n.type.side === 'key') return `${stateRef(K, `state:ring${r.id}`)}[${ringIndex(r, K.st.ring, `${ja} % ${K.st.ring}u`, offset(n.type.axes, K.sizes, idx))}]`;
-    return K.read(n, idx, where);
+    return K.read(n, idx, where, at);
   };
 }

@@ -166,12 +166,12 @@ function emitLogits(b: Block, a: SoftmaxAnalysis, A: { qf: WorkgroupArray; kf: W
     const ja = c.let('ja', `k0 + ${cc}`);
     const sc = c.var('sc', NO_LOGIT);
     c.block(`if (${r} < nq && ${cc} < nk && ${ja} <= ${ia})`, (w) => {
-      const resolve: Resolver = (n, idx, where) => {
+      const resolve: Resolver = (n, idx, where, at) => {
         const q = query.get(n.id);
         if (q) return `${A.qf.name}[${r} * ${a.WQ}u + ${qOff.get(n.id)}u + ${offset(q.axes, a.sizes, idx)}]`;
         const k = key.get(n.id);
         if (k) return `${A.kf.name}[${cc} * ${a.WK}u + ${kOff.get(n.id)}u + ${offset(k.axes, a.sizes, idx)}]`;
-        return read(n, idx, where);
+        return read(n, idx, where, at);
       };
       w.line(`${sc} = ${new ExprGen(a.p, a.sizes, resolve, { i: ia, j: ja }).value(w, a.term.form.logit, head, ja)};`);
     });

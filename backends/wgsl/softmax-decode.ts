@@ -87,11 +87,11 @@ export function cachedKeys(a: SoftmaxAnalysis, read: Resolver, qf: WorkgroupArra
   const qOff = featureOffsets(a.query);
   const key = new Map(a.key.map((f) => [f.id, f]));
   const query = new Map(a.query.map((f) => [f.id, f]));
-  return (j) => (n, idx, where) => {
+  return (j) => (n, idx, where, at) => {
     const q = query.get(n.id);
     if (q) return `${qf.name}[${qOff.get(n.id)}u + ${offset(q.axes, a.sizes, idx)}]`;
     const k = key.get(n.id);
     if (k) return `${caches.use(keyCache(n.id))}[${cacheIndex(a, k.W, j, offset(k.axes, a.sizes, idx))}]`;
-    return read(n, idx, where);
+    return read(n, idx, where, at);
   };
 }

@@ -79,12 +79,12 @@ export function softmaxTreePlan(p: Program, sizes: Sizes, maxNodes: number): Pla
     stageFeatures(l, a, a.key, head, (at, f, x, idx) => at.line(`${kf.name}[${x}] = ${ug.value(at, f.id, idx, 'au')};`));
     l.strided('col', `${a.NR}u`, (c, col) => c.line(`${vf.name}[${col}] = ${ug.value(c, a.term.value, { ...head, ...c.split(a.rest, sizes, col, 'vc') }, 'au')};`));
     l.line('workgroupBarrier();');
-    const onPath: Resolver = (n, idx, where) => {
+    const onPath: Resolver = (n, idx, where, at) => {
       const q = query.get(n.id);
       if (q) return `${qf.name}[${qOff.get(n.id)}u + ${offset(q.axes, sizes, idx)}]`;
       const kk = key.get(n.id);
       if (kk) return `${kf.name}[${kOff.get(n.id)}u + ${offset(kk.axes, sizes, idx)}]`;
-      return read(n, idx, where);
+      return read(n, idx, where, at);
     };
     const sc = new ExprGen(p, sizes, onPath, { i: 'an', j: 'au' }).value(l, a.term.form.logit, head, 'au');
     emitOnlineOne(l, online, sc, (col) => `${vf.name}[${col}]`);

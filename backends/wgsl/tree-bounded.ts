@@ -79,11 +79,11 @@ export function emitBoundedTerm(T: TreeKernel, main: Block, t: Term, sums: ItemS
         const aJ = c.let('aJ', `an - ${lag}`);
         c.line(`if (!(${maskCondition(t.mask, 'an', aJ)})) { continue; }`);
         const fromTile = (id: Id, idx: Index) => `${tiles.get(id)!.name}[${kk} * ${width(id)}u + ${offset(rowAxes(a.p, a.L, id), a.sizes, idx)}]`;
-        const read: Resolver = (n, idx, where) => {
+        const read: Resolver = (n, idx, where, at) => {
           const q = T.qf.get(n.id);
           if (q) return `${q.name}[${offset(a.qf.get(n.id)!.axes, a.sizes, idx)}]`;
           if (n.type.side === 'key' && tiles.has(n.id) && nodes.includes(n.id)) return fromTile(n.id, idx);
-          return T.read(n, idx, where);
+          return T.read(n, idx, where, at);
         };
         const sc = new ExprGen(a.p, a.sizes, read, { i: 'an', j: aJ }).value(c, t.score, full, aJ);
         c.line(`${nu} = ${nu} + ${sc} * ${fromTile(t.value, full)};${de ? ` ${de} = ${de} + ${sc};` : ''}`);

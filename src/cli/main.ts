@@ -8,6 +8,7 @@ import { compileCommand } from './compile.ts';
 import { demoCommand } from './demo.ts';
 import { evalCommand } from './eval.ts';
 import { generateCommand } from './generate.ts';
+import { gradCommand } from './grad.ts';
 import { initModelCommand } from './init-model.ts';
 import { inputsCommand } from './inputs.ts';
 import { irCommand } from './ir.ts';
@@ -17,8 +18,8 @@ import { trainCommand } from './train.ts';
 import { trainMedusaCommand } from './train-medusa.ts';
 
 export const COMMANDS: readonly Command[] = [
-  checkCommand, irCommand, compileCommand, inputsCommand, runCommand, initModelCommand, trainCommand, trainMedusaCommand, evalCommand, generateCommand,
-  logitsCommand, demoCommand,
+  checkCommand, irCommand, compileCommand, inputsCommand, runCommand, gradCommand, initModelCommand, trainCommand, trainMedusaCommand,
+  evalCommand, generateCommand, logitsCommand, demoCommand,
 ];
 
 export function overview(): string {

@@ -69,8 +69,8 @@ export const runCommand: Command = {
   },
 };
 
-/** Reads a safetensors file and checks it holds exactly the tensors the variant declares. */
-function loadInputs(path: string, c: Compiled): Record<string, Tensor> {
+/** Reads a safetensors file and checks it holds exactly the tensors the variant declares (`linattn grad` reads them too). */
+export function loadInputs(path: string, c: Compiled): Record<string, Tensor> {
   if (!existsSync(path)) throw new Error(`${path}: no such file (make one with: linattn inputs ${c.source.file} --b 1 --t 64 --out ${basename(path)})`);
   const map = readSafetensors(path);
   const out: Record<string, Tensor> = {};

@@ -5,12 +5,13 @@ import { DataFileError } from '../model/train/data.ts';
 import { runTraining, TrainSetupError, type ModelSource } from '../model/train/run-training.ts';
 import { TrainingDiverged, type TrainProgress } from '../model/train/train-loop.ts';
 import type { TrainOptions } from '../model/train/checkpoint.ts';
-import { compiledAttentionFactory } from '../runtime/compiled-attention.ts';
+import { trainableAttentionFactory } from '../runtime/trainable-attention.ts';
 import { getDevice } from '../runtime/dawn.ts';
 import { choice, number, required, str, UsageError, type Values } from './args.ts';
 import { processIo, type Command, type CommandIo } from './command.ts';
 
-const compiledAttention: PrepareAttention = ({ gpu, config, program }) => compiledAttentionFactory(gpu, program, config.numHeads, config.headDim);
+/** The compiled variant with its compiled backward (src/runtime/trainable-attention.ts). */
+const compiledAttention: PrepareAttention = ({ gpu, config, program, source }) => trainableAttentionFactory(gpu, program, source, config.numHeads, config.headDim);
 
 /** `linattn train` whose GPU attention layers come from `prepareAttention` (tests: a reference kernel with a backward). */
 export function trainWith(prepareAttention: PrepareAttention): Command {

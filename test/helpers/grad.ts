@@ -39,8 +39,8 @@ export function maxRelative(a: ArrayLike<number>, b: ArrayLike<number>, floor = 
 }
 
 /** Inputs of a gated shipped variant with every decay factor pushed to `gate` (gla, mamba2, retnet). */
-export function gatedInputs(p: Program, gate: number, seed: number): Tensors {
-  const x = inputs64(p, 2, 7, seed);
+export function gatedInputs(p: Program, gate: number, seed: number, axes?: Record<string, number>): Tensors {
+  const x = inputs64(p, 2, 7, seed, axes);
   const logit = (u: number) => Math.log(u / (1 - u));
   if (x.g) x.g.data.fill(logit(gate ** 16)); // gla: α = sigmoid(g)^(1/16)
   if (x.a) x.a.data.fill(-logit(gate)); // mamba2: α = sigmoid(−a)

@@ -8,6 +8,9 @@ import { lagRange } from '../../../src/ir/masks.ts';
 import type { PrefixForm } from '../../../src/ir/terms.ts';
 import type { Id, OutputItem, Program, Term } from '../../../src/ir/types.ts';
 import { count, type Sizes } from '../common.ts';
+import type { Index, Resolver } from '../expr.ts';
+import type { KernelBuilder } from '../kernel-builder.ts';
+import type { Block } from '../wgsl-block.ts';
 import { featureCount, frontier, layoutOf, prefixGate, rowAxes, type Layout, type StateLayout } from '../layout.ts';
 import { scoreTile } from './tiles.ts';
 
@@ -38,6 +41,35 @@ export interface ChunkKernelSpec {
   readonly exportState?: StateLayout;
   /** One launch of a segmented plan: 'state' writes each segment's own S, z; 'output' starts from the scanned ones. */
   readonly segmented?: 'state' | 'output';
+  /** Where the kernel reads and writes (absent: the plan's in:/param: buffers and out:o or the partial parts). */
+  readonly io?: (kb: KernelBuilder) => ChunkIo;
+  /** Added to a position a score reads as a number (f32 WGSL), e.g. a reversed gradient stage's −(T − 1). */
+  readonly positionOffset?: string;
+  /** Head axes for terms that do not choose them (convolutions only), so that the kernel shares another's grid. */
+  readonly head?: readonly string[];
+  /**
+   * Normalised output groups whose numerator and denominator the kernel also stores (a training forward keeps them
+   * for the backward): group g's num at [b, t, outAxes] in buffer `num`, den at [b, t, denAxes] in buffer `den`.
+   */
+  readonly keep?: readonly KeptParts[];
+}
+
+export interface KeptParts {
+  readonly g: number;
+  readonly num: string;
+  readonly den: string;
+  readonly denAxes: readonly string[];
+}
+
+/**
+ * A chunk kernel's own memory interface (gradient stages read reversed, shifted and padded tensors, and write
+ * where the gradient program says): the reader of inputs and parameters at kernel positions 0 … dims.t − 1, and
+ * the store of a value computed at kernel row `ia` (< dims.t), output column `idx` over the program's outAxes —
+ * the final output ('o', item 0 of a plain kernel), or item g's numerator or denominator (partial kernels).
+ */
+export interface ChunkIo {
+  readonly read: Resolver;
+  readonly store: (b: Block, what: 'o' | 'num' | 'den', g: number, ia: string, idx: Index, v: string) => void;
 }
 
 /** A prefix term as the kernel runs it (k: its index among the kernel's prefix terms). */
@@ -158,7 +190,7 @@ export function analyseChunk(spec: ChunkKernelSpec): ChunkAnalysis {
   const items = kernelItems(spec.items, spec.partial);
   const C = schedule.chunk;
   const R = schedule.cols;
-  const L = layoutOf(p, terms, C);
+  const L = layoutOf(p, terms, C, spec.head);
   const HALO = L.halo;
   // The score matrices reach back only as far as the bounded terms they hold (convolutions are direct taps).
   const AH = aHalo(L, C);
@@ -175,6 +207,7 @@ export function analyseChunk(spec: ChunkKernelSpec): ChunkAnalysis {
   const valueId = terms[0].value;
   for (const t of terms) if (t.value !== valueId) throw new Error(`terms ${terms[0].name} and ${t.name} have different values; they need separate kernels`);
   const segment = schedule.segment ?? 0;
+  if (spec.io && (spec.segmented || spec.exportState)) throw new Error(`${p.name}: a chunk kernel with its own memory interface neither exports state nor runs segmented`);
   if (spec.segmented && (!segment || spec.exportState || prefix.some((q) => q.gateWidth || q.openGroup || q.term.mask[0].kind !== 'causal'))) {
     throw new Error(`${p.name}: a segmented chunk plan needs plain causal prefix terms (no decay, no groups) and no state export`);
   }

@@ -3,9 +3,9 @@
 // bindings through the records here, never by rebuilding a name.
 import type { Id } from '../../../src/ir/types.ts';
 import { programReader } from '../common.ts';
-import { offset, type Index, type Resolver } from '../expr.ts';
+import { offset, type Index, type Positions, type Resolver } from '../expr.ts';
 import type { Binding, KernelBuilder, WorkgroupArray } from '../kernel-builder.ts';
-import type { ChunkAnalysis, PrefixPlan } from './analysis.ts';
+import type { ChunkAnalysis, ChunkIo, PrefixPlan } from './analysis.ts';
 import { segBuffer } from './segments.ts';
 
 /** Workgroup memory of one prefix term. */
@@ -32,11 +32,21 @@ export interface ChunkArrays {
 export interface ChunkBindings {
   /** Reads inputs, parameters and materialised features. */
   readonly read: Resolver;
+  /** A kernel with its own memory interface (ChunkKernelSpec.io) stores its outputs through this. */
+  readonly store?: ChunkIo['store'];
   readonly state: ReadonlyMap<string, Binding>; // by buffer name ('state:S0', …), bound once written
   readonly segS: readonly Binding[]; // by PrefixPlan.k
   readonly segZ: readonly Binding[];
   readonly out?: Binding;
   readonly parts: readonly { readonly num: Binding; readonly den: Binding }[]; // partial kernels, per item
+  /** Kept numerators and denominators (ChunkKernelSpec.keep), by output group. */
+  readonly kept: ReadonlyMap<number, KeptBinding>;
+}
+
+export interface KeptBinding {
+  readonly num: Binding;
+  readonly den: Binding;
+  readonly denAxes: readonly string[];
 }
 
 /** What every phase emitter reads: the analysis, its declarations, the builder they live in, the head index. */
@@ -49,34 +59,53 @@ export interface ChunkKernel {
   readonly head: Index;
 }
 
-export function declareArrays(a: ChunkAnalysis, kb: KernelBuilder): ChunkArrays {
+/**
+ * How a chunk kernel's workgroup arrays are made: `keep` for what lives across chunks (the state S, z and an open
+ * group), `chunk` for what each chunk stages afresh. A kernel that runs several chunk sections in turn
+ * (chunked/sections.ts) lets their `chunk` arrays share memory; a plain kernel declares every array.
+ */
+export interface ArrayAllocator {
+  keep(stem: string, length: number, note?: string): WorkgroupArray;
+  chunk(stem: string, length: number, note?: string): WorkgroupArray;
+}
+
+export function ownArrays(kb: KernelBuilder): ArrayAllocator {
+  const make = (stem: string, length: number, note?: string) => kb.workgroup(stem, length, note);
+  return { keep: make, chunk: make };
+}
+
+export function declareArrays(a: ChunkAnalysis, kb: KernelBuilder, alloc: ArrayAllocator = ownArrays(kb)): ChunkArrays {
   const { C, R } = a;
   const prefix = a.prefix.map((q): PrefixArrays => {
-    const phi = kb.workgroup(`phi${q.k}`, C * q.F);
+    const phi = alloc.chunk(`phi${q.k}`, C * q.F);
     const psi = q.transposed
-      ? kb.workgroup(`psi${q.k}`, (C + 1) * q.F, `[f][row], rows padded to ${C + 1}`)
-      : kb.workgroup(`psi${q.k}`, (C + q.psiHalo) * q.F, 'also the key feature of a bounded term, with its halo');
-    const S = kb.workgroup(`S${q.k}`, q.F * R);
-    const z = kb.workgroup(`z${q.k}`, q.F);
+      ? alloc.chunk(`psi${q.k}`, (C + 1) * q.F, `[f][row], rows padded to ${C + 1}`)
+      : alloc.chunk(`psi${q.k}`, (C + q.psiHalo) * q.F, 'also the key feature of a bounded term, with its halo');
+    const S = alloc.keep(`S${q.k}`, q.F * R);
+    const z = alloc.keep(`z${q.k}`, q.F);
     const open = q.openGroup
-      ? { So: kb.workgroup(`So${q.k}`, q.F * R, `the group still open (past_groups(${q.openGroup}) spans several chunks)`), zo: kb.workgroup(`zo${q.k}`, q.F) }
+      ? { So: alloc.keep(`So${q.k}`, q.F * R, `the group still open (past_groups(${q.openGroup}) spans several chunks)`), zo: alloc.keep(`zo${q.k}`, q.F) }
       : {};
-    const lg = q.gateWidth ? { lg: kb.workgroup(`lg${q.k}`, C * q.gateWidth, 'inclusive Σ log(decay) from the chunk start') } : {};
+    const lg = q.gateWidth ? { lg: alloc.chunk(`lg${q.k}`, C * q.gateWidth, 'inclusive Σ log(decay) from the chunk start') } : {};
     return { phi, psi, S, z, ...open, ...lg };
   });
   const staged = new Map<Id, string>();
   for (const f of a.declared) {
     if (f.alias) staged.set(f.id, f.side === 'query' ? prefix[f.alias.k].phi.name : prefix[f.alias.k].psi.name);
-    else staged.set(f.id, kb.workgroup(`${f.side === 'query' ? 'qf' : 'kf'}${f.id}`, (f.side === 'query' ? C : a.CH) * f.W).name);
+    else staged.set(f.id, alloc.chunk(`${f.side === 'query' ? 'qf' : 'kf'}${f.id}`, (f.side === 'query' ? C : a.CH) * f.W).name);
   }
-  const vs = kb.workgroup('vs', a.CH * R, `values of rows c0-${a.HALO} … c0+${C - 1}, this workgroup's columns`);
-  const A = new Map(a.aGroups.map((g) => [g, kb.workgroup(`A${g}`, C * a.CA)]));
-  const rowden = new Map(a.denGroups.map((g) => [g, kb.workgroup(`rowden${g}`, C)]));
-  const denp = new Map(a.denGroups.filter((g) => A.has(g)).map((g) => [g, kb.workgroup(`denp${g}`, C * a.tile.NTJ)]));
+  const vs = alloc.chunk('vs', a.CH * R, `values of rows c0-${a.HALO} … c0+${C - 1}, this workgroup's columns`);
+  const A = new Map(a.aGroups.map((g) => [g, alloc.chunk(`A${g}`, C * a.CA)]));
+  const rowden = new Map(a.denGroups.map((g) => [g, alloc.chunk(`rowden${g}`, C)]));
+  const denp = new Map(a.denGroups.filter((g) => A.has(g)).map((g) => [g, alloc.chunk(`denp${g}`, C * a.tile.NTJ)]));
   return { prefix, staged, vs, A, rowden, denp };
 }
 
 export function declareBindings(a: ChunkAnalysis, kb: KernelBuilder): ChunkBindings {
+  if (a.spec.io) {
+    const io = a.spec.io(kb);
+    return { read: io.read, store: io.store, state: new Map(), segS: [], segZ: [], parts: [], kept: new Map() };
+  }
   const read = programReader(kb, a.p, a.sizes, (where) => `b * dims.t + ${where}`, { materialised: a.spec.materialised });
   const state = new Map((a.state?.buffers ?? []).map((b) => [b.name, kb.storage(b.name, true)]));
   const seg = a.segmented ? a.prefix.map((q) => [kb.storage(segBuffer('S', q.k), a.segmented === 'state', { always: true }), kb.storage(segBuffer('z', q.k), a.segmented === 'state', { always: true })]) : [];
@@ -88,7 +117,8 @@ export function declareBindings(a: ChunkAnalysis, kb: KernelBuilder): ChunkBindi
       }))
     : [];
   const out = partial ? undefined : kb.storage('out:o', true, { always: true });
-  return { read, state, segS: seg.map((x) => x[0]), segZ: seg.map((x) => x[1]), out, parts };
+  const kept = new Map((a.spec.keep ?? []).map((k) => [k.g, { num: kb.storage(k.num, true, { always: true }), den: kb.storage(k.den, true, { always: true }), denAxes: k.denAxes }]));
+  return { read, state, segS: seg.map((x) => x[0]), segZ: seg.map((x) => x[1]), out, parts, kept };
 }
 
 /** ψ_k[row, f] in workgroup memory (row counted from the chunk start). */
@@ -115,12 +145,17 @@ export function segBase(K: ChunkKernel, q: PrefixPlan, what: 'S' | 'z'): string 
   return `((b * ${K.a.NS}u + s) * nseg + sg) * ${what === 'S' ? q.F * K.a.NR : q.F}u`;
 }
 
+/** The positions an expression of this kernel reads: i and j (u32 names), with the kernel's position offset. */
+export function positions(K: ChunkKernel, i: string, j: string): Positions {
+  return K.a.spec.positionOffset ? { i, j, offset: K.a.spec.positionOffset } : { i, j };
+}
+
 /** Reads staged query/key features from workgroup memory (query row `il`, key row `jj`), everything else as `base`. */
 export function stagedResolver(K: ChunkKernel, il: string, jj: string): Resolver {
   const features = new Map(K.a.staged.map((f) => [f.id, f]));
-  return (n, idx, where) => {
+  return (n, idx, where, at) => {
     const f = features.get(n.id);
-    if (!f) return K.io.read(n, idx, where);
+    if (!f) return K.io.read(n, idx, where, at);
     return `${K.arrays.staged.get(n.id)}[${f.side === 'query' ? il : jj} * ${f.W}u + ${offset(f.axes, K.a.sizes, idx)}]`;
   };
 }

@@ -6,10 +6,10 @@
 // rows (ti + m·NTO) of one value column, so each value and state element it loads feeds TM rows.
 import { lagRange } from '../../../src/ir/masks.ts';
 import type { OutputItem, Term } from '../../../src/ir/types.ts';
-import { maskCondition } from '../common.ts';
+import { count, maskCondition } from '../common.ts';
 import { ExprGen, offset, type Index } from '../expr.ts';
 import type { Block } from '../wgsl-block.ts';
-import { stagedResolver, type ChunkKernel } from './declarations.ts';
+import { positions, stagedResolver, type ChunkKernel, type KeptBinding } from './declarations.ts';
 import { rowDecay } from './scores.ts';
 import { microTile } from './tiles.ts';
 
@@ -35,11 +35,14 @@ export function emitOutputs(K: ChunkKernel, body: Block): void {
       const o = [...Array(TM).keys()].map((m) => c.var(`o_${m}`, '0.0'));
       a.items.forEach((it, g) => outputGroup(K, c, it, g, { ti, cl, idx, o, NTO }));
       if (a.spec.partial) return;
-      const out = K.kb.use(K.io.out!);
+      const store = K.io.store;
+      const out = store ? '' : K.kb.use(K.io.out!);
       o.forEach((om, m) =>
         c.block('', (w) => {
           const ia = w.let('ia', `c0 + ${ti} + ${m * NTO}u`);
-          w.block(`if (${ti} + ${m * NTO}u < n)`, (s) => s.line(`${out}[(b * dims.t + ${ia}) * ${a.per}u + ${offset(a.p.outAxes, a.sizes, idx)}] = ${om};`));
+          w.block(`if (${ti} + ${m * NTO}u < n)`, (s) =>
+            store ? store(s, 'o', 0, ia, idx, om) : s.line(`${out}[(b * dims.t + ${ia}) * ${a.per}u + ${offset(a.p.outAxes, a.sizes, idx)}] = ${om};`),
+          );
         }),
       );
     });
@@ -84,7 +87,10 @@ function outputGroup(K: ChunkKernel, c: Block, it: OutputItem, g: number, tile: 
         const il = w.let('il', r.at);
         const ia = w.let('ia', `c0 + ${il}`);
         w.block(`if (${il} < n)`, (s) => {
-          if (a.spec.partial) {
+          if (a.spec.partial && K.io.store) {
+            K.io.store(s, 'num', g, ia, tile.idx, r.num);
+            K.io.store(s, 'den', g, ia, tile.idx, r.den);
+          } else if (a.spec.partial) {
             const off = s.let('o_off', `(b * dims.t + ${ia}) * ${a.per}u + ${offset(a.p.outAxes, a.sizes, tile.idx)}`);
             const part = K.io.parts[g];
             s.line(`${K.kb.use(part.num)}[${off}] = ${r.num};`);
@@ -92,11 +98,23 @@ function outputGroup(K: ChunkKernel, c: Block, it: OutputItem, g: number, tile: 
           } else {
             const om = tile.o[r.m];
             s.line(normed ? `${om} = ${om} + ${r.num} / (${r.den} + ${(it as { eps: number }).eps});` : `${om} = ${om} + ${r.num};`);
+            const kept = K.io.kept.get(g);
+            if (kept) keepParts(K, s, kept, ia, tile.idx, r);
           }
         });
       });
     }
   });
+}
+
+/** A training forward keeps row ia's numerator (every column) and denominator (once per row of its own axes). */
+function keepParts(K: ChunkKernel, s: Block, kept: KeptBinding, ia: string, idx: Index, r: Row): void {
+  const { a } = K;
+  s.line(`${K.kb.use(kept.num)}[(b * dims.t + ${ia}) * ${a.per}u + ${offset(a.p.outAxes, a.sizes, idx)}] = ${r.num};`);
+  const once = a.p.outAxes.filter((x) => !kept.denAxes.includes(x)).map((x) => `${idx[x]} == 0u`);
+  const den = `${K.kb.use(kept.den)}[(b * dims.t + ${ia}) * ${count(kept.denAxes, a.sizes)}u + ${offset(kept.denAxes, a.sizes, idx)}] = ${r.den};`;
+  if (once.length) s.block(`if (${once.join(' && ')})`, (w) => w.line(den));
+  else s.line(den);
 }
 
 /** φ_k,i · (decay_i ⊙ S_prev) for a prefix term: the chunks before this one. */
@@ -127,7 +145,7 @@ function directTaps(K: ChunkKernel, gb: Block, t: Term, r: Row, tile: Tile, with
       const ja = l.let('ja', `u32(${jai})`);
       l.line(`if (!(${maskCondition(t.mask, ia, ja)})) { continue; }`);
       const jj = l.let('jj', `u32(i32(${il}) - ${lag} + ${a.HALO})`);
-      const sv = new ExprGen(a.p, a.sizes, stagedResolver(K, il, jj), { i: ia, j: ja }).value(l, t.score, tile.idx, ja);
+      const sv = new ExprGen(a.p, a.sizes, stagedResolver(K, il, jj), positions(K, ia, ja)).value(l, t.score, tile.idx, ja);
       l.line(`${r.num} = ${r.num} + ${sv} * ${K.arrays.vs.name}[${jj} * ${a.R}u + ${tile.cl}];`);
       if (withDen) l.line(`${r.den} = ${r.den} + ${sv};`);
     }, { type: 'i32' });

@@ -9,7 +9,7 @@ import { maskCondition } from '../common.ts';
 import { ExprGen } from '../expr.ts';
 import type { Block } from '../wgsl-block.ts';
 import type { PrefixPlan } from './analysis.ts';
-import { psiAt, stagedResolver, type ChunkKernel } from './declarations.ts';
+import { positions, psiAt, stagedResolver, type ChunkKernel } from './declarations.ts';
 
 /** The micro-tile's accumulators: name of a_g at cell (m, n). */
 type Cells = (g: number, m: number, n: number) => string;
@@ -89,7 +89,7 @@ function boundedCell(K: ChunkKernel, b: Block, m: number, n: number, cells: Cell
           if (!a.L.aTerms.includes(t) || t.form.kind === 'prefix') continue;
           s.block(`if (${valid} && (${maskCondition(t.mask, ia, ja)}))`, (e) => {
             e.comment(`term ${t.name} (${t.form.kind})`);
-            const gen = new ExprGen(a.p, a.sizes, stagedResolver(K, il, `(${jj} + ${a.HALO - a.AH}u)`), { i: ia, j: ja });
+            const gen = new ExprGen(a.p, a.sizes, stagedResolver(K, il, `(${jj} + ${a.HALO - a.AH}u)`), positions(K, ia, ja));
             e.line(`${am} = ${am} + ${gen.value(e, t.score, K.head, ja)};`);
           });
         }

@@ -6,7 +6,7 @@ import { ExprGen, offset } from '../expr.ts';
 import { ringIndex } from '../layout.ts';
 import type { Block } from '../wgsl-block.ts';
 import type { PrefixPlan, StagedFeature } from './analysis.ts';
-import { stateRef, type ChunkKernel } from './declarations.ts';
+import { positions, stateRef, type ChunkKernel } from './declarations.ts';
 import { emitSlots, type Place, type Slot } from './staging.ts';
 
 export function emitStage(K: ChunkKernel, body: Block): void {
@@ -24,7 +24,7 @@ function slots(K: ChunkKernel): Slot[] {
 }
 
 /** The element's value, computed by a generator of its own at position `tpos`. */
-const valueOf = (K: ChunkKernel, id: Id) => (b: Block, at: Place) => new ExprGen(K.a.p, K.a.sizes, K.io.read, { i: at.tpos, j: at.tpos }).value(b, id, at.idx, at.tpos);
+const valueOf = (K: ChunkKernel, id: Id) => (b: Block, at: Place) => new ExprGen(K.a.p, K.a.sizes, K.io.read, positions(K, at.tpos, at.tpos)).value(b, id, at.idx, at.tpos);
 
 /** A store into the decoding state's ring of node `id` (state export: decoding needs the last RING rows). */
 function ringStore(K: ChunkKernel, id: Id, b: Block, at: Place, val: string, cond: string): void {
