@@ -31,10 +31,13 @@ export interface LowerOptions {
 /** The buffer a training forward keeps output item k's numerator ('n', [b, t, outAxes]) or denominator ('z') in. */
 export const keptBuffer = (what: 'n' | 'z', k: number) => `keep:${what}.${k}`;
 
-/** The normalised output items (by index) and the axes of their denominators: the output axes their scores have. */
+/**
+ * The normalised output items (by index) and the axes of their denominators: the output axes their scores have.
+ * Softmax attention's item is not one of them: its n and z overflow, and its gradient recomputes lse and o instead.
+ */
 export function normalisedItems(p: Program): { k: number; terms: readonly string[]; denAxes: readonly string[] }[] {
   return p.output.flatMap((it, k) => {
-    if (it.kind !== 'norm') return [];
+    if (it.kind !== 'norm' || it.terms.some((n) => p.terms.find((t) => t.name === n)?.form.kind === 'softmax')) return [];
     const scoreAxes = new Set(it.terms.flatMap((n) => p.nodes[p.terms.find((t) => t.name === n)!.score].type.axes));
     return [{ k, terms: it.terms, denAxes: p.outAxes.filter((a) => scoreAxes.has(a)) }];
   });
