@@ -16,6 +16,14 @@
 //   parameters Σ over pairs: a forward term + Σ over tokens, or a pairs stage scattering at the lag (dw[h, l],
 //              flash's b[h, l]);
 //   decays     d log α_t = reverse cumulative sum of P − K (gates.ts), then back through α's own expression.
+// Softmax attention (a term the passes classify `softmax`: causal exp(logit) alone in normalize(·, 0)) never sums an
+// unnormalised exp. Its item instead gets
+//   lse        lse_i = log Σ_{j ≤ i} exp(logit(i, j)), with a running max (an lse stage);
+//   recompute  o_i = Σ_{j ≤ i} P_ij v_j with the probabilities P_ij = exp(logit(i, j) − lse_i) ≤ 1;
+//   cotangents dN = do;  dZ = −Σ_{value-only axes} do ⊙ o   (so g = do_i·v_j − do_i·o_i);
+// and every stage of the term reads P_ij where the forward reads exp(logit): dv_j = Σ_{i ≥ j} P_ij do_i, and the
+// logit's adjoint is ds_ij = P_ij (do_i·v_j − do_i·o_i), whose sums over j (dq) and over i (dk) follow as above.
+// Those terms are classified quadratic as built and run in the parallel form (O(T²)).
 // A sum the passes cannot classify as one term (g's contraction times another one in J) is split instead:
 // g's factor at the output position moves out of the sum (recipe.ts). The pair adjoints are derived once with a
 // query-side placeholder for g (they are linear in it), and each stage substitutes what it needs.
@@ -62,6 +70,8 @@ interface ItemCotangents {
   readonly dN: Id; // input leaf over outAxes
   readonly dZ: Id | null; // input leaf over U (normalised items)
   readonly U: readonly string[];
+  /** Softmax attention: its score exp(logit) and the probability P = exp(logit − lse_i) that replaces it. */
+  readonly softmax?: { readonly score: Id; readonly P: Id };
 }
 
 /** One decay's share of a gate's d log: P − K from a term (Euler: Σ F ⊙ dF − Σ G ⊙ dG; else stages over c). */
@@ -76,6 +86,7 @@ interface ScoreCotangent {
   readonly dN: Id;
   readonly dNName: string;
   readonly z: Id | null; // Σ_{U ∖ s} dZ_i, read at i
+  readonly softmax?: ItemCotangents['softmax'];
 }
 
 class Autodiff implements StageContext {
@@ -158,11 +169,23 @@ class Autodiff implements StageContext {
     const mo = new Ops(map, this.builtins);
     const outputs: MapStage['outputs'][number][] = [];
     const byName = new Map(p.terms.map((t) => [t.name, t]));
+    const softmax = new Set(runPasses(p).terms.filter((t) => t.form.kind === 'softmax').map((t) => t.name));
     const cot = p.output.map((item, k): ItemCotangents => {
       if (item.kind === 'term') return { dNName: 'do', dN: doLeaf, dZ: null, U: out };
       const terms = item.terms.map((n) => byName.get(n)!);
       const scoreAxes = new Set(terms.flatMap((t) => this.master.type(t.score).axes));
       const U = out.filter((a) => scoreAxes.has(a));
+      if (terms.length === 1 && softmax.has(terms[0].name)) {
+        const t = terms[0];
+        const { P } = this.softmaxStages(t, k, U);
+        // dZ = −Σ_{axes not in U} do ⊙ o  (o = n / z: the recomputed output itself)
+        const dO = map.leaf({ op: 'input', name: 'do' }, out);
+        const o = map.leaf({ op: 'input', name: `o.${k}` }, out);
+        let dz = mo.un('neg', mo.mul(dO, o));
+        for (const a of out) if (!U.includes(a)) dz = mo.sum(dz, a);
+        outputs.push({ tensor: `dZ.${k}`, id: dz, axes: U });
+        return { dNName: 'do', dN: doLeaf, dZ: this.leaf(`dZ.${k}`, U), U, softmax: { score: t.score, P } };
+      }
       const num = new TermStageBuilder(this, 'forward');
       const den = new TermStageBuilder(this, 'forward');
       const ones = this.builtins.tokenOnes(this.master, U);
@@ -187,13 +210,48 @@ class Autodiff implements StageContext {
       this.recompute.push({
         kind: 'map',
         name: 'cotangents',
-        why: 'each normalised item’s dN = do / (z + ε) and dZ = −Σ do ⊙ n / (z + ε)²',
+        why: cot.some((c) => c.softmax)
+          ? 'each normalised item’s dN = do / (z + ε) and dZ = −Σ do ⊙ n / (z + ε)²; softmax attention’s dZ = −Σ do ⊙ o (its dN is do)'
+          : 'each normalised item’s dN = do / (z + ε) and dZ = −Σ do ⊙ n / (z + ε)²',
         bindings: Object.fromEntries(ex.graph.inputs.map((d) => [d.name, { tensor: d.name, pad: 'zero' as const }])),
         graph: ex.graph,
         outputs: outputs.map((x) => ({ ...x, id: ex.id(x.id) })),
       });
     }
     return cot;
+  }
+
+  /**
+   * Softmax attention's lse stage and the recompute of its output o.k = Σ_j P_ij v_j, and P_ij = exp(logit − lse_i)
+   * in the master graph.
+   */
+  private softmaxStages(t: Term, k: number, U: readonly string[]): { P: Id } {
+    const m = this.master;
+    const o = this.o;
+    const score = m.node(t.score);
+    if (score.op !== 'unary' || score.fn !== 'exp') throw new Error(`internal: softmax term ${t.name}'s score is not exp(logit)`);
+    const lse = new TermStageBuilder(this, 'forward');
+    lse.addTerm(t.name, t, t.score, this.builtins.tokenOnes(m, U));
+    const st = lse.finish(`lse.${k}`, `lse.${k}`, '', U);
+    this.recompute.push({
+      kind: 'lse',
+      name: `lse.${k}`,
+      why: `item ${k}'s log-normaliser lse_i = log Σ_{j ≤ i} exp(logit(i, j)) of softmax term ${t.name}, with a running max`,
+      bindings: st.bindings,
+      program: { ...st.program, output: [{ kind: 'norm', terms: [t.name], eps: 0 }] },
+      writes: `lse.${k}`,
+    });
+    const P = o.un('exp', o.bin('sub', score.x, m.add({ op: 'at', x: this.leaf(`lse.${k}`, U), which: 'i' })));
+    const rec = new TermStageBuilder(this, 'forward');
+    rec.addTerm(t.name, { mask: t.mask, noncausal: false, quadratic: true }, P, t.value);
+    this.recompute.push(rec.finish(`recompute.o.${k}`, `o.${k}`, `item ${k}'s output o = Σ_{j ≤ i} P_ij v_j (recomputed), P_ij = exp(logit − lse_i)`, this.forward.outAxes));
+    return { P };
+  }
+
+  /** An adjoint written with the placeholder for g, with `G` in its place (and P for a softmax score). */
+  private adjoint(sc: ScoreCotangent, a: Id, G: Id): Id {
+    const x = this.substitute(a, sc.placeholder, G);
+    return sc.softmax ? this.substitute(x, sc.softmax.score, sc.softmax.P) : x;
   }
 
   /** Every stage one forward term needs. */
@@ -213,12 +271,14 @@ class Autodiff implements StageContext {
       g = o.bin('add', g, z);
     }
     const placeholder = m.add({ op: 'at', x: this.leaf(`g.${t.name}`, scoreAxes), which: 'i' });
-    const sc: ScoreCotangent = { term: t, placeholder, g, E, dN: cot.dN, dNName: cot.dNName, z };
+    const sc: ScoreCotangent = { term: t, placeholder, g, E, dN: cot.dN, dNName: cot.dNName, z, ...(cot.softmax && { softmax: cot.softmax }) };
     const pa = pairAdjoints(o, t.score, placeholder);
+    if (cot.softmax && pa.decay.size) throw new Error(`autodiff: softmax term ${t.name}: a decay inside the logit has no gradient here`);
     const axesOf = (x: Id, a: Id) => m.type(x).axes.filter((ax) => m.type(a).axes.includes(ax));
     if (differentiable(m, t.value)) {
       const b = new TermStageBuilder(this, 'reverse');
-      b.addTerm(t.name, t, t.score, cot.dN);
+      if (cot.softmax) b.addTerm(t.name, { mask: t.mask, noncausal: false, quadratic: true }, cot.softmax.P, cot.dN);
+      else b.addTerm(t.name, t, t.score, cot.dN);
       const tensor = `adj.${t.name}.value`;
       this.terms.push(b.finish(tensor, tensor, `dv_j = Σ_{i ≥ j} s(i,j) dN_i for term ${t.name}'s value`, out));
       this.seeds.push({ kind: 'token', node: t.value, value: single(tensor, out) });
@@ -264,12 +324,13 @@ class Autodiff implements StageContext {
   private sumOf(sc: ScoreCotangent, time: 'forward' | 'reverse', name: string, why: string, a: Id, axes: readonly string[]): Recipe {
     const t = sc.term;
     const m = this.master;
+    const spec = sc.softmax ? { mask: t.mask, noncausal: false, quadratic: true } : t;
     const build = (tensor: string, expr: Id, over: readonly string[], text: string) => {
       const b = new TermStageBuilder(this, time);
-      b.addSumOf(t.name, t, expr, over);
+      b.addSumOf(t.name, spec, expr, over);
       return b.finish(tensor, tensor, text, over);
     };
-    const direct = build(name, this.substitute(a, sc.placeholder, sc.g), axes, why);
+    const direct = build(name, this.adjoint(sc, a, sc.g), axes, why);
     if (classifies(direct.program)) {
       this.terms.push(direct);
       return single(name, axes);
@@ -279,16 +340,16 @@ class Autodiff implements StageContext {
     const wide = [...axes, ...sc.E];
     const parts: RecipePart[] = [];
     if (time === 'forward') {
-      const W = build(`${name}.W`, this.substitute(a, sc.placeholder, m.add({ op: 'at', x: t.value, which: 'j' })), wide, `${why}: W_i = Σ_j v_j ⊗ J(i,j), contracted with dN_i afterwards`);
+      const W = build(`${name}.W`, this.adjoint(sc, a, m.add({ op: 'at', x: t.value, which: 'j' })), wide, `${why}: W_i = Σ_j v_j ⊗ J(i,j), contracted with dN_i afterwards`);
       parts.push({ tensor: W.writes, axes: wide, factor: { tensor: sc.dNName, axes: m.type(sc.dN).axes }, over: sc.E });
       this.terms.push(W);
     } else {
-      const W = build(`${name}.W`, this.substitute(a, sc.placeholder, m.add({ op: 'at', x: sc.dN, which: 'i' })), wide, `${why}: W_j = Σ_i dN_i ⊗ J(i,j), contracted with v_j afterwards`);
+      const W = build(`${name}.W`, this.adjoint(sc, a, m.add({ op: 'at', x: sc.dN, which: 'i' })), wide, `${why}: W_j = Σ_i dN_i ⊗ J(i,j), contracted with v_j afterwards`);
       parts.push({ tensor: W.writes, axes: wide, factor: { node: t.value }, over: sc.E });
       this.terms.push(W);
     }
     if (sc.z !== null) {
-      const Z = build(`${name}.Z`, this.substitute(a, sc.placeholder, sc.z), axes, `${why}: the dZ part`);
+      const Z = build(`${name}.Z`, this.adjoint(sc, a, sc.z), axes, `${why}: the dZ part`);
       parts.push({ tensor: Z.writes, axes, factor: null, over: [] });
       this.terms.push(Z);
     }
@@ -302,7 +363,7 @@ class Autodiff implements StageContext {
   private pairsStage(sc: ScoreCotangent, s: Scatter): PairsStage {
     const t = sc.term;
     const writes = `adj.${t.name}.s.${this.nameOf(s.x)}`;
-    const contribution = this.substitute(s.adjoint, sc.placeholder, sc.g);
+    const contribution = this.adjoint(sc, s.adjoint, sc.g);
     const ex = extractGraph(this.master, [contribution, s.index]);
     this.paramSeeds.push({ node: s.x, tensor: writes, log: false });
     return {

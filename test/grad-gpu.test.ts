@@ -60,7 +60,7 @@ const load = (file: string) => {
 const GROUPS: readonly (readonly string[])[] = [
   ['elu', 'relu', 'performer', 'cosformer', 'hedgehog', 'based'].map((n) => `examples/${['hedgehog', 'based'].includes(n) ? 'variants' : 'paper'}/${n}.la`),
   ['elu_dwconv', 'elu_aug', 'relu_aug', 'performer_aug', 'cosformer_aug', 'leaky_dwconv'].map((n) => `examples/paper/${n}.la`),
-  ['examples/paper/flash.la', 'examples/paper/llama_linearized.la', 'examples/variants/retnet.la', 'examples/variants/gla.la', 'examples/variants/mamba2.la'],
+  ['examples/paper/flash.la', 'examples/paper/llama_linearized.la', 'examples/variants/retnet.la', 'examples/variants/gla.la', 'examples/variants/mamba2.la', 'examples/variants/softmax.la'],
 ];
 
 describe('GPU gradient against the float64 gradient oracle', () => {

@@ -3,7 +3,7 @@
 // pass. o equals the float64 parallel form; dq, dk, dv equal the float64 gradient oracle and are overwritten;
 // each parameter's gradient is added into the trainer's buffer (which starts at 0.5, and receives a second
 // backward in a later submit). elu_dwconv with its normalisers kept by the forward and recomputed by the backward;
-// retnet for a decay parameter, an unnormalised variant.
+// retnet for a decay parameter, an unnormalised variant; softmax attention, whose backward recomputes lse and o.
 import { describe, expect, it } from 'vitest';
 import { gradientParallel } from '../backends/cpu/grad-oracle.ts';
 import { evaluateParallel } from '../backends/cpu/parallel.ts';
@@ -82,5 +82,9 @@ describe('a compiled variant as a TrainableGpuAttention', () => {
 
   it('retnet: a decay parameter’s gradient accumulates', async () => {
     await throughTheSeam('examples/variants/retnet.la', true, 2, 13, 5);
+  });
+
+  it('softmax: the flash forward, and the backward from its recomputed lse and o (it keeps no normalisers)', async () => {
+    await throughTheSeam('examples/variants/softmax.la', true, 2, 13, 6);
   });
 });

@@ -1,13 +1,16 @@
 // Runs a gradient program (src/ir/grad.ts) in float64 with the existing CPU machinery, stage by stage:
-//   term stages through the passes and the chunked form (the parallel form for noncausal ones), reverse-time
+//   term stages through the passes and the chunked form (the parallel form for noncausal ones and for quadratic
+//   ones under the unbounded causal mask: softmax attention's gradient terms), reverse-time
 //   stages on inputs read backwards (shifted, padded) and their output turned forwards again;
 //   map, reduce, pairs and params stages with the Evaluator, at every (b, t), summed over (b, t), summed over the
-//   mask's pairs with a scatter at the index, and once.
+//   mask's pairs with a scatter at the index, and once; an lse stage as m_i + log Σ_j exp(logit − m_i), m_i the
+//   largest logit of row i.
 // This is what proves that every gradient term is classified by the passes and accepted by the chunked lowering.
 import { runPasses } from '../../passes/pipeline.ts';
-import { graphAsProgram, type Binding, type Builtin, type GradProgram, type Stage, type StageGraph, type StageOutput, type TermStage } from '../../src/ir/grad.ts';
+import { graphAsProgram, type Binding, type Builtin, type GradProgram, type LseStage, type Stage, type StageGraph, type StageOutput, type TermStage } from '../../src/ir/grad.ts';
 import { lagRange, maskAllows } from '../../src/ir/masks.ts';
 import { bindShapes, shapeOf, type Bound } from '../../src/ir/shapes.ts';
+import { unboundedQuadratic } from '../../src/ir/terms.ts';
 import type { AxisDef, Program } from '../../src/ir/types.ts';
 import { numel, type Tensor } from '../../src/tensor.ts';
 import { evaluateChunked } from './chunked.ts';
@@ -50,6 +53,8 @@ function runStage(st: Stage, env: ReadonlyMap<string, T64>, bound: Bound, opts: 
     case 'reduce':
     case 'params':
       return runGraph(st.kind, st.graph, st.bindings, st.outputs, env, bound);
+    case 'lse':
+      return [[st.writes, runLse(st, env, bound)]];
     case 'pairs': {
       const ev = evaluator(st.graph, st.bindings, env, bound);
       const s = bound.sizes;
@@ -92,9 +97,35 @@ function runTerm(st: TermStage, env: ReadonlyMap<string, T64>, bound: Bound, opt
   const offset = st.positions === 'negated' ? -(Tpad - 1) : 0;
   const groups = passed.terms.flatMap((t) => t.mask.flatMap((m) => (m.kind === 'past_groups' ? [m.size] : [])));
   const chunk = groups.length ? groups.reduce(lcm) : (opts.chunk ?? 3);
-  const out = passed.terms.some((t) => t.noncausal) ? evaluateParallel(passed, tensors, offset) : evaluateChunked(passed, tensors, chunk, offset);
+  const parallel = passed.terms.some((t) => t.noncausal || unboundedQuadratic(t));
+  const out = parallel ? evaluateParallel(passed, tensors, offset) : evaluateChunked(passed, tensors, chunk, offset);
   opts.onTermStage?.(st, passed, { inputs: { ...tensors }, output: out, offset });
   return reversed ? unreverse(out, T) : out;
+}
+
+/** lse[b, i, …] = m + log Σ_{j ≤ i} exp(logit(i, j) − m), m = max_j logit(i, j), per element of the output axes. */
+function runLse(st: LseStage, env: ReadonlyMap<string, T64>, bound: Bound): T64 {
+  const p = withSizes(runPasses(st.program), bound.sizes);
+  const t = p.terms[0];
+  if (t.form.kind !== 'softmax') throw new Error(`internal: ${st.name}: the passes do not classify its term as softmax attention`);
+  const tensors = Object.fromEntries([...p.inputs, ...p.params].map((d) => [d.name, env.get(st.bindings[d.name].tensor)!]));
+  const ev = new Evaluator(p, tensors, bound);
+  const s = bound.sizes;
+  const per = count(p.outAxes, s);
+  const data = new Float64Array(bound.b * bound.t * per);
+  for (let b = 0; b < bound.b; b++) {
+    for (let i = 0; i < bound.t; i++) {
+      const rows = Array.from({ length: i + 1 }, (_, j) => permute(broadcastTo(ev.pair(t.form.kind === 'softmax' ? t.form.logit : t.score, b, i, j), p.outAxes, s), p.outAxes, s).data);
+      for (let e = 0; e < per; e++) {
+        let m = -Infinity;
+        for (const r of rows) m = Math.max(m, r[e]);
+        let z = 0;
+        for (const r of rows) z += Math.exp(r[e] - m);
+        data[(b * bound.t + i) * per + e] = m + Math.log(z);
+      }
+    }
+  }
+  return { shape: [bound.b, bound.t, ...shapeOf(bound, p.outAxes)], data };
 }
 
 function runGraph(

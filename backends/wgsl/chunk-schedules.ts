@@ -4,6 +4,7 @@
 // and the autotune cache, backends/ts/compile.ts WebGPU's default limits.
 import type { Program } from '../../src/ir/types.ts';
 import { layoutOf, segmentable, sharedFloats, type ChunkSchedule } from './chunked.ts';
+import { outputPart } from './chunked/analysis.ts';
 import { count } from './common.ts';
 import { analyseSoftmax, isSoftmaxProgram, softmaxSharedFloats } from './softmax-analysis.ts';
 
@@ -27,8 +28,10 @@ function chunkMultiple(p: Program): number {
 const gcd = (a: number, b: number): number => (b ? gcd(b, a % b) : a);
 const lcm = (a: number, b: number) => (a / gcd(a, b)) * b;
 
-export function candidateSchedules(limits: ScheduleLimits, p: Program, sizes: Readonly<Record<string, number>>): ChunkSchedule[] {
-  if (isSoftmaxProgram(p)) return softmaxSchedules(limits, p, sizes);
+export function candidateSchedules(limits: ScheduleLimits, program: Program, sizes: Readonly<Record<string, number>>): ChunkSchedule[] {
+  if (isSoftmaxProgram(program)) return softmaxSchedules(limits, program, sizes);
+  // the chunk kernel runs the causal items (noncausal ones run in the parallel form, lower.ts)
+  const p = outputPart(program, false);
   const L = layoutOf(p, p.terms);
   const NR = count(L.rest, sizes);
   // A chunk must divide every past_groups size or be a multiple of it.
@@ -52,8 +55,9 @@ export function candidateSchedules(limits: ScheduleLimits, p: Program, sizes: Re
 }
 
 /** Workgroup memory (bytes) of the smallest schedule: what an adapter with no candidate lacks. */
-export function smallestScheduleBytes(p: Program, sizes: Readonly<Record<string, number>>): number {
-  if (isSoftmaxProgram(p)) return softmaxSharedFloats(analyseSoftmax(p, sizes), CHUNKS[CHUNKS.length - 1]) * 4;
+export function smallestScheduleBytes(program: Program, sizes: Readonly<Record<string, number>>): number {
+  if (isSoftmaxProgram(program)) return softmaxSharedFloats(analyseSoftmax(program, sizes), CHUNKS[CHUNKS.length - 1]) * 4;
+  const p = outputPart(program, false);
   return sharedFloats(p, sizes, p.terms, p.output, { chunk: CHUNKS[CHUNKS.length - 1], cols: 1, threads: 64 }) * 4;
 }
 

@@ -207,7 +207,9 @@ export class ExprGen {
     const low = at.let('rlo', `${c} < ${half}u`);
     const x = this.value(at, n.x, idx, where);
     const xp = this.value(at, n.x, { ...idx, [n.axis]: `select(${c} - ${half}u, ${c} + ${half}u, ${low})` }, where);
-    const a = at.let('ra', `${n.sign < 0 ? '-' : ''}f32(${where}) * ${table}[${c} % ${half}u]`);
+    // the token's position as a number: a reversed gradient stage numbers its positions −(T−1) … 0 (pos.offset)
+    const p = this.pos.offset ? `(f32(${where}) + ${this.pos.offset})` : `f32(${where})`;
+    const a = at.let('ra', `${n.sign < 0 ? '-' : ''}${p} * ${table}[${c} % ${half}u]`);
     const k = at.let('rk', `round(${a} * 0.15915494309189535)`);
     const r = at.let('rr', `(${a} - ${k} * 6.28125) - ${k} * 0.0019353071795864769`);
     return `${x} * cos(${r}) + select(${xp}, -${xp}, ${low}) * sin(${r})`;

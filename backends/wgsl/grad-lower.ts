@@ -1,7 +1,8 @@
 // GradProgram (src/ir/grad.ts) → GradPlan (grad/plan.ts): the kernels that run a variant's gradient program.
 //
 // Unfused, every stage is its own launch: each term stage one chunk kernel per value it reads (the parallel form
-// for one the chunk kernel cannot run: a noncausal term), each map, reduce, pairs and params stage one kernel. Fused:
+// for one the chunk kernel cannot run: a noncausal term; by rows for softmax attention's quadratic causal terms,
+// grad/quadratic-rows.ts, which also runs the lse stage), each map, reduce, pairs and params stage one kernel. Fused:
 //   (a) a normalised item's recomputed numerator n and denominator z are one chunk section (partial mode);
 //   (b) term stages that run in the same time direction, where neither needs what the other writes, are sections
 //       of one kernel (reverse-time dv, dψ and the convolution's dv in one pass), padded as the most padded needs;
@@ -20,6 +21,7 @@ import { mapKernel, paramsKernel } from './grad/elementwise.ts';
 import { bufferName, layoutEnv, storedReads, storedSlot, type Env } from './grad/env.ts';
 import type { GradKernel, GradPlan } from './grad/plan.ts';
 import { pairsKernel, reduceKernel } from './grad/reductions.ts';
+import { lseKernel, rowAxes, rowsTermKernel } from './grad/quadratic-rows.ts';
 import { naiveTermKernel, recomputeGroups, sharedHead, stageGroups, termKernel, termKernelFloats, type Epilogue, type TermGroup } from './grad/term-kernels.ts';
 
 export interface GradLowerOptions {
@@ -45,6 +47,8 @@ export interface GradLowerOptions {
 type Unit =
   | { readonly kind: 'term'; readonly groups: readonly TermGroup[] }
   | { readonly kind: 'naive'; readonly group: TermGroup }
+  | { readonly kind: 'rows'; readonly group: TermGroup }
+  | { readonly kind: 'lse'; readonly stage: Extract<Stage, { kind: 'lse' }> }
   | { readonly kind: 'map'; readonly stage: Extract<Stage, { kind: 'map' }>; readonly outputs: readonly StageOutput[] }
   | { readonly kind: 'other'; readonly stage: Extract<Stage, { kind: 'reduce' | 'pairs' | 'params' }> };
 
@@ -56,7 +60,7 @@ interface Node {
 }
 
 export function lowerGrad(gp: GradProgram, sizes: Sizes, opts: GradLowerOptions): GradPlan {
-  const passed = new Map<string, Program>(gp.stages.flatMap((st) => (st.kind === 'term' ? [[st.name, runPasses(st.program)] as const] : [])));
+  const passed = new Map<string, Program>(gp.stages.flatMap((st) => (st.kind === 'term' || st.kind === 'lse' ? [[st.name, runPasses(st.program)] as const] : [])));
   const virtual = new Set(opts.fuse ? gp.stages.flatMap((st) => (st.kind === 'map' ? st.outputs.map((o) => o.tensor).filter((t) => !gp.gradients.includes(t)) : [])) : []);
   const kept = new Map(opts.stored ? normalisedItems(runPasses(gp.forward)).flatMap(({ k }) => [[`n.${k}`, keptBuffer('n', k)], [`z.${k}`, keptBuffer('z', k)]] as const) : []);
   if (opts.stored) {
@@ -78,7 +82,7 @@ export function lowerGrad(gp: GradProgram, sizes: Sizes, opts: GradLowerOptions)
     const count = buffersOf(env, n);
     if (count > storageBuffers) throw new Error(`${gp.forward.name}: stage ${stageNames(n).join(' + ')} binds ${count} storage buffers, over the adapter's ${storageBuffers}`);
   }
-  const kernels = order(nodes).flatMap((n, k) => emit(gp, env, n, k, schedule, opts));
+  const kernels = order(nodes).flatMap((n, k) => emit(gp, env, n, k, schedule, opts, passed));
   return {
     variant: gp.forward.name,
     fused: opts.fuse,
@@ -110,7 +114,8 @@ function units(gp: GradProgram, env: Env, passed: ReadonlyMap<string, Program>, 
           break;
         }
         const groups = stageGroups(st, passed.get(st.name)!, parallel);
-        if (groups[0].parallel) out.push({ kind: 'naive', group: groups[0] });
+        if (groups[0].parallel && rowAxes(groups[0], env.sizes)) out.push({ kind: 'rows', group: groups[0] });
+        else if (groups[0].parallel) out.push({ kind: 'naive', group: groups[0] });
         else if (fuse) out.push({ kind: 'term', groups });
         else out.push(...groups.map((g): Unit => ({ kind: 'term', groups: [g] })));
         break;
@@ -124,6 +129,9 @@ function units(gp: GradProgram, env: Env, passed: ReadonlyMap<string, Program>, 
       case 'pairs':
       case 'params':
         out.push({ kind: 'other', stage: st });
+        break;
+      case 'lse':
+        out.push({ kind: 'lse', stage: st });
         break;
     }
   }
@@ -143,8 +151,13 @@ function node(env: Env, u: Unit, first: number): Node {
       for (const g of u.groups) if (g.out.accumulate) g.writes.forEach((w) => reads.add(w));
       break;
     case 'naive':
+    case 'rows':
       reads = toBuffers(u.group.reads);
       writes = new Set(u.group.writes);
+      break;
+    case 'lse':
+      reads = toBuffers(Object.values(u.stage.bindings).map((b) => b.tensor));
+      writes = new Set([u.stage.writes]);
       break;
     case 'map':
       reads = toBuffers(Object.values(u.stage.bindings).map((b) => b.tensor));
@@ -173,7 +186,7 @@ function buffersOf(env: Env, n: Node): number {
 }
 
 function stageNames(n: Node): string[] {
-  return n.units.flatMap((u) => (u.kind === 'term' ? u.groups.flatMap((g) => g.stages) : u.kind === 'naive' ? u.group.stages : [u.stage.name]));
+  return n.units.flatMap((u) => (u.kind === 'term' ? u.groups.flatMap((g) => g.stages) : u.kind === 'naive' || u.kind === 'rows' ? u.group.stages : [u.stage.name]));
 }
 
 /**
@@ -361,7 +374,7 @@ function order(nodes: readonly Node[]): Node[] {
   return out;
 }
 
-function emit(gp: GradProgram, env: Env, n: Node, k: number, schedule: ChunkSchedule, opts: GradLowerOptions): GradKernel[] {
+function emit(gp: GradProgram, env: Env, n: Node, k: number, schedule: ChunkSchedule, opts: GradLowerOptions, passed: ReadonlyMap<string, Program>): GradKernel[] {
   const label = (what: string) => `${gp.forward.name}.grad${k}.${what}`;
   const u = n.units[0];
   switch (u.kind) {
@@ -373,6 +386,10 @@ function emit(gp: GradProgram, env: Env, n: Node, k: number, schedule: ChunkSche
     }
     case 'naive':
       return [naiveTermKernel(env, u.group, label(u.group.stages.join('+')))];
+    case 'rows':
+      return [rowsTermKernel(env, u.group, label(u.group.stages.join('+')))];
+    case 'lse':
+      return [lseKernel(env, u.stage, passed.get(u.stage.name)!, label(u.stage.name))];
     case 'map':
       return [mapKernel(env, u.stage, u.outputs, label(u.stage.name))];
     case 'other':

@@ -1,16 +1,19 @@
 // Program (after passes) → Plan. The fused plan puts every term that shares a value stream into one chunked
 // kernel, with feature maps computed in the kernel's prologue; the unfused plan materialises each feature in
 // its own kernel, runs one chunked kernel per term and adds the parts in a combine kernel (for comparison).
+// A program with noncausal terms (the leaky ablation) in output items of their own runs its causal items so and the
+// noncausal ones in the parallel form over their bounded window, added into o (no decoding state: it cannot decode).
 import { decayNode } from '../../src/ir/terms.ts';
 import type { Id, OutputItem, Program } from '../../src/ir/types.ts';
 import { chunkKernel, segBuffer, segmentable, type ChunkSchedule } from './chunked.ts';
-import { itemsOver, kernelItems, valueGroups, type KeptParts } from './chunked/analysis.ts';
+import { itemsOver, kernelItems, outputPart, valueGroups, type KeptParts } from './chunked/analysis.ts';
 import { count, programBuffers, programReader, type Sizes } from './common.ts';
 import { ExprGen } from './expr.ts';
 import { flatIndex, KernelBuilder, tokenElement } from './kernel-builder.ts';
 import { frontier, stateLayout } from './layout.ts';
 import { grid, type Kernel, type Plan, type PlanBuffer } from './plan.ts';
 import { segmentScanKernel } from './segment-scan.ts';
+import { naivePlan } from './naive.ts';
 import { isSoftmaxProgram } from './softmax-analysis.ts';
 import { softmaxChunkedPlan } from './softmax-chunked.ts';
 
@@ -31,10 +34,13 @@ export interface LowerOptions {
 /** The buffer a training forward keeps output item k's numerator ('n', [b, t, outAxes]) or denominator ('z') in. */
 export const keptBuffer = (what: 'n' | 'z', k: number) => `keep:${what}.${k}`;
 
-/** The normalised output items (by index) and the axes of their denominators: the output axes their scores have. */
+/**
+ * The normalised output items (by index) and the axes of their denominators: the output axes their scores have.
+ * Softmax attention's item is not one of them: its n and z overflow, and its gradient recomputes lse and o instead.
+ */
 export function normalisedItems(p: Program): { k: number; terms: readonly string[]; denAxes: readonly string[] }[] {
   return p.output.flatMap((it, k) => {
-    if (it.kind !== 'norm') return [];
+    if (it.kind !== 'norm' || it.terms.some((n) => p.terms.find((t) => t.name === n)?.form.kind === 'softmax')) return [];
     const scoreAxes = new Set(it.terms.flatMap((n) => p.nodes[p.terms.find((t) => t.name === n)!.score].type.axes));
     return [{ k, terms: it.terms, denAxes: p.outAxes.filter((a) => scoreAxes.has(a)) }];
   });
@@ -45,6 +51,7 @@ const WG = 64;
 export function lowerChunked(p: Program, sizes: Sizes, opts: LowerOptions): Plan {
   // Softmax attention has a kernel family of its own (a flash kernel; nothing to fuse or unfuse).
   if (isSoftmaxProgram(p)) return softmaxChunkedPlan(p, sizes, opts);
+  if (p.terms.some((t) => t.noncausal)) return lowerWithNoncausal(p, sizes, opts);
   const buffers: PlanBuffer[] = programBuffers(p, sizes);
   const kernels: Kernel[] = [];
   const per = count(p.outAxes, sizes);
@@ -114,6 +121,29 @@ export function lowerChunked(p: Program, sizes: Sizes, opts: LowerOptions): Plan
   });
   if (!single) kernels.push(combineKernel(p, per, partials));
   return plan(p, sizes, opts.fuse ? 'chunked' : 'unfused', kernels, buffers, opts.schedule);
+}
+
+/**
+ * The causal output items chunked, then the noncausal ones (each a bounded centered(K) term, the leaky convolution)
+ * in the parallel form adding into o. Refused when a noncausal term shares an item with a causal one, and for a
+ * decoding state. The kept normalisers are the causal items', which must come first so that they keep their index.
+ */
+function lowerWithNoncausal(p: Program, sizes: Sizes, opts: LowerOptions): Plan {
+  const byName = new Map(p.terms.map((t) => [t.name, t]));
+  const isNoncausal = (it: OutputItem) => (it.kind === 'term' ? [it.term] : it.terms).map((n) => byName.get(n)!.noncausal);
+  const mixed = p.output.find((it) => new Set(isNoncausal(it)).size > 1);
+  if (mixed) throw new Error(`${p.name}: a noncausal term shares an output item with a causal one; it runs in the parallel form only (--form parallel)`);
+  if (opts.exportState) throw new Error(`${p.name} has noncausal terms (they read later positions): it cannot be decoded, so there is no decoding state to export`);
+  const first = p.output.findIndex((it) => isNoncausal(it)[0]);
+  if (opts.keepNormalisers && p.output.slice(first).some((it) => !isNoncausal(it)[0])) {
+    throw new Error(`${p.name}: keeping the normalisers needs its causal output items before the noncausal ones`);
+  }
+  const causal = outputPart(p, false);
+  const chunked = causal.terms.length ? lowerChunked(causal, sizes, opts) : undefined;
+  const leaky = naivePlan(outputPart(p, true), sizes, { accumulate: chunked !== undefined });
+  const buffers = [...(chunked?.buffers ?? [])];
+  for (const b of leaky.buffers) if (!buffers.some((x) => x.name === b.name)) buffers.push(b);
+  return { ...(chunked ?? leaky), variant: p.name, kernels: [...(chunked?.kernels ?? []), ...leaky.kernels], buffers };
 }
 
 /** Each normalised item's kernel output group (as kernelItems orders them) and its kept buffers, added to `buffers`. */

@@ -9,7 +9,8 @@ import { grid, type Plan } from './plan.ts';
 
 const WG = 64;
 
-export function naivePlan(p: Program, sizes: Sizes): Plan {
+/** `accumulate`: add into o instead of writing it (the noncausal items of a plan whose causal ones ran chunked). */
+export function naivePlan(p: Program, sizes: Sizes, opts: { accumulate?: boolean } = {}): Plan {
   const per = count(p.outAxes, sizes);
   const kb = new KernelBuilder(WG, ['gid', 'nwg']);
   const gen = new ExprGen(p, sizes, programReader(kb, p, sizes, (where) => `b * dims.t + ${where}`, { always: true }), { i: 'i', j: 'j' });
@@ -41,7 +42,7 @@ export function naivePlan(p: Program, sizes: Sizes): Plan {
       g.line(item.kind === 'norm' ? `${acc} = ${acc} + ${num} / (${den} + ${item.eps});` : `${acc} = ${acc} + ${num};`);
     });
   }
-  main.line(`${out}[${flat}] = ${acc};`);
+  main.line(opts.accumulate ? `${out}[${flat}] = ${out}[${flat}] + ${acc};` : `${out}[${flat}] = ${acc};`);
   const kernel = kb.build({
     label: `${p.name}.naive`,
     comment: [`naive parallel form of ${p.name}: o[b,i,…] = Σ_terms Σ_{j∈M(i)} s(i,j) v_j`],

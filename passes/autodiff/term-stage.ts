@@ -23,7 +23,7 @@ import { GraphBuilder } from '../../src/ir/builder.ts';
 import type { Binding, TermStage } from '../../src/ir/grad.ts';
 import { rebuild, termRoots } from '../../src/ir/rebuild.ts';
 import { ropeOp } from '../../src/ir/rope.ts';
-import { mapOperands, operands, type Id, type MaskAtom, type Op, type Program, type TensorDecl, type Term } from '../../src/ir/types.ts';
+import { mapOperands, operands, type Id, type MaskAtom, type Op, type Program, type TensorDecl, type Term, type TermForm } from '../../src/ir/types.ts';
 import { verify } from '../../src/ir/verify.ts';
 import { positionFree } from './pair-adjoints.ts';
 import { Ops, type Builtins } from './vjp.ts';
@@ -44,7 +44,14 @@ export interface StageContext {
 export interface TermSpec {
   readonly mask: readonly MaskAtom[];
   readonly noncausal: boolean;
+  /**
+   * Classified quadratic as built (the passes keep a form once set): softmax attention's gradient terms, whose
+   * scores are probabilities exp(logit − lse_i) under the unbounded causal mask, run in the parallel form.
+   */
+  readonly quadratic?: boolean;
 }
+
+const formOf = (spec: TermSpec): TermForm => (spec.quadratic ? { kind: 'quadratic' } : { kind: 'general' });
 
 export class TermStageBuilder {
   readonly g: GraphBuilder;
@@ -111,7 +118,7 @@ export class TermStageBuilder {
 
   /** A term Σ_j M(i, j) score(i, j) ⊙ value_j, with score and value given as master nodes. */
   addTerm(name: string, spec: TermSpec, score: Id, value: Id): void {
-    this.terms.push({ name, noncausal: spec.noncausal, mask: spec.mask, score: this.copy(score), value: this.copy(value), form: { kind: 'general' } });
+    this.terms.push({ name, noncausal: spec.noncausal, mask: spec.mask, score: this.copy(score), value: this.copy(value), form: formOf(spec) });
   }
 
   /**
@@ -130,7 +137,7 @@ export class TermStageBuilder {
         : this.copy(this.ctx.builtins.tokenOnes(this.ctx.master, axes));
       let score = rest.length ? rest.reduce((x, y) => o.mul(x, y)) : o.c(1);
       if (sign < 0) score = o.un('neg', score);
-      this.terms.push({ name: `${name}.${k}`, noncausal: spec.noncausal, mask: spec.mask, score, value, form: { kind: 'general' } });
+      this.terms.push({ name: `${name}.${k}`, noncausal: spec.noncausal, mask: spec.mask, score, value, form: formOf(spec) });
     });
   }
 

@@ -11,6 +11,10 @@
 //   pairs   – a pair-side expression summed over every (b, i, j) the mask admits, scattered along one axis by an
 //             index expression of the lag (a convolution tap's or a per-lag bias's gradient). Writes one tensor.
 //   params  – parameter-side expressions evaluated once. Writes parameter-shaped tensors (the final d<param>).
+//   lse     – softmax attention's log-normaliser lse_i = log Σ_{j ≤ i} exp(logit(i, j)), taken with a running max
+//             (no unnormalised exp is ever summed). Its program is the softmax term alone in normalize(·, 0), valued
+//             ones over the score's axes. Writes one token tensor; the stages after it read the probabilities
+//             P_ij = exp(logit(i, j) − lse_i) ≤ 1.
 //
 // The environment starts with the forward inputs and parameters, `do` ([b, t, …outAxes]) and the builtins
 // (constant tensors the IR cannot spell: ones along an axis, 0/1 selection matrices for a concat's part and an
@@ -98,7 +102,14 @@ export interface ParamsStage extends StageBase {
   readonly outputs: readonly StageOutput[];
 }
 
-export type Stage = TermStage | MapStage | ReduceStage | PairsStage | ParamsStage;
+export interface LseStage extends StageBase {
+  readonly kind: 'lse';
+  /** One causal term, score exp(logit), value ones over the output axes, output normalize(term, 0). */
+  readonly program: Program;
+  readonly writes: string;
+}
+
+export type Stage = TermStage | MapStage | ReduceStage | PairsStage | ParamsStage | LseStage;
 
 export type Builtin =
   | { readonly name: string; readonly kind: 'ones'; readonly token: boolean; readonly axes: readonly string[] }
@@ -136,8 +147,9 @@ function header(k: number, st: Stage): string {
     case 'reduce': kind = 'reduce, Σ over b, t'; break;
     case 'pairs': kind = `pairs, Σ over b and (i, j) in ${st.noncausal ? 'noncausal ' : ''}${maskToString(st.mask)}`; break;
     case 'params': kind = 'params, once'; break;
+    case 'lse': kind = 'lse, forward time: log Σ_{j ≤ i} exp(logit) with a running max'; break;
   }
-  const writes = st.kind === 'term' || st.kind === 'pairs' ? [st.writes] : st.outputs.map((o) => o.tensor);
+  const writes = st.kind === 'term' || st.kind === 'pairs' || st.kind === 'lse' ? [st.writes] : st.outputs.map((o) => o.tensor);
   return [`## stage ${k}: ${st.name} (${kind})`, `# ${st.why}`, `# reads ${reads.join(', ') || 'nothing'}`, `# writes ${writes.join(', ')}`].join('\n');
 }
 
@@ -155,6 +167,7 @@ export function printGradProgram(gp: GradProgram): string {
     out.push('', header(k + 1, st));
     switch (st.kind) {
       case 'term':
+      case 'lse':
         out.push(printProgram(st.program).trimEnd());
         break;
       case 'map':
@@ -197,7 +210,7 @@ export function verifyGradProgram(gp: GradProgram): void {
     env.set(name, { token, axes });
   };
   for (const st of gp.stages) {
-    const p = st.kind === 'term' ? st.program : graphAsProgram(st.name, st.graph);
+    const p = st.kind === 'term' || st.kind === 'lse' ? st.program : graphAsProgram(st.name, st.graph);
     try {
       verify(p);
     } catch (e) {
@@ -219,6 +232,16 @@ export function verifyGradProgram(gp: GradProgram): void {
       case 'term':
         write(st.writes, true, st.program.outAxes, st);
         break;
+      case 'lse': {
+        const t = st.program.terms;
+        const out = st.program.output;
+        if (t.length !== 1 || t[0].mask.length !== 1 || t[0].mask[0].kind !== 'causal' || t[0].noncausal || out.length !== 1 || out[0].kind !== 'norm' || out[0].eps !== 0) {
+          fail(`stage ${st.name}: an lse stage's program is one causal term alone in normalize(·, 0)`);
+        }
+        if (p.nodes[t[0].score].op !== 'unary' || (p.nodes[t[0].score] as { fn?: string }).fn !== 'exp') fail(`stage ${st.name}: its score is not exp(logit)`);
+        write(st.writes, true, st.program.outAxes, st);
+        break;
+      }
       case 'map':
       case 'reduce':
       case 'params':

@@ -48,7 +48,8 @@ export function rebuild(p: Program, rules: readonly Rule[] = []): Program {
   const m = (id: Id) => map.get(id)!;
   const decay = (d: Decay | null): Decay | null =>
     d === null ? null : d.kind === 'constant' ? { kind: 'constant', gamma: m(d.gamma) } : { kind: 'gate', alpha: m(d.alpha) };
-  const form = (f: TermForm): TermForm => (f.kind === 'prefix' ? { ...f, phi: m(f.phi), psi: m(f.psi), decay: decay(f.decay) } : f);
+  const form = (f: TermForm): TermForm =>
+    f.kind === 'prefix' ? { ...f, phi: m(f.phi), psi: m(f.psi), decay: decay(f.decay) } : f.kind === 'softmax' ? { ...f, logit: m(f.logit) } : f;
   const lets = Object.fromEntries(Object.entries(p.lets).filter(([, id]) => map.has(id)).map(([k, id]) => [k, m(id)]));
   return {
     ...p,

@@ -9,6 +9,8 @@
 // the bind groups of the buffers it was last called with, and the layers of one factory share one dims
 // uniform (b, t, position), which the first layer of a step writes and the others find already written.
 // The write lands when it is encoded, so a step must be submitted before another step is encoded.
+// A noncausal variant (the leaky ablation) has no decoding form: its layers run whole sequences from position 0
+// only (teacher-forced evaluation, training, and `eval --causal`'s prefixes), and refuse to continue one.
 import { lowerChunked } from '../../backends/wgsl/lower.ts';
 import type { Plan } from '../../backends/wgsl/plan.ts';
 import { recurrentPlan } from '../../backends/wgsl/recurrent.ts';
@@ -63,9 +65,10 @@ export async function compiledAttentionFactory(gpu: Gpu, program: Program, heads
   const names = program.inputs.map((d) => d.name).sort().join(',');
   if (names !== 'k,q,v') throw new Error(`variant ${program.name} declares inputs [${program.inputs.map((d) => d.name).join(', ')}]; a model layer supplies exactly q, k, v`);
   const sizes = variantAxisSizes(program, heads, headDim);
-  const prefill: Plan = lowerChunked(program, sizes, { fuse: true, schedule: chooseSchedule(gpu, program, sizes), exportState: true, ...(opts.maxLength !== undefined && { maxLength: opts.maxLength }) });
-  const step: Plan = recurrentPlan(program, sizes, opts.maxLength);
-  const [prefillRunner, stepRunner] = await Promise.all([PlanRunner.create(gpu, prefill), PlanRunner.create(gpu, step)]);
+  const decodes = !program.terms.some((t) => t.noncausal);
+  const prefill: Plan = lowerChunked(program, sizes, { fuse: true, schedule: chooseSchedule(gpu, program, sizes), exportState: decodes, ...(opts.maxLength !== undefined && { maxLength: opts.maxLength }) });
+  const step: Plan | null = decodes ? recurrentPlan(program, sizes, opts.maxLength) : null;
+  const [prefillRunner, stepRunner] = await Promise.all([PlanRunner.create(gpu, prefill), step && PlanRunner.create(gpu, step)]);
   const dims = new SharedDims(gpu);
   return (layer, params) => new CompiledAttention(gpu, program, layer, params, heads, headDim, prefillRunner, stepRunner, dims);
 }
@@ -93,7 +96,8 @@ class CompiledAttention implements GpuAttention {
     readonly heads: number,
     readonly headDim: number,
     private readonly prefill: PlanRunner,
-    private readonly step: PlanRunner,
+    /** Null for a noncausal variant, which cannot decode. */
+    private readonly step: PlanRunner | null,
     private readonly dims: SharedDims,
   ) {
     for (const d of program.params) if (!params[d.name]) throw new Error(`layer ${layer}: variant ${program.name} needs parameter '${d.name}'`);
@@ -101,7 +105,7 @@ class CompiledAttention implements GpuAttention {
 
   createState(b: number): GpuAttentionState {
     const buffers: Record<string, GPUBuffer> = {};
-    for (const buf of this.step.plan.buffers) {
+    for (const buf of this.step?.plan.buffers ?? []) {
       if (buf.role !== 'state') continue;
       const bytes = Math.max(4, buf.floats(b, 1) * 4);
       buffers[buf.name] = this.gpu.device.createBuffer({ label: `layer ${this.layer} ${buf.name}`, size: bytes, usage: BufferUsage.STORAGE | BufferUsage.COPY_DST | BufferUsage.COPY_SRC });
@@ -114,14 +118,17 @@ class CompiledAttention implements GpuAttention {
   encodeForward(pass: GPUComputePassEncoder, io: { q: GPUBuffer; k: GPUBuffer; v: GPUBuffer; o: GPUBuffer }, state: GpuAttentionState, b: number, t: number): void {
     const st = state as State;
     if (b !== st.b) throw new Error(`layer ${this.layer}: state was created for ${st.b} sequences, called with ${b}`);
-    const capacity = this.step.plan.maxLength;
+    if (!this.step && st.position > 0) {
+      throw new Error(`layer ${this.layer}: ${this.program.name} has noncausal terms (they read later positions): it cannot continue a sequence, only run one whole`);
+    }
+    const capacity = this.step?.plan.maxLength;
     if (capacity !== undefined && st.position + t > capacity) {
       throw new Error(
         `layer ${this.layer}: ${this.program.name}'s key/value cache holds ${capacity} positions; ${st.position} + ${t} tokens would exceed it ` +
           '(the cache grows with t: make the model with a larger maximum length)',
       );
     }
-    const runner = st.position === 0 && t > 1 ? this.prefill : this.step;
+    const runner = !this.step || (st.position === 0 && t > 1) ? this.prefill : this.step;
     const last = st.last;
     const bound =
       last && last.runner === runner && last.t === t && last.q === io.q && last.k === io.k && last.v === io.v && last.o === io.o

@@ -77,7 +77,7 @@ export const EXTRA_IR: Readonly<Record<string, string>> = {
 
 /** Every shipped variant with a gradient program (at the reference tests' sizes) and every extra gradient variant. */
 export const GRAD_CASES: readonly { readonly name: string; readonly load: () => Program }[] = [
-  ...VARIANTS.filter((c) => c.gradient !== false).map((c) => ({ name: c.file, load: () => loadVariant(c.file, { sizes: c.sizes }) })),
+  ...VARIANTS.map((c) => ({ name: c.file, load: () => loadVariant(c.file, { sizes: c.sizes }) })),
   ...Object.entries(EXTRA_VARIANTS).map(([name, src]) => ({ name, load: () => compileSource(src, `${name}.la`) })),
   ...Object.entries(EXTRA_IR).map(([name, text]) => ({ name, load: () => readProgram(text, `${name}.ir`) })),
 ];

@@ -18,8 +18,6 @@ export interface VariantCase {
   readonly sizes: Sizes;
   /** False for the leaky ablation, which reads later positions. */
   readonly causal: boolean;
-  /** False where autodiff derives no gradient program yet (softmax attention); the gradient tests skip it. */
-  readonly gradient?: boolean;
 }
 
 const paper = (name: string, reference: Reference, sizes: Sizes = {}, causal = true): VariantCase => ({ file: `examples/paper/${name}.la`, reference, sizes, causal });
@@ -43,5 +41,5 @@ export const VARIANTS: readonly VariantCase[] = [
   variant('mamba2', mamba2),
   variant('hedgehog', hedgehog, { m: 3 }),
   variant('based', based, { W: 3 }),
-  { ...variant('softmax', softmax, { D: 3 }), gradient: false },
+  variant('softmax', softmax, { D: 3 }),
 ];

@@ -162,6 +162,17 @@ export function itemsOver(items: readonly OutputItem[], terms: readonly Term[]):
   });
 }
 
+/**
+ * The program restricted to the output items whose terms are all causal (`noncausal` false) or all noncausal: a
+ * program with the leaky ablation's convolution runs its causal items chunked and the rest in the parallel form.
+ */
+export function outputPart(p: Program, noncausal: boolean): Program {
+  const byName = new Map(p.terms.map((t) => [t.name, t]));
+  const output = p.output.filter((it) => (it.kind === 'term' ? [it.term] : it.terms).every((n) => byName.get(n)!.noncausal === noncausal));
+  const names = new Set(output.flatMap((it) => (it.kind === 'term' ? [it.term] : it.terms)));
+  return { ...p, terms: p.terms.filter((t) => names.has(t.name)), output };
+}
+
 /** Terms grouped by the value they read: one chunk kernel per group when fused. */
 export function valueGroups(p: Program, terms: readonly Term[] = p.terms): Term[][] {
   const groups = new Map<Id, Term[]>();

@@ -69,6 +69,7 @@ export function layoutEnv(gp: GradProgram, sizes: Sizes, virtual: ReadonlySet<st
   for (const st of gp.stages) {
     switch (st.kind) {
       case 'term':
+      case 'lse':
         add(st.writes, true, st.program.outAxes, role(st.writes));
         break;
       case 'pairs':

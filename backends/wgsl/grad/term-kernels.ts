@@ -9,6 +9,7 @@
 // 1) is one section: the chunk kernel's partial mode writes both, num = Σ_j s v and den = Σ_j s.
 import { graphAsProgram, type Binding, type MapStage, type TermStage } from '../../../src/ir/grad.ts';
 import { lagRange } from '../../../src/ir/masks.ts';
+import { unboundedQuadratic } from '../../../src/ir/terms.ts';
 import type { Id, OutputItem, Program, Term } from '../../../src/ir/types.ts';
 import { itemsOver, valueGroups, type ChunkIo, type ChunkKernelSpec, type ChunkSchedule } from '../chunked/analysis.ts';
 import { chunkSectionsKernel, sectionsFloats, type Section } from '../chunked/sections.ts';
@@ -63,9 +64,12 @@ export interface Epilogue {
   readonly accumulate: boolean;
 }
 
-/** Can the chunk kernel run these terms? Not a noncausal one, nor a bounded one whose score decays by a per-token gate. */
+/**
+ * Can the chunk kernel run these terms? Not a noncausal one, nor a bounded one whose score decays by a per-token
+ * gate, nor a quadratic one under the unbounded causal mask (softmax attention's gradient terms).
+ */
 function chunkable(p: Program): boolean {
-  if (p.terms.some((t) => t.noncausal)) return false;
+  if (p.terms.some((t) => t.noncausal || unboundedQuadratic(t))) return false;
   try {
     for (const t of p.terms) if (t.form.kind !== 'prefix') frontier(p, t.score);
     return true;
