@@ -232,6 +232,7 @@ export function renderReport(r: ExperimentReport, logs: ReadonlyMap<string, LogE
     '',
     ...verdicts(r).map((v) => `- **${v.outcome}** — ${v.claim}: ${v.because}`),
     '',
+    ...limits(r, logs),
     '## Greedy samples',
     '',
     `Each trained model continues the prompt ${JSON.stringify(r.runs[0]?.sample.prompt ?? '')} greedily on the GPU.${r.judge ? ` Each continuation is scored by the ${r.judge.name} model (mean nats/token, teacher-forced; held-out text costs it ${f4(r.judge.val_loss)}): a lower figure reads more like the training text.` : ''}`,
@@ -241,6 +242,24 @@ export function renderReport(r: ExperimentReport, logs: ReadonlyMap<string, LogE
     lines.push(`**${x.name}** (${x.sample.how}${x.sample.judge_loss !== undefined ? `; ${r.judge!.name} scores it ${f4(x.sample.judge_loss)}` : ''}):`, '', '```text', (x.sample.prompt + x.sample.text).replace(/```/g, "'''"), '```', '');
   }
   return { md: lines.join('\n'), svgs };
+}
+
+/** What the run's setup cannot tell, with its own numbers: how much text each model saw, seeds, position encoding. */
+function limits(r: ExperimentReport, logs: ReadonlyMap<string, LogEntry[]>): string[] {
+  const seen = r.settings.steps * r.settings.batch * r.settings.block;
+  // still falling: the last evaluation lower than the one before by more than the tie threshold
+  const falling = r.runs.filter((x) => {
+    const v = (logs.get(x.name) ?? []).filter((e) => e.val_loss !== undefined).map((e) => e.val_loss);
+    return v.length >= 2 && v[v.length - 1] < v[v.length - 2] * (1 - TIE);
+  });
+  return [
+    '### What this run cannot tell',
+    '',
+    `- Each model saw ${(seen / 1e6).toFixed(2)} M tokens, ${(seen / r.data.train_tokens).toFixed(2)} passes over the training text; the validation loss of ${falling.length} of ${r.runs.length} runs still fell by more than ${pct(TIE)} over the last evaluation interval (${falling.map((x) => x.name).join(', ') || 'none'}), so the ranking of variants early in training need not hold at the paper's scale.`,
+    '- One seed per variant: differences near the tie threshold are noise.',
+    '- No variant has a position encoding (the config has none): softmax attention sees order only through the causal mask, while the convolutions of the augmented variants read the last K tokens in order. A softmax baseline with RoPE (the checkpoints issue\'s `rope` op) is the fairer comparison and is not run here.',
+    '',
+  ];
 }
 
 export function writeReport(jsonPath: string, docsDir = join(ROOT, 'docs')): string {

@@ -6,13 +6,13 @@
 //   2. prefill: the fused chunk kernel on the default GPU vs the float64 oracle (relative error);
 //   3. the same layer unfused, as a step-by-step recurrence (the decode form) and as the naive quadratic
 //      form, each checked and timed (median GPU time, timestamp queries where the adapter has them);
-//   4. a tiny decoder LM built on the variant (random weights) generates tokens on the GPU, and its greedy
-//      tokens are compared with the float64 CPU model's.
+//   4. a trained decoder LM (examples/models/tiny-kjv: the tiny model on elu_dwconv, trained by `linattn train` on
+//      the shipped King James excerpt): its validation perplexity on the GPU and in float64 on the CPU, and its
+//      greedy text on both, which must agree (demo-trained.ts);
+//   5. a short live training of the same tiny model from random weights, its loss falling step by step.
 //
-//   npm run demo [-- --variant FILE.la] [--b B] [--t T] [--h H] [--d D] [--iters N]   (linattn demo …)
+//   npm run demo [-- --variant FILE.la] [--b B] [--t T] [--h H] [--d D] [--iters N] [--skip-model]   (linattn demo …)
 // Shapes default to something lavapipe finishes in seconds; a hardware GPU gets the paper's shape.
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { evaluateRecurrent } from '../../backends/cpu/recurrent.ts';
 import { axisSizes, makeInputs } from '../inputs.ts';
@@ -22,9 +22,8 @@ import { getDevice, NO_ADAPTER_HELP } from '../runtime/dawn.ts';
 import type { Gpu } from '../runtime/device.ts';
 import { relativeError, type Tensor } from '../tensor.ts';
 import { int, str, type Values } from './args.ts';
-import { execute, type Command, type CommandIo } from './command.ts';
-import { generateCommand } from './generate.ts';
-import { initModelCommand } from './init-model.ts';
+import { type Command, type CommandIo } from './command.ts';
+import { liveTrainingPart, trainedModelPart } from './demo-trained.ts';
 
 const TOLERANCE = 1e-4;
 
@@ -50,15 +49,16 @@ async function runForm(gpu: Gpu, c: Compiled, tensors: Record<string, Tensor>, o
 export const demoCommand: Command = {
   name: 'demo',
   synopsis: 'linattn demo [--variant FILE.la] [--b B] [--t T] [--h H] [--d D] [--iters N] [--skip-model]',
-  summary: 'Compile a variant, run every GPU form against the float64 oracle, then generate with a tiny LM on it.',
+  summary: 'Compile a variant, run every GPU form against the float64 oracle, then a trained tiny LM and a short live training.',
   help: [
-    'What `npm run demo` runs. Prints the compiled plan, each form\'s relative error and median GPU time, and',
-    'whether the tiny model\'s greedy text on the GPU equals the float64 CPU model\'s. Exit 1 if a check fails.',
+    'What `npm run demo` runs. Prints the compiled plan, each form\'s relative error and median GPU time; then the',
+    'trained model of examples/models/tiny-kjv: its validation perplexity on the GPU and the float64 CPU, and whether',
+    'its greedy text on the GPU equals the CPU model\'s; then 25 live training steps. Exit 1 if a check fails.',
     '',
     '  --variant FILE.la   default examples/paper/elu_dwconv.la',
     '  --b --t --h --d     the shape (default on a software adapter b 2, t 1000, h 4, d = e = 32; else b 4, t 4096, h 16, d 64)',
     '  --iters N           timed runs per form (default 5 on a software adapter, else 20)',
-    '  --skip-model        leave out the tiny LM',
+    '  --skip-model        leave out the trained LM and the live training',
   ].join('\n'),
   options: {
     variant: { type: 'string' }, b: { type: 'string' }, t: { type: 'string' }, h: { type: 'string' }, d: { type: 'string' },
@@ -119,37 +119,12 @@ async function demo(values: Values, io: CommandIo): Promise<number> {
   line(`   fused vs unfused: ${(results[1].ms / fused.ms).toFixed(2)}×; tokens/s in prefill: ${((b * t) / (fused.ms / 1e3)).toExponential(2)}`);
   let ok = results.every((r) => r.err <= TOLERANCE);
 
-  // 4. a tiny LM on the variant
+  // 4–5. a trained tiny LM, and a short live training
   if (!values['skip-model']) {
-    const dir = mkdtempSync(join(tmpdir(), 'linattn-demo-'));
-    try {
-      line(`\n4. a tiny decoder LM on ${c.program.name} (examples/models/tiny, random weights): init-model, then generate on GPU and CPU`);
-      const quiet = { stdout: () => {}, stderr: io.stderr };
-      if ((await execute(initModelCommand, ['--config', join(REPO_ROOT, 'examples/models/tiny/config.json'), '--out', dir, '--seed', '7'], quiet)) !== 0) return 1;
-      const outputs: Record<string, string> = {};
-      for (const device of ['gpu', 'cpu']) {
-        let text = '';
-        let stats = '';
-        const code = await execute(generateCommand, ['--model', dir, '--prompt', 'Linear attention meets decoding', '--max-tokens', '24', '--temperature', '0', '--device', device], {
-          stdout: (s) => void (text += s),
-          stderr: (s) => void (stats = s.trim()),
-        });
-        if (code !== 0) return code;
-        outputs[device] = text;
-        line(`   --device ${device}: ${JSON.stringify(text.trim())}`);
-        line(`     ${stats}`);
-      }
-      const same = firstLine(outputs.gpu) === firstLine(outputs.cpu);
-      line(`   greedy text, GPU vs float64 CPU: ${same ? 'identical' : 'DIFFERENT'}`);
-      ok &&= same;
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
+    ok = (await trainedModelPart(io, line)) && ok;
+    ok = (await liveTrainingPart(line)) && ok;
   }
   line(`\n${ok ? 'all checks passed' : 'SOME CHECKS FAILED'} in ${((performance.now() - started) / 1000).toFixed(1)} s`);
   return ok ? 0 : 1;
 }
 
-function firstLine(s: string): string {
-  return s.split('\n')[0];
-}
