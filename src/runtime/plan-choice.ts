@@ -33,7 +33,8 @@ export function choosePlan(
   if (isSoftmaxProgram(p)) return { fuse: true, schedule: req.schedule ?? chooseSchedule(gpu, p, sizes, shape), reason: 'softmax attention: the flash kernel (nothing to fuse)' };
   const model = adapterModel(gpu);
   const estimate = (s: ChunkSchedule, fuse: boolean) => estimatePlan(model, p, sizes, s, fuse, at.b, at.t)?.us;
-  const both = (s: ChunkSchedule) => `est. at b ${at.b}, t ${at.t} on ${model.computeUnits} units: fused ${ms(estimate(s, true))}, unfused ${ms(estimate(s, false))}`;
+  const unseg = (s: ChunkSchedule): ChunkSchedule => ({ chunk: s.chunk, cols: s.cols, threads: s.threads }); // the unfused plan has no segments
+  const both = (s: ChunkSchedule) => `est. at b ${at.b}, t ${at.t} on ${model.computeUnits} units: fused ${ms(estimate(s, true))}, unfused ${ms(estimate(unseg(s), false))}`;
   if (req.schedule) return { fuse: req.fuse ?? true, schedule: req.schedule, reason: `schedule given (${show(req.schedule)}); ${both(req.schedule)}` };
   const fusedCands = candidateSchedules(gpu.limits, p, sizes);
   const cached = cachedCandidate(gpu, p, sizes, fusedCands, shape);
@@ -43,7 +44,9 @@ export function choosePlan(
   if (req.fuse !== undefined) {
     const s = pick(req.fuse);
     if (!s) throw noFit(gpu, p, req.fuse);
-    return { fuse: req.fuse, schedule: s, reason: `${req.fuse ? 'fused' : 'unfused'} as asked (${show(s)}); ${both(s)}` };
+    const other = pick(!req.fuse);
+    const est = (fuse: boolean, x: ChunkSchedule | undefined) => `${fuse ? 'fused' : 'unfused'} ${ms(x && estimate(x, fuse))}`;
+    return { fuse: req.fuse, schedule: s, reason: `${req.fuse ? 'fused' : 'unfused'} as asked (${show(s)}); est. at b ${at.b}, t ${at.t} on ${model.computeUnits} units, each at its default: ${est(true, req.fuse ? s : other)}, ${est(false, req.fuse ? other : s)}` };
   }
   if (gpu.isSoftware) {
     const fused = defaultSchedule(fusedCands, true);
