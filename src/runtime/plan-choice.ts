@@ -50,7 +50,7 @@ export function choosePlan(
   }
   if (gpu.isSoftware) {
     const fused = defaultSchedule(fusedCands, true);
-    if (fused) return { fuse: true, schedule: fused, reason: `software adapter: fused, one shader to compile (${show(fused)})` };
+    if (fused) return { fuse: true, schedule: fused, reason: `software adapter: fused, one shader to compile (${show(fused)}); ${both(fused)}` };
     const unfused = defaultSchedule(unfusedCands, true);
     if (unfused) return { fuse: false, schedule: unfused, reason: `the fused kernel does not fit ${gpu.limits.maxComputeWorkgroupStorageSize} bytes of workgroup memory: unfused (${show(unfused)})` };
     throw noFit(gpu, p, undefined);
