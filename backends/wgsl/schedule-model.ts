@@ -79,16 +79,19 @@ export interface KernelEstimate {
 /** A launch of `workgroups` workgroups, each `steps` sequential steps of `stepOps` operations, moving `bytes`. */
 export function launchCost(
   m: AdapterModel,
-  k: { workgroups: number; threads: number; workgroupBytes: number; steps: number; stepOps: number; bytes: number },
+  k: { workgroups: number; threads: number; workgroupBytes: number; steps: number; stepOps: number; bytes: number; parallelism?: number },
 ): KernelEstimate {
   const resident = Math.max(1, Math.min(k.workgroupBytes ? Math.floor(m.unitWorkgroupBytes / k.workgroupBytes) : 32, Math.floor(m.unitInvocations / k.threads), 32));
   const waves = Math.ceil(k.workgroups / (m.computeUnits * resident));
   // Workgroups sharing a unit in one wave share its rate; a small workgroup cannot use a whole unit alone.
   // Workgroups sharing a unit in one wave share its rate and hide each other's step latency (barriers, loads);
   // a lone workgroup stalls at its own barriers (half the unit's rate at best), and fewer invocations use less.
+  // Invocations beyond a step's independent outputs (`parallelism`) idle.
   const sharing = Math.min(resident, Math.ceil(k.workgroups / m.computeUnits));
-  const alone = (m.unitOpsPerUs * Math.min(1, k.threads / 512)) / 2;
-  const stepUs = Math.max(m.stepLatencyUs + k.stepOps / alone, (sharing * k.stepOps) / m.unitOpsPerUs);
+  const busy = Math.min(k.threads, k.parallelism ?? k.threads);
+  const alone = (m.unitOpsPerUs * Math.min(1, busy / 512)) / 2;
+  const shared = m.unitOpsPerUs * Math.min(1, (sharing * busy) / 1024);
+  const stepUs = Math.max(m.stepLatencyUs + k.stepOps / alone, (sharing * k.stepOps) / shared);
   const us = Math.max(waves * k.steps * stepUs, k.bytes / m.bytesPerUs) + m.launchUs;
   return { us, workgroups: k.workgroups, resident, waves, steps: k.steps };
 }
@@ -141,7 +144,8 @@ export function chunkKernelCost(m: AdapterModel, k: ChunkKernelModel, b: number,
     const f = term.form;
     if (f.kind === 'prefix') {
       const F = featureCount(f, sizes);
-      ops += C * C * (F + R) + 2 * C * F * R;
+      // + the state S (F × R) read and written once per step whatever C: what makes very small chunks lose
+      ops += C * C * (F + R) + 2 * C * F * R + 2 * F * R;
       for (const id of [f.phi, f.psi, ...(f.decay ? [decayNode(f.decay)] : [])]) ops += C * F * inlineOps(p, sizes, id, leaves);
     } else if (f.kind === 'toeplitz') {
       ops += C * (f.lags[1] - f.lags[0] + 1) * R;
@@ -157,7 +161,8 @@ export function chunkKernelCost(m: AdapterModel, k: ChunkKernelModel, b: number,
   const perRow = (ids: readonly { axes: readonly string[] }[]) => ids.reduce((a, d) => a + count(d.axes, sizes), 0);
   // q and k (and every input) are read by every column tile; the output (or its two parts) written once.
   const bytes = 4 * b * t * (tiles * perRow(p.inputs) + (k.partial ? 2 : 1) * count(p.outAxes, sizes));
-  const base = { threads: s.threads, workgroupBytes: bytesShared, stepOps: ops, bytes };
+  // the output tile (C × R) is the narrowest of a step's phases that every variant has
+  const base = { threads: s.threads, workgroupBytes: bytesShared, stepOps: ops, bytes, parallelism: C * R };
   if (!seg) return launchCost(m, { ...base, workgroups: b * NS * tiles, steps: chunks });
   // Segmented: the segments' states (G steps), a scan over segments, then every segment's outputs (G steps).
   const nseg = Math.ceil(chunks / seg);
