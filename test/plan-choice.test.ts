@@ -9,6 +9,8 @@ import { axisSizes } from '../src/inputs.ts';
 import { compileFile } from '../src/runtime/compiler.ts';
 import type { Gpu } from '../src/runtime/device.ts';
 import { choosePlan } from '../src/runtime/plan-choice.ts';
+import { tuningCandidates } from '../src/runtime/schedule.ts';
+import { candidateSchedules } from '../backends/wgsl/chunk-schedules.ts';
 
 process.env.LINATTN_CACHE_DIR = mkdtempSync(join(tmpdir(), 'linattn-plan-choice-')); // no autotuned winner
 const H200 = {
@@ -49,5 +51,13 @@ describe('plan choice on a hardware adapter', () => {
     }
     const { p, sizes } = variant('variants/based');
     expect(() => choosePlan(H200, p, sizes, {}, shape)).toThrow(/workgroup memory/);
+  });
+
+  it('has the autotuner start from the model\'s fused default and try every candidate', () => {
+    const { p, sizes } = variant('paper/elu_dwconv');
+    const cands = candidateSchedules(H200.limits, p, sizes);
+    const order = tuningCandidates(H200, p, sizes, cands, shape);
+    expect(order[0]).toEqual(choosePlan(H200, p, sizes, { fuse: true }, shape).schedule);
+    expect(new Set(order)).toEqual(new Set(cands));
   });
 });

@@ -3,11 +3,11 @@
 // adapter's limits (backends/wgsl/chunk-schedules.ts lists them; autotune.ts times them): on a hardware GPU the
 // cheapest by the schedule model (backends/wgsl/schedule-model.ts) at the call's shape, on a software adapter
 // the heuristic (its test timings were tuned to it).
-import { candidateSchedules, defaultSchedule, smallestScheduleBytes } from '../../backends/wgsl/chunk-schedules.ts';
+import { candidateSchedules, defaultSchedule, smallestScheduleBytes, tuningOrder } from '../../backends/wgsl/chunk-schedules.ts';
 import type { ChunkSchedule } from '../../backends/wgsl/chunked.ts';
 import type { Program } from '../ir/types.ts';
 import type { Gpu } from './device.ts';
-import { bestByModel } from '../../backends/wgsl/fusion-model.ts';
+import { bestByModel, estimatePlan } from '../../backends/wgsl/fusion-model.ts';
 import { isSoftmaxProgram } from '../../backends/wgsl/softmax-analysis.ts';
 import { adapterModel } from './adapter-model.ts';
 import { cachedSchedule } from './autotune-cache.ts';
@@ -30,6 +30,17 @@ export function modelDefault(gpu: Gpu, p: Program, sizes: Readonly<Record<string
   if (gpu.isSoftware || isSoftmaxProgram(p)) return defaultSchedule(cands, gpu.isSoftware);
   const allowed = segments ? cands : cands.filter((s) => !s.segment);
   return bestByModel(adapterModel(gpu), p, sizes, allowed, fuse, shape.b, shape.t)?.schedule ?? defaultSchedule(cands, false);
+}
+
+/**
+ * The order the autotuner times the fused candidates in: on hardware the model's estimate at `shape`, cheapest
+ * first (so a bounded search starts from the model's default and its neighbours), else tuningOrder's.
+ */
+export function tuningCandidates(gpu: Gpu, p: Program, sizes: Readonly<Record<string, number>>, cands: readonly ChunkSchedule[], shape: { b: number; t: number }): ChunkSchedule[] {
+  if (gpu.isSoftware || isSoftmaxProgram(p)) return tuningOrder(cands, gpu.isSoftware);
+  const m = adapterModel(gpu);
+  const us = new Map(cands.map((s) => [s, estimatePlan(m, p, sizes, s, true, shape.b, shape.t)?.us ?? Infinity]));
+  return [...cands].sort((a, b) => us.get(a)! - us.get(b)!);
 }
 
 export function chooseSchedule(gpu: Gpu, p: Program, sizes: Readonly<Record<string, number>>, shape?: { b: number; t: number }): ChunkSchedule {
