@@ -43,8 +43,8 @@ describe('plan choice on a hardware adapter', () => {
     }
   });
 
-  it('each kind of variant (prefix, decayed, gated, grouped, window) at d 16 gets a plan that lowers; based at d 64 fits neither plan and says so', () => {
-    for (const name of ['paper/elu', 'paper/cosformer_aug', 'paper/flash', 'paper/llama_linearized', 'paper/performer', 'variants/gla', 'variants/mamba2', 'variants/based']) {
+  it('each kind of variant (prefix, decayed, gated, grouped, window, noncausal) at d 16 gets a plan that lowers; based at d 64 fits neither plan and says so', () => {
+    for (const name of ['paper/elu', 'paper/cosformer_aug', 'paper/flash', 'paper/llama_linearized', 'paper/performer', 'paper/leaky_dwconv', 'paper/elu_dwconv', 'variants/gla', 'variants/mamba2', 'variants/based']) {
       const { p, sizes } = variant(name, 16);
       const c = choosePlan(H200, p, sizes, {}, { b: 1, t: 1024 });
       expect(lowerChunked(p, sizes, { fuse: c.fuse, schedule: c.schedule }).kernels.length, name).toBeGreaterThan(0);
