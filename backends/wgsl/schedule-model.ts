@@ -35,7 +35,21 @@ export interface AdapterModel {
   /** Global-memory bandwidth (bytes per µs) and the cost of one launch (µs). */
   readonly bytesPerUs: number;
   readonly launchUs: number;
+  /** Invocations a workgroup needs to use its unit's rate, and the share of that rate a lone workgroup reaches. */
+  readonly fullRateInvocations: number;
+  readonly loneShare: number;
+  /** The extra cost of a staged element computed inline (see INLINE_ELEMENT_OPS). */
+  readonly inlineElementOps: number;
 }
+
+/**
+ * On hardware a staged element computed inline costs its operations plus INLINE_ELEMENT_OPS. Calibrated on the
+ * H200 figures of issue 15: at one schedule (chunk 32, 32 columns, 512 threads) elu fused ran 6.79 ms and unfused 1.87, and the
+ * two chunk kernels differ only in computing elu(q) + 1 and elu(k) + 1 inline (bench/dump-wgsl.ts shows it) — far
+ * more than those few operations. Why is not yet understood; the constant makes the model agree with the figure,
+ * and bench/h200-kernels.ts prints the model's estimates beside every measurement to refit it.
+ */
+const INLINE_ELEMENT_OPS = 64;
 
 /** An H100/H200-class GPU with `computeUnits` SMs (see the file's comment for where the constants come from). */
 export function hardwareModel(computeUnits: number, maxWorkgroupBytes: number): AdapterModel {
@@ -49,6 +63,9 @@ export function hardwareModel(computeUnits: number, maxWorkgroupBytes: number): 
     stepLatencyUs: 2,
     bytesPerUs: 3.5e6,
     launchUs: 4,
+    fullRateInvocations: 512,
+    loneShare: 0.5,
+    inlineElementOps: INLINE_ELEMENT_OPS,
   };
 }
 
@@ -64,6 +81,10 @@ export function softwareModel(cores: number, maxWorkgroupBytes: number): Adapter
     stepLatencyUs: 5,
     bytesPerUs: 1e4,
     launchUs: 30,
+    // a core runs a workgroup's invocations in turn at its full rate, however many there are
+    fullRateInvocations: 1,
+    loneShare: 1,
+    inlineElementOps: 0,
   };
 }
 
@@ -89,8 +110,8 @@ export function launchCost(
   // Invocations beyond a step's independent outputs (`parallelism`) idle.
   const sharing = Math.min(resident, Math.ceil(k.workgroups / m.computeUnits));
   const busy = Math.min(k.threads, k.parallelism ?? k.threads);
-  const alone = (m.unitOpsPerUs * Math.min(1, busy / 512)) / 2;
-  const shared = m.unitOpsPerUs * Math.min(1, (sharing * busy) / 1024);
+  const alone = m.unitOpsPerUs * Math.min(1, busy / m.fullRateInvocations) * m.loneShare;
+  const shared = m.unitOpsPerUs * Math.min(1, (sharing * busy * m.loneShare) / m.fullRateInvocations);
   const stepUs = Math.max(m.stepLatencyUs + k.stepOps / alone, (sharing * k.stepOps) / shared);
   const us = Math.max(waves * k.steps * stepUs, k.bytes / m.bytesPerUs) + m.launchUs;
   return { us, workgroups: k.workgroups, resident, waves, steps: k.steps };
@@ -113,18 +134,10 @@ export interface ChunkKernelModel {
   readonly partial: boolean;
 }
 
-/**
- * A staged element computed inline costs its operations plus INLINE_ELEMENT_OPS. Calibrated on the H200 figures
- * of issue 15: at one schedule (chunk 32, 32 columns, 512 threads) elu fused ran 6.79 ms and unfused 1.87, and the
- * two chunk kernels differ only in computing elu(q) + 1 and elu(k) + 1 inline (bench/dump-wgsl.ts shows it) — far
- * more than those few operations. Why is not yet understood; the constant makes the model agree with the figure,
- * and bench/h200-kernels.ts prints the model's estimates beside every measurement to refit it.
- */
-const INLINE_ELEMENT_OPS = 64;
 
-const inlineOps = (p: Program, sizes: Sizes, id: number, leaves: ReadonlySet<number>) => {
+const inlineOps = (m: AdapterModel, p: Program, sizes: Sizes, id: number, leaves: ReadonlySet<number>) => {
   const ops = elementOps(p, sizes, id, leaves);
-  return leaves.has(id) || p.nodes[id].op === 'input' ? ops : ops + INLINE_ELEMENT_OPS;
+  return leaves.has(id) || p.nodes[id].op === 'input' ? ops : ops + m.inlineElementOps;
 };
 
 /** The chunk kernel of `terms` under its schedule at (b, t); undefined when its workgroup memory does not fit. */
@@ -146,13 +159,13 @@ export function chunkKernelCost(m: AdapterModel, k: ChunkKernelModel, b: number,
       const F = featureCount(f, sizes);
       // + the state S (F × R) read and written once per step whatever C: what makes very small chunks lose
       ops += C * C * (F + R) + 2 * C * F * R + 2 * F * R;
-      for (const id of [f.phi, f.psi, ...(f.decay ? [decayNode(f.decay)] : [])]) ops += C * F * inlineOps(p, sizes, id, leaves);
+      for (const id of [f.phi, f.psi, ...(f.decay ? [decayNode(f.decay)] : [])]) ops += C * F * inlineOps(m, p, sizes, id, leaves);
     } else if (f.kind === 'toeplitz') {
       ops += C * (f.lags[1] - f.lags[0] + 1) * R;
     } else {
       const fr = frontier(p, term.score);
       const staged = new Set([...fr.query, ...fr.key]);
-      for (const id of staged) ops += C * count(rowAxes(p, L, id), sizes) * inlineOps(p, sizes, id, leaves);
+      for (const id of staged) ops += C * count(rowAxes(p, L, id), sizes) * inlineOps(m, p, sizes, id, leaves);
       ops += C * C * (elementOps(p, sizes, term.score, staged) + R);
     }
   }
