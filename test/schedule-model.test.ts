@@ -5,6 +5,7 @@ import { candidateSchedules } from '../backends/wgsl/chunk-schedules.ts';
 import { sharedFloats } from '../backends/wgsl/chunked.ts';
 import { itemsOver } from '../backends/wgsl/chunked/analysis.ts';
 import { elementOps } from '../backends/wgsl/element-ops.ts';
+import { lowerChunked } from '../backends/wgsl/lower.ts';
 import { chooseFusion, estimatePlan } from '../backends/wgsl/fusion-model.ts';
 import { chunkKernelCost, hardwareModel, launchCost } from '../backends/wgsl/schedule-model.ts';
 import { computeUnits, UNKNOWN_HARDWARE_UNITS } from '../src/runtime/adapter-model.ts';
@@ -86,6 +87,16 @@ describe('fusion by the model', () => {
     expect(bc.fuse).toBe(false);
     expect(bc.reason).toMatch(/does not fit/);
     expect(chooseFusion(hardwareModel(132, aloneBytes - 4), b.p, b.sizes, { fused: [s], unfused: [s] }, 1, 1024)).toBeUndefined();
+  });
+
+  it('estimates the kernels lowerChunked emits, one for one, fused and unfused', () => {
+    for (const name of ['paper/elu_dwconv', 'paper/cosformer_aug', 'paper/flash', 'paper/llama_linearized', 'paper/performer_aug', 'variants/mamba2', 'variants/hedgehog', 'variants/based']) {
+      const { p, sizes } = variant(name, { h: 2, d: 8, e: 8 });
+      for (const fuse of [true, false]) {
+        const s = candidateSchedules(LIMITS, p, sizes, !fuse).find((x) => !x.segment)!;
+        expect(estimatePlan(H200, p, sizes, s, fuse, 1, 64)!.launches, `${name} ${fuse ? 'fused' : 'unfused'}`).toBe(lowerChunked(p, sizes, { fuse, schedule: s }).kernels.length);
+      }
+    }
   });
 
   it('never chooses a plan its own estimates rank slower', () => {
