@@ -3,7 +3,9 @@
 # autotuned, with the roofline), the PyTorch baselines, decoding and speculative decoding. Each step has its own
 # time limit so that one slow step cannot eat the call; logs go to $OUT.
 #   bash .gpu/remote.sh bash bench/h100.sh [kernels] [torch] [decode] [torch-model] [speculative] [train] [backward]
-#                                          [hf-fixtures] [hf-baseline] [hf-decode]
+#                                          [hf-fixtures] [hf-baseline] [hf-decode] [kernels-results]
+# kernels-results: bench/results/h200-kernels.json's figures (issue 15) into $OUT/h200-kernels.json: PyTorch's
+# hand-chunked elu_dwconv, elu, elu_aug, retnet, then every variant fused and unfused at its default schedule.
 set -uo pipefail
 # Everything lands in $OUT/raw, packed at the end into $OUT/results.tgz (the device tool returns few files).
 FINAL=${OUT:-out}; export OUT=$FINAL/raw; mkdir -p "$OUT"
@@ -13,6 +15,8 @@ for s in $steps; do
   case $s in
     kernels) timeout ${T_KERNELS:-140} tsx bench/kernels.ts --variants elu_dwconv --t 4096,1024,16384 --d 64 --autotune --naive-max-t 4096 ;;
     kernels-d128) OUT=$OUT/d128 timeout ${T_KERNELS_D128:-60} tsx bench/kernels.ts --variants elu_dwconv --t 4096 --d 128 --autotune --naive-max-t 0 ;;
+    kernels-results) timeout ${T_TORCH_RESULTS:-70} python3 bench/torch_baseline.py --variants elu_dwconv,elu,elu_aug,retnet --t 4096,16384 --d 64,128 --iters 10 --out "$OUT/torch-results"
+      LINATTN_CACHE_DIR=$OUT/no-autotune-cache timeout ${T_KERNELS_RESULTS:-130} tsx bench/h200-kernels.ts --torch "$OUT/torch-results/torch_baseline.json" --out "$OUT/h200-kernels.json" ;;
     kernels-all) OUT=$OUT/all timeout 240 tsx bench/kernels.ts --t 4096 --d 64 --naive-max-t 0 --iters 10 ;;
     demo) timeout ${T_DEMO:-60} tsx src/cli/linattn.ts demo ;;
     torch) timeout 120 python3 bench/torch_baseline.py --out "$OUT" ;;

@@ -4,7 +4,7 @@
 // and the autotune cache, backends/ts/compile.ts WebGPU's default limits.
 import type { Program } from '../../src/ir/types.ts';
 import { layoutOf, segmentable, sharedFloats, type ChunkSchedule } from './chunked.ts';
-import { outputPart } from './chunked/analysis.ts';
+import { itemsOver, outputPart } from './chunked/analysis.ts';
 import { count } from './common.ts';
 import { analyseSoftmax, isSoftmaxProgram, softmaxSharedFloats } from './softmax-analysis.ts';
 
@@ -28,7 +28,11 @@ function chunkMultiple(p: Program): number {
 const gcd = (a: number, b: number): number => (b ? gcd(b, a % b) : a);
 const lcm = (a: number, b: number) => (a / gcd(a, b)) * b;
 
-export function candidateSchedules(limits: ScheduleLimits, program: Program, sizes: Readonly<Record<string, number>>): ChunkSchedule[] {
+/**
+ * The schedules that fit: the fused plan's one kernel (and segmented forms), or with `unfused` every term's own
+ * kernel of the unfused plan (lower.ts), which may fit where the fused one does not.
+ */
+export function candidateSchedules(limits: ScheduleLimits, program: Program, sizes: Readonly<Record<string, number>>, unfused = false): ChunkSchedule[] {
   if (isSoftmaxProgram(program)) return softmaxSchedules(limits, program, sizes);
   // the chunk kernel runs the causal items (noncausal ones run in the parallel form, lower.ts)
   const p = outputPart(program, false);
@@ -45,12 +49,13 @@ export function candidateSchedules(limits: ScheduleLimits, program: Program, siz
       for (const threads of THREADS) {
         if (threads > limits.maxComputeInvocationsPerWorkgroup) continue;
         const s = { chunk, cols: c, threads };
-        if (sharedFloats(p, sizes, p.terms, p.output, s) * 4 <= limits.maxComputeWorkgroupStorageSize) out.push(s);
+        const floats = unfused ? Math.max(...p.terms.map((t) => sharedFloats(p, sizes, [t], itemsOver(p.output, [t]), s))) : sharedFloats(p, sizes, p.terms, p.output, s);
+        if (floats * 4 <= limits.maxComputeWorkgroupStorageSize) out.push(s);
       }
     }
   }
   // Segmented plans trade one launch for b·heads·tiles·segments workgroups: worth timing on long sequences.
-  if (segmentable(p, sizes)) out.push(...out.flatMap((s) => SEGMENTS.map((segment) => ({ ...s, segment }))));
+  if (!unfused && segmentable(p, sizes)) out.push(...out.flatMap((s) => SEGMENTS.map((segment) => ({ ...s, segment }))));
   return out;
 }
 

@@ -103,3 +103,9 @@ export function choice<T extends string>(values: Values, name: string, allowed: 
   if (!(allowed as readonly string[]).includes(v)) throw new UsageError(`--${name} takes ${allowed.join(' or ')}, got '${v}'`);
   return v as T;
 }
+
+/** --fuse / --no-fuse force the plan; neither leaves it to the cost model (src/runtime/plan-choice.ts). */
+export function fuseFlag(values: Readonly<Record<string, unknown>>): boolean | undefined {
+  if (values.fuse && values['no-fuse']) throw new UsageError('--fuse and --no-fuse contradict each other');
+  return values['no-fuse'] ? false : values.fuse ? true : undefined;
+}

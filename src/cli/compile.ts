@@ -6,13 +6,13 @@ import { axisSizes } from '../inputs.ts';
 import { readVariantFile } from '../io/variant-file.ts';
 import { compileFile, planFor } from '../runtime/compiler.ts';
 import { getDevice } from '../runtime/dawn.ts';
-import { choice, pairs, str, UsageError } from './args.ts';
+import { choice, fuseFlag, pairs, str, UsageError } from './args.ts';
 import type { Command } from './command.ts';
 import { oneVariantFile } from './variant-file-arg.ts';
 
 export const compileCommand: Command = {
   name: 'compile',
-  synopsis: 'linattn compile FILE.la --emit wgsl|ts [--out PATH] [--axis h=4 …] [--form chunked|parallel] [--no-fuse] [--verbose]',
+  synopsis: 'linattn compile FILE.la --emit wgsl|ts [--out PATH] [--axis h=4 …] [--form chunked|parallel] [--fuse|--no-fuse] [--verbose]',
   summary: 'Write the kernels of a variant: WGSL files, or a typed TypeScript module that runs them.',
   help: [
     '  --emit wgsl        one .wgsl file per kernel, scheduled for this machine\'s adapter (default; --out DIR, default out/NAME)',
@@ -20,13 +20,14 @@ export const compileCommand: Command = {
     '                     WebGPU\'s default limits (--out FILE, default out/NAME.ts)',
     '  --axis NAME=SIZE   size of a free axis (default h 2, d e m 8)',
     '  --form F           chunked (default) or parallel (the naive quadratic plan)',
-    '  --no-fuse          the chunked form as one kernel per term instead of the fused kernel',
+    '  --fuse, --no-fuse  the chunked form as one fused kernel, or one kernel per term (default for wgsl: the cheaper',
+    '                     by the adapter\'s cost model, which -v prints with both estimates; for ts: fused)',
     '  --backend B        Dawn backend for --emit wgsl (default vulkan; env LINATTN_BACKEND)',
     '  -v, --verbose      print the plan and its schedule',
     '  --size NAME=N      override a `size` declaration of the variant',
   ].join('\n'),
   options: {
-    emit: { type: 'string' }, out: { type: 'string' }, axis: { type: 'string', multiple: true }, form: { type: 'string' },
+    emit: { type: 'string' }, out: { type: 'string' }, axis: { type: 'string', multiple: true }, form: { type: 'string' }, fuse: { type: 'boolean' },
     'no-fuse': { type: 'boolean' }, backend: { type: 'string' }, verbose: { type: 'boolean', short: 'v' }, size: { type: 'string', multiple: true },
   },
   positionals: true,
@@ -41,7 +42,7 @@ export const compileCommand: Command = {
       // WGSL for the adapter at hand: the schedule fits this device's limits.
       const axes = axisSizes(c.source, requested);
       const gpu = await getDevice({ backend: str(values, 'backend') });
-      const plan = planFor(gpu, c, axes, { form, fuse: !values['no-fuse'] });
+      const plan = planFor(gpu, c, axes, { form, fuse: fuseFlag(values), onChoice: (why) => values.verbose && log(`plan choice: ${why}`) });
       if (values.verbose) log(`plan ${plan.form}: ${plan.kernels.length} kernel(s); schedule ${JSON.stringify(plan.schedule)} (within ${gpu.adapterName}'s limits); axes ${JSON.stringify(axes)}`);
       const dir = str(values, 'out') ?? `out/${c.source.name}`;
       mkdirSync(dir, { recursive: true });

@@ -7,7 +7,7 @@ import { isDecodable } from '../ir/types.ts';
 import { compileFile, runCompiled, timePlan, type Compiled, type Form } from '../runtime/compiler.ts';
 import { getDevice } from '../runtime/dawn.ts';
 import type { Tensor } from '../tensor.ts';
-import { choice, pairs, required, str } from './args.ts';
+import { choice, fuseFlag, pairs, required, str } from './args.ts';
 import type { Command } from './command.ts';
 import { oneVariantFile } from './variant-file-arg.ts';
 
@@ -17,14 +17,15 @@ export const runCommand: Command = {
   name: 'run',
   synopsis:
     'linattn run FILE.la --inputs IN.safetensors --out OUT.safetensors [--device gpu|cpu]\n' +
-    '                    [--form parallel|recurrent|chunked] [--no-fuse] [--autotune] [--time] [--verbose]',
+    '                    [--form parallel|recurrent|chunked] [--fuse|--no-fuse] [--autotune] [--time] [--verbose]',
   summary: 'Run a variant on inputs from a safetensors file (linattn inputs makes some) and write its output o.',
   help: [
     '  --inputs FILE     the variant\'s inputs [b, t, …] and parameters, float32 (required)',
     '  --out FILE        where o [b, t, …] is written (required)',
     '  --device D        gpu (default) or cpu (the float64 oracle)',
     '  --form F          chunked (default), recurrent (token by token) or parallel (naive quadratic)',
-    '  --no-fuse         the chunked form as one kernel per term',
+    '  --fuse, --no-fuse the chunked form as one fused kernel, or as one kernel per term (default: the cheaper by',
+    '                    the adapter\'s cost model; -v prints the decision and both estimates)',
     '  --autotune        time the chunked schedules that fit this adapter and keep the fastest (cached)',
     '  --time            also print the median GPU time of 20 runs',
     '  --backend B       Dawn backend (default vulkan; env LINATTN_BACKEND)',
@@ -32,7 +33,7 @@ export const runCommand: Command = {
     '  --size NAME=N     override a `size` declaration of the variant',
   ].join('\n'),
   options: {
-    inputs: { type: 'string' }, out: { type: 'string' }, device: { type: 'string' }, form: { type: 'string' }, 'no-fuse': { type: 'boolean' },
+    inputs: { type: 'string' }, out: { type: 'string' }, device: { type: 'string' }, form: { type: 'string' }, fuse: { type: 'boolean' }, 'no-fuse': { type: 'boolean' },
     autotune: { type: 'boolean' }, time: { type: 'boolean' }, backend: { type: 'string' }, verbose: { type: 'boolean', short: 'v' },
     size: { type: 'string', multiple: true },
   },
@@ -53,7 +54,7 @@ export const runCommand: Command = {
     const gpu = device === 'gpu' ? await getDevice({ backend: str(values, 'backend') }) : undefined;
     if (gpu && values.verbose) log(`device: ${gpu.adapterName}`);
     const t0 = performance.now();
-    const r = await runCompiled(c, tensors, { device, form, fuse: !values['no-fuse'], gpu, autotune: values.autotune === true, log: values.verbose ? log : undefined });
+    const r = await runCompiled(c, tensors, { device, form, fuse: fuseFlag(values), gpu, autotune: values.autotune === true, log: values.verbose ? log : undefined });
     const wall = performance.now() - t0;
     writeSafetensors(outPath, { o: r.o }, { variant: c.source.name, device, form });
     let timing = `${wall.toFixed(1)} ms wall`;
@@ -63,7 +64,7 @@ export const runCommand: Command = {
       timing += `, ${tm.ms.toFixed(3)} ms GPU (median of 20, ${tm.method})`;
     }
     const split = r.slices && r.slices > 1 ? `, ${r.slices} batch slices to fit the device's limits` : '';
-    const fused = form === 'chunked' && device === 'gpu' ? (values['no-fuse'] ? ', unfused' : ', fused') : '';
+    const fused = form === 'chunked' && r.plan ? (r.plan.form === 'unfused' ? ', unfused' : ', fused') : '';
     io.stdout(`wrote ${outPath}: o [${r.o.shape.join(', ')}] (${device}, ${form}${fused}${split}; ${timing})\n`);
     return 0;
   },

@@ -1,5 +1,6 @@
 // The autotuner: times every chunk schedule that fits the adapter (timestamp queries, median of a few runs)
-// for one (variant, shapes), keeps the fastest in the on-disk cache, and reports the search with --verbose.
+// for one (variant, shapes), keeps the fastest in the on-disk cache, and reports the search with --verbose. On a
+// hardware GPU the trials go in the schedule model's order (schedule.ts tuningCandidates), its default first.
 import { lowerChunked } from '../../backends/wgsl/lower.ts';
 import type { ChunkSchedule } from '../../backends/wgsl/chunked.ts';
 import type { Program } from '../ir/types.ts';
@@ -7,7 +8,8 @@ import type { Tensor } from '../tensor.ts';
 import type { Gpu } from './device.ts';
 import { PlanRunner } from './executor.ts';
 import { storeSchedule } from './autotune-cache.ts';
-import { candidateSchedules, tuningOrder } from '../../backends/wgsl/chunk-schedules.ts';
+import { candidateSchedules } from '../../backends/wgsl/chunk-schedules.ts';
+import { tuningCandidates } from './schedule.ts';
 import { timeDispatches } from './timing.ts';
 
 export interface TuneResult {
@@ -25,7 +27,7 @@ export async function autotune(
 ): Promise<TuneResult> {
   let cands = candidateSchedules(gpu.limits, p, sizes);
   if (!cands.length) throw new Error(`${p.name}: no chunk schedule fits this adapter's workgroup memory`);
-  cands = tuningOrder(cands, gpu.isSoftware).slice(0, opts.maxTrials ?? 32);
+  cands = tuningCandidates(gpu, p, sizes, cands, shape).slice(0, opts.maxTrials ?? 32);
   const trials: { schedule: ChunkSchedule; ms: number }[] = [];
   for (const s of cands) {
     const runner = await PlanRunner.create(gpu, lowerChunked(p, sizes, { fuse: true, schedule: s }));

@@ -16,7 +16,7 @@ import { autotune } from './autotune.ts';
 import { batchSliceSize, runInBatchSlices, runLimits, sliceInputs, type RunLimits } from './batch-split.ts';
 import type { Gpu } from './device.ts';
 import { PlanRunner } from './executor.ts';
-import { chooseSchedule } from './schedule.ts';
+import { choosePlan } from './plan-choice.ts';
 
 export { timePlan } from './time-plan.ts';
 
@@ -46,8 +46,11 @@ export function compileText(text: string, file: string, req: CompileRequest = {}
 
 export interface PlanRequest {
   readonly form: Form;
-  readonly fuse?: boolean; // chunked only; default true
+  /** Chunked only: force the fused (true) or unfused (false) plan; absent, the adapter's choice (plan-choice.ts). */
+  readonly fuse?: boolean;
   readonly schedule?: import('../../backends/wgsl/chunked.ts').ChunkSchedule;
+  /** Called with the chunked plan's fused/unfused decision and its estimates, in words. */
+  readonly onChoice?: (reason: string) => void;
 }
 
 /** The GPU plan of a form at the given axis sizes. */
@@ -57,8 +60,11 @@ export function planFor(gpu: Gpu, c: Compiled, sizes: Readonly<Record<string, nu
       return naivePlan(c.source, sizes);
     case 'recurrent':
       return recurrentPlan(c.program, sizes);
-    case 'chunked':
-      return lowerChunked(c.program, sizes, { fuse: req.fuse ?? true, schedule: req.schedule ?? chooseSchedule(gpu, c.program, sizes, shape) });
+    case 'chunked': {
+      const choice = choosePlan(gpu, c.program, sizes, req, shape);
+      req.onChoice?.(choice.reason);
+      return lowerChunked(c.program, sizes, { fuse: choice.fuse, schedule: choice.schedule });
+    }
   }
 }
 
@@ -105,7 +111,7 @@ export async function runCompiled(c: Compiled, tensors: Readonly<Record<string, 
     req.log?.(`autotuning ${c.program.name} at b=${n}, t=${bound.t} on ${gpu.adapterName}:`);
     schedule = (await autotune(gpu, c.program, bound.sizes, sliceInputs(base, tensors, 0, n), { b: n, t: bound.t }, { log: req.log })).best;
   }
-  const plan = planFor(gpu, c, bound.sizes, { ...req, schedule }, bound);
+  const plan = planFor(gpu, c, bound.sizes, { ...req, schedule, onChoice: (why) => req.log?.(`plan choice: ${why}`) }, bound);
   req.log?.(`plan: ${plan.form}, ${plan.kernels.length} kernel${plan.kernels.length > 1 ? 's' : ''} (${plan.kernels.map((k) => k.label).join(', ')}); schedule ${JSON.stringify(plan.schedule)}`);
   const runner = await PlanRunner.create(gpu, plan);
   const r = await runInBatchSlices(runner, tensors, bound.b, bound.t, limits);

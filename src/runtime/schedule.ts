@@ -1,17 +1,53 @@
 // Choosing the chunked kernel's schedule on an adapter: the autotuner's cached winner for this variant, shape
-// and adapter (autotune-cache.ts) when it still fits, else the heuristic default among the schedules that fit
-// the adapter's limits (backends/wgsl/chunk-schedules.ts lists them; autotune.ts times them).
-import { candidateSchedules, defaultSchedule, smallestScheduleBytes } from '../../backends/wgsl/chunk-schedules.ts';
+// and adapter (autotune-cache.ts) when it still fits, else the default among the schedules that fit the
+// adapter's limits (backends/wgsl/chunk-schedules.ts lists them; autotune.ts times them): on a hardware GPU the
+// cheapest by the schedule model (backends/wgsl/schedule-model.ts) at the call's shape, on a software adapter
+// the heuristic (its test timings were tuned to it).
+import { candidateSchedules, defaultSchedule, smallestScheduleBytes, tuningOrder } from '../../backends/wgsl/chunk-schedules.ts';
 import type { ChunkSchedule } from '../../backends/wgsl/chunked.ts';
 import type { Program } from '../ir/types.ts';
 import type { Gpu } from './device.ts';
+import { bestByModel, estimatePlan } from '../../backends/wgsl/fusion-model.ts';
+import { isSoftmaxProgram } from '../../backends/wgsl/softmax-analysis.ts';
+import { adapterModel } from './adapter-model.ts';
 import { cachedSchedule } from './autotune-cache.ts';
+
+/** The shape the model assumes when a caller has none (a model's prefill: one prompt of 2048 tokens). */
+export const MODEL_SHAPE = { b: 1, t: 2048 } as const;
+
+/** The autotuner's cached winner for this shape when it is still among the candidates. */
+export function cachedCandidate(gpu: Gpu, p: Program, sizes: Readonly<Record<string, number>>, cands: readonly ChunkSchedule[], shape?: { b: number; t: number }): ChunkSchedule | undefined {
+  const cached = shape ? cachedSchedule(gpu, p, sizes, shape) : undefined;
+  return cached && cands.some((c) => c.chunk === cached.chunk && c.cols === cached.cols && c.threads === cached.threads && (c.segment ?? 0) === (cached.segment ?? 0)) ? cached : undefined;
+}
+
+/**
+ * The default among `cands` for the fused (or unfused) plan: the model's cheapest at `shape` on hardware, the
+ * heuristic on a software adapter. Segmented schedules only where `segments` allows them (a plan that exports
+ * the decoding state cannot be segmented).
+ */
+export function modelDefault(gpu: Gpu, p: Program, sizes: Readonly<Record<string, number>>, cands: readonly ChunkSchedule[], fuse: boolean, shape: { b: number; t: number } = MODEL_SHAPE, segments = false): ChunkSchedule | undefined {
+  if (gpu.isSoftware || isSoftmaxProgram(p)) return defaultSchedule(cands, gpu.isSoftware);
+  const allowed = segments ? cands : cands.filter((s) => !s.segment);
+  return bestByModel(adapterModel(gpu), p, sizes, allowed, fuse, shape.b, shape.t)?.schedule ?? defaultSchedule(cands, false);
+}
+
+/**
+ * The order the autotuner times the fused candidates in: on hardware the model's estimate at `shape`, cheapest
+ * first (so a bounded search starts from the model's default and its neighbours), else tuningOrder's.
+ */
+export function tuningCandidates(gpu: Gpu, p: Program, sizes: Readonly<Record<string, number>>, cands: readonly ChunkSchedule[], shape: { b: number; t: number }): ChunkSchedule[] {
+  if (gpu.isSoftware || isSoftmaxProgram(p)) return tuningOrder(cands, gpu.isSoftware);
+  const m = adapterModel(gpu);
+  const us = new Map(cands.map((s) => [s, estimatePlan(m, p, sizes, s, true, shape.b, shape.t)?.us ?? Infinity]));
+  return [...cands].sort((a, b) => us.get(a)! - us.get(b)!);
+}
 
 export function chooseSchedule(gpu: Gpu, p: Program, sizes: Readonly<Record<string, number>>, shape?: { b: number; t: number }): ChunkSchedule {
   const cands = candidateSchedules(gpu.limits, p, sizes);
-  const cached = shape ? cachedSchedule(gpu, p, sizes, shape) : undefined;
-  if (cached && cands.some((c) => c.chunk === cached.chunk && c.cols === cached.cols && c.threads === cached.threads && (c.segment ?? 0) === (cached.segment ?? 0))) return cached;
-  const s = defaultSchedule(cands, gpu.isSoftware);
+  const cached = cachedCandidate(gpu, p, sizes, cands, shape);
+  if (cached) return cached;
+  const s = modelDefault(gpu, p, sizes, cands, true, shape);
   if (!s) {
     const need = smallestScheduleBytes(p, sizes);
     throw new Error(

@@ -1,0 +1,185 @@
+// A cost model of the chunk kernel on an adapter, for choosing schedules and fused vs unfused plans without a
+// timing run. A launch of W workgroups runs in waves over the adapter's compute units; a unit holds as many
+// workgroups at once as its workgroup memory and invocations allow. Each workgroup walks its ceil(t / C) chunks in
+// sequence (a segmented schedule: G chunks twice, plus a scan over segments), so the kernel's time is
+//   waves · steps · (latency + ops of one step at the rate the unit shares among its resident workgroups)
+// bounded below by its global-memory traffic at the adapter's bandwidth. The chunk step's operations are the
+// score tile (C² per feature, or per pair's score ops for a quadratic term), A·V (C²·R), φ·S and the state update
+// (2·C·F·R each workgroup's R columns), and the prologue that computes the features of C rows inline
+// (element-ops.ts) — the last two are repeated by every column tile, which is what makes narrow tiles cost more
+// work for more workgroups. The constants are an H100/H200 class GPU's (SM count from the adapter, 228 KB of
+// shared memory and 2048 threads per SM, ~16 workgroup-memory operands per cycle per SM: the chunk kernel reads
+// both operands of every multiply-add from workgroup memory) and are rough: the figures it produces rank
+// schedules and plans; they are not predictions to quote. src/runtime/adapter-model.ts builds the adapter's.
+import type { OutputItem, Program, Term } from '../../src/ir/types.ts';
+import { layoutOf, sharedFloats, type ChunkSchedule } from './chunked.ts';
+import { count, type Sizes } from './common.ts';
+import { elementOps } from './element-ops.ts';
+import { featureCount, frontier, rowAxes } from './layout.ts';
+import { decayNode } from '../../src/ir/terms.ts';
+
+export interface AdapterModel {
+  /** Compute units that run workgroups side by side (SMs; CPU cores for a software adapter). */
+  readonly computeUnits: number;
+  /** Workgroup memory (bytes) and invocations one unit holds across its resident workgroups. */
+  readonly unitWorkgroupBytes: number;
+  readonly unitInvocations: number;
+  /** The largest workgroup memory one workgroup may declare (the adapter's limit). */
+  readonly maxWorkgroupBytes: number;
+  /** Chunk-kernel operations (multiply-adds through workgroup memory) per µs per unit. */
+  readonly unitOpsPerUs: number;
+  /** Elementwise operations per µs per unit (feature and combine kernels: registers, all lanes). */
+  readonly unitElementOpsPerUs: number;
+  /** Fixed time of one sequential chunk step: its barriers and dependent global loads (µs). */
+  readonly stepLatencyUs: number;
+  /** Global-memory bandwidth (bytes per µs) and the cost of one launch (µs). */
+  readonly bytesPerUs: number;
+  readonly launchUs: number;
+  /** Invocations a workgroup needs to use its unit's rate, and the share of that rate a lone workgroup reaches. */
+  readonly fullRateInvocations: number;
+  readonly loneShare: number;
+  /** The extra cost of a staged element computed inline (see INLINE_ELEMENT_OPS). */
+  readonly inlineElementOps: number;
+}
+
+/**
+ * On hardware a staged element computed inline costs its operations plus INLINE_ELEMENT_OPS. Calibrated on the
+ * H200 figures of issue 15: at one schedule (chunk 32, 32 columns, 512 threads) elu fused ran 6.79 ms and unfused 1.87, and the
+ * two chunk kernels differ only in computing elu(q) + 1 and elu(k) + 1 inline (bench/dump-wgsl.ts shows it) — far
+ * more than those few operations. Why is not yet understood; the constant makes the model agree with the figure,
+ * and bench/h200-kernels.ts prints the model's estimates beside every measurement to refit it.
+ */
+const INLINE_ELEMENT_OPS = 64;
+
+/** An H100/H200-class GPU with `computeUnits` SMs (see the file's comment for where the constants come from). */
+export function hardwareModel(computeUnits: number, maxWorkgroupBytes: number): AdapterModel {
+  return {
+    computeUnits,
+    unitWorkgroupBytes: 228 * 1024,
+    unitInvocations: 2048,
+    maxWorkgroupBytes,
+    unitOpsPerUs: 16 * 1700,
+    unitElementOpsPerUs: 128 * 1700,
+    stepLatencyUs: 2,
+    bytesPerUs: 3.5e6,
+    launchUs: 4,
+    fullRateInvocations: 512,
+    loneShare: 0.5,
+    inlineElementOps: INLINE_ELEMENT_OPS,
+  };
+}
+
+/** A CPU's software Vulkan (lavapipe): one workgroup per core at a time, ~5 GFLOP/s in all. */
+export function softwareModel(cores: number, maxWorkgroupBytes: number): AdapterModel {
+  return {
+    computeUnits: cores,
+    unitWorkgroupBytes: maxWorkgroupBytes,
+    unitInvocations: 1024,
+    maxWorkgroupBytes,
+    unitOpsPerUs: 2500 / cores,
+    unitElementOpsPerUs: 2500 / cores,
+    stepLatencyUs: 5,
+    bytesPerUs: 1e4,
+    launchUs: 30,
+    // a core runs a workgroup's invocations in turn at its full rate, however many there are
+    fullRateInvocations: 1,
+    loneShare: 1,
+    inlineElementOps: 0,
+  };
+}
+
+export interface KernelEstimate {
+  readonly us: number;
+  readonly workgroups: number;
+  /** Workgroups one unit holds at once (by workgroup memory and invocations). */
+  readonly resident: number;
+  readonly waves: number;
+  readonly steps: number;
+}
+
+/** A launch of `workgroups` workgroups, each `steps` sequential steps of `stepOps` operations, moving `bytes`. */
+export function launchCost(
+  m: AdapterModel,
+  k: { workgroups: number; threads: number; workgroupBytes: number; steps: number; stepOps: number; bytes: number; parallelism?: number },
+): KernelEstimate {
+  const resident = Math.max(1, Math.min(k.workgroupBytes ? Math.floor(m.unitWorkgroupBytes / k.workgroupBytes) : 32, Math.floor(m.unitInvocations / k.threads), 32));
+  const waves = Math.ceil(k.workgroups / (m.computeUnits * resident));
+  // Workgroups sharing a unit in one wave share its rate; a small workgroup cannot use a whole unit alone.
+  // Workgroups sharing a unit in one wave share its rate and hide each other's step latency (barriers, loads);
+  // a lone workgroup stalls at its own barriers (half the unit's rate at best), and fewer invocations use less.
+  // Invocations beyond a step's independent outputs (`parallelism`) idle.
+  const sharing = Math.min(resident, Math.ceil(k.workgroups / m.computeUnits));
+  const busy = Math.min(k.threads, k.parallelism ?? k.threads);
+  const alone = m.unitOpsPerUs * Math.min(1, busy / m.fullRateInvocations) * m.loneShare;
+  const shared = m.unitOpsPerUs * Math.min(1, (sharing * busy * m.loneShare) / m.fullRateInvocations);
+  const stepUs = Math.max(m.stepLatencyUs + k.stepOps / alone, (sharing * k.stepOps) / shared);
+  const us = Math.max(waves * k.steps * stepUs, k.bytes / m.bytesPerUs) + m.launchUs;
+  return { us, workgroups: k.workgroups, resident, waves, steps: k.steps };
+}
+
+/** An elementwise launch (a feature map or the combine kernel): `elements` outputs of `ops` each, all lanes busy. */
+export function elementwiseCost(m: AdapterModel, elements: number, ops: number, bytes: number): number {
+  return Math.max((elements * ops) / (m.unitElementOpsPerUs * m.computeUnits), bytes / m.bytesPerUs) + m.launchUs;
+}
+
+export interface ChunkKernelModel {
+  readonly program: Program;
+  readonly sizes: Sizes;
+  readonly terms: readonly Term[];
+  readonly items: readonly OutputItem[];
+  readonly schedule: ChunkSchedule;
+  /** Nodes read from materialised feature buffers (unfused) instead of computed in the kernel. */
+  readonly materialised: ReadonlySet<number>;
+  /** Writes numerator and denominator parts (unfused) instead of the output. */
+  readonly partial: boolean;
+}
+
+
+const inlineOps = (m: AdapterModel, p: Program, sizes: Sizes, id: number, leaves: ReadonlySet<number>) => {
+  const ops = elementOps(p, sizes, id, leaves);
+  return leaves.has(id) || p.nodes[id].op === 'input' ? ops : ops + m.inlineElementOps;
+};
+
+/** The chunk kernel of `terms` under its schedule at (b, t); undefined when its workgroup memory does not fit. */
+export function chunkKernelCost(m: AdapterModel, k: ChunkKernelModel, b: number, t: number): KernelEstimate | undefined {
+  const { program: p, sizes, schedule: s } = k;
+  const bytesShared = sharedFloats(p, sizes, k.terms, k.items, s) * 4;
+  if (bytesShared > m.maxWorkgroupBytes) return undefined;
+  const L = layoutOf(p, k.terms);
+  const NS = count(L.head, sizes);
+  const NR = count(L.rest, sizes);
+  const R = Math.min(s.cols, NR);
+  const tiles = Math.ceil(NR / R);
+  const C = s.chunk;
+  const leaves = k.materialised;
+  let ops = C * R; // the value rows staged
+  for (const term of k.terms) {
+    const f = term.form;
+    if (f.kind === 'prefix') {
+      const F = featureCount(f, sizes);
+      // + the state S (F × R) read and written once per step whatever C: what makes very small chunks lose
+      ops += C * C * (F + R) + 2 * C * F * R + 2 * F * R;
+      for (const id of [f.phi, f.psi, ...(f.decay ? [decayNode(f.decay)] : [])]) ops += C * F * inlineOps(m, p, sizes, id, leaves);
+    } else if (f.kind === 'toeplitz') {
+      ops += C * (f.lags[1] - f.lags[0] + 1) * R;
+    } else {
+      const fr = frontier(p, term.score);
+      const staged = new Set([...fr.query, ...fr.key]);
+      for (const id of staged) ops += C * count(rowAxes(p, L, id), sizes) * inlineOps(m, p, sizes, id, leaves);
+      ops += C * C * (elementOps(p, sizes, term.score, staged) + R);
+    }
+  }
+  const chunks = Math.ceil(t / C);
+  const seg = s.segment;
+  const perRow = (ids: readonly { axes: readonly string[] }[]) => ids.reduce((a, d) => a + count(d.axes, sizes), 0);
+  // q and k (and every input) are read by every column tile; the output (or its two parts) written once.
+  const bytes = 4 * b * t * (tiles * perRow(p.inputs) + (k.partial ? 2 : 1) * count(p.outAxes, sizes));
+  // the output tile (C × R) is the narrowest of a step's phases that every variant has
+  const base = { threads: s.threads, workgroupBytes: bytesShared, stepOps: ops, bytes, parallelism: C * R };
+  if (!seg) return launchCost(m, { ...base, workgroups: b * NS * tiles, steps: chunks });
+  // Segmented: the segments' states (G steps), a scan over segments, then every segment's outputs (G steps).
+  const nseg = Math.ceil(chunks / seg);
+  const pass = launchCost(m, { ...base, workgroups: b * NS * tiles * nseg, steps: seg });
+  const scanUs = nseg * m.stepLatencyUs + m.launchUs;
+  return { ...pass, us: 2 * pass.us + scanUs, steps: 2 * seg + nseg };
+}

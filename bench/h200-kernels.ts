@@ -1,0 +1,122 @@
+// The results file of issue 15: every shipped variant's fused and unfused chunked plan at its default schedule
+// (the schedule model's pick for that plan at the bench's shape; no autotune cache is read), next to the PyTorch
+// hand-chunked layer where bench/torch_baseline.py has the variant. Each plan's output is first checked against
+// the float64 oracle on the first tokens of sequence 0 (causality makes them independent of the rest).
+//
+//   npx tsx bench/h200-kernels.ts [--variants a,b] [--b 4 --h 16 --t 4096 --d 64] [--extra elu_dwconv:16384:64,elu_dwconv:4096:128]
+//                                 [--iters 5] [--torch torch_baseline.json] [--out FILE]
+// Writes FILE (default $OUT/h200-kernels.json): {"device", "rows": [{variant, b, h, t, d, fused_ms, unfused_ms, torch_ms}]}
+// (unfused_ms null for softmax attention, which has one plan; torch_ms null where PyTorch has no baseline) and
+// prints the model's decision and estimates beside each measurement, so that its constants can be refitted.
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { evaluateParallel } from '../backends/cpu/parallel.ts';
+import { candidateSchedules } from '../backends/wgsl/chunk-schedules.ts';
+import type { ChunkSchedule } from '../backends/wgsl/chunked.ts';
+import { count } from '../backends/wgsl/common.ts';
+import { estimatePlan } from '../backends/wgsl/fusion-model.ts';
+import { isSoftmaxProgram } from '../backends/wgsl/softmax-analysis.ts';
+import { axisSizes, makeInputs } from '../src/inputs.ts';
+import { adapterModel } from '../src/runtime/adapter-model.ts';
+import { compileFile, planFor, runCompiled, timePlan, type Compiled } from '../src/runtime/compiler.ts';
+import { getDevice } from '../src/runtime/dawn.ts';
+import { choosePlan } from '../src/runtime/plan-choice.ts';
+import { modelDefault } from '../src/runtime/schedule.ts';
+import { relativeError, type Tensor } from '../src/tensor.ts';
+import { VARIANT_FILES_FOR_BENCH } from './report.ts';
+
+const { values } = parseArgs({
+  options: {
+    variants: { type: 'string' },
+    b: { type: 'string', default: '4' },
+    h: { type: 'string', default: '16' },
+    t: { type: 'string', default: '4096' },
+    d: { type: 'string', default: '64' },
+    extra: { type: 'string', default: 'elu_dwconv:16384:64,elu_dwconv:4096:128' },
+    iters: { type: 'string', default: '5' },
+    torch: { type: 'string' },
+    out: { type: 'string' },
+  },
+});
+const B = Number(values.b);
+const H = Number(values.h);
+const iters = Number(values.iters);
+const fileOf = (v: string) => VARIANT_FILES_FOR_BENCH.find((f) => f.endsWith(`/${v}.la`)) ?? v;
+const names = values.variants ? values.variants.split(',') : VARIANT_FILES_FOR_BENCH.map((f) => f.replace(/^.*\//, '').replace(/\.la$/, ''));
+// The --extra shapes (the issue's headline figures) first: a run cut off by its time limit keeps them.
+const cases = [
+  ...values.extra.split(',').filter(Boolean).map((s) => {
+    const [v, t, d] = s.split(':');
+    return { v, t: Number(t), d: Number(d) };
+  }),
+  ...names.map((v) => ({ v, t: Number(values.t), d: Number(values.d) })),
+];
+const outFile = values.out ?? join(process.env.OUT ?? 'out', 'h200-kernels.json');
+
+interface TorchRow { variant: string; b: number; h: number; t: number; d: number; ms: number }
+const torchRows: TorchRow[] = values.torch && existsSync(values.torch) ? JSON.parse(readFileSync(values.torch, 'utf8')).rows : [];
+if (values.torch && !torchRows.length) console.log(`no PyTorch rows in ${values.torch}: torch_ms stays null`);
+const torchMs = (v: string, t: number, d: number) => torchRows.find((r) => r.variant === v && r.b === B && r.h === H && r.t === t && r.d === d)?.ms ?? null;
+
+const gpu = await getDevice();
+const model = adapterModel(gpu);
+console.log(`adapter: ${gpu.adapterName} (${model.computeUnits} compute units assumed by the schedule model)`);
+
+interface Row { variant: string; b: number; h: number; t: number; d: number; fused_ms: number | null; unfused_ms: number | null; torch_ms: number | null }
+const rows: Row[] = [];
+const write = () => {
+  mkdirSync(dirname(outFile), { recursive: true });
+  writeFileSync(outFile, `${JSON.stringify({ device: gpu.adapterName, rows }, null, 1)}\n`);
+};
+
+/** Relative error of the plan's output on the first tokens of sequence 0 against the float64 oracle. */
+async function checked(c: Compiled, x: Record<string, Tensor>, sizes: Record<string, number>, fuse: boolean, schedule: ChunkSchedule): Promise<number> {
+  const o = (await runCompiled(c, x, { device: 'gpu', gpu, form: 'chunked', fuse, schedule })).o;
+  const tc = Math.min(x[c.source.inputs[0].name].shape[1], 32);
+  const head: Record<string, Tensor> = {};
+  for (const dcl of c.source.inputs) {
+    const per = count(dcl.axes, sizes);
+    head[dcl.name] = { shape: [1, tc, ...dcl.axes.map((a) => sizes[a])], data: x[dcl.name].data.subarray(0, tc * per) };
+  }
+  for (const dcl of c.source.params) head[dcl.name] = x[dcl.name];
+  const oracle = evaluateParallel(c.source, head);
+  return relativeError(o.data.subarray(0, oracle.data.length), oracle.data);
+}
+
+for (const { v, t, d } of cases) {
+  const label = `${v} b${B} h${H} t${t} d${d}`;
+  const row: Row = { variant: v, b: B, h: H, t, d, fused_ms: null, unfused_ms: null, torch_ms: torchMs(v, t, d) };
+  try {
+    const c = compileFile(fileOf(v));
+    const axes: Record<string, number> = {};
+    for (const [a, def] of Object.entries(c.source.axes)) if (def.kind === 'free') axes[a] = a === 'h' ? H : d;
+    const sizes = axisSizes(c.source, axes);
+    const x = makeInputs(c.source, { b: B, t, axes, seed: 1 });
+    const p = c.program;
+    const softmax = isSoftmaxProgram(p);
+    const decision = choosePlan(gpu, p, sizes, {}, { b: B, t });
+    console.log(`${label}: model: ${decision.reason}`);
+    for (const fuse of softmax ? [true] : [true, false]) {
+      const s = modelDefault(gpu, p, sizes, candidateSchedules(gpu.limits, p, sizes, !fuse), fuse, { b: B, t }, fuse);
+      if (!s) {
+        console.log(`${label}: ${fuse ? 'fused' : 'unfused'}: no schedule fits ${gpu.limits.maxComputeWorkgroupStorageSize} bytes of workgroup memory`);
+        continue;
+      }
+      const err = await checked(c, x, sizes, fuse, s);
+      if (!(err < 1e-3)) throw new Error(`${fuse ? 'fused' : 'unfused'} output wrong (relative error ${err} vs the float64 oracle); not timing it`);
+      const ms = (await timePlan(gpu, planFor(gpu, c, sizes, { form: 'chunked', fuse, schedule: s }), x, B, t, iters)).ms;
+      const est = softmax ? undefined : estimatePlan(model, p, sizes, s, fuse, B, t);
+      console.log(`${label}: ${fuse ? 'fused  ' : 'unfused'} ${ms.toFixed(3).padStart(9)} ms (model ${est ? (est.us / 1e3).toFixed(3) : '—'} ms) schedule ${JSON.stringify(s)} err ${err.toExponential(1)}`);
+      if (fuse) row.fused_ms = ms;
+      else row.unfused_ms = ms;
+    }
+  } catch (e) {
+    console.log(`${label}: ${(e as Error).message.split('\n')[0]}`);
+  }
+  rows.push(row);
+  write(); // after every row: a run cut off by its time limit still leaves its figures
+}
+write();
+console.log(`wrote ${outFile}`);
+process.exit(0);

@@ -1,0 +1,69 @@
+// Fused or unfused, and the schedule, for a chunked plan on an adapter. `--fuse` / `--no-fuse` (fuse given)
+// force the plan; otherwise a hardware GPU takes the cheaper by the schedule model (backends/wgsl/fusion-model.ts),
+// each plan at its own best schedule, and a software adapter keeps the fused plan (fewer shaders for its slow
+// compiler; its tests are timed so) unless that does not fit. A plan that does not fit falls back to the other
+// with the reason, unless it was forced. The autotuner's cached winner (which it timed fused) is kept as is.
+import { candidateSchedules, defaultSchedule } from '../../backends/wgsl/chunk-schedules.ts';
+import type { ChunkSchedule } from '../../backends/wgsl/chunked.ts';
+import { estimatePlan, chooseFusion } from '../../backends/wgsl/fusion-model.ts';
+import { isSoftmaxProgram } from '../../backends/wgsl/softmax-analysis.ts';
+import type { Program } from '../ir/types.ts';
+import { adapterModel } from './adapter-model.ts';
+import type { Gpu } from './device.ts';
+import { cachedCandidate, chooseSchedule, MODEL_SHAPE, modelDefault } from './schedule.ts';
+
+export interface PlanChoice {
+  readonly fuse: boolean;
+  readonly schedule: ChunkSchedule;
+  /** The decision in words, with both estimates where the model made it (for --verbose and compile -v). */
+  readonly reason: string;
+}
+
+const ms = (us: number | undefined) => (us === undefined ? 'does not fit' : `${(us / 1e3).toFixed(3)} ms`);
+const show = (s: ChunkSchedule) => `chunk ${s.chunk}, cols ${s.cols}, threads ${s.threads}${s.segment ? `, segments of ${s.segment}` : ''}`;
+
+export function choosePlan(
+  gpu: Gpu,
+  p: Program,
+  sizes: Readonly<Record<string, number>>,
+  req: { fuse?: boolean; schedule?: ChunkSchedule },
+  shape?: { b: number; t: number },
+): PlanChoice {
+  const at = shape ?? MODEL_SHAPE;
+  if (isSoftmaxProgram(p)) return { fuse: true, schedule: req.schedule ?? chooseSchedule(gpu, p, sizes, shape), reason: 'softmax attention: the flash kernel (nothing to fuse)' };
+  const model = adapterModel(gpu);
+  const estimate = (s: ChunkSchedule, fuse: boolean) => estimatePlan(model, p, sizes, s, fuse, at.b, at.t)?.us;
+  const unseg = (s: ChunkSchedule): ChunkSchedule => ({ chunk: s.chunk, cols: s.cols, threads: s.threads }); // the unfused plan has no segments
+  const both = (s: ChunkSchedule) => `est. at b ${at.b}, t ${at.t} on ${model.computeUnits} units: fused ${ms(estimate(s, true))}, unfused ${ms(estimate(unseg(s), false))}`;
+  if (req.schedule) return { fuse: req.fuse ?? true, schedule: req.schedule, reason: `schedule given (${show(req.schedule)}); ${both(req.schedule)}` };
+  const fusedCands = candidateSchedules(gpu.limits, p, sizes);
+  const cached = cachedCandidate(gpu, p, sizes, fusedCands, shape);
+  if (cached && req.fuse !== false) return { fuse: true, schedule: cached, reason: `the autotuner's winner (${show(cached)}), timed fused` };
+  const unfusedCands = candidateSchedules(gpu.limits, p, sizes, true);
+  const pick = (fuse: boolean) => modelDefault(gpu, p, sizes, fuse ? fusedCands : unfusedCands, fuse, at, fuse);
+  if (req.fuse !== undefined) {
+    const s = pick(req.fuse);
+    if (!s) throw noFit(gpu, p, req.fuse);
+    const other = pick(!req.fuse);
+    const est = (fuse: boolean, x: ChunkSchedule | undefined) => `${fuse ? 'fused' : 'unfused'} ${ms(x && estimate(x, fuse))}`;
+    return { fuse: req.fuse, schedule: s, reason: `${req.fuse ? 'fused' : 'unfused'} as asked (${show(s)}); est. at b ${at.b}, t ${at.t} on ${model.computeUnits} units, each at its default: ${est(true, req.fuse ? s : other)}, ${est(false, req.fuse ? other : s)}` };
+  }
+  if (gpu.isSoftware) {
+    const fused = defaultSchedule(fusedCands, true);
+    if (fused) return { fuse: true, schedule: fused, reason: `software adapter: fused, one shader to compile (${show(fused)}); ${both(fused)}` };
+    const unfused = defaultSchedule(unfusedCands, true);
+    if (unfused) return { fuse: false, schedule: unfused, reason: `the fused kernel does not fit ${gpu.limits.maxComputeWorkgroupStorageSize} bytes of workgroup memory: unfused (${show(unfused)})` };
+    throw noFit(gpu, p, undefined);
+  }
+  const c = chooseFusion(model, p, sizes, { fused: fusedCands, unfused: unfusedCands.filter((s) => !s.segment) }, at.b, at.t);
+  if (!c) throw noFit(gpu, p, undefined);
+  return { fuse: c.fuse, schedule: c.schedule, reason: `${c.fuse ? 'fused' : 'unfused'} (${show(c.schedule)}) on ${model.computeUnits} units at b ${at.b}, t ${at.t}: ${c.reason}` };
+}
+
+function noFit(gpu: Gpu, p: Program, fuse: boolean | undefined): Error {
+  const what = fuse === undefined ? 'neither the fused kernel nor every unfused term kernel' : fuse ? 'the fused kernel' : 'every unfused term kernel';
+  return new Error(
+    `${p.name}: at these axis sizes ${what} needs more than this adapter's ${gpu.limits.maxComputeWorkgroupStorageSize} bytes of workgroup memory ` +
+      `(${gpu.adapterName}), at every chunk schedule${fuse ? '; try --no-fuse' : ''}; use smaller feature axes`,
+  );
+}

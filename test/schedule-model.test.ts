@@ -1,0 +1,118 @@
+// The schedule model's properties (backends/wgsl/schedule-model.ts, fusion-model.ts, element-ops.ts): what it must
+// prefer and refuse, whatever its constants. No device: the model is a pure function of the plan and the adapter.
+import { describe, expect, it } from 'vitest';
+import { candidateSchedules } from '../backends/wgsl/chunk-schedules.ts';
+import { sharedFloats } from '../backends/wgsl/chunked.ts';
+import { itemsOver } from '../backends/wgsl/chunked/analysis.ts';
+import { elementOps } from '../backends/wgsl/element-ops.ts';
+import { lowerChunked } from '../backends/wgsl/lower.ts';
+import { chooseFusion, estimatePlan } from '../backends/wgsl/fusion-model.ts';
+import { chunkKernelCost, hardwareModel, launchCost } from '../backends/wgsl/schedule-model.ts';
+import { computeUnits, UNKNOWN_HARDWARE_UNITS } from '../src/runtime/adapter-model.ts';
+import { axisSizes } from '../src/inputs.ts';
+import { compileFile } from '../src/runtime/compiler.ts';
+
+const H200 = hardwareModel(132, 48 * 1024);
+const LIMITS = { maxComputeWorkgroupStorageSize: 48 * 1024, maxComputeInvocationsPerWorkgroup: 1024 };
+const variant = (name: string, axes: Record<string, number>) => {
+  const c = compileFile(`examples/${name}.la`);
+  return { p: c.program, sizes: axisSizes(c.source, axes) };
+};
+
+describe('schedule model', () => {
+  it('prefers more workgroups while the grid under-fills the units, and charges waves once it over-fills them', () => {
+    const k = { threads: 512, workgroupBytes: 16 * 1024, steps: 128, bytes: 0 };
+    // the same work as 64 workgroups or as 256 of a quarter each, on 132 units
+    const few = launchCost(H200, { ...k, workgroups: 64, stepOps: 4e5 });
+    const many = launchCost(H200, { ...k, workgroups: 256, stepOps: 1e5 });
+    expect(many.us).toBeLessThan(few.us);
+    // past what the units hold at once, doubling the grid adds waves and time
+    const full = launchCost(H200, { ...k, workgroups: 132 * many.resident, stepOps: 1e5 });
+    const twice = launchCost(H200, { ...k, workgroups: 2 * 132 * many.resident, stepOps: 1e5 });
+    expect(twice.waves).toBe(2 * full.waves);
+    expect(twice.us).toBeGreaterThan(1.5 * full.us - H200.launchUs);
+  });
+
+  it('holds fewer workgroups per unit as each takes more workgroup memory', () => {
+    const k = { threads: 128, steps: 1, stepOps: 1, bytes: 0, workgroups: 1 };
+    expect(launchCost(H200, { ...k, workgroupBytes: 40 * 1024 }).resident).toBeLessThan(launchCost(H200, { ...k, workgroupBytes: 8 * 1024 }).resident);
+  });
+
+  it('takes longer for longer sequences, and shorter critical paths for segmented schedules on long ones', () => {
+    const { p, sizes } = variant('paper/elu_dwconv', { h: 16, d: 64, e: 64 });
+    const s = { chunk: 32, cols: 32, threads: 512 };
+    const at = (t: number, seg?: number) => estimatePlan(H200, p, sizes, seg ? { ...s, segment: seg } : s, true, 1, t)!.us;
+    expect(at(8192)).toBeGreaterThan(at(2048));
+    expect(at(16384, 16)).toBeLessThan(at(16384));
+  });
+
+  it('refuses a kernel whose workgroup memory does not fit the adapter', () => {
+    const { p, sizes } = variant('variants/based', { h: 2, d: 16, e: 16 });
+    const s = { chunk: 16, cols: 16, threads: 256 };
+    const bytes = sharedFloats(p, sizes, p.terms, p.output, s) * 4;
+    const k = { program: p, sizes, terms: p.terms, items: itemsOver(p.output, p.terms), schedule: s, materialised: new Set<number>(), partial: false };
+    expect(chunkKernelCost(hardwareModel(132, bytes), k, 1, 256)).toBeDefined();
+    expect(chunkKernelCost(hardwareModel(132, bytes - 4), k, 1, 256)).toBeUndefined();
+  });
+
+  it('counts a feature map as ExprGen emits it: a softmax over a projection re-runs its reductions per element', () => {
+    const at = (m: number, d: number) => {
+      const { p, sizes } = variant('variants/hedgehog', { h: 2, d, e: 8, m });
+      const phi = p.terms.find((t) => t.form.kind === 'prefix')!.form as { phi: number };
+      return elementOps(p, { ...sizes, m }, phi.phi);
+    };
+    expect(at(64, 16)).toBeGreaterThanOrEqual(2 * 64 * 16); // two reductions over m, each of a d-long dot product
+    expect(at(64, 32)).toBeGreaterThan(1.9 * at(64, 16));
+    const { p, sizes } = variant('paper/elu', { h: 2, d: 16, e: 16 });
+    const f = p.terms[0].form as { phi: number };
+    expect(elementOps(p, sizes, f.phi)).toBeLessThan(10); // elu(q) + 1: a load and a few operations
+    expect(elementOps(p, sizes, f.phi, new Set([f.phi]))).toBe(1); // materialised: one load
+  });
+});
+
+describe('fusion by the model', () => {
+  it('keeps hedgehog unfused (its inline softmax features dominate) and falls back to unfused where fused does not fit', () => {
+    const h = variant('variants/hedgehog', { h: 16, d: 64, e: 64 });
+    const hc = chooseFusion(H200, h.p, h.sizes, { fused: candidateSchedules(LIMITS, h.p, h.sizes), unfused: candidateSchedules(LIMITS, h.p, h.sizes, true) }, 4, 4096)!;
+    expect(hc.fuse).toBe(false);
+    expect(hc.unfused!.us).toBeLessThan(hc.fused!.us);
+    // based at d 16: the Taylor term's kernel fits alone in a limit its fused kernel with the window term exceeds
+    const b = variant('variants/based', { h: 2, d: 16, e: 16 });
+    const s = { chunk: 8, cols: 16, threads: 256 };
+    const fusedBytes = sharedFloats(b.p, b.sizes, b.p.terms, b.p.output, s) * 4;
+    const aloneBytes = Math.max(...b.p.terms.map((t) => sharedFloats(b.p, b.sizes, [t], itemsOver(b.p.output, [t]), s) * 4));
+    expect(aloneBytes).toBeLessThan(fusedBytes);
+    const m = hardwareModel(132, aloneBytes);
+    const bc = chooseFusion(m, b.p, b.sizes, { fused: [s], unfused: [s] }, 1, 1024)!;
+    expect(bc.fuse).toBe(false);
+    expect(bc.reason).toMatch(/does not fit/);
+    expect(chooseFusion(hardwareModel(132, aloneBytes - 4), b.p, b.sizes, { fused: [s], unfused: [s] }, 1, 1024)).toBeUndefined();
+  });
+
+  it('estimates the kernels lowerChunked emits, one for one, fused and unfused', () => {
+    for (const name of ['paper/elu_dwconv', 'paper/cosformer_aug', 'paper/flash', 'paper/llama_linearized', 'paper/performer_aug', 'variants/mamba2', 'variants/hedgehog', 'variants/based']) {
+      const { p, sizes } = variant(name, { h: 2, d: 8, e: 8 });
+      for (const fuse of [true, false]) {
+        const s = candidateSchedules(LIMITS, p, sizes, !fuse).find((x) => !x.segment)!;
+        expect(estimatePlan(H200, p, sizes, s, fuse, 1, 64)!.launches, `${name} ${fuse ? 'fused' : 'unfused'}`).toBe(lowerChunked(p, sizes, { fuse, schedule: s }).kernels.length);
+      }
+    }
+  });
+
+  it('never chooses a plan its own estimates rank slower', () => {
+    for (const name of ['paper/elu_dwconv', 'paper/performer', 'variants/retnet']) {
+      const { p, sizes } = variant(name, { h: 16, d: 64, e: 64 });
+      const c = chooseFusion(H200, p, sizes, { fused: candidateSchedules(LIMITS, p, sizes), unfused: candidateSchedules(LIMITS, p, sizes, true) }, 4, 4096)!;
+      const chosen = c.fuse ? c.fused! : c.unfused!;
+      for (const other of [c.fused, c.unfused]) if (other) expect(chosen.us).toBeLessThanOrEqual(other.us);
+      expect(c.reason).toMatch(/fused .*ms/);
+    }
+  });
+
+  it('reads compute units from the adapter name: H200 132, unknown hardware the default, software the host cores', () => {
+    expect(computeUnits('NVIDIA H200 (nvidia, vulkan)', false)).toBe(132);
+    expect(computeUnits('NVIDIA H100 PCIe (nvidia, vulkan)', false)).toBe(114);
+    expect(computeUnits('Some GPU (acme, vulkan)', false)).toBe(UNKNOWN_HARDWARE_UNITS);
+    expect(computeUnits('llvmpipe (LLVM 19, 256 bits) (mesa, vulkan)', true, 6)).toBe(6);
+  });
+});
