@@ -249,7 +249,7 @@ export function termKernel(r: TermKernelRequest): GradKernel {
     if (g.time !== g0.time || g.parallel) throw new Error(`internal: ${r.label}: groups of one chunk kernel share their time direction and run chunked`);
   }
   const k = chunkSectionsKernel(sections(r), r.label);
-  return { ...k, pad: padOf(r.groups), stages: [...new Set(r.groups.flatMap((g) => g.stages))] };
+  return { ...k, pad: padOf(r.groups), stages: [...new Set(r.groups.flatMap((g) => [...g.stages, ...(g.epilogue ?? []).map((e) => e.stage.name)]))] };
 }
 
 /** The padding a kernel running these groups needs: a multiple of each one's. */
@@ -299,6 +299,6 @@ export function naiveTermKernel(env: Env, g: TermGroup, label: string): GradKern
     workgroups: (b, t) => grid(b * t * per, WG),
     launch: { kind: 'grid', perToken: per, size: WG },
   });
-  return { ...kernel, pad: g.pad, stages: g.stages };
+  return { ...kernel, pad: g.pad, stages: [...new Set([...g.stages, ...(g.epilogue ?? []).map((e) => e.stage.name)])] };
 }
 
