@@ -6,7 +6,7 @@
 // sequence of the same axes, and fused and unfused agree at the timed shape.
 //
 //   npx tsx bench/kernels.ts --backward [--variants elu_dwconv,gla] [--t 4096] [--d 64] [--b 4] [--h 16] [--iters 20]
-//                                       [--grad-schedules 32x32x256,32x16x256,16x16x128]
+//                                       [--grad-schedules 32x32x256,32x16x256,16x16x128] [--rounds 5]
 // --grad-schedules also times forward+backward under each backward schedule (chunk × value columns × threads).
 // Writes backward.json to $OUT or out/. PyTorch autograd of the hand-chunked layer (and fla, when importable):
 // python3 bench/torch_baseline.py --backward.
@@ -39,6 +39,11 @@ export interface BackwardBenchOptions {
   readonly outDir: string;
   /** Also time forward+backward (fused) with each of these backward schedules (chunk × cols × threads). */
   readonly gradSchedules?: readonly ChunkSchedule[];
+  /**
+   * Time the three backwards alone in this many rounds, in turn, keeping each one's fastest median: on a machine
+   * shared with other work (lavapipe on a busy CPU) a single median drifts with the load. Default 1.
+   */
+  readonly rounds?: number;
 }
 
 interface Pair {
@@ -163,9 +168,12 @@ export async function benchBackward(gpu: Gpu, o: BackwardBenchOptions): Promise<
           const recomputeMs = await timePair(gpu, fused, x, dout, o.b, t, o.iters);
           const storeMs = store ? await timePair(gpu, store, x, dout, o.b, t, o.iters) : null;
           const unfusedMs = await timePair(gpu, unfused, x, dout, o.b, t, o.iters);
-          const backwardStoreMs = store ? await timePair(gpu, store, x, dout, o.b, t, o.iters, 'backward') : null;
-          const backwardRecomputeMs = await timePair(gpu, fused, x, dout, o.b, t, o.iters, 'backward');
-          const backwardUnfusedMs = await timePair(gpu, unfused, x, dout, o.b, t, o.iters, 'backward');
+          let [backwardStoreMs, backwardRecomputeMs, backwardUnfusedMs] = [store ? Infinity : null, Infinity, Infinity];
+          for (let r = 0; r < (o.rounds ?? 1); r++) {
+            if (store) backwardStoreMs = Math.min(backwardStoreMs!, await timePair(gpu, store, x, dout, o.b, t, o.iters, 'backward'));
+            backwardRecomputeMs = Math.min(backwardRecomputeMs, await timePair(gpu, fused, x, dout, o.b, t, o.iters, 'backward'));
+            backwardUnfusedMs = Math.min(backwardUnfusedMs, await timePair(gpu, unfused, x, dout, o.b, t, o.iters, 'backward'));
+          }
           const sweep: Row['sweep'] = [];
           for (const gs of o.gradSchedules ?? []) {
             const p = await make((store ?? fused).forward.plan, gradPlanFor(gpu, gp, sizes, { fuse: true, stored: !!store, schedule: gs }));

@@ -34,6 +34,7 @@ const { values } = parseArgs({
     autotune: { type: 'boolean', default: false },
     backward: { type: 'boolean', default: false },
     'grad-schedules': { type: 'string' },
+    rounds: { type: 'string', default: '1' },
   },
 });
 const gpu = await getDevice();
@@ -53,7 +54,7 @@ if (values.backward) {
     const [chunk, cols, threads] = s.split('x').map(Number);
     return { chunk, cols, threads };
   });
-  await benchBackward(gpu, { files, b: B, h: H, ts: Ts, ds: Ds, iters, outDir, gradSchedules });
+  await benchBackward(gpu, { files, b: B, h: H, ts: Ts, ds: Ds, iters, outDir, gradSchedules, rounds: Number(values.rounds) });
   process.exit(0);
 }
 
