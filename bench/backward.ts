@@ -148,9 +148,9 @@ export async function benchBackward(gpu: Gpu, o: BackwardBenchOptions): Promise<
           // on a software adapter the forward takes the gradient's small chunk, as the training seam does there
           const schedule = gpu.isSoftware ? trainForwardSchedule(gpu, c.program, sizes) : chooseSchedule(gpu, c.program, sizes, { b: o.b, t });
           const make = async (forward: Plan, backward: GradPlan | null): Promise<Pair> => ({ forward: await PlanRunner.create(gpu, forward), backward: backward && (await GradRunner.create(gpu, backward)) });
-          const fused = await make(lowerChunked(c.program, sizes, { fuse: true, schedule }), gradPlanFor(gpu, gp, sizes, { fuse: true }));
-          const store = normalised ? await make(lowerChunked(c.program, sizes, { fuse: true, schedule, keepNormalisers: true }), gradPlanFor(gpu, gp, sizes, { fuse: true, stored: true })) : null;
-          const unfused = await make(lowerChunked(c.program, sizes, { fuse: false, schedule }), gradPlanFor(gpu, gp, sizes, { fuse: false }));
+          const fused = await make(lowerChunked(c.program, sizes, { fuse: true, schedule }), gradPlanFor(gpu, gp, sizes, { fuse: true, batch: o.b }));
+          const store = normalised ? await make(lowerChunked(c.program, sizes, { fuse: true, schedule, keepNormalisers: true }), gradPlanFor(gpu, gp, sizes, { fuse: true, stored: true, batch: o.b })) : null;
+          const unfused = await make(lowerChunked(c.program, sizes, { fuse: false, schedule }), gradPlanFor(gpu, gp, sizes, { fuse: false, batch: o.b }));
           // the fused gradient against the float64 oracle on a short sequence, then fused against unfused here
           const tc = Math.min(t, 48);
           const xc = makeInputs(c.source, { b: 1, t: tc, axes, seed: 2 });
@@ -198,7 +198,8 @@ export async function benchBackward(gpu: Gpu, o: BackwardBenchOptions): Promise<
           console.log(
             `${label.padEnd(30)} forward ${ms(forwardMs)} ms | forward+backward: store ${ms(storeMs)} (${row.launches.store ?? '—'} launches)` +
               ` recompute ${ms(recomputeMs)} (${row.launches.recompute}) unfused ${ms(unfusedMs)} (${row.launches.unfused})` +
-              ` | backward alone: store ${ms(backwardStoreMs)} recompute ${ms(backwardRecomputeMs)} unfused ${ms(backwardUnfusedMs)} | kept ${(row.storeBytes / 2 ** 10).toFixed(0)} KiB | err ${errVsOracle.toExponential(1)}`,
+              ` | backward alone: store ${ms(backwardStoreMs)} recompute ${ms(backwardRecomputeMs)} unfused ${ms(backwardUnfusedMs)} | kept ${(row.storeBytes / 2 ** 10).toFixed(0)} KiB | err ${errVsOracle.toExponential(1)}` +
+              ` | backward schedule ${row.gradSchedule.chunk}x${row.gradSchedule.cols}x${row.gradSchedule.threads}`,
           );
         } catch (e) {
           console.log(`${label}: ${(e as Error).message.split('\n')[0]}`);
