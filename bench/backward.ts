@@ -62,6 +62,8 @@ interface Row {
   errVsOracle: number; fusedVsUnfused: number;
   schedule: Record<string, number>;
   gradSchedule: Record<string, number>;
+  /** Each launch of the fused backward (kept normalisers where the variant has them) timed alone. */
+  perLaunch: { label: string; workgroups: number; ms: number }[];
   /** Forward+backward (fused) under other backward schedules. */
   sweep: { chunk: number; cols: number; threads: number; ms: number }[];
 }
@@ -83,7 +85,8 @@ function allocate(p: Pair, x: Readonly<Record<string, Tensor>>, dout: Tensor, b:
   return { all: { ...f, ...g }, free: () => (p.forward.release(f), p.backward?.free(g)) };
 }
 
-async function timePair(gpu: Gpu, p: Pair, x: Readonly<Record<string, Tensor>>, dout: Tensor, b: number, t: number, iters: number, which: 'both' | 'backward' = 'both'): Promise<number> {
+/** `which`: forward and backward, the backward alone, or the backward's launch of that index alone. */
+async function timePair(gpu: Gpu, p: Pair, x: Readonly<Record<string, Tensor>>, dout: Tensor, b: number, t: number, iters: number, which: 'both' | 'backward' | number = 'both'): Promise<number> {
   const { all, free } = allocate(p, x, dout, b, t);
   try {
     const bufs = Object.fromEntries(Object.entries(all).map(([k, v]) => [k, v.buffer]));
@@ -91,7 +94,7 @@ async function timePair(gpu: Gpu, p: Pair, x: Readonly<Record<string, Tensor>>, 
     const gb = p.backward?.bind(bufs, b, t);
     const r = await timeDispatches(gpu, (pass) => {
       if (which === 'both') p.forward.encode(pass, fb);
-      if (p.backward && gb) p.backward.encode(pass, gb);
+      if (p.backward && gb) p.backward.encode(pass, gb, typeof which === 'number' ? which : undefined);
     }, { warmup: 3, iters, label: `${p.forward.plan.variant} forward+backward` });
     fb.dims.destroy();
     if (gb) p.backward!.release(gb);
@@ -174,6 +177,10 @@ export async function benchBackward(gpu: Gpu, o: BackwardBenchOptions): Promise<
             backwardRecomputeMs = Math.min(backwardRecomputeMs, await timePair(gpu, fused, x, dout, o.b, t, o.iters, 'backward'));
             backwardUnfusedMs = Math.min(backwardUnfusedMs, await timePair(gpu, unfused, x, dout, o.b, t, o.iters, 'backward'));
           }
+          // each launch of the fused backward alone (inputs as the full run leaves them): which one to work on
+          const fusedBackward = (store ?? fused).backward!;
+          const perLaunch: Row['perLaunch'] = [];
+          for (const [k, kernel] of fusedBackward.plan.kernels.entries()) perLaunch.push({ label: kernel.label, workgroups: kernel.workgroups(o.b, t).reduce((a, n) => a * n, 1), ms: await timePair(gpu, store ?? fused, x, dout, o.b, t, o.iters, k) });
           const sweep: Row['sweep'] = [];
           for (const gs of o.gradSchedules ?? []) {
             const p = await make((store ?? fused).forward.plan, gradPlanFor(gpu, gp, sizes, { fuse: true, stored: !!store, schedule: gs }));
@@ -190,7 +197,7 @@ export async function benchBackward(gpu: Gpu, o: BackwardBenchOptions): Promise<
             },
             storeBytes: store ? bytesOf(store.forward.plan, (name) => name.startsWith('keep:'), o.b, t) : 0,
             scratchBytes: bytesOf((store ?? fused).backward!.plan, (_, role) => role === 'scratch', o.b, t),
-            errVsOracle, fusedVsUnfused, schedule: { ...schedule }, gradSchedule: { ...(store ?? fused).backward!.plan.schedule }, sweep,
+            errVsOracle, fusedVsUnfused, schedule: { ...schedule }, gradSchedule: { ...(store ?? fused).backward!.plan.schedule }, perLaunch, sweep,
           };
           rows.push(row);
           write();
@@ -201,6 +208,7 @@ export async function benchBackward(gpu: Gpu, o: BackwardBenchOptions): Promise<
               ` | backward alone: store ${ms(backwardStoreMs)} recompute ${ms(backwardRecomputeMs)} unfused ${ms(backwardUnfusedMs)} | kept ${(row.storeBytes / 2 ** 10).toFixed(0)} KiB | err ${errVsOracle.toExponential(1)}` +
               ` | backward schedule ${row.gradSchedule.chunk}x${row.gradSchedule.cols}x${row.gradSchedule.threads}`,
           );
+          console.log(`${''.padEnd(30)} fused backward per launch: ${perLaunch.map((l) => `${l.label.replace(/^[^.]*\.grad\d+\./, '')} ${l.ms.toFixed(3)} ms (${l.workgroups} wg)`).join(', ')}`);
         } catch (e) {
           console.log(`${label}: ${(e as Error).message.split('\n')[0]}`);
         }
