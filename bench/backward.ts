@@ -55,6 +55,8 @@ interface Row {
   variant: string;
   b: number; h: number; t: number; d: number;
   forwardMs: number;
+  /** The forward that keeps n and z for the stored backward, and the unfused forward, alone. */
+  forwardStoreMs: number | null; forwardUnfusedMs: number;
   storeMs: number | null; recomputeMs: number; unfusedMs: number;
   backwardStoreMs: number | null; backwardRecomputeMs: number; backwardUnfusedMs: number;
   launches: { forward: number; store: number | null; recompute: number; unfused: number; backwardStore: number | null; backwardRecompute: number; backwardUnfused: number };
@@ -168,6 +170,10 @@ export async function benchBackward(gpu: Gpu, o: BackwardBenchOptions): Promise<
           const fusedVsUnfused = Math.max(...Object.keys(gf).map((n) => maxRel(gf[n], gu[n])));
           if (!(errVsOracle <= 1e-3 && fusedVsUnfused <= 1e-3)) throw new Error(`wrong gradient (vs the oracle at t ${tc}: ${errVsOracle}; fused vs unfused: ${fusedVsUnfused}); not timing it`);
           const forwardMs = await timePair(gpu, { forward: fused.forward, backward: null }, x, dout, o.b, t, o.iters);
+          // each forward+backward runs its own forward (keeping n and z, or unfused): time those alone too, so that a
+          // difference in forward+backward is not read as the backward's
+          const forwardStoreMs = store ? await timePair(gpu, { forward: store.forward, backward: null }, x, dout, o.b, t, o.iters) : null;
+          const forwardUnfusedMs = await timePair(gpu, { forward: unfused.forward, backward: null }, x, dout, o.b, t, o.iters);
           const recomputeMs = await timePair(gpu, fused, x, dout, o.b, t, o.iters);
           const storeMs = store ? await timePair(gpu, store, x, dout, o.b, t, o.iters) : null;
           const unfusedMs = await timePair(gpu, unfused, x, dout, o.b, t, o.iters);
@@ -183,14 +189,19 @@ export async function benchBackward(gpu: Gpu, o: BackwardBenchOptions): Promise<
           for (const [k, kernel] of fusedBackward.plan.kernels.entries()) perLaunch.push({ label: kernel.label, workgroups: kernel.workgroups(o.b, t).reduce((a, n) => a * n, 1), ms: await timePair(gpu, store ?? fused, x, dout, o.b, t, o.iters, k) });
           const sweep: Row['sweep'] = [];
           for (const gs of o.gradSchedules ?? []) {
-            const p = await make((store ?? fused).forward.plan, gradPlanFor(gpu, gp, sizes, { fuse: true, stored: !!store, schedule: gs }));
-            sweep.push({ ...gs, ms: await timePair(gpu, p, x, dout, o.b, t, o.iters) });
-            console.log(`${label}: backward schedule chunk ${gs.chunk} cols ${gs.cols} threads ${gs.threads}: forward+backward ${sweep[sweep.length - 1].ms.toFixed(3)} ms`);
+            // one schedule that does not compile or fit (say, threads past the adapter's limit) costs only its own figure
+            try {
+              const p = await make((store ?? fused).forward.plan, gradPlanFor(gpu, gp, sizes, { fuse: true, stored: !!store, schedule: gs }));
+              sweep.push({ ...gs, ms: await timePair(gpu, p, x, dout, o.b, t, o.iters) });
+              console.log(`${label}: backward schedule chunk ${gs.chunk} cols ${gs.cols} threads ${gs.threads}: forward+backward ${sweep[sweep.length - 1].ms.toFixed(3)} ms`);
+            } catch (e) {
+              console.log(`${label}: backward schedule chunk ${gs.chunk} cols ${gs.cols} threads ${gs.threads}: ${(e as Error).message.split('\n')[0]}`);
+            }
           }
           const n = (p: Pair) => p.forward.plan.kernels.length + p.backward!.plan.kernels.length;
           const row: Row = {
             variant: c.source.name, b: o.b, h: o.h, t, d,
-            forwardMs, storeMs, recomputeMs, unfusedMs, backwardStoreMs, backwardRecomputeMs, backwardUnfusedMs,
+            forwardMs, forwardStoreMs, forwardUnfusedMs, storeMs, recomputeMs, unfusedMs, backwardStoreMs, backwardRecomputeMs, backwardUnfusedMs,
             launches: {
               forward: fused.forward.plan.kernels.length, store: store && n(store), recompute: n(fused), unfused: n(unfused),
               backwardStore: store && store.backward!.plan.kernels.length, backwardRecompute: fused.backward!.plan.kernels.length, backwardUnfused: unfused.backward!.plan.kernels.length,
@@ -203,7 +214,7 @@ export async function benchBackward(gpu: Gpu, o: BackwardBenchOptions): Promise<
           write();
           const ms = (v: number | null) => (v === null ? '      —' : v.toFixed(3).padStart(7));
           console.log(
-            `${label.padEnd(30)} forward ${ms(forwardMs)} ms | forward+backward: store ${ms(storeMs)} (${row.launches.store ?? '—'} launches)` +
+            `${label.padEnd(30)} forward ${ms(forwardMs)} ms (keeping n z ${ms(forwardStoreMs)}, unfused ${ms(forwardUnfusedMs)}) | forward+backward: store ${ms(storeMs)} (${row.launches.store ?? '—'} launches)` +
               ` recompute ${ms(recomputeMs)} (${row.launches.recompute}) unfused ${ms(unfusedMs)} (${row.launches.unfused})` +
               ` | backward alone: store ${ms(backwardStoreMs)} recompute ${ms(backwardRecomputeMs)} unfused ${ms(backwardUnfusedMs)} | kept ${(row.storeBytes / 2 ** 10).toFixed(0)} KiB | err ${errVsOracle.toExponential(1)}` +
               ` | backward schedule ${row.gradSchedule.chunk}x${row.gradSchedule.cols}x${row.gradSchedule.threads}`,
