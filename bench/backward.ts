@@ -188,16 +188,6 @@ export async function benchBackward(gpu: Gpu, o: BackwardBenchOptions): Promise<
           const perLaunch: Row['perLaunch'] = [];
           for (const [k, kernel] of fusedBackward.plan.kernels.entries()) perLaunch.push({ label: kernel.label, workgroups: kernel.workgroups(o.b, t).reduce((a, n) => a * n, 1), ms: await timePair(gpu, store ?? fused, x, dout, o.b, t, o.iters, k) });
           const sweep: Row['sweep'] = [];
-          for (const gs of o.gradSchedules ?? []) {
-            // one schedule that does not compile or fit (say, threads past the adapter's limit) costs only its own figure
-            try {
-              const p = await make((store ?? fused).forward.plan, gradPlanFor(gpu, gp, sizes, { fuse: true, stored: !!store, schedule: gs }));
-              sweep.push({ ...gs, ms: await timePair(gpu, p, x, dout, o.b, t, o.iters) });
-              console.log(`${label}: backward schedule chunk ${gs.chunk} cols ${gs.cols} threads ${gs.threads}: forward+backward ${sweep[sweep.length - 1].ms.toFixed(3)} ms`);
-            } catch (e) {
-              console.log(`${label}: backward schedule chunk ${gs.chunk} cols ${gs.cols} threads ${gs.threads}: ${(e as Error).message.split('\n')[0]}`);
-            }
-          }
           const n = (p: Pair) => p.forward.plan.kernels.length + p.backward!.plan.kernels.length;
           const row: Row = {
             variant: c.source.name, b: o.b, h: o.h, t, d,
@@ -220,6 +210,18 @@ export async function benchBackward(gpu: Gpu, o: BackwardBenchOptions): Promise<
               ` | backward schedule ${row.gradSchedule.chunk}x${row.gradSchedule.cols}x${row.gradSchedule.threads}`,
           );
           console.log(`${''.padEnd(30)} fused backward per launch: ${perLaunch.map((l) => `${l.label.replace(/^[^.]*\.grad\d+\./, '')} ${l.ms.toFixed(3)} ms (${l.workgroups} wg)`).join(', ')}`);
+          // the sweep last, its rows written as they come: a time limit that cuts it keeps the figures above
+          for (const gs of o.gradSchedules ?? []) {
+            // one schedule that does not compile or fit (say, threads past the adapter's limit) costs only its own figure
+            try {
+              const p = await make((store ?? fused).forward.plan, gradPlanFor(gpu, gp, sizes, { fuse: true, stored: !!store, schedule: gs }));
+              sweep.push({ ...gs, ms: await timePair(gpu, p, x, dout, o.b, t, o.iters) });
+              write();
+              console.log(`${label}: backward schedule chunk ${gs.chunk} cols ${gs.cols} threads ${gs.threads}: forward+backward ${sweep[sweep.length - 1].ms.toFixed(3)} ms`);
+            } catch (e) {
+              console.log(`${label}: backward schedule chunk ${gs.chunk} cols ${gs.cols} threads ${gs.threads}: ${(e as Error).message.split('\n')[0]}`);
+            }
+          }
         } catch (e) {
           console.log(`${label}: ${(e as Error).message.split('\n')[0]}`);
         }
