@@ -90,6 +90,21 @@ describe('GPU gradient against the float64 gradient oracle', () => {
     }
   });
 
+  // backends/wgsl/grad/segmented-terms.ts: every chunk its own segment (t 11 at chunk 4: three), so each term
+  // kernel with plain causal states runs as segment states, scans and outputs; retnet's decayed states do not
+  // segment (only its log-gate's reverse sum, undecayed, does)
+  it('segmented, one chunk per segment: elu_dwconv (reverse sections beside a convolution), cosformer, retnet', async () => {
+    const segmented = { 'elu_dwconv.la': /adj\.lin\.value.*segment-state$/, 'cosformer.la': /segment-state$/, 'retnet.la': /dlog.*segment-state$/ };
+    for (const [k, [name, want]] of Object.entries(segmented).entries()) {
+      const p = load(`examples/${name === 'retnet.la' ? 'variants' : 'paper'}/${name}`);
+      const { plan, err } = await gpuGradient(p, inputs64(p, 2, 11, 71 + k, AXES), true, 75 + k, { ...SCHEDULE, segment: 1 });
+      const states = plan.kernels.filter((x) => x.label.endsWith('.segment-state')).map((x) => x.label);
+      expect(states.some((l) => want.test(l)), `${p.name}: ${states}`).toBe(true);
+      if (name === 'retnet.la') expect(states.every((l) => l.includes('dlog')), `${p.name}: ${states}`).toBe(true);
+      expectClose(p, err, `segmented, seed ${71 + k}`);
+    }
+  });
+
   // src/runtime/grad-schedule.ts: a hardware adapter's chunk 16 and 512 threads (more threads than a chunk's
   // cells), with e split over two column tiles as the grid-fill rule narrows them (one tile wider than e is what
   // the cases above run); t 19 is one full chunk and a partial one. One variant: lavapipe compiles chunk 16 slowly.
