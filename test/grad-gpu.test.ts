@@ -8,6 +8,7 @@
 // variant compile once for all its cases.
 import { describe, expect, it } from 'vitest';
 import { gradientParallel } from '../backends/cpu/grad-oracle.ts';
+import type { ChunkSchedule } from '../backends/wgsl/chunked.ts';
 import { lowerGrad, type GradPlan } from '../backends/wgsl/grad-lower.ts';
 import { differentiate } from '../passes/autodiff.ts';
 import { compileSource } from '../src/frontend/compile.ts';
@@ -25,7 +26,7 @@ const AXES = { h: 2, d: 2, e: 3 };
 const SCHEDULE = { chunk: 4, cols: 8, threads: 32 };
 const TOL = 1e-4;
 
-async function gpuGradient(p: Program, x: Tensors, fuse: boolean, seed: number, schedule = SCHEDULE): Promise<{ plan: GradPlan; err: Record<string, number> }> {
+async function gpuGradient(p: Program, x: Tensors, fuse: boolean, seed: number, schedule: ChunkSchedule = SCHEDULE): Promise<{ plan: GradPlan; err: Record<string, number> }> {
   const g = await gpu();
   const dout = cotangent(p, x, seed);
   const want = gradientParallel(p, x, dout);
