@@ -6,8 +6,9 @@
 // sequence of the same axes, and fused and unfused agree at the timed shape.
 //
 //   npx tsx bench/kernels.ts --backward [--variants elu_dwconv,gla] [--t 4096] [--d 64] [--b 4] [--h 16] [--iters 20]
-//                                       [--grad-schedules 32x32x256,32x16x256,16x16x128] [--rounds 5]
-// --grad-schedules also times forward+backward under each backward schedule (chunk × value columns × threads).
+//                                       [--grad-schedules 32x32x256,32x16x256,16x32x512s4] [--rounds 5]
+// --grad-schedules also times forward+backward under each backward schedule (chunk × value columns × threads, and
+// sG: G chunks per segment, the term kernels whose states add up run segmented: more launches, more workgroups).
 // Writes backward.json to $OUT or out/. PyTorch autograd of the hand-chunked layer (and fla, when importable):
 // python3 bench/torch_baseline.py --backward.
 import { writeFileSync } from 'node:fs';
@@ -67,7 +68,7 @@ interface Row {
   /** Each launch of the fused backward (kept normalisers where the variant has them) timed alone. */
   perLaunch: { label: string; workgroups: number; ms: number }[];
   /** Forward+backward (fused) under other backward schedules. */
-  sweep: { chunk: number; cols: number; threads: number; ms: number }[];
+  sweep: { chunk: number; cols: number; threads: number; segment?: number; launches: number; ms: number }[];
 }
 
 const maxRel = (a: ArrayLike<number>, b: ArrayLike<number>) => {
@@ -215,9 +216,14 @@ export async function benchBackward(gpu: Gpu, o: BackwardBenchOptions): Promise<
             // one schedule that does not compile or fit (say, threads past the adapter's limit) costs only its own figure
             try {
               const p = await make((store ?? fused).forward.plan, gradPlanFor(gpu, gp, sizes, { fuse: true, stored: !!store, schedule: gs }));
-              sweep.push({ ...gs, ms: await timePair(gpu, p, x, dout, o.b, t, o.iters) });
+              // a schedule's figure counts only if its gradients are the default plan's
+              const gs2 = await gradients(gpu, p, x, dout, o.b, t);
+              const err = Math.max(...Object.keys(gf).map((nm) => maxRel(gs2[nm], gf[nm])));
+              if (!(err <= 1e-3)) throw new Error(`wrong gradient (vs the default schedule's: ${err}); not timing it`);
+              sweep.push({ ...gs, launches: p.backward!.plan.kernels.length, ms: await timePair(gpu, p, x, dout, o.b, t, o.iters) });
               write();
-              console.log(`${label}: backward schedule chunk ${gs.chunk} cols ${gs.cols} threads ${gs.threads}: forward+backward ${sweep[sweep.length - 1].ms.toFixed(3)} ms`);
+              const seg = gs.segment ? ` segment ${gs.segment}` : '';
+              console.log(`${label}: backward schedule chunk ${gs.chunk} cols ${gs.cols} threads ${gs.threads}${seg}: forward+backward ${sweep[sweep.length - 1].ms.toFixed(3)} ms (backward ${sweep[sweep.length - 1].launches} launches)`);
             } catch (e) {
               console.log(`${label}: backward schedule chunk ${gs.chunk} cols ${gs.cols} threads ${gs.threads}: ${(e as Error).message.split('\n')[0]}`);
             }

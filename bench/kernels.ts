@@ -50,9 +50,10 @@ const outDir = process.env.OUT ?? 'out';
 mkdirSync(outDir, { recursive: true });
 if (values.backward) {
   console.log(`adapter: ${gpu.adapterName}`);
+  // chunk x cols x threads, and sG for G chunks per segment (the backward's term kernels segmented)
   const gradSchedules = (values['grad-schedules'] ?? '').split(',').filter(Boolean).map((s) => {
-    const [chunk, cols, threads] = s.split('x').map(Number);
-    return { chunk, cols, threads };
+    const [chunk, cols, threads, segment] = s.split(/[xs]/).map(Number);
+    return { chunk, cols, threads, ...(segment ? { segment } : {}) };
   });
   await benchBackward(gpu, { files, b: B, h: H, ts: Ts, ds: Ds, iters, outDir, gradSchedules, rounds: Number(values.rounds) });
   process.exit(0);
