@@ -136,6 +136,9 @@ const bytesOf = (plan: Plan | GradPlan, pick: (name: string, role: string) => bo
 export async function benchBackward(gpu: Gpu, o: BackwardBenchOptions): Promise<void> {
   const rows: Row[] = [];
   const write = () => writeFileSync(join(o.outDir, 'backward.json'), JSON.stringify({ adapter: gpu.adapterName, timing: gpu.hasTimestamps ? 'timestamp-query, median' : 'wall-clock, median', iters: o.iters, rows }, null, 1));
+  // the limits that decide which stages merge, which schedules fit and whether a segmented kernel stays whole
+  const lim = gpu.limits;
+  console.log(`limits: ${lim.maxStorageBuffersPerShaderStage} storage buffers per kernel, ${lim.maxComputeWorkgroupStorageSize} B workgroup memory, ${lim.maxComputeInvocationsPerWorkgroup} threads`);
   for (const file of o.files) {
     const c = compileFile(file);
     if (c.program.terms.some((t) => t.noncausal)) {
