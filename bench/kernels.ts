@@ -34,6 +34,7 @@ const { values } = parseArgs({
     autotune: { type: 'boolean', default: false },
     backward: { type: 'boolean', default: false },
     'grad-schedules': { type: 'string' },
+    rounds: { type: 'string', default: '1' },
   },
 });
 const gpu = await getDevice();
@@ -49,11 +50,12 @@ const outDir = process.env.OUT ?? 'out';
 mkdirSync(outDir, { recursive: true });
 if (values.backward) {
   console.log(`adapter: ${gpu.adapterName}`);
+  // chunk x cols x threads, and sG for G chunks per segment (the backward's term kernels segmented)
   const gradSchedules = (values['grad-schedules'] ?? '').split(',').filter(Boolean).map((s) => {
-    const [chunk, cols, threads] = s.split('x').map(Number);
-    return { chunk, cols, threads };
+    const [chunk, cols, threads, segment] = s.split(/[xs]/).map(Number);
+    return { chunk, cols, threads, ...(segment ? { segment } : {}) };
   });
-  await benchBackward(gpu, { files, b: B, h: H, ts: Ts, ds: Ds, iters, outDir, gradSchedules });
+  await benchBackward(gpu, { files, b: B, h: H, ts: Ts, ds: Ds, iters, outDir, gradSchedules, rounds: Number(values.rounds) });
   process.exit(0);
 }
 

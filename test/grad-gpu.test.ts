@@ -8,6 +8,7 @@
 // variant compile once for all its cases.
 import { describe, expect, it } from 'vitest';
 import { gradientParallel } from '../backends/cpu/grad-oracle.ts';
+import type { ChunkSchedule } from '../backends/wgsl/chunked.ts';
 import { lowerGrad, type GradPlan } from '../backends/wgsl/grad-lower.ts';
 import { differentiate } from '../passes/autodiff.ts';
 import { compileSource } from '../src/frontend/compile.ts';
@@ -25,14 +26,14 @@ const AXES = { h: 2, d: 2, e: 3 };
 const SCHEDULE = { chunk: 4, cols: 8, threads: 32 };
 const TOL = 1e-4;
 
-async function gpuGradient(p: Program, x: Tensors, fuse: boolean, seed: number): Promise<{ plan: GradPlan; err: Record<string, number> }> {
+async function gpuGradient(p: Program, x: Tensors, fuse: boolean, seed: number, schedule: ChunkSchedule = SCHEDULE): Promise<{ plan: GradPlan; err: Record<string, number> }> {
   const g = await gpu();
   const dout = cotangent(p, x, seed);
   const want = gradientParallel(p, x, dout);
   const bound = bindShapes(p, Object.fromEntries(Object.entries(x).map(([k, v]) => [k, v.shape])));
   const plan = lowerGrad(differentiate(p), bound.sizes, {
     fuse,
-    schedule: SCHEDULE,
+    schedule,
     workgroupFloats: g.limits.maxComputeWorkgroupStorageSize / 4,
     storageBuffers: g.limits.maxStorageBuffersPerShaderStage,
   });
@@ -88,6 +89,31 @@ describe('GPU gradient against the float64 gradient oracle', () => {
       const fused = lowerGrad(differentiate(p), unfused.plan.sizes, { fuse: true, schedule: SCHEDULE, workgroupFloats: 1 << 13, storageBuffers: 16 });
       expect(fused.kernels.length, `${p.name}: fused launches`).toBeLessThan(unfused.plan.kernels.length);
     }
+  });
+
+  // backends/wgsl/grad/segmented-terms.ts: every chunk its own segment (t 11 at chunk 4: three), so each term
+  // kernel with plain causal states runs as segment states, scans and outputs; retnet's decayed states do not
+  // segment (only its log-gate's reverse sum, undecayed, does)
+  it('segmented, one chunk per segment: elu_dwconv (reverse sections beside a convolution), cosformer, retnet', async () => {
+    const segmented = { 'elu_dwconv.la': /adj\.lin\.value.*segment-state$/, 'cosformer.la': /segment-state$/, 'retnet.la': /dlog.*segment-state$/ };
+    for (const [k, [name, want]] of Object.entries(segmented).entries()) {
+      const p = load(`examples/${name === 'retnet.la' ? 'variants' : 'paper'}/${name}`);
+      const { plan, err } = await gpuGradient(p, inputs64(p, 2, 11, 71 + k, AXES), true, 75 + k, { ...SCHEDULE, segment: 1 });
+      const states = plan.kernels.filter((x) => x.label.endsWith('.segment-state')).map((x) => x.label);
+      expect(states.some((l) => want.test(l)), `${p.name}: ${states}`).toBe(true);
+      if (name === 'retnet.la') expect(states.every((l) => l.includes('dlog')), `${p.name}: ${states}`).toBe(true);
+      expectClose(p, err, `segmented, seed ${71 + k}`);
+    }
+  });
+
+  // src/runtime/grad-schedule.ts: a hardware adapter's chunk 16 and 512 threads (more threads than a chunk's
+  // cells), with e split over two column tiles as the grid-fill rule narrows them (one tile wider than e is what
+  // the cases above run); t 19 is one full chunk and a partial one. One variant: lavapipe compiles chunk 16 slowly.
+  it('at the hardware schedule, chunk 16 and 512 threads, e over two column tiles: elu_dwconv', async () => {
+    const p = load('examples/paper/elu_dwconv.la');
+    const { plan, err } = await gpuGradient(p, inputs64(p, 2, 19, 81, AXES), true, 82, { chunk: 16, cols: 2, threads: 512 });
+    expect(plan.schedule).toEqual({ chunk: 16, cols: 2, threads: 512 });
+    expectClose(p, err, 'chunk 16, 2 columns, 512 threads, seed 81');
   });
 });
 

@@ -31,10 +31,11 @@ import { emitSegmentState, emitStateExport } from './chunked/export.ts';
 import { emitOutputs } from './chunked/outputs.ts';
 import { emitScores } from './chunked/scores.ts';
 import { emitDecayPrefix, emitStage } from './chunked/stage.ts';
+import { segmentCount } from './chunked/segments.ts';
 import { emitFold, emitOpenGroupJoin, emitStateStart } from './chunked/state.ts';
 
 export type { ChunkKernelSpec, ChunkSchedule } from './chunked/analysis.ts';
-export { segBuffer, segmentable } from './chunked/segments.ts';
+export { segBuffer, segmentable, segmentCount } from './chunked/segments.ts';
 export { layoutOf } from './layout.ts';
 
 export function chunkKernel(spec: ChunkKernelSpec): Kernel {
@@ -48,6 +49,7 @@ export function chunkKernel(spec: ChunkKernelSpec): Kernel {
   if (a.segmented) main.define('sg', 'wid.y', 'segment');
   main.define('b', a.segmented ? 'wid.z' : 'wid.y');
   const K: ChunkKernel = { a, arrays, io, kb, head: main.split(a.L.head, a.sizes, 's', 'hx') };
+  if (a.segmented) main.define('nseg', segmentCount(a.C, a.segment));
   emitStateStart(K, main);
   main.define('nchunks', `(dims.t + ${a.C - 1}u) / ${a.C}u`);
   const G = a.segment;

@@ -17,11 +17,13 @@ import { operands, type Id, type Program } from '../../src/ir/types.ts';
 import type { ChunkSchedule } from './chunked/analysis.ts';
 import { keptBuffer, normalisedItems } from './lower.ts';
 import type { Sizes } from './common.ts';
+import type { PlanBuffer } from './plan.ts';
 import { mapKernel, paramsKernel } from './grad/elementwise.ts';
 import { bufferName, layoutEnv, storedReads, storedSlot, type Env } from './grad/env.ts';
 import type { GradKernel, GradPlan } from './grad/plan.ts';
 import { pairsKernel, reduceKernel } from './grad/reductions.ts';
 import { lseKernel, rowAxes, rowsTermKernel } from './grad/quadratic-rows.ts';
+import { segmentedTermKernels } from './grad/segmented-terms.ts';
 import { naiveTermKernel, recomputeGroups, sharedHead, stageGroups, termKernel, termKernelFloats, type Epilogue, type TermGroup } from './grad/term-kernels.ts';
 
 export interface GradLowerOptions {
@@ -82,12 +84,13 @@ export function lowerGrad(gp: GradProgram, sizes: Sizes, opts: GradLowerOptions)
     const count = buffersOf(env, n);
     if (count > storageBuffers) throw new Error(`${gp.forward.name}: stage ${stageNames(n).join(' + ')} binds ${count} storage buffers, over the adapter's ${storageBuffers}`);
   }
-  const kernels = order(nodes).flatMap((n, k) => emit(gp, env, n, k, schedule, opts, passed));
+  const segmentBuffers: PlanBuffer[] = [];
+  const kernels = order(nodes).flatMap((n, k) => emit(gp, env, n, k, schedule, opts, passed, segmentBuffers));
   return {
     variant: gp.forward.name,
     fused: opts.fuse,
     kernels,
-    buffers: env.buffers,
+    buffers: [...env.buffers, ...segmentBuffers],
     gradients: gp.gradients.map((name) => ({ name, buffer: bufferName(gp, name) })),
     sizes,
     schedule,
@@ -374,7 +377,7 @@ function order(nodes: readonly Node[]): Node[] {
   return out;
 }
 
-function emit(gp: GradProgram, env: Env, n: Node, k: number, schedule: ChunkSchedule, opts: GradLowerOptions, passed: ReadonlyMap<string, Program>): GradKernel[] {
+function emit(gp: GradProgram, env: Env, n: Node, k: number, schedule: ChunkSchedule, opts: GradLowerOptions, passed: ReadonlyMap<string, Program>, segmentBuffers: PlanBuffer[]): GradKernel[] {
   const label = (what: string) => `${gp.forward.name}.grad${k}.${what}`;
   const u = n.units[0];
   switch (u.kind) {
@@ -382,6 +385,12 @@ function emit(gp: GradProgram, env: Env, n: Node, k: number, schedule: ChunkSche
       const groups = n.units.flatMap((x) => (x.kind === 'term' ? x.groups : []));
       const name = [...new Set(groups.flatMap((g) => g.stages))].join('+');
       const req = { env, groups, schedule: fitSchedule(env, groups, schedule, opts.workgroupFloats, name), label: label(name), barriers: true };
+      // segmented (schedule.segment) where the states add up and the segment buffers fit the adapter's bindings
+      const seg = segmentedTermKernels(req);
+      if (seg && seg.kernels.every((x) => x.bindings.length <= (opts.storageBuffers ?? 8))) {
+        segmentBuffers.push(...seg.buffers);
+        return seg.kernels;
+      }
       return [termKernel(req)];
     }
     case 'naive':

@@ -2,22 +2,22 @@
 // over segments of every segment's own state, in place, so that segment g then starts from
 //   S_in(g) = Σ_{g' < g} S_own(g')            (and likewise z)
 // One invocation per state element of one (batch, head slice); it walks the segments in order.
-import { segBuffer } from './chunked/segments.ts';
+import { segBuffer, segmentCount } from './chunked/segments.ts';
 import { flatIndex, KernelBuilder } from './kernel-builder.ts';
 import { grid, type Kernel } from './plan.ts';
 
 const WG = 64;
 
-export function segmentScanKernel(name: string, states: readonly { k: number; F: number }[], NS: number, NR: number, chunk: number, segment: number): Kernel {
+export function segmentScanKernel(name: string, states: readonly { k: number; F: number }[], NS: number, NR: number, chunk: number, segment: number, buffer: (what: 'S' | 'z', k: number) => string = segBuffer): Kernel {
   const per = states.reduce((n, q) => n + q.F * NR + q.F, 0);
   const kb = new KernelBuilder(WG, ['gid', 'nwg']);
   const parts = states.flatMap((q) =>
-    (['S', 'z'] as const).map((what) => ({ what, k: q.k, n: what === 'S' ? q.F * NR : q.F, buf: kb.storage(segBuffer(what, q.k), true, { always: true }) })),
+    (['S', 'z'] as const).map((what) => ({ what, k: q.k, n: what === 'S' ? q.F * NR : q.F, buf: kb.storage(buffer(what, q.k), true, { always: true }) })),
   );
   const main = kb.body;
   const flat = flatIndex(main);
   main.line(`if (${flat} >= dims.b * ${NS * per}u) { return; }`);
-  const nseg = main.let('nseg', `(((dims.t + ${chunk - 1}u) / ${chunk}u) + ${segment - 1}u) / ${segment}u`);
+  const nseg = main.let('nseg', segmentCount(chunk, segment));
   const e = main.let('e', `${flat} % ${per}u`);
   main.define('s', `(${flat} / ${per}u) % ${NS}u`);
   main.define('b', `${flat} / ${NS * per}u`);

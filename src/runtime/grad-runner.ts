@@ -54,9 +54,10 @@ export class GradRunner {
     return { b, t, groups, dims: [...dimsOf.values()] };
   }
 
-  /** Records every launch of the plan into `pass`. */
-  encode(pass: GPUComputePassEncoder, bound: BoundGrad): void {
+  /** Records every launch of the plan into `pass` (or launch `only` alone: the bench times each one). */
+  encode(pass: GPUComputePassEncoder, bound: BoundGrad, only?: number): void {
     this.plan.kernels.forEach((k, n) => {
+      if (only !== undefined && n !== only) return;
       const [x, y, z] = k.workgroups(bound.b, paddedLength(k, bound.t));
       pass.setPipeline(this.pipelines[n]);
       pass.setBindGroup(0, bound.groups[n]);

@@ -15,21 +15,11 @@ import { toFloat64, type Tensor } from '../tensor.ts';
 import type { Compiled } from './compiler.ts';
 import type { Gpu } from './device.ts';
 import { GradRunner } from './grad-runner.ts';
+import { fillGrid, gradSchedule } from './grad-schedule.ts';
 import { chooseSchedule } from './schedule.ts';
 import { timeDispatches } from './timing.ts';
 
 export type GradForm = 'chunked' | 'parallel';
-
-/**
- * The gradient kernels' schedule on an adapter: chunk 32 and 32 value columns on a hardware GPU (the forward's
- * default), threads 256 since a fused backward kernel's sections each stage their own rows; on a software
- * adapter chunk 8, every column in one workgroup, 64 threads: a CPU core gains nothing from more invocations, and
- * lavapipe's shader compiler takes minutes over a variant's backward kernels at chunk 16 or more (its time grows
- * steeply with the chunk: retnet's, cold, 6 s at chunk 4, 17 s at 8, 40 s at 16).
- */
-export function gradSchedule(gpu: Pick<Gpu, 'isSoftware'>): ChunkSchedule {
-  return gpu.isSoftware ? { chunk: 8, cols: 64, threads: 64 } : { chunk: 32, cols: 32, threads: 256 };
-}
 
 /**
  * The training forward's schedule: the adapter's (chooseSchedule) on a hardware GPU; on a software one the largest
@@ -49,19 +39,31 @@ export interface GradPlanRequest {
   readonly accumulate?: boolean;
   /** Read the normalisers a training forward kept (lower.ts keepNormalisers) instead of recomputing them. */
   readonly stored?: boolean;
+  /**
+   * The batch the plan will mostly run at, when known: without a `schedule`, a hardware adapter's default then
+   * narrows its column tiles to fill the GPU (grad-schedule.ts fillGrid).
+   */
+  readonly batch?: number;
 }
 
-/** The GPU plan of a gradient program at the given axis sizes. */
+/**
+ * The GPU plan of a gradient program at the given axis sizes: at `req.schedule`, or at the adapter's default
+ * (gradSchedule), filled to the GPU for `req.batch` on a hardware adapter.
+ */
 export function gradPlanFor(gpu: Gpu, gp: GradProgram, sizes: Readonly<Record<string, number>>, req: GradPlanRequest = {}): GradPlan {
-  return lowerGrad(gp, sizes, {
-    fuse: req.fuse ?? true,
-    form: req.form ?? 'chunked',
-    schedule: req.schedule ?? gradSchedule(gpu),
-    workgroupFloats: gpu.limits.maxComputeWorkgroupStorageSize / 4,
-    storageBuffers: gpu.limits.maxStorageBuffersPerShaderStage,
-    accumulate: req.accumulate,
-    stored: req.stored,
-  });
+  const lower = (schedule: ChunkSchedule) =>
+    lowerGrad(gp, sizes, {
+      fuse: req.fuse ?? true,
+      form: req.form ?? 'chunked',
+      schedule,
+      workgroupFloats: gpu.limits.maxComputeWorkgroupStorageSize / 4,
+      storageBuffers: gpu.limits.maxStorageBuffersPerShaderStage,
+      accumulate: req.accumulate,
+      stored: req.stored,
+    });
+  if (req.schedule) return lower(req.schedule);
+  if (gpu.isSoftware || req.batch === undefined) return lower(gradSchedule(gpu));
+  return fillGrid(lower, gradSchedule(gpu), req.batch);
 }
 
 export interface GradRunRequest extends GradPlanRequest {
@@ -88,7 +90,7 @@ export async function runGrad(c: Compiled, tensors: Readonly<Record<string, Tens
     return { grads };
   }
   const gpu = req.gpu ?? (() => { throw new Error('runGrad: the GPU device is missing'); })();
-  const plan = gradPlanFor(gpu, differentiate(c.source), bound.sizes, req);
+  const plan = gradPlanFor(gpu, differentiate(c.source), bound.sizes, { batch: bound.b, ...req });
   const runner = await GradRunner.create(gpu, plan);
   const grads = await runner.run({ ...tensors, do: dout }, bound.b, bound.t);
   return { grads, plan };

@@ -41,6 +41,8 @@ export interface ChunkKernelSpec {
   readonly exportState?: StateLayout;
   /** One launch of a segmented plan: 'state' writes each segment's own S, z; 'output' starts from the scanned ones. */
   readonly segmented?: 'state' | 'output';
+  /** The segment-state buffers' names (default segBuffer): a gradient kernel's sections each need their own. */
+  readonly segmentBuffer?: (what: 'S' | 'z', k: number) => string;
   /** Where the kernel reads and writes (absent: the plan's in:/param: buffers and out:o or the partial parts). */
   readonly io?: (kb: KernelBuilder) => ChunkIo;
   /** Added to a position a score reads as a number (f32 WGSL), e.g. a reversed gradient stage's −(T − 1). */
@@ -218,7 +220,7 @@ export function analyseChunk(spec: ChunkKernelSpec): ChunkAnalysis {
   const valueId = terms[0].value;
   for (const t of terms) if (t.value !== valueId) throw new Error(`terms ${terms[0].name} and ${t.name} have different values; they need separate kernels`);
   const segment = schedule.segment ?? 0;
-  if (spec.io && (spec.segmented || spec.exportState)) throw new Error(`${p.name}: a chunk kernel with its own memory interface neither exports state nor runs segmented`);
+  if (spec.io && spec.exportState) throw new Error(`${p.name}: a chunk kernel with its own memory interface exports no state`);
   if (spec.segmented && (!segment || spec.exportState || prefix.some((q) => q.gateWidth || q.openGroup || q.term.mask[0].kind !== 'causal'))) {
     throw new Error(`${p.name}: a segmented chunk plan needs plain causal prefix terms (no decay, no groups) and no state export`);
   }

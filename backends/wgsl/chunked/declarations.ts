@@ -102,13 +102,16 @@ export function declareArrays(a: ChunkAnalysis, kb: KernelBuilder, alloc: ArrayA
 }
 
 export function declareBindings(a: ChunkAnalysis, kb: KernelBuilder): ChunkBindings {
+  const name = a.spec.segmentBuffer ?? segBuffer;
+  const segments = () => (a.segmented ? a.prefix.map((q) => [kb.storage(name('S', q.k), a.segmented === 'state', { always: true }), kb.storage(name('z', q.k), a.segmented === 'state', { always: true })]) : []);
   if (a.spec.io) {
     const io = a.spec.io(kb);
-    return { read: io.read, store: io.store, state: new Map(), segS: [], segZ: [], parts: [], kept: new Map() };
+    const seg = segments();
+    return { read: io.read, store: io.store, state: new Map(), segS: seg.map((x) => x[0]), segZ: seg.map((x) => x[1]), parts: [], kept: new Map() };
   }
   const read = programReader(kb, a.p, a.sizes, (where) => `b * dims.t + ${where}`, { materialised: a.spec.materialised });
   const state = new Map((a.state?.buffers ?? []).map((b) => [b.name, kb.storage(b.name, true)]));
-  const seg = a.segmented ? a.prefix.map((q) => [kb.storage(segBuffer('S', q.k), a.segmented === 'state', { always: true }), kb.storage(segBuffer('z', q.k), a.segmented === 'state', { always: true })]) : [];
+  const seg = segments();
   const partial = a.spec.partial;
   const parts = partial
     ? a.items.map((_, g) => ({

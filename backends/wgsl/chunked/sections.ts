@@ -9,10 +9,14 @@
 // and a section with fewer simply has no columns in the others (its staged values are zero there, its stores
 // are skipped). What a section keeps across chunks (S, z, an open group) is its own; what it stages per chunk
 // (φ, ψ, values, score matrices) shares workgroup memory with the other sections', since a barrier ends each
-// section's turn: the kernel needs Σ kept + max staged, not Σ of both.
+// section's turn: the kernel needs Σ kept + max staged, not Σ of both. Segmented (ChunkSchedule.segment), every
+// section walks only its segment's chunks, starting from (or, for the state launch, writing) its own segment
+// states; grad/segmented-terms.ts puts the launches together.
 import type { ChunkKernelSpec } from './analysis.ts';
 import { analyseChunk } from './analysis.ts';
 import { declareArrays, declareBindings, type ArrayAllocator, type ChunkKernel } from './declarations.ts';
+import { emitSegmentState } from './export.ts';
+import { segmentCount } from './segments.ts';
 import { emitStateStart } from './state.ts';
 import { emitChunkPhases, header } from '../chunked.ts';
 import { KernelBuilder } from '../kernel-builder.ts';
@@ -31,7 +35,8 @@ export function chunkSectionsKernel(sections: readonly Section[], label: string)
   for (const a of as) {
     if (a.C !== a0.C || a.WG !== a0.WG) throw new Error(`${label}: sections must share the chunk and threads (${a.p.name}: ${a.C}/${a.WG}, ${a0.p.name}: ${a0.C}/${a0.WG})`);
     if (a.L.head.join() !== a0.L.head.join() || a.NS !== a0.NS) throw new Error(`${label}: sections must share the head axes ([${a.L.head}] vs [${a0.L.head}])`);
-    if (a.segmented || a.state) throw new Error(`${label}: a sectioned kernel neither runs segmented nor exports state`);
+    if (a.state) throw new Error(`${label}: a sectioned kernel exports no state`);
+    if (a.segmented !== a0.segmented || a.segment !== a0.segment) throw new Error(`${label}: sections run segmented alike or not at all`);
   }
   const RT = Math.max(...as.map((a) => a.RT));
   const kb = new KernelBuilder(a0.WG, ['wid', 'lid']);
@@ -39,12 +44,16 @@ export function chunkSectionsKernel(sections: readonly Section[], label: string)
   const main = kb.body;
   main.define('s', `wid.x / ${RT}u`);
   main.define('tile', `wid.x % ${RT}u`);
-  main.define('b', 'wid.y');
+  if (a0.segmented) main.define('sg', 'wid.y', 'segment');
+  main.define('b', a0.segmented ? 'wid.z' : 'wid.y');
   const head = main.split(a0.L.head, a0.sizes, 's', 'hx');
   const full: ChunkKernel[] = Ks.map((K) => ({ ...K, head }));
+  if (a0.segmented) main.define('nseg', segmentCount(a0.C, a0.segment));
   for (const K of full) emitStateStart(K, main);
   main.define('nchunks', `(dims.t + ${a0.C - 1}u) / ${a0.C}u`);
-  main.for('c', '0u', (c) => `${c} < nchunks`, (chunk) => {
+  const G = a0.segment;
+  const [first, end] = a0.segmented ? [`sg * ${G}u`, `min(nchunks, (sg + 1u) * ${G}u)`] : ['0u', 'nchunks'];
+  main.for('c', first, (c) => `${c} < ${end}`, (chunk) => {
     chunk.define('c0', `c * ${a0.C}u`);
     chunk.define('n', `min(${a0.C}u, dims.t - c0)`);
     full.forEach((K, g) =>
@@ -55,11 +64,13 @@ export function chunkSectionsKernel(sections: readonly Section[], label: string)
       }),
     );
   }, { fixed: true });
+  for (const K of full) emitSegmentState(K, main);
   return kb.build({
     label,
     comment: [`${sections.length} chunk sections in one kernel (${label})`, ...as.flatMap((a, g) => header(a).map((l) => `section ${g}: ${l}`))],
-    workgroups: (b: number) => [a0.NS * RT, b, 1],
-    launch: { kind: 'fixed', x: a0.NS * RT, perBatchY: true },
+    ...(a0.segmented
+      ? { workgroups: (b: number, t: number) => [a0.NS * RT, Math.ceil(Math.ceil(t / a0.C) / G), b] as [number, number, number] }
+      : { workgroups: (b: number) => [a0.NS * RT, b, 1] as [number, number, number], launch: { kind: 'fixed', x: a0.NS * RT, perBatchY: true } as const }),
   });
 }
 

@@ -5,6 +5,9 @@ import type { Program } from '../../../src/ir/types.ts';
 import { count, type Sizes } from '../common.ts';
 import { featureCount, layoutOf } from '../layout.ts';
 
+/** WGSL: the number of segments of `segment` chunks of C rows over dims.t rows. */
+export const segmentCount = (C: number, segment: number) => `(((dims.t + ${C - 1}u) / ${C}u) + ${segment - 1}u) / ${segment}u`;
+
 /** Segment states in global memory: [b, NS, nseg, F, NR] for S_k and [b, NS, nseg, F] for z_k. */
 export const segBuffer = (what: 'S' | 'z', k: number) => `seg:${what}${k}`;
 

@@ -14,7 +14,6 @@ import { microTile } from './tiles.ts';
 export function emitStateStart(K: ChunkKernel, body: Block): void {
   const { a } = K;
   const R = a.R;
-  if (a.segmented) body.define('nseg', `(((dims.t + ${a.C - 1}u) / ${a.C}u) + ${a.segment - 1}u) / ${a.segment}u`);
   body.strided('x', `${Math.max(1, ...a.prefix.map((q) => q.F * R), 1)}u`, (b, x) => {
     for (const q of a.prefix) {
       const { S, z, So, zo } = K.arrays.prefix[q.k];

@@ -11,7 +11,10 @@ export interface GradKernel extends Kernel {
    * a padded sequence; 1 elsewhere), pad = T, the length of every token tensor. `workgroups` takes that t.
    */
   readonly pad: number;
-  /** The gradient program's stages the launch runs (several in a fused kernel). */
+  /**
+   * The gradient program's stages whose outputs the launch writes, in whole or in part (several in a fused kernel;
+   * a map stage folded into a term kernel's epilogue is named there; one computed where it is read, nowhere).
+   */
   readonly stages: readonly string[];
 }
 

@@ -133,7 +133,7 @@ export function groupHead(g: TermGroup, chunk: number): readonly string[] | null
 }
 
 /** The chunk section of a group in a kernel whose head axes are `head` and whose buffers are `buffers(kb)`. */
-function section(env: Env, g: TermGroup, schedule: ChunkSchedule, head: readonly string[], buffers: (kb: KernelBuilder) => KernelBuffers, afterStores: boolean, label: string): Section {
+function section(env: Env, g: TermGroup, schedule: ChunkSchedule, head: readonly string[], buffers: (kb: KernelBuilder) => KernelBuffers, afterStores: boolean, label: string, segmented?: 'state' | 'output'): Section {
   const L = layoutOf(g.program, g.terms, schedule.chunk, head);
   const NR = count(L.rest, env.sizes);
   const io = (kb: KernelBuilder): ChunkIo => {
@@ -146,10 +146,11 @@ function section(env: Env, g: TermGroup, schedule: ChunkSchedule, head: readonly
     terms: g.terms,
     items: g.items,
     partial: g.partial,
-    schedule: { chunk: schedule.chunk, cols: Math.min(schedule.cols, NR), threads: schedule.threads },
+    schedule: { chunk: schedule.chunk, cols: Math.min(schedule.cols, NR), threads: schedule.threads, ...(segmented ? { segment: schedule.segment } : {}) },
     materialised: new Set(),
     label,
     io,
+    ...(segmented ? { segmented, segmentBuffer: (what: 'S' | 'z', k: number) => segmentBuffer(g, what, k) } : {}),
     ...(g.negated ? { positionOffset: '-f32(dims.t - 1u)' } : {}),
     ...(head.length ? { head } : {}),
   };
@@ -207,7 +208,12 @@ export interface TermKernelRequest {
   readonly label: string;
   /** Groups after the first that add into what an earlier group of this kernel stored wait for those stores. */
   readonly barriers: boolean;
+  /** One launch of a segmented kernel (grad/segmented-terms.ts); schedule.segment chunks per segment. */
+  readonly segmented?: 'state' | 'output';
 }
+
+/** A group's segment states of its prefix term k: [b, NS, nseg, F, NR] (S) and [b, NS, nseg, F] (z). */
+export const segmentBuffer = (g: TermGroup, what: 'S' | 'z', k: number) => `seg:${g.stages.join('+')}:${what}${k}`;
 
 /** The head axes the groups share (a convolution-only group takes the others'), or null when they disagree. */
 export function sharedHead(groups: readonly TermGroup[], chunk: number): readonly string[] | null {
@@ -218,7 +224,7 @@ export function sharedHead(groups: readonly TermGroup[], chunk: number): readonl
   return head;
 }
 
-function sections(r: TermKernelRequest): Section[] {
+export function sections(r: TermKernelRequest): Section[] {
   const head = sharedHead(r.groups, r.schedule.chunk);
   if (!head) throw new Error(`internal: ${r.label}: its groups put different head axes on workgroups`);
   const writes = new Set(r.groups.flatMap((g) => g.writes));
@@ -229,7 +235,7 @@ function sections(r: TermKernelRequest): Section[] {
     const adds = [...(g.out.accumulate ? g.writes : []), ...(g.epilogue ?? []).filter((e) => e.accumulate).map((e) => e.tensor)];
     const after = r.barriers && adds.some((w) => written.has(w));
     g.writes.forEach((w) => written.add(w));
-    return section(r.env, g, r.schedule, head, buffers, after, `${r.label}.${k}:${g.stages.join('+')}`);
+    return section(r.env, g, r.schedule, head, buffers, after, `${r.label}.${k}:${g.stages.join('+')}`, r.segmented);
   });
 }
 
@@ -249,7 +255,7 @@ export function termKernel(r: TermKernelRequest): GradKernel {
     if (g.time !== g0.time || g.parallel) throw new Error(`internal: ${r.label}: groups of one chunk kernel share their time direction and run chunked`);
   }
   const k = chunkSectionsKernel(sections(r), r.label);
-  return { ...k, pad: padOf(r.groups), stages: [...new Set(r.groups.flatMap((g) => g.stages))] };
+  return { ...k, pad: padOf(r.groups), stages: [...new Set(r.groups.flatMap((g) => [...g.stages, ...(g.epilogue ?? []).map((e) => e.stage.name)]))] };
 }
 
 /** The padding a kernel running these groups needs: a multiple of each one's. */
@@ -299,6 +305,6 @@ export function naiveTermKernel(env: Env, g: TermGroup, label: string): GradKern
     workgroups: (b, t) => grid(b * t * per, WG),
     launch: { kind: 'grid', perToken: per, size: WG },
   });
-  return { ...kernel, pad: g.pad, stages: g.stages };
+  return { ...kernel, pad: g.pad, stages: [...new Set([...g.stages, ...(g.epilogue ?? []).map((e) => e.stage.name)])] };
 }
 
