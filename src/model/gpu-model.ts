@@ -11,6 +11,7 @@ import { rng, type TensorData } from '../tensor.ts';
 import type { ModelConfig } from './config.ts';
 import type { GpuAttention, GpuAttentionFactory, GpuAttentionState } from '../runtime/gpu-attention.ts';
 import { RecordingPass } from './gpu-pass.ts';
+import { RecordedStep } from './step-recording.ts';
 import { buildStepPlan, destroyStepPlan, encodeStep, type BatchBuffers, type StepPlan, type StepPlanExtras, type TokenPick, type TokenSource } from './gpu-step-plan.ts';
 import { createExactTensor, destroyModelWeights, uploadModelWeights, type GpuModelWeights } from './gpu-weights.ts';
 import type { SamplingOptions } from './sampling.ts';
@@ -57,6 +58,8 @@ interface Session {
   readonly batch: Batch;
   readonly states: GpuAttentionState[];
   position: number;
+  /** Decode steps recorded once for replay, by token source and pick (step-recording.ts). */
+  readonly recorded: Map<string, RecordedStep>;
 }
 
 /** Host-side times of one step, in ms; gpuMs once its tokens were read (timestamps only). */
@@ -233,7 +236,7 @@ export class GpuModel {
     const batch = this.batch(b);
     const [plan, decodePlan] = await Promise.all([this.plan(batch, t, false), this.plan(batch, 1, false)]);
     this.ready.set(this.planKey(b, 1, false), decodePlan);
-    const session: Session = { batch, states: this.attention.map((a) => a.createState(b)), position: 0 };
+    const session: Session = { batch, states: this.attention.map((a) => a.createState(b)), position: 0, recorded: new Map() };
     this.session = session;
     this.gpu.device.queue.writeBuffer(plan.ids, 0, ids);
     return this.submit('prefill', plan, session, 'ids');
@@ -446,6 +449,25 @@ export class GpuModel {
     return (this.sampling.temperature ?? 0) > 0 ? 'sample' : 'argmax';
   }
 
+  /**
+   * The decode step as a recorded command list when every layer can be replayed: recorded at the session's
+   * first step of this source and pick, then each step only prepares the layers (checks, position uniform).
+   */
+  private recordedStep(plan: StepPlan, session: Session, source: TokenSource, pick: TokenPick): RecordedStep | undefined {
+    const { b } = session.batch;
+    for (let n = 0; n < this.attention.length; n++) if (!this.attention[n].prepareReplay) return undefined;
+    const key = `${source}:${pick}`;
+    const known = session.recorded.get(key);
+    if (known) {
+      for (let n = 0; n < this.attention.length; n++) this.attention[n].prepareReplay!(session.states[n], b, plan.t);
+      return known;
+    }
+    // Recording runs the layers' encodeForward, which writes what this step reads as it would when encoding.
+    const made = RecordedStep.record((pass) => encodeStep(pass, plan, this.attention, session.states, source, pick));
+    session.recorded.set(key, made);
+    return made;
+  }
+
   private submit(kind: 'prefill' | 'decode', plan: StepPlan, session: Session, source: TokenSource): StepHandle {
     const { device } = this.gpu;
     const { batch } = session;
@@ -470,9 +492,18 @@ export class GpuModel {
     const timestampWrites = batch.querySet
       ? { querySet: batch.querySet, beginningOfPassWriteIndex: 2 * s, endOfPassWriteIndex: 2 * s + 1 }
       : undefined;
-    const pass = new RecordingPass(encoder.beginComputePass(timestampWrites ? { label, timestampWrites } : { label }));
-    encodeStep(pass.asPass(), plan, this.attention, session.states, source, pick);
-    pass.end();
+    const native = encoder.beginComputePass(timestampWrites ? { label, timestampWrites } : { label });
+    let dispatches: number;
+    const recorded = kind === 'decode' ? this.recordedStep(plan, session, source, pick) : undefined;
+    if (recorded) {
+      recorded.replay(native);
+      dispatches = recorded.dispatches;
+    } else {
+      const pass = new RecordingPass(native);
+      encodeStep(pass.asPass(), plan, this.attention, session.states, source, pick);
+      dispatches = pass.dispatches;
+    }
+    native.end();
     encoder.copyBufferToBuffer(batch.nextTokens, 0, slot.staging, 0, 4 * batch.b);
     if (batch.querySet && batch.resolve) {
       encoder.resolveQuerySet(batch.querySet, 2 * s, 2, batch.resolve, TIMESTAMP_STRIDE * s);
@@ -485,7 +516,7 @@ export class GpuModel {
     for (let n = 0; n < this.attention.length; n++) this.attention[n].advance(session.states[n], plan.t);
     session.position += plan.t;
     return new StepHandle(
-      kind, batch.b, plan.t, session.position, pass.dispatches,
+      kind, batch.b, plan.t, session.position, dispatches,
       { encodeMs: t1 - t0, submitMs: t2 - t1 },
       this.gpu, slot, slot.generation, batch.querySet ? batch.timestampOffset : undefined,
     );

@@ -117,6 +117,29 @@ class CompiledAttention implements GpuAttention {
 
   encodeForward(pass: GPUComputePassEncoder, io: { q: GPUBuffer; k: GPUBuffer; v: GPUBuffer; o: GPUBuffer }, state: GpuAttentionState, b: number, t: number): void {
     const st = state as State;
+    const runner = this.check(st, b, t);
+    const last = st.last;
+    const bound =
+      last && last.runner === runner && last.t === t && last.q === io.q && last.k === io.k && last.v === io.v && last.o === io.o
+        ? last.bound
+        : this.bind(st, runner, io, t);
+    this.dims.set(b, t, st.position);
+    runner.encode(pass, bound);
+  }
+
+  /**
+   * A replayed step runs the bind groups an earlier call made for the same buffers (kept in st.binds for the
+   * state's life) over the same grids; only the checks and the shared dims uniform remain, which the first layer
+   * of a step writes and the others find written.
+   */
+  prepareReplay(state: GpuAttentionState, b: number, t: number): void {
+    const st = state as State;
+    this.check(st, b, t);
+    this.dims.set(b, t, st.position);
+  }
+
+  /** Refuses a call the state cannot take; the runner that runs it. */
+  private check(st: State, b: number, t: number): PlanRunner {
     if (b !== st.b) throw new Error(`layer ${this.layer}: state was created for ${st.b} sequences, called with ${b}`);
     if (!this.step && st.position > 0) {
       throw new Error(`layer ${this.layer}: ${this.program.name} has noncausal terms (they read later positions): it cannot continue a sequence, only run one whole`);
@@ -128,14 +151,7 @@ class CompiledAttention implements GpuAttention {
           '(the cache grows with t: make the model with a larger maximum length)',
       );
     }
-    const runner = !this.step || (st.position === 0 && t > 1) ? this.prefill : this.step;
-    const last = st.last;
-    const bound =
-      last && last.runner === runner && last.t === t && last.q === io.q && last.k === io.k && last.v === io.v && last.o === io.o
-        ? last.bound
-        : this.bind(st, runner, io, t);
-    this.dims.set(b, t, st.position);
-    runner.encode(pass, bound);
+    return !this.step || (st.position === 0 && t > 1) ? this.prefill : this.step;
   }
 
   private bind(st: State, runner: PlanRunner, io: { q: GPUBuffer; k: GPUBuffer; v: GPUBuffer; o: GPUBuffer }, t: number): Bound {

@@ -38,6 +38,14 @@ export interface GpuAttention {
   ): void;
   /** Called after the command buffer holding encodeForward was submitted (host-side bookkeeping such as position). */
   advance(state: GpuAttentionState, t: number): void;
+  /**
+   * Optional: lets the model replay a recorded decode step (src/model/step-recording.ts) instead of calling
+   * encodeForward. For a step of t tokens on `state` it does what encodeForward does besides recording —
+   * refuses what encodeForward would refuse, writes the uniforms the step reads — and promises that
+   * encodeForward would record exactly what it recorded for an earlier call on this state with the same buffers,
+   * b and t. Layers without it are recorded afresh every step.
+   */
+  prepareReplay?(state: GpuAttentionState, b: number, t: number): void;
   /** Training (optional; see TrainableGpuAttention): the chunked forward of whole sequences from a zero state. */
   encodeTrainForward?(pass: GPUComputePassEncoder, io: TrainForwardIo, b: number, t: number): void;
   /** Training (optional; see TrainableGpuAttention): the backward of encodeTrainForward. */
