@@ -33,11 +33,18 @@ export interface DecodeSampling extends SamplingOptions {
   readonly random?: () => number;
 }
 
-/** Steps that may be submitted before the oldest one's tokens must have been read. */
+/** Submits (single steps or runs) that may be made before the oldest one's tokens must have been read. */
 export const READBACK_RING = 4;
+/**
+ * Decode steps one readback may cover (decodeRun): each step is still its own submit, but mapping a buffer
+ * and waiting for its promise costs the host about as much as a submit, so a run reads all its steps' tokens
+ * with one map.
+ */
+export const RUN_STEPS = 4;
 const TIMESTAMP_STRIDE = 256; // resolveQuerySet's destination offset alignment
 
 interface ReadbackSlot {
+  /** u32 tokens of step i at i·tokenStride, then two u64 timestamps per step at timestampOffset + 16·i. */
   readonly staging: GPUBuffer;
   state: 'idle' | 'written' | 'mapping';
   generation: number;
@@ -48,7 +55,8 @@ interface Batch extends BatchBuffers {
   /** Host copy of this step's uniform draws (sampling), reused every step. */
   readonly draws: Float32Array<ArrayBuffer>;
   next: number;
-  /** Byte offset of the two u64 timestamps in a staging buffer. */
+  /** Bytes per step's tokens in a staging buffer (8-aligned), and where the timestamps start. */
+  readonly tokenStride: number;
   readonly timestampOffset: number;
   readonly querySet?: GPUQuerySet;
   readonly resolve?: GPUBuffer;
@@ -71,7 +79,7 @@ export interface StepTiming {
   gpuMs?: number;
 }
 
-/** A submitted step. Its tokens stay on the GPU until tokens() reads them. */
+/** A submitted step, or a run of decode steps (decodeRun). Its tokens stay on the GPU until tokens() reads them. */
 export class StepHandle {
   private read: Promise<number[]> | undefined;
 
@@ -80,21 +88,33 @@ export class StepHandle {
     /** Sequences, and new tokens per sequence. */
     readonly b: number,
     readonly t: number,
-    /** Sequence length after this step. */
+    /** Sequence length after this step (after the run's last step). */
     readonly position: number,
-    /** Dispatches recorded, the attention variant's included. */
+    /** Dispatches recorded per step, the attention variant's included. */
     readonly dispatches: number,
-    readonly timing: StepTiming,
+    /** One per step of the run. */
+    readonly timings: readonly StepTiming[],
     private readonly gpu: Gpu,
     private readonly slot: ReadbackSlot,
     private readonly generation: number,
-    private readonly timestampOffset: number | undefined,
+    private readonly layout: { readonly tokenStride: number; readonly timestampOffset: number | undefined },
   ) {}
 
+  /** Steps in this handle (1 unless made by decodeRun). */
+  get steps(): number {
+    return this.timings.length;
+  }
+
+  /** The (first) step's host times. */
+  get timing(): StepTiming {
+    return this.timings[0];
+  }
+
   /**
-   * The b chosen token ids (the step's only readback); resolves when the GPU finished the step. Call it
-   * right after the submit even if the ids are awaited later: a map waits for all work submitted before
-   * it starts, so starting it after the next step's submit would wait for that step as well.
+   * The b chosen token ids of each step, step after step (steps · b ids; the only readback); resolves when
+   * the GPU finished the last step. Call it right after the submit even if the ids are awaited later: a map
+   * waits for all work submitted before it starts, so starting it after the next submit would wait for that
+   * one as well.
    */
   tokens(): Promise<number[]> {
     this.read ??= this.readBack();
@@ -115,12 +135,16 @@ export class StepHandle {
       throwIfDeviceErrors(this.gpu, `${this.kind} step`);
       throw new Error(`${this.kind} step: reading the tokens back failed: ${(e as Error).message}`);
     }
-    this.timing.waitMs = performance.now() - t0;
+    this.timings[this.steps - 1].waitMs = performance.now() - t0;
     const data = slot.staging.getMappedRange();
-    const ids = Array.from(new Uint32Array(data, 0, this.b));
-    if (this.timestampOffset !== undefined) {
-      const [begin, end] = new BigUint64Array(data, this.timestampOffset, 2);
-      if (begin > 0n && end >= begin) this.timing.gpuMs = Number(end - begin) / 1e6;
+    const { tokenStride, timestampOffset } = this.layout;
+    const ids: number[] = [];
+    for (let i = 0; i < this.steps; i++) ids.push(...new Uint32Array(data, i * tokenStride, this.b));
+    if (timestampOffset !== undefined) {
+      this.timings.forEach((timing, i) => {
+        const [begin, end] = new BigUint64Array(data, timestampOffset + 16 * i, 2);
+        if (begin > 0n && end >= begin) timing.gpuMs = Number(end - begin) / 1e6;
+      });
     }
     slot.staging.unmap();
     slot.state = 'idle';
@@ -265,6 +289,18 @@ export class GpuModel {
   }
 
   /**
+   * `steps` (1…RUN_STEPS) decode steps, each reading the tokens the previous one chose on the GPU and each
+   * its own submit, whose tokens are read back together: tokens() gives steps · b ids, step after step.
+   */
+  decodeRun(steps: number): StepHandle {
+    const session = this.session;
+    if (!session) throw new Error('decodeRun: no batch yet; call prefill first');
+    if (!(Number.isInteger(steps) && steps >= 1 && steps <= RUN_STEPS)) throw new Error(`decodeRun: steps must be an integer in 1..${RUN_STEPS}, got ${steps}`);
+    this.checkLength(session.position + steps, 'decodeRun');
+    return this.submit('decode', this.readyPlan(session.batch, 1), session, 'next', steps);
+  }
+
+  /**
    * Records the decode step decodeStep() would submit into `pass` without submitting it or advancing: for
    * runtime/dispatch-profile.ts, whose replays then run it (on the state) once per repetition.
    */
@@ -381,16 +417,17 @@ export class GpuModel {
     let batch = this.batches.get(b);
     if (batch) return batch;
     const { device } = this.gpu;
-    const timestampOffset = Math.ceil((4 * b) / 8) * 8;
+    const tokenStride = Math.ceil((4 * b) / 8) * 8;
+    const timestampOffset = RUN_STEPS * tokenStride;
     const slots = Array.from({ length: READBACK_RING }, (_, i) => ({
-      staging: device.createBuffer({ label: `token readback ${i} [b=${b}]`, size: timestampOffset + 16, usage: BufferUsage.MAP_READ | BufferUsage.COPY_DST }),
+      staging: device.createBuffer({ label: `token readback ${i} [b=${b}]`, size: timestampOffset + 16 * RUN_STEPS, usage: BufferUsage.MAP_READ | BufferUsage.COPY_DST }),
       state: 'idle' as const,
       generation: 0,
     }));
     const timing = this.timestamps
       ? {
-          querySet: device.createQuerySet({ label: `step timestamps [b=${b}]`, type: 'timestamp', count: 2 * READBACK_RING }),
-          resolve: device.createBuffer({ label: `step timestamps [b=${b}]`, size: TIMESTAMP_STRIDE * READBACK_RING, usage: BufferUsage.QUERY_RESOLVE | BufferUsage.COPY_SRC }),
+          querySet: device.createQuerySet({ label: `step timestamps [b=${b}]`, type: 'timestamp', count: 2 * READBACK_RING * RUN_STEPS }),
+          resolve: device.createBuffer({ label: `step timestamps [b=${b}]`, size: TIMESTAMP_STRIDE * READBACK_RING * RUN_STEPS, usage: BufferUsage.QUERY_RESOLVE | BufferUsage.COPY_SRC }),
         }
       : {};
     batch = {
@@ -402,6 +439,7 @@ export class GpuModel {
       slots,
       draws: new Float32Array(b),
       next: 0,
+      tokenStride,
       timestampOffset,
       ...timing,
     };
@@ -468,57 +506,64 @@ export class GpuModel {
     return made;
   }
 
-  private submit(kind: 'prefill' | 'decode', plan: StepPlan, session: Session, source: TokenSource): StepHandle {
+  /**
+   * Submits `steps` steps of `plan` (each its own command buffer and submit, so the layers' uniforms are
+   * written between them), every step's tokens copied into one readback slot: the handle maps it once.
+   */
+  private submit(kind: 'prefill' | 'decode', plan: StepPlan, session: Session, source: TokenSource, steps = 1): StepHandle {
     const { device } = this.gpu;
     const { batch } = session;
     const s = batch.next;
     const slot = batch.slots[s];
     if (slot.state === 'mapping') {
-      throw new Error(`${kind} step: ${READBACK_RING} steps are in flight and the oldest is still being read; await its tokens() first`);
+      throw new Error(`${kind} step: ${READBACK_RING} submits are in flight and the oldest is still being read; await its tokens() first`);
     }
     batch.next = (s + 1) % READBACK_RING;
     slot.generation++;
     slot.state = 'written';
 
     const pick = this.pick();
-    if (pick === 'sample') {
-      const u = batch.draws;
-      for (let i = 0; i < u.length; i++) u[i] = this.random();
-      device.queue.writeBuffer(batch.random, 0, u);
+    const timings: StepTiming[] = [];
+    let dispatches = 0;
+    for (let i = 0; i < steps; i++) {
+      if (pick === 'sample') {
+        const u = batch.draws;
+        for (let j = 0; j < u.length; j++) u[j] = this.random();
+        device.queue.writeBuffer(batch.random, 0, u);
+      }
+      const from = i === 0 ? source : 'next';
+      const t0 = performance.now();
+      const label = `${kind} [b=${plan.b} t=${plan.t} at ${session.position}]`;
+      const encoder = device.createCommandEncoder({ label });
+      const query = 2 * (s * RUN_STEPS + i);
+      const timestampWrites = batch.querySet ? { querySet: batch.querySet, beginningOfPassWriteIndex: query, endOfPassWriteIndex: query + 1 } : undefined;
+      const native = encoder.beginComputePass(timestampWrites ? { label, timestampWrites } : { label });
+      const recorded = kind === 'decode' ? this.recordedStep(plan, session, from, pick) : undefined;
+      if (recorded) {
+        recorded.replay(native);
+        dispatches = recorded.dispatches;
+      } else {
+        const pass = new RecordingPass(native);
+        encodeStep(pass.asPass(), plan, this.attention, session.states, from, pick);
+        dispatches = pass.dispatches;
+      }
+      native.end();
+      encoder.copyBufferToBuffer(batch.nextTokens, 0, slot.staging, i * batch.tokenStride, 4 * batch.b);
+      if (batch.querySet && batch.resolve) {
+        encoder.resolveQuerySet(batch.querySet, query, 2, batch.resolve, (TIMESTAMP_STRIDE * query) / 2);
+        encoder.copyBufferToBuffer(batch.resolve, (TIMESTAMP_STRIDE * query) / 2, slot.staging, batch.timestampOffset + 16 * i, 16);
+      }
+      const commands = encoder.finish();
+      const t1 = performance.now();
+      device.queue.submit([commands]);
+      const t2 = performance.now();
+      for (let n = 0; n < this.attention.length; n++) this.attention[n].advance(session.states[n], plan.t);
+      session.position += plan.t;
+      timings.push({ encodeMs: t1 - t0, submitMs: t2 - t1 });
     }
-    const t0 = performance.now();
-    const label = `${kind} [b=${plan.b} t=${plan.t} at ${session.position}]`;
-    const encoder = device.createCommandEncoder({ label });
-    const timestampWrites = batch.querySet
-      ? { querySet: batch.querySet, beginningOfPassWriteIndex: 2 * s, endOfPassWriteIndex: 2 * s + 1 }
-      : undefined;
-    const native = encoder.beginComputePass(timestampWrites ? { label, timestampWrites } : { label });
-    let dispatches: number;
-    const recorded = kind === 'decode' ? this.recordedStep(plan, session, source, pick) : undefined;
-    if (recorded) {
-      recorded.replay(native);
-      dispatches = recorded.dispatches;
-    } else {
-      const pass = new RecordingPass(native);
-      encodeStep(pass.asPass(), plan, this.attention, session.states, source, pick);
-      dispatches = pass.dispatches;
-    }
-    native.end();
-    encoder.copyBufferToBuffer(batch.nextTokens, 0, slot.staging, 0, 4 * batch.b);
-    if (batch.querySet && batch.resolve) {
-      encoder.resolveQuerySet(batch.querySet, 2 * s, 2, batch.resolve, TIMESTAMP_STRIDE * s);
-      encoder.copyBufferToBuffer(batch.resolve, TIMESTAMP_STRIDE * s, slot.staging, batch.timestampOffset, 16);
-    }
-    const commands = encoder.finish();
-    const t1 = performance.now();
-    device.queue.submit([commands]);
-    const t2 = performance.now();
-    for (let n = 0; n < this.attention.length; n++) this.attention[n].advance(session.states[n], plan.t);
-    session.position += plan.t;
     return new StepHandle(
-      kind, batch.b, plan.t, session.position, dispatches,
-      { encodeMs: t1 - t0, submitMs: t2 - t1 },
-      this.gpu, slot, slot.generation, batch.querySet ? batch.timestampOffset : undefined,
+      kind, batch.b, plan.t, session.position, dispatches, timings,
+      this.gpu, slot, slot.generation, { tokenStride: batch.tokenStride, timestampOffset: batch.querySet ? batch.timestampOffset : undefined },
     );
   }
 }
