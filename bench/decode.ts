@@ -68,8 +68,10 @@ export interface DecodeFigure {
   readonly encodeMsPerStep: number;
   readonly submitMsPerStep: number;
   readonly syncTokensPerS: number;
-  /** generateGpu's loop (what `linattn generate` runs): several steps in flight. */
+  /** generateGpu's loop (what `linattn generate` runs): several runs of steps in flight. */
   readonly pipelinedTokensPerS: number;
+  /** In that loop, per step: host time encoding (replaying) and submitting it, median, in ms. */
+  readonly pipelinedEncodeSubmitMsPerStep: number;
   /** b · copy bandwidth / bytes a step reads (weights once, plus the attention state). */
   readonly boundTokensPerS: number;
   readonly fractionOfBound: number;
@@ -177,6 +179,7 @@ export async function runDecodeBench(opts: DecodeBenchOptions = {}): Promise<Dec
       // its decode time starts once the prefill's token is on the host.
       const run = await generateGpu(model, silentTokenizer(shape.vocab), prompts, { maxTokens: steps + 1 });
       const pipelinedTokensPerS = run.decodeTokensPerS ?? NaN;
+      const pipelinedEncodeSubmitMsPerStep = median(run.decodeSteps.map((s) => s.encodeMs + s.submitMs));
       const wall = median(sync.map((s) => s.wallMs));
       const gpuMs = sync.every((s) => s.gpuMs !== undefined) ? median(sync.map((s) => s.gpuMs!)) : undefined;
       const bytesPerStep = model.weightBytesPerToken + b * stateBytes;
@@ -185,7 +188,7 @@ export async function runDecodeBench(opts: DecodeBenchOptions = {}): Promise<Dec
         batch: b, steps, dispatchesPerStep: dispatches,
         wallMsPerStep: wall, gpuMsPerStep: gpuMs, hostOverheadMsPerStep: gpuMs === undefined ? undefined : wall - gpuMs,
         encodeMsPerStep: median(sync.map((s) => s.encodeMs)), submitMsPerStep: median(sync.map((s) => s.submitMs)),
-        syncTokensPerS: b / (wall / 1000), pipelinedTokensPerS,
+        syncTokensPerS: b / (wall / 1000), pipelinedTokensPerS, pipelinedEncodeSubmitMsPerStep,
         boundTokensPerS, fractionOfBound: pipelinedTokensPerS / boundTokensPerS,
       });
     }
@@ -216,12 +219,12 @@ export function formatReport(r: DecodeBenchReport): string[] {
     `copy bandwidth: ${r.copy.gbPerS.toFixed(1)} GB/s (read+write, ${(r.copy.bytes / 2 ** 20).toFixed(0)} MiB)`,
     `prefill ${r.prefill.tokens} tokens (b=1): ${r.prefill.tokensPerS.toFixed(1)} tokens/s, wall ${ms(r.prefill.wallMs)}, GPU ${ms(r.prefill.gpuMs)}, ${r.prefill.dispatches} dispatches`,
   ];
-  const rows: string[][] = [['batch', 'tokens/s', 'sync tok/s', 'bound tok/s', 'of bound', 'wall/step', 'GPU/step', 'host/step', 'encode', 'submit', 'dispatches']];
+  const rows: string[][] = [['batch', 'tokens/s', 'sync tok/s', 'bound tok/s', 'of bound', 'wall/step', 'GPU/step', 'host/step', 'encode', 'submit', 'gen enc+sub', 'dispatches']];
   for (const d of r.decode) {
     rows.push([
       String(d.batch), d.pipelinedTokensPerS.toFixed(1), d.syncTokensPerS.toFixed(1), d.boundTokensPerS.toFixed(1),
       `${(100 * d.fractionOfBound).toFixed(1)}%`, ms(d.wallMsPerStep), ms(d.gpuMsPerStep), ms(d.hostOverheadMsPerStep),
-      ms(d.encodeMsPerStep), ms(d.submitMsPerStep), String(d.dispatchesPerStep),
+      ms(d.encodeMsPerStep), ms(d.submitMsPerStep), ms(d.pipelinedEncodeSubmitMsPerStep), String(d.dispatchesPerStep),
     ]);
   }
   const widths = rows[0].map((_, i) => Math.max(...rows.map((row) => row[i].length)));
