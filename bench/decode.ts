@@ -1,7 +1,7 @@
 // Decoding and prefill speed of the whole decoder LM on the GPU, next to the bound that reading every
 // weight once per step at the adapter's measured copy bandwidth allows.
 //
-//   npm run bench:decode [-- --small] [--steps N] [--attention compiled|simple]   (default: the compiled variant)
+//   npm run bench:decode [-- --small] [--steps N] [--layers N] [--attention compiled|simple]   (default: the compiled variant)
 //
 // Model (random weights): 12 layers, hidden 768, 12 heads of 64, intermediate 2048, vocab 32000,
 // attention elu+1 linear attention + K = 4 depthwise conv on v (examples/paper/elu_dwconv.la); --small
@@ -45,6 +45,8 @@ export const SMALL: ModelShape = { layers: 2, hidden: 128, heads: 4, intermediat
 
 export interface DecodeBenchOptions {
   readonly small?: boolean;
+  /** Overrides the shape's layer count (`--layers`: the small shape with 12 layers records a full step's dispatches). */
+  readonly layers?: number;
   /** Decode steps timed per batch size (default 64, 16 when small). */
   readonly steps?: number;
   /** Prompt length of the prefill figure (default 2048, 128 when small). */
@@ -126,7 +128,7 @@ export async function runDecodeBench(opts: DecodeBenchOptions = {}): Promise<Dec
   const log = opts.log ?? ((s: string) => console.log(s));
   const gpu: Gpu = await getDevice();
   const small = opts.small ?? gpu.isSoftware;
-  const shape = small ? SMALL : FULL;
+  const shape = { ...(small ? SMALL : FULL), ...(opts.layers !== undefined && { layers: opts.layers }) };
   const steps = opts.steps ?? (small ? 16 : 64);
   const prefillT = opts.prefillTokens ?? (small ? 128 : 2048);
   const batches = opts.batches ?? [1, 8];
@@ -240,11 +242,13 @@ async function main(): Promise<void> {
     return i >= 0 ? args[i + 1] : undefined;
   };
   const steps = valueOf('--steps');
+  const layers = valueOf('--layers');
   const attention = valueOf('--attention') ?? 'compiled';
   if (attention !== 'simple' && attention !== 'compiled') throw new Error(`--attention must be simple or compiled, got ${attention}`);
   const report = await runDecodeBench({
     small: args.includes('--small') || undefined,
     ...(steps !== undefined && { steps: Number(steps) }),
+    ...(layers !== undefined && { layers: Number(layers) }),
     ...(attention === 'compiled' && {
       attention: ({ gpu, config, program }: AttentionContext) => compiledAttentionFactory(gpu, program, config.numHeads, config.headDim),
       attentionName: 'compiled variant (src/runtime/compiled-attention.ts: fused chunked prefill, recurrent decode)',
