@@ -28,6 +28,7 @@ import { compiledAttentionFactory } from '../src/runtime/compiled-attention.ts';
 import type { Gpu } from '../src/runtime/device.ts';
 import { getDevice } from '../src/runtime/dawn.ts';
 import { median } from '../src/runtime/timing.ts';
+import { ProfilingPass, summarizeDispatches, timeDispatchesOf } from '../src/runtime/dispatch-profile.ts';
 import { simpleAttentionFactory } from '../test/helpers/simple-gpu-attention.ts';
 import { measureCopyBandwidth, type CopyBandwidth } from './roofline.ts';
 
@@ -77,6 +78,8 @@ export interface DecodeFigure {
   /** b · copy bandwidth / bytes a step reads (weights once, plus the attention state). */
   readonly boundTokensPerS: number;
   readonly fractionOfBound: number;
+  /** The step's dispatches timed one by one (timestamps only), summed per kernel, most expensive first. */
+  readonly kernels?: readonly { readonly kernel: string; readonly dispatches: number; readonly ms: number }[];
 }
 
 export interface DecodeBenchReport {
@@ -184,6 +187,14 @@ export async function runDecodeBench(opts: DecodeBenchOptions = {}): Promise<Dec
       const pipelinedEncodeSubmitMsPerStep = median(run.decodeSteps.map((s) => s.encodeMs + s.submitMs));
       const wall = median(sync.map((s) => s.wallMs));
       const gpuMs = sync.every((s) => s.gpuMs !== undefined) ? median(sync.map((s) => s.gpuMs!)) : undefined;
+      // Where the step's GPU time goes, once the GPU bounds the loop: each dispatch in a pass of its own
+      // (replays run on the state, which no longer matters here).
+      let kernels: DecodeFigure['kernels'];
+      if (model.hasTimestamps) {
+        const recorder = new ProfilingPass();
+        model.recordDecodeStep(recorder.asPass());
+        kernels = summarizeDispatches(await timeDispatchesOf(gpu, recorder.dispatches, 5));
+      }
       const bytesPerStep = model.weightBytesPerToken + b * stateBytes;
       const boundTokensPerS = (b * copy.gbPerS * 1e9) / bytesPerStep;
       decode.push({
@@ -192,6 +203,7 @@ export async function runDecodeBench(opts: DecodeBenchOptions = {}): Promise<Dec
         encodeMsPerStep: median(sync.map((s) => s.encodeMs)), submitMsPerStep: median(sync.map((s) => s.submitMs)),
         syncTokensPerS: b / (wall / 1000), pipelinedTokensPerS, pipelinedEncodeSubmitMsPerStep,
         boundTokensPerS, fractionOfBound: pipelinedTokensPerS / boundTokensPerS,
+        ...(kernels && { kernels }),
       });
     }
 
@@ -232,6 +244,12 @@ export function formatReport(r: DecodeBenchReport): string[] {
   const widths = rows[0].map((_, i) => Math.max(...rows.map((row) => row[i].length)));
   lines.push('decode (one submit per step; tokens/s pipelined as generate runs, sync = submit-read-repeat):');
   for (const row of rows) lines.push('  ' + row.map((c, i) => c.padStart(widths[i])).join('  '));
+  for (const d of r.decode) {
+    if (!d.kernels) continue;
+    const total = d.kernels.reduce((a, k) => a + k.ms, 0);
+    lines.push(`decode step at batch ${d.batch}, dispatch by dispatch (each in its own pass: ${ms(total)} in all):`);
+    for (const k of d.kernels) lines.push(`  ${k.kernel.padEnd(28)} ${String(k.dispatches).padStart(3)}×  ${ms(k.ms)}  ${((100 * k.ms) / total).toFixed(1)}%`);
+  }
   return lines;
 }
 
