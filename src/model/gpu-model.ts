@@ -124,7 +124,7 @@ export class StepHandle {
   private async readBack(): Promise<number[]> {
     const { slot } = this;
     if (slot.generation !== this.generation) {
-      throw new Error(`the readback slot of this ${this.kind} step was reused: read a step's tokens within ${READBACK_RING} steps`);
+      throw new Error(`the readback slot of this ${this.kind} step was reused: read a step's tokens within ${READBACK_RING} submits`);
     }
     slot.state = 'mapping';
     const t0 = performance.now();
