@@ -12,7 +12,10 @@
 // Figures: prefill of one 2048-token prompt (one submit); decode at batch 1 and 8, each step one submit,
 // (a) synchronous — submit, read the tokens, repeat: per-step wall time split into GPU time (timestamp
 // queries around the step's pass) and host overhead (wall − GPU: encode, submit, readback, scheduling);
-// (b) pipelined: `linattn generate`'s own loop (generateGpu), several steps in flight.
+// (b) pipelined: `linattn generate`'s own loop (generateGpu), runs of steps in flight, each run read back once:
+// tokens/s, and its host time per step encoding and submitting; (c) a step encoded and finished but never
+// submitted ('enc only': Dawn's frontend and our JavaScript, without the backend's recording at submit); and,
+// with timestamps, the step's dispatches timed one by one.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -75,6 +78,9 @@ export interface DecodeFigure {
   readonly pipelinedTokensPerS: number;
   /** In that loop, per step: host time encoding (replaying) and submitting it, median, in ms. */
   readonly pipelinedEncodeSubmitMsPerStep: number;
+  /** Recording a step into a command buffer that is finished and never submitted (Dawn's frontend and the
+   * JavaScript around it, without the backend's work at submit), median, in ms. */
+  readonly encodeOnlyMsPerStep: number;
   /** b · copy bandwidth / bytes a step reads (weights once, plus the attention state). */
   readonly boundTokensPerS: number;
   readonly fractionOfBound: number;
@@ -185,6 +191,17 @@ export async function runDecodeBench(opts: DecodeBenchOptions = {}): Promise<Dec
       const run = await generateGpu(model, silentTokenizer(shape.vocab), prompts, { maxTokens: steps + 1 });
       const pipelinedTokensPerS = run.decodeTokensPerS ?? NaN;
       const pipelinedEncodeSubmitMsPerStep = median(run.decodeSteps.map((s) => s.encodeMs + s.submitMs));
+      const encodeOnly: number[] = [];
+      for (let i = 0; i < 64; i++) {
+        const t0 = performance.now();
+        const encoder = gpu.device.createCommandEncoder({ label: 'decode step, encoded only' });
+        const pass = encoder.beginComputePass({ label: 'decode step, encoded only' });
+        model.recordDecodeStep(pass);
+        pass.end();
+        encoder.finish();
+        encodeOnly.push(performance.now() - t0);
+      }
+      const encodeOnlyMsPerStep = median(encodeOnly);
       const wall = median(sync.map((s) => s.wallMs));
       const gpuMs = sync.every((s) => s.gpuMs !== undefined) ? median(sync.map((s) => s.gpuMs!)) : undefined;
       // Where the step's GPU time goes, once the GPU bounds the loop: each dispatch in a pass of its own
@@ -201,7 +218,7 @@ export async function runDecodeBench(opts: DecodeBenchOptions = {}): Promise<Dec
         batch: b, steps, dispatchesPerStep: dispatches,
         wallMsPerStep: wall, gpuMsPerStep: gpuMs, hostOverheadMsPerStep: gpuMs === undefined ? undefined : wall - gpuMs,
         encodeMsPerStep: median(sync.map((s) => s.encodeMs)), submitMsPerStep: median(sync.map((s) => s.submitMs)),
-        syncTokensPerS: b / (wall / 1000), pipelinedTokensPerS, pipelinedEncodeSubmitMsPerStep,
+        syncTokensPerS: b / (wall / 1000), pipelinedTokensPerS, pipelinedEncodeSubmitMsPerStep, encodeOnlyMsPerStep,
         boundTokensPerS, fractionOfBound: pipelinedTokensPerS / boundTokensPerS,
         ...(kernels && { kernels }),
       });
@@ -233,12 +250,12 @@ export function formatReport(r: DecodeBenchReport): string[] {
     `copy bandwidth: ${r.copy.gbPerS.toFixed(1)} GB/s (read+write, ${(r.copy.bytes / 2 ** 20).toFixed(0)} MiB)`,
     `prefill ${r.prefill.tokens} tokens (b=1): ${r.prefill.tokensPerS.toFixed(1)} tokens/s, wall ${ms(r.prefill.wallMs)}, GPU ${ms(r.prefill.gpuMs)}, ${r.prefill.dispatches} dispatches`,
   ];
-  const rows: string[][] = [['batch', 'tokens/s', 'sync tok/s', 'bound tok/s', 'of bound', 'wall/step', 'GPU/step', 'host/step', 'encode', 'submit', 'gen enc+sub', 'dispatches']];
+  const rows: string[][] = [['batch', 'tokens/s', 'sync tok/s', 'bound tok/s', 'of bound', 'wall/step', 'GPU/step', 'host/step', 'encode', 'submit', 'gen enc+sub', 'enc only', 'dispatches']];
   for (const d of r.decode) {
     rows.push([
       String(d.batch), d.pipelinedTokensPerS.toFixed(1), d.syncTokensPerS.toFixed(1), d.boundTokensPerS.toFixed(1),
       `${(100 * d.fractionOfBound).toFixed(1)}%`, ms(d.wallMsPerStep), ms(d.gpuMsPerStep), ms(d.hostOverheadMsPerStep),
-      ms(d.encodeMsPerStep), ms(d.submitMsPerStep), ms(d.pipelinedEncodeSubmitMsPerStep), String(d.dispatchesPerStep),
+      ms(d.encodeMsPerStep), ms(d.submitMsPerStep), ms(d.pipelinedEncodeSubmitMsPerStep), ms(d.encodeOnlyMsPerStep), String(d.dispatchesPerStep),
     ]);
   }
   const widths = rows[0].map((_, i) => Math.max(...rows.map((row) => row[i].length)));

@@ -307,7 +307,10 @@ export class GpuModel {
   recordDecodeStep(pass: GPUComputePassEncoder): void {
     const session = this.session;
     if (!session) throw new Error('recordDecodeStep: no batch yet; call prefill first');
-    encodeStep(pass, this.readyPlan(session.batch, 1), this.attention, session.states, 'next', this.pick());
+    const plan = this.readyPlan(session.batch, 1);
+    const recorded = this.recordedStep(plan, session, 'next', this.pick());
+    if (recorded) recorded.replay(pass);
+    else encodeStep(pass, plan, this.attention, session.states, 'next', this.pick());
   }
 
   /** The last step's logits at each sequence's last position, [b, vocab] (a debugging readback). */
