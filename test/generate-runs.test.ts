@@ -55,21 +55,28 @@ describe('generate on the compiled variant, steps replayed and read back in runs
     }
   });
 
-  it('a run of steps reads back what the same steps one by one do, and replays them without recording', async () => {
-    await (await model.prefill([prompt, prompt.map((id) => (id * 7) % 256)])).tokens();
-    const one = [];
-    for (let i = 0; i < 3; i++) one.push(...(await model.decodeStep().tokens()));
+  it('a run of greedy steps is one submit, reads back what the same steps one by one do, and replays them without recording', async () => {
+    const g = await gpu();
+    const prompts = [prompt, prompt.map((id) => (id * 7) % 256)];
+    const warm = 8; // one-by-one steps, enough to have recorded every uniform slot's variant of the step
+    await (await model.prefill(prompts)).tokens();
+    const one: number[] = [];
+    for (let i = 0; i < warm + 3; i++) one.push(...(await model.decodeStep().tokens()));
     const oneLogits = await model.readLogits();
-    await (await model.prefill([prompt, prompt.map((id) => (id * 7) % 256)])).tokens();
-    await model.decodeStep().tokens(); // records the session's step
+    await (await model.prefill(prompts)).tokens();
+    const ids: number[] = [];
+    for (let i = 0; i < warm; i++) ids.push(...(await model.decodeStep().tokens()));
     const encode = vi.spyOn(model.attention[0], 'encodeForward');
-    const run = model.decodeRun(2);
-    expect(run.steps).toBe(2);
-    const ids = [...one.slice(0, 2), ...(await run.tokens())];
+    const submit = vi.spyOn(g.device.queue, 'submit');
+    const run = model.decodeRun(3);
+    expect(submit).toHaveBeenCalledTimes(1);
+    submit.mockRestore();
+    expect(run.steps).toBe(3);
+    ids.push(...(await run.tokens()));
     expect(encode).not.toHaveBeenCalled();
     encode.mockRestore();
     expect(ids).toEqual(one);
-    expect(run.position).toBe(prompt.length + 3);
+    expect(run.position).toBe(prompt.length + warm + 3);
     expectRelClose(await model.readLogits(), oneLogits, 1e-6, 'logits after the run');
     expect(() => model.decodeRun(RUN_STEPS + 1)).toThrow(/steps must be an integer/);
   });

@@ -497,12 +497,11 @@ export class GpuModel {
   private recordedStep(plan: StepPlan, session: Session, source: TokenSource, pick: TokenPick): RecordedStep | undefined {
     const { b } = session.batch;
     for (let n = 0; n < this.attention.length; n++) if (!this.attention[n].prepareReplay) return undefined;
-    const key = `${source}:${pick}`;
+    // The layers' variants (which uniform slot each binds, say) name the recording, with source and pick.
+    let key = `${source}:${pick}`;
+    for (let n = 0; n < this.attention.length; n++) key += `:${this.attention[n].prepareReplay!(session.states[n], b, plan.t)}`;
     const known = session.recorded.get(key);
-    if (known) {
-      for (let n = 0; n < this.attention.length; n++) this.attention[n].prepareReplay!(session.states[n], b, plan.t);
-      return known;
-    }
+    if (known) return known;
     // Recording runs the layers' encodeForward, which writes what this step reads as it would when encoding.
     const made = RecordedStep.record((pass) => encodeStep(pass, plan, this.attention, session.states, source, pick));
     session.recorded.set(key, made);
@@ -510,8 +509,10 @@ export class GpuModel {
   }
 
   /**
-   * Submits `steps` steps of `plan` (each its own command buffer and submit, so the layers' uniforms are
-   * written between them), every step's tokens copied into one readback slot: the handle maps it once.
+   * Submits `steps` steps of `plan`, every step's tokens copied into one readback slot: the handle maps it
+   * once. Greedy decode steps share one command buffer when every layer can chain that many (their uniforms
+   * kept apart: GpuAttention.chainedSteps); otherwise — sampling writes each step's draws into one buffer —
+   * each step is its own command buffer and submit, so what the host writes lands between them.
    */
   private submit(kind: 'prefill' | 'decode', plan: StepPlan, session: Session, source: TokenSource, steps = 1): StepHandle {
     const { device } = this.gpu;
@@ -526,8 +527,11 @@ export class GpuModel {
     slot.state = 'written';
 
     const pick = this.pick();
+    const chain =
+      kind === 'decode' && steps > 1 && pick !== 'sample' && this.attention.every((a) => a.prepareReplay && (a.chainedSteps ?? 1) >= steps);
     const timings: StepTiming[] = [];
     let dispatches = 0;
+    let encoder: GPUCommandEncoder | undefined;
     for (let i = 0; i < steps; i++) {
       if (pick === 'sample') {
         const u = batch.draws;
@@ -537,7 +541,7 @@ export class GpuModel {
       const from = i === 0 ? source : 'next';
       const t0 = performance.now();
       const label = `${kind} [b=${plan.b} t=${plan.t} at ${session.position}]`;
-      const encoder = device.createCommandEncoder({ label });
+      encoder ??= device.createCommandEncoder({ label: chain ? `${steps} decode steps [b=${plan.b} from ${session.position}]` : label });
       const query = 2 * (s * RUN_STEPS + i);
       const timestampWrites = batch.querySet ? { querySet: batch.querySet, beginningOfPassWriteIndex: query, endOfPassWriteIndex: query + 1 } : undefined;
       const native = encoder.beginComputePass(timestampWrites ? { label, timestampWrites } : { label });
@@ -556,9 +560,13 @@ export class GpuModel {
         encoder.resolveQuerySet(batch.querySet, query, 2, batch.resolve, (TIMESTAMP_STRIDE * query) / 2);
         encoder.copyBufferToBuffer(batch.resolve, (TIMESTAMP_STRIDE * query) / 2, slot.staging, batch.timestampOffset + 16 * i, 16);
       }
-      const commands = encoder.finish();
+      const last = !chain || i === steps - 1;
+      const commands = last ? encoder.finish() : undefined;
       const t1 = performance.now();
-      device.queue.submit([commands]);
+      if (commands) {
+        device.queue.submit([commands]);
+        encoder = undefined;
+      }
       const t2 = performance.now();
       for (let n = 0; n < this.attention.length; n++) this.attention[n].advance(session.states[n], plan.t);
       session.position += plan.t;
