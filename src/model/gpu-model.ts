@@ -1,9 +1,10 @@
 // The decoder LM on the GPU. Weights are uploaded once; a batch of b sequences keeps one attention state
 // per layer on the GPU; every step — the whole prompt at prefill, one token per sequence when decoding —
-// is one compute pass in one command buffer, one submit. The next token is chosen on the GPU (argmax, or
-// sampling with an uploaded uniform draw) and written where the next step's embedding reads it, so the
-// only readback is the b token ids (plus two timestamps when timing), which the host may read while the
-// GPU already runs the next step.
+// is one compute pass in one command buffer, one submit (a greedy run of decode steps: one pass each, one
+// command buffer). The next token is chosen on the GPU (argmax, or sampling with an uploaded uniform draw) and
+// written where the next step's embedding reads it, so the only readback is the b token ids (plus two
+// timestamps when timing) — once per run of steps — which the host may read while the GPU already runs the
+// next steps.
 import { compileModelKernels, samplingConfigBuffer, writeSamplingConfig, type ModelKernels } from '../runtime/model-kernels.ts';
 import { BufferUsage, MapMode, throwIfDeviceErrors, type Gpu } from '../runtime/device.ts';
 import { downloadTensor } from '../runtime/gpu-tensor.ts';
@@ -36,9 +37,8 @@ export interface DecodeSampling extends SamplingOptions {
 /** Submits (single steps or runs) that may be made before the oldest one's tokens must have been read. */
 export const READBACK_RING = 4;
 /**
- * Decode steps one readback may cover (decodeRun): each step is still its own submit, but mapping a buffer
- * and waiting for its promise costs the host about as much as a submit, so a run reads all its steps' tokens
- * with one map.
+ * Decode steps one readback may cover (decodeRun): mapping a buffer and waiting for its promise costs the host
+ * about as much as a submit, so a run reads all its steps' tokens with one map (and a greedy run is one submit).
  */
 export const RUN_STEPS = 4;
 const TIMESTAMP_STRIDE = 256; // resolveQuerySet's destination offset alignment
@@ -66,7 +66,7 @@ interface Session {
   readonly batch: Batch;
   readonly states: GpuAttentionState[];
   position: number;
-  /** Decode steps recorded once for replay, by token source and pick (step-recording.ts). */
+  /** Decode steps recorded once for replay, by token source, pick and the layers' variants (step-recording.ts). */
   readonly recorded: Map<string, RecordedStep>;
 }
 
@@ -289,8 +289,9 @@ export class GpuModel {
   }
 
   /**
-   * `steps` (1…RUN_STEPS) decode steps, each reading the tokens the previous one chose on the GPU and each
-   * its own submit, whose tokens are read back together: tokens() gives steps · b ids, step after step.
+   * `steps` (1…RUN_STEPS) decode steps, each reading the tokens the previous one chose on the GPU, whose tokens
+   * are read back together: tokens() gives steps · b ids, step after step. Greedy steps share one command
+   * buffer when the layers can chain them (see submit).
    */
   decodeRun(steps: number): StepHandle {
     const session = this.session;
