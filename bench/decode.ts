@@ -51,7 +51,8 @@ export interface DecodeBenchOptions {
   readonly small?: boolean;
   /** Overrides the shape's layer count (`--layers`: the small shape with 12 layers records a full step's dispatches). */
   readonly layers?: number;
-  /** Decode steps timed per batch size (default 64, 16 when small). */
+  /** Decode steps timed per batch size (default 256, 16 when small): generate binds and records a session's step
+   * once per position slot in its first 8 steps, which 64 steps would not amortise. */
   readonly steps?: number;
   /** Prompt length of the prefill figure (default 2048, 128 when small). */
   readonly prefillTokens?: number;
@@ -138,7 +139,7 @@ export async function runDecodeBench(opts: DecodeBenchOptions = {}): Promise<Dec
   const gpu: Gpu = await getDevice();
   const small = opts.small ?? gpu.isSoftware;
   const shape = { ...(small ? SMALL : FULL), ...(opts.layers !== undefined && { layers: opts.layers }) };
-  const steps = opts.steps ?? (small ? 16 : 64);
+  const steps = opts.steps ?? (small ? 16 : 256);
   const prefillT = opts.prefillTokens ?? (small ? 128 : 2048);
   const batches = opts.batches ?? [1, 8];
   const config = benchConfig(shape);
