@@ -77,6 +77,9 @@ export interface DecodeFigure {
   readonly syncTokensPerS: number;
   /** generateGpu's loop (what `linattn generate` runs): several runs of steps in flight. */
   readonly pipelinedTokensPerS: number;
+  /** The same loop with each run's steps submitted one by one, and with a readback per step (runs of 1). */
+  readonly unchainedTokensPerS: number;
+  readonly readbackPerStepTokensPerS: number;
   /** In that loop, per step: host time encoding (replaying) and submitting it, median, in ms. */
   readonly pipelinedEncodeSubmitMsPerStep: number;
   /** Recording a step into a command buffer that is finished and never submitted (Dawn's frontend and the
@@ -192,6 +195,10 @@ export async function runDecodeBench(opts: DecodeBenchOptions = {}): Promise<Dec
       const run = await generateGpu(model, silentTokenizer(shape.vocab), prompts, { maxTokens: steps + 1 });
       const pipelinedTokensPerS = run.decodeTokensPerS ?? NaN;
       const pipelinedEncodeSubmitMsPerStep = median(run.decodeSteps.map((s) => s.encodeMs + s.submitMs));
+      const tokensPerS = async (o: { chainSteps?: boolean; stepsPerReadback?: number; inFlight?: number }) =>
+        (await generateGpu(model, silentTokenizer(shape.vocab), prompts, { maxTokens: steps + 1, ...o })).decodeTokensPerS ?? NaN;
+      const unchainedTokensPerS = await tokensPerS({ chainSteps: false });
+      const readbackPerStepTokensPerS = await tokensPerS({ stepsPerReadback: 1, inFlight: 4 });
       const encodeOnly: number[] = [];
       for (let i = 0; i < 64; i++) {
         const t0 = performance.now();
@@ -219,7 +226,7 @@ export async function runDecodeBench(opts: DecodeBenchOptions = {}): Promise<Dec
         batch: b, steps, dispatchesPerStep: dispatches,
         wallMsPerStep: wall, gpuMsPerStep: gpuMs, hostOverheadMsPerStep: gpuMs === undefined ? undefined : wall - gpuMs,
         encodeMsPerStep: median(sync.map((s) => s.encodeMs)), submitMsPerStep: median(sync.map((s) => s.submitMs)),
-        syncTokensPerS: b / (wall / 1000), pipelinedTokensPerS, pipelinedEncodeSubmitMsPerStep, encodeOnlyMsPerStep,
+        syncTokensPerS: b / (wall / 1000), pipelinedTokensPerS, unchainedTokensPerS, readbackPerStepTokensPerS, pipelinedEncodeSubmitMsPerStep, encodeOnlyMsPerStep,
         boundTokensPerS, fractionOfBound: pipelinedTokensPerS / boundTokensPerS,
         ...(kernels && { kernels }),
       });
@@ -251,16 +258,19 @@ export function formatReport(r: DecodeBenchReport): string[] {
     `copy bandwidth: ${r.copy.gbPerS.toFixed(1)} GB/s (read+write, ${(r.copy.bytes / 2 ** 20).toFixed(0)} MiB)`,
     `prefill ${r.prefill.tokens} tokens (b=1): ${r.prefill.tokensPerS.toFixed(1)} tokens/s, wall ${ms(r.prefill.wallMs)}, GPU ${ms(r.prefill.gpuMs)}, ${r.prefill.dispatches} dispatches`,
   ];
-  const rows: string[][] = [['batch', 'tokens/s', 'sync tok/s', 'bound tok/s', 'of bound', 'wall/step', 'GPU/step', 'host/step', 'encode', 'submit', 'gen enc+sub', 'enc only', 'dispatches']];
+  const rows: string[][] = [['batch', 'tokens/s', 'unchained', '1/readback', 'sync tok/s', 'bound tok/s', 'of bound', 'wall/step', 'GPU/step', 'host/step', 'encode', 'submit', 'gen enc+sub', 'enc only', 'dispatches']];
   for (const d of r.decode) {
     rows.push([
-      String(d.batch), d.pipelinedTokensPerS.toFixed(1), d.syncTokensPerS.toFixed(1), d.boundTokensPerS.toFixed(1),
+      String(d.batch), d.pipelinedTokensPerS.toFixed(1), d.unchainedTokensPerS.toFixed(1), d.readbackPerStepTokensPerS.toFixed(1), d.syncTokensPerS.toFixed(1), d.boundTokensPerS.toFixed(1),
       `${(100 * d.fractionOfBound).toFixed(1)}%`, ms(d.wallMsPerStep), ms(d.gpuMsPerStep), ms(d.hostOverheadMsPerStep),
       ms(d.encodeMsPerStep), ms(d.submitMsPerStep), ms(d.pipelinedEncodeSubmitMsPerStep), ms(d.encodeOnlyMsPerStep), String(d.dispatchesPerStep),
     ]);
   }
   const widths = rows[0].map((_, i) => Math.max(...rows.map((row) => row[i].length)));
-  lines.push('decode (one submit per step; tokens/s pipelined as generate runs, sync = submit-read-repeat):');
+  lines.push(
+    'decode (tokens/s pipelined as generate runs: runs of steps, a greedy run one submit; unchained = a submit per step; ' +
+      '1/readback = a readback per step, 4 in flight; sync = submit-read-repeat):',
+  );
   for (const row of rows) lines.push('  ' + row.map((c, i) => c.padStart(widths[i])).join('  '));
   for (const d of r.decode) {
     if (!d.kernels) continue;

@@ -29,6 +29,8 @@ export interface GenerateOptions {
   readonly inFlight?: number;
   /** GPU, pipelined: steps read back together (1..RUN_STEPS, default RUN_STEPS). */
   readonly stepsPerReadback?: number;
+  /** GPU: a greedy run's steps in one command buffer when the attention layers can chain them (default true). */
+  readonly chainSteps?: boolean;
 }
 
 export interface GenerateResult {
@@ -162,7 +164,7 @@ export async function generateGpu(model: GpuModel, tokenizer: Tokenizer, prompts
   const queue: { step: StepHandle; ids: Promise<number[]> }[] = [];
   const submit = () => {
     const n = Math.min(runSteps, opts.maxTokens - submitted);
-    const step = n === 1 ? model.decodeStep() : model.decodeRun(n);
+    const step = n === 1 ? model.decodeStep() : model.decodeRun(n, { chain: opts.chainSteps ?? true });
     const ids = step.tokens();
     ids.catch(() => undefined); // awaited below; a failure there must not also surface as unhandled
     queue.push({ step, ids });

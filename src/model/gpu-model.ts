@@ -291,14 +291,14 @@ export class GpuModel {
   /**
    * `steps` (1…RUN_STEPS) decode steps, each reading the tokens the previous one chose on the GPU, whose tokens
    * are read back together: tokens() gives steps · b ids, step after step. Greedy steps share one command
-   * buffer when the layers can chain them (see submit).
+   * buffer when the layers can chain them (see submit), unless `chain` is false (a submit per step).
    */
-  decodeRun(steps: number): StepHandle {
+  decodeRun(steps: number, opts: { chain?: boolean } = {}): StepHandle {
     const session = this.session;
     if (!session) throw new Error('decodeRun: no batch yet; call prefill first');
     if (!(Number.isInteger(steps) && steps >= 1 && steps <= RUN_STEPS)) throw new Error(`decodeRun: steps must be an integer in 1..${RUN_STEPS}, got ${steps}`);
     this.checkLength(session.position + steps, 'decodeRun');
-    return this.submit('decode', this.readyPlan(session.batch, 1), session, 'next', steps);
+    return this.submit('decode', this.readyPlan(session.batch, 1), session, 'next', steps, opts.chain ?? true);
   }
 
   /**
@@ -515,7 +515,7 @@ export class GpuModel {
    * kept apart: GpuAttention.chainedSteps); otherwise — sampling writes each step's draws into one buffer —
    * each step is its own command buffer and submit, so what the host writes lands between them.
    */
-  private submit(kind: 'prefill' | 'decode', plan: StepPlan, session: Session, source: TokenSource, steps = 1): StepHandle {
+  private submit(kind: 'prefill' | 'decode', plan: StepPlan, session: Session, source: TokenSource, steps = 1, chainSteps = false): StepHandle {
     const { device } = this.gpu;
     const { batch } = session;
     const s = batch.next;
@@ -529,7 +529,7 @@ export class GpuModel {
 
     const pick = this.pick();
     const chain =
-      kind === 'decode' && steps > 1 && pick !== 'sample' && this.attention.every((a) => a.prepareReplay && (a.chainedSteps ?? 1) >= steps);
+      chainSteps && kind === 'decode' && steps > 1 && pick !== 'sample' && this.attention.every((a) => a.prepareReplay && (a.chainedSteps ?? 1) >= steps);
     const timings: StepTiming[] = [];
     let dispatches = 0;
     let encoder: GPUCommandEncoder | undefined;
