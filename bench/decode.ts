@@ -1,7 +1,7 @@
 // Decoding and prefill speed of the whole decoder LM on the GPU, next to the bound that reading every
 // weight once per step at the adapter's measured copy bandwidth allows.
 //
-//   npm run bench:decode [-- --small] [--steps N] [--attention compiled|simple]   (default: the compiled variant)
+//   npm run bench:decode [-- --small] [--steps N] [--layers N] [--attention compiled|simple]   (default: the compiled variant)
 //
 // Model (random weights): 12 layers, hidden 768, 12 heads of 64, intermediate 2048, vocab 32000,
 // attention elu+1 linear attention + K = 4 depthwise conv on v (examples/paper/elu_dwconv.la); --small
@@ -12,7 +12,10 @@
 // Figures: prefill of one 2048-token prompt (one submit); decode at batch 1 and 8, each step one submit,
 // (a) synchronous — submit, read the tokens, repeat: per-step wall time split into GPU time (timestamp
 // queries around the step's pass) and host overhead (wall − GPU: encode, submit, readback, scheduling);
-// (b) pipelined: `linattn generate`'s own loop (generateGpu), several steps in flight.
+// (b) pipelined: `linattn generate`'s own loop (generateGpu), runs of steps in flight, each run read back once:
+// tokens/s, and its host time per step encoding and submitting; (c) a step encoded and finished but never
+// submitted ('enc only': Dawn's frontend and our JavaScript, without the backend's recording at submit); and,
+// with timestamps, the step's dispatches timed one by one.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -28,6 +31,7 @@ import { compiledAttentionFactory } from '../src/runtime/compiled-attention.ts';
 import type { Gpu } from '../src/runtime/device.ts';
 import { getDevice } from '../src/runtime/dawn.ts';
 import { median } from '../src/runtime/timing.ts';
+import { ProfilingPass, summarizeDispatches, timeDispatchesOf } from '../src/runtime/dispatch-profile.ts';
 import { simpleAttentionFactory } from '../test/helpers/simple-gpu-attention.ts';
 import { measureCopyBandwidth, type CopyBandwidth } from './roofline.ts';
 
@@ -45,7 +49,10 @@ export const SMALL: ModelShape = { layers: 2, hidden: 128, heads: 4, intermediat
 
 export interface DecodeBenchOptions {
   readonly small?: boolean;
-  /** Decode steps timed per batch size (default 64, 16 when small). */
+  /** Overrides the shape's layer count (`--layers`: the small shape with 12 layers records a full step's dispatches). */
+  readonly layers?: number;
+  /** Decode steps timed per batch size (default 256, 16 when small): generate binds and records a session's step
+   * once per position slot in its first 8 steps, which 64 steps would not amortise. */
   readonly steps?: number;
   /** Prompt length of the prefill figure (default 2048, 128 when small). */
   readonly prefillTokens?: number;
@@ -68,11 +75,21 @@ export interface DecodeFigure {
   readonly encodeMsPerStep: number;
   readonly submitMsPerStep: number;
   readonly syncTokensPerS: number;
-  /** generateGpu's loop (what `linattn generate` runs): several steps in flight. */
+  /** generateGpu's loop (what `linattn generate` runs): several runs of steps in flight. */
   readonly pipelinedTokensPerS: number;
+  /** The same loop with each run's steps submitted one by one, and with a readback per step (runs of 1). */
+  readonly unchainedTokensPerS: number;
+  readonly readbackPerStepTokensPerS: number;
+  /** In that loop, per step: host time encoding (replaying) and submitting it, median, in ms. */
+  readonly pipelinedEncodeSubmitMsPerStep: number;
+  /** Recording a step into a command buffer that is finished and never submitted (Dawn's frontend and the
+   * JavaScript around it, without the backend's work at submit), median, in ms. */
+  readonly encodeOnlyMsPerStep: number;
   /** b · copy bandwidth / bytes a step reads (weights once, plus the attention state). */
   readonly boundTokensPerS: number;
   readonly fractionOfBound: number;
+  /** The step's dispatches timed one by one (timestamps only), summed per kernel, most expensive first. */
+  readonly kernels?: readonly { readonly kernel: string; readonly dispatches: number; readonly ms: number }[];
 }
 
 export interface DecodeBenchReport {
@@ -124,8 +141,8 @@ export async function runDecodeBench(opts: DecodeBenchOptions = {}): Promise<Dec
   const log = opts.log ?? ((s: string) => console.log(s));
   const gpu: Gpu = await getDevice();
   const small = opts.small ?? gpu.isSoftware;
-  const shape = small ? SMALL : FULL;
-  const steps = opts.steps ?? (small ? 16 : 64);
+  const shape = { ...(small ? SMALL : FULL), ...(opts.layers !== undefined && { layers: opts.layers }) };
+  const steps = opts.steps ?? (small ? 16 : 256);
   const prefillT = opts.prefillTokens ?? (small ? 128 : 2048);
   const batches = opts.batches ?? [1, 8];
   const config = benchConfig(shape);
@@ -177,16 +194,41 @@ export async function runDecodeBench(opts: DecodeBenchOptions = {}): Promise<Dec
       // its decode time starts once the prefill's token is on the host.
       const run = await generateGpu(model, silentTokenizer(shape.vocab), prompts, { maxTokens: steps + 1 });
       const pipelinedTokensPerS = run.decodeTokensPerS ?? NaN;
+      const pipelinedEncodeSubmitMsPerStep = median(run.decodeSteps.map((s) => s.encodeMs + s.submitMs));
+      const tokensPerS = async (o: { chainSteps?: boolean; stepsPerReadback?: number; inFlight?: number }) =>
+        (await generateGpu(model, silentTokenizer(shape.vocab), prompts, { maxTokens: steps + 1, ...o })).decodeTokensPerS ?? NaN;
+      const unchainedTokensPerS = await tokensPerS({ chainSteps: false });
+      const readbackPerStepTokensPerS = await tokensPerS({ stepsPerReadback: 1, inFlight: 4 });
+      const encodeOnly: number[] = [];
+      for (let i = 0; i < 64; i++) {
+        const t0 = performance.now();
+        const encoder = gpu.device.createCommandEncoder({ label: 'decode step, encoded only' });
+        const pass = encoder.beginComputePass({ label: 'decode step, encoded only' });
+        model.recordDecodeStep(pass);
+        pass.end();
+        encoder.finish();
+        encodeOnly.push(performance.now() - t0);
+      }
+      const encodeOnlyMsPerStep = median(encodeOnly);
       const wall = median(sync.map((s) => s.wallMs));
       const gpuMs = sync.every((s) => s.gpuMs !== undefined) ? median(sync.map((s) => s.gpuMs!)) : undefined;
+      // Where the step's GPU time goes, once the GPU bounds the loop: each dispatch in a pass of its own
+      // (replays run on the state, which no longer matters here).
+      let kernels: DecodeFigure['kernels'];
+      if (model.hasTimestamps) {
+        const recorder = new ProfilingPass();
+        model.recordDecodeStep(recorder.asPass());
+        kernels = summarizeDispatches(await timeDispatchesOf(gpu, recorder.dispatches, 5));
+      }
       const bytesPerStep = model.weightBytesPerToken + b * stateBytes;
       const boundTokensPerS = (b * copy.gbPerS * 1e9) / bytesPerStep;
       decode.push({
         batch: b, steps, dispatchesPerStep: dispatches,
         wallMsPerStep: wall, gpuMsPerStep: gpuMs, hostOverheadMsPerStep: gpuMs === undefined ? undefined : wall - gpuMs,
         encodeMsPerStep: median(sync.map((s) => s.encodeMs)), submitMsPerStep: median(sync.map((s) => s.submitMs)),
-        syncTokensPerS: b / (wall / 1000), pipelinedTokensPerS,
+        syncTokensPerS: b / (wall / 1000), pipelinedTokensPerS, unchainedTokensPerS, readbackPerStepTokensPerS, pipelinedEncodeSubmitMsPerStep, encodeOnlyMsPerStep,
         boundTokensPerS, fractionOfBound: pipelinedTokensPerS / boundTokensPerS,
+        ...(kernels && { kernels }),
       });
     }
 
@@ -216,17 +258,26 @@ export function formatReport(r: DecodeBenchReport): string[] {
     `copy bandwidth: ${r.copy.gbPerS.toFixed(1)} GB/s (read+write, ${(r.copy.bytes / 2 ** 20).toFixed(0)} MiB)`,
     `prefill ${r.prefill.tokens} tokens (b=1): ${r.prefill.tokensPerS.toFixed(1)} tokens/s, wall ${ms(r.prefill.wallMs)}, GPU ${ms(r.prefill.gpuMs)}, ${r.prefill.dispatches} dispatches`,
   ];
-  const rows: string[][] = [['batch', 'tokens/s', 'sync tok/s', 'bound tok/s', 'of bound', 'wall/step', 'GPU/step', 'host/step', 'encode', 'submit', 'dispatches']];
+  const rows: string[][] = [['batch', 'tokens/s', 'unchained', '1/readback', 'sync tok/s', 'bound tok/s', 'of bound', 'wall/step', 'GPU/step', 'host/step', 'encode', 'submit', 'gen enc+sub', 'enc only', 'dispatches']];
   for (const d of r.decode) {
     rows.push([
-      String(d.batch), d.pipelinedTokensPerS.toFixed(1), d.syncTokensPerS.toFixed(1), d.boundTokensPerS.toFixed(1),
+      String(d.batch), d.pipelinedTokensPerS.toFixed(1), d.unchainedTokensPerS.toFixed(1), d.readbackPerStepTokensPerS.toFixed(1), d.syncTokensPerS.toFixed(1), d.boundTokensPerS.toFixed(1),
       `${(100 * d.fractionOfBound).toFixed(1)}%`, ms(d.wallMsPerStep), ms(d.gpuMsPerStep), ms(d.hostOverheadMsPerStep),
-      ms(d.encodeMsPerStep), ms(d.submitMsPerStep), String(d.dispatchesPerStep),
+      ms(d.encodeMsPerStep), ms(d.submitMsPerStep), ms(d.pipelinedEncodeSubmitMsPerStep), ms(d.encodeOnlyMsPerStep), String(d.dispatchesPerStep),
     ]);
   }
   const widths = rows[0].map((_, i) => Math.max(...rows.map((row) => row[i].length)));
-  lines.push('decode (one submit per step; tokens/s pipelined as generate runs, sync = submit-read-repeat):');
+  lines.push(
+    'decode (tokens/s pipelined as generate runs: runs of steps, a greedy run one submit; unchained = a submit per step; ' +
+      '1/readback = a readback per step, 4 in flight; sync = submit-read-repeat):',
+  );
   for (const row of rows) lines.push('  ' + row.map((c, i) => c.padStart(widths[i])).join('  '));
+  for (const d of r.decode) {
+    if (!d.kernels) continue;
+    const total = d.kernels.reduce((a, k) => a + k.ms, 0);
+    lines.push(`decode step at batch ${d.batch}, dispatch by dispatch (each in its own pass: ${ms(total)} in all):`);
+    for (const k of d.kernels) lines.push(`  ${k.kernel.padEnd(28)} ${String(k.dispatches).padStart(3)}×  ${ms(k.ms)}  ${((100 * k.ms) / total).toFixed(1)}%`);
+  }
   return lines;
 }
 
@@ -237,11 +288,13 @@ async function main(): Promise<void> {
     return i >= 0 ? args[i + 1] : undefined;
   };
   const steps = valueOf('--steps');
+  const layers = valueOf('--layers');
   const attention = valueOf('--attention') ?? 'compiled';
   if (attention !== 'simple' && attention !== 'compiled') throw new Error(`--attention must be simple or compiled, got ${attention}`);
   const report = await runDecodeBench({
     small: args.includes('--small') || undefined,
     ...(steps !== undefined && { steps: Number(steps) }),
+    ...(layers !== undefined && { layers: Number(layers) }),
     ...(attention === 'compiled' && {
       attention: ({ gpu, config, program }: AttentionContext) => compiledAttentionFactory(gpu, program, config.numHeads, config.headDim),
       attentionName: 'compiled variant (src/runtime/compiled-attention.ts: fused chunked prefill, recurrent decode)',

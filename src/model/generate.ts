@@ -1,12 +1,12 @@
 // Text generation: prefill the prompts, then decode token by token until max tokens or EOS, streaming
-// each sequence's text as it becomes decodable. The GPU loop keeps several steps in flight (up to the model's
-// READBACK_RING): each step reads the previous step's token on the GPU, so nothing on the host is needed to
-// submit the next one, and the host reads step n's tokens (EOS, streaming) while steps n+1 … are queued —
-// the GPU never waits for a readback or for the host's work. The CPU loop is the float64 oracle with the real
-// variant.
+// each sequence's text as it becomes decodable. The GPU loop keeps several runs of steps in flight: each step
+// reads the previous step's token on the GPU, so nothing on the host is needed to submit the next one; a run's
+// steps (up to the model's RUN_STEPS) are read back with one map, and the host reads run n's tokens (EOS,
+// streaming) while runs n+1 … are queued — the GPU never waits for a readback or for the host's work. The CPU
+// loop is the float64 oracle with the real variant.
 import { rng } from '../tensor.ts';
 import { cpuForward, type CpuAttentionStep, type CpuModel } from './cpu-forward.ts';
-import { READBACK_RING, type GpuModel, type StepHandle, type StepTiming } from './gpu-model.ts';
+import { READBACK_RING, RUN_STEPS, type GpuModel, type StepHandle, type StepTiming } from './gpu-model.ts';
 import { sampleToken, type SamplingOptions } from './sampling.ts';
 import type { Tokenizer } from './tokenizer.ts';
 
@@ -25,8 +25,12 @@ export interface GenerateOptions {
   readonly onText?: (text: string, seq: number) => void;
   /** GPU: submit later steps before waiting for step n's tokens (default true); false waits step by step. */
   readonly pipelined?: boolean;
-  /** GPU, pipelined: steps submitted and not yet read, at most (1..READBACK_RING, default READBACK_RING). */
+  /** GPU, pipelined: runs of steps submitted and not yet read, at most (1..READBACK_RING, default 2). */
   readonly inFlight?: number;
+  /** GPU, pipelined: steps read back together (1..RUN_STEPS, default RUN_STEPS). */
+  readonly stepsPerReadback?: number;
+  /** GPU: a greedy run's steps in one command buffer when the attention layers can chain them (default true). */
+  readonly chainSteps?: boolean;
 }
 
 export interface GenerateResult {
@@ -146,29 +150,35 @@ export async function generateGpu(model: GpuModel, tokenizer: Tokenizer, prompts
   tracker.record(await prefill.tokens());
   const t1 = performance.now();
 
-  // Each step's readback is started right at its submit (a map waits for all work submitted before it, so
-  // starting it later would wait for the following steps too). Up to `depth` steps are in flight: the host
+  // Each run's readback is started right at its last submit (a map waits for all work submitted before it,
+  // so starting it later would wait for the following runs too). Up to `depth` runs are in flight: the host
   // reads the oldest while the GPU runs the others, and submits the next as soon as one is read. Steps
   // submitted past an EOS are wasted work, never output.
-  const depth = opts.pipelined === false ? 1 : opts.inFlight ?? READBACK_RING;
+  const depth = opts.pipelined === false ? 1 : opts.inFlight ?? 2;
   if (!(Number.isInteger(depth) && depth >= 1 && depth <= READBACK_RING)) throw new Error(`generate: inFlight must be an integer in 1..${READBACK_RING}, got ${depth}`);
+  const runSteps = opts.pipelined === false ? 1 : opts.stepsPerReadback ?? RUN_STEPS;
+  if (!(Number.isInteger(runSteps) && runSteps >= 1 && runSteps <= RUN_STEPS)) throw new Error(`generate: stepsPerReadback must be an integer in 1..${RUN_STEPS}, got ${runSteps}`);
   let produced = 1;
   let submitted = 1;
   const decodeSteps: StepTiming[] = [];
   const queue: { step: StepHandle; ids: Promise<number[]> }[] = [];
   const submit = () => {
-    const step = model.decodeStep();
+    const n = Math.min(runSteps, opts.maxTokens - submitted);
+    const step = n === 1 ? model.decodeStep() : model.decodeRun(n, { chain: opts.chainSteps ?? true });
     const ids = step.tokens();
     ids.catch(() => undefined); // awaited below; a failure there must not also surface as unhandled
     queue.push({ step, ids });
-    submitted++;
+    submitted += n;
   };
   while (produced < opts.maxTokens && !tracker.allDone) {
     while (queue.length < depth && submitted < opts.maxTokens) submit();
     const oldest = queue.shift()!;
-    tracker.record(await oldest.ids);
-    decodeSteps.push(oldest.step.timing);
-    produced++;
+    const ids = await oldest.ids;
+    for (let i = 0; i < oldest.step.steps && produced < opts.maxTokens && !tracker.allDone; i++) {
+      tracker.record(ids.slice(i * b, (i + 1) * b));
+      decodeSteps.push(oldest.step.timings[i]);
+      produced++;
+    }
   }
   for (const rest of queue) await rest.ids; // leave no readback half-done
   const t2 = performance.now();

@@ -1,9 +1,10 @@
 // The decoder LM on the GPU. Weights are uploaded once; a batch of b sequences keeps one attention state
 // per layer on the GPU; every step — the whole prompt at prefill, one token per sequence when decoding —
-// is one compute pass in one command buffer, one submit. The next token is chosen on the GPU (argmax, or
-// sampling with an uploaded uniform draw) and written where the next step's embedding reads it, so the
-// only readback is the b token ids (plus two timestamps when timing), which the host may read while the
-// GPU already runs the next step.
+// is one compute pass in one command buffer, one submit (a greedy run of decode steps: one pass each, one
+// command buffer). The next token is chosen on the GPU (argmax, or sampling with an uploaded uniform draw) and
+// written where the next step's embedding reads it, so the only readback is the b token ids (plus two
+// timestamps when timing) — once per run of steps — which the host may read while the GPU already runs the
+// next steps.
 import { compileModelKernels, samplingConfigBuffer, writeSamplingConfig, type ModelKernels } from '../runtime/model-kernels.ts';
 import { BufferUsage, MapMode, throwIfDeviceErrors, type Gpu } from '../runtime/device.ts';
 import { downloadTensor } from '../runtime/gpu-tensor.ts';
@@ -11,6 +12,7 @@ import { rng, type TensorData } from '../tensor.ts';
 import type { ModelConfig } from './config.ts';
 import type { GpuAttention, GpuAttentionFactory, GpuAttentionState } from '../runtime/gpu-attention.ts';
 import { RecordingPass } from './gpu-pass.ts';
+import { RecordedStep } from './step-recording.ts';
 import { buildStepPlan, destroyStepPlan, encodeStep, type BatchBuffers, type StepPlan, type StepPlanExtras, type TokenPick, type TokenSource } from './gpu-step-plan.ts';
 import { createExactTensor, destroyModelWeights, uploadModelWeights, type GpuModelWeights } from './gpu-weights.ts';
 import type { SamplingOptions } from './sampling.ts';
@@ -32,11 +34,17 @@ export interface DecodeSampling extends SamplingOptions {
   readonly random?: () => number;
 }
 
-/** Steps that may be submitted before the oldest one's tokens must have been read. */
+/** Submits (single steps or runs) that may be made before the oldest one's tokens must have been read. */
 export const READBACK_RING = 4;
+/**
+ * Decode steps one readback may cover (decodeRun): mapping a buffer and waiting for its promise costs the host
+ * about as much as a submit, so a run reads all its steps' tokens with one map (and a greedy run is one submit).
+ */
+export const RUN_STEPS = 4;
 const TIMESTAMP_STRIDE = 256; // resolveQuerySet's destination offset alignment
 
 interface ReadbackSlot {
+  /** u32 tokens of step i at i·tokenStride, then two u64 timestamps per step at timestampOffset + 16·i. */
   readonly staging: GPUBuffer;
   state: 'idle' | 'written' | 'mapping';
   generation: number;
@@ -47,7 +55,8 @@ interface Batch extends BatchBuffers {
   /** Host copy of this step's uniform draws (sampling), reused every step. */
   readonly draws: Float32Array<ArrayBuffer>;
   next: number;
-  /** Byte offset of the two u64 timestamps in a staging buffer. */
+  /** Bytes per step's tokens in a staging buffer (8-aligned), and where the timestamps start. */
+  readonly tokenStride: number;
   readonly timestampOffset: number;
   readonly querySet?: GPUQuerySet;
   readonly resolve?: GPUBuffer;
@@ -57,6 +66,8 @@ interface Session {
   readonly batch: Batch;
   readonly states: GpuAttentionState[];
   position: number;
+  /** Decode steps recorded once for replay, by token source, pick and the layers' variants (step-recording.ts). */
+  readonly recorded: Map<string, RecordedStep>;
 }
 
 /** Host-side times of one step, in ms; gpuMs once its tokens were read (timestamps only). */
@@ -68,7 +79,7 @@ export interface StepTiming {
   gpuMs?: number;
 }
 
-/** A submitted step. Its tokens stay on the GPU until tokens() reads them. */
+/** A submitted step, or a run of decode steps (decodeRun). Its tokens stay on the GPU until tokens() reads them. */
 export class StepHandle {
   private read: Promise<number[]> | undefined;
 
@@ -77,21 +88,33 @@ export class StepHandle {
     /** Sequences, and new tokens per sequence. */
     readonly b: number,
     readonly t: number,
-    /** Sequence length after this step. */
+    /** Sequence length after this step (after the run's last step). */
     readonly position: number,
-    /** Dispatches recorded, the attention variant's included. */
+    /** Dispatches recorded per step, the attention variant's included. */
     readonly dispatches: number,
-    readonly timing: StepTiming,
+    /** One per step of the run. */
+    readonly timings: readonly StepTiming[],
     private readonly gpu: Gpu,
     private readonly slot: ReadbackSlot,
     private readonly generation: number,
-    private readonly timestampOffset: number | undefined,
+    private readonly layout: { readonly tokenStride: number; readonly timestampOffset: number | undefined },
   ) {}
 
+  /** Steps in this handle (1 unless made by decodeRun). */
+  get steps(): number {
+    return this.timings.length;
+  }
+
+  /** The (first) step's host times. */
+  get timing(): StepTiming {
+    return this.timings[0];
+  }
+
   /**
-   * The b chosen token ids (the step's only readback); resolves when the GPU finished the step. Call it
-   * right after the submit even if the ids are awaited later: a map waits for all work submitted before
-   * it starts, so starting it after the next step's submit would wait for that step as well.
+   * The b chosen token ids of each step, step after step (steps · b ids; the only readback); resolves when
+   * the GPU finished the last step. Call it right after the submit even if the ids are awaited later: a map
+   * waits for all work submitted before it starts, so starting it after the next submit would wait for that
+   * one as well.
    */
   tokens(): Promise<number[]> {
     this.read ??= this.readBack();
@@ -101,7 +124,7 @@ export class StepHandle {
   private async readBack(): Promise<number[]> {
     const { slot } = this;
     if (slot.generation !== this.generation) {
-      throw new Error(`the readback slot of this ${this.kind} step was reused: read a step's tokens within ${READBACK_RING} steps`);
+      throw new Error(`the readback slot of this ${this.kind} step was reused: read a step's tokens within ${READBACK_RING} submits`);
     }
     slot.state = 'mapping';
     const t0 = performance.now();
@@ -112,12 +135,16 @@ export class StepHandle {
       throwIfDeviceErrors(this.gpu, `${this.kind} step`);
       throw new Error(`${this.kind} step: reading the tokens back failed: ${(e as Error).message}`);
     }
-    this.timing.waitMs = performance.now() - t0;
+    this.timings[this.steps - 1].waitMs = performance.now() - t0;
     const data = slot.staging.getMappedRange();
-    const ids = Array.from(new Uint32Array(data, 0, this.b));
-    if (this.timestampOffset !== undefined) {
-      const [begin, end] = new BigUint64Array(data, this.timestampOffset, 2);
-      if (begin > 0n && end >= begin) this.timing.gpuMs = Number(end - begin) / 1e6;
+    const { tokenStride, timestampOffset } = this.layout;
+    const ids: number[] = [];
+    for (let i = 0; i < this.steps; i++) ids.push(...new Uint32Array(data, i * tokenStride, this.b));
+    if (timestampOffset !== undefined) {
+      this.timings.forEach((timing, i) => {
+        const [begin, end] = new BigUint64Array(data, timestampOffset + 16 * i, 2);
+        if (begin > 0n && end >= begin) timing.gpuMs = Number(end - begin) / 1e6;
+      });
     }
     slot.staging.unmap();
     slot.state = 'idle';
@@ -233,7 +260,7 @@ export class GpuModel {
     const batch = this.batch(b);
     const [plan, decodePlan] = await Promise.all([this.plan(batch, t, false), this.plan(batch, 1, false)]);
     this.ready.set(this.planKey(b, 1, false), decodePlan);
-    const session: Session = { batch, states: this.attention.map((a) => a.createState(b)), position: 0 };
+    const session: Session = { batch, states: this.attention.map((a) => a.createState(b)), position: 0, recorded: new Map() };
     this.session = session;
     this.gpu.device.queue.writeBuffer(plan.ids, 0, ids);
     return this.submit('prefill', plan, session, 'ids');
@@ -262,13 +289,29 @@ export class GpuModel {
   }
 
   /**
+   * `steps` (1…RUN_STEPS) decode steps, each reading the tokens the previous one chose on the GPU, whose tokens
+   * are read back together: tokens() gives steps · b ids, step after step. Greedy steps share one command
+   * buffer when the layers can chain them (see submit), unless `chain` is false (a submit per step).
+   */
+  decodeRun(steps: number, opts: { chain?: boolean } = {}): StepHandle {
+    const session = this.session;
+    if (!session) throw new Error('decodeRun: no batch yet; call prefill first');
+    if (!(Number.isInteger(steps) && steps >= 1 && steps <= RUN_STEPS)) throw new Error(`decodeRun: steps must be an integer in 1..${RUN_STEPS}, got ${steps}`);
+    this.checkLength(session.position + steps, 'decodeRun');
+    return this.submit('decode', this.readyPlan(session.batch, 1), session, 'next', steps, opts.chain ?? true);
+  }
+
+  /**
    * Records the decode step decodeStep() would submit into `pass` without submitting it or advancing: for
    * runtime/dispatch-profile.ts, whose replays then run it (on the state) once per repetition.
    */
   recordDecodeStep(pass: GPUComputePassEncoder): void {
     const session = this.session;
     if (!session) throw new Error('recordDecodeStep: no batch yet; call prefill first');
-    encodeStep(pass, this.readyPlan(session.batch, 1), this.attention, session.states, 'next', this.pick());
+    const plan = this.readyPlan(session.batch, 1);
+    const recorded = this.recordedStep(plan, session, 'next', this.pick());
+    if (recorded) recorded.replay(pass);
+    else encodeStep(pass, plan, this.attention, session.states, 'next', this.pick());
   }
 
   /** The last step's logits at each sequence's last position, [b, vocab] (a debugging readback). */
@@ -378,16 +421,17 @@ export class GpuModel {
     let batch = this.batches.get(b);
     if (batch) return batch;
     const { device } = this.gpu;
-    const timestampOffset = Math.ceil((4 * b) / 8) * 8;
+    const tokenStride = Math.ceil((4 * b) / 8) * 8;
+    const timestampOffset = RUN_STEPS * tokenStride;
     const slots = Array.from({ length: READBACK_RING }, (_, i) => ({
-      staging: device.createBuffer({ label: `token readback ${i} [b=${b}]`, size: timestampOffset + 16, usage: BufferUsage.MAP_READ | BufferUsage.COPY_DST }),
+      staging: device.createBuffer({ label: `token readback ${i} [b=${b}]`, size: timestampOffset + 16 * RUN_STEPS, usage: BufferUsage.MAP_READ | BufferUsage.COPY_DST }),
       state: 'idle' as const,
       generation: 0,
     }));
     const timing = this.timestamps
       ? {
-          querySet: device.createQuerySet({ label: `step timestamps [b=${b}]`, type: 'timestamp', count: 2 * READBACK_RING }),
-          resolve: device.createBuffer({ label: `step timestamps [b=${b}]`, size: TIMESTAMP_STRIDE * READBACK_RING, usage: BufferUsage.QUERY_RESOLVE | BufferUsage.COPY_SRC }),
+          querySet: device.createQuerySet({ label: `step timestamps [b=${b}]`, type: 'timestamp', count: 2 * READBACK_RING * RUN_STEPS }),
+          resolve: device.createBuffer({ label: `step timestamps [b=${b}]`, size: TIMESTAMP_STRIDE * READBACK_RING * RUN_STEPS, usage: BufferUsage.QUERY_RESOLVE | BufferUsage.COPY_SRC }),
         }
       : {};
     batch = {
@@ -399,6 +443,7 @@ export class GpuModel {
       slots,
       draws: new Float32Array(b),
       next: 0,
+      tokenStride,
       timestampOffset,
       ...timing,
     };
@@ -446,48 +491,91 @@ export class GpuModel {
     return (this.sampling.temperature ?? 0) > 0 ? 'sample' : 'argmax';
   }
 
-  private submit(kind: 'prefill' | 'decode', plan: StepPlan, session: Session, source: TokenSource): StepHandle {
+  /**
+   * The decode step as a recorded command list when every layer can be replayed: recorded at the session's
+   * first step of this source and pick, then each step only prepares the layers (checks, position uniform).
+   */
+  private recordedStep(plan: StepPlan, session: Session, source: TokenSource, pick: TokenPick): RecordedStep | undefined {
+    const { b } = session.batch;
+    for (let n = 0; n < this.attention.length; n++) if (!this.attention[n].prepareReplay) return undefined;
+    // The layers' variants (which uniform slot each binds, say) name the recording, with source and pick.
+    let key = `${source}:${pick}`;
+    for (let n = 0; n < this.attention.length; n++) key += `:${this.attention[n].prepareReplay!(session.states[n], b, plan.t)}`;
+    const known = session.recorded.get(key);
+    if (known) return known;
+    // Recording runs the layers' encodeForward, which writes what this step reads as it would when encoding.
+    const made = RecordedStep.record((pass) => encodeStep(pass, plan, this.attention, session.states, source, pick));
+    session.recorded.set(key, made);
+    return made;
+  }
+
+  /**
+   * Submits `steps` steps of `plan`, every step's tokens copied into one readback slot: the handle maps it
+   * once. Greedy decode steps share one command buffer when every layer can chain that many (their uniforms
+   * kept apart: GpuAttention.chainedSteps); otherwise — sampling writes each step's draws into one buffer —
+   * each step is its own command buffer and submit, so what the host writes lands between them.
+   */
+  private submit(kind: 'prefill' | 'decode', plan: StepPlan, session: Session, source: TokenSource, steps = 1, chainSteps = false): StepHandle {
     const { device } = this.gpu;
     const { batch } = session;
     const s = batch.next;
     const slot = batch.slots[s];
     if (slot.state === 'mapping') {
-      throw new Error(`${kind} step: ${READBACK_RING} steps are in flight and the oldest is still being read; await its tokens() first`);
+      throw new Error(`${kind} step: ${READBACK_RING} submits are in flight and the oldest is still being read; await its tokens() first`);
     }
     batch.next = (s + 1) % READBACK_RING;
     slot.generation++;
     slot.state = 'written';
 
     const pick = this.pick();
-    if (pick === 'sample') {
-      const u = batch.draws;
-      for (let i = 0; i < u.length; i++) u[i] = this.random();
-      device.queue.writeBuffer(batch.random, 0, u);
+    const chain =
+      chainSteps && kind === 'decode' && steps > 1 && pick !== 'sample' && this.attention.every((a) => a.prepareReplay && (a.chainedSteps ?? 1) >= steps);
+    const timings: StepTiming[] = [];
+    let dispatches = 0;
+    let encoder: GPUCommandEncoder | undefined;
+    for (let i = 0; i < steps; i++) {
+      if (pick === 'sample') {
+        const u = batch.draws;
+        for (let j = 0; j < u.length; j++) u[j] = this.random();
+        device.queue.writeBuffer(batch.random, 0, u);
+      }
+      const from = i === 0 ? source : 'next';
+      const t0 = performance.now();
+      const label = `${kind} [b=${plan.b} t=${plan.t} at ${session.position}]`;
+      encoder ??= device.createCommandEncoder({ label: chain ? `${steps} decode steps [b=${plan.b} from ${session.position}]` : label });
+      const query = 2 * (s * RUN_STEPS + i);
+      const timestampWrites = batch.querySet ? { querySet: batch.querySet, beginningOfPassWriteIndex: query, endOfPassWriteIndex: query + 1 } : undefined;
+      const native = encoder.beginComputePass(timestampWrites ? { label, timestampWrites } : { label });
+      const recorded = kind === 'decode' ? this.recordedStep(plan, session, from, pick) : undefined;
+      if (recorded) {
+        recorded.replay(native);
+        dispatches = recorded.dispatches;
+      } else {
+        const pass = new RecordingPass(native);
+        encodeStep(pass.asPass(), plan, this.attention, session.states, from, pick);
+        dispatches = pass.dispatches;
+      }
+      native.end();
+      encoder.copyBufferToBuffer(batch.nextTokens, 0, slot.staging, i * batch.tokenStride, 4 * batch.b);
+      if (batch.querySet && batch.resolve) {
+        encoder.resolveQuerySet(batch.querySet, query, 2, batch.resolve, (TIMESTAMP_STRIDE * query) / 2);
+        encoder.copyBufferToBuffer(batch.resolve, (TIMESTAMP_STRIDE * query) / 2, slot.staging, batch.timestampOffset + 16 * i, 16);
+      }
+      const last = !chain || i === steps - 1;
+      const commands = last ? encoder.finish() : undefined;
+      const t1 = performance.now();
+      if (commands) {
+        device.queue.submit([commands]);
+        encoder = undefined;
+      }
+      const t2 = performance.now();
+      for (let n = 0; n < this.attention.length; n++) this.attention[n].advance(session.states[n], plan.t);
+      session.position += plan.t;
+      timings.push({ encodeMs: t1 - t0, submitMs: t2 - t1 });
     }
-    const t0 = performance.now();
-    const label = `${kind} [b=${plan.b} t=${plan.t} at ${session.position}]`;
-    const encoder = device.createCommandEncoder({ label });
-    const timestampWrites = batch.querySet
-      ? { querySet: batch.querySet, beginningOfPassWriteIndex: 2 * s, endOfPassWriteIndex: 2 * s + 1 }
-      : undefined;
-    const pass = new RecordingPass(encoder.beginComputePass(timestampWrites ? { label, timestampWrites } : { label }));
-    encodeStep(pass.asPass(), plan, this.attention, session.states, source, pick);
-    pass.end();
-    encoder.copyBufferToBuffer(batch.nextTokens, 0, slot.staging, 0, 4 * batch.b);
-    if (batch.querySet && batch.resolve) {
-      encoder.resolveQuerySet(batch.querySet, 2 * s, 2, batch.resolve, TIMESTAMP_STRIDE * s);
-      encoder.copyBufferToBuffer(batch.resolve, TIMESTAMP_STRIDE * s, slot.staging, batch.timestampOffset, 16);
-    }
-    const commands = encoder.finish();
-    const t1 = performance.now();
-    device.queue.submit([commands]);
-    const t2 = performance.now();
-    for (let n = 0; n < this.attention.length; n++) this.attention[n].advance(session.states[n], plan.t);
-    session.position += plan.t;
     return new StepHandle(
-      kind, batch.b, plan.t, session.position, pass.dispatches,
-      { encodeMs: t1 - t0, submitMs: t2 - t1 },
-      this.gpu, slot, slot.generation, batch.querySet ? batch.timestampOffset : undefined,
+      kind, batch.b, plan.t, session.position, dispatches, timings,
+      this.gpu, slot, slot.generation, { tokenStride: batch.tokenStride, timestampOffset: batch.querySet ? batch.timestampOffset : undefined },
     );
   }
 }

@@ -6,9 +6,11 @@
 // it is refused before anything is recorded.
 //
 // Recording a layer costs host time every token, so it is kept to the dispatches: each state remembers
-// the bind groups of the buffers it was last called with, and the layers of one factory share one dims
-// uniform (b, t, position), which the first layer of a step writes and the others find already written.
-// The write lands when it is encoded, so a step must be submitted before another step is encoded.
+// the bind groups of the buffers it was last called with, and the layers of one factory share the dims
+// uniforms (b, t, position), which the first layer of a step writes and the others find already written.
+// A write lands when it is encoded, before anything of the command buffer runs; so there is one uniform per
+// slot of position mod DIMS_SLOTS, and up to DIMS_SLOTS consecutive steps of a state may share a command buffer
+// (chainedSteps) — any other call must be submitted before the next is encoded.
 // A noncausal variant (the leaky ablation) has no decoding form: its layers run whole sequences from position 0
 // only (teacher-forced evaluation, training, and `eval --causal`'s prefixes), and refuse to continue one.
 import { lowerChunked } from '../../backends/wgsl/lower.ts';
@@ -28,27 +30,44 @@ interface State extends GpuAttentionState {
   readonly buffers: Record<string, GPUBuffer>;
   readonly binds: Map<string, Bound>;
   /** The bind groups of the last call, and what they were made for. */
-  last?: { readonly runner: PlanRunner; readonly q: GPUBuffer; readonly k: GPUBuffer; readonly v: GPUBuffer; readonly o: GPUBuffer; readonly t: number; readonly bound: Bound };
+  last?: { readonly runner: PlanRunner; readonly q: GPUBuffer; readonly k: GPUBuffer; readonly v: GPUBuffer; readonly o: GPUBuffer; readonly t: number; readonly slot: number; readonly bound: Bound };
 }
 
-/** The dims uniform every layer of one factory binds, and the values last written to it. */
+/**
+ * Consecutive one-token steps of a state that one command buffer may hold: each position uses dims slot
+ * position mod DIMS_SLOTS, so their uniforms, all written before the submit, stay apart.
+ */
+const DIMS_SLOTS = 8;
+
+/**
+ * The dims uniforms (b, t, position) every layer of one factory binds — one per slot, a call at position p
+ * using slot p mod DIMS_SLOTS — and the values last written to each.
+ */
 class SharedDims {
-  readonly buffer: GPUBuffer;
-  private readonly words = new Uint32Array(4);
-  private written = false;
+  readonly buffers: readonly GPUBuffer[];
+  private readonly words: readonly Uint32Array<ArrayBuffer>[];
+  private readonly written: boolean[];
 
   constructor(private readonly gpu: Gpu) {
-    this.buffer = gpu.device.createBuffer({ label: 'attention dims', size: 16, usage: BufferUsage.UNIFORM | BufferUsage.COPY_DST });
+    this.buffers = Array.from({ length: DIMS_SLOTS }, (_, i) => gpu.device.createBuffer({ label: `attention dims ${i}`, size: 16, usage: BufferUsage.UNIFORM | BufferUsage.COPY_DST }));
+    this.words = this.buffers.map(() => new Uint32Array(4));
+    this.written = this.buffers.map(() => false);
+  }
+
+  /** The slot a call at `pos` binds. */
+  slot(pos: number): number {
+    return pos % DIMS_SLOTS;
   }
 
   set(b: number, t: number, pos: number): void {
-    const w = this.words;
-    if (this.written && w[0] === b && w[1] === t && w[2] === pos) return;
+    const slot = this.slot(pos);
+    const w = this.words[slot];
+    if (this.written[slot] && w[0] === b && w[1] === t && w[2] === pos) return;
     w[0] = b;
     w[1] = t;
     w[2] = pos;
-    this.gpu.device.queue.writeBuffer(this.buffer, 0, w);
-    this.written = true;
+    this.gpu.device.queue.writeBuffer(this.buffers[slot], 0, w);
+    this.written[slot] = true;
   }
 }
 
@@ -117,6 +136,33 @@ class CompiledAttention implements GpuAttention {
 
   encodeForward(pass: GPUComputePassEncoder, io: { q: GPUBuffer; k: GPUBuffer; v: GPUBuffer; o: GPUBuffer }, state: GpuAttentionState, b: number, t: number): void {
     const st = state as State;
+    const runner = this.check(st, b, t);
+    const last = st.last;
+    const slot = this.dims.slot(st.position);
+    const bound =
+      last && last.runner === runner && last.t === t && last.slot === slot && last.q === io.q && last.k === io.k && last.v === io.v && last.o === io.o
+        ? last.bound
+        : this.bind(st, runner, io, t, slot);
+    this.dims.set(b, t, st.position);
+    runner.encode(pass, bound);
+  }
+
+  /**
+   * A replayed step runs the bind groups an earlier call made for the same buffers (kept in st.binds for the
+   * state's life) over the same grids; only the checks and the shared dims uniform remain, which the first layer
+   * of a step writes and the others find written.
+   */
+  prepareReplay(state: GpuAttentionState, b: number, t: number): number {
+    const st = state as State;
+    this.check(st, b, t);
+    this.dims.set(b, t, st.position);
+    return this.dims.slot(st.position);
+  }
+
+  readonly chainedSteps = DIMS_SLOTS;
+
+  /** Refuses a call the state cannot take; the runner that runs it. */
+  private check(st: State, b: number, t: number): PlanRunner {
     if (b !== st.b) throw new Error(`layer ${this.layer}: state was created for ${st.b} sequences, called with ${b}`);
     if (!this.step && st.position > 0) {
       throw new Error(`layer ${this.layer}: ${this.program.name} has noncausal terms (they read later positions): it cannot continue a sequence, only run one whole`);
@@ -128,26 +174,19 @@ class CompiledAttention implements GpuAttention {
           '(the cache grows with t: make the model with a larger maximum length)',
       );
     }
-    const runner = !this.step || (st.position === 0 && t > 1) ? this.prefill : this.step;
-    const last = st.last;
-    const bound =
-      last && last.runner === runner && last.t === t && last.q === io.q && last.k === io.k && last.v === io.v && last.o === io.o
-        ? last.bound
-        : this.bind(st, runner, io, t);
-    this.dims.set(b, t, st.position);
-    runner.encode(pass, bound);
+    return !this.step || (st.position === 0 && t > 1) ? this.prefill : this.step;
   }
 
-  private bind(st: State, runner: PlanRunner, io: { q: GPUBuffer; k: GPUBuffer; v: GPUBuffer; o: GPUBuffer }, t: number): Bound {
-    const key = `${runner === this.prefill ? 'p' : 's'}:${[io.q, io.k, io.v, io.o].map(idOf).join(',')}:${t}`;
+  private bind(st: State, runner: PlanRunner, io: { q: GPUBuffer; k: GPUBuffer; v: GPUBuffer; o: GPUBuffer }, t: number, slot: number): Bound {
+    const key = `${runner === this.prefill ? 'p' : 's'}:${[io.q, io.k, io.v, io.o].map(idOf).join(',')}:${t}:${slot}`;
     let bound = st.binds.get(key);
     if (!bound) {
       const all: Record<string, GPUBuffer> = { 'in:q': io.q, 'in:k': io.k, 'in:v': io.v, 'out:o': io.o, ...st.buffers };
       for (const [k, v] of Object.entries(this.params)) all[`param:${k}`] = v;
-      bound = runner.bind(all, st.b, t, st.position, this.dims.buffer);
+      bound = runner.bind(all, st.b, t, st.position, this.dims.buffers[slot]);
       st.binds.set(key, bound);
     }
-    st.last = { runner, ...io, t, bound };
+    st.last = { runner, ...io, t, slot, bound };
     return bound;
   }
 

@@ -38,6 +38,20 @@ export interface GpuAttention {
   ): void;
   /** Called after the command buffer holding encodeForward was submitted (host-side bookkeeping such as position). */
   advance(state: GpuAttentionState, t: number): void;
+  /**
+   * Optional: lets the model replay a recorded decode step (src/model/step-recording.ts) instead of calling
+   * encodeForward. For a step of t tokens on `state` it does what encodeForward does besides recording —
+   * refuses what encodeForward would refuse, writes the uniforms the step reads — and returns the step's
+   * variant: encodeForward would record exactly what it recorded for an earlier call on this state with the same
+   * buffers, b, t and variant (a variant names, say, which of several uniform buffers the step binds). Layers
+   * without it are recorded afresh every step.
+   */
+  prepareReplay?(state: GpuAttentionState, b: number, t: number): number;
+  /**
+   * Optional: consecutive one-token steps of a state that may be recorded into one command buffer (advance
+   * called after each is recorded, before the submit) — their uniforms kept apart. Absent: 1, a submit each.
+   */
+  readonly chainedSteps?: number;
   /** Training (optional; see TrainableGpuAttention): the chunked forward of whole sequences from a zero state. */
   encodeTrainForward?(pass: GPUComputePassEncoder, io: TrainForwardIo, b: number, t: number): void;
   /** Training (optional; see TrainableGpuAttention): the backward of encodeTrainForward. */

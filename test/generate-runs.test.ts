@@ -1,0 +1,83 @@
+// Decoding through `generate` with the compiled variant as the attention: steps replayed from a recorded
+// command list (src/model/step-recording.ts) and read back in runs (GpuModel.decodeRun) must choose the
+// tokens the float64 CPU model chooses, and leave the logits of the last step equal to the CPU forward's.
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { resolve } from 'node:path';
+import { loadConfig, type ModelConfig } from '../src/model/config.ts';
+import { cpuForward, cpuModel, type CpuModel } from '../src/model/cpu-forward.ts';
+import { cpuAttentionFromVariant, cpuAttentionSessionFromVariant, generateCpu, generateGpu } from '../src/model/generate.ts';
+import { GpuModel, RUN_STEPS } from '../src/model/gpu-model.ts';
+import { randomWeights } from '../src/model/init-model.ts';
+import { ByteTokenizer } from '../src/model/tokenizer.ts';
+import { loadModelVariant, type ModelVariant } from '../src/model/variant.ts';
+import { compiledAttentionFactory } from '../src/runtime/compiled-attention.ts';
+import { expectRelClose, gpu } from './helpers/gpu.ts';
+
+const SEED = 7101;
+const TINY = resolve(import.meta.dirname, '../examples/models/tiny/config.json');
+
+let config: ModelConfig;
+let variant: ModelVariant;
+let cpu: CpuModel;
+let model: GpuModel;
+
+beforeAll(async () => {
+  config = loadConfig(TINY);
+  variant = loadModelVariant(config);
+  // 'normal' taps: every head's convolution differs, so a wrong position in its ring buffer shows.
+  const weights = randomWeights(config, SEED, variant.params.map((p) => ({ ...p, init: 'normal' as const })));
+  cpu = cpuModel(config, weights);
+  const g = await gpu();
+  model = await GpuModel.create(g, config, weights, await compiledAttentionFactory(g, variant.compiled, config.numHeads, config.headDim));
+});
+afterAll(async () => {
+  await model?.destroy();
+});
+
+describe('generate on the compiled variant, steps replayed and read back in runs', () => {
+  const tok = new ByteTokenizer({ bos: 256 });
+  const prompt = [256, ...tok.encode('linear')];
+
+  it(`greedy tokens equal the float64 CPU model's, and the last logits its forward's (seed ${SEED})`, async () => {
+    const maxTokens = 2 * RUN_STEPS + 3; // runs of RUN_STEPS and a shorter last one
+    const run = await generateGpu(model, tok, [prompt], { maxTokens });
+    const session = cpuAttentionSessionFromVariant(variant.program, cpu.weights.layers.map((l) => l.attention));
+    const want = generateCpu(cpu, session, tok, [prompt], { maxTokens });
+    expect(run.tokens).toEqual(want.tokens);
+    expect(run.decodeSteps).toHaveLength(maxTokens - 1);
+    // The last step ran at position prompt + maxTokens − 2, on the token chosen before it.
+    const seq = [...prompt, ...want.tokens[0].slice(0, maxTokens - 1)];
+    const V = config.vocabSize;
+    const full = cpuForward(cpu, [seq], cpuAttentionFromVariant(variant.program, cpu.weights.layers.map((l) => l.attention))).logits.data;
+    expectRelClose(await model.readLogits(), full.subarray((seq.length - 1) * V, seq.length * V), 1e-3, `last step's logits, seed ${SEED}`);
+    for (const opts of [{ pipelined: false }, { stepsPerReadback: 3, inFlight: 1 }]) {
+      expect((await generateGpu(model, tok, [prompt], { maxTokens, ...opts })).tokens, JSON.stringify(opts)).toEqual(want.tokens);
+    }
+  });
+
+  it('a run of greedy steps is one submit, reads back what the same steps one by one do, and replays them without recording', async () => {
+    const g = await gpu();
+    const prompts = [prompt, prompt.map((id) => (id * 7) % 256)];
+    const warm = 8; // one-by-one steps, enough to have recorded every uniform slot's variant of the step
+    await (await model.prefill(prompts)).tokens();
+    const one: number[] = [];
+    for (let i = 0; i < warm + 3; i++) one.push(...(await model.decodeStep().tokens()));
+    const oneLogits = await model.readLogits();
+    await (await model.prefill(prompts)).tokens();
+    const ids: number[] = [];
+    for (let i = 0; i < warm; i++) ids.push(...(await model.decodeStep().tokens()));
+    const encode = vi.spyOn(model.attention[0], 'encodeForward');
+    const submit = vi.spyOn(g.device.queue, 'submit');
+    const run = model.decodeRun(3);
+    expect(submit).toHaveBeenCalledTimes(1);
+    submit.mockRestore();
+    expect(run.steps).toBe(3);
+    ids.push(...(await run.tokens()));
+    expect(encode).not.toHaveBeenCalled();
+    encode.mockRestore();
+    expect(ids).toEqual(one);
+    expect(run.position).toBe(prompt.length + warm + 3);
+    expectRelClose(await model.readLogits(), oneLogits, 1e-6, 'logits after the run');
+    expect(() => model.decodeRun(RUN_STEPS + 1)).toThrow(/steps must be an integer/);
+  });
+});
