@@ -80,6 +80,12 @@ export function planOf(source: Program, program: Program, sizes: Readonly<Record
       return recurrentPlan(program, sizes);
     case 'chunked':
     case 'unfused':
+      if (!isDecodable(program)) {
+        // As `linattn run` does: the backend can run a noncausal window beside chunked causal items (training and
+        // eval use that), but a form the page offers for prefill must not read later positions.
+        const leaky = program.terms.filter((t) => t.noncausal).map((t) => t.name);
+        throw new Error(`term ${leaky.join(', ')} is noncausal (reads positions after i): parallel form only here, as in linattn run (training and eval add its window to chunked causal items)`);
+      }
       return lowerChunked(program, sizes, { fuse: target.form === 'chunked', schedule: scheduleFor(program, sizes, target) });
   }
 }
