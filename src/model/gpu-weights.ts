@@ -97,7 +97,7 @@ export function checkModelFits(gpu: Gpu, config: ModelConfig, w: ModelWeights<Te
   const numel = (s: readonly number[]) => s.reduce((a, b) => a * b, 1);
   const over = list.filter(([, shape]) => numel(shape) * 4 > limit);
   if (over.length) {
-    const mb = (b: number) => `${(b / 2 ** 20).toFixed(0)} MiB`;
+    const mb = (b: number) => (b >= 2 ** 20 ? `${(b / 2 ** 20).toFixed(0)} MiB` : `${(b / 2 ** 10).toFixed(1)} KiB`);
     throw new Error(
       `the model's weights do not fit ${gpu.adapterName}: ${over.map(([name, shape]) => `${name} [${shape.join(', ')}] needs ${mb(numel(shape) * 4)}`).join('; ')}, ` +
         `over one buffer's limit of ${mb(limit)} (maxStorageBufferBindingSize / maxBufferSize); only the embedding and the LM head are split across buffers`,
