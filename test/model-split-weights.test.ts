@@ -69,6 +69,11 @@ describe('tiny-llama with its embedding and LM head split across buffers', () =>
     }
   });
 
+  it('refuses, by name, a table whose one row passes the limit and a layer weight over it, before uploading anything', async () => {
+    await expect(make(200)).rejects.toThrow(/tensor 'model\.embed_tokens\.weight' \[258, 64\]: one row is 256 bytes, over one buffer's limit of 200 bytes/);
+    await expect(make(32 * 1024)).rejects.toThrow(/model\.layers\.0\.self_attn\.\{q,k,v\}_proj\.weight \[192, 64\] needs 48\.0 KiB.*only the embedding and the LM head are split/);
+  });
+
   it('tree verification through the argmax-fused LM head over parts emits plain greedy decoding\'s tokens', async () => {
     const plain = await make(LIMIT);
     const greedy: number[] = [];
