@@ -3,10 +3,14 @@
 // its [258, 64] embedding and LM head (64.5 KiB each) are stored in two parts of whole rows, gathered from and multiplied part by part. Logits equal the unsplit GPU
 // model's and the float64 CPU model's; greedy decoding emits the unsplit model's tokens; tree verification with
 // the argmax-fused head over parts emits plain greedy decoding's tokens; a row over the limit is refused by name.
-import { join } from 'node:path';
+import { readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { cpuAttentionSessionFromVariant } from '../src/model/cpu-attention.ts';
-import { cpuDecodeStep, cpuModel } from '../src/model/cpu-forward.ts';
+import { parseConfig } from '../src/model/config.ts';
+import { cpuDecodeStep, cpuForward, cpuModel } from '../src/model/cpu-forward.ts';
+import { randomWeights } from '../src/model/init-model.ts';
+import { loadModelVariant } from '../src/model/variant.ts';
 import { GpuModel } from '../src/model/gpu-model.ts';
 import { loadModelDir } from '../src/model/model-dir.ts';
 import { rowRanges } from '../src/model/weight-parts.ts';
@@ -18,6 +22,7 @@ import { OracleDraft } from '../src/speculative/oracle-draft.ts';
 import { parseTreeSpec } from '../src/speculative/tree-spec.ts';
 import { FIXTURES } from '../tools/make-hf-checkpoints.ts';
 import { expectRelClose, gpu } from './helpers/gpu.ts';
+import { recurrentAttention, TINY } from './helpers/speculative.ts';
 
 const LIMIT = 64 * 1024;
 const PROMPT = [256, 5, 17, 200, 42, 42, 7, 255];
@@ -95,6 +100,37 @@ describe('tiny-llama with its embedding and LM head split across buffers', () =>
       }
     } finally {
       await verifier.destroy();
+    }
+  });
+});
+
+describe('a tied embedding split across buffers', () => {
+  it('serves the gather and the LM head from the same parts; prefill and decode logits equal the float64 model\'s', async () => {
+    // examples/models/tiny with tied weights and a narrower MLP, so that its layer weights fit 48 KiB and its
+    // [257, 64] table (64.25 KiB) does not.
+    const json = JSON.parse(readFileSync(TINY, 'utf8')) as Record<string, unknown>;
+    const config = parseConfig({ ...json, tie_word_embeddings: true, intermediate_size: 64, attention: { variant: resolve(import.meta.dirname, '../examples/paper/elu_dwconv.la'), options: { K: 4 } } }, TINY);
+    const variant = loadModelVariant(config);
+    const weights = randomWeights(config, 11, variant.params);
+    const g = await gpu();
+    const factory = await compiledAttentionFactory(g, variant.compiled, config.numHeads, config.headDim);
+    const model = await GpuModel.create(g, config, weights, factory, { maxWeightBuffer: 48 * 1024 });
+    const cpu = cpuModel(config, weights);
+    const attention = recurrentAttention({ name: 'tied', config, variant, weights, cpu });
+    try {
+      expect(model.weights.lmHead).toBe(model.weights.embedTokens);
+      expect(model.weights.embedTokens.parts.length).toBe(2);
+      const prompt = [256, 1, 128, 129, 255, 7];
+      await (await model.prefill([prompt])).tokens();
+      let want = cpuForward(cpu, [prompt], attention).logits.data;
+      for (const [k, id] of [0, 200, 130, 256].entries()) {
+        expectRelClose(await model.readLogits(), want.subarray(want.length - config.vocabSize), 1e-4, `tied, step ${k}`);
+        await model.decodeStep({ tokens: [id] }).tokens();
+        want = cpuForward(cpu, [[id]], attention).logits.data;
+      }
+      expectRelClose(await model.readLogits(), want.subarray(want.length - config.vocabSize), 1e-4, 'tied, last step');
+    } finally {
+      await model.destroy();
     }
   });
 });
