@@ -282,7 +282,8 @@ async function profileSteps(gpu: Gpu, model: GpuModel, verifier: GpuTreeVerifier
     const layers = model.config.numLayers;
     const m = plan.matmuls;
     // A weight is read once per workgroup row that walks it (grid y): the small-M kernel's row blocks share one.
-    const bytes = [m.qkv, m.o, m.gateUp, m.down].reduce((a, p) => a + layers * p.problem.N * p.problem.K * 4 * p.workgroups[1], 0) + m.lm.problem.N * m.lm.problem.K * 4 * m.lm.workgroups[1];
+    const read = (p: (typeof m.lm.plans)[number]) => p.problem.N * p.problem.K * 4 * p.workgroups[1];
+    const bytes = [m.qkv, m.o, m.gateUp, m.down].reduce((a, p) => a + layers * read(p), 0) + m.lm.plans.reduce((a, p) => a + read(p), 0);
     out.push(summary(`tree step, chain of ${n}, commit of ${n + 1}`, n + 1, await verifier.profileStep({ trees: [tree] }), bytes));
   }
   return out;

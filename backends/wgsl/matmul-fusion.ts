@@ -13,17 +13,33 @@
 // The prologue and 'swiglu' need a whole row of A, resp. a gate and its up column, in one thread's
 // reach: only the small-M kernels offer them (matmul-small-m.ts, matmul-rows.ts); the tiled kernel takes the
 // others. 'argmax' needs every row's columns in one workgroup: the rows kernel only.
+// A `window` makes the product one column range of a wider output: a weight too large for one buffer is stored
+// as parts of whole rows (src/model/weight-parts.ts) and each part's matmul writes its own columns.
 // One binding list serves both kernel generators and bindMatmul, so they cannot disagree.
 import type { BindingKind } from './kernel-source.ts';
 import { bindingDecl } from './kernel-builder.ts';
 
 export type MatmulEpilogue = 'store' | 'accumulate' | 'swiglu' | 'argmax' | { readonly split: number };
 
+/**
+ * The product is one part of a wider output, its W the rows [first, first + N) of a weight split along its rows.
+ * 'store': C0 has `stride` columns and column n of the product lands at column offset + n (offset = first).
+ * 'argmax': C0 has `stride` columns of (value, column) pairs, workgroup g's pair at offset + 2g, and the column
+ * it names is first + n, so one pick over every part's pairs chooses among the whole vocabulary.
+ */
+export interface MatmulWindow {
+  readonly stride: number;
+  readonly offset: number;
+  readonly first: number;
+}
+
 export interface MatmulFusion {
   /** Normalise each row of A (RMSNorm with gain vector G) before the product. */
   readonly rmsnorm?: { readonly eps: number };
   /** Default 'store'. */
   readonly epilogue?: MatmulEpilogue;
+  /** Only with 'store' or 'argmax': where in a wider output this product goes. */
+  readonly window?: MatmulWindow;
 }
 
 export interface MatmulBinding {
@@ -69,6 +85,12 @@ export function checkFusion(f: MatmulFusion | undefined, N: number, what: string
   if (typeof e === 'object' && !(Number.isInteger(e.split) && e.split >= 2 && N % e.split === 0)) {
     throw new Error(`${what}: a split into ${e.split} outputs needs N divisible by it, got ${N}`);
   }
+  if (f.window) {
+    const { stride, offset, first } = f.window;
+    if (e !== 'store' && e !== 'argmax') throw new Error(`${what}: a column window takes the 'store' or 'argmax' epilogue, not ${describeFusion({ epilogue: e })}`);
+    if (![stride, offset, first].every((x) => Number.isInteger(x) && x >= 0)) throw new Error(`${what}: window ${JSON.stringify(f.window)} needs non-negative integers`);
+    if (e === 'store' && offset + N > stride) throw new Error(`${what}: window columns [${offset}, ${offset + N}) pass its stride ${stride}`);
+  }
   if (f.rmsnorm && !(f.rmsnorm.eps > 0)) throw new Error(`${what}: rmsnorm eps must be > 0, got ${f.rmsnorm.eps}`);
 }
 
@@ -76,7 +98,12 @@ export function checkFusion(f: MatmulFusion | undefined, N: number, what: string
 export function describeFusion(f: MatmulFusion | undefined): string {
   if (!f) return '';
   const e = f.epilogue ?? 'store';
-  const parts = [f.rmsnorm && 'rmsnorm prologue', e !== 'store' && (typeof e === 'object' ? `split ${e.split}` : e)].filter(Boolean);
+  const w = f.window;
+  const parts = [
+    f.rmsnorm && 'rmsnorm prologue',
+    e !== 'store' && (typeof e === 'object' ? `split ${e.split}` : e),
+    w && `columns from ${w.first} at ${w.offset} of ${w.stride}`,
+  ].filter(Boolean);
   return parts.length ? `, ${parts.join(', ')}` : '';
 }
 
@@ -94,7 +121,8 @@ export function bindingDecls(list: readonly MatmulBinding[], types: Readonly<Rec
 export function storeFn(f: MatmulFusion | undefined): string[] {
   const e = f?.epilogue ?? 'store';
   const L = ['fn store_out(m: u32, n: u32, v: f32) {'];
-  if (e === 'store') L.push('  C0[m * params.N + n] = v;');
+  if (e === 'store' && f?.window) L.push(`  C0[m * ${f.window.stride}u + ${f.window.offset}u + n] = v;`);
+  else if (e === 'store') L.push('  C0[m * params.N + n] = v;');
   else if (e === 'accumulate') L.push('  C0[m * params.N + n] += v;');
   else if (e === 'swiglu') throw new Error('the swiglu epilogue pairs two dot products; store_out cannot express it');
   else if (e === 'argmax') throw new Error('the argmax epilogue reduces over columns; store_out cannot express it');

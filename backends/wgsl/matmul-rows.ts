@@ -216,7 +216,9 @@ export function rowsMatmulWgsl(v: RowsVariant): string {
     if (swiglu) L.push(`${ind}if (live) { C0[${m} * I + col] = s0 / (1.0 + exp(-s0)) * s1; }`);
     else if (argmax) {
       L.push(`${ind}var bv = -3.40282346e38;`, `${ind}var bi = -1.0;`);
-      for (let j = 0; j < TW; j++) L.push(`${ind}if (col + ${j}u < N && (s${j} > bv || bi < 0.0)) { bv = s${j}; bi = f32(col + ${j}u); }`);
+      // A part of a split head names its columns from the part's first row (f32: exact below 2^24).
+      const first = f?.window ? `${f.window.first}u + ` : '';
+      for (let j = 0; j < TW; j++) L.push(`${ind}if (col + ${j}u < N && (s${j} > bv || bi < 0.0)) { bv = s${j}; bi = f32(${first}col + ${j}u); }`);
       L.push(`${ind}bestV[(${rowAt}) * COLS + c] = bv;`, `${ind}bestI[(${rowAt}) * COLS + c] = bi;`);
     } else for (let j = 0; j < TW; j++) L.push(`${ind}if (col + ${j}u < N) { store_out(${m}, col + ${j}u, s${j}); }`);
   };
@@ -253,8 +255,9 @@ export function rowsMatmulWgsl(v: RowsVariant): string {
     L.push('    var bv = -3.40282346e38;');
     L.push('    var bi = -1.0;');
     L.push('    for (var j = 0u; j < COLS; j++) { let at = m * COLS + j; if (bestI[at] >= 0.0 && (bestV[at] > bv || bi < 0.0)) { bv = bestV[at]; bi = bestI[at]; } }');
-    L.push('    C0[(m * nwg.x + wid.x) * 2u] = bv;');
-    L.push('    C0[(m * nwg.x + wid.x) * 2u + 1u] = bi;');
+    const at = f?.window ? `m * ${f.window.stride}u + ${f.window.offset}u + wid.x * 2u` : '(m * nwg.x + wid.x) * 2u';
+    L.push(`    C0[${at}] = bv;`);
+    L.push(`    C0[${at} + 1u] = bi;`);
     L.push('  }');
   }
   L.push('}');

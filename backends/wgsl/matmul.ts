@@ -217,6 +217,7 @@ export function matmulKernel(gpu: KernelTarget, problem: MatmulProblem, opts: Ma
   const tiledOnly = problem.transposeA === true || splitK > 1;
   if (tiledOnly && (opts.path === 'small-m' || smallOnly)) throw new Error(`matmul ${describe(problem)}: a transposed A and split K exist on the tiled path only, without rmsnorm or swiglu`);
   if (splitK > 1 && (fusion?.epilogue ?? 'store') !== 'store') throw new Error(`matmul ${describe(problem)}: a split-K matmul writes partial products; it takes no epilogue`);
+  if (fusion?.window && (!problem.transposeB || splitK > 1)) throw new Error(`matmul ${describe(problem)}: a column window needs a weight stored [N, K] and no split K`);
   const path: MatmulPath = opts.path ?? (tiledOnly ? 'tiled' : matmulPathFor(problem));
   if (path === 'small-m' && fusion && !problem.transposeB) throw new Error(`matmul ${describe(problem)}: fusion needs transposeB (a weight stored [N, K])`);
   const base = opts.label ?? 'matmul';
@@ -288,6 +289,10 @@ export function matmulKernel(gpu: KernelTarget, problem: MatmulProblem, opts: Ma
   const maxGroups = gpu.limits.maxComputeWorkgroupsPerDimension;
   if (workgroups[0] > maxGroups || workgroups[1] > maxGroups || workgroups[2] > maxGroups) {
     throw new Error(`matmul ${describe(problem)}: grid ${workgroups.join('×')} exceeds ${maxGroups} workgroups per dimension`);
+  }
+  const w = fusion?.window;
+  if (w && fusion?.epilogue === 'argmax' && w.offset + 2 * workgroups[0] > w.stride) {
+    throw new Error(`matmul ${describe(problem)}: ${workgroups[0]} workgroups' pairs from column ${w.offset} pass the window's stride ${w.stride}`);
   }
   const label = `${base} [${describe(problem)}; ${kernel}]`;
   return { problem, path, label, kernel, code, bindings: matmulBindings(fusion), workgroups, params: Uint32Array.of(M, N, K, splits > 1 ? KS : 0), splits };

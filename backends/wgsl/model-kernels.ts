@@ -38,10 +38,12 @@ const FLAT_BUILTINS =
   '@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>';
 
 export function embeddingWgsl(d: ModelDims): string {
-  return `// embedding gather: x[r, c] = embed[ids[r], c] for r < rows (ids past the vocabulary clamp to its last row)
-struct Params { rows: u32, pad0: u32, pad1: u32, pad2: u32 }
+  return `// embedding gather: x[r, c] = embed[ids[r], c] for r < rows (ids past the vocabulary clamp to its last row).
+// embed holds the table's rows [first, first + count): a table too large for one buffer is stored in parts of
+// whole rows, one dispatch per part, each writing the rows whose ids it holds.
+struct Params { rows: u32, first: u32, count: u32, pad: u32 }
 @group(0) @binding(0) var<storage, read> ids: array<u32>;        // [rows]
-@group(0) @binding(1) var<storage, read> embed: array<f32>;      // [VOCAB, HIDDEN]
+@group(0) @binding(1) var<storage, read> embed: array<f32>;      // [count, HIDDEN]
 @group(0) @binding(2) var<storage, read_write> x: array<f32>;    // [rows, HIDDEN]
 @group(0) @binding(3) var<uniform> params: Params;
 
@@ -56,7 +58,8 @@ fn main(${FLAT_BUILTINS}) {
   let r = idx / HIDDEN;
   let c = idx % HIDDEN;
   let id = min(ids[r], VOCAB - 1u);
-  x[idx] = embed[id * HIDDEN + c];
+  if (id < params.first || id - params.first >= params.count) { return; }
+  x[idx] = embed[(id - params.first) * HIDDEN + c];
 }
 `;
 }

@@ -25,6 +25,11 @@ export interface GpuModelOptions {
   readonly cachedPrefillPlans?: number;
   /** Shapes of planStep (speculative tree sizes) kept planned; older ones are freed. Default 12. */
   readonly cachedExtraPlans?: number;
+  /**
+   * Bytes one weight buffer may hold, below the adapter's binding limit: tests lower it so that the tiny models'
+   * embedding and LM head are stored, gathered from and multiplied in parts, as a 7B model's are on a real GPU.
+   */
+  readonly maxWeightBuffer?: number;
 }
 
 /** How the next token is chosen: temperature 0 (the default) is greedy; `seed` seeds the uniform draws. */
@@ -190,7 +195,7 @@ export class GpuModel {
       vocab: config.vocabSize,
       eps: config.rmsNormEps,
     });
-    const onGpu = uploadModelWeights(gpu, config, weights);
+    const onGpu = uploadModelWeights(gpu, config, weights, options.maxWeightBuffer === undefined ? {} : { maxWeightBuffer: options.maxWeightBuffer });
     try {
       const layers = onGpu.layers.map((l, n) => {
         const params = Object.fromEntries(Object.entries(l.attention).map(([name, t]) => [name, t.buffer]));

@@ -36,6 +36,8 @@ import type { GpuTensor } from '../runtime/gpu-tensor.ts';
 import type { ModelConfig } from './config.ts';
 import type { GpuAttention, GpuAttentionState } from '../runtime/gpu-attention.ts';
 import { createExactTensor, type GpuModelWeights } from './gpu-weights.ts';
+import { bindHead, encodeHead, planHead, type HeadPlans } from './lm-head-parts.ts';
+import type { RowParts } from './weight-parts.ts';
 
 /** Buffers a batch of b sequences keeps across steps, shared by its prefill and decode plans. */
 export interface BatchBuffers {
@@ -108,12 +110,14 @@ export interface StepPlan {
   /** pickRows: u32 [rows] chosen tokens and f32 [rows] uniform draws. */
   readonly rowTokens?: GPUBuffer;
   readonly rowRandom?: GPUBuffer;
-  readonly embedFromIds: BoundDispatch;
+  /** One gather per part of the embedding table (weight-parts.ts). */
+  readonly embedFromIds: readonly BoundDispatch[];
   /** Only when t = 1: embedding of the previous step's chosen tokens. */
-  readonly embedFromNext?: BoundDispatch;
+  readonly embedFromNext?: readonly BoundDispatch[];
   readonly layers: readonly LayerBindings[];
   readonly finalNorm?: BoundDispatch;
-  readonly lmHead: GPUBindGroup;
+  /** One bind group per part of the LM head (lm-head-parts.ts), for matmuls.lm's plans. */
+  readonly lmHead: readonly GPUBindGroup[];
   readonly argmax?: BoundDispatch;
   readonly sample?: BoundDispatch;
   /**
@@ -121,8 +125,8 @@ export interface StepPlan {
    * token without writing [rows, vocab] logits) and the dispatch that finishes it into rowTokens, for greedy
    * steps that read no logits (encodeStepWith's `logits: false`).
    */
-  readonly argmaxHead?: { readonly plan: MatmulPlan; readonly bindGroup: GPUBindGroup; readonly reduce: BoundDispatch };
-  readonly matmuls: { readonly qkv: MatmulPlan; readonly o: MatmulPlan; readonly gateUp: MatmulPlan; readonly down: MatmulPlan; readonly lm: MatmulPlan };
+  readonly argmaxHead?: { readonly plans: HeadPlans; readonly bindGroups: readonly GPUBindGroup[]; readonly reduce: BoundDispatch };
+  readonly matmuls: { readonly qkv: MatmulPlan; readonly o: MatmulPlan; readonly gateUp: MatmulPlan; readonly down: MatmulPlan; readonly lm: HeadPlans };
   /** Everything made for this plan, destroyed with it. */
   readonly buffers: readonly GPUBuffer[];
   readonly dispatches: readonly BoundDispatch[];
@@ -189,13 +193,18 @@ export async function buildStepPlan(
       plans.push(p);
       return p;
     };
+    const head = async (name: string, M: number, fusion?: MatmulFusion) => {
+      const h = await planHead(gpu, weights.lmHead, M, H, fusion, `${name} [${tag}]`);
+      plans.push(...h.plans);
+      return h;
+    };
     const residual: MatmulFusion = { epilogue: 'accumulate' };
     const matmuls = {
       qkv: await plan('q|k|v proj', rows, 3 * hd, H, fused ? qkvFusion : { epilogue: { split: 3 } }),
       o: await plan('o proj', rows, H, hd, residual),
       gateUp: await plan('gate|up proj', rows, 2 * I, H, fused ? gateUpFusion : undefined),
       down: await plan('down proj', rows, H, I, residual),
-      lm: await plan('lm head', outRows, V, H, lmFused ? { rmsnorm: eps } : undefined),
+      lm: await head('lm head', outRows, lmFused ? { rmsnorm: eps } : undefined),
     };
 
     const layers = weights.layers.map((w, l): LayerBindings => {
@@ -227,10 +236,14 @@ export async function buildStepPlan(
     const finalNorm = final
       ? bound(bindRmsnorm(gpu, kernels, { x: x.buffer, gain: weights.norm.buffer, y: final.buffer }, finalRows, `final norm [${tag}]`))
       : undefined;
-    const lmHead = final ? bindMatmul(gpu, matmuls.lm, final, weights.lmHead, logits) : bindMatmul(gpu, matmuls.lm, x, weights.lmHead, logits, { gain: weights.norm });
-    const embedFromIds = bound(bindEmbedding(gpu, kernels, { ids, embed: weights.embedTokens.buffer, x: x.buffer }, rows, `embedding [${tag}]`));
-    const embedFromNext =
-      t === 1 ? bound(bindEmbedding(gpu, kernels, { ids: batch.nextTokens, embed: weights.embedTokens.buffer, x: x.buffer }, rows, `embedding of chosen tokens [${tag}]`)) : undefined;
+    const lmHead = final ? bindHead(gpu, matmuls.lm, weights.lmHead, final, logits) : bindHead(gpu, matmuls.lm, weights.lmHead, x, logits, weights.norm);
+    // Each part of the table gathers the rows whose ids it holds.
+    const embed = (ids: GPUBuffer, what: string, table: RowParts) =>
+      table.parts.map((p) =>
+        bound(bindEmbedding(gpu, kernels, { ids, embed: p.tensor.buffer, x: x.buffer }, rows, `${what}${table.parts.length > 1 ? ` from rows [${p.first}, ${p.first + p.rows})` : ''} [${tag}]`, { first: p.first, count: p.rows })),
+      );
+    const embedFromIds = embed(ids, 'embedding', weights.embedTokens);
+    const embedFromNext = t === 1 ? embed(batch.nextTokens, 'embedding of chosen tokens', weights.embedTokens) : undefined;
     let rowTokens: GPUBuffer | undefined;
     let rowRandom: GPUBuffer | undefined;
     if (extras.pickRows) {
@@ -241,12 +254,12 @@ export async function buildStepPlan(
     }
     let argmaxHead: StepPlan['argmaxHead'];
     if (rowTokens && lmFused && H % 4 === 0) {
-      const head = await plan('lm head, argmax', rows, V, H, { rmsnorm: eps, epilogue: 'argmax' });
-      const partials = tensor('lm head partial maxima', [rows, 2 * head.workgroups[0]]);
+      const h = await head('lm head, argmax', rows, { rmsnorm: eps, epilogue: 'argmax' });
+      const partials = tensor('lm head partial maxima', [rows, h.columns]);
       argmaxHead = {
-        plan: head,
-        bindGroup: bindMatmul(gpu, head, x, weights.lmHead, partials, { gain: weights.norm }),
-        reduce: bound(await bindArgmaxPartials(gpu, { partials: partials.buffer, tokens: rowTokens }, rows, head.workgroups[0], `argmax of the LM head's partial maxima [${tag}]`)),
+        plans: h,
+        bindGroups: bindHead(gpu, h, weights.lmHead, x, partials, weights.norm),
+        reduce: bound(await bindArgmaxPartials(gpu, { partials: partials.buffer, tokens: rowTokens }, rows, h.columns / 2, `argmax of the LM head's partial maxima [${tag}]`)),
       };
     }
     const pick = rowTokens && rowRandom
@@ -305,7 +318,7 @@ export function encodeStep(
 export function encodeStepWith(pass: GPUComputePassEncoder, plan: StepPlan, attend: AttentionEncoder, source: TokenSource, pick: TokenPick, opts: { logits?: boolean } = {}): void {
   const embed = source === 'ids' ? plan.embedFromIds : plan.embedFromNext;
   if (!embed) throw new Error(`step plan b=${plan.b} t=${plan.t}: only a one-token step can start from the chosen tokens`);
-  encodeDispatch(pass, embed);
+  for (const d of embed) encodeDispatch(pass, d);
   const mm = plan.matmuls;
   plan.layers.forEach((l, n) => {
     const io = plan.layerIo[n];
@@ -319,12 +332,12 @@ export function encodeStepWith(pass: GPUComputePassEncoder, plan: StepPlan, atte
     encodeMatmul(pass, mm.down, l.down);
   });
   if (pick === 'argmax' && plan.argmaxHead && opts.logits === false) {
-    encodeMatmul(pass, plan.argmaxHead.plan, plan.argmaxHead.bindGroup);
+    encodeHead(pass, plan.argmaxHead.plans, plan.argmaxHead.bindGroups);
     encodeDispatch(pass, plan.argmaxHead.reduce);
     return;
   }
   if (plan.finalNorm) encodeDispatch(pass, plan.finalNorm);
-  encodeMatmul(pass, mm.lm, plan.lmHead);
+  encodeHead(pass, mm.lm, plan.lmHead);
   if (pick === 'none') return;
   const d = pick === 'argmax' ? plan.argmax : plan.sample;
   if (!d) throw new Error(`step plan b=${plan.b} t=${plan.t} computes every row's logits and picks no token`);

@@ -1,10 +1,14 @@
 // The checkpoint on the GPU, uploaded once: f32 buffers in Hugging Face's [out, in] layout, with each
 // layer's q, k and v projections stacked into one [3·heads·headDim, hidden] weight and its gate and up
 // projections into one [2·intermediate, hidden] weight, so each input is read by one matmul (one
-// dispatch), and the variant's parameters as the named buffers its factory asks for.
+// dispatch), and the variant's parameters as the named buffers its factory asks for. The embedding and the LM
+// head, the vocabulary-sized weights, are stored in parts of whole rows when one buffer cannot hold them
+// (weight-parts.ts).
 import type { Gpu } from '../runtime/device.ts';
-import { checkTensorFits, TENSOR_USAGE, type GpuTensor } from '../runtime/gpu-tensor.ts';
-import { numel, type Tensor, type TensorData } from '../tensor.ts';
+import type { GpuTensor } from '../runtime/gpu-tensor.ts';
+import type { Tensor, TensorData } from '../tensor.ts';
+import { uploadExactTensor } from './exact-tensor.ts';
+import { rowRanges, uploadRowParts, weightBufferLimit, type RowParts } from './weight-parts.ts';
 import { kvHeadsOf, type ModelConfig } from './config.ts';
 import type { ModelWeights } from './weights.ts';
 
@@ -22,35 +26,18 @@ export interface GpuLayerWeights {
 }
 
 export interface GpuModelWeights {
-  readonly embedTokens: GpuTensor;
+  readonly embedTokens: RowParts;
   readonly layers: readonly GpuLayerWeights[];
   readonly norm: GpuTensor;
-  /** The same tensor as embedTokens when tie_word_embeddings. */
-  readonly lmHead: GpuTensor;
+  /** The same parts as embedTokens when tie_word_embeddings. */
+  readonly lmHead: RowParts;
   /** Bytes a decode step reads for one sequence: every weight once, one embedding row. */
   readonly bytesPerToken: number;
   /** Bytes of every weight uploaded. */
   readonly bytes: number;
 }
 
-/**
- * A tensor in a buffer of exactly its size (not a pool bucket): the variant's kernels may size their
- * loops by arrayLength, and nothing here is ever released to be reused.
- */
-export function createExactTensor(gpu: Gpu, name: string, shape: readonly number[]): GpuTensor {
-  const bytes = numel(shape) * 4;
-  checkTensorFits(gpu, name, shape, bytes);
-  const buffer = gpu.device.createBuffer({ label: name, size: Math.max(4, bytes), usage: TENSOR_USAGE });
-  return { name, shape: [...shape], bytes, buffer };
-}
-
-export function uploadExactTensor(gpu: Gpu, name: string, t: Tensor): GpuTensor {
-  if (t.data.length !== numel(t.shape)) throw new Error(`tensor '${name}': ${t.data.length} elements for shape [${t.shape.join(', ')}]`);
-  const g = createExactTensor(gpu, name, t.shape);
-  const f32 = t.data instanceof Float32Array ? t.data : Float32Array.from(t.data);
-  gpu.device.queue.writeBuffer(g.buffer, 0, f32.buffer, f32.byteOffset, f32.byteLength);
-  return g;
-}
+export { createExactTensor, uploadExactTensor } from './exact-tensor.ts';
 
 /** Weights of equal input size stacked along the output axis: [Σ out, in]. */
 function stack(...ts: Tensor[]): Tensor<Float32Array> {
@@ -80,16 +67,23 @@ function repeatKvRows(t: Tensor, kvHeads: number, heads: number, d: number): Ten
   return { shape: [heads * d, cols], data: out };
 }
 
+export interface WeightUploadOptions {
+  /** Bytes one weight buffer may hold, below the adapter's limits (tests: splits the tiny models' vocabulary weights). */
+  readonly maxWeightBuffer?: number;
+}
+
 /**
- * Every buffer uploadModelWeights makes, by name and shape, checked against the adapter's per-buffer limits before
- * anything is allocated or read: one error lists each weight that does not fit (a 32000×4096 float32 head is
- * 524 MB; a larger vocabulary's can pass a 2 GiB binding limit). WebGPU does not expose the adapter's memory, so
- * the total is reported, not checked.
+ * Every buffer uploadModelWeights makes, by name and shape, checked against the per-buffer limit before anything
+ * is allocated or read: the embedding and the LM head are split into parts of whole rows (refused only when one
+ * row passes the limit); one error lists each other weight that does not fit. WebGPU does not expose the
+ * adapter's memory, so the total is reported, not checked.
  */
-export function checkModelFits(gpu: Gpu, config: ModelConfig, w: ModelWeights<TensorData>): { bytes: number } {
+export function checkModelFits(gpu: Gpu, config: ModelConfig, w: ModelWeights<TensorData>, opts: WeightUploadOptions = {}): { bytes: number } {
   const H = config.hiddenSize;
-  const list: [string, number[]][] = [['model.embed_tokens.weight', [...w.embedTokens.shape]], ['model.norm.weight', [H]]];
-  if (w.lmHead !== w.embedTokens) list.push(['lm_head.weight', [...w.lmHead.shape]]);
+  const limit = weightBufferLimit(gpu, opts.maxWeightBuffer);
+  rowRanges('model.embed_tokens.weight', w.embedTokens.shape, limit);
+  if (w.lmHead !== w.embedTokens) rowRanges('lm_head.weight', w.lmHead.shape, limit);
+  const list: [string, number[]][] = [['model.norm.weight', [H]]];
   w.layers.forEach((l, n) => {
     const p = `model.layers.${n}`;
     list.push(
@@ -100,21 +94,22 @@ export function checkModelFits(gpu: Gpu, config: ModelConfig, w: ModelWeights<Te
       ...Object.entries(l.attention).map(([name, t]): [string, number[]] => [`${p}.self_attn.${name}`, [...t.shape]]),
     );
   });
-  const limit = Math.min(gpu.limits.maxStorageBufferBindingSize, gpu.limits.maxBufferSize);
   const numel = (s: readonly number[]) => s.reduce((a, b) => a * b, 1);
   const over = list.filter(([, shape]) => numel(shape) * 4 > limit);
   if (over.length) {
-    const mb = (b: number) => `${(b / 2 ** 20).toFixed(0)} MiB`;
+    const mb = (b: number) => (b >= 2 ** 20 ? `${(b / 2 ** 20).toFixed(0)} MiB` : `${(b / 2 ** 10).toFixed(1)} KiB`);
     throw new Error(
       `the model's weights do not fit ${gpu.adapterName}: ${over.map(([name, shape]) => `${name} [${shape.join(', ')}] needs ${mb(numel(shape) * 4)}`).join('; ')}, ` +
-        `over one buffer's limit of ${mb(limit)} (maxStorageBufferBindingSize / maxBufferSize); splitting a weight across buffers is not implemented`,
+        `over one buffer's limit of ${mb(limit)} (maxStorageBufferBindingSize / maxBufferSize); only the embedding and the LM head are split across buffers`,
     );
   }
-  return { bytes: list.reduce((s, [, shape]) => s + numel(shape) * 4, 0) };
+  const vocabBytes = numel(w.embedTokens.shape) * 4 + (w.lmHead !== w.embedTokens ? numel(w.lmHead.shape) * 4 : 0);
+  return { bytes: vocabBytes + list.reduce((s, [, shape]) => s + numel(shape) * 4, 0) };
 }
 
-export function uploadModelWeights(gpu: Gpu, config: ModelConfig, w: ModelWeights<TensorData>): GpuModelWeights {
-  checkModelFits(gpu, config, w);
+export function uploadModelWeights(gpu: Gpu, config: ModelConfig, w: ModelWeights<TensorData>, opts: WeightUploadOptions = {}): GpuModelWeights {
+  checkModelFits(gpu, config, w, opts);
+  const limit = weightBufferLimit(gpu, opts.maxWeightBuffer);
   const kvHeads = kvHeadsOf(config);
   const toHeads = (t: Tensor) => (kvHeads === config.numHeads ? t : repeatKvRows(t, kvHeads, config.numHeads, config.headDim));
   const uploaded: GpuTensor[] = [];
@@ -123,8 +118,13 @@ export function uploadModelWeights(gpu: Gpu, config: ModelConfig, w: ModelWeight
     uploaded.push(g);
     return g;
   };
+  const upRows = (name: string, t: Tensor): RowParts => {
+    const r = uploadRowParts(gpu, name, t, limit);
+    uploaded.push(...r.parts.map((p) => p.tensor));
+    return r;
+  };
   try {
-    const embedTokens = up('model.embed_tokens.weight', w.embedTokens);
+    const embedTokens = upRows('model.embed_tokens.weight', w.embedTokens);
     const layers = w.layers.map((l, n) => {
       const p = `model.layers.${n}`;
       return {
@@ -138,7 +138,7 @@ export function uploadModelWeights(gpu: Gpu, config: ModelConfig, w: ModelWeight
       };
     });
     const norm = up('model.norm.weight', w.norm);
-    const lmHead = w.lmHead === w.embedTokens ? embedTokens : up('lm_head.weight', w.lmHead);
+    const lmHead = w.lmHead === w.embedTokens ? embedTokens : upRows('lm_head.weight', w.lmHead);
     const bytes = uploaded.reduce((s, t) => s + t.bytes, 0);
     const bytesPerToken = bytes - (lmHead === embedTokens ? 0 : embedTokens.bytes) + config.hiddenSize * 4;
     return { embedTokens, layers, norm, lmHead, bytes, bytesPerToken };
@@ -149,7 +149,7 @@ export function uploadModelWeights(gpu: Gpu, config: ModelConfig, w: ModelWeight
 }
 
 export function destroyModelWeights(w: GpuModelWeights): void {
-  const all = new Set<GpuTensor>([w.embedTokens, w.norm, w.lmHead]);
+  const all = new Set<GpuTensor>([w.norm, ...w.embedTokens.parts.map((p) => p.tensor), ...w.lmHead.parts.map((p) => p.tensor)]);
   for (const l of w.layers) {
     for (const t of [l.inputNorm, l.qkv, l.oProj, l.postNorm, l.gateUp, l.downProj]) all.add(t);
     for (const t of Object.values(l.attention)) all.add(t);

@@ -55,7 +55,8 @@ export function bindMatmul(
   const outs = Array.isArray(c) ? (c as readonly GpuTensor[]) : [c as GpuTensor];
   if (outs.length !== outputCount(fusion)) throw new Error(`${plan.label}: ${outs.length} output tensor(s) for ${outputCount(fusion)} output(s)`);
   // The argmax epilogue writes a (value, column) pair per row and workgroup.
-  const cols = fusion?.epilogue === 'argmax' ? 2 * plan.workgroups[0] : outputColumns(fusion, N);
+  // A window's output is the whole wider tensor.
+  const cols = fusion?.window ? fusion.window.stride : fusion?.epilogue === 'argmax' ? 2 * plan.workgroups[0] : outputColumns(fusion, N);
   for (const o of outs) checkOperand(plan, 'C', o, plan.splits * M, cols);
   if (fusion?.rmsnorm) {
     if (!extra.gain) throw new Error(`${plan.label}: the rmsnorm prologue needs its gain vector`);

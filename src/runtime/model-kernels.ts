@@ -50,9 +50,19 @@ function bindGroup(gpu: Gpu, label: string, pipeline: GPUComputePipeline, buffer
   });
 }
 
-/** x[r, :] = embed[ids[r], :] for `rows` rows; ids is a u32 buffer. */
-export function bindEmbedding(gpu: Gpu, k: ModelKernels, io: { ids: GPUBuffer; embed: GPUBuffer; x: GPUBuffer }, rows: number, label = 'embedding'): BoundDispatch {
-  const params = uniform(gpu, `${label} params`, [rows]);
+/**
+ * x[r, :] = embed[ids[r], :] for `rows` rows; ids is a u32 buffer. `part`: embed holds only the table's rows
+ * [first, first + count) and the rows whose ids fall elsewhere are left for the other parts' dispatches.
+ */
+export function bindEmbedding(
+  gpu: Gpu,
+  k: ModelKernels,
+  io: { ids: GPUBuffer; embed: GPUBuffer; x: GPUBuffer },
+  rows: number,
+  label = 'embedding',
+  part: { readonly first: number; readonly count: number } = { first: 0, count: k.dims.vocab },
+): BoundDispatch {
+  const params = uniform(gpu, `${label} params`, [rows, part.first, part.count]);
   return {
     label,
     pipeline: k.embedding,

@@ -120,9 +120,9 @@ export function bindAdamW(
   return dispatch(gpu, label, k.adamw, [io.p, io.g, io.m, io.v, io.table, io.stats, io.params], undefined, elementGrid(gpu.limits, count, label));
 }
 
-/** model-kernels.ts's embedding gather with ranges: x[r] = E[ids[r]]. */
+/** model-kernels.ts's embedding gather with ranges: x[r] = E[ids[r]], the whole table in one binding (rows 0 … vocab). */
 export function bindEmbeddingRows(gpu: Gpu, k: ModelKernels, io: { ids: Binding; embed: Binding; x: Binding }, rows: number, label: string): BoundDispatch {
-  const params = uniformBuffer(gpu, `${label} params`, words(rows));
+  const params = uniformBuffer(gpu, `${label} params`, words(rows, 0, k.dims.vocab));
   return dispatch(gpu, label, k.embedding, [io.ids, io.embed, io.x], params, elementGrid(gpu.limits, rows * k.dims.hidden, label));
 }
 

@@ -24,6 +24,7 @@ import type { TensorData } from '../../tensor.ts';
 import type { ModelConfig } from '../config.ts';
 import { buildStepPlan, destroyStepPlan, encodeStepWith, type BatchBuffers, type StepPlan } from '../gpu-step-plan.ts';
 import { createExactTensor, destroyModelWeights, uploadModelWeights, type GpuModelWeights } from '../gpu-weights.ts';
+import { wholeWeight } from '../weight-parts.ts';
 import type { MedusaHeadWeights, ModelWeights } from '../weights.ts';
 import { GpuFlatOptimizer, LOSS_SLOTS } from './gpu-flat-optimizer.ts';
 import { forwardMatmulOp, inputGradOp, lmHeadBlockRows, splitPartialFloats, trainMatmulCache, weightGradOps, type TrainContext } from './gpu-train-step.ts';
@@ -350,7 +351,7 @@ export class MedusaGpuTrainer implements Trainer {
           const n = Math.min(baseBlockRows, baseRows - row0);
           const z = floatRange(logits, 0, n * V);
           prologue.push(
-            bound(await forwardMatmulOp(ctx, floatRange(xn, row0 * H, n * H), this.base.lmHead.buffer, z, n, H, V)),
+            bound(await forwardMatmulOp(ctx, floatRange(xn, row0 * H, n * H), wholeWeight(this.base.lmHead, 'the Medusa trainer').buffer, z, n, H, V)),
             bound(bindRowArgmax(gpu, this.medusaKernels, { z, picks }, { rows: n, row0 }, `base greedy picks, rows ${row0}.. [${tag}]`)),
           );
         }

@@ -1,0 +1,82 @@
+// A weight larger than one buffer binding (a 32000×4096 float32 LM head is 524 MB; an adapter may bind less)
+// stored as several buffers of whole rows, in order. A row of W[out, in] is one output column of x·Wᵀ and one
+// token's embedding, so each part serves a column range of the LM head's matmul (matmul-fusion.ts's window)
+// and the embedding gather reads a row from the one part that holds it. A weight within the limit is one part.
+import type { Gpu } from '../runtime/device.ts';
+import type { GpuTensor } from '../runtime/gpu-tensor.ts';
+import type { Tensor } from '../tensor.ts';
+import { createExactTensor } from './exact-tensor.ts';
+
+export interface RowPart {
+  /** The weight's first row in this part. */
+  readonly first: number;
+  readonly rows: number;
+  readonly tensor: GpuTensor;
+}
+
+export interface RowParts {
+  readonly name: string;
+  readonly shape: readonly number[];
+  readonly bytes: number;
+  readonly parts: readonly RowPart[];
+}
+
+/**
+ * The most bytes one weight buffer may hold: the adapter's binding and buffer limits, or `lower` when smaller
+ * (tests split the tiny models' weights with it, which lavapipe's limits never would).
+ */
+export function weightBufferLimit(gpu: Gpu, lower?: number): number {
+  const limit = Math.min(gpu.limits.maxStorageBufferBindingSize, gpu.limits.maxBufferSize);
+  return lower === undefined ? limit : Math.min(limit, lower);
+}
+
+/**
+ * Row ranges of a float32 [rows, …] weight in buffers of at most `limit` bytes: as few parts as fit, of nearly
+ * equal sizes. Throws, naming the tensor, when a single row passes the limit (no split along rows helps).
+ */
+export function rowRanges(name: string, shape: readonly number[], limit: number): { first: number; rows: number }[] {
+  const rows = shape[0];
+  const rowBytes = shape.slice(1).reduce((a, b) => a * b, 1) * 4;
+  if (rowBytes > limit) {
+    throw new Error(
+      `tensor '${name}' [${shape.join(', ')}]: one row is ${rowBytes} bytes, over one buffer's limit of ${limit} bytes ` +
+        `(maxStorageBufferBindingSize / maxBufferSize); weights are split across buffers by whole rows only`,
+    );
+  }
+  const parts = Math.max(1, Math.ceil((rows * rowBytes) / (Math.floor(limit / rowBytes) * rowBytes)));
+  const per = Math.ceil(rows / parts);
+  const out: { first: number; rows: number }[] = [];
+  for (let first = 0; first < rows; first += per) out.push({ first, rows: Math.min(per, rows - first) });
+  return out;
+}
+
+/**
+ * Uploads `t` as parts of whole rows under `limit` bytes each. Each part is written from a view of the host
+ * array (a float32 tensor is never copied; another type is converted one part at a time).
+ */
+export function uploadRowParts(gpu: Gpu, name: string, t: Tensor, limit: number): RowParts {
+  const ranges = rowRanges(name, t.shape, limit);
+  const cols = t.shape.slice(1).reduce((a, b) => a * b, 1);
+  if (t.data.length !== t.shape[0] * cols) throw new Error(`tensor '${name}': ${t.data.length} elements for shape [${t.shape.join(', ')}]`);
+  const parts: RowPart[] = [];
+  try {
+    for (const { first, rows } of ranges) {
+      const partName = ranges.length === 1 ? name : `${name} rows [${first}, ${first + rows})`;
+      const tensor = createExactTensor(gpu, partName, [rows, ...t.shape.slice(1)]);
+      parts.push({ first, rows, tensor });
+      const view = t.data.subarray(first * cols, (first + rows) * cols);
+      const f32 = view instanceof Float32Array ? view : Float32Array.from(view);
+      gpu.device.queue.writeBuffer(tensor.buffer, 0, f32.buffer, f32.byteOffset, f32.byteLength);
+    }
+  } catch (e) {
+    for (const p of parts) p.tensor.buffer.destroy();
+    throw e;
+  }
+  return { name, shape: [...t.shape], bytes: parts.reduce((s, p) => s + p.tensor.bytes, 0), parts };
+}
+
+/** The weight as one buffer, for code that reads it whole (training); throws, naming it and `who`, when it is split. */
+export function wholeWeight(w: RowParts, who: string): GpuTensor {
+  if (w.parts.length !== 1) throw new Error(`${who} reads tensor '${w.name}' [${w.shape.join(', ')}] as one buffer, but it is stored in ${w.parts.length} parts (over one buffer's limit)`);
+  return w.parts[0].tensor;
+}
