@@ -72,16 +72,20 @@ export async function gpuFromAdapter(adapter: GPUAdapter, opts: GpuOptions = {})
   });
 
   const info = adapter.info;
-  // A browser may leave description and device empty (Chromium's SwiftShader names only vendor and architecture).
-  const adapterName =
-    [info.description || info.device || info.architecture || 'unknown adapter', info.vendor && `(${info.vendor}, ${backend})`]
-      .filter(Boolean)
-      .join(' ') || `unknown (${backend})`;
   const isSoftware =
     info.isFallbackAdapter === true ||
     info.architecture === 'software' ||
     /llvmpipe|lavapipe|swiftshader/i.test(`${info.description} ${info.device}`) ||
     backend === 'null';
+  // A browser may leave description and device empty (Chromium's SwiftShader names only vendor and architecture).
+  // On NVIDIA's Vulkan driver Dawn's description is the driver's version ("NVIDIA: 580.159.04 …") and the GPU's
+  // name is in `device` ("NVIDIA H200"): hardware adapters lead with it, so that the schedule model (which knows
+  // GPUs by name: adapter-model.ts) and every log see which GPU it is.
+  const gpuName = !isSoftware && info.device && !/^(0x)?[0-9a-f]+$/i.test(info.device) && !(info.description ?? '').includes(info.device) ? info.device : '';
+  const adapterName =
+    [gpuName && info.description ? `${gpuName} —` : gpuName, info.description || info.device || info.architecture || 'unknown adapter', info.vendor && `(${info.vendor}, ${backend})`]
+      .filter(Boolean)
+      .join(' ') || `unknown (${backend})`;
 
   const gpu: Gpu = {
     device,
