@@ -6,6 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { evaluateParallel } from '../backends/cpu/parallel.ts';
 import { featureTiledSchedules } from '../backends/wgsl/feature-tile-schedules.ts';
 import { lowerChunked } from '../backends/wgsl/lower.ts';
+import { recurrentPlan } from '../backends/wgsl/recurrent.ts';
 import type { Plan } from '../backends/wgsl/plan.ts';
 import { axisSizes, makeInputs } from '../src/inputs.ts';
 import { compileFile } from '../src/runtime/compiler.ts';
@@ -59,5 +60,27 @@ describe('based over tiles of its features', () => {
       const runner = await PlanRunner.create(g, plan);
       expectRelClose((await runner.run(x, 2, 37)).data, ref.data, 1e-4, `seed ${seed}, schedule ${JSON.stringify(s)}`);
     }
+  });
+});
+
+describe('decoding based with more features than workgroup memory holds', () => {
+  it('stages φ, ψ, z in global memory at d 64 under 48 KB (66 KB in workgroup memory otherwise)', () => {
+    const sizes = axisSizes(based.source, { h: 16, d: 64, e: 64 });
+    expect(workgroupBytes(recurrentPlan(based.program, sizes).kernels[0].code)).toBeGreaterThan(48 * 1024);
+    const plan = recurrentPlan(based.program, sizes, undefined, { maxWorkgroupBytes: 48 * 1024 });
+    expect(workgroupBytes(plan.kernels[0].code)).toBeLessThanOrEqual(48 * 1024);
+    expect(plan.buffers.map((b) => b.name)).toContain('scratch:stage0');
+  });
+
+  it('equals the float64 oracle token by token with its features in global memory (d 16, b 2)', async () => {
+    const g = await gpu();
+    const axes = { h: 2, d: 16, e: 8 };
+    const sizes = axisSizes(based.source, axes);
+    const plan = recurrentPlan(based.program, sizes, undefined, { maxWorkgroupBytes: 1024 });
+    expect(workgroupBytes(plan.kernels[0].code)).toBeLessThanOrEqual(1024);
+    const seed = 11;
+    const x = makeInputs(based.source, { b: 2, t: 13, axes, seed });
+    const runner = await PlanRunner.create(g, plan);
+    expectRelClose((await runner.run(x, 2, 13)).data, evaluateParallel(based.source, x).data, 1e-4, `seed ${seed}, recurrent, features in global memory`);
   });
 });
