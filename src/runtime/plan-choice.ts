@@ -31,7 +31,7 @@ export function choosePlan(
   gpu: Gpu,
   p: Program,
   sizes: Readonly<Record<string, number>>,
-  req: { fuse?: boolean; schedule?: ChunkSchedule },
+  req: { fuse?: boolean; schedule?: ChunkSchedule; featureTile?: number },
   shape?: { b: number; t: number },
 ): PlanChoice {
   const at = shape ?? MODEL_SHAPE;
@@ -40,6 +40,7 @@ export function choosePlan(
   const estimate = (s: ChunkSchedule, fuse: boolean) => estimatePlan(model, p, sizes, s, fuse, at.b, at.t)?.us;
   const unseg = (s: ChunkSchedule): ChunkSchedule => ({ chunk: s.chunk, cols: s.cols, threads: s.threads }); // the unfused plan has no segments
   const both = (s: ChunkSchedule) => `est. at b ${at.b}, t ${at.t} on ${model.computeUnits} units: fused ${ms(estimate(s, true))}, unfused ${ms(estimate(unseg(s), false))}`;
+  if (req.schedule && req.featureTile !== undefined) return { fuse: false, schedule: req.schedule, featureTile: req.featureTile, reason: `schedule given (${show(req.schedule)}), unfused over tiles of ${req.featureTile} features` };
   if (req.schedule) return { fuse: req.fuse ?? true, schedule: req.schedule, reason: `schedule given (${show(req.schedule)}); ${both(req.schedule)}` };
   const fusedCands = candidateSchedules(gpu.limits, p, sizes);
   const cached = cachedCandidate(gpu, p, sizes, fusedCands, shape);
