@@ -9,7 +9,7 @@ import { lowerChunked } from '../backends/wgsl/lower.ts';
 import { recurrentPlan } from '../backends/wgsl/recurrent.ts';
 import type { Plan } from '../backends/wgsl/plan.ts';
 import { axisSizes, makeInputs } from '../src/inputs.ts';
-import { compileFile } from '../src/runtime/compiler.ts';
+import { compileFile, runCompiled } from '../src/runtime/compiler.ts';
 import type { Gpu } from '../src/runtime/device.ts';
 import { PlanRunner } from '../src/runtime/executor.ts';
 import { choosePlan } from '../src/runtime/plan-choice.ts';
@@ -60,6 +60,24 @@ describe('based over tiles of its features', () => {
       const runner = await PlanRunner.create(g, plan);
       expectRelClose((await runner.run(x, 2, 37)).data, ref.data, 1e-4, `seed ${seed}, schedule ${JSON.stringify(s)}`);
     }
+  });
+});
+
+describe('based at d 64 (4161 features) through runCompiled on this adapter', () => {
+  // No adapter fits the fused kernel (~233 KB) or the plain unfused one, so the tiled plan and global staging are
+  // what any device chooses here; tiny b, h, t, e keep lavapipe fast.
+  it('the chunked form (feature-tiled) and the recurrent form (features in global memory) equal the float64 oracle', async () => {
+    const g = await gpu();
+    const axes = { h: 1, d: 64, e: 8 };
+    const seed = 3;
+    const x = makeInputs(based.source, { b: 2, t: 21, axes, seed });
+    const ref = evaluateParallel(based.source, x);
+    const chunked = await runCompiled(based, x, { device: 'gpu', gpu: g, form: 'chunked' });
+    expect(chunked.plan!.schedule.featureTile).toBeGreaterThan(0);
+    expectRelClose(chunked.o.data, ref.data, 1e-4, `seed ${seed}, chunked`);
+    const recurrent = await runCompiled(based, x, { device: 'gpu', gpu: g, form: 'recurrent' });
+    expect(recurrent.plan!.buffers.map((b) => b.name)).toContain('scratch:stage0');
+    expectRelClose(recurrent.o.data, ref.data, 1e-4, `seed ${seed}, recurrent`);
   });
 });
 
