@@ -71,8 +71,8 @@ const write = () => {
 };
 
 /** Relative error of the plan's output on the first tokens of sequence 0 against the float64 oracle. */
-async function checked(c: Compiled, x: Record<string, Tensor>, sizes: Record<string, number>, fuse: boolean, schedule: ChunkSchedule): Promise<number> {
-  const o = (await runCompiled(c, x, { device: 'gpu', gpu, form: 'chunked', fuse, schedule })).o;
+async function checked(c: Compiled, x: Record<string, Tensor>, sizes: Record<string, number>, fuse: boolean, schedule: ChunkSchedule, featureTile?: number): Promise<number> {
+  const o = (await runCompiled(c, x, { device: 'gpu', gpu, form: 'chunked', fuse, schedule, ...(featureTile ? { featureTile } : {}) })).o;
   const tc = Math.min(x[c.source.inputs[0].name].shape[1], 32);
   const head: Record<string, Tensor> = {};
   for (const dcl of c.source.inputs) {
@@ -98,16 +98,18 @@ for (const { v, t, d } of cases) {
     const decision = choosePlan(gpu, p, sizes, {}, { b: B, t });
     console.log(`${label}: model: ${decision.reason}`);
     for (const fuse of softmax ? [true] : [true, false]) {
-      const s = modelDefault(gpu, p, sizes, candidateSchedules(gpu.limits, p, sizes, !fuse), fuse, { b: B, t }, fuse);
+      // the unfused plan of a variant whose feature axis fits no term kernel (based at d 64) runs feature-tiled
+      const featureTile = !fuse && decision.featureTile ? decision.featureTile : undefined;
+      const s = featureTile ? decision.schedule : modelDefault(gpu, p, sizes, candidateSchedules(gpu.limits, p, sizes, !fuse), fuse, { b: B, t }, fuse);
       if (!s) {
         console.log(`${label}: ${fuse ? 'fused' : 'unfused'}: no schedule fits ${gpu.limits.maxComputeWorkgroupStorageSize} bytes of workgroup memory`);
         continue;
       }
-      const err = await checked(c, x, sizes, fuse, s);
+      const err = await checked(c, x, sizes, fuse, s, featureTile);
       if (!(err < 1e-3)) throw new Error(`${fuse ? 'fused' : 'unfused'} output wrong (relative error ${err} vs the float64 oracle); not timing it`);
-      const ms = (await timePlan(gpu, planFor(gpu, c, sizes, { form: 'chunked', fuse, schedule: s }), x, B, t, iters)).ms;
-      const est = softmax ? undefined : estimatePlan(model, p, sizes, s, fuse, B, t);
-      console.log(`${label}: ${fuse ? 'fused  ' : 'unfused'} ${ms.toFixed(3).padStart(9)} ms (model ${est ? (est.us / 1e3).toFixed(3) : '—'} ms) schedule ${JSON.stringify(s)} err ${err.toExponential(1)}`);
+      const ms = (await timePlan(gpu, planFor(gpu, c, sizes, { form: 'chunked', fuse, schedule: s, ...(featureTile ? { featureTile } : {}) }), x, B, t, iters)).ms;
+      const est = softmax || featureTile ? undefined : estimatePlan(model, p, sizes, s, fuse, B, t);
+      console.log(`${label}: ${fuse ? 'fused  ' : 'unfused'} ${ms.toFixed(3).padStart(9)} ms (model ${est ? (est.us / 1e3).toFixed(3) : '—'} ms) schedule ${JSON.stringify(featureTile ? { ...s, featureTile } : s)} err ${err.toExponential(1)}`);
       if (fuse) row.fused_ms = ms;
       else row.unfused_ms = ms;
     }

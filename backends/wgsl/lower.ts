@@ -4,11 +4,12 @@
 // A program with noncausal terms (the leaky ablation) in output items of their own runs its causal items so and the
 // noncausal ones in the parallel form over their bounded window, added into o (no decoding state: it cannot decode).
 import { decayNode } from '../../src/ir/terms.ts';
-import type { Id, OutputItem, Program } from '../../src/ir/types.ts';
+import type { Id, OutputItem, Program, Term } from '../../src/ir/types.ts';
 import { chunkKernel, segBuffer, segmentable, type ChunkSchedule } from './chunked.ts';
 import { itemsOver, kernelItems, outputPart, valueGroups, type KeptParts } from './chunked/analysis.ts';
 import { count, programBuffers, programReader, type Sizes } from './common.ts';
 import { ExprGen } from './expr.ts';
+import { featureTiledTerm, tileable } from './feature-tiled.ts';
 import { flatIndex, KernelBuilder, tokenElement } from './kernel-builder.ts';
 import { frontier, stateLayout } from './layout.ts';
 import { grid, type Kernel, type Plan, type PlanBuffer } from './plan.ts';
@@ -29,6 +30,11 @@ export interface LowerOptions {
    * forward keeps them so that the backward need not recompute them (keptBuffer names the buffers).
    */
   readonly keepNormalisers?: boolean;
+  /**
+   * Unfused plans only: run every term `tileable` admits over tiles of this many features (feature-tiled.ts), for
+   * feature axes whose chunk state does not fit workgroup memory (based's Taylor map).
+   */
+  readonly featureTile?: number;
 }
 
 /** The buffer a training forward keeps output item k's numerator ('n', [b, t, outAxes]) or denominator ('z') in. */
@@ -57,9 +63,12 @@ export function lowerChunked(p: Program, sizes: Sizes, opts: LowerOptions): Plan
   const per = count(p.outAxes, sizes);
   const materialised = new Set<Id>();
   const groups = opts.fuse ? valueGroups(p) : valueGroups(p).flatMap((g) => g.map((t) => [t]));
+  if (opts.featureTile !== undefined && opts.fuse) throw new Error(`${p.name}: feature tiles are for the unfused plan (one kernel per term)`);
+  const tiled = (t: Term) => opts.featureTile !== undefined && tileable(t);
 
   if (!opts.fuse) {
     for (const t of p.terms) {
+      if (tiled(t)) continue; // computes its features inline, a tile at a time
       const ids: Id[] = [];
       if (t.form.kind === 'prefix') {
         ids.push(t.form.phi, t.form.psi);
@@ -108,7 +117,9 @@ export function lowerChunked(p: Program, sizes: Sizes, opts: LowerOptions): Plan
     const label = single ? `${p.name}.chunked` : `${p.name}.${opts.fuse ? 'chunked' : 'term'}.${terms.map((t) => t.name).join('+')}`;
     const items = itemsOver(p.output, terms);
     const keep = single && opts.keepNormalisers ? keptParts(p, sizes, items, buffers) : undefined;
-    kernels.push(chunkKernel({ program: p, sizes, terms, items, partial: !single, schedule: opts.schedule, materialised, label, exportState: state, ...(keep ? { keep } : {}) }));
+    const tile = !single && tiled(terms[0]) ? { ...opts.schedule, featureTile: opts.featureTile! } : undefined;
+    if (tile && items.length !== 1) throw new Error(`${p.name}: term ${terms[0].name} is in ${items.length} output items; a feature-tiled term must be in one`);
+    if (!tile) kernels.push(chunkKernel({ program: p, sizes, terms, items, partial: !single, schedule: opts.schedule, materialised, label, exportState: state, ...(keep ? { keep } : {}) }));
     if (!single) {
       items.forEach((it, g) => {
         const item = p.output.findIndex((o) => (o.kind === 'term' ? [o.term] : o.terms).some((nm) => (it.kind === 'term' ? [it.term] : it.terms).includes(nm)));
@@ -116,11 +127,17 @@ export function lowerChunked(p: Program, sizes: Sizes, opts: LowerOptions): Plan
         const den = `${label}:part${g}:den`;
         for (const name of [num, den]) buffers.push({ name, role: 'scratch', floats: (b, t) => b * t * per, shape: (b, t) => [b, t, per] });
         partials.push({ item, num, den });
+        if (tile) {
+          const k = featureTiledTerm(p, sizes, terms[0], tile, label, num, den);
+          kernels.push(...k.kernels);
+          buffers.push(...k.buffers);
+        }
       });
     }
   });
   if (!single) kernels.push(combineKernel(p, per, partials));
-  return plan(p, sizes, opts.fuse ? 'chunked' : 'unfused', kernels, buffers, opts.schedule);
+  const schedule = opts.featureTile !== undefined ? { ...opts.schedule, featureTile: opts.featureTile } : opts.schedule;
+  return plan(p, sizes, opts.fuse ? 'chunked' : 'unfused', kernels, buffers, schedule);
 }
 
 /**
@@ -159,7 +176,7 @@ function keptParts(p: Program, sizes: Sizes, items: readonly OutputItem[], buffe
   });
 }
 
-function plan(p: Program, sizes: Sizes, form: 'chunked' | 'unfused', kernels: Kernel[], buffers: PlanBuffer[], s: ChunkSchedule): Plan {
+function plan(p: Program, sizes: Sizes, form: 'chunked' | 'unfused', kernels: Kernel[], buffers: PlanBuffer[], s: ChunkSchedule & { featureTile?: number }): Plan {
   return {
     variant: p.name,
     form,
@@ -167,7 +184,7 @@ function plan(p: Program, sizes: Sizes, form: 'chunked' | 'unfused', kernels: Ke
     buffers,
     outAxes: p.outAxes,
     sizes,
-    schedule: { chunk: s.chunk, cols: s.cols, threads: s.threads, ...(s.segment ? { segment: s.segment } : {}) },
+    schedule: { chunk: s.chunk, cols: s.cols, threads: s.threads, ...(s.segment ? { segment: s.segment } : {}), ...(s.featureTile ? { featureTile: s.featureTile } : {}) },
   };
 }
 

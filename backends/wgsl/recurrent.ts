@@ -8,7 +8,9 @@
 //
 // Per token two phases: stage (each prefix term's φ, ψ, log-decay and updated z in workgroup memory, the
 // bounded terms' query features, the ring slots of this position), then one invocation per output column
-// updates S and accumulates every output item.
+// updates S and accumulates every output item. Where the staged features do not fit the adapter's workgroup memory
+// (based's 4161 Taylor features at d 64: four [F] arrays, 66 KB) they are staged in a scratch buffer instead,
+// [b, heads, 4, F]: every column thread reads them in the same order, so they stay in cache.
 import { lagRange } from '../../src/ir/masks.ts';
 import type { PrefixForm } from '../../src/ir/terms.ts';
 import type { Id, Program, Term } from '../../src/ir/types.ts';
@@ -16,7 +18,7 @@ import { count, maskCondition, programBuffers, programReader, type Sizes } from 
 import { ExprGen, offset, type Index, type Resolver } from './expr.ts';
 import { KernelBuilder, type Binding, type WorkgroupArray } from './kernel-builder.ts';
 import { boundedFrontier, layoutOf, prefixGate, ringIndex, rowAxes, stateLayout, type Layout, type StateLayout } from './layout.ts';
-import type { Plan } from './plan.ts';
+import type { Plan, PlanBuffer } from './plan.ts';
 import { isSoftmaxProgram } from './softmax-analysis.ts';
 import { softmaxDecodePlan } from './softmax-decode.ts';
 import type { Block } from './wgsl-block.ts';
@@ -47,28 +49,44 @@ interface StepKernel {
   /** Inputs at row (position − pos0) of this call's buffers, and parameters. */
   readonly read: Resolver;
   readonly state: ReadonlyMap<string, Binding>;
-  /** Per prefix term: φ, ψ, log-decay and the updated z at this token ([F] each). */
-  readonly staged: readonly { phi: WorkgroupArray; psi: WorkgroupArray; lg: WorkgroupArray; zn: WorkgroupArray }[];
+  /** Per prefix term: φ, ψ, log-decay and the updated z at this token ([F] each), element i as WGSL. */
+  readonly staged: readonly Staged[];
   /** Query features of bounded terms at this token ([W] each, head axes fixed). */
   readonly qf: ReadonlyMap<Id, { array: WorkgroupArray; axes: readonly string[]; W: number }>;
   readonly head: Index;
 }
 
-/** `maxLength`: the positions softmax attention's key/value cache holds (softmax-decode.ts; ignored otherwise). */
-export function recurrentPlan(p: Program, sizes: Sizes, maxLength?: number): Plan {
+type Staged = Readonly<Record<'phi' | 'psi' | 'lg' | 'zn', (i: string) => string>>;
+const STAGED = ['phi', 'psi', 'lg', 'zn'] as const;
+
+/**
+ * `maxLength`: the positions softmax attention's key/value cache holds (softmax-decode.ts; ignored otherwise).
+ * `maxWorkgroupBytes`: the adapter's workgroup memory; prefix features that would not fit it are staged in global
+ * memory (absent: always in workgroup memory).
+ */
+export function recurrentPlan(p: Program, sizes: Sizes, maxLength?: number, opts: { readonly maxWorkgroupBytes?: number } = {}): Plan {
   if (isSoftmaxProgram(p)) return softmaxDecodePlan(p, sizes, maxLength);
   const kb = new KernelBuilder(WG, ['wid', 'lid']);
   const L = layoutOf(p, p.terms);
   const st = stateLayout(p, sizes);
+  const NS = count(L.head, sizes);
   const read = programReader(kb, p, sizes, (where) => `b * dims.t + (${where} - dims.pos0)`);
   const out = kb.storage('out:o', true, { always: true });
   const state = new Map(st.buffers.map((b) => [b.name, kb.storage(b.name, true)]));
-  const staged = st.prefix.map((q) => ({
-    phi: kb.workgroup(`phi${q.k}`, q.F),
-    psi: kb.workgroup(`psi${q.k}`, q.F),
-    lg: kb.workgroup(`lg${q.k}`, q.F),
-    zn: kb.workgroup(`zn${q.k}`, q.F),
-  }));
+  const queryFloats = boundedFrontier(p, p.terms, 'query').reduce((n, id) => n + count(rowAxes(p, L, id), sizes), 0);
+  const stagedFloats = st.prefix.reduce((n, q) => n + STAGED.length * q.F, 0);
+  const inGlobal = opts.maxWorkgroupBytes !== undefined && 4 * (stagedFloats + queryFloats) > opts.maxWorkgroupBytes;
+  const scratch: PlanBuffer[] = [];
+  const staged = st.prefix.map((q): Staged => {
+    if (!inGlobal) {
+      const arrays = STAGED.map((what) => kb.workgroup(`${what}${q.k}`, q.F).name);
+      return Object.fromEntries(STAGED.map((what, k) => [what, (i: string) => `${arrays[k]}[${i}]`])) as Staged;
+    }
+    const name = `scratch:stage${q.k}`;
+    scratch.push({ name, role: 'scratch', floats: (b) => b * NS * STAGED.length * q.F, shape: (b) => [b, NS, STAGED.length, q.F] });
+    const buf = kb.storage(name, true);
+    return Object.fromEntries(STAGED.map((what, k) => [what, (i: string) => `${kb.use(buf)}[((b * ${NS}u + s) * ${STAGED.length}u + ${k}u) * ${q.F}u + ${i}]`])) as Staged;
+  });
   const qf = new Map(
     boundedFrontier(p, p.terms, 'query').map((id) => {
       const axes = rowAxes(p, L, id);
@@ -79,7 +97,7 @@ export function recurrentPlan(p: Program, sizes: Sizes, maxLength?: number): Pla
   const main = kb.body;
   main.define('s', 'wid.x');
   main.define('b', 'wid.y');
-  const K: StepKernel = { p, sizes, L, st, NS: count(L.head, sizes), NR: count(L.rest, sizes), kb, read, state, staged, qf, head: main.split(L.head, sizes, 's', 'hx') };
+  const K: StepKernel = { p, sizes, L, st, NS, NR: count(L.rest, sizes), kb, read, state, staged, qf, head: main.split(L.head, sizes, 's', 'hx') };
   main.for('tok', '0u', (tok) => `${tok} < dims.t`, (step) => {
     step.define('pos', 'dims.pos0 + tok');
     for (const q of st.prefix) stagePrefix(K, step, q);
@@ -96,7 +114,7 @@ export function recurrentPlan(p: Program, sizes: Sizes, maxLength?: number): Pla
     comment: [`recurrent step kernel of ${p.name}: tokens of this call in order, state in global memory`],
     workgroups: (b) => [K.NS, b, 1],
   });
-  const buffers = [...programBuffers(p, sizes), ...st.buffers];
+  const buffers = [...programBuffers(p, sizes), ...st.buffers, ...scratch];
   return { variant: p.name, form: 'recurrent', kernels: [kernel], buffers, outAxes: p.outAxes, sizes, schedule: { workgroup: WG } };
 }
 
@@ -117,18 +135,18 @@ function stagePrefix(K: StepKernel, step: Block, q: StatePrefix): void {
     const ph = g.value(b, f.phi, idx, 'pos');
     const ps = g.value(b, f.psi, idx, 'pos');
     const gv = gate ? g.value(b, gate.id, gate.perFeature ? idx : { ...K.head }, 'pos') : null;
-    b.line(`${phi.name}[${x}] = ${ph}; ${psi.name}[${x}] = ${ps};`);
-    b.line(`${lg.name}[${x}] = ${gv ? `log(max(${gv}, 1e-30))` : '0.0'};`);
+    b.line(`${phi(x)} = ${ph}; ${psi(x)} = ${ps};`);
+    b.line(`${lg(x)} = ${gv ? `log(max(${gv}, 1e-30))` : '0.0'};`);
     const zi = `(b * ${K.NS}u + s) * ${q.F}u + ${x}`;
     const z = stateRef(K, `state:z${q.k}`);
     if (q.open) {
       const zo = stateRef(K, `state:zo${q.k}`);
       b.block(`if (pos % ${(q.term.mask[0] as { size: number }).size}u == 0u && pos > 0u)`, (j) => j.line(`${z}[${zi}] += ${zo}[${zi}]; ${zo}[${zi}] = 0.0;`));
-      b.line(`${zo}[${zi}] += ${psi.name}[${x}];`);
-      b.line(`${zn.name}[${x}] = ${z}[${zi}];`);
+      b.line(`${zo}[${zi}] += ${psi(x)};`);
+      b.line(`${zn(x)} = ${z}[${zi}];`);
     } else {
-      const zv = b.let('zv', `exp(${lg.name}[${x}]) * ${z}[${zi}] + ${psi.name}[${x}]`);
-      b.line(`${z}[${zi}] = ${zv}; ${zn.name}[${x}] = ${zv};`);
+      const zv = b.let('zv', `exp(${lg(x)}) * ${z}[${zi}] + ${psi(x)}`);
+      b.line(`${z}[${zi}] = ${zv}; ${zn(x)} = ${zv};`);
     }
   });
 }
@@ -206,10 +224,10 @@ function prefixTerm(K: StepKernel, g: Block, q: StatePrefix, v: string, { num, d
     rows.forEach((su, u) => {
       const f = `${f0} + ${u}u`;
       l.block('', (r) => {
-        const sv = r.let('sv', `exp(${lg.name}[${perF ? f : '0u'}]) * ${su} + ${psi.name}[${f}] * ${v}`);
+        const sv = r.let('sv', `exp(${lg(perF ? f : '0u')}) * ${su} + ${psi(f)} * ${v}`);
         r.line(`${S}[${at(u)}] = ${sv};`);
-        r.line(`${num} = ${num} + ${phi.name}[${f}] * ${sv};`);
-        r.line(`${den} = ${den} + ${phi.name}[${f}] * ${zn.name}[${f}];`);
+        r.line(`${num} = ${num} + ${phi(f)} * ${sv};`);
+        r.line(`${den} = ${den} + ${phi(f)} * ${zn(f)};`);
       });
     });
   }, { step: (f0) => `${f0} += ${U}u` });
@@ -224,8 +242,8 @@ function openPrefixTerm(K: StepKernel, g: Block, q: StatePrefix, v: string, { nu
     l.comment(q.term.name);
     const si = `((b * ${K.NS}u + s) * ${q.F}u + ${f}) * ${K.NR}u + ${col}`;
     l.block(`if (pos % ${(q.term.mask[0] as { size: number }).size}u == 0u && pos > 0u)`, (j) => j.line(`${S}[${si}] += ${So}[${si}]; ${So}[${si}] = 0.0;`));
-    l.line(`${So}[${si}] += ${psi.name}[${f}] * ${v};`);
-    l.line(`${num} = ${num} + ${phi.name}[${f}] * ${S}[${si}]; ${den} = ${den} + ${phi.name}[${f}] * ${zn.name}[${f}];`);
+    l.line(`${So}[${si}] += ${psi(f)} * ${v};`);
+    l.line(`${num} = ${num} + ${phi(f)} * ${S}[${si}]; ${den} = ${den} + ${phi(f)} * ${zn(f)};`);
   });
 }
 

@@ -49,6 +49,8 @@ export interface PlanRequest {
   /** Chunked only: force the fused (true) or unfused (false) plan; absent, the adapter's choice (plan-choice.ts). */
   readonly fuse?: boolean;
   readonly schedule?: import('../../backends/wgsl/chunked.ts').ChunkSchedule;
+  /** Chunked only, with `schedule`: the unfused plan with its wide prefix terms over tiles of this many features. */
+  readonly featureTile?: number;
   /** Called with the chunked plan's fused/unfused decision and its estimates, in words. */
   readonly onChoice?: (reason: string) => void;
 }
@@ -59,11 +61,11 @@ export function planFor(gpu: Gpu, c: Compiled, sizes: Readonly<Record<string, nu
     case 'parallel':
       return naivePlan(c.source, sizes);
     case 'recurrent':
-      return recurrentPlan(c.program, sizes);
+      return recurrentPlan(c.program, sizes, undefined, { maxWorkgroupBytes: gpu.limits.maxComputeWorkgroupStorageSize });
     case 'chunked': {
       const choice = choosePlan(gpu, c.program, sizes, req, shape);
       req.onChoice?.(choice.reason);
-      return lowerChunked(c.program, sizes, { fuse: choice.fuse, schedule: choice.schedule });
+      return lowerChunked(c.program, sizes, { fuse: choice.fuse, schedule: choice.schedule, ...(choice.featureTile ? { featureTile: choice.featureTile } : {}) });
     }
   }
 }
@@ -104,9 +106,10 @@ export async function runCompiled(c: Compiled, tensors: Readonly<Record<string, 
   const gpu = req.gpu!;
   const limits = runLimits(gpu, req.limits);
   let schedule = req.schedule;
-  if (req.form === 'chunked' && req.autotune && !schedule) {
+  const base = req.form === 'chunked' && req.autotune && !schedule ? planFor(gpu, c, bound.sizes, req, bound) : undefined;
+  if (base?.schedule.featureTile) req.log?.(`autotune: skipped, the autotuner times fused schedules and ${c.program.name} runs feature-tiled (its default schedule)`);
+  else if (base) {
     // Tune at the batch slice a launch will actually take (the fused plan's buffers do not depend on the schedule).
-    const base = planFor(gpu, c, bound.sizes, req, bound);
     const n = batchSliceSize(base, bound.b, bound.t, limits, gpu.adapterName);
     req.log?.(`autotuning ${c.program.name} at b=${n}, t=${bound.t} on ${gpu.adapterName}:`);
     schedule = (await autotune(gpu, c.program, bound.sizes, sliceInputs(base, tensors, 0, n), { b: n, t: bound.t }, { log: req.log })).best;

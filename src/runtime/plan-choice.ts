@@ -3,8 +3,11 @@
 // each plan at its own best schedule, and a software adapter keeps the fused plan (fewer shaders for its slow
 // compiler; its tests are timed so) unless that does not fit. A plan that does not fit falls back to the other
 // with the reason, unless it was forced. The autotuner's cached winner (which it timed fused) is kept as is.
+// When neither fits (based's Taylor features at d 64: the state S[f, e] alone is 1 MB), the unfused plan runs
+// its wide prefix terms over tiles of features (backends/wgsl/feature-tiled.ts), if that fits.
 import { candidateSchedules, defaultSchedule } from '../../backends/wgsl/chunk-schedules.ts';
 import type { ChunkSchedule } from '../../backends/wgsl/chunked.ts';
+import { defaultFeatureTiled, featureTiledSchedules } from '../../backends/wgsl/feature-tile-schedules.ts';
 import { estimatePlan, chooseFusion } from '../../backends/wgsl/fusion-model.ts';
 import { isSoftmaxProgram } from '../../backends/wgsl/softmax-analysis.ts';
 import type { Program } from '../ir/types.ts';
@@ -15,6 +18,8 @@ import { cachedCandidate, chooseSchedule, MODEL_SHAPE, modelDefault } from './sc
 export interface PlanChoice {
   readonly fuse: boolean;
   readonly schedule: ChunkSchedule;
+  /** Features per tile of the unfused plan's tiled terms (lower.ts's featureTile), when it needs them to fit. */
+  readonly featureTile?: number;
   /** The decision in words, with both estimates where the model made it (for --verbose and compile -v). */
   readonly reason: string;
 }
@@ -26,7 +31,7 @@ export function choosePlan(
   gpu: Gpu,
   p: Program,
   sizes: Readonly<Record<string, number>>,
-  req: { fuse?: boolean; schedule?: ChunkSchedule },
+  req: { fuse?: boolean; schedule?: ChunkSchedule; featureTile?: number },
   shape?: { b: number; t: number },
 ): PlanChoice {
   const at = shape ?? MODEL_SHAPE;
@@ -35,6 +40,7 @@ export function choosePlan(
   const estimate = (s: ChunkSchedule, fuse: boolean) => estimatePlan(model, p, sizes, s, fuse, at.b, at.t)?.us;
   const unseg = (s: ChunkSchedule): ChunkSchedule => ({ chunk: s.chunk, cols: s.cols, threads: s.threads }); // the unfused plan has no segments
   const both = (s: ChunkSchedule) => `est. at b ${at.b}, t ${at.t} on ${model.computeUnits} units: fused ${ms(estimate(s, true))}, unfused ${ms(estimate(unseg(s), false))}`;
+  if (req.schedule && req.featureTile !== undefined) return { fuse: false, schedule: req.schedule, featureTile: req.featureTile, reason: `schedule given (${show(req.schedule)}), unfused over tiles of ${req.featureTile} features` };
   if (req.schedule) return { fuse: req.fuse ?? true, schedule: req.schedule, reason: `schedule given (${show(req.schedule)}); ${both(req.schedule)}` };
   const fusedCands = candidateSchedules(gpu.limits, p, sizes);
   const cached = cachedCandidate(gpu, p, sizes, fusedCands, shape);
@@ -43,6 +49,7 @@ export function choosePlan(
   const pick = (fuse: boolean) => modelDefault(gpu, p, sizes, fuse ? fusedCands : unfusedCands, fuse, at, fuse);
   if (req.fuse !== undefined) {
     const s = pick(req.fuse);
+    if (!s && !req.fuse) return tiledOrThrow(gpu, p, sizes, false);
     if (!s) throw noFit(gpu, p, req.fuse);
     const other = pick(!req.fuse);
     const est = (fuse: boolean, x: ChunkSchedule | undefined) => `${fuse ? 'fused' : 'unfused'} ${ms(x && estimate(x, fuse))}`;
@@ -53,17 +60,26 @@ export function choosePlan(
     if (fused) return { fuse: true, schedule: fused, reason: `software adapter: fused, one shader to compile (${show(fused)}); ${both(fused)}` };
     const unfused = defaultSchedule(unfusedCands, true);
     if (unfused) return { fuse: false, schedule: unfused, reason: `the fused kernel does not fit ${gpu.limits.maxComputeWorkgroupStorageSize} bytes of workgroup memory: unfused (${show(unfused)})` };
-    throw noFit(gpu, p, undefined);
+    return tiledOrThrow(gpu, p, sizes, undefined);
   }
   const c = chooseFusion(model, p, sizes, { fused: fusedCands, unfused: unfusedCands.filter((s) => !s.segment) }, at.b, at.t);
-  if (!c) throw noFit(gpu, p, undefined);
+  if (!c) return tiledOrThrow(gpu, p, sizes, undefined);
   return { fuse: c.fuse, schedule: c.schedule, reason: `${c.fuse ? 'fused' : 'unfused'} (${show(c.schedule)}) on ${model.computeUnits} units at b ${at.b}, t ${at.t}: ${c.reason}` };
 }
 
+/** The unfused plan with feature-tiled terms, or the error saying that not even it fits. */
+function tiledOrThrow(gpu: Gpu, p: Program, sizes: Readonly<Record<string, number>>, fuse: false | undefined): PlanChoice {
+  const s = defaultFeatureTiled(featureTiledSchedules(gpu.limits, p, sizes), gpu.isSoftware);
+  if (!s) throw noFit(gpu, p, fuse);
+  const { featureTile, ...schedule } = s;
+  const what = fuse === undefined ? 'neither the fused kernel nor every unfused term kernel fits' : 'not every unfused term kernel fits';
+  return { fuse: false, schedule, featureTile, reason: `${what} in ${gpu.limits.maxComputeWorkgroupStorageSize} bytes of workgroup memory: unfused, the wide prefix terms over tiles of ${featureTile} features (${show(schedule)})` };
+}
+
 function noFit(gpu: Gpu, p: Program, fuse: boolean | undefined): Error {
-  const what = fuse === undefined ? 'neither the fused kernel nor every unfused term kernel' : fuse ? 'the fused kernel' : 'every unfused term kernel';
+  const what = fuse === undefined ? 'neither the fused kernel nor the unfused plan (not even with its feature axes tiled)' : fuse ? 'the fused kernel' : 'the unfused plan (not even with its feature axes tiled)';
   return new Error(
-    `${p.name}: at these axis sizes ${what} needs more than this adapter's ${gpu.limits.maxComputeWorkgroupStorageSize} bytes of workgroup memory ` +
-      `(${gpu.adapterName}), at every chunk schedule${fuse ? '; try --no-fuse' : ''}; use smaller feature axes`,
+    `${p.name}: at these axis sizes ${what} fits in this adapter's ${gpu.limits.maxComputeWorkgroupStorageSize} bytes of workgroup memory ` +
+      `(${gpu.adapterName}), at any chunk schedule${fuse ? '; try --no-fuse' : ''}; use smaller feature axes`,
   );
 }

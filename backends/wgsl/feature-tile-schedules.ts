@@ -1,0 +1,41 @@
+// Schedules of the feature-tiled unfused plan (feature-tiled.ts): chunk, value columns, threads and features per
+// tile such that every kernel of the plan fits the given limits — the tiled terms' kernels, and the other terms'
+// ordinary unfused kernels. Plan choice asks for them only when neither the fused kernel nor the plain unfused
+// plan fits (based's Taylor features at d 64), so the default is a fitting one, not a timed one.
+import type { Program } from '../../src/ir/types.ts';
+import { candidateSchedules, type ScheduleLimits } from './chunk-schedules.ts';
+import { sharedFloats } from './chunked.ts';
+import { itemsOver, outputPart } from './chunked/analysis.ts';
+import { tileable, tiledTermFloats, type FeatureTiledSchedule } from './feature-tiled.ts';
+
+const FEATURE_TILES = [256, 128, 96, 64, 32, 16, 8];
+
+export function featureTiledSchedules(limits: ScheduleLimits, program: Program, sizes: Readonly<Record<string, number>>): FeatureTiledSchedule[] {
+  const p = outputPart(program, false);
+  const tiled = p.terms.filter(tileable);
+  if (!tiled.length) return [];
+  const rest = p.terms.filter((t) => !tileable(t));
+  const floats = limits.maxComputeWorkgroupStorageSize / 4;
+  // the chunk, column and thread combinations the chunk kernel admits (group sizes, invocations), whatever their memory
+  const base = candidateSchedules({ ...limits, maxComputeWorkgroupStorageSize: Number.MAX_SAFE_INTEGER }, program, sizes, true).filter((s) => !s.segment);
+  const out: FeatureTiledSchedule[] = [];
+  for (const s of base) {
+    if (rest.some((t) => sharedFloats(p, sizes, [t], itemsOver(p.output, [t]), s) > floats)) continue;
+    for (const featureTile of FEATURE_TILES) {
+      const x = { chunk: s.chunk, cols: s.cols, threads: s.threads, featureTile };
+      if (tiled.every((t) => tiledTermFloats(p, sizes, t, x) <= floats)) out.push(x);
+    }
+  }
+  return out;
+}
+
+/**
+ * Chunk near 16 and the widest feature tile that fits (fewer tiles: less partial traffic and a shorter tile sum),
+ * then 32 columns and 256 threads on hardware, all columns and 128 threads on a software adapter. Not timed yet.
+ */
+export function defaultFeatureTiled(cands: readonly FeatureTiledSchedule[], software = false): FeatureTiledSchedule | undefined {
+  const threads = software ? 128 : 256;
+  const cols = (s: FeatureTiledSchedule) => (software ? Math.log2(s.cols) : -Math.abs(Math.log2(s.cols / 32)));
+  const score = (s: FeatureTiledSchedule) => -Math.abs(Math.log2(s.chunk / 16)) * 4 + 2 * Math.log2(s.featureTile) + cols(s) - Math.abs(Math.log2(s.threads / threads));
+  return [...cands].sort((a, b) => score(b) - score(a))[0];
+}
