@@ -13,12 +13,17 @@ export function emitStage(K: ChunkKernel, body: Block): void {
   emitSlots(body, K.a.WG, slots(K));
 }
 
-/** The staged arrays in order: each prefix term's φ, ψ and gate, the query then key features, the values. */
+/**
+ * The staged arrays in order: each prefix term's φ, ψ and gate, the query then key features, the values. A
+ * segment-state launch writes no outputs: it folds ψ ⊗ v into S and z only, so it stages neither φ nor the bounded
+ * terms' features (computing them there read q a second time and evaluated φ twice per row across the plan).
+ */
 function slots(K: ChunkKernel): Slot[] {
   const { a } = K;
+  const outputs = a.segmented !== 'state';
   return [
-    ...a.prefix.flatMap((q) => [featureSlot(K, q, 'phi'), featureSlot(K, q, 'psi'), ...(q.gateWidth ? [gateSlot(K, q)] : [])]),
-    ...a.staged.filter((f) => !f.alias).map((f) => frontierSlot(K, f)),
+    ...a.prefix.flatMap((q) => [...(outputs ? [featureSlot(K, q, 'phi')] : []), featureSlot(K, q, 'psi'), ...(q.gateWidth ? [gateSlot(K, q)] : [])]),
+    ...(outputs ? a.staged.filter((f) => !f.alias).map((f) => frontierSlot(K, f)) : []),
     valueSlot(K),
   ];
 }

@@ -2,7 +2,7 @@
 // its value is computed, where it is stored), one element per invocation. Up to MAX_UNROLL slots of an array
 // are unrolled into straight-line code with clamped positions and `select` for the rows outside the sequence,
 // and every slot of a batch computes before any stores: all their global loads are in flight together instead
-// of one latency per loop trip. Longer arrays, and expressions too heavy to unroll, stay in a loop.
+// of one latency per loop trip. A slot past the array's end computes nothing (each element once per chunk). Longer arrays, and expressions too heavy to unroll, stay in a loop.
 import type { Index } from '../expr.ts';
 import { Block, Scope } from '../wgsl-block.ts';
 
@@ -53,7 +53,7 @@ export function emitSlots(body: Block, WG: number, slots: readonly Slot[]): void
   }
   for (let s0 = 0; s0 < unrolled.length; s0 += BATCH) {
     body.block('', (b) => {
-      const stores = unrolled.slice(s0, s0 + BATCH).map((u) => ({ store: computeSlot(b, u.slot, u.xc), guard: u.guard }));
+      const stores = unrolled.slice(s0, s0 + BATCH).map((u) => ({ store: computeSlot(b, u.slot, u.xc, u.guard), guard: u.guard }));
       for (const { store, guard } of stores) {
         if (guard) b.block(`if (${guard})`, store);
         else store(b);
@@ -66,19 +66,25 @@ export function emitSlots(body: Block, WG: number, slots: readonly Slot[]): void
     body.for('xb', 'lid', (xb) => `${xb} < ${N}u`, (b, xb) => {
       const stores = [...Array(perTrip).keys()].map((u) => {
         const xs = `(${xb} + ${u * WG}u)`;
-        return { store: computeSlot(b, slot, step <= N && N % step === 0 ? xs : `min(${xs}, ${N - 1}u)`), guard: `${xs} < ${N}u` };
+        const guard = `${xs} < ${N}u`;
+        const exact = step <= N && N % step === 0; // every trip's slots in range: nothing to skip
+        return { store: computeSlot(b, slot, exact ? xs : `min(${xs}, ${N - 1}u)`, exact ? null : guard), guard };
       });
       for (const { store, guard } of stores) b.block(`if (${guard})`, store);
     }, { step: (xb) => `${xb} += ${step}u` });
   }
 }
 
-/** Emits a slot's computation at `xc` into b; returns the emitter of its store (which reads the names declared here). */
-function computeSlot(b: Block, slot: Slot, xc: string): (store: Block) => void {
+/**
+ * Emits a slot's computation at `xc` into b; returns the emitter of its store (which reads the names declared here).
+ * Past the array's end (`guard` false) the clamped index repeats the last element: the expression is skipped there,
+ * so each element's value — a feature map's transcendentals included — is computed once per chunk.
+ */
+function computeSlot(b: Block, slot: Slot, xc: string, guard: string | null): (store: Block) => void {
   const at = slot.place(b, xc);
   const val = b.var('val', '0.0');
   // The expression in its own block: its helpers' names stay inside, only val leaves it.
-  b.block('', (e) => e.line(`${val} = select(0.0, ${slot.value(e, at)}, ${at.ok});`));
+  b.block(guard ? `if (${guard})` : '', (e) => e.line(`${val} = select(0.0, ${slot.value(e, at)}, ${at.ok});`));
   return (s) => slot.store(s, at, val);
 }
 

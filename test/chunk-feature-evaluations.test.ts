@@ -1,0 +1,88 @@
+// How often the fused chunk kernels evaluate each prefix term's feature maps φ (query side) and ψ (key side),
+// counted statically from the generated WGSL (test/helpers/wgsl-counts.ts): each value at most once per
+// (row, feature) per chunk in a workgroup — staged in phase 1, read back from workgroup memory by the score,
+// output and state phases — and φ not at all in a segment-state launch, which writes no outputs. At the H200's
+// default schedules and d 64 (issue 15: elu fused timed 4.5× slower than elu_aug, suspected of inline φ).
+import { describe, expect, it } from 'vitest';
+import { lowerChunked } from '../backends/wgsl/lower.ts';
+import { featureCount } from '../backends/wgsl/layout.ts';
+import { isSoftmaxProgram } from '../backends/wgsl/softmax-analysis.ts';
+import type { ChunkSchedule } from '../backends/wgsl/chunked.ts';
+import { segmentable } from '../backends/wgsl/chunked.ts';
+import { axisSizes } from '../src/inputs.ts';
+import { compileFile } from '../src/runtime/compiler.ts';
+import { nodeEvaluations } from './helpers/wgsl-counts.ts';
+import { DECODABLE } from './helpers/variants.ts';
+
+/** The H200's defaults at b 4, h 16, t 4096, d 64 (132 units: segmented; 64 units: one kernel), and the software one. */
+const SCHEDULES: readonly ChunkSchedule[] = [
+  { chunk: 8, cols: 64, threads: 512, segment: 16 },
+  { chunk: 16, cols: 32, threads: 1024 },
+  { chunk: 8, cols: 16, threads: 64 },
+];
+
+const CHUNK_KERNELS = DECODABLE.filter((f) => !isSoftmaxProgram(compileFile(f).program));
+
+describe('the counter', () => {
+  // A φ evaluated inside the score loop, per (i, j, f), as the issue suspected: C·C·F evaluations, not C·F.
+  const inline = [
+    'var<workgroup> A0: array<f32, 64>;',
+    'fn main() {',
+    '  for (var c: u32 = 0u; c < nchunks; c++) {',
+    '    for (var x: u32 = lid; x < 64u; x += WG) {',
+    '      for (var f: u32 = 0u; f < 4u; f++) {',
+    '        let x3 = select(exp(x0) - 1.0, x0, x0 > 0.0); // %3 unary',
+    '        let x8 = x3 + 1.0; // %8 binary',
+    '      }',
+    '      let x9 = A0[x]; // %8 at',
+    '    }',
+    '  }',
+    '}',
+  ].join('\n');
+  it('counts a statement inside nested loops once per trip of each, and not a read back from workgroup memory', () => {
+    expect(nodeEvaluations(inline, 8, 8, 32)).toBe(64 * 4);
+  });
+  it('follows the strided index into a guard: a clamped slot computed only where its index is in range', () => {
+    const guarded = inline.replace('      for (var f: u32 = 0u; f < 4u; f++) {', '      if ((x + 16u) < 64u) {');
+    expect(nodeEvaluations(guarded, 8, 8, 32)).toBe(48);
+  });
+  it('refuses a loop header it does not know instead of guessing', () => {
+    expect(() => nodeEvaluations(inline.replace('f < 4u', 'f < m'), 8, 8, 32)).toThrow(/unknown loop end: m/);
+  });
+});
+
+describe('feature maps in the fused chunk kernel', () => {
+  it.each(CHUNK_KERNELS)('%s: φ and ψ evaluated at most once per (row, feature) per chunk; no φ in a segment-state launch', (file) => {
+    const c = compileFile(file);
+    const p = c.program;
+    const sizes = axisSizes(c.source, Object.fromEntries(Object.entries({ h: 16, d: 64, e: 64 }).filter(([a]) => c.source.axes[a]?.kind === 'free')));
+    const prefix = p.terms.flatMap((t) => (t.form.kind === 'prefix' ? [t.form] : []));
+    for (const s of SCHEDULES) {
+      const schedule = s.segment && !segmentable(p, sizes) ? { chunk: s.chunk, cols: s.cols, threads: s.threads } : s;
+      const plan = lowerChunked(p, sizes, { fuse: true, schedule });
+      for (const k of plan.kernels.filter((x) => /for \(var c: u32 = /.test(x.code))) {
+        const halo = Number(/halo (\d+)/.exec(k.code)![1]);
+        const stateOnly = k.label.endsWith('.segment-state');
+        for (const f of prefix) {
+          const F = featureCount(f, sizes);
+          const at = `${k.label} at ${JSON.stringify(schedule)}`;
+          const phi = nodeEvaluations(k.code, f.phi, s.chunk, s.threads);
+          const psi = nodeEvaluations(k.code, f.psi, s.chunk, s.threads);
+          // Rows staged per chunk: φ the chunk's C, ψ also the halo a bounded term reading it as its key reaches back.
+          const phiMax = s.chunk * F;
+          const psiMax = (s.chunk + halo) * F;
+          if (f.phi === f.psi) {
+            // One node on both sides (a symmetric feature map) is staged for each.
+            expect(phi, `${at}: φ = ψ %${f.phi} evaluations per chunk`).toBeLessThanOrEqual((stateOnly ? 0 : phiMax) + psiMax);
+            continue;
+          }
+          if (stateOnly) expect(phi, `${at}: φ %${f.phi} evaluated in a launch that writes no outputs`).toBe(0);
+          else expect(phi, `${at}: φ %${f.phi} never evaluated (is the counter reading this kernel?)`).toBeGreaterThan(0);
+          expect(phi, `${at}: φ %${f.phi} evaluations per chunk`).toBeLessThanOrEqual(phiMax);
+          expect(psi, `${at}: ψ %${f.psi} never evaluated (is the counter reading this kernel?)`).toBeGreaterThan(0);
+          expect(psi, `${at}: ψ %${f.psi} evaluations per chunk`).toBeLessThanOrEqual(psiMax);
+        }
+      }
+    }
+  });
+});
