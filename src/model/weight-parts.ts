@@ -107,9 +107,3 @@ export function uploadRowParts(gpu: Gpu, name: string, t: Tensor | readonly Tens
   }
   return { name, shape, bytes: parts.reduce((s, p) => s + p.tensor.bytes, 0), parts };
 }
-
-/** The weight as one buffer, for code that reads it whole (training); throws, naming it and `who`, when it is split. */
-export function wholeWeight(w: RowParts, who: string): GpuTensor {
-  if (w.parts.length !== 1) throw new Error(`${who} reads tensor '${w.name}' [${w.shape.join(', ')}] as one buffer, but it is stored in ${w.parts.length} parts (over one buffer's limit)`);
-  return w.parts[0].tensor;
-}
