@@ -17,7 +17,7 @@
 // stored in parts of whole rows of the stack (weight-parts.ts), each part's matmul writing its column range of
 // u or z (lm-head-parts.ts, the matmul's column window). Parts of the stack, not per head then rows: the block-
 // diagonal product needs no head boundary, so the dispatches are as few as the limit allows (⌈bytes / limit⌉,
-// 3 for five 7B heads under 2 GiB, where per head it would be 5). The top-k reads the whole logits buffer after
+// 2 for five 7B heads under a 2 GiB limit, where per head it would be 5). The top-k reads the whole logits buffer after
 // every part has written it, so it is unchanged. A stack within the limit is one part: exactly the unsplit matmul.
 import { bindHead, encodeHead, planHead, type HeadPlans } from '../model/lm-head-parts.ts';
 import { uploadRowParts, weightBufferLimit, type RowParts } from '../model/weight-parts.ts';
