@@ -15,6 +15,7 @@ import { RecordingPass } from './gpu-pass.ts';
 import { RecordedStep } from './step-recording.ts';
 import { buildStepPlan, destroyStepPlan, encodeStep, type BatchBuffers, type StepPlan, type StepPlanExtras, type TokenPick, type TokenSource } from './gpu-step-plan.ts';
 import { createExactTensor, destroyModelWeights, uploadModelWeights, type GpuModelWeights } from './gpu-weights.ts';
+import { weightBufferLimit } from './weight-parts.ts';
 import type { SamplingOptions } from './sampling.ts';
 import type { ModelWeights } from './weights.ts';
 
@@ -179,6 +180,11 @@ export class GpuModel {
   ) {
     this.samplingConfig = samplingConfigBuffer(gpu.device, 'sampling config');
     this.timestamps = (options.timestamps ?? gpu.hasTimestamps) && gpu.hasTimestamps;
+  }
+
+  /** Bytes one weight buffer may hold (options.maxWeightBuffer, if lower than the adapter's): weights uploaded beside the model's (the Medusa heads) split at the same limit. */
+  get maxWeightBuffer(): number {
+    return weightBufferLimit(this.gpu, this.options.maxWeightBuffer);
   }
 
   /** Uploads the weights, compiles the kernels and makes each layer's attention through `attention`. */

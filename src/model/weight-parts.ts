@@ -51,32 +51,59 @@ export function rowRanges(name: string, shape: readonly number[], limit: number)
 }
 
 /**
- * Uploads `t` as parts of whole rows under `limit` bytes each. Each part is written from a view of the host
- * array (a float32 tensor is never copied; another type is converted one part at a time).
+ * Uploads `t` as parts of whole rows under `limit` bytes each. `t` may be a list of tensors of one trailing
+ * shape, stored as their stack along rows (the Medusa heads' projections): the stack is never made on the host,
+ * which for a 7B model's five heads would be a second 2.6 GB. A part that lies in one float32 tensor is written
+ * from a view of its array; another is assembled (or converted) into a buffer of at most one part.
  */
-export function uploadRowParts(gpu: Gpu, name: string, t: Tensor, limit: number): RowParts {
-  const ranges = rowRanges(name, t.shape, limit);
-  const cols = t.shape.slice(1).reduce((a, b) => a * b, 1);
-  if (t.data.length !== t.shape[0] * cols) throw new Error(`tensor '${name}': ${t.data.length} elements for shape [${t.shape.join(', ')}]`);
+export function uploadRowParts(gpu: Gpu, name: string, t: Tensor | readonly Tensor[], limit: number): RowParts {
+  const ts: readonly Tensor[] = Array.isArray(t) ? t : [t as Tensor];
+  const trailing = ts[0].shape.slice(1);
+  const cols = trailing.reduce((a, b) => a * b, 1);
+  const starts: number[] = [];
+  let total = 0;
+  for (const [i, x] of ts.entries()) {
+    if (x.shape.slice(1).join() !== trailing.join()) throw new Error(`tensor '${name}': part ${i} has shape [${x.shape.join(', ')}], the first [${ts[0].shape.join(', ')}]`);
+    if (x.data.length !== x.shape[0] * cols) throw new Error(`tensor '${name}': ${x.data.length} elements for shape [${x.shape.join(', ')}]`);
+    starts.push(total);
+    total += x.shape[0];
+  }
+  const shape = [total, ...trailing];
+  const ranges = rowRanges(name, shape, limit);
+  // The tensor holding row r of the stack (the last whose first row is ≤ r).
+  const holder = (r: number): number => {
+    let i = 0;
+    while (i + 1 < starts.length && starts[i + 1] <= r) i++;
+    return i;
+  };
+  // Rows [first, first + rows) of the stack, as float32.
+  const rowsOf = (first: number, rows: number): Float32Array => {
+    const i = holder(first);
+    const x = ts[i];
+    const at = first - starts[i];
+    if (at + rows <= x.shape[0] && x.data instanceof Float32Array) return x.data.subarray(at * cols, (at + rows) * cols);
+    const out = new Float32Array(rows * cols);
+    for (let r = 0; r < rows; ) {
+      const j = holder(first + r);
+      const from = first + r - starts[j];
+      const n = Math.min(rows - r, ts[j].shape[0] - from);
+      out.set(ts[j].data.subarray(from * cols, (from + n) * cols), r * cols);
+      r += n;
+    }
+    return out;
+  };
   const parts: RowPart[] = [];
   try {
     for (const { first, rows } of ranges) {
       const partName = ranges.length === 1 ? name : `${name} rows [${first}, ${first + rows})`;
-      const tensor = createExactTensor(gpu, partName, [rows, ...t.shape.slice(1)]);
+      const tensor = createExactTensor(gpu, partName, [rows, ...trailing]);
       parts.push({ first, rows, tensor });
-      const view = t.data.subarray(first * cols, (first + rows) * cols);
-      const f32 = view instanceof Float32Array ? view : Float32Array.from(view);
+      const f32 = rowsOf(first, rows);
       gpu.device.queue.writeBuffer(tensor.buffer, 0, f32.buffer, f32.byteOffset, f32.byteLength);
     }
   } catch (e) {
     for (const p of parts) p.tensor.buffer.destroy();
     throw e;
   }
-  return { name, shape: [...t.shape], bytes: parts.reduce((s, p) => s + p.tensor.bytes, 0), parts };
-}
-
-/** The weight as one buffer, for code that reads it whole (training); throws, naming it and `who`, when it is split. */
-export function wholeWeight(w: RowParts, who: string): GpuTensor {
-  if (w.parts.length !== 1) throw new Error(`${who} reads tensor '${w.name}' [${w.shape.join(', ')}] as one buffer, but it is stored in ${w.parts.length} parts (over one buffer's limit)`);
-  return w.parts[0].tensor;
+  return { name, shape, bytes: parts.reduce((s, p) => s + p.tensor.bytes, 0), parts };
 }

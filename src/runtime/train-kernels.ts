@@ -138,8 +138,9 @@ export function bindNormRows(gpu: Gpu, k: ModelKernels, io: { x: Binding; gain: 
  * [splits, M, N] partials of a split-K plan), each checked to hold exactly its operand.
  */
 export function bindMatmulRanges(gpu: Gpu, plan: MatmulPlan, io: { a: Binding; w: Binding; c: Binding }): BoundDispatch {
-  const { M, N, K } = plan.problem;
-  const want: Record<string, number> = { A: M * K * 4, W: N * K * 4, C0: plan.splits * M * N * 4 };
+  const { M, N, K, fusion } = plan.problem;
+  // A column window's output is the whole wider matrix (M rows of `stride` columns).
+  const want: Record<string, number> = { A: M * K * 4, W: N * K * 4, C0: plan.splits * M * (fusion?.window?.stride ?? N) * 4 };
   const given: Record<string, Binding> = { A: io.a, W: io.w, C0: io.c };
   for (const [name, bytes] of Object.entries(want)) {
     if (given[name].size !== bytes) throw new Error(`${plan.label}: operand ${name} ('${labelOf(given[name])}') covers ${given[name].size} bytes, the problem ${bytes}`);

@@ -13,7 +13,14 @@
 //   - the model's own top-k at every node (a draft model's candidates for the whole level).
 // Only the top-k ids and probabilities (and the accepted node) are read back: Medusa blocks [head][b][rank],
 // then the own top-k [rows][rank].
-import { bindMatmul, encodeMatmul, planMatmul, type MatmulPlan } from '../runtime/matmul.ts';
+// Stacked weights over one buffer's limit (a 7B model's five heads' vocabulary projections are 5 × 524 MB) are
+// stored in parts of whole rows of the stack (weight-parts.ts), each part's matmul writing its column range of
+// u or z (lm-head-parts.ts, the matmul's column window). Parts of the stack, not per head then rows: the block-
+// diagonal product needs no head boundary, so the dispatches are as few as the limit allows (⌈bytes / limit⌉,
+// 2 for five 7B heads under a 2 GiB limit, where per head it would be 5). The top-k reads the whole logits buffer after
+// every part has written it, so it is unchanged. A stack within the limit is one part: exactly the unsplit matmul.
+import { bindHead, encodeHead, planHead, type HeadPlans } from '../model/lm-head-parts.ts';
+import { uploadRowParts, weightBufferLimit, type RowParts } from '../model/weight-parts.ts';
 import { acceptedRowWgsl, medusaHeadsResidualWgsl, SPECULATIVE_WORKGROUP, topkParams, topkWgsl } from '../../backends/wgsl/speculative-kernels.ts';
 import { BufferUsage, type Gpu } from '../runtime/device.ts';
 import type { GpuTensor } from '../runtime/gpu-tensor.ts';
@@ -27,9 +34,9 @@ import type { Tensor } from '../tensor.ts';
 /** Candidates per head (and per own top-k) one verification may ask for. */
 export const MAX_TOP_K = 16;
 
-interface HeadPlans {
-  readonly proj: MatmulPlan;
-  readonly lm: MatmulPlan;
+interface MedusaPlans {
+  readonly proj: HeadPlans;
+  readonly lm: HeadPlans;
 }
 
 export interface HeadsIo {
@@ -48,18 +55,18 @@ export class GpuSpeculativeHeads {
   readonly probs: GPUBuffer;
   /** u32 [maxBatch]: each sequence's accepted node (the Medusa heads' row). */
   readonly accepted: GPUBuffer;
-  private readonly headPlans = new Map<number, Promise<HeadPlans>>();
+  private readonly headPlans = new Map<number, Promise<MedusaPlans>>();
   private readonly topk = new Map<number, Promise<GPUComputePipeline>>();
-  private readonly binds = new WeakMap<StepPlan, Map<string, GPUBindGroup>>();
+  private readonly binds = new WeakMap<StepPlan, Map<string, GPUBindGroup | GPUBindGroup[]>>();
   private readonly uniforms = new Map<string, GPUBuffer>();
   private readonly owned: GpuTensor[] = [];
 
   private constructor(
     private readonly gpu: Gpu,
     private readonly config: ModelConfig,
-    /** Heads, and their weights stacked: proj [M·H, H], bias [M·H] (zeros for heads without one), lm_head [M·V, H] (absent without heads). */
+    /** Heads, and their weights stacked: proj [M·H, H], bias [M·H] (zeros for heads without one), lm_head [M·V, H] (absent without heads); proj and lm_head in parts of whole rows. */
     private readonly count: number,
-    private readonly stacked: { readonly proj: GpuTensor; readonly bias: GpuTensor; readonly lmHead: GpuTensor } | undefined,
+    private readonly stacked: { readonly proj: RowParts; readonly bias: GpuTensor; readonly lmHead: RowParts } | undefined,
     private readonly norm: GpuTensor,
     /** [maxBatch, H]: the accepted rows normalised; u [maxBatch, M·H]: the projections; r [M·maxBatch, H]: the residual blocks; logits [M·maxBatch, M·V]. */
     private readonly y: GpuTensor,
@@ -77,18 +84,34 @@ export class GpuSpeculativeHeads {
     this.accepted = gpu.device.createBuffer({ label: 'accepted nodes', size: 4 * maxBatch, usage: BufferUsage.STORAGE | BufferUsage.COPY_SRC });
   }
 
-  /** `norm`: the model's final norm gain (the heads read the final-normed hidden state); maxRows = maxBatch · tree rows. */
-  static async create(gpu: Gpu, config: ModelConfig, medusa: readonly MedusaHeadWeights[], norm: GpuTensor, maxRows: number, maxBatch = 1): Promise<GpuSpeculativeHeads> {
+  /**
+   * `norm`: the model's final norm gain (the heads read the final-normed hidden state); maxRows = maxBatch · tree
+   * rows; `maxWeightBuffer`: bytes one weight buffer may hold, below the adapter's limits (the model's: GpuModel.weightLimit).
+   */
+  static async create(gpu: Gpu, config: ModelConfig, medusa: readonly MedusaHeadWeights[], norm: GpuTensor, maxRows: number, maxBatch = 1, maxWeightBuffer?: number): Promise<GpuSpeculativeHeads> {
     const H = config.hiddenSize;
     const M = medusa.length;
-    const stacked = M > 0
-      ? {
-          proj: uploadExactTensor(gpu, 'medusa.*.proj.weight (stacked)', stack(medusa.map((m) => m.proj))),
-          // The Medusa project's residual block has a bias; a head without one adds zeros.
-          bias: uploadExactTensor(gpu, 'medusa.*.proj.bias (stacked)', stack(medusa.map((m) => m.bias ?? { shape: [H], data: new Float32Array(H) }))),
-          lmHead: uploadExactTensor(gpu, 'medusa.*.lm_head.weight (stacked)', stack(medusa.map((m) => m.lmHead))),
-        }
-      : undefined;
+    const limit = weightBufferLimit(gpu, maxWeightBuffer);
+    const uploaded: GpuTensor[] = [];
+    const upRows = (name: string, ts: readonly Tensor[]): RowParts => {
+      const r = uploadRowParts(gpu, name, ts, limit);
+      uploaded.push(...r.parts.map((p) => p.tensor));
+      return r;
+    };
+    let stacked: { proj: RowParts; bias: GpuTensor; lmHead: RowParts } | undefined;
+    try {
+      if (M > 0) {
+        const proj = upRows('medusa.*.proj.weight (stacked)', medusa.map((m) => m.proj));
+        const lmHead = upRows('medusa.*.lm_head.weight (stacked)', medusa.map((m) => m.lmHead));
+        // The Medusa project's residual block has a bias; a head without one adds zeros. M·H floats: never split.
+        const bias = uploadExactTensor(gpu, 'medusa.*.proj.bias (stacked)', stack(medusa.map((m) => m.bias ?? { shape: [H], data: new Float32Array(H) })));
+        uploaded.push(bias);
+        stacked = { proj, bias, lmHead };
+      }
+    } catch (e) {
+      for (const t of uploaded) t.buffer.destroy();
+      throw e;
+    }
     const heads = Math.max(1, M);
     const y = createExactTensor(gpu, 'accepted rows normed', [maxBatch, H]);
     const u = createExactTensor(gpu, 'medusa projections', [maxBatch, heads * H]);
@@ -101,12 +124,17 @@ export class GpuSpeculativeHeads {
       bindings: ['read-only-storage', 'read-only-storage', 'read-only-storage', 'read-only-storage', 'read-only-storage', 'storage', 'storage', 'uniform'],
     });
     const h = new GpuSpeculativeHeads(gpu, config, M, stacked, norm, y, u, r, logits, residual, acceptRow, maxRows, maxBatch);
-    h.owned.push(y, u, r, logits, ...(stacked ? [stacked.proj, stacked.bias, stacked.lmHead] : []));
+    h.owned.push(y, u, r, logits, ...uploaded);
     return h;
   }
 
   get medusaHeads(): number {
     return this.count;
+  }
+
+  /** Buffers the stacked projections are stored in (1 each within the limit; 0 without heads). */
+  get weightParts(): { readonly proj: number; readonly lmHead: number } {
+    return { proj: this.stacked?.proj.parts.length ?? 0, lmHead: this.stacked?.lmHead.parts.length ?? 0 };
   }
 
   /** Offset (in elements) of Medusa head h's [b, k] block. */
@@ -148,11 +176,11 @@ export class GpuSpeculativeHeads {
       this.dispatch(pass, this.acceptRow, this.bind(plan, `accepted row ${io.parents.label}`, () =>
         this.group(this.acceptRow, [plan.ids, io.parents, plan.rowTokens!, plan.x.buffer, this.norm.buffer, this.y.buffer, this.accepted, this.uniform(`nodes ${rows}`, rows)]),
       ), [b, 1, 1]);
-      encodeMatmul(pass, hp.proj, this.bind(plan, `proj ${b}`, () => bindMatmul(this.gpu, hp.proj, y, proj, u)));
+      encodeHead(pass, hp.proj, this.bind(plan, `proj ${b}`, () => bindHead(this.gpu, hp.proj, proj, y, u)));
       this.dispatch(pass, this.residual, this.bind(plan, `residual ${b}`, () =>
         this.group(this.residual, [this.y.buffer, this.u.buffer, bias.buffer, this.r.buffer, this.uniformWords(`residual ${b}`, Uint32Array.of(b, M, 0, 0))]),
       ), this.grid(M * b * H));
-      encodeMatmul(pass, hp.lm, this.bind(plan, `lm ${b}`, () => bindMatmul(this.gpu, hp.lm, r, lmHead, logits)));
+      encodeHead(pass, hp.lm, this.bind(plan, `lm ${b}`, () => bindHead(this.gpu, hp.lm, lmHead, r, logits)));
       const V = this.config.vocabSize;
       this.dispatch(pass, topk, this.bind(plan, `topk ${b} ${medusaK}`, () =>
         this.group(topk, [this.logits.buffer, this.ids, this.probs, this.uniformWords(`medusa top-k ${b}`, topkParams({ base: 0, rowStride: M * V, groupRows: b, groupCol: V, groupOut: this.medusaOffset(1) }))]),
@@ -172,21 +200,23 @@ export class GpuSpeculativeHeads {
     this.ids.destroy();
     this.probs.destroy();
     this.accepted.destroy();
-    void Promise.all(this.headPlans.values()).then((ps) => ps.forEach((p) => (p.proj.params.destroy(), p.lm.params.destroy())), () => undefined);
+    void Promise.all(this.headPlans.values()).then((ps) => ps.forEach((p) => [...p.proj.plans, ...p.lm.plans].forEach((m) => m.params.destroy())), () => undefined);
   }
 
   private view(t: GpuTensor, rows: number): GpuTensor {
     return { ...t, shape: [rows, t.shape[1]], bytes: rows * t.shape[1] * 4 };
   }
 
-  private headPlans_(b: number): Promise<HeadPlans> {
+  private headPlans_(b: number): Promise<MedusaPlans> {
     let p = this.headPlans.get(b);
     if (!p) {
+      if (!this.stacked) throw new Error('medusa candidates asked of a checkpoint without Medusa heads');
+      const { proj, lmHead } = this.stacked;
       const H = this.config.hiddenSize;
-      const M = Math.max(1, this.count);
+      const M = this.count;
       p = (async () => ({
-        proj: await planMatmul(this.gpu, { M: b, N: M * H, K: H, transposeB: true }, { label: `medusa proj, ${M} heads [b=${b}]` }),
-        lm: await planMatmul(this.gpu, { M: M * b, N: M * this.config.vocabSize, K: H, transposeB: true }, { label: `medusa lm heads, ${M} heads [b=${b}]` }),
+        proj: await planHead(this.gpu, proj, b, H, undefined, `medusa proj, ${M} heads [b=${b}]`),
+        lm: await planHead(this.gpu, lmHead, M * b, H, undefined, `medusa lm heads, ${M} heads [b=${b}]`),
       }))();
       this.headPlans.set(b, p);
     }
@@ -216,10 +246,10 @@ export class GpuSpeculativeHeads {
     return u;
   }
 
-  private bind(plan: StepPlan, key: string, make: () => GPUBindGroup): GPUBindGroup {
+  private bind<G extends GPUBindGroup | GPUBindGroup[]>(plan: StepPlan, key: string, make: () => G): G {
     let m = this.binds.get(plan);
     if (!m) this.binds.set(plan, (m = new Map()));
-    let g = m.get(key);
+    let g = m.get(key) as G | undefined;
     if (!g) m.set(key, (g = make()));
     return g;
   }

@@ -114,7 +114,7 @@ export class GpuTreeVerifier implements TreeVerifier, BatchTreeVerifier {
     const layers = model.weights.layers.map((l, n) =>
       factory.layer(Object.fromEntries(Object.entries(l.attention).map(([name, t]) => [name, t.buffer])), `layer ${n} tree attention`),
     );
-    const heads = await GpuSpeculativeHeads.create(gpu, config, weights.medusa, model.weights.norm, maxBatch * opts.maxNodes, maxBatch);
+    const heads = await GpuSpeculativeHeads.create(gpu, config, weights.medusa, model.weights.norm, maxBatch * opts.maxNodes, maxBatch, model.maxWeightBuffer);
     const f32 = (label: string) => gpu.device.createBuffer({ label, size: 4 * maxBatch * opts.maxNodes, usage: BufferUsage.STORAGE | BufferUsage.COPY_DST });
     const sizes = new Set(opts.sizes ?? []);
     for (let n = 1; n < opts.maxNodes; n *= 2) sizes.add(n);
@@ -138,6 +138,11 @@ export class GpuTreeVerifier implements TreeVerifier, BatchTreeVerifier {
 
   get medusaHeads(): number {
     return this.heads.medusaHeads;
+  }
+
+  /** Buffers the heads' stacked projections are stored in (more than one each over the model's weight limit). */
+  get medusaWeightParts(): { readonly proj: number; readonly lmHead: number } {
+    return this.heads.weightParts;
   }
 
   get position(): number {

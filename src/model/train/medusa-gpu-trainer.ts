@@ -3,7 +3,10 @@
 //
 //   base (no gradient)  the model's inference forward over the windows (gpu-step-plan.ts, the variant's chunked
 //                       form from a zero state, any variant); xn = rmsnorm(x)·norm at every row; --target self:
-//                       the base LM head over xn in blocks of rows and each row's argmax (the greedy picks)
+//                       the base LM head over xn in blocks of rows and each row's argmax (the greedy picks);
+//                       a base LM head over one buffer's limit (weight-parts.ts) is one matmul per part, each
+//                       writing its column range of the block's logits (the matmul's window), so the argmax
+//                       reads the whole vocabulary as from one matmul
 //   rows                x' and every head's targets (backends/wgsl/train-medusa.ts)
 //   per head n          u = x'·Pᵀ, r = x' + silu(u); per block of rows: z = r·Lᵀ → loss and dz in place →
 //                       dL += dzᵀ·r, dr = dz·L; then du = dr ⊙ silu′(u), dP += duᵀ·x'
@@ -14,17 +17,17 @@
 // (runs repeat bit for bit). Evaluation also writes each head's mean loss and top-1 accuracy.
 import type { AdamWStep } from '../../../backends/wgsl/train-adamw.ts';
 import { crossEntropyParams } from '../../../backends/wgsl/train-loss.ts';
-import { floatRange, type Binding } from '../../runtime/buffer-range.ts';
+import { floatRange, type Binding, type BufferRange } from '../../runtime/buffer-range.ts';
 import { BufferUsage, MapMode, throwIfDeviceErrors, type Gpu } from '../../runtime/device.ts';
 import type { GpuAttention, GpuAttentionFactory, GpuAttentionState } from '../../runtime/gpu-attention.ts';
 import { bindMedusaResidual, bindMedusaResidualBackward, bindMedusaRows, bindRowArgmax, bindRowHits, compileMedusaTrainKernels, type MedusaTrainKernels } from '../../runtime/medusa-train-kernels.ts';
 import { compileModelKernels, destroyDispatch, encodeDispatch, samplingConfigBuffer, type BoundDispatch, type ModelKernels } from '../../runtime/model-kernels.ts';
-import { bindCrossEntropy, bindNormRows, bindSumBlocks, compileTrainKernels, type TrainKernels } from '../../runtime/train-kernels.ts';
+import { bindCrossEntropy, bindMatmulRanges, bindNormRows, bindSumBlocks, compileTrainKernels, type TrainKernels } from '../../runtime/train-kernels.ts';
 import type { TensorData } from '../../tensor.ts';
 import type { ModelConfig } from '../config.ts';
 import { buildStepPlan, destroyStepPlan, encodeStepWith, type BatchBuffers, type StepPlan } from '../gpu-step-plan.ts';
 import { createExactTensor, destroyModelWeights, uploadModelWeights, type GpuModelWeights } from '../gpu-weights.ts';
-import { wholeWeight } from '../weight-parts.ts';
+import type { RowParts } from '../weight-parts.ts';
 import type { MedusaHeadWeights, ModelWeights } from '../weights.ts';
 import { GpuFlatOptimizer, LOSS_SLOTS } from './gpu-flat-optimizer.ts';
 import { forwardMatmulOp, inputGradOp, lmHeadBlockRows, splitPartialFloats, trainMatmulCache, weightGradOps, type TrainContext } from './gpu-train-step.ts';
@@ -32,6 +35,11 @@ import { checkIds, weightGradSplits, type GpuTrainerOptions } from './gpu-traine
 import type { MedusaTarget } from './medusa-grad.ts';
 import { medusaLayout, packFlat } from './param-layout.ts';
 import type { Evaluation, OptimizerMoments, StepResult, TokenBatch, Trainer, TrainerSnapshot } from './trainer.ts';
+
+export interface MedusaGpuTrainerOptions extends GpuTrainerOptions {
+  /** Bytes one buffer of the frozen base's weights may hold, below the adapter's limits (tests split its LM head with it). */
+  readonly maxWeightBuffer?: number;
+}
 
 /** One shape (b windows of T tokens): the base's plan and the heads' dispatches. */
 interface MedusaStepPlan {
@@ -91,7 +99,7 @@ export class MedusaGpuTrainer implements Trainer {
     heads: readonly MedusaHeadWeights<TensorData>[],
     target: MedusaTarget,
     factory: GpuAttentionFactory,
-    options: GpuTrainerOptions = {},
+    options: MedusaGpuTrainerOptions = {},
   ): Promise<MedusaGpuTrainer> {
     const M = config.medusa?.numHeads ?? 0;
     if (M < 1 || heads.length !== M) throw new Error(`${config.file}: ${heads.length} Medusa heads given for "medusa": {"num_heads": ${M}}`);
@@ -105,7 +113,7 @@ export class MedusaGpuTrainer implements Trainer {
     const modelKernels = await compileModelKernels(gpu, { ...dims, intermediate: config.intermediateSize, eps: config.rmsNormEps });
     const trainKernels: TrainKernels = await compileTrainKernels(gpu, { ...dims, eps: config.rmsNormEps });
     const medusaKernels = await compileMedusaTrainKernels(gpu, dims);
-    const onGpu = uploadModelWeights(gpu, config, base);
+    const onGpu = uploadModelWeights(gpu, config, base, options.maxWeightBuffer === undefined ? {} : { maxWeightBuffer: options.maxWeightBuffer });
     let optimizer: GpuFlatOptimizer | undefined;
     try {
       const attention = onGpu.layers.map((l, n) => {
@@ -138,6 +146,11 @@ export class MedusaGpuTrainer implements Trainer {
 
   get step(): number {
     return this.optimizer.step;
+  }
+
+  /** Buffers the frozen base's LM head is stored in (more than one over the weight limit). */
+  get baseHeadParts(): number {
+    return this.base.lmHead.parts.length;
   }
 
   trainStep(micro: readonly TokenBatch[], adam: AdamWStep): Promise<StepResult> {
@@ -351,7 +364,7 @@ export class MedusaGpuTrainer implements Trainer {
           const n = Math.min(baseBlockRows, baseRows - row0);
           const z = floatRange(logits, 0, n * V);
           prologue.push(
-            bound(await forwardMatmulOp(ctx, floatRange(xn, row0 * H, n * H), wholeWeight(this.base.lmHead, 'the Medusa trainer').buffer, z, n, H, V)),
+            ...(await baseHeadOps(ctx, this.base.lmHead, floatRange(xn, row0 * H, n * H), z, n)).map(bound),
             bound(bindRowArgmax(gpu, this.medusaKernels, { z, picks }, { rows: n, row0 }, `base greedy picks, rows ${row0}.. [${tag}]`)),
           );
         }
@@ -439,4 +452,19 @@ export class MedusaGpuTrainer implements Trainer {
       throw e;
     }
   }
+}
+
+/**
+ * z[n, V] = xn·lm_headᵀ for the base's LM head stored in parts of whole rows: one matmul per part, part p's
+ * columns [first, first + rows) of z through the matmul's window. One part is exactly the unsplit matmul.
+ */
+async function baseHeadOps(ctx: TrainContext, head: RowParts, xn: BufferRange, z: BufferRange, n: number): Promise<BoundDispatch[]> {
+  const [V, H] = head.shape;
+  if (head.parts.length === 1) return [await forwardMatmulOp(ctx, xn, head.parts[0].tensor.buffer, z, n, H, V)];
+  const ops: BoundDispatch[] = [];
+  for (const p of head.parts) {
+    const plan = await ctx.matmul({ M: n, N: p.rows, K: H, transposeB: true, fusion: { window: { stride: V, offset: p.first, first: p.first } } });
+    ops.push(bindMatmulRanges(ctx.gpu, plan, { a: xn, w: p.tensor.buffer, c: z }));
+  }
+  return ops;
 }
