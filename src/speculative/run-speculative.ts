@@ -18,7 +18,7 @@ import { loadWeights, type ModelWeights } from '../model/weights.ts';
 import type { Gpu } from '../runtime/device.ts';
 import { CpuTreeVerifier, recurrentAttention } from './cpu-verifier.ts';
 import type { DraftSource } from './draft.ts';
-import { speculativeGenerate, type AutoSpeculation, type SpeculativeResult } from './generate.ts';
+import { speculativeGenerate, type SpeculativeResult } from './generate.ts';
 import { GpuTreeVerifier } from './gpu-verifier.ts';
 import { MAX_TOP_K } from './gpu-heads.ts';
 import { MedusaDraft } from './medusa-draft.ts';
@@ -26,9 +26,9 @@ import { ModelDraft } from './model-draft.ts';
 import { NgramDraft } from './ngram-draft.ts';
 import { AdaptiveDraft } from './adaptive-draft.ts';
 import { OracleDraft } from './oracle-draft.ts';
-import { autoTrees, treeLabel } from './auto-trees.ts';
+import { autoSpeculation, autoTrees } from './auto-trees.ts';
 import { GpuPlainDecoder, VerifierPlainDecoder, type PlainDecoder } from './plain-runs.ts';
-import { formatPolicySummary, SpeculationController } from './speculation-controller.ts';
+import { formatPolicySummary } from './speculation-controller.ts';
 import type { TreeShape } from './tree-spec.ts';
 import type { TreeVerifier } from './verifier.ts';
 
@@ -168,7 +168,7 @@ export async function runSpeculativeGenerate(c: SpeculativeRunContext): Promise<
     }
     await target.prepare?.(args.source === 'medusa' ? { medusaTopK: k } : {});
 
-    const auto: AutoSpeculation | undefined = args.auto ? { policy: new SpeculationController({ trees: trees.map(treeLabel) }), trees, plain: plainDecoder! } : undefined;
+    const auto = args.auto ? autoSpeculation(trees, plainDecoder!) : undefined;
     const stream = new TextStream(c.tokenizer);
     const eos = c.tokenizer.eos;
     const result: SpeculativeResult = await speculativeGenerate(target, draft, c.ids, {

@@ -226,6 +226,16 @@ export class FixedSchedule implements SpeculationPolicy {
   }
 }
 
+/** Summaries of several generations over the same options, added up option by option. */
+export function addSummaries(runs: readonly (readonly OptionSummary[])[]): OptionSummary[] {
+  return (runs[0] ?? []).map((first, i) => ({
+    label: first.label,
+    decisions: runs.reduce((a, r) => a + r[i].decisions, 0),
+    tokens: runs.reduce((a, r) => a + r[i].tokens, 0),
+    ms: runs.reduce((a, r) => a + r[i].ms, 0),
+  }));
+}
+
 /** One line: each option's share of the tokens and its measured tokens/s. */
 export function formatPolicySummary(summary: readonly OptionSummary[]): string {
   const total = summary.reduce((a, s) => a + s.tokens, 0);
