@@ -10,6 +10,7 @@ import { ByteTokenizer } from '../src/model/tokenizer.ts';
 import { compiledAttentionFactory } from '../src/runtime/compiled-attention.ts';
 import { AdaptiveDraft } from '../src/speculative/adaptive-draft.ts';
 import { CpuTreeVerifier } from '../src/speculative/cpu-verifier.ts';
+import type { Candidate } from '../src/speculative/candidate.ts';
 import type { DraftSource } from '../src/speculative/draft.ts';
 import { speculativeGenerate, type TreeOption } from '../src/speculative/generate.ts';
 import { GpuTreeVerifier } from '../src/speculative/gpu-verifier.ts';
@@ -18,7 +19,8 @@ import { NgramDraft } from '../src/speculative/ngram-draft.ts';
 import { OracleDraft } from '../src/speculative/oracle-draft.ts';
 import { GpuPlainDecoder, VerifierPlainDecoder, type PlainDecoder } from '../src/speculative/plain-runs.ts';
 import { FixedSchedule, SpeculationController, type SpeculationPolicy } from '../src/speculative/speculation-controller.ts';
-import type { TreeVerifier } from '../src/speculative/verifier.ts';
+import type { TokenTree } from '../src/speculative/token-tree.ts';
+import type { TreeVerifier, VerifyResult } from '../src/speculative/verifier.ts';
 import { parseTreeSpec } from '../src/speculative/tree-spec.ts';
 import { gpu } from './helpers/gpu.ts';
 import { makeModel, MODEL_SPECS, plainGreedy, randomPrompts } from './helpers/speculative.ts';
@@ -49,8 +51,25 @@ async function gpuTarget(): Promise<{ model: GpuModel; verifier: GpuTreeVerifier
   return { model, verifier };
 }
 
+/** Medusa, counting the trees whose root's candidates came from heads run elsewhere than after the root's token. */
+class CountingMedusa extends MedusaDraft {
+  staleRoots = 0;
+  private after: number | undefined;
+
+  override candidates(ctx: unknown, tree: TokenTree, nodes: readonly number[], k: number): Candidate[][] {
+    const c = super.candidates(ctx, tree, nodes, k);
+    if (nodes[0] === 0 && c[0].length > 0 && tree.tokens[0] !== this.after) this.staleRoots++;
+    return c;
+  }
+
+  override accepted(tree: TokenTree, path: readonly number[], bonus: number, result: VerifyResult): void {
+    super.accepted(tree, path, bonus, result);
+    this.after = bonus; // the heads just ran at the node before `bonus`: the next root
+  }
+}
+
 function drafts(prompt: readonly number[], want: readonly number[]): DraftSource[] {
-  return [new OracleDraft(prompt, want, m.config.vocabSize), new AdaptiveDraft(1), new NgramDraft(), new MedusaDraft(3, 2)];
+  return [new OracleDraft(prompt, want, m.config.vocabSize), new AdaptiveDraft(1), new NgramDraft(), new CountingMedusa(3, 2)];
 }
 
 async function switching(verifier: TreeVerifier, plain: PlainDecoder, d: DraftSource, prompt: readonly number[], policy: SpeculationPolicy, sampling = {}, seed = 0) {
@@ -75,6 +94,8 @@ describe('speculation switched with plain decoding', () => {
         expect(top.decisions).toBeGreaterThanOrEqual(1);
         expect(plain.tokens + chain.tokens + top.tokens).toBe(NEW_TOKENS - 1); // the prefill chose the first
         if (d.name === 'oracle') expect(r.acceptedPerStep[0]).toBe(4); // the first step, chain:3, accepted whole
+        // Each plain run ends with a root-only verification, which runs the heads for the next tree's root.
+        if (d instanceof CountingMedusa) expect(d.staleRoots).toBe(0);
       }
     }
   });

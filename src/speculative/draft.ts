@@ -25,7 +25,8 @@ export interface DraftSource {
   candidates(ctx: DraftContext, tree: TokenTree, nodes: readonly number[], k: number): Promise<Candidate[][]> | Candidate[][];
   /**
    * Tokens were decoded plainly since the last step (`--tree auto` switched): state kept about the last
-   * verification (Medusa's heads, a draft model's own state) no longer describes `ctx`.
+   * verification (a draft model's own state) no longer describes `ctx`. (A draft with medusaTopK gets a
+   * root-only verification at the end of each plain stretch instead, so its heads stay current.)
    */
   resume?(ctx: DraftContext): Promise<void> | void;
   /** The step's tree is complete and is verified next. */

@@ -13,6 +13,7 @@ import type { DraftSource } from './draft.ts';
 import { expandTree } from './expand.ts';
 import type { PlainDecoder } from './plain-runs.ts';
 import type { OptionSummary, SpeculationPolicy } from './speculation-controller.ts';
+import { treeFromParents, type TokenTree } from './token-tree.ts';
 import type { TreeShape } from './tree-spec.ts';
 import type { TreeVerifier, VerifyResult } from './verifier.ts';
 
@@ -121,29 +122,8 @@ export async function speculativeGenerate(
     opts.onTokens?.(emitted);
     return emitted.length;
   };
-  if (!done()) await draft.begin?.({ tokens: [...prompt, first] });
-  while (!done()) {
-    const ctx = { tokens: [...prompt, ...out] };
-    const pos = verifier.position; // the root's position
-    const option = opts.auto ? opts.auto.policy.next() : 1;
-    if (option === 0) {
-      // Plain decoding: at most what is left, and inputs up to the last position the model allows.
-      const n = Math.max(1, Math.min(opts.auto!.policy.plainTokens, opts.maxTokens - out.length, (opts.maxPosition ?? Infinity) - pos));
-      const g = out.length;
-      const fresh = await opts.auto!.plain.run(out[g - 1], n, (i) => u(g + i));
-      const count = emit(fresh);
-      plainTokens += count;
-      opts.auto!.policy.record(count);
-      resumed = true;
-      continue;
-    }
-    if (resumed) await draft.resume?.(ctx);
-    resumed = false;
-    const { shape, maxNodes } = trees[option - 1];
-    const depthLimit = Math.max(0, Math.min(opts.maxTokens - out.length - 1, (opts.maxPosition ?? Infinity) - pos - 1));
-    const ta = performance.now();
-    const tree = await expandTree(shape, draft, ctx, { budget: maxNodes, depthLimit });
-    const tb = performance.now();
+  /** Verifies `tree` (rooted at the last token), commits the accepted path and tells the draft: the step's tokens. */
+  const verifyTree = async (tree: TokenTree) => {
     const general = sampled && tree.q.some((q) => q !== undefined);
     const g = out.length;
     const result: VerifyResult = await verifier.verify({
@@ -157,12 +137,41 @@ export async function speculativeGenerate(
       : acceptByPicks(tree, result.picks);
     verifier.commit(path);
     await draft.accepted?.(tree, path, bonus, result);
+    return { fresh: [...path.slice(1).map((n) => tree.tokens[n]), bonus], gpuMs: result.gpuMs };
+  };
+  if (!done()) await draft.begin?.({ tokens: [...prompt, first] });
+  while (!done()) {
+    const ctx = { tokens: [...prompt, ...out] };
+    const pos = verifier.position; // the root's position
+    const option = opts.auto ? opts.auto.policy.next() : 1;
+    if (option === 0) {
+      // Plain decoding: at most what is left, and inputs up to the last position the model allows. A draft that
+      // reads the verification (Medusa's heads) gets the run's last token from a root-only tree, which runs the
+      // heads at the new position: the next tree step has fresh candidates, and the trees' measured rates carry
+      // no empty step after each plain stretch.
+      const n = Math.max(1, Math.min(opts.auto!.policy.plainTokens, opts.maxTokens - out.length, (opts.maxPosition ?? Infinity) - pos));
+      const tail = draft.medusaTopK ? 1 : 0;
+      const g = out.length;
+      let count = n > tail ? emit(await opts.auto!.plain.run(out[g - 1], n - tail, (i) => u(g + i))) : 0;
+      if (tail && !done()) count += emit((await verifyTree(treeFromParents([out[out.length - 1]], [-1]))).fresh);
+      plainTokens += count;
+      opts.auto!.policy.record(count);
+      resumed = !tail;
+      continue;
+    }
+    if (resumed) await draft.resume?.(ctx);
+    resumed = false;
+    const { shape, maxNodes } = trees[option - 1];
+    const depthLimit = Math.max(0, Math.min(opts.maxTokens - out.length - 1, (opts.maxPosition ?? Infinity) - pos - 1));
+    const ta = performance.now();
+    const tree = await expandTree(shape, draft, ctx, { budget: maxNodes, depthLimit });
+    const tb = performance.now();
+    const { fresh, gpuMs } = await verifyTree(tree);
     const tc = performance.now();
     draftMs += tb - ta;
     verifyMs += tc - tb;
     treeNodes += tree.tokens.length - 1;
-    if (result.gpuMs !== undefined) gpuMsPerStep.push(result.gpuMs);
-    const fresh = [...path.slice(1).map((n) => tree.tokens[n]), bonus];
+    if (gpuMs !== undefined) gpuMsPerStep.push(gpuMs);
     acceptedPerStep.push(fresh.length);
     const count = emit(fresh);
     opts.auto?.policy.record(count);

@@ -28,11 +28,6 @@ export class MedusaDraft implements DraftSource {
     this.heads = [];
   }
 
-  /** After plain decoding the heads read a stale position: the next step verifies the root alone, as the first. */
-  resume(): void {
-    this.heads = [];
-  }
-
   candidates(_ctx: unknown, tree: TokenTree, nodes: readonly number[], k: number): Candidate[][] {
     return nodes.map((n) => (this.heads[tree.depths[n] - 1] ?? []).slice(0, k));
   }
