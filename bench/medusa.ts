@@ -14,7 +14,9 @@
 // before timing (a pipeline compiles at its first dispatch on lavapipe), and each timed figure follows a sustained
 // warm-up on a hardware GPU (an idle GPU drops its clocks). With timestamp queries (unless --no-profile) one tree
 // step of a chain of M nodes is profiled dispatch by dispatch (runtime/dispatch-profile.ts) with the heads and
-// without: what the heads add, kernel by kernel. Writes medusa.json to --out, else $OUT, else out/.
+// without: what the heads add, kernel by kernel. Each source also runs `auto` (linattn generate's default
+// --tree: plain runs and a few trees, chosen step by step by measured speed; speculation-controller.ts), whose
+// row adds each mode's share of the tokens and its tokens/s. Writes medusa.json to --out, else $OUT, else out/.
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -32,7 +34,10 @@ import { summarizeDispatches } from '../src/runtime/dispatch-profile.ts';
 import { median } from '../src/runtime/timing.ts';
 import { AdaptiveDraft } from '../src/speculative/adaptive-draft.ts';
 import type { DraftSource } from '../src/speculative/draft.ts';
-import { speculativeGenerate } from '../src/speculative/generate.ts';
+import { autoSpeculation, autoTrees } from '../src/speculative/auto-trees.ts';
+import { speculativeGenerate, type TreeOption } from '../src/speculative/generate.ts';
+import { GpuPlainDecoder } from '../src/speculative/plain-runs.ts';
+import { addSummaries, formatPolicySummary, type OptionSummary } from '../src/speculative/speculation-controller.ts';
 import { GpuTreeVerifier } from '../src/speculative/gpu-verifier.ts';
 import { MedusaDraft } from '../src/speculative/medusa-draft.ts';
 import { NgramDraft } from '../src/speculative/ngram-draft.ts';
@@ -54,6 +59,8 @@ export interface MedusaFigure {
   readonly treeStepOverDecodeStep: number | undefined;
   readonly identical: number;
   readonly prompts: number;
+  /** `auto`: per mode (plain, then each tree) decisions, tokens and ms, summed over the prompts. */
+  readonly modes?: readonly OptionSummary[];
 }
 
 const { values } = parseArgs({
@@ -102,7 +109,8 @@ function sparseTree(M: number): string {
 }
 
 const model = await GpuModel.create(gpu, config, weights, await compiledAttentionFactory(gpu, variant.compiled, config.numHeads, config.headDim));
-const shapes: { source: string; shape: TreeShape; nodes: number }[] = [];
+/** A fixed tree, or `auto` (its trees; `shape` then only sets the candidates per node asked of the draft). */
+const shapes: { source: string; shape: TreeShape; nodes: number; auto?: readonly TreeOption[] }[] = [];
 for (const source of sources) {
   const own = trees.length
     ? trees
@@ -112,9 +120,14 @@ for (const source of sources) {
     ? [...new Set(['chain:1', `chain:${Math.max(1, heads)}`])].map(parseTreeSpec)
     : [parseTreeSpec(source === 'adaptive' ? 'best:4' : 'top:4')];
   for (const shape of own) shapes.push({ source, shape, nodes: shape.kind === 'static' ? shape.paths.length : 16 });
+  const auto = autoTrees(source, 16, source === 'medusa' ? heads : Infinity);
+  shapes.push({ source, shape: parseTreeSpec(source === 'oracle' ? 'chain:1' : 'top:4'), nodes: 16, auto });
 }
 const maxNodes = Math.max(16, ...shapes.map((s) => s.nodes));
-const sizes = [...new Set(shapes.filter((s) => s.shape.kind === 'static').map((s) => s.nodes + 1))];
+const sizes = [...new Set([
+  ...shapes.filter((s) => !s.auto && s.shape.kind === 'static').map((s) => s.nodes + 1),
+  ...shapes.flatMap((s) => s.auto ?? []).map((t) => (t.shape.kind === 'static' ? t.shape.paths.length : t.maxNodes) + 1),
+])];
 const verifier = await GpuTreeVerifier.create(model, variant.compiled, weights, { maxNodes: maxNodes + 1, ownsModel: true, sizes });
 const log = (s: string) => console.log(s);
 log(`Medusa bench on ${gpu.adapterName}: ${dir} (${config.numLayers} layers, hidden ${config.hiddenSize}, vocab ${config.vocabSize}, ${heads} Medusa heads); ` +
@@ -129,7 +142,11 @@ try {
     throw new Error(`unknown source ${source} (medusa, oracle, adaptive, ngram)`);
   };
   const plainOf = (ids: readonly number[], pipelined = true) => generateGpu(model, tokenizer, [ids], { maxTokens: newTokens, pipelined });
-  const specOf = (s: (typeof shapes)[number], p: number) => speculativeGenerate(verifier, draftOf(s.source, p, s.shape), prompts[p], { maxTokens: newTokens, shape: s.shape, maxNodes: s.nodes });
+  const specOf = (s: (typeof shapes)[number], p: number) =>
+    speculativeGenerate(verifier, draftOf(s.source, p, s.shape), prompts[p], {
+      maxTokens: newTokens, shape: s.shape, maxNodes: s.nodes,
+      ...(s.auto && { auto: autoSpeculation(s.auto, new GpuPlainDecoder(verifier, { temperature: 0 })) }),
+    });
   const warm = async (work: () => Promise<unknown>) => {
     const until = performance.now() + (gpu.isSoftware ? 0 : WARM_MS);
     do await work(); while (performance.now() < until);
@@ -157,8 +174,10 @@ try {
     let nodes = 0;
     let identical = 0;
     const gpuMs: number[] = [];
+    const modes: OptionSummary[][] = [];
     for (let p = 0; p < prompts.length; p++) {
       const r = await specOf(s, p);
+      if (r.policy) modes.push([...r.policy]);
       tokens += r.tokens.length - 1;
       accepted += r.acceptedPerStep.reduce((a, b) => a + b, 0);
       steps += r.steps;
@@ -170,14 +189,16 @@ try {
     const tps = (1000 * tokens) / ms;
     const treeGpu = gpuMs.length ? median(gpuMs) : undefined;
     const fig: MedusaFigure = {
-      source: s.source, tree: s.shape.spec, maxNodes: s.nodes, meanAccepted: accepted / steps, meanTreeNodes: nodes / steps,
+      source: s.source, tree: s.auto ? 'auto' : s.shape.spec, maxNodes: s.nodes, meanAccepted: accepted / steps, meanTreeNodes: nodes / steps,
       tokensPerS: tps, speedup: tps / plainTps, gpuMsPerTreeStep: treeGpu,
       treeStepOverDecodeStep: treeGpu !== undefined && decodeGpuMs ? treeGpu / decodeGpuMs : undefined,
       identical, prompts: prompts.length,
+      ...(modes.length && { modes: addSummaries(modes) }),
     };
     figures.push(fig);
     log(`  ${fig.source} --tree ${fig.tree}: accepted ${fig.meanAccepted.toFixed(2)}/step (tree ${fig.meanTreeNodes.toFixed(1)} nodes), ${tps.toFixed(1)} tokens/s, ` +
-      `${fig.speedup.toFixed(2)}×, GPU ${treeGpu?.toFixed(3) ?? '—'} ms per tree step (${fig.treeStepOverDecodeStep?.toFixed(2) ?? '—'}× a decode step), identical ${identical}/${prompts.length}`);
+      `${fig.speedup.toFixed(2)}×, GPU ${treeGpu?.toFixed(3) ?? '—'} ms per tree step (${fig.treeStepOverDecodeStep?.toFixed(2) ?? '—'}× a decode step), identical ${identical}/${prompts.length}` +
+      (fig.modes ? `\n    auto: ${formatPolicySummary(fig.modes)}` : ''));
   }
   // One tree step (a chain of M draft nodes), dispatch by dispatch, with and without the heads.
   const profile: { heads: boolean; gpuMs: number; dispatches: number; kernels: ReturnType<typeof summarizeDispatches> }[] = [];

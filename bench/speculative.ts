@@ -14,6 +14,8 @@
 //     flight (with several queued, a step's begin timestamp may be written while the previous one still runs);
 //   - per draft source (n-gram, adaptive, Medusa, draft model: 16 draft nodes; oracle: chain:4): mean accepted
 //     length, tokens/s, speed-up, GPU ms per tree step and its ratio to the decode step, identical output;
+//     then n-gram, adaptive, Medusa and the oracle with `--tree auto` (linattn generate's default: plain runs
+//     and a few trees chosen step by step by measured speed), with each mode's share of the tokens and tokens/s;
 //   - the oracle (the target's own plain output replayed: every proposal accepted) with chains of 1, 4, 16, 64
 //     draft nodes: the speed-up ceiling against tree size, and the GPU time of a tree step of that size;
 //   - batch 8 (eight prompts): plain generateGpu against batch speculation (oracle chain:4, adaptive best:4);
@@ -39,7 +41,10 @@ import { ProfilingPass, summarizeDispatches, timeDispatchesOf, type DispatchTime
 import { median } from '../src/runtime/timing.ts';
 import { AdaptiveDraft } from '../src/speculative/adaptive-draft.ts';
 import type { DraftSource } from '../src/speculative/draft.ts';
-import { speculativeGenerate } from '../src/speculative/generate.ts';
+import { autoSpeculation, autoTrees } from '../src/speculative/auto-trees.ts';
+import { speculativeGenerate, type TreeOption } from '../src/speculative/generate.ts';
+import { GpuPlainDecoder } from '../src/speculative/plain-runs.ts';
+import { formatPolicySummary, type OptionSummary } from '../src/speculative/speculation-controller.ts';
 import { speculativeGenerateBatch } from '../src/speculative/generate-batch.ts';
 import { GpuTreeVerifier } from '../src/speculative/gpu-verifier.ts';
 import { MedusaDraft } from '../src/speculative/medusa-draft.ts';
@@ -75,6 +80,8 @@ export interface SpeculativeFigure {
   /** GPU time of one tree step over one plain decode step. */
   readonly treeStepOverDecodeStep: number | undefined;
   readonly identicalToPlain: boolean;
+  /** `auto`: per mode (plain, then each tree) decisions, tokens and ms. */
+  readonly modes?: readonly OptionSummary[];
 }
 
 export interface BatchFigure {
@@ -88,6 +95,8 @@ export interface BatchFigure {
   readonly speedup: number;
   readonly gpuMsPerStep: number | undefined;
   readonly identicalToPlain: boolean;
+  /** `auto`: per mode (plain, then each tree) decisions, tokens and ms. */
+  readonly modes?: readonly OptionSummary[];
 }
 
 /** One step's dispatches summed by kernel, with its matmuls' weight traffic. */
@@ -173,7 +182,7 @@ export async function runSpeculativeBench(opts: { small?: boolean; tokens?: numb
 
   const maxNodes = Math.max(16, ...ORACLE_SIZES);
   const target = await targetModel(gpu, config, 1);
-  const sizes = [...ORACLE_SIZES, 16].map((n) => n + 1);
+  const sizes = [...ORACLE_SIZES, 16, 8].map((n) => n + 1); // 8: auto's dynamic tree at 8 nodes
   const verifier = await GpuTreeVerifier.create(target.model, target.variant.compiled, target.weights, { maxNodes: maxNodes + 1, maxBatch: BATCH, ownsModel: true, sizes });
   const draft = opts.oracleOnly ? undefined : await targetModel(gpu, draftConfig, 2);
   const draftVerifier = draft && (await GpuTreeVerifier.create(draft.model, draft.variant.compiled, draft.weights, { maxNodes: maxNodes + 1, ownsModel: true, sizes }));
@@ -189,18 +198,25 @@ export async function runSpeculativeBench(opts: { small?: boolean; tokens?: numb
 
     await verifier.prepare({ medusaTopK: 4 });
     await draftVerifier?.prepare({ topK: 4 });
-    const run = async (source: string, d: () => DraftSource, shapeOf: TreeShape, nodes: number): Promise<SpeculativeFigure> => {
-      const once = (maxTokens: number) => speculativeGenerate(verifier, d(), ids, { maxTokens, shape: shapeOf, maxNodes: nodes });
+    /** With `auto` trees, --tree auto: `shapeOf` then only sets the candidates per node (Medusa's top-k). */
+    const run = async (source: string, d: () => DraftSource, shapeOf: TreeShape, nodes: number, auto?: readonly TreeOption[]): Promise<SpeculativeFigure> => {
+      const once = (maxTokens: number) =>
+        speculativeGenerate(verifier, d(), ids, {
+          maxTokens, shape: shapeOf, maxNodes: nodes,
+          ...(auto && { auto: autoSpeculation(auto, new GpuPlainDecoder(verifier, { temperature: 0 })) }),
+        });
       const r = await warm(() => once(newTokens), () => once(newTokens));
       const tps = r.decodeTokensPerS ?? NaN;
       const gpuMs = r.gpuMsPerStep.length ? median(r.gpuMsPerStep) : undefined;
       const fig: SpeculativeFigure = {
-        source, tree: shapeOf.spec, maxNodes: nodes, meanAccepted: r.meanAccepted, meanTreeNodes: r.meanTreeNodes, steps: r.steps,
+        source, tree: auto ? 'auto' : shapeOf.spec, maxNodes: nodes, meanAccepted: r.meanAccepted, meanTreeNodes: r.meanTreeNodes, steps: r.steps,
         tokensPerS: tps, speedup: tps / plainTps, draftMsPerStep: r.steps ? r.draftMs / r.steps : 0,
         gpuMsPerTreeStep: gpuMs, treeStepOverDecodeStep: gpuMs !== undefined && decodeGpu ? gpuMs / decodeGpu : undefined,
         identicalToPlain: r.tokens.join(',') === plain.join(','),
+        ...(r.policy && { modes: r.policy }),
       };
-      log(`  ${source} --tree ${fig.tree} (≤ ${nodes} nodes): accepted ${fig.meanAccepted.toFixed(2)}/step, ${tps.toFixed(1)} tokens/s, ${fig.speedup.toFixed(2)}×`);
+      log(`  ${source} --tree ${fig.tree} (≤ ${nodes} nodes): accepted ${fig.meanAccepted.toFixed(2)}/step, ${tps.toFixed(1)} tokens/s, ${fig.speedup.toFixed(2)}×` +
+        (fig.modes ? `\n    auto: ${formatPolicySummary(fig.modes)}` : ''));
       return fig;
     };
 
@@ -211,6 +227,10 @@ export async function runSpeculativeBench(opts: { small?: boolean; tokens?: numb
       sources.push(await run('medusa', () => new MedusaDraft(MEDUSA_HEADS, 4), parseTreeSpec('top:4'), 16));
       sources.push(await run('draft model', () => new ModelDraft('draft model', draftVerifier!, { temperature: 0 }, 0), parseTreeSpec('top:4'), 16));
       sources.push(await run('oracle', () => new OracleDraft(ids, plain, shape.vocab), chainShape(4), 4));
+      sources.push(await run('ngram', () => new NgramDraft(), parseTreeSpec('top:4'), 16, autoTrees('ngram', 16)));
+      sources.push(await run('adaptive', () => new AdaptiveDraft(0), parseTreeSpec('best:4'), 16, autoTrees('adaptive', 16)));
+      sources.push(await run('medusa', () => new MedusaDraft(MEDUSA_HEADS, 4), parseTreeSpec('top:4'), 16, autoTrees('medusa', 16, MEDUSA_HEADS)));
+      sources.push(await run('oracle', () => new OracleDraft(ids, plain, shape.vocab), chainShape(16), 16, autoTrees('oracle', 16)));
     }
     const oracleBySize: SpeculativeFigure[] = [];
     for (const n of ORACLE_SIZES) oracleBySize.push(await run('oracle', () => new OracleDraft(ids, plain, shape.vocab), chainShape(n), n));

@@ -65,6 +65,18 @@ describe('linattn generate --speculate', () => {
     }
   });
 
+  it.each([['cpu'], ['gpu']])('without --tree (or --tree auto) switches between plain runs and trees and prints what each mode did (--device %s)', async (device) => {
+    for (const args of [['--speculate', 'adaptive'], ['--speculate', 'medusa'], ['--speculate', 'oracle', '--tree', 'auto', '--max-nodes', '7']]) {
+      const r = await run(['--model', target, '--device', device, ...args, '--max-tokens', '40']);
+      expect(r.code, r.err).toBe(0);
+      expect(r.err).toMatch(/--tree auto, --max-nodes (16|7)\b/);
+      expect(r.err).toMatch(/output identical to plain decoding/);
+      // The controller explores every option first: plain (one run of 16) and at least chain:1 decoded some of the 39 tokens.
+      expect(r.err).toMatch(/\nauto: plain \d+% of tokens at [\d—]+ tokens\/s \(\d+ decisions\), chain:1 \d+% of tokens at/);
+      if (args[1] === 'medusa') expect(r.err).not.toMatch(/chain:3/); // the target's 2 heads propose 2 levels at most
+    }
+  });
+
   it.each([
     [['--speculate', 'lookahead'], 2, /unknown --speculate source "lookahead" \(ngram, adaptive, medusa, oracle or draft:DIR\)/],
     [['--speculate', 'ngram', '--tree', '[[0],[0,]]'], 2, /--tree "\[\[0\],\[0,\]\]": column 9: expected a rank/],

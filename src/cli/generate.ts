@@ -30,7 +30,7 @@ export function generateWith(prepareAttention: PrepareAttention): Command {
     synopsis:
       'linattn generate --model DIR --prompt "…" [--max-tokens N] [--temperature T] [--top-k K] [--top-p P] [--seed S] [--device gpu|cpu]\n' +
       '                 [--attention KIND] [--medusa DIR]\n' +
-      '                 [--speculate ngram|adaptive|medusa|oracle|draft:DIR [--tree SPEC] [--max-nodes N]]',
+      '                 [--speculate ngram|adaptive|medusa|oracle|draft:DIR [--tree SPEC|auto] [--max-nodes N]]',
     summary: 'Continue a prompt with a model directory (linattn init-model makes one), streaming the text.',
     help: [
       'Prints the text on stdout, then prefill and decode tokens/s on stderr.',
@@ -49,8 +49,10 @@ export function generateWith(prepareAttention: PrepareAttention): Command {
       '                       tri-gram table whose branches follow observed acceptance), medusa (the checkpoint\'s',
       '                       heads), oracle (plain decoding replayed) or draft:DIR (a small model); reports the',
       '                       mean accepted length and the speed-up over plain decoding of the same prompt',
-      '  --tree SPEC          the token tree: [[0],[0,0],[1]] (static), top:K, best:K or chain:N (docs/speculative.md)',
-      '  --max-nodes N        draft nodes per step (default: the static tree\'s size, or 16)',
+      '  --tree SPEC          the token tree: [[0],[0,0],[1]] (static), top:K, best:K or chain:N (docs/speculative.md);',
+      '                       auto (the default) measures plain decoding and a few trees as it runs and uses the',
+      '                       fastest, so speculation that does not pay falls back to plain decoding',
+      '  --max-nodes N        draft nodes per step (default: the static tree\'s size, or 16; auto: of its largest tree)',
     ].join('\n'),
     options: {
       model: { type: 'string' }, prompt: { type: 'string' }, 'max-tokens': { type: 'string' }, temperature: { type: 'string' },

@@ -1,5 +1,7 @@
 // --speculate, --tree and --max-nodes of `linattn generate` (docs/speculative.md) → SpeculateOptions, with
-// every mistake a usage error before anything is loaded.
+// every mistake a usage error before anything is loaded. Without --tree (or with --tree auto) the run is
+// cost-aware: it measures plain decoding and a few trees as it goes and uses the fastest
+// (src/speculative/speculation-controller.ts), so --speculate never makes generation much slower than plain.
 import { MAX_TOP_K } from '../speculative/gpu-heads.ts';
 import type { SpeculateOptions } from '../speculative/run-speculative.ts';
 import { parseTreeSpec, TreeSpecError, type TreeShape } from '../speculative/tree-spec.ts';
@@ -25,9 +27,11 @@ export function parseSpeculateArgs(values: Values): SpeculateOptions | undefined
     maxNodes = Number(maxRaw);
     if (!/^\d+$/.test(maxRaw.trim()) || maxNodes < 1) throw new UsageError(`--max-nodes must be a positive integer, got ${JSON.stringify(maxRaw)}`);
   }
+  const auto = tree === undefined || tree.trim() === 'auto';
   let shape: TreeShape;
   try {
-    shape = parseTreeSpec(tree ?? (source === 'oracle' ? `chain:${maxNodes ?? 4}` : source === 'adaptive' ? 'best:4' : 'top:4'));
+    // auto: the source's own dynamic tree stands for the largest option (candidates per node, the verifier's size).
+    shape = parseTreeSpec(auto ? (source === 'oracle' ? `chain:${maxNodes ?? DEFAULT_MAX_NODES}` : source === 'adaptive' ? 'best:4' : 'top:4') : tree);
   } catch (e) {
     if (e instanceof TreeSpecError) throw new UsageError(e.message);
     throw e;
@@ -42,5 +46,5 @@ export function parseSpeculateArgs(values: Values): SpeculateOptions | undefined
   if (shape.kind === 'best' && source.startsWith('draft:') && Number(str(values, 'temperature') ?? 0) > 0) {
     throw new UsageError(`--tree ${shape.spec} places a sampled draft's candidates by their values, which the rejection rule forbids; with --temperature > 0 a draft model takes top:K or a static tree`);
   }
-  return { source, shape, maxNodes: nodes };
+  return { source, shape, maxNodes: nodes, auto };
 }

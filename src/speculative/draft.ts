@@ -23,6 +23,12 @@ export interface DraftSource {
   begin?(ctx: DraftContext): Promise<void> | void;
   /** Ranked candidates (best first, at most k) for the children of each of `nodes` of `tree`. */
   candidates(ctx: DraftContext, tree: TokenTree, nodes: readonly number[], k: number): Promise<Candidate[][]> | Candidate[][];
+  /**
+   * Tokens were decoded plainly since the last step (`--tree auto` switched): state kept about the last
+   * verification (a draft model's own state) no longer describes `ctx`. (A draft with medusaTopK gets a
+   * root-only verification at the end of each plain stretch instead, so its heads stay current.)
+   */
+  resume?(ctx: DraftContext): Promise<void> | void;
   /** The step's tree is complete and is verified next. */
   finalize?(ctx: DraftContext, tree: TokenTree): Promise<void> | void;
   /** The target accepted `path` (root first) of `tree` and chose `bonus` after it. */

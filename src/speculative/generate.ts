@@ -3,11 +3,17 @@
 //   and a bonus token (acceptance.ts) → commit the path (applied with the next verification)
 // until max tokens or EOS. Sampling draws come from rng(seed) one per emitted token, in order, as plain
 // sampling draws them (generateCpu, GpuModel), so deterministic drafts emit plain sampling's exact tokens.
+// With `auto` a policy (speculation-controller.ts) picks before each step one of several trees or a run of
+// plain decode steps (plain-runs.ts), which continues from the committed state and leaves the next root,
+// as a step does: the tokens are the same whatever it picks.
 import { samplingDistribution, type SamplingOptions } from '../model/sampling.ts';
 import { rng } from '../tensor.ts';
 import { acceptByPicks, acceptSampled } from './acceptance.ts';
 import type { DraftSource } from './draft.ts';
 import { expandTree } from './expand.ts';
+import type { PlainDecoder } from './plain-runs.ts';
+import type { OptionSummary, SpeculationPolicy } from './speculation-controller.ts';
+import { treeFromParents, type TokenTree } from './token-tree.ts';
 import type { TreeShape } from './tree-spec.ts';
 import type { TreeVerifier, VerifyResult } from './verifier.ts';
 
@@ -25,6 +31,21 @@ export interface SpeculativeOptions {
   readonly maxPosition?: number;
   /** Newly emitted tokens, as soon as a step accepts them. */
   readonly onTokens?: (ids: readonly number[]) => void;
+  /** Cost-aware speculation: shape and maxNodes are then unused. */
+  readonly auto?: AutoSpeculation;
+}
+
+/** A tree a policy may choose: option i + 1 of the policy is trees[i]. */
+export interface TreeOption {
+  readonly shape: TreeShape;
+  /** Draft nodes, root excluded. */
+  readonly maxNodes: number;
+}
+
+export interface AutoSpeculation {
+  readonly policy: SpeculationPolicy;
+  readonly trees: readonly TreeOption[];
+  readonly plain: PlainDecoder;
 }
 
 export interface SpeculativeResult {
@@ -48,6 +69,10 @@ export interface SpeculativeResult {
   readonly decodeTokensPerS: number | undefined;
   /** GPU time of each verification step's pass, when the verifier measures it. */
   readonly gpuMsPerStep: readonly number[];
+  /** With `auto`: per option (plain first) its decisions, tokens and wall time. */
+  readonly policy?: readonly OptionSummary[];
+  /** Tokens decoded plainly (auto). */
+  readonly plainTokens: number;
 }
 
 export async function speculativeGenerate(
@@ -58,8 +83,10 @@ export async function speculativeGenerate(
 ): Promise<SpeculativeResult> {
   if (prompt.length === 0) throw new Error('speculative generate: empty prompt');
   if (!(Number.isInteger(opts.maxTokens) && opts.maxTokens >= 1)) throw new Error(`speculative generate: maxTokens must be a positive integer, got ${opts.maxTokens}`);
-  if (opts.maxNodes + 1 > verifier.maxNodes) {
-    throw new Error(`--max-nodes ${opts.maxNodes} draft nodes (+ the root) exceed the ${verifier.maxNodes} nodes the verifier was compiled for`);
+  const trees: readonly TreeOption[] = opts.auto?.trees ?? [{ shape: opts.shape, maxNodes: opts.maxNodes }];
+  if (opts.auto && opts.auto.policy.labels.length !== trees.length + 1) throw new Error(`speculative generate: the policy has ${opts.auto.policy.labels.length - 1} trees, auto ${trees.length}`);
+  for (const t of trees) {
+    if (t.maxNodes + 1 > verifier.maxNodes) throw new Error(`--max-nodes ${t.maxNodes} draft nodes (+ the root) exceed the ${verifier.maxNodes} nodes the verifier was compiled for`);
   }
   const sampling: SamplingOptions = { ...opts.sampling, temperature: opts.sampling?.temperature ?? 0 };
   const sampled = (sampling.temperature ?? 0) > 0;
@@ -83,14 +110,20 @@ export async function speculativeGenerate(
   let treeNodes = 0;
   let draftMs = 0;
   let verifyMs = 0;
-  if (!done()) await draft.begin?.({ tokens: [...prompt, first] });
-  while (!done()) {
-    const ctx = { tokens: [...prompt, ...out] };
-    const pos = verifier.position; // the root's position
-    const depthLimit = Math.max(0, Math.min(opts.maxTokens - out.length - 1, (opts.maxPosition ?? Infinity) - pos - 1));
-    const ta = performance.now();
-    const tree = await expandTree(opts.shape, draft, ctx, { budget: opts.maxNodes, depthLimit });
-    const tb = performance.now();
+  let plainTokens = 0;
+  let resumed = false;
+  const emit = (fresh: readonly number[]): number => {
+    const emitted: number[] = [];
+    for (const id of fresh) {
+      if (done()) break;
+      out.push(id);
+      emitted.push(id);
+    }
+    opts.onTokens?.(emitted);
+    return emitted.length;
+  };
+  /** Verifies `tree` (rooted at the last token), commits the accepted path and tells the draft: the step's tokens. */
+  const verifyTree = async (tree: TokenTree) => {
     const general = sampled && tree.q.some((q) => q !== undefined);
     const g = out.length;
     const result: VerifyResult = await verifier.verify({
@@ -104,20 +137,44 @@ export async function speculativeGenerate(
       : acceptByPicks(tree, result.picks);
     verifier.commit(path);
     await draft.accepted?.(tree, path, bonus, result);
+    return { fresh: [...path.slice(1).map((n) => tree.tokens[n]), bonus], gpuMs: result.gpuMs };
+  };
+  if (!done()) await draft.begin?.({ tokens: [...prompt, first] });
+  while (!done()) {
+    const ctx = { tokens: [...prompt, ...out] };
+    const pos = verifier.position; // the root's position
+    const option = opts.auto ? opts.auto.policy.next() : 1;
+    if (option === 0) {
+      // Plain decoding: at most what is left, and inputs up to the last position the model allows. A draft that
+      // reads the verification (Medusa's heads) gets the run's last token from a root-only tree, which runs the
+      // heads at the new position: the next tree step has fresh candidates, and the trees' measured rates carry
+      // no empty step after each plain stretch.
+      const n = Math.max(1, Math.min(opts.auto!.policy.plainTokens, opts.maxTokens - out.length, (opts.maxPosition ?? Infinity) - pos));
+      const tail = draft.medusaTopK ? 1 : 0;
+      const g = out.length;
+      let count = n > tail ? emit(await opts.auto!.plain.run(out[g - 1], n - tail, (i) => u(g + i))) : 0;
+      if (tail && !done()) count += emit((await verifyTree(treeFromParents([out[out.length - 1]], [-1]))).fresh);
+      plainTokens += count;
+      opts.auto!.policy.record(count);
+      resumed = !tail;
+      continue;
+    }
+    if (resumed) await draft.resume?.(ctx);
+    resumed = false;
+    const { shape, maxNodes } = trees[option - 1];
+    const depthLimit = Math.max(0, Math.min(opts.maxTokens - out.length - 1, (opts.maxPosition ?? Infinity) - pos - 1));
+    const ta = performance.now();
+    const tree = await expandTree(shape, draft, ctx, { budget: maxNodes, depthLimit });
+    const tb = performance.now();
+    const { fresh, gpuMs } = await verifyTree(tree);
     const tc = performance.now();
     draftMs += tb - ta;
     verifyMs += tc - tb;
     treeNodes += tree.tokens.length - 1;
-    if (result.gpuMs !== undefined) gpuMsPerStep.push(result.gpuMs);
-    const fresh = [...path.slice(1).map((n) => tree.tokens[n]), bonus];
+    if (gpuMs !== undefined) gpuMsPerStep.push(gpuMs);
     acceptedPerStep.push(fresh.length);
-    const emitted: number[] = [];
-    for (const id of fresh) {
-      if (done()) break;
-      out.push(id);
-      emitted.push(id);
-    }
-    opts.onTokens?.(emitted);
+    const count = emit(fresh);
+    opts.auto?.policy.record(count);
   }
   const t2 = performance.now();
   const steps = acceptedPerStep.length;
@@ -134,6 +191,8 @@ export async function speculativeGenerate(
     verifyMs,
     decodeTokensPerS: out.length > 1 ? (out.length - 1) / ((t2 - t1) / 1000) : undefined,
     gpuMsPerStep,
+    ...(opts.auto && { policy: opts.auto.policy.summary() }),
+    plainTokens,
   };
 }
 

@@ -34,6 +34,11 @@ export class ModelDraft implements DraftSource {
     this.verifiedNodes = 0;
   }
 
+  /** The draft model never saw the plainly decoded tokens: its state is rebuilt from the context. */
+  async resume(ctx: DraftContext): Promise<void> {
+    await this.begin(ctx);
+  }
+
   async candidates(_ctx: DraftContext, tree: TokenTree, nodes: readonly number[], k: number): Promise<Candidate[][]> {
     const V = this.draft.vocabSize;
     if (!this.sampled) {

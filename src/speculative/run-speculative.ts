@@ -26,6 +26,9 @@ import { ModelDraft } from './model-draft.ts';
 import { NgramDraft } from './ngram-draft.ts';
 import { AdaptiveDraft } from './adaptive-draft.ts';
 import { OracleDraft } from './oracle-draft.ts';
+import { autoSpeculation, autoTrees } from './auto-trees.ts';
+import { GpuPlainDecoder, VerifierPlainDecoder, type PlainDecoder } from './plain-runs.ts';
+import { formatPolicySummary } from './speculation-controller.ts';
 import type { TreeShape } from './tree-spec.ts';
 import type { TreeVerifier } from './verifier.ts';
 
@@ -33,13 +36,20 @@ export interface SpeculateOptions {
   /** 'ngram' | 'adaptive' | 'medusa' | 'oracle' | 'draft:DIR' as given. */
   readonly source: string;
   readonly shape: TreeShape;
-  /** Draft nodes per step, the root excluded. */
+  /** Draft nodes per step, the root excluded (auto: of the largest tree). */
   readonly maxNodes: number;
+  /** --tree auto (the default): a controller picks plain decoding or one of autoTrees() step by step. */
+  readonly auto?: boolean;
 }
 
 /** Candidates per node a shape asks a draft for. */
 function candidatesPerNode(shape: TreeShape): number {
   return shape.kind === 'static' ? Math.max(...shape.paths.map((p) => p[p.length - 1])) + 1 : shape.width;
+}
+
+/** What --tree names in the report. */
+function treeName(args: SpeculateOptions): string {
+  return args.auto ? 'auto' : args.shape.spec;
 }
 
 export interface SpeculativeRunContext {
@@ -102,8 +112,12 @@ export async function runSpeculativeGenerate(c: SpeculativeRunContext): Promise<
     throw new ModelFileError(config.file, 'medusa', '--speculate medusa needs Medusa heads: "medusa": {"num_heads": M} in config.json and medusa.N.{proj,lm_head}.weight in model.safetensors');
   }
   const draftCheckpoint = args.source.startsWith('draft:') ? loadDraftCheckpoint(args.source, config) : undefined;
-  const k = candidatesPerNode(args.shape);
+  const trees = args.auto ? autoTrees(args.source, args.maxNodes, args.source === 'medusa' ? config.medusa!.numHeads : Infinity) : [{ shape: args.shape, maxNodes: args.maxNodes }];
+  const k = Math.max(...trees.map((t) => candidatesPerNode(t.shape)));
   const verifierNodes = args.maxNodes + 1;
+  // Each tree runs unpadded: static trees fill their size, dynamic ones are planned at their budget.
+  const sizes = [...new Set(trees.map((t) => (t.shape.kind === 'static' ? t.shape.paths.length : t.maxNodes) + 1))];
+  let plainDecoder: PlainDecoder | undefined;
 
   const owned: { destroy(): Promise<void> | void }[] = [];
   try {
@@ -115,10 +129,10 @@ export async function runSpeculativeGenerate(c: SpeculativeRunContext): Promise<
       const gpu = c.gpu!;
       const factoryFor = (cfg: ModelConfig, v: ModelVariant) => c.prepareAttention!({ gpu, config: cfg, program: v.compiled, source: v.program });
       const model = await GpuModel.create(gpu, config, c.weights, await factoryFor(config, c.variant));
-      const sizes = args.shape.kind === 'static' ? [args.shape.paths.length + 1] : [];
       const verifier = await GpuTreeVerifier.create(model, c.variant.compiled, c.weights, { maxNodes: verifierNodes, ownsModel: true, sizes });
       owned.push(verifier);
       target = verifier;
+      plainDecoder = new GpuPlainDecoder(verifier, c.sampling);
       if (draftCheckpoint) {
         const d = draftCheckpoint;
         makeDraftVerifier = async () => {
@@ -131,6 +145,7 @@ export async function runSpeculativeGenerate(c: SpeculativeRunContext): Promise<
     } else {
       const cpu: CpuModel = cpuModel(config, c.weights);
       target = new CpuTreeVerifier(cpu, c.variant.compiled, verifierNodes);
+      plainDecoder = new VerifierPlainDecoder(target, c.sampling);
       if (draftCheckpoint) {
         const d = draftCheckpoint;
         makeDraftVerifier = async () => new CpuTreeVerifier(cpuModel(d.config, d.weights), d.variant.compiled, verifierNodes);
@@ -153,12 +168,14 @@ export async function runSpeculativeGenerate(c: SpeculativeRunContext): Promise<
     }
     await target.prepare?.(args.source === 'medusa' ? { medusaTopK: k } : {});
 
+    const auto = args.auto ? autoSpeculation(trees, plainDecoder!) : undefined;
     const stream = new TextStream(c.tokenizer);
     const eos = c.tokenizer.eos;
     const result: SpeculativeResult = await speculativeGenerate(target, draft, c.ids, {
       maxTokens: c.maxTokens, shape: args.shape, maxNodes: args.maxNodes, sampling: c.sampling, seed: c.seed,
       ...(eos !== undefined && { eos }),
       ...(config.maxPositionEmbeddings !== undefined && { maxPosition: config.maxPositionEmbeddings }),
+      ...(auto && { auto }),
       onTokens: (tokens) => {
         for (const id of tokens) {
           if (id === eos) continue;
@@ -183,11 +200,12 @@ export function formatSpeculativeReport(args: SpeculateOptions, r: SpeculativeRe
   const same = r.tokens.join(',') === plain.tokens[0].join(',');
   const gpu = r.gpuMsPerStep.length ? `, GPU ${median(r.gpuMsPerStep).toFixed(3)} ms per tree step` : '';
   return (
-    `speculative (${draft}, --tree ${args.shape.spec}, --max-nodes ${args.maxNodes}; ${where}): ${r.tokens.length} tokens in ${r.steps} verification steps, ` +
+    `speculative (${draft}, --tree ${treeName(args)}, --max-nodes ${args.maxNodes}; ${where}): ${r.tokens.length} tokens in ${r.steps} verification steps, ` +
     `mean accepted length ${r.meanAccepted.toFixed(2)} tokens/step (mean tree ${r.meanTreeNodes.toFixed(1)} draft nodes), ` +
     `${spec === undefined ? '—' : spec.toFixed(1)} tokens/s (draft ${r.draftMs.toFixed(0)} ms, verify ${r.verifyMs.toFixed(0)} ms${gpu})\n` +
     `plain decoding, same run: ${plain.tokens[0].length} tokens, ${base === undefined ? '—' : base.toFixed(1)} tokens/s; speed-up ${speedup}; ` +
-    `output ${same ? 'identical to' : 'differs from'} plain decoding${same ? '' : ' (expected only when sampling with a sampled draft, or at a float32 near-tie)'}\n`
+    `output ${same ? 'identical to' : 'differs from'} plain decoding${same ? '' : ' (expected only when sampling with a sampled draft, or at a float32 near-tie)'}\n` +
+    (r.policy ? `auto: ${formatPolicySummary(r.policy)}\n` : '')
   );
 }
 

@@ -1,0 +1,251 @@
+// When to speculate, and with which tree (`--tree auto`): speculation pays only when a step's accepted tokens
+// outrun its wall time against plain decoding's runs of steps, and that depends on the model, the draft's
+// acceptance on the current text and the GPU (docs/speculative.md, "Cost-aware speculation"). So each
+// generation measures it. Option 0 is plain decoding (a run of `plainTokens` decode steps), options 1… the
+// speculative trees; each decision is timed with the clock and credited with the tokens it produced, and an
+// option's rate is Σ tokens / Σ ms over its last `window` decisions. The controller
+//   explores: every option `explore` times first (fewest decisions first, then lowest index);
+//   exploits: the option with the highest rate;
+//   re-probes: the stalest other option runs again (a tree `probeLength` decisions, plain one run), so an
+//     option that lost on earlier text (acceptance changes with the text, a GPU warms up) is measured again
+//     and wins back when it has become faster. A probe waits until its expected time is at most
+//     `probeOverhead` of the time since the last one (and `probeTokens` tokens have passed), which bounds
+//     what probing a slower option costs: ≤ 5% of the best option's speed by default.
+// The option being exploited is measured at every decision, so when it slows down (its draft stops being
+// accepted) its rate falls below another's within a window and the controller moves on by itself.
+// Pure logic, no GPU: the clock is injectable, so tests drive it with a fake one.
+
+/** Chooses the next option (0: plain decoding, i ≥ 1: speculative tree i − 1) and learns what it produced. */
+export interface SpeculationPolicy {
+  /** Option names, plain first: ['plain', 'chain:1', …]. */
+  readonly labels: readonly string[];
+  /** Tokens a plain decision decodes. */
+  readonly plainTokens: number;
+  /** The next option; its time runs from this call to record(). */
+  next(): number;
+  /** The option next() gave produced `tokens` tokens. */
+  record(tokens: number): void;
+  summary(): OptionSummary[];
+}
+
+export interface OptionSummary {
+  readonly label: string;
+  readonly decisions: number;
+  readonly tokens: number;
+  readonly ms: number;
+}
+
+export interface ControllerOptions {
+  /** Labels of the speculative options (option i + 1). */
+  readonly trees: readonly string[];
+  /** Milliseconds, monotonic (default performance.now). */
+  readonly clock?: () => number;
+  /** Tokens per plain decision (default 16: four of generate's runs of 4 steps). */
+  readonly plainTokens?: number;
+  /** Decisions of each option before exploiting (default 2). */
+  readonly explore?: number;
+  /** Latest decisions per option its rate is computed over (default 8). */
+  readonly window?: number;
+  /** Tokens at least between probes of a non-best option (default 32). */
+  readonly probeTokens?: number;
+  /** Largest share of the time spent probing (default 0.05). */
+  readonly probeOverhead?: number;
+  /** Decisions per probe of a tree (default 2; plain: one run). */
+  readonly probeLength?: number;
+}
+
+interface Sample {
+  readonly tokens: number;
+  readonly ms: number;
+}
+
+interface OptionStats {
+  readonly recent: Sample[];
+  decisions: number;
+  tokens: number;
+  ms: number;
+  /** Decision count when it last ran (staleness). */
+  lastRun: number;
+}
+
+export class SpeculationController implements SpeculationPolicy {
+  readonly labels: readonly string[];
+  readonly plainTokens: number;
+  private readonly clock: () => number;
+  private readonly explore: number;
+  private readonly window: number;
+  private readonly probeTokens: number;
+  private readonly probeOverhead: number;
+  private readonly probeLength: number;
+  private readonly stats: OptionStats[];
+  private current: { option: number; t0: number } | undefined;
+  private decisions = 0;
+  private tokensSinceProbe = 0;
+  /** Clock when the last probe ended (or the run started). */
+  private lastProbe: number | undefined;
+  private pendingProbeEnd = false;
+  private probe: { option: number; left: number } | undefined;
+
+  constructor(opts: ControllerOptions) {
+    if (opts.trees.length === 0) throw new Error('speculation controller: no speculative option');
+    this.labels = ['plain', ...opts.trees];
+    this.clock = opts.clock ?? (() => performance.now());
+    this.plainTokens = positive(opts.plainTokens ?? 16, 'plainTokens');
+    this.explore = positive(opts.explore ?? 2, 'explore');
+    this.window = positive(opts.window ?? 8, 'window');
+    this.probeTokens = positive(opts.probeTokens ?? 32, 'probeTokens');
+    this.probeOverhead = opts.probeOverhead ?? 0.05;
+    if (!(this.probeOverhead > 0 && this.probeOverhead <= 1)) throw new Error(`speculation controller: probeOverhead must be in (0, 1], got ${this.probeOverhead}`);
+    this.probeLength = positive(opts.probeLength ?? 2, 'probeLength');
+    this.stats = this.labels.map(() => ({ recent: [], decisions: 0, tokens: 0, ms: 0, lastRun: -1 }));
+  }
+
+  next(): number {
+    if (this.current) throw new Error('speculation controller: next() twice without record()');
+    const now = this.clock();
+    this.lastProbe ??= now;
+    const option = this.choose(now);
+    this.current = { option, t0: now };
+    return option;
+  }
+
+  record(tokens: number): void {
+    if (!this.current) throw new Error('speculation controller: record() without next()');
+    const { option, t0 } = this.current;
+    this.current = undefined;
+    const ms = Math.max(0, this.clock() - t0);
+    const s = this.stats[option];
+    s.recent.push({ tokens, ms });
+    if (s.recent.length > this.window) s.recent.shift();
+    s.decisions++;
+    s.tokens += tokens;
+    s.ms += ms;
+    s.lastRun = this.decisions++;
+    this.tokensSinceProbe += tokens;
+    if (this.pendingProbeEnd) {
+      this.pendingProbeEnd = false;
+      this.tokensSinceProbe = 0;
+      this.lastProbe = this.clock();
+    }
+  }
+
+  /** Tokens per millisecond of an option over its window (undefined before it ran). */
+  rate(option: number): number | undefined {
+    const r = this.stats[option].recent;
+    if (r.length === 0) return undefined;
+    const ms = r.reduce((a, x) => a + x.ms, 0);
+    const tokens = r.reduce((a, x) => a + x.tokens, 0);
+    return tokens / Math.max(ms, 1e-9);
+  }
+
+  /** The option with the highest measured rate (ties: the lower index, so plain before any tree). */
+  best(): number {
+    let best = 0;
+    for (let i = 1; i < this.stats.length; i++) if ((this.rate(i) ?? -1) > (this.rate(best) ?? -1)) best = i;
+    return best;
+  }
+
+  summary(): OptionSummary[] {
+    return this.stats.map((s, i) => ({ label: this.labels[i], decisions: s.decisions, tokens: s.tokens, ms: s.ms }));
+  }
+
+  private choose(now: number): number {
+    if (this.probe) {
+      const { option } = this.probe;
+      if (--this.probe.left <= 0) this.endProbe();
+      return option;
+    }
+    // Exploration: the option with the fewest decisions while any has fewer than `explore`.
+    let fewest = 0;
+    for (let i = 1; i < this.stats.length; i++) if (this.stats[i].decisions < this.stats[fewest].decisions) fewest = i;
+    if (this.stats[fewest].decisions < this.explore) return fewest;
+    const best = this.best();
+    let stalest = -1;
+    for (let i = 0; i < this.stats.length; i++) {
+      if (i !== best && (stalest < 0 || this.stats[i].lastRun < this.stats[stalest].lastRun)) stalest = i;
+    }
+    if (stalest < 0 || this.tokensSinceProbe < this.probeTokens) return best;
+    const length = stalest === 0 ? 1 : this.probeLength;
+    const r = this.stats[stalest].recent;
+    const expectedMs = (length * r.reduce((a, x) => a + x.ms, 0)) / Math.max(r.length, 1);
+    if (now - this.lastProbe! < expectedMs / this.probeOverhead) return best;
+    if (length > 1) this.probe = { option: stalest, left: length - 1 };
+    else this.endProbe();
+    return stalest;
+  }
+
+  /** The probe's last decision was handed out: the waits count from here (its own time is not a wait). */
+  private endProbe(): void {
+    this.probe = undefined;
+    this.tokensSinceProbe = 0;
+    this.pendingProbeEnd = true;
+  }
+}
+
+/**
+ * A fixed sequence of options, repeated — to force switches in tests and benches (greedy output must equal
+ * plain decoding's whatever the schedule). Times each decision like the controller, for the summary.
+ */
+export class FixedSchedule implements SpeculationPolicy {
+  readonly labels: readonly string[];
+  private readonly totals: { decisions: number; tokens: number; ms: number }[];
+  private i = 0;
+  private current: { option: number; t0: number } | undefined;
+
+  constructor(
+    trees: readonly string[],
+    private readonly schedule: readonly number[],
+    readonly plainTokens: number,
+    private readonly clock: () => number = () => performance.now(),
+  ) {
+    this.labels = ['plain', ...trees];
+    if (schedule.length === 0 || schedule.some((o) => !(Number.isInteger(o) && o >= 0 && o < this.labels.length))) {
+      throw new Error(`fixed schedule: options must be integers in 0..${this.labels.length - 1}, got [${schedule.join(', ')}]`);
+    }
+    positive(plainTokens, 'plainTokens');
+    this.totals = this.labels.map(() => ({ decisions: 0, tokens: 0, ms: 0 }));
+  }
+
+  next(): number {
+    const option = this.schedule[this.i++ % this.schedule.length];
+    this.current = { option, t0: this.clock() };
+    return option;
+  }
+
+  record(tokens: number): void {
+    if (!this.current) throw new Error('fixed schedule: record() without next()');
+    const t = this.totals[this.current.option];
+    t.decisions++;
+    t.tokens += tokens;
+    t.ms += Math.max(0, this.clock() - this.current.t0);
+    this.current = undefined;
+  }
+
+  summary(): OptionSummary[] {
+    return this.totals.map((t, i) => ({ label: this.labels[i], ...t }));
+  }
+}
+
+/** Summaries of several generations over the same options, added up option by option. */
+export function addSummaries(runs: readonly (readonly OptionSummary[])[]): OptionSummary[] {
+  return (runs[0] ?? []).map((first, i) => ({
+    label: first.label,
+    decisions: runs.reduce((a, r) => a + r[i].decisions, 0),
+    tokens: runs.reduce((a, r) => a + r[i].tokens, 0),
+    ms: runs.reduce((a, r) => a + r[i].ms, 0),
+  }));
+}
+
+/** One line: each option's share of the tokens and its measured tokens/s. */
+export function formatPolicySummary(summary: readonly OptionSummary[]): string {
+  const total = summary.reduce((a, s) => a + s.tokens, 0);
+  return summary
+    .filter((s) => s.decisions > 0)
+    .map((s) => `${s.label} ${((100 * s.tokens) / Math.max(total, 1)).toFixed(0)}% of tokens at ${s.ms > 0 ? ((1000 * s.tokens) / s.ms).toFixed(0) : '—'} tokens/s (${s.decisions} decisions)`)
+    .join(', ');
+}
+
+function positive(n: number, what: string): number {
+  if (!(Number.isInteger(n) && n >= 1)) throw new Error(`speculation controller: ${what} must be a positive integer, got ${n}`);
+  return n;
+}

@@ -1,0 +1,103 @@
+// The cost-aware speculation controller (src/speculative/speculation-controller.ts) against a simulated
+// generation with a fake clock: each option costs a fixed time per decision and produces a set number of
+// tokens, and the test checks which option gets the tokens.
+import { describe, expect, it } from 'vitest';
+import { FixedSchedule, formatPolicySummary, SpeculationController } from '../src/speculative/speculation-controller.ts';
+
+interface Cost {
+  /** Wall time of one decision of the option, ms. */
+  readonly ms: number;
+  /** Tokens it produces. */
+  readonly tokens: number;
+}
+
+interface Run {
+  readonly chosen: number[];
+  /** Per decision: its tokens and ms. */
+  readonly costs: Cost[];
+}
+
+/** Runs `decisions` decisions; `costs(option, decision)` says what each costs. */
+function simulate(c: SpeculationController, clock: { now: number }, decisions: number, costs: (option: number, i: number) => Cost): Run {
+  const run: Run = { chosen: [], costs: [] };
+  for (let i = 0; i < decisions; i++) {
+    const o = c.next();
+    const cost = costs(o, i);
+    clock.now += cost.ms;
+    c.record(cost.tokens);
+    run.chosen.push(o);
+    run.costs.push(cost);
+  }
+  return run;
+}
+
+/** Tokens per ms of decisions [from, to), as a fraction of `best` (the best option's tokens per ms). */
+function efficiency(run: Run, from: number, to: number, best: Cost): number {
+  const part = run.costs.slice(from, to);
+  const rate = part.reduce((a, x) => a + x.tokens, 0) / part.reduce((a, x) => a + x.ms, 0);
+  return rate / (best.tokens / best.ms);
+}
+
+function controller(trees: string[], opts: { probeTokens?: number } = {}) {
+  const clock = { now: 0 };
+  return { clock, c: new SpeculationController({ trees, clock: () => clock.now, plainTokens: 16, ...opts }) };
+}
+
+// The H200 today: plain 3291 tokens/s → 16 tokens in 4.86 ms; a chain:3 step 0.87 ms + 0.1 ms per node.
+const PLAIN: Cost = { ms: 4.86, tokens: 16 };
+
+describe('speculation controller', () => {
+  it('runs plain decoding when every tree yields fewer tokens per second (the trained H200 model)', () => {
+    const { clock, c } = controller(['chain:1', 'chain:3']);
+    // chain:1 accepts 1.8 tokens in 0.97 ms (1856/s), chain:3 2.69 in 1.17 ms (2299/s): plain's 3292/s wins.
+    const run = simulate(c, clock, 200, (o) => (o === 0 ? PLAIN : o === 1 ? { ms: 0.97, tokens: 1.8 } : { ms: 1.17, tokens: 2.69 }));
+    expect(run.chosen.slice(0, 6).sort()).toEqual([0, 0, 1, 1, 2, 2]); // each option tried twice first
+    expect(c.best()).toBe(0);
+    // After exploring, within 5% of plain decoding's speed: the probes of the trees cost little.
+    expect(efficiency(run, 6, 200, PLAIN)).toBeGreaterThan(0.95);
+    const s = c.summary();
+    expect(s[0].tokens / s.reduce((a, x) => a + x.tokens, 0)).toBeGreaterThan(0.9);
+  });
+
+  it('speculates with the fastest tree when speculation pays (the oracle on the 12-layer model)', () => {
+    const { clock, c } = controller(['chain:1', 'chain:3', 'chain:7']);
+    const chain = (n: number): Cost => ({ ms: 0.87 + 0.05 * n, tokens: n + 1 });
+    const run = simulate(c, clock, 300, (o) => (o === 0 ? PLAIN : chain([1, 3, 7][o - 1])));
+    expect(c.best()).toBe(3);
+    expect(efficiency(run, 8, 300, chain(7))).toBeGreaterThan(0.9);
+    expect(run.chosen.slice(8)).toContain(0); // plain still probed now and then
+  });
+
+  it('re-probes: a tree that lost on early text takes over once its acceptance rises, and gives way when it falls', () => {
+    const { clock, c } = controller(['chain:3']);
+    // The draft accepts nothing on the first 150 decisions, then 3 of 3 (4 tokens per 0.9 ms ≈ 4444/s), then nothing again.
+    const phase = (i: number) => (i < 150 ? 'cold' : i < 400 ? 'hot' : 'cold');
+    const hot: Cost = { ms: 0.9, tokens: 4 };
+    const run = simulate(c, clock, 600, (o, i) => (o === 0 ? PLAIN : phase(i) === 'hot' ? hot : { ms: 0.9, tokens: 1 }));
+    expect(efficiency(run, 4, 150, PLAIN)).toBeGreaterThan(0.9);
+    // Some decisions to notice the change (a probe comes after 96 tokens, ~6 plain runs), then the tree's speed.
+    expect(efficiency(run, 200, 400, hot)).toBeGreaterThan(0.9);
+    expect(efficiency(run, 450, 600, PLAIN)).toBeGreaterThan(0.9);
+  });
+
+  it('never probes when told to wait longer than the run, so the losing option is tried only while exploring', () => {
+    const { clock, c } = controller(['chain:3'], { probeTokens: 1e9 });
+    const run = simulate(c, clock, 100, (o) => (o === 0 ? PLAIN : { ms: 1, tokens: 1 }));
+    expect(run.chosen.filter((o) => o === 1)).toHaveLength(2);
+  });
+
+  it('a fixed schedule repeats and the summary prints shares and rates', () => {
+    const clock = { now: 0 };
+    const f = new FixedSchedule(['chain:3'], [1, 0, 1], 8, () => clock.now);
+    const got: number[] = [];
+    for (let i = 0; i < 4; i++) {
+      const o = f.next();
+      got.push(o);
+      clock.now += o === 0 ? 4 : 1;
+      f.record(o === 0 ? 8 : 2);
+    }
+    expect(got).toEqual([1, 0, 1, 1]);
+    expect(formatPolicySummary(f.summary())).toBe('plain 57% of tokens at 2000 tokens/s (1 decisions), chain:3 43% of tokens at 2000 tokens/s (3 decisions)');
+    expect(() => new FixedSchedule(['chain:3'], [2], 8)).toThrow(/options must be integers in 0\.\.1/);
+  });
+});

@@ -1,0 +1,134 @@
+// Switching between speculative steps and plain decode runs inside one generation (`--tree auto`,
+// src/speculative/generate.ts with plain-runs.ts): whatever the schedule — tree, plain, another tree,
+// plain again — greedy output equals plain greedy decoding (the float64 reference) for the oracle, the
+// adaptive, n-gram and Medusa drafts, on the GPU and with the float64 verifier; under sampling a
+// deterministic draft still emits plain GPU sampling's tokens; and the controller itself runs the loop.
+import { afterAll, describe, expect, it } from 'vitest';
+import { generateGpu } from '../src/model/generate.ts';
+import { GpuModel } from '../src/model/gpu-model.ts';
+import { ByteTokenizer } from '../src/model/tokenizer.ts';
+import { compiledAttentionFactory } from '../src/runtime/compiled-attention.ts';
+import { AdaptiveDraft } from '../src/speculative/adaptive-draft.ts';
+import { CpuTreeVerifier } from '../src/speculative/cpu-verifier.ts';
+import type { Candidate } from '../src/speculative/candidate.ts';
+import type { DraftSource } from '../src/speculative/draft.ts';
+import { speculativeGenerate, type TreeOption } from '../src/speculative/generate.ts';
+import { GpuTreeVerifier } from '../src/speculative/gpu-verifier.ts';
+import { MedusaDraft } from '../src/speculative/medusa-draft.ts';
+import { NgramDraft } from '../src/speculative/ngram-draft.ts';
+import { OracleDraft } from '../src/speculative/oracle-draft.ts';
+import { GpuPlainDecoder, VerifierPlainDecoder, type PlainDecoder } from '../src/speculative/plain-runs.ts';
+import { FixedSchedule, SpeculationController, type SpeculationPolicy } from '../src/speculative/speculation-controller.ts';
+import type { TokenTree } from '../src/speculative/token-tree.ts';
+import type { TreeVerifier, VerifyResult } from '../src/speculative/verifier.ts';
+import { parseTreeSpec } from '../src/speculative/tree-spec.ts';
+import { gpu } from './helpers/gpu.ts';
+import { makeModel, MODEL_SPECS, plainGreedy, randomPrompts } from './helpers/speculative.ts';
+
+const NEW_TOKENS = 16;
+const TREES: TreeOption[] = [
+  { shape: parseTreeSpec('chain:3'), maxNodes: 3 },
+  { shape: parseTreeSpec('top:2'), maxNodes: 4 },
+];
+const LABELS = TREES.map((t) => t.shape.spec);
+// Tree, plain, the other tree, plain, tree … : every kind of switch, several times in 16 tokens.
+const SCHEDULE = [1, 0, 2, 0, 1, 1, 0];
+const PLAIN_TOKENS = 3;
+
+const cleanup: (() => Promise<void>)[] = [];
+afterAll(async () => {
+  for (const c of cleanup.reverse()) await c();
+});
+
+const m = makeModel(MODEL_SPECS[0], MODEL_SPECS[0].seed);
+
+async function gpuTarget(): Promise<{ model: GpuModel; verifier: GpuTreeVerifier }> {
+  const g = await gpu();
+  const factory = await compiledAttentionFactory(g, m.variant.compiled, m.config.numHeads, m.config.headDim);
+  const model = await GpuModel.create(g, m.config, m.weights, factory);
+  const verifier = await GpuTreeVerifier.create(model, m.variant.compiled, m.weights, { maxNodes: 5, ownsModel: true });
+  cleanup.push(() => verifier.destroy());
+  return { model, verifier };
+}
+
+/** Medusa, counting the trees whose root's candidates came from heads run elsewhere than after the root's token. */
+class CountingMedusa extends MedusaDraft {
+  staleRoots = 0;
+  private after: number | undefined;
+
+  override candidates(ctx: unknown, tree: TokenTree, nodes: readonly number[], k: number): Candidate[][] {
+    const c = super.candidates(ctx, tree, nodes, k);
+    if (nodes[0] === 0 && c[0].length > 0 && tree.tokens[0] !== this.after) this.staleRoots++;
+    return c;
+  }
+
+  override accepted(tree: TokenTree, path: readonly number[], bonus: number, result: VerifyResult): void {
+    super.accepted(tree, path, bonus, result);
+    this.after = bonus; // the heads just ran at the node before `bonus`: the next root
+  }
+}
+
+function drafts(prompt: readonly number[], want: readonly number[]): DraftSource[] {
+  return [new OracleDraft(prompt, want, m.config.vocabSize), new AdaptiveDraft(1), new NgramDraft(), new CountingMedusa(3, 2)];
+}
+
+async function switching(verifier: TreeVerifier, plain: PlainDecoder, d: DraftSource, prompt: readonly number[], policy: SpeculationPolicy, sampling = {}, seed = 0) {
+  return speculativeGenerate(verifier, d, prompt, {
+    maxTokens: NEW_TOKENS, shape: TREES[0].shape, maxNodes: 3, sampling, seed, auto: { policy, trees: TREES, plain },
+  });
+}
+
+describe('speculation switched with plain decoding', () => {
+  it('GPU: greedy output equals plain greedy under a forced tree / plain / tree schedule, for every draft', async () => {
+    const { verifier } = await gpuTarget();
+    for (const prompt of randomPrompts(2, 5100)) {
+      const want = plainGreedy(m, prompt, NEW_TOKENS);
+      for (const d of drafts(prompt, want)) {
+        const policy = new FixedSchedule(LABELS, SCHEDULE, PLAIN_TOKENS);
+        const r = await switching(verifier, new GpuPlainDecoder(verifier, { temperature: 0 }), d, prompt, policy);
+        expect(r.tokens, `${d.name} prompt [${prompt}]`).toEqual(want);
+        const [plain, chain, top] = r.policy!;
+        expect(plain.tokens).toBe(r.plainTokens);
+        expect(plain.decisions).toBeGreaterThanOrEqual(2);
+        expect(chain.decisions).toBeGreaterThanOrEqual(2);
+        expect(top.decisions).toBeGreaterThanOrEqual(1);
+        expect(plain.tokens + chain.tokens + top.tokens).toBe(NEW_TOKENS - 1); // the prefill chose the first
+        if (d.name === 'oracle') expect(r.acceptedPerStep[0]).toBe(4); // the first step, chain:3, accepted whole
+        // Each plain run ends with a root-only verification, which runs the heads for the next tree's root.
+        if (d instanceof CountingMedusa) expect(d.staleRoots).toBe(0);
+      }
+    }
+  });
+
+  it('float64 verifier: the same schedule, plain steps as root-only trees, equals plain greedy exactly', async () => {
+    const verifier = new CpuTreeVerifier(m.cpu, m.variant.compiled, 5);
+    const prompt = randomPrompts(1, 5200)[0];
+    const want = plainGreedy(m, prompt, NEW_TOKENS);
+    for (const d of drafts(prompt, want)) {
+      const r = await switching(verifier, new VerifierPlainDecoder(verifier, { temperature: 0 }), d, prompt, new FixedSchedule(LABELS, SCHEDULE, PLAIN_TOKENS));
+      expect(r.tokens, d.name).toEqual(want);
+      expect(r.plainTokens).toBeGreaterThan(0);
+    }
+  });
+
+  it('GPU sampling: a deterministic draft switched with plain runs emits plain GPU sampling’s tokens (same seed)', async () => {
+    const { model, verifier } = await gpuTarget();
+    const sampling = { temperature: 0.9, topK: 40 };
+    const prompt = randomPrompts(1, 5300)[0];
+    const want = (await generateGpu(model, new ByteTokenizer(), [prompt], { maxTokens: NEW_TOKENS, sampling, seed: 71 })).tokens[0];
+    for (const d of [new NgramDraft(), new OracleDraft(prompt, want, m.config.vocabSize)]) {
+      const r = await switching(verifier, new GpuPlainDecoder(verifier, sampling), d, prompt, new FixedSchedule(LABELS, SCHEDULE, PLAIN_TOKENS), sampling, 71);
+      expect(r.tokens, d.name).toEqual(want);
+    }
+  });
+
+  it('GPU: the controller drives the loop (explores every option, then decides) and the tokens stay plain greedy', async () => {
+    const { verifier } = await gpuTarget();
+    const prompt = randomPrompts(1, 5400)[0];
+    const want = plainGreedy(m, prompt, NEW_TOKENS);
+    const policy = new SpeculationController({ trees: LABELS, plainTokens: PLAIN_TOKENS, explore: 1 });
+    const r = await switching(verifier, new GpuPlainDecoder(verifier, { temperature: 0 }), new OracleDraft(prompt, want, m.config.vocabSize), prompt, policy);
+    expect(r.tokens).toEqual(want);
+    expect(r.policy!.map((s) => s.decisions > 0)).toEqual([true, true, true]);
+  });
+});
