@@ -112,11 +112,14 @@ export function decidePrologue(m: AdapterModel, program: Program, sizes: Sizes, 
   return { prologue, decisions };
 }
 
-/** The cheapest fused plan with its prologue among candidate schedules, each schedule's prologue decided for it. */
-export function bestHybrid(m: AdapterModel, p: Program, sizes: Sizes, cands: readonly ChunkSchedule[], b: number, t: number): Hybrid | undefined {
+/**
+ * The cheapest fused plan with its prologue among candidate schedules, each schedule's prologue decided for it
+ * (or `fixed`, then with no decisions).
+ */
+export function bestHybrid(m: AdapterModel, p: Program, sizes: Sizes, cands: readonly ChunkSchedule[], b: number, t: number, fixed?: ReadonlySet<Id>): Hybrid | undefined {
   let best: Hybrid | undefined;
   for (const s of cands) {
-    const d = decidePrologue(m, p, sizes, s, b, t);
+    const d = fixed ? { prologue: fixed, decisions: [] } : decidePrologue(m, p, sizes, s, b, t);
     const e = d && estimatePlan(m, p, sizes, s, true, b, t, d.prologue);
     if (d && e && (!best || e.us < best.us)) best = { schedule: s, us: e.us, ...d };
   }
@@ -154,9 +157,10 @@ export function bestByModel(m: AdapterModel, p: Program, sizes: Sizes, cands: re
 }
 
 /**
- * Fused (every feature inline), fused with a prologue of feature kernels (decidePrologue), or unfused at (b, t),
- * each with its own schedule (the given one, or the model's best among the candidates that fit that plan): the
- * cheapest estimate wins, fused before fused with a prologue before unfused on a tie. Undefined when none fits.
+ * Fused (every feature inline), fused with a prologue of feature kernels (decidePrologue, or `prologue` when
+ * given; an empty one leaves that plan out), or unfused at (b, t), each with its own schedule (the given one, or
+ * the model's best among the candidates that fit that plan): the cheapest estimate wins, fused before fused with
+ * a prologue before unfused on a tie. Undefined when none fits.
  */
 export function chooseFusion(
   m: AdapterModel,
@@ -165,9 +169,10 @@ export function chooseFusion(
   cands: { fused: readonly ChunkSchedule[]; unfused: readonly ChunkSchedule[] },
   b: number,
   t: number,
+  prologue?: ReadonlySet<Id>,
 ): FusionChoice | undefined {
   const fused = bestByModel(m, p, sizes, cands.fused, true, b, t);
-  const hybrid = bestHybrid(m, p, sizes, cands.fused, b, t);
+  const hybrid = prologue?.size === 0 ? undefined : bestHybrid(m, p, sizes, cands.fused, b, t, prologue);
   const unfused = bestByModel(m, p, sizes, cands.unfused, false, b, t);
   const ms = (x: { us: number } | undefined) => (x ? `${(x.us / 1e3).toFixed(3)} ms` : '(does not fit)');
   if (!fused && !unfused) return undefined;
