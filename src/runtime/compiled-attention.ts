@@ -20,7 +20,7 @@ import type { GpuAttention, GpuAttentionFactory, GpuAttentionState } from './gpu
 import type { Program } from '../ir/types.ts';
 import { BufferUsage, type Gpu } from './device.ts';
 import { PlanRunner } from './executor.ts';
-import { chooseSchedule } from './schedule.ts';
+import { choosePrefill, type PrologueRequest } from './plan-choice.ts';
 
 type Bound = ReturnType<PlanRunner['bind']>;
 
@@ -77,6 +77,10 @@ export interface CompiledAttentionOptions {
    * by createState): the model's max_position_embeddings, or less. Default DEFAULT_CACHE_POSITIONS.
    */
   readonly maxLength?: number;
+  /** The prefill's feature prologue: the model's choice (default), every feature node, or none. */
+  readonly prologue?: PrologueRequest;
+  /** Called with the prefill's plan decision in words. */
+  readonly onChoice?: (reason: string) => void;
 }
 
 /** Compiles both plans once for the model's shapes; the factory then builds layers synchronously. */
@@ -85,7 +89,16 @@ export async function compiledAttentionFactory(gpu: Gpu, program: Program, heads
   if (names !== 'k,q,v') throw new Error(`variant ${program.name} declares inputs [${program.inputs.map((d) => d.name).join(', ')}]; a model layer supplies exactly q, k, v`);
   const sizes = variantAxisSizes(program, heads, headDim);
   const decodes = !program.terms.some((t) => t.noncausal);
-  const prefill: Plan = lowerChunked(program, sizes, { fuse: true, schedule: chooseSchedule(gpu, program, sizes), exportState: decodes, ...(opts.maxLength !== undefined && { maxLength: opts.maxLength }) });
+  // One fused kernel (it exports the state), with the feature nodes the model puts in a prologue (plan-choice.ts).
+  const choice = choosePrefill(gpu, program, sizes, opts.prologue);
+  opts.onChoice?.(choice.reason);
+  const prefill: Plan = lowerChunked(program, sizes, {
+    fuse: true,
+    schedule: choice.schedule,
+    exportState: decodes,
+    ...(choice.prologue.size && { prologue: choice.prologue }),
+    ...(opts.maxLength !== undefined && { maxLength: opts.maxLength }),
+  });
   const step: Plan | null = decodes ? recurrentPlan(program, sizes, opts.maxLength) : null;
   const [prefillRunner, stepRunner] = await Promise.all([PlanRunner.create(gpu, prefill), step && PlanRunner.create(gpu, step)]);
   const dims = new SharedDims(gpu);

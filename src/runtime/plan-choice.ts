@@ -128,3 +128,23 @@ function noFit(gpu: Gpu, p: Program, fuse: boolean | undefined): Error {
       `(${gpu.adapterName}), at any chunk schedule${fuse ? '; try --no-fuse' : ''}; use smaller feature axes`,
   );
 }
+
+/**
+ * The model's prefill (compiled-attention.ts): one fused chunk kernel that also exports the decoding state, so
+ * never unfused nor segmented; what the model chooses is its schedule and its prologue. On hardware the cheaper
+ * of every feature inline at chooseSchedule's schedule and the best unsegmented schedule with its model-decided
+ * prologue; on a software adapter every feature inline (its shader timings assume one kernel) unless asked.
+ */
+export function choosePrefill(gpu: Gpu, p: Program, sizes: Readonly<Record<string, number>>, prologue: PrologueRequest = 'model'): { schedule: ChunkSchedule; prologue: ReadonlySet<Id>; reason: string } {
+  const schedule = chooseSchedule(gpu, p, sizes);
+  const none = new Set<Id>();
+  if (isSoftmaxProgram(p)) return { schedule, prologue: none, reason: 'softmax attention: the flash kernel (no feature maps)' };
+  if (prologue === 'none' || (prologue === 'model' && gpu.isSoftware)) return { schedule, prologue: none, reason: `every feature inline (${show(schedule)})${prologue === 'none' ? ', as asked' : ': software adapter'}` };
+  if (prologue === 'all') return { schedule, prologue: new Set(featureNodes(outputPart(p, false))), reason: `every feature node in a prologue, as asked (${show(schedule)})` };
+  const model = adapterModel(gpu);
+  const { b, t } = MODEL_SHAPE;
+  const inline = estimatePlan(model, p, sizes, schedule, true, b, t);
+  const h = bestHybrid(model, p, sizes, candidateSchedules(gpu.limits, p, sizes).filter((s) => !s.segment), b, t);
+  if (!inline || !h?.prologue.size || h.us >= inline.us) return { schedule, prologue: none, reason: `every feature inline (${show(schedule)}): est. ${ms(inline?.us)} ≤ with a prologue ${ms(h?.prologue.size ? h.us : undefined)}` };
+  return { schedule: h.schedule, prologue: h.prologue, reason: `a prologue (${show(h.schedule)}): est. ${ms(h.us)} < every feature inline ${ms(inline.us)}; ${describePrologue(p, h.decisions)}` };
+}
