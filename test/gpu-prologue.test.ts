@@ -1,15 +1,16 @@
 // The fused plan with a feature prologue (lower.ts's `prologue`: feature nodes materialised by feature kernels,
 // read by the one chunk kernel) against the float64 parallel oracle, for every causal variant with feature nodes:
 // every feature node in the prologue, and the set the H200's model chooses at b 4, h 16, t 4096, d 64; a segmented
-// schedule where the variant has one; and the decoding state its kernel exports, decoded on step by step (the
-// gpu-prefill-state.test.ts pattern). The chunk kernel must not compute a prologue node itself.
+// schedule where the variant has one; the decoding state its kernel exports, decoded on step by step (the
+// gpu-prefill-state.test.ts pattern); and a training forward's kept n and z (keepNormalisers), which must equal
+// the all-inline kernel's. The chunk kernel must not compute a prologue node itself.
 import { describe, expect, it } from 'vitest';
 import { evaluateParallel } from '../backends/cpu/parallel.ts';
 import { candidateSchedules } from '../backends/wgsl/chunk-schedules.ts';
 import { segmentable, type ChunkSchedule } from '../backends/wgsl/chunked.ts';
 import { featureNodes } from '../backends/wgsl/feature-nodes.ts';
 import { bestHybrid } from '../backends/wgsl/fusion-model.ts';
-import { lowerChunked } from '../backends/wgsl/lower.ts';
+import { keptBuffer, lowerChunked, normalisedItems } from '../backends/wgsl/lower.ts';
 import { recurrentPlan } from '../backends/wgsl/recurrent.ts';
 import { hardwareModel } from '../backends/wgsl/schedule-model.ts';
 import { isSoftmaxProgram } from '../backends/wgsl/softmax-analysis.ts';
@@ -78,6 +79,31 @@ describe.each(VARIANTS)('%s', (file) => {
       const o = await runner.run(x, SHAPE.b, SHAPE.t);
       expectRelClose(o.data, ref.data, 1e-4, `${file} ${what} seed ${seed}`);
     }
+  });
+
+  it.runIf(['paper/elu.la', 'paper/performer.la', 'variants/hedgehog.la'].some((n) => file.endsWith(n)))('a training forward with a prologue keeps the same n and z as with every feature inline', async () => {
+    const g = await gpu();
+    const seed = 77;
+    const x = makeInputs(c.source, { ...SHAPE, axes: AXES, seed });
+    const kept = async (prologue: ReadonlySet<Id>) => {
+      const r = await PlanRunner.create(g, lowerChunked(c.program, sizes, { fuse: true, schedule: SCHEDULE, keepNormalisers: true, prologue }));
+      const bufs = r.allocate(x, SHAPE.b, SHAPE.t);
+      const enc = g.device.createCommandEncoder();
+      const pass = enc.beginComputePass();
+      const bound = r.bind(Object.fromEntries(Object.entries(bufs).map(([k, v]) => [k, v.buffer])), SHAPE.b, SHAPE.t);
+      r.encode(pass, bound);
+      pass.end();
+      g.device.queue.submit([enc.finish()]);
+      const names = ['out:o', ...normalisedItems(c.program).flatMap(({ k }) => [keptBuffer('n', k), keptBuffer('z', k)])];
+      const out = Object.fromEntries(await Promise.all(names.map(async (n) => [n, await downloadTensor(g, bufs[n])] as const)));
+      bound.dims.destroy();
+      r.release(bufs);
+      return out;
+    };
+    const [inline, pro] = [await kept(new Set()), await kept(all)];
+    expect(Object.keys(pro).length).toBeGreaterThan(1);
+    expectRelClose(pro['out:o'], evaluateParallel(c.source, x).data, 1e-4, `${file} o, seed ${seed}`);
+    for (const n of Object.keys(inline)) expectRelClose(pro[n], inline[n], 1e-5, `${file} ${n}, seed ${seed}`);
   });
 
   it('the prefill with every feature node in its prologue exports the state decoding continues from', async () => {
