@@ -23,3 +23,22 @@ export function featureNodes(p: Program, terms: readonly Term[] = p.terms): Id[]
   }
   return [...out];
 }
+
+/** What each feature node is to its terms, for a reader: `φ of lin`, `key frontier of local`, `value of lin`. */
+export function featureRoles(p: Program): Map<Id, string[]> {
+  const roles = new Map<Id, string[]>();
+  const add = (id: Id, role: string) => roles.set(id, [...(roles.get(id) ?? []), role]);
+  for (const t of p.terms) {
+    if (t.form.kind === 'prefix') {
+      add(t.form.phi, `φ of ${t.name}`);
+      add(t.form.psi, `ψ of ${t.name}`);
+      if (t.form.decay) add(decayNode(t.form.decay), `decay of ${t.name}`);
+    } else if (t.form.kind !== 'softmax' && t.form.kind !== 'general') {
+      const fr = frontier(p, t.score);
+      for (const id of fr.query) add(id, `query frontier of ${t.name}`);
+      for (const id of fr.key) add(id, `key frontier of ${t.name}`);
+    }
+    add(t.value, `value of ${t.name}`);
+  }
+  return roles;
+}
