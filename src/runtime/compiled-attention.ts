@@ -21,6 +21,7 @@ import type { Program } from '../ir/types.ts';
 import { BufferUsage, type Gpu } from './device.ts';
 import { PlanRunner } from './executor.ts';
 import { choosePrefill, type PrologueRequest } from './plan-choice.ts';
+import { SharedScratch } from './scratch-buffers.ts';
 
 type Bound = ReturnType<PlanRunner['bind']>;
 
@@ -102,7 +103,8 @@ export async function compiledAttentionFactory(gpu: Gpu, program: Program, heads
   const step: Plan | null = decodes ? recurrentPlan(program, sizes, opts.maxLength) : null;
   const [prefillRunner, stepRunner] = await Promise.all([PlanRunner.create(gpu, prefill), step && PlanRunner.create(gpu, step)]);
   const dims = new SharedDims(gpu);
-  return (layer, params) => new CompiledAttention(gpu, program, layer, params, heads, headDim, prefillRunner, stepRunner, dims);
+  const scratch = new SharedScratch(gpu, prefill);
+  return (layer, params) => new CompiledAttention(gpu, program, layer, params, heads, headDim, prefillRunner, stepRunner, dims, scratch);
 }
 
 /** The variant's axis sizes in a model: its own sizes, and each input's [heads, headDim] axes. */
@@ -131,6 +133,8 @@ class CompiledAttention implements GpuAttention {
     /** Null for a noncausal variant, which cannot decode. */
     private readonly step: PlanRunner | null,
     private readonly dims: SharedDims,
+    /** The prefill's prologue features, shared by every layer of the model. */
+    private readonly scratch: SharedScratch,
   ) {
     for (const d of program.params) if (!params[d.name]) throw new Error(`layer ${layer}: variant ${program.name} needs parameter '${d.name}'`);
   }
@@ -194,7 +198,7 @@ class CompiledAttention implements GpuAttention {
     const key = `${runner === this.prefill ? 'p' : 's'}:${[io.q, io.k, io.v, io.o].map(idOf).join(',')}:${t}:${slot}`;
     let bound = st.binds.get(key);
     if (!bound) {
-      const all: Record<string, GPUBuffer> = { 'in:q': io.q, 'in:k': io.k, 'in:v': io.v, 'out:o': io.o, ...st.buffers };
+      const all: Record<string, GPUBuffer> = { 'in:q': io.q, 'in:k': io.k, 'in:v': io.v, 'out:o': io.o, ...st.buffers, ...(runner === this.prefill ? this.scratch.buffers(st.b, t) : {}) };
       for (const [k, v] of Object.entries(this.params)) all[`param:${k}`] = v;
       bound = runner.bind(all, st.b, t, st.position, this.dims.buffers[slot]);
       st.binds.set(key, bound);
