@@ -13,6 +13,8 @@ import { hardwareModel } from '../backends/wgsl/schedule-model.ts';
 import type { Program } from '../src/ir/types.ts';
 import { axisSizes } from '../src/inputs.ts';
 import { compileFile } from '../src/runtime/compiler.ts';
+import type { Gpu } from '../src/runtime/device.ts';
+import { choosePrefill } from '../src/runtime/plan-choice.ts';
 
 const H200 = hardwareModel(132, 48 * 1024);
 /** The same adapter charging an inline element only its counted operations (no INLINE_ELEMENT_OPS calibration). */
@@ -98,5 +100,30 @@ describe('the prologue decision', () => {
     const input = p.nodes.findIndex((n) => n.op === 'input');
     expect(() => lowerChunked(p, sizes, { fuse: true, schedule: S, prologue: new Set([input]) })).toThrow(/is not a feature node/);
     expect(() => lowerChunked(p, sizes, { fuse: false, schedule: S, prologue: new Set(featureNodes(p)) })).toThrow(/for the fused plan/);
+  });
+});
+
+describe("the model's prefill (plan-choice.ts choosePrefill, no device)", () => {
+  const adapter = (name: string, isSoftware: boolean) => ({ adapterName: name, isSoftware, limits: LIMITS }) as unknown as Gpu;
+  // The model's shapes: a variant's axes as a layer sees them (heads 12, head dim 64).
+  const layer = (name: string) => variant(name, { h: 12, d: 64, e: 64 });
+
+  it('on an H200 puts hedgehog\'s and llama\'s feature maps in a prologue, on one unsegmented kernel', () => {
+    for (const name of ['variants/hedgehog', 'paper/llama_linearized']) {
+      const { p, sizes } = layer(name);
+      const c = choosePrefill(adapter('NVIDIA H200', false), p, sizes);
+      expect([...c.prologue].sort(), `${name}: ${c.reason}`).toEqual(features(p).sort());
+      expect(c.schedule.segment, name).toBeUndefined();
+      expect(() => lowerChunked(p, sizes, { fuse: true, schedule: c.schedule, exportState: true, prologue: c.prologue })).not.toThrow();
+    }
+  });
+
+  it('keeps every feature inline on a software adapter unless asked, and for softmax attention', () => {
+    const { p, sizes } = layer('variants/hedgehog');
+    expect(choosePrefill(adapter('llvmpipe (LLVM 19)', true), p, sizes).prologue.size).toBe(0);
+    expect(choosePrefill(adapter('llvmpipe (LLVM 19)', true), p, sizes, 'all').prologue).toEqual(new Set(featureNodes(p)));
+    expect(choosePrefill(adapter('NVIDIA H200', false), p, sizes, 'none').prologue.size).toBe(0);
+    const soft = layer('variants/softmax');
+    expect(choosePrefill(adapter('NVIDIA H200', false), soft.p, soft.sizes).prologue.size).toBe(0);
   });
 });
