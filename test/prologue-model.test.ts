@@ -63,6 +63,17 @@ describe('the prologue decision', () => {
     expect(ratio('paper/elu', H200, S)).toBeGreaterThan(1);
   });
 
+  it("never moves a node that computes nothing (retnet's φ = q, ψ = k: a prologue would copy the input); mamba2's gate it does", () => {
+    const retnet = variant('variants/retnet');
+    const r = decidePrologue(H200, retnet.p, retnet.sizes, S, B, T)!;
+    expect(r.prologue.size).toBe(0);
+    expect(r.decisions).toEqual([]);
+    const mamba = variant('variants/mamba2');
+    const m = decidePrologue(H200, mamba.p, mamba.sizes, S, B, T)!;
+    expect([...m.prologue].map((id) => mamba.p.nodes[id].op)).toEqual(['unary']); // sigmoid of the gate's logit
+    for (const id of features(mamba.p)) expect(m.prologue.has(id)).toBe(false);
+  });
+
   it('charges inline features once per column tile: more tiles, dearer inline, the prologue read once more per tile', () => {
     const { p, sizes } = variant('variants/hedgehog');
     const [phi] = features(p);

@@ -76,8 +76,8 @@ export interface PrologueDecision {
 }
 
 /**
- * Which feature nodes a fused plan under `s` computes in a prologue: per node, the costlier of inline and prologue
- * loses. Greedy, the costliest per element first (element-ops.ts), each node's inline figure the chunk kernels'
+ * Which feature nodes a fused plan under `s` computes in a prologue: per node that computes something, the
+ * costlier of inline and prologue loses. Greedy, the costliest per element first (element-ops.ts), each node's inline figure the chunk kernels'
  * time with the nodes chosen so far minus their time with it materialised too (a kernel bound by its traffic gains
  * nothing). Undefined when the fused plan does not fit.
  */
@@ -97,7 +97,9 @@ export function decidePrologue(m: AdapterModel, program: Program, sizes: Sizes, 
   if (current === undefined) return undefined;
   const prologue = new Set<Id>();
   const decisions: PrologueDecision[] = [];
-  const ops = new Map(featureNodes(p).map((id) => [id, elementOps(p, sizes, id)]));
+  // A node that computes nothing (an input read at a position, a position) is read the same way from its buffer
+  // as from the input: a prologue would only copy it. It stays inline, undecided (computesNothing).
+  const ops = new Map(featureNodes(p).filter((id) => !computesNothing(p, sizes, id)).map((id) => [id, elementOps(p, sizes, id)]));
   for (const id of [...ops.keys()].sort((x, y) => ops.get(y)! - ops.get(x)! || x - y)) {
     const next = chunkUs(new Set([...prologue, id]))!;
     const inlineUs = current - next;
@@ -111,6 +113,9 @@ export function decidePrologue(m: AdapterModel, program: Program, sizes: Sizes, 
   }
   return { prologue, decisions };
 }
+
+/** A feature node that is one load or index per element (elementOps 1): nothing for a prologue to compute once. */
+export const computesNothing = (p: Program, sizes: Sizes, id: Id): boolean => elementOps(p, sizes, id) <= 1;
 
 /**
  * The cheapest fused plan with its prologue among candidate schedules, each schedule's prologue decided for it

@@ -5,7 +5,8 @@
 // where it is computed (inline in the chunk kernel or once in a prologue kernel) with its two estimates.
 import { candidateSchedules } from '../../backends/wgsl/chunk-schedules.ts';
 import type { ChunkSchedule } from '../../backends/wgsl/chunked.ts';
-import { featureRoles } from '../../backends/wgsl/feature-nodes.ts';
+import { outputPart } from '../../backends/wgsl/chunked/analysis.ts';
+import { featureNodes, featureRoles } from '../../backends/wgsl/feature-nodes.ts';
 import { chooseFusion } from '../../backends/wgsl/fusion-model.ts';
 import { hardwareModel } from '../../backends/wgsl/schedule-model.ts';
 import { isSoftmaxProgram } from '../../backends/wgsl/softmax-analysis.ts';
@@ -37,10 +38,15 @@ export function planReport(p: Program, sizes: Readonly<Record<string, number>>, 
   const h = c.hybrid;
   if (h) {
     const roles = featureRoles(p);
-    lines.push(`feature nodes (${h.decisions.length}), decided at the prologue plan's best schedule (${show(h.schedule)}):`);
-    for (const d of h.decisions) {
-      const verdict = d.prologue ? `prologue  inline ${d.inlineUs.toFixed(1)} µs > prologue ${d.prologueUs.toFixed(1)} µs` : `inline    inline ${d.inlineUs.toFixed(1)} µs ≤ prologue ${d.prologueUs.toFixed(1)} µs`;
-      lines.push(`  ${printNode(p.nodes[d.id]).padEnd(30)} ${verdict}  (${roles.get(d.id)!.join(', ')})`);
+    lines.push(`feature nodes (${featureNodes(outputPart(p, false)).length}), decided at the prologue plan's best schedule (${show(h.schedule)}):`);
+    for (const id of featureNodes(outputPart(p, false))) {
+      const d = h.decisions.find((x) => x.id === id);
+      const verdict = !d
+        ? 'inline    computes nothing (a load or a position): a prologue would copy it'
+        : d.prologue
+          ? `prologue  inline ${d.inlineUs.toFixed(1)} µs > prologue ${d.prologueUs.toFixed(1)} µs`
+          : `inline    inline ${d.inlineUs.toFixed(1)} µs ≤ prologue ${d.prologueUs.toFixed(1)} µs`;
+      lines.push(`  ${printNode(p.nodes[id]).padEnd(30)} ${verdict}  (${roles.get(id)!.join(', ')})`);
     }
   }
   return [...lines, ''].join('\n');
