@@ -13,6 +13,8 @@
 // which one round per plan cannot tell apart.
 // (unfused_ms null for softmax attention, which has one plan; torch_ms null where PyTorch has no baseline) and
 // prints the model's decision and estimates beside each measurement, so that its constants can be refitted.
+// A third plan, the fused kernel with the feature nodes the model puts in a prologue at the fused schedule
+// (prologue_ms, prologue_nodes; null where the model puts none there), is timed in the same rounds.
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -21,7 +23,7 @@ import { candidateSchedules } from '../backends/wgsl/chunk-schedules.ts';
 import type { ChunkSchedule } from '../backends/wgsl/chunked.ts';
 import type { Plan } from '../backends/wgsl/plan.ts';
 import { count } from '../backends/wgsl/common.ts';
-import { estimatePlan } from '../backends/wgsl/fusion-model.ts';
+import { decidePrologue, estimatePlan } from '../backends/wgsl/fusion-model.ts';
 import { isSoftmaxProgram } from '../backends/wgsl/softmax-analysis.ts';
 import { axisSizes, makeInputs } from '../src/inputs.ts';
 import { adapterModel } from '../src/runtime/adapter-model.ts';
@@ -75,6 +77,7 @@ console.log(`adapter: ${gpu.adapterName} (${model.computeUnits} compute units as
 interface Row {
   variant: string; b: number; h: number; t: number; d: number; fused_ms: number | null; unfused_ms: number | null; torch_ms: number | null;
   started?: string; fused_rounds_ms?: number[]; unfused_rounds_ms?: number[];
+  prologue_ms?: number | null; prologue_rounds_ms?: number[]; prologue_nodes?: number[];
 }
 const rows: Row[] = [];
 const write = () => {
@@ -83,8 +86,8 @@ const write = () => {
 };
 
 /** Relative error of the plan's output on the first tokens of sequence 0 against the float64 oracle. */
-async function checked(c: Compiled, x: Record<string, Tensor>, sizes: Record<string, number>, fuse: boolean, schedule: ChunkSchedule, featureTile?: number): Promise<number> {
-  const o = (await runCompiled(c, x, { device: 'gpu', gpu, form: 'chunked', fuse, schedule, ...(featureTile ? { featureTile } : {}) })).o;
+async function checked(c: Compiled, x: Record<string, Tensor>, sizes: Record<string, number>, fuse: boolean, schedule: ChunkSchedule, featureTile?: number, prologue?: 'model'): Promise<number> {
+  const o = (await runCompiled(c, x, { device: 'gpu', gpu, form: 'chunked', fuse, schedule, ...(featureTile ? { featureTile } : {}), ...(prologue && { prologue }) })).o;
   const tc = Math.min(x[c.source.inputs[0].name].shape[1], 32);
   const head: Record<string, Tensor> = {};
   for (const dcl of c.source.inputs) {
@@ -110,7 +113,7 @@ for (const { v, t, d } of cases) {
     const decision = choosePlan(gpu, p, sizes, {}, { b: B, t });
     console.log(`${label}: model: ${decision.reason}`);
     row.started = new Date().toISOString();
-    const timed: { fuse: boolean; featureTile?: number; plan: Plan; s: ChunkSchedule; err: number; ms: number[] }[] = [];
+    const timed: { fuse: boolean; prologue?: ReadonlySet<number>; featureTile?: number; plan: Plan; s: ChunkSchedule; err: number; ms: number[] }[] = [];
     for (const fuse of softmax ? [true] : [true, false]) {
       // the unfused plan of a variant whose feature axis fits no term kernel (based at d 64) runs feature-tiled
       const featureTile = !fuse && decision.featureTile ? decision.featureTile : undefined;
@@ -122,12 +125,23 @@ for (const { v, t, d } of cases) {
       const err = await checked(c, x, sizes, fuse, s, featureTile);
       if (!(err < 1e-3)) throw new Error(`${fuse ? 'fused' : 'unfused'} output wrong (relative error ${err} vs the float64 oracle); not timing it`);
       timed.push({ fuse, featureTile, plan: planFor(gpu, c, sizes, { form: 'chunked', fuse, schedule: s, ...(featureTile ? { featureTile } : {}) }), s, err, ms: [] });
+      const prologue = fuse && !softmax ? decidePrologue(model, p, sizes, s, B, t)?.prologue : undefined;
+      if (prologue?.size) {
+        const perr = await checked(c, x, sizes, true, s, undefined, 'model');
+        if (!(perr < 1e-3)) throw new Error(`fused with a prologue: output wrong (relative error ${perr} vs the float64 oracle); not timing it`);
+        timed.push({ fuse, prologue, plan: planFor(gpu, c, sizes, { form: 'chunked', fuse, schedule: s, prologue: 'model' }), s, err: perr, ms: [] });
+      }
     }
     // Rounds, the plans alternating: a slow stretch of the GPU shows as a spread across rounds, a slow plan as a consistent figure.
     for (let r = 0; r < rounds; r++) for (const m of timed) m.ms.push((await timePlan(gpu, m.plan, x, B, t, iters)).ms);
-    for (const { fuse, featureTile, s, err, ms: all } of timed) {
+    for (const { fuse, prologue, featureTile, s, err, ms: all } of timed) {
       const ms = median(all);
-      const est = softmax || featureTile ? undefined : estimatePlan(model, p, sizes, s, fuse, B, t);
+      const est = softmax || featureTile ? undefined : estimatePlan(model, p, sizes, s, fuse, B, t, prologue);
+      if (prologue) {
+        (row.prologue_ms = ms), (row.prologue_rounds_ms = all), (row.prologue_nodes = [...prologue]);
+        console.log(`${label}: prologue ${ms.toFixed(3).padStart(8)} ms (rounds ${all.map((v) => v.toFixed(3)).join(' ')}; model ${est ? (est.us / 1e3).toFixed(3) : '—'} ms) nodes ${[...prologue].map((id) => `%${id}`).join(' ')} err ${err.toExponential(1)}`);
+        continue;
+      }
       console.log(`${label}: ${fuse ? 'fused  ' : 'unfused'} ${ms.toFixed(3).padStart(9)} ms (rounds ${all.map((v) => v.toFixed(3)).join(' ')}; model ${est ? (est.us / 1e3).toFixed(3) : '—'} ms) schedule ${JSON.stringify(featureTile ? { ...s, featureTile } : s)} err ${err.toExponential(1)}`);
       if (fuse) (row.fused_ms = ms), (row.fused_rounds_ms = all);
       else (row.unfused_ms = ms), (row.unfused_rounds_ms = all);

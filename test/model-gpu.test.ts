@@ -100,9 +100,13 @@ describe('GPU forward of the whole model (f32) against the float64 CPU forward w
 });
 
 describe('the compiled variant as the attention layer (src/runtime/compiled-attention.ts)', () => {
-  it(`prefill past one chunk and decode steps match the float64 CPU forward (b = 2, t = 70, seed ${SEED})`, async () => {
+  // 'model' on a software adapter keeps every feature inline; 'all' puts them in the prefill's prologue (plan-choice.ts).
+  it.each(['model', 'all'] as const)(`prefill past one chunk and decode steps match the float64 CPU forward (b = 2, t = 70, seed ${SEED}), prologue %s`, async (prologue) => {
     const g = await gpu();
-    const compiled = await GpuModel.create(g, config, weights, await compiledAttentionFactory(g, variant.compiled, config.numHeads, config.headDim));
+    const choices: string[] = [];
+    const factory = await compiledAttentionFactory(g, variant.compiled, config.numHeads, config.headDim, { prologue, onChoice: (why) => choices.push(why) });
+    expect(choices.join(), 'the prefill plan decision').toMatch(prologue === 'all' ? /every feature node in a prologue/ : /every feature inline/);
+    const compiled = await GpuModel.create(g, config, weights, factory);
     try {
       const [b, T, V, p] = [2, 70, config.vocabSize, 66];
       const tokens = randomTokens(b, T, V, SEED + 3);

@@ -25,12 +25,30 @@ const variant = (name: string, d = 64) => {
 };
 
 describe('plan choice on a hardware adapter', () => {
-  it('takes hedgehog unfused, shows both estimates, and lowers what it chose', () => {
+  it('takes hedgehog fused with its softmax features in a prologue, shows the three estimates and each node\'s, and lowers what it chose', () => {
     const { p, sizes } = variant('variants/hedgehog');
     const c = choosePlan(H200, p, sizes, {}, shape);
-    expect(c.fuse).toBe(false);
-    expect(c.reason).toMatch(/unfused est\. [\d.]+ ms < fused [\d.]+ ms/);
-    expect(lowerChunked(p, sizes, { fuse: c.fuse, schedule: c.schedule }).form).toBe('unfused');
+    expect(c.fuse).toBe(true);
+    expect(c.prologue?.size).toBe(2);
+    expect(c.reason).toMatch(/fused with a prologue: est\. fused [\d.]+ ms, fused with a prologue of 2 feature kernel\(s\) [\d.]+ ms, unfused [\d.]+ ms/);
+    for (const id of c.prologue!) expect(c.reason).toMatch(new RegExp(`%${id} at prologue \\(inline [\\d.]+ µs > prologue [\\d.]+ µs\\)`));
+    const plan = lowerChunked(p, sizes, { fuse: c.fuse, schedule: c.schedule, prologue: c.prologue });
+    // the feature kernels first, then the chunk kernel (its segment-state and scan launches before it when segmented)
+    const labels = plan.kernels.map((k) => k.label);
+    expect(labels.slice(0, 2)).toEqual([...c.prologue!].sort((a, b) => a - b).map((id) => `hedgehog.feature%${id}`));
+    expect(labels.slice(2).every((l) => !l.includes('.feature%'))).toBe(true);
+    expect(labels.at(-1)).toBe('hedgehog.chunked');
+  });
+
+  it('obeys --prologue none and all', () => {
+    const { p, sizes } = variant('variants/hedgehog');
+    const none = choosePlan(H200, p, sizes, { prologue: 'none' }, shape);
+    expect(none.prologue?.size ?? 0).toBe(0);
+    expect(none.fuse).toBe(false); // without its prologue, hedgehog's fused kernel loses to the unfused plan
+    const all = choosePlan(H200, p, sizes, { fuse: true, prologue: 'all' }, shape);
+    expect(all.fuse).toBe(true);
+    expect(all.prologue?.size).toBe(2);
+    expect(all.reason).toMatch(/every feature node \(2\) in a prologue, as asked/);
   });
 
   it('obeys --fuse and --no-fuse, each at a schedule its plan fits', () => {
@@ -47,7 +65,7 @@ describe('plan choice on a hardware adapter', () => {
     for (const name of ['paper/elu', 'paper/cosformer_aug', 'paper/flash', 'paper/llama_linearized', 'paper/performer', 'paper/leaky_dwconv', 'paper/elu_dwconv', 'variants/gla', 'variants/mamba2', 'variants/based']) {
       const { p, sizes } = variant(name, 16);
       const c = choosePlan(H200, p, sizes, {}, { b: 1, t: 1024 });
-      expect(lowerChunked(p, sizes, { fuse: c.fuse, schedule: c.schedule }).kernels.length, name).toBeGreaterThan(0);
+      expect(lowerChunked(p, sizes, { fuse: c.fuse, schedule: c.schedule, ...(c.prologue && { prologue: c.prologue }) }).kernels.length, name).toBeGreaterThan(0);
     }
     const { p, sizes } = variant('variants/based');
     const c = choosePlan(H200, p, sizes, {}, shape);

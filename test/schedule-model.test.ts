@@ -71,11 +71,14 @@ describe('schedule model', () => {
 });
 
 describe('fusion by the model', () => {
-  it('keeps hedgehog unfused (its inline softmax features dominate) and falls back to unfused where fused does not fit', () => {
+  it('computes hedgehog\'s softmax features in a prologue (inline they dominate) and falls back to unfused where fused does not fit', () => {
     const h = variant('variants/hedgehog', { h: 16, d: 64, e: 64 });
     const hc = chooseFusion(H200, h.p, h.sizes, { fused: candidateSchedules(LIMITS, h.p, h.sizes), unfused: candidateSchedules(LIMITS, h.p, h.sizes, true) }, 4, 4096)!;
-    expect(hc.fuse).toBe(false);
+    const f = h.p.terms.find((t) => t.form.kind === 'prefix')!.form as { phi: number; psi: number };
+    expect(hc.fuse).toBe(true);
+    expect([...hc.prologue!].sort()).toEqual([f.phi, f.psi].sort());
     expect(hc.unfused!.us).toBeLessThan(hc.fused!.us);
+    expect(hc.hybrid!.us).toBeLessThan(hc.unfused!.us);
     // based at d 16: the Taylor term's kernel fits alone in a limit its fused kernel with the window term exceeds
     const b = variant('variants/based', { h: 2, d: 16, e: 16 });
     const s = { chunk: 8, cols: 16, threads: 256 };
@@ -103,8 +106,8 @@ describe('fusion by the model', () => {
     for (const name of ['paper/elu_dwconv', 'paper/performer', 'variants/retnet']) {
       const { p, sizes } = variant(name, { h: 16, d: 64, e: 64 });
       const c = chooseFusion(H200, p, sizes, { fused: candidateSchedules(LIMITS, p, sizes), unfused: candidateSchedules(LIMITS, p, sizes, true) }, 4, 4096)!;
-      const chosen = c.fuse ? c.fused! : c.unfused!;
-      for (const other of [c.fused, c.unfused]) if (other) expect(chosen.us).toBeLessThanOrEqual(other.us);
+      const chosen = c.fuse ? (c.prologue?.size ? c.hybrid! : c.fused!) : c.unfused!;
+      for (const other of [c.fused, c.hybrid, c.unfused]) if (other) expect(chosen.us).toBeLessThanOrEqual(other.us);
       expect(c.reason).toMatch(/fused .*ms/);
     }
   });

@@ -4,38 +4,41 @@
 // parts in a combine kernel. Which is cheaper depends on how costly the features are inline (hedgehog's softmax
 // over a projection re-runs its reductions per element: element-ops.ts) against the unfused plan's extra launches
 // and traffic. The estimate of each plan mirrors lowerChunked's kernels one for one.
-import { decayNode } from '../../src/ir/terms.ts';
-import type { Id, Program } from '../../src/ir/types.ts';
+import type { Id, Program, Term } from '../../src/ir/types.ts';
 import { itemsOver, outputPart, valueGroups } from './chunked/analysis.ts';
 import type { ChunkSchedule } from './chunked.ts';
 import { count, type Sizes } from './common.ts';
 import { elementOps } from './element-ops.ts';
-import { frontier } from './layout.ts';
-import { chunkKernelCost, elementwiseCost, type AdapterModel } from './schedule-model.ts';
+import { featureNodes } from './feature-nodes.ts';
+import { chunkKernelCost, columnTiles, elementwiseCost, type AdapterModel } from './schedule-model.ts';
 
 export interface PlanEstimate {
   readonly us: number;
   readonly launches: number;
 }
 
-/** The nodes the unfused plan materialises in feature kernels (lower.ts's rule): features, frontiers, computed values. */
-export function materialisedNodes(p: Program): Id[] {
-  const out = new Set<Id>();
-  for (const t of p.terms) {
-    const ids: Id[] = [];
-    if (t.form.kind === 'prefix') ids.push(t.form.phi, t.form.psi, ...(t.form.decay ? [decayNode(t.form.decay)] : []));
-    else if (t.form.kind !== 'softmax' && t.form.kind !== 'general') ids.push(...Object.values(frontier(p, t.score)).flat());
-    if (p.nodes[t.value].op !== 'input') ids.push(t.value);
-    for (const id of ids) {
-      const n = p.nodes[id];
-      if (n.op !== 'input' && n.type.side !== 'param' && n.type.side !== 'const') out.add(id);
-    }
-  }
-  return [...out];
+/** The nodes the unfused plan materialises in feature kernels (lower.ts's rule): every feature node. */
+export const materialisedNodes = (p: Program): Id[] => featureNodes(p);
+
+/**
+ * One feature kernel (lower.ts's featureKernel): the node's elements computed once from the inputs, written, and
+ * read back by `reads` chunk kernel tiles (every column tile of every kernel that stages it).
+ */
+export function featureKernelCost(m: AdapterModel, p: Program, sizes: Sizes, id: Id, reads: number, b: number, t: number): number {
+  const elements = b * t * count(p.nodes[id].type.axes, sizes);
+  return elementwiseCost(m, elements, elementOps(p, sizes, id), 4 * elements * (1 + reads));
 }
 
-/** The chunked plan's estimated time at (b, t) under `s`; undefined when a kernel's workgroup memory does not fit. */
-export function estimatePlan(m: AdapterModel, program: Program, sizes: Sizes, s: ChunkSchedule, fuse: boolean, b: number, t: number): PlanEstimate | undefined {
+/** How many times the chunk kernels of `groups` read a materialised node: once per column tile of each that stages it. */
+function featureReads(p: Program, sizes: Sizes, groups: readonly (readonly Term[])[], s: ChunkSchedule, id: Id): number {
+  return groups.reduce((n, terms) => n + (featureNodes(p, terms).includes(id) ? columnTiles(p, sizes, terms, s) : 0), 0);
+}
+
+/**
+ * The chunked plan's estimated time at (b, t) under `s`; undefined when a kernel's workgroup memory does not fit.
+ * A fused plan's `prologue` (lower.ts) are the feature nodes it materialises before its chunk kernel.
+ */
+export function estimatePlan(m: AdapterModel, program: Program, sizes: Sizes, s: ChunkSchedule, fuse: boolean, b: number, t: number, prologue: ReadonlySet<Id> = new Set()): PlanEstimate | undefined {
   const p = outputPart(program, false);
   const groups = fuse ? valueGroups(p) : p.terms.map((term) => [term]);
   const single = fuse && groups.length === 1;
@@ -43,11 +46,9 @@ export function estimatePlan(m: AdapterModel, program: Program, sizes: Sizes, s:
   const per = count(p.outAxes, sizes);
   let us = 0;
   let launches = 0;
-  const materialised = new Set<Id>(fuse ? [] : materialisedNodes(p));
+  const materialised = new Set<Id>(fuse ? prologue : materialisedNodes(p));
   for (const id of materialised) {
-    const n = p.nodes[id];
-    const elements = b * t * count(n.type.axes, sizes);
-    us += elementwiseCost(m, elements, elementOps(p, sizes, id), 8 * elements);
+    us += featureKernelCost(m, p, sizes, id, featureReads(p, sizes, groups, s, id), b, t);
     launches++;
   }
   for (const terms of groups) {
@@ -64,9 +65,86 @@ export function estimatePlan(m: AdapterModel, program: Program, sizes: Sizes, s:
   return { us, launches };
 }
 
+/** One feature node's decision: its estimated share of the chunk kernels' time inline against its prologue kernel. */
+export interface PrologueDecision {
+  readonly id: Id;
+  /** What computing it inline adds to the chunk kernels (µs): every chunk, column tile and segmented pass. */
+  readonly inlineUs: number;
+  /** Its feature kernel (µs): one launch, its elements computed once, written and read back per column tile. */
+  readonly prologueUs: number;
+  readonly prologue: boolean;
+}
+
+/**
+ * Which feature nodes a fused plan under `s` computes in a prologue: per node that computes something, the
+ * costlier of inline and prologue loses. Greedy, the costliest per element first (element-ops.ts), each node's inline figure the chunk kernels'
+ * time with the nodes chosen so far minus their time with it materialised too (a kernel bound by its traffic gains
+ * nothing). Undefined when the fused plan does not fit.
+ */
+export function decidePrologue(m: AdapterModel, program: Program, sizes: Sizes, s: ChunkSchedule, b: number, t: number): { prologue: Set<Id>; decisions: PrologueDecision[] } | undefined {
+  const p = outputPart(program, false);
+  const groups = valueGroups(p);
+  const chunkUs = (materialised: ReadonlySet<Id>) => {
+    let us = 0;
+    for (const terms of groups) {
+      const k = chunkKernelCost(m, { program: p, sizes, terms, items: itemsOver(p.output, terms), schedule: s, materialised, partial: groups.length > 1 }, b, t);
+      if (!k) return undefined;
+      us += k.us;
+    }
+    return us;
+  };
+  let current = chunkUs(new Set());
+  if (current === undefined) return undefined;
+  const prologue = new Set<Id>();
+  const decisions: PrologueDecision[] = [];
+  // A node that computes nothing (an input read at a position, a position) is read the same way from its buffer
+  // as from the input: a prologue would only copy it. It stays inline, undecided (computesNothing).
+  const ops = new Map(featureNodes(p).filter((id) => !computesNothing(p, sizes, id)).map((id) => [id, elementOps(p, sizes, id)]));
+  for (const id of [...ops.keys()].sort((x, y) => ops.get(y)! - ops.get(x)! || x - y)) {
+    const next = chunkUs(new Set([...prologue, id]))!;
+    const inlineUs = current - next;
+    const prologueUs = featureKernelCost(m, p, sizes, id, featureReads(p, sizes, groups, s, id), b, t);
+    const chosen = prologueUs < inlineUs;
+    if (chosen) {
+      prologue.add(id);
+      current = next;
+    }
+    decisions.push({ id, inlineUs, prologueUs, prologue: chosen });
+  }
+  return { prologue, decisions };
+}
+
+/** A feature node that is one load or index per element (elementOps 1): nothing for a prologue to compute once. */
+export const computesNothing = (p: Program, sizes: Sizes, id: Id): boolean => elementOps(p, sizes, id) <= 1;
+
+/**
+ * The cheapest fused plan with its prologue among candidate schedules, each schedule's prologue decided for it
+ * (or `fixed`, then with no decisions).
+ */
+export function bestHybrid(m: AdapterModel, p: Program, sizes: Sizes, cands: readonly ChunkSchedule[], b: number, t: number, fixed?: ReadonlySet<Id>): Hybrid | undefined {
+  let best: Hybrid | undefined;
+  for (const s of cands) {
+    const d = fixed ? { prologue: fixed, decisions: [] } : decidePrologue(m, p, sizes, s, b, t);
+    const e = d && estimatePlan(m, p, sizes, s, true, b, t, d.prologue);
+    if (d && e && (!best || e.us < best.us)) best = { schedule: s, us: e.us, ...d };
+  }
+  return best;
+}
+
+export interface Hybrid {
+  readonly schedule: ChunkSchedule;
+  readonly us: number;
+  readonly prologue: ReadonlySet<Id>;
+  readonly decisions: readonly PrologueDecision[];
+}
+
 export interface FusionChoice {
   readonly fuse: boolean;
   readonly schedule: ChunkSchedule;
+  /** The fused plan's prologue (empty: every feature inline; absent for the unfused plan). */
+  readonly prologue?: ReadonlySet<Id>;
+  /** The fused plan with its prologue, at its best schedule, with the decision per feature node. */
+  readonly hybrid?: Hybrid;
   readonly fused?: { schedule: ChunkSchedule; us: number };
   readonly unfused?: { schedule: ChunkSchedule; us: number };
   /** Why the plan is unfused, or why the choice was made, in words. */
@@ -84,8 +162,10 @@ export function bestByModel(m: AdapterModel, p: Program, sizes: Sizes, cands: re
 }
 
 /**
- * Fused or unfused at (b, t), each with its own schedule (the given one, or the model's best among the candidates
- * that fit that plan): the cheaper estimate wins, fused on a tie. Undefined when neither plan fits.
+ * Fused (every feature inline), fused with a prologue of feature kernels (decidePrologue, or `prologue` when
+ * given; an empty one leaves that plan out), or unfused at (b, t), each with its own schedule (the given one, or
+ * the model's best among the candidates that fit that plan): the cheapest estimate wins, fused before fused with
+ * a prologue before unfused on a tie. Undefined when none fits.
  */
 export function chooseFusion(
   m: AdapterModel,
@@ -94,12 +174,18 @@ export function chooseFusion(
   cands: { fused: readonly ChunkSchedule[]; unfused: readonly ChunkSchedule[] },
   b: number,
   t: number,
+  prologue?: ReadonlySet<Id>,
 ): FusionChoice | undefined {
   const fused = bestByModel(m, p, sizes, cands.fused, true, b, t);
+  const hybrid = prologue?.size === 0 ? undefined : bestHybrid(m, p, sizes, cands.fused, b, t, prologue);
   const unfused = bestByModel(m, p, sizes, cands.unfused, false, b, t);
-  const ms = (x: { us: number }) => `${(x.us / 1e3).toFixed(3)} ms`;
+  const ms = (x: { us: number } | undefined) => (x ? `${(x.us / 1e3).toFixed(3)} ms` : '(does not fit)');
   if (!fused && !unfused) return undefined;
-  if (!fused) return { fuse: false, schedule: unfused!.schedule, unfused, reason: `the fused kernel does not fit the adapter's workgroup memory; unfused est. ${ms(unfused!)}` };
-  if (!unfused || fused.us <= unfused.us) return { fuse: true, schedule: fused.schedule, fused, ...(unfused && { unfused }), reason: `fused est. ${ms(fused)} ≤ unfused ${unfused ? ms(unfused) : '(does not fit)'}` };
-  return { fuse: false, schedule: unfused.schedule, fused, unfused, reason: `unfused est. ${ms(unfused)} < fused ${ms(fused)}` };
+  const figures = `fused ${ms(fused)}, fused with a prologue of ${hybrid?.prologue.size ?? 0} feature kernel(s) ${ms(hybrid)}, unfused ${ms(unfused)}`;
+  const common = { ...(fused && { fused }), ...(unfused && { unfused }), ...(hybrid && { hybrid }) };
+  if (!fused) return { fuse: false, schedule: unfused!.schedule, ...common, reason: `the fused kernel does not fit the adapter's workgroup memory; unfused est. ${ms(unfused)}` };
+  const least = Math.min(fused.us, hybrid?.us ?? Infinity, unfused?.us ?? Infinity);
+  if (fused.us === least) return { fuse: true, schedule: fused.schedule, prologue: new Set(), ...common, reason: `every feature inline: est. ${figures}` };
+  if (hybrid && hybrid.us === least) return { fuse: true, schedule: hybrid.schedule, prologue: hybrid.prologue, ...common, reason: `fused with a prologue: est. ${figures}` };
+  return { fuse: false, schedule: unfused!.schedule, ...common, reason: `unfused: est. ${figures}` };
 }

@@ -1,17 +1,20 @@
 // Program (after passes) → Plan. The fused plan puts every term that shares a value stream into one chunked
 // kernel, with feature maps computed in the kernel's prologue; the unfused plan materialises each feature in
 // its own kernel, runs one chunked kernel per term and adds the parts in a combine kernel (for comparison).
+// Between the two, a fused plan with a *prologue*: chosen feature nodes (feature-nodes.ts) materialised by the
+// unfused plan's feature kernels, once per token, and read by the fused chunk kernel instead of being recomputed
+// per chunk and column tile (fusion-model.ts decides which; hedgehog's softmax features, llama's L2 norms).
 // A program with noncausal terms (the leaky ablation) in output items of their own runs its causal items so and the
 // noncausal ones in the parallel form over their bounded window, added into o (no decoding state: it cannot decode).
-import { decayNode } from '../../src/ir/terms.ts';
 import type { Id, OutputItem, Program, Term } from '../../src/ir/types.ts';
 import { chunkKernel, segBuffer, segmentable, type ChunkSchedule } from './chunked.ts';
 import { itemsOver, kernelItems, outputPart, valueGroups, type KeptParts } from './chunked/analysis.ts';
 import { count, programBuffers, programReader, type Sizes } from './common.ts';
 import { ExprGen } from './expr.ts';
+import { featureNodes } from './feature-nodes.ts';
 import { featureTiledTerm, tileable } from './feature-tiled.ts';
 import { flatIndex, KernelBuilder, tokenElement } from './kernel-builder.ts';
-import { frontier, stateLayout } from './layout.ts';
+import { stateLayout } from './layout.ts';
 import { grid, type Kernel, type Plan, type PlanBuffer } from './plan.ts';
 import { segmentScanKernel } from './segment-scan.ts';
 import { naivePlan } from './naive.ts';
@@ -35,6 +38,12 @@ export interface LowerOptions {
    * feature axes whose chunk state does not fit workgroup memory (based's Taylor map).
    */
   readonly featureTile?: number;
+  /**
+   * Fused plans only: feature nodes (featureNodes) computed once per token by a feature kernel before the chunk
+   * kernel, which reads them; the others it computes inline. Works with every fused plan: a single kernel, its
+   * exported state, kept normalisers, segmented schedules (their launches all read the same buffers).
+   */
+  readonly prologue?: ReadonlySet<Id>;
 }
 
 /** The buffer a training forward keeps output item k's numerator ('n', [b, t, outAxes]) or denominator ('z') in. */
@@ -56,7 +65,10 @@ const WG = 64;
 
 export function lowerChunked(p: Program, sizes: Sizes, opts: LowerOptions): Plan {
   // Softmax attention has a kernel family of its own (a flash kernel; nothing to fuse or unfuse).
-  if (isSoftmaxProgram(p)) return softmaxChunkedPlan(p, sizes, opts);
+  if (isSoftmaxProgram(p)) {
+    if (opts.prologue?.size) throw new Error(`${p.name}: softmax attention's flash kernel has no feature maps to compute in a prologue`);
+    return softmaxChunkedPlan(p, sizes, opts);
+  }
   if (p.terms.some((t) => t.noncausal)) return lowerWithNoncausal(p, sizes, opts);
   const buffers: PlanBuffer[] = programBuffers(p, sizes);
   const kernels: Kernel[] = [];
@@ -66,27 +78,20 @@ export function lowerChunked(p: Program, sizes: Sizes, opts: LowerOptions): Plan
   if (opts.featureTile !== undefined && opts.fuse) throw new Error(`${p.name}: feature tiles are for the unfused plan (one kernel per term)`);
   const tiled = (t: Term) => opts.featureTile !== undefined && tileable(t);
 
-  if (!opts.fuse) {
-    for (const t of p.terms) {
-      if (tiled(t)) continue; // computes its features inline, a tile at a time
-      const ids: Id[] = [];
-      if (t.form.kind === 'prefix') {
-        ids.push(t.form.phi, t.form.psi);
-        if (t.form.decay) ids.push(decayNode(t.form.decay));
-      } else {
-        const fr = frontier(p, t.score);
-        ids.push(...fr.query, ...fr.key);
-      }
-      if (p.nodes[t.value].op !== 'input') ids.push(t.value);
-      for (const id of ids) {
-        const n = p.nodes[id];
-        if (materialised.has(id) || n.op === 'input' || n.type.side === 'param' || n.type.side === 'const') continue;
-        materialised.add(id);
-        const k = featureKernel(p, sizes, id);
-        kernels.push(k.kernel);
-        buffers.push(k.buffer);
-      }
-    }
+  const prologue = [...(opts.prologue ?? [])];
+  if (prologue.length) {
+    if (!opts.fuse) throw new Error(`${p.name}: a feature prologue is for the fused plan (the unfused plan materialises every feature)`);
+    const candidates = new Set(featureNodes(p));
+    const bad = prologue.filter((id) => !candidates.has(id));
+    if (bad.length) throw new Error(`${p.name}: ${bad.map((id) => `%${id}`).join(', ')} ${bad.length > 1 ? 'are not feature nodes' : 'is not a feature node'} of its chunk kernel (those are ${[...candidates].map((id) => `%${id}`).join(', ') || 'none'})`);
+  }
+  // The unfused plan materialises every feature node of its untiled terms (tiled ones compute theirs a tile at a time).
+  const toMaterialise = opts.fuse ? prologue.sort((a, b) => a - b) : featureNodes(p, p.terms.filter((t) => !tiled(t)));
+  for (const id of toMaterialise) {
+    materialised.add(id);
+    const k = featureKernel(p, sizes, id);
+    kernels.push(k.kernel);
+    buffers.push(k.buffer);
   }
 
   const single = groups.length === 1 && opts.fuse;

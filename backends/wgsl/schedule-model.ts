@@ -140,6 +140,12 @@ const inlineOps = (m: AdapterModel, p: Program, sizes: Sizes, id: number, leaves
   return leaves.has(id) || p.nodes[id].op === 'input' ? ops : ops + m.inlineElementOps;
 };
 
+/** Column tiles the chunk kernel of `terms` runs per (b, head): each recomputes the rows' features it stages. */
+export function columnTiles(p: Program, sizes: Sizes, terms: readonly Term[], s: ChunkSchedule): number {
+  const NR = count(layoutOf(p, terms).rest, sizes);
+  return Math.ceil(NR / Math.min(s.cols, NR));
+}
+
 /** The chunk kernel of `terms` under its schedule at (b, t); undefined when its workgroup memory does not fit. */
 export function chunkKernelCost(m: AdapterModel, k: ChunkKernelModel, b: number, t: number): KernelEstimate | undefined {
   const { program: p, sizes, schedule: s } = k;

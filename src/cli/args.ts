@@ -2,6 +2,7 @@
 // usage error of the CLI (exit code 2) worded for a person ("unknown option '--model'", naming the command),
 // and the small checks commands share (NAME=SIZE pairs, integers, required options, one-of choices).
 import { parseArgs } from 'node:util';
+import type { PrologueRequest } from '../runtime/plan-choice.ts';
 
 /** A mistake in how a command was called: the CLI prints it with the command's usage and exits 2. */
 export class UsageError extends Error {
@@ -108,4 +109,11 @@ export function choice<T extends string>(values: Values, name: string, allowed: 
 export function fuseFlag(values: Readonly<Record<string, unknown>>): boolean | undefined {
   if (values.fuse && values['no-fuse']) throw new UsageError('--fuse and --no-fuse contradict each other');
   return values['no-fuse'] ? false : values.fuse ? true : undefined;
+}
+
+/** --prologue model|all|none: a fused plan's feature nodes computed once per token first (plan-choice.ts). */
+export function prologueFlag(values: Values): PrologueRequest | undefined {
+  if (str(values, 'prologue') === undefined) return undefined;
+  if (values['no-fuse']) throw new UsageError('--prologue is for the fused plan; --no-fuse computes every feature in its own kernel');
+  return choice(values, 'prologue', ['model', 'all', 'none'] as const, 'model');
 }

@@ -6,13 +6,13 @@ import { axisSizes } from '../inputs.ts';
 import { readVariantFile } from '../io/variant-file.ts';
 import { compileFile, planFor } from '../runtime/compiler.ts';
 import { getDevice } from '../runtime/dawn.ts';
-import { choice, fuseFlag, pairs, str, UsageError } from './args.ts';
+import { choice, fuseFlag, prologueFlag, pairs, str, UsageError } from './args.ts';
 import type { Command } from './command.ts';
 import { oneVariantFile } from './variant-file-arg.ts';
 
 export const compileCommand: Command = {
   name: 'compile',
-  synopsis: 'linattn compile FILE.la --emit wgsl|ts [--out PATH] [--axis h=4 …] [--form chunked|parallel] [--fuse|--no-fuse] [--verbose]',
+  synopsis: 'linattn compile FILE.la --emit wgsl|ts [--out PATH] [--axis h=4 …] [--form chunked|parallel] [--fuse|--no-fuse] [--prologue model|all|none] [--verbose]',
   summary: 'Write the kernels of a variant: WGSL files, or a typed TypeScript module that runs them.',
   help: [
     '  --emit wgsl        one .wgsl file per kernel, scheduled for this machine\'s adapter (default; --out DIR, default out/NAME)',
@@ -22,12 +22,15 @@ export const compileCommand: Command = {
     '  --form F           chunked (default) or parallel (the naive quadratic plan)',
     '  --fuse, --no-fuse  the chunked form as one fused kernel, or one kernel per term (default for wgsl: the cheaper',
     '                     by the adapter\'s cost model, which -v prints with both estimates; for ts: fused)',
+    '  --prologue P       a fused plan\'s feature maps computed once per token by feature kernels before its chunk',
+    '                     kernel: the model\'s choice per feature node (model), all, or none (default: the model\'s where it',
+    '                     ranks the plans, on hardware with nothing forced; else none)',
     '  --backend B        Dawn backend for --emit wgsl (default vulkan; env LINATTN_BACKEND)',
     '  -v, --verbose      print the plan and its schedule',
     '  --size NAME=N      override a `size` declaration of the variant',
   ].join('\n'),
   options: {
-    emit: { type: 'string' }, out: { type: 'string' }, axis: { type: 'string', multiple: true }, form: { type: 'string' }, fuse: { type: 'boolean' },
+    emit: { type: 'string' }, out: { type: 'string' }, axis: { type: 'string', multiple: true }, form: { type: 'string' }, fuse: { type: 'boolean' }, prologue: { type: 'string' },
     'no-fuse': { type: 'boolean' }, backend: { type: 'string' }, verbose: { type: 'boolean', short: 'v' }, size: { type: 'string', multiple: true },
   },
   positionals: true,
@@ -42,7 +45,7 @@ export const compileCommand: Command = {
       // WGSL for the adapter at hand: the schedule fits this device's limits.
       const axes = axisSizes(c.source, requested);
       const gpu = await getDevice({ backend: str(values, 'backend') });
-      const plan = planFor(gpu, c, axes, { form, fuse: fuseFlag(values), onChoice: (why) => values.verbose && log(`plan choice: ${why}`) });
+      const plan = planFor(gpu, c, axes, { form, fuse: fuseFlag(values), prologue: prologueFlag(values), onChoice: (why) => values.verbose && log(`plan choice: ${why}`) });
       if (values.verbose) log(`plan ${plan.form}: ${plan.kernels.length} kernel(s); schedule ${JSON.stringify(plan.schedule)} (within ${gpu.adapterName}'s limits); axes ${JSON.stringify(axes)}`);
       const dir = str(values, 'out') ?? `out/${c.source.name}`;
       mkdirSync(dir, { recursive: true });
@@ -52,6 +55,7 @@ export const compileCommand: Command = {
     }
     if (emit === 'ts') {
       // A module for whatever device its user has: no adapter is opened, the schedule fits WebGPU's default limits.
+      if (str(values, 'prologue') !== undefined) throw new UsageError('--prologue is for --emit wgsl: the --emit ts module keeps every feature inline');
       const { compileToTs } = await import('../../backends/ts/compile.ts');
       const tsForm = form === 'parallel' ? 'naive' : values['no-fuse'] ? 'unfused' : 'chunked';
       const { code, plan, scheduleChoice } = compileToTs(form === 'parallel' ? c.source : c.program, { axes: requested, form: tsForm, source: readVariantFile(f), file: f });

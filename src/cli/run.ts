@@ -7,7 +7,7 @@ import { isDecodable } from '../ir/types.ts';
 import { compileFile, runCompiled, timePlan, type Compiled, type Form } from '../runtime/compiler.ts';
 import { getDevice } from '../runtime/dawn.ts';
 import type { Tensor } from '../tensor.ts';
-import { choice, fuseFlag, pairs, required, str } from './args.ts';
+import { choice, fuseFlag, prologueFlag, pairs, required, str } from './args.ts';
 import type { Command } from './command.ts';
 import { oneVariantFile } from './variant-file-arg.ts';
 
@@ -17,7 +17,7 @@ export const runCommand: Command = {
   name: 'run',
   synopsis:
     'linattn run FILE.la --inputs IN.safetensors --out OUT.safetensors [--device gpu|cpu]\n' +
-    '                    [--form parallel|recurrent|chunked] [--fuse|--no-fuse] [--autotune] [--time] [--verbose]',
+    '                    [--form parallel|recurrent|chunked] [--fuse|--no-fuse] [--prologue model|all|none] [--autotune] [--time] [--verbose]',
   summary: 'Run a variant on inputs from a safetensors file (linattn inputs makes some) and write its output o.',
   help: [
     '  --inputs FILE     the variant\'s inputs [b, t, …] and parameters, float32 (required)',
@@ -26,6 +26,9 @@ export const runCommand: Command = {
     '  --form F          chunked (default), recurrent (token by token) or parallel (naive quadratic)',
     '  --fuse, --no-fuse the chunked form as one fused kernel, or as one kernel per term (default: the cheaper by',
     '                    the adapter\'s cost model; -v prints the decision and both estimates)',
+    '  --prologue P      a fused plan\'s feature maps computed once per token by feature kernels before its chunk',
+    '                    kernel: the model\'s choice per feature node (model), all, or none (default: the model\'s where it',
+    '                    ranks the plans, on hardware with nothing forced; else none)',
     '  --autotune        time the chunked schedules that fit this adapter and keep the fastest (cached)',
     '  --time            also print the median GPU time of 20 runs',
     '  --backend B       Dawn backend (default vulkan; env LINATTN_BACKEND)',
@@ -33,7 +36,7 @@ export const runCommand: Command = {
     '  --size NAME=N     override a `size` declaration of the variant',
   ].join('\n'),
   options: {
-    inputs: { type: 'string' }, out: { type: 'string' }, device: { type: 'string' }, form: { type: 'string' }, fuse: { type: 'boolean' }, 'no-fuse': { type: 'boolean' },
+    inputs: { type: 'string' }, out: { type: 'string' }, device: { type: 'string' }, form: { type: 'string' }, fuse: { type: 'boolean' }, prologue: { type: 'string' }, 'no-fuse': { type: 'boolean' },
     autotune: { type: 'boolean' }, time: { type: 'boolean' }, backend: { type: 'string' }, verbose: { type: 'boolean', short: 'v' },
     size: { type: 'string', multiple: true },
   },
@@ -54,7 +57,7 @@ export const runCommand: Command = {
     const gpu = device === 'gpu' ? await getDevice({ backend: str(values, 'backend') }) : undefined;
     if (gpu && values.verbose) log(`device: ${gpu.adapterName}`);
     const t0 = performance.now();
-    const r = await runCompiled(c, tensors, { device, form, fuse: fuseFlag(values), gpu, autotune: values.autotune === true, log: values.verbose ? log : undefined });
+    const r = await runCompiled(c, tensors, { device, form, fuse: fuseFlag(values), prologue: prologueFlag(values), gpu, autotune: values.autotune === true, log: values.verbose ? log : undefined });
     const wall = performance.now() - t0;
     writeSafetensors(outPath, { o: r.o }, { variant: c.source.name, device, form });
     let timing = `${wall.toFixed(1)} ms wall`;
@@ -64,7 +67,8 @@ export const runCommand: Command = {
       timing += `, ${tm.ms.toFixed(3)} ms GPU (median of 20, ${tm.method})`;
     }
     const split = r.slices && r.slices > 1 ? `, ${r.slices} batch slices to fit the device's limits` : '';
-    const fused = form === 'chunked' && r.plan ? (r.plan.form === 'unfused' ? ', unfused' : ', fused') : '';
+    const prologue = r.plan?.kernels.filter((k) => k.label.includes('.feature%')).length ?? 0;
+    const fused = form === 'chunked' && r.plan ? (r.plan.form === 'unfused' ? ', unfused' : prologue ? `, fused with a prologue of ${prologue} feature kernel${prologue > 1 ? 's' : ''}` : ', fused') : '';
     io.stdout(`wrote ${outPath}: o [${r.o.shape.join(', ')}] (${device}, ${form}${fused}${split}; ${timing})\n`);
     return 0;
   },

@@ -20,7 +20,8 @@ import type { GpuAttention, GpuAttentionFactory, GpuAttentionState } from './gpu
 import type { Program } from '../ir/types.ts';
 import { BufferUsage, type Gpu } from './device.ts';
 import { PlanRunner } from './executor.ts';
-import { chooseSchedule } from './schedule.ts';
+import { choosePrefill, type PrologueRequest } from './plan-choice.ts';
+import { SharedScratch } from './scratch-buffers.ts';
 
 type Bound = ReturnType<PlanRunner['bind']>;
 
@@ -77,6 +78,10 @@ export interface CompiledAttentionOptions {
    * by createState): the model's max_position_embeddings, or less. Default DEFAULT_CACHE_POSITIONS.
    */
   readonly maxLength?: number;
+  /** The prefill's feature prologue: the model's choice (default), every feature node, or none. */
+  readonly prologue?: PrologueRequest;
+  /** Called with the prefill's plan decision in words. */
+  readonly onChoice?: (reason: string) => void;
 }
 
 /** Compiles both plans once for the model's shapes; the factory then builds layers synchronously. */
@@ -85,11 +90,21 @@ export async function compiledAttentionFactory(gpu: Gpu, program: Program, heads
   if (names !== 'k,q,v') throw new Error(`variant ${program.name} declares inputs [${program.inputs.map((d) => d.name).join(', ')}]; a model layer supplies exactly q, k, v`);
   const sizes = variantAxisSizes(program, heads, headDim);
   const decodes = !program.terms.some((t) => t.noncausal);
-  const prefill: Plan = lowerChunked(program, sizes, { fuse: true, schedule: chooseSchedule(gpu, program, sizes), exportState: decodes, ...(opts.maxLength !== undefined && { maxLength: opts.maxLength }) });
+  // One fused kernel (it exports the state), with the feature nodes the model puts in a prologue (plan-choice.ts).
+  const choice = choosePrefill(gpu, program, sizes, opts.prologue);
+  opts.onChoice?.(choice.reason);
+  const prefill: Plan = lowerChunked(program, sizes, {
+    fuse: true,
+    schedule: choice.schedule,
+    exportState: decodes,
+    ...(choice.prologue.size && { prologue: choice.prologue }),
+    ...(opts.maxLength !== undefined && { maxLength: opts.maxLength }),
+  });
   const step: Plan | null = decodes ? recurrentPlan(program, sizes, opts.maxLength) : null;
   const [prefillRunner, stepRunner] = await Promise.all([PlanRunner.create(gpu, prefill), step && PlanRunner.create(gpu, step)]);
   const dims = new SharedDims(gpu);
-  return (layer, params) => new CompiledAttention(gpu, program, layer, params, heads, headDim, prefillRunner, stepRunner, dims);
+  const scratch = new SharedScratch(gpu, prefill);
+  return (layer, params) => new CompiledAttention(gpu, program, layer, params, heads, headDim, prefillRunner, stepRunner, dims, scratch);
 }
 
 /** The variant's axis sizes in a model: its own sizes, and each input's [heads, headDim] axes. */
@@ -118,6 +133,8 @@ class CompiledAttention implements GpuAttention {
     /** Null for a noncausal variant, which cannot decode. */
     private readonly step: PlanRunner | null,
     private readonly dims: SharedDims,
+    /** The prefill's prologue features, shared by every layer of the model. */
+    private readonly scratch: SharedScratch,
   ) {
     for (const d of program.params) if (!params[d.name]) throw new Error(`layer ${layer}: variant ${program.name} needs parameter '${d.name}'`);
   }
@@ -181,7 +198,7 @@ class CompiledAttention implements GpuAttention {
     const key = `${runner === this.prefill ? 'p' : 's'}:${[io.q, io.k, io.v, io.o].map(idOf).join(',')}:${t}:${slot}`;
     let bound = st.binds.get(key);
     if (!bound) {
-      const all: Record<string, GPUBuffer> = { 'in:q': io.q, 'in:k': io.k, 'in:v': io.v, 'out:o': io.o, ...st.buffers };
+      const all: Record<string, GPUBuffer> = { 'in:q': io.q, 'in:k': io.k, 'in:v': io.v, 'out:o': io.o, ...st.buffers, ...(runner === this.prefill ? this.scratch.buffers(st.b, t) : {}) };
       for (const [k, v] of Object.entries(this.params)) all[`param:${k}`] = v;
       bound = runner.bind(all, st.b, t, st.position, this.dims.buffers[slot]);
       st.binds.set(key, bound);

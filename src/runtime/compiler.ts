@@ -16,7 +16,7 @@ import { autotune } from './autotune.ts';
 import { batchSliceSize, runInBatchSlices, runLimits, sliceInputs, type RunLimits } from './batch-split.ts';
 import type { Gpu } from './device.ts';
 import { PlanRunner } from './executor.ts';
-import { choosePlan } from './plan-choice.ts';
+import { choosePlan, type PrologueRequest } from './plan-choice.ts';
 
 export { timePlan } from './time-plan.ts';
 
@@ -51,6 +51,8 @@ export interface PlanRequest {
   readonly schedule?: import('../../backends/wgsl/chunked.ts').ChunkSchedule;
   /** Chunked only, with `schedule`: the unfused plan with its wide prefix terms over tiles of this many features. */
   readonly featureTile?: number;
+  /** Chunked, fused: the feature nodes computed in a prologue (plan-choice.ts); absent, the adapter's choice. */
+  readonly prologue?: PrologueRequest;
   /** Called with the chunked plan's fused/unfused decision and its estimates, in words. */
   readonly onChoice?: (reason: string) => void;
 }
@@ -65,7 +67,7 @@ export function planFor(gpu: Gpu, c: Compiled, sizes: Readonly<Record<string, nu
     case 'chunked': {
       const choice = choosePlan(gpu, c.program, sizes, req, shape);
       req.onChoice?.(choice.reason);
-      return lowerChunked(c.program, sizes, { fuse: choice.fuse, schedule: choice.schedule, ...(choice.featureTile ? { featureTile: choice.featureTile } : {}) });
+      return lowerChunked(c.program, sizes, { fuse: choice.fuse, schedule: choice.schedule, ...(choice.featureTile ? { featureTile: choice.featureTile } : {}), ...(choice.prologue?.size ? { prologue: choice.prologue } : {}) });
     }
   }
 }

@@ -5,12 +5,18 @@
 // with the reason, unless it was forced. The autotuner's cached winner (which it timed fused) is kept as is.
 // When neither fits (based's Taylor features at d 64: the state S[f, e] alone is 1 MB), the unfused plan runs
 // its wide prefix terms over tiles of features (backends/wgsl/feature-tiled.ts), if that fits.
+// A fused plan may compute some feature nodes once per token in a prologue of feature kernels (lower.ts's
+// `prologue`): on hardware the model decides per node (fusion-model.ts's decidePrologue) and ranks the fused plan
+// with that prologue beside the two others; `prologue: 'all' | 'none'` forces it; a software adapter and the
+// autotuner's winner keep every feature inline unless asked (the one shader their timings assume).
 import { candidateSchedules, defaultSchedule } from '../../backends/wgsl/chunk-schedules.ts';
 import type { ChunkSchedule } from '../../backends/wgsl/chunked.ts';
 import { defaultFeatureTiled, featureTiledSchedules } from '../../backends/wgsl/feature-tile-schedules.ts';
-import { estimatePlan, chooseFusion } from '../../backends/wgsl/fusion-model.ts';
+import { featureNodes } from '../../backends/wgsl/feature-nodes.ts';
+import { bestHybrid, chooseFusion, decidePrologue, estimatePlan, type PrologueDecision } from '../../backends/wgsl/fusion-model.ts';
+import { outputPart } from '../../backends/wgsl/chunked/analysis.ts';
 import { isSoftmaxProgram } from '../../backends/wgsl/softmax-analysis.ts';
-import type { Program } from '../ir/types.ts';
+import type { Id, Program } from '../ir/types.ts';
 import { adapterModel } from './adapter-model.ts';
 import type { Gpu } from './device.ts';
 import { cachedCandidate, chooseSchedule, MODEL_SHAPE, modelDefault } from './schedule.ts';
@@ -20,20 +26,50 @@ export interface PlanChoice {
   readonly schedule: ChunkSchedule;
   /** Features per tile of the unfused plan's tiled terms (lower.ts's featureTile), when it needs them to fit. */
   readonly featureTile?: number;
+  /** The fused plan's feature nodes computed in a prologue (lower.ts); absent or empty: all inline. */
+  readonly prologue?: ReadonlySet<Id>;
+  /** The model's decision per feature node, where it made one. */
+  readonly decisions?: readonly PrologueDecision[];
   /** The decision in words, with both estimates where the model made it (for --verbose and compile -v). */
   readonly reason: string;
 }
 
+/** The fused plan's prologue: the model's per-node choice ('model'), every feature node, or none. */
+export type PrologueRequest = 'model' | 'all' | 'none';
+
 const ms = (us: number | undefined) => (us === undefined ? 'does not fit' : `${(us / 1e3).toFixed(3)} ms`);
 const show = (s: ChunkSchedule) => `chunk ${s.chunk}, cols ${s.cols}, threads ${s.threads}${s.segment ? `, segments of ${s.segment}` : ''}`;
 
-export function choosePlan(
-  gpu: Gpu,
-  p: Program,
-  sizes: Readonly<Record<string, number>>,
-  req: { fuse?: boolean; schedule?: ChunkSchedule; featureTile?: number },
-  shape?: { b: number; t: number },
-): PlanChoice {
+export interface PlanChoiceRequest {
+  readonly fuse?: boolean;
+  readonly schedule?: ChunkSchedule;
+  readonly featureTile?: number;
+  /** Absent: the model's choice where it ranks the plans (hardware, nothing forced), else every feature inline. */
+  readonly prologue?: PrologueRequest;
+}
+
+/** The plan: fused or unfused and its schedule (chooseBase), then a fused plan's prologue. */
+export function choosePlan(gpu: Gpu, p: Program, sizes: Readonly<Record<string, number>>, req: PlanChoiceRequest, shape?: { b: number; t: number }): PlanChoice {
+  const c = chooseBase(gpu, p, sizes, req, shape);
+  if (!c.fuse || isSoftmaxProgram(p) || c.prologue || req.prologue === undefined) return c;
+  const at = shape ?? MODEL_SHAPE;
+  if (req.prologue === 'all') {
+    const all = new Set(featureNodes(outputPart(p, false)));
+    return { ...c, prologue: all, reason: `${c.reason}; every feature node (${all.size}) in a prologue, as asked` };
+  }
+  if (req.prologue === 'none') return { ...c, prologue: new Set(), reason: `${c.reason}; every feature inline, as asked` };
+  const d = decidePrologue(adapterModel(gpu), p, sizes, c.schedule, at.b, at.t);
+  if (!d) return c;
+  return { ...c, prologue: d.prologue, decisions: d.decisions, reason: `${c.reason}; prologue by the model: ${describePrologue(p, d.decisions)}` };
+}
+
+/** The per-node decisions in words: `%8 prologue (inline 645.7 µs > 42.3 µs)`. */
+export function describePrologue(p: Program, decisions: readonly PrologueDecision[]): string {
+  if (!decisions.length) return 'no feature nodes';
+  return decisions.map((d) => `%${d.id} ${p.nodes[d.id].op} ${d.prologue ? 'prologue' : 'inline'} (inline ${d.inlineUs.toFixed(1)} µs ${d.prologue ? '>' : '≤'} prologue ${d.prologueUs.toFixed(1)} µs)`).join(', ');
+}
+
+function chooseBase(gpu: Gpu, p: Program, sizes: Readonly<Record<string, number>>, req: PlanChoiceRequest, shape?: { b: number; t: number }): PlanChoice {
   const at = shape ?? MODEL_SHAPE;
   if (isSoftmaxProgram(p)) return { fuse: true, schedule: req.schedule ?? chooseSchedule(gpu, p, sizes, shape), reason: 'softmax attention: the flash kernel (nothing to fuse)' };
   const model = adapterModel(gpu);
@@ -62,9 +98,18 @@ export function choosePlan(
     if (unfused) return { fuse: false, schedule: unfused, reason: `the fused kernel does not fit ${gpu.limits.maxComputeWorkgroupStorageSize} bytes of workgroup memory: unfused (${show(unfused)})` };
     return tiledOrThrow(gpu, p, sizes, undefined);
   }
-  const c = chooseFusion(model, p, sizes, { fused: fusedCands, unfused: unfusedCands.filter((s) => !s.segment) }, at.b, at.t);
+  const fixed = req.prologue === 'all' ? new Set(featureNodes(outputPart(p, false))) : req.prologue === 'none' ? new Set<Id>() : undefined;
+  const c = chooseFusion(model, p, sizes, { fused: fusedCands, unfused: unfusedCands.filter((s) => !s.segment) }, at.b, at.t, fixed);
   if (!c) return tiledOrThrow(gpu, p, sizes, undefined);
-  return { fuse: c.fuse, schedule: c.schedule, reason: `${c.fuse ? 'fused' : 'unfused'} (${show(c.schedule)}) on ${model.computeUnits} units at b ${at.b}, t ${at.t}: ${c.reason}` };
+  const withPrologue = c.fuse && c.prologue?.size ? c.hybrid!.decisions : undefined;
+  const decided = withPrologue?.length ? `; per feature node: ${describePrologue(p, withPrologue)}` : '';
+  return {
+    fuse: c.fuse,
+    schedule: c.schedule,
+    ...(c.prologue && { prologue: c.prologue }),
+    ...(withPrologue?.length && { decisions: withPrologue }),
+    reason: `${c.fuse ? 'fused' : 'unfused'} (${show(c.schedule)}) on ${model.computeUnits} units at b ${at.b}, t ${at.t}: ${c.reason}${decided}`,
+  };
 }
 
 /** The unfused plan with feature-tiled terms, or the error saying that not even it fits. */
@@ -82,4 +127,24 @@ function noFit(gpu: Gpu, p: Program, fuse: boolean | undefined): Error {
     `${p.name}: at these axis sizes ${what} fits in this adapter's ${gpu.limits.maxComputeWorkgroupStorageSize} bytes of workgroup memory ` +
       `(${gpu.adapterName}), at any chunk schedule${fuse ? '; try --no-fuse' : ''}; use smaller feature axes`,
   );
+}
+
+/**
+ * The model's prefill (compiled-attention.ts): one fused chunk kernel that also exports the decoding state, so
+ * never unfused nor segmented; what the model chooses is its schedule and its prologue. On hardware the cheaper
+ * of every feature inline at chooseSchedule's schedule and the best unsegmented schedule with its model-decided
+ * prologue; on a software adapter every feature inline (its shader timings assume one kernel) unless asked.
+ */
+export function choosePrefill(gpu: Gpu, p: Program, sizes: Readonly<Record<string, number>>, prologue: PrologueRequest = 'model'): { schedule: ChunkSchedule; prologue: ReadonlySet<Id>; reason: string } {
+  const schedule = chooseSchedule(gpu, p, sizes);
+  const none = new Set<Id>();
+  if (isSoftmaxProgram(p)) return { schedule, prologue: none, reason: 'softmax attention: the flash kernel (no feature maps)' };
+  if (prologue === 'none' || (prologue === 'model' && gpu.isSoftware)) return { schedule, prologue: none, reason: `every feature inline (${show(schedule)})${prologue === 'none' ? ', as asked' : ': software adapter'}` };
+  if (prologue === 'all') return { schedule, prologue: new Set(featureNodes(outputPart(p, false))), reason: `every feature node in a prologue, as asked (${show(schedule)})` };
+  const model = adapterModel(gpu);
+  const { b, t } = MODEL_SHAPE;
+  const inline = estimatePlan(model, p, sizes, schedule, true, b, t);
+  const h = bestHybrid(model, p, sizes, candidateSchedules(gpu.limits, p, sizes).filter((s) => !s.segment), b, t);
+  if (!inline || !h?.prologue.size || h.us >= inline.us) return { schedule, prologue: none, reason: `every feature inline (${show(schedule)}): est. ${ms(inline?.us)} ≤ with a prologue ${ms(h?.prologue.size ? h.us : undefined)}` };
+  return { schedule: h.schedule, prologue: h.prologue, reason: `a prologue (${show(h.schedule)}): est. ${ms(h.us)} < every feature inline ${ms(inline.us)}; ${describePrologue(p, h.decisions)}` };
 }

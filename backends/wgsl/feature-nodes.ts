@@ -1,0 +1,44 @@
+// The feature nodes of a chunked program: what each term's chunk kernel stages per row besides the inputs — a
+// prefix term's φ, ψ and decay, a bounded term's query and key frontier, and a value that is not an input. The
+// unfused plan materialises every one in a feature kernel of its own ([b, t, …axes], lower.ts's featureKernel);
+// the fused plan computes them inline per chunk and column tile, or, for the ones in its prologue set
+// (LowerOptions.prologue), reads them from the same feature kernels. Parameters, constants and inputs are not
+// feature nodes: the kernel reads them as they are.
+import { decayNode } from '../../src/ir/terms.ts';
+import type { Id, Program, Term } from '../../src/ir/types.ts';
+import { frontier } from './layout.ts';
+
+/** The feature nodes of `terms` (default every term), each once, in term order. Softmax and general terms have none. */
+export function featureNodes(p: Program, terms: readonly Term[] = p.terms): Id[] {
+  const out = new Set<Id>();
+  for (const t of terms) {
+    const ids: Id[] = [];
+    if (t.form.kind === 'prefix') ids.push(t.form.phi, t.form.psi, ...(t.form.decay ? [decayNode(t.form.decay)] : []));
+    else if (t.form.kind !== 'softmax' && t.form.kind !== 'general') ids.push(...Object.values(frontier(p, t.score)).flat());
+    if (p.nodes[t.value].op !== 'input') ids.push(t.value);
+    for (const id of ids) {
+      const n = p.nodes[id];
+      if (n.op !== 'input' && n.type.side !== 'param' && n.type.side !== 'const') out.add(id);
+    }
+  }
+  return [...out];
+}
+
+/** What each feature node is to its terms, for a reader: `φ of lin`, `key frontier of local`, `value of lin`. */
+export function featureRoles(p: Program): Map<Id, string[]> {
+  const roles = new Map<Id, string[]>();
+  const add = (id: Id, role: string) => roles.set(id, [...(roles.get(id) ?? []), role]);
+  for (const t of p.terms) {
+    if (t.form.kind === 'prefix') {
+      add(t.form.phi, `φ of ${t.name}`);
+      add(t.form.psi, `ψ of ${t.name}`);
+      if (t.form.decay) add(decayNode(t.form.decay), `decay of ${t.name}`);
+    } else if (t.form.kind !== 'softmax' && t.form.kind !== 'general') {
+      const fr = frontier(p, t.score);
+      for (const id of fr.query) add(id, `query frontier of ${t.name}`);
+      for (const id of fr.key) add(id, `key frontier of ${t.name}`);
+    }
+    add(t.value, `value of ${t.name}`);
+  }
+  return roles;
+}

@@ -1,0 +1,53 @@
+// The chunked plan's decision in text, for `linattn ir FILE.la --print-after=plan`: not a pass (the IR is not
+// changed) but the stage after the last one, what lowering would do with the program on a given adapter. The
+// adapter is a model (adapter-model.ts's compute units by name, its workgroup memory), so it needs no device:
+// fused, fused with a prologue, or unfused, with the estimates fusion-model.ts ranks them by, and per feature node
+// where it is computed (inline in the chunk kernel or once in a prologue kernel) with its two estimates.
+import { candidateSchedules } from '../../backends/wgsl/chunk-schedules.ts';
+import type { ChunkSchedule } from '../../backends/wgsl/chunked.ts';
+import { outputPart } from '../../backends/wgsl/chunked/analysis.ts';
+import { featureNodes, featureRoles } from '../../backends/wgsl/feature-nodes.ts';
+import { chooseFusion } from '../../backends/wgsl/fusion-model.ts';
+import { hardwareModel } from '../../backends/wgsl/schedule-model.ts';
+import { isSoftmaxProgram } from '../../backends/wgsl/softmax-analysis.ts';
+import { printNode } from '../ir/print.ts';
+import type { Program } from '../ir/types.ts';
+import { computeUnits } from './adapter-model.ts';
+
+export interface ReportAdapter {
+  /** The adapter's name, as Dawn reports it (compute units come from it). */
+  readonly name: string;
+  /** maxComputeWorkgroupStorageSize and maxComputeInvocationsPerWorkgroup. */
+  readonly workgroupBytes: number;
+  readonly invocations: number;
+}
+
+const show = (s: ChunkSchedule) => `chunk ${s.chunk}, cols ${s.cols}, threads ${s.threads}${s.segment ? `, segments of ${s.segment}` : ''}`;
+
+export function planReport(p: Program, sizes: Readonly<Record<string, number>>, adapter: ReportAdapter, shape: { b: number; t: number }): string {
+  const units = computeUnits(adapter.name, false);
+  const where = `${adapter.name} (model: ${units} units, ${adapter.workgroupBytes} bytes of workgroup memory) at b ${shape.b}, t ${shape.t}, sizes ${Object.entries(sizes).map(([a, n]) => `${a} ${n}`).join(', ')}`;
+  const lines = [`// ---- plan (not a pass: the chunked plan lowering chooses on ${where})`];
+  if (isSoftmaxProgram(p)) return [...lines, 'plan softmax: the flash kernel (no feature maps to place)', ''].join('\n');
+  const m = hardwareModel(units, adapter.workgroupBytes);
+  const limits = { maxComputeWorkgroupStorageSize: adapter.workgroupBytes, maxComputeInvocationsPerWorkgroup: adapter.invocations };
+  const c = chooseFusion(m, p, sizes, { fused: candidateSchedules(limits, p, sizes), unfused: candidateSchedules(limits, p, sizes, true).filter((s) => !s.segment) }, shape.b, shape.t);
+  if (!c) return [...lines, 'plan unfused over feature tiles: neither the fused kernel nor every unfused term kernel fits', ''].join('\n');
+  const kind = !c.fuse ? 'unfused' : c.prologue?.size ? 'fused with a prologue' : 'fused';
+  lines.push(`plan ${kind} (${show(c.schedule)}): ${c.reason.replace(/^(every feature inline|fused with a prologue|unfused): /, '')}`);
+  const h = c.hybrid;
+  if (h) {
+    const roles = featureRoles(p);
+    lines.push(`feature nodes (${featureNodes(outputPart(p, false)).length}), decided at the prologue plan's best schedule (${show(h.schedule)}):`);
+    for (const id of featureNodes(outputPart(p, false))) {
+      const d = h.decisions.find((x) => x.id === id);
+      const verdict = !d
+        ? 'inline    computes nothing (a load or a position): a prologue would copy it'
+        : d.prologue
+          ? `prologue  inline ${d.inlineUs.toFixed(1)} µs > prologue ${d.prologueUs.toFixed(1)} µs`
+          : `inline    inline ${d.inlineUs.toFixed(1)} µs ≤ prologue ${d.prologueUs.toFixed(1)} µs`;
+      lines.push(`  ${printNode(p.nodes[id]).padEnd(30)} ${verdict}  (${roles.get(id)!.join(', ')})`);
+    }
+  }
+  return [...lines, ''].join('\n');
+}

@@ -1,0 +1,59 @@
+// `linattn ir FILE.la --print-after=plan`: the chunked plan's decision on a modelled adapter, after the last pass —
+// the plan kind with the three estimates, and every feature node with where it is computed and both figures. The
+// figures must be the ones the model ranks by (fusion-model.ts), not a second computation. No device.
+import { describe, expect, it } from 'vitest';
+import { candidateSchedules } from '../backends/wgsl/chunk-schedules.ts';
+import { featureNodes } from '../backends/wgsl/feature-nodes.ts';
+import { chooseFusion } from '../backends/wgsl/fusion-model.ts';
+import { hardwareModel } from '../backends/wgsl/schedule-model.ts';
+import { axisSizes } from '../src/inputs.ts';
+import { main } from '../src/cli/main.ts';
+import { compileFile } from '../src/runtime/compiler.ts';
+
+async function linattn(...argv: string[]): Promise<{ code: number; out: string; err: string }> {
+  let out = '';
+  let err = '';
+  const code = await main(argv, { stdout: (s) => void (out += s), stderr: (s) => void (err += s) });
+  return { code, out, err };
+}
+
+const H200_AT = ['--axis', 'h=16', '--axis', 'd=64', '--axis', 'e=64', '--b', '4', '--t', '4096'];
+
+describe('linattn ir --print-after=plan', () => {
+  it.each(['paper/llama_linearized', 'paper/performer', 'variants/hedgehog'])('%s on the H200 model: fused with its feature maps in a prologue, each node with its two estimates', async (name) => {
+    const r = await linattn('ir', `examples/${name}.la`, '--print-after=plan', ...H200_AT);
+    expect(r.code, r.err).toBe(0);
+    const c = compileFile(`examples/${name}.la`);
+    const sizes = axisSizes(c.source, { h: 16, d: 64, e: 64 });
+    const LIMITS = { maxComputeWorkgroupStorageSize: 49152, maxComputeInvocationsPerWorkgroup: 1024 };
+    const want = chooseFusion(hardwareModel(132, 49152), c.program, sizes, { fused: candidateSchedules(LIMITS, c.program, sizes), unfused: candidateSchedules(LIMITS, c.program, sizes, true).filter((s) => !s.segment) }, 4, 4096)!;
+    const lines = r.out.trimEnd().split('\n');
+    expect(lines[0]).toMatch(/^\/\/ ---- plan \(not a pass: .*NVIDIA H200 \(model: 132 units, 49152 bytes .* at b 4, t 4096/);
+    expect(lines[1]).toMatch(/^plan fused with a prologue \(chunk \d+, cols \d+, threads \d+/);
+    expect(lines[1]).toContain(`fused with a prologue of ${want.prologue!.size} feature kernel(s) ${(want.hybrid!.us / 1e3).toFixed(3)} ms`);
+    const nodes = featureNodes(c.program);
+    const rows = lines.filter((l) => /^ {2}%\d+ = /.test(l));
+    expect(rows.map((l) => Number(/%(\d+)/.exec(l)![1])).sort()).toEqual([...nodes].sort());
+    for (const d of want.hybrid!.decisions) {
+      const row = rows.find((l) => l.startsWith(`  %${d.id} = `))!;
+      expect(row).toContain(`${d.prologue ? 'prologue' : 'inline'}  `);
+      expect(row).toContain(`inline ${d.inlineUs.toFixed(1)} µs ${d.prologue ? '>' : '≤'} prologue ${d.prologueUs.toFixed(1)} µs`);
+    }
+    expect(rows.some((l) => /prologue {2}inline/.test(l) && /\(φ of |\(.*φ of /.test(l))).toBe(true);
+  });
+
+  it('says softmax attention has no feature maps to place', async () => {
+    const plan = await linattn('ir', 'examples/variants/softmax.la', '--print-after=plan');
+    expect(plan.code).toBe(0);
+    expect(plan.out).toMatch(/^\/\/ ---- plan .*\nplan softmax: the flash kernel \(no feature maps to place\)\n$/);
+  });
+
+  it('refuses the plan options without --print-after=plan, and an unknown stage names plan among the choices', async () => {
+    const r = await linattn('ir', 'examples/paper/elu.la', '--adapter', 'NVIDIA H100');
+    expect(r.code).toBe(2);
+    expect(r.err).toMatch(/--adapter is for --print-after=plan/);
+    const bad = await linattn('ir', 'examples/paper/elu.la', '--print-after=plans');
+    expect(bad.code).toBe(2);
+    expect(bad.err).toMatch(/or plan/);
+  });
+});

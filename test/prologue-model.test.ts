@@ -1,0 +1,140 @@
+// The fused plan's prologue decision by the model (backends/wgsl/fusion-model.ts's decidePrologue), without a
+// device: per feature node, its cost inline in the chunk kernel (every chunk, column tile and segmented pass)
+// against a feature kernel that computes it once. At d 64 on an H200-class adapter the expensive maps — llama's
+// L2-normalised features, performer's random-feature exponentials, hedgehog's softmax over a projection — go to
+// the prologue; the decision follows the op counts (element-ops.ts), not a list of variants.
+import { describe, expect, it } from 'vitest';
+import { candidateSchedules } from '../backends/wgsl/chunk-schedules.ts';
+import type { ChunkSchedule } from '../backends/wgsl/chunked.ts';
+import { featureNodes } from '../backends/wgsl/feature-nodes.ts';
+import { bestHybrid, decidePrologue, estimatePlan } from '../backends/wgsl/fusion-model.ts';
+import { lowerChunked } from '../backends/wgsl/lower.ts';
+import { hardwareModel } from '../backends/wgsl/schedule-model.ts';
+import type { Program } from '../src/ir/types.ts';
+import { axisSizes } from '../src/inputs.ts';
+import { compileFile } from '../src/runtime/compiler.ts';
+import type { Gpu } from '../src/runtime/device.ts';
+import { choosePrefill } from '../src/runtime/plan-choice.ts';
+
+const H200 = hardwareModel(132, 48 * 1024);
+/** The same adapter charging an inline element only its counted operations (no INLINE_ELEMENT_OPS calibration). */
+const OPS_ONLY = { ...H200, inlineElementOps: 0 };
+const LIMITS = { maxComputeWorkgroupStorageSize: 48 * 1024, maxComputeInvocationsPerWorkgroup: 1024 };
+const B = 4;
+const T = 4096;
+
+const variant = (name: string, axes: Record<string, number> = { h: 16, d: 64, e: 64 }) => {
+  const c = compileFile(`examples/${name}.la`);
+  return { p: c.program, sizes: axisSizes(c.source, Object.fromEntries(Object.entries(axes).filter(([a]) => c.source.axes[a]?.kind === 'free'))) };
+};
+const features = (p: Program) => {
+  const f = p.terms.find((t) => t.form.kind === 'prefix')!.form as { phi: number; psi: number };
+  return [f.phi, f.psi];
+};
+/** A schedule every variant here fits in 48 KB at d 64 (llama's group-64 terms rule out chunk 16 with 32 columns): two column tiles. */
+const S: ChunkSchedule = { chunk: 8, cols: 32, threads: 512 };
+
+describe('the prologue decision', () => {
+  it.each(['paper/llama_linearized', 'paper/performer', 'variants/hedgehog'])('%s at d 64 on an H200: φ and ψ computed in the prologue, inline many times dearer', (name) => {
+    const { p, sizes } = variant(name);
+    for (const m of [H200, OPS_ONLY]) {
+      const d = decidePrologue(m, p, sizes, S, B, T)!;
+      for (const id of features(p)) {
+        const x = d.decisions.find((y) => y.id === id)!;
+        expect(x.prologue, `${name} %${id}`).toBe(true);
+        expect(x.inlineUs, `${name} %${id}: inline vs prologue`).toBeGreaterThan(5 * x.prologueUs);
+      }
+    }
+  });
+
+  it("weighs a map by its operations: elu's few barely pay for a prologue on op counts alone, the expensive maps' by two orders", () => {
+    const ratio = (name: string, m: typeof H200, s: ChunkSchedule) => {
+      const { p, sizes } = variant(name);
+      const d = decidePrologue(m, p, sizes, s, B, T)!;
+      return Math.min(...features(p).map((id) => d.decisions.find((x) => x.id === id)!).map((x) => x.inlineUs / x.prologueUs));
+    };
+    // llama's group-64 terms fit 48 KB only with up to 32 columns; the others at one column tile (no recompute).
+    const one = { ...S, cols: 64 };
+    const elu = ratio('paper/elu', OPS_ONLY, one);
+    expect(elu).toBeLessThan(5);
+    for (const [name, s] of [['paper/performer', one], ['variants/hedgehog', one], ['paper/llama_linearized', S]] as const) expect(ratio(name, OPS_ONLY, s), name).toBeGreaterThan(20 * elu);
+    // As calibrated (INLINE_ELEMENT_OPS: the H200's elu fused 6.79 ms vs unfused 1.87, the kernels differing only in
+    // elu computed inline), an inline element costs far more than its operations, and elu's features move too.
+    expect(ratio('paper/elu', H200, S)).toBeGreaterThan(1);
+  });
+
+  it("never moves a node that computes nothing (retnet's φ = q, ψ = k: a prologue would copy the input); mamba2's gate it does", () => {
+    const retnet = variant('variants/retnet');
+    const r = decidePrologue(H200, retnet.p, retnet.sizes, S, B, T)!;
+    expect(r.prologue.size).toBe(0);
+    expect(r.decisions).toEqual([]);
+    const mamba = variant('variants/mamba2');
+    const m = decidePrologue(H200, mamba.p, mamba.sizes, S, B, T)!;
+    expect([...m.prologue].map((id) => mamba.p.nodes[id].op)).toEqual(['unary']); // sigmoid of the gate's logit
+    for (const id of features(mamba.p)) expect(m.prologue.has(id)).toBe(false);
+  });
+
+  it('charges inline features once per column tile: more tiles, dearer inline, the prologue read once more per tile', () => {
+    const { p, sizes } = variant('variants/hedgehog');
+    const [phi] = features(p);
+    const at = (cols: number) => decidePrologue(H200, p, sizes, { ...S, cols }, B, T)!.decisions.find((x) => x.id === phi)!;
+    expect(at(16).inlineUs).toBeGreaterThan(1.5 * at(64).inlineUs);
+    expect(at(16).prologueUs).toBeGreaterThanOrEqual(at(64).prologueUs);
+  });
+
+  it("never makes the plan dearer by the model's own estimate, and estimates the kernels lowerChunked then emits", () => {
+    for (const name of ['paper/llama_linearized', 'paper/performer', 'paper/elu_dwconv', 'variants/hedgehog', 'variants/gla', 'variants/mamba2', 'paper/flash']) {
+      const { p, sizes } = variant(name);
+      for (const s of candidateSchedules(LIMITS, p, sizes).filter((x, k) => k % 7 === 0)) {
+        const d = decidePrologue(H200, p, sizes, s, B, T)!;
+        const inline = estimatePlan(H200, p, sizes, s, true, B, T)!;
+        const hybrid = estimatePlan(H200, p, sizes, s, true, B, T, d.prologue)!;
+        const at = `${name} at ${JSON.stringify(s)}`;
+        expect(hybrid.us, at).toBeLessThanOrEqual(inline.us);
+        expect(hybrid.launches, at).toBe((s.segment ? 3 : 1) + d.prologue.size);
+        expect(lowerChunked(p, sizes, { fuse: true, schedule: s, prologue: d.prologue }).kernels.length, at).toBe(hybrid.launches);
+      }
+    }
+  });
+
+  it('picks the schedule with its prologue: the best over the candidates is no dearer than the best of every feature inline', () => {
+    const { p, sizes } = variant('paper/llama_linearized');
+    const cands = candidateSchedules(LIMITS, p, sizes);
+    const h = bestHybrid(H200, p, sizes, cands, B, T)!;
+    const inline = Math.min(...cands.map((s) => estimatePlan(H200, p, sizes, s, true, B, T)?.us ?? Infinity));
+    expect(h.us).toBeLessThan(inline);
+    expect([...h.prologue].sort()).toEqual(features(p).sort());
+  });
+
+  it('refuses a prologue that is not a feature node, and one for the unfused plan', () => {
+    const { p, sizes } = variant('paper/elu', { h: 2, d: 4, e: 4 });
+    const input = p.nodes.findIndex((n) => n.op === 'input');
+    expect(() => lowerChunked(p, sizes, { fuse: true, schedule: S, prologue: new Set([input]) })).toThrow(/is not a feature node/);
+    expect(() => lowerChunked(p, sizes, { fuse: false, schedule: S, prologue: new Set(featureNodes(p)) })).toThrow(/for the fused plan/);
+  });
+});
+
+describe("the model's prefill (plan-choice.ts choosePrefill, no device)", () => {
+  const adapter = (name: string, isSoftware: boolean) => ({ adapterName: name, isSoftware, limits: LIMITS }) as unknown as Gpu;
+  // The model's shapes: a variant's axes as a layer sees them (heads 12, head dim 64).
+  const layer = (name: string) => variant(name, { h: 12, d: 64, e: 64 });
+
+  it('on an H200 puts hedgehog\'s and llama\'s feature maps in a prologue, on one unsegmented kernel', () => {
+    for (const name of ['variants/hedgehog', 'paper/llama_linearized']) {
+      const { p, sizes } = layer(name);
+      const c = choosePrefill(adapter('NVIDIA H200', false), p, sizes);
+      expect([...c.prologue].sort(), `${name}: ${c.reason}`).toEqual(features(p).sort());
+      expect(c.schedule.segment, name).toBeUndefined();
+      expect(() => lowerChunked(p, sizes, { fuse: true, schedule: c.schedule, exportState: true, prologue: c.prologue })).not.toThrow();
+    }
+  });
+
+  it('keeps every feature inline on a software adapter unless asked, and for softmax attention', () => {
+    const { p, sizes } = layer('variants/hedgehog');
+    expect(choosePrefill(adapter('llvmpipe (LLVM 19)', true), p, sizes).prologue.size).toBe(0);
+    expect(choosePrefill(adapter('llvmpipe (LLVM 19)', true), p, sizes, 'all').prologue).toEqual(new Set(featureNodes(p)));
+    expect(choosePrefill(adapter('NVIDIA H200', false), p, sizes, 'none').prologue.size).toBe(0);
+    const soft = layer('variants/softmax');
+    expect(choosePrefill(adapter('NVIDIA H200', false), soft.p, soft.sizes).prologue.size).toBe(0);
+  });
+});
