@@ -7,7 +7,8 @@ import { describe, expect, it } from 'vitest';
 import { candidateSchedules } from '../backends/wgsl/chunk-schedules.ts';
 import type { ChunkSchedule } from '../backends/wgsl/chunked.ts';
 import { featureNodes } from '../backends/wgsl/feature-nodes.ts';
-import { bestHybrid, decidePrologue, estimatePlan } from '../backends/wgsl/fusion-model.ts';
+import { bestHybrid, decidePrologue, estimatePlan, PROLOGUE_MIN_OPS } from '../backends/wgsl/fusion-model.ts';
+import { elementOps } from '../backends/wgsl/element-ops.ts';
 import { lowerChunked } from '../backends/wgsl/lower.ts';
 import { hardwareModel } from '../backends/wgsl/schedule-model.ts';
 import type { Program } from '../src/ir/types.ts';
@@ -63,15 +64,19 @@ describe('the prologue decision', () => {
     expect(ratio('paper/elu', H200, S)).toBeGreaterThan(1);
   });
 
-  it("never moves a node that computes nothing (retnet's φ = q, ψ = k: a prologue would copy the input); mamba2's gate it does", () => {
+  it("never moves a node that computes nothing (retnet's φ = q, ψ = k: a prologue would copy the input), nor an elementwise one (mamba2's gate, elu + 1)", () => {
     const retnet = variant('variants/retnet');
     const r = decidePrologue(H200, retnet.p, retnet.sizes, S, B, T)!;
     expect(r.prologue.size).toBe(0);
     expect(r.decisions).toEqual([]);
-    const mamba = variant('variants/mamba2');
-    const m = decidePrologue(H200, mamba.p, mamba.sizes, S, B, T)!;
-    expect([...m.prologue].map((id) => mamba.p.nodes[id].op)).toEqual(['unary']); // sigmoid of the gate's logit
-    for (const id of features(mamba.p)) expect(m.prologue.has(id)).toBe(false);
+    // the gate's sigmoid (3 operations an element) the model alone would move; PROLOGUE_MIN_OPS keeps it inline
+    for (const name of ['variants/mamba2', 'paper/elu_dwconv']) {
+      const { p, sizes } = variant(name);
+      const d = decidePrologue(H200, p, sizes, S, B, T)!;
+      expect(d.prologue.size, name).toBe(0);
+      for (const x of d.decisions) expect(elementOps(p, sizes, x.id), name).toBeLessThan(PROLOGUE_MIN_OPS);
+    }
+    expect(decidePrologue(H200, variant('variants/mamba2').p, variant('variants/mamba2').sizes, S, B, T)!.decisions.some((x) => x.prologueUs < x.inlineUs)).toBe(true);
   });
 
   it('charges inline features once per column tile: more tiles, dearer inline, the prologue read once more per tile', () => {

@@ -104,7 +104,7 @@ export function decidePrologue(m: AdapterModel, program: Program, sizes: Sizes, 
     const next = chunkUs(new Set([...prologue, id]))!;
     const inlineUs = current - next;
     const prologueUs = featureKernelCost(m, p, sizes, id, featureReads(p, sizes, groups, s, id), b, t);
-    const chosen = prologueUs < inlineUs;
+    const chosen = prologueUs < inlineUs && ops.get(id)! >= PROLOGUE_MIN_OPS;
     if (chosen) {
       prologue.add(id);
       current = next;
@@ -113,6 +113,18 @@ export function decidePrologue(m: AdapterModel, program: Program, sizes: Sizes, 
   }
   return { prologue, decisions };
 }
+
+/**
+ * The operations per element (elementOps) below which a feature map stays in the chunk kernel whatever the model
+ * says. The shipped maps fall in two clear groups at d 64: elementwise ones (elu + 1: 4, relu: 2, cosformer's
+ * re-weighting: 9–10, decays and gates: 1–4) and ones that read many inputs per element (llama's L2 norm: 130,
+ * performer's projection: 327, hedgehog's softmax over a projection: 25027). The model's inline cost of an element
+ * carries a constant fitted to one unexplained H200 figure (elu fused at 6.8–8.6 ms, while elu_aug, a superset, ran
+ * 1.7–1.9), and the fused kernel with every feature inline is what was measured best for the augmented layers
+ * (elu_dwconv, elu_aug, relu_aug: 1.88 ms fused, 2.50 unfused, 2026-11-29). So only the second group leaves the
+ * kernel until an H200 run of `bench/h200-kernels.ts` (its prologue_ms column) says more.
+ */
+export const PROLOGUE_MIN_OPS = 32;
 
 /** A feature node that is one load or index per element (elementOps 1): nothing for a prologue to compute once. */
 export const computesNothing = (p: Program, sizes: Sizes, id: Id): boolean => elementOps(p, sizes, id) <= 1;
