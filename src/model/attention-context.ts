@@ -13,6 +13,11 @@ export interface AttentionContext {
   readonly program: Program;
   /** The same variant as written, before any pass. */
   readonly source: Program;
+  /**
+   * Told the prefill's plan decision in words (plan-choice.ts's choosePrefill: schedule, prologue and estimates),
+   * once per factory; `generate --verbose` prints it. A hand-written attention that makes no choice ignores it.
+   */
+  readonly onPlanChoice?: (reason: string) => void;
 }
 
 export type PrepareAttention = (ctx: AttentionContext) => GpuAttentionFactory | Promise<GpuAttentionFactory>;
