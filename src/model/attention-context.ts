@@ -18,6 +18,8 @@ export interface AttentionContext {
    * once per factory; `generate --verbose` prints it. A hand-written attention that makes no choice ignores it.
    */
   readonly onPlanChoice?: (reason: string) => void;
+  /** Sequences per call the layers will mostly run at, when known (training's micro-batch): plans may be sized for it. */
+  readonly batch?: number;
 }
 
 export type PrepareAttention = (ctx: AttentionContext) => GpuAttentionFactory | Promise<GpuAttentionFactory>;
