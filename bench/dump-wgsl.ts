@@ -10,6 +10,8 @@
 // A form a variant refuses is recorded as its error message, so a refusal that changes shows up as well.
 import { mkdirSync, readdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { parseArgs } from 'node:util';
 import { sharedFloats, type ChunkSchedule } from '../backends/wgsl/chunked.ts';
 import { lowerChunked } from '../backends/wgsl/lower.ts';
 import { naivePlan } from '../backends/wgsl/naive.ts';
@@ -201,10 +203,38 @@ function compare(a: string, b: string): number {
   return bad;
 }
 
-const args = process.argv.slice(2);
-if (args[0] === '--compare' && args.length === 3) process.exitCode = compare(args[1], args[2]) ? 1 : 0;
-else if (args.length === 1) dump(args[0]);
-else {
-  console.error('usage: tsx bench/dump-wgsl.ts DIR | --compare OLD NEW');
-  process.exitCode = 2;
+const USAGE = 'usage: npx tsx bench/dump-wgsl.ts DIR | --compare OLD NEW | --help';
+
+/** What the command line asks for; anything else is a usage error (an option is never taken for a folder name). */
+export type DumpCommand = { readonly kind: 'help' } | { readonly kind: 'dump'; readonly dir: string } | { readonly kind: 'compare'; readonly old: string; readonly new: string };
+
+export function parseDumpArgs(argv: readonly string[]): DumpCommand {
+  let parsed;
+  try {
+    // strict: an unknown option (`--hlep`) is refused here instead of becoming the output folder's name.
+    parsed = parseArgs({ args: [...argv], options: { help: { type: 'boolean', short: 'h' }, compare: { type: 'boolean' } }, allowPositionals: true, strict: true });
+  } catch (e) {
+    throw new Error(`${(e as Error).message}\n${USAGE}`);
+  }
+  const { values, positionals } = parsed;
+  if (values.help) return { kind: 'help' };
+  if (values.compare) {
+    if (positionals.length !== 2) throw new Error(`--compare takes two folders, OLD and NEW (got ${positionals.length})\n${USAGE}`);
+    return { kind: 'compare', old: positionals[0], new: positionals[1] };
+  }
+  if (positionals.length !== 1) throw new Error(`expected one output folder (got ${positionals.length})\n${USAGE}`);
+  return { kind: 'dump', dir: positionals[0] };
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  let cmd: DumpCommand | undefined;
+  try {
+    cmd = parseDumpArgs(process.argv.slice(2));
+  } catch (e) {
+    console.error((e as Error).message);
+    process.exitCode = 2;
+  }
+  if (cmd?.kind === 'help') console.log(`${USAGE}\n  DIR                write DIR/<variant>/<form>/<n>-<label>.wgsl and plan.json\n  --compare OLD NEW  list the kernels whose statements differ`);
+  else if (cmd?.kind === 'compare') process.exitCode = compare(cmd.old, cmd.new) ? 1 : 0;
+  else if (cmd?.kind === 'dump') dump(cmd.dir);
 }

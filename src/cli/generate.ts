@@ -20,16 +20,19 @@ import type { Command } from './command.ts';
 import { parseSpeculateArgs } from './speculate-args.ts';
 
 /** The model's attention layers: the compiled variant of its config. */
-const compiledAttention: PrepareAttention = ({ gpu, config, program }) =>
-  compiledAttentionFactory(gpu, program, config.numHeads, config.headDim, config.maxPositionEmbeddings !== undefined ? { maxLength: config.maxPositionEmbeddings } : {});
+const compiledAttention: PrepareAttention = ({ gpu, config, program, onPlanChoice }) =>
+  compiledAttentionFactory(gpu, program, config.numHeads, config.headDim, {
+    ...(config.maxPositionEmbeddings !== undefined && { maxLength: config.maxPositionEmbeddings }),
+    ...(onPlanChoice && { onChoice: onPlanChoice }),
+  });
 
-/** `linattn generate` whose GPU attention layers come from `prepareAttention` (tests: a reference kernel). */
-export function generateWith(prepareAttention: PrepareAttention): Command {
+/** `linattn generate` whose GPU attention layers come from `prepare` (tests: a reference kernel). */
+export function generateWith(prepare: PrepareAttention): Command {
   return {
     name: 'generate',
     synopsis:
       'linattn generate --model DIR --prompt "…" [--max-tokens N] [--temperature T] [--top-k K] [--top-p P] [--seed S] [--device gpu|cpu]\n' +
-      '                 [--attention KIND] [--medusa DIR]\n' +
+      '                 [--attention KIND] [--medusa DIR] [--verbose]\n' +
       '                 [--speculate ngram|adaptive|medusa|oracle|draft:DIR [--tree SPEC|auto] [--max-nodes N]]',
     summary: 'Continue a prompt with a model directory (linattn init-model makes one), streaming the text.',
     help: [
@@ -45,6 +48,7 @@ export function generateWith(prepareAttention: PrepareAttention): Command {
       '  --temperature T      0 (default) is greedy; with --top-k K (0: all) and --top-p P (1: all)',
       '  --seed S             default 0',
       '  --device D           gpu (default) or cpu (the float64 model)',
+      '  -v, --verbose        also print the attention layers\' prefill plan choice (schedule, prologue, estimates)',
       '  --speculate SOURCE   speculative decoding with drafts from ngram (prompt lookup), adaptive (an online',
       '                       tri-gram table whose branches follow observed acceptance), medusa (the checkpoint\'s',
       '                       heads), oracle (plain decoding replayed) or draft:DIR (a small model); reports the',
@@ -58,8 +62,13 @@ export function generateWith(prepareAttention: PrepareAttention): Command {
       model: { type: 'string' }, prompt: { type: 'string' }, 'max-tokens': { type: 'string' }, temperature: { type: 'string' },
       'top-k': { type: 'string' }, 'top-p': { type: 'string' }, seed: { type: 'string' }, device: { type: 'string' },
       speculate: { type: 'string' }, tree: { type: 'string' }, 'max-nodes': { type: 'string' }, attention: { type: 'string' }, medusa: { type: 'string' },
+      verbose: { type: 'boolean', short: 'v' },
     },
     async run({ values }, io) {
+      // -v: the attention layers' prefill plan decision on stderr, where the throughput lines go (stdout is the text).
+      const prepareAttention: PrepareAttention = values.verbose
+        ? (ctx) => prepare({ ...ctx, onPlanChoice: (why) => io.stderr(`attention prefill plan (${ctx.program.name}, fused chunk kernel): ${why}\n`) })
+        : prepare;
       const dir = resolve(required(values, 'model'));
       const prompt = str(values, 'prompt');
       if (prompt === undefined) throw new UsageError('--prompt is required');

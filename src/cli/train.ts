@@ -11,7 +11,9 @@ import { choice, number, required, str, UsageError, type Values } from './args.t
 import { processIo, type Command, type CommandIo } from './command.ts';
 
 /** The compiled variant with its compiled backward (src/runtime/trainable-attention.ts). */
-const compiledAttention: PrepareAttention = ({ gpu, config, program, source }) => trainableAttentionFactory(gpu, program, source, config.numHeads, config.headDim);
+// The micro-batch reaches the gradient plan so a hardware adapter's backward is filled for it (gradPlanFor).
+const compiledAttention: PrepareAttention = ({ gpu, config, program, source, batch }) =>
+  trainableAttentionFactory(gpu, program, source, config.numHeads, config.headDim, batch !== undefined ? { batch } : {});
 
 /** `linattn train` whose GPU attention layers come from `prepareAttention` (tests: a reference kernel with a backward). */
 export function trainWith(prepareAttention: PrepareAttention): Command {

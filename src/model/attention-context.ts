@@ -13,6 +13,13 @@ export interface AttentionContext {
   readonly program: Program;
   /** The same variant as written, before any pass. */
   readonly source: Program;
+  /**
+   * Told the prefill's plan decision in words (plan-choice.ts's choosePrefill: schedule, prologue and estimates),
+   * once per factory; `generate --verbose` prints it. A hand-written attention that makes no choice ignores it.
+   */
+  readonly onPlanChoice?: (reason: string) => void;
+  /** Sequences per call the layers will mostly run at, when known (training's micro-batch): plans may be sized for it. */
+  readonly batch?: number;
 }
 
 export type PrepareAttention = (ctx: AttentionContext) => GpuAttentionFactory | Promise<GpuAttentionFactory>;

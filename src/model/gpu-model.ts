@@ -14,7 +14,7 @@ import type { GpuAttention, GpuAttentionFactory, GpuAttentionState } from '../ru
 import { RecordingPass } from './gpu-pass.ts';
 import { RecordedStep } from './step-recording.ts';
 import { buildStepPlan, destroyStepPlan, encodeStep, type BatchBuffers, type StepPlan, type StepPlanExtras, type TokenPick, type TokenSource } from './gpu-step-plan.ts';
-import { createExactTensor, destroyModelWeights, uploadModelWeights, type GpuModelWeights } from './gpu-weights.ts';
+import { checkModelFits, createExactTensor, destroyModelWeights, uploadModelWeights, type GpuModelWeights } from './gpu-weights.ts';
 import { weightBufferLimit } from './weight-parts.ts';
 import type { SamplingOptions } from './sampling.ts';
 import type { ModelWeights } from './weights.ts';
@@ -31,6 +31,10 @@ export interface GpuModelOptions {
    * embedding and LM head are stored, gathered from and multiplied in parts, as a 7B model's are on a real GPU.
    */
   readonly maxWeightBuffer?: number;
+  /** Bytes all weights together may take (checkModelFits: WebGPU does not report the adapter's memory). */
+  readonly maxWeightBytes?: number;
+  /** The checkpoint's Medusa heads will be uploaded beside the model (a tree verifier's): they count in the up-front check. */
+  readonly withMedusa?: boolean;
 }
 
 /** How the next token is chosen: temperature 0 (the default) is greedy; `seed` seeds the uniform draws. */
@@ -195,13 +199,20 @@ export class GpuModel {
     attention: GpuAttentionFactory,
     options: GpuModelOptions = {},
   ): Promise<GpuModel> {
+    const upload = {
+      ...(options.maxWeightBuffer !== undefined && { maxWeightBuffer: options.maxWeightBuffer }),
+      ...(options.maxWeightBytes !== undefined && { maxWeightBytes: options.maxWeightBytes }),
+      ...(options.withMedusa !== undefined && { withMedusa: options.withMedusa }),
+    };
+    // Before compiling or allocating anything: a model that cannot fit is refused with nothing to undo.
+    checkModelFits(gpu, config, weights, upload);
     const kernels = await compileModelKernels(gpu, {
       hidden: config.hiddenSize,
       intermediate: config.intermediateSize,
       vocab: config.vocabSize,
       eps: config.rmsNormEps,
     });
-    const onGpu = uploadModelWeights(gpu, config, weights, options.maxWeightBuffer === undefined ? {} : { maxWeightBuffer: options.maxWeightBuffer });
+    const onGpu = uploadModelWeights(gpu, config, weights, upload);
     try {
       const layers = onGpu.layers.map((l, n) => {
         const params = Object.fromEntries(Object.entries(l.attention).map(([name, t]) => [name, t.buffer]));

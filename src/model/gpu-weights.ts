@@ -70,13 +70,25 @@ function repeatKvRows(t: Tensor, kvHeads: number, heads: number, d: number): Ten
 export interface WeightUploadOptions {
   /** Bytes one weight buffer may hold, below the adapter's limits (tests: splits the tiny models' vocabulary weights). */
   readonly maxWeightBuffer?: number;
+  /**
+   * Bytes every weight together may take. WebGPU does not report an adapter's memory, so there is no default: a
+   * caller who knows the memory it may use (or a test) sets it, and a model over it is refused before any upload.
+   */
+  readonly maxWeightBytes?: number;
+  /**
+   * The checkpoint's Medusa heads will be uploaded beside the model (a tree verifier's GpuSpeculativeHeads, after
+   * the model): they count in the check and the total, or a model whose heads do not fit would fail only after
+   * the base weights were uploaded.
+   */
+  readonly withMedusa?: boolean;
 }
 
 /**
  * Every buffer uploadModelWeights makes, by name and shape, checked against the per-buffer limit before anything
  * is allocated or read: the embedding and the LM head are split into parts of whole rows (refused only when one
- * row passes the limit); one error lists each other weight that does not fit. WebGPU does not expose the
- * adapter's memory, so the total is reported, not checked.
+ * row passes the limit); one error lists each other weight that does not fit. With `withMedusa` the heads'
+ * stacked weights (as GpuSpeculativeHeads stores them) count too. WebGPU does not expose the adapter's memory, so
+ * the total is checked only against `maxWeightBytes` when given, and returned.
  */
 export function checkModelFits(gpu: Gpu, config: ModelConfig, w: ModelWeights<TensorData>, opts: WeightUploadOptions = {}): { bytes: number } {
   const H = config.hiddenSize;
@@ -87,6 +99,8 @@ export function checkModelFits(gpu: Gpu, config: ModelConfig, w: ModelWeights<Te
   w.layers.forEach((l, n) => {
     const p = `model.layers.${n}`;
     list.push(
+      [`${p}.input_layernorm.weight`, [H]],
+      [`${p}.post_attention_layernorm.weight`, [H]],
       [`${p}.self_attn.{q,k,v}_proj.weight`, [3 * config.numHeads * config.headDim, H]],
       [`${p}.self_attn.o_proj.weight`, [...l.oProj.shape]],
       [`${p}.mlp.{gate,up}_proj.weight`, [2 * config.intermediateSize, H]],
@@ -95,16 +109,39 @@ export function checkModelFits(gpu: Gpu, config: ModelConfig, w: ModelWeights<Te
     );
   });
   const numel = (s: readonly number[]) => s.reduce((a, b) => a * b, 1);
+  // The heads as GpuSpeculativeHeads uploads them: proj and lm_head stacked over heads, in parts of whole rows;
+  // the biases stacked into one [M·H] buffer (zeros for a head without one).
+  const M = opts.withMedusa ? w.medusa.length : 0;
+  let medusaBytes = 0; // the stacks and the bias, for the message
+  let medusaStacks = 0; // the stacks alone (the bias is in list, checked against the limit with the rest)
+  if (M > 0) {
+    const stacks: [string, number[]][] = [['medusa.*.proj.weight (stacked)', [M * H, H]], ['medusa.*.lm_head.weight (stacked)', [M * config.vocabSize, H]]];
+    for (const [name, shape] of stacks) rowRanges(name, shape, limit);
+    list.push(['medusa.*.proj.bias (stacked)', [M * H]]);
+    medusaStacks = stacks.reduce((s, [, shape]) => s + numel(shape) * 4, 0);
+    medusaBytes = medusaStacks + M * H * 4;
+  }
   const over = list.filter(([, shape]) => numel(shape) * 4 > limit);
   if (over.length) {
-    const mb = (b: number) => (b >= 2 ** 20 ? `${(b / 2 ** 20).toFixed(0)} MiB` : `${(b / 2 ** 10).toFixed(1)} KiB`);
     throw new Error(
       `the model's weights do not fit ${gpu.adapterName}: ${over.map(([name, shape]) => `${name} [${shape.join(', ')}] needs ${mb(numel(shape) * 4)}`).join('; ')}, ` +
         `over one buffer's limit of ${mb(limit)} (maxStorageBufferBindingSize / maxBufferSize); only the embedding and the LM head are split across buffers`,
     );
   }
   const vocabBytes = numel(w.embedTokens.shape) * 4 + (w.lmHead !== w.embedTokens ? numel(w.lmHead.shape) * 4 : 0);
-  return { bytes: vocabBytes + list.reduce((s, [, shape]) => s + numel(shape) * 4, 0) };
+  const bytes = vocabBytes + list.reduce((s, [, shape]) => s + numel(shape) * 4, 0) + medusaStacks;
+  if (opts.maxWeightBytes !== undefined && bytes > opts.maxWeightBytes) {
+    const heads = medusaBytes ? ` (${mb(medusaBytes)} of them its ${M} Medusa heads)` : '';
+    throw new Error(
+      `the model's weights need ${mb(bytes)} in all${heads}, over the ${mb(opts.maxWeightBytes)} given for ${gpu.adapterName} ` +
+        `(maxWeightBytes; WebGPU does not report an adapter's memory); nothing was uploaded`,
+    );
+  }
+  return { bytes };
+}
+
+function mb(b: number): string {
+  return b >= 2 ** 20 ? `${(b / 2 ** 20).toFixed(0)} MiB` : `${(b / 2 ** 10).toFixed(1)} KiB`;
 }
 
 export function uploadModelWeights(gpu: Gpu, config: ModelConfig, w: ModelWeights<TensorData>, opts: WeightUploadOptions = {}): GpuModelWeights {

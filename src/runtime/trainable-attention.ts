@@ -16,7 +16,7 @@ import { BufferUsage, type Gpu } from './device.ts';
 import { PlanRunner } from './executor.ts';
 import type { BackwardIo, GpuAttention, GpuAttentionFactory, GpuAttentionState, TrainableGpuAttention, TrainForwardIo } from './gpu-attention.ts';
 import { GradRunner, type BoundGrad } from './grad-runner.ts';
-import { gradPlanFor, trainForwardSchedule } from './gradient.ts';
+import { gradPlanFor, trainForwardSchedule, type GradPlanRequest } from './gradient.ts';
 
 export interface TrainableOptions {
   /**
@@ -26,6 +26,23 @@ export interface TrainableOptions {
   readonly store?: boolean;
   /** The training kernels' chunk schedule (default: the forward's and the gradient's defaults for the adapter; on a software one the gradient's for both). */
   readonly schedule?: ChunkSchedule;
+  /**
+   * Sequences per micro-batch the layers train at (linattn train's --batch): without `schedule`, a hardware
+   * adapter's gradient plan narrows its column tiles to fill the GPU for it (grad-schedule.ts fillGrid); a plan
+   * built without it keeps the default columns whatever the batch, which at b 1 leaves most compute units idle.
+   */
+  readonly batch?: number;
+}
+
+/** The backward's plan request: fused, accumulating the parameters' gradients, at the training micro-batch. */
+export function trainingGradRequest(opts: TrainableOptions, store: boolean): GradPlanRequest {
+  return {
+    fuse: true,
+    accumulate: true,
+    stored: store,
+    ...(opts.schedule && { schedule: opts.schedule }),
+    ...(opts.batch !== undefined && { batch: opts.batch }),
+  };
 }
 
 /** Compiles the decoding, training-forward and backward plans once for the model's shapes. */
@@ -34,7 +51,7 @@ export async function trainableAttentionFactory(gpu: Gpu, program: Program, sour
   const sizes = variantAxisSizes(source, heads, headDim);
   const store = (opts.store ?? true) && normalisedItems(program).length > 0;
   const forward = lowerChunked(program, sizes, { fuse: true, schedule: opts.schedule ?? trainForwardSchedule(gpu, program, sizes), keepNormalisers: store });
-  const grad = gradPlanFor(gpu, differentiate(source), sizes, { fuse: true, accumulate: true, stored: store, schedule: opts.schedule });
+  const grad = gradPlanFor(gpu, differentiate(source), sizes, trainingGradRequest(opts, store));
   const [fwd, back] = await Promise.all([PlanRunner.create(gpu, forward), GradRunner.create(gpu, grad)]);
   return (layer, params) => new TrainableCompiledAttention(gpu, decode(layer, params), layer, params, fwd, back);
 }

@@ -128,7 +128,8 @@ export async function runSpeculativeGenerate(c: SpeculativeRunContext): Promise<
     if (c.device === 'gpu') {
       const gpu = c.gpu!;
       const factoryFor = (cfg: ModelConfig, v: ModelVariant) => c.prepareAttention!({ gpu, config: cfg, program: v.compiled, source: v.program });
-      const model = await GpuModel.create(gpu, config, c.weights, await factoryFor(config, c.variant));
+      // The verifier uploads the checkpoint's Medusa heads beside the model: the model's fit check counts them.
+      const model = await GpuModel.create(gpu, config, c.weights, await factoryFor(config, c.variant), { withMedusa: true });
       const verifier = await GpuTreeVerifier.create(model, c.variant.compiled, c.weights, { maxNodes: verifierNodes, ownsModel: true, sizes });
       owned.push(verifier);
       target = verifier;
@@ -136,7 +137,7 @@ export async function runSpeculativeGenerate(c: SpeculativeRunContext): Promise<
       if (draftCheckpoint) {
         const d = draftCheckpoint;
         makeDraftVerifier = async () => {
-          const m = await GpuModel.create(gpu, d.config, d.weights, await factoryFor(d.config, d.variant));
+          const m = await GpuModel.create(gpu, d.config, d.weights, await factoryFor(d.config, d.variant), { withMedusa: true });
           return GpuTreeVerifier.create(m, d.variant.compiled, d.weights, { maxNodes: verifierNodes, ownsModel: true, sizes });
         };
       }

@@ -129,7 +129,8 @@ export async function runTraining(req: TrainRequest): Promise<TrainOutcome> {
   } else {
     if (!req.gpu) throw new TrainSetupError('no GPU was given for --device gpu');
     const { gpu, prepareAttention } = await req.gpu();
-    const factory = await prepareAttention({ gpu, config, program: variant.compiled, source: variant.program });
+    // The micro-batch, so the attention's gradient plan can be sized for the batch it trains at.
+    const factory = await prepareAttention({ gpu, config, program: variant.compiled, source: variant.program, batch: options.batch });
     try {
       trainer = await GpuTrainer.create(gpu, config, weights, variant.params, factory);
     } catch (e) {
