@@ -2,6 +2,7 @@
 // and five linear variants, each trained by `linattn train`'s own code (runTraining) on the GPU:
 //
 //   softmax            the baseline (examples/variants/softmax.la; its backward from the lse stage)
+//   softmax_rope       the same with RoPE on q and k (LLaMA's attention): the baseline with a position encoding
 //   elu                elu+1 linear attention
 //   elu_aug, relu_aug  linear attention + the masked depthwise convolution on V (the paper's augmentation)
 //   llama_linearized   local (group C) + grouped + masked conv with the paper's kernel: K 32 for their 63-tap centred one
@@ -55,6 +56,7 @@ export interface VariantSpec {
 /** The variants of the experiment, with the options they run with at the nano scale. */
 export const EXPERIMENT_VARIANTS: readonly VariantSpec[] = [
   { name: 'softmax', file: 'examples/variants/softmax.la', options: {}, what: 'softmax attention (the baseline), no position encoding, as every variant here' },
+  { name: 'softmax_rope', file: 'examples/models/llama/softmax_rope.la', options: {}, what: 'softmax attention with RoPE (LLaMA\'s attention): the baseline with a position encoding' },
   { name: 'elu', file: 'examples/paper/elu.la', options: {}, what: 'elu+1 linear attention' },
   { name: 'elu_aug', file: 'examples/paper/elu_aug.la', options: { K: 4 }, what: 'elu+1 linear attention + masked depthwise conv on V (K taps)' },
   { name: 'relu_aug', file: 'examples/paper/relu_aug.la', options: { K: 4 }, what: 'ReLU linear attention + masked depthwise conv on V (K taps)' },
@@ -128,7 +130,7 @@ export interface ExperimentReport {
   readonly calibration: Readonly<Record<string, number>>;
   readonly runs: RunRecord[];
   /**
-   * The model that scores every run's sample (softmax when it ran, else the causal run of lowest validation loss):
+   * The model that scores every run's sample (softmax_rope or softmax when it ran, else the causal run of lowest validation loss):
    * its validation loss is what held-out text costs it, the scale a sample's judge_loss reads against.
    */
   judge?: { readonly name: string; readonly val_loss: number };
@@ -164,7 +166,7 @@ export async function runExperiments(o: ExperimentOptions = {}): Promise<Experim
 
   const baseConfig = loadConfig(base);
   const optionsOf = (v: VariantSpec): Record<string, number> => ({
-    ...v.options, ...(smoke ? SMOKE_OPTIONS[v.name] : {}), ...(v.name === 'softmax' ? { D: baseConfig.headDim } : {}), ...overrides[v.name],
+    ...v.options, ...(smoke ? SMOKE_OPTIONS[v.name] : {}), ...(v.name.startsWith('softmax') ? { D: baseConfig.headDim } : {}), ...overrides[v.name],
   });
   const configs = new Map(specs.map((v) => [v.name, writeVariantConfig(base, v, optionsOf(v), join(out, 'configs', `${v.name}.json`))]));
   const tokenizer = loadTokenizer(baseConfig);
@@ -235,7 +237,7 @@ export async function runExperiments(o: ExperimentOptions = {}): Promise<Experim
     });
     save();
   }
-  const judge = report.runs.find((r) => r.name === 'softmax') ?? [...report.runs].filter((r) => !r.noncausal).sort((a, b) => a.val_loss - b.val_loss)[0];
+  const judge = report.runs.find((r) => r.name === 'softmax_rope') ?? report.runs.find((r) => r.name === 'softmax') ?? [...report.runs].filter((r) => !r.noncausal).sort((a, b) => a.val_loss - b.val_loss)[0];
   if (judge) {
     report.judge = { name: judge.name, val_loss: judge.val_loss };
     const losses = await judgeSamples(gpu, join(out, judge.dir), report.runs.map((r) => r.sample));
