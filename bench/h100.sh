@@ -3,7 +3,13 @@
 # autotuned, with the roofline), the PyTorch baselines, decoding and speculative decoding. Each step has its own
 # time limit so that one slow step cannot eat the call; logs go to $OUT.
 #   bash .gpu/remote.sh bash bench/h100.sh [kernels] [torch] [decode] [torch-model] [speculative] [train] [backward]
-#                                          [hf-fixtures] [hf-baseline] [hf-decode] [kernels-results]
+#                                          [hf-fixtures] [hf-baseline] [hf-decode] [kernels-results] [model-results]
+#                                          [experiments] [medusa-trained] [backward-sweep]
+# model-results: bench/results/h200-model.json (decode.ts + torch_model_baseline.py, merged by h200-model.ts).
+# experiments (carry data/, after npm run data:kjv): docs/experiments.md's runs; medusa-trained: nano trained on KJV,
+# Medusa heads on it, bench/medusa.ts (fixed trees and --tree auto) — docs/speculative.md's "On a trained model".
+# The whole of the next session's plan fits one call: kernels-results model-results medusa-trained backward-sweep
+# (about 560 s; experiments in a second call).
 # kernels-results: bench/results/h200-kernels.json's figures (issue 15) into $OUT/h200-kernels.json: PyTorch's
 # hand-chunked elu_dwconv, elu, elu_aug, retnet, then every variant fused and unfused at its default schedule.
 set -uo pipefail
@@ -29,6 +35,18 @@ for s in $steps; do
     hf-baseline) timeout ${T_HF_BASELINE:-240} python3 tools/hf_decode_baseline.py --out "$OUT/hf_decode_baseline.json" ;;
     hf-decode) timeout ${T_HF_DECODE:-240} tsx bench/hf_decode.ts --baseline "$OUT/hf_decode_baseline.json" &&
       timeout ${T_HF_DECODE:-240} tsx bench/hf_decode.ts --attention linearized-aug --tree 64 ;;
+    model-results) OUT=$OUT/decode timeout ${T_DECODE:-90} tsx bench/decode.ts --attention compiled
+      OUT=$OUT/torchm timeout ${T_TORCH_MODEL:-70} python3 bench/torch_model_baseline.py
+      tsx bench/h200-model.ts --decode "$OUT/decode/decode.json" --torch "$OUT/torchm/torch_model_baseline.json" --out "$OUT/h200-model.json" ;;
+    experiments) timeout ${T_EXPERIMENTS:-420} tsx bench/experiments.ts --data data/kjv.txt --steps ${EXPERIMENT_STEPS:-160} --out "$OUT/experiments"
+      rm -f "$OUT"/experiments/runs/*/*.safetensors ;;
+    medusa-trained) mkdir -p "$OUT/runs" "$OUT/medusa"
+      timeout ${T_BASE:-90} tsx src/cli/linattn.ts train --config examples/models/nano/config.json --data data/kjv.txt --out "$OUT/runs/nano" --steps 1200 --batch 32 --block 256 --lr 2e-3 --eval-every 200 --save-every 200
+      timeout ${T_HEADS:-45} tsx src/cli/linattn.ts train-medusa --model "$OUT/runs/nano" --data data/kjv.txt --heads 3 --out "$OUT/runs/nano-medusa" --steps 600 --batch 32 --block 256 --lr 2e-3 --eval-every 200 --save-every 200
+      timeout ${T_BENCH:-90} tsx bench/medusa.ts --model "$OUT/runs/nano-medusa" --data data/kjv.txt --prompts 8 --tokens 128 --out "$OUT/medusa"
+      rm -f "$OUT"/runs/*/*.safetensors ;;
+    backward-sweep) timeout ${T_BACKWARD_SWEEP:-150} tsx bench/kernels.ts --backward --variants elu_dwconv,elu_aug,retnet,softmax --t 4096 --d 64 --iters 10 --rounds 2 \
+      --grad-schedules 16x32x512,32x32x256,16x16x512,16x32x512s16,16x32x512s4 ;;
     backward) timeout ${T_BACKWARD:-400} tsx bench/kernels.ts --backward --variants ${BACKWARD_VARIANTS:-elu_dwconv} --t 4096 --d 64
               timeout 180 python3 bench/torch_baseline.py --backward --t 4096 --d 64 --out "$OUT" ;;
   esac 2>&1 | tee "$OUT/$s.log"
