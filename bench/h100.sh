@@ -8,8 +8,8 @@
 # model-results: bench/results/h200-model.json (decode.ts + torch_model_baseline.py, merged by h200-model.ts).
 # experiments (carry data/, after npm run data:kjv): docs/experiments.md's runs; medusa-trained: nano trained on KJV,
 # Medusa heads on it, bench/medusa.ts (fixed trees and --tree auto) — docs/speculative.md's "On a trained model".
-# The whole of the next session's plan fits one call: kernels-results model-results medusa-trained backward-sweep
-# (about 560 s; experiments in a second call).
+# One call of about 560 s: kernels-results model-results medusa-trained (each under its own limit); a second:
+# backward-sweep experiments hf-decode.
 # kernels-results: bench/results/h200-kernels.json's figures (issue 15) into $OUT/h200-kernels.json: PyTorch's
 # hand-chunked elu_dwconv, elu, elu_aug, retnet, then every variant fused and unfused at its default schedule.
 set -uo pipefail
