@@ -221,11 +221,11 @@ describe('deterministic reductions', () => {
 describe('AdamW', () => {
   const layout: ParamLayout = (() => {
     const slots = [
-      { name: 'a', shape: [5, 7], offset: 0, size: 35, decay: true },
-      { name: 'gain', shape: [9], offset: 64, size: 9, decay: false },
-      { name: 'b', shape: [100], offset: 128, size: 100, decay: true },
+      { name: 'a', shape: [5, 7], offset: 0, size: 35, decay: true, group: 0, groupOffset: 0 },
+      { name: 'gain', shape: [9], offset: 64, size: 9, decay: false, group: 0, groupOffset: 64 },
+      { name: 'b', shape: [100], offset: 128, size: 100, decay: true, group: 0, groupOffset: 128 },
     ];
-    return { slots, totalFloats: 256, alignFloats: 64, byName: new Map(slots.map((s) => [s.name, s])) };
+    return { slots, totalFloats: 256, alignFloats: 64, byName: new Map(slots.map((s) => [s.name, s])), groups: [{ start: 0, floats: 256 }] };
   })();
   const inside = (i: number) => layout.slots.some((s) => i >= s.offset && i < s.offset + s.size);
   const state = (seed: number) => {

@@ -1,6 +1,8 @@
 // What every GPU trainer keeps and does around its own forward and backward: the flat parameter, gradient and
 // AdamW moment buffers of one layout (param-layout.ts), the step that ends with one gradient-norm reduction and
-// one AdamW dispatch, and the readbacks. gpu-trainer.ts (the decoder LM) and medusa-gpu-trainer.ts (Medusa heads
+// one AdamW dispatch per group, and the readbacks. A layout over one storage binding is cut into groups
+// (groupLayout), a buffer of each kind per group: the squares of every group's gradient go into one partials
+// buffer, reduced to one global norm² before any group's AdamW reads it, so clipping stays global. gpu-trainer.ts (the decoder LM) and medusa-gpu-trainer.ts (Medusa heads
 // on a frozen base) differ only in what a micro-batch records; both hand that to trainStep as `accumulate`.
 //
 // A step is submitted in call order: zero the gradients, each micro-batch's commands (the caller's, writing its
@@ -11,7 +13,7 @@ import { adamwParams, type AdamWStep } from '../../../backends/wgsl/train-adamw.
 import { BufferUsage, MapMode, throwIfDeviceErrors, type Gpu } from '../../runtime/device.ts';
 import { destroyDispatch, encodeDispatch, type BoundDispatch } from '../../runtime/model-kernels.ts';
 import { bindAdamW, bindSumBlocks, type TrainKernels } from '../../runtime/train-kernels.ts';
-import { packFlat, type ParamLayout } from './param-layout.ts';
+import { groupLayout, packFlat, type ParamLayout } from './param-layout.ts';
 import type { OptimizerMoments, StepResult, TrainerSnapshot } from './trainer.ts';
 
 /** Micro-batch losses one readback holds (and evaluation batches per submit round). */
@@ -25,6 +27,11 @@ export interface OptimizerHooks {
   readonly scatterParams?: (encoder: GPUCommandEncoder) => void;
 }
 
+export interface FlatOptimizerOptions {
+  /** Bytes one group's buffer may hold, below the adapter's binding limit (tests cut a tiny layout into groups). */
+  readonly maxBinding?: number;
+}
+
 export class GpuFlatOptimizer {
   private readonly staging: GPUBuffer[];
   private readonly pending: (Promise<unknown> | undefined)[] = [undefined, undefined];
@@ -32,19 +39,22 @@ export class GpuFlatOptimizer {
   /** Settles when the last trainStep called has been submitted. */
   private submission: Promise<void> = Promise.resolve();
   private readonly normDispatches: BoundDispatch[];
-  private readonly adamw: BoundDispatch;
+  private readonly adamw: BoundDispatch[];
 
   private constructor(
     readonly gpu: Gpu,
+    /** The layout grouped for this adapter: a kernel binds slot s in params[s.group] at s.groupOffset. */
     readonly layout: ParamLayout,
-    readonly params: GPUBuffer,
-    readonly grads: GPUBuffer,
+    /** One buffer per layout group. */
+    readonly params: readonly GPUBuffer[],
+    readonly grads: readonly GPUBuffer[],
     /** f32 [LOSS_SLOTS]: the mean loss of each micro-batch (or evaluation batch) of a round. */
     readonly losses: GPUBuffer,
-    private readonly m: GPUBuffer,
-    private readonly v: GPUBuffer,
+    private readonly m: readonly GPUBuffer[],
+    private readonly v: readonly GPUBuffer[],
     private readonly stats: GPUBuffer,
-    private readonly adamUniform: GPUBuffer,
+    /** AdamW's uniform per group (its float count and tensor count differ). */
+    private readonly adamUniforms: readonly GPUBuffer[],
     private readonly owned: GPUBuffer[],
     kernels: TrainKernels,
     private readonly hooks: OptimizerHooks,
@@ -53,26 +63,36 @@ export class GpuFlatOptimizer {
     this.staging = [0, 1].map((i) => device.createBuffer({ label: `step readback ${i}`, size: 4 * (LOSS_SLOTS + 4), usage: BufferUsage.MAP_READ | BufferUsage.COPY_DST }));
     const total = layout.totalFloats;
     const perBlock = Math.max(4096, Math.ceil(total / NORM_BLOCKS_MAX / 256) * 256);
-    const blocks = Math.ceil(total / perBlock);
+    // Each group's squares fill its own run of blocks of one partials buffer; one reduction sums them all.
+    const firstBlock: number[] = [];
+    let blocks = 0;
+    for (const g of layout.groups) {
+      firstBlock.push(blocks);
+      blocks += Math.ceil(g.floats / perBlock);
+    }
     const partials = device.createBuffer({ label: 'gradient norm partials', size: 4 * blocks, usage: BufferUsage.STORAGE });
     owned.push(partials);
     this.normDispatches = [
-      bindSumBlocks(gpu, kernels, { x: grads, out: partials }, { count: total, perBlock, outIndex: 0, scale: 1, square: true }, 'gradient squares'),
+      ...layout.groups.map((g, i) =>
+        bindSumBlocks(gpu, kernels, { x: grads[i], out: partials }, { count: g.floats, perBlock, outIndex: firstBlock[i], scale: 1, square: true }, `gradient squares, group ${i}`)),
       bindSumBlocks(gpu, kernels, { x: partials, out: stats }, { count: blocks, perBlock: blocks, outIndex: 0, scale: 1, square: false }, 'gradient norm²'),
     ];
-    const table = device.createBuffer({ label: 'parameter table', size: 12 * layout.slots.length, usage: BufferUsage.STORAGE | BufferUsage.COPY_DST });
-    device.queue.writeBuffer(table, 0, Uint32Array.from(layout.slots.flatMap((s) => [s.offset, s.offset + s.size, s.decay ? 1 : 0])));
-    owned.push(table);
-    this.adamw = bindAdamW(gpu, kernels, { p: params, g: grads, m, v, table, stats, params: adamUniform }, total, 'AdamW');
+    this.adamw = layout.groups.map((g, i) => {
+      const slots = layout.slots.filter((s) => s.group === i);
+      const table = device.createBuffer({ label: `parameter table, group ${i}`, size: 12 * slots.length, usage: BufferUsage.STORAGE | BufferUsage.COPY_DST });
+      device.queue.writeBuffer(table, 0, Uint32Array.from(slots.flatMap((s) => [s.groupOffset, s.groupOffset + s.size, s.decay ? 1 : 0])));
+      owned.push(table);
+      return bindAdamW(gpu, kernels, { p: params[i], g: grads[i], m: m[i], v: v[i], table, stats, params: adamUniforms[i] }, g.floats, `AdamW, group ${i}`);
+    });
   }
 
   /** The flat buffers of `layout` with the parameters `initial` (packed, the layout's) and zero moments. */
-  static create(gpu: Gpu, kernels: TrainKernels, layout: ParamLayout, initial: Float32Array<ArrayBuffer>, hooks: OptimizerHooks = {}): GpuFlatOptimizer {
-    if (initial.length !== layout.totalFloats) throw new Error(`optimizer: ${initial.length} initial floats for a layout of ${layout.totalFloats}`);
-    const maxBind = Math.min(gpu.limits.maxStorageBufferBindingSize, gpu.limits.maxBufferSize);
-    if (layout.totalFloats * 4 > maxBind) {
-      throw new Error(`the model's ${layout.totalFloats} parameters (${(layout.totalFloats * 4 / 2 ** 20).toFixed(1)} MiB) exceed one storage binding on ${gpu.adapterName} (${maxBind} bytes)`);
-    }
+  static create(
+    gpu: Gpu, kernels: TrainKernels, flatLayout: ParamLayout, initial: Float32Array<ArrayBuffer>, hooks: OptimizerHooks = {}, options: FlatOptimizerOptions = {},
+  ): GpuFlatOptimizer {
+    if (initial.length !== flatLayout.totalFloats) throw new Error(`optimizer: ${initial.length} initial floats for a layout of ${flatLayout.totalFloats}`);
+    const maxBind = Math.min(gpu.limits.maxStorageBufferBindingSize, gpu.limits.maxBufferSize, options.maxBinding ?? Infinity);
+    const layout = groupLayout(flatLayout, maxBind);
     const { device } = gpu;
     const owned: GPUBuffer[] = [];
     const flat = (label: string, floats: number) => {
@@ -81,16 +101,20 @@ export class GpuFlatOptimizer {
       return b;
     };
     try {
-      const params = flat('parameters', layout.totalFloats);
-      device.queue.writeBuffer(params, 0, initial);
-      const grads = flat('gradients', layout.totalFloats);
-      const m = flat('AdamW m', layout.totalFloats);
-      const v = flat('AdamW v', layout.totalFloats);
+      const perGroup = (label: string) => layout.groups.map((g, i) => flat(layout.groups.length > 1 ? `${label}, group ${i}` : label, g.floats));
+      const params = perGroup('parameters');
+      layout.groups.forEach((g, i) => device.queue.writeBuffer(params[i], 0, initial, g.start, g.floats)); // offset and size in elements
+      const grads = perGroup('gradients');
+      const m = perGroup('AdamW m');
+      const v = perGroup('AdamW v');
       const stats = flat('gradient norm²', 4);
       const losses = flat('micro-batch losses', LOSS_SLOTS);
-      const adamUniform = device.createBuffer({ label: 'AdamW step', size: 48, usage: BufferUsage.UNIFORM | BufferUsage.COPY_DST });
-      owned.push(adamUniform);
-      return new GpuFlatOptimizer(gpu, layout, params, grads, losses, m, v, stats, adamUniform, owned, kernels, hooks);
+      const adamUniforms = layout.groups.map((_, i) => {
+        const u = device.createBuffer({ label: `AdamW step, group ${i}`, size: 48, usage: BufferUsage.UNIFORM | BufferUsage.COPY_DST });
+        owned.push(u);
+        return u;
+      });
+      return new GpuFlatOptimizer(gpu, layout, params, grads, losses, m, v, stats, adamUniforms, owned, kernels, hooks);
     } catch (e) {
       for (const b of owned) b.destroy();
       throw e;
@@ -122,12 +146,15 @@ export class GpuFlatOptimizer {
     await this.pending[ring];
     await this.zeroThen(count, accumulate);
     const { device } = this.gpu;
-    device.queue.writeBuffer(this.adamUniform, 0, adamwParams(adam, this.layout.totalFloats, this.layout.slots.length));
+    this.layout.groups.forEach((g, i) => {
+      const tensors = this.layout.slots.filter((s) => s.group === i).length;
+      device.queue.writeBuffer(this.adamUniforms[i], 0, adamwParams(adam, g.floats, tensors));
+    });
     const encoder = device.createCommandEncoder({ label: `optimiser step ${adam.step}` });
     this.hooks.gatherGrads?.(encoder);
     const pass = encoder.beginComputePass({ label: `gradient norm and AdamW, step ${adam.step}` });
     for (const d of this.normDispatches) encodeDispatch(pass, d);
-    encodeDispatch(pass, this.adamw);
+    for (const d of this.adamw) encodeDispatch(pass, d);
     pass.end();
     this.hooks.scatterParams?.(encoder);
     const staging = this.staging[ring];
@@ -186,22 +213,25 @@ export class GpuFlatOptimizer {
   /** Restores the optimiser (resume): its moments and the number of steps taken. */
   setOptimizerState(moments: OptimizerMoments, steps: number): void {
     if (!(Number.isInteger(steps) && steps >= 0)) throw new Error(`optimizer state: ${steps} steps`);
-    this.gpu.device.queue.writeBuffer(this.m, 0, packFlat(this.layout, moments.m));
-    this.gpu.device.queue.writeBuffer(this.v, 0, packFlat(this.layout, moments.v));
+    const [m, v] = [packFlat(this.layout, moments.m), packFlat(this.layout, moments.v)];
+    this.layout.groups.forEach((g, i) => {
+      this.gpu.device.queue.writeBuffer(this.m[i], 0, m, g.start, g.floats);
+      this.gpu.device.queue.writeBuffer(this.v[i], 0, v, g.start, g.floats);
+    });
     this.steps = steps;
   }
 
   /** Frees the buffers; call after idle(). */
   destroy(): void {
     for (const b of [...this.owned, ...this.staging]) b.destroy();
-    for (const d of [...this.normDispatches, this.adamw]) destroyDispatch(d);
+    for (const d of [...this.normDispatches, ...this.adamw]) destroyDispatch(d);
   }
 
   /** Zeroes the flat gradient, then lets the caller submit `count` micro-batches into it. */
   private async zeroThen(count: number, accumulate: () => Promise<void>): Promise<void> {
     if (count < 1 || count > LOSS_SLOTS) throw new Error(`a step takes 1..${LOSS_SLOTS} micro-batches, got ${count}`);
     const clear = this.gpu.device.createCommandEncoder({ label: 'zero gradients' });
-    clear.clearBuffer(this.grads);
+    for (const g of this.grads) clear.clearBuffer(g);
     this.gpu.device.queue.submit([clear.finish()]);
     await accumulate();
   }
@@ -225,23 +255,27 @@ export class GpuFlatOptimizer {
     return { losses: Array.from(data.subarray(0, count)), norm2: data[LOSS_SLOTS] };
   }
 
-  /** A whole flat buffer of the layout (parameters, gradients or a moment), read back. */
-  async readFlat(buffer: GPUBuffer): Promise<Float32Array> {
+  /** The groups' buffers of one kind (parameters, gradients or a moment) read back and packed in layout order. */
+  async readFlat(buffers: readonly GPUBuffer[]): Promise<Float32Array> {
     const { device } = this.gpu;
-    const bytes = this.layout.totalFloats * 4;
-    const staging = device.createBuffer({ label: `readback of ${buffer.label}`, size: bytes, usage: BufferUsage.MAP_READ | BufferUsage.COPY_DST });
-    try {
-      const encoder = device.createCommandEncoder({ label: `readback of ${buffer.label}` });
-      encoder.copyBufferToBuffer(buffer, 0, staging, 0, bytes);
-      device.queue.submit([encoder.finish()]);
-      await staging.mapAsync(MapMode.READ);
-      const out = new Float32Array(staging.getMappedRange().slice(0));
-      staging.unmap();
-      throwIfDeviceErrors(this.gpu, `reading ${buffer.label}`);
-      return out;
-    } finally {
-      staging.destroy();
+    const out = new Float32Array(this.layout.totalFloats);
+    // One group at a time: a staging buffer never exceeds the largest group.
+    for (const [i, g] of this.layout.groups.entries()) {
+      const buffer = buffers[i];
+      const staging = device.createBuffer({ label: `readback of ${buffer.label}`, size: g.floats * 4, usage: BufferUsage.MAP_READ | BufferUsage.COPY_DST });
+      try {
+        const encoder = device.createCommandEncoder({ label: `readback of ${buffer.label}` });
+        encoder.copyBufferToBuffer(buffer, 0, staging, 0, g.floats * 4);
+        device.queue.submit([encoder.finish()]);
+        await staging.mapAsync(MapMode.READ);
+        out.set(new Float32Array(staging.getMappedRange()), g.start);
+        staging.unmap();
+        throwIfDeviceErrors(this.gpu, `reading ${buffer.label}`);
+      } finally {
+        staging.destroy();
+      }
     }
+    return out;
   }
 }
 

@@ -75,9 +75,10 @@ export interface TrainContext {
   readonly config: ModelConfig;
   readonly model: ModelKernels;
   readonly kernels: TrainKernels;
+  /** The optimizer's grouped layout: slot s lives in params[s.group] / grads[s.group] at s.groupOffset. */
   readonly layout: ParamLayout;
-  readonly params: GPUBuffer;
-  readonly grads: GPUBuffer;
+  readonly params: readonly GPUBuffer[];
+  readonly grads: readonly GPUBuffer[];
   /** Mean losses, one float per micro-batch slot. */
   readonly losses: GPUBuffer;
   /** Split-K layers for a weight gradient [out, in] over `rows` (1: none). */
@@ -189,8 +190,8 @@ export async function buildTrainStep(ctx: TrainContext, b: number, t: number): P
     const partialFloats = splitPartialFloats(ctx, gradProblems);
     const partials = partialFloats > 0 ? buffer('split-K partials', partialFloats) : undefined;
 
-    const p = (name: string): Binding => { const s = slotOf(layout, name); return floatRange(ctx.params, s.offset, s.size); };
-    const gr = (name: string): Binding => { const s = slotOf(layout, name); return floatRange(ctx.grads, s.offset, s.size); };
+    const p = (name: string): Binding => { const s = slotOf(layout, name); return floatRange(ctx.params[s.group], s.groupOffset, s.size); };
+    const gr = (name: string): Binding => { const s = slotOf(layout, name); return floatRange(ctx.grads[s.group], s.groupOffset, s.size); };
     const lmName = config.tieWordEmbeddings ? 'model.embed_tokens.weight' : 'lm_head.weight';
     const layerName = (l: number, n: string) => `model.layers.${l}.${n}`;
 

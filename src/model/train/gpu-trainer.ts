@@ -28,6 +28,8 @@ export interface GpuTrainerOptions {
   readonly splitK?: number | 'auto';
   /** The most bytes of logits one LM-head block holds (default 64 MiB). */
   readonly logitsBlockBytes?: number;
+  /** Bytes one group of the flat optimizer's buffers may hold, below the adapter's limit (tests cut the layout into groups). */
+  readonly maxParamBinding?: number;
 }
 
 /** An attention layer that is not a TrainableGpuAttention: its variant has no GPU backward (yet). */
@@ -102,18 +104,19 @@ export class GpuTrainer implements Trainer {
       // before the norm, their new values leave it after AdamW.
       optimizer = GpuFlatOptimizer.create(gpu, kernels, layout, host, {
         gatherGrads: (encoder) => {
-          for (const layer of layerParams) for (const p of layer) encoder.copyBufferToBuffer(p.grad, 0, optimizer!.grads, p.slot.offset * 4, p.slot.size * 4);
+          for (const layer of layerParams) for (const p of layer) encoder.copyBufferToBuffer(p.grad, 0, optimizer!.grads[p.slot.group], p.slot.groupOffset * 4, p.slot.size * 4);
         },
         scatterParams: (encoder) => {
-          for (const layer of layerParams) for (const p of layer) encoder.copyBufferToBuffer(optimizer!.params, p.slot.offset * 4, p.value, 0, p.slot.size * 4);
+          for (const layer of layerParams) for (const p of layer) encoder.copyBufferToBuffer(optimizer!.params[p.slot.group], p.slot.groupOffset * 4, p.value, 0, p.slot.size * 4);
         },
-      });
+      }, { maxBinding: options.maxParamBinding });
+      const grouped = optimizer.layout;
 
       const attention: TrainableGpuAttention[] = [];
       for (let l = 0; l < config.numLayers; l++) {
         const ps = attentionParams.map((spec) => {
           const name = `model.layers.${l}.self_attn.${spec.name}`;
-          const slot = layout.byName.get(name)!;
+          const slot = grouped.byName.get(name)!;
           const value = flat(name, slot.size);
           device.queue.writeBuffer(value, 0, host, slot.offset, slot.size); // offset and size in elements
           return { name: spec.name, slot, value, grad: flat(`∂loss/∂${name}`, slot.size) };
@@ -128,12 +131,12 @@ export class GpuTrainer implements Trainer {
       }
       const matmuls = trainMatmulCache(gpu);
       const ctx: TrainContext = {
-        gpu, config, model, kernels, layout, params: optimizer.params, grads: optimizer.grads, losses: optimizer.losses,
+        gpu, config, model, kernels, layout: grouped, params: optimizer.params, grads: optimizer.grads, losses: optimizer.losses,
         splits: weightGradSplits(gpu, options.splitK),
         logitsBudget: Math.floor((options.logitsBlockBytes ?? 64 * 2 ** 20) / 4),
         matmul: matmuls.get,
       };
-      return new GpuTrainer(gpu, config, layout, ctx, optimizer, owned, attention, layerParams, matmuls.destroy);
+      return new GpuTrainer(gpu, config, grouped, ctx, optimizer, owned, attention, layerParams, matmuls.destroy);
     } catch (e) {
       for (const b of owned) b.destroy();
       optimizer?.destroy();

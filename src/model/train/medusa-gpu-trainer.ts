@@ -123,11 +123,11 @@ export class MedusaGpuTrainer implements Trainer {
         }
         return a;
       });
-      optimizer = GpuFlatOptimizer.create(gpu, trainKernels, layout, packFlat(layout, tensors));
+      optimizer = GpuFlatOptimizer.create(gpu, trainKernels, layout, packFlat(layout, tensors), {}, { maxBinding: options.maxParamBinding });
       const metrics = gpu.device.createBuffer({ label: 'Medusa evaluation metrics', size: 4 * LOSS_SLOTS * 2 * M, usage: BufferUsage.STORAGE | BufferUsage.COPY_SRC });
       const matmuls = trainMatmulCache(gpu);
       const ctx: TrainContext = {
-        gpu, config, model: modelKernels, kernels: trainKernels, layout, params: optimizer.params, grads: optimizer.grads, losses: optimizer.losses,
+        gpu, config, model: modelKernels, kernels: trainKernels, layout: optimizer.layout, params: optimizer.params, grads: optimizer.grads, losses: optimizer.losses,
         splits: weightGradSplits(gpu, options.splitK),
         logitsBudget: Math.floor((options.logitsBlockBytes ?? 64 * 2 ** 20) / 4),
         matmul: matmuls.get,
@@ -354,8 +354,8 @@ export class MedusaGpuTrainer implements Trainer {
       const partials = partialFloats > 0 ? buffer('split-K partials', partialFloats) : undefined;
       const lossPartials = buffer('loss partials', Math.ceil((M * R) / 1024));
       const slot = (name: string) => ctx.layout.byName.get(name)!;
-      const param = (name: string): Binding => floatRange(ctx.params, slot(name).offset, slot(name).size);
-      const grad = (name: string): Binding => floatRange(ctx.grads, slot(name).offset, slot(name).size);
+      const param = (name: string): Binding => floatRange(ctx.params[slot(name).group], slot(name).groupOffset, slot(name).size);
+      const grad = (name: string): Binding => floatRange(ctx.grads[slot(name).group], slot(name).groupOffset, slot(name).size);
 
       // Base rows → heads' rows: every row normed; for self, the base LM head block by block and its argmax.
       const prologue: BoundDispatch[] = [bound(bindNormRows(gpu, this.modelKernels, { x: base.x.buffer, gain: this.base.norm.buffer, y: xn }, baseRows, `final norm, every row [${tag}]`))];

@@ -21,6 +21,16 @@ export interface ParamSlot {
   /** Floats of the tensor (the product of its shape). */
   readonly size: number;
   readonly decay: boolean;
+  /** The flat group (one GPU buffer each) holding the tensor whole; 0 unless groupLayout split the layout. */
+  readonly group: number;
+  /** First float of the tensor in its group's buffer: offset − the group's start. */
+  readonly groupOffset: number;
+}
+
+/** A run of whole tensors that the GPU keeps in one buffer: floats [start, start + floats) of the flat layout. */
+export interface ParamGroup {
+  readonly start: number;
+  readonly floats: number;
 }
 
 export interface ParamLayout {
@@ -30,6 +40,8 @@ export interface ParamLayout {
   readonly alignFloats: number;
   /** The slot of each tensor name. */
   readonly byName: ReadonlyMap<string, ParamSlot>;
+  /** Consecutive ranges covering [0, totalFloats); one unless groupLayout split the layout. */
+  readonly groups: readonly ParamGroup[];
 }
 
 /** Default alignment: 256 bytes, WebGPU's minStorageBufferOffsetAlignment on every adapter we know. */
@@ -57,10 +69,31 @@ function layoutOf(specs: readonly TensorSpec[], alignBytes: number, decay: (name
   let at = 0;
   for (const { name, shape } of specs) {
     const size = shape.reduce((a, b) => a * b, 1);
-    slots.push({ name, shape, offset: at, size, decay: decay(name) });
+    slots.push({ name, shape, offset: at, size, decay: decay(name), group: 0, groupOffset: at });
     at = roundUp(at + size);
   }
-  return { slots, totalFloats: at, alignFloats, byName: new Map(slots.map((s) => [s.name, s])) };
+  return { slots, totalFloats: at, alignFloats, byName: new Map(slots.map((s) => [s.name, s])), groups: [{ start: 0, floats: at }] };
+}
+
+/**
+ * The same layout (offsets, totalFloats: the host's flat arrays and checkpoints do not change) cut into groups of
+ * at most `maxBytes` each, greedily in layout order, every tensor whole inside one: a GPU binds one group's buffer
+ * per tensor, and a layout over one storage binding (a 7B model's Medusa heads, ≈ 3 GB) still trains. Group
+ * starts are tensor offsets, so they stay aligned. Throws naming a tensor that alone exceeds `maxBytes`.
+ */
+export function groupLayout(layout: ParamLayout, maxBytes: number): ParamLayout {
+  const limit = Math.floor(maxBytes / 4);
+  const roundUp = (n: number) => Math.ceil(n / layout.alignFloats) * layout.alignFloats;
+  const starts: number[] = [];
+  const slots = layout.slots.map((s) => {
+    if (roundUp(s.size) > limit) throw new Error(`parameter '${s.name}' (${s.size} floats, ${(s.size * 4 / 2 ** 20).toFixed(1)} MiB) exceeds one storage binding (${maxBytes} bytes)`);
+    if (starts.length === 0 || roundUp(s.offset + s.size) - starts[starts.length - 1] > limit) starts.push(s.offset);
+    const group = starts.length - 1;
+    return { ...s, group, groupOffset: s.offset - starts[group] };
+  });
+  if (starts.length === 0) starts.push(0);
+  const groups = starts.map((start, g) => ({ start, floats: (g + 1 < starts.length ? starts[g + 1] : layout.totalFloats) - start }));
+  return { ...layout, slots, byName: new Map(slots.map((s) => [s.name, s])), groups };
 }
 
 /** The slot of `name`; throws naming the tensor when the layout has none. */
