@@ -2,8 +2,9 @@
 // heads (≈ 3 GB) exceed one storage binding, so their parameters, gradients and moments live in several buffers.
 // Reproduced on the tiny model and tiny heads with the limit lowered to a few hundred bytes (≥ 3 groups): the
 // steps' losses, gradient norms and parameters equal one group's (to 1e-6: the norm² is summed in another order),
-// a checkpoint's files are byte-identical, a resumed grouped run equals an uninterrupted one, and a tensor alone
-// over the limit is refused by name.
+// a checkpoint's files are byte-identical (unclipped steps: bit-equal values), a grouped run saved, loaded and
+// resumed equals an uninterrupted one (run-training's resume path: loadCheckpoint, create, setOptimizerState), and
+// a tensor alone over the limit is refused by name.
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -13,8 +14,8 @@ import { GpuTrainer } from '../src/model/train/gpu-trainer.ts';
 import { MedusaGpuTrainer } from '../src/model/train/medusa-gpu-trainer.ts';
 import type { TokenBatch, Trainer } from '../src/model/train/trainer.ts';
 import { compiledAttentionFactory } from '../src/runtime/compiled-attention.ts';
-import type { ModelWeights } from '../src/model/weights.ts';
-import { randn, type TensorData } from '../src/tensor.ts';
+import { weightsToTensors, type MedusaHeadWeights, type ModelWeights } from '../src/model/weights.ts';
+import { randn, toFloat32, type TensorData } from '../src/tensor.ts';
 import { gpu } from './helpers/gpu.ts';
 import { simpleTrainableAttentionFactory } from './helpers/simple-attention-train.ts';
 import { randomTokens, smallModel } from './helpers/train.ts';
@@ -104,7 +105,7 @@ describe('the flat optimizer in groups under a lowered binding limit', async () 
     await expect(create(256)).rejects.toThrow(/parameter 'model\.embed_tokens\.weight' .* exceeds one storage binding \(256 bytes\)/);
   });
 
-  it('Medusa heads: three clipped steps in ≥ 3 groups equal one group\'s', async () => {
+  describe('Medusa heads', async () => {
     const [M, H, V] = [2, 8, 40];
     const base = smallModel({ vocab: V, hidden: H, intermediate: 12, layers: 2, heads: 2, headDim: 4 }, 7);
     const config = { ...base.config, medusa: { numHeads: M } };
@@ -112,14 +113,45 @@ describe('the flat optimizer in groups under a lowered binding limit', async () 
     const attention = await compiledAttentionFactory(g, base.variant.compiled, 2, 4);
     const data = micro(V, 2, 14, [1, 2]);
     // 1280 bytes: exactly one [40, 8] LM head, so every proj and head sits in a group of its own but the first.
-    const grouped = await MedusaGpuTrainer.create(g, config, base.weights, heads, 'data', attention, { maxParamBinding: 1280 });
-    const whole = await MedusaGpuTrainer.create(g, config, base.weights, heads, 'data', attention);
-    try {
-      expect(grouped.layout.groups.length).toBeGreaterThanOrEqual(3);
-      await compareSteps(grouped, whole, data, 3, 1);
-    } finally {
-      await grouped.destroy();
-      await whole.destroy();
-    }
+    const createHeads = (maxParamBinding?: number, from: readonly MedusaHeadWeights<TensorData>[] = heads) =>
+      MedusaGpuTrainer.create(g, config, base.weights, from, 'data', attention, maxParamBinding === undefined ? {} : { maxParamBinding });
+
+    it('three clipped steps in ≥ 3 groups equal one group\'s', async () => {
+      const [grouped, whole] = [await createHeads(1280), await createHeads()];
+      try {
+        expect(grouped.layout.groups.length).toBeGreaterThanOrEqual(3);
+        await compareSteps(grouped, whole, data, 3, 1);
+      } finally {
+        await grouped.destroy();
+        await whole.destroy();
+      }
+    });
+
+    it('a grouped checkpoint\'s files equal one group\'s, and resuming it equals an uninterrupted grouped run', async () => {
+      const [straight, cut, whole] = [await createHeads(1280), await createHeads(1280), await createHeads()];
+      const [cutDir, wholeDir] = [tmp(), tmp()];
+      const frozen = new Map([...weightsToTensors(config, base.weights, base.variant.params)].map(([name, t]) => [name, toFloat32(t)]));
+      const medusaState = { ...state(3), medusa: { heads: M, target: 'data' as const, base: '/virtual' } };
+      try {
+        for (let step = 1; step <= 3; step++) for (const t of [straight, cut, whole]) await t.trainStep(data, adam(step, 0));
+        saveCheckpoint(cutDir, cut.layout, await cut.snapshot(), medusaState, frozen);
+        saveCheckpoint(wholeDir, whole.layout, await whole.snapshot(), medusaState, frozen);
+        for (const f of [MODEL_FILE, OPTIMIZER_FILE]) expect(readFileSync(join(cutDir, f)).equals(readFileSync(join(wholeDir, f))), f).toBe(true);
+        const ckpt = loadCheckpoint(cutDir, config, base.variant.params, (name) => name.startsWith('medusa.'));
+        const resumed = await createHeads(1280, ckpt.weights.medusa);
+        try {
+          resumed.setOptimizerState(ckpt.moments, 3);
+          for (let step = 4; step <= 5; step++) {
+            const [r, s] = [await resumed.trainStep(data, adam(step, 1)), await straight.trainStep(data, adam(step, 1))];
+            expect([r.loss, r.gradNorm], `step ${step}`).toEqual([s.loss, s.gradNorm]);
+          }
+          expect(await resumed.snapshot()).toEqual(await straight.snapshot());
+        } finally {
+          await resumed.destroy();
+        }
+      } finally {
+        for (const t of [straight, cut, whole]) await t.destroy();
+      }
+    });
   });
 });
