@@ -1,6 +1,7 @@
 // Where every trainable tensor lives in the trainer's flat buffers. Parameters, gradients and AdamW's two
-// moments are each one f32 buffer of `totalFloats`, with the same layout, so the optimiser updates all of
-// them in one dispatch and the global gradient norm is one reduction. Each tensor starts at a multiple of
+// moments are each one f32 array of `totalFloats`, with the same layout, so the optimiser updates all of
+// them in one dispatch and the global gradient norm is one reduction. On the GPU a layout over one storage
+// binding is cut into groups (groupLayout), a buffer each: one dispatch per group, the same flat offsets. Each tensor starts at a multiple of
 // `alignFloats` (256 bytes: WebGPU's storage-binding offset alignment), so a kernel can bind any tensor as
 // its own range; the gaps between tensors stay zero in all four buffers.
 //
