@@ -29,9 +29,13 @@ export interface CommitIo {
 
 export interface TreeAttention {
   /** Records verification of `nNodes` draft nodes after `pos` committed tokens; the state is read only. */
-  encodeTree(pass: GPUComputePassEncoder, io: TreeIo, state: Readonly<Record<string, GPUBuffer>>, b: number, pos: number, nNodes: number): void;
-  /** Records the fold of an accepted path of `pathLength` nodes into the state (nothing when 0); the caller then advances pos by pathLength. */
-  encodeCommit(pass: GPUComputePassEncoder, io: CommitIo, state: Readonly<Record<string, GPUBuffer>>, b: number, pos: number, nNodes: number, pathLength: number): void;
+  encodeTree(pass: GPUComputePassEncoder, io: TreeIo, state: Readonly<Record<string, GPUBuffer>>, b: number, pos: number, nNodes: number, dims?: GPUBuffer): void;
+  /**
+   * Records the fold of an accepted path of `pathLength` nodes into the state (nothing when 0); the caller then advances pos by pathLength.
+   * With `dims` (a uniform buffer the GPU fills: chained speculation), the kernels read b, the path length, pos0 and N
+   * from it instead of the host's pos and pathLength, which then only bound the launch.
+   */
+  encodeCommit(pass: GPUComputePassEncoder, io: CommitIo, state: Readonly<Record<string, GPUBuffer>>, b: number, pos: number, nNodes: number, pathLength: number, dims?: GPUBuffer): void;
 }
 
 export interface TreeAttentionFactory {
@@ -131,25 +135,25 @@ class TreeLayer implements TreeAttention {
     this.commitDims = dims('commit');
   }
 
-  encodeTree(pass: GPUComputePassEncoder, io: TreeIo, state: Readonly<Record<string, GPUBuffer>>, b: number, pos: number, nNodes: number): void {
+  encodeTree(pass: GPUComputePassEncoder, io: TreeIo, state: Readonly<Record<string, GPUBuffer>>, b: number, pos: number, nNodes: number, dims?: GPUBuffer): void {
     this.check(b, pos, nNodes);
     const all = this.buffers(io.inputs, state, this.scratch.get([this.tree.plan, this.commit.plan], b));
     all[TREE_PARENTS] = io.parents;
     all['out:o'] = io.o;
-    const bound = this.bound('t', this.tree, all, b, nNodes, this.treeDims);
-    this.gpu.device.queue.writeBuffer(this.treeDims, 0, Uint32Array.of(b, nNodes, pos, 0));
+    const bound = this.bound('t', this.tree, all, b, nNodes, dims ?? this.treeDims);
+    if (!dims) this.gpu.device.queue.writeBuffer(this.treeDims, 0, Uint32Array.of(b, nNodes, pos, 0));
     this.tree.encode(pass, bound);
   }
 
-  encodeCommit(pass: GPUComputePassEncoder, io: CommitIo, state: Readonly<Record<string, GPUBuffer>>, b: number, pos: number, nNodes: number, pathLength: number): void {
+  encodeCommit(pass: GPUComputePassEncoder, io: CommitIo, state: Readonly<Record<string, GPUBuffer>>, b: number, pos: number, nNodes: number, pathLength: number, dims?: GPUBuffer): void {
     this.check(b, pos, nNodes);
     if (!Number.isInteger(pathLength) || pathLength < 0 || pathLength > nNodes) throw new Error(`${this.label}: accepted path of ${pathLength} nodes from a tree of ${nNodes}`);
     if (pathLength === 0) return;
     const all = this.buffers(io.inputs, state, this.scratch.get([this.tree.plan, this.commit.plan], b));
     all[TREE_PATH] = io.path;
-    const bound = this.bound('c', this.commit, all, b, pathLength, this.commitDims);
+    const bound = this.bound('c', this.commit, all, b, pathLength, dims ?? this.commitDims);
     // dims.pad carries the tree's node count (the row stride of the node inputs the gather reads).
-    this.gpu.device.queue.writeBuffer(this.commitDims, 0, Uint32Array.of(b, pathLength, pos, nNodes));
+    if (!dims) this.gpu.device.queue.writeBuffer(this.commitDims, 0, Uint32Array.of(b, pathLength, pos, nNodes));
     this.commit.encode(pass, bound);
   }
 
@@ -172,7 +176,7 @@ class TreeLayer implements TreeAttention {
 
   private bound(kind: string, runner: PlanRunner, all: Record<string, GPUBuffer>, b: number, t: number, dims: GPUBuffer): ReturnType<PlanRunner['bind']> {
     const names = runner.plan.kernels.flatMap((k) => k.bindings.map((x) => x.buffer));
-    const key = `${kind}:${b}:${[...new Set(names)].map((n) => `${n}=${idOf(all[n])}`).join(',')}`;
+    const key = `${kind}:${b}:${idOf(dims)}:${[...new Set(names)].map((n) => `${n}=${idOf(all[n])}`).join(',')}`;
     let bound = this.binds.get(key);
     if (!bound) {
       bound = runner.bind(all, b, t, 0, dims);
