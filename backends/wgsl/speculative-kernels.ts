@@ -192,3 +192,69 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
 }
 `;
 }
+
+/**
+ * Chained greedy Medusa speculation (one sequence): after a step's picks and heads, one invocation
+ *   - walks from the accepted node (acceptedRowWgsl's) to the root and writes the path [L] the commit reads;
+ *   - appends the step's tokens (the path's drafts, then the bonus = the pick at the accepted node) to the ring;
+ *   - advances the committed position and writes the next commit's dims (1, L, pos, N) and the next tree's
+ *     dims (1, N, pos + L, 0), which the host copies into the kernels' uniforms before the next step;
+ *   - assembles the next tree's tokens in place: root = the bonus, a node of depth d ≥ 2 whose last rank is r =
+ *     head (d − 2)'s rank-r candidate at the accepted node (an id ≥ vocab, no candidate, becomes 0: verification
+ *     still decides), a padding row (depth 1) = the root.
+ * State words (u32): [0, 4) tree dims, [4, 8) commit dims, 8 pos, 9 ring count, 10 steps, lens [steps] at
+ * params.lensAt, the topology [N] × (depth, last rank) at params.topoAt, the ring at params.ringAt.
+ */
+export function chainAcceptWgsl(): string {
+  return `// chained speculation: acceptance, the token ring, the positions and the next tree
+struct Params { nodes: u32, vocab: u32, headStride: u32, topoAt: u32, ringAt: u32, lensAt: u32, pad0: u32, pad1: u32 }
+@group(0) @binding(0) var<storage, read_write> tokens: array<u32>; // [N] the tree's tokens, then the next tree's
+@group(0) @binding(1) var<storage, read> parents: array<f32>; // [N]
+@group(0) @binding(2) var<storage, read> picks: array<u32>; // [N]
+@group(0) @binding(3) var<storage, read> accepted: array<u32>; // [1]
+@group(0) @binding(4) var<storage, read> heads: array<u32>; // [head][headStride] top-k ids
+@group(0) @binding(5) var<storage, read_write> path: array<f32>; // [L]
+@group(0) @binding(6) var<storage, read_write> st: array<u32>;
+@group(0) @binding(7) var<uniform> params: Params;
+
+const NONE = 0xffffffffu;
+
+@compute @workgroup_size(1)
+fn main() {
+  let N = params.nodes;
+  let node = accepted[0];
+  let L = st[params.topoAt + 2u * node];
+  var n = node;
+  for (var i = L; i > 0u; i--) {
+    path[i - 1u] = f32(n);
+    n = u32(max(round(parents[n]), 0.0));
+  }
+  var count = st[9];
+  for (var i = 1u; i < L; i++) {
+    st[params.ringAt + count] = tokens[u32(round(path[i]))];
+    count++;
+  }
+  let bonus = picks[node];
+  st[params.ringAt + count] = bonus;
+  st[9] = count + 1u;
+  let steps = st[10];
+  st[params.lensAt + steps] = L;
+  st[10] = steps + 1u;
+  let pos = st[8];
+  st[4] = 1u; st[5] = L; st[6] = pos; st[7] = N;
+  st[8] = pos + L;
+  st[0] = 1u; st[1] = N; st[2] = pos + L; st[3] = 0u;
+  tokens[0] = bonus;
+  for (var c = 1u; c < N; c++) {
+    let d = st[params.topoAt + 2u * c];
+    let r = st[params.topoAt + 2u * c + 1u];
+    var tok = bonus;
+    if (d >= 2u && r != NONE) {
+      tok = heads[(d - 2u) * params.headStride + r];
+      if (tok >= params.vocab) { tok = 0u; }
+    }
+    tokens[c] = tok;
+  }
+}
+`;
+}

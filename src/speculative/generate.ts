@@ -16,6 +16,9 @@ import type { OptionSummary, SpeculationPolicy } from './speculation-controller.
 import { treeFromParents, type TokenTree } from './token-tree.ts';
 import type { TreeShape } from './tree-spec.ts';
 import type { TreeVerifier, VerifyResult } from './verifier.ts';
+import { staticTopology, topologyTree, type StaticTopology } from './chain.ts';
+import type { Candidate } from './candidate.ts';
+import type { ChainResult } from './gpu-verifier.ts';
 
 export interface SpeculativeOptions {
   /** New tokens, EOS included (the prefill's token counts). */
@@ -33,6 +36,16 @@ export interface SpeculativeOptions {
   readonly onTokens?: (ids: readonly number[]) => void;
   /** Cost-aware speculation: shape and maxNodes are then unused. */
   readonly auto?: AutoSpeculation;
+  /**
+   * Greedy Medusa with a static tree on a verifier that chains (GpuTreeVerifier.runChain): runs of this many
+   * tree steps per submit and readback, drafting and acceptance on the GPU. Off (unset or 0) by default.
+   */
+  readonly chainSteps?: number;
+}
+
+/** A verifier that can run chained steps (gpu-verifier.ts). */
+interface ChainingVerifier {
+  runChain(tree: TokenTree, topology: StaticTopology, steps: number, medusaK: number): Promise<ChainResult>;
 }
 
 /** A tree a policy may choose: option i + 1 of the policy is trees[i]. */
@@ -96,6 +109,15 @@ export async function speculativeGenerate(
     while (draws.length <= i) draws.push(stream());
     return draws[i];
   };
+  let chain: { verifier: ChainingVerifier; topology: StaticTopology; steps: number; medusaK: number } | undefined;
+  if (opts.chainSteps) {
+    const why = sampled ? 'greedy decoding' : opts.auto ? 'a fixed --tree' : !draft.medusaTopK ? 'the Medusa draft' : !('runChain' in verifier) ? 'the GPU verifier' : undefined;
+    if (why) throw new Error(`chained speculation (chainSteps ${opts.chainSteps}) needs ${why}`);
+    const topology = staticTopology(opts.shape);
+    if (topology.depth > (draft.maxDepth ?? Infinity)) throw new Error(`chained speculation: tree ${opts.shape.spec} is ${topology.depth} levels deep; the draft has ${draft.maxDepth} heads`);
+    chain = { verifier: verifier as unknown as ChainingVerifier, topology, steps: opts.chainSteps, medusaK: draft.medusaTopK! };
+  }
+  let medusa: readonly Candidate[][] | undefined;
   // The general rejection rule (sampled drafts) draws from its own stream.
   const rejection = rng(((opts.seed ?? 0) ^ 0x5bd1e995) >>> 0);
 
@@ -137,6 +159,7 @@ export async function speculativeGenerate(
       : acceptByPicks(tree, result.picks);
     verifier.commit(path);
     await draft.accepted?.(tree, path, bonus, result);
+    medusa = result.medusa;
     return { fresh: [...path.slice(1).map((n) => tree.tokens[n]), bonus], gpuMs: result.gpuMs };
   };
   if (!done()) await draft.begin?.({ tokens: [...prompt, first] });
@@ -162,6 +185,24 @@ export async function speculativeGenerate(
     if (resumed) await draft.resume?.(ctx);
     resumed = false;
     const { shape, maxNodes } = trees[option - 1];
+    const runSteps = chain ? Math.min(chain.steps, opts.maxTokens - out.length) : 0;
+    // Every step of a run moves the root at most depth + 1 positions and reads depth positions past its root.
+    if (chain && medusa && pos + runSteps * (chain.topology.depth + 1) <= (opts.maxPosition ?? Infinity)) {
+      const tb = performance.now();
+      const first = topologyTree(chain.topology, out[out.length - 1], medusa);
+      const run = await chain.verifier.runChain(first, chain.topology, runSteps, chain.medusaK);
+      verifyMs += performance.now() - tb;
+      medusa = run.medusa;
+      const end = run.path[run.path.length - 1];
+      await draft.accepted?.(first, run.path, 0, { picks: [], medusa: run.medusa, medusaNode: end });
+      for (const fresh of run.steps) {
+        if (done()) break;
+        treeNodes += first.tokens.length - 1;
+        acceptedPerStep.push(fresh.length);
+        emit(fresh);
+      }
+      continue;
+    }
     const depthLimit = Math.max(0, Math.min(opts.maxTokens - out.length - 1, (opts.maxPosition ?? Infinity) - pos - 1));
     const ta = performance.now();
     const tree = await expandTree(shape, draft, ctx, { budget: maxNodes, depthLimit });

@@ -26,7 +26,10 @@ import { BufferUsage, MapMode, throwIfDeviceErrors } from '../runtime/device.ts'
 import { ProfilingPass, timeDispatchesOf, type DispatchTime } from '../runtime/dispatch-profile.ts';
 import { compileTreeAttention, type TreeAttention } from '../runtime/tree-attention.ts';
 import type { Candidate } from './candidate.ts';
+import { chainAcceptWgsl } from '../../backends/wgsl/speculative-kernels.ts';
+import { compileKernel } from '../runtime/pipeline-cache.ts';
 import { GpuSpeculativeHeads, MAX_TOP_K } from './gpu-heads.ts';
+import type { StaticTopology } from './chain.ts';
 import type { TokenTree } from './token-tree.ts';
 import {
   checkPath,
@@ -70,7 +73,35 @@ interface Layout {
   readonly bytes: number;
 }
 
+/** Most steps of one chained run (runChain). */
+export const MAX_CHAIN_STEPS = 64;
+const CHAIN_LENS = 11;
+const CHAIN_TOPO = CHAIN_LENS + MAX_CHAIN_STEPS;
+
+/** What a chained run (runChain) read back: its tokens, per step, and the heads at its last accepted node. */
+export interface ChainResult {
+  /** Tokens each step emitted (accepted drafts + the bonus), step by step. */
+  readonly steps: readonly (readonly number[])[];
+  /** The heads' candidates at the last step's accepted node: [head][rank] (ids ≥ vocab dropped). */
+  readonly medusa: Candidate[][];
+  /** The last step's accepted path (node indices from the root): pending, committed with the next step. */
+  readonly path: readonly number[];
+}
+
+interface Chain {
+  readonly pipeline: GPUComputePipeline;
+  readonly state: GPUBuffer;
+  readonly treeDims: GPUBuffer;
+  readonly commitDims: GPUBuffer;
+  readonly params: GPUBuffer;
+  readonly staging: GPUBuffer;
+  readonly groups: Map<StepPlan, GPUBindGroup>;
+}
+
 export class GpuTreeVerifier implements TreeVerifier, BatchTreeVerifier {
+  /** Buffers mapped for reading since creation (the prefill's excluded): one per step, one per chained run. */
+  mapCalls = 0;
+  private chain: Chain | undefined;
   private sampled = false;
   private last: Verified | undefined;
   private pending: readonly (readonly number[])[] | undefined;
@@ -115,7 +146,7 @@ export class GpuTreeVerifier implements TreeVerifier, BatchTreeVerifier {
       factory.layer(Object.fromEntries(Object.entries(l.attention).map(([name, t]) => [name, t.buffer])), `layer ${n} tree attention`),
     );
     const heads = await GpuSpeculativeHeads.create(gpu, config, weights.medusa, model.weights.norm, maxBatch * opts.maxNodes, maxBatch, model.maxWeightBuffer);
-    const f32 = (label: string) => gpu.device.createBuffer({ label, size: 4 * maxBatch * opts.maxNodes, usage: BufferUsage.STORAGE | BufferUsage.COPY_DST });
+    const f32 = (label: string) => gpu.device.createBuffer({ label, size: 4 * maxBatch * opts.maxNodes, usage: BufferUsage.STORAGE | BufferUsage.COPY_DST | BufferUsage.COPY_SRC });
     const sizes = new Set(opts.sizes ?? []);
     for (let n = 1; n < opts.maxNodes; n *= 2) sizes.add(n);
     sizes.add(opts.maxNodes);
@@ -213,6 +244,7 @@ export class GpuTreeVerifier implements TreeVerifier, BatchTreeVerifier {
     this.last = { trees: req.trees, plan, rows };
 
     try {
+      this.mapCalls++;
       await staging.mapAsync(MapMode.READ, 0, layout.bytes);
     } catch (e) {
       throwIfDeviceErrors(gpu, 'tree step');
@@ -287,7 +319,136 @@ export class GpuTreeVerifier implements TreeVerifier, BatchTreeVerifier {
     return timeDispatchesOf(this.model.gpu, pass.dispatches, repeats);
   }
 
+  /**
+   * Greedy Medusa speculation chained on the GPU, batch 1: `steps` tree steps of one static topology in one
+   * submit and one readback. The first tree is `tree` (root = the last token, the rest the heads' candidates
+   * from the previous verification, as `topology.tokens` builds it); each later tree is assembled on the GPU
+   * from the heads at the accepted node (chainAcceptWgsl), which also accepts, writes the path the next commit
+   * reads and the positions the tree and commit kernels read from uniforms it fills. The last path stays pending.
+   */
+  async runChain(tree: TokenTree, topology: StaticTopology, steps: number, medusaK: number): Promise<ChainResult> {
+    if (this.sampled) throw new Error('chained speculation: greedy only');
+    if (this.model.batchSize !== 1) throw new Error('chained speculation: batch 1 only');
+    if (!(Number.isInteger(steps) && steps >= 1 && steps <= MAX_CHAIN_STEPS)) throw new Error(`chained speculation: steps must be 1..${MAX_CHAIN_STEPS}, got ${steps}`);
+    if (!(medusaK >= 1) || this.heads.medusaHeads < 1) throw new Error('chained speculation: needs Medusa heads');
+    if (tree.tokens.length !== topology.depths.length) throw new Error(`chained speculation: a tree of ${tree.tokens.length} nodes for a topology of ${topology.depths.length}`);
+    const { gpu } = this.model;
+    const { device } = gpu;
+    const chain = await this.chainOf();
+    const start = this.position;
+    const { plan, rows } = await this.upload({ trees: [tree], medusaTopK: medusaK });
+    const N = rows;
+    const topo = new Uint32Array(2 * N);
+    for (let n = 0; n < N; n++) {
+      topo[2 * n] = n < topology.depths.length ? topology.depths[n] : 1;
+      topo[2 * n + 1] = n < topology.depths.length && n > 0 ? topology.ranks[n] : 0xffffffff;
+    }
+    const ringAt = CHAIN_TOPO + 2 * this.maxNodes;
+    device.queue.writeBuffer(chain.state, 8 * 4, Uint32Array.of(start, 0, 0));
+    device.queue.writeBuffer(chain.state, CHAIN_TOPO * 4, topo);
+    device.queue.writeBuffer(chain.params, 0, Uint32Array.of(N, this.vocabSize, this.maxBatch * MAX_TOP_K, CHAIN_TOPO, ringAt, CHAIN_LENS, 0, 0));
+    let group = chain.groups.get(plan);
+    if (!group) {
+      group = device.createBindGroup({
+        label: 'chain accept',
+        layout: chain.pipeline.getBindGroupLayout(0),
+        entries: [plan.ids, this.parents, plan.rowTokens!, this.heads.accepted, this.heads.ids, this.path, chain.state, chain.params].map((buffer, binding) => ({ binding, resource: { buffer } })),
+      });
+      chain.groups.set(plan, group);
+    }
+    const pending0 = this.pending?.[0]?.length ?? 0;
+    const encoder = device.createCommandEncoder({ label: `chained tree steps [${steps} × ${rows} rows]` });
+    const last: Verified = { trees: [tree], plan, rows };
+    for (let i = 0; i < steps; i++) {
+      if (i > 0) {
+        encoder.copyBufferToBuffer(chain.state, 0, chain.treeDims, 0, 16);
+        encoder.copyBufferToBuffer(chain.state, 16, chain.commitDims, 0, 16);
+      }
+      const pass = encoder.beginComputePass({ label: `chained tree step ${i}` });
+      if (i === 0) await this.encode(pass, plan, 1, rows, medusaK, 0, false);
+      else {
+        const states = this.model.attentionStates.map((s) => s.buffers!);
+        this.layers.forEach((layer, l) => {
+          const io = plan.layerIo[l];
+          layer.encodeCommit(pass, { inputs: { q: io.q.buffer, k: io.k.buffer, v: io.v.buffer }, path: this.path }, states[l], 1, start, rows, rows, chain.commitDims);
+        });
+        encodeStepWith(
+          pass, plan,
+          (p, n, io) => this.layers[n].encodeTree(p, { inputs: { q: io.q, k: io.k, v: io.v }, parents: this.parents, o: io.o }, states[n], 1, start, rows, chain.treeDims),
+          'ids', 'argmax', { logits: false },
+        );
+        await this.heads.encode(pass, plan, { b: 1, rows, parents: this.parents, medusaK, ownK: 0 });
+      }
+      pass.setPipeline(chain.pipeline);
+      pass.setBindGroup(0, group);
+      pass.dispatchWorkgroups(1);
+      pass.end();
+    }
+    const M = this.heads.medusaHeads;
+    const ringWords = steps * this.maxNodes;
+    const headWords = M * this.maxBatch * MAX_TOP_K;
+    const pathAt = 4 * (ringAt + ringWords);
+    const headsAt = pathAt + 4 * this.maxNodes;
+    const bytes = headsAt + 4 * headWords;
+    encoder.copyBufferToBuffer(chain.state, 0, chain.staging, 0, 4 * (ringAt + ringWords));
+    encoder.copyBufferToBuffer(this.path, 0, chain.staging, pathAt, 4 * this.maxNodes);
+    encoder.copyBufferToBuffer(this.heads.ids, 0, chain.staging, headsAt, 4 * headWords);
+    device.queue.submit([encoder.finish()]);
+    this.pending = undefined;
+    this.last = last;
+    try {
+      this.mapCalls++;
+      await chain.staging.mapAsync(MapMode.READ, 0, bytes);
+    } catch (e) {
+      throwIfDeviceErrors(gpu, 'chained tree steps');
+      throw new Error(`chained tree steps: reading the result back failed: ${(e as Error).message}`);
+    }
+    const data = new Uint32Array(chain.staging.getMappedRange(0, bytes).slice(0));
+    chain.staging.unmap();
+    throwIfDeviceErrors(gpu, 'chained tree steps');
+    const lens = Array.from(data.subarray(CHAIN_LENS, CHAIN_LENS + steps));
+    const out: number[][] = [];
+    let at = ringAt;
+    for (const L of lens) {
+      out.push(Array.from(data.subarray(at, at + L)));
+      at += L;
+    }
+    const lastLen = lens[steps - 1];
+    const path = Array.from(new Float32Array(data.buffer, pathAt, lastLen), (x) => Math.round(x));
+    // Committed in this submit: the pending path and every step's path but the last.
+    this.model.advance(pending0 + lens.slice(0, -1).reduce((a, b) => a + b, 0));
+    this.pending = [path];
+    const V = this.vocabSize;
+    const medusa = Array.from({ length: M }, (_, h) =>
+      Array.from(data.subarray(headsAt / 4 + this.heads.medusaOffset(h), headsAt / 4 + this.heads.medusaOffset(h) + medusaK), (token) => ({ token, prob: 0 })).filter((c) => c.token < V),
+    );
+    return { steps: out, medusa, path };
+  }
+
+  private async chainOf(): Promise<Chain> {
+    if (this.chain) return this.chain;
+    const { device } = this.model.gpu;
+    const pipeline = await compileKernel(this.model.gpu, {
+      label: 'chain accept',
+      code: chainAcceptWgsl(),
+      bindings: ['storage', 'read-only-storage', 'read-only-storage', 'read-only-storage', 'read-only-storage', 'storage', 'storage', 'uniform'],
+    });
+    const words = CHAIN_TOPO + 2 * this.maxNodes + MAX_CHAIN_STEPS * this.maxNodes;
+    const uniform = (label: string) => device.createBuffer({ label, size: 32, usage: BufferUsage.UNIFORM | BufferUsage.COPY_DST });
+    this.chain = {
+      pipeline,
+      state: device.createBuffer({ label: 'chain state', size: 4 * words, usage: BufferUsage.STORAGE | BufferUsage.COPY_DST | BufferUsage.COPY_SRC }),
+      treeDims: uniform('chain tree dims'),
+      commitDims: uniform('chain commit dims'),
+      params: uniform('chain params'),
+      staging: device.createBuffer({ label: 'chain readback', size: 4 * (words + this.maxNodes + this.heads.medusaHeads * this.maxBatch * MAX_TOP_K), usage: BufferUsage.MAP_READ | BufferUsage.COPY_DST }),
+      groups: new Map(),
+    };
+    return this.chain;
+  }
+
   async destroy(): Promise<void> {
+    if (this.chain) for (const b of [this.chain.state, this.chain.treeDims, this.chain.commitDims, this.chain.params, this.chain.staging]) b.destroy();
     this.heads.destroy();
     this.parents.destroy();
     this.path.destroy();

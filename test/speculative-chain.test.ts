@@ -1,0 +1,74 @@
+// Chained greedy Medusa speculation (GpuTreeVerifier.runChain, chainSteps): runs of R tree steps per submit, the
+// trees assembled, accepted and positioned on the GPU, emit exactly the tokens of unchained speculation and of
+// plain greedy decoding (float64) — for R = 1, 3, 4, chain:3 and a sparse tree, across max-token and EOS stops —
+// with one readback per run instead of one per step. The model (llama_linearized: groups of 4 positions, so a
+// wrong committed position changes the output) is random with its LM head tied to the embeddings and its
+// attention and MLP outputs scaled by 0.2, so its greedy text is runs of repeated tokens that change with the
+// state (17,160,160,246,246,246,…); the heads are Medusa-1's start (proj 0, lm_head = the base's), so they are
+// accepted inside a run and refused at its end: paths of 1 to 4 nodes.
+import { afterAll, describe, expect, it } from 'vitest';
+import { cpuModel } from '../src/model/cpu-forward.ts';
+import { GpuModel } from '../src/model/gpu-model.ts';
+import { compiledAttentionFactory } from '../src/runtime/compiled-attention.ts';
+import { speculativeGenerate } from '../src/speculative/generate.ts';
+import { GpuTreeVerifier } from '../src/speculative/gpu-verifier.ts';
+import { MedusaDraft } from '../src/speculative/medusa-draft.ts';
+import { parseTreeSpec } from '../src/speculative/tree-spec.ts';
+import { gpu } from './helpers/gpu.ts';
+import { makeModel, MODEL_SPECS, plainGreedy } from './helpers/speculative.ts';
+
+const cleanup: (() => Promise<void>)[] = [];
+afterAll(async () => {
+  for (const c of cleanup.reverse()) await c();
+});
+
+describe('chained Medusa speculation on the GPU', () => {
+  const base = makeModel(MODEL_SPECS[1], 202);
+  const w = base.weights;
+  const scaled = <T extends { data: Float64Array }>(t: T): T => ({ ...t, data: t.data.map((x) => 0.2 * x) });
+  const weights = {
+    ...w,
+    lmHead: w.embedTokens,
+    layers: w.layers.map((l) => ({ ...l, oProj: scaled(l.oProj), downProj: scaled(l.downProj) })),
+    medusa: w.medusa.map((h) => ({ proj: { ...h.proj, data: new Float64Array(h.proj.data.length) }, lmHead: w.embedTokens })),
+  };
+  const m = { ...base, weights, cpu: cpuModel(base.config, weights) };
+  const PROMPT = [72, 101, 108, 108, 111, 32, 108, 108];
+  const N = 24;
+
+  it('emits plain greedy decoding\'s tokens with one readback per run of R steps', async () => {
+    const g = await gpu();
+    const factory = await compiledAttentionFactory(g, m.variant.compiled, base.config.numHeads, base.config.headDim);
+    const model = await GpuModel.create(g, base.config, weights, factory);
+    const verifier = await GpuTreeVerifier.create(model, base.variant.compiled, weights, { maxNodes: 4, ownsModel: true });
+    cleanup.push(() => verifier.destroy());
+    const want = plainGreedy(m, PROMPT, N);
+    const eos = want[13];
+    const wantEos = want.slice(0, want.indexOf(eos) + 1);
+    for (const spec of ['chain:3', '[[0],[1],[0,0]]']) {
+      const shape = parseTreeSpec(spec);
+      const run = async (chainSteps: number, maxTokens: number, stop?: number) => {
+        const before = verifier.mapCalls;
+        const r = await speculativeGenerate(verifier, new MedusaDraft(3, 2), PROMPT, {
+          maxTokens, shape, maxNodes: 3, ...(stop !== undefined && { eos: stop }), ...(chainSteps > 0 && { chainSteps }),
+        });
+        return { ...r, maps: verifier.mapCalls - before };
+      };
+      const plain = await run(0, N);
+      expect(plain.tokens, spec).toEqual(want);
+      expect(plain.meanAccepted, spec).toBeGreaterThan(1.5);
+      for (const R of [1, 3, 4]) {
+        for (const max of [N, 17]) {
+          const r = await run(R, max);
+          expect(r.tokens, `${spec} R=${R} max ${max}`).toEqual(want.slice(0, max));
+          // The root-only first step reads back once, every run once after it.
+          expect(r.maps, `${spec} R=${R}`).toBeLessThanOrEqual(1 + Math.ceil((r.steps - 1) / R) + 1);
+          if (R > 1 && max === N) expect(r.maps).toBeLessThan(plain.maps);
+        }
+        const e = await run(R, N, eos);
+        expect(e.tokens, `${spec} R=${R} eos`).toEqual(wantEos);
+        expect(e.stopReason).toBe('eos');
+      }
+    }
+  }, 120_000);
+});
