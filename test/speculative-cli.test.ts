@@ -65,6 +65,13 @@ describe('linattn generate --speculate', () => {
     }
   });
 
+  it('--chain-steps R chains greedy Medusa tree steps on the GPU, output identical to plain decoding', async () => {
+    const r = await run(['--model', target, '--device', 'gpu', '--speculate', 'medusa', '--tree', 'chain:2', '--chain-steps', '3', '--max-tokens', '20']);
+    expect(r.code, r.err).toBe(0);
+    expect(r.err).toMatch(/--tree chain:2, --chain-steps 3, --max-nodes 2/);
+    expect(r.err).toMatch(/plain decoding, same run: 20 tokens, .*output identical to plain decoding/);
+  });
+
   it.each([['cpu'], ['gpu']])('without --tree (or --tree auto) switches between plain runs and trees and prints what each mode did (--device %s)', async (device) => {
     for (const args of [['--speculate', 'adaptive'], ['--speculate', 'medusa'], ['--speculate', 'oracle', '--tree', 'auto', '--max-nodes', '7']]) {
       const r = await run(['--model', target, '--device', device, ...args, '--max-tokens', '40']);
@@ -82,7 +89,9 @@ describe('linattn generate --speculate', () => {
     [['--speculate', 'ngram', '--tree', '[[0],[0,]]'], 2, /--tree "\[\[0\],\[0,\]\]": column 9: expected a rank/],
     [['--speculate', 'ngram', '--tree', '[[0],[0,0],[1]]', '--max-nodes', '2'], 2, /has 3 draft nodes, more than --max-nodes 2/],
     [['--speculate', 'ngram', '--max-nodes', 'many'], 2, /--max-nodes must be a positive integer/],
-    [['--tree', 'chain:3'], 2, /--tree and --max-nodes need --speculate/],
+    [['--tree', 'chain:3'], 2, /--tree, --max-nodes and --chain-steps need --speculate/],
+    [['--speculate', 'ngram', '--tree', 'chain:2', '--chain-steps', '2'], 2, /--chain-steps needs --speculate medusa and a static --tree/],
+    [['--speculate', 'medusa', '--tree', 'chain:2', '--chain-steps', '0'], 2, /--chain-steps must be an integer in 1\.\.64/],
     [['--speculate', 'draft:/nonexistent/dir'], 1, /draft model directory not found/],
     [['--speculate', `draft:${'/nonexistent/dir'}`, '--tree', 'best:2', '--temperature', '0.8'], 2, /--tree best:2 places a sampled draft's candidates by their values/],
   ])('exits %j → %i', async (args, code, message) => {

@@ -33,7 +33,7 @@ export function generateWith(prepare: PrepareAttention): Command {
     synopsis:
       'linattn generate --model DIR --prompt "…" [--max-tokens N] [--temperature T] [--top-k K] [--top-p P] [--seed S] [--device gpu|cpu]\n' +
       '                 [--attention KIND] [--medusa DIR] [--verbose]\n' +
-      '                 [--speculate ngram|adaptive|medusa|oracle|draft:DIR [--tree SPEC|auto] [--max-nodes N]]',
+      '                 [--speculate ngram|adaptive|medusa|oracle|draft:DIR [--tree SPEC|auto] [--max-nodes N] [--chain-steps R]]',
     summary: 'Continue a prompt with a model directory (linattn init-model makes one), streaming the text.',
     help: [
       'Prints the text on stdout, then prefill and decode tokens/s on stderr.',
@@ -57,11 +57,13 @@ export function generateWith(prepare: PrepareAttention): Command {
       '                       auto (the default) measures plain decoding and a few trees as it runs and uses the',
       '                       fastest, so speculation that does not pay falls back to plain decoding',
       '  --max-nodes N        draft nodes per step (default: the static tree\'s size, or 16; auto: of its largest tree)',
+      '  --chain-steps R      greedy --speculate medusa with a static --tree: R tree steps per submit, drafting and',
+      '                       acceptance on the GPU, one readback per R steps (default: off)',
     ].join('\n'),
     options: {
       model: { type: 'string' }, prompt: { type: 'string' }, 'max-tokens': { type: 'string' }, temperature: { type: 'string' },
       'top-k': { type: 'string' }, 'top-p': { type: 'string' }, seed: { type: 'string' }, device: { type: 'string' },
-      speculate: { type: 'string' }, tree: { type: 'string' }, 'max-nodes': { type: 'string' }, attention: { type: 'string' }, medusa: { type: 'string' },
+      speculate: { type: 'string' }, tree: { type: 'string' }, 'max-nodes': { type: 'string' }, 'chain-steps': { type: 'string' }, attention: { type: 'string' }, medusa: { type: 'string' },
       verbose: { type: 'boolean', short: 'v' },
     },
     async run({ values }, io) {

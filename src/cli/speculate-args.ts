@@ -3,6 +3,7 @@
 // cost-aware: it measures plain decoding and a few trees as it goes and uses the fastest
 // (src/speculative/speculation-controller.ts), so --speculate never makes generation much slower than plain.
 import { MAX_TOP_K } from '../speculative/gpu-heads.ts';
+import { MAX_CHAIN_STEPS } from '../speculative/gpu-verifier.ts';
 import type { SpeculateOptions } from '../speculative/run-speculative.ts';
 import { parseTreeSpec, TreeSpecError, type TreeShape } from '../speculative/tree-spec.ts';
 import { str, UsageError, type Values } from './args.ts';
@@ -15,8 +16,9 @@ export function parseSpeculateArgs(values: Values): SpeculateOptions | undefined
   const source = str(values, 'speculate');
   const tree = str(values, 'tree');
   const maxRaw = str(values, 'max-nodes');
+  const chainRaw = str(values, 'chain-steps');
   if (source === undefined) {
-    if (tree !== undefined || maxRaw !== undefined) throw new UsageError('--tree and --max-nodes need --speculate ngram|adaptive|medusa|oracle|draft:DIR');
+    if (tree !== undefined || maxRaw !== undefined || chainRaw !== undefined) throw new UsageError('--tree, --max-nodes and --chain-steps need --speculate ngram|adaptive|medusa|oracle|draft:DIR');
     return undefined;
   }
   if (!(['ngram', 'adaptive', 'medusa', 'oracle'].includes(source) || /^draft:.+/.test(source))) {
@@ -46,5 +48,13 @@ export function parseSpeculateArgs(values: Values): SpeculateOptions | undefined
   if (shape.kind === 'best' && source.startsWith('draft:') && Number(str(values, 'temperature') ?? 0) > 0) {
     throw new UsageError(`--tree ${shape.spec} places a sampled draft's candidates by their values, which the rejection rule forbids; with --temperature > 0 a draft model takes top:K or a static tree`);
   }
-  return { source, shape, maxNodes: nodes, auto };
+  let chainSteps: number | undefined;
+  if (chainRaw !== undefined) {
+    chainSteps = Number(chainRaw);
+    if (!/^\d+$/.test(chainRaw.trim()) || chainSteps < 1 || chainSteps > MAX_CHAIN_STEPS) throw new UsageError(`--chain-steps must be an integer in 1..${MAX_CHAIN_STEPS}, got ${JSON.stringify(chainRaw)}`);
+    if (source !== 'medusa' || auto || shape.kind !== 'static') throw new UsageError('--chain-steps needs --speculate medusa and a static --tree (chain:N or a list of paths)');
+    if (Number(str(values, 'temperature') ?? 0) > 0) throw new UsageError('--chain-steps is greedy only (--temperature 0)');
+    if (str(values, 'device') === 'cpu') throw new UsageError('--chain-steps needs --device gpu');
+  }
+  return { source, shape, maxNodes: nodes, auto, ...(chainSteps !== undefined && { chainSteps }) };
 }

@@ -40,6 +40,8 @@ export interface SpeculateOptions {
   readonly maxNodes: number;
   /** --tree auto (the default): a controller picks plain decoding or one of autoTrees() step by step. */
   readonly auto?: boolean;
+  /** --chain-steps R: greedy Medusa tree steps chained R per submit on the GPU (SpeculativeOptions.chainSteps). */
+  readonly chainSteps?: number;
 }
 
 /** Candidates per node a shape asks a draft for. */
@@ -49,7 +51,7 @@ function candidatesPerNode(shape: TreeShape): number {
 
 /** What --tree names in the report. */
 function treeName(args: SpeculateOptions): string {
-  return args.auto ? 'auto' : args.shape.spec;
+  return (args.auto ? 'auto' : args.shape.spec) + (args.chainSteps ? `, --chain-steps ${args.chainSteps}` : '');
 }
 
 export interface SpeculativeRunContext {
@@ -177,6 +179,7 @@ export async function runSpeculativeGenerate(c: SpeculativeRunContext): Promise<
       ...(eos !== undefined && { eos }),
       ...(config.maxPositionEmbeddings !== undefined && { maxPosition: config.maxPositionEmbeddings }),
       ...(auto && { auto }),
+      ...(args.chainSteps !== undefined && { chainSteps: args.chainSteps }),
       onTokens: (tokens) => {
         for (const id of tokens) {
           if (id === eos) continue;
