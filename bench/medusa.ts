@@ -1,7 +1,9 @@
 // Trained Medusa heads (linattn train-medusa) against plain decoding on held-out prompts: same model, same run.
 //
 //   npx tsx bench/medusa.ts --model DIR --data FILE… [--prompts N] [--prompt-tokens P] [--tokens N]
-//                           [--trees "SPEC;SPEC;…"] [--sources medusa,oracle,adaptive,ngram] [--no-profile] [--out DIR]
+//                           [--trees "SPEC;SPEC;…"] [--sources medusa,oracle,adaptive,ngram] [--chain-steps R] [--no-profile] [--out DIR]
+// --chain-steps R adds, for each static Medusa tree, a row with R tree steps chained per submit on the GPU
+// (GpuTreeVerifier.runChain; its tree reads "SPEC ×R").
 //
 // The prompts are N windows of P tokens (after BOS) spread evenly over the held-out part of the data — the last 10%
 // of the tokens (the run's own --val-fraction when DIR holds trainer_state.json), text the heads never trained on.
@@ -67,6 +69,7 @@ const { values } = parseArgs({
   options: {
     model: { type: 'string' }, data: { type: 'string', multiple: true }, prompts: { type: 'string' }, 'prompt-tokens': { type: 'string' },
     tokens: { type: 'string' }, trees: { type: 'string' }, sources: { type: 'string' }, out: { type: 'string' }, 'no-profile': { type: 'boolean' },
+    'chain-steps': { type: 'string' },
   },
 });
 if (!values.model || !values.data?.length) {
@@ -86,6 +89,7 @@ const newTokens = Number(values.tokens ?? (gpu.isSoftware ? 64 : 256));
 const sources = (values.sources ?? (heads > 0 ? 'medusa,oracle,adaptive' : 'oracle,adaptive,ngram')).split(',');
 const defaultMedusaTrees = ['chain:1', `chain:${heads}`, sparseTree(heads), 'top:4'];
 const trees = (values.trees?.split(';') ?? []).map(parseTreeSpec);
+const chainSteps = values['chain-steps'] === undefined ? 0 : Number(values['chain-steps']);
 
 const valFraction = existsSync(join(dir, STATE_FILE)) ? readState(join(dir, STATE_FILE)).options.valFraction : 0.1;
 const held = splitCorpus(loadCorpus(values.data, tokenizer), valFraction, promptTokens).val;
@@ -110,7 +114,7 @@ function sparseTree(M: number): string {
 
 const model = await GpuModel.create(gpu, config, weights, await compiledAttentionFactory(gpu, variant.compiled, config.numHeads, config.headDim));
 /** A fixed tree, or `auto` (its trees; `shape` then only sets the candidates per node asked of the draft). */
-const shapes: { source: string; shape: TreeShape; nodes: number; auto?: readonly TreeOption[] }[] = [];
+const shapes: { source: string; shape: TreeShape; nodes: number; auto?: readonly TreeOption[]; chain?: number }[] = [];
 for (const source of sources) {
   const own = trees.length
     ? trees
@@ -119,7 +123,11 @@ for (const source of sources) {
     : source === 'oracle'
     ? [...new Set(['chain:1', `chain:${Math.max(1, heads)}`])].map(parseTreeSpec)
     : [parseTreeSpec(source === 'adaptive' ? 'best:4' : 'top:4')];
-  for (const shape of own) shapes.push({ source, shape, nodes: shape.kind === 'static' ? shape.paths.length : 16 });
+  for (const shape of own) {
+    shapes.push({ source, shape, nodes: shape.kind === 'static' ? shape.paths.length : 16 });
+    const depth = shape.kind === 'static' ? Math.max(...shape.paths.map((p) => p.length)) : Infinity;
+    if (chainSteps > 0 && source === 'medusa' && depth <= heads) shapes.push({ source, shape, nodes: shape.kind === 'static' ? shape.paths.length : 16, chain: chainSteps });
+  }
   const auto = autoTrees(source, 16, source === 'medusa' ? heads : Infinity);
   shapes.push({ source, shape: parseTreeSpec(source === 'oracle' ? 'chain:1' : 'top:4'), nodes: 16, auto });
 }
@@ -146,6 +154,7 @@ try {
     speculativeGenerate(verifier, draftOf(s.source, p, s.shape), prompts[p], {
       maxTokens: newTokens, shape: s.shape, maxNodes: s.nodes,
       ...(s.auto && { auto: autoSpeculation(s.auto, new GpuPlainDecoder(verifier, { temperature: 0 })) }),
+      ...(s.chain && { chainSteps: s.chain }),
     });
   const warm = async (work: () => Promise<unknown>) => {
     const until = performance.now() + (gpu.isSoftware ? 0 : WARM_MS);
@@ -187,9 +196,10 @@ try {
       if (r.tokens.join(',') === plain[p].tokens[0].join(',')) identical++;
     }
     const tps = (1000 * tokens) / ms;
-    const treeGpu = gpuMs.length ? median(gpuMs) : undefined;
+    // A chained run's steps are timed as one submit: only its unchained first step (root only) pushes a GPU time.
+    const treeGpu = gpuMs.length && !s.chain ? median(gpuMs) : undefined;
     const fig: MedusaFigure = {
-      source: s.source, tree: s.auto ? 'auto' : s.shape.spec, maxNodes: s.nodes, meanAccepted: accepted / steps, meanTreeNodes: nodes / steps,
+      source: s.source, tree: s.auto ? 'auto' : s.chain ? `${s.shape.spec} ×${s.chain}` : s.shape.spec, maxNodes: s.nodes, meanAccepted: accepted / steps, meanTreeNodes: nodes / steps,
       tokensPerS: tps, speedup: tps / plainTps, gpuMsPerTreeStep: treeGpu,
       treeStepOverDecodeStep: treeGpu !== undefined && decodeGpuMs ? treeGpu / decodeGpuMs : undefined,
       identical, prompts: prompts.length,
