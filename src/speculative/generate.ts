@@ -5,7 +5,8 @@
 // sampling draws them (generateCpu, GpuModel), so deterministic drafts emit plain sampling's exact tokens.
 // With `auto` a policy (speculation-controller.ts) picks before each step one of several trees or a run of
 // plain decode steps (plain-runs.ts), which continues from the committed state and leaves the next root,
-// as a step does: the tokens are the same whatever it picks.
+// as a step does: the tokens are the same whatever it picks. With `chainSteps` (greedy Medusa, a static tree, the
+// GPU verifier) the steps after the first run R per submit, drafted and accepted on the GPU (runChain).
 import { samplingDistribution, type SamplingOptions } from '../model/sampling.ts';
 import { rng } from '../tensor.ts';
 import { acceptByPicks, acceptSampled } from './acceptance.ts';

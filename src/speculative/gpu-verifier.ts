@@ -12,6 +12,10 @@
 // then a readback of only those: the picks, the top-k lists, and the logits only for the general rejection
 // rule. A commit left when generation ends is applied by flush().
 //
+// runChain (greedy Medusa, a static tree, batch 1) records R such steps in one submit with one readback: a
+// kernel after each step accepts, writes the path and the positions the next step's commit and tree kernels read,
+// and assembles the next tree from the heads (docs/speculative.md, "Chained steps").
+//
 // A batch of b sequences (BatchTreeVerifier) shares one state position, so its commits have one length; each
 // sequence has its own tree, padded to the step's row count. Step plans are compiled per row count, so trees
 // are padded to the next of a few planned sizes (extra nodes with the root's token and no parent: another
