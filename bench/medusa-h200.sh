@@ -32,4 +32,4 @@ if [ ! -f "$RUNS/nano/model.safetensors" ]; then
 fi
 limited "${T_HEADS:-150}" "$RUNS/nano-medusa" tsx src/cli/linattn.ts train-medusa --model "$RUNS/nano" --data "$DATA" --heads 3 --out "$RUNS/nano-medusa" \
   --steps "${HEAD_STEPS:-1000}" --batch 32 --block 256 --lr 2e-3 --eval-every 250 --save-every 250
-timeout "${T_BENCH:-180}" tsx bench/medusa.ts --model "$RUNS/nano-medusa" --data "$DATA" --prompts 16 --tokens 256 --out "$OUT"
+timeout "${T_BENCH:-180}" tsx bench/medusa.ts --model "$RUNS/nano-medusa" --data "$DATA" --prompts 16 --tokens 256 --chain-steps 4 --out "$OUT"
