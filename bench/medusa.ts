@@ -36,7 +36,7 @@ import { summarizeDispatches } from '../src/runtime/dispatch-profile.ts';
 import { median } from '../src/runtime/timing.ts';
 import { AdaptiveDraft } from '../src/speculative/adaptive-draft.ts';
 import type { DraftSource } from '../src/speculative/draft.ts';
-import { autoSpeculation, autoTrees } from '../src/speculative/auto-trees.ts';
+import { autoChainSteps, autoSpeculation, autoTrees } from '../src/speculative/auto-trees.ts';
 import { speculativeGenerate, type TreeOption } from '../src/speculative/generate.ts';
 import { GpuPlainDecoder } from '../src/speculative/plain-runs.ts';
 import { addSummaries, formatPolicySummary, type OptionSummary } from '../src/speculative/speculation-controller.ts';
@@ -128,7 +128,8 @@ for (const source of sources) {
     const depth = shape.kind === 'static' ? Math.max(...shape.paths.map((p) => p.length)) : Infinity;
     if (chainSteps > 0 && source === 'medusa' && depth <= heads) shapes.push({ source, shape, nodes: shape.kind === 'static' ? shape.paths.length : 16, chain: chainSteps });
   }
-  const auto = autoTrees(source, 16, source === 'medusa' ? heads : Infinity);
+  // As `generate --tree auto` (greedy, GPU, batch 1): the Medusa options include the chained runs.
+  const auto = autoTrees(source, 16, source === 'medusa' ? heads : Infinity, autoChainSteps(source, 'gpu', {}));
   shapes.push({ source, shape: parseTreeSpec(source === 'oracle' ? 'chain:1' : 'top:4'), nodes: 16, auto });
 }
 const maxNodes = Math.max(16, ...shapes.map((s) => s.nodes));

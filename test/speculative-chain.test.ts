@@ -5,12 +5,16 @@
 // wrong committed position changes the output) is random with its LM head tied to the embeddings and its
 // attention and MLP outputs scaled by 0.2, so its greedy text is runs of repeated tokens that change with the
 // state (17,160,160,246,246,246,…); the heads are Medusa-1's start (proj 0, lm_head = the base's), so they are
-// accepted inside a run and refused at its end: paths of 1 to 4 nodes.
+// accepted inside a run and refused at its end: paths of 1 to 4 nodes. Under `--tree auto` chained runs are
+// options beside plain runs and ordinary tree steps; any switch between them keeps the tokens plain greedy's.
 import { afterAll, describe, expect, it } from 'vitest';
 import { cpuModel } from '../src/model/cpu-forward.ts';
 import { GpuModel } from '../src/model/gpu-model.ts';
 import { compiledAttentionFactory } from '../src/runtime/compiled-attention.ts';
-import { speculativeGenerate } from '../src/speculative/generate.ts';
+import { autoChainSteps, autoTrees, treeLabel } from '../src/speculative/auto-trees.ts';
+import { speculativeGenerate, type TreeOption } from '../src/speculative/generate.ts';
+import { GpuPlainDecoder } from '../src/speculative/plain-runs.ts';
+import { FixedSchedule, SpeculationController, type SpeculationPolicy } from '../src/speculative/speculation-controller.ts';
 import { GpuTreeVerifier } from '../src/speculative/gpu-verifier.ts';
 import { MedusaDraft } from '../src/speculative/medusa-draft.ts';
 import { parseTreeSpec } from '../src/speculative/tree-spec.ts';
@@ -36,12 +40,19 @@ describe('chained Medusa speculation on the GPU', () => {
   const PROMPT = [72, 101, 108, 108, 111, 32, 108, 108];
   const N = 24;
 
-  it('emits plain greedy decoding\'s tokens with one readback per run of R steps', async () => {
+  let made: GpuTreeVerifier | undefined;
+  const target = async () => {
+    if (made) return made;
     const g = await gpu();
     const factory = await compiledAttentionFactory(g, m.variant.compiled, base.config.numHeads, base.config.headDim);
     const model = await GpuModel.create(g, base.config, weights, factory);
     const verifier = await GpuTreeVerifier.create(model, base.variant.compiled, weights, { maxNodes: 4, ownsModel: true });
     cleanup.push(() => verifier.destroy());
+    return (made = verifier);
+  };
+
+  it('emits plain greedy decoding\'s tokens with one readback per run of R steps', async () => {
+    const verifier = await target();
     const want = plainGreedy(m, PROMPT, N);
     const eos = want[13];
     const wantEos = want.slice(0, want.indexOf(eos) + 1);
@@ -70,5 +81,49 @@ describe('chained Medusa speculation on the GPU', () => {
         expect(e.stopReason).toBe('eos');
       }
     }
+  }, 120_000);
+
+  const AUTO_N = 48;
+  const autoRun = async (policy: SpeculationPolicy, trees: readonly TreeOption[], k: number, maxTokens = AUTO_N) => {
+    const verifier = await target();
+    const before = verifier.mapCalls;
+    const r = await speculativeGenerate(verifier, new MedusaDraft(3, k), PROMPT, {
+      maxTokens, shape: trees[0].shape, maxNodes: 3, auto: { policy, trees, plain: new GpuPlainDecoder(verifier, {}) },
+    });
+    return { ...r, maps: verifier.mapCalls - before };
+  };
+
+  it('auto: a forced schedule mixing chained runs, plain runs and tree steps emits plain greedy decoding\'s tokens', async () => {
+    const want = plainGreedy(m, PROMPT, AUTO_N);
+    const trees: TreeOption[] = [
+      { shape: parseTreeSpec('chain:3'), maxNodes: 3 },
+      { shape: parseTreeSpec('chain:3'), maxNodes: 3, chainSteps: 4 },
+      { shape: parseTreeSpec('[[0],[1],[0,0]]'), maxNodes: 3, chainSteps: 2 },
+    ];
+    const labels = trees.map(treeLabel);
+    expect(labels).toEqual(['chain:3', 'chain:3×4', '[[0],[1],[0,0]]×2']);
+    // Chained first (no heads yet: one ordinary step), then every switch: chained → plain → chained → tree →
+    // chained → the other chained → chained again → tree → plain → tree; the stops fall inside runs.
+    for (const schedule of [[2, 0, 2, 1, 2, 3, 3, 1, 0, 1], [1, 3, 0, 0, 3, 2, 1]]) {
+      for (const max of [AUTO_N, 29]) {
+        const r = await autoRun(new FixedSchedule(labels, schedule, 3), trees, 2, max);
+        expect(r.tokens, `[${schedule}] max ${max}`).toEqual(want.slice(0, max));
+        const used = r.policy!.filter((o) => o.decisions > 0).map((o) => o.label);
+        expect(used, `[${schedule}] max ${max}`).toEqual(expect.arrayContaining(['plain', 'chain:3', 'chain:3×4', '[[0],[1],[0,0]]×2']));
+        // Chained runs read back once for several steps.
+        expect(r.maps, `[${schedule}] max ${max}`).toBeLessThan(r.steps);
+      }
+    }
+  }, 120_000);
+
+  it('auto: the controller, offered the chained runs, decides and the tokens stay plain greedy', async () => {
+    const trees = autoTrees('medusa', 3, 3, autoChainSteps('medusa', 'gpu', {}));
+    const policy = new SpeculationController({ trees: trees.map(treeLabel), plainTokens: 4 });
+    expect(policy.labels).toEqual(['plain', 'chain:1', 'chain:3', 'chain:1×4', 'chain:3×4', 'top:4/3']);
+    const r = await autoRun(policy, trees, 4, 80);
+    expect(r.tokens).toEqual(plainGreedy(m, PROMPT, 80));
+    const s = r.policy!;
+    for (const o of s) expect(o.decisions, o.label).toBeGreaterThanOrEqual(1);
+    expect(s.reduce((a, o) => a + o.tokens, 0)).toBe(79); // every token after the prefill's, credited once
   }, 120_000);
 });

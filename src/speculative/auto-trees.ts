@@ -2,16 +2,34 @@
 // 2, 4, 8 and 16 rows, sizes the GPU verifier plans anyway, and what a step costs grows with the rows — up to
 // --max-nodes and the draft's depth, and the source's own default dynamic tree (best:4 for the adaptive
 // draft, top:4 for the others; none for the oracle, whose chains are its best trees) at 8 nodes and at
-// --max-nodes. Few options, since each is explored a couple of steps before the controller decides.
+// --max-nodes. Few options, since each is explored a couple of steps before the controller decides. Where
+// chained speculation applies (greedy Medusa on the GPU, batch 1: the caller says so with `chainSteps`), each of
+// those chains no deeper than the heads also comes chained, "chain:K×R": a decision is then a run of R steps in
+// one submit, timed as a whole like a plain run.
+import type { SamplingOptions } from '../model/sampling.ts';
 import type { AutoSpeculation, TreeOption } from './generate.ts';
 import type { PlainDecoder } from './plain-runs.ts';
 import { SpeculationController, type ControllerOptions } from './speculation-controller.ts';
 import { chainShape, parseTreeSpec } from './tree-spec.ts';
 
-export function autoTrees(source: string, maxNodes: number, draftDepth = Infinity): TreeOption[] {
+/** Steps per chained run among the auto options. */
+export const AUTO_CHAIN_STEPS = 4;
+
+/**
+ * Steps per chained run for the auto options, 0 where chaining does not apply: runChain needs the Medusa draft,
+ * greedy decoding, the GPU verifier and one sequence.
+ */
+export function autoChainSteps(source: string, device: 'gpu' | 'cpu', sampling: SamplingOptions, batch = 1): number {
+  return source === 'medusa' && device === 'gpu' && !((sampling.temperature ?? 0) > 0) && batch === 1 ? AUTO_CHAIN_STEPS : 0;
+}
+
+/** `chainSteps` > 0 (autoChainSteps): add the chained options. */
+export function autoTrees(source: string, maxNodes: number, draftDepth = Infinity, chainSteps = 0): TreeOption[] {
   const trees: TreeOption[] = [];
-  for (const n of [1, 3, 7, 15]) {
-    if (n <= maxNodes && (n === 1 || n <= draftDepth)) trees.push({ shape: chainShape(n), maxNodes: n });
+  const chains = [1, 3, 7, 15].filter((n) => n <= maxNodes && (n === 1 || n <= draftDepth));
+  for (const n of chains) trees.push({ shape: chainShape(n), maxNodes: n });
+  if (chainSteps > 0 && source === 'medusa') {
+    for (const n of chains.filter((n) => n <= draftDepth)) trees.push({ shape: chainShape(n), maxNodes: n, chainSteps });
   }
   if (source !== 'oracle') {
     const shape = parseTreeSpec(source === 'adaptive' ? 'best:4' : 'top:4');
@@ -20,9 +38,9 @@ export function autoTrees(source: string, maxNodes: number, draftDepth = Infinit
   return trees;
 }
 
-/** How the controller and the report name a tree: a dynamic one with its node budget. */
+/** How the controller and the report name a tree: a dynamic one with its node budget, a chained one ×R. */
 export function treeLabel(t: TreeOption): string {
-  return t.shape.kind === 'static' ? t.shape.spec : `${t.shape.spec}/${t.maxNodes}`;
+  return (t.shape.kind === 'static' ? t.shape.spec : `${t.shape.spec}/${t.maxNodes}`) + (t.chainSteps ? `×${t.chainSteps}` : '');
 }
 
 /** A fresh controller over `trees` and plain runs of `plain`: what one generation with --tree auto uses. */

@@ -6,7 +6,9 @@
 // With `auto` a policy (speculation-controller.ts) picks before each step one of several trees or a run of
 // plain decode steps (plain-runs.ts), which continues from the committed state and leaves the next root,
 // as a step does: the tokens are the same whatever it picks. With `chainSteps` (greedy Medusa, a static tree, the
-// GPU verifier) the steps after the first run R per submit, drafted and accepted on the GPU (runChain).
+// GPU verifier) the steps after the first run R per submit, drafted and accepted on the GPU (runChain); under
+// auto a chained tree is one more option, a run of R steps per decision, and any option may follow it (the
+// run leaves its last path pending, as a step does).
 import { samplingDistribution, type SamplingOptions } from '../model/sampling.ts';
 import { rng } from '../tensor.ts';
 import { acceptByPicks, acceptSampled } from './acceptance.ts';
@@ -54,6 +56,11 @@ export interface TreeOption {
   readonly shape: TreeShape;
   /** Draft nodes, root excluded. */
   readonly maxNodes: number;
+  /**
+   * Chained (greedy Medusa, a static tree, the GPU verifier): one decision is a run of this many tree steps in
+   * one submit and one readback (runChain), timed as a whole like a plain run. Unset: one ordinary tree step.
+   */
+  readonly chainSteps?: number;
 }
 
 export interface AutoSpeculation {
@@ -110,14 +117,17 @@ export async function speculativeGenerate(
     while (draws.length <= i) draws.push(stream());
     return draws[i];
   };
-  let chain: { verifier: ChainingVerifier; topology: StaticTopology; steps: number; medusaK: number } | undefined;
-  if (opts.chainSteps) {
-    const why = sampled ? 'greedy decoding' : opts.auto ? 'a fixed --tree' : !draft.medusaTopK ? 'the Medusa draft' : !('runChain' in verifier) ? 'the GPU verifier' : undefined;
-    if (why) throw new Error(`chained speculation (chainSteps ${opts.chainSteps}) needs ${why}`);
-    const topology = staticTopology(opts.shape);
-    if (topology.depth > (draft.maxDepth ?? Infinity)) throw new Error(`chained speculation: tree ${opts.shape.spec} is ${topology.depth} levels deep; the draft has ${draft.maxDepth} heads`);
-    chain = { verifier: verifier as unknown as ChainingVerifier, topology, steps: opts.chainSteps, medusaK: draft.medusaTopK! };
-  }
+  // Per tree option, how it chains (undefined: ordinary tree steps). A fixed --tree chains with opts.chainSteps,
+  // an auto option with its own chainSteps.
+  if (opts.chainSteps && opts.auto) throw new Error(`chained speculation (chainSteps ${opts.chainSteps}) needs a fixed --tree; auto chains through its options' chainSteps`);
+  const chains = (opts.auto ? trees : [{ ...trees[0], chainSteps: opts.chainSteps }]).map((t) => {
+    if (!t.chainSteps) return undefined;
+    const why = sampled ? 'greedy decoding' : !draft.medusaTopK ? 'the Medusa draft' : !('runChain' in verifier) ? 'the GPU verifier' : undefined;
+    if (why) throw new Error(`chained speculation (${t.shape.spec}, chainSteps ${t.chainSteps}) needs ${why}`);
+    const topology = staticTopology(t.shape);
+    if (topology.depth > (draft.maxDepth ?? Infinity)) throw new Error(`chained speculation: tree ${t.shape.spec} is ${topology.depth} levels deep; the draft has ${draft.maxDepth} heads`);
+    return { verifier: verifier as unknown as ChainingVerifier, topology, steps: t.chainSteps, medusaK: draft.medusaTopK! };
+  });
   let medusa: readonly Candidate[][] | undefined;
   // The general rejection rule (sampled drafts) draws from its own stream.
   const rejection = rng(((opts.seed ?? 0) ^ 0x5bd1e995) >>> 0);
@@ -186,8 +196,11 @@ export async function speculativeGenerate(
     if (resumed) await draft.resume?.(ctx);
     resumed = false;
     const { shape, maxNodes } = trees[option - 1];
+    const chain = chains[option - 1];
     const runSteps = chain ? Math.min(chain.steps, opts.maxTokens - out.length) : 0;
     // Every step of a run moves the root at most depth + 1 positions and reads depth positions past its root.
+    // Without heads yet (the first step after the prefill) or near the last position, a chained option takes
+    // one ordinary step of its tree.
     if (chain && medusa && pos + runSteps * (chain.topology.depth + 1) <= (opts.maxPosition ?? Infinity)) {
       const tb = performance.now();
       const first = topologyTree(chain.topology, out[out.length - 1], medusa);
@@ -196,12 +209,14 @@ export async function speculativeGenerate(
       medusa = run.medusa;
       const end = run.path[run.path.length - 1];
       await draft.accepted?.(first, run.path, 0, { picks: [], medusa: run.medusa, medusaNode: end });
+      let count = 0;
       for (const fresh of run.steps) {
         if (done()) break;
         treeNodes += first.tokens.length - 1;
         acceptedPerStep.push(fresh.length);
-        emit(fresh);
+        count += emit(fresh);
       }
+      opts.auto?.policy.record(count);
       continue;
     }
     const depthLimit = Math.max(0, Math.min(opts.maxTokens - out.length - 1, (opts.maxPosition ?? Infinity) - pos - 1));

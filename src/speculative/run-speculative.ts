@@ -26,7 +26,7 @@ import { ModelDraft } from './model-draft.ts';
 import { NgramDraft } from './ngram-draft.ts';
 import { AdaptiveDraft } from './adaptive-draft.ts';
 import { OracleDraft } from './oracle-draft.ts';
-import { autoSpeculation, autoTrees } from './auto-trees.ts';
+import { autoChainSteps, autoSpeculation, autoTrees } from './auto-trees.ts';
 import { GpuPlainDecoder, VerifierPlainDecoder, type PlainDecoder } from './plain-runs.ts';
 import { formatPolicySummary } from './speculation-controller.ts';
 import type { TreeShape } from './tree-spec.ts';
@@ -114,7 +114,9 @@ export async function runSpeculativeGenerate(c: SpeculativeRunContext): Promise<
     throw new ModelFileError(config.file, 'medusa', '--speculate medusa needs Medusa heads: "medusa": {"num_heads": M} in config.json and medusa.N.{proj,lm_head}.weight in model.safetensors');
   }
   const draftCheckpoint = args.source.startsWith('draft:') ? loadDraftCheckpoint(args.source, config) : undefined;
-  const trees = args.auto ? autoTrees(args.source, args.maxNodes, args.source === 'medusa' ? config.medusa!.numHeads : Infinity) : [{ shape: args.shape, maxNodes: args.maxNodes }];
+  const trees = args.auto
+    ? autoTrees(args.source, args.maxNodes, args.source === 'medusa' ? config.medusa!.numHeads : Infinity, autoChainSteps(args.source, c.device, c.sampling))
+    : [{ shape: args.shape, maxNodes: args.maxNodes }];
   const k = Math.max(...trees.map((t) => candidatesPerNode(t.shape)));
   const verifierNodes = args.maxNodes + 1;
   // Each tree runs unpadded: static trees fill their size, dynamic ones are planned at their budget.
