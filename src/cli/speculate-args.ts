@@ -3,7 +3,7 @@
 // cost-aware: it measures plain decoding and a few trees as it goes and uses the fastest
 // (src/speculative/speculation-controller.ts), so --speculate never makes generation much slower than plain.
 import { MAX_TOP_K } from '../speculative/gpu-heads.ts';
-import { MAX_CHAIN_STEPS } from '../speculative/gpu-verifier.ts';
+import { MAX_CHAIN_STEPS } from '../speculative/gpu-chain.ts';
 import type { SpeculateOptions } from '../speculative/run-speculative.ts';
 import { parseTreeSpec, TreeSpecError, type TreeShape } from '../speculative/tree-spec.ts';
 import { str, UsageError, type Values } from './args.ts';

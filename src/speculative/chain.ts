@@ -1,5 +1,6 @@
-// Chained speculation (GpuTreeVerifier.runChain): the static tree's topology, which the GPU fills with the
-// Medusa heads' candidates step after step, and the host's version of that fill for a run's first tree.
+// Chained speculation (gpu-chain.ts, through GpuTreeVerifier.runChain): the static tree's topology, which the
+// GPU fills with the Medusa heads' candidates step after step, and the host's version of that fill for a run's
+// first tree.
 // A node at path [r₁, …, r_d] (ranks from the root's children down) has depth d + 1 and takes head d − 1's
 // rank-r_d candidate at the last accepted node — medusa-draft.ts's tree, as the GPU kernel builds it
 // (chainAcceptWgsl). A missing candidate becomes token 0 on both sides: verification decides what is accepted.

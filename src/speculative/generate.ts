@@ -21,7 +21,7 @@ import type { TreeShape } from './tree-spec.ts';
 import type { TreeVerifier, VerifyResult } from './verifier.ts';
 import { staticTopology, topologyTree, type StaticTopology } from './chain.ts';
 import type { Candidate } from './candidate.ts';
-import type { ChainResult } from './gpu-verifier.ts';
+import type { ChainResult } from './gpu-chain.ts';
 
 export interface SpeculativeOptions {
   /** New tokens, EOS included (the prefill's token counts). */

@@ -12,9 +12,8 @@
 // then a readback of only those: the picks, the top-k lists, and the logits only for the general rejection
 // rule. A commit left when generation ends is applied by flush().
 //
-// runChain (greedy Medusa, a static tree, batch 1) records R such steps in one submit with one readback: a
-// kernel after each step accepts, writes the path and the positions the next step's commit and tree kernels read,
-// and assembles the next tree from the heads (docs/speculative.md, "Chained steps").
+// runChain (greedy Medusa, a static tree, batch 1) records R such steps in one submit with one readback; the
+// chained run lives in gpu-chain.ts, which the verifier lends its buffers and its step (ChainHost).
 //
 // A batch of b sequences (BatchTreeVerifier) shares one state position, so its commits have one length; each
 // sequence has its own tree, padded to the step's row count. Step plans are compiled per row count, so trees
@@ -30,10 +29,9 @@ import { BufferUsage, MapMode, throwIfDeviceErrors } from '../runtime/device.ts'
 import { ProfilingPass, timeDispatchesOf, type DispatchTime } from '../runtime/dispatch-profile.ts';
 import { compileTreeAttention, type TreeAttention } from '../runtime/tree-attention.ts';
 import type { Candidate } from './candidate.ts';
-import { chainAcceptWgsl } from '../../backends/wgsl/speculative-kernels.ts';
-import { compileKernel } from '../runtime/pipeline-cache.ts';
-import { GpuSpeculativeHeads, MAX_TOP_K } from './gpu-heads.ts';
 import type { StaticTopology } from './chain.ts';
+import { GpuChain, type ChainHost, type ChainResult } from './gpu-chain.ts';
+import { GpuSpeculativeHeads, MAX_TOP_K } from './gpu-heads.ts';
 import type { TokenTree } from './token-tree.ts';
 import {
   checkPath,
@@ -77,35 +75,10 @@ interface Layout {
   readonly bytes: number;
 }
 
-/** Most steps of one chained run (runChain). */
-export const MAX_CHAIN_STEPS = 64;
-const CHAIN_LENS = 11;
-const CHAIN_TOPO = CHAIN_LENS + MAX_CHAIN_STEPS;
-
-/** What a chained run (runChain) read back: its tokens, per step, and the heads at its last accepted node. */
-export interface ChainResult {
-  /** Tokens each step emitted (accepted drafts + the bonus), step by step. */
-  readonly steps: readonly (readonly number[])[];
-  /** The heads' candidates at the last step's accepted node: [head][rank] (ids ≥ vocab dropped). */
-  readonly medusa: Candidate[][];
-  /** The last step's accepted path (node indices from the root): pending, committed with the next step. */
-  readonly path: readonly number[];
-}
-
-interface Chain {
-  readonly pipeline: GPUComputePipeline;
-  readonly state: GPUBuffer;
-  readonly treeDims: GPUBuffer;
-  readonly commitDims: GPUBuffer;
-  readonly params: GPUBuffer;
-  readonly staging: GPUBuffer;
-  readonly groups: Map<StepPlan, GPUBindGroup>;
-}
-
 export class GpuTreeVerifier implements TreeVerifier, BatchTreeVerifier {
   /** Buffers mapped for reading since creation (the prefill's excluded): one per step, one per chained run. */
   mapCalls = 0;
-  private chain: Chain | undefined;
+  private readonly chain: GpuChain;
   private sampled = false;
   private last: Verified | undefined;
   private pending: readonly (readonly number[])[] | undefined;
@@ -130,6 +103,7 @@ export class GpuTreeVerifier implements TreeVerifier, BatchTreeVerifier {
       this.querySet = device.createQuerySet({ label: 'tree step timestamps', type: 'timestamp', count: 2 });
       this.resolve = device.createBuffer({ label: 'tree step timestamps', size: 16, usage: BufferUsage.QUERY_RESOLVE | BufferUsage.COPY_SRC });
     }
+    this.chain = new GpuChain(this.chainHost());
   }
 
   /**
@@ -246,17 +220,7 @@ export class GpuTreeVerifier implements TreeVerifier, BatchTreeVerifier {
     if (pathLength > 0) this.model.advance(pathLength);
     this.pending = undefined;
     this.last = { trees: req.trees, plan, rows };
-
-    try {
-      this.mapCalls++;
-      await staging.mapAsync(MapMode.READ, 0, layout.bytes);
-    } catch (e) {
-      throwIfDeviceErrors(gpu, 'tree step');
-      throw new Error(`tree step: reading the result back failed: ${(e as Error).message}`);
-    }
-    const data = staging.getMappedRange(0, layout.bytes).slice(0);
-    staging.unmap();
-    throwIfDeviceErrors(gpu, 'tree step');
+    const data = await this.readBack(staging, layout.bytes, 'tree step');
 
     let gpuMs: number | undefined;
     if (this.querySet) {
@@ -323,136 +287,13 @@ export class GpuTreeVerifier implements TreeVerifier, BatchTreeVerifier {
     return timeDispatchesOf(this.model.gpu, pass.dispatches, repeats);
   }
 
-  /**
-   * Greedy Medusa speculation chained on the GPU, batch 1: `steps` tree steps of one static topology in one
-   * submit and one readback. The first tree is `tree` (root = the last token, the rest the heads' candidates
-   * from the previous verification, as `topology.tokens` builds it); each later tree is assembled on the GPU
-   * from the heads at the accepted node (chainAcceptWgsl), which also accepts, writes the path the next commit
-   * reads and the positions the tree and commit kernels read from uniforms it fills. The last path stays pending.
-   */
-  async runChain(tree: TokenTree, topology: StaticTopology, steps: number, medusaK: number): Promise<ChainResult> {
-    if (this.sampled) throw new Error('chained speculation: greedy only');
-    if (this.model.batchSize !== 1) throw new Error('chained speculation: batch 1 only');
-    if (!(Number.isInteger(steps) && steps >= 1 && steps <= MAX_CHAIN_STEPS)) throw new Error(`chained speculation: steps must be 1..${MAX_CHAIN_STEPS}, got ${steps}`);
-    if (!(medusaK >= 1) || this.heads.medusaHeads < 1) throw new Error('chained speculation: needs Medusa heads');
-    if (tree.tokens.length !== topology.depths.length) throw new Error(`chained speculation: a tree of ${tree.tokens.length} nodes for a topology of ${topology.depths.length}`);
-    const { gpu } = this.model;
-    const { device } = gpu;
-    const chain = await this.chainOf();
-    const start = this.position;
-    const { plan, rows } = await this.upload({ trees: [tree], medusaTopK: medusaK });
-    const N = rows;
-    const topo = new Uint32Array(2 * N);
-    for (let n = 0; n < N; n++) {
-      topo[2 * n] = n < topology.depths.length ? topology.depths[n] : 1;
-      topo[2 * n + 1] = n < topology.depths.length && n > 0 ? topology.ranks[n] : 0xffffffff;
-    }
-    const ringAt = CHAIN_TOPO + 2 * this.maxNodes;
-    device.queue.writeBuffer(chain.state, 8 * 4, Uint32Array.of(start, 0, 0));
-    device.queue.writeBuffer(chain.state, CHAIN_TOPO * 4, topo);
-    device.queue.writeBuffer(chain.params, 0, Uint32Array.of(N, this.vocabSize, this.maxBatch * MAX_TOP_K, CHAIN_TOPO, ringAt, CHAIN_LENS, 0, 0));
-    let group = chain.groups.get(plan);
-    if (!group) {
-      group = device.createBindGroup({
-        label: 'chain accept',
-        layout: chain.pipeline.getBindGroupLayout(0),
-        entries: [plan.ids, this.parents, plan.rowTokens!, this.heads.accepted, this.heads.ids, this.path, chain.state, chain.params].map((buffer, binding) => ({ binding, resource: { buffer } })),
-      });
-      chain.groups.set(plan, group);
-    }
-    const pending0 = this.pending?.[0]?.length ?? 0;
-    const encoder = device.createCommandEncoder({ label: `chained tree steps [${steps} × ${rows} rows]` });
-    const last: Verified = { trees: [tree], plan, rows };
-    for (let i = 0; i < steps; i++) {
-      if (i > 0) {
-        encoder.copyBufferToBuffer(chain.state, 0, chain.treeDims, 0, 16);
-        encoder.copyBufferToBuffer(chain.state, 16, chain.commitDims, 0, 16);
-      }
-      const pass = encoder.beginComputePass({ label: `chained tree step ${i}` });
-      if (i === 0) await this.encode(pass, plan, 1, rows, medusaK, 0, false);
-      else {
-        const states = this.model.attentionStates.map((s) => s.buffers!);
-        this.layers.forEach((layer, l) => {
-          const io = plan.layerIo[l];
-          layer.encodeCommit(pass, { inputs: { q: io.q.buffer, k: io.k.buffer, v: io.v.buffer }, path: this.path }, states[l], 1, start, rows, rows, chain.commitDims);
-        });
-        encodeStepWith(
-          pass, plan,
-          (p, n, io) => this.layers[n].encodeTree(p, { inputs: { q: io.q, k: io.k, v: io.v }, parents: this.parents, o: io.o }, states[n], 1, start, rows, chain.treeDims),
-          'ids', 'argmax', { logits: false },
-        );
-        await this.heads.encode(pass, plan, { b: 1, rows, parents: this.parents, medusaK, ownK: 0 });
-      }
-      pass.setPipeline(chain.pipeline);
-      pass.setBindGroup(0, group);
-      pass.dispatchWorkgroups(1);
-      pass.end();
-    }
-    const M = this.heads.medusaHeads;
-    const ringWords = steps * this.maxNodes;
-    const headWords = M * this.maxBatch * MAX_TOP_K;
-    const pathAt = 4 * (ringAt + ringWords);
-    const headsAt = pathAt + 4 * this.maxNodes;
-    const bytes = headsAt + 4 * headWords;
-    encoder.copyBufferToBuffer(chain.state, 0, chain.staging, 0, 4 * (ringAt + ringWords));
-    encoder.copyBufferToBuffer(this.path, 0, chain.staging, pathAt, 4 * this.maxNodes);
-    encoder.copyBufferToBuffer(this.heads.ids, 0, chain.staging, headsAt, 4 * headWords);
-    device.queue.submit([encoder.finish()]);
-    this.pending = undefined;
-    this.last = last;
-    try {
-      this.mapCalls++;
-      await chain.staging.mapAsync(MapMode.READ, 0, bytes);
-    } catch (e) {
-      throwIfDeviceErrors(gpu, 'chained tree steps');
-      throw new Error(`chained tree steps: reading the result back failed: ${(e as Error).message}`);
-    }
-    const data = new Uint32Array(chain.staging.getMappedRange(0, bytes).slice(0));
-    chain.staging.unmap();
-    throwIfDeviceErrors(gpu, 'chained tree steps');
-    const lens = Array.from(data.subarray(CHAIN_LENS, CHAIN_LENS + steps));
-    const out: number[][] = [];
-    let at = ringAt;
-    for (const L of lens) {
-      out.push(Array.from(data.subarray(at, at + L)));
-      at += L;
-    }
-    const lastLen = lens[steps - 1];
-    const path = Array.from(new Float32Array(data.buffer, pathAt, lastLen), (x) => Math.round(x));
-    // Committed in this submit: the pending path and every step's path but the last.
-    this.model.advance(pending0 + lens.slice(0, -1).reduce((a, b) => a + b, 0));
-    this.pending = [path];
-    const V = this.vocabSize;
-    const medusa = Array.from({ length: M }, (_, h) =>
-      Array.from(data.subarray(headsAt / 4 + this.heads.medusaOffset(h), headsAt / 4 + this.heads.medusaOffset(h) + medusaK), (token) => ({ token, prob: 0 })).filter((c) => c.token < V),
-    );
-    return { steps: out, medusa, path };
-  }
-
-  private async chainOf(): Promise<Chain> {
-    if (this.chain) return this.chain;
-    const { device } = this.model.gpu;
-    const pipeline = await compileKernel(this.model.gpu, {
-      label: 'chain accept',
-      code: chainAcceptWgsl(),
-      bindings: ['storage', 'read-only-storage', 'read-only-storage', 'read-only-storage', 'read-only-storage', 'storage', 'storage', 'uniform'],
-    });
-    const words = CHAIN_TOPO + 2 * this.maxNodes + MAX_CHAIN_STEPS * this.maxNodes;
-    const uniform = (label: string) => device.createBuffer({ label, size: 32, usage: BufferUsage.UNIFORM | BufferUsage.COPY_DST });
-    this.chain = {
-      pipeline,
-      state: device.createBuffer({ label: 'chain state', size: 4 * words, usage: BufferUsage.STORAGE | BufferUsage.COPY_DST | BufferUsage.COPY_SRC }),
-      treeDims: uniform('chain tree dims'),
-      commitDims: uniform('chain commit dims'),
-      params: uniform('chain params'),
-      staging: device.createBuffer({ label: 'chain readback', size: 4 * (words + this.maxNodes + this.heads.medusaHeads * this.maxBatch * MAX_TOP_K), usage: BufferUsage.MAP_READ | BufferUsage.COPY_DST }),
-      groups: new Map(),
-    };
-    return this.chain;
+  /** Greedy Medusa speculation chained on the GPU, batch 1: `steps` tree steps in one submit (gpu-chain.ts). */
+  runChain(tree: TokenTree, topology: StaticTopology, steps: number, medusaK: number): Promise<ChainResult> {
+    return this.chain.run(tree, topology, steps, medusaK);
   }
 
   async destroy(): Promise<void> {
-    if (this.chain) for (const b of [this.chain.state, this.chain.treeDims, this.chain.commitDims, this.chain.params, this.chain.staging]) b.destroy();
+    this.chain.destroy();
     this.heads.destroy();
     this.parents.destroy();
     this.path.destroy();
@@ -460,6 +301,55 @@ export class GpuTreeVerifier implements TreeVerifier, BatchTreeVerifier {
     this.querySet?.destroy();
     this.resolve?.destroy();
     if (this.ownsModel) await this.model.destroy();
+  }
+
+  /** The verifier as a chained run sees it: its buffers, its step and its books, nothing more. */
+  private chainHost(): ChainHost {
+    const verifier = this;
+    return {
+      model: this.model,
+      layers: this.layers,
+      heads: this.heads,
+      parents: this.parents,
+      path: this.path,
+      maxNodes: this.maxNodes,
+      maxBatch: this.maxBatch,
+      get sampled() {
+        return verifier.sampled;
+      },
+      get pendingLength() {
+        return verifier.pending?.[0]?.length ?? 0;
+      },
+      upload: (tree, medusaK) => this.upload({ trees: [tree], medusaTopK: medusaK }),
+      encodeStep: async (pass, plan, rows, medusaK) => {
+        await this.encode(pass, plan, 1, rows, medusaK, 0, false);
+      },
+      submitted: (tree, plan, rows) => {
+        this.pending = undefined;
+        this.last = { trees: [tree], plan, rows };
+      },
+      readBack: (staging, bytes, what) => this.readBack(staging, bytes, what),
+      committed: (length, path) => {
+        this.model.advance(length);
+        this.pending = [path];
+      },
+    };
+  }
+
+  /** Maps `staging` after a submit and copies out its first `bytes`; device errors are thrown naming `what`. */
+  private async readBack(staging: GPUBuffer, bytes: number, what: string): Promise<ArrayBuffer> {
+    const { gpu } = this.model;
+    try {
+      this.mapCalls++;
+      await staging.mapAsync(MapMode.READ, 0, bytes);
+    } catch (e) {
+      throwIfDeviceErrors(gpu, what);
+      throw new Error(`${what}: reading the result back failed: ${(e as Error).message}`);
+    }
+    const data = staging.getMappedRange(0, bytes).slice(0);
+    staging.unmap();
+    throwIfDeviceErrors(gpu, what);
+    return data;
   }
 
   /** Checks the request, picks the planned size and uploads the trees (ids, parents, draws). */

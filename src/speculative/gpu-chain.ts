@@ -1,0 +1,194 @@
+// Chained speculation on the GPU (greedy Medusa, a static tree, batch 1): R tree steps of GpuTreeVerifier
+// recorded in one submit with one readback. A kernel after each step accepts, writes the path and the positions
+// the next step's commit and tree kernels read, and assembles the next tree from the heads (docs/speculative.md,
+// "Chained steps"; chain.ts holds the topology and the host's first tree). The verifier lends its buffers and its
+// ordinary step through ChainHost; this file owns only the chain's kernel and buffers.
+import { encodeStepWith, type StepPlan } from '../model/gpu-step-plan.ts';
+import type { GpuModel } from '../model/gpu-model.ts';
+import { BufferUsage } from '../runtime/device.ts';
+import { compileKernel } from '../runtime/pipeline-cache.ts';
+import type { TreeAttention } from '../runtime/tree-attention.ts';
+import { chainAcceptWgsl } from '../../backends/wgsl/speculative-kernels.ts';
+import type { Candidate } from './candidate.ts';
+import type { StaticTopology } from './chain.ts';
+import { MAX_TOP_K, type GpuSpeculativeHeads } from './gpu-heads.ts';
+import type { TokenTree } from './token-tree.ts';
+
+/** Most steps of one chained run (runChain). */
+export const MAX_CHAIN_STEPS = 64;
+const CHAIN_LENS = 11;
+const CHAIN_TOPO = CHAIN_LENS + MAX_CHAIN_STEPS;
+
+/** What a chained run (runChain) read back: its tokens, per step, and the heads at its last accepted node. */
+export interface ChainResult {
+  /** Tokens each step emitted (accepted drafts + the bonus), step by step. */
+  readonly steps: readonly (readonly number[])[];
+  /** The heads' candidates at the last step's accepted node: [head][rank] (ids ≥ vocab dropped). */
+  readonly medusa: Candidate[][];
+  /** The last step's accepted path (node indices from the root): pending, committed with the next step. */
+  readonly path: readonly number[];
+}
+
+/** What a chained run needs of the tree verifier it extends (GpuTreeVerifier): its buffers, its step, its books. */
+export interface ChainHost {
+  readonly model: GpuModel;
+  readonly layers: readonly TreeAttention[];
+  readonly heads: GpuSpeculativeHeads;
+  /** The nodes' parents the tree kernels read, and the accepted path the commit kernels read. */
+  readonly parents: GPUBuffer;
+  readonly path: GPUBuffer;
+  readonly maxNodes: number;
+  readonly maxBatch: number;
+  /** Whether the current generation samples (a chain is greedy only). */
+  readonly sampled: boolean;
+  /** Nodes of the path still to be committed (0 when none). */
+  readonly pendingLength: number;
+  /** Checks and uploads one tree with the heads' top-`medusaK`; the planned size's step plan and rows. */
+  upload(tree: TokenTree, medusaK: number): Promise<{ plan: StepPlan; rows: number }>;
+  /** Records the pending commit and an ordinary greedy step of the uploaded tree into `pass`. */
+  encodeStep(pass: GPUComputePassEncoder, plan: StepPlan, rows: number, medusaK: number): Promise<void>;
+  /** After the submit: `tree`'s step (with `plan`) is the last verified and nothing is pending. */
+  submitted(tree: TokenTree, plan: StepPlan, rows: number): void;
+  /** Maps and copies out `bytes` of `staging` (a map call counted), naming `what` in errors. */
+  readBack(staging: GPUBuffer, bytes: number, what: string): Promise<ArrayBuffer>;
+  /** After the readback: `length` tokens were committed in the submit; `path` stays pending. */
+  committed(length: number, path: readonly number[]): void;
+}
+
+interface Buffers {
+  readonly pipeline: GPUComputePipeline;
+  readonly state: GPUBuffer;
+  readonly treeDims: GPUBuffer;
+  readonly commitDims: GPUBuffer;
+  readonly params: GPUBuffer;
+  readonly staging: GPUBuffer;
+  readonly groups: Map<StepPlan, GPUBindGroup>;
+}
+
+export class GpuChain {
+  private buffers: Buffers | undefined;
+
+  constructor(private readonly host: ChainHost) {}
+
+  /**
+   * Greedy Medusa speculation chained on the GPU, batch 1: `steps` tree steps of one static topology in one
+   * submit and one readback. The first tree is `tree` (root = the last token, the rest the heads' candidates
+   * from the previous verification, as `topology.tokens` builds it); each later tree is assembled on the GPU
+   * from the heads at the accepted node (chainAcceptWgsl), which also accepts, writes the path the next commit
+   * reads and the positions the tree and commit kernels read from uniforms it fills. The last path stays pending.
+   */
+  async run(tree: TokenTree, topology: StaticTopology, steps: number, medusaK: number): Promise<ChainResult> {
+    const host = this.host;
+    const { model, heads, layers } = host;
+    if (host.sampled) throw new Error('chained speculation: greedy only');
+    if (model.batchSize !== 1) throw new Error('chained speculation: batch 1 only');
+    if (!(Number.isInteger(steps) && steps >= 1 && steps <= MAX_CHAIN_STEPS)) throw new Error(`chained speculation: steps must be 1..${MAX_CHAIN_STEPS}, got ${steps}`);
+    if (!(medusaK >= 1) || heads.medusaHeads < 1) throw new Error('chained speculation: needs Medusa heads');
+    if (tree.tokens.length !== topology.depths.length) throw new Error(`chained speculation: a tree of ${tree.tokens.length} nodes for a topology of ${topology.depths.length}`);
+    const { device } = model.gpu;
+    const chain = await this.buffersOf();
+    const start = model.position + host.pendingLength;
+    const { plan, rows } = await host.upload(tree, medusaK);
+    const N = rows;
+    const topo = new Uint32Array(2 * N);
+    for (let n = 0; n < N; n++) {
+      topo[2 * n] = n < topology.depths.length ? topology.depths[n] : 1;
+      topo[2 * n + 1] = n < topology.depths.length && n > 0 ? topology.ranks[n] : 0xffffffff;
+    }
+    const ringAt = CHAIN_TOPO + 2 * host.maxNodes;
+    const V = model.config.vocabSize;
+    device.queue.writeBuffer(chain.state, 8 * 4, Uint32Array.of(start, 0, 0));
+    device.queue.writeBuffer(chain.state, CHAIN_TOPO * 4, topo);
+    device.queue.writeBuffer(chain.params, 0, Uint32Array.of(N, V, host.maxBatch * MAX_TOP_K, CHAIN_TOPO, ringAt, CHAIN_LENS, 0, 0));
+    let group = chain.groups.get(plan);
+    if (!group) {
+      group = device.createBindGroup({
+        label: 'chain accept',
+        layout: chain.pipeline.getBindGroupLayout(0),
+        entries: [plan.ids, host.parents, plan.rowTokens!, heads.accepted, heads.ids, host.path, chain.state, chain.params].map((buffer, binding) => ({ binding, resource: { buffer } })),
+      });
+      chain.groups.set(plan, group);
+    }
+    const pending0 = host.pendingLength;
+    const encoder = device.createCommandEncoder({ label: `chained tree steps [${steps} × ${rows} rows]` });
+    for (let i = 0; i < steps; i++) {
+      if (i > 0) {
+        encoder.copyBufferToBuffer(chain.state, 0, chain.treeDims, 0, 16);
+        encoder.copyBufferToBuffer(chain.state, 16, chain.commitDims, 0, 16);
+      }
+      const pass = encoder.beginComputePass({ label: `chained tree step ${i}` });
+      if (i === 0) await host.encodeStep(pass, plan, rows, medusaK);
+      else {
+        const states = model.attentionStates.map((s) => s.buffers!);
+        layers.forEach((layer, l) => {
+          const io = plan.layerIo[l];
+          layer.encodeCommit(pass, { inputs: { q: io.q.buffer, k: io.k.buffer, v: io.v.buffer }, path: host.path }, states[l], 1, start, rows, rows, chain.commitDims);
+        });
+        encodeStepWith(
+          pass, plan,
+          (p, n, io) => layers[n].encodeTree(p, { inputs: { q: io.q, k: io.k, v: io.v }, parents: host.parents, o: io.o }, states[n], 1, start, rows, chain.treeDims),
+          'ids', 'argmax', { logits: false },
+        );
+        await heads.encode(pass, plan, { b: 1, rows, parents: host.parents, medusaK, ownK: 0 });
+      }
+      pass.setPipeline(chain.pipeline);
+      pass.setBindGroup(0, group);
+      pass.dispatchWorkgroups(1);
+      pass.end();
+    }
+    const M = heads.medusaHeads;
+    const ringWords = steps * host.maxNodes;
+    const headWords = M * host.maxBatch * MAX_TOP_K;
+    const pathAt = 4 * (ringAt + ringWords);
+    const headsAt = pathAt + 4 * host.maxNodes;
+    const bytes = headsAt + 4 * headWords;
+    encoder.copyBufferToBuffer(chain.state, 0, chain.staging, 0, 4 * (ringAt + ringWords));
+    encoder.copyBufferToBuffer(host.path, 0, chain.staging, pathAt, 4 * host.maxNodes);
+    encoder.copyBufferToBuffer(heads.ids, 0, chain.staging, headsAt, 4 * headWords);
+    device.queue.submit([encoder.finish()]);
+    host.submitted(tree, plan, rows);
+    const data = new Uint32Array(await host.readBack(chain.staging, bytes, 'chained tree steps'));
+    const lens = Array.from(data.subarray(CHAIN_LENS, CHAIN_LENS + steps));
+    const out: number[][] = [];
+    let at = ringAt;
+    for (const L of lens) {
+      out.push(Array.from(data.subarray(at, at + L)));
+      at += L;
+    }
+    const lastLen = lens[steps - 1];
+    const path = Array.from(new Float32Array(data.buffer, pathAt, lastLen), (x) => Math.round(x));
+    // Committed in this submit: the pending path and every step's path but the last.
+    host.committed(pending0 + lens.slice(0, -1).reduce((a, b) => a + b, 0), path);
+    const medusa = Array.from({ length: M }, (_, h) =>
+      Array.from(data.subarray(headsAt / 4 + heads.medusaOffset(h), headsAt / 4 + heads.medusaOffset(h) + medusaK), (token) => ({ token, prob: 0 })).filter((c) => c.token < V),
+    );
+    return { steps: out, medusa, path };
+  }
+
+  destroy(): void {
+    if (this.buffers) for (const b of [this.buffers.state, this.buffers.treeDims, this.buffers.commitDims, this.buffers.params, this.buffers.staging]) b.destroy();
+  }
+
+  private async buffersOf(): Promise<Buffers> {
+    if (this.buffers) return this.buffers;
+    const { model, maxNodes, maxBatch, heads } = this.host;
+    const { device } = model.gpu;
+    const pipeline = await compileKernel(model.gpu, {
+      label: 'chain accept',
+      code: chainAcceptWgsl(),
+      bindings: ['storage', 'read-only-storage', 'read-only-storage', 'read-only-storage', 'read-only-storage', 'storage', 'storage', 'uniform'],
+    });
+    const words = CHAIN_TOPO + 2 * maxNodes + MAX_CHAIN_STEPS * maxNodes;
+    const uniform = (label: string) => device.createBuffer({ label, size: 32, usage: BufferUsage.UNIFORM | BufferUsage.COPY_DST });
+    this.buffers = {
+      pipeline,
+      state: device.createBuffer({ label: 'chain state', size: 4 * words, usage: BufferUsage.STORAGE | BufferUsage.COPY_DST | BufferUsage.COPY_SRC }),
+      treeDims: uniform('chain tree dims'),
+      commitDims: uniform('chain commit dims'),
+      params: uniform('chain params'),
+      staging: device.createBuffer({ label: 'chain readback', size: 4 * (words + maxNodes + heads.medusaHeads * maxBatch * MAX_TOP_K), usage: BufferUsage.MAP_READ | BufferUsage.COPY_DST }),
+      groups: new Map(),
+    };
+    return this.buffers;
+  }
+}
