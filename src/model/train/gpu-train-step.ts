@@ -23,6 +23,7 @@ import { floatRange, type Binding } from '../../runtime/buffer-range.ts';
 import { BufferUsage, type Gpu } from '../../runtime/device.ts';
 import { planMatmul, type MatmulPlan } from '../../runtime/matmul.ts';
 import { destroyDispatch, type BoundDispatch, type ModelKernels } from '../../runtime/model-kernels.ts';
+import { stepResources } from './step-resources.ts';
 import {
   bindColumnSum, bindCrossEntropy, bindEmbeddingBackward, bindEmbeddingRows, bindMatmulRanges, bindNormRows, bindResidualNorm,
   bindRmsnormBackward, bindSumBlocks, bindSwigluBackward, bindSwigluForward, columnSumScratch, type TrainKernels,
@@ -152,17 +153,8 @@ export async function buildTrainStep(ctx: TrainContext, b: number, t: number): P
   const V = config.vocabSize;
   const L = config.numLayers;
   const tag = `b=${b} t=${t}`;
-  const made: GPUBuffer[] = [];
-  const dispatches: BoundDispatch[] = [];
-  const buffer = (name: string, floats: number) => {
-    const buf = gpu.device.createBuffer({ label: `${name} [${tag}]`, size: Math.max(16, floats * 4), usage: BufferUsage.STORAGE | BufferUsage.COPY_SRC | BufferUsage.COPY_DST });
-    made.push(buf);
-    return buf;
-  };
-  const bound = (d: BoundDispatch) => {
-    dispatches.push(d);
-    return d;
-  };
+  const res = stepResources(gpu, tag);
+  const { made, dispatches, buffer, bound } = res;
   try {
     const ids = buffer('token ids', rows);
     const targets = buffer('targets', rows);
@@ -309,8 +301,7 @@ export async function buildTrainStep(ctx: TrainContext, b: number, t: number): P
       lossSum, buffers: made, dispatches,
     };
   } catch (e) {
-    for (const buf of made) buf.destroy();
-    for (const d of dispatches) destroyDispatch(d);
+    res.destroy();
     throw e;
   }
 }

@@ -22,6 +22,7 @@ import { BufferUsage, MapMode, throwIfDeviceErrors, type Gpu } from '../../runti
 import type { GpuAttention, GpuAttentionFactory, GpuAttentionState } from '../../runtime/gpu-attention.ts';
 import { bindMedusaResidual, bindMedusaResidualBackward, bindMedusaRows, bindRowArgmax, bindRowHits, compileMedusaTrainKernels, type MedusaTrainKernels } from '../../runtime/medusa-train-kernels.ts';
 import { compileModelKernels, destroyDispatch, encodeDispatch, samplingConfigBuffer, type BoundDispatch, type ModelKernels } from '../../runtime/model-kernels.ts';
+import { stepResources } from './step-resources.ts';
 import { bindCrossEntropy, bindMatmulRanges, bindNormRows, bindSumBlocks, compileTrainKernels, type TrainKernels } from '../../runtime/train-kernels.ts';
 import type { TensorData } from '../../tensor.ts';
 import type { ModelConfig } from '../config.ts';
@@ -323,17 +324,8 @@ export class MedusaGpuTrainer implements Trainer {
     const H = config.hiddenSize;
     const V = config.vocabSize;
     const tag = `b=${b} T=${T}`;
-    const made: GPUBuffer[] = [];
-    const dispatches: BoundDispatch[] = [];
-    const buffer = (name: string, floats: number) => {
-      const buf = gpu.device.createBuffer({ label: `${name} [${tag}]`, size: Math.max(16, floats * 4), usage: BufferUsage.STORAGE | BufferUsage.COPY_SRC | BufferUsage.COPY_DST });
-      made.push(buf);
-      return buf;
-    };
-    const bound = (d: BoundDispatch) => {
-      dispatches.push(d);
-      return d;
-    };
+    const res = stepResources(gpu, tag);
+    const { made, dispatches, buffer, bound } = res;
     const batch = this.batch(b);
     const base = await buildStepPlan(gpu, config, this.modelKernels, this.base, batch, T, false);
     try {
@@ -447,8 +439,7 @@ export class MedusaGpuTrainer implements Trainer {
       };
     } catch (e) {
       destroyStepPlan(base);
-      for (const buf of made) buf.destroy();
-      for (const d of dispatches) destroyDispatch(d);
+      res.destroy();
       throw e;
     }
   }
