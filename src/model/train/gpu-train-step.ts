@@ -20,7 +20,7 @@
 import type { MatmulProblem } from '../../../backends/wgsl/matmul.ts';
 import { crossEntropyParams } from '../../../backends/wgsl/train-loss.ts';
 import { floatRange, type Binding } from '../../runtime/buffer-range.ts';
-import { BufferUsage, type Gpu } from '../../runtime/device.ts';
+import type { Gpu } from '../../runtime/device.ts';
 import { planMatmul, type MatmulPlan } from '../../runtime/matmul.ts';
 import { destroyDispatch, type BoundDispatch, type ModelKernels } from '../../runtime/model-kernels.ts';
 import { stepResources } from './step-resources.ts';
