@@ -33,6 +33,8 @@ interface Projection {
 }
 
 const EPS = { eps: 1e-5 };
+/** A sweep's kernels follow the chosen one's sustained warm-up: the clocks are up, a short one suffices. */
+const SWEEP_WARMUP_MS = 20;
 
 /** The five matmuls of a fused decode step (gpu-step-plan.ts). */
 function projections(s: ModelShape): Projection[] {
@@ -90,7 +92,7 @@ function release(gpu: Gpu, o: Operands): void {
   for (const t of [o.a, o.gain, ...o.outs, ...o.weights]) releaseTensor(gpu, t);
 }
 
-async function measure(gpu: Gpu, p: Projection, M: number, opts: MatmulOptions, reps: number, o: Operands): Promise<SmallMFigure> {
+async function measure(gpu: Gpu, p: Projection, M: number, opts: MatmulOptions, reps: number, o: Operands, warmupMs?: number): Promise<SmallMFigure> {
   const problem: MatmulProblem = { M, N: p.N, K: p.K, transposeB: true, ...(p.fusion && { fusion: p.fusion }) };
   const plan = await planMatmul(gpu, problem, { label: `bench ${p.name}`, ...opts });
   const groups = o.weights.map((w) => bindMatmul(gpu, plan, o.a, w, o.outs, p.fusion?.rmsnorm ? { gain: o.gain } : {}));
@@ -99,7 +101,7 @@ async function measure(gpu: Gpu, p: Projection, M: number, opts: MatmulOptions, 
     (pass) => {
       for (let r = 0; r < reps; r++) encodeMatmul(pass, plan, groups[r % groups.length]);
     },
-    { warmup: 2, iters: gpu.isSoftware ? 3 : 20, label: plan.label },
+    { warmup: 2, iters: gpu.isSoftware ? 3 : 20, label: plan.label, ...(warmupMs !== undefined && { warmupMs }) },
   );
   plan.params.destroy();
   const us = (t.medianMs * 1000) / reps;
@@ -133,8 +135,14 @@ async function main(): Promise<void> {
   const figures: SmallMFigure[] = [];
   const rows: string[][] = [['projection', 'M', 'N×K', 'µs', 'GB/s', 'of copy', 'GFLOP/s', 'kernel']];
   const row = (f: SmallMFigure) => {
-    rows.push([f.projection, String(f.M), `${f.N}×${f.K}`, f.usPerDispatch.toFixed(2), f.gbPerS.toFixed(1), `${((100 * f.gbPerS) / copy.gbPerS).toFixed(0)}%`, f.gflopPerS.toFixed(1), f.kernel]);
+    const r = [f.projection, String(f.M), `${f.N}×${f.K}`, f.usPerDispatch.toFixed(2), f.gbPerS.toFixed(1), `${((100 * f.gbPerS) / copy.gbPerS).toFixed(0)}%`, f.gflopPerS.toFixed(1), f.kernel];
+    rows.push(r);
+    console.log('  … ' + r.join('  ')); // as measured, so that a run cut short still shows what it had
   };
+  const outDir = process.env.OUT ?? 'out';
+  mkdirSync(outDir, { recursive: true });
+  const file = join(outDir, 'small-m.json');
+  const save = () => writeFileSync(file, JSON.stringify({ adapter: gpu.adapterName, date: new Date().toISOString(), shape, copy, reps, figures }, null, 2) + '\n');
   for (const M of Ms) {
     for (const p of projections(shape)) {
       const o = operands(gpu, p, M, reps, cacheBytes);
@@ -158,7 +166,7 @@ async function main(): Promise<void> {
         for (const lanes of [8, 16, 32, 64, 128, 256]) {
           for (const unroll of [2, 4, 8]) {
             for (const cols of colsChoices) {
-              const f = await measure(gpu, p, M, { path: 'small-m', smallMLanes: lanes, smallMUnroll: unroll, smallMCols: cols }, reps, o);
+              const f = await measure(gpu, p, M, { path: 'small-m', smallMLanes: lanes, smallMUnroll: unroll, smallMCols: cols }, reps, o, SWEEP_WARMUP_MS);
               figures.push(f);
               if (f.usPerDispatch < best.usPerDispatch) best = f;
             }
@@ -169,7 +177,7 @@ async function main(): Promise<void> {
           for (const slices of [1, 2, 4, 8]) {
             for (const unroll of [1, 2, 4, 8]) {
               for (const colsPerThread of p.fusion?.epilogue === 'swiglu' ? [1] : [1, 2]) {
-                const f = await measure(gpu, p, M, { path: 'rows', rows: { slices, unroll, colsPerThread } }, reps, o).catch(() => undefined);
+                const f = await measure(gpu, p, M, { path: 'rows', rows: { slices, unroll, colsPerThread } }, reps, o, SWEEP_WARMUP_MS).catch(() => undefined);
                 if (!f) continue;
                 figures.push(f);
                 if (f.usPerDispatch < best.usPerDispatch) best = f;
@@ -180,15 +188,13 @@ async function main(): Promise<void> {
         if (best !== chosen) row({ ...best, projection: '  best of sweep' });
       }
       release(gpu, o);
+      save();
     }
   }
   const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
   for (const r of rows) console.log('  ' + r.map((c, i) => (i >= 1 && i <= 6 ? c.padStart(widths[i]) : c.padEnd(widths[i]))).join('  '));
 
-  const outDir = process.env.OUT ?? 'out';
-  mkdirSync(outDir, { recursive: true });
-  const file = join(outDir, 'small-m.json');
-  writeFileSync(file, JSON.stringify({ adapter: gpu.adapterName, date: new Date().toISOString(), shape, copy, reps, figures }, null, 2) + '\n');
+  save();
   console.log(`wrote ${file}`);
 }
 
