@@ -49,7 +49,7 @@ export function candidateSchedules(limits: ScheduleLimits, program: Program, siz
       for (const threads of THREADS) {
         if (threads > limits.maxComputeInvocationsPerWorkgroup) continue;
         const s = { chunk, cols: c, threads };
-        const floats = unfused ? Math.max(...p.terms.map((t) => sharedFloats(p, sizes, [t], itemsOver(p.output, [t]), s))) : sharedFloats(p, sizes, p.terms, p.output, s);
+        const floats = unfused ? Math.max(...p.terms.map((t) => sharedFloats(p, sizes, [t], itemsOver(p.output, [t]), s, true))) : sharedFloats(p, sizes, p.terms, p.output, s);
         if (floats * 4 <= limits.maxComputeWorkgroupStorageSize) out.push(s);
       }
     }

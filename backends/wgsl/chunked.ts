@@ -93,15 +93,17 @@ export function header(a: ChunkAnalysis): string[] {
 /**
  * Workgroup memory (in f32s) the chunk kernels of `terms` need under schedule `s`: the arrays their declarations
  * make (no body is emitted), the largest kernel's when the terms read different values and so run in separate
- * kernels. The scheduler keeps it under the adapter's limit.
+ * kernels. The scheduler keeps it under the adapter's limit. `partial`: the kernels write num/den parts for a combine
+ * kernel (the unfused plan's term kernels, lower.ts), which stages row denominators even for an unnormalised item;
+ * absent, as a fused plan's kernels do (partial only when the terms split over several kernels).
  */
-export function sharedFloats(p: Program, sizes: Sizes, terms: readonly Term[], items: readonly OutputItem[], s: ChunkSchedule): number {
+export function sharedFloats(p: Program, sizes: Sizes, terms: readonly Term[], items: readonly OutputItem[], s: ChunkSchedule, partial?: boolean): number {
   if (isSoftmaxProgram(p)) return softmaxSharedFloats(analyseSoftmax(p, sizes), s.chunk); // the flash kernel (softmax-chunked.ts)
   const groups = valueGroups(p, terms);
   return Math.max(
     ...groups.map((group) => {
       const kb = new KernelBuilder(s.threads, []);
-      const spec = { program: p, sizes, terms: group, items: itemsOver(items, group), partial: groups.length > 1, schedule: s, materialised: new Set<number>(), label: 'shared' };
+      const spec = { program: p, sizes, terms: group, items: itemsOver(items, group), partial: partial ?? groups.length > 1, schedule: s, materialised: new Set<number>(), label: 'shared' };
       declareArrays(analyseChunk(spec), kb);
       return kb.workgroupFloats();
     }),

@@ -20,7 +20,7 @@ export function featureTiledSchedules(limits: ScheduleLimits, program: Program, 
   const base = candidateSchedules({ ...limits, maxComputeWorkgroupStorageSize: Number.MAX_SAFE_INTEGER }, program, sizes, true).filter((s) => !s.segment);
   const out: FeatureTiledSchedule[] = [];
   for (const s of base) {
-    if (rest.some((t) => sharedFloats(p, sizes, [t], itemsOver(p.output, [t]), s) > floats)) continue;
+    if (rest.some((t) => sharedFloats(p, sizes, [t], itemsOver(p.output, [t]), s, true) > floats)) continue;
     for (const featureTile of FEATURE_TILES) {
       const x = { chunk: s.chunk, cols: s.cols, threads: s.threads, featureTile };
       if (tiled.every((t) => tiledTermFloats(p, sizes, t, x) <= floats)) out.push(x);
