@@ -16,7 +16,7 @@ import { operands, type OutputItem, type Program, type Term } from '../../src/ir
 import { layoutOf, sharedFloats, type ChunkSchedule } from './chunked.ts';
 import { count, type Sizes } from './common.ts';
 import { elementOps } from './element-ops.ts';
-import { featureCount, frontier, rowAxes } from './layout.ts';
+import { featureCount, frontier, prefixGate, rowAxes } from './layout.ts';
 import { decayNode } from '../../src/ir/terms.ts';
 
 export interface AdapterModel {
@@ -154,6 +154,9 @@ function tokenReads(p: Program, sizes: Sizes, terms: readonly Term[], materialis
   return out;
 }
 
+/** The extra operations of a product weighed by a per-feature gate's exponential (see chunkKernelCost). */
+const GATED_PRODUCT_OPS = 3;
+
 /** Column tiles the chunk kernel of `terms` runs per (b, head): each recomputes the rows' features it stages. */
 export function columnTiles(p: Program, sizes: Sizes, terms: readonly Term[], s: ChunkSchedule): number {
   const NR = count(layoutOf(p, terms).rest, sizes);
@@ -190,6 +193,11 @@ export function chunkKernelCost(m: AdapterModel, k: ChunkKernelModel, b: number,
       ops += C * C * (F + R) + 2 * C * F * R + 2 * F * R;
       stateOps += C * F * R + 2 * F * R + C * F * elementOps(p, sizes, f.psi, leaves);
       for (const id of [f.phi, f.psi, ...(f.decay ? [decayNode(f.decay)] : [])]) ops += C * F * elementOps(p, sizes, id, leaves);
+      // A per-feature gate (gla's α[h, d]) weighs each product of the score tile, of φ·S and of the state update by
+      // its own exp(Λ_i,f − Λ_j,f) (chunked/scores.ts, outputs.ts, state.ts): an exponential and two workgroup loads
+      // more per product. On the H200 (chunk 32, 16 columns, 1024 threads) gla's fused kernel ran 12.1 ms where
+      // retnet's, the same tile with a scalar decay, ran 3.13: GATED_PRODUCT_OPS more per product.
+      if (prefixGate(p, f)?.perFeature) ops += GATED_PRODUCT_OPS * (C * C * F + 2 * C * F * R);
     } else if (f.kind === 'toeplitz') {
       ops += C * (f.lags[1] - f.lags[0] + 1) * R;
     } else {
