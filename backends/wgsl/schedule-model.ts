@@ -54,7 +54,11 @@ export function hardwareModel(computeUnits: number, maxWorkgroupBytes: number): 
     unitInvocations: 1024,
     maxWorkgroupBytes,
     unitOpsPerUs: 16 * 1700,
-    unitElementOpsPerUs: 128 * 1700,
+    // Not the SM's 128 FP32 lanes a cycle: a feature kernel's counted operation (element-ops.ts) is a multiply-add
+    // with its loads (hedgehog's projection reads q and the weights per product). Fitted to hedgehog's two softmax
+    // feature kernels, 25027 operations an element: its unfused plan ran 169 ms on the H200 and the prologue plan
+    // 180, where 128 a cycle put both at 62; 48 also puts performer's (2.74 ms) and llama's within 10 %.
+    unitElementOpsPerUs: 48 * 1700,
     stepLatencyUs: 2,
     bytesPerUs: 3.5e6,
     launchUs: 4,
