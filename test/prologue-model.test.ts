@@ -44,7 +44,9 @@ describe('the prologue decision', () => {
     }
   });
 
-  it("weighs a map by its operations: elu's few barely pay for a prologue on op counts alone, the expensive maps' by two orders", () => {
+  // An order, not two, since the feature kernels' rate was fitted to hedgehog's on the H200 (48 operations a cycle
+  // per SM, not 128): a prologue costs 2.7× what it did.
+  it("weighs a map by its operations: elu's few barely pay for a prologue on op counts alone, the expensive maps' by an order", () => {
     const ratio = (name: string, m: typeof H200, s: ChunkSchedule) => {
       const { p, sizes } = variant(name);
       const d = decidePrologue(m, p, sizes, s, B, T)!;
@@ -54,7 +56,7 @@ describe('the prologue decision', () => {
     const one = { ...S, cols: 64 };
     const elu = ratio('paper/elu', H200, one);
     expect(elu).toBeLessThan(5);
-    for (const [name, s] of [['paper/performer', one], ['variants/hedgehog', one], ['paper/llama_linearized', S]] as const) expect(ratio(name, H200, s), name).toBeGreaterThan(20 * elu);
+    for (const [name, s] of [['paper/performer', one], ['variants/hedgehog', one], ['paper/llama_linearized', S]] as const) expect(ratio(name, H200, s), name).toBeGreaterThan(5 * elu);
     // at two column tiles the model alone would move elu's maps (PROLOGUE_MIN_OPS keeps them inline, next test)
     expect(ratio('paper/elu', H200, S)).toBeGreaterThan(1);
   });
@@ -64,14 +66,19 @@ describe('the prologue decision', () => {
     const r = decidePrologue(H200, retnet.p, retnet.sizes, S, B, T)!;
     expect(r.prologue.size).toBe(0);
     expect(r.decisions).toEqual([]);
-    // the gate's sigmoid (3 operations an element) the model alone would move; PROLOGUE_MIN_OPS keeps it inline
+    // elu + 1 (4 operations an element) the model alone would move at two column tiles (above); PROLOGUE_MIN_OPS
+    // keeps it inline
     for (const name of ['variants/mamba2', 'paper/elu_dwconv']) {
       const { p, sizes } = variant(name);
       const d = decidePrologue(H200, p, sizes, S, B, T)!;
       expect(d.prologue.size, name).toBe(0);
       for (const x of d.decisions) expect(elementOps(p, sizes, x.id), name).toBeLessThan(PROLOGUE_MIN_OPS);
     }
-    expect(decidePrologue(H200, variant('variants/mamba2').p, variant('variants/mamba2').sizes, S, B, T)!.decisions.some((x) => x.prologueUs < x.inlineUs)).toBe(true);
+    // mamba2's scalar gate is staged once per row, not per feature: inline it costs less than its own kernel
+    const m2 = variant('variants/mamba2');
+    const gate = decidePrologue(H200, m2.p, m2.sizes, S, B, T)!.decisions;
+    expect(gate.length).toBeGreaterThan(0);
+    for (const x of gate) expect(x.inlineUs, `mamba2 %${x.id}`).toBeLessThan(x.prologueUs);
   });
 
   it('charges inline features once per column tile: more tiles, dearer inline, the prologue read once more per tile', () => {

@@ -189,6 +189,10 @@ export function chunkKernelCost(m: AdapterModel, k: ChunkKernelModel, b: number,
   // did, put elu's segmented fused plan (chunk 8, 64 columns, 512 threads, segments of 16) at 2.2 ms against the
   // H200's 1.73; its half of a step makes it 1.7.
   let stateOps = C * R;
+  // The rows' features computed inline, each node once however many terms read it (chunked/analysis.ts stages a
+  // bounded term's frontier node that is also a prefix term's φ or ψ as an alias): elements per step by node.
+  const staged = new Map<number, number>();
+  const stage = (id: number, elements: number) => staged.set(id, Math.max(staged.get(id) ?? 0, elements));
   for (const term of k.terms) {
     const f = term.form;
     if (f.kind === 'prefix') {
@@ -196,21 +200,25 @@ export function chunkKernelCost(m: AdapterModel, k: ChunkKernelModel, b: number,
       // + the state S (F × R) read and written once per step whatever C: what makes very small chunks lose
       ops += C * C * (F + R) + 2 * C * F * R + 2 * F * R;
       stateOps += C * F * R + 2 * F * R + C * F * elementOps(p, sizes, f.psi, leaves);
-      for (const id of [f.phi, f.psi, ...(f.decay ? [decayNode(f.decay)] : [])]) ops += C * F * elementOps(p, sizes, id, leaves);
+      stage(f.phi, C * F);
+      stage(f.psi, C * F);
+      const gate = prefixGate(p, f);
+      if (gate) stage(gate.id, C * (gate.perFeature ? F : 1));
       // A per-feature gate (gla's α[h, d]) weighs each product of the score tile, of φ·S and of the state update by
       // its own exp(Λ_i,f − Λ_j,f) (chunked/scores.ts, outputs.ts, state.ts): an exponential and two workgroup loads
       // more per product. On the H200 (chunk 32, 16 columns, 1024 threads) gla's fused kernel ran 12.1 ms where
       // retnet's, the same tile with a scalar decay, ran 3.13: GATED_PRODUCT_OPS more per product.
-      if (prefixGate(p, f)?.perFeature) ops += GATED_PRODUCT_OPS * (C * C * F + 2 * C * F * R);
+      if (gate?.perFeature) ops += GATED_PRODUCT_OPS * (C * C * F + 2 * C * F * R);
     } else if (f.kind === 'toeplitz') {
       ops += C * (f.lags[1] - f.lags[0] + 1) * R;
     } else {
       const fr = frontier(p, term.score);
-      const staged = new Set([...fr.query, ...fr.key]);
-      for (const id of staged) ops += C * count(rowAxes(p, L, id), sizes) * elementOps(p, sizes, id, leaves);
-      ops += C * C * (elementOps(p, sizes, term.score, staged) + R);
+      const rows = new Set([...fr.query, ...fr.key]);
+      for (const id of rows) stage(id, C * count(rowAxes(p, L, id), sizes));
+      ops += C * C * (elementOps(p, sizes, term.score, rows) + R);
     }
   }
+  for (const [id, elements] of staged) ops += elements * elementOps(p, sizes, id, leaves);
   const chunks = Math.ceil(t / C);
   const seg = s.segment;
   // What it reads per token: each tile reads a token tensor whole unless it has the tile's column axes (v: each tile
