@@ -57,8 +57,9 @@ describe('the prologue decision', () => {
     const elu = ratio('paper/elu', H200, one);
     expect(elu).toBeLessThan(5);
     for (const [name, s] of [['paper/performer', one], ['variants/hedgehog', one], ['paper/llama_linearized', S]] as const) expect(ratio(name, H200, s), name).toBeGreaterThan(5 * elu);
-    // at two column tiles the model alone would move elu's maps (PROLOGUE_MIN_OPS keeps them inline, next test)
-    expect(ratio('paper/elu', H200, S)).toBeGreaterThan(1);
+    // even at two column tiles elu's maps are cheaper inline by the model itself (features computed at the
+    // elementwise rate), as the H200 measured: elu's all-inline fused plan 1.73 ms
+    expect(ratio('paper/elu', H200, S)).toBeLessThan(1);
   });
 
   it("never moves a node that computes nothing (retnet's φ = q, ψ = k: a prologue would copy the input), nor an elementwise one (mamba2's gate, elu + 1)", () => {
@@ -66,8 +67,7 @@ describe('the prologue decision', () => {
     const r = decidePrologue(H200, retnet.p, retnet.sizes, S, B, T)!;
     expect(r.prologue.size).toBe(0);
     expect(r.decisions).toEqual([]);
-    // elu + 1 (4 operations an element) the model alone would move at two column tiles (above); PROLOGUE_MIN_OPS
-    // keeps it inline
+    // elementwise maps (elu + 1: 4 operations an element) stay inline, by the model and by PROLOGUE_MIN_OPS
     for (const name of ['variants/mamba2', 'paper/elu_dwconv']) {
       const { p, sizes } = variant(name);
       const d = decidePrologue(H200, p, sizes, S, B, T)!;

@@ -121,8 +121,8 @@ export function decidePrologue(m: AdapterModel, program: Program, sizes: Sizes, 
  * performer's projection: 327, hedgehog's softmax over a projection: 25027). The H200 measured the second group's
  * prologues (performer 3.30 → 2.74 ms, llama 15.4 → 12.2, hedgehog 318 → 180) and none of the first's, whose
  * all-inline fused kernel is what measured best (elu 1.73 ms, elu_dwconv, elu_aug, relu_aug 1.88; unfused 2.50,
- * 2026-11-29) — the model alone would move elu's maps at two column tiles (test/prologue-model.test.ts). So only
- * the second group leaves the kernel until an H200 run of `bench/h200-kernels.ts` (its prologue_ms column) says more.
+ * 2026-11-29). The model itself keeps the first group inline at the shapes measured; this keeps it so at any
+ * other until an H200 run of `bench/h200-kernels.ts` (its prologue_ms column) says more.
  */
 export const PROLOGUE_MIN_OPS = 32;
 
