@@ -43,6 +43,8 @@ export interface FitRow {
   readonly pick: PlanName;
   readonly pickSchedule: ChunkSchedule;
   readonly pickMeasured: boolean;
+  /** The model's estimate of its pick at that schedule (ms). */
+  readonly pickEstMs: number | undefined;
   readonly reason: string;
 }
 
@@ -81,6 +83,7 @@ export function fitRow(row: MeasuredRow, gpu: Gpu = H200): FitRow | undefined {
     pick,
     pickSchedule: choice.schedule,
     pickMeasured: !!measured && same(measured.schedule, choice.schedule),
+    pickEstMs: est(choice.schedule, choice.fuse, choice.prologue),
     reason: choice.reason,
   };
 }
@@ -100,7 +103,7 @@ export function fitTable(fits: readonly FitRow[]): string {
       lines.push(`${r.variant.padEnd(18)} t${r.t} d${r.d}`.padEnd(34) + `${r.call}    ${x.plan.padEnd(9)} ${show(x.schedule).padEnd(12)} ${x.ms.toFixed(2).padStart(8)} ${(x.estMs?.toFixed(2) ?? '—').padStart(7)} ${ratio?.toFixed(2).padStart(6) ?? ''}`);
     }
     const ok = f.pick === f.fastest ? 'right' : f.gap > 0.1 ? 'WRONG' : 'wrong (within 10 %)';
-    lines.push(`  → fastest ${f.fastest} (next +${(f.gap * 100).toFixed(0)} %), model picks ${f.pick} at ${show(f.pickSchedule)}${f.pickMeasured ? '' : ' (a schedule not measured)'}: ${ok}`);
+    lines.push(`  → fastest ${f.fastest} (next +${(f.gap * 100).toFixed(0)} %), model picks ${f.pick} at ${show(f.pickSchedule)} (est. ${f.pickEstMs?.toFixed(2)} ms${f.pickMeasured ? '' : ', a schedule not measured'}): ${ok}`);
   }
   const geo = Math.exp(logErr.reduce((a, b) => a + b, 0) / logErr.length);
   lines.push('', `estimate error: geometric mean of max(model/measured, measured/model) over ${logErr.length} plans = ${geo.toFixed(2)}×`);
