@@ -17,7 +17,6 @@ import { layoutOf, sharedFloats, type ChunkSchedule } from './chunked.ts';
 import { count, type Sizes } from './common.ts';
 import { elementOps } from './element-ops.ts';
 import { featureCount, frontier, prefixGate, rowAxes } from './layout.ts';
-import { decayNode } from '../../src/ir/terms.ts';
 
 export interface AdapterModel {
   /** Compute units that run workgroups side by side (SMs; CPU cores for a software adapter). */
@@ -131,8 +130,6 @@ export interface ChunkKernelModel {
   readonly partial: boolean;
 }
 
-
-
 /**
  * The elements per token a chunk kernel of `terms` reads: the program inputs its terms reach and the materialised
  * feature buffers it reads in their place, split into those every column tile reads whole (q, k, features) and
@@ -191,6 +188,11 @@ export function chunkKernelCost(m: AdapterModel, k: ChunkKernelModel, b: number,
   let stateOps = C * R;
   // The rows' features computed inline, each node once however many terms read it (chunked/analysis.ts stages a
   // bounded term's frontier node that is also a prefix term's φ or ψ as an alias): elements per step by node.
+  // Computed in registers by the kernel's threads and stored once, at a feature kernel's rate (unitElementOpsPerUs)
+  // rather than the products' through workgroup memory: charged at the products' rate, the features inline put
+  // llama's fused plan at 30.6 ms, performer's at 6.5 and hedgehog's at 727 where the H200 ran 15.4, 3.30 and 318;
+  // at the elementwise rate 17.4, 4.4 and 406.
+  const inline = (id: number) => 1 + elementOps(p, sizes, id, leaves) * (m.unitOpsPerUs / m.unitElementOpsPerUs);
   const staged = new Map<number, number>();
   const stage = (id: number, elements: number) => staged.set(id, Math.max(staged.get(id) ?? 0, elements));
   for (const term of k.terms) {
@@ -199,7 +201,7 @@ export function chunkKernelCost(m: AdapterModel, k: ChunkKernelModel, b: number,
       const F = featureCount(f, sizes);
       // + the state S (F × R) read and written once per step whatever C: what makes very small chunks lose
       ops += C * C * (F + R) + 2 * C * F * R + 2 * F * R;
-      stateOps += C * F * R + 2 * F * R + C * F * elementOps(p, sizes, f.psi, leaves);
+      stateOps += C * F * R + 2 * F * R + C * F * inline(f.psi);
       stage(f.phi, C * F);
       stage(f.psi, C * F);
       const gate = prefixGate(p, f);
@@ -218,12 +220,7 @@ export function chunkKernelCost(m: AdapterModel, k: ChunkKernelModel, b: number,
       ops += C * C * (elementOps(p, sizes, term.score, rows) + R);
     }
   }
-  // Computed in registers by the kernel's threads and stored once, at a feature kernel's rate (unitElementOpsPerUs)
-  // rather than the products' through workgroup memory: charged at the products' rate, the features inline put
-  // llama's fused plan at 30.6 ms, performer's at 6.5 and hedgehog's at 727 where the H200 ran 15.4, 3.30 and 318;
-  // at the elementwise rate 17.2, 4.4 and 404.
-  const inlineRate = m.unitOpsPerUs / m.unitElementOpsPerUs;
-  for (const [id, elements] of staged) ops += elements * (1 + elementOps(p, sizes, id, leaves) * inlineRate);
+  for (const [id, elements] of staged) ops += elements * inline(id);
   const chunks = Math.ceil(t / C);
   const seg = s.segment;
   // What it reads per token: each tile reads a token tensor whole unless it has the tile's column axes (v: each tile
