@@ -95,18 +95,20 @@ const show = (s: ChunkSchedule) => `${s.chunk}x${s.cols}x${s.threads}${s.segment
 export function fitTable(fits: readonly FitRow[]): string {
   const lines = ['variant            shape          call plan      schedule      measured  model   ratio', ''];
   const logErr: number[] = [];
+  const logErr132: number[] = [];
   for (const f of fits) {
     const r = f.row;
     for (const x of f.plans) {
       const ratio = x.estMs !== undefined ? x.estMs / x.ms : undefined;
       if (ratio !== undefined) logErr.push(Math.abs(Math.log(ratio)));
+      if (ratio !== undefined && r.model_units === 132) logErr132.push(Math.abs(Math.log(ratio)));
       lines.push(`${r.variant.padEnd(18)} t${r.t} d${r.d}`.padEnd(34) + `${r.call}    ${x.plan.padEnd(9)} ${show(x.schedule).padEnd(12)} ${x.ms.toFixed(2).padStart(8)} ${(x.estMs?.toFixed(2) ?? '—').padStart(7)} ${ratio?.toFixed(2).padStart(6) ?? ''}`);
     }
     const ok = f.pick === f.fastest ? 'right' : f.gap > 0.1 ? 'WRONG' : 'wrong (within 10 %)';
     lines.push(`  → fastest ${f.fastest} (next +${(f.gap * 100).toFixed(0)} %), model picks ${f.pick} at ${show(f.pickSchedule)} (est. ${f.pickEstMs?.toFixed(2)} ms${f.pickMeasured ? '' : ', a schedule not measured'}): ${ok}`);
   }
-  const geo = Math.exp(logErr.reduce((a, b) => a + b, 0) / logErr.length);
-  lines.push('', `estimate error: geometric mean of max(model/measured, measured/model) over ${logErr.length} plans = ${geo.toFixed(2)}×`);
+  const geo = (xs: number[]) => Math.exp(xs.reduce((a, b) => a + b, 0) / xs.length).toFixed(2);
+  lines.push('', `estimate error, the geometric mean of max(model/measured, measured/model): ${geo(logErr)}× over all ${logErr.length} plans, ${geo(logErr132)}× over the ${logErr132.length} of calls 7 and 8 (132 units, three rounds)`);
   return lines.join('\n');
 }
 
