@@ -191,7 +191,7 @@ export function chunkKernelCost(m: AdapterModel, k: ChunkKernelModel, b: number,
   // Computed in registers by the kernel's threads and stored once, at a feature kernel's rate (unitElementOpsPerUs)
   // rather than the products' through workgroup memory: charged at the products' rate, the features inline put
   // llama's fused plan at 30.6 ms, performer's at 6.5 and hedgehog's at 727 where the H200 ran 15.4, 3.30 and 318;
-  // at the elementwise rate 17.4, 4.4 and 406.
+  // at the elementwise rate (both passes of a segmented schedule) 17.4, 3.34 and 245.
   const inline = (id: number) => 1 + elementOps(p, sizes, id, leaves) * (m.unitOpsPerUs / m.unitElementOpsPerUs);
   const staged = new Map<number, number>();
   const stage = (id: number, elements: number) => staged.set(id, Math.max(staged.get(id) ?? 0, elements));
