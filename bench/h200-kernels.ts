@@ -78,6 +78,8 @@ interface Row {
   variant: string; b: number; h: number; t: number; d: number; fused_ms: number | null; unfused_ms: number | null; torch_ms: number | null;
   started?: string; fused_rounds_ms?: number[]; unfused_rounds_ms?: number[];
   prologue_ms?: number | null; prologue_rounds_ms?: number[]; prologue_nodes?: number[];
+  // the schedule each plan ran at (the prologue plan runs at the fused one): bench/model-fit.ts refits the model at them
+  fused_schedule?: ChunkSchedule; unfused_schedule?: ChunkSchedule;
 }
 const rows: Row[] = [];
 const write = () => {
@@ -143,8 +145,8 @@ for (const { v, t, d } of cases) {
         continue;
       }
       console.log(`${label}: ${fuse ? 'fused  ' : 'unfused'} ${ms.toFixed(3).padStart(9)} ms (rounds ${all.map((v) => v.toFixed(3)).join(' ')}; model ${est ? (est.us / 1e3).toFixed(3) : '—'} ms) schedule ${JSON.stringify(featureTile ? { ...s, featureTile } : s)} err ${err.toExponential(1)}`);
-      if (fuse) (row.fused_ms = ms), (row.fused_rounds_ms = all);
-      else (row.unfused_ms = ms), (row.unfused_rounds_ms = all);
+      if (fuse) (row.fused_ms = ms), (row.fused_rounds_ms = all), (row.fused_schedule = s);
+      else (row.unfused_ms = ms), (row.unfused_rounds_ms = all), (row.unfused_schedule = s);
     }
   } catch (e) {
     console.log(`${label}: ${(e as Error).message.split('\n')[0]}`);

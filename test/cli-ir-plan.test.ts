@@ -20,7 +20,13 @@ async function linattn(...argv: string[]): Promise<{ code: number; out: string; 
 const H200_AT = ['--axis', 'h=16', '--axis', 'd=64', '--axis', 'e=64', '--b', '4', '--t', '4096'];
 
 describe('linattn ir --print-after=plan', () => {
-  it.each(['paper/llama_linearized', 'paper/performer', 'variants/hedgehog'])('%s on the H200 model: fused with its feature maps in a prologue, each node with its two estimates', async (name) => {
+  // performer and hedgehog fused with their feature maps in a prologue; llama_linearized unfused (its prologue plan
+  // ran 12.2 ms on the H200, its unfused one 5.38), its feature nodes still shown as the prologue plan decides them.
+  it.each([
+    ['paper/llama_linearized', 'unfused'],
+    ['paper/performer', 'fused with a prologue'],
+    ['variants/hedgehog', 'fused with a prologue'],
+  ])('%s on the H200 model: %s, each feature node with its two estimates', async (name, kind) => {
     const r = await linattn('ir', `examples/${name}.la`, '--print-after=plan', ...H200_AT);
     expect(r.code, r.err).toBe(0);
     const c = compileFile(`examples/${name}.la`);
@@ -29,8 +35,9 @@ describe('linattn ir --print-after=plan', () => {
     const want = chooseFusion(hardwareModel(132, 49152), c.program, sizes, { fused: candidateSchedules(LIMITS, c.program, sizes), unfused: candidateSchedules(LIMITS, c.program, sizes, true).filter((s) => !s.segment) }, 4, 4096)!;
     const lines = r.out.trimEnd().split('\n');
     expect(lines[0]).toMatch(/^\/\/ ---- plan \(not a pass: .*NVIDIA H200 \(model: 132 units, 49152 bytes .* at b 4, t 4096/);
-    expect(lines[1]).toMatch(/^plan fused with a prologue \(chunk \d+, cols \d+, threads \d+/);
-    expect(lines[1]).toContain(`fused with a prologue of ${want.prologue!.size} feature kernel(s) ${(want.hybrid!.us / 1e3).toFixed(3)} ms`);
+    expect(lines[1]).toMatch(new RegExp(`^plan ${kind} \\(chunk \\d+, cols \\d+, threads \\d+`));
+    expect(want.fuse).toBe(kind !== 'unfused');
+    expect(lines[1]).toContain(`fused with a prologue of ${want.hybrid!.prologue.size} feature kernel(s) ${(want.hybrid!.us / 1e3).toFixed(3)} ms`);
     const nodes = featureNodes(c.program);
     const rows = lines.filter((l) => /^ {2}%\d+ = /.test(l));
     expect(rows.map((l) => Number(/%(\d+)/.exec(l)![1])).sort()).toEqual([...nodes].sort());

@@ -18,8 +18,6 @@ import type { Gpu } from '../src/runtime/device.ts';
 import { choosePrefill } from '../src/runtime/plan-choice.ts';
 
 const H200 = hardwareModel(132, 48 * 1024);
-/** The same adapter charging an inline element only its counted operations (no INLINE_ELEMENT_OPS calibration). */
-const OPS_ONLY = { ...H200, inlineElementOps: 0 };
 const LIMITS = { maxComputeWorkgroupStorageSize: 48 * 1024, maxComputeInvocationsPerWorkgroup: 1024 };
 const B = 4;
 const T = 4096;
@@ -38,17 +36,17 @@ const S: ChunkSchedule = { chunk: 8, cols: 32, threads: 512 };
 describe('the prologue decision', () => {
   it.each(['paper/llama_linearized', 'paper/performer', 'variants/hedgehog'])('%s at d 64 on an H200: φ and ψ computed in the prologue, inline many times dearer', (name) => {
     const { p, sizes } = variant(name);
-    for (const m of [H200, OPS_ONLY]) {
-      const d = decidePrologue(m, p, sizes, S, B, T)!;
-      for (const id of features(p)) {
-        const x = d.decisions.find((y) => y.id === id)!;
-        expect(x.prologue, `${name} %${id}`).toBe(true);
-        expect(x.inlineUs, `${name} %${id}: inline vs prologue`).toBeGreaterThan(5 * x.prologueUs);
-      }
+    const d = decidePrologue(H200, p, sizes, S, B, T)!;
+    for (const id of features(p)) {
+      const x = d.decisions.find((y) => y.id === id)!;
+      expect(x.prologue, `${name} %${id}`).toBe(true);
+      expect(x.inlineUs, `${name} %${id}: inline vs prologue`).toBeGreaterThan(5 * x.prologueUs);
     }
   });
 
-  it("weighs a map by its operations: elu's few barely pay for a prologue on op counts alone, the expensive maps' by two orders", () => {
+  // An order, not two, since the feature kernels' rate was fitted to hedgehog's on the H200 (48 operations a cycle
+  // per SM, not 128): a prologue costs 2.7× what it did.
+  it("weighs a map by its operations: elu's few barely pay for a prologue on op counts alone, the expensive maps' by an order", () => {
     const ratio = (name: string, m: typeof H200, s: ChunkSchedule) => {
       const { p, sizes } = variant(name);
       const d = decidePrologue(m, p, sizes, s, B, T)!;
@@ -56,12 +54,12 @@ describe('the prologue decision', () => {
     };
     // llama's group-64 terms fit 48 KB only with up to 32 columns; the others at one column tile (no recompute).
     const one = { ...S, cols: 64 };
-    const elu = ratio('paper/elu', OPS_ONLY, one);
+    const elu = ratio('paper/elu', H200, one);
     expect(elu).toBeLessThan(5);
-    for (const [name, s] of [['paper/performer', one], ['variants/hedgehog', one], ['paper/llama_linearized', S]] as const) expect(ratio(name, OPS_ONLY, s), name).toBeGreaterThan(20 * elu);
-    // As calibrated (INLINE_ELEMENT_OPS: the H200's elu fused 6.79 ms vs unfused 1.87, the kernels differing only in
-    // elu computed inline), an inline element costs far more than its operations, and elu's features move too.
-    expect(ratio('paper/elu', H200, S)).toBeGreaterThan(1);
+    for (const [name, s] of [['paper/performer', one], ['variants/hedgehog', one], ['paper/llama_linearized', S]] as const) expect(ratio(name, H200, s), name).toBeGreaterThan(5 * elu);
+    // even at two column tiles elu's maps are cheaper inline by the model itself (features computed at the
+    // elementwise rate), as the H200 measured: elu's all-inline fused plan 1.73 ms
+    expect(ratio('paper/elu', H200, S)).toBeLessThan(1);
   });
 
   it("never moves a node that computes nothing (retnet's φ = q, ψ = k: a prologue would copy the input), nor an elementwise one (mamba2's gate, elu + 1)", () => {
@@ -69,14 +67,18 @@ describe('the prologue decision', () => {
     const r = decidePrologue(H200, retnet.p, retnet.sizes, S, B, T)!;
     expect(r.prologue.size).toBe(0);
     expect(r.decisions).toEqual([]);
-    // the gate's sigmoid (3 operations an element) the model alone would move; PROLOGUE_MIN_OPS keeps it inline
+    // elementwise maps (elu + 1: 4 operations an element) stay inline, by the model and by PROLOGUE_MIN_OPS
     for (const name of ['variants/mamba2', 'paper/elu_dwconv']) {
       const { p, sizes } = variant(name);
       const d = decidePrologue(H200, p, sizes, S, B, T)!;
       expect(d.prologue.size, name).toBe(0);
       for (const x of d.decisions) expect(elementOps(p, sizes, x.id), name).toBeLessThan(PROLOGUE_MIN_OPS);
     }
-    expect(decidePrologue(H200, variant('variants/mamba2').p, variant('variants/mamba2').sizes, S, B, T)!.decisions.some((x) => x.prologueUs < x.inlineUs)).toBe(true);
+    // mamba2's scalar gate is staged once per row, not per feature: inline it costs less than its own kernel
+    const m2 = variant('variants/mamba2');
+    const gate = decidePrologue(H200, m2.p, m2.sizes, S, B, T)!.decisions;
+    expect(gate.length).toBeGreaterThan(0);
+    for (const x of gate) expect(x.inlineUs, `mamba2 %${x.id}`).toBeLessThan(x.prologueUs);
   });
 
   it('charges inline features once per column tile: more tiles, dearer inline, the prologue read once more per tile', () => {

@@ -118,11 +118,11 @@ export function decidePrologue(m: AdapterModel, program: Program, sizes: Sizes, 
  * The operations per element (elementOps) below which a feature map stays in the chunk kernel whatever the model
  * says. The shipped maps fall in two clear groups at d 64: elementwise ones (elu + 1: 4, relu: 2, cosformer's
  * re-weighting: 9–10, decays and gates: 1–4) and ones that read many inputs per element (llama's L2 norm: 130,
- * performer's projection: 327, hedgehog's softmax over a projection: 25027). The model's inline cost of an element
- * carries a constant fitted to one unexplained H200 figure (elu fused at 6.8–8.6 ms, while elu_aug, a superset, ran
- * 1.7–1.9), and the fused kernel with every feature inline is what was measured best for the augmented layers
- * (elu_dwconv, elu_aug, relu_aug: 1.88 ms fused, 2.50 unfused, 2026-11-29). So only the second group leaves the
- * kernel until an H200 run of `bench/h200-kernels.ts` (its prologue_ms column) says more.
+ * performer's projection: 327, hedgehog's softmax over a projection: 25027). The H200 measured the second group's
+ * prologues (performer 3.30 → 2.74 ms, llama 15.4 → 12.2, hedgehog 318 → 180) and none of the first's, whose
+ * all-inline fused kernel is what measured best (elu 1.73 ms, elu_dwconv, elu_aug, relu_aug 1.88; unfused 2.50,
+ * 2026-11-29). The model itself keeps the first group inline at the shapes measured; this keeps it so at any
+ * other until an H200 run of `bench/h200-kernels.ts` (its prologue_ms column) says more.
  */
 export const PROLOGUE_MIN_OPS = 32;
 

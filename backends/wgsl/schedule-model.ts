@@ -8,15 +8,15 @@
 // (2·C·F·R each workgroup's R columns), and the prologue that computes the features of C rows inline
 // (element-ops.ts) — the last two are repeated by every column tile, which is what makes narrow tiles cost more
 // work for more workgroups. The constants are an H100/H200 class GPU's (SM count from the adapter, 228 KB of
-// shared memory and 2048 threads per SM, ~16 workgroup-memory operands per cycle per SM: the chunk kernel reads
-// both operands of every multiply-add from workgroup memory) and are rough: the figures it produces rank
-// schedules and plans; they are not predictions to quote. src/runtime/adapter-model.ts builds the adapter's.
-import type { OutputItem, Program, Term } from '../../src/ir/types.ts';
+// shared memory and, by its registers, 1024 resident chunk-kernel threads per SM, ~16 workgroup-memory operands
+// per cycle per SM: the chunk kernel reads both operands of every multiply-add from workgroup memory) and are
+// rough: the figures rank schedules and plans (bench/model-fit.ts sets them beside the H200's measurements);
+// they are not predictions to quote. src/runtime/adapter-model.ts builds the adapter's.
+import { operands, type OutputItem, type Program, type Term } from '../../src/ir/types.ts';
 import { layoutOf, sharedFloats, type ChunkSchedule } from './chunked.ts';
 import { count, type Sizes } from './common.ts';
 import { elementOps } from './element-ops.ts';
-import { featureCount, frontier, rowAxes } from './layout.ts';
-import { decayNode } from '../../src/ir/terms.ts';
+import { featureCount, frontier, prefixGate, rowAxes } from './layout.ts';
 
 export interface AdapterModel {
   /** Compute units that run workgroups side by side (SMs; CPU cores for a software adapter). */
@@ -38,34 +38,31 @@ export interface AdapterModel {
   /** Invocations a workgroup needs to use its unit's rate, and the share of that rate a lone workgroup reaches. */
   readonly fullRateInvocations: number;
   readonly loneShare: number;
-  /** The extra cost of a staged element computed inline (see INLINE_ELEMENT_OPS). */
-  readonly inlineElementOps: number;
 }
-
-/**
- * On hardware a staged element computed inline costs its operations plus INLINE_ELEMENT_OPS. Calibrated on the
- * H200 figures of issue 15: at one schedule (chunk 32, 32 columns, 512 threads) elu fused ran 6.79 ms and unfused 1.87, and the
- * two chunk kernels differ only in computing elu(q) + 1 and elu(k) + 1 inline (bench/dump-wgsl.ts shows it) — far
- * more than those few operations. Why is not yet understood; the constant makes the model agree with the figure,
- * and bench/h200-kernels.ts prints the model's estimates beside every measurement to refit it.
- */
-const INLINE_ELEMENT_OPS = 64;
 
 /** An H100/H200-class GPU with `computeUnits` SMs (see the file's comment for where the constants come from). */
 export function hardwareModel(computeUnits: number, maxWorkgroupBytes: number): AdapterModel {
   return {
     computeUnits,
     unitWorkgroupBytes: 228 * 1024,
-    unitInvocations: 2048,
+    // An SM schedules 2048 threads but its 64K registers hold 1024 of the chunk kernel's (~64 registers each: its
+    // score, state and output accumulators), so a second 1024-thread workgroup waits for the first. On the H200
+    // elu's unfused chunk kernel at chunk 32, 16 columns, 1024 threads (256 workgroups, 128 steps each) ran
+    // 3.43 ms: two waves of 128 steps at a lone workgroup's rate, not the one wave the model assumed at 2048
+    // (1.97 ms); retnet's and mamba2's fused kernels there (3.13 ms) the same.
+    unitInvocations: 1024,
     maxWorkgroupBytes,
     unitOpsPerUs: 16 * 1700,
-    unitElementOpsPerUs: 128 * 1700,
+    // Not the SM's 128 FP32 lanes a cycle: a feature kernel's counted operation (element-ops.ts) is a multiply-add
+    // with its loads (hedgehog's projection reads q and the weights per product). Fitted to hedgehog's two softmax
+    // feature kernels, 25027 operations an element: its unfused plan ran 169 ms on the H200 and the prologue plan
+    // 180, where 128 a cycle put both at 62; 48 also puts performer's (2.74 ms) and llama's within 10 %.
+    unitElementOpsPerUs: 48 * 1700,
     stepLatencyUs: 2,
     bytesPerUs: 3.5e6,
     launchUs: 4,
     fullRateInvocations: 512,
     loneShare: 0.5,
-    inlineElementOps: INLINE_ELEMENT_OPS,
   };
 }
 
@@ -84,7 +81,6 @@ export function softwareModel(cores: number, maxWorkgroupBytes: number): Adapter
     // a core runs a workgroup's invocations in turn at its full rate, however many there are
     fullRateInvocations: 1,
     loneShare: 1,
-    inlineElementOps: 0,
   };
 }
 
@@ -134,11 +130,33 @@ export interface ChunkKernelModel {
   readonly partial: boolean;
 }
 
+/**
+ * The elements per token a chunk kernel of `terms` reads: the program inputs its terms reach and the materialised
+ * feature buffers it reads in their place, split into those every column tile reads whole (q, k, features) and
+ * those each tile reads only its columns of (`once`: v). Only what the terms reach: an unfused convolution's
+ * kernel reads v and never q, k, whose 32 tiles' reads (at h 16, e 64, 32 columns) the model once charged it
+ * — 1.9 ms of traffic at b 4, t 4096 for a kernel that reads 17 MB.
+ */
+function tokenReads(p: Program, sizes: Sizes, terms: readonly Term[], materialised: ReadonlySet<number>, cols: readonly string[]): { perTile: number; once: number } {
+  const seen = new Set<number>();
+  const out = { perTile: 0, once: 0 };
+  const visit = (id: number): void => {
+    if (seen.has(id)) return;
+    seen.add(id);
+    const n = p.nodes[id];
+    if (materialised.has(id) || n.op === 'input') {
+      const axes = n.type.axes;
+      out[cols.every((a) => axes.includes(a)) ? 'once' : 'perTile'] += count(axes, sizes);
+      return;
+    }
+    for (const x of operands(n)) visit(x);
+  };
+  for (const term of terms) for (const id of [term.score, term.value]) visit(id);
+  return out;
+}
 
-const inlineOps = (m: AdapterModel, p: Program, sizes: Sizes, id: number, leaves: ReadonlySet<number>) => {
-  const ops = elementOps(p, sizes, id, leaves);
-  return leaves.has(id) || p.nodes[id].op === 'input' ? ops : ops + m.inlineElementOps;
-};
+/** The extra operations of a product weighed by a per-feature gate's exponential (see chunkKernelCost). */
+const GATED_PRODUCT_OPS = 3;
 
 /** Column tiles the chunk kernel of `terms` runs per (b, head): each recomputes the rows' features it stages. */
 export function columnTiles(p: Program, sizes: Sizes, terms: readonly Term[], s: ChunkSchedule): number {
@@ -158,34 +176,64 @@ export function chunkKernelCost(m: AdapterModel, k: ChunkKernelModel, b: number,
   const tiles = Math.ceil(NR / R);
   const C = s.chunk;
   const leaves = k.materialised;
+  // A staged element computed inline costs its operations (element-ops.ts). The model once added 64 per element,
+  // fitted to elu fused at 6.8–8.6 ms beside unfused 1.9–2.1 on the H200; three alternating rounds (call 8,
+  // bench/results/README.md) showed that figure a slow first round (8.18, then 1.73, 1.73 ms), elu fused no slower
+  // than elu_aug's superset (1.88), which leaves the constant nothing to explain.
   let ops = C * R; // the value rows staged
+  // A segmented schedule's first launch only folds each chunk's keys and values into its segment's state: no
+  // scores, no φ·S, no outputs (chunked/analysis.ts: segmented 'state'). Charging it the full step, as the model
+  // did, put elu's segmented fused plan (chunk 8, 64 columns, 512 threads, segments of 16) at 2.2 ms against the
+  // H200's 1.73; its half of a step makes it 1.7.
+  let stateOps = C * R;
+  // The rows' features computed inline, each node once however many terms read it (chunked/analysis.ts stages a
+  // bounded term's frontier node that is also a prefix term's φ or ψ as an alias): elements per step by node.
+  // Computed in registers by the kernel's threads and stored once, at a feature kernel's rate (unitElementOpsPerUs)
+  // rather than the products' through workgroup memory: charged at the products' rate, the features inline put
+  // llama's fused plan at 30.6 ms, performer's at 6.5 and hedgehog's at 727 where the H200 ran 15.4, 3.30 and 318;
+  // at the elementwise rate (both passes of a segmented schedule) 17.4, 3.34 and 245.
+  const inline = (id: number) => 1 + elementOps(p, sizes, id, leaves) * (m.unitOpsPerUs / m.unitElementOpsPerUs);
+  const staged = new Map<number, number>();
+  const stage = (id: number, elements: number) => staged.set(id, Math.max(staged.get(id) ?? 0, elements));
   for (const term of k.terms) {
     const f = term.form;
     if (f.kind === 'prefix') {
       const F = featureCount(f, sizes);
       // + the state S (F × R) read and written once per step whatever C: what makes very small chunks lose
       ops += C * C * (F + R) + 2 * C * F * R + 2 * F * R;
-      for (const id of [f.phi, f.psi, ...(f.decay ? [decayNode(f.decay)] : [])]) ops += C * F * inlineOps(m, p, sizes, id, leaves);
+      stateOps += C * F * R + 2 * F * R + C * F * inline(f.psi);
+      stage(f.phi, C * F);
+      stage(f.psi, C * F);
+      const gate = prefixGate(p, f);
+      if (gate) stage(gate.id, C * (gate.perFeature ? F : 1));
+      // A per-feature gate (gla's α[h, d]) weighs each product of the score tile, of φ·S and of the state update by
+      // its own exp(Λ_i,f − Λ_j,f) (chunked/scores.ts, outputs.ts, state.ts): an exponential and two workgroup loads
+      // more per product. On the H200 (chunk 32, 16 columns, 1024 threads) gla's fused kernel ran 12.1 ms where
+      // retnet's, the same tile with a scalar decay, ran 3.13: GATED_PRODUCT_OPS more per product.
+      if (gate?.perFeature) ops += GATED_PRODUCT_OPS * (C * C * F + 2 * C * F * R);
     } else if (f.kind === 'toeplitz') {
       ops += C * (f.lags[1] - f.lags[0] + 1) * R;
     } else {
       const fr = frontier(p, term.score);
-      const staged = new Set([...fr.query, ...fr.key]);
-      for (const id of staged) ops += C * count(rowAxes(p, L, id), sizes) * inlineOps(m, p, sizes, id, leaves);
-      ops += C * C * (elementOps(p, sizes, term.score, staged) + R);
+      const rows = new Set([...fr.query, ...fr.key]);
+      for (const id of rows) stage(id, C * count(rowAxes(p, L, id), sizes));
+      ops += C * C * (elementOps(p, sizes, term.score, rows) + R);
     }
   }
+  for (const [id, elements] of staged) ops += elements * inline(id);
   const chunks = Math.ceil(t / C);
   const seg = s.segment;
-  const perRow = (ids: readonly { axes: readonly string[] }[]) => ids.reduce((a, d) => a + count(d.axes, sizes), 0);
-  // q and k (and every input) are read by every column tile; the output (or its two parts) written once.
-  const bytes = 4 * b * t * (tiles * perRow(p.inputs) + (k.partial ? 2 : 1) * count(p.outAxes, sizes));
+  // What it reads per token: each tile reads a token tensor whole unless it has the tile's column axes (v: each tile
+  // reads its own columns); the output (or its two parts) is written once.
+  const reads = tokenReads(p, sizes, k.terms, leaves, L.rest);
+  const bytes = 4 * b * t * (tiles * reads.perTile + reads.once + (k.partial ? 2 : 1) * count(p.outAxes, sizes));
   // the output tile (C × R) is the narrowest of a step's phases that every variant has
   const base = { threads: s.threads, workgroupBytes: bytesShared, stepOps: ops, bytes, parallelism: C * R };
   if (!seg) return launchCost(m, { ...base, workgroups: b * NS * tiles, steps: chunks });
   // Segmented: the segments' states (G steps), a scan over segments, then every segment's outputs (G steps).
   const nseg = Math.ceil(chunks / seg);
   const pass = launchCost(m, { ...base, workgroups: b * NS * tiles * nseg, steps: seg });
+  const state = launchCost(m, { ...base, stepOps: stateOps, workgroups: b * NS * tiles * nseg, steps: seg, bytes: 4 * b * t * (tiles * reads.perTile + reads.once) });
   const scanUs = nseg * m.stepLatencyUs + m.launchUs;
-  return { ...pass, us: 2 * pass.us + scanUs, steps: 2 * seg + nseg };
+  return { ...pass, us: state.us + pass.us + scanUs, steps: 2 * seg + nseg };
 }

@@ -1,0 +1,118 @@
+// The cost model (backends/wgsl/fusion-model.ts, schedule-model.ts) against the H200's measurements
+// (bench/results/h200-kernels.json): every measured plan's estimate at the schedule it ran at beside its time, and
+// the plan the model picks today (choosePlan on a described H200, no GPU needed) beside the one measured faster.
+//
+//   npx tsx bench/model-fit.ts [FILE]        (default bench/results/h200-kernels.json)
+//
+// test/model-fit.test.ts checks the picks; this prints the table the constants are refitted from.
+import { readFileSync } from 'node:fs';
+import { estimatePlan, type PlanEstimate } from '../backends/wgsl/fusion-model.ts';
+import type { ChunkSchedule } from '../backends/wgsl/chunked.ts';
+import { axisSizes } from '../src/inputs.ts';
+import { isSoftmaxProgram } from '../backends/wgsl/softmax-analysis.ts';
+import { adapterModel } from '../src/runtime/adapter-model.ts';
+import { compileFile } from '../src/runtime/compiler.ts';
+import type { Gpu } from '../src/runtime/device.ts';
+import { choosePlan } from '../src/runtime/plan-choice.ts';
+import { DECODABLE_VARIANTS } from './variant-list.ts';
+
+/** The bench's adapter as the model sees it: its name and limits (48 KB of workgroup memory on the H200). */
+export const H200 = {
+  adapterName: 'nvidia-h200',
+  isSoftware: false,
+  hasTimestamps: true,
+  limits: { maxComputeWorkgroupStorageSize: 49152, maxComputeInvocationsPerWorkgroup: 1024 },
+} as unknown as Gpu;
+
+export interface MeasuredRow {
+  variant: string; b: number; h: number; t: number; d: number; call: number; model_units: number;
+  fused_ms: number | null; unfused_ms: number | null; prologue_ms?: number | null; prologue_nodes?: number[];
+  fused_schedule?: ChunkSchedule; unfused_schedule?: ChunkSchedule;
+}
+
+export type PlanName = 'fused' | 'prologue' | 'unfused';
+
+export interface FitRow {
+  readonly row: MeasuredRow;
+  /** Each measured plan: its time and the model's estimate at the schedule (and prologue) it ran at. */
+  readonly plans: { plan: PlanName; ms: number; estMs: number | undefined; schedule: ChunkSchedule }[];
+  /** The measured fastest plan and by how much the runner-up is slower (0.1: 10 %). */
+  readonly fastest: PlanName;
+  readonly gap: number;
+  /** The model's pick today at the row's shape, its schedule, and whether that schedule is the one measured. */
+  readonly pick: PlanName;
+  readonly pickSchedule: ChunkSchedule;
+  readonly pickMeasured: boolean;
+  /** The model's estimate of its pick at that schedule (ms). */
+  readonly pickEstMs: number | undefined;
+  readonly reason: string;
+}
+
+const same = (a: ChunkSchedule | undefined, b: ChunkSchedule) => !!a && a.chunk === b.chunk && a.cols === b.cols && a.threads === b.threads && (a.segment ?? 0) === (b.segment ?? 0);
+
+export function readRows(file = 'bench/results/h200-kernels.json'): MeasuredRow[] {
+  return (JSON.parse(readFileSync(file, 'utf8')) as { rows: MeasuredRow[] }).rows;
+}
+
+/** One row's fit; undefined for a row with fewer than two measured plans (based, softmax) or no schedules. */
+export function fitRow(row: MeasuredRow, gpu: Gpu = H200): FitRow | undefined {
+  const file = DECODABLE_VARIANTS.find((f) => f.endsWith(`/${row.variant}.la`));
+  if (!file || row.fused_ms === null || row.unfused_ms === null || !row.fused_schedule || !row.unfused_schedule) return undefined;
+  const c = compileFile(file);
+  const axes: Record<string, number> = {};
+  for (const [a, def] of Object.entries(c.source.axes)) if (def.kind === 'free') axes[a] = a === 'h' ? row.h : row.d;
+  const sizes = axisSizes(c.source, axes);
+  const p = c.program;
+  if (isSoftmaxProgram(p)) return undefined;
+  const m = adapterModel(gpu);
+  const est = (s: ChunkSchedule, fuse: boolean, prologue?: ReadonlySet<number>) => ms(estimatePlan(m, p, sizes, s, fuse, row.b, row.t, prologue));
+  const plans: FitRow['plans'] = [
+    { plan: 'fused', ms: row.fused_ms, estMs: est(row.fused_schedule, true), schedule: row.fused_schedule },
+    ...(row.prologue_ms != null && row.prologue_nodes ? [{ plan: 'prologue' as const, ms: row.prologue_ms, estMs: est(row.fused_schedule, true, new Set(row.prologue_nodes)), schedule: row.fused_schedule }] : []),
+    { plan: 'unfused', ms: row.unfused_ms, estMs: est(row.unfused_schedule, false), schedule: row.unfused_schedule },
+  ];
+  const sorted = [...plans].sort((a, b) => a.ms - b.ms);
+  const choice = choosePlan(gpu, p, sizes, {}, { b: row.b, t: row.t });
+  const pick: PlanName = !choice.fuse ? 'unfused' : choice.prologue?.size ? 'prologue' : 'fused';
+  const measured = plans.find((x) => x.plan === pick);
+  return {
+    row,
+    plans,
+    fastest: sorted[0].plan,
+    gap: sorted[1].ms / sorted[0].ms - 1,
+    pick,
+    pickSchedule: choice.schedule,
+    pickMeasured: !!measured && same(measured.schedule, choice.schedule),
+    pickEstMs: est(choice.schedule, choice.fuse, choice.prologue),
+    reason: choice.reason,
+  };
+}
+
+const ms = (e: PlanEstimate | undefined) => (e ? e.us / 1e3 : undefined);
+const show = (s: ChunkSchedule) => `${s.chunk}x${s.cols}x${s.threads}${s.segment ? `s${s.segment}` : ''}`;
+
+/** The table: per row and plan, measured vs estimated ms, then the pick against the measured fastest. */
+export function fitTable(fits: readonly FitRow[]): string {
+  const lines = ['variant            shape          call plan      schedule      measured  model   ratio', ''];
+  const logErr: number[] = [];
+  const logErr132: number[] = [];
+  for (const f of fits) {
+    const r = f.row;
+    for (const x of f.plans) {
+      const ratio = x.estMs !== undefined ? x.estMs / x.ms : undefined;
+      if (ratio !== undefined) logErr.push(Math.abs(Math.log(ratio)));
+      if (ratio !== undefined && r.model_units === 132) logErr132.push(Math.abs(Math.log(ratio)));
+      lines.push(`${r.variant.padEnd(18)} t${r.t} d${r.d}`.padEnd(34) + `${r.call}    ${x.plan.padEnd(9)} ${show(x.schedule).padEnd(12)} ${x.ms.toFixed(2).padStart(8)} ${(x.estMs?.toFixed(2) ?? '—').padStart(7)} ${ratio?.toFixed(2).padStart(6) ?? ''}`);
+    }
+    const ok = f.pick === f.fastest ? 'right' : f.gap > 0.1 ? 'WRONG' : 'wrong (within 10 %)';
+    lines.push(`  → fastest ${f.fastest} (next +${(f.gap * 100).toFixed(0)} %), model picks ${f.pick} at ${show(f.pickSchedule)} (est. ${f.pickEstMs?.toFixed(2)} ms${f.pickMeasured ? '' : ', a schedule not measured'}): ${ok}`);
+  }
+  const geo = (xs: number[]) => Math.exp(xs.reduce((a, b) => a + b, 0) / xs.length).toFixed(2);
+  lines.push('', `estimate error, the geometric mean of max(model/measured, measured/model): ${geo(logErr)}× over all ${logErr.length} plans, ${geo(logErr132)}× over the ${logErr132.length} of calls 7 and 8 (132 units, three rounds)`);
+  return lines.join('\n');
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  const fits = readRows(process.argv[2]).flatMap((r) => fitRow(r) ?? []);
+  console.log(fitTable(fits));
+}
