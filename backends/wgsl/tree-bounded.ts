@@ -1,8 +1,11 @@
 // A bounded term (window or group mask) in the tree kernel (tree.ts): lag l = lo … min(hi, a_n) reads the
 // l-th ancestor of n while l < depth, the committed ring at position a_n − l past the root (the unfolded
 // convolution). Per tile of lags, the ring nodes the term reads (its value and key features) are staged for
-// the tile — computed from the ancestor's inputs on the path, read from the ring past it — and every output
-// column then sums score × value over the tile, the score evaluated with n's staged query features.
+// the tile — computed from the ancestor's inputs on the path, read from the ring past it — then each lag's score
+// is evaluated once, with n's staged query features, and every output column sums score × value over the tile.
+// A score that varies along the output columns (over an axis of the value's row) is evaluated per column instead.
+// Once per lag matters for a dot-product score: the group-64 local term of llama_linearized at d 128 took
+// 128 columns × 64 lags × 128 features per node, the same 64 dot products redone for every column.
 import { lagRange } from '../../src/ir/masks.ts';
 import type { Id, Term } from '../../src/ir/types.ts';
 import { count, maskCondition } from './common.ts';
@@ -24,8 +27,28 @@ function ringNodes(a: TreeAnalysis, t: Term): Id[] {
   return [...new Set([t.value, ...frontier(a.p, t.score).key])].filter((id) => a.st.rings.some((r) => r.id === id));
 }
 
+/** Workgroup arrays the bounded terms share (one term at a time). */
+export interface BoundedTiles {
+  /** One per ring node, [tile × its row width]. */
+  readonly rings: ReadonlyMap<Id, WorkgroupArray>;
+  /** The tile's scores, for terms whose score is the same for every output column; null when no term has one. */
+  readonly scores: WorkgroupArray | null;
+}
+
+/** Whether a bounded term's score varies along the output columns (then each column evaluates it). */
+export function scorePerColumn(a: TreeAnalysis, t: Term): boolean {
+  return a.p.nodes[t.score].type.axes.some((x) => a.L.rest.includes(x));
+}
+
+/** The ring tiles, and a score tile as long as the longest tile of a term scored once per lag. */
+export function declareBoundedTiles(a: TreeAnalysis, kb: KernelBuilder): BoundedTiles {
+  const perLag = a.p.terms.filter((t) => t.form.kind !== 'prefix' && !scorePerColumn(a, t));
+  const TS = Math.max(0, ...perLag.map(boundedTile));
+  return { rings: declareRingTiles(a, kb), scores: TS ? kb.workgroup('bsc', TS, "the tile's scores, one per lag") : null };
+}
+
 /** One workgroup array per ring node, [tile × its row width], shared by the bounded terms (one at a time). */
-export function declareRingTiles(a: TreeAnalysis, kb: KernelBuilder): ReadonlyMap<Id, WorkgroupArray> {
+function declareRingTiles(a: TreeAnalysis, kb: KernelBuilder): ReadonlyMap<Id, WorkgroupArray> {
   const tiles = new Map<Id, WorkgroupArray>();
   const rows = new Map<Id, number>();
   for (const t of a.p.terms) {
@@ -38,8 +61,10 @@ export function declareRingTiles(a: TreeAnalysis, kb: KernelBuilder): ReadonlyMa
   return tiles;
 }
 
-export function emitBoundedTerm(T: TreeKernel, main: Block, t: Term, sums: ItemSums, tiles: ReadonlyMap<Id, WorkgroupArray>): void {
+export function emitBoundedTerm(T: TreeKernel, main: Block, t: Term, sums: ItemSums, bounded: BoundedTiles): void {
   const { a } = T;
+  const tiles = bounded.rings;
+  const scores = scorePerColumn(a, t) ? null : bounded.scores;
   const [lo, hi] = lagRange(t.mask)!;
   const TJ = boundedTile(t);
   const nodes = ringNodes(a, t);
@@ -69,6 +94,29 @@ export function emitBoundedTerm(T: TreeKernel, main: Block, t: Term, sums: ItemS
       });
     }
     l.line('workgroupBarrier();');
+    // The score at lag kk of the tile, n's query features against the staged ring tiles.
+    const score = (c: Block, kk: string, aJ: string, idx: Index) => {
+      const fromTile = (id: Id, at: Index) => `${tiles.get(id)!.name}[${kk} * ${width(id)}u + ${offset(rowAxes(a.p, a.L, id), a.sizes, at)}]`;
+      const read: Resolver = (n, at, where, blk) => {
+        const q = T.qf.get(n.id);
+        if (q) return `${q.name}[${offset(a.qf.get(n.id)!.axes, a.sizes, at)}]`;
+        if (n.type.side === 'key' && tiles.has(n.id) && nodes.includes(n.id)) return fromTile(n.id, at);
+        return T.read(n, at, where, blk);
+      };
+      return new ExprGen(a.p, a.sizes, read, { i: 'an', j: aJ }).value(c, t.score, idx, aJ);
+    };
+    if (scores) {
+      l.strided('kk', `${TJ}u`, (b, kk) => {
+        const lag = b.let('lag', `${l0} + ${kk}`);
+        const sc = b.var('sc', '0.0');
+        b.block(`if (${lag} <= ${top})`, (c) => {
+          const aJ = c.let('aJ', `an - ${lag}`);
+          c.block(`if (${maskCondition(t.mask, 'an', aJ)})`, (d) => d.line(`${sc} = ${score(d, kk, aJ, T.head)};`));
+        });
+        b.line(`${scores.name}[${kk}] = ${sc};`);
+      });
+      l.line('workgroupBarrier();');
+    }
     l.strided('col', `${a.NR}u`, (b, col) => {
       const full: Index = { ...T.head, ...b.split(a.L.rest, a.sizes, col, 'oc') };
       const nu = b.var('nu', '0.0');
@@ -78,15 +126,9 @@ export function emitBoundedTerm(T: TreeKernel, main: Block, t: Term, sums: ItemS
         c.line(`if (${lag} > ${top}) { break; }`);
         const aJ = c.let('aJ', `an - ${lag}`);
         c.line(`if (!(${maskCondition(t.mask, 'an', aJ)})) { continue; }`);
-        const fromTile = (id: Id, idx: Index) => `${tiles.get(id)!.name}[${kk} * ${width(id)}u + ${offset(rowAxes(a.p, a.L, id), a.sizes, idx)}]`;
-        const read: Resolver = (n, idx, where, at) => {
-          const q = T.qf.get(n.id);
-          if (q) return `${q.name}[${offset(a.qf.get(n.id)!.axes, a.sizes, idx)}]`;
-          if (n.type.side === 'key' && tiles.has(n.id) && nodes.includes(n.id)) return fromTile(n.id, idx);
-          return T.read(n, idx, where, at);
-        };
-        const sc = new ExprGen(a.p, a.sizes, read, { i: 'an', j: aJ }).value(c, t.score, full, aJ);
-        c.line(`${nu} = ${nu} + ${sc} * ${fromTile(t.value, full)};${de ? ` ${de} = ${de} + ${sc};` : ''}`);
+        const sc = scores ? c.let('sc', `${scores.name}[${kk}]`) : score(c, kk, aJ, full);
+        const v = `${tiles.get(t.value)!.name}[${kk} * ${width(t.value)}u + ${offset(rowAxes(a.p, a.L, t.value), a.sizes, full)}]`;
+        c.line(`${nu} = ${nu} + ${sc} * ${v};${de ? ` ${de} = ${de} + ${sc};` : ''}`);
       });
       b.line(`${sums.num.name}[${col}] += ${nu};${de ? ` ${sums.den!.name}[${col}] += ${de};` : ''}`);
     });
