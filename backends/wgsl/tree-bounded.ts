@@ -13,7 +13,7 @@ import { ExprGen, offset, type Index, type Resolver } from './expr.ts';
 import type { KernelBuilder, WorkgroupArray } from './kernel-builder.ts';
 import { frontier, ringIndex, rowAxes } from './layout.ts';
 import type { Block } from './wgsl-block.ts';
-import { stateRef, TREE_TILE, type TreeAnalysis, type TreeKernel } from './tree-analysis.ts';
+import { rowReductions, stateRef, TREE_TILE, type TreeAnalysis, type TreeKernel } from './tree-analysis.ts';
 import type { ItemSums } from './tree-prefix.ts';
 
 /** Lags per tile of a bounded term: its whole lag range when that is short (a K-tap convolution). */
@@ -33,6 +33,13 @@ export interface BoundedTiles {
   readonly rings: ReadonlyMap<Id, WorkgroupArray>;
   /** The tile's scores, for terms whose score is the same for every output column; null when no term has one. */
   readonly scores: WorkgroupArray | null;
+  /** Per row reduction of a ring node (a key's norm), its value at each lag of the tile that is a path node. */
+  readonly reductions: ReadonlyMap<Id, WorkgroupArray>;
+}
+
+/** The row reductions a ring node computes at its key position (tree-analysis.ts's rowReductions). */
+function keyReductions(a: TreeAnalysis, id: Id): Id[] {
+  return rowReductions(a.p, id, 'j', { i: 'i', j: 'j' }, a.L.head).filter((r) => r.where === 'j').map((r) => r.id);
 }
 
 /** Whether a bounded term's score varies along the output columns (then each column evaluates it). */
@@ -44,7 +51,13 @@ export function scorePerColumn(a: TreeAnalysis, t: Term): boolean {
 export function declareBoundedTiles(a: TreeAnalysis, kb: KernelBuilder): BoundedTiles {
   const perLag = a.p.terms.filter((t) => t.form.kind !== 'prefix' && !scorePerColumn(a, t));
   const TS = Math.max(0, ...perLag.map(boundedTile));
-  return { rings: declareRingTiles(a, kb), scores: TS ? kb.workgroup('bsc', TS, "the tile's scores, one per lag") : null };
+  const rows = new Map<Id, number>();
+  for (const t of a.p.terms) {
+    if (t.form.kind === 'prefix') continue;
+    for (const id of ringNodes(a, t)) for (const r of keyReductions(a, id)) rows.set(r, Math.max(rows.get(r) ?? 0, boundedTile(t)));
+  }
+  const reductions = new Map([...rows].sort((x, y) => x[0] - y[0]).map(([r, n]) => [r, kb.workgroup(`red${r}`, n, `%${r} of the tile's path nodes`)] as const));
+  return { rings: declareRingTiles(a, kb), scores: TS ? kb.workgroup('bsc', TS, "the tile's scores, one per lag") : null, reductions };
 }
 
 /** One workgroup array per ring node, [tile × its row width], shared by the bounded terms (one at a time). */
@@ -71,7 +84,21 @@ export function emitBoundedTerm(T: TreeKernel, main: Block, t: Term, sums: ItemS
   const width = (id: Id) => count(rowAxes(a.p, a.L, id), a.sizes);
   main.comment(`${t.name}: lag l reads the l-th ancestor, past the root the committed ring; ${TJ} lags a tile`);
   const top = main.let('top', `min(${hi}u, an)`);
+  const reds = [...new Set(nodes.flatMap((id) => keyReductions(a, id)))];
   main.for('l0', `${lo}u`, (l0) => `${l0} <= ${top}`, (l, l0) => {
+    if (reds.length) {
+      // A path node's row reductions once per lag: its key features, staged element by element below, read them.
+      l.strided('kk', `${TJ}u`, (b, kk) => {
+        const lag = b.let('lag', `${l0} + ${kk}`);
+        b.block(`if (${lag} <= ${top} && ${lag} < depth)`, (c) => {
+          const aJ = c.let('aJ', `an - ${lag}`);
+          T.at(aJ, c.let('ju', `${T.path.name}[${lag}]`));
+          const g = new ExprGen(a.p, a.sizes, T.read, { i: 'an', j: aJ });
+          for (const r of reds) c.line(`${bounded.reductions.get(r)!.name}[${kk}] = ${g.value(c, r, T.head, aJ)};`);
+        });
+      });
+      l.line('workgroupBarrier();');
+    }
     for (const id of nodes) {
       const r = a.st.rings.find((x) => x.id === id)!;
       const own = rowAxes(a.p, a.L, id);
@@ -86,7 +113,9 @@ export function emitBoundedTerm(T: TreeKernel, main: Block, t: Term, sums: ItemS
             [`${lag} < depth`, (d) => {
               const ju = d.let('ju', `${T.path.name}[${lag}]`);
               T.at(aJ, ju);
-              d.line(`${dst} = ${new ExprGen(a.p, a.sizes, T.read, { i: 'an', j: aJ }).value(d, id, full, aJ)};`);
+              const staged: Resolver = (n, idx, where, blk) =>
+                where === aJ && bounded.reductions.has(n.id) && reds.includes(n.id) ? `${bounded.reductions.get(n.id)!.name}[${e} / ${W}u]` : T.read(n, idx, where, blk);
+              d.line(`${dst} = ${new ExprGen(a.p, a.sizes, staged, { i: 'an', j: aJ }).value(d, id, full, aJ)};`);
             }],
             [null, (d) => d.line(`${dst} = ${stateRef(T, `state:ring${id}`)}[${ringIndex(r, a.st.ring, `${aJ} % ${a.st.ring}u`, offset(a.p.nodes[id].type.axes, a.sizes, full))}];`)],
           ]);

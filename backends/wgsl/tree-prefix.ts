@@ -14,7 +14,7 @@ import type { Term } from '../../src/ir/types.ts';
 import { ExprGen, type Index } from './expr.ts';
 import type { WorkgroupArray } from './kernel-builder.ts';
 import type { Block } from './wgsl-block.ts';
-import { stateRef, TREE_LANES, TREE_TILE, type TreeKernel, type TreePrefix } from './tree-analysis.ts';
+import { hoistRowReductions, stateRef, TREE_LANES, TREE_TILE, type TreeKernel, type TreePrefix } from './tree-analysis.ts';
 
 /** Where a term adds its sums: one [NR] array per output item (den only for normalised items). */
 export interface ItemSums {
@@ -87,6 +87,7 @@ export function emitPrefixTerm(T: TreeKernel, main: Block, q: TreePrefix, t: Ter
         const ju = c.let('ju', `${T.path.name}[${k}]`);
         T.at(aJ0, ju);
         const g = new ExprGen(a.p, a.sizes, T.read, { i: 'an', j: aJ0 });
+        hoistRowReductions(T, g, c, q.form.psi, aJ0); // ψ_j's norm once per thread, not once per feature
         c.for('f0', '0u', (f0) => `${f0} < ${q.F}u`, (m, f0) => {
           const f = m.let('f', `${f0} + ${lane}`);
           const body = (x: Block) => {
