@@ -147,7 +147,10 @@ function committedState(T: TreeKernel, main: Block, q: TreePrefix, sums: ItemSum
     b.for('f0', '0u', (f0) => `${f0} < ${q.F}u`, (l, f0) => {
       const si = (u: number) => `((b * ${a.NS}u + s) * ${q.F}u + ${f0} + ${u}u) * ${a.NR}u + ${col}`;
       const zi = (u: number) => `(b * ${a.NS}u + s) * ${q.F}u + ${f0} + ${u}u`;
-      const rows = [...Array(U).keys()].map((u) => l.let(`s${u}`, open ? `${S}[${si(u)}] + select(0.0, ${open.So}[${si(u)}], ${withOpen})` : `${S}[${si(u)}]`));
+      // So only once n has left the open group (a uniform branch: most nodes of a tree stay in it, and a select
+      // would load So for them too, doubling the state this kernel reads per node).
+      const rows = [...Array(U).keys()].map((u) => (open ? l.var(`s${u}`, `${S}[${si(u)}]`) : l.let(`s${u}`, `${S}[${si(u)}]`)));
+      if (open) l.block(`if (${withOpen})`, (c) => rows.forEach((su, u) => c.line(`${su} = ${su} + ${open.So}[${si(u)}];`)));
       rows.forEach((su, u) => {
         const f = `${f0} + ${u}u`;
         const w = l.let('w', `${phi}[${f}]${dacc ? ` * ${dacc}[${q.gateW > 1 ? f : '0u'}]` : ''}`);
