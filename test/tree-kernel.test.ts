@@ -27,6 +27,7 @@ describe('tree kernel: bounded terms', () => {
     const llama = per('llama_linearized');
     expect(llama.lag.sort()).toEqual(['conv', 'local']); // w[h, K] and a dot over d: one value per (head, lag)
     expect(llama.code).toMatch(/var<workgroup> bsc: /);
+    expect(llama.code).toMatch(/let top = .*an % 4u\)/); // group(4): no lag past n's offset in its group
     const dw = per('elu_dwconv');
     expect(dw.lag).toEqual([]); // w[h, e, K]: one tap per channel
     expect(dw.code).not.toMatch(/bsc/);

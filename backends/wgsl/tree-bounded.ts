@@ -83,7 +83,9 @@ export function emitBoundedTerm(T: TreeKernel, main: Block, t: Term, sums: ItemS
   const nodes = ringNodes(a, t);
   const width = (id: Id) => count(rowAxes(a.p, a.L, id), a.sizes);
   main.comment(`${t.name}: lag l reads the l-th ancestor, past the root the committed ring; ${TJ} lags a tile`);
-  const top = main.let('top', `min(${hi}u, an)`);
+  // A group mask admits lags up to n's offset in its group only: the lags past it would be staged and then skipped.
+  const groups = t.mask.flatMap((m) => (m.kind === 'group' ? [`an % ${m.size}u`] : []));
+  const top = main.let('top', [`${hi}u`, 'an', ...groups].reduce((x, y) => `min(${x}, ${y})`));
   const reds = [...new Set(nodes.flatMap((id) => keyReductions(a, id)))];
   main.for('l0', `${lo}u`, (l0) => `${l0} <= ${top}`, (l, l0) => {
     if (reds.length) {
