@@ -4,7 +4,7 @@
 import { describe, expect, it } from 'vitest';
 import { analyseTree, rowReductions } from '../backends/wgsl/tree-analysis.ts';
 import { scorePerColumn } from '../backends/wgsl/tree-bounded.ts';
-import { treePlan } from '../backends/wgsl/tree.ts';
+import { treeCommitPlan, treePlan } from '../backends/wgsl/tree.ts';
 import { runPasses } from '../passes/pipeline.ts';
 import { loadVariant } from '../src/io/variant-file.ts';
 import { axisSizes } from '../src/inputs.ts';
@@ -59,5 +59,11 @@ describe('tree kernel: row reductions (llama_linearized: q/‖q‖, k/‖k‖ ov
   it("stages a path node's key norm once per lag, read by every element of its key features", () => {
     expect(code).toMatch(/var<workgroup> red\d+: array<f32, 4>/); // C = 4: one tile of 4 lags
     expect(code).toMatch(/= red\d+\[e \/ 5u\]; \/\/ %\d+ norm/);
+  });
+
+  it("commits a path entry's key norm once per entry, for the global term's ψ and for the rings", () => {
+    const commit = treeCommitPlan(program, sizes, 9).kernels[0].code;
+    expect(commit).toMatch(/= redp\d+\[e \/ \d+u\]; \/\/ %\d+ norm/);
+    expect(commit).toMatch(/= redr\d+\[e \/ 5u\]; \/\/ %\d+ norm/);
   });
 });
