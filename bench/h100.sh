@@ -34,7 +34,7 @@ for s in $steps; do
       for m in tiny-llama tiny-linearized; do cp test/fixtures/hf/$m/reference_logits.safetensors "$OUT/$m.reference_logits.safetensors"; done ;;
     hf-baseline) timeout ${T_HF_BASELINE:-240} python3 tools/hf_decode_baseline.py --out "$OUT/hf_decode_baseline.json" ;;
     hf-decode) timeout ${T_HF_DECODE:-240} tsx bench/hf_decode.ts --baseline "$OUT/hf_decode_baseline.json" &&
-      timeout ${T_HF_DECODE:-240} tsx bench/hf_decode.ts --attention linearized-aug --tree 64 ;;
+      timeout ${T_HF_DECODE:-240} tsx bench/hf_decode.ts --attention linearized-aug --tree 64 --profile ;;
     model-results) OUT=$OUT/decode timeout ${T_DECODE:-90} tsx bench/decode.ts --attention compiled
       OUT=$OUT/torchm timeout ${T_TORCH_MODEL:-70} python3 bench/torch_model_baseline.py
       tsx bench/h200-model.ts --decode "$OUT/decode/decode.json" --torch "$OUT/torchm/torch_model_baseline.json" --out "$OUT/h200-model.json" ;;

@@ -3,13 +3,16 @@
 // on the same GPU (tools/hf_decode_baseline.py writes its figure; --baseline reads it):
 //
 //   tsx bench/hf_decode.ts [--shape llama7b|tiny] [--attention softmax|linearized-aug] [--prompt 32] [--tokens 128]
-//                          [--tree 64] [--baseline FILE.json]
+//                          [--tree 64] [--profile] [--baseline FILE.json]
 //
 // llama7b: vocab 32000, hidden 4096, intermediate 11008, 32 layers, 32 heads of 128, RoPE θ 10000 — LLaMA-2-7B's
 // config. Each distinct weight shape is drawn once on the host and uploaded for every layer (the GPU holds all 27 GB;
 // the host never does), so the model builds in seconds. softmax: LLaMA's attention (examples/models/llama/
 // softmax_rope.la, a key/value cache of prompt + tokens positions); linearized-aug: the paper's layer. --tree N also
 // times the speculative verification of an N-node tree (random Medusa heads, greedy) against a decode step.
+// --profile (with timestamp queries): the decode step's and the tree step's GPU time kernel by kernel
+// (src/runtime/dispatch-profile.ts: each dispatch replayed in a timed pass of its own) with the weight bytes each
+// matmul reads: where the tree step's time beyond the decode step's goes.
 // tiny: a small model of the same layout, for lavapipe. Prints a table; writes hf_decode.json to $OUT (else out/).
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -20,11 +23,13 @@ import { loadModelVariant } from '../src/model/variant.ts';
 import type { LayerWeights, ModelWeights } from '../src/model/weights.ts';
 import { compiledAttentionFactory } from '../src/runtime/compiled-attention.ts';
 import { getDevice } from '../src/runtime/dawn.ts';
+import { ProfilingPass, timeDispatchesOf } from '../src/runtime/dispatch-profile.ts';
 import { median } from '../src/runtime/timing.ts';
 import { GpuTreeVerifier } from '../src/speculative/gpu-verifier.ts';
 import { TreeBuilder } from '../src/speculative/token-tree.ts';
 import type { Tensor } from '../src/tensor.ts';
 import { measureCopyBandwidth } from './roofline.ts';
+import { formatTable, matmulReads, profileTable, stepProfile, treeStepMatmuls, type StepProfile } from './step-profile.ts';
 
 interface Shape {
   readonly vocab: number;
@@ -86,7 +91,7 @@ function sharedWeights(c: ModelConfig, params: readonly { name: string; shape: r
   return { embedTokens: random([c.vocabSize, H], 8), layers: Array.from({ length: c.numLayers }, () => layer), norm: ones, lmHead: random([c.vocabSize, H], 9), medusa };
 }
 
-export async function runHfDecodeBench(opts: { shape: 'llama7b' | 'tiny'; attention: keyof typeof VARIANTS; prompt: number; tokens: number; tree: number; log: (s: string) => void }) {
+export async function runHfDecodeBench(opts: { shape: 'llama7b' | 'tiny'; attention: keyof typeof VARIANTS; prompt: number; tokens: number; tree: number; profile?: boolean; log: (s: string) => void }) {
   const { log } = opts;
   const gpu = await getDevice();
   const shape = opts.shape === 'tiny' ? TINY : LLAMA7B;
@@ -122,6 +127,15 @@ export async function runHfDecodeBench(opts: { shape: 'llama7b' | 'tiny'; attent
     const decodeS = (performance.now() - start) / 1000;
     const tokensPerS = opts.tokens / decodeS;
     const boundTokensPerS = (copy.gbPerS * 1e9) / model.weightBytesPerToken;
+    const profiling = (opts.profile ?? false) && gpu.hasTimestamps;
+    if (opts.profile && !gpu.hasTimestamps) log(`--profile: ${gpu.adapterName} has no timestamp queries; no profile`);
+    const profile: StepProfile[] = [];
+    if (profiling) {
+      // Replays run the step's state update again: the state's values no longer matter for timing.
+      const pass = new ProfilingPass();
+      model.recordDecodeStep(pass.asPass());
+      profile.push(stepProfile('decode step', 1, await timeDispatchesOf(gpu, pass.dispatches), matmulReads(model.decodeMatmuls, c.numLayers), model.weightBytesPerToken));
+    }
     let tree: { nodes: number; verifyMs: number; decodeStepMs: number; ratio: number } | undefined;
     if (opts.tree > 0) {
       const verifier = await GpuTreeVerifier.create(model, variant.compiled, weights, { maxNodes: opts.tree, sizes: [opts.tree] });
@@ -137,6 +151,14 @@ export async function runHfDecodeBench(opts: { shape: 'llama7b' | 'tiny'; attent
         root = r.picks[0];
       }
       await verifier.flush();
+      if (profiling) {
+        // The step the loop times: the previous step's one-node commit, then the tree.
+        await verifier.start(prompt, { temperature: 0 }, 0);
+        await verifier.verify({ tree: b.build() });
+        verifier.commit([0]);
+        const plan = await model.planStep(1, opts.tree, { pickRows: true, qkvPerLayer: true });
+        profile.push(stepProfile(`tree step, ${opts.tree} nodes, commit of 1`, opts.tree, await verifier.profileStep({ trees: [b.build()] }), matmulReads(treeStepMatmuls(plan), c.numLayers)));
+      }
       await verifier.destroy();
       const verifyMs = median(times.slice(2));
       const decodeStepMs = median(gpuMs);
@@ -149,6 +171,7 @@ export async function runHfDecodeBench(opts: { shape: 'llama7b' | 'tiny'; attent
       decodeTokensPerS: tokensPerS, gpuMsPerStep: gpuMs.length ? median(gpuMs) : undefined,
       boundTokensPerS, fractionOfBound: tokensPerS / boundTokensPerS,
       ...(tree && { tree }),
+      ...(profile.length && { profile }),
     };
   } finally {
     await model.destroy();
@@ -167,7 +190,7 @@ async function main(): Promise<void> {
   if (!(attention in VARIANTS)) throw new Error(`--attention is ${Object.keys(VARIANTS).join(' or ')}, got ${attention}`);
   const r = await runHfDecodeBench({
     shape, attention: attention as keyof typeof VARIANTS,
-    prompt: Number(valueOf('--prompt', '32')), tokens: Number(valueOf('--tokens', '128')), tree: Number(valueOf('--tree', '0')),
+    prompt: Number(valueOf('--prompt', '32')), tokens: Number(valueOf('--tokens', '128')), tree: Number(valueOf('--tree', '0')), profile: args.includes('--profile'),
     log: (s) => console.log(s),
   });
   const baselineFile = valueOf('--baseline', '');
@@ -179,6 +202,10 @@ async function main(): Promise<void> {
   if (baseline) console.log(`Hugging Face transformers ${baseline.transformers} fp32 (torch ${baseline.torch}, same GPU): ${baseline.tokens_per_s.toFixed(1)} tokens/s → ${(r.decodeTokensPerS / baseline.tokens_per_s).toFixed(2)}×`);
   else console.log(baselineFile ? `no baseline at ${baselineFile}` : 'no --baseline given (tools/hf_decode_baseline.py writes one)');
   if (r.tree) console.log(`speculative verification of a ${r.tree.nodes}-node tree: ${r.tree.verifyMs.toFixed(3)} ms GPU vs ${r.tree.decodeStepMs.toFixed(3)} ms a decode step (${r.tree.ratio.toFixed(2)}×)`);
+  if (r.profile) {
+    const title = `where the GPU time goes (${r.attention}): ms (dispatches) per kernel, each dispatch timed in a pass of its own`;
+    for (const line of formatTable(title, profileTable(r.profile, (p) => (p.rows === 1 ? 'decode' : `tree ${p.rows}`)))) console.log(line);
+  }
   const outDir = process.env.OUT ?? 'out';
   mkdirSync(outDir, { recursive: true });
   const file = join(outDir, `hf_decode_${r.attention}.json`);

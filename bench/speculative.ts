@@ -37,7 +37,7 @@ import { loadModelVariant } from '../src/model/variant.ts';
 import { compiledAttentionFactory } from '../src/runtime/compiled-attention.ts';
 import type { Gpu } from '../src/runtime/device.ts';
 import { getDevice } from '../src/runtime/dawn.ts';
-import { ProfilingPass, summarizeDispatches, timeDispatchesOf, type DispatchTime } from '../src/runtime/dispatch-profile.ts';
+import { ProfilingPass, timeDispatchesOf } from '../src/runtime/dispatch-profile.ts';
 import { median } from '../src/runtime/timing.ts';
 import { AdaptiveDraft } from '../src/speculative/adaptive-draft.ts';
 import type { DraftSource } from '../src/speculative/draft.ts';
@@ -54,6 +54,7 @@ import { OracleDraft } from '../src/speculative/oracle-draft.ts';
 import { treeFromParents } from '../src/speculative/token-tree.ts';
 import { chainShape, parseTreeSpec, type TreeShape } from '../src/speculative/tree-spec.ts';
 import { FULL, SMALL, silentTokenizer, type ModelShape } from './decode.ts';
+import { formatTable, matmulReads, profileTable, stepProfile, treeStepMatmuls, type StepProfile } from './step-profile.ts';
 
 const DRAFT_FULL: ModelShape = { layers: 2, hidden: 256, heads: 4, intermediate: 512, vocab: FULL.vocab, K: 4 };
 const DRAFT_SMALL: ModelShape = { layers: 1, hidden: 64, heads: 2, intermediate: 128, vocab: SMALL.vocab, K: 4 };
@@ -97,18 +98,6 @@ export interface BatchFigure {
   readonly identicalToPlain: boolean;
   /** `auto`: per mode (plain, then each tree) decisions, tokens and ms. */
   readonly modes?: readonly OptionSummary[];
-}
-
-/** One step's dispatches summed by kernel, with its matmuls' weight traffic. */
-export interface StepProfile {
-  readonly step: string;
-  readonly rows: number;
-  readonly dispatches: number;
-  /** Sum of the per-dispatch times (each in its own pass: a little above the step's own time). */
-  readonly gpuMs: number;
-  readonly kernels: readonly { readonly kernel: string; readonly dispatches: number; readonly ms: number }[];
-  /** Bytes of weights the step's matmuls read from memory, counting a weight once per workgroup row reading it. */
-  readonly weightBytes: number | undefined;
 }
 
 export interface SpeculativeBenchReport {
@@ -285,26 +274,19 @@ export async function runSpeculativeBench(opts: { small?: boolean; tokens?: numb
 /** The decode step and an oracle-shaped tree step of each size (a chain, its whole path committed first), kernel by kernel. */
 async function profileSteps(gpu: Gpu, model: GpuModel, verifier: GpuTreeVerifier, ids: readonly number[]): Promise<StepProfile[]> {
   const V = model.config.vocabSize;
-  const summary = (step: string, rows: number, times: readonly DispatchTime[], weightBytes: number | undefined): StepProfile => ({
-    step, rows, dispatches: times.length, gpuMs: times.reduce((a, t) => a + t.ms, 0), kernels: summarizeDispatches(times), weightBytes,
-  });
+  const layers = model.config.numLayers;
   await (await model.prefill([ids])).tokens();
   await model.decodeStep().tokens();
   const pass = new ProfilingPass();
   model.recordDecodeStep(pass.asPass());
-  const out = [summary('decode step', 1, await timeDispatchesOf(gpu, pass.dispatches), model.weightBytesPerToken)];
+  const out = [stepProfile('decode step', 1, await timeDispatchesOf(gpu, pass.dispatches), matmulReads(model.decodeMatmuls, layers), model.weightBytesPerToken)];
   for (const n of ORACLE_SIZES) {
     await verifier.start(ids, { temperature: 0 }, 0);
     const tree = treeFromParents(Array.from({ length: n + 1 }, (_, i) => (ids[i % ids.length] + i) % V), Array.from({ length: n + 1 }, (_, i) => i - 1));
     await verifier.verify({ tree });
     verifier.commit(Array.from({ length: n + 1 }, (_, i) => i));
     const plan = await model.planStep(1, n + 1, { pickRows: true, qkvPerLayer: true });
-    const layers = model.config.numLayers;
-    const m = plan.matmuls;
-    // A weight is read once per workgroup row that walks it (grid y): the small-M kernel's row blocks share one.
-    const read = (p: (typeof m.lm.plans)[number]) => p.problem.N * p.problem.K * 4 * p.workgroups[1];
-    const bytes = [m.qkv, m.o, m.gateUp, m.down].reduce((a, p) => a + layers * read(p), 0) + m.lm.plans.reduce((a, p) => a + read(p), 0);
-    out.push(summary(`tree step, chain of ${n}, commit of ${n + 1}`, n + 1, await verifier.profileStep({ trees: [tree] }), bytes));
+    out.push(stepProfile(`tree step, chain of ${n}, commit of ${n + 1}`, n + 1, await verifier.profileStep({ trees: [tree] }), matmulReads(treeStepMatmuls(plan), layers)));
   }
   return out;
 }
@@ -335,18 +317,7 @@ export function formatReport(r: SpeculativeBenchReport): string[] {
     ...r.batch.figures.map((f) => [f.source, f.tree, String(f.maxNodes), fmt(f.meanCommitted, 2), fmt(f.meanAccepted, 2), fmt(f.tokensPerS, 1), `${fmt(f.speedup, 2)}×`, fmt(f.gpuMsPerStep), f.identicalToPlain ? 'yes' : 'no']),
   ]);
   if (r.profile.length) {
-    const kernels = [...new Set(r.profile.flatMap((p) => p.kernels.map((k) => k.kernel)))];
-    const cell = (p: StepProfile, k: string) => {
-      const e = p.kernels.find((x) => x.kernel === k);
-      return e ? `${e.ms.toFixed(3)} (${e.dispatches})` : '—';
-    };
-    table(lines, 'where the GPU time goes: ms (dispatches) per kernel, each dispatch timed in a pass of its own', [
-      ['kernel', ...r.profile.map((p) => (p.rows === 1 ? 'decode' : `tree ${p.rows - 1}`))],
-      ...kernels.map((k) => [k, ...r.profile.map((p) => cell(p, k))]),
-      ['total', ...r.profile.map((p) => `${p.gpuMs.toFixed(3)} (${p.dispatches})`)],
-      ['× decode', ...r.profile.map((p) => `${(p.gpuMs / r.profile[0].gpuMs).toFixed(2)}×`)],
-      ['weights read (MB)', ...r.profile.map((p) => (p.weightBytes === undefined ? '—' : (p.weightBytes / 1e6).toFixed(1)))],
-    ]);
+    lines.push(...formatTable('where the GPU time goes: ms (dispatches) per kernel, each dispatch timed in a pass of its own', profileTable(r.profile, (p) => (p.rows === 1 ? 'decode' : `tree ${p.rows - 1}`))));
   }
   return lines;
 }

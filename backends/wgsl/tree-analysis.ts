@@ -3,9 +3,9 @@
 // path[k] = the ancestor k steps above n (path[0] = n), its depth and position a_n, and the query-side values
 // at n the term phases read (each prefix term's φ_n, the bounded terms' query features), staged once.
 import type { PrefixForm } from '../../src/ir/terms.ts';
-import type { Id, Program } from '../../src/ir/types.ts';
+import { operands, type Id, type Program } from '../../src/ir/types.ts';
 import { count, programReader, type Sizes } from './common.ts';
-import { ExprGen, type Index, type Resolver } from './expr.ts';
+import { ExprGen, type Index, type Positions, type Resolver } from './expr.ts';
 import { KernelBuilder, type Binding, type WorkgroupArray } from './kernel-builder.ts';
 import { boundedFrontier, layoutOf, prefixGate, rowAxes, stateLayout, type Layout, type StateLayout } from './layout.ts';
 import type { Block } from './wgsl-block.ts';
@@ -123,6 +123,38 @@ export function treeKernel(a: TreeAnalysis): TreeKernel {
   return T;
 }
 
+/**
+ * The reductions inside node `root` at position `where` that give one value per row (their axes among the head
+ * axes, which a workgroup fixes): an L2 norm or a sum over a feature axis, like llama_linearized's ‖rope(k)‖ over d.
+ * ExprGen computes a node once per element it is asked for, so a feature map q/‖q‖ staged element by element
+ * redoes the norm's whole loop for every element — d² per row. Computed first at the row (`value` at the head
+ * index), ExprGen reuses it inside the element loop. The outermost reductions only, each with the position
+ * it is read at (an `at` moves it to the query or key position).
+ */
+export function rowReductions(p: Program, root: Id, where: string, pos: Positions, head: readonly string[]): { id: Id; where: string }[] {
+  const found = new Map<string, { id: Id; where: string }>();
+  const seen = new Set<string>();
+  const walk = (id: Id, w: string): void => {
+    const key = `${id}|${w}`;
+    if (seen.has(key)) return;
+    seen.add(key);
+    const n = p.nodes[id];
+    if ((n.op === 'sum' || n.op === 'norm' || n.op === 'matmul') && n.type.axes.every((x) => head.includes(x))) {
+      found.set(key, { id, where: w });
+      return;
+    }
+    if (n.op === 'at') return walk(n.x, n.which === 'i' ? pos.i : pos.j);
+    for (const x of operands(n)) walk(x, w);
+  };
+  walk(root, where);
+  return [...found.values()];
+}
+
+/** Computes `root`'s row reductions into `at` with `g`, so that elements computed inside `at` reuse them. */
+export function hoistRowReductions(T: TreeKernel, g: ExprGen, at: Block, root: Id, where: string): void {
+  for (const r of rowReductions(T.a.p, root, where, g.pos, T.a.L.head)) g.value(at, r.id, T.head, r.where);
+}
+
 /** Parents (sanitised: a parent that is not an earlier node reads as −1), then n's root path and depth. */
 function emitPath(main: Block, parents: string, par: string, path: string, wdepth: string): void {
   main.comment("phase 0: n's root path");
@@ -145,20 +177,25 @@ function emitPath(main: Block, parents: string, par: string, path: string, wdept
   main.define('depth', `workgroupUniformLoad(&${wdepth}[0])`, 'uniform: loops around barriers run to it');
 }
 
-/** Each prefix term's φ_n and the bounded terms' query features at n, in workgroup memory. */
+/**
+ * Each prefix term's φ_n and the bounded terms' query features at n, in workgroup memory. Their row reductions
+ * (a norm over d) come first, once per invocation, then every element reuses them.
+ */
 function stageQuerySide(T: TreeKernel, main: Block): void {
   const { a } = T;
   main.comment('phase 1: query-side values at n');
+  const g = new ExprGen(a.p, a.sizes, T.read, { i: 'an', j: 'an' });
+  for (const id of [...a.prefix.map((q) => q.form.phi), ...a.qf.keys()]) hoistRowReductions(T, g, main, id, 'an');
   a.prefix.forEach((q, i) => {
     main.strided('f', `${q.F}u`, (b, f) => {
       const idx: Index = { ...T.head, ...(q.form.feature ? { [q.form.feature]: f } : {}) };
-      b.line(`${T.phi[i].name}[${f}] = ${new ExprGen(a.p, a.sizes, T.read, { i: 'an', j: 'an' }).value(b, q.form.phi, idx, 'an')};`);
+      b.line(`${T.phi[i].name}[${f}] = ${g.value(b, q.form.phi, idx, 'an')};`);
     });
   });
   for (const [id, f] of a.qf) {
     main.strided('x', `${f.W}u`, (b, x) => {
       const idx = b.split(f.axes, a.sizes, x, `q${id}`);
-      b.line(`${T.qf.get(id)!.name}[${x}] = ${new ExprGen(a.p, a.sizes, T.read, { i: 'an', j: 'an' }).value(b, id, { ...T.head, ...idx }, 'an')};`);
+      b.line(`${T.qf.get(id)!.name}[${x}] = ${g.value(b, id, { ...T.head, ...idx }, 'an')};`);
     });
   }
   main.line('workgroupBarrier();');

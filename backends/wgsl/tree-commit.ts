@@ -9,16 +9,17 @@
 // so the state it leaves is the one decoding the accepted tokens leaves (on lavapipe S to the bit, gated z within
 // 3e-7: the driver may fuse the two kernels' exp and multiply-add differently), while nothing waits on memory
 // between steps: ψ, log-gates and values of TILE path nodes are staged in workgroup memory at a time.
-// The rings take the path's last RING positions (workgroup 0 of each head slice).
+// The rings take the path's last RING positions (workgroup 0 of each head slice). A feature's row reductions
+// (llama's ‖rope(k)‖ over d) are staged once per path entry first: element by element, ExprGen redid them per feature.
 import type { PrefixForm } from '../../src/ir/terms.ts';
 import type { Id, Program } from '../../src/ir/types.ts';
 import { count, programReader, type Sizes } from './common.ts';
-import { ExprGen, offset, type Index } from './expr.ts';
-import { KernelBuilder } from './kernel-builder.ts';
+import { ExprGen, offset, type Index, type Resolver } from './expr.ts';
+import { KernelBuilder, type WorkgroupArray } from './kernel-builder.ts';
 import { layoutOf, prefixGate, ringIndex, rowAxes, stateLayout } from './layout.ts';
 import type { Kernel } from './plan.ts';
 import type { Block } from './wgsl-block.ts';
-import { TREE_PATH, TREE_TILE, TREE_WG } from './tree-analysis.ts';
+import { rowReductions, TREE_PATH, TREE_TILE, TREE_WG } from './tree-analysis.ts';
 
 /** State elements (features of one column) per invocation. */
 const E = 4;
@@ -49,6 +50,31 @@ export function treeCommitKernel(p: Program, sizes: Sizes): Kernel {
   const psiT = kb.workgroup('psi', TP * FB, 'ψ of the tile, [TILE, features of this workgroup]');
   const lgT = st.prefix.some((q) => prefixGate(p, q.term.form as PrefixForm)) ? kb.workgroup('lg', TP * FB, 'log-gates of the tile') : null;
   const vT = kb.workgroup('vt', TP * CB, 'values of the tile, [TILE, columns of this workgroup]');
+  /** The row reductions inside `id` at a path entry's position, each staged per entry in a workgroup array. */
+  const reductionsOf = (id: Id) => rowReductions(p, id, 'j', { i: 'j', j: 'j' }, L.head).filter((r) => r.where === 'j').map((r) => r.id);
+  const staged = new Map<string, WorkgroupArray>();
+  const stagedArray = (r: Id, rows: number, tag: string) => {
+    const key = `${tag}${r}`;
+    if (!staged.has(key)) staged.set(key, kb.workgroup(`red${key}`, rows, `%${r} per path entry (${tag === 'p' ? 'the tile' : 'the rings'})`));
+    return staged.get(key)!;
+  };
+  /**
+   * Stages `reds` for path entries first … first + rows (below `limit`) into their arrays; returns the resolver an
+   * element of entry `row` computed at `pos` reads them through.
+   */
+  const stageReductions = (at: Block, reds: readonly Id[], arrays: ReadonlyMap<Id, WorkgroupArray>, n: string, entry: (i: string) => string) => {
+    at.strided('r', n, (b, i) => {
+      const k = b.let('k', entry(i));
+      const node = b.let('node', nodeAt(k));
+      const pos = b.let('pos', `dims.pos0 + ${k}`);
+      nodeOf.set(pos, node);
+      const g = new ExprGen(p, sizes, read, { i: pos, j: pos });
+      for (const r of reds) b.line(`${arrays.get(r)!.name}[${i}] = ${g.value(b, r, head, pos)};`);
+    });
+    at.line('workgroupBarrier();');
+  };
+  const reading = (reds: readonly Id[], arrays: ReadonlyMap<Id, WorkgroupArray>, pos: string, row: string): Resolver => (n, idx, where, blk) =>
+    where === pos && reds.includes(n.id) ? `${arrays.get(n.id)!.name}[${row}]` : read(n, idx, where, blk);
 
   const main = kb.body;
   main.define('s', `wid.x / ${blocks}u`, 'head slice');
@@ -77,7 +103,10 @@ export function treeCommitKernel(p: Program, sizes: Sizes): Kernel {
       const so = C ? fe.map((f, e) => t.var('so', `select(0.0, ${S(`state:So${q.k}`)}[${at(`min(${f}, ${q.F - 1}u)`)}], ${owns[e]})`)) : [];
       const zv = fe.map((f, e) => t.var('zv', `select(0.0, ${S(`state:z${q.k}`)}[${zAt(`min(${f}, ${q.F - 1}u)`)}], ${ownsZ[e]})`));
       const zo = C ? fe.map((f, e) => t.var('zo', `select(0.0, ${S(`state:zo${q.k}`)}[${zAt(`min(${f}, ${q.F - 1}u)`)}], ${ownsZ[e]})`)) : [];
+      const reds = reductionsOf(form.psi);
+      const redT = new Map(reds.map((r) => [r, stagedArray(r, TP, 'p')] as const));
       t.for('p0', '0u', (p0) => `${p0} < dims.t`, (l, p0) => {
+        if (reds.length) stageReductions(l, reds, redT, `min(${TP}u, dims.t - ${p0})`, (i) => `${p0} + ${i}`);
         l.comment(`stage ψ${gate && !C ? ', log-gate' : ''} and v of path entries p0 …`);
         l.strided('e', `${TP * FB}u`, (b, e) => {
           const k = b.let('k', `${p0} + ${e} / ${FB}u`);
@@ -86,7 +115,7 @@ export function treeCommitKernel(p: Program, sizes: Sizes): Kernel {
             const node = x.let('node', nodeAt(k));
             const pos = x.let('pos', `dims.pos0 + ${k}`);
             nodeOf.set(pos, node);
-            const g = new ExprGen(p, sizes, read, { i: pos, j: pos });
+            const g = new ExprGen(p, sizes, reading(reds, redT, pos, `${e} / ${FB}u`), { i: pos, j: pos });
             const idx: Index = { ...head, ...(form.feature ? { [form.feature]: f } : {}) };
             x.line(`${psiT.name}[${e}] = ${g.value(x, form.psi, idx, pos)};`);
             if (lgT && gate && !C) x.line(`${lgT.name}[${e}] = log(max(${g.value(x, gate.id, gate.perFeature ? idx : { ...head }, pos)}, 1e-30));`);
@@ -132,10 +161,13 @@ export function treeCommitKernel(p: Program, sizes: Sizes): Kernel {
     main.block('if (blk == 0u)', (blk) => {
       blk.comment(`rings: the last ${st.ring} positions of the path`);
       const kept = blk.let('kept', `min(dims.t, ${st.ring}u)`);
-      for (const r of st.rings) emitRing(blk, r, kept);
+      const reds = [...new Set(st.rings.flatMap((r) => reductionsOf(r.id)))];
+      const arrays = new Map(reds.map((x) => [x, stagedArray(x, st.ring, 'r')] as const));
+      if (reds.length) stageReductions(blk, reds, arrays, kept, (i) => `dims.t - ${kept} + ${i}`);
+      for (const r of st.rings) emitRing(blk, r, kept, reds, arrays);
     });
   }
-  function emitRing(blk: Block, r: { id: Id; per: number; sliced: number }, kept: string): void {
+  function emitRing(blk: Block, r: { id: Id; per: number; sliced: number }, kept: string, reds: readonly Id[], arrays: ReadonlyMap<Id, WorkgroupArray>): void {
     const own = rowAxes(p, L, r.id);
     const W = count(own, sizes);
     blk.strided('e', `${kept} * ${W}u`, (b, e) => {
@@ -144,7 +176,7 @@ export function treeCommitKernel(p: Program, sizes: Sizes): Kernel {
       const pos = b.let('pos', `dims.pos0 + ${k}`);
       nodeOf.set(pos, node);
       const full = { ...head, ...b.split(own, sizes, `${e} % ${W}u`, `r${r.id}`) };
-      const v = new ExprGen(p, sizes, read, { i: pos, j: pos }).value(b, r.id, full, pos);
+      const v = new ExprGen(p, sizes, reading(reds, arrays, pos, `${e} / ${W}u`), { i: pos, j: pos }).value(b, r.id, full, pos);
       b.line(`${S(`state:ring${r.id}`)}[${ringIndex(r, st.ring, `${pos} % ${st.ring}u`, offset(p.nodes[r.id].type.axes, sizes, full))}] = ${v};`);
     });
   }

@@ -14,7 +14,7 @@ import type { Term } from '../../src/ir/types.ts';
 import { ExprGen, type Index } from './expr.ts';
 import type { WorkgroupArray } from './kernel-builder.ts';
 import type { Block } from './wgsl-block.ts';
-import { stateRef, TREE_LANES, TREE_TILE, type TreeKernel, type TreePrefix } from './tree-analysis.ts';
+import { hoistRowReductions, stateRef, TREE_LANES, TREE_TILE, type TreeKernel, type TreePrefix } from './tree-analysis.ts';
 
 /** Where a term adds its sums: one [NR] array per output item (den only for normalised items). */
 export interface ItemSums {
@@ -87,6 +87,7 @@ export function emitPrefixTerm(T: TreeKernel, main: Block, q: TreePrefix, t: Ter
         const ju = c.let('ju', `${T.path.name}[${k}]`);
         T.at(aJ0, ju);
         const g = new ExprGen(a.p, a.sizes, T.read, { i: 'an', j: aJ0 });
+        hoistRowReductions(T, g, c, q.form.psi, aJ0); // ψ_j's norm once per thread, not once per feature
         c.for('f0', '0u', (f0) => `${f0} < ${q.F}u`, (m, f0) => {
           const f = m.let('f', `${f0} + ${lane}`);
           const body = (x: Block) => {
@@ -146,7 +147,10 @@ function committedState(T: TreeKernel, main: Block, q: TreePrefix, sums: ItemSum
     b.for('f0', '0u', (f0) => `${f0} < ${q.F}u`, (l, f0) => {
       const si = (u: number) => `((b * ${a.NS}u + s) * ${q.F}u + ${f0} + ${u}u) * ${a.NR}u + ${col}`;
       const zi = (u: number) => `(b * ${a.NS}u + s) * ${q.F}u + ${f0} + ${u}u`;
-      const rows = [...Array(U).keys()].map((u) => l.let(`s${u}`, open ? `${S}[${si(u)}] + select(0.0, ${open.So}[${si(u)}], ${withOpen})` : `${S}[${si(u)}]`));
+      // So only once n has left the open group (a uniform branch: most nodes of a tree stay in it, and a select
+      // would load So for them too, doubling the state this kernel reads per node).
+      const rows = [...Array(U).keys()].map((u) => (open ? l.var(`s${u}`, `${S}[${si(u)}]`) : l.let(`s${u}`, `${S}[${si(u)}]`)));
+      if (open) l.block(`if (${withOpen})`, (c) => rows.forEach((su, u) => c.line(`${su} = ${su} + ${open.So}[${si(u)}];`)));
       rows.forEach((su, u) => {
         const f = `${f0} + ${u}u`;
         const w = l.let('w', `${phi}[${f}]${dacc ? ` * ${dacc}[${q.gateW > 1 ? f : '0u'}]` : ''}`);

@@ -27,7 +27,7 @@ import { recurrentPlan } from './recurrent.ts';
 import { isSoftmaxProgram } from './softmax-analysis.ts';
 import { softmaxTreeCommitPlan, softmaxTreePlan } from './softmax-tree.ts';
 import { analyseTree, treeKernel, TREE_LANES, TREE_PARENTS, TREE_PATH, TREE_TILE, TREE_WG } from './tree-analysis.ts';
-import { declareRingTiles, emitBoundedTerm } from './tree-bounded.ts';
+import { declareBoundedTiles, emitBoundedTerm } from './tree-bounded.ts';
 import { treeCommitKernel } from './tree-commit.ts';
 import { emitPrefixTerm, type ItemSums, type PrefixTiles } from './tree-prefix.ts';
 
@@ -47,7 +47,7 @@ export function treePlan(p: Program, sizes: Sizes, maxNodes: number): Plan {
     dacc: gW ? kb.workgroup('dacc', gW, 'gate product from n up to the tile') : null,
     Dt: gW ? kb.workgroup('Dt', TREE_TILE * gW, "the tile's D_{j→n}") : null,
   };
-  const rings = declareRingTiles(a, kb);
+  const bounded = declareBoundedTiles(a, kb);
   const sums: ItemSums[] = p.output.map((it, k) => ({
     num: kb.workgroup(`num${k}`, a.NR, `item ${k}'s numerators per column`),
     den: it.kind === 'norm' ? kb.workgroup(`den${k}`, a.NR, `item ${k}'s denominators`) : null,
@@ -58,7 +58,7 @@ export function treePlan(p: Program, sizes: Sizes, maxNodes: number): Plan {
       const t = p.terms.find((x) => x.name === name)!;
       const q = a.prefix.find((x) => x.name === t.name);
       if (q) emitPrefixTerm(T, main, q, t, sums[k], tiles);
-      else emitBoundedTerm(T, main, t, sums[k], rings);
+      else emitBoundedTerm(T, main, t, sums[k], bounded);
     }
   });
   main.strided('col', `${a.NR}u`, (b, col) => {

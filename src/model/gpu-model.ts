@@ -336,6 +336,13 @@ export class GpuModel {
     else encodeStep(pass, plan, this.attention, session.states, 'next', this.pick());
   }
 
+  /** The matmuls of the decode step decodeStep() runs (the profile's weight traffic per matmul). */
+  get decodeMatmuls(): StepPlan['matmuls'] {
+    const session = this.session;
+    if (!session) throw new Error('decodeMatmuls: no batch yet; call prefill first');
+    return this.readyPlan(session.batch, 1).matmuls;
+  }
+
   /** The last step's logits at each sequence's last position, [b, vocab] (a debugging readback). */
   async readLogits(): Promise<Float32Array> {
     if (!this.session) throw new Error('readLogits: no step has run');
