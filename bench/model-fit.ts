@@ -108,11 +108,65 @@ export function fitTable(fits: readonly FitRow[]): string {
     lines.push(`  → fastest ${f.fastest} (next +${(f.gap * 100).toFixed(0)} %), model picks ${f.pick} at ${show(f.pickSchedule)} (est. ${f.pickEstMs?.toFixed(2)} ms${f.pickMeasured ? '' : ', a schedule not measured'}): ${ok}`);
   }
   const geo = (xs: number[]) => Math.exp(xs.reduce((a, b) => a + b, 0) / xs.length).toFixed(2);
-  lines.push('', `estimate error, the geometric mean of max(model/measured, measured/model): ${geo(logErr)}× over all ${logErr.length} plans, ${geo(logErr132)}× over the ${logErr132.length} of calls 7 and 8 (132 units, three rounds)`);
+  lines.push('', `estimate error, the geometric mean of max(model/measured, measured/model): ${geo(logErr)}× over all ${logErr.length} plans, ${geo(logErr132)}× over the ${logErr132.length} of calls 7 onwards (132 units, three rounds)`);
+  return lines.join('\n');
+}
+
+/** Two measured schedules of one plan of one variant at one shape (from any two 132-unit rows), the faster first. */
+export interface SchedulePair {
+  readonly variant: string;
+  readonly shape: string;
+  readonly plan: PlanName;
+  readonly fast: { schedule: ChunkSchedule; ms: number; estMs: number | undefined; call: number };
+  readonly slow: { schedule: ChunkSchedule; ms: number; estMs: number | undefined; call: number };
+  /** How much slower the slow one ran (0.1: 10 %). */
+  readonly gap: number;
+}
+
+/**
+ * Every pair of different schedules at which the H200 ran one plan of one variant at one shape, over the rows the
+ * model saw 132 units in (calls 7 onwards, three rounds each): what the model's ranking of schedules is checked by.
+ */
+export function schedulePairs(fits: readonly FitRow[]): SchedulePair[] {
+  const groups = new Map<string, { variant: string; shape: string; plan: PlanName; runs: SchedulePair['fast'][] }>();
+  for (const f of fits) {
+    const r = f.row;
+    if (r.model_units !== 132) continue;
+    for (const x of f.plans) {
+      const shape = `b${r.b} h${r.h} t${r.t} d${r.d}`;
+      const key = `${r.variant} ${shape} ${x.plan}`;
+      const g = groups.get(key) ?? { variant: r.variant, shape, plan: x.plan, runs: [] };
+      g.runs.push({ schedule: x.schedule, ms: x.ms, estMs: x.estMs, call: r.call });
+      groups.set(key, g);
+    }
+  }
+  const out: SchedulePair[] = [];
+  for (const g of groups.values()) {
+    for (let i = 0; i < g.runs.length; i++) {
+      for (let j = i + 1; j < g.runs.length; j++) {
+        if (same(g.runs[i].schedule, g.runs[j].schedule)) continue;
+        const [fast, slow] = g.runs[i].ms <= g.runs[j].ms ? [g.runs[i], g.runs[j]] : [g.runs[j], g.runs[i]];
+        out.push({ variant: g.variant, shape: g.shape, plan: g.plan, fast, slow, gap: slow.ms / fast.ms - 1 });
+      }
+    }
+  }
+  return out;
+}
+
+/** The pairs: measured and estimated ms of each schedule, and whether the model ranks them as measured. */
+export function pairTable(pairs: readonly SchedulePair[]): string {
+  const lines = ['variant            plan      faster (call)        ms   model   slower (call)        ms   model  ranked', ''];
+  for (const q of pairs) {
+    const ok = q.fast.estMs !== undefined && q.slow.estMs !== undefined && q.fast.estMs < q.slow.estMs;
+    const side = (x: SchedulePair['fast']) => `${`${show(x.schedule)} (${x.call})`.padEnd(16)} ${x.ms.toFixed(2).padStart(6)} ${(x.estMs?.toFixed(2) ?? '—').padStart(6)}`;
+    lines.push(`${q.variant.padEnd(18)} ${q.plan.padEnd(9)} ${side(q.fast)}   ${side(q.slow)}  ${ok ? 'right' : q.gap > 0.1 ? 'WRONG' : 'wrong (within 10 %)'}`);
+  }
   return lines.join('\n');
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {
   const fits = readRows(process.argv[2]).flatMap((r) => fitRow(r) ?? []);
   console.log(fitTable(fits));
+  console.log('\nschedules of one plan measured side by side (132-unit rows):\n');
+  console.log(pairTable(schedulePairs(fits)));
 }

@@ -3,8 +3,11 @@
 // and ran one round each), where the measured plans differ by more than 10 %, the plan choosePlan picks on a
 // described H200 today (no GPU) must be the one measured faster. The model's schedules may since differ from the
 // ones measured; the table printed (bench/model-fit.ts) says where, and those rows want measuring again.
+// Where the H200 ran one plan of a variant at two schedules (call 9 timed the defaults the previous fit had moved
+// to) and one ran over 10 % slower, the model's estimates must rank the two as measured: that ranking is what its
+// default schedule is chosen by.
 import { describe, expect, it } from 'vitest';
-import { fitRow, fitTable, readRows } from '../bench/model-fit.ts';
+import { fitRow, fitTable, pairTable, readRows, schedulePairs } from '../bench/model-fit.ts';
 
 const fits = readRows().flatMap((r) => fitRow(r) ?? []);
 
@@ -22,5 +25,17 @@ describe('the cost model against the H200 (bench/results/h200-kernels.json)', ()
   it.each(decided.map((f) => [`${f.row.variant} t${f.row.t} d${f.row.d}`, f] as const))('%s: the model picks the plan measured faster', (_, f) => {
     const times = f.plans.map((x) => `${x.plan} ${x.ms.toFixed(2)} ms`).join(', ');
     expect(f.pick, `measured ${times}; ${f.reason}`).toBe(f.fastest);
+  });
+
+  const pairs = schedulePairs(fits);
+  const ranked = pairs.filter((q) => q.gap > 0.1);
+  it('has schedules to rank: segmented 8x64x512 against 16x64x256, 512 threads against 1024', () => {
+    console.log(pairTable(pairs));
+    expect(new Set(ranked.map((q) => q.variant))).toEqual(new Set(['elu', 'elu_aug', 'elu_dwconv', 'performer', 'gla', 'mamba2', 'retnet']));
+  });
+
+  it.each(ranked.map((q) => [`${q.variant} ${q.plan} ${q.shape}`, q] as const))('%s: the schedule measured faster has the lower estimate', (_, q) => {
+    const show = (x: typeof q.fast) => `${JSON.stringify(x.schedule)} (call ${x.call}) measured ${x.ms.toFixed(2)} ms, est. ${x.estMs?.toFixed(2)} ms`;
+    expect(q.fast.estMs, `${show(q.fast)}; ${show(q.slow)}`).toBeLessThan(q.slow.estMs ?? Infinity);
   });
 });
