@@ -8,8 +8,8 @@
 // (2·C·F·R each workgroup's R columns), and the prologue that computes the features of C rows inline
 // (element-ops.ts) — the last two are repeated by every column tile, which is what makes narrow tiles cost more
 // work for more workgroups. The constants are an H100/H200 class GPU's (SM count from the adapter, 228 KB of
-// shared memory and, by its registers, 1024 resident chunk-kernel threads per SM, ~16 workgroup-memory operands
-// per cycle per SM: the chunk kernel reads both operands of every multiply-add from workgroup memory) and are
+// shared memory and, by its registers, 1024 resident chunk-kernel threads per SM, ~10 chunk-kernel operations
+// per cycle per SM: it reads both operands of every multiply-add from workgroup memory; fitted on the H200) and are
 // rough: the figures rank schedules and plans (bench/model-fit.ts sets them beside the H200's measurements);
 // they are not predictions to quote. src/runtime/adapter-model.ts builds the adapter's.
 import { operands, type OutputItem, type Program, type Term } from '../../src/ir/types.ts';
@@ -52,17 +52,33 @@ export function hardwareModel(computeUnits: number, maxWorkgroupBytes: number): 
     // (1.97 ms); retnet's and mamba2's fused kernels there (3.13 ms) the same.
     unitInvocations: 1024,
     maxWorkgroupBytes,
-    unitOpsPerUs: 16 * 1700,
+    // The unit's rate with its resident workgroups sharing it, and a lone workgroup's share of it (loneShare below).
+    // Call 9 timed 32×16 at 512 threads, two workgroups sharing each SM in one wave: retnet's and mamba2's fused
+    // kernels 2.62 and 2.71 ms where 1024 threads (one a unit, two waves) had run 3.13, gla's 7.62 where 12.1.
+    // 16 a cycle with a lone workgroup at half of it had the two sharing at 1.72 ms (retnet), twice the speed of
+    // 1024 threads; 10 a cycle, a lone workgroup at 0.8 of it, puts them at 2.34 and 3.18 (gla 8.32 and 10.65).
+    unitOpsPerUs: 10 * 1700,
     // Not the SM's 128 FP32 lanes a cycle: a feature kernel's counted operation (element-ops.ts) is a multiply-add
     // with its loads (hedgehog's projection reads q and the weights per product). Fitted to hedgehog's two softmax
     // feature kernels, 25027 operations an element: its unfused plan ran 169 ms on the H200 and the prologue plan
     // 180, where 128 a cycle put both at 62; 48 also puts performer's (2.74 ms) and llama's within 10 %.
     unitElementOpsPerUs: 48 * 1700,
-    stepLatencyUs: 2,
+    // Refitted with the rate: at 2 µs the 256 steps of elu_aug's unfused 16×32×1024 (above) cost it its measured lead
+    // over 32×16×512; 1 µs has the least estimate error over the 132-unit rows (bench/model-fit.ts, 1.10×).
+    stepLatencyUs: 1,
     bytesPerUs: 3.5e6,
     launchUs: 4,
-    fullRateInvocations: 512,
-    loneShare: 0.5,
+    // A workgroup of fewer invocations keeps each busy with more of the step, alone or sharing its unit (launchCost's
+    // `own`). Call 9 ran the segmented 16×64 tile at 256 threads, four workgroups a unit, 1.4–1.6× slower than
+    // 8×64 at 512 (two a unit) for the same operations: elu 2.44 against 1.73 ms, elu_aug 2.74 against 1.88,
+    // performer 5.38 against 3.30; the model, which had four of 256 at the unit's full rate, estimated 1.37 against
+    // 1.79 (elu). At 384 the 256-thread workgroup runs at two thirds of the rate: 2.89 against 1.95.
+    fullRateInvocations: 384,
+    // Not half: a lone 1024-thread workgroup of elu_aug's unfused kernel at 16×32 (128 workgroups, one a unit, 256
+    // steps) ran 2.49 ms in all where 32×16×512 (two a unit, 128 steps, twice the tiles' score work) ran 3.25; at half
+    // the model had them at 3.15 and 2.32, at 0.8 2.63 and 2.80. Below ~0.8 that pair reverses, above it 512 threads'
+    // lead over 1024 at 32×16 (above) shrinks under the measured 1.2×.
+    loneShare: 0.8,
   };
 }
 
@@ -100,14 +116,16 @@ export function launchCost(
 ): KernelEstimate {
   const resident = Math.max(1, Math.min(k.workgroupBytes ? Math.floor(m.unitWorkgroupBytes / k.workgroupBytes) : 32, Math.floor(m.unitInvocations / k.threads), 32));
   const waves = Math.ceil(k.workgroups / (m.computeUnits * resident));
-  // Workgroups sharing a unit in one wave share its rate; a small workgroup cannot use a whole unit alone.
   // Workgroups sharing a unit in one wave share its rate and hide each other's step latency (barriers, loads);
-  // a lone workgroup stalls at its own barriers (half the unit's rate at best), and fewer invocations use less.
-  // Invocations beyond a step's independent outputs (`parallelism`) idle.
+  // a lone workgroup stalls at its own barriers (loneShare of the unit's rate at best). A workgroup of fewer
+  // invocations than fullRateInvocations reaches that share of the rate (`own`) whether alone or not: four of 256
+  // sharing a unit ran slower than two of 512 on the H200 (fullRateInvocations). Invocations beyond a step's
+  // independent outputs (`parallelism`) idle.
   const sharing = Math.min(resident, Math.ceil(k.workgroups / m.computeUnits));
   const busy = Math.min(k.threads, k.parallelism ?? k.threads);
-  const alone = m.unitOpsPerUs * Math.min(1, busy / m.fullRateInvocations) * m.loneShare;
-  const shared = m.unitOpsPerUs * Math.min(1, (sharing * busy * m.loneShare) / m.fullRateInvocations);
+  const own = Math.min(1, busy / m.fullRateInvocations);
+  const alone = m.unitOpsPerUs * own * m.loneShare;
+  const shared = m.unitOpsPerUs * own * Math.min(1, (sharing * busy * m.loneShare) / m.fullRateInvocations);
   const stepUs = Math.max(m.stepLatencyUs + k.stepOps / alone, (sharing * k.stepOps) / shared);
   const us = Math.max(waves * k.steps * stepUs, k.bytes / m.bytesPerUs) + m.launchUs;
   return { us, workgroups: k.workgroups, resident, waves, steps: k.steps };
@@ -184,7 +202,7 @@ export function chunkKernelCost(m: AdapterModel, k: ChunkKernelModel, b: number,
   // A segmented schedule's first launch only folds each chunk's keys and values into its segment's state: no
   // scores, no φ·S, no outputs (chunked/analysis.ts: segmented 'state'). Charging it the full step, as the model
   // did, put elu's segmented fused plan (chunk 8, 64 columns, 512 threads, segments of 16) at 2.2 ms against the
-  // H200's 1.73; its half of a step makes it 1.7.
+  // H200's 1.73; its half of a step made it 1.7 (1.95 at the rates call 9 refitted, below).
   let stateOps = C * R;
   // The rows' features computed inline, each node once however many terms read it (chunked/analysis.ts stages a
   // bounded term's frontier node that is also a prefix term's φ or ψ as an alias): elements per step by node.
