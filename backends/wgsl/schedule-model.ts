@@ -76,8 +76,9 @@ export function hardwareModel(computeUnits: number, maxWorkgroupBytes: number): 
     fullRateInvocations: 384,
     // Not half: a lone 1024-thread workgroup of elu_aug's unfused kernel at 16×32 (128 workgroups, one a unit, 256
     // steps) ran 2.49 ms in all where 32×16×512 (two a unit, 128 steps, twice the tiles' score work) ran 3.25; at half
-    // the model had them at 3.15 and 2.32, at 0.8 2.63 and 2.80. Below ~0.8 that pair reverses, above it 512 threads'
-    // lead over 1024 at 32×16 (above) shrinks under the measured 1.2×.
+    // the model had them at 3.15 and 2.32, at 0.8 2.63 and 2.80. At 0.7 that pair reverses; above 0.8 512 threads'
+    // lead over 1024 at 32×16 (retnet: measured 1.19×) shrinks, 1.22× at 0.9 and 1.11× at 1, and the estimate
+    // error over the 132-unit rows grows from 1.10× to 1.13× and 1.16×.
     loneShare: 0.8,
   };
 }
