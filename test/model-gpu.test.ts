@@ -125,6 +125,42 @@ describe('the compiled variant as the attention layer (src/runtime/compiled-atte
   });
 });
 
+describe('a prefill of the batch size before reuses its attention states (resetState)', () => {
+  it(`allocates nothing, and equals a prefill on fresh states even with the previous batch's steps in flight (seed ${SEED})`, async () => {
+    const g = await gpu();
+    const factory = await compiledAttentionFactory(g, variant.compiled, config.numHeads, config.headDim);
+    const compiled = await GpuModel.create(g, config, weights, factory);
+    try {
+      const V = config.vocabSize;
+      const [a, c] = [randomTokens(2, 20, V, SEED + 5), randomTokens(2, 20, V, SEED + 6)];
+      // A one-token prompt runs the decode kernel at position 0, which reads the state: only zeros give its logits.
+      const one = randomTokens(2, 1, V, SEED + 7);
+      const run = async (prompt: number[][]) => {
+        const tokens = [await (await compiled.prefill(prompt)).tokens(), await compiled.decodeStep().tokens()];
+        return { tokens, logits: await compiled.readLogits() };
+      };
+      // The first prefill of each batch size makes its states: the reference.
+      const fresh = { one: await run(one), c: await run(c) };
+      const step = await compiled.prefill(a);
+      const inFlight = [step.tokens(), compiled.decodeStep().tokens(), compiled.decodeStep().tokens()];
+      const buffers = vi.spyOn(g.device, 'createBuffer');
+      const groups = vi.spyOn(g.device, 'createBindGroup');
+      const reused = { one: await run(one), c: await run(c) };
+      expect(buffers).not.toHaveBeenCalled();
+      expect(groups).not.toHaveBeenCalled();
+      buffers.mockRestore();
+      groups.mockRestore();
+      await Promise.all(inFlight);
+      expect(reused.one.tokens).toEqual(fresh.one.tokens);
+      expect(reused.one.logits).toEqual(fresh.one.logits);
+      expect(reused.c.tokens).toEqual(fresh.c.tokens);
+      expect(reused.c.logits).toEqual(fresh.c.logits);
+    } finally {
+      await compiled.destroy();
+    }
+  });
+});
+
 describe('generation', () => {
   const tok = new ByteTokenizer({ bos: 256 });
 

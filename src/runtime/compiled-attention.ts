@@ -151,6 +151,13 @@ class CompiledAttention implements GpuAttention {
     return st;
   }
 
+  /** Zeros by clearBuffer on the GPU rather than createState's upload of zeros: nothing crosses from the host. */
+  resetState(state: GpuAttentionState, encoder: GPUCommandEncoder): void {
+    const st = state as State;
+    for (const buffer of Object.values(st.buffers)) encoder.clearBuffer(buffer);
+    st.position = 0;
+  }
+
   encodeForward(pass: GPUComputePassEncoder, io: { q: GPUBuffer; k: GPUBuffer; v: GPUBuffer; o: GPUBuffer }, state: GpuAttentionState, b: number, t: number): void {
     const st = state as State;
     const runner = this.check(st, b, t);
