@@ -2,6 +2,8 @@
 // weight once per step at the adapter's measured copy bandwidth allows.
 //
 //   npm run bench:decode [-- --small] [--steps N] [--layers N] [--attention compiled|simple]   (default: the compiled variant)
+//                        [--prefill-schedule segmented|CxRxT[sG]]   (the compiled prefill's: the model's best
+//                        segmented one, or e.g. 16x64x512s4; default the model's unsegmented one)
 //
 // Model (random weights): 12 layers, hidden 768, 12 heads of 64, intermediate 2048, vocab 32000,
 // attention elu+1 linear attention + K = 4 depthwise conv on v (examples/paper/elu_dwconv.la); --small
@@ -31,6 +33,7 @@ import type { Tokenizer } from '../src/model/tokenizer.ts';
 import { randomWeights } from '../src/model/init-model.ts';
 import { loadModelVariant } from '../src/model/variant.ts';
 import { compiledAttentionFactory } from '../src/runtime/compiled-attention.ts';
+import type { PrefillScheduleRequest } from '../src/runtime/plan-choice.ts';
 import type { Gpu } from '../src/runtime/device.ts';
 import { getDevice } from '../src/runtime/dawn.ts';
 import { median } from '../src/runtime/timing.ts';
@@ -359,6 +362,15 @@ function formatKernels(what: string, kernels: readonly KernelTime[]): string[] {
   return lines;
 }
 
+/** 'segmented', or chunk × columns × threads with an optional segment: '16x64x512s4'. */
+function parsePrefillSchedule(arg: string | undefined): PrefillScheduleRequest {
+  if (arg === undefined || arg === 'unsegmented' || arg === 'segmented') return arg ?? 'unsegmented';
+  const m = /^(\d+)x(\d+)x(\d+)(?:s(\d+))?$/.exec(arg);
+  if (!m) throw new Error(`--prefill-schedule must be segmented, unsegmented or CxRxT[sG] (16x64x512s4), got ${arg}`);
+  const [chunk, cols, threads] = [m[1], m[2], m[3]].map(Number);
+  return { chunk, cols, threads, ...(m[4] !== undefined && { segment: Number(m[4]) }) };
+}
+
 async function main(): Promise<void> {
   const args = process.argv.slice(2);
   const valueOf = (flag: string) => {
@@ -369,20 +381,24 @@ async function main(): Promise<void> {
   const layers = valueOf('--layers');
   const attention = valueOf('--attention') ?? 'compiled';
   if (attention !== 'simple' && attention !== 'compiled') throw new Error(`--attention must be simple or compiled, got ${attention}`);
+  const prefillSchedule = parsePrefillSchedule(valueOf('--prefill-schedule'));
+  let prefillPlan: string | undefined;
   const report = await runDecodeBench({
     small: args.includes('--small') || undefined,
     ...(steps !== undefined && { steps: Number(steps) }),
     ...(layers !== undefined && { layers: Number(layers) }),
     ...(attention === 'compiled' && {
-      attention: ({ gpu, config, program }: AttentionContext) => compiledAttentionFactory(gpu, program, config.numHeads, config.headDim),
+      attention: ({ gpu, config, program }: AttentionContext) =>
+        compiledAttentionFactory(gpu, program, config.numHeads, config.headDim, { prefillSchedule, onChoice: (why) => void (prefillPlan = why) }),
       attentionName: 'compiled variant (src/runtime/compiled-attention.ts: fused chunked prefill, recurrent decode)',
     }),
   });
   for (const line of formatReport(report)) console.log(line);
+  if (prefillPlan) console.log(`prefill plan of the attention layers: ${prefillPlan}`);
   const outDir = process.env.OUT ?? 'out';
   mkdirSync(outDir, { recursive: true });
   const file = join(outDir, 'decode.json');
-  writeFileSync(file, JSON.stringify(report, null, 2) + '\n');
+  writeFileSync(file, JSON.stringify({ ...report, ...(prefillPlan && { prefillPlan }) }, null, 2) + '\n');
   console.log(`wrote ${file}`);
 }
 

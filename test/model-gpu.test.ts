@@ -125,6 +125,36 @@ describe('the compiled variant as the attention layer (src/runtime/compiled-atte
   });
 });
 
+describe('a segmented prefill (CompiledAttentionOptions.prefillSchedule)', () => {
+  it(`runs segments of chunks in parallel and exports the state decoding continues from: logits match the float64 CPU forward (b = 2, t = 40, seed ${SEED})`, async () => {
+    const g = await gpu();
+    const choices: string[] = [];
+    const schedule = { chunk: 4, cols: 16, threads: 64, segment: 2 };
+    const factory = await compiledAttentionFactory(g, variant.compiled, config.numHeads, config.headDim, { prefillSchedule: schedule, onChoice: (why) => choices.push(why) });
+    expect(choices.join()).toMatch(/the schedule asked \(chunk 4, cols 16, threads 64, segments of 2\)/);
+    const compiled = await GpuModel.create(g, config, weights, factory);
+    try {
+      const [b, T, V, p] = [2, 40, config.vocabSize, 37]; // 37 rows: 10 chunks of 4, 5 segments, the last chunk partial
+      const tokens = randomTokens(b, T, V, SEED + 9);
+      const attention = cpuAttentionFromVariant(variant.program, cpu.weights.layers.map((l) => l.attention));
+      const want = cpuForward(cpu, tokens, attention).logits.data;
+      const prefill = await compiled.prefill(tokens.map((s) => s.slice(0, p)));
+      await prefill.tokens();
+      // 74 rows, the fused small-M projections: embedding; per layer q|k|v, the 3 segmented launches, o, gate|up, down; final norm, LM head, argmax
+      expect(prefill.dispatches).toBe(1 + config.numLayers * 7 + 3);
+      let got = await compiled.readLogits();
+      for (let s = 0; s < b; s++) expectRelClose(got.subarray(s * V, (s + 1) * V), rows(want, T, V, s, p - 1, p), 1e-3, `prefill, sequence ${s}`);
+      for (let at = p; at < T; at++) {
+        await compiled.decodeStep({ tokens: tokens.map((s) => s[at]) }).tokens();
+        got = await compiled.readLogits();
+        for (let s = 0; s < b; s++) expectRelClose(got.subarray(s * V, (s + 1) * V), rows(want, T, V, s, at, at + 1), 1e-3, `sequence ${s} at ${at}`);
+      }
+    } finally {
+      await compiled.destroy();
+    }
+  });
+});
+
 describe('a prefill of the batch size before reuses its attention states (resetState)', () => {
   it(`allocates nothing, and equals a prefill on fresh states even with the previous batch's steps in flight (seed ${SEED})`, async () => {
     const g = await gpu();

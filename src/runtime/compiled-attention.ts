@@ -20,7 +20,7 @@ import type { GpuAttention, GpuAttentionFactory, GpuAttentionState } from './gpu
 import type { Program } from '../ir/types.ts';
 import { BufferUsage, type Gpu } from './device.ts';
 import { PlanRunner } from './executor.ts';
-import { choosePrefill, type PrologueRequest } from './plan-choice.ts';
+import { choosePrefill, type PrefillScheduleRequest, type PrologueRequest } from './plan-choice.ts';
 import { SharedScratch } from './scratch-buffers.ts';
 
 type Bound = ReturnType<PlanRunner['bind']>;
@@ -80,6 +80,8 @@ export interface CompiledAttentionOptions {
   readonly maxLength?: number;
   /** The prefill's feature prologue: the model's choice (default), every feature node, or none. */
   readonly prologue?: PrologueRequest;
+  /** The prefill's schedule: unsegmented by the model (default), the model's best segmented ones included, or this one. */
+  readonly prefillSchedule?: PrefillScheduleRequest;
   /** Called with the prefill's plan decision in words. */
   readonly onChoice?: (reason: string) => void;
 }
@@ -91,7 +93,7 @@ export async function compiledAttentionFactory(gpu: Gpu, program: Program, heads
   const sizes = variantAxisSizes(program, heads, headDim);
   const decodes = !program.terms.some((t) => t.noncausal);
   // One fused kernel (it exports the state), with the feature nodes the model puts in a prologue (plan-choice.ts).
-  const choice = choosePrefill(gpu, program, sizes, opts.prologue);
+  const choice = choosePrefill(gpu, program, sizes, opts.prologue, opts.prefillSchedule);
   opts.onChoice?.(choice.reason);
   const prefill: Plan = lowerChunked(program, sizes, {
     fuse: true,
