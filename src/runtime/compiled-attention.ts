@@ -92,7 +92,8 @@ export async function compiledAttentionFactory(gpu: Gpu, program: Program, heads
   if (names !== 'k,q,v') throw new Error(`variant ${program.name} declares inputs [${program.inputs.map((d) => d.name).join(', ')}]; a model layer supplies exactly q, k, v`);
   const sizes = variantAxisSizes(program, heads, headDim);
   const decodes = !program.terms.some((t) => t.noncausal);
-  // One fused kernel (it exports the state), with the feature nodes the model puts in a prologue (plan-choice.ts).
+  // One fused chunk plan that exports the state (a kernel, or three launches when segmented), with the feature
+  // nodes the model puts in a prologue (plan-choice.ts).
   const choice = choosePrefill(gpu, program, sizes, opts.prologue, opts.prefillSchedule);
   opts.onChoice?.(choice.reason);
   const prefill: Plan = lowerChunked(program, sizes, {
