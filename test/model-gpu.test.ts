@@ -185,6 +185,14 @@ describe('a prefill of the batch size before reuses its attention states (resetS
       expect(reused.one.logits).toEqual(fresh.one.logits);
       expect(reused.c.tokens).toEqual(fresh.c.tokens);
       expect(reused.c.logits).toEqual(fresh.c.logits);
+      // forwardLogits keeps states of its own per b likewise: a second call makes no buffer.
+      const first = await compiled.forwardLogits(one);
+      const made = vi.spyOn(g.device, 'createBuffer');
+      const again = await compiled.forwardLogits(one);
+      const calls = made.mock.calls.length;
+      made.mockRestore();
+      expect(calls).toBe(0);
+      expect(again).toEqual(first);
     } finally {
       await compiled.destroy();
     }

@@ -173,6 +173,8 @@ export class GpuModel {
   private readonly plans = new Map<string, Promise<StepPlan>>();
   private readonly prefillKeys: string[] = [];
   private readonly extraKeys: string[] = [];
+  /** forwardLogits' attention states, per batch size. */
+  private readonly forwardStates = new Map<number, GpuAttentionState[]>();
   private session: Session | undefined;
   private sampling: DecodeSampling = { temperature: 0 };
   private random: () => number = rng(0);
@@ -386,9 +388,13 @@ export class GpuModel {
       });
     }));
     const plan = await this.plan(this.batch(b), t, true);
-    const states = this.attention.map((a) => a.createState(b));
     this.gpu.device.queue.writeBuffer(plan.ids, 0, ids);
     const encoder = this.gpu.device.createCommandEncoder({ label: `forward logits [b=${b} t=${t}]` });
+    // States of its own per b, zeroed in this command buffer when the layers can reset them (an evaluation calls
+    // this window after window): the session's are never touched.
+    let states = this.forwardStates.get(b);
+    if (states && this.attention.every((a) => a.resetState)) this.attention.forEach((a, n) => a.resetState!(states![n], encoder));
+    else this.forwardStates.set(b, (states = this.attention.map((a) => a.createState(b))));
     const pass = new RecordingPass(encoder.beginComputePass({ label: `forward logits [b=${b} t=${t}]` }));
     encodeStep(pass.asPass(), plan, this.attention, states, 'ids', 'none');
     pass.end();
