@@ -2,6 +2,8 @@
 // weight once per step at the adapter's measured copy bandwidth allows.
 //
 //   npm run bench:decode [-- --small] [--steps N] [--layers N] [--attention compiled|simple]   (default: the compiled variant)
+//                        [--prefill-schedule segmented|CxRxT[sG]]   (the compiled prefill's: the model's best
+//                        segmented one, or e.g. 16x64x512s4; default the model's unsegmented one)
 //
 // Model (random weights): 12 layers, hidden 768, 12 heads of 64, intermediate 2048, vocab 32000,
 // attention elu+1 linear attention + K = 4 depthwise conv on v (examples/paper/elu_dwconv.la); --small
@@ -15,7 +17,10 @@
 // (b) pipelined: `linattn generate`'s own loop (generateGpu), runs of steps in flight, each run read back once:
 // tokens/s, and its host time per step encoding and submitting; (c) a step encoded and finished but never
 // submitted ('enc only': Dawn's frontend and our JavaScript, without the backend's recording at submit); and,
-// with timestamps, the step's dispatches timed one by one.
+// with timestamps, the step's dispatches timed one by one. The prefill's host time is split the same way
+// (prepare, encode, submit, the wait beyond the GPU's time) beside what one prefill asks of the device (buffers,
+// bind groups, queue writes), and with timestamps its dispatches are timed one by one too: matmuls of M = b·t
+// rows against the chunk kernel, whose grid (printed) does not grow with t.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -28,10 +33,12 @@ import type { Tokenizer } from '../src/model/tokenizer.ts';
 import { randomWeights } from '../src/model/init-model.ts';
 import { loadModelVariant } from '../src/model/variant.ts';
 import { compiledAttentionFactory } from '../src/runtime/compiled-attention.ts';
+import type { PrefillScheduleRequest } from '../src/runtime/plan-choice.ts';
 import type { Gpu } from '../src/runtime/device.ts';
 import { getDevice } from '../src/runtime/dawn.ts';
 import { median } from '../src/runtime/timing.ts';
 import { ProfilingPass, summarizeDispatches, timeDispatchesOf } from '../src/runtime/dispatch-profile.ts';
+import { countDeviceCalls, type DeviceCall } from './device-calls.ts';
 import { simpleAttentionFactory } from '../test/helpers/simple-gpu-attention.ts';
 import { measureCopyBandwidth, type CopyBandwidth } from './roofline.ts';
 
@@ -89,7 +96,32 @@ export interface DecodeFigure {
   readonly boundTokensPerS: number;
   readonly fractionOfBound: number;
   /** The step's dispatches timed one by one (timestamps only), summed per kernel, most expensive first. */
-  readonly kernels?: readonly { readonly kernel: string; readonly dispatches: number; readonly ms: number }[];
+  readonly kernels?: readonly KernelTime[];
+}
+
+export interface KernelTime {
+  readonly kernel: string;
+  readonly dispatches: number;
+  readonly ms: number;
+  /** The grid of its first dispatch. */
+  readonly workgroups?: readonly [number, number, number];
+}
+
+export interface PrefillFigure {
+  readonly tokens: number;
+  readonly wallMs: number;
+  readonly gpuMs: number | undefined;
+  readonly tokensPerS: number;
+  readonly dispatches: number;
+  /** Host time per prefill, medians in ms: before encoding, encoding, submitting, and waiting in tokens(). */
+  readonly prepareMs: number;
+  readonly encodeMs: number;
+  readonly submitMs: number;
+  readonly waitMs: number;
+  /** What one prefill (after the first of its shape) asks of the device. */
+  readonly deviceCalls: Record<DeviceCall, number>;
+  /** Its dispatches timed one by one (timestamps only), summed per kernel, most expensive first. */
+  readonly kernels?: readonly KernelTime[];
 }
 
 export interface DecodeBenchReport {
@@ -100,7 +132,7 @@ export interface DecodeBenchReport {
   readonly attention: string;
   readonly timing: 'timestamp-query' | 'wall-clock only';
   readonly copy: CopyBandwidth;
-  readonly prefill: { readonly tokens: number; readonly wallMs: number; readonly gpuMs: number | undefined; readonly tokensPerS: number; readonly dispatches: number };
+  readonly prefill: PrefillFigure;
   readonly decode: readonly DecodeFigure[];
 }
 
@@ -167,16 +199,36 @@ export async function runDecodeBench(opts: DecodeBenchOptions = {}): Promise<Dec
     // Prefill: one prompt, one submit. The first run compiles the shape's pipelines.
     const prompt = promptTokens(1, prefillT, shape.vocab, 7);
     await (await model.prefill(prompt)).tokens();
-    const runs: { wallMs: number; gpuMs?: number; dispatches: number }[] = [];
-    for (let i = 0; i < (small ? 2 : 5); i++) {
-      const t0 = performance.now();
-      const step = await model.prefill(prompt);
-      await step.tokens();
-      runs.push({ wallMs: performance.now() - t0, gpuMs: step.timing.gpuMs, dispatches: step.dispatches });
+    const runs: { wallMs: number; gpuMs?: number; dispatches: number; prepareMs: number; encodeMs: number; submitMs: number; waitMs: number }[] = [];
+    let deviceCalls: Record<DeviceCall, number> | undefined;
+    for (let i = 0; i < (small ? 3 : 5); i++) {
+      const counted = await countDeviceCalls(gpu.device, async () => {
+        const t0 = performance.now();
+        const step = await model.prefill(prompt);
+        await step.tokens();
+        return { step, wallMs: performance.now() - t0 };
+      });
+      const { step, wallMs } = counted.result;
+      deviceCalls ??= counted.calls;
+      const { prepareMs = NaN, encodeMs, submitMs, waitMs = NaN, gpuMs } = step.timing;
+      runs.push({ wallMs, gpuMs, dispatches: step.dispatches, prepareMs, encodeMs, submitMs, waitMs });
     }
     const prefillWall = median(runs.map((r) => r.wallMs));
     const prefillGpu = runs.every((r) => r.gpuMs !== undefined) ? median(runs.map((r) => r.gpuMs!)) : undefined;
-    const prefill = { tokens: prefillT, wallMs: prefillWall, gpuMs: prefillGpu, tokensPerS: prefillT / (prefillWall / 1000), dispatches: runs[0].dispatches };
+    let prefillKernels: KernelTime[] | undefined;
+    if (model.hasTimestamps) {
+      // Recorded on states of its own; the batch's chosen token it overwrites is the next prefill's to set.
+      const recorder = new ProfilingPass('profiled prefill');
+      await model.recordPrefill(recorder.asPass(), prompt);
+      prefillKernels = summarizeDispatches(await timeDispatchesOf(gpu, recorder.dispatches, small ? 2 : 5));
+    }
+    const prefill: PrefillFigure = {
+      tokens: prefillT, wallMs: prefillWall, gpuMs: prefillGpu, tokensPerS: prefillT / (prefillWall / 1000), dispatches: runs[0].dispatches,
+      prepareMs: median(runs.map((r) => r.prepareMs)), encodeMs: median(runs.map((r) => r.encodeMs)),
+      submitMs: median(runs.map((r) => r.submitMs)), waitMs: median(runs.map((r) => r.waitMs)),
+      deviceCalls: deviceCalls!,
+      ...(prefillKernels && { kernels: prefillKernels }),
+    };
 
     const decode: DecodeFigure[] = [];
     for (const b of batches) {
@@ -256,7 +308,7 @@ export function formatReport(r: DecodeBenchReport): string[] {
     `model: ${m.layers} layers, hidden ${m.hidden}, ${m.heads}×${m.headDim} heads, intermediate ${m.intermediate}, vocab ${m.vocab}, K ${m.K}; ${(m.params / 1e6).toFixed(1)} M params, ${(m.weightBytesPerStep / 2 ** 20).toFixed(1)} MiB read per decode step`,
     `attention: ${r.attention}; adapter: ${r.adapter}; GPU time by ${r.timing}`,
     `copy bandwidth: ${r.copy.gbPerS.toFixed(1)} GB/s (read+write, ${(r.copy.bytes / 2 ** 20).toFixed(0)} MiB)`,
-    `prefill ${r.prefill.tokens} tokens (b=1): ${r.prefill.tokensPerS.toFixed(1)} tokens/s, wall ${ms(r.prefill.wallMs)}, GPU ${ms(r.prefill.gpuMs)}, ${r.prefill.dispatches} dispatches`,
+    ...formatPrefill(r.prefill),
   ];
   const rows: string[][] = [['batch', 'tokens/s', 'unchained', '1/readback', 'sync tok/s', 'bound tok/s', 'of bound', 'wall/step', 'GPU/step', 'host/step', 'encode', 'submit', 'gen enc+sub', 'enc only', 'dispatches']];
   for (const d of r.decode) {
@@ -273,12 +325,50 @@ export function formatReport(r: DecodeBenchReport): string[] {
   );
   for (const row of rows) lines.push('  ' + row.map((c, i) => c.padStart(widths[i])).join('  '));
   for (const d of r.decode) {
-    if (!d.kernels) continue;
-    const total = d.kernels.reduce((a, k) => a + k.ms, 0);
-    lines.push(`decode step at batch ${d.batch}, dispatch by dispatch (each in its own pass: ${ms(total)} in all):`);
-    for (const k of d.kernels) lines.push(`  ${k.kernel.padEnd(28)} ${String(k.dispatches).padStart(3)}×  ${ms(k.ms)}  ${((100 * k.ms) / total).toFixed(1)}%`);
+    if (d.kernels) lines.push(...formatKernels(`decode step at batch ${d.batch}`, d.kernels));
   }
   return lines;
+}
+
+function formatPrefill(p: PrefillFigure): string[] {
+  const c = p.deviceCalls;
+  const lines = [
+    `prefill ${p.tokens} tokens (b=1): ${p.tokensPerS.toFixed(1)} tokens/s, wall ${ms(p.wallMs)}, GPU ${ms(p.gpuMs)}, ${p.dispatches} dispatches`,
+    `  host per prefill: prepare ${ms(p.prepareMs)}, encode ${ms(p.encodeMs)}, submit ${ms(p.submitMs)}, waiting for the tokens ${ms(p.waitMs)}` +
+      (p.gpuMs === undefined ? '' : ` (wall − GPU ${ms(p.wallMs - p.gpuMs)})`),
+    `  asks the device per prefill: ${c.createBuffer} buffers, ${c.createBindGroup} bind groups, ${c.writeBuffer} queue writes, ${c.createCommandEncoder} encoders, ${c.submit} submits`,
+  ];
+  if (p.kernels) lines.push(...formatKernels(`prefill of ${p.tokens} tokens`, p.kernels));
+  return lines;
+}
+
+/** The model's kernels by name: projections and the LM head are matmuls; anything not the model's is the attention's. */
+function kernelFamily(kernel: string): 'matmul' | 'model elementwise' | 'attention' {
+  if (/proj|lm head/.test(kernel)) return 'matmul';
+  if (/norm|swiglu|embedding|argmax|sample/.test(kernel)) return 'model elementwise';
+  return 'attention';
+}
+
+function formatKernels(what: string, kernels: readonly KernelTime[]): string[] {
+  const total = kernels.reduce((a, k) => a + k.ms, 0);
+  const families = new Map<string, number>();
+  for (const k of kernels) families.set(kernelFamily(k.kernel), (families.get(kernelFamily(k.kernel)) ?? 0) + k.ms);
+  const split = [...families].map(([f, t]) => `${f} ${((100 * t) / total).toFixed(1)}%`).join(', ');
+  const lines = [`${what}, dispatch by dispatch (each in its own pass: ${ms(total)} in all; ${split}):`];
+  for (const k of kernels) {
+    const grid = k.workgroups ? `  ${k.workgroups.join('×')} = ${k.workgroups[0] * k.workgroups[1] * k.workgroups[2]} workgroups` : '';
+    lines.push(`  ${k.kernel.padEnd(28)} ${String(k.dispatches).padStart(3)}×  ${ms(k.ms)}  ${((100 * k.ms) / total).toFixed(1)}%${grid}`);
+  }
+  return lines;
+}
+
+/** 'segmented', or chunk × columns × threads with an optional segment: '16x64x512s4'. */
+function parsePrefillSchedule(arg: string | undefined): PrefillScheduleRequest {
+  if (arg === undefined || arg === 'unsegmented' || arg === 'segmented') return arg ?? 'unsegmented';
+  const m = /^(\d+)x(\d+)x(\d+)(?:s(\d+))?$/.exec(arg);
+  if (!m) throw new Error(`--prefill-schedule must be segmented, unsegmented or CxRxT[sG] (16x64x512s4), got ${arg}`);
+  const [chunk, cols, threads] = [m[1], m[2], m[3]].map(Number);
+  return { chunk, cols, threads, ...(m[4] !== undefined && { segment: Number(m[4]) }) };
 }
 
 async function main(): Promise<void> {
@@ -291,20 +381,24 @@ async function main(): Promise<void> {
   const layers = valueOf('--layers');
   const attention = valueOf('--attention') ?? 'compiled';
   if (attention !== 'simple' && attention !== 'compiled') throw new Error(`--attention must be simple or compiled, got ${attention}`);
+  const prefillSchedule = parsePrefillSchedule(valueOf('--prefill-schedule'));
+  let prefillPlan: string | undefined;
   const report = await runDecodeBench({
     small: args.includes('--small') || undefined,
     ...(steps !== undefined && { steps: Number(steps) }),
     ...(layers !== undefined && { layers: Number(layers) }),
     ...(attention === 'compiled' && {
-      attention: ({ gpu, config, program }: AttentionContext) => compiledAttentionFactory(gpu, program, config.numHeads, config.headDim),
+      attention: ({ gpu, config, program }: AttentionContext) =>
+        compiledAttentionFactory(gpu, program, config.numHeads, config.headDim, { prefillSchedule, onChoice: (why) => void (prefillPlan = why) }),
       attentionName: 'compiled variant (src/runtime/compiled-attention.ts: fused chunked prefill, recurrent decode)',
     }),
   });
   for (const line of formatReport(report)) console.log(line);
+  if (prefillPlan) console.log(`prefill plan of the attention layers: ${prefillPlan}`);
   const outDir = process.env.OUT ?? 'out';
   mkdirSync(outDir, { recursive: true });
   const file = join(outDir, 'decode.json');
-  writeFileSync(file, JSON.stringify(report, null, 2) + '\n');
+  writeFileSync(file, JSON.stringify({ ...report, ...(prefillPlan && { prefillPlan }) }, null, 2) + '\n');
   console.log(`wrote ${file}`);
 }
 

@@ -4,7 +4,7 @@
 # time limit so that one slow step cannot eat the call; logs go to $OUT.
 #   bash .gpu/remote.sh bash bench/h100.sh [kernels] [torch] [decode] [torch-model] [speculative] [train] [backward]
 #                                          [hf-fixtures] [hf-baseline] [hf-decode] [kernels-results] [model-results]
-#                                          [experiments] [medusa-trained] [backward-sweep]
+#                                          [experiments] [medusa-trained] [backward-sweep] [decode-segmented]
 # model-results: bench/results/h200-model.json (decode.ts + torch_model_baseline.py, merged by h200-model.ts).
 # experiments (carry data/, after npm run data:kjv): docs/experiments.md's runs; medusa-trained: nano trained on KJV,
 # Medusa heads on it, bench/medusa.ts (fixed trees and --tree auto) — docs/speculative.md's "On a trained model".
@@ -27,6 +27,8 @@ for s in $steps; do
     demo) timeout ${T_DEMO:-60} tsx src/cli/linattn.ts demo ;;
     torch) timeout 120 python3 bench/torch_baseline.py --out "$OUT" ;;
     decode) timeout ${T_DECODE:-90} tsx bench/decode.ts --attention compiled ;;
+    # Issue 15: the same with the prefill's chunk plan in segments (the model's best; its dispatch profile beside decode's).
+    decode-segmented) OUT=$OUT/segmented timeout ${T_DECODE:-90} tsx bench/decode.ts --attention compiled --prefill-schedule segmented ;;
     torch-model) timeout ${T_TORCH_MODEL:-100} python3 bench/torch_model_baseline.py ;;
     speculative) timeout ${T_SPECULATIVE:-180} tsx bench/speculative.ts ;;
     train) timeout ${T_TRAIN:-300} tsx bench/train.ts --torch ;;

@@ -2,10 +2,13 @@
 // state decoding continues from: for every decodable variant, prefill t0 tokens, then decode step by step
 // with the recurrent kernel on that state, and compare every step with the float64 parallel oracle over the
 // whole sequence. t0 ends mid-group, on a group boundary, and inside the first chunk; for grouped variants two
-// chunk sizes, one smaller and one larger than the group.
+// chunk sizes, one smaller and one larger than the group. A segmented prefill (segments of chunks in parallel, a
+// scan, the outputs: the last segment exports S, z) is checked the same way on variants with a value ring
+// (elu_dwconv) and a window term's key ring (elu_aug), its prompts ending in the first, second and third segment.
 import { describe, it } from 'vitest';
 import { evaluateParallel } from '../backends/cpu/parallel.ts';
 import { lowerChunked } from '../backends/wgsl/lower.ts';
+import type { ChunkSchedule } from '../backends/wgsl/chunked.ts';
 import { recurrentPlan } from '../backends/wgsl/recurrent.ts';
 import { compileFile } from '../src/runtime/compiler.ts';
 import { axisSizes, makeInputs } from '../src/inputs.ts';
@@ -30,44 +33,59 @@ function rows(x: Record<string, Tensor>, inputs: readonly string[], T: number, f
   );
 }
 
-describe.each(DECODABLE)('%s', (file) => {
+/** Prefill t0 tokens with `schedule`, decode STEPS more on the exported state, each step against the oracle. */
+async function decodesFromPrefill(file: string, schedule: ChunkSchedule, prefills: readonly number[]): Promise<void> {
   const c = compileFile(file, { sizes: Object.fromEntries(Object.entries(SIZES).filter(([k]) => k in compileFile(file).source.sizes)) });
+  const g = await gpu();
+  const sizes = axisSizes(c.program, AXES);
+  const prefill = await PlanRunner.create(g, lowerChunked(c.program, sizes, { fuse: true, schedule, exportState: true }));
+  const step = await PlanRunner.create(g, recurrentPlan(c.program, sizes));
+  const inputs = c.source.inputs.map((d) => d.name);
+  const chunk = schedule.chunk;
+  for (const t0 of prefills) {
+    const T = t0 + STEPS;
+    const seed = 100 * chunk + t0;
+    const x = makeInputs(c.source, { b: 1, t: T, axes: AXES, seed });
+    const ref = evaluateParallel(c.source, x);
+    const per = ref.data.length / T;
+    const pre = prefill.allocate(rows(x, inputs, T, 0, t0), 1, t0);
+    const state = Object.fromEntries(Object.entries(pre).map(([k, v]) => [k, v.buffer]));
+    const run = (r: PlanRunner, bufs: Record<string, GPUBuffer>, t: number, pos: number) => {
+      const enc = g.device.createCommandEncoder();
+      const pass = enc.beginComputePass();
+      const bound = r.bind(bufs, 1, t, pos);
+      r.encode(pass, bound);
+      pass.end();
+      g.device.queue.submit([enc.finish()]);
+      return bound;
+    };
+    run(prefill, state, t0, 0).dims.destroy();
+    const what = `${file} chunk ${chunk}${schedule.segment ? `, segments of ${schedule.segment} chunks` : ''}, prefill ${t0}`;
+    expectRelClose(await downloadTensor(g, pre['out:o']), ref.data.subarray(0, t0 * per), 1e-4, `${what}, the prefill's outputs, seed ${seed}`);
+    for (let at = t0; at < T; at++) {
+      const one = step.allocate(rows(x, inputs, T, at, at + 1), 1, 1);
+      const bufs = Object.fromEntries(Object.entries(one).map(([k, v]) => [k, k.startsWith('state:') ? state[k] : v.buffer]));
+      const bound = run(step, bufs, 1, at);
+      const o = await downloadTensor(g, one['out:o']);
+      bound.dims.destroy();
+      expectRelClose(o, ref.data.subarray(at * per, (at + 1) * per), 1e-4, `${what}, step at ${at}, seed ${seed}`);
+      step.release(one);
+    }
+    for (const t of Object.values(pre)) releaseTensor(g, t);
+  }
+}
+
+describe.each(DECODABLE)('%s', (file) => {
+  const c = compileFile(file);
   // Chunk 16 (a multiple of the group) only where groups exist: lavapipe compiles the larger kernels slowly.
   const grouped = c.program.terms.some((t) => t.mask.some((m) => m.kind === 'group' || m.kind === 'past_groups'));
   it.each(grouped ? [4, 16] : [4])('decoding from the state of a chunk-%i prefill equals the oracle', async (chunk) => {
-    const g = await gpu();
-    const sizes = axisSizes(c.program, AXES);
-    const prefill = await PlanRunner.create(g, lowerChunked(c.program, sizes, { fuse: true, schedule: { chunk, cols: 4, threads: 64 }, exportState: true }));
-    const step = await PlanRunner.create(g, recurrentPlan(c.program, sizes));
-    const inputs = c.source.inputs.map((d) => d.name);
-    for (const t0 of PREFILLS) {
-      const T = t0 + STEPS;
-      const seed = 100 * chunk + t0;
-      const x = makeInputs(c.source, { b: 1, t: T, axes: AXES, seed });
-      const ref = evaluateParallel(c.source, x);
-      const per = ref.data.length / T;
-      const pre = prefill.allocate(rows(x, inputs, T, 0, t0), 1, t0);
-      const state = Object.fromEntries(Object.entries(pre).map(([k, v]) => [k, v.buffer]));
-      const run = (r: PlanRunner, bufs: Record<string, GPUBuffer>, t: number, pos: number) => {
-        const enc = g.device.createCommandEncoder();
-        const pass = enc.beginComputePass();
-        const bound = r.bind(bufs, 1, t, pos);
-        r.encode(pass, bound);
-        pass.end();
-        g.device.queue.submit([enc.finish()]);
-        return bound;
-      };
-      run(prefill, state, t0, 0).dims.destroy();
-      for (let at = t0; at < T; at++) {
-        const one = step.allocate(rows(x, inputs, T, at, at + 1), 1, 1);
-        const bufs = Object.fromEntries(Object.entries(one).map(([k, v]) => [k, k.startsWith('state:') ? state[k] : v.buffer]));
-        const bound = run(step, bufs, 1, at);
-        const o = await downloadTensor(g, one['out:o']);
-        bound.dims.destroy();
-        expectRelClose(o, ref.data.subarray(at * per, (at + 1) * per), 1e-4, `${file} chunk ${chunk}, prefill ${t0}, step at ${at}, seed ${seed}`);
-        step.release(one);
-      }
-      for (const t of Object.values(pre)) releaseTensor(g, t);
-    }
+    await decodesFromPrefill(file, { chunk, cols: 4, threads: 64 }, PREFILLS);
+  });
+});
+
+describe.each(['examples/paper/elu_dwconv.la', 'examples/paper/elu_aug.la'])('%s, segmented', (file) => {
+  it('decoding from the state a segmented prefill exports (segments of 2 chunks of 4) equals the oracle', async () => {
+    await decodesFromPrefill(file, { chunk: 4, cols: 4, threads: 64, segment: 2 }, [3, 11, 19]);
   });
 });

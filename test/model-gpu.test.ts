@@ -125,6 +125,80 @@ describe('the compiled variant as the attention layer (src/runtime/compiled-atte
   });
 });
 
+describe('a segmented prefill (CompiledAttentionOptions.prefillSchedule)', () => {
+  it(`runs segments of chunks in parallel and exports the state decoding continues from: logits match the float64 CPU forward (b = 2, t = 40, seed ${SEED})`, async () => {
+    const g = await gpu();
+    const choices: string[] = [];
+    const schedule = { chunk: 4, cols: 16, threads: 64, segment: 2 };
+    const factory = await compiledAttentionFactory(g, variant.compiled, config.numHeads, config.headDim, { prefillSchedule: schedule, onChoice: (why) => choices.push(why) });
+    expect(choices.join()).toMatch(/the schedule asked \(chunk 4, cols 16, threads 64, segments of 2\)/);
+    const compiled = await GpuModel.create(g, config, weights, factory);
+    try {
+      const [b, T, V, p] = [2, 40, config.vocabSize, 37]; // 37 rows: 10 chunks of 4, 5 segments, the last chunk partial
+      const tokens = randomTokens(b, T, V, SEED + 9);
+      const attention = cpuAttentionFromVariant(variant.program, cpu.weights.layers.map((l) => l.attention));
+      const want = cpuForward(cpu, tokens, attention).logits.data;
+      const prefill = await compiled.prefill(tokens.map((s) => s.slice(0, p)));
+      await prefill.tokens();
+      // 74 rows, the fused small-M projections: embedding; per layer q|k|v, the 3 segmented launches, o, gate|up, down; final norm, LM head, argmax
+      expect(prefill.dispatches).toBe(1 + config.numLayers * 7 + 3);
+      let got = await compiled.readLogits();
+      for (let s = 0; s < b; s++) expectRelClose(got.subarray(s * V, (s + 1) * V), rows(want, T, V, s, p - 1, p), 1e-3, `prefill, sequence ${s}`);
+      for (let at = p; at < T; at++) {
+        await compiled.decodeStep({ tokens: tokens.map((s) => s[at]) }).tokens();
+        got = await compiled.readLogits();
+        for (let s = 0; s < b; s++) expectRelClose(got.subarray(s * V, (s + 1) * V), rows(want, T, V, s, at, at + 1), 1e-3, `sequence ${s} at ${at}`);
+      }
+    } finally {
+      await compiled.destroy();
+    }
+  });
+});
+
+describe('a prefill of the batch size before reuses its attention states (resetState)', () => {
+  it(`allocates nothing, and equals a prefill on fresh states even with the previous batch's steps in flight (seed ${SEED})`, async () => {
+    const g = await gpu();
+    const factory = await compiledAttentionFactory(g, variant.compiled, config.numHeads, config.headDim);
+    const compiled = await GpuModel.create(g, config, weights, factory);
+    try {
+      const V = config.vocabSize;
+      const [a, c] = [randomTokens(2, 20, V, SEED + 5), randomTokens(2, 20, V, SEED + 6)];
+      // A one-token prompt runs the decode kernel at position 0, which reads the state: only zeros give its logits.
+      const one = randomTokens(2, 1, V, SEED + 7);
+      const run = async (prompt: number[][]) => {
+        const tokens = [await (await compiled.prefill(prompt)).tokens(), await compiled.decodeStep().tokens()];
+        return { tokens, logits: await compiled.readLogits() };
+      };
+      // The first prefill of each batch size makes its states: the reference.
+      const fresh = { one: await run(one), c: await run(c) };
+      const step = await compiled.prefill(a);
+      const inFlight = [step.tokens(), compiled.decodeStep().tokens(), compiled.decodeStep().tokens()];
+      const buffers = vi.spyOn(g.device, 'createBuffer');
+      const groups = vi.spyOn(g.device, 'createBindGroup');
+      const reused = { one: await run(one), c: await run(c) };
+      expect(buffers).not.toHaveBeenCalled();
+      expect(groups).not.toHaveBeenCalled();
+      buffers.mockRestore();
+      groups.mockRestore();
+      await Promise.all(inFlight);
+      expect(reused.one.tokens).toEqual(fresh.one.tokens);
+      expect(reused.one.logits).toEqual(fresh.one.logits);
+      expect(reused.c.tokens).toEqual(fresh.c.tokens);
+      expect(reused.c.logits).toEqual(fresh.c.logits);
+      // forwardLogits keeps states of its own per b likewise: a second call makes no buffer.
+      const first = await compiled.forwardLogits(one);
+      const made = vi.spyOn(g.device, 'createBuffer');
+      const again = await compiled.forwardLogits(one);
+      const calls = made.mock.calls.length;
+      made.mockRestore();
+      expect(calls).toBe(0);
+      expect(again).toEqual(first);
+    } finally {
+      await compiled.destroy();
+    }
+  });
+});
+
 describe('generation', () => {
   const tok = new ByteTokenizer({ bos: 256 });
 

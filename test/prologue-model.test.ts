@@ -136,6 +136,21 @@ describe("the model's prefill (plan-choice.ts choosePrefill, no device)", () => 
     }
   });
 
+  it("asked 'segmented', on an H200 runs elu_dwconv's prefill in segments (more workgroups than the one kernel's walk), still exporting the state; retnet's decayed state and a software adapter stay unsegmented", () => {
+    const { p, sizes } = layer('paper/elu_dwconv');
+    const one = choosePrefill(adapter('NVIDIA H200', false), p, sizes);
+    const seg = choosePrefill(adapter('NVIDIA H200', false), p, sizes, 'model', 'segmented');
+    expect(one.schedule.segment, one.reason).toBeUndefined();
+    expect(seg.schedule.segment, seg.reason).toBeGreaterThan(0);
+    const grid = (s: ChunkSchedule) => lowerChunked(p, sizes, { fuse: true, schedule: s, exportState: true }).kernels.map((k) => k.workgroups(1, 2048).reduce((a, n) => a * n, 1));
+    expect(Math.max(...grid(seg.schedule))).toBeGreaterThan(Math.max(...grid(one.schedule)));
+    const retnet = layer('variants/retnet');
+    expect(choosePrefill(adapter('NVIDIA H200', false), retnet.p, retnet.sizes, 'model', 'segmented').schedule.segment).toBeUndefined();
+    expect(choosePrefill(adapter('llvmpipe (LLVM 19)', true), p, sizes, 'model', 'segmented').schedule.segment).toBeUndefined();
+    const asked = { chunk: 4, cols: 16, threads: 64, segment: 2 };
+    expect(choosePrefill(adapter('llvmpipe (LLVM 19)', true), p, sizes, 'model', asked).schedule).toEqual(asked);
+  });
+
   it('keeps every feature inline on a software adapter unless asked, and for softmax attention', () => {
     const { p, sizes } = layer('variants/hedgehog');
     expect(choosePrefill(adapter('llvmpipe (LLVM 19)', true), p, sizes).prologue.size).toBe(0);

@@ -102,7 +102,7 @@ export function lowerChunked(p: Program, sizes: Sizes, opts: LowerOptions): Plan
   const segments = opts.fuse ? opts.schedule.segment : undefined;
   if (segments) {
     const sg = segmentable(p, sizes);
-    if (!single || state || !sg) throw new Error(`${p.name}: a segmented schedule needs one fused kernel over plain causal prefix terms (no decay, no groups) and no state export`);
+    if (!single || !sg) throw new Error(`${p.name}: a segmented schedule needs one fused kernel over plain causal prefix terms (no decay, no groups)`);
     const C = opts.schedule.chunk;
     const nseg = (t: number) => Math.ceil(Math.ceil(t / C) / segments);
     for (const q of sg.S) {
@@ -114,7 +114,9 @@ export function lowerChunked(p: Program, sizes: Sizes, opts: LowerOptions): Plan
     const spec = { program: p, sizes, terms, items, partial: false, schedule: opts.schedule, materialised };
     kernels.push(chunkKernel({ ...spec, label: `${p.name}.segment-state`, segmented: 'state' }));
     kernels.push(segmentScanKernel(p.name, sg.S, sg.NS, sg.NR, C, segments));
-    kernels.push(chunkKernel({ ...spec, label: `${p.name}.chunked`, segmented: 'output' }));
+    // The output launch's last segment also writes the decoding state (the model's prefill: b·heads·tiles·segments
+    // workgroups rather than one walk per b·heads·tiles).
+    kernels.push(chunkKernel({ ...spec, label: `${p.name}.chunked`, segmented: 'output', ...(state && { exportState: state }) }));
     return plan(p, sizes, 'chunked', kernels, buffers, opts.schedule);
   }
   if (opts.keepNormalisers && !single) throw new Error(`${p.name}: keeping the normalisers needs a single fused kernel (terms read different values)`);

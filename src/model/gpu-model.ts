@@ -82,6 +82,11 @@ interface Session {
 
 /** Host-side times of one step, in ms; gpuMs once its tokens were read (timestamps only). */
 export interface StepTiming {
+  /**
+   * Prefill only: before encoding — checking and packing the prompt, awaiting the (cached) plans, the layers'
+   * fresh states when none could be reset, uploading the ids.
+   */
+  prepareMs?: number;
   readonly encodeMs: number;
   readonly submitMs: number;
   /** Waiting in tokens() for the GPU and the map. */
@@ -168,6 +173,8 @@ export class GpuModel {
   private readonly plans = new Map<string, Promise<StepPlan>>();
   private readonly prefillKeys: string[] = [];
   private readonly extraKeys: string[] = [];
+  /** forwardLogits' attention states, per batch size. */
+  private readonly forwardStates = new Map<number, GpuAttentionState[]>();
   private session: Session | undefined;
   private sampling: DecodeSampling = { temperature: 0 };
   private random: () => number = rng(0);
@@ -265,27 +272,53 @@ export class GpuModel {
    * attention state. The returned step's tokens are each sequence's next token, chosen on the GPU.
    */
   async prefill(tokens: readonly (readonly number[])[], sampling?: DecodeSampling): Promise<StepHandle> {
-    const b = tokens.length;
-    if (b === 0) throw new Error('prefill: no sequences');
-    const t = tokens[0].length;
-    if (t === 0) throw new Error('prefill: empty prompt');
-    const ids = new Uint32Array(b * t);
-    tokens.forEach((seq, s) => {
-      if (seq.length !== t) throw new Error(`prefill: sequence ${s} has ${seq.length} tokens, sequence 0 has ${t} (prompts of a batch must have equal lengths)`);
-      seq.forEach((id, i) => {
-        if (!Number.isInteger(id) || id < 0 || id >= this.config.vocabSize) throw new Error(`prefill: token ${id} at [${s}, ${i}] is outside [0, ${this.config.vocabSize})`);
-        ids[s * t + i] = id;
-      });
-    });
-    this.checkLength(t, 'prefill');
+    const started = performance.now();
+    const { b, t, ids } = this.promptIds(tokens, 'prefill');
     if (sampling) this.setSampling(sampling);
     const batch = this.batch(b);
     const [plan, decodePlan] = await Promise.all([this.plan(batch, t, false), this.plan(batch, 1, false)]);
     this.ready.set(this.planKey(b, 1, false), decodePlan);
-    const session: Session = { batch, states: this.attention.map((a) => a.createState(b)), position: 0, recorded: new Map() };
+    // The previous batch's states, when of the same b, are zeroed on the GPU in this prefill's command buffer
+    // rather than made anew: no buffers, zero uploads or bind groups per prompt. Steps already submitted on them
+    // run first; the previous session is dropped here, so nothing records on it afterwards.
+    const previous = this.session;
+    const reuse = previous !== undefined && previous.batch === batch && this.attention.every((a) => a.resetState);
+    const session: Session = { batch, states: reuse ? previous.states : this.attention.map((a) => a.createState(b)), position: 0, recorded: new Map() };
     this.session = session;
     this.gpu.device.queue.writeBuffer(plan.ids, 0, ids);
-    return this.submit('prefill', plan, session, 'ids');
+    const reset = reuse ? (encoder: GPUCommandEncoder) => this.attention.forEach((a, n) => a.resetState!(session.states[n], encoder)) : undefined;
+    return this.submit('prefill', plan, session, 'ids', 1, false, { started, ...(reset && { before: reset }) });
+  }
+
+  /**
+   * Records the prefill of `tokens` into `pass` as prefill() encodes it, without submitting it, on states of its
+   * own at position 0 (the session's are untouched; the batch's chosen tokens are overwritten when it runs): for
+   * runtime/dispatch-profile.ts, whose replays run it once per repetition.
+   */
+  async recordPrefill(pass: GPUComputePassEncoder, tokens: readonly (readonly number[])[]): Promise<void> {
+    const { b, t, ids } = this.promptIds(tokens, 'recordPrefill');
+    const plan = await this.plan(this.batch(b), t, false);
+    const states = this.attention.map((a) => a.createState(b));
+    this.gpu.device.queue.writeBuffer(plan.ids, 0, ids);
+    encodeStep(pass, plan, this.attention, states, 'ids', this.pick());
+  }
+
+  /** A batch of prompts as [b, t] u32 ids, checked: equal lengths, ids in the vocabulary, within the model's length. */
+  private promptIds(tokens: readonly (readonly number[])[], what: string): { b: number; t: number; ids: Uint32Array<ArrayBuffer> } {
+    const b = tokens.length;
+    if (b === 0) throw new Error(`${what}: no sequences`);
+    const t = tokens[0].length;
+    if (t === 0) throw new Error(`${what}: empty prompt`);
+    const ids = new Uint32Array(b * t);
+    tokens.forEach((seq, s) => {
+      if (seq.length !== t) throw new Error(`${what}: sequence ${s} has ${seq.length} tokens, sequence 0 has ${t} (prompts of a batch must have equal lengths)`);
+      seq.forEach((id, i) => {
+        if (!Number.isInteger(id) || id < 0 || id >= this.config.vocabSize) throw new Error(`${what}: token ${id} at [${s}, ${i}] is outside [0, ${this.config.vocabSize})`);
+        ids[s * t + i] = id;
+      });
+    });
+    this.checkLength(t, what);
+    return { b, t, ids };
   }
 
   /**
@@ -362,9 +395,13 @@ export class GpuModel {
       });
     }));
     const plan = await this.plan(this.batch(b), t, true);
-    const states = this.attention.map((a) => a.createState(b));
     this.gpu.device.queue.writeBuffer(plan.ids, 0, ids);
     const encoder = this.gpu.device.createCommandEncoder({ label: `forward logits [b=${b} t=${t}]` });
+    // States of its own per b, zeroed in this command buffer when the layers can reset them (an evaluation calls
+    // this window after window): the session's are never touched.
+    let states = this.forwardStates.get(b);
+    if (states && this.attention.every((a) => a.resetState)) this.attention.forEach((a, n) => a.resetState!(states![n], encoder));
+    else this.forwardStates.set(b, (states = this.attention.map((a) => a.createState(b))));
     const pass = new RecordingPass(encoder.beginComputePass({ label: `forward logits [b=${b} t=${t}]` }));
     encodeStep(pass.asPass(), plan, this.attention, states, 'ids', 'none');
     pass.end();
@@ -544,7 +581,11 @@ export class GpuModel {
    * kept apart: GpuAttention.chainedSteps); otherwise — sampling writes each step's draws into one buffer —
    * each step is its own command buffer and submit, so what the host writes lands between them.
    */
-  private submit(kind: 'prefill' | 'decode', plan: StepPlan, session: Session, source: TokenSource, steps = 1, chainSteps = false): StepHandle {
+  private submit(
+    kind: 'prefill' | 'decode', plan: StepPlan, session: Session, source: TokenSource, steps = 1, chainSteps = false,
+    /** `before` records into the command buffer ahead of the first step's pass; `started`: when the prefill call began. */
+    opts: { before?: (encoder: GPUCommandEncoder) => void; started?: number } = {},
+  ): StepHandle {
     const { device } = this.gpu;
     const { batch } = session;
     const s = batch.next;
@@ -571,7 +612,10 @@ export class GpuModel {
       const from = i === 0 ? source : 'next';
       const t0 = performance.now();
       const label = `${kind} [b=${plan.b} t=${plan.t} at ${session.position}]`;
-      encoder ??= device.createCommandEncoder({ label: chain ? `${steps} decode steps [b=${plan.b} from ${session.position}]` : label });
+      if (!encoder) {
+        encoder = device.createCommandEncoder({ label: chain ? `${steps} decode steps [b=${plan.b} from ${session.position}]` : label });
+        if (i === 0) opts.before?.(encoder);
+      }
       const query = 2 * (s * RUN_STEPS + i);
       const timestampWrites = batch.querySet ? { querySet: batch.querySet, beginningOfPassWriteIndex: query, endOfPassWriteIndex: query + 1 } : undefined;
       const native = encoder.beginComputePass(timestampWrites ? { label, timestampWrites } : { label });
@@ -600,7 +644,7 @@ export class GpuModel {
       const t2 = performance.now();
       for (let n = 0; n < this.attention.length; n++) this.attention[n].advance(session.states[n], plan.t);
       session.position += plan.t;
-      timings.push({ encodeMs: t1 - t0, submitMs: t2 - t1 });
+      timings.push({ ...(i === 0 && opts.started !== undefined && { prepareMs: t0 - opts.started }), encodeMs: t1 - t0, submitMs: t2 - t1 });
     }
     return new StepHandle(
       kind, batch.b, plan.t, session.position, dispatches, timings,

@@ -20,7 +20,7 @@ import type { GpuAttention, GpuAttentionFactory, GpuAttentionState } from './gpu
 import type { Program } from '../ir/types.ts';
 import { BufferUsage, type Gpu } from './device.ts';
 import { PlanRunner } from './executor.ts';
-import { choosePrefill, type PrologueRequest } from './plan-choice.ts';
+import { choosePrefill, type PrefillScheduleRequest, type PrologueRequest } from './plan-choice.ts';
 import { SharedScratch } from './scratch-buffers.ts';
 
 type Bound = ReturnType<PlanRunner['bind']>;
@@ -80,6 +80,8 @@ export interface CompiledAttentionOptions {
   readonly maxLength?: number;
   /** The prefill's feature prologue: the model's choice (default), every feature node, or none. */
   readonly prologue?: PrologueRequest;
+  /** The prefill's schedule: unsegmented by the model (default), the model's best segmented ones included, or this one. */
+  readonly prefillSchedule?: PrefillScheduleRequest;
   /** Called with the prefill's plan decision in words. */
   readonly onChoice?: (reason: string) => void;
 }
@@ -90,8 +92,9 @@ export async function compiledAttentionFactory(gpu: Gpu, program: Program, heads
   if (names !== 'k,q,v') throw new Error(`variant ${program.name} declares inputs [${program.inputs.map((d) => d.name).join(', ')}]; a model layer supplies exactly q, k, v`);
   const sizes = variantAxisSizes(program, heads, headDim);
   const decodes = !program.terms.some((t) => t.noncausal);
-  // One fused kernel (it exports the state), with the feature nodes the model puts in a prologue (plan-choice.ts).
-  const choice = choosePrefill(gpu, program, sizes, opts.prologue);
+  // One fused chunk plan that exports the state (a kernel, or three launches when segmented), with the feature
+  // nodes the model puts in a prologue (plan-choice.ts).
+  const choice = choosePrefill(gpu, program, sizes, opts.prologue, opts.prefillSchedule);
   opts.onChoice?.(choice.reason);
   const prefill: Plan = lowerChunked(program, sizes, {
     fuse: true,
@@ -149,6 +152,13 @@ class CompiledAttention implements GpuAttention {
     }
     const st: State = { position: 0, b, buffers, binds: new Map() };
     return st;
+  }
+
+  /** Zeros by clearBuffer on the GPU rather than createState's upload of zeros: nothing crosses from the host. */
+  resetState(state: GpuAttentionState, encoder: GPUCommandEncoder): void {
+    const st = state as State;
+    for (const buffer of Object.values(st.buffers)) encoder.clearBuffer(buffer);
+    st.position = 0;
   }
 
   encodeForward(pass: GPUComputePassEncoder, io: { q: GPUBuffer; k: GPUBuffer; v: GPUBuffer; o: GPUBuffer }, state: GpuAttentionState, b: number, t: number): void {

@@ -112,11 +112,14 @@ export function kernelName(label: string): string {
   return name || label;
 }
 
-/** Per kernel name: dispatches and total ms, most expensive first. */
-export function summarizeDispatches(times: readonly DispatchTime[]): { kernel: string; dispatches: number; ms: number }[] {
-  const by = new Map<string, { kernel: string; dispatches: number; ms: number }>();
+/**
+ * Per kernel name: dispatches and total ms, most expensive first, with the grid of its first dispatch (whether a
+ * kernel fills the GPU: a chunk kernel's grid does not grow with t).
+ */
+export function summarizeDispatches(times: readonly DispatchTime[]): { kernel: string; dispatches: number; ms: number; workgroups: readonly [number, number, number] }[] {
+  const by = new Map<string, { kernel: string; dispatches: number; ms: number; workgroups: readonly [number, number, number] }>();
   for (const t of times) {
-    const e = by.get(t.kernel) ?? { kernel: t.kernel, dispatches: 0, ms: 0 };
+    const e = by.get(t.kernel) ?? { kernel: t.kernel, dispatches: 0, ms: 0, workgroups: t.workgroups };
     e.dispatches++;
     e.ms += t.ms;
     by.set(t.kernel, e);

@@ -26,6 +26,13 @@ export interface GpuAttention {
   /** Fresh state for b sequences (zeros). */
   createState(b: number): GpuAttentionState;
   /**
+   * Optional: makes `state` fresh again (zeros, position 0) in place, keeping its buffers and what was made for
+   * them (bind groups), for the next prefill of the same b: a prefill per prompt then allocates nothing. The
+   * zeros are recorded into `encoder`, which the caller submits before any later step on the state; work
+   * submitted earlier on the old contents runs first (queue order). Absent: the model calls createState.
+   */
+  resetState?(state: GpuAttentionState, encoder: GPUCommandEncoder): void;
+  /**
    * o = attention over t new tokens appended to the state's sequence; the state advances by t. Encoded into
    * `pass`; uniforms it writes land when it records, so submit the pass before recording another step.
    */

@@ -130,14 +130,31 @@ function noFit(gpu: Gpu, p: Program, fuse: boolean | undefined): Error {
 }
 
 /**
- * The model's prefill (compiled-attention.ts): one fused chunk kernel that also exports the decoding state, so
- * never unfused nor segmented; what the model chooses is its schedule and its prologue. On hardware the cheaper
- * of every feature inline at chooseSchedule's schedule and the best unsegmented schedule with its model-decided
- * prologue; on a software adapter every feature inline (its shader timings assume one kernel) unless asked.
+ * The schedules the model's prefill may take: unsegmented (the default until an H200 run says segments pay at the
+ * model's b 1), the schedule model's best among all, segmented ones included (only where the variant's state
+ * simply adds up), or the one given.
  */
-export function choosePrefill(gpu: Gpu, p: Program, sizes: Readonly<Record<string, number>>, prologue: PrologueRequest = 'model'): { schedule: ChunkSchedule; prologue: ReadonlySet<Id>; reason: string } {
-  const schedule = chooseSchedule(gpu, p, sizes);
+export type PrefillScheduleRequest = 'unsegmented' | 'segmented' | ChunkSchedule;
+
+/**
+ * The model's prefill (compiled-attention.ts): one fused chunk plan that also exports the decoding state, so never
+ * unfused; what the model chooses is its schedule and its prologue. On hardware the cheaper of every feature
+ * inline at chooseSchedule's schedule (or, asked 'segmented', the model's best of every schedule) and the best
+ * unsegmented schedule with its model-decided prologue; on a software adapter every feature inline (its shader
+ * timings assume one kernel) unless asked.
+ */
+export function choosePrefill(
+  gpu: Gpu, p: Program, sizes: Readonly<Record<string, number>>, prologue: PrologueRequest = 'model', request: PrefillScheduleRequest = 'unsegmented',
+): { schedule: ChunkSchedule; prologue: ReadonlySet<Id>; reason: string } {
   const none = new Set<Id>();
+  if (typeof request === 'object') {
+    const all = prologue === 'all' && !isSoftmaxProgram(p);
+    return { schedule: request, prologue: all ? new Set(featureNodes(outputPart(p, false))) : none, reason: `the schedule asked (${show(request)})${all ? ', every feature node in a prologue' : ''}` };
+  }
+  const schedule =
+    request === 'segmented' && !isSoftmaxProgram(p)
+      ? (modelDefault(gpu, p, sizes, candidateSchedules(gpu.limits, p, sizes), true, MODEL_SHAPE, true) ?? chooseSchedule(gpu, p, sizes))
+      : chooseSchedule(gpu, p, sizes);
   if (isSoftmaxProgram(p)) return { schedule, prologue: none, reason: 'softmax attention: the flash kernel (no feature maps)' };
   if (prologue === 'none' || (prologue === 'model' && gpu.isSoftware)) return { schedule, prologue: none, reason: `every feature inline (${show(schedule)})${prologue === 'none' ? ', as asked' : ': software adapter'}` };
   if (prologue === 'all') return { schedule, prologue: new Set(featureNodes(outputPart(p, false))), reason: `every feature node in a prologue, as asked (${show(schedule)})` };

@@ -221,8 +221,9 @@ export function analyseChunk(spec: ChunkKernelSpec): ChunkAnalysis {
   for (const t of terms) if (t.value !== valueId) throw new Error(`terms ${terms[0].name} and ${t.name} have different values; they need separate kernels`);
   const segment = schedule.segment ?? 0;
   if (spec.io && spec.exportState) throw new Error(`${p.name}: a chunk kernel with its own memory interface exports no state`);
-  if (spec.segmented && (!segment || spec.exportState || prefix.some((q) => q.gateWidth || q.openGroup || q.term.mask[0].kind !== 'causal'))) {
-    throw new Error(`${p.name}: a segmented chunk plan needs plain causal prefix terms (no decay, no groups) and no state export`);
+  // A segmented plan exports the decoding state from its output launch, whose last segment ends on the final S, z.
+  if (spec.segmented && (!segment || (spec.exportState && spec.segmented !== 'output') || prefix.some((q) => q.gateWidth || q.openGroup || q.term.mask[0].kind !== 'causal'))) {
+    throw new Error(`${p.name}: a segmented chunk plan needs plain causal prefix terms (no decay, no groups), and only its output launch exports a state`);
   }
   const outputs = spec.segmented !== 'state';
   return {

@@ -18,9 +18,18 @@ export function emitSegmentState(K: ChunkKernel, body: Block): void {
   }
 }
 
-export function emitStateExport(K: ChunkKernel, body: Block): void {
+export function emitStateExport(K: ChunkKernel, into: Block): void {
   const { a } = K;
   if (!a.state) return;
+  // A segmented plan's output launch: only the last segment's workgroups end on the whole sequence's S, z (the
+  // scan's incoming state plus their own chunks); the rings are written while staging, by whichever segment
+  // stages the last rows.
+  if (a.segmented === 'output') into.block('if (sg + 1u == nseg)', (last) => exportPrefixStates(K, last));
+  else exportPrefixStates(K, into);
+}
+
+function exportPrefixStates(K: ChunkKernel, body: Block): void {
+  const { a } = K;
   for (const q of a.prefix) {
     const { S, z, So, zo } = K.arrays.prefix[q.k];
     const write = (shared: WorkgroupArray, buffer: string, note?: string) =>
