@@ -6,7 +6,8 @@
 //   npx tsx bench/dump-wgsl.ts --compare OLD NEW    lists the kernels whose statements differ
 //
 // Forms: fused chunked under several schedules (one segmented, one exporting the decoding state), unfused,
-// recurrent (the software and the hardware split), tree, tree commit and naive; the leaky (noncausal) variant only in the forms that accept it.
+// recurrent (the software and the hardware split), tree, tree commit and naive; the leaky (noncausal) variant
+// only in the forms that accept it.
 // A form a variant refuses is recorded as its error message, so a refusal that changes shows up as well.
 import { mkdirSync, readdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
