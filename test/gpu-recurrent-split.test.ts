@@ -102,8 +102,9 @@ describe('the default split', () => {
     expect(plan.kernels[0].workgroups(1, 1)[0]).toBe(workgroups);
     expect(workgroups).toBeGreaterThanOrEqual(264);
     expect(columns * slices).toBeLessThanOrEqual(256);
-    const longest = Math.max(axes.d, ...c.program.terms.filter((t) => t.form.kind !== 'prefix').map((t) => lagRange(t.mask)![1] + 1));
-    expect(Math.ceil(longest / slices)).toBeLessThanOrEqual(8);
+    const longest = Math.max(...c.program.terms.filter((t) => t.form.kind !== 'prefix').map((t) => lagRange(t.mask)![1] + 1));
+    expect(plan.schedule).toMatchObject({ rowsPerThread: Math.ceil(axes.d / slices), lagsPerThread: Math.ceil(longest / slices) });
+    expect(Math.max(plan.schedule.rowsPerThread, plan.schedule.lagsPerThread)).toBeLessThanOrEqual(8);
   });
   it('keeps one workgroup of 64 column threads per head slice on a software adapter (the default)', () => {
     const c = compileFile('examples/paper/elu_dwconv.la');

@@ -191,7 +191,16 @@ export function recurrentPlan(
     buffers,
     outAxes: p.outAxes,
     sizes,
-    schedule: { workgroup: WG, columns: split.columns, slices: split.slices, columnBlocks: CB, workgroups: NW },
+    // rowsPerThread, lagsPerThread: the longest walk of one thread (rows of S of a prefix term, lags of a bounded term).
+    schedule: {
+      workgroup: WG,
+      columns: split.columns,
+      slices: split.slices,
+      columnBlocks: CB,
+      workgroups: NW,
+      rowsPerThread: Math.ceil(Math.max(0, ...st.prefix.map((q) => q.F)) / split.slices),
+      lagsPerThread: Math.ceil(Math.max(0, ...lags.map(([lo, hi]) => hi - Math.max(0, lo) + 1)) / split.slices),
+    },
   };
 }
 
