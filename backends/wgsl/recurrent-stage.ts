@@ -37,26 +37,56 @@ export function tokenReductions(p: Program, roots: readonly Id[]): Id[] {
 }
 
 /**
- * Emits into `step` the staging of every reduction under `roots` at position `pos` (threads strided over each
- * node's elements, a barrier after each node) and returns `read` extended to read them from there at `pos`.
+ * Emits into `step` the staging of every reduction under `roots` at position `pos` and returns `read` extended to
+ * read them from there at `pos`. Nodes are staged in levels (a node after every staged node it reads), threads
+ * strided over the elements of the nodes of a level in turn, one barrier per level: llama's two rotations, then
+ * its two norms.
  */
 export function stageReductions(p: Program, sizes: Sizes, L: Layout, kb: KernelBuilder, step: Block, head: Index, read: Resolver, roots: readonly Id[]): Resolver {
+  const order = tokenReductions(p, roots);
+  const level = stagingLevels(p, order);
   const staged = new Map<Id, { name: string; axes: string[] }>();
   const resolver: Resolver = (n, idx, where, at) => {
     const s = staged.get(n.id);
     if (s && where === 'pos') return `${s.name}[${offset(s.axes, sizes, idx)}]`;
     return read(n, idx, where, at);
   };
-  for (const id of tokenReductions(p, roots)) {
-    const axes = rowAxes(p, L, id);
-    const arr = kb.workgroup(`red${id}`, count(axes, sizes), `%${id} ${p.nodes[id].op} at this token`);
-    step.strided('x', `${count(axes, sizes)}u`, (b, x) => {
-      const idx = b.split(axes, sizes, x, `n${id}`);
-      const v = new ExprGen(p, sizes, resolver, { i: 'pos', j: 'pos' }).value(b, id, { ...head, ...idx }, 'pos');
-      b.line(`${arr.name}[${x}] = ${v};`);
+  const levels = Math.max(0, ...level.values());
+  for (let k = 1; k <= levels; k++) {
+    let first = 0; // the level's nodes start on successive threads: llama's two norms run on two threads
+    const now = order.filter((id) => level.get(id) === k).map((id) => {
+      const axes = rowAxes(p, L, id);
+      const n = count(axes, sizes);
+      const arr = kb.workgroup(`red${id}`, n, `%${id} ${p.nodes[id].op} at this token`);
+      const shift = (kb.workgroupSize - (first % kb.workgroupSize)) % kb.workgroupSize;
+      first += n;
+      step.for('x', shift ? `(lid + ${shift}u) % WG` : 'lid', (x) => `${x} < ${n}u`, (b, x) => {
+        const idx = b.split(axes, sizes, x, `n${id}`);
+        const v = new ExprGen(p, sizes, resolver, { i: 'pos', j: 'pos' }).value(b, id, { ...head, ...idx }, 'pos');
+        b.line(`${arr.name}[${x}] = ${v};`);
+      }, { step: (x) => `${x} += WG` });
+      return [id, { name: arr.name, axes }] as const;
     });
     step.line('workgroupBarrier();');
-    staged.set(id, { name: arr.name, axes });
+    for (const [id, s] of now) staged.set(id, s);
   }
   return resolver;
+}
+
+/** Per staged node: 1 + the highest level among the staged nodes it reads (directly or through others). */
+function stagingLevels(p: Program, order: readonly Id[]): Map<Id, number> {
+  const isStaged = new Set(order);
+  const highest = new Map<Id, number>(); // the highest level at or under a node, 0 for none
+  const level = new Map<Id, number>();
+  const under = (id: Id): number => {
+    const hit = highest.get(id);
+    if (hit !== undefined) return hit;
+    const below = Math.max(0, ...operands(p.nodes[id]).map(under));
+    const h = isStaged.has(id) ? below + 1 : below;
+    if (isStaged.has(id)) level.set(id, h);
+    highest.set(id, h);
+    return h;
+  };
+  order.forEach(under);
+  return level;
 }
