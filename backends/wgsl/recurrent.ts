@@ -18,7 +18,7 @@
 // in cache.
 import { lagRange } from '../../src/ir/masks.ts';
 import type { PrefixForm } from '../../src/ir/terms.ts';
-import type { Id, Program, Term } from '../../src/ir/types.ts';
+import { operands, type Id, type Program, type Term } from '../../src/ir/types.ts';
 import { count, maskCondition, programBuffers, programReader, type Sizes } from './common.ts';
 import { ExprGen, offset, type Index, type Resolver } from './expr.ts';
 import { KernelBuilder, type Binding, type WorkgroupArray } from './kernel-builder.ts';
@@ -258,19 +258,78 @@ function stageFeature(K: StepKernel, step: Block, id: Id, f: { array: WorkgroupA
   });
 }
 
-/** A column-independent bounded score at each lag, once per workgroup (0 where the mask or the sequence start excludes it). */
+/**
+ * A column-independent bounded score at each lag, once per workgroup (0 where the mask or the sequence start
+ * excludes it). Sums over an axis inside it (llama's q̂·k̂ over d) are first added in P parts per lag by P threads
+ * (P: as many as the workgroup has threads for, up to the axis), so that no thread walks a whole ring slot.
+ */
 function stageScores(K: StepKernel, step: Block, t: Term, x: Bounded, resolve: Resolver): void {
-  step.strided('x', `${x.hi - x.lo + 1}u`, (b, i) => {
+  const nl = x.hi - x.lo + 1;
+  const WG = K.split.columns * K.split.slices;
+  const sums = pairSums(K, t.score);
+  const D = Math.max(1, ...sums.map((id) => K.sizes[(K.p.nodes[id] as { axis: string }).axis]));
+  let P = 1;
+  while (nl * P * 2 <= WG && P * 2 <= D) P *= 2;
+  const parts = new Map<Id, string>();
+  if (P > 1 && sums.length) {
+    for (const id of sums) parts.set(id, K.kb.workgroup(`sum${id}_`, nl * P, `%${id} sum of ${t.name}'s score, ${P} parts per lag`).name);
+    step.strided('x', `${nl * P}u`, (b, i) => {
+      b.comment(`${t.name}: sums inside the score per lag, in ${P} parts`);
+      const li = b.let('li', `${i} / ${P}u`);
+      const part = b.let('part', `${i} % ${P}u`);
+      for (const arr of parts.values()) b.line(`${arr}[${i}] = 0.0;`);
+      b.block(`if (${x.lo}u + ${li} <= pos)`, (g) => {
+        const ja = g.let('ja', `pos - ${x.lo}u - ${li}`);
+        g.block(`if (${maskCondition(t.mask, 'pos', ja)})`, (m) => {
+          for (const [id, arr] of parts) {
+            const n = K.p.nodes[id] as { x: Id; axis: string };
+            const per = Math.ceil(K.sizes[n.axis] / P);
+            const sv = atKey(K, m, ja, resolve, (a, r) => {
+              const acc = a.var('acc', '0.0');
+              a.for('l', `${part} * ${per}u`, (l) => `${l} < min(${part} * ${per}u + ${per}u, ${K.sizes[n.axis]}u)`, (lb, l) => {
+                const v = new ExprGen(K.p, K.sizes, r, { i: 'pos', j: ja }).value(lb, n.x, { ...K.head, [n.axis]: l }, ja);
+                lb.line(`${acc} = ${acc} + ${v};`);
+              });
+              return acc;
+            });
+            m.line(`${arr}[${i}] = ${sv};`);
+          }
+        });
+      });
+    });
+    step.line('workgroupBarrier();');
+  }
+  const summed = (r: Resolver, i: string): Resolver => (n, idx, where, at) => {
+    const arr = parts.get(n.id);
+    return arr ? `(${[...Array(P).keys()].map((k) => `${arr}[${i} * ${P}u + ${k}u]`).join(' + ')})` : r(n, idx, where, at);
+  };
+  step.strided('x', `${nl}u`, (b, i) => {
     b.comment(`${t.name}: score per lag`);
     b.line(`${x.scores!.name}[${i}] = 0.0;`);
     b.block(`if (${x.lo}u + ${i} <= pos)`, (g) => {
       const ja = g.let('ja', `pos - ${x.lo}u - ${i}`);
       g.block(`if (${maskCondition(t.mask, 'pos', ja)})`, (m) => {
-        const sv = atKey(K, m, ja, resolve, (a, r) => new ExprGen(K.p, K.sizes, r, { i: 'pos', j: ja }).value(a, t.score, { ...K.head }, ja));
+        const sv = atKey(K, m, ja, resolve, (a, r) => new ExprGen(K.p, K.sizes, summed(r, i), { i: 'pos', j: ja }).value(a, t.score, { ...K.head }, ja));
         m.line(`${x.scores!.name}[${i}] = ${sv};`);
       });
     });
   });
+}
+
+/** The outermost pair-side sums over an axis under a score, whose result has only head axes. */
+function pairSums(K: StepKernel, root: Id): Id[] {
+  const found: Id[] = [];
+  const seen = new Set<Id>();
+  const visit = (id: Id) => {
+    if (seen.has(id)) return;
+    seen.add(id);
+    const n = K.p.nodes[id];
+    if (n.type.side !== 'pair') return;
+    if (n.op === 'sum' && n.type.axes.every((a) => K.L.head.includes(a))) return void found.push(id);
+    for (const o of operands(n)) visit(o);
+  };
+  visit(root);
+  return found;
 }
 
 /**
