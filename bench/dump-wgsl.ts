@@ -6,7 +6,8 @@
 //   npx tsx bench/dump-wgsl.ts --compare OLD NEW    lists the kernels whose statements differ
 //
 // Forms: fused chunked under several schedules (one segmented, one exporting the decoding state), unfused,
-// recurrent, tree, tree commit and naive; the leaky (noncausal) variant only in the forms that accept it.
+// recurrent (the software and the hardware split), tree, tree commit and naive; the leaky (noncausal) variant
+// only in the forms that accept it.
 // A form a variant refuses is recorded as its error message, so a refusal that changes shows up as well.
 import { mkdirSync, readdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
@@ -47,6 +48,7 @@ function dump(out: string): void {
         ['chunked-export-c4', () => lowerChunked(p, sizes, { fuse: true, schedule: { chunk: 4, cols: 8, threads: 32 }, exportState: true })],
         ['unfused', () => lowerChunked(p, sizes, { fuse: false, schedule: { chunk: 16, cols: 4, threads: 64 } })],
         ['recurrent', () => recurrentPlan(p, sizes)],
+        ['recurrent-hardware', () => recurrentPlan(p, sizes, undefined, { hardware: true })],
         ['tree', () => treePlan(p, sizes, 16)],
         ['tree-commit', () => treeCommitPlan(p, sizes, 16)],
         ['naive', () => naivePlan(c.source, sizes)],

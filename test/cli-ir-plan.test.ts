@@ -47,6 +47,7 @@ describe('linattn ir --print-after=plan', () => {
       expect(row).toContain(`inline ${d.inlineUs.toFixed(1)} µs ${d.prologue ? '>' : '≤'} prologue ${d.prologueUs.toFixed(1)} µs`);
     }
     expect(rows.some((l) => /prologue {2}inline/.test(l) && /\(φ of |\(.*φ of /.test(l))).toBe(true);
+    expect(lines.at(-1)).toMatch(/^decode step: \d+ workgroups at b 4 \(16 head slices × \d+ column blocks × b\) of \d+ columns × \d+ slices/);
   });
 
   it('says softmax attention has no feature maps to place', async () => {

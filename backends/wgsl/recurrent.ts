@@ -1,32 +1,40 @@
-// The recurrent form on the GPU: one workgroup per (batch b, head slice s) walks the call's tokens one by one,
-// reading and writing the state in global memory. What decoding runs (t = 1 per call); also the GPU's
-// `--form recurrent`. State per prefix term: S [b, NS, F, NR] and z [b, NS, F] (past_groups terms keep the
-// open group in So, zo); per bounded term: rings of the last RING positions' values and key features
-// (layout.ts, stateLayout).
+// The recurrent form on the GPU: what decoding runs (t = 1 per call); also the GPU's `--form recurrent`. State per
+// prefix term: S [b, NS, F, NR] and z [b, NS, F] (past_groups terms keep the open group in So, zo); per bounded
+// term: rings of the last RING positions' values and key features (layout.ts, stateLayout).
 //
 //   S ← decay_t ⊙ S + ψ_t ⊗ v_t,   o_t = Σ φ_t·S (+ window/group taps read from the rings), normalised per group.
 //
-// Per token two phases: stage (each prefix term's φ, ψ, log-decay and updated z in workgroup memory, the
-// bounded terms' query features, the ring slots of this position), then one invocation per output column
-// updates S and accumulates every output item. Where the staged features do not fit the adapter's workgroup memory
-// (based's 4161 Taylor features at d 64: four [F] arrays, 66 KB) they are staged in a scratch buffer instead,
-// [b, heads, 4, F]: every column thread reads them in the same order, so they stay in cache.
+// Two launches. The step kernel runs a workgroup per (batch b, head slice s, block of value columns) and, inside
+// it, threads over (column, slice of the feature rows and lags) (recurrent-split.ts: the split is the plan's
+// `schedule`). Per token it stages what every column reads — the per-token reductions (recurrent-stage.ts), each
+// prefix term's φ, ψ, log-decay and z, the bounded terms' query and current key features, and the scores of
+// bounded terms that do not depend on the column (llama's q̂·k̂ per lag, a conv's taps w[h, lag]) — then each
+// thread updates its rows of S for its column (each cell of S written by exactly one thread) and sums its slice's
+// share of the output; the slices' sums are added in workgroup memory. z and the rings, which every column block
+// reads whole, are only read here (z is carried in workgroup memory through the call's tokens; this call's earlier
+// positions are read from the inputs); the commit kernel (recurrent-commit.ts) advances them afterwards. Where the
+// staged features do not fit the adapter's workgroup memory (based's 4161 Taylor features at d 64) they are staged
+// in a scratch buffer instead, [b, workgroups, staged, F]: every thread reads them in the same order, so they stay
+// in cache.
 import { lagRange } from '../../src/ir/masks.ts';
 import type { PrefixForm } from '../../src/ir/terms.ts';
-import type { Id, Program, Term } from '../../src/ir/types.ts';
+import { operands, type Id, type Program, type Term } from '../../src/ir/types.ts';
 import { count, maskCondition, programBuffers, programReader, type Sizes } from './common.ts';
 import { ExprGen, offset, type Index, type Resolver } from './expr.ts';
 import { KernelBuilder, type Binding, type WorkgroupArray } from './kernel-builder.ts';
-import { boundedFrontier, layoutOf, prefixGate, ringIndex, rowAxes, stateLayout, type Layout, type StateLayout } from './layout.ts';
+import { boundedFrontier, layoutOf, prefixGate, ringIndex, rowAxes, scoreAxes, stateLayout, type Layout, type StateLayout } from './layout.ts';
 import type { Plan, PlanBuffer } from './plan.ts';
+import { recurrentCommitKernel } from './recurrent-commit.ts';
+import { recurrentSplit, type RecurrentSplit } from './recurrent-split.ts';
+import { stageReductions, tokenReductions } from './recurrent-stage.ts';
 import { isSoftmaxProgram } from './softmax-analysis.ts';
 import { softmaxDecodePlan } from './softmax-decode.ts';
 import type { Block } from './wgsl-block.ts';
 
 export { ringIndex, stateLayout, type StateLayout } from './layout.ts';
+export type { RecurrentSplit } from './recurrent-split.ts';
 
-const WG = 64;
-/** Rows of S a thread reads before writing any (registers per thread); a divisor of the feature count. */
+/** Rows of S a thread reads before writing any (registers per thread); a divisor of its slice's rows. */
 const MAX_STATE_UNROLL = 16;
 
 function stateUnroll(F: number): number {
@@ -37,7 +45,14 @@ function stateUnroll(F: number): number {
 
 type StatePrefix = StateLayout['prefix'][number];
 
-/** The step kernel's analysis and declarations: what its two phases read. */
+/** A bounded term's lags [lo, hi] (lo ≥ 0) and, when its score does not depend on the column, the staged scores. */
+interface Bounded {
+  readonly lo: number;
+  readonly hi: number;
+  readonly scores: WorkgroupArray | null;
+}
+
+/** The step kernel's analysis and declarations: what its phases read. */
 interface StepKernel {
   readonly p: Program;
   readonly sizes: Sizes;
@@ -45,77 +60,155 @@ interface StepKernel {
   readonly st: StateLayout;
   readonly NS: number;
   readonly NR: number;
+  readonly split: RecurrentSplit;
   readonly kb: KernelBuilder;
   /** Inputs at row (position − pos0) of this call's buffers, and parameters. */
   readonly read: Resolver;
   readonly state: ReadonlyMap<string, Binding>;
-  /** Per prefix term: φ, ψ, log-decay and the updated z at this token ([F] each), element i as WGSL. */
+  /** Per prefix term: φ, ψ, log-decay, z after this token and (past_groups) the open group's zo ([F] each). */
   readonly staged: readonly Staged[];
   /** Query features of bounded terms at this token ([W] each, head axes fixed). */
   readonly qf: ReadonlyMap<Id, { array: WorkgroupArray; axes: readonly string[]; W: number }>;
+  /** Key features of bounded terms at this token, the same way. */
+  readonly kf: ReadonlyMap<Id, { array: WorkgroupArray; axes: readonly string[]; W: number }>;
+  readonly bounded: ReadonlyMap<Term, Bounded>;
   readonly head: Index;
 }
 
-type Staged = Readonly<Record<'phi' | 'psi' | 'lg' | 'zn', (i: string) => string>>;
-const STAGED = ['phi', 'psi', 'lg', 'zn'] as const;
+type Staged = Readonly<Record<'phi' | 'psi' | 'lg' | 'zn' | 'zo', (i: string) => string>>;
+const STAGED = ['phi', 'psi', 'lg', 'zn', 'zo'] as const;
+const stagedOf = (q: StatePrefix) => (q.open ? STAGED : STAGED.slice(0, 4));
 
 /**
  * `maxLength`: the positions softmax attention's key/value cache holds (softmax-decode.ts; ignored otherwise).
  * `maxWorkgroupBytes`: the adapter's workgroup memory; prefix features that would not fit it are staged in global
- * memory (absent: always in workgroup memory).
+ * memory (absent: always in workgroup memory). `split`: the threads' split (default: recurrentSplit's, for a
+ * hardware adapter when `hardware`, else a software one — the callers that hold a Gpu say which).
  */
-export function recurrentPlan(p: Program, sizes: Sizes, maxLength?: number, opts: { readonly maxWorkgroupBytes?: number } = {}): Plan {
+export function recurrentPlan(
+  p: Program,
+  sizes: Sizes,
+  maxLength?: number,
+  opts: { readonly maxWorkgroupBytes?: number; readonly split?: RecurrentSplit; readonly hardware?: boolean } = {},
+): Plan {
   if (isSoftmaxProgram(p)) return softmaxDecodePlan(p, sizes, maxLength);
-  const kb = new KernelBuilder(WG, ['wid', 'lid']);
   const L = layoutOf(p, p.terms);
   const st = stateLayout(p, sizes);
   const NS = count(L.head, sizes);
+  const NR = count(L.rest, sizes);
+  const lags = p.terms.filter((t) => t.form.kind !== 'prefix').map((t) => lagRange(t.mask)!);
+  const reach = Math.max(1, ...st.prefix.map((q) => q.F), ...lags.map(([lo, hi]) => hi - Math.max(0, lo) + 1));
+  const split = opts.split ?? recurrentSplit(NS, NR, reach, !(opts.hardware ?? false));
+  const WG = split.columns * split.slices;
+  const CB = Math.ceil(NR / split.columns);
+  const kb = new KernelBuilder(WG, ['wid', 'lid']);
   const read = programReader(kb, p, sizes, (where) => `b * dims.t + (${where} - dims.pos0)`);
   const out = kb.storage('out:o', true, { always: true });
   const state = new Map(st.buffers.map((b) => [b.name, kb.storage(b.name, true)]));
-  const queryFloats = boundedFrontier(p, p.terms, 'query').reduce((n, id) => n + count(rowAxes(p, L, id), sizes), 0);
-  const stagedFloats = st.prefix.reduce((n, q) => n + STAGED.length * q.F, 0);
-  const inGlobal = opts.maxWorkgroupBytes !== undefined && 4 * (stagedFloats + queryFloats) > opts.maxWorkgroupBytes;
+  const width = (ids: readonly Id[]) => ids.reduce((n, id) => n + count(rowAxes(p, L, id), sizes), 0);
+  const queryIds = boundedFrontier(p, p.terms, 'query');
+  const keyIds = boundedFrontier(p, p.terms, 'key');
+  const roots = [...st.prefix.flatMap((q) => prefixRoots(p, q)), ...queryIds, ...keyIds];
+  const scoreFloats = lags.reduce((n, [lo, hi]) => n + hi - Math.max(0, lo) + 1, 0); // at most: per-column scores stay unstaged
+  const otherFloats = width(queryIds) + width(keyIds) + width(tokenReductions(p, roots)) + scoreFloats + 2 * p.output.length * WG;
+  const stagedFloats = st.prefix.reduce((n, q) => n + stagedOf(q).length * q.F, 0);
+  const inGlobal = opts.maxWorkgroupBytes !== undefined && 4 * (stagedFloats + otherFloats) > opts.maxWorkgroupBytes;
   const scratch: PlanBuffer[] = [];
+  const NW = NS * CB;
   const staged = st.prefix.map((q): Staged => {
+    const kinds = stagedOf(q);
     if (!inGlobal) {
-      const arrays = STAGED.map((what) => kb.workgroup(`${what}${q.k}`, q.F).name);
-      return Object.fromEntries(STAGED.map((what, k) => [what, (i: string) => `${arrays[k]}[${i}]`])) as Staged;
+      const arrays = kinds.map((what) => kb.workgroup(`${what}${q.k}`, q.F).name);
+      return Object.fromEntries(kinds.map((what, k) => [what, (i: string) => `${arrays[k]}[${i}]`])) as Staged;
     }
     const name = `scratch:stage${q.k}`;
-    scratch.push({ name, role: 'scratch', floats: (b) => b * NS * STAGED.length * q.F, shape: (b) => [b, NS, STAGED.length, q.F] });
+    scratch.push({ name, role: 'scratch', floats: (b) => b * NW * kinds.length * q.F, shape: (b) => [b, NW, kinds.length, q.F] });
     const buf = kb.storage(name, true);
-    return Object.fromEntries(STAGED.map((what, k) => [what, (i: string) => `${kb.use(buf)}[((b * ${NS}u + s) * ${STAGED.length}u + ${k}u) * ${q.F}u + ${i}]`])) as Staged;
+    return Object.fromEntries(kinds.map((what, k) => [what, (i: string) => `${kb.use(buf)}[((b * ${NW}u + wid.x) * ${kinds.length}u + ${k}u) * ${q.F}u + ${i}]`])) as Staged;
   });
-  const qf = new Map(
-    boundedFrontier(p, p.terms, 'query').map((id) => {
-      const axes = rowAxes(p, L, id);
-      const W = count(axes, sizes);
-      return [id, { array: kb.workgroup(`qf${id}`, W), axes, W }] as const;
-    }),
+  const features = (ids: readonly Id[], stem: string) =>
+    new Map(
+      ids.map((id) => {
+        const axes = rowAxes(p, L, id);
+        const W = count(axes, sizes);
+        return [id, { array: kb.workgroup(`${stem}${id}`, W), axes, W }] as const;
+      }),
+    );
+  const bounded = new Map(
+    p.terms
+      .filter((t) => t.form.kind !== 'prefix')
+      .map((t) => {
+        const [lo0, hi] = lagRange(t.mask)!;
+        const lo = Math.max(0, lo0);
+        const perColumn = scoreAxes(p, t).some((a) => L.rest.includes(a));
+        return [t, { lo, hi, scores: perColumn ? null : kb.workgroup(`score_${t.name}_`, hi - lo + 1, `${t.name}'s score per lag`) }] as const;
+      }),
   );
   const main = kb.body;
-  main.define('s', 'wid.x');
+  main.define('s', `wid.x / ${CB}u`, `head slice; column block wid.x % ${CB}`);
   main.define('b', 'wid.y');
-  const K: StepKernel = { p, sizes, L, st, NS, NR: count(L.rest, sizes), kb, read, state, staged, qf, head: main.split(L.head, sizes, 's', 'hx') };
+  main.define('sl', `lid / ${split.columns}u`, `slice of the feature rows and lags`);
+  main.define('col', `(wid.x % ${CB}u) * ${split.columns}u + lid % ${split.columns}u`);
+  const K: StepKernel = {
+    p, sizes, L, st, NS, NR, split, kb, read, state, staged, bounded,
+    qf: features(queryIds, 'qf'),
+    kf: features(keyIds, 'kf'),
+    head: main.split(L.head, sizes, 's', 'hx'),
+  };
+  const barrier = (b: Block) => {
+    if (inGlobal) b.line('storageBarrier();');
+    b.line('workgroupBarrier();');
+  };
+  for (const q of st.prefix) loadZ(K, main, q);
+  barrier(main);
   main.for('tok', '0u', (tok) => `${tok} < dims.t`, (step) => {
     step.define('pos', 'dims.pos0 + tok');
-    for (const q of st.prefix) stagePrefix(K, step, q);
-    for (const id of qf.keys()) stageQueryFeature(K, step, id);
-    for (const r of st.rings) pushRing(K, step, r);
-    step.line('storageBarrier();');
-    step.line('workgroupBarrier();');
-    step.strided('col', `${K.NR}u`, (c, col) => emitColumn(K, c, col, kb.use(out)));
-    step.line('storageBarrier();');
-    step.line('workgroupBarrier();');
+    const resolve = stageReductions(p, sizes, L, kb, step, K.head, read, roots);
+    for (const q of st.prefix) stagePrefix(K, step, q, resolve);
+    for (const [id, f] of K.qf) stageFeature(K, step, id, f, resolve);
+    for (const [id, f] of K.kf) stageFeature(K, step, id, f, resolve);
+    barrier(step);
+    if ([...bounded.values()].some((x) => x.scores)) {
+      for (const [t, x] of bounded) if (x.scores) stageScores(K, step, t, x, resolve);
+      step.line('workgroupBarrier();');
+    }
+    emitColumns(K, step, kb.use(out), resolve);
   }, { fixed: true });
   const kernel = kb.build({
     label: `${p.name}.recurrent`,
-    comment: [`recurrent step kernel of ${p.name}: tokens of this call in order, state in global memory`],
-    workgroups: (b) => [K.NS, b, 1],
+    comment: [
+      `recurrent step kernel of ${p.name}: tokens of this call in order, S in global memory`,
+      `workgroups [${NS} head slices × ${CB} column blocks, b]; ${split.columns} columns × ${split.slices} slices of the rows and lags per workgroup`,
+    ],
+    workgroups: (b) => [NW, b, 1],
   });
+  const commit = recurrentCommitKernel(p, sizes, st);
   const buffers = [...programBuffers(p, sizes), ...st.buffers, ...scratch];
-  return { variant: p.name, form: 'recurrent', kernels: [kernel], buffers, outAxes: p.outAxes, sizes, schedule: { workgroup: WG } };
+  return {
+    variant: p.name,
+    form: 'recurrent',
+    kernels: commit ? [kernel, commit] : [kernel],
+    buffers,
+    outAxes: p.outAxes,
+    sizes,
+    // rowsPerThread, lagsPerThread: the longest walk of one thread (rows of S of a prefix term, lags of a bounded term).
+    schedule: {
+      workgroup: WG,
+      columns: split.columns,
+      slices: split.slices,
+      columnBlocks: CB,
+      workgroups: NW,
+      rowsPerThread: Math.ceil(Math.max(0, ...st.prefix.map((q) => q.F)) / split.slices),
+      lagsPerThread: Math.ceil(Math.max(0, ...lags.map(([lo, hi]) => hi - Math.max(0, lo) + 1)) / split.slices),
+    },
+  };
+}
+
+/** The nodes a prefix term stages per token: φ, ψ and its gate. */
+function prefixRoots(p: Program, q: StatePrefix): Id[] {
+  const f = q.term.form as PrefixForm;
+  const gate = prefixGate(p, f);
+  return gate ? [f.phi, f.psi, gate.id] : [f.phi, f.psi];
 }
 
 /** The WGSL name of a state buffer ('state:S0', …), bound from here on. */
@@ -123,109 +216,236 @@ function stateRef(K: StepKernel, buffer: string): string {
   return K.kb.use(K.state.get(buffer)!);
 }
 
-/** A prefix term's φ, ψ and log-decay at this token, and z folded: z ← decay ⊙ z + ψ (the open group's zo instead). */
-function stagePrefix(K: StepKernel, step: Block, q: StatePrefix): void {
+/** z (and zo) as the call starts, into the staged arrays that carry them through its tokens. */
+function loadZ(K: StepKernel, main: Block, q: StatePrefix): void {
+  const { zn, zo } = K.staged[q.k];
+  main.strided('x', `${q.F}u`, (b, x) => {
+    const zi = `(b * ${K.NS}u + s) * ${q.F}u + ${x}`;
+    b.line(`${zn(x)} = ${stateRef(K, `state:z${q.k}`)}[${zi}];`);
+    if (q.open) b.line(`${zo(x)} = ${stateRef(K, `state:zo${q.k}`)}[${zi}];`);
+  });
+}
+
+/** A prefix term's φ, ψ and log-decay at this token, and z folded: z ← decay ⊙ z + ψ (past_groups: into zo). */
+function stagePrefix(K: StepKernel, step: Block, q: StatePrefix, resolve: Resolver): void {
   const f = q.term.form as PrefixForm;
   const gate = prefixGate(K.p, f);
-  const { phi, psi, lg, zn } = K.staged[q.k];
+  const { phi, psi, lg, zn, zo } = K.staged[q.k];
   step.strided('x', `${q.F}u`, (b, x) => {
     b.comment(`${q.term.name}: φ, ψ, decay at this token`);
-    const g = new ExprGen(K.p, K.sizes, K.read, { i: 'pos', j: 'pos' });
+    const g = new ExprGen(K.p, K.sizes, resolve, { i: 'pos', j: 'pos' });
     const idx: Index = { ...K.head, ...(f.feature ? { [f.feature]: x } : {}) };
     const ph = g.value(b, f.phi, idx, 'pos');
     const ps = g.value(b, f.psi, idx, 'pos');
     const gv = gate ? g.value(b, gate.id, gate.perFeature ? idx : { ...K.head }, 'pos') : null;
     b.line(`${phi(x)} = ${ph}; ${psi(x)} = ${ps};`);
     b.line(`${lg(x)} = ${gv ? `log(max(${gv}, 1e-30))` : '0.0'};`);
-    const zi = `(b * ${K.NS}u + s) * ${q.F}u + ${x}`;
-    const z = stateRef(K, `state:z${q.k}`);
     if (q.open) {
-      const zo = stateRef(K, `state:zo${q.k}`);
-      b.block(`if (pos % ${(q.term.mask[0] as { size: number }).size}u == 0u && pos > 0u)`, (j) => j.line(`${z}[${zi}] += ${zo}[${zi}]; ${zo}[${zi}] = 0.0;`));
-      b.line(`${zo}[${zi}] += ${psi(x)};`);
-      b.line(`${zn(x)} = ${z}[${zi}];`);
+      b.block(`if (pos % ${(q.term.mask[0] as { size: number }).size}u == 0u && pos > 0u)`, (j) => j.line(`${zn(x)} += ${zo(x)}; ${zo(x)} = 0.0;`));
+      b.line(`${zo(x)} += ${psi(x)};`);
     } else {
-      const zv = b.let('zv', `exp(${lg(x)}) * ${z}[${zi}] + ${psi(x)}`);
-      b.line(`${z}[${zi}] = ${zv}; ${zn(x)} = ${zv};`);
+      b.line(`${zn(x)} = exp(${lg(x)}) * ${zn(x)} + ${psi(x)};`);
     }
   });
 }
 
-/** A bounded term's query feature at this token. */
-function stageQueryFeature(K: StepKernel, step: Block, id: Id): void {
-  const f = K.qf.get(id)!;
+/** A bounded term's query or key feature at this token. */
+function stageFeature(K: StepKernel, step: Block, id: Id, f: { array: WorkgroupArray; axes: readonly string[]; W: number }, resolve: Resolver): void {
   step.strided('x', `${f.W}u`, (b, x) => {
-    const idx = b.split(f.axes, K.sizes, x, `q${id}`);
-    const v = new ExprGen(K.p, K.sizes, K.read, { i: 'pos', j: 'pos' }).value(b, id, { ...K.head, ...idx }, 'pos');
+    const idx = b.split(f.axes, K.sizes, x, `f${id}`);
+    const v = new ExprGen(K.p, K.sizes, resolve, { i: 'pos', j: 'pos' }).value(b, id, { ...K.head, ...idx }, 'pos');
     b.line(`${f.array.name}[${x}] = ${v};`);
   });
 }
 
-/** This position's slot of a ring (a bounded term's value or key feature). */
-function pushRing(K: StepKernel, step: Block, r: StateLayout['rings'][number]): void {
-  const n = K.p.nodes[r.id];
-  const own = rowAxes(K.p, K.L, r.id);
-  step.strided('x', `${count(own, K.sizes)}u`, (b, x) => {
-    b.comment(`ring of %${r.id}`);
-    const full = { ...K.head, ...b.split(own, K.sizes, x, `r${r.id}`) };
-    const v = new ExprGen(K.p, K.sizes, K.read, { i: 'pos', j: 'pos' }).value(b, r.id, full, 'pos');
-    b.line(`${stateRef(K, `state:ring${r.id}`)}[${ringIndex(r, K.st.ring, `pos % ${K.st.ring}u`, offset(n.type.axes, K.sizes, full))}] = ${v};`);
+/**
+ * A column-independent bounded score at each lag, once per workgroup (0 where the mask or the sequence start
+ * excludes it). Sums over an axis inside it (llama's q̂·k̂ over d) are first added in P parts per lag by P threads
+ * (P: as many as the workgroup has threads for, up to the axis), so that no thread walks a whole ring slot.
+ */
+function stageScores(K: StepKernel, step: Block, t: Term, x: Bounded, resolve: Resolver): void {
+  const nl = x.hi - x.lo + 1;
+  const WG = K.split.columns * K.split.slices;
+  const sums = pairSums(K, t.score);
+  const D = Math.max(1, ...sums.map((id) => K.sizes[(K.p.nodes[id] as { axis: string }).axis]));
+  let P = 1;
+  while (nl * P * 2 <= WG && P * 2 <= D) P *= 2;
+  const parts = new Map<Id, string>();
+  if (P > 1 && sums.length) {
+    for (const id of sums) parts.set(id, K.kb.workgroup(`sum${id}_`, nl * P, `%${id} sum of ${t.name}'s score, ${P} parts per lag`).name);
+    step.strided('x', `${nl * P}u`, (b, i) => {
+      b.comment(`${t.name}: sums inside the score per lag, in ${P} parts`);
+      const li = b.let('li', `${i} / ${P}u`);
+      const part = b.let('part', `${i} % ${P}u`);
+      for (const arr of parts.values()) b.line(`${arr}[${i}] = 0.0;`);
+      b.block(`if (${x.lo}u + ${li} <= pos)`, (g) => {
+        const ja = g.let('ja', `pos - ${x.lo}u - ${li}`);
+        g.block(`if (${maskCondition(t.mask, 'pos', ja)})`, (m) => {
+          for (const [id, arr] of parts) {
+            const n = K.p.nodes[id] as { x: Id; axis: string };
+            const per = Math.ceil(K.sizes[n.axis] / P);
+            const sv = atKey(K, m, ja, resolve, (a, r) => {
+              const acc = a.var('acc', '0.0');
+              a.for('l', `${part} * ${per}u`, (l) => `${l} < min(${part} * ${per}u + ${per}u, ${K.sizes[n.axis]}u)`, (lb, l) => {
+                const v = new ExprGen(K.p, K.sizes, r, { i: 'pos', j: ja }).value(lb, n.x, { ...K.head, [n.axis]: l }, ja);
+                lb.line(`${acc} = ${acc} + ${v};`);
+              });
+              return acc;
+            });
+            m.line(`${arr}[${i}] = ${sv};`);
+          }
+        });
+      });
+    });
+    step.line('workgroupBarrier();');
+  }
+  const summed = (r: Resolver, i: string): Resolver => (n, idx, where, at) => {
+    const arr = parts.get(n.id);
+    return arr ? `(${[...Array(P).keys()].map((k) => `${arr}[${i} * ${P}u + ${k}u]`).join(' + ')})` : r(n, idx, where, at);
+  };
+  step.strided('x', `${nl}u`, (b, i) => {
+    b.comment(`${t.name}: score per lag`);
+    b.line(`${x.scores!.name}[${i}] = 0.0;`);
+    b.block(`if (${x.lo}u + ${i} <= pos)`, (g) => {
+      const ja = g.let('ja', `pos - ${x.lo}u - ${i}`);
+      g.block(`if (${maskCondition(t.mask, 'pos', ja)})`, (m) => {
+        const sv = atKey(K, m, ja, resolve, (a, r) => new ExprGen(K.p, K.sizes, summed(r, i), { i: 'pos', j: ja }).value(a, t.score, { ...K.head }, ja));
+        m.line(`${x.scores!.name}[${i}] = ${sv};`);
+      });
+    });
   });
 }
 
-/** Output column `col`: every output item, updating S as the prefix terms read it. */
-function emitColumn(K: StepKernel, c: Block, col: string, out: string): void {
-  const full: Index = { ...K.head, ...c.split(K.L.rest, K.sizes, col, 'oc') };
-  const acc = c.var('o_acc', '0.0');
-  const vg = new ExprGen(K.p, K.sizes, K.read, { i: 'pos', j: 'pos' });
-  const vcur = new Map<Id, string>();
-  for (const t of K.p.terms) if (t.form.kind === 'prefix' && !vcur.has(t.value)) vcur.set(t.value, vg.value(c, t.value, full, 'pos'));
-  K.p.output.forEach((it) => {
-    const names = it.kind === 'term' ? [it.term] : it.terms;
-    c.block('', (g) => {
-      g.comment(it.kind === 'norm' ? `normalize(${names.join(' + ')})` : names[0]);
-      const num = g.var('num', '0.0');
-      const den = g.var('den', '0.0');
-      const sums = { num, den, col, full };
-      for (const name of names) {
-        const t = K.p.terms.find((x) => x.name === name)!;
-        const q = K.st.prefix.find((x) => x.term === t);
-        if (q && q.open) openPrefixTerm(K, g, q, vcur.get(t.value)!, sums);
-        else if (q) prefixTerm(K, g, q, vcur.get(t.value)!, sums);
-        else boundedTerm(K, g, t, sums);
-      }
-      g.line(it.kind === 'norm' ? `${acc} = ${acc} + ${num} / (${den} + ${it.eps});` : `${acc} = ${acc} + ${num};`);
-    });
-  });
-  c.line(`${out}[(b * dims.t + tok) * ${count(K.p.outAxes, K.sizes)}u + ${offset(K.p.outAxes, K.sizes, full)}] = ${acc};`);
+/** The outermost pair-side sums over an axis under a score, whose result has only head axes. */
+function pairSums(K: StepKernel, root: Id): Id[] {
+  const found: Id[] = [];
+  const seen = new Set<Id>();
+  const visit = (id: Id) => {
+    if (seen.has(id)) return;
+    seen.add(id);
+    const n = K.p.nodes[id];
+    if (n.type.side !== 'pair') return;
+    if (n.op === 'sum' && n.type.axes.every((a) => K.L.head.includes(a))) return void found.push(id);
+    for (const o of operands(n)) visit(o);
+  };
+  visit(root);
+  return found;
+}
+
+/**
+ * A key-side expression at key position `ja` (≤ pos): earlier calls' positions from the rings, this token from the
+ * staged key features, this call's earlier tokens (t > 1) computed from the inputs. Query features come from
+ * their staged arrays in every case.
+ */
+function atKey(K: StepKernel, g: Block, ja: string, resolve: Resolver, value: (at: Block, r: Resolver) => string): string {
+  const query: Resolver = (n, idx, where, at) => {
+    const f = K.qf.get(n.id);
+    return f ? `${f.array.name}[${offset(f.axes, K.sizes, idx)}]` : null;
+  };
+  const ring: Resolver = (n, idx, where, at) => {
+    const r = K.st.rings.find((x) => x.id === n.id);
+    if (r && n.type.side === 'key') return `${stateRef(K, `state:ring${r.id}`)}[${ringIndex(r, K.st.ring, `${ja} % ${K.st.ring}u`, offset(n.type.axes, K.sizes, idx))}]`;
+    return query(n, idx, where, at) ?? resolve(n, idx, where, at);
+  };
+  const current: Resolver = (n, idx, where, at) => {
+    const f = K.kf.get(n.id);
+    if (f) return `${f.array.name}[${offset(f.axes, K.sizes, idx)}]`;
+    return query(n, idx, where, at) ?? resolve(n, idx, where, at);
+  };
+  const inputs: Resolver = (n, idx, where, at) => query(n, idx, where, at) ?? resolve(n, idx, where, at);
+  const v = g.var('kv', '0.0');
+  g.ifChain([
+    [`${ja} < dims.pos0`, (a) => a.line(`${v} = ${value(a, ring)};`)],
+    [`${ja} == pos`, (a) => a.line(`${v} = ${value(a, current)};`)],
+    [null, (a) => a.line(`${v} = ${value(a, inputs)};`)],
+  ]);
+  return v;
 }
 
 interface Sums {
   readonly num: string;
   readonly den: string;
-  readonly col: string;
   readonly full: Index;
 }
 
 /**
- * S ← decay ⊙ S + ψ ⊗ v, num += φ·S, den += φ·z. U rows of S are read before any is written, so a step waits
- * for F / U memory round trips, not F (a store to S between the loads would keep the compiler from issuing the
- * next load early).
+ * Each thread's column `col` and slice `sl`: its share of every output item's numerator and denominator, updating
+ * its rows of S; then the slices' shares added pairwise in workgroup memory and the output written by slice 0.
  */
-function prefixTerm(K: StepKernel, g: Block, q: StatePrefix, v: string, { num, den, col }: Sums): void {
+function emitColumns(K: StepKernel, step: Block, out: string, resolve: Resolver): void {
+  const { columns, slices } = K.split;
+  const WG = columns * slices;
+  const items = K.p.output.length;
+  const part = K.kb.workgroup('part', 2 * items * WG, 'each thread\'s numerator and denominator share per output item');
+  const sums = K.p.output.map(() => ({ num: step.var('num', '0.0'), den: step.var('den', '0.0') }));
+  step.block(`if (col < ${K.NR}u)`, (c) => {
+    const full: Index = { ...K.head, ...c.split(K.L.rest, K.sizes, 'col', 'oc') };
+    const vg = new ExprGen(K.p, K.sizes, resolve, { i: 'pos', j: 'pos' });
+    const vcur = new Map<Id, string>();
+    for (const t of K.p.terms) if (t.form.kind === 'prefix' && !vcur.has(t.value)) vcur.set(t.value, vg.value(c, t.value, full, 'pos'));
+    K.p.output.forEach((it, k) => {
+      const names = it.kind === 'term' ? [it.term] : it.terms;
+      c.comment(it.kind === 'norm' ? `normalize(${names.join(' + ')})` : names[0]);
+      for (const name of names) {
+        const t = K.p.terms.find((x) => x.name === name)!;
+        const q = K.st.prefix.find((x) => x.term === t);
+        const s: Sums = { ...sums[k], full };
+        if (q && q.open) openPrefixTerm(K, c, q, vcur.get(t.value)!, s);
+        else if (q) prefixTerm(K, c, q, vcur.get(t.value)!, s);
+        else boundedTerm(K, c, t, s, resolve);
+      }
+    });
+  });
+  sums.forEach(({ num, den }, k) => step.line(`${part.name}[${2 * k}u * WG + lid] = ${num}; ${part.name}[${2 * k + 1}u * WG + lid] = ${den};`));
+  step.line('workgroupBarrier();');
+  // Slices sl and sl + w added, w halving: log₂ slices steps, the same order on every run.
+  for (let w = 2 ** Math.ceil(Math.log2(slices)) / 2; w >= 1; w /= 2) {
+    step.block(`if (sl < ${w}u && sl + ${w}u < ${slices}u)`, (r) => {
+      for (let k = 0; k < 2 * items; k++) r.line(`${part.name}[${k}u * WG + lid] += ${part.name}[${k}u * WG + lid + ${w * columns}u];`);
+    });
+    step.line('workgroupBarrier();');
+  }
+  step.block(`if (sl == 0u && col < ${K.NR}u)`, (c) => {
+    const full: Index = { ...K.head, ...c.split(K.L.rest, K.sizes, 'col', 'oc') };
+    const acc = c.var('o_acc', '0.0');
+    K.p.output.forEach((it, k) => {
+      const [num, den] = [2 * k, 2 * k + 1].map((r) => `${part.name}[${r}u * WG + lid]`);
+      c.line(it.kind === 'norm' ? `${acc} = ${acc} + ${num} / (${den} + ${it.eps});` : `${acc} = ${acc} + ${num};`);
+    });
+    c.line(`${out}[(b * dims.t + tok) * ${count(K.p.outAxes, K.sizes)}u + ${offset(K.p.outAxes, K.sizes, full)}] = ${acc};`);
+  });
+  // The next token's staging overwrites what the columns read.
+  step.line('workgroupBarrier();');
+}
+
+/** This thread's feature rows of a prefix term: [sl·FS, sl·FS + FS) ∩ [0, F). */
+function rowSlice(K: StepKernel, q: StatePrefix): { FS: number; ragged: boolean } {
+  const FS = Math.ceil(q.F / K.split.slices);
+  return { FS, ragged: FS * K.split.slices !== q.F };
+}
+
+/**
+ * S ← decay ⊙ S + ψ ⊗ v, num += φ·S, den += φ·z over this thread's rows. U rows of S are read before any is
+ * written, so a slice waits for FS / U memory round trips, not FS (a store to S between the loads would keep the
+ * compiler from issuing the next load early). Past F (the last slices of a ragged split) a row is read clamped
+ * and neither written nor summed.
+ */
+function prefixTerm(K: StepKernel, g: Block, q: StatePrefix, v: string, { num, den }: Sums): void {
   const { phi, psi, lg, zn } = K.staged[q.k];
-  const U = stateUnroll(q.F);
+  const { FS, ragged } = rowSlice(K, q);
+  const U = stateUnroll(FS);
   const perF = prefixGate(K.p, q.term.form as PrefixForm)?.perFeature ?? false;
   const S = stateRef(K, `state:S${q.k}`);
-  g.for('f0', '0u', (f0) => `${f0} < ${q.F}u`, (l, f0) => {
+  const start = g.let('f_lo', `sl * ${FS}u`);
+  g.for('f0', start, (f0) => `${f0} < ${start} + ${FS}u`, (l, f0) => {
     l.comment(`${q.term.name}: ${U} rows of S in flight`);
-    const at = (u: number) => `((b * ${K.NS}u + s) * ${q.F}u + ${f0} + ${u}u) * ${K.NR}u + ${col}`;
-    const rows = [...Array(U).keys()].map((u) => l.let(`s${u}`, `${S}[${at(u)}]`));
+    const at = (f: string) => `((b * ${K.NS}u + s) * ${q.F}u + ${f}) * ${K.NR}u + col`;
+    const rows = [...Array(U).keys()].map((u) => l.let(`s${u}`, `${S}[${at(ragged ? `min(${f0} + ${u}u, ${q.F - 1}u)` : `${f0} + ${u}u`)}]`));
     rows.forEach((su, u) => {
       const f = `${f0} + ${u}u`;
-      l.block('', (r) => {
+      l.block(ragged ? `if (${f} < ${q.F}u)` : '', (r) => {
         const sv = r.let('sv', `exp(${lg(perF ? f : '0u')}) * ${su} + ${psi(f)} * ${v}`);
-        r.line(`${S}[${at(u)}] = ${sv};`);
+        r.line(`${S}[${at(f)}] = ${sv};`);
         r.line(`${num} = ${num} + ${phi(f)} * ${sv};`);
         r.line(`${den} = ${den} + ${phi(f)} * ${zn(f)};`);
       });
@@ -234,40 +454,38 @@ function prefixTerm(K: StepKernel, g: Block, q: StatePrefix, v: string, { num, d
 }
 
 /** A past_groups term: the open group So collects ψ ⊗ v and joins S when the next group starts; num += φ·S. */
-function openPrefixTerm(K: StepKernel, g: Block, q: StatePrefix, v: string, { num, den, col }: Sums): void {
+function openPrefixTerm(K: StepKernel, g: Block, q: StatePrefix, v: string, { num, den }: Sums): void {
   const { phi, psi, zn } = K.staged[q.k];
+  const { FS } = rowSlice(K, q);
   const S = stateRef(K, `state:S${q.k}`);
   const So = stateRef(K, `state:So${q.k}`);
-  g.for('f', '0u', (f) => `${f} < ${q.F}u`, (l, f) => {
+  const start = g.let('f_lo', `sl * ${FS}u`);
+  g.for('f', start, (f) => `${f} < min(${start} + ${FS}u, ${q.F}u)`, (l, f) => {
     l.comment(q.term.name);
-    const si = `((b * ${K.NS}u + s) * ${q.F}u + ${f}) * ${K.NR}u + ${col}`;
+    const si = `((b * ${K.NS}u + s) * ${q.F}u + ${f}) * ${K.NR}u + col`;
     l.block(`if (pos % ${(q.term.mask[0] as { size: number }).size}u == 0u && pos > 0u)`, (j) => j.line(`${S}[${si}] += ${So}[${si}]; ${So}[${si}] = 0.0;`));
     l.line(`${So}[${si}] += ${psi(f)} * ${v};`);
     l.line(`${num} = ${num} + ${phi(f)} * ${S}[${si}]; ${den} = ${den} + ${phi(f)} * ${zn(f)};`);
   });
 }
 
-/** A window or group term: lag l reads the rings at position pos − l. */
-function boundedTerm(K: StepKernel, g: Block, t: Term, { num, den, full }: Sums): void {
-  const [lo, hi] = lagRange(t.mask)!;
+/** A window or group term: this thread's lags lo + sl, lo + sl + slices, … read position pos − lag. */
+function boundedTerm(K: StepKernel, g: Block, t: Term, { num, den, full }: Sums, resolve: Resolver): void {
+  const x = K.bounded.get(t)!;
   const vr = K.st.rings.find((r) => r.id === t.value)!;
-  g.for('lag', `${Math.max(0, lo)}u`, (lag) => `${lag} <= min(${hi}u, pos)`, (l, lag) => {
+  g.for('lag', `${x.lo}u + sl`, (lag) => `${lag} <= min(${x.hi}u, pos)`, (l, lag) => {
     l.comment(t.name);
     const ja = l.let('ja', `pos - ${lag}`);
     l.line(`if (!(${maskCondition(t.mask, 'pos', ja)})) { continue; }`);
-    const sv = new ExprGen(K.p, K.sizes, ringReader(K, ja), { i: 'pos', j: ja }).value(l, t.score, full, ja);
-    l.line(`${num} = ${num} + ${sv} * ${stateRef(K, `state:ring${vr.id}`)}[${ringIndex(vr, K.st.ring, `${ja} % ${K.st.ring}u`, offset(K.p.nodes[t.value].type.axes, K.sizes, full))}];`);
+    const sv = x.scores
+      ? l.let('sv', `${x.scores.name}[${lag} - ${x.lo}u]`)
+      : atKey(K, l, ja, resolve, (a, r) => new ExprGen(K.p, K.sizes, r, { i: 'pos', j: ja }).value(a, t.score, full, ja));
+    const vv = l.var('vv', '0.0');
+    l.ifChain([
+      [`${ja} < dims.pos0`, (a) => a.line(`${vv} = ${stateRef(K, `state:ring${vr.id}`)}[${ringIndex(vr, K.st.ring, `${ja} % ${K.st.ring}u`, offset(K.p.nodes[t.value].type.axes, K.sizes, full))}];`)],
+      [null, (a) => a.line(`${vv} = ${new ExprGen(K.p, K.sizes, resolve, { i: 'pos', j: ja }).value(a, t.value, full, ja)};`)],
+    ]);
+    l.line(`${num} = ${num} + ${sv} * ${vv};`);
     l.line(`${den} = ${den} + ${sv};`);
-  });
-}
-
-/** Query features from workgroup memory, key-side ring nodes at key position `ja`, everything else as inputs. */
-function ringReader(K: StepKernel, ja: string): Resolver {
-  return (n, idx, where, at) => {
-    const f = K.qf.get(n.id);
-    if (f) return `${f.array.name}[${offset(f.axes, K.sizes, idx)}]`;
-    const r = K.st.rings.find((x) => x.id === n.id);
-    if (r && n.type.side === 'key') return `${stateRef(K, `state:ring${r.id}`)}[${ringIndex(r, K.st.ring, `${ja} % ${K.st.ring}u`, offset(n.type.axes, K.sizes, idx))}]`;
-    return K.read(n, idx, where, at);
-  };
+  }, { step: (lag) => `${lag} += ${K.split.slices}u` });
 }

@@ -103,7 +103,7 @@ export async function compiledAttentionFactory(gpu: Gpu, program: Program, heads
     ...(choice.prologue.size && { prologue: choice.prologue }),
     ...(opts.maxLength !== undefined && { maxLength: opts.maxLength }),
   });
-  const step: Plan | null = decodes ? recurrentPlan(program, sizes, opts.maxLength) : null;
+  const step: Plan | null = decodes ? recurrentPlan(program, sizes, opts.maxLength, { hardware: !gpu.isSoftware }) : null;
   const [prefillRunner, stepRunner] = await Promise.all([PlanRunner.create(gpu, prefill), step && PlanRunner.create(gpu, step)]);
   const dims = new SharedDims(gpu);
   const scratch = new SharedScratch(gpu, prefill);

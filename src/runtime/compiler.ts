@@ -63,7 +63,7 @@ export function planFor(gpu: Gpu, c: Compiled, sizes: Readonly<Record<string, nu
     case 'parallel':
       return naivePlan(c.source, sizes);
     case 'recurrent':
-      return recurrentPlan(c.program, sizes, undefined, { maxWorkgroupBytes: gpu.limits.maxComputeWorkgroupStorageSize });
+      return recurrentPlan(c.program, sizes, undefined, { maxWorkgroupBytes: gpu.limits.maxComputeWorkgroupStorageSize, hardware: !gpu.isSoftware });
     case 'chunked': {
       const choice = choosePlan(gpu, c.program, sizes, req, shape);
       req.onChoice?.(choice.reason);

@@ -2,12 +2,14 @@
 // changed) but the stage after the last one, what lowering would do with the program on a given adapter. The
 // adapter is a model (adapter-model.ts's compute units by name, its workgroup memory), so it needs no device:
 // fused, fused with a prologue, or unfused, with the estimates fusion-model.ts ranks them by, and per feature node
-// where it is computed (inline in the chunk kernel or once in a prologue kernel) with its two estimates.
+// where it is computed (inline in the chunk kernel or once in a prologue kernel) with its two estimates; then the
+// decode step's grid on a hardware adapter (recurrent-split.ts).
 import { candidateSchedules } from '../../backends/wgsl/chunk-schedules.ts';
 import type { ChunkSchedule } from '../../backends/wgsl/chunked.ts';
 import { outputPart } from '../../backends/wgsl/chunked/analysis.ts';
 import { featureNodes, featureRoles } from '../../backends/wgsl/feature-nodes.ts';
 import { chooseFusion } from '../../backends/wgsl/fusion-model.ts';
+import { recurrentPlan } from '../../backends/wgsl/recurrent.ts';
 import { hardwareModel } from '../../backends/wgsl/schedule-model.ts';
 import { isSoftmaxProgram } from '../../backends/wgsl/softmax-analysis.ts';
 import { printNode } from '../ir/print.ts';
@@ -49,5 +51,15 @@ export function planReport(p: Program, sizes: Readonly<Record<string, number>>, 
       lines.push(`  ${printNode(p.nodes[id]).padEnd(30)} ${verdict}  (${roles.get(id)!.join(', ')})`);
     }
   }
-  return [...lines, ''].join('\n');
+  return [...lines, decodeLine(p, sizes, shape.b), ''].join('\n');
+}
+
+/** The decode step's workgroups at batch b and each thread's longest walk (t = 1 per call). */
+function decodeLine(p: Program, sizes: Readonly<Record<string, number>>, b: number): string {
+  if (p.terms.some((t) => t.noncausal)) return 'decode step: none (a noncausal term)';
+  const s = recurrentPlan(p, sizes, undefined, { hardware: true }).schedule;
+  return (
+    `decode step: ${s.workgroups * b} workgroups at b ${b} (${s.workgroups / s.columnBlocks} head slices × ${s.columnBlocks} column blocks × b) ` +
+    `of ${s.columns} columns × ${s.slices} slices, a thread walking ≤ ${s.rowsPerThread} rows of S and ≤ ${s.lagsPerThread} lags per term; then the commit of z and the rings`
+  );
 }

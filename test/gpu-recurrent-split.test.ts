@@ -1,0 +1,114 @@
+// The decode step split over (column block) workgroups and (column, feature/lag slice) threads
+// (backends/wgsl/recurrent-split.ts) against the float64 parallel oracle, at sizes where nothing divides: 6
+// features on 4 slices (the last slice past F) or 8 (two empty), 7 columns in blocks of 4 or 2, batch 3, groups
+// and windows shorter than the calls, calls of several tokens between single-token steps (the in-call positions
+// are read from the inputs, z carried in workgroup memory, the commit kernel advancing z and the rings after).
+import { describe, expect, it } from 'vitest';
+import { evaluateParallel } from '../backends/cpu/parallel.ts';
+import { lagRange } from '../src/ir/masks.ts';
+import { recurrentPlan, type RecurrentSplit } from '../backends/wgsl/recurrent.ts';
+import { compileFile } from '../src/runtime/compiler.ts';
+import { axisSizes, makeInputs } from '../src/inputs.ts';
+import { PlanRunner } from '../src/runtime/executor.ts';
+import { downloadTensor, releaseTensor, type GpuTensor } from '../src/runtime/gpu-tensor.ts';
+import type { Tensor } from '../src/tensor.ts';
+import { expectRelClose, gpu } from './helpers/gpu.ts';
+
+const AXES = { h: 3, d: 6, e: 7 };
+const B = 3;
+const CALLS = [4, 1, 1, 3, 1, 1]; // tokens per call: 11 in all
+const T = CALLS.reduce((a, n) => a + n, 0);
+
+/** Rows [from, to) of every input (the batch axis first, then time). */
+function rows(x: Record<string, Tensor>, inputs: readonly string[], from: number, to: number): Record<string, Tensor> {
+  return Object.fromEntries(
+    Object.entries(x).map(([k, v]) => {
+      if (!inputs.includes(k)) return [k, v];
+      const per = v.data.length / (B * T);
+      const data = new Float32Array(B * (to - from) * per);
+      for (let b = 0; b < B; b++) data.set(v.data.subarray((b * T + from) * per, (b * T + to) * per), b * (to - from) * per);
+      return [k, { shape: [B, to - from, ...v.shape.slice(2)], data }];
+    }),
+  );
+}
+
+const CASES: [string, Record<string, number>, RecurrentSplit][] = [
+  // a group term, an open past_groups term (groups of 4 cross the calls), a 3-tap conv; RoPE and L2 norms staged
+  ['examples/models/llama/linearized_aug.la', { C: 4, K: 3 }, { columns: 4, slices: 4 }],
+  // a per-column convolution score (w[h, e, lag]) beside a plain prefix term; slices 6 and 7 hold no row
+  ['examples/paper/elu_dwconv.la', {}, { columns: 2, slices: 8 }],
+  // a per-feature decay gate
+  ['examples/variants/gla.la', {}, { columns: 4, slices: 4 }],
+];
+
+describe('the split decode step', () => {
+  it.each(CASES)('%s %o with %o equals the oracle over calls of 4, 1, 1, 3, 1, 1 tokens at b 3', async (file, sizes0, split) => {
+    const g = await gpu();
+    const full = compileFile(file);
+    const c = compileFile(file, { sizes: Object.fromEntries(Object.entries(sizes0).filter(([k]) => k in full.source.sizes)) });
+    const sizes = axisSizes(c.program, AXES);
+    const plan = recurrentPlan(c.program, sizes, undefined, { split });
+    expect(plan.schedule).toMatchObject({ columns: split.columns, slices: split.slices, columnBlocks: Math.ceil(AXES.e / split.columns) });
+    expect(plan.kernels[0].workgroups(B, 1)).toEqual([AXES.h * Math.ceil(AXES.e / split.columns), B, 1]);
+    expect(AXES.d % split.slices !== 0 && AXES.e % split.columns !== 0).toBe(true);
+    const step = await PlanRunner.create(g, plan);
+    const inputs = c.source.inputs.map((d) => d.name);
+    const seed = 31 + split.slices;
+    const x = makeInputs(c.source, { b: B, t: T, axes: AXES, seed });
+    const ref = evaluateParallel(c.source, x);
+    const per = ref.data.length / (B * T);
+    let state: Record<string, GPUBuffer> | null = null;
+    const kept: GpuTensor[] = [];
+    let at = 0;
+    for (const n of CALLS) {
+      const call = step.allocate(rows(x, inputs, at, at + n), B, n);
+      if (!state) {
+        state = Object.fromEntries(Object.entries(call).filter(([k]) => k.startsWith('state:')).map(([k, v]) => [k, v.buffer]));
+        kept.push(...Object.entries(call).filter(([k]) => k.startsWith('state:')).map(([, v]) => v));
+      }
+      const bufs = Object.fromEntries(Object.entries(call).map(([k, v]) => [k, k.startsWith('state:') ? state![k] : v.buffer]));
+      const enc = g.device.createCommandEncoder();
+      const pass = enc.beginComputePass();
+      const bound = step.bind(bufs, B, n, at);
+      step.encode(pass, bound);
+      pass.end();
+      g.device.queue.submit([enc.finish()]);
+      const o = await downloadTensor(g, call['out:o']);
+      bound.dims.destroy();
+      for (let b = 0; b < B; b++) {
+        expectRelClose(
+          o.subarray(b * n * per, (b + 1) * n * per),
+          ref.data.subarray((b * T + at) * per, (b * T + at + n) * per),
+          1e-4,
+          `${file} split ${split.columns}x${split.slices}, seed ${seed}, batch ${b}, positions ${at}..${at + n - 1}`,
+        );
+      }
+      for (const [k, v] of Object.entries(call)) if (!kept.includes(v)) releaseTensor(g, v);
+      at += n;
+    }
+    for (const v of kept) releaseTensor(g, v);
+  });
+});
+
+describe('the default split', () => {
+  // The two shapes measured on the H200 (recurrent.ts's step was 32 workgroups of 64 threads for the 7B shape).
+  it.each([
+    ['examples/paper/elu_dwconv.la', { h: 12, d: 64, e: 64 }, { K: 32 }],
+    ['examples/models/llama/linearized_aug.la', { h: 32, d: 128, e: 128 }, {}],
+  ])('%s at %o launches over 2 × 132 workgroups at batch 1, no thread walking more than 8 rows or lags', (file, axes, sizes) => {
+    const c = compileFile(file, { sizes });
+    const plan = recurrentPlan(c.program, axisSizes(c.program, axes), undefined, { hardware: true });
+    const { columns, slices, workgroups } = plan.schedule;
+    expect(plan.kernels[0].workgroups(1, 1)[0]).toBe(workgroups);
+    expect(workgroups).toBeGreaterThanOrEqual(264);
+    expect(columns * slices).toBeLessThanOrEqual(256);
+    const longest = Math.max(...c.program.terms.filter((t) => t.form.kind !== 'prefix').map((t) => lagRange(t.mask)![1] + 1));
+    expect(plan.schedule).toMatchObject({ rowsPerThread: Math.ceil(axes.d / slices), lagsPerThread: Math.ceil(longest / slices) });
+    expect(Math.max(plan.schedule.rowsPerThread, plan.schedule.lagsPerThread)).toBeLessThanOrEqual(8);
+  });
+  it('keeps one workgroup of 64 column threads per head slice on a software adapter (the default)', () => {
+    const c = compileFile('examples/paper/elu_dwconv.la');
+    const plan = recurrentPlan(c.program, axisSizes(c.program, { h: 2, d: 4, e: 6 }));
+    expect(plan.schedule).toMatchObject({ columns: 64, slices: 1, columnBlocks: 1, workgroups: 2 });
+  });
+});
