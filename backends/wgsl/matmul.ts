@@ -35,6 +35,7 @@ import {
   SMALL_M_MAX_UNROLL,
   SMALL_M_THREADS,
   smallMTransposedWgsl,
+  smallMWeightRows,
   smallMWgsl,
   smallMWorkgroupBytes,
   type SmallMVariant,
@@ -99,6 +100,8 @@ export interface MatmulKernel {
   readonly params: Uint32Array<ArrayBuffer>;
   /** Partial products C0 holds: 1, or the number of K splits ([splits, M, N]). */
   readonly splits: number;
+  /** Options that pick this same kernel for this problem (its path and every knob): a bench re-times a pick with them, a test runs it at other sizes. */
+  readonly tuning: MatmulOptions;
 }
 
 /** 2·M·N·K: the figure every matmul rate is computed from. */
@@ -152,15 +155,32 @@ function chooseTile(gpu: KernelTarget, p: MatmulProblem, requested?: MatmulTile)
 }
 
 /**
- * The Wᵀ small-M kernel's threads in flight: an H100 holds 132 × 2048. A decode step's matrices of
- * 2–13 MB are about what that many threads have in flight at once, so the kernel is latency-bound and
- * wants every load issued in the first memory round trip, spread over every SM (q|k|v of hidden 768 at
- * 32 lanes would be 72 workgroups for 132 SMs). Each thread still gets at least MIN_LOADS loads, and a
- * column at least 8 lanes (8 × 16 B = one 128-byte line). bench/small-m.ts --sweep times the others.
+ * The Wᵀ small-M kernel's threads in flight T = column groups × lanes × row blocks. On an H200 (132 SMs; the
+ * sweeps of bench/results/h200-small-m-decode.json and -tree.json, hidden 768) the best lanes put T nearest
+ * 2^16 — a quarter of what the GPU holds — on a log scale: at one row q|k|v 32 lanes (74k threads: 7.1 µs;
+ * 16 lanes, 37k: 9.0; 64, 147k: 7.4), gate|up 32 (65k: 9.1; 64 lanes 131k: 10.2), down 64 (49k: 6.0; 256
+ * lanes, 196k, the former pick: 10.9), o 64 (49k: 5.4), the LM head 8 (256k, the fewest lanes: 29.2; 32 lanes
+ * 37.7). More threads cost more than fewer: at 8 rows, gate|up at 131k threads took 50.0 µs, at 32k 12.75;
+ * the LM head at 256k threads 82, at 64k 45. Each thread keeps at least MIN_LOADS weight loads per row, and
+ * a column at least 8 lanes (8 × 16 B = one 128-byte line).
  */
-const SMALL_M_TARGET_THREADS = 1 << 17;
+const SMALL_M_TARGET_THREADS = 1 << 16;
 const SMALL_M_MIN_LOADS = 2;
+/**
+ * From 4 rows of x on, a thread takes two columns (each x load then serves two weight rows), and four when
+ * two columns at the fewest lanes would still leave T above the target: the 8-row LM head at 2 columns and
+ * 8–16 lanes (128k–256k threads) took 77–83 µs, at 4 columns (64k–128k) 45.
+ */
 const SMALL_M_TWO_COLUMNS_FROM = 4;
+/**
+ * Weight loads in flight over the grid, T × weight rows per thread × unroll, at most this (unroll at least 2
+ * where the row has that many loads per lane): 2^18 vec4 are 4 MB, about what 4 TB/s moves in a microsecond of
+ * memory latency; past it the extra registers cost occupancy and bought nothing.
+ * The LM head at one row, 8 lanes: unroll 2 (512k loads) 29.2 µs, 4 or 8 35.9; gate|up at 8 rows, 32 lanes:
+ * 2 (262k) 15.9, 4 27.0; 16 lanes: 2 or 4 12.8, 8 (524k) 21.3; down at 8 rows, 128 lanes: 2 or 4 8.6, 8
+ * (786k) 10.7. At 1–2 rows and 49k–74k threads all of 2, 4 and 8 were within 5%.
+ */
+const SMALL_M_LOADS_IN_FLIGHT = 1 << 18;
 const SMALL_M_B_TARGET_WORKGROUPS = 300;
 
 function chooseSmallM(gpu: KernelTarget, problem: MatmulProblem, opts: MatmulOptions): SmallMVariant {
@@ -174,23 +194,31 @@ function chooseSmallM(gpu: KernelTarget, problem: MatmulProblem, opts: MatmulOpt
     const KW = p.K / width;
     const f = p.fusion;
     const swiglu = f?.epilogue === 'swiglu';
-    // From 4 rows of x on, two columns per thread halve x's loads per weight byte.
-    const colsPerThread = swiglu ? 1 : opts.smallMCols ?? (p.M >= SMALL_M_TWO_COLUMNS_FROM ? 2 : 1);
-    const columns = swiglu ? p.N / 2 : Math.ceil(p.N / colsPerThread);
+    // Threads in flight at `lanes` lanes and `cols` columns per thread (a swiglu thread: one [gate, up] pair).
+    const threads = (lanes: number, cols: number) => (swiglu ? p.N / 2 : Math.ceil(p.N / cols)) * lanes * blocks;
+    let colsPerThread = 1;
+    if (!swiglu && p.M >= SMALL_M_TWO_COLUMNS_FROM) colsPerThread = threads(8, 2) > SMALL_M_TARGET_THREADS * Math.SQRT2 ? 4 : 2;
+    if (opts.smallMCols !== undefined && !swiglu) colsPerThread = opts.smallMCols;
+    // Doubling while T < target/√2 lands on the power of two nearest the target on a log scale.
     let lanes = 8;
-    while (lanes < SMALL_M_THREADS && columns * lanes < SMALL_M_TARGET_THREADS && 2 * lanes * SMALL_M_MIN_LOADS <= KW) lanes *= 2;
+    while (lanes < SMALL_M_THREADS && threads(lanes, colsPerThread) * Math.SQRT2 < SMALL_M_TARGET_THREADS && 2 * lanes * SMALL_M_MIN_LOADS <= KW) lanes *= 2;
     while (lanes > 1 && lanes > KW) lanes /= 2;
     if (opts.smallMLanes !== undefined) lanes = opts.smallMLanes;
-    // Registers: UNROLL weight vec4s per weight row, and M·UNROLL x vec4s.
-    const maxUnroll = p.M <= 2 ? SMALL_M_MAX_UNROLL : SMALL_M_MAX_UNROLL / 2;
-    const unroll = opts.smallMUnroll ?? Math.max(1, Math.min(maxUnroll, Math.ceil(KW / lanes)));
     // Threads per row block: a power of two, the workgroup's SMALL_M_THREADS shared among the blocks, fewer
     // when workgroup memory is short (every thread hands its sums to it).
     // (At least 4 per block, so that the workgroup's threads fill whole vec4s of the reduction's memory.)
     let block = SMALL_M_THREADS;
     while (block * blocks > SMALL_M_THREADS) block /= 2;
     while (block > 4 && smallMWorkgroupBytes({ M: p.M, fusion: f, threads: blocks * block, colsPerThread }) > gpu.limits.maxComputeWorkgroupStorageSize) block /= 2;
-    return { M: p.M, rowBlocks: blocks, transposeB: true, width, lanes: Math.min(lanes, block), unroll, threads: blocks * block, colsPerThread, ...(f && { fusion: f }) };
+    lanes = Math.min(lanes, block);
+    // Registers: UNROLL weight vec4s per weight row, and M·UNROLL x vec4s; every load of a row in one step
+    // when the loads in flight allow (the o projection's 3 loads at 64 lanes: 5.4 µs, 2 or 4 loads 6.3).
+    const maxUnroll = p.M <= 2 ? SMALL_M_MAX_UNROLL : SMALL_M_MAX_UNROLL / 2;
+    let unroll = Math.max(1, Math.min(maxUnroll, Math.ceil(KW / lanes)));
+    const inFlight = threads(lanes, colsPerThread) * smallMWeightRows({ fusion: f, colsPerThread });
+    while (unroll > 2 && inFlight * unroll > SMALL_M_LOADS_IN_FLIGHT) unroll = Math.ceil(unroll / 2);
+    if (opts.smallMUnroll !== undefined) unroll = opts.smallMUnroll;
+    return { M: p.M, rowBlocks: blocks, transposeB: true, width, lanes, unroll, threads: blocks * block, colsPerThread, ...(f && { fusion: f }) };
   }
   const p = { ...problem, M: Math.min(problem.M, SMALL_M_MAX) };
   const width = p.N % 4 === 0 ? 4 : 1;
@@ -226,6 +254,7 @@ export function matmulKernel(gpu: KernelTarget, problem: MatmulProblem, opts: Ma
   let workgroups: [number, number, number];
   let splits = 1;
   let KS = 0;
+  let tuning: MatmulOptions;
   if (path === 'small-m') {
     if (M > smallMax) throw new Error(`matmul ${describe(problem)}: the small-m path takes M ≤ ${smallMax}${problem.transposeB ? '' : ' (a weight stored [K, N])'}`);
     if (opts.smallMLanes !== undefined) {
@@ -260,16 +289,21 @@ export function matmulKernel(gpu: KernelTarget, problem: MatmulProblem, opts: Ma
     kernel = v.transposeB
       ? `small-m Wᵀ ${v.width === 4 ? 'vec4' : 'scalar'}, ${(v.rowBlocks ?? 1) > 1 ? `${v.rowBlocks} blocks of ` : ''}${v.M} rows, ${v.lanes} lanes × ${v.unroll} loads${(v.colsPerThread ?? 1) > 1 ? ` × ${v.colsPerThread} columns` : ''}, ${v.threads} threads${describeFusion(fusion)}`
       : `small-m B ${v.width === 4 ? 'vec4' : 'scalar'}, ${v.lanes} lanes`;
+    tuning = v.transposeB
+      ? { path, smallMLanes: v.lanes, smallMUnroll: v.unroll, smallMRowBlocks: blocks, ...(fusion?.epilogue !== 'swiglu' && { smallMCols: v.colsPerThread }) }
+      : { path, smallMLanes: v.lanes };
   } else if (path === 'rows') {
     if (!problem.transposeB || M > SMALL_M_BLOCKED_MAX || K % 4 !== 0) throw new Error(`matmul ${describe(problem)}: the rows path takes A·Wᵀ with M ≤ ${SMALL_M_BLOCKED_MAX} and K a multiple of 4`);
     const v = chooseRows(gpu, problem, opts);
     code = rowsMatmulWgsl(v);
     const columns = fusion?.epilogue === 'swiglu' ? N / 2 : N;
     workgroups = [Math.ceil(columns / rowsColumnsPerWorkgroup(v)), 1, 1];
+    tuning = { path, rows: { blocks: v.blocks, cols: v.cols, slices: v.slices, unroll: v.unroll, colsPerThread: v.colsPerThread } };
     kernel = `rows Wᵀ, ${v.blocks > 1 ? `${v.blocks} blocks of ` : ''}${Math.ceil(M / v.blocks)} rows × ${fusion?.epilogue === 'swiglu' ? '[gate, up]' : `${v.colsPerThread} column${v.colsPerThread > 1 ? 's' : ''}`} per thread, ${v.cols} columns × ${v.slices} slices × ${v.unroll} loads, ${rowsThreads(v)} threads${describeFusion(fusion)}`;
   } else {
     if (smallOnly) throw new Error(`matmul ${describe(problem)}: the rmsnorm prologue and the swiglu epilogue exist on the small-m path only (M ≤ ${SMALL_M_BLOCKED_MAX})`);
     const tile = chooseTile(gpu, problem, opts.tile);
+    tuning = { path, tile };
     // K splits of KS (a multiple of BK) each; the last may be shorter, none is empty.
     KS = Math.ceil(Math.ceil(K / splitK) / tile.BK) * tile.BK;
     splits = Math.ceil(K / KS);
@@ -295,7 +329,7 @@ export function matmulKernel(gpu: KernelTarget, problem: MatmulProblem, opts: Ma
     throw new Error(`matmul ${describe(problem)}: ${workgroups[0]} workgroups' pairs from column ${w.offset} pass the window's stride ${w.stride}`);
   }
   const label = `${base} [${describe(problem)}; ${kernel}]`;
-  return { problem, path, label, kernel, code, bindings: matmulBindings(fusion), workgroups, params: Uint32Array.of(M, N, K, splits > 1 ? KS : 0), splits };
+  return { problem, path, label, kernel, code, bindings: matmulBindings(fusion), workgroups, params: Uint32Array.of(M, N, K, splits > 1 ? KS : 0), splits, tuning };
 }
 
 /**
@@ -319,12 +353,27 @@ export function matmulPathFor(p: MatmulProblem): MatmulPath {
 const ROWS_TARGET_THREADS = 1 << 16;
 /** Sums a thread keeps in registers: rows of its block × weight rows. */
 const ROWS_MAX_SUMS = 64;
+/**
+ * Two columns per thread only from this many columns on (each weight load from memory then serves twice the x
+ * reads from workgroup memory, and the grid still has the target's threads at 4 slices), and up to 32 rows (above,
+ * two columns' sums would need more blocks of rows, each re-reading the weights). On the H200 at 17 rows
+ * the LM head (32000 columns) took 57.0 µs at 2 columns × 4 slices and 72 at 1 × 2; q|k|v (2304 columns) 17.2 at
+ * 1 column × 8 slices and 24.1 at 2, o 13.6 and 19.2, down 29.8 and 44.1.
+ */
+const ROWS_TWO_COLUMNS_FROM = 1 << 14;
+/**
+ * vec4 of K per tile (slices × loads): the more loads each thread issues at once the better at 17 rows on the
+ * H200, up to 8 per slice at 8 slices: q|k|v at 1 column 8 loads 17.2 µs, 4 21.0, 2 34.3 (the former pick,
+ * 2 columns × 2 loads: 32.8); gate|up 21.7, 24.0, 32.6; the LM head at 4 slices 4 or 8 loads 57, 2 loads 69.
+ */
+const ROWS_MAX_TILE = 64;
+const ROWS_MAX_UNROLL = 8;
 
 function chooseRows(gpu: KernelTarget, p: MatmulProblem, opts: MatmulOptions): RowsVariant {
   const o = opts.rows ?? {};
   const swiglu = p.fusion?.epilogue === 'swiglu';
   const KW = p.K / 4;
-  const colsPerThread = swiglu ? 1 : o.colsPerThread ?? (p.M <= 32 ? 2 : 1);
+  const colsPerThread = swiglu ? 1 : o.colsPerThread ?? (p.N >= ROWS_TWO_COLUMNS_FROM && p.M <= 32 ? 2 : 1);
   const TW = swiglu ? 2 : colsPerThread;
   const blocks = o.blocks ?? Math.min(p.M, Math.ceil((p.M * TW) / ROWS_MAX_SUMS));
   const columns = swiglu ? p.N / 2 : Math.ceil(p.N / colsPerThread);
@@ -334,9 +383,10 @@ function chooseRows(gpu: KernelTarget, p: MatmulProblem, opts: MatmulOptions): R
   let slices = 1;
   while (!gpu.isSoftware && slices < 8 && columns * 2 * slices * blocks <= ROWS_TARGET_THREADS && 2 * slices <= KW) slices *= 2;
   if (o.slices !== undefined) slices = o.slices;
-  // Weight vec4s in flight per thread: 8 at most, and a tile of about 16 vec4.
+  // Weight vec4s in flight per thread: up to 8 per weight row, a tile of at most ROWS_MAX_TILE vec4, and no
+  // more of the tile than K has.
   let unroll = o.unroll ?? 1;
-  if (o.unroll === undefined) while (!gpu.isSoftware && unroll < 8 && unroll * 2 * TW <= 8 && unroll * 2 * slices <= 16) unroll *= 2;
+  if (o.unroll === undefined) while (!gpu.isSoftware && unroll < ROWS_MAX_UNROLL && unroll * 2 * slices <= Math.min(ROWS_MAX_TILE, KW)) unroll *= 2;
   const maxThreads = Math.min(ROWS_MAX_THREADS, gpu.limits.maxComputeInvocationsPerWorkgroup);
   let cols = o.cols ?? 1;
   if (o.cols === undefined) while (cols < columns && 2 * cols * slices * blocks <= maxThreads) cols *= 2;
@@ -344,6 +394,8 @@ function chooseRows(gpu: KernelTarget, p: MatmulProblem, opts: MatmulOptions): R
   while (rowsWorkgroupBytes(make()) > gpu.limits.maxComputeWorkgroupStorageSize) {
     if (o.unroll === undefined && unroll > 1) unroll /= 2;
     else if (o.cols === undefined && cols > 1) cols /= 2;
+    // The x tile is rows × slices × loads: 128 rows at 8 slices fill WebGPU's default 16 KB on their own.
+    else if (o.slices === undefined && slices > 1) slices /= 2;
     else throw new Error(`matmul ${describe(p)}: the rows kernel needs ${rowsWorkgroupBytes(make())} bytes of workgroup memory; ${gpu.adapterName} allows ${gpu.limits.maxComputeWorkgroupStorageSize}`);
   }
   const v = make();

@@ -1,0 +1,27 @@
+// The small-M and rows choosers' picks for a large GPU (an H200's limits: the shapes bench/small-m.ts timed, LLaMA-7B's
+// and the Medusa heads') fit its limits and WebGPU's defaults, and `tuning` reproduces each. matmul-picks-*.test.ts
+// run the picks against float64; their speed is the bench's business (bench/results/h200-small-m-*.json).
+import { describe, expect, it } from 'vitest';
+import { matmulKernel, type MatmulKernel } from '../backends/wgsl/matmul.ts';
+import { H200, problem, ROWS, SHAPES, WEBGPU_DEFAULT } from './helpers/projections.ts';
+
+describe('the small-M and rows choosers at real shapes', () => {
+  it('pick a kernel within an H200\'s and WebGPU\'s default limits for every projection and row count, and `tuning` picks it again', () => {
+    for (const target of [H200, WEBGPU_DEFAULT]) {
+      for (const [model, projections] of SHAPES) {
+        for (const p of projections) {
+          for (const M of ROWS) {
+            const what = `${target.adapterName}, ${model} ${p.name} M=${M}`;
+            let k: MatmulKernel | undefined;
+            expect(() => (k = matmulKernel(target, problem(p, M))), what).not.toThrow();
+            if (!k) continue;
+            expect(k.path, what).not.toBe('tiled');
+            const again = matmulKernel(target, problem(p, M), k.tuning);
+            expect(again.kernel, what).toBe(k.kernel);
+            expect(again.code, what).toBe(k.code);
+          }
+        }
+      }
+    }
+  });
+});
