@@ -5,12 +5,12 @@
 // Above 8 rows (a draft tree: --M 17,65) each figure also has its GFLOP/s and, beside it, the same matmul on the
 // other path of 9–128 rows (the rows kernel of matmul-rows.ts for wide matrices, the blocked small-M kernel for
 // narrow ones: matmulPathFor) and with the blocked kernel's row blocks on the grid (its first form); --sweep also
-// sweeps the rows kernel's slices × loads per tile × columns per thread.
+// sweeps the rows kernel's slices × loads per tile × columns per thread; and the tiled kernel (more than 128 rows).
 //
-//   npx tsx bench/small-m.ts [--small] [--M 1,8,17,65] [--sweep] [--reps N]   (--sweep: lanes × unroll × columns per thread)
+//   npx tsx bench/small-m.ts [--small | --shape 7b] [--M 1,8,17,65] [--sweep] [--reps N]   (--sweep: lanes × unroll × columns per thread)
 //
 // Shapes: decode.ts's model (hidden 768, 12 heads × 64, intermediate 2048, vocab 32000); --small (and any
-// software adapter) its small model. Each pass records `reps` dispatches of one kernel, rotating over
+// software adapter) its small model; --shape 7b LLaMA-2-7B's (hidden 4096, intermediate 11008). Each pass records `reps` dispatches of one kernel, rotating over
 // enough copies of the weight that they do not fit in the last-level cache (a decode step reads 418 MB,
 // so no weight is in cache when its projection runs). Writes small-m.json to $OUT if set, else out/.
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -24,6 +24,9 @@ import { getDevice } from '../src/runtime/dawn.ts';
 import { allocTensor, releaseTensor, type GpuTensor } from '../src/runtime/gpu-tensor.ts';
 import { timeDispatches } from '../src/runtime/timing.ts';
 import { FULL, SMALL, type ModelShape } from './decode.ts';
+
+/** LLaMA-2-7B's projection shapes (bench/hf_decode.ts's llama7b), in decode.ts's ModelShape terms. */
+const LLAMA7B_SHAPE: ModelShape = { layers: 32, hidden: 4096, heads: 32, intermediate: 11008, vocab: 32000, K: 4 };
 import { fillRandom, measureCopyBandwidth } from './roofline.ts';
 
 interface Projection {
@@ -138,7 +141,8 @@ async function main(): Promise<void> {
   };
   const gpu = await getDevice();
   const small = args.includes('--small') || gpu.isSoftware;
-  const shape = small ? SMALL : FULL;
+  // --shape 7b: LLaMA-2-7B's projections (a tree step of the linearized 7B model runs them at M 17–65).
+  const shape = args.includes('--shape') && valueOf('--shape') === '7b' ? LLAMA7B_SHAPE : small ? SMALL : FULL;
   const Ms = (valueOf('--M') ?? '1,8').split(',').map(Number);
   const reps = Number(valueOf('--reps') ?? (small ? 4 : 40));
   const sweep = args.includes('--sweep');
@@ -200,6 +204,13 @@ async function main(): Promise<void> {
         const onGrid = await measure(gpu, p, M, { path: 'small-m', smallMRowBlocks: 1 }, reps, o);
         figures.push(onGrid);
         row({ ...onGrid, projection: '  row blocks on the grid' });
+        // The tiled kernel (what more than 128 rows take): at 7B's widths a 65-row tree is compute-bound, and
+        // its 64-row tiles may beat the weight-streaming kernels there.
+        const tiled = await measure(gpu, p, M, { path: 'tiled' }, reps, o).catch(() => undefined);
+        if (tiled) {
+          figures.push(tiled);
+          row({ ...tiled, projection: '  tiled instead' });
+        }
       }
       if (sweep) {
         const swept: { f: SmallMFigure; opts: MatmulOptions }[] = [];
