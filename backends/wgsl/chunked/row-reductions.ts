@@ -1,7 +1,8 @@
 // The row reductions inside what a chunk stages (rowReductions, tree-analysis.ts): a sum, norm or matmul over a
-// feature axis whose result has only head axes, like llama_linearized's ‖rope(q)‖ and ‖rope(k)‖ over d. Phase 1
-// stages φ, ψ, the bounded terms' features and the values element by element, each element with a fresh ExprGen,
-// so a feature q/‖q‖ redid the norm's d-long loop (with its rotations) for each of its d elements: d² per row.
+// feature axis whose result has only head axes, like llama_linearized's ‖q‖ and ‖k‖ over d (‖rope(q)‖ in the
+// model's layer) or performer's ‖q‖. Phase 1 stages φ, ψ, the bounded terms' features and the values element by
+// element, each element with a fresh ExprGen, so a feature q/‖q‖ redid the norm's d-long loop (with any rotations)
+// for each of its d elements: d² per row.
 // Each reduction here is staged once per row into a workgroup array of its own first (stage.ts), and the elements
 // read it from there.
 import type { Id, Program } from '../../../src/ir/types.ts';
