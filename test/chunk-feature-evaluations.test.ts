@@ -2,7 +2,8 @@
 // counted statically from the generated WGSL (test/helpers/wgsl-counts.ts): each value at most once per
 // (row, feature) per chunk in a workgroup — staged in phase 1, read back from workgroup memory by the score,
 // output and state phases — and φ not at all in a segment-state launch, which writes no outputs. At the H200's
-// default schedules and d 64 (issue 15: elu fused timed 4.5× slower than elu_aug, suspected of inline φ).
+// default schedules and d 64 (issue 15: elu fused timed 4.5× slower than elu_aug, suspected of inline φ). A row
+// reduction inside a feature map (a norm over d) at most once per staged row.
 import { describe, expect, it } from 'vitest';
 import { lowerChunked } from '../backends/wgsl/lower.ts';
 import { featureCount } from '../backends/wgsl/layout.ts';
@@ -84,5 +85,41 @@ describe('feature maps in the fused chunk kernel', () => {
         }
       }
     }
+  });
+
+  // A reduction over a feature axis whose result has only head axes (llama_linearized's ‖q‖ and ‖k‖ over d,
+  // performer's): one value per row, staged once per row. Evaluated per element, as ExprGen did inside each φ/ψ
+  // element, it ran (C + halo)·d times a chunk, each a d-long loop.
+  it.each(CHUNK_KERNELS)('%s: a row reduction inside a feature map evaluated at most once per staged row per chunk', (file) => {
+    const c = compileFile(file);
+    const p = c.program;
+    const sizes = axisSizes(c.source, Object.fromEntries(Object.entries({ h: 16, d: 64, e: 64 }).filter(([a]) => c.source.axes[a]?.kind === 'free')));
+    for (const s of SCHEDULES) {
+      const schedule = s.segment && !segmentable(p, sizes) ? { chunk: s.chunk, cols: s.cols, threads: s.threads } : s;
+      const plan = lowerChunked(p, sizes, { fuse: true, schedule });
+      for (const k of plan.kernels.filter((x) => /for \(var c: u32 = /.test(x.code))) {
+        const halo = Number(/halo (\d+)/.exec(k.code)![1]);
+        const head = /head axes \[([^\]]*)\]/.exec(k.code)![1].split(', ').filter(Boolean);
+        const rowReductions = p.nodes.filter((n) => (n.op === 'sum' || n.op === 'norm' || n.op === 'matmul') && n.type.side !== 'pair' && n.type.axes.every((x) => head.includes(x)));
+        for (const r of rowReductions) {
+          const n = nodeEvaluations(k.code, r.id, s.chunk, s.threads);
+          expect(n, `${k.label} at ${JSON.stringify(schedule)}: %${r.id} ${r.op} evaluations per chunk`).toBeLessThanOrEqual(s.chunk + halo);
+        }
+      }
+    }
+  });
+
+  it('llama_linearized stages ‖q‖ once per chunk row and ‖k‖ once per row with the halo', () => {
+    const file = CHUNK_KERNELS.find((f) => f.endsWith('/llama_linearized.la'))!;
+    const c = compileFile(file);
+    const sizes = axisSizes(c.source, { h: 16, d: 64, e: 64 });
+    const norms = c.program.nodes.filter((n) => n.op === 'norm' && n.type.side !== 'pair');
+    expect(norms.length).toBe(2);
+    const s = SCHEDULES[1];
+    const plan = lowerChunked(c.program, sizes, { fuse: true, schedule: s });
+    const halo = Number(/halo (\d+)/.exec(plan.kernels[0].code)![1]);
+    // ‖q‖ for the chunk's C rows, ‖k‖ for those and the halo (the group term's keys reach back): once each.
+    const counts = norms.map((n) => nodeEvaluations(plan.kernels.find((k) => /for \(var c: u32 = /.test(k.code))!.code, n.id, s.chunk, s.threads)).sort((a, b) => a - b);
+    expect(counts).toEqual([s.chunk, s.chunk + halo]);
   });
 });

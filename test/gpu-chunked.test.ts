@@ -41,6 +41,21 @@ describe('the fused chunked lowering', () => {
     }
   });
 
+  // The chunk kernel stages llama's ‖q‖ and ‖k‖ once per row (chunked/row-reductions.ts) and its φ, ψ and key
+  // features read them back at their rows: ‖k‖ over the chunk and the 63-row halo of the group term's keys. Odd
+  // sizes (d 5, e 3, t 45 over chunks of 8) so no power of two hides a wrong row or offset.
+  it('llama_linearized fused at d 5 and t 45 (norms staged per row, a partial last chunk) equals the oracle', async () => {
+    const g = await gpu();
+    const c = compileFile('examples/paper/llama_linearized.la');
+    const axes = { h: 3, d: 5, e: 3 };
+    const x = makeInputs(c.source, { b: 2, t: 45, axes, seed: 21 });
+    const schedule = { chunk: 8, cols: 4, threads: 64 };
+    const plan = lowerChunked(c.program, axisSizes(c.source, axes), { fuse: true, schedule });
+    expect(plan.kernels[0].code).toMatch(/var<workgroup> red\d+: array<f32, 71>/); // ‖k‖: 8 rows and the halo of 63
+    const r = await runCompiled(c, x, { device: 'gpu', gpu: g, form: 'chunked', fuse: true, schedule, prologue: 'none' });
+    expectRelClose(r.o.data, evaluateParallel(c.source, x).data, 1e-4, 'llama_linearized d 5');
+  });
+
   // Two variants (one prefix term with a convolution; two prefix terms, so two states scanned), two schedules:
   // with a cold shader cache lavapipe needs minutes for these kernels. Segments of 2 and 3 chunks over t = 45
   // and 130 give 6 and 6 segments; t = 3 is one partial chunk.

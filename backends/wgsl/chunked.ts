@@ -20,6 +20,7 @@
 //   after the last chunk: export        chunked/export.ts
 import type { OutputItem, Program, Term } from '../../src/ir/types.ts';
 import type { Sizes } from './common.ts';
+import { featureNodes } from './feature-nodes.ts';
 import { KernelBuilder } from './kernel-builder.ts';
 import type { Kernel } from './plan.ts';
 import { analyseSoftmax, isSoftmaxProgram, softmaxSharedFloats } from './softmax-analysis.ts';
@@ -95,7 +96,9 @@ export function header(a: ChunkAnalysis): string[] {
  * make (no body is emitted), the largest kernel's when the terms read different values and so run in separate
  * kernels. The scheduler keeps it under the adapter's limit. `partial`: the kernels write num/den parts for a combine
  * kernel (the unfused plan's term kernels, lower.ts), which stages row denominators even for an unnormalised item;
- * absent, as a fused plan's kernels do (partial only when the terms split over several kernels).
+ * absent, as a fused plan's kernels do (partial only when the terms split over several kernels). The unfused plan
+ * reads every feature node from its feature kernel, so its kernels stage no row reductions of their own; a fused
+ * plan's are counted as if it had no prologue (one with a prologue may stage fewer: the estimate errs on the safe side).
  */
 export function sharedFloats(p: Program, sizes: Sizes, terms: readonly Term[], items: readonly OutputItem[], s: ChunkSchedule, partial?: boolean): number {
   if (isSoftmaxProgram(p)) return softmaxSharedFloats(analyseSoftmax(p, sizes), s.chunk); // the flash kernel (softmax-chunked.ts)
@@ -103,7 +106,8 @@ export function sharedFloats(p: Program, sizes: Sizes, terms: readonly Term[], i
   return Math.max(
     ...groups.map((group) => {
       const kb = new KernelBuilder(s.threads, []);
-      const spec = { program: p, sizes, terms: group, items: itemsOver(items, group), partial: partial ?? groups.length > 1, schedule: s, materialised: new Set<number>(), label: 'shared' };
+      const materialised = new Set<number>(partial ? featureNodes(p) : []);
+      const spec = { program: p, sizes, terms: group, items: itemsOver(items, group), partial: partial ?? groups.length > 1, schedule: s, materialised, label: 'shared' };
       declareArrays(analyseChunk(spec), kb);
       return kb.workgroupFloats();
     }),

@@ -14,6 +14,7 @@
 // they are not predictions to quote. src/runtime/adapter-model.ts builds the adapter's.
 import { operands, type OutputItem, type Program, type Term } from '../../src/ir/types.ts';
 import { layoutOf, sharedFloats, type ChunkSchedule } from './chunked.ts';
+import { rowReductionsOf } from './chunked/row-reductions.ts';
 import { count, type Sizes } from './common.ts';
 import { elementOps } from './element-ops.ts';
 import { featureCount, frontier, prefixGate, rowAxes } from './layout.ts';
@@ -211,16 +212,25 @@ export function chunkKernelCost(m: AdapterModel, k: ChunkKernelModel, b: number,
   // rather than the products' through workgroup memory: charged at the products' rate, the features inline put
   // llama's fused plan at 30.6 ms, performer's at 6.5 and hedgehog's at 727 where the H200 ran 15.4, 3.30 and 318;
   // at the elementwise rate (both passes of a segmented schedule) 17.4, 3.34 and 245.
-  const inline = (id: number) => 1 + elementOps(p, sizes, id, leaves) * (m.unitOpsPerUs / m.unitElementOpsPerUs);
+  // A row reduction inside a staged feature (llama's ‖rope(q)‖ over d) is staged once per row before the features
+  // (chunked/row-reductions.ts) and read by each element as a load: charged C times per step, not C·F times.
+  const rate = m.unitOpsPerUs / m.unitElementOpsPerUs;
+  const reductions = new Set<number>();
+  const withReductions = (ids: readonly number[]) => new Set([...leaves, ...ids.flatMap((id) => rowReductionsOf(p, id, L.head, leaves))]);
+  const inline = (id: number) => 1 + elementOps(p, sizes, id, withReductions([id])) * rate;
+  const rowOps = (ids: Iterable<number>) => [...ids].reduce((n, r) => n + C * elementOps(p, sizes, r, leaves) * rate, 0);
   const staged = new Map<number, number>();
-  const stage = (id: number, elements: number) => staged.set(id, Math.max(staged.get(id) ?? 0, elements));
+  const stage = (id: number, elements: number) => {
+    staged.set(id, Math.max(staged.get(id) ?? 0, elements));
+    for (const r of rowReductionsOf(p, id, L.head, leaves)) reductions.add(r);
+  };
   for (const term of k.terms) {
     const f = term.form;
     if (f.kind === 'prefix') {
       const F = featureCount(f, sizes);
       // + the state S (F × R) read and written once per step whatever C: what makes very small chunks lose
       ops += C * C * (F + R) + 2 * C * F * R + 2 * F * R;
-      stateOps += C * F * R + 2 * F * R + C * F * inline(f.psi);
+      stateOps += C * F * R + 2 * F * R + C * F * inline(f.psi) + rowOps(rowReductionsOf(p, f.psi, L.head, leaves));
       stage(f.phi, C * F);
       stage(f.psi, C * F);
       const gate = prefixGate(p, f);
@@ -240,6 +250,7 @@ export function chunkKernelCost(m: AdapterModel, k: ChunkKernelModel, b: number,
     }
   }
   for (const [id, elements] of staged) ops += elements * inline(id);
+  ops += rowOps(reductions);
   const chunks = Math.ceil(t / C);
   const seg = s.segment;
   // What it reads per token: each tile reads a token tensor whole unless it has the tile's column axes (v: each tile

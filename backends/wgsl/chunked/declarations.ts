@@ -6,6 +6,7 @@ import { programReader } from '../common.ts';
 import { offset, type Index, type Positions, type Resolver } from '../expr.ts';
 import type { Binding, KernelBuilder, WorkgroupArray } from '../kernel-builder.ts';
 import type { ChunkAnalysis, ChunkIo, PrefixPlan } from './analysis.ts';
+import { stagedReductions } from './row-reductions.ts';
 import { segBuffer } from './segments.ts';
 
 /** Workgroup memory of one prefix term. */
@@ -27,6 +28,8 @@ export interface ChunkArrays {
   readonly A: ReadonlyMap<number, WorkgroupArray>; // by output group: [C][CA]
   readonly rowden: ReadonlyMap<number, WorkgroupArray>; // [C]
   readonly denp: ReadonlyMap<number, WorkgroupArray>; // [C][NTJ]: partial row sums of the score tiles
+  /** Row reductions the staged features read (row-reductions.ts), by node: [halo + C], row r at r + halo. */
+  readonly reductions: ReadonlyMap<Id, { readonly array: WorkgroupArray; readonly halo: number }>;
 }
 
 export interface ChunkBindings {
@@ -98,7 +101,8 @@ export function declareArrays(a: ChunkAnalysis, kb: KernelBuilder, alloc: ArrayA
   const A = new Map(a.aGroups.map((g) => [g, alloc.chunk(`A${g}`, C * a.CA)]));
   const rowden = new Map(a.denGroups.map((g) => [g, alloc.chunk(`rowden${g}`, C)]));
   const denp = new Map(a.denGroups.filter((g) => A.has(g)).map((g) => [g, alloc.chunk(`denp${g}`, C * a.tile.NTJ)]));
-  return { prefix, staged, vs, A, rowden, denp };
+  const reductions = new Map(stagedReductions(a).map((r) => [r.id, { array: alloc.chunk(`red${r.id}`, C + r.halo, `%${r.id} per row c0-${r.halo} … c0+${C - 1}, once per row`), halo: r.halo }] as const));
+  return { prefix, staged, vs, A, rowden, denp, reductions };
 }
 
 export function declareBindings(a: ChunkAnalysis, kb: KernelBuilder): ChunkBindings {

@@ -2,7 +2,7 @@
 // terms' query/key features and the values (with halo) — then the gates' cumulative sums. What each staged
 // array holds is a Slot here; staging.ts turns the slots into unrolled batches and loops.
 import type { Id } from '../../../src/ir/types.ts';
-import { ExprGen, offset } from '../expr.ts';
+import { ExprGen, offset, type Resolver } from '../expr.ts';
 import { ringIndex } from '../layout.ts';
 import type { Block } from '../wgsl-block.ts';
 import type { PrefixPlan, StagedFeature } from './analysis.ts';
@@ -10,7 +10,34 @@ import { positions, stateRef, type ChunkKernel } from './declarations.ts';
 import { emitSlots, type Place, type Slot } from './staging.ts';
 
 export function emitStage(K: ChunkKernel, body: Block): void {
+  emitReductions(K, body);
   emitSlots(body, K.a.WG, slots(K));
+}
+
+/**
+ * Each row reduction the slots read (row-reductions.ts), once per row of the chunk and the halo it needs, at the
+ * row's position clamped as the slots clamp theirs; a barrier, then the slots read them (`reading`).
+ */
+function emitReductions(K: ChunkKernel, body: Block): void {
+  const { a } = K;
+  for (const [id, r] of K.arrays.reductions) {
+    body.strided('r', `${a.C + r.halo}u`, (b, x) => {
+      const tposi = b.let('tposi', `i32(c0) + i32(${x}) - ${r.halo}`);
+      const ok = b.let('ok', `${tposi} >= 0 && u32(${tposi}) < dims.t`);
+      const tpos = b.let('tpos', `select(0u, u32(${tposi}), ${ok})`);
+      const g = new ExprGen(a.p, a.sizes, K.io.read, positions(K, tpos, tpos));
+      b.line(`${r.array.name}[${x}] = ${g.value(b, id, K.head, tpos)};`);
+    });
+  }
+  if (K.arrays.reductions.size) body.line('workgroupBarrier();');
+}
+
+/** K.io.read, with the staged row reductions read from their arrays at the element's row (`at.row`, from c0). */
+function reading(K: ChunkKernel, at: Place): Resolver {
+  return (n, idx, where, blk) => {
+    const r = K.arrays.reductions.get(n.id);
+    return r && where === at.tpos ? `${r.array.name}[u32(${at.row}${r.halo ? ` + ${r.halo}` : ''})]` : K.io.read(n, idx, where, blk);
+  };
 }
 
 /**
@@ -28,8 +55,8 @@ function slots(K: ChunkKernel): Slot[] {
   ];
 }
 
-/** The element's value, computed by a generator of its own at position `tpos`. */
-const valueOf = (K: ChunkKernel, id: Id) => (b: Block, at: Place) => new ExprGen(K.a.p, K.a.sizes, K.io.read, positions(K, at.tpos, at.tpos)).value(b, id, at.idx, at.tpos);
+/** The element's value, computed by a generator of its own at position `tpos`, its row reductions read as staged. */
+const valueOf = (K: ChunkKernel, id: Id) => (b: Block, at: Place) => new ExprGen(K.a.p, K.a.sizes, reading(K, at), positions(K, at.tpos, at.tpos)).value(b, id, at.idx, at.tpos);
 
 /** A store into the decoding state's ring of node `id` (state export: decoding needs the last RING rows). */
 function ringStore(K: ChunkKernel, id: Id, b: Block, at: Place, val: string, cond: string): void {
@@ -76,7 +103,7 @@ function gateSlot(K: ChunkKernel, q: PrefixPlan): Slot {
       const row = b.let('row', `${x} / ${gw}u`);
       const ok = b.let('ok', `${row} < n`);
       const tpos = b.let('tpos', `select(0u, c0 + ${row}, ${ok})`);
-      return { x, ok, tpos, idx: { ...K.head, ...(q.gatePerFeature ? { [q.feature!]: `(${x} % ${gw}u)` } : {}) } };
+      return { x, ok, tpos, row: `i32(${row})`, idx: { ...K.head, ...(q.gatePerFeature ? { [q.feature!]: `(${x} % ${gw}u)` } : {}) } };
     },
     value: (b, at) => `log(max(${gate(b, at)}, 1e-30))`,
     store: (b, at, val) => b.line(`${lg}[${at.x}] = ${val};`),
@@ -91,10 +118,11 @@ function frontierSlot(K: ChunkKernel, f: StagedFeature): Slot {
     N: (f.side === 'query' ? a.C : a.CH) * f.W,
     place: (b, xc) => {
       const x = b.let('x', xc);
-      const tposi = b.let('tposi', `i32(c0) + i32(${x} / ${f.W}u) - ${base}`);
+      const row = b.let('row', `i32(${x} / ${f.W}u) - ${base}`);
+      const tposi = b.let('tposi', `i32(c0) + ${row}`);
       const ok = b.let('ok', `${tposi} >= 0 && u32(${tposi}) < dims.t`);
       const tpos = b.let('tpos', `select(0u, u32(${tposi}), ${ok})`);
-      return { x, ok, tpos, idx: { ...K.head, ...b.split(f.axes, a.sizes, `(${x} % ${f.W}u)`, `fx${f.id}`) } };
+      return { x, ok, tpos, row, idx: { ...K.head, ...b.split(f.axes, a.sizes, `(${x} % ${f.W}u)`, `fx${f.id}`) } };
     },
     value: valueOf(K, f.id),
     store: (b, at, val) => {
@@ -112,10 +140,11 @@ function valueSlot(K: ChunkKernel): Slot {
     place: (b, xc) => {
       const x = b.let('x', xc);
       const col = b.let('col', `tile * ${a.R}u + ${x} % ${a.R}u`);
-      const tposi = b.let('tposi', `i32(c0) + i32(${x} / ${a.R}u) - ${a.HALO}`);
+      const row = b.let('row', `i32(${x} / ${a.R}u) - ${a.HALO}`);
+      const tposi = b.let('tposi', `i32(c0) + ${row}`);
       const ok = b.let('ok', `${tposi} >= 0 && u32(${tposi}) < dims.t && ${col} < ${a.NR}u`);
       const tpos = b.let('tpos', `select(0u, u32(${tposi}), ${ok})`);
-      return { x, ok, tpos, idx: { ...K.head, ...b.split(a.L.rest, a.sizes, col, 'vc') } };
+      return { x, ok, tpos, row, idx: { ...K.head, ...b.split(a.L.rest, a.sizes, col, 'vc') } };
     },
     value: valueOf(K, a.valueId),
     store: (b, at, val) => {

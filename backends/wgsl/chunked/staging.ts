@@ -18,7 +18,8 @@ export interface Place {
   readonly x: string;
   readonly ok: string;
   readonly tpos: string;
-  readonly row?: string;
+  /** The row from the chunk start (i32; negative in the halo). */
+  readonly row: string;
   readonly idx: Index;
 }
 

@@ -1,0 +1,66 @@
+// The row reductions inside what a chunk stages (rowReductions, tree-analysis.ts): a sum, norm or matmul over a
+// feature axis whose result has only head axes, like llama_linearized's ‖q‖ and ‖k‖ over d (‖rope(q)‖ in the
+// model's layer) or performer's ‖q‖. Phase 1 stages φ, ψ, the bounded terms' features and the values element by
+// element, each element with a fresh ExprGen, so a feature q/‖q‖ redid the norm's d-long loop (with any rotations)
+// for each of its d elements: d² per row.
+// Each reduction here is staged once per row into a workgroup array of its own first (stage.ts), and the elements
+// read it from there.
+import type { Id, Program } from '../../../src/ir/types.ts';
+import { operands } from '../../../src/ir/types.ts';
+import { rowReductions } from '../tree-analysis.ts';
+import type { ChunkAnalysis } from './analysis.ts';
+
+/** A row reduction staged per chunk: rows c0 − halo … c0 + C − 1, at index row + halo. */
+export interface StagedReduction {
+  readonly id: Id;
+  /** Rows before the chunk: the most any slot reading it reaches back (ψ or a key feature with the halo). */
+  readonly halo: number;
+}
+
+/**
+ * The nodes phase 1 stages, each with the rows it reaches back before the chunk — the order of stage.ts's slots:
+ * each prefix term's φ (not in a segment-state launch, which writes no outputs), ψ and gate, the bounded terms'
+ * own query and key features, the value.
+ */
+export function stagedRoots(a: ChunkAnalysis): { id: Id; halo: number }[] {
+  const outputs = a.segmented !== 'state';
+  return [
+    ...a.prefix.flatMap((q) => [...(outputs ? [{ id: q.form.phi, halo: 0 }] : []), { id: q.form.psi, halo: q.psiHalo }, ...(q.gateId !== null ? [{ id: q.gateId, halo: 0 }] : [])]),
+    ...(outputs ? a.staged.filter((f) => !f.alias).map((f) => ({ id: f.id, halo: f.side === 'query' ? 0 : a.HALO })) : []),
+    { id: a.valueId, halo: a.HALO },
+  ];
+}
+
+/**
+ * The row reductions the staged nodes read (the outermost ones, not behind a node a prologue materialised: that
+ * one is read from its buffer), each once, with the largest halo any of its readers needs.
+ */
+export function stagedReductions(a: ChunkAnalysis): StagedReduction[] {
+  const halo = new Map<Id, number>();
+  for (const root of stagedRoots(a)) {
+    for (const r of rowReductionsOf(a.p, root.id, a.L.head, a.spec.materialised)) halo.set(r, Math.max(halo.get(r) ?? 0, root.halo));
+  }
+  return [...halo].map(([id, h]) => ({ id, halo: h }));
+}
+
+/**
+ * The outermost row reductions over `head` that computing `root` at one position evaluates: not those behind a
+ * node in `materialised`, which is read from its buffer. Everything a staged node reads is at its own row's
+ * position, so one position serves both sides of an `at`.
+ */
+export function rowReductionsOf(p: Program, root: Id, head: readonly string[], materialised: ReadonlySet<Id>): Id[] {
+  const live = unmaterialised(p, root, materialised);
+  return rowReductions(p, root, 'tpos', { i: 'tpos', j: 'tpos' }, head).flatMap((r) => (live.has(r.id) ? [r.id] : []));
+}
+
+/** The nodes under `root` an ExprGen computes rather than reads: the walk stops at materialised nodes. */
+function unmaterialised(p: Program, root: Id, materialised: ReadonlySet<Id>): Set<Id> {
+  const live = new Set<Id>();
+  const walk = (id: Id): void => {
+    if (live.has(id) || materialised.has(id)) return;
+    live.add(id);
+    for (const x of operands(p.nodes[id])) walk(x);
+  };
+  walk(root);
+  return live;
+}
