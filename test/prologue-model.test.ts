@@ -41,7 +41,8 @@ describe('the prologue decision', () => {
     for (const id of features(p)) {
       const x = d.decisions.find((y) => y.id === id)!;
       expect(x.prologue, `${name} %${id}`).toBe(true);
-      expect(x.inlineUs, `${name} %${id}: inline vs prologue`).toBeGreaterThan(5 * x.prologueUs);
+      // 3×: performer's φ inline is 3.5× its feature kernel since the occupancy refit (call 9) and the per-row norms
+      expect(x.inlineUs, `${name} %${id}: inline vs prologue`).toBeGreaterThan(3 * x.prologueUs);
     }
   });
 
