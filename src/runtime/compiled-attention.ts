@@ -80,7 +80,7 @@ export interface CompiledAttentionOptions {
   readonly maxLength?: number;
   /** The prefill's feature prologue: the model's choice (default), every feature node, or none. */
   readonly prologue?: PrologueRequest;
-  /** The prefill's schedule: unsegmented by the model (default), the model's best segmented ones included, or this one. */
+  /** The prefill's schedule: 'model' (default: segments allowed on hardware), unsegmented, the model's best with segments, or this one. */
   readonly prefillSchedule?: PrefillScheduleRequest;
   /** Called with the prefill's plan decision in words. */
   readonly onChoice?: (reason: string) => void;
