@@ -1,8 +1,8 @@
 // The cost model (backends/wgsl/fusion-model.ts, schedule-model.ts) against the H200's measurements
-// (bench/results/h200-kernels.json): every measured plan's estimate at the schedule it ran at beside its time, and
+// (bench/results/h200-kernels-fit.json, calls 6-9): every measured plan's estimate at the schedule it ran at beside its time, and
 // the plan the model picks today (choosePlan on a described H200, no GPU needed) beside the one measured faster.
 //
-//   npx tsx bench/model-fit.ts [FILE]        (default bench/results/h200-kernels.json)
+//   npx tsx bench/model-fit.ts [FILE]        (default bench/results/h200-kernels-fit.json: the rows the model was fitted to; bench/results/h200-kernels.json is call 11's validation)
 //
 // test/model-fit.test.ts checks the picks; this prints the table the constants are refitted from.
 import { readFileSync } from 'node:fs';
@@ -50,7 +50,7 @@ export interface FitRow {
 
 const same = (a: ChunkSchedule | undefined, b: ChunkSchedule) => !!a && a.chunk === b.chunk && a.cols === b.cols && a.threads === b.threads && (a.segment ?? 0) === (b.segment ?? 0);
 
-export function readRows(file = 'bench/results/h200-kernels.json'): MeasuredRow[] {
+export function readRows(file = 'bench/results/h200-kernels-fit.json'): MeasuredRow[] {
   return (JSON.parse(readFileSync(file, 'utf8')) as { rows: MeasuredRow[] }).rows;
 }
 
