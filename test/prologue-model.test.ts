@@ -141,20 +141,22 @@ describe("the model's prefill (plan-choice.ts choosePrefill, no device)", () => 
   // The model's shapes: a variant's axes as a layer sees them (heads 12, head dim 64).
   const layer = (name: string) => variant(name, { h: 12, d: 64, e: 64 });
 
-  it('on an H200 puts hedgehog\'s and performer\'s feature maps in a prologue, on one unsegmented kernel', () => {
+  it('asked for one unsegmented kernel, on an H200 puts hedgehog\'s and performer\'s feature maps in a prologue', () => {
     for (const name of ['variants/hedgehog', 'paper/performer']) {
       const { p, sizes } = layer(name);
-      const c = choosePrefill(adapter('NVIDIA H200', false), p, sizes);
+      const c = choosePrefill(adapter('NVIDIA H200', false), p, sizes, 'model', 'unsegmented');
       expect([...c.prologue].sort(), `${name}: ${c.reason}`).toEqual(features(p).sort());
       expect(c.schedule.segment, name).toBeUndefined();
       expect(() => lowerChunked(p, sizes, { fuse: true, schedule: c.schedule, exportState: true, prologue: c.prologue })).not.toThrow();
     }
   });
 
-  it("asked 'segmented', on an H200 runs elu_dwconv's prefill in segments (more workgroups than the one kernel's walk), still exporting the state; retnet's decayed state and a software adapter stay unsegmented", () => {
+  it("by default ('segmented' on hardware) an H200 runs elu_dwconv's prefill in segments (more workgroups than the one kernel's walk), still exporting the state; retnet's decayed state and a software adapter stay unsegmented", () => {
     const { p, sizes } = layer('paper/elu_dwconv');
-    const one = choosePrefill(adapter('NVIDIA H200', false), p, sizes);
+    const one = choosePrefill(adapter('NVIDIA H200', false), p, sizes, 'model', 'unsegmented');
     const seg = choosePrefill(adapter('NVIDIA H200', false), p, sizes, 'model', 'segmented');
+    expect(choosePrefill(adapter('NVIDIA H200', false), p, sizes).schedule).toEqual(seg.schedule);
+    expect(choosePrefill(adapter('llvmpipe (LLVM 19)', true), p, sizes).schedule.segment).toBeUndefined();
     expect(one.schedule.segment, one.reason).toBeUndefined();
     expect(seg.schedule.segment, seg.reason).toBeGreaterThan(0);
     const grid = (s: ChunkSchedule) => lowerChunked(p, sizes, { fuse: true, schedule: s, exportState: true }).kernels.map((k) => k.workgroups(1, 2048).reduce((a, n) => a * n, 1));
