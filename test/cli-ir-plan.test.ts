@@ -50,6 +50,10 @@ describe('linattn ir --print-after=plan', () => {
     expect(rows.some((l) => /\(φ of |\(.*φ of /.test(l))).toBe(true);
     if (name === 'variants/hedgehog') expect(rows.some((l) => /prologue {2}inline/.test(l) && /\(φ of /.test(l))).toBe(true);
     expect(lines.at(-1)).toMatch(/^decode step: \d+ workgroups at b 4 \(16 head slices × \d+ column blocks × b\) of \d+ columns × \d+ slices/);
+    // The split is chosen for b 4: the widest column blocks that still fill 2 × 132 units (batch 1's gave 4× as many).
+    const launched = Number(/^decode step: (\d+) workgroups/.exec(lines.at(-1)!)![1]);
+    expect(launched).toBeGreaterThanOrEqual(264);
+    expect(launched).toBeLessThan(2 * 264);
   });
 
   it('says softmax attention has no feature maps to place', async () => {

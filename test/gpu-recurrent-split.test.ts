@@ -6,6 +6,7 @@
 import { describe, expect, it } from 'vitest';
 import { evaluateParallel } from '../backends/cpu/parallel.ts';
 import { lagRange } from '../src/ir/masks.ts';
+import type { Plan } from '../backends/wgsl/plan.ts';
 import { recurrentPlan, type RecurrentSplit } from '../backends/wgsl/recurrent.ts';
 import { compileFile } from '../src/runtime/compiler.ts';
 import { axisSizes, makeInputs } from '../src/inputs.ts';
@@ -16,11 +17,13 @@ import { expectRelClose, gpu } from './helpers/gpu.ts';
 
 const AXES = { h: 3, d: 6, e: 7 };
 const B = 3;
+const H200_ELU: [string, Record<string, number>, Record<string, number>] = ['examples/paper/elu_dwconv.la', { h: 12, d: 64, e: 64 }, { K: 32 }];
+const H200_7B: [string, Record<string, number>, Record<string, number>] = ['examples/models/llama/linearized_aug.la', { h: 32, d: 128, e: 128 }, {}];
 const CALLS = [4, 1, 1, 3, 1, 1]; // tokens per call: 11 in all
 const T = CALLS.reduce((a, n) => a + n, 0);
 
-/** Rows [from, to) of every input (the batch axis first, then time). */
-function rows(x: Record<string, Tensor>, inputs: readonly string[], from: number, to: number): Record<string, Tensor> {
+/** Rows [from, to) of every input of a batch of B (the batch axis first, then time). */
+function rows(x: Record<string, Tensor>, inputs: readonly string[], B: number, from: number, to: number): Record<string, Tensor> {
   return Object.fromEntries(
     Object.entries(x).map(([k, v]) => {
       if (!inputs.includes(k)) return [k, v];
@@ -30,6 +33,46 @@ function rows(x: Record<string, Tensor>, inputs: readonly string[], from: number
       return [k, { shape: [B, to - from, ...v.shape.slice(2)], data }];
     }),
   );
+}
+
+/** Runs `plan` at batch B over CALLS on one state and compares every call's output with the float64 oracle. */
+async function expectOracle(c: ReturnType<typeof compileFile>, plan: Plan, axes: Record<string, number>, B: number, seed: number, what: string): Promise<void> {
+  const g = await gpu();
+  const step = await PlanRunner.create(g, plan);
+  const inputs = c.source.inputs.map((d) => d.name);
+  const x = makeInputs(c.source, { b: B, t: T, axes, seed });
+  const ref = evaluateParallel(c.source, x);
+  const per = ref.data.length / (B * T);
+  let state: Record<string, GPUBuffer> | null = null;
+  const kept: GpuTensor[] = [];
+  let at = 0;
+  for (const n of CALLS) {
+    const call = step.allocate(rows(x, inputs, B, at, at + n), B, n);
+    if (!state) {
+      state = Object.fromEntries(Object.entries(call).filter(([k]) => k.startsWith('state:')).map(([k, v]) => [k, v.buffer]));
+      kept.push(...Object.entries(call).filter(([k]) => k.startsWith('state:')).map(([, v]) => v));
+    }
+    const bufs = Object.fromEntries(Object.entries(call).map(([k, v]) => [k, k.startsWith('state:') ? state![k] : v.buffer]));
+    const enc = g.device.createCommandEncoder();
+    const pass = enc.beginComputePass();
+    const bound = step.bind(bufs, B, n, at);
+    step.encode(pass, bound);
+    pass.end();
+    g.device.queue.submit([enc.finish()]);
+    const o = await downloadTensor(g, call['out:o']);
+    bound.dims.destroy();
+    for (let b = 0; b < B; b++) {
+      expectRelClose(
+        o.subarray(b * n * per, (b + 1) * n * per),
+        ref.data.subarray((b * T + at) * per, (b * T + at + n) * per),
+        1e-4,
+        `${what}, seed ${seed}, batch ${b}, positions ${at}..${at + n - 1}`,
+      );
+    }
+    for (const [k, v] of Object.entries(call)) if (!kept.includes(v)) releaseTensor(g, v);
+    at += n;
+  }
+  for (const v of kept) releaseTensor(g, v);
 }
 
 const CASES: [string, Record<string, number>, RecurrentSplit][] = [
@@ -43,7 +86,6 @@ const CASES: [string, Record<string, number>, RecurrentSplit][] = [
 
 describe('the split decode step', () => {
   it.each(CASES)('%s %o with %o equals the oracle over calls of 4, 1, 1, 3, 1, 1 tokens at b 3', async (file, sizes0, split) => {
-    const g = await gpu();
     const full = compileFile(file);
     const c = compileFile(file, { sizes: Object.fromEntries(Object.entries(sizes0).filter(([k]) => k in full.source.sizes)) });
     const sizes = axisSizes(c.program, AXES);
@@ -51,51 +93,13 @@ describe('the split decode step', () => {
     expect(plan.schedule).toMatchObject({ columns: split.columns, slices: split.slices, columnBlocks: Math.ceil(AXES.e / split.columns) });
     expect(plan.kernels[0].workgroups(B, 1)).toEqual([AXES.h * Math.ceil(AXES.e / split.columns), B, 1]);
     expect(AXES.d % split.slices !== 0 && AXES.e % split.columns !== 0).toBe(true);
-    const step = await PlanRunner.create(g, plan);
-    const inputs = c.source.inputs.map((d) => d.name);
-    const seed = 31 + split.slices;
-    const x = makeInputs(c.source, { b: B, t: T, axes: AXES, seed });
-    const ref = evaluateParallel(c.source, x);
-    const per = ref.data.length / (B * T);
-    let state: Record<string, GPUBuffer> | null = null;
-    const kept: GpuTensor[] = [];
-    let at = 0;
-    for (const n of CALLS) {
-      const call = step.allocate(rows(x, inputs, at, at + n), B, n);
-      if (!state) {
-        state = Object.fromEntries(Object.entries(call).filter(([k]) => k.startsWith('state:')).map(([k, v]) => [k, v.buffer]));
-        kept.push(...Object.entries(call).filter(([k]) => k.startsWith('state:')).map(([, v]) => v));
-      }
-      const bufs = Object.fromEntries(Object.entries(call).map(([k, v]) => [k, k.startsWith('state:') ? state![k] : v.buffer]));
-      const enc = g.device.createCommandEncoder();
-      const pass = enc.beginComputePass();
-      const bound = step.bind(bufs, B, n, at);
-      step.encode(pass, bound);
-      pass.end();
-      g.device.queue.submit([enc.finish()]);
-      const o = await downloadTensor(g, call['out:o']);
-      bound.dims.destroy();
-      for (let b = 0; b < B; b++) {
-        expectRelClose(
-          o.subarray(b * n * per, (b + 1) * n * per),
-          ref.data.subarray((b * T + at) * per, (b * T + at + n) * per),
-          1e-4,
-          `${file} split ${split.columns}x${split.slices}, seed ${seed}, batch ${b}, positions ${at}..${at + n - 1}`,
-        );
-      }
-      for (const [k, v] of Object.entries(call)) if (!kept.includes(v)) releaseTensor(g, v);
-      at += n;
-    }
-    for (const v of kept) releaseTensor(g, v);
+    await expectOracle(c, plan, AXES, B, 31 + split.slices, `${file} split ${split.columns}x${split.slices}`);
   });
 });
 
 describe('the default split', () => {
   // The two shapes measured on the H200 (recurrent.ts's step was 32 workgroups of 64 threads for the 7B shape).
-  it.each([
-    ['examples/paper/elu_dwconv.la', { h: 12, d: 64, e: 64 }, { K: 32 }],
-    ['examples/models/llama/linearized_aug.la', { h: 32, d: 128, e: 128 }, {}],
-  ])('%s at %o launches over 2 × 132 workgroups at batch 1, no thread walking more than 8 rows or lags', (file, axes, sizes) => {
+  it.each([H200_ELU, H200_7B])('%s at %o launches over 2 × 132 workgroups at batch 1, no thread walking more than 8 rows or lags', (file, axes, sizes) => {
     const c = compileFile(file, { sizes });
     const plan = recurrentPlan(c.program, axisSizes(c.program, axes), undefined, { hardware: true });
     const { columns, slices, workgroups } = plan.schedule;
@@ -105,6 +109,33 @@ describe('the default split', () => {
     const longest = Math.max(...c.program.terms.filter((t) => t.form.kind !== 'prefix').map((t) => lagRange(t.mask)![1] + 1));
     expect(plan.schedule).toMatchObject({ rowsPerThread: Math.ceil(axes.d / slices), lagsPerThread: Math.ceil(longest / slices) });
     expect(Math.max(plan.schedule.rowsPerThread, plan.schedule.lagsPerThread)).toBeLessThanOrEqual(8);
+  });
+  // Batch 1's splits as measured on the H200 (elu_dwconv ~10 µs a layer at 384 workgroups): the batch must not move them.
+  it.each([
+    [...H200_ELU, { columns: 2, slices: 64, workgroups: 384 }],
+    [...H200_7B, { columns: 8, slices: 32, workgroups: 512 }],
+  ] as const)('%s at %o keeps its batch-1 split %o', (file, axes, sizes, want) => {
+    const c = compileFile(file, { sizes });
+    for (const batch of [undefined, 1]) expect(recurrentPlan(c.program, axisSizes(c.program, axes), undefined, { hardware: true, ...(batch && { batch }) }).schedule).toMatchObject(want);
+  });
+  // At batch 8 batch 1's split launched 3072 workgroups for elu_dwconv (two waves on 132 SMs, 16.8 µs a layer).
+  it.each([
+    [...H200_ELU, { columns: 16, slices: 16, workgroups: 48 }],
+    [...H200_7B, { columns: 64, slices: 4, workgroups: 64 }],
+  ] as const)('%s at %o widens its column blocks at batch 8 to %o, still 2 × 132 workgroups', (file, axes, sizes, want) => {
+    const c = compileFile(file, { sizes });
+    const plan = recurrentPlan(c.program, axisSizes(c.program, axes), undefined, { hardware: true, batch: 8 });
+    expect(plan.schedule).toMatchObject(want);
+    expect(plan.kernels[0].workgroups(8, 1)).toEqual([want.workgroups, 8, 1]);
+    expect(8 * want.workgroups).toBeGreaterThanOrEqual(264);
+    expect(plan.schedule.columns * plan.schedule.slices).toBeLessThanOrEqual(256);
+  });
+  it('the batch-8 hardware split of elu_dwconv at 12 × 64 equals the oracle over calls of 4, 1, 1, 3, 1, 1 tokens at b 8', async () => {
+    const [file, axes, sizes] = H200_ELU;
+    const c = compileFile(file, { sizes });
+    const plan = recurrentPlan(c.program, axisSizes(c.program, axes), undefined, { hardware: true, batch: 8 });
+    expect(plan.schedule).toMatchObject({ columns: 16, slices: 16 });
+    await expectOracle(c, plan, axes, 8, 47, `${file} batch-8 split 16x16`);
   });
   it('keeps one workgroup of 64 column threads per head slice on a software adapter (the default)', () => {
     const c = compileFile('examples/paper/elu_dwconv.la');

@@ -83,13 +83,14 @@ const stagedOf = (q: StatePrefix) => (q.open ? STAGED : STAGED.slice(0, 4));
  * `maxLength`: the positions softmax attention's key/value cache holds (softmax-decode.ts; ignored otherwise).
  * `maxWorkgroupBytes`: the adapter's workgroup memory; prefix features that would not fit it are staged in global
  * memory (absent: always in workgroup memory). `split`: the threads' split (default: recurrentSplit's, for a
- * hardware adapter when `hardware`, else a software one — the callers that hold a Gpu say which).
+ * hardware adapter when `hardware`, else a software one — the callers that hold a Gpu say which — at `batch`,
+ * default 1: the plan runs at any batch, but its split fills the GPU at that one).
  */
 export function recurrentPlan(
   p: Program,
   sizes: Sizes,
   maxLength?: number,
-  opts: { readonly maxWorkgroupBytes?: number; readonly split?: RecurrentSplit; readonly hardware?: boolean } = {},
+  opts: { readonly maxWorkgroupBytes?: number; readonly split?: RecurrentSplit; readonly hardware?: boolean; readonly batch?: number } = {},
 ): Plan {
   if (isSoftmaxProgram(p)) return softmaxDecodePlan(p, sizes, maxLength);
   const L = layoutOf(p, p.terms);
@@ -98,7 +99,7 @@ export function recurrentPlan(
   const NR = count(L.rest, sizes);
   const lags = p.terms.filter((t) => t.form.kind !== 'prefix').map((t) => lagRange(t.mask)!);
   const reach = Math.max(1, ...st.prefix.map((q) => q.F), ...lags.map(([lo, hi]) => hi - Math.max(0, lo) + 1));
-  const split = opts.split ?? recurrentSplit(NS, NR, reach, !(opts.hardware ?? false));
+  const split = opts.split ?? recurrentSplit(NS, NR, reach, !(opts.hardware ?? false), opts.batch ?? 1);
   const WG = split.columns * split.slices;
   const CB = Math.ceil(NR / split.columns);
   const kb = new KernelBuilder(WG, ['wid', 'lid']);

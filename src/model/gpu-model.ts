@@ -526,6 +526,8 @@ export class GpuModel {
     let plan = this.plans.get(key);
     if (plan) return plan;
     plan = buildStepPlan(this.gpu, this.config, this.kernels, this.weights, batch, t, allLogits);
+    // A decode step's attention kernels are chosen for the batch (compiled-attention.ts): ready before it is planned.
+    if (t === 1 && !allLogits) plan = Promise.all([plan, ...this.attention.map((a) => a.prepareBatch?.(batch.b))]).then(([p]) => p);
     this.plans.set(key, plan);
     plan.catch(() => this.plans.delete(key));
     // Decode plans (t = 1) stay; other shapes are evicted oldest first.

@@ -15,10 +15,10 @@
 // only (teacher-forced evaluation, training, and `eval --causal`'s prefixes), and refuse to continue one.
 import { lowerChunked } from '../../backends/wgsl/lower.ts';
 import type { Plan } from '../../backends/wgsl/plan.ts';
-import { recurrentPlan } from '../../backends/wgsl/recurrent.ts';
 import type { GpuAttention, GpuAttentionFactory, GpuAttentionState } from './gpu-attention.ts';
 import type { Program } from '../ir/types.ts';
 import { BufferUsage, type Gpu } from './device.ts';
+import { DecodeSteps } from './decode-steps.ts';
 import { PlanRunner } from './executor.ts';
 import { choosePrefill, type PrefillScheduleRequest, type PrologueRequest } from './plan-choice.ts';
 import { SharedScratch } from './scratch-buffers.ts';
@@ -103,11 +103,11 @@ export async function compiledAttentionFactory(gpu: Gpu, program: Program, heads
     ...(choice.prologue.size && { prologue: choice.prologue }),
     ...(opts.maxLength !== undefined && { maxLength: opts.maxLength }),
   });
-  const step: Plan | null = decodes ? recurrentPlan(program, sizes, opts.maxLength, { hardware: !gpu.isSoftware }) : null;
-  const [prefillRunner, stepRunner] = await Promise.all([PlanRunner.create(gpu, prefill), step && PlanRunner.create(gpu, step)]);
+  // The step's split depends on the batch (decode-steps.ts): batch 1's now, others when prepareBatch asks.
+  const [prefillRunner, steps] = await Promise.all([PlanRunner.create(gpu, prefill), decodes ? DecodeSteps.create(gpu, program, sizes, opts.maxLength) : null]);
   const dims = new SharedDims(gpu);
   const scratch = new SharedScratch(gpu, prefill);
-  return (layer, params) => new CompiledAttention(gpu, program, layer, params, heads, headDim, prefillRunner, stepRunner, dims, scratch);
+  return (layer, params) => new CompiledAttention(gpu, program, layer, params, heads, headDim, prefillRunner, steps, dims, scratch);
 }
 
 /** The variant's axis sizes in a model: its own sizes, and each input's [heads, headDim] axes. */
@@ -133,8 +133,8 @@ class CompiledAttention implements GpuAttention {
     readonly heads: number,
     readonly headDim: number,
     private readonly prefill: PlanRunner,
-    /** Null for a noncausal variant, which cannot decode. */
-    private readonly step: PlanRunner | null,
+    /** The step per batch; null for a noncausal variant, which cannot decode. */
+    private readonly steps: DecodeSteps | null,
     private readonly dims: SharedDims,
     /** The prefill's prologue features, shared by every layer of the model. */
     private readonly scratch: SharedScratch,
@@ -144,7 +144,7 @@ class CompiledAttention implements GpuAttention {
 
   createState(b: number): GpuAttentionState {
     const buffers: Record<string, GPUBuffer> = {};
-    for (const buf of this.step?.plan.buffers ?? []) {
+    for (const buf of this.steps?.first.plan.buffers ?? []) {
       if (buf.role !== 'state') continue;
       const bytes = Math.max(4, buf.floats(b, 1) * 4);
       buffers[buf.name] = this.gpu.device.createBuffer({ label: `layer ${this.layer} ${buf.name}`, size: bytes, usage: BufferUsage.STORAGE | BufferUsage.COPY_DST | BufferUsage.COPY_SRC });
@@ -188,20 +188,25 @@ class CompiledAttention implements GpuAttention {
 
   readonly chainedSteps = DIMS_SLOTS;
 
+  /** Compiles the decode step whose split fills the GPU at batch b (shared by every layer of the factory). */
+  async prepareBatch(b: number): Promise<void> {
+    await this.steps?.prepare(b);
+  }
+
   /** Refuses a call the state cannot take; the runner that runs it. */
   private check(st: State, b: number, t: number): PlanRunner {
     if (b !== st.b) throw new Error(`layer ${this.layer}: state was created for ${st.b} sequences, called with ${b}`);
-    if (!this.step && st.position > 0) {
+    if (!this.steps && st.position > 0) {
       throw new Error(`layer ${this.layer}: ${this.program.name} has noncausal terms (they read later positions): it cannot continue a sequence, only run one whole`);
     }
-    const capacity = this.step?.plan.maxLength;
+    const capacity = this.steps?.first.plan.maxLength;
     if (capacity !== undefined && st.position + t > capacity) {
       throw new Error(
         `layer ${this.layer}: ${this.program.name}'s key/value cache holds ${capacity} positions; ${st.position} + ${t} tokens would exceed it ` +
           '(the cache grows with t: make the model with a larger maximum length)',
       );
     }
-    return !this.step || (st.position === 0 && t > 1) ? this.prefill : this.step;
+    return !this.steps || (st.position === 0 && t > 1) ? this.prefill : this.steps.runner(st.b);
   }
 
   private bind(st: State, runner: PlanRunner, io: { q: GPUBuffer; k: GPUBuffer; v: GPUBuffer; o: GPUBuffer }, t: number, slot: number): Bound {

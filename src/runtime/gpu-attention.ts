@@ -59,6 +59,12 @@ export interface GpuAttention {
    * called after each is recorded, before the submit) — their uniforms kept apart. Absent: 1, a submit each.
    */
   readonly chainedSteps?: number;
+  /**
+   * Optional: readies what a decode step at batch b runs (compiled-attention.ts compiles the step kernel whose
+   * split fills the GPU at that batch). The model awaits it before planning that batch's decode step; a layer
+   * steps correctly without it, perhaps slower.
+   */
+  prepareBatch?(b: number): Promise<void>;
   /** Training (optional; see TrainableGpuAttention): the chunked forward of whole sequences from a zero state. */
   encodeTrainForward?(pass: GPUComputePassEncoder, io: TrainForwardIo, b: number, t: number): void;
   /** Training (optional; see TrainableGpuAttention): the backward of encodeTrainForward. */

@@ -54,10 +54,10 @@ export function planReport(p: Program, sizes: Readonly<Record<string, number>>, 
   return [...lines, decodeLine(p, sizes, shape.b), ''].join('\n');
 }
 
-/** The decode step's workgroups at batch b and each thread's longest walk (t = 1 per call). */
+/** The decode step's workgroups at batch b, its split chosen for b, and each thread's longest walk (t = 1 per call). */
 function decodeLine(p: Program, sizes: Readonly<Record<string, number>>, b: number): string {
   if (p.terms.some((t) => t.noncausal)) return 'decode step: none (a noncausal term)';
-  const s = recurrentPlan(p, sizes, undefined, { hardware: true }).schedule;
+  const s = recurrentPlan(p, sizes, undefined, { hardware: true, batch: b }).schedule;
   return (
     `decode step: ${s.workgroups * b} workgroups at b ${b} (${s.workgroups / s.columnBlocks} head slices × ${s.columnBlocks} column blocks × b) ` +
     `of ${s.columns} columns × ${s.slices} slices, a thread walking ≤ ${s.rowsPerThread} rows of S and ≤ ${s.lagsPerThread} lags per term; then the commit of z and the rings`

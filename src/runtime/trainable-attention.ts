@@ -82,6 +82,10 @@ class TrainableCompiledAttention implements TrainableGpuAttention {
     return this.inner.createState(b);
   }
 
+  async prepareBatch(b: number): Promise<void> {
+    await this.inner.prepareBatch?.(b);
+  }
+
   encodeForward(pass: GPUComputePassEncoder, io: { q: GPUBuffer; k: GPUBuffer; v: GPUBuffer; o: GPUBuffer }, state: GpuAttentionState, b: number, t: number): void {
     this.inner.encodeForward(pass, io, state, b, t);
   }
