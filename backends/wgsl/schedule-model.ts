@@ -114,9 +114,14 @@ export interface KernelEstimate {
 /** A launch of `workgroups` workgroups, each `steps` sequential steps of `stepOps` operations, moving `bytes`. */
 export function launchCost(
   m: AdapterModel,
-  k: { workgroups: number; threads: number; workgroupBytes: number; steps: number; stepOps: number; bytes: number; parallelism?: number },
+  k: { workgroups: number; threads: number; workgroupBytes: number; steps: number; stepOps: number; bytes: number; parallelism?: number; registerShare?: number },
 ): KernelEstimate {
-  const resident = Math.max(1, Math.min(k.workgroupBytes ? Math.floor(m.unitWorkgroupBytes / k.workgroupBytes) : 32, Math.floor(m.unitInvocations / k.threads), 32));
+  // unitInvocations counts invocations of one prefix term's registers. A busy invocation (one of a step's
+  // independent outputs, `parallelism`) holds `registerShare` sets of accumulators (its score, output and state
+  // accumulators per prefix term: chunkKernelCost); an idle one only the kernel's own.
+  const busy = Math.min(k.threads, k.parallelism ?? k.threads);
+  const invocations = Math.floor(m.unitInvocations / Math.max(k.threads, busy * (k.registerShare ?? 1)));
+  const resident = Math.max(1, Math.min(k.workgroupBytes ? Math.floor(m.unitWorkgroupBytes / k.workgroupBytes) : 32, invocations, 32));
   const waves = Math.ceil(k.workgroups / (m.computeUnits * resident));
   // Workgroups sharing a unit in one wave share its rate and hide each other's step latency (barriers, loads);
   // a lone workgroup stalls at its own barriers (loneShare of the unit's rate at best). A workgroup of fewer
@@ -124,7 +129,6 @@ export function launchCost(
   // sharing a unit ran slower than two of 512 on the H200 (fullRateInvocations). Invocations beyond a step's
   // independent outputs (`parallelism`) idle.
   const sharing = Math.min(resident, Math.ceil(k.workgroups / m.computeUnits));
-  const busy = Math.min(k.threads, k.parallelism ?? k.threads);
   const own = Math.min(1, busy / m.fullRateInvocations);
   const alone = m.unitOpsPerUs * own * m.loneShare;
   const shared = m.unitOpsPerUs * own * Math.min(1, (sharing * busy * m.loneShare) / m.fullRateInvocations);
@@ -257,8 +261,14 @@ export function chunkKernelCost(m: AdapterModel, k: ChunkKernelModel, b: number,
   // reads its own columns); the output (or its two parts) is written once.
   const reads = tokenReads(p, sizes, k.terms, leaves, L.rest);
   const bytes = 4 * b * t * (tiles * reads.perTile + reads.once + (k.partial ? 2 : 1) * count(p.outAxes, sizes));
-  // the output tile (C × R) is the narrowest of a step's phases that every variant has
-  const base = { threads: s.threads, workgroupBytes: bytesShared, stepOps: ops, bytes, parallelism: C * R };
+  // the output tile (C × R) is the narrowest of a step's phases that every variant has.
+  // Each prefix term adds its accumulators to a busy invocation's registers, so fewer of its workgroups share a unit
+  // (launchCost's registerShare). On the H200 (call 15, b 4, h 16, t 4096, d 64) cosformer's kernel of two prefix
+  // terms ran segmented at 8×64×512 and 8×64×1024 (segments of 16) alike, 4.54 and 4.56 ms: one 512-thread
+  // workgroup a unit, not two; its unsegmented 16×32 (128 workgroups, one a unit whatever the registers) 2.99 ms.
+  // The model had the 512-thread segmented kernel two a unit at 3.90 ms, below 16×32's 4.05, and chose it.
+  const prefixTerms = k.terms.filter((term) => term.form.kind === 'prefix').length;
+  const base = { threads: s.threads, workgroupBytes: bytesShared, stepOps: ops, bytes, parallelism: C * R, registerShare: Math.max(1, prefixTerms) };
   if (!seg) return launchCost(m, { ...base, workgroups: b * NS * tiles, steps: chunks });
   // Segmented: the segments' states (G steps), a scan over segments, then every segment's outputs (G steps).
   const nseg = Math.ceil(chunks / seg);
