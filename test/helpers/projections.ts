@@ -1,9 +1,11 @@
 // Projections of the models the small-M and rows choosers serve (the shapes bench/small-m.ts times, LLaMA-7B's,
 // the Medusa heads'), an H200's limits to choose for, and small stand-ins that run a pick on lavapipe.
-import type { MatmulKernel, MatmulProblem } from '../../backends/wgsl/matmul.ts';
+import { matmulKernel, type MatmulKernel, type MatmulProblem } from '../../backends/wgsl/matmul.ts';
 import type { MatmulFusion } from '../../backends/wgsl/matmul-fusion.ts';
 import type { KernelTarget } from '../../backends/wgsl/kernel-source.ts';
+import { expect } from 'vitest';
 import { checkFusedMatmul, EPS } from './fused-matmul.ts';
+import { gpu } from './gpu.ts';
 
 /** An H200 as Dawn reports it on Vulkan (the limits that matter to the choosers). */
 export const H200: KernelTarget = {
@@ -78,4 +80,16 @@ function standIn(p: Projection, k: MatmulKernel): { N: number; K: number } {
 export async function checkPickAtStandIn(p: Projection, M: number, pick: MatmulKernel, seed: number) {
   const { N, K } = standIn(p, pick);
   return checkFusedMatmul(M, N, K, p.fusion, seed, pick.tuning);
+}
+
+/**
+ * The H200's default pick for projection p at M rows (its workgroup memory capped at the test device's), run at a
+ * stand-in's N and K against the float64 formula, on the path it was picked for.
+ */
+export async function checkH200Pick(p: Projection, M: number, seed: number): Promise<void> {
+  const g = await gpu();
+  const target = { ...H200, limits: { ...H200.limits, maxComputeWorkgroupStorageSize: Math.min(H200.limits.maxComputeWorkgroupStorageSize, g.limits.maxComputeWorkgroupStorageSize) } };
+  const pick = matmulKernel(target, problem(p, M));
+  const plan = await checkPickAtStandIn(p, M, pick, seed);
+  expect(plan.path, pick.kernel).toBe(pick.path);
 }
