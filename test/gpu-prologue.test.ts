@@ -19,8 +19,8 @@ import { axisSizes, makeInputs } from '../src/inputs.ts';
 import { compileFile } from '../src/runtime/compiler.ts';
 import { PlanRunner } from '../src/runtime/executor.ts';
 import { downloadTensor, releaseTensor } from '../src/runtime/gpu-tensor.ts';
-import type { Tensor } from '../src/tensor.ts';
 import { expectRelClose, gpu } from './helpers/gpu.ts';
+import { inputRows, submitPlan } from './helpers/plan-calls.ts';
 import { DECODABLE } from './helpers/variants.ts';
 
 const AXES = { h: 2, d: 4, e: 6 };
@@ -41,15 +41,6 @@ function h200Prologue(file: string): ReadonlySet<Id> {
   return bestHybrid(H200, c.program, sizes, candidateSchedules(LIMITS, c.program, sizes), 4, 4096)?.prologue ?? new Set();
 }
 
-function rows(x: Record<string, Tensor>, inputs: readonly string[], T: number, from: number, to: number): Record<string, Tensor> {
-  return Object.fromEntries(
-    Object.entries(x).map(([k, v]) => {
-      if (!inputs.includes(k)) return [k, v];
-      const per = v.data.length / T;
-      return [k, { shape: [1, to - from, ...v.shape.slice(2)], data: v.data.slice(from * per, to * per) }];
-    }),
-  );
-}
 
 describe.each(VARIANTS)('%s', (file) => {
   const c = compileFile(file);
@@ -117,20 +108,12 @@ describe.each(VARIANTS)('%s', (file) => {
       const x = makeInputs(c.source, { b: 1, t: T, axes: AXES, seed });
       const ref = evaluateParallel(c.source, x);
       const per = ref.data.length / T;
-      const pre = prefill.allocate(rows(x, inputs, T, 0, t0), 1, t0);
+      const pre = prefill.allocate(inputRows(x, inputs, 1, T, 0, t0), 1, t0);
       const state = Object.fromEntries(Object.entries(pre).map(([k, v]) => [k, v.buffer]));
-      const run = (r: PlanRunner, bufs: Record<string, GPUBuffer>, t: number, pos: number) => {
-        const enc = g.device.createCommandEncoder();
-        const pass = enc.beginComputePass();
-        const bound = r.bind(bufs, 1, t, pos);
-        r.encode(pass, bound);
-        pass.end();
-        g.device.queue.submit([enc.finish()]);
-        return bound;
-      };
+      const run = (r: PlanRunner, bufs: Record<string, GPUBuffer>, t: number, pos: number) => submitPlan(g, r, bufs, 1, t, pos);
       run(prefill, state, t0, 0).dims.destroy();
       for (let at = t0; at < T; at++) {
-        const one = step.allocate(rows(x, inputs, T, at, at + 1), 1, 1);
+        const one = step.allocate(inputRows(x, inputs, 1, T, at, at + 1), 1, 1);
         const bufs = Object.fromEntries(Object.entries(one).map(([k, v]) => [k, k.startsWith('state:') ? state[k] : v.buffer]));
         const bound = run(step, bufs, 1, at);
         const o = await downloadTensor(g, one['out:o']);

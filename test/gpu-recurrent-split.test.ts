@@ -12,8 +12,8 @@ import { compileFile } from '../src/runtime/compiler.ts';
 import { axisSizes, makeInputs } from '../src/inputs.ts';
 import { PlanRunner } from '../src/runtime/executor.ts';
 import { downloadTensor, releaseTensor, type GpuTensor } from '../src/runtime/gpu-tensor.ts';
-import type { Tensor } from '../src/tensor.ts';
 import { expectRelClose, gpu } from './helpers/gpu.ts';
+import { inputRows, submitPlan } from './helpers/plan-calls.ts';
 
 const AXES = { h: 3, d: 6, e: 7 };
 const B = 3;
@@ -22,18 +22,6 @@ const H200_7B: [string, Record<string, number>, Record<string, number>] = ['exam
 const CALLS = [4, 1, 1, 3, 1, 1]; // tokens per call: 11 in all
 const T = CALLS.reduce((a, n) => a + n, 0);
 
-/** Rows [from, to) of every input of a batch of B (the batch axis first, then time). */
-function rows(x: Record<string, Tensor>, inputs: readonly string[], B: number, from: number, to: number): Record<string, Tensor> {
-  return Object.fromEntries(
-    Object.entries(x).map(([k, v]) => {
-      if (!inputs.includes(k)) return [k, v];
-      const per = v.data.length / (B * T);
-      const data = new Float32Array(B * (to - from) * per);
-      for (let b = 0; b < B; b++) data.set(v.data.subarray((b * T + from) * per, (b * T + to) * per), b * (to - from) * per);
-      return [k, { shape: [B, to - from, ...v.shape.slice(2)], data }];
-    }),
-  );
-}
 
 /** Runs `plan` at batch B over CALLS on one state and compares every call's output with the float64 oracle. */
 async function expectOracle(c: ReturnType<typeof compileFile>, plan: Plan, axes: Record<string, number>, B: number, seed: number, what: string): Promise<void> {
@@ -47,18 +35,13 @@ async function expectOracle(c: ReturnType<typeof compileFile>, plan: Plan, axes:
   const kept: GpuTensor[] = [];
   let at = 0;
   for (const n of CALLS) {
-    const call = step.allocate(rows(x, inputs, B, at, at + n), B, n);
+    const call = step.allocate(inputRows(x, inputs, B, T, at, at + n), B, n);
     if (!state) {
       state = Object.fromEntries(Object.entries(call).filter(([k]) => k.startsWith('state:')).map(([k, v]) => [k, v.buffer]));
       kept.push(...Object.entries(call).filter(([k]) => k.startsWith('state:')).map(([, v]) => v));
     }
     const bufs = Object.fromEntries(Object.entries(call).map(([k, v]) => [k, k.startsWith('state:') ? state![k] : v.buffer]));
-    const enc = g.device.createCommandEncoder();
-    const pass = enc.beginComputePass();
-    const bound = step.bind(bufs, B, n, at);
-    step.encode(pass, bound);
-    pass.end();
-    g.device.queue.submit([enc.finish()]);
+    const bound = submitPlan(g, step, bufs, B, n, at);
     const o = await downloadTensor(g, call['out:o']);
     bound.dims.destroy();
     for (let b = 0; b < B; b++) {
