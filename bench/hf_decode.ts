@@ -23,7 +23,7 @@ import { loadModelVariant } from '../src/model/variant.ts';
 import type { LayerWeights, ModelWeights } from '../src/model/weights.ts';
 import { compiledAttentionFactory } from '../src/runtime/compiled-attention.ts';
 import { getDevice } from '../src/runtime/dawn.ts';
-import { ProfilingPass, timeDispatchesOf } from '../src/runtime/dispatch-profile.ts';
+import { ProfilingPass, timeDispatchesOf, timeStepStream } from '../src/runtime/dispatch-profile.ts';
 import { median } from '../src/runtime/timing.ts';
 import { GpuTreeVerifier } from '../src/speculative/gpu-verifier.ts';
 import { TreeBuilder } from '../src/speculative/token-tree.ts';
@@ -134,7 +134,10 @@ export async function runHfDecodeBench(opts: { shape: 'llama7b' | 'tiny'; attent
       // Replays run the step's state update again: the state's values no longer matter for timing.
       const pass = new ProfilingPass();
       model.recordDecodeStep(pass.asPass());
-      profile.push(stepProfile('decode step', 1, await timeDispatchesOf(gpu, pass.dispatches), matmulReads(model.decodeMatmuls, c.numLayers), model.weightBytesPerToken));
+      profile.push({
+        ...stepProfile('decode step', 1, await timeDispatchesOf(gpu, pass.dispatches), matmulReads(model.decodeMatmuls, c.numLayers), model.weightBytesPerToken),
+        streamMs: await timeStepStream(gpu, pass.dispatches, 8),
+      });
     }
     let tree: { nodes: number; verifyMs: number; decodeStepMs: number; ratio: number } | undefined;
     if (opts.tree > 0) {
@@ -157,7 +160,11 @@ export async function runHfDecodeBench(opts: { shape: 'llama7b' | 'tiny'; attent
         await verifier.verify({ tree: b.build() });
         verifier.commit([0]);
         const plan = await model.planStep(1, opts.tree, { pickRows: true, qkvPerLayer: true });
-        profile.push(stepProfile(`tree step, ${opts.tree} nodes, commit of 1`, opts.tree, await verifier.profileStep({ trees: [b.build()] }), matmulReads(treeStepMatmuls(plan), c.numLayers)));
+        const treeTimes = await verifier.profileStep({ trees: [b.build()] });
+        profile.push({
+          ...stepProfile(`tree step, ${opts.tree} nodes, commit of 1`, opts.tree, treeTimes, matmulReads(treeStepMatmuls(plan), c.numLayers)),
+          streamMs: await verifier.streamStep({ trees: [b.build()] }, 8),
+        });
       }
       await verifier.destroy();
       const verifyMs = median(times.slice(2));

@@ -37,7 +37,7 @@ import { loadModelVariant } from '../src/model/variant.ts';
 import { compiledAttentionFactory } from '../src/runtime/compiled-attention.ts';
 import type { Gpu } from '../src/runtime/device.ts';
 import { getDevice } from '../src/runtime/dawn.ts';
-import { ProfilingPass, timeDispatchesOf } from '../src/runtime/dispatch-profile.ts';
+import { ProfilingPass, timeDispatchesOf, timeStepStream } from '../src/runtime/dispatch-profile.ts';
 import { median } from '../src/runtime/timing.ts';
 import { AdaptiveDraft } from '../src/speculative/adaptive-draft.ts';
 import type { DraftSource } from '../src/speculative/draft.ts';
@@ -279,14 +279,18 @@ async function profileSteps(gpu: Gpu, model: GpuModel, verifier: GpuTreeVerifier
   await model.decodeStep().tokens();
   const pass = new ProfilingPass();
   model.recordDecodeStep(pass.asPass());
-  const out = [stepProfile('decode step', 1, await timeDispatchesOf(gpu, pass.dispatches), matmulReads(model.decodeMatmuls, layers), model.weightBytesPerToken)];
+  const out = [{
+    ...stepProfile('decode step', 1, await timeDispatchesOf(gpu, pass.dispatches), matmulReads(model.decodeMatmuls, layers), model.weightBytesPerToken),
+    streamMs: await timeStepStream(gpu, pass.dispatches),
+  }];
   for (const n of ORACLE_SIZES) {
     await verifier.start(ids, { temperature: 0 }, 0);
     const tree = treeFromParents(Array.from({ length: n + 1 }, (_, i) => (ids[i % ids.length] + i) % V), Array.from({ length: n + 1 }, (_, i) => i - 1));
     await verifier.verify({ tree });
     verifier.commit(Array.from({ length: n + 1 }, (_, i) => i));
     const plan = await model.planStep(1, n + 1, { pickRows: true, qkvPerLayer: true });
-    out.push(stepProfile(`tree step, chain of ${n}, commit of ${n + 1}`, n + 1, await verifier.profileStep({ trees: [tree] }), matmulReads(treeStepMatmuls(plan), layers)));
+    const times = await verifier.profileStep({ trees: [tree] });
+    out.push({ ...stepProfile(`tree step, chain of ${n}, commit of ${n + 1}`, n + 1, times, matmulReads(treeStepMatmuls(plan), layers)), streamMs: await verifier.streamStep({ trees: [tree] }) });
   }
   return out;
 }

@@ -27,6 +27,8 @@ export interface StepProfile {
   /** Bytes of weights the step's matmuls read from memory, counting a weight once per workgroup row reading it. */
   readonly weightBytes: number | undefined;
   readonly matmuls?: readonly MatmulRead[];
+  /** The step's time with every dispatch in one pass, steps back to back (dispatch-profile.ts timeStepStream). */
+  readonly streamMs?: number;
 }
 
 export interface StepMatmuls {
@@ -75,6 +77,12 @@ export function profileTable(profiles: readonly StepProfile[], column: (p: StepP
     ...kernels.map((k) => [k, ...profiles.map((p) => cell(p, k))]),
     ['total', ...profiles.map((p) => `${p.gpuMs.toFixed(3)} (${p.dispatches})`)],
     ['× decode', ...profiles.map((p) => `${(p.gpuMs / profiles[0].gpuMs).toFixed(2)}×`)],
+    ...(profiles.some((p) => p.streamMs !== undefined)
+      ? [
+          ['one pass, back to back', ...profiles.map((p) => (p.streamMs === undefined ? '—' : p.streamMs.toFixed(3)))],
+          ['× decode (back to back)', ...profiles.map((p) => (p.streamMs === undefined || profiles[0].streamMs === undefined ? '—' : `${(p.streamMs / profiles[0].streamMs).toFixed(2)}×`))],
+        ]
+      : []),
     ['weights read (MB)', ...profiles.map((p) => (p.weightBytes === undefined ? '—' : (p.weightBytes / 1e6).toFixed(1)))],
   ];
   const names = [...new Set(profiles.flatMap((p) => (p.matmuls ?? []).map((m) => m.matmul)))];

@@ -106,6 +106,56 @@ export async function timeDispatchesOf(gpu: Gpu, recorded: readonly RecordedDisp
   });
 }
 
+/**
+ * The step's own GPU time when steps run back to back: every recorded dispatch in one timestamped pass, as the
+ * step runs, and `repeats` such passes in one submit after a warm-up submit of the same. No host gap precedes a
+ * pass but the first, so this is what a step costs in a pipelined stream of steps; the median pass, in ms.
+ * Comparing two steps this way (a decode step and a tree step) compares them under the same conditions.
+ */
+export async function timeStepStream(gpu: Gpu, recorded: readonly RecordedDispatch[], repeats = 16): Promise<number> {
+  if (!gpu.hasTimestamps) throw new Error(`timeStepStream: ${gpu.adapterName} has no timestamp queries`);
+  if (2 * repeats > MAX_QUERIES) throw new Error(`timeStepStream: ${repeats} repeats; at most ${MAX_QUERIES / 2}`);
+  const { device } = gpu;
+  const querySet = device.createQuerySet({ label: 'step stream', type: 'timestamp', count: 2 * repeats });
+  const resolve = device.createBuffer({ label: 'step stream', size: 16 * repeats, usage: BufferUsage.QUERY_RESOLVE | BufferUsage.COPY_SRC });
+  const staging = device.createBuffer({ label: 'step stream readback', size: 16 * repeats, usage: BufferUsage.MAP_READ | BufferUsage.COPY_DST });
+  const replay = (pass: GPUComputePassEncoder) => {
+    for (const d of recorded) {
+      pass.setPipeline(d.pipeline);
+      d.groups.forEach((g, index) => pass.setBindGroup(index, g));
+      pass.dispatchWorkgroups(...d.workgroups);
+    }
+    pass.end();
+  };
+  try {
+    const run = async (timed: boolean) => {
+      const encoder = device.createCommandEncoder({ label: 'step stream' });
+      for (let r = 0; r < repeats; r++) {
+        replay(encoder.beginComputePass(timed ? { label: `step ${r}`, timestampWrites: { querySet, beginningOfPassWriteIndex: 2 * r, endOfPassWriteIndex: 2 * r + 1 } } : { label: `warm-up ${r}` }));
+      }
+      if (timed) {
+        encoder.resolveQuerySet(querySet, 0, 2 * repeats, resolve, 0);
+        encoder.copyBufferToBuffer(resolve, 0, staging, 0, 16 * repeats);
+      }
+      device.queue.submit([encoder.finish()]);
+      await device.queue.onSubmittedWorkDone();
+    };
+    await run(false);
+    await run(true);
+    await staging.mapAsync(MapMode.READ);
+    const stamps = new BigUint64Array(staging.getMappedRange().slice(0));
+    staging.unmap();
+    throwIfDeviceErrors(gpu, 'step stream');
+    const times: number[] = [];
+    for (let r = 0; r < repeats; r++) if (stamps[2 * r + 1] >= stamps[2 * r]) times.push(Number(stamps[2 * r + 1] - stamps[2 * r]) / 1e6);
+    return median(times);
+  } finally {
+    querySet.destroy();
+    resolve.destroy();
+    staging.destroy();
+  }
+}
+
 /** 'layer 3 q|k|v proj [b=1 t=17] [M=17 …] (x, W → q, k, v)' → 'q|k|v proj'. */
 export function kernelName(label: string): string {
   const name = label.replace(/\s*\[[^\]]*\]/g, '').replace(/\s*\([^)]*\)\s*$/, '').replace(/^layer \d+ /, '').trim();

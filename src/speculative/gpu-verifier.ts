@@ -26,7 +26,7 @@ import type { GpuModel } from '../model/gpu-model.ts';
 import type { SamplingOptions } from '../model/sampling.ts';
 import type { ModelWeights } from '../model/weights.ts';
 import { BufferUsage, MapMode, throwIfDeviceErrors } from '../runtime/device.ts';
-import { ProfilingPass, timeDispatchesOf, type DispatchTime } from '../runtime/dispatch-profile.ts';
+import { ProfilingPass, timeDispatchesOf, timeStepStream, type DispatchTime } from '../runtime/dispatch-profile.ts';
 import { compileTreeAttention, type TreeAttention } from '../runtime/tree-attention.ts';
 import type { Candidate } from './candidate.ts';
 import type { StaticTopology } from './chain.ts';
@@ -285,6 +285,18 @@ export class GpuTreeVerifier implements TreeVerifier, BatchTreeVerifier {
     const pass = new ProfilingPass();
     await this.encode(pass.asPass(), plan, b, rows, medusaK, ownK, req.wantLogits ?? false);
     return timeDispatchesOf(this.model.gpu, pass.dispatches, repeats);
+  }
+
+  /**
+   * GPU time of the step `req` would run (the pending commit included) with all its dispatches in one pass,
+   * `repeats` passes back to back (runtime/dispatch-profile.ts timeStepStream): a tree step's cost under the
+   * conditions a pipelined decode step runs in. Replays apply the commit again, as profileStep's do.
+   */
+  async streamStep(req: BatchVerifyRequest, repeats = 16): Promise<number> {
+    const { plan, rows, b, medusaK, ownK } = await this.upload(req);
+    const pass = new ProfilingPass();
+    await this.encode(pass.asPass(), plan, b, rows, medusaK, ownK, req.wantLogits ?? false);
+    return timeStepStream(this.model.gpu, pass.dispatches, repeats);
   }
 
   /** Greedy Medusa speculation chained on the GPU, batch 1: `steps` tree steps in one submit (gpu-chain.ts). */
