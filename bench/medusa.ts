@@ -201,6 +201,17 @@ try {
 
   const figures: MedusaFigure[] = [];
   const plainOfKind: { kind: PromptKind; tokensPerS: number; gpuMsPerDecodeStep: number | undefined; quoted?: number }[] = [];
+  // Rewritten after every row, so a run stopped by its time limit keeps what it measured.
+  const writeReport = (profile: unknown[]): string => {
+    const report = {
+      adapter: gpu.adapterName, software: gpu.isSoftware, date: new Date().toISOString(), model: dir, medusaHeads: heads,
+      prompts: nPrompts, promptTokens, quoteTokens: QUOTE, chainSteps, newTokens, plain: plainOfKind, figures, profile,
+    };
+    const out = values.out ?? process.env['OUT'] ?? 'out';
+    mkdirSync(out, { recursive: true });
+    writeFileSync(join(out, 'medusa.json'), JSON.stringify(report, null, 2) + '\n');
+    return join(out, 'medusa.json');
+  };
   for (const kind of kinds) {
     prompts = promptsOf(kind);
     plain = [];
@@ -257,6 +268,7 @@ try {
         ...(modes.length && { modes: addSummaries(modes) }),
       };
       figures.push(fig);
+      writeReport([]);
       log(`  ${kind} ${fig.source} --tree ${fig.tree}: accepted ${fig.meanAccepted.toFixed(2)}/step (tree ${fig.meanTreeNodes.toFixed(1)} nodes), ${tps.toFixed(1)} tokens/s, ` +
         `${fig.speedup.toFixed(2)}×, GPU ${treeGpu?.toFixed(3) ?? '—'} ms per tree step (${fig.treeStepOverDecodeStep?.toFixed(2) ?? '—'}× a decode step), identical ${identical}/${prompts.length}` +
         (fig.modes ? `\n    auto: ${formatPolicySummary(fig.modes)}` : ''));
@@ -286,14 +298,7 @@ try {
       log(`  ${k.kernel}: ${k.ms.toFixed(3)} ms (${k.dispatches})`);
     }
   }
-  const report = {
-    adapter: gpu.adapterName, software: gpu.isSoftware, date: new Date().toISOString(), model: dir, medusaHeads: heads,
-    prompts: nPrompts, promptTokens, quoteTokens: QUOTE, chainSteps, newTokens, plain: plainOfKind, figures, profile,
-  };
-  const out = values.out ?? process.env['OUT'] ?? 'out';
-  mkdirSync(out, { recursive: true });
-  writeFileSync(join(out, 'medusa.json'), JSON.stringify(report, null, 2) + '\n');
-  log(`wrote ${join(out, 'medusa.json')}`);
+  log(`wrote ${writeReport(profile)}`);
 } finally {
   await verifier.destroy();
 }
