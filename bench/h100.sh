@@ -8,7 +8,7 @@
 # model-results: bench/results/h200-model.json (decode.ts + torch_model_baseline.py, merged by h200-model.ts).
 # experiments (carry data/, after npm run data:kjv): docs/experiments.md's runs; medusa-trained: nano trained on KJV,
 # Medusa heads on it, bench/medusa.ts on held-out and quoting prompts (Medusa, the oracle, the adaptive draft and
-# prompt lookup; fixed trees, chained runs of 4 and 8 steps, --tree auto) — docs/speculative.md's "On a trained
+# prompt lookup; fixed trees, chained runs of 4, 8 and 16 steps, --tree auto) — docs/speculative.md's "On a trained
 # model" and "Quoting prompts and chained lookup"; a call of its own (~400 s: 90 + 45 s of training, the bench
 # under T_BENCH 240 s; medusa.json is rewritten after every row).
 # One call of about 560 s: kernels-results model-results; a second: backward-sweep experiments hf-decode.
@@ -47,7 +47,7 @@ for s in $steps; do
     medusa-trained) mkdir -p "$OUT/runs" "$OUT/medusa"
       timeout ${T_BASE:-90} tsx src/cli/linattn.ts train --config examples/models/nano/config.json --data data/kjv.txt --out "$OUT/runs/nano" --steps 1200 --batch 32 --block 256 --lr 2e-3 --eval-every 200 --save-every 200
       timeout ${T_HEADS:-45} tsx src/cli/linattn.ts train-medusa --model "$OUT/runs/nano" --data data/kjv.txt --heads 3 --out "$OUT/runs/nano-medusa" --steps 600 --batch 32 --block 256 --lr 2e-3 --eval-every 200 --save-every 200
-      timeout ${T_BENCH:-240} tsx bench/medusa.ts --model "$OUT/runs/nano-medusa" --data data/kjv.txt --prompts 8 --tokens 128 --chain-steps 4,8 \
+      timeout ${T_BENCH:-240} tsx bench/medusa.ts --model "$OUT/runs/nano-medusa" --data data/kjv.txt --prompts 8 --tokens 128 --chain-steps 4,8,16 \
         --prompt-kind both --sources medusa,oracle,adaptive,lookup --out "$OUT/medusa"
       rm -f "$OUT"/runs/*/*.safetensors ;;
     backward-sweep) timeout ${T_BACKWARD_SWEEP:-150} tsx bench/kernels.ts --backward --variants elu_dwconv,elu_aug,retnet,softmax --t 4096 --d 64 --iters 10 --rounds 2 \
