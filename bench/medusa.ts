@@ -277,7 +277,10 @@ try {
   // The table: per prompt kind, every source and tree against plain decoding of the same prompts.
   log('\nkind     source    tree                         accepted/step  tokens/s  speed-up  identical');
   for (const f of figures) {
-    log(`${f.kind.padEnd(8)} ${f.source.padEnd(9)} ${f.tree.slice(0, 28).padEnd(28)} ${f.meanAccepted.toFixed(2).padStart(13)} ${f.tokensPerS.toFixed(0).padStart(9)} ` +
+    // A long list of paths is cut, its "×R" kept: the chained rows stay apart.
+    const [, base, suffix = ''] = /^(.*?)( ×\d+)?$/.exec(f.tree)!;
+    const tree = (base.length > 20 ? `${base.slice(0, 19)}…` : base) + suffix;
+    log(`${f.kind.padEnd(8)} ${f.source.padEnd(9)} ${tree.padEnd(28)} ${f.meanAccepted.toFixed(2).padStart(13)} ${f.tokensPerS.toFixed(0).padStart(9)} ` +
       `${(f.speedup.toFixed(2) + '×').padStart(9)}  ${f.identical}/${f.prompts}`);
   }
   for (const p of plainOfKind) log(`plain ${p.kind}: ${p.tokensPerS.toFixed(0)} tokens/s (generateGpu)${p.quoted !== undefined ? `, quoting ${p.quoted.toFixed(1)} tokens of the passage` : ''}`);
