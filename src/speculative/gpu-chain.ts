@@ -131,7 +131,7 @@ export class GpuChain {
     device.queue.writeBuffer(chain.state, 8 * 4, Uint32Array.of(start, 0, 0));
     device.queue.writeBuffer(chain.state, CHAIN_TOPO * 4, topo);
     device.queue.writeBuffer(chain.params, 0, Uint32Array.of(N, V, host.maxBatch * MAX_TOP_K, CHAIN_TOPO, ringAt, CHAIN_LENS, 0, 0));
-    let group = lookup ? await this.lookupGroup(plan, lookup, topology.depths.length - 1, rows, steps, ringAt) : chain.groups.get(plan);
+    let group = lookup ? await this.lookupGroup(plan, chain.state, lookup, topology.depths.length - 1, rows, steps, ringAt) : chain.groups.get(plan);
     if (!group) {
       group = device.createBindGroup({
         label: 'chain accept',
@@ -202,10 +202,12 @@ export class GpuChain {
   }
 
   /**
-   * The lookup kernel's bind group for `plan`, its parameters, and the history uploaded with room for `steps`
-   * steps of `chain` + 1 tokens.
+   * The lookup kernel's bind group for `plan` (and the chain's `state`), its parameters, and the history uploaded
+   * with room for `steps` steps of `chain` + 1 tokens.
    */
-  private async lookupGroup(plan: StepPlan, lookup: Extract<ChainDraft, { kind: 'lookup' }>, chain: number, rows: number, steps: number, ringAt: number): Promise<GPUBindGroup> {
+  private async lookupGroup(
+    plan: StepPlan, state: GPUBuffer, lookup: Extract<ChainDraft, { kind: 'lookup' }>, chain: number, rows: number, steps: number, ringAt: number,
+  ): Promise<GPUBindGroup> {
     const { device } = this.host.model.gpu;
     const cap = lookup.history.length + steps * (chain + 1);
     if (!this.lookupBuffers) {
@@ -230,7 +232,7 @@ export class GpuChain {
       group = device.createBindGroup({
         label: 'chain lookup',
         layout: lb.pipeline.getBindGroupLayout(0),
-        entries: [plan.ids, this.host.parents, plan.rowTokens!, this.host.path, this.buffersOf_().state, lb.history, lb.params].map((buffer, binding) => ({ binding, resource: { buffer } })),
+        entries: [plan.ids, this.host.parents, plan.rowTokens!, this.host.path, state, lb.history, lb.params].map((buffer, binding) => ({ binding, resource: { buffer } })),
       });
       lb.groups.set(plan, group);
     }
@@ -239,11 +241,6 @@ export class GpuChain {
 
   private historyBuffer(words: number): GPUBuffer {
     return this.host.model.gpu.device.createBuffer({ label: 'chain token history', size: 4 * (1 + words), usage: BufferUsage.STORAGE | BufferUsage.COPY_DST });
-  }
-
-  private buffersOf_(): Buffers {
-    if (!this.buffers) throw new Error('chain buffers used before they were made');
-    return this.buffers;
   }
 
   private async buffersOf(): Promise<Buffers> {
