@@ -7,9 +7,11 @@
 #                                          [experiments] [medusa-trained] [backward-sweep] [decode-segmented]
 # model-results: bench/results/h200-model.json (decode.ts + torch_model_baseline.py, merged by h200-model.ts).
 # experiments (carry data/, after npm run data:kjv): docs/experiments.md's runs; medusa-trained: nano trained on KJV,
-# Medusa heads on it, bench/medusa.ts (fixed trees and --tree auto) — docs/speculative.md's "On a trained model".
-# One call of about 560 s: kernels-results model-results medusa-trained (each under its own limit); a second:
-# backward-sweep experiments hf-decode.
+# Medusa heads on it, bench/medusa.ts on held-out and quoting prompts (Medusa, the oracle, the adaptive draft and
+# prompt lookup; fixed trees, chained runs of 4, 8 and 16 steps, --tree auto) — docs/speculative.md's "On a trained
+# model" and "Quoting prompts and chained lookup"; a call of its own (~400 s: 90 + 45 s of training, the bench
+# under T_BENCH 240 s; medusa.json is rewritten after every row).
+# One call of about 560 s: kernels-results model-results; a second: backward-sweep experiments hf-decode.
 # kernels-results: bench/results/h200-kernels.json's figures (issue 15) into $OUT/h200-kernels.json: PyTorch's
 # hand-chunked elu_dwconv, elu, elu_aug, retnet, then every variant fused and unfused at its default schedule.
 set -uo pipefail
@@ -45,7 +47,8 @@ for s in $steps; do
     medusa-trained) mkdir -p "$OUT/runs" "$OUT/medusa"
       timeout ${T_BASE:-90} tsx src/cli/linattn.ts train --config examples/models/nano/config.json --data data/kjv.txt --out "$OUT/runs/nano" --steps 1200 --batch 32 --block 256 --lr 2e-3 --eval-every 200 --save-every 200
       timeout ${T_HEADS:-45} tsx src/cli/linattn.ts train-medusa --model "$OUT/runs/nano" --data data/kjv.txt --heads 3 --out "$OUT/runs/nano-medusa" --steps 600 --batch 32 --block 256 --lr 2e-3 --eval-every 200 --save-every 200
-      timeout ${T_BENCH:-90} tsx bench/medusa.ts --model "$OUT/runs/nano-medusa" --data data/kjv.txt --prompts 8 --tokens 128 --chain-steps 4 --out "$OUT/medusa"
+      timeout ${T_BENCH:-240} tsx bench/medusa.ts --model "$OUT/runs/nano-medusa" --data data/kjv.txt --prompts 8 --tokens 128 --chain-steps 4,8,16 \
+        --prompt-kind both --sources medusa,oracle,adaptive,lookup --out "$OUT/medusa"
       rm -f "$OUT"/runs/*/*.safetensors ;;
     backward-sweep) timeout ${T_BACKWARD_SWEEP:-150} tsx bench/kernels.ts --backward --variants elu_dwconv,elu_aug,retnet,softmax --t 4096 --d 64 --iters 10 --rounds 2 \
       --grad-schedules 16x32x512,32x32x256,16x16x512,16x32x512s16,16x32x512s4 ;;

@@ -1,12 +1,24 @@
-// Trained Medusa heads (linattn train-medusa) against plain decoding on held-out prompts: same model, same run.
+// Draft sources on a trained model (Medusa heads from linattn train-medusa, prompt lookup, the adaptive draft)
+// against plain decoding on held-out and quoting prompts: same model, same run.
 //
 //   npx tsx bench/medusa.ts --model DIR --data FILE… [--prompts N] [--prompt-tokens P] [--tokens N]
-//                           [--trees "SPEC;SPEC;…"] [--sources medusa,oracle,adaptive,ngram] [--chain-steps R] [--no-profile] [--out DIR]
-// --chain-steps R adds, for each static Medusa tree, a row with R tree steps chained per submit on the GPU
-// (GpuTreeVerifier.runChain; its tree reads "SPEC ×R").
+//                           [--trees "SPEC;SPEC;…"] [--sources medusa,oracle,adaptive,ngram,lookup] [--chain-steps R]
+//                           [--prompt-kind heldout|quote|both] [--no-profile] [--out DIR]
+// --chain-steps R[,R2…] adds, for each static Medusa tree and each lookup chain, a row with R tree steps chained
+// per submit on the GPU (GpuTreeVerifier.runChain; its tree reads "SPEC ×R"), one per R.
 //
-// The prompts are N windows of P tokens (after BOS) spread evenly over the held-out part of the data — the last 10%
-// of the tokens (the run's own --val-fraction when DIR holds trainer_state.json), text the heads never trained on.
+// Prompts (--prompt-kind, default both; every figure is per kind, each against plain decoding of the same prompts):
+//   heldout  N windows of P tokens (after BOS) spread evenly over the held-out part of the data — the last 10% of
+//            the tokens (the run's own --val-fraction when DIR holds trainer_state.json), text the heads never
+//            trained on;
+//   quote    the same windows, each followed by its own first Q = P/4 tokens again: a prompt that starts to quote
+//            its context, so greedy continuation tends to repeat the passage — where prompt lookup can draft long
+//            chains (as when a model quotes a document or code it was given). Whether the model does quote is
+//            its own: the report gives, per kind, how many tokens plain decoding copied from the passage before
+//            its first departure (`quoted`, mean over the prompts; the passage has P − Q tokens left to copy).
+// The lookup source (lookup-chain.ts: the most recent earlier occurrence of the longest suffix of 2…8 tokens, its
+// continuation copied as one chain) runs chain:7 and chain:15 on the host and, with --chain-steps, chained on the
+// GPU, drafting from the token history kept there (chainLookupWgsl): R steps per submit and one readback.
 // Each prompt is decoded greedily by plain `generateGpu` (what `linattn generate` runs, steps in flight: the
 // baseline), then speculatively by each source and tree; every figure sums over the prompts: mean accepted length
 // (tokens per verification step), tokens/s and the speed-up over plain decoding, the median GPU time of a tree step
@@ -43,6 +55,7 @@ import { addSummaries, formatPolicySummary, type OptionSummary } from '../src/sp
 import { GpuTreeVerifier } from '../src/speculative/gpu-verifier.ts';
 import { MedusaDraft } from '../src/speculative/medusa-draft.ts';
 import { NgramDraft } from '../src/speculative/ngram-draft.ts';
+import { LookupChainDraft } from '../src/speculative/lookup-chain.ts';
 import { OracleDraft } from '../src/speculative/oracle-draft.ts';
 import { treeFromParents } from '../src/speculative/token-tree.ts';
 import { parseTreeSpec, type TreeShape } from '../src/speculative/tree-spec.ts';
@@ -50,6 +63,8 @@ import { parseTreeSpec, type TreeShape } from '../src/speculative/tree-spec.ts';
 const WARM_MS = 300;
 
 export interface MedusaFigure {
+  /** The prompts: held-out windows, or the same windows quoting their start (the header's comment). */
+  readonly kind: 'heldout' | 'quote';
   readonly source: string;
   readonly tree: string;
   readonly maxNodes: number;
@@ -69,11 +84,11 @@ const { values } = parseArgs({
   options: {
     model: { type: 'string' }, data: { type: 'string', multiple: true }, prompts: { type: 'string' }, 'prompt-tokens': { type: 'string' },
     tokens: { type: 'string' }, trees: { type: 'string' }, sources: { type: 'string' }, out: { type: 'string' }, 'no-profile': { type: 'boolean' },
-    'chain-steps': { type: 'string' },
+    'chain-steps': { type: 'string' }, 'prompt-kind': { type: 'string' },
   },
 });
 if (!values.model || !values.data?.length) {
-  console.error('usage: npx tsx bench/medusa.ts --model DIR --data FILE… [--prompts N] [--prompt-tokens P] [--tokens N] [--trees "SPEC;…"] [--sources medusa,adaptive,ngram] [--out DIR]');
+  console.error('usage: npx tsx bench/medusa.ts --model DIR --data FILE… [--prompts N] [--prompt-tokens P] [--tokens N] [--trees "SPEC;…"] [--sources medusa,oracle,adaptive,ngram,lookup] [--chain-steps R] [--prompt-kind heldout|quote|both] [--out DIR]');
   process.exit(2);
 }
 const dir = resolve(values.model);
@@ -86,17 +101,32 @@ const gpu = await getDevice();
 const nPrompts = Number(values.prompts ?? (gpu.isSoftware ? 4 : 16));
 const promptTokens = Number(values['prompt-tokens'] ?? 64);
 const newTokens = Number(values.tokens ?? (gpu.isSoftware ? 64 : 256));
-const sources = (values.sources ?? (heads > 0 ? 'medusa,oracle,adaptive' : 'oracle,adaptive,ngram')).split(',');
+const sources = (values.sources ?? (heads > 0 ? 'medusa,oracle,adaptive,lookup' : 'oracle,adaptive,ngram,lookup')).split(',');
 const defaultMedusaTrees = ['chain:1', `chain:${heads}`, sparseTree(heads), 'top:4'];
 const trees = (values.trees?.split(';') ?? []).map(parseTreeSpec);
-const chainSteps = values['chain-steps'] === undefined ? 0 : Number(values['chain-steps']);
+const chainSteps = (values['chain-steps'] ?? '').split(',').filter((x) => x.trim() !== '').map(Number);
+if (chainSteps.some((r) => !(Number.isInteger(r) && r >= 1))) {
+  console.error(`--chain-steps takes positive integers, comma-separated, got ${values['chain-steps']}`);
+  process.exit(2);
+}
 
 const valFraction = existsSync(join(dir, STATE_FILE)) ? readState(join(dir, STATE_FILE)).options.valFraction : 0.1;
 const held = splitCorpus(loadCorpus(values.data, tokenizer), valFraction, promptTokens).val;
-const prompts = Array.from({ length: nPrompts }, (_, k) => {
+const kindArg = values['prompt-kind'] ?? 'both';
+if (!['heldout', 'quote', 'both'].includes(kindArg)) {
+  console.error(`--prompt-kind must be heldout, quote or both, got ${kindArg}`);
+  process.exit(2);
+}
+type PromptKind = 'heldout' | 'quote';
+const kinds: PromptKind[] = kindArg === 'both' ? ['heldout', 'quote'] : [kindArg as PromptKind];
+const windows = Array.from({ length: nPrompts }, (_, k) => {
   const start = Math.floor((k * (held.length - promptTokens)) / Math.max(1, nPrompts));
-  return [...(tokenizer.bos !== undefined ? [tokenizer.bos] : []), ...held.subarray(start, start + promptTokens)];
+  return [...held.subarray(start, start + promptTokens)];
 });
+/** Tokens of its own start a quote prompt repeats after the passage. */
+const QUOTE = Math.max(1, Math.floor(promptTokens / 4));
+const promptsOf = (kind: PromptKind): number[][] =>
+  windows.map((w) => [...(tokenizer.bos !== undefined ? [tokenizer.bos] : []), ...w, ...(kind === 'quote' ? w.slice(0, QUOTE) : [])]);
 
 /** Candidates per node a shape asks a draft for (as linattn generate asks the Medusa heads). */
 function candidatesPerNode(shape: TreeShape): number {
@@ -122,11 +152,15 @@ for (const source of sources) {
     ? defaultMedusaTrees.map(parseTreeSpec)
     : source === 'oracle'
     ? [...new Set(['chain:1', `chain:${Math.max(1, heads)}`])].map(parseTreeSpec)
+    : source === 'lookup'
+    ? ['chain:7', 'chain:15'].map(parseTreeSpec)
     : [parseTreeSpec(source === 'adaptive' ? 'best:4' : 'top:4')];
   for (const shape of own) {
     shapes.push({ source, shape, nodes: shape.kind === 'static' ? shape.paths.length : 16 });
     const depth = shape.kind === 'static' ? Math.max(...shape.paths.map((p) => p.length)) : Infinity;
-    if (chainSteps > 0 && source === 'medusa' && depth <= heads) shapes.push({ source, shape, nodes: shape.kind === 'static' ? shape.paths.length : 16, chain: chainSteps });
+    const isChain = shape.kind === 'static' && shape.paths.every((p) => p.every((r) => r === 0));
+    const chains = (source === 'medusa' && depth <= heads) || (source === 'lookup' && isChain);
+    if (chains) for (const R of chainSteps) shapes.push({ source, shape, nodes: shape.kind === 'static' ? shape.paths.length : 16, chain: R });
   }
   // As `generate --tree auto` (greedy, GPU, batch 1): the Medusa options include the chained runs.
   const auto = autoTrees(source, 16, source === 'medusa' ? heads : Infinity, autoChainSteps(source, 'gpu', {}));
@@ -139,8 +173,10 @@ const sizes = [...new Set([
 ])];
 const verifier = await GpuTreeVerifier.create(model, variant.compiled, weights, { maxNodes: maxNodes + 1, ownsModel: true, sizes });
 const log = (s: string) => console.log(s);
-log(`Medusa bench on ${gpu.adapterName}: ${dir} (${config.numLayers} layers, hidden ${config.hiddenSize}, vocab ${config.vocabSize}, ${heads} Medusa heads); ` +
-  `${nPrompts} held-out prompts of ${promptTokens} tokens, ${newTokens} new tokens each`);
+log(`speculation bench on ${gpu.adapterName}: ${dir} (${config.numLayers} layers, hidden ${config.hiddenSize}, vocab ${config.vocabSize}, ${heads} Medusa heads); ` +
+  `${nPrompts} prompts of ${promptTokens} held-out tokens per kind (${kinds.join(', ')}), ${newTokens} new tokens each`);
+let prompts: number[][] = [];
+let plain: GenerateResult[] = [];
 try {
   if (heads > 0) await verifier.prepare({ medusaTopK: 4 });
   const draftOf = (source: string, p: number, shape: TreeShape): DraftSource => {
@@ -148,7 +184,8 @@ try {
     if (source === 'oracle') return new OracleDraft(prompts[p], plain[p].tokens[0], config.vocabSize);
     if (source === 'adaptive') return new AdaptiveDraft(0);
     if (source === 'ngram') return new NgramDraft();
-    throw new Error(`unknown source ${source} (medusa, oracle, adaptive, ngram)`);
+    if (source === 'lookup') return new LookupChainDraft({ length: 16 });
+    throw new Error(`unknown source ${source} (medusa, oracle, adaptive, ngram, lookup)`);
   };
   const plainOf = (ids: readonly number[], pipelined = true) => generateGpu(model, tokenizer, [ids], { maxTokens: newTokens, pipelined });
   const specOf = (s: (typeof shapes)[number], p: number) =>
@@ -162,55 +199,91 @@ try {
     do await work(); while (performance.now() < until);
   };
 
-  await warm(() => plainOf(prompts[0]));
-  const plain: GenerateResult[] = [];
-  for (const ids of prompts) plain.push(await plainOf(ids));
-  // Every plan and pipeline once, untimed.
-  for (const s of shapes) await specOf(s, 0);
-  const plainTokens = plain.reduce((n, r) => n + r.tokens[0].length - 1, 0);
-  const plainMs = plain.reduce((n, r) => n + r.decodeMs, 0);
-  const plainTps = (1000 * plainTokens) / plainMs;
-  const decodeGpu = (await plainOf(prompts[0], false)).decodeSteps.map((s) => s.gpuMs).filter((x): x is number => x !== undefined);
-  const decodeGpuMs = decodeGpu.length ? median(decodeGpu) : undefined;
-  log(`plain decoding (generateGpu): ${plainTps.toFixed(1)} tokens/s; GPU ${decodeGpuMs?.toFixed(3) ?? '—'} ms per decode step`);
-
   const figures: MedusaFigure[] = [];
-  for (const s of shapes) {
-    await warm(() => specOf(s, 0));
-    let tokens = 0;
-    let accepted = 0;
-    let steps = 0;
-    let ms = 0;
-    let nodes = 0;
-    let identical = 0;
-    const gpuMs: number[] = [];
-    const modes: OptionSummary[][] = [];
-    for (let p = 0; p < prompts.length; p++) {
-      const r = await specOf(s, p);
-      if (r.policy) modes.push([...r.policy]);
-      tokens += r.tokens.length - 1;
-      accepted += r.acceptedPerStep.reduce((a, b) => a + b, 0);
-      steps += r.steps;
-      ms += r.decodeMs;
-      nodes += r.meanTreeNodes * r.steps;
-      gpuMs.push(...r.gpuMsPerStep);
-      if (r.tokens.join(',') === plain[p].tokens[0].join(',')) identical++;
-    }
-    const tps = (1000 * tokens) / ms;
-    // A chained run's steps are timed as one submit: only its unchained first step (root only) pushes a GPU time.
-    const treeGpu = gpuMs.length && !s.chain ? median(gpuMs) : undefined;
-    const fig: MedusaFigure = {
-      source: s.source, tree: s.auto ? 'auto' : s.chain ? `${s.shape.spec} ×${s.chain}` : s.shape.spec, maxNodes: s.nodes, meanAccepted: accepted / steps, meanTreeNodes: nodes / steps,
-      tokensPerS: tps, speedup: tps / plainTps, gpuMsPerTreeStep: treeGpu,
-      treeStepOverDecodeStep: treeGpu !== undefined && decodeGpuMs ? treeGpu / decodeGpuMs : undefined,
-      identical, prompts: prompts.length,
-      ...(modes.length && { modes: addSummaries(modes) }),
+  const plainOfKind: { kind: PromptKind; tokensPerS: number; gpuMsPerDecodeStep: number | undefined; quoted?: number }[] = [];
+  // Rewritten after every row, so a run stopped by its time limit keeps what it measured.
+  const writeReport = (profile: unknown[]): string => {
+    const report = {
+      adapter: gpu.adapterName, software: gpu.isSoftware, date: new Date().toISOString(), model: dir, medusaHeads: heads,
+      prompts: nPrompts, promptTokens, quoteTokens: QUOTE, chainSteps, newTokens, plain: plainOfKind, figures, profile,
     };
-    figures.push(fig);
-    log(`  ${fig.source} --tree ${fig.tree}: accepted ${fig.meanAccepted.toFixed(2)}/step (tree ${fig.meanTreeNodes.toFixed(1)} nodes), ${tps.toFixed(1)} tokens/s, ` +
-      `${fig.speedup.toFixed(2)}×, GPU ${treeGpu?.toFixed(3) ?? '—'} ms per tree step (${fig.treeStepOverDecodeStep?.toFixed(2) ?? '—'}× a decode step), identical ${identical}/${prompts.length}` +
-      (fig.modes ? `\n    auto: ${formatPolicySummary(fig.modes)}` : ''));
+    const out = values.out ?? process.env['OUT'] ?? 'out';
+    mkdirSync(out, { recursive: true });
+    writeFileSync(join(out, 'medusa.json'), JSON.stringify(report, null, 2) + '\n');
+    return join(out, 'medusa.json');
+  };
+  for (const kind of kinds) {
+    prompts = promptsOf(kind);
+    plain = [];
+    await warm(() => plainOf(prompts[0]));
+    for (const ids of prompts) plain.push(await plainOf(ids));
+    // Every plan and pipeline once, untimed.
+    for (const s of shapes) await specOf(s, 0);
+    const plainTokens = plain.reduce((n, r) => n + r.tokens[0].length - 1, 0);
+    const plainMs = plain.reduce((n, r) => n + r.decodeMs, 0);
+    const plainTps = (1000 * plainTokens) / plainMs;
+    const decodeGpu = (await plainOf(prompts[0], false)).decodeSteps.map((s) => s.gpuMs).filter((x): x is number => x !== undefined);
+    const decodeGpuMs = decodeGpu.length ? median(decodeGpu) : undefined;
+    // Tokens plain decoding copied from each passage before departing from it (quote prompts).
+    const quoted = kind === 'quote'
+      ? plain.reduce((a, r, p) => {
+        let m = 0;
+        while (m < r.tokens[0].length && QUOTE + m < windows[p].length && r.tokens[0][m] === windows[p][QUOTE + m]) m++;
+        return a + m;
+      }, 0) / prompts.length
+      : undefined;
+    plainOfKind.push({ kind, tokensPerS: plainTps, gpuMsPerDecodeStep: decodeGpuMs, ...(quoted !== undefined && { quoted }) });
+    log(`${kind} prompts (${prompts[0].length} tokens each): plain decoding (generateGpu) ${plainTps.toFixed(1)} tokens/s; GPU ${decodeGpuMs?.toFixed(3) ?? '—'} ms per decode step` +
+      (quoted !== undefined ? `; it quoted ${quoted.toFixed(1)} of the passage's ${promptTokens - QUOTE} remaining tokens on average` : ''));
+
+    for (const s of shapes) {
+      await warm(() => specOf(s, 0));
+      let tokens = 0;
+      let accepted = 0;
+      let steps = 0;
+      let ms = 0;
+      let nodes = 0;
+      let identical = 0;
+      const gpuMs: number[] = [];
+      const modes: OptionSummary[][] = [];
+      for (let p = 0; p < prompts.length; p++) {
+        const r = await specOf(s, p);
+        if (r.policy) modes.push([...r.policy]);
+        tokens += r.tokens.length - 1;
+        accepted += r.acceptedPerStep.reduce((a, b) => a + b, 0);
+        steps += r.steps;
+        ms += r.decodeMs;
+        nodes += r.meanTreeNodes * r.steps;
+        gpuMs.push(...r.gpuMsPerStep);
+        if (r.tokens.join(',') === plain[p].tokens[0].join(',')) identical++;
+      }
+      const tps = (1000 * tokens) / ms;
+      // A chained run's steps are timed as one submit: only its unchained first step (root only) pushes a GPU time.
+      const treeGpu = gpuMs.length && !s.chain ? median(gpuMs) : undefined;
+      const fig: MedusaFigure = {
+        kind, source: s.source, tree: s.auto ? 'auto' : s.chain ? `${s.shape.spec} ×${s.chain}` : s.shape.spec, maxNodes: s.nodes, meanAccepted: accepted / steps, meanTreeNodes: nodes / steps,
+        tokensPerS: tps, speedup: tps / plainTps, gpuMsPerTreeStep: treeGpu,
+        treeStepOverDecodeStep: treeGpu !== undefined && decodeGpuMs ? treeGpu / decodeGpuMs : undefined,
+        identical, prompts: prompts.length,
+        ...(modes.length && { modes: addSummaries(modes) }),
+      };
+      figures.push(fig);
+      writeReport([]);
+      log(`  ${kind} ${fig.source} --tree ${fig.tree}: accepted ${fig.meanAccepted.toFixed(2)}/step (tree ${fig.meanTreeNodes.toFixed(1)} nodes), ${tps.toFixed(1)} tokens/s, ` +
+        `${fig.speedup.toFixed(2)}×, GPU ${treeGpu?.toFixed(3) ?? '—'} ms per tree step (${fig.treeStepOverDecodeStep?.toFixed(2) ?? '—'}× a decode step), identical ${identical}/${prompts.length}` +
+        (fig.modes ? `\n    auto: ${formatPolicySummary(fig.modes)}` : ''));
+    }
   }
+  // The table: per prompt kind, every source and tree against plain decoding of the same prompts.
+  log('\nkind     source    tree                         accepted/step  tokens/s  speed-up  identical');
+  for (const f of figures) {
+    // A long list of paths is cut, its "×R" kept: the chained rows stay apart.
+    const [, base, suffix = ''] = /^(.*?)( ×\d+)?$/.exec(f.tree)!;
+    const tree = (base.length > 20 ? `${base.slice(0, 19)}…` : base) + suffix;
+    log(`${f.kind.padEnd(8)} ${f.source.padEnd(9)} ${tree.padEnd(28)} ${f.meanAccepted.toFixed(2).padStart(13)} ${f.tokensPerS.toFixed(0).padStart(9)} ` +
+      `${(f.speedup.toFixed(2) + '×').padStart(9)}  ${f.identical}/${f.prompts}`);
+  }
+  for (const p of plainOfKind) log(`plain ${p.kind}: ${p.tokensPerS.toFixed(0)} tokens/s (generateGpu)${p.quoted !== undefined ? `, quoting ${p.quoted.toFixed(1)} tokens of the passage` : ''}`);
   // One tree step (a chain of M draft nodes), dispatch by dispatch, with and without the heads.
   const profile: { heads: boolean; gpuMs: number; dispatches: number; kernels: ReturnType<typeof summarizeDispatches> }[] = [];
   if (heads > 0 && model.hasTimestamps && !values['no-profile']) {
@@ -228,14 +301,7 @@ try {
       log(`  ${k.kernel}: ${k.ms.toFixed(3)} ms (${k.dispatches})`);
     }
   }
-  const report = {
-    adapter: gpu.adapterName, software: gpu.isSoftware, date: new Date().toISOString(), model: dir, medusaHeads: heads,
-    prompts: nPrompts, promptTokens, newTokens, plain: { tokensPerS: plainTps, gpuMsPerDecodeStep: decodeGpuMs }, figures, profile,
-  };
-  const out = values.out ?? process.env['OUT'] ?? 'out';
-  mkdirSync(out, { recursive: true });
-  writeFileSync(join(out, 'medusa.json'), JSON.stringify(report, null, 2) + '\n');
-  log(`wrote ${join(out, 'medusa.json')}`);
+  log(`wrote ${writeReport(profile)}`);
 } finally {
   await verifier.destroy();
 }

@@ -1,8 +1,8 @@
-// The options `--tree auto` offers (auto-trees.ts): chained Medusa runs ("chain:K×R") appear only where
-// runChain applies — the Medusa draft, greedy decoding, the GPU, one sequence — and only for chains no deeper
-// than the heads; the controller's labels, and so its summary line, name them.
+// The options `--tree auto` offers (auto-trees.ts): chained runs ("chain:K×R") appear only where runChain
+// applies — the Medusa or the lookup draft, greedy decoding, the GPU, one sequence — and only for chains no
+// deeper than the draft; the controller's labels, and so its summary line, name them, and it explores them first.
 import { describe, expect, it } from 'vitest';
-import { AUTO_CHAIN_STEPS, autoChainSteps, autoTrees, treeLabel } from '../src/speculative/auto-trees.ts';
+import { AUTO_CHAIN_STEPS, autoChainSteps, autoSpeculation, autoTrees, exploreOrder, treeLabel } from '../src/speculative/auto-trees.ts';
 import { formatPolicySummary, SpeculationController } from '../src/speculative/speculation-controller.ts';
 
 describe('auto options', () => {
@@ -12,6 +12,8 @@ describe('auto options', () => {
     expect(autoChainSteps('medusa', 'gpu', { temperature: 0.8 })).toBe(0);
     expect(autoChainSteps('medusa', 'cpu', {})).toBe(0);
     expect(autoChainSteps('medusa', 'gpu', {}, 8)).toBe(0);
+    expect(autoChainSteps('lookup', 'gpu', {})).toBe(AUTO_CHAIN_STEPS);
+    expect(autoChainSteps('lookup', 'cpu', {})).toBe(0);
     for (const source of ['ngram', 'adaptive', 'oracle', 'draft:some/dir']) expect(autoChainSteps(source, 'gpu', {}), source).toBe(0);
   });
 
@@ -21,10 +23,26 @@ describe('auto options', () => {
     expect(labels('medusa', 16, 7, 4)).toEqual(['chain:1', 'chain:3', 'chain:7', 'chain:1×4', 'chain:3×4', 'chain:7×4', 'top:4/8', 'top:4/16']);
     expect(labels('medusa', 2, 1, 4)).toEqual(['chain:1', 'chain:1×4', 'top:4/2']);
     expect(labels('medusa', 16, 3, 0)).toEqual(['chain:1', 'chain:3', 'top:4/8', 'top:4/16']);
-    // Only Medusa chains, whatever the caller passes.
+    // Prompt lookup chains too, and offers no dynamic tree (one candidate per node: its trees are chains).
+    expect(labels('lookup', 16, Infinity, 4)).toEqual(['chain:1', 'chain:3', 'chain:7', 'chain:15', 'chain:1×4', 'chain:3×4', 'chain:7×4', 'chain:15×4']);
+    // Only Medusa and lookup chains, whatever the caller passes.
     expect(labels('ngram', 16, Infinity, 4)).toEqual(['chain:1', 'chain:3', 'chain:7', 'chain:15', 'top:4/8', 'top:4/16']);
     expect(labels('oracle', 7, Infinity, 4)).toEqual(['chain:1', 'chain:3', 'chain:7']);
     for (const t of autoTrees('medusa', 16, 3, 4)) expect(t.chainSteps !== undefined, treeLabel(t)).toBe(treeLabel(t).includes('×'));
+  });
+
+  it('exploration tries the chained runs first, the longest first, then plain, then the rest', () => {
+    const trees = autoTrees('medusa', 16, 3, 4); // chain:1, chain:3, chain:1×4, chain:3×4, top:4/8, top:4/16
+    expect(exploreOrder(trees)).toEqual([4, 3, 0, 1, 2, 5, 6]);
+    expect(exploreOrder(autoTrees('ngram', 16))).toEqual([0, 1, 2, 3, 4, 5, 6]);
+    // The controller autoSpeculation makes follows it: its first decisions are the chained runs.
+    const { policy } = autoSpeculation(trees, { run: async () => [] });
+    const first: string[] = [];
+    for (let i = 0; i < 3; i++) {
+      first.push(policy.labels[policy.next()]);
+      policy.record(2);
+    }
+    expect(first).toEqual(['chain:3×4', 'chain:1×4', 'plain']);
   });
 
   it('the summary line names the chained options', () => {

@@ -38,7 +38,7 @@ function efficiency(run: Run, from: number, to: number, best: Cost): number {
   return rate / (best.tokens / best.ms);
 }
 
-function controller(trees: string[], opts: { probeTokens?: number } = {}) {
+function controller(trees: string[], opts: { probeTokens?: number; order?: number[]; exploreCutoff?: number } = {}) {
   const clock = { now: 0 };
   return { clock, c: new SpeculationController({ trees, clock: () => clock.now, plainTokens: 16, ...opts }) };
 }
@@ -81,9 +81,35 @@ describe('speculation controller', () => {
   });
 
   it('never probes when told to wait longer than the run, so the losing option is tried only while exploring', () => {
+    // chain:3 at 1000 tokens/s against plain's 3292: below half the best, it is not explored a second time …
     const { clock, c } = controller(['chain:3'], { probeTokens: 1e9 });
     const run = simulate(c, clock, 100, (o) => (o === 0 ? PLAIN : { ms: 1, tokens: 1 }));
-    expect(run.chosen.filter((o) => o === 1)).toHaveLength(2);
+    expect(run.chosen.filter((o) => o === 1)).toHaveLength(1);
+    // … unless every option is explored `explore` times (exploreCutoff 0).
+    const all = controller(['chain:3'], { probeTokens: 1e9, exploreCutoff: 0 });
+    expect(simulate(all.c, all.clock, 100, (o) => (o === 0 ? PLAIN : { ms: 1, tokens: 1 })).chosen.filter((o) => o === 1)).toHaveLength(2);
+  });
+
+  it('explores in the given order, and past one look only the options within the cutoff of the best', () => {
+    // Options: plain 3292/s, chain:3 (2299/s), chain:3×4 (5000/s), chain:15×4 (1000/s: low acceptance).
+    const costs = (o: number): Cost => [PLAIN, { ms: 1.17, tokens: 2.69 }, { ms: 2, tokens: 10 }, { ms: 8, tokens: 8 }][o];
+    const order = [2, 3, 0, 1];
+    const { clock, c } = controller(['chain:3', 'chain:3×4', 'chain:15×4'], { order });
+    const run = simulate(c, clock, 40, costs);
+    // First round in order; then the second looks only for those at ≥ half of chain:3×4's rate: itself (5000/s)
+    // and plain (3292/s), not chain:3 (2299/s) or chain:15×4 (1000/s); then chain:3×4 is exploited.
+    expect(run.chosen.slice(0, 6)).toEqual([2, 3, 0, 1, 2, 0]);
+    expect(run.chosen.slice(6, 20).every((o) => o === 2)).toBe(true);
+    // Against the default (every option twice, index order): fewer decisions go to losing options.
+    const old = controller(['chain:3', 'chain:3×4', 'chain:15×4'], { exploreCutoff: 0 });
+    const oldRun = simulate(old.c, old.clock, 40, costs);
+    expect(oldRun.chosen.slice(0, 8)).toEqual([0, 1, 2, 3, 0, 1, 2, 3]);
+    const losing = (r: Run) => r.chosen.slice(0, 20).filter((o) => o === 1 || o === 3).length;
+    expect(losing(run)).toBe(2);
+    expect(losing(oldRun)).toBe(4);
+    expect(efficiency(run, 0, 20, costs(2))).toBeGreaterThan(efficiency(oldRun, 0, 20, costs(2)));
+    expect(() => controller(['chain:3'], { order: [0, 0] })).toThrow(/distinct options/);
+    expect(() => controller(['chain:3'], { order: [2] })).toThrow(/options in 0\.\.1/);
   });
 
   it('a fixed schedule repeats and the summary prints shares and rates', () => {

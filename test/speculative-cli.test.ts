@@ -56,7 +56,7 @@ async function run(args: string[]): Promise<{ code: number; out: string; err: st
 
 describe('linattn generate --speculate', () => {
   it.each([['cpu'], ['gpu']])('reports accepted length, tokens/s and the speed-up over plain decoding (--device %s)', async (device) => {
-    for (const [source, tree] of [['ngram', '[[0],[0,0],[1]]'], ['adaptive', 'best:2'], ['medusa', '[[0],[0,0],[1]]'], ['oracle', '[[0],[0,0],[1]]'], [`draft:${draft}`, '[[0],[0,0],[1]]']]) {
+    for (const [source, tree] of [['ngram', '[[0],[0,0],[1]]'], ['lookup', 'chain:3'], ['adaptive', 'best:2'], ['medusa', '[[0],[0,0],[1]]'], ['oracle', '[[0],[0,0],[1]]'], [`draft:${draft}`, '[[0],[0,0],[1]]']]) {
       const r = await run(['--model', target, '--device', device, '--speculate', source, '--tree', tree, '--max-nodes', '3']);
       expect(r.code, r.err).toBe(0);
       expect(r.err).toMatch(/mean accepted length \d+\.\d\d tokens\/step/);
@@ -69,6 +69,13 @@ describe('linattn generate --speculate', () => {
     const r = await run(['--model', target, '--device', 'gpu', '--speculate', 'medusa', '--tree', 'chain:2', '--chain-steps', '3', '--max-tokens', '20']);
     expect(r.code, r.err).toBe(0);
     expect(r.err).toMatch(/--tree chain:2, --chain-steps 3, --max-nodes 2/);
+    expect(r.err).toMatch(/plain decoding, same run: 20 tokens, .*output identical to plain decoding/);
+  });
+
+  it('--speculate lookup --chain-steps R chains prompt lookup on the GPU, output identical to plain decoding', async () => {
+    const r = await run(['--model', target, '--device', 'gpu', '--speculate', 'lookup', '--tree', 'chain:3', '--chain-steps', '4', '--max-tokens', '20']);
+    expect(r.code, r.err).toBe(0);
+    expect(r.err).toMatch(/--tree chain:3, --chain-steps 4, --max-nodes 3/);
     expect(r.err).toMatch(/plain decoding, same run: 20 tokens, .*output identical to plain decoding/);
   });
 
@@ -88,12 +95,13 @@ describe('linattn generate --speculate', () => {
   });
 
   it.each([
-    [['--speculate', 'lookahead'], 2, /unknown --speculate source "lookahead" \(ngram, adaptive, medusa, oracle or draft:DIR\)/],
+    [['--speculate', 'lookahead'], 2, /unknown --speculate source "lookahead" \(ngram, lookup, adaptive, medusa, oracle or draft:DIR\)/],
     [['--speculate', 'ngram', '--tree', '[[0],[0,]]'], 2, /--tree "\[\[0\],\[0,\]\]": column 9: expected a rank/],
     [['--speculate', 'ngram', '--tree', '[[0],[0,0],[1]]', '--max-nodes', '2'], 2, /has 3 draft nodes, more than --max-nodes 2/],
     [['--speculate', 'ngram', '--max-nodes', 'many'], 2, /--max-nodes must be a positive integer/],
     [['--tree', 'chain:3'], 2, /--tree, --max-nodes and --chain-steps need --speculate/],
     [['--speculate', 'ngram', '--tree', 'chain:2', '--chain-steps', '2'], 2, /--chain-steps needs --speculate medusa and a static --tree/],
+    [['--speculate', 'lookup', '--tree', '[[0],[1]]', '--chain-steps', '2'], 2, /or --speculate lookup and --tree chain:N/],
     [['--speculate', 'medusa', '--tree', 'chain:2', '--chain-steps', '0'], 2, /--chain-steps must be an integer in 1\.\.64/],
     [['--speculate', 'draft:/nonexistent/dir'], 1, /draft model directory not found/],
     [['--speculate', `draft:${'/nonexistent/dir'}`, '--tree', 'best:2', '--temperature', '0.8'], 2, /--tree best:2 places a sampled draft's candidates by their values/],

@@ -33,7 +33,7 @@ export function generateWith(prepare: PrepareAttention): Command {
     synopsis:
       'linattn generate --model DIR --prompt "…" [--max-tokens N] [--temperature T] [--top-k K] [--top-p P] [--seed S] [--device gpu|cpu]\n' +
       '                 [--attention KIND] [--medusa DIR] [--verbose]\n' +
-      '                 [--speculate ngram|adaptive|medusa|oracle|draft:DIR [--tree SPEC|auto] [--max-nodes N] [--chain-steps R]]',
+      '                 [--speculate ngram|lookup|adaptive|medusa|oracle|draft:DIR [--tree SPEC|auto] [--max-nodes N] [--chain-steps R]]',
     summary: 'Continue a prompt with a model directory (linattn init-model makes one), streaming the text.',
     help: [
       'Prints the text on stdout, then prefill and decode tokens/s on stderr.',
@@ -49,17 +49,18 @@ export function generateWith(prepare: PrepareAttention): Command {
       '  --seed S             default 0',
       '  --device D           gpu (default) or cpu (the float64 model)',
       '  -v, --verbose        also print the attention layers\' prefill plan choice (schedule, prologue, estimates)',
-      '  --speculate SOURCE   speculative decoding with drafts from ngram (prompt lookup), adaptive (an online',
+      '  --speculate SOURCE   speculative decoding with drafts from ngram (prompt lookup, ranked candidates), lookup',
+      '                       (prompt lookup as one chain copied from the latest longest match), adaptive (an online',
       '                       tri-gram table whose branches follow observed acceptance), medusa (the checkpoint\'s',
       '                       heads), oracle (plain decoding replayed) or draft:DIR (a small model); reports the',
       '                       mean accepted length and the speed-up over plain decoding of the same prompt',
       '  --tree SPEC          the token tree: [[0],[0,0],[1]] (static), top:K, best:K or chain:N (docs/speculative.md);',
       '                       auto (the default) measures plain decoding and a few trees as it runs and uses the',
       '                       fastest, so speculation that does not pay falls back to plain decoding; greedy',
-      '                       medusa on the GPU also measures its chains run 4 steps per submit (chain:K×4)',
+      '                       medusa and lookup on the GPU also measure their chains run 4 steps per submit (chain:K×4)',
       '  --max-nodes N        draft nodes per step (default: the static tree\'s size, or 16; auto: of its largest tree)',
-      '  --chain-steps R      greedy --speculate medusa with a static --tree: R tree steps per submit, drafting and',
-      '                       acceptance on the GPU, one readback per R steps (default: off)',
+      '  --chain-steps R      greedy --speculate medusa with a static --tree, or lookup with --tree chain:N: R tree',
+      '                       steps per submit, drafting and acceptance on the GPU, one readback per R steps (default: off)',
     ].join('\n'),
     options: {
       model: { type: 'string' }, prompt: { type: 'string' }, 'max-tokens': { type: 'string' }, temperature: { type: 'string' },

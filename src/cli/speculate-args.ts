@@ -18,11 +18,11 @@ export function parseSpeculateArgs(values: Values): SpeculateOptions | undefined
   const maxRaw = str(values, 'max-nodes');
   const chainRaw = str(values, 'chain-steps');
   if (source === undefined) {
-    if (tree !== undefined || maxRaw !== undefined || chainRaw !== undefined) throw new UsageError('--tree, --max-nodes and --chain-steps need --speculate ngram|adaptive|medusa|oracle|draft:DIR');
+    if (tree !== undefined || maxRaw !== undefined || chainRaw !== undefined) throw new UsageError('--tree, --max-nodes and --chain-steps need --speculate ngram|lookup|adaptive|medusa|oracle|draft:DIR');
     return undefined;
   }
-  if (!(['ngram', 'adaptive', 'medusa', 'oracle'].includes(source) || /^draft:.+/.test(source))) {
-    throw new UsageError(`unknown --speculate source ${JSON.stringify(source)} (ngram, adaptive, medusa, oracle or draft:DIR)`);
+  if (!(['ngram', 'lookup', 'adaptive', 'medusa', 'oracle'].includes(source) || /^draft:.+/.test(source))) {
+    throw new UsageError(`unknown --speculate source ${JSON.stringify(source)} (ngram, lookup, adaptive, medusa, oracle or draft:DIR)`);
   }
   let maxNodes: number | undefined;
   if (maxRaw !== undefined) {
@@ -33,7 +33,7 @@ export function parseSpeculateArgs(values: Values): SpeculateOptions | undefined
   let shape: TreeShape;
   try {
     // auto: the source's own dynamic tree stands for the largest option (candidates per node, the verifier's size).
-    shape = parseTreeSpec(auto ? (source === 'oracle' ? `chain:${maxNodes ?? DEFAULT_MAX_NODES}` : source === 'adaptive' ? 'best:4' : 'top:4') : tree);
+    shape = parseTreeSpec(auto ? (source === 'oracle' || source === 'lookup' ? `chain:${maxNodes ?? DEFAULT_MAX_NODES}` : source === 'adaptive' ? 'best:4' : 'top:4') : tree);
   } catch (e) {
     if (e instanceof TreeSpecError) throw new UsageError(e.message);
     throw e;
@@ -52,7 +52,10 @@ export function parseSpeculateArgs(values: Values): SpeculateOptions | undefined
   if (chainRaw !== undefined) {
     chainSteps = Number(chainRaw);
     if (!/^\d+$/.test(chainRaw.trim()) || chainSteps < 1 || chainSteps > MAX_CHAIN_STEPS) throw new UsageError(`--chain-steps must be an integer in 1..${MAX_CHAIN_STEPS}, got ${JSON.stringify(chainRaw)}`);
-    if (source !== 'medusa' || auto || shape.kind !== 'static') throw new UsageError('--chain-steps needs --speculate medusa and a static --tree (chain:N or a list of paths)');
+    const isChain = shape.kind === 'static' && shape.paths.every((p) => p.every((r) => r === 0));
+    if (auto || !((source === 'medusa' && shape.kind === 'static') || (source === 'lookup' && isChain))) {
+      throw new UsageError('--chain-steps needs --speculate medusa and a static --tree (chain:N or a list of paths), or --speculate lookup and --tree chain:N');
+    }
     if (Number(str(values, 'temperature') ?? 0) > 0) throw new UsageError('--chain-steps is greedy only (--temperature 0)');
     if (str(values, 'device') === 'cpu') throw new UsageError('--chain-steps needs --device gpu');
   }

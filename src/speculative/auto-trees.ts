@@ -1,11 +1,14 @@
 // The trees `--tree auto` chooses among (besides plain decoding): chains of 1, 3, 7 and 15 draft nodes —
 // 2, 4, 8 and 16 rows, sizes the GPU verifier plans anyway, and what a step costs grows with the rows — up to
 // --max-nodes and the draft's depth, and the source's own default dynamic tree (best:4 for the adaptive
-// draft, top:4 for the others; none for the oracle, whose chains are its best trees) at 8 nodes and at
-// --max-nodes. Few options, since each is explored a couple of steps before the controller decides. Where
-// chained speculation applies (greedy Medusa on the GPU, batch 1: the caller says so with `chainSteps`), each of
-// those chains no deeper than the heads also comes chained, "chain:K×R": a decision is then a run of R steps in
-// one submit, timed as a whole like a plain run.
+// draft, top:4 for the others; none for the oracle, whose chains are its best trees, nor for prompt lookup,
+// whose one candidate per node makes any tree a chain) at 8 nodes and at --max-nodes. Few options, since each
+// is explored before the controller decides. Where chained speculation applies (greedy Medusa or prompt lookup
+// on the GPU, batch 1: the caller says so with `chainSteps`), each of those chains no deeper than the draft
+// also comes chained, "chain:K×R": a decision is then a run of R steps in one submit, timed as a whole like a
+// plain run. Exploration tries the chained runs first, the longest first (exploreOrder): they are what pays
+// on a GPU where each readback costs more than a decode step, and on a short run the controller must find
+// them before the run is over.
 import type { SamplingOptions } from '../model/sampling.ts';
 import type { AutoSpeculation, TreeOption } from './generate.ts';
 import type { PlainDecoder } from './plain-runs.ts';
@@ -16,11 +19,11 @@ import { chainShape, parseTreeSpec } from './tree-spec.ts';
 export const AUTO_CHAIN_STEPS = 4;
 
 /**
- * Steps per chained run for the auto options, 0 where chaining does not apply: runChain needs the Medusa draft,
- * greedy decoding, the GPU verifier and one sequence.
+ * Steps per chained run for the auto options, 0 where chaining does not apply: runChain needs the Medusa or the
+ * lookup draft, greedy decoding, the GPU verifier and one sequence.
  */
 export function autoChainSteps(source: string, device: 'gpu' | 'cpu', sampling: SamplingOptions, batch = 1): number {
-  return source === 'medusa' && device === 'gpu' && !((sampling.temperature ?? 0) > 0) && batch === 1 ? AUTO_CHAIN_STEPS : 0;
+  return (source === 'medusa' || source === 'lookup') && device === 'gpu' && !((sampling.temperature ?? 0) > 0) && batch === 1 ? AUTO_CHAIN_STEPS : 0;
 }
 
 /** `chainSteps` > 0 (autoChainSteps): add the chained options. */
@@ -28,10 +31,10 @@ export function autoTrees(source: string, maxNodes: number, draftDepth = Infinit
   const trees: TreeOption[] = [];
   const chains = [1, 3, 7, 15].filter((n) => n <= maxNodes && (n === 1 || n <= draftDepth));
   for (const n of chains) trees.push({ shape: chainShape(n), maxNodes: n });
-  if (chainSteps > 0 && source === 'medusa') {
+  if (chainSteps > 0 && (source === 'medusa' || source === 'lookup')) {
     for (const n of chains.filter((n) => n <= draftDepth)) trees.push({ shape: chainShape(n), maxNodes: n, chainSteps });
   }
-  if (source !== 'oracle') {
+  if (source !== 'oracle' && source !== 'lookup') {
     const shape = parseTreeSpec(source === 'adaptive' ? 'best:4' : 'top:4');
     for (const budget of new Set([Math.min(8, maxNodes), maxNodes])) trees.push({ shape, maxNodes: budget });
   }
@@ -43,7 +46,18 @@ export function treeLabel(t: TreeOption): string {
   return (t.shape.kind === 'static' ? t.shape.spec : `${t.shape.spec}/${t.maxNodes}`) + (t.chainSteps ? `×${t.chainSteps}` : '');
 }
 
+/**
+ * The controller's options (0 plain, i + 1 trees[i]) in the order exploration tries them: the chained runs, the
+ * most draft nodes first; then plain decoding; then the other trees as listed.
+ */
+export function exploreOrder(trees: readonly TreeOption[]): number[] {
+  const chained = trees.map((t, i) => ({ t, option: i + 1 })).filter(({ t }) => t.chainSteps);
+  chained.sort((a, b) => b.t.maxNodes - a.t.maxNodes || a.option - b.option);
+  const first = chained.map((c) => c.option);
+  return [...first, 0, ...trees.map((_, i) => i + 1).filter((o) => !first.includes(o))];
+}
+
 /** A fresh controller over `trees` and plain runs of `plain`: what one generation with --tree auto uses. */
 export function autoSpeculation(trees: readonly TreeOption[], plain: PlainDecoder, opts: Omit<ControllerOptions, 'trees'> = {}): AutoSpeculation {
-  return { policy: new SpeculationController({ ...opts, trees: trees.map(treeLabel) }), trees, plain };
+  return { policy: new SpeculationController({ order: exploreOrder(trees), ...opts, trees: trees.map(treeLabel) }), trees, plain };
 }

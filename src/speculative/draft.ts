@@ -19,6 +19,8 @@ export interface DraftSource {
   readonly maxDepth?: number;
   /** Medusa candidates per head the verification should return (the Medusa draft reads them). */
   readonly medusaTopK?: number;
+  /** Prompt lookup as one chain (lookup-chain.ts): chained speculation can draft as this source does, on the GPU. */
+  readonly lookup?: { readonly minN: number; readonly maxN: number };
   /** Called once the prompt is prefilled and its first token chosen (`tokens` ends with it). */
   begin?(ctx: DraftContext): Promise<void> | void;
   /** Ranked candidates (best first, at most k) for the children of each of `nodes` of `tree`. */

@@ -5,8 +5,9 @@
 // sampling draws them (generateCpu, GpuModel), so deterministic drafts emit plain sampling's exact tokens.
 // With `auto` a policy (speculation-controller.ts) picks before each step one of several trees or a run of
 // plain decode steps (plain-runs.ts), which continues from the committed state and leaves the next root,
-// as a step does: the tokens are the same whatever it picks. With `chainSteps` (greedy Medusa, a static tree, the
-// GPU verifier) the steps after the first run R per submit, drafted and accepted on the GPU (runChain); under
+// as a step does: the tokens are the same whatever it picks. With `chainSteps` (greedy Medusa with a static tree,
+// or prompt lookup with a chain, on the GPU verifier) the steps after the first (Medusa: the first has no heads
+// yet) run R per submit, drafted and accepted on the GPU (runChain); under
 // auto a chained tree is one more option, a run of R steps per decision, and any option may follow it (the
 // run leaves its last path pending, as a step does).
 import { samplingDistribution, type SamplingOptions } from '../model/sampling.ts';
@@ -21,7 +22,8 @@ import type { TreeShape } from './tree-spec.ts';
 import type { TreeVerifier, VerifyResult } from './verifier.ts';
 import { staticTopology, topologyTree, type StaticTopology } from './chain.ts';
 import type { Candidate } from './candidate.ts';
-import type { ChainResult } from './gpu-chain.ts';
+import type { ChainDraft, ChainResult } from './gpu-chain.ts';
+import { lookupChain } from './lookup-chain.ts';
 
 export interface SpeculativeOptions {
   /** New tokens, EOS included (the prefill's token counts). */
@@ -40,15 +42,16 @@ export interface SpeculativeOptions {
   /** Cost-aware speculation: shape and maxNodes are then unused. */
   readonly auto?: AutoSpeculation;
   /**
-   * Greedy Medusa with a static tree on a verifier that chains (GpuTreeVerifier.runChain): runs of this many
-   * tree steps per submit and readback, drafting and acceptance on the GPU. Off (unset or 0) by default.
+   * Greedy Medusa with a static tree, or prompt lookup (LookupChainDraft) with a chain, on a verifier that chains
+   * (GpuTreeVerifier.runChain): runs of this many tree steps per submit and readback, drafting and acceptance on
+   * the GPU. Off (unset or 0) by default.
    */
   readonly chainSteps?: number;
 }
 
 /** A verifier that can run chained steps (gpu-verifier.ts). */
 interface ChainingVerifier {
-  runChain(tree: TokenTree, topology: StaticTopology, steps: number, medusaK: number): Promise<ChainResult>;
+  runChain(tree: TokenTree, topology: StaticTopology, steps: number, draft: ChainDraft): Promise<ChainResult>;
 }
 
 /** A tree a policy may choose: option i + 1 of the policy is trees[i]. */
@@ -122,11 +125,12 @@ export async function speculativeGenerate(
   if (opts.chainSteps && opts.auto) throw new Error(`chained speculation (chainSteps ${opts.chainSteps}) needs a fixed --tree; auto chains through its options' chainSteps`);
   const chains = (opts.auto ? trees : [{ ...trees[0], chainSteps: opts.chainSteps }]).map((t) => {
     if (!t.chainSteps) return undefined;
-    const why = sampled ? 'greedy decoding' : !draft.medusaTopK ? 'the Medusa draft' : !('runChain' in verifier) ? 'the GPU verifier' : undefined;
+    const why = sampled ? 'greedy decoding' : !draft.medusaTopK && !draft.lookup ? 'the Medusa or the lookup draft' : !('runChain' in verifier) ? 'the GPU verifier' : undefined;
     if (why) throw new Error(`chained speculation (${t.shape.spec}, chainSteps ${t.chainSteps}) needs ${why}`);
     const topology = staticTopology(t.shape);
     if (topology.depth > (draft.maxDepth ?? Infinity)) throw new Error(`chained speculation: tree ${t.shape.spec} is ${topology.depth} levels deep; the draft has ${draft.maxDepth} heads`);
-    return { verifier: verifier as unknown as ChainingVerifier, topology, steps: t.chainSteps, medusaK: draft.medusaTopK! };
+    const lookup = draft.medusaTopK ? undefined : draft.lookup;
+    return { verifier: verifier as unknown as ChainingVerifier, topology, steps: t.chainSteps, medusaK: draft.medusaTopK ?? 0, lookup };
   });
   let medusa: readonly Candidate[][] | undefined;
   // The general rejection rule (sampled drafts) draws from its own stream.
@@ -201,14 +205,25 @@ export async function speculativeGenerate(
     // Every step of a run moves the root at most depth + 1 positions and reads depth positions past its root.
     // Without heads yet (the first step after the prefill) or near the last position, a chained option takes
     // one ordinary step of its tree.
-    if (chain && medusa && pos + runSteps * (chain.topology.depth + 1) <= (opts.maxPosition ?? Infinity)) {
+    if (chain && (medusa || chain.lookup) && pos + runSteps * (chain.topology.depth + 1) <= (opts.maxPosition ?? Infinity)) {
       const tb = performance.now();
-      const first = topologyTree(chain.topology, out[out.length - 1], medusa);
-      const run = await chain.verifier.runChain(first, chain.topology, runSteps, chain.medusaK);
+      let first: TokenTree;
+      let next: ChainDraft;
+      if (chain.lookup) {
+        const proposal = lookupChain(ctx.tokens, chain.topology.depth, chain.lookup.minN, chain.lookup.maxN);
+        first = treeFromParents([out[out.length - 1], ...proposal], [-1, ...proposal.map((_, i) => i)]);
+        next = { kind: 'lookup', history: ctx.tokens, ...chain.lookup };
+      } else {
+        first = topologyTree(chain.topology, out[out.length - 1], medusa!);
+        next = { kind: 'medusa', medusaK: chain.medusaK };
+      }
+      const run = await chain.verifier.runChain(first, chain.topology, runSteps, next);
       verifyMs += performance.now() - tb;
-      medusa = run.medusa;
-      const end = run.path[run.path.length - 1];
-      await draft.accepted?.(first, run.path, 0, { picks: [], medusa: run.medusa, medusaNode: end });
+      if (!chain.lookup) {
+        medusa = run.medusa;
+        const end = run.path[run.path.length - 1];
+        await draft.accepted?.(first, run.path, 0, { picks: [], medusa: run.medusa, medusaNode: end });
+      }
       let count = 0;
       for (const fresh of run.steps) {
         if (done()) break;

@@ -1,23 +1,36 @@
-// Chained speculation on the GPU (greedy Medusa, a static tree, batch 1): R tree steps of GpuTreeVerifier
-// recorded in one submit with one readback. A kernel after each step accepts, writes the path and the positions
-// the next step's commit and tree kernels read, and assembles the next tree from the heads (docs/speculative.md,
-// "Chained steps"; chain.ts holds the topology and the host's first tree). The verifier lends its buffers and its
-// ordinary step through ChainHost; this file owns only the chain's kernel and buffers.
+// Chained speculation on the GPU (greedy, a static tree, batch 1): R tree steps of GpuTreeVerifier recorded in
+// one submit with one readback. A kernel after each step accepts, writes the path and the positions the next
+// step's commit and tree kernels read, and assembles the next tree: from the Medusa heads (chainAcceptWgsl;
+// docs/speculative.md, "Chained steps"; chain.ts holds the topology and the host's first tree), or, for a chain
+// topology, by prompt lookup in the token history it keeps on the GPU (chainLookupWgsl; lookup-chain.ts the
+// host's same draft). The verifier lends its buffers and its ordinary step through ChainHost; this file owns only
+// the chain's kernels and buffers.
 import { encodeStepWith, type StepPlan } from '../model/gpu-step-plan.ts';
 import type { GpuModel } from '../model/gpu-model.ts';
 import { BufferUsage } from '../runtime/device.ts';
 import { compileKernel } from '../runtime/pipeline-cache.ts';
 import type { TreeAttention } from '../runtime/tree-attention.ts';
 import { chainAcceptWgsl } from '../../backends/wgsl/speculative-kernels.ts';
+import { chainLookupWgsl } from '../../backends/wgsl/chain-lookup.ts';
 import type { Candidate } from './candidate.ts';
 import type { StaticTopology } from './chain.ts';
 import { MAX_TOP_K, type GpuSpeculativeHeads } from './gpu-heads.ts';
+import { checkLookupSpec } from './lookup-chain.ts';
 import type { TokenTree } from './token-tree.ts';
 
 /** Most steps of one chained run (runChain). */
 export const MAX_CHAIN_STEPS = 64;
 const CHAIN_LENS = 11;
 const CHAIN_TOPO = CHAIN_LENS + MAX_CHAIN_STEPS;
+
+/**
+ * How each later tree of a run is drafted: from the Medusa heads' top-`medusaK` at the accepted node, or by
+ * prompt lookup (lookup-chain.ts) in `history` (every token so far, the first tree's root last), extended on the
+ * GPU with each step's tokens.
+ */
+export type ChainDraft =
+  | { readonly kind: 'medusa'; readonly medusaK: number }
+  | { readonly kind: 'lookup'; readonly history: readonly number[]; readonly minN: number; readonly maxN: number };
 
 /** What a chained run (runChain) read back: its tokens, per step, and the heads at its last accepted node. */
 export interface ChainResult {
@@ -43,8 +56,8 @@ export interface ChainHost {
   readonly sampled: boolean;
   /** Nodes of the path still to be committed (0 when none). */
   readonly pendingLength: number;
-  /** Checks and uploads one tree with the heads' top-`medusaK`; the planned size's step plan and rows. */
-  upload(tree: TokenTree, medusaK: number): Promise<{ plan: StepPlan; rows: number }>;
+  /** Checks and uploads one tree with the heads' top-`medusaK`, planned for at least `minRows` rows; the step plan and rows. */
+  upload(tree: TokenTree, medusaK: number, minRows: number): Promise<{ plan: StepPlan; rows: number }>;
   /** Records the pending commit and an ordinary greedy step of the uploaded tree into `pass`. */
   encodeStep(pass: GPUComputePassEncoder, plan: StepPlan, rows: number, medusaK: number): Promise<void>;
   /** After the submit: `tree`'s step (with `plan`) is the last verified and nothing is pending. */
@@ -65,30 +78,48 @@ interface Buffers {
   readonly groups: Map<StepPlan, GPUBindGroup>;
 }
 
+interface LookupBuffers {
+  readonly pipeline: GPUComputePipeline;
+  readonly params: GPUBuffer;
+  history: GPUBuffer;
+  readonly groups: Map<StepPlan, GPUBindGroup>;
+}
+
 export class GpuChain {
   private buffers: Buffers | undefined;
+  private lookupBuffers: LookupBuffers | undefined;
 
   constructor(private readonly host: ChainHost) {}
 
   /**
-   * Greedy Medusa speculation chained on the GPU, batch 1: `steps` tree steps of one static topology in one
-   * submit and one readback. The first tree is `tree` (root = the last token, the rest the heads' candidates
-   * from the previous verification, as `topology.tokens` builds it); each later tree is assembled on the GPU
-   * from the heads at the accepted node (chainAcceptWgsl), which also accepts, writes the path the next commit
-   * reads and the positions the tree and commit kernels read from uniforms it fills. The last path stays pending.
+   * Greedy speculation chained on the GPU, batch 1: `steps` tree steps of one static topology in one submit and
+   * one readback. The first tree is `tree` (root = the last token; Medusa: the rest the heads' candidates from the
+   * previous verification, as `topologyTree` builds it; lookup: the host's lookupChain, possibly shorter than the
+   * topology); each later tree is assembled on the GPU (chainAcceptWgsl from the heads at the accepted node,
+   * chainLookupWgsl from the history), by the kernel that also accepts, writes the path the next commit reads
+   * and the positions the tree and commit kernels read from uniforms it fills. The last path stays pending.
    */
-  async run(tree: TokenTree, topology: StaticTopology, steps: number, medusaK: number): Promise<ChainResult> {
+  async run(tree: TokenTree, topology: StaticTopology, steps: number, draft: ChainDraft): Promise<ChainResult> {
     const host = this.host;
     const { model, heads, layers } = host;
+    const lookup = draft.kind === 'lookup' ? draft : undefined;
+    const medusaK = draft.kind === 'medusa' ? draft.medusaK : 0;
     if (host.sampled) throw new Error('chained speculation: greedy only');
     if (model.batchSize !== 1) throw new Error('chained speculation: batch 1 only');
     if (!(Number.isInteger(steps) && steps >= 1 && steps <= MAX_CHAIN_STEPS)) throw new Error(`chained speculation: steps must be 1..${MAX_CHAIN_STEPS}, got ${steps}`);
-    if (!(medusaK >= 1) || heads.medusaHeads < 1) throw new Error('chained speculation: needs Medusa heads');
-    if (tree.tokens.length !== topology.depths.length) throw new Error(`chained speculation: a tree of ${tree.tokens.length} nodes for a topology of ${topology.depths.length}`);
+    if (lookup) {
+      checkLookupSpec(lookup.minN, lookup.maxN);
+      if (topology.parents.some((p, n) => p !== n - 1)) throw new Error('chained prompt lookup: needs a chain tree (chain:K)');
+      if (tree.tokens.length > topology.depths.length || tree.parents.some((p, n) => p !== n - 1)) throw new Error(`chained prompt lookup: the first tree must be a chain of at most ${topology.depths.length} nodes`);
+      if (tree.tokens[0] !== lookup.history[lookup.history.length - 1]) throw new Error('chained prompt lookup: the history must end with the first tree\'s root');
+    } else {
+      if (!(medusaK >= 1) || heads.medusaHeads < 1) throw new Error('chained speculation: needs Medusa heads');
+      if (tree.tokens.length !== topology.depths.length) throw new Error(`chained speculation: a tree of ${tree.tokens.length} nodes for a topology of ${topology.depths.length}`);
+    }
     const { device } = model.gpu;
     const chain = await this.buffersOf();
     const start = model.position + host.pendingLength;
-    const { plan, rows } = await host.upload(tree, medusaK);
+    const { plan, rows } = await host.upload(tree, medusaK, topology.depths.length);
     const N = rows;
     const topo = new Uint32Array(2 * N);
     for (let n = 0; n < N; n++) {
@@ -100,7 +131,7 @@ export class GpuChain {
     device.queue.writeBuffer(chain.state, 8 * 4, Uint32Array.of(start, 0, 0));
     device.queue.writeBuffer(chain.state, CHAIN_TOPO * 4, topo);
     device.queue.writeBuffer(chain.params, 0, Uint32Array.of(N, V, host.maxBatch * MAX_TOP_K, CHAIN_TOPO, ringAt, CHAIN_LENS, 0, 0));
-    let group = chain.groups.get(plan);
+    let group = lookup ? await this.lookupGroup(plan, chain.state, lookup, topology.depths.length - 1, rows, steps, ringAt) : chain.groups.get(plan);
     if (!group) {
       group = device.createBindGroup({
         label: 'chain accept',
@@ -131,12 +162,12 @@ export class GpuChain {
         );
         await heads.encode(pass, plan, { b: 1, rows, parents: host.parents, medusaK, ownK: 0 });
       }
-      pass.setPipeline(chain.pipeline);
+      pass.setPipeline(lookup ? this.lookupBuffers!.pipeline : chain.pipeline);
       pass.setBindGroup(0, group);
-      pass.dispatchWorkgroups(1);
+      pass.dispatchWorkgroups(1); // lookup: one workgroup of CHAIN_LOOKUP_WORKGROUP
       pass.end();
     }
-    const M = heads.medusaHeads;
+    const M = lookup ? 0 : heads.medusaHeads;
     const ringWords = steps * host.maxNodes;
     const headWords = M * host.maxBatch * MAX_TOP_K;
     const pathAt = 4 * (ringAt + ringWords);
@@ -144,7 +175,7 @@ export class GpuChain {
     const bytes = headsAt + 4 * headWords;
     encoder.copyBufferToBuffer(chain.state, 0, chain.staging, 0, 4 * (ringAt + ringWords));
     encoder.copyBufferToBuffer(host.path, 0, chain.staging, pathAt, 4 * host.maxNodes);
-    encoder.copyBufferToBuffer(heads.ids, 0, chain.staging, headsAt, 4 * headWords);
+    if (headWords > 0) encoder.copyBufferToBuffer(heads.ids, 0, chain.staging, headsAt, 4 * headWords);
     device.queue.submit([encoder.finish()]);
     host.submitted(tree, plan, rows);
     const data = new Uint32Array(await host.readBack(chain.staging, bytes, 'chained tree steps'));
@@ -166,7 +197,50 @@ export class GpuChain {
   }
 
   destroy(): void {
+    if (this.lookupBuffers) for (const b of [this.lookupBuffers.params, this.lookupBuffers.history]) b.destroy();
     if (this.buffers) for (const b of [this.buffers.state, this.buffers.treeDims, this.buffers.commitDims, this.buffers.params, this.buffers.staging]) b.destroy();
+  }
+
+  /**
+   * The lookup kernel's bind group for `plan` (and the chain's `state`), its parameters, and the history uploaded
+   * with room for `steps` steps of `chain` + 1 tokens.
+   */
+  private async lookupGroup(
+    plan: StepPlan, state: GPUBuffer, lookup: Extract<ChainDraft, { kind: 'lookup' }>, chain: number, rows: number, steps: number, ringAt: number,
+  ): Promise<GPUBindGroup> {
+    const { device } = this.host.model.gpu;
+    const cap = lookup.history.length + steps * (chain + 1);
+    if (!this.lookupBuffers) {
+      const pipeline = await compileKernel(this.host.model.gpu, {
+        label: 'chain lookup',
+        code: chainLookupWgsl(),
+        bindings: ['storage', 'storage', 'read-only-storage', 'storage', 'storage', 'storage', 'uniform'],
+      });
+      const params = device.createBuffer({ label: 'chain lookup params', size: 32, usage: BufferUsage.UNIFORM | BufferUsage.COPY_DST });
+      this.lookupBuffers = { pipeline, params, history: this.historyBuffer(cap), groups: new Map() };
+    }
+    const lb = this.lookupBuffers;
+    if (lb.history.size < 4 * (1 + cap)) {
+      lb.history.destroy();
+      lb.history = this.historyBuffer(2 * cap);
+      lb.groups.clear();
+    }
+    device.queue.writeBuffer(lb.history, 0, Uint32Array.from([lookup.history.length, ...lookup.history]));
+    device.queue.writeBuffer(lb.params, 0, Uint32Array.of(rows, chain, ringAt, CHAIN_LENS, lookup.minN, lookup.maxN, lb.history.size / 4 - 1, 0));
+    let group = lb.groups.get(plan);
+    if (!group) {
+      group = device.createBindGroup({
+        label: 'chain lookup',
+        layout: lb.pipeline.getBindGroupLayout(0),
+        entries: [plan.ids, this.host.parents, plan.rowTokens!, this.host.path, state, lb.history, lb.params].map((buffer, binding) => ({ binding, resource: { buffer } })),
+      });
+      lb.groups.set(plan, group);
+    }
+    return group;
+  }
+
+  private historyBuffer(words: number): GPUBuffer {
+    return this.host.model.gpu.device.createBuffer({ label: 'chain token history', size: 4 * (1 + words), usage: BufferUsage.STORAGE | BufferUsage.COPY_DST });
   }
 
   private async buffersOf(): Promise<Buffers> {

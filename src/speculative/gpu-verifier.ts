@@ -12,7 +12,7 @@
 // then a readback of only those: the picks, the top-k lists, and the logits only for the general rejection
 // rule. A commit left when generation ends is applied by flush().
 //
-// runChain (greedy Medusa, a static tree, batch 1) records R such steps in one submit with one readback; the
+// runChain (greedy Medusa or prompt lookup, a static tree, batch 1) records R such steps in one submit with one readback; the
 // chained run lives in gpu-chain.ts, which the verifier lends its buffers and its step (ChainHost).
 //
 // A batch of b sequences (BatchTreeVerifier) shares one state position, so its commits have one length; each
@@ -30,7 +30,7 @@ import { ProfilingPass, timeDispatchesOf, timeStepStream, type DispatchTime } fr
 import { compileTreeAttention, type TreeAttention } from '../runtime/tree-attention.ts';
 import type { Candidate } from './candidate.ts';
 import type { StaticTopology } from './chain.ts';
-import { GpuChain, type ChainHost, type ChainResult } from './gpu-chain.ts';
+import { GpuChain, type ChainDraft, type ChainHost, type ChainResult } from './gpu-chain.ts';
 import { GpuSpeculativeHeads, MAX_TOP_K } from './gpu-heads.ts';
 import type { TokenTree } from './token-tree.ts';
 import {
@@ -299,9 +299,9 @@ export class GpuTreeVerifier implements TreeVerifier, BatchTreeVerifier {
     return timeStepStream(this.model.gpu, pass.dispatches, repeats);
   }
 
-  /** Greedy Medusa speculation chained on the GPU, batch 1: `steps` tree steps in one submit (gpu-chain.ts). */
-  runChain(tree: TokenTree, topology: StaticTopology, steps: number, medusaK: number): Promise<ChainResult> {
-    return this.chain.run(tree, topology, steps, medusaK);
+  /** Greedy speculation chained on the GPU, batch 1: `steps` tree steps in one submit (gpu-chain.ts). */
+  runChain(tree: TokenTree, topology: StaticTopology, steps: number, draft: ChainDraft): Promise<ChainResult> {
+    return this.chain.run(tree, topology, steps, draft);
   }
 
   async destroy(): Promise<void> {
@@ -332,7 +332,7 @@ export class GpuTreeVerifier implements TreeVerifier, BatchTreeVerifier {
       get pendingLength() {
         return verifier.pending?.[0]?.length ?? 0;
       },
-      upload: (tree, medusaK) => this.upload({ trees: [tree], medusaTopK: medusaK }),
+      upload: (tree, medusaK, minRows) => this.upload({ trees: [tree], medusaTopK: medusaK }, minRows),
       encodeStep: async (pass, plan, rows, medusaK) => {
         await this.encode(pass, plan, 1, rows, medusaK, 0, false);
       },
@@ -364,14 +364,14 @@ export class GpuTreeVerifier implements TreeVerifier, BatchTreeVerifier {
     return data;
   }
 
-  /** Checks the request, picks the planned size and uploads the trees (ids, parents, draws). */
-  private async upload(req: BatchVerifyRequest): Promise<{ plan: StepPlan; rows: number; b: number; medusaK: number; ownK: number }> {
+  /** Checks the request, picks the planned size (at least `minRows`) and uploads the trees (ids, parents, draws). */
+  private async upload(req: BatchVerifyRequest, minRows = 1): Promise<{ plan: StepPlan; rows: number; b: number; medusaK: number; ownK: number }> {
     const { device } = this.model.gpu;
     const { trees } = req;
     const b = trees.length;
     if (b !== this.model.batchSize) throw new Error(`verify: ${b} trees for a batch of ${this.model.batchSize} sequences`);
     for (const tree of trees) checkTree(tree, this.maxNodes, this.vocabSize);
-    const rows = this.sizes.find((s) => s >= Math.max(...trees.map((t) => t.tokens.length)))!;
+    const rows = this.sizes.find((s) => s >= Math.max(minRows, ...trees.map((t) => t.tokens.length)))!;
     const medusaK = req.medusaTopK ?? 0;
     const ownK = req.topK ?? 0;
     for (const k of [medusaK, ownK]) if (k > MAX_TOP_K) throw new Error(`top-k of ${k} candidates; at most ${MAX_TOP_K}`);

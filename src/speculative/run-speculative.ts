@@ -24,6 +24,7 @@ import { MAX_TOP_K } from './gpu-heads.ts';
 import { MedusaDraft } from './medusa-draft.ts';
 import { ModelDraft } from './model-draft.ts';
 import { NgramDraft } from './ngram-draft.ts';
+import { LookupChainDraft } from './lookup-chain.ts';
 import { AdaptiveDraft } from './adaptive-draft.ts';
 import { OracleDraft } from './oracle-draft.ts';
 import { autoChainSteps, autoSpeculation, autoTrees } from './auto-trees.ts';
@@ -33,7 +34,7 @@ import type { TreeShape } from './tree-spec.ts';
 import type { TreeVerifier } from './verifier.ts';
 
 export interface SpeculateOptions {
-  /** 'ngram' | 'adaptive' | 'medusa' | 'oracle' | 'draft:DIR' as given. */
+  /** 'ngram' | 'lookup' | 'adaptive' | 'medusa' | 'oracle' | 'draft:DIR' as given. */
   readonly source: string;
   readonly shape: TreeShape;
   /** Draft nodes per step, the root excluded (auto: of the largest tree). */
@@ -161,6 +162,7 @@ export async function runSpeculativeGenerate(c: SpeculativeRunContext): Promise<
 
     let draft: DraftSource;
     if (args.source === 'ngram') draft = new NgramDraft();
+    else if (args.source === 'lookup') draft = new LookupChainDraft({ length: args.maxNodes });
     else if (args.source === 'adaptive') draft = new AdaptiveDraft(c.seed);
     else if (args.source === 'medusa') draft = new MedusaDraft(config.medusa!.numHeads, k);
     else if (args.source === 'oracle') draft = new OracleDraft(c.ids, plain.tokens[0], config.vocabSize);

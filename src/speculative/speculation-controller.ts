@@ -4,7 +4,10 @@
 // generation measures it. Option 0 is plain decoding (a run of `plainTokens` decode steps), options 1… the
 // speculative trees; each decision is timed with the clock and credited with the tokens it produced, and an
 // option's rate is Σ tokens / Σ ms over its last `window` decisions. The controller
-//   explores: every option `explore` times first (fewest decisions first, then lowest index);
+//   explores: every option once, in `order` (the caller's guess of what pays: chained runs first), then up to
+//     `explore` times each option whose rate is within `exploreCutoff` of the best so far — an option measured
+//     at a fraction of the best rate is not explored again (on a short run its second look costs more than it
+//     can win back; the re-probes below still revisit it);
 //   exploits: the option with the highest rate;
 //   re-probes: the stalest other option runs again (a tree `probeLength` decisions, plain one run), so an
 //     option that lost on earlier text (acceptance changes with the text, a GPU warms up) is measured again
@@ -44,6 +47,10 @@ export interface ControllerOptions {
   readonly plainTokens?: number;
   /** Decisions of each option before exploiting (default 2). */
   readonly explore?: number;
+  /** Options (0 plain, i tree i − 1) in the order exploration first tries them (default 0, 1, …; missing ones follow). */
+  readonly order?: readonly number[];
+  /** Exploration past the first decision only for options at ≥ this fraction of the best rate (default 0.5; 0: all). */
+  readonly exploreCutoff?: number;
   /** Latest decisions per option its rate is computed over (default 8). */
   readonly window?: number;
   /** Tokens at least between probes of a non-best option (default 32). */
@@ -73,6 +80,8 @@ export class SpeculationController implements SpeculationPolicy {
   readonly plainTokens: number;
   private readonly clock: () => number;
   private readonly explore: number;
+  private readonly order: readonly number[];
+  private readonly exploreCutoff: number;
   private readonly window: number;
   private readonly probeTokens: number;
   private readonly probeOverhead: number;
@@ -92,6 +101,13 @@ export class SpeculationController implements SpeculationPolicy {
     this.clock = opts.clock ?? (() => performance.now());
     this.plainTokens = positive(opts.plainTokens ?? 16, 'plainTokens');
     this.explore = positive(opts.explore ?? 2, 'explore');
+    const order = opts.order ?? [];
+    if (order.some((o) => !(Number.isInteger(o) && o >= 0 && o < this.labels.length)) || new Set(order).size !== order.length) {
+      throw new Error(`speculation controller: order must list distinct options in 0..${this.labels.length - 1}, got [${order.join(', ')}]`);
+    }
+    this.order = [...order, ...this.labels.map((_, i) => i).filter((i) => !order.includes(i))];
+    this.exploreCutoff = opts.exploreCutoff ?? 0.5;
+    if (!(this.exploreCutoff >= 0 && this.exploreCutoff <= 1)) throw new Error(`speculation controller: exploreCutoff must be in [0, 1], got ${this.exploreCutoff}`);
     this.window = positive(opts.window ?? 8, 'window');
     this.probeTokens = positive(opts.probeTokens ?? 32, 'probeTokens');
     this.probeOverhead = opts.probeOverhead ?? 0.05;
@@ -155,11 +171,17 @@ export class SpeculationController implements SpeculationPolicy {
       if (--this.probe.left <= 0) this.endProbe();
       return option;
     }
-    // Exploration: the option with the fewest decisions while any has fewer than `explore`.
-    let fewest = 0;
-    for (let i = 1; i < this.stats.length; i++) if (this.stats[i].decisions < this.stats[fewest].decisions) fewest = i;
-    if (this.stats[fewest].decisions < this.explore) return fewest;
+    // Exploration: in `order`, the option with the fewest decisions while any has fewer than `explore` — past
+    // its first decision only an option within exploreCutoff of the best rate.
     const best = this.best();
+    const bestRate = this.rate(best) ?? 0;
+    let fewest = -1;
+    for (const i of this.order) {
+      const d = this.stats[i].decisions;
+      if (d >= this.explore || (d >= 1 && (this.rate(i) ?? 0) < this.exploreCutoff * bestRate)) continue;
+      if (fewest < 0 || d < this.stats[fewest].decisions) fewest = i;
+    }
+    if (fewest >= 0) return fewest;
     let stalest = -1;
     for (let i = 0; i < this.stats.length; i++) {
       if (i !== best && (stalest < 0 || this.stats[i].lastRun < this.stats[stalest].lastRun)) stalest = i;
