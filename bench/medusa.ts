@@ -20,8 +20,10 @@
 // continuation copied as one chain) runs chain:7 and chain:15 on the host and, with --chain-steps, chained on the
 // GPU, drafting from the token history kept there (chainLookupWgsl): R steps per submit and one readback.
 // Each prompt is decoded greedily by plain `generateGpu` (what `linattn generate` runs, steps in flight: the
-// baseline), then speculatively by each source and tree; every figure sums over the prompts: mean accepted length
-// (tokens per verification step), tokens/s and the speed-up over plain decoding, the median GPU time of a tree step
+// baseline), then speculatively by each source and tree. Every row runs plain decoding of each prompt again right
+// before its speculative run, for 3 rounds on a hardware GPU, and its speed-up is over that alternating plain
+// figure: a single plain figure per kind swung 2.5× between the kinds on the H200's host (call 17). Every figure
+// sums over the prompts: mean accepted length (tokens per verification step), tokens/s and the speed-up, the median GPU time of a tree step
 // against a decode step's, and how many outputs equal plain decoding's. The oracle (plain decoding's own output
 // replayed: every proposal accepted) runs the Medusa chains: the ceiling of those shapes, and — its tree steps
 // being the same size without the heads — what the heads cost. Everything runs once on the first prompt
@@ -61,6 +63,8 @@ import { treeFromParents } from '../src/speculative/token-tree.ts';
 import { parseTreeSpec, type TreeShape } from '../src/speculative/tree-spec.ts';
 
 const WARM_MS = 300;
+/** Rounds of (plain, speculative) per prompt and row on a hardware GPU; the first also checks acceptance and output. */
+const ROUNDS_HW = 3;
 
 export interface MedusaFigure {
   /** The prompts: held-out windows, or the same windows quoting their start (the header's comment). */
@@ -71,6 +75,9 @@ export interface MedusaFigure {
   readonly meanAccepted: number;
   readonly meanTreeNodes: number;
   readonly tokensPerS: number;
+  /** Plain decoding of the same prompts, run alternately with this row's (prompt by prompt, every round). */
+  readonly plainTokensPerS: number;
+  /** tokensPerS over plainTokensPerS: both measured in the same alternating loop, so clock and host drift cancel. */
   readonly speedup: number;
   readonly gpuMsPerTreeStep: number | undefined;
   readonly treeStepOverDecodeStep: number | undefined;
@@ -199,6 +206,7 @@ try {
     do await work(); while (performance.now() < until);
   };
 
+  const ROUNDS = gpu.isSoftware ? 1 : ROUNDS_HW;
   const figures: MedusaFigure[] = [];
   const plainOfKind: { kind: PromptKind; tokensPerS: number; gpuMsPerDecodeStep: number | undefined; quoted?: number }[] = [];
   // Rewritten after every row, so a run stopped by its time limit keeps what it measured.
@@ -246,8 +254,21 @@ try {
       let identical = 0;
       const gpuMs: number[] = [];
       const modes: OptionSummary[][] = [];
-      for (let p = 0; p < prompts.length; p++) {
+      // Plain decoding of the same prompt right before each speculative run: the row's own baseline. (One plain
+      // figure per kind, measured before the rows, swung 2.5× between kinds on the H200's host in call 17.)
+      let plainRowTokens = 0;
+      let plainRowMs = 0;
+      for (let round = 0; round < ROUNDS; round++) for (let p = 0; p < prompts.length; p++) {
+        const q = await plainOf(prompts[p]);
+        plainRowTokens += q.tokens[0].length - 1;
+        plainRowMs += q.decodeMs;
         const r = await specOf(s, p);
+        if (round > 0) {
+          if (r.tokens.join(',') !== plain[p].tokens[0].join(',')) throw new Error(`${s.source} ${s.shape.spec}: round ${round} of prompt ${p} differs from plain decoding`);
+          tokens += r.tokens.length - 1;
+          ms += r.decodeMs;
+          continue;
+        }
         if (r.policy) modes.push([...r.policy]);
         tokens += r.tokens.length - 1;
         accepted += r.acceptedPerStep.reduce((a, b) => a + b, 0);
@@ -258,11 +279,12 @@ try {
         if (r.tokens.join(',') === plain[p].tokens[0].join(',')) identical++;
       }
       const tps = (1000 * tokens) / ms;
+      const plainRowTps = (1000 * plainRowTokens) / plainRowMs;
       // A chained run's steps are timed as one submit: only its unchained first step (root only) pushes a GPU time.
       const treeGpu = gpuMs.length && !s.chain ? median(gpuMs) : undefined;
       const fig: MedusaFigure = {
         kind, source: s.source, tree: s.auto ? 'auto' : s.chain ? `${s.shape.spec} ×${s.chain}` : s.shape.spec, maxNodes: s.nodes, meanAccepted: accepted / steps, meanTreeNodes: nodes / steps,
-        tokensPerS: tps, speedup: tps / plainTps, gpuMsPerTreeStep: treeGpu,
+        tokensPerS: tps, plainTokensPerS: plainRowTps, speedup: tps / plainRowTps, gpuMsPerTreeStep: treeGpu,
         treeStepOverDecodeStep: treeGpu !== undefined && decodeGpuMs ? treeGpu / decodeGpuMs : undefined,
         identical, prompts: prompts.length,
         ...(modes.length && { modes: addSummaries(modes) }),
@@ -270,17 +292,17 @@ try {
       figures.push(fig);
       writeReport([]);
       log(`  ${kind} ${fig.source} --tree ${fig.tree}: accepted ${fig.meanAccepted.toFixed(2)}/step (tree ${fig.meanTreeNodes.toFixed(1)} nodes), ${tps.toFixed(1)} tokens/s, ` +
-        `${fig.speedup.toFixed(2)}×, GPU ${treeGpu?.toFixed(3) ?? '—'} ms per tree step (${fig.treeStepOverDecodeStep?.toFixed(2) ?? '—'}× a decode step), identical ${identical}/${prompts.length}` +
+        `${fig.speedup.toFixed(2)}× (plain alongside ${plainRowTps.toFixed(1)}), GPU ${treeGpu?.toFixed(3) ?? '—'} ms per tree step (${fig.treeStepOverDecodeStep?.toFixed(2) ?? '—'}× a decode step), identical ${identical}/${prompts.length}` +
         (fig.modes ? `\n    auto: ${formatPolicySummary(fig.modes)}` : ''));
     }
   }
   // The table: per prompt kind, every source and tree against plain decoding of the same prompts.
-  log('\nkind     source    tree                         accepted/step  tokens/s  speed-up  identical');
+  log('\nkind     source    tree                         accepted/step  tokens/s  plain tok/s  speed-up  identical');
   for (const f of figures) {
     // A long list of paths is cut, its "×R" kept: the chained rows stay apart.
     const [, base, suffix = ''] = /^(.*?)( ×\d+)?$/.exec(f.tree)!;
     const tree = (base.length > 20 ? `${base.slice(0, 19)}…` : base) + suffix;
-    log(`${f.kind.padEnd(8)} ${f.source.padEnd(9)} ${tree.padEnd(28)} ${f.meanAccepted.toFixed(2).padStart(13)} ${f.tokensPerS.toFixed(0).padStart(9)} ` +
+    log(`${f.kind.padEnd(8)} ${f.source.padEnd(9)} ${tree.padEnd(28)} ${f.meanAccepted.toFixed(2).padStart(13)} ${f.tokensPerS.toFixed(0).padStart(9)} ${f.plainTokensPerS.toFixed(0).padStart(12)} ` +
       `${(f.speedup.toFixed(2) + '×').padStart(9)}  ${f.identical}/${f.prompts}`);
   }
   for (const p of plainOfKind) log(`plain ${p.kind}: ${p.tokensPerS.toFixed(0)} tokens/s (generateGpu)${p.quoted !== undefined ? `, quoting ${p.quoted.toFixed(1)} tokens of the passage` : ''}`);
