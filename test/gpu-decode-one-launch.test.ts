@@ -1,7 +1,7 @@
 // A decode step (t = 1) is one launch: the step kernel advances each column's copy of z and writes the token's
 // ring slots itself (backends/wgsl/recurrent.ts), and the commit kernel's grid is empty unless an open group's zo
 // must advance. For every decodable variant, one-token calls must equal the float64 oracle token by token and
-// leave the state one call over every token leaves (the commit kernel's path, t > 1).
+// leave the state one call over every token leaves (the commit kernel's path, t > 1), with several column blocks.
 import { describe, expect, it } from 'vitest';
 import { evaluateParallel } from '../backends/cpu/parallel.ts';
 import { recurrentPlan, stateLayout } from '../backends/wgsl/recurrent.ts';
@@ -16,6 +16,7 @@ import { inputRows, submitPlan } from './helpers/plan-calls.ts';
 const AXES = { h: 2, d: 4, e: 5 };
 const B = 2;
 const T = 7;
+const SPLIT = { columns: 2, slices: 3 };
 const VARIANTS = [
   'examples/paper/cosformer.la', 'examples/paper/cosformer_aug.la', 'examples/paper/elu.la', 'examples/paper/elu_aug.la',
   'examples/paper/elu_dwconv.la', 'examples/paper/flash.la', 'examples/paper/llama_linearized.la', 'examples/paper/performer.la',
@@ -54,7 +55,10 @@ describe('the decode step in one launch', () => {
     const c = compileFile(file);
     expect(isSoftmaxProgram(c.program)).toBe(false);
     const sizes = axisSizes(c.program, AXES);
-    const plan = recurrentPlan(c.program, sizes);
+    // 3 column blocks, the last with one of 5 columns, and a slice past the 4 feature rows: each block reads its own
+    // copy of z, and only block 0 writes the rings.
+    const plan = recurrentPlan(c.program, sizes, undefined, { split: SPLIT });
+    expect(plan.schedule).toMatchObject({ columnBlocks: 3 });
     const open = stateLayout(c.program, sizes).prefix.some((q) => q.open);
     const launched = (t: number) => plan.kernels.filter((k) => k.workgroups(B, t).every((n) => n > 0)).length;
     expect(launched(1), 'launches of a one-token call').toBe(open ? 2 : 1);
