@@ -45,39 +45,54 @@ describe('generate on the compiled variant, steps replayed and read back in runs
     const want = generateCpu(cpu, session, tok, [prompt], { maxTokens });
     expect(run.tokens).toEqual(want.tokens);
     expect(run.decodeSteps).toHaveLength(maxTokens - 1);
-    // The last step ran at position prompt + maxTokens − 2, on the token chosen before it.
-    const seq = [...prompt, ...want.tokens[0].slice(0, maxTokens - 1)];
-    const V = config.vocabSize;
-    const full = cpuForward(cpu, [seq], cpuAttentionFromVariant(variant.program, cpu.weights.layers.map((l) => l.attention))).logits.data;
-    expectRelClose(await model.readLogits(), full.subarray((seq.length - 1) * V, seq.length * V), 1e-3, `last step's logits, seed ${SEED}`);
+    // The greedy steps chose their tokens in the LM head's argmax epilogue; the logits path chooses the same.
+    await expect(model.readLogits()).rejects.toThrow(/wrote no logits/);
+    model.keepLogits = true;
+    try {
+      expect((await generateGpu(model, tok, [prompt], { maxTokens })).tokens, 'keepLogits').toEqual(want.tokens);
+      // The last step ran at position prompt + maxTokens − 2, on the token chosen before it.
+      const seq = [...prompt, ...want.tokens[0].slice(0, maxTokens - 1)];
+      const V = config.vocabSize;
+      const full = cpuForward(cpu, [seq], cpuAttentionFromVariant(variant.program, cpu.weights.layers.map((l) => l.attention))).logits.data;
+      expectRelClose(await model.readLogits(), full.subarray((seq.length - 1) * V, seq.length * V), 1e-3, `last step's logits, seed ${SEED}`);
+    } finally {
+      model.keepLogits = false;
+    }
     for (const opts of [{ pipelined: false }, { stepsPerReadback: 3, inFlight: 1 }]) {
       expect((await generateGpu(model, tok, [prompt], { maxTokens, ...opts })).tokens, JSON.stringify(opts)).toEqual(want.tokens);
     }
   });
 
-  it('a run of greedy steps is one submit, reads back what the same steps one by one do, and replays them without recording', async () => {
+  it.each([false, true])('a run of greedy steps is one submit, reads back what the same steps one by one do, and replays them without recording (keepLogits %s)', async (keep) => {
     const g = await gpu();
     const prompts = [prompt, prompt.map((id) => (id * 7) % 256)];
     const warm = 8; // one-by-one steps, enough to have recorded every uniform slot's variant of the step
-    await (await model.prefill(prompts)).tokens();
-    const one: number[] = [];
-    for (let i = 0; i < warm + 3; i++) one.push(...(await model.decodeStep().tokens()));
-    const oneLogits = await model.readLogits();
-    await (await model.prefill(prompts)).tokens();
-    const ids: number[] = [];
-    for (let i = 0; i < warm; i++) ids.push(...(await model.decodeStep().tokens()));
-    const encode = vi.spyOn(model.attention[0], 'encodeForward');
-    const submit = vi.spyOn(g.device.queue, 'submit');
-    const run = model.decodeRun(3);
-    expect(submit).toHaveBeenCalledTimes(1);
-    submit.mockRestore();
-    expect(run.steps).toBe(3);
-    ids.push(...(await run.tokens()));
-    expect(encode).not.toHaveBeenCalled();
-    encode.mockRestore();
-    expect(ids).toEqual(one);
-    expect(run.position).toBe(prompt.length + warm + 3);
-    expectRelClose(await model.readLogits(), oneLogits, 1e-6, 'logits after the run');
-    expect(() => model.decodeRun(RUN_STEPS + 1)).toThrow(/steps must be an integer/);
+    model.keepLogits = keep;
+    try {
+      await (await model.prefill(prompts)).tokens();
+      const one: number[] = [];
+      for (let i = 0; i < warm + 3; i++) one.push(...(await model.decodeStep().tokens()));
+      const oneLogits = keep ? await model.readLogits() : undefined;
+      await (await model.prefill(prompts)).tokens();
+      const ids: number[] = [];
+      for (let i = 0; i < warm; i++) ids.push(...(await model.decodeStep().tokens()));
+      const encode = vi.spyOn(model.attention[0], 'encodeForward');
+      const submit = vi.spyOn(g.device.queue, 'submit');
+      const run = model.decodeRun(3);
+      expect(submit).toHaveBeenCalledTimes(1);
+      submit.mockRestore();
+      expect(run.steps).toBe(3);
+      // embedding; per layer q|k|v, the attention's one launch (no commit: recurrent.ts), o, gate|up, down; LM head, argmax
+      expect(run.dispatches).toBe(1 + config.numLayers * 5 + 2);
+      ids.push(...(await run.tokens()));
+      expect(encode).not.toHaveBeenCalled();
+      encode.mockRestore();
+      expect(ids).toEqual(one);
+      expect(run.position).toBe(prompt.length + warm + 3);
+      if (oneLogits) expectRelClose(await model.readLogits(), oneLogits, 1e-6, 'logits after the run');
+      expect(() => model.decodeRun(RUN_STEPS + 1)).toThrow(/steps must be an integer/);
+    } finally {
+      model.keepLogits = false;
+    }
   });
 });

@@ -2,7 +2,8 @@
 // (backends/wgsl/recurrent-split.ts) against the float64 parallel oracle, at sizes where nothing divides: 6
 // features on 4 slices (the last slice past F) or 8 (two empty), 7 columns in blocks of 4 or 2, batch 3, groups
 // and windows shorter than the calls, calls of several tokens between single-token steps (the in-call positions
-// are read from the inputs, z carried in workgroup memory, the commit kernel advancing z and the rings after).
+// are read from the inputs, z carried in workgroup memory and written per column, the commit kernel advancing the
+// rings after a call of several tokens).
 import { describe, expect, it } from 'vitest';
 import { evaluateParallel } from '../backends/cpu/parallel.ts';
 import { lagRange } from '../src/ir/masks.ts';

@@ -29,6 +29,7 @@ describe.each(['tiny-llama', 'tiny-linearized'])('%s on the GPU', (name) => {
     const g = await gpu();
     const m = loadModelDir(join(FIXTURES, name));
     const model = await GpuModel.create(g, m.config, m.weights, await compiledAttentionFactory(g, m.variant.compiled, m.config.numHeads, m.config.headDim, { maxLength: 64 }));
+    model.keepLogits = true;
     const cpu = cpuModel(m.config, m.weights);
     const session = cpuAttentionSessionFromVariant(m.variant.program, cpu.weights.layers.map((l) => l.attention));
     try {

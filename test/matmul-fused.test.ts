@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import type { MatmulOptions } from '../backends/wgsl/matmul.ts';
+import { matmulKernel, type MatmulOptions } from '../backends/wgsl/matmul.ts';
 import { bindMatmul, encodeMatmul, planMatmul } from '../src/runtime/matmul.ts';
 import { bindArgmaxPartials, encodeDispatch } from '../src/runtime/model-kernels.ts';
 import { fusedMatmulReference, type MatmulFusion } from '../backends/wgsl/matmul-fusion.ts';
@@ -7,6 +7,7 @@ import { allocTensor, downloadTensor, releaseTensor, uploadTensor } from '../src
 import { randn } from '../src/tensor.ts';
 import { gpu } from './helpers/gpu.ts';
 import { checkFusedMatmul, EPS } from './helpers/fused-matmul.ts';
+import { H200 } from './helpers/projections.ts';
 
 const QKV: MatmulFusion = { rmsnorm: { eps: EPS }, epilogue: { split: 3 } };
 const GATE_UP: MatmulFusion = { rmsnorm: { eps: EPS }, epilogue: 'swiglu' };
@@ -136,6 +137,27 @@ describe('the argmax epilogue (an LM head whose logits are never written)', () =
     const same = new Float64Array(N * K);
     for (let n = 0; n < N; n++) same.set(one, n * K);
     expect(Array.from((await tokens(M, N, K, same, 3300)).got)).toEqual(new Array(M).fill(0));
+  });
+
+  it("the H200's pick for the greedy decode step's head (M 1 and 8, 32000 × 768) picks each row's float64 argmax on a 300-column stand-in", async () => {
+    const g = await gpu();
+    const target = { ...H200, limits: { ...H200.limits, maxComputeWorkgroupStorageSize: Math.min(H200.limits.maxComputeWorkgroupStorageSize, g.limits.maxComputeWorkgroupStorageSize) } };
+    for (const M of [1, 8]) {
+      const head = { M, N: 32000, K: 768, transposeB: true, fusion: { rmsnorm: { eps: EPS }, epilogue: 'argmax' as const } };
+      // On the H200: 2 columns per thread, 64 columns × 4 slices × 8 loads, 250 workgroups of 128 columns, whose pairs one dispatch reduces.
+      const h200 = matmulKernel(H200, head);
+      expect(h200.tuning.rows, `M ${M}: ${h200.kernel}`).toEqual({ blocks: 1, cols: 64, slices: 4, unroll: 8, colsPerThread: 2 });
+      expect(h200.workgroups).toEqual([250, 1, 1]);
+      const pick = matmulKernel(target, head);
+      const [N, K] = [300, 4 * (2 * pick.tuning.rows!.slices! * pick.tuning.rows!.unroll! + 3)];
+      const { got, logits, parts } = await tokens(M, N, K, randn([N, K], 3400 + M).data, 3500 + M, pick.tuning);
+      expect(parts, 'workgroups of the stand-in, the last partial').toBe(Math.ceil(N / (pick.tuning.rows!.cols! * 2)));
+      for (let m = 0; m < M; m++) {
+        const row = logits.subarray(m * N, (m + 1) * N);
+        const best = Math.max(...row);
+        expect(row[got[m]], `M ${M} row ${m}: token ${got[m]} has logit ${row[got[m]]}, the largest is ${best}`).toBeGreaterThan(best - 1e-4 * Math.abs(best));
+      }
+    }
   });
 });
 

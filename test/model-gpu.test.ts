@@ -83,18 +83,23 @@ describe('GPU forward of the whole model (f32) against the float64 CPU forward w
     const tokens = randomTokens(b, T, V, SEED + 1);
     const full = await model.forwardLogits(tokens);
     const p = 3;
-    await (await model.prefill(tokens.map((s) => s.slice(0, p)))).tokens();
-    const check = (logits: Float32Array, at: number) => {
-      for (let s = 0; s < b; s++) {
-        expectRelClose(logits.subarray(s * V, (s + 1) * V), rows(full, T, V, s, at, at + 1), 1e-4, `sequence ${s} at position ${at}`);
+    model.keepLogits = true;
+    try {
+      await (await model.prefill(tokens.map((s) => s.slice(0, p)))).tokens();
+      const check = (logits: Float32Array, at: number) => {
+        for (let s = 0; s < b; s++) {
+          expectRelClose(logits.subarray(s * V, (s + 1) * V), rows(full, T, V, s, at, at + 1), 1e-4, `sequence ${s} at position ${at}`);
+        }
+      };
+      check(await model.readLogits(), p - 1);
+      for (let at = p; at < T; at++) {
+        const step = model.decodeStep({ tokens: tokens.map((s) => s[at]) });
+        await step.tokens();
+        expect(step.position).toBe(at + 1);
+        check(await model.readLogits(), at);
       }
-    };
-    check(await model.readLogits(), p - 1);
-    for (let at = p; at < T; at++) {
-      const step = model.decodeStep({ tokens: tokens.map((s) => s[at]) });
-      await step.tokens();
-      expect(step.position).toBe(at + 1);
-      check(await model.readLogits(), at);
+    } finally {
+      model.keepLogits = false;
     }
   });
 });
@@ -107,6 +112,7 @@ describe('the compiled variant as the attention layer (src/runtime/compiled-atte
     const factory = await compiledAttentionFactory(g, variant.compiled, config.numHeads, config.headDim, { prologue, onChoice: (why) => choices.push(why) });
     expect(choices.join(), 'the prefill plan decision').toMatch(prologue === 'all' ? /every feature node in a prologue/ : /every feature inline/);
     const compiled = await GpuModel.create(g, config, weights, factory);
+    compiled.keepLogits = true;
     try {
       const [b, T, V, p] = [2, 70, config.vocabSize, 66];
       const tokens = randomTokens(b, T, V, SEED + 3);
@@ -133,6 +139,7 @@ describe('a segmented prefill (CompiledAttentionOptions.prefillSchedule)', () =>
     const factory = await compiledAttentionFactory(g, variant.compiled, config.numHeads, config.headDim, { prefillSchedule: schedule, onChoice: (why) => choices.push(why) });
     expect(choices.join()).toMatch(/the schedule asked \(chunk 4, cols 16, threads 64, segments of 2\)/);
     const compiled = await GpuModel.create(g, config, weights, factory);
+    compiled.keepLogits = true;
     try {
       const [b, T, V, p] = [2, 40, config.vocabSize, 37]; // 37 rows: 10 chunks of 4, 5 segments, the last chunk partial
       const tokens = randomTokens(b, T, V, SEED + 9);
@@ -160,6 +167,7 @@ describe('a prefill of the batch size before reuses its attention states (resetS
     const g = await gpu();
     const factory = await compiledAttentionFactory(g, variant.compiled, config.numHeads, config.headDim);
     const compiled = await GpuModel.create(g, config, weights, factory);
+    compiled.keepLogits = true;
     try {
       const V = config.vocabSize;
       const [a, c] = [randomTokens(2, 20, V, SEED + 5), randomTokens(2, 20, V, SEED + 6)];
@@ -241,13 +249,18 @@ describe('generation', () => {
 
   it(`a batch of 2 sequences generates what each does alone (seed ${SEED})`, async () => {
     const prompts = randomTokens(2, 5, 256, SEED + 2);
-    const batch = await generateGpu(model, tok, prompts, { maxTokens: 7 });
-    const batchLogits = await model.readLogits();
-    for (let s = 0; s < 2; s++) {
-      const alone = await generateGpu(model, tok, [prompts[s]], { maxTokens: 7 });
-      expect(alone.tokens[0], `sequence ${s}`).toEqual(batch.tokens[s]);
-      const V = config.vocabSize;
-      expect(relativeError(await model.readLogits(), batchLogits.subarray(s * V, (s + 1) * V))).toBeLessThan(1e-5);
+    model.keepLogits = true;
+    try {
+      const batch = await generateGpu(model, tok, prompts, { maxTokens: 7 });
+      const batchLogits = await model.readLogits();
+      for (let s = 0; s < 2; s++) {
+        const alone = await generateGpu(model, tok, [prompts[s]], { maxTokens: 7 });
+        expect(alone.tokens[0], `sequence ${s}`).toEqual(batch.tokens[s]);
+        const V = config.vocabSize;
+        expect(relativeError(await model.readLogits(), batchLogits.subarray(s * V, (s + 1) * V))).toBeLessThan(1e-5);
+      }
+    } finally {
+      model.keepLogits = false;
     }
   });
 });

@@ -49,6 +49,7 @@ describe('tiny-llama with its embedding and LM head split across buffers', () =>
   it('prefill and greedy decode: logits equal the unsplit GPU model\'s and the float64 CPU model\'s, tokens the unsplit model\'s', async () => {
     const split = await make(LIMIT);
     const whole = await make();
+    split.keepLogits = whole.keepLogits = true;
     const cpu = cpuModel(m.config, m.weights);
     const session = cpuAttentionSessionFromVariant(m.variant.program, cpu.weights.layers.map((l) => l.attention));
     try {
@@ -68,6 +69,10 @@ describe('tiny-llama with its embedding and LM head split across buffers', () =>
         got = await split.decodeStep().tokens();
         want = await whole.decodeStep().tokens();
       }
+      // The greedy step's argmax-fused LM head over the split head's parts picks the unsplit logits path's tokens.
+      split.keepLogits = false;
+      for (let k = 0; k < 3; k++) expect(await split.decodeStep().tokens(), `argmax head, step ${STEPS + 1 + k}`).toEqual(await whole.decodeStep().tokens());
+      await expect(split.readLogits()).rejects.toThrow(/wrote no logits/);
     } finally {
       await split.destroy();
       await whole.destroy();
@@ -115,6 +120,7 @@ describe('a tied embedding split across buffers', () => {
     const g = await gpu();
     const factory = await compiledAttentionFactory(g, variant.compiled, config.numHeads, config.headDim);
     const model = await GpuModel.create(g, config, weights, factory, { maxWeightBuffer: 48 * 1024 });
+    model.keepLogits = true;
     const cpu = cpuModel(config, weights);
     const attention = recurrentAttention({ name: 'tied', config, variant, weights, cpu });
     try {

@@ -116,7 +116,14 @@ export function ringIndex(r: StateLayout['rings'][number], RING: number, slot: s
   return `(b * ${RING}u + ${slot}) * ${r.per}u + ${r.sliced ? `s * ${r.sliced}u + ` : ''}${off}`;
 }
 
-/** State per prefix term: S [b, NS, F, NR] and z [b, NS, F] (past_groups terms keep the open group in So, zo). */
+/**
+ * State per prefix term: S [b, NS, F, NR] and z [b, NS, F, NR] (past_groups terms keep the open group in So
+ * [b, NS, F, NR] and zo [b, NS, F]). z does not depend on the value column, yet it keeps a copy per column, laid out
+ * as S is: whatever owns a column of S (a decode step's column block, a tree commit's thread, a chunk kernel's
+ * column tile) reads and writes that column's z too, so a kernel split over columns advances z without any other
+ * workgroup reading what it writes — the decode step needs no second launch for it (recurrent.ts). Every copy
+ * holds the same value; a reader not split over columns reads any (tree-prefix.ts reads its column's).
+ */
 export function stateLayout(p: Program, sizes: Sizes): StateLayout {
   const L = layoutOf(p, p.terms);
   const NS = count(L.head, sizes);
@@ -143,7 +150,7 @@ export function stateLayout(p: Program, sizes: Sizes): StateLayout {
   const add = (name: string, per: number) => buffers.push({ name, role: 'state', floats: (b) => b * per, shape: (b) => [b, per] });
   for (const q of prefix) {
     add(`state:S${q.k}`, NS * q.F * NR);
-    add(`state:z${q.k}`, NS * q.F);
+    add(`state:z${q.k}`, NS * q.F * NR);
     if (q.open) {
       add(`state:So${q.k}`, NS * q.F * NR);
       add(`state:zo${q.k}`, NS * q.F);

@@ -1,23 +1,27 @@
-// The decode step's second launch: the state every column block of the step kernel reads whole — each prefix
-// term's z (and open group zo) and the bounded terms' rings — advanced over the call's tokens after the step
-// kernel has read it. Written in the step kernel, a column block could overwrite z or a ring slot while another
-// block still reads it (workgroups are not ordered), so the step kernel reads them only and keeps this call's
-// z in workgroup memory; here one thread per (batch, head slice, element) writes them, token by token.
+// The recurrent step's second launch, for calls of t > 1 tokens and for open groups: the state every column block
+// of the step kernel reads whole — the open groups' zo and the bounded terms' rings — advanced over the call's
+// tokens after the step kernel has read it. Written in the step kernel, a column block could overwrite zo or a
+// ring slot while another block still reads it (workgroups are not ordered); here one thread per (batch, head
+// slice, element) writes them, token by token. z itself is kept per column and advanced by the step kernel
+// (layout.ts), and a one-token call's ring slot is written there too (recurrent.ts's header says why that is
+// safe), so a program without open groups launches nothing here at t = 1: its grid is empty then, and the
+// executor skips empty launches.
 //
-//   z ← decay_t ⊙ z + ψ_t  (past_groups: z += zo at a group start, zo ← 0; zo += ψ_t),   ring[pos % RING] ← x_pos
+//   past_groups: zo ← 0 at a group start; zo += ψ_t  (the step kernel joins zo into z),   ring[pos % RING] ← x_pos (t > 1)
 import type { PrefixForm } from '../../src/ir/terms.ts';
 import type { Program } from '../../src/ir/types.ts';
 import { count, programReader, type Sizes } from './common.ts';
 import { ExprGen, offset } from './expr.ts';
 import { KernelBuilder } from './kernel-builder.ts';
-import { layoutOf, prefixGate, ringIndex, rowAxes, type StateLayout } from './layout.ts';
+import { layoutOf, ringIndex, rowAxes, type StateLayout } from './layout.ts';
 import type { Kernel } from './plan.ts';
 import { stageReductions } from './recurrent-stage.ts';
 
 const WG = 64;
 
 export function recurrentCommitKernel(p: Program, sizes: Sizes, st: StateLayout): Kernel | null {
-  if (st.prefix.length === 0 && st.rings.length === 0) return null;
+  const open = st.prefix.filter((q) => q.open);
+  if (open.length === 0 && st.rings.length === 0) return null;
   const kb = new KernelBuilder(WG, ['wid', 'lid']);
   const L = layoutOf(p, p.terms);
   const NS = count(L.head, sizes);
@@ -28,45 +32,35 @@ export function recurrentCommitKernel(p: Program, sizes: Sizes, st: StateLayout)
   main.define('s', 'wid.x');
   main.define('b', 'wid.y');
   const head = main.split(L.head, sizes, 's', 'hx');
-  const roots = [
-    ...st.prefix.flatMap((q) => {
-      const f = q.term.form as PrefixForm;
-      const gate = prefixGate(p, f);
-      return gate ? [f.psi, gate.id] : [f.psi];
-    }),
-    ...st.rings.map((r) => r.id),
-  ];
+  const roots = [...open.map((q) => (q.term.form as PrefixForm).psi), ...st.rings.map((r) => r.id)];
   main.for('tok', '0u', (tok) => `${tok} < dims.t`, (step) => {
     step.define('pos', 'dims.pos0 + tok');
     const resolve = stageReductions(p, sizes, L, kb, step, head, read, roots);
-    for (const q of st.prefix) {
+    for (const q of open) {
       const f = q.term.form as PrefixForm;
-      const gate = prefixGate(p, f);
       step.strided('x', `${q.F}u`, (b, x) => {
-        b.comment(`${q.term.name}: z at this token`);
+        b.comment(`${q.term.name}: the open group's zo at this token`);
         const g = new ExprGen(p, sizes, resolve, { i: 'pos', j: 'pos' });
         const idx = { ...head, ...(f.feature ? { [f.feature]: x } : {}) };
         const ps = g.value(b, f.psi, idx, 'pos');
-        const zi = `(b * ${NS}u + s) * ${q.F}u + ${x}`;
-        const z = ref(`state:z${q.k}`);
-        if (q.open) {
-          const zo = ref(`state:zo${q.k}`);
-          b.block(`if (pos % ${(q.term.mask[0] as { size: number }).size}u == 0u && pos > 0u)`, (j) => j.line(`${z}[${zi}] += ${zo}[${zi}]; ${zo}[${zi}] = 0.0;`));
-          b.line(`${zo}[${zi}] += ${ps};`);
-        } else {
-          const gv = gate ? g.value(b, gate.id, gate.perFeature ? idx : { ...head }, 'pos') : null;
-          b.line(`${z}[${zi}] = ${gv ? `exp(log(max(${gv}, 1e-30)))` : '1.0'} * ${z}[${zi}] + ${ps};`);
-        }
+        const zo = `${ref(`state:zo${q.k}`)}[(b * ${NS}u + s) * ${q.F}u + ${x}]`;
+        b.line(`if (pos % ${(q.term.mask[0] as { size: number }).size}u == 0u && pos > 0u) { ${zo} = 0.0; }`);
+        b.line(`${zo} += ${ps};`);
       });
     }
-    for (const r of st.rings) {
-      const n = p.nodes[r.id];
-      const own = rowAxes(p, L, r.id);
-      step.strided('x', `${count(own, sizes)}u`, (b, x) => {
-        b.comment(`ring of %${r.id}`);
-        const full = { ...head, ...b.split(own, sizes, x, `r${r.id}`) };
-        const v = new ExprGen(p, sizes, resolve, { i: 'pos', j: 'pos' }).value(b, r.id, full, 'pos');
-        b.line(`${ref(`state:ring${r.id}`)}[${ringIndex(r, st.ring, `pos % ${st.ring}u`, offset(n.type.axes, sizes, full))}] = ${v};`);
+    // A one-token call's step kernel wrote its ring slots itself.
+    if (st.rings.length) {
+      step.block('if (dims.t > 1u)', (rings) => {
+        for (const r of st.rings) {
+          const n = p.nodes[r.id];
+          const own = rowAxes(p, L, r.id);
+          rings.strided('x', `${count(own, sizes)}u`, (b, x) => {
+            b.comment(`ring of %${r.id}`);
+            const full = { ...head, ...b.split(own, sizes, x, `r${r.id}`) };
+            const v = new ExprGen(p, sizes, resolve, { i: 'pos', j: 'pos' }).value(b, r.id, full, 'pos');
+            b.line(`${ref(`state:ring${r.id}`)}[${ringIndex(r, st.ring, `pos % ${st.ring}u`, offset(n.type.axes, sizes, full))}] = ${v};`);
+          });
+        }
       });
     }
     // The next token's reductions overwrite the staged ones.
@@ -74,7 +68,8 @@ export function recurrentCommitKernel(p: Program, sizes: Sizes, st: StateLayout)
   }, { fixed: true });
   return kb.build({
     label: `${p.name}.recurrent-commit`,
-    comment: [`commit of ${p.name}'s recurrent step: z, open groups' zo and rings over this call's tokens, after the step kernel read them`],
-    workgroups: (b) => [NS, b, 1],
+    comment: [`commit of ${p.name}'s recurrent step: open groups' zo and (t > 1) rings over this call's tokens, after the step kernel read them`],
+    // Nothing to do for one token without open groups: an empty grid, which the executor does not launch.
+    workgroups: (b, t) => (t === 1 && open.length === 0 ? [0, 0, 0] : [NS, b, 1]),
   });
 }

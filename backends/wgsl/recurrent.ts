@@ -1,18 +1,25 @@
 // The recurrent form on the GPU: what decoding runs (t = 1 per call); also the GPU's `--form recurrent`. State per
-// prefix term: S [b, NS, F, NR] and z [b, NS, F] (past_groups terms keep the open group in So, zo); per bounded
-// term: rings of the last RING positions' values and key features (layout.ts, stateLayout).
+// prefix term: S [b, NS, F, NR] and z [b, NS, F, NR], z copied per value column (past_groups terms keep the open
+// group in So, zo [b, NS, F]); per bounded term: rings of the last RING positions' values and key features
+// (layout.ts, stateLayout).
 //
 //   S ← decay_t ⊙ S + ψ_t ⊗ v_t,   o_t = Σ φ_t·S (+ window/group taps read from the rings), normalised per group.
 //
-// Two launches. The step kernel runs a workgroup per (batch b, head slice s, block of value columns) and, inside
-// it, threads over (column, slice of the feature rows and lags) (recurrent-split.ts: the split is the plan's
-// `schedule`). Per token it stages what every column reads — the per-token reductions (recurrent-stage.ts), each
-// prefix term's φ, ψ, log-decay and z, the bounded terms' query and current key features, and the scores of
-// bounded terms that do not depend on the column (llama's q̂·k̂ per lag, a conv's taps w[h, lag]) — then each
-// thread updates its rows of S for its column (each cell of S written by exactly one thread) and sums its slice's
-// share of the output; the slices' sums are added in workgroup memory. z and the rings, which every column block
-// reads whole, are only read here (z is carried in workgroup memory through the call's tokens; this call's earlier
-// positions are read from the inputs); the commit kernel (recurrent-commit.ts) advances them afterwards. Where the
+// One launch per decode step (t = 1), two for longer calls. The step kernel runs a workgroup per (batch b, head
+// slice s, block of value columns) and, inside it, threads over (column, slice of the feature rows and lags)
+// (recurrent-split.ts: the split is the plan's `schedule`). Per token it stages what every column reads — the
+// per-token reductions (recurrent-stage.ts), each prefix term's φ, ψ, log-decay and z, the bounded terms' query and
+// current key features, and the scores of bounded terms that do not depend on the column (llama's q̂·k̂ per lag, a
+// conv's taps w[h, lag]) — then each thread updates its rows of S for its column (each cell of S written by exactly
+// one thread), writes the same rows of its column's copy of z, and sums its slice's share of the output; the
+// slices' sums are added in workgroup memory. A block reads z from its first column's copy, which only it writes,
+// and carries it in workgroup memory through the call's tokens. The rings, which every column block reads whole,
+// are read for positions before the call (this call's earlier positions come from the inputs). At t = 1 column
+// block 0 of each head slice writes the token into ring slot pos % RING: RING = the longest lag + 1, and the step
+// reads lags 1 … RING − 1 from the ring, so no block reads that slot during the step. Over t > 1 tokens a slower
+// block could still need a slot a faster one overwrote, so there the commit kernel (recurrent-commit.ts) writes
+// the rings afterwards; it also advances the open groups' zo, read whole by every block (with past_groups terms
+// it runs at t = 1 too, for zo alone). Where the
 // staged features do not fit the adapter's workgroup memory (based's 4161 Taylor features at d 64) they are staged
 // in a scratch buffer instead, [b, workgroups, staged, F]: every thread reads them in the same order, so they stay
 // in cache.
@@ -109,7 +116,7 @@ export function recurrentPlan(
   const width = (ids: readonly Id[]) => ids.reduce((n, id) => n + count(rowAxes(p, L, id), sizes), 0);
   const queryIds = boundedFrontier(p, p.terms, 'query');
   const keyIds = boundedFrontier(p, p.terms, 'key');
-  const roots = [...st.prefix.flatMap((q) => prefixRoots(p, q)), ...queryIds, ...keyIds];
+  const roots = [...st.prefix.flatMap((q) => prefixRoots(p, q)), ...queryIds, ...keyIds, ...st.rings.map((r) => r.id)];
   const scoreFloats = lags.reduce((n, [lo, hi]) => n + hi - Math.max(0, lo) + 1, 0); // at most: per-column scores stay unstaged
   const otherFloats = width(queryIds) + width(keyIds) + width(tokenReductions(p, roots)) + scoreFloats + 2 * p.output.length * WG;
   const stagedFloats = st.prefix.reduce((n, q) => n + stagedOf(q).length * q.F, 0);
@@ -149,7 +156,8 @@ export function recurrentPlan(
   main.define('s', `wid.x / ${CB}u`, `head slice; column block wid.x % ${CB}`);
   main.define('b', 'wid.y');
   main.define('sl', `lid / ${split.columns}u`, `slice of the feature rows and lags`);
-  main.define('col', `(wid.x % ${CB}u) * ${split.columns}u + lid % ${split.columns}u`);
+  main.define('col0', `(wid.x % ${CB}u) * ${split.columns}u`, "this column block's first column, whose copy of z it reads");
+  main.define('col', `col0 + lid % ${split.columns}u`);
   const K: StepKernel = {
     p, sizes, L, st, NS, NR, split, kb, read, state, staged, bounded,
     qf: features(queryIds, 'qf'),
@@ -174,6 +182,7 @@ export function recurrentPlan(
       step.line('workgroupBarrier();');
     }
     emitColumns(K, step, kb.use(out), resolve);
+    if (st.rings.length) step.block(`if (dims.t == 1u && wid.x % ${CB}u == 0u)`, (r) => writeRings(K, r, resolve));
   }, { fixed: true });
   const kernel = kb.build({
     label: `${p.name}.recurrent`,
@@ -217,14 +226,27 @@ function stateRef(K: StepKernel, buffer: string): string {
   return K.kb.use(K.state.get(buffer)!);
 }
 
-/** z (and zo) as the call starts, into the staged arrays that carry them through its tokens. */
+/** z (its copy at the block's first column) and zo as the call starts, into the staged arrays that carry them through its tokens. */
 function loadZ(K: StepKernel, main: Block, q: StatePrefix): void {
   const { zn, zo } = K.staged[q.k];
   main.strided('x', `${q.F}u`, (b, x) => {
     const zi = `(b * ${K.NS}u + s) * ${q.F}u + ${x}`;
-    b.line(`${zn(x)} = ${stateRef(K, `state:z${q.k}`)}[${zi}];`);
+    b.line(`${zn(x)} = ${stateRef(K, `state:z${q.k}`)}[(${zi}) * ${K.NR}u + col0];`);
     if (q.open) b.line(`${zo(x)} = ${stateRef(K, `state:zo${q.k}`)}[${zi}];`);
   });
+}
+
+/** A decode step's token into each ring's slot pos % RING (column block 0 of each head slice; see the header). */
+function writeRings(K: StepKernel, at: Block, resolve: Resolver): void {
+  for (const r of K.st.rings) {
+    const own = rowAxes(K.p, K.L, r.id);
+    at.strided('x', `${count(own, K.sizes)}u`, (b, x) => {
+      b.comment(`ring of %${r.id}: this token`);
+      const full = { ...K.head, ...b.split(own, K.sizes, x, `r${r.id}`) };
+      const v = new ExprGen(K.p, K.sizes, resolve, { i: 'pos', j: 'pos' }).value(b, r.id, full, 'pos');
+      b.line(`${stateRef(K, `state:ring${r.id}`)}[${ringIndex(r, K.st.ring, `pos % ${K.st.ring}u`, offset(K.p.nodes[r.id].type.axes, K.sizes, full))}] = ${v};`);
+    });
+  }
 }
 
 /** A prefix term's φ, ψ and log-decay at this token, and z folded: z ← decay ⊙ z + ψ (past_groups: into zo). */
@@ -426,7 +448,7 @@ function rowSlice(K: StepKernel, q: StatePrefix): { FS: number; ragged: boolean 
 }
 
 /**
- * S ← decay ⊙ S + ψ ⊗ v, num += φ·S, den += φ·z over this thread's rows. U rows of S are read before any is
+ * S ← decay ⊙ S + ψ ⊗ v, num += φ·S, den += φ·z over this thread's rows, and those rows of its column's z. U rows of S are read before any is
  * written, so a slice waits for FS / U memory round trips, not FS (a store to S between the loads would keep the
  * compiler from issuing the next load early). Past F (the last slices of a ragged split) a row is read clamped
  * and neither written nor summed.
@@ -437,6 +459,7 @@ function prefixTerm(K: StepKernel, g: Block, q: StatePrefix, v: string, { num, d
   const U = stateUnroll(FS);
   const perF = prefixGate(K.p, q.term.form as PrefixForm)?.perFeature ?? false;
   const S = stateRef(K, `state:S${q.k}`);
+  const Z = stateRef(K, `state:z${q.k}`);
   const start = g.let('f_lo', `sl * ${FS}u`);
   g.for('f0', start, (f0) => `${f0} < ${start} + ${FS}u`, (l, f0) => {
     l.comment(`${q.term.name}: ${U} rows of S in flight`);
@@ -446,7 +469,7 @@ function prefixTerm(K: StepKernel, g: Block, q: StatePrefix, v: string, { num, d
       const f = `${f0} + ${u}u`;
       l.block(ragged ? `if (${f} < ${q.F}u)` : '', (r) => {
         const sv = r.let('sv', `exp(${lg(perF ? f : '0u')}) * ${su} + ${psi(f)} * ${v}`);
-        r.line(`${S}[${at(f)}] = ${sv};`);
+        r.line(`${S}[${at(f)}] = ${sv}; ${Z}[${at(f)}] = ${zn(f)};`);
         r.line(`${num} = ${num} + ${phi(f)} * ${sv};`);
         r.line(`${den} = ${den} + ${phi(f)} * ${zn(f)};`);
       });
@@ -465,7 +488,7 @@ function openPrefixTerm(K: StepKernel, g: Block, q: StatePrefix, v: string, { nu
     l.comment(q.term.name);
     const si = `((b * ${K.NS}u + s) * ${q.F}u + ${f}) * ${K.NR}u + col`;
     l.block(`if (pos % ${(q.term.mask[0] as { size: number }).size}u == 0u && pos > 0u)`, (j) => j.line(`${S}[${si}] += ${So}[${si}]; ${So}[${si}] = 0.0;`));
-    l.line(`${So}[${si}] += ${psi(f)} * ${v};`);
+    l.line(`${So}[${si}] += ${psi(f)} * ${v}; ${stateRef(K, `state:z${q.k}`)}[${si}] = ${zn(f)};`);
     l.line(`${num} = ${num} + ${phi(f)} * ${S}[${si}]; ${den} = ${den} + ${phi(f)} * ${zn(f)};`);
   });
 }

@@ -2,8 +2,9 @@
 // inputs, folded into the decoding state in one launch whose workgroups split every prefix term's state by
 // (head slice, block of features, block of columns):
 //
-//   S[f, c] ← D_P[f] S[f, c] + Σ_p D_{p→P}[f] ψ_p[f] v_p[c]      z[f] alike with 1 for v      (D: gate products)
+//   S[f, c] ← D_P[f] S[f, c] + Σ_p D_{p→P}[f] ψ_p[f] v_p[c]      z[f, c] alike with 1 for v      (D: gate products)
 //
+// (z is kept per column, as S is — layout.ts — so the invocation that owns S[f, c] owns z[f, c] too.)
 // Each invocation keeps E = 4 elements S[f, c] in registers and runs the sum along the path in the recurrent
 // step's own order and arithmetic (S ← exp(lg_p) S + ψ_p v_p; past_groups: S += So at a group start, So += ψ v),
 // so the state it leaves is the one decoding the accepted tokens leaves (on lavapipe S to the bit, gated z within
@@ -98,11 +99,13 @@ export function treeCommitKernel(p: Program, sizes: Sizes): Kernel {
       const zAt = (f: string) => `(b * ${NS}u + s) * ${q.F}u + ${f}`;
       const fe = [...Array(E).keys()].map((e) => t.let('f', `${f0} + ${fr} + ${e}u`));
       const owns = fe.map((f) => t.let('own', `${c} < ${NR}u && ${f} < ${q.F}u`));
-      const ownsZ = fe.map((f) => t.let('ownZ', `${c} == 0u && ${f} < ${q.F}u`));
+      const ownsZ = C ? fe.map((f) => t.let('ownZ', `${c} == 0u && ${f} < ${q.F}u`)) : [];
       const sv = fe.map((f, e) => t.var('sv', `select(0.0, ${S(`state:S${q.k}`)}[${at(`min(${f}, ${q.F - 1}u)`)}], ${owns[e]})`));
       const so = C ? fe.map((f, e) => t.var('so', `select(0.0, ${S(`state:So${q.k}`)}[${at(`min(${f}, ${q.F - 1}u)`)}], ${owns[e]})`)) : [];
-      const zv = fe.map((f, e) => t.var('zv', `select(0.0, ${S(`state:z${q.k}`)}[${zAt(`min(${f}, ${q.F - 1}u)`)}], ${ownsZ[e]})`));
-      const zo = C ? fe.map((f, e) => t.var('zo', `select(0.0, ${S(`state:zo${q.k}`)}[${zAt(`min(${f}, ${q.F - 1}u)`)}], ${ownsZ[e]})`)) : [];
+      // z is kept per column like S (layout.ts): each thread advances its own column's copy.
+      const zv = fe.map((f, e) => t.var('zv', `select(0.0, ${S(`state:z${q.k}`)}[${at(`min(${f}, ${q.F - 1}u)`)}], ${owns[e]})`));
+      // Every column's thread follows zo (its z joins it at a group start); column 0's writes it back.
+      const zo = C ? fe.map((f, e) => t.var('zo', `select(0.0, ${S(`state:zo${q.k}`)}[${zAt(`min(${f}, ${q.F - 1}u)`)}], ${owns[e]})`)) : [];
       const reds = reductionsOf(form.psi);
       const redT = new Map(reds.map((r) => [r, stagedArray(r, TP, 'p')] as const));
       t.for('p0', '0u', (p0) => `${p0} < dims.t`, (l, p0) => {
@@ -153,7 +156,8 @@ export function treeCommitKernel(p: Program, sizes: Sizes): Kernel {
       }, { step: (p0) => `${p0} += ${TP}u` });
       fe.forEach((f, e) => {
         t.line(`if (${owns[e]}) { ${S(`state:S${q.k}`)}[${at(f)}] = ${sv[e]};${C ? ` ${S(`state:So${q.k}`)}[${at(f)}] = ${so[e]};` : ''} }`);
-        t.line(`if (${ownsZ[e]}) { ${S(`state:z${q.k}`)}[${zAt(f)}] = ${zv[e]};${C ? ` ${S(`state:zo${q.k}`)}[${zAt(f)}] = ${zo[e]};` : ''} }`);
+        t.line(`if (${owns[e]}) { ${S(`state:z${q.k}`)}[${at(f)}] = ${zv[e]}; }`);
+        if (C) t.line(`if (${ownsZ[e]}) { ${S(`state:zo${q.k}`)}[${zAt(f)}] = ${zo[e]}; }`);
       });
     });
   }

@@ -154,7 +154,8 @@ function committedState(T: TreeKernel, main: Block, q: TreePrefix, sums: ItemSum
       rows.forEach((su, u) => {
         const f = `${f0} + ${u}u`;
         const w = l.let('w', `${phi}[${f}]${dacc ? ` * ${dacc}[${q.gateW > 1 ? f : '0u'}]` : ''}`);
-        const zv = z ? (open?.zo ? `(${z}[${zi(u)}] + select(0.0, ${open.zo}[${zi(u)}], ${withOpen}))` : `${z}[${zi(u)}]`) : null;
+        // z from this column's copy (layout.ts), at S's index; zo is kept once per feature.
+        const zv = z ? (open?.zo ? `(${z}[${si(u)}] + select(0.0, ${open.zo}[${zi(u)}], ${withOpen}))` : `${z}[${si(u)}]`) : null;
         l.line(`${nu} = ${nu} + ${w} * ${su};${de ? ` ${de} = ${de} + ${w} * ${zv};` : ''}`);
       });
     }, { step: (f0) => `${f0} += ${U}u` });

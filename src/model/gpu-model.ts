@@ -13,7 +13,7 @@ import type { ModelConfig } from './config.ts';
 import type { GpuAttention, GpuAttentionFactory, GpuAttentionState } from '../runtime/gpu-attention.ts';
 import { RecordingPass } from './gpu-pass.ts';
 import { RecordedStep } from './step-recording.ts';
-import { buildStepPlan, destroyStepPlan, encodeStep, type BatchBuffers, type StepPlan, type StepPlanExtras, type TokenPick, type TokenSource } from './gpu-step-plan.ts';
+import { buildStepPlan, destroyStepPlan, encodeStep, stepWritesLogits, type BatchBuffers, type StepPlan, type StepPlanExtras, type TokenPick, type TokenSource } from './gpu-step-plan.ts';
 import { checkModelFits, createExactTensor, destroyModelWeights, uploadModelWeights, type GpuModelWeights } from './gpu-weights.ts';
 import { weightBufferLimit } from './weight-parts.ts';
 import type { SamplingOptions } from './sampling.ts';
@@ -76,8 +76,10 @@ interface Session {
   readonly batch: Batch;
   readonly states: GpuAttentionState[];
   position: number;
-  /** Decode steps recorded once for replay, by token source, pick and the layers' variants (step-recording.ts). */
+  /** Decode steps recorded once for replay, by token source, pick, keepLogits and the layers' variants (step-recording.ts). */
   readonly recorded: Map<string, RecordedStep>;
+  /** Whether the last step submitted wrote the batch's logits (readLogits). */
+  logitsWritten: boolean;
 }
 
 /** Host-side times of one step, in ms; gpuMs once its tokens were read (timestamps only). */
@@ -177,6 +179,12 @@ export class GpuModel {
   private readonly forwardStates = new Map<number, GpuAttentionState[]>();
   private session: Session | undefined;
   private sampling: DecodeSampling = { temperature: 0 };
+  /**
+   * Whether greedy steps write the logits readLogits reads. Off (the default), a greedy one-token step picks its
+   * tokens in the LM head's argmax epilogue and writes no logits (gpu-step-plan.ts's argmaxHead); sampling always
+   * writes them. Tests that read a greedy step's logits turn it on.
+   */
+  keepLogits = false;
   private random: () => number = rng(0);
   private readonly samplingConfig: GPUBuffer;
   private readonly timestamps: boolean;
@@ -283,7 +291,7 @@ export class GpuModel {
     // run first; the previous session is dropped here, so nothing records on it afterwards.
     const previous = this.session;
     const reuse = previous !== undefined && previous.batch === batch && this.attention.every((a) => a.resetState);
-    const session: Session = { batch, states: reuse ? previous.states : this.attention.map((a) => a.createState(b)), position: 0, recorded: new Map() };
+    const session: Session = { batch, states: reuse ? previous.states : this.attention.map((a) => a.createState(b)), position: 0, recorded: new Map(), logitsWritten: false };
     this.session = session;
     this.gpu.device.queue.writeBuffer(plan.ids, 0, ids);
     const reset = reuse ? (encoder: GPUCommandEncoder) => this.attention.forEach((a, n) => a.resetState!(session.states[n], encoder)) : undefined;
@@ -300,7 +308,7 @@ export class GpuModel {
     const plan = await this.plan(this.batch(b), t, false);
     const states = this.attention.map((a) => a.createState(b));
     this.gpu.device.queue.writeBuffer(plan.ids, 0, ids);
-    encodeStep(pass, plan, this.attention, states, 'ids', this.pick());
+    encodeStep(pass, plan, this.attention, states, 'ids', this.pick(), this.logitsOption());
   }
 
   /** A batch of prompts as [b, t] u32 ids, checked: equal lengths, ids in the vocabulary, within the model's length. */
@@ -366,7 +374,7 @@ export class GpuModel {
     const plan = this.readyPlan(session.batch, 1);
     const recorded = this.recordedStep(plan, session, 'next', this.pick());
     if (recorded) recorded.replay(pass);
-    else encodeStep(pass, plan, this.attention, session.states, 'next', this.pick());
+    else encodeStep(pass, plan, this.attention, session.states, 'next', this.pick(), this.logitsOption());
   }
 
   /** The matmuls of the decode step decodeStep() runs (the profile's weight traffic per matmul). */
@@ -376,9 +384,10 @@ export class GpuModel {
     return this.readyPlan(session.batch, 1).matmuls;
   }
 
-  /** The last step's logits at each sequence's last position, [b, vocab] (a debugging readback). */
+  /** The last step's logits at each sequence's last position, [b, vocab] (a debugging readback; see keepLogits). */
   async readLogits(): Promise<Float32Array> {
     if (!this.session) throw new Error('readLogits: no step has run');
+    if (!this.session.logitsWritten) throw new Error("readLogits: the last step chose its tokens in the LM head's argmax epilogue and wrote no logits; set keepLogits first");
     return downloadTensor(this.gpu, this.session.batch.logits);
   }
 
@@ -559,6 +568,11 @@ export class GpuModel {
     return (this.sampling.temperature ?? 0) > 0 ? 'sample' : 'argmax';
   }
 
+  /** encodeStep's logits option: write them only when kept (a sampling pick writes them regardless). */
+  private logitsOption(): { logits: boolean } {
+    return { logits: this.keepLogits };
+  }
+
   /**
    * The decode step as a recorded command list when every layer can be replayed: recorded at the session's
    * first step of this source and pick, then each step only prepares the layers (checks, position uniform).
@@ -567,12 +581,12 @@ export class GpuModel {
     const { b } = session.batch;
     for (let n = 0; n < this.attention.length; n++) if (!this.attention[n].prepareReplay) return undefined;
     // The layers' variants (which uniform slot each binds, say) name the recording, with source and pick.
-    let key = `${source}:${pick}`;
+    let key = `${source}:${pick}:${this.keepLogits ? 'logits' : ''}`;
     for (let n = 0; n < this.attention.length; n++) key += `:${this.attention[n].prepareReplay!(session.states[n], b, plan.t)}`;
     const known = session.recorded.get(key);
     if (known) return known;
     // Recording runs the layers' encodeForward, which writes what this step reads as it would when encoding.
-    const made = RecordedStep.record((pass) => encodeStep(pass, plan, this.attention, session.states, source, pick));
+    const made = RecordedStep.record((pass) => encodeStep(pass, plan, this.attention, session.states, source, pick, this.logitsOption()));
     session.recorded.set(key, made);
     return made;
   }
@@ -627,9 +641,10 @@ export class GpuModel {
         dispatches = recorded.dispatches;
       } else {
         const pass = new RecordingPass(native);
-        encodeStep(pass.asPass(), plan, this.attention, session.states, from, pick);
+        encodeStep(pass.asPass(), plan, this.attention, session.states, from, pick, this.logitsOption());
         dispatches = pass.dispatches;
       }
+      session.logitsWritten = stepWritesLogits(plan, pick, this.logitsOption());
       native.end();
       encoder.copyBufferToBuffer(batch.nextTokens, 0, slot.staging, i * batch.tokenStride, 4 * batch.b);
       if (batch.querySet && batch.resolve) {

@@ -49,10 +49,11 @@ export class PlanRunner {
     return { b, t, groups, dims };
   }
 
-  /** Records every launch of the plan into `pass`. */
+  /** Records every launch of the plan into `pass`, but for those with an empty grid (recurrent-commit.ts at t = 1). */
   encode(pass: GPUComputePassEncoder, bound: Bound): void {
     this.plan.kernels.forEach((k, n) => {
       const [x, y, z] = k.workgroups(bound.b, bound.t);
+      if (x * y * z === 0) return;
       pass.setPipeline(this.pipelines[n]);
       pass.setBindGroup(0, bound.groups[n]);
       pass.dispatchWorkgroups(x, y, z);

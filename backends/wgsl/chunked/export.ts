@@ -1,5 +1,6 @@
 // After the last chunk: a segment-state launch writes each segment's own S_k, z_k for the scan over segments;
-// a state export writes S_k, z_k (and an open group's So_k, zo_k) as the decoding state [b, NS, F, NR] / [b, NS, F].
+// a state export writes S_k, z_k (and an open group's So_k, zo_k) as the decoding state: S, So and z [b, NS, F, NR]
+// (z copied into each column, every tile writing its own columns: layout.ts), zo [b, NS, F].
 import type { Block } from '../wgsl-block.ts';
 import type { WorkgroupArray } from '../kernel-builder.ts';
 import { segBase, stateRef, type ChunkKernel } from './declarations.ts';
@@ -32,19 +33,20 @@ function exportPrefixStates(K: ChunkKernel, body: Block): void {
   const { a } = K;
   for (const q of a.prefix) {
     const { S, z, So, zo } = K.arrays.prefix[q.k];
-    const write = (shared: WorkgroupArray, buffer: string, note?: string) =>
+    /** `shared` [F, R] (perColumn) or [F] into every column of the tile. */
+    const write = (shared: WorkgroupArray, buffer: string, perColumn: boolean, note?: string) =>
       body.strided('x', `${q.F * a.R}u`, (b, x) => {
         if (note) b.comment(note);
         const f = b.let('f', `${x} / ${a.R}u`);
         const col = b.let('col', `tile * ${a.R}u + ${x} % ${a.R}u`);
-        b.block(`if (${col} < ${a.NR}u)`, (l) => l.line(`${stateRef(K, buffer)}[((b * ${a.NS}u + s) * ${q.F}u + ${f}) * ${a.NR}u + ${col}] = ${shared.name}[${x}];`));
+        b.block(`if (${col} < ${a.NR}u)`, (l) => l.line(`${stateRef(K, buffer)}[((b * ${a.NS}u + s) * ${q.F}u + ${f}) * ${a.NR}u + ${col}] = ${shared.name}[${perColumn ? x : f}];`));
       });
     const writeZ = (shared: WorkgroupArray, buffer: string) =>
       body.strided('f', `${q.F}u`, (b, f) => b.block('if (tile == 0u)', (l) => l.line(`${stateRef(K, buffer)}[(b * ${a.NS}u + s) * ${q.F}u + ${f}] = ${shared.name}[${f}];`)));
-    write(S, `state:S${q.k}`, `export ${S.name}`);
-    writeZ(z, `state:z${q.k}`);
+    write(S, `state:S${q.k}`, true, `export ${S.name}`);
+    write(z, `state:z${q.k}`, false, `export ${z.name}, a copy per column`);
     if (So && zo) {
-      write(So, `state:So${q.k}`);
+      write(So, `state:So${q.k}`, true);
       writeZ(zo, `state:zo${q.k}`);
     }
   }

@@ -1,0 +1,87 @@
+// A greedy decode step picks its tokens in the LM head's argmax epilogue (gpu-step-plan.ts's argmaxHead: the
+// head's workgroups reduce their own columns, one dispatch reduces their pairs into the batch's next tokens) and
+// writes no logits. Its tokens must be the logits path's (GpuModel.keepLogits) and the float64 forward's argmax,
+// at batch 1 and 3, over the tiny model's 257-token vocabulary (a multiple of no workgroup's columns).
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { resolve } from 'node:path';
+import { loadConfig, type ModelConfig } from '../src/model/config.ts';
+import { cpuForward, cpuModel, type CpuModel } from '../src/model/cpu-forward.ts';
+import { cpuAttentionFromVariant } from '../src/model/generate.ts';
+import { GpuModel } from '../src/model/gpu-model.ts';
+import { randomWeights } from '../src/model/init-model.ts';
+import { loadModelVariant, type ModelVariant } from '../src/model/variant.ts';
+import { rng } from '../src/tensor.ts';
+import { gpu } from './helpers/gpu.ts';
+import { simpleAttentionFactory } from './helpers/simple-gpu-attention.ts';
+
+const SEED = 7301;
+const TINY = resolve(import.meta.dirname, '../examples/models/tiny/config.json');
+
+let config: ModelConfig;
+let variant: ModelVariant;
+let cpu: CpuModel;
+let model: GpuModel;
+
+beforeAll(async () => {
+  config = loadConfig(TINY);
+  variant = loadModelVariant(config);
+  const weights = randomWeights(config, SEED, variant.params.map((p) => ({ ...p, init: 'normal' as const })));
+  cpu = cpuModel(config, weights);
+  const g = await gpu();
+  model = await GpuModel.create(g, config, weights, await simpleAttentionFactory(g, { heads: config.numHeads, headDim: config.headDim, K: variant.program.sizes['K'] }));
+});
+afterAll(async () => {
+  await model?.destroy();
+});
+
+/** Prefill p tokens of each sequence, then teacher-force the rest one step at a time: each step's chosen tokens. */
+async function forcedPicks(tokens: number[][], p: number): Promise<number[][]> {
+  const picks = [await (await model.prefill(tokens.map((s) => s.slice(0, p)))).tokens()];
+  for (let at = p; at < tokens[0].length; at++) picks.push(await model.decodeStep({ tokens: tokens.map((s) => s[at]) }).tokens());
+  return picks;
+}
+
+describe('greedy decode steps through the argmax-fused LM head', () => {
+  for (const b of [1, 3]) {
+    it(`choose the logits path's tokens and the float64 forward's argmax at every step (b = ${b}, seed ${SEED + b})`, async () => {
+      const V = config.vocabSize;
+      expect(V % 4, 'a vocabulary that is no multiple of any columns per workgroup').not.toBe(0);
+      const [T, p] = [10, 3];
+      const r = rng(SEED + b);
+      const tokens = Array.from({ length: b }, () => Array.from({ length: T }, () => Math.floor(r() * V)));
+      const fused = await forcedPicks(tokens, p);
+      // The last decode step wrote no logits: the head's epilogue chose the tokens.
+      await expect(model.readLogits()).rejects.toThrow(/wrote no logits/);
+      model.keepLogits = true;
+      let viaLogits: number[][];
+      try {
+        viaLogits = await forcedPicks(tokens, p);
+        await model.readLogits();
+      } finally {
+        model.keepLogits = false;
+      }
+      expect(fused).toEqual(viaLogits);
+      const want = cpuForward(cpu, tokens, cpuAttentionFromVariant(variant.program, cpu.weights.layers.map((l) => l.attention))).logits.data;
+      fused.forEach((ids, k) => {
+        const at = p - 1 + k;
+        ids.forEach((id, s) => {
+          const row = want.subarray((s * T + at) * V, (s * T + at + 1) * V);
+          const best = Math.max(...row);
+          // float32 against float64: a near-tie may go either way, anything else must be the argmax
+          expect(row[id], `sequence ${s} at ${at}: token ${id} has logit ${row[id]}, the largest is ${best}`).toBeGreaterThanOrEqual(best - 1e-4 * Math.max(1, Math.abs(best)));
+        });
+      });
+    });
+  }
+
+  it('sampling still reads the logits: a sampled step writes them', async () => {
+    model.setSampling({ temperature: 0.8, seed: SEED });
+    try {
+      await (await model.prefill([[1, 2, 3]])).tokens();
+      await model.decodeStep().tokens();
+      expect((await model.readLogits()).length).toBe(config.vocabSize);
+    } finally {
+      model.setSampling({ temperature: 0 });
+    }
+  });
+});
