@@ -34,19 +34,21 @@ export function chooseSkinny(
   // Rows balanced over the fewest row threads of at most 8 rows: 17 rows → 3 × 6, 65 → 9 × 8.
   const TM = o.rowsPerThread ?? Math.ceil(p.M / Math.ceil(p.M / SKINNY_MAX_ROWS_PER_THREAD));
   const RT = Math.ceil(p.M / TM);
-  // Four columns (two [gate, up] pairs) per thread unless that leaves too few workgroups even at one column thread.
+  // Four columns (two [gate, up] pairs) per thread unless that leaves too few workgroups even at one column thread
+  // (a software adapter, with a core or two, wants few and full workgroups instead).
+  const groups = gpu.isSoftware ? 1 : SKINNY_TARGET_WORKGROUPS;
   let TN = o.colsPerThread ?? (swiglu ? 2 : 4);
-  if (o.colsPerThread === undefined) while (TN > 1 && columns / TN < SKINNY_TARGET_WORKGROUPS) TN /= 2;
+  if (o.colsPerThread === undefined) while (TN > 1 && columns / TN < groups) TN /= 2;
   const maxThreads = Math.min(SKINNY_WORKGROUP_THREADS, gpu.limits.maxComputeInvocationsPerWorkgroup);
   // Slices: threads in flight nearest the target on a log scale, each slice at least one vec4 per tile of K. A
   // software adapter keeps one slice and one load (its compiler keeps every live sum across a barrier).
   let slices = o.slices ?? 1;
   if (o.slices === undefined && !gpu.isSoftware) {
-    while (slices < SKINNY_MAX_SLICES && (columns / TN) * RT * slices * Math.SQRT2 < SKINNY_TARGET_THREADS && 2 * slices <= KW && RT * 2 * slices <= maxThreads) slices *= 2;
+    while (slices < SKINNY_MAX_SLICES && (columns / TN) * RT * slices * Math.SQRT2 < SKINNY_TARGET_THREADS && 2 * slices <= KW && RT * (o.cols ?? 1) * 2 * slices <= maxThreads) slices *= 2;
   }
   // Column threads: as many as keep the target's workgroups and the workgroup's threads.
   let cols = o.cols ?? 1;
-  if (o.cols === undefined) while (2 * cols * TN * SKINNY_TARGET_WORKGROUPS <= columns && RT * 2 * cols * slices <= maxThreads) cols *= 2;
+  if (o.cols === undefined) while (2 * cols * TN * groups <= columns && RT * 2 * cols * slices <= maxThreads) cols *= 2;
   let unroll = o.unroll ?? 1;
   if (o.unroll === undefined && !gpu.isSoftware) while (unroll < SKINNY_MAX_UNROLL && 2 * unroll * slices <= KW && fillsTiles(KW, 2 * unroll * slices)) unroll *= 2;
   const make = (): SkinnyVariant => ({ M: p.M, rowsPerThread: TM, colsPerThread: TN, cols, slices, unroll, ...(p.fusion && { fusion: p.fusion }) });
@@ -63,4 +65,56 @@ export function chooseSkinny(
   const v = make();
   checkSkinnyVariant(v);
   return v;
+}
+
+/** Rows per thread balanced over the fewest row threads of at most `most` rows. */
+function balancedRows(M: number, most: number): number {
+  return Math.ceil(M / Math.ceil(M / most));
+}
+
+/**
+ * The knobs bench/small-m.ts --sweep times for a problem: rows per thread (≤ 8, and ≤ 4 above 8 rows) × columns per
+ * thread × column threads for about 132, 264 or 528 workgroups × slices filling 128 or 256 threads (one of them
+ * above 8 rows, where the row threads fill a workgroup), loads per tile chosen; each distinct kernel once, the
+ * chooser's default first. Those that do not fit `gpu` are left out.
+ */
+export function skinnySweep(
+  gpu: KernelTarget,
+  p: { readonly M: number; readonly N: number; readonly K: number; readonly fusion?: MatmulFusion },
+): SkinnyKnobs[] {
+  const swiglu = p.fusion?.epilogue === 'swiglu';
+  const KW = p.K / 4;
+  const columns = swiglu ? p.N / 2 : p.N;
+  const seen = new Set<string>();
+  const out: SkinnyKnobs[] = [];
+  const add = (o: SkinnyKnobs) => {
+    let v: SkinnyVariant;
+    try {
+      v = chooseSkinny(gpu, p, o);
+    } catch {
+      return;
+    }
+    const knobs: SkinnyKnobs = { rowsPerThread: v.rowsPerThread, colsPerThread: v.colsPerThread, cols: v.cols, slices: v.slices, unroll: v.unroll };
+    const key = JSON.stringify(knobs);
+    if (seen.has(key)) return;
+    seen.add(key);
+    out.push(knobs);
+  };
+  add({});
+  const rows = [...new Set(p.M > 8 ? [balancedRows(p.M, 8), balancedRows(p.M, 4)] : [p.M])];
+  for (const TM of rows) {
+    const RT = Math.ceil(p.M / TM);
+    for (const TN of swiglu ? [1, 2, 4] : [2, 4, 8]) {
+      for (const groups of [132, 264, 528]) {
+        let cols = 1;
+        while (2 * cols * TN * groups <= columns && RT * 2 * cols <= SKINNY_WORKGROUP_THREADS) cols *= 2;
+        for (const threads of p.M > 8 ? [SKINNY_WORKGROUP_THREADS] : [128, SKINNY_WORKGROUP_THREADS]) {
+          let slices = 1;
+          while (slices < SKINNY_MAX_SLICES && RT * cols * 2 * slices <= threads && 2 * slices <= KW) slices *= 2;
+          add({ rowsPerThread: TM, colsPerThread: TN, cols, slices });
+        }
+      }
+    }
+  }
+  return out;
 }
