@@ -13,8 +13,8 @@
 //     whose pitch is odd (in vec4), so their reads fall in distinct banks; threads of one column share x (broadcast);
 //   - SLICES threads split every output's K (vec4 k ≡ slice mod SLICES of each tile): a narrow matrix (o, down:
 //     768 columns) still has enough threads in flight. Their partial sums meet in workgroup memory, a round of
-//     rows at a time, where slice s finishes rows i ≡ s (mod SLICES) of its block: the epilogue (norm scale,
-//     residual, split, SwiGLU, the argmax's per-workgroup best) runs there.
+//     rows at a time, halved log2(SLICES) times (not summed by one thread: 64 slices would cost 64 dependent loads
+//     per output); slice 0 then runs the epilogue (norm scale, residual, split, SwiGLU, the argmax's best).
 //
 // The grid is one workgroup per BN columns (or [gate, up] pairs); every workgroup computes all M rows, so each
 // weight is read from memory once. The float64 reference is fusedMatmulReference (matmul-fusion.ts).
@@ -162,15 +162,6 @@ export function skinnyMatmulWgsl(v: SkinnyVariant): string {
     L.push(...storeFn(f));
     L.push('');
   }
-  if (S > 1) {
-    L.push("// Value `at` of the partial sums of the SLICES threads that share this thread's outputs (base: slice 0's index).");
-    L.push('fn partialSum(at: u32, base: u32) -> f32 {');
-    L.push('  var s = 0.0;');
-    L.push('  for (var l = 0u; l < SLICES; l++) { let x = at * THREADS + base + l * COL_THREADS * ROW_THREADS; s += sh[x / 4u][x % 4u]; }');
-    L.push('  return s;');
-    L.push('}');
-    L.push('');
-  }
   L.push('@compute @workgroup_size(THREADS)');
   L.push(`fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid: vec3<u32>${argmax ? ', @builtin(num_workgroups) nwg: vec3<u32>' : ''}) {`);
   L.push('  let N = params.N;');
@@ -276,20 +267,29 @@ export function skinnyMatmulWgsl(v: SkinnyVariant): string {
     }
   } else {
     L.push(`  // The SLICES threads' partial sums meet ${RC} of each block's rows at a time: value j of block row r0 + i of thread`);
-    L.push(`  // t at [(i * ${TW} + j) * THREADS + t]; slice s then finishes block rows r0 + s, r0 + s + SLICES, ….`);
-    L.push('  let base = tid % (COL_THREADS * ROW_THREADS);');
+    L.push(`  // t at [(i * ${TW} + j) * THREADS + t], halved log2(SLICES) times (slice s < h adds slice s + h's), then slice 0 finishes.`);
     for (let r0 = 0; r0 < TM; r0 += RC) {
       const rows = Math.min(RC, TM - r0);
       L.push('  workgroupBarrier();');
       for (let i = 0; i < rows; i++) {
         for (let j = 0; j < TW; j++) L.push(`  { let at = ${(i * TW + j) * T}u + tid; sh[at / 4u][at % 4u] = acc${r0 + i}_${j}; }`);
       }
-      L.push('  workgroupBarrier();');
-      L.push(`  for (var i = slice; i < ${rows}u; i += SLICES) {`);
-      L.push(`    let m = r + (${r0}u + i) * ROW_THREADS;`);
-      L.push('    if (m < M) {');
-      finish('      ', 'm', Array.from({ length: TW }, (_, j) => `partialSum(i * ${TW}u + ${j}u, base)`));
+      L.push('  for (var h = SLICES / 2u; h > 0u; h = h / 2u) {');
+      L.push('    workgroupBarrier();');
+      L.push('    if (slice < h) {');
+      L.push(`      for (var at = tid; at < ${rows * TW * T}u; at += THREADS) {`);
+      L.push('        let other = at + h * COL_THREADS * ROW_THREADS;');
+      L.push('        sh[at / 4u][at % 4u] += sh[other / 4u][other % 4u];');
+      L.push('      }');
       L.push('    }');
+      L.push('  }');
+      L.push('  workgroupBarrier();');
+      L.push('  if (slice == 0u) {');
+      for (let i = 0; i < rows; i++) {
+        L.push(`    if (r + ${(r0 + i) * RT}u < M) {`);
+        finish('      ', `(r + ${(r0 + i) * RT}u)`, Array.from({ length: TW }, (_, j) => `sh[(${(i * TW + j) * T}u + tid) / 4u][(${(i * TW + j) * T}u + tid) % 4u]`));
+        L.push('    }');
+      }
       L.push('  }');
     }
   }
