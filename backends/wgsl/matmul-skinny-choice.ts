@@ -35,8 +35,9 @@ export function chooseSkinny(
   const TM = o.rowsPerThread ?? Math.ceil(p.M / Math.ceil(p.M / SKINNY_MAX_ROWS_PER_THREAD));
   const RT = Math.ceil(p.M / TM);
   // Four columns (two [gate, up] pairs) per thread unless that leaves too few workgroups even at one column thread
-  // (a software adapter, with a core or two, wants few and full workgroups instead).
-  const groups = gpu.isSoftware ? 1 : SKINNY_TARGET_WORKGROUPS;
+  // (a software adapter, with a core or two, wants few and full workgroups instead). Above 8 rows half as many: every
+  // workgroup stages the whole x tile, and wider ones read less of it per weight row.
+  const groups = gpu.isSoftware ? 1 : p.M > 8 ? SKINNY_TARGET_WORKGROUPS / 2 : SKINNY_TARGET_WORKGROUPS;
   let TN = o.colsPerThread ?? (swiglu ? 2 : 4);
   if (o.colsPerThread === undefined) while (TN > 1 && columns / TN < groups) TN /= 2;
   const maxThreads = Math.min(SKINNY_WORKGROUP_THREADS, gpu.limits.maxComputeInvocationsPerWorkgroup);
@@ -74,9 +75,10 @@ function balancedRows(M: number, most: number): number {
 
 /**
  * The knobs bench/small-m.ts --sweep times for a problem: rows per thread (≤ 8, and ≤ 4 above 8 rows) × columns per
- * thread × column threads for about 132, 264 or 528 workgroups × slices filling 128 or 256 threads (one of them
- * above 8 rows, where the row threads fill a workgroup), loads per tile chosen; each distinct kernel once, the
- * chooser's default first. Those that do not fit `gpu` are left out.
+ * thread × column threads for about 132, 264 or 528 workgroups (66, 132, 264 above 8 rows: each workgroup stages the
+ * x tile, ROWS × the tile's K, against BN weight rows, so wider workgroups read less of x per weight) × slices
+ * filling 128 or 256 threads (256 above 8 rows, where the row threads fill a workgroup), loads per tile chosen; each
+ * distinct kernel once, the chooser's default first. Those that do not fit `gpu` are left out.
  */
 export function skinnySweep(
   gpu: KernelTarget,
@@ -105,7 +107,8 @@ export function skinnySweep(
   for (const TM of rows) {
     const RT = Math.ceil(p.M / TM);
     for (const TN of swiglu ? [1, 2, 4] : [2, 4, 8]) {
-      for (const groups of [132, 264, 528]) {
+      // Above 8 rows every workgroup stages more of x: fewer, wider workgroups share it over more columns.
+      for (const groups of p.M > 8 ? [66, 132, 264] : [132, 264, 528]) {
         let cols = 1;
         while (2 * cols * TN * groups <= columns && RT * 2 * cols <= SKINNY_WORKGROUP_THREADS) cols *= 2;
         for (const threads of p.M > 8 ? [SKINNY_WORKGROUP_THREADS] : [128, SKINNY_WORKGROUP_THREADS]) {
