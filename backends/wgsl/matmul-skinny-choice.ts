@@ -106,7 +106,8 @@ export function skinnySweep(
   const rows = [...new Set(p.M > 8 ? [balancedRows(p.M, 8), balancedRows(p.M, 4)] : [p.M])];
   for (const TM of rows) {
     const RT = Math.ceil(p.M / TM);
-    for (const TN of swiglu ? [1, 2, 4] : [2, 4, 8]) {
+    // At most 32 sums per thread: 8 × 8 would spill on the H200 (255 registers with the staging slots).
+    for (const TN of (swiglu ? [1, 2, 4] : [2, 4, 8]).filter((n) => TM * n * (swiglu ? 2 : 1) <= 32)) {
       // Above 8 rows every workgroup stages more of x: fewer, wider workgroups share it over more columns.
       for (const groups of p.M > 8 ? [66, 132, 264] : [132, 264, 528]) {
         let cols = 1;
