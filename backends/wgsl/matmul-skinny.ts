@@ -9,8 +9,9 @@
 //     into registers before the current tile is computed, so the memory latency overlaps the arithmetic;
 //   - each invocation accumulates a TM × TN block of outputs in registers (rows r, r + R, …; columns c, c + CT, …
 //     of the workgroup's BN = CT·TN), so a workgroup-memory load of x feeds TN dot products and one of W feeds TM.
-//     Rows and columns strided by the thread counts keep neighbouring threads on neighbouring rows of the tiles,
-//     whose pitch is odd (in vec4), so their reads fall in distinct banks; threads of one column share x (broadcast);
+//     Slices are the fastest-varying thread index, then column threads, then row threads: eight neighbouring threads
+//     (one 128-byte phase of vec4 reads) read neighbouring k of one tile row, or — fewer than 8 slices — k of rows
+//     whose pitch is ≡ SLICES (mod 8 vec4), so their reads fall in distinct banks; threads of one row share x;
 //   - SLICES threads split every output's K (vec4 k ≡ slice mod SLICES of each tile): a narrow matrix (o, down:
 //     768 columns) still has enough threads in flight. Their partial sums meet in workgroup memory, a round of
 //     rows at a time, halved log2(SLICES) times (not summed by one thread: 64 slices would cost 64 dependent loads
@@ -65,7 +66,7 @@ interface Shape {
   readonly WR: number;
   /** vec4 of K per tile. */
   readonly BKV: number;
-  /** vec4 between tile rows: odd, so threads on neighbouring rows read distinct banks. */
+  /** vec4 between tile rows: ≡ slices (mod 8) below 8 slices, so the slices of neighbouring rows read distinct banks. */
   readonly pitch: number;
   readonly threads: number;
   /** Rows of each thread's block whose partial sums meet per round (slices > 1). */
@@ -79,7 +80,7 @@ function shape(v: SkinnyVariant): Shape {
   const TW = skinnyWeightRows(v);
   const WR = v.cols * TW;
   const BKV = v.slices * v.unroll;
-  const pitch = BKV % 2 === 0 ? BKV + 1 : BKV;
+  const pitch = v.slices >= 8 ? BKV : BKV + ((((v.slices - BKV) % 8) + 8) % 8);
   const threads = skinnyThreads(v);
   const tileVec4s = (MP + WR) * pitch;
   const roundRows = Math.max(1, Math.min(v.rowsPerThread, Math.floor((4 * tileVec4s) / (TW * threads))));
@@ -145,7 +146,7 @@ export function skinnyMatmulWgsl(v: SkinnyVariant): string {
   L.push(`const SLICES = ${S}u; // threads per output along K`);
   L.push(`const THREADS = ${T}u;`);
   L.push(`const BKV = ${BKV}u; // vec4 of K per tile`);
-  L.push(`const PITCH = ${pitch}u; // vec4 per tile row (odd: neighbouring rows in distinct banks)`);
+  L.push(`const PITCH = ${pitch}u; // vec4 per tile row (≡ SLICES mod 8 below 8 slices: neighbouring rows in distinct banks)`);
   L.push(`const W_TILE = ${MP * pitch}u; // where the weight tile starts, after the x tile`);
   if (norm) L.push(`const EPS = ${String(norm.eps).match(/[.eE]/) ? norm.eps : `${norm.eps}.0`};`);
   L.push(`// The x tile [ROWS, PITCH] then the weight tile [${WR}, PITCH] as vec4; after the K loop the same memory holds the`);
@@ -167,9 +168,9 @@ export function skinnyMatmulWgsl(v: SkinnyVariant): string {
   L.push('  let N = params.N;');
   L.push('  let KW = params.K / 4u;');
   L.push('  let M = params.M;');
-  L.push('  let c = tid % COL_THREADS;');
-  L.push('  let r = (tid / COL_THREADS) % ROW_THREADS;');
-  L.push('  let slice = tid / (COL_THREADS * ROW_THREADS);');
+  L.push('  let slice = tid % SLICES;');
+  L.push('  let c = (tid / SLICES) % COL_THREADS;');
+  L.push('  let r = tid / (SLICES * COL_THREADS);');
   L.push('  let col0 = wid.x * BN;');
   if (swiglu) L.push('  let I = N / 2u; // [gate, up] pairs');
   L.push("  // This thread's staging slots, the same for every tile: x row xm, weight row wn, each at vec4 k offsets xk, wk.");
@@ -278,7 +279,7 @@ export function skinnyMatmulWgsl(v: SkinnyVariant): string {
       L.push('    workgroupBarrier();');
       L.push('    if (slice < h) {');
       L.push(`      for (var at = tid; at < ${rows * TW * T}u; at += THREADS) {`);
-      L.push('        let other = at + h * COL_THREADS * ROW_THREADS;');
+      L.push('        let other = at + h; // slice + h of the same outputs');
       L.push('        sh[at / 4u][at % 4u] += sh[other / 4u][other % 4u];');
       L.push('      }');
       L.push('    }');
