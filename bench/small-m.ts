@@ -6,8 +6,13 @@
 // other path of 9–128 rows (the rows kernel of matmul-rows.ts for wide matrices, the blocked small-M kernel for
 // narrow ones: matmulPathFor) and with the blocked kernel's row blocks on the grid (its first form); --sweep also
 // sweeps the rows kernel's slices × loads per tile × columns per thread; and the tiled kernel (more than 128 rows).
+// Every M also times the register-blocked skinny kernel (matmul-skinny.ts) at its default knobs, and --sweep its knobs
+// around them (skinnySweep). `--family skinny` sweeps that family alone, times the LM head with the argmax epilogue a
+// tree step runs, and leaves out the other paths' extra figures: at --M 5,17,65 a run takes about a minute on the H200.
+// The run ends with the best per shape (the confirmed figures: the chooser's pick and the sweep's best three) and
+// its family, and a 12-layer step's projections summed both ways (small-m-summary.ts).
 //
-//   npx tsx bench/small-m.ts [--small | --shape 7b] [--M 1,8,17,65] [--sweep] [--reps N]   (--sweep: lanes × unroll × columns per thread)
+//   npx tsx bench/small-m.ts [--small | --shape 7b] [--M 1,8,17,65] [--sweep] [--family all|small-m|rows|skinny] [--reps N]
 //
 // Shapes: decode.ts's model (hidden 768, 12 heads × 64, intermediate 2048, vocab 32000); --small (and any
 // software adapter) its small model; --shape 7b LLaMA-2-7B's (hidden 4096, intermediate 11008). Each pass records `reps` dispatches of one kernel, rotating over
@@ -16,7 +21,8 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { matmulPathFor, type MatmulOptions, type MatmulProblem } from '../backends/wgsl/matmul.ts';
+import { matmulPathFor, type MatmulOptions, type MatmulPath, type MatmulProblem } from '../backends/wgsl/matmul.ts';
+import { skinnySweep } from '../backends/wgsl/matmul-skinny-choice.ts';
 import { bindMatmul, encodeMatmul, planMatmul } from '../src/runtime/matmul.ts';
 import { outputColumns, outputCount, type MatmulFusion } from '../backends/wgsl/matmul-fusion.ts';
 import type { Gpu } from '../src/runtime/device.ts';
@@ -24,6 +30,7 @@ import { getDevice } from '../src/runtime/dawn.ts';
 import { allocTensor, releaseTensor, type GpuTensor } from '../src/runtime/gpu-tensor.ts';
 import { timeDispatches } from '../src/runtime/timing.ts';
 import { FULL, SMALL, type ModelShape } from './decode.ts';
+import { printBestPerShape } from './small-m-summary.ts';
 
 /** LLaMA-2-7B's projection shapes (bench/hf_decode.ts's llama7b), in decode.ts's ModelShape terms. */
 const LLAMA7B_SHAPE: ModelShape = { layers: 32, hidden: 4096, heads: 32, intermediate: 11008, vocab: 32000, K: 4 };
@@ -39,6 +46,8 @@ interface Projection {
 const EPS = { eps: 1e-5 };
 /** A sweep's kernels follow the chosen one's sustained warm-up: the clocks are up, a short one suffices. */
 const SWEEP_WARMUP_MS = 20;
+/** Timed passes per swept kernel (the confirm stage re-times the best with the full count). */
+const SWEEP_ITERS = 10;
 /**
  * A short warm-up can read slow when the clocks sagged during a pipeline compile (bench/results/README.md), so after
  * a projection's sweep its best CONFIRM_BEST and the chooser's pick are timed again with the full warm-up, in
@@ -47,15 +56,17 @@ const SWEEP_WARMUP_MS = 20;
 const CONFIRM_BEST = 3;
 const CONFIRM_ROUNDS = 2;
 
-/** The five matmuls of a fused decode step (gpu-step-plan.ts). */
-function projections(s: ModelShape): Projection[] {
+/** The five matmuls of a fused decode step (gpu-step-plan.ts); `argmaxHead`: the LM head as a greedy tree step runs it. */
+function projections(s: ModelShape, argmaxHead = false): Projection[] {
   const hd = s.hidden; // heads × headDim = hidden in decode.ts's shapes
   return [
     { name: 'q|k|v (+norm, split)', N: 3 * hd, K: s.hidden, fusion: { rmsnorm: EPS, epilogue: { split: 3 } } },
     { name: 'o (+= residual)', N: s.hidden, K: hd, fusion: { epilogue: 'accumulate' } },
     { name: 'gate|up (+norm, swiglu)', N: 2 * s.intermediate, K: s.hidden, fusion: { rmsnorm: EPS, epilogue: 'swiglu' } },
     { name: 'down (+= residual)', N: s.hidden, K: s.intermediate, fusion: { epilogue: 'accumulate' } },
-    { name: 'lm head (+norm)', N: s.vocab, K: s.hidden, fusion: { rmsnorm: EPS } },
+    argmaxHead
+      ? { name: 'lm head (+norm, argmax)', N: s.vocab, K: s.hidden, fusion: { rmsnorm: EPS, epilogue: 'argmax' } }
+      : { name: 'lm head (+norm)', N: s.vocab, K: s.hidden, fusion: { rmsnorm: EPS } },
   ];
 }
 
@@ -65,6 +76,10 @@ export interface SmallMFigure {
   readonly N: number;
   readonly K: number;
   readonly kernel: string;
+  /** The kernel's path: 'small-m', 'rows', 'skinny' or 'tiled'. */
+  readonly family: MatmulPath;
+  /** The options that pick this kernel again (matmulKernel's `tuning`). */
+  readonly tuning: MatmulOptions;
   readonly lanes?: number;
   readonly unroll?: number;
   readonly cols?: number;
@@ -101,7 +116,8 @@ function operands(gpu: Gpu, p: Projection, M: number, reps: number, cacheBytes: 
   return {
     a: tensor('x', [M, p.K], 1),
     gain: tensor('gain', [p.K], 2),
-    outs: Array.from({ length: outputCount(p.fusion) }, (_, i) => tensor(`y${i}`, [M, outputColumns(p.fusion, p.N)], 3 + i)),
+    // The argmax epilogue's output (a pair per workgroup) is sized per kernel, in measure.
+    outs: p.fusion?.epilogue === 'argmax' ? [] : Array.from({ length: outputCount(p.fusion) }, (_, i) => tensor(`y${i}`, [M, outputColumns(p.fusion, p.N)], 3 + i)),
     weights: Array.from({ length: copies }, (_, i) => tensor(`w${i}`, [p.N, p.K], 10 + i)),
   };
 }
@@ -110,21 +126,24 @@ function release(gpu: Gpu, o: Operands): void {
   for (const t of [o.a, o.gain, ...o.outs, ...o.weights]) releaseTensor(gpu, t);
 }
 
-async function measure(gpu: Gpu, p: Projection, M: number, opts: MatmulOptions, reps: number, o: Operands, warmupMs?: number): Promise<SmallMFigure> {
+async function measure(gpu: Gpu, p: Projection, M: number, opts: MatmulOptions, reps: number, o: Operands, warmupMs?: number, iters?: number): Promise<SmallMFigure> {
   const problem: MatmulProblem = { M, N: p.N, K: p.K, transposeB: true, ...(p.fusion && { fusion: p.fusion }) };
   const plan = await planMatmul(gpu, problem, { label: `bench ${p.name}`, ...opts });
-  const groups = o.weights.map((w) => bindMatmul(gpu, plan, o.a, w, o.outs, p.fusion?.rmsnorm ? { gain: o.gain } : {}));
+  const pairs = p.fusion?.epilogue === 'argmax' ? allocTensor(gpu, 'partials', [M, 2 * plan.workgroups[0]]) : undefined;
+  const outs = pairs ? [pairs] : o.outs;
+  const groups = o.weights.map((w) => bindMatmul(gpu, plan, o.a, w, outs, p.fusion?.rmsnorm ? { gain: o.gain } : {}));
   const t = await timeDispatches(
     gpu,
     (pass) => {
       for (let r = 0; r < reps; r++) encodeMatmul(pass, plan, groups[r % groups.length]);
     },
-    { warmup: 2, iters: gpu.isSoftware ? 3 : 20, label: plan.label, ...(warmupMs !== undefined && { warmupMs }) },
+    { warmup: 2, iters: gpu.isSoftware ? 3 : iters ?? 20, label: plan.label, ...(warmupMs !== undefined && { warmupMs }) },
   );
   plan.params.destroy();
+  if (pairs) releaseTensor(gpu, pairs);
   const us = (t.medianMs * 1000) / reps;
   return {
-    projection: p.name, M, N: p.N, K: p.K, kernel: plan.kernel,
+    projection: p.name, M, N: p.N, K: p.K, kernel: plan.kernel, family: plan.path, tuning: plan.tuning,
     ...(opts.smallMLanes !== undefined && { lanes: opts.smallMLanes }),
     ...(opts.smallMUnroll !== undefined && { unroll: opts.smallMUnroll }),
     ...(opts.smallMCols !== undefined && { cols: opts.smallMCols }),
@@ -146,6 +165,11 @@ async function main(): Promise<void> {
   const Ms = (valueOf('--M') ?? '1,8').split(',').map(Number);
   const reps = Number(valueOf('--reps') ?? (small ? 4 : 40));
   const sweep = args.includes('--sweep');
+  // Families the sweep covers; 'skinny' alone also drops the other paths' extra figures and times the argmax head.
+  const family = valueOf('--family') ?? 'all';
+  if (!['all', 'small-m', 'rows', 'skinny'].includes(family)) throw new Error(`--family takes all, small-m, rows or skinny, not ${family}`);
+  const sweeps = (f: MatmulPath) => family === 'all' || family === f;
+  const skinnyOnly = family === 'skinny';
   // More than an H100's 50 MB L2 per pass, so every rep reads its weight from memory.
   const cacheBytes = small ? 1 << 20 : 192 << 20;
 
@@ -160,7 +184,7 @@ async function main(): Promise<void> {
   };
   /** The sweep's best CONFIRM_BEST kernels (not the chooser's own) and the chooser's pick, re-timed with the full warm-up. */
   const confirm = async (p: Projection, M: number, o: Operands, chosen: SmallMFigure, swept: readonly { f: SmallMFigure; opts: MatmulOptions }[]) => {
-    const pick = { f: chosen, opts: {} as MatmulOptions };
+    const pick = { f: chosen, opts: chosen.tuning };
     const seen = new Set([pick.f.kernel]);
     const best: { f: SmallMFigure; opts: MatmulOptions }[] = [];
     for (const s of [...swept].sort((a, b) => a.f.usPerDispatch - b.f.usPerDispatch)) {
@@ -189,13 +213,20 @@ async function main(): Promise<void> {
   const file = join(outDir, 'small-m.json');
   const save = () => writeFileSync(file, JSON.stringify({ adapter: gpu.adapterName, date: new Date().toISOString(), shape, copy, reps, figures }, null, 2) + '\n');
   for (const M of Ms) {
-    for (const p of projections(shape)) {
+    for (const p of projections(shape, skinnyOnly)) {
       const o = operands(gpu, p, M, reps, cacheBytes);
       const chosen = await measure(gpu, p, M, {}, reps, o);
       figures.push(chosen);
       row(chosen);
       const chosenPath = matmulPathFor({ M, N: p.N, K: p.K, transposeB: true, ...(p.fusion && { fusion: p.fusion }) });
-      if (M > 8) {
+      if (chosenPath !== 'skinny') {
+        const skinny = await measure(gpu, p, M, { path: 'skinny' }, reps, o).catch(() => undefined);
+        if (skinny) {
+          figures.push(skinny);
+          row({ ...skinny, projection: '  skinny (default knobs) instead' });
+        }
+      }
+      if (M > 8 && !skinnyOnly) {
         // The other path of 9–128 rows (the rows kernel or the blocked small-M kernel), and the blocked kernel's
         // first form (its row blocks on the grid).
         const other = await measure(gpu, p, M, { path: chosenPath === 'rows' ? 'small-m' : 'rows' }, reps, o);
@@ -215,24 +246,29 @@ async function main(): Promise<void> {
       if (sweep) {
         const swept: { f: SmallMFigure; opts: MatmulOptions }[] = [];
         const time = async (opts: MatmulOptions) => {
-          const f = await measure(gpu, p, M, opts, reps, o, SWEEP_WARMUP_MS).catch(() => undefined);
+          const f = await measure(gpu, p, M, opts, reps, o, SWEEP_WARMUP_MS, SWEEP_ITERS).catch(() => undefined);
           if (!f) return;
           figures.push(f);
           swept.push({ f, opts });
         };
         const colsChoices = M > 1 && p.fusion?.epilogue !== 'swiglu' ? [1, 2, 4] : [1];
-        for (const lanes of [8, 16, 32, 64, 128, 256]) {
+        if (sweeps('small-m')) for (const lanes of [8, 16, 32, 64, 128, 256]) {
           for (const unroll of [2, 4, 8]) {
             for (const cols of colsChoices) await time({ path: 'small-m', smallMLanes: lanes, smallMUnroll: unroll, smallMCols: cols });
           }
         }
-        if (M > 8) {
+        if (M > 8 && sweeps('rows')) {
           // The rows kernel: slices along K × weight loads per tile × columns per thread (column threads chosen).
           for (const slices of [1, 2, 4, 8]) {
             for (const unroll of [1, 2, 4, 8]) {
               for (const colsPerThread of p.fusion?.epilogue === 'swiglu' ? [1] : [1, 2]) await time({ path: 'rows', rows: { slices, unroll, colsPerThread } });
             }
           }
+        }
+        // The skinny kernel: rows × columns per thread, column threads, slices (matmul-skinny-choice.ts's skinnySweep).
+        if (M > 1 && sweeps('skinny')) {
+          const problem = { M, N: p.N, K: p.K, ...(p.fusion && { fusion: p.fusion }) };
+          for (const skinny of skinnySweep(gpu, problem)) await time({ path: 'skinny', skinny });
         }
         await confirm(p, M, o, chosen, swept);
       }
@@ -242,6 +278,7 @@ async function main(): Promise<void> {
   }
   const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
   for (const r of rows) console.log('  ' + r.map((c, i) => (i >= 1 && i <= 6 ? c.padStart(widths[i]) : c.padEnd(widths[i]))).join('  '));
+  printBestPerShape(figures, shape.layers);
 
   save();
   console.log(`wrote ${file}`);

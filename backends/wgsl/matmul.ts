@@ -40,6 +40,8 @@ import {
   smallMWorkgroupBytes,
   type SmallMVariant,
 } from './matmul-small-m.ts';
+import { describeSkinny, skinnyColumnsPerWorkgroup, skinnyMatmulWgsl } from './matmul-skinny.ts';
+import { chooseSkinny, type SkinnyKnobs } from './matmul-skinny-choice.ts';
 
 export interface MatmulProblem {
   readonly M: number;
@@ -58,7 +60,7 @@ export interface MatmulProblem {
   readonly splitK?: number;
 }
 
-export type MatmulPath = 'tiled' | 'small-m' | 'rows';
+export type MatmulPath = 'tiled' | 'small-m' | 'rows' | 'skinny';
 
 export interface MatmulOptions {
   /** Names the IR node in pipeline labels and errors. */
@@ -83,6 +85,8 @@ export interface MatmulOptions {
   readonly smallMRowBlocks?: number;
   /** Rows path only, for tuning: any of its variant's fields (matmul-rows.ts), the rest chosen. */
   readonly rows?: Partial<Pick<RowsVariant, 'blocks' | 'cols' | 'slices' | 'unroll' | 'colsPerThread'>>;
+  /** Skinny path only (register-blocked, matmul-skinny.ts), for tuning: any of its knobs, the rest chosen. */
+  readonly skinny?: SkinnyKnobs;
 }
 
 /** The kernel chosen for a problem, as data. */
@@ -236,14 +240,14 @@ export function matmulKernel(gpu: KernelTarget, problem: MatmulProblem, opts: Ma
   const fusion = problem.fusion;
   checkFusion(fusion, N, `matmul ${describe(problem)}`);
   const smallOnly = fusion?.rmsnorm !== undefined || fusion?.epilogue === 'swiglu';
-  if (fusion?.epilogue === 'argmax' && (opts.path ?? matmulPathFor(problem)) !== 'rows') {
-    throw new Error(`matmul ${describe(problem)}: the argmax epilogue exists on the rows path only (A·Wᵀ, M ≤ ${SMALL_M_BLOCKED_MAX}, K a multiple of 4)`);
+  if (fusion?.epilogue === 'argmax' && !['rows', 'skinny'].includes(opts.path ?? matmulPathFor(problem))) {
+    throw new Error(`matmul ${describe(problem)}: the argmax epilogue exists on the rows and skinny paths only (A·Wᵀ, M ≤ ${SMALL_M_BLOCKED_MAX}, K a multiple of 4)`);
   }
   const smallMax = problem.transposeB ? SMALL_M_BLOCKED_MAX : SMALL_M_MAX;
   const splitK = problem.splitK ?? 1;
   if (!(Number.isInteger(splitK) && splitK >= 1)) throw new Error(`matmul ${describe(problem)}: splitK must be a positive integer, got ${splitK}`);
   const tiledOnly = problem.transposeA === true || splitK > 1;
-  if (tiledOnly && (opts.path === 'small-m' || smallOnly)) throw new Error(`matmul ${describe(problem)}: a transposed A and split K exist on the tiled path only, without rmsnorm or swiglu`);
+  if (tiledOnly && (opts.path === 'small-m' || opts.path === 'skinny' || smallOnly)) throw new Error(`matmul ${describe(problem)}: a transposed A and split K exist on the tiled path only, without rmsnorm or swiglu`);
   if (splitK > 1 && (fusion?.epilogue ?? 'store') !== 'store') throw new Error(`matmul ${describe(problem)}: a split-K matmul writes partial products; it takes no epilogue`);
   if (fusion?.window && (!problem.transposeB || splitK > 1)) throw new Error(`matmul ${describe(problem)}: a column window needs a weight stored [N, K] and no split K`);
   const path: MatmulPath = opts.path ?? (tiledOnly ? 'tiled' : matmulPathFor(problem));
@@ -300,6 +304,14 @@ export function matmulKernel(gpu: KernelTarget, problem: MatmulProblem, opts: Ma
     workgroups = [Math.ceil(columns / rowsColumnsPerWorkgroup(v)), 1, 1];
     tuning = { path, rows: { blocks: v.blocks, cols: v.cols, slices: v.slices, unroll: v.unroll, colsPerThread: v.colsPerThread } };
     kernel = `rows Wᵀ, ${v.blocks > 1 ? `${v.blocks} blocks of ` : ''}${Math.ceil(M / v.blocks)} rows × ${fusion?.epilogue === 'swiglu' ? '[gate, up]' : `${v.colsPerThread} column${v.colsPerThread > 1 ? 's' : ''}`} per thread, ${v.cols} columns × ${v.slices} slices × ${v.unroll} loads, ${rowsThreads(v)} threads${describeFusion(fusion)}`;
+  } else if (path === 'skinny') {
+    if (!problem.transposeB || M > SMALL_M_BLOCKED_MAX || K % 4 !== 0) throw new Error(`matmul ${describe(problem)}: the skinny path takes A·Wᵀ with M ≤ ${SMALL_M_BLOCKED_MAX} and K a multiple of 4`);
+    const v = chooseSkinny(gpu, problem, opts.skinny);
+    code = skinnyMatmulWgsl(v);
+    const columns = fusion?.epilogue === 'swiglu' ? N / 2 : N;
+    workgroups = [Math.ceil(columns / skinnyColumnsPerWorkgroup(v)), 1, 1];
+    tuning = { path, skinny: { rowsPerThread: v.rowsPerThread, colsPerThread: v.colsPerThread, cols: v.cols, slices: v.slices, unroll: v.unroll } };
+    kernel = `skinny Wᵀ, ${describeSkinny(v)}${describeFusion(fusion)}`;
   } else {
     if (smallOnly) throw new Error(`matmul ${describe(problem)}: the rmsnorm prologue and the swiglu epilogue exist on the small-m path only (M ≤ ${SMALL_M_BLOCKED_MAX})`);
     const tile = chooseTile(gpu, problem, opts.tile);

@@ -1,6 +1,6 @@
 // Projections of the models the small-M and rows choosers serve (the shapes bench/small-m.ts times, LLaMA-7B's,
 // the Medusa heads'), an H200's limits to choose for, and small stand-ins that run a pick on lavapipe.
-import { matmulKernel, type MatmulKernel, type MatmulProblem } from '../../backends/wgsl/matmul.ts';
+import { matmulKernel, type MatmulKernel, type MatmulOptions, type MatmulProblem } from '../../backends/wgsl/matmul.ts';
 import type { MatmulFusion } from '../../backends/wgsl/matmul-fusion.ts';
 import type { KernelTarget } from '../../backends/wgsl/kernel-source.ts';
 import { expect } from 'vitest';
@@ -68,7 +68,10 @@ export function problem(p: Projection, M: number): MatmulProblem {
  */
 function standIn(p: Projection, k: MatmulKernel): { N: number; K: number } {
   const t = k.tuning;
-  const step = t.path === 'rows' ? (t.rows?.slices ?? 1) * (t.rows?.unroll ?? 1) : (t.smallMLanes ?? 1) * (t.smallMUnroll ?? 1);
+  const step =
+    t.path === 'rows' ? (t.rows?.slices ?? 1) * (t.rows?.unroll ?? 1)
+    : t.path === 'skinny' ? (t.skinny?.slices ?? 1) * (t.skinny?.unroll ?? 1)
+    : (t.smallMLanes ?? 1) * (t.smallMUnroll ?? 1);
   const f = p.fusion;
   return { N: typeof f?.epilogue === 'object' ? 3 * 23 : f?.epilogue === 'swiglu' ? 2 * 37 : 97, K: 4 * (2 * step + 3) };
 }
@@ -84,12 +87,13 @@ export async function checkPickAtStandIn(p: Projection, M: number, pick: MatmulK
 
 /**
  * The H200's default pick for projection p at M rows (its workgroup memory capped at the test device's), run at a
- * stand-in's N and K against the float64 formula, on the path it was picked for.
+ * stand-in's N and K against the float64 formula, on the path it was picked for (`opts`: what the pick was asked for,
+ * e.g. a path).
  */
-export async function checkH200Pick(p: Projection, M: number, seed: number): Promise<void> {
+export async function checkH200Pick(p: Projection, M: number, seed: number, opts: MatmulOptions = {}): Promise<void> {
   const g = await gpu();
   const target = { ...H200, limits: { ...H200.limits, maxComputeWorkgroupStorageSize: Math.min(H200.limits.maxComputeWorkgroupStorageSize, g.limits.maxComputeWorkgroupStorageSize) } };
-  const pick = matmulKernel(target, problem(p, M));
+  const pick = matmulKernel(target, problem(p, M), opts);
   const plan = await checkPickAtStandIn(p, M, pick, seed);
   expect(plan.path, pick.kernel).toBe(pick.path);
 }

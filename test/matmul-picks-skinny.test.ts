@@ -1,0 +1,16 @@
+// The skinny kernel's default knobs for an H200 (matmul-skinny-choice.ts) at the bench model's tree sizes, each run at
+// its own M with small N and K (what the knobs fix — rows and columns per thread, column threads, slices, loads per
+// tile — does not depend on N and K), against the float64 formula. The H200's workgroup memory is capped at the test
+// device's. A few picks only: lavapipe compiles the larger register blocks (6–8 rows × 4 weight rows at 4 loads per
+// tile) for minutes; these cover 64 slices reduced in six halvings, 4 loads per tile, swiglu, and 9 row threads of 8 rows.
+import { describe, it } from 'vitest';
+import { checkH200Pick, SHAPES } from './helpers/projections.ts';
+
+describe("the skinny kernel's default knobs for an H200 equal the float64 formula at odd sizes", () => {
+  const [, projections] = SHAPES[0];
+  const cases: readonly (readonly [number, string])[] = [[5, 'q|k|v'], [5, 'o'], [5, 'gate|up'], [65, 'o']];
+  for (const [i, [M, name]] of cases.entries()) {
+    const p = projections.find((q) => q.name === name)!;
+    it(`M = ${M}: ${p.name}`, () => checkH200Pick(p, M, 5000 + i, { path: 'skinny' }));
+  }
+});

@@ -1,0 +1,121 @@
+// The register-blocked few-row kernel (matmul-skinny.ts) against the float64 formula (fusedMatmulReference) at odd
+// sizes: M not a multiple of the rows per thread, N not a multiple of the workgroup's columns, K not a multiple of
+// the K tile, for every fusion the tree step uses, with one slice (whole sums in registers) and several (partial sums
+// reduced in workgroup memory, in rounds of rows). Small register blocks: lavapipe compiles each kernel for seconds.
+import { describe, expect, it } from 'vitest';
+import type { MatmulOptions } from '../backends/wgsl/matmul.ts';
+import { fusedMatmulReference, type MatmulFusion } from '../backends/wgsl/matmul-fusion.ts';
+import { allocTensor, downloadTensor, releaseTensor, uploadTensor, writeTensor } from '../src/runtime/gpu-tensor.ts';
+import { bindMatmul, encodeMatmul, planMatmul } from '../src/runtime/matmul.ts';
+import { bindArgmaxPartials, destroyDispatch, encodeDispatch } from '../src/runtime/model-kernels.ts';
+import { randn } from '../src/tensor.ts';
+import { checkFusedMatmul, EPS } from './helpers/fused-matmul.ts';
+import { expectRelClose, gpu } from './helpers/gpu.ts';
+
+const QKV: MatmulFusion = { rmsnorm: { eps: EPS }, epilogue: { split: 3 } };
+const GATE_UP: MatmulFusion = { rmsnorm: { eps: EPS }, epilogue: 'swiglu' };
+const RESIDUAL: MatmulFusion = { epilogue: 'accumulate' };
+const HEAD: MatmulFusion = { rmsnorm: { eps: EPS } };
+
+/** 3 row threads of 2 rows (M 5: the last row padding), 4 column threads of 3 columns, one slice, tiles of 2 vec4. */
+const ONE_SLICE: MatmulOptions = { path: 'skinny', skinny: { rowsPerThread: 2, colsPerThread: 3, cols: 4, slices: 1, unroll: 2 } };
+/**
+ * 17 rows as 3 row threads of 6 (one padding row), 8 slices of one vec4 per tile: the partial sums of 6 rows take
+ * 2 rounds (3 for swiglu's 4 weight rows per thread), and a slice finishes rows s, s + 8, … of a round.
+ */
+const SLICED: MatmulOptions = { path: 'skinny', skinny: { rowsPerThread: 6, colsPerThread: 2, cols: 8, slices: 8, unroll: 1 } };
+
+describe('the skinny matmul equals the float64 formula at ragged rows, columns and K tiles', () => {
+  it('one slice: q|k|v (norm, split), gate|up (norm, swiglu), residual accumulate, the LM head (norm), plain', async () => {
+    for (const [N, K, fusion, seed] of [[3 * 23, 44, QKV, 100], [2 * 19, 36, GATE_UP, 200], [29, 52, RESIDUAL, 300], [37, 28, HEAD, 400], [31, 20, undefined, 500]] as const) {
+      const plan = await checkFusedMatmul(5, N, K, fusion, seed, ONE_SLICE);
+      expect(plan.path).toBe('skinny');
+      expect(plan.workgroups[0], plan.kernel).toBeGreaterThan(1);
+    }
+  });
+
+  it('eight slices reduced in rounds of rows: every fusion at 17 rows', async () => {
+    for (const [N, K, fusion, seed] of [[3 * 23, 44, QKV, 600], [2 * 19, 36, GATE_UP, 700], [29, 52, RESIDUAL, 800], [37, 28, HEAD, 900]] as const) {
+      const plan = await checkFusedMatmul(17, N, K, fusion, seed, SLICED);
+      expect(plan.path).toBe('skinny');
+      expect(plan.workgroups[0], plan.kernel).toBeGreaterThan(1);
+    }
+  });
+});
+
+/**
+ * Runs the kernel with `fusion` into an output of `cols` columns (NaN before) and returns it (with 'argmax' and
+ * `pickTokens`: each row's token, picked from the partials) with the float64 logits.
+ */
+async function runInto(M: number, N: number, K: number, fusion: MatmulFusion, cols: (workgroups: number) => number, seed: number, opts: MatmulOptions, o: { pickTokens?: boolean; w?: Float64Array } = {}) {
+  const g = await gpu();
+  const plan = await planMatmul(g, { M, N, K, transposeB: true, fusion }, { label: 'skinny test', ...opts });
+  expect(plan.path).toBe('skinny');
+  const a = randn([M, K], seed, 2);
+  const w = o.w ? { shape: [N, K], data: o.w } : randn([N, K], seed + 1);
+  const gain = randn([K], seed + 2);
+  const width = cols(plan.workgroups[0]);
+  const out = allocTensor(g, 'out', [M, width]);
+  writeTensor(g, out, new Float32Array(M * width).fill(Number.NaN));
+  const made = [uploadTensor(g, 'x', a), uploadTensor(g, 'w', w), uploadTensor(g, 'gain', gain), out];
+  const tokens = allocTensor(g, 'tokens', [M]);
+  made.push(tokens);
+  const pick = fusion.epilogue === 'argmax' && (o.pickTokens ?? true) ? await bindArgmaxPartials(g, { partials: out.buffer, tokens: tokens.buffer }, M, width / 2) : undefined;
+  const encoder = g.device.createCommandEncoder();
+  const pass = encoder.beginComputePass();
+  encodeMatmul(pass, plan, bindMatmul(g, plan, made[0], made[1], out, fusion.rmsnorm ? { gain: made[2] } : {}));
+  if (pick) encodeDispatch(pass, pick);
+  pass.end();
+  g.device.queue.submit([encoder.finish()]);
+  const got = await downloadTensor(g, pick ? tokens : out);
+  if (pick) destroyDispatch(pick);
+  for (const t of made) releaseTensor(g, t);
+  plan.params.destroy();
+  const logits = fusedMatmulReference(a.data, w.data, { M, N, K }, { ...(fusion.rmsnorm && { rmsnorm: fusion.rmsnorm }) }, { gain: gain.data })[0];
+  return { got, logits, plan };
+}
+
+describe('the skinny matmul\'s argmax epilogue and column window', () => {
+  it('argmax: each row\'s float64 argmax through the partials\' pick, one slice and eight', async () => {
+    const N = 150;
+    for (const [M, opts, seed] of [[5, ONE_SLICE, 1000], [17, SLICED, 1100]] as const) {
+      const { got, logits, plan } = await runInto(M, N, 28, { ...HEAD, epilogue: 'argmax' }, (wg) => 2 * wg, seed, opts);
+      const tokens = new Uint32Array(got.buffer, got.byteOffset, M);
+      for (let m = 0; m < M; m++) {
+        const row = logits.subarray(m * N, (m + 1) * N);
+        const best = Math.max(...row);
+        expect(row[tokens[m]], `${plan.kernel} row ${m}: token ${tokens[m]} has ${row[tokens[m]]}, the largest is ${best}`).toBeGreaterThan(best - 1e-4 * Math.abs(best));
+      }
+      // Every weight row alike: all columns tie in every workgroup and thread; the first column wins.
+      const one = randn([28], seed + 50).data;
+      const same = new Float64Array(N * 28);
+      for (let n = 0; n < N; n++) same.set(one, n * 28);
+      const tie = await runInto(M, N, 28, { ...HEAD, epilogue: 'argmax' }, (wg) => 2 * wg, seed, opts, { w: same });
+      expect(Array.from(new Uint32Array(tie.got.buffer, tie.got.byteOffset, M)), tie.plan.kernel).toEqual(new Array(M).fill(0));
+    }
+  });
+
+  it('window: a part of a wider output, stored at its columns (the rest untouched), and argmax naming columns from the part\'s first', async () => {
+    const [M, N, K, stride, offset, first] = [5, 37, 28, 50, 9, 1000];
+    const { got, logits } = await runInto(M, N, K, { ...HEAD, window: { stride, offset, first } }, () => stride, 1200, ONE_SLICE);
+    for (let m = 0; m < M; m++) {
+      const row = Array.from(got.subarray(m * stride, (m + 1) * stride));
+      expect(row.slice(0, offset).every(Number.isNaN) && row.slice(offset + N).every(Number.isNaN), `row ${m} outside the window`).toBe(true);
+      expectRelClose(Float32Array.from(row.slice(offset, offset + N)), logits.subarray(m * N, (m + 1) * N), 2e-5, `row ${m} in the window`);
+    }
+    // ONE_SLICE's workgroups take 12 columns: 4 of them, their pairs after `offset` columns left as they were.
+    const w = await runInto(M, N, K, { ...HEAD, epilogue: 'argmax', window: { stride: offset + 8, offset, first } }, () => offset + 8, 1300, ONE_SLICE, { pickTokens: false });
+    expect(w.plan.workgroups[0]).toBe(4);
+    for (let m = 0; m < M; m++) {
+      const row = Array.from(w.got.subarray(m * (offset + 8), (m + 1) * (offset + 8)));
+      expect(row.slice(0, offset).every(Number.isNaN), `row ${m} before the window`).toBe(true);
+      const logits = w.logits.subarray(m * N, (m + 1) * N);
+      for (let g = 0; g < 4; g++) {
+        const part = Array.from(logits.subarray(12 * g, Math.min(N, 12 * g + 12)));
+        const best = part.indexOf(Math.max(...part));
+        expect(row[offset + 2 * g + 1], `row ${m} workgroup ${g}'s column`).toBe(first + 12 * g + best);
+        expect(Math.abs(row[offset + 2 * g] - part[best]), `row ${m} workgroup ${g}'s value`).toBeLessThan(1e-4 * (1 + Math.abs(part[best])));
+      }
+    }
+  });
+});
