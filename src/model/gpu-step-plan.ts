@@ -274,7 +274,10 @@ export async function buildStepPlan(
   }
 }
 
-/** Records the whole step into `pass`: embedding, every layer (the attention's kernels too), LM head, pick. */
+/**
+ * Records the whole step into `pass`: embedding, every layer (the attention's kernels too), LM head, pick.
+ * `afterLayer(n)` runs once layer n is recorded (a long prefill submits its first layers there: prefill-submits.ts).
+ */
 export function encodeStep(
   pass: GPUComputePassEncoder,
   plan: StepPlan,
@@ -282,8 +285,9 @@ export function encodeStep(
   states: readonly GpuAttentionState[],
   source: TokenSource,
   pick: TokenPick,
+  afterLayer?: (layer: number) => void,
 ): void {
-  encodeStepWith(pass, plan, (p, n, io) => attention[n].encodeForward(p, io, states[n], plan.b, plan.t), source, pick);
+  encodeStepWith(pass, plan, (p, n, io) => attention[n].encodeForward(p, io, states[n], plan.b, plan.t), source, pick, afterLayer ? { afterLayer } : {});
 }
 
 /**
@@ -291,7 +295,10 @@ export function encodeStep(
  * `logits: false` (nothing reads the logits after the step): a greedy pick of every row runs the LM head with
  * the argmax epilogue when the plan has it, and plan.logits is left unwritten.
  */
-export function encodeStepWith(pass: GPUComputePassEncoder, plan: StepPlan, attend: AttentionEncoder, source: TokenSource, pick: TokenPick, opts: { logits?: boolean } = {}): void {
+export function encodeStepWith(
+  pass: GPUComputePassEncoder, plan: StepPlan, attend: AttentionEncoder, source: TokenSource, pick: TokenPick,
+  opts: { logits?: boolean; afterLayer?: (layer: number) => void } = {},
+): void {
   const embed = source === 'ids' ? plan.embedFromIds : plan.embedFromNext;
   if (!embed) throw new Error(`step plan b=${plan.b} t=${plan.t}: only a one-token step can start from the chosen tokens`);
   for (const d of embed) encodeDispatch(pass, d);
@@ -303,6 +310,7 @@ export function encodeStepWith(pass: GPUComputePassEncoder, plan: StepPlan, atte
     encodeMatmul(pass, mm.o, l.o);
     encodeMatmul(pass, mm.gateUp, l.gateUp);
     encodeMatmul(pass, mm.down, l.down);
+    opts.afterLayer?.(n);
   });
   if (pick === 'argmax' && plan.argmaxHead && opts.logits === false) {
     encodeHead(pass, plan.argmaxHead.plans, plan.argmaxHead.bindGroups);
