@@ -5,6 +5,7 @@
 //                        [--prefill-schedule model|segmented|unsegmented|CxRxT[sG]]   (the compiled prefill's:
 //                        default the model's, segments allowed on hardware; or e.g. 16x64x512s4)
 //                        [--one-submit]   (the prefill as one command buffer, not pieces submitted as encoded)
+//                        [--prefill-tokens N]   (default 2048, 128 when small)
 //
 // Model (random weights): 12 layers, hidden 768, 12 heads of 64, intermediate 2048, vocab 32000,
 // attention elu+1 linear attention + K = 4 depthwise conv on v (examples/paper/elu_dwconv.la); --small
@@ -394,6 +395,7 @@ async function main(): Promise<void> {
   };
   const steps = valueOf('--steps');
   const layers = valueOf('--layers');
+  const prefillTokens = valueOf('--prefill-tokens');
   const attention = valueOf('--attention') ?? 'compiled';
   if (attention !== 'simple' && attention !== 'compiled') throw new Error(`--attention must be simple or compiled, got ${attention}`);
   const prefillSchedule = parsePrefillSchedule(valueOf('--prefill-schedule'));
@@ -403,6 +405,7 @@ async function main(): Promise<void> {
     onePrefillSubmit: args.includes('--one-submit') || undefined,
     ...(steps !== undefined && { steps: Number(steps) }),
     ...(layers !== undefined && { layers: Number(layers) }),
+    ...(prefillTokens !== undefined && { prefillTokens: Number(prefillTokens) }),
     ...(attention === 'compiled' && {
       attention: ({ gpu, config, program }: AttentionContext) =>
         compiledAttentionFactory(gpu, program, config.numHeads, config.headDim, { prefillSchedule, onChoice: (why) => void (prefillPlan = why) }),

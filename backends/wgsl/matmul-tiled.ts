@@ -191,7 +191,10 @@ export function tiledMatmulWgsl(v: TiledMatmulVariant): string {
     for (let g = 0; g < colGroups; g++) emit(`  var acc_${r}_${g} = vec4<f32>(0.0);`);
   }
   for (let i = 0; i < aLoads; i++) emit(`  var ra${i} = 0.0;`);
-  if (rmsnorm) for (let i = 0; i < aLoads; i++) emit(`  var ss${i} = 0.0; // Σ A² of row a_m + ${(i * THREADS) / t.BK}`);
+  if (rmsnorm) {
+    emit('  var ga = 0.0; // the gain at this thread\'s k of the tile being loaded');
+    for (let i = 0; i < aLoads; i++) emit(`  var ss${i} = 0.0; // Σ A² of row a_m + ${(i * THREADS) / t.BK}`);
+  }
   for (let i = 0; i < bLoads; i++) emit(`  var rb${i} = 0.0;`);
   emit('');
 
@@ -206,13 +209,15 @@ export function tiledMatmulWgsl(v: TiledMatmulVariant): string {
       }
     } else {
       const aStep = THREADS / t.BK;
+      // Every A value this thread loads has the same k (rows aStep apart): one gain load per tile.
+      if (rmsnorm) emitGuardedLoad(emit, indent, 'ga', `G[${k0} + a_k]`, v.checkK ? [`${k0} + a_k < ${kBound}`] : []);
       for (let i = 0; i < aLoads; i++) {
         const m = `row0 + a_m + ${i * aStep}u`;
         const k = `${k0} + a_k`;
         const conds = [v.checkM && `${m} < M`, v.checkK && `${k} < ${kBound}`].filter(Boolean) as string[];
         if (rmsnorm) {
           // The square before the gain: s[m] normalises A's row, g scales its columns.
-          emitGuardedBlock(emit, indent, `ra${i}`, [`let a = A[(${m}) * K + ${k}];`, `ss${i} = fma(a, a, ss${i});`, `ra${i} = a * G[${k}];`], conds);
+          emitGuardedBlock(emit, indent, `ra${i}`, [`let a = A[(${m}) * K + ${k}];`, `ss${i} = fma(a, a, ss${i});`, `ra${i} = a * ga;`], conds);
         } else {
           emitGuardedLoad(emit, indent, `ra${i}`, `A[(${m}) * K + ${k}]`, conds);
         }
