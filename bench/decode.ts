@@ -195,7 +195,7 @@ export async function runDecodeBench(opts: DecodeBenchOptions = {}): Promise<Dec
     ? await opts.attention({ gpu, config, program: variant.compiled, source: variant.program })
     : await simpleAttentionFactory(gpu, { heads: config.numHeads, headDim: config.headDim, K: shape.K });
   const attentionName = opts.attentionName ?? (opts.attention ? 'given factory' : 'simple recurrent WGSL (test/helpers/simple-gpu-attention.ts)');
-  const model = await GpuModel.create(gpu, config, weights, factory, { splitPrefill: !opts.onePrefillSubmit });
+  const model = await GpuModel.create(gpu, config, weights, factory, opts.onePrefillSubmit ? { splitPrefill: false } : {});
   const params = weights.layers.reduce(
     (s, l) => s + [l.inputNorm, l.qProj, l.kProj, l.vProj, l.oProj, l.postNorm, l.gateProj, l.upProj, l.downProj, ...Object.values(l.attention)].reduce((a, t) => a + t.data.length, 0),
     weights.embedTokens.data.length + weights.norm.data.length + weights.lmHead.data.length,

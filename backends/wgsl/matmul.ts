@@ -153,7 +153,8 @@ function chooseTile(gpu: KernelTarget, p: MatmulProblem, requested?: MatmulTile)
     return requested;
   }
   // Big tiles reuse each loaded value more, but only pay off with enough workgroups to fill the GPU
-  // several times over (on an H100 they lost at 2048², won at 4096²).
+  // several times over (on an H100 they lost at 2048², won at 4096²). bench/tiled.ts times every tile on the
+  // prefill's four fused projections at M 2048 beside this pick (o and down: 384 workgroups of 64×64 on 132 SMs).
   const bigTiles = Math.ceil(p.M / TILE_128.BM) * Math.ceil(p.N / TILE_128.BN);
   const tile = bigTiles >= 512 && fits(TILE_128) ? TILE_128 : TILE_64;
   return p.fusion?.epilogue === 'swiglu' && !tilePairsColumns(tile) ? TILE_64_PAIRED : tile;

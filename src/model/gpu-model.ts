@@ -38,7 +38,9 @@ export interface GpuModelOptions {
   readonly withMedusa?: boolean;
   /**
    * Submit a long prefill in pieces as they are encoded, so the GPU starts before the host has encoded every
-   * layer (prefill-submits.ts). Default true; false keeps one command buffer (bench/decode.ts --one-submit).
+   * layer (prefill-submits.ts). Default: on a hardware adapter (a software one runs the kernels on the host's own
+   * cores, and lavapipe's submit records the work: 8.4 ms for one command buffer of a 512-token prefill, 18.6 in
+   * three); false keeps one command buffer (bench/decode.ts --one-submit).
    */
   readonly splitPrefill?: boolean;
 }
@@ -625,7 +627,7 @@ export class GpuModel {
     let dispatches = 0;
     let encoder: GPUCommandEncoder | undefined;
     // A long prefill (steps = 1) is submitted in pieces, a timed pass each, their timestamp pairs in a row.
-    const cuts = kind === 'prefill' ? prefillCuts(plan.layers.length, plan.rows, this.options.splitPrefill ?? true) : [];
+    const cuts = kind === 'prefill' ? prefillCuts(plan.layers.length, plan.rows, this.options.splitPrefill ?? !this.gpu.isSoftware) : [];
     const passes = cuts.length + 1;
     if (steps * passes > RUN_STEPS) throw new Error(`${kind} step: ${steps} steps of ${passes} passes exceed the ${RUN_STEPS} timestamp pairs of a readback slot`);
     for (let i = 0; i < steps; i++) {
