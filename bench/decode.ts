@@ -4,6 +4,8 @@
 //   npm run bench:decode [-- --small] [--steps N] [--layers N] [--attention compiled|simple]   (default: the compiled variant)
 //                        [--prefill-schedule model|segmented|unsegmented|CxRxT[sG]]   (the compiled prefill's:
 //                        default the model's, segments allowed on hardware; or e.g. 16x64x512s4)
+//                        [--one-submit]   (the prefill as one command buffer, not pieces submitted as encoded)
+//                        [--prefill-tokens N]   (default 2048, 128 when small)
 //
 // Model (random weights): 12 layers, hidden 768, 12 heads of 64, intermediate 2048, vocab 32000,
 // attention elu+1 linear attention + K = 4 depthwise conv on v (examples/paper/elu_dwconv.la); --small
@@ -11,7 +13,8 @@
 // (runDecodeBench's `attention`): by default the plain recurrent WGSL of test/helpers, which the compiled
 // variant replaces. Prints a table; writes decode.json to $OUT if set, else out/.
 //
-// Figures: prefill of one 2048-token prompt (one submit); decode at batch 1 and 8, each step one submit,
+// Figures: prefill of one 2048-token prompt (its first layers submitted while the rest are encoded:
+// src/model/prefill-submits.ts; --one-submit: one command buffer); decode at batch 1 and 8, each step one submit,
 // (a) synchronous — submit, read the tokens, repeat: per-step wall time split into GPU time (timestamp
 // queries around the step's pass) and host overhead (wall − GPU: encode, submit, readback, scheduling);
 // (b) pipelined: `linattn generate`'s own loop (generateGpu), runs of steps in flight, each run read back once:
@@ -68,6 +71,8 @@ export interface DecodeBenchOptions {
   readonly attention?: (ctx: AttentionContext) => GpuAttentionFactory | Promise<GpuAttentionFactory>;
   /** Names the attention in the report. */
   readonly attentionName?: string;
+  /** The prefill as one command buffer (GpuModelOptions.splitPrefill false). */
+  readonly onePrefillSubmit?: boolean;
   readonly log?: (line: string) => void;
 }
 
@@ -118,6 +123,9 @@ export interface PrefillFigure {
   readonly encodeMs: number;
   readonly submitMs: number;
   readonly waitMs: number;
+  /** Command buffers per prefill, and the host's ms from the start of encoding to the first submit's return. */
+  readonly commandBuffers: number;
+  readonly firstSubmitMs: number;
   /** What one prefill (after the first of its shape) asks of the device. */
   readonly deviceCalls: Record<DeviceCall, number>;
   /** Its dispatches timed one by one (timestamps only), summed per kernel, most expensive first. */
@@ -187,7 +195,7 @@ export async function runDecodeBench(opts: DecodeBenchOptions = {}): Promise<Dec
     ? await opts.attention({ gpu, config, program: variant.compiled, source: variant.program })
     : await simpleAttentionFactory(gpu, { heads: config.numHeads, headDim: config.headDim, K: shape.K });
   const attentionName = opts.attentionName ?? (opts.attention ? 'given factory' : 'simple recurrent WGSL (test/helpers/simple-gpu-attention.ts)');
-  const model = await GpuModel.create(gpu, config, weights, factory);
+  const model = await GpuModel.create(gpu, config, weights, factory, opts.onePrefillSubmit ? { splitPrefill: false } : {});
   const params = weights.layers.reduce(
     (s, l) => s + [l.inputNorm, l.qProj, l.kProj, l.vProj, l.oProj, l.postNorm, l.gateProj, l.upProj, l.downProj, ...Object.values(l.attention)].reduce((a, t) => a + t.data.length, 0),
     weights.embedTokens.data.length + weights.norm.data.length + weights.lmHead.data.length,
@@ -202,7 +210,7 @@ export async function runDecodeBench(opts: DecodeBenchOptions = {}): Promise<Dec
     // Sustained prefills until the clocks have ramped: call 10 timed five prefills from an idle GPU and read 65.6 ms
     // of GPU time for dispatches that, each timed warm, summed to 20.2 ms.
     if (!gpu.isSoftware) for (const t0 = performance.now(); performance.now() - t0 < PREFILL_WARMUP_MS; ) await (await model.prefill(prompt)).tokens();
-    const runs: { wallMs: number; gpuMs?: number; dispatches: number; prepareMs: number; encodeMs: number; submitMs: number; waitMs: number }[] = [];
+    const runs: { wallMs: number; gpuMs?: number; dispatches: number; prepareMs: number; encodeMs: number; submitMs: number; waitMs: number; commandBuffers: number; firstSubmitMs: number }[] = [];
     let deviceCalls: Record<DeviceCall, number> | undefined;
     for (let i = 0; i < (small ? 3 : 9); i++) {
       const counted = await countDeviceCalls(gpu.device, async () => {
@@ -213,8 +221,8 @@ export async function runDecodeBench(opts: DecodeBenchOptions = {}): Promise<Dec
       });
       const { step, wallMs } = counted.result;
       deviceCalls ??= counted.calls;
-      const { prepareMs = NaN, encodeMs, submitMs, waitMs = NaN, gpuMs } = step.timing;
-      runs.push({ wallMs, gpuMs, dispatches: step.dispatches, prepareMs, encodeMs, submitMs, waitMs });
+      const { prepareMs = NaN, encodeMs, submitMs, waitMs = NaN, gpuMs, commandBuffers, firstSubmitMs } = step.timing;
+      runs.push({ wallMs, gpuMs, dispatches: step.dispatches, prepareMs, encodeMs, submitMs, waitMs, commandBuffers, firstSubmitMs });
     }
     const prefillWall = median(runs.map((r) => r.wallMs));
     const prefillGpu = runs.every((r) => r.gpuMs !== undefined) ? median(runs.map((r) => r.gpuMs!)) : undefined;
@@ -229,6 +237,7 @@ export async function runDecodeBench(opts: DecodeBenchOptions = {}): Promise<Dec
       tokens: prefillT, wallMs: prefillWall, gpuMs: prefillGpu, tokensPerS: prefillT / (prefillWall / 1000), dispatches: runs[0].dispatches,
       prepareMs: median(runs.map((r) => r.prepareMs)), encodeMs: median(runs.map((r) => r.encodeMs)),
       submitMs: median(runs.map((r) => r.submitMs)), waitMs: median(runs.map((r) => r.waitMs)),
+      commandBuffers: runs[0].commandBuffers, firstSubmitMs: median(runs.map((r) => r.firstSubmitMs)),
       deviceCalls: deviceCalls!,
       ...(prefillKernels && { kernels: prefillKernels }),
     };
@@ -337,8 +346,9 @@ function formatPrefill(p: PrefillFigure): string[] {
   const c = p.deviceCalls;
   const lines = [
     `prefill ${p.tokens} tokens (b=1): ${p.tokensPerS.toFixed(1)} tokens/s, wall ${ms(p.wallMs)}, GPU ${ms(p.gpuMs)}, ${p.dispatches} dispatches`,
-    `  host per prefill: prepare ${ms(p.prepareMs)}, encode ${ms(p.encodeMs)}, submit ${ms(p.submitMs)}, waiting for the tokens ${ms(p.waitMs)}` +
-      (p.gpuMs === undefined ? '' : ` (wall − GPU ${ms(p.wallMs - p.gpuMs)})`),
+    `  host per prefill: prepare ${ms(p.prepareMs)}, encode ${ms(p.encodeMs)}, submit ${ms(p.submitMs)} in ${p.commandBuffers} command buffer${p.commandBuffers > 1 ? 's' : ''}` +
+      ` (the first submitted ${ms(p.firstSubmitMs)} after encoding began), waiting for the tokens ${ms(p.waitMs)}` +
+      (p.gpuMs === undefined ? '' : ` (wall − GPU ${ms(p.wallMs - p.gpuMs)}; GPU: its passes' time summed)`),
     `  asks the device per prefill: ${c.createBuffer} buffers, ${c.createBindGroup} bind groups, ${c.writeBuffer} queue writes, ${c.createCommandEncoder} encoders, ${c.submit} submits`,
   ];
   if (p.kernels) lines.push(...formatKernels(`prefill of ${p.tokens} tokens`, p.kernels));
@@ -385,14 +395,17 @@ async function main(): Promise<void> {
   };
   const steps = valueOf('--steps');
   const layers = valueOf('--layers');
+  const prefillTokens = valueOf('--prefill-tokens');
   const attention = valueOf('--attention') ?? 'compiled';
   if (attention !== 'simple' && attention !== 'compiled') throw new Error(`--attention must be simple or compiled, got ${attention}`);
   const prefillSchedule = parsePrefillSchedule(valueOf('--prefill-schedule'));
   let prefillPlan: string | undefined;
   const report = await runDecodeBench({
     small: args.includes('--small') || undefined,
+    onePrefillSubmit: args.includes('--one-submit') || undefined,
     ...(steps !== undefined && { steps: Number(steps) }),
     ...(layers !== undefined && { layers: Number(layers) }),
+    ...(prefillTokens !== undefined && { prefillTokens: Number(prefillTokens) }),
     ...(attention === 'compiled' && {
       attention: ({ gpu, config, program }: AttentionContext) =>
         compiledAttentionFactory(gpu, program, config.numHeads, config.headDim, { prefillSchedule, onChoice: (why) => void (prefillPlan = why) }),

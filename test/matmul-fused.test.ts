@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { matmulKernel, type MatmulOptions } from '../backends/wgsl/matmul.ts';
+import { matmulKernel, TILE_64_PAIRED, type MatmulOptions } from '../backends/wgsl/matmul.ts';
+import { TILE_128, TILE_64, type MatmulTile } from '../backends/wgsl/matmul-tiled.ts';
 import { bindMatmul, encodeMatmul, planMatmul } from '../src/runtime/matmul.ts';
 import { bindArgmaxPartials, encodeDispatch } from '../src/runtime/model-kernels.ts';
 import { fusedMatmulReference, type MatmulFusion } from '../backends/wgsl/matmul-fusion.ts';
@@ -169,10 +170,46 @@ describe('the tiled matmul takes the split and accumulate epilogues (prefill-siz
     }
   });
 
-  it('refuses the rmsnorm prologue and swiglu, which need a whole row in one thread', async () => {
+  it('refuses the argmax epilogue, and swiglu on a tile whose threads hold one column group', async () => {
     const g = await gpu();
-    await expect(planMatmul(g, { M: 13, N: 8, K: 8, transposeB: true, fusion: GATE_UP }, { path: 'tiled' })).rejects.toThrow(/small-m path only/);
-    await expect(planMatmul(g, { M: 129, N: 8, K: 8, transposeB: true, fusion: GATE_UP })).rejects.toThrow(/small-m path only/);
+    await expect(planMatmul(g, { M: 13, N: 8, K: 8, transposeB: true, fusion: GATE_UP }, { path: 'tiled', tile: TILE_64 })).rejects.toThrow(/TN is a multiple of 8/);
+    await expect(planMatmul(g, { M: 129, N: 8, K: 8, transposeB: true, fusion: { rmsnorm: { eps: EPS }, epilogue: 'argmax' } })).rejects.toThrow(/rows and skinny paths only/);
     await expect(planMatmul(g, { M: 2, N: 9, K: 8, transposeB: true, fusion: { epilogue: 'swiglu' } })).rejects.toThrow(/even N/);
+  });
+});
+
+describe('the tiled matmul takes the rmsnorm prologue and the swiglu epilogue (the prefill\'s norms and SwiGLU)', () => {
+  // A small tile that pairs columns (4×8 per thread, 32 threads), so that few rows still span several tiles.
+  const SMALL: MatmulTile = { BM: 32, BN: 32, BK: 16, TM: 4, TN: 8 };
+
+  it('M, N, K not multiples of the tile: rmsnorm + q|k|v split, rmsnorm + swiglu, rmsnorm alone, swiglu alone', async () => {
+    for (const tile of [SMALL, TILE_64_PAIRED]) {
+      for (const M of [13, 70]) {
+        for (const [N, K, fusion, seed] of [[3 * 21, 44, QKV, 3400], [2 * 19, 37, GATE_UP, 3500], [75, 40, { rmsnorm: { eps: EPS } }, 3600], [2 * 23, 36, { epilogue: 'swiglu' }, 3700]] as const) {
+          const plan = await checkFusedMatmul(M, N, K, fusion, seed + M, { path: 'tiled', tile });
+          expect(plan.path).toBe('tiled');
+        }
+      }
+    }
+  });
+
+  it('M, N, K multiples of the tile (no bounds checks), several tiles along each, and rmsnorm with the residual epilogue', async () => {
+    for (const [N, fusion, seed] of [[128, GATE_UP, 3800], [96, QKV, 3900], [64, { rmsnorm: { eps: EPS }, epilogue: 'accumulate' }, 4000]] as const) {
+      const plan = await checkFusedMatmul(64, N, 48, fusion, seed, { path: 'tiled', tile: SMALL });
+      expect(plan.workgroups[0] * plan.workgroups[1], plan.kernel).toBeGreaterThan(3);
+    }
+  });
+
+  it('the tiles a 2048-token prefill runs: 64×64 8×4 (q|k|v, o, down) and 128×128 8×8 (gate|up), ragged', async () => {
+    for (const [tile, N, K, fusion, seed] of [[TILE_64, 3 * 21, 44, QKV, 4200], [TILE_64, 29, 52, { rmsnorm: { eps: EPS }, epilogue: 'accumulate' }, 4300], [TILE_128, 2 * 70, 40, GATE_UP, 4400], [TILE_128, 3 * 45, 36, QKV, 4500]] as const) {
+      const plan = await checkFusedMatmul(130, N, K, fusion, seed, { path: 'tiled', tile });
+      expect(plan.tuning.tile).toEqual(tile);
+    }
+  });
+
+  it('the default tile for swiglu above 128 rows pairs columns', async () => {
+    const plan = await checkFusedMatmul(130, 2 * 40, 20, GATE_UP, 4100);
+    expect(plan.path).toBe('tiled');
+    expect(plan.tuning.tile).toEqual(TILE_64_PAIRED);
   });
 });

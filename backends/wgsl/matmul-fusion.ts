@@ -10,9 +10,10 @@
 //                     lowest among ties, as f32): an LM head whose logits are never written; a second kernel
 //                     (model-sampling.ts, argmaxPartialsWgsl) picks each row's token from the workgroups' pairs
 //
-// The prologue and 'swiglu' need a whole row of A, resp. a gate and its up column, in one thread's
-// reach: only the small-M kernels offer them (matmul-small-m.ts, matmul-rows.ts); the tiled kernel takes the
-// others. 'argmax' needs every row's columns in one workgroup: the rows kernel only.
+// The prologue needs a row's sum of squares, 'swiglu' a gate and its up column in one thread's reach: the
+// small-M kernels see whole rows (matmul-small-m.ts, matmul-rows.ts); the tiled kernel (matmul-tiled.ts) sums
+// the squares of its rows as its A tiles pass and pairs gate and up columns within a tile. 'argmax' needs every
+// row's columns in one workgroup: the rows kernel only.
 // A `window` makes the product one column range of a wider output: a weight too large for one buffer is stored
 // as parts of whole rows (src/model/weight-parts.ts) and each part's matmul writes its own columns.
 // One binding list serves both kernel generators and bindMatmul, so they cannot disagree.

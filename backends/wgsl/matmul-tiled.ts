@@ -8,7 +8,16 @@
 // workgroups of grid layer z take only k in [z·KS, min(K, (z+1)·KS)) (KS, a multiple of BK, in the
 // uniform's fourth word) and write their partial C to C0[z·M·N + m·N + n]; a fixed-order sum over z
 // then gives every element the same value on every run (no atomics), with z times as many workgroups.
+//
+// Two fusions for the model's prefill (matmul-fusion.ts), so its norms and SwiGLU cost no dispatch:
+// rmsnorm: y[m,n] = s[m]·Σ_k (A[m,k]·g[k])·W[n,k], s[m] = 1/sqrt(mean_k A[m,k]² + eps). Every workgroup walks
+// all of K for its rows, so each thread sums the squares of the A values it loads (before folding g into them),
+// the workgroup adds those partial sums per row after the walk, and the epilogue scales by s[m].
+// swiglu: the tile's columns come in pairs: its first BN/2 columns are gate rows i of W = [gate; up], its last
+// BN/2 the matching up rows I + i, so a thread's column groups g and g + TN/8 hold gate and up of the same i
+// and it writes silu(gate)·up (TN a multiple of 8).
 import { bindingDecls, matmulBindings, storeFn, type MatmulFusion } from './matmul-fusion.ts';
+import { f32Literal } from './train-common.ts';
 
 export interface MatmulTile {
   /** Rows / columns of C per workgroup, and the K-depth of one staged tile. */
@@ -37,13 +46,18 @@ export interface TiledMatmulVariant {
   readonly checkM: boolean;
   readonly checkN: boolean;
   readonly checkK: boolean;
-  /** Epilogue only ('store', 'accumulate' or a split): a tile's columns are not a whole row's dot products. */
+  /** Any epilogue but 'argmax' (a column reduction); rmsnorm and swiglu with Wᵀ, without transposeA or split K. */
   readonly fusion?: MatmulFusion;
 }
 
-/** Workgroup memory of a variant in bytes: both tiles, each k-row padded by one vec4. */
-export function tiledWorkgroupBytes(tile: MatmulTile): number {
-  return tile.BK * (tile.BM / 4 + 1) * 16 + tile.BK * (tile.BN / 4 + 1) * 16;
+/** Workgroup memory of a variant in bytes: both tiles, each k-row padded by one vec4 (and the norm's row scales). */
+export function tiledWorkgroupBytes(tile: MatmulTile, fusion?: MatmulFusion): number {
+  return tile.BK * (tile.BM / 4 + 1) * 16 + tile.BK * (tile.BN / 4 + 1) * 16 + (fusion?.rmsnorm ? tile.BM * 4 : 0);
+}
+
+/** Whether the tile can pair gate and up columns in one thread (the swiglu epilogue). */
+export function tilePairsColumns(tile: MatmulTile): boolean {
+  return tile.TN % 8 === 0;
 }
 
 export function tiledThreads(tile: MatmulTile): [number, number] {
@@ -72,10 +86,14 @@ export function tiledMatmulWgsl(v: TiledMatmulVariant): string {
   if (v.transposeA && (tiledThreads(t)[0] * tiledThreads(t)[1]) % t.BM !== 0) {
     throw new Error(`matmul tile ${JSON.stringify(t)}: loading a transposed A needs the thread count to be a multiple of BM`);
   }
-  if (v.fusion?.rmsnorm || v.fusion?.epilogue === 'swiglu') {
-    throw new Error('the tiled matmul takes no rmsnorm prologue or swiglu epilogue (small-M path only)');
-  }
   const epilogue = v.fusion?.epilogue ?? 'store';
+  const rmsnorm = v.fusion?.rmsnorm;
+  const swiglu = epilogue === 'swiglu';
+  if (epilogue === 'argmax') throw new Error('the tiled matmul takes no argmax epilogue (rows path only)');
+  if ((rmsnorm || swiglu) && (!v.transposeB || v.transposeA || v.splitK)) {
+    throw new Error('the tiled rmsnorm prologue and swiglu epilogue need a weight stored [N, K], no transposed A and no split K');
+  }
+  if (swiglu && !tilePairsColumns(t)) throw new Error(`matmul tile ${JSON.stringify(t)}: the swiglu epilogue pairs column groups, TN must be a multiple of 8`);
   if (v.splitK && epilogue !== 'store') throw new Error('a split-K matmul stores partial products; it takes no epilogue');
   const transposeA = v.transposeA ?? false;
   const splitK = v.splitK ?? false;
@@ -108,7 +126,7 @@ export function tiledMatmulWgsl(v: TiledMatmulVariant): string {
     emit('fn store_out(m: u32, n: u32, v: f32) {');
     emit('  C0[split_base + m * params.N + n] = v;');
     emit('}');
-  } else {
+  } else if (!swiglu) {
     for (const line of storeFn(v.fusion)) emit(line);
   }
   emit('');
@@ -124,6 +142,15 @@ export function tiledMatmulWgsl(v: TiledMatmulVariant): string {
   emit(`const B_STRIDE = ${t.BN / 4 + 1}u;`);
   emit('var<workgroup> As: array<vec4<f32>, BK * A_STRIDE>;');
   emit('var<workgroup> Bs: array<vec4<f32>, BK * B_STRIDE>;');
+  if (rmsnorm) {
+    emit(`const EPS = ${f32Literal(rmsnorm.eps)};`);
+    emit('// s[m] of the tile\'s rows, from the squares its threads summed while loading A.');
+    emit('var<workgroup> row_scale: array<f32, BM>;');
+  }
+  if (swiglu) {
+    emit('// Columns [0, HALF) of the tile are gate rows pair0 + c of W, columns [HALF, BN) the up rows I + pair0 + c.');
+    emit('const HALF = BN / 2u;');
+  }
   emit('');
   emit(`@compute @workgroup_size(${WX}, ${WY})`);
   emit('fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {');
@@ -139,7 +166,12 @@ export function tiledMatmulWgsl(v: TiledMatmulVariant): string {
   emit('  let ty = lid.y;');
   emit('  let tid = ty * WG_X + tx;');
   emit('  let row0 = wid.y * BM;');
-  emit('  let col0 = wid.x * BN;');
+  if (swiglu) {
+    emit('  let I = N / 2u;');
+    emit('  let pair0 = wid.x * HALF;');
+  } else {
+    emit('  let col0 = wid.x * BN;');
+  }
   emit('  // This thread\'s share of each tile load (row-major in global memory, so reads coalesce).');
   if (transposeA) {
     emit('  let a_k = tid / BM;');
@@ -159,6 +191,10 @@ export function tiledMatmulWgsl(v: TiledMatmulVariant): string {
     for (let g = 0; g < colGroups; g++) emit(`  var acc_${r}_${g} = vec4<f32>(0.0);`);
   }
   for (let i = 0; i < aLoads; i++) emit(`  var ra${i} = 0.0;`);
+  if (rmsnorm) {
+    emit('  var ga = 0.0; // the gain at this thread\'s k of the tile being loaded');
+    for (let i = 0; i < aLoads; i++) emit(`  var ss${i} = 0.0; // Σ A² of row a_m + ${(i * THREADS) / t.BK}`);
+  }
   for (let i = 0; i < bLoads; i++) emit(`  var rb${i} = 0.0;`);
   emit('');
 
@@ -173,18 +209,34 @@ export function tiledMatmulWgsl(v: TiledMatmulVariant): string {
       }
     } else {
       const aStep = THREADS / t.BK;
+      // Every A value this thread loads has the same k (rows aStep apart): one gain load per tile.
+      if (rmsnorm) emitGuardedLoad(emit, indent, 'ga', `G[${k0} + a_k]`, v.checkK ? [`${k0} + a_k < ${kBound}`] : []);
       for (let i = 0; i < aLoads; i++) {
         const m = `row0 + a_m + ${i * aStep}u`;
         const k = `${k0} + a_k`;
-        const conds = [v.checkM && `${m} < M`, v.checkK && `${k} < ${kBound}`].filter(Boolean);
-        emitGuardedLoad(emit, indent, `ra${i}`, `A[(${m}) * K + ${k}]`, conds as string[]);
+        const conds = [v.checkM && `${m} < M`, v.checkK && `${k} < ${kBound}`].filter(Boolean) as string[];
+        if (rmsnorm) {
+          // The square before the gain: s[m] normalises A's row, g scales its columns.
+          emitGuardedBlock(emit, indent, `ra${i}`, [`let a = A[(${m}) * K + ${k}];`, `ss${i} = fma(a, a, ss${i});`, `ra${i} = a * ga;`], conds);
+        } else {
+          emitGuardedLoad(emit, indent, `ra${i}`, `A[(${m}) * K + ${k}]`, conds);
+        }
       }
     }
     if (v.transposeB) {
       const step = THREADS / t.BK;
       for (let i = 0; i < bLoads; i++) {
-        const n = `col0 + b_n + ${i * step}u`;
         const k = `${k0} + b_k`;
+        if (swiglu) {
+          // Local column c = b_n + offset: gate row pair0 + c below HALF, up row I + pair0 + c − HALF above.
+          const c = `(b_n + ${i * step}u)`;
+          const pair = `pair0 + ${c} % HALF`;
+          const row = `select(${pair}, I + ${pair}, ${c} >= HALF)`;
+          const conds = [v.checkN && `${pair} < I`, v.checkK && `${k} < ${kBound}`].filter(Boolean);
+          emitGuardedLoad(emit, indent, `rb${i}`, `B[(${row}) * K + ${k}]`, conds as string[]);
+          continue;
+        }
+        const n = `col0 + b_n + ${i * step}u`;
         const conds = [v.checkN && `${n} < N`, v.checkK && `${k} < ${kBound}`].filter(Boolean);
         emitGuardedLoad(emit, indent, `rb${i}`, `B[(${n}) * K + ${k}]`, conds as string[]);
       }
@@ -252,19 +304,50 @@ export function tiledMatmulWgsl(v: TiledMatmulVariant): string {
   emit('    }');
   emit('    workgroupBarrier();');
   emit('  }');
+  if (rmsnorm) {
+    emit('');
+    emit('  // Each row\'s BK partial sums of squares through As (free after the walk), then s[m] per row.');
+    const aStep = THREADS / t.BK;
+    for (let i = 0; i < aLoads; i++) {
+      emit(`  { let p = (a_m + ${i * aStep}u) * BK + a_k; As[p / 4u][p % 4u] = ss${i}; }`);
+    }
+    emit('  workgroupBarrier();');
+    emit('  for (var r = tid; r < BM; r += THREADS) {');
+    emit('    var ss = 0.0;');
+    emit('    for (var j = 0u; j < BK; j++) { let p = r * BK + j; ss += As[p / 4u][p % 4u]; }');
+    emit('    row_scale[r] = inverseSqrt(ss / f32(K) + EPS);');
+    emit('  }');
+    emit('  workgroupBarrier();');
+  }
   emit('');
-  emit('  // Write back this thread\'s rows ty·4 + 4·WG_Y·g + i and columns tx·4 + 4·WG_X·g + j.');
+  emit(swiglu
+    ? '  // Write back silu(gate)·up for this thread\'s rows and its pairs pair0 + tx·4 + 4·WG_X·g + j.'
+    : '  // Write back this thread\'s rows ty·4 + 4·WG_Y·g + i and columns tx·4 + 4·WG_X·g + j.');
   for (let r = 0; r < t.TM; r++) {
-    const row = `row0 + ty * 4u + ${Math.floor(r / 4) * 4 * WY + (r % 4)}u`;
+    const local = `ty * 4u + ${Math.floor(r / 4) * 4 * WY + (r % 4)}u`;
     emit(`  {`);
-    emit(`    let row = ${row};`);
+    emit(`    let row = row0 + ${local};`);
     if (v.checkM) emit('    if (row < M) {');
     const ind = v.checkM ? '      ' : '    ';
-    for (let g = 0; g < colGroups; g++) {
-      emit(`${ind}let out_col${g} = col0 + tx * 4u + ${g * 4 * WX}u;`);
-      for (let j = 0; j < 4; j++) {
-        const store = `store_out(row, out_col${g} + ${j}u, acc_${r}_${g}.${comps[j]});`;
-        emit(v.checkN ? `${ind}if (out_col${g} + ${j}u < N) { ${store} }` : `${ind}${store}`);
+    const scaled = (x: string) => (rmsnorm ? `${x} * s` : x);
+    if (rmsnorm) emit(`${ind}let s = row_scale[${local}];`);
+    if (swiglu) {
+      for (let g = 0; g < colGroups / 2; g++) {
+        emit(`${ind}let out_col${g} = pair0 + tx * 4u + ${g * 4 * WX}u;`);
+        emit(`${ind}let gate${g} = ${scaled(`acc_${r}_${g}`)};`);
+        emit(`${ind}let act${g} = gate${g} / (vec4<f32>(1.0) + exp(-gate${g})) * ${scaled(`acc_${r}_${g + colGroups / 2}`)};`);
+        for (let j = 0; j < 4; j++) {
+          const store = `C0[row * I + out_col${g} + ${j}u] = act${g}.${comps[j]};`;
+          emit(v.checkN ? `${ind}if (out_col${g} + ${j}u < I) { ${store} }` : `${ind}${store}`);
+        }
+      }
+    } else {
+      for (let g = 0; g < colGroups; g++) {
+        emit(`${ind}let out_col${g} = col0 + tx * 4u + ${g * 4 * WX}u;`);
+        for (let j = 0; j < 4; j++) {
+          const store = `store_out(row, out_col${g} + ${j}u, ${scaled(`acc_${r}_${g}.${comps[j]}`)});`;
+          emit(v.checkN ? `${ind}if (out_col${g} + ${j}u < N) { ${store} }` : `${ind}${store}`);
+        }
       }
     }
     if (v.checkM) emit('    }');
@@ -272,6 +355,13 @@ export function tiledMatmulWgsl(v: TiledMatmulVariant): string {
   }
   emit('}');
   return L.join('\n') + '\n';
+}
+
+/** `dst` = 0, then `body` (which sets dst) under `conds`. */
+function emitGuardedBlock(emit: (s: string) => void, indent: string, dst: string, body: string[], conds: string[]): void {
+  emit(`${indent}${dst} = 0.0;`);
+  if (conds.length === 0) emit(`${indent}{ ${body.join(' ')} }`);
+  else emit(`${indent}if (${conds.join(' && ')}) { ${body.join(' ')} }`);
 }
 
 function emitGuardedLoad(emit: (s: string) => void, indent: string, dst: string, expr: string, conds: string[]): void {

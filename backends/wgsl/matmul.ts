@@ -10,6 +10,7 @@ import {
   tiledMatmulWgsl,
   tiledThreads,
   tiledWorkgroupBytes,
+  tilePairsColumns,
   type MatmulTile,
 } from './matmul-tiled.ts';
 import {
@@ -135,27 +136,32 @@ function describe(p: MatmulProblem): string {
   return `M=${p.M} N=${p.N} K=${p.K}${p.transposeA ? ' Aᵀ' : ''}${p.transposeB ? ' Bᵀ' : ''}${(p.splitK ?? 1) > 1 ? ` split ${p.splitK}` : ''}`;
 }
 
+/** 64×64 with 4×8 per thread: TILE_64's shape for the swiglu epilogue, which pairs a thread's column groups. */
+export const TILE_64_PAIRED: MatmulTile = { BM: 64, BN: 64, BK: 16, TM: 4, TN: 8 };
+
 function chooseTile(gpu: KernelTarget, p: MatmulProblem, requested?: MatmulTile): MatmulTile {
   const fits = (t: MatmulTile) => {
     const [x, y] = tiledThreads(t);
     return (
-      tiledWorkgroupBytes(t) <= gpu.limits.maxComputeWorkgroupStorageSize &&
+      tiledWorkgroupBytes(t, p.fusion) <= gpu.limits.maxComputeWorkgroupStorageSize &&
       x * y <= gpu.limits.maxComputeInvocationsPerWorkgroup
     );
   };
   if (requested) {
     if (!fits(requested)) {
       throw new Error(
-        `matmul tile ${JSON.stringify(requested)} needs ${tiledWorkgroupBytes(requested)} bytes of workgroup memory; ` +
+        `matmul tile ${JSON.stringify(requested)} needs ${tiledWorkgroupBytes(requested, p.fusion)} bytes of workgroup memory; ` +
           `${gpu.adapterName} allows ${gpu.limits.maxComputeWorkgroupStorageSize}`,
       );
     }
     return requested;
   }
   // Big tiles reuse each loaded value more, but only pay off with enough workgroups to fill the GPU
-  // several times over (on an H100 they lost at 2048², won at 4096²).
+  // several times over (on an H100 they lost at 2048², won at 4096²). bench/tiled.ts times every tile on the
+  // prefill's four fused projections at M 2048 beside this pick (o and down: 384 workgroups of 64×64 on 132 SMs).
   const bigTiles = Math.ceil(p.M / TILE_128.BM) * Math.ceil(p.N / TILE_128.BN);
-  return bigTiles >= 512 && fits(TILE_128) ? TILE_128 : TILE_64;
+  const tile = bigTiles >= 512 && fits(TILE_128) ? TILE_128 : TILE_64;
+  return p.fusion?.epilogue === 'swiglu' && !tilePairsColumns(tile) ? TILE_64_PAIRED : tile;
 }
 
 /**
@@ -239,7 +245,7 @@ export function matmulKernel(gpu: KernelTarget, problem: MatmulProblem, opts: Ma
   }
   const fusion = problem.fusion;
   checkFusion(fusion, N, `matmul ${describe(problem)}`);
-  const smallOnly = fusion?.rmsnorm !== undefined || fusion?.epilogue === 'swiglu';
+  const rowFusion = fusion?.rmsnorm !== undefined || fusion?.epilogue === 'swiglu';
   if (fusion?.epilogue === 'argmax' && !['rows', 'skinny'].includes(opts.path ?? matmulPathFor(problem))) {
     throw new Error(`matmul ${describe(problem)}: the argmax epilogue exists on the rows and skinny paths only (A·Wᵀ, M ≤ ${SMALL_M_BLOCKED_MAX}, K a multiple of 4)`);
   }
@@ -247,7 +253,7 @@ export function matmulKernel(gpu: KernelTarget, problem: MatmulProblem, opts: Ma
   const splitK = problem.splitK ?? 1;
   if (!(Number.isInteger(splitK) && splitK >= 1)) throw new Error(`matmul ${describe(problem)}: splitK must be a positive integer, got ${splitK}`);
   const tiledOnly = problem.transposeA === true || splitK > 1;
-  if (tiledOnly && (opts.path === 'small-m' || opts.path === 'skinny' || smallOnly)) throw new Error(`matmul ${describe(problem)}: a transposed A and split K exist on the tiled path only, without rmsnorm or swiglu`);
+  if (tiledOnly && (opts.path === 'small-m' || opts.path === 'skinny' || rowFusion)) throw new Error(`matmul ${describe(problem)}: a transposed A and split K exist on the tiled path only, without rmsnorm or swiglu`);
   if (splitK > 1 && (fusion?.epilogue ?? 'store') !== 'store') throw new Error(`matmul ${describe(problem)}: a split-K matmul writes partial products; it takes no epilogue`);
   if (fusion?.window && (!problem.transposeB || splitK > 1)) throw new Error(`matmul ${describe(problem)}: a column window needs a weight stored [N, K] and no split K`);
   const path: MatmulPath = opts.path ?? (tiledOnly ? 'tiled' : matmulPathFor(problem));
@@ -313,7 +319,8 @@ export function matmulKernel(gpu: KernelTarget, problem: MatmulProblem, opts: Ma
     tuning = { path, skinny: { rowsPerThread: v.rowsPerThread, colsPerThread: v.colsPerThread, cols: v.cols, slices: v.slices, unroll: v.unroll } };
     kernel = `skinny Wᵀ, ${describeSkinny(v)}${describeFusion(fusion)}`;
   } else {
-    if (smallOnly) throw new Error(`matmul ${describe(problem)}: the rmsnorm prologue and the swiglu epilogue exist on the small-m path only (M ≤ ${SMALL_M_BLOCKED_MAX})`);
+    if (rowFusion && !problem.transposeB) throw new Error(`matmul ${describe(problem)}: the tiled rmsnorm prologue and swiglu epilogue need a weight stored [N, K]`);
+    if (fusion?.epilogue === 'swiglu' && opts.tile && !tilePairsColumns(opts.tile)) throw new Error(`matmul ${describe(problem)}: the swiglu epilogue needs a tile whose TN is a multiple of 8, got ${JSON.stringify(opts.tile)}`);
     const tile = chooseTile(gpu, problem, opts.tile);
     tuning = { path, tile };
     // K splits of KS (a multiple of BK) each; the last may be shorter, none is empty.
@@ -414,9 +421,4 @@ function chooseRows(gpu: KernelTarget, p: MatmulProblem, opts: MatmulOptions): R
   checkRowsVariant(v);
   if (rowsThreads(v) > gpu.limits.maxComputeInvocationsPerWorkgroup) throw new Error(`matmul ${describe(p)}: the rows kernel's ${rowsThreads(v)} threads exceed ${gpu.adapterName}'s ${gpu.limits.maxComputeInvocationsPerWorkgroup}`);
   return v;
-}
-
-/** Whether matmulKernel can give `problem` this fusion (the small-M Wᵀ path, M ≤ SMALL_M_BLOCKED_MAX, takes them all). */
-export function matmulCanFuse(M: number, fusion: MatmulFusion): boolean {
-  return M <= SMALL_M_BLOCKED_MAX || (fusion.rmsnorm === undefined && fusion.epilogue !== 'swiglu');
 }

@@ -12,6 +12,7 @@ import { rng, type TensorData } from '../tensor.ts';
 import type { ModelConfig } from './config.ts';
 import type { GpuAttention, GpuAttentionFactory, GpuAttentionState } from '../runtime/gpu-attention.ts';
 import { RecordingPass } from './gpu-pass.ts';
+import { prefillCuts } from './prefill-submits.ts';
 import { RecordedStep } from './step-recording.ts';
 import { buildStepPlan, destroyStepPlan, encodeStep, stepWritesLogits, type BatchBuffers, type StepPlan, type StepPlanExtras, type TokenPick, type TokenSource } from './gpu-step-plan.ts';
 import { checkModelFits, createExactTensor, destroyModelWeights, uploadModelWeights, type GpuModelWeights } from './gpu-weights.ts';
@@ -35,6 +36,13 @@ export interface GpuModelOptions {
   readonly maxWeightBytes?: number;
   /** The checkpoint's Medusa heads will be uploaded beside the model (a tree verifier's): they count in the up-front check. */
   readonly withMedusa?: boolean;
+  /**
+   * Submit a long prefill in pieces as they are encoded, so the GPU starts before the host has encoded every
+   * layer (prefill-submits.ts). Default: on a hardware adapter (a software one runs the kernels on the host's own
+   * cores, and lavapipe's submit records the work: 8.4 ms for one command buffer of a 512-token prefill, 18.6 in
+   * three); false keeps one command buffer (bench/decode.ts --one-submit).
+   */
+  readonly splitPrefill?: boolean;
 }
 
 /** How the next token is chosen: temperature 0 (the default) is greedy; `seed` seeds the uniform draws. */
@@ -89,10 +97,16 @@ export interface StepTiming {
    * fresh states when none could be reset, uploading the ids.
    */
   prepareMs?: number;
+  /** Host time encoding (every piece of a prefill submitted in pieces), and submitting. */
   readonly encodeMs: number;
   readonly submitMs: number;
+  /** Command buffers the step was submitted in (a long prefill: prefill-submits.ts). */
+  readonly commandBuffers: number;
+  /** From the start of encoding until the first command buffer was submitted: the host's time before the GPU can start. */
+  readonly firstSubmitMs: number;
   /** Waiting in tokens() for the GPU and the map. */
   waitMs?: number;
+  /** GPU time of the step's passes (summed over a prefill's pieces, so gaps where the GPU waited are not in it). */
   gpuMs?: number;
 }
 
@@ -114,7 +128,8 @@ export class StepHandle {
     private readonly gpu: Gpu,
     private readonly slot: ReadbackSlot,
     private readonly generation: number,
-    private readonly layout: { readonly tokenStride: number; readonly timestampOffset: number | undefined },
+    /** passes: timed passes per step (a prefill's pieces; 1 for decode), their timestamp pairs in a row. */
+    private readonly layout: { readonly tokenStride: number; readonly timestampOffset: number | undefined; readonly passes: number },
   ) {}
 
   /** Steps in this handle (1 unless made by decodeRun). */
@@ -154,13 +169,19 @@ export class StepHandle {
     }
     this.timings[this.steps - 1].waitMs = performance.now() - t0;
     const data = slot.staging.getMappedRange();
-    const { tokenStride, timestampOffset } = this.layout;
+    const { tokenStride, timestampOffset, passes } = this.layout;
     const ids: number[] = [];
     for (let i = 0; i < this.steps; i++) ids.push(...new Uint32Array(data, i * tokenStride, this.b));
     if (timestampOffset !== undefined) {
       this.timings.forEach((timing, i) => {
-        const [begin, end] = new BigUint64Array(data, timestampOffset + 16 * i, 2);
-        if (begin > 0n && end >= begin) timing.gpuMs = Number(end - begin) / 1e6;
+        const pairs = new BigUint64Array(data, timestampOffset + 16 * i * passes, 2 * passes);
+        let ns = 0n;
+        for (let j = 0; j < passes; j++) {
+          const [begin, end] = [pairs[2 * j], pairs[2 * j + 1]];
+          if (!(begin > 0n && end >= begin)) return;
+          ns += end - begin;
+        }
+        timing.gpuMs = Number(ns) / 1e6;
       });
     }
     slot.staging.unmap();
@@ -619,6 +640,10 @@ export class GpuModel {
     const timings: StepTiming[] = [];
     let dispatches = 0;
     let encoder: GPUCommandEncoder | undefined;
+    // A long prefill (steps = 1) is submitted in pieces, a timed pass each, their timestamp pairs in a row.
+    const cuts = kind === 'prefill' ? prefillCuts(plan.layers.length, plan.rows, this.options.splitPrefill ?? !this.gpu.isSoftware) : [];
+    const passes = cuts.length + 1;
+    if (steps * passes > RUN_STEPS) throw new Error(`${kind} step: ${steps} steps of ${passes} passes exceed the ${RUN_STEPS} timestamp pairs of a readback slot`);
     for (let i = 0; i < steps; i++) {
       if (pick === 'sample') {
         const u = batch.draws;
@@ -632,24 +657,45 @@ export class GpuModel {
         encoder = device.createCommandEncoder({ label: chain ? `${steps} decode steps [b=${plan.b} from ${session.position}]` : label });
         if (i === 0) opts.before?.(encoder);
       }
-      const query = 2 * (s * RUN_STEPS + i);
-      const timestampWrites = batch.querySet ? { querySet: batch.querySet, beginningOfPassWriteIndex: query, endOfPassWriteIndex: query + 1 } : undefined;
-      const native = encoder.beginComputePass(timestampWrites ? { label, timestampWrites } : { label });
+      const query = 2 * (s * RUN_STEPS + i * passes);
+      const beginPass = (e: GPUCommandEncoder, piece: number, what: string) => {
+        const q = query + 2 * piece;
+        const timestampWrites = batch.querySet ? { querySet: batch.querySet, beginningOfPassWriteIndex: q, endOfPassWriteIndex: q + 1 } : undefined;
+        return e.beginComputePass(timestampWrites ? { label: what, timestampWrites } : { label: what });
+      };
+      let native = beginPass(encoder, 0, label);
+      let submitted = 0; // host ms in this step's submits
+      let firstSubmitMs: number | undefined;
       const recorded = kind === 'decode' ? this.recordedStep(plan, session, from, pick) : undefined;
       if (recorded) {
         recorded.replay(native);
         dispatches = recorded.dispatches;
       } else {
         const pass = new RecordingPass(native);
-        encodeStep(pass.asPass(), plan, this.attention, session.states, from, pick, this.logitsOption());
+        // After each cut layer: submit what is encoded, continue in a new command buffer and pass.
+        const afterLayer = cuts.length === 0 ? undefined : (layer: number) => {
+          const piece = cuts.indexOf(layer + 1) + 1;
+          if (piece === 0) return;
+          native.end();
+          const ts = performance.now();
+          device.queue.submit([encoder!.finish()]);
+          const te = performance.now();
+          submitted += te - ts;
+          firstSubmitMs ??= te - t0;
+          const what = `${label} from layer ${layer + 1}`;
+          encoder = device.createCommandEncoder({ label: what });
+          native = beginPass(encoder, piece, what);
+          pass.retarget(native);
+        };
+        encodeStep(pass.asPass(), plan, this.attention, session.states, from, pick, this.logitsOption(), afterLayer);
         dispatches = pass.dispatches;
       }
       session.logitsWritten = stepWritesLogits(plan, pick, this.logitsOption());
       native.end();
       encoder.copyBufferToBuffer(batch.nextTokens, 0, slot.staging, i * batch.tokenStride, 4 * batch.b);
       if (batch.querySet && batch.resolve) {
-        encoder.resolveQuerySet(batch.querySet, query, 2, batch.resolve, (TIMESTAMP_STRIDE * query) / 2);
-        encoder.copyBufferToBuffer(batch.resolve, (TIMESTAMP_STRIDE * query) / 2, slot.staging, batch.timestampOffset + 16 * i, 16);
+        encoder.resolveQuerySet(batch.querySet, query, 2 * passes, batch.resolve, (TIMESTAMP_STRIDE * query) / 2);
+        encoder.copyBufferToBuffer(batch.resolve, (TIMESTAMP_STRIDE * query) / 2, slot.staging, batch.timestampOffset + 16 * i * passes, 16 * passes);
       }
       const last = !chain || i === steps - 1;
       const commands = last ? encoder.finish() : undefined;
@@ -661,11 +707,14 @@ export class GpuModel {
       const t2 = performance.now();
       for (let n = 0; n < this.attention.length; n++) this.attention[n].advance(session.states[n], plan.t);
       session.position += plan.t;
-      timings.push({ ...(i === 0 && opts.started !== undefined && { prepareMs: t0 - opts.started }), encodeMs: t1 - t0, submitMs: t2 - t1 });
+      timings.push({
+        ...(i === 0 && opts.started !== undefined && { prepareMs: t0 - opts.started }),
+        encodeMs: t1 - t0 - submitted, submitMs: t2 - t1 + submitted, commandBuffers: passes, firstSubmitMs: firstSubmitMs ?? t2 - t0,
+      });
     }
     return new StepHandle(
       kind, batch.b, plan.t, session.position, dispatches, timings,
-      this.gpu, slot, slot.generation, { tokenStride: batch.tokenStride, timestampOffset: batch.querySet ? batch.timestampOffset : undefined },
+      this.gpu, slot, slot.generation, { tokenStride: batch.tokenStride, timestampOffset: batch.querySet ? batch.timestampOffset : undefined, passes },
     );
   }
 }

@@ -2,11 +2,25 @@
 // variant's), and a setPipeline that repeats the current pipeline skipped, since q, k and v (and the
 // layers) run the same kernels back to back and each native call costs host time every token.
 
+// A long prefill continues in a new pass (a new command buffer, prefill-submits.ts): `retarget` moves the
+// recording there and sets the pipeline and bind groups again, since a pass starts with none.
+
 export class RecordingPass {
   dispatches = 0;
   private current: GPUComputePipeline | undefined;
+  /** The bind group set at each index, with its dynamic offsets, for retarget. */
+  private readonly groups: { group: GPUBindGroup | null; offsets: unknown[] }[] = [];
 
-  constructor(readonly pass: GPUComputePassEncoder) {}
+  constructor(public pass: GPUComputePassEncoder) {}
+
+  /** Continues in `pass` (the previous one ended) with the current pipeline and bind groups set in it. */
+  retarget(pass: GPUComputePassEncoder): void {
+    this.pass = pass;
+    if (this.current) pass.setPipeline(this.current);
+    this.groups.forEach((g, index) => {
+      if (g) this.forwardBindGroup(index, g.group, g.offsets);
+    });
+  }
 
   /** The object handed to encoders, typed as the pass it forwards to. */
   asPass(): GPUComputePassEncoder {
@@ -24,6 +38,11 @@ export class RecordingPass {
   }
 
   setBindGroup(index: number, bindGroup: GPUBindGroup | null, ...offsets: unknown[]): void {
+    this.groups[index] = { group: bindGroup, offsets };
+    this.forwardBindGroup(index, bindGroup, offsets);
+  }
+
+  private forwardBindGroup(index: number, bindGroup: GPUBindGroup | null, offsets: unknown[]): void {
     if (offsets.length === 0) this.pass.setBindGroup(index, bindGroup);
     else (this.pass.setBindGroup as (...a: unknown[]) => void).call(this.pass, index, bindGroup, ...offsets);
   }

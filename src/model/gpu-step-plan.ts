@@ -11,12 +11,11 @@
 //   y      = rmsnorm(x) · norm at the rows that need logits                [b (or rows), hidden]
 //   logits = y·W_lmᵀ;  tokens = argmax or sample(logits)
 //
-// Every residual add is the epilogue of the projection that produces the sublayer's output. With a
-// handful of rows (decoding; small trees) the norms ride in the next projection's prologue and SwiGLU
-// in the gate|up projection's epilogue (matmul-fusion.ts): five dispatches per layer, attention
-// included when it is one kernel. Prefill-sized steps run the tiled matmuls, which cannot see a whole
-// row, so there the norms and SwiGLU stay kernels of their own (eight per layer).
-import { matmulCanFuse } from '../../backends/wgsl/matmul.ts';
+// Every residual add is the epilogue of the projection that produces the sublayer's output, the norms
+// ride in the next projection's prologue and SwiGLU in the gate|up projection's epilogue
+// (matmul-fusion.ts) at every size — the small-M and rows kernels for decoding and trees, the tiled one
+// for prefills: five dispatches per layer, attention included when it is one kernel.
+import { SMALL_M_BLOCKED_MAX } from '../../backends/wgsl/matmul-small-m.ts';
 import { bindMatmul, encodeMatmul, planMatmul, type MatmulPlan } from '../runtime/matmul.ts';
 import type { MatmulFusion } from '../../backends/wgsl/matmul-fusion.ts';
 import {
@@ -25,7 +24,6 @@ import {
   bindEmbedding,
   bindRmsnorm,
   bindSample,
-  bindSwiglu,
   destroyDispatch,
   encodeDispatch,
   type BoundDispatch,
@@ -74,16 +72,12 @@ export interface LayerIo {
 export type AttentionEncoder = (pass: GPUComputePassEncoder, layer: number, io: { q: GPUBuffer; k: GPUBuffer; v: GPUBuffer; o: GPUBuffer }) => void;
 
 interface LayerBindings {
-  /** Unfused (prefill-sized) steps only: a = rmsnorm(x)·gain before the projections. */
-  readonly inputNorm?: BoundDispatch;
-  /** q | k | v, with the input norm as its prologue when fused. */
+  /** q | k | v = rmsnorm(x)·input_layernorm·[W_q; W_k; W_v]ᵀ, split. */
   readonly qkv: GPUBindGroup;
   /** x += o·W_oᵀ */
   readonly o: GPUBindGroup;
-  readonly postNorm?: BoundDispatch;
-  /** Fused: act = swiglu(rmsnorm(x)·gain·[W_gate; W_up]ᵀ); unfused: gate|up, then `swiglu`. */
+  /** act = swiglu(rmsnorm(x)·post_attention_layernorm·[W_gate; W_up]ᵀ) */
   readonly gateUp: GPUBindGroup;
-  readonly swiglu?: BoundDispatch;
   /** x += act·W_downᵀ */
   readonly down: GPUBindGroup;
 }
@@ -173,20 +167,17 @@ export async function buildStepPlan(
     const eps = { eps: config.rmsNormEps };
     const qkvFusion: MatmulFusion = { rmsnorm: eps, epilogue: { split: 3 } };
     const gateUpFusion: MatmulFusion = { rmsnorm: eps, epilogue: 'swiglu' };
-    // Both need a whole row per thread: the small-M path. Prefill-sized steps keep separate kernels.
-    const fused = matmulCanFuse(rows, qkvFusion) && matmulCanFuse(rows, gateUpFusion);
     // The LM head normalises its rows itself when it reads every row of x (a decode step's b rows, or every
-    // row's logits: a draft tree); a prefill's b last rows are gathered (strided) by the final norm first.
-    const lmFused = fused && (allLogits || t === 1);
+    // row's logits: a draft tree of at most SMALL_M_BLOCKED_MAX rows, where the argmax epilogue exists); a
+    // prefill's b last rows are gathered (strided) by the final norm first.
+    const lmFused = rows <= SMALL_M_BLOCKED_MAX && (allLogits || t === 1);
 
     const x = tensor('x', [rows, H]);
-    const a = fused ? undefined : tensor('normed', [rows, H]);
     const qkvo = (suffix: string): LayerIo => ({
       q: tensor(`q${suffix}`, [rows, hd]), k: tensor(`k${suffix}`, [rows, hd]), v: tensor(`v${suffix}`, [rows, hd]), o: tensor(`o${suffix}`, [rows, hd]),
     });
     const shared = qkvo('');
     const layerIo = weights.layers.map((_, l) => (extras.qkvPerLayer && l > 0 ? qkvo(` layer ${l}`) : shared));
-    const gateUp = fused ? undefined : tensor('gate|up', [rows, 2 * I]);
     const act = tensor('act', [rows, I]);
     const final = lmFused ? undefined : tensor('final normed', [outRows, H]);
     const logits = allLogits ? tensor('logits', [rows, V]) : batch.logits;
@@ -203,35 +194,20 @@ export async function buildStepPlan(
     };
     const residual: MatmulFusion = { epilogue: 'accumulate' };
     const matmuls = {
-      qkv: await plan('q|k|v proj', rows, 3 * hd, H, fused ? qkvFusion : { epilogue: { split: 3 } }),
+      qkv: await plan('q|k|v proj', rows, 3 * hd, H, qkvFusion),
       o: await plan('o proj', rows, H, hd, residual),
-      gateUp: await plan('gate|up proj', rows, 2 * I, H, fused ? gateUpFusion : undefined),
+      gateUp: await plan('gate|up proj', rows, 2 * I, H, gateUpFusion),
       down: await plan('down proj', rows, H, I, residual),
       lm: await head('lm head', outRows, lmFused ? { rmsnorm: eps } : undefined),
     };
 
     const layers = weights.layers.map((w, l): LayerBindings => {
       const { q, k, v, o } = layerIo[l];
-      const name = (s: string) => `layer ${l} ${s} [${tag}]`;
-      const norm = (gain: GpuTensor, what: string) => bound(bindRmsnorm(gpu, kernels, { x: x.buffer, gain: gain.buffer, y: a!.buffer }, { rows }, name(what)));
-      const common = {
-        o: bindMatmul(gpu, matmuls.o, o, w.oProj, x),
-        down: bindMatmul(gpu, matmuls.down, act, w.downProj, x),
-      };
-      if (fused) {
-        return {
-          ...common,
-          qkv: bindMatmul(gpu, matmuls.qkv, x, w.qkv, [q, k, v], { gain: w.inputNorm }),
-          gateUp: bindMatmul(gpu, matmuls.gateUp, x, w.gateUp, act, { gain: w.postNorm }),
-        };
-      }
       return {
-        ...common,
-        inputNorm: norm(w.inputNorm, 'input norm'),
-        qkv: bindMatmul(gpu, matmuls.qkv, a!, w.qkv, [q, k, v]),
-        postNorm: norm(w.postNorm, 'post norm'),
-        gateUp: bindMatmul(gpu, matmuls.gateUp, a!, w.gateUp, gateUp!),
-        swiglu: bound(bindSwiglu(gpu, kernels, { gateUp: gateUp!.buffer, act: act.buffer }, rows, name('swiglu'))),
+        qkv: bindMatmul(gpu, matmuls.qkv, x, w.qkv, [q, k, v], { gain: w.inputNorm }),
+        o: bindMatmul(gpu, matmuls.o, o, w.oProj, x),
+        gateUp: bindMatmul(gpu, matmuls.gateUp, x, w.gateUp, act, { gain: w.postNorm }),
+        down: bindMatmul(gpu, matmuls.down, act, w.downProj, x),
       };
     });
     // Only each sequence's last row needs logits when choosing the next token: row b·t + t − 1.
@@ -303,7 +279,10 @@ export async function buildStepPlan(
   }
 }
 
-/** Records the whole step into `pass`: embedding, every layer (the attention's kernels too), LM head, pick. */
+/**
+ * Records the whole step into `pass`: embedding, every layer (the attention's kernels too), LM head, pick.
+ * `afterLayer(n)` runs once layer n is recorded (a long prefill submits its first layers there: prefill-submits.ts).
+ */
 export function encodeStep(
   pass: GPUComputePassEncoder,
   plan: StepPlan,
@@ -312,8 +291,9 @@ export function encodeStep(
   source: TokenSource,
   pick: TokenPick,
   opts: { logits?: boolean } = {},
+  afterLayer?: (layer: number) => void,
 ): void {
-  encodeStepWith(pass, plan, (p, n, io) => attention[n].encodeForward(p, io, states[n], plan.b, plan.t), source, pick, opts);
+  encodeStepWith(pass, plan, (p, n, io) => attention[n].encodeForward(p, io, states[n], plan.b, plan.t), source, pick, afterLayer ? { ...opts, afterLayer } : opts);
 }
 
 /** Whether encodeStepWith(…, pick, opts) writes plan.logits: unless a greedy pick takes the argmax head. */
@@ -326,21 +306,22 @@ export function stepWritesLogits(plan: StepPlan, pick: TokenPick, opts: { logits
  * `logits: false` (nothing reads the logits after the step): a greedy pick of every row runs the LM head with
  * the argmax epilogue when the plan has it, and plan.logits is left unwritten.
  */
-export function encodeStepWith(pass: GPUComputePassEncoder, plan: StepPlan, attend: AttentionEncoder, source: TokenSource, pick: TokenPick, opts: { logits?: boolean } = {}): void {
+export function encodeStepWith(
+  pass: GPUComputePassEncoder, plan: StepPlan, attend: AttentionEncoder, source: TokenSource, pick: TokenPick,
+  opts: { logits?: boolean; afterLayer?: (layer: number) => void } = {},
+): void {
   const embed = source === 'ids' ? plan.embedFromIds : plan.embedFromNext;
   if (!embed) throw new Error(`step plan b=${plan.b} t=${plan.t}: only a one-token step can start from the chosen tokens`);
   for (const d of embed) encodeDispatch(pass, d);
   const mm = plan.matmuls;
   plan.layers.forEach((l, n) => {
     const io = plan.layerIo[n];
-    if (l.inputNorm) encodeDispatch(pass, l.inputNorm);
     encodeMatmul(pass, mm.qkv, l.qkv);
     attend(pass, n, { q: io.q.buffer, k: io.k.buffer, v: io.v.buffer, o: io.o.buffer });
     encodeMatmul(pass, mm.o, l.o);
-    if (l.postNorm) encodeDispatch(pass, l.postNorm);
     encodeMatmul(pass, mm.gateUp, l.gateUp);
-    if (l.swiglu) encodeDispatch(pass, l.swiglu);
     encodeMatmul(pass, mm.down, l.down);
+    opts.afterLayer?.(n);
   });
   if (!stepWritesLogits(plan, pick, opts)) {
     encodeHead(pass, plan.argmaxHead!.plans, plan.argmaxHead!.bindGroups);
