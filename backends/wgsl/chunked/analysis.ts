@@ -24,6 +24,13 @@ export interface ChunkSchedule {
    * outputs in parallel from its incoming state: b·heads·tiles·segments workgroups instead of b·heads·tiles.
    */
   readonly segment?: number;
+  /**
+   * Register blocking of the outputs (A·V, φ·S, the direct taps) and the state update (ψᵀ·V): each invocation
+   * owns `block` value columns (cl + n·R/block, so neighbouring invocations read neighbouring columns) beside its
+   * rows or features, every element it loads from workgroup memory feeding that many more products (chunked/tiles.ts,
+   * blockTile). Absent or 1: one column per invocation, the kernel as measured before blocking.
+   */
+  readonly block?: number;
 }
 
 export interface ChunkKernelSpec {

@@ -23,3 +23,15 @@ export function scoreTile(C: number, CA: number, WG: number): { TI: number; TJ: 
   const [ti, tj] = shapes[shapes.length - 1];
   return tile(ti, tj);
 }
+
+/**
+ * A register block over an n × R phase (outputs: C rows × R columns; the state update: F features × R columns):
+ * TN columns per invocation — the schedule's `block`, or the largest divisor of R below it, so that the R / TN
+ * column lanes cover the tile exactly — and TM rows by microTile over those lanes. An invocation's TM·TN
+ * accumulators then take TM + TN workgroup loads per step where one column's took TM + 1 for TM products.
+ */
+export function blockTile(n: number, R: number, WG: number, block = 1): { TM: number; TN: number; NT: number; RB: number } {
+  const TN = [block, 4, 2, 1].filter((x) => x <= block && R % x === 0)[0];
+  const TM = microTile(n, R / TN, WG);
+  return { TM, TN, NT: n / TM, RB: R / TN };
+}
