@@ -69,7 +69,14 @@ export async function benchSchedules(
         const runs: { row: Row; plan: ReturnType<typeof lowerChunked> }[] = [];
         for (const asked of o.schedules) {
           const want = parseSchedule(asked);
-          const plan = want === 'default' ? planFor(gpu, c, sizes, { form: 'chunked', fuse: true, prologue: 'none' }, { b: o.b, t }) : lowerChunked(c.program, sizes, { fuse: true, schedule: want });
+          let plan: ReturnType<typeof lowerChunked>;
+          try {
+            plan = want === 'default' ? planFor(gpu, c, sizes, { form: 'chunked', fuse: true, prologue: 'none' }, { b: o.b, t }) : lowerChunked(c.program, sizes, { fuse: true, schedule: want });
+          } catch (e) {
+            // e.g. a segmented schedule for a decayed variant
+            console.log(`${label.padEnd(30)} ${asked.padEnd(16)} refused: ${(e as Error).message.split('\n')[0]}`);
+            continue;
+          }
           const s: ChunkSchedule = want === 'default' ? (plan.schedule as unknown as ChunkSchedule) : want;
           const bytes = sharedFloats(c.program, sizes, c.program.terms, c.program.output, s) * 4;
           if (bytes > gpu.limits.maxComputeWorkgroupStorageSize || s.threads > gpu.limits.maxComputeInvocationsPerWorkgroup) {
