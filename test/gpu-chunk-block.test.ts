@@ -1,13 +1,13 @@
-// Register blocking of the chunk kernel (ChunkSchedule.block, chunked/tiles.ts blockTile): each invocation owns
-// TN value columns of the outputs and of the state update beside its rows or features. Variants that take every
-// path the blocking touches (a convolution's direct taps, a scalar decay, a per-feature decay, two prefix terms, a
-// group term with row reductions, kept past groups), fused and unfused, against the float64 oracle at sizes no
-// block divides: e 6 (6 columns in tiles of
-// 4: a partial last tile, whose blocked columns past e are computed from a clamped index and never stored; in
-// tiles of 6: blocks of 4 fall back to 2), d 5 (5 features: the fold's rows stay single), t 45 over chunks of 8.
+// Register blocking of the chunk kernel (ChunkSchedule.block, chunked/tiles.ts): each invocation owns TN key rows
+// of the score tiles, and TN value columns of the outputs and of the state update beside its rows or features.
+// Variants that take every path the blocking touches (a convolution's direct taps, a window through the score
+// matrix, a scalar decay, a per-feature decay, two prefix terms, a group term with row reductions, kept past
+// groups), fused and unfused, against the float64 oracle at sizes no block divides: e 6 (6 columns in tiles of 4: a
+// partial last tile, whose blocked columns past e are computed from a clamped index and never stored; in tiles of
+// 6: blocks of 4 fall back to 2), d 5 (5 features: the fold's rows stay single), t 45 over chunks of 8.
 import { describe, expect, it } from 'vitest';
 import { evaluateParallel } from '../backends/cpu/parallel.ts';
-import { blockTile } from '../backends/wgsl/chunked/tiles.ts';
+import { blockTile, scoreTile } from '../backends/wgsl/chunked/tiles.ts';
 import { lowerChunked } from '../backends/wgsl/lower.ts';
 import type { ChunkSchedule } from '../backends/wgsl/chunked.ts';
 import { compileFile, runCompiled } from '../src/runtime/compiler.ts';
@@ -30,6 +30,13 @@ describe('blockTile', () => {
     expect(blockTile(16, 6, 64, 4)).toEqual({ TM: 1, TN: 2, NT: 16, RB: 3 });
     expect(blockTile(16, 3, 64, 4)).toEqual({ TM: 1, TN: 1, NT: 16, RB: 3 });
     expect(blockTile(16, 64, 512)).toEqual({ TM: 2, TN: 1, NT: 8, RB: 64 });
+  });
+
+  it('blocks the score tile by key rows, `block` of them an invocation and the rows over what is left, where that loads less', () => {
+    expect(scoreTile(16, 16, 512, 4)).toEqual({ TI: 1, TJ: 4, NTI: 16, NTJ: 4 });
+    expect(scoreTile(32, 32, 64, 4)).toEqual({ TI: 4, TJ: 4, NTI: 8, NTJ: 8 });
+    expect(scoreTile(8, 11, 32, 4)).toEqual({ TI: 1, TJ: 4, NTI: 8, NTJ: 3 }); // a window's halo through A: 12 covers 11
+    expect(scoreTile(64, 64, 1024, 4)).toEqual(scoreTile(64, 64, 1024)); // 2 × 2 loads less than 1 × 4: kept
   });
 
   it('changes no kernel when absent or 1', () => {

@@ -28,8 +28,9 @@ describe('schedule model', () => {
     expect(blocked.length).toBeGreaterThan(0);
     // 16 rows × 64 columns at 512 threads: 2 rows of a column (1.5 loads a product) against 1 row of 4 (1.25);
     // the fold's 64 features: 4 of a column (1.25) against 2 of 4 (0.75)
-    expect(blockedShares(16, 64, 64, { chunk: 16, cols: 64, threads: 512, block: 4 })).toEqual({ outputs: 1.25 / 1.5, fold: 0.75 / 1.25 });
-    expect(blockedShares(16, 64, 64, { chunk: 16, cols: 64, threads: 512, block: 1 })).toEqual({ outputs: 1, fold: 1 });
+    // the 16 × 16 score tile: one cell (2 loads a product) against 1 × 4 (1.25)
+    expect(blockedShares(16, 64, 64, { chunk: 16, cols: 64, threads: 512, block: 4 })).toEqual({ scores: 1.25 / 2, outputs: 1.25 / 1.5, fold: 0.75 / 1.25 });
+    expect(blockedShares(16, 64, 64, { chunk: 16, cols: 64, threads: 512, block: 1 })).toEqual({ scores: 1, outputs: 1, fold: 1 });
     const est = (s: (typeof all)[number]) => chunkKernelCost(H200, { program: p, sizes, terms: p.terms, items: p.output, schedule: s, materialised: new Set(), partial: false }, 4, 4096)!.us;
     for (const s of blocked) {
       const { block: _, ...plain } = s;

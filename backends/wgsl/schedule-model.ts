@@ -15,7 +15,7 @@
 import { operands, type OutputItem, type Program, type Term } from '../../src/ir/types.ts';
 import { layoutOf, sharedFloats, type ChunkSchedule } from './chunked.ts';
 import { rowReductionsOf } from './chunked/row-reductions.ts';
-import { blockTile } from './chunked/tiles.ts';
+import { blockTile, scoreTile } from './chunked/tiles.ts';
 import { count, type Sizes } from './common.ts';
 import { elementOps } from './element-ops.ts';
 import { featureCount, frontier, prefixGate, rowAxes } from './layout.ts';
@@ -234,8 +234,8 @@ export function chunkKernelCost(m: AdapterModel, k: ChunkKernelModel, b: number,
     if (f.kind === 'prefix') {
       const F = featureCount(f, sizes);
       // + the state S (F × R) read and written once per step whatever C: what makes very small chunks lose
-      const { outputs, fold } = blockedShares(C, F, R, s);
-      ops += C * C * F + (C * C * R + C * F * R) * outputs + C * F * R * fold + 2 * F * R;
+      const { scores, outputs, fold } = blockedShares(C, F, R, s);
+      ops += C * C * F * scores + (C * C * R + C * F * R) * outputs + C * F * R * fold + 2 * F * R;
       stateOps += C * F * R * fold + 2 * F * R + C * F * inline(f.psi) + rowOps(rowReductionsOf(p, f.psi, L.head, leaves));
       stage(f.phi, C * F);
       stage(f.psi, C * F);
@@ -283,20 +283,21 @@ export function chunkKernelCost(m: AdapterModel, k: ChunkKernelModel, b: number,
 }
 
 /**
- * The share of an unblocked product's cost that a product of the outputs (A·V, φ·S) and of the state update costs
- * under the schedule's register blocking: workgroup loads per multiply-add, (TM + TN) / (TM·TN) for a TM × TN
- * block, over the unblocked kernel's (TM + 1) / TM (chunked/tiles.ts). The rate unitOpsPerUs was fitted to unblocked
- * kernels only, each of whose products reads its operands from workgroup memory; 1 and 1 without blocking, so that
- * the fitted estimates stay as they were. A guess until the H200 times blocked beside unblocked (bench/kernels.ts
- * --schedules): it charges a blocked product by its loads alone.
+ * The share of an unblocked product's cost that a product of the score tile (φ·ψ), of the outputs (A·V, φ·S) and of
+ * the state update costs under the schedule's register blocking: workgroup loads per multiply-add, (TM + TN)/(TM·TN)
+ * for a TM × TN block, over the unblocked kernel's tile's (chunked/tiles.ts; the score tile taken as C × C). The rate
+ * unitOpsPerUs was fitted to unblocked kernels only, each of whose products reads its operands from workgroup
+ * memory; 1 without blocking, so that the fitted estimates stay as they were. A guess until the H200 times blocked
+ * beside unblocked (bench/kernels.ts --schedules): it charges a blocked product by its loads alone.
  */
-export function blockedShares(C: number, F: number, R: number, s: ChunkSchedule): { outputs: number; fold: number } {
-  if (!s.block || s.block <= 1) return { outputs: 1, fold: 1 };
+export function blockedShares(C: number, F: number, R: number, s: ChunkSchedule): { scores: number; outputs: number; fold: number } {
+  if (!s.block || s.block <= 1) return { scores: 1, outputs: 1, fold: 1 };
   const loads = (tm: number, tn: number) => (tm + tn) / (tm * tn);
   const share = (n: number) => {
     const blocked = blockTile(n, R, s.threads, s.block);
     const plain = blockTile(n, R, s.threads);
     return loads(blocked.TM, blocked.TN) / loads(plain.TM, 1);
   };
-  return { outputs: share(C), fold: share(F) };
+  const [bs, ps] = [scoreTile(C, C, s.threads, s.block), scoreTile(C, C, s.threads)]; // the blocked tile only where it loads less
+  return { scores: loads(bs.TI, bs.TJ) / loads(ps.TI, ps.TJ), outputs: share(C), fold: share(F) };
 }

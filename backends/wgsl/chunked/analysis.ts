@@ -25,10 +25,11 @@ export interface ChunkSchedule {
    */
   readonly segment?: number;
   /**
-   * Register blocking of the outputs (A·V, φ·S, the direct taps) and the state update (ψᵀ·V): each invocation
-   * owns `block` value columns (cl + n·R/block, so neighbouring invocations read neighbouring columns) beside its
-   * rows or features, every element it loads from workgroup memory feeding that many more products (chunked/tiles.ts,
-   * blockTile). Absent or 1: one column per invocation, the kernel as measured before blocking.
+   * Register blocking: each invocation of the score tiles takes `block` key rows (chunked/tiles.ts scoreTile), and
+   * each of the outputs (A·V, φ·S, the direct taps) and of the state update (ψᵀ·V) `block` value columns (cl +
+   * n·R/block, so neighbouring invocations read neighbouring columns) beside its rows or features (blockTile):
+   * every element it loads from workgroup memory feeds that many more products. Absent or 1: one column per
+   * invocation, the kernel as measured before blocking.
    */
   readonly block?: number;
 }
@@ -237,7 +238,7 @@ export function analyseChunk(spec: ChunkKernelSpec): ChunkAnalysis {
     spec, p, sizes, terms, items, C, R, WG: schedule.threads, L, HALO, CH: C + HALO, AH, CA: C + AH,
     NS: count(L.head, sizes), NR, RT: Math.ceil(NR / R), per: count(p.outAxes, sizes),
     prefix, staged, declared, groupTerms, aGroups, denGroups,
-    tile: scoreTile(C, C + AH, schedule.threads),
+    tile: scoreTile(C, C + AH, schedule.threads, schedule.block),
     valueId,
     zEarly: denGroups.length && outputs ? prefix.filter((q) => !q.openGroup && !q.exportOpen) : [],
     segmented: spec.segmented, segment, state: spec.exportState,
