@@ -5,6 +5,8 @@
 //
 //   npx tsx bench/kernels.ts [--small] [--variants a,b] [--t 1024,4096] [--d 64] [--b 4] [--h 16] [--iters 20] [--autotune]
 // --autotune times every chunk schedule that fits (src/runtime/autotune.ts) and benches the fastest.
+// --schedules 16x64x512s16,16x64x512s16b4,default times the fused kernel under each schedule side by side
+// (bench/schedules.ts: CxRxT, sG segments, bN columns per invocation) instead, with --rounds rounds.
 // Writes kernels.json and kernels.svg to $OUT or out/. With --backward: forward + backward instead (bench/backward.ts).
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -18,6 +20,7 @@ import { autotune } from '../src/runtime/autotune.ts';
 import { getDevice } from '../src/runtime/dawn.ts';
 import { relativeError, type Tensor } from '../src/tensor.ts';
 import { benchBackward } from './backward.ts';
+import { benchSchedules } from './schedules.ts';
 import { measureCopyBandwidth, measureMatmulRate } from './roofline.ts';
 import { VARIANT_FILES_FOR_BENCH, svgPlot } from './report.ts';
 
@@ -35,6 +38,7 @@ const { values } = parseArgs({
     backward: { type: 'boolean', default: false },
     'grad-schedules': { type: 'string' },
     rounds: { type: 'string', default: '1' },
+    schedules: { type: 'string' },
   },
 });
 const gpu = await getDevice();
@@ -56,6 +60,11 @@ if (values.backward) {
     return { chunk, cols, threads, ...(segment ? { segment } : {}) };
   });
   await benchBackward(gpu, { files, b: B, h: H, ts: Ts, ds: Ds, iters, outDir, gradSchedules, rounds: Number(values.rounds) });
+  process.exit(0);
+}
+
+if (values.schedules) {
+  await benchSchedules(gpu, { files, b: B, h: H, ts: Ts, ds: Ds, iters, rounds: Number(values.rounds), outDir, schedules: values.schedules.split(',').filter(Boolean) });
   process.exit(0);
 }
 

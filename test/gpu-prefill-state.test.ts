@@ -72,3 +72,9 @@ describe.each(['examples/paper/elu_dwconv.la', 'examples/paper/elu_aug.la'])('%s
     await decodesFromPrefill(file, { chunk: 4, cols: 4, threads: 64, segment: 2 }, [3, 11, 19]);
   });
 });
+
+describe.each(['examples/paper/elu_dwconv.la', 'examples/paper/llama_linearized.la'])('%s, register-blocked', (file) => {
+  it('decoding from the state a blocked prefill exports (4 columns an invocation) equals the oracle', async () => {
+    await decodesFromPrefill(file, { chunk: 4, cols: 4, threads: 16, block: 4 }, [3, 11]);
+  });
+});

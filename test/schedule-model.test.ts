@@ -7,7 +7,7 @@ import { itemsOver } from '../backends/wgsl/chunked/analysis.ts';
 import { elementOps } from '../backends/wgsl/element-ops.ts';
 import { lowerChunked } from '../backends/wgsl/lower.ts';
 import { chooseFusion, estimatePlan } from '../backends/wgsl/fusion-model.ts';
-import { chunkKernelCost, hardwareModel, launchCost } from '../backends/wgsl/schedule-model.ts';
+import { blockedShares, chunkKernelCost, hardwareModel, launchCost } from '../backends/wgsl/schedule-model.ts';
 import { computeUnits, UNKNOWN_HARDWARE_UNITS } from '../src/runtime/adapter-model.ts';
 import { axisSizes } from '../src/inputs.ts';
 import { compileFile } from '../src/runtime/compiler.ts';
@@ -20,6 +20,25 @@ const variant = (name: string, axes: Record<string, number>) => {
 };
 
 describe('schedule model', () => {
+  it('offers register-blocked schedules only when asked, and charges a blocked product its workgroup loads', () => {
+    const { p, sizes } = variant('paper/elu_dwconv', { h: 16, d: 64, e: 64 });
+    expect(candidateSchedules(LIMITS, p, sizes).some((s) => s.block)).toBe(false);
+    const all = candidateSchedules(LIMITS, p, sizes, false, true);
+    const blocked = all.filter((s) => s.block);
+    expect(blocked.length).toBeGreaterThan(0);
+    // 16 rows × 64 columns at 512 threads: 2 rows of a column (1.5 loads a product) against 1 row of 4 (1.25);
+    // the fold's 64 features: 4 of a column (1.25) against 2 of 4 (0.75)
+    // the 16 × 16 score tile: one cell (2 loads a product) against 1 × 4 (1.25)
+    expect(blockedShares(16, 64, 64, { chunk: 16, cols: 64, threads: 512, block: 4 })).toEqual({ scores: 1.25 / 2, outputs: 1.25 / 1.5, fold: 0.75 / 1.25 });
+    expect(blockedShares(16, 64, 64, { chunk: 16, cols: 64, threads: 512, block: 1 })).toEqual({ scores: 1, outputs: 1, fold: 1 });
+    const est = (s: (typeof all)[number]) => chunkKernelCost(H200, { program: p, sizes, terms: p.terms, items: p.output, schedule: s, materialised: new Set(), partial: false }, 4, 4096)!.us;
+    for (const s of blocked) {
+      const { block: _, ...plain } = s;
+      expect(est(s)).toBeLessThanOrEqual(est(plain));
+      expect(est({ ...plain, block: 1 })).toBe(est(plain));
+    }
+  });
+
   it('prefers more workgroups while the grid under-fills the units, and charges waves once it over-fills them', () => {
     const k = { threads: 512, workgroupBytes: 16 * 1024, steps: 128, bytes: 0 };
     // the same work as 64 workgroups or as 256 of a quarter each, on 132 units

@@ -17,6 +17,15 @@ const CHUNKS = [64, 32, 16, 8, 4];
 const THREADS = [1024, 512, 256, 128, 64];
 /** Chunks per segment of the segmented (three-launch) plans, for variants whose prefix terms allow it. */
 const SEGMENTS = [4, 16];
+/** Value columns per invocation of a blocked schedule (chunked/tiles.ts blockTile). */
+const BLOCK = 4;
+/**
+ * Whether the plan choice (the schedule model's pick, the heuristic default) sees the register-blocked schedules.
+ * Off until the H200 times blocked beside unblocked (bench/kernels.ts --schedules): the model's estimate of a
+ * blocked product (schedule-model.ts blockedShares) is its workgroup loads alone, not a measurement. The autotuner
+ * and an explicit schedule reach them either way.
+ */
+export const BLOCKED_BY_DEFAULT = false;
 
 /** Group sizes that a chunk must be a multiple of (past_groups prefix terms). */
 function chunkMultiple(p: Program): number {
@@ -30,9 +39,10 @@ const lcm = (a: number, b: number) => (a / gcd(a, b)) * b;
 
 /**
  * The schedules that fit: the fused plan's one kernel (and segmented forms), or with `unfused` every term's own
- * kernel of the unfused plan (lower.ts), which may fit where the fused one does not.
+ * kernel of the unfused plan (lower.ts), which may fit where the fused one does not; with `blocked` also their
+ * register-blocked forms (ChunkSchedule.block: BLOCK columns an invocation).
  */
-export function candidateSchedules(limits: ScheduleLimits, program: Program, sizes: Readonly<Record<string, number>>, unfused = false): ChunkSchedule[] {
+export function candidateSchedules(limits: ScheduleLimits, program: Program, sizes: Readonly<Record<string, number>>, unfused = false, blocked = BLOCKED_BY_DEFAULT): ChunkSchedule[] {
   if (isSoftmaxProgram(program)) return softmaxSchedules(limits, program, sizes);
   // the chunk kernel runs the causal items (noncausal ones run in the parallel form, lower.ts)
   const p = outputPart(program, false);
@@ -56,6 +66,9 @@ export function candidateSchedules(limits: ScheduleLimits, program: Program, siz
   }
   // Segmented plans trade one launch for b·heads·tiles·segments workgroups: worth timing on long sequences.
   if (!unfused && segmentable(p, sizes)) out.push(...out.flatMap((s) => SEGMENTS.map((segment) => ({ ...s, segment }))));
+  // Register-blocked forms (ChunkSchedule.block) of every schedule with columns to block, after the unblocked ones,
+  // which the heuristic default (defaultSchedule) keeps.
+  if (blocked) out.push(...out.filter((s) => s.cols >= BLOCK).map((s) => ({ ...s, block: BLOCK })));
   return out;
 }
 

@@ -15,6 +15,7 @@
 import { operands, type OutputItem, type Program, type Term } from '../../src/ir/types.ts';
 import { layoutOf, sharedFloats, type ChunkSchedule } from './chunked.ts';
 import { rowReductionsOf } from './chunked/row-reductions.ts';
+import { blockTile, scoreTile } from './chunked/tiles.ts';
 import { count, type Sizes } from './common.ts';
 import { elementOps } from './element-ops.ts';
 import { featureCount, frontier, prefixGate, rowAxes } from './layout.ts';
@@ -233,8 +234,9 @@ export function chunkKernelCost(m: AdapterModel, k: ChunkKernelModel, b: number,
     if (f.kind === 'prefix') {
       const F = featureCount(f, sizes);
       // + the state S (F × R) read and written once per step whatever C: what makes very small chunks lose
-      ops += C * C * (F + R) + 2 * C * F * R + 2 * F * R;
-      stateOps += C * F * R + 2 * F * R + C * F * inline(f.psi) + rowOps(rowReductionsOf(p, f.psi, L.head, leaves));
+      const { scores, outputs, fold } = blockedShares(C, F, R, s);
+      ops += C * C * F * scores + (C * C * R + C * F * R) * outputs + C * F * R * fold + 2 * F * R;
+      stateOps += C * F * R * fold + 2 * F * R + C * F * inline(f.psi) + rowOps(rowReductionsOf(p, f.psi, L.head, leaves));
       stage(f.phi, C * F);
       stage(f.psi, C * F);
       const gate = prefixGate(p, f);
@@ -268,6 +270,8 @@ export function chunkKernelCost(m: AdapterModel, k: ChunkKernelModel, b: number,
   // workgroup a unit, not two; its unsegmented 16×32 (128 workgroups, one a unit whatever the registers) 2.99 ms.
   // The model had the 512-thread segmented kernel two a unit at 3.90 ms, below 16×32's 4.05, and chose it.
   const prefixTerms = k.terms.filter((term) => term.form.kind === 'prefix').length;
+  // A blocked schedule (ChunkSchedule.block) holds the same C·R independent accumulators, TN to an invocation: the
+  // same registers and the same chains to hide latency behind, so its parallelism and register share stay C·R's.
   const base = { threads: s.threads, workgroupBytes: bytesShared, stepOps: ops, bytes, parallelism: C * R, registerShare: Math.max(1, prefixTerms) };
   if (!seg) return launchCost(m, { ...base, workgroups: b * NS * tiles, steps: chunks });
   // Segmented: the segments' states (G steps), a scan over segments, then every segment's outputs (G steps).
@@ -276,4 +280,24 @@ export function chunkKernelCost(m: AdapterModel, k: ChunkKernelModel, b: number,
   const state = launchCost(m, { ...base, stepOps: stateOps, workgroups: b * NS * tiles * nseg, steps: seg, bytes: 4 * b * t * (tiles * reads.perTile + reads.once) });
   const scanUs = nseg * m.stepLatencyUs + m.launchUs;
   return { ...pass, us: state.us + pass.us + scanUs, steps: 2 * seg + nseg };
+}
+
+/**
+ * The share of an unblocked product's cost that a product of the score tile (φ·ψ), of the outputs (A·V, φ·S) and of
+ * the state update costs under the schedule's register blocking: workgroup loads per multiply-add, (TM + TN)/(TM·TN)
+ * for a TM × TN block, over the unblocked kernel's tile's (chunked/tiles.ts; the score tile taken as C × C). The rate
+ * unitOpsPerUs was fitted to unblocked kernels only, each of whose products reads its operands from workgroup
+ * memory; 1 without blocking, so that the fitted estimates stay as they were. A guess until the H200 times blocked
+ * beside unblocked (bench/kernels.ts --schedules): it charges a blocked product by its loads alone.
+ */
+export function blockedShares(C: number, F: number, R: number, s: ChunkSchedule): { scores: number; outputs: number; fold: number } {
+  if (!s.block || s.block <= 1) return { scores: 1, outputs: 1, fold: 1 };
+  const loads = (tm: number, tn: number) => (tm + tn) / (tm * tn);
+  const share = (n: number) => {
+    const blocked = blockTile(n, R, s.threads, s.block);
+    const plain = blockTile(n, R, s.threads);
+    return loads(blocked.TM, blocked.TN) / loads(plain.TM, 1);
+  };
+  const [bs, ps] = [scoreTile(C, C, s.threads, s.block), scoreTile(C, C, s.threads)]; // the blocked tile only where it loads less
+  return { scores: loads(bs.TI, bs.TJ) / loads(ps.TI, ps.TJ), outputs: share(C), fold: share(F) };
 }

@@ -25,7 +25,8 @@ export async function autotune(
   shape: { b: number; t: number },
   opts: { iters?: number; maxTrials?: number; log?: (line: string) => void } = {},
 ): Promise<TuneResult> {
-  let cands = candidateSchedules(gpu.limits, p, sizes);
+  // the register-blocked schedules too, whether or not the plan choice sees them yet (chunk-schedules.ts)
+  let cands = candidateSchedules(gpu.limits, p, sizes, false, true);
   if (!cands.length) throw new Error(`${p.name}: no chunk schedule fits this adapter's workgroup memory`);
   cands = tuningCandidates(gpu, p, sizes, cands, shape).slice(0, opts.maxTrials ?? 32);
   const trials: { schedule: ChunkSchedule; ms: number }[] = [];
@@ -36,14 +37,14 @@ export async function autotune(
       bufs = runner.allocate(tensors, shape.b, shape.t);
     } catch (e) {
       // A schedule whose own buffers (a segmented plan's segment states) exceed a binding is not a candidate here.
-      opts.log?.(`  chunk ${s.chunk}, cols ${s.cols}, threads ${s.threads}${s.segment ? `, ${s.segment} chunks per segment` : ''}: skipped (${(e as Error).message.split('\n')[0]})`);
+      opts.log?.(`  chunk ${s.chunk}, cols ${s.cols}, threads ${s.threads}${s.segment ? `, ${s.segment} chunks per segment` : ''}${s.block ? `, blocks of ${s.block}` : ''}: skipped (${(e as Error).message.split('\n')[0]})`);
       continue;
     }
     try {
       const bound = runner.bind(Object.fromEntries(Object.entries(bufs).map(([k, v]) => [k, v.buffer])), shape.b, shape.t);
-      const r = await timeDispatches(gpu, (pass) => runner.encode(pass, bound), { warmup: 1, iters: opts.iters ?? 5, label: `${p.name} C${s.chunk} R${s.cols} T${s.threads}${s.segment ? ` G${s.segment}` : ''}` });
+      const r = await timeDispatches(gpu, (pass) => runner.encode(pass, bound), { warmup: 1, iters: opts.iters ?? 5, label: `${p.name} C${s.chunk} R${s.cols} T${s.threads}${s.segment ? ` G${s.segment}` : ''}${s.block ? ` B${s.block}` : ''}` });
       trials.push({ schedule: s, ms: r.medianMs });
-      opts.log?.(`  chunk ${s.chunk}, cols ${s.cols}, threads ${s.threads}${s.segment ? `, ${s.segment} chunks per segment` : ''}: ${r.medianMs.toFixed(3)} ms (${r.method})`);
+      opts.log?.(`  chunk ${s.chunk}, cols ${s.cols}, threads ${s.threads}${s.segment ? `, ${s.segment} chunks per segment` : ''}${s.block ? `, blocks of ${s.block}` : ''}: ${r.medianMs.toFixed(3)} ms (${r.method})`);
       bound.dims.destroy();
     } finally {
       runner.release(bufs);

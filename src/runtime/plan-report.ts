@@ -4,11 +4,11 @@
 // fused, fused with a prologue, or unfused, with the estimates fusion-model.ts ranks them by, and per feature node
 // where it is computed (inline in the chunk kernel or once in a prologue kernel) with its two estimates; then the
 // decode step's grid on a hardware adapter (recurrent-split.ts).
-import { candidateSchedules } from '../../backends/wgsl/chunk-schedules.ts';
+import { BLOCKED_BY_DEFAULT, candidateSchedules } from '../../backends/wgsl/chunk-schedules.ts';
 import type { ChunkSchedule } from '../../backends/wgsl/chunked.ts';
 import { outputPart } from '../../backends/wgsl/chunked/analysis.ts';
 import { featureNodes, featureRoles } from '../../backends/wgsl/feature-nodes.ts';
-import { chooseFusion } from '../../backends/wgsl/fusion-model.ts';
+import { bestByModel, chooseFusion } from '../../backends/wgsl/fusion-model.ts';
 import { recurrentPlan } from '../../backends/wgsl/recurrent.ts';
 import { hardwareModel } from '../../backends/wgsl/schedule-model.ts';
 import { isSoftmaxProgram } from '../../backends/wgsl/softmax-analysis.ts';
@@ -24,7 +24,7 @@ export interface ReportAdapter {
   readonly invocations: number;
 }
 
-const show = (s: ChunkSchedule) => `chunk ${s.chunk}, cols ${s.cols}, threads ${s.threads}${s.segment ? `, segments of ${s.segment}` : ''}`;
+const show = (s: ChunkSchedule) => `chunk ${s.chunk}, cols ${s.cols}, threads ${s.threads}${s.segment ? `, segments of ${s.segment}` : ''}${s.block && s.block > 1 ? `, blocks of ${s.block} columns` : ''}`;
 
 export function planReport(p: Program, sizes: Readonly<Record<string, number>>, adapter: ReportAdapter, shape: { b: number; t: number }): string {
   const units = computeUnits(adapter.name, false);
@@ -37,6 +37,9 @@ export function planReport(p: Program, sizes: Readonly<Record<string, number>>, 
   if (!c) return [...lines, 'plan unfused over feature tiles: neither the fused kernel nor every unfused term kernel fits', ''].join('\n');
   const kind = !c.fuse ? 'unfused' : c.prologue?.size ? 'fused with a prologue' : 'fused';
   lines.push(`plan ${kind} (${show(c.schedule)}): ${c.reason.replace(/^(every feature inline|fused with a prologue|unfused): /, '')}`);
+  // The register-blocked schedules (ChunkSchedule.block), which the choice above does not see until they are timed.
+  const blocked = BLOCKED_BY_DEFAULT ? undefined : bestByModel(m, p, sizes, candidateSchedules(limits, p, sizes, false, true).filter((s) => s.block), true, shape.b, shape.t);
+  if (blocked) lines.push(`register-blocked fused, not chosen by default until timed (chunk-schedules.ts BLOCKED_BY_DEFAULT): best ${show(blocked.schedule)}, est. ${(blocked.us / 1e3).toFixed(3)} ms`);
   const h = c.hybrid;
   if (h) {
     const roles = featureRoles(p);

@@ -24,6 +24,14 @@ export interface ChunkSchedule {
    * outputs in parallel from its incoming state: b·heads·tiles·segments workgroups instead of b·heads·tiles.
    */
   readonly segment?: number;
+  /**
+   * Register blocking: each invocation of the score tiles takes `block` key rows (chunked/tiles.ts scoreTile), and
+   * each of the outputs (A·V, φ·S, the direct taps) and of the state update (ψᵀ·V) `block` value columns (cl +
+   * n·R/block, so neighbouring invocations read neighbouring columns) beside its rows or features (blockTile):
+   * every element it loads from workgroup memory feeds that many more products. Absent or 1: one column per
+   * invocation, the kernel as measured before blocking.
+   */
+  readonly block?: number;
 }
 
 export interface ChunkKernelSpec {
@@ -230,7 +238,7 @@ export function analyseChunk(spec: ChunkKernelSpec): ChunkAnalysis {
     spec, p, sizes, terms, items, C, R, WG: schedule.threads, L, HALO, CH: C + HALO, AH, CA: C + AH,
     NS: count(L.head, sizes), NR, RT: Math.ceil(NR / R), per: count(p.outAxes, sizes),
     prefix, staged, declared, groupTerms, aGroups, denGroups,
-    tile: scoreTile(C, C + AH, schedule.threads),
+    tile: scoreTile(C, C + AH, schedule.threads, schedule.block),
     valueId,
     zEarly: denGroups.length && outputs ? prefix.filter((q) => !q.openGroup && !q.exportOpen) : [],
     segmented: spec.segmented, segment, state: spec.exportState,

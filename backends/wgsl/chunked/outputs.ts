@@ -3,7 +3,8 @@
 //   o_i = Σ_g [ Σ_{ja} A_g[i, ja] v_ja + Σ_{prefix k ∈ g} φ_k,i · (decay_i ⊙ S_k) + Σ_{direct t ∈ g} Σ_lag s_t(i, i−lag) v_{i−lag} ] / (den_g,i + eps_g)
 //
 // (normalised groups divide; a partial kernel writes num and den per group instead). Each invocation owns TM
-// rows (ti + m·NTO) of one value column, so each value and state element it loads feeds TM rows.
+// rows (ti + m·NTO) of TN value columns (cl + n·R/TN; TN the schedule's `block`, else 1), so each value and state
+// element it loads feeds TM rows and each score and φ element TN columns.
 import { lagRange } from '../../../src/ir/masks.ts';
 import type { OutputItem, Term } from '../../../src/ir/types.ts';
 import { count, maskCondition } from '../common.ts';
@@ -11,95 +12,125 @@ import { ExprGen, offset, type Index } from '../expr.ts';
 import type { Block } from '../wgsl-block.ts';
 import { positions, stagedResolver, type ChunkKernel, type KeptBinding } from './declarations.ts';
 import { rowDecay } from './scores.ts';
-import { microTile } from './tiles.ts';
+import { blockTile } from './tiles.ts';
 
-/** One output row of the invocation: its row expression `ti + m·NTO` and its accumulators. */
+/** One output cell of the invocation: row `ti + m·NTO` of its column n, and its accumulators. */
 interface Row {
   readonly m: number;
   readonly at: string;
+  readonly col: Column;
   readonly num: string;
   readonly den: string;
+}
+
+/** One value column of the invocation: its lane in the tile (`cl`), its index over the column axes, its store guard. */
+interface Column {
+  readonly n: number;
+  readonly cl: string;
+  readonly idx: Index;
+  /** `col < NR` for a blocked column (its idx clamped to the last column), null where the caller guards the whole tile. */
+  readonly guard: string | null;
 }
 
 export function emitOutputs(K: ChunkKernel, body: Block): void {
   const { a } = K;
   if (a.segmented === 'state') return; // a segment-state launch writes no outputs
-  const TM = microTile(a.C, a.R, a.WG);
-  const NTO = a.C / TM;
-  body.strided('x', `${NTO * a.R}u`, (b, x) => {
-    const ti = b.let('ti', `${x} / ${a.R}u`);
-    const cl = b.let('cl', `${x} % ${a.R}u`);
-    const col = b.let('col', `tile * ${a.R}u + ${cl}`);
-    b.block(`if (${col} < ${a.NR}u)`, (c) => {
-      const idx: Index = { ...K.head, ...c.split(a.L.rest, a.sizes, col, 'oc') };
-      const o = [...Array(TM).keys()].map((m) => c.var(`o_${m}`, '0.0'));
-      a.items.forEach((it, g) => outputGroup(K, c, it, g, { ti, cl, idx, o, NTO }));
+  const { TM, TN, NT: NTO, RB } = blockTile(a.C, a.R, a.WG, a.spec.schedule.block);
+  body.strided('x', `${NTO * RB}u`, (b, x) => {
+    const ti = b.let('ti', `${x} / ${RB}u`);
+    const cl = b.let('cl', `${x} % ${RB}u`);
+    const emit = (c: Block, cols: readonly Column[]) => {
+      const o = cols.map((cn) => [...Array(TM).keys()].map((m) => c.var(TN === 1 ? `o_${m}` : `o_${m}_${cn.n}`, '0.0')));
+      a.items.forEach((it, g) => outputGroup(K, c, it, g, { ti, cols, o, NTO }));
       if (a.spec.partial) return;
       const store = K.io.store;
       const out = store ? '' : K.kb.use(K.io.out!);
-      o.forEach((om, m) =>
-        c.block('', (w) => {
-          const ia = w.let('ia', `c0 + ${ti} + ${m * NTO}u`);
-          w.block(`if (${ti} + ${m * NTO}u < n)`, (s) =>
-            store ? store(s, 'o', 0, ia, idx, om) : s.line(`${out}[(b * dims.t + ${ia}) * ${a.per}u + ${offset(a.p.outAxes, a.sizes, idx)}] = ${om};`),
-          );
-        }),
+      cols.forEach((cn) =>
+        o[cn.n].forEach((om, m) =>
+          c.block('', (w) => {
+            const ia = w.let('ia', `c0 + ${ti} + ${m * NTO}u`);
+            w.block(`if (${ti} + ${m * NTO}u < n${cn.guard ? ` && ${cn.guard}` : ''})`, (s) =>
+              store ? store(s, 'o', 0, ia, cn.idx, om) : s.line(`${out}[(b * dims.t + ${ia}) * ${a.per}u + ${offset(a.p.outAxes, a.sizes, cn.idx)}] = ${om};`),
+            );
+          }),
+        ),
       );
+    };
+    if (TN === 1) {
+      const col = b.let('col', `tile * ${a.R}u + ${cl}`);
+      b.block(`if (${col} < ${a.NR}u)`, (c) => emit(c, [{ n: 0, cl, idx: { ...K.head, ...c.split(a.L.rest, a.sizes, col, 'oc') }, guard: null }]));
+      return;
+    }
+    const cols = [...Array(TN).keys()].map((n): Column => {
+      const cln = b.let(`cl_${n}`, `${cl} + ${n * RB}u`);
+      const col = b.let(`col_${n}`, `tile * ${a.R}u + ${cln}`);
+      const idx = { ...K.head, ...b.split(a.L.rest, a.sizes, `min(${col}, ${a.NR - 1}u)`, `oc${n}`) };
+      return { n, cl: cln, idx, guard: `${col} < ${a.NR}u` };
     });
+    emit(b, cols);
   });
 }
 
 interface Tile {
   readonly ti: string;
-  readonly cl: string;
-  readonly idx: Index;
-  readonly o: readonly string[];
+  readonly cols: readonly Column[];
+  /** Output accumulators by column, then row. */
+  readonly o: readonly (readonly string[])[];
   readonly NTO: number;
 }
 
-/** Output group g: its numerators (and denominators) per row, then its share of o (or its partial outputs). */
+/** Output group g: its numerators (and denominators) per cell, then its share of o (or its partial outputs). */
 function outputGroup(K: ChunkKernel, c: Block, it: OutputItem, g: number, tile: Tile): void {
   const { a } = K;
   const { ti, NTO } = tile;
   const normed = it.kind === 'norm' && it.eps >= 0;
   const rowden = K.arrays.rowden.get(g);
+  const blocked = tile.cols.length > 1;
   c.block('', (gb) => {
     gb.comment(`output group ${g}: ${it.kind === 'norm' ? (normed ? `normalize(${it.terms.join(' + ')})` : it.terms.join(' + ')) : it.term}`);
-    const rows: Row[] = tile.o.map((_, m) => ({
-      m,
-      at: `${ti} + ${m * NTO}u`,
-      num: gb.var(`num_${m}`, '0.0'),
-      den: gb.var(`den_${m}`, rowden ? `${rowden.name}[${ti} + ${m * NTO}u]` : '0.0'),
-    }));
+    // A row's denominator is the same in every column unless a direct term (whose score may vary along the columns)
+    // adds to it: blocked columns then share one.
+    const direct = a.groupTerms[g].some((t) => t.form.kind !== 'prefix' && !a.L.aTerms.includes(t));
+    const rows: Row[] = [];
+    for (const col of tile.cols) {
+      tile.o[col.n].forEach((_, m) => {
+        const num = gb.var(blocked ? `num_${m}_${col.n}` : `num_${m}`, '0.0');
+        const shared = blocked && !direct && col.n > 0 ? rows[m].den : null;
+        const den = shared ?? gb.var(blocked ? `den_${m}_${col.n}` : `den_${m}`, rowden ? `${rowden.name}[${ti} + ${m * NTO}u]` : '0.0');
+        rows.push({ m, at: `${ti} + ${m * NTO}u`, col, num, den });
+      });
+    }
     const A = K.arrays.A.get(g);
     if (A) {
       gb.for('jj', '0u', (jj) => `${jj} < ${a.CA}u`, (l, jj) => {
-        const vv = l.let('vv', `${K.arrays.vs.name}[(${jj} + ${a.HALO - a.AH}u) * ${a.R}u + ${tile.cl}]`);
-        for (const r of rows) l.line(`${r.num} = ${r.num} + ${A.name}[(${r.at}) * ${a.CA}u + ${jj}] * ${vv};`);
+        const vv = tile.cols.map((col) => l.let(blocked ? `vv_${col.n}` : 'vv', `${K.arrays.vs.name}[(${jj} + ${a.HALO - a.AH}u) * ${a.R}u + ${col.cl}]`));
+        // blocked: each row's A element loaded once for its TN columns
+        const arow = blocked ? tile.o[0].map((_, m) => l.let(`av_${m}`, `${A.name}[(${ti} + ${m * NTO}u) * ${a.CA}u + ${jj}]`)) : null;
+        for (const r of rows) l.line(`${r.num} = ${r.num} + ${arow ? arow[r.m] : `${A.name}[(${r.at}) * ${a.CA}u + ${jj}]`} * ${vv[r.col.n]};`);
       });
     }
     for (const t of a.groupTerms[g]) {
       if (t.form.kind === 'prefix') stateTerm(K, gb, t, rows, tile);
-      else if (!a.L.aTerms.includes(t)) for (const r of rows) directTaps(K, gb, t, r, tile, !!rowden);
+      else if (!a.L.aTerms.includes(t)) for (const r of rows) directTaps(K, gb, t, r, !!rowden);
     }
     for (const r of rows) {
       gb.block('', (w) => {
         const il = w.let('il', r.at);
         const ia = w.let('ia', `c0 + ${il}`);
-        w.block(`if (${il} < n)`, (s) => {
+        w.block(`if (${il} < n${r.col.guard ? ` && ${r.col.guard}` : ''})`, (s) => {
           if (a.spec.partial && K.io.store) {
-            K.io.store(s, 'num', g, ia, tile.idx, r.num);
-            K.io.store(s, 'den', g, ia, tile.idx, r.den);
+            K.io.store(s, 'num', g, ia, r.col.idx, r.num);
+            K.io.store(s, 'den', g, ia, r.col.idx, r.den);
           } else if (a.spec.partial) {
-            const off = s.let('o_off', `(b * dims.t + ${ia}) * ${a.per}u + ${offset(a.p.outAxes, a.sizes, tile.idx)}`);
+            const off = s.let('o_off', `(b * dims.t + ${ia}) * ${a.per}u + ${offset(a.p.outAxes, a.sizes, r.col.idx)}`);
             const part = K.io.parts[g];
             s.line(`${K.kb.use(part.num)}[${off}] = ${r.num};`);
             s.line(`${K.kb.use(part.den)}[${off}] = ${r.den};`);
           } else {
-            const om = tile.o[r.m];
+            const om = tile.o[r.col.n][r.m];
             s.line(normed ? `${om} = ${om} + ${r.num} / (${r.den} + ${(it as { eps: number }).eps});` : `${om} = ${om} + ${r.num};`);
             const kept = K.io.kept.get(g);
-            if (kept) keepParts(K, s, kept, ia, tile.idx, r);
+            if (kept) keepParts(K, s, kept, ia, r.col.idx, r);
           }
         });
       });
@@ -121,18 +152,21 @@ function keepParts(K: ChunkKernel, s: Block, kept: KeptBinding, ia: string, idx:
 function stateTerm(K: ChunkKernel, gb: Block, t: Term, rows: readonly Row[], tile: Tile): void {
   const q = K.a.prefix.find((x) => x.term === t)!;
   const { S, phi } = K.arrays.prefix[q.k];
+  const blocked = tile.cols.length > 1;
   gb.for('f', '0u', (f) => `${f} < ${q.F}u`, (l, f) => {
     l.comment(`φ·S_prev for ${t.name}`);
-    const sv = l.let('sv', `${S.name}[${f} * ${K.a.R}u + ${tile.cl}]`);
+    const sv = tile.cols.map((col) => l.let(blocked ? `sv_${col.n}` : 'sv', `${S.name}[${f} * ${K.a.R}u + ${col.cl}]`));
+    // blocked: each row's decayed φ loaded once for its TN columns
+    const prow = blocked ? tile.o[0].map((_, m) => l.let(`pv_${m}`, `${phi.name}[(${tile.ti} + ${m * tile.NTO}u) * ${q.F}u + ${f}]${rowDecay(K, q, `(${tile.ti} + ${m * tile.NTO}u)`, f)}`)) : null;
     for (const r of rows) {
       const il = `(${r.at})`;
-      l.line(`${r.num} = ${r.num} + ${phi.name}[${il} * ${q.F}u + ${f}]${rowDecay(K, q, il, f)} * ${sv};`);
+      l.line(`${r.num} = ${r.num} + ${prow ? prow[r.m] : `${phi.name}[${il} * ${q.F}u + ${f}]${rowDecay(K, q, il, f)}`} * ${sv[r.col.n]};`);
     }
   });
 }
 
 /** A term outside the score matrices (a convolution): Σ_lag s(i, i−lag) v_{i−lag}, reaching into the halo. */
-function directTaps(K: ChunkKernel, gb: Block, t: Term, r: Row, tile: Tile, withDen: boolean): void {
+function directTaps(K: ChunkKernel, gb: Block, t: Term, r: Row, withDen: boolean): void {
   const { a } = K;
   const [lo, hi] = lagRange(t.mask)!;
   gb.block('', (w) => {
@@ -145,8 +179,8 @@ function directTaps(K: ChunkKernel, gb: Block, t: Term, r: Row, tile: Tile, with
       const ja = l.let('ja', `u32(${jai})`);
       l.line(`if (!(${maskCondition(t.mask, ia, ja)})) { continue; }`);
       const jj = l.let('jj', `u32(i32(${il}) - ${lag} + ${a.HALO})`);
-      const sv = new ExprGen(a.p, a.sizes, stagedResolver(K, il, jj), positions(K, ia, ja)).value(l, t.score, tile.idx, ja);
-      l.line(`${r.num} = ${r.num} + ${sv} * ${K.arrays.vs.name}[${jj} * ${a.R}u + ${tile.cl}];`);
+      const sv = new ExprGen(a.p, a.sizes, stagedResolver(K, il, jj), positions(K, ia, ja)).value(l, t.score, r.col.idx, ja);
+      l.line(`${r.num} = ${r.num} + ${sv} * ${K.arrays.vs.name}[${jj} * ${a.R}u + ${r.col.cl}];`);
       if (withDen) l.line(`${r.den} = ${r.den} + ${sv};`);
     }, { type: 'i32' });
   });

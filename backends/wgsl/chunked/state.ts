@@ -8,7 +8,7 @@
 import type { Block } from '../wgsl-block.ts';
 import type { PrefixPlan } from './analysis.ts';
 import { logDecayAt, psiAt, segBase, stateRef, type ChunkKernel } from './declarations.ts';
-import { microTile } from './tiles.ts';
+import { blockTile } from './tiles.ts';
 
 /** Zero the state (or, for a segment's outputs, load the state the scan left for it), before the first chunk. */
 export function emitStateStart(K: ChunkKernel, body: Block): void {
@@ -92,31 +92,40 @@ function foldIntoOpenGroup(K: ChunkKernel, q: PrefixPlan, chunk: Block): void {
   });
 }
 
-/** S_k ← decay ⊙ S_k + Σ_j ψ_j ⊗ v_j, each invocation owning TF features (tf + m·NTF) of one column: a value loaded once feeds TF products. */
+/**
+ * S_k ← decay ⊙ S_k + Σ_j ψ_j ⊗ v_j, each invocation owning TF features (tf + m·NTF) of TN columns (cl + n·R/TN;
+ * TN the schedule's `block`, else 1): a value loaded once feeds TF products, a decayed ψ once TN.
+ */
 function foldTiled(K: ChunkKernel, q: PrefixPlan, chunk: Block): void {
   const { a } = K;
   const S = K.arrays.prefix[q.k].S.name;
-  const TF = microTile(q.F, a.R, a.WG);
-  const NTF = q.F / TF;
+  const { TM: TF, TN, NT: NTF, RB } = blockTile(q.F, a.R, a.WG, a.spec.schedule.block);
   const fs = [...Array(TF).keys()];
-  chunk.strided('x', `${NTF * a.R}u`, (b, x) => {
+  const ns = [...Array(TN).keys()];
+  chunk.strided('x', `${NTF * RB}u`, (b, x) => {
     b.comment(`${S} ← decay ⊙ ${S} + Σ_j ψ_j ⊗ v_j`);
-    const tf = b.let('tf', `${x} / ${a.R}u`);
-    const cl = b.let('cl', `${x} % ${a.R}u`);
+    const tf = b.let('tf', `${x} / ${RB}u`);
+    const cl = b.let('cl', `${x} % ${RB}u`);
+    const cls = TN === 1 ? [cl] : ns.map((n) => b.let(`cl_${n}`, `${cl} + ${n * RB}u`));
     const rows = fs.map((m) => {
       const f = b.let(`f_${m}`, `${tf} + ${m * NTF}u`);
       const lend = q.gateWidth ? b.let(`lend_${m}`, logDecayAt(K, q, '(n - 1u)', f)) : null;
-      const acc = b.var(`acc_${m}`, `${S}[${f} * ${a.R}u + ${cl}]${lend ? ` * exp(${lend})` : ''}`);
+      const acc = cls.map((c, n) => b.var(TN === 1 ? `acc_${m}` : `acc_${m}_${n}`, `${S}[${f} * ${a.R}u + ${c}]${lend ? ` * exp(${lend})` : ''}`));
       return { f, lend, acc };
     });
     b.for('j', '0u', (j) => `${j} < n`, (l, j) => {
-      const vv = l.let('vv', `${K.arrays.vs.name}[(${j} + ${a.HALO}u) * ${a.R}u + ${cl}]`);
+      const vv = cls.map((c, n) => l.let(TN === 1 ? 'vv' : `vv_${n}`, `${K.arrays.vs.name}[(${j} + ${a.HALO}u) * ${a.R}u + ${c}]`));
       for (const { f, lend, acc } of rows) {
         const w = lend ? ` * exp(${lend} - ${logDecayAt(K, q, j, f)})` : '';
-        l.line(`${acc} = ${acc} + ${psiAt(K, q, j, f)}${w} * ${vv};`);
+        if (TN === 1) {
+          l.line(`${acc[0]} = ${acc[0]} + ${psiAt(K, q, j, f)}${w} * ${vv[0]};`);
+          continue;
+        }
+        const ps = l.let('ps', `${psiAt(K, q, j, f)}${w}`);
+        acc.forEach((an, n) => l.line(`${an} = ${an} + ${ps} * ${vv[n]};`));
       }
     });
-    for (const { f, acc } of rows) b.line(`${S}[${f} * ${a.R}u + ${cl}] = ${acc};`);
+    for (const { f, acc } of rows) acc.forEach((an, n) => b.line(`${S}[${f} * ${a.R}u + ${cls[n]}] = ${an};`));
   });
   if (!a.zEarly.includes(q)) chunk.strided('f', `${q.F}u`, (b, f) => emitZUpdate(K, q, b, f));
 }

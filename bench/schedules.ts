@@ -1,0 +1,108 @@
+// The fused chunk kernel under given schedules, side by side (bench/kernels.ts --schedules): each checked against
+// the float64 oracle on the first tokens, then timed in `rounds` rounds, the schedules alternating within a round
+// so that a slow stretch of the GPU shows as a spread across rounds, not as one schedule's figure. Each row also
+// prints the schedule model's estimate (schedule-model.ts), the figure a blocked schedule's model wants fitting to.
+//
+//   --schedules 16x64x512s16,16x64x512s16b4,8x64x512s16b4,default
+// C x R x T, then sG for G chunks per segment and bN for N columns per invocation (ChunkSchedule.block);
+// `default` is the plan choice's own fused schedule. A schedule over the adapter's limits is reported, not run.
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { evaluateParallel } from '../backends/cpu/parallel.ts';
+import { sharedFloats, type ChunkSchedule } from '../backends/wgsl/chunked.ts';
+import { count } from '../backends/wgsl/common.ts';
+import { estimatePlan } from '../backends/wgsl/fusion-model.ts';
+import { lowerChunked } from '../backends/wgsl/lower.ts';
+import { axisSizes, makeInputs } from '../src/inputs.ts';
+import { adapterModel } from '../src/runtime/adapter-model.ts';
+import { compileFile, planFor, runCompiled, timePlan } from '../src/runtime/compiler.ts';
+import type { Gpu } from '../src/runtime/device.ts';
+import { relativeError, type Tensor } from '../src/tensor.ts';
+
+/** `CxRxT[sG][bN]` as a schedule, or 'default'. */
+export function parseSchedule(text: string): ChunkSchedule | 'default' {
+  if (text === 'default') return text;
+  const m = /^(\d+)x(\d+)x(\d+)(?:s(\d+))?(?:b(\d+))?$/.exec(text);
+  if (!m) throw new Error(`--schedules: '${text}' is not CxRxT[sG][bN] (e.g. 16x64x512s16b4) or default`);
+  const [chunk, cols, threads, segment, block] = m.slice(1).map((x) => (x === undefined ? 0 : Number(x)));
+  return { chunk, cols, threads, ...(segment ? { segment } : {}), ...(block ? { block } : {}) };
+}
+
+export const scheduleTag = (s: ChunkSchedule) => `${s.chunk}x${s.cols}x${s.threads}${s.segment ? `s${s.segment}` : ''}${s.block ? `b${s.block}` : ''}`;
+
+interface Row {
+  variant: string;
+  b: number; h: number; t: number; d: number;
+  schedule: ChunkSchedule;
+  asked: string;
+  ms: number[];
+  medianMs: number;
+  estMs: number | null;
+  errVsOracle: number;
+}
+
+export async function benchSchedules(
+  gpu: Gpu,
+  o: { files: readonly string[]; b: number; h: number; ts: readonly number[]; ds: readonly number[]; iters: number; rounds: number; outDir: string; schedules: readonly string[] },
+): Promise<void> {
+  const rows: Row[] = [];
+  const model = adapterModel(gpu);
+  console.log(`adapter: ${gpu.adapterName}; fused chunk kernel per schedule, median of ${o.iters} in each of ${o.rounds} round(s)`);
+  for (const file of o.files) {
+    const c = compileFile(file);
+    for (const d of o.ds) {
+      for (const t of o.ts) {
+        const axes: Record<string, number> = {};
+        for (const [a, def] of Object.entries(c.source.axes)) if (def.kind === 'free') axes[a] = a === 'h' ? o.h : d;
+        const sizes = axisSizes(c.source, axes);
+        const x = makeInputs(c.source, { b: o.b, t, axes, seed: 1 });
+        const label = `${c.source.name} b${o.b} h${o.h} t${t} d${d}`;
+        // the oracle on the first tokens of sequence 0 (causality makes them independent of the rest)
+        const tc = Math.min(t, 32);
+        const head: Record<string, Tensor> = {};
+        for (const dcl of c.source.inputs) {
+          const per = count(dcl.axes, sizes);
+          head[dcl.name] = { shape: [1, tc, ...dcl.axes.map((a) => sizes[a])], data: x[dcl.name].data.subarray(0, tc * per) };
+        }
+        for (const dcl of c.source.params) head[dcl.name] = x[dcl.name];
+        const oracle = evaluateParallel(c.source, head);
+        const runs: { row: Row; plan: ReturnType<typeof lowerChunked> }[] = [];
+        for (const asked of o.schedules) {
+          const want = parseSchedule(asked);
+          let plan: ReturnType<typeof lowerChunked>;
+          try {
+            plan = want === 'default' ? planFor(gpu, c, sizes, { form: 'chunked', fuse: true, prologue: 'none' }, { b: o.b, t }) : lowerChunked(c.program, sizes, { fuse: true, schedule: want });
+          } catch (e) {
+            // e.g. a segmented schedule for a decayed variant
+            console.log(`${label.padEnd(30)} ${asked.padEnd(16)} refused: ${(e as Error).message.split('\n')[0]}`);
+            continue;
+          }
+          const s: ChunkSchedule = want === 'default' ? (plan.schedule as unknown as ChunkSchedule) : want;
+          const bytes = sharedFloats(c.program, sizes, c.program.terms, c.program.output, s) * 4;
+          if (bytes > gpu.limits.maxComputeWorkgroupStorageSize || s.threads > gpu.limits.maxComputeInvocationsPerWorkgroup) {
+            console.log(`${label.padEnd(30)} ${asked.padEnd(16)} does not fit (${bytes} bytes of workgroup memory, ${s.threads} threads)`);
+            continue;
+          }
+          const fo = (await runCompiled(c, x, { device: 'gpu', gpu, form: 'chunked', fuse: true, schedule: s, prologue: 'none' })).o;
+          const errVsOracle = relativeError(fo.data.subarray(0, oracle.data.length), oracle.data);
+          if (errVsOracle > 1e-3) {
+            console.log(`${label.padEnd(30)} ${asked.padEnd(16)} wrong result (vs oracle ${errVsOracle}); not timing it`);
+            continue;
+          }
+          const est = estimatePlan(model, c.program, sizes, s, true, o.b, t);
+          runs.push({ plan, row: { variant: c.source.name, b: o.b, h: o.h, t, d, schedule: { ...s }, asked, ms: [], medianMs: 0, estMs: est ? est.us / 1e3 : null, errVsOracle } });
+        }
+        for (let r = 0; r < o.rounds; r++) for (const run of runs) run.row.ms.push((await timePlan(gpu, run.plan, x, o.b, t, o.iters)).ms);
+        for (const { row } of runs) {
+          const sorted = [...row.ms].sort((a, b) => a - b);
+          row.medianMs = sorted[Math.floor(sorted.length / 2)];
+          rows.push(row);
+          const tag = row.asked === 'default' ? `default ${scheduleTag(row.schedule)}` : row.asked;
+          console.log(`${label.padEnd(30)} ${tag.padEnd(24)} ${row.medianMs.toFixed(3).padStart(8)} ms (rounds ${row.ms.map((m) => m.toFixed(3)).join(' ')}) | est. ${row.estMs?.toFixed(3) ?? '—'} ms | err ${row.errVsOracle.toExponential(1)}`);
+        }
+        writeFileSync(join(o.outDir, 'schedules.json'), JSON.stringify({ adapter: gpu.adapterName, iters: o.iters, rounds: o.rounds, rows }, null, 1));
+      }
+    }
+  }
+  console.log(`wrote ${join(o.outDir, 'schedules.json')}`);
+}
