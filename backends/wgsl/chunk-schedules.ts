@@ -21,9 +21,11 @@ const SEGMENTS = [4, 16];
 const BLOCK = 4;
 /**
  * Whether the plan choice (the schedule model's pick, the heuristic default) sees the register-blocked schedules.
- * Off until the H200 times blocked beside unblocked (bench/kernels.ts --schedules): the model's estimate of a
- * blocked product (schedule-model.ts blockedShares) is its workgroup loads alone, not a measurement. The autotuner
- * and an explicit schedule reach them either way.
+ * Off: the model's estimate of a blocked product (schedule-model.ts blockedShares) is its workgroup loads alone,
+ * and the H200 (call 18, bench/results/h200-chunk-blocked.json, elu_dwconv B4 H16 T4096) did not follow it — at
+ * D 64 the best blocked schedule, 8×64×512 segments of 16, ran 1.71 ms against the default's 1.96 (estimated 1.38),
+ * but at D 128 every blocked schedule lost to the unblocked default (5.85–11.4 ms against 5.47), the estimates
+ * off by 0.6–2.0×. The autotuner (which searches the blocked forms) and an explicit schedule reach them.
  */
 export const BLOCKED_BY_DEFAULT = false;
 
