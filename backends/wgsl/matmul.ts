@@ -139,6 +139,13 @@ function describe(p: MatmulProblem): string {
 /** 64×64 with 4×8 per thread: TILE_64's shape for the swiglu epilogue, which pairs a thread's column groups. */
 export const TILE_64_PAIRED: MatmulTile = { BM: 64, BN: 64, BK: 16, TM: 4, TN: 8 };
 
+/**
+ * 128×128 with K tiles of 8: gate|up with the SwiGLU epilogue at prefill sizes. On the H200 at M 2048 (hidden 768,
+ * bench/results/h200-tiled-prefill.json, confirmed figures) it ran 388.8 µs, TILE_128 (K tiles of 16) 407.0; the
+ * other projections lose with it (q|k|v 418.4 against TILE_128's 307.8 and the 64×64 pick's 217.5).
+ */
+export const TILE_128_SWIGLU: MatmulTile = { ...TILE_128, BK: 8 };
+
 function chooseTile(gpu: KernelTarget, p: MatmulProblem, requested?: MatmulTile): MatmulTile {
   const fits = (t: MatmulTile) => {
     const [x, y] = tiledThreads(t);
@@ -160,8 +167,10 @@ function chooseTile(gpu: KernelTarget, p: MatmulProblem, requested?: MatmulTile)
   // several times over (on an H100 they lost at 2048², won at 4096²). bench/tiled.ts times every tile on the
   // prefill's four fused projections at M 2048 beside this pick (o and down: 384 workgroups of 64×64 on 132 SMs).
   const bigTiles = Math.ceil(p.M / TILE_128.BM) * Math.ceil(p.N / TILE_128.BN);
+  const swiglu = p.fusion?.epilogue === 'swiglu';
+  if (bigTiles >= 512 && swiglu && fits(TILE_128_SWIGLU)) return TILE_128_SWIGLU;
   const tile = bigTiles >= 512 && fits(TILE_128) ? TILE_128 : TILE_64;
-  return p.fusion?.epilogue === 'swiglu' && !tilePairsColumns(tile) ? TILE_64_PAIRED : tile;
+  return swiglu && !tilePairsColumns(tile) ? TILE_64_PAIRED : tile;
 }
 
 /**
