@@ -218,7 +218,7 @@ async function main(): Promise<void> {
       const chosen = await measure(gpu, p, M, {}, reps, o);
       figures.push(chosen);
       row(chosen);
-      const chosenPath = matmulPathFor({ M, N: p.N, K: p.K, transposeB: true, ...(p.fusion && { fusion: p.fusion }) });
+      const chosenPath = matmulPathFor({ M, N: p.N, K: p.K, transposeB: true, ...(p.fusion && { fusion: p.fusion }) }, gpu);
       if (chosenPath !== 'skinny') {
         const skinny = await measure(gpu, p, M, { path: 'skinny' }, reps, o).catch(() => undefined);
         if (skinny) {

@@ -1,5 +1,5 @@
-// The small-M and rows choosers' picks for a large GPU (an H200's limits: the shapes bench/small-m.ts timed, LLaMA-7B's
-// and the Medusa heads') fit its limits and WebGPU's defaults, and `tuning` reproduces each. matmul-picks-*.test.ts
+// The small-M, rows and skinny choosers' picks for a large GPU (an H200's limits: the shapes bench/small-m.ts timed, LLaMA-7B's
+// and the Medusa heads'; the skinny kernel's from 9 rows where matmulPathFor places it) fit its limits and WebGPU's defaults, and `tuning` reproduces each. matmul-picks-*.test.ts
 // run the picks against float64; their speed is the bench's business (bench/results/h200-small-m-*.json).
 import { describe, expect, it } from 'vitest';
 import { matmulKernel, type MatmulKernel } from '../backends/wgsl/matmul.ts';
@@ -7,7 +7,7 @@ import { skinnySweep } from '../backends/wgsl/matmul-skinny-choice.ts';
 import { skinnyThreads, skinnyWorkgroupBytes } from '../backends/wgsl/matmul-skinny.ts';
 import { H200, problem, ROWS, SHAPES, WEBGPU_DEFAULT } from './helpers/projections.ts';
 
-describe('the small-M and rows choosers at real shapes', () => {
+describe('the small-M, rows and skinny choosers at real shapes', () => {
   it('pick a kernel within an H200\'s and WebGPU\'s default limits for every projection and row count, and `tuning` picks it again', () => {
     for (const target of [H200, WEBGPU_DEFAULT]) {
       for (const [model, projections] of SHAPES) {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { matmulKernel, TILE_64_PAIRED, type MatmulOptions } from '../backends/wgsl/matmul.ts';
+import { matmulKernel, TILE_128_SWIGLU, TILE_64_PAIRED, type MatmulOptions } from '../backends/wgsl/matmul.ts';
 import { TILE_128, TILE_64, type MatmulTile } from '../backends/wgsl/matmul-tiled.ts';
 import { bindMatmul, encodeMatmul, planMatmul } from '../src/runtime/matmul.ts';
 import { bindArgmaxPartials, encodeDispatch } from '../src/runtime/model-kernels.ts';
@@ -200,8 +200,8 @@ describe('the tiled matmul takes the rmsnorm prologue and the swiglu epilogue (t
     }
   });
 
-  it('the tiles a 2048-token prefill runs: 64×64 8×4 (q|k|v, o, down) and 128×128 8×8 (gate|up), ragged', async () => {
-    for (const [tile, N, K, fusion, seed] of [[TILE_64, 3 * 21, 44, QKV, 4200], [TILE_64, 29, 52, { rmsnorm: { eps: EPS }, epilogue: 'accumulate' }, 4300], [TILE_128, 2 * 70, 40, GATE_UP, 4400], [TILE_128, 3 * 45, 36, QKV, 4500]] as const) {
+  it('the tiles a 2048-token prefill runs: 64×64 8×4 (q|k|v, o, down) and 128×128×8 8×8 (gate|up), ragged', async () => {
+    for (const [tile, N, K, fusion, seed] of [[TILE_64, 3 * 21, 44, QKV, 4200], [TILE_64, 29, 52, { rmsnorm: { eps: EPS }, epilogue: 'accumulate' }, 4300], [TILE_128_SWIGLU, 2 * 70, 44, GATE_UP, 4400], [TILE_128, 2 * 70, 40, GATE_UP, 4450], [TILE_128, 3 * 45, 36, QKV, 4500]] as const) {
       const plan = await checkFusedMatmul(130, N, K, fusion, seed, { path: 'tiled', tile });
       expect(plan.tuning.tile).toEqual(tile);
     }

@@ -1,16 +1,15 @@
 // The H200's default picks for the bench model's draft trees (M 17, 65), each run at its own M with small N and K (what a pick fixes —
 // lanes, loads, columns per thread, blocks, slices — does not depend on N and K; the real shapes would take minutes on
-// lavapipe), against the float64 formula. The H200's workgroup memory is capped at the test device's.
+// lavapipe), against the float64 formula. The H200's workgroup memory is capped at the test device's. Since the H200's
+// skinny sweep (bench/results/h200-small-m-skinny.json) gate|up at both sizes, q|k|v and the LM head at 65 rows are the
+// skinny kernel's picks (8 rows per thread, 4 × 8 for the head), the rest small-M and rows picks.
 import { describe, it } from 'vitest';
 import { checkH200Pick, SHAPES } from './helpers/projections.ts';
 
-describe('the default small-M and rows picks for an H200 equal the float64 formula at odd sizes: draft trees (M 17, 65)', () => {
+describe('the default small-M, rows and skinny picks for an H200 equal the float64 formula at odd sizes: draft trees (M 17, 65)', () => {
   const [, projections] = SHAPES[0];
   for (const M of [17, 65]) {
     for (const [i, p] of projections.entries()) {
-      // The 65-row LM head's pick (rows kernel, 2 blocks of 33 rows × 8 loads, unchanged by the H200 sweep's rule)
-      // compiles for minutes on lavapipe; blocks and several loads per slice at 65 rows are run by q|k|v's and gate|up's.
-      if (M === 65 && p.name === 'lm head') continue;
       it(`M = ${M}: ${p.name}`, () => checkH200Pick(p, M, 4000 + 10 * M + i));
     }
   }

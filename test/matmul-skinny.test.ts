@@ -3,7 +3,7 @@
 // the K tile, for every fusion the tree step uses, with one slice (whole sums in registers) and several (partial sums
 // reduced in workgroup memory, in rounds of rows). Small register blocks: lavapipe compiles each kernel for seconds.
 import { describe, expect, it } from 'vitest';
-import type { MatmulOptions } from '../backends/wgsl/matmul.ts';
+import { matmulKernel, type MatmulOptions } from '../backends/wgsl/matmul.ts';
 import { fusedMatmulReference, type MatmulFusion } from '../backends/wgsl/matmul-fusion.ts';
 import { allocTensor, downloadTensor, releaseTensor, uploadTensor, writeTensor } from '../src/runtime/gpu-tensor.ts';
 import { bindMatmul, encodeMatmul, planMatmul } from '../src/runtime/matmul.ts';
@@ -11,6 +11,7 @@ import { bindArgmaxPartials, destroyDispatch, encodeDispatch } from '../src/runt
 import { randn } from '../src/tensor.ts';
 import { checkFusedMatmul, EPS } from './helpers/fused-matmul.ts';
 import { expectRelClose, gpu } from './helpers/gpu.ts';
+import { H200 } from './helpers/projections.ts';
 
 const QKV: MatmulFusion = { rmsnorm: { eps: EPS }, epilogue: { split: 3 } };
 const GATE_UP: MatmulFusion = { rmsnorm: { eps: EPS }, epilogue: 'swiglu' };
@@ -92,6 +93,33 @@ describe('the skinny matmul\'s argmax epilogue and column window', () => {
       for (let n = 0; n < N; n++) same.set(one, n * 28);
       const tie = await runInto(M, N, 28, { ...HEAD, epilogue: 'argmax' }, (wg) => 2 * wg, seed, opts, { w: same });
       expect(Array.from(new Uint32Array(tie.got.buffer, tie.got.byteOffset, M)), tie.plan.kernel).toEqual(new Array(M).fill(0));
+    }
+  });
+
+  it("the H200's default pick for a greedy tree step's LM head (17 and 65 rows, 32000 × 768) picks each row's float64 argmax on a stand-in", async () => {
+    const g = await gpu();
+    const target = { ...H200, limits: { ...H200.limits, maxComputeWorkgroupStorageSize: Math.min(H200.limits.maxComputeWorkgroupStorageSize, g.limits.maxComputeWorkgroupStorageSize) } };
+    const fusion: MatmulFusion = { ...HEAD, epilogue: 'argmax' };
+    // bench/results/h200-small-m-skinny.json's best: 6×2 per thread × 32 column threads × 2 slices (500 workgroups) at
+    // 17 rows, 4×8 × 8 × 1 slice (500) at 65; 4 vec4 per slice per tile.
+    for (const [M, knobs, seed] of [[17, { rowsPerThread: 6, colsPerThread: 2, cols: 32, slices: 2, unroll: 4 }, 1400], [65, { rowsPerThread: 4, colsPerThread: 8, cols: 8, slices: 1, unroll: 4 }, 1500]] as const) {
+      const head = { M, N: 32000, K: 768, transposeB: true, fusion };
+      const h200 = matmulKernel(H200, head);
+      expect(h200.path, h200.kernel).toBe('skinny');
+      expect(h200.tuning.skinny, h200.kernel).toEqual(knobs);
+      expect(h200.workgroups).toEqual([500, 1, 1]);
+      const pick = matmulKernel(target, head);
+      const t = pick.tuning.skinny!;
+      // Two full workgroups and a partial one; K over two tiles and a partial one.
+      const [N, K] = [2 * t.cols! * t.colsPerThread! + 37, 4 * (2 * t.slices! * t.unroll! + 3)];
+      const { got, logits, plan } = await runInto(M, N, K, fusion, (wg) => 2 * wg, seed, pick.tuning);
+      expect(plan.workgroups[0], plan.kernel).toBe(3);
+      const tokens = new Uint32Array(got.buffer, got.byteOffset, M);
+      for (let m = 0; m < M; m++) {
+        const row = logits.subarray(m * N, (m + 1) * N);
+        const best = Math.max(...row);
+        expect(row[tokens[m]], `${plan.kernel} row ${m}: token ${tokens[m]} has ${row[tokens[m]]}, the largest is ${best}`).toBeGreaterThan(best - 1e-4 * Math.abs(best));
+      }
     }
   });
 

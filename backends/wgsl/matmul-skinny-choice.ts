@@ -1,7 +1,10 @@
 // The skinny kernel's knobs for a problem (matmul-skinny.ts), those not given chosen here, within a device's limits.
-// These defaults are first guesses from the kernel's shape, not fitted: bench/small-m.ts --sweep --family skinny
-// times the knobs around them on the H200, and matmulPathFor takes the skinny kernel only once those figures say
-// where it wins.
+// On hardware the defaults are fitted to the H200's sweep (bench/results/h200-small-m-skinny.json: bench/small-m.ts
+// --M 5,17,65 --sweep --family skinny, hidden 768): at 13 of its 15 shapes they are the sweep's best knobs, and within
+// 2.4 % of them at the other two (down at 17 rows: 4×2 per thread × 2 column threads, confirmed 17.11 µs beside 6×2 × 4
+// at 17.10; at 65 rows: 4×2, 42.98 in the sweep, beside 4×4 at 41.98; the small-M kernel takes both). The defaults
+// before the fit were 1.3–2.6× slower than the best (gate|up at 17 rows 30.05 µs against 16.85, the argmax LM head at
+// 65 rows 302.89 against 200.27, q|k|v at 65 103.23 against 39.73).
 import type { KernelTarget } from './kernel-source.ts';
 import type { MatmulFusion } from './matmul-fusion.ts';
 import { checkSkinnyVariant, skinnyThreads, skinnyWorkgroupBytes, type SkinnyVariant } from './matmul-skinny.ts';
@@ -10,10 +13,41 @@ export type SkinnyKnobs = Partial<Pick<SkinnyVariant, 'rowsPerThread' | 'colsPer
 
 /** Rows per thread at most by default (TM × TN sums and TM x vec4 in registers). */
 const SKINNY_MAX_ROWS_PER_THREAD = 8;
-/** Workgroups the grid should have at least: two per SM of a 132-SM GPU, so the weights keep streaming. */
-export const SKINNY_TARGET_WORKGROUPS = 264;
-/** Threads in flight over the grid the slices aim at, as the small-M kernel's lanes do (matmul.ts: 2^16 on the H200). */
-const SKINNY_TARGET_THREADS = 1 << 16;
+/**
+ * Above 8 rows a narrow matrix (fewer than this many columns: o and down, 768) takes at most 4 rows per thread, more
+ * row threads in flight over its few workgroups: o at 17 rows 4×2 per thread 10.61 µs, 6×2 11.24; at 65 rows 4×2 19.60,
+ * 8×2 20.94; down at 17 rows 4×2 16.96, 6×2 17.08. Wider ones take up to 8: q|k|v at 17 rows 6×2 16.46, 4×2 18.39; at 65
+ * 8×2 39.65, 4×2 57.52; gate|up at 17 rows 6×1 16.80, 4×1 18.69; at 65 8×1 39.74, 4×1 49.21.
+ */
+const SKINNY_NARROW_COLUMNS = 1024;
+/**
+ * From this many columns (a vocabulary: the LM head) and above 32 rows a thread takes 4 rows × 8 columns, the block
+ * with the most sums per workgroup-memory load: the argmax LM head at 65 rows 4×8 200.17 µs, 4×4 254.17, 8×2 264.36,
+ * 8×4 302.83. At 17 rows 6×2 is best (75.31; 6×4 86.75, 4×8 110.40).
+ */
+const SKINNY_WIDE_COLUMNS = 1 << 14;
+const SKINNY_WIDE_FROM_ROWS = 33;
+/**
+ * Workgroups the grid keeps at least: one per SM of a 132-SM GPU. Column threads double while the grid keeps them:
+ * q|k|v (2304 columns, 2 per thread) at 8 column threads has 144 workgroups, 10.99 µs at 5 rows (4 column threads,
+ * 288 workgroups: 11.51), 16.46 at 17 (16 column threads, 72 workgroups: 18.69); gate|up (2048 pairs, 1 per thread) 8
+ * threads, 256 workgroups: 16.80 at 17 rows (16 threads: 18.91), 39.74 at 65 (16: 54.52); o (768 columns) 2 threads,
+ * 192 workgroups: 10.61 at 17 rows (4 threads: 10.87); the LM head at 5 rows 64 threads, 250 workgroups: 43.10 (32
+ * threads: 46.19).
+ */
+export const SKINNY_TARGET_WORKGROUPS = 132;
+/**
+ * Threads per workgroup at most: slices double up to it. 128–192 won at every shape: q|k|v at 5 rows 8 column threads ×
+ * 16 slices (128 threads) 10.99 µs, × 32 (256) 12.55; gate|up 11.54 and 13.09; the LM head at 5 rows 64 × 2 (128)
+ * 43.10, 64 × 4 (256) 51.58; q|k|v at 17 rows 3 row threads × 8 × 8 (192) 16.46; at 65 rows 9 × 8 × 2 (144) 39.65.
+ */
+const SKINNY_DEFAULT_THREADS = 192;
+/**
+ * Room for two slices when the column threads are chosen, while the row threads are at most this many: the argmax LM
+ * head at 17 rows (3 row threads) 32 column threads × 2 slices 75.31 µs, 64 × 1 124.45; at 65 rows (17 row threads of
+ * 4) 8 column threads × 1 slice, 200.17.
+ */
+const SKINNY_TWO_SLICES_ROW_THREADS = 8;
 const SKINNY_WORKGROUP_THREADS = 256;
 const SKINNY_MAX_SLICES = 64;
 const SKINNY_MAX_UNROLL = 4;
@@ -23,6 +57,20 @@ function fillsTiles(KW: number, bkv: number): boolean {
   return Math.ceil(KW / bkv) * bkv <= KW * 1.125;
 }
 
+/** Rows per thread by default on hardware (above). */
+function defaultRowsPerThread(M: number, columns: number): number {
+  if (M <= SKINNY_MAX_ROWS_PER_THREAD) return M;
+  if (columns < SKINNY_NARROW_COLUMNS || (columns >= SKINNY_WIDE_COLUMNS && M >= SKINNY_WIDE_FROM_ROWS)) return balancedRows(M, 4);
+  return balancedRows(M, SKINNY_MAX_ROWS_PER_THREAD);
+}
+
+/**
+ * On hardware: rows per thread and columns per thread (2, a [gate, up] pair, 4 × 8 for an LM head above 32 rows) as
+ * above, then column threads as many as keep SKINNY_TARGET_WORKGROUPS (and room for two slices), then slices up to
+ * SKINNY_DEFAULT_THREADS, then 4 vec4 per slice per tile (every best of the sweep) where K fills the tiles. A software
+ * adapter (a core or two) wants few and full workgroups, one slice and one load (its compiler keeps every live sum
+ * across a barrier).
+ */
 export function chooseSkinny(
   gpu: KernelTarget,
   p: { readonly M: number; readonly N: number; readonly K: number; readonly fusion?: MatmulFusion },
@@ -31,27 +79,22 @@ export function chooseSkinny(
   const swiglu = p.fusion?.epilogue === 'swiglu';
   const KW = p.K / 4;
   const columns = swiglu ? p.N / 2 : p.N;
-  // Rows balanced over the fewest row threads of at most 8 rows: 17 rows → 3 × 6, 65 → 9 × 8.
-  const TM = o.rowsPerThread ?? Math.ceil(p.M / Math.ceil(p.M / SKINNY_MAX_ROWS_PER_THREAD));
+  const soft = gpu.isSoftware === true;
+  const wide = !swiglu && columns >= SKINNY_WIDE_COLUMNS && p.M >= SKINNY_WIDE_FROM_ROWS;
+  const TM = o.rowsPerThread ?? (soft ? balancedRows(p.M, SKINNY_MAX_ROWS_PER_THREAD) : defaultRowsPerThread(p.M, columns));
   const RT = Math.ceil(p.M / TM);
-  // Four columns (two [gate, up] pairs) per thread unless that leaves too few workgroups even at one column thread
-  // (a software adapter, with a core or two, wants few and full workgroups instead). Above 8 rows half as many: every
-  // workgroup stages the whole x tile, and wider ones read less of it per weight row.
-  const groups = gpu.isSoftware ? 1 : p.M > 8 ? SKINNY_TARGET_WORKGROUPS / 2 : SKINNY_TARGET_WORKGROUPS;
-  let TN = o.colsPerThread ?? (swiglu ? 2 : 4);
+  const groups = soft ? 1 : SKINNY_TARGET_WORKGROUPS;
+  let TN = o.colsPerThread ?? (soft ? (swiglu ? 2 : 4) : swiglu ? 1 : wide ? 8 : 2);
   if (o.colsPerThread === undefined) while (TN > 1 && columns / TN < groups) TN /= 2;
   const maxThreads = Math.min(SKINNY_WORKGROUP_THREADS, gpu.limits.maxComputeInvocationsPerWorkgroup);
-  // Slices: threads in flight nearest the target on a log scale, each slice at least one vec4 per tile of K. A
-  // software adapter keeps one slice and one load (its compiler keeps every live sum across a barrier).
-  let slices = o.slices ?? 1;
-  if (o.slices === undefined && !gpu.isSoftware) {
-    while (slices < SKINNY_MAX_SLICES && (columns / TN) * RT * slices * Math.SQRT2 < SKINNY_TARGET_THREADS && 2 * slices <= KW && RT * (o.cols ?? 1) * 2 * slices <= maxThreads) slices *= 2;
-  }
-  // Column threads: as many as keep the target's workgroups and the workgroup's threads.
+  const threads = soft ? maxThreads : Math.min(SKINNY_DEFAULT_THREADS, maxThreads);
+  const room = soft || RT > SKINNY_TWO_SLICES_ROW_THREADS || KW < 2 ? 1 : 2;
   let cols = o.cols ?? 1;
-  if (o.cols === undefined) while (2 * cols * TN * groups <= columns && RT * 2 * cols * slices <= maxThreads) cols *= 2;
+  if (o.cols === undefined) while (2 * cols * TN * groups <= columns && RT * 2 * cols * (o.slices ?? room) <= threads) cols *= 2;
+  let slices = o.slices ?? 1;
+  if (o.slices === undefined && !soft) while (slices < SKINNY_MAX_SLICES && RT * cols * 2 * slices <= threads && 2 * slices <= KW) slices *= 2;
   let unroll = o.unroll ?? 1;
-  if (o.unroll === undefined && !gpu.isSoftware) while (unroll < SKINNY_MAX_UNROLL && 2 * unroll * slices <= KW && fillsTiles(KW, 2 * unroll * slices)) unroll *= 2;
+  if (o.unroll === undefined && !soft) while (unroll < SKINNY_MAX_UNROLL && 2 * unroll * slices <= KW && fillsTiles(KW, 2 * unroll * slices)) unroll *= 2;
   const make = (): SkinnyVariant => ({ M: p.M, rowsPerThread: TM, colsPerThread: TN, cols, slices, unroll, ...(p.fusion && { fusion: p.fusion }) });
   const limit = gpu.limits.maxComputeWorkgroupStorageSize;
   while (skinnyWorkgroupBytes(make()) > limit || skinnyThreads(make()) > gpu.limits.maxComputeInvocationsPerWorkgroup) {

@@ -67,8 +67,8 @@ export interface MatmulOptions {
   /** Names the IR node in pipeline labels and errors. */
   readonly label?: string;
   /**
-   * Default: 'small-m' when M ≤ 8 (with Wᵀ or B), 'rows' for 9 ≤ M ≤ 128 with Wᵀ when the matrix is wide
-   * (matmulPathFor), 'small-m' below that width, else 'tiled'.
+   * Default: 'small-m' when M ≤ 8 (with Wᵀ or B), 'skinny' or 'rows' for 9 ≤ M ≤ 128 with Wᵀ when the matrix is
+   * wide (matmulPathFor), 'small-m' below that width, else 'tiled'.
    */
   readonly path?: MatmulPath;
   /** Tiled path only; default 128×128 when there are enough tiles to fill the GPU, else 64×64. */
@@ -139,6 +139,13 @@ function describe(p: MatmulProblem): string {
 /** 64×64 with 4×8 per thread: TILE_64's shape for the swiglu epilogue, which pairs a thread's column groups. */
 export const TILE_64_PAIRED: MatmulTile = { BM: 64, BN: 64, BK: 16, TM: 4, TN: 8 };
 
+/**
+ * 128×128 with K tiles of 8: gate|up with the SwiGLU epilogue at prefill sizes. On the H200 at M 2048 (hidden 768,
+ * bench/results/h200-tiled-prefill.json, confirmed figures) it ran 388.8 µs, TILE_128 (K tiles of 16) 407.0; the
+ * other projections lose with it (q|k|v 418.4 against TILE_128's 307.8 and the 64×64 pick's 217.5).
+ */
+export const TILE_128_SWIGLU: MatmulTile = { ...TILE_128, BK: 8 };
+
 function chooseTile(gpu: KernelTarget, p: MatmulProblem, requested?: MatmulTile): MatmulTile {
   const fits = (t: MatmulTile) => {
     const [x, y] = tiledThreads(t);
@@ -160,8 +167,10 @@ function chooseTile(gpu: KernelTarget, p: MatmulProblem, requested?: MatmulTile)
   // several times over (on an H100 they lost at 2048², won at 4096²). bench/tiled.ts times every tile on the
   // prefill's four fused projections at M 2048 beside this pick (o and down: 384 workgroups of 64×64 on 132 SMs).
   const bigTiles = Math.ceil(p.M / TILE_128.BM) * Math.ceil(p.N / TILE_128.BN);
+  const swiglu = p.fusion?.epilogue === 'swiglu';
+  if (bigTiles >= 512 && swiglu && fits(TILE_128_SWIGLU)) return TILE_128_SWIGLU;
   const tile = bigTiles >= 512 && fits(TILE_128) ? TILE_128 : TILE_64;
-  return p.fusion?.epilogue === 'swiglu' && !tilePairsColumns(tile) ? TILE_64_PAIRED : tile;
+  return swiglu && !tilePairsColumns(tile) ? TILE_64_PAIRED : tile;
 }
 
 /**
@@ -246,7 +255,7 @@ export function matmulKernel(gpu: KernelTarget, problem: MatmulProblem, opts: Ma
   const fusion = problem.fusion;
   checkFusion(fusion, N, `matmul ${describe(problem)}`);
   const rowFusion = fusion?.rmsnorm !== undefined || fusion?.epilogue === 'swiglu';
-  if (fusion?.epilogue === 'argmax' && !['rows', 'skinny'].includes(opts.path ?? matmulPathFor(problem))) {
+  if (fusion?.epilogue === 'argmax' && !['rows', 'skinny'].includes(opts.path ?? matmulPathFor(problem, gpu))) {
     throw new Error(`matmul ${describe(problem)}: the argmax epilogue exists on the rows and skinny paths only (A·Wᵀ, M ≤ ${SMALL_M_BLOCKED_MAX}, K a multiple of 4)`);
   }
   const smallMax = problem.transposeB ? SMALL_M_BLOCKED_MAX : SMALL_M_MAX;
@@ -256,7 +265,7 @@ export function matmulKernel(gpu: KernelTarget, problem: MatmulProblem, opts: Ma
   if (tiledOnly && (opts.path === 'small-m' || opts.path === 'skinny' || rowFusion)) throw new Error(`matmul ${describe(problem)}: a transposed A and split K exist on the tiled path only, without rmsnorm or swiglu`);
   if (splitK > 1 && (fusion?.epilogue ?? 'store') !== 'store') throw new Error(`matmul ${describe(problem)}: a split-K matmul writes partial products; it takes no epilogue`);
   if (fusion?.window && (!problem.transposeB || splitK > 1)) throw new Error(`matmul ${describe(problem)}: a column window needs a weight stored [N, K] and no split K`);
-  const path: MatmulPath = opts.path ?? (tiledOnly ? 'tiled' : matmulPathFor(problem));
+  const path: MatmulPath = opts.path ?? (tiledOnly ? 'tiled' : matmulPathFor(problem, gpu));
   if (path === 'small-m' && fusion && !problem.transposeB) throw new Error(`matmul ${describe(problem)}: fusion needs transposeB (a weight stored [N, K])`);
   const base = opts.label ?? 'matmul';
   let code: string;
@@ -355,17 +364,43 @@ export function matmulKernel(gpu: KernelTarget, problem: MatmulProblem, opts: Ma
  * Below this many output columns (or [gate, up] pairs) the rows kernel has too few workgroups and slices to keep
  * the weights streaming, and 9–128 rows take the blocked small-M kernel (which splits every column's K over up
  * to 256 threads). Above it, the rows kernel's single pass over the weights with every row's sums in registers
- * wins (the LM head, gate|up and q|k|v of a tree). bench/small-m.ts --M 17,65 times both for every projection.
+ * wins (the LM head, gate|up and q|k|v of a tree), or the skinny kernel where matmulPathFor places it.
+ * bench/small-m.ts --M 17,65 times both for every projection.
  */
 export const ROWS_MIN_COLUMNS = 1024;
 
-/** The default path: small-m up to 8 rows, rows (wide Wᵀ) or blocked small-m up to 128 with Wᵀ, tiled beyond. */
-export function matmulPathFor(p: MatmulProblem): MatmulPath {
-  if (p.fusion?.epilogue === 'argmax' && p.transposeB && p.M <= SMALL_M_BLOCKED_MAX && p.K % 4 === 0) return 'rows';
+/**
+ * Above this many rows a wide matrix without the SwiGLU epilogue (q|k|v, an LM head writing its logits) takes the skinny
+ * kernel: on the H200 (bench/results/h200-small-m-skinny.json, hidden 768, the sweep's confirmed figures) q|k|v at 17
+ * rows ran 15.46 µs on the rows kernel and 16.52 at the skinny kernel's best knobs, at 65 rows 45.86 on rows and 39.73
+ * skinny (0.87×). The sweep timed 17 and 65 rows only; 33 sits between them.
+ */
+export const SKINNY_FROM_ROWS = 33;
+
+/**
+ * The default path: small-m up to 8 rows, the skinny, rows (wide Wᵀ) or blocked small-m kernel up to 128 with Wᵀ,
+ * tiled beyond. On hardware the skinny kernel (matmul-skinny.ts) takes 9–128 rows where the H200's sweep
+ * (bench/results/h200-small-m-skinny.json: bench/small-m.ts --M 5,17,65 --sweep --family skinny, confirmed figures,
+ * chooser's pick → the skinny kernel at its best knobs, which chooseSkinny's defaults now are) has it ahead by ≥ 5 %:
+ *   - the LM head with the argmax epilogue (a greedy tree step) from 9 rows: 17 rows 79.01 → 75.37 µs (rows kernel →
+ *     skinny, 0.95×), 65 rows 607.82 → 200.27 (0.33×). At 5 rows 45.68 → 43.05 (0.94×), but the decode step's 1 and
+ *     8 rows were fitted on the rows kernel (h200-small-m-decode.json) and not timed on this one: they keep it;
+ *   - gate|up with the SwiGLU epilogue, every tree size the rows kernel took: 17 rows 21.78 → 16.85 (0.77×), 65 rows
+ *     49.90 → 39.75 (0.80×);
+ *   - other wide matrices (≥ ROWS_MIN_COLUMNS columns) from SKINNY_FROM_ROWS rows (q|k|v: 45.86 → 39.73 at 65).
+ * Narrow matrices (o, down: 768 columns) stay on the blocked small-M kernel, best at 5, 17 and 65 rows (o at 65:
+ * 14.51 µs, skinny at its best 19.54). A software adapter keeps the rows kernel: the sweep measured the H200, and on
+ * lavapipe the skinny kernel's register blocks compile for seconds to minutes a kernel (matmul-picks-skinny.test.ts).
+ */
+export function matmulPathFor(p: MatmulProblem, target?: Pick<KernelTarget, 'isSoftware'>): MatmulPath {
+  const skinny = target?.isSoftware !== true;
+  if (p.fusion?.epilogue === 'argmax' && p.transposeB && p.M <= SMALL_M_BLOCKED_MAX && p.K % 4 === 0) return skinny && p.M > SMALL_M_MAX ? 'skinny' : 'rows';
   if (p.M <= SMALL_M_MAX) return 'small-m';
   if (!p.transposeB || p.M > SMALL_M_BLOCKED_MAX) return 'tiled';
-  const columns = p.fusion?.epilogue === 'swiglu' ? p.N / 2 : p.N;
-  return p.K % 4 === 0 && columns >= ROWS_MIN_COLUMNS ? 'rows' : 'small-m';
+  const swiglu = p.fusion?.epilogue === 'swiglu';
+  const columns = swiglu ? p.N / 2 : p.N;
+  if (p.K % 4 !== 0 || columns < ROWS_MIN_COLUMNS) return 'small-m';
+  return skinny && (swiglu || p.M >= SKINNY_FROM_ROWS) ? 'skinny' : 'rows';
 }
 
 /** Threads in flight the rows kernel aims at (enough slices along K for matrices with few columns). */
