@@ -7,7 +7,7 @@
 // state (17,160,160,246,246,246,…); the heads are Medusa-1's start (proj 0, lm_head = the base's), so they are
 // accepted inside a run and refused at its end: paths of 1 to 4 nodes. Under `--tree auto` chained runs are
 // options beside plain runs and ordinary tree steps; any switch between them keeps the tokens plain greedy's.
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it, vi } from 'vitest';
 import { cpuModel } from '../src/model/cpu-forward.ts';
 import { GpuModel } from '../src/model/gpu-model.ts';
 import { compiledAttentionFactory } from '../src/runtime/compiled-attention.ts';
@@ -15,6 +15,7 @@ import { autoChainSteps, autoTrees, treeLabel } from '../src/speculative/auto-tr
 import { speculativeGenerate, type TreeOption } from '../src/speculative/generate.ts';
 import { GpuPlainDecoder } from '../src/speculative/plain-runs.ts';
 import { FixedSchedule, SpeculationController, type SpeculationPolicy } from '../src/speculative/speculation-controller.ts';
+import { chainCuts } from '../src/speculative/gpu-chain.ts';
 import { GpuTreeVerifier } from '../src/speculative/gpu-verifier.ts';
 import { MedusaDraft } from '../src/speculative/medusa-draft.ts';
 import { parseTreeSpec } from '../src/speculative/tree-spec.ts';
@@ -46,7 +47,8 @@ describe('chained Medusa speculation on the GPU', () => {
     const g = await gpu();
     const factory = await compiledAttentionFactory(g, m.variant.compiled, base.config.numHeads, base.config.headDim);
     const model = await GpuModel.create(g, base.config, weights, factory);
-    const verifier = await GpuTreeVerifier.create(model, base.variant.compiled, weights, { maxNodes: 4, ownsModel: true });
+    // Runs submitted in pieces (1, 2, … steps), as on hardware, so the pieces' order is what is checked here.
+    const verifier = await GpuTreeVerifier.create(model, base.variant.compiled, weights, { maxNodes: 4, ownsModel: true, splitChain: true });
     cleanup.push(() => verifier.destroy());
     return (made = verifier);
   };
@@ -58,12 +60,16 @@ describe('chained Medusa speculation on the GPU', () => {
     const wantEos = want.slice(0, want.indexOf(eos) + 1);
     for (const spec of ['chain:3', '[[0],[1],[0,0]]']) {
       const shape = parseTreeSpec(spec);
+      const queue = (await gpu()).device.queue;
       const run = async (chainSteps: number, maxTokens: number, stop?: number) => {
         const before = verifier.mapCalls;
+        const submit = vi.spyOn(queue, 'submit');
         const r = await speculativeGenerate(verifier, new MedusaDraft(3, 2), PROMPT, {
           maxTokens, shape, maxNodes: 3, ...(stop !== undefined && { eos: stop }), ...(chainSteps > 0 && { chainSteps }),
         });
-        return { ...r, maps: verifier.mapCalls - before };
+        const submits = submit.mock.calls.length;
+        submit.mockRestore();
+        return { ...r, maps: verifier.mapCalls - before, submits };
       };
       const plain = await run(0, N);
       expect(plain.tokens, spec).toEqual(want);
@@ -75,6 +81,9 @@ describe('chained Medusa speculation on the GPU', () => {
           // The root-only first step reads back once, every run once after it.
           expect(r.maps, `${spec} R=${R}`).toBeLessThanOrEqual(1 + Math.ceil((r.steps - 1) / R) + 1);
           if (R > 1 && max === N) expect(r.maps).toBeLessThan(plain.maps);
+          // Runs of R ≥ 2 steps go in pieces (chainCuts): every run but the root-only step and the last (which may
+          // stop early) submits chainCuts(R).length times more than it reads back.
+          if (R > 1 && max === N) expect(r.submits, `${spec} R=${R} submits`).toBeGreaterThanOrEqual(r.maps + (r.maps - 2) * chainCuts(R).length);
         }
         const e = await run(R, N, eos);
         expect(e.tokens, `${spec} R=${R} eos`).toEqual(wantEos);
@@ -126,4 +135,14 @@ describe('chained Medusa speculation on the GPU', () => {
     for (const o of s) expect(o.decisions, o.label).toBeGreaterThanOrEqual(1);
     expect(s.reduce((a, o) => a + o.tokens, 0)).toBe(79); // every token after the prefill's, credited once
   }, 120_000);
+});
+
+describe('chainCuts: where a chained run is submitted in pieces', () => {
+  it('pieces of 1, 2, 4, … steps, none past the run', () => {
+    expect(chainCuts(1)).toEqual([]);
+    expect(chainCuts(2)).toEqual([1]);
+    expect(chainCuts(4)).toEqual([1, 3]);
+    expect(chainCuts(16)).toEqual([1, 3, 7, 15]);
+    expect(chainCuts(64)).toEqual([1, 3, 7, 15, 31, 63]);
+  });
 });

@@ -56,6 +56,11 @@ export interface GpuVerifierOptions {
    * itself; a tree is padded to the smallest planned size that holds it. List a static tree's size to run it unpadded.
    */
   readonly sizes?: readonly number[];
+  /**
+   * Submit a chained run (runChain) in pieces as it is encoded, so the GPU starts on the first steps while the
+   * host encodes the rest (gpu-chain.ts chainCuts). Default: on hardware adapters; lavapipe's "GPU" is the host.
+   */
+  readonly splitChain?: boolean;
 }
 
 interface Verified {
@@ -82,6 +87,8 @@ export class GpuTreeVerifier implements TreeVerifier, BatchTreeVerifier {
   private sampled = false;
   private last: Verified | undefined;
   private pending: readonly (readonly number[])[] | undefined;
+  /** GpuVerifierOptions.splitChain, resolved for the adapter. */
+  private splitChain = false;
   private staging: GPUBuffer | undefined;
   private readonly querySet?: GPUQuerySet;
   private readonly resolve?: GPUBuffer;
@@ -129,7 +136,9 @@ export class GpuTreeVerifier implements TreeVerifier, BatchTreeVerifier {
     for (let n = 1; n < opts.maxNodes; n *= 2) sizes.add(n);
     sizes.add(opts.maxNodes);
     for (const n of sizes) if (!(Number.isInteger(n) && n >= 1 && n <= opts.maxNodes)) throw new Error(`tree verifier: planned size ${n} is outside 1..${opts.maxNodes}`);
-    return new GpuTreeVerifier(model, layers, heads, f32('tree parents'), f32('accepted paths'), opts.maxNodes, maxBatch, opts.ownsModel ?? false, [...sizes].sort((a, b) => a - b));
+    const verifier = new GpuTreeVerifier(model, layers, heads, f32('tree parents'), f32('accepted paths'), opts.maxNodes, maxBatch, opts.ownsModel ?? false, [...sizes].sort((a, b) => a - b));
+    verifier.splitChain = opts.splitChain ?? !gpu.isSoftware;
+    return verifier;
   }
 
   /** Builds every planned size's step plan (and the top-k kernels asked for) for batches of `batch` (default 1) ahead of a timed run. */
@@ -326,6 +335,9 @@ export class GpuTreeVerifier implements TreeVerifier, BatchTreeVerifier {
       path: this.path,
       maxNodes: this.maxNodes,
       maxBatch: this.maxBatch,
+      get splitSubmits() {
+        return verifier.splitChain;
+      },
       get sampled() {
         return verifier.sampled;
       },
