@@ -2,6 +2,9 @@
 // [out, in]). Compute-bound, so each workgroup stages BM×BK and BK×BN tiles in workgroup memory and
 // each thread keeps a TM×TN block of C in registers: per k it reads TM+TN values and does TM·TN
 // FMAs. The next tile is fetched into registers while the current one is multiplied.
+// Two options of the tile, off by default (the code is then what it was before them), for bench/tiled.ts to
+// time on the prefill (issue 15): doubleBuffer keeps two copies of each staged tile so the next tile's stores
+// need no barrier of their own (one per K step, not two); unrollK writes the BK loop out with constant offsets.
 //
 // Training adds two options. transposeA: A is stored [K, M] (C = Aᵀ·B: a weight's gradient
 // dW[n,k] = Σ_r dY[r,n]·X[r,k] contracts over the rows r that both operands are stored by). splitK: the
@@ -27,6 +30,13 @@ export interface MatmulTile {
   /** Rows / columns of C per thread; multiples of 4 (a thread's columns are vec4 registers). */
   readonly TM: number;
   readonly TN: number;
+  /**
+   * Two workgroup copies of each tile: tile t+1 is stored into the copy tile t is not read from, so one barrier
+   * per K step instead of two (twice the tiles' workgroup memory). Default off.
+   */
+  readonly doubleBuffer?: boolean;
+  /** The BK loop written out with constant offsets (no loop counter, addresses folded). Default off. */
+  readonly unrollK?: boolean;
 }
 
 // Measured on an H100 (Dawn/Vulkan, fp32, A·Wᵀ): 128×128 with 8×8 per thread is best from 4096³ up
@@ -52,7 +62,8 @@ export interface TiledMatmulVariant {
 
 /** Workgroup memory of a variant in bytes: both tiles, each k-row padded by one vec4 (and the norm's row scales). */
 export function tiledWorkgroupBytes(tile: MatmulTile, fusion?: MatmulFusion): number {
-  return tile.BK * (tile.BM / 4 + 1) * 16 + tile.BK * (tile.BN / 4 + 1) * 16 + (fusion?.rmsnorm ? tile.BM * 4 : 0);
+  const copies = tile.doubleBuffer ? 2 : 1;
+  return copies * (tile.BK * (tile.BM / 4 + 1) * 16 + tile.BK * (tile.BN / 4 + 1) * 16) + (fusion?.rmsnorm ? tile.BM * 4 : 0);
 }
 
 /** Whether the tile can pair gate and up columns in one thread (the swiglu epilogue). */
@@ -110,7 +121,8 @@ export function tiledMatmulWgsl(v: TiledMatmulVariant): string {
   const bDesc = v.transposeB ? 'W[N,K] (C = A·Wᵀ)' : 'B[K,N]';
   const aDesc = transposeA ? 'Aᵀ, A stored [K,M]' : 'A[M,K]';
 
-  emit(`// matmul: C[M,N] = ${aDesc} · ${bDesc}; tile ${t.BM}×${t.BN}×${t.BK}, ${t.TM}×${t.TN} per thread`);
+  const options = [t.doubleBuffer && 'double-buffered', t.unrollK && 'k unrolled'].filter(Boolean);
+  emit(`// matmul: C[M,N] = ${aDesc} · ${bDesc}; tile ${t.BM}×${t.BN}×${t.BK}, ${t.TM}×${t.TN} per thread${options.length ? `, ${options.join(', ')}` : ''}`);
   emit(`// bounds checks: M ${v.checkM ? 'yes' : 'no'}, N ${v.checkN ? 'yes' : 'no'}, K ${v.checkK ? 'yes' : 'no'}`);
   if (splitK) {
     emit('// split K: grid layer z sums k in [z·KS, min(K, (z+1)·KS)) and writes C0[z·M·N + m·N + n]');
@@ -140,8 +152,16 @@ export function tiledMatmulWgsl(v: TiledMatmulVariant): string {
   emit('// the transposing stores of A (and of W) over the memory banks.');
   emit(`const A_STRIDE = ${t.BM / 4 + 1}u;`);
   emit(`const B_STRIDE = ${t.BN / 4 + 1}u;`);
-  emit('var<workgroup> As: array<vec4<f32>, BK * A_STRIDE>;');
-  emit('var<workgroup> Bs: array<vec4<f32>, BK * B_STRIDE>;');
+  if (t.doubleBuffer) {
+    emit('// Two copies of each tile (double buffering): step t reads copy t % 2 while tile t+1 is stored into the other.');
+    emit('const A_TILE = BK * A_STRIDE;');
+    emit('const B_TILE = BK * B_STRIDE;');
+    emit('var<workgroup> As: array<vec4<f32>, 2u * A_TILE>;');
+    emit('var<workgroup> Bs: array<vec4<f32>, 2u * B_TILE>;');
+  } else {
+    emit('var<workgroup> As: array<vec4<f32>, BK * A_STRIDE>;');
+    emit('var<workgroup> Bs: array<vec4<f32>, BK * B_STRIDE>;');
+  }
   if (rmsnorm) {
     emit(`const EPS = ${f32Literal(rmsnorm.eps)};`);
     emit('// s[m] of the tile\'s rows, from the squares its threads summed while loading A.');
@@ -250,26 +270,55 @@ export function tiledMatmulWgsl(v: TiledMatmulVariant): string {
       }
     }
   };
-  const storeTile = (indent: string) => {
+  // With doubleBuffer, `copy` is the WGSL expression of the copy (0u or 1u) the tile goes to.
+  const storeTile = (indent: string, copy?: string) => {
+    const aAt = copy ? `${copy} * A_TILE + ` : '';
+    const bAt = copy ? `${copy} * B_TILE + ` : '';
     if (transposeA) {
       const step = THREADS / t.BM;
-      for (let i = 0; i < aLoads; i++) emit(`${indent}As[(a_k + ${i * step}u) * A_STRIDE + a_m / 4u][a_m % 4u] = ra${i};`);
+      for (let i = 0; i < aLoads; i++) emit(`${indent}As[${aAt}(a_k + ${i * step}u) * A_STRIDE + a_m / 4u][a_m % 4u] = ra${i};`);
     } else {
       const aStep = THREADS / t.BK;
       for (let i = 0; i < aLoads; i++) {
-        emit(`${indent}As[a_k * A_STRIDE + (a_m + ${i * aStep}u) / 4u][(a_m + ${i * aStep}u) % 4u] = ra${i};`);
+        emit(`${indent}As[${aAt}a_k * A_STRIDE + (a_m + ${i * aStep}u) / 4u][(a_m + ${i * aStep}u) % 4u] = ra${i};`);
       }
     }
     if (v.transposeB) {
       const step = THREADS / t.BK;
       for (let i = 0; i < bLoads; i++) {
-        emit(`${indent}Bs[b_k * B_STRIDE + (b_n + ${i * step}u) / 4u][(b_n + ${i * step}u) % 4u] = rb${i};`);
+        emit(`${indent}Bs[${bAt}b_k * B_STRIDE + (b_n + ${i * step}u) / 4u][(b_n + ${i * step}u) % 4u] = rb${i};`);
       }
     } else {
       const step = THREADS / t.BN;
       for (let i = 0; i < bLoads; i++) {
-        emit(`${indent}Bs[(b_k + ${i * step}u) * B_STRIDE + b_n / 4u][b_n % 4u] = rb${i};`);
+        emit(`${indent}Bs[${bAt}(b_k + ${i * step}u) * B_STRIDE + b_n / 4u][b_n % 4u] = rb${i};`);
       }
+    }
+  };
+  // One k of the staged tiles: TM/4 + TN/4 vec4 reads, TM·TN/4 vec4 FMAs. `k` is the k-row as WGSL (a loop
+  // variable) or, unrolled, a number folded into the offsets; `at` the copy's offsets (double buffering).
+  const comps = ['x', 'y', 'z', 'w'];
+  const multiplyK = (indent: string, k: string | number, at: { a: string; b: string }) => {
+    const aRow = typeof k === 'number' ? `${k * (t.BM / 4 + 1)}u + ` : `${k} * A_STRIDE + `;
+    const bRow = typeof k === 'number' ? `${k * (t.BN / 4 + 1)}u + ` : `${k} * B_STRIDE + `;
+    for (let g = 0; g < rowGroups; g++) emit(`${indent}let a${g} = As[${at.a}${aRow}ty + ${g * WY}u];`);
+    for (let g = 0; g < colGroups; g++) emit(`${indent}let b${g} = Bs[${at.b}${bRow}tx + ${g * WX}u];`);
+    for (let r = 0; r < t.TM; r++) {
+      const a = `vec4<f32>(a${Math.floor(r / 4)}.${comps[r % 4]})`;
+      for (let g = 0; g < colGroups; g++) emit(`${indent}acc_${r}_${g} = fma(${a}, b${g}, acc_${r}_${g});`);
+    }
+  };
+  const multiplyTile = (indent: string, at: { a: string; b: string }) => {
+    if (t.unrollK) {
+      for (let k = 0; k < t.BK; k++) {
+        emit(`${indent}{ // k = ${k}`);
+        multiplyK(indent + '  ', k, at);
+        emit(`${indent}}`);
+      }
+    } else {
+      emit(`${indent}for (var k = 0u; k < BK; k++) {`);
+      multiplyK(indent + '  ', 'k', at);
+      emit(`${indent}}`);
     }
   };
 
@@ -280,7 +329,7 @@ export function tiledMatmulWgsl(v: TiledMatmulVariant): string {
   }
   emit('  // Stage tile 0.');
   loadTile('  ', splitK ? 'k_begin' : '0u');
-  storeTile('  ');
+  storeTile('  ', t.doubleBuffer ? '0u' : undefined);
   emit('  workgroupBarrier();');
   emit('  for (var t = 0u; t < num_tiles; t++) {');
   emit('    let has_next = t + 1u < num_tiles;');
@@ -289,20 +338,25 @@ export function tiledMatmulWgsl(v: TiledMatmulVariant): string {
   emit(splitK ? '      let k_next = k_begin + (t + 1u) * BK;' : '      let k_next = (t + 1u) * BK;');
   loadTile('      ', 'k_next');
   emit('    }');
-  emit('    for (var k = 0u; k < BK; k++) {');
-  for (let g = 0; g < rowGroups; g++) emit(`      let a${g} = As[k * A_STRIDE + ty + ${g * WY}u];`);
-  for (let g = 0; g < colGroups; g++) emit(`      let b${g} = Bs[k * B_STRIDE + tx + ${g * WX}u];`);
-  const comps = ['x', 'y', 'z', 'w'];
-  for (let r = 0; r < t.TM; r++) {
-    const a = `vec4<f32>(a${Math.floor(r / 4)}.${comps[r % 4]})`;
-    for (let g = 0; g < colGroups; g++) emit(`      acc_${r}_${g} = fma(${a}, b${g}, acc_${r}_${g});`);
+  if (t.doubleBuffer) {
+    // Tile t+1 goes to the copy tile t−1 was read from; every thread finished reading it before the barrier
+    // that ended step t−1, and the one barrier below orders these stores before step t+1's reads.
+    emit('    let copy = t % 2u;');
+    emit('    let a_at = copy * A_TILE;');
+    emit('    let b_at = copy * B_TILE;');
+    multiplyTile('    ', { a: 'a_at + ', b: 'b_at + ' });
+    emit('    if (has_next) {');
+    storeTile('      ', '(1u - copy)');
+    emit('    }');
+    emit('    workgroupBarrier();');
+  } else {
+    multiplyTile('    ', { a: '', b: '' });
+    emit('    workgroupBarrier();');
+    emit('    if (has_next) {');
+    storeTile('      ');
+    emit('    }');
+    emit('    workgroupBarrier();');
   }
-  emit('    }');
-  emit('    workgroupBarrier();');
-  emit('    if (has_next) {');
-  storeTile('      ');
-  emit('    }');
-  emit('    workgroupBarrier();');
   emit('  }');
   if (rmsnorm) {
     emit('');

@@ -346,7 +346,7 @@ export function matmulKernel(gpu: KernelTarget, problem: MatmulProblem, opts: Ma
       ...(fusion && { fusion }),
     });
     workgroups = [Math.ceil(N / tile.BN), Math.ceil(M / tile.BM), splits];
-    kernel = `tiled ${tile.BM}×${tile.BN}×${tile.BK}, ${tile.TM}×${tile.TN}/thread${describeFusion(fusion)}${splits > 1 ? `, ${splits} K splits of ${KS}` : ''}`;
+    kernel = `tiled ${tile.BM}×${tile.BN}×${tile.BK}, ${tile.TM}×${tile.TN}/thread${tile.doubleBuffer ? ', double-buffered' : ''}${tile.unrollK ? ', k unrolled' : ''}${describeFusion(fusion)}${splits > 1 ? `, ${splits} K splits of ${KS}` : ''}`;
   }
   const maxGroups = gpu.limits.maxComputeWorkgroupsPerDimension;
   if (workgroups[0] > maxGroups || workgroups[1] > maxGroups || workgroups[2] > maxGroups) {
