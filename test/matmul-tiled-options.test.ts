@@ -1,4 +1,4 @@
-// The tiled matmul's inner-structure options (matmul-tiled.ts's MatmulTile: doubleBuffer, unrollK) against the
+// The tiled matmul's inner-structure options (matmul-tiled.ts's MatmulTile: doubleBuffer, unrollK, vec4Loads) against the
 // float64 formulas at sizes that divide no tile, with every fusion the prefill uses and the training layouts
 // (Aᵀ, split K); and, options off, the very WGSL today's tiles generate.
 import { describe, expect, it } from 'vitest';
@@ -19,7 +19,12 @@ const GATE_UP: MatmulFusion = { rmsnorm: { eps: EPS }, epilogue: 'swiglu' };
 const RESIDUAL: MatmulFusion = { epilogue: 'accumulate' };
 const FUSIONS: readonly (MatmulFusion | undefined)[] = [undefined, QKV, GATE_UP, RESIDUAL, { rmsnorm: { eps: EPS } }, { epilogue: 'swiglu' }];
 
-const OPTIONS: readonly Pick<MatmulTile, 'doubleBuffer' | 'unrollK'>[] = [{ doubleBuffer: true }, { unrollK: true }, { doubleBuffer: true, unrollK: true }];
+type Options = Pick<MatmulTile, 'doubleBuffer' | 'unrollK' | 'vec4Loads'>;
+const OPTIONS: readonly Options[] = [
+  { doubleBuffer: true }, { unrollK: true }, { doubleBuffer: true, unrollK: true }, { vec4Loads: true }, { vec4Loads: true, doubleBuffer: true, unrollK: true },
+];
+/** vec4 loads need K a multiple of 4: the next one up (still no multiple of the tile's BK). */
+const kFor = (o: Options, K: number) => (o.vec4Loads ? 4 * Math.ceil(K / 4) : K);
 // Small tiles that pair columns (4×8 per thread), so that a few rows span several tiles, and K several K steps.
 const SMALL: MatmulTile = { BM: 32, BN: 32, BK: 16, TM: 4, TN: 8 };
 const SMALL_BK8: MatmulTile = { BM: 32, BN: 32, BK: 8, TM: 4, TN: 8 };
@@ -40,8 +45,11 @@ describe('the tiled matmul with its options off generates today\'s code', () => 
               } catch {
                 continue; // a fusion this layout or tile refuses
               }
-              expect(tiledMatmulWgsl({ ...v, tile: { ...tile, doubleBuffer: false, unrollK: false } })).toBe(plain);
-              for (const o of OPTIONS) expect(tiledMatmulWgsl({ ...v, tile: { ...tile, ...o } }), describeOptions(o)).not.toBe(plain);
+              expect(tiledMatmulWgsl({ ...v, tile: { ...tile, doubleBuffer: false, unrollK: false, vec4Loads: false } })).toBe(plain);
+              for (const o of OPTIONS) {
+                if (o.vec4Loads && (!transposeB || transposeA)) continue;
+                expect(tiledMatmulWgsl({ ...v, tile: { ...tile, ...o } }), describeOptions(o)).not.toBe(plain);
+              }
               compared++;
             }
           }
@@ -74,7 +82,7 @@ describe('the tiled matmul\'s options equal the float64 formulas', () => {
         const tile = { ...base, ...o };
         for (const M of [13, 70]) {
           for (const [N, K, fusion, seed] of [[3 * 21, 44, QKV, 100], [2 * 19, 37, GATE_UP, 200], [75, 40, { rmsnorm: { eps: EPS } }, 300], [2 * 23, 36, { epilogue: 'swiglu' }, 400], [29, 52, RESIDUAL, 500], [45, 83, undefined, 600]] as const) {
-            const plan = await checkFusedMatmul(M, N, K, fusion, seed + M + base.BK, { path: 'tiled', tile });
+            const plan = await checkFusedMatmul(M, N, kFor(o, K), fusion, seed + M + base.BK, { path: 'tiled', tile });
             expect(plan.tuning.tile).toEqual(tile);
           }
         }
@@ -90,19 +98,22 @@ describe('the tiled matmul\'s options equal the float64 formulas', () => {
 
     it(`${describeOptions(o)}: the prefill's tiles, ragged (64×64 8×4, 64×64 4×8 and 128×128×8 with swiglu)`, async () => {
       for (const [tile, N, K, fusion, seed] of [[TILE_64, 3 * 21, 44, QKV, 1100], [TILE_64, 29, 52, RESIDUAL, 1200], [TILE_64_PAIRED, 2 * 40, 20, GATE_UP, 1300], [TILE_128_SWIGLU, 2 * 70, 44, GATE_UP, 1400]] as const) {
-        await checkFusedMatmul(130, N, K, fusion, seed, { path: 'tiled', tile: { ...tile, ...o } });
+        await checkFusedMatmul(130, N, kFor(o, K), fusion, seed, { path: 'tiled', tile: { ...tile, ...o } });
       }
     });
 
-    it(`${describeOptions(o)}: A·B, Aᵀ·B accumulated, and Aᵀ·B with K split in 3 (the training layouts)`, async () => {
+    it(`${describeOptions(o)}: ${o.vec4Loads ? 'A·Wᵀ with K split in 3' : 'A·B, Aᵀ·B accumulated, and Aᵀ·B with K split in 3 (the training layouts)'}`, async () => {
       const g = await gpu();
       const tile = { ...SMALL, ...o };
       const plain: MatmulProblem = { M: 37, N: 45, K: 83, transposeB: false };
       const transposed: MatmulProblem = { ...plain, transposeA: true };
-      for (const [p, fusion, splitK] of [[plain, undefined, undefined], [transposed, RESIDUAL, undefined], [transposed, undefined, 3]] as const) {
+      const cases: readonly (readonly [MatmulProblem, MatmulFusion | undefined, number | undefined])[] = o.vec4Loads
+        ? [[{ M: 37, N: 45, K: 84, transposeB: true }, undefined, 3]]
+        : [[plain, undefined, undefined], [transposed, RESIDUAL, undefined], [transposed, undefined, 3]];
+      for (const [p, fusion, splitK] of cases) {
         const seed = 1500 + (splitK ?? 0) + (fusion ? 10 : 0);
         const a = Float32Array.from(randn([p.M * p.K], seed).data);
-        const b = Float32Array.from(randn([p.K * p.N], seed + 1).data);
+        const b = Float32Array.from(randn([p.K * p.N], seed + 1).data); // B [K, N], or W [N, K]
         const before = Float32Array.from(randn([p.M * p.N], seed + 2).data);
         const plan = await planMatmul(g, { ...p, ...(fusion && { fusion }), ...(splitK && { splitK }) }, { tile });
         expect(plan.splits).toBe(splitK ?? 1);
@@ -127,3 +138,13 @@ function buffer(g: Gpu, label: string, data: Float32Array): GPUBuffer {
   g.device.queue.writeBuffer(b, 0, data.buffer, data.byteOffset, data.byteLength);
   return b;
 }
+
+describe('the tiled matmul\'s vec4 loads', () => {
+  it('are refused where K is no multiple of 4, B is not a weight [N, K], or A is transposed', async () => {
+    const g = await gpu();
+    const tile = { ...SMALL, vec4Loads: true };
+    await expect(planMatmul(g, { M: 37, N: 45, K: 83, transposeB: true }, { path: 'tiled', tile })).rejects.toThrow(/multiple of 4/);
+    await expect(planMatmul(g, { M: 37, N: 45, K: 84, transposeB: false }, { path: 'tiled', tile })).rejects.toThrow(/vec4 loads/);
+    await expect(planMatmul(g, { M: 37, N: 45, K: 84, transposeB: true, transposeA: true }, { path: 'tiled', tile })).rejects.toThrow(/vec4 loads/);
+  });
+});

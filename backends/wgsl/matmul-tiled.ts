@@ -37,6 +37,12 @@ export interface MatmulTile {
   readonly doubleBuffer?: boolean;
   /** The BK loop written out with constant offsets (no loop counter, addresses folded). Default off. */
   readonly unrollK?: boolean;
+  /**
+   * A and W (stored [N, K]) read from global memory as vec4s along K: a quarter of the load instructions, each
+   * vec4 stored as four k-rows of the tile. Needs K a multiple of 4, a weight stored [N, K] and A not
+   * transposed. Default off.
+   */
+  readonly vec4Loads?: boolean;
 }
 
 // Measured on an H100 (Dawn/Vulkan, fp32, A·Wᵀ): 128×128 with 8×8 per thread is best from 4096³ up
@@ -108,20 +114,29 @@ export function tiledMatmulWgsl(v: TiledMatmulVariant): string {
   if (v.splitK && epilogue !== 'store') throw new Error('a split-K matmul stores partial products; it takes no epilogue');
   const transposeA = v.transposeA ?? false;
   const splitK = v.splitK ?? false;
+  const V = t.vec4Loads ?? false;
+  if (V && (!v.transposeB || transposeA || t.BK % 4 !== 0)) throw new Error(`matmul tile ${JSON.stringify(t)}: vec4 loads read A[M,K] and W[N,K] along K, BK a multiple of 4`);
+  // vec4 loads: a thread's share is a vec4 of 4 k (BK4 per row of a tile); its index is the float index / 4.
+  const loadsPerRow = V ? t.BK / 4 : t.BK;
+  const ix = (e: string) => (V ? `(${e}) / 4u` : e);
+  const Z = V ? 'vec4<f32>(0.0)' : '0.0';
   // The bound on k: K, or the end of this workgroup's split.
   const kBound = splitK ? 'k_end' : 'K';
   const [WX, WY] = tiledThreads(t);
   const THREADS = WX * WY;
   const rowGroups = t.TM / 4; // a thread's rows: rowGroups groups of 4, WY·4 rows apart
   const colGroups = t.TN / 4;
-  const aLoads = (t.BM * t.BK) / THREADS;
-  const bLoads = (t.BN * t.BK) / THREADS;
+  const aLoads = (t.BM * loadsPerRow) / THREADS;
+  const bLoads = (t.BN * loadsPerRow) / THREADS;
+  if (V && (THREADS % loadsPerRow !== 0 || !Number.isInteger(aLoads) || !Number.isInteger(bLoads))) {
+    throw new Error(`matmul tile ${JSON.stringify(t)}: its vec4 loads do not divide evenly among its ${THREADS} threads`);
+  }
   const L: string[] = [];
   const emit = (s: string) => L.push(s);
   const bDesc = v.transposeB ? 'W[N,K] (C = A·Wᵀ)' : 'B[K,N]';
   const aDesc = transposeA ? 'Aᵀ, A stored [K,M]' : 'A[M,K]';
 
-  const options = [t.doubleBuffer && 'double-buffered', t.unrollK && 'k unrolled'].filter(Boolean);
+  const options = [t.doubleBuffer && 'double-buffered', t.unrollK && 'k unrolled', V && 'vec4 loads'].filter(Boolean);
   emit(`// matmul: C[M,N] = ${aDesc} · ${bDesc}; tile ${t.BM}×${t.BN}×${t.BK}, ${t.TM}×${t.TN} per thread${options.length ? `, ${options.join(', ')}` : ''}`);
   emit(`// bounds checks: M ${v.checkM ? 'yes' : 'no'}, N ${v.checkN ? 'yes' : 'no'}, K ${v.checkK ? 'yes' : 'no'}`);
   if (splitK) {
@@ -130,7 +145,7 @@ export function tiledMatmulWgsl(v: TiledMatmulVariant): string {
   } else {
     emit('struct Params { M: u32, N: u32, K: u32, pad: u32 }');
   }
-  for (const d of bindingDecls(matmulBindings(v.fusion, 'B'), {})) emit(d);
+  for (const d of bindingDecls(matmulBindings(v.fusion, 'B'), V ? { A: 'vec4<f32>', B: 'vec4<f32>', G: 'vec4<f32>' } : {})) emit(d);
   emit(`// B is ${bDesc}`);
   emit('');
   if (splitK) {
@@ -148,6 +163,7 @@ export function tiledMatmulWgsl(v: TiledMatmulVariant): string {
   emit(`const WG_X = ${WX}u;`);
   emit(`const WG_Y = ${WY}u;`);
   emit(`const THREADS = ${THREADS}u;`);
+  if (V) emit('const BK4 = BK / 4u; // vec4 loads per row of a tile');
   emit('// Tiles are stored k-major as vec4s along m (resp. n); one vec4 of padding per k-row spreads');
   emit('// the transposing stores of A (and of W) over the memory banks.');
   emit(`const A_STRIDE = ${t.BM / 4 + 1}u;`);
@@ -196,11 +212,17 @@ export function tiledMatmulWgsl(v: TiledMatmulVariant): string {
   if (transposeA) {
     emit('  let a_k = tid / BM;');
     emit('  let a_m = tid % BM;');
+  } else if (V) {
+    emit('  let a_m = tid / BK4;');
+    emit('  let a_k = (tid % BK4) * 4u; // the first of its 4 k');
   } else {
     emit('  let a_m = tid / BK;');
     emit('  let a_k = tid % BK;');
   }
-  if (v.transposeB) {
+  if (V) {
+    emit('  let b_n = tid / BK4;');
+    emit('  let b_k = (tid % BK4) * 4u;');
+  } else if (v.transposeB) {
     emit('  let b_n = tid / BK;');
     emit('  let b_k = tid % BK;');
   } else {
@@ -210,12 +232,12 @@ export function tiledMatmulWgsl(v: TiledMatmulVariant): string {
   for (let r = 0; r < t.TM; r++) {
     for (let g = 0; g < colGroups; g++) emit(`  var acc_${r}_${g} = vec4<f32>(0.0);`);
   }
-  for (let i = 0; i < aLoads; i++) emit(`  var ra${i} = 0.0;`);
+  for (let i = 0; i < aLoads; i++) emit(`  var ra${i} = ${Z};`);
   if (rmsnorm) {
-    emit('  var ga = 0.0; // the gain at this thread\'s k of the tile being loaded');
-    for (let i = 0; i < aLoads; i++) emit(`  var ss${i} = 0.0; // Σ A² of row a_m + ${(i * THREADS) / t.BK}`);
+    emit(`  var ga = ${Z}; // the gain at this thread\'s k of the tile being loaded`);
+    for (let i = 0; i < aLoads; i++) emit(`  var ss${i} = 0.0; // Σ A² of row a_m + ${(i * THREADS) / loadsPerRow}`);
   }
-  for (let i = 0; i < bLoads; i++) emit(`  var rb${i} = 0.0;`);
+  for (let i = 0; i < bLoads; i++) emit(`  var rb${i} = ${Z};`);
   emit('');
 
   const loadTile = (indent: string, k0: string) => {
@@ -228,23 +250,24 @@ export function tiledMatmulWgsl(v: TiledMatmulVariant): string {
         emitGuardedLoad(emit, indent, `ra${i}`, `A[(${k}) * M + ${m}]`, conds as string[]);
       }
     } else {
-      const aStep = THREADS / t.BK;
+      const aStep = THREADS / loadsPerRow;
       // Every A value this thread loads has the same k (rows aStep apart): one gain load per tile.
-      if (rmsnorm) emitGuardedLoad(emit, indent, 'ga', `G[${k0} + a_k]`, v.checkK ? [`${k0} + a_k < ${kBound}`] : []);
+      if (rmsnorm) emitGuardedLoad(emit, indent, 'ga', `G[${ix(`${k0} + a_k`)}]`, v.checkK ? [`${k0} + a_k < ${kBound}`] : [], Z);
       for (let i = 0; i < aLoads; i++) {
         const m = `row0 + a_m + ${i * aStep}u`;
         const k = `${k0} + a_k`;
         const conds = [v.checkM && `${m} < M`, v.checkK && `${k} < ${kBound}`].filter(Boolean) as string[];
         if (rmsnorm) {
           // The square before the gain: s[m] normalises A's row, g scales its columns.
-          emitGuardedBlock(emit, indent, `ra${i}`, [`let a = A[(${m}) * K + ${k}];`, `ss${i} = fma(a, a, ss${i});`, `ra${i} = a * ga;`], conds);
+          const square = V ? `ss${i} += dot(a, a);` : `ss${i} = fma(a, a, ss${i});`;
+          emitGuardedBlock(emit, indent, `ra${i}`, [`let a = A[${ix(`(${m}) * K + ${k}`)}];`, square, `ra${i} = a * ga;`], conds, Z);
         } else {
-          emitGuardedLoad(emit, indent, `ra${i}`, `A[(${m}) * K + ${k}]`, conds);
+          emitGuardedLoad(emit, indent, `ra${i}`, `A[${ix(`(${m}) * K + ${k}`)}]`, conds, Z);
         }
       }
     }
     if (v.transposeB) {
-      const step = THREADS / t.BK;
+      const step = THREADS / loadsPerRow;
       for (let i = 0; i < bLoads; i++) {
         const k = `${k0} + b_k`;
         if (swiglu) {
@@ -253,12 +276,12 @@ export function tiledMatmulWgsl(v: TiledMatmulVariant): string {
           const pair = `pair0 + ${c} % HALF`;
           const row = `select(${pair}, I + ${pair}, ${c} >= HALF)`;
           const conds = [v.checkN && `${pair} < I`, v.checkK && `${k} < ${kBound}`].filter(Boolean);
-          emitGuardedLoad(emit, indent, `rb${i}`, `B[(${row}) * K + ${k}]`, conds as string[]);
+          emitGuardedLoad(emit, indent, `rb${i}`, `B[${ix(`(${row}) * K + ${k}`)}]`, conds as string[], Z);
           continue;
         }
         const n = `col0 + b_n + ${i * step}u`;
         const conds = [v.checkN && `${n} < N`, v.checkK && `${k} < ${kBound}`].filter(Boolean);
-        emitGuardedLoad(emit, indent, `rb${i}`, `B[(${n}) * K + ${k}]`, conds as string[]);
+        emitGuardedLoad(emit, indent, `rb${i}`, `B[${ix(`(${n}) * K + ${k}`)}]`, conds as string[], Z);
       }
     } else {
       const step = THREADS / t.BN;
@@ -274,6 +297,17 @@ export function tiledMatmulWgsl(v: TiledMatmulVariant): string {
   const storeTile = (indent: string, copy?: string) => {
     const aAt = copy ? `${copy} * A_TILE + ` : '';
     const bAt = copy ? `${copy} * B_TILE + ` : '';
+    if (V) {
+      // A vec4 of 4 k goes to 4 k-rows of the tile (4 stores), for A and for W alike.
+      const step = THREADS / loadsPerRow;
+      for (let i = 0; i < aLoads; i++) {
+        for (let j = 0; j < 4; j++) emit(`${indent}As[${aAt}(a_k + ${j}u) * A_STRIDE + (a_m + ${i * step}u) / 4u][(a_m + ${i * step}u) % 4u] = ra${i}.${comps[j]};`);
+      }
+      for (let i = 0; i < bLoads; i++) {
+        for (let j = 0; j < 4; j++) emit(`${indent}Bs[${bAt}(b_k + ${j}u) * B_STRIDE + (b_n + ${i * step}u) / 4u][(b_n + ${i * step}u) % 4u] = rb${i}.${comps[j]};`);
+      }
+      return;
+    }
     if (transposeA) {
       const step = THREADS / t.BM;
       for (let i = 0; i < aLoads; i++) emit(`${indent}As[${aAt}(a_k + ${i * step}u) * A_STRIDE + a_m / 4u][a_m % 4u] = ra${i};`);
@@ -360,15 +394,16 @@ export function tiledMatmulWgsl(v: TiledMatmulVariant): string {
   emit('  }');
   if (rmsnorm) {
     emit('');
-    emit('  // Each row\'s BK partial sums of squares through As (free after the walk), then s[m] per row.');
-    const aStep = THREADS / t.BK;
+    const P = V ? 'BK4' : 'BK';
+    emit(`  // Each row\'s ${P} partial sums of squares through As (free after the walk), then s[m] per row.`);
+    const aStep = THREADS / loadsPerRow;
     for (let i = 0; i < aLoads; i++) {
-      emit(`  { let p = (a_m + ${i * aStep}u) * BK + a_k; As[p / 4u][p % 4u] = ss${i}; }`);
+      emit(`  { let p = (a_m + ${i * aStep}u) * ${P} + a_k${V ? ' / 4u' : ''}; As[p / 4u][p % 4u] = ss${i}; }`);
     }
     emit('  workgroupBarrier();');
     emit('  for (var r = tid; r < BM; r += THREADS) {');
     emit('    var ss = 0.0;');
-    emit('    for (var j = 0u; j < BK; j++) { let p = r * BK + j; ss += As[p / 4u][p % 4u]; }');
+    emit(`    for (var j = 0u; j < ${P}; j++) { let p = r * ${P} + j; ss += As[p / 4u][p % 4u]; }`);
     emit('    row_scale[r] = inverseSqrt(ss / f32(K) + EPS);');
     emit('  }');
     emit('  workgroupBarrier();');
@@ -412,17 +447,17 @@ export function tiledMatmulWgsl(v: TiledMatmulVariant): string {
 }
 
 /** `dst` = 0, then `body` (which sets dst) under `conds`. */
-function emitGuardedBlock(emit: (s: string) => void, indent: string, dst: string, body: string[], conds: string[]): void {
-  emit(`${indent}${dst} = 0.0;`);
+function emitGuardedBlock(emit: (s: string) => void, indent: string, dst: string, body: string[], conds: string[], zero: string): void {
+  emit(`${indent}${dst} = ${zero};`);
   if (conds.length === 0) emit(`${indent}{ ${body.join(' ')} }`);
   else emit(`${indent}if (${conds.join(' && ')}) { ${body.join(' ')} }`);
 }
 
-function emitGuardedLoad(emit: (s: string) => void, indent: string, dst: string, expr: string, conds: string[]): void {
+function emitGuardedLoad(emit: (s: string) => void, indent: string, dst: string, expr: string, conds: string[], zero = '0.0'): void {
   if (conds.length === 0) {
     emit(`${indent}${dst} = ${expr};`);
   } else {
-    emit(`${indent}${dst} = 0.0;`);
+    emit(`${indent}${dst} = ${zero};`);
     emit(`${indent}if (${conds.join(' && ')}) { ${dst} = ${expr}; }`);
   }
 }
