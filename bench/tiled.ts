@@ -1,10 +1,13 @@
 // The prefill's four projections on the tiled matmul (matmul-tiled.ts), fused as the model runs them (the norms
 // in q|k|v's and gate|up's prologue, SwiGLU in gate|up's epilogue, the residual adds), over the tile
-// configurations below: which tile each shape wants, beside the chooser's pick (backends/wgsl/matmul.ts
+// configurations below (and the kernel's options on the tiles it picks today: double buffering, an unrolled K
+// loop, vec4 loads; named 'db', 'unroll', 'v4'): which tile each shape wants, beside the chooser's pick (backends/wgsl/matmul.ts
 // chooseTile), so one run on the H200 is enough to refit it. After each shape's sweep its best three and the pick
 // are timed again with the full warm-up in alternating rounds ('confirm'; clock drift hits them alike).
 //
-//   npx tsx bench/tiled.ts [--M 2048] [--small] [--reps N]
+//   npx tsx bench/tiled.ts [--M 2048] [--small] [--reps N] [--options-only]
+//
+// --options-only: the pick and the option tiles alone (not the 15 plain configurations).
 //
 // Shapes: decode.ts's model (hidden 768, 12 heads × 64, intermediate 2048); --small (and any software adapter)
 // its small model at M 256. Split K is not swept: the tiled kernel's split K writes partial products for a
@@ -12,9 +15,9 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { matmulKernel, matmulFlops, type MatmulProblem } from '../backends/wgsl/matmul.ts';
+import { matmulKernel, matmulFlops, TILE_128_SWIGLU, TILE_64_PAIRED, type MatmulProblem } from '../backends/wgsl/matmul.ts';
 import { outputColumns, outputCount, type MatmulFusion } from '../backends/wgsl/matmul-fusion.ts';
-import { tiledThreads, type MatmulTile } from '../backends/wgsl/matmul-tiled.ts';
+import { TILE_128, TILE_64, tiledThreads, type MatmulTile } from '../backends/wgsl/matmul-tiled.ts';
 import type { Gpu } from '../src/runtime/device.ts';
 import { getDevice } from '../src/runtime/dawn.ts';
 import { allocTensor, releaseTensor, type GpuTensor } from '../src/runtime/gpu-tensor.ts';
@@ -52,7 +55,18 @@ const CANDIDATES: readonly MatmulTile[] = [
   [32, 64, 16, 4, 8], [64, 32, 16, 8, 4], [32, 32, 16, 4, 4], [32, 32, 16, 4, 8],
 ].map(([BM, BN, BK, TM, TN]) => ({ BM, BN, BK, TM, TN }));
 
-const tileName = (t: MatmulTile) => `${t.BM}×${t.BN}×${t.BK} ${t.TM}×${t.TN}`;
+/**
+ * The inner-structure options of matmul-tiled.ts on the tiles the prefill picks today: double buffering (one barrier
+ * per K step), the K loop unrolled, vec4 loads along K (every prefill K is a multiple of 4), alone and combined.
+ */
+const OPTION_BASES: readonly MatmulTile[] = [TILE_64, TILE_64_PAIRED, TILE_128, TILE_128_SWIGLU];
+const OPTIONS: readonly Pick<MatmulTile, 'doubleBuffer' | 'unrollK' | 'vec4Loads'>[] = [
+  { doubleBuffer: true }, { unrollK: true }, { doubleBuffer: true, unrollK: true },
+  { vec4Loads: true }, { vec4Loads: true, doubleBuffer: true }, { vec4Loads: true, doubleBuffer: true, unrollK: true },
+];
+const WITH_OPTIONS: readonly MatmulTile[] = OPTION_BASES.flatMap((t) => OPTIONS.map((o) => ({ ...t, ...o })));
+
+const tileName = (t: MatmulTile) => `${t.BM}×${t.BN}×${t.BK} ${t.TM}×${t.TN}${t.doubleBuffer ? ' db' : ''}${t.unrollK ? ' unroll' : ''}${t.vec4Loads ? ' v4' : ''}`;
 
 export interface TiledFigure {
   readonly projection: string;
@@ -138,7 +152,8 @@ async function main(): Promise<void> {
 
     // The pick first, with the full warm-up (the clocks come up), then the sweep.
     const swept: { tile: MatmulTile; f: TiledFigure }[] = [];
-    for (const tile of [pickTile, ...CANDIDATES.filter((c) => tileName(c) !== tileName(pickTile))]) {
+    const sweep = args.includes('--options-only') ? WITH_OPTIONS : [...CANDIDATES, ...WITH_OPTIONS];
+    for (const tile of [pickTile, ...sweep.filter((c) => tileName(c) !== tileName(pickTile))]) {
       const f = await measure(tile, 'sweep', swept.length === 0 ? undefined : SWEEP_WARMUP_MS);
       if (!f) continue;
       figures.push(f);

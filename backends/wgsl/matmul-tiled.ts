@@ -2,6 +2,9 @@
 // [out, in]). Compute-bound, so each workgroup stages BM×BK and BK×BN tiles in workgroup memory and
 // each thread keeps a TM×TN block of C in registers: per k it reads TM+TN values and does TM·TN
 // FMAs. The next tile is fetched into registers while the current one is multiplied.
+// Two options of the tile, off by default (the code is then what it was before them), for bench/tiled.ts to
+// time on the prefill (issue 15): doubleBuffer keeps two copies of each staged tile so the next tile's stores
+// need no barrier of their own (one per K step, not two); unrollK writes the BK loop out with constant offsets.
 //
 // Training adds two options. transposeA: A is stored [K, M] (C = Aᵀ·B: a weight's gradient
 // dW[n,k] = Σ_r dY[r,n]·X[r,k] contracts over the rows r that both operands are stored by). splitK: the
@@ -27,6 +30,19 @@ export interface MatmulTile {
   /** Rows / columns of C per thread; multiples of 4 (a thread's columns are vec4 registers). */
   readonly TM: number;
   readonly TN: number;
+  /**
+   * Two workgroup copies of each tile: tile t+1 is stored into the copy tile t is not read from, so one barrier
+   * per K step instead of two (twice the tiles' workgroup memory). Default off.
+   */
+  readonly doubleBuffer?: boolean;
+  /** The BK loop written out with constant offsets (no loop counter, addresses folded). Default off. */
+  readonly unrollK?: boolean;
+  /**
+   * A and W (stored [N, K]) read from global memory as vec4s along K: a quarter of the load instructions, each
+   * vec4 stored as four k-rows of the tile. Needs K a multiple of 4, a weight stored [N, K] and A not
+   * transposed. Default off.
+   */
+  readonly vec4Loads?: boolean;
 }
 
 // Measured on an H100 (Dawn/Vulkan, fp32, A·Wᵀ): 128×128 with 8×8 per thread is best from 4096³ up
@@ -52,7 +68,8 @@ export interface TiledMatmulVariant {
 
 /** Workgroup memory of a variant in bytes: both tiles, each k-row padded by one vec4 (and the norm's row scales). */
 export function tiledWorkgroupBytes(tile: MatmulTile, fusion?: MatmulFusion): number {
-  return tile.BK * (tile.BM / 4 + 1) * 16 + tile.BK * (tile.BN / 4 + 1) * 16 + (fusion?.rmsnorm ? tile.BM * 4 : 0);
+  const copies = tile.doubleBuffer ? 2 : 1;
+  return copies * (tile.BK * (tile.BM / 4 + 1) * 16 + tile.BK * (tile.BN / 4 + 1) * 16) + (fusion?.rmsnorm ? tile.BM * 4 : 0);
 }
 
 /** Whether the tile can pair gate and up columns in one thread (the swiglu epilogue). */
@@ -97,20 +114,30 @@ export function tiledMatmulWgsl(v: TiledMatmulVariant): string {
   if (v.splitK && epilogue !== 'store') throw new Error('a split-K matmul stores partial products; it takes no epilogue');
   const transposeA = v.transposeA ?? false;
   const splitK = v.splitK ?? false;
+  const V = t.vec4Loads ?? false;
+  if (V && (!v.transposeB || transposeA || t.BK % 4 !== 0)) throw new Error(`matmul tile ${JSON.stringify(t)}: vec4 loads read A[M,K] and W[N,K] along K, BK a multiple of 4`);
+  // vec4 loads: a thread's share is a vec4 of 4 k (BK4 per row of a tile); its index is the float index / 4.
+  const loadsPerRow = V ? t.BK / 4 : t.BK;
+  const ix = (e: string) => (V ? `(${e}) / 4u` : e);
+  const Z = V ? 'vec4<f32>(0.0)' : '0.0';
   // The bound on k: K, or the end of this workgroup's split.
   const kBound = splitK ? 'k_end' : 'K';
   const [WX, WY] = tiledThreads(t);
   const THREADS = WX * WY;
   const rowGroups = t.TM / 4; // a thread's rows: rowGroups groups of 4, WY·4 rows apart
   const colGroups = t.TN / 4;
-  const aLoads = (t.BM * t.BK) / THREADS;
-  const bLoads = (t.BN * t.BK) / THREADS;
+  const aLoads = (t.BM * loadsPerRow) / THREADS;
+  const bLoads = (t.BN * loadsPerRow) / THREADS;
+  if (V && (THREADS % loadsPerRow !== 0 || !Number.isInteger(aLoads) || !Number.isInteger(bLoads))) {
+    throw new Error(`matmul tile ${JSON.stringify(t)}: its vec4 loads do not divide evenly among its ${THREADS} threads`);
+  }
   const L: string[] = [];
   const emit = (s: string) => L.push(s);
   const bDesc = v.transposeB ? 'W[N,K] (C = A·Wᵀ)' : 'B[K,N]';
   const aDesc = transposeA ? 'Aᵀ, A stored [K,M]' : 'A[M,K]';
 
-  emit(`// matmul: C[M,N] = ${aDesc} · ${bDesc}; tile ${t.BM}×${t.BN}×${t.BK}, ${t.TM}×${t.TN} per thread`);
+  const options = [t.doubleBuffer && 'double-buffered', t.unrollK && 'k unrolled', V && 'vec4 loads'].filter(Boolean);
+  emit(`// matmul: C[M,N] = ${aDesc} · ${bDesc}; tile ${t.BM}×${t.BN}×${t.BK}, ${t.TM}×${t.TN} per thread${options.length ? `, ${options.join(', ')}` : ''}`);
   emit(`// bounds checks: M ${v.checkM ? 'yes' : 'no'}, N ${v.checkN ? 'yes' : 'no'}, K ${v.checkK ? 'yes' : 'no'}`);
   if (splitK) {
     emit('// split K: grid layer z sums k in [z·KS, min(K, (z+1)·KS)) and writes C0[z·M·N + m·N + n]');
@@ -118,7 +145,7 @@ export function tiledMatmulWgsl(v: TiledMatmulVariant): string {
   } else {
     emit('struct Params { M: u32, N: u32, K: u32, pad: u32 }');
   }
-  for (const d of bindingDecls(matmulBindings(v.fusion, 'B'), {})) emit(d);
+  for (const d of bindingDecls(matmulBindings(v.fusion, 'B'), V ? { A: 'vec4<f32>', B: 'vec4<f32>', G: 'vec4<f32>' } : {})) emit(d);
   emit(`// B is ${bDesc}`);
   emit('');
   if (splitK) {
@@ -136,12 +163,21 @@ export function tiledMatmulWgsl(v: TiledMatmulVariant): string {
   emit(`const WG_X = ${WX}u;`);
   emit(`const WG_Y = ${WY}u;`);
   emit(`const THREADS = ${THREADS}u;`);
+  if (V) emit('const BK4 = BK / 4u; // vec4 loads per row of a tile');
   emit('// Tiles are stored k-major as vec4s along m (resp. n); one vec4 of padding per k-row spreads');
   emit('// the transposing stores of A (and of W) over the memory banks.');
   emit(`const A_STRIDE = ${t.BM / 4 + 1}u;`);
   emit(`const B_STRIDE = ${t.BN / 4 + 1}u;`);
-  emit('var<workgroup> As: array<vec4<f32>, BK * A_STRIDE>;');
-  emit('var<workgroup> Bs: array<vec4<f32>, BK * B_STRIDE>;');
+  if (t.doubleBuffer) {
+    emit('// Two copies of each tile (double buffering): step t reads copy t % 2 while tile t+1 is stored into the other.');
+    emit('const A_TILE = BK * A_STRIDE;');
+    emit('const B_TILE = BK * B_STRIDE;');
+    emit('var<workgroup> As: array<vec4<f32>, 2u * A_TILE>;');
+    emit('var<workgroup> Bs: array<vec4<f32>, 2u * B_TILE>;');
+  } else {
+    emit('var<workgroup> As: array<vec4<f32>, BK * A_STRIDE>;');
+    emit('var<workgroup> Bs: array<vec4<f32>, BK * B_STRIDE>;');
+  }
   if (rmsnorm) {
     emit(`const EPS = ${f32Literal(rmsnorm.eps)};`);
     emit('// s[m] of the tile\'s rows, from the squares its threads summed while loading A.');
@@ -176,11 +212,17 @@ export function tiledMatmulWgsl(v: TiledMatmulVariant): string {
   if (transposeA) {
     emit('  let a_k = tid / BM;');
     emit('  let a_m = tid % BM;');
+  } else if (V) {
+    emit('  let a_m = tid / BK4;');
+    emit('  let a_k = (tid % BK4) * 4u; // the first of its 4 k');
   } else {
     emit('  let a_m = tid / BK;');
     emit('  let a_k = tid % BK;');
   }
-  if (v.transposeB) {
+  if (V) {
+    emit('  let b_n = tid / BK4;');
+    emit('  let b_k = (tid % BK4) * 4u;');
+  } else if (v.transposeB) {
     emit('  let b_n = tid / BK;');
     emit('  let b_k = tid % BK;');
   } else {
@@ -190,12 +232,12 @@ export function tiledMatmulWgsl(v: TiledMatmulVariant): string {
   for (let r = 0; r < t.TM; r++) {
     for (let g = 0; g < colGroups; g++) emit(`  var acc_${r}_${g} = vec4<f32>(0.0);`);
   }
-  for (let i = 0; i < aLoads; i++) emit(`  var ra${i} = 0.0;`);
+  for (let i = 0; i < aLoads; i++) emit(`  var ra${i} = ${Z};`);
   if (rmsnorm) {
-    emit('  var ga = 0.0; // the gain at this thread\'s k of the tile being loaded');
-    for (let i = 0; i < aLoads; i++) emit(`  var ss${i} = 0.0; // Σ A² of row a_m + ${(i * THREADS) / t.BK}`);
+    emit(`  var ga = ${Z}; // the gain at this thread\'s k of the tile being loaded`);
+    for (let i = 0; i < aLoads; i++) emit(`  var ss${i} = 0.0; // Σ A² of row a_m + ${(i * THREADS) / loadsPerRow}`);
   }
-  for (let i = 0; i < bLoads; i++) emit(`  var rb${i} = 0.0;`);
+  for (let i = 0; i < bLoads; i++) emit(`  var rb${i} = ${Z};`);
   emit('');
 
   const loadTile = (indent: string, k0: string) => {
@@ -208,23 +250,24 @@ export function tiledMatmulWgsl(v: TiledMatmulVariant): string {
         emitGuardedLoad(emit, indent, `ra${i}`, `A[(${k}) * M + ${m}]`, conds as string[]);
       }
     } else {
-      const aStep = THREADS / t.BK;
+      const aStep = THREADS / loadsPerRow;
       // Every A value this thread loads has the same k (rows aStep apart): one gain load per tile.
-      if (rmsnorm) emitGuardedLoad(emit, indent, 'ga', `G[${k0} + a_k]`, v.checkK ? [`${k0} + a_k < ${kBound}`] : []);
+      if (rmsnorm) emitGuardedLoad(emit, indent, 'ga', `G[${ix(`${k0} + a_k`)}]`, v.checkK ? [`${k0} + a_k < ${kBound}`] : [], Z);
       for (let i = 0; i < aLoads; i++) {
         const m = `row0 + a_m + ${i * aStep}u`;
         const k = `${k0} + a_k`;
         const conds = [v.checkM && `${m} < M`, v.checkK && `${k} < ${kBound}`].filter(Boolean) as string[];
         if (rmsnorm) {
           // The square before the gain: s[m] normalises A's row, g scales its columns.
-          emitGuardedBlock(emit, indent, `ra${i}`, [`let a = A[(${m}) * K + ${k}];`, `ss${i} = fma(a, a, ss${i});`, `ra${i} = a * ga;`], conds);
+          const square = V ? `ss${i} += dot(a, a);` : `ss${i} = fma(a, a, ss${i});`;
+          emitGuardedBlock(emit, indent, `ra${i}`, [`let a = A[${ix(`(${m}) * K + ${k}`)}];`, square, `ra${i} = a * ga;`], conds, Z);
         } else {
-          emitGuardedLoad(emit, indent, `ra${i}`, `A[(${m}) * K + ${k}]`, conds);
+          emitGuardedLoad(emit, indent, `ra${i}`, `A[${ix(`(${m}) * K + ${k}`)}]`, conds, Z);
         }
       }
     }
     if (v.transposeB) {
-      const step = THREADS / t.BK;
+      const step = THREADS / loadsPerRow;
       for (let i = 0; i < bLoads; i++) {
         const k = `${k0} + b_k`;
         if (swiglu) {
@@ -233,12 +276,12 @@ export function tiledMatmulWgsl(v: TiledMatmulVariant): string {
           const pair = `pair0 + ${c} % HALF`;
           const row = `select(${pair}, I + ${pair}, ${c} >= HALF)`;
           const conds = [v.checkN && `${pair} < I`, v.checkK && `${k} < ${kBound}`].filter(Boolean);
-          emitGuardedLoad(emit, indent, `rb${i}`, `B[(${row}) * K + ${k}]`, conds as string[]);
+          emitGuardedLoad(emit, indent, `rb${i}`, `B[${ix(`(${row}) * K + ${k}`)}]`, conds as string[], Z);
           continue;
         }
         const n = `col0 + b_n + ${i * step}u`;
         const conds = [v.checkN && `${n} < N`, v.checkK && `${k} < ${kBound}`].filter(Boolean);
-        emitGuardedLoad(emit, indent, `rb${i}`, `B[(${n}) * K + ${k}]`, conds as string[]);
+        emitGuardedLoad(emit, indent, `rb${i}`, `B[${ix(`(${n}) * K + ${k}`)}]`, conds as string[], Z);
       }
     } else {
       const step = THREADS / t.BN;
@@ -250,26 +293,66 @@ export function tiledMatmulWgsl(v: TiledMatmulVariant): string {
       }
     }
   };
-  const storeTile = (indent: string) => {
+  // With doubleBuffer, `copy` is the WGSL expression of the copy (0u or 1u) the tile goes to.
+  const storeTile = (indent: string, copy?: string) => {
+    const aAt = copy ? `${copy} * A_TILE + ` : '';
+    const bAt = copy ? `${copy} * B_TILE + ` : '';
+    if (V) {
+      // A vec4 of 4 k goes to 4 k-rows of the tile (4 stores), for A and for W alike.
+      const step = THREADS / loadsPerRow;
+      for (let i = 0; i < aLoads; i++) {
+        for (let j = 0; j < 4; j++) emit(`${indent}As[${aAt}(a_k + ${j}u) * A_STRIDE + (a_m + ${i * step}u) / 4u][(a_m + ${i * step}u) % 4u] = ra${i}.${comps[j]};`);
+      }
+      for (let i = 0; i < bLoads; i++) {
+        for (let j = 0; j < 4; j++) emit(`${indent}Bs[${bAt}(b_k + ${j}u) * B_STRIDE + (b_n + ${i * step}u) / 4u][(b_n + ${i * step}u) % 4u] = rb${i}.${comps[j]};`);
+      }
+      return;
+    }
     if (transposeA) {
       const step = THREADS / t.BM;
-      for (let i = 0; i < aLoads; i++) emit(`${indent}As[(a_k + ${i * step}u) * A_STRIDE + a_m / 4u][a_m % 4u] = ra${i};`);
+      for (let i = 0; i < aLoads; i++) emit(`${indent}As[${aAt}(a_k + ${i * step}u) * A_STRIDE + a_m / 4u][a_m % 4u] = ra${i};`);
     } else {
       const aStep = THREADS / t.BK;
       for (let i = 0; i < aLoads; i++) {
-        emit(`${indent}As[a_k * A_STRIDE + (a_m + ${i * aStep}u) / 4u][(a_m + ${i * aStep}u) % 4u] = ra${i};`);
+        emit(`${indent}As[${aAt}a_k * A_STRIDE + (a_m + ${i * aStep}u) / 4u][(a_m + ${i * aStep}u) % 4u] = ra${i};`);
       }
     }
     if (v.transposeB) {
       const step = THREADS / t.BK;
       for (let i = 0; i < bLoads; i++) {
-        emit(`${indent}Bs[b_k * B_STRIDE + (b_n + ${i * step}u) / 4u][(b_n + ${i * step}u) % 4u] = rb${i};`);
+        emit(`${indent}Bs[${bAt}b_k * B_STRIDE + (b_n + ${i * step}u) / 4u][(b_n + ${i * step}u) % 4u] = rb${i};`);
       }
     } else {
       const step = THREADS / t.BN;
       for (let i = 0; i < bLoads; i++) {
-        emit(`${indent}Bs[(b_k + ${i * step}u) * B_STRIDE + b_n / 4u][b_n % 4u] = rb${i};`);
+        emit(`${indent}Bs[${bAt}(b_k + ${i * step}u) * B_STRIDE + b_n / 4u][b_n % 4u] = rb${i};`);
       }
+    }
+  };
+  // One k of the staged tiles: TM/4 + TN/4 vec4 reads, TM·TN/4 vec4 FMAs. `k` is the k-row as WGSL (a loop
+  // variable) or, unrolled, a number folded into the offsets; `at` the copy's offsets (double buffering).
+  const comps = ['x', 'y', 'z', 'w'];
+  const multiplyK = (indent: string, k: string | number, at: { a: string; b: string }) => {
+    const aRow = typeof k === 'number' ? `${k * (t.BM / 4 + 1)}u + ` : `${k} * A_STRIDE + `;
+    const bRow = typeof k === 'number' ? `${k * (t.BN / 4 + 1)}u + ` : `${k} * B_STRIDE + `;
+    for (let g = 0; g < rowGroups; g++) emit(`${indent}let a${g} = As[${at.a}${aRow}ty + ${g * WY}u];`);
+    for (let g = 0; g < colGroups; g++) emit(`${indent}let b${g} = Bs[${at.b}${bRow}tx + ${g * WX}u];`);
+    for (let r = 0; r < t.TM; r++) {
+      const a = `vec4<f32>(a${Math.floor(r / 4)}.${comps[r % 4]})`;
+      for (let g = 0; g < colGroups; g++) emit(`${indent}acc_${r}_${g} = fma(${a}, b${g}, acc_${r}_${g});`);
+    }
+  };
+  const multiplyTile = (indent: string, at: { a: string; b: string }) => {
+    if (t.unrollK) {
+      for (let k = 0; k < t.BK; k++) {
+        emit(`${indent}{ // k = ${k}`);
+        multiplyK(indent + '  ', k, at);
+        emit(`${indent}}`);
+      }
+    } else {
+      emit(`${indent}for (var k = 0u; k < BK; k++) {`);
+      multiplyK(indent + '  ', 'k', at);
+      emit(`${indent}}`);
     }
   };
 
@@ -280,7 +363,7 @@ export function tiledMatmulWgsl(v: TiledMatmulVariant): string {
   }
   emit('  // Stage tile 0.');
   loadTile('  ', splitK ? 'k_begin' : '0u');
-  storeTile('  ');
+  storeTile('  ', t.doubleBuffer ? '0u' : undefined);
   emit('  workgroupBarrier();');
   emit('  for (var t = 0u; t < num_tiles; t++) {');
   emit('    let has_next = t + 1u < num_tiles;');
@@ -289,32 +372,38 @@ export function tiledMatmulWgsl(v: TiledMatmulVariant): string {
   emit(splitK ? '      let k_next = k_begin + (t + 1u) * BK;' : '      let k_next = (t + 1u) * BK;');
   loadTile('      ', 'k_next');
   emit('    }');
-  emit('    for (var k = 0u; k < BK; k++) {');
-  for (let g = 0; g < rowGroups; g++) emit(`      let a${g} = As[k * A_STRIDE + ty + ${g * WY}u];`);
-  for (let g = 0; g < colGroups; g++) emit(`      let b${g} = Bs[k * B_STRIDE + tx + ${g * WX}u];`);
-  const comps = ['x', 'y', 'z', 'w'];
-  for (let r = 0; r < t.TM; r++) {
-    const a = `vec4<f32>(a${Math.floor(r / 4)}.${comps[r % 4]})`;
-    for (let g = 0; g < colGroups; g++) emit(`      acc_${r}_${g} = fma(${a}, b${g}, acc_${r}_${g});`);
+  if (t.doubleBuffer) {
+    // Tile t+1 goes to the copy tile t−1 was read from; every thread finished reading it before the barrier
+    // that ended step t−1, and the one barrier below orders these stores before step t+1's reads.
+    emit('    let copy = t % 2u;');
+    emit('    let a_at = copy * A_TILE;');
+    emit('    let b_at = copy * B_TILE;');
+    multiplyTile('    ', { a: 'a_at + ', b: 'b_at + ' });
+    emit('    if (has_next) {');
+    storeTile('      ', '(1u - copy)');
+    emit('    }');
+    emit('    workgroupBarrier();');
+  } else {
+    multiplyTile('    ', { a: '', b: '' });
+    emit('    workgroupBarrier();');
+    emit('    if (has_next) {');
+    storeTile('      ');
+    emit('    }');
+    emit('    workgroupBarrier();');
   }
-  emit('    }');
-  emit('    workgroupBarrier();');
-  emit('    if (has_next) {');
-  storeTile('      ');
-  emit('    }');
-  emit('    workgroupBarrier();');
   emit('  }');
   if (rmsnorm) {
     emit('');
-    emit('  // Each row\'s BK partial sums of squares through As (free after the walk), then s[m] per row.');
-    const aStep = THREADS / t.BK;
+    const P = V ? 'BK4' : 'BK';
+    emit(`  // Each row\'s ${P} partial sums of squares through As (free after the walk), then s[m] per row.`);
+    const aStep = THREADS / loadsPerRow;
     for (let i = 0; i < aLoads; i++) {
-      emit(`  { let p = (a_m + ${i * aStep}u) * BK + a_k; As[p / 4u][p % 4u] = ss${i}; }`);
+      emit(`  { let p = (a_m + ${i * aStep}u) * ${P} + a_k${V ? ' / 4u' : ''}; As[p / 4u][p % 4u] = ss${i}; }`);
     }
     emit('  workgroupBarrier();');
     emit('  for (var r = tid; r < BM; r += THREADS) {');
     emit('    var ss = 0.0;');
-    emit('    for (var j = 0u; j < BK; j++) { let p = r * BK + j; ss += As[p / 4u][p % 4u]; }');
+    emit(`    for (var j = 0u; j < ${P}; j++) { let p = r * ${P} + j; ss += As[p / 4u][p % 4u]; }`);
     emit('    row_scale[r] = inverseSqrt(ss / f32(K) + EPS);');
     emit('  }');
     emit('  workgroupBarrier();');
@@ -358,17 +447,17 @@ export function tiledMatmulWgsl(v: TiledMatmulVariant): string {
 }
 
 /** `dst` = 0, then `body` (which sets dst) under `conds`. */
-function emitGuardedBlock(emit: (s: string) => void, indent: string, dst: string, body: string[], conds: string[]): void {
-  emit(`${indent}${dst} = 0.0;`);
+function emitGuardedBlock(emit: (s: string) => void, indent: string, dst: string, body: string[], conds: string[], zero: string): void {
+  emit(`${indent}${dst} = ${zero};`);
   if (conds.length === 0) emit(`${indent}{ ${body.join(' ')} }`);
   else emit(`${indent}if (${conds.join(' && ')}) { ${body.join(' ')} }`);
 }
 
-function emitGuardedLoad(emit: (s: string) => void, indent: string, dst: string, expr: string, conds: string[]): void {
+function emitGuardedLoad(emit: (s: string) => void, indent: string, dst: string, expr: string, conds: string[], zero = '0.0'): void {
   if (conds.length === 0) {
     emit(`${indent}${dst} = ${expr};`);
   } else {
-    emit(`${indent}${dst} = 0.0;`);
+    emit(`${indent}${dst} = ${zero};`);
     emit(`${indent}if (${conds.join(' && ')}) { ${dst} = ${expr}; }`);
   }
 }

@@ -332,6 +332,7 @@ export function matmulKernel(gpu: KernelTarget, problem: MatmulProblem, opts: Ma
     if (fusion?.epilogue === 'swiglu' && opts.tile && !tilePairsColumns(opts.tile)) throw new Error(`matmul ${describe(problem)}: the swiglu epilogue needs a tile whose TN is a multiple of 8, got ${JSON.stringify(opts.tile)}`);
     const tile = chooseTile(gpu, problem, opts.tile);
     tuning = { path, tile };
+    if (tile.vec4Loads && (K % 4 !== 0 || !problem.transposeB || problem.transposeA)) throw new Error(`matmul ${describe(problem)}: the tiled kernel's vec4 loads need A[M, K] and W[N, K] with K a multiple of 4`);
     // K splits of KS (a multiple of BK) each; the last may be shorter, none is empty.
     KS = Math.ceil(Math.ceil(K / splitK) / tile.BK) * tile.BK;
     splits = Math.ceil(K / KS);
@@ -346,7 +347,7 @@ export function matmulKernel(gpu: KernelTarget, problem: MatmulProblem, opts: Ma
       ...(fusion && { fusion }),
     });
     workgroups = [Math.ceil(N / tile.BN), Math.ceil(M / tile.BM), splits];
-    kernel = `tiled ${tile.BM}×${tile.BN}×${tile.BK}, ${tile.TM}×${tile.TN}/thread${describeFusion(fusion)}${splits > 1 ? `, ${splits} K splits of ${KS}` : ''}`;
+    kernel = `tiled ${tile.BM}×${tile.BN}×${tile.BK}, ${tile.TM}×${tile.TN}/thread${tile.doubleBuffer ? ', double-buffered' : ''}${tile.unrollK ? ', k unrolled' : ''}${tile.vec4Loads ? ', vec4 loads' : ''}${describeFusion(fusion)}${splits > 1 ? `, ${splits} K splits of ${KS}` : ''}`;
   }
   const maxGroups = gpu.limits.maxComputeWorkgroupsPerDimension;
   if (workgroups[0] > maxGroups || workgroups[1] > maxGroups || workgroups[2] > maxGroups) {
