@@ -103,14 +103,15 @@ describe("the H200's picks against its sweeps (bench/results/h200-small-m-skinny
     }
   });
 
-  it('the tiled pick at M 2048 is the fastest confirmed tile for each prefill projection (gate|up: 128×128×8)', () => {
+  it('the tiled pick at M 2048 is the fastest confirmed tile, options included, for each prefill projection (gate|up: 128×128×8 db unroll v4)', () => {
     const tiled = groupBy(read<TiledFigure>('h200-tiled-prefill.json').filter((f) => f.stage === 'confirm'), (f) => f.projection);
     expect(tiled.size).toBe(4);
     for (const [projection, figures] of tiled) {
       const k = matmulKernel(H200, benchProblem(figures[0]));
       const t = k.tuning.tile!;
       expect(k.path, projection).toBe('tiled');
-      expect(`${t.BM}×${t.BN}×${t.BK} ${t.TM}×${t.TN}`, projection).toBe(fastest(figures, (f) => f.us).tile);
+      const name = `${t.BM}×${t.BN}×${t.BK} ${t.TM}×${t.TN}${t.doubleBuffer ? ' db' : ''}${t.unrollK ? ' unroll' : ''}${t.vec4Loads ? ' v4' : ''}`;
+      expect(name, projection).toBe(fastest(figures, (f) => f.us).tile);
     }
   });
 });

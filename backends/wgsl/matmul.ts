@@ -168,9 +168,27 @@ function chooseTile(gpu: KernelTarget, p: MatmulProblem, requested?: MatmulTile)
   // prefill's four fused projections at M 2048 beside this pick (o and down: 384 workgroups of 64×64 on 132 SMs).
   const bigTiles = Math.ceil(p.M / TILE_128.BM) * Math.ceil(p.N / TILE_128.BN);
   const swiglu = p.fusion?.epilogue === 'swiglu';
-  if (bigTiles >= 512 && swiglu && fits(TILE_128_SWIGLU)) return TILE_128_SWIGLU;
+  const hardware = !gpu.isSoftware;
+  // The tile options (double-buffered tiles, unrolled K, vec4 global loads; bench/tiled.ts, call 21 on the H200 at
+  // M 2048, bench/results/h200-tiled-prefill.json, confirmed figures) where they won there, on hardware only:
+  // gate|up with SwiGLU on 128×128×8 with all three, 330.3 µs against 389.3; down (K 2048, 384 workgroups of 64×64)
+  // with vec4 loads, 185.4 against 197.9; q|k|v (1152 workgroups of 64×64) with K unrolled, 210.4 against 217.7.
+  // o (K 768, 384 workgroups) lost with either (sweep figures 146.8 and 149.4 µs against 79.6), so 64×64 takes vec4
+  // loads from K 2048 and the unrolled K from 1024 workgroups, on what the four shapes showed.
+  const v4 = hardware && p.transposeB === true && !p.transposeA && p.K % 4 === 0 && (p.splitK ?? 1) === 1;
+  if (bigTiles >= 512 && swiglu) {
+    const tuned: MatmulTile = { ...TILE_128_SWIGLU, doubleBuffer: true, unrollK: true, vec4Loads: true };
+    if (v4 && fits(tuned)) return tuned;
+    if (fits(TILE_128_SWIGLU)) return TILE_128_SWIGLU;
+  }
   const tile = bigTiles >= 512 && fits(TILE_128) ? TILE_128 : TILE_64;
-  return swiglu && !tilePairsColumns(tile) ? TILE_64_PAIRED : tile;
+  if (swiglu && !tilePairsColumns(tile)) return TILE_64_PAIRED;
+  if (tile === TILE_64 && hardware) {
+    const workgroups = Math.ceil(p.M / TILE_64.BM) * Math.ceil(p.N / TILE_64.BN);
+    if (v4 && p.K >= 2048) return { ...TILE_64, vec4Loads: true };
+    if (workgroups >= 1024 && (p.splitK ?? 1) === 1) return { ...TILE_64, unrollK: true };
+  }
+  return tile;
 }
 
 /**
