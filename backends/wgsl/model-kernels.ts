@@ -6,9 +6,7 @@
 //   embedding     x[r, c]   = embed[ids[r], c]
 //   rmsnorm       y[r, c]   = x[s, c] / sqrt(mean_c x[s, c]² + eps) · gain[c],     s = r·stride + offset
 //   add-rmsnorm   x[s, c]  += delta[s, c], then rmsnorm as above (residual add fused into the next norm)
-//   swiglu        act[r, i] = silu(gu[r, i]) · gu[r, I + i]                         (gu = [gate | up] rows)
-//   residual add  x[n]     += y[n]
-// Argmax and sampling over the vocabulary live in model-sampling.ts.
+// SwiGLU and the residual adds ride in the matmuls' epilogues (matmul-fusion.ts). Argmax and sampling over the vocabulary live in model-sampling.ts.
 import type { BindingKind, KernelLimits, KernelSource } from './kernel-source.ts';
 import { argmaxWgsl, sampleWgsl } from './model-sampling.ts';
 
@@ -117,53 +115,12 @@ ${load.join('\n')}
 `;
 }
 
-export function swigluWgsl(d: ModelDims): string {
-  return `// SwiGLU: act[r, i] = silu(gu[r, i]) · gu[r, INTER + i], gu = [gate | up] from one fused projection
-struct Params { rows: u32, pad0: u32, pad1: u32, pad2: u32 }
-@group(0) @binding(0) var<storage, read> gu: array<f32>;         // [rows, 2·INTER]
-@group(0) @binding(1) var<storage, read_write> act: array<f32>;  // [rows, INTER]
-@group(0) @binding(2) var<uniform> params: Params;
-
-const INTER = ${d.intermediate}u;
-const WG = ${ELEMENTWISE_WORKGROUP}u;
-
-@compute @workgroup_size(WG)
-fn main(${FLAT_BUILTINS}) {
-  ${FLAT_INDEX}
-  if (idx >= params.rows * INTER) { return; }
-  let r = idx / INTER;
-  let i = idx % INTER;
-  let g = gu[r * 2u * INTER + i];
-  let u = gu[r * 2u * INTER + INTER + i];
-  act[idx] = g / (1.0 + exp(-g)) * u;
-}
-`;
-}
-
-export function residualAddWgsl(): string {
-  return `// residual add: x[n] += y[n] for n < count
-struct Params { count: u32, pad0: u32, pad1: u32, pad2: u32 }
-@group(0) @binding(0) var<storage, read_write> x: array<f32>;
-@group(0) @binding(1) var<storage, read> y: array<f32>;
-@group(0) @binding(2) var<uniform> params: Params;
-
-const WG = ${ELEMENTWISE_WORKGROUP}u;
-
-@compute @workgroup_size(WG)
-fn main(${FLAT_BUILTINS}) {
-  ${FLAT_INDEX}
-  if (idx >= params.count) { return; }
-  x[idx] += y[idx];
-}
-`;
-}
-
 const ro: BindingKind = 'read-only-storage';
 const rw: BindingKind = 'storage';
 const un: BindingKind = 'uniform';
 
 /** The model's kernels by name. */
-export const MODEL_KERNELS = ['embedding', 'rmsnorm', 'addRmsnorm', 'swiglu', 'residualAdd', 'argmax', 'sample'] as const;
+export const MODEL_KERNELS = ['embedding', 'rmsnorm', 'addRmsnorm', 'argmax', 'sample'] as const;
 export type ModelKernelName = (typeof MODEL_KERNELS)[number];
 
 /** Every kernel for these model sizes, with its binding layout (the order the runtime binds buffers in). */
@@ -177,8 +134,6 @@ export function modelKernelSources(dims: ModelDims): Record<ModelKernelName, Ker
     embedding: { label: `embedding [${tag}]`, code: embeddingWgsl(dims), bindings: [ro, ro, rw, un] },
     rmsnorm: { label: `rmsnorm [${tag}]`, code: rmsnormWgsl(dims, false), bindings: [ro, ro, rw, un] },
     addRmsnorm: { label: `add+rmsnorm [${tag}]`, code: rmsnormWgsl(dims, true), bindings: [rw, ro, ro, rw, un] },
-    swiglu: { label: `swiglu [${tag}]`, code: swigluWgsl(dims), bindings: [ro, rw, un] },
-    residualAdd: { label: 'residual add', code: residualAddWgsl(), bindings: [rw, ro, un] },
     argmax: { label: `argmax [V=${dims.vocab}]`, code: argmaxWgsl(dims.vocab), bindings: [ro, rw] },
     sample: { label: `sample [V=${dims.vocab}]`, code: sampleWgsl(dims.vocab), bindings: [ro, ro, rw, un] },
   };

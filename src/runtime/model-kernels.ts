@@ -94,30 +94,6 @@ export function bindRmsnorm(
   return { label, pipeline, bindGroup: bindGroup(gpu, label, pipeline, buffers), workgroups: rowGrid(gpu.limits, rows.rows, label), owned: [params] };
 }
 
-/** act = silu(gu[:, :I]) · gu[:, I:] for `rows` rows. */
-export function bindSwiglu(gpu: Gpu, k: ModelKernels, io: { gateUp: GPUBuffer; act: GPUBuffer }, rows: number, label = 'swiglu'): BoundDispatch {
-  const params = uniform(gpu, `${label} params`, [rows]);
-  return {
-    label,
-    pipeline: k.swiglu,
-    bindGroup: bindGroup(gpu, label, k.swiglu, [io.gateUp, io.act, params]),
-    workgroups: elementGrid(gpu.limits, rows * k.dims.intermediate, label),
-    owned: [params],
-  };
-}
-
-/** x += y over `count` floats. */
-export function bindResidualAdd(gpu: Gpu, k: ModelKernels, io: { x: GPUBuffer; y: GPUBuffer }, count: number, label = 'residual add'): BoundDispatch {
-  const params = uniform(gpu, `${label} params`, [count]);
-  return {
-    label,
-    pipeline: k.residualAdd,
-    bindGroup: bindGroup(gpu, label, k.residualAdd, [io.x, io.y, params]),
-    workgroups: elementGrid(gpu.limits, count, label),
-    owned: [params],
-  };
-}
-
 /** tokens[r] = argmax_v logits[r, v] (lowest index among ties), one workgroup per row. */
 export function bindArgmax(gpu: Gpu, k: ModelKernels, io: { logits: GPUBuffer; tokens: GPUBuffer }, rows: number, label = 'argmax'): BoundDispatch {
   return { label, pipeline: k.argmax, bindGroup: bindGroup(gpu, label, k.argmax, [io.logits, io.tokens]), workgroups: rowGrid(gpu.limits, rows, label), owned: [] };
