@@ -116,6 +116,30 @@ export function bindingDecls(list: readonly MatmulBinding[], types: Readonly<Rec
 }
 
 /**
+ * The 'argmax' epilogue's last stage, after a barrier: for each of the M rows, the best of the `slots` (value,
+ * column) candidates in workgroup arrays bestV / bestI ([M, slots], column −1 for none; the lowest column among
+ * ties) is this workgroup's pair in C0 (at its window's offset when it has one). Indented for a kernel's main body.
+ */
+export function argmaxPairLines(f: MatmulFusion | undefined, slots: string): string[] {
+  const at = f?.window ? `m * ${f.window.stride}u + ${f.window.offset}u + wid.x * 2u` : '(m * nwg.x + wid.x) * 2u';
+  return [
+    '  workgroupBarrier();',
+    "  // Each row's best over the column threads (the lowest column among ties): this workgroup's pair.",
+    '  for (var m = tid; m < M; m += THREADS) {',
+    '    var bv = -3.40282346e38;',
+    '    var bi = -1.0;',
+    `    for (var j = 0u; j < ${slots}; j++) {`,
+    `      let v = bestV[m * ${slots} + j];`,
+    `      let i = bestI[m * ${slots} + j];`,
+    '      if (i >= 0.0 && (v > bv || (v == bv && i < bi) || bi < 0.0)) { bv = v; bi = i; }',
+    '    }',
+    `    C0[${at}] = bv;`,
+    `    C0[${at} + 1u] = bi;`,
+    '  }',
+  ];
+}
+
+/**
  * `fn store_out(m, n, v)`: the epilogue of one finished dot product (row m, column n of the product,
  * N columns). Not for swiglu, which needs two dot products (see the small-M kernel).
  */

@@ -16,7 +16,7 @@
 //     its weight rows (from cache).
 //   - The 'argmax' epilogue (an LM head whose logits nobody reads) keeps each (row, column thread)'s best in
 //     workgroup memory and writes every row's best of the workgroup: a (value, column) pair per workgroup.
-import { bindingDecls, matmulBindings, storeFn, type MatmulFusion } from './matmul-fusion.ts';
+import { argmaxPairLines, bindingDecls, matmulBindings, storeFn, type MatmulFusion } from './matmul-fusion.ts';
 
 export interface RowsVariant {
   /** Rows of A (≤ 128): every workgroup computes all of them. */
@@ -248,18 +248,7 @@ export function rowsMatmulWgsl(v: RowsVariant): string {
       L.push('  }');
     }
   }
-  if (argmax) {
-    L.push('  workgroupBarrier();');
-    L.push("  // Each row's best over the column threads, in column order (the lowest column among ties): this workgroup's pair.");
-    L.push('  for (var m = tid; m < M; m += THREADS) {');
-    L.push('    var bv = -3.40282346e38;');
-    L.push('    var bi = -1.0;');
-    L.push('    for (var j = 0u; j < COLS; j++) { let at = m * COLS + j; if (bestI[at] >= 0.0 && (bestV[at] > bv || bi < 0.0)) { bv = bestV[at]; bi = bestI[at]; } }');
-    const at = f?.window ? `m * ${f.window.stride}u + ${f.window.offset}u + wid.x * 2u` : '(m * nwg.x + wid.x) * 2u';
-    L.push(`    C0[${at}] = bv;`);
-    L.push(`    C0[${at} + 1u] = bi;`);
-    L.push('  }');
-  }
+  if (argmax) L.push(...argmaxPairLines(f, 'COLS'));
   L.push('}');
   return L.join('\n') + '\n';
 }

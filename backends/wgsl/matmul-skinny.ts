@@ -19,7 +19,7 @@
 //
 // The grid is one workgroup per BN columns (or [gate, up] pairs); every workgroup computes all M rows, so each
 // weight is read from memory once. The float64 reference is fusedMatmulReference (matmul-fusion.ts).
-import { bindingDecls, matmulBindings, storeFn, type MatmulFusion } from './matmul-fusion.ts';
+import { argmaxPairLines, bindingDecls, matmulBindings, storeFn, type MatmulFusion } from './matmul-fusion.ts';
 
 export interface SkinnyVariant {
   /** Rows of A (≤ 128): every workgroup computes all of them. */
@@ -294,22 +294,7 @@ export function skinnyMatmulWgsl(v: SkinnyVariant): string {
       L.push('  }');
     }
   }
-  if (argmax) {
-    L.push('  workgroupBarrier();');
-    L.push("  // Each row's best over the column threads (the lowest column among ties): this workgroup's pair.");
-    L.push('  for (var m = tid; m < M; m += THREADS) {');
-    L.push('    var bv = -3.40282346e38;');
-    L.push('    var bi = -1.0;');
-    L.push('    for (var j = 0u; j < COL_THREADS; j++) {');
-    L.push('      let v = bestV[m * COL_THREADS + j];');
-    L.push('      let i = bestI[m * COL_THREADS + j];');
-    L.push('      if (i >= 0.0 && (v > bv || (v == bv && i < bi) || bi < 0.0)) { bv = v; bi = i; }');
-    L.push('    }');
-    const at = f?.window ? `m * ${f.window.stride}u + ${f.window.offset}u + wid.x * 2u` : '(m * nwg.x + wid.x) * 2u';
-    L.push(`    C0[${at}] = bv;`);
-    L.push(`    C0[${at} + 1u] = bi;`);
-    L.push('  }');
-  }
+  if (argmax) L.push(...argmaxPairLines(f, 'COL_THREADS'));
   L.push('}');
   return L.join('\n') + '\n';
 }
