@@ -3,19 +3,17 @@
 // writes no logits. Its tokens must be the logits path's (GpuModel.keepLogits) and the float64 forward's argmax,
 // at batch 1 and 3, over the tiny model's 257-token vocabulary (a multiple of no workgroup's columns).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { resolve } from 'node:path';
-import { loadConfig, type ModelConfig } from '../src/model/config.ts';
-import { cpuForward, cpuModel, type CpuModel } from '../src/model/cpu-forward.ts';
+import type { ModelConfig } from '../src/model/config.ts';
+import { cpuForward, type CpuModel } from '../src/model/cpu-forward.ts';
 import { cpuAttentionFromVariant } from '../src/model/generate.ts';
 import { GpuModel } from '../src/model/gpu-model.ts';
-import { randomWeights } from '../src/model/init-model.ts';
-import { loadModelVariant, type ModelVariant } from '../src/model/variant.ts';
+import type { ModelVariant } from '../src/model/variant.ts';
 import { rng } from '../src/tensor.ts';
 import { gpu } from './helpers/gpu.ts';
+import { tinyModel } from './helpers/tiny-model.ts';
 import { simpleAttentionFactory } from './helpers/simple-gpu-attention.ts';
 
 const SEED = 7301;
-const TINY = resolve(import.meta.dirname, '../examples/models/tiny/config.json');
 
 let config: ModelConfig;
 let variant: ModelVariant;
@@ -23,10 +21,8 @@ let cpu: CpuModel;
 let model: GpuModel;
 
 beforeAll(async () => {
-  config = loadConfig(TINY);
-  variant = loadModelVariant(config);
-  const weights = randomWeights(config, SEED, variant.params.map((p) => ({ ...p, init: 'normal' as const })));
-  cpu = cpuModel(config, weights);
+  let weights;
+  ({ config, variant, weights, cpu } = tinyModel(SEED));
   const g = await gpu();
   model = await GpuModel.create(g, config, weights, await simpleAttentionFactory(g, { heads: config.numHeads, headDim: config.headDim, K: variant.program.sizes['K'] }));
 });

@@ -2,19 +2,17 @@
 // command list (src/model/step-recording.ts) and read back in runs (GpuModel.decodeRun) must choose the
 // tokens the float64 CPU model chooses, and leave the logits of the last step equal to the CPU forward's.
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { resolve } from 'node:path';
-import { loadConfig, type ModelConfig } from '../src/model/config.ts';
-import { cpuForward, cpuModel, type CpuModel } from '../src/model/cpu-forward.ts';
+import type { ModelConfig } from '../src/model/config.ts';
+import { cpuForward, type CpuModel } from '../src/model/cpu-forward.ts';
 import { cpuAttentionFromVariant, cpuAttentionSessionFromVariant, generateCpu, generateGpu } from '../src/model/generate.ts';
 import { GpuModel, RUN_STEPS } from '../src/model/gpu-model.ts';
-import { randomWeights } from '../src/model/init-model.ts';
 import { ByteTokenizer } from '../src/model/tokenizer.ts';
-import { loadModelVariant, type ModelVariant } from '../src/model/variant.ts';
+import type { ModelVariant } from '../src/model/variant.ts';
 import { compiledAttentionFactory } from '../src/runtime/compiled-attention.ts';
 import { expectRelClose, gpu } from './helpers/gpu.ts';
+import { tinyModel } from './helpers/tiny-model.ts';
 
 const SEED = 7101;
-const TINY = resolve(import.meta.dirname, '../examples/models/tiny/config.json');
 
 let config: ModelConfig;
 let variant: ModelVariant;
@@ -22,11 +20,8 @@ let cpu: CpuModel;
 let model: GpuModel;
 
 beforeAll(async () => {
-  config = loadConfig(TINY);
-  variant = loadModelVariant(config);
-  // 'normal' taps: every head's convolution differs, so a wrong position in its ring buffer shows.
-  const weights = randomWeights(config, SEED, variant.params.map((p) => ({ ...p, init: 'normal' as const })));
-  cpu = cpuModel(config, weights);
+  let weights;
+  ({ config, variant, weights, cpu } = tinyModel(SEED));
   const g = await gpu();
   model = await GpuModel.create(g, config, weights, await compiledAttentionFactory(g, variant.compiled, config.numHeads, config.headDim));
 });

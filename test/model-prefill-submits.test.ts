@@ -1,18 +1,15 @@
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { resolve } from 'node:path';
-import { loadConfig, type ModelConfig } from '../src/model/config.ts';
-import { cpuForward, cpuModel } from '../src/model/cpu-forward.ts';
+import type { ModelConfig } from '../src/model/config.ts';
+import { cpuForward } from '../src/model/cpu-forward.ts';
 import { cpuAttentionFromVariant } from '../src/model/generate.ts';
 import { GpuModel } from '../src/model/gpu-model.ts';
-import { randomWeights } from '../src/model/init-model.ts';
 import { PREFILL_SPLIT_MIN_ROWS } from '../src/model/prefill-submits.ts';
-import { loadModelVariant } from '../src/model/variant.ts';
 import { rng } from '../src/tensor.ts';
 import { compiledAttentionFactory } from '../src/runtime/compiled-attention.ts';
 import { expectRelClose, gpu } from './helpers/gpu.ts';
+import { tinyModel } from './helpers/tiny-model.ts';
 
 const SEED = 7101;
-const TINY = resolve(import.meta.dirname, '../examples/models/tiny/config.json');
 
 // Five layers: cuts after layers 1 and 4, so three command buffers, the last two starting mid-model.
 let config: ModelConfig;
@@ -23,12 +20,10 @@ let tokens: number[];
 const T = PREFILL_SPLIT_MIN_ROWS + 1;
 
 beforeAll(async () => {
-  config = { ...loadConfig(TINY), numLayers: 5 };
-  const variant = loadModelVariant(config);
-  const weights = randomWeights(config, SEED, variant.params.map((p) => ({ ...p, init: 'normal' as const })));
+  const { variant, weights, cpu, ...m } = tinyModel(SEED, { numLayers: 5 });
+  config = m.config;
   const r = rng(SEED);
   tokens = Array.from({ length: T }, () => Math.floor(r() * config.vocabSize));
-  const cpu = cpuModel(config, weights);
   want = cpuForward(cpu, [tokens], cpuAttentionFromVariant(variant.program, cpu.weights.layers.map((l) => l.attention))).logits.data as Float64Array;
   const g = await gpu();
   const factory = () => compiledAttentionFactory(g, variant.compiled, config.numHeads, config.headDim);
