@@ -4,6 +4,8 @@
 // lookupChain, its float64-free reference: the largest n in [minN, maxN] for which the history's last n tokens
 // occurred ending at some e < T, the largest such e, then ext[e + j] for j < K (ext = history ++ proposal).
 
+import { chainStepBooks } from './speculative-kernels.ts';
+
 /** The workgroup of the lookup's search: each thread scans the ends e ≡ lid (mod WG). */
 export const CHAIN_LOOKUP_WORKGROUP = 64;
 
@@ -59,13 +61,7 @@ fn main(@builtin(local_invocation_index) lid: u32) {
     hist[0] = T;
     histLen = T;
     st[9] = count;
-    let steps = st[10];
-    st[params.lensAt + steps] = L;
-    st[10] = steps + 1u;
-    let pos = st[8];
-    st[4] = 1u; st[5] = L; st[6] = pos; st[7] = N;
-    st[8] = pos + L;
-    st[0] = 1u; st[1] = N; st[2] = pos + L; st[3] = 0u;
+${chainStepBooks('    ')}
   }
   let T = workgroupUniformLoad(&histLen);
   // The match: the largest (n, e), n = the common suffix of history[0, e) and history[0, T), capped at maxN.

@@ -194,6 +194,23 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
 }
 
 /**
+ * The books a chained step keeps once it knows its accepted length L (of N nodes): L into the lens, the step count,
+ * the next commit's dims (1, L, pos, N) and the next tree's (1, N, pos + L, 0), the committed position advanced.
+ * Shared by chainAcceptWgsl and chain-lookup.ts's kernel, which keep the same state words.
+ */
+export function chainStepBooks(indent: string): string {
+  return [
+    'let steps = st[10];',
+    'st[params.lensAt + steps] = L;',
+    'st[10] = steps + 1u;',
+    'let pos = st[8];',
+    'st[4] = 1u; st[5] = L; st[6] = pos; st[7] = N;',
+    'st[8] = pos + L;',
+    'st[0] = 1u; st[1] = N; st[2] = pos + L; st[3] = 0u;',
+  ].map((l) => indent + l).join('\n');
+}
+
+/**
  * Chained greedy Medusa speculation (one sequence): after a step's picks and heads, one invocation
  *   - walks from the accepted node (acceptedRowWgsl's) to the root and writes the path [L] the commit reads;
  *   - appends the step's tokens (the path's drafts, then the bonus = the pick at the accepted node) to the ring;
@@ -237,13 +254,7 @@ fn main() {
   let bonus = picks[node];
   st[params.ringAt + count] = bonus;
   st[9] = count + 1u;
-  let steps = st[10];
-  st[params.lensAt + steps] = L;
-  st[10] = steps + 1u;
-  let pos = st[8];
-  st[4] = 1u; st[5] = L; st[6] = pos; st[7] = N;
-  st[8] = pos + L;
-  st[0] = 1u; st[1] = N; st[2] = pos + L; st[3] = 0u;
+${chainStepBooks('  ')}
   tokens[0] = bonus;
   for (var c = 1u; c < N; c++) {
     let d = st[params.topoAt + 2u * c];
