@@ -8,9 +8,6 @@
 // accepted inside a run and refused at its end: paths of 1 to 4 nodes. Under `--tree auto` chained runs are
 // options beside plain runs and ordinary tree steps; any switch between them keeps the tokens plain greedy's.
 import { afterAll, describe, expect, it, vi } from 'vitest';
-import { cpuModel } from '../src/model/cpu-forward.ts';
-import { GpuModel } from '../src/model/gpu-model.ts';
-import { compiledAttentionFactory } from '../src/runtime/compiled-attention.ts';
 import { autoChainSteps, autoTrees, treeLabel } from '../src/speculative/auto-trees.ts';
 import { speculativeGenerate, type TreeOption } from '../src/speculative/generate.ts';
 import { GpuPlainDecoder } from '../src/speculative/plain-runs.ts';
@@ -20,7 +17,7 @@ import { GpuTreeVerifier } from '../src/speculative/gpu-verifier.ts';
 import { MedusaDraft } from '../src/speculative/medusa-draft.ts';
 import { parseTreeSpec } from '../src/speculative/tree-spec.ts';
 import { gpu } from './helpers/gpu.ts';
-import { makeModel, MODEL_SPECS, plainGreedy } from './helpers/speculative.ts';
+import { gpuVerifierOf, makeModel, MODEL_SPECS, plainGreedy, repeatingModel } from './helpers/speculative.ts';
 
 const cleanup: (() => Promise<void>)[] = [];
 afterAll(async () => {
@@ -28,30 +25,13 @@ afterAll(async () => {
 });
 
 describe('chained Medusa speculation on the GPU', () => {
-  const base = makeModel(MODEL_SPECS[1], 202);
-  const w = base.weights;
-  const scaled = <T extends { data: Float64Array }>(t: T): T => ({ ...t, data: t.data.map((x) => 0.2 * x) });
-  const weights = {
-    ...w,
-    lmHead: w.embedTokens,
-    layers: w.layers.map((l) => ({ ...l, oProj: scaled(l.oProj), downProj: scaled(l.downProj) })),
-    medusa: w.medusa.map((h) => ({ proj: { ...h.proj, data: new Float64Array(h.proj.data.length) }, lmHead: w.embedTokens })),
-  };
-  const m = { ...base, weights, cpu: cpuModel(base.config, weights) };
+  const m = repeatingModel(makeModel(MODEL_SPECS[1], 202), (w) => w.medusa.map((h) => ({ proj: { ...h.proj, data: new Float64Array(h.proj.data.length) }, lmHead: w.embedTokens })));
   const PROMPT = [72, 101, 108, 108, 111, 32, 108, 108];
   const N = 24;
 
   let made: GpuTreeVerifier | undefined;
-  const target = async () => {
-    if (made) return made;
-    const g = await gpu();
-    const factory = await compiledAttentionFactory(g, m.variant.compiled, base.config.numHeads, base.config.headDim);
-    const model = await GpuModel.create(g, base.config, weights, factory);
-    // Runs submitted in pieces (1, 2, … steps), as on hardware, so the pieces' order is what is checked here.
-    const verifier = await GpuTreeVerifier.create(model, base.variant.compiled, weights, { maxNodes: 4, ownsModel: true, splitChain: true });
-    cleanup.push(() => verifier.destroy());
-    return (made = verifier);
-  };
+  // Runs submitted in pieces (1, 2, … steps), as on hardware, so the pieces' order is what is checked here.
+  const target = async () => (made ??= await gpuVerifierOf(m, { maxNodes: 4, splitChain: true }, cleanup));
 
   it('emits plain greedy decoding\'s tokens with one readback per run of R steps', async () => {
     const verifier = await target();

@@ -5,9 +5,6 @@
 // readback per run. The model is speculative-chain.test.ts's (a random model scaled so its greedy text repeats
 // itself: tokens a lookup can find), without heads.
 import { afterAll, describe, expect, it } from 'vitest';
-import { cpuModel } from '../src/model/cpu-forward.ts';
-import { GpuModel } from '../src/model/gpu-model.ts';
-import { compiledAttentionFactory } from '../src/runtime/compiled-attention.ts';
 import { BufferUsage, MapMode } from '../src/runtime/device.ts';
 import { compileKernel } from '../src/runtime/pipeline-cache.ts';
 import { rng } from '../src/tensor.ts';
@@ -17,7 +14,7 @@ import { GpuTreeVerifier } from '../src/speculative/gpu-verifier.ts';
 import { LookupChainDraft, lookupChain } from '../src/speculative/lookup-chain.ts';
 import { parseTreeSpec } from '../src/speculative/tree-spec.ts';
 import { gpu } from './helpers/gpu.ts';
-import { makeModel, MODEL_SPECS, plainGreedy } from './helpers/speculative.ts';
+import { gpuVerifierOf, makeModel, MODEL_SPECS, plainGreedy, repeatingModel } from './helpers/speculative.ts';
 
 const cleanup: (() => Promise<void>)[] = [];
 afterAll(async () => {
@@ -127,24 +124,12 @@ describe('chainLookupWgsl (one step\'s books and the next chain)', () => {
 });
 
 describe('chained prompt lookup on the GPU', () => {
-  const base = makeModel(MODEL_SPECS[1], 202, 0);
-  const w = base.weights;
-  const scaled = <T extends { data: Float64Array }>(t: T): T => ({ ...t, data: t.data.map((x) => 0.2 * x) });
-  const weights = { ...w, lmHead: w.embedTokens, layers: w.layers.map((l) => ({ ...l, oProj: scaled(l.oProj), downProj: scaled(l.downProj) })) };
-  const m = { ...base, weights, cpu: cpuModel(base.config, weights) };
+  const m = repeatingModel(makeModel(MODEL_SPECS[1], 202, 0));
   const PROMPT = [72, 101, 108, 108, 111, 32, 108, 108, 72, 101, 108, 108];
   const N = 40;
 
   let made: GpuTreeVerifier | undefined;
-  const target = async () => {
-    if (made) return made;
-    const g = await gpu();
-    const factory = await compiledAttentionFactory(g, m.variant.compiled, base.config.numHeads, base.config.headDim);
-    const model = await GpuModel.create(g, base.config, weights, factory);
-    const verifier = await GpuTreeVerifier.create(model, base.variant.compiled, weights, { maxNodes: 8, ownsModel: true });
-    cleanup.push(() => verifier.destroy());
-    return (made = verifier);
-  };
+  const target = async () => (made ??= await gpuVerifierOf(m, { maxNodes: 8 }, cleanup));
 
   it('emits plain greedy decoding\'s tokens and accepts what the host\'s proposals accept, one readback per run', async () => {
     const verifier = await target();

@@ -11,8 +11,14 @@ import { loadModelVariant, type ModelVariant } from '../../src/model/variant.ts'
 import type { ModelWeights } from '../../src/model/weights.ts';
 import { variantAxisSizes } from '../../src/speculative/verifier.ts';
 import { rng } from '../../src/tensor.ts';
+import { GpuModel } from '../../src/model/gpu-model.ts';
+import { compiledAttentionFactory } from '../../src/runtime/compiled-attention.ts';
+import { GpuTreeVerifier, type GpuVerifierOptions } from '../../src/speculative/gpu-verifier.ts';
+import { gpu } from './gpu.ts';
 
-export const TINY = resolve(import.meta.dirname, '../../examples/models/tiny/config.json');
+import { TINY } from './tiny-model.ts';
+
+export { TINY };
 
 export interface TestModel {
   readonly name: string;
@@ -83,4 +89,31 @@ export function randomPrompts(count: number, seed: number): number[][] {
     const pattern = Array.from({ length: 2 + Math.floor(r() * 2) }, () => Math.floor(r() * 256));
     return Array.from({ length: len }, (_, j) => pattern[j % pattern.length]);
   });
+}
+
+/**
+ * `m` with its LM head tied to the embeddings and its attention and MLP outputs scaled by 0.2: its greedy text is
+ * runs of repeated tokens that change with the state, so a draft that continues a run is accepted inside it and
+ * refused at its end (the chained speculation tests' model). `medusa` replaces the heads when given.
+ */
+export function repeatingModel(m: TestModel, medusa?: (w: ModelWeights<Float64Array>) => ModelWeights<Float64Array>['medusa']): TestModel {
+  const w = m.weights;
+  const scaled = <T extends { data: Float64Array }>(t: T): T => ({ ...t, data: t.data.map((x) => 0.2 * x) });
+  const weights = {
+    ...w,
+    lmHead: w.embedTokens,
+    layers: w.layers.map((l) => ({ ...l, oProj: scaled(l.oProj), downProj: scaled(l.downProj) })),
+    ...(medusa && { medusa: medusa(w) }),
+  };
+  return { ...m, weights, cpu: cpuModel(m.config, weights) };
+}
+
+/** The GPU model of `m` (its compiled variant) and a tree verifier that owns it; `cleanup` gets its destroy. */
+export async function gpuVerifierOf(m: TestModel, opts: GpuVerifierOptions, cleanup: (() => Promise<void>)[]): Promise<GpuTreeVerifier> {
+  const g = await gpu();
+  const factory = await compiledAttentionFactory(g, m.variant.compiled, m.config.numHeads, m.config.headDim);
+  const model = await GpuModel.create(g, m.config, m.weights, factory);
+  const verifier = await GpuTreeVerifier.create(model, m.variant.compiled, m.weights, { ...opts, ownsModel: true });
+  cleanup.push(() => verifier.destroy());
+  return verifier;
 }
