@@ -134,6 +134,8 @@ export interface PrefillFigure {
 
 export interface DecodeBenchReport {
   readonly adapter: string;
+  /** Dawn toggles the adapter was opened with (src/runtime/dawn-flags.ts). */
+  readonly toggles: readonly string[];
   readonly software: boolean;
   readonly date: string;
   readonly model: ModelShape & { readonly headDim: number; readonly params: number; readonly weightBytesPerStep: number };
@@ -188,7 +190,7 @@ export async function runDecodeBench(opts: DecodeBenchOptions = {}): Promise<Dec
   const config = benchConfig(shape);
   const variant = loadModelVariant(config);
 
-  log(`decode bench on ${gpu.adapterName}: ${shape.layers} layers, hidden ${shape.hidden}, ${shape.heads} heads, vocab ${shape.vocab}${small ? ' (small)' : ''}`);
+  log(`decode bench on ${gpu.adapterName} (Dawn toggles: ${gpu.toggles.join(', ') || 'none'}): ${shape.layers} layers, hidden ${shape.hidden}, ${shape.heads} heads, vocab ${shape.vocab}${small ? ' (small)' : ''}`);
   const copy = await measureCopyBandwidth(gpu, { bytes: small ? 16 << 20 : 256 << 20, iters: 20 });
   const weights = randomWeights(config, 1, variant.params);
   const factory = opts.attention
@@ -298,6 +300,7 @@ export async function runDecodeBench(opts: DecodeBenchOptions = {}): Promise<Dec
 
     return {
       adapter: gpu.adapterName,
+      toggles: gpu.toggles,
       software: gpu.isSoftware,
       date: new Date().toISOString(),
       model: { ...shape, headDim: config.headDim, params, weightBytesPerStep: model.weightBytesPerToken },

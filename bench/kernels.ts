@@ -110,7 +110,7 @@ interface Row {
 }
 const rows: Row[] = [];
 function writeReport(): void {
-  const report = { adapter: gpu.adapterName, timing: gpu.hasTimestamps ? 'timestamp-query, median' : 'wall-clock, median', iters, copy, matmul: mm, rows };
+  const report = { adapter: gpu.adapterName, toggles: gpu.toggles, timing: gpu.hasTimestamps ? 'timestamp-query, median' : 'wall-clock, median', iters, copy, matmul: mm, rows };
   writeFileSync(join(outDir, 'kernels.json'), JSON.stringify(report, null, 1));
   writeFileSync(join(outDir, 'kernels.svg'), svgPlot(rows, gpu.adapterName));
 }

@@ -180,7 +180,7 @@ const sizes = [...new Set([
 ])];
 const verifier = await GpuTreeVerifier.create(model, variant.compiled, weights, { maxNodes: maxNodes + 1, ownsModel: true, sizes });
 const log = (s: string) => console.log(s);
-log(`speculation bench on ${gpu.adapterName}: ${dir} (${config.numLayers} layers, hidden ${config.hiddenSize}, vocab ${config.vocabSize}, ${heads} Medusa heads); ` +
+log(`speculation bench on ${gpu.adapterName} (Dawn toggles: ${gpu.toggles.join(', ') || 'none'}): ${dir} (${config.numLayers} layers, hidden ${config.hiddenSize}, vocab ${config.vocabSize}, ${heads} Medusa heads); ` +
   `${nPrompts} prompts of ${promptTokens} held-out tokens per kind (${kinds.join(', ')}), ${newTokens} new tokens each`);
 let prompts: number[][] = [];
 let plain: GenerateResult[] = [];
@@ -212,7 +212,7 @@ try {
   // Rewritten after every row, so a run stopped by its time limit keeps what it measured.
   const writeReport = (profile: unknown[]): string => {
     const report = {
-      adapter: gpu.adapterName, software: gpu.isSoftware, date: new Date().toISOString(), model: dir, medusaHeads: heads,
+      adapter: gpu.adapterName, toggles: gpu.toggles, software: gpu.isSoftware, date: new Date().toISOString(), model: dir, medusaHeads: heads,
       prompts: nPrompts, promptTokens, quoteTokens: QUOTE, chainSteps, newTokens, plain: plainOfKind, figures, profile,
     };
     const out = values.out ?? process.env['OUT'] ?? 'out';

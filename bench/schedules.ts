@@ -47,7 +47,7 @@ export async function benchSchedules(
 ): Promise<void> {
   const rows: Row[] = [];
   const model = adapterModel(gpu);
-  console.log(`adapter: ${gpu.adapterName}; fused chunk kernel per schedule, median of ${o.iters} in each of ${o.rounds} round(s)`);
+  console.log(`adapter: ${gpu.adapterName} (Dawn toggles: ${gpu.toggles.join(', ') || 'none'}); fused chunk kernel per schedule, median of ${o.iters} in each of ${o.rounds} round(s)`);
   for (const file of o.files) {
     const c = compileFile(file);
     for (const d of o.ds) {
@@ -100,7 +100,7 @@ export async function benchSchedules(
           const tag = row.asked === 'default' ? `default ${scheduleTag(row.schedule)}` : row.asked;
           console.log(`${label.padEnd(30)} ${tag.padEnd(24)} ${row.medianMs.toFixed(3).padStart(8)} ms (rounds ${row.ms.map((m) => m.toFixed(3)).join(' ')}) | est. ${row.estMs?.toFixed(3) ?? '—'} ms | err ${row.errVsOracle.toExponential(1)}`);
         }
-        writeFileSync(join(o.outDir, 'schedules.json'), JSON.stringify({ adapter: gpu.adapterName, iters: o.iters, rounds: o.rounds, rows }, null, 1));
+        writeFileSync(join(o.outDir, 'schedules.json'), JSON.stringify({ adapter: gpu.adapterName, toggles: gpu.toggles, iters: o.iters, rounds: o.rounds, rows }, null, 1));
       }
     }
   }

@@ -102,6 +102,8 @@ export interface BatchFigure {
 
 export interface SpeculativeBenchReport {
   readonly adapter: string;
+  /** Dawn toggles the adapter was opened with (src/runtime/dawn-flags.ts). */
+  readonly toggles: readonly string[];
   readonly software: boolean;
   readonly date: string;
   readonly model: ModelShape & { readonly medusaHeads: number };
@@ -157,7 +159,7 @@ export async function runSpeculativeBench(opts: { small?: boolean; tokens?: numb
   const newTokens = opts.tokens ?? (small ? 40 : 256);
   const config = benchConfig(shape, MEDUSA_HEADS, 'speculative-bench-target');
   const draftConfig = benchConfig(draftShape, 0, 'speculative-bench-draft');
-  log(`speculative bench on ${gpu.adapterName}: ${shape.layers} layers, hidden ${shape.hidden}, vocab ${shape.vocab}, ${newTokens} new tokens${small ? ' (small)' : ''}`);
+  log(`speculative bench on ${gpu.adapterName} (Dawn toggles: ${gpu.toggles.join(', ') || 'none'}): ${shape.layers} layers, hidden ${shape.hidden}, vocab ${shape.vocab}, ${newTokens} new tokens${small ? ' (small)' : ''}`);
   /**
    * Runs `work` until WARM_MS have passed (once on a software adapter), then `timed` once. The warm-up is the
    * timed run itself, so that every plan and pipeline it meets (a last step's smaller tree too) was used before:
@@ -252,6 +254,7 @@ export async function runSpeculativeBench(opts: { small?: boolean; tokens?: numb
     const profile = opts.profile !== false && gpu.hasTimestamps ? await profileSteps(gpu, target.model, verifier, ids) : [];
     return {
       adapter: gpu.adapterName,
+      toggles: gpu.toggles,
       software: gpu.isSoftware,
       date: new Date().toISOString(),
       model: { ...shape, medusaHeads: MEDUSA_HEADS },

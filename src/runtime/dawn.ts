@@ -2,12 +2,13 @@
 // environment and knows what to install when there is no adapter. Everything else in the runtime takes the
 // resulting Gpu (device.ts), so the same code runs on a page's WebGPU.
 import { create, globals } from 'webgpu';
-import { gpuFromAdapter, type Gpu } from './device.ts';
+import { dawnFlags, enabledToggles } from './dawn-flags.ts';
+import { gpuFromAdapter, isSoftwareAdapter, type Gpu } from './device.ts';
 
 export interface DeviceOptions {
   /** Dawn backend: 'vulkan' (default), 'metal', 'd3d12', 'opengl', 'null', … Env: LINATTN_BACKEND. */
   backend?: string;
-  /** Dawn adapter name, as listed when a wrong one is given. Env: LINATTN_ADAPTER. (Env LINATTN_DAWN_FLAGS adds raw Dawn flags.) */
+  /** Dawn adapter name, as listed when a wrong one is given. Env: LINATTN_ADAPTER. (Env LINATTN_DAWN_FLAGS adds raw Dawn flags; LINATTN_SAFE=1 keeps Dawn's validation and robustness: dawn-flags.ts.) */
   adapter?: string;
   powerPreference?: GPUPowerPreference;
 }
@@ -48,29 +49,36 @@ export function getDevice(opts: DeviceOptions = {}): Promise<Gpu> {
   return made;
 }
 
+async function openAdapter(flags: readonly string[], powerPreference: GPUPowerPreference | undefined): Promise<GPUAdapter | null> {
+  const key = flags.join(' ');
+  let dawn = dawnInstances.get(key);
+  if (!dawn) {
+    dawn = create([...flags]);
+    dawnInstances.set(key, dawn);
+  }
+  return dawn.requestAdapter({ powerPreference });
+}
+
 async function openDevice(opts: ReturnType<typeof resolveOptions>, key: string): Promise<Gpu> {
   if (!globalsInstalled) {
     Object.assign(globalThis, globals);
     globalsInstalled = true;
   }
-  const dawnFlags = [`backend=${opts.backend}`];
-  if (opts.adapter) dawnFlags.push(`adapter=${opts.adapter}`);
-  // Dawn rounds timestamps to 100 µs by default (a browser fingerprinting guard); kernels here take µs.
-  dawnFlags.push('disable-dawn-features=timestamp_quantization');
-  // Extra Dawn flags for debugging, e.g. LINATTN_DAWN_FLAGS='enable-dawn-features=dump_shaders'.
-  for (const flag of (process.env.LINATTN_DAWN_FLAGS ?? '').split(/\s+/).filter(Boolean)) dawnFlags.push(flag);
-
+  // Dawn's flags depend on whether the adapter is a GPU (dawn-flags.ts: host validation is skipped on hardware
+  // only), which is known once an adapter is open: open with the software flags, and again if it is hardware.
+  const flagsFor = (hardware: boolean) => dawnFlags({ backend: opts.backend, adapter: opts.adapter, hardware, env: process.env });
+  let flags = flagsFor(false);
   let adapter: GPUAdapter | null;
   try {
-    let dawn = dawnInstances.get(dawnFlags.join(' '));
-    if (!dawn) {
-      dawn = create(dawnFlags);
-      dawnInstances.set(dawnFlags.join(' '), dawn);
+    adapter = await openAdapter(flags, opts.powerPreference);
+    const hardwareFlags = flagsFor(true);
+    if (adapter && !isSoftwareAdapter(adapter.info, opts.backend) && hardwareFlags.join(' ') !== flags.join(' ')) {
+      flags = hardwareFlags;
+      adapter = await openAdapter(flags, opts.powerPreference);
     }
-    adapter = await dawn.requestAdapter({ powerPreference: opts.powerPreference });
   } catch (e) {
     throw new Error(
-      `Dawn could not open a WebGPU adapter (flags: ${dawnFlags.join(' ')}): ${(e as Error).message}\n${NO_ADAPTER_HELP}`,
+      `Dawn could not open a WebGPU adapter (flags: ${flags.join(' ')}): ${(e as Error).message}\n${NO_ADAPTER_HELP}`,
     );
   }
   if (!adapter) {
@@ -78,6 +86,7 @@ async function openDevice(opts: ReturnType<typeof resolveOptions>, key: string):
   }
   return gpuFromAdapter(adapter, {
     backend: opts.backend,
+    toggles: enabledToggles(flags),
     report: (line) => void process.stderr.write(`linattn: ${line}\n`),
     onLost: () => devices.delete(key),
   });

@@ -15,6 +15,8 @@ export interface Gpu {
   readonly pendingErrors: string[];
   /** Set once the device is lost for any reason other than our own destroy(). */
   lost: string | undefined;
+  /** Dawn toggles the adapter was opened with (dawn-flags.ts); empty on a page's WebGPU. */
+  readonly toggles: readonly string[];
 }
 
 /** GPUBufferUsage bits, fixed by the WebGPU spec; usable where WebGPU's globals are not installed (Dawn in Node). */
@@ -51,6 +53,18 @@ export interface GpuOptions {
   readonly report?: (line: string) => void;
   /** Called once the device is lost, for whatever reason (our own destroy() included). */
   readonly onLost?: (info: GPUDeviceLostInfo) => void;
+  /** Dawn toggles the adapter was opened with (dawn-flags.ts), shown by benches beside the adapter's name. */
+  readonly toggles?: readonly string[];
+}
+
+/** Whether an adapter is a CPU implementation (lavapipe, SwiftShader, Dawn's null backend) rather than a GPU. */
+export function isSoftwareAdapter(info: GPUAdapterInfo, backend: string): boolean {
+  return (
+    (info as { isFallbackAdapter?: boolean }).isFallbackAdapter === true ||
+    info.architecture === 'software' ||
+    /llvmpipe|lavapipe|swiftshader/i.test(`${info.description} ${info.device}`) ||
+    backend === 'null'
+  );
 }
 
 /**
@@ -72,11 +86,7 @@ export async function gpuFromAdapter(adapter: GPUAdapter, opts: GpuOptions = {})
   });
 
   const info = adapter.info;
-  const isSoftware =
-    info.isFallbackAdapter === true ||
-    info.architecture === 'software' ||
-    /llvmpipe|lavapipe|swiftshader/i.test(`${info.description} ${info.device}`) ||
-    backend === 'null';
+  const isSoftware = isSoftwareAdapter(info, backend);
   // A browser may leave description and device empty (Chromium's SwiftShader names only vendor and architecture).
   // On NVIDIA's Vulkan driver Dawn's description is the driver's version ("NVIDIA: 580.159.04 …") and the GPU's
   // name is in `device` ("NVIDIA H200"): hardware adapters lead with it, so that the schedule model (which knows
@@ -97,6 +107,7 @@ export async function gpuFromAdapter(adapter: GPUAdapter, opts: GpuOptions = {})
     isSoftware,
     pendingErrors: [],
     lost: undefined,
+    toggles: opts.toggles ?? [],
   };
 
   // Errors outside an error scope arrive here. A listener throwing inside the event dispatch would be
