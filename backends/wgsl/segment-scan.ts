@@ -1,12 +1,14 @@
 // The middle launch of a segmented chunk plan (chunked.ts, ChunkSchedule.segment): an exclusive prefix sum
 // over segments of every segment's own state, in place, so that segment g then starts from
 //   S_in(g) = Σ_{g' < g} S_own(g')            (and likewise z)
-// One invocation per state element of one (batch, head slice); it walks the segments in order.
+// One invocation per state element of one (batch, head slice); it walks the segments in order, LOADS at a time.
 import { segBuffer, segmentCount } from './chunked/segments.ts';
 import { flatIndex, KernelBuilder } from './kernel-builder.ts';
 import { grid, type Kernel } from './plan.ts';
 
 const WG = 64;
+/** Segments whose states a thread loads before storing any (independent loads in flight). */
+const LOADS = 8;
 
 export function segmentScanKernel(name: string, states: readonly { k: number; F: number }[], NS: number, NR: number, chunk: number, segment: number, buffer: (what: 'S' | 'z', k: number) => string = segBuffer): Kernel {
   const per = states.reduce((n, q) => n + q.F * NR + q.F, 0);
@@ -28,12 +30,17 @@ export function segmentScanKernel(name: string, states: readonly { k: number; F:
       x.comment(`${what}${k}`);
       const at0 = x.let('x', `${e} - ${from}u`);
       const run = x.var('run', '0.0');
-      x.for('g', '0u', (g) => `${g} < ${nseg}`, (l, g) => {
-        const at = l.let('at', `((b * ${NS}u + s) * ${nseg} + ${g}) * ${n}u + ${at0}`);
-        const own = l.let('own', `${kb.use(buf)}[${at}]`);
-        l.line(`${kb.use(buf)}[${at}] = ${run};`);
-        l.line(`${run} = ${run} + ${own};`);
-      });
+      // LOADS segments at a time: all their loads issued before any store (a store to the buffer the next
+      // load reads from would otherwise order them), so a thread waits one memory latency per LOADS segments.
+      x.for('g0', '0u', (g0) => `${g0} < ${nseg}`, (l, g0) => {
+        const base = l.let('base', `((b * ${NS}u + s) * ${nseg} + ${g0}) * ${n}u + ${at0}`);
+        const own = Array.from({ length: LOADS }, (_, i) => {
+          const v = l.var(`own${i}`, '0.0');
+          l.line(`if (${g0} + ${i}u < ${nseg}) { ${v} = ${kb.use(buf)}[${base} + ${i}u * ${n}u]; }`);
+          return v;
+        });
+        own.forEach((v, i) => l.line(`if (${g0} + ${i}u < ${nseg}) { ${kb.use(buf)}[${base} + ${i}u * ${n}u] = ${run}; ${run} = ${run} + ${v}; }`));
+      }, { step: (g0) => `${g0} += ${LOADS}u` });
     });
     base += n;
   }
