@@ -5,6 +5,13 @@
 // into the caller's compute pass (one dispatch each per layer). The state buffers are those of the recurrent plan (compiled-attention's
 // layer state: 'state:S0', 'state:ring12', …); the tree reads them, the commit writes them. Each layer
 // writes its dims uniform when encoding, so encode at most one tree and one commit per layer per submit.
+//
+// A variant whose tree kernel can fold the commit (every one but softmax attention) also gets
+//   encodeFolded: the tree of this step and the commit of the previous step's accepted path in one launch
+//                 (backends/wgsl/tree-fold.ts), reading one FoldSet (packed state, the previous nodes' inputs)
+//                 and writing the other (tree-fold-sets.ts keeps the pair and copies to and from the layer state).
+import { FOLD_KEPT, FOLD_NEXT, FOLD_PENDING, FOLD_STATE, treeFoldPlan, type FoldLayout } from '../../backends/wgsl/tree-fold.ts';
+import { isSoftmaxProgram } from '../../backends/wgsl/softmax-analysis.ts';
 import { TREE_PARENTS, TREE_PATH, treeCommitPlan, treePlan } from '../../backends/wgsl/tree.ts';
 import type { Plan } from '../../backends/wgsl/plan.ts';
 import type { Program } from '../ir/types.ts';
@@ -27,6 +34,12 @@ export interface CommitIo {
   readonly path: GPUBuffer;
 }
 
+/** One side of a folded step's ping-pong: the packed state (FoldLayout.state) and the kept nodes' inputs [b, maxNodes, W]. */
+export interface FoldSet {
+  readonly state: GPUBuffer;
+  readonly nodes: GPUBuffer;
+}
+
 export interface TreeAttention {
   /** Records verification of `nNodes` draft nodes after `pos` committed tokens; the state is read only. */
   encodeTree(pass: GPUComputePassEncoder, io: TreeIo, state: Readonly<Record<string, GPUBuffer>>, b: number, pos: number, nNodes: number, dims?: GPUBuffer): void;
@@ -36,11 +49,21 @@ export interface TreeAttention {
    * from it instead of the host's pos and pathLength, which then only bound the launch.
    */
   encodeCommit(pass: GPUComputePassEncoder, io: CommitIo, state: Readonly<Record<string, GPUBuffer>>, b: number, pos: number, nNodes: number, pathLength: number, dims?: GPUBuffer): void;
+  /**
+   * Records, in one launch, verification of `nNodes` nodes (io.inputs, io.parents → io.o) against `from`'s state
+   * at position `pos` followed by the pending path of `pathLength` nodes (io.path: node indices into `from`'s kept
+   * nodes), and the fold of that path into `to`'s state; this step's nodes' inputs are kept in `to`. With `dims` (a
+   * uniform the GPU fills: chained speculation) the kernel reads (b, pathLength, pos, nNodes) from it.
+   * Only when the factory has a fold (TreeAttentionFactory.fold).
+   */
+  encodeFolded(pass: GPUComputePassEncoder, io: TreeIo & { readonly path: GPUBuffer }, from: FoldSet, to: FoldSet, b: number, pos: number, nNodes: number, pathLength: number, dims?: GPUBuffer): void;
 }
 
 export interface TreeAttentionFactory {
   readonly tree: Plan;
   readonly commit: Plan;
+  /** The folded step's plan and its packed layout; null where the fold does not apply (softmax attention). */
+  readonly fold: { readonly plan: Plan; readonly layout: FoldLayout } | null;
   readonly maxNodes: number;
   /** Names of the state buffers both plans bind (as the recurrent plan names them). */
   readonly stateNames: readonly string[];
@@ -52,17 +75,21 @@ export interface TreeAttentionFactory {
 export async function compileTreeAttention(gpu: Gpu, program: Program, sizes: Readonly<Record<string, number>>, maxNodes: number): Promise<TreeAttentionFactory> {
   const tree = treePlan(program, sizes, maxNodes);
   const commit = treeCommitPlan(program, sizes, maxNodes);
-  const [treeRunner, commitRunner] = await Promise.all([PlanRunner.create(gpu, tree), PlanRunner.create(gpu, commit)]);
+  const fold = isSoftmaxProgram(program) ? null : treeFoldPlan(program, sizes, maxNodes);
+  const [treeRunner, commitRunner, foldRunner] = await Promise.all([
+    PlanRunner.create(gpu, tree), PlanRunner.create(gpu, commit), fold ? PlanRunner.create(gpu, fold) : Promise.resolve(null),
+  ]);
   const scratch = new ScratchBuffers(gpu, maxNodes);
   const stateNames = tree.buffers.filter((b) => b.role === 'state').map((b) => b.name);
   return {
     tree,
     commit,
+    fold: fold && { plan: fold, layout: fold.layout },
     maxNodes,
     stateNames,
     layer: (params, label = program.name) => {
       for (const d of program.params) if (!params[d.name]) throw new Error(`${label}: variant ${program.name} needs parameter '${d.name}'`);
-      return new TreeLayer(gpu, program, label, params, treeRunner, commitRunner, scratch, maxNodes);
+      return new TreeLayer(gpu, program, label, params, treeRunner, commitRunner, foldRunner, scratch, maxNodes);
     },
   };
 }
@@ -118,6 +145,7 @@ class ScratchBuffers {
 class TreeLayer implements TreeAttention {
   private readonly treeDims: GPUBuffer;
   private readonly commitDims: GPUBuffer;
+  private readonly foldDims: GPUBuffer;
   private readonly binds = new Map<string, ReturnType<PlanRunner['bind']>>();
 
   constructor(
@@ -127,12 +155,14 @@ class TreeLayer implements TreeAttention {
     private readonly params: Readonly<Record<string, GPUBuffer>>,
     private readonly tree: PlanRunner,
     private readonly commit: PlanRunner,
+    private readonly fold: PlanRunner | null,
     private readonly scratch: ScratchBuffers,
     private readonly maxNodes: number,
   ) {
     const dims = (what: string) => gpu.device.createBuffer({ label: `${label} ${what} dims`, size: 16, usage: BufferUsage.UNIFORM | BufferUsage.COPY_DST });
     this.treeDims = dims('tree');
     this.commitDims = dims('commit');
+    this.foldDims = dims('folded tree');
   }
 
   encodeTree(pass: GPUComputePassEncoder, io: TreeIo, state: Readonly<Record<string, GPUBuffer>>, b: number, pos: number, nNodes: number, dims?: GPUBuffer): void {
@@ -155,6 +185,23 @@ class TreeLayer implements TreeAttention {
     // dims.pad carries the tree's node count (the row stride of the node inputs the gather reads).
     if (!dims) this.gpu.device.queue.writeBuffer(this.commitDims, 0, Uint32Array.of(b, pathLength, pos, nNodes));
     this.commit.encode(pass, bound);
+  }
+
+  encodeFolded(pass: GPUComputePassEncoder, io: TreeIo & { readonly path: GPUBuffer }, from: FoldSet, to: FoldSet, b: number, pos: number, nNodes: number, pathLength: number, dims?: GPUBuffer): void {
+    if (!this.fold) throw new Error(`${this.label}: variant ${this.program.name} has no folded tree step`);
+    this.check(b, pos, nNodes);
+    if (!Number.isInteger(pathLength) || pathLength < 0 || pathLength > this.maxNodes) throw new Error(`${this.label}: pending path of ${pathLength} nodes; trees have at most ${this.maxNodes}`);
+    const all = this.buffers(io.inputs, {}, {});
+    all[TREE_PARENTS] = io.parents;
+    all['out:o'] = io.o;
+    all[TREE_PATH] = io.path;
+    all[FOLD_STATE] = from.state;
+    all[FOLD_NEXT] = to.state;
+    all[FOLD_PENDING] = from.nodes;
+    all[FOLD_KEPT] = to.nodes;
+    const bound = this.bound('f', this.fold, all, b, nNodes, dims ?? this.foldDims);
+    if (!dims) this.gpu.device.queue.writeBuffer(this.foldDims, 0, Uint32Array.of(b, pathLength, pos, nNodes));
+    this.fold.encode(pass, bound);
   }
 
   private check(b: number, pos: number, nNodes: number): void {
