@@ -3,7 +3,8 @@
 // folded with nothing pending (its outputs equal the plain tree's and the oracle's; its nodes are kept), then
 // tree 2 runs folded with tree 1's accepted path of P nodes pending. Its outputs equal commit-then-tree's and the
 // oracle's, and the state it writes equals what the separate commit leaves — S, z, So, zo and every ring slot —
-// for P = 0, 1, several and longer than the ring, at prefixes that put the path across group boundaries.
+// for P = 0, 1, several and longer than the ring, at prefixes that put the path across group boundaries. So do
+// the packed commit (treeFoldCommitPlan, for a path too long to fold) then tree 2 folded with nothing pending.
 import { describe, it } from 'vitest';
 import { createState, Recurrent, type RecurrentState } from '../backends/cpu/recurrent.ts';
 import { TreeForm, type TreeNode } from '../backends/cpu/tree.ts';
@@ -141,6 +142,22 @@ describe.each(FILES)('%s: folded tree step', (name) => {
           (enc) => sets.copyOut(enc, 0, stateOf(folded)),
         );
 
+        // Packed commit: tree 1 folded as above, the path committed into set 1 in place, tree 2 folded with nothing pending.
+        const oC = alloc('fold o 2 after the packed commit', [B, N2, per]);
+        const packed = newState();
+        {
+          const enc = g.device.createCommandEncoder();
+          sets.copyIn(enc, stateOf(state), 0);
+          g.device.queue.submit([enc.finish()]);
+        }
+        // (One submit each: a layer's launch reads the dims uniform its encoding wrote.)
+        submit((pass) => layer.encodeFolded(pass, { inputs: r1.gpuRows, parents: parents1, o: oA.buffer, path: pathBuf }, sets.sets[0], sets.sets[1], B, P0, N1, 0));
+        submit((pass) => layer.encodeFoldCommit(pass, pathBuf, sets.sets[1], B, P0, Lp));
+        submit(
+          (pass) => layer.encodeFolded(pass, { inputs: r2.gpuRows, parents: parents2, o: oC.buffer, path: pathBuf }, sets.sets[1], sets.sets[0], B, P0 + Lp, N2, 0),
+          (enc) => sets.copyOut(enc, 0, stateOf(packed)),
+        );
+
         // Separate: the plain tree 1, the commit of the path into `state`, the plain tree 2.
         const o1 = alloc('tree o 1', [B, N1, per]);
         const o2 = alloc('tree o 2', [B, N2, per]);
@@ -161,8 +178,11 @@ describe.each(FILES)('%s: folded tree step', (name) => {
         expectRelClose(gotA, want1, 1e-4, `${what}: folded tree 1 against the float64 tree form`);
         expectRelClose(gotB, await downloadTensor(g, o2), 1e-5, `${what}: folded tree 2 against commit then tree`);
         expectRelClose(gotB, want2, 1e-4, `${what}: folded tree 2 against the float64 tree form`);
+        expectRelClose(await downloadTensor(g, oC), await downloadTensor(g, o2), 1e-5, `${what}: folded tree 2 after the packed commit against commit then tree`);
         for (const buf of stateBufs) {
-          expectRelClose(await downloadTensor(g, folded[buf.name]), await downloadTensor(g, state[buf.name]), 1e-6, `${what}: ${buf.name} written by the fold against the separate commit's`);
+          const want = await downloadTensor(g, state[buf.name]);
+          expectRelClose(await downloadTensor(g, folded[buf.name]), want, 1e-6, `${what}: ${buf.name} written by the fold against the separate commit's`);
+          expectRelClose(await downloadTensor(g, packed[buf.name]), want, 1e-6, `${what}: ${buf.name} after the packed commit and a fold against the separate commit's`);
         }
       }
     } finally {

@@ -21,8 +21,12 @@
 // Bindings stay few: each state set is one packed buffer (FoldLayout: state buffer i of sequence-batch b at
 // b · at_i), each node set one buffer. Dims: b, t = P (the pending length), pos0 = the position of S_old, pad = N
 // (the tree's nodes) — the commit's dims, which a chained step's kernel already writes (gpu-chain.ts).
+//
+// The folded kernel's cost grows with P: every node walks the P pending nodes too (⌈P/16⌉ more tiles on its path).
+// treeFoldCommitPlan is the separate commit on a packed state, in place, reading the kept nodes: a long pending
+// path can be committed by it and the tree then folded with nothing pending (GpuVerifierOptions.foldUpTo).
 import type { Program } from '../../src/ir/types.ts';
-import { count, programBuffers, type Sizes } from './common.ts';
+import { count, programBuffers, programReader, type Sizes } from './common.ts';
 import { offset, type Resolver } from './expr.ts';
 import { KernelBuilder } from './kernel-builder.ts';
 import type { Plan, PlanBuffer } from './plan.ts';
@@ -138,5 +142,49 @@ export function treeFoldPlan(p: Program, sizes: Sizes, maxNodes: number): Plan &
     sizes,
     schedule: { workgroup: TREE_WG, maxNodes, tile: TREE_TILE },
     layout,
+  };
+}
+
+/**
+ * The commit of a pending path of P nodes into a packed state (FOLD_STATE, in place) from the kept nodes
+ * (FOLD_PENDING): tree-commit.ts's kernel on tree mode's buffers. Dims: b, t = P, pos0 = the state's position.
+ */
+export function treeFoldCommitPlan(p: Program, sizes: Sizes, maxNodes: number): Plan {
+  if (!Number.isInteger(maxNodes) || maxNodes < 1) throw new Error(`treeFoldCommitPlan: maxNodes must be a positive integer, got ${maxNodes}`);
+  const layout = foldLayout(p, sizes);
+  const { NS, blocks } = commitBlocks(p, sizes);
+  const kb = new KernelBuilder(TREE_WG, ['wid', 'lid']);
+  const path = kb.storage(TREE_PATH, false, { always: true });
+  const stateBuf = kb.storage(FOLD_STATE, true, { always: true });
+  const pendBuf = kb.storage(FOLD_PENDING, false, { always: true });
+  const placeOf = new Map(layout.state.map((x) => [x.name, x.at]));
+  const at = (name: string, index: string) => `${kb.use(stateBuf)}[dims.b * ${placeOf.get(name)!}u + ${index}]`;
+  const inputAt = new Map(layout.inputs.map((x) => [x.name, x.at]));
+  const W = layout.nodeFloats;
+  const params = programReader(kb, p, sizes, () => { throw new Error(`internal: ${p.name}: the packed commit reads inputs from ${FOLD_PENDING}`); });
+  emitCommit(p, sizes, {
+    kb, main: kb.body, group: 'wid.x', path, rows: `${maxNodes}u`,
+    reader: (rowOf) => (n, idx, where, blk) =>
+      n.op === 'input' ? `${kb.use(pendBuf)}[(b * ${maxNodes}u + ${rowOf(where)}) * ${W}u + ${inputAt.get(n.name)!}u + ${offset(n.type.axes, sizes, idx)}]` : params(n, idx, where, blk),
+    load: at, store: at, wholeRing: false,
+  });
+  const kernel = kb.build({
+    label: `${p.name}.tree-commit`,
+    comment: [`tree commit kernel of ${p.name} on a packed state (${FOLD_STATE}), the path's inputs from the kept nodes (${FOLD_PENDING}); dims.t = P, dims.pos0 = the state's position`],
+    workgroups: (b) => [NS * blocks, b, 1],
+  });
+  return {
+    variant: p.name,
+    form: 'tree-commit',
+    kernels: [kernel],
+    buffers: [
+      ...programBuffers(p, sizes).filter((b) => b.role === 'param'),
+      { name: TREE_PATH, role: 'input', floats: (b) => b * maxNodes, shape: (b) => [b, maxNodes] },
+      { name: FOLD_STATE, role: 'state', floats: (b) => b * layout.stateFloats, shape: (b) => [b, layout.stateFloats] },
+      { name: FOLD_PENDING, role: 'input', floats: (b) => b * maxNodes * W, shape: (b) => [b, maxNodes, W] },
+    ],
+    outAxes: p.outAxes,
+    sizes,
+    schedule: { workgroup: TREE_WG, maxNodes, tile: TREE_TILE },
   };
 }
