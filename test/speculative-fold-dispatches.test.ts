@@ -2,15 +2,32 @@
 // embedding and the LM head's two — since each layer's tree kernel folds the previous step's commit (issue 14,
 // backends/wgsl/tree-fold.ts): one folded tree launch per layer and no tree-commit launch. (That the folded
 // steps' tokens and states equal plain decoding's is speculative-gpu.test.ts's and speculative-chain.test.ts's.)
+// With foldUpTo, a longer pending path takes the packed commit launch first, and generation is unchanged.
 import { afterAll, describe, expect, it } from 'vitest';
+import { generateGpu } from '../src/model/generate.ts';
+import { ByteTokenizer } from '../src/model/tokenizer.ts';
 import { ProfilingPass } from '../src/runtime/dispatch-profile.ts';
+import { speculativeGenerate } from '../src/speculative/generate.ts';
+import type { GpuTreeVerifier } from '../src/speculative/gpu-verifier.ts';
+import { NgramDraft } from '../src/speculative/ngram-draft.ts';
+import { OracleDraft } from '../src/speculative/oracle-draft.ts';
 import { treeFromParents } from '../src/speculative/token-tree.ts';
+import { parseTreeSpec } from '../src/speculative/tree-spec.ts';
 import { gpuVerifierOf, makeModel, MODEL_SPECS, randomPrompts } from './helpers/speculative.ts';
 
 const cleanup: (() => Promise<void>)[] = [];
 afterAll(async () => {
   for (const c of cleanup.reverse()) await c();
 });
+
+/** The kernels of a tree step of a 4-node chain after a commit of 3 of them, each dispatch's name. */
+async function stepKernels(verifier: GpuTreeVerifier, prompt: readonly number[], vocab: number): Promise<string[]> {
+  const root = await verifier.start(prompt, { temperature: 0 }, 0);
+  const chain = treeFromParents(Array.from({ length: 4 }, (_, i) => (root + i) % vocab), [-1, 0, 1, 2]);
+  await verifier.verify({ tree: chain });
+  verifier.commit([0, 1, 2]);
+  return (await verifier.profileStep({ trees: [chain] }, 1)).map((t) => t.kernel);
+}
 
 describe('folded tree steps', () => {
   it('a tree step after a commit of 3 nodes records a decode step\'s dispatches: 5 per layer + 3, one tree-fold per layer', async () => {
@@ -24,15 +41,30 @@ describe('folded tree steps', () => {
     const decode = new ProfilingPass();
     model.recordDecodeStep(decode.asPass());
 
-    const root = await verifier.start(prompt, { temperature: 0 }, 0);
-    const chain = (n: number) => treeFromParents(Array.from({ length: n }, (_, i) => (root + i) % m.config.vocabSize), Array.from({ length: n }, (_, i) => i - 1));
-    await verifier.verify({ tree: chain(4) });
-    verifier.commit([0, 1, 2]);
-    const times = await verifier.profileStep({ trees: [chain(4)] }, 1);
-    const kernels = times.map((t) => t.kernel);
+    const kernels = await stepKernels(verifier, prompt, m.config.vocabSize);
     expect(kernels.filter((k) => k.endsWith('.tree-fold')), kernels.join(', ')).toHaveLength(L);
     expect(kernels.filter((k) => k.includes('tree-commit') || k.endsWith('.tree')), kernels.join(', ')).toEqual([]);
-    expect(times).toHaveLength(5 * L + 3);
-    expect(times).toHaveLength(decode.dispatches.length);
+    expect(kernels).toHaveLength(5 * L + 3);
+    expect(kernels).toHaveLength(decode.dispatches.length);
+  });
+
+  it('foldUpTo 2: a pending path of 3 takes the packed commit launch (6 per layer + 3); greedy output stays plain GPU greedy', async () => {
+    const m = makeModel(MODEL_SPECS[1], 4343);
+    const L = m.config.numLayers;
+    const V = m.config.vocabSize;
+    const verifier = await gpuVerifierOf(m, { maxNodes: 6, foldUpTo: 2 }, cleanup);
+    const prompts = randomPrompts(2, 91);
+    const kernels = await stepKernels(verifier, prompts[0], V);
+    expect(kernels.filter((k) => k.endsWith('.tree-commit')), kernels.join(', ')).toHaveLength(L);
+    expect(kernels.filter((k) => k.endsWith('.tree-fold')), kernels.join(', ')).toHaveLength(L);
+    expect(kernels).toHaveLength(6 * L + 3);
+    for (const prompt of prompts) {
+      const plain = (await generateGpu(verifier.model, new ByteTokenizer(), [prompt], { maxTokens: 10, sampling: { temperature: 0 } })).tokens[0];
+      // The oracle's paths (5 nodes) are committed first; the n-gram draft's, mostly 1 or 2, are folded.
+      for (const [draft, shape] of [[new OracleDraft(prompt, plain, V), 'chain:4'], [new NgramDraft(), '[[0],[1],[0,0]]']] as const) {
+        const r = await speculativeGenerate(verifier, draft, prompt, { maxTokens: 10, shape: parseTreeSpec(shape), maxNodes: 5 });
+        expect(r.tokens, `${draft.name} prompt [${prompt}]`).toEqual(plain);
+      }
+    }
   });
 });

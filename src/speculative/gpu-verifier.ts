@@ -67,6 +67,12 @@ export interface GpuVerifierOptions {
    * host encodes the rest (gpu-chain.ts chainCuts). Default: on hardware adapters; lavapipe's "GPU" is the host.
    */
   readonly splitChain?: boolean;
+  /**
+   * Longest pending path a tree step folds into its tree launches (default: any). A longer one, when the host knows
+   * its length (not within a chained run), is committed by a launch of its own first: every node of a folded step
+   * walks the pending path too, which a long path can make cost more than the launch it saves.
+   */
+  readonly foldUpTo?: number;
 }
 
 interface Verified {
@@ -89,6 +95,8 @@ interface Layout {
 export class GpuTreeVerifier implements TreeVerifier, BatchTreeVerifier {
   /** Buffers mapped for reading since creation (the prefill's excluded): one per step, one per chained run. */
   mapCalls = 0;
+  /** GpuVerifierOptions.foldUpTo (the bench sets it to time both ways). */
+  foldUpTo = Infinity;
   private readonly chain: GpuChain;
   private sampled = false;
   private last: Verified | undefined;
@@ -147,6 +155,7 @@ export class GpuTreeVerifier implements TreeVerifier, BatchTreeVerifier {
     const folds = factory.fold && new FoldedSteps(gpu, factory.fold.layout, layers, opts.maxNodes);
     const verifier = new GpuTreeVerifier(model, layers, heads, f32('tree parents'), f32('accepted paths'), opts.maxNodes, maxBatch, opts.ownsModel ?? false, [...sizes].sort((a, b) => a - b), folds);
     verifier.splitChain = opts.splitChain ?? !gpu.isSoftware;
+    verifier.foldUpTo = opts.foldUpTo ?? Infinity;
     return verifier;
   }
 
@@ -446,7 +455,7 @@ export class GpuTreeVerifier implements TreeVerifier, BatchTreeVerifier {
     encodeStepWith(
       pass, plan,
       this.folds
-        ? this.folds.attend(b, pos, rows, pathLength, this.parents, this.path)
+        ? this.folds.attend(b, pos, rows, pathLength, this.parents, this.path, 0, undefined, this.foldUpTo)
         : (p, n, io) => this.layers[n].encodeTree(p, { inputs: { q: io.q, k: io.k, v: io.v }, parents: this.parents, o: io.o }, states[n], b, pos + pathLength, rows),
       'ids', this.sampled ? 'sample' : 'argmax',
       { logits: wantLogits || ownK > 0 },
