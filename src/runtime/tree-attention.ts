@@ -78,7 +78,10 @@ export interface TreeAttentionFactory {
 export async function compileTreeAttention(gpu: Gpu, program: Program, sizes: Readonly<Record<string, number>>, maxNodes: number): Promise<TreeAttentionFactory> {
   const tree = treePlan(program, sizes, maxNodes);
   const commit = treeCommitPlan(program, sizes, maxNodes);
-  const fold = isSoftmaxProgram(program) ? null : { plan: treeFoldPlan(program, sizes, maxNodes), commit: treeFoldCommitPlan(program, sizes, maxNodes) };
+  let fold = isSoftmaxProgram(program) ? null : { plan: treeFoldPlan(program, sizes, maxNodes), commit: treeFoldCommitPlan(program, sizes, maxNodes) };
+  // A variant with many parameters could bind more storage buffers than the adapter allows: it keeps the separate commit.
+  const storage = (plan: Plan) => Math.max(...plan.kernels.map((k) => k.bindings.length - 1));
+  if (fold && storage(fold.plan) > gpu.limits.maxStorageBuffersPerShaderStage) fold = null;
   const [treeRunner, commitRunner, foldRunner, foldCommitRunner] = await Promise.all([
     PlanRunner.create(gpu, tree), PlanRunner.create(gpu, commit),
     ...(fold ? [PlanRunner.create(gpu, fold.plan), PlanRunner.create(gpu, fold.commit)] : []),
