@@ -2,8 +2,10 @@
 // embedding and the LM head's two — since each layer's tree kernel folds the previous step's commit (issue 14,
 // backends/wgsl/tree-fold.ts): one folded tree launch per layer and no tree-commit launch. (That the folded
 // steps' tokens and states equal plain decoding's is speculative-gpu.test.ts's and speculative-chain.test.ts's.)
-// With foldUpTo, a longer pending path takes the packed commit launch first, and generation is unchanged.
+// With foldUpTo, a longer pending path takes the packed commit launch first, and generation is unchanged. flush()
+// after a folded step brings the state back into the layers' buffers even with nothing pending.
 import { afterAll, describe, expect, it } from 'vitest';
+import { relativeError } from '../src/tensor.ts';
 import { generateGpu } from '../src/model/generate.ts';
 import { ByteTokenizer } from '../src/model/tokenizer.ts';
 import { ProfilingPass } from '../src/runtime/dispatch-profile.ts';
@@ -66,5 +68,27 @@ describe('folded tree steps', () => {
         expect(r.tokens, `${draft.name} prompt [${prompt}]`).toEqual(plain);
       }
     }
+  });
+
+  it('flush after a folded step with nothing pending brings its state back: the next decode step equals plain decoding\'s', async () => {
+    const m = makeModel(MODEL_SPECS[2], 4444);
+    const verifier = await gpuVerifierOf(m, { maxNodes: 6 }, cleanup);
+    const model = verifier.model;
+    const [prompt] = randomPrompts(1, 93);
+    const plain = (await generateGpu(model, new ByteTokenizer(), [prompt], { maxTokens: 4, sampling: { temperature: 0 } })).tokens[0];
+    expect(await verifier.start(prompt, { temperature: 0 }, 0)).toBe(plain[0]);
+    await verifier.verify({ tree: treeFromParents(plain.slice(0, 3), [-1, 0, 1]) });
+    verifier.commit([0, 1]);
+    await verifier.verify({ tree: treeFromParents([plain[2]], [-1]) }); // folds [0, 1] in; nothing committed after it
+    await verifier.flush();
+    expect(model.position).toBe(prompt.length + 2);
+    model.keepLogits = true;
+    await model.decodeStep({ tokens: [plain[2]] }).tokens();
+    const folded = await model.readLogits();
+    await (await model.prefill([prompt])).tokens();
+    for (const t of plain.slice(0, 3)) await model.decodeStep({ tokens: [t] }).tokens();
+    const stepped = await model.readLogits();
+    model.keepLogits = false;
+    expect(relativeError(folded, stepped)).toBeLessThan(1e-5);
   });
 });
