@@ -11,6 +11,8 @@
 //                 (backends/wgsl/tree-fold.ts), reading one FoldSet (packed state, the previous nodes' inputs)
 //                 and writing the other (tree-fold-sets.ts keeps the pair and copies to and from the layer state);
 //   encodeFoldCommit: the separate commit on one FoldSet in place (a pending path too long to fold).
+// Each has a dims uniform of its own per layer, so a submit may hold one of each per layer (chained steps after the
+// first pass the chain's GPU-filled dims instead).
 import { FOLD_KEPT, FOLD_NEXT, FOLD_PENDING, FOLD_STATE, treeFoldCommitPlan, treeFoldPlan, type FoldLayout } from '../../backends/wgsl/tree-fold.ts';
 import { isSoftmaxProgram } from '../../backends/wgsl/softmax-analysis.ts';
 import { TREE_PARENTS, TREE_PATH, treeCommitPlan, treePlan } from '../../backends/wgsl/tree.ts';
