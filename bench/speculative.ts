@@ -21,7 +21,9 @@
 //   - batch 8 (eight prompts): plain generateGpu against batch speculation (oracle chain:4, adaptive best:4);
 //   - unless --no-profile (and with timestamp queries): where a decode step's and each oracle tree step's GPU
 //     time goes, kernel by kernel (runtime/dispatch-profile.ts: every dispatch replayed in a timed pass of
-//     its own), with the weight bytes each step's matmuls read.
+//     its own), with the weight bytes each step's matmuls read; each oracle tree step twice: folded (its tree
+//     launches commit the previous path, the verifier's default) and with the commit's own launch per layer
+//     (GpuVerifierOptions.foldUpTo 0), the 'tree N +commit' columns.
 // --oracle-only: the verification-cost figures alone (plain decoding, the oracle by tree size, the profile).
 // With random weights the n-gram, adaptive, Medusa and draft-model acceptance says nothing about trained
 // models; their rows measure what drafting and verifying cost. Prints tables; writes speculative.json to
@@ -286,15 +288,21 @@ async function profileSteps(gpu: Gpu, model: GpuModel, verifier: GpuTreeVerifier
     ...stepProfile('decode step', 1, await timeDispatchesOf(gpu, pass.dispatches), matmulReads(model.decodeMatmuls, layers), model.weightBytesPerToken),
     streamMs: await timeStepStream(gpu, pass.dispatches),
   }];
+  const foldUpTo = verifier.foldUpTo;
   for (const n of ORACLE_SIZES) {
-    await verifier.start(ids, { temperature: 0 }, 0);
-    const tree = treeFromParents(Array.from({ length: n + 1 }, (_, i) => (ids[i % ids.length] + i) % V), Array.from({ length: n + 1 }, (_, i) => i - 1));
-    await verifier.verify({ tree });
-    verifier.commit(Array.from({ length: n + 1 }, (_, i) => i));
-    const plan = await model.planStep(1, n + 1, { pickRows: true, qkvPerLayer: true });
-    const times = await verifier.profileStep({ trees: [tree] });
-    out.push({ ...stepProfile(`tree step, chain of ${n}, commit of ${n + 1}`, n + 1, times, matmulReads(treeStepMatmuls(plan), layers)), streamMs: await verifier.streamStep({ trees: [tree] }) });
+    for (const fold of [true, false]) {
+      verifier.foldUpTo = fold ? foldUpTo : 0;
+      await verifier.start(ids, { temperature: 0 }, 0);
+      const tree = treeFromParents(Array.from({ length: n + 1 }, (_, i) => (ids[i % ids.length] + i) % V), Array.from({ length: n + 1 }, (_, i) => i - 1));
+      await verifier.verify({ tree });
+      verifier.commit(Array.from({ length: n + 1 }, (_, i) => i));
+      const plan = await model.planStep(1, n + 1, { pickRows: true, qkvPerLayer: true });
+      const times = await verifier.profileStep({ trees: [tree] });
+      const step = `tree step, chain of ${n}, commit of ${n + 1}${fold ? ' folded' : ' in a launch of its own'}`;
+      out.push({ ...stepProfile(step, n + 1, times, matmulReads(treeStepMatmuls(plan), layers)), streamMs: await verifier.streamStep({ trees: [tree] }) });
+    }
   }
+  verifier.foldUpTo = foldUpTo;
   return out;
 }
 
@@ -324,7 +332,7 @@ export function formatReport(r: SpeculativeBenchReport): string[] {
     ...r.batch.figures.map((f) => [f.source, f.tree, String(f.maxNodes), fmt(f.meanCommitted, 2), fmt(f.meanAccepted, 2), fmt(f.tokensPerS, 1), `${fmt(f.speedup, 2)}×`, fmt(f.gpuMsPerStep), f.identicalToPlain ? 'yes' : 'no']),
   ]);
   if (r.profile.length) {
-    lines.push(...formatTable('where the GPU time goes: ms (dispatches) per kernel, each dispatch timed in a pass of its own', profileTable(r.profile, (p) => (p.rows === 1 ? 'decode' : `tree ${p.rows - 1}`))));
+    lines.push(...formatTable('where the GPU time goes: ms (dispatches) per kernel, each dispatch timed in a pass of its own', profileTable(r.profile, (p) => (p.rows === 1 ? 'decode' : `tree ${p.rows - 1}${p.step.endsWith('own') ? ' +commit' : ''}`))));
   }
   return lines;
 }

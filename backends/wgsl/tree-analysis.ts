@@ -2,10 +2,15 @@
 // of one (batch b, head slice s): its bindings, the parents in workgroup memory, n's root path as a list
 // path[k] = the ancestor k steps above n (path[0] = n), its depth and position a_n, and the query-side values
 // at n the term phases read (each prefix term's φ_n, the bounded terms' query features), staged once.
+//
+// The folded kernel (tree-fold.ts) emits the same body into its own builder (a TreeSite): there the path goes on
+// above the root through the pending path, the previous step's accepted nodes (entries ≥ maxNodes in path[]:
+// pending node path[k] − maxNodes), so depth counts them and a_n = pos0 + depth − 1 with pos0 the position before
+// them; their inputs come from the nodes the previous step kept.
 import type { PrefixForm } from '../../src/ir/terms.ts';
 import { operands, type Id, type Program } from '../../src/ir/types.ts';
 import { count, programReader, type Sizes } from './common.ts';
-import { ExprGen, type Index, type Positions, type Resolver } from './expr.ts';
+import { ExprGen, offset, type Index, type Positions, type Resolver } from './expr.ts';
 import { KernelBuilder, type Binding, type WorkgroupArray } from './kernel-builder.ts';
 import { boundedFrontier, layoutOf, prefixGate, rowAxes, stateLayout, type Layout, type StateLayout } from './layout.ts';
 import type { Block } from './wgsl-block.ts';
@@ -70,6 +75,28 @@ export function analyseTree(p: Program, sizes: Sizes, maxNodes: number): TreeAna
   return { p, sizes, maxNodes, L, st, NS: count(L.head, sizes), NR: count(L.rest, sizes), per: count(p.outAxes, sizes), prefix, qf };
 }
 
+/** Where a tree body is emitted and what it reads (treeKernel): the plain kernel's own builder, or the fold's. */
+export interface TreeSite {
+  readonly kb: KernelBuilder;
+  readonly main: Block;
+  /** The tree's node count N, a u32 expression (the plain kernel's dims.t). */
+  readonly nodes: string;
+  /** WGSL reading state buffer `name` ('state:S0', …) at `index`. */
+  readonly load: (name: string, index: string) => string;
+  /** The pending path above the root (the folded kernel). */
+  readonly pending?: PendingPath;
+}
+
+/** The previous step's accepted path, not yet in the state the kernel reads: the oldest ancestors of every node. */
+export interface PendingPath {
+  /** Its length P, a u32 expression. */
+  readonly length: string;
+  /** The node index (u32 < maxNodes) of entry k, from the root down. */
+  readonly node: (k: string) => string;
+  /** WGSL of input `name` of pending node `node` at offset `off` within its row. */
+  readonly input: (name: string, node: string, off: string) => string;
+}
+
 /** The kernel's declarations and prologue: what the term phases read. */
 export interface TreeKernel {
   readonly a: TreeAnalysis;
@@ -78,9 +105,12 @@ export interface TreeKernel {
   readonly read: Resolver;
   /** Registers that position variable `pos` belongs to node variable `node`, for reading token inputs. */
   readonly at: (pos: string, node: string) => void;
-  readonly state: ReadonlyMap<string, Binding>;
+  /** WGSL reading state buffer `name` at `index` (stateAt). */
+  readonly load: (name: string, index: string) => string;
   readonly out: Binding;
-  /** path[k]: the ancestor k steps above n (u32), k < depth. */
+  /** The node count N, a u32 expression. */
+  readonly nodes: string;
+  /** path[k]: the ancestor k steps above n (u32), k < depth; in the fold, ≥ maxNodes for pending nodes. */
   readonly path: WorkgroupArray;
   /** φ_n of each prefix term, [F]. */
   readonly phi: readonly WorkgroupArray[];
@@ -93,30 +123,41 @@ export interface TreeKernel {
  * A launch's builder with its bindings declared and its prologue emitted: after it, `n` (the node), `depth`
  * (uniform), `an` (its position), path[] and the staged query-side values are ready for every invocation.
  */
-export function treeKernel(a: TreeAnalysis): TreeKernel {
-  const kb = new KernelBuilder(TREE_WG, ['wid', 'lid']);
+export function treeKernel(a: TreeAnalysis, given?: TreeSite): TreeKernel {
+  const site = given ?? ownSite(a);
+  const { kb, nodes: N, pending } = site;
   const nodeOf = new Map<string, string>();
-  const read = programReader(kb, a.p, a.sizes, (where) => {
+  const base = programReader(kb, a.p, a.sizes, (where) => {
     const node = nodeOf.get(where);
     if (!node) throw new Error(`internal: ${a.p.name}: an input read at '${where}', which is no tree node's position`);
-    return `b * dims.t + ${node}`;
+    return `b * ${N} + ${node}`;
   });
+  // In the fold a path entry ≥ maxNodes is a pending node, whose inputs the previous step kept.
+  const read: Resolver = !pending ? base : (n, idx, where, blk) => {
+    const node = nodeOf.get(where);
+    if (n.op !== 'input' || node === 'n') return base(n, idx, where, blk);
+    const v = blk.var('in', '0.0');
+    blk.ifChain([
+      [`${node} < ${a.maxNodes}u`, (x) => x.line(`${v} = ${base(n, idx, where, x)};`)],
+      [null, (x) => x.line(`${v} = ${pending.input(n.name, `${node} - ${a.maxNodes}u`, offset(n.type.axes, a.sizes, idx))};`)],
+    ]);
+    return v;
+  };
   const at = (pos: string, node: string) => void nodeOf.set(pos, node);
   const out = kb.storage('out:o', true, { always: true });
   const parents = kb.storage(TREE_PARENTS, false, { always: true });
-  const state = new Map(a.st.buffers.map((b) => [b.name, kb.storage(b.name, false)]));
   const par = kb.workgroup('par', a.maxNodes, 'parents, sanitised to earlier nodes', 'i32');
-  const path = kb.workgroup('path', a.maxNodes, "path[k]: n's ancestor k steps up", 'u32');
+  const path = kb.workgroup('path', pending ? 2 * a.maxNodes : a.maxNodes, `path[k]: n's ancestor k steps up${pending ? ' (≥ maxNodes: a pending node)' : ''}`, 'u32');
   const wdepth = kb.workgroup('wdepth', 1, "the path's length", 'u32');
   const phi = a.prefix.map((q) => kb.workgroup(`phi${q.k}`, q.F, `φ_n of ${q.name}`));
   const qf = new Map([...a.qf].map(([id, f]) => [id, kb.workgroup(`qf${id}`, f.W, `query features %${id} at n`)] as const));
-  const main = kb.body;
-  main.define('s', `wid.x / dims.t`, 'head slice');
-  main.define('n', `wid.x % dims.t`, 'the node this workgroup verifies');
+  const main = site.main;
+  main.define('s', `wid.x / ${N}`, 'head slice');
+  main.define('n', `wid.x % ${N}`, 'the node this workgroup verifies');
   main.define('b', 'wid.y');
   const head = main.split(a.L.head, a.sizes, 's', 'hx');
-  const T: TreeKernel = { a, kb, read, at, state, out, path, phi, qf, head };
-  emitPath(main, kb.use(parents), par.name, path.name, wdepth.name);
+  const T: TreeKernel = { a, kb, read, at, load: site.load, out, nodes: N, path, phi, qf, head };
+  emitPath(main, kb.use(parents), N, par.name, path.name, wdepth.name, pending && { ...pending, offset: a.maxNodes });
   main.define('an', 'dims.pos0 + depth - 1u', "n's absolute position");
   at('an', 'n');
   stageQuerySide(T, main);
@@ -155,11 +196,21 @@ export function hoistRowReductions(T: TreeKernel, g: ExprGen, at: Block, root: I
   for (const r of rowReductions(T.a.p, root, where, g.pos, T.a.L.head)) g.value(at, r.id, T.head, r.where);
 }
 
-/** Parents (sanitised: a parent that is not an earlier node reads as −1), then n's root path and depth. */
-function emitPath(main: Block, parents: string, par: string, path: string, wdepth: string): void {
+/** The plain kernel's site: a builder of its own, N = dims.t, the state buffers bound read only. */
+function ownSite(a: TreeAnalysis): TreeSite {
+  const kb = new KernelBuilder(TREE_WG, ['wid', 'lid']);
+  const state = new Map(a.st.buffers.map((b) => [b.name, kb.storage(b.name, false)]));
+  return { kb, main: kb.body, nodes: 'dims.t', load: (name, index) => `${kb.use(state.get(name)!)}[${index}]` };
+}
+
+/**
+ * Parents (sanitised: a parent that is not an earlier node reads as −1), then n's root path and depth; with a
+ * pending path, its entries after the root's, youngest first, each as maxNodes + its node.
+ */
+function emitPath(main: Block, parents: string, N: string, par: string, path: string, wdepth: string, pending: (PendingPath & { offset: number }) | undefined): void {
   main.comment("phase 0: n's root path");
   main.strided('m', 'n + 1u', (b, m) => {
-    const pv = b.let('pv', `i32(round(${parents}[b * dims.t + ${m}]))`);
+    const pv = b.let('pv', `i32(round(${parents}[b * ${N} + ${m}]))`);
     b.line(`${par}[${m}] = select(-1, ${pv}, ${pv} >= 0 && ${pv} < i32(${m}));`);
   });
   main.line('workgroupBarrier();');
@@ -172,6 +223,13 @@ function emitPath(main: Block, parents: string, par: string, path: string, wdept
       l.line(`${k}++;`);
       l.line(`${up} = ${par}[u32(${up})];`);
     });
+    if (pending) {
+      b.comment('the pending path above the root, youngest first');
+      b.for('i', '0u', (i) => `${i} < ${pending.length}`, (l, i) => {
+        l.line(`${path}[${k}] = ${pending.offset}u + ${pending.node(`${pending.length} - 1u - ${i}`)};`);
+        l.line(`${k}++;`);
+      });
+    }
     b.line(`${wdepth}[0] = ${k};`);
   });
   main.define('depth', `workgroupUniformLoad(&${wdepth}[0])`, 'uniform: loops around barriers run to it');
@@ -201,7 +259,7 @@ function stageQuerySide(T: TreeKernel, main: Block): void {
   main.line('workgroupBarrier();');
 }
 
-/** The WGSL name of a state buffer ('state:S0', …), bound (read only) from here on. */
-export function stateRef(T: TreeKernel, buffer: string): string {
-  return T.kb.use(T.state.get(buffer)!);
+/** WGSL reading a state buffer ('state:S0', …) at `index`: the committed state, read only. */
+export function stateAt(T: TreeKernel, buffer: string, index: string): string {
+  return T.load(buffer, index);
 }

@@ -13,7 +13,7 @@ import { ExprGen, offset, type Index, type Resolver } from './expr.ts';
 import type { KernelBuilder, WorkgroupArray } from './kernel-builder.ts';
 import { frontier, ringIndex, rowAxes } from './layout.ts';
 import type { Block } from './wgsl-block.ts';
-import { rowReductions, stateRef, TREE_TILE, type TreeAnalysis, type TreeKernel } from './tree-analysis.ts';
+import { rowReductions, stateAt, TREE_TILE, type TreeAnalysis, type TreeKernel } from './tree-analysis.ts';
 import type { ItemSums } from './tree-prefix.ts';
 
 /** Lags per tile of a bounded term: its whole lag range when that is short (a K-tap convolution). */
@@ -119,7 +119,7 @@ export function emitBoundedTerm(T: TreeKernel, main: Block, t: Term, sums: ItemS
                 where === aJ && bounded.reductions.has(n.id) && reds.includes(n.id) ? `${bounded.reductions.get(n.id)!.name}[${e} / ${W}u]` : T.read(n, idx, where, blk);
               d.line(`${dst} = ${new ExprGen(a.p, a.sizes, staged, { i: 'an', j: aJ }).value(d, id, full, aJ)};`);
             }],
-            [null, (d) => d.line(`${dst} = ${stateRef(T, `state:ring${id}`)}[${ringIndex(r, a.st.ring, `${aJ} % ${a.st.ring}u`, offset(a.p.nodes[id].type.axes, a.sizes, full))}];`)],
+            [null, (d) => d.line(`${dst} = ${stateAt(T, `state:ring${id}`, ringIndex(r, a.st.ring, `${aJ} % ${a.st.ring}u`, offset(a.p.nodes[id].type.axes, a.sizes, full)))};`)],
           ]);
         });
       });

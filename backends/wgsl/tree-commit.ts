@@ -12,11 +12,15 @@
 // between steps: ψ, log-gates and values of TILE path nodes are staged in workgroup memory at a time.
 // The rings take the path's last RING positions (workgroup 0 of each head slice). A feature's row reductions
 // (llama's ‖rope(k)‖ over d) are staged once per path entry first: element by element, ExprGen redid them per feature.
+//
+// The same body runs inside the folded tree kernel (tree-fold.ts) as extra workgroups: there it reads the state
+// from one buffer and writes the folded state into another (a ping-pong pair), the path's inputs from the nodes
+// the previous step kept, and writes every ring slot (the old ring's where the path does not reach).
 import type { PrefixForm } from '../../src/ir/terms.ts';
 import type { Id, Program } from '../../src/ir/types.ts';
 import { count, programReader, type Sizes } from './common.ts';
 import { ExprGen, offset, type Index, type Resolver } from './expr.ts';
-import { KernelBuilder, type WorkgroupArray } from './kernel-builder.ts';
+import { KernelBuilder, type Binding, type WorkgroupArray } from './kernel-builder.ts';
 import { layoutOf, prefixGate, ringIndex, rowAxes, stateLayout } from './layout.ts';
 import type { Kernel } from './plan.ts';
 import type { Block } from './wgsl-block.ts';
@@ -25,7 +29,62 @@ import { rowReductions, TREE_PATH, TREE_TILE, TREE_WG } from './tree-analysis.ts
 /** State elements (features of one column) per invocation. */
 const E = 4;
 
+/** The commit's split of the state: CB columns and FB features per workgroup, `blocks` workgroups per head slice. */
+export function commitBlocks(p: Program, sizes: Sizes): { NS: number; blocks: number } {
+  const L = layoutOf(p, p.terms);
+  const st = stateLayout(p, sizes);
+  const NR = count(L.rest, sizes);
+  const Fmax = Math.max(1, ...st.prefix.map((q) => q.F));
+  let CB = 1;
+  while (CB < 16 && CB < NR) CB *= 2;
+  const FB = (TREE_WG / CB) * E;
+  return { NS: count(L.head, sizes), blocks: st.prefix.length ? Math.ceil(Fmax / FB) * Math.ceil(NR / CB) : 1 };
+}
+
+/** Where the commit body is emitted: its own kernel (treeCommitKernel) or the folded tree kernel's extra workgroups. */
+export interface CommitSite {
+  readonly kb: KernelBuilder;
+  readonly main: Block;
+  /** This workgroup's index among the commit's NS · blocks workgroups of sequence `wid.y`. */
+  readonly group: string;
+  /** The accepted path, [b, P] f32 node indices (TREE_PATH). */
+  readonly path: Binding;
+  /** Rows per sequence of the buffer the path's nodes are read from (a u32 expression ≥ 1). */
+  readonly rows: string;
+  /** The resolver of inputs and params, given the variable holding the node row each position belongs to. */
+  readonly reader: (rowOf: (where: string) => string) => Resolver;
+  /** WGSL reading and writing state buffer `name` ('state:S0', …) at `index`. */
+  readonly load: (name: string, index: string) => string;
+  readonly store: (name: string, index: string) => string;
+  /** Write every ring slot (the fold's new buffer): the path's positions where it reaches, the old ring's elsewhere. */
+  readonly wholeRing: boolean;
+}
+
 export function treeCommitKernel(p: Program, sizes: Sizes): Kernel {
+  const kb = new KernelBuilder(TREE_WG, ['wid', 'lid']);
+  const st = stateLayout(p, sizes);
+  const path = kb.storage(TREE_PATH, false, { always: true });
+  const state = new Map(st.buffers.map((b) => [b.name, kb.storage(b.name, true)]));
+  const at = (name: string, index: string) => `${kb.use(state.get(name)!)}[${index}]`;
+  const { NS, blocks } = commitBlocks(p, sizes);
+  emitCommit(p, sizes, {
+    kb, main: kb.body, group: 'wid.x', path, rows: 'max(dims.pad, 1u)',
+    reader: (rowOf) => programReader(kb, p, sizes, (where) => `b * dims.pad + ${rowOf(where)}`),
+    load: at, store: at, wholeRing: false,
+  });
+  return kb.build({
+    label: `${p.name}.tree-commit`,
+    comment: [
+      `tree commit kernel of ${p.name}: the accepted path (node indices in ${TREE_PATH}) folded into the state, ${blocks} workgroup(s) per head slice`,
+      'dims.t = P (the path length), dims.pad = N (the rows of the tree inputs), dims.pos0 = the committed position',
+    ],
+    workgroups: (b) => [NS * blocks, b, 1],
+  });
+}
+
+/** The commit's body at `site`: dims.t = P (the path length), dims.pos0 = the committed position, sequence b = wid.y. */
+export function emitCommit(p: Program, sizes: Sizes, site: CommitSite): void {
+  const { kb } = site;
   const L = layoutOf(p, p.terms);
   const st = stateLayout(p, sizes);
   const NS = count(L.head, sizes);
@@ -38,16 +97,13 @@ export function treeCommitKernel(p: Program, sizes: Sizes): Kernel {
   const blocks = st.prefix.length ? Math.ceil(Fmax / FB) * ncb : 1;
   const TP = TREE_TILE;
 
-  const kb = new KernelBuilder(TREE_WG, ['wid', 'lid']);
   const nodeOf = new Map<string, string>();
-  const read = programReader(kb, p, sizes, (where) => {
+  const read = site.reader((where) => {
     const node = nodeOf.get(where);
     if (!node) throw new Error(`internal: ${p.name}: an input read at '${where}', which is no path node's position`);
-    return `b * dims.pad + ${node}`;
+    return node;
   });
-  const path = kb.storage(TREE_PATH, false, { always: true });
-  const state = new Map(st.buffers.map((b) => [b.name, kb.storage(b.name, true)]));
-  const S = (name: string) => kb.use(state.get(name)!);
+  const path = site.path;
   const psiT = kb.workgroup('psi', TP * FB, 'ψ of the tile, [TILE, features of this workgroup]');
   const lgT = st.prefix.some((q) => prefixGate(p, q.term.form as PrefixForm)) ? kb.workgroup('lg', TP * FB, 'log-gates of the tile') : null;
   const vT = kb.workgroup('vt', TP * CB, 'values of the tile, [TILE, columns of this workgroup]');
@@ -77,16 +133,16 @@ export function treeCommitKernel(p: Program, sizes: Sizes): Kernel {
   const reading = (reds: readonly Id[], arrays: ReadonlyMap<Id, WorkgroupArray>, pos: string, row: string): Resolver => (n, idx, where, blk) =>
     where === pos && reds.includes(n.id) ? `${arrays.get(n.id)!.name}[${row}]` : read(n, idx, where, blk);
 
-  const main = kb.body;
-  main.define('s', `wid.x / ${blocks}u`, 'head slice');
-  main.define('blk', `wid.x % ${blocks}u`);
+  const main = site.main;
+  main.define('s', `(${site.group}) / ${blocks}u`, 'head slice');
+  main.define('blk', `(${site.group}) % ${blocks}u`);
   main.define('b', 'wid.y');
   const head = main.split(L.head, sizes, 's', 'hx');
   const f0 = main.let('f0', `(blk / ${ncb}u) * ${FB}u`, "this workgroup's first feature");
   const c = main.let('c', `(blk % ${ncb}u) * ${CB}u + lid % ${CB}u`, "this invocation's column");
   const fr = main.let('fr', `(lid / ${CB}u) * ${E}u`, "its first feature in the workgroup's block");
   /** Node index of path entry `k` (clamped to the tree). */
-  const nodeAt = (k: string) => `min(u32(max(round(${kb.use(path)}[b * dims.t + ${k}]), 0.0)), max(dims.pad, 1u) - 1u)`;
+  const nodeAt = (k: string) => `min(u32(max(round(${kb.use(path)}[b * dims.t + ${k}]), 0.0)), ${site.rows} - 1u)`;
 
   for (const q of st.prefix) {
     const form = q.term.form as PrefixForm;
@@ -100,12 +156,12 @@ export function treeCommitKernel(p: Program, sizes: Sizes): Kernel {
       const fe = [...Array(E).keys()].map((e) => t.let('f', `${f0} + ${fr} + ${e}u`));
       const owns = fe.map((f) => t.let('own', `${c} < ${NR}u && ${f} < ${q.F}u`));
       const ownsZ = C ? fe.map((f) => t.let('ownZ', `${c} == 0u && ${f} < ${q.F}u`)) : [];
-      const sv = fe.map((f, e) => t.var('sv', `select(0.0, ${S(`state:S${q.k}`)}[${at(`min(${f}, ${q.F - 1}u)`)}], ${owns[e]})`));
-      const so = C ? fe.map((f, e) => t.var('so', `select(0.0, ${S(`state:So${q.k}`)}[${at(`min(${f}, ${q.F - 1}u)`)}], ${owns[e]})`)) : [];
+      const sv = fe.map((f, e) => t.var('sv', `select(0.0, ${site.load(`state:S${q.k}`, at(`min(${f}, ${q.F - 1}u)`))}, ${owns[e]})`));
+      const so = C ? fe.map((f, e) => t.var('so', `select(0.0, ${site.load(`state:So${q.k}`, at(`min(${f}, ${q.F - 1}u)`))}, ${owns[e]})`)) : [];
       // z is kept per column like S (layout.ts): each thread advances its own column's copy.
-      const zv = fe.map((f, e) => t.var('zv', `select(0.0, ${S(`state:z${q.k}`)}[${at(`min(${f}, ${q.F - 1}u)`)}], ${owns[e]})`));
+      const zv = fe.map((f, e) => t.var('zv', `select(0.0, ${site.load(`state:z${q.k}`, at(`min(${f}, ${q.F - 1}u)`))}, ${owns[e]})`));
       // Every column's thread follows zo (its z joins it at a group start); column 0's writes it back.
-      const zo = C ? fe.map((f, e) => t.var('zo', `select(0.0, ${S(`state:zo${q.k}`)}[${zAt(`min(${f}, ${q.F - 1}u)`)}], ${owns[e]})`)) : [];
+      const zo = C ? fe.map((f, e) => t.var('zo', `select(0.0, ${site.load(`state:zo${q.k}`, zAt(`min(${f}, ${q.F - 1}u)`))}, ${owns[e]})`)) : [];
       const reds = reductionsOf(form.psi);
       const redT = new Map(reds.map((r) => [r, stagedArray(r, TP, 'p')] as const));
       t.for('p0', '0u', (p0) => `${p0} < dims.t`, (l, p0) => {
@@ -155,20 +211,20 @@ export function treeCommitKernel(p: Program, sizes: Sizes): Kernel {
         l.line('workgroupBarrier();');
       }, { step: (p0) => `${p0} += ${TP}u` });
       fe.forEach((f, e) => {
-        t.line(`if (${owns[e]}) { ${S(`state:S${q.k}`)}[${at(f)}] = ${sv[e]};${C ? ` ${S(`state:So${q.k}`)}[${at(f)}] = ${so[e]};` : ''} }`);
-        t.line(`if (${owns[e]}) { ${S(`state:z${q.k}`)}[${at(f)}] = ${zv[e]}; }`);
-        if (C) t.line(`if (${ownsZ[e]}) { ${S(`state:zo${q.k}`)}[${zAt(f)}] = ${zo[e]}; }`);
+        t.line(`if (${owns[e]}) { ${site.store(`state:S${q.k}`, at(f))} = ${sv[e]};${C ? ` ${site.store(`state:So${q.k}`, at(f))} = ${so[e]};` : ''} }`);
+        t.line(`if (${owns[e]}) { ${site.store(`state:z${q.k}`, at(f))} = ${zv[e]}; }`);
+        if (C) t.line(`if (${ownsZ[e]}) { ${site.store(`state:zo${q.k}`, zAt(f))} = ${zo[e]}; }`);
       });
     });
   }
   if (st.rings.length) {
     main.block('if (blk == 0u)', (blk) => {
-      blk.comment(`rings: the last ${st.ring} positions of the path`);
+      blk.comment(site.wholeRing ? `rings: every slot, from the path's last ${st.ring} positions or the old ring` : `rings: the last ${st.ring} positions of the path`);
       const kept = blk.let('kept', `min(dims.t, ${st.ring}u)`);
       const reds = [...new Set(st.rings.flatMap((r) => reductionsOf(r.id)))];
       const arrays = new Map(reds.map((x) => [x, stagedArray(x, st.ring, 'r')] as const));
       if (reds.length) stageReductions(blk, reds, arrays, kept, (i) => `dims.t - ${kept} + ${i}`);
-      for (const r of st.rings) emitRing(blk, r, kept, reds, arrays);
+      for (const r of st.rings) (site.wholeRing ? emitWholeRing : emitRing)(blk, r, kept, reds, arrays);
     });
   }
   function emitRing(blk: Block, r: { id: Id; per: number; sliced: number }, kept: string, reds: readonly Id[], arrays: ReadonlyMap<Id, WorkgroupArray>): void {
@@ -181,15 +237,33 @@ export function treeCommitKernel(p: Program, sizes: Sizes): Kernel {
       nodeOf.set(pos, node);
       const full = { ...head, ...b.split(own, sizes, `${e} % ${W}u`, `r${r.id}`) };
       const v = new ExprGen(p, sizes, reading(reds, arrays, pos, `${e} / ${W}u`), { i: pos, j: pos }).value(b, r.id, full, pos);
-      b.line(`${S(`state:ring${r.id}`)}[${ringIndex(r, st.ring, `${pos} % ${st.ring}u`, offset(p.nodes[r.id].type.axes, sizes, full))}] = ${v};`);
+      b.line(`${site.store(`state:ring${r.id}`, ringIndex(r, st.ring, `${pos} % ${st.ring}u`, offset(p.nodes[r.id].type.axes, sizes, full)))} = ${v};`);
     });
   }
-  return kb.build({
-    label: `${p.name}.tree-commit`,
-    comment: [
-      `tree commit kernel of ${p.name}: the accepted path (node indices in ${TREE_PATH}) folded into the state, ${blocks} workgroup(s) per head slice`,
-      'dims.t = P (the path length), dims.pad = N (the rows of the tree inputs), dims.pos0 = the committed position',
-    ],
-    workgroups: (b) => [NS * blocks, b, 1],
-  });
+  /**
+   * Every slot of ring `r`: slot σ holds the latest position p ≡ σ (mod RING) below pos0 + P, which is path entry
+   * p − pos0 when the path reaches it (d = pos0 + P − 1 − p < P), else the old ring's value, copied.
+   */
+  function emitWholeRing(blk: Block, r: { id: Id; per: number; sliced: number }, kept: string, reds: readonly Id[], arrays: ReadonlyMap<Id, WorkgroupArray>): void {
+    const own = rowAxes(p, L, r.id);
+    const W = count(own, sizes);
+    const R = st.ring;
+    blk.strided('e', `${R * W}u`, (b, e) => {
+      const slot = b.let('slot', `${e} / ${W}u`);
+      const d = b.let('d', `(dims.pos0 + dims.t - 1u + ${R}u - ${slot}) % ${R}u`, 'how far before the last path position the slot lies');
+      const full = { ...head, ...b.split(own, sizes, `${e} % ${W}u`, `r${r.id}`) };
+      const idx = b.let('ri', ringIndex(r, R, slot, offset(p.nodes[r.id].type.axes, sizes, full)));
+      b.ifChain([
+        [`dims.t > 0u && ${d} < dims.t`, (x) => {
+          const k = x.let('k', `dims.t - 1u - ${d}`);
+          const node = x.let('node', nodeAt(k));
+          const pos = x.let('pos', `dims.pos0 + ${k}`);
+          nodeOf.set(pos, node);
+          const v = new ExprGen(p, sizes, reading(reds, arrays, pos, `${kept} - 1u - ${d}`), { i: pos, j: pos }).value(x, r.id, full, pos);
+          x.line(`${site.store(`state:ring${r.id}`, idx)} = ${v};`);
+        }],
+        [null, (x) => x.line(`${site.store(`state:ring${r.id}`, idx)} = ${site.load(`state:ring${r.id}`, idx)};`)],
+      ]);
+    });
+  }
 }

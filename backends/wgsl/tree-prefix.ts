@@ -14,7 +14,7 @@ import type { Term } from '../../src/ir/types.ts';
 import { ExprGen, type Index } from './expr.ts';
 import type { WorkgroupArray } from './kernel-builder.ts';
 import type { Block } from './wgsl-block.ts';
-import { hoistRowReductions, stateRef, TREE_LANES, TREE_TILE, type TreeKernel, type TreePrefix } from './tree-analysis.ts';
+import { hoistRowReductions, stateAt, TREE_LANES, TREE_TILE, type TreeKernel, type TreePrefix } from './tree-analysis.ts';
 
 /** Where a term adds its sums: one [NR] array per output item (den only for normalised items). */
 export interface ItemSums {
@@ -135,10 +135,10 @@ export function emitPrefixTerm(T: TreeKernel, main: Block, q: TreePrefix, t: Ter
 function committedState(T: TreeKernel, main: Block, q: TreePrefix, sums: ItemSums, phi: string, dacc: string | undefined): void {
   const { a } = T;
   const U = unrollOf(q.F);
-  const S = stateRef(T, `state:S${q.k}`);
-  const z = sums.den ? stateRef(T, `state:z${q.k}`) : null;
+  const S = (i: string) => stateAt(T, `state:S${q.k}`, i);
+  const z = sums.den ? (i: string) => stateAt(T, `state:z${q.k}`, i) : null;
   const C = q.group;
-  const open = C ? { So: stateRef(T, `state:So${q.k}`), zo: sums.den ? stateRef(T, `state:zo${q.k}`) : null } : null;
+  const open = C ? { So: (i: string) => stateAt(T, `state:So${q.k}`, i), zo: sums.den ? (i: string) => stateAt(T, `state:zo${q.k}`, i) : null } : null;
   main.strided('col', `${a.NR}u`, (b, col) => {
     b.comment(`the committed state, ${U} rows of S in flight`);
     const nu = b.var('nu', '0.0');
@@ -149,13 +149,13 @@ function committedState(T: TreeKernel, main: Block, q: TreePrefix, sums: ItemSum
       const zi = (u: number) => `(b * ${a.NS}u + s) * ${q.F}u + ${f0} + ${u}u`;
       // So only once n has left the open group (a uniform branch: most nodes of a tree stay in it, and a select
       // would load So for them too, doubling the state this kernel reads per node).
-      const rows = [...Array(U).keys()].map((u) => (open ? l.var(`s${u}`, `${S}[${si(u)}]`) : l.let(`s${u}`, `${S}[${si(u)}]`)));
-      if (open) l.block(`if (${withOpen})`, (c) => rows.forEach((su, u) => c.line(`${su} = ${su} + ${open.So}[${si(u)}];`)));
+      const rows = [...Array(U).keys()].map((u) => (open ? l.var(`s${u}`, S(si(u))) : l.let(`s${u}`, S(si(u)))));
+      if (open) l.block(`if (${withOpen})`, (c) => rows.forEach((su, u) => c.line(`${su} = ${su} + ${open.So(si(u))};`)));
       rows.forEach((su, u) => {
         const f = `${f0} + ${u}u`;
         const w = l.let('w', `${phi}[${f}]${dacc ? ` * ${dacc}[${q.gateW > 1 ? f : '0u'}]` : ''}`);
         // z from this column's copy (layout.ts), at S's index; zo is kept once per feature.
-        const zv = z ? (open?.zo ? `(${z}[${si(u)}] + select(0.0, ${open.zo}[${zi(u)}], ${withOpen}))` : `${z}[${si(u)}]`) : null;
+        const zv = z ? (open?.zo ? `(${z(si(u))} + select(0.0, ${open.zo(zi(u))}, ${withOpen}))` : `${z(si(u))}`) : null;
         l.line(`${nu} = ${nu} + ${w} * ${su};${de ? ` ${de} = ${de} + ${w} * ${zv};` : ''}`);
       });
     }, { step: (f0) => `${f0} += ${U}u` });

@@ -21,15 +21,13 @@
 // path's inputs by node index: the state afterwards is exactly what decoding the accepted tokens leaves.
 import type { Program } from '../../src/ir/types.ts';
 import { count, programBuffers, type Sizes } from './common.ts';
-import { offset, type Index } from './expr.ts';
 import type { Plan, PlanBuffer } from './plan.ts';
 import { recurrentPlan } from './recurrent.ts';
 import { isSoftmaxProgram } from './softmax-analysis.ts';
 import { softmaxTreeCommitPlan, softmaxTreePlan } from './softmax-tree.ts';
-import { analyseTree, treeKernel, TREE_LANES, TREE_PARENTS, TREE_PATH, TREE_TILE, TREE_WG } from './tree-analysis.ts';
-import { declareBoundedTiles, emitBoundedTerm } from './tree-bounded.ts';
+import { analyseTree, treeKernel, TREE_PARENTS, TREE_PATH, TREE_TILE, TREE_WG } from './tree-analysis.ts';
+import { emitTreeBody } from './tree-body.ts';
 import { treeCommitKernel } from './tree-commit.ts';
-import { emitPrefixTerm, type ItemSums, type PrefixTiles } from './tree-prefix.ts';
 
 export { TREE_PARENTS, TREE_PATH } from './tree-analysis.ts';
 
@@ -38,35 +36,8 @@ export function treePlan(p: Program, sizes: Sizes, maxNodes: number): Plan {
   if (isSoftmaxProgram(p)) return softmaxTreePlan(p, sizes, maxNodes); // the cache and the root path (softmax-tree.ts)
   const a = analyseTree(p, sizes, maxNodes);
   const T = treeKernel(a);
+  emitTreeBody(T);
   const { kb } = T;
-  const main = kb.body;
-  const gW = Math.max(0, ...a.prefix.map((q) => q.gateW));
-  const tiles: PrefixTiles = {
-    A: kb.workgroup('A', TREE_TILE, "the tile's scores"),
-    part: kb.workgroup('part', TREE_TILE * TREE_LANES, 'partial scores of the feature slices'),
-    dacc: gW ? kb.workgroup('dacc', gW, 'gate product from n up to the tile') : null,
-    Dt: gW ? kb.workgroup('Dt', TREE_TILE * gW, "the tile's D_{j→n}") : null,
-  };
-  const bounded = declareBoundedTiles(a, kb);
-  const sums: ItemSums[] = p.output.map((it, k) => ({
-    num: kb.workgroup(`num${k}`, a.NR, `item ${k}'s numerators per column`),
-    den: it.kind === 'norm' ? kb.workgroup(`den${k}`, a.NR, `item ${k}'s denominators`) : null,
-  }));
-  main.strided('col', `${a.NR}u`, (b, col) => sums.forEach((x) => b.line(`${x.num.name}[${col}] = 0.0;${x.den ? ` ${x.den.name}[${col}] = 0.0;` : ''}`)));
-  p.output.forEach((it, k) => {
-    for (const name of it.kind === 'term' ? [it.term] : it.terms) {
-      const t = p.terms.find((x) => x.name === name)!;
-      const q = a.prefix.find((x) => x.name === t.name);
-      if (q) emitPrefixTerm(T, main, q, t, sums[k], tiles);
-      else emitBoundedTerm(T, main, t, sums[k], bounded);
-    }
-  });
-  main.strided('col', `${a.NR}u`, (b, col) => {
-    b.comment('the output: every item, normalised where asked');
-    const full: Index = { ...T.head, ...b.split(a.L.rest, a.sizes, col, 'oc') };
-    const terms = p.output.map((it, k) => (it.kind === 'norm' ? `${sums[k].num.name}[${col}] / (${sums[k].den!.name}[${col}] + ${it.eps})` : `${sums[k].num.name}[${col}]`));
-    b.line(`${kb.use(T.out)}[(b * dims.t + n) * ${a.per}u + ${offset(p.outAxes, a.sizes, full)}] = ${terms.join(' + ')};`);
-  });
   const kernel = kb.build({
     label: `${p.name}.tree`,
     comment: [`tree verification kernel of ${p.name}: one workgroup per (b, head slice, node) against the committed state, read only (parents in ${TREE_PARENTS})`],

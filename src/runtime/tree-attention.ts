@@ -5,6 +5,16 @@
 // into the caller's compute pass (one dispatch each per layer). The state buffers are those of the recurrent plan (compiled-attention's
 // layer state: 'state:S0', 'state:ring12', …); the tree reads them, the commit writes them. Each layer
 // writes its dims uniform when encoding, so encode at most one tree and one commit per layer per submit.
+//
+// A variant whose tree kernel can fold the commit (every one but softmax attention) also gets
+//   encodeFolded: the tree of this step and the commit of the previous step's accepted path in one launch
+//                 (backends/wgsl/tree-fold.ts), reading one FoldSet (packed state, the previous nodes' inputs)
+//                 and writing the other (tree-fold-sets.ts keeps the pair and copies to and from the layer state);
+//   encodeFoldCommit: the separate commit on one FoldSet in place (a pending path too long to fold).
+// Each has a dims uniform of its own per layer, so a submit may hold one of each per layer (chained steps after the
+// first pass the chain's GPU-filled dims instead).
+import { FOLD_KEPT, FOLD_NEXT, FOLD_PENDING, FOLD_STATE, treeFoldCommitPlan, treeFoldPlan, type FoldLayout } from '../../backends/wgsl/tree-fold.ts';
+import { isSoftmaxProgram } from '../../backends/wgsl/softmax-analysis.ts';
 import { TREE_PARENTS, TREE_PATH, treeCommitPlan, treePlan } from '../../backends/wgsl/tree.ts';
 import type { Plan } from '../../backends/wgsl/plan.ts';
 import type { Program } from '../ir/types.ts';
@@ -27,6 +37,12 @@ export interface CommitIo {
   readonly path: GPUBuffer;
 }
 
+/** One side of a folded step's ping-pong: the packed state (FoldLayout.state) and the kept nodes' inputs [b, maxNodes, W]. */
+export interface FoldSet {
+  readonly state: GPUBuffer;
+  readonly nodes: GPUBuffer;
+}
+
 export interface TreeAttention {
   /** Records verification of `nNodes` draft nodes after `pos` committed tokens; the state is read only. */
   encodeTree(pass: GPUComputePassEncoder, io: TreeIo, state: Readonly<Record<string, GPUBuffer>>, b: number, pos: number, nNodes: number, dims?: GPUBuffer): void;
@@ -36,11 +52,23 @@ export interface TreeAttention {
    * from it instead of the host's pos and pathLength, which then only bound the launch.
    */
   encodeCommit(pass: GPUComputePassEncoder, io: CommitIo, state: Readonly<Record<string, GPUBuffer>>, b: number, pos: number, nNodes: number, pathLength: number, dims?: GPUBuffer): void;
+  /**
+   * Records, in one launch, verification of `nNodes` nodes (io.inputs, io.parents → io.o) against `from`'s state
+   * at position `pos` followed by the pending path of `pathLength` nodes (io.path: node indices into `from`'s kept
+   * nodes), and the fold of that path into `to`'s state; this step's nodes' inputs are kept in `to`. With `dims` (a
+   * uniform the GPU fills: chained speculation) the kernel reads (b, pathLength, pos, nNodes) from it.
+   * Only when the factory has a fold (TreeAttentionFactory.fold).
+   */
+  encodeFolded(pass: GPUComputePassEncoder, io: TreeIo & { readonly path: GPUBuffer }, from: FoldSet, to: FoldSet, b: number, pos: number, nNodes: number, pathLength: number, dims?: GPUBuffer): void;
+  /** Records the fold of the pending path of `pathLength` nodes (indices in `path`, inputs in set.nodes) into set.state, in place (nothing when 0). */
+  encodeFoldCommit(pass: GPUComputePassEncoder, path: GPUBuffer, set: FoldSet, b: number, pos: number, pathLength: number): void;
 }
 
 export interface TreeAttentionFactory {
   readonly tree: Plan;
   readonly commit: Plan;
+  /** The folded step's plan and its packed layout; null where the fold does not apply (softmax attention). */
+  readonly fold: { readonly plan: Plan; readonly commit: Plan; readonly layout: FoldLayout } | null;
   readonly maxNodes: number;
   /** Names of the state buffers both plans bind (as the recurrent plan names them). */
   readonly stateNames: readonly string[];
@@ -52,17 +80,26 @@ export interface TreeAttentionFactory {
 export async function compileTreeAttention(gpu: Gpu, program: Program, sizes: Readonly<Record<string, number>>, maxNodes: number): Promise<TreeAttentionFactory> {
   const tree = treePlan(program, sizes, maxNodes);
   const commit = treeCommitPlan(program, sizes, maxNodes);
-  const [treeRunner, commitRunner] = await Promise.all([PlanRunner.create(gpu, tree), PlanRunner.create(gpu, commit)]);
+  let fold = isSoftmaxProgram(program) ? null : { plan: treeFoldPlan(program, sizes, maxNodes), commit: treeFoldCommitPlan(program, sizes, maxNodes) };
+  // A variant with many parameters could bind more storage buffers than the adapter allows: it keeps the separate commit.
+  const storage = (plan: Plan) => Math.max(...plan.kernels.map((k) => k.bindings.length - 1));
+  if (fold && storage(fold.plan) > gpu.limits.maxStorageBuffersPerShaderStage) fold = null;
+  const [treeRunner, commitRunner, foldRunner, foldCommitRunner] = await Promise.all([
+    PlanRunner.create(gpu, tree), PlanRunner.create(gpu, commit),
+    ...(fold ? [PlanRunner.create(gpu, fold.plan), PlanRunner.create(gpu, fold.commit)] : []),
+  ]);
+  const foldRunners = foldRunner && foldCommitRunner ? { tree: foldRunner, commit: foldCommitRunner } : null;
   const scratch = new ScratchBuffers(gpu, maxNodes);
   const stateNames = tree.buffers.filter((b) => b.role === 'state').map((b) => b.name);
   return {
     tree,
     commit,
+    fold: fold && { ...fold, layout: fold.plan.layout },
     maxNodes,
     stateNames,
     layer: (params, label = program.name) => {
       for (const d of program.params) if (!params[d.name]) throw new Error(`${label}: variant ${program.name} needs parameter '${d.name}'`);
-      return new TreeLayer(gpu, program, label, params, treeRunner, commitRunner, scratch, maxNodes);
+      return new TreeLayer(gpu, program, label, params, treeRunner, commitRunner, foldRunners, scratch, maxNodes);
     },
   };
 }
@@ -118,6 +155,8 @@ class ScratchBuffers {
 class TreeLayer implements TreeAttention {
   private readonly treeDims: GPUBuffer;
   private readonly commitDims: GPUBuffer;
+  private readonly foldDims: GPUBuffer;
+  private readonly foldCommitDims: GPUBuffer;
   private readonly binds = new Map<string, ReturnType<PlanRunner['bind']>>();
 
   constructor(
@@ -127,12 +166,15 @@ class TreeLayer implements TreeAttention {
     private readonly params: Readonly<Record<string, GPUBuffer>>,
     private readonly tree: PlanRunner,
     private readonly commit: PlanRunner,
+    private readonly fold: { readonly tree: PlanRunner; readonly commit: PlanRunner } | null,
     private readonly scratch: ScratchBuffers,
     private readonly maxNodes: number,
   ) {
     const dims = (what: string) => gpu.device.createBuffer({ label: `${label} ${what} dims`, size: 16, usage: BufferUsage.UNIFORM | BufferUsage.COPY_DST });
     this.treeDims = dims('tree');
     this.commitDims = dims('commit');
+    this.foldDims = dims('folded tree');
+    this.foldCommitDims = dims('packed commit');
   }
 
   encodeTree(pass: GPUComputePassEncoder, io: TreeIo, state: Readonly<Record<string, GPUBuffer>>, b: number, pos: number, nNodes: number, dims?: GPUBuffer): void {
@@ -155,6 +197,35 @@ class TreeLayer implements TreeAttention {
     // dims.pad carries the tree's node count (the row stride of the node inputs the gather reads).
     if (!dims) this.gpu.device.queue.writeBuffer(this.commitDims, 0, Uint32Array.of(b, pathLength, pos, nNodes));
     this.commit.encode(pass, bound);
+  }
+
+  encodeFolded(pass: GPUComputePassEncoder, io: TreeIo & { readonly path: GPUBuffer }, from: FoldSet, to: FoldSet, b: number, pos: number, nNodes: number, pathLength: number, dims?: GPUBuffer): void {
+    if (!this.fold) throw new Error(`${this.label}: variant ${this.program.name} has no folded tree step`);
+    this.check(b, pos, nNodes);
+    if (!Number.isInteger(pathLength) || pathLength < 0 || pathLength > this.maxNodes) throw new Error(`${this.label}: pending path of ${pathLength} nodes; trees have at most ${this.maxNodes}`);
+    const all = this.buffers(io.inputs, {}, {});
+    all[TREE_PARENTS] = io.parents;
+    all['out:o'] = io.o;
+    all[TREE_PATH] = io.path;
+    all[FOLD_STATE] = from.state;
+    all[FOLD_NEXT] = to.state;
+    all[FOLD_PENDING] = from.nodes;
+    all[FOLD_KEPT] = to.nodes;
+    const bound = this.bound('f', this.fold.tree, all, b, nNodes, dims ?? this.foldDims);
+    if (!dims) this.gpu.device.queue.writeBuffer(this.foldDims, 0, Uint32Array.of(b, pathLength, pos, nNodes));
+    this.fold.tree.encode(pass, bound);
+  }
+
+  encodeFoldCommit(pass: GPUComputePassEncoder, path: GPUBuffer, set: FoldSet, b: number, pos: number, pathLength: number): void {
+    if (!this.fold) throw new Error(`${this.label}: variant ${this.program.name} has no folded tree step`);
+    this.check(b, pos, 1);
+    if (!Number.isInteger(pathLength) || pathLength < 0 || pathLength > this.maxNodes) throw new Error(`${this.label}: pending path of ${pathLength} nodes; trees have at most ${this.maxNodes}`);
+    if (pathLength === 0) return;
+    const all: Record<string, GPUBuffer> = { [TREE_PATH]: path, [FOLD_STATE]: set.state, [FOLD_PENDING]: set.nodes };
+    for (const [k, v] of Object.entries(this.params)) all[`param:${k}`] = v;
+    const bound = this.bound('fc', this.fold.commit, all, b, pathLength, this.foldCommitDims);
+    this.gpu.device.queue.writeBuffer(this.foldCommitDims, 0, Uint32Array.of(b, pathLength, pos, 0));
+    this.fold.commit.encode(pass, bound);
   }
 
   private check(b: number, pos: number, nNodes: number): void {

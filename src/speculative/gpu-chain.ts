@@ -5,11 +5,10 @@
 // topology, by prompt lookup in the token history it keeps on the GPU (chainLookupWgsl; lookup-chain.ts the
 // host's same draft). The verifier lends its buffers and its ordinary step through ChainHost; this file owns only
 // the chain's kernels and buffers.
-import { encodeStepWith, type StepPlan } from '../model/gpu-step-plan.ts';
+import type { StepPlan } from '../model/gpu-step-plan.ts';
 import type { GpuModel } from '../model/gpu-model.ts';
 import { BufferUsage } from '../runtime/device.ts';
 import { compileKernel } from '../runtime/pipeline-cache.ts';
-import type { TreeAttention } from '../runtime/tree-attention.ts';
 import { chainAcceptWgsl } from '../../backends/wgsl/speculative-kernels.ts';
 import { chainLookupWgsl } from '../../backends/wgsl/chain-lookup.ts';
 import type { Candidate } from './candidate.ts';
@@ -59,7 +58,6 @@ export interface ChainResult {
 /** What a chained run needs of the tree verifier it extends (GpuTreeVerifier): its buffers, its step, its books. */
 export interface ChainHost {
   readonly model: GpuModel;
-  readonly layers: readonly TreeAttention[];
   readonly heads: GpuSpeculativeHeads;
   /** The nodes' parents the tree kernels read, and the accepted path the commit kernels read. */
   readonly parents: GPUBuffer;
@@ -74,10 +72,17 @@ export interface ChainHost {
   readonly pendingLength: number;
   /** Checks and uploads one tree with the heads' top-`medusaK`, planned for at least `minRows` rows; the step plan and rows. */
   upload(tree: TokenTree, medusaK: number, minRows: number): Promise<{ plan: StepPlan; rows: number }>;
+  /** Records, before the run's first pass, whatever puts the state where the steps read it (folded-steps.ts). */
+  enter(encoder: GPUCommandEncoder): void;
   /** Records the pending commit and an ordinary greedy step of the uploaded tree into `pass`. */
   encodeStep(pass: GPUComputePassEncoder, plan: StepPlan, rows: number, medusaK: number): Promise<void>;
-  /** After the submit: `tree`'s step (with `plan`) is the last verified and nothing is pending. */
-  submitted(tree: TokenTree, plan: StepPlan, rows: number): void;
+  /**
+   * Records step `step` ≥ 1 of the run without its heads: the previous step's path committed and the tree's layers,
+   * reading b, the path length, the positions and N from the uniforms the chain kernel fills (`dims`).
+   */
+  encodeChained(pass: GPUComputePassEncoder, plan: StepPlan, rows: number, step: number, start: number, dims: { readonly tree: GPUBuffer; readonly commit: GPUBuffer }): void;
+  /** After the submit of `steps` steps: `tree`'s step (with `plan`) is the last verified and nothing is pending. */
+  submitted(tree: TokenTree, plan: StepPlan, rows: number, steps: number): void;
   /** Maps and copies out `bytes` of `staging` (a map call counted), naming `what` in errors. */
   readBack(staging: GPUBuffer, bytes: number, what: string): Promise<ArrayBuffer>;
   /** After the readback: `length` tokens were committed in the submit; `path` stays pending. */
@@ -117,7 +122,7 @@ export class GpuChain {
    */
   async run(tree: TokenTree, topology: StaticTopology, steps: number, draft: ChainDraft): Promise<ChainResult> {
     const host = this.host;
-    const { model, heads, layers } = host;
+    const { model, heads } = host;
     const lookup = draft.kind === 'lookup' ? draft : undefined;
     const medusaK = draft.kind === 'medusa' ? draft.medusaK : 0;
     if (host.sampled) throw new Error('chained speculation: greedy only');
@@ -159,6 +164,7 @@ export class GpuChain {
     const pending0 = host.pendingLength;
     const cuts = host.splitSubmits ? chainCuts(steps) : [];
     let encoder = device.createCommandEncoder({ label: `chained tree steps [${steps} × ${rows} rows]` });
+    host.enter(encoder);
     for (let i = 0; i < steps; i++) {
       if (i > 0) {
         encoder.copyBufferToBuffer(chain.state, 0, chain.treeDims, 0, 16);
@@ -167,16 +173,7 @@ export class GpuChain {
       const pass = encoder.beginComputePass({ label: `chained tree step ${i}` });
       if (i === 0) await host.encodeStep(pass, plan, rows, medusaK);
       else {
-        const states = model.attentionStates.map((s) => s.buffers!);
-        layers.forEach((layer, l) => {
-          const io = plan.layerIo[l];
-          layer.encodeCommit(pass, { inputs: { q: io.q.buffer, k: io.k.buffer, v: io.v.buffer }, path: host.path }, states[l], 1, start, rows, rows, chain.commitDims);
-        });
-        encodeStepWith(
-          pass, plan,
-          (p, n, io) => layers[n].encodeTree(p, { inputs: { q: io.q, k: io.k, v: io.v }, parents: host.parents, o: io.o }, states[n], 1, start, rows, chain.treeDims),
-          'ids', 'argmax', { logits: false },
-        );
+        host.encodeChained(pass, plan, rows, i, start, { tree: chain.treeDims, commit: chain.commitDims });
         await heads.encode(pass, plan, { b: 1, rows, parents: host.parents, medusaK, ownK: 0 });
       }
       pass.setPipeline(lookup ? this.lookupBuffers!.pipeline : chain.pipeline);
@@ -198,7 +195,7 @@ export class GpuChain {
     encoder.copyBufferToBuffer(host.path, 0, chain.staging, pathAt, 4 * host.maxNodes);
     if (headWords > 0) encoder.copyBufferToBuffer(heads.ids, 0, chain.staging, headsAt, 4 * headWords);
     device.queue.submit([encoder.finish()]);
-    host.submitted(tree, plan, rows);
+    host.submitted(tree, plan, rows, steps);
     const data = new Uint32Array(await host.readBack(chain.staging, bytes, 'chained tree steps'));
     const lens = Array.from(data.subarray(CHAIN_LENS, CHAIN_LENS + steps));
     const out: number[][] = [];

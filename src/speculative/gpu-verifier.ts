@@ -12,6 +12,11 @@
 // then a readback of only those: the picks, the top-k lists, and the logits only for the general rejection
 // rule. A commit left when generation ends is applied by flush().
 //
+// Where the variant allows it (every one but softmax attention), 1 and 2 are one launch per layer: the folded tree
+// kernel verifies the new nodes with the pending path as their oldest ancestors and writes the committed state into
+// the other set of a ping-pong pair (folded-steps.ts, backends/wgsl/tree-fold.ts): a tree step is five dispatches
+// per layer. flush() brings the state back into the layers' buffers, which decoding reads.
+//
 // runChain (greedy Medusa or prompt lookup, a static tree, batch 1) records R such steps in one submit with one readback; the
 // chained run lives in gpu-chain.ts, which the verifier lends its buffers and its step (ChainHost).
 //
@@ -28,6 +33,7 @@ import type { ModelWeights } from '../model/weights.ts';
 import { BufferUsage, MapMode, throwIfDeviceErrors } from '../runtime/device.ts';
 import { ProfilingPass, timeDispatchesOf, timeStepStream, type DispatchTime } from '../runtime/dispatch-profile.ts';
 import { compileTreeAttention, type TreeAttention } from '../runtime/tree-attention.ts';
+import { FoldedSteps } from './folded-steps.ts';
 import type { Candidate } from './candidate.ts';
 import type { StaticTopology } from './chain.ts';
 import { GpuChain, type ChainDraft, type ChainHost, type ChainResult } from './gpu-chain.ts';
@@ -61,6 +67,12 @@ export interface GpuVerifierOptions {
    * host encodes the rest (gpu-chain.ts chainCuts). Default: on hardware adapters; lavapipe's "GPU" is the host.
    */
   readonly splitChain?: boolean;
+  /**
+   * Longest pending path a tree step folds into its tree launches (default: any). A longer one, when the host knows
+   * its length (not within a chained run), is committed by a launch of its own first: every node of a folded step
+   * walks the pending path too, which a long path can make cost more than the launch it saves.
+   */
+  readonly foldUpTo?: number;
 }
 
 interface Verified {
@@ -83,6 +95,8 @@ interface Layout {
 export class GpuTreeVerifier implements TreeVerifier, BatchTreeVerifier {
   /** Buffers mapped for reading since creation (the prefill's excluded): one per step, one per chained run. */
   mapCalls = 0;
+  /** GpuVerifierOptions.foldUpTo (the bench sets it to time both ways). */
+  foldUpTo = Infinity;
   private readonly chain: GpuChain;
   private sampled = false;
   private last: Verified | undefined;
@@ -104,6 +118,8 @@ export class GpuTreeVerifier implements TreeVerifier, BatchTreeVerifier {
     private readonly ownsModel: boolean,
     /** Planned row counts, ascending; the last is maxNodes. */
     readonly sizes: readonly number[],
+    /** The folded steps' state sets; null where the variant's tree kernel cannot fold the commit (softmax attention). */
+    private readonly folds: FoldedSteps | null,
   ) {
     const { device } = model.gpu;
     if (model.hasTimestamps) {
@@ -136,8 +152,10 @@ export class GpuTreeVerifier implements TreeVerifier, BatchTreeVerifier {
     for (let n = 1; n < opts.maxNodes; n *= 2) sizes.add(n);
     sizes.add(opts.maxNodes);
     for (const n of sizes) if (!(Number.isInteger(n) && n >= 1 && n <= opts.maxNodes)) throw new Error(`tree verifier: planned size ${n} is outside 1..${opts.maxNodes}`);
-    const verifier = new GpuTreeVerifier(model, layers, heads, f32('tree parents'), f32('accepted paths'), opts.maxNodes, maxBatch, opts.ownsModel ?? false, [...sizes].sort((a, b) => a - b));
+    const folds = factory.fold && new FoldedSteps(gpu, factory.fold.layout, layers, opts.maxNodes);
+    const verifier = new GpuTreeVerifier(model, layers, heads, f32('tree parents'), f32('accepted paths'), opts.maxNodes, maxBatch, opts.ownsModel ?? false, [...sizes].sort((a, b) => a - b), folds);
     verifier.splitChain = opts.splitChain ?? !gpu.isSoftware;
+    verifier.foldUpTo = opts.foldUpTo ?? Infinity;
     return verifier;
   }
 
@@ -176,6 +194,7 @@ export class GpuTreeVerifier implements TreeVerifier, BatchTreeVerifier {
     if (prompts.length > this.maxBatch) throw new Error(`tree verifier: ${prompts.length} sequences; it was made for at most ${this.maxBatch}`);
     this.last = undefined;
     this.pending = undefined;
+    this.folds?.reset(); // the prefill writes the layers' own state
     this.sampled = (sampling.temperature ?? 0) > 0;
     let draw = 0;
     // The prefill draws one uniform per sequence, sequence 0 first.
@@ -202,6 +221,7 @@ export class GpuTreeVerifier implements TreeVerifier, BatchTreeVerifier {
     const staging = this.stagingOf(layout.bytes);
 
     const encoder = device.createCommandEncoder({ label: `tree step [${b} × ${rows} rows at ${this.model.position}]` });
+    this.folds?.enter(encoder, this.model.attentionStates.map((s) => s.buffers!), b);
     const pass = encoder.beginComputePass({
       label: `tree step [${b} × ${rows} rows]`,
       ...(this.querySet && { timestampWrites: { querySet: this.querySet, beginningOfPassWriteIndex: 0, endOfPassWriteIndex: 1 } }),
@@ -227,6 +247,7 @@ export class GpuTreeVerifier implements TreeVerifier, BatchTreeVerifier {
     }
     device.queue.submit([encoder.finish()]);
     if (pathLength > 0) this.model.advance(pathLength);
+    this.folds?.advance(1);
     this.pending = undefined;
     this.last = { trees: req.trees, plan, rows };
     const data = await this.readBack(staging, layout.bytes, 'tree step');
@@ -270,13 +291,18 @@ export class GpuTreeVerifier implements TreeVerifier, BatchTreeVerifier {
   }
 
   async flush(): Promise<void> {
-    if (!this.pending || !this.last) return;
     const { device } = this.model.gpu;
-    const len = this.writePath();
     const encoder = device.createCommandEncoder({ label: 'tree commit' });
-    const pass = encoder.beginComputePass({ label: 'tree commit' });
-    this.encodeCommit(pass, this.last, len);
-    pass.end();
+    const moved = this.folds?.leave(encoder, this.model.attentionStates.map((s) => s.buffers!)) ?? false;
+    const commit = this.pending && this.last;
+    if (!commit && !moved) return;
+    let len = 0;
+    if (commit) {
+      len = this.writePath();
+      const pass = encoder.beginComputePass({ label: 'tree commit' });
+      this.encodeCommit(pass, this.last!, len);
+      pass.end();
+    }
     device.queue.submit([encoder.finish()]);
     this.model.advance(len);
     this.pending = undefined;
@@ -291,6 +317,7 @@ export class GpuTreeVerifier implements TreeVerifier, BatchTreeVerifier {
    */
   async profileStep(req: BatchVerifyRequest, repeats = 3): Promise<DispatchTime[]> {
     const { plan, rows, b, medusaK, ownK } = await this.upload(req);
+    this.enterFolds(b);
     const pass = new ProfilingPass();
     await this.encode(pass.asPass(), plan, b, rows, medusaK, ownK, req.wantLogits ?? false);
     return timeDispatchesOf(this.model.gpu, pass.dispatches, repeats);
@@ -303,6 +330,7 @@ export class GpuTreeVerifier implements TreeVerifier, BatchTreeVerifier {
    */
   async streamStep(req: BatchVerifyRequest, repeats = 16): Promise<number> {
     const { plan, rows, b, medusaK, ownK } = await this.upload(req);
+    this.enterFolds(b);
     const pass = new ProfilingPass();
     await this.encode(pass.asPass(), plan, b, rows, medusaK, ownK, req.wantLogits ?? false);
     return timeStepStream(this.model.gpu, pass.dispatches, repeats);
@@ -315,6 +343,7 @@ export class GpuTreeVerifier implements TreeVerifier, BatchTreeVerifier {
 
   async destroy(): Promise<void> {
     this.chain.destroy();
+    this.folds?.destroy();
     this.heads.destroy();
     this.parents.destroy();
     this.path.destroy();
@@ -329,7 +358,6 @@ export class GpuTreeVerifier implements TreeVerifier, BatchTreeVerifier {
     const verifier = this;
     return {
       model: this.model,
-      layers: this.layers,
       heads: this.heads,
       parents: this.parents,
       path: this.path,
@@ -345,10 +373,13 @@ export class GpuTreeVerifier implements TreeVerifier, BatchTreeVerifier {
         return verifier.pending?.[0]?.length ?? 0;
       },
       upload: (tree, medusaK, minRows) => this.upload({ trees: [tree], medusaTopK: medusaK }, minRows),
+      enter: (encoder) => this.folds?.enter(encoder, this.model.attentionStates.map((s) => s.buffers!), 1),
       encodeStep: async (pass, plan, rows, medusaK) => {
         await this.encode(pass, plan, 1, rows, medusaK, 0, false);
       },
-      submitted: (tree, plan, rows) => {
+      encodeChained: (pass, plan, rows, step, start, dims) => this.encodeChained(pass, plan, rows, step, start, dims),
+      submitted: (tree, plan, rows, steps) => {
+        this.folds?.advance(steps);
         this.pending = undefined;
         this.last = { trees: [tree], plan, rows };
       },
@@ -420,15 +451,47 @@ export class GpuTreeVerifier implements TreeVerifier, BatchTreeVerifier {
     const pathLength = this.pending && this.last ? this.writePath() : 0;
     const states = this.model.attentionStates.map((s) => s.buffers!);
     const pos = this.model.position;
-    if (pathLength > 0) this.encodeCommit(pass, this.last!, pathLength);
+    if (pathLength > 0 && !this.folds) this.encodeCommit(pass, this.last!, pathLength);
     encodeStepWith(
       pass, plan,
-      (p, n, io) => this.layers[n].encodeTree(p, { inputs: { q: io.q, k: io.k, v: io.v }, parents: this.parents, o: io.o }, states[n], b, pos + pathLength, rows),
+      this.folds
+        ? this.folds.attend(b, pos, rows, pathLength, this.parents, this.path, 0, undefined, this.foldUpTo)
+        : (p, n, io) => this.layers[n].encodeTree(p, { inputs: { q: io.q, k: io.k, v: io.v }, parents: this.parents, o: io.o }, states[n], b, pos + pathLength, rows),
       'ids', this.sampled ? 'sample' : 'argmax',
       { logits: wantLogits || ownK > 0 },
     );
     await this.heads.encode(pass, plan, { b, rows, parents: this.parents, medusaK, ownK });
     return pathLength;
+  }
+
+  /**
+   * Chained step `step` ≥ 1 (gpu-chain.ts), batch 1, greedy: the previous step's path and the positions come from
+   * the chain kernel's uniforms. Folded: one launch per layer reading the set `step` steps after the current one.
+   */
+  private encodeChained(pass: GPUComputePassEncoder, plan: StepPlan, rows: number, step: number, start: number, dims: { readonly tree: GPUBuffer; readonly commit: GPUBuffer }): void {
+    if (this.folds) {
+      // pathLength only bounds the launch's checks here: the kernel reads the path's length from dims.
+      encodeStepWith(pass, plan, this.folds.attend(1, start, rows, rows, this.parents, this.path, step, dims.commit), 'ids', 'argmax', { logits: false });
+      return;
+    }
+    const states = this.model.attentionStates.map((s) => s.buffers!);
+    this.layers.forEach((layer, l) => {
+      const io = plan.layerIo[l];
+      layer.encodeCommit(pass, { inputs: { q: io.q.buffer, k: io.k.buffer, v: io.v.buffer }, path: this.path }, states[l], 1, start, rows, rows, dims.commit);
+    });
+    encodeStepWith(
+      pass, plan,
+      (p, n, io) => this.layers[n].encodeTree(p, { inputs: { q: io.q, k: io.k, v: io.v }, parents: this.parents, o: io.o }, states[n], 1, start, rows, dims.tree),
+      'ids', 'argmax', { logits: false },
+    );
+  }
+
+  /** Moves the state into the folded steps' sets (a submit of copies) when it is still in the layers' buffers. */
+  private enterFolds(b: number): void {
+    if (!this.folds) return;
+    const encoder = this.model.gpu.device.createCommandEncoder({ label: 'tree state into the folded sets' });
+    this.folds.enter(encoder, this.model.attentionStates.map((s) => s.buffers!), b);
+    this.model.gpu.device.queue.submit([encoder.finish()]);
   }
 
   /** Uploads the pending paths ([b, P] node indices); returns P. */

@@ -1,0 +1,87 @@
+// Where the attention state lives while a GPU verifier's tree steps fold their commit (issue 14): each step's
+// tree launch per layer also commits the previous step's accepted path (backends/wgsl/tree-fold.ts), reading one
+// FoldSet of the layer (packed state, the previous step's nodes' inputs) and writing the other. A step is then five
+// dispatches per layer, as a decode step is, where the separate commit made it six.
+//
+// Decoding, prefills and recorded decode steps bind the layers' own state buffers, so the sets are only tree mode's:
+// `enter` copies the layer state into set 0 before the first folded step, `leave` copies the set holding the state
+// back when the verifier flushes (before plain decoding, at the end of a generation); copies cost no dispatch. The
+// pending path itself is committed by the step that follows it, or on flush by the separate commit kernel.
+import type { FoldLayout } from '../../backends/wgsl/tree-fold.ts';
+import type { Gpu } from '../runtime/device.ts';
+import type { AttentionEncoder } from '../model/gpu-step-plan.ts';
+import type { TreeAttention } from '../runtime/tree-attention.ts';
+import { FoldSets } from '../runtime/tree-fold-sets.ts';
+
+export class FoldedSteps {
+  /** The set holding the state (the next folded step reads it), or null: the layers' own state buffers hold it. */
+  private at: number | null = null;
+  /** The batch size the sets holding the state were made for. */
+  private b = 0;
+  private readonly byBatch = new Map<number, FoldSets[]>();
+
+  constructor(private readonly gpu: Gpu, private readonly layout: FoldLayout, private readonly layers: readonly TreeAttention[], private readonly maxNodes: number) {}
+
+  /** Records, if the state is still in the layers' buffers, its copy into set 0 of each layer (before any pass of the encoder). */
+  enter(encoder: GPUCommandEncoder, states: readonly Readonly<Record<string, GPUBuffer>>[], b: number): void {
+    if (this.at !== null) return;
+    this.setsOf(b).forEach((s, l) => s.copyIn(encoder, states[l], 0));
+    this.at = 0;
+    this.b = b;
+  }
+
+  /**
+   * The attention of a folded step `ahead` steps after the next one (a chained run's later steps): verify the
+   * step's `rows` nodes (parents in `parents`) after `pos` committed tokens and the pending path of `pathLength`
+   * nodes (indices in `path`), and fold that path into the other set. With `dims`, the GPU's (b, P, pos, N).
+   * A path the host knows to be longer than `foldUpTo` is committed by the packed commit launch first and the tree
+   * folded with nothing pending: each node's walk then skips it (six launches per layer instead of five).
+   */
+  attend(b: number, pos: number, rows: number, pathLength: number, parents: GPUBuffer, path: GPUBuffer, ahead = 0, dims?: GPUBuffer, foldUpTo = Infinity): AttentionEncoder {
+    if (this.at === null || b !== this.b) throw new Error(`folded tree step of ${b} sequences: enter() first`);
+    const k = (this.at + ahead) % 2;
+    const sets = this.setsOf(b);
+    const first = !dims && pathLength > foldUpTo;
+    return (pass, n, io) => {
+      const [from, to] = [sets[n].sets[k], sets[n].sets[1 - k]];
+      const tree = { inputs: { q: io.q, k: io.k, v: io.v }, parents, o: io.o, path };
+      if (!first) return this.layers[n].encodeFolded(pass, tree, from, to, b, pos, rows, pathLength, dims);
+      this.layers[n].encodeFoldCommit(pass, path, from, b, pos, pathLength);
+      this.layers[n].encodeFolded(pass, tree, from, to, b, pos + pathLength, rows, 0);
+    };
+  }
+
+  /** After a submit of `steps` folded steps: the state is in the other set each step. */
+  advance(steps: number): void {
+    if (this.at === null) throw new Error('folded tree step: enter() first');
+    this.at = (this.at + steps) % 2;
+  }
+
+  /** Records the copy of the state back into the layers' buffers; false when it is there already. */
+  leave(encoder: GPUCommandEncoder, states: readonly Readonly<Record<string, GPUBuffer>>[]): boolean {
+    if (this.at === null) return false;
+    const at = this.at;
+    this.setsOf(this.b).forEach((s, l) => s.copyOut(encoder, at, states[l]));
+    this.at = null;
+    return true;
+  }
+
+  /** The layers' buffers were rewritten (a prefill): whatever the sets hold is stale. */
+  reset(): void {
+    this.at = null;
+  }
+
+  destroy(): void {
+    for (const sets of this.byBatch.values()) for (const s of sets) s.destroy();
+    this.byBatch.clear();
+  }
+
+  private setsOf(b: number): FoldSets[] {
+    let sets = this.byBatch.get(b);
+    if (!sets) {
+      sets = this.layers.map((_, l) => new FoldSets(this.gpu, this.layout, b, this.maxNodes, `layer ${l} tree`));
+      this.byBatch.set(b, sets);
+    }
+    return sets;
+  }
+}
