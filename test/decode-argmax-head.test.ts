@@ -2,9 +2,12 @@
 // head's workgroups reduce their own columns, one dispatch reduces their pairs into the batch's next tokens) and
 // writes no logits. Its tokens must be the logits path's (GpuModel.keepLogits) and the float64 forward's argmax,
 // at batch 1 and 3, over the tiny model's 257-token vocabulary (a multiple of no workgroup's columns).
+// Its pick also writes the chosen tokens' embedding rows (argmaxHead.embedsNext), so the next greedy step starts
+// from them without a gather: one dispatch fewer, the float64 model's greedy tokens still.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ModelConfig } from '../src/model/config.ts';
-import { cpuForward, type CpuModel } from '../src/model/cpu-forward.ts';
+import { cpuAttentionSessionFromVariant } from '../src/model/cpu-attention.ts';
+import { cpuDecodeStep, cpuForward, type CpuModel } from '../src/model/cpu-forward.ts';
 import { cpuAttentionFromVariant } from '../src/model/generate.ts';
 import { GpuModel } from '../src/model/gpu-model.ts';
 import type { ModelVariant } from '../src/model/variant.ts';
@@ -80,4 +83,48 @@ describe('greedy decode steps through the argmax-fused LM head', () => {
       model.setSampling({ temperature: 0 });
     }
   });
+
+  for (const b of [1, 3]) {
+    it(`steps that start from the rows their pick embedded run one dispatch fewer and choose the float64 model's greedy tokens (b = ${b}, seed ${SEED + 10 + b})`, async () => {
+      const V = config.vocabSize;
+      const r = rng(SEED + 10 + b);
+      const prompts = Array.from({ length: b }, () => Array.from({ length: 4 }, () => Math.floor(r() * V)));
+      // The float64 model decodes greedily, a token per sequence per step.
+      const session = cpuAttentionSessionFromVariant(variant.program, cpu.weights.layers.map((l) => l.attention));
+      let logits!: Float64Array;
+      for (let i = 0; i < prompts[0].length; i++) logits = cpuDecodeStep(cpu, prompts.map((s) => s[i]), session).logits.data;
+      const argmax = (row: Float64Array) => row.reduce((best, v, i) => (v > row[best] ? i : best), 0);
+      const cpuNext = () => Array.from({ length: b }, (_, s) => argmax(logits.subarray(s * V, (s + 1) * V)));
+      const want: number[] = [];
+      for (let k = 0; k < 9; k++) {
+        const next = cpuNext();
+        want.push(...next);
+        logits = cpuDecodeStep(cpu, next, session).logits.data;
+      }
+      const got = [...(await (await model.prefill(prompts)).tokens())];
+      // After the prefill the step gathers the chosen tokens' rows; after a greedy decode step they are in x.
+      const first = model.decodeStep();
+      got.push(...(await first.tokens()));
+      const second = model.decodeStep();
+      got.push(...(await second.tokens()));
+      expect(second.dispatches, 'a step from the embedded rows').toBe(first.dispatches - 1);
+      // A step that keeps its logits picks with the argmax kernel, which writes no rows: the next step gathers again.
+      model.keepLogits = true;
+      try {
+        const kept = model.decodeStep();
+        got.push(...(await kept.tokens()));
+        // From the embedded rows; the LM head writing logits and the argmax kernel in the argmax head's two dispatches.
+        expect(kept.dispatches, 'from the embedded rows, through the logits and the argmax').toBe(first.dispatches - 1);
+      } finally {
+        model.keepLogits = false;
+      }
+      const gathered = model.decodeStep();
+      got.push(...(await gathered.tokens()));
+      expect(gathered.dispatches, 'after a step that wrote no rows').toBe(first.dispatches);
+      const run = model.decodeRun(4);
+      got.push(...(await run.tokens()));
+      expect(run.dispatches, 'the last step of a run').toBe(first.dispatches - 1);
+      expect(got).toEqual(want);
+    });
+  }
 });

@@ -80,14 +80,22 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
  * The second half of the LM head's argmax epilogue (matmul-fusion.ts): partials [rows, PARTS, 2] hold each
  * workgroup's best logit and its column (−1: none) in column order; tokens[row] = the column of the largest, the
  * lowest among ties — what argmaxWgsl picks from the whole row of logits. One workgroup per row.
+ * `embedHidden`: the workgroup also gathers the chosen token's embedding row into the next decode step's input,
+ * x[row, :] = embed[token, :] (bindings 2 and 3: the whole table [VOCAB, HIDDEN] and x [rows, HIDDEN]), which a
+ * decode step would otherwise start with as a dispatch of its own (the embedding kernel of model-kernels.ts).
  */
-export function argmaxPartialsWgsl(parts: number): string {
-  return `// argmax over each row's ${parts} partial maxima (value, column): tokens[row] = the lowest column of the largest
+export function argmaxPartialsWgsl(parts: number, embedHidden?: number): string {
+  const embed = embedHidden !== undefined;
+  if (embed && !(Number.isInteger(embedHidden) && embedHidden > 0)) throw new Error(`argmax of partials: the embedding's hidden size must be a positive integer, got ${embedHidden}`);
+  return `// argmax over each row's ${parts} partial maxima (value, column): tokens[row] = the lowest column of the largest${embed ? ',\n// then x[row, :] = embed[tokens[row], :] (the next decode step\'s input)' : ''}
 @group(0) @binding(0) var<storage, read> partials: array<f32>;
 @group(0) @binding(1) var<storage, read_write> tokens: array<u32>;
-
+${embed ? `@group(0) @binding(2) var<storage, read> embed: array<f32>; // [VOCAB, HIDDEN]
+@group(0) @binding(3) var<storage, read_write> x: array<f32>; // [rows, HIDDEN]
+` : ''}
 const PARTS = ${parts}u;
-const WG = ${SAMPLE_WORKGROUP}u;
+const WG = ${SAMPLE_WORKGROUP}u;${embed ? `
+const HIDDEN = ${embedHidden}u;` : ''}
 var<workgroup> bestV: array<f32, WG>;
 var<workgroup> bestI: array<f32, WG>;
 
@@ -116,7 +124,10 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
     }
     workgroupBarrier();
   }
-  if (lid == 0u) { tokens[wid.x] = u32(max(bestI[0], 0.0)); }
+${embed ? `  // Every thread reads the pick (the loop above ended on a barrier) and copies its share of the row.
+  let token = u32(max(bestI[0], 0.0));
+  if (lid == 0u) { tokens[wid.x] = token; }
+  for (var c = lid; c < HIDDEN; c += WG) { x[wid.x * HIDDEN + c] = embed[token * HIDDEN + c]; }` : '  if (lid == 0u) { tokens[wid.x] = u32(max(bestI[0], 0.0)); }'}
 }
 `;
 }

@@ -14,7 +14,7 @@ import type { GpuAttention, GpuAttentionFactory, GpuAttentionState } from '../ru
 import { RecordingPass } from './gpu-pass.ts';
 import { prefillCuts } from './prefill-submits.ts';
 import { RecordedStep } from './step-recording.ts';
-import { buildStepPlan, destroyStepPlan, encodeStep, stepWritesLogits, type BatchBuffers, type StepPlan, type StepPlanExtras, type TokenPick, type TokenSource } from './gpu-step-plan.ts';
+import { buildStepPlan, destroyStepPlan, encodeStep, stepEmbedsNext, stepWritesLogits, type BatchBuffers, type StepPlan, type StepPlanExtras, type TokenPick, type TokenSource } from './gpu-step-plan.ts';
 import { checkModelFits, createExactTensor, destroyModelWeights, uploadModelWeights, type GpuModelWeights } from './gpu-weights.ts';
 import { weightBufferLimit } from './weight-parts.ts';
 import type { SamplingOptions } from './sampling.ts';
@@ -88,6 +88,11 @@ interface Session {
   readonly recorded: Map<string, RecordedStep>;
   /** Whether the last step submitted wrote the batch's logits (readLogits). */
   logitsWritten: boolean;
+  /**
+   * Whether the decode plan's x holds the embedding rows of the batch's chosen tokens: the last step was a decode
+   * step whose pick wrote them (gpu-step-plan.ts's stepEmbedsNext), so the next one starts from 'embedded'.
+   */
+  embedded: boolean;
 }
 
 /** Host-side times of one step, in ms; gpuMs once its tokens were read (timestamps only). */
@@ -312,7 +317,7 @@ export class GpuModel {
     // run first; the previous session is dropped here, so nothing records on it afterwards.
     const previous = this.session;
     const reuse = previous !== undefined && previous.batch === batch && this.attention.every((a) => a.resetState);
-    const session: Session = { batch, states: reuse ? previous.states : this.attention.map((a) => a.createState(b)), position: 0, recorded: new Map(), logitsWritten: false };
+    const session: Session = { batch, states: reuse ? previous.states : this.attention.map((a) => a.createState(b)), position: 0, recorded: new Map(), logitsWritten: false, embedded: false };
     this.session = session;
     this.gpu.device.queue.writeBuffer(plan.ids, 0, ids);
     const reset = reuse ? (encoder: GPUCommandEncoder) => this.attention.forEach((a, n) => a.resetState!(session.states[n], encoder)) : undefined;
@@ -393,9 +398,10 @@ export class GpuModel {
     const session = this.session;
     if (!session) throw new Error('recordDecodeStep: no batch yet; call prefill first');
     const plan = this.readyPlan(session.batch, 1);
-    const recorded = this.recordedStep(plan, session, 'next', this.pick());
+    const source = this.chosenSource(session);
+    const recorded = this.recordedStep(plan, session, source, this.pick());
     if (recorded) recorded.replay(pass);
-    else encodeStep(pass, plan, this.attention, session.states, 'next', this.pick(), this.logitsOption());
+    else encodeStep(pass, plan, this.attention, session.states, source, this.pick(), this.logitsOption());
   }
 
   /** The matmuls of the decode step decodeStep() runs (the profile's weight traffic per matmul). */
@@ -589,6 +595,11 @@ export class GpuModel {
     return (this.sampling.temperature ?? 0) > 0 ? 'sample' : 'argmax';
   }
 
+  /** A decode step's source for the chosen tokens: their rows already in x when the last decode step wrote them. */
+  private chosenSource(session: Session): TokenSource {
+    return session.embedded ? 'embedded' : 'next';
+  }
+
   /** encodeStep's logits option: write them only when kept (a sampling pick writes them regardless). */
   private logitsOption(): { logits: boolean } {
     return { logits: this.keepLogits };
@@ -650,7 +661,7 @@ export class GpuModel {
         for (let j = 0; j < u.length; j++) u[j] = this.random();
         device.queue.writeBuffer(batch.random, 0, u);
       }
-      const from = i === 0 ? source : 'next';
+      const from = i > 0 || source === 'next' ? this.chosenSource(session) : source;
       const t0 = performance.now();
       const label = `${kind} [b=${plan.b} t=${plan.t} at ${session.position}]`;
       if (!encoder) {
@@ -691,6 +702,7 @@ export class GpuModel {
         dispatches = pass.dispatches;
       }
       session.logitsWritten = stepWritesLogits(plan, pick, this.logitsOption());
+      session.embedded = kind === 'decode' && stepEmbedsNext(plan, pick, this.logitsOption());
       native.end();
       encoder.copyBufferToBuffer(batch.nextTokens, 0, slot.staging, i * batch.tokenStride, 4 * batch.b);
       if (batch.querySet && batch.resolve) {

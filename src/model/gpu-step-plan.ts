@@ -50,7 +50,11 @@ export interface BatchBuffers {
   readonly samplingConfig: GPUBuffer;
 }
 
-export type TokenSource = 'ids' | 'next';
+/**
+ * Where a step's input rows come from: uploaded ids, the batch's chosen tokens (gathered from the table), or
+ * 'embedded': x already holds the chosen tokens' rows, written by this plan's previous step (argmaxHead.embedsNext).
+ */
+export type TokenSource = 'ids' | 'next' | 'embedded';
 export type TokenPick = 'argmax' | 'sample' | 'none';
 
 /** Shapes beyond prefill and decode, for speculative tree verification (src/speculative/gpu-verifier.ts). */
@@ -121,8 +125,10 @@ export interface StepPlan {
    * greedy steps that read no logits (encodeStepWith's `logits: false`). It replaces the LM head writing every
    * logit and the argmax's one workgroup per row over the whole vocabulary (34 µs of a 0.48 ms step on the
    * H200 at batch 1) by the head's workgroups each reducing their own columns and a pass over their pairs.
+   * `embedsNext` (a decode step over a table in one part): that pass also writes each chosen token's embedding
+   * row into x, so the next step of this plan starts from 'embedded' without a gather of its own.
    */
-  readonly argmaxHead?: { readonly plans: HeadPlans; readonly bindGroups: readonly GPUBindGroup[]; readonly reduce: BoundDispatch };
+  readonly argmaxHead?: { readonly plans: HeadPlans; readonly bindGroups: readonly GPUBindGroup[]; readonly reduce: BoundDispatch; readonly embedsNext: boolean };
   readonly matmuls: { readonly qkv: MatmulPlan; readonly o: MatmulPlan; readonly gateUp: MatmulPlan; readonly down: MatmulPlan; readonly lm: HeadPlans };
   /** Everything made for this plan, destroyed with it. */
   readonly buffers: readonly GPUBuffer[];
@@ -237,10 +243,15 @@ export async function buildStepPlan(
     if (headTokens && lmFused && H % 4 === 0) {
       const h = await head('lm head, argmax', rows, { rmsnorm: eps, epilogue: 'argmax' });
       const partials = tensor('lm head partial maxima', [rows, h.columns]);
+      // A decode step's rows are the next step's: its pick can write their embedding (a table in parts would need
+      // a binding per part; it keeps the gather).
+      const table = weights.embedTokens.parts.length === 1 ? weights.embedTokens.parts[0].tensor.buffer : undefined;
+      const embed = headTokens === batch.nextTokens && table ? { table, x: x.buffer, hidden: H } : undefined;
       argmaxHead = {
         plans: h,
         bindGroups: bindHead(gpu, h, weights.lmHead, x, partials, weights.norm),
-        reduce: bound(await bindArgmaxPartials(gpu, { partials: partials.buffer, tokens: headTokens }, rows, h.columns / 2, `argmax of the LM head's partial maxima [${tag}]`)),
+        reduce: bound(await bindArgmaxPartials(gpu, { partials: partials.buffer, tokens: headTokens, ...(embed && { embed }) }, rows, h.columns / 2, `argmax of the LM head's partial maxima${embed ? ', embedding of chosen tokens' : ''} [${tag}]`)),
+        embedsNext: embed !== undefined,
       };
     }
     const pick = rowTokens && rowRandom
@@ -301,6 +312,11 @@ export function stepWritesLogits(plan: StepPlan, pick: TokenPick, opts: { logits
   return !(pick === 'argmax' && plan.argmaxHead && opts.logits === false);
 }
 
+/** Whether, after encodeStepWith(…, pick, opts), x holds the chosen tokens' embedding rows: the next step's source may be 'embedded'. */
+export function stepEmbedsNext(plan: StepPlan, pick: TokenPick, opts: { logits?: boolean } = {}): boolean {
+  return !stepWritesLogits(plan, pick, opts) && plan.argmaxHead!.embedsNext;
+}
+
 /**
  * encodeStep with each layer's attention recorded by `attend` (the tree kernels when verifying a draft tree).
  * `logits: false` (nothing reads the logits after the step): a greedy pick of every row runs the LM head with
@@ -310,7 +326,8 @@ export function encodeStepWith(
   pass: GPUComputePassEncoder, plan: StepPlan, attend: AttentionEncoder, source: TokenSource, pick: TokenPick,
   opts: { logits?: boolean; afterLayer?: (layer: number) => void } = {},
 ): void {
-  const embed = source === 'ids' ? plan.embedFromIds : plan.embedFromNext;
+  if (source === 'embedded' && !plan.argmaxHead?.embedsNext) throw new Error(`step plan b=${plan.b} t=${plan.t}: its pick writes no embedding rows to start from`);
+  const embed = source === 'ids' ? plan.embedFromIds : source === 'next' ? plan.embedFromNext : [];
   if (!embed) throw new Error(`step plan b=${plan.b} t=${plan.t}: only a one-token step can start from the chosen tokens`);
   for (const d of embed) encodeDispatch(pass, d);
   const mm = plan.matmuls;

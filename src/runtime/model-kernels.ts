@@ -101,11 +101,24 @@ export function bindArgmax(gpu: Gpu, k: ModelKernels, io: { logits: GPUBuffer; t
 
 /**
  * tokens[r] = the column of the largest of row r's `parts` (value, column) pairs in `partials` [rows, parts, 2]:
- * the LM head's argmax epilogue finished (its pipeline compiled once per part count, cached).
+ * the LM head's argmax epilogue finished (its pipeline compiled once per part count, cached). `embed`: it also
+ * writes x[r, :] = table[tokens[r], :], the next decode step's input (`hidden` columns; the whole table in one buffer).
  */
-export async function bindArgmaxPartials(gpu: Gpu, io: { partials: GPUBuffer; tokens: GPUBuffer }, rows: number, parts: number, label = 'argmax of partials'): Promise<BoundDispatch> {
-  const pipeline = await compileKernel(gpu, { label: `argmax of ${parts} partials`, code: argmaxPartialsWgsl(parts), bindings: ['read-only-storage', 'storage'] });
-  return { label, pipeline, bindGroup: bindGroup(gpu, label, pipeline, [io.partials, io.tokens]), workgroups: rowGrid(gpu.limits, rows, label), owned: [] };
+export async function bindArgmaxPartials(
+  gpu: Gpu,
+  io: { partials: GPUBuffer; tokens: GPUBuffer; embed?: { readonly table: GPUBuffer; readonly x: GPUBuffer; readonly hidden: number } },
+  rows: number,
+  parts: number,
+  label = 'argmax of partials',
+): Promise<BoundDispatch> {
+  const e = io.embed;
+  const pipeline = await compileKernel(gpu, {
+    label: `argmax of ${parts} partials${e ? `, embedding [H=${e.hidden}]` : ''}`,
+    code: argmaxPartialsWgsl(parts, e?.hidden),
+    bindings: e ? ['read-only-storage', 'storage', 'read-only-storage', 'storage'] : ['read-only-storage', 'storage'],
+  });
+  const buffers = e ? [io.partials, io.tokens, e.table, e.x] : [io.partials, io.tokens];
+  return { label, pipeline, bindGroup: bindGroup(gpu, label, pipeline, buffers), workgroups: rowGrid(gpu.limits, rows, label), owned: [] };
 }
 
 /**
