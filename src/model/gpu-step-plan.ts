@@ -250,7 +250,7 @@ export async function buildStepPlan(
       argmaxHead = {
         plans: h,
         bindGroups: bindHead(gpu, h, weights.lmHead, x, partials, weights.norm),
-        reduce: bound(await bindArgmaxPartials(gpu, { partials: partials.buffer, tokens: headTokens, ...(embed && { embed }) }, rows, h.columns / 2, `argmax of the LM head's partial maxima${embed ? ', embedding of chosen tokens' : ''} [${tag}]`)),
+        reduce: bound(await bindArgmaxPartials(gpu, { partials: partials.buffer, tokens: headTokens, ...(embed && { embed }) }, rows, h.columns / 2, `argmax of the LM head's partial maxima${embed ? ', embedding' : ''} [${tag}]`)),
         embedsNext: embed !== undefined,
       };
     }
