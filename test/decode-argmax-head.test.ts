@@ -85,46 +85,50 @@ describe('greedy decode steps through the argmax-fused LM head', () => {
   });
 
   for (const b of [1, 3]) {
-    it(`steps that start from the rows their pick embedded run one dispatch fewer and choose the float64 model's greedy tokens (b = ${b}, seed ${SEED + 10 + b})`, async () => {
+    it(`every pick writes its tokens' rows: decode steps start from them (one dispatch fewer than gathering) and choose the float64 model's tokens (b = ${b}, seed ${SEED + 10 + b})`, async () => {
       const V = config.vocabSize;
       const r = rng(SEED + 10 + b);
       const prompts = Array.from({ length: b }, () => Array.from({ length: 4 }, () => Math.floor(r() * V)));
-      // The float64 model decodes greedily, a token per sequence per step.
+      // The float64 model, fed what the GPU chose: its greedy choice after each step.
       const session = cpuAttentionSessionFromVariant(variant.program, cpu.weights.layers.map((l) => l.attention));
       let logits!: Float64Array;
-      for (let i = 0; i < prompts[0].length; i++) logits = cpuDecodeStep(cpu, prompts.map((s) => s[i]), session).logits.data;
+      const feed = (ids: readonly number[]) => (logits = cpuDecodeStep(cpu, ids, session).logits.data);
       const argmax = (row: Float64Array) => row.reduce((best, v, i) => (v > row[best] ? i : best), 0);
-      const cpuNext = () => Array.from({ length: b }, (_, s) => argmax(logits.subarray(s * V, (s + 1) * V)));
-      const want: number[] = [];
-      for (let k = 0; k < 9; k++) {
-        const next = cpuNext();
-        want.push(...next);
-        logits = cpuDecodeStep(cpu, next, session).logits.data;
-      }
-      const got = [...(await (await model.prefill(prompts)).tokens())];
-      // After the prefill the step gathers the chosen tokens' rows; after a greedy decode step they are in x.
-      const first = model.decodeStep();
-      got.push(...(await first.tokens()));
-      const second = model.decodeStep();
-      got.push(...(await second.tokens()));
-      expect(second.dispatches, 'a step from the embedded rows').toBe(first.dispatches - 1);
-      // A step that keeps its logits picks with the argmax kernel, which writes no rows: the next step gathers again.
-      model.keepLogits = true;
+      const greedy = () => Array.from({ length: b }, (_, s) => argmax(logits.subarray(s * V, (s + 1) * V)));
+      for (let i = 0; i < prompts[0].length; i++) feed(prompts.map((s) => s[i]));
+      const expectGreedy = (got: readonly number[], what: string) => {
+        expect(got, what).toEqual(greedy());
+        feed(got);
+      };
+      const first = [...(await (await model.prefill(prompts)).tokens())];
+      expectGreedy(first, 'prefill');
+      // The same tokens given (uploaded and gathered): the reference count, one dispatch more than a step from the picked rows.
+      const forced = model.decodeStep({ tokens: first });
+      const gathered = forced.dispatches;
+      expectGreedy(await forced.tokens(), 'a step from given tokens');
+      const steps: [string, () => Promise<number[]>][] = [
+        ['after the greedy head', async () => expectDispatches(model.decodeStep())],
+        ['keeping logits (the argmax kernel picks)', async () => { model.keepLogits = true; try { return await expectDispatches(model.decodeStep()); } finally { model.keepLogits = false; } }],
+        ['after the argmax kernel', async () => expectDispatches(model.decodeStep())],
+      ];
+      const expectDispatches = async (h: { dispatches: number; tokens(): Promise<readonly number[]> }) => {
+        expect(h.dispatches, 'a step from the picked rows').toBe(gathered - 1);
+        return [...(await h.tokens())];
+      };
+      for (const [what, step] of steps) expectGreedy(await step(), what);
+      // A sampled pick writes its rows too: the greedy steps after it continue from the sampled tokens.
+      model.setSampling({ temperature: 1, seed: SEED + b });
+      let sampled: number[];
       try {
-        const kept = model.decodeStep();
-        got.push(...(await kept.tokens()));
-        // From the embedded rows; the LM head writing logits and the argmax kernel in the argmax head's two dispatches.
-        expect(kept.dispatches, 'from the embedded rows, through the logits and the argmax').toBe(first.dispatches - 1);
+        sampled = await expectDispatches(model.decodeStep());
       } finally {
-        model.keepLogits = false;
+        model.setSampling({ temperature: 0 });
       }
-      const gathered = model.decodeStep();
-      got.push(...(await gathered.tokens()));
-      expect(gathered.dispatches, 'after a step that wrote no rows').toBe(first.dispatches);
-      const run = model.decodeRun(4);
-      got.push(...(await run.tokens()));
-      expect(run.dispatches, 'the last step of a run').toBe(first.dispatches - 1);
-      expect(got).toEqual(want);
+      feed(sampled);
+      const run = model.decodeRun(3);
+      expect(run.dispatches, 'the last step of a run').toBe(gathered - 1);
+      const ids = await run.tokens();
+      for (let k = 0; k < 3; k++) expectGreedy(ids.slice(k * b, (k + 1) * b), `step ${k} of a run after a sampled step`);
     });
   }
 });

@@ -14,7 +14,7 @@ import type { GpuAttention, GpuAttentionFactory, GpuAttentionState } from '../ru
 import { RecordingPass } from './gpu-pass.ts';
 import { prefillCuts } from './prefill-submits.ts';
 import { RecordedStep } from './step-recording.ts';
-import { buildStepPlan, destroyStepPlan, encodeStep, stepEmbedsNext, stepWritesLogits, type BatchBuffers, type StepPlan, type StepPlanExtras, type TokenPick, type TokenSource } from './gpu-step-plan.ts';
+import { buildStepPlan, destroyStepPlan, encodeStep, stepWritesLogits, type BatchBuffers, type StepPlan, type StepPlanExtras, type TokenPick, type TokenSource } from './gpu-step-plan.ts';
 import { checkModelFits, createExactTensor, destroyModelWeights, uploadModelWeights, type GpuModelWeights } from './gpu-weights.ts';
 import { weightBufferLimit } from './weight-parts.ts';
 import type { SamplingOptions } from './sampling.ts';
@@ -88,11 +88,6 @@ interface Session {
   readonly recorded: Map<string, RecordedStep>;
   /** Whether the last step submitted wrote the batch's logits (readLogits). */
   logitsWritten: boolean;
-  /**
-   * Whether the decode plan's x holds the embedding rows of the batch's chosen tokens: the last step was a decode
-   * step whose pick wrote them (gpu-step-plan.ts's stepEmbedsNext), so the next one starts from 'embedded'.
-   */
-  embedded: boolean;
 }
 
 /** Host-side times of one step, in ms; gpuMs once its tokens were read (timestamps only). */
@@ -317,7 +312,7 @@ export class GpuModel {
     // run first; the previous session is dropped here, so nothing records on it afterwards.
     const previous = this.session;
     const reuse = previous !== undefined && previous.batch === batch && this.attention.every((a) => a.resetState);
-    const session: Session = { batch, states: reuse ? previous.states : this.attention.map((a) => a.createState(b)), position: 0, recorded: new Map(), logitsWritten: false, embedded: false };
+    const session: Session = { batch, states: reuse ? previous.states : this.attention.map((a) => a.createState(b)), position: 0, recorded: new Map(), logitsWritten: false };
     this.session = session;
     this.gpu.device.queue.writeBuffer(plan.ids, 0, ids);
     const reset = reuse ? (encoder: GPUCommandEncoder) => this.attention.forEach((a, n) => a.resetState!(session.states[n], encoder)) : undefined;
@@ -398,7 +393,7 @@ export class GpuModel {
     const session = this.session;
     if (!session) throw new Error('recordDecodeStep: no batch yet; call prefill first');
     const plan = this.readyPlan(session.batch, 1);
-    const source = this.chosenSource(session);
+    const source = this.chosenSource(plan);
     const recorded = this.recordedStep(plan, session, source, this.pick());
     if (recorded) recorded.replay(pass);
     else encodeStep(pass, plan, this.attention, session.states, source, this.pick(), this.logitsOption());
@@ -505,6 +500,7 @@ export class GpuModel {
       batch.nextTokens.destroy();
       batch.random.destroy();
       batch.logits.buffer.destroy();
+      batch.decodeRows?.buffer.destroy();
       batch.querySet?.destroy();
       batch.resolve?.destroy();
     }
@@ -541,6 +537,7 @@ export class GpuModel {
       nextTokens: device.createBuffer({ label: `chosen tokens [b=${b}]`, size: 4 * b, usage: BufferUsage.STORAGE | BufferUsage.COPY_SRC | BufferUsage.COPY_DST }),
       random: device.createBuffer({ label: `uniform draws [b=${b}]`, size: 4 * b, usage: BufferUsage.STORAGE | BufferUsage.COPY_DST }),
       logits: createExactTensor(this.gpu, `last logits [b=${b}]`, [b, this.config.vocabSize]),
+      decodeRows: createExactTensor(this.gpu, `decode step rows [b=${b}]`, [b, this.config.hiddenSize]),
       samplingConfig: this.samplingConfig,
       slots,
       draws: new Float32Array(b),
@@ -595,9 +592,9 @@ export class GpuModel {
     return (this.sampling.temperature ?? 0) > 0 ? 'sample' : 'argmax';
   }
 
-  /** A decode step's source for the chosen tokens: their rows already in x when the last decode step wrote them. */
-  private chosenSource(session: Session): TokenSource {
-    return session.embedded ? 'embedded' : 'next';
+  /** A decode step's source for the chosen tokens: their rows, which every pick wrote, unless the table is in parts. */
+  private chosenSource(plan: StepPlan): TokenSource {
+    return plan.embedsNext ? 'embedded' : 'next';
   }
 
   /** encodeStep's logits option: write them only when kept (a sampling pick writes them regardless). */
@@ -661,7 +658,7 @@ export class GpuModel {
         for (let j = 0; j < u.length; j++) u[j] = this.random();
         device.queue.writeBuffer(batch.random, 0, u);
       }
-      const from = i > 0 || source === 'next' ? this.chosenSource(session) : source;
+      const from = i > 0 || source === 'next' ? this.chosenSource(plan) : source;
       const t0 = performance.now();
       const label = `${kind} [b=${plan.b} t=${plan.t} at ${session.position}]`;
       if (!encoder) {
@@ -702,7 +699,6 @@ export class GpuModel {
         dispatches = pass.dispatches;
       }
       session.logitsWritten = stepWritesLogits(plan, pick, this.logitsOption());
-      session.embedded = kind === 'decode' && stepEmbedsNext(plan, pick, this.logitsOption());
       native.end();
       encoder.copyBufferToBuffer(batch.nextTokens, 0, slot.staging, i * batch.tokenStride, 4 * batch.b);
       if (batch.querySet && batch.resolve) {
