@@ -1,7 +1,8 @@
 // The Medusa heads of a tree verification (gpu-heads.ts) in three dispatches whatever the number of heads — the
 // projection matmul picking each tree's accepted row, normalising it and writing the heads' residual blocks
 // (matmul-heads.ts), the heads' LM heads, the top-k — against the naive float64 formula at 3 sequences with
-// different accepted nodes and padded trees, whole and with both stacked weights in parts cut inside heads.
+// different accepted nodes and padded trees, whole and with both stacked weights in parts cut inside heads, and at
+// 9 sequences (the small-M kernel's two blocks of rows in one workgroup).
 import { afterAll, describe, expect, it } from 'vitest';
 import { loadConfig, type ModelConfig } from '../src/model/config.ts';
 import { uploadExactTensor } from '../src/model/gpu-weights.ts';
@@ -16,7 +17,7 @@ import { TINY } from './helpers/tiny-model.ts';
 
 const SEED = 9411;
 const HEADS = 3;
-const B = 3;
+const MAX_B = 9;
 const NODES = 6;
 const TOP_K = 4;
 
@@ -31,37 +32,41 @@ const medusa: MedusaHeadWeights<Float32Array>[] = Array.from({ length: HEADS }, 
   lmHead: { shape: [V, H], data: randn(V * H, 0.4) },
 }));
 const gain = randn(H, 1).map((g) => 1 + g / 2);
-const x = randn(B * NODES * H, 2);
-// Each sequence's tree [NODES]: tokens from a few ids so that picks match often; the last node of sequence 1 is
-// padding (parent −1) whose token matches the root's pick: nobody's child, it must never be accepted.
-const parents = [
+const x = randn(MAX_B * NODES * H, 2);
+// Each sequence's tree [NODES] (sequence s has tree s mod 3): tokens from a few ids so that picks match often; the
+// last node of tree 1 is padding (parent −1) whose token matches the root's pick: nobody's child, never accepted.
+const trees = [
   [-1, 0, 0, 1, 2, 3],
   [-1, 0, 1, 1, 0, -1],
   [-1, 0, 1, 2, 3, 4],
 ];
-const tokens = [
+const treeTokens = [
   [7, 3, 5, 3, 9, 2],
   [7, 4, 6, 1, 8, 2],
   [7, 1, 1, 1, 1, 1],
 ];
-const picks = [
+const treePicks = [
   [3, 9, 5, 2, 0, 0], // 0 → 1 (token 3); node 1's pick 9 is not its child 3's token: ends at 1
   [2, 0, 0, 0, 0, 0], // no child of the root has token 2 (the padding has): ends at the root
   [1, 1, 1, 0, 0, 0], // the chain 0 → 1 → 2 → 3, where node 3's pick 0 matches no child
 ];
 
+const parents = (s: number) => trees[s % 3];
+const tokens = (s: number) => treeTokens[s % 3];
+const picks = (s: number) => treePicks[s % 3];
+
 /** The node the walk reaches: from the root, the lowest child whose token is the current node's pick. */
 function acceptedNode(s: number): number {
   let node = 0;
   for (;;) {
-    const c = parents[s].findIndex((p, i) => i > 0 && p === node && tokens[s][i] === picks[s][node]);
+    const c = parents(s).findIndex((p, i) => i > 0 && p === node && tokens(s)[i] === picks(s)[node]);
     if (c < 0) return node;
     node = c;
   }
 }
 
 /** Float64: each head's top-k (ids, softmax probabilities) at each sequence's accepted node. */
-function reference(): { nodes: number[]; ids: number[][][]; probs: number[][][] } {
+function reference(B: number): { nodes: number[]; ids: number[][][]; probs: number[][][] } {
   const nodes = Array.from({ length: B }, (_, s) => acceptedNode(s));
   const ids: number[][][] = [];
   const probs: number[][][] = [];
@@ -103,7 +108,7 @@ afterAll(() => {
   for (const c of cleanup.reverse()) c();
 });
 
-async function run(maxWeightBuffer?: number) {
+async function run(B: number, maxWeightBuffer?: number) {
   const g = await gpu();
   const u32 = (name: string, data: number[], usage = 0) => {
     const buffer = g.device.createBuffer({ label: name, size: 4 * data.length, usage: BufferUsage.STORAGE | BufferUsage.COPY_DST | usage });
@@ -112,13 +117,14 @@ async function run(maxWeightBuffer?: number) {
     return buffer;
   };
   const norm = uploadExactTensor(g, 'final norm', { shape: [H], data: gain });
-  const xs = uploadExactTensor(g, 'x', { shape: [B * NODES, H], data: x });
-  const parentsBuffer = uploadExactTensor(g, 'parents', { shape: [B, NODES], data: Float32Array.from(parents.flat()) });
+  const seqs = Array.from({ length: B }, (_, s) => s);
+  const xs = uploadExactTensor(g, 'x', { shape: [B * NODES, H], data: x.subarray(0, B * NODES * H) });
+  const parentsBuffer = uploadExactTensor(g, 'parents', { shape: [B, NODES], data: Float32Array.from(seqs.flatMap(parents)) });
   cleanup.push(() => [norm, xs, parentsBuffer].forEach((t) => t.buffer.destroy()));
   const heads = await GpuSpeculativeHeads.create(g, config, medusa, norm, B * NODES, B, maxWeightBuffer);
   cleanup.push(() => heads.destroy());
   // What the heads read of a tree step's plan: its tokens, the target's picks and every row's hidden state.
-  const plan = { b: B, t: NODES, rows: B * NODES, ids: u32('tokens', tokens.flat()), rowTokens: u32('picks', picks.flat()), x: xs } as unknown as StepPlan;
+  const plan = { b: B, t: NODES, rows: B * NODES, ids: u32('tokens', seqs.flatMap(tokens)), rowTokens: u32('picks', seqs.flatMap(picks)), x: xs } as unknown as StepPlan;
   const io = { b: B, rows: NODES, parents: parentsBuffer.buffer, medusaK: TOP_K, ownK: 0 };
   const counting = new CountingPass();
   await heads.encode(counting as unknown as GPUComputePassEncoder, plan, io);
@@ -137,19 +143,19 @@ async function run(maxWeightBuffer?: number) {
 }
 
 describe('the Medusa heads at the accepted nodes, fused', () => {
-  const want = reference();
-
   it('the trees reach different nodes, and padding is nobody\'s child', () => {
-    expect(want.nodes).toEqual([1, 0, 3]);
+    expect(reference(3).nodes).toEqual([1, 0, 3]);
   });
 
-  for (const [what, limit, parts, dispatches] of [
-    ['whole stacks: three dispatches', undefined, { proj: 1, lmHead: 1 }, 3],
+  for (const [what, B, limit, parts, dispatches] of [
+    ['whole stacks: three dispatches', 3, undefined, { proj: 1, lmHead: 1 }, 3],
     // proj [192, 64] in 2 parts of 96 rows (cut inside head 1), lm_head [771, 64] in 7 of 111 (cut inside heads).
-    ['stacks in parts cut inside heads: a dispatch per part, then the top-k', 30 * 1024, { proj: 2, lmHead: 7 }, 2 + 7 + 1],
+    ['stacks in parts cut inside heads: a dispatch per part, then the top-k', 3, 30 * 1024, { proj: 2, lmHead: 7 }, 2 + 7 + 1],
+    ['9 sequences, two blocks of rows', 9, undefined, { proj: 1, lmHead: 1 }, 3],
   ] as const) {
-    it(`${what}: accepted nodes, top-${TOP_K} ids and probabilities equal the float64 formula's (seed ${SEED})`, async () => {
-      const got = await run(limit);
+    it(`${what}: accepted nodes, top-${TOP_K} ids and probabilities equal the float64 formula's (${B} sequences, seed ${SEED})`, async () => {
+      const want = reference(B);
+      const got = await run(B, limit);
       expect(got.parts).toEqual(parts);
       expect(got.dispatches).toBe(dispatches);
       expect(got.accepted).toEqual(want.nodes);
