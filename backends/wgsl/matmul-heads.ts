@@ -76,7 +76,7 @@ export function headsResidualFn(f: MatmulFusion | undefined, width: 1 | 4): stri
   const at = (arr: string, i: string) => (width === 4 ? `${arr}[(${i}) / 4u][(${i}) % 4u]` : `${arr}[${i}]`);
   return [
     'fn store_heads(m: u32, n: u32, v: f32, arow: u32, scale: f32) {',
-    `  let c = ${f?.window ? `${f.window.first}u + ` : ''}n; // column of the stacked heads`,
+    `  let c = ${f?.window?.first ? `${f.window.first}u + ` : ''}n; // column of the stacked heads`,
     '  let h = c / params.K;',
     '  let i = c % params.K;',
     `  let y = ${at('A', 'arow * params.K + i')} * scale * ${at('G', 'i')};`,

@@ -107,7 +107,7 @@ export function smallMTransposedWgsl(v: SmallMVariant): string {
   }
   const hsum = (x: string) => (v.width === 4 ? `dot(${x}, vec4<f32>(1.0))` : x);
   const L: string[] = [];
-  const what = [norm && 'rmsnorm(x)', swiglu ? 'swiglu of [gate; up]' : typeof epilogue === 'object' ? `split into ${epilogue.split}` : epilogue === 'accumulate' ? 'accumulated into C' : '']
+  const what = [gather && "each tree's accepted row", norm && 'rmsnorm(x)', swiglu ? 'swiglu of [gate; up]' : typeof epilogue === 'object' ? `split into ${epilogue.split}` : epilogue === 'accumulate' ? 'accumulated into C' : heads ? 'the heads\' residual blocks' : '']
     .filter(Boolean)
     .join(', ');
   L.push(`// small-M matmul: y[m,n] = Σ_k x[m,k]·W[n,k] for ${RB > 1 ? `${RB} blocks of ` : ''}${M} row(s); W [N,K] read once as ${T}${what ? `; ${what}` : ''}`);
