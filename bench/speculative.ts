@@ -303,6 +303,18 @@ async function profileSteps(gpu: Gpu, model: GpuModel, verifier: GpuTreeVerifier
     }
   }
   verifier.foldUpTo = foldUpTo;
+  // A Medusa step: the chain of 4 with every head's top-4 at the accepted node (gpu-heads.ts: the heads' dispatches).
+  if (verifier.medusaHeads > 0) {
+    const n = 4;
+    await verifier.start(ids, { temperature: 0 }, 0);
+    const tree = treeFromParents(Array.from({ length: n + 1 }, (_, i) => (ids[i % ids.length] + i) % V), Array.from({ length: n + 1 }, (_, i) => i - 1));
+    const req = { trees: [tree], medusaTopK: 4 };
+    await verifier.verify({ tree, medusaTopK: 4 });
+    verifier.commit(Array.from({ length: n + 1 }, (_, i) => i));
+    const plan = await model.planStep(1, n + 1, { pickRows: true, qkvPerLayer: true });
+    const times = await verifier.profileStep(req);
+    out.push({ ...stepProfile(`Medusa tree step, chain of ${n}, ${verifier.medusaHeads} heads' top-4`, n + 1, times, matmulReads(treeStepMatmuls(plan), layers)), streamMs: await verifier.streamStep(req) });
+  }
   return out;
 }
 
@@ -332,7 +344,7 @@ export function formatReport(r: SpeculativeBenchReport): string[] {
     ...r.batch.figures.map((f) => [f.source, f.tree, String(f.maxNodes), fmt(f.meanCommitted, 2), fmt(f.meanAccepted, 2), fmt(f.tokensPerS, 1), `${fmt(f.speedup, 2)}×`, fmt(f.gpuMsPerStep), f.identicalToPlain ? 'yes' : 'no']),
   ]);
   if (r.profile.length) {
-    lines.push(...formatTable('where the GPU time goes: ms (dispatches) per kernel, each dispatch timed in a pass of its own', profileTable(r.profile, (p) => (p.rows === 1 ? 'decode' : `tree ${p.rows - 1}${p.step.endsWith('own') ? ' +commit' : ''}`))));
+    lines.push(...formatTable('where the GPU time goes: ms (dispatches) per kernel, each dispatch timed in a pass of its own', profileTable(r.profile, (p) => (p.rows === 1 ? 'decode' : `tree ${p.rows - 1}${p.step.startsWith('Medusa') ? ' + heads' : ''}${p.step.endsWith('own') ? ' +commit' : ''}`))));
   }
   return lines;
 }

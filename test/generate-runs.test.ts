@@ -77,8 +77,9 @@ describe('generate on the compiled variant, steps replayed and read back in runs
       expect(submit).toHaveBeenCalledTimes(1);
       submit.mockRestore();
       expect(run.steps).toBe(3);
-      // embedding; per layer q|k|v, the attention's one launch (no commit: recurrent.ts), o, gate|up, down; LM head, argmax
-      expect(run.dispatches).toBe(1 + config.numLayers * 5 + 2);
+      // Per layer q|k|v, the attention's one launch (no commit: recurrent.ts), o, gate|up, down; LM head, argmax (which
+      // writes the chosen tokens' rows the next step starts from: no gather).
+      expect(run.dispatches).toBe(config.numLayers * 5 + 2);
       ids.push(...(await run.tokens()));
       expect(encode).not.toHaveBeenCalled();
       encode.mockRestore();

@@ -32,6 +32,14 @@ describe('fused small-M matmuls equal the float64 formula', () => {
     await checkFusedMatmul(3, 2 * 17, 24, { epilogue: { split: 2 } }, 401);
   });
 
+  it("the Medusa heads' residual blocks y + silu(rmsnorm(x)·[proj_0; …]ᵀ + bias), head-major: vec4 and scalar loads, 1 to 4 columns per thread, rows in blocks", async () => {
+    const HEADS: MatmulFusion = { rmsnorm: { eps: EPS }, epilogue: 'heads residual' };
+    await checkFusedMatmul(1, 3 * 20, 20, HEADS, 480);
+    await checkFusedMatmul(3, 2 * 17, 17, HEADS, 481);
+    for (const cols of [2, 4]) await checkFusedMatmul(5, 4 * 12, 12, HEADS, 482 + cols, { smallMCols: cols });
+    await checkFusedMatmul(13, 2 * 16, 16, HEADS, 487);
+  });
+
   it('is correct with 1 to 4 output columns per thread, also when they do not divide N', async () => {
     for (const cols of [1, 2, 3, 4]) {
       await checkFusedMatmul(5, 3 * 7, 36, QKV, 450 + cols, { smallMCols: cols });

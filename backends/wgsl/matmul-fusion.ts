@@ -9,6 +9,8 @@
 //   'argmax'          C[m, 2g], C[m, 2g + 1] = the largest acc[m, n] over workgroup g's columns and its n (the
 //                     lowest among ties, as f32): an LM head whose logits are never written; a second kernel
 //                     (model-sampling.ts, argmaxPartialsWgsl) picks each row's token from the workgroups' pairs
+//   acceptedRow, 'heads residual'   the Medusa heads' projection: row m is tree m's accepted node, and the output
+//                     is the heads' residual blocks y + silu(u + bias) (matmul-heads.ts; the small-M kernel only)
 //
 // The prologue needs a row's sum of squares, 'swiglu' a gate and its up column in one thread's reach: the
 // small-M kernels see whole rows (matmul-small-m.ts, matmul-rows.ts); the tiled kernel (matmul-tiled.ts) sums
@@ -20,7 +22,7 @@
 import type { BindingKind } from './kernel-source.ts';
 import { bindingDecl } from './kernel-builder.ts';
 
-export type MatmulEpilogue = 'store' | 'accumulate' | 'swiglu' | 'argmax' | { readonly split: number };
+export type MatmulEpilogue = 'store' | 'accumulate' | 'swiglu' | 'argmax' | 'heads residual' | { readonly split: number };
 
 /**
  * The product is one part of a wider output, its W the rows [first, first + N) of a weight split along its rows.
@@ -39,8 +41,13 @@ export interface MatmulFusion {
   readonly rmsnorm?: { readonly eps: number };
   /** Default 'store'. */
   readonly epilogue?: MatmulEpilogue;
-  /** Only with 'store' or 'argmax': where in a wider output this product goes. */
+  /** Only with 'store', 'argmax' or 'heads residual': where in a wider output this product goes. */
   readonly window?: MatmulWindow;
+  /**
+   * Row m of the product is tree m's accepted node (matmul-heads.ts): A is [M·nodes, K], the trees in T, P, Pk,
+   * the nodes written to Acc, `nodes` in the uniform `tree`.
+   */
+  readonly acceptedRow?: boolean;
 }
 
 export interface MatmulBinding {
@@ -68,6 +75,15 @@ export function matmulBindings(f: MatmulFusion | undefined, weightName = 'W'): M
   ];
   if (f?.rmsnorm) list.push({ name: 'G', kind: 'read-only-storage' });
   for (let p = 1; p < outputCount(f); p++) list.push({ name: `C${p}`, kind: 'storage' });
+  if (f?.acceptedRow) {
+    list.push(
+      { name: 'T', kind: 'read-only-storage' },
+      { name: 'P', kind: 'read-only-storage' },
+      { name: 'Pk', kind: 'read-only-storage' },
+      { name: 'Acc', kind: 'storage' },
+      { name: 'tree', kind: 'uniform' },
+    );
+  }
   return list;
 }
 
@@ -88,11 +104,12 @@ export function checkFusion(f: MatmulFusion | undefined, N: number, what: string
   }
   if (f.window) {
     const { stride, offset, first } = f.window;
-    if (e !== 'store' && e !== 'argmax') throw new Error(`${what}: a column window takes the 'store' or 'argmax' epilogue, not ${describeFusion({ epilogue: e })}`);
+    if (e !== 'store' && e !== 'argmax' && e !== 'heads residual') throw new Error(`${what}: a column window takes the 'store', 'argmax' or 'heads residual' epilogue, not ${describeFusion({ epilogue: e })}`);
     if (![stride, offset, first].every((x) => Number.isInteger(x) && x >= 0)) throw new Error(`${what}: window ${JSON.stringify(f.window)} needs non-negative integers`);
     if (e === 'store' && offset + N > stride) throw new Error(`${what}: window columns [${offset}, ${offset + N}) pass its stride ${stride}`);
   }
   if (f.rmsnorm && !(f.rmsnorm.eps > 0)) throw new Error(`${what}: rmsnorm eps must be > 0, got ${f.rmsnorm.eps}`);
+  if (e === 'heads residual' && !f.rmsnorm) throw new Error(`${what}: the 'heads residual' epilogue adds the normalised input row; it needs the rmsnorm prologue`);
 }
 
 /** e.g. ' +rmsnorm, split 3' for labels; '' unfused. */
@@ -101,6 +118,7 @@ export function describeFusion(f: MatmulFusion | undefined): string {
   const e = f.epilogue ?? 'store';
   const w = f.window;
   const parts = [
+    f.acceptedRow && 'accepted rows',
     f.rmsnorm && 'rmsnorm prologue',
     e !== 'store' && (typeof e === 'object' ? `split ${e.split}` : e),
     w && `columns from ${w.first} at ${w.offset} of ${w.stride}`,
@@ -111,7 +129,7 @@ export function describeFusion(f: MatmulFusion | undefined): string {
 /** WGSL declarations of the bindings; `types` gives each name's array element type (default f32). */
 export function bindingDecls(list: readonly MatmulBinding[], types: Readonly<Record<string, string>>): string[] {
   return list.map((b, i) =>
-    bindingDecl(i, b.name, b.kind === 'uniform' ? 'uniform' : b.kind === 'storage' ? 'read_write' : 'read', b.kind === 'uniform' ? 'Params' : `array<${types[b.name] ?? 'f32'}>`),
+    bindingDecl(i, b.name, b.kind === 'uniform' ? 'uniform' : b.kind === 'storage' ? 'read_write' : 'read', b.kind === 'uniform' ? (types[b.name] ?? 'Params') : `array<${types[b.name] ?? 'f32'}>`),
   );
 }
 
@@ -151,6 +169,7 @@ export function storeFn(f: MatmulFusion | undefined): string[] {
   else if (e === 'accumulate') L.push('  C0[m * params.N + n] += v;');
   else if (e === 'swiglu') throw new Error('the swiglu epilogue pairs two dot products; store_out cannot express it');
   else if (e === 'argmax') throw new Error('the argmax epilogue reduces over columns; store_out cannot express it');
+  else if (e === 'heads residual') throw new Error("the 'heads residual' epilogue reads its input row; store_out cannot express it (matmul-heads.ts's store_heads)");
   else {
     // Parts by comparison, not n / S: an integer division per element shows on a CPU adapter.
     L.push(`  let S = params.N / ${e.split}u;`);
@@ -167,7 +186,8 @@ export function storeFn(f: MatmulFusion | undefined): string[] {
 
 /**
  * Float64 reference of A·Wᵀ with fusion `f` (W stored [N, K]): the outputs in order. `c0` is C0's content
- * before an 'accumulate'; `gain` is the norm's gain vector.
+ * before an 'accumulate'; `gain` is the norm's gain vector (for 'heads residual': [K] gain, then [N] bias). Not
+ * the acceptedRow prologue: pass the accepted rows as A.
  */
 export function fusedMatmulReference(
   a: ArrayLike<number>,
@@ -177,7 +197,9 @@ export function fusedMatmulReference(
   extra: { readonly gain?: ArrayLike<number>; readonly c0?: ArrayLike<number> } = {},
 ): Float64Array[] {
   const { M, N, K } = p;
+  if (f?.acceptedRow) throw new Error('fusedMatmulReference: gather the accepted rows into A; the reference takes no trees');
   const acc = new Float64Array(M * N);
+  const scales = new Float64Array(M);
   for (let m = 0; m < M; m++) {
     let scale = 1;
     if (f?.rmsnorm) {
@@ -185,6 +207,7 @@ export function fusedMatmulReference(
       for (let k = 0; k < K; k++) ss += a[m * K + k] ** 2;
       scale = 1 / Math.sqrt(ss / K + f.rmsnorm.eps);
     }
+    scales[m] = scale;
     for (let n = 0; n < N; n++) {
       let s = 0;
       for (let k = 0; k < K; k++) s += a[m * K + k] * scale * (f?.rmsnorm ? extra.gain![k] : 1) * w[n * K + k];
@@ -201,6 +224,18 @@ export function fusedMatmulReference(
       let best = 0;
       for (let n = 1; n < N; n++) if (acc[m * N + n] > acc[m * N + best]) best = n;
       out[m] = best;
+    }
+    return [out];
+  }
+  if (e === 'heads residual') {
+    // Head h = n / K's block of rows: y + silu(u + bias), y the normalised row.
+    const out = new Float64Array(M * N);
+    for (let m = 0; m < M; m++) {
+      for (let n = 0; n < N; n++) {
+        const [h, i] = [Math.floor(n / K), n % K];
+        const z = acc[m * N + n] + extra.gain![K + n];
+        out[(h * M + m) * K + i] = a[m * K + i] * scales[m] * extra.gain![i] + z / (1 + Math.exp(-z));
+      }
     }
     return [out];
   }

@@ -18,6 +18,7 @@
 // rows as a second grid axis instead — this kernel's first form — read every weight once per block: a
 // 17-node tree read the LM head's 98 MB three times, a 65-node one nine times.)
 import { bindingDecls, matmulBindings, storeFn, type MatmulFusion } from './matmul-fusion.ts';
+import { acceptedRowBytes, acceptedRowDecls, acceptedRowLines, headsResidualFn, TREE_UNIFORM_STRUCT } from './matmul-heads.ts';
 
 export const SMALL_M_MAX = 8;
 /**
@@ -72,8 +73,8 @@ export function smallMReducedValues(v: Pick<SmallMVariant, 'M' | 'fusion' | 'col
 }
 
 /** Workgroup memory of the Wᵀ kernel in bytes. */
-export function smallMWorkgroupBytes(v: Pick<SmallMVariant, 'M' | 'fusion' | 'threads' | 'colsPerThread'>): number {
-  return smallMReducedValues(v) * (v.threads ?? SMALL_M_THREADS) * 4;
+export function smallMWorkgroupBytes(v: Pick<SmallMVariant, 'M' | 'fusion' | 'threads' | 'colsPerThread' | 'rowBlocks'>): number {
+  return smallMReducedValues(v) * (v.threads ?? SMALL_M_THREADS) * 4 + (v.fusion?.acceptedRow ? acceptedRowBytes(v.M * (v.rowBlocks ?? 1)) : 0);
 }
 
 function f32Literal(x: number): string {
@@ -94,6 +95,8 @@ export function smallMTransposedWgsl(v: SmallMVariant): string {
   const epilogue = f?.epilogue ?? 'store';
   const swiglu = epilogue === 'swiglu';
   const norm = f?.rmsnorm;
+  const gather = f?.acceptedRow === true;
+  const heads = epilogue === 'heads residual';
   const nt = swiglu ? 1 : v.colsPerThread ?? 1;
   const rowsW = smallMWeightRows(v);
   const values = smallMReducedValues(v);
@@ -104,14 +107,15 @@ export function smallMTransposedWgsl(v: SmallMVariant): string {
   }
   const hsum = (x: string) => (v.width === 4 ? `dot(${x}, vec4<f32>(1.0))` : x);
   const L: string[] = [];
-  const what = [norm && 'rmsnorm(x)', swiglu ? 'swiglu of [gate; up]' : typeof epilogue === 'object' ? `split into ${epilogue.split}` : epilogue === 'accumulate' ? 'accumulated into C' : '']
+  const what = [gather && "each tree's accepted row", norm && 'rmsnorm(x)', swiglu ? 'swiglu of [gate; up]' : typeof epilogue === 'object' ? `split into ${epilogue.split}` : epilogue === 'accumulate' ? 'accumulated into C' : heads ? 'the heads\' residual blocks' : '']
     .filter(Boolean)
     .join(', ');
   L.push(`// small-M matmul: y[m,n] = Σ_k x[m,k]·W[n,k] for ${RB > 1 ? `${RB} blocks of ` : ''}${M} row(s); W [N,K] read once as ${T}${what ? `; ${what}` : ''}`);
   L.push('struct Params { M: u32, N: u32, K: u32, pad: u32 }');
+  if (gather) L.push(TREE_UNIFORM_STRUCT);
   L.push(`alias VT = ${T};`);
-  L.push(...bindingDecls(matmulBindings(f), { A: 'VT', W: 'VT', G: 'VT' }));
-  L.push("// A [M, K / width] (x), W [N, K / width], G [K / width] (the norm's gain), C* [M, columns]");
+  L.push(...bindingDecls(matmulBindings(f), { A: 'VT', W: 'VT', G: 'VT', T: 'u32', Pk: 'u32', Acc: 'u32', tree: 'Tree' }));
+  L.push(`// A [${gather ? 'M·nodes' : 'M'}, K / width] (x), W [N, K / width], G [K${heads ? ' + the stack\'s columns' : ''} / width] (the norm's gain${heads ? ', then the bias' : ''}), C* [${heads ? 'heads·M, K' : 'M, columns'}]`);
   L.push('');
   L.push(`const ROWS_M = ${M}u; // rows per thread`);
   L.push(`const ROW_BLOCKS = ${RB}u; // blocks of ROWS_M rows per workgroup, BLOCK threads each, on the same columns`);
@@ -124,8 +128,12 @@ export function smallMTransposedWgsl(v: SmallMVariant): string {
   if (norm) L.push(`const EPS = ${f32Literal(norm.eps)};`);
   L.push(`// Partial sums: value r of thread t at [r * THREADS + t]; r = m·${rowsW} + row of W${norm ? `, then M + m for Σx²` : ''}.`);
   L.push(`var<workgroup> partial: array<vec4<f32>, (${values} * THREADS + 3u) / 4u>;`);
+  if (gather) L.push(...acceptedRowDecls('ROWS_M * ROW_BLOCKS'));
   L.push('');
-  if (!swiglu) {
+  if (heads) {
+    L.push(...headsResidualFn(f, v.width));
+    L.push('');
+  } else if (!swiglu) {
     L.push(...storeFn(f));
     L.push('');
   }
@@ -140,6 +148,10 @@ export function smallMTransposedWgsl(v: SmallMVariant): string {
   L.push('  // This thread\'s block of rows; rows past params.M re-read the last and are not stored.');
   L.push('  let row0 = (wid.y * ROW_BLOCKS + tid / BLOCK) * ROWS_M;');
   L.push('  let lastRow = params.M - 1u;');
+  if (gather) {
+    L.push(...acceptedRowLines('ROWS_M * ROW_BLOCKS', 'wid.y * ROW_BLOCKS * ROWS_M'));
+    for (let m = 0; m < M; m++) L.push(`  let src${m} = rowOf[(tid / BLOCK) * ROWS_M + ${m}u];`);
+  }
   if (swiglu) {
     L.push('  let w0 = col * KW;');
     L.push('  let w1 = (col + COLS) * KW; // the up row paired with gate row col');
@@ -163,7 +175,7 @@ export function smallMTransposedWgsl(v: SmallMVariant): string {
     if (norm) L.push(`      let g${u} = G[min(k${u}, KW - 1u)];`);
     for (let m = 0; m < M; m++) {
       L.push(`      {`);
-      L.push(`        let x = select(VT(0.0), A[min(row0 + ${m}u, lastRow) * KW + min(k${u}, KW - 1u)], in${u});`);
+      L.push(`        let x = select(VT(0.0), A[${gather ? `src${m}` : `min(row0 + ${m}u, lastRow)`} * KW + min(k${u}, KW - 1u)], in${u});`);
       if (norm) L.push(`        ss${m} += ${v.width === 4 ? "dot(x, x)" : "x * x"};`);
       const xs = norm ? 'x * g' + u : 'x';
       for (let j = 0; j < rowsW; j++) L.push(`        acc${m}_${j} = fma(${xs}, wv${j}_${u}, acc${m}_${j});`);
@@ -203,9 +215,12 @@ export function smallMTransposedWgsl(v: SmallMVariant): string {
     L.push('    let scale = inverseSqrt(ss / f32(params.K) + EPS);');
     for (let j = 0; j < rowsW; j++) L.push(`    s${j} *= scale;`);
   }
+  // 'heads residual' reads back the row it normalised: the accepted node's, or row m's.
+  if (heads) L.push(`    let arow = ${gather ? 'rowOf[(tid / BLOCK) * ROWS_M + m]' : 'min(row0 + m, lastRow)'};`);
+  const store = (n: string, val: string) => (heads ? `store_heads(row0 + m, ${n}, ${val}, arow, scale)` : `store_out(row0 + m, ${n}, ${val})`);
   if (swiglu) L.push('    C0[(row0 + m) * COLS + col] = s0 / (1.0 + exp(-s0)) * s1;');
-  else if (nt === 1) L.push('    store_out(row0 + m, col, s0);');
-  else for (let j = 0; j < nt; j++) L.push(`    if (col * ${nt}u + ${j}u < N) { store_out(row0 + m, col * ${nt}u + ${j}u, s${j}); }`);
+  else if (nt === 1) L.push(`    ${store('col', 's0')};`);
+  else for (let j = 0; j < nt; j++) L.push(`    if (col * ${nt}u + ${j}u < N) { ${store(`col * ${nt}u + ${j}u`, `s${j}`)}; }`);
   L.push('  }');
   L.push('}');
   return L.join('\n') + '\n';

@@ -246,7 +246,7 @@ function chooseSmallM(gpu: KernelTarget, problem: MatmulProblem, opts: MatmulOpt
     // (At least 4 per block, so that the workgroup's threads fill whole vec4s of the reduction's memory.)
     let block = SMALL_M_THREADS;
     while (block * blocks > SMALL_M_THREADS) block /= 2;
-    while (block > 4 && smallMWorkgroupBytes({ M: p.M, fusion: f, threads: blocks * block, colsPerThread }) > gpu.limits.maxComputeWorkgroupStorageSize) block /= 2;
+    while (block > 4 && smallMWorkgroupBytes({ M: p.M, fusion: f, threads: blocks * block, colsPerThread, rowBlocks: blocks }) > gpu.limits.maxComputeWorkgroupStorageSize) block /= 2;
     lanes = Math.min(lanes, block);
     // Registers: UNROLL weight vec4s per weight row, and M·UNROLL x vec4s; every load of a row in one step
     // when the loads in flight allow (the o projection's 3 loads at 64 lanes: 5.4 µs, 2 or 4 loads 6.3).
@@ -285,6 +285,11 @@ export function matmulKernel(gpu: KernelTarget, problem: MatmulProblem, opts: Ma
   if (fusion?.window && (!problem.transposeB || splitK > 1)) throw new Error(`matmul ${describe(problem)}: a column window needs a weight stored [N, K] and no split K`);
   const path: MatmulPath = opts.path ?? (tiledOnly ? 'tiled' : matmulPathFor(problem, gpu));
   if (path === 'small-m' && fusion && !problem.transposeB) throw new Error(`matmul ${describe(problem)}: fusion needs transposeB (a weight stored [N, K])`);
+  if (headsFusion(fusion)) {
+    if (path !== 'small-m' || !problem.transposeB || M > SMALL_M_BLOCKED_MAX) throw new Error(`matmul ${describe(problem)}: the accepted-row prologue and the 'heads residual' epilogue exist on the small-m Wᵀ path only (M ≤ ${SMALL_M_BLOCKED_MAX})`);
+    const stack = fusion?.window?.stride ?? N;
+    if (fusion?.epilogue === 'heads residual' && stack % K !== 0) throw new Error(`matmul ${describe(problem)}: the 'heads residual' epilogue needs whole heads of K = ${K} columns, got ${stack}`);
+  }
   const base = opts.label ?? 'matmul';
   let code: string;
   let kernel: string;
@@ -413,6 +418,8 @@ export const SKINNY_FROM_ROWS = 33;
  */
 export function matmulPathFor(p: MatmulProblem, target?: Pick<KernelTarget, 'isSoftware'>): MatmulPath {
   const skinny = target?.isSoftware !== true;
+  // The Medusa heads' projection (matmul-heads.ts): a few rows, the small-M kernel's fusions only.
+  if (headsFusion(p.fusion) && p.transposeB && p.M <= SMALL_M_BLOCKED_MAX) return 'small-m';
   if (p.fusion?.epilogue === 'argmax' && p.transposeB && p.M <= SMALL_M_BLOCKED_MAX && p.K % 4 === 0) return skinny && p.M > SMALL_M_MAX ? 'skinny' : 'rows';
   if (p.M <= SMALL_M_MAX) return 'small-m';
   if (!p.transposeB || p.M > SMALL_M_BLOCKED_MAX) return 'tiled';
@@ -420,6 +427,11 @@ export function matmulPathFor(p: MatmulProblem, target?: Pick<KernelTarget, 'isS
   const columns = swiglu ? p.N / 2 : p.N;
   if (p.K % 4 !== 0 || columns < ROWS_MIN_COLUMNS) return 'small-m';
   return skinny && (swiglu || p.M >= SKINNY_FROM_ROWS) ? 'skinny' : 'rows';
+}
+
+/** Whether `f` has the Medusa heads' fusions, which only the small-M Wᵀ kernel carries (matmul-heads.ts). */
+function headsFusion(f: MatmulFusion | undefined): boolean {
+  return f?.acceptedRow === true || f?.epilogue === 'heads residual';
 }
 
 /** Threads in flight the rows kernel aims at (enough slices along K for matrices with few columns). */

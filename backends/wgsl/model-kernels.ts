@@ -119,8 +119,8 @@ const ro: BindingKind = 'read-only-storage';
 const rw: BindingKind = 'storage';
 const un: BindingKind = 'uniform';
 
-/** The model's kernels by name. */
-export const MODEL_KERNELS = ['embedding', 'rmsnorm', 'addRmsnorm', 'argmax', 'sample'] as const;
+/** The model's kernels by name ('…Embedding': the pick that also writes the next step's input rows, model-sampling.ts). */
+export const MODEL_KERNELS = ['embedding', 'rmsnorm', 'addRmsnorm', 'argmax', 'sample', 'argmaxEmbedding', 'sampleEmbedding'] as const;
 export type ModelKernelName = (typeof MODEL_KERNELS)[number];
 
 /** Every kernel for these model sizes, with its binding layout (the order the runtime binds buffers in). */
@@ -136,6 +136,8 @@ export function modelKernelSources(dims: ModelDims): Record<ModelKernelName, Ker
     addRmsnorm: { label: `add+rmsnorm [${tag}]`, code: rmsnormWgsl(dims, true), bindings: [rw, ro, ro, rw, un] },
     argmax: { label: `argmax [V=${dims.vocab}]`, code: argmaxWgsl(dims.vocab), bindings: [ro, rw] },
     sample: { label: `sample [V=${dims.vocab}]`, code: sampleWgsl(dims.vocab), bindings: [ro, ro, rw, un] },
+    argmaxEmbedding: { label: `argmax, embedding [${tag}]`, code: argmaxWgsl(dims.vocab, dims.hidden), bindings: [ro, rw, ro, rw] },
+    sampleEmbedding: { label: `sample, embedding [${tag}]`, code: sampleWgsl(dims.vocab, dims.hidden), bindings: [ro, ro, rw, un, ro, rw] },
   };
 }
 

@@ -15,6 +15,25 @@
 //           need_p = the fewest ties at τ_p that reach the target mass.
 export const SAMPLE_WORKGROUP = 256;
 
+/**
+ * A pick that also starts the next decode step (`embedHidden`: the hidden size): after choosing row r's token, its
+ * workgroup copies the token's embedding row into x[r, :] (embed: the whole table [VOCAB, HIDDEN]), what the step
+ * would otherwise begin with as a gather dispatch of its own (model-kernels.ts's embedding kernel).
+ */
+function embedDecls(first: number, hidden: number | undefined): string {
+  if (hidden === undefined) return '';
+  if (!(Number.isInteger(hidden) && hidden > 0)) throw new Error(`pick with the embedding: the hidden size must be a positive integer, got ${hidden}`);
+  return `@group(0) @binding(${first}) var<storage, read> embed: array<f32>; // [VOCAB, HIDDEN]
+@group(0) @binding(${first + 1}) var<storage, read_write> x: array<f32>; // [rows, HIDDEN]: the next step's input
+const HIDDEN = ${hidden}u;
+`;
+}
+
+/** The copy of embedDecls' row: every thread of the workgroup, `token` known to all. */
+function embedRowLine(row: string, token: string): string {
+  return `  for (var c = lid; c < HIDDEN; c += WG) { x[${row} * HIDDEN + c] = embed[${token} * HIDDEN + c]; }`;
+}
+
 export interface GpuSamplingConfig {
   /** 0 is greedy and handled by the argmax kernel, not this one. */
   readonly temperature: number;
@@ -37,11 +56,12 @@ export function samplingConfigData(c: GpuSamplingConfig): ArrayBuffer {
   return data;
 }
 
-export function argmaxWgsl(vocab: number): string {
-  return `// argmax over each row of logits [rows, VOCAB]: tokens[row] = the lowest index of the largest logit
+/** `embedHidden`: the pick also writes the chosen token's embedding row (embedDecls). */
+export function argmaxWgsl(vocab: number, embedHidden?: number): string {
+  return `// argmax over each row of logits [rows, VOCAB]: tokens[row] = the lowest index of the largest logit${embedHidden === undefined ? '' : ', x[row] = its embedding'}
 @group(0) @binding(0) var<storage, read> logits: array<f32>;
 @group(0) @binding(1) var<storage, read_write> tokens: array<u32>;
-
+${embedDecls(2, embedHidden)}
 const VOCAB = ${vocab}u;
 const WG = ${SAMPLE_WORKGROUP}u;
 var<workgroup> bestV: array<f32, WG>;
@@ -71,7 +91,9 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
     }
     workgroupBarrier();
   }
-  if (lid == 0u) { tokens[wid.x] = bestI[0]; }
+${embedHidden === undefined ? '  if (lid == 0u) { tokens[wid.x] = bestI[0]; }' : `  let token = bestI[0]; // every thread: the loop ended on a barrier
+  if (lid == 0u) { tokens[wid.x] = token; }
+${embedRowLine('wid.x', 'token')}`}
 }
 `;
 }
@@ -80,12 +102,16 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
  * The second half of the LM head's argmax epilogue (matmul-fusion.ts): partials [rows, PARTS, 2] hold each
  * workgroup's best logit and its column (−1: none) in column order; tokens[row] = the column of the largest, the
  * lowest among ties — what argmaxWgsl picks from the whole row of logits. One workgroup per row.
+ * `embedHidden`: the workgroup also gathers the chosen token's embedding row into the next decode step's input,
+ * x[row, :] = embed[token, :] (bindings 2 and 3: the whole table [VOCAB, HIDDEN] and x [rows, HIDDEN]), which a
+ * decode step would otherwise start with as a dispatch of its own (the embedding kernel of model-kernels.ts).
  */
-export function argmaxPartialsWgsl(parts: number): string {
-  return `// argmax over each row's ${parts} partial maxima (value, column): tokens[row] = the lowest column of the largest
+export function argmaxPartialsWgsl(parts: number, embedHidden?: number): string {
+  const embed = embedHidden !== undefined;
+  return `// argmax over each row's ${parts} partial maxima (value, column): tokens[row] = the lowest column of the largest${embed ? ', x[row] = its embedding' : ''}
 @group(0) @binding(0) var<storage, read> partials: array<f32>;
 @group(0) @binding(1) var<storage, read_write> tokens: array<u32>;
-
+${embedDecls(2, embedHidden)}
 const PARTS = ${parts}u;
 const WG = ${SAMPLE_WORKGROUP}u;
 var<workgroup> bestV: array<f32, WG>;
@@ -116,19 +142,22 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
     }
     workgroupBarrier();
   }
-  if (lid == 0u) { tokens[wid.x] = u32(max(bestI[0], 0.0)); }
+${embed ? `  let token = u32(max(bestI[0], 0.0)); // every thread: the loop ended on a barrier
+  if (lid == 0u) { tokens[wid.x] = token; }
+${embedRowLine('wid.x', 'token')}` : '  if (lid == 0u) { tokens[wid.x] = u32(max(bestI[0], 0.0)); }'}
 }
 `;
 }
 
-export function sampleWgsl(vocab: number): string {
-  return `// sample: tokens[row] ~ softmax(logits[row] / T) restricted to top-k, then top-p; drawn with random[row]
+/** `embedHidden`: the pick also writes the chosen token's embedding row (embedDecls). */
+export function sampleWgsl(vocab: number, embedHidden?: number): string {
+  return `// sample: tokens[row] ~ softmax(logits[row] / T) restricted to top-k, then top-p; drawn with random[row]${embedHidden === undefined ? '' : '; x[row] = its embedding'}
 struct Config { topK: u32, useTopP: u32, invTemp: f32, topP: f32 }
 @group(0) @binding(0) var<storage, read> logits: array<f32>;      // [rows, VOCAB]
 @group(0) @binding(1) var<storage, read> random: array<f32>;      // [rows] uniform draws in [0, 1)
 @group(0) @binding(2) var<storage, read_write> tokens: array<u32>; // [rows]
 @group(0) @binding(3) var<uniform> config: Config;
-
+${embedDecls(4, embedHidden)}
 const VOCAB = ${vocab}u;
 const WG = ${SAMPLE_WORKGROUP}u;
 const CHUNK = (VOCAB + WG - 1u) / WG; // contiguous indices per thread, for the index-ordered passes
@@ -327,11 +356,14 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
     atomicMin(&chosen, pick);
   }
   workgroupBarrier();
-  if (lid == 0u) {
+${embedHidden === undefined ? `  if (lid == 0u) {
     var token = atomicLoad(&chosen);
     if (token == 0xffffffffu) { token = max(atomicLoad(&lastKept), 1u) - 1u; } // u · Z rounded up to Z
     tokens[row] = token;
-  }
+  }` : `  var token = atomicLoad(&chosen); // every thread, after the barrier
+  if (token == 0xffffffffu) { token = max(atomicLoad(&lastKept), 1u) - 1u; } // u · Z rounded up to Z
+  if (lid == 0u) { tokens[row] = token; }
+${embedRowLine('row', 'token')}`}
 }
 `;
 }

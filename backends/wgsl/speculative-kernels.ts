@@ -1,45 +1,15 @@
 // Kernels of the speculative runtime beyond the model's own (model-kernels.ts):
 //
-//   medusa residual   every head's block at once, head-major: r[(m·b + s)·H + i] = y[s·H + i] + silu(u[(s·M + m)·H + i] + bias[m·H + i])
-//                     (Medusa-1's block x + silu(proj_m·x + bias_m); u = y·[proj_0; …; proj_{M−1}]ᵀ is one matmul)
-//   accepted row      per sequence, the node greedy acceptance reaches (from the root, the child whose token
-//                     is the target's pick at the current node; the first such child) and that node's hidden
-//                     state normalised: y[s] = rmsnorm(x[s·N + node]) · gain — the Medusa heads' input
 //   top-k             ids[base + g·groupOut + row·K + r], probs[…] = the r-th largest logit (ties to the lower
 //                     index) of the VOCAB logits at (g·groupRows + row)·rowStride + g·groupCol, and its softmax
 //                     probability at temperature 1: rows of [rows, VOCAB] (g = 0), or each Medusa head's block
 //                     of the heads' one block-diagonal product (group g = head)
+//   chained steps     chainAcceptWgsl, chainStepBooks (gpu-chain.ts)
 //
+// The Medusa heads' accepted row and residual block ride in their projection's matmul (matmul-heads.ts).
 // top-k runs one workgroup per row and K rounds; round r takes the largest (logit, −index) strictly below
 // round r−1's in that order, so no list of taken indices is scanned.
 export const SPECULATIVE_WORKGROUP = 256;
-
-/** Bindings: y [b, H], u [b, M·H], bias [M·H] (zeros for heads without one), r [M·b, H], params {b, M}. One thread per element of r. */
-export function medusaHeadsResidualWgsl(hidden: number): string {
-  return `// medusa residual, every head: r[(m·b + s)·H + i] = y[s·H + i] + silu(u[(s·M + m)·H + i] + bias[m·H + i])
-struct Params { b: u32, M: u32, pad0: u32, pad1: u32 }
-@group(0) @binding(0) var<storage, read> y: array<f32>;
-@group(0) @binding(1) var<storage, read> u: array<f32>;
-@group(0) @binding(2) var<storage, read> bias: array<f32>;
-@group(0) @binding(3) var<storage, read_write> r: array<f32>;
-@group(0) @binding(4) var<uniform> params: Params;
-
-const H = ${hidden}u;
-const WG = ${SPECULATIVE_WORKGROUP}u;
-
-@compute @workgroup_size(WG)
-fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let idx = (wid.y * nwg.x + wid.x) * WG + lid;
-  if (idx >= params.M * params.b * H) { return; }
-  let i = idx % H;
-  let row = idx / H;
-  let m = row / params.b;
-  let s = row % params.b;
-  let z = u[(s * params.M + m) * H + i] + bias[m * H + i];
-  r[idx] = y[s * H + i] + z / (1.0 + exp(-z));
-}
-`;
-}
 
 /** The top-k kernel's uniform: output base, logits row stride, and per group g its rows, column offset and output offset. */
 export function topkParams(p: { base: number; rowStride: number; groupRows?: number; groupCol?: number; groupOut?: number }): Uint32Array<ArrayBuffer> {
@@ -134,66 +104,6 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
 }
 
 /**
- * One workgroup per sequence: the accepted node of its tree (as acceptance.ts's acceptByPicks walks it) into
- * accepted[s], and y[s, :] = rmsnorm(x[s·N + node, :]) · gain. Each level tests every node in parallel and keeps
- * the lowest matching index; nodes with parent −1 (the root, and padding) are nobody's child.
- */
-export function acceptedRowWgsl(hidden: number, eps: number): string {
-  const e = String(eps);
-  return `// accepted row: per sequence s the node greedy acceptance reaches, and rmsnorm(x[s·N + node]) · gain
-struct Params { nodes: u32, pad0: u32, pad1: u32, pad2: u32 }
-@group(0) @binding(0) var<storage, read> tokens: array<u32>; // [b, N] node tokens
-@group(0) @binding(1) var<storage, read> parents: array<f32>; // [b, N] parent indices, −1 for none
-@group(0) @binding(2) var<storage, read> picks: array<u32>; // [b, N] the target's token after each node
-@group(0) @binding(3) var<storage, read> x: array<f32>; // [b·N, H] hidden states before the final norm
-@group(0) @binding(4) var<storage, read> gain: array<f32>; // [H]
-@group(0) @binding(5) var<storage, read_write> y: array<f32>; // [b, H]
-@group(0) @binding(6) var<storage, read_write> accepted: array<u32>; // [b]
-@group(0) @binding(7) var<uniform> params: Params;
-
-const H = ${hidden}u;
-const EPS = ${/[.eE]/.test(e) ? e : `${e}.0`};
-const WG = ${SPECULATIVE_WORKGROUP}u;
-const NONE = 0xffffffffu;
-var<workgroup> found: atomic<u32>;
-var<workgroup> next: u32;
-var<workgroup> red: array<f32, WG>;
-
-@compute @workgroup_size(WG)
-fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
-  let N = params.nodes;
-  let base = wid.x * N;
-  var node = 0u;
-  for (var level = 0u; level < N; level++) {
-    if (lid == 0u) { atomicStore(&found, NONE); }
-    workgroupBarrier();
-    let want = picks[base + node];
-    for (var c = lid + 1u; c < N; c += WG) {
-      if (i32(round(parents[base + c])) == i32(node) && tokens[base + c] == want) { atomicMin(&found, c); }
-    }
-    workgroupBarrier();
-    if (lid == 0u) { next = atomicLoad(&found); }
-    let f = workgroupUniformLoad(&next);
-    if (f == NONE) { break; }
-    node = f;
-  }
-  if (lid == 0u) { accepted[wid.x] = node; }
-  let row = (base + node) * H;
-  var ss = 0.0;
-  for (var i = lid; i < H; i += WG) { let v = x[row + i]; ss += v * v; }
-  red[lid] = ss;
-  workgroupBarrier();
-  for (var off = WG / 2u; off > 0u; off = off / 2u) {
-    if (lid < off) { red[lid] += red[lid + off]; }
-    workgroupBarrier();
-  }
-  let scale = inverseSqrt(red[0] / f32(H) + EPS);
-  for (var i = lid; i < H; i += WG) { y[wid.x * H + i] = x[row + i] * scale * gain[i]; }
-}
-`;
-}
-
-/**
  * The books a chained step keeps once it knows its accepted length L (of N nodes): L into the lens, the step count,
  * the next commit's dims (1, L, pos, N) and the next tree's (1, N, pos + L, 0), the committed position advanced.
  * Shared by chainAcceptWgsl and chain-lookup.ts's kernel, which keep the same state words.
@@ -212,7 +122,7 @@ export function chainStepBooks(indent: string): string {
 
 /**
  * Chained greedy Medusa speculation (one sequence): after a step's picks and heads, one invocation
- *   - walks from the accepted node (acceptedRowWgsl's) to the root and writes the path [L] the commit reads;
+ *   - walks from the accepted node (the Medusa projection's accepted-row prologue's, matmul-heads.ts) to the root and writes the path [L] the commit reads;
  *   - appends the step's tokens (the path's drafts, then the bonus = the pick at the accepted node) to the ring;
  *   - advances the committed position and writes the next commit's dims (1, L, pos, N) and the next tree's
  *     dims (1, N, pos + L, 0), which the host copies into the kernels' uniforms before the next step;

@@ -393,9 +393,10 @@ export class GpuModel {
     const session = this.session;
     if (!session) throw new Error('recordDecodeStep: no batch yet; call prefill first');
     const plan = this.readyPlan(session.batch, 1);
-    const recorded = this.recordedStep(plan, session, 'next', this.pick());
+    const source = this.chosenSource(plan);
+    const recorded = this.recordedStep(plan, session, source, this.pick());
     if (recorded) recorded.replay(pass);
-    else encodeStep(pass, plan, this.attention, session.states, 'next', this.pick(), this.logitsOption());
+    else encodeStep(pass, plan, this.attention, session.states, source, this.pick(), this.logitsOption());
   }
 
   /** The matmuls of the decode step decodeStep() runs (the profile's weight traffic per matmul). */
@@ -499,6 +500,7 @@ export class GpuModel {
       batch.nextTokens.destroy();
       batch.random.destroy();
       batch.logits.buffer.destroy();
+      batch.decodeRows?.buffer.destroy();
       batch.querySet?.destroy();
       batch.resolve?.destroy();
     }
@@ -535,6 +537,7 @@ export class GpuModel {
       nextTokens: device.createBuffer({ label: `chosen tokens [b=${b}]`, size: 4 * b, usage: BufferUsage.STORAGE | BufferUsage.COPY_SRC | BufferUsage.COPY_DST }),
       random: device.createBuffer({ label: `uniform draws [b=${b}]`, size: 4 * b, usage: BufferUsage.STORAGE | BufferUsage.COPY_DST }),
       logits: createExactTensor(this.gpu, `last logits [b=${b}]`, [b, this.config.vocabSize]),
+      decodeRows: createExactTensor(this.gpu, `decode step rows [b=${b}]`, [b, this.config.hiddenSize]),
       samplingConfig: this.samplingConfig,
       slots,
       draws: new Float32Array(b),
@@ -587,6 +590,11 @@ export class GpuModel {
 
   private pick(): TokenPick {
     return (this.sampling.temperature ?? 0) > 0 ? 'sample' : 'argmax';
+  }
+
+  /** A decode step's source for the chosen tokens: their rows, which every pick wrote, unless the table is in parts. */
+  private chosenSource(plan: StepPlan): TokenSource {
+    return plan.embedsNext ? 'embedded' : 'next';
   }
 
   /** encodeStep's logits option: write them only when kept (a sampling pick writes them regardless). */
@@ -650,7 +658,7 @@ export class GpuModel {
         for (let j = 0; j < u.length; j++) u[j] = this.random();
         device.queue.writeBuffer(batch.random, 0, u);
       }
-      const from = i === 0 ? source : 'next';
+      const from = i > 0 || source === 'next' ? this.chosenSource(plan) : source;
       const t0 = performance.now();
       const label = `${kind} [b=${plan.b} t=${plan.t} at ${session.position}]`;
       if (!encoder) {

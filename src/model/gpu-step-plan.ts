@@ -48,9 +48,20 @@ export interface BatchBuffers {
   readonly logits: GpuTensor;
   /** The sample kernel's config uniform (shared by the whole model). */
   readonly samplingConfig: GPUBuffer;
+  /**
+   * [b, hidden]: the decode step's input rows (its plan's x). Every token pick of this batch's plans writes the
+   * chosen tokens' embedding rows there when the table is one buffer (StepPlan.embedsNext), so a decode step starts
+   * from them ('embedded') without a gather. Absent: decode steps gather the chosen tokens ('next').
+   */
+  readonly decodeRows?: GpuTensor;
 }
 
-export type TokenSource = 'ids' | 'next';
+/**
+ * Where a step's input rows come from: uploaded ids, the batch's chosen tokens (gathered from the table), or
+ * 'embedded': a decode step's x (the batch's decodeRows) already holds the chosen tokens' rows, written by the pick
+ * that chose them (StepPlan.embedsNext).
+ */
+export type TokenSource = 'ids' | 'next' | 'embedded';
 export type TokenPick = 'argmax' | 'sample' | 'none';
 
 /** Shapes beyond prefill and decode, for speculative tree verification (src/speculative/gpu-verifier.ts). */
@@ -123,6 +134,8 @@ export interface StepPlan {
    * H200 at batch 1) by the head's workgroups each reducing their own columns and a pass over their pairs.
    */
   readonly argmaxHead?: { readonly plans: HeadPlans; readonly bindGroups: readonly GPUBindGroup[]; readonly reduce: BoundDispatch };
+  /** Whether this plan's token picks also write the chosen tokens' rows into the batch's decodeRows (BatchBuffers). */
+  readonly embedsNext: boolean;
   readonly matmuls: { readonly qkv: MatmulPlan; readonly o: MatmulPlan; readonly gateUp: MatmulPlan; readonly down: MatmulPlan; readonly lm: HeadPlans };
   /** Everything made for this plan, destroyed with it. */
   readonly buffers: readonly GPUBuffer[];
@@ -172,7 +185,11 @@ export async function buildStepPlan(
     // prefill's b last rows are gathered (strided) by the final norm first.
     const lmFused = rows <= SMALL_M_BLOCKED_MAX && (allLogits || t === 1);
 
-    const x = tensor('x', [rows, H]);
+    // A decode step's rows are the batch's decodeRows, which the picks of its plans fill with the chosen tokens' rows.
+    const x = t === 1 && !allLogits && batch.decodeRows ? batch.decodeRows : tensor('x', [rows, H]);
+    const table = weights.embedTokens.parts.length === 1 ? weights.embedTokens.parts[0].tensor.buffer : undefined;
+    // (A table in parts keeps the gather: its rows would need a binding per part.)
+    const next = !allLogits && batch.decodeRows && table ? { table, x: batch.decodeRows.buffer, hidden: H } : undefined;
     const qkvo = (suffix: string): LayerIo => ({
       q: tensor(`q${suffix}`, [rows, hd]), k: tensor(`k${suffix}`, [rows, hd]), v: tensor(`v${suffix}`, [rows, hd]), o: tensor(`o${suffix}`, [rows, hd]),
     });
@@ -237,10 +254,11 @@ export async function buildStepPlan(
     if (headTokens && lmFused && H % 4 === 0) {
       const h = await head('lm head, argmax', rows, { rmsnorm: eps, epilogue: 'argmax' });
       const partials = tensor('lm head partial maxima', [rows, h.columns]);
+      const embed = headTokens === batch.nextTokens ? next : undefined;
       argmaxHead = {
         plans: h,
         bindGroups: bindHead(gpu, h, weights.lmHead, x, partials, weights.norm),
-        reduce: bound(await bindArgmaxPartials(gpu, { partials: partials.buffer, tokens: headTokens }, rows, h.columns / 2, `argmax of the LM head's partial maxima [${tag}]`)),
+        reduce: bound(await bindArgmaxPartials(gpu, { partials: partials.buffer, tokens: headTokens, ...(embed && { next: embed }) }, rows, h.columns / 2, `argmax of the LM head's partial maxima${embed ? ', embedding' : ''} [${tag}]`)),
       };
     }
     const pick = rowTokens && rowRandom
@@ -251,9 +269,9 @@ export async function buildStepPlan(
       : allLogits
       ? {}
       : {
-          argmax: bound(bindArgmax(gpu, kernels, { logits: logits.buffer, tokens: batch.nextTokens }, b, `argmax [${tag}]`)),
+          argmax: bound(bindArgmax(gpu, kernels, { logits: logits.buffer, tokens: batch.nextTokens, ...(next && { next }) }, b, `argmax${next ? ', embedding' : ''} [${tag}]`)),
           sample: bound(
-            bindSample(gpu, kernels, { logits: logits.buffer, random: batch.random, tokens: batch.nextTokens, config: batch.samplingConfig }, b, `sample [${tag}]`),
+            bindSample(gpu, kernels, { logits: logits.buffer, random: batch.random, tokens: batch.nextTokens, config: batch.samplingConfig, ...(next && { next }) }, b, `sample${next ? ', embedding' : ''} [${tag}]`),
           ),
         };
     return {
@@ -267,6 +285,7 @@ export async function buildStepPlan(
       layers, ...(finalNorm && { finalNorm }), lmHead,
       ...pick,
       ...(argmaxHead && { argmaxHead }),
+      embedsNext: next !== undefined,
       matmuls,
       buffers: [...made.map((m) => m.buffer), ...plans.map((p) => p.params)],
       dispatches,
@@ -310,7 +329,8 @@ export function encodeStepWith(
   pass: GPUComputePassEncoder, plan: StepPlan, attend: AttentionEncoder, source: TokenSource, pick: TokenPick,
   opts: { logits?: boolean; afterLayer?: (layer: number) => void } = {},
 ): void {
-  const embed = source === 'ids' ? plan.embedFromIds : plan.embedFromNext;
+  if (source === 'embedded' && !(plan.t === 1 && plan.embedsNext)) throw new Error(`step plan b=${plan.b} t=${plan.t}: only a decode step whose picks write the chosen tokens' rows starts from them`);
+  const embed = source === 'ids' ? plan.embedFromIds : source === 'next' ? plan.embedFromNext : [];
   if (!embed) throw new Error(`step plan b=${plan.b} t=${plan.t}: only a one-token step can start from the chosen tokens`);
   for (const d of embed) encodeDispatch(pass, d);
   const mm = plan.matmuls;

@@ -7,7 +7,7 @@ import { matmulKernel } from '../../backends/wgsl/matmul.ts';
 import type { MatmulFusion } from '../../backends/wgsl/matmul-fusion.ts';
 import type { Gpu } from '../runtime/device.ts';
 import type { GpuTensor } from '../runtime/gpu-tensor.ts';
-import { bindMatmul, encodeMatmul, planMatmul, type MatmulPlan } from '../runtime/matmul.ts';
+import { bindMatmul, encodeMatmul, planMatmul, type AcceptedRowTrees, type MatmulPlan } from '../runtime/matmul.ts';
 import type { RowParts } from './weight-parts.ts';
 
 export interface HeadPlans {
@@ -42,9 +42,9 @@ export async function planHead(gpu: Gpu, head: RowParts, M: number, K: number, f
   return { plans, columns };
 }
 
-/** Each part's bind group: a [M, K] in, out [M, columns]; `gain` for the rmsnorm prologue. */
-export function bindHead(gpu: Gpu, h: HeadPlans, head: RowParts, a: GpuTensor, out: GpuTensor, gain?: GpuTensor): GPUBindGroup[] {
-  return h.plans.map((plan, i) => bindMatmul(gpu, plan, a, head.parts[i].tensor, out, gain ? { gain } : {}));
+/** Each part's bind group: a [M, K] in, out [M, columns]; `gain` for the rmsnorm prologue, `trees` for the accepted-row one. */
+export function bindHead(gpu: Gpu, h: HeadPlans, head: RowParts, a: GpuTensor, out: GpuTensor, gain?: GpuTensor, trees?: AcceptedRowTrees): GPUBindGroup[] {
+  return h.plans.map((plan, i) => bindMatmul(gpu, plan, a, head.parts[i].tensor, out, { ...(gain && { gain }), ...(trees && { trees }) }));
 }
 
 export function encodeHead(pass: GPUComputePassEncoder, h: HeadPlans, groups: readonly GPUBindGroup[]): void {

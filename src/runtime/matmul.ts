@@ -35,9 +35,20 @@ function checkOperand(plan: MatmulPlan, role: string, t: GpuTensor, rows: number
   }
 }
 
+/** The accepted-row prologue's trees (backends/wgsl/matmul-heads.ts): [M, nodes] each, and `nodes` in a 16-byte uniform. */
+export interface AcceptedRowTrees {
+  readonly tokens: GPUBuffer;
+  readonly parents: GPUBuffer;
+  readonly picks: GPUBuffer;
+  /** u32 [M]: each tree's accepted node, written. */
+  readonly accepted: GPUBuffer;
+  readonly nodes: GPUBuffer;
+}
+
 /**
  * The bind group of one operand set; make it once and reuse it across steps. `c` is the output, or the
- * outputs of a split in order; `gain` is the rmsnorm prologue's gain vector [K].
+ * outputs of a split in order; `gain` is the rmsnorm prologue's gain vector [K] (for 'heads residual' followed
+ * by the bias, [K + the stack's columns]); `trees` the accepted-row prologue's, whose A holds every tree's rows.
  */
 export function bindMatmul(
   gpu: Gpu,
@@ -45,10 +56,11 @@ export function bindMatmul(
   a: GpuTensor,
   b: GpuTensor,
   c: GpuTensor | readonly GpuTensor[],
-  extra: { readonly gain?: GpuTensor } = {},
+  extra: { readonly gain?: GpuTensor; readonly trees?: AcceptedRowTrees } = {},
 ): GPUBindGroup {
   const { M, N, K, transposeB, fusion } = plan.problem;
   if (plan.problem.transposeA) checkOperand(plan, 'A', a, K, M);
+  else if (fusion?.acceptedRow) checkOperand(plan, 'A', a, M * Math.max(1, numel(a.shape) / K / M), K);
   else checkOperand(plan, 'A', a, M, K);
   if (transposeB) checkOperand(plan, 'W', b, N, K);
   else checkOperand(plan, 'B', b, K, N);
@@ -57,14 +69,18 @@ export function bindMatmul(
   // The argmax epilogue writes a (value, column) pair per row and workgroup.
   // A window's output is the whole wider tensor.
   const cols = fusion?.window ? fusion.window.stride : fusion?.epilogue === 'argmax' ? 2 * plan.workgroups[0] : outputColumns(fusion, N);
-  for (const o of outs) checkOperand(plan, 'C', o, plan.splits * M, cols);
+  // 'heads residual' writes the heads' blocks of rows [heads·M, K].
+  const heads = fusion?.epilogue === 'heads residual';
+  for (const o of outs) checkOperand(plan, 'C', o, heads ? (cols / K) * M : plan.splits * M, heads ? K : cols);
   if (fusion?.rmsnorm) {
     if (!extra.gain) throw new Error(`${plan.label}: the rmsnorm prologue needs its gain vector`);
-    checkOperand(plan, 'gain', extra.gain, 1, K);
+    checkOperand(plan, heads ? 'gain and bias' : 'gain', extra.gain, 1, heads ? K + cols : K);
   }
+  if (fusion?.acceptedRow && !extra.trees) throw new Error(`${plan.label}: the accepted-row prologue needs the trees`);
   const byName: Record<string, GPUBuffer> = { A: a.buffer, W: b.buffer, params: plan.params };
   outs.forEach((o, i) => (byName[`C${i}`] = o.buffer));
   if (extra.gain) byName.G = extra.gain.buffer;
+  if (extra.trees) Object.assign(byName, { T: extra.trees.tokens, P: extra.trees.parents, Pk: extra.trees.picks, Acc: extra.trees.accepted, tree: extra.trees.nodes });
   return gpu.device.createBindGroup({
     label: `${plan.label} (${a.name}, ${b.name} → ${outs.map((o) => o.name).join(', ')})`,
     layout: plan.pipeline.getBindGroupLayout(0),

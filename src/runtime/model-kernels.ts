@@ -94,35 +94,67 @@ export function bindRmsnorm(
   return { label, pipeline, bindGroup: bindGroup(gpu, label, pipeline, buffers), workgroups: rowGrid(gpu.limits, rows.rows, label), owned: [params] };
 }
 
-/** tokens[r] = argmax_v logits[r, v] (lowest index among ties), one workgroup per row. */
-export function bindArgmax(gpu: Gpu, k: ModelKernels, io: { logits: GPUBuffer; tokens: GPUBuffer }, rows: number, label = 'argmax'): BoundDispatch {
-  return { label, pipeline: k.argmax, bindGroup: bindGroup(gpu, label, k.argmax, [io.logits, io.tokens]), workgroups: rowGrid(gpu.limits, rows, label), owned: [] };
+/**
+ * Where a pick also writes its tokens' embedding rows, the next decode step's input (model-sampling.ts):
+ * x[r, :] = table[tokens[r], :], the whole table [vocab, hidden] in one buffer.
+ */
+export interface NextRows {
+  readonly table: GPUBuffer;
+  readonly x: GPUBuffer;
+  readonly hidden: number;
+}
+
+/** tokens[r] = argmax_v logits[r, v] (lowest index among ties), one workgroup per row; `next`: their rows too. */
+export function bindArgmax(gpu: Gpu, k: ModelKernels, io: { logits: GPUBuffer; tokens: GPUBuffer; next?: NextRows }, rows: number, label = 'argmax'): BoundDispatch {
+  const pipeline = io.next ? k.argmaxEmbedding : k.argmax;
+  const buffers = [io.logits, io.tokens, ...nextBuffers(k, io.next, label)];
+  return { label, pipeline, bindGroup: bindGroup(gpu, label, pipeline, buffers), workgroups: rowGrid(gpu.limits, rows, label), owned: [] };
+}
+
+function nextBuffers(k: ModelKernels, next: NextRows | undefined, label: string): GPUBuffer[] {
+  if (!next) return [];
+  if (next.hidden !== k.dims.hidden) throw new Error(`${label}: rows of ${next.hidden} for a model of hidden size ${k.dims.hidden}`);
+  return [next.table, next.x];
 }
 
 /**
  * tokens[r] = the column of the largest of row r's `parts` (value, column) pairs in `partials` [rows, parts, 2]:
- * the LM head's argmax epilogue finished (its pipeline compiled once per part count, cached).
+ * the LM head's argmax epilogue finished (its pipeline compiled once per part count, cached); `next`: their rows too.
  */
-export async function bindArgmaxPartials(gpu: Gpu, io: { partials: GPUBuffer; tokens: GPUBuffer }, rows: number, parts: number, label = 'argmax of partials'): Promise<BoundDispatch> {
-  const pipeline = await compileKernel(gpu, { label: `argmax of ${parts} partials`, code: argmaxPartialsWgsl(parts), bindings: ['read-only-storage', 'storage'] });
-  return { label, pipeline, bindGroup: bindGroup(gpu, label, pipeline, [io.partials, io.tokens]), workgroups: rowGrid(gpu.limits, rows, label), owned: [] };
+export async function bindArgmaxPartials(
+  gpu: Gpu,
+  io: { partials: GPUBuffer; tokens: GPUBuffer; next?: NextRows },
+  rows: number,
+  parts: number,
+  label = 'argmax of partials',
+): Promise<BoundDispatch> {
+  const e = io.next;
+  const pipeline = await compileKernel(gpu, {
+    label: `argmax of ${parts} partials${e ? `, embedding [H=${e.hidden}]` : ''}`,
+    code: argmaxPartialsWgsl(parts, e?.hidden),
+    bindings: e ? ['read-only-storage', 'storage', 'read-only-storage', 'storage'] : ['read-only-storage', 'storage'],
+  });
+  const buffers = e ? [io.partials, io.tokens, e.table, e.x] : [io.partials, io.tokens];
+  return { label, pipeline, bindGroup: bindGroup(gpu, label, pipeline, buffers), workgroups: rowGrid(gpu.limits, rows, label), owned: [] };
 }
 
 /**
  * tokens[r] drawn from the restricted softmax of logits[r, :] with the uniform draw random[r]; `config` is
- * a 16-byte uniform written by writeSamplingConfig (shared by every plan, rewritten when options change).
+ * a 16-byte uniform written by writeSamplingConfig (shared by every plan, rewritten when options change); `next`:
+ * their rows too.
  */
 export function bindSample(
   gpu: Gpu,
   k: ModelKernels,
-  io: { logits: GPUBuffer; random: GPUBuffer; tokens: GPUBuffer; config: GPUBuffer },
+  io: { logits: GPUBuffer; random: GPUBuffer; tokens: GPUBuffer; config: GPUBuffer; next?: NextRows },
   rows: number,
   label = 'sample',
 ): BoundDispatch {
+  const pipeline = io.next ? k.sampleEmbedding : k.sample;
   return {
     label,
-    pipeline: k.sample,
-    bindGroup: bindGroup(gpu, label, k.sample, [io.logits, io.random, io.tokens, io.config]),
+    pipeline,
+    bindGroup: bindGroup(gpu, label, pipeline, [io.logits, io.random, io.tokens, io.config, ...nextBuffers(k, io.next, label)]),
     workgroups: rowGrid(gpu.limits, rows, label),
     owned: [],
   };

@@ -1,27 +1,31 @@
 // What a tree verification computes on the GPU besides the model's own next-token choices, in the same pass:
-//   - the Medusa heads at each sequence's accepted node only: the node greedy acceptance reaches is found on
-//     the GPU from the picks (acceptedRowWgsl, the walk acceptance.ts's acceptByPicks does), its hidden state
-//     normalised into y [b, H]; then every head at once, five dispatches whatever the number of heads M:
-//       u = y·[proj_0; …; proj_{M−1}]ᵀ                 [b, M·H]    one matmul over the stacked projections
-//       r_m = y + silu(u_m + bias_m)                   [M·b, H]    head-major rows (m, s); bias 0 without one
+//   - the Medusa heads at each sequence's accepted node only, every head at once, three dispatches whatever the
+//     number of heads M:
+//       y = rmsnorm(x[s·N + accepted node]) · gain                 the node greedy acceptance reaches, found from
+//       r_m = y + silu(y·proj_mᵀ + bias_m)             [M·b, H]    the picks (the walk acceptance.ts's acceptByPicks
+//                                                                  does); head-major rows (m, s); bias 0 without
+//                                                                  one: ONE matmul over the stacked projections
+//                                                                  [proj_0; …; proj_{M−1}], the walk its prologue
+//                                                                  and the residual its epilogue (matmul-heads.ts)
 //       z = r·[lm_head_0; …; lm_head_{M−1}]ᵀ           [M·b, M·V]  one matmul; head m's logits are its rows'
 //                                                                  column block m (the other blocks are unused)
 //       top-k of each head's block                                 one dispatch over (s, m)
 //     The block-diagonal product reads every head's weights once, as M separate matmuls would, with M× their
 //     arithmetic — free while the M·b rows stay in the small-M kernel's registers (M·b ≤ 8: bandwidth-bound
-//     on any GPU) — in one dispatch instead of M; per head and step that is 4 dispatches fewer (13 → 5 for 3 heads);
+//     on any GPU) — in one dispatch instead of M (13 → 5 dispatches for 3 heads); the accepted row's kernel and
+//     the residual's riding in the projection took 5 → 3 (each dependent dispatch costs ≥ 2.3 µs on the H200);
 //   - the model's own top-k at every node (a draft model's candidates for the whole level).
 // Only the top-k ids and probabilities (and the accepted node) are read back: Medusa blocks [head][b][rank],
 // then the own top-k [rows][rank].
 // Stacked weights over one buffer's limit (a 7B model's five heads' vocabulary projections are 5 × 524 MB) are
 // stored in parts of whole rows of the stack (weight-parts.ts), each part's matmul writing its column range of
-// u or z (lm-head-parts.ts, the matmul's column window). Parts of the stack, not per head then rows: the block-
+// r or z (lm-head-parts.ts, the matmul's column window; each projection part walks the trees again). Parts of the stack, not per head then rows: the block-
 // diagonal product needs no head boundary, so the dispatches are as few as the limit allows (⌈bytes / limit⌉,
 // 2 for five 7B heads under a 2 GiB limit, where per head it would be 5). The top-k reads the whole logits buffer after
 // every part has written it, so it is unchanged. A stack within the limit is one part: exactly the unsplit matmul.
 import { bindHead, encodeHead, planHead, type HeadPlans } from '../model/lm-head-parts.ts';
 import { uploadRowParts, weightBufferLimit, type RowParts } from '../model/weight-parts.ts';
-import { acceptedRowWgsl, medusaHeadsResidualWgsl, SPECULATIVE_WORKGROUP, topkParams, topkWgsl } from '../../backends/wgsl/speculative-kernels.ts';
+import { topkParams, topkWgsl } from '../../backends/wgsl/speculative-kernels.ts';
 import { BufferUsage, type Gpu } from '../runtime/device.ts';
 import type { GpuTensor } from '../runtime/gpu-tensor.ts';
 import { compileKernel } from '../runtime/pipeline-cache.ts';
@@ -64,17 +68,15 @@ export class GpuSpeculativeHeads {
   private constructor(
     private readonly gpu: Gpu,
     private readonly config: ModelConfig,
-    /** Heads, and their weights stacked: proj [M·H, H], bias [M·H] (zeros for heads without one), lm_head [M·V, H] (absent without heads); proj and lm_head in parts of whole rows. */
+    /**
+     * Heads, and their weights stacked: proj [M·H, H], the final norm's gain then the biases [H + M·H] (zeros for
+     * heads without one: the projection's G), lm_head [M·V, H] (absent without heads); proj and lm_head in parts of whole rows.
+     */
     private readonly count: number,
-    private readonly stacked: { readonly proj: RowParts; readonly bias: GpuTensor; readonly lmHead: RowParts } | undefined,
-    private readonly norm: GpuTensor,
-    /** [maxBatch, H]: the accepted rows normalised; u [maxBatch, M·H]: the projections; r [M·maxBatch, H]: the residual blocks; logits [M·maxBatch, M·V]. */
-    private readonly y: GpuTensor,
-    private readonly u: GpuTensor,
+    private readonly stacked: { readonly proj: RowParts; readonly gainBias: GpuTensor; readonly lmHead: RowParts } | undefined,
+    /** r [M·maxBatch, H]: the residual blocks; logits [M·maxBatch, M·V]. */
     private readonly r: GpuTensor,
     private readonly logits: GpuTensor,
-    private readonly residual: GPUComputePipeline,
-    private readonly acceptRow: GPUComputePipeline,
     readonly maxRows: number,
     readonly maxBatch: number,
   ) {
@@ -98,33 +100,30 @@ export class GpuSpeculativeHeads {
       uploaded.push(...r.parts.map((p) => p.tensor));
       return r;
     };
-    let stacked: { proj: RowParts; bias: GpuTensor; lmHead: RowParts } | undefined;
+    let stacked: { proj: RowParts; gainBias: GpuTensor; lmHead: RowParts } | undefined;
     try {
       if (M > 0) {
         const proj = upRows('medusa.*.proj.weight (stacked)', medusa.map((m) => m.proj));
         const lmHead = upRows('medusa.*.lm_head.weight (stacked)', medusa.map((m) => m.lmHead));
         // The Medusa project's residual block has a bias; a head without one adds zeros. M·H floats: never split.
-        const bias = uploadExactTensor(gpu, 'medusa.*.proj.bias (stacked)', stack(medusa.map((m) => m.bias ?? { shape: [H], data: new Float32Array(H) })));
-        uploaded.push(bias);
-        stacked = { proj, bias, lmHead };
+        // It follows the norm's gain (copied on the GPU) in the projection's one gain binding.
+        const biases = stack([{ shape: [H], data: new Float32Array(H) }, ...medusa.map((m) => m.bias ?? { shape: [H], data: new Float32Array(H) })]);
+        const gainBias = uploadExactTensor(gpu, 'final norm gain, medusa.*.proj.bias (stacked)', biases);
+        uploaded.push(gainBias);
+        const encoder = gpu.device.createCommandEncoder({ label: 'medusa heads: the final norm gain beside the biases' });
+        encoder.copyBufferToBuffer(norm.buffer, 0, gainBias.buffer, 0, 4 * H);
+        gpu.device.queue.submit([encoder.finish()]);
+        stacked = { proj, gainBias, lmHead };
       }
     } catch (e) {
       for (const t of uploaded) t.buffer.destroy();
       throw e;
     }
     const heads = Math.max(1, M);
-    const y = createExactTensor(gpu, 'accepted rows normed', [maxBatch, H]);
-    const u = createExactTensor(gpu, 'medusa projections', [maxBatch, heads * H]);
     const r = createExactTensor(gpu, 'medusa residual', [heads * maxBatch, H]);
     const logits = createExactTensor(gpu, 'medusa logits', [heads * maxBatch, heads * config.vocabSize]);
-    const residual = await compileKernel(gpu, { label: 'medusa residual', code: medusaHeadsResidualWgsl(H), bindings: ['read-only-storage', 'read-only-storage', 'read-only-storage', 'storage', 'uniform'] });
-    const acceptRow = await compileKernel(gpu, {
-      label: 'accepted row',
-      code: acceptedRowWgsl(H, config.rmsNormEps),
-      bindings: ['read-only-storage', 'read-only-storage', 'read-only-storage', 'read-only-storage', 'read-only-storage', 'storage', 'storage', 'uniform'],
-    });
-    const h = new GpuSpeculativeHeads(gpu, config, M, stacked, norm, y, u, r, logits, residual, acceptRow, maxRows, maxBatch);
-    h.owned.push(y, u, r, logits, ...uploaded);
+    const h = new GpuSpeculativeHeads(gpu, config, M, stacked, r, logits, maxRows, maxBatch);
+    h.owned.push(r, logits, ...uploaded);
     return h;
   }
 
@@ -164,22 +163,15 @@ export class GpuSpeculativeHeads {
     if (!plan.rowTokens) throw new Error(`step plan b=${plan.b} t=${plan.t} picks no token per row`);
     if (medusaK > 0) {
       if (!this.stacked) throw new Error('medusa candidates asked of a checkpoint without Medusa heads');
-      const { proj, bias, lmHead } = this.stacked;
+      const { proj, gainBias, lmHead } = this.stacked;
       const M = this.count;
       const hp = await this.headPlans_(b);
       const topk = await this.topkPipeline(medusaK);
-      const y = this.view(this.y, b);
-      const u = this.view(this.u, b);
       const r = this.view(this.r, M * b);
       const logits = this.view(this.logits, M * b);
-      const H = this.config.hiddenSize;
-      this.dispatch(pass, this.acceptRow, this.bind(plan, `accepted row ${io.parents.label}`, () =>
-        this.group(this.acceptRow, [plan.ids, io.parents, plan.rowTokens!, plan.x.buffer, this.norm.buffer, this.y.buffer, this.accepted, this.uniform(`nodes ${rows}`, rows)]),
-      ), [b, 1, 1]);
-      encodeHead(pass, hp.proj, this.bind(plan, `proj ${b}`, () => bindHead(this.gpu, hp.proj, proj, y, u)));
-      this.dispatch(pass, this.residual, this.bind(plan, `residual ${b}`, () =>
-        this.group(this.residual, [this.y.buffer, this.u.buffer, bias.buffer, this.r.buffer, this.uniformWords(`residual ${b}`, Uint32Array.of(b, M, 0, 0))]),
-      ), this.grid(M * b * H));
+      const x = { ...plan.x, shape: [b * rows, this.config.hiddenSize], bytes: b * rows * this.config.hiddenSize * 4 };
+      const trees = { tokens: plan.ids, parents: io.parents, picks: plan.rowTokens, accepted: this.accepted, nodes: this.uniform(`nodes ${rows}`, rows) };
+      encodeHead(pass, hp.proj, this.bind(plan, `proj ${b} ${rows} ${io.parents.label}`, () => bindHead(this.gpu, hp.proj, proj, x, r, gainBias, trees)));
       encodeHead(pass, hp.lm, this.bind(plan, `lm ${b}`, () => bindHead(this.gpu, hp.lm, lmHead, r, logits)));
       const V = this.config.vocabSize;
       this.dispatch(pass, topk, this.bind(plan, `topk ${b} ${medusaK}`, () =>
@@ -214,8 +206,10 @@ export class GpuSpeculativeHeads {
       const { proj, lmHead } = this.stacked;
       const H = this.config.hiddenSize;
       const M = this.count;
+      // The accepted rows picked, normalised, projected and made residual blocks in one matmul (matmul-heads.ts).
+      const fusion = { acceptedRow: true, rmsnorm: { eps: this.config.rmsNormEps }, epilogue: 'heads residual' } as const;
       p = (async () => ({
-        proj: await planHead(this.gpu, proj, b, H, undefined, `medusa proj, ${M} heads [b=${b}]`),
+        proj: await planHead(this.gpu, proj, b, H, fusion, `medusa proj, accepted rows, residual, ${M} heads [b=${b}]`),
         lm: await planHead(this.gpu, lmHead, M * b, H, undefined, `medusa lm heads, ${M} heads [b=${b}]`),
       }))();
       this.headPlans.set(b, p);
@@ -256,12 +250,6 @@ export class GpuSpeculativeHeads {
 
   private group(pipeline: GPUComputePipeline, buffers: readonly GPUBuffer[]): GPUBindGroup {
     return this.gpu.device.createBindGroup({ label: pipeline.label, layout: pipeline.getBindGroupLayout(0), entries: buffers.map((buffer, binding) => ({ binding, resource: { buffer } })) });
-  }
-
-  private grid(count: number): [number, number, number] {
-    const groups = Math.max(1, Math.ceil(count / SPECULATIVE_WORKGROUP));
-    const maxX = this.gpu.limits.maxComputeWorkgroupsPerDimension;
-    return [Math.min(groups, maxX), Math.ceil(groups / Math.min(groups, maxX)), 1];
   }
 
   private dispatch(pass: GPUComputePassEncoder, pipeline: GPUComputePipeline, group: GPUBindGroup, wg: readonly [number, number, number]): void {

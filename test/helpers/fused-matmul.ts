@@ -15,7 +15,10 @@ export async function checkFusedMatmul(M: number, N: number, K: number, fusion: 
   const what = `seed ${seed}, M=${M} N=${N} K=${K}, ${JSON.stringify(fusion)}, ${JSON.stringify(opts)}`;
   const a = randn([M, K], seed, 2);
   const w = randn([N, K], seed + 1);
-  const gain = randn([K], seed + 2);
+  // 'heads residual' writes the heads' blocks of rows [N/K·M, K], its bias after the gain.
+  const heads = fusion?.epilogue === 'heads residual';
+  const gain = randn([heads ? K + N : K], seed + 2);
+  const outShape = heads ? [(N / K) * M, K] : [M, outputColumns(fusion, N)];
   const c0 = randn([M, outputColumns(fusion, N)], seed + 3);
   const plan = await planMatmul(g, { M, N, K, transposeB: true, ...(fusion && { fusion }) }, { label: 'fused test', ...opts });
   const made: GpuTensor[] = [];
@@ -25,12 +28,12 @@ export async function checkFusedMatmul(M: number, N: number, K: number, fusion: 
     return x;
   };
   const outs = Array.from({ length: outputCount(fusion) }, (_, i) => {
-    const t = allocTensor(g, `C${i}`, [M, outputColumns(fusion, N)]);
+    const t = allocTensor(g, `C${i}`, outShape);
     made.push(t);
     return t;
   });
   // C0 holds the residual an 'accumulate' adds to; the other outputs start as garbage that must be overwritten.
-  writeTensor(g, outs[0], Float32Array.from(c0.data));
+  if (!heads) writeTensor(g, outs[0], Float32Array.from(c0.data));
   for (const o of outs.slice(1)) writeTensor(g, o, new Float32Array(M * outputColumns(fusion, N)).fill(7));
   const bind = bindMatmul(g, plan, up('x', a), up('w', w), outs, fusion?.rmsnorm ? { gain: up('gain', gain) } : {});
   const encoder = g.device.createCommandEncoder();
