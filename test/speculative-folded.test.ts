@@ -32,7 +32,7 @@ async function stepKernels(verifier: GpuTreeVerifier, prompt: readonly number[],
 }
 
 describe('folded tree steps', () => {
-  it('a tree step after a commit of 3 nodes records a decode step\'s dispatches: 5 per layer + 3, one tree-fold per layer', async () => {
+  it('a tree step after a commit of 3 nodes records a decode step\'s dispatches and its tokens\' gather: 5 per layer + 3, one tree-fold per layer', async () => {
     const m = makeModel(MODEL_SPECS[0], 4242);
     const L = m.config.numLayers;
     const verifier = await gpuVerifierOf(m, { maxNodes: 6 }, cleanup);
@@ -47,7 +47,9 @@ describe('folded tree steps', () => {
     expect(kernels.filter((k) => k.endsWith('.tree-fold')), kernels.join(', ')).toHaveLength(L);
     expect(kernels.filter((k) => k.includes('tree-commit') || k.endsWith('.tree')), kernels.join(', ')).toEqual([]);
     expect(kernels).toHaveLength(5 * L + 3);
-    expect(kernels).toHaveLength(decode.dispatches.length);
+    // A decode step after a greedy step starts from the embedding rows its pick wrote; a tree gathers its tokens'.
+    expect(kernels).toHaveLength(decode.dispatches.length + 1);
+    expect(kernels[0]).toBe('embedding');
   });
 
   it('foldUpTo 2: a pending path of 3 takes the packed commit launch (6 per layer + 3); greedy output stays plain GPU greedy', async () => {
