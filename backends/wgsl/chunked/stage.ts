@@ -27,14 +27,14 @@ function emitReductions(K: ChunkKernel, body: Block): void {
   for (let level = 1; level <= levels; level++) {
     const below = new Map([...K.arrays.reductions].filter(([, r]) => r.level < level));
     for (const r of all.filter((x) => x.level === level)) {
-      const W = r.W;
+      const { W } = r;
       body.strided('r', `${(a.C + r.halo) * W}u`, (b, x) => {
         const rowOf = W > 1 ? b.let('rr', `${x} / ${W}u`) : x;
         const tposi = b.let('tposi', `i32(c0) + i32(${rowOf}) - ${r.halo}`);
         const ok = b.let('ok', `${tposi} >= 0 && u32(${tposi}) < dims.t`);
         const tpos = b.let('tpos', `select(0u, u32(${tposi}), ${ok})`);
         const at = { tpos, row: `(i32(${rowOf}) - ${r.halo})` };
-        const g = new ExprGen(a.p, a.sizes, below.size ? reading(K, at, below) : K.io.read, positions(K, tpos, tpos), statsReading(K, at, below));
+        const g = new ExprGen(a.p, a.sizes, reading(K, at, below), positions(K, tpos, tpos), statsReading(K, at, below));
         const idx = W > 1 ? { ...K.head, ...b.split(r.axes, a.sizes, `${x} % ${W}u`, `rx${r.id}`) } : K.head;
         if (r.kind === 'stats') {
           const s = g.softmaxStats(b, a.p.nodes[r.id] as Extract<Node, { op: 'softmax' }>, idx, tpos);
