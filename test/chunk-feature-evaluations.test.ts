@@ -12,7 +12,7 @@ import type { ChunkSchedule } from '../backends/wgsl/chunked.ts';
 import { segmentable } from '../backends/wgsl/chunked.ts';
 import { axisSizes } from '../src/inputs.ts';
 import { compileFile } from '../src/runtime/compiler.ts';
-import { nodeEvaluations } from './helpers/wgsl-counts.ts';
+import { matchingExecutions, nodeEvaluations } from './helpers/wgsl-counts.ts';
 import { DECODABLE } from './helpers/variants.ts';
 
 /** The H200's defaults at b 4, h 16, t 4096, d 64 (132 units: segmented; 64 units: one kernel), and the software one. */
@@ -105,6 +105,50 @@ describe('feature maps in the fused chunk kernel', () => {
           const n = nodeEvaluations(k.code, r.id, s.chunk, s.threads);
           expect(n, `${k.label} at ${JSON.stringify(schedule)}: %${r.id} ${r.op} evaluations per chunk`).toBeLessThanOrEqual(s.chunk + halo);
         }
+      }
+    }
+  });
+
+  // A reduction with feature axes that a softmax reads along its axis (hedgehog's q @ W, m dot products of length d
+  // per row): each element once per staged row. Computed inside each softmax element, it ran (2m + 1) times per
+  // feature, F·(2m + 1)·d multiply-adds a row where m·d suffice.
+  it.each(CHUNK_KERNELS)('%s: every element of a row reduction evaluated at most once per staged row per chunk', (file) => {
+    const c = compileFile(file);
+    const p = c.program;
+    const sizes = axisSizes(c.source, Object.fromEntries(Object.entries({ h: 16, d: 64, e: 64 }).filter(([a]) => c.source.axes[a]?.kind === 'free')));
+    for (const s of SCHEDULES) {
+      const schedule = s.segment && !segmentable(p, sizes) ? { chunk: s.chunk, cols: s.cols, threads: s.threads } : s;
+      const plan = lowerChunked(p, sizes, { fuse: true, schedule });
+      for (const k of plan.kernels.filter((x) => /for \(var c: u32 = /.test(x.code))) {
+        const halo = Number(/halo (\d+)/.exec(k.code)![1]);
+        const head = /head axes \[([^\]]*)\]/.exec(k.code)![1].split(', ').filter(Boolean);
+        for (const r of p.nodes.filter((n) => (n.op === 'sum' || n.op === 'norm' || n.op === 'matmul') && (n.type.side === 'token' || n.type.side === 'query' || n.type.side === 'key'))) {
+          const W = r.type.axes.filter((x) => !head.includes(x)).reduce((w, x) => w * sizes[x], 1);
+          const n = nodeEvaluations(k.code, r.id, s.chunk, s.threads);
+          expect(n, `${k.label} at ${JSON.stringify(schedule)}: %${r.id} ${r.op} evaluations per chunk`).toBeLessThanOrEqual((s.chunk + halo) * W);
+        }
+      }
+    }
+  });
+
+  // hedgehog's φ = [softmax(q @ W, m), softmax(−q @ W, m)] (F = 2m), ψ likewise from k: per staged row, each
+  // softmax's Σ exp takes m exponentials and each feature one, F + 2m a side; the counter takes both branches of
+  // the concat's if-chain, so 2F + 2m. Each feature recomputing its softmax's Σ exp took F·(m + 1) a side. (The
+  // state fold's exp(lend) is the decay's, outside the features.)
+  it('hedgehog: its softmaxes take O(F + m) exponentials a row in the chunk kernel, not O(F·m)', () => {
+    const file = CHUNK_KERNELS.find((f) => f.endsWith('/hedgehog.la'))!;
+    const c = compileFile(file);
+    const sizes = axisSizes(c.source, { h: 16, d: 64, e: 64 });
+    const m = sizes.m;
+    const F = 2 * m;
+    for (const s of SCHEDULES) {
+      const plan = lowerChunked(c.program, sizes, { fuse: true, schedule: s });
+      for (const k of plan.kernels.filter((x) => /for \(var c: u32 = /.test(x.code))) {
+        const halo = Number(/halo (\d+)/.exec(k.code)![1]);
+        const sides = k.label.endsWith('.segment-state') ? 1 : 2; // a segment-state launch stages ψ only
+        const exps = matchingExecutions(k.code, /exp\((?!lend)/, s.chunk, s.threads);
+        expect(exps, `${k.label} at ${JSON.stringify(s)}: exponentials per chunk`).toBeGreaterThan(0);
+        expect(exps, `${k.label} at ${JSON.stringify(s)}: exponentials per chunk`).toBeLessThanOrEqual(sides * (s.chunk + halo) * (2 * F + 2 * m));
       }
     }
   });

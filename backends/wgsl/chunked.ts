@@ -98,16 +98,17 @@ export function header(a: ChunkAnalysis): string[] {
  * kernel (the unfused plan's term kernels, lower.ts), which stages row denominators even for an unnormalised item;
  * absent, as a fused plan's kernels do (partial only when the terms split over several kernels). The unfused plan
  * reads every feature node from its feature kernel, so its kernels stage no row reductions of their own; a fused
- * plan's are counted as if it had no prologue (one with a prologue may stage fewer: the estimate errs on the safe side).
+ * plan's are counted as if it had no prologue (one with a prologue may stage fewer: the estimate errs on the safe side),
+ * unless `materialised` names the nodes its kernels read from buffers (the schedule model's estimate of each plan).
  */
-export function sharedFloats(p: Program, sizes: Sizes, terms: readonly Term[], items: readonly OutputItem[], s: ChunkSchedule, partial?: boolean): number {
+export function sharedFloats(p: Program, sizes: Sizes, terms: readonly Term[], items: readonly OutputItem[], s: ChunkSchedule, partial?: boolean, materialised?: ReadonlySet<number>): number {
   if (isSoftmaxProgram(p)) return softmaxSharedFloats(analyseSoftmax(p, sizes), s.chunk); // the flash kernel (softmax-chunked.ts)
   const groups = valueGroups(p, terms);
   return Math.max(
     ...groups.map((group) => {
       const kb = new KernelBuilder(s.threads, []);
-      const materialised = new Set<number>(partial ? featureNodes(p) : []);
-      const spec = { program: p, sizes, terms: group, items: itemsOver(items, group), partial: partial ?? groups.length > 1, schedule: s, materialised, label: 'shared' };
+      const read = materialised ?? new Set<number>(partial ? featureNodes(p) : []);
+      const spec = { program: p, sizes, terms: group, items: itemsOver(items, group), partial: partial ?? groups.length > 1, schedule: s, materialised: read, label: 'shared' };
       declareArrays(analyseChunk(spec), kb);
       return kb.workgroupFloats();
     }),

@@ -19,6 +19,15 @@ export type Where = string;
  */
 export type Resolver = (n: Node, idx: Index, where: Where, at: Block) => string | null;
 
+/** A softmax's max and Σ exp(x − max) over its axis, as WGSL f32 expressions. */
+export interface SoftmaxStats {
+  readonly max: string;
+  readonly sum: string;
+}
+
+/** Supplies a softmax's statistics already computed (staged once per row: row-quantities.ts), or null to compute them. */
+export type StatsResolver = (n: Extract<Node, { op: 'softmax' }>, idx: Index, where: Where) => SoftmaxStats | null;
+
 /**
  * The WGSL u32 variables holding the query and key positions (absolute), and optionally an f32 expression added
  * to a position where a score reads it as a number (a reversed gradient stage numbers its positions −(T−1) … 0).
@@ -66,6 +75,7 @@ export class ExprGen {
     readonly sizes: Readonly<Record<string, number>>,
     readonly resolve: Resolver,
     readonly pos: Positions,
+    readonly stats: StatsResolver = () => null,
   ) {}
 
   /** Emits into `at` the statements that compute node `id` at `idx` and returns the name of an f32 holding it. */
@@ -97,6 +107,13 @@ export class ExprGen {
     return acc;
   }
 
+  /** Emits the loops over a softmax's axis that compute its max and Σ exp(x − max) at `idx` (whose axis is ignored). */
+  softmaxStats(at: Block, n: Extract<Node, { op: 'softmax' }>, idx: Index, where: Where): SoftmaxStats {
+    const max = this.reduceOver(at, n.x, n.axis, idx, where, '-3.4e38', (acc, v) => `max(${acc}, ${v})`);
+    const sum = this.reduceOver(at, n.x, n.axis, idx, where, '0.0', (acc, v) => `${acc} + exp(${v} - ${max})`);
+    return { max, sum };
+  }
+
   private compute(at: Block, n: Node, idx: Index, where: Where): string {
     switch (n.op) {
       case 'input':
@@ -117,9 +134,8 @@ export class ExprGen {
       case 'norm':
         return `sqrt(${this.reduceOver(at, n.x, n.axis, idx, where, '0.0', (acc, v) => `${acc} + ${v} * ${v}`)})`;
       case 'softmax': {
-        const m = this.reduceOver(at, n.x, n.axis, idx, where, '-3.4e38', (acc, v) => `max(${acc}, ${v})`);
-        const z = this.reduceOver(at, n.x, n.axis, idx, where, '0.0', (acc, v) => `${acc} + exp(${v} - ${m})`);
-        return `exp(${this.value(at, n.x, idx, where)} - ${m}) / ${z}`;
+        const s = this.stats(n, idx, where) ?? this.softmaxStats(at, n, idx, where);
+        return `exp(${this.value(at, n.x, idx, where)} - ${s.max}) / ${s.sum}`;
       }
       case 'matmul': {
         const acc = at.var('acc', '0.0');

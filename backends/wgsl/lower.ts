@@ -12,6 +12,7 @@ import { itemsOver, kernelItems, outputPart, valueGroups, type KeptParts } from 
 import { count, programBuffers, programReader, type Sizes } from './common.ts';
 import { ExprGen } from './expr.ts';
 import { featureNodes } from './feature-nodes.ts';
+import { featureRowKernel } from './feature-rows.ts';
 import { featureTiledTerm, tileable } from './feature-tiled.ts';
 import { flatIndex, KernelBuilder, tokenElement } from './kernel-builder.ts';
 import { stateLayout } from './layout.ts';
@@ -195,10 +196,18 @@ function plan(p: Program, sizes: Sizes, form: 'chunked' | 'unfused', kernels: Ke
   };
 }
 
-/** Materialises one token/query/key-side node as a [b, t, …axes] buffer: one invocation per element. */
+/**
+ * Materialises one token/query/key-side node as a [b, t, …axes] buffer: one invocation per element, or one
+ * workgroup per token where its elements share row quantities (feature-rows.ts: hedgehog's softmax over q @ W).
+ */
 function featureKernel(p: Program, sizes: Sizes, id: Id): { kernel: Kernel; buffer: PlanBuffer } {
   const n = p.nodes[id];
   const per = count(n.type.axes, sizes);
+  const label = `${p.name}.feature%${id}`;
+  const comment = `feature %${id} of ${p.name} materialised as [b, t, ${n.type.axes.join(', ')}]`;
+  const buffer: PlanBuffer = { name: `feat:${id}`, role: 'scratch', floats: (b, t) => b * t * per, shape: (b, t) => [b, t, ...n.type.axes.map((a) => sizes[a])] };
+  const rows = featureRowKernel(p, sizes, id, label, comment);
+  if (rows) return { kernel: rows, buffer };
   const kb = new KernelBuilder(WG, ['gid', 'nwg']);
   const gen = new ExprGen(p, sizes, programReader(kb, p, sizes, (where) => `b * dims.t + ${where}`), { i: 't', j: 't' });
   const feat = kb.storage(`feat:${id}`, true, { always: true });
@@ -208,12 +217,12 @@ function featureKernel(p: Program, sizes: Sizes, id: Id): { kernel: Kernel; buff
   main.line(`${kb.use(feat)}[${flat}] = ${v};`);
   return {
     kernel: kb.build({
-      label: `${p.name}.feature%${id}`,
-      comment: [`feature %${id} of ${p.name} materialised as [b, t, ${n.type.axes.join(', ')}]`],
+      label,
+      comment: [comment],
       workgroups: (b, t) => grid(b * t * per, WG),
       launch: { kind: 'grid', perToken: per, size: WG },
     }),
-    buffer: { name: `feat:${id}`, role: 'scratch', floats: (b, t) => b * t * per, shape: (b, t) => [b, t, ...n.type.axes.map((a) => sizes[a])] },
+    buffer,
   };
 }
 

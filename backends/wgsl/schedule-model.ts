@@ -192,7 +192,8 @@ export function columnTiles(p: Program, sizes: Sizes, terms: readonly Term[], s:
 /** The chunk kernel of `terms` under its schedule at (b, t); undefined when its workgroup memory does not fit. */
 export function chunkKernelCost(m: AdapterModel, k: ChunkKernelModel, b: number, t: number): KernelEstimate | undefined {
   const { program: p, sizes, schedule: s } = k;
-  const bytesShared = sharedFloats(p, sizes, k.terms, k.items, s) * 4;
+  // the row quantities staged per chunk (chunked/row-reductions.ts) only where their features are computed inline
+  const bytesShared = sharedFloats(p, sizes, k.terms, k.items, s, undefined, k.materialised) * 4;
   if (bytesShared > m.maxWorkgroupBytes) return undefined;
   const L = layoutOf(p, k.terms);
   const NS = count(L.head, sizes);

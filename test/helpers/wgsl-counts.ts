@@ -87,6 +87,14 @@ export function nodeEvaluations(code: string, id: number, C: number, WG: number)
   return n;
 }
 
+/** Per-chunk executions of the chunk loop's statements that match `pattern` (`/exp\(/`: its exponentials). */
+export function matchingExecutions(code: string, pattern: RegExp, C: number, WG: number): number {
+  const lines = code.split('\n');
+  let n = 0;
+  for (const [k, count] of chunkLineCounts(code, C, WG)) if (pattern.test(lines[k].replace(/\/\/.*$/, ''))) n += count;
+  return n;
+}
+
 /** Whether a statement only reads a workgroup array: `let x = arr[…];` with nothing after the closing bracket. */
 function readBack(line: string, staged: ReadonlySet<string>): boolean {
   const m = /^\s*let \w+ = (\w+)\[(.*)\];\s*\/\//.exec(line);

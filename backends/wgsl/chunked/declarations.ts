@@ -6,7 +6,8 @@ import { programReader } from '../common.ts';
 import { offset, type Index, type Positions, type Resolver } from '../expr.ts';
 import type { Binding, KernelBuilder, WorkgroupArray } from '../kernel-builder.ts';
 import type { ChunkAnalysis, ChunkIo, PrefixPlan } from './analysis.ts';
-import { stagedReductions } from './row-reductions.ts';
+import { rowWidth } from '../row-quantities.ts';
+import { stagedReductions, type StagedReduction } from './row-reductions.ts';
 import { segBuffer } from './segments.ts';
 
 /** Workgroup memory of one prefix term. */
@@ -28,9 +29,14 @@ export interface ChunkArrays {
   readonly A: ReadonlyMap<number, WorkgroupArray>; // by output group: [C][CA]
   readonly rowden: ReadonlyMap<number, WorkgroupArray>; // [C]
   readonly denp: ReadonlyMap<number, WorkgroupArray>; // [C][NTJ]: partial row sums of the score tiles
-  /** Row reductions the staged features read (row-reductions.ts), by node: [halo + C], row r at r + halo. */
-  readonly reductions: ReadonlyMap<Id, { readonly array: WorkgroupArray; readonly halo: number }>;
+  /**
+   * Row quantities the staged features read (row-reductions.ts), by node, in staging order: a value's [halo + C][W]
+   * (row r at r + halo), a softmax's max and Σ exp [halo + C] each.
+   */
+  readonly reductions: ReadonlyMap<Id, StagedRow>;
 }
+
+export type StagedRow = StagedReduction & { readonly W: number } & ({ readonly kind: 'value'; readonly array: WorkgroupArray } | { readonly kind: 'stats'; readonly max: WorkgroupArray; readonly sum: WorkgroupArray });
 
 export interface ChunkBindings {
   /** Reads inputs, parameters and materialised features. */
@@ -101,7 +107,15 @@ export function declareArrays(a: ChunkAnalysis, kb: KernelBuilder, alloc: ArrayA
   const A = new Map(a.aGroups.map((g) => [g, alloc.chunk(`A${g}`, C * a.CA)]));
   const rowden = new Map(a.denGroups.map((g) => [g, alloc.chunk(`rowden${g}`, C)]));
   const denp = new Map(a.denGroups.filter((g) => A.has(g)).map((g) => [g, alloc.chunk(`denp${g}`, C * a.tile.NTJ)]));
-  const reductions = new Map(stagedReductions(a).map((r) => [r.id, { array: alloc.chunk(`red${r.id}`, C + r.halo, `%${r.id} per row c0-${r.halo} … c0+${C - 1}, once per row`), halo: r.halo }] as const));
+  const reductions = new Map(
+    stagedReductions(a).map((r): [Id, StagedRow] => {
+      const W = rowWidth(r, a.sizes);
+      const span = `${W > 1 ? `[row][${r.axes.join(', ')}] ` : ''}per row c0-${r.halo} … c0+${C - 1}, once per row`;
+      const length = (C + r.halo) * W;
+      if (r.kind === 'stats') return [r.id, { ...r, kind: 'stats', W, max: alloc.chunk(`smx${r.id}`, length, `max of softmax %${r.id} ${span}`), sum: alloc.chunk(`ssm${r.id}`, length, `Σ exp of softmax %${r.id} ${span}`) }];
+      return [r.id, { ...r, kind: 'value', W, array: alloc.chunk(`red${r.id}`, length, `%${r.id} ${span}`) }];
+    }),
+  );
   return { prefix, staged, vs, A, rowden, denp, reductions };
 }
 

@@ -3,19 +3,20 @@
 // model's layer) or performer's ‖q‖. Phase 1 stages φ, ψ, the bounded terms' features and the values element by
 // element, each element with a fresh ExprGen, so a feature q/‖q‖ redid the norm's d-long loop (with any rotations)
 // for each of its d elements: d² per row.
-// Each reduction here is staged once per row into a workgroup array of its own first (stage.ts), and the elements
-// read it from there.
+// Each row quantity (../row-quantities.ts: those reductions, a softmax's max and Σ exp, hedgehog's q @ W under its
+// softmax) is staged once per row into a workgroup array of its own first (stage.ts), level by level, and the
+// elements read it from there.
 import type { Id, Program } from '../../../src/ir/types.ts';
 import { operands } from '../../../src/ir/types.ts';
+import { rowQuantities, type RowQuantity } from '../row-quantities.ts';
 import { rowReductions } from '../tree-analysis.ts';
 import type { ChunkAnalysis } from './analysis.ts';
 
-/** A row reduction staged per chunk: rows c0 − halo … c0 + C − 1, at index row + halo. */
-export interface StagedReduction {
-  readonly id: Id;
+/** A row quantity staged per chunk: rows c0 − halo … c0 + C − 1, at row index row + halo. */
+export type StagedReduction = RowQuantity & {
   /** Rows before the chunk: the most any slot reading it reaches back (ψ or a key feature with the halo). */
   readonly halo: number;
-}
+};
 
 /**
  * The nodes phase 1 stages, each with the rows it reaches back before the chunk — the order of stage.ts's slots:
@@ -32,15 +33,16 @@ export function stagedRoots(a: ChunkAnalysis): { id: Id; halo: number }[] {
 }
 
 /**
- * The row reductions the staged nodes read (the outermost ones, not behind a node a prologue materialised: that
- * one is read from its buffer), each once, with the largest halo any of its readers needs.
+ * The row quantities the staged nodes read (not behind a node a prologue materialised: that one is read from its
+ * buffer), each once, with the largest halo any of its readers needs, in the order they can be staged.
  */
 export function stagedReductions(a: ChunkAnalysis): StagedReduction[] {
+  const roots = stagedRoots(a);
   const halo = new Map<Id, number>();
-  for (const root of stagedRoots(a)) {
-    for (const r of rowReductionsOf(a.p, root.id, a.L.head, a.spec.materialised)) halo.set(r, Math.max(halo.get(r) ?? 0, root.halo));
+  for (const root of roots) {
+    for (const r of rowQuantities(a.p, [root.id], a.L.head, a.spec.materialised)) halo.set(r.id, Math.max(halo.get(r.id) ?? 0, root.halo));
   }
-  return [...halo].map(([id, h]) => ({ id, halo: h }));
+  return rowQuantities(a.p, roots.map((r) => r.id), a.L.head, a.spec.materialised).map((r) => ({ ...r, halo: halo.get(r.id)! }));
 }
 
 /**

@@ -1,12 +1,12 @@
 // Phase 1 of a chunk: stage its rows in workgroup memory — φ, ψ (and log-gates) of each prefix term, the bounded
 // terms' query/key features and the values (with halo) — then the gates' cumulative sums. What each staged
 // array holds is a Slot here; staging.ts turns the slots into unrolled batches and loops.
-import type { Id } from '../../../src/ir/types.ts';
-import { ExprGen, offset, type Resolver } from '../expr.ts';
+import type { Id, Node } from '../../../src/ir/types.ts';
+import { ExprGen, offset, type Resolver, type StatsResolver } from '../expr.ts';
 import { ringIndex } from '../layout.ts';
 import type { Block } from '../wgsl-block.ts';
 import type { PrefixPlan, StagedFeature } from './analysis.ts';
-import { positions, stateRef, type ChunkKernel } from './declarations.ts';
+import { positions, stateRef, type ChunkKernel, type StagedRow } from './declarations.ts';
 import { emitSlots, type Place, type Slot } from './staging.ts';
 
 export function emitStage(K: ChunkKernel, body: Block): void {
@@ -15,28 +15,61 @@ export function emitStage(K: ChunkKernel, body: Block): void {
 }
 
 /**
- * Each row reduction the slots read (row-reductions.ts), once per row of the chunk and the halo it needs, at the
- * row's position clamped as the slots clamp theirs; a barrier, then the slots read them (`reading`).
+ * Each row quantity the slots read (row-reductions.ts), once per row of the chunk and the halo it needs (a value
+ * with feature axes once per element of its row), at the row's position clamped as the slots clamp theirs; level
+ * by level, a barrier after each, each level reading the ones before it as staged; then the slots read them all
+ * (`reading`).
  */
 function emitReductions(K: ChunkKernel, body: Block): void {
   const { a } = K;
-  for (const [id, r] of K.arrays.reductions) {
-    body.strided('r', `${a.C + r.halo}u`, (b, x) => {
-      const tposi = b.let('tposi', `i32(c0) + i32(${x}) - ${r.halo}`);
-      const ok = b.let('ok', `${tposi} >= 0 && u32(${tposi}) < dims.t`);
-      const tpos = b.let('tpos', `select(0u, u32(${tposi}), ${ok})`);
-      const g = new ExprGen(a.p, a.sizes, K.io.read, positions(K, tpos, tpos));
-      b.line(`${r.array.name}[${x}] = ${g.value(b, id, K.head, tpos)};`);
-    });
+  const all = [...K.arrays.reductions.values()];
+  const levels = Math.max(0, ...all.map((r) => r.level));
+  for (let level = 1; level <= levels; level++) {
+    const below = new Map([...K.arrays.reductions].filter(([, r]) => r.level < level));
+    for (const r of all.filter((x) => x.level === level)) {
+      const { W } = r;
+      body.strided('r', `${(a.C + r.halo) * W}u`, (b, x) => {
+        const rowOf = W > 1 ? b.let('rr', `${x} / ${W}u`) : x;
+        const tposi = b.let('tposi', `i32(c0) + i32(${rowOf}) - ${r.halo}`);
+        const ok = b.let('ok', `${tposi} >= 0 && u32(${tposi}) < dims.t`);
+        const tpos = b.let('tpos', `select(0u, u32(${tposi}), ${ok})`);
+        const at = { tpos, row: `(i32(${rowOf}) - ${r.halo})` };
+        const g = new ExprGen(a.p, a.sizes, reading(K, at, below), positions(K, tpos, tpos), statsReading(K, at, below));
+        const idx = W > 1 ? { ...K.head, ...b.split(r.axes, a.sizes, `${x} % ${W}u`, `rx${r.id}`) } : K.head;
+        if (r.kind === 'stats') {
+          const s = g.softmaxStats(b, a.p.nodes[r.id] as Extract<Node, { op: 'softmax' }>, idx, tpos);
+          b.line(`${r.max.name}[${x}] = ${s.max};`);
+          b.line(`${r.sum.name}[${x}] = ${s.sum};`);
+        } else {
+          b.line(`${r.array.name}[${x}] = ${g.value(b, r.id, idx, tpos)};`);
+        }
+      });
+    }
+    body.line('workgroupBarrier();');
   }
-  if (K.arrays.reductions.size) body.line('workgroupBarrier();');
 }
 
-/** K.io.read, with the staged row reductions read from their arrays at the element's row (`at.row`, from c0). */
-function reading(K: ChunkKernel, at: Place): Resolver {
+/** Where a row quantity is read: the element's position and its row from the chunk start (i32). */
+type RowAt = Pick<Place, 'tpos' | 'row'>;
+
+/** K.io.read, with the staged row quantities (default all) read from their arrays at the element's row (`at.row`). */
+function reading(K: ChunkKernel, at: RowAt, staged: ReadonlyMap<Id, StagedRow> = K.arrays.reductions): Resolver {
   return (n, idx, where, blk) => {
-    const r = K.arrays.reductions.get(n.id);
-    return r && where === at.tpos ? `${r.array.name}[u32(${at.row}${r.halo ? ` + ${r.halo}` : ''})]` : K.io.read(n, idx, where, blk);
+    const r = staged.get(n.id);
+    if (!r || r.kind !== 'value' || where !== at.tpos) return K.io.read(n, idx, where, blk);
+    const row = `u32(${at.row}${r.halo ? ` + ${r.halo}` : ''})`;
+    return r.W > 1 ? `${r.array.name}[${row} * ${r.W}u + ${offset(r.axes, K.a.sizes, idx)}]` : `${r.array.name}[${row}]`;
+  };
+}
+
+/** The staged softmax statistics (default all) at the element's row. */
+function statsReading(K: ChunkKernel, at: RowAt, staged: ReadonlyMap<Id, StagedRow> = K.arrays.reductions): StatsResolver {
+  return (n, idx, where) => {
+    const r = staged.get(n.id);
+    if (!r || r.kind !== 'stats' || where !== at.tpos) return null;
+    const row = `u32(${at.row}${r.halo ? ` + ${r.halo}` : ''})`;
+    const el = r.W > 1 ? `${row} * ${r.W}u + ${offset(r.axes, K.a.sizes, idx)}` : row;
+    return { max: `${r.max.name}[${el}]`, sum: `${r.sum.name}[${el}]` };
   };
 }
 
@@ -56,7 +89,7 @@ function slots(K: ChunkKernel): Slot[] {
 }
 
 /** The element's value, computed by a generator of its own at position `tpos`, its row reductions read as staged. */
-const valueOf = (K: ChunkKernel, id: Id) => (b: Block, at: Place) => new ExprGen(K.a.p, K.a.sizes, reading(K, at), positions(K, at.tpos, at.tpos)).value(b, id, at.idx, at.tpos);
+const valueOf = (K: ChunkKernel, id: Id) => (b: Block, at: Place) => new ExprGen(K.a.p, K.a.sizes, reading(K, at), positions(K, at.tpos, at.tpos), statsReading(K, at)).value(b, id, at.idx, at.tpos);
 
 /** A store into the decoding state's ring of node `id` (state export: decoding needs the last RING rows). */
 function ringStore(K: ChunkKernel, id: Id, b: Block, at: Place, val: string, cond: string): void {
