@@ -107,6 +107,11 @@ interface LookupBuffers {
 }
 
 export class GpuChain {
+  /**
+   * The host's time encoding and submitting runs (performance.now() from the first command encoder to the last
+   * submit, ms) and the steps they held, summed since creation: bench/medusa.ts reports ms per chained step.
+   */
+  readonly encoding = { ms: 0, steps: 0 };
   private buffers: Buffers | undefined;
   private lookupBuffers: LookupBuffers | undefined;
 
@@ -163,6 +168,7 @@ export class GpuChain {
     }
     const pending0 = host.pendingLength;
     const cuts = host.splitSubmits ? chainCuts(steps) : [];
+    const encodeStart = performance.now();
     let encoder = device.createCommandEncoder({ label: `chained tree steps [${steps} × ${rows} rows]` });
     host.enter(encoder);
     for (let i = 0; i < steps; i++) {
@@ -195,6 +201,8 @@ export class GpuChain {
     encoder.copyBufferToBuffer(host.path, 0, chain.staging, pathAt, 4 * host.maxNodes);
     if (headWords > 0) encoder.copyBufferToBuffer(heads.ids, 0, chain.staging, headsAt, 4 * headWords);
     device.queue.submit([encoder.finish()]);
+    this.encoding.ms += performance.now() - encodeStart;
+    this.encoding.steps += steps;
     host.submitted(tree, plan, rows, steps);
     const data = new Uint32Array(await host.readBack(chain.staging, bytes, 'chained tree steps'));
     const lens = Array.from(data.subarray(CHAIN_LENS, CHAIN_LENS + steps));

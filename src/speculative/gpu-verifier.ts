@@ -336,6 +336,11 @@ export class GpuTreeVerifier implements TreeVerifier, BatchTreeVerifier {
     return timeStepStream(this.model.gpu, pass.dispatches, repeats);
   }
 
+  /** The host's ms encoding and submitting chained runs and the steps they held, since creation (GpuChain.encoding). */
+  get chainEncoding(): { readonly ms: number; readonly steps: number } {
+    return { ...this.chain.encoding };
+  }
+
   /** Greedy speculation chained on the GPU, batch 1: `steps` tree steps in one submit (gpu-chain.ts). */
   runChain(tree: TokenTree, topology: StaticTopology, steps: number, draft: ChainDraft): Promise<ChainResult> {
     return this.chain.run(tree, topology, steps, draft);
