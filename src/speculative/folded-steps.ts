@@ -10,7 +10,7 @@
 import type { FoldLayout } from '../../backends/wgsl/tree-fold.ts';
 import type { Gpu } from '../runtime/device.ts';
 import type { AttentionEncoder } from '../model/gpu-step-plan.ts';
-import type { TreeAttention } from '../runtime/tree-attention.ts';
+import type { DimsSlot, TreeAttention } from '../runtime/tree-attention.ts';
 import { FoldSets } from '../runtime/tree-fold-sets.ts';
 
 export class FoldedSteps {
@@ -37,7 +37,7 @@ export class FoldedSteps {
    * A path the host knows to be longer than `foldUpTo` is committed by the packed commit launch first and the tree
    * folded with nothing pending: each node's walk then skips it (six launches per layer instead of five).
    */
-  attend(b: number, pos: number, rows: number, pathLength: number, parents: GPUBuffer, path: GPUBuffer, ahead = 0, dims?: GPUBuffer, foldUpTo = Infinity): AttentionEncoder {
+  attend(b: number, pos: number, rows: number, pathLength: number, parents: GPUBuffer, path: GPUBuffer, ahead = 0, dims?: DimsSlot, foldUpTo = Infinity): AttentionEncoder {
     if (this.at === null || b !== this.b) throw new Error(`folded tree step of ${b} sequences: enter() first`);
     const k = (this.at + ahead) % 2;
     const sets = this.setsOf(b);

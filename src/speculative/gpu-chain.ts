@@ -6,10 +6,11 @@
 // host's same draft). The verifier lends its buffers and its ordinary step through ChainHost; this file owns only
 // the chain's kernels and buffers.
 import type { StepPlan } from '../model/gpu-step-plan.ts';
+import type { DimsSlot } from '../runtime/tree-attention.ts';
 import type { GpuModel } from '../model/gpu-model.ts';
 import { BufferUsage } from '../runtime/device.ts';
 import { compileKernel } from '../runtime/pipeline-cache.ts';
-import { chainAcceptWgsl } from '../../backends/wgsl/speculative-kernels.ts';
+import { CHAIN_COMMIT_DIMS_WORD, chainAcceptWgsl } from '../../backends/wgsl/speculative-kernels.ts';
 import { chainLookupWgsl } from '../../backends/wgsl/chain-lookup.ts';
 import type { Candidate } from './candidate.ts';
 import type { StaticTopology } from './chain.ts';
@@ -19,7 +20,8 @@ import type { TokenTree } from './token-tree.ts';
 
 /** Most steps of one chained run (runChain). */
 export const MAX_CHAIN_STEPS = 64;
-const CHAIN_LENS = 11;
+/** The state's lens start after the commit dims' copy that the next step's kernels bind (CHAIN_COMMIT_DIMS_WORD). */
+const CHAIN_LENS = CHAIN_COMMIT_DIMS_WORD + 4;
 const CHAIN_TOPO = CHAIN_LENS + MAX_CHAIN_STEPS;
 
 /**
@@ -80,7 +82,7 @@ export interface ChainHost {
    * Records step `step` ≥ 1 of the run without its heads: the previous step's path committed and the tree's layers,
    * reading b, the path length, the positions and N from the uniforms the chain kernel fills (`dims`).
    */
-  encodeChained(pass: GPUComputePassEncoder, plan: StepPlan, rows: number, step: number, start: number, dims: { readonly tree: GPUBuffer; readonly commit: GPUBuffer }): void;
+  encodeChained(pass: GPUComputePassEncoder, plan: StepPlan, rows: number, step: number, start: number, dims: { readonly tree: DimsSlot; readonly commit: DimsSlot }): void;
   /** After the submit of `steps` steps: `tree`'s step (with `plan`) is the last verified and nothing is pending. */
   submitted(tree: TokenTree, plan: StepPlan, rows: number, steps: number): void;
   /** Maps and copies out `bytes` of `staging` (a map call counted), naming `what` in errors. */
@@ -91,9 +93,9 @@ export interface ChainHost {
 
 interface Buffers {
   readonly pipeline: GPUComputePipeline;
+  /** The books (chainAcceptWgsl's words), also bound as the later steps' dims uniforms (`dims`). */
   readonly state: GPUBuffer;
-  readonly treeDims: GPUBuffer;
-  readonly commitDims: GPUBuffer;
+  readonly dims: { readonly tree: DimsSlot; readonly commit: DimsSlot };
   readonly params: GPUBuffer;
   readonly staging: GPUBuffer;
   readonly groups: Map<StepPlan, GPUBindGroup>;
@@ -171,26 +173,26 @@ export class GpuChain {
     const encodeStart = performance.now();
     let encoder = device.createCommandEncoder({ label: `chained tree steps [${steps} × ${rows} rows]` });
     host.enter(encoder);
+    // One pass per submit piece: each step's kernels read the dims the chain kernel before them wrote into the
+    // state (bound there as uniforms), and a pass orders its dispatches, so no copy stands between steps.
+    let pass = encoder.beginComputePass({ label: `chained tree steps from 0` });
     for (let i = 0; i < steps; i++) {
-      if (i > 0) {
-        encoder.copyBufferToBuffer(chain.state, 0, chain.treeDims, 0, 16);
-        encoder.copyBufferToBuffer(chain.state, 16, chain.commitDims, 0, 16);
-      }
-      const pass = encoder.beginComputePass({ label: `chained tree step ${i}` });
       if (i === 0) await host.encodeStep(pass, plan, rows, medusaK);
       else {
-        host.encodeChained(pass, plan, rows, i, start, { tree: chain.treeDims, commit: chain.commitDims });
+        host.encodeChained(pass, plan, rows, i, start, chain.dims);
         await heads.encode(pass, plan, { b: 1, rows, parents: host.parents, medusaK, ownK: 0 });
       }
       pass.setPipeline(lookup ? this.lookupBuffers!.pipeline : chain.pipeline);
       pass.setBindGroup(0, group);
       pass.dispatchWorkgroups(1); // lookup: one workgroup of CHAIN_LOOKUP_WORKGROUP
-      pass.end();
       if (cuts.includes(i + 1)) {
+        pass.end();
         device.queue.submit([encoder.finish()]);
         encoder = device.createCommandEncoder({ label: `chained tree steps [${steps} × ${rows} rows] from step ${i + 1}` });
+        pass = encoder.beginComputePass({ label: `chained tree steps from ${i + 1}` });
       }
     }
+    pass.end();
     const M = lookup ? 0 : heads.medusaHeads;
     const ringWords = steps * host.maxNodes;
     const headWords = M * host.maxBatch * MAX_TOP_K;
@@ -224,7 +226,7 @@ export class GpuChain {
 
   destroy(): void {
     if (this.lookupBuffers) for (const b of [this.lookupBuffers.params, this.lookupBuffers.history]) b.destroy();
-    if (this.buffers) for (const b of [this.buffers.state, this.buffers.treeDims, this.buffers.commitDims, this.buffers.params, this.buffers.staging]) b.destroy();
+    if (this.buffers) for (const b of [this.buffers.state, this.buffers.params, this.buffers.staging]) b.destroy();
   }
 
   /**
@@ -279,13 +281,12 @@ export class GpuChain {
       bindings: ['storage', 'read-only-storage', 'read-only-storage', 'read-only-storage', 'read-only-storage', 'storage', 'storage', 'uniform'],
     });
     const words = CHAIN_TOPO + 2 * maxNodes + MAX_CHAIN_STEPS * maxNodes;
-    const uniform = (label: string) => device.createBuffer({ label, size: 32, usage: BufferUsage.UNIFORM | BufferUsage.COPY_DST });
+    const state = device.createBuffer({ label: 'chain state', size: 4 * words, usage: BufferUsage.STORAGE | BufferUsage.UNIFORM | BufferUsage.COPY_DST | BufferUsage.COPY_SRC });
     this.buffers = {
       pipeline,
-      state: device.createBuffer({ label: 'chain state', size: 4 * words, usage: BufferUsage.STORAGE | BufferUsage.COPY_DST | BufferUsage.COPY_SRC }),
-      treeDims: uniform('chain tree dims'),
-      commitDims: uniform('chain commit dims'),
-      params: uniform('chain params'),
+      state,
+      dims: { tree: { buffer: state, offset: 0 }, commit: { buffer: state, offset: 4 * CHAIN_COMMIT_DIMS_WORD } },
+      params: device.createBuffer({ label: 'chain params', size: 32, usage: BufferUsage.UNIFORM | BufferUsage.COPY_DST }),
       staging: device.createBuffer({ label: 'chain readback', size: 4 * (words + maxNodes + heads.medusaHeads * maxBatch * MAX_TOP_K), usage: BufferUsage.MAP_READ | BufferUsage.COPY_DST }),
       groups: new Map(),
     };

@@ -32,7 +32,7 @@ import type { SamplingOptions } from '../model/sampling.ts';
 import type { ModelWeights } from '../model/weights.ts';
 import { BufferUsage, MapMode, throwIfDeviceErrors } from '../runtime/device.ts';
 import { ProfilingPass, timeDispatchesOf, timeStepStream, type DispatchTime } from '../runtime/dispatch-profile.ts';
-import { compileTreeAttention, type TreeAttention } from '../runtime/tree-attention.ts';
+import { compileTreeAttention, type DimsSlot, type TreeAttention } from '../runtime/tree-attention.ts';
 import { FoldedSteps } from './folded-steps.ts';
 import type { Candidate } from './candidate.ts';
 import type { StaticTopology } from './chain.ts';
@@ -473,7 +473,7 @@ export class GpuTreeVerifier implements TreeVerifier, BatchTreeVerifier {
    * Chained step `step` ≥ 1 (gpu-chain.ts), batch 1, greedy: the previous step's path and the positions come from
    * the chain kernel's uniforms. Folded: one launch per layer reading the set `step` steps after the current one.
    */
-  private encodeChained(pass: GPUComputePassEncoder, plan: StepPlan, rows: number, step: number, start: number, dims: { readonly tree: GPUBuffer; readonly commit: GPUBuffer }): void {
+  private encodeChained(pass: GPUComputePassEncoder, plan: StepPlan, rows: number, step: number, start: number, dims: { readonly tree: DimsSlot; readonly commit: DimsSlot }): void {
     if (this.folds) {
       // pathLength only bounds the launch's checks here: the kernel reads the path's length from dims.
       encodeStepWith(pass, plan, this.folds.attend(1, start, rows, rows, this.parents, this.path, step, dims.commit), 'ids', 'argmax', { logits: false });
