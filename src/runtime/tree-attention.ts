@@ -20,6 +20,7 @@ import type { Plan } from '../../backends/wgsl/plan.ts';
 import type { Program } from '../ir/types.ts';
 import { BufferUsage, type Gpu } from './device.ts';
 import { PlanRunner } from './executor.ts';
+import { idOf } from './object-id.ts';
 
 export interface TreeIo {
   /** The nodes' token inputs by input name ('q', 'k', 'v', …), each [b, nNodes, …axes] f32. */
@@ -266,13 +267,4 @@ class TreeLayer implements TreeAttention {
     }
     return { ...bound, t }; // the launch size follows t; the bind groups do not
   }
-}
-
-const ids = new WeakMap<GPUBuffer, number>();
-let nextId = 0;
-function idOf(b: GPUBuffer | undefined): number {
-  if (!b) return -1;
-  let id = ids.get(b);
-  if (id === undefined) ids.set(b, (id = nextId++));
-  return id;
 }

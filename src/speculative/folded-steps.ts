@@ -38,8 +38,8 @@ export class FoldedSteps {
    * folded with nothing pending: each node's walk then skips it (six launches per layer instead of five).
    */
   attend(b: number, pos: number, rows: number, pathLength: number, parents: GPUBuffer, path: GPUBuffer, ahead = 0, dims?: DimsSlot, foldUpTo = Infinity): AttentionEncoder {
-    if (this.at === null || b !== this.b) throw new Error(`folded tree step of ${b} sequences: enter() first`);
-    const k = (this.at + ahead) % 2;
+    if (b !== this.b) throw new Error(`folded tree step of ${b} sequences: enter() first`);
+    const k = this.setAhead(ahead);
     const sets = this.setsOf(b);
     const first = !dims && pathLength > foldUpTo;
     return (pass, n, io) => {
@@ -49,6 +49,12 @@ export class FoldedSteps {
       this.layers[n].encodeFoldCommit(pass, path, from, b, pos, pathLength);
       this.layers[n].encodeFolded(pass, tree, from, to, b, pos + pathLength, rows, 0);
     };
+  }
+
+  /** The set a folded step `ahead` steps after the next one reads (attend). */
+  setAhead(ahead: number): number {
+    if (this.at === null) throw new Error('folded tree step: enter() first');
+    return (this.at + ahead) % 2;
   }
 
   /** After a submit of `steps` folded steps: the state is in the other set each step. */

@@ -6,9 +6,11 @@
 // host's same draft). The verifier lends its buffers and its ordinary step through ChainHost; this file owns only
 // the chain's kernels and buffers.
 import type { StepPlan } from '../model/gpu-step-plan.ts';
-import type { DimsSlot } from '../runtime/tree-attention.ts';
 import type { GpuModel } from '../model/gpu-model.ts';
+import { RecordedStep } from '../model/step-recording.ts';
 import { BufferUsage } from '../runtime/device.ts';
+import { idOf } from '../runtime/object-id.ts';
+import type { DimsSlot } from '../runtime/tree-attention.ts';
 import { compileKernel } from '../runtime/pipeline-cache.ts';
 import { CHAIN_COMMIT_DIMS_WORD, chainAcceptWgsl } from '../../backends/wgsl/speculative-kernels.ts';
 import { chainLookupWgsl } from '../../backends/wgsl/chain-lookup.ts';
@@ -83,6 +85,11 @@ export interface ChainHost {
    * reading b, the path length, the positions and N from the uniforms the chain kernel fills (`dims`).
    */
   encodeChained(pass: GPUComputePassEncoder, plan: StepPlan, rows: number, step: number, start: number, dims: { readonly tree: DimsSlot; readonly commit: DimsSlot }): void;
+  /**
+   * What encodeChained's commands for step `step` bind beyond the plan and the chain's own buffers, as a key (the
+   * folded sets' parity, or the layers' state buffers): a recording of the step is replayed only under its key.
+   */
+  chainedKey(step: number): string;
   /** After the submit of `steps` steps: `tree`'s step (with `plan`) is the last verified and nothing is pending. */
   submitted(tree: TokenTree, plan: StepPlan, rows: number, steps: number): void;
   /** Maps and copies out `bytes` of `staging` (a map call counted), naming `what` in errors. */
@@ -116,6 +123,8 @@ export class GpuChain {
   readonly encoding = { ms: 0, steps: 0 };
   private buffers: Buffers | undefined;
   private lookupBuffers: LookupBuffers | undefined;
+  /** Steps ≥ 1 of runs, recorded at first use (chainedStep): per plan, by what else their commands bind. */
+  private recorded = new WeakMap<StepPlan, Map<string, RecordedStep>>();
 
   constructor(private readonly host: ChainHost) {}
 
@@ -176,15 +185,14 @@ export class GpuChain {
     // One pass per submit piece: each step's kernels read the dims the chain kernel before them wrote into the
     // state (bound there as uniforms), and a pass orders its dispatches, so no copy stands between steps.
     let pass = encoder.beginComputePass({ label: `chained tree steps from 0` });
+    const pipeline = lookup ? this.lookupBuffers!.pipeline : chain.pipeline;
     for (let i = 0; i < steps; i++) {
-      if (i === 0) await host.encodeStep(pass, plan, rows, medusaK);
-      else {
-        host.encodeChained(pass, plan, rows, i, start, chain.dims);
-        await heads.encode(pass, plan, { b: 1, rows, parents: host.parents, medusaK, ownK: 0 });
-      }
-      pass.setPipeline(lookup ? this.lookupBuffers!.pipeline : chain.pipeline);
-      pass.setBindGroup(0, group);
-      pass.dispatchWorkgroups(1); // lookup: one workgroup of CHAIN_LOOKUP_WORKGROUP
+      if (i === 0) {
+        await host.encodeStep(pass, plan, rows, medusaK);
+        pass.setPipeline(pipeline);
+        pass.setBindGroup(0, group);
+        pass.dispatchWorkgroups(1); // lookup: one workgroup of CHAIN_LOOKUP_WORKGROUP
+      } else (await this.chainedStep(plan, rows, i, start, medusaK, pipeline, group)).replay(pass);
       if (cuts.includes(i + 1)) {
         pass.end();
         device.queue.submit([encoder.finish()]);
@@ -224,6 +232,35 @@ export class GpuChain {
     return { steps: out, medusa, path };
   }
 
+  /**
+   * Step `step` ≥ 1 of a run — the previous path committed, the tree's layers, the heads, the chain kernel — as
+   * recorded commands: from step 1 on a run's commands are the same but for the folded sets' parity (only GPU-side
+   * words change), so the JavaScript encode runs at a key's first use and later steps, and later runs, replay it.
+   * The key holds everything the commands bind that may be replaced: the plan (the map's key), the rows, medusaK,
+   * the chain kernel and its bind group (rebuilt when the lookup history grows), and the host's chainedKey.
+   */
+  private async chainedStep(
+    plan: StepPlan, rows: number, step: number, start: number, medusaK: number, pipeline: GPUComputePipeline, group: GPUBindGroup,
+  ): Promise<RecordedStep> {
+    const { host } = this;
+    const key = `${rows}:${medusaK}:${idOf(pipeline)}:${idOf(group)}:${host.chainedKey(step)}`;
+    let byKey = this.recorded.get(plan);
+    if (!byKey) this.recorded.set(plan, (byKey = new Map()));
+    let made = byKey.get(key);
+    if (!made) {
+      const { dims } = this.buffers!;
+      made = await RecordedStep.recordAsync(async (pass) => {
+        host.encodeChained(pass, plan, rows, step, start, dims);
+        await host.heads.encode(pass, plan, { b: 1, rows, parents: host.parents, medusaK, ownK: 0 });
+        pass.setPipeline(pipeline);
+        pass.setBindGroup(0, group);
+        pass.dispatchWorkgroups(1);
+      });
+      byKey.set(key, made);
+    }
+    return made;
+  }
+
   destroy(): void {
     if (this.lookupBuffers) for (const b of [this.lookupBuffers.params, this.lookupBuffers.history]) b.destroy();
     if (this.buffers) for (const b of [this.buffers.state, this.buffers.params, this.buffers.staging]) b.destroy();
@@ -252,6 +289,7 @@ export class GpuChain {
       lb.history.destroy();
       lb.history = this.historyBuffer(2 * cap);
       lb.groups.clear();
+      this.recorded = new WeakMap(); // every recording bound the old history (its key would miss them anyway)
     }
     device.queue.writeBuffer(lb.history, 0, Uint32Array.from([lookup.history.length, ...lookup.history]));
     device.queue.writeBuffer(lb.params, 0, Uint32Array.of(rows, chain, ringAt, CHAIN_LENS, lookup.minN, lookup.maxN, lb.history.size / 4 - 1, 0));

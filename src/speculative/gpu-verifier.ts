@@ -31,6 +31,7 @@ import type { GpuModel } from '../model/gpu-model.ts';
 import type { SamplingOptions } from '../model/sampling.ts';
 import type { ModelWeights } from '../model/weights.ts';
 import { BufferUsage, MapMode, throwIfDeviceErrors } from '../runtime/device.ts';
+import { idOf } from '../runtime/object-id.ts';
 import { ProfilingPass, timeDispatchesOf, timeStepStream, type DispatchTime } from '../runtime/dispatch-profile.ts';
 import { compileTreeAttention, type DimsSlot, type TreeAttention } from '../runtime/tree-attention.ts';
 import { FoldedSteps } from './folded-steps.ts';
@@ -383,6 +384,9 @@ export class GpuTreeVerifier implements TreeVerifier, BatchTreeVerifier {
         await this.encode(pass, plan, 1, rows, medusaK, 0, false);
       },
       encodeChained: (pass, plan, rows, step, start, dims) => this.encodeChained(pass, plan, rows, step, start, dims),
+      chainedKey: (step) => this.folds
+        ? `folded set ${this.folds.setAhead(step)}`
+        : `states ${this.model.attentionStates.map((s) => Object.values(s.buffers!).map(idOf).join(',')).join(';')}`,
       submitted: (tree, plan, rows, steps) => {
         this.folds?.advance(steps);
         this.pending = undefined;
