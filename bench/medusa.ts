@@ -90,6 +90,8 @@ export interface MedusaFigure {
    * run to be GPU-bound.
    */
   readonly hostMsPerChainedStep?: number;
+  /** Of hostMsPerChainedStep, the ms in queue.submit (finish + submit of the run's pieces). */
+  readonly submitMsPerChainedStep?: number;
   readonly chainedSteps?: number;
   /** `auto`: per mode (plain, then each tree) decisions, tokens and ms, summed over the prompts. */
   readonly modes?: readonly OptionSummary[];
@@ -291,6 +293,7 @@ try {
       const encoding = verifier.chainEncoding;
       const chainedSteps = encoding.steps - encodingBefore.steps;
       const hostMsPerChainedStep = chainedSteps > 0 ? (encoding.ms - encodingBefore.ms) / chainedSteps : undefined;
+      const submitMsPerChainedStep = chainedSteps > 0 ? (encoding.submitMs - encodingBefore.submitMs) / chainedSteps : undefined;
       const plainRowTps = (1000 * plainRowTokens) / plainRowMs;
       // A chained run's steps are timed as one submit: only its unchained first step (root only) pushes a GPU time.
       const treeGpu = gpuMs.length && !s.chain ? median(gpuMs) : undefined;
@@ -299,14 +302,14 @@ try {
         tokensPerS: tps, plainTokensPerS: plainRowTps, speedup: tps / plainRowTps, gpuMsPerTreeStep: treeGpu,
         treeStepOverDecodeStep: treeGpu !== undefined && decodeGpuMs ? treeGpu / decodeGpuMs : undefined,
         identical, prompts: prompts.length,
-        ...(hostMsPerChainedStep !== undefined && { hostMsPerChainedStep, chainedSteps }),
+        ...(hostMsPerChainedStep !== undefined && { hostMsPerChainedStep, submitMsPerChainedStep, chainedSteps }),
         ...(modes.length && { modes: addSummaries(modes) }),
       };
       figures.push(fig);
       writeReport([]);
       log(`  ${kind} ${fig.source} --tree ${fig.tree}: accepted ${fig.meanAccepted.toFixed(2)}/step (tree ${fig.meanTreeNodes.toFixed(1)} nodes), ${tps.toFixed(1)} tokens/s, ` +
         `${fig.speedup.toFixed(2)}× (plain alongside ${plainRowTps.toFixed(1)}), GPU ${treeGpu?.toFixed(3) ?? '—'} ms per tree step (${fig.treeStepOverDecodeStep?.toFixed(2) ?? '—'}× a decode step), identical ${identical}/${prompts.length}` +
-        (hostMsPerChainedStep !== undefined ? `, host ${hostMsPerChainedStep.toFixed(3)} ms per chained step (encode + submit, ${chainedSteps} steps)` : '') +
+        (hostMsPerChainedStep !== undefined ? `, host ${hostMsPerChainedStep.toFixed(3)} ms per chained step (encode + submit, of which submit ${submitMsPerChainedStep!.toFixed(3)}; ${chainedSteps} steps)` : '') +
         (fig.modes ? `\n    auto: ${formatPolicySummary(fig.modes)}` : ''));
     }
   }

@@ -118,9 +118,11 @@ interface LookupBuffers {
 export class GpuChain {
   /**
    * The host's time encoding and submitting runs (performance.now() from the first command encoder to the last
-   * submit, ms) and the steps they held, summed since creation: bench/medusa.ts reports ms per chained step.
+   * submit, ms), the part of it spent in queue.submit (`submitMs`: Dawn's native recording and the driver; on
+   * lavapipe also contended by its own threads running the work) and the steps they held, summed since creation:
+   * bench/medusa.ts reports them per chained step.
    */
-  readonly encoding = { ms: 0, steps: 0 };
+  readonly encoding = { ms: 0, submitMs: 0, steps: 0 };
   private buffers: Buffers | undefined;
   private lookupBuffers: LookupBuffers | undefined;
   /** Steps ≥ 1 of runs, recorded at first use (chainedStep): per plan, by what else their commands bind. */
@@ -195,7 +197,7 @@ export class GpuChain {
       } else (await this.chainedStep(plan, rows, i, start, medusaK, pipeline, group)).replay(pass);
       if (cuts.includes(i + 1)) {
         pass.end();
-        device.queue.submit([encoder.finish()]);
+        this.submit(encoder);
         encoder = device.createCommandEncoder({ label: `chained tree steps [${steps} × ${rows} rows] from step ${i + 1}` });
         pass = encoder.beginComputePass({ label: `chained tree steps from ${i + 1}` });
       }
@@ -210,7 +212,7 @@ export class GpuChain {
     encoder.copyBufferToBuffer(chain.state, 0, chain.staging, 0, 4 * (ringAt + ringWords));
     encoder.copyBufferToBuffer(host.path, 0, chain.staging, pathAt, 4 * host.maxNodes);
     if (headWords > 0) encoder.copyBufferToBuffer(heads.ids, 0, chain.staging, headsAt, 4 * headWords);
-    device.queue.submit([encoder.finish()]);
+    this.submit(encoder);
     this.encoding.ms += performance.now() - encodeStart;
     this.encoding.steps += steps;
     host.submitted(tree, plan, rows, steps);
@@ -259,6 +261,13 @@ export class GpuChain {
       byKey.set(key, made);
     }
     return made;
+  }
+
+  /** Finishes and submits `encoder`, timing it into encoding.submitMs. */
+  private submit(encoder: GPUCommandEncoder): void {
+    const t0 = performance.now();
+    this.host.model.gpu.device.queue.submit([encoder.finish()]);
+    this.encoding.submitMs += performance.now() - t0;
   }
 
   destroy(): void {

@@ -338,7 +338,7 @@ export class GpuTreeVerifier implements TreeVerifier, BatchTreeVerifier {
   }
 
   /** The host's ms encoding and submitting chained runs and the steps they held, since creation (GpuChain.encoding). */
-  get chainEncoding(): { readonly ms: number; readonly steps: number } {
+  get chainEncoding(): { readonly ms: number; readonly submitMs: number; readonly steps: number } {
     return { ...this.chain.encoding };
   }
 
