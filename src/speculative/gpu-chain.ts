@@ -26,6 +26,9 @@ export const MAX_CHAIN_STEPS = 64;
 const CHAIN_LENS = CHAIN_COMMIT_DIMS_WORD + 4;
 const CHAIN_TOPO = CHAIN_LENS + MAX_CHAIN_STEPS;
 
+/** Recordings of chained steps kept per plan (GpuChain.chainedStep). */
+const MAX_RECORDINGS_PER_PLAN = 8;
+
 /**
  * How each later tree of a run is drafted: from the Medusa heads' top-`medusaK` at the accepted node, or by
  * prompt lookup (lookup-chain.ts) in `history` (every token so far, the first tree's root last), extended on the
@@ -250,6 +253,9 @@ export class GpuChain {
     if (!byKey) this.recorded.set(plan, (byKey = new Map()));
     let made = byKey.get(key);
     if (!made) {
+      // A plan sees two keys (the parities) in steady state; more come only as bound buffers are replaced (a new
+      // session's state buffers), whose old recordings would keep those alive: past a few, start afresh.
+      if (byKey.size >= MAX_RECORDINGS_PER_PLAN) byKey.clear();
       const { dims } = this.buffers!;
       made = await RecordedStep.recordAsync(async (pass) => {
         host.encodeChained(pass, plan, rows, step, start, dims);
