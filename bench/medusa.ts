@@ -24,7 +24,8 @@
 // before its speculative run, for 3 rounds on a hardware GPU, and its speed-up is over that alternating plain
 // figure: a single plain figure per kind swung 2.5× between the kinds on the H200's host (call 17). Every figure
 // sums over the prompts: mean accepted length (tokens per verification step), tokens/s and the speed-up, the median GPU time of a tree step
-// against a decode step's, and how many outputs equal plain decoding's. The oracle (plain decoding's own output
+// against a decode step's, and how many outputs equal plain decoding's; a chained row adds the host's ms encoding and
+// submitting its runs per chained step (hostMsPerChainedStep). The oracle (plain decoding's own output
 // replayed: every proposal accepted) runs the Medusa chains: the ceiling of those shapes, and — its tree steps
 // being the same size without the heads — what the heads cost. Everything runs once on the first prompt
 // before timing (a pipeline compiles at its first dispatch on lavapipe), and each timed figure follows a sustained
@@ -83,6 +84,15 @@ export interface MedusaFigure {
   readonly treeStepOverDecodeStep: number | undefined;
   readonly identical: number;
   readonly prompts: number;
+  /**
+   * Chained rows (and `auto`, when it chains): the host's ms encoding and submitting a chained run, per chained step
+   * (GpuTreeVerifier.chainEncoding over the row's runs): what must stay well below a step's GPU time for the chained
+   * run to be GPU-bound.
+   */
+  readonly hostMsPerChainedStep?: number;
+  /** Of hostMsPerChainedStep, the ms in queue.submit (finish + submit of the run's pieces). */
+  readonly submitMsPerChainedStep?: number;
+  readonly chainedSteps?: number;
   /** `auto`: per mode (plain, then each tree) decisions, tokens and ms, summed over the prompts. */
   readonly modes?: readonly OptionSummary[];
 }
@@ -258,6 +268,7 @@ try {
       // figure per kind, measured before the rows, swung 2.5× between kinds on the H200's host in call 17.)
       let plainRowTokens = 0;
       let plainRowMs = 0;
+      const encodingBefore = verifier.chainEncoding;
       for (let round = 0; round < ROUNDS; round++) for (let p = 0; p < prompts.length; p++) {
         const q = await plainOf(prompts[p]);
         plainRowTokens += q.tokens[0].length - 1;
@@ -279,6 +290,10 @@ try {
         if (r.tokens.join(',') === plain[p].tokens[0].join(',')) identical++;
       }
       const tps = (1000 * tokens) / ms;
+      const encoding = verifier.chainEncoding;
+      const chainedSteps = encoding.steps - encodingBefore.steps;
+      const hostMsPerChainedStep = chainedSteps > 0 ? (encoding.ms - encodingBefore.ms) / chainedSteps : undefined;
+      const submitMsPerChainedStep = chainedSteps > 0 ? (encoding.submitMs - encodingBefore.submitMs) / chainedSteps : undefined;
       const plainRowTps = (1000 * plainRowTokens) / plainRowMs;
       // A chained run's steps are timed as one submit: only its unchained first step (root only) pushes a GPU time.
       const treeGpu = gpuMs.length && !s.chain ? median(gpuMs) : undefined;
@@ -287,12 +302,14 @@ try {
         tokensPerS: tps, plainTokensPerS: plainRowTps, speedup: tps / plainRowTps, gpuMsPerTreeStep: treeGpu,
         treeStepOverDecodeStep: treeGpu !== undefined && decodeGpuMs ? treeGpu / decodeGpuMs : undefined,
         identical, prompts: prompts.length,
+        ...(hostMsPerChainedStep !== undefined && { hostMsPerChainedStep, submitMsPerChainedStep, chainedSteps }),
         ...(modes.length && { modes: addSummaries(modes) }),
       };
       figures.push(fig);
       writeReport([]);
       log(`  ${kind} ${fig.source} --tree ${fig.tree}: accepted ${fig.meanAccepted.toFixed(2)}/step (tree ${fig.meanTreeNodes.toFixed(1)} nodes), ${tps.toFixed(1)} tokens/s, ` +
         `${fig.speedup.toFixed(2)}× (plain alongside ${plainRowTps.toFixed(1)}), GPU ${treeGpu?.toFixed(3) ?? '—'} ms per tree step (${fig.treeStepOverDecodeStep?.toFixed(2) ?? '—'}× a decode step), identical ${identical}/${prompts.length}` +
+        (hostMsPerChainedStep !== undefined ? `, host ${hostMsPerChainedStep.toFixed(3)} ms per chained step (encode + submit, of which submit ${submitMsPerChainedStep!.toFixed(3)}; ${chainedSteps} steps)` : '') +
         (fig.modes ? `\n    auto: ${formatPolicySummary(fig.modes)}` : ''));
     }
   }

@@ -104,17 +104,26 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
 }
 
 /**
+ * The state word where the books write a second copy of the next commit's dims: byte 256, an offset every adapter
+ * allows a uniform binding at, so the commit and fold kernels of the next chained step bind their dims uniform
+ * there in the state buffer itself (words [0, 4), the tree's dims, are at offset 0) — no copy between steps.
+ */
+export const CHAIN_COMMIT_DIMS_WORD = 64;
+
+/**
  * The books a chained step keeps once it knows its accepted length L (of N nodes): L into the lens, the step count,
  * the next commit's dims (1, L, pos, N) and the next tree's (1, N, pos + L, 0), the committed position advanced.
  * Shared by chainAcceptWgsl and chain-lookup.ts's kernel, which keep the same state words.
  */
 export function chainStepBooks(indent: string): string {
+  const C = CHAIN_COMMIT_DIMS_WORD;
   return [
     'let steps = st[10];',
     'st[params.lensAt + steps] = L;',
     'st[10] = steps + 1u;',
     'let pos = st[8];',
     'st[4] = 1u; st[5] = L; st[6] = pos; st[7] = N;',
+    `st[${C}u] = 1u; st[${C + 1}u] = L; st[${C + 2}u] = pos; st[${C + 3}u] = N;`,
     'st[8] = pos + L;',
     'st[0] = 1u; st[1] = N; st[2] = pos + L; st[3] = 0u;',
   ].map((l) => indent + l).join('\n');
@@ -125,12 +134,12 @@ export function chainStepBooks(indent: string): string {
  *   - walks from the accepted node (the Medusa projection's accepted-row prologue's, matmul-heads.ts) to the root and writes the path [L] the commit reads;
  *   - appends the step's tokens (the path's drafts, then the bonus = the pick at the accepted node) to the ring;
  *   - advances the committed position and writes the next commit's dims (1, L, pos, N) and the next tree's
- *     dims (1, N, pos + L, 0), which the host copies into the kernels' uniforms before the next step;
+ *     dims (1, N, pos + L, 0), which the next step's kernels bind as uniforms in this buffer (chainStepBooks);
  *   - assembles the next tree's tokens in place: root = the bonus, a node of depth d ≥ 2 whose last rank is r =
  *     head (d − 2)'s rank-r candidate at the accepted node (an id ≥ vocab, no candidate, becomes 0: verification
  *     still decides), a padding row (depth 1) = the root.
- * State words (u32): [0, 4) tree dims, [4, 8) commit dims, 8 pos, 9 ring count, 10 steps, lens [steps] at
- * params.lensAt, the topology [N] × (depth, last rank) at params.topoAt, the ring at params.ringAt.
+ * State words (u32): [0, 4) tree dims, [4, 8) commit dims, 8 pos, 9 ring count, 10 steps, the commit dims again at
+ * CHAIN_COMMIT_DIMS_WORD (so params.lensAt is past it), lens [steps] at params.lensAt, the topology [N] × (depth, last rank) at params.topoAt, the ring at params.ringAt.
  */
 export function chainAcceptWgsl(): string {
   return `// chained speculation: acceptance, the token ring, the positions and the next tree

@@ -25,6 +25,13 @@ export class RecordedStep {
     return new RecordedStep(recorder.pipelines, recorder.groups, Uint32Array.from(recorder.grid));
   }
 
+  /** As record, for an encoder that awaits (compiling a pipeline at its first use) before it records. */
+  static async recordAsync(encode: (pass: GPUComputePassEncoder) => Promise<void>): Promise<RecordedStep> {
+    const recorder = new StepRecorder();
+    await encode(recorder as unknown as GPUComputePassEncoder);
+    return new RecordedStep(recorder.pipelines, recorder.groups, Uint32Array.from(recorder.grid));
+  }
+
   get dispatches(): number {
     return this.pipelines.length;
   }

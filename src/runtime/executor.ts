@@ -33,12 +33,19 @@ export class PlanRunner {
     return new PlanRunner(gpu, plan, pipelines);
   }
 
-  /** Bind groups for the plan's kernels over the given buffers (every plan buffer must be present). */
-  bind(buffers: Readonly<Record<string, GPUBuffer>>, b: number, t: number, pos0 = 0, dimsBuffer?: GPUBuffer): Bound {
-    const dims = dimsBuffer ?? this.gpu.device.createBuffer({ label: `${this.plan.variant} dims`, size: 16, usage: BufferUsage.UNIFORM | BufferUsage.COPY_DST });
-    this.gpu.device.queue.writeBuffer(dims, 0, Uint32Array.of(b, t, pos0, 0));
+  /**
+   * Bind groups for the plan's kernels over the given buffers (every plan buffer must be present). The dims uniform
+   * is `dimsBuffer` (written here with b, t, pos0), or a buffer of its own; or, given a slot — 16 bytes at an offset
+   * that is a multiple of 256 — those, which the GPU fills (chained speculation): nothing is written there, since a
+   * write from the queue would land between submits already in flight and the GPU's own.
+   */
+  bind(buffers: Readonly<Record<string, GPUBuffer>>, b: number, t: number, pos0 = 0, dimsBuffer?: GPUBuffer | { readonly buffer: GPUBuffer; readonly offset: number }): Bound {
+    const slot = dimsBuffer && 'offset' in dimsBuffer ? dimsBuffer : undefined;
+    const dims = slot?.buffer ?? (dimsBuffer as GPUBuffer | undefined) ?? this.gpu.device.createBuffer({ label: `${this.plan.variant} dims`, size: 16, usage: BufferUsage.UNIFORM | BufferUsage.COPY_DST });
+    const dimsOffset = slot?.offset ?? 0;
+    if (!slot) this.gpu.device.queue.writeBuffer(dims, 0, Uint32Array.of(b, t, pos0, 0));
     const groups = this.plan.kernels.map((k: Kernel, n) => {
-      const entries: GPUBindGroupEntry[] = [{ binding: 0, resource: { buffer: dims } }];
+      const entries: GPUBindGroupEntry[] = [{ binding: 0, resource: { buffer: dims, offset: dimsOffset, size: 16 } }];
       k.bindings.forEach((bd, i) => {
         const buf = buffers[bd.buffer];
         if (!buf) throw new Error(`kernel ${k.label}: no buffer bound for '${bd.buffer}'`);

@@ -20,6 +20,7 @@ import type { Plan } from '../../backends/wgsl/plan.ts';
 import type { Program } from '../ir/types.ts';
 import { BufferUsage, type Gpu } from './device.ts';
 import { PlanRunner } from './executor.ts';
+import { idOf } from './object-id.ts';
 
 export interface TreeIo {
   /** The nodes' token inputs by input name ('q', 'k', 'v', …), each [b, nNodes, …axes] f32. */
@@ -43,15 +44,24 @@ export interface FoldSet {
   readonly nodes: GPUBuffer;
 }
 
+/**
+ * A dims uniform the GPU fills (chained speculation): the 16 bytes (b, t or path length, pos, N) at `offset` of
+ * `buffer`, a multiple of 256 (any adapter's uniform offset alignment).
+ */
+export interface DimsSlot {
+  readonly buffer: GPUBuffer;
+  readonly offset: number;
+}
+
 export interface TreeAttention {
   /** Records verification of `nNodes` draft nodes after `pos` committed tokens; the state is read only. */
-  encodeTree(pass: GPUComputePassEncoder, io: TreeIo, state: Readonly<Record<string, GPUBuffer>>, b: number, pos: number, nNodes: number, dims?: GPUBuffer): void;
+  encodeTree(pass: GPUComputePassEncoder, io: TreeIo, state: Readonly<Record<string, GPUBuffer>>, b: number, pos: number, nNodes: number, dims?: DimsSlot): void;
   /**
    * Records the fold of an accepted path of `pathLength` nodes into the state (nothing when 0); the caller then advances pos by pathLength.
    * With `dims` (a uniform buffer the GPU fills: chained speculation), the kernels read b, the path length, pos0 and N
    * from it instead of the host's pos and pathLength, which then only bound the launch.
    */
-  encodeCommit(pass: GPUComputePassEncoder, io: CommitIo, state: Readonly<Record<string, GPUBuffer>>, b: number, pos: number, nNodes: number, pathLength: number, dims?: GPUBuffer): void;
+  encodeCommit(pass: GPUComputePassEncoder, io: CommitIo, state: Readonly<Record<string, GPUBuffer>>, b: number, pos: number, nNodes: number, pathLength: number, dims?: DimsSlot): void;
   /**
    * Records, in one launch, verification of `nNodes` nodes (io.inputs, io.parents → io.o) against `from`'s state
    * at position `pos` followed by the pending path of `pathLength` nodes (io.path: node indices into `from`'s kept
@@ -59,7 +69,7 @@ export interface TreeAttention {
    * uniform the GPU fills: chained speculation) the kernel reads (b, pathLength, pos, nNodes) from it.
    * Only when the factory has a fold (TreeAttentionFactory.fold).
    */
-  encodeFolded(pass: GPUComputePassEncoder, io: TreeIo & { readonly path: GPUBuffer }, from: FoldSet, to: FoldSet, b: number, pos: number, nNodes: number, pathLength: number, dims?: GPUBuffer): void;
+  encodeFolded(pass: GPUComputePassEncoder, io: TreeIo & { readonly path: GPUBuffer }, from: FoldSet, to: FoldSet, b: number, pos: number, nNodes: number, pathLength: number, dims?: DimsSlot): void;
   /** Records the fold of the pending path of `pathLength` nodes (indices in `path`, inputs in set.nodes) into set.state, in place (nothing when 0). */
   encodeFoldCommit(pass: GPUComputePassEncoder, path: GPUBuffer, set: FoldSet, b: number, pos: number, pathLength: number): void;
 }
@@ -177,7 +187,7 @@ class TreeLayer implements TreeAttention {
     this.foldCommitDims = dims('packed commit');
   }
 
-  encodeTree(pass: GPUComputePassEncoder, io: TreeIo, state: Readonly<Record<string, GPUBuffer>>, b: number, pos: number, nNodes: number, dims?: GPUBuffer): void {
+  encodeTree(pass: GPUComputePassEncoder, io: TreeIo, state: Readonly<Record<string, GPUBuffer>>, b: number, pos: number, nNodes: number, dims?: DimsSlot): void {
     this.check(b, pos, nNodes);
     const all = this.buffers(io.inputs, state, this.scratch.get([this.tree.plan, this.commit.plan], b));
     all[TREE_PARENTS] = io.parents;
@@ -187,7 +197,7 @@ class TreeLayer implements TreeAttention {
     this.tree.encode(pass, bound);
   }
 
-  encodeCommit(pass: GPUComputePassEncoder, io: CommitIo, state: Readonly<Record<string, GPUBuffer>>, b: number, pos: number, nNodes: number, pathLength: number, dims?: GPUBuffer): void {
+  encodeCommit(pass: GPUComputePassEncoder, io: CommitIo, state: Readonly<Record<string, GPUBuffer>>, b: number, pos: number, nNodes: number, pathLength: number, dims?: DimsSlot): void {
     this.check(b, pos, nNodes);
     if (!Number.isInteger(pathLength) || pathLength < 0 || pathLength > nNodes) throw new Error(`${this.label}: accepted path of ${pathLength} nodes from a tree of ${nNodes}`);
     if (pathLength === 0) return;
@@ -199,7 +209,7 @@ class TreeLayer implements TreeAttention {
     this.commit.encode(pass, bound);
   }
 
-  encodeFolded(pass: GPUComputePassEncoder, io: TreeIo & { readonly path: GPUBuffer }, from: FoldSet, to: FoldSet, b: number, pos: number, nNodes: number, pathLength: number, dims?: GPUBuffer): void {
+  encodeFolded(pass: GPUComputePassEncoder, io: TreeIo & { readonly path: GPUBuffer }, from: FoldSet, to: FoldSet, b: number, pos: number, nNodes: number, pathLength: number, dims?: DimsSlot): void {
     if (!this.fold) throw new Error(`${this.label}: variant ${this.program.name} has no folded tree step`);
     this.check(b, pos, nNodes);
     if (!Number.isInteger(pathLength) || pathLength < 0 || pathLength > this.maxNodes) throw new Error(`${this.label}: pending path of ${pathLength} nodes; trees have at most ${this.maxNodes}`);
@@ -245,9 +255,11 @@ class TreeLayer implements TreeAttention {
     return all;
   }
 
-  private bound(kind: string, runner: PlanRunner, all: Record<string, GPUBuffer>, b: number, t: number, dims: GPUBuffer): ReturnType<PlanRunner['bind']> {
+  /** `dims`: the layer's own uniform (written per encode), or a slot the GPU fills. */
+  private bound(kind: string, runner: PlanRunner, all: Record<string, GPUBuffer>, b: number, t: number, dims: GPUBuffer | DimsSlot): ReturnType<PlanRunner['bind']> {
     const names = runner.plan.kernels.flatMap((k) => k.bindings.map((x) => x.buffer));
-    const key = `${kind}:${b}:${idOf(dims)}:${[...new Set(names)].map((n) => `${n}=${idOf(all[n])}`).join(',')}`;
+    const dimsKey = 'offset' in dims ? `${idOf(dims.buffer)}@${dims.offset}` : `${idOf(dims)}`;
+    const key = `${kind}:${b}:${dimsKey}:${[...new Set(names)].map((n) => `${n}=${idOf(all[n])}`).join(',')}`;
     let bound = this.binds.get(key);
     if (!bound) {
       bound = runner.bind(all, b, t, 0, dims);
@@ -255,13 +267,4 @@ class TreeLayer implements TreeAttention {
     }
     return { ...bound, t }; // the launch size follows t; the bind groups do not
   }
-}
-
-const ids = new WeakMap<GPUBuffer, number>();
-let nextId = 0;
-function idOf(b: GPUBuffer | undefined): number {
-  if (!b) return -1;
-  let id = ids.get(b);
-  if (id === undefined) ids.set(b, (id = nextId++));
-  return id;
 }

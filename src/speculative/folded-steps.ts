@@ -10,7 +10,7 @@
 import type { FoldLayout } from '../../backends/wgsl/tree-fold.ts';
 import type { Gpu } from '../runtime/device.ts';
 import type { AttentionEncoder } from '../model/gpu-step-plan.ts';
-import type { TreeAttention } from '../runtime/tree-attention.ts';
+import type { DimsSlot, TreeAttention } from '../runtime/tree-attention.ts';
 import { FoldSets } from '../runtime/tree-fold-sets.ts';
 
 export class FoldedSteps {
@@ -37,9 +37,9 @@ export class FoldedSteps {
    * A path the host knows to be longer than `foldUpTo` is committed by the packed commit launch first and the tree
    * folded with nothing pending: each node's walk then skips it (six launches per layer instead of five).
    */
-  attend(b: number, pos: number, rows: number, pathLength: number, parents: GPUBuffer, path: GPUBuffer, ahead = 0, dims?: GPUBuffer, foldUpTo = Infinity): AttentionEncoder {
-    if (this.at === null || b !== this.b) throw new Error(`folded tree step of ${b} sequences: enter() first`);
-    const k = (this.at + ahead) % 2;
+  attend(b: number, pos: number, rows: number, pathLength: number, parents: GPUBuffer, path: GPUBuffer, ahead = 0, dims?: DimsSlot, foldUpTo = Infinity): AttentionEncoder {
+    if (b !== this.b) throw new Error(`folded tree step of ${b} sequences: enter() first`);
+    const k = this.setAhead(ahead);
     const sets = this.setsOf(b);
     const first = !dims && pathLength > foldUpTo;
     return (pass, n, io) => {
@@ -49,6 +49,12 @@ export class FoldedSteps {
       this.layers[n].encodeFoldCommit(pass, path, from, b, pos, pathLength);
       this.layers[n].encodeFolded(pass, tree, from, to, b, pos + pathLength, rows, 0);
     };
+  }
+
+  /** The set a folded step `ahead` steps after the next one reads (attend). */
+  setAhead(ahead: number): number {
+    if (this.at === null) throw new Error('folded tree step: enter() first');
+    return (this.at + ahead) % 2;
   }
 
   /** After a submit of `steps` folded steps: the state is in the other set each step. */

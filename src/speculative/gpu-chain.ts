@@ -7,9 +7,12 @@
 // the chain's kernels and buffers.
 import type { StepPlan } from '../model/gpu-step-plan.ts';
 import type { GpuModel } from '../model/gpu-model.ts';
+import { RecordedStep } from '../model/step-recording.ts';
 import { BufferUsage } from '../runtime/device.ts';
+import { idOf } from '../runtime/object-id.ts';
+import type { DimsSlot } from '../runtime/tree-attention.ts';
 import { compileKernel } from '../runtime/pipeline-cache.ts';
-import { chainAcceptWgsl } from '../../backends/wgsl/speculative-kernels.ts';
+import { CHAIN_COMMIT_DIMS_WORD, chainAcceptWgsl } from '../../backends/wgsl/speculative-kernels.ts';
 import { chainLookupWgsl } from '../../backends/wgsl/chain-lookup.ts';
 import type { Candidate } from './candidate.ts';
 import type { StaticTopology } from './chain.ts';
@@ -19,8 +22,12 @@ import type { TokenTree } from './token-tree.ts';
 
 /** Most steps of one chained run (runChain). */
 export const MAX_CHAIN_STEPS = 64;
-const CHAIN_LENS = 11;
+/** The state's lens start after the commit dims' copy that the next step's kernels bind (CHAIN_COMMIT_DIMS_WORD). */
+const CHAIN_LENS = CHAIN_COMMIT_DIMS_WORD + 4;
 const CHAIN_TOPO = CHAIN_LENS + MAX_CHAIN_STEPS;
+
+/** Recordings of chained steps kept per plan (GpuChain.chainedStep). */
+const MAX_RECORDINGS_PER_PLAN = 8;
 
 /**
  * How each later tree of a run is drafted: from the Medusa heads' top-`medusaK` at the accepted node, or by
@@ -80,7 +87,12 @@ export interface ChainHost {
    * Records step `step` ≥ 1 of the run without its heads: the previous step's path committed and the tree's layers,
    * reading b, the path length, the positions and N from the uniforms the chain kernel fills (`dims`).
    */
-  encodeChained(pass: GPUComputePassEncoder, plan: StepPlan, rows: number, step: number, start: number, dims: { readonly tree: GPUBuffer; readonly commit: GPUBuffer }): void;
+  encodeChained(pass: GPUComputePassEncoder, plan: StepPlan, rows: number, step: number, start: number, dims: { readonly tree: DimsSlot; readonly commit: DimsSlot }): void;
+  /**
+   * What encodeChained's commands for step `step` bind beyond the plan and the chain's own buffers, as a key (the
+   * folded sets' parity, or the layers' state buffers): a recording of the step is replayed only under its key.
+   */
+  chainedKey(step: number): string;
   /** After the submit of `steps` steps: `tree`'s step (with `plan`) is the last verified and nothing is pending. */
   submitted(tree: TokenTree, plan: StepPlan, rows: number, steps: number): void;
   /** Maps and copies out `bytes` of `staging` (a map call counted), naming `what` in errors. */
@@ -91,9 +103,9 @@ export interface ChainHost {
 
 interface Buffers {
   readonly pipeline: GPUComputePipeline;
+  /** The books (chainAcceptWgsl's words), also bound as the later steps' dims uniforms (`dims`). */
   readonly state: GPUBuffer;
-  readonly treeDims: GPUBuffer;
-  readonly commitDims: GPUBuffer;
+  readonly dims: { readonly tree: DimsSlot; readonly commit: DimsSlot };
   readonly params: GPUBuffer;
   readonly staging: GPUBuffer;
   readonly groups: Map<StepPlan, GPUBindGroup>;
@@ -107,8 +119,17 @@ interface LookupBuffers {
 }
 
 export class GpuChain {
+  /**
+   * The host's time encoding and submitting runs (performance.now() from the first command encoder to the last
+   * submit, ms), the part of it spent in queue.submit (`submitMs`: Dawn's native recording and the driver; on
+   * lavapipe also contended by its own threads running the work) and the steps they held, summed since creation:
+   * bench/medusa.ts reports them per chained step.
+   */
+  readonly encoding = { ms: 0, submitMs: 0, steps: 0 };
   private buffers: Buffers | undefined;
   private lookupBuffers: LookupBuffers | undefined;
+  /** Steps ≥ 1 of runs, recorded at first use (chainedStep): per plan, by what else their commands bind. */
+  private recorded = new WeakMap<StepPlan, Map<string, RecordedStep>>();
 
   constructor(private readonly host: ChainHost) {}
 
@@ -163,28 +184,28 @@ export class GpuChain {
     }
     const pending0 = host.pendingLength;
     const cuts = host.splitSubmits ? chainCuts(steps) : [];
+    const encodeStart = performance.now();
     let encoder = device.createCommandEncoder({ label: `chained tree steps [${steps} × ${rows} rows]` });
     host.enter(encoder);
+    // One pass per submit piece: each step's kernels read the dims the chain kernel before them wrote into the
+    // state (bound there as uniforms), and a pass orders its dispatches, so no copy stands between steps.
+    let pass = encoder.beginComputePass({ label: `chained tree steps from 0` });
+    const pipeline = lookup ? this.lookupBuffers!.pipeline : chain.pipeline;
     for (let i = 0; i < steps; i++) {
-      if (i > 0) {
-        encoder.copyBufferToBuffer(chain.state, 0, chain.treeDims, 0, 16);
-        encoder.copyBufferToBuffer(chain.state, 16, chain.commitDims, 0, 16);
-      }
-      const pass = encoder.beginComputePass({ label: `chained tree step ${i}` });
-      if (i === 0) await host.encodeStep(pass, plan, rows, medusaK);
-      else {
-        host.encodeChained(pass, plan, rows, i, start, { tree: chain.treeDims, commit: chain.commitDims });
-        await heads.encode(pass, plan, { b: 1, rows, parents: host.parents, medusaK, ownK: 0 });
-      }
-      pass.setPipeline(lookup ? this.lookupBuffers!.pipeline : chain.pipeline);
-      pass.setBindGroup(0, group);
-      pass.dispatchWorkgroups(1); // lookup: one workgroup of CHAIN_LOOKUP_WORKGROUP
-      pass.end();
+      if (i === 0) {
+        await host.encodeStep(pass, plan, rows, medusaK);
+        pass.setPipeline(pipeline);
+        pass.setBindGroup(0, group);
+        pass.dispatchWorkgroups(1); // lookup: one workgroup of CHAIN_LOOKUP_WORKGROUP
+      } else (await this.chainedStep(plan, rows, i, start, medusaK, pipeline, group)).replay(pass);
       if (cuts.includes(i + 1)) {
-        device.queue.submit([encoder.finish()]);
+        pass.end();
+        this.submit(encoder);
         encoder = device.createCommandEncoder({ label: `chained tree steps [${steps} × ${rows} rows] from step ${i + 1}` });
+        pass = encoder.beginComputePass({ label: `chained tree steps from ${i + 1}` });
       }
     }
+    pass.end();
     const M = lookup ? 0 : heads.medusaHeads;
     const ringWords = steps * host.maxNodes;
     const headWords = M * host.maxBatch * MAX_TOP_K;
@@ -194,7 +215,9 @@ export class GpuChain {
     encoder.copyBufferToBuffer(chain.state, 0, chain.staging, 0, 4 * (ringAt + ringWords));
     encoder.copyBufferToBuffer(host.path, 0, chain.staging, pathAt, 4 * host.maxNodes);
     if (headWords > 0) encoder.copyBufferToBuffer(heads.ids, 0, chain.staging, headsAt, 4 * headWords);
-    device.queue.submit([encoder.finish()]);
+    this.submit(encoder);
+    this.encoding.ms += performance.now() - encodeStart;
+    this.encoding.steps += steps;
     host.submitted(tree, plan, rows, steps);
     const data = new Uint32Array(await host.readBack(chain.staging, bytes, 'chained tree steps'));
     const lens = Array.from(data.subarray(CHAIN_LENS, CHAIN_LENS + steps));
@@ -214,9 +237,48 @@ export class GpuChain {
     return { steps: out, medusa, path };
   }
 
+  /**
+   * Step `step` ≥ 1 of a run — the previous path committed, the tree's layers, the heads, the chain kernel — as
+   * recorded commands: from step 1 on a run's commands are the same but for the folded sets' parity (only GPU-side
+   * words change), so the JavaScript encode runs at a key's first use and later steps, and later runs, replay it.
+   * The key holds everything the commands bind that may be replaced: the plan (the map's key), the rows, medusaK,
+   * the chain kernel and its bind group (rebuilt when the lookup history grows), and the host's chainedKey.
+   */
+  private async chainedStep(
+    plan: StepPlan, rows: number, step: number, start: number, medusaK: number, pipeline: GPUComputePipeline, group: GPUBindGroup,
+  ): Promise<RecordedStep> {
+    const { host } = this;
+    const key = `${rows}:${medusaK}:${idOf(pipeline)}:${idOf(group)}:${host.chainedKey(step)}`;
+    let byKey = this.recorded.get(plan);
+    if (!byKey) this.recorded.set(plan, (byKey = new Map()));
+    let made = byKey.get(key);
+    if (!made) {
+      // A plan sees two keys (the parities) in steady state; more come only as bound buffers are replaced (a new
+      // session's state buffers), whose old recordings would keep those alive: past a few, start afresh.
+      if (byKey.size >= MAX_RECORDINGS_PER_PLAN) byKey.clear();
+      const { dims } = this.buffers!;
+      made = await RecordedStep.recordAsync(async (pass) => {
+        host.encodeChained(pass, plan, rows, step, start, dims);
+        await host.heads.encode(pass, plan, { b: 1, rows, parents: host.parents, medusaK, ownK: 0 });
+        pass.setPipeline(pipeline);
+        pass.setBindGroup(0, group);
+        pass.dispatchWorkgroups(1);
+      });
+      byKey.set(key, made);
+    }
+    return made;
+  }
+
+  /** Finishes and submits `encoder`, timing it into encoding.submitMs. */
+  private submit(encoder: GPUCommandEncoder): void {
+    const t0 = performance.now();
+    this.host.model.gpu.device.queue.submit([encoder.finish()]);
+    this.encoding.submitMs += performance.now() - t0;
+  }
+
   destroy(): void {
     if (this.lookupBuffers) for (const b of [this.lookupBuffers.params, this.lookupBuffers.history]) b.destroy();
-    if (this.buffers) for (const b of [this.buffers.state, this.buffers.treeDims, this.buffers.commitDims, this.buffers.params, this.buffers.staging]) b.destroy();
+    if (this.buffers) for (const b of [this.buffers.state, this.buffers.params, this.buffers.staging]) b.destroy();
   }
 
   /**
@@ -242,6 +304,7 @@ export class GpuChain {
       lb.history.destroy();
       lb.history = this.historyBuffer(2 * cap);
       lb.groups.clear();
+      this.recorded = new WeakMap(); // every recording bound the old history (its key would miss them anyway)
     }
     device.queue.writeBuffer(lb.history, 0, Uint32Array.from([lookup.history.length, ...lookup.history]));
     device.queue.writeBuffer(lb.params, 0, Uint32Array.of(rows, chain, ringAt, CHAIN_LENS, lookup.minN, lookup.maxN, lb.history.size / 4 - 1, 0));
@@ -271,13 +334,12 @@ export class GpuChain {
       bindings: ['storage', 'read-only-storage', 'read-only-storage', 'read-only-storage', 'read-only-storage', 'storage', 'storage', 'uniform'],
     });
     const words = CHAIN_TOPO + 2 * maxNodes + MAX_CHAIN_STEPS * maxNodes;
-    const uniform = (label: string) => device.createBuffer({ label, size: 32, usage: BufferUsage.UNIFORM | BufferUsage.COPY_DST });
+    const state = device.createBuffer({ label: 'chain state', size: 4 * words, usage: BufferUsage.STORAGE | BufferUsage.UNIFORM | BufferUsage.COPY_DST | BufferUsage.COPY_SRC });
     this.buffers = {
       pipeline,
-      state: device.createBuffer({ label: 'chain state', size: 4 * words, usage: BufferUsage.STORAGE | BufferUsage.COPY_DST | BufferUsage.COPY_SRC }),
-      treeDims: uniform('chain tree dims'),
-      commitDims: uniform('chain commit dims'),
-      params: uniform('chain params'),
+      state,
+      dims: { tree: { buffer: state, offset: 0 }, commit: { buffer: state, offset: 4 * CHAIN_COMMIT_DIMS_WORD } },
+      params: device.createBuffer({ label: 'chain params', size: 32, usage: BufferUsage.UNIFORM | BufferUsage.COPY_DST }),
       staging: device.createBuffer({ label: 'chain readback', size: 4 * (words + maxNodes + heads.medusaHeads * maxBatch * MAX_TOP_K), usage: BufferUsage.MAP_READ | BufferUsage.COPY_DST }),
       groups: new Map(),
     };

@@ -31,8 +31,9 @@ import type { GpuModel } from '../model/gpu-model.ts';
 import type { SamplingOptions } from '../model/sampling.ts';
 import type { ModelWeights } from '../model/weights.ts';
 import { BufferUsage, MapMode, throwIfDeviceErrors } from '../runtime/device.ts';
+import { idOf } from '../runtime/object-id.ts';
 import { ProfilingPass, timeDispatchesOf, timeStepStream, type DispatchTime } from '../runtime/dispatch-profile.ts';
-import { compileTreeAttention, type TreeAttention } from '../runtime/tree-attention.ts';
+import { compileTreeAttention, type DimsSlot, type TreeAttention } from '../runtime/tree-attention.ts';
 import { FoldedSteps } from './folded-steps.ts';
 import type { Candidate } from './candidate.ts';
 import type { StaticTopology } from './chain.ts';
@@ -336,6 +337,11 @@ export class GpuTreeVerifier implements TreeVerifier, BatchTreeVerifier {
     return timeStepStream(this.model.gpu, pass.dispatches, repeats);
   }
 
+  /** The host's ms encoding and submitting chained runs and the steps they held, since creation (GpuChain.encoding). */
+  get chainEncoding(): { readonly ms: number; readonly submitMs: number; readonly steps: number } {
+    return { ...this.chain.encoding };
+  }
+
   /** Greedy speculation chained on the GPU, batch 1: `steps` tree steps in one submit (gpu-chain.ts). */
   runChain(tree: TokenTree, topology: StaticTopology, steps: number, draft: ChainDraft): Promise<ChainResult> {
     return this.chain.run(tree, topology, steps, draft);
@@ -378,6 +384,9 @@ export class GpuTreeVerifier implements TreeVerifier, BatchTreeVerifier {
         await this.encode(pass, plan, 1, rows, medusaK, 0, false);
       },
       encodeChained: (pass, plan, rows, step, start, dims) => this.encodeChained(pass, plan, rows, step, start, dims),
+      chainedKey: (step) => this.folds
+        ? `folded set ${this.folds.setAhead(step)}`
+        : `states ${this.model.attentionStates.map((s) => Object.values(s.buffers!).map(idOf).join(',')).join(';')}`,
       submitted: (tree, plan, rows, steps) => {
         this.folds?.advance(steps);
         this.pending = undefined;
@@ -468,7 +477,7 @@ export class GpuTreeVerifier implements TreeVerifier, BatchTreeVerifier {
    * Chained step `step` ≥ 1 (gpu-chain.ts), batch 1, greedy: the previous step's path and the positions come from
    * the chain kernel's uniforms. Folded: one launch per layer reading the set `step` steps after the current one.
    */
-  private encodeChained(pass: GPUComputePassEncoder, plan: StepPlan, rows: number, step: number, start: number, dims: { readonly tree: GPUBuffer; readonly commit: GPUBuffer }): void {
+  private encodeChained(pass: GPUComputePassEncoder, plan: StepPlan, rows: number, step: number, start: number, dims: { readonly tree: DimsSlot; readonly commit: DimsSlot }): void {
     if (this.folds) {
       // pathLength only bounds the launch's checks here: the kernel reads the path's length from dims.
       encodeStepWith(pass, plan, this.folds.attend(1, start, rows, rows, this.parents, this.path, step, dims.commit), 'ids', 'argmax', { logits: false });
