@@ -11,6 +11,7 @@ import { isSoftmaxProgram } from '../backends/wgsl/softmax-analysis.ts';
 import type { ChunkSchedule } from '../backends/wgsl/chunked.ts';
 import { segmentable } from '../backends/wgsl/chunked.ts';
 import { axisSizes } from '../src/inputs.ts';
+import type { Program } from '../src/ir/types.ts';
 import { compileFile } from '../src/runtime/compiler.ts';
 import { matchingExecutions, nodeEvaluations } from './helpers/wgsl-counts.ts';
 import { DECODABLE } from './helpers/variants.ts';
@@ -23,6 +24,35 @@ const SCHEDULES: readonly ChunkSchedule[] = [
 ];
 
 const CHUNK_KERNELS = DECODABLE.filter((f) => !isSoftmaxProgram(compileFile(f).program));
+
+/** One fused chunk kernel (a launch with the chunk loop) of a variant at one of SCHEDULES, with what it stages. */
+interface ChunkKernelCase {
+  readonly program: Program;
+  readonly sizes: Readonly<Record<string, number>>;
+  /** The schedule it was lowered at (SCHEDULES' entry, or it less the segments where the variant has none). */
+  readonly schedule: ChunkSchedule;
+  readonly code: string;
+  readonly label: string;
+  /** Rows of keys staged before the chunk (a bounded term's reach). */
+  readonly halo: number;
+  /** The kernel's head axes. */
+  readonly head: readonly string[];
+}
+
+/** Every fused chunk kernel of `file` at h 16, d 64, e 64, at every schedule of SCHEDULES. */
+function chunkKernels(file: string): ChunkKernelCase[] {
+  const c = compileFile(file);
+  const p = c.program;
+  const sizes = axisSizes(c.source, Object.fromEntries(Object.entries({ h: 16, d: 64, e: 64 }).filter(([a]) => c.source.axes[a]?.kind === 'free')));
+  return SCHEDULES.flatMap((s) => {
+    const schedule = s.segment && !segmentable(p, sizes) ? { chunk: s.chunk, cols: s.cols, threads: s.threads } : s;
+    return lowerChunked(p, sizes, { fuse: true, schedule }).kernels.filter((x) => /for \(var c: u32 = /.test(x.code)).map((k) => ({
+      program: p, sizes, schedule, code: k.code, label: k.label,
+      halo: Number(/halo (\d+)/.exec(k.code)![1]),
+      head: /head axes \[([^\]]*)\]/.exec(k.code)![1].split(', ').filter(Boolean),
+    }));
+  });
+}
 
 describe('the counter', () => {
   // A φ evaluated inside the score loop, per (i, j, f), as the issue suspected: C·C·F evaluations, not C·F.
@@ -54,35 +84,27 @@ describe('the counter', () => {
 
 describe('feature maps in the fused chunk kernel', () => {
   it.each(CHUNK_KERNELS)('%s: φ and ψ evaluated at most once per (row, feature) per chunk; no φ in a segment-state launch', (file) => {
-    const c = compileFile(file);
-    const p = c.program;
-    const sizes = axisSizes(c.source, Object.fromEntries(Object.entries({ h: 16, d: 64, e: 64 }).filter(([a]) => c.source.axes[a]?.kind === 'free')));
-    const prefix = p.terms.flatMap((t) => (t.form.kind === 'prefix' ? [t.form] : []));
-    for (const s of SCHEDULES) {
-      const schedule = s.segment && !segmentable(p, sizes) ? { chunk: s.chunk, cols: s.cols, threads: s.threads } : s;
-      const plan = lowerChunked(p, sizes, { fuse: true, schedule });
-      for (const k of plan.kernels.filter((x) => /for \(var c: u32 = /.test(x.code))) {
-        const halo = Number(/halo (\d+)/.exec(k.code)![1]);
-        const stateOnly = k.label.endsWith('.segment-state');
-        for (const f of prefix) {
-          const F = featureCount(f, sizes);
-          const at = `${k.label} at ${JSON.stringify(schedule)}`;
-          const phi = nodeEvaluations(k.code, f.phi, s.chunk, s.threads);
-          const psi = nodeEvaluations(k.code, f.psi, s.chunk, s.threads);
-          // Rows staged per chunk: φ the chunk's C, ψ also the halo a bounded term reading it as its key reaches back.
-          const phiMax = s.chunk * F;
-          const psiMax = (s.chunk + halo) * F;
-          if (f.phi === f.psi) {
-            // One node on both sides (a symmetric feature map) is staged for each.
-            expect(phi, `${at}: φ = ψ %${f.phi} evaluations per chunk`).toBeLessThanOrEqual((stateOnly ? 0 : phiMax) + psiMax);
-            continue;
-          }
-          if (stateOnly) expect(phi, `${at}: φ %${f.phi} evaluated in a launch that writes no outputs`).toBe(0);
-          else expect(phi, `${at}: φ %${f.phi} never evaluated (is the counter reading this kernel?)`).toBeGreaterThan(0);
-          expect(phi, `${at}: φ %${f.phi} evaluations per chunk`).toBeLessThanOrEqual(phiMax);
-          expect(psi, `${at}: ψ %${f.psi} never evaluated (is the counter reading this kernel?)`).toBeGreaterThan(0);
-          expect(psi, `${at}: ψ %${f.psi} evaluations per chunk`).toBeLessThanOrEqual(psiMax);
+    for (const { program, sizes, schedule: s, code, label, halo } of chunkKernels(file)) {
+      const prefix = program.terms.flatMap((t) => (t.form.kind === 'prefix' ? [t.form] : []));
+      const stateOnly = label.endsWith('.segment-state');
+      for (const f of prefix) {
+        const F = featureCount(f, sizes);
+        const at = `${label} at ${JSON.stringify(s)}`;
+        const phi = nodeEvaluations(code, f.phi, s.chunk, s.threads);
+        const psi = nodeEvaluations(code, f.psi, s.chunk, s.threads);
+        // Rows staged per chunk: φ the chunk's C, ψ also the halo a bounded term reading it as its key reaches back.
+        const phiMax = s.chunk * F;
+        const psiMax = (s.chunk + halo) * F;
+        if (f.phi === f.psi) {
+          // One node on both sides (a symmetric feature map) is staged for each.
+          expect(phi, `${at}: φ = ψ %${f.phi} evaluations per chunk`).toBeLessThanOrEqual((stateOnly ? 0 : phiMax) + psiMax);
+          continue;
         }
+        if (stateOnly) expect(phi, `${at}: φ %${f.phi} evaluated in a launch that writes no outputs`).toBe(0);
+        else expect(phi, `${at}: φ %${f.phi} never evaluated (is the counter reading this kernel?)`).toBeGreaterThan(0);
+        expect(phi, `${at}: φ %${f.phi} evaluations per chunk`).toBeLessThanOrEqual(phiMax);
+        expect(psi, `${at}: ψ %${f.psi} never evaluated (is the counter reading this kernel?)`).toBeGreaterThan(0);
+        expect(psi, `${at}: ψ %${f.psi} evaluations per chunk`).toBeLessThanOrEqual(psiMax);
       }
     }
   });
@@ -91,20 +113,11 @@ describe('feature maps in the fused chunk kernel', () => {
   // performer's): one value per row, staged once per row. Evaluated per element, as ExprGen did inside each φ/ψ
   // element, it ran (C + halo)·d times a chunk, each a d-long loop.
   it.each(CHUNK_KERNELS)('%s: a row reduction inside a feature map evaluated at most once per staged row per chunk', (file) => {
-    const c = compileFile(file);
-    const p = c.program;
-    const sizes = axisSizes(c.source, Object.fromEntries(Object.entries({ h: 16, d: 64, e: 64 }).filter(([a]) => c.source.axes[a]?.kind === 'free')));
-    for (const s of SCHEDULES) {
-      const schedule = s.segment && !segmentable(p, sizes) ? { chunk: s.chunk, cols: s.cols, threads: s.threads } : s;
-      const plan = lowerChunked(p, sizes, { fuse: true, schedule });
-      for (const k of plan.kernels.filter((x) => /for \(var c: u32 = /.test(x.code))) {
-        const halo = Number(/halo (\d+)/.exec(k.code)![1]);
-        const head = /head axes \[([^\]]*)\]/.exec(k.code)![1].split(', ').filter(Boolean);
-        const rowReductions = p.nodes.filter((n) => (n.op === 'sum' || n.op === 'norm' || n.op === 'matmul') && n.type.side !== 'pair' && n.type.axes.every((x) => head.includes(x)));
-        for (const r of rowReductions) {
-          const n = nodeEvaluations(k.code, r.id, s.chunk, s.threads);
-          expect(n, `${k.label} at ${JSON.stringify(schedule)}: %${r.id} ${r.op} evaluations per chunk`).toBeLessThanOrEqual(s.chunk + halo);
-        }
+    for (const { program: p, schedule: s, code, label, halo, head } of chunkKernels(file)) {
+      const rowReductions = p.nodes.filter((n) => (n.op === 'sum' || n.op === 'norm' || n.op === 'matmul') && n.type.side !== 'pair' && n.type.axes.every((x) => head.includes(x)));
+      for (const r of rowReductions) {
+        const n = nodeEvaluations(code, r.id, s.chunk, s.threads);
+        expect(n, `${label} at ${JSON.stringify(s)}: %${r.id} ${r.op} evaluations per chunk`).toBeLessThanOrEqual(s.chunk + halo);
       }
     }
   });
@@ -113,20 +126,11 @@ describe('feature maps in the fused chunk kernel', () => {
   // per row): each element once per staged row. Computed inside each softmax element, it ran (2m + 1) times per
   // feature, F·(2m + 1)·d multiply-adds a row where m·d suffice.
   it.each(CHUNK_KERNELS)('%s: every element of a row reduction evaluated at most once per staged row per chunk', (file) => {
-    const c = compileFile(file);
-    const p = c.program;
-    const sizes = axisSizes(c.source, Object.fromEntries(Object.entries({ h: 16, d: 64, e: 64 }).filter(([a]) => c.source.axes[a]?.kind === 'free')));
-    for (const s of SCHEDULES) {
-      const schedule = s.segment && !segmentable(p, sizes) ? { chunk: s.chunk, cols: s.cols, threads: s.threads } : s;
-      const plan = lowerChunked(p, sizes, { fuse: true, schedule });
-      for (const k of plan.kernels.filter((x) => /for \(var c: u32 = /.test(x.code))) {
-        const halo = Number(/halo (\d+)/.exec(k.code)![1]);
-        const head = /head axes \[([^\]]*)\]/.exec(k.code)![1].split(', ').filter(Boolean);
-        for (const r of p.nodes.filter((n) => (n.op === 'sum' || n.op === 'norm' || n.op === 'matmul') && (n.type.side === 'token' || n.type.side === 'query' || n.type.side === 'key'))) {
-          const W = r.type.axes.filter((x) => !head.includes(x)).reduce((w, x) => w * sizes[x], 1);
-          const n = nodeEvaluations(k.code, r.id, s.chunk, s.threads);
-          expect(n, `${k.label} at ${JSON.stringify(schedule)}: %${r.id} ${r.op} evaluations per chunk`).toBeLessThanOrEqual((s.chunk + halo) * W);
-        }
+    for (const { program: p, sizes, schedule: s, code, label, halo, head } of chunkKernels(file)) {
+      for (const r of p.nodes.filter((n) => (n.op === 'sum' || n.op === 'norm' || n.op === 'matmul') && (n.type.side === 'token' || n.type.side === 'query' || n.type.side === 'key'))) {
+        const W = r.type.axes.filter((x) => !head.includes(x)).reduce((w, x) => w * sizes[x], 1);
+        const n = nodeEvaluations(code, r.id, s.chunk, s.threads);
+        expect(n, `${label} at ${JSON.stringify(s)}: %${r.id} ${r.op} evaluations per chunk`).toBeLessThanOrEqual((s.chunk + halo) * W);
       }
     }
   });
