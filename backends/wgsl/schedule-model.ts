@@ -14,10 +14,12 @@
 // they are not predictions to quote. src/runtime/adapter-model.ts builds the adapter's.
 import { operands, type OutputItem, type Program, type Term } from '../../src/ir/types.ts';
 import { layoutOf, sharedFloats, type ChunkSchedule } from './chunked.ts';
-import { rowReductionsOf } from './chunked/row-reductions.ts';
+import { analyseChunk } from './chunked/analysis.ts';
+import { stagedReductions } from './chunked/row-reductions.ts';
 import { blockTile, scoreTile } from './chunked/tiles.ts';
 import { count, type Sizes } from './common.ts';
 import { elementOps } from './element-ops.ts';
+import { stagedElementOps, stagedRowOps } from './row-quantity-ops.ts';
 import { featureCount, frontier, prefixGate, rowAxes } from './layout.ts';
 
 export interface AdapterModel {
@@ -218,18 +220,23 @@ export function chunkKernelCost(m: AdapterModel, k: ChunkKernelModel, b: number,
   // rather than the products' through workgroup memory: charged at the products' rate, the features inline put
   // llama's fused plan at 30.6 ms, performer's at 6.5 and hedgehog's at 727 where the H200 ran 15.4, 3.30 and 318;
   // at the elementwise rate (both passes of a segmented schedule) 17.4, 3.34 and 245.
-  // A row reduction inside a staged feature (llama's ‖rope(q)‖ over d) is staged once per row before the features
-  // (chunked/row-reductions.ts) and read by each element as a load: charged C times per step, not C·F times.
+  // The row quantities a staged feature reads (llama's ‖rope(q)‖ over d, hedgehog's q @ W and its softmaxes' max and
+  // Σ exp) are staged once per row before the features, rows c0 − halo … c0 + C − 1 (chunked/row-reductions.ts's
+  // stagedReductions: the generator's own list), and read by each element as a load: charged per row, not per
+  // element. Hedgehog's features, each charged its whole softmax (25027 operations an element at d 64, m 64), put
+  // its plans at 245, 160 and 160 ms where the H200 ran the staged kernels in 4.88, 3.00 and 2.54 (call 30).
   const rate = m.unitOpsPerUs / m.unitElementOpsPerUs;
-  const reductions = new Set<number>();
-  const withReductions = (ids: readonly number[]) => new Set([...leaves, ...ids.flatMap((id) => rowReductionsOf(p, id, L.head, leaves))]);
-  const inline = (id: number) => 1 + elementOps(p, sizes, id, withReductions([id])) * rate;
-  const rowOps = (ids: Iterable<number>) => [...ids].reduce((n, r) => n + C * elementOps(p, sizes, r, leaves) * rate, 0);
-  const staged = new Map<number, number>();
-  const stage = (id: number, elements: number) => {
-    staged.set(id, Math.max(staged.get(id) ?? 0, elements));
-    for (const r of rowReductionsOf(p, id, L.head, leaves)) reductions.add(r);
+  const spec = { program: p, sizes, terms: k.terms, items: k.items, partial: k.partial, schedule: s, materialised: leaves, label: 'model' };
+  const rowsOf = (segmented?: 'state') => {
+    const r = stagedRowOps(p, sizes, stagedReductions(analyseChunk({ ...spec, ...(segmented && { segmented }) })), leaves);
+    return { ...r, ops: r.quantities.reduce((n, { q, ops }) => n + (C + q.halo) * ops * rate, 0) };
   };
+  const rows = rowsOf();
+  // a segmented schedule's state launch stages only what ψ (and the values) read
+  const stateRows = s.segment ? rowsOf('state') : undefined;
+  const inline = (id: number, at = rows) => 1 + stagedElementOps(p, sizes, id, at) * rate;
+  const staged = new Map<number, number>();
+  const stage = (id: number, elements: number) => staged.set(id, Math.max(staged.get(id) ?? 0, elements));
   for (const term of k.terms) {
     const f = term.form;
     if (f.kind === 'prefix') {
@@ -237,7 +244,7 @@ export function chunkKernelCost(m: AdapterModel, k: ChunkKernelModel, b: number,
       // + the state S (F × R) read and written once per step whatever C: what makes very small chunks lose
       const { scores, outputs, fold } = blockedShares(C, F, R, s);
       ops += C * C * F * scores + (C * C * R + C * F * R) * outputs + C * F * R * fold + 2 * F * R;
-      stateOps += C * F * R * fold + 2 * F * R + C * F * inline(f.psi) + rowOps(rowReductionsOf(p, f.psi, L.head, leaves));
+      stateOps += C * F * R * fold + 2 * F * R + (s.segment ? C * F * inline(f.psi, stateRows!) : 0);
       stage(f.phi, C * F);
       stage(f.psi, C * F);
       const gate = prefixGate(p, f);
@@ -257,7 +264,8 @@ export function chunkKernelCost(m: AdapterModel, k: ChunkKernelModel, b: number,
     }
   }
   for (const [id, elements] of staged) ops += elements * inline(id);
-  ops += rowOps(reductions);
+  ops += rows.ops;
+  if (stateRows) stateOps += stateRows.ops;
   const chunks = Math.ceil(t / C);
   const seg = s.segment;
   // What it reads per token: each tile reads a token tensor whole unless it has the tile's column axes (v: each tile
