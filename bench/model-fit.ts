@@ -2,7 +2,8 @@
 // (bench/results/h200-kernels-fit.json: calls 6-9, cosformer's schedules of calls 11 and 15): every measured plan's estimate at the schedule it ran at beside its time, and
 // the plan the model picks today (choosePlan on a described H200, no GPU needed) beside the one measured faster.
 //
-//   npx tsx bench/model-fit.ts [FILE]        (default bench/results/h200-kernels-fit.json: the rows the model was fitted to; bench/results/h200-kernels.json is call 11's validation)
+//   npx tsx bench/model-fit.ts [FILE]        (default bench/results/h200-kernels-fit.json: the pre-toggle rows of calls 6–15;
+//                                             bench/results/h200-kernels.json: the toggled rows the constants are now fitted to)
 //
 // test/model-fit.test.ts checks the picks; this prints the table the constants are refitted from.
 import { readFileSync } from 'node:fs';
@@ -28,6 +29,8 @@ export interface MeasuredRow {
   variant: string; b: number; h: number; t: number; d: number; call: number; model_units: number;
   fused_ms: number | null; unfused_ms: number | null; prologue_ms?: number | null; prologue_nodes?: number[];
   fused_schedule?: ChunkSchedule; unfused_schedule?: ChunkSchedule;
+  /** Absent in rows written before the bench recorded it: the prologue plan ran at the fused schedule. */
+  prologue_schedule?: ChunkSchedule;
 }
 
 export type PlanName = 'fused' | 'prologue' | 'unfused';
@@ -71,7 +74,7 @@ export function fitRow(row: MeasuredRow, gpu: Gpu = H200): FitRow | undefined {
   const est = (s: ChunkSchedule, fuse: boolean, prologue?: ReadonlySet<number>) => ms(estimatePlan(m, p, sizes, s, fuse, row.b, row.t, prologue));
   const plans: FitRow['plans'] = [
     { plan: 'fused', ms: row.fused_ms, estMs: est(row.fused_schedule, true), schedule: row.fused_schedule },
-    ...(row.prologue_ms != null && row.prologue_nodes ? [{ plan: 'prologue' as const, ms: row.prologue_ms, estMs: est(row.fused_schedule, true, new Set(row.prologue_nodes)), schedule: row.fused_schedule }] : []),
+    ...(row.prologue_ms != null && row.prologue_nodes ? [{ plan: 'prologue' as const, ms: row.prologue_ms, estMs: est(row.prologue_schedule ?? row.fused_schedule, true, new Set(row.prologue_nodes)), schedule: row.prologue_schedule ?? row.fused_schedule }] : []),
     ...(row.unfused_ms !== null && row.unfused_schedule ? [{ plan: 'unfused' as const, ms: row.unfused_ms, estMs: est(row.unfused_schedule, false), schedule: row.unfused_schedule }] : []),
   ];
   const sorted = [...plans].sort((a, b) => a.ms - b.ms);
@@ -111,7 +114,8 @@ export function fitTable(fits: readonly FitRow[]): string {
     lines.push(`  → fastest ${f.fastest} (next +${(f.gap * 100).toFixed(0)} %), model picks ${f.pick} at ${show(f.pickSchedule)} (est. ${f.pickEstMs?.toFixed(2)} ms${f.pickMeasured ? '' : ', a schedule not measured'}): ${ok}`);
   }
   const geo = (xs: number[]) => Math.exp(xs.reduce((a, b) => a + b, 0) / xs.length).toFixed(2);
-  lines.push('', `estimate error, the geometric mean of max(model/measured, measured/model): ${geo(logErr)}× over all ${logErr.length} plans, ${geo(logErr132)}× over the ${logErr132.length} of calls 7 onwards (132 units, three rounds)`);
+  const of132 = logErr132.length ? `, ${geo(logErr132)}× over the ${logErr132.length} of calls 7 onwards (132 units, three rounds)` : '';
+  lines.push('', `estimate error, the geometric mean of max(model/measured, measured/model): ${geo(logErr)}× over all ${logErr.length} plans${of132}`);
   return lines.join('\n');
 }
 
