@@ -110,7 +110,7 @@ export function fitTable(fits: readonly FitRow[]): string {
       if (ratio !== undefined && r.model_units === 132) logErr132.push(Math.abs(Math.log(ratio)));
       lines.push(`${r.variant.padEnd(18)} t${r.t} d${r.d}`.padEnd(34) + `${r.call}    ${x.plan.padEnd(9)} ${show(x.schedule).padEnd(12)} ${x.ms.toFixed(2).padStart(8)} ${(x.estMs?.toFixed(2) ?? '—').padStart(7)} ${ratio?.toFixed(2).padStart(6) ?? ''}`);
     }
-    const ok = f.plans.length < 2 ? 'one plan measured' : f.pick === f.fastest ? 'right' : f.gap > 0.1 ? 'WRONG' : 'wrong (within 10 %)';
+    const ok = f.plans.length < 2 ? 'one plan measured' : f.pick === f.fastest ? 'right' : !f.pickMeasured ? 'not timed at that schedule' : f.gap > 0.1 ? 'WRONG' : 'wrong (within 10 %)';
     lines.push(`  → fastest ${f.fastest} (next +${(f.gap * 100).toFixed(0)} %), model picks ${f.pick} at ${show(f.pickSchedule)} (est. ${f.pickEstMs?.toFixed(2)} ms${f.pickMeasured ? '' : ', a schedule not measured'}): ${ok}`);
   }
   const geo = (xs: number[]) => Math.exp(xs.reduce((a, b) => a + b, 0) / xs.length).toFixed(2);
