@@ -15,6 +15,7 @@ import { adapterModel } from '../src/runtime/adapter-model.ts';
 import { compileFile } from '../src/runtime/compiler.ts';
 import type { Gpu } from '../src/runtime/device.ts';
 import { choosePlan } from '../src/runtime/plan-choice.ts';
+import type { Program } from '../src/ir/types.ts';
 import { DECODABLE_VARIANTS } from './variant-list.ts';
 
 /** The bench's adapter as the model sees it: its name and limits (48 KB of workgroup memory on the H200). */
@@ -62,14 +63,9 @@ export function readRows(file = 'bench/results/h200-kernels-fit.json'): Measured
  * alone (an autotuner's trial of one schedule: call 15) has no runner-up (gap 0): it only ranks schedules.
  */
 export function fitRow(row: MeasuredRow, gpu: Gpu = H200): FitRow | undefined {
-  const file = DECODABLE_VARIANTS.find((f) => f.endsWith(`/${row.variant}.la`));
-  if (!file || row.fused_ms === null || !row.fused_schedule) return undefined;
-  const c = compileFile(file);
-  const axes: Record<string, number> = {};
-  for (const [a, def] of Object.entries(c.source.axes)) if (def.kind === 'free') axes[a] = a === 'h' ? row.h : row.d;
-  const sizes = axisSizes(c.source, axes);
-  const p = c.program;
-  if (isSoftmaxProgram(p)) return undefined;
+  const compiled = rowProgram(row);
+  if (!compiled || row.fused_ms === null || !row.fused_schedule) return undefined;
+  const { p, sizes } = compiled;
   const m = adapterModel(gpu);
   const est = (s: ChunkSchedule, fuse: boolean, prologue?: ReadonlySet<number>) => ms(estimatePlan(m, p, sizes, s, fuse, row.b, row.t, prologue));
   const plans: FitRow['plans'] = [
@@ -92,6 +88,16 @@ export function fitRow(row: MeasuredRow, gpu: Gpu = H200): FitRow | undefined {
     pickEstMs: est(choice.schedule, choice.fuse, choice.prologue),
     reason: choice.reason,
   };
+}
+
+/** The row's variant compiled at its shape; undefined for a variant not shipped and for softmax attention. */
+export function rowProgram(row: MeasuredRow): { p: Program; sizes: Record<string, number> } | undefined {
+  const file = DECODABLE_VARIANTS.find((f) => f.endsWith(`/${row.variant}.la`));
+  if (!file) return undefined;
+  const c = compileFile(file);
+  const axes: Record<string, number> = {};
+  for (const [a, def] of Object.entries(c.source.axes)) if (def.kind === 'free') axes[a] = a === 'h' ? row.h : row.d;
+  return isSoftmaxProgram(c.program) ? undefined : { p: c.program, sizes: axisSizes(c.source, axes) };
 }
 
 const ms = (e: PlanEstimate | undefined) => (e ? e.us / 1e3 : undefined);

@@ -10,11 +10,7 @@
 import type { ChunkSchedule } from '../backends/wgsl/chunked.ts';
 import { estimatePlan } from '../backends/wgsl/fusion-model.ts';
 import { hardwareModel, type AdapterModel } from '../backends/wgsl/schedule-model.ts';
-import { isSoftmaxProgram } from '../backends/wgsl/softmax-analysis.ts';
-import { axisSizes } from '../src/inputs.ts';
-import { compileFile } from '../src/runtime/compiler.ts';
-import { readRows, type MeasuredRow } from './model-fit.ts';
-import { DECODABLE_VARIANTS } from './variant-list.ts';
+import { readRows, rowProgram, type MeasuredRow } from './model-fit.ts';
 
 const GRID = {
   unitOpsPerUs: [10, 12, 14, 16, 18, 20, 24].map((c) => c * 1700),
@@ -29,17 +25,13 @@ interface Case { name: string; plans: Plan[]; est: (m: AdapterModel, x: Plan) =>
 
 function cases(file: string, keep: (r: MeasuredRow) => boolean): Case[] {
   return readRows(file).filter(keep).flatMap((row) => {
-    const path = DECODABLE_VARIANTS.find((f) => f.endsWith(`/${row.variant}.la`));
-    if (!path || row.fused_ms === null || !row.fused_schedule) return [];
-    const c = compileFile(path);
-    if (isSoftmaxProgram(c.program)) return [];
-    const axes: Record<string, number> = {};
-    for (const [a, def] of Object.entries(c.source.axes)) if (def.kind === 'free') axes[a] = a === 'h' ? row.h : row.d;
-    const sizes = axisSizes(c.source, axes);
+    const compiled = rowProgram(row);
+    if (!compiled || row.fused_ms === null || !row.fused_schedule) return [];
+    const { p, sizes } = compiled;
     const plans: Plan[] = [{ ms: row.fused_ms, s: row.fused_schedule, fuse: true }];
     if (row.prologue_ms != null && row.prologue_nodes) plans.push({ ms: row.prologue_ms, s: row.prologue_schedule ?? row.fused_schedule, fuse: true, prologue: new Set(row.prologue_nodes) });
     if (row.unfused_ms !== null && row.unfused_schedule) plans.push({ ms: row.unfused_ms, s: row.unfused_schedule, fuse: false });
-    const est = (m: AdapterModel, x: Plan) => estimatePlan(m, c.program, sizes, x.s, x.fuse, row.b, row.t, x.prologue)?.us ?? Infinity;
+    const est = (m: AdapterModel, x: Plan) => estimatePlan(m, p, sizes, x.s, x.fuse, row.b, row.t, x.prologue)?.us ?? Infinity;
     return [{ name: `${row.variant} b${row.b} h${row.h} t${row.t} d${row.d} ${row.call ?? ''}`, plans, est }];
   });
 }
