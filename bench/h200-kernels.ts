@@ -13,8 +13,9 @@
 // which one round per plan cannot tell apart.
 // (unfused_ms null for softmax attention, which has one plan; torch_ms null where PyTorch has no baseline) and
 // prints the model's decision and estimates beside each measurement, so that its constants can be refitted.
-// A third plan, the fused kernel with the feature nodes the model puts in a prologue at the fused schedule
-// (prologue_ms, prologue_nodes; null where the model puts none there), is timed in the same rounds.
+// A third plan, the fused kernel with the feature nodes the model puts in a prologue (prologue_ms, prologue_nodes,
+// prologue_schedule; null where the model puts none there) at the schedule the model's choice runs it at when it
+// picks that plan, else at the fused schedule, is timed in the same rounds.
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -78,8 +79,9 @@ interface Row {
   variant: string; b: number; h: number; t: number; d: number; fused_ms: number | null; unfused_ms: number | null; torch_ms: number | null;
   started?: string; fused_rounds_ms?: number[]; unfused_rounds_ms?: number[];
   prologue_ms?: number | null; prologue_rounds_ms?: number[]; prologue_nodes?: number[];
-  // the schedule each plan ran at (the prologue plan runs at the fused one): bench/model-fit.ts refits the model at them
-  fused_schedule?: ChunkSchedule; unfused_schedule?: ChunkSchedule;
+  // the schedule each plan ran at (the prologue plan at the one the model picks it at, else the fused one):
+  // bench/model-fit.ts refits the model at them
+  fused_schedule?: ChunkSchedule; unfused_schedule?: ChunkSchedule; prologue_schedule?: ChunkSchedule;
 }
 const rows: Row[] = [];
 const write = () => {
@@ -127,11 +129,14 @@ for (const { v, t, d } of cases) {
       const err = await checked(c, x, sizes, fuse, s, featureTile);
       if (!(err < 1e-3)) throw new Error(`${fuse ? 'fused' : 'unfused'} output wrong (relative error ${err} vs the float64 oracle); not timing it`);
       timed.push({ fuse, featureTile, plan: planFor(gpu, c, sizes, { form: 'chunked', fuse, schedule: s, ...(featureTile ? { featureTile } : {}) }), s, err, ms: [] });
-      const prologue = fuse && !softmax ? decidePrologue(model, p, sizes, s, B, t)?.prologue : undefined;
+      // the prologue plan at the schedule the model picks it at, where it picks it (hedgehog's may be the unfused
+      // plan's), else at the fused default
+      const ps = decision.fuse && decision.prologue?.size ? decision.schedule : s;
+      const prologue = fuse && !softmax ? decidePrologue(model, p, sizes, ps, B, t)?.prologue : undefined;
       if (prologue?.size) {
-        const perr = await checked(c, x, sizes, true, s, undefined, 'model');
+        const perr = await checked(c, x, sizes, true, ps, undefined, 'model');
         if (!(perr < 1e-3)) throw new Error(`fused with a prologue: output wrong (relative error ${perr} vs the float64 oracle); not timing it`);
-        timed.push({ fuse, prologue, plan: planFor(gpu, c, sizes, { form: 'chunked', fuse, schedule: s, prologue: 'model' }), s, err: perr, ms: [] });
+        timed.push({ fuse, prologue, plan: planFor(gpu, c, sizes, { form: 'chunked', fuse, schedule: ps, prologue: 'model' }), s: ps, err: perr, ms: [] });
       }
     }
     // Rounds, the plans alternating: a slow stretch of the GPU shows as a spread across rounds, a slow plan as a consistent figure.
@@ -140,8 +145,8 @@ for (const { v, t, d } of cases) {
       const ms = median(all);
       const est = softmax || featureTile ? undefined : estimatePlan(model, p, sizes, s, fuse, B, t, prologue);
       if (prologue) {
-        (row.prologue_ms = ms), (row.prologue_rounds_ms = all), (row.prologue_nodes = [...prologue]);
-        console.log(`${label}: prologue ${ms.toFixed(3).padStart(8)} ms (rounds ${all.map((v) => v.toFixed(3)).join(' ')}; model ${est ? (est.us / 1e3).toFixed(3) : '—'} ms) nodes ${[...prologue].map((id) => `%${id}`).join(' ')} err ${err.toExponential(1)}`);
+        (row.prologue_ms = ms), (row.prologue_rounds_ms = all), (row.prologue_nodes = [...prologue]), (row.prologue_schedule = s);
+        console.log(`${label}: prologue ${ms.toFixed(3).padStart(8)} ms (rounds ${all.map((v) => v.toFixed(3)).join(' ')}; model ${est ? (est.us / 1e3).toFixed(3) : '—'} ms) nodes ${[...prologue].map((id) => `%${id}`).join(' ')} schedule ${JSON.stringify(s)} err ${err.toExponential(1)}`);
         continue;
       }
       console.log(`${label}: ${fuse ? 'fused  ' : 'unfused'} ${ms.toFixed(3).padStart(9)} ms (rounds ${all.map((v) => v.toFixed(3)).join(' ')}; model ${est ? (est.us / 1e3).toFixed(3) : '—'} ms) schedule ${JSON.stringify(featureTile ? { ...s, featureTile } : s)} err ${err.toExponential(1)}`);

@@ -1,5 +1,5 @@
 // Issue 15's target, against the H200's own figures: what a user gets by default is the faster plan. For every row
-// of bench/results/h200-kernels-fit.json (the rows the model was fitted to) measured with the model seeing 132 units (calls 7 and 8; call 6's assumed 64
+// of bench/results/h200-kernels-fit.json (the pre-toggle rows the model was first fitted to; test/model-picks-h200.test.ts holds it to the toggled ones) measured with the model seeing 132 units (calls 7 and 8; call 6's assumed 64
 // and ran one round each), where the measured plans differ by more than 10 %, the plan choosePlan picks on a
 // described H200 today (no GPU) must be the one measured faster. The model's schedules may since differ from the
 // ones measured; the table printed (bench/model-fit.ts) says where, and those rows want measuring again.

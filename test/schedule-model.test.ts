@@ -6,7 +6,10 @@ import { sharedFloats } from '../backends/wgsl/chunked.ts';
 import { itemsOver } from '../backends/wgsl/chunked/analysis.ts';
 import { elementOps } from '../backends/wgsl/element-ops.ts';
 import { lowerChunked } from '../backends/wgsl/lower.ts';
-import { chooseFusion, estimatePlan } from '../backends/wgsl/fusion-model.ts';
+import { chooseFusion, estimatePlan, featureKernelOps } from '../backends/wgsl/fusion-model.ts';
+import { featureNodes } from '../backends/wgsl/feature-nodes.ts';
+import { featureRowQuantities } from '../backends/wgsl/feature-rows.ts';
+import { stagedElementOps, stagedRowOps } from '../backends/wgsl/row-quantity-ops.ts';
 import { blockedShares, chunkKernelCost, hardwareModel, launchCost } from '../backends/wgsl/schedule-model.ts';
 import { computeUnits, UNKNOWN_HARDWARE_UNITS } from '../src/runtime/adapter-model.ts';
 import { axisSizes } from '../src/inputs.ts';
@@ -86,6 +89,29 @@ describe('schedule model', () => {
     const f = p.terms[0].form as { phi: number };
     expect(elementOps(p, sizes, f.phi)).toBeLessThan(10); // elu(q) + 1: a load and a few operations
     expect(elementOps(p, sizes, f.phi, new Set([f.phi]))).toBe(1); // materialised: one load
+  });
+
+  it('prices the row quantities a kernel stages once per row, as the generator stages them: hedgehog\'s q @ W m·d, each softmax 2m, a feature an exp', () => {
+    const m = 64;
+    const { p, sizes } = variant('variants/hedgehog', { h: 16, d: 64, e: 64, m });
+    const phi = (p.terms[0].form as { phi: number }).phi;
+    // a feature kernel: one token's row over every head, h·m·d products (3 operations each as element-ops.ts counts
+    // a matmul's step: two loads and a multiply-add) and the two softmaxes' statistics, spread over its h·2m elements
+    const quantities = featureRowQuantities(p, sizes, phi);
+    expect(quantities.map((q) => q.kind).sort()).toEqual(['stats', 'stats', 'value']);
+    const perToken = 16 * m * 64 * 3;
+    expect(featureKernelOps(p, sizes, phi)).toBeGreaterThan(perToken / (16 * 2 * m));
+    expect(featureKernelOps(p, sizes, phi)).toBeLessThan(1.25 * perToken / (16 * 2 * m) + 10);
+    expect(elementOps(p, sizes, phi)).toBeGreaterThan(100 * featureKernelOps(p, sizes, phi)); // each element its whole softmax
+    // the chunk kernel: the staged list is the generator's (stagedReductions); with it a feature element is a load,
+    // an exp and a division, where each recomputed its softmax
+    const rows = stagedRowOps(p, sizes, quantities, new Set());
+    expect(stagedElementOps(p, sizes, phi, rows)).toBeLessThan(10);
+    const s = { chunk: 16, cols: 32, threads: 1024 };
+    const k = { program: p, sizes, terms: p.terms, items: itemsOver(p.output, p.terms), schedule: s, materialised: new Set<number>(), partial: false };
+    const fused = chunkKernelCost(H200, k, 4, 4096)!.us;
+    const materialised = chunkKernelCost(H200, { ...k, materialised: new Set(featureNodes(p)) }, 4, 4096)!.us;
+    expect(fused).toBeLessThan(2 * materialised); // was 50× before the staging was priced
   });
 });
 

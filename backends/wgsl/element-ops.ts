@@ -4,11 +4,12 @@
 // and every element of a softmax re-runs both of its reductions: hedgehog's φ = softmax(q @ W) costs about
 // 3·m·d operations per feature element inline, where its materialised feature kernel is read once per element.
 // The schedule model (schedule-model.ts) charges this per staged row; nodes in `leaves` (inputs, materialised
-// features) cost one load.
+// features, staged row quantities) cost one load, and a softmax in `stats` (its max and Σ exp staged once per row:
+// row-quantities.ts) costs its operand, two loads, an exp and a division, as ExprGen emits it with a StatsResolver.
 import { assertNever, type Id, type Program } from '../../src/ir/types.ts';
 import type { Sizes } from './common.ts';
 
-export function elementOps(p: Program, sizes: Sizes, id: Id, leaves: ReadonlySet<Id> = new Set()): number {
+export function elementOps(p: Program, sizes: Sizes, id: Id, leaves: ReadonlySet<Id> = new Set(), stats: ReadonlySet<Id> = new Set()): number {
   // Within one element a shared operand is computed once (ExprGen's per-block memo): count each node once.
   const seen = new Set<Id>();
   const ops = (x: Id): number => {
@@ -17,7 +18,7 @@ export function elementOps(p: Program, sizes: Sizes, id: Id, leaves: ReadonlySet
     const n = p.nodes[x];
     if (leaves.has(x)) return 1;
     // Inside a loop nothing is kept from one step to the next: count the body fresh for every step.
-    const fresh = (y: Id) => elementOps(p, sizes, y, leaves);
+    const fresh = (y: Id) => elementOps(p, sizes, y, leaves, stats);
     switch (n.op) {
       case 'input':
       case 'param':
@@ -32,6 +33,7 @@ export function elementOps(p: Program, sizes: Sizes, id: Id, leaves: ReadonlySet
       case 'norm':
         return sizes[n.axis] * (1 + fresh(n.x));
       case 'softmax':
+        if (stats.has(x)) return ops(n.x) + 4;
         return 2 * sizes[n.axis] * (1 + fresh(n.x)) + ops(n.x) + 2;
       case 'matmul':
         return sizes[n.axis] * (1 + fresh(n.a) + fresh(n.b));

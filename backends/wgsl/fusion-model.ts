@@ -2,14 +2,16 @@
 // map inside the chunk kernel, once per chunk and column tile, on the kernel's sequential path; the unfused plan
 // computes each once in a parallel elementwise kernel, runs one chunk kernel per term reading them, and adds the
 // parts in a combine kernel. Which is cheaper depends on how costly the features are inline (hedgehog's softmax
-// over a projection re-runs its reductions per element: element-ops.ts) against the unfused plan's extra launches
-// and traffic. The estimate of each plan mirrors lowerChunked's kernels one for one.
+// over a projection stages its q @ W and its max and Σ exp once per row: row-quantity-ops.ts) against the unfused
+// plan's extra launches and traffic. The estimate of each plan mirrors lowerChunked's kernels one for one.
 import type { Id, Program, Term } from '../../src/ir/types.ts';
 import { itemsOver, outputPart, valueGroups } from './chunked/analysis.ts';
 import type { ChunkSchedule } from './chunked.ts';
 import { count, type Sizes } from './common.ts';
 import { elementOps } from './element-ops.ts';
 import { featureNodes } from './feature-nodes.ts';
+import { featureRowQuantities } from './feature-rows.ts';
+import { stagedElementOps, stagedRowOps } from './row-quantity-ops.ts';
 import { chunkKernelCost, columnTiles, elementwiseCost, type AdapterModel } from './schedule-model.ts';
 
 export interface PlanEstimate {
@@ -26,7 +28,20 @@ export const materialisedNodes = (p: Program): Id[] => featureNodes(p);
  */
 export function featureKernelCost(m: AdapterModel, p: Program, sizes: Sizes, id: Id, reads: number, b: number, t: number): number {
   const elements = b * t * count(p.nodes[id].type.axes, sizes);
-  return elementwiseCost(m, elements, elementOps(p, sizes, id), 4 * elements * (1 + reads));
+  return elementwiseCost(m, elements, featureKernelOps(p, sizes, id), 4 * elements * (1 + reads));
+}
+
+/**
+ * Operations per element of node `id`'s feature kernel. A node with row quantities (feature-rows.ts's decision: a
+ * workgroup per token stages them) pays for them once per token, spread over its elements; any other computes
+ * each element on its own (element-ops.ts).
+ */
+export function featureKernelOps(p: Program, sizes: Sizes, id: Id): number {
+  const quantities = featureRowQuantities(p, sizes, id);
+  if (!quantities.length) return elementOps(p, sizes, id);
+  const per = count(p.nodes[id].type.axes, sizes);
+  const rows = stagedRowOps(p, sizes, quantities, new Set());
+  return rows.quantities.reduce((n, x) => n + x.ops, 0) / per + stagedElementOps(p, sizes, id, rows);
 }
 
 /** How many times the chunk kernels of `groups` read a materialised node: once per column tile of each that stages it. */

@@ -1,15 +1,13 @@
-// The row reductions inside what a chunk stages (rowReductions, tree-analysis.ts): a sum, norm or matmul over a
+// The row reductions inside what a chunk stages (../row-quantities.ts): a sum, norm or matmul over a
 // feature axis whose result has only head axes, like llama_linearized's ‖q‖ and ‖k‖ over d (‖rope(q)‖ in the
 // model's layer) or performer's ‖q‖. Phase 1 stages φ, ψ, the bounded terms' features and the values element by
 // element, each element with a fresh ExprGen, so a feature q/‖q‖ redid the norm's d-long loop (with any rotations)
 // for each of its d elements: d² per row.
 // Each row quantity (../row-quantities.ts: those reductions, a softmax's max and Σ exp, hedgehog's q @ W under its
 // softmax) is staged once per row into a workgroup array of its own first (stage.ts), level by level, and the
-// elements read it from there.
-import type { Id, Program } from '../../../src/ir/types.ts';
-import { operands } from '../../../src/ir/types.ts';
+// elements read it from there. The schedule model prices this same list (schedule-model.ts, row-quantity-ops.ts).
+import type { Id } from '../../../src/ir/types.ts';
 import { rowQuantities, type RowQuantity } from '../row-quantities.ts';
-import { rowReductions } from '../tree-analysis.ts';
 import type { ChunkAnalysis } from './analysis.ts';
 
 /** A row quantity staged per chunk: rows c0 − halo … c0 + C − 1, at row index row + halo. */
@@ -43,26 +41,4 @@ export function stagedReductions(a: ChunkAnalysis): StagedReduction[] {
     for (const r of rowQuantities(a.p, [root.id], a.L.head, a.spec.materialised)) halo.set(r.id, Math.max(halo.get(r.id) ?? 0, root.halo));
   }
   return rowQuantities(a.p, roots.map((r) => r.id), a.L.head, a.spec.materialised).map((r) => ({ ...r, halo: halo.get(r.id)! }));
-}
-
-/**
- * The outermost row reductions over `head` that computing `root` at one position evaluates: not those behind a
- * node in `materialised`, which is read from its buffer. Everything a staged node reads is at its own row's
- * position, so one position serves both sides of an `at`.
- */
-export function rowReductionsOf(p: Program, root: Id, head: readonly string[], materialised: ReadonlySet<Id>): Id[] {
-  const live = unmaterialised(p, root, materialised);
-  return rowReductions(p, root, 'tpos', { i: 'tpos', j: 'tpos' }, head).flatMap((r) => (live.has(r.id) ? [r.id] : []));
-}
-
-/** The nodes under `root` an ExprGen computes rather than reads: the walk stops at materialised nodes. */
-function unmaterialised(p: Program, root: Id, materialised: ReadonlySet<Id>): Set<Id> {
-  const live = new Set<Id>();
-  const walk = (id: Id): void => {
-    if (live.has(id) || materialised.has(id)) return;
-    live.add(id);
-    for (const x of operands(p.nodes[id])) walk(x);
-  };
-  walk(root);
-  return live;
 }
