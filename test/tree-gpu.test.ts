@@ -155,14 +155,14 @@ describe.each(FILES)('%s: GPU tree form', (name) => {
 });
 
 describe('every decodable variant', () => {
-  it('has tree and commit plans that the device compiles (valid WGSL, bindings within the per-stage limit)', async () => {
+  it.each([false, true])('has tree, commit and folded plans that the device compiles (valid WGSL, bindings within the per-stage limit), hardware split %s', async (hardware) => {
     const g = await gpu();
     const cases = VARIANTS.filter((v) => v.causal);
     expect(cases.length).toBeGreaterThanOrEqual(16);
     for (const v of cases) {
       const source = loadVariant(v.file, { sizes: v.sizes });
-      const f = await compileTreeAttention(g, runPasses(source), axisSizes(source, { h: 2, d: 8, e: 8 }), 32);
-      for (const k of [...f.tree.kernels, ...f.commit.kernels]) {
+      const f = await compileTreeAttention(g, runPasses(source), axisSizes(source, { h: 2, d: 8, e: 8 }), 32, hardware);
+      for (const k of [...f.tree.kernels, ...f.commit.kernels, ...(f.fold ? [...f.fold.plan.kernels, ...f.fold.commit.kernels] : [])]) {
         expect(k.bindings.length, `${v.file} ${k.label}`).toBeLessThanOrEqual(g.limits.maxStorageBuffersPerShaderStage);
       }
       expect(f.stateNames, v.file).toEqual(recurrentPlan(runPasses(source), axisSizes(source, { h: 2, d: 8, e: 8 })).buffers.filter((b) => b.role === 'state').map((b) => b.name));
