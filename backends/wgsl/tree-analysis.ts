@@ -236,16 +236,18 @@ function emitPath(main: Block, parents: string, N: string, par: string, path: st
       l.line(`${k}++;`);
       l.line(`${up} = ${par}[u32(${up})];`);
     });
-    if (pending) {
-      b.comment('the pending path above the root, youngest first');
-      b.for('i', '0u', (i) => `${i} < ${pending.length}`, (l, i) => {
-        l.line(`${path}[${k}] = ${pending.offset}u + ${pending.node(`${pending.length} - 1u - ${i}`)};`);
-        l.line(`${k}++;`);
-      });
-    }
     b.line(`${wdepth}[0] = ${k};`);
   });
-  main.define('depth', `workgroupUniformLoad(&${wdepth}[0])`, 'uniform: loops around barriers run to it');
+  if (!pending) {
+    main.define('depth', `workgroupUniformLoad(&${wdepth}[0])`, 'uniform: loops around barriers run to it');
+    return;
+  }
+  // One entry a thread: in lid 0's loop each entry waited for its own load of the path buffer.
+  const root = main.let('rootDepth', `workgroupUniformLoad(&${wdepth}[0])`, "n's depth in this step's tree");
+  main.comment('the pending path above the root, youngest first');
+  main.strided('i', pending.length, (b, i) => b.line(`${path}[${root} + ${i}] = ${pending.offset}u + ${pending.node(`${pending.length} - 1u - ${i}`)};`));
+  main.line('workgroupBarrier();');
+  main.define('depth', `${root} + ${pending.length}`, 'uniform: loops around barriers run to it');
 }
 
 /**

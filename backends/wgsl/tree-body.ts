@@ -17,6 +17,7 @@ export function emitTreeBody(T: TreeKernel, main: Block = T.kb.body): void {
   const tiles: PrefixTiles = {
     A: kb.workgroup('A', TREE_TILE, "the tile's scores"),
     part: kb.workgroup('part', TREE_TILE * a.lanes, 'partial scores of the feature slices'),
+    values: a.split.stageValues && a.prefix.length > 0 ? kb.workgroup('vals', TREE_TILE * a.NR, "the tile's values, [TILE, columns]") : null,
     slicePart: sliced
       ? {
         num: kb.workgroup('snum', a.split.threads, "the state's partial numerators of each slice"),

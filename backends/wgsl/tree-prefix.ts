@@ -30,6 +30,8 @@ export interface PrefixTiles {
   readonly A: WorkgroupArray;
   /** Partial scores of the feature lanes, [TILE · lanes]. */
   readonly part: WorkgroupArray;
+  /** The tile's values v_j, [TILE · NR] (a hardware split: TreeSplit.stageValues); null: each column computes its own. */
+  readonly values: WorkgroupArray | null;
   /** The state phase's partial sums of each slice, [threads] (num, then den where a term normalises); null with one slice. */
   readonly slicePart: { readonly num: WorkgroupArray; readonly den: WorkgroupArray | null } | null;
   /** Running product of the gates from n up to the tile, [gate width]. */
@@ -107,6 +109,20 @@ export function emitPrefixTerm(T: TreeKernel, main: Block, q: TreePrefix, t: Ter
       });
       b.line(`${tiles.part.name}[lid] = ${part};`);
     });
+    const vals = tiles.values?.name;
+    if (vals) {
+      l.comment("the tile's values, all loaded at once (the column walk below reads them here, not one load after another)");
+      l.strided('e', `${TREE_TILE * a.NR}u`, (b, e) => {
+        const k = b.let('k', `${k0} + ${e} / ${a.NR}u`);
+        b.block(`if (${k} < depth)`, (c) => {
+          const full: Index = { ...T.head, ...c.split(a.L.rest, a.sizes, `${e} % ${a.NR}u`, 'vc') };
+          const ju = c.let('ju', `${T.path.name}[${k}]`);
+          const aJ = c.let('aJ', `an - ${k}`);
+          T.at(aJ, ju);
+          c.line(`${vals}[${e}] = ${new ExprGen(a.p, a.sizes, T.read, { i: 'an', j: aJ }).value(c, t.value, full, aJ)};`);
+        });
+      });
+    }
     l.line('workgroupBarrier();');
     l.block(`if (lid < ${TREE_TILE}u)`, (b) => {
       const s = b.var('sc', '0.0');
@@ -120,11 +136,14 @@ export function emitPrefixTerm(T: TreeKernel, main: Block, q: TreePrefix, t: Ter
       const nu = b.var('nu', '0.0');
       const de = sums.den ? b.var('de', '0.0') : null;
       b.for('kk', '0u', (kk) => `${kk} < min(${TREE_TILE}u, depth - ${k0})`, (c, kk) => {
-        const k = c.let('k', `${k0} + ${kk}`);
-        const ju = c.let('ju', `${T.path.name}[${k}]`);
-        const aJ = c.let('aJ', `an - ${k}`);
-        T.at(aJ, ju);
-        const v = new ExprGen(a.p, a.sizes, T.read, { i: 'an', j: aJ }).value(c, t.value, full, aJ);
+        let v = `${vals}[${kk} * ${a.NR}u + ${col}]`;
+        if (!vals) {
+          const k = c.let('k', `${k0} + ${kk}`);
+          const ju = c.let('ju', `${T.path.name}[${k}]`);
+          const aJ = c.let('aJ', `an - ${k}`);
+          T.at(aJ, ju);
+          v = new ExprGen(a.p, a.sizes, T.read, { i: 'an', j: aJ }).value(c, t.value, full, aJ);
+        }
         const sc = c.let('sc', `${tiles.A.name}[${kk}]`);
         c.line(`${nu} = ${nu} + ${sc} * ${v};${de ? ` ${de} = ${de} + ${sc};` : ''}`);
       });
