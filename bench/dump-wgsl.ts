@@ -6,7 +6,8 @@
 //   npx tsx bench/dump-wgsl.ts --compare OLD NEW    lists the kernels whose statements differ
 //
 // Forms: fused chunked under several schedules (one segmented, one exporting the decoding state), unfused,
-// recurrent (the software and the hardware split), tree, tree commit and naive; the leaky (noncausal) variant
+// recurrent (the software and the hardware split), tree, tree commit, the folded tree step and its packed commit (the
+// tree kernels under both splits too) and naive; the leaky (noncausal) variant
 // only in the forms that accept it.
 // A form a variant refuses is recorded as its error message, so a refusal that changes shows up as well.
 import { mkdirSync, readdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
@@ -19,6 +20,7 @@ import { naivePlan } from '../backends/wgsl/naive.ts';
 import type { Plan } from '../backends/wgsl/plan.ts';
 import { recurrentPlan } from '../backends/wgsl/recurrent.ts';
 import { treeCommitPlan, treePlan } from '../backends/wgsl/tree.ts';
+import { treeFoldCommitPlan, treeFoldPlan } from '../backends/wgsl/tree-fold.ts';
 import { compileFile } from '../src/runtime/compiler.ts';
 import { axisSizes } from '../src/inputs.ts';
 import { candidateSchedules, defaultSchedule } from '../backends/wgsl/chunk-schedules.ts';
@@ -51,6 +53,11 @@ function dump(out: string): void {
         ['recurrent-hardware', () => recurrentPlan(p, sizes, undefined, { hardware: true })],
         ['tree', () => treePlan(p, sizes, 16)],
         ['tree-commit', () => treeCommitPlan(p, sizes, 16)],
+        ['tree-hardware', () => treePlan(p, sizes, 16, { hardware: true })],
+        ['tree-fold', () => treeFoldPlan(p, sizes, 16)],
+        ['tree-fold-commit', () => treeFoldCommitPlan(p, sizes, 16)],
+        ['tree-fold-hardware', () => treeFoldPlan(p, sizes, 16, { hardware: true })],
+        ['tree-fold-commit-hardware', () => treeFoldCommitPlan(p, sizes, 16, { hardware: true })],
         ['naive', () => naivePlan(c.source, sizes)],
       ];
       for (const [form, make] of forms) {

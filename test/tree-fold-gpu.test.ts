@@ -5,20 +5,22 @@
 // oracle's, and the state it writes equals what the separate commit leaves — S, z, So, zo and every ring slot —
 // for P = 0, 1, several and longer than the ring, at prefixes that put the path across group boundaries. So do
 // the packed commit (treeFoldCommitPlan, for a path too long to fold) then tree 2 folded with nothing pending.
+// Both under the software split and, for two variants, under the hardware split forced on this adapter.
 import { describe, it } from 'vitest';
-import { createState, Recurrent, type RecurrentState } from '../backends/cpu/recurrent.ts';
-import { TreeForm, type TreeNode } from '../backends/cpu/tree.ts';
+import { createState, type RecurrentState } from '../backends/cpu/recurrent.ts';
+import type { TreeNode } from '../backends/cpu/tree.ts';
 import { recurrentPlan } from '../backends/wgsl/recurrent.ts';
 import { runPasses } from '../passes/pipeline.ts';
 import { loadVariant } from '../src/io/variant-file.ts';
 import { axisSizes, makeInputs } from '../src/inputs.ts';
 import type { Gpu } from '../src/runtime/device.ts';
 import { PlanRunner } from '../src/runtime/executor.ts';
-import { allocTensor, downloadTensor, releaseTensor, uploadTensor, type GpuTensor } from '../src/runtime/gpu-tensor.ts';
+import { downloadTensor, type GpuTensor } from '../src/runtime/gpu-tensor.ts';
 import { compileTreeAttention, treeParents, treePaths } from '../src/runtime/tree-attention.ts';
 import { FoldSets } from '../src/runtime/tree-fold-sets.ts';
-import { rng, type Tensor } from '../src/tensor.ts';
+import { rng } from '../src/tensor.ts';
 import { expectRelClose, gpu } from './helpers/gpu.ts';
+import { treeFixture } from './helpers/tree-fixture.ts';
 import { VARIANTS } from './references/index.ts';
 
 // elu_dwconv: a K = 4 convolution ring; retnet: a per-head decay; gla: per-feature gates; llama_linearized:
@@ -26,168 +28,159 @@ import { VARIANTS } from './references/index.ts';
 const FILES = ['elu_dwconv', 'retnet', 'gla', 'llama_linearized'];
 const AXES = { h: 2, d: 4, e: 3 };
 const B = 2;
-const MAX_NODES = 8;
-/** (prefix tokens, pending path length): nothing pending, one node, several across a group start, longer than the ring. */
-const CASES: readonly [number, number][] = [[0, 0], [2, 1], [3, 3], [5, 6], [0, 7]];
+/** (prefix tokens, pending path length[, tree 2's nodes]): nothing pending, one node, several across a group start, longer than the ring. */
+type Case = readonly [number, number, number?];
+const CASES: readonly Case[] = [[0, 0], [2, 1], [3, 3], [5, 6], [0, 7]];
 
 describe.each(FILES)('%s: folded tree step', (name) => {
+  it(`equals commit then tree, and the float64 tree form, for (prefix, pending) ${CASES.map((x) => `(${x.join(', ')})`).join(' ')}`, () => checkFolded(name, { hardware: false, maxNodes: 8, cases: CASES, axes: AXES }), 600_000);
+});
+
+// The hardware split (backends/wgsl/tree-split.ts: 256 threads, the state's rows in slices, 16 score lanes, one
+// commit element per thread) forced on the software adapter, at trees of 1, 5 and 17 nodes. e = 32 columns and
+// d = 16 features give 8 slices of 2 rows each; elu_dwconv has a prefix and a bounded (convolution) term,
+// llama_linearized a past_groups prefix term and a group-local bounded term.
+const SPLIT_CASES: readonly Case[] = [[2, 1, 1], [3, 3, 5], [5, 6, 17]];
+describe.each(['elu_dwconv', 'llama_linearized'])('%s: folded tree step, hardware split', (name) => {
+  it(`equals commit then tree, and the float64 tree form, for (prefix, pending, nodes) ${SPLIT_CASES.map((x) => `(${x.join(', ')})`).join(' ')}`, () => checkFolded(name, { hardware: true, maxNodes: 17, cases: SPLIT_CASES, axes: { h: 2, d: 16, e: 32 } }), 600_000);
+});
+
+async function checkFolded(name: string, opts: { hardware: boolean; maxNodes: number; cases: readonly Case[]; axes: Record<string, number> }): Promise<void> {
+  const { hardware, maxNodes: MAX_NODES, cases: CASES, axes: AXES } = opts;
   const c = VARIANTS.find((v) => v.file.endsWith(`/${name}.la`))!;
   const source = loadVariant(c.file, { sizes: c.sizes });
   const program = runPasses(source);
   const sizes = axisSizes(source, AXES);
   const names = program.inputs.map((d) => d.name);
-
-  it(`equals commit then tree, and the float64 tree form, for (prefix, pending) ${CASES.map((x) => `(${x.join(', ')})`).join(' ')}`, async () => {
-    const g: Gpu = await gpu();
-    const factory = await compileTreeAttention(g, program, sizes, MAX_NODES);
-    const fold = factory.fold!;
-    const step = await PlanRunner.create(g, recurrentPlan(program, sizes));
-    const fixed = makeInputs(source, { b: 1, t: 1, axes: AXES, seed: 5 });
-    const owned: GpuTensor[] = [];
-    const upload = (label: string, t: Tensor) => {
-      const u = uploadTensor(g, label, t);
-      owned.push(u);
-      return u;
-    };
-    const alloc = (label: string, shape: number[]) => {
-      const t = allocTensor(g, label, shape);
-      owned.push(t);
-      return t;
-    };
-    const params64: Record<string, Tensor> = {};
-    const paramBufs: Record<string, GPUBuffer> = {};
-    for (const d of program.params) {
-      params64[d.name] = { shape: fixed[d.name].shape, data: Float64Array.from(fixed[d.name].data) };
-      paramBufs[d.name] = upload(`param:${d.name}`, fixed[d.name]).buffer;
-    }
-    const layer = factory.layer(paramBufs);
-    const rec = new Recurrent(program, params64, sizes);
-    const treeCpu = new TreeForm(program, params64, sizes);
-    const per = program.outAxes.reduce((n, a) => n * sizes[a], 1);
-    const stateBufs = step.plan.buffers.filter((b) => b.role === 'state');
-    const newState = () => Object.fromEntries(stateBufs.map((buf) => [buf.name, alloc(buf.name, [Math.max(1, buf.floats(B, 1))])]));
-    const submit = (f: (pass: GPUComputePassEncoder) => void, copies?: (enc: GPUCommandEncoder) => void) => {
-      const enc = g.device.createCommandEncoder();
-      const pass = enc.beginComputePass();
-      f(pass);
-      pass.end();
-      copies?.(enc);
-      g.device.queue.submit([enc.finish()]);
-    };
-    const sets = new FoldSets(g, fold.layout, B, MAX_NODES, name);
-    try {
-      for (const [P0, Lp] of CASES) {
-        const seed = 900 + 37 * P0 + Lp + name.length;
-        const draw = rng(seed);
-        const N1 = Math.min(MAX_NODES, Lp + 1 + Math.floor(draw() * 2));
-        const N2 = 1 + Math.floor(draw() * MAX_NODES);
-        // Tree 1: its first Lp nodes a chain from the root (the accepted path), the rest anywhere.
-        const random = (n: number, chain: number) => Array.from({ length: n }, (_, i) => (i < chain ? i - 1 : Math.floor(draw() * (i + 1)) - 1));
-        const trees1 = Array.from({ length: B }, () => random(N1, Lp));
-        const trees2 = Array.from({ length: B }, () => random(N2, 0));
-        const path = Array.from({ length: Lp }, (_, i) => i);
-        const T = P0 + N1 + N2;
-        const x = makeInputs(source, { b: B, t: T, axes: AXES, seed });
-        const rows = (t0: number, n: number) => {
-          const gpuRows: Record<string, GPUBuffer> = {};
-          const cpu: Record<string, Float64Array>[][] = Array.from({ length: B }, () => Array.from({ length: n }, () => ({})));
-          for (const nm of names) {
-            const w = x[nm].data.length / (B * T);
-            const data = new Float32Array(B * n * w);
-            for (let b = 0; b < B; b++) for (let i = 0; i < n; i++) {
-              const src = x[nm].data.subarray((b * T + t0 + i) * w, (b * T + t0 + i + 1) * w);
-              data.set(src, (b * n + i) * w);
-              cpu[b][i][nm] = Float64Array.from(src);
-            }
-            gpuRows[nm] = upload(`rows ${nm}`, { shape: [B, n, w], data }).buffer;
+  const g: Gpu = await gpu();
+  const factory = await compileTreeAttention(g, program, sizes, MAX_NODES, hardware);
+  const fold = factory.fold!;
+  const step = await PlanRunner.create(g, recurrentPlan(program, sizes));
+  const fx = treeFixture(g, factory, program, sizes, makeInputs(source, { b: 1, t: 1, axes: AXES, seed: 5 }));
+  const { upload, alloc, paramBufs, layer, rec, treeCpu, per } = fx;
+  const stateBufs = step.plan.buffers.filter((b) => b.role === 'state');
+  const newState = () => Object.fromEntries(stateBufs.map((buf) => [buf.name, alloc(buf.name, [Math.max(1, buf.floats(B, 1))])]));
+  const submit = (f: (pass: GPUComputePassEncoder) => void, copies?: (enc: GPUCommandEncoder) => void) => {
+    const enc = g.device.createCommandEncoder();
+    const pass = enc.beginComputePass();
+    f(pass);
+    pass.end();
+    copies?.(enc);
+    g.device.queue.submit([enc.finish()]);
+  };
+  const sets = new FoldSets(g, fold.layout, B, MAX_NODES, name);
+  try {
+    for (const [P0, Lp, given] of CASES) {
+      const seed = 900 + 37 * P0 + Lp + name.length;
+      const draw = rng(seed);
+      const N1 = Math.min(MAX_NODES, Lp + 1 + Math.floor(draw() * 2));
+      const N2 = given ?? 1 + Math.floor(draw() * MAX_NODES);
+      // Tree 1: its first Lp nodes a chain from the root (the accepted path), the rest anywhere.
+      const random = (n: number, chain: number) => Array.from({ length: n }, (_, i) => (i < chain ? i - 1 : Math.floor(draw() * (i + 1)) - 1));
+      const trees1 = Array.from({ length: B }, () => random(N1, Lp));
+      const trees2 = Array.from({ length: B }, () => random(N2, 0));
+      const path = Array.from({ length: Lp }, (_, i) => i);
+      const T = P0 + N1 + N2;
+      const x = makeInputs(source, { b: B, t: T, axes: AXES, seed });
+      const rows = (t0: number, n: number) => {
+        const gpuRows: Record<string, GPUBuffer> = {};
+        const cpu: Record<string, Float64Array>[][] = Array.from({ length: B }, () => Array.from({ length: n }, () => ({})));
+        for (const nm of names) {
+          const w = x[nm].data.length / (B * T);
+          const data = new Float32Array(B * n * w);
+          for (let b = 0; b < B; b++) for (let i = 0; i < n; i++) {
+            const src = x[nm].data.subarray((b * T + t0 + i) * w, (b * T + t0 + i + 1) * w);
+            data.set(src, (b * n + i) * w);
+            cpu[b][i][nm] = Float64Array.from(src);
           }
-          return { gpuRows, cpu };
-        };
-
-        // The committed prefix: GPU recurrent steps into `state`, the CPU recurrent form alike.
-        const state = newState();
-        const stateOf = (s: Record<string, GpuTensor>) => Object.fromEntries(Object.entries(s).map(([k, v]) => [k, v.buffer]));
-        for (const t of Object.values(state)) g.device.queue.writeBuffer(t.buffer, 0, new Float32Array(t.shape[0]));
-        const cpuStates: RecurrentState[] = Array.from({ length: B }, () => createState());
-        if (P0 > 0) {
-          const r = rows(0, P0);
-          const bufs: Record<string, GPUBuffer> = { ...stateOf(state), 'out:o': alloc('prefix o', [B, P0, per]).buffer };
-          for (const nm of names) bufs[`in:${nm}`] = r.gpuRows[nm];
-          for (const [k, v] of Object.entries(paramBufs)) bufs[`param:${k}`] = v;
-          const bound = step.bind(bufs, B, P0, 0);
-          submit((pass) => step.encode(pass, bound));
-          for (let b = 0; b < B; b++) for (const tok of r.cpu[b]) rec.step(cpuStates[b], tok);
+          gpuRows[nm] = upload(`rows ${nm}`, { shape: [B, n, w], data }).buffer;
         }
-        const r1 = rows(P0, N1);
-        const r2 = rows(P0 + N1, N2);
-        const parents1 = upload('parents 1', { shape: [B, N1], data: treeParents(trees1) }).buffer;
-        const parents2 = upload('parents 2', { shape: [B, N2], data: treeParents(trees2) }).buffer;
-        const pathBuf = upload('path', { shape: [B, Math.max(1, Lp)], data: Lp ? treePaths(trees1, trees1.map(() => path)) : new Float32Array(B) }).buffer;
-        const nodes1: TreeNode[][] = trees1.map((ps, b) => ps.map((parent, i) => ({ parent, inputs: r1.cpu[b][i] })));
-        const nodes2: TreeNode[][] = trees2.map((ps, b) => ps.map((parent, i) => ({ parent, inputs: r2.cpu[b][i] })));
-        const what = `${name} prefix ${P0}, pending ${Lp}, trees ${JSON.stringify(trees1)} then ${JSON.stringify(trees2)}, seed ${seed}`;
+        return { gpuRows, cpu };
+      };
 
-        // Folded: tree 1 from set 0 (nothing pending) into set 1, then tree 2 with the path pending back into set 0.
-        const oA = alloc('fold o 1', [B, N1, per]);
-        const oB = alloc('fold o 2', [B, N2, per]);
-        const folded = newState();
-        {
-          const enc = g.device.createCommandEncoder();
-          sets.copyIn(enc, stateOf(state), 0);
-          g.device.queue.submit([enc.finish()]);
-        }
-        submit((pass) => layer.encodeFolded(pass, { inputs: r1.gpuRows, parents: parents1, o: oA.buffer, path: pathBuf }, sets.sets[0], sets.sets[1], B, P0, N1, 0));
-        submit(
-          (pass) => layer.encodeFolded(pass, { inputs: r2.gpuRows, parents: parents2, o: oB.buffer, path: pathBuf }, sets.sets[1], sets.sets[0], B, P0, N2, Lp),
-          (enc) => sets.copyOut(enc, 0, stateOf(folded)),
-        );
-
-        // Packed commit: tree 1 folded as above, the path committed into set 1 in place, tree 2 folded with nothing pending.
-        const oC = alloc('fold o 2 after the packed commit', [B, N2, per]);
-        const packed = newState();
-        {
-          const enc = g.device.createCommandEncoder();
-          sets.copyIn(enc, stateOf(state), 0);
-          g.device.queue.submit([enc.finish()]);
-        }
-        // (One submit each: a layer's launch reads the dims uniform its encoding wrote.)
-        submit((pass) => layer.encodeFolded(pass, { inputs: r1.gpuRows, parents: parents1, o: oA.buffer, path: pathBuf }, sets.sets[0], sets.sets[1], B, P0, N1, 0));
-        submit((pass) => layer.encodeFoldCommit(pass, pathBuf, sets.sets[1], B, P0, Lp));
-        submit(
-          (pass) => layer.encodeFolded(pass, { inputs: r2.gpuRows, parents: parents2, o: oC.buffer, path: pathBuf }, sets.sets[1], sets.sets[0], B, P0 + Lp, N2, 0),
-          (enc) => sets.copyOut(enc, 0, stateOf(packed)),
-        );
-
-        // Separate: the plain tree 1, the commit of the path into `state`, the plain tree 2.
-        const o1 = alloc('tree o 1', [B, N1, per]);
-        const o2 = alloc('tree o 2', [B, N2, per]);
-        submit((pass) => layer.encodeTree(pass, { inputs: r1.gpuRows, parents: parents1, o: o1.buffer }, stateOf(state), B, P0, N1));
-        if (Lp) submit((pass) => layer.encodeCommit(pass, { inputs: r1.gpuRows, path: pathBuf }, stateOf(state), B, P0, N1, Lp));
-        submit((pass) => layer.encodeTree(pass, { inputs: r2.gpuRows, parents: parents2, o: o2.buffer }, stateOf(state), B, P0 + Lp, N2));
-
-        // The float64 oracle.
-        const want1 = new Float64Array(B * N1 * per);
-        nodes1.forEach((nodes, b) => treeCpu.evaluate(cpuStates[b], nodes).forEach((v, i) => want1.set(v, (b * N1 + i) * per)));
-        nodes1.forEach((nodes, b) => treeCpu.commitPath(cpuStates[b], nodes, path));
-        const want2 = new Float64Array(B * N2 * per);
-        nodes2.forEach((nodes, b) => treeCpu.evaluate(cpuStates[b], nodes).forEach((v, i) => want2.set(v, (b * N2 + i) * per)));
-
-        const gotA = await downloadTensor(g, oA);
-        const gotB = await downloadTensor(g, oB);
-        expectRelClose(gotA, await downloadTensor(g, o1), 1e-6, `${what}: folded tree 1 against the plain tree`);
-        expectRelClose(gotA, want1, 1e-4, `${what}: folded tree 1 against the float64 tree form`);
-        expectRelClose(gotB, await downloadTensor(g, o2), 1e-5, `${what}: folded tree 2 against commit then tree`);
-        expectRelClose(gotB, want2, 1e-4, `${what}: folded tree 2 against the float64 tree form`);
-        expectRelClose(await downloadTensor(g, oC), await downloadTensor(g, o2), 1e-5, `${what}: folded tree 2 after the packed commit against commit then tree`);
-        for (const buf of stateBufs) {
-          const want = await downloadTensor(g, state[buf.name]);
-          expectRelClose(await downloadTensor(g, folded[buf.name]), want, 1e-6, `${what}: ${buf.name} written by the fold against the separate commit's`);
-          expectRelClose(await downloadTensor(g, packed[buf.name]), want, 1e-6, `${what}: ${buf.name} after the packed commit and a fold against the separate commit's`);
-        }
+      // The committed prefix: GPU recurrent steps into `state`, the CPU recurrent form alike.
+      const state = newState();
+      const stateOf = (s: Record<string, GpuTensor>) => Object.fromEntries(Object.entries(s).map(([k, v]) => [k, v.buffer]));
+      for (const t of Object.values(state)) g.device.queue.writeBuffer(t.buffer, 0, new Float32Array(t.shape[0]));
+      const cpuStates: RecurrentState[] = Array.from({ length: B }, () => createState());
+      if (P0 > 0) {
+        const r = rows(0, P0);
+        const bufs: Record<string, GPUBuffer> = { ...stateOf(state), 'out:o': alloc('prefix o', [B, P0, per]).buffer };
+        for (const nm of names) bufs[`in:${nm}`] = r.gpuRows[nm];
+        for (const [k, v] of Object.entries(paramBufs)) bufs[`param:${k}`] = v;
+        const bound = step.bind(bufs, B, P0, 0);
+        submit((pass) => step.encode(pass, bound));
+        for (let b = 0; b < B; b++) for (const tok of r.cpu[b]) rec.step(cpuStates[b], tok);
       }
-    } finally {
-      sets.destroy();
-      for (const t of owned) releaseTensor(g, t);
+      const r1 = rows(P0, N1);
+      const r2 = rows(P0 + N1, N2);
+      const parents1 = upload('parents 1', { shape: [B, N1], data: treeParents(trees1) }).buffer;
+      const parents2 = upload('parents 2', { shape: [B, N2], data: treeParents(trees2) }).buffer;
+      const pathBuf = upload('path', { shape: [B, Math.max(1, Lp)], data: Lp ? treePaths(trees1, trees1.map(() => path)) : new Float32Array(B) }).buffer;
+      const nodes1: TreeNode[][] = trees1.map((ps, b) => ps.map((parent, i) => ({ parent, inputs: r1.cpu[b][i] })));
+      const nodes2: TreeNode[][] = trees2.map((ps, b) => ps.map((parent, i) => ({ parent, inputs: r2.cpu[b][i] })));
+      const what = `${name}${hardware ? ' (hardware split)' : ''} prefix ${P0}, pending ${Lp}, trees ${JSON.stringify(trees1)} then ${JSON.stringify(trees2)}, seed ${seed}`;
+
+      // Folded: tree 1 from set 0 (nothing pending) into set 1, then tree 2 with the path pending back into set 0.
+      const oA = alloc('fold o 1', [B, N1, per]);
+      const oB = alloc('fold o 2', [B, N2, per]);
+      const folded = newState();
+      {
+        const enc = g.device.createCommandEncoder();
+        sets.copyIn(enc, stateOf(state), 0);
+        g.device.queue.submit([enc.finish()]);
+      }
+      submit((pass) => layer.encodeFolded(pass, { inputs: r1.gpuRows, parents: parents1, o: oA.buffer, path: pathBuf }, sets.sets[0], sets.sets[1], B, P0, N1, 0));
+      submit(
+        (pass) => layer.encodeFolded(pass, { inputs: r2.gpuRows, parents: parents2, o: oB.buffer, path: pathBuf }, sets.sets[1], sets.sets[0], B, P0, N2, Lp),
+        (enc) => sets.copyOut(enc, 0, stateOf(folded)),
+      );
+
+      // Packed commit: tree 1 folded as above, the path committed into set 1 in place, tree 2 folded with nothing pending.
+      const oC = alloc('fold o 2 after the packed commit', [B, N2, per]);
+      const packed = newState();
+      {
+        const enc = g.device.createCommandEncoder();
+        sets.copyIn(enc, stateOf(state), 0);
+        g.device.queue.submit([enc.finish()]);
+      }
+      // (One submit each: a layer's launch reads the dims uniform its encoding wrote.)
+      submit((pass) => layer.encodeFolded(pass, { inputs: r1.gpuRows, parents: parents1, o: oA.buffer, path: pathBuf }, sets.sets[0], sets.sets[1], B, P0, N1, 0));
+      submit((pass) => layer.encodeFoldCommit(pass, pathBuf, sets.sets[1], B, P0, Lp));
+      submit(
+        (pass) => layer.encodeFolded(pass, { inputs: r2.gpuRows, parents: parents2, o: oC.buffer, path: pathBuf }, sets.sets[1], sets.sets[0], B, P0 + Lp, N2, 0),
+        (enc) => sets.copyOut(enc, 0, stateOf(packed)),
+      );
+
+      // Separate: the plain tree 1, the commit of the path into `state`, the plain tree 2.
+      const o1 = alloc('tree o 1', [B, N1, per]);
+      const o2 = alloc('tree o 2', [B, N2, per]);
+      submit((pass) => layer.encodeTree(pass, { inputs: r1.gpuRows, parents: parents1, o: o1.buffer }, stateOf(state), B, P0, N1));
+      if (Lp) submit((pass) => layer.encodeCommit(pass, { inputs: r1.gpuRows, path: pathBuf }, stateOf(state), B, P0, N1, Lp));
+      submit((pass) => layer.encodeTree(pass, { inputs: r2.gpuRows, parents: parents2, o: o2.buffer }, stateOf(state), B, P0 + Lp, N2));
+
+      // The float64 oracle.
+      const want1 = new Float64Array(B * N1 * per);
+      nodes1.forEach((nodes, b) => treeCpu.evaluate(cpuStates[b], nodes).forEach((v, i) => want1.set(v, (b * N1 + i) * per)));
+      nodes1.forEach((nodes, b) => treeCpu.commitPath(cpuStates[b], nodes, path));
+      const want2 = new Float64Array(B * N2 * per);
+      nodes2.forEach((nodes, b) => treeCpu.evaluate(cpuStates[b], nodes).forEach((v, i) => want2.set(v, (b * N2 + i) * per)));
+
+      const gotA = await downloadTensor(g, oA);
+      const gotB = await downloadTensor(g, oB);
+      expectRelClose(gotA, await downloadTensor(g, o1), 1e-6, `${what}: folded tree 1 against the plain tree`);
+      expectRelClose(gotA, want1, 1e-4, `${what}: folded tree 1 against the float64 tree form`);
+      expectRelClose(gotB, await downloadTensor(g, o2), 1e-5, `${what}: folded tree 2 against commit then tree`);
+      expectRelClose(gotB, want2, 1e-4, `${what}: folded tree 2 against the float64 tree form`);
+      expectRelClose(await downloadTensor(g, oC), await downloadTensor(g, o2), 1e-5, `${what}: folded tree 2 after the packed commit against commit then tree`);
+      for (const buf of stateBufs) {
+        const want = await downloadTensor(g, state[buf.name]);
+        expectRelClose(await downloadTensor(g, folded[buf.name]), want, 1e-6, `${what}: ${buf.name} written by the fold against the separate commit's`);
+        expectRelClose(await downloadTensor(g, packed[buf.name]), want, 1e-6, `${what}: ${buf.name} after the packed commit and a fold against the separate commit's`);
+      }
     }
-  }, 600_000);
-});
+  } finally {
+    sets.destroy();
+    fx.release();
+  }
+}

@@ -3,8 +3,8 @@
 // accepted path followed by GPU recurrent steps equals the CPU commit and steps; for every decodable variant
 // the GPU commit leaves exactly the state buffers GPU recurrent steps over the accepted tokens leave.
 import { describe, expect, it } from 'vitest';
-import { createState, Recurrent, type RecurrentState } from '../backends/cpu/recurrent.ts';
-import { rootPath, treeDepths, TreeForm, type TreeNode } from '../backends/cpu/tree.ts';
+import { createState, type RecurrentState } from '../backends/cpu/recurrent.ts';
+import { rootPath, treeDepths, type TreeNode } from '../backends/cpu/tree.ts';
 import { recurrentPlan } from '../backends/wgsl/recurrent.ts';
 import { runPasses } from '../passes/pipeline.ts';
 import { loadVariant } from '../src/io/variant-file.ts';
@@ -15,6 +15,7 @@ import { allocTensor, downloadTensor, releaseTensor, uploadTensor, type GpuTenso
 import { compileTreeAttention, treeParents, treePaths } from '../src/runtime/tree-attention.ts';
 import { rng, type Tensor } from '../src/tensor.ts';
 import { expectRelClose, gpu } from './helpers/gpu.ts';
+import { treeFixture } from './helpers/tree-fixture.ts';
 import { VARIANTS } from './references/index.ts';
 
 const FILES = ['elu_dwconv', 'llama_linearized', 'cosformer', 'gla', 'retnet'];
@@ -61,23 +62,8 @@ describe.each(FILES)('%s: GPU tree form', (name) => {
     const g: Gpu = await gpu();
     const factory = await compileTreeAttention(g, program, sizes, MAX_NODES);
     const step = await PlanRunner.create(g, recurrentPlan(program, sizes));
-    const fixed = makeInputs(source, { b: 1, t: 1, axes: AXES, seed: 3 });
-    const params64: Record<string, Tensor> = {};
-    const paramBufs: Record<string, GPUBuffer> = {};
-    const owned: GpuTensor[] = [];
-    const upload = (label: string, t: Tensor) => {
-      const u = uploadTensor(g, label, t);
-      owned.push(u);
-      return u;
-    };
-    for (const d of program.params) {
-      params64[d.name] = { shape: fixed[d.name].shape, data: Float64Array.from(fixed[d.name].data) };
-      paramBufs[d.name] = upload(`param:${d.name}`, fixed[d.name]).buffer;
-    }
-    const layer = factory.layer(paramBufs);
-    const rec = new Recurrent(program, params64, sizes);
-    const treeCpu = new TreeForm(program, params64, sizes);
-    const per = program.outAxes.reduce((n, a) => n * sizes[a], 1);
+    const fx = treeFixture(g, factory, program, sizes, makeInputs(source, { b: 1, t: 1, axes: AXES, seed: 3 }));
+    const { upload, paramBufs, layer, rec, treeCpu, per } = fx;
 
     try {
       for (const P of PREFIXES) {
@@ -93,8 +79,7 @@ describe.each(FILES)('%s: GPU tree form', (name) => {
         const state: Record<string, GPUBuffer> = {};
         for (const buf of step.plan.buffers) {
           if (buf.role !== 'state') continue;
-          const t = allocTensor(g, buf.name, [Math.max(1, buf.floats(B, 1))]);
-          owned.push(t);
+          const t = fx.alloc(buf.name, [Math.max(1, buf.floats(B, 1))]);
           g.device.queue.writeBuffer(t.buffer, 0, new Float32Array(t.shape[0]));
           state[buf.name] = t.buffer;
         }
@@ -104,8 +89,7 @@ describe.each(FILES)('%s: GPU tree form', (name) => {
           const bufs: Record<string, GPUBuffer> = { ...state };
           for (const nm of inputNames) bufs[`in:${nm}`] = upload(`in:${nm}`, r.gpuRows[nm]).buffer;
           for (const [k, v] of Object.entries(paramBufs)) bufs[`param:${k}`] = v;
-          const o = allocTensor(g, 'out:o', [B, n, per]);
-          owned.push(o);
+          const o = fx.alloc('out:o', [B, n, per]);
           bufs['out:o'] = o.buffer;
           const bound = step.bind(bufs, B, n, pos);
           const enc = g.device.createCommandEncoder();
@@ -127,8 +111,7 @@ describe.each(FILES)('%s: GPU tree form', (name) => {
         const nodeBufs: Record<string, GPUBuffer> = {};
         for (const nm of inputNames) nodeBufs[nm] = upload(`tree ${nm}`, nodesRows.gpuRows[nm]).buffer;
         const parents = upload('tree:parents', { shape: [B, N], data: treeParents(trees) });
-        const o = allocTensor(g, 'tree o', [B, N, per]);
-        owned.push(o);
+        const o = fx.alloc('tree o', [B, N, per]);
         const cpuNodes: TreeNode[][] = trees.map((parents, b) => parents.map((parent, i) => ({ parent, inputs: nodesRows.cpu[b][i] })));
         const want = new Float64Array(B * N * per);
         cpuNodes.forEach((nodes, b) => treeCpu.evaluate(cpuStates[b], nodes).forEach((v, i) => want.set(v, (b * N + i) * per)));
@@ -166,20 +149,20 @@ describe.each(FILES)('%s: GPU tree form', (name) => {
         expect(cpuStates[0].position).toBe(P + len + after);
       }
     } finally {
-      for (const t of owned) releaseTensor(g, t);
+      fx.release();
     }
   });
 });
 
 describe('every decodable variant', () => {
-  it('has tree and commit plans that the device compiles (valid WGSL, bindings within the per-stage limit)', async () => {
+  it.each([false, true])('has tree, commit and folded plans that the device compiles (valid WGSL, bindings within the per-stage limit), hardware split %s', async (hardware) => {
     const g = await gpu();
     const cases = VARIANTS.filter((v) => v.causal);
     expect(cases.length).toBeGreaterThanOrEqual(16);
     for (const v of cases) {
       const source = loadVariant(v.file, { sizes: v.sizes });
-      const f = await compileTreeAttention(g, runPasses(source), axisSizes(source, { h: 2, d: 8, e: 8 }), 32);
-      for (const k of [...f.tree.kernels, ...f.commit.kernels]) {
+      const f = await compileTreeAttention(g, runPasses(source), axisSizes(source, { h: 2, d: 8, e: 8 }), 32, hardware);
+      for (const k of [...f.tree.kernels, ...f.commit.kernels, ...(f.fold ? [...f.fold.plan.kernels, ...f.fold.commit.kernels] : [])]) {
         expect(k.bindings.length, `${v.file} ${k.label}`).toBeLessThanOrEqual(g.limits.maxStorageBuffersPerShaderStage);
       }
       expect(f.stateNames, v.file).toEqual(recurrentPlan(runPasses(source), axisSizes(source, { h: 2, d: 8, e: 8 })).buffers.filter((b) => b.role === 'state').map((b) => b.name));
@@ -306,27 +289,14 @@ describe('long paths: several tiles of ancestors and lags', () => {
     const parents = Array.from({ length: N }, (_, i) => (i < CHAIN ? i - 1 : Math.floor(draw() * i)));
     const path = Array.from({ length: CHAIN }, (_, i) => i);
     const x = makeInputs(source, { b: 1, t: P + N, axes: AXES, seed });
-    const fixed = makeInputs(source, { b: 1, t: 1, axes: AXES, seed: seed + 1 });
-    const owned: GpuTensor[] = [];
-    const upload = (label: string, t: Tensor) => {
-      const u = uploadTensor(g, label, t);
-      owned.push(u);
-      return u;
-    };
-    const params64: Record<string, Tensor> = {};
-    const params: Record<string, GPUBuffer> = {};
-    for (const d of program.params) {
-      params64[d.name] = { shape: fixed[d.name].shape, data: Float64Array.from(fixed[d.name].data) };
-      params[d.name] = upload(`param:${d.name}`, fixed[d.name]).buffer;
-    }
-    const per = program.outAxes.reduce((n, a) => n * sizes[a], 1);
+    const fx = treeFixture(g, factory, program, sizes, makeInputs(source, { b: 1, t: 1, axes: AXES, seed: seed + 1 }));
+    const { upload, paramBufs: params, layer, per } = fx;
     const tensors = new Map<GPUBuffer, GpuTensor>();
     const freshState = () => {
       const st: Record<string, GPUBuffer> = {};
       for (const buf of step.plan.buffers) {
         if (buf.role !== 'state') continue;
-        const t = allocTensor(g, buf.name, [Math.max(1, buf.floats(1, 1))]);
-        owned.push(t);
+        const t = fx.alloc(buf.name, [Math.max(1, buf.floats(1, 1))]);
         tensors.set(t.buffer, t);
         g.device.queue.writeBuffer(t.buffer, 0, new Float32Array(t.shape[0]));
         st[buf.name] = t.buffer;
@@ -351,15 +321,14 @@ describe('long paths: several tiles of ancestors and lags', () => {
         bufs[`in:${nm}`] = upload(`in:${nm}`, { shape: [1, idx.length, ...full.shape.slice(2)], data }).buffer;
       }
       for (const [k, v] of Object.entries(params)) bufs[`param:${k}`] = v;
-      const o = allocTensor(g, 'out:o', [1, idx.length, per]);
-      owned.push(o);
+      const o = fx.alloc('out:o', [1, idx.length, per]);
       bufs['out:o'] = o.buffer;
       submit((pass) => step.encode(pass, step.bind(bufs, 1, idx.length, pos)));
     };
     try {
       const prefix = Array.from({ length: P }, (_, i) => i);
       const cpu = rows(x, names, P + N, 0, P + N, 1).cpu[0];
-      const rec = new Recurrent(program, params64, sizes);
+      const { rec } = fx;
       const cpuState = createState();
       for (const i of prefix) rec.step(cpuState, cpu[i]);
       const a = freshState();
@@ -367,12 +336,10 @@ describe('long paths: several tiles of ancestors and lags', () => {
       const nodes = rows(x, names, P + N, P, N, 1);
       const nodeBufs: Record<string, GPUBuffer> = {};
       for (const nm of names) nodeBufs[nm] = upload(`tree ${nm}`, nodes.gpuRows[nm]).buffer;
-      const layer = factory.layer(params);
-      const o = allocTensor(g, 'tree o', [1, N, per]);
-      owned.push(o);
+      const o = fx.alloc('tree o', [1, N, per]);
       submit((pass) => layer.encodeTree(pass, { inputs: nodeBufs, parents: upload('tree:parents', { shape: [1, N], data: treeParents([parents]) }).buffer, o: o.buffer }, a, 1, P, N));
       const want = new Float64Array(N * per);
-      new TreeForm(program, params64, sizes).evaluate(cpuState, parents.map((parent, i) => ({ parent, inputs: nodes.cpu[0][i] }))).forEach((v, i) => want.set(v, i * per));
+      fx.treeCpu.evaluate(cpuState, parents.map((parent, i) => ({ parent, inputs: nodes.cpu[0][i] }))).forEach((v, i) => want.set(v, i * per));
       expectRelClose(await downloadTensor(g, o), want, 1e-4, `${name} tree of ${N} nodes (a chain of ${CHAIN}) after ${P} tokens, seed ${seed}`);
       // The commit of the chain against recurrent steps over the same tokens.
       submit((pass) => layer.encodeCommit(pass, { inputs: nodeBufs, path: upload('tree:path', { shape: [1, CHAIN], data: treePaths([parents], [path]) }).buffer }, a, 1, P, N, CHAIN));
@@ -383,7 +350,7 @@ describe('long paths: several tiles of ancestors and lags', () => {
         expectRelClose(await downloadTensor(g, tensors.get(a[st])!), await downloadTensor(g, tensors.get(b[st])!), 1e-6, `${name} state ${st} after committing ${CHAIN} nodes after ${P} tokens, seed ${seed}`);
       }
     } finally {
-      for (const t of owned) releaseTensor(g, t);
+      fx.release();
     }
   });
 });

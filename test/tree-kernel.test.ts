@@ -5,6 +5,8 @@ import { describe, expect, it } from 'vitest';
 import { analyseTree, rowReductions } from '../backends/wgsl/tree-analysis.ts';
 import { scorePerColumn } from '../backends/wgsl/tree-bounded.ts';
 import { treeCommitPlan, treePlan } from '../backends/wgsl/tree.ts';
+import { treeFoldCommitPlan, treeFoldPlan } from '../backends/wgsl/tree-fold.ts';
+import { SOFTWARE_TREE_SPLIT, treeSplit } from '../backends/wgsl/tree-split.ts';
 import { runPasses } from '../passes/pipeline.ts';
 import { loadVariant } from '../src/io/variant-file.ts';
 import { axisSizes } from '../src/inputs.ts';
@@ -65,5 +67,31 @@ describe('tree kernel: row reductions (llama_linearized: q/‖q‖, k/‖k‖ ov
     const commit = treeCommitPlan(program, sizes, 9).kernels[0].code;
     expect(commit).toMatch(/= redp\d+\[e \/ \d+u\]; \/\/ %\d+ norm/);
     expect(commit).toMatch(/= redr\d+\[e \/ 5u\]; \/\/ %\d+ norm/);
+  });
+});
+
+describe('tree kernels: the split of a workgroup (tree-split.ts)', () => {
+  // elu_dwconv at the model's shape, 12 heads × 64: what the H200 runs.
+  const { program, sizes } = compiled('elu_dwconv', { h: 12, d: 64, e: 64 });
+
+  it('gives a hardware adapter 256 threads, 4 slices of 16 state rows per column and staged tile values; a software adapter the 64-thread kernels', () => {
+    expect(treeSplit(64, 64, false)).toEqual({ threads: 256, slices: 4, stageValues: true });
+    expect(treeSplit(128, 64, false)).toEqual({ threads: 256, slices: 2, stageValues: true });
+    expect(treeSplit(3, 4, false)).toEqual({ threads: 256, slices: 4, stageValues: true });
+    expect(treeSplit(64, 64, true)).toEqual(SOFTWARE_TREE_SPLIT);
+    const hw = treeFoldPlan(program, sizes, 16, { hardware: true }).kernels[0].code;
+    expect(hw).toContain('@workgroup_size(256)');
+    expect(hw).toContain('4 slices of 16 rows per column');
+    expect(hw).toContain('var<workgroup> vals: array<f32, 1024>');
+    const sw = treeFoldPlan(program, sizes, 16).kernels[0].code;
+    expect(sw).toContain('@workgroup_size(64)');
+    expect(sw).not.toContain('rows per column');
+    expect(sw).not.toContain('vals');
+  });
+
+  it('launches as many commit workgroups under either split: one state element a thread at 256 threads where 64 kept 4', () => {
+    const grid = (hardware: boolean) => treeFoldCommitPlan(program, sizes, 16, { hardware }).kernels[0].workgroups(1, 1);
+    expect(grid(true)).toEqual(grid(false));
+    expect(grid(false)).toEqual([12 * 16, 1, 1]);
   });
 });

@@ -14,11 +14,12 @@ import { ExprGen, offset, type Index, type Positions, type Resolver } from './ex
 import { KernelBuilder, type Binding, type WorkgroupArray } from './kernel-builder.ts';
 import { boundedFrontier, layoutOf, prefixGate, rowAxes, stateLayout, type Layout, type StateLayout } from './layout.ts';
 import type { Block } from './wgsl-block.ts';
+import { SOFTWARE_TREE_SPLIT, treeSplit, type TreeSplit } from './tree-split.ts';
 
-export const TREE_WG = 64;
-/** Ancestors per tile of a path: the scores of a tile are TILE × LANES threads, TILE · LANES = TREE_WG. */
+/** Invocations of a tree workgroup on a software adapter (the split's default; tree-split.ts). */
+export const TREE_WG = SOFTWARE_TREE_SPLIT.threads;
+/** Ancestors per tile of a path: the scores of a tile are TILE × lanes threads, TILE · lanes = the split's threads. */
 export const TREE_TILE = 16;
-export const TREE_LANES = TREE_WG / TREE_TILE;
 
 /** The tree's parent indices, [b, N] as f32 (−1 for a child of the last committed token). */
 export const TREE_PARENTS = 'tree:parents';
@@ -46,12 +47,24 @@ export interface TreeAnalysis {
   readonly NS: number;
   readonly NR: number;
   readonly per: number;
+  /** The workgroup's threads and the state phase's slices (tree-split.ts). */
+  readonly split: TreeSplit;
+  /** Feature lanes of a path tile's scores: split.threads / TREE_TILE. */
+  readonly lanes: number;
   readonly prefix: readonly TreePrefix[];
   /** Bounded terms' query features, staged at node n: [W] over `axes` (the head axes fixed). */
   readonly qf: ReadonlyMap<Id, { axes: readonly string[]; W: number }>;
 }
 
-export function analyseTree(p: Program, sizes: Sizes, maxNodes: number): TreeAnalysis {
+/** The split of a tree step of `p` (tree-split.ts): a hardware adapter's when `hardware`, else the software one. */
+export function treeSplitOf(p: Program, sizes: Sizes, hardware: boolean): TreeSplit {
+  const L = layoutOf(p, p.terms);
+  const st = stateLayout(p, sizes);
+  return treeSplit(count(L.rest, sizes), Math.max(1, ...st.prefix.map((q) => q.F)), !hardware);
+}
+
+export function analyseTree(p: Program, sizes: Sizes, maxNodes: number, split: TreeSplit = SOFTWARE_TREE_SPLIT): TreeAnalysis {
+  if (split.threads % TREE_TILE !== 0 || split.slices < 1) throw new Error(`analyseTree: a split of ${split.threads} threads, ${split.slices} slices does not tile ${TREE_TILE} ancestors`);
   const L = layoutOf(p, p.terms);
   const st = stateLayout(p, sizes); // refuses noncausal programs
   const prefix = st.prefix.map((q): TreePrefix => {
@@ -72,7 +85,7 @@ export function analyseTree(p: Program, sizes: Sizes, maxNodes: number): TreeAna
       return [id, { axes, W: count(axes, sizes) }] as const;
     }),
   );
-  return { p, sizes, maxNodes, L, st, NS: count(L.head, sizes), NR: count(L.rest, sizes), per: count(p.outAxes, sizes), prefix, qf };
+  return { p, sizes, maxNodes, L, st, NS: count(L.head, sizes), NR: count(L.rest, sizes), per: count(p.outAxes, sizes), split, lanes: split.threads / TREE_TILE, prefix, qf };
 }
 
 /** Where a tree body is emitted and what it reads (treeKernel): the plain kernel's own builder, or the fold's. */
@@ -198,7 +211,7 @@ export function hoistRowReductions(T: TreeKernel, g: ExprGen, at: Block, root: I
 
 /** The plain kernel's site: a builder of its own, N = dims.t, the state buffers bound read only. */
 function ownSite(a: TreeAnalysis): TreeSite {
-  const kb = new KernelBuilder(TREE_WG, ['wid', 'lid']);
+  const kb = new KernelBuilder(a.split.threads, ['wid', 'lid']);
   const state = new Map(a.st.buffers.map((b) => [b.name, kb.storage(b.name, false)]));
   return { kb, main: kb.body, nodes: 'dims.t', load: (name, index) => `${kb.use(state.get(name)!)}[${index}]` };
 }
@@ -223,16 +236,18 @@ function emitPath(main: Block, parents: string, N: string, par: string, path: st
       l.line(`${k}++;`);
       l.line(`${up} = ${par}[u32(${up})];`);
     });
-    if (pending) {
-      b.comment('the pending path above the root, youngest first');
-      b.for('i', '0u', (i) => `${i} < ${pending.length}`, (l, i) => {
-        l.line(`${path}[${k}] = ${pending.offset}u + ${pending.node(`${pending.length} - 1u - ${i}`)};`);
-        l.line(`${k}++;`);
-      });
-    }
     b.line(`${wdepth}[0] = ${k};`);
   });
-  main.define('depth', `workgroupUniformLoad(&${wdepth}[0])`, 'uniform: loops around barriers run to it');
+  if (!pending) {
+    main.define('depth', `workgroupUniformLoad(&${wdepth}[0])`, 'uniform: loops around barriers run to it');
+    return;
+  }
+  // One entry a thread: in lid 0's loop each entry waited for its own load of the path buffer.
+  const root = main.let('rootDepth', `workgroupUniformLoad(&${wdepth}[0])`, "n's depth in this step's tree");
+  main.comment('the pending path above the root, youngest first');
+  main.strided('i', pending.length, (b, i) => b.line(`${path}[${root} + ${i}] = ${pending.offset}u + ${pending.node(`${pending.length} - 1u - ${i}`)};`));
+  main.line('workgroupBarrier();');
+  main.define('depth', `${root} + ${pending.length}`, 'uniform: loops around barriers run to it');
 }
 
 /**

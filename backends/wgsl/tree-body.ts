@@ -4,7 +4,7 @@
 // folded one (tree-fold.ts) run it alike; only what the prologue put in path[] and depth differs.
 import { offset, type Index } from './expr.ts';
 import type { Block } from './wgsl-block.ts';
-import { TREE_LANES, TREE_TILE, type TreeKernel } from './tree-analysis.ts';
+import { TREE_TILE, type TreeKernel } from './tree-analysis.ts';
 import { declareBoundedTiles, emitBoundedTerm } from './tree-bounded.ts';
 import { emitPrefixTerm, type ItemSums, type PrefixTiles } from './tree-prefix.ts';
 
@@ -13,9 +13,17 @@ export function emitTreeBody(T: TreeKernel, main: Block = T.kb.body): void {
   const { a, kb } = T;
   const { p } = a;
   const gW = Math.max(0, ...a.prefix.map((q) => q.gateW));
+  const sliced = a.split.slices > 1 && a.prefix.length > 0;
   const tiles: PrefixTiles = {
     A: kb.workgroup('A', TREE_TILE, "the tile's scores"),
-    part: kb.workgroup('part', TREE_TILE * TREE_LANES, 'partial scores of the feature slices'),
+    part: kb.workgroup('part', TREE_TILE * a.lanes, 'partial scores of the feature slices'),
+    values: a.split.stageValues && a.prefix.length > 0 ? kb.workgroup('vals', TREE_TILE * a.NR, "the tile's values, [TILE, columns]") : null,
+    slicePart: sliced
+      ? {
+        num: kb.workgroup('snum', a.split.threads, "the state's partial numerators of each slice"),
+        den: p.output.some((it) => it.kind === 'norm') ? kb.workgroup('sden', a.split.threads, "the state's partial denominators of each slice") : null,
+      }
+      : null,
     dacc: gW ? kb.workgroup('dacc', gW, 'gate product from n up to the tile') : null,
     Dt: gW ? kb.workgroup('Dt', TREE_TILE * gW, "the tile's D_{j→n}") : null,
   };

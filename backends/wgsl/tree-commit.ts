@@ -5,7 +5,7 @@
 //   S[f, c] ← D_P[f] S[f, c] + Σ_p D_{p→P}[f] ψ_p[f] v_p[c]      z[f, c] alike with 1 for v      (D: gate products)
 //
 // (z is kept per column, as S is — layout.ts — so the invocation that owns S[f, c] owns z[f, c] too.)
-// Each invocation keeps E = 4 elements S[f, c] in registers and runs the sum along the path in the recurrent
+// Each invocation keeps E = 4 elements S[f, c] in registers (1 in a hardware split's 256 threads: elementsOf) and runs the sum along the path in the recurrent
 // step's own order and arithmetic (S ← exp(lg_p) S + ψ_p v_p; past_groups: S += So at a group start, So += ψ v),
 // so the state it leaves is the one decoding the accepted tokens leaves (on lavapipe S to the bit, gated z within
 // 3e-7: the driver may fuse the two kernels' exp and multiply-add differently), while nothing waits on memory
@@ -26,19 +26,37 @@ import type { Kernel } from './plan.ts';
 import type { Block } from './wgsl-block.ts';
 import { rowReductions, TREE_PATH, TREE_TILE, TREE_WG } from './tree-analysis.ts';
 
-/** State elements (features of one column) per invocation. */
-const E = 4;
+/**
+ * State elements (features of one column) per invocation: 4 at TREE_WG threads, fewer with more threads (a hardware
+ * split, tree-split.ts), so that a workgroup covers the same CB × FB block and each invocation's walk along the path
+ * advances 4 · TREE_WG / threads elements instead of 4.
+ */
+function elementsOf(threads: number): number {
+  return Math.max(1, Math.floor((4 * TREE_WG) / threads));
+}
 
-/** The commit's split of the state: CB columns and FB features per workgroup, `blocks` workgroups per head slice. */
-export function commitBlocks(p: Program, sizes: Sizes): { NS: number; blocks: number } {
+/** The commit's split of the state: CB columns × FB features per workgroup of `threads` invocations. */
+function commitShape(p: Program, sizes: Sizes, threads: number): { NS: number; NR: number; CB: number; E: number; FB: number; ncb: number; blocks: number } {
   const L = layoutOf(p, p.terms);
   const st = stateLayout(p, sizes);
   const NR = count(L.rest, sizes);
   const Fmax = Math.max(1, ...st.prefix.map((q) => q.F));
+  // A past_groups term's zo is kept once per feature, read by every column's thread and written back by column 0's:
+  // in place (the separate commits), a second column block could read zo after the first wrote it back, so such a
+  // program keeps every column of a feature in one workgroup (as far as its threads reach).
+  const cap = st.prefix.some((q) => q.open) ? threads : 16;
   let CB = 1;
-  while (CB < 16 && CB < NR) CB *= 2;
-  const FB = (TREE_WG / CB) * E;
-  return { NS: count(L.head, sizes), blocks: st.prefix.length ? Math.ceil(Fmax / FB) * Math.ceil(NR / CB) : 1 };
+  while (CB < cap && CB < NR) CB *= 2;
+  const E = elementsOf(threads);
+  const FB = (threads / CB) * E;
+  const ncb = Math.ceil(NR / CB);
+  return { NS: count(L.head, sizes), NR, CB, E, FB, ncb, blocks: st.prefix.length ? Math.ceil(Fmax / FB) * ncb : 1 };
+}
+
+/** The commit's workgroups: NS head slices × `blocks` blocks of CB columns and FB features, at `threads` invocations. */
+export function commitBlocks(p: Program, sizes: Sizes, threads = TREE_WG): { NS: number; blocks: number } {
+  const { NS, blocks } = commitShape(p, sizes, threads);
+  return { NS, blocks };
 }
 
 /** Where the commit body is emitted: its own kernel (treeCommitKernel) or the folded tree kernel's extra workgroups. */
@@ -60,13 +78,13 @@ export interface CommitSite {
   readonly wholeRing: boolean;
 }
 
-export function treeCommitKernel(p: Program, sizes: Sizes): Kernel {
-  const kb = new KernelBuilder(TREE_WG, ['wid', 'lid']);
+export function treeCommitKernel(p: Program, sizes: Sizes, threads = TREE_WG): Kernel {
+  const kb = new KernelBuilder(threads, ['wid', 'lid']);
   const st = stateLayout(p, sizes);
   const path = kb.storage(TREE_PATH, false, { always: true });
   const state = new Map(st.buffers.map((b) => [b.name, kb.storage(b.name, true)]));
   const at = (name: string, index: string) => `${kb.use(state.get(name)!)}[${index}]`;
-  const { NS, blocks } = commitBlocks(p, sizes);
+  const { NS, blocks } = commitBlocks(p, sizes, threads);
   emitCommit(p, sizes, {
     kb, main: kb.body, group: 'wid.x', path, rows: 'max(dims.pad, 1u)',
     reader: (rowOf) => programReader(kb, p, sizes, (where) => `b * dims.pad + ${rowOf(where)}`),
@@ -87,14 +105,7 @@ export function emitCommit(p: Program, sizes: Sizes, site: CommitSite): void {
   const { kb } = site;
   const L = layoutOf(p, p.terms);
   const st = stateLayout(p, sizes);
-  const NS = count(L.head, sizes);
-  const NR = count(L.rest, sizes);
-  const Fmax = Math.max(1, ...st.prefix.map((q) => q.F));
-  let CB = 1;
-  while (CB < 16 && CB < NR) CB *= 2;
-  const FB = (TREE_WG / CB) * E; // features per workgroup
-  const ncb = Math.ceil(NR / CB);
-  const blocks = st.prefix.length ? Math.ceil(Fmax / FB) * ncb : 1;
+  const { NS, NR, CB, E, FB, ncb, blocks } = commitShape(p, sizes, kb.workgroupSize);
   const TP = TREE_TILE;
 
   const nodeOf = new Map<string, string>();

@@ -30,9 +30,10 @@ import { count, programBuffers, programReader, type Sizes } from './common.ts';
 import { offset, type Resolver } from './expr.ts';
 import { KernelBuilder } from './kernel-builder.ts';
 import type { Plan, PlanBuffer } from './plan.ts';
-import { analyseTree, treeKernel, TREE_PARENTS, TREE_PATH, TREE_TILE, TREE_WG } from './tree-analysis.ts';
+import { analyseTree, treeKernel, treeSplitOf, TREE_PARENTS, TREE_PATH, TREE_TILE } from './tree-analysis.ts';
 import { emitTreeBody } from './tree-body.ts';
 import { commitBlocks, emitCommit } from './tree-commit.ts';
+import type { TreeOptions } from './tree-split.ts';
 
 /** The packed state the step reads (S_old), and the one it writes (S_old ⊕ pending): FoldLayout.state. */
 export const FOLD_STATE = 'fold:state';
@@ -72,12 +73,13 @@ export function foldLayout(p: Program, sizes: Sizes): FoldLayout {
   return { state, stateFloats: at, inputs, nodeFloats: w };
 }
 
-export function treeFoldPlan(p: Program, sizes: Sizes, maxNodes: number): Plan & { readonly layout: FoldLayout } {
+export function treeFoldPlan(p: Program, sizes: Sizes, maxNodes: number, opts: TreeOptions = {}): Plan & { readonly layout: FoldLayout } {
   if (!Number.isInteger(maxNodes) || maxNodes < 1) throw new Error(`treeFoldPlan: maxNodes must be a positive integer, got ${maxNodes}`);
-  const a = analyseTree(p, sizes, maxNodes);
+  const a = analyseTree(p, sizes, maxNodes, treeSplitOf(p, sizes, opts.hardware ?? false));
+  const WG = a.split.threads;
   const layout = foldLayout(p, sizes);
-  const { NS, blocks } = commitBlocks(p, sizes);
-  const kb = new KernelBuilder(TREE_WG, ['wid', 'lid']);
+  const { NS, blocks } = commitBlocks(p, sizes, WG);
+  const kb = new KernelBuilder(WG, ['wid', 'lid']);
   const stateBuf = kb.storage(FOLD_STATE, false, { always: true });
   const nextBuf = kb.storage(FOLD_NEXT, true, { always: true });
   const pendBuf = kb.storage(FOLD_PENDING, false, { always: true });
@@ -102,10 +104,10 @@ export function treeFoldPlan(p: Program, sizes: Sizes, maxNodes: number): Plan &
       for (const x of layout.inputs) {
         const node = p.nodes.find((m) => m.op === 'input' && m.name === x.name);
         if (!node) continue; // an input nothing reads
-        main.for('e', `s * ${TREE_WG}u + lid`, (e) => `${e} < ${x.per}u`, (b, e) => {
+        main.for('e', `s * ${WG}u + lid`, (e) => `${e} < ${x.per}u`, (b, e) => {
           const idx = b.split(node.type.axes, sizes, e, `k${x.name}`);
           b.line(`${kb.use(keptBuf)}[(b * ${maxNodes}u + n) * ${W}u + ${x.at}u + ${offset(node.type.axes, sizes, idx)}] = ${T.read(node, idx, 'an', b)};`);
-        }, { step: (e) => `${e} += ${NS * TREE_WG}u` });
+        }, { step: (e) => `${e} += ${NS * WG}u` });
       }
       emitTreeBody(T, main);
     }],
@@ -140,7 +142,7 @@ export function treeFoldPlan(p: Program, sizes: Sizes, maxNodes: number): Plan &
     ],
     outAxes: p.outAxes,
     sizes,
-    schedule: { workgroup: TREE_WG, maxNodes, tile: TREE_TILE },
+    schedule: { workgroup: WG, maxNodes, tile: TREE_TILE },
     layout,
   };
 }
@@ -149,11 +151,12 @@ export function treeFoldPlan(p: Program, sizes: Sizes, maxNodes: number): Plan &
  * The commit of a pending path of P nodes into a packed state (FOLD_STATE, in place) from the kept nodes
  * (FOLD_PENDING): tree-commit.ts's kernel on tree mode's buffers. Dims: b, t = P, pos0 = the state's position.
  */
-export function treeFoldCommitPlan(p: Program, sizes: Sizes, maxNodes: number): Plan {
+export function treeFoldCommitPlan(p: Program, sizes: Sizes, maxNodes: number, opts: TreeOptions = {}): Plan {
   if (!Number.isInteger(maxNodes) || maxNodes < 1) throw new Error(`treeFoldCommitPlan: maxNodes must be a positive integer, got ${maxNodes}`);
   const layout = foldLayout(p, sizes);
-  const { NS, blocks } = commitBlocks(p, sizes);
-  const kb = new KernelBuilder(TREE_WG, ['wid', 'lid']);
+  const WG = treeSplitOf(p, sizes, opts.hardware ?? false).threads;
+  const { NS, blocks } = commitBlocks(p, sizes, WG);
+  const kb = new KernelBuilder(WG, ['wid', 'lid']);
   const path = kb.storage(TREE_PATH, false, { always: true });
   const stateBuf = kb.storage(FOLD_STATE, true, { always: true });
   const pendBuf = kb.storage(FOLD_PENDING, false, { always: true });
@@ -185,6 +188,6 @@ export function treeFoldCommitPlan(p: Program, sizes: Sizes, maxNodes: number): 
     ],
     outAxes: p.outAxes,
     sizes,
-    schedule: { workgroup: TREE_WG, maxNodes, tile: TREE_TILE },
+    schedule: { workgroup: WG, maxNodes, tile: TREE_TILE },
   };
 }

@@ -10,11 +10,13 @@
 // (TILE × LANES threads, each a slice of the features), then every output column takes its TILE value
 // loads. A score costs F multiply-adds once per (node, ancestor), shared by all columns; a column costs
 // depth + F (the old path walk recomputed the score for every column: depth × F).
+// Under a hardware split (tree-split.ts) the committed state's F rows per column are walked by several slices of
+// threads at once, their partial sums added in slice order (committedStateSliced).
 import type { Term } from '../../src/ir/types.ts';
 import { ExprGen, type Index } from './expr.ts';
 import type { WorkgroupArray } from './kernel-builder.ts';
 import type { Block } from './wgsl-block.ts';
-import { hoistRowReductions, stateAt, TREE_LANES, TREE_TILE, type TreeKernel, type TreePrefix } from './tree-analysis.ts';
+import { hoistRowReductions, stateAt, TREE_TILE, type TreeKernel, type TreePrefix } from './tree-analysis.ts';
 
 /** Where a term adds its sums: one [NR] array per output item (den only for normalised items). */
 export interface ItemSums {
@@ -26,8 +28,12 @@ export interface ItemSums {
 export interface PrefixTiles {
   /** The tile's scores A[n, path[k0 + kk]]. */
   readonly A: WorkgroupArray;
-  /** Partial scores of the LANES feature slices, [TILE · LANES]. */
+  /** Partial scores of the feature lanes, [TILE · lanes]. */
   readonly part: WorkgroupArray;
+  /** The tile's values v_j, [TILE · NR] (a hardware split: TreeSplit.stageValues); null: each column computes its own. */
+  readonly values: WorkgroupArray | null;
+  /** The state phase's partial sums of each slice, [threads] (num, then den where a term normalises); null with one slice. */
+  readonly slicePart: { readonly num: WorkgroupArray; readonly den: WorkgroupArray | null } | null;
   /** Running product of the gates from n up to the tile, [gate width]. */
   readonly dacc: WorkgroupArray | null;
   /** The tile's D_{j→n}, [TILE · gate width]. */
@@ -43,6 +49,7 @@ function unrollOf(F: number): number {
 
 export function emitPrefixTerm(T: TreeKernel, main: Block, q: TreePrefix, t: Term, sums: ItemSums, tiles: PrefixTiles): void {
   const { a } = T;
+  const LANES = a.lanes;
   const phi = T.phi[a.prefix.indexOf(q)].name;
   const gW = q.gateW;
   const dacc = tiles.dacc?.name;
@@ -77,9 +84,9 @@ export function emitPrefixTerm(T: TreeKernel, main: Block, q: TreePrefix, t: Ter
       l.line('workgroupBarrier();');
     }
     l.block('', (b) => {
-      b.comment(`scores: thread (kk, lane) sums features lane, lane + ${TREE_LANES}, … of A[n, path[k0 + kk]]`);
-      const k = b.let('k', `${k0} + lid / ${TREE_LANES}u`);
-      const lane = b.let('lane', `lid % ${TREE_LANES}u`);
+      b.comment(`scores: thread (kk, lane) sums features lane, lane + ${LANES}, … of A[n, path[k0 + kk]]`);
+      const k = b.let('k', `${k0} + lid / ${LANES}u`);
+      const lane = b.let('lane', `lid % ${LANES}u`);
       const part = b.var('part', '0.0');
       const aJ0 = b.let('aJ', `an - min(${k}, depth - 1u)`);
       const admit = C ? `${k} < depth && ${aJ0} / ${C}u < an / ${C}u` : `${k} < depth`;
@@ -93,19 +100,33 @@ export function emitPrefixTerm(T: TreeKernel, main: Block, q: TreePrefix, t: Ter
           const body = (x: Block) => {
             const idx: Index = { ...T.head, ...(q.form.feature ? { [q.form.feature]: f } : {}) };
             const psi = g.value(x, q.form.psi, idx, aJ0);
-            const d = gW ? ` * ${Dt}[(lid / ${TREE_LANES}u) * ${gW}u + ${gW > 1 ? f : '0u'}]` : '';
+            const d = gW ? ` * ${Dt}[(lid / ${LANES}u) * ${gW}u + ${gW > 1 ? f : '0u'}]` : '';
             x.line(`${part} = ${part} + ${phi}[${f}]${d} * ${psi};`);
           };
-          if (q.F % TREE_LANES === 0) body(m);
+          if (q.F % LANES === 0) body(m);
           else m.block(`if (${f} < ${q.F}u)`, body);
-        }, { step: (f0) => `${f0} += ${TREE_LANES}u` });
+        }, { step: (f0) => `${f0} += ${LANES}u` });
       });
       b.line(`${tiles.part.name}[lid] = ${part};`);
     });
+    const vals = tiles.values?.name;
+    if (vals) {
+      l.comment("the tile's values, all loaded at once (the column walk below reads them here, not one load after another)");
+      l.strided('e', `${TREE_TILE * a.NR}u`, (b, e) => {
+        const k = b.let('k', `${k0} + ${e} / ${a.NR}u`);
+        b.block(`if (${k} < depth)`, (c) => {
+          const full: Index = { ...T.head, ...c.split(a.L.rest, a.sizes, `${e} % ${a.NR}u`, 'vc') };
+          const ju = c.let('ju', `${T.path.name}[${k}]`);
+          const aJ = c.let('aJ', `an - ${k}`);
+          T.at(aJ, ju);
+          c.line(`${vals}[${e}] = ${new ExprGen(a.p, a.sizes, T.read, { i: 'an', j: aJ }).value(c, t.value, full, aJ)};`);
+        });
+      });
+    }
     l.line('workgroupBarrier();');
     l.block(`if (lid < ${TREE_TILE}u)`, (b) => {
       const s = b.var('sc', '0.0');
-      b.for('ln', '0u', (ln) => `${ln} < ${TREE_LANES}u`, (c, ln) => c.line(`${s} = ${s} + ${tiles.part.name}[lid * ${TREE_LANES}u + ${ln}];`));
+      b.for('ln', '0u', (ln) => `${ln} < ${LANES}u`, (c, ln) => c.line(`${s} = ${s} + ${tiles.part.name}[lid * ${LANES}u + ${ln}];`));
       b.line(`${tiles.A.name}[lid] = ${s};`);
     });
     l.line('workgroupBarrier();');
@@ -115,11 +136,14 @@ export function emitPrefixTerm(T: TreeKernel, main: Block, q: TreePrefix, t: Ter
       const nu = b.var('nu', '0.0');
       const de = sums.den ? b.var('de', '0.0') : null;
       b.for('kk', '0u', (kk) => `${kk} < min(${TREE_TILE}u, depth - ${k0})`, (c, kk) => {
-        const k = c.let('k', `${k0} + ${kk}`);
-        const ju = c.let('ju', `${T.path.name}[${k}]`);
-        const aJ = c.let('aJ', `an - ${k}`);
-        T.at(aJ, ju);
-        const v = new ExprGen(a.p, a.sizes, T.read, { i: 'an', j: aJ }).value(c, t.value, full, aJ);
+        let v = `${vals}[${kk} * ${a.NR}u + ${col}]`;
+        if (!vals) {
+          const k = c.let('k', `${k0} + ${kk}`);
+          const ju = c.let('ju', `${T.path.name}[${k}]`);
+          const aJ = c.let('aJ', `an - ${k}`);
+          T.at(aJ, ju);
+          v = new ExprGen(a.p, a.sizes, T.read, { i: 'an', j: aJ }).value(c, t.value, full, aJ);
+        }
         const sc = c.let('sc', `${tiles.A.name}[${kk}]`);
         c.line(`${nu} = ${nu} + ${sc} * ${v};${de ? ` ${de} = ${de} + ${sc};` : ''}`);
       });
@@ -127,39 +151,99 @@ export function emitPrefixTerm(T: TreeKernel, main: Block, q: TreePrefix, t: Ter
     });
     l.line('workgroupBarrier();');
   }, { step: (k0) => `${k0} += ${TREE_TILE}u` });
-  committedState(T, main, q, sums, phi, dacc);
+  if (tiles.slicePart && slicesOf(q.F, a.split.slices) > 1) committedStateSliced(T, main, q, sums, phi, dacc, tiles.slicePart);
+  else committedState(T, main, q, sums, phi, dacc);
   main.line('workgroupBarrier();');
 }
+
+/** Slices of a term of F features: the largest power of two up to the split's that divides F. */
+function slicesOf(F: number, slices: number): number {
+  let n = 1;
+  while (n * 2 <= slices && F % (n * 2) === 0) n *= 2;
+  return n;
+}
+
+/** What the committed state's row walk reads: S, z, and (past_groups) So, zo with the test whether n left the open group. */
+interface StateRows {
+  readonly U: number;
+  readonly S: (i: string) => string;
+  readonly z: ((i: string) => string) | null;
+  readonly open: { readonly So: (i: string) => string; readonly zo: ((i: string) => string) | null } | null;
+}
+
+function stateRows(T: TreeKernel, q: TreePrefix, sums: ItemSums, rows: number): StateRows {
+  const C = q.group;
+  return {
+    U: unrollOf(rows),
+    S: (i) => stateAt(T, `state:S${q.k}`, i),
+    z: sums.den ? (i) => stateAt(T, `state:z${q.k}`, i) : null,
+    open: C ? { So: (i) => stateAt(T, `state:So${q.k}`, i), zo: sums.den ? (i) => stateAt(T, `state:zo${q.k}`, i) : null } : null,
+  };
+}
+
+/** Rows f0 … f0 + U of the state at column `col` into nu (and de): U loads of S in flight, then their products. */
+function emitStateRows(T: TreeKernel, l: Block, q: TreePrefix, r: StateRows, f0: string, col: string, phi: string, dacc: string | undefined, nu: string, de: string | null, withOpen: string | null): void {
+  const { a } = T;
+  const { U, S, z, open } = r;
+  const si = (u: number) => `((b * ${a.NS}u + s) * ${q.F}u + ${f0} + ${u}u) * ${a.NR}u + ${col}`;
+  const zi = (u: number) => `(b * ${a.NS}u + s) * ${q.F}u + ${f0} + ${u}u`;
+  // So only once n has left the open group (a uniform branch: most nodes of a tree stay in it, and a select
+  // would load So for them too, doubling the state this kernel reads per node).
+  const rows = [...Array(U).keys()].map((u) => (open ? l.var(`s${u}`, S(si(u))) : l.let(`s${u}`, S(si(u)))));
+  if (open) l.block(`if (${withOpen})`, (c) => rows.forEach((su, u) => c.line(`${su} = ${su} + ${open.So(si(u))};`)));
+  rows.forEach((su, u) => {
+    const f = `${f0} + ${u}u`;
+    const w = l.let('w', `${phi}[${f}]${dacc ? ` * ${dacc}[${q.gateW > 1 ? f : '0u'}]` : ''}`);
+    // z from this column's copy (layout.ts), at S's index; zo is kept once per feature.
+    const zv = z ? (open?.zo ? `(${z(si(u))} + select(0.0, ${open.zo(zi(u))}, ${withOpen}))` : `${z(si(u))}`) : null;
+    l.line(`${nu} = ${nu} + ${w} * ${su};${de ? ` ${de} = ${de} + ${w} * ${zv};` : ''}`);
+  });
+}
+
+/** WGSL: whether n has left the committed open group of a past_groups term of group size C (then So joins S). */
+const leftOpenGroup = (C: number) => `dims.pos0 > 0u && (dims.pos0 - 1u) / ${C}u < an / ${C}u`;
 
 /** num += Σ_f φ_n[f] D_n[f] S[f, col] (past_groups: S, plus So once n has left the open group), den alike with z. */
 function committedState(T: TreeKernel, main: Block, q: TreePrefix, sums: ItemSums, phi: string, dacc: string | undefined): void {
   const { a } = T;
-  const U = unrollOf(q.F);
-  const S = (i: string) => stateAt(T, `state:S${q.k}`, i);
-  const z = sums.den ? (i: string) => stateAt(T, `state:z${q.k}`, i) : null;
-  const C = q.group;
-  const open = C ? { So: (i: string) => stateAt(T, `state:So${q.k}`, i), zo: sums.den ? (i: string) => stateAt(T, `state:zo${q.k}`, i) : null } : null;
+  const r = stateRows(T, q, sums, q.F);
   main.strided('col', `${a.NR}u`, (b, col) => {
-    b.comment(`the committed state, ${U} rows of S in flight`);
+    b.comment(`the committed state, ${r.U} rows of S in flight`);
     const nu = b.var('nu', '0.0');
-    const de = z ? b.var('de', '0.0') : null;
-    const withOpen = open ? b.let('withOpen', `dims.pos0 > 0u && (dims.pos0 - 1u) / ${C}u < an / ${C}u`) : null;
-    b.for('f0', '0u', (f0) => `${f0} < ${q.F}u`, (l, f0) => {
-      const si = (u: number) => `((b * ${a.NS}u + s) * ${q.F}u + ${f0} + ${u}u) * ${a.NR}u + ${col}`;
-      const zi = (u: number) => `(b * ${a.NS}u + s) * ${q.F}u + ${f0} + ${u}u`;
-      // So only once n has left the open group (a uniform branch: most nodes of a tree stay in it, and a select
-      // would load So for them too, doubling the state this kernel reads per node).
-      const rows = [...Array(U).keys()].map((u) => (open ? l.var(`s${u}`, S(si(u))) : l.let(`s${u}`, S(si(u)))));
-      if (open) l.block(`if (${withOpen})`, (c) => rows.forEach((su, u) => c.line(`${su} = ${su} + ${open.So(si(u))};`)));
-      rows.forEach((su, u) => {
-        const f = `${f0} + ${u}u`;
-        const w = l.let('w', `${phi}[${f}]${dacc ? ` * ${dacc}[${q.gateW > 1 ? f : '0u'}]` : ''}`);
-        // z from this column's copy (layout.ts), at S's index; zo is kept once per feature.
-        const zv = z ? (open?.zo ? `(${z(si(u))} + select(0.0, ${open.zo(zi(u))}, ${withOpen}))` : `${z(si(u))}`) : null;
-        l.line(`${nu} = ${nu} + ${w} * ${su};${de ? ` ${de} = ${de} + ${w} * ${zv};` : ''}`);
-      });
-    }, { step: (f0) => `${f0} += ${U}u` });
+    const de = r.z ? b.var('de', '0.0') : null;
+    const withOpen = r.open ? b.let('withOpen', leftOpenGroup(q.group)) : null;
+    b.for('f0', '0u', (f0) => `${f0} < ${q.F}u`, (l, f0) => emitStateRows(T, l, q, r, f0, col, phi, dacc, nu, de, withOpen), { step: (f0) => `${f0} += ${r.U}u` });
     b.line(`${sums.num.name}[${col}] += ${nu};${de ? ` ${sums.den!.name}[${col}] += ${de};` : ''}`);
   });
 }
 
+/**
+ * committedState with SL slices of threads on each column (tree-split.ts): thread (slice sl, column col) walks
+ * rows [sl · F/SL, (sl + 1) · F/SL); the partial sums meet in workgroup memory and slice 0 adds them in slice order.
+ * Columns go threads / split.slices at a time.
+ */
+function committedStateSliced(T: TreeKernel, main: Block, q: TreePrefix, sums: ItemSums, phi: string, dacc: string | undefined, part: NonNullable<PrefixTiles['slicePart']>): void {
+  const { a } = T;
+  const SL = slicesOf(q.F, a.split.slices);
+  const CW = a.split.threads / a.split.slices;
+  const RS = q.F / SL;
+  const r = stateRows(T, q, sums, RS);
+  main.comment(`the committed state: ${SL} slices of ${RS} rows per column, ${r.U} rows of S in flight, then the slices' sums in order`);
+  main.for('c0', '0u', (c0) => `${c0} < ${a.NR}u`, (l, c0) => {
+    const col = l.let('col', `${c0} + lid % ${CW}u`);
+    const sl = l.let('sl', `lid / ${CW}u`);
+    const nu = l.var('nu', '0.0');
+    const de = r.z ? l.var('de', '0.0') : null;
+    const withOpen = r.open ? l.let('withOpen', leftOpenGroup(q.group)) : null;
+    l.block(`if (${col} < ${a.NR}u && ${sl} < ${SL}u)`, (b) => {
+      b.for('f0', `${sl} * ${RS}u`, (f0) => `${f0} < (${sl} + 1u) * ${RS}u`, (m, f0) => emitStateRows(T, m, q, r, f0, col, phi, dacc, nu, de, withOpen), { step: (f0) => `${f0} += ${r.U}u` });
+    });
+    l.line(`${part.num.name}[lid] = ${nu};${de ? ` ${part.den!.name}[lid] = ${de};` : ''}`);
+    l.line('workgroupBarrier();');
+    l.block(`if (${sl} == 0u && ${col} < ${a.NR}u)`, (b) => {
+      const add = (arr: string) => [...Array(SL).keys()].map((k) => `${arr}[${k ? `${k * CW}u + ` : ''}lid]`).join(' + ');
+      b.line(`${sums.num.name}[${col}] += ${add(part.num.name)};${de ? ` ${sums.den!.name}[${col}] += ${add(part.den!.name)};` : ''}`);
+    });
+    l.line('workgroupBarrier();');
+  }, { step: (c0) => `${c0} += ${CW}u` });
+}

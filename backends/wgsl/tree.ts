@@ -25,16 +25,17 @@ import type { Plan, PlanBuffer } from './plan.ts';
 import { recurrentPlan } from './recurrent.ts';
 import { isSoftmaxProgram } from './softmax-analysis.ts';
 import { softmaxTreeCommitPlan, softmaxTreePlan } from './softmax-tree.ts';
-import { analyseTree, treeKernel, TREE_PARENTS, TREE_PATH, TREE_TILE, TREE_WG } from './tree-analysis.ts';
+import { analyseTree, treeKernel, treeSplitOf, TREE_PARENTS, TREE_PATH, TREE_TILE } from './tree-analysis.ts';
 import { emitTreeBody } from './tree-body.ts';
 import { treeCommitKernel } from './tree-commit.ts';
+import type { TreeOptions } from './tree-split.ts';
 
 export { TREE_PARENTS, TREE_PATH } from './tree-analysis.ts';
 
-export function treePlan(p: Program, sizes: Sizes, maxNodes: number): Plan {
+export function treePlan(p: Program, sizes: Sizes, maxNodes: number, opts: TreeOptions = {}): Plan {
   if (!Number.isInteger(maxNodes) || maxNodes < 1) throw new Error(`treePlan: maxNodes must be a positive integer, got ${maxNodes}`);
   if (isSoftmaxProgram(p)) return softmaxTreePlan(p, sizes, maxNodes); // the cache and the root path (softmax-tree.ts)
-  const a = analyseTree(p, sizes, maxNodes);
+  const a = analyseTree(p, sizes, maxNodes, treeSplitOf(p, sizes, opts.hardware ?? false));
   const T = treeKernel(a);
   emitTreeBody(T);
   const { kb } = T;
@@ -51,7 +52,7 @@ export function treePlan(p: Program, sizes: Sizes, maxNodes: number): Plan {
     buffers: [...programBuffers(p, sizes), parents, ...a.st.buffers],
     outAxes: p.outAxes,
     sizes,
-    schedule: { workgroup: TREE_WG, maxNodes, tile: TREE_TILE },
+    schedule: { workgroup: a.split.threads, maxNodes, tile: TREE_TILE },
   };
 }
 
@@ -60,7 +61,7 @@ export function treePlan(p: Program, sizes: Sizes, maxNodes: number): Plan {
  * pos0 = the committed position, pad = N (the node count of the tree inputs 'in:X' [b, N, …]). 'tree:path' [b, P]
  * holds node indices.
  */
-export function treeCommitPlan(p: Program, sizes: Sizes, maxNodes: number): Plan {
+export function treeCommitPlan(p: Program, sizes: Sizes, maxNodes: number, opts: TreeOptions = {}): Plan {
   if (!Number.isInteger(maxNodes) || maxNodes < 1) throw new Error(`treeCommitPlan: maxNodes must be a positive integer, got ${maxNodes}`);
   if (isSoftmaxProgram(p)) return softmaxTreeCommitPlan(p, sizes, maxNodes); // gathered rows through the decoding kernel
   const rec = recurrentPlan(p, sizes);
@@ -71,5 +72,6 @@ export function treeCommitPlan(p: Program, sizes: Sizes, maxNodes: number): Plan
     ...rec.buffers.filter((b) => b.role === 'param' || b.role === 'state'),
     { name: TREE_PATH, role: 'input', floats: (b, t) => b * t, shape: (b, t) => [b, t] },
   ];
-  return { variant: p.name, form: 'tree-commit', kernels: [treeCommitKernel(p, sizes)], buffers, outAxes: p.outAxes, sizes, schedule: { workgroup: TREE_WG, maxNodes, tile: TREE_TILE } };
+  const threads = treeSplitOf(p, sizes, opts.hardware ?? false).threads;
+  return { variant: p.name, form: 'tree-commit', kernels: [treeCommitKernel(p, sizes, threads)], buffers, outAxes: p.outAxes, sizes, schedule: { workgroup: threads, maxNodes, tile: TREE_TILE } };
 }

@@ -86,11 +86,16 @@ export interface TreeAttentionFactory {
   layer(params: Readonly<Record<string, GPUBuffer>>, label?: string): TreeAttention;
 }
 
-/** Compiles the tree and commit plans of `program` (after the passes) at fixed axis sizes. */
-export async function compileTreeAttention(gpu: Gpu, program: Program, sizes: Readonly<Record<string, number>>, maxNodes: number): Promise<TreeAttentionFactory> {
-  const tree = treePlan(program, sizes, maxNodes);
-  const commit = treeCommitPlan(program, sizes, maxNodes);
-  let fold = isSoftmaxProgram(program) ? null : { plan: treeFoldPlan(program, sizes, maxNodes), commit: treeFoldCommitPlan(program, sizes, maxNodes) };
+/**
+ * Compiles the tree and commit plans of `program` (after the passes) at fixed axis sizes. `hardware`: split the
+ * kernels' work for a hardware adapter (backends/wgsl/tree-split.ts; default: unless the adapter is software — tests
+ * force it to run the hardware split on lavapipe).
+ */
+export async function compileTreeAttention(gpu: Gpu, program: Program, sizes: Readonly<Record<string, number>>, maxNodes: number, hardware = !gpu.isSoftware): Promise<TreeAttentionFactory> {
+  const opts = { hardware };
+  const tree = treePlan(program, sizes, maxNodes, opts);
+  const commit = treeCommitPlan(program, sizes, maxNodes, opts);
+  let fold = isSoftmaxProgram(program) ? null : { plan: treeFoldPlan(program, sizes, maxNodes, opts), commit: treeFoldCommitPlan(program, sizes, maxNodes, opts) };
   // A variant with many parameters could bind more storage buffers than the adapter allows: it keeps the separate commit.
   const storage = (plan: Plan) => Math.max(...plan.kernels.map((k) => k.bindings.length - 1));
   if (fold && storage(fold.plan) > gpu.limits.maxStorageBuffersPerShaderStage) fold = null;

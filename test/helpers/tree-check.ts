@@ -2,17 +2,18 @@
 // the GPU recurrent kernel (and the CPU recurrent form), a tree of random parents verified on both, the deepest
 // path committed on both, then `after` recurrent steps compared. Returns nothing; fails through expectRelClose.
 import { expect } from 'vitest';
-import { createState, Recurrent, type RecurrentState } from '../../backends/cpu/recurrent.ts';
-import { rootPath, treeDepths, TreeForm, type TreeNode } from '../../backends/cpu/tree.ts';
+import { createState, type RecurrentState } from '../../backends/cpu/recurrent.ts';
+import { rootPath, treeDepths, type TreeNode } from '../../backends/cpu/tree.ts';
 import { recurrentPlan } from '../../backends/wgsl/recurrent.ts';
 import { makeInputs } from '../../src/inputs.ts';
 import type { Program } from '../../src/ir/types.ts';
 import type { Gpu } from '../../src/runtime/device.ts';
 import { PlanRunner } from '../../src/runtime/executor.ts';
-import { allocTensor, downloadTensor, releaseTensor, uploadTensor, type GpuTensor } from '../../src/runtime/gpu-tensor.ts';
+import { downloadTensor } from '../../src/runtime/gpu-tensor.ts';
 import { compileTreeAttention, treeParents, treePaths } from '../../src/runtime/tree-attention.ts';
 import { rng, type Tensor } from '../../src/tensor.ts';
 import { expectRelClose } from './gpu.ts';
+import { treeFixture } from './tree-fixture.ts';
 
 export interface TreeRound {
   readonly source: Program;
@@ -32,23 +33,8 @@ export async function checkTreeRounds(g: Gpu, r: TreeRound): Promise<void> {
   const names = program.inputs.map((d) => d.name);
   const factory = await compileTreeAttention(g, program, sizes, r.maxNodes);
   const step = await PlanRunner.create(g, recurrentPlan(program, sizes, 128));
-  const fixed = makeInputs(source, { b: 1, t: 1, axes: r.axes, seed: r.seed });
-  const owned: GpuTensor[] = [];
-  const upload = (label: string, t: Tensor) => {
-    const u = uploadTensor(g, label, t);
-    owned.push(u);
-    return u;
-  };
-  const params64: Record<string, Tensor> = {};
-  const paramBufs: Record<string, GPUBuffer> = {};
-  for (const d of program.params) {
-    params64[d.name] = { shape: fixed[d.name].shape, data: Float64Array.from(fixed[d.name].data) };
-    paramBufs[d.name] = upload(`param:${d.name}`, fixed[d.name]).buffer;
-  }
-  const layer = factory.layer(paramBufs);
-  const rec = new Recurrent(program, params64, sizes);
-  const treeCpu = new TreeForm(program, params64, sizes);
-  const per = program.outAxes.reduce((n, a) => n * sizes[a], 1);
+  const fx = treeFixture(g, factory, program, sizes, makeInputs(source, { b: 1, t: 1, axes: r.axes, seed: r.seed }));
+  const { upload, paramBufs, layer, rec, treeCpu, per } = fx;
   try {
     for (const P of r.prefixes) {
       const seed = r.seed + 31 * P;
@@ -77,8 +63,7 @@ export async function checkTreeRounds(g: Gpu, r: TreeRound): Promise<void> {
       const state: Record<string, GPUBuffer> = {};
       for (const buf of step.plan.buffers) {
         if (buf.role !== 'state') continue;
-        const t = allocTensor(g, buf.name, [Math.max(1, buf.floats(B, 1))]);
-        owned.push(t);
+        const t = fx.alloc(buf.name, [Math.max(1, buf.floats(B, 1))]);
         g.device.queue.writeBuffer(t.buffer, 0, new Float32Array(t.shape[0]));
         state[buf.name] = t.buffer;
       }
@@ -88,8 +73,7 @@ export async function checkTreeRounds(g: Gpu, r: TreeRound): Promise<void> {
         const bufs: Record<string, GPUBuffer> = { ...state };
         for (const nm of names) bufs[`in:${nm}`] = upload(`in:${nm}`, rr.gpuRows[nm]).buffer;
         for (const [k, v] of Object.entries(paramBufs)) bufs[`param:${k}`] = v;
-        const o = allocTensor(g, 'out:o', [B, n, per]);
-        owned.push(o);
+        const o = fx.alloc('out:o', [B, n, per]);
         bufs['out:o'] = o.buffer;
         const bound = step.bind(bufs, B, n, pos);
         const enc = g.device.createCommandEncoder();
@@ -109,8 +93,7 @@ export async function checkTreeRounds(g: Gpu, r: TreeRound): Promise<void> {
       const nodeBufs: Record<string, GPUBuffer> = {};
       for (const nm of names) nodeBufs[nm] = upload(`tree ${nm}`, nodeRows.gpuRows[nm]).buffer;
       const parents = upload('tree:parents', { shape: [B, N], data: treeParents(trees) });
-      const o = allocTensor(g, 'tree o', [B, N, per]);
-      owned.push(o);
+      const o = fx.alloc('tree o', [B, N, per]);
       const cpuNodes: TreeNode[][] = trees.map((ps, b) => ps.map((parent, i) => ({ parent, inputs: nodeRows.cpu[b][i] })));
       const want = new Float64Array(B * N * per);
       cpuNodes.forEach((nodes, b) => treeCpu.evaluate(cpuStates[b], nodes).forEach((v, i) => want.set(v, (b * N + i) * per)));
@@ -142,6 +125,6 @@ export async function checkTreeRounds(g: Gpu, r: TreeRound): Promise<void> {
       expect(cpuStates[0].position).toBe(P + len + after);
     }
   } finally {
-    for (const t of owned) releaseTensor(g, t);
+    fx.release();
   }
 }

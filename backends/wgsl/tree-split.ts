@@ -1,0 +1,45 @@
+// How a tree step's work spreads over a workgroup (tree.ts, tree-fold.ts, tree-commit.ts). On a large GPU the tree
+// kernels are latency-bound: the state is small (12 heads × 64 × 64 floats for elu_dwconv), so a step costs the
+// longest serial chain of dependent loads and multiply-adds one thread runs, plus barriers. At 64 threads a
+// verifying workgroup (one per batch, head slice and node) walks, per column thread, all F rows of S (and of z):
+// 64 dependent steps at F = 64, the longest chain of the step (tree 16 on the H200: 0.243 ms for 12 layers against
+// the decode step's 0.133, whose kernel had the same walk until recurrent-split.ts cut it). The split gives a
+// hardware adapter's workgroup `threads` = 256 invocations: the state phase puts `slices` of them on each column,
+// each walking F / slices rows (partial sums added in workgroup memory in slice order), the scores of a path tile
+// spread their features over threads / TILE lanes instead of 4, a tile's values v_j are loaded into workgroup
+// memory all at once (each column thread had loaded its ≤ 16 one after another, each behind a branch on whether
+// the ancestor is a pending node), and the commit's workgroups keep one state element per invocation instead of
+// four (the same features per workgroup, so as many workgroups, each chain 4× shorter).
+// A 256-thread workgroup still leaves a 64-node, 12-head tree's 768 verifying workgroups all resident on the H200
+// (132 SMs × 2048 threads). A software adapter runs workgroups on a few CPU threads, where extra invocations are
+// only more work: 64 threads, no slices, nothing staged — the kernels its tests were timed with.
+/** Invocations of a tree workgroup, and how many of them share one column's walk over the rows of S. */
+export interface TreeSplit {
+  readonly threads: number;
+  readonly slices: number;
+  /** Whether a path tile's values are loaded into workgroup memory together before the columns walk them. */
+  readonly stageValues: boolean;
+}
+
+/** How a tree plan splits its work: a hardware adapter's split when `hardware` (default: the software one). */
+export interface TreeOptions {
+  readonly hardware?: boolean;
+}
+
+/** The software split: every tree kernel as it ran before the split (TREE_WG threads, one slice). */
+export const SOFTWARE_TREE_SPLIT: TreeSplit = { threads: 64, slices: 1, stageValues: false };
+const HARDWARE_THREADS = 256;
+/** Columns up to which a path tile's values are staged: 16 ancestors × 128 columns, 8 KB of workgroup memory. */
+const MAX_STAGED_COLUMNS = 128;
+
+/**
+ * The split for NR value columns of a head slice whose widest prefix term has F features. A hardware adapter:
+ * 256 threads, and as many slices (a power of two) as fit beside one thread per column (64 columns: 4 slices of
+ * 16 rows at F = 64), no more than F; a software adapter: SOFTWARE_TREE_SPLIT.
+ */
+export function treeSplit(NR: number, F: number, software: boolean): TreeSplit {
+  if (software) return SOFTWARE_TREE_SPLIT;
+  let slices = 1;
+  while (slices * 2 <= F && NR * slices * 2 <= HARDWARE_THREADS) slices *= 2;
+  return { threads: HARDWARE_THREADS, slices, stageValues: NR <= MAX_STAGED_COLUMNS };
+}
