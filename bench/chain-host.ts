@@ -1,0 +1,220 @@
+// Where the host's time goes in chained Medusa speculation (gpu-chain.ts), next to plain decoding's decode steps
+// (generateGpu, the yardstick): host µs per dispatch of each, and a chained run's host time split into its parts.
+//
+//   npx tsx bench/chain-host.ts [--model DIR | --small] [--tree SPEC] [--chain-steps R,R2…] [--tokens N] [--prompts N]
+//
+// Model: DIR's checkpoint (with Medusa heads), else examples/models/nano/config.json (6 layers, hidden 384, elu_aug)
+// with 3 Medusa heads and random weights — the trained nano model's shapes, so the dispatches per step are the H200
+// bench's (acceptance differs, which changes tokens per step, not a step's host work). Run with
+// LINATTN_DAWN_FLAGS=enable-dawn-features=skip_validation to skip Dawn's host validation as hardware adapters do
+// (src/runtime/dawn-flags.ts). On lavapipe the "GPU" shares the host's cores: queue.submit and the readback wait
+// include its work, so the encode parts (JavaScript and Dawn's recording, before the submit) are the comparable ones.
+//
+// Per chained step it reports (each summed over the runs, divided by the chained steps):
+//   encode+submit   GpuChain.encoding: from the run's first command encoder to its last submit (bench/medusa.ts's figure);
+//   first step      the run's first step encoded by JavaScript (ChainHost.encodeStep), not replayed;
+//   replays         RecordedStep.replay of steps ≥ 1 (the native setPipeline / setBindGroup / dispatch calls);
+//   lookups         chainedStep: the recording looked up by key (an await each);
+//   submit          queue.submit of the pieces (chainCuts) and the readback's;
+// and per run: upload (the first tree, its plan, the writeBuffers), the readback's wait, and the loop's work between
+// runs (speculativeGenerate's decode time less its runs). Writes chain-host.json to $OUT, else out/.
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { loadConfig, parseConfig } from '../src/model/config.ts';
+import { generateGpu } from '../src/model/generate.ts';
+import { GpuModel } from '../src/model/gpu-model.ts';
+import { randomWeights } from '../src/model/init-model.ts';
+import { RecordedStep } from '../src/model/step-recording.ts';
+import { loadTokenizer } from '../src/model/tokenizer.ts';
+import { loadModelVariant } from '../src/model/variant.ts';
+import { loadWeights } from '../src/model/weights.ts';
+import { compiledAttentionFactory } from '../src/runtime/compiled-attention.ts';
+import { getDevice } from '../src/runtime/dawn.ts';
+import { ProfilingPass } from '../src/runtime/dispatch-profile.ts';
+import { median } from '../src/runtime/timing.ts';
+import { speculativeGenerate } from '../src/speculative/generate.ts';
+import { GpuTreeVerifier } from '../src/speculative/gpu-verifier.ts';
+import { MedusaDraft } from '../src/speculative/medusa-draft.ts';
+import { parseTreeSpec } from '../src/speculative/tree-spec.ts';
+
+const { values } = parseArgs({
+  options: { model: { type: 'string' }, tree: { type: 'string' }, 'chain-steps': { type: 'string' }, tokens: { type: 'string' }, prompts: { type: 'string' }, small: { type: 'boolean' } },
+});
+const NANO = 'examples/models/nano/config.json';
+const config = values.model
+  ? loadConfig(join(resolve(values.model), 'config.json'))
+  : parseConfig({
+    ...(JSON.parse(readFileSync(NANO, 'utf8')) as Record<string, unknown>), medusa: { num_heads: 3 },
+    // --small: nano's layers and kernels (the same dispatches per step) at hidden 64, so lavapipe's "GPU", which
+    // shares the host's cores, takes little of the run.
+    ...(values.small && { hidden_size: 64, intermediate_size: 128, num_attention_heads: 2, head_dim: 32 }),
+  }, resolve(NANO));
+const heads = config.medusa?.numHeads ?? 0;
+if (heads < 1) throw new Error('chain-host: the model needs Medusa heads');
+const variant = loadModelVariant(config);
+const weights = values.model ? loadWeights(config, join(resolve(values.model), 'model.safetensors'), variant.params) : randomWeights(config, 1, variant.params);
+const tokenizer = loadTokenizer(config);
+const gpu = await getDevice();
+const shape = parseTreeSpec(values.tree ?? '[[0],[1],[2],[0,0],[0,1],[1,0],[0,0,0],[0,0,1]]');
+if (shape.kind !== 'static') throw new Error('chain-host: a static tree');
+const nodes = shape.paths.length;
+const chainSteps = (values['chain-steps'] ?? '4,8').split(',').map(Number);
+const newTokens = Number(values.tokens ?? 48);
+const nPrompts = Number(values.prompts ?? 2);
+const prompts = Array.from({ length: nPrompts }, (_, p) => Array.from({ length: 24 }, (_, i) => 32 + ((7 * i + 13 * p) % 90)));
+
+const model = await GpuModel.create(gpu, config, weights, await compiledAttentionFactory(gpu, variant.compiled, config.numHeads, config.headDim));
+const verifier = await GpuTreeVerifier.create(model, variant.compiled, weights, { maxNodes: nodes + 1, ownsModel: true, sizes: [nodes + 1] });
+await verifier.prepare({ medusaTopK: 4 });
+const log = (s: string) => console.log(s);
+log(`chain host on ${gpu.adapterName} (toggles ${gpu.toggles.join(', ')}): ${config.numLayers} layers, hidden ${config.hiddenSize}, ${heads} heads; ` +
+  `tree ${shape.spec} (${nodes} nodes), ${nPrompts} prompts × ${newTokens} tokens`);
+
+// Instruments: the chain's host (private to the verifier) and the device's queue, wrapped in place.
+const parts = { firstStep: 0, replays: 0, replayed: 0, lookups: 0, upload: 0, readWait: 0, submit: 0, submits: 0, writes: 0, bindGroups: 0, runs: 0, runMs: 0 };
+const chain = (verifier as unknown as { chain: { host: Record<string, (...a: unknown[]) => unknown>; chainedStep: (...a: unknown[]) => Promise<RecordedStep>; run: (...a: unknown[]) => Promise<unknown> } }).chain;
+const timed = <K extends keyof typeof parts>(obj: Record<string, (...a: unknown[]) => unknown>, name: string, part: K) => {
+  const f = obj[name].bind(obj);
+  obj[name] = (...a: unknown[]) => {
+    const t0 = performance.now();
+    const r = f(...a);
+    if (r instanceof Promise) return r.finally(() => (parts[part] += performance.now() - t0));
+    parts[part] += performance.now() - t0;
+    return r;
+  };
+};
+timed(chain.host, 'encodeStep', 'firstStep');
+timed(chain.host, 'upload', 'upload');
+timed(chain.host, 'readBack', 'readWait');
+timed(chain as unknown as Record<string, (...a: unknown[]) => unknown>, 'chainedStep', 'lookups');
+// Per run: each part's µs per chained step (the medians are reported: this machine's cores are shared).
+const perRunParts: Record<string, number>[] = [];
+const run = chain.run.bind(chain);
+chain.run = async (...a: unknown[]) => {
+  const before = { ...parts };
+  const enc = verifier.chainEncoding;
+  const t0 = performance.now();
+  const r = await run(...a);
+  parts.runMs += performance.now() - t0;
+  parts.runs++;
+  const steps = verifier.chainEncoding.steps - enc.steps;
+  const d = (k: keyof typeof parts) => (1000 * (parts[k] - before[k])) / steps;
+  perRunParts.push({
+    encodeSubmit: (1000 * (verifier.chainEncoding.ms - enc.ms)) / steps, firstStep: d('firstStep'), replays: d('replays'), lookups: d('lookups'),
+    submit: d('submit'), upload: d('upload'), readWait: d('readWait'), run: d('runMs'),
+  });
+  return r;
+};
+const medianOf = (k: string) => median(perRunParts.map((x) => x[k]));
+const replay = RecordedStep.prototype.replay;
+RecordedStep.prototype.replay = function (this: RecordedStep, pass: GPUComputePassEncoder) {
+  const t0 = performance.now();
+  replay.call(this, pass);
+  parts.replays += performance.now() - t0;
+  parts.replayed++;
+};
+// Dispatches of a chained step: its recording's.
+let lastRecordedDispatches = 0;
+const recordAsync = RecordedStep.recordAsync.bind(RecordedStep);
+RecordedStep.recordAsync = async (encode) => {
+  const r = await recordAsync(encode);
+  lastRecordedDispatches = r.dispatches;
+  return r;
+};
+const { queue } = gpu.device;
+const submit = queue.submit.bind(queue);
+queue.submit = (b: Iterable<GPUCommandBuffer>) => {
+  const t0 = performance.now();
+  submit(b);
+  parts.submit += performance.now() - t0;
+  parts.submits++;
+};
+const write = queue.writeBuffer.bind(queue) as (...a: unknown[]) => void;
+(queue as unknown as { writeBuffer: (...a: unknown[]) => void }).writeBuffer = (...a: unknown[]) => {
+  parts.writes++;
+  write(...a);
+};
+const createBindGroup = gpu.device.createBindGroup.bind(gpu.device);
+gpu.device.createBindGroup = (d: GPUBindGroupDescriptor) => {
+  parts.bindGroups++;
+  return createBindGroup(d);
+};
+
+// Plain decoding: host ms per decode step (encode + submit, generateGpu's runs of 4) and dispatches per step.
+const plainOnce = async () => {
+  let ms = 0;
+  let steps = 0;
+  let wall = 0;
+  let tokens = 0;
+  for (const p of prompts) {
+    const r = await generateGpu(model, tokenizer, [p], { maxTokens: newTokens });
+    for (const s of r.decodeSteps) ms += s.encodeMs + s.submitMs;
+    steps += r.decodeSteps.length;
+    wall += r.decodeMs;
+    tokens += r.tokens[0].length - 1;
+  }
+  return { hostMsPerStep: ms / steps, tokensPerS: (1000 * tokens) / wall };
+};
+await plainOnce();
+const plain = await plainOnce();
+await model.prefill([prompts[0]]).then((s) => s.tokens());
+const probe = new ProfilingPass();
+model.recordDecodeStep(probe.asPass());
+const plainDispatches = probe.dispatches.length;
+log(`plain generateGpu: ${plain.tokensPerS.toFixed(0)} tokens/s, host ${(1000 * plain.hostMsPerStep).toFixed(1)} µs per decode step ` +
+  `(encode + submit), ${plainDispatches} dispatches: ${((1000 * plain.hostMsPerStep) / plainDispatches).toFixed(2)} µs per dispatch`);
+
+const rows: Record<string, unknown>[] = [];
+for (const R of chainSteps) {
+  const once = async () => {
+    let wall = 0;
+    let tokens = 0;
+    let steps = 0;
+    for (const p of prompts) {
+      const r = await speculativeGenerate(verifier, new MedusaDraft(heads, 4), p, { maxTokens: newTokens, shape, maxNodes: nodes, chainSteps: R });
+      wall += r.decodeMs;
+      tokens += r.tokens.length - 1;
+      steps += r.steps;
+    }
+    return { wall, tokens, steps };
+  };
+  await once(); // recordings and pipelines
+  for (const k of Object.keys(parts) as (keyof typeof parts)[]) parts[k] = 0;
+  perRunParts.length = 0;
+  const before = verifier.chainEncoding;
+  const { wall, tokens, steps } = await once();
+  const enc = verifier.chainEncoding;
+  const chained = enc.steps - before.steps;
+  const per = (x: number) => (1000 * x) / chained; // µs per chained step
+  const perRun = (x: number) => (1000 * x) / parts.runs;
+  const encMs = enc.ms - before.ms;
+  const stepDispatches = lastRecordedDispatches;
+  const med = {
+    encodeSubmit: medianOf('encodeSubmit'), firstStep: medianOf('firstStep'), replays: medianOf('replays'), lookups: medianOf('lookups'),
+    submit: medianOf('submit'), upload: medianOf('upload'), readWait: medianOf('readWait'), run: medianOf('run'),
+  };
+  const row = {
+    R, runs: parts.runs, chainedSteps: chained, steps, tokensPerS: (1000 * tokens) / wall, dispatchesPerStep: stepDispatches,
+    encodeSubmitUs: per(encMs), usPerDispatch: per(encMs) / stepDispatches,
+    firstStepUs: per(parts.firstStep), replaysUs: per(parts.replays), lookupsUs: per(parts.lookups), submitUs: per(parts.submit),
+    submitsPerRun: parts.submits / parts.runs, writesPerRun: parts.writes / parts.runs, bindGroupsPerRun: parts.bindGroups / parts.runs,
+    uploadUsPerRun: perRun(parts.upload), readWaitUsPerRun: perRun(parts.readWait), runUsPerRun: perRun(parts.runMs),
+    betweenRunsUsPerRun: perRun(wall - parts.runMs),
+    median: med,
+  };
+  rows.push(row);
+  log(`chained ×${R}: ${row.tokensPerS.toFixed(0)} tokens/s, ${chained} chained steps in ${parts.runs} runs; per chained step: encode+submit ${row.encodeSubmitUs.toFixed(1)} µs ` +
+    `(${stepDispatches} dispatches: ${row.usPerDispatch.toFixed(2)} µs each) = first step by JS ${row.firstStepUs.toFixed(1)}, replays ${row.replaysUs.toFixed(1)}, ` +
+    `lookups ${row.lookupsUs.toFixed(1)}, submit ${row.submitUs.toFixed(1)} (${row.submitsPerRun.toFixed(1)} submits per run); per run: upload ${row.uploadUsPerRun.toFixed(0)} µs, ` +
+    `readback wait ${row.readWaitUsPerRun.toFixed(0)}, whole run ${row.runUsPerRun.toFixed(0)}, loop between runs ${row.betweenRunsUsPerRun.toFixed(0)}; ` +
+    `${row.writesPerRun.toFixed(1)} writeBuffers and ${row.bindGroupsPerRun.toFixed(1)} bind groups per run\n` +
+    `  medians over runs, µs per chained step: encode+submit ${med.encodeSubmit.toFixed(1)} (${(med.encodeSubmit / stepDispatches).toFixed(2)} per dispatch) = first step by JS ` +
+    `${med.firstStep.toFixed(1)}, replays ${med.replays.toFixed(1)}, lookups ${med.lookups.toFixed(1)}, submit ${med.submit.toFixed(1)}; upload ${med.upload.toFixed(1)}, ` +
+    `readback wait ${med.readWait.toFixed(1)}, the whole run ${med.run.toFixed(1)}`);
+}
+const out = process.env['OUT'] ?? 'out';
+mkdirSync(out, { recursive: true });
+writeFileSync(join(out, 'chain-host.json'), JSON.stringify({ adapter: gpu.adapterName, toggles: gpu.toggles, tree: shape.spec, newTokens, prompts: nPrompts, plain: { ...plain, dispatches: plainDispatches }, chained: rows }, null, 2) + '\n');
+await verifier.destroy();
+process.exit(0);
