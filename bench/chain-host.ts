@@ -10,14 +10,16 @@
 // (src/runtime/dawn-flags.ts). On lavapipe the "GPU" shares the host's cores: queue.submit and the readback wait
 // include its work, so the encode parts (JavaScript and Dawn's recording, before the submit) are the comparable ones.
 //
-// Per chained step it reports (each summed over the runs, divided by the chained steps):
+// Each R runs twice: each run read back before the next is encoded (chainOverlap false, the old loop), and runs
+// overlapped (the next submitted before the last is read: GpuChain.continue). Per row: tokens/s and wall µs per
+// chained step, and per run (medians over runs, µs per chained step):
 //   encode+submit   GpuChain.encoding: from the run's first command encoder to its last submit (bench/medusa.ts's figure);
-//   first step      the run's first step encoded by JavaScript (ChainHost.encodeStep), not replayed;
-//   replays         RecordedStep.replay of steps ≥ 1 (the native setPipeline / setBindGroup / dispatch calls);
-//   lookups         chainedStep: the recording looked up by key (an await each);
-//   submit          queue.submit of the pieces (chainCuts) and the readback's;
-// and per run: upload (the first tree, its plan, the writeBuffers), the readback's wait, and the loop's work between
-// runs (speculativeGenerate's decode time less its runs). Writes chain-host.json to $OUT, else out/.
+//   first step      the run's first step encoded by JavaScript (ChainHost.encodeStep); a continued run replays it;
+//   replays         RecordedStep.replay (the native setPipeline / setBindGroup / dispatch calls);
+//   lookups         chainedStep: a step's recording looked up by key;
+//   queue.submit    the pieces' (chainCuts) and the readback's;
+// with the submits, writeBuffers and bind groups per run and the upload of a begun run's first tree. Writes
+// chain-host.json to $OUT, else out/.
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -72,8 +74,8 @@ log(`chain host on ${gpu.adapterName} (toggles ${gpu.toggles.join(', ')}): ${con
   `tree ${shape.spec} (${nodes} nodes), ${nPrompts} prompts × ${newTokens} tokens`);
 
 // Instruments: the chain's host (private to the verifier) and the device's queue, wrapped in place.
-const parts = { firstStep: 0, replays: 0, replayed: 0, lookups: 0, upload: 0, readWait: 0, submit: 0, submits: 0, writes: 0, bindGroups: 0, runs: 0, runMs: 0 };
-const chain = (verifier as unknown as { chain: { host: Record<string, (...a: unknown[]) => unknown>; chainedStep: (...a: unknown[]) => Promise<RecordedStep>; run: (...a: unknown[]) => Promise<unknown> } }).chain;
+const parts = { firstStep: 0, replays: 0, replayed: 0, lookups: 0, upload: 0, uploads: 0, submit: 0, submits: 0, writes: 0, bindGroups: 0, runs: 0 };
+const chain = (verifier as unknown as { chain: { host: Record<string, (...a: unknown[]) => unknown>; chainedStep: (...a: unknown[]) => unknown; encodeRun: (...a: unknown[]) => Promise<unknown> } }).chain;
 const timed = <K extends keyof typeof parts>(obj: Record<string, (...a: unknown[]) => unknown>, name: string, part: K) => {
   const f = obj[name].bind(obj);
   obj[name] = (...a: unknown[]) => {
@@ -86,27 +88,25 @@ const timed = <K extends keyof typeof parts>(obj: Record<string, (...a: unknown[
 };
 timed(chain.host, 'encodeStep', 'firstStep');
 timed(chain.host, 'upload', 'upload');
-timed(chain.host, 'readBack', 'readWait');
+const upload = chain.host.upload;
+chain.host.upload = (...a: unknown[]) => (parts.uploads++, upload(...a));
 timed(chain as unknown as Record<string, (...a: unknown[]) => unknown>, 'chainedStep', 'lookups');
-// Per run: each part's µs per chained step (the medians are reported: this machine's cores are shared).
+// Per run (GpuChain's encodeRun: a begun or a continued run, from its first command encoder to its last submit):
+// each part's µs per chained step (the medians are reported: this machine's cores are shared).
 const perRunParts: Record<string, number>[] = [];
-const run = chain.run.bind(chain);
-chain.run = async (...a: unknown[]) => {
+const encodeRun = chain.encodeRun.bind(chain);
+chain.encodeRun = async (...a: unknown[]) => {
   const before = { ...parts };
   const enc = verifier.chainEncoding;
-  const t0 = performance.now();
-  const r = await run(...a);
-  parts.runMs += performance.now() - t0;
+  const r = await encodeRun(...a);
   parts.runs++;
   const steps = verifier.chainEncoding.steps - enc.steps;
   const d = (k: keyof typeof parts) => (1000 * (parts[k] - before[k])) / steps;
   perRunParts.push({
-    encodeSubmit: (1000 * (verifier.chainEncoding.ms - enc.ms)) / steps, firstStep: d('firstStep'), replays: d('replays'), lookups: d('lookups'),
-    submit: d('submit'), upload: d('upload'), readWait: d('readWait'), run: d('runMs'),
+    encodeSubmit: (1000 * (verifier.chainEncoding.ms - enc.ms)) / steps, firstStep: d('firstStep'), replays: d('replays'), lookups: d('lookups'), submit: d('submit'),
   });
   return r;
 };
-const medianOf = (k: string) => median(perRunParts.map((x) => x[k]));
 const replay = RecordedStep.prototype.replay;
 RecordedStep.prototype.replay = function (this: RecordedStep, pass: GPUComputePassEncoder) {
   const t0 = performance.now();
@@ -166,13 +166,13 @@ log(`plain generateGpu: ${plain.tokensPerS.toFixed(0)} tokens/s, host ${(1000 * 
   `(encode + submit), ${plainDispatches} dispatches: ${((1000 * plain.hostMsPerStep) / plainDispatches).toFixed(2)} µs per dispatch`);
 
 const rows: Record<string, unknown>[] = [];
-for (const R of chainSteps) {
+for (const R of chainSteps) for (const overlap of [false, true]) {
   const once = async () => {
     let wall = 0;
     let tokens = 0;
     let steps = 0;
     for (const p of prompts) {
-      const r = await speculativeGenerate(verifier, new MedusaDraft(heads, 4), p, { maxTokens: newTokens, shape, maxNodes: nodes, chainSteps: R });
+      const r = await speculativeGenerate(verifier, new MedusaDraft(heads, 4), p, { maxTokens: newTokens, shape, maxNodes: nodes, chainSteps: R, chainOverlap: overlap });
       wall += r.decodeMs;
       tokens += r.tokens.length - 1;
       steps += r.steps;
@@ -184,34 +184,21 @@ for (const R of chainSteps) {
   perRunParts.length = 0;
   const before = verifier.chainEncoding;
   const { wall, tokens, steps } = await once();
-  const enc = verifier.chainEncoding;
-  const chained = enc.steps - before.steps;
-  const per = (x: number) => (1000 * x) / chained; // µs per chained step
-  const perRun = (x: number) => (1000 * x) / parts.runs;
-  const encMs = enc.ms - before.ms;
+  const chained = verifier.chainEncoding.steps - before.steps;
   const stepDispatches = lastRecordedDispatches;
-  const med = {
-    encodeSubmit: medianOf('encodeSubmit'), firstStep: medianOf('firstStep'), replays: medianOf('replays'), lookups: medianOf('lookups'),
-    submit: medianOf('submit'), upload: medianOf('upload'), readWait: medianOf('readWait'), run: medianOf('run'),
-  };
+  const med = Object.fromEntries(['encodeSubmit', 'firstStep', 'replays', 'lookups', 'submit'].map((k) => [k, median(perRunParts.map((x) => x[k]))]));
   const row = {
-    R, runs: parts.runs, chainedSteps: chained, steps, tokensPerS: (1000 * tokens) / wall, dispatchesPerStep: stepDispatches,
-    encodeSubmitUs: per(encMs), usPerDispatch: per(encMs) / stepDispatches,
-    firstStepUs: per(parts.firstStep), replaysUs: per(parts.replays), lookupsUs: per(parts.lookups), submitUs: per(parts.submit),
+    R, overlap, runs: parts.runs, begun: parts.uploads, chainedSteps: chained, steps, tokensPerS: (1000 * tokens) / wall, wallUsPerChainedStep: (1000 * wall) / chained,
+    dispatchesPerStep: stepDispatches, usPerDispatch: med.encodeSubmit / stepDispatches,
     submitsPerRun: parts.submits / parts.runs, writesPerRun: parts.writes / parts.runs, bindGroupsPerRun: parts.bindGroups / parts.runs,
-    uploadUsPerRun: perRun(parts.upload), readWaitUsPerRun: perRun(parts.readWait), runUsPerRun: perRun(parts.runMs),
-    betweenRunsUsPerRun: perRun(wall - parts.runMs),
-    median: med,
+    uploadUsPerBegin: (1000 * parts.upload) / Math.max(1, parts.uploads), median: med,
   };
   rows.push(row);
-  log(`chained ×${R}: ${row.tokensPerS.toFixed(0)} tokens/s, ${chained} chained steps in ${parts.runs} runs; per chained step: encode+submit ${row.encodeSubmitUs.toFixed(1)} µs ` +
-    `(${stepDispatches} dispatches: ${row.usPerDispatch.toFixed(2)} µs each) = first step by JS ${row.firstStepUs.toFixed(1)}, replays ${row.replaysUs.toFixed(1)}, ` +
-    `lookups ${row.lookupsUs.toFixed(1)}, submit ${row.submitUs.toFixed(1)} (${row.submitsPerRun.toFixed(1)} submits per run); per run: upload ${row.uploadUsPerRun.toFixed(0)} µs, ` +
-    `readback wait ${row.readWaitUsPerRun.toFixed(0)}, whole run ${row.runUsPerRun.toFixed(0)}, loop between runs ${row.betweenRunsUsPerRun.toFixed(0)}; ` +
-    `${row.writesPerRun.toFixed(1)} writeBuffers and ${row.bindGroupsPerRun.toFixed(1)} bind groups per run\n` +
-    `  medians over runs, µs per chained step: encode+submit ${med.encodeSubmit.toFixed(1)} (${(med.encodeSubmit / stepDispatches).toFixed(2)} per dispatch) = first step by JS ` +
-    `${med.firstStep.toFixed(1)}, replays ${med.replays.toFixed(1)}, lookups ${med.lookups.toFixed(1)}, submit ${med.submit.toFixed(1)}; upload ${med.upload.toFixed(1)}, ` +
-    `readback wait ${med.readWait.toFixed(1)}, the whole run ${med.run.toFixed(1)}`);
+  log(`chained ×${R}${overlap ? ', runs overlapped' : ', each run read before the next'}: ${row.tokensPerS.toFixed(0)} tokens/s, ${row.wallUsPerChainedStep.toFixed(0)} µs of wall per chained step; ` +
+    `${chained} chained steps in ${parts.runs} runs (${parts.uploads} begun with an upload, ${row.uploadUsPerBegin.toFixed(0)} µs each); ` +
+    `${row.submitsPerRun.toFixed(1)} submits, ${row.writesPerRun.toFixed(1)} writeBuffers and ${row.bindGroupsPerRun.toFixed(1)} bind groups per run\n` +
+    `  medians over runs, µs per chained step: encode+submit ${med.encodeSubmit.toFixed(1)} (${stepDispatches} dispatches: ${row.usPerDispatch.toFixed(2)} µs each) = first step by JS ` +
+    `${med.firstStep.toFixed(1)}, replays ${med.replays.toFixed(1)}, recordings looked up ${med.lookups.toFixed(1)}, queue.submit ${med.submit.toFixed(1)}`);
 }
 const out = process.env['OUT'] ?? 'out';
 mkdirSync(out, { recursive: true });
