@@ -275,9 +275,11 @@ export class GpuChain {
     const staging = chain.staging[slot];
     if (staging.mapState !== 'unmapped') throw new Error(`chained speculation: ${chain.staging.length} runs are in flight and the oldest is not read yet; await its result first`);
     this.slot = (slot + 1) % chain.staging.length;
-    const cuts = host.splitSubmits ? chainCuts(steps) : [];
+    // A continued run goes in one submit: the GPU is still on the runs before it while the host encodes it, so pieces
+    // would only add submits (a submit cost the H200's host ~0.15 ms in call 30).
+    const cuts = host.splitSubmits && first ? chainCuts(steps) : [];
     const encodeStart = performance.now();
-    let encoder = device.createCommandEncoder({ label: `chained tree steps [${steps} × ${rows} rows]` });
+    let encoder = device.createCommandEncoder({ label: `chained tree steps [${steps} × ${rows} rows]${first ? '' : ' continued'}` });
     host.enter(encoder);
     // One pass per submit piece: each step's kernels read the dims the chain kernel before them wrote into the
     // state (bound there as uniforms), and a pass orders its dispatches, so no copy stands between steps.
