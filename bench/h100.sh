@@ -47,7 +47,7 @@ for s in $steps; do
     medusa-trained) mkdir -p "$OUT/runs" "$OUT/medusa"
       timeout ${T_BASE:-90} tsx src/cli/linattn.ts train --config examples/models/nano/config.json --data data/kjv.txt --out "$OUT/runs/nano" --steps 1200 --batch 32 --block 256 --lr 2e-3 --eval-every 200 --save-every 200
       timeout ${T_HEADS:-45} tsx src/cli/linattn.ts train-medusa --model "$OUT/runs/nano" --data data/kjv.txt --heads 3 --out "$OUT/runs/nano-medusa" --steps 600 --batch 32 --block 256 --lr 2e-3 --eval-every 200 --save-every 200
-      timeout ${T_BENCH:-240} tsx bench/medusa.ts --model "$OUT/runs/nano-medusa" --data data/kjv.txt --prompts 8 --tokens 128 --chain-steps 4,8,16 \
+      timeout ${T_BENCH:-240} tsx bench/medusa.ts --model "$OUT/runs/nano-medusa" --data data/kjv.txt --prompts 8 --tokens 128 --chain-steps 4,8,16 --chain-serial 8 \
         --prompt-kind both --sources medusa,oracle,adaptive,lookup --out "$OUT/medusa"
       rm -f "$OUT"/runs/*/*.safetensors ;;
     backward-sweep) timeout ${T_BACKWARD_SWEEP:-150} tsx bench/kernels.ts --backward --variants elu_dwconv,elu_aug,retnet,softmax --t 4096 --d 64 --iters 10 --rounds 2 \

@@ -5,7 +5,10 @@
 //                           [--trees "SPEC;SPEC;…"] [--sources medusa,oracle,adaptive,ngram,lookup] [--chain-steps R]
 //                           [--prompt-kind heldout|quote|both] [--rounds N] [--no-profile] [--out DIR]
 // --chain-steps R[,R2…] adds, for each static Medusa tree and each lookup chain, a row with R tree steps chained
-// per submit on the GPU (GpuTreeVerifier.runChain; its tree reads "SPEC ×R"), one per R.
+// per submit on the GPU (GpuTreeVerifier.runChain; its tree reads "SPEC ×R"), one per R; Medusa's chained runs
+// overlap (each submitted before the last is read: GpuChain.continue). --chain-serial R[,R2…] adds, for those R, a
+// Medusa row whose runs are each read before the next is encoded ("SPEC ×R serial", chainOverlap false): the loop
+// before the overlap, timed in the same call.
 //
 // Prompts (--prompt-kind, default both; every figure is per kind, each against plain decoding of the same prompts):
 //   heldout  N windows of P tokens (after BOS) spread evenly over the held-out part of the data — the last 10% of
@@ -106,6 +109,8 @@ export interface MedusaFigure {
   /** Of hostMsPerChainedStep, the ms in queue.submit (finish + submit of the run's pieces). */
   readonly submitMsPerChainedStep?: number;
   readonly chainedSteps?: number;
+  /** Chained Medusa rows: whether each run was submitted before the last was read (false: a --chain-serial row). */
+  readonly chainOverlap?: boolean;
   /** `auto`: per mode (plain, then each tree) decisions, tokens and ms, summed over the prompts. */
   readonly modes?: readonly OptionSummary[];
 }
@@ -114,7 +119,7 @@ const { values } = parseArgs({
   options: {
     model: { type: 'string' }, data: { type: 'string', multiple: true }, prompts: { type: 'string' }, 'prompt-tokens': { type: 'string' },
     tokens: { type: 'string' }, trees: { type: 'string' }, sources: { type: 'string' }, out: { type: 'string' }, 'no-profile': { type: 'boolean' },
-    'chain-steps': { type: 'string' }, 'prompt-kind': { type: 'string' }, rounds: { type: 'string' },
+    'chain-steps': { type: 'string' }, 'chain-serial': { type: 'string' }, 'prompt-kind': { type: 'string' }, rounds: { type: 'string' },
   },
 });
 if (!values.model || !values.data?.length) {
@@ -135,8 +140,9 @@ const sources = (values.sources ?? (heads > 0 ? 'medusa,oracle,adaptive,lookup' 
 const defaultMedusaTrees = ['chain:1', `chain:${heads}`, sparseTree(heads), 'top:4'];
 const trees = (values.trees?.split(';') ?? []).map(parseTreeSpec);
 const chainSteps = (values['chain-steps'] ?? '').split(',').filter((x) => x.trim() !== '').map(Number);
-if (chainSteps.some((r) => !(Number.isInteger(r) && r >= 1))) {
-  console.error(`--chain-steps takes positive integers, comma-separated, got ${values['chain-steps']}`);
+const chainSerial = (values['chain-serial'] ?? '').split(',').filter((x) => x.trim() !== '').map(Number);
+if ([...chainSteps, ...chainSerial].some((r) => !(Number.isInteger(r) && r >= 1))) {
+  console.error(`--chain-steps and --chain-serial take positive integers, comma-separated, got ${values['chain-steps']} and ${values['chain-serial']}`);
   process.exit(2);
 }
 
@@ -174,7 +180,7 @@ function sparseTree(M: number): string {
 
 const model = await GpuModel.create(gpu, config, weights, await compiledAttentionFactory(gpu, variant.compiled, config.numHeads, config.headDim));
 /** A fixed tree, or `auto` (its trees; `shape` then only sets the candidates per node asked of the draft). */
-const shapes: { source: string; shape: TreeShape; nodes: number; auto?: readonly TreeOption[]; chain?: number }[] = [];
+const shapes: { source: string; shape: TreeShape; nodes: number; auto?: readonly TreeOption[]; chain?: number; serial?: boolean }[] = [];
 for (const source of sources) {
   const own = trees.length
     ? trees
@@ -191,6 +197,7 @@ for (const source of sources) {
     const isChain = shape.kind === 'static' && shape.paths.every((p) => p.every((r) => r === 0));
     const chains = (source === 'medusa' && depth <= heads) || (source === 'lookup' && isChain);
     if (chains) for (const R of chainSteps) shapes.push({ source, shape, nodes: shape.kind === 'static' ? shape.paths.length : 16, chain: R });
+    if (chains && source === 'medusa') for (const R of chainSerial) shapes.push({ source, shape, nodes: shape.kind === 'static' ? shape.paths.length : 16, chain: R, serial: true });
   }
   // As `generate --tree auto` (greedy, GPU, batch 1): the Medusa options include the chained runs.
   const auto = autoTrees(source, 16, source === 'medusa' ? heads : Infinity, autoChainSteps(source, 'gpu', {}));
@@ -223,6 +230,7 @@ try {
       maxTokens: newTokens, shape: s.shape, maxNodes: s.nodes,
       ...(s.auto && { auto: autoSpeculation(s.auto, new GpuPlainDecoder(verifier, { temperature: 0 })) }),
       ...(s.chain && { chainSteps: s.chain }),
+      ...(s.serial && { chainOverlap: false }),
     });
   const warm = async (work: () => Promise<unknown>) => {
     const until = performance.now() + (gpu.isSoftware ? 0 : WARM_MS);
@@ -237,7 +245,7 @@ try {
   const writeReport = (profile: unknown[]): string => {
     const report = {
       adapter: gpu.adapterName, toggles: gpu.toggles, software: gpu.isSoftware, date: new Date().toISOString(), model: dir, medusaHeads: heads,
-      prompts: nPrompts, promptTokens, quoteTokens: QUOTE, chainSteps, newTokens, plain: plainOfKind, figures, profile,
+      prompts: nPrompts, promptTokens, quoteTokens: QUOTE, chainSteps, chainSerial, newTokens, plain: plainOfKind, figures, profile,
     };
     const out = values.out ?? process.env['OUT'] ?? 'out';
     mkdirSync(out, { recursive: true });
@@ -324,7 +332,7 @@ try {
       // A chained run's steps are timed as one submit: only its unchained first step (root only) pushes a GPU time.
       const treeGpu = gpuMs.length && !s.chain ? median(gpuMs) : undefined;
       const fig: MedusaFigure = {
-        kind, source: s.source, tree: s.auto ? 'auto' : s.chain ? `${s.shape.spec} ×${s.chain}` : s.shape.spec, maxNodes: s.nodes, meanAccepted: accepted / steps, meanTreeNodes: nodes / steps,
+        kind, source: s.source, tree: s.auto ? 'auto' : s.chain ? `${s.shape.spec} ×${s.chain}${s.serial ? ' serial' : ''}` : s.shape.spec, maxNodes: s.nodes, meanAccepted: accepted / steps, meanTreeNodes: nodes / steps,
         tokensPerS: tps, plainTokensPerS: plainRowTps, speedup: tps / plainRowTps,
         rounds, speedupMedian: median(ratios), speedupMin: Math.min(...ratios), speedupMax: Math.max(...ratios),
         plainTokensPerSMedian: median(rounds.map((x) => x.plainTokensPerS)),
@@ -332,6 +340,7 @@ try {
         treeStepOverDecodeStep: treeGpu !== undefined && decodeGpuMs ? treeGpu / decodeGpuMs : undefined,
         identical, prompts: prompts.length,
         ...(hostMsPerChainedStep !== undefined && { hostMsPerChainedStep, submitMsPerChainedStep, chainedSteps }),
+        ...(s.chain && s.source === 'medusa' && { chainOverlap: !s.serial }),
         ...(modes.length && { modes: addSummaries(modes) }),
       };
       figures.push(fig);
@@ -347,7 +356,7 @@ try {
   log('\nkind     source    tree                         accepted/step  tokens/s  plain tok/s  speed-up (median of rounds, min–max)  identical');
   for (const f of figures) {
     // A long list of paths is cut, its "×R" kept: the chained rows stay apart.
-    const [, base, suffix = ''] = /^(.*?)( ×\d+)?$/.exec(f.tree)!;
+    const [, base, suffix = ''] = /^(.*?)( ×\d+(?: serial)?)?$/.exec(f.tree)!;
     const tree = (base.length > 20 ? `${base.slice(0, 19)}…` : base) + suffix;
     log(`${f.kind.padEnd(8)} ${f.source.padEnd(9)} ${tree.padEnd(28)} ${f.meanAccepted.toFixed(2).padStart(13)} ${f.tokensPerS.toFixed(0).padStart(9)} ${f.plainTokensPerSMedian!.toFixed(0).padStart(12)} ` +
       `${(f.speedupMedian!.toFixed(2) + '×').padStart(9)} ${`(${f.speedupMin!.toFixed(2)}–${f.speedupMax!.toFixed(2)})`.padStart(13)}  ${f.identical}/${f.prompts}`);
