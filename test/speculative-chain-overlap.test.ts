@@ -32,7 +32,7 @@ describe('chained Medusa runs submitted before the last one is read', () => {
    * One generation, with the order of the verifier's continued submits and the loop's emits, and per continued
    * submit the queue writes and bind groups it made.
    */
-  const generate = async (verifier: GpuTreeVerifier, R: number, maxTokens: number, opts: { eos?: number; overlap?: boolean; spec?: string } = {}) => {
+  const generate = async (verifier: GpuTreeVerifier, R: number, maxTokens: number, opts: { eos?: number; overlap?: boolean; spec?: string; maxPosition?: number } = {}) => {
     const { device } = await gpu();
     const writes = vi.spyOn(device.queue, 'writeBuffer');
     const groups = vi.spyOn(device, 'createBindGroup');
@@ -49,6 +49,7 @@ describe('chained Medusa runs submitted before the last one is read', () => {
     const r = await speculativeGenerate(verifier, new MedusaDraft(3, 2), PROMPT, {
       maxTokens, shape: parseTreeSpec(opts.spec ?? 'chain:3'), maxNodes: 3, chainSteps: R,
       ...(opts.eos !== undefined && { eos: opts.eos }), ...(opts.overlap === false && { chainOverlap: false }),
+      ...(opts.maxPosition !== undefined && { maxPosition: opts.maxPosition }),
       onTokens: (ids) => ids.length && events.push('emit'),
     });
     for (const spy of [cont, writes, groups]) spy.mockRestore();
@@ -83,6 +84,24 @@ describe('chained Medusa runs submitted before the last one is read', () => {
       }
     }
   }, 180_000);
+
+  it('a run is continued only when all its steps fit below the last position the model allows', async () => {
+    const verifier = await target();
+    const want = plainGreedy(m, PROMPT, N);
+    const reach = 4; // chain:3: a step moves its root at most depth + 1 positions
+    for (const R of [2, 4]) {
+      // The first chained run starts at the root after the prefill's token and the root-only step, position P + 1,
+      // and may reach R · reach positions past it; `room` more positions leave space for a run of `room / reach`.
+      const first = PROMPT.length + 1 + R * reach;
+      for (const room of [reach - 1, R * reach]) {
+        // Past the limit the loop takes unchained steps (this model has no length limit of its own): same tokens.
+        const r = await generate(verifier, R, N, { maxPosition: first + room });
+        expect(r.tokens, `R=${R} room ${room}`).toEqual(want);
+        if (room < reach) expect(r.continued, `R=${R}: no step of a continued run fits`).toHaveLength(0);
+        else expect(r.continued.length, `R=${R}: a run of R steps fits`).toBeGreaterThanOrEqual(1);
+      }
+    }
+  }, 120_000);
 
   it('a continued run writes one queue word pair, makes no bind group and replays every step', async () => {
     const verifier = await target();
