@@ -147,14 +147,20 @@ const plainOnce = async () => {
   let steps = 0;
   let wall = 0;
   let tokens = 0;
+  const perStep: number[] = [];
   for (const p of prompts) {
     const r = await generateGpu(model, tokenizer, [p], { maxTokens: newTokens });
-    for (const s of r.decodeSteps) ms += s.encodeMs + s.submitMs;
+    for (const s of r.decodeSteps) {
+      ms += s.encodeMs + s.submitMs;
+      perStep.push(s.encodeMs + s.submitMs);
+    }
     steps += r.decodeSteps.length;
     wall += r.decodeMs;
     tokens += r.tokens[0].length - 1;
   }
-  return { hostMsPerStep: ms / steps, tokensPerS: (1000 * tokens) / wall };
+  // generateGpu submits runs of 4 steps: a run's submit lands on its last step, so the median is taken per run.
+  const perRun = Array.from({ length: Math.floor(perStep.length / 4) }, (_, i) => perStep.slice(4 * i, 4 * i + 4).reduce((a, b) => a + b, 0) / 4);
+  return { hostMsPerStep: ms / steps, medianHostMsPerStep: median(perRun), tokensPerS: (1000 * tokens) / wall };
 };
 await plainOnce();
 const plain = await plainOnce();
@@ -163,7 +169,8 @@ const probe = new ProfilingPass();
 model.recordDecodeStep(probe.asPass());
 const plainDispatches = probe.dispatches.length;
 log(`plain generateGpu: ${plain.tokensPerS.toFixed(0)} tokens/s, host ${(1000 * plain.hostMsPerStep).toFixed(1)} µs per decode step ` +
-  `(encode + submit), ${plainDispatches} dispatches: ${((1000 * plain.hostMsPerStep) / plainDispatches).toFixed(2)} µs per dispatch`);
+  `(encode + submit; median over runs of 4 steps ${(1000 * plain.medianHostMsPerStep).toFixed(1)}), ${plainDispatches} dispatches: ` +
+  `${((1000 * plain.hostMsPerStep) / plainDispatches).toFixed(2)} µs per dispatch (median ${((1000 * plain.medianHostMsPerStep) / plainDispatches).toFixed(2)})`);
 
 const rows: Record<string, unknown>[] = [];
 for (const R of chainSteps) for (const overlap of [false, true]) {
