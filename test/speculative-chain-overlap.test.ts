@@ -9,6 +9,8 @@ import { RecordedStep } from '../src/model/step-recording.ts';
 import { speculativeGenerate } from '../src/speculative/generate.ts';
 import { GpuTreeVerifier } from '../src/speculative/gpu-verifier.ts';
 import { MedusaDraft } from '../src/speculative/medusa-draft.ts';
+import { staticTopology, topologyTree } from '../src/speculative/chain.ts';
+import { treeFromParents } from '../src/speculative/token-tree.ts';
 import { parseTreeSpec } from '../src/speculative/tree-spec.ts';
 import { gpu } from './helpers/gpu.ts';
 import { gpuVerifierOf, makeModel, MODEL_SPECS, plainGreedy, repeatingModel } from './helpers/speculative.ts';
@@ -101,6 +103,24 @@ describe('chained Medusa runs submitted before the last one is read', () => {
         else expect(r.continued.length, `R=${R}: a run of R steps fits`).toBeGreaterThanOrEqual(1);
       }
     }
+  }, 120_000);
+
+  it('refuses to begin a run while one is unread, and to continue once the verifier ran anything else', async () => {
+    const verifier = await target();
+    const topology = staticTopology(parseTreeSpec('chain:3'));
+    const root = await verifier.start(PROMPT, { temperature: 0 }, 0);
+    const step = await verifier.verify({ tree: treeFromParents([root], [-1]), medusaTopK: 2 });
+    verifier.commit([0]);
+    const tree = topologyTree(topology, step.picks[0], step.medusa!);
+    const draft = { kind: 'medusa', medusaK: 2 } as const;
+    const a = await verifier.beginChain(tree, topology, 2, draft);
+    await expect(verifier.beginChain(tree, topology, 2, draft)).rejects.toThrow(/not read yet/);
+    const b = await verifier.continueChain(3);
+    const [ra, rb] = [await a.result, await b.result];
+    // The two runs emit what one run of their steps would: plain greedy decoding after the first two tokens.
+    expect([root, step.picks[0], ...ra.steps.flat(), ...rb.steps.flat()]).toEqual(plainGreedy(m, PROMPT, 2 + ra.steps.flat().length + rb.steps.flat().length));
+    await verifier.verify({ tree: treeFromParents([rb.steps[2].at(-1)!], [-1]), medusaTopK: 2 });
+    await expect(verifier.continueChain(2)).rejects.toThrow(/nothing to continue/);
   }, 120_000);
 
   it('a continued run writes one queue word pair, makes no bind group and replays every step', async () => {

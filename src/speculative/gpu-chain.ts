@@ -160,6 +160,8 @@ export class GpuChain {
   private continuation: RunOf | undefined;
   /** The next staging buffer (Buffers.staging) a run reads back through. */
   private slot = 0;
+  /** Runs submitted whose results were not read yet. */
+  private unread = 0;
   /** The last run's result: the next run's books are kept after it. */
   private lastResult: Promise<ChainResult | undefined> = Promise.resolve(undefined);
 
@@ -195,6 +197,8 @@ export class GpuChain {
       if (!(medusaK >= 1) || heads.medusaHeads < 1) throw new Error('chained speculation: needs Medusa heads');
       if (tree.tokens.length !== topology.depths.length) throw new Error(`chained speculation: a tree of ${tree.tokens.length} nodes for a topology of ${topology.depths.length}`);
     }
+    // The host's books (the committed position, the pending path) are what a begun run starts from: read first.
+    if (this.unread > 0) throw new Error(`chained speculation: ${this.unread} run(s) submitted and not read yet; await their results before beginning another`);
     this.continuation = undefined;
     const { device } = model.gpu;
     const chain = await this.buffersOf();
@@ -314,9 +318,10 @@ export class GpuChain {
     // The map starts now (a map waits for all work submitted before it: started later, it would wait for the next
     // run too); the books are kept in submission order, after the run before this one.
     const data = host.readBack(staging, bytes, 'chained tree steps');
+    this.unread++;
     const before = this.lastResult;
     const V = model.config.vocabSize;
-    const result = Promise.all([data, pending0 === undefined ? before : undefined]).then(([buffer, previous]) => {
+    const result = Promise.all([data, pending0 === undefined ? before : undefined]).finally(() => this.unread--).then(([buffer, previous]) => {
       const words = new Uint32Array(buffer);
       const lens = Array.from(words.subarray(CHAIN_LENS, CHAIN_LENS + steps));
       const out: number[][] = [];
