@@ -3,8 +3,10 @@
 // step's commit and tree kernels read, and assembles the next tree: from the Medusa heads (chainAcceptWgsl;
 // docs/speculative.md, "Chained steps"; chain.ts holds the topology and the host's first tree), or, for a chain
 // topology, by prompt lookup in the token history it keeps on the GPU (chainLookupWgsl; lookup-chain.ts the
-// host's same draft). The verifier lends its buffers and its ordinary step through ChainHost; this file owns only
-// the chain's kernels and buffers.
+// host's same draft). A greedy Medusa run may be continued before it is read (continue): the next run starts from
+// what the GPU holds, its every step replayed, so runs go back to back with the readbacks off the GPU's path. The
+// verifier lends its buffers and its ordinary step through ChainHost; this file owns only the chain's kernels and
+// buffers.
 import type { StepPlan } from '../model/gpu-step-plan.ts';
 import type { GpuModel } from '../model/gpu-model.ts';
 import { RecordedStep } from '../model/step-recording.ts';
