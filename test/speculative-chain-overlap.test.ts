@@ -7,6 +7,7 @@
 import { afterAll, afterEach, describe, expect, it, vi } from 'vitest';
 import { RecordedStep } from '../src/model/step-recording.ts';
 import { speculativeGenerate } from '../src/speculative/generate.ts';
+import { GpuSpeculativeHeads } from '../src/speculative/gpu-heads.ts';
 import { GpuTreeVerifier } from '../src/speculative/gpu-verifier.ts';
 import { MedusaDraft } from '../src/speculative/medusa-draft.ts';
 import { staticTopology, topologyTree } from '../src/speculative/chain.ts';
@@ -121,6 +122,18 @@ describe('chained Medusa runs submitted before the last one is read', () => {
     expect([root, step.picks[0], ...ra.steps.flat(), ...rb.steps.flat()]).toEqual(plainGreedy(m, PROMPT, 2 + ra.steps.flat().length + rb.steps.flat().length));
     await verifier.verify({ tree: treeFromParents([rb.steps[2].at(-1)!], [-1]), medusaTopK: 2 });
     await expect(verifier.continueChain(2)).rejects.toThrow(/nothing to continue/);
+  }, 120_000);
+
+  it('each run read before the next: a run begun after a step of its plan replays its first step too', async () => {
+    const verifier = await target();
+    await generate(verifier, 3, N, { overlap: false }); // every recording made
+    // The JavaScript encode of a step runs the heads' encoder; a replayed step does not.
+    const heads = vi.spyOn(GpuSpeculativeHeads.prototype, 'encode');
+    const r = await generate(verifier, 3, N, { overlap: false });
+    expect(r.tokens).toEqual(plainGreedy(m, PROMPT, N));
+    expect(r.steps, 'several runs').toBeGreaterThan(3 * 3);
+    // The root-only step after the prefill and the first run after it (a plan of another size) only.
+    expect(heads).toHaveBeenCalledTimes(2);
   }, 120_000);
 
   it('a continued run writes one queue word pair, makes no bind group and replays every step', async () => {

@@ -83,6 +83,13 @@ export interface ChainHost {
   upload(tree: TokenTree, medusaK: number, minRows: number): Promise<{ plan: StepPlan; rows: number }>;
   /** Records, before the run's first pass, whatever puts the state where the steps read it (folded-steps.ts). */
   enter(encoder: GPUCommandEncoder): void;
+  /**
+   * Whether the run's first step may be the recording of a later step (encodeChained): a path is pending, from a
+   * step of the same plan and rows (the commit gathers at that stride), short enough to fold.
+   */
+  firstReplayable(plan: StepPlan, rows: number): boolean;
+  /** Uploads the pending path where the commit reads it; its length. The books stay (submitted clears them). */
+  writePending(): number;
   /** Records the pending commit and an ordinary greedy step of the uploaded tree into `pass`. */
   encodeStep(pass: GPUComputePassEncoder, plan: StepPlan, rows: number, medusaK: number): Promise<void>;
   /**
@@ -228,7 +235,17 @@ export class GpuChain {
     }
     const pipeline = lookup ? this.lookupBuffers!.pipeline : chain.pipeline;
     const run: RunOf = { tree, plan, rows, medusaK, pipeline, group, start, ringAt, M: lookup ? 0 : heads.medusaHeads };
-    const submission = await this.encodeRun(run, steps, host.pendingLength, async (pass) => {
+    const pending0 = host.pendingLength;
+    // Medusa, after a step of the same plan (the last run, or its unchained step): the first step is a later step's
+    // recording too, once the host writes what a chain kernel would have — the pending path, both dims.
+    const replayFirst = !lookup && host.firstReplayable(plan, rows);
+    if (replayFirst) {
+      const P = host.writePending();
+      const pos = start - P;
+      device.queue.writeBuffer(chain.state, 0, Uint32Array.of(1, N, start, 0));
+      device.queue.writeBuffer(chain.state, 4 * CHAIN_COMMIT_DIMS_WORD, Uint32Array.of(1, P, pos, N));
+    }
+    const submission = await this.encodeRun(run, steps, pending0, true, replayFirst ? undefined : async (pass) => {
       await host.encodeStep(pass, plan, rows, medusaK);
       pass.setPipeline(pipeline);
       pass.setBindGroup(0, group);
@@ -253,7 +270,7 @@ export class GpuChain {
     // The ring and the step count start again (queue order: after the last run's commands, before this run's); the
     // committed position (word 8) and the dims stay the GPU's.
     this.host.model.gpu.device.queue.writeBuffer(this.buffers!.state, 9 * 4, Uint32Array.of(0, 0));
-    return this.encodeRun(run, steps, undefined);
+    return this.encodeRun(run, steps, undefined, false);
   }
 
   /** Whether continue() may follow: the last run was greedy Medusa and nothing else ran on the verifier since. */
@@ -269,9 +286,10 @@ export class GpuChain {
   /**
    * Encodes and submits `steps` steps of `run` (the first by `first`, else replayed like the rest) and starts its
    * readback. `pending0`: the path length the first step commits, when the host knows it (else the last run's
-   * last path length, known when that run is read: results are read in submission order).
+   * last path length, known when that run is read: results are read in submission order). `begun`: a run the GPU
+   * waits for (no run before it in flight), submitted in pieces on hardware.
    */
-  private async encodeRun(run: RunOf, steps: number, pending0: number | undefined, first?: (pass: GPUComputePassEncoder) => Promise<void>): Promise<ChainSubmission> {
+  private async encodeRun(run: RunOf, steps: number, pending0: number | undefined, begun: boolean, first?: (pass: GPUComputePassEncoder) => Promise<void>): Promise<ChainSubmission> {
     const { host } = this;
     const { model, heads } = host;
     const { device } = model.gpu;
@@ -283,9 +301,9 @@ export class GpuChain {
     this.slot = (slot + 1) % chain.staging.length;
     // A continued run goes in one submit: the GPU is still on the runs before it while the host encodes it, so pieces
     // would only add submits (a submit cost the H200's host ~0.15 ms in call 30).
-    const cuts = host.splitSubmits && first ? chainCuts(steps) : [];
+    const cuts = host.splitSubmits && begun ? chainCuts(steps) : [];
     const encodeStart = performance.now();
-    let encoder = device.createCommandEncoder({ label: `chained tree steps [${steps} × ${rows} rows]${first ? '' : ' continued'}` });
+    let encoder = device.createCommandEncoder({ label: `chained tree steps [${steps} × ${rows} rows]${begun ? '' : ' continued'}` });
     host.enter(encoder);
     // One pass per submit piece: each step's kernels read the dims the chain kernel before them wrote into the
     // state (bound there as uniforms), and a pass orders its dispatches, so no copy stands between steps.

@@ -400,6 +400,8 @@ export class GpuTreeVerifier implements TreeVerifier, BatchTreeVerifier {
       },
       upload: (tree, medusaK, minRows) => this.upload({ trees: [tree], medusaTopK: medusaK }, minRows),
       enter: (encoder) => this.folds?.enter(encoder, this.model.attentionStates.map((s) => s.buffers!), 1),
+      firstReplayable: (plan, rows) => !!this.pending && !!this.last && this.last.plan === plan && this.last.rows === rows && this.pending[0].length <= this.foldUpTo,
+      writePending: () => this.writePath(),
       encodeStep: async (pass, plan, rows, medusaK) => {
         await this.encode(pass, plan, 1, rows, medusaK, 0, false);
       },
