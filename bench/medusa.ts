@@ -353,12 +353,12 @@ try {
     }
   }
   // The table: per prompt kind, every source and tree against plain decoding of the same prompts.
-  log('\nkind     source    tree                         accepted/step  tokens/s  plain tok/s  speed-up (median of rounds, min–max)  identical');
+  log('\nkind     source    tree                            accepted/step  tokens/s  plain tok/s  speed-up (median of rounds, min–max)  identical');
   for (const f of figures) {
     // A long list of paths is cut, its "×R" kept: the chained rows stay apart.
     const [, base, suffix = ''] = /^(.*?)( ×\d+(?: serial)?)?$/.exec(f.tree)!;
     const tree = (base.length > 20 ? `${base.slice(0, 19)}…` : base) + suffix;
-    log(`${f.kind.padEnd(8)} ${f.source.padEnd(9)} ${tree.padEnd(28)} ${f.meanAccepted.toFixed(2).padStart(13)} ${f.tokensPerS.toFixed(0).padStart(9)} ${f.plainTokensPerSMedian!.toFixed(0).padStart(12)} ` +
+    log(`${f.kind.padEnd(8)} ${f.source.padEnd(9)} ${tree.padEnd(31)} ${f.meanAccepted.toFixed(2).padStart(13)} ${f.tokensPerS.toFixed(0).padStart(9)} ${f.plainTokensPerSMedian!.toFixed(0).padStart(12)} ` +
       `${(f.speedupMedian!.toFixed(2) + '×').padStart(9)} ${`(${f.speedupMin!.toFixed(2)}–${f.speedupMax!.toFixed(2)})`.padStart(13)}  ${f.identical}/${f.prompts}`);
   }
   for (const p of plainOfKind) log(`plain ${p.kind}: ${p.tokensPerS.toFixed(0)} tokens/s (generateGpu)${p.quoted !== undefined ? `, quoting ${p.quoted.toFixed(1)} tokens of the passage` : ''}`);
