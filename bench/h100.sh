@@ -4,7 +4,7 @@
 # time limit so that one slow step cannot eat the call; logs go to $OUT.
 #   bash .gpu/remote.sh bash bench/h100.sh [kernels] [torch] [decode] [torch-model] [speculative] [train] [backward]
 #                                          [hf-fixtures] [hf-baseline] [hf-decode] [kernels-results] [model-results]
-#                                          [experiments] [medusa-trained] [backward-sweep] [decode-segmented]
+#                                          [experiments] [medusa-trained] [chain-host] [backward-sweep] [decode-segmented]
 # model-results: bench/results/h200-model.json (decode.ts + torch_model_baseline.py, merged by h200-model.ts).
 # experiments (carry data/, after npm run data:kjv): docs/experiments.md's runs; medusa-trained: nano trained on KJV,
 # Medusa heads on it, bench/medusa.ts on held-out and quoting prompts (Medusa, the oracle, the adaptive draft and
@@ -49,9 +49,12 @@ for s in $steps; do
       # steps (~35 s: the heads alone train at ~75 steps/s; 600 stopped at top-1 0.56 / 0.40 / 0.32, still rising).
       timeout ${T_BASE:-160} tsx src/cli/linattn.ts train --config examples/models/nano/config.json --data data/kjv.txt --out "$OUT/runs/nano" --steps ${BASE_STEPS:-2400} --batch 32 --block 256 --lr 2e-3 --eval-every 400 --save-every 400
       timeout ${T_HEADS:-60} tsx src/cli/linattn.ts train-medusa --model "$OUT/runs/nano" --data data/kjv.txt --heads 3 --out "$OUT/runs/nano-medusa" --steps ${HEAD_STEPS:-2400} --batch 32 --block 256 --lr 2e-3 --eval-every 400 --save-every 400
-      timeout ${T_BENCH:-240} tsx bench/medusa.ts --model "$OUT/runs/nano-medusa" --data data/kjv.txt --prompts 8 --tokens 128 --chain-steps 4,8,16 \
+      timeout ${T_BENCH:-240} tsx bench/medusa.ts --model "$OUT/runs/nano-medusa" --data data/kjv.txt --prompts 8 --tokens 128 --chain-steps 4,8,16 --chain-serial 8 \
         --prompt-kind both --sources medusa,oracle,adaptive,lookup --out "$OUT/medusa"
       rm -f "$OUT"/runs/*/*.safetensors ;;
+    # Where a chained Medusa step's host time goes (random nano weights, the trained model's shapes), each run read
+    # before the next and overlapped, beside plain decoding's host per dispatch: $OUT/chain-host.json.
+    chain-host) timeout ${T_CHAIN_HOST:-90} tsx bench/chain-host.ts --chain-steps 4,8,16 --tokens 128 --prompts 4 ;;
     backward-sweep) timeout ${T_BACKWARD_SWEEP:-150} tsx bench/kernels.ts --backward --variants elu_dwconv,elu_aug,retnet,softmax --t 4096 --d 64 --iters 10 --rounds 2 \
       --grad-schedules 16x32x512,32x32x256,16x16x512,16x32x512s16,16x32x512s4 ;;
     backward) timeout ${T_BACKWARD:-400} tsx bench/kernels.ts --backward --variants ${BACKWARD_VARIANTS:-elu_dwconv} --t 4096 --d 64

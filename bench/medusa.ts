@@ -3,9 +3,12 @@
 //
 //   npx tsx bench/medusa.ts --model DIR --data FILE… [--prompts N] [--prompt-tokens P] [--tokens N]
 //                           [--trees "SPEC;SPEC;…"] [--sources medusa,oracle,adaptive,ngram,lookup] [--chain-steps R]
-//                           [--prompt-kind heldout|quote|both] [--no-profile] [--out DIR]
+//                           [--prompt-kind heldout|quote|both] [--rounds N] [--no-profile] [--out DIR]
 // --chain-steps R[,R2…] adds, for each static Medusa tree and each lookup chain, a row with R tree steps chained
-// per submit on the GPU (GpuTreeVerifier.runChain; its tree reads "SPEC ×R"), one per R.
+// per submit on the GPU (GpuTreeVerifier.runChain; its tree reads "SPEC ×R"), one per R; Medusa's chained runs
+// overlap (each submitted before the last is read: GpuChain.continue). --chain-serial R[,R2…] adds, for those R, a
+// Medusa row whose runs are each read before the next is encoded ("SPEC ×R serial", chainOverlap false): the loop
+// before the overlap, timed in the same call.
 //
 // Prompts (--prompt-kind, default both; every figure is per kind, each against plain decoding of the same prompts):
 //   heldout  N windows of P tokens (after BOS) spread evenly over the held-out part of the data — the last 10% of
@@ -21,8 +24,10 @@
 // GPU, drafting from the token history kept there (chainLookupWgsl): R steps per submit and one readback.
 // Each prompt is decoded greedily by plain `generateGpu` (what `linattn generate` runs, steps in flight: the
 // baseline), then speculatively by each source and tree. Every row runs plain decoding of each prompt again right
-// before its speculative run, for 3 rounds on a hardware GPU, and its speed-up is over that alternating plain
-// figure: a single plain figure per kind swung 2.5× between the kinds on the H200's host (call 17). Every figure
+// before its speculative run, for 3 rounds on a hardware GPU (--rounds), and its speed-up is the median over the rounds
+// of each round's ratio (speculative over plain tokens/s of the same prompts in that round; min and max beside it,
+// and the rounds' median plain tokens/s): a single plain figure per kind swung 2.5× between the kinds on the H200's
+// host (call 17), and a ratio pooled over all rounds still moved with one slow stretch of plain runs (call 30). Every figure
 // sums over the prompts: mean accepted length (tokens per verification step), tokens/s and the speed-up, the median GPU time of a tree step
 // against a decode step's, and how many outputs equal plain decoding's; a chained row adds the host's ms encoding and
 // submitting its runs per chained step (hostMsPerChainedStep). The oracle (plain decoding's own output
@@ -80,6 +85,17 @@ export interface MedusaFigure {
   readonly plainTokensPerS: number;
   /** tokensPerS over plainTokensPerS: both measured in the same alternating loop, so clock and host drift cancel. */
   readonly speedup: number;
+  /**
+   * Per round (every prompt's plain run, then its speculative run): the round's speculative tokens/s over its plain
+   * tokens/s. speedup pools all rounds, so one slow stretch of the host under the plain runs of one round can make
+   * the row; the median of the rounds' ratios (with their min and max) cannot, and the rounds' median plain tokens/s
+   * says which baseline it stood on.
+   */
+  readonly rounds?: readonly { readonly plainTokensPerS: number; readonly tokensPerS: number; readonly speedup: number }[];
+  readonly speedupMedian?: number;
+  readonly speedupMin?: number;
+  readonly speedupMax?: number;
+  readonly plainTokensPerSMedian?: number;
   readonly gpuMsPerTreeStep: number | undefined;
   readonly treeStepOverDecodeStep: number | undefined;
   readonly identical: number;
@@ -93,6 +109,8 @@ export interface MedusaFigure {
   /** Of hostMsPerChainedStep, the ms in queue.submit (finish + submit of the run's pieces). */
   readonly submitMsPerChainedStep?: number;
   readonly chainedSteps?: number;
+  /** Chained Medusa rows: whether each run was submitted before the last was read (false: a --chain-serial row). */
+  readonly chainOverlap?: boolean;
   /** `auto`: per mode (plain, then each tree) decisions, tokens and ms, summed over the prompts. */
   readonly modes?: readonly OptionSummary[];
 }
@@ -101,11 +119,11 @@ const { values } = parseArgs({
   options: {
     model: { type: 'string' }, data: { type: 'string', multiple: true }, prompts: { type: 'string' }, 'prompt-tokens': { type: 'string' },
     tokens: { type: 'string' }, trees: { type: 'string' }, sources: { type: 'string' }, out: { type: 'string' }, 'no-profile': { type: 'boolean' },
-    'chain-steps': { type: 'string' }, 'prompt-kind': { type: 'string' },
+    'chain-steps': { type: 'string' }, 'chain-serial': { type: 'string' }, 'prompt-kind': { type: 'string' }, rounds: { type: 'string' },
   },
 });
 if (!values.model || !values.data?.length) {
-  console.error('usage: npx tsx bench/medusa.ts --model DIR --data FILE… [--prompts N] [--prompt-tokens P] [--tokens N] [--trees "SPEC;…"] [--sources medusa,oracle,adaptive,ngram,lookup] [--chain-steps R] [--prompt-kind heldout|quote|both] [--out DIR]');
+  console.error('usage: npx tsx bench/medusa.ts --model DIR --data FILE… [--prompts N] [--prompt-tokens P] [--tokens N] [--trees "SPEC;…"] [--sources medusa,oracle,adaptive,ngram,lookup] [--chain-steps R] [--prompt-kind heldout|quote|both] [--rounds N] [--out DIR]');
   process.exit(2);
 }
 const dir = resolve(values.model);
@@ -122,8 +140,9 @@ const sources = (values.sources ?? (heads > 0 ? 'medusa,oracle,adaptive,lookup' 
 const defaultMedusaTrees = ['chain:1', `chain:${heads}`, sparseTree(heads), 'top:4'];
 const trees = (values.trees?.split(';') ?? []).map(parseTreeSpec);
 const chainSteps = (values['chain-steps'] ?? '').split(',').filter((x) => x.trim() !== '').map(Number);
-if (chainSteps.some((r) => !(Number.isInteger(r) && r >= 1))) {
-  console.error(`--chain-steps takes positive integers, comma-separated, got ${values['chain-steps']}`);
+const chainSerial = (values['chain-serial'] ?? '').split(',').filter((x) => x.trim() !== '').map(Number);
+if ([...chainSteps, ...chainSerial].some((r) => !(Number.isInteger(r) && r >= 1))) {
+  console.error(`--chain-steps and --chain-serial take positive integers, comma-separated, got ${values['chain-steps']} and ${values['chain-serial']}`);
   process.exit(2);
 }
 
@@ -161,7 +180,7 @@ function sparseTree(M: number): string {
 
 const model = await GpuModel.create(gpu, config, weights, await compiledAttentionFactory(gpu, variant.compiled, config.numHeads, config.headDim));
 /** A fixed tree, or `auto` (its trees; `shape` then only sets the candidates per node asked of the draft). */
-const shapes: { source: string; shape: TreeShape; nodes: number; auto?: readonly TreeOption[]; chain?: number }[] = [];
+const shapes: { source: string; shape: TreeShape; nodes: number; auto?: readonly TreeOption[]; chain?: number; serial?: boolean }[] = [];
 for (const source of sources) {
   const own = trees.length
     ? trees
@@ -178,6 +197,7 @@ for (const source of sources) {
     const isChain = shape.kind === 'static' && shape.paths.every((p) => p.every((r) => r === 0));
     const chains = (source === 'medusa' && depth <= heads) || (source === 'lookup' && isChain);
     if (chains) for (const R of chainSteps) shapes.push({ source, shape, nodes: shape.kind === 'static' ? shape.paths.length : 16, chain: R });
+    if (chains && source === 'medusa') for (const R of chainSerial) shapes.push({ source, shape, nodes: shape.kind === 'static' ? shape.paths.length : 16, chain: R, serial: true });
   }
   // As `generate --tree auto` (greedy, GPU, batch 1): the Medusa options include the chained runs.
   const auto = autoTrees(source, 16, source === 'medusa' ? heads : Infinity, autoChainSteps(source, 'gpu', {}));
@@ -210,20 +230,22 @@ try {
       maxTokens: newTokens, shape: s.shape, maxNodes: s.nodes,
       ...(s.auto && { auto: autoSpeculation(s.auto, new GpuPlainDecoder(verifier, { temperature: 0 })) }),
       ...(s.chain && { chainSteps: s.chain }),
+      ...(s.serial && { chainOverlap: false }),
     });
   const warm = async (work: () => Promise<unknown>) => {
     const until = performance.now() + (gpu.isSoftware ? 0 : WARM_MS);
     do await work(); while (performance.now() < until);
   };
 
-  const ROUNDS = gpu.isSoftware ? 1 : ROUNDS_HW;
+  const ROUNDS = values.rounds !== undefined ? Number(values.rounds) : gpu.isSoftware ? 1 : ROUNDS_HW;
+  if (!(Number.isInteger(ROUNDS) && ROUNDS >= 1)) throw new Error(`--rounds takes a positive integer, got ${values.rounds}`);
   const figures: MedusaFigure[] = [];
   const plainOfKind: { kind: PromptKind; tokensPerS: number; gpuMsPerDecodeStep: number | undefined; quoted?: number }[] = [];
   // Rewritten after every row, so a run stopped by its time limit keeps what it measured.
   const writeReport = (profile: unknown[]): string => {
     const report = {
       adapter: gpu.adapterName, toggles: gpu.toggles, software: gpu.isSoftware, date: new Date().toISOString(), model: dir, medusaHeads: heads,
-      prompts: nPrompts, promptTokens, quoteTokens: QUOTE, chainSteps, newTokens, plain: plainOfKind, figures, profile,
+      prompts: nPrompts, promptTokens, quoteTokens: QUOTE, chainSteps, chainSerial, newTokens, plain: plainOfKind, figures, profile,
     };
     const out = values.out ?? process.env['OUT'] ?? 'out';
     mkdirSync(out, { recursive: true });
@@ -268,12 +290,18 @@ try {
       // figure per kind, measured before the rows, swung 2.5× between kinds on the H200's host in call 17.)
       let plainRowTokens = 0;
       let plainRowMs = 0;
+      const perRound = Array.from({ length: ROUNDS }, () => ({ plainTokens: 0, plainMs: 0, tokens: 0, ms: 0 }));
       const encodingBefore = verifier.chainEncoding;
       for (let round = 0; round < ROUNDS; round++) for (let p = 0; p < prompts.length; p++) {
         const q = await plainOf(prompts[p]);
         plainRowTokens += q.tokens[0].length - 1;
         plainRowMs += q.decodeMs;
         const r = await specOf(s, p);
+        const own = perRound[round];
+        own.plainTokens += q.tokens[0].length - 1;
+        own.plainMs += q.decodeMs;
+        own.tokens += r.tokens.length - 1;
+        own.ms += r.decodeMs;
         if (round > 0) {
           if (r.tokens.join(',') !== plain[p].tokens[0].join(',')) throw new Error(`${s.source} ${s.shape.spec}: round ${round} of prompt ${p} differs from plain decoding`);
           tokens += r.tokens.length - 1;
@@ -295,32 +323,43 @@ try {
       const hostMsPerChainedStep = chainedSteps > 0 ? (encoding.ms - encodingBefore.ms) / chainedSteps : undefined;
       const submitMsPerChainedStep = chainedSteps > 0 ? (encoding.submitMs - encodingBefore.submitMs) / chainedSteps : undefined;
       const plainRowTps = (1000 * plainRowTokens) / plainRowMs;
+      const rounds = perRound.map((x) => {
+        const plainTokensPerS = (1000 * x.plainTokens) / x.plainMs;
+        const tokensPerS = (1000 * x.tokens) / x.ms;
+        return { plainTokensPerS, tokensPerS, speedup: tokensPerS / plainTokensPerS };
+      });
+      const ratios = rounds.map((x) => x.speedup);
       // A chained run's steps are timed as one submit: only its unchained first step (root only) pushes a GPU time.
       const treeGpu = gpuMs.length && !s.chain ? median(gpuMs) : undefined;
       const fig: MedusaFigure = {
-        kind, source: s.source, tree: s.auto ? 'auto' : s.chain ? `${s.shape.spec} ×${s.chain}` : s.shape.spec, maxNodes: s.nodes, meanAccepted: accepted / steps, meanTreeNodes: nodes / steps,
-        tokensPerS: tps, plainTokensPerS: plainRowTps, speedup: tps / plainRowTps, gpuMsPerTreeStep: treeGpu,
+        kind, source: s.source, tree: s.auto ? 'auto' : s.chain ? `${s.shape.spec} ×${s.chain}${s.serial ? ' serial' : ''}` : s.shape.spec, maxNodes: s.nodes, meanAccepted: accepted / steps, meanTreeNodes: nodes / steps,
+        tokensPerS: tps, plainTokensPerS: plainRowTps, speedup: tps / plainRowTps,
+        rounds, speedupMedian: median(ratios), speedupMin: Math.min(...ratios), speedupMax: Math.max(...ratios),
+        plainTokensPerSMedian: median(rounds.map((x) => x.plainTokensPerS)),
+        gpuMsPerTreeStep: treeGpu,
         treeStepOverDecodeStep: treeGpu !== undefined && decodeGpuMs ? treeGpu / decodeGpuMs : undefined,
         identical, prompts: prompts.length,
         ...(hostMsPerChainedStep !== undefined && { hostMsPerChainedStep, submitMsPerChainedStep, chainedSteps }),
+        ...(s.chain && s.source === 'medusa' && { chainOverlap: !s.serial }),
         ...(modes.length && { modes: addSummaries(modes) }),
       };
       figures.push(fig);
       writeReport([]);
       log(`  ${kind} ${fig.source} --tree ${fig.tree}: accepted ${fig.meanAccepted.toFixed(2)}/step (tree ${fig.meanTreeNodes.toFixed(1)} nodes), ${tps.toFixed(1)} tokens/s, ` +
-        `${fig.speedup.toFixed(2)}× (plain alongside ${plainRowTps.toFixed(1)}), GPU ${treeGpu?.toFixed(3) ?? '—'} ms per tree step (${fig.treeStepOverDecodeStep?.toFixed(2) ?? '—'}× a decode step), identical ${identical}/${prompts.length}` +
+        `${fig.speedupMedian!.toFixed(2)}× median of ${ROUNDS} rounds (${fig.speedupMin!.toFixed(2)}–${fig.speedupMax!.toFixed(2)}×; pooled ${fig.speedup.toFixed(2)}×) over plain alongside ` +
+        `${fig.plainTokensPerSMedian!.toFixed(1)} tokens/s (median round), GPU ${treeGpu?.toFixed(3) ?? '—'} ms per tree step (${fig.treeStepOverDecodeStep?.toFixed(2) ?? '—'}× a decode step), identical ${identical}/${prompts.length}` +
         (hostMsPerChainedStep !== undefined ? `, host ${hostMsPerChainedStep.toFixed(3)} ms per chained step (encode + submit, of which submit ${submitMsPerChainedStep!.toFixed(3)}; ${chainedSteps} steps)` : '') +
         (fig.modes ? `\n    auto: ${formatPolicySummary(fig.modes)}` : ''));
     }
   }
   // The table: per prompt kind, every source and tree against plain decoding of the same prompts.
-  log('\nkind     source    tree                         accepted/step  tokens/s  plain tok/s  speed-up  identical');
+  log('\nkind     source    tree                            accepted/step  tokens/s  plain tok/s  speed-up (median of rounds, min–max)  identical');
   for (const f of figures) {
     // A long list of paths is cut, its "×R" kept: the chained rows stay apart.
-    const [, base, suffix = ''] = /^(.*?)( ×\d+)?$/.exec(f.tree)!;
+    const [, base, suffix = ''] = /^(.*?)( ×\d+(?: serial)?)?$/.exec(f.tree)!;
     const tree = (base.length > 20 ? `${base.slice(0, 19)}…` : base) + suffix;
-    log(`${f.kind.padEnd(8)} ${f.source.padEnd(9)} ${tree.padEnd(28)} ${f.meanAccepted.toFixed(2).padStart(13)} ${f.tokensPerS.toFixed(0).padStart(9)} ${f.plainTokensPerS.toFixed(0).padStart(12)} ` +
-      `${(f.speedup.toFixed(2) + '×').padStart(9)}  ${f.identical}/${f.prompts}`);
+    log(`${f.kind.padEnd(8)} ${f.source.padEnd(9)} ${tree.padEnd(31)} ${f.meanAccepted.toFixed(2).padStart(13)} ${f.tokensPerS.toFixed(0).padStart(9)} ${f.plainTokensPerSMedian!.toFixed(0).padStart(12)} ` +
+      `${(f.speedupMedian!.toFixed(2) + '×').padStart(9)} ${`(${f.speedupMin!.toFixed(2)}–${f.speedupMax!.toFixed(2)})`.padStart(13)}  ${f.identical}/${f.prompts}`);
   }
   for (const p of plainOfKind) log(`plain ${p.kind}: ${p.tokensPerS.toFixed(0)} tokens/s (generateGpu)${p.quoted !== undefined ? `, quoting ${p.quoted.toFixed(1)} tokens of the passage` : ''}`);
   // One tree step (a chain of M draft nodes), dispatch by dispatch, with and without the heads.

@@ -122,14 +122,14 @@ describe('chained runs replayed from their recording', () => {
     const verifier = await gpuVerifierOf(medusa, { maxNodes: 4, splitChain: true }, cleanup);
     const { device } = await gpu();
     // Per chained run's command encoder (by label), its commands in order: C a copy, P a compute pass.
-    const runs: { steps: number; encoders: string[] }[] = [];
+    const runs: { steps: number; continued: boolean; encoders: string[] }[] = [];
     const real = device.createCommandEncoder.bind(device);
     vi.spyOn(device, 'createCommandEncoder').mockImplementation((d?: GPUCommandEncoderDescriptor) => {
       const encoder = real(d);
       const label = d?.label ?? '';
       const m = /^chained tree steps \[(\d+) ×/.exec(label);
       if (!m) return encoder;
-      if (!label.includes('from step')) runs.push({ steps: Number(m[1]), encoders: [] });
+      if (!label.includes('from step')) runs.push({ steps: Number(m[1]), continued: label.endsWith('continued'), encoders: [] });
       const run = runs[runs.length - 1];
       const at = run.encoders.push('') - 1;
       const begin = encoder.beginComputePass.bind(encoder);
@@ -150,8 +150,10 @@ describe('chained runs replayed from their recording', () => {
       const r = await speculativeGenerate(verifier, new MedusaDraft(3, 2), prompt, { maxTokens: 40, shape: parseTreeSpec('chain:3'), maxNodes: 3, chainSteps: R });
       expect(r.tokens).toEqual(plainGreedy(medusa, prompt, 40));
       expect(runs.length, `R=${R}`).toBeGreaterThanOrEqual(2);
+      expect(runs.filter((x) => x.continued).length, `R=${R}: runs continued`).toBeGreaterThanOrEqual(1);
       for (const run of runs) {
-        const pieces = chainCuts(run.steps).length + 1;
+        // A continued run (submitted while the GPU still runs the last one) goes whole.
+        const pieces = run.continued ? 1 : chainCuts(run.steps).length + 1;
         expect(run.encoders.length, `R=${R}, a run of ${run.steps}`).toBe(pieces);
         // The first piece may start with the copy of the state into the folded sets; the last ends with the
         // readback's copies; in between, each piece is one pass.

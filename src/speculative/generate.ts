@@ -7,7 +7,8 @@
 // plain decode steps (plain-runs.ts), which continues from the committed state and leaves the next root,
 // as a step does: the tokens are the same whatever it picks. With `chainSteps` (greedy Medusa with a static tree,
 // or prompt lookup with a chain, on the GPU verifier) the steps after the first (Medusa: the first has no heads
-// yet) run R per submit, drafted and accepted on the GPU (runChain); under
+// yet) run R per submit, drafted and accepted on the GPU (runChain; greedy Medusa with a fixed tree: each run
+// submitted before the last is read, overlappedRuns); under
 // auto a chained tree is one more option, a run of R steps per decision, and any option may follow it (the
 // run leaves its last path pending, as a step does).
 import { samplingDistribution, type SamplingOptions } from '../model/sampling.ts';
@@ -22,7 +23,7 @@ import type { TreeShape } from './tree-spec.ts';
 import type { TreeVerifier, VerifyResult } from './verifier.ts';
 import { staticTopology, topologyTree, type StaticTopology } from './chain.ts';
 import type { Candidate } from './candidate.ts';
-import type { ChainDraft, ChainResult } from './gpu-chain.ts';
+import type { ChainDraft, ChainResult, ChainSubmission } from './gpu-chain.ts';
 import { lookupChain } from './lookup-chain.ts';
 
 export interface SpeculativeOptions {
@@ -47,11 +48,19 @@ export interface SpeculativeOptions {
    * the GPU. Off (unset or 0) by default.
    */
   readonly chainSteps?: number;
+  /**
+   * Chained greedy Medusa (a fixed tree): submit each run before the last one is read (GpuChain.continue), so the
+   * GPU runs the next run while the host reads and emits the last. Default true; false reads each run before the
+   * next is encoded.
+   */
+  readonly chainOverlap?: boolean;
 }
 
-/** A verifier that can run chained steps (gpu-verifier.ts). */
+/** A verifier that can run chained steps (gpu-verifier.ts), and submit the next run before reading the last. */
 interface ChainingVerifier {
   runChain(tree: TokenTree, topology: StaticTopology, steps: number, draft: ChainDraft): Promise<ChainResult>;
+  beginChain?(tree: TokenTree, topology: StaticTopology, steps: number, draft: ChainDraft): Promise<ChainSubmission>;
+  continueChain?(steps: number): Promise<ChainSubmission>;
 }
 
 /** A tree a policy may choose: option i + 1 of the policy is trees[i]. */
@@ -177,6 +186,45 @@ export async function speculativeGenerate(
     medusa = result.medusa;
     return { fresh: [...path.slice(1).map((n) => tree.tokens[n]), bonus], gpuMs: result.gpuMs };
   };
+  /**
+   * Chained Medusa runs back to back from `first` (the first run `steps` long, its root at `pos`): run k + 1 is
+   * submitted before run k is read — the GPU holds its tree, path and positions — so the GPU does not wait for a
+   * readback, nor for the host's work between runs. Each next run is what the tokens left allow, counting the run in
+   * flight at the mean accepted length so far; the positions past `pos` at the most a step can move. A run in flight
+   * when the output stops (EOS, max tokens) is read, never emitted: its steps are wasted work, as plain generate's
+   * runs in flight are. Returns when no run is in flight.
+   */
+  const overlappedRuns = async (
+    chain: NonNullable<(typeof chains)[number]>, first: TokenTree, steps: number, next: Extract<ChainDraft, { kind: 'medusa' }>, pos: number,
+  ): Promise<void> => {
+    const verifier = chain.verifier;
+    const reach = chain.topology.depth + 1;
+    let posUpper = pos + steps * reach;
+    let inFlight = await verifier.beginChain!(first, chain.topology, steps, next);
+    for (;;) {
+      const mean = Math.max(1, acceptedPerStep.reduce((a, b) => a + b, 0) / Math.max(1, acceptedPerStep.length));
+      const more = Math.min(chain.steps, Math.floor((opts.maxTokens - out.length - inFlight.steps * mean) / mean));
+      const following = more >= 1 && posUpper + more * reach <= (opts.maxPosition ?? Infinity) ? await verifier.continueChain!(more) : undefined;
+      if (following) posUpper += more * reach;
+      const run = await inFlight.result;
+      medusa = run.medusa;
+      await draft.accepted?.(first, run.path, 0, { picks: [], medusa: run.medusa, medusaNode: run.path[run.path.length - 1] });
+      let count = 0;
+      for (const fresh of run.steps) {
+        if (done()) break;
+        treeNodes += first.tokens.length - 1;
+        acceptedPerStep.push(fresh.length);
+        count += emit(fresh);
+      }
+      opts.auto?.policy.record(count);
+      if (!following) return;
+      if (done()) {
+        await following.result; // leave no readback half-done: the verifier's books follow the GPU
+        return;
+      }
+      inFlight = following;
+    }
+  };
   if (!done()) await draft.begin?.({ tokens: [...prompt, first] });
   while (!done()) {
     const ctx = { tokens: [...prompt, ...out] };
@@ -216,6 +264,11 @@ export async function speculativeGenerate(
       } else {
         first = topologyTree(chain.topology, out[out.length - 1], medusa!);
         next = { kind: 'medusa', medusaK: chain.medusaK };
+      }
+      if (!chain.lookup && !opts.auto && opts.chainOverlap !== false && chain.verifier.beginChain && chain.verifier.continueChain) {
+        await overlappedRuns(chain, first, runSteps, next as Extract<ChainDraft, { kind: 'medusa' }>, pos);
+        verifyMs += performance.now() - tb;
+        continue;
       }
       const run = await chain.verifier.runChain(first, chain.topology, runSteps, next);
       verifyMs += performance.now() - tb;

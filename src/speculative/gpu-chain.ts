@@ -3,8 +3,10 @@
 // step's commit and tree kernels read, and assembles the next tree: from the Medusa heads (chainAcceptWgsl;
 // docs/speculative.md, "Chained steps"; chain.ts holds the topology and the host's first tree), or, for a chain
 // topology, by prompt lookup in the token history it keeps on the GPU (chainLookupWgsl; lookup-chain.ts the
-// host's same draft). The verifier lends its buffers and its ordinary step through ChainHost; this file owns only
-// the chain's kernels and buffers.
+// host's same draft). A greedy Medusa run may be continued before it is read (continue): the next run starts from
+// what the GPU holds, its every step replayed, so runs go back to back with the readbacks off the GPU's path. The
+// verifier lends its buffers and its ordinary step through ChainHost; this file owns only the chain's kernels and
+// buffers.
 import type { StepPlan } from '../model/gpu-step-plan.ts';
 import type { GpuModel } from '../model/gpu-model.ts';
 import { RecordedStep } from '../model/step-recording.ts';
@@ -81,6 +83,13 @@ export interface ChainHost {
   upload(tree: TokenTree, medusaK: number, minRows: number): Promise<{ plan: StepPlan; rows: number }>;
   /** Records, before the run's first pass, whatever puts the state where the steps read it (folded-steps.ts). */
   enter(encoder: GPUCommandEncoder): void;
+  /**
+   * Whether the run's first step may be the recording of a later step (encodeChained): a path is pending, from a
+   * step of the same plan and rows (the commit gathers at that stride), short enough to fold.
+   */
+  firstReplayable(plan: StepPlan, rows: number): boolean;
+  /** Uploads the pending path where the commit reads it; its length. The books stay (submitted clears them). */
+  writePending(): number;
   /** Records the pending commit and an ordinary greedy step of the uploaded tree into `pass`. */
   encodeStep(pass: GPUComputePassEncoder, plan: StepPlan, rows: number, medusaK: number): Promise<void>;
   /**
@@ -107,8 +116,34 @@ interface Buffers {
   readonly state: GPUBuffer;
   readonly dims: { readonly tree: DimsSlot; readonly commit: DimsSlot };
   readonly params: GPUBuffer;
-  readonly staging: GPUBuffer;
+  readonly staging: readonly GPUBuffer[];
   readonly groups: Map<StepPlan, GPUBindGroup>;
+}
+
+/** What every step of a run, and of the runs continuing it, binds and reads (GpuChain.begin). */
+interface RunOf {
+  /** The first tree of the run the continuation started from (its topology is every later tree's). */
+  readonly tree: TokenTree;
+  readonly plan: StepPlan;
+  readonly rows: number;
+  readonly medusaK: number;
+  readonly pipeline: GPUComputePipeline;
+  readonly group: GPUBindGroup;
+  /** The committed position at the first run's start: the recorded encoders' checks only read it. */
+  readonly start: number;
+  readonly ringAt: number;
+  /** Medusa heads read back (0 for lookup). */
+  readonly M: number;
+}
+
+/** A chained run submitted (GpuChain.begin, continue): its steps, and its result once read back, in submission order. */
+export interface ChainSubmission {
+  readonly steps: number;
+  readonly result: Promise<ChainResult>;
+}
+
+function checkSteps(steps: number): void {
+  if (!(Number.isInteger(steps) && steps >= 1 && steps <= MAX_CHAIN_STEPS)) throw new Error(`chained speculation: steps must be 1..${MAX_CHAIN_STEPS}, got ${steps}`);
 }
 
 interface LookupBuffers {
@@ -130,6 +165,14 @@ export class GpuChain {
   private lookupBuffers: LookupBuffers | undefined;
   /** Steps ≥ 1 of runs, recorded at first use (chainedStep): per plan, by what else their commands bind. */
   private recorded = new WeakMap<StepPlan, Map<string, RecordedStep>>();
+  /** The last run submitted, while continue() may follow it. */
+  private continuation: RunOf | undefined;
+  /** The next staging buffer (Buffers.staging) a run reads back through. */
+  private slot = 0;
+  /** Runs submitted whose results were not read yet. */
+  private unread = 0;
+  /** The last run's result: the next run's books are kept after it. */
+  private lastResult: Promise<ChainResult | undefined> = Promise.resolve(undefined);
 
   constructor(private readonly host: ChainHost) {}
 
@@ -142,13 +185,18 @@ export class GpuChain {
    * and the positions the tree and commit kernels read from uniforms it fills. The last path stays pending.
    */
   async run(tree: TokenTree, topology: StaticTopology, steps: number, draft: ChainDraft): Promise<ChainResult> {
+    return (await this.begin(tree, topology, steps, draft)).result;
+  }
+
+  /** As run, returning once the run is submitted: its result is read back later (ChainSubmission). */
+  async begin(tree: TokenTree, topology: StaticTopology, steps: number, draft: ChainDraft): Promise<ChainSubmission> {
     const host = this.host;
     const { model, heads } = host;
     const lookup = draft.kind === 'lookup' ? draft : undefined;
     const medusaK = draft.kind === 'medusa' ? draft.medusaK : 0;
     if (host.sampled) throw new Error('chained speculation: greedy only');
     if (model.batchSize !== 1) throw new Error('chained speculation: batch 1 only');
-    if (!(Number.isInteger(steps) && steps >= 1 && steps <= MAX_CHAIN_STEPS)) throw new Error(`chained speculation: steps must be 1..${MAX_CHAIN_STEPS}, got ${steps}`);
+    checkSteps(steps);
     if (lookup) {
       checkLookupSpec(lookup.minN, lookup.maxN);
       if (topology.parents.some((p, n) => p !== n - 1)) throw new Error('chained prompt lookup: needs a chain tree (chain:K)');
@@ -158,6 +206,9 @@ export class GpuChain {
       if (!(medusaK >= 1) || heads.medusaHeads < 1) throw new Error('chained speculation: needs Medusa heads');
       if (tree.tokens.length !== topology.depths.length) throw new Error(`chained speculation: a tree of ${tree.tokens.length} nodes for a topology of ${topology.depths.length}`);
     }
+    // The host's books (the committed position, the pending path) are what a begun run starts from: read first.
+    if (this.unread > 0) throw new Error(`chained speculation: ${this.unread} run(s) submitted and not read yet; await their results before beginning another`);
+    this.continuation = undefined;
     const { device } = model.gpu;
     const chain = await this.buffersOf();
     const start = model.position + host.pendingLength;
@@ -182,95 +233,169 @@ export class GpuChain {
       });
       chain.groups.set(plan, group);
     }
+    const pipeline = lookup ? this.lookupBuffers!.pipeline : chain.pipeline;
+    const run: RunOf = { tree, plan, rows, medusaK, pipeline, group, start, ringAt, M: lookup ? 0 : heads.medusaHeads };
     const pending0 = host.pendingLength;
-    const cuts = host.splitSubmits ? chainCuts(steps) : [];
+    // Medusa, after a step of the same plan (the last run, or its unchained step): the first step is a later step's
+    // recording too, once the host writes what a chain kernel would have — the pending path, both dims.
+    const replayFirst = !lookup && host.firstReplayable(plan, rows);
+    if (replayFirst) {
+      const P = host.writePending();
+      const pos = start - P;
+      device.queue.writeBuffer(chain.state, 0, Uint32Array.of(1, N, start, 0));
+      device.queue.writeBuffer(chain.state, 4 * CHAIN_COMMIT_DIMS_WORD, Uint32Array.of(1, P, pos, N));
+    }
+    const submission = await this.encodeRun(run, steps, pending0, true, replayFirst ? undefined : async (pass) => {
+      await host.encodeStep(pass, plan, rows, medusaK);
+      pass.setPipeline(pipeline);
+      pass.setBindGroup(0, group);
+      pass.dispatchWorkgroups(1); // lookup: one workgroup of CHAIN_LOOKUP_WORKGROUP
+    });
+    // Medusa only: a lookup run's GPU history is sized for its own steps.
+    if (!lookup) this.continuation = run;
+    return submission;
+  }
+
+  /**
+   * The next `steps` steps after the last run submitted (begin, or continue), without waiting for its readback: the
+   * GPU already holds everything the next step reads — the tree the last step's chain kernel assembled, the pending
+   * path, the positions and the dims — so the host uploads nothing and every step, the first included, is a
+   * replayed recording. The GPU then runs the next run while the host reads the last one. Greedy Medusa, after a
+   * begin (or continue) with nothing else run on the verifier since (continuable).
+   */
+  async continue(steps: number): Promise<ChainSubmission> {
+    const run = this.continuation;
+    if (!run) throw new Error('chained speculation: nothing to continue (begin a run first; a verification, flush or start in between ends it)');
+    checkSteps(steps);
+    // The ring and the step count start again (queue order: after the last run's commands, before this run's); the
+    // committed position (word 8) and the dims stay the GPU's.
+    this.host.model.gpu.device.queue.writeBuffer(this.buffers!.state, 9 * 4, Uint32Array.of(0, 0));
+    return this.encodeRun(run, steps, undefined, false);
+  }
+
+  /** Whether continue() may follow: the last run was greedy Medusa and nothing else ran on the verifier since. */
+  get continuable(): boolean {
+    return this.continuation !== undefined;
+  }
+
+  /** Ends the continuation: the verifier ran something else (the GPU's tree, path or state moved on). */
+  forget(): void {
+    this.continuation = undefined;
+  }
+
+  /**
+   * Encodes and submits `steps` steps of `run` (the first by `first`, else replayed like the rest) and starts its
+   * readback. `pending0`: the path length the first step commits, when the host knows it (else the last run's
+   * last path length, known when that run is read: results are read in submission order). `begun`: a run the GPU
+   * waits for (no run before it in flight), submitted in pieces on hardware.
+   */
+  private async encodeRun(run: RunOf, steps: number, pending0: number | undefined, begun: boolean, first?: (pass: GPUComputePassEncoder) => Promise<void>): Promise<ChainSubmission> {
+    const { host } = this;
+    const { model, heads } = host;
+    const { device } = model.gpu;
+    const chain = this.buffers!;
+    const { plan, rows, ringAt, M, medusaK } = run;
+    const slot = this.slot;
+    const staging = chain.staging[slot];
+    if (staging.mapState !== 'unmapped') throw new Error(`chained speculation: ${chain.staging.length} runs are in flight and the oldest is not read yet; await its result first`);
+    this.slot = (slot + 1) % chain.staging.length;
+    // A continued run goes in one submit: the GPU is still on the runs before it while the host encodes it, so pieces
+    // would only add submits (a submit cost the H200's host ~0.15 ms in call 30).
+    const cuts = host.splitSubmits && begun ? chainCuts(steps) : [];
     const encodeStart = performance.now();
-    let encoder = device.createCommandEncoder({ label: `chained tree steps [${steps} × ${rows} rows]` });
+    let encoder = device.createCommandEncoder({ label: `chained tree steps [${steps} × ${rows} rows]${begun ? '' : ' continued'}` });
     host.enter(encoder);
     // One pass per submit piece: each step's kernels read the dims the chain kernel before them wrote into the
     // state (bound there as uniforms), and a pass orders its dispatches, so no copy stands between steps.
     let pass = encoder.beginComputePass({ label: `chained tree steps from 0` });
-    const pipeline = lookup ? this.lookupBuffers!.pipeline : chain.pipeline;
     for (let i = 0; i < steps; i++) {
-      if (i === 0) {
-        await host.encodeStep(pass, plan, rows, medusaK);
-        pass.setPipeline(pipeline);
-        pass.setBindGroup(0, group);
-        pass.dispatchWorkgroups(1); // lookup: one workgroup of CHAIN_LOOKUP_WORKGROUP
-      } else (await this.chainedStep(plan, rows, i, start, medusaK, pipeline, group)).replay(pass);
+      if (i === 0 && first) await first(pass);
+      else {
+        // A recording is looked up without an await; only one not recorded yet is encoded (and awaited).
+        const step = this.chainedStep(run, i);
+        (step instanceof RecordedStep ? step : await step).replay(pass);
+      }
       if (cuts.includes(i + 1)) {
         pass.end();
-        this.submit(encoder);
+        this.submitEncoder(encoder);
         encoder = device.createCommandEncoder({ label: `chained tree steps [${steps} × ${rows} rows] from step ${i + 1}` });
         pass = encoder.beginComputePass({ label: `chained tree steps from ${i + 1}` });
       }
     }
     pass.end();
-    const M = lookup ? 0 : heads.medusaHeads;
     const ringWords = steps * host.maxNodes;
     const headWords = M * host.maxBatch * MAX_TOP_K;
     const pathAt = 4 * (ringAt + ringWords);
     const headsAt = pathAt + 4 * host.maxNodes;
     const bytes = headsAt + 4 * headWords;
-    encoder.copyBufferToBuffer(chain.state, 0, chain.staging, 0, 4 * (ringAt + ringWords));
-    encoder.copyBufferToBuffer(host.path, 0, chain.staging, pathAt, 4 * host.maxNodes);
-    if (headWords > 0) encoder.copyBufferToBuffer(heads.ids, 0, chain.staging, headsAt, 4 * headWords);
-    this.submit(encoder);
+    encoder.copyBufferToBuffer(chain.state, 0, staging, 0, 4 * (ringAt + ringWords));
+    encoder.copyBufferToBuffer(host.path, 0, staging, pathAt, 4 * host.maxNodes);
+    if (headWords > 0) encoder.copyBufferToBuffer(heads.ids, 0, staging, headsAt, 4 * headWords);
+    this.submitEncoder(encoder);
     this.encoding.ms += performance.now() - encodeStart;
     this.encoding.steps += steps;
-    host.submitted(tree, plan, rows, steps);
-    const data = new Uint32Array(await host.readBack(chain.staging, bytes, 'chained tree steps'));
-    const lens = Array.from(data.subarray(CHAIN_LENS, CHAIN_LENS + steps));
-    const out: number[][] = [];
-    let at = ringAt;
-    for (const L of lens) {
-      out.push(Array.from(data.subarray(at, at + L)));
-      at += L;
-    }
-    const lastLen = lens[steps - 1];
-    const path = Array.from(new Float32Array(data.buffer, pathAt, lastLen), (x) => Math.round(x));
-    // Committed in this submit: the pending path and every step's path but the last.
-    host.committed(pending0 + lens.slice(0, -1).reduce((a, b) => a + b, 0), path);
-    const medusa = Array.from({ length: M }, (_, h) =>
-      Array.from(data.subarray(headsAt / 4 + heads.medusaOffset(h), headsAt / 4 + heads.medusaOffset(h) + medusaK), (token) => ({ token, prob: 0 })).filter((c) => c.token < V),
-    );
-    return { steps: out, medusa, path };
+    host.submitted(run.tree, plan, rows, steps);
+    // The map starts now (a map waits for all work submitted before it: started later, it would wait for the next
+    // run too); the books are kept in submission order, after the run before this one.
+    const data = host.readBack(staging, bytes, 'chained tree steps');
+    this.unread++;
+    const before = this.lastResult;
+    const V = model.config.vocabSize;
+    const result = Promise.all([data, pending0 === undefined ? before : undefined]).finally(() => this.unread--).then(([buffer, previous]) => {
+      const words = new Uint32Array(buffer);
+      const lens = Array.from(words.subarray(CHAIN_LENS, CHAIN_LENS + steps));
+      const out: number[][] = [];
+      let at = ringAt;
+      for (const L of lens) {
+        out.push(Array.from(words.subarray(at, at + L)));
+        at += L;
+      }
+      const lastLen = lens[steps - 1];
+      const path = Array.from(new Float32Array(buffer, pathAt, lastLen), (x) => Math.round(x));
+      // Committed in this submit: the pending path and every step's path but the last.
+      host.committed((pending0 ?? previous!.path.length) + lens.slice(0, -1).reduce((a, b) => a + b, 0), path);
+      const medusa = Array.from({ length: M }, (_, h) =>
+        Array.from(words.subarray(headsAt / 4 + heads.medusaOffset(h), headsAt / 4 + heads.medusaOffset(h) + medusaK), (token) => ({ token, prob: 0 })).filter((c) => c.token < V),
+      );
+      return { steps: out, medusa, path };
+    });
+    this.lastResult = result;
+    result.catch(() => undefined); // the caller awaits it; a failure must not also surface as unhandled here
+    return { steps, result };
   }
 
   /**
-   * Step `step` ≥ 1 of a run — the previous path committed, the tree's layers, the heads, the chain kernel — as
-   * recorded commands: from step 1 on a run's commands are the same but for the folded sets' parity (only GPU-side
-   * words change), so the JavaScript encode runs at a key's first use and later steps, and later runs, replay it.
-   * The key holds everything the commands bind that may be replaced: the plan (the map's key), the rows, medusaK,
-   * the chain kernel and its bind group (rebuilt when the lookup history grows), and the host's chainedKey.
+   * Step `step` of a run — the previous path committed, the tree's layers, the heads, the chain kernel — as
+   * recorded commands: a run's steps read their tree, path and dims from the GPU, so their commands are the same
+   * but for the folded sets' parity (only GPU-side words change); the JavaScript encode runs at a key's first use
+   * (the only await) and later steps, and later runs, replay it. The key holds everything the commands bind that may
+   * be replaced: the plan (the map's key), the rows, medusaK, the chain kernel and its bind group (rebuilt when the
+   * lookup history grows), and the host's chainedKey.
    */
-  private async chainedStep(
-    plan: StepPlan, rows: number, step: number, start: number, medusaK: number, pipeline: GPUComputePipeline, group: GPUBindGroup,
-  ): Promise<RecordedStep> {
+  private chainedStep(run: RunOf, step: number): RecordedStep | Promise<RecordedStep> {
     const { host } = this;
+    const { plan, rows, medusaK, pipeline, group, start } = run;
     const key = `${rows}:${medusaK}:${idOf(pipeline)}:${idOf(group)}:${host.chainedKey(step)}`;
     let byKey = this.recorded.get(plan);
     if (!byKey) this.recorded.set(plan, (byKey = new Map()));
-    let made = byKey.get(key);
-    if (!made) {
-      // A plan sees two keys (the parities) in steady state; more come only as bound buffers are replaced (a new
-      // session's state buffers), whose old recordings would keep those alive: past a few, start afresh.
-      if (byKey.size >= MAX_RECORDINGS_PER_PLAN) byKey.clear();
-      const { dims } = this.buffers!;
-      made = await RecordedStep.recordAsync(async (pass) => {
-        host.encodeChained(pass, plan, rows, step, start, dims);
-        await host.heads.encode(pass, plan, { b: 1, rows, parents: host.parents, medusaK, ownK: 0 });
-        pass.setPipeline(pipeline);
-        pass.setBindGroup(0, group);
-        pass.dispatchWorkgroups(1);
-      });
-      byKey.set(key, made);
-    }
-    return made;
+    const known = byKey.get(key);
+    if (known) return known;
+    // A plan sees two keys (the parities) in steady state; more come only as bound buffers are replaced (a new
+    // session's state buffers), whose old recordings would keep those alive: past a few, start afresh.
+    if (byKey.size >= MAX_RECORDINGS_PER_PLAN) byKey.clear();
+    const { dims } = this.buffers!;
+    const made = RecordedStep.recordAsync(async (pass) => {
+      host.encodeChained(pass, plan, rows, step, start, dims);
+      await host.heads.encode(pass, plan, { b: 1, rows, parents: host.parents, medusaK, ownK: 0 });
+      pass.setPipeline(pipeline);
+      pass.setBindGroup(0, group);
+      pass.dispatchWorkgroups(1);
+    });
+    return made.then((r) => (byKey.set(key, r), r));
   }
 
   /** Finishes and submits `encoder`, timing it into encoding.submitMs. */
-  private submit(encoder: GPUCommandEncoder): void {
+  private submitEncoder(encoder: GPUCommandEncoder): void {
     const t0 = performance.now();
     this.host.model.gpu.device.queue.submit([encoder.finish()]);
     this.encoding.submitMs += performance.now() - t0;
@@ -278,7 +403,7 @@ export class GpuChain {
 
   destroy(): void {
     if (this.lookupBuffers) for (const b of [this.lookupBuffers.params, this.lookupBuffers.history]) b.destroy();
-    if (this.buffers) for (const b of [this.buffers.state, this.buffers.params, this.buffers.staging]) b.destroy();
+    if (this.buffers) for (const b of [this.buffers.state, this.buffers.params, ...this.buffers.staging]) b.destroy();
   }
 
   /**
@@ -340,7 +465,8 @@ export class GpuChain {
       state,
       dims: { tree: { buffer: state, offset: 0 }, commit: { buffer: state, offset: 4 * CHAIN_COMMIT_DIMS_WORD } },
       params: device.createBuffer({ label: 'chain params', size: 32, usage: BufferUsage.UNIFORM | BufferUsage.COPY_DST }),
-      staging: device.createBuffer({ label: 'chain readback', size: 4 * (words + maxNodes + heads.medusaHeads * maxBatch * MAX_TOP_K), usage: BufferUsage.MAP_READ | BufferUsage.COPY_DST }),
+      // Two: a continued run's is written while the last run's is read (continue).
+      staging: [0, 1].map((i) => device.createBuffer({ label: `chain readback ${i}`, size: 4 * (words + maxNodes + heads.medusaHeads * maxBatch * MAX_TOP_K), usage: BufferUsage.MAP_READ | BufferUsage.COPY_DST })),
       groups: new Map(),
     };
     return this.buffers;

@@ -37,7 +37,7 @@ import { compileTreeAttention, type DimsSlot, type TreeAttention } from '../runt
 import { FoldedSteps } from './folded-steps.ts';
 import type { Candidate } from './candidate.ts';
 import type { StaticTopology } from './chain.ts';
-import { GpuChain, type ChainDraft, type ChainHost, type ChainResult } from './gpu-chain.ts';
+import { GpuChain, type ChainDraft, type ChainHost, type ChainResult, type ChainSubmission } from './gpu-chain.ts';
 import { GpuSpeculativeHeads, MAX_TOP_K } from './gpu-heads.ts';
 import type { TokenTree } from './token-tree.ts';
 import {
@@ -193,6 +193,7 @@ export class GpuTreeVerifier implements TreeVerifier, BatchTreeVerifier {
 
   async startBatch(prompts: readonly (readonly number[])[], sampling: SamplingOptions, u0: readonly number[]): Promise<number[]> {
     if (prompts.length > this.maxBatch) throw new Error(`tree verifier: ${prompts.length} sequences; it was made for at most ${this.maxBatch}`);
+    this.chain.forget();
     this.last = undefined;
     this.pending = undefined;
     this.folds?.reset(); // the prefill writes the layers' own state
@@ -216,6 +217,7 @@ export class GpuTreeVerifier implements TreeVerifier, BatchTreeVerifier {
   async verifyBatch(req: BatchVerifyRequest): Promise<VerifyResult[]> {
     const { gpu } = this.model;
     const { device } = gpu;
+    this.chain.forget(); // this step's tree and path replace the chain's on the GPU
     const { plan, rows, b, medusaK, ownK } = await this.upload(req);
     const V = this.vocabSize;
     const layout = this.layout(b, rows, medusaK, ownK, req.wantLogits ?? false);
@@ -293,6 +295,7 @@ export class GpuTreeVerifier implements TreeVerifier, BatchTreeVerifier {
 
   async flush(): Promise<void> {
     const { device } = this.model.gpu;
+    this.chain.forget();
     const encoder = device.createCommandEncoder({ label: 'tree commit' });
     const moved = this.folds?.leave(encoder, this.model.attentionStates.map((s) => s.buffers!)) ?? false;
     const commit = this.pending && this.last;
@@ -317,6 +320,7 @@ export class GpuTreeVerifier implements TreeVerifier, BatchTreeVerifier {
    * state `repeats` times while the host's bookkeeping stays put: start() again before verifying more.
    */
   async profileStep(req: BatchVerifyRequest, repeats = 3): Promise<DispatchTime[]> {
+    this.chain.forget();
     const { plan, rows, b, medusaK, ownK } = await this.upload(req);
     this.enterFolds(b);
     const pass = new ProfilingPass();
@@ -330,6 +334,7 @@ export class GpuTreeVerifier implements TreeVerifier, BatchTreeVerifier {
    * conditions a pipelined decode step runs in. Replays apply the commit again, as profileStep's do.
    */
   async streamStep(req: BatchVerifyRequest, repeats = 16): Promise<number> {
+    this.chain.forget();
     const { plan, rows, b, medusaK, ownK } = await this.upload(req);
     this.enterFolds(b);
     const pass = new ProfilingPass();
@@ -345,6 +350,21 @@ export class GpuTreeVerifier implements TreeVerifier, BatchTreeVerifier {
   /** Greedy speculation chained on the GPU, batch 1: `steps` tree steps in one submit (gpu-chain.ts). */
   runChain(tree: TokenTree, topology: StaticTopology, steps: number, draft: ChainDraft): Promise<ChainResult> {
     return this.chain.run(tree, topology, steps, draft);
+  }
+
+  /** As runChain, returning once the run is submitted (its result read back later): GpuChain.begin. */
+  beginChain(tree: TokenTree, topology: StaticTopology, steps: number, draft: ChainDraft): Promise<ChainSubmission> {
+    return this.chain.begin(tree, topology, steps, draft);
+  }
+
+  /** The next `steps` chained steps after the last run submitted, before its readback (GpuChain.continue). */
+  continueChain(steps: number): Promise<ChainSubmission> {
+    return this.chain.continue(steps);
+  }
+
+  /** Whether continueChain may follow (the last run was greedy Medusa and nothing else ran since). */
+  get chainContinuable(): boolean {
+    return this.chain.continuable;
   }
 
   async destroy(): Promise<void> {
@@ -380,6 +400,8 @@ export class GpuTreeVerifier implements TreeVerifier, BatchTreeVerifier {
       },
       upload: (tree, medusaK, minRows) => this.upload({ trees: [tree], medusaTopK: medusaK }, minRows),
       enter: (encoder) => this.folds?.enter(encoder, this.model.attentionStates.map((s) => s.buffers!), 1),
+      firstReplayable: (plan, rows) => !!this.pending && !!this.last && this.last.plan === plan && this.last.rows === rows && this.pending[0].length <= this.foldUpTo,
+      writePending: () => this.writePath(),
       encodeStep: async (pass, plan, rows, medusaK) => {
         await this.encode(pass, plan, 1, rows, medusaK, 0, false);
       },
