@@ -13,6 +13,7 @@
 //   top-k:  τ_k = the k-th largest key (max x with #{key ≥ x} ≥ k),  need_k = k − #{key > τ_k}
 //   top-p:  τ_p = max x with mass_k(key ≥ x) ≥ p · mass_k(all)  (mass over the top-k set; τ_p ≥ τ_k),
 //           need_p = the fewest ties at τ_p that reach the target mass.
+import { treeReduce } from './workgroup-reduce.ts';
 export const SAMPLE_WORKGROUP = 256;
 
 /**
@@ -178,36 +179,21 @@ fn unkey(k: u32) -> f32 {
 }
 
 fn sumF(lid: u32, v: f32) -> f32 {
-  redF[lid] = v;
-  workgroupBarrier();
-  for (var off = WG / 2u; off > 0u; off = off / 2u) {
-    if (lid < off) { redF[lid] += redF[lid + off]; }
-    workgroupBarrier();
-  }
+${treeReduce('redF', 'v', 'sum')}
   let s = redF[0];
   workgroupBarrier();
   return s;
 }
 
 fn sumU(lid: u32, v: u32) -> u32 {
-  redU[lid] = v;
-  workgroupBarrier();
-  for (var off = WG / 2u; off > 0u; off = off / 2u) {
-    if (lid < off) { redU[lid] += redU[lid + off]; }
-    workgroupBarrier();
-  }
+${treeReduce('redU', 'v', 'sum')}
   let s = redU[0];
   workgroupBarrier();
   return s;
 }
 
 fn maxF(lid: u32, v: f32) -> f32 {
-  redF[lid] = v;
-  workgroupBarrier();
-  for (var off = WG / 2u; off > 0u; off = off / 2u) {
-    if (lid < off) { redF[lid] = max(redF[lid], redF[lid + off]); }
-    workgroupBarrier();
-  }
+${treeReduce('redF', 'v', 'max')}
   let s = redF[0];
   workgroupBarrier();
   return s;
