@@ -18,6 +18,7 @@
 // one workgroup per row (train-common.ts's grid) with a fixed reduction order, so runs repeat bit for bit.
 import type { BindingKind, KernelSource } from './kernel-source.ts';
 import { ROW_BUILTINS, ROW_INDEX } from './train-common.ts';
+import { treeReducePair } from './workgroup-reduce.ts';
 
 export const MEDUSA_WORKGROUP = 256;
 const INDEX = 'let k = (wid.y * nwg.x + wid.x) * WG + lid;';
@@ -144,20 +145,7 @@ fn main(${ROW_BUILTINS}) {
     let x = z[base + v];
     if (bi == VOCAB || x > bv) { bv = x; bi = v; }
   }
-  redV[lid] = bv;
-  redI[lid] = bi;
-  workgroupBarrier();
-  for (var off = WG / 2u; off > 0u; off = off / 2u) {
-    if (lid < off) {
-      let ov = redV[lid + off];
-      let oi = redI[lid + off];
-      if (oi < VOCAB && (redI[lid] == VOCAB || ov > redV[lid] || (ov == redV[lid] && oi < redI[lid]))) {
-        redV[lid] = ov;
-        redI[lid] = oi;
-      }
-    }
-    workgroupBarrier();
-  }
+${treeReducePair('redV', 'redI', 'bv', 'bi', 'oi < VOCAB && (redI[lid] == VOCAB || ov > redV[lid] || (ov == redV[lid] && oi < redI[lid]))')}
   if (lid == 0u) { ${store} }
 }
 `;

@@ -23,3 +23,27 @@ export function halvingRounds(buf: string, op: ReduceOp, indent = '  '): string 
 export function treeReduce(buf: string, value: string, op: ReduceOp, indent = '  '): string {
   return `${indent}${buf}[lid] = ${value};\n${indent}workgroupBarrier();\n${halvingRounds(buf, op, indent)}`;
 }
+
+/**
+ * The same rounds over (value, index) pairs in vBuf, iBuf: vBuf[lid] = value, iBuf[lid] = index, then each slot takes
+ * its partner's pair (ov, oi) where `takes`, a WGSL condition over ov, oi and the slot's own pair, holds — the
+ * argmax kernels' order (larger value first, lower index among ties, an empty slot last) written by each caller.
+ */
+export function treeReducePair(vBuf: string, iBuf: string, value: string, index: string, takes: string, indent = '  '): string {
+  return [
+    `${vBuf}[lid] = ${value};`,
+    `${iBuf}[lid] = ${index};`,
+    `workgroupBarrier();`,
+    `for (var off = WG / 2u; off > 0u; off = off / 2u) {`,
+    `  if (lid < off) {`,
+    `    let ov = ${vBuf}[lid + off];`,
+    `    let oi = ${iBuf}[lid + off];`,
+    `    if (${takes}) {`,
+    `      ${vBuf}[lid] = ov;`,
+    `      ${iBuf}[lid] = oi;`,
+    `    }`,
+    `  }`,
+    `  workgroupBarrier();`,
+    `}`,
+  ].map((l) => indent + l).join('\n');
+}
