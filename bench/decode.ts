@@ -24,9 +24,7 @@
 // (prepare, encode, submit, the wait beyond the GPU's time) beside what one prefill asks of the device (buffers,
 // bind groups, queue writes), and with timestamps its dispatches are timed one by one too: matmuls of M = b·t
 // rows against the chunk kernel, whose grid (printed) does not grow with t.
-import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { pathToFileURL } from 'node:url';
 import type { AttentionContext } from '../src/model/attention-context.ts';
 import { parseConfig, REPO_ROOT, type ModelConfig } from '../src/model/config.ts';
 import type { GpuAttentionFactory } from '../src/runtime/gpu-attention.ts';
@@ -44,6 +42,7 @@ import { ProfilingPass, summarizeDispatches, timeDispatchesOf } from '../src/run
 import { countDeviceCalls, type DeviceCall } from './device-calls.ts';
 import { simpleAttentionFactory } from '../test/helpers/simple-gpu-attention.ts';
 import { measureCopyBandwidth, type CopyBandwidth } from './roofline.ts';
+import { runIfMain, writeReport } from './script.ts';
 
 export interface ModelShape {
   readonly layers: number;
@@ -417,19 +416,7 @@ async function main(): Promise<void> {
   });
   for (const line of formatReport(report)) console.log(line);
   if (prefillPlan) console.log(`prefill plan of the attention layers: ${prefillPlan}`);
-  const outDir = process.env.OUT ?? 'out';
-  mkdirSync(outDir, { recursive: true });
-  const file = join(outDir, 'decode.json');
-  writeFileSync(file, JSON.stringify({ ...report, ...(prefillPlan && { prefillPlan }) }, null, 2) + '\n');
-  console.log(`wrote ${file}`);
+  writeReport(process.env.OUT ?? 'out', 'decode.json', { ...report, ...(prefillPlan && { prefillPlan }) });
 }
 
-if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  main().then(
-    () => process.exit(0),
-    (e: unknown) => {
-      console.error(e instanceof Error ? e.stack ?? e.message : e);
-      process.exit(1);
-    },
-  );
-}
+runIfMain(import.meta.url, main, { stack: true });
