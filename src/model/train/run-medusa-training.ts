@@ -10,9 +10,7 @@
 // frozen base from the run itself, so a resumed run continues with exactly the numbers it had.
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import type { Gpu } from '../../runtime/device.ts';
 import { toFloat32 } from '../../tensor.ts';
-import type { PrepareAttention } from '../attention-context.ts';
 import { loadConfig, type ModelConfig } from '../config.ts';
 import { writeModelConfig } from '../init-model.ts';
 import { modelFormat } from '../model-dir.ts';
@@ -24,39 +22,25 @@ import { splitCorpus } from './data.ts';
 import { MedusaCpuTrainer } from './medusa-cpu-trainer.ts';
 import { initialMedusaHeads, type MedusaTarget } from './medusa-grad.ts';
 import { MedusaGpuTrainer } from './medusa-gpu-trainer.ts';
-import { checkFreshOut, checkOptions, checkResumedDevice, corpusRecord, defaultOptions, loadRunCorpus, recoverOut, refuseRunInOut, resumedState, resumeOptions, TrainSetupError } from './run-training.ts';
-import { trainLoop, type TrainProgress, type TrainSummary } from './train-loop.ts';
+import { checkFreshOut, checkOptions, checkResumedDevice, corpusRecord, defaultOptions, loadRunCorpus, recoverOut, refuseRunInOut, resumedState, resumeOptions, TrainSetupError, type TrainRunOutcome, type TrainRunRequest } from './run-training.ts';
+import { trainLoop } from './train-loop.ts';
 import type { OptimizerMoments, Trainer } from './trainer.ts';
 
-export interface MedusaTrainRequest {
+/** `given.block` counts the heads' positions per window (the base reads block + heads). */
+export interface MedusaTrainRequest extends TrainRunRequest {
   /** The base model directory (a fresh run; ignored, with a note, when resuming). */
   readonly model?: string;
   /** Heads to train (a fresh run; a resumed run keeps its own). */
   readonly heads?: number;
   /** What the heads learn to predict (default self). */
   readonly target?: MedusaTarget;
-  readonly resume: boolean;
-  readonly data: readonly string[];
-  readonly out: string;
-  readonly device: 'gpu' | 'cpu';
-  /** Settings the caller chose; `block` counts the heads' positions per window (the base reads block + heads). */
-  readonly given: Partial<TrainOptions>;
-  readonly gpu?: () => Promise<{ readonly gpu: Gpu; readonly prepareAttention: PrepareAttention }>;
-  readonly onProgress?: (p: TrainProgress) => void;
-  readonly onEvent?: (line: string) => void;
 }
 
-export interface MedusaTrainOutcome extends TrainSummary {
-  readonly out: string;
-  readonly config: ModelConfig;
-  readonly options: TrainOptions;
+export interface MedusaTrainOutcome extends TrainRunOutcome {
   readonly heads: number;
   readonly target: MedusaTarget;
-  readonly trainTokens: number;
-  readonly valTokens: number;
   /** The last evaluation's figures per head (head<n>_loss, head<n>_top1), from train_log.jsonl. */
   readonly metrics: Readonly<Record<string, number>>;
-  readonly resumedFrom?: number;
 }
 
 const isHead = (name: string) => name.startsWith('medusa.');

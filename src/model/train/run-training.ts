@@ -31,9 +31,8 @@ export class TrainSetupError extends Error {
 
 export type ModelSource = { readonly kind: 'config'; readonly path: string } | { readonly kind: 'model'; readonly dir: string };
 
-export interface TrainRequest {
-  /** Where a fresh run's model comes from; ignored (with a note) when resuming. */
-  readonly source?: ModelSource;
+/** What every training run is asked: the data, the output directory, the device, the settings, where progress goes. */
+export interface TrainRunRequest {
   readonly resume: boolean;
   readonly data: readonly string[];
   readonly out: string;
@@ -46,15 +45,24 @@ export interface TrainRequest {
   readonly onEvent?: (line: string) => void;
 }
 
-export interface TrainOutcome extends TrainSummary {
+export interface TrainRequest extends TrainRunRequest {
+  /** Where a fresh run's model comes from; ignored (with a note) when resuming. */
+  readonly source?: ModelSource;
+}
+
+/** What every training run reports beside the loop's summary. */
+export interface TrainRunOutcome extends TrainSummary {
   readonly out: string;
   readonly config: ModelConfig;
   readonly options: TrainOptions;
   readonly trainTokens: number;
   readonly valTokens: number;
+  readonly resumedFrom?: number;
+}
+
+export interface TrainOutcome extends TrainRunOutcome {
   /** The held-out tokens' unigram entropy: the loss of a model that ignores context. */
   readonly unigramNats: number;
-  readonly resumedFrom?: number;
 }
 
 export function defaultOptions(given: Partial<TrainOptions>): TrainOptions {
