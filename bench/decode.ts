@@ -42,7 +42,7 @@ import { ProfilingPass, summarizeDispatches, timeDispatchesOf } from '../src/run
 import { countDeviceCalls, type DeviceCall } from './device-calls.ts';
 import { simpleAttentionFactory } from '../test/helpers/simple-gpu-attention.ts';
 import { measureCopyBandwidth, type CopyBandwidth } from './roofline.ts';
-import { runIfMain, writeReport } from './script.ts';
+import { adapterHeader, type AdapterHeader, flagValue, runIfMain, writeReport } from './script.ts';
 
 export interface ModelShape {
   readonly layers: number;
@@ -131,12 +131,7 @@ export interface PrefillFigure {
   readonly kernels?: readonly KernelTime[];
 }
 
-export interface DecodeBenchReport {
-  readonly adapter: string;
-  /** Dawn toggles the adapter was opened with (src/runtime/dawn-flags.ts). */
-  readonly toggles: readonly string[];
-  readonly software: boolean;
-  readonly date: string;
+export interface DecodeBenchReport extends AdapterHeader {
   readonly model: ModelShape & { readonly headDim: number; readonly params: number; readonly weightBytesPerStep: number };
   readonly attention: string;
   readonly timing: 'timestamp-query' | 'wall-clock only';
@@ -298,10 +293,7 @@ export async function runDecodeBench(opts: DecodeBenchOptions = {}): Promise<Dec
     }
 
     return {
-      adapter: gpu.adapterName,
-      toggles: gpu.toggles,
-      software: gpu.isSoftware,
-      date: new Date().toISOString(),
+      ...adapterHeader(gpu),
       model: { ...shape, headDim: config.headDim, params, weightBytesPerStep: model.weightBytesPerToken },
       attention: attentionName,
       timing: model.hasTimestamps ? 'timestamp-query' : 'wall-clock only',
@@ -391,10 +383,7 @@ function parsePrefillSchedule(arg: string | undefined): PrefillScheduleRequest {
 
 async function main(): Promise<void> {
   const args = process.argv.slice(2);
-  const valueOf = (flag: string) => {
-    const i = args.indexOf(flag);
-    return i >= 0 ? args[i + 1] : undefined;
-  };
+  const valueOf = (flag: string) => flagValue(args, flag);
   const steps = valueOf('--steps');
   const layers = valueOf('--layers');
   const prefillTokens = valueOf('--prefill-tokens');

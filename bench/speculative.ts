@@ -55,7 +55,7 @@ import { treeFromParents } from '../src/speculative/token-tree.ts';
 import { chainShape, parseTreeSpec, type TreeShape } from '../src/speculative/tree-spec.ts';
 import { FULL, SMALL, silentTokenizer, type ModelShape } from './decode.ts';
 import { formatTable, matmulReads, profileTable, stepProfile, treeStepMatmuls, type StepProfile } from './step-profile.ts';
-import { runIfMain, writeReport } from './script.ts';
+import { adapterHeader, type AdapterHeader, flagValue, runIfMain, writeReport } from './script.ts';
 
 const DRAFT_FULL: ModelShape = { layers: 2, hidden: 256, heads: 4, intermediate: 512, vocab: FULL.vocab, K: 4 };
 const DRAFT_SMALL: ModelShape = { layers: 1, hidden: 64, heads: 2, intermediate: 128, vocab: SMALL.vocab, K: 4 };
@@ -101,12 +101,7 @@ export interface BatchFigure {
   readonly modes?: readonly OptionSummary[];
 }
 
-export interface SpeculativeBenchReport {
-  readonly adapter: string;
-  /** Dawn toggles the adapter was opened with (src/runtime/dawn-flags.ts). */
-  readonly toggles: readonly string[];
-  readonly software: boolean;
-  readonly date: string;
+export interface SpeculativeBenchReport extends AdapterHeader {
   readonly model: ModelShape & { readonly medusaHeads: number };
   readonly draftModel: ModelShape;
   readonly promptTokens: number;
@@ -254,10 +249,7 @@ export async function runSpeculativeBench(opts: { small?: boolean; tokens?: numb
 
     const profile = opts.profile !== false && gpu.hasTimestamps ? await profileSteps(gpu, target.model, verifier, ids) : [];
     return {
-      adapter: gpu.adapterName,
-      toggles: gpu.toggles,
-      software: gpu.isSoftware,
-      date: new Date().toISOString(),
+      ...adapterHeader(gpu),
       model: { ...shape, medusaHeads: MEDUSA_HEADS },
       draftModel: draftShape,
       promptTokens: ids.length,
@@ -350,10 +342,7 @@ export function formatReport(r: SpeculativeBenchReport): string[] {
 
 async function main(): Promise<void> {
   const args = process.argv.slice(2);
-  const valueOf = (flag: string) => {
-    const i = args.indexOf(flag);
-    return i >= 0 ? args[i + 1] : undefined;
-  };
+  const valueOf = (flag: string) => flagValue(args, flag);
   const tokens = valueOf('--tokens');
   if (tokens !== undefined && !(Number.isInteger(Number(tokens)) && Number(tokens) >= 2)) throw new Error(`--tokens must be an integer ≥ 2, got ${tokens}`);
   const report = await runSpeculativeBench({

@@ -22,7 +22,7 @@ import { bindMatmul, encodeMatmul, planMatmul } from '../src/runtime/matmul.ts';
 import { timeDispatches } from '../src/runtime/timing.ts';
 import { FULL, SMALL, type ModelShape } from './decode.ts';
 import { fillRandom } from './roofline.ts';
-import { runIfMain, writeReport } from './script.ts';
+import { flagValue, runIfMain, writeReport } from './script.ts';
 
 const EPS = { eps: 1e-5 };
 const SWEEP_WARMUP_MS = 20;
@@ -103,10 +103,7 @@ function operands(gpu: Gpu, p: Projection, M: number): Operands {
 
 async function main(): Promise<void> {
   const args = process.argv.slice(2);
-  const valueOf = (flag: string) => {
-    const i = args.indexOf(flag);
-    return i >= 0 ? args[i + 1] : undefined;
-  };
+  const valueOf = (flag: string) => flagValue(args, flag);
   const gpu = await getDevice();
   const small = args.includes('--small') || gpu.isSoftware;
   const shape = small ? SMALL : FULL;

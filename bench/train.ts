@@ -25,7 +25,7 @@ import { loadModelVariant } from '../src/model/variant.ts';
 import { trainableAttentionFactory } from '../src/runtime/trainable-attention.ts';
 import { getDevice } from '../src/runtime/dawn.ts';
 import { referenceTrainableAttention } from '../test/helpers/simple-attention-train.ts';
-import { runIfMain, writeReport } from './script.ts';
+import { flagValue, runIfMain, writeReport } from './script.ts';
 
 export interface TrainBenchOptions {
   readonly config?: string;
@@ -148,10 +148,7 @@ interface TorchReport {
 
 async function main(): Promise<void> {
   const args = process.argv.slice(2);
-  const valueOf = (flag: string) => {
-    const i = args.indexOf(flag);
-    return i >= 0 ? args[i + 1] : undefined;
-  };
+  const valueOf = (flag: string) => flagValue(args, flag);
   const num = (flag: string) => (valueOf(flag) !== undefined ? Number(valueOf(flag)) : undefined);
   const attention = valueOf('--attention');
   if (attention !== undefined && attention !== 'compiled' && attention !== 'reference') throw new Error(`--attention takes compiled or reference, got ${attention}`);
