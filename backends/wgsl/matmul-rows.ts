@@ -16,7 +16,7 @@
 //     its weight rows (from cache).
 //   - The 'argmax' epilogue (an LM head whose logits nobody reads) keeps each (row, column thread)'s best in
 //     workgroup memory and writes every row's best of the workgroup: a (value, column) pair per workgroup.
-import { argmaxPairLines, bindingDecls, matmulBindings, storeFn, type MatmulFusion } from './matmul-fusion.ts';
+import { argmaxPairLines, bindingDecls, matmulBindings, normScaleLines, storeFn, type MatmulFusion } from './matmul-fusion.ts';
 
 export interface RowsVariant {
   /** Rows of A (≤ 128): every workgroup computes all of them. */
@@ -200,13 +200,7 @@ export function rowsMatmulWgsl(v: RowsVariant): string {
   if (norm) {
     L.push("  // Each row's scale from its staging threads' sums of squares (BKV of them per row).");
     L.push('  {');
-    for (let i = 0; i < stageLoads; i++) L.push(`    if (tid + ${i * T}u < ${MP * BKV}u) { xs[(tid + ${i * T}u) / 4u][(tid + ${i * T}u) % 4u] = ss${i}; }`);
-    L.push('    workgroupBarrier();');
-    L.push('    for (var m = tid; m < ROWS; m += THREADS) {');
-    L.push('      var s = 0.0;');
-    L.push('      for (var j = 0u; j < BKV; j++) { s += xs[(m * BKV + j) / 4u][(m * BKV + j) % 4u]; }');
-    L.push('      scale[m] = inverseSqrt(s / f32(params.K) + EPS);');
-    L.push('    }');
+    L.push(...normScaleLines('xs', stageLoads, T, MP * BKV, '    '));
     L.push('    workgroupBarrier();');
     L.push('  }');
   }
