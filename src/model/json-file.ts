@@ -1,9 +1,10 @@
-// Reading a model directory's JSON files (config.json, tokenizer.json): a file that cannot be read or parsed is a
-// ModelFileError naming it, with the system's or the parser's reason.
+// Reading a model directory's JSON files (config.json, tokenizer.json, trainer_state.json): a file that cannot be
+// read or parsed is a ModelFileError naming it, with the system's or the parser's reason.
 import { readFileSync } from 'node:fs';
 import { ModelFileError } from './errors.ts';
 
-export function readJsonFile(path: string): unknown {
+/** `invalid` starts the message of a file that is not JSON (a checkpoint's says it is damaged). */
+export function readJsonFile(path: string, invalid = 'not valid JSON'): unknown {
   let text: string;
   try {
     text = readFileSync(path, 'utf8');
@@ -13,6 +14,6 @@ export function readJsonFile(path: string): unknown {
   try {
     return JSON.parse(text);
   } catch (e) {
-    throw new ModelFileError(path, 'file', `not valid JSON: ${(e as Error).message}`);
+    throw new ModelFileError(path, 'file', `${invalid}: ${(e as Error).message}`);
   }
 }
