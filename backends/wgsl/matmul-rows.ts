@@ -16,7 +16,7 @@
 //     its weight rows (from cache).
 //   - The 'argmax' epilogue (an LM head whose logits nobody reads) keeps each (row, column thread)'s best in
 //     workgroup memory and writes every row's best of the workgroup: a (value, column) pair per workgroup.
-import { argmaxPairLines, bindingDecls, matmulBindings, normScaleLines, storeFn, type MatmulFusion } from './matmul-fusion.ts';
+import { argmaxPairLines, bindingDecls, matmulBindings, matmulMainLines, normScaleLines, storeFn, type MatmulFusion } from './matmul-fusion.ts';
 
 export interface RowsVariant {
   /** Rows of A (≤ 128): every workgroup computes all of them. */
@@ -139,11 +139,7 @@ export function rowsMatmulWgsl(v: RowsVariant): string {
     L.push('}');
     L.push('');
   }
-  L.push('@compute @workgroup_size(THREADS)');
-  L.push(`fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid: vec3<u32>${argmax ? ', @builtin(num_workgroups) nwg: vec3<u32>' : ''}) {`);
-  L.push('  let N = params.N;');
-  L.push('  let KW = params.K / 4u;');
-  L.push('  let M = params.M;');
+  L.push(...matmulMainLines(argmax));
   L.push('  let c = tid % COLS;');
   L.push('  let slice = (tid / COLS) % SLICES;');
   L.push('  let block = tid / (COLS * SLICES);');
