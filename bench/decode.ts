@@ -24,9 +24,7 @@
 // (prepare, encode, submit, the wait beyond the GPU's time) beside what one prefill asks of the device (buffers,
 // bind groups, queue writes), and with timestamps its dispatches are timed one by one too: matmuls of M = b·t
 // rows against the chunk kernel, whose grid (printed) does not grow with t.
-import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { pathToFileURL } from 'node:url';
 import type { AttentionContext } from '../src/model/attention-context.ts';
 import { parseConfig, REPO_ROOT, type ModelConfig } from '../src/model/config.ts';
 import type { GpuAttentionFactory } from '../src/runtime/gpu-attention.ts';
@@ -44,6 +42,7 @@ import { ProfilingPass, summarizeDispatches, timeDispatchesOf } from '../src/run
 import { countDeviceCalls, type DeviceCall } from './device-calls.ts';
 import { simpleAttentionFactory } from '../test/helpers/simple-gpu-attention.ts';
 import { measureCopyBandwidth, type CopyBandwidth } from './roofline.ts';
+import { adapterHeader, type AdapterHeader, flagValue, runIfMain, writeReport } from './script.ts';
 
 export interface ModelShape {
   readonly layers: number;
@@ -132,12 +131,7 @@ export interface PrefillFigure {
   readonly kernels?: readonly KernelTime[];
 }
 
-export interface DecodeBenchReport {
-  readonly adapter: string;
-  /** Dawn toggles the adapter was opened with (src/runtime/dawn-flags.ts). */
-  readonly toggles: readonly string[];
-  readonly software: boolean;
-  readonly date: string;
+export interface DecodeBenchReport extends AdapterHeader {
   readonly model: ModelShape & { readonly headDim: number; readonly params: number; readonly weightBytesPerStep: number };
   readonly attention: string;
   readonly timing: 'timestamp-query' | 'wall-clock only';
@@ -299,10 +293,7 @@ export async function runDecodeBench(opts: DecodeBenchOptions = {}): Promise<Dec
     }
 
     return {
-      adapter: gpu.adapterName,
-      toggles: gpu.toggles,
-      software: gpu.isSoftware,
-      date: new Date().toISOString(),
+      ...adapterHeader(gpu),
       model: { ...shape, headDim: config.headDim, params, weightBytesPerStep: model.weightBytesPerToken },
       attention: attentionName,
       timing: model.hasTimestamps ? 'timestamp-query' : 'wall-clock only',
@@ -392,10 +383,7 @@ function parsePrefillSchedule(arg: string | undefined): PrefillScheduleRequest {
 
 async function main(): Promise<void> {
   const args = process.argv.slice(2);
-  const valueOf = (flag: string) => {
-    const i = args.indexOf(flag);
-    return i >= 0 ? args[i + 1] : undefined;
-  };
+  const valueOf = (flag: string) => flagValue(args, flag);
   const steps = valueOf('--steps');
   const layers = valueOf('--layers');
   const prefillTokens = valueOf('--prefill-tokens');
@@ -417,19 +405,7 @@ async function main(): Promise<void> {
   });
   for (const line of formatReport(report)) console.log(line);
   if (prefillPlan) console.log(`prefill plan of the attention layers: ${prefillPlan}`);
-  const outDir = process.env.OUT ?? 'out';
-  mkdirSync(outDir, { recursive: true });
-  const file = join(outDir, 'decode.json');
-  writeFileSync(file, JSON.stringify({ ...report, ...(prefillPlan && { prefillPlan }) }, null, 2) + '\n');
-  console.log(`wrote ${file}`);
+  writeReport(process.env.OUT ?? 'out', 'decode.json', { ...report, ...(prefillPlan && { prefillPlan }) });
 }
 
-if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  main().then(
-    () => process.exit(0),
-    (e: unknown) => {
-      console.error(e instanceof Error ? e.stack ?? e.message : e);
-      process.exit(1);
-    },
-  );
-}
+runIfMain(import.meta.url, main, { stack: true });

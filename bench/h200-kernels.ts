@@ -19,11 +19,9 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { evaluateParallel } from '../backends/cpu/parallel.ts';
 import { candidateSchedules } from '../backends/wgsl/chunk-schedules.ts';
 import type { ChunkSchedule } from '../backends/wgsl/chunked.ts';
 import type { Plan } from '../backends/wgsl/plan.ts';
-import { count } from '../backends/wgsl/common.ts';
 import { decidePrologue, estimatePlan } from '../backends/wgsl/fusion-model.ts';
 import { isSoftmaxProgram } from '../backends/wgsl/softmax-analysis.ts';
 import { axisSizes, makeInputs } from '../src/inputs.ts';
@@ -35,6 +33,7 @@ import { modelDefault } from '../src/runtime/schedule.ts';
 import { median } from '../src/runtime/timing.ts';
 import { relativeError, type Tensor } from '../src/tensor.ts';
 import { VARIANT_FILES_FOR_BENCH } from './report.ts';
+import { oracleHead } from './oracle-head.ts';
 
 const { values } = parseArgs({
   options: {
@@ -93,13 +92,7 @@ const write = () => {
 async function checked(c: Compiled, x: Record<string, Tensor>, sizes: Record<string, number>, fuse: boolean, schedule: ChunkSchedule, featureTile?: number, prologue?: 'model'): Promise<number> {
   const o = (await runCompiled(c, x, { device: 'gpu', gpu, form: 'chunked', fuse, schedule, ...(featureTile ? { featureTile } : {}), ...(prologue && { prologue }) })).o;
   const tc = Math.min(x[c.source.inputs[0].name].shape[1], 32);
-  const head: Record<string, Tensor> = {};
-  for (const dcl of c.source.inputs) {
-    const per = count(dcl.axes, sizes);
-    head[dcl.name] = { shape: [1, tc, ...dcl.axes.map((a) => sizes[a])], data: x[dcl.name].data.subarray(0, tc * per) };
-  }
-  for (const dcl of c.source.params) head[dcl.name] = x[dcl.name];
-  const oracle = evaluateParallel(c.source, head);
+  const oracle = oracleHead(c, x, sizes, tc);
   return relativeError(o.data.subarray(0, oracle.data.length), oracle.data);
 }
 

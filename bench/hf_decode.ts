@@ -14,9 +14,8 @@
 // (src/runtime/dispatch-profile.ts: each dispatch replayed in a timed pass of its own) with the weight bytes each
 // matmul reads: where the tree step's time beyond the decode step's goes.
 // tiny: a small model of the same layout, for lavapipe. Prints a table; writes hf_decode.json to $OUT (else out/).
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { parseConfig, REPO_ROOT, type ModelConfig } from '../src/model/config.ts';
 import { GpuModel } from '../src/model/gpu-model.ts';
 import { loadModelVariant } from '../src/model/variant.ts';
@@ -30,6 +29,7 @@ import { TreeBuilder } from '../src/speculative/token-tree.ts';
 import type { Tensor } from '../src/tensor.ts';
 import { measureCopyBandwidth } from './roofline.ts';
 import { formatTable, matmulReads, profileTable, stepProfile, treeStepMatmuls, type StepProfile } from './step-profile.ts';
+import { runIfMain, writeReport } from './script.ts';
 
 interface Shape {
   readonly vocab: number;
@@ -213,19 +213,7 @@ async function main(): Promise<void> {
     const title = `where the GPU time goes (${r.attention}): ms (dispatches) per kernel, each dispatch timed in a pass of its own`;
     for (const line of formatTable(title, profileTable(r.profile, (p) => (p.rows === 1 ? 'decode' : `tree ${p.rows}`)))) console.log(line);
   }
-  const outDir = process.env.OUT ?? 'out';
-  mkdirSync(outDir, { recursive: true });
-  const file = join(outDir, `hf_decode_${r.attention}.json`);
-  writeFileSync(file, JSON.stringify({ ...r, ...(baseline && { baseline }) }, null, 2) + '\n');
-  console.log(`wrote ${file}`);
+  writeReport(process.env.OUT ?? 'out', `hf_decode_${r.attention}.json`, { ...r, ...(baseline && { baseline }) });
 }
 
-if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  main().then(
-    () => process.exit(0),
-    (e: unknown) => {
-      console.error(e instanceof Error ? e.stack ?? e.message : e);
-      process.exit(1);
-    },
-  );
-}
+runIfMain(import.meta.url, main, { stack: true });

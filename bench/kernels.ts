@@ -11,18 +11,18 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { evaluateParallel } from '../backends/cpu/parallel.ts';
 import { count } from '../backends/wgsl/common.ts';
 import { layoutOf } from '../backends/wgsl/chunked.ts';
 import { compileFile, planFor, runCompiled, timePlan, type Compiled } from '../src/runtime/compiler.ts';
 import { axisSizes, makeInputs } from '../src/inputs.ts';
 import { autotune } from '../src/runtime/autotune.ts';
 import { getDevice } from '../src/runtime/dawn.ts';
-import { relativeError, type Tensor } from '../src/tensor.ts';
+import { relativeError } from '../src/tensor.ts';
 import { benchBackward } from './backward.ts';
 import { benchSchedules } from './schedules.ts';
 import { measureCopyBandwidth, measureMatmulRate } from './roofline.ts';
 import { VARIANT_FILES_FOR_BENCH, svgPlot } from './report.ts';
+import { oracleHead } from './oracle-head.ts';
 
 const { values } = parseArgs({
   options: {
@@ -140,13 +140,7 @@ for (const file of files) {
         const fo = (await runCompiled(c, x, { device: 'gpu', gpu, form: 'chunked', fuse: true, schedule })).o;
         // Oracle on the first tokens of sequence 0 (causality makes them independent of the rest).
         const tc = Math.min(t, small ? 64 : 32);
-        const head: Record<string, Tensor> = {};
-        for (const dcl of c.source.inputs) {
-          const per = count(dcl.axes, sizes);
-          head[dcl.name] = { shape: [1, tc, ...dcl.axes.map((a) => sizes[a])], data: x[dcl.name].data.subarray(0, tc * per) };
-        }
-        for (const dcl of c.source.params) head[dcl.name] = x[dcl.name];
-        const oracle = evaluateParallel(c.source, head);
+        const oracle = oracleHead(c, x, sizes, tc);
         const errVsOracle = relativeError(fo.data.subarray(0, oracle.data.length), oracle.data);
         let naiveMs: number | null = null;
         let errVsNaive: number | null = null;

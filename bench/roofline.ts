@@ -6,7 +6,6 @@
 // writes roofline.json to $OUT if set, else out/.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { matmulFlops, type MatmulOptions, type MatmulProblem } from '../backends/wgsl/matmul.ts';
 import { bindMatmul, encodeMatmul, planMatmul } from '../src/runtime/matmul.ts';
 import type { Gpu } from '../src/runtime/device.ts';
@@ -14,6 +13,7 @@ import { getDevice } from '../src/runtime/dawn.ts';
 import { allocTensor, releaseTensor, writeTensor, type GpuTensor } from '../src/runtime/gpu-tensor.ts';
 import { compileKernel } from '../src/runtime/pipeline-cache.ts';
 import { timeDispatches, type TimingMethod } from '../src/runtime/timing.ts';
+import { runIfMain } from './script.ts';
 
 export interface CopyBandwidth {
   readonly bytes: number;
@@ -204,12 +204,4 @@ async function main(): Promise<void> {
   console.log(`wrote ${file}`);
 }
 
-if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  main().then(
-    () => process.exit(0),
-    (e: unknown) => {
-      console.error(e instanceof Error ? e.message : e);
-      process.exit(1);
-    },
-  );
-}
+runIfMain(import.meta.url, main);

@@ -8,16 +8,15 @@
 // `default` is the plan choice's own fused schedule. A schedule over the adapter's limits is reported, not run.
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { evaluateParallel } from '../backends/cpu/parallel.ts';
 import { sharedFloats, type ChunkSchedule } from '../backends/wgsl/chunked.ts';
-import { count } from '../backends/wgsl/common.ts';
 import { estimatePlan } from '../backends/wgsl/fusion-model.ts';
 import { lowerChunked } from '../backends/wgsl/lower.ts';
 import { axisSizes, makeInputs } from '../src/inputs.ts';
 import { adapterModel } from '../src/runtime/adapter-model.ts';
 import { compileFile, planFor, runCompiled, timePlan } from '../src/runtime/compiler.ts';
 import type { Gpu } from '../src/runtime/device.ts';
-import { relativeError, type Tensor } from '../src/tensor.ts';
+import { relativeError } from '../src/tensor.ts';
+import { oracleHead } from './oracle-head.ts';
 
 /** `CxRxT[sG][bN]` as a schedule, or 'default'. */
 export function parseSchedule(text: string): ChunkSchedule | 'default' {
@@ -59,13 +58,7 @@ export async function benchSchedules(
         const label = `${c.source.name} b${o.b} h${o.h} t${t} d${d}`;
         // the oracle on the first tokens of sequence 0 (causality makes them independent of the rest)
         const tc = Math.min(t, 32);
-        const head: Record<string, Tensor> = {};
-        for (const dcl of c.source.inputs) {
-          const per = count(dcl.axes, sizes);
-          head[dcl.name] = { shape: [1, tc, ...dcl.axes.map((a) => sizes[a])], data: x[dcl.name].data.subarray(0, tc * per) };
-        }
-        for (const dcl of c.source.params) head[dcl.name] = x[dcl.name];
-        const oracle = evaluateParallel(c.source, head);
+        const oracle = oracleHead(c, x, sizes, tc);
         const runs: { row: Row; plan: ReturnType<typeof lowerChunked> }[] = [];
         for (const asked of o.schedules) {
           const want = parseSchedule(asked);

@@ -20,7 +20,6 @@
 // so no weight is in cache when its projection runs). Writes small-m.json to $OUT if set, else out/.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { matmulPathFor, type MatmulOptions, type MatmulPath, type MatmulProblem } from '../backends/wgsl/matmul.ts';
 import { skinnySweep } from '../backends/wgsl/matmul-skinny-choice.ts';
 import { bindMatmul, encodeMatmul, planMatmul } from '../src/runtime/matmul.ts';
@@ -35,6 +34,7 @@ import { printBestPerShape } from './small-m-summary.ts';
 /** LLaMA-2-7B's projection shapes (bench/hf_decode.ts's llama7b), in decode.ts's ModelShape terms. */
 const LLAMA7B_SHAPE: ModelShape = { layers: 32, hidden: 4096, heads: 32, intermediate: 11008, vocab: 32000, K: 4 };
 import { fillRandom, measureCopyBandwidth } from './roofline.ts';
+import { flagValue, runIfMain } from './script.ts';
 
 interface Projection {
   readonly name: string;
@@ -154,10 +154,7 @@ async function measure(gpu: Gpu, p: Projection, M: number, opts: MatmulOptions, 
 
 async function main(): Promise<void> {
   const args = process.argv.slice(2);
-  const valueOf = (flag: string) => {
-    const i = args.indexOf(flag);
-    return i >= 0 ? args[i + 1] : undefined;
-  };
+  const valueOf = (flag: string) => flagValue(args, flag);
   const gpu = await getDevice();
   const small = args.includes('--small') || gpu.isSoftware;
   // --shape 7b: LLaMA-2-7B's projections (a tree step of the linearized 7B model runs them at M 17–65).
@@ -284,12 +281,4 @@ async function main(): Promise<void> {
   console.log(`wrote ${file}`);
 }
 
-if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  main().then(
-    () => process.exit(0),
-    (e: unknown) => {
-      console.error(e instanceof Error ? e.message : e);
-      process.exit(1);
-    },
-  );
-}
+runIfMain(import.meta.url, main);

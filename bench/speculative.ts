@@ -28,9 +28,7 @@
 // With random weights the n-gram, adaptive, Medusa and draft-model acceptance says nothing about trained
 // models; their rows measure what drafting and verifying cost. Prints tables; writes speculative.json to
 // --out, else $OUT, else out/.
-import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { parseConfig, REPO_ROOT, type ModelConfig } from '../src/model/config.ts';
 import { generateGpu, type GenerateResult } from '../src/model/generate.ts';
 import { GpuModel } from '../src/model/gpu-model.ts';
@@ -57,6 +55,7 @@ import { treeFromParents } from '../src/speculative/token-tree.ts';
 import { chainShape, parseTreeSpec, type TreeShape } from '../src/speculative/tree-spec.ts';
 import { FULL, SMALL, silentTokenizer, type ModelShape } from './decode.ts';
 import { formatTable, matmulReads, profileTable, stepProfile, treeStepMatmuls, type StepProfile } from './step-profile.ts';
+import { adapterHeader, type AdapterHeader, flagValue, runIfMain, writeReport } from './script.ts';
 
 const DRAFT_FULL: ModelShape = { layers: 2, hidden: 256, heads: 4, intermediate: 512, vocab: FULL.vocab, K: 4 };
 const DRAFT_SMALL: ModelShape = { layers: 1, hidden: 64, heads: 2, intermediate: 128, vocab: SMALL.vocab, K: 4 };
@@ -104,12 +103,7 @@ export interface BatchFigure {
   readonly modes?: readonly OptionSummary[];
 }
 
-export interface SpeculativeBenchReport {
-  readonly adapter: string;
-  /** Dawn toggles the adapter was opened with (src/runtime/dawn-flags.ts). */
-  readonly toggles: readonly string[];
-  readonly software: boolean;
-  readonly date: string;
+export interface SpeculativeBenchReport extends AdapterHeader {
   readonly model: ModelShape & { readonly medusaHeads: number };
   readonly draftModel: ModelShape;
   readonly promptTokens: number;
@@ -261,10 +255,7 @@ export async function runSpeculativeBench(opts: { small?: boolean; tokens?: numb
 
     const profile = opts.profile !== false && gpu.hasTimestamps ? await profileSteps(gpu, target.model, verifier, ids) : [];
     return {
-      adapter: gpu.adapterName,
-      toggles: gpu.toggles,
-      software: gpu.isSoftware,
-      date: new Date().toISOString(),
+      ...adapterHeader(gpu),
       model: { ...shape, medusaHeads: MEDUSA_HEADS },
       draftModel: draftShape,
       promptTokens: ids.length,
@@ -357,10 +348,7 @@ export function formatReport(r: SpeculativeBenchReport): string[] {
 
 async function main(): Promise<void> {
   const args = process.argv.slice(2);
-  const valueOf = (flag: string) => {
-    const i = args.indexOf(flag);
-    return i >= 0 ? args[i + 1] : undefined;
-  };
+  const valueOf = (flag: string) => flagValue(args, flag);
   const tokens = valueOf('--tokens');
   if (tokens !== undefined && !(Number.isInteger(Number(tokens)) && Number(tokens) >= 2)) throw new Error(`--tokens must be an integer ≥ 2, got ${tokens}`);
   const report = await runSpeculativeBench({
@@ -370,19 +358,7 @@ async function main(): Promise<void> {
     oracleOnly: args.includes('--oracle-only'),
   });
   for (const line of formatReport(report)) console.log(line);
-  const outDir = valueOf('--out') ?? process.env.OUT ?? 'out';
-  mkdirSync(outDir, { recursive: true });
-  const file = join(outDir, 'speculative.json');
-  writeFileSync(file, JSON.stringify(report, null, 2) + '\n');
-  console.log(`wrote ${file}`);
+  writeReport(valueOf('--out') ?? process.env.OUT ?? 'out', 'speculative.json', report);
 }
 
-if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  main().then(
-    () => process.exit(0),
-    (e: unknown) => {
-      console.error(e instanceof Error ? e.stack ?? e.message : e);
-      process.exit(1);
-    },
-  );
-}
+runIfMain(import.meta.url, main, { stack: true });

@@ -12,9 +12,6 @@
 // Shapes: decode.ts's model (hidden 768, 12 heads × 64, intermediate 2048); --small (and any software adapter)
 // its small model at M 256. Split K is not swept: the tiled kernel's split K writes partial products for a
 // separate sum and takes no epilogue, so it cannot serve the fused projections. Writes tiled.json to $OUT, else out/.
-import { mkdirSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { matmulKernel, matmulFlops, TILE_128_SWIGLU, TILE_64_PAIRED, type MatmulProblem } from '../backends/wgsl/matmul.ts';
 import { outputColumns, outputCount, type MatmulFusion } from '../backends/wgsl/matmul-fusion.ts';
 import { TILE_128, TILE_64, tiledThreads, type MatmulTile } from '../backends/wgsl/matmul-tiled.ts';
@@ -25,6 +22,7 @@ import { bindMatmul, encodeMatmul, planMatmul } from '../src/runtime/matmul.ts';
 import { timeDispatches } from '../src/runtime/timing.ts';
 import { FULL, SMALL, type ModelShape } from './decode.ts';
 import { fillRandom } from './roofline.ts';
+import { flagValue, runIfMain, writeReport } from './script.ts';
 
 const EPS = { eps: 1e-5 };
 const SWEEP_WARMUP_MS = 20;
@@ -105,10 +103,7 @@ function operands(gpu: Gpu, p: Projection, M: number): Operands {
 
 async function main(): Promise<void> {
   const args = process.argv.slice(2);
-  const valueOf = (flag: string) => {
-    const i = args.indexOf(flag);
-    return i >= 0 ? args[i + 1] : undefined;
-  };
+  const valueOf = (flag: string) => flagValue(args, flag);
   const gpu = await getDevice();
   const small = args.includes('--small') || gpu.isSoftware;
   const shape = small ? SMALL : FULL;
@@ -184,19 +179,7 @@ async function main(): Promise<void> {
   console.log(`\nbest tile per projection at M ${M} (confirm figures) on ${gpu.adapterName}:`);
   const widths = summary[0].map((_, i) => Math.max(...summary.map((r) => r[i].length)));
   for (const r of summary) console.log('  ' + r.map((c, i) => c.padEnd(widths[i])).join('  '));
-  const outDir = process.env.OUT ?? 'out';
-  mkdirSync(outDir, { recursive: true });
-  const file = join(outDir, 'tiled.json');
-  writeFileSync(file, JSON.stringify({ adapter: gpu.adapterName, date: new Date().toISOString(), shape, M, reps, figures }, null, 2) + '\n');
-  console.log(`wrote ${file}`);
+  writeReport(process.env.OUT ?? 'out', 'tiled.json', { adapter: gpu.adapterName, date: new Date().toISOString(), shape, M, reps, figures });
 }
 
-if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  main().then(
-    () => process.exit(0),
-    (e: unknown) => {
-      console.error(e instanceof Error ? e.message : e);
-      process.exit(1);
-    },
-  );
-}
+runIfMain(import.meta.url, main);

@@ -13,9 +13,8 @@
 // `linattn train` runs them (step n+1 submitted before step n's loss is read); the figure is steps × tokens over
 // the wall time of the timed steps. Prints a table; writes train.json (and torch_train_baseline.json) to $OUT, else out/.
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { pathToFileURL } from 'node:url';
 import type { PrepareAttention } from '../src/model/attention-context.ts';
 import { loadConfig, parseConfig, type ModelConfig } from '../src/model/config.ts';
 import { randomWeights } from '../src/model/init-model.ts';
@@ -26,6 +25,7 @@ import { loadModelVariant } from '../src/model/variant.ts';
 import { trainableAttentionFactory } from '../src/runtime/trainable-attention.ts';
 import { getDevice } from '../src/runtime/dawn.ts';
 import { referenceTrainableAttention } from '../test/helpers/simple-attention-train.ts';
+import { flagValue, runIfMain, writeReport } from './script.ts';
 
 export interface TrainBenchOptions {
   readonly config?: string;
@@ -148,10 +148,7 @@ interface TorchReport {
 
 async function main(): Promise<void> {
   const args = process.argv.slice(2);
-  const valueOf = (flag: string) => {
-    const i = args.indexOf(flag);
-    return i >= 0 ? args[i + 1] : undefined;
-  };
+  const valueOf = (flag: string) => flagValue(args, flag);
   const num = (flag: string) => (valueOf(flag) !== undefined ? Number(valueOf(flag)) : undefined);
   const attention = valueOf('--attention');
   if (attention !== undefined && attention !== 'compiled' && attention !== 'reference') throw new Error(`--attention takes compiled or reference, got ${attention}`);
@@ -180,17 +177,7 @@ async function main(): Promise<void> {
     }
   }
   for (const line of formatReport(report, torch)) console.log(line);
-  const file = join(outDir, 'train.json');
-  writeFileSync(file, JSON.stringify({ ...report, ...(torch && { torch }) }, null, 2) + '\n');
-  console.log(`wrote ${file}`);
+  writeReport(outDir, 'train.json', { ...report, ...(torch && { torch }) });
 }
 
-if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  main().then(
-    () => process.exit(0),
-    (e: unknown) => {
-      console.error(e instanceof Error ? e.stack ?? e.message : e);
-      process.exit(1);
-    },
-  );
-}
+runIfMain(import.meta.url, main, { stack: true });

@@ -12,7 +12,7 @@ import { GraphBuilder } from '../src/ir/builder.ts';
 import { lagRange, maskToString } from '../src/ir/masks.ts';
 import { SourceError } from '../src/ir/span.ts';
 import { aloneInExactNormalize } from '../src/ir/terms.ts';
-import type { Decay, Id, Node, OutputItem, Program, Term } from '../src/ir/types.ts';
+import { operands, type Decay, type Id, type Node, type OutputItem, type Program, type Term } from '../src/ir/types.ts';
 
 interface Monomial {
   coef: number;
@@ -102,19 +102,9 @@ function dependsOnLagOnly(g: GraphBuilder, root: Id): boolean {
     }
     if (n.op === 'decay') return g.type(n.x).side !== 'token';
     if (n.op === 'at') return false;
-    return operandsOf(n).every(ok);
+    return operands(n).every(ok);
   };
   return ok(root);
-}
-
-function operandsOf(n: Node): Id[] {
-  switch (n.op) {
-    case 'input': case 'param': case 'const': case 'position': return [];
-    case 'binary': case 'matmul': return [n.a, n.b];
-    case 'concat': return [...n.xs];
-    case 'select': return [n.x, n.index];
-    default: return [n.x];
-  }
 }
 
 function times(a: Monomial, b: Monomial): Monomial | string {

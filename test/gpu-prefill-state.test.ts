@@ -6,16 +6,14 @@
 // scan, the outputs: the last segment exports S, z) is checked the same way on variants with a value ring
 // (elu_dwconv) and a window term's key ring (elu_aug), its prompts ending in the first, second and third segment.
 import { describe, it } from 'vitest';
-import { evaluateParallel } from '../backends/cpu/parallel.ts';
 import { lowerChunked } from '../backends/wgsl/lower.ts';
 import type { ChunkSchedule } from '../backends/wgsl/chunked.ts';
 import { recurrentPlan } from '../backends/wgsl/recurrent.ts';
 import { compileFile } from '../src/runtime/compiler.ts';
-import { axisSizes, makeInputs } from '../src/inputs.ts';
+import { axisSizes } from '../src/inputs.ts';
 import { PlanRunner } from '../src/runtime/executor.ts';
-import { downloadTensor, releaseTensor } from '../src/runtime/gpu-tensor.ts';
-import { expectRelClose, gpu } from './helpers/gpu.ts';
-import { inputRows, submitPlan } from './helpers/plan-calls.ts';
+import { gpu } from './helpers/gpu.ts';
+import { expectDecodesFromPrefill } from './helpers/plan-calls.ts';
 import { DECODABLE } from './helpers/variants.ts';
 
 const AXES = { h: 2, d: 4, e: 4 };
@@ -31,30 +29,10 @@ async function decodesFromPrefill(file: string, schedule: ChunkSchedule, prefill
   const sizes = axisSizes(c.program, AXES);
   const prefill = await PlanRunner.create(g, lowerChunked(c.program, sizes, { fuse: true, schedule, exportState: true }));
   const step = await PlanRunner.create(g, recurrentPlan(c.program, sizes));
-  const inputs = c.source.inputs.map((d) => d.name);
   const chunk = schedule.chunk;
   for (const t0 of prefills) {
-    const T = t0 + STEPS;
-    const seed = 100 * chunk + t0;
-    const x = makeInputs(c.source, { b: 1, t: T, axes: AXES, seed });
-    const ref = evaluateParallel(c.source, x);
-    const per = ref.data.length / T;
-    const pre = prefill.allocate(inputRows(x, inputs, 1, T, 0, t0), 1, t0);
-    const state = Object.fromEntries(Object.entries(pre).map(([k, v]) => [k, v.buffer]));
-    const run = (r: PlanRunner, bufs: Record<string, GPUBuffer>, t: number, pos: number) => submitPlan(g, r, bufs, 1, t, pos);
-    run(prefill, state, t0, 0).dims.destroy();
     const what = `${file} chunk ${chunk}${schedule.segment ? `, segments of ${schedule.segment} chunks` : ''}, prefill ${t0}`;
-    expectRelClose(await downloadTensor(g, pre['out:o']), ref.data.subarray(0, t0 * per), 1e-4, `${what}, the prefill's outputs, seed ${seed}`);
-    for (let at = t0; at < T; at++) {
-      const one = step.allocate(inputRows(x, inputs, 1, T, at, at + 1), 1, 1);
-      const bufs = Object.fromEntries(Object.entries(one).map(([k, v]) => [k, k.startsWith('state:') ? state[k] : v.buffer]));
-      const bound = run(step, bufs, 1, at);
-      const o = await downloadTensor(g, one['out:o']);
-      bound.dims.destroy();
-      expectRelClose(o, ref.data.subarray(at * per, (at + 1) * per), 1e-4, `${what}, step at ${at}, seed ${seed}`);
-      step.release(one);
-    }
-    for (const t of Object.values(pre)) releaseTensor(g, t);
+    await expectDecodesFromPrefill(g, c.source, prefill, step, { axes: AXES, t0, steps: STEPS, seed: 100 * chunk + t0, what });
   }
 }
 

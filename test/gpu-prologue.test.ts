@@ -18,9 +18,9 @@ import type { Id } from '../src/ir/types.ts';
 import { axisSizes, makeInputs } from '../src/inputs.ts';
 import { compileFile } from '../src/runtime/compiler.ts';
 import { PlanRunner } from '../src/runtime/executor.ts';
-import { downloadTensor, releaseTensor } from '../src/runtime/gpu-tensor.ts';
+import { downloadTensor } from '../src/runtime/gpu-tensor.ts';
 import { expectRelClose, gpu } from './helpers/gpu.ts';
-import { inputRows, submitPlan } from './helpers/plan-calls.ts';
+import { expectDecodesFromPrefill } from './helpers/plan-calls.ts';
 import { DECODABLE } from './helpers/variants.ts';
 
 const AXES = { h: 2, d: 4, e: 6 };
@@ -101,27 +101,8 @@ describe.each(VARIANTS)('%s', (file) => {
     const g = await gpu();
     const prefill = await PlanRunner.create(g, lowerChunked(c.program, sizes, { fuse: true, schedule: SCHEDULE, exportState: true, prologue: all }));
     const step = await PlanRunner.create(g, recurrentPlan(c.program, sizes));
-    const inputs = c.source.inputs.map((d) => d.name);
     for (const t0 of [3, 11]) {
-      const T = t0 + 3;
-      const seed = 500 + t0;
-      const x = makeInputs(c.source, { b: 1, t: T, axes: AXES, seed });
-      const ref = evaluateParallel(c.source, x);
-      const per = ref.data.length / T;
-      const pre = prefill.allocate(inputRows(x, inputs, 1, T, 0, t0), 1, t0);
-      const state = Object.fromEntries(Object.entries(pre).map(([k, v]) => [k, v.buffer]));
-      const run = (r: PlanRunner, bufs: Record<string, GPUBuffer>, t: number, pos: number) => submitPlan(g, r, bufs, 1, t, pos);
-      run(prefill, state, t0, 0).dims.destroy();
-      for (let at = t0; at < T; at++) {
-        const one = step.allocate(inputRows(x, inputs, 1, T, at, at + 1), 1, 1);
-        const bufs = Object.fromEntries(Object.entries(one).map(([k, v]) => [k, k.startsWith('state:') ? state[k] : v.buffer]));
-        const bound = run(step, bufs, 1, at);
-        const o = await downloadTensor(g, one['out:o']);
-        bound.dims.destroy();
-        expectRelClose(o, ref.data.subarray(at * per, (at + 1) * per), 1e-4, `${file} prefill ${t0}, step at ${at}, seed ${seed}`);
-        step.release(one);
-      }
-      for (const t of Object.values(pre)) releaseTensor(g, t);
+      await expectDecodesFromPrefill(g, c.source, prefill, step, { axes: AXES, t0, steps: 3, seed: 500 + t0, what: `${file} prefill ${t0}` });
     }
   });
 });

@@ -3,13 +3,10 @@
 // the text's unigram entropy) and `generate` speaks from the checkpoint; GPU and float64 CPU `eval` agree on it; a
 // run interrupted and resumed takes exactly the steps of an uninterrupted one (GPU and CPU); bad inputs are
 // refused before anything is written, and a diverging run stops keeping its last good checkpoint.
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
-import { execute, type Command } from '../src/cli/command.ts';
+import { describe, expect, it } from 'vitest';
 import { evalWith } from '../src/cli/eval.ts';
-import { main } from '../src/cli/main.ts';
 import { trainWith } from '../src/cli/train.ts';
 import type { PrepareAttention } from '../src/model/attention-context.ts';
 import { loadConfig } from '../src/model/config.ts';
@@ -20,60 +17,39 @@ import { loadModelVariant } from '../src/model/variant.ts';
 import { loadWeights } from '../src/model/weights.ts';
 import { gpu } from './helpers/gpu.ts';
 import { referenceTrainableAttention } from './helpers/simple-attention-train.ts';
+import { KJV, runCommand, scratchWithText, TINY, trainLog } from './helpers/train-cli.ts';
 
-const TINY = 'examples/models/tiny/config.json';
-const KJV = 'examples/data/kjv-excerpt.txt';
 const reference: PrepareAttention = referenceTrainableAttention;
 const train = trainWith(reference);
 
-const root = mkdtempSync(join(tmpdir(), 'linattn-train-'));
-afterAll(() => rmSync(root, { recursive: true, force: true }));
-/** A few KB of the excerpt: enough for short runs and cheap float64 evaluation. */
-const small = join(root, 'small.txt');
-writeFileSync(small, readFileSync(KJV, 'utf8').slice(20_000, 23_000));
-
-async function run(c: Command | undefined, ...argv: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = '';
-  let err = '';
-  const io = { stdout: (s: string) => void (out += s), stderr: (s: string) => void (err += s) };
-  const code = c ? await execute(c, argv, io) : await main(argv, io);
-  return { code, out, err };
-}
-
-/** The log's numbers, without the wall-clock field. */
-function losses(dir: string): Record<string, number>[] {
-  return readFileSync(join(dir, 'train_log.jsonl'), 'utf8').trim().split('\n').map((l) => {
-    const { elapsed_s: _, ...rest } = JSON.parse(l) as Record<string, number>;
-    return rest;
-  });
-}
+const { root, small } = scratchWithText('linattn-train-', 20_000);
 
 describe('linattn train on the GPU', () => {
   it('the tiny model learns the shipped text: validation loss well below the unigram entropy; generate and eval read the checkpoint, GPU and CPU eval agree', async () => {
     const out = join(root, 'learned');
-    const r = await run(train, '--config', TINY, '--data', KJV, '--out', out, '--steps', '60', '--batch', '16', '--block', '32', '--lr', '5e-3', '--eval-every', '60');
+    const r = await runCommand(train, '--config', TINY, '--data', KJV, '--out', out, '--steps', '60', '--batch', '16', '--block', '32', '--lr', '5e-3', '--eval-every', '60');
     expect(r.code, r.err).toBe(0);
     expect(r.out).toMatch(/trained 60 steps/);
-    const log = losses(out);
+    const log = trainLog(out);
     const val = log.find((l) => l['val_loss'] !== undefined)!['val_loss'];
     const held = splitCorpus(loadCorpus([KJV], new ByteTokenizer({ bos: 256 })), 0.1, 32).val;
     const unigram = unigramEntropy(held);
     expect(val, `validation ${val} against unigram ${unigram}`).toBeLessThan(0.8 * unigram);
     expect(log[0]['loss']).toBeGreaterThan(log[59]['loss']);
 
-    const g = await run(undefined, 'generate', '--model', out, '--prompt', 'And God said', '--max-tokens', '24');
+    const g = await runCommand(undefined, 'generate', '--model', out, '--prompt', 'And God said', '--max-tokens', '24');
     expect(g.code, g.err).toBe(0);
     expect(g.out.length).toBeGreaterThan(10);
 
-    const onGpu = await run(evalWith(reference), '--model', out, '--data', small, '--json', '--block', '32');
-    const onCpu = await run(undefined, 'eval', '--model', out, '--data', small, '--json', '--device', 'cpu', '--block', '32');
+    const onGpu = await runCommand(evalWith(reference), '--model', out, '--data', small, '--json', '--block', '32');
+    const onCpu = await runCommand(undefined, 'eval', '--model', out, '--data', small, '--json', '--device', 'cpu', '--block', '32');
     expect(onGpu.code, onGpu.err).toBe(0);
     expect(onCpu.code, onCpu.err).toBe(0);
     const [a, b] = [JSON.parse(onGpu.out), JSON.parse(onCpu.out)] as { loss: number; perplexity: number; tokens: number }[];
     expect(a.tokens).toBe(b.tokens);
     expect(Math.abs(a.loss - b.loss), `GPU ${a.loss} vs CPU ${b.loss}`).toBeLessThan(1e-4);
     expect(b.perplexity).toBeCloseTo(Math.exp(b.loss), 10);
-    const compiled = await run(undefined, 'eval', '--model', out, '--data', small, '--json', '--block', '32');
+    const compiled = await runCommand(undefined, 'eval', '--model', out, '--data', small, '--json', '--block', '32');
     expect(Math.abs(JSON.parse(compiled.out).loss - b.loss), 'the compiled variant\'s forward').toBeLessThan(1e-4);
   });
 
@@ -81,7 +57,7 @@ describe('linattn train on the GPU', () => {
     it(`a run interrupted after step 5 and resumed from its step-3 checkpoint takes the same steps as an uninterrupted one (${device})`, async () => {
       const args = ['--data', small, '--steps', '6', '--batch', '4', '--block', '16', '--lr', '3e-3', '--save-every', '3', '--eval-every', '3', '--device', device];
       const whole = join(root, `whole-${device}`);
-      const r = await run(train, '--config', TINY, '--out', whole, ...args);
+      const r = await runCommand(train, '--config', TINY, '--out', whole, ...args);
       expect(r.code, r.err).toBe(0);
 
       const cut = join(root, `cut-${device}`);
@@ -95,12 +71,12 @@ describe('linattn train on the GPU', () => {
         },
       })).rejects.toBe(crash);
       expect(JSON.parse(readFileSync(join(cut, 'trainer_state.json'), 'utf8')).step).toBe(3);
-      expect(losses(cut).filter((l) => l['loss'] !== undefined).map((l) => l['step'])).toEqual([1, 2, 3, 4, 5]);
+      expect(trainLog(cut).filter((l) => l['loss'] !== undefined).map((l) => l['step'])).toEqual([1, 2, 3, 4, 5]);
 
-      const resumed = await run(train, '--resume', '--out', cut, ...args);
+      const resumed = await runCommand(train, '--resume', '--out', cut, ...args);
       expect(resumed.code, resumed.err).toBe(0);
       expect(resumed.out).toMatch(/resumed at 3/);
-      expect(losses(cut)).toEqual(losses(whole));
+      expect(trainLog(cut)).toEqual(trainLog(whole));
       for (const f of ['model.safetensors', 'optimizer.safetensors']) {
         expect(readFileSync(join(cut, f)).equals(readFileSync(join(whole, f))), `${f} equal byte for byte`).toBe(true);
       }
@@ -109,7 +85,7 @@ describe('linattn train on the GPU', () => {
 
   it('a loss that becomes NaN stops the run and keeps the last good checkpoint', async () => {
     const out = join(root, 'diverged');
-    const r = await run(train, '--config', TINY, '--data', small, '--out', out, '--steps', '8', '--batch', '2', '--block', '16', '--lr', '1e6', '--warmup', '0', '--save-every', '1');
+    const r = await runCommand(train, '--config', TINY, '--data', small, '--out', out, '--steps', '8', '--batch', '2', '--block', '16', '--lr', '1e6', '--warmup', '0', '--save-every', '1');
     expect(r.code).toBe(1);
     expect(r.err).toMatch(/step (\d+): the (loss|gradient norm) is (NaN|Infinity).*training stopped\. The last good checkpoint is step (\d+) in/);
     const [, bad, , , good] = /step (\d+): the (loss|gradient norm) is (NaN|Infinity).*checkpoint is step (\d+)/.exec(r.err)!;
@@ -123,7 +99,7 @@ describe('linattn train on the GPU', () => {
 
 describe('linattn train refuses bad input, naming it, before writing anything', () => {
   const refuse = async (dir: string, argv: string[], message: RegExp, code = 1) => {
-    const r = await run(train, ...argv);
+    const r = await runCommand(train, ...argv);
     expect(r.code, r.err).toBe(code);
     expect(r.err).toMatch(message);
     return r;
@@ -146,10 +122,10 @@ describe('linattn train refuses bad input, naming it, before writing anything', 
     const args = ['--config', TINY, '--data', small, '--steps', '2', '--batch', '2', '--block', '16', '--eval-every', '2'];
     const gpuOut = join(root, 'compiled');
     const cpuOut = join(root, 'compiled-cpu');
-    const r = await run(undefined, 'train', ...args, '--out', gpuOut);
+    const r = await runCommand(undefined, 'train', ...args, '--out', gpuOut);
     expect(r.code, r.err).toBe(0);
-    expect((await run(undefined, 'train', ...args, '--out', cpuOut, '--device', 'cpu')).code).toBe(0);
-    const [got, want] = [losses(gpuOut), losses(cpuOut)];
+    expect((await runCommand(undefined, 'train', ...args, '--out', cpuOut, '--device', 'cpu')).code).toBe(0);
+    const [got, want] = [trainLog(gpuOut), trainLog(cpuOut)];
     expect(got.length).toBe(want.length);
     got.forEach((l, i) => {
       for (const key of ['loss', 'val_loss']) if (want[i][key] !== undefined) expect(Math.abs(l[key] - want[i][key]), `${key} at line ${i}`).toBeLessThan(1e-4 * want[i][key]);
@@ -158,7 +134,7 @@ describe('linattn train refuses bad input, naming it, before writing anything', 
 
   it('a model directory whose config names another variant than its weights hold', async () => {
     const dir = join(root, 'mismatch');
-    expect((await run(undefined, 'init-model', '--config', TINY, '--out', dir)).code).toBe(0);
+    expect((await runCommand(undefined, 'init-model', '--config', TINY, '--out', dir)).code).toBe(0);
     const config = JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8'));
     config.attention.variant = config.attention.variant.replace('elu_dwconv.la', 'elu.la');
     writeFileSync(join(dir, 'config.json'), JSON.stringify(config));
@@ -176,7 +152,7 @@ describe('linattn train refuses bad input, naming it, before writing anything', 
 
     const done = join(root, 'done');
     const args = ['--data', small, '--out', done, '--steps', '1', '--batch', '2', '--block', '16', '--device', 'cpu'];
-    expect((await run(train, '--config', TINY, ...args)).code).toBe(0);
+    expect((await runCommand(train, '--config', TINY, ...args)).code).toBe(0);
     await refuse(done, ['--config', TINY, ...args], /holds a training run \(at step 1\); pass --resume/);
     await refuse(done, ['--resume', ...args, '--batch', '3'], /--batch 3 differs from the resumed run's 2/);
     await refuse(done, ['--resume', ...args.slice(0, 1), KJV, ...args.slice(2)], /--data differs from the resumed run's/);
@@ -186,7 +162,7 @@ describe('linattn train refuses bad input, naming it, before writing anything', 
   it('a damaged checkpoint on --resume: a truncated optimizer file, a state from another step, a state that is not JSON', async () => {
     const dir = join(root, 'damaged');
     const args = ['--data', small, '--out', dir, '--steps', '2', '--batch', '2', '--block', '16', '--save-every', '1', '--device', 'cpu'];
-    expect((await run(train, '--config', TINY, ...args)).code).toBe(0);
+    expect((await runCommand(train, '--config', TINY, ...args)).code).toBe(0);
     const keep = (f: string) => copyFileSync(join(dir, f), join(root, `${f}.good`));
     const restore = (f: string) => copyFileSync(join(root, `${f}.good`), join(dir, f));
     for (const f of ['optimizer.safetensors', 'trainer_state.json']) keep(f);
@@ -202,7 +178,7 @@ describe('linattn train refuses bad input, naming it, before writing anything', 
     writeFileSync(join(dir, 'trainer_state.json'), '{"format": "linattn-trainer", "step": ');
     await refuse(dir, ['--resume', ...args, '--steps', '3'], /trainer_state\.json: file: not valid JSON/);
     restore('trainer_state.json');
-    expect((await run(train, '--resume', ...args, '--steps', '3')).code).toBe(0);
+    expect((await runCommand(train, '--resume', ...args, '--steps', '3')).code).toBe(0);
   });
 
   it('a save cut short is finished when its state was written, else discarded; either way one whole checkpoint remains', async () => {
@@ -221,13 +197,13 @@ describe('linattn train refuses bad input, naming it, before writing anything', 
     // Interrupted while renaming step 2's files into place: its model is in, the rest still .next, step 1's state stands.
     for (const f of files.slice(1)) copyFileSync(join(dir, f), join(dir, `${f}.next`));
     for (const f of files.slice(1)) copyFileSync(join(side, f), join(dir, f));
-    const finished = await run(train, ...args);
+    const finished = await runCommand(train, ...args);
     expect(finished.code, finished.err).toBe(0);
     expect(finished.err).toMatch(/finished a checkpoint save that was cut short/);
     expect(finished.out).toMatch(/resumed at 2/);
     // Interrupted while writing: a partial model.next and no state.next; the step-3 checkpoint stands.
     writeFileSync(join(dir, 'model.safetensors.next'), 'partial');
-    const discarded = await run(train, ...args);
+    const discarded = await runCommand(train, ...args);
     expect(discarded.code, discarded.err).toBe(0);
     expect(discarded.err).toMatch(/discarded a checkpoint save that was cut short/);
     expect(existsSync(join(dir, 'model.safetensors.next'))).toBe(false);

@@ -12,7 +12,8 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { loadCheckpoint, MODEL_FILE, OPTIMIZER_FILE, saveCheckpoint, type TrainerState } from '../src/model/train/checkpoint.ts';
 import { GpuTrainer } from '../src/model/train/gpu-trainer.ts';
 import { MedusaGpuTrainer } from '../src/model/train/medusa-gpu-trainer.ts';
-import type { TokenBatch, Trainer } from '../src/model/train/trainer.ts';
+import type { ParamLayout } from '../src/model/train/param-layout.ts';
+import type { OptimizerMoments, TokenBatch, Trainer, TrainerSnapshot } from '../src/model/train/trainer.ts';
 import { compiledAttentionFactory } from '../src/runtime/compiled-attention.ts';
 import { weightsToTensors, type MedusaHeadWeights, type ModelWeights } from '../src/model/weights.ts';
 import { randn, toFloat32, type TensorData } from '../src/tensor.ts';
@@ -54,6 +55,39 @@ const state = (step: number): TrainerState => ({
   data: { files: [], tokens: 0, hash: 'test' },
 });
 
+/**
+ * `straight` and `cut` in groups, `whole` in one, each three unclipped steps (the update does not read the norm, so
+ * grouped and whole agree to the bit); cut's and whole's checkpoints (`save`) must be the same files, and cut's,
+ * loaded by `resume`, must then take steps 4 and 5 exactly as straight does. Destroys every trainer.
+ */
+async function checkGroupedResume<T extends Trainer & { readonly layout: ParamLayout }>(
+  [straight, cut, whole]: readonly [T, T, T],
+  batches: TokenBatch[],
+  save: (dir: string, t: { readonly layout: ParamLayout; readonly snap: TrainerSnapshot }) => void,
+  resume: (dir: string) => Promise<{ readonly trainer: T; readonly moments: OptimizerMoments }>,
+): Promise<void> {
+  const [cutDir, wholeDir] = [tmp(), tmp()];
+  try {
+    for (let step = 1; step <= 3; step++) for (const t of [straight, cut, whole]) await t.trainStep(batches, adam(step, 0));
+    save(cutDir, { layout: cut.layout, snap: await cut.snapshot() });
+    save(wholeDir, { layout: whole.layout, snap: await whole.snapshot() });
+    for (const f of [MODEL_FILE, OPTIMIZER_FILE]) expect(readFileSync(join(cutDir, f)).equals(readFileSync(join(wholeDir, f))), f).toBe(true);
+    const { trainer: resumed, moments } = await resume(cutDir);
+    try {
+      resumed.setOptimizerState(moments, 3);
+      for (let step = 4; step <= 5; step++) {
+        const [r, s] = [await resumed.trainStep(batches, adam(step, 1)), await straight.trainStep(batches, adam(step, 1))];
+        expect([r.loss, r.gradNorm], `step ${step}`).toEqual([s.loss, s.gradNorm]);
+      }
+      expect(await resumed.snapshot()).toEqual(await straight.snapshot());
+    } finally {
+      await resumed.destroy();
+    }
+  } finally {
+    for (const t of [straight, cut, whole]) await t.destroy();
+  }
+}
+
 describe('the flat optimizer in groups under a lowered binding limit', async () => {
   const g = await gpu();
   const m = smallModel({}, 3);
@@ -75,29 +109,10 @@ describe('the flat optimizer in groups under a lowered binding limit', async () 
   });
 
   it('decoder LM: a grouped checkpoint\'s files equal one group\'s, and resuming it equals an uninterrupted grouped run', async () => {
-    const [straight, cut, whole] = [await create(1024), await create(1024), await create()];
-    const [cutDir, wholeDir] = [tmp(), tmp()];
-    try {
-      // Unclipped steps: the update does not read the norm, so grouped and whole agree to the bit.
-      for (let step = 1; step <= 3; step++) for (const t of [straight, cut, whole]) await t.trainStep(batches, adam(step, 0));
-      saveCheckpoint(cutDir, cut.layout, await cut.snapshot(), state(3));
-      saveCheckpoint(wholeDir, whole.layout, await whole.snapshot(), state(3));
-      for (const f of [MODEL_FILE, OPTIMIZER_FILE]) expect(readFileSync(join(cutDir, f)).equals(readFileSync(join(wholeDir, f))), f).toBe(true);
-      const ckpt = loadCheckpoint(cutDir, m.config, m.variant.params);
-      const resumed = await create(1024, ckpt.weights);
-      try {
-        resumed.setOptimizerState(ckpt.moments, 3);
-        for (let step = 4; step <= 5; step++) {
-          const [r, s] = [await resumed.trainStep(batches, adam(step, 1)), await straight.trainStep(batches, adam(step, 1))];
-          expect([r.loss, r.gradNorm], `step ${step}`).toEqual([s.loss, s.gradNorm]);
-        }
-        expect(await resumed.snapshot()).toEqual(await straight.snapshot());
-      } finally {
-        await resumed.destroy();
-      }
-    } finally {
-      for (const t of [straight, cut, whole]) await t.destroy();
-    }
+    await checkGroupedResume([await create(1024), await create(1024), await create()], batches, (dir, t) => saveCheckpoint(dir, t.layout, t.snap, state(3)), async (dir) => {
+      const ckpt = loadCheckpoint(dir, m.config, m.variant.params);
+      return { trainer: await create(1024, ckpt.weights), moments: ckpt.moments };
+    });
   });
 
   it('a tensor alone over the limit is refused by name', async () => {
@@ -128,30 +143,13 @@ describe('the flat optimizer in groups under a lowered binding limit', async () 
     });
 
     it('a grouped checkpoint\'s files equal one group\'s, and resuming it equals an uninterrupted grouped run', async () => {
-      const [straight, cut, whole] = [await createHeads(1280), await createHeads(1280), await createHeads()];
-      const [cutDir, wholeDir] = [tmp(), tmp()];
       const frozen = new Map([...weightsToTensors(config, base.weights, base.variant.params)].map(([name, t]) => [name, toFloat32(t)]));
       const medusaState = { ...state(3), medusa: { heads: M, target: 'data' as const, base: '/virtual' } };
-      try {
-        for (let step = 1; step <= 3; step++) for (const t of [straight, cut, whole]) await t.trainStep(data, adam(step, 0));
-        saveCheckpoint(cutDir, cut.layout, await cut.snapshot(), medusaState, frozen);
-        saveCheckpoint(wholeDir, whole.layout, await whole.snapshot(), medusaState, frozen);
-        for (const f of [MODEL_FILE, OPTIMIZER_FILE]) expect(readFileSync(join(cutDir, f)).equals(readFileSync(join(wholeDir, f))), f).toBe(true);
-        const ckpt = loadCheckpoint(cutDir, config, base.variant.params, (name) => name.startsWith('medusa.'));
-        const resumed = await createHeads(1280, ckpt.weights.medusa);
-        try {
-          resumed.setOptimizerState(ckpt.moments, 3);
-          for (let step = 4; step <= 5; step++) {
-            const [r, s] = [await resumed.trainStep(data, adam(step, 1)), await straight.trainStep(data, adam(step, 1))];
-            expect([r.loss, r.gradNorm], `step ${step}`).toEqual([s.loss, s.gradNorm]);
-          }
-          expect(await resumed.snapshot()).toEqual(await straight.snapshot());
-        } finally {
-          await resumed.destroy();
-        }
-      } finally {
-        for (const t of [straight, cut, whole]) await t.destroy();
-      }
+      const trainers = [await createHeads(1280), await createHeads(1280), await createHeads()] as const;
+      await checkGroupedResume(trainers, data, (dir, t) => saveCheckpoint(dir, t.layout, t.snap, medusaState, frozen), async (dir) => {
+        const ckpt = loadCheckpoint(dir, config, base.variant.params, (name) => name.startsWith('medusa.'));
+        return { trainer: await createHeads(1280, ckpt.weights.medusa), moments: ckpt.moments };
+      });
     });
   });
 });

@@ -2,12 +2,9 @@
 // predict held-out text far better than random heads, and `generate --speculate medusa` with them accepts several
 // tokens per step and emits exactly plain greedy decoding; a run interrupted and resumed takes exactly the steps of an
 // uninterrupted one (GPU and CPU); runs of the other trainer, and bad arguments, are refused before anything is written.
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { execute, type Command } from '../src/cli/command.ts';
-import { main } from '../src/cli/main.ts';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { trainWith } from '../src/cli/train.ts';
 import { trainMedusaWith } from '../src/cli/train-medusa.ts';
 import type { PrepareAttention } from '../src/model/attention-context.ts';
@@ -23,31 +20,12 @@ import { loadWeights } from '../src/model/weights.ts';
 import { compiledAttentionFactory } from '../src/runtime/compiled-attention.ts';
 import { gpu } from './helpers/gpu.ts';
 import { referenceTrainableAttention } from './helpers/simple-attention-train.ts';
+import { KJV, runCommand, scratchWithText, TINY, trainLog } from './helpers/train-cli.ts';
 
-const TINY = 'examples/models/tiny/config.json';
-const KJV = 'examples/data/kjv-excerpt.txt';
 const compiled: PrepareAttention = ({ gpu: g, config, program }) => compiledAttentionFactory(g, program, config.numHeads, config.headDim);
 const trainMedusa = trainMedusaWith(compiled);
 
-const root = mkdtempSync(join(tmpdir(), 'linattn-medusa-'));
-afterAll(() => rmSync(root, { recursive: true, force: true }));
-const small = join(root, 'small.txt');
-writeFileSync(small, readFileSync(KJV, 'utf8').slice(20_000, 23_000));
-
-async function run(c: Command | undefined, ...argv: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = '';
-  let err = '';
-  const io = { stdout: (s: string) => void (out += s), stderr: (s: string) => void (err += s) };
-  const code = c ? await execute(c, argv, io) : await main(argv, io);
-  return { code, out, err };
-}
-
-function log(dir: string): Record<string, number>[] {
-  return readFileSync(join(dir, 'train_log.jsonl'), 'utf8').trim().split('\n').map((l) => {
-    const { elapsed_s: _, ...rest } = JSON.parse(l) as Record<string, number>;
-    return rest;
-  });
-}
+const { root, small } = scratchWithText('linattn-medusa-', 20_000);
 
 describe('linattn train-medusa on a tiny trained model', () => {
   const base = join(root, 'base');
@@ -62,10 +40,10 @@ describe('linattn train-medusa on a tiny trained model', () => {
 
   it('trained heads beat random heads on held-out text by far; generate --speculate medusa accepts several tokens a step and equals plain greedy', async () => {
     const out = join(root, 'heads');
-    const r = await run(trainMedusa, '--model', base, '--data', KJV, '--heads', '3', '--out', out, '--steps', '60', '--batch', '16', '--block', '32', '--lr', '3e-3', '--eval-every', '60');
+    const r = await runCommand(trainMedusa, '--model', base, '--data', KJV, '--heads', '3', '--out', out, '--steps', '60', '--batch', '16', '--block', '32', '--lr', '3e-3', '--eval-every', '60');
     expect(r.code, r.err).toBe(0);
     expect(r.out).toMatch(/trained 3 Medusa heads \(--target self\) for 60 steps/);
-    const last = log(out).at(-1)!;
+    const last = trainLog(out).at(-1)!;
     const trained = [0, 1, 2].map((n) => last[`head${n}_top1`]);
 
     // Random heads (init-model's initialisation) on the held-out windows (a third of them).
@@ -92,7 +70,7 @@ describe('linattn train-medusa on a tiny trained model', () => {
     expect(Buffer.from(weights.layers[1].downProj.data.buffer).equals(Buffer.from(baseWeights.layers[1].downProj.data.buffer))).toBe(true);
 
     for (const prompt of ['And God said unto Noah']) {
-      const gen = await run(undefined, 'generate', '--model', out, '--prompt', prompt, '--max-tokens', '48', '--speculate', 'medusa', '--tree', '[[0],[0,0],[1],[0,0,0]]');
+      const gen = await runCommand(undefined, 'generate', '--model', out, '--prompt', prompt, '--max-tokens', '48', '--speculate', 'medusa', '--tree', '[[0],[0,0],[1],[0,0,0]]');
       expect(gen.code, gen.err).toBe(0);
       expect(gen.err).toMatch(/output identical to plain decoding/);
       const accepted = Number(/mean accepted length ([\d.]+)/.exec(gen.err)![1]);
@@ -104,7 +82,7 @@ describe('linattn train-medusa on a tiny trained model', () => {
     it(`a run interrupted after step 5 and resumed from its step-3 checkpoint takes the same steps as an uninterrupted one (${device})`, async () => {
       const args = ['--data', small, '--steps', '6', '--batch', '4', '--block', '12', '--lr', '3e-3', '--save-every', '3', '--eval-every', '3', '--device', device];
       const whole = join(root, `whole-${device}`);
-      const r = await run(trainMedusa, '--model', base, '--heads', '2', '--target', 'data', '--out', whole, ...args);
+      const r = await runCommand(trainMedusa, '--model', base, '--heads', '2', '--target', 'data', '--out', whole, ...args);
       expect(r.code, r.err).toBe(0);
 
       const cut = join(root, `cut-${device}`);
@@ -119,11 +97,11 @@ describe('linattn train-medusa on a tiny trained model', () => {
       })).rejects.toBe(crash);
       expect(JSON.parse(readFileSync(join(cut, 'trainer_state.json'), 'utf8'))).toMatchObject({ step: 3, medusa: { heads: 2, target: 'data' } });
 
-      const resumed = await run(trainMedusa, '--resume', '--out', cut, ...args);
+      const resumed = await runCommand(trainMedusa, '--resume', '--out', cut, ...args);
       expect(resumed.code, resumed.err).toBe(0);
       expect(resumed.out).toMatch(/resumed at 3/);
-      expect(log(cut)).toEqual(log(whole));
-      expect(log(whole).filter((l) => l['head1_top1'] !== undefined)).toHaveLength(2);
+      expect(trainLog(cut)).toEqual(trainLog(whole));
+      expect(trainLog(whole).filter((l) => l['head1_top1'] !== undefined)).toHaveLength(2);
       for (const f of ['model.safetensors', 'optimizer.safetensors']) {
         expect(readFileSync(join(cut, f)).equals(readFileSync(join(whole, f))), `${f} equal byte for byte`).toBe(true);
       }
@@ -132,18 +110,18 @@ describe('linattn train-medusa on a tiny trained model', () => {
 
   it('refuses the other trainer\'s runs, a missing --heads or --model, and a bad --target, before writing anything', async () => {
     const heads = join(root, 'one-step');
-    expect((await run(trainMedusa, '--model', base, '--heads', '2', '--out', heads, '--data', small, '--steps', '1', '--batch', '2', '--block', '8', '--device', 'cpu')).code).toBe(0);
-    const refused = await run(trainWith(referenceTrainableAttention), '--resume', '--out', heads, '--data', small, '--device', 'cpu');
+    expect((await runCommand(trainMedusa, '--model', base, '--heads', '2', '--out', heads, '--data', small, '--steps', '1', '--batch', '2', '--block', '8', '--device', 'cpu')).code).toBe(0);
+    const refused = await runCommand(trainWith(referenceTrainableAttention), '--resume', '--out', heads, '--data', small, '--device', 'cpu');
     expect(refused.code).toBe(1);
     expect(refused.err).toMatch(/holds a linattn train-medusa run \(2 Medusa heads on a frozen base\); resume it with linattn train-medusa --resume/);
-    const other = await run(trainMedusa, '--resume', '--out', base, '--data', KJV);
+    const other = await runCommand(trainMedusa, '--resume', '--out', base, '--data', KJV);
     expect(other.code).toBe(1);
     expect(other.err).toMatch(/holds a linattn train run of the whole model, not Medusa heads/);
     const never = join(root, 'never');
-    expect(await run(trainMedusa, '--model', base, '--data', small, '--out', never)).toMatchObject({ code: 2, err: expect.stringMatching(/give --heads N/) });
-    expect(await run(trainMedusa, '--heads', '2', '--data', small, '--out', never)).toMatchObject({ code: 2, err: expect.stringMatching(/give --model DIR/) });
-    expect(await run(trainMedusa, '--model', base, '--heads', '2', '--target', 'text', '--data', small, '--out', never)).toMatchObject({ code: 2, err: expect.stringMatching(/--target takes self or data, got 'text'/) });
-    expect(await run(trainMedusa, '--model', base, '--heads', '2', '--data', small, '--out', never, '--block', '4095', '--device', 'cpu')).toMatchObject({ code: 1, err: expect.stringMatching(/--block 4095 \+ 2 heads exceed max_position_embeddings 4096/) });
+    expect(await runCommand(trainMedusa, '--model', base, '--data', small, '--out', never)).toMatchObject({ code: 2, err: expect.stringMatching(/give --heads N/) });
+    expect(await runCommand(trainMedusa, '--heads', '2', '--data', small, '--out', never)).toMatchObject({ code: 2, err: expect.stringMatching(/give --model DIR/) });
+    expect(await runCommand(trainMedusa, '--model', base, '--heads', '2', '--target', 'text', '--data', small, '--out', never)).toMatchObject({ code: 2, err: expect.stringMatching(/--target takes self or data, got 'text'/) });
+    expect(await runCommand(trainMedusa, '--model', base, '--heads', '2', '--data', small, '--out', never, '--block', '4095', '--device', 'cpu')).toMatchObject({ code: 1, err: expect.stringMatching(/--block 4095 \+ 2 heads exceed max_position_embeddings 4096/) });
     expect(existsSync(never)).toBe(false);
   });
 });

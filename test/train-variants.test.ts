@@ -5,18 +5,12 @@
 //   - `eval --causal`: each position predicted from its prefix alone. For a causal model that is the teacher-forced
 //     loss again; for leaky_dwconv it is not (teacher-forced, its convolution reads the next token), and the GPU and
 //     the float64 CPU agree on both; `--json` gives both.
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
-import { main } from '../src/cli/main.ts';
+import { describe, expect, it } from 'vitest';
+import { runCommand, scratchWithText, TINY, trainLog } from './helpers/train-cli.ts';
 
-const TINY = 'examples/models/tiny/config.json';
-const KJV = 'examples/data/kjv-excerpt.txt';
-const root = mkdtempSync(join(tmpdir(), 'linattn-variants-'));
-afterAll(() => rmSync(root, { recursive: true, force: true }));
-const small = join(root, 'small.txt');
-writeFileSync(small, readFileSync(KJV, 'utf8').slice(30_000, 33_000));
+const { root, small } = scratchWithText('linattn-variants-', 30_000);
 
 /** The tiny config with another variant (absolute path) and options. */
 function tinyWith(name: string, file: string, options: Record<string, number>): string {
@@ -27,19 +21,7 @@ function tinyWith(name: string, file: string, options: Record<string, number>): 
   return path;
 }
 
-async function run(...argv: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = '';
-  let err = '';
-  const code = await main(argv, { stdout: (s: string) => void (out += s), stderr: (s: string) => void (err += s) });
-  return { code, out, err };
-}
-
-function losses(dir: string): Record<string, number>[] {
-  return readFileSync(join(dir, 'train_log.jsonl'), 'utf8').trim().split('\n').map((l) => {
-    const { elapsed_s: _, ...rest } = JSON.parse(l) as Record<string, number>;
-    return rest;
-  });
-}
+const run = (...argv: string[]) => runCommand(undefined, ...argv);
 
 const SOFTMAX = () => tinyWith('softmax', 'examples/variants/softmax.la', { D: 16 });
 const LEAKY = () => tinyWith('leaky', 'examples/paper/leaky_dwconv.la', { K: 3 });
@@ -52,7 +34,7 @@ describe('the experiments’ variants in linattn train', () => {
     const r = await run(...args, '--out', gpuOut);
     expect(r.code, r.err).toBe(0);
     expect((await run(...args, '--out', cpuOut, '--device', 'cpu')).code).toBe(0);
-    const [got, want] = [losses(gpuOut), losses(cpuOut)];
+    const [got, want] = [trainLog(gpuOut), trainLog(cpuOut)];
     expect(got.length).toBe(want.length);
     got.forEach((l, i) => {
       for (const key of ['loss', 'val_loss']) if (want[i][key] !== undefined) expect(Math.abs(l[key] - want[i][key]), `${name}: ${key} at line ${i}`).toBeLessThan(1e-4 * want[i][key]);

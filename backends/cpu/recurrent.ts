@@ -49,6 +49,15 @@ export function createState(): RecurrentState {
 
 const add = (a: Named | undefined, b: Named, s: Record<string, number>) => (a ? zip(a, b, s, (x, y) => x + y) : b);
 
+/** The program's shapes for one token ([1, 1, …] inputs, params as given), and the floats of its output. */
+export function tokenBinding(program: Program, params: Readonly<Record<string, Tensor>>, sizes: Readonly<Record<string, number>>): { bound: Bound; per: number } {
+  const shapes: Record<string, number[]> = {};
+  for (const d of program.inputs) shapes[d.name] = [1, 1, ...d.axes.map((a) => sizes[a])];
+  for (const d of program.params) shapes[d.name] = [...(params[d.name]?.shape ?? [])];
+  const bound = bindShapes(program, shapes, { sizes: { ...sizes } });
+  return { bound, per: count(program.outAxes, bound.sizes) };
+}
+
 export class Recurrent {
   private readonly bound: Bound;
   private readonly hist: number;
@@ -62,11 +71,7 @@ export class Recurrent {
   ) {
     for (const t of program.terms) if (t.form.kind === 'general') throw new Error(`term ${t.name} is unclassified: run the passes first`);
     this.hist = historyLength(program);
-    const shapes: Record<string, number[]> = {};
-    for (const d of program.inputs) shapes[d.name] = [1, 1, ...d.axes.map((a) => sizes[a])];
-    for (const d of program.params) shapes[d.name] = [...(params[d.name]?.shape ?? [])];
-    this.bound = bindShapes(program, shapes, { sizes: { ...sizes } });
-    this.per = count(program.outAxes, this.bound.sizes);
+    ({ bound: this.bound, per: this.per } = tokenBinding(program, params, sizes));
   }
 
   /** Folds one token (inputs over their axes, without b and t) into the state and returns o at that position. */

@@ -12,12 +12,12 @@
 // with s(i, j) evaluated along the path (decay(·) multiplies the gates of the path nodes after j). The
 // committed state is read, never written; commitPath folds the accepted path in with recurrent steps.
 import { maskAllows } from '../../src/ir/masks.ts';
-import { bindShapes, type Bound } from '../../src/ir/shapes.ts';
+import type { Bound } from '../../src/ir/shapes.ts';
 import type { Program, Term } from '../../src/ir/types.ts';
 import type { Tensor } from '../../src/tensor.ts';
 import { Evaluator } from './evaluator.ts';
 import { count, forEachBroadcast, map, reduce, zip, type Named } from './named.ts';
-import { Recurrent, type RecurrentState } from './recurrent.ts';
+import { Recurrent, tokenBinding, type RecurrentState } from './recurrent.ts';
 
 export interface TreeNode {
   /** Index of the parent node (earlier in the list), or −1 for a child of the last committed token. */
@@ -57,11 +57,7 @@ export class TreeForm {
     sizes: Readonly<Record<string, number>>,
   ) {
     this.recurrent = new Recurrent(program, params, sizes); // also refuses noncausal and unclassified programs
-    const shapes: Record<string, number[]> = {};
-    for (const d of program.inputs) shapes[d.name] = [1, 1, ...d.axes.map((a) => sizes[a])];
-    for (const d of program.params) shapes[d.name] = [...(params[d.name]?.shape ?? [])];
-    this.bound = bindShapes(program, shapes, { sizes: { ...sizes } });
-    this.per = count(program.outAxes, this.bound.sizes);
+    ({ bound: this.bound, per: this.per } = tokenBinding(program, params, sizes));
   }
 
   /** One output per node: what recurrent decoding of the node's root path after `state` would give at the node. */

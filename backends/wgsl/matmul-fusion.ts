@@ -158,6 +158,39 @@ export function argmaxPairLines(f: MatmulFusion | undefined, slots: string): str
 }
 
 /**
+ * The entry point of the rows and skinny matmuls (THREADS invocations, the 'argmax' epilogue also reads the grid's
+ * width) and the sizes every thread reads from the uniform: N columns, K as KW vec4, M rows.
+ */
+export function matmulMainLines(argmax: boolean): string[] {
+  return [
+    '@compute @workgroup_size(THREADS)',
+    `fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid: vec3<u32>${argmax ? ', @builtin(num_workgroups) nwg: vec3<u32>' : ''}) {`,
+    '  let N = params.N;',
+    '  let KW = params.K / 4u;',
+    '  let M = params.M;',
+  ];
+}
+
+/**
+ * The rmsnorm prologue's row scales, after the tiles: staging slot e (e < slotCount, BKV slots a row) of this thread's
+ * load q (thread tid + q·threads) leaves its sum of squares ss<q> in the vec4 workgroup array `arr`, then, after a
+ * barrier, scale[m] = 1/√(Σ of row m's BKV sums / K + EPS). Lines indented by `ind`.
+ */
+export function normScaleLines(arr: string, loads: number, threads: number, slotCount: number, ind: string): string[] {
+  const L: string[] = [];
+  for (let q = 0; q < loads; q++) L.push(`${ind}if (tid + ${q * threads}u < ${slotCount}u) { ${arr}[(tid + ${q * threads}u) / 4u][(tid + ${q * threads}u) % 4u] = ss${q}; }`);
+  L.push(
+    `${ind}workgroupBarrier();`,
+    `${ind}for (var m = tid; m < ROWS; m += THREADS) {`,
+    `${ind}  var s = 0.0;`,
+    `${ind}  for (var j = 0u; j < BKV; j++) { s += ${arr}[(m * BKV + j) / 4u][(m * BKV + j) % 4u]; }`,
+    `${ind}  scale[m] = inverseSqrt(s / f32(params.K) + EPS);`,
+    `${ind}}`,
+  );
+  return L;
+}
+
+/**
  * `fn store_out(m, n, v)`: the epilogue of one finished dot product (row m, column n of the product,
  * N columns). Not for swiglu, which needs two dot products (see the small-M kernel).
  */

@@ -16,7 +16,7 @@
 //     its weight rows (from cache).
 //   - The 'argmax' epilogue (an LM head whose logits nobody reads) keeps each (row, column thread)'s best in
 //     workgroup memory and writes every row's best of the workgroup: a (value, column) pair per workgroup.
-import { argmaxPairLines, bindingDecls, matmulBindings, storeFn, type MatmulFusion } from './matmul-fusion.ts';
+import { argmaxPairLines, bindingDecls, matmulBindings, matmulMainLines, normScaleLines, storeFn, type MatmulFusion } from './matmul-fusion.ts';
 
 export interface RowsVariant {
   /** Rows of A (≤ 128): every workgroup computes all of them. */
@@ -139,11 +139,7 @@ export function rowsMatmulWgsl(v: RowsVariant): string {
     L.push('}');
     L.push('');
   }
-  L.push('@compute @workgroup_size(THREADS)');
-  L.push(`fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid: vec3<u32>${argmax ? ', @builtin(num_workgroups) nwg: vec3<u32>' : ''}) {`);
-  L.push('  let N = params.N;');
-  L.push('  let KW = params.K / 4u;');
-  L.push('  let M = params.M;');
+  L.push(...matmulMainLines(argmax));
   L.push('  let c = tid % COLS;');
   L.push('  let slice = (tid / COLS) % SLICES;');
   L.push('  let block = tid / (COLS * SLICES);');
@@ -200,13 +196,7 @@ export function rowsMatmulWgsl(v: RowsVariant): string {
   if (norm) {
     L.push("  // Each row's scale from its staging threads' sums of squares (BKV of them per row).");
     L.push('  {');
-    for (let i = 0; i < stageLoads; i++) L.push(`    if (tid + ${i * T}u < ${MP * BKV}u) { xs[(tid + ${i * T}u) / 4u][(tid + ${i * T}u) % 4u] = ss${i}; }`);
-    L.push('    workgroupBarrier();');
-    L.push('    for (var m = tid; m < ROWS; m += THREADS) {');
-    L.push('      var s = 0.0;');
-    L.push('      for (var j = 0u; j < BKV; j++) { s += xs[(m * BKV + j) / 4u][(m * BKV + j) % 4u]; }');
-    L.push('      scale[m] = inverseSqrt(s / f32(params.K) + EPS);');
-    L.push('    }');
+    L.push(...normScaleLines('xs', stageLoads, T, MP * BKV, '    '));
     L.push('    workgroupBarrier();');
     L.push('  }');
   }

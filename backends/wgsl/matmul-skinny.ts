@@ -19,7 +19,7 @@
 //
 // The grid is one workgroup per BN columns (or [gate, up] pairs); every workgroup computes all M rows, so each
 // weight is read from memory once. The float64 reference is fusedMatmulReference (matmul-fusion.ts).
-import { argmaxPairLines, bindingDecls, matmulBindings, storeFn, type MatmulFusion } from './matmul-fusion.ts';
+import { argmaxPairLines, bindingDecls, matmulBindings, matmulMainLines, normScaleLines, storeFn, type MatmulFusion } from './matmul-fusion.ts';
 
 export interface SkinnyVariant {
   /** Rows of A (≤ 128): every workgroup computes all of them. */
@@ -163,11 +163,7 @@ export function skinnyMatmulWgsl(v: SkinnyVariant): string {
     L.push(...storeFn(f));
     L.push('');
   }
-  L.push('@compute @workgroup_size(THREADS)');
-  L.push(`fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid: vec3<u32>${argmax ? ', @builtin(num_workgroups) nwg: vec3<u32>' : ''}) {`);
-  L.push('  let N = params.N;');
-  L.push('  let KW = params.K / 4u;');
-  L.push('  let M = params.M;');
+  L.push(...matmulMainLines(argmax));
   L.push('  let slice = tid % SLICES;');
   L.push('  let c = (tid / SLICES) % COL_THREADS;');
   L.push('  let r = tid / (SLICES * COL_THREADS);');
@@ -235,13 +231,7 @@ export function skinnyMatmulWgsl(v: SkinnyVariant): string {
   if (norm) {
     L.push("  // Each row's scale from its staging slots' sums of squares (BKV of them per row).");
     L.push('  workgroupBarrier();');
-    for (let q = 0; q < xLoads; q++) L.push(`  if (tid + ${q * T}u < ${MP * BKV}u) { sh[(tid + ${q * T}u) / 4u][(tid + ${q * T}u) % 4u] = ss${q}; }`);
-    L.push('  workgroupBarrier();');
-    L.push('  for (var m = tid; m < ROWS; m += THREADS) {');
-    L.push('    var s = 0.0;');
-    L.push('    for (var j = 0u; j < BKV; j++) { s += sh[(m * BKV + j) / 4u][(m * BKV + j) % 4u]; }');
-    L.push('    scale[m] = inverseSqrt(s / f32(params.K) + EPS);');
-    L.push('  }');
+    L.push(...normScaleLines('sh', xLoads, T, MP * BKV, '  '));
   }
   const first = f?.window ? `${f.window.first}u + ` : '';
   /** The epilogue of row `m` (a WGSL u32 < M) once its TW sums are the WGSL f32 expressions `sums`. */

@@ -9,6 +9,7 @@
 // SwiGLU and the residual adds ride in the matmuls' epilogues (matmul-fusion.ts). Argmax and sampling over the vocabulary live in model-sampling.ts.
 import type { BindingKind, KernelLimits, KernelSource } from './kernel-source.ts';
 import { argmaxWgsl, sampleWgsl } from './model-sampling.ts';
+import { treeReduce } from './workgroup-reduce.ts';
 
 export interface ModelDims {
   readonly hidden: number;
@@ -101,12 +102,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
 ${load.join('\n')}
     ss += v * v;
   }
-  partial[lid] = ss;
-  workgroupBarrier();
-  for (var off = WG / 2u; off > 0u; off = off / 2u) {
-    if (lid < off) { partial[lid] += partial[lid + off]; }
-    workgroupBarrier();
-  }
+${treeReduce('partial', 'ss', 'sum')}
   let scale = inverseSqrt(partial[0] / f32(HIDDEN) + EPS);
   for (var c = lid; c < HIDDEN; c += WG) {
     y[r * HIDDEN + c] = x[src + c] * scale * gain[c];

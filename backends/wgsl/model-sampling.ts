@@ -13,6 +13,7 @@
 //   top-k:  τ_k = the k-th largest key (max x with #{key ≥ x} ≥ k),  need_k = k − #{key > τ_k}
 //   top-p:  τ_p = max x with mass_k(key ≥ x) ≥ p · mass_k(all)  (mass over the top-k set; τ_p ≥ τ_k),
 //           need_p = the fewest ties at τ_p that reach the target mass.
+import { treeReduce, treeReducePair } from './workgroup-reduce.ts';
 export const SAMPLE_WORKGROUP = 256;
 
 /**
@@ -77,20 +78,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
     let v = logits[base + i];
     if (v > bv || bi == 0xffffffffu) { bv = v; bi = i; }
   }
-  bestV[lid] = bv;
-  bestI[lid] = bi;
-  workgroupBarrier();
-  for (var off = WG / 2u; off > 0u; off = off / 2u) {
-    if (lid < off) {
-      let ov = bestV[lid + off];
-      let oi = bestI[lid + off];
-      if (oi != 0xffffffffu && (ov > bestV[lid] || (ov == bestV[lid] && oi < bestI[lid]) || bestI[lid] == 0xffffffffu)) {
-        bestV[lid] = ov;
-        bestI[lid] = oi;
-      }
-    }
-    workgroupBarrier();
-  }
+${treeReducePair('bestV', 'bestI', 'bv', 'bi', 'oi != 0xffffffffu && (ov > bestV[lid] || (ov == bestV[lid] && oi < bestI[lid]) || bestI[lid] == 0xffffffffu)')}
 ${embedHidden === undefined ? '  if (lid == 0u) { tokens[wid.x] = bestI[0]; }' : `  let token = bestI[0]; // every thread: the loop ended on a barrier
   if (lid == 0u) { tokens[wid.x] = token; }
 ${embedRowLine('wid.x', 'token')}`}
@@ -128,20 +116,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
     let i = partials[base + 2u * p + 1u];
     if (i >= 0.0 && (v > bv || bi < 0.0)) { bv = v; bi = i; }
   }
-  bestV[lid] = bv;
-  bestI[lid] = bi;
-  workgroupBarrier();
-  for (var off = WG / 2u; off > 0u; off = off / 2u) {
-    if (lid < off) {
-      let ov = bestV[lid + off];
-      let oi = bestI[lid + off];
-      if (oi >= 0.0 && (ov > bestV[lid] || (ov == bestV[lid] && oi < bestI[lid]) || bestI[lid] < 0.0)) {
-        bestV[lid] = ov;
-        bestI[lid] = oi;
-      }
-    }
-    workgroupBarrier();
-  }
+${treeReducePair('bestV', 'bestI', 'bv', 'bi', 'oi >= 0.0 && (ov > bestV[lid] || (ov == bestV[lid] && oi < bestI[lid]) || bestI[lid] < 0.0)')}
 ${embed ? `  let token = u32(max(bestI[0], 0.0)); // every thread: the loop ended on a barrier
   if (lid == 0u) { tokens[wid.x] = token; }
 ${embedRowLine('wid.x', 'token')}` : '  if (lid == 0u) { tokens[wid.x] = u32(max(bestI[0], 0.0)); }'}
@@ -178,36 +153,21 @@ fn unkey(k: u32) -> f32 {
 }
 
 fn sumF(lid: u32, v: f32) -> f32 {
-  redF[lid] = v;
-  workgroupBarrier();
-  for (var off = WG / 2u; off > 0u; off = off / 2u) {
-    if (lid < off) { redF[lid] += redF[lid + off]; }
-    workgroupBarrier();
-  }
+${treeReduce('redF', 'v', 'sum')}
   let s = redF[0];
   workgroupBarrier();
   return s;
 }
 
 fn sumU(lid: u32, v: u32) -> u32 {
-  redU[lid] = v;
-  workgroupBarrier();
-  for (var off = WG / 2u; off > 0u; off = off / 2u) {
-    if (lid < off) { redU[lid] += redU[lid + off]; }
-    workgroupBarrier();
-  }
+${treeReduce('redU', 'v', 'sum')}
   let s = redU[0];
   workgroupBarrier();
   return s;
 }
 
 fn maxF(lid: u32, v: f32) -> f32 {
-  redF[lid] = v;
-  workgroupBarrier();
-  for (var off = WG / 2u; off > 0u; off = off / 2u) {
-    if (lid < off) { redF[lid] = max(redF[lid], redF[lid + off]); }
-    workgroupBarrier();
-  }
+${treeReduce('redF', 'v', 'max')}
   let s = redF[0];
   workgroupBarrier();
   return s;

@@ -9,6 +9,7 @@
 // The Medusa heads' accepted row and residual block ride in their projection's matmul (matmul-heads.ts).
 // top-k runs one workgroup per row and K rounds; round r takes the largest (logit, −index) strictly below
 // round r−1's in that order, so no list of taken indices is scanned.
+import { treeReduce, treeReducePair } from './workgroup-reduce.ts';
 export const SPECULATIVE_WORKGROUP = 256;
 
 /** The top-k kernel's uniform: output base, logits row stride, and per group g its rows, column offset and output offset. */
@@ -45,22 +46,12 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
   // Softmax normaliser: the max, then the sum of exp(l − max).
   var m = -3.40282346e38;
   for (var i = lid; i < VOCAB; i += WG) { m = max(m, logits[base + i]); }
-  redV[lid] = m;
-  workgroupBarrier();
-  for (var off = WG / 2u; off > 0u; off = off / 2u) {
-    if (lid < off) { redV[lid] = max(redV[lid], redV[lid + off]); }
-    workgroupBarrier();
-  }
+${treeReduce('redV', 'm', 'max')}
   m = redV[0];
   workgroupBarrier();
   var s = 0.0;
   for (var i = lid; i < VOCAB; i += WG) { s += exp(logits[base + i] - m); }
-  redS[lid] = s;
-  workgroupBarrier();
-  for (var off = WG / 2u; off > 0u; off = off / 2u) {
-    if (lid < off) { redS[lid] += redS[lid + off]; }
-    workgroupBarrier();
-  }
+${treeReduce('redS', 's', 'sum')}
   let total = redS[0];
   workgroupBarrier();
 
@@ -75,20 +66,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
       let after = first || before(lastV, lastI, v, i);
       if (after && (bi == 0xffffffffu || before(v, i, bv, bi))) { bv = v; bi = i; }
     }
-    redV[lid] = bv;
-    redI[lid] = bi;
-    workgroupBarrier();
-    for (var off = WG / 2u; off > 0u; off = off / 2u) {
-      if (lid < off) {
-        let ov = redV[lid + off];
-        let oi = redI[lid + off];
-        if (oi != 0xffffffffu && (redI[lid] == 0xffffffffu || before(ov, oi, redV[lid], redI[lid]))) {
-          redV[lid] = ov;
-          redI[lid] = oi;
-        }
-      }
-      workgroupBarrier();
-    }
+${treeReducePair('redV', 'redI', 'bv', 'bi', 'oi != 0xffffffffu && (redI[lid] == 0xffffffffu || before(ov, oi, redV[lid], redI[lid]))', '    ')}
     lastV = redV[0];
     lastI = redI[0];
     first = false;

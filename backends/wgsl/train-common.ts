@@ -29,3 +29,35 @@ export function rowGrid2d(limits: KernelLimits, rows: number, label: string): [n
   if (y > maxX) throw new Error(`${label}: ${rows} rows need more than ${maxX}² workgroups`);
   return [x, y, 1];
 }
+
+/** Threads per workgroup of an element kernel (elementWgsl). */
+export const ELEMENT_WORKGROUP = 256;
+
+/** An f32 storage array of an element kernel, bound in order; `write`: read_write, else read. */
+export interface ElementArray {
+  readonly name: string;
+  readonly write?: boolean;
+}
+
+/**
+ * A kernel of one thread per element for params.count elements (256 threads a workgroup, past 65535 workgroups the
+ * grid's y continues): binds `arrays` and then params {count}; `body` (lines) runs where the element index, named
+ * `index`, is below count.
+ */
+export function elementWgsl(title: string, arrays: readonly ElementArray[], index: string, body: readonly string[]): string {
+  const bindings = arrays.map((a, i) => `@group(0) @binding(${i}) var<storage, ${a.write ? 'read_write' : 'read'}> ${a.name}: array<f32>;`);
+  return `// ${title}
+struct Params { count: u32, pad0: u32, pad1: u32, pad2: u32 }
+${bindings.join('\n')}
+@group(0) @binding(${arrays.length}) var<uniform> params: Params;
+
+const WG = ${ELEMENT_WORKGROUP}u;
+
+@compute @workgroup_size(WG)
+fn main(${ROW_BUILTINS}) {
+  let ${index} = (wid.y * nwg.x + wid.x) * WG + lid;
+  if (${index} >= params.count) { return; }
+${body.map((l) => `  ${l}`).join('\n')}
+}
+`;
+}

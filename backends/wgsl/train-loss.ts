@@ -7,6 +7,7 @@
 // scale is 1/(rows of the step · micro-batches): the gradient of the mean loss. One workgroup per row; the max
 // and the sum of exponentials are tree-reduced in a fixed order.
 import { ROW_BUILTINS, ROW_INDEX } from './train-common.ts';
+import { halvingRounds, treeReduce } from './workgroup-reduce.ts';
 
 export const LOSS_WORKGROUP = 256;
 
@@ -36,20 +37,12 @@ fn main(${ROW_BUILTINS}) {
   red[lid] = m;
   if (lid == 0u) { target_logit = z[base + tgt]; }
   workgroupBarrier();
-  for (var off = WG / 2u; off > 0u; off = off / 2u) {
-    if (lid < off) { red[lid] = max(red[lid], red[lid + off]); }
-    workgroupBarrier();
-  }
+${halvingRounds('red', 'max')}
   let zmax = red[0];
   workgroupBarrier();
   var s = 0.0;
   for (var v = lid; v < VOCAB; v += WG) { s += exp(z[base + v] - zmax); }
-  red[lid] = s;
-  workgroupBarrier();
-  for (var off = WG / 2u; off > 0u; off = off / 2u) {
-    if (lid < off) { red[lid] += red[lid + off]; }
-    workgroupBarrier();
-  }
+${treeReduce('red', 's', 'sum')}
   let lse = zmax + log(red[0]);
   if (lid == 0u) { loss[params.row0 + r] = lse - target_logit; }
   if (params.grad != 0u) {

@@ -17,11 +17,11 @@
 // Element kernels take 256 threads per workgroup (past 65535 workgroups the grid's y continues); the row kernels
 // one workgroup per row (train-common.ts's grid) with a fixed reduction order, so runs repeat bit for bit.
 import type { BindingKind, KernelSource } from './kernel-source.ts';
-import { ROW_BUILTINS, ROW_INDEX } from './train-common.ts';
+import { elementWgsl, ROW_BUILTINS, ROW_INDEX } from './train-common.ts';
+import { treeReducePair } from './workgroup-reduce.ts';
 
 export const MEDUSA_WORKGROUP = 256;
 const INDEX = 'let k = (wid.y * nwg.x + wid.x) * WG + lid;';
-const BUILTINS = '@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>';
 
 export const MEDUSA_TRAIN_KERNELS = ['medusaRows', 'medusaResidual', 'medusaResidualBackward', 'rowArgmax', 'rowHits'] as const;
 export type MedusaTrainKernelName = (typeof MEDUSA_TRAIN_KERNELS)[number];
@@ -45,7 +45,7 @@ const H = ${hidden}u;
 const WG = ${MEDUSA_WORKGROUP}u;
 
 @compute @workgroup_size(WG)
-fn main(${BUILTINS}) {
+fn main(${ROW_BUILTINS}) {
   ${INDEX}
   let R = params.b * params.t;
   if (k < R * H) {
@@ -67,44 +67,19 @@ fn main(${BUILTINS}) {
 
 /** Bindings: x, u, r, params {count}. */
 export function medusaResidualForwardWgsl(): string {
-  return `// medusa residual: r[k] = x[k] + silu(u[k])
-struct Params { count: u32, pad0: u32, pad1: u32, pad2: u32 }
-@group(0) @binding(0) var<storage, read> x: array<f32>;
-@group(0) @binding(1) var<storage, read> u: array<f32>;
-@group(0) @binding(2) var<storage, read_write> r: array<f32>;
-@group(0) @binding(3) var<uniform> params: Params;
-
-const WG = ${MEDUSA_WORKGROUP}u;
-
-@compute @workgroup_size(WG)
-fn main(${BUILTINS}) {
-  ${INDEX}
-  if (k >= params.count) { return; }
-  let z = u[k];
-  r[k] = x[k] + z / (1.0 + exp(-z));
-}
-`;
+  return elementWgsl('medusa residual: r[k] = x[k] + silu(u[k])', [{ name: 'x' }, { name: 'u' }, { name: 'r', write: true }], 'k', [
+    'let z = u[k];',
+    'r[k] = x[k] + z / (1.0 + exp(-z));',
+  ]);
 }
 
 /** Bindings: u, d (dr in, du out), params {count}. */
 export function medusaResidualBackwardWgsl(): string {
-  return `// medusa residual backward: d[k] ← d[k] · silu′(u[k]),  silu′(z) = σ(z)(1 + z(1 − σ(z)))
-struct Params { count: u32, pad0: u32, pad1: u32, pad2: u32 }
-@group(0) @binding(0) var<storage, read> u: array<f32>;
-@group(0) @binding(1) var<storage, read_write> d: array<f32>;
-@group(0) @binding(2) var<uniform> params: Params;
-
-const WG = ${MEDUSA_WORKGROUP}u;
-
-@compute @workgroup_size(WG)
-fn main(${BUILTINS}) {
-  ${INDEX}
-  if (k >= params.count) { return; }
-  let z = u[k];
-  let sg = 1.0 / (1.0 + exp(-z));
-  d[k] = d[k] * sg * (1.0 + z * (1.0 - sg));
-}
-`;
+  return elementWgsl('medusa residual backward: d[k] ← d[k] · silu′(u[k]),  silu′(z) = σ(z)(1 + z(1 − σ(z)))', [{ name: 'u' }, { name: 'd', write: true }], 'k', [
+    'let z = u[k];',
+    'let sg = 1.0 / (1.0 + exp(-z));',
+    'd[k] = d[k] * sg * (1.0 + z * (1.0 - sg));',
+  ]);
 }
 
 /**
@@ -144,20 +119,7 @@ fn main(${ROW_BUILTINS}) {
     let x = z[base + v];
     if (bi == VOCAB || x > bv) { bv = x; bi = v; }
   }
-  redV[lid] = bv;
-  redI[lid] = bi;
-  workgroupBarrier();
-  for (var off = WG / 2u; off > 0u; off = off / 2u) {
-    if (lid < off) {
-      let ov = redV[lid + off];
-      let oi = redI[lid + off];
-      if (oi < VOCAB && (redI[lid] == VOCAB || ov > redV[lid] || (ov == redV[lid] && oi < redI[lid]))) {
-        redV[lid] = ov;
-        redI[lid] = oi;
-      }
-    }
-    workgroupBarrier();
-  }
+${treeReducePair('redV', 'redI', 'bv', 'bi', 'oi < VOCAB && (redI[lid] == VOCAB || ov > redV[lid] || (ov == redV[lid] && oi < redI[lid]))')}
   if (lid == 0u) { ${store} }
 }
 `;

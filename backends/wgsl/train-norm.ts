@@ -8,6 +8,7 @@
 // One workgroup per row; the row's sums are tree-reduced in workgroup memory, always in the same order.
 // The plain forward (no residual) is model-kernels.ts's rmsnorm. Rows beyond 65535 spill into the grid's y.
 import { f32Literal, normWorkgroup, ROW_BUILTINS, ROW_INDEX } from './train-common.ts';
+import { treeReduce } from './workgroup-reduce.ts';
 
 export interface NormDims {
   readonly hidden: number;
@@ -42,12 +43,7 @@ fn main(${ROW_BUILTINS}) {
     x_new[base + c] = v;
     ss += v * v;
   }
-  partial[lid] = ss;
-  workgroupBarrier();
-  for (var off = WG / 2u; off > 0u; off = off / 2u) {
-    if (lid < off) { partial[lid] += partial[lid + off]; }
-    workgroupBarrier();
-  }
+${treeReduce('partial', 'ss', 'sum')}
   let s = inverseSqrt(partial[0] / f32(HIDDEN) + EPS);
   for (var c = lid; c < HIDDEN; c += WG) {
     y[base + c] = x_new[base + c] * s * gain[c];

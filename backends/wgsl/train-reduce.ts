@@ -6,6 +6,7 @@
 //              With several blocks, a second sumRows over the [blocks, cols] partials finishes the sum.
 //   sumBlocks  out[outIndex + w] = scale · Σ_{i ∈ block w} f(x[i]),  f(x) = x or x²  — the global gradient
 //              norm (sum of squares over the flat gradient buffer) and the mean loss, in two stages.
+import { treeReduce } from './workgroup-reduce.ts';
 export const SUM_ROWS_COLUMNS = 64;
 export const SUM_ROWS_LANES = 4;
 export const SUM_BLOCKS_WORKGROUP = 256;
@@ -66,12 +67,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
     let v = x[i];
     s += ${square ? 'v * v' : 'v'};
   }
-  red[lid] = s;
-  workgroupBarrier();
-  for (var off = WG / 2u; off > 0u; off = off / 2u) {
-    if (lid < off) { red[lid] += red[lid + off]; }
-    workgroupBarrier();
-  }
+${treeReduce('red', 's', 'sum')}
   if (lid == 0u) { out[params.out_index + wid.x] = red[0] * params.scale; }
 }
 `;

@@ -1,15 +1,12 @@
 // `linattn train-medusa --model DIR --data FILE… --heads N --out DIR [options]`: trains Medusa heads on a frozen base
 // model (src/model/train/run-medusa-training.ts) with train's progress line, and says how to use the result.
 import type { PrepareAttention } from '../model/attention-context.ts';
-import { DataFileError } from '../model/train/data.ts';
 import { runMedusaTraining } from '../model/train/run-medusa-training.ts';
-import { TrainSetupError } from '../model/train/run-training.ts';
-import { TrainingDiverged } from '../model/train/train-loop.ts';
 import { compiledAttentionFactory } from '../runtime/compiled-attention.ts';
 import { getDevice } from '../runtime/dawn.ts';
-import { choice, number, required, str, UsageError } from './args.ts';
+import { choice, number, str, UsageError } from './args.ts';
 import type { Command } from './command.ts';
-import { givenOptions, progressPrinter } from './train.ts';
+import { givenOptions, progressPrinter, trainingFailure, trainingPaths, TRAINING_OPTIONS } from './train.ts';
 
 const compiledAttention: PrepareAttention = ({ gpu, config, program }) => compiledAttentionFactory(gpu, program, config.numHeads, config.headDim);
 
@@ -51,15 +48,10 @@ export function trainMedusaWith(prepareAttention: PrepareAttention): Command {
       '  --device D         gpu (default) or cpu (the float64 model; slow, for tiny models)',
     ].join('\n'),
     options: {
-      model: { type: 'string' }, data: { type: 'string', multiple: true }, heads: { type: 'string' }, out: { type: 'string' }, target: { type: 'string' },
-      steps: { type: 'string' }, batch: { type: 'string' }, block: { type: 'string' }, lr: { type: 'string' }, seed: { type: 'string' },
-      accum: { type: 'string' }, 'eval-every': { type: 'string' }, 'save-every': { type: 'string' }, warmup: { type: 'string' },
-      resume: { type: 'boolean' }, device: { type: 'string' },
+      model: { type: 'string' }, heads: { type: 'string' }, target: { type: 'string' }, ...TRAINING_OPTIONS,
     },
     async run({ values }, io) {
-      const out = required(values, 'out');
-      const data = (values['data'] as string[] | undefined) ?? [];
-      if (data.length === 0) throw new UsageError('--data FILE is required (one or more text files)');
+      const { out, data } = trainingPaths(values);
       const resume = values['resume'] === true;
       const model = str(values, 'model');
       const heads = number(values, 'heads', (n) => Number.isInteger(n) && n >= 1 && n <= 16, 'an integer from 1 to 16');
@@ -91,11 +83,7 @@ export function trainMedusaWith(prepareAttention: PrepareAttention): Command {
         return 0;
       } catch (e) {
         progress.done();
-        if (e instanceof TrainingDiverged || e instanceof TrainSetupError || e instanceof DataFileError) {
-          io.stderr(`linattn train-medusa: ${e.message}\n`);
-          return 1;
-        }
-        throw e;
+        return trainingFailure('train-medusa', e, io);
       }
     },
   };

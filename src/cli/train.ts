@@ -10,6 +10,14 @@ import { getDevice } from '../runtime/dawn.ts';
 import { choice, number, required, str, UsageError, type Values } from './args.ts';
 import { processIo, type Command, type CommandIo } from './command.ts';
 
+/** The options the training commands share: --data, --out, the settings givenOptions reads, --resume, --device. */
+export const TRAINING_OPTIONS = {
+  data: { type: 'string', multiple: true }, out: { type: 'string' },
+  steps: { type: 'string' }, batch: { type: 'string' }, block: { type: 'string' }, lr: { type: 'string' }, seed: { type: 'string' },
+  accum: { type: 'string' }, 'eval-every': { type: 'string' }, 'save-every': { type: 'string' }, warmup: { type: 'string' },
+  resume: { type: 'boolean' }, device: { type: 'string' },
+} as const;
+
 /** The compiled variant with its compiled backward (src/runtime/trainable-attention.ts). */
 // The micro-batch reaches the gradient plan so a hardware adapter's backward is filled for it (gradPlanFor).
 const compiledAttention: PrepareAttention = ({ gpu, config, program, source, batch }) =>
@@ -46,15 +54,10 @@ export function trainWith(prepareAttention: PrepareAttention): Command {
       '  --device D         gpu (default) or cpu (the float64 model; slow, for tiny models)',
     ].join('\n'),
     options: {
-      config: { type: 'string' }, model: { type: 'string' }, data: { type: 'string', multiple: true }, out: { type: 'string' },
-      steps: { type: 'string' }, batch: { type: 'string' }, block: { type: 'string' }, lr: { type: 'string' }, seed: { type: 'string' },
-      accum: { type: 'string' }, 'eval-every': { type: 'string' }, 'save-every': { type: 'string' }, warmup: { type: 'string' },
-      resume: { type: 'boolean' }, device: { type: 'string' },
+      config: { type: 'string' }, model: { type: 'string' }, ...TRAINING_OPTIONS,
     },
     async run({ values }, io) {
-      const out = required(values, 'out');
-      const data = (values['data'] as string[] | undefined) ?? [];
-      if (data.length === 0) throw new UsageError('--data FILE is required (one or more text files)');
+      const { out, data } = trainingPaths(values);
       const configPath = str(values, 'config');
       const modelDir = str(values, 'model');
       if (configPath !== undefined && modelDir !== undefined) throw new UsageError('give --config or --model, not both');
@@ -81,17 +84,30 @@ export function trainWith(prepareAttention: PrepareAttention): Command {
         return 0;
       } catch (e) {
         progress.done();
-        if (e instanceof TrainingDiverged || e instanceof TrainSetupError || e instanceof DataFileError) {
-          io.stderr(`linattn train: ${e.message}\n`);
-          return 1;
-        }
-        throw e;
+        return trainingFailure('train', e, io);
       }
     },
   };
 }
 
 export const trainCommand: Command = trainWith(compiledAttention);
+
+/** --out and the --data files, both required. */
+export function trainingPaths(values: Values): { readonly out: string; readonly data: string[] } {
+  const out = required(values, 'out');
+  const data = (values['data'] as string[] | undefined) ?? [];
+  if (data.length === 0) throw new UsageError('--data FILE is required (one or more text files)');
+  return { out, data };
+}
+
+/** A failure the user can act on (settings, data, a diverged run) is said on stderr with exit status 1; the rest is thrown on. */
+export function trainingFailure(command: string, e: unknown, io: CommandIo): 1 {
+  if (e instanceof TrainingDiverged || e instanceof TrainSetupError || e instanceof DataFileError) {
+    io.stderr(`linattn ${command}: ${e.message}\n`);
+    return 1;
+  }
+  throw e;
+}
 
 export function givenOptions(values: Values): Partial<TrainOptions> {
   const posInt = (n: number) => Number.isInteger(n) && n >= 1;

@@ -21,11 +21,12 @@
 //
 // Other HF fields are ignored, except those that would silently change the model: `hidden_act` must be
 // silu. A Hugging Face LLaMA directory is read through hf-config.ts, which writes this config from its own.
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { RopeSpec } from '../ir/rope.ts';
 import { ModelFileError } from './errors.ts';
+import { readJsonFile } from './json-file.ts';
 import { parseRopeFields } from './rope-config.ts';
 
 export interface AttentionConfig {
@@ -71,18 +72,7 @@ export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
 export function loadConfig(path: string, options: ConfigLoadOptions = {}): ModelConfig {
   const file = resolve(path);
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (e) {
-    throw new ModelFileError(file, 'file', `cannot read: ${(e as Error).message}`);
-  }
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch (e) {
-    throw new ModelFileError(file, 'file', `not valid JSON: ${(e as Error).message}`);
-  }
+  const json = readJsonFile(file);
   return parseConfig(json, file, options);
 }
 

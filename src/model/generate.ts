@@ -130,6 +130,27 @@ class Tracker {
       return st.text;
     });
   }
+
+  /**
+   * The run's result, its texts flushed: `promptTokens` t a sequence, `produced` tokens a sequence (the prefill's
+   * first, then produced − 1 decode steps), timed from t0 (start) to t1 (first token) to t2 (end).
+   */
+  result(promptTokens: number, produced: number, t0: number, t1: number, t2: number, decodeSteps: readonly StepTiming[]): GenerateResult {
+    const b = this.tokens.length;
+    const texts = this.finish();
+    const steps = produced - 1;
+    return {
+      tokens: this.tokens,
+      texts,
+      promptTokens,
+      stopReason: this.allDone ? 'eos' : 'max-tokens',
+      prefillMs: t1 - t0,
+      decodeMs: t2 - t1,
+      prefillTokensPerS: (b * promptTokens) / ((t1 - t0) / 1000),
+      decodeTokensPerS: steps > 0 ? (b * steps) / ((t2 - t1) / 1000) : undefined,
+      decodeSteps,
+    };
+  }
 }
 
 function checkPrompts(prompts: readonly (readonly number[])[], opts: GenerateOptions): void {
@@ -181,20 +202,7 @@ export async function generateGpu(model: GpuModel, tokenizer: Tokenizer, prompts
     }
   }
   for (const rest of queue) await rest.ids; // leave no readback half-done
-  const t2 = performance.now();
-  const texts = tracker.finish();
-  const steps = produced - 1;
-  return {
-    tokens: tracker.tokens,
-    texts,
-    promptTokens: t,
-    stopReason: tracker.allDone ? 'eos' : 'max-tokens',
-    prefillMs: t1 - t0,
-    decodeMs: t2 - t1,
-    prefillTokensPerS: (b * t) / ((t1 - t0) / 1000),
-    decodeTokensPerS: steps > 0 ? (b * steps) / ((t2 - t1) / 1000) : undefined,
-    decodeSteps,
-  };
+  return tracker.result(t, produced, t0, t1, performance.now(), decodeSteps);
 }
 
 /**
@@ -222,18 +230,5 @@ export function generateCpu(model: CpuModel, attention: CpuAttentionStep, tokeni
     tracker.record(ids);
     produced++;
   }
-  const t2 = performance.now();
-  const texts = tracker.finish();
-  const steps = produced - 1;
-  return {
-    tokens: tracker.tokens,
-    texts,
-    promptTokens: t,
-    stopReason: tracker.allDone ? 'eos' : 'max-tokens',
-    prefillMs: t1 - t0,
-    decodeMs: t2 - t1,
-    prefillTokensPerS: (b * t) / ((t1 - t0) / 1000),
-    decodeTokensPerS: steps > 0 ? (b * steps) / ((t2 - t1) / 1000) : undefined,
-    decodeSteps: [],
-  };
+  return tracker.result(t, produced, t0, t1, performance.now(), []);
 }

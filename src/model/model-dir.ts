@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { loadConfig, type ModelConfig } from './config.ts';
 import { ModelFileError } from './errors.ts';
 import { HfCheckpoint } from './hf-checkpoint.ts';
+import { readJsonFile } from './json-file.ts';
 import { isHfConfigJson, parseHfConfig, type HfAttention } from './hf-config.ts';
 import { loadHfMedusa } from './hf-medusa.ts';
 import { loadHfWeights } from './hf-weights.ts';
@@ -39,18 +40,7 @@ export interface LoadedModel {
 export function modelFormat(dir: string): 'linattn' | 'huggingface' {
   if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new ModelFileError(dir, 'directory', 'model directory not found');
   const file = join(dir, 'config.json');
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (e) {
-    throw new ModelFileError(file, 'file', `cannot read: ${(e as Error).message}`);
-  }
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch (e) {
-    throw new ModelFileError(file, 'file', `not valid JSON: ${(e as Error).message}`);
-  }
+  const json = readJsonFile(file);
   return isHfConfigJson(json) ? 'huggingface' : 'linattn';
 }
 

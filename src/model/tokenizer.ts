@@ -3,11 +3,12 @@
 //
 // Neither adds special tokens on encode: a caller that wants BOS writes `[tok.bos!, ...tok.encode(s)]`,
 // so prompts, drafts and continuations all concatenate without surprises. decode skips special tokens.
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { Tokenizer as HfTokenizerImpl } from '@huggingface/tokenizers';
 import type { ModelConfig } from './config.ts';
 import { ModelFileError } from './errors.ts';
+import { readJsonFile } from './json-file.ts';
 
 export interface Tokenizer {
   /** One more than the largest id the tokenizer can produce (≤ the model's vocab_size). */
@@ -68,9 +69,9 @@ export class HfTokenizer implements Tokenizer {
 
   /** `specials` (ids from config.json) override the bos/eos tokens named in tokenizer_config.json. */
   static fromFile(path: string, specials: { bos?: number; eos?: number } = {}): HfTokenizer {
-    const json = readJson(path);
+    const json = readJsonFile(path) as object;
     const configPath = join(dirname(path), 'tokenizer_config.json');
-    const tokConfig = existsSync(configPath) ? readJson(configPath) : {};
+    const tokConfig = existsSync(configPath) ? (readJsonFile(configPath) as object) : {};
     let impl: HfTokenizerImpl;
     try {
       impl = new HfTokenizerImpl(json, tokConfig);
@@ -116,18 +117,4 @@ export function loadTokenizer(config: ModelConfig): Tokenizer {
       `${config.vocabSize} is smaller than the tokenizer's vocabulary (${tok.vocabSize} ids, ${spec.kind === 'bytes' ? 'bytes' : spec.path})`);
   }
   return tok;
-}
-
-function readJson(path: string): object {
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (e) {
-    throw new ModelFileError(path, 'file', `cannot read: ${(e as Error).message}`);
-  }
-  try {
-    return JSON.parse(text) as object;
-  } catch (e) {
-    throw new ModelFileError(path, 'file', `not valid JSON: ${(e as Error).message}`);
-  }
 }

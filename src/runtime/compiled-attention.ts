@@ -22,6 +22,7 @@ import { DecodeSteps } from './decode-steps.ts';
 import { PlanRunner } from './executor.ts';
 import { choosePrefill, type PrefillScheduleRequest, type PrologueRequest } from './plan-choice.ts';
 import { SharedScratch } from './scratch-buffers.ts';
+import { bufferId } from './buffer-ids.ts';
 
 type Bound = ReturnType<PlanRunner['bind']>;
 
@@ -210,7 +211,7 @@ class CompiledAttention implements GpuAttention {
   }
 
   private bind(st: State, runner: PlanRunner, io: { q: GPUBuffer; k: GPUBuffer; v: GPUBuffer; o: GPUBuffer }, t: number, slot: number): Bound {
-    const key = `${runner === this.prefill ? 'p' : 's'}:${[io.q, io.k, io.v, io.o].map(idOf).join(',')}:${t}:${slot}`;
+    const key = `${runner === this.prefill ? 'p' : 's'}:${[io.q, io.k, io.v, io.o].map(bufferId).join(',')}:${t}:${slot}`;
     let bound = st.binds.get(key);
     if (!bound) {
       const all: Record<string, GPUBuffer> = { 'in:q': io.q, 'in:k': io.k, 'in:v': io.v, 'out:o': io.o, ...st.buffers, ...(runner === this.prefill ? this.scratch.buffers(st.b, t) : {}) };
@@ -225,12 +226,4 @@ class CompiledAttention implements GpuAttention {
   advance(state: GpuAttentionState, t: number): void {
     (state as State).position += t;
   }
-}
-
-const ids = new WeakMap<GPUBuffer, number>();
-let nextId = 0;
-function idOf(b: GPUBuffer): number {
-  let id = ids.get(b);
-  if (id === undefined) ids.set(b, (id = nextId++));
-  return id;
 }

@@ -17,6 +17,7 @@ import { PlanRunner } from './executor.ts';
 import type { BackwardIo, GpuAttention, GpuAttentionFactory, GpuAttentionState, TrainableGpuAttention, TrainForwardIo } from './gpu-attention.ts';
 import { GradRunner, type BoundGrad } from './grad-runner.ts';
 import { gradPlanFor, trainForwardSchedule, type GradPlanRequest } from './gradient.ts';
+import { bufferId } from './buffer-ids.ts';
 
 export interface TrainableOptions {
   /**
@@ -95,7 +96,7 @@ class TrainableCompiledAttention implements TrainableGpuAttention {
   }
 
   encodeTrainForward(pass: GPUComputePassEncoder, io: TrainForwardIo, b: number, t: number): void {
-    const key = `${[io.q, io.k, io.v, io.o].map(idOf).join(',')}:${b}x${t}`;
+    const key = `${[io.q, io.k, io.v, io.o].map(bufferId).join(',')}:${b}x${t}`;
     let bound = this.forwardBinds.get(key);
     if (!bound) {
       const all = { 'in:q': io.q, 'in:k': io.k, 'in:v': io.v, 'out:o': io.o, ...this.paramBuffers(), ...this.scratchFor(b, t) };
@@ -108,7 +109,7 @@ class TrainableCompiledAttention implements TrainableGpuAttention {
     const plan: GradPlan = this.backward.plan;
     const names = Object.keys(this.params).sort();
     for (const n of names) if (!grads[n]) throw new Error(`layer ${this.layer}: no gradient buffer for parameter '${n}'`);
-    const key = `${[io.q, io.k, io.v, io.do, io.dq, io.dk, io.dv, ...names.map((n) => grads[n])].map(idOf).join(',')}:${b}x${t}`;
+    const key = `${[io.q, io.k, io.v, io.do, io.dq, io.dk, io.dv, ...names.map((n) => grads[n])].map(bufferId).join(',')}:${b}x${t}`;
     let bound = this.backwardBinds.get(key);
     if (!bound) {
       const all: Record<string, GPUBuffer> = { 'in:q': io.q, 'in:k': io.k, 'in:v': io.v, 'in:do': io.do, 'grad:dq': io.dq, 'grad:dk': io.dk, 'grad:dv': io.dv, ...this.paramBuffers(), ...this.scratchFor(b, t) };
@@ -137,13 +138,5 @@ class TrainableCompiledAttention implements TrainableGpuAttention {
     }
     return s;
   }
-}
-
-const ids = new WeakMap<GPUBuffer, number>();
-let nextId = 0;
-function idOf(b: GPUBuffer): number {
-  let id = ids.get(b);
-  if (id === undefined) ids.set(b, (id = nextId++));
-  return id;
 }
 

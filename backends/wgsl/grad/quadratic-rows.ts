@@ -13,7 +13,7 @@
 // computed once before the walk. The naive kernel (term-kernels.ts) is the general fallback, one invocation per
 // output element.
 import type { LseStage } from '../../../src/ir/grad.ts';
-import type { Id, Program, Term } from '../../../src/ir/types.ts';
+import { operands, type Id, type Program, type Term } from '../../../src/ir/types.ts';
 import { count } from '../common.ts';
 import { ExprGen, offset, type Index, type Positions } from '../expr.ts';
 import { flatIndex, KernelBuilder } from '../kernel-builder.ts';
@@ -57,20 +57,10 @@ function hoistable(p: Program, root: Id, rows: readonly string[]): Id[] {
     seen.add(id);
     const n = p.nodes[id];
     if (n.op === 'at' && n.which === 'i' && n.type.axes.every((a) => rows.includes(a))) return void out.add(id);
-    for (const x of operandsOf(n)) visit(x);
+    for (const x of operands(n)) visit(x);
   };
   visit(root);
   return [...out];
-}
-
-function operandsOf(n: Program['nodes'][number]): Id[] {
-  switch (n.op) {
-    case 'input': case 'param': case 'const': case 'position': return [];
-    case 'binary': case 'matmul': return [n.a, n.b];
-    case 'concat': return [...n.xs];
-    case 'select': return [n.x, n.index];
-    default: return [n.x];
-  }
 }
 
 /** A term group of quadratic causal terms (rowAxes not null) as one rows launch. */

@@ -10,11 +10,12 @@
 // .next files of one that never got that far (the old files are untouched). Every file also records the step it
 // belongs to, so files of two saves that were mixed by hand are found ("optimizer.safetensors is from step 200,
 // trainer_state.json from step 100") rather than trained on.
-import { closeSync, existsSync, fsyncSync, openSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, fsyncSync, openSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { expectTensor, readSafetensors, readSafetensorsMetadata, SafetensorsError, writeSafetensors, type SafetensorsEntry } from '../../io/safetensors.ts';
 import type { ModelConfig } from '../config.ts';
 import { ModelFileError } from '../errors.ts';
+import { readJsonFile } from '../json-file.ts';
 import { expectedTensors, loadWeights, type AttentionParamSpec, type ModelWeights } from '../weights.ts';
 import { unpackFlat, type ParamLayout } from './param-layout.ts';
 import type { OptimizerMoments, TrainerSnapshot } from './trainer.ts';
@@ -187,18 +188,7 @@ function checkStep(path: string, state: TrainerState): void {
 
 /** trainer_state.json, checked field by field. */
 export function readState(path: string): TrainerState {
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (e) {
-    throw new ModelFileError(path, 'file', `cannot read: ${(e as Error).message}`);
-  }
-  let json: Record<string, unknown>;
-  try {
-    json = JSON.parse(text) as Record<string, unknown>;
-  } catch (e) {
-    throw new ModelFileError(path, 'file', `not valid JSON (a damaged checkpoint): ${(e as Error).message}`);
-  }
+  const json = readJsonFile(path, 'not valid JSON (a damaged checkpoint)') as Record<string, unknown>;
   const fail = (field: string, detail: string): never => {
     throw new ModelFileError(path, field, detail);
   };

@@ -32,6 +32,15 @@ export interface FlatOptimizerOptions {
   readonly maxBinding?: number;
 }
 
+/** Makes f32 storage buffers (copy source and destination) of `floats` floats, each pushed onto `owned` for its owner to destroy. */
+export function flatBuffers(device: GPUDevice, owned: GPUBuffer[]): (label: string, floats: number) => GPUBuffer {
+  return (label, floats) => {
+    const b = device.createBuffer({ label, size: floats * 4, usage: BufferUsage.STORAGE | BufferUsage.COPY_SRC | BufferUsage.COPY_DST });
+    owned.push(b);
+    return b;
+  };
+}
+
 export class GpuFlatOptimizer {
   private readonly staging: GPUBuffer[];
   private readonly pending: (Promise<unknown> | undefined)[] = [undefined, undefined];
@@ -95,11 +104,7 @@ export class GpuFlatOptimizer {
     const layout = groupLayout(flatLayout, maxBind);
     const { device } = gpu;
     const owned: GPUBuffer[] = [];
-    const flat = (label: string, floats: number) => {
-      const b = device.createBuffer({ label, size: floats * 4, usage: BufferUsage.STORAGE | BufferUsage.COPY_SRC | BufferUsage.COPY_DST });
-      owned.push(b);
-      return b;
-    };
+    const flat = flatBuffers(device, owned);
     try {
       const perGroup = (label: string) => layout.groups.map((g, i) => flat(layout.groups.length > 1 ? `${label}, group ${i}` : label, g.floats));
       const params = perGroup('parameters');

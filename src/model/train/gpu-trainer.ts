@@ -11,14 +11,14 @@
 // parameter that its backward adds into.
 import type { AdamWStep } from '../../../backends/wgsl/train-adamw.ts';
 import { tokenRows } from '../../../backends/wgsl/train-embedding.ts';
-import { BufferUsage, type Gpu } from '../../runtime/device.ts';
+import type { Gpu } from '../../runtime/device.ts';
 import { isTrainable, type GpuAttentionFactory, type TrainableGpuAttention } from '../../runtime/gpu-attention.ts';
 import { compileModelKernels, encodeDispatch, type ModelKernels } from '../../runtime/model-kernels.ts';
 import { compileTrainKernels, type TrainKernels } from '../../runtime/train-kernels.ts';
 import type { TensorData } from '../../tensor.ts';
 import type { ModelConfig } from '../config.ts';
 import { weightsToTensors, type AttentionParamSpec, type ModelWeights } from '../weights.ts';
-import { GpuFlatOptimizer, LOSS_SLOTS } from './gpu-flat-optimizer.ts';
+import { flatBuffers, GpuFlatOptimizer, LOSS_SLOTS } from './gpu-flat-optimizer.ts';
 import { buildTrainStep, destroyTrainStep, trainMatmulCache, type TrainContext, type TrainOp, type TrainStepPlan } from './gpu-train-step.ts';
 import { packFlat, paramLayout, type ParamLayout, type ParamSlot } from './param-layout.ts';
 import type { OptimizerMoments, StepResult, TokenBatch, Trainer, TrainerSnapshot } from './trainer.ts';
@@ -89,11 +89,7 @@ export class GpuTrainer implements Trainer {
     const layout = paramLayout(config, attentionParams, Math.max(256, gpu.limits.minStorageBufferOffsetAlignment));
     const { device } = gpu;
     const owned: GPUBuffer[] = [];
-    const flat = (label: string, floats: number) => {
-      const b = device.createBuffer({ label, size: floats * 4, usage: BufferUsage.STORAGE | BufferUsage.COPY_SRC | BufferUsage.COPY_DST });
-      owned.push(b);
-      return b;
-    };
+    const flat = flatBuffers(device, owned);
     let optimizer: GpuFlatOptimizer | undefined;
     try {
       const host = packFlat(layout, weightsToTensors(config, weights, attentionParams));

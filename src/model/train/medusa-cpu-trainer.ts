@@ -1,41 +1,30 @@
 // Medusa heads trained in float64 on the CPU (`linattn train-medusa --device cpu`): the frozen base model's float64
 // forward (the variant's parallel form), then medusa-grad.ts's loss and gradient, averaged over micro-batches, and
 // AdamW of adamw.ts over the heads' flat layout. Slow; for tiny models and for checking the GPU.
-import type { AdamWStep } from '../../../backends/wgsl/train-adamw.ts';
 import type { TensorData } from '../../tensor.ts';
 import type { ModelConfig } from '../config.ts';
 import { cpuAttentionFromVariant } from '../cpu-attention.ts';
 import { cpuForward, cpuModel, type CpuAttention, type CpuModel } from '../cpu-forward.ts';
 import type { ModelVariant } from '../variant.ts';
 import type { MedusaHeadWeights, ModelWeights } from '../weights.ts';
-import { adamwStep } from './adamw.ts';
+import { CpuFlatTrainer, type MicroGrad } from './cpu-flat-trainer.ts';
 import { greedyPicks, medusaEvaluate, medusaLossAndGrad, medusaRows, type MedusaRows, type MedusaTarget } from './medusa-grad.ts';
-import { medusaLayout, packFlat, type ParamLayout } from './param-layout.ts';
-import type { Evaluation, OptimizerMoments, StepResult, TokenBatch, Trainer, TrainerSnapshot } from './trainer.ts';
+import { medusaLayout, packFlat } from './param-layout.ts';
+import type { Evaluation, TokenBatch } from './trainer.ts';
 
-export class MedusaCpuTrainer implements Trainer {
-  readonly layout: ParamLayout;
-  private readonly p: Float32Array<ArrayBuffer>;
-  private m: Float32Array;
-  private v: Float32Array;
-  private steps = 0;
+export class MedusaCpuTrainer extends CpuFlatTrainer {
   private readonly base: CpuModel;
   private readonly attention: CpuAttention;
   private readonly M: number;
 
   constructor(readonly config: ModelConfig, base: ModelWeights<TensorData>, heads: readonly MedusaHeadWeights<TensorData>[], readonly target: MedusaTarget, variant: ModelVariant) {
-    this.M = config.medusa?.numHeads ?? 0;
-    if (this.M < 1 || heads.length !== this.M) throw new Error(`${config.file}: ${heads.length} Medusa heads given for "medusa": {"num_heads": ${this.M}}`);
-    this.layout = medusaLayout(config);
-    this.p = packFlat(this.layout, headTensors(heads));
-    this.m = new Float32Array(this.layout.totalFloats);
-    this.v = new Float32Array(this.layout.totalFloats);
+    const M = config.medusa?.numHeads ?? 0;
+    if (M < 1 || heads.length !== M) throw new Error(`${config.file}: ${heads.length} Medusa heads given for "medusa": {"num_heads": ${M}}`);
+    const layout = medusaLayout(config);
+    super(layout, packFlat(layout, headTensors(heads)));
+    this.M = M;
     this.base = cpuModel(config, { ...base, medusa: [] });
     this.attention = cpuAttentionFromVariant(variant.program, this.base.weights.layers.map((l) => l.attention));
-  }
-
-  get step(): number {
-    return this.steps;
   }
 
   /** The heads' rows and targets of a batch of windows: the base's forward (and, for self, its greedy picks). */
@@ -46,21 +35,12 @@ export class MedusaCpuTrainer implements Trainer {
     return medusaRows(hidden.data, next, batch.b, batch.t, this.M, this.config.hiddenSize);
   }
 
-  async trainStep(micro: readonly TokenBatch[], adam: AdamWStep): Promise<StepResult> {
-    if (adam.step !== this.steps + 1) throw new Error(`trainStep: AdamW step ${adam.step} after ${this.steps} steps`);
-    if (micro.length === 0) throw new Error('trainStep: no micro-batches');
+  protected microGrad(): MicroGrad {
     const heads = this.heads();
-    const g = new Float64Array(this.layout.totalFloats);
-    let loss = 0;
-    for (const batch of micro) {
+    return (batch) => {
       const r = medusaLossAndGrad(heads, this.rowsOf(batch), this.config.vocabSize);
-      loss += r.loss / micro.length;
-      const flat = packFlat(this.layout, headTensors(r.grads), new Float64Array(this.layout.totalFloats));
-      for (let i = 0; i < g.length; i++) g[i] += flat[i] / micro.length;
-    }
-    const { gradNorm, skipped } = adamwStep(this.layout, this.p, g, this.m, this.v, adam);
-    this.steps++;
-    return { loss, gradNorm, skipped };
+      return { loss: r.loss, grads: headTensors(r.grads) };
+    };
   }
 
   async evaluate(batches: readonly TokenBatch[]): Promise<number> {
@@ -89,18 +69,6 @@ export class MedusaCpuTrainer implements Trainer {
     }
     return { loss: loss.reduce((a, b) => a + b, 0) / rows / this.M, metrics };
   }
-
-  async snapshot(): Promise<TrainerSnapshot> {
-    return { params: this.p.slice(), m: this.m.slice(), v: this.v.slice(), step: this.steps };
-  }
-
-  setOptimizerState(moments: OptimizerMoments, steps: number): void {
-    this.m = packFlat(this.layout, moments.m);
-    this.v = packFlat(this.layout, moments.v);
-    this.steps = steps;
-  }
-
-  async destroy(): Promise<void> {}
 
   /** The heads at the current parameters, in float64. */
   private heads(): MedusaHeadWeights<Float64Array>[] {

@@ -8,55 +8,39 @@
 // beside the heads (the format weights.ts reads). Copying costs the base's size on disk once per run; in return the
 // directory stands alone — nothing breaks when the base directory moves or is retrained — and resuming reads the
 // frozen base from the run itself, so a resumed run continues with exactly the numbers it had.
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import type { Gpu } from '../../runtime/device.ts';
 import { toFloat32 } from '../../tensor.ts';
-import type { PrepareAttention } from '../attention-context.ts';
 import { loadConfig, type ModelConfig } from '../config.ts';
 import { writeModelConfig } from '../init-model.ts';
 import { modelFormat } from '../model-dir.ts';
 import { loadTokenizer } from '../tokenizer.ts';
 import { loadModelVariant, type ModelVariant } from '../variant.ts';
 import { loadWeights, weightsToTensors, type MedusaHeadWeights, type ModelWeights } from '../weights.ts';
-import { hasCheckpoint, LOG_FILE, loadCheckpoint, MODEL_FILE, readState, recoverCheckpoint, STATE_FILE, type TrainerState, type TrainOptions } from './checkpoint.ts';
-import { loadCorpus, splitCorpus } from './data.ts';
+import { LOG_FILE, loadCheckpoint, MODEL_FILE, STATE_FILE, type TrainerState, type TrainOptions } from './checkpoint.ts';
+import { splitCorpus } from './data.ts';
 import { MedusaCpuTrainer } from './medusa-cpu-trainer.ts';
 import { initialMedusaHeads, type MedusaTarget } from './medusa-grad.ts';
 import { MedusaGpuTrainer } from './medusa-gpu-trainer.ts';
-import { checkFreshOut, checkOptions, defaultOptions, resumeOptions, TrainSetupError } from './run-training.ts';
-import { trainLoop, type TrainProgress, type TrainSummary } from './train-loop.ts';
+import { checkFreshOut, checkOptions, checkResumedDevice, corpusRecord, defaultOptions, loadRunCorpus, recoverOut, refuseRunInOut, resumedState, resumeOptions, TrainSetupError, type TrainRunOutcome, type TrainRunRequest } from './run-training.ts';
+import { trainLoop } from './train-loop.ts';
 import type { OptimizerMoments, Trainer } from './trainer.ts';
 
-export interface MedusaTrainRequest {
+/** `given.block` counts the heads' positions per window (the base reads block + heads). */
+export interface MedusaTrainRequest extends TrainRunRequest {
   /** The base model directory (a fresh run; ignored, with a note, when resuming). */
   readonly model?: string;
   /** Heads to train (a fresh run; a resumed run keeps its own). */
   readonly heads?: number;
   /** What the heads learn to predict (default self). */
   readonly target?: MedusaTarget;
-  readonly resume: boolean;
-  readonly data: readonly string[];
-  readonly out: string;
-  readonly device: 'gpu' | 'cpu';
-  /** Settings the caller chose; `block` counts the heads' positions per window (the base reads block + heads). */
-  readonly given: Partial<TrainOptions>;
-  readonly gpu?: () => Promise<{ readonly gpu: Gpu; readonly prepareAttention: PrepareAttention }>;
-  readonly onProgress?: (p: TrainProgress) => void;
-  readonly onEvent?: (line: string) => void;
 }
 
-export interface MedusaTrainOutcome extends TrainSummary {
-  readonly out: string;
-  readonly config: ModelConfig;
-  readonly options: TrainOptions;
+export interface MedusaTrainOutcome extends TrainRunOutcome {
   readonly heads: number;
   readonly target: MedusaTarget;
-  readonly trainTokens: number;
-  readonly valTokens: number;
   /** The last evaluation's figures per head (head<n>_loss, head<n>_top1), from train_log.jsonl. */
   readonly metrics: Readonly<Record<string, number>>;
-  readonly resumedFrom?: number;
 }
 
 const isHead = (name: string) => name.startsWith('medusa.');
@@ -73,19 +57,14 @@ export async function runMedusaTraining(req: MedusaTrainRequest): Promise<Medusa
   let resumed: { state: TrainerState; moments: OptimizerMoments } | undefined;
   let baseConfig: ModelConfig | undefined;
 
-  if (existsSync(out)) {
-    const recovered = recoverCheckpoint(out);
-    if (recovered === 'completed') note(`${out}: finished a checkpoint save that was cut short`);
-    if (recovered === 'discarded') note(`${out}: discarded a checkpoint save that was cut short; the checkpoint before it stands`);
-  }
+  recoverOut(out, note);
   if (req.resume) {
-    if (!hasCheckpoint(out)) throw new TrainSetupError(`--resume: ${out} holds no training run to resume (no ${STATE_FILE})`);
-    const state = readState(join(out, STATE_FILE));
+    const state = resumedState(out);
     if (!state.medusa) throw new TrainSetupError(`${out} holds a linattn train run of the whole model, not Medusa heads; resume it with linattn train --resume`);
     if (req.model !== undefined) note(`resuming: the run's own copy of its base model is used, --model is ignored`);
     if (req.heads !== undefined && req.heads !== state.medusa.heads) throw new TrainSetupError(`--heads ${req.heads} differs from the resumed run's ${state.medusa.heads} (${STATE_FILE})`);
     if (req.target !== undefined && req.target !== state.medusa.target) throw new TrainSetupError(`--target ${req.target} differs from the resumed run's ${state.medusa.target} (${STATE_FILE})`);
-    if (state.device !== req.device) throw new TrainSetupError(`--device ${req.device} differs from the resumed run's ${state.device} (${join(out, STATE_FILE)}); its losses could not continue exactly`);
+    checkResumedDevice(out, state, req.device);
     options = resumeOptions(state, req.given, note);
     config = loadConfig(join(out, 'config.json'));
     if (config.medusa?.numHeads !== state.medusa.heads) throw new TrainSetupError(`${config.file} has "medusa": ${JSON.stringify(config.medusa ?? null)}, but ${STATE_FILE} trains ${state.medusa.heads} heads`);
@@ -98,9 +77,7 @@ export async function runMedusaTraining(req: MedusaTrainRequest): Promise<Medusa
   } else {
     if (req.model === undefined) throw new TrainSetupError('give --model DIR: the base model whose heads to train');
     if (req.heads === undefined) throw new TrainSetupError('give --heads N: how many Medusa heads to train');
-    if (hasCheckpoint(out)) {
-      throw new TrainSetupError(`${out} holds a training run (at step ${readState(join(out, STATE_FILE)).step}); pass --resume to continue it, or choose another --out`);
-    }
+    refuseRunInOut(out);
     const dir = resolve(req.model);
     if (modelFormat(dir) === 'huggingface') {
       throw new TrainSetupError(`${dir} is a Hugging Face directory; train-medusa trains heads on a linattn model directory (config.json with "attention"), which it copies beside the heads`);
@@ -120,12 +97,7 @@ export async function runMedusaTraining(req: MedusaTrainRequest): Promise<Medusa
   checkOptions(options, config);
   const max = config.maxPositionEmbeddings;
   if (max !== undefined && options.block + M > max) throw new TrainSetupError(`--block ${options.block} + ${M} heads exceed max_position_embeddings ${max} of ${config.file} (the base reads block + heads tokens per window)`);
-  const tokenizer = loadTokenizer(config);
-  const corpus = loadCorpus(req.data, tokenizer);
-  if (resumed && corpus.hash !== resumed.state.data.hash) {
-    const was = resumed.state.data.files.map((f) => f.path).join(', ');
-    throw new TrainSetupError(`--data differs from the resumed run's (${was}: ${resumed.state.data.tokens} tokens, hash ${resumed.state.data.hash}; now ${corpus.tokens.length} tokens, hash ${corpus.hash}); its batches could not continue exactly`);
-  }
+  const corpus = loadRunCorpus(req.data, loadTokenizer(config), resumed?.state);
   const window = options.block + M;
   const split = splitCorpus(corpus, options.valFraction, window);
 
@@ -152,7 +124,7 @@ export async function runMedusaTraining(req: MedusaTrainRequest): Promise<Medusa
     const frozen = new Map([...weightsToTensors(config, base, variant.params)].map(([name, t]) => [name, toFloat32(t)]));
     const summary = await trainLoop({
       trainer, split, options, out, device: req.device, window, frozen, medusa: run,
-      data: { files: corpus.files.map((f) => ({ ...f, path: resolve(f.path) })), tokens: corpus.tokens.length, hash: corpus.hash },
+      data: corpusRecord(corpus),
       ...(resumed && { resumed: resumed.state }),
       ...(req.onProgress && { onProgress: req.onProgress }),
       ...(req.onEvent && { onEvent: req.onEvent }),

@@ -10,13 +10,13 @@ import type { PrepareAttention } from '../attention-context.ts';
 import { loadConfig, type ModelConfig } from '../config.ts';
 import { ModelFileError } from '../errors.ts';
 import { randomWeights, writeModelConfig } from '../init-model.ts';
-import { loadTokenizer } from '../tokenizer.ts';
+import { loadTokenizer, type Tokenizer } from '../tokenizer.ts';
 import { loadModelVariant, type ModelVariant } from '../variant.ts';
 import { loadWeights, type ModelWeights } from '../weights.ts';
 import type { TensorData } from '../../tensor.ts';
 import { hasCheckpoint, loadCheckpoint, LOG_FILE, MODEL_FILE, readState, recoverCheckpoint, STATE_FILE, type TrainerState, type TrainOptions } from './checkpoint.ts';
 import { CpuTrainer } from './cpu-trainer.ts';
-import { loadCorpus, splitCorpus, unigramEntropy } from './data.ts';
+import { loadCorpus, splitCorpus, unigramEntropy, type Corpus } from './data.ts';
 import { GpuTrainer, NoBackwardError } from './gpu-trainer.ts';
 import { trainLoop, type TrainProgress, type TrainSummary } from './train-loop.ts';
 import type { OptimizerMoments, Trainer } from './trainer.ts';
@@ -31,9 +31,8 @@ export class TrainSetupError extends Error {
 
 export type ModelSource = { readonly kind: 'config'; readonly path: string } | { readonly kind: 'model'; readonly dir: string };
 
-export interface TrainRequest {
-  /** Where a fresh run's model comes from; ignored (with a note) when resuming. */
-  readonly source?: ModelSource;
+/** What every training run is asked: the data, the output directory, the device, the settings, where progress goes. */
+export interface TrainRunRequest {
   readonly resume: boolean;
   readonly data: readonly string[];
   readonly out: string;
@@ -46,15 +45,24 @@ export interface TrainRequest {
   readonly onEvent?: (line: string) => void;
 }
 
-export interface TrainOutcome extends TrainSummary {
+export interface TrainRequest extends TrainRunRequest {
+  /** Where a fresh run's model comes from; ignored (with a note) when resuming. */
+  readonly source?: ModelSource;
+}
+
+/** What every training run reports beside the loop's summary. */
+export interface TrainRunOutcome extends TrainSummary {
   readonly out: string;
   readonly config: ModelConfig;
   readonly options: TrainOptions;
   readonly trainTokens: number;
   readonly valTokens: number;
+  readonly resumedFrom?: number;
+}
+
+export interface TrainOutcome extends TrainRunOutcome {
   /** The held-out tokens' unigram entropy: the loss of a model that ignores context. */
   readonly unigramNats: number;
-  readonly resumedFrom?: number;
 }
 
 export function defaultOptions(given: Partial<TrainOptions>): TrainOptions {
@@ -83,17 +91,12 @@ export async function runTraining(req: TrainRequest): Promise<TrainOutcome> {
   let resumed: { state: TrainerState; moments: OptimizerMoments } | undefined;
   let variant: ModelVariant;
 
-  if (existsSync(out)) {
-    const recovered = recoverCheckpoint(out);
-    if (recovered === 'completed') note(`${out}: finished a checkpoint save that was cut short`);
-    if (recovered === 'discarded') note(`${out}: discarded a checkpoint save that was cut short; the checkpoint before it stands`);
-  }
+  recoverOut(out, note);
   if (req.resume) {
-    if (!hasCheckpoint(out)) throw new TrainSetupError(`--resume: ${out} holds no training run to resume (no ${STATE_FILE})`);
+    const state = resumedState(out);
     if (req.source) note(`resuming: the run's own ${join(out, 'config.json')} is used, ${req.source.kind === 'config' ? '--config' : '--model'} is ignored`);
-    const state = readState(join(out, STATE_FILE));
     if (state.medusa) throw new TrainSetupError(`${out} holds a linattn train-medusa run (${state.medusa.heads} Medusa heads on a frozen base); resume it with linattn train-medusa --resume`);
-    if (state.device !== req.device) throw new TrainSetupError(`--device ${req.device} differs from the resumed run's ${state.device} (${join(out, STATE_FILE)}); its losses could not continue exactly`);
+    checkResumedDevice(out, state, req.device);
     options = resumeOptions(state, req.given, note);
     config = loadConfig(join(out, 'config.json'));
     variant = loadModelVariant(config);
@@ -102,9 +105,7 @@ export async function runTraining(req: TrainRequest): Promise<TrainOutcome> {
     resumed = { state, moments: ckpt.moments };
   } else {
     if (!req.source) throw new TrainSetupError('give --config CONFIG.json (random weights) or --model DIR (a model to continue from)');
-    if (hasCheckpoint(out)) {
-      throw new TrainSetupError(`${out} holds a training run (at step ${readState(join(out, STATE_FILE)).step}); pass --resume to continue it, or choose another --out`);
-    }
+    refuseRunInOut(out);
     checkFreshOut(out, req.source);
     options = defaultOptions(req.given);
     const sourceConfig = req.source.kind === 'config' ? loadConfig(req.source.path) : loadConfig(join(resolve(req.source.dir), 'config.json'));
@@ -115,12 +116,7 @@ export async function runTraining(req: TrainRequest): Promise<TrainOutcome> {
     config = sourceConfig;
   }
   checkOptions(options, config);
-  const tokenizer = loadTokenizer(config);
-  const corpus = loadCorpus(req.data, tokenizer);
-  if (resumed && corpus.hash !== resumed.state.data.hash) {
-    const was = resumed.state.data.files.map((f) => f.path).join(', ');
-    throw new TrainSetupError(`--data differs from the resumed run's (${was}: ${resumed.state.data.tokens} tokens, hash ${resumed.state.data.hash}; now ${corpus.tokens.length} tokens, hash ${corpus.hash}); its batches could not continue exactly`);
-  }
+  const corpus = loadRunCorpus(req.data, loadTokenizer(config), resumed?.state);
   const split = splitCorpus(corpus, options.valFraction, options.block);
 
   let trainer: Trainer;
@@ -150,7 +146,7 @@ export async function runTraining(req: TrainRequest): Promise<TrainOutcome> {
     if (resumed) trainer.setOptimizerState(resumed.moments, resumed.state.step);
     const summary = await trainLoop({
       trainer, split, options, out, device: req.device,
-      data: { files: corpus.files.map((f) => ({ ...f, path: resolve(f.path) })), tokens: corpus.tokens.length, hash: corpus.hash },
+      data: corpusRecord(corpus),
       ...(resumed && { resumed: resumed.state }),
       ...(req.onProgress && { onProgress: req.onProgress }),
       ...(req.onEvent && { onEvent: req.onEvent }),
@@ -183,6 +179,47 @@ export function checkOptions(o: TrainOptions, config: ModelConfig): void {
   if (!(o.lr > 0)) throw new TrainSetupError(`--lr must be > 0, got ${o.lr}`);
   const max = config.maxPositionEmbeddings;
   if (max !== undefined && o.block > max) throw new TrainSetupError(`--block ${o.block} exceeds max_position_embeddings ${max} of ${config.file}`);
+}
+
+/** Finishes or discards a checkpoint save that an earlier run in `out` left cut short, and says which. */
+export function recoverOut(out: string, note: (line: string) => void): void {
+  if (!existsSync(out)) return;
+  const recovered = recoverCheckpoint(out);
+  if (recovered === 'completed') note(`${out}: finished a checkpoint save that was cut short`);
+  if (recovered === 'discarded') note(`${out}: discarded a checkpoint save that was cut short; the checkpoint before it stands`);
+}
+
+/** The state of the run `out` holds, for --resume. */
+export function resumedState(out: string): TrainerState {
+  if (!hasCheckpoint(out)) throw new TrainSetupError(`--resume: ${out} holds no training run to resume (no ${STATE_FILE})`);
+  return readState(join(out, STATE_FILE));
+}
+
+/** A resumed run stays on the device it ran on, or its losses would not continue exactly. */
+export function checkResumedDevice(out: string, state: TrainerState, device: TrainRequest['device']): void {
+  if (state.device !== device) throw new TrainSetupError(`--device ${device} differs from the resumed run's ${state.device} (${join(out, STATE_FILE)}); its losses could not continue exactly`);
+}
+
+/** A fresh run refuses an output directory that holds a run: continuing one is --resume's. */
+export function refuseRunInOut(out: string): void {
+  if (hasCheckpoint(out)) {
+    throw new TrainSetupError(`${out} holds a training run (at step ${readState(join(out, STATE_FILE)).step}); pass --resume to continue it, or choose another --out`);
+  }
+}
+
+/** The data's tokens; a resumed run's must be those it trained on (the same hash), or its batches would not continue exactly. */
+export function loadRunCorpus(data: readonly string[], tokenizer: Tokenizer, resumed: TrainerState | undefined): Corpus {
+  const corpus = loadCorpus(data, tokenizer);
+  if (resumed && corpus.hash !== resumed.data.hash) {
+    const was = resumed.data.files.map((f) => f.path).join(', ');
+    throw new TrainSetupError(`--data differs from the resumed run's (${was}: ${resumed.data.tokens} tokens, hash ${resumed.data.hash}; now ${corpus.tokens.length} tokens, hash ${corpus.hash}); its batches could not continue exactly`);
+  }
+  return corpus;
+}
+
+/** The corpus as trainer_state.json records it, its paths absolute. */
+export function corpusRecord(corpus: Corpus): TrainerState['data'] {
+  return { files: corpus.files.map((f) => ({ ...f, path: resolve(f.path) })), tokens: corpus.tokens.length, hash: corpus.hash };
 }
 
 export function checkFreshOut(out: string, source: ModelSource): void {
