@@ -12,6 +12,13 @@
 import { treeReduce, treeReducePair } from './workgroup-reduce.ts';
 export const SPECULATIVE_WORKGROUP = 256;
 
+/** The rank order every top-k kernel keeps, as WGSL: larger value first, lower index among equals. */
+export const RANK_BEFORE = `// (v, i) comes before (w, j) in rank order: larger value first, lower index among equals.
+fn before(v: f32, i: u32, w: f32, j: u32) -> bool {
+  return v > w || (v == w && i < j);
+}
+`;
+
 /** The top-k kernel's uniform: output base, logits row stride, and per group g its rows, column offset and output offset. */
 export function topkParams(p: { base: number; rowStride: number; groupRows?: number; groupCol?: number; groupOut?: number }): Uint32Array<ArrayBuffer> {
   return Uint32Array.of(p.base, p.rowStride, p.groupRows ?? 0, p.groupCol ?? 0, p.groupOut ?? 0, 0, 0, 0);
@@ -33,11 +40,7 @@ var<workgroup> redV: array<f32, WG>;
 var<workgroup> redI: array<u32, WG>;
 var<workgroup> redS: array<f32, WG>;
 
-// (v, i) comes before (w, j) in rank order: larger value first, lower index among equals.
-fn before(v: f32, i: u32, w: f32, j: u32) -> bool {
-  return v > w || (v == w && i < j);
-}
-
+${RANK_BEFORE}
 @compute @workgroup_size(WG)
 fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
   let row = wid.x;
