@@ -15,7 +15,7 @@
 // probabilities differ only by the order Σ is added in. Slot = g · rows + row (rows: the grid's row count).
 // Scratch: u32 records of 2K + 2 words, values and the two floats stored as their bits.
 import { RANK_BEFORE, SPECULATIVE_WORKGROUP } from './speculative-kernels.ts';
-import { treeReduce, treeReducePair } from './workgroup-reduce.ts';
+import { treeReduceLogSumExp, treeReducePair } from './workgroup-reduce.ts';
 
 /** Logits one block of pass 1 aims at: four an invocation of a 256-wide workgroup. */
 export const TOPK_SLICE = 4 * SPECULATIVE_WORKGROUP;
@@ -80,16 +80,17 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
   let lo = blk * SLICE;
   let hi = min(VOCAB, lo + SLICE);
   let rec = ((g * grid.y + row) * BLOCKS + blk) * RECORD;
+  // The slice's max and Σ exp in one read: a running max m, its sum rescaled whenever m grows.
   var m = -3.40282346e38;
-  for (var i = lo + lid; i < hi; i += WG) { m = max(m, logits[base + i]); }
-${treeReduce('redV', 'm', 'max')}
-  m = redV[0];
-  workgroupBarrier();
   var s = 0.0;
-  for (var i = lo + lid; i < hi; i += WG) { s += exp(logits[base + i] - m); }
-${treeReduce('redS', 's', 'sum')}
+  for (var i = lo + lid; i < hi; i += WG) {
+    let l = logits[base + i];
+    if (l > m) { s = s * exp(m - l); m = l; }
+    s += exp(l - m);
+  }
+${treeReduceLogSumExp('redV', 'redS', 'm', 's')}
   if (lid == 0u) {
-    scratch[rec + 2u * K] = bitcast<u32>(m);
+    scratch[rec + 2u * K] = bitcast<u32>(redV[0]);
     scratch[rec + 2u * K + 1u] = bitcast<u32>(redS[0]);
   }
 
@@ -132,17 +133,18 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
   let row = wid.x;
   let g = wid.y;
   let rec0 = (g * grid.x + row) * BLOCKS * RECORD;
+  // The row's max and Σ exp from the blocks' (log-sum-exp): m = max_b m_b, Σ = Σ_b s_b · exp(m_b − m).
   var m = -3.40282346e38;
-  for (var b = lid; b < BLOCKS; b += WG) { m = max(m, bitcast<f32>(scratch[rec0 + b * RECORD + 2u * K])); }
-${treeReduce('redV', 'm', 'max')}
-  m = redV[0];
-  workgroupBarrier();
   var s = 0.0;
   for (var b = lid; b < BLOCKS; b += WG) {
     let at = rec0 + b * RECORD + 2u * K;
-    s += bitcast<f32>(scratch[at + 1u]) * exp(bitcast<f32>(scratch[at]) - m);
+    let mb = bitcast<f32>(scratch[at]);
+    let mm = max(m, mb);
+    s = s * exp(m - mm) + bitcast<f32>(scratch[at + 1u]) * exp(mb - mm);
+    m = mm;
   }
-${treeReduce('redS', 's', 'sum')}
+${treeReduceLogSumExp('redV', 'redS', 'm', 's')}
+  m = redV[0];
   let total = redS[0];
   workgroupBarrier();
 
