@@ -8,7 +8,8 @@
 //
 // The Medusa heads' accepted row and residual block ride in their projection's matmul (matmul-heads.ts).
 // top-k runs one workgroup per row and K rounds; round r takes the largest (logit, −index) strictly below
-// round r−1's in that order, so no list of taken indices is scanned.
+// round r−1's in that order, so no list of taken indices is scanned. From two slices of vocabulary up the runtime
+// runs topk-split.ts instead (the same ids, the vocabulary spread over many workgroups).
 import { treeReduce, treeReducePair } from './workgroup-reduce.ts';
 export const SPECULATIVE_WORKGROUP = 256;
 
