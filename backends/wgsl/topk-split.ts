@@ -70,6 +70,7 @@ export function topkBlockWgsl(vocab: number, k: number, blocks: number): string 
 
 const VOCAB = ${vocab}u;
 const SLICE = ${slice}u;
+const PER = ${Math.ceil(slice / SPECULATIVE_WORKGROUP)}u; // logits an invocation holds: lo + lid + j·WG, j < PER
 
 @compute @workgroup_size(WG)
 fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) grid: vec3<u32>) {
@@ -80,13 +81,18 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
   let lo = blk * SLICE;
   let hi = min(VOCAB, lo + SLICE);
   let rec = ((g * grid.y + row) * BLOCKS + blk) * RECORD;
-  // The slice's max and Σ exp in one read: a running max m, its sum rescaled whenever m grows.
+  // The slice read once into registers; its max and Σ exp: a running max m, its sum rescaled whenever m grows.
+  var held: array<f32, PER>;
   var m = -3.40282346e38;
   var s = 0.0;
-  for (var i = lo + lid; i < hi; i += WG) {
-    let l = logits[base + i];
-    if (l > m) { s = s * exp(m - l); m = l; }
-    s += exp(l - m);
+  for (var j = 0u; j < PER; j++) {
+    let i = lo + lid + j * WG;
+    if (i < hi) {
+      let l = logits[base + i];
+      held[j] = l;
+      if (l > m) { s = s * exp(m - l); m = l; }
+      s += exp(l - m);
+    }
   }
 ${treeReduceLogSumExp('redV', 'redS', 'm', 's')}
   if (lid == 0u) {
@@ -101,8 +107,10 @@ ${treeReduceLogSumExp('redV', 'redS', 'm', 's')}
   for (var r = 0u; r < K; r++) {
     var bv = 0.0;
     var bi = NONE;
-    for (var i = lo + lid; i < hi; i += WG) {
-      let v = logits[base + i];
+    for (var j = 0u; j < PER; j++) {
+      let i = lo + lid + j * WG;
+      if (i >= hi) { break; }
+      let v = held[j];
       let after = first || (lastI != NONE && before(lastV, lastI, v, i));
       if (after && (bi == NONE || before(v, i, bv, bi))) { bv = v; bi = i; }
     }
