@@ -8,9 +8,17 @@
 //
 // The Medusa heads' accepted row and residual block ride in their projection's matmul (matmul-heads.ts).
 // top-k runs one workgroup per row and K rounds; round r takes the largest (logit, −index) strictly below
-// round r−1's in that order, so no list of taken indices is scanned.
+// round r−1's in that order, so no list of taken indices is scanned. From two slices of vocabulary up the runtime
+// runs topk-split.ts instead (the same ids, the vocabulary spread over many workgroups).
 import { treeReduce, treeReducePair } from './workgroup-reduce.ts';
 export const SPECULATIVE_WORKGROUP = 256;
+
+/** The rank order every top-k kernel keeps, as WGSL: larger value first, lower index among equals. */
+export const RANK_BEFORE = `// (v, i) comes before (w, j) in rank order: larger value first, lower index among equals.
+fn before(v: f32, i: u32, w: f32, j: u32) -> bool {
+  return v > w || (v == w && i < j);
+}
+`;
 
 /** The top-k kernel's uniform: output base, logits row stride, and per group g its rows, column offset and output offset. */
 export function topkParams(p: { base: number; rowStride: number; groupRows?: number; groupCol?: number; groupOut?: number }): Uint32Array<ArrayBuffer> {
@@ -33,11 +41,7 @@ var<workgroup> redV: array<f32, WG>;
 var<workgroup> redI: array<u32, WG>;
 var<workgroup> redS: array<f32, WG>;
 
-// (v, i) comes before (w, j) in rank order: larger value first, lower index among equals.
-fn before(v: f32, i: u32, w: f32, j: u32) -> bool {
-  return v > w || (v == w && i < j);
-}
-
+${RANK_BEFORE}
 @compute @workgroup_size(WG)
 fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
   let row = wid.x;

@@ -47,3 +47,25 @@ export function treeReducePair(vBuf: string, iBuf: string, value: string, index:
     `}`,
   ].map((l) => indent + l).join('\n');
 }
+
+/**
+ * The same rounds over (max, Σ exp) pairs in mBuf, sBuf: slot lid holds m = max of its values and s = Σ exp(v − m);
+ * a slot folds in its partner as M = max(m, om), s = s·exp(m − M) + os·exp(om − M), so after the rounds mBuf[0] is
+ * the max of every value and sBuf[0] the Σ exp(v − mBuf[0]) (an empty slot: m = −3.4e38, s = 0). Ends on a barrier.
+ */
+export function treeReduceLogSumExp(mBuf: string, sBuf: string, m: string, s: string, indent = '  '): string {
+  return [
+    `${mBuf}[lid] = ${m};`,
+    `${sBuf}[lid] = ${s};`,
+    `workgroupBarrier();`,
+    `for (var off = WG / 2u; off > 0u; off = off / 2u) {`,
+    `  if (lid < off) {`,
+    `    let om = ${mBuf}[lid + off];`,
+    `    let mm = max(${mBuf}[lid], om);`,
+    `    ${sBuf}[lid] = ${sBuf}[lid] * exp(${mBuf}[lid] - mm) + ${sBuf}[lid + off] * exp(om - mm);`,
+    `    ${mBuf}[lid] = mm;`,
+    `  }`,
+    `  workgroupBarrier();`,
+    `}`,
+  ].map((l) => indent + l).join('\n');
+}

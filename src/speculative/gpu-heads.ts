@@ -1,6 +1,6 @@
 // What a tree verification computes on the GPU besides the model's own next-token choices, in the same pass:
-//   - the Medusa heads at each sequence's accepted node only, every head at once, three dispatches whatever the
-//     number of heads M:
+//   - the Medusa heads at each sequence's accepted node only, every head at once, three dispatches (four with a
+//     split top-k) whatever the number of heads M:
 //       y = rmsnorm(x[s·N + accepted node]) · gain                 the node greedy acceptance reaches, found from
 //       r_m = y + silu(y·proj_mᵀ + bias_m)             [M·b, H]    the picks (the walk acceptance.ts's acceptByPicks
 //                                                                  does); head-major rows (m, s); bias 0 without
@@ -9,7 +9,10 @@
 //                                                                  and the residual its epilogue (matmul-heads.ts)
 //       z = r·[lm_head_0; …; lm_head_{M−1}]ᵀ           [M·b, M·V]  one matmul; head m's logits are its rows'
 //                                                                  column block m (the other blocks are unused)
-//       top-k of each head's block                                 one dispatch over (s, m)
+//       top-k of each head's block                                 one dispatch over (s, m), or, from two slices of
+//                                                                  the vocabulary up, two: a workgroup per (block of
+//                                                                  it, s, m), then one per (s, m) merging the
+//                                                                  blocks' candidates (gpu-topk.ts, topk-split.ts)
 //     The block-diagonal product reads every head's weights once, as M separate matmuls would, with M× their
 //     arithmetic — free while the M·b rows stay in the small-M kernel's registers (M·b ≤ 8: bandwidth-bound
 //     on any GPU) — in one dispatch instead of M (13 → 5 dispatches for 3 heads); the accepted row's kernel and
@@ -25,15 +28,15 @@
 // every part has written it, so it is unchanged. A stack within the limit is one part: exactly the unsplit matmul.
 import { bindHead, encodeHead, planHead, type HeadPlans } from '../model/lm-head-parts.ts';
 import { uploadRowParts, weightBufferLimit, type RowParts } from '../model/weight-parts.ts';
-import { topkParams, topkWgsl } from '../../backends/wgsl/speculative-kernels.ts';
+import { topkParams } from '../../backends/wgsl/speculative-kernels.ts';
 import { BufferUsage, type Gpu } from '../runtime/device.ts';
 import type { GpuTensor } from '../runtime/gpu-tensor.ts';
-import { compileKernel } from '../runtime/pipeline-cache.ts';
 import type { ModelConfig } from '../model/config.ts';
 import { createExactTensor, uploadExactTensor } from '../model/gpu-weights.ts';
 import type { StepPlan } from '../model/gpu-step-plan.ts';
 import type { MedusaHeadWeights } from '../model/weights.ts';
 import type { Tensor } from '../tensor.ts';
+import { GpuTopK } from './gpu-topk.ts';
 
 /** Candidates per head (and per own top-k) one verification may ask for. */
 export const MAX_TOP_K = 16;
@@ -60,8 +63,8 @@ export class GpuSpeculativeHeads {
   /** u32 [maxBatch]: each sequence's accepted node (the Medusa heads' row). */
   readonly accepted: GPUBuffer;
   private readonly headPlans = new Map<number, Promise<MedusaPlans>>();
-  private readonly topk = new Map<number, Promise<GPUComputePipeline>>();
-  private readonly binds = new WeakMap<StepPlan, Map<string, GPUBindGroup | GPUBindGroup[]>>();
+  private readonly topk: GpuTopK;
+  private readonly binds = new WeakMap<StepPlan, Map<string, object>>();
   private readonly uniforms = new Map<string, GPUBuffer>();
   private readonly owned: GpuTensor[] = [];
 
@@ -84,6 +87,7 @@ export class GpuSpeculativeHeads {
     this.ids = gpu.device.createBuffer({ label: 'top-k ids', size: n, usage: BufferUsage.STORAGE | BufferUsage.COPY_SRC });
     this.probs = gpu.device.createBuffer({ label: 'top-k probs', size: n, usage: BufferUsage.STORAGE | BufferUsage.COPY_SRC });
     this.accepted = gpu.device.createBuffer({ label: 'accepted nodes', size: 4 * maxBatch, usage: BufferUsage.STORAGE | BufferUsage.COPY_SRC });
+    this.topk = new GpuTopK(gpu, config.vocabSize, Math.max(count * maxBatch, maxRows), MAX_TOP_K);
   }
 
   /**
@@ -151,7 +155,7 @@ export class GpuSpeculativeHeads {
     if (b * rows > this.maxRows || b > this.maxBatch) throw new Error(`speculative heads: ${b} sequences × ${rows} rows, planned for ${this.maxBatch} sequences and ${this.maxRows} rows`);
     for (const k of [medusaK, ownK]) {
       if (k > MAX_TOP_K) throw new Error(`top-k of ${k} candidates; at most ${MAX_TOP_K} per head`);
-      if (k > 0) await this.topkPipeline(k);
+      if (k > 0) await this.topk.pipelines(k);
     }
     if (medusaK > 0) await this.headPlans_(b);
   }
@@ -166,7 +170,7 @@ export class GpuSpeculativeHeads {
       const { proj, gainBias, lmHead } = this.stacked;
       const M = this.count;
       const hp = await this.headPlans_(b);
-      const topk = await this.topkPipeline(medusaK);
+      const topk = await this.topk.pipelines(medusaK);
       const r = this.view(this.r, M * b);
       const logits = this.view(this.logits, M * b);
       const x = { ...plan.x, shape: [b * rows, this.config.hiddenSize], bytes: b * rows * this.config.hiddenSize * 4 };
@@ -174,15 +178,15 @@ export class GpuSpeculativeHeads {
       encodeHead(pass, hp.proj, this.bind(plan, `proj ${b} ${rows} ${io.parents.label}`, () => bindHead(this.gpu, hp.proj, proj, x, r, gainBias, trees)));
       encodeHead(pass, hp.lm, this.bind(plan, `lm ${b}`, () => bindHead(this.gpu, hp.lm, lmHead, r, logits)));
       const V = this.config.vocabSize;
-      this.dispatch(pass, topk, this.bind(plan, `topk ${b} ${medusaK}`, () =>
-        this.group(topk, [this.logits.buffer, this.ids, this.probs, this.uniformWords(`medusa top-k ${b}`, topkParams({ base: 0, rowStride: M * V, groupRows: b, groupCol: V, groupOut: this.medusaOffset(1) }))]),
-      ), [b, M, 1]);
+      this.topk.encode(pass, this.bind(plan, `topk ${b} ${medusaK}`, () =>
+        this.topk.bind(topk, this.logits.buffer, this.ids, this.probs, this.uniformWords(`medusa top-k ${b}`, topkParams({ base: 0, rowStride: M * V, groupRows: b, groupCol: V, groupOut: this.medusaOffset(1) }))),
+      ), b, M);
     }
     if (ownK > 0) {
-      const topk = await this.topkPipeline(ownK);
-      this.dispatch(pass, topk, this.bind(plan, `own topk ${ownK}`, () =>
-        this.group(topk, [plan.logits.buffer, this.ids, this.probs, this.uniformWords('own top-k', topkParams({ base: this.ownOffset, rowStride: this.config.vocabSize }))]),
-      ), [b * rows, 1, 1]);
+      const topk = await this.topk.pipelines(ownK);
+      this.topk.encode(pass, this.bind(plan, `own topk ${ownK}`, () =>
+        this.topk.bind(topk, plan.logits.buffer, this.ids, this.probs, this.uniformWords('own top-k', topkParams({ base: this.ownOffset, rowStride: this.config.vocabSize }))),
+      ), b * rows);
     }
   }
 
@@ -192,6 +196,7 @@ export class GpuSpeculativeHeads {
     this.ids.destroy();
     this.probs.destroy();
     this.accepted.destroy();
+    this.topk.destroy();
     void Promise.all(this.headPlans.values()).then((ps) => ps.forEach((p) => [...p.proj.plans, ...p.lm.plans].forEach((m) => m.params.destroy())), () => undefined);
   }
 
@@ -217,15 +222,6 @@ export class GpuSpeculativeHeads {
     return p;
   }
 
-  private topkPipeline(k: number): Promise<GPUComputePipeline> {
-    let p = this.topk.get(k);
-    if (!p) {
-      p = compileKernel(this.gpu, { label: `top-${k} [V=${this.config.vocabSize}]`, code: topkWgsl(this.config.vocabSize, k), bindings: ['read-only-storage', 'storage', 'storage', 'uniform'] });
-      this.topk.set(k, p);
-    }
-    return p;
-  }
-
   private uniform(key: string, word: number): GPUBuffer {
     return this.uniformWords(key, Uint32Array.of(word, 0, 0, 0));
   }
@@ -240,22 +236,12 @@ export class GpuSpeculativeHeads {
     return u;
   }
 
-  private bind<G extends GPUBindGroup | GPUBindGroup[]>(plan: StepPlan, key: string, make: () => G): G {
+  private bind<G extends object>(plan: StepPlan, key: string, make: () => G): G {
     let m = this.binds.get(plan);
     if (!m) this.binds.set(plan, (m = new Map()));
     let g = m.get(key) as G | undefined;
     if (!g) m.set(key, (g = make()));
     return g;
-  }
-
-  private group(pipeline: GPUComputePipeline, buffers: readonly GPUBuffer[]): GPUBindGroup {
-    return this.gpu.device.createBindGroup({ label: pipeline.label, layout: pipeline.getBindGroupLayout(0), entries: buffers.map((buffer, binding) => ({ binding, resource: { buffer } })) });
-  }
-
-  private dispatch(pass: GPUComputePassEncoder, pipeline: GPUComputePipeline, group: GPUBindGroup, wg: readonly [number, number, number]): void {
-    pass.setPipeline(pipeline);
-    pass.setBindGroup(0, group);
-    pass.dispatchWorkgroups(wg[0], wg[1], wg[2]);
   }
 }
 
