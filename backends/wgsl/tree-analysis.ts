@@ -1,5 +1,6 @@
 // The tree kernel's analysis (tree.ts) and the prologue every workgroup runs. One workgroup verifies one node n
-// of one (batch b, head slice s): its bindings, the parents in workgroup memory, n's root path as a list
+// of one (batch b, head slice s), or one block cb of its value columns (a hardware split's column blocks,
+// tree-split.ts: every block runs this prologue, then its columns' share of the body): its bindings, the parents in workgroup memory, n's root path as a list
 // path[k] = the ancestor k steps above n (path[0] = n), its depth and position a_n, and the query-side values
 // at n the term phases read (each prefix term's φ_n, the bounded terms' query features), staged once.
 //
@@ -46,6 +47,8 @@ export interface TreeAnalysis {
   readonly st: StateLayout;
   readonly NS: number;
   readonly NR: number;
+  /** Value columns of one workgroup: NR / split.columnBlocks (a block of columns, the workgroup's `cb`-th). */
+  readonly NB: number;
   readonly per: number;
   /** The workgroup's threads and the state phase's slices (tree-split.ts). */
   readonly split: TreeSplit;
@@ -57,10 +60,16 @@ export interface TreeAnalysis {
 }
 
 /** The split of a tree step of `p` (tree-split.ts): a hardware adapter's when `hardware`, else the software one. */
-export function treeSplitOf(p: Program, sizes: Sizes, hardware: boolean): TreeSplit {
+export function treeSplitOf(p: Program, sizes: Sizes, hardware: boolean, columnBlocks = 1): TreeSplit {
   const L = layoutOf(p, p.terms);
   const st = stateLayout(p, sizes);
-  return treeSplit(count(L.rest, sizes), Math.max(1, ...st.prefix.map((q) => q.F)), !hardware);
+  return treeSplit(count(L.rest, sizes), Math.max(1, ...st.prefix.map((q) => q.F)), !hardware, columnBlocks);
+}
+
+/** Head slices NS and value columns NR of a tree step of `p`: what the column-block choice reads (tree-split.ts). */
+export function treeColumns(p: Program, sizes: Sizes): { NS: number; NR: number } {
+  const L = layoutOf(p, p.terms);
+  return { NS: count(L.head, sizes), NR: count(L.rest, sizes) };
 }
 
 export function analyseTree(p: Program, sizes: Sizes, maxNodes: number, split: TreeSplit = SOFTWARE_TREE_SPLIT): TreeAnalysis {
@@ -85,7 +94,9 @@ export function analyseTree(p: Program, sizes: Sizes, maxNodes: number, split: T
       return [id, { axes, W: count(axes, sizes) }] as const;
     }),
   );
-  return { p, sizes, maxNodes, L, st, NS: count(L.head, sizes), NR: count(L.rest, sizes), per: count(p.outAxes, sizes), split, lanes: split.threads / TREE_TILE, prefix, qf };
+  const NR = count(L.rest, sizes);
+  if (NR % split.columnBlocks !== 0) throw new Error(`analyseTree: ${split.columnBlocks} column blocks do not divide ${NR} columns`);
+  return { p, sizes, maxNodes, L, st, NS: count(L.head, sizes), NR, NB: NR / split.columnBlocks, per: count(p.outAxes, sizes), split, lanes: split.threads / TREE_TILE, prefix, qf };
 }
 
 /** Where a tree body is emitted and what it reads (treeKernel): the plain kernel's own builder, or the fold's. */
@@ -130,6 +141,8 @@ export interface TreeKernel {
   /** Query features at n of the bounded terms, [W] each. */
   readonly qf: ReadonlyMap<Id, WorkgroupArray>;
   readonly head: Index;
+  /** WGSL: the value column (of the head's NR) of column `local` of this workgroup's block (< NB). */
+  readonly column: (local: string) => string;
 }
 
 /**
@@ -165,11 +178,19 @@ export function treeKernel(a: TreeAnalysis, given?: TreeSite): TreeKernel {
   const phi = a.prefix.map((q) => kb.workgroup(`phi${q.k}`, q.F, `φ_n of ${q.name}`));
   const qf = new Map([...a.qf].map(([id, f]) => [id, kb.workgroup(`qf${id}`, f.W, `query features %${id} at n`)] as const));
   const main = site.main;
-  main.define('s', `wid.x / ${N}`, 'head slice');
-  main.define('n', `wid.x % ${N}`, 'the node this workgroup verifies');
+  const CB = a.split.columnBlocks;
+  if (CB > 1) {
+    main.define('cb', `wid.x % ${CB}u`, `the block of ${a.NB} value columns`);
+    main.define('s', `wid.x / ${CB}u / ${N}`, 'head slice');
+    main.define('n', `wid.x / ${CB}u % ${N}`, 'the node this workgroup verifies');
+  } else {
+    main.define('s', `wid.x / ${N}`, 'head slice');
+    main.define('n', `wid.x % ${N}`, 'the node this workgroup verifies');
+  }
   main.define('b', 'wid.y');
   const head = main.split(a.L.head, a.sizes, 's', 'hx');
-  const T: TreeKernel = { a, kb, read, at, load: site.load, out, nodes: N, path, phi, qf, head };
+  const column = (local: string) => (CB > 1 ? `cb * ${a.NB}u + ${local}` : local);
+  const T: TreeKernel = { a, kb, read, at, load: site.load, out, nodes: N, path, phi, qf, head, column };
   emitPath(main, kb.use(parents), N, par.name, path.name, wdepth.name, pending && { ...pending, offset: a.maxNodes });
   main.define('an', 'dims.pos0 + depth - 1u', "n's absolute position");
   at('an', 'n');

@@ -17,7 +17,7 @@ export function emitTreeBody(T: TreeKernel, main: Block = T.kb.body): void {
   const tiles: PrefixTiles = {
     A: kb.workgroup('A', TREE_TILE, "the tile's scores"),
     part: kb.workgroup('part', TREE_TILE * a.lanes, 'partial scores of the feature slices'),
-    values: a.split.stageValues && a.prefix.length > 0 ? kb.workgroup('vals', TREE_TILE * a.NR, "the tile's values, [TILE, columns]") : null,
+    values: a.split.stageValues && a.prefix.length > 0 ? kb.workgroup('vals', TREE_TILE * a.NB, "the tile's values, [TILE, columns]") : null,
     slicePart: sliced
       ? {
         num: kb.workgroup('snum', a.split.threads, "the state's partial numerators of each slice"),
@@ -29,10 +29,10 @@ export function emitTreeBody(T: TreeKernel, main: Block = T.kb.body): void {
   };
   const bounded = declareBoundedTiles(a, kb);
   const sums: ItemSums[] = p.output.map((it, k) => ({
-    num: kb.workgroup(`num${k}`, a.NR, `item ${k}'s numerators per column`),
-    den: it.kind === 'norm' ? kb.workgroup(`den${k}`, a.NR, `item ${k}'s denominators`) : null,
+    num: kb.workgroup(`num${k}`, a.NB, `item ${k}'s numerators per column`),
+    den: it.kind === 'norm' ? kb.workgroup(`den${k}`, a.NB, `item ${k}'s denominators`) : null,
   }));
-  main.strided('col', `${a.NR}u`, (b, col) => sums.forEach((x) => b.line(`${x.num.name}[${col}] = 0.0;${x.den ? ` ${x.den.name}[${col}] = 0.0;` : ''}`)));
+  main.strided('col', `${a.NB}u`, (b, col) => sums.forEach((x) => b.line(`${x.num.name}[${col}] = 0.0;${x.den ? ` ${x.den.name}[${col}] = 0.0;` : ''}`)));
   p.output.forEach((it, k) => {
     for (const name of it.kind === 'term' ? [it.term] : it.terms) {
       const t = p.terms.find((x) => x.name === name)!;
@@ -41,9 +41,9 @@ export function emitTreeBody(T: TreeKernel, main: Block = T.kb.body): void {
       else emitBoundedTerm(T, main, t, sums[k], bounded);
     }
   });
-  main.strided('col', `${a.NR}u`, (b, col) => {
+  main.strided('col', `${a.NB}u`, (b, col) => {
     b.comment('the output: every item, normalised where asked');
-    const full: Index = { ...T.head, ...b.split(a.L.rest, a.sizes, col, 'oc') };
+    const full: Index = { ...T.head, ...b.split(a.L.rest, a.sizes, T.column(col), 'oc') };
     const terms = p.output.map((it, k) => (it.kind === 'norm' ? `${sums[k].num.name}[${col}] / (${sums[k].den!.name}[${col}] + ${it.eps})` : `${sums[k].num.name}[${col}]`));
     b.line(`${kb.use(T.out)}[(b * ${T.nodes} + n) * ${a.per}u + ${offset(p.outAxes, a.sizes, full)}] = ${terms.join(' + ')};`);
   });

@@ -13,33 +13,91 @@
 // A 256-thread workgroup still leaves a 64-node, 12-head tree's 768 verifying workgroups all resident on the H200
 // (132 SMs × 2048 threads). A software adapter runs workgroups on a few CPU threads, where extra invocations are
 // only more work: 64 threads, no slices, nothing staged — the kernels its tests were timed with.
-/** Invocations of a tree workgroup, and how many of them share one column's walk over the rows of S. */
+//
+// Column blocks. A small tree leaves most of a large GPU idle: one verifying workgroup per (batch, head slice, node)
+// is 24 workgroups for elu_dwconv's 12 heads at 2 nodes (tree 1 with its root), 54 for the nano model's 6 heads at
+// 9 nodes, on the H200's 132 SMs. The split then puts a head's NR value columns in `columnBlocks` workgroups of
+// NR / columnBlocks columns each (as recurrent-split.ts does for the decode step), enough for TARGET_WORKGROUPS,
+// with the state phase's slices widened to the threads the narrower block frees (8 columns: 16 slices of 4 rows at
+// F = 64, a chain 4× shorter than 64 columns' 4 slices of 16; no more than MAX_SLICES, whose partial sums one
+// thread adds in order). The trade: every block recomputes what all columns
+// share — the root walk, φ_n, and the path's scores A[n, j] = φ_n · D ψ_j (F-long dot products, one per ancestor,
+// 256 threads at a time) — which at a small tree's depth is a few dot products per block. A block keeps at least
+// MIN_BLOCK_COLUMNS columns, and the block count divides NR (no partial blocks). The count depends on the launch's
+// node count and batch, which a plan learns only at launch: a plan compiles one kernel per count any tree up to
+// maxNodes may want at batch 1 (and 1 block, for large batches), and each launch runs the one its (b, N) picks;
+// the others get an empty grid, which the executor skips.
+/** Invocations of a tree workgroup, how many of them share one column's walk over the rows of S, and its columns. */
 export interface TreeSplit {
   readonly threads: number;
   readonly slices: number;
   /** Whether a path tile's values are loaded into workgroup memory together before the columns walk them. */
   readonly stageValues: boolean;
+  /** Workgroups a head slice's value columns are split over (each NR / columnBlocks columns); 1 on software. */
+  readonly columnBlocks: number;
 }
 
-/** How a tree plan splits its work: a hardware adapter's split when `hardware` (default: the software one). */
+/**
+ * How a tree plan splits its work: a hardware adapter's split when `hardware` (default: the software one);
+ * `columnBlocks` compiles that one column-block count only, for every launch (tests; default: the launch's choice).
+ */
 export interface TreeOptions {
   readonly hardware?: boolean;
+  readonly columnBlocks?: number;
 }
 
 /** The software split: every tree kernel as it ran before the split (TREE_WG threads, one slice). */
-export const SOFTWARE_TREE_SPLIT: TreeSplit = { threads: 64, slices: 1, stageValues: false };
+export const SOFTWARE_TREE_SPLIT: TreeSplit = { threads: 64, slices: 1, stageValues: false, columnBlocks: 1 };
 const HARDWARE_THREADS = 256;
 /** Columns up to which a path tile's values are staged: 16 ancestors × 128 columns, 8 KB of workgroup memory. */
 const MAX_STAGED_COLUMNS = 128;
+/** Verifying workgroups a launch should reach: twice the compute units of a large GPU (132 on the H200). */
+const TARGET_WORKGROUPS = 264;
+/** The narrowest column block: below it the shared scores are recomputed for too few columns. */
+const MIN_BLOCK_COLUMNS = 8;
+/** The most slices of a column: slice 0 adds their partial sums one after another. */
+const MAX_SLICES = 16;
 
 /**
- * The split for NR value columns of a head slice whose widest prefix term has F features. A hardware adapter:
- * 256 threads, and as many slices (a power of two) as fit beside one thread per column (64 columns: 4 slices of
- * 16 rows at F = 64), no more than F; a software adapter: SOFTWARE_TREE_SPLIT.
+ * The split for NR value columns of a head slice whose widest prefix term has F features, in `columnBlocks`
+ * blocks. A hardware adapter: 256 threads, and as many slices (a power of two) as fit beside one thread per
+ * column of a block (64 columns: 4 slices of 16 rows at F = 64; 8 columns: 16 slices of 4), no more than F or MAX_SLICES; a
+ * software adapter: SOFTWARE_TREE_SPLIT.
  */
-export function treeSplit(NR: number, F: number, software: boolean): TreeSplit {
+export function treeSplit(NR: number, F: number, software: boolean, columnBlocks = 1): TreeSplit {
   if (software) return SOFTWARE_TREE_SPLIT;
+  if (!Number.isInteger(columnBlocks) || columnBlocks < 1 || NR % columnBlocks !== 0) throw new Error(`treeSplit: ${columnBlocks} column blocks do not divide ${NR} columns`);
+  const NB = NR / columnBlocks;
   let slices = 1;
-  while (slices * 2 <= F && NR * slices * 2 <= HARDWARE_THREADS) slices *= 2;
-  return { threads: HARDWARE_THREADS, slices, stageValues: NR <= MAX_STAGED_COLUMNS };
+  while (slices * 2 <= Math.min(F, MAX_SLICES) && NB * slices * 2 <= HARDWARE_THREADS) slices *= 2;
+  return { threads: HARDWARE_THREADS, slices, stageValues: NB <= MAX_STAGED_COLUMNS, columnBlocks };
+}
+
+/**
+ * Column blocks a launch of N nodes at batch b wants: on hardware the fewest (a power of two dividing NR, blocks
+ * of at least MIN_BLOCK_COLUMNS) whose b · NS · N · blocks verifying workgroups reach TARGET_WORKGROUPS, else the
+ * most allowed; 1 on software. elu_dwconv 12 × 64 at batch 1: 8 blocks at 1–5 nodes (tree 1 with its root: 192
+ * workgroups, tree 4: 480), 4 at 6–10, 2 at 11–21 (tree 16: 408), 1 from 22; the nano model's 6 heads at 9 nodes: 8 (432).
+ */
+export function treeColumnBlocks(NS: number, NR: number, N: number, b: number, software: boolean): number {
+  if (software) return 1;
+  let blocks = 1;
+  while (b * NS * N * blocks < TARGET_WORKGROUPS && NR % (blocks * 2) === 0 && NR / (blocks * 2) >= MIN_BLOCK_COLUMNS) blocks *= 2;
+  return blocks;
+}
+
+/** The column-block counts a plan compiles kernels for: every count a tree of 1..maxNodes wants at batch 1, and 1. */
+export function columnBlockChoices(NS: number, NR: number, maxNodes: number, opts: TreeOptions): number[] {
+  if (opts.columnBlocks !== undefined) return [opts.columnBlocks];
+  const software = !opts.hardware;
+  const counts = new Set([1]);
+  for (let N = 1; N <= maxNodes; N++) counts.add(treeColumnBlocks(NS, NR, N, 1, software));
+  return [...counts].sort((x, y) => x - y);
+}
+
+/** The compiled count a launch runs: the largest of `compiled` (ascending, with 1 unless forced) not above what it wants. */
+export function launchColumnBlocks(compiled: readonly number[], NS: number, NR: number, N: number, b: number, software: boolean): number {
+  if (compiled.length === 1) return compiled[0];
+  const want = treeColumnBlocks(NS, NR, N, b, software);
+  return compiled.filter((c) => c <= want).pop() ?? compiled[0];
 }

@@ -1,5 +1,6 @@
 // The tree form on the GPU (speculative verification): one launch verifies N draft nodes against the committed
-// decoding state, which it reads and never writes; one workgroup per (batch b, head slice s, node n). Node n has
+// decoding state, which it reads and never writes; one workgroup per (batch b, head slice s, node n) — and per
+// block of value columns, where a hardware launch splits a small tree's columns (tree-split.ts). Node n has
 // a parent par[n] (−1: a child of the last committed token, otherwise an earlier node), a depth δ_n and the
 // absolute position a_n = pos0 + δ_n − 1. Per node, with P(n) its root path (ancestors and itself):
 //
@@ -25,30 +26,38 @@ import type { Plan, PlanBuffer } from './plan.ts';
 import { recurrentPlan } from './recurrent.ts';
 import { isSoftmaxProgram } from './softmax-analysis.ts';
 import { softmaxTreeCommitPlan, softmaxTreePlan } from './softmax-tree.ts';
-import { analyseTree, treeKernel, treeSplitOf, TREE_PARENTS, TREE_PATH, TREE_TILE } from './tree-analysis.ts';
+import { analyseTree, treeColumns, treeKernel, treeSplitOf, TREE_PARENTS, TREE_PATH, TREE_TILE } from './tree-analysis.ts';
 import { emitTreeBody } from './tree-body.ts';
 import { treeCommitKernel } from './tree-commit.ts';
-import type { TreeOptions } from './tree-split.ts';
+import { columnBlockChoices, launchColumnBlocks, type TreeOptions } from './tree-split.ts';
 
 export { TREE_PARENTS, TREE_PATH } from './tree-analysis.ts';
 
 export function treePlan(p: Program, sizes: Sizes, maxNodes: number, opts: TreeOptions = {}): Plan {
   if (!Number.isInteger(maxNodes) || maxNodes < 1) throw new Error(`treePlan: maxNodes must be a positive integer, got ${maxNodes}`);
   if (isSoftmaxProgram(p)) return softmaxTreePlan(p, sizes, maxNodes); // the cache and the root path (softmax-tree.ts)
-  const a = analyseTree(p, sizes, maxNodes, treeSplitOf(p, sizes, opts.hardware ?? false));
-  const T = treeKernel(a);
-  emitTreeBody(T);
-  const { kb } = T;
-  const kernel = kb.build({
-    label: `${p.name}.tree`,
-    comment: [`tree verification kernel of ${p.name}: one workgroup per (b, head slice, node) against the committed state, read only (parents in ${TREE_PARENTS})`],
-    workgroups: (b, t) => [a.NS * t, b, 1],
+  const hardware = opts.hardware ?? false;
+  const { NS, NR } = treeColumns(p, sizes);
+  // One kernel per column-block count a launch may pick (tree-split.ts); each launch runs one, the others get no workgroups.
+  const choices = columnBlockChoices(NS, NR, maxNodes, opts);
+  const analyses = choices.map((c) => analyseTree(p, sizes, maxNodes, treeSplitOf(p, sizes, hardware, c)));
+  const kernels = analyses.map((a) => {
+    const c = a.split.columnBlocks;
+    const T = treeKernel(a);
+    emitTreeBody(T);
+    const per = c > 1 ? `(b, head slice, node, block of ${a.NB} columns)` : '(b, head slice, node)';
+    return T.kb.build({
+      label: `${p.name}.tree`,
+      comment: [`tree verification kernel of ${p.name}: one workgroup per ${per} against the committed state, read only (parents in ${TREE_PARENTS})`],
+      workgroups: (b, t) => [launchColumnBlocks(choices, NS, NR, t, b, !hardware) === c ? NS * c * t : 0, b, 1],
+    });
   });
+  const a = analyses[0];
   const parents: PlanBuffer = { name: TREE_PARENTS, role: 'input', floats: (b, t) => b * t, shape: (b, t) => [b, t] };
   return {
     variant: p.name,
     form: 'tree',
-    kernels: [kernel],
+    kernels,
     buffers: [...programBuffers(p, sizes), parents, ...a.st.buffers],
     outAxes: p.outAxes,
     sizes,
