@@ -31,10 +31,12 @@ import { count, programBuffers, programReader, type Sizes } from './common.ts';
 import { offset, type Resolver } from './expr.ts';
 import { KernelBuilder } from './kernel-builder.ts';
 import type { Kernel, Plan, PlanBuffer } from './plan.ts';
-import { analyseTree, treeColumns, treeKernel, treeSplitOf, TREE_PARENTS, TREE_PATH, TREE_TILE, type TreeAnalysis } from './tree-analysis.ts';
+import { analyseTree, treeColumns, treeKernel, treeSplitOf, TREE_PARENTS, TREE_PATH, TREE_TILE, type TreeAnalysis, type TreeKernel } from './tree-analysis.ts';
 import { emitTreeBody } from './tree-body.ts';
 import { commitBlocks, emitCommit } from './tree-commit.ts';
-import { columnBlockChoices, launchColumnBlocks, type TreeOptions } from './tree-split.ts';
+import { launchShape, shapeChoices, type TreeOptions } from './tree-split.ts';
+import { emitTreeGroupBody } from './tree-group.ts';
+import type { Block } from './wgsl-block.ts';
 
 /** The packed state the step reads (S_old), and the one it writes (S_old ⊕ pending): FoldLayout.state. */
 export const FOLD_STATE = 'fold:state';
@@ -77,12 +79,12 @@ export function foldLayout(p: Program, sizes: Sizes): FoldLayout {
 export function treeFoldPlan(p: Program, sizes: Sizes, maxNodes: number, opts: TreeOptions = {}): Plan & { readonly layout: FoldLayout } {
   if (!Number.isInteger(maxNodes) || maxNodes < 1) throw new Error(`treeFoldPlan: maxNodes must be a positive integer, got ${maxNodes}`);
   const hardware = opts.hardware ?? false;
-  const { NS, NR } = treeColumns(p, sizes);
-  // One kernel per column-block count a launch may pick (tree-split.ts); each launch runs one, the others get no workgroups.
-  const choices = columnBlockChoices(NS, NR, maxNodes, opts);
+  const { NS, NR, groupable } = treeColumns(p, sizes);
+  // One kernel per shape a launch may pick (tree-split.ts); each launch runs one, the others get no workgroups.
+  const choices = shapeChoices(NS, NR, maxNodes, opts, groupable);
   const kernels = choices.map((c) => {
     const a = analyseTree(p, sizes, maxNodes, treeSplitOf(p, sizes, hardware, c));
-    return foldKernel(a, (b, t) => launchColumnBlocks(choices, NS, NR, t, b, !hardware) === c);
+    return foldKernel(a, (b, t) => launchShape(choices, NS, NR, t, b, !hardware, groupable) === c);
   });
   const WG = treeSplitOf(p, sizes, hardware).threads;
   const layout = foldLayout(p, sizes);
@@ -111,6 +113,7 @@ function foldKernel(a: TreeAnalysis, runs: (b: number, t: number) => boolean): K
   const { p, sizes, maxNodes } = a;
   const WG = a.split.threads;
   const CB = a.split.columnBlocks;
+  const G = a.split.nodeGroup;
   const layout = foldLayout(p, sizes);
   const { NS, blocks } = commitBlocks(p, sizes, WG);
   const kb = new KernelBuilder(WG, ['wid', 'lid']);
@@ -130,25 +133,36 @@ function foldKernel(a: TreeAnalysis, runs: (b: number, t: number) => boolean): K
 
   let treeRead: Resolver | undefined;
   const verifying = NS * CB;
-  kb.body.comment(`workgroups [0, ${verifying} · N) verify node n of head slice s${CB > 1 ? ` (${CB} blocks of ${a.NB} columns each)` : ''}; the ${NS * blocks} after them commit the pending path`);
+  // The verifying workgroups: NS · CB per node, or NS per group of G nodes.
+  const verifyingOf = G > 1 ? `${NS}u * ((dims.pad + ${G - 1}u) / ${G}u)` : `${verifying}u * dims.pad`;
+  const keep = (T: TreeKernel, main: Block) => {
+    main.comment("node n's inputs, kept for the next step (which reads them if n is accepted)");
+    for (const x of layout.inputs) {
+      const node = p.nodes.find((m) => m.op === 'input' && m.name === x.name);
+      if (!node) continue; // an input nothing reads
+      main.for('e', `${CB > 1 ? `(s * ${CB}u + cb)` : 's'} * ${WG}u + lid`, (e) => `${e} < ${x.per}u`, (b, e) => {
+        const idx = b.split(node.type.axes, sizes, e, `k${x.name}`);
+        b.line(`${kb.use(keptBuf)}[(b * ${maxNodes}u + n) * ${W}u + ${x.at}u + ${offset(node.type.axes, sizes, idx)}] = ${T.read(node, idx, 'an', b)};`);
+      }, { step: (e) => `${e} += ${verifying * WG}u` });
+    }
+  };
+  const per = CB > 1 ? ` (${CB} blocks of ${a.NB} columns each)` : G > 1 ? ` (groups of ${G} nodes: ${NS} · ⌈N / ${G}⌉)` : '';
+  kb.body.comment(`workgroups [0, ${verifying} · N) verify node n of head slice s${per}; the ${NS * blocks} after them commit the pending path`);
   kb.body.ifChain([
-    [`wid.x < ${verifying}u * dims.pad`, (main) => {
-      const T = treeKernel(a, { kb, main, nodes: 'dims.pad', load, pending: { length: 'dims.t', node: pendingNode, input: pendingInput } });
-      treeRead = T.read;
-      main.comment("node n's inputs, kept for the next step (which reads them if n is accepted)");
-      for (const x of layout.inputs) {
-        const node = p.nodes.find((m) => m.op === 'input' && m.name === x.name);
-        if (!node) continue; // an input nothing reads
-        main.for('e', `${CB > 1 ? `(s * ${CB}u + cb)` : 's'} * ${WG}u + lid`, (e) => `${e} < ${x.per}u`, (b, e) => {
-          const idx = b.split(node.type.axes, sizes, e, `k${x.name}`);
-          b.line(`${kb.use(keptBuf)}[(b * ${maxNodes}u + n) * ${W}u + ${x.at}u + ${offset(node.type.axes, sizes, idx)}] = ${T.read(node, idx, 'an', b)};`);
-        }, { step: (e) => `${e} += ${verifying * WG}u` });
+    [`wid.x < ${verifyingOf}`, (main) => {
+      const site = { kb, main, nodes: 'dims.pad', load, pending: { length: 'dims.t', node: pendingNode, input: pendingInput } };
+      if (G > 1) {
+        treeRead = emitTreeGroupBody(a, site, keep).read;
+        return;
       }
+      const T = treeKernel(a, site);
+      treeRead = T.read;
+      keep(T, main);
       emitTreeBody(T, main);
     }],
     [null, (main) => {
       emitCommit(p, sizes, {
-        kb, main, group: `wid.x - ${verifying}u * dims.pad`, path, rows: `${maxNodes}u`,
+        kb, main, group: `wid.x - ${verifyingOf}`, path, rows: `${maxNodes}u`,
         reader: (rowOf) => (n, idx, where, blk) =>
           n.op === 'input' ? pendingInput(n.name, rowOf(where), offset(n.type.axes, sizes, idx)) : treeRead!(n, idx, where, blk),
         load, store, wholeRing: true,
@@ -161,7 +175,7 @@ function foldKernel(a: TreeAnalysis, runs: (b: number, t: number) => boolean): K
       `folded tree step of ${p.name}: ${verifying} workgroups per node verify against ${FOLD_STATE} with the pending path (${TREE_PATH}) as the oldest ancestors;`,
       `${NS * blocks} more write ${FOLD_STATE} ⊕ pending into ${FOLD_NEXT}. dims: t = P, pos0 = the state's position, pad = N`,
     ],
-    workgroups: (b, t) => [runs(b, t) ? verifying * t + NS * blocks : 0, b, 1],
+    workgroups: (b, t) => [runs(b, t) ? verifying * Math.ceil(t / G) + NS * blocks : 0, b, 1],
   });
 }
 

@@ -27,6 +27,14 @@
 // node count and batch, which a plan learns only at launch: a plan compiles one kernel per count any tree up to
 // maxNodes may want at batch 1 (and 1 block, for large batches), and each launch runs the one its (b, N) picks;
 // the others get an empty grid, which the executor skips.
+//
+// Node groups. A large tree is the other way round: at 65 nodes elu_dwconv's 780 verifying workgroups each read
+// their head's whole S and z (16 KB at 64 × 64) for one node's φ_n · S. A workgroup that verifies `nodeGroup`
+// nodes of a head (n = g · nodeGroup + i) runs each node's path and bounded terms in turn, then one state phase for
+// all of them: each thread loads its rows of S and z once and adds them into every node's sums (φ_{n_i} · S for
+// each i). The split groups nodes only while b · NS · ⌈N / nodeGroup⌉ stays at TARGET_WORKGROUPS (elu_dwconv at
+// batch 1: 2 nodes a workgroup from 43 nodes, 396 workgroups at 65), and never with a past_groups term, whose
+// open group joins S per node (its So would be added once per node to the rows shared).
 /** Invocations of a tree workgroup, how many of them share one column's walk over the rows of S, and its columns. */
 export interface TreeSplit {
   readonly threads: number;
@@ -35,6 +43,8 @@ export interface TreeSplit {
   readonly stageValues: boolean;
   /** Workgroups a head slice's value columns are split over (each NR / columnBlocks columns); 1 on software. */
   readonly columnBlocks: number;
+  /** Nodes one workgroup verifies, sharing its state phase's loads of S; 1 on software. */
+  readonly nodeGroup: number;
 }
 
 /**
@@ -44,10 +54,12 @@ export interface TreeSplit {
 export interface TreeOptions {
   readonly hardware?: boolean;
   readonly columnBlocks?: number;
+  /** Compiles that one node group only (with `columnBlocks`, default 1), for every launch (tests). */
+  readonly nodeGroup?: number;
 }
 
 /** The software split: every tree kernel as it ran before the split (TREE_WG threads, one slice). */
-export const SOFTWARE_TREE_SPLIT: TreeSplit = { threads: 64, slices: 1, stageValues: false, columnBlocks: 1 };
+export const SOFTWARE_TREE_SPLIT: TreeSplit = { threads: 64, slices: 1, stageValues: false, columnBlocks: 1, nodeGroup: 1 };
 const HARDWARE_THREADS = 256;
 /** Columns up to which a path tile's values are staged: 16 ancestors × 128 columns, 8 KB of workgroup memory. */
 const MAX_STAGED_COLUMNS = 128;
@@ -64,13 +76,14 @@ const MAX_SLICES = 16;
  * column of a block (64 columns: 4 slices of 16 rows at F = 64; 8 columns: 16 slices of 4), no more than F or MAX_SLICES; a
  * software adapter: SOFTWARE_TREE_SPLIT.
  */
-export function treeSplit(NR: number, F: number, software: boolean, columnBlocks = 1): TreeSplit {
+export function treeSplit(NR: number, F: number, software: boolean, columnBlocks = 1, nodeGroup = 1): TreeSplit {
   if (software) return SOFTWARE_TREE_SPLIT;
+  if (!Number.isInteger(nodeGroup) || nodeGroup < 1 || (nodeGroup > 1 && columnBlocks > 1)) throw new Error(`treeSplit: a group of ${nodeGroup} nodes with ${columnBlocks} column blocks`);
   if (!Number.isInteger(columnBlocks) || columnBlocks < 1 || NR % columnBlocks !== 0) throw new Error(`treeSplit: ${columnBlocks} column blocks do not divide ${NR} columns`);
   const NB = NR / columnBlocks;
   let slices = 1;
   while (slices * 2 <= Math.min(F, MAX_SLICES) && NB * slices * 2 <= HARDWARE_THREADS) slices *= 2;
-  return { threads: HARDWARE_THREADS, slices, stageValues: NB <= MAX_STAGED_COLUMNS, columnBlocks };
+  return { threads: HARDWARE_THREADS, slices, stageValues: NB <= MAX_STAGED_COLUMNS, columnBlocks, nodeGroup };
 }
 
 /**
@@ -86,18 +99,42 @@ export function treeColumnBlocks(NS: number, NR: number, N: number, b: number, s
   return blocks;
 }
 
-/** The column-block counts a plan compiles kernels for: every count a tree of 1..maxNodes wants at batch 1, and 1. */
-export function columnBlockChoices(NS: number, NR: number, maxNodes: number, opts: TreeOptions): number[] {
-  if (opts.columnBlocks !== undefined) return [opts.columnBlocks];
-  const software = !opts.hardware;
-  const counts = new Set([1]);
-  for (let N = 1; N <= maxNodes; N++) counts.add(treeColumnBlocks(NS, NR, N, 1, software));
-  return [...counts].sort((x, y) => x - y);
+/** Nodes per workgroup a launch of N nodes at batch b wants: the most of 4, 2 that keep TARGET_WORKGROUPS, else 1. */
+export function treeNodeGroup(NS: number, N: number, b: number, software: boolean, groupable: boolean): number {
+  if (software || !groupable) return 1;
+  return [4, 2].find((G) => b * NS * Math.ceil(N / G) >= TARGET_WORKGROUPS) ?? 1;
 }
 
-/** The compiled count a launch runs: the largest of `compiled` (ascending, with 1 unless forced) not above what it wants. */
-export function launchColumnBlocks(compiled: readonly number[], NS: number, NR: number, N: number, b: number, software: boolean): number {
+/** A verifying kernel's shape: its column blocks and its nodes per workgroup (one of them 1). */
+export interface TreeShape {
+  readonly columnBlocks: number;
+  readonly nodeGroup: number;
+}
+
+/** The shape a launch of N nodes at batch b wants. `groupable`: the program may group nodes (no past_groups term). */
+export function treeShape(NS: number, NR: number, N: number, b: number, software: boolean, groupable: boolean): TreeShape {
+  const nodeGroup = treeNodeGroup(NS, N, b, software, groupable);
+  return { columnBlocks: nodeGroup > 1 ? 1 : treeColumnBlocks(NS, NR, N, b, software), nodeGroup };
+}
+
+/**
+ * The shapes a plan compiles kernels for: every shape a tree of 1..maxNodes wants at batch 1, and one block of
+ * one node (larger batches); ordered by column blocks, then node group. Options that force a shape give it alone.
+ */
+export function shapeChoices(NS: number, NR: number, maxNodes: number, opts: TreeOptions, groupable: boolean): TreeShape[] {
+  if (opts.columnBlocks !== undefined || opts.nodeGroup !== undefined) return [{ columnBlocks: opts.columnBlocks ?? 1, nodeGroup: opts.nodeGroup ?? 1 }];
+  const software = !opts.hardware;
+  const shapes = new Map<string, TreeShape>([['1x1', { columnBlocks: 1, nodeGroup: 1 }]]);
+  for (let N = 1; N <= maxNodes; N++) {
+    const s = treeShape(NS, NR, N, 1, software, groupable);
+    shapes.set(`${s.columnBlocks}x${s.nodeGroup}`, s);
+  }
+  return [...shapes.values()].sort((x, y) => x.columnBlocks - y.columnBlocks || x.nodeGroup - y.nodeGroup);
+}
+
+/** The compiled shape a launch runs: the one it wants, else the last of `compiled` with no more blocks and nodes. */
+export function launchShape(compiled: readonly TreeShape[], NS: number, NR: number, N: number, b: number, software: boolean, groupable: boolean): TreeShape {
   if (compiled.length === 1) return compiled[0];
-  const want = treeColumnBlocks(NS, NR, N, b, software);
-  return compiled.filter((c) => c <= want).pop() ?? compiled[0];
+  const want = treeShape(NS, NR, N, b, software, groupable);
+  return compiled.filter((c) => c.columnBlocks <= want.columnBlocks && c.nodeGroup <= want.nodeGroup).pop() ?? compiled[0];
 }

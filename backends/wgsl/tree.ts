@@ -1,6 +1,7 @@
 // The tree form on the GPU (speculative verification): one launch verifies N draft nodes against the committed
 // decoding state, which it reads and never writes; one workgroup per (batch b, head slice s, node n) — and per
-// block of value columns, where a hardware launch splits a small tree's columns (tree-split.ts). Node n has
+// block of value columns, where a hardware launch splits a small tree's columns (tree-split.ts); a large tree's
+// hardware launch verifies a group of nodes per workgroup instead (tree-group.ts). Node n has
 // a parent par[n] (−1: a child of the last committed token, otherwise an earlier node), a depth δ_n and the
 // absolute position a_n = pos0 + δ_n − 1. Per node, with P(n) its root path (ancestors and itself):
 //
@@ -26,10 +27,11 @@ import type { Plan, PlanBuffer } from './plan.ts';
 import { recurrentPlan } from './recurrent.ts';
 import { isSoftmaxProgram } from './softmax-analysis.ts';
 import { softmaxTreeCommitPlan, softmaxTreePlan } from './softmax-tree.ts';
-import { analyseTree, treeColumns, treeKernel, treeSplitOf, TREE_PARENTS, TREE_PATH, TREE_TILE } from './tree-analysis.ts';
+import { analyseTree, ownTreeSite, treeColumns, treeKernel, treeSplitOf, TREE_PARENTS, TREE_PATH, TREE_TILE } from './tree-analysis.ts';
 import { emitTreeBody } from './tree-body.ts';
 import { treeCommitKernel } from './tree-commit.ts';
-import { columnBlockChoices, launchColumnBlocks, type TreeOptions } from './tree-split.ts';
+import { launchShape, shapeChoices, type TreeOptions } from './tree-split.ts';
+import { emitTreeGroupBody } from './tree-group.ts';
 
 export { TREE_PARENTS, TREE_PATH } from './tree-analysis.ts';
 
@@ -37,19 +39,21 @@ export function treePlan(p: Program, sizes: Sizes, maxNodes: number, opts: TreeO
   if (!Number.isInteger(maxNodes) || maxNodes < 1) throw new Error(`treePlan: maxNodes must be a positive integer, got ${maxNodes}`);
   if (isSoftmaxProgram(p)) return softmaxTreePlan(p, sizes, maxNodes); // the cache and the root path (softmax-tree.ts)
   const hardware = opts.hardware ?? false;
-  const { NS, NR } = treeColumns(p, sizes);
-  // One kernel per column-block count a launch may pick (tree-split.ts); each launch runs one, the others get no workgroups.
-  const choices = columnBlockChoices(NS, NR, maxNodes, opts);
+  const { NS, NR, groupable } = treeColumns(p, sizes);
+  // One kernel per shape a launch may pick (tree-split.ts); each launch runs one, the others get no workgroups.
+  const choices = shapeChoices(NS, NR, maxNodes, opts, groupable);
   const analyses = choices.map((c) => analyseTree(p, sizes, maxNodes, treeSplitOf(p, sizes, hardware, c)));
-  const kernels = analyses.map((a) => {
-    const c = a.split.columnBlocks;
-    const T = treeKernel(a);
-    emitTreeBody(T);
-    const per = c > 1 ? `(b, head slice, node, block of ${a.NB} columns)` : '(b, head slice, node)';
-    return T.kb.build({
+  const kernels = analyses.map((a, k) => {
+    const { columnBlocks: c, nodeGroup: G } = a.split;
+    const runs = (b: number, t: number) => launchShape(choices, NS, NR, t, b, !hardware, groupable) === choices[k];
+    const per = c > 1 ? `(b, head slice, node, block of ${a.NB} columns)` : G > 1 ? `(b, head slice, group of ${G} nodes)` : '(b, head slice, node)';
+    const site = ownTreeSite(a);
+    if (G > 1) emitTreeGroupBody(a, site);
+    else emitTreeBody(treeKernel(a, site));
+    return site.kb.build({
       label: `${p.name}.tree`,
       comment: [`tree verification kernel of ${p.name}: one workgroup per ${per} against the committed state, read only (parents in ${TREE_PARENTS})`],
-      workgroups: (b, t) => [launchColumnBlocks(choices, NS, NR, t, b, !hardware) === c ? NS * c * t : 0, b, 1],
+      workgroups: (b, t) => [runs(b, t) ? NS * c * Math.ceil(t / G) : 0, b, 1],
     });
   });
   const a = analyses[0];
