@@ -116,6 +116,17 @@ describe('tree kernels: the split of a workgroup (tree-split.ts)', () => {
     expect(treeFoldPlan(llama.program, llama.sizes, 65, { hardware: true }).kernels.some((k) => k.code.includes('groups of'))).toBe(false);
   });
 
+  it('leaves out a node group that needs more workgroup memory than the one-node kernel and WebGPU\'s guaranteed 16 KB', () => {
+    const floats = (code: string) => [...code.matchAll(/var<workgroup> \w+: array<\w+, (\d+)>/g)].reduce((n, m) => n + Number(m[1]), 0);
+    const based = compiled('based', { h: 12, d: 64, e: 64 }); // its feature map: 56 KB at G = 2, the one-node kernel 36
+    const plan = treeFoldPlan(based.program, based.sizes, 65, { hardware: true });
+    expect(plan.kernels.some((k) => k.code.includes('groups of'))).toBe(false);
+    expect(plan.kernels.map((k) => k.workgroups(1, 65)[0]).filter((x) => x > 0)).toHaveLength(1); // 65 nodes take the one-node kernel
+    expect(floats(treeFoldPlan(based.program, based.sizes, 65, { hardware: true, nodeGroup: 2 }).kernels[0].code)).toBeGreaterThan(floats(plan.kernels[0].code));
+    const elu = treeFoldPlan(program, sizes, 65, { hardware: true }).kernels.find((k) => k.code.includes('groups of 2'))!;
+    expect(floats(elu.code)).toBeLessThanOrEqual(4096); // elu_dwconv's groups of 2 fit any adapter
+  });
+
   it('compiles one folded kernel per shape a tree up to maxNodes picks, and launches exactly one of them', () => {
     const plan = treeFoldPlan(program, sizes, 65, { hardware: true });
     const shapeOf = (code: string) => [Number(/\((\d+) blocks of \d+ columns/.exec(code)?.[1] ?? 1), Number(/groups of (\d+) nodes/.exec(code)?.[1] ?? 1)];

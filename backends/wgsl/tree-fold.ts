@@ -34,7 +34,7 @@ import type { Kernel, Plan, PlanBuffer } from './plan.ts';
 import { analyseTree, treeColumns, treeKernel, treeSplitOf, TREE_PARENTS, TREE_PATH, TREE_TILE, type TreeAnalysis, type TreeKernel } from './tree-analysis.ts';
 import { emitTreeBody } from './tree-body.ts';
 import { commitBlocks, emitCommit } from './tree-commit.ts';
-import { launchShape, shapeChoices, type TreeOptions } from './tree-split.ts';
+import { fittingShapes, launchShape, shapeChoices, type TreeOptions, type TreeShape } from './tree-split.ts';
 import { emitTreeGroupBody } from './tree-group.ts';
 import type { Block } from './wgsl-block.ts';
 
@@ -82,10 +82,13 @@ export function treeFoldPlan(p: Program, sizes: Sizes, maxNodes: number, opts: T
   const { NS, NR, groupable } = treeColumns(p, sizes);
   // One kernel per shape a launch may pick (tree-split.ts); each launch runs one, the others get no workgroups.
   const choices = shapeChoices(NS, NR, maxNodes, opts, groupable);
-  const kernels = choices.map((c) => {
+  let kept: TreeShape[] = [];
+  const built = choices.map((c) => {
     const a = analyseTree(p, sizes, maxNodes, treeSplitOf(p, sizes, hardware, c));
-    return foldKernel(a, (b, t) => launchShape(choices, NS, NR, t, b, !hardware, groupable) === c);
+    return foldKernel(a, (b, t) => launchShape(kept, NS, NR, t, b, !hardware, groupable) === c);
   });
+  kept = fittingShapes(choices, built.map((x) => x.floats), opts.columnBlocks !== undefined || opts.nodeGroup !== undefined);
+  const kernels = built.filter((_, k) => kept.includes(choices[k])).map((x) => x.kernel);
   const WG = treeSplitOf(p, sizes, hardware).threads;
   const layout = foldLayout(p, sizes);
   const W = layout.nodeFloats;
@@ -109,7 +112,7 @@ export function treeFoldPlan(p: Program, sizes: Sizes, maxNodes: number, opts: T
 }
 
 /** The folded kernel at one split; it launches (b, t) only where `runs` says, else an empty grid. */
-function foldKernel(a: TreeAnalysis, runs: (b: number, t: number) => boolean): Kernel {
+function foldKernel(a: TreeAnalysis, runs: (b: number, t: number) => boolean): { kernel: Kernel; floats: number } {
   const { p, sizes, maxNodes } = a;
   const WG = a.split.threads;
   const CB = a.split.columnBlocks;
@@ -169,14 +172,14 @@ function foldKernel(a: TreeAnalysis, runs: (b: number, t: number) => boolean): K
       });
     }],
   ]);
-  return kb.build({
+  return { floats: kb.workgroupFloats(), kernel: kb.build({
     label: `${p.name}.tree-fold`,
     comment: [
       `folded tree step of ${p.name}: ${verifying} workgroups per node verify against ${FOLD_STATE} with the pending path (${TREE_PATH}) as the oldest ancestors;`,
       `${NS * blocks} more write ${FOLD_STATE} ⊕ pending into ${FOLD_NEXT}. dims: t = P, pos0 = the state's position, pad = N`,
     ],
     workgroups: (b, t) => [runs(b, t) ? verifying * Math.ceil(t / G) + NS * blocks : 0, b, 1],
-  });
+  }) };
 }
 
 /**

@@ -132,6 +132,22 @@ export function shapeChoices(NS: number, NR: number, maxNodes: number, opts: Tre
   return [...shapes.values()].sort((x, y) => x.columnBlocks - y.columnBlocks || x.nodeGroup - y.nodeGroup);
 }
 
+/** WebGPU's guaranteed workgroup memory (16 KB), in floats. */
+const GUARANTEED_WORKGROUP_FLOATS = 4096;
+
+/**
+ * The compiled kernels a plan keeps, given each shape's workgroup floats (`floats[k]` of `shapes[k]`, shapes[0]
+ * the one-node, one-block kernel unless forced): a node group's φ, sums and partial sums grow with G (based's
+ * feature map at 12 × 64: 56 KB at G = 2, where the one-node kernel takes 36 and the H200 allows 48), so a shape
+ * that needs more than the one-node kernel and more than WebGPU guarantees is left out, and its launches take a
+ * smaller shape (launchShape). Forced shapes are all kept.
+ */
+export function fittingShapes(shapes: readonly TreeShape[], floats: readonly number[], forced: boolean): TreeShape[] {
+  if (forced) return [...shapes];
+  const limit = Math.max(floats[0], GUARANTEED_WORKGROUP_FLOATS);
+  return shapes.filter((_, k) => k === 0 || floats[k] <= limit);
+}
+
 /** The compiled shape a launch runs: the one it wants, else the last of `compiled` with no more blocks and nodes. */
 export function launchShape(compiled: readonly TreeShape[], NS: number, NR: number, N: number, b: number, software: boolean, groupable: boolean): TreeShape {
   if (compiled.length === 1) return compiled[0];

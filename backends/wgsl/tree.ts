@@ -30,7 +30,7 @@ import { softmaxTreeCommitPlan, softmaxTreePlan } from './softmax-tree.ts';
 import { analyseTree, ownTreeSite, treeColumns, treeKernel, treeSplitOf, TREE_PARENTS, TREE_PATH, TREE_TILE } from './tree-analysis.ts';
 import { emitTreeBody } from './tree-body.ts';
 import { treeCommitKernel } from './tree-commit.ts';
-import { launchShape, shapeChoices, type TreeOptions } from './tree-split.ts';
+import { fittingShapes, launchShape, shapeChoices, type TreeOptions, type TreeShape } from './tree-split.ts';
 import { emitTreeGroupBody } from './tree-group.ts';
 
 export { TREE_PARENTS, TREE_PATH } from './tree-analysis.ts';
@@ -43,19 +43,22 @@ export function treePlan(p: Program, sizes: Sizes, maxNodes: number, opts: TreeO
   // One kernel per shape a launch may pick (tree-split.ts); each launch runs one, the others get no workgroups.
   const choices = shapeChoices(NS, NR, maxNodes, opts, groupable);
   const analyses = choices.map((c) => analyseTree(p, sizes, maxNodes, treeSplitOf(p, sizes, hardware, c)));
-  const kernels = analyses.map((a, k) => {
+  let kept: TreeShape[] = [];
+  const built = analyses.map((a, k) => {
     const { columnBlocks: c, nodeGroup: G } = a.split;
-    const runs = (b: number, t: number) => launchShape(choices, NS, NR, t, b, !hardware, groupable) === choices[k];
+    const runs = (b: number, t: number) => launchShape(kept, NS, NR, t, b, !hardware, groupable) === choices[k];
     const per = c > 1 ? `(b, head slice, node, block of ${a.NB} columns)` : G > 1 ? `(b, head slice, group of ${G} nodes)` : '(b, head slice, node)';
     const site = ownTreeSite(a);
     if (G > 1) emitTreeGroupBody(a, site);
     else emitTreeBody(treeKernel(a, site));
-    return site.kb.build({
+    return { floats: site.kb.workgroupFloats(), kernel: site.kb.build({
       label: `${p.name}.tree`,
       comment: [`tree verification kernel of ${p.name}: one workgroup per ${per} against the committed state, read only (parents in ${TREE_PARENTS})`],
       workgroups: (b, t) => [runs(b, t) ? NS * c * Math.ceil(t / G) : 0, b, 1],
-    });
+    }) };
   });
+  kept = fittingShapes(choices, built.map((x) => x.floats), opts.columnBlocks !== undefined || opts.nodeGroup !== undefined);
+  const kernels = built.filter((_, k) => kept.includes(choices[k])).map((x) => x.kernel);
   const a = analyses[0];
   const parents: PlanBuffer = { name: TREE_PARENTS, role: 'input', floats: (b, t) => b * t, shape: (b, t) => [b, t] };
   return {
