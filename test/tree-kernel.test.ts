@@ -6,7 +6,7 @@ import { analyseTree, rowReductions } from '../backends/wgsl/tree-analysis.ts';
 import { scorePerColumn } from '../backends/wgsl/tree-bounded.ts';
 import { treeCommitPlan, treePlan } from '../backends/wgsl/tree.ts';
 import { treeFoldCommitPlan, treeFoldPlan } from '../backends/wgsl/tree-fold.ts';
-import { SOFTWARE_TREE_SPLIT, treeColumnBlocks, treeNodeGroup, treeSplit } from '../backends/wgsl/tree-split.ts';
+import { SOFTWARE_TREE_SPLIT, treeSplit } from '../backends/wgsl/tree-split.ts';
 import { runPasses } from '../passes/pipeline.ts';
 import { loadVariant } from '../src/io/variant-file.ts';
 import { axisSizes } from '../src/inputs.ts';
@@ -75,11 +75,11 @@ describe('tree kernels: the split of a workgroup (tree-split.ts)', () => {
   const { program, sizes } = compiled('elu_dwconv', { h: 12, d: 64, e: 64 });
 
   it('gives a hardware adapter 256 threads, 4 slices of 16 state rows per column and staged tile values; a software adapter the 64-thread kernels', () => {
-    expect(treeSplit(64, 64, false)).toEqual({ threads: 256, slices: 4, stageValues: true, columnBlocks: 1, nodeGroup: 1 });
-    expect(treeSplit(128, 64, false)).toEqual({ threads: 256, slices: 2, stageValues: true, columnBlocks: 1, nodeGroup: 1 });
-    expect(treeSplit(3, 4, false)).toEqual({ threads: 256, slices: 4, stageValues: true, columnBlocks: 1, nodeGroup: 1 });
+    expect(treeSplit(64, 64, false)).toEqual({ threads: 256, slices: 4, stageValues: true });
+    expect(treeSplit(128, 64, false)).toEqual({ threads: 256, slices: 2, stageValues: true });
+    expect(treeSplit(3, 4, false)).toEqual({ threads: 256, slices: 4, stageValues: true });
     expect(treeSplit(64, 64, true)).toEqual(SOFTWARE_TREE_SPLIT);
-    const hw = treeFoldPlan(program, sizes, 16, { hardware: true, columnBlocks: 1 }).kernels[0].code;
+    const hw = treeFoldPlan(program, sizes, 16, { hardware: true }).kernels[0].code;
     expect(hw).toContain('@workgroup_size(256)');
     expect(hw).toContain('4 slices of 16 rows per column');
     expect(hw).toContain('var<workgroup> vals: array<f32, 1024>');
@@ -93,52 +93,5 @@ describe('tree kernels: the split of a workgroup (tree-split.ts)', () => {
     const grid = (hardware: boolean) => treeFoldCommitPlan(program, sizes, 16, { hardware }).kernels[0].workgroups(1, 1);
     expect(grid(true)).toEqual(grid(false));
     expect(grid(false)).toEqual([12 * 16, 1, 1]);
-  });
-
-  it('splits a small tree\'s columns over blocks of ≥ 8 until the launch reaches 264 verifying workgroups, with more slices per column', () => {
-    // 12 heads: tree 1 (2 nodes with the root) and tree 4 (5) in 8 blocks of 8 columns, tree 16 (17) in 2, tree 64 (65) in 1.
-    expect([2, 5, 6, 11, 17, 22, 65].map((N) => treeColumnBlocks(12, 64, N, 1, false))).toEqual([8, 8, 4, 2, 2, 1, 1]);
-    expect(treeColumnBlocks(6, 64, 9, 1, false)).toBe(8); // the nano model: 432 workgroups where one block gave 54
-    expect(treeColumnBlocks(12, 64, 17, 8, false)).toBe(1); // batch 8 fills the GPU without blocks
-    expect(treeColumnBlocks(12, 16, 2, 1, false)).toBe(2); // no block under 8 columns
-    expect(treeColumnBlocks(12, 64, 2, 1, true)).toBe(1);
-    expect(treeSplit(64, 64, false, 8)).toEqual({ threads: 256, slices: 16, stageValues: true, columnBlocks: 8, nodeGroup: 1 });
-    expect(() => treeSplit(64, 64, false, 3)).toThrow(/do not divide/);
-  });
-
-  it('groups a large tree\'s nodes by 2 or 4 while the launch keeps 264 workgroups, never with a past_groups term', () => {
-    expect([17, 42, 43, 65, 88].map((N) => treeNodeGroup(12, N, 1, false, true))).toEqual([1, 1, 2, 2, 4]);
-    expect(treeNodeGroup(12, 65, 1, false, false)).toBe(1); // llama_linearized's open group joins S per node
-    expect(treeNodeGroup(12, 65, 1, true, true)).toBe(1);
-    expect(() => treeSplit(64, 64, false, 2, 2)).toThrow(/column blocks/);
-    const llama = compiled('llama_linearized', { h: 12, d: 64, e: 64 });
-    expect(() => treeFoldPlan(llama.program, llama.sizes, 65, { hardware: true, nodeGroup: 2 })).toThrow(/past_groups/);
-    expect(treeFoldPlan(llama.program, llama.sizes, 65, { hardware: true }).kernels.some((k) => k.code.includes('groups of'))).toBe(false);
-  });
-
-  it('leaves out a node group that needs more workgroup memory than the one-node kernel and WebGPU\'s guaranteed 16 KB', () => {
-    const floats = (code: string) => [...code.matchAll(/var<workgroup> \w+: array<\w+, (\d+)>/g)].reduce((n, m) => n + Number(m[1]), 0);
-    const based = compiled('based', { h: 12, d: 64, e: 64 }); // its feature map: 56 KB at G = 2, the one-node kernel 36
-    const plan = treeFoldPlan(based.program, based.sizes, 65, { hardware: true });
-    expect(plan.kernels.some((k) => k.code.includes('groups of'))).toBe(false);
-    expect(plan.kernels.map((k) => k.workgroups(1, 65)[0]).filter((x) => x > 0)).toHaveLength(1); // 65 nodes take the one-node kernel
-    expect(floats(treeFoldPlan(based.program, based.sizes, 65, { hardware: true, nodeGroup: 2 }).kernels[0].code)).toBeGreaterThan(floats(plan.kernels[0].code));
-    const elu = treeFoldPlan(program, sizes, 65, { hardware: true }).kernels.find((k) => k.code.includes('groups of 2'))!;
-    expect(floats(elu.code)).toBeLessThanOrEqual(4096); // elu_dwconv's groups of 2 fit any adapter
-  });
-
-  it('compiles one folded kernel per shape a tree up to maxNodes picks, and launches exactly one of them', () => {
-    const plan = treeFoldPlan(program, sizes, 65, { hardware: true });
-    const shapeOf = (code: string) => [Number(/\((\d+) blocks of \d+ columns/.exec(code)?.[1] ?? 1), Number(/groups of (\d+) nodes/.exec(code)?.[1] ?? 1)];
-    expect(plan.kernels.map((k) => shapeOf(k.code))).toEqual([[1, 1], [1, 2], [2, 1], [4, 1], [8, 1]]);
-    const commit = 12 * 16; // the commit's workgroups after the verifying ones, as without blocks
-    for (const [N, blocks, group] of [[2, 8, 1], [5, 8, 1], [17, 2, 1], [43, 1, 2], [65, 1, 2]]) {
-      const grids = plan.kernels.map((k) => k.workgroups(1, N)[0]);
-      expect(grids.filter((x) => x > 0), `${N} nodes`).toEqual([12 * blocks * Math.ceil(N / group) + commit]);
-      expect(shapeOf(plan.kernels[grids.findIndex((x) => x > 0)].code)).toEqual([blocks, group]);
-    }
-    expect(treeFoldPlan(program, sizes, 65).kernels).toHaveLength(1); // software: one kernel, one block
-    expect(treePlan(program, sizes, 65, { hardware: true }).kernels.map((k) => k.workgroups(1, 2)[0])).toEqual([0, 0, 0, 0, 12 * 8 * 2]);
-    expect(treePlan(program, sizes, 65, { hardware: true }).kernels.map((k) => k.workgroups(1, 65)[0])).toEqual([0, 12 * 33, 0, 0, 0]);
   });
 });

@@ -1,6 +1,5 @@
 // The tree kernel's analysis (tree.ts) and the prologue every workgroup runs. One workgroup verifies one node n
-// of one (batch b, head slice s), or one block cb of its value columns (a hardware split's column blocks,
-// tree-split.ts: every block runs this prologue, then its columns' share of the body): its bindings, the parents in workgroup memory, n's root path as a list
+// of one (batch b, head slice s): its bindings, the parents in workgroup memory, n's root path as a list
 // path[k] = the ancestor k steps above n (path[0] = n), its depth and position a_n, and the query-side values
 // at n the term phases read (each prefix term's φ_n, the bounded terms' query features), staged once.
 //
@@ -15,7 +14,7 @@ import { ExprGen, offset, type Index, type Positions, type Resolver } from './ex
 import { KernelBuilder, type Binding, type WorkgroupArray } from './kernel-builder.ts';
 import { boundedFrontier, layoutOf, prefixGate, rowAxes, stateLayout, type Layout, type StateLayout } from './layout.ts';
 import type { Block } from './wgsl-block.ts';
-import { SOFTWARE_TREE_SPLIT, treeSplit, type TreeShape, type TreeSplit } from './tree-split.ts';
+import { SOFTWARE_TREE_SPLIT, treeSplit, type TreeSplit } from './tree-split.ts';
 
 /** Invocations of a tree workgroup on a software adapter (the split's default; tree-split.ts). */
 export const TREE_WG = SOFTWARE_TREE_SPLIT.threads;
@@ -47,8 +46,6 @@ export interface TreeAnalysis {
   readonly st: StateLayout;
   readonly NS: number;
   readonly NR: number;
-  /** Value columns of one workgroup: NR / split.columnBlocks (a block of columns, the workgroup's `cb`-th). */
-  readonly NB: number;
   readonly per: number;
   /** The workgroup's threads and the state phase's slices (tree-split.ts). */
   readonly split: TreeSplit;
@@ -60,19 +57,10 @@ export interface TreeAnalysis {
 }
 
 /** The split of a tree step of `p` (tree-split.ts): a hardware adapter's when `hardware`, else the software one. */
-export function treeSplitOf(p: Program, sizes: Sizes, hardware: boolean, shape: TreeShape = { columnBlocks: 1, nodeGroup: 1 }): TreeSplit {
+export function treeSplitOf(p: Program, sizes: Sizes, hardware: boolean): TreeSplit {
   const L = layoutOf(p, p.terms);
   const st = stateLayout(p, sizes);
-  return treeSplit(count(L.rest, sizes), Math.max(1, ...st.prefix.map((q) => q.F)), !hardware, shape.columnBlocks, shape.nodeGroup);
-}
-
-/**
- * Head slices NS and value columns NR of a tree step of `p`, and whether it may group nodes (no past_groups
- * term): what the shape choice reads (tree-split.ts).
- */
-export function treeColumns(p: Program, sizes: Sizes): { NS: number; NR: number; groupable: boolean } {
-  const L = layoutOf(p, p.terms);
-  return { NS: count(L.head, sizes), NR: count(L.rest, sizes), groupable: !stateLayout(p, sizes).prefix.some((q) => q.open) };
+  return treeSplit(count(L.rest, sizes), Math.max(1, ...st.prefix.map((q) => q.F)), !hardware);
 }
 
 export function analyseTree(p: Program, sizes: Sizes, maxNodes: number, split: TreeSplit = SOFTWARE_TREE_SPLIT): TreeAnalysis {
@@ -97,10 +85,7 @@ export function analyseTree(p: Program, sizes: Sizes, maxNodes: number, split: T
       return [id, { axes, W: count(axes, sizes) }] as const;
     }),
   );
-  const NR = count(L.rest, sizes);
-  if (NR % split.columnBlocks !== 0) throw new Error(`analyseTree: ${split.columnBlocks} column blocks do not divide ${NR} columns`);
-  if (split.nodeGroup > 1 && prefix.some((q) => q.group)) throw new Error(`analyseTree: ${p.name} has a past_groups term, whose open group joins the state per node: no node groups`);
-  return { p, sizes, maxNodes, L, st, NS: count(L.head, sizes), NR, NB: NR / split.columnBlocks, per: count(p.outAxes, sizes), split, lanes: split.threads / TREE_TILE, prefix, qf };
+  return { p, sizes, maxNodes, L, st, NS: count(L.head, sizes), NR: count(L.rest, sizes), per: count(p.outAxes, sizes), split, lanes: split.threads / TREE_TILE, prefix, qf };
 }
 
 /** Where a tree body is emitted and what it reads (treeKernel): the plain kernel's own builder, or the fold's. */
@@ -145,8 +130,6 @@ export interface TreeKernel {
   /** Query features at n of the bounded terms, [W] each. */
   readonly qf: ReadonlyMap<Id, WorkgroupArray>;
   readonly head: Index;
-  /** WGSL: the value column (of the head's NR) of column `local` of this workgroup's block (< NB). */
-  readonly column: (local: string) => string;
 }
 
 /**
@@ -154,68 +137,7 @@ export interface TreeKernel {
  * (uniform), `an` (its position), path[] and the staged query-side values are ready for every invocation.
  */
 export function treeKernel(a: TreeAnalysis, given?: TreeSite): TreeKernel {
-  if (a.split.nodeGroup > 1) throw new Error(`internal: treeKernel verifies one node a workgroup; ${a.split.nodeGroup} take treeGroup`);
-  const site = given ?? ownTreeSite(a);
-  const d = declareTree(a, site);
-  const { kb, read, out, path, N } = d;
-  const phi = a.prefix.map((q) => kb.workgroup(`phi${q.k}`, q.F, `φ_n of ${q.name}`));
-  const qf = new Map([...a.qf].map(([id, f]) => [id, kb.workgroup(`qf${id}`, f.W, `query features %${id} at n`)] as const));
-  const main = site.main;
-  const CB = a.split.columnBlocks;
-  if (CB > 1) {
-    main.define('cb', `wid.x % ${CB}u`, `the block of ${a.NB} value columns`);
-    main.define('s', `wid.x / ${CB}u / ${N}`, 'head slice');
-    main.define('n', `wid.x / ${CB}u % ${N}`, 'the node this workgroup verifies');
-  } else {
-    main.define('s', `wid.x / ${N}`, 'head slice');
-    main.define('n', `wid.x % ${N}`, 'the node this workgroup verifies');
-  }
-  main.define('b', 'wid.y');
-  const head = main.split(a.L.head, a.sizes, 's', 'hx');
-  const column = (local: string) => (CB > 1 ? `cb * ${a.NB}u + ${local}` : local);
-  const T: TreeKernel = { a, kb, read, at: d.at, load: site.load, out, nodes: N, path, phi, qf, head, column };
-  d.prologue(T, main);
-  return T;
-}
-
-/** A workgroup verifying a group of G nodes n_i = g · G + i of one head slice (tree-split.ts's node groups). */
-export interface TreeGroup {
-  /** Node i's kernel view: its own φ arrays; its `n`, `depth` and `an` live in the block its prologue went into. */
-  readonly nodes: readonly TreeKernel[];
-  /** WGSL: node i of the group is one of the tree's (uniform). */
-  readonly valid: (i: number) => string;
-  /** Defines `n` (node i of the group) in `blk`. */
-  readonly node: (i: number, blk: Block) => void;
-  /** In a block where `valid(i)` holds: `n`, then n's path, `depth`, `an` and its staged query side. */
-  readonly prologue: (i: number, blk: Block) => void;
-}
-
-/** The declarations of a node-group kernel (treeKernel's, per node where they differ); s, g and b defined in the site's main. */
-export function treeGroup(a: TreeAnalysis, site: TreeSite): TreeGroup {
-  const G = a.split.nodeGroup;
-  const d = declareTree(a, site);
-  const { kb, read, out, path, N } = d;
-  const qf = new Map([...a.qf].map(([id, f]) => [id, kb.workgroup(`qf${id}`, f.W, `query features %${id} at n`)] as const));
-  const phis = [...Array(G).keys()].map((i) => a.prefix.map((q) => kb.workgroup(`phi${q.k}_${i}`, q.F, `φ_n of ${q.name} at node ${i} of the group`)));
-  const main = site.main;
-  main.define('s', `wid.x / ((${N} + ${G - 1}u) / ${G}u)`, 'head slice');
-  main.define('g', `wid.x % ((${N} + ${G - 1}u) / ${G}u)`, `the group of ${G} nodes this workgroup verifies`);
-  main.define('b', 'wid.y');
-  const head = main.split(a.L.head, a.sizes, 's', 'hx');
-  const nodes = phis.map((phi): TreeKernel => ({ a, kb, read, at: d.at, load: site.load, out, nodes: N, path, phi, qf, head, column: (local) => local }));
-  return {
-    nodes,
-    valid: (i) => `g * ${G}u + ${i}u < ${N}`,
-    node: (i, blk) => void blk.define('n', `g * ${G}u + ${i}u`, `node ${i} of the group`),
-    prologue: (i, blk) => {
-      blk.define('n', `g * ${G}u + ${i}u`, `node ${i} of the group`);
-      d.prologue(nodes[i], blk);
-    },
-  };
-}
-
-/** What treeKernel and treeGroup share: the bindings, the path arrays, the input reader, and the per-node prologue. */
-function declareTree(a: TreeAnalysis, site: TreeSite) {
+  const site = given ?? ownSite(a);
   const { kb, nodes: N, pending } = site;
   const nodeOf = new Map<string, string>();
   const base = programReader(kb, a.p, a.sizes, (where) => {
@@ -240,14 +162,19 @@ function declareTree(a: TreeAnalysis, site: TreeSite) {
   const par = kb.workgroup('par', a.maxNodes, 'parents, sanitised to earlier nodes', 'i32');
   const path = kb.workgroup('path', pending ? 2 * a.maxNodes : a.maxNodes, `path[k]: n's ancestor k steps up${pending ? ' (≥ maxNodes: a pending node)' : ''}`, 'u32');
   const wdepth = kb.workgroup('wdepth', 1, "the path's length", 'u32');
-  /** After `n` is defined in `main`: n's path, `depth`, `an`, and T's staged query side. */
-  const prologue = (T: TreeKernel, main: Block) => {
-    emitPath(main, kb.use(parents), N, par.name, path.name, wdepth.name, pending && { ...pending, offset: a.maxNodes });
-    main.define('an', 'dims.pos0 + depth - 1u', "n's absolute position");
-    at('an', 'n');
-    stageQuerySide(T, main);
-  };
-  return { kb, N, read, at, out, path, prologue };
+  const phi = a.prefix.map((q) => kb.workgroup(`phi${q.k}`, q.F, `φ_n of ${q.name}`));
+  const qf = new Map([...a.qf].map(([id, f]) => [id, kb.workgroup(`qf${id}`, f.W, `query features %${id} at n`)] as const));
+  const main = site.main;
+  main.define('s', `wid.x / ${N}`, 'head slice');
+  main.define('n', `wid.x % ${N}`, 'the node this workgroup verifies');
+  main.define('b', 'wid.y');
+  const head = main.split(a.L.head, a.sizes, 's', 'hx');
+  const T: TreeKernel = { a, kb, read, at, load: site.load, out, nodes: N, path, phi, qf, head };
+  emitPath(main, kb.use(parents), N, par.name, path.name, wdepth.name, pending && { ...pending, offset: a.maxNodes });
+  main.define('an', 'dims.pos0 + depth - 1u', "n's absolute position");
+  at('an', 'n');
+  stageQuerySide(T, main);
+  return T;
 }
 
 /**
@@ -283,7 +210,7 @@ export function hoistRowReductions(T: TreeKernel, g: ExprGen, at: Block, root: I
 }
 
 /** The plain kernel's site: a builder of its own, N = dims.t, the state buffers bound read only. */
-export function ownTreeSite(a: TreeAnalysis): TreeSite {
+function ownSite(a: TreeAnalysis): TreeSite {
   const kb = new KernelBuilder(a.split.threads, ['wid', 'lid']);
   const state = new Map(a.st.buffers.map((b) => [b.name, kb.storage(b.name, false)]));
   return { kb, main: kb.body, nodes: 'dims.t', load: (name, index) => `${kb.use(state.get(name)!)}[${index}]` };

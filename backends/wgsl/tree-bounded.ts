@@ -148,8 +148,8 @@ export function emitBoundedTerm(T: TreeKernel, main: Block, t: Term, sums: ItemS
       });
       l.line('workgroupBarrier();');
     }
-    l.strided('col', `${a.NB}u`, (b, col) => {
-      const full: Index = { ...T.head, ...b.split(a.L.rest, a.sizes, T.column(col), 'oc') };
+    l.strided('col', `${a.NR}u`, (b, col) => {
+      const full: Index = { ...T.head, ...b.split(a.L.rest, a.sizes, col, 'oc') };
       const nu = b.var('nu', '0.0');
       const de = sums.den ? b.var('de', '0.0') : null;
       b.for('kk', '0u', (kk) => `${kk} < ${TJ}u`, (c, kk) => {

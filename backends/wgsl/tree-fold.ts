@@ -11,9 +11,8 @@
 //
 // The same launch writes S_old ⊕ pending for the next step, into the *other* buffer of a ping-pong pair: the
 // verifying workgroups read S_old throughout, so it cannot be written in place. Extra workgroups after the
-// verifying ones (NS · N, times the column blocks of a hardware split) run the commit's body (tree-commit.ts:
-// the recurrent step's arithmetic along the path, in its order), reading S_old and writing every state element
-// and every ring slot of the new buffer.
+// NS · N verifying ones run the commit's body (tree-commit.ts: the recurrent step's arithmetic along the path,
+// in its order), reading S_old and writing every state element and every ring slot of the new buffer.
 //
 // The pending nodes' inputs are gone by then (this step's projections overwrote the layer's q, k, v), so each
 // verifying workgroup also copies its node's input rows into a kept buffer: the next step reads them as pending
@@ -30,13 +29,11 @@ import type { Program } from '../../src/ir/types.ts';
 import { count, programBuffers, programReader, type Sizes } from './common.ts';
 import { offset, type Resolver } from './expr.ts';
 import { KernelBuilder } from './kernel-builder.ts';
-import type { Kernel, Plan, PlanBuffer } from './plan.ts';
-import { analyseTree, treeColumns, treeKernel, treeSplitOf, TREE_PARENTS, TREE_PATH, TREE_TILE, type TreeAnalysis, type TreeKernel } from './tree-analysis.ts';
+import type { Plan, PlanBuffer } from './plan.ts';
+import { analyseTree, treeKernel, treeSplitOf, TREE_PARENTS, TREE_PATH, TREE_TILE } from './tree-analysis.ts';
 import { emitTreeBody } from './tree-body.ts';
 import { commitBlocks, emitCommit } from './tree-commit.ts';
-import { fittingShapes, launchShape, shapeChoices, type TreeOptions, type TreeShape } from './tree-split.ts';
-import { emitTreeGroupBody } from './tree-group.ts';
-import type { Block } from './wgsl-block.ts';
+import type { TreeOptions } from './tree-split.ts';
 
 /** The packed state the step reads (S_old), and the one it writes (S_old ⊕ pending): FoldLayout.state. */
 export const FOLD_STATE = 'fold:state';
@@ -78,45 +75,8 @@ export function foldLayout(p: Program, sizes: Sizes): FoldLayout {
 
 export function treeFoldPlan(p: Program, sizes: Sizes, maxNodes: number, opts: TreeOptions = {}): Plan & { readonly layout: FoldLayout } {
   if (!Number.isInteger(maxNodes) || maxNodes < 1) throw new Error(`treeFoldPlan: maxNodes must be a positive integer, got ${maxNodes}`);
-  const hardware = opts.hardware ?? false;
-  const { NS, NR, groupable } = treeColumns(p, sizes);
-  // One kernel per shape a launch may pick (tree-split.ts); each launch runs one, the others get no workgroups.
-  const choices = shapeChoices(NS, NR, maxNodes, opts, groupable);
-  let kept: TreeShape[] = [];
-  const built = choices.map((c) => {
-    const a = analyseTree(p, sizes, maxNodes, treeSplitOf(p, sizes, hardware, c));
-    return foldKernel(a, (b, t) => launchShape(kept, NS, NR, t, b, !hardware, groupable) === c);
-  });
-  kept = fittingShapes(choices, built.map((x) => x.floats), opts.columnBlocks !== undefined || opts.nodeGroup !== undefined);
-  const kernels = built.filter((_, k) => kept.includes(choices[k])).map((x) => x.kernel);
-  const WG = treeSplitOf(p, sizes, hardware).threads;
-  const layout = foldLayout(p, sizes);
-  const W = layout.nodeFloats;
-  const nodes = (name: string, role: 'input' | 'output'): PlanBuffer => ({ name, role, floats: (b) => b * maxNodes * W, shape: (b) => [b, maxNodes, W] });
-  const states = (name: string): PlanBuffer => ({ name, role: 'state', floats: (b) => b * layout.stateFloats, shape: (b) => [b, layout.stateFloats] });
-  return {
-    variant: p.name,
-    form: 'tree',
-    kernels,
-    buffers: [
-      ...programBuffers(p, sizes),
-      { name: TREE_PARENTS, role: 'input', floats: (b, t) => b * t, shape: (b, t) => [b, t] },
-      { name: TREE_PATH, role: 'input', floats: (b) => b * maxNodes, shape: (b) => [b, maxNodes] },
-      states(FOLD_STATE), states(FOLD_NEXT), nodes(FOLD_PENDING, 'input'), nodes(FOLD_KEPT, 'output'),
-    ],
-    outAxes: p.outAxes,
-    sizes,
-    schedule: { workgroup: WG, maxNodes, tile: TREE_TILE },
-    layout,
-  };
-}
-
-/** The folded kernel at one split; it launches (b, t) only where `runs` says, else an empty grid. */
-function foldKernel(a: TreeAnalysis, runs: (b: number, t: number) => boolean): { kernel: Kernel; floats: number } {
-  const { p, sizes, maxNodes } = a;
+  const a = analyseTree(p, sizes, maxNodes, treeSplitOf(p, sizes, opts.hardware ?? false));
   const WG = a.split.threads;
-  const CB = a.split.columnBlocks;
-  const G = a.split.nodeGroup;
   const layout = foldLayout(p, sizes);
   const { NS, blocks } = commitBlocks(p, sizes, WG);
   const kb = new KernelBuilder(WG, ['wid', 'lid']);
@@ -135,51 +95,56 @@ function foldKernel(a: TreeAnalysis, runs: (b: number, t: number) => boolean): {
   const pendingNode = (k: string) => `min(u32(max(round(${kb.use(path)}[b * dims.t + ${k}]), 0.0)), ${maxNodes - 1}u)`;
 
   let treeRead: Resolver | undefined;
-  const verifying = NS * CB;
-  // The verifying workgroups: NS · CB per node, or NS per group of G nodes.
-  const verifyingOf = G > 1 ? `${NS}u * ((dims.pad + ${G - 1}u) / ${G}u)` : `${verifying}u * dims.pad`;
-  const keep = (T: TreeKernel, main: Block) => {
-    main.comment("node n's inputs, kept for the next step (which reads them if n is accepted)");
-    for (const x of layout.inputs) {
-      const node = p.nodes.find((m) => m.op === 'input' && m.name === x.name);
-      if (!node) continue; // an input nothing reads
-      main.for('e', `${CB > 1 ? `(s * ${CB}u + cb)` : 's'} * ${WG}u + lid`, (e) => `${e} < ${x.per}u`, (b, e) => {
-        const idx = b.split(node.type.axes, sizes, e, `k${x.name}`);
-        b.line(`${kb.use(keptBuf)}[(b * ${maxNodes}u + n) * ${W}u + ${x.at}u + ${offset(node.type.axes, sizes, idx)}] = ${T.read(node, idx, 'an', b)};`);
-      }, { step: (e) => `${e} += ${verifying * WG}u` });
-    }
-  };
-  const per = CB > 1 ? ` (${CB} blocks of ${a.NB} columns each)` : G > 1 ? ` (groups of ${G} nodes: ${NS} · ⌈N / ${G}⌉)` : '';
-  kb.body.comment(`workgroups [0, ${verifying} · N) verify node n of head slice s${per}; the ${NS * blocks} after them commit the pending path`);
+  kb.body.comment(`workgroups [0, ${NS} · N) verify node n of head slice s; the ${NS * blocks} after them commit the pending path`);
   kb.body.ifChain([
-    [`wid.x < ${verifyingOf}`, (main) => {
-      const site = { kb, main, nodes: 'dims.pad', load, pending: { length: 'dims.t', node: pendingNode, input: pendingInput } };
-      if (G > 1) {
-        treeRead = emitTreeGroupBody(a, site, keep).read;
-        return;
-      }
-      const T = treeKernel(a, site);
+    [`wid.x < ${NS}u * dims.pad`, (main) => {
+      const T = treeKernel(a, { kb, main, nodes: 'dims.pad', load, pending: { length: 'dims.t', node: pendingNode, input: pendingInput } });
       treeRead = T.read;
-      keep(T, main);
+      main.comment("node n's inputs, kept for the next step (which reads them if n is accepted)");
+      for (const x of layout.inputs) {
+        const node = p.nodes.find((m) => m.op === 'input' && m.name === x.name);
+        if (!node) continue; // an input nothing reads
+        main.for('e', `s * ${WG}u + lid`, (e) => `${e} < ${x.per}u`, (b, e) => {
+          const idx = b.split(node.type.axes, sizes, e, `k${x.name}`);
+          b.line(`${kb.use(keptBuf)}[(b * ${maxNodes}u + n) * ${W}u + ${x.at}u + ${offset(node.type.axes, sizes, idx)}] = ${T.read(node, idx, 'an', b)};`);
+        }, { step: (e) => `${e} += ${NS * WG}u` });
+      }
       emitTreeBody(T, main);
     }],
     [null, (main) => {
       emitCommit(p, sizes, {
-        kb, main, group: `wid.x - ${verifyingOf}`, path, rows: `${maxNodes}u`,
+        kb, main, group: `wid.x - ${NS}u * dims.pad`, path, rows: `${maxNodes}u`,
         reader: (rowOf) => (n, idx, where, blk) =>
           n.op === 'input' ? pendingInput(n.name, rowOf(where), offset(n.type.axes, sizes, idx)) : treeRead!(n, idx, where, blk),
         load, store, wholeRing: true,
       });
     }],
   ]);
-  return { floats: kb.workgroupFloats(), kernel: kb.build({
+  const kernel = kb.build({
     label: `${p.name}.tree-fold`,
     comment: [
-      `folded tree step of ${p.name}: ${verifying} workgroups per node verify against ${FOLD_STATE} with the pending path (${TREE_PATH}) as the oldest ancestors;`,
+      `folded tree step of ${p.name}: ${NS} workgroups per node verify against ${FOLD_STATE} with the pending path (${TREE_PATH}) as the oldest ancestors;`,
       `${NS * blocks} more write ${FOLD_STATE} ⊕ pending into ${FOLD_NEXT}. dims: t = P, pos0 = the state's position, pad = N`,
     ],
-    workgroups: (b, t) => [runs(b, t) ? verifying * Math.ceil(t / G) + NS * blocks : 0, b, 1],
-  }) };
+    workgroups: (b, t) => [NS * t + NS * blocks, b, 1],
+  });
+  const nodes = (name: string, role: 'input' | 'output'): PlanBuffer => ({ name, role, floats: (b) => b * maxNodes * W, shape: (b) => [b, maxNodes, W] });
+  const states = (name: string): PlanBuffer => ({ name, role: 'state', floats: (b) => b * layout.stateFloats, shape: (b) => [b, layout.stateFloats] });
+  return {
+    variant: p.name,
+    form: 'tree',
+    kernels: [kernel],
+    buffers: [
+      ...programBuffers(p, sizes),
+      { name: TREE_PARENTS, role: 'input', floats: (b, t) => b * t, shape: (b, t) => [b, t] },
+      { name: TREE_PATH, role: 'input', floats: (b) => b * maxNodes, shape: (b) => [b, maxNodes] },
+      states(FOLD_STATE), states(FOLD_NEXT), nodes(FOLD_PENDING, 'input'), nodes(FOLD_KEPT, 'output'),
+    ],
+    outAxes: p.outAxes,
+    sizes,
+    schedule: { workgroup: WG, maxNodes, tile: TREE_TILE },
+    layout,
+  };
 }
 
 /**

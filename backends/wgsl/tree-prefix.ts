@@ -47,8 +47,7 @@ function unrollOf(F: number): number {
   return u;
 }
 
-/** The term's scores and values along n's path into `sums`, then (`state`) the committed state's φ_n · S. */
-export function emitPrefixTerm(T: TreeKernel, main: Block, q: TreePrefix, t: Term, sums: ItemSums, tiles: PrefixTiles, state = true): void {
+export function emitPrefixTerm(T: TreeKernel, main: Block, q: TreePrefix, t: Term, sums: ItemSums, tiles: PrefixTiles): void {
   const { a } = T;
   const LANES = a.lanes;
   const phi = T.phi[a.prefix.indexOf(q)].name;
@@ -113,10 +112,10 @@ export function emitPrefixTerm(T: TreeKernel, main: Block, q: TreePrefix, t: Ter
     const vals = tiles.values?.name;
     if (vals) {
       l.comment("the tile's values, all loaded at once (the column walk below reads them here, not one load after another)");
-      l.strided('e', `${TREE_TILE * a.NB}u`, (b, e) => {
-        const k = b.let('k', `${k0} + ${e} / ${a.NB}u`);
+      l.strided('e', `${TREE_TILE * a.NR}u`, (b, e) => {
+        const k = b.let('k', `${k0} + ${e} / ${a.NR}u`);
         b.block(`if (${k} < depth)`, (c) => {
-          const full: Index = { ...T.head, ...c.split(a.L.rest, a.sizes, T.column(`${e} % ${a.NB}u`), 'vc') };
+          const full: Index = { ...T.head, ...c.split(a.L.rest, a.sizes, `${e} % ${a.NR}u`, 'vc') };
           const ju = c.let('ju', `${T.path.name}[${k}]`);
           const aJ = c.let('aJ', `an - ${k}`);
           T.at(aJ, ju);
@@ -131,13 +130,13 @@ export function emitPrefixTerm(T: TreeKernel, main: Block, q: TreePrefix, t: Ter
       b.line(`${tiles.A.name}[lid] = ${s};`);
     });
     l.line('workgroupBarrier();');
-    l.strided('col', `${a.NB}u`, (b, col) => {
+    l.strided('col', `${a.NR}u`, (b, col) => {
       b.comment('A · v over the tile');
-      const full: Index = { ...T.head, ...b.split(a.L.rest, a.sizes, T.column(col), 'oc') };
+      const full: Index = { ...T.head, ...b.split(a.L.rest, a.sizes, col, 'oc') };
       const nu = b.var('nu', '0.0');
       const de = sums.den ? b.var('de', '0.0') : null;
       b.for('kk', '0u', (kk) => `${kk} < min(${TREE_TILE}u, depth - ${k0})`, (c, kk) => {
-        let v = `${vals}[${kk} * ${a.NB}u + ${col}]`;
+        let v = `${vals}[${kk} * ${a.NR}u + ${col}]`;
         if (!vals) {
           const k = c.let('k', `${k0} + ${kk}`);
           const ju = c.let('ju', `${T.path.name}[${k}]`);
@@ -152,7 +151,6 @@ export function emitPrefixTerm(T: TreeKernel, main: Block, q: TreePrefix, t: Ter
     });
     l.line('workgroupBarrier();');
   }, { step: (k0) => `${k0} += ${TREE_TILE}u` });
-  if (!state) return;
   if (tiles.slicePart && slicesOf(q.F, a.split.slices) > 1) committedStateSliced(T, main, q, sums, phi, dacc, tiles.slicePart);
   else committedState(T, main, q, sums, phi, dacc);
   main.line('workgroupBarrier();');
@@ -209,12 +207,12 @@ const leftOpenGroup = (C: number) => `dims.pos0 > 0u && (dims.pos0 - 1u) / ${C}u
 function committedState(T: TreeKernel, main: Block, q: TreePrefix, sums: ItemSums, phi: string, dacc: string | undefined): void {
   const { a } = T;
   const r = stateRows(T, q, sums, q.F);
-  main.strided('col', `${a.NB}u`, (b, col) => {
+  main.strided('col', `${a.NR}u`, (b, col) => {
     b.comment(`the committed state, ${r.U} rows of S in flight`);
     const nu = b.var('nu', '0.0');
     const de = r.z ? b.var('de', '0.0') : null;
     const withOpen = r.open ? b.let('withOpen', leftOpenGroup(q.group)) : null;
-    b.for('f0', '0u', (f0) => `${f0} < ${q.F}u`, (l, f0) => emitStateRows(T, l, q, r, f0, T.column(col), phi, dacc, nu, de, withOpen), { step: (f0) => `${f0} += ${r.U}u` });
+    b.for('f0', '0u', (f0) => `${f0} < ${q.F}u`, (l, f0) => emitStateRows(T, l, q, r, f0, col, phi, dacc, nu, de, withOpen), { step: (f0) => `${f0} += ${r.U}u` });
     b.line(`${sums.num.name}[${col}] += ${nu};${de ? ` ${sums.den!.name}[${col}] += ${de};` : ''}`);
   });
 }
@@ -231,69 +229,20 @@ function committedStateSliced(T: TreeKernel, main: Block, q: TreePrefix, sums: I
   const RS = q.F / SL;
   const r = stateRows(T, q, sums, RS);
   main.comment(`the committed state: ${SL} slices of ${RS} rows per column, ${r.U} rows of S in flight, then the slices' sums in order`);
-  main.for('c0', '0u', (c0) => `${c0} < ${a.NB}u`, (l, c0) => {
+  main.for('c0', '0u', (c0) => `${c0} < ${a.NR}u`, (l, c0) => {
     const col = l.let('col', `${c0} + lid % ${CW}u`);
     const sl = l.let('sl', `lid / ${CW}u`);
     const nu = l.var('nu', '0.0');
     const de = r.z ? l.var('de', '0.0') : null;
     const withOpen = r.open ? l.let('withOpen', leftOpenGroup(q.group)) : null;
-    l.block(`if (${col} < ${a.NB}u && ${sl} < ${SL}u)`, (b) => {
-      b.for('f0', `${sl} * ${RS}u`, (f0) => `${f0} < (${sl} + 1u) * ${RS}u`, (m, f0) => emitStateRows(T, m, q, r, f0, T.column(col), phi, dacc, nu, de, withOpen), { step: (f0) => `${f0} += ${r.U}u` });
+    l.block(`if (${col} < ${a.NR}u && ${sl} < ${SL}u)`, (b) => {
+      b.for('f0', `${sl} * ${RS}u`, (f0) => `${f0} < (${sl} + 1u) * ${RS}u`, (m, f0) => emitStateRows(T, m, q, r, f0, col, phi, dacc, nu, de, withOpen), { step: (f0) => `${f0} += ${r.U}u` });
     });
     l.line(`${part.num.name}[lid] = ${nu};${de ? ` ${part.den!.name}[lid] = ${de};` : ''}`);
     l.line('workgroupBarrier();');
-    l.block(`if (${sl} == 0u && ${col} < ${a.NB}u)`, (b) => {
+    l.block(`if (${sl} == 0u && ${col} < ${a.NR}u)`, (b) => {
       const add = (arr: string) => [...Array(SL).keys()].map((k) => `${arr}[${k ? `${k * CW}u + ` : ''}lid]`).join(' + ');
       b.line(`${sums.num.name}[${col}] += ${add(part.num.name)};${de ? ` ${sums.den!.name}[${col}] += ${add(part.den!.name)};` : ''}`);
-    });
-    l.line('workgroupBarrier();');
-  }, { step: (c0) => `${c0} += ${CW}u` });
-}
-
-/**
- * The committed state of a node group (tree-group.ts): committedStateSliced for G nodes at once, each thread's rows
- * of S (and z) loaded once and added into every node's sums, num_i += Σ_f φ_{n_i}[f] D_{n_i}[f] S[f, col]. Node i's
- * partial sums sit at [i · threads + lid] of the slices' arrays; a node outside the tree (`valid` false) is summed
- * from whatever its φ array holds and never added. No past_groups term (tree-split.ts: such programs do not group).
- */
-export function committedStateGroup(Ts: readonly TreeKernel[], main: Block, q: TreePrefix, sums: readonly ItemSums[], daccs: readonly (string | undefined)[], part: NonNullable<PrefixTiles['slicePart']>, valid: (i: number) => string): void {
-  const T = Ts[0];
-  const { a } = T;
-  if (q.group) throw new Error(`internal: ${a.p.name}: term ${q.name} is past_groups; node groups do not take it`);
-  const G = Ts.length;
-  const SL = slicesOf(q.F, a.split.slices);
-  const CW = a.split.threads / a.split.slices;
-  const RS = q.F / SL;
-  const U = unrollOf(RS);
-  const WG = a.split.threads;
-  const phis = Ts.map((x) => x.phi[a.prefix.indexOf(q)].name);
-  const den = sums[0].den !== null;
-  main.comment(`the committed state for the group's ${G} nodes: ${SL} slices of ${RS} rows per column, each row of S loaded once for all of them`);
-  main.for('c0', '0u', (c0) => `${c0} < ${a.NB}u`, (l, c0) => {
-    const col = l.let('col', `${c0} + lid % ${CW}u`);
-    const sl = l.let('sl', `lid / ${CW}u`);
-    const nu = phis.map(() => l.var('nu', '0.0'));
-    const de = den ? phis.map(() => l.var('de', '0.0')) : null;
-    l.block(`if (${col} < ${a.NB}u && ${sl} < ${SL}u)`, (b) => {
-      b.for('f0', `${sl} * ${RS}u`, (f0) => `${f0} < (${sl} + 1u) * ${RS}u`, (m, f0) => {
-        const si = (u: number) => `((b * ${a.NS}u + s) * ${q.F}u + ${f0} + ${u}u) * ${a.NR}u + ${T.column(col)}`;
-        const rows = [...Array(U).keys()].map((u) => m.let(`s${u}`, stateAt(T, `state:S${q.k}`, si(u))));
-        const zs = den ? [...Array(U).keys()].map((u) => m.let(`z${u}`, stateAt(T, `state:z${q.k}`, si(u)))) : null;
-        phis.forEach((phi, i) => rows.forEach((su, u) => {
-          const f = `${f0} + ${u}u`;
-          const dacc = daccs[i];
-          const w = m.let('w', `${phi}[${f}]${dacc ? ` * ${dacc}[${q.gateW > 1 ? f : '0u'}]` : ''}`);
-          m.line(`${nu[i]} = ${nu[i]} + ${w} * ${su};${de ? ` ${de[i]} = ${de[i]} + ${w} * ${zs![u]};` : ''}`);
-        }));
-      }, { step: (f0) => `${f0} += ${U}u` });
-    });
-    phis.forEach((_, i) => l.line(`${part.num.name}[${i * WG}u + lid] = ${nu[i]};${de ? ` ${part.den!.name}[${i * WG}u + lid] = ${de[i]};` : ''}`));
-    l.line('workgroupBarrier();');
-    l.block(`if (${sl} == 0u && ${col} < ${a.NB}u)`, (b) => {
-      phis.forEach((_, i) => b.block(`if (${valid(i)})`, (c) => {
-        const add = (arr: string) => [...Array(SL).keys()].map((k) => `${arr}[${i * WG + k * CW}u + lid]`).join(' + ');
-        c.line(`${sums[i].num.name}[${col}] += ${add(part.num.name)};${de ? ` ${sums[i].den!.name}[${col}] += ${add(part.den!.name)};` : ''}`);
-      }));
     });
     l.line('workgroupBarrier();');
   }, { step: (c0) => `${c0} += ${CW}u` });

@@ -1,7 +1,5 @@
 // The tree form on the GPU (speculative verification): one launch verifies N draft nodes against the committed
-// decoding state, which it reads and never writes; one workgroup per (batch b, head slice s, node n) — and per
-// block of value columns, where a hardware launch splits a small tree's columns (tree-split.ts); a large tree's
-// hardware launch verifies a group of nodes per workgroup instead (tree-group.ts). Node n has
+// decoding state, which it reads and never writes; one workgroup per (batch b, head slice s, node n). Node n has
 // a parent par[n] (−1: a child of the last committed token, otherwise an earlier node), a depth δ_n and the
 // absolute position a_n = pos0 + δ_n − 1. Per node, with P(n) its root path (ancestors and itself):
 //
@@ -27,44 +25,30 @@ import type { Plan, PlanBuffer } from './plan.ts';
 import { recurrentPlan } from './recurrent.ts';
 import { isSoftmaxProgram } from './softmax-analysis.ts';
 import { softmaxTreeCommitPlan, softmaxTreePlan } from './softmax-tree.ts';
-import { analyseTree, ownTreeSite, treeColumns, treeKernel, treeSplitOf, TREE_PARENTS, TREE_PATH, TREE_TILE } from './tree-analysis.ts';
+import { analyseTree, treeKernel, treeSplitOf, TREE_PARENTS, TREE_PATH, TREE_TILE } from './tree-analysis.ts';
 import { emitTreeBody } from './tree-body.ts';
 import { treeCommitKernel } from './tree-commit.ts';
-import { fittingShapes, launchShape, shapeChoices, type TreeOptions, type TreeShape } from './tree-split.ts';
-import { emitTreeGroupBody } from './tree-group.ts';
+import type { TreeOptions } from './tree-split.ts';
 
 export { TREE_PARENTS, TREE_PATH } from './tree-analysis.ts';
 
 export function treePlan(p: Program, sizes: Sizes, maxNodes: number, opts: TreeOptions = {}): Plan {
   if (!Number.isInteger(maxNodes) || maxNodes < 1) throw new Error(`treePlan: maxNodes must be a positive integer, got ${maxNodes}`);
   if (isSoftmaxProgram(p)) return softmaxTreePlan(p, sizes, maxNodes); // the cache and the root path (softmax-tree.ts)
-  const hardware = opts.hardware ?? false;
-  const { NS, NR, groupable } = treeColumns(p, sizes);
-  // One kernel per shape a launch may pick (tree-split.ts); each launch runs one, the others get no workgroups.
-  const choices = shapeChoices(NS, NR, maxNodes, opts, groupable);
-  const analyses = choices.map((c) => analyseTree(p, sizes, maxNodes, treeSplitOf(p, sizes, hardware, c)));
-  let kept: TreeShape[] = [];
-  const built = analyses.map((a, k) => {
-    const { columnBlocks: c, nodeGroup: G } = a.split;
-    const runs = (b: number, t: number) => launchShape(kept, NS, NR, t, b, !hardware, groupable) === choices[k];
-    const per = c > 1 ? `(b, head slice, node, block of ${a.NB} columns)` : G > 1 ? `(b, head slice, group of ${G} nodes)` : '(b, head slice, node)';
-    const site = ownTreeSite(a);
-    if (G > 1) emitTreeGroupBody(a, site);
-    else emitTreeBody(treeKernel(a, site));
-    return { floats: site.kb.workgroupFloats(), kernel: site.kb.build({
-      label: `${p.name}.tree`,
-      comment: [`tree verification kernel of ${p.name}: one workgroup per ${per} against the committed state, read only (parents in ${TREE_PARENTS})`],
-      workgroups: (b, t) => [runs(b, t) ? NS * c * Math.ceil(t / G) : 0, b, 1],
-    }) };
+  const a = analyseTree(p, sizes, maxNodes, treeSplitOf(p, sizes, opts.hardware ?? false));
+  const T = treeKernel(a);
+  emitTreeBody(T);
+  const { kb } = T;
+  const kernel = kb.build({
+    label: `${p.name}.tree`,
+    comment: [`tree verification kernel of ${p.name}: one workgroup per (b, head slice, node) against the committed state, read only (parents in ${TREE_PARENTS})`],
+    workgroups: (b, t) => [a.NS * t, b, 1],
   });
-  kept = fittingShapes(choices, built.map((x) => x.floats), opts.columnBlocks !== undefined || opts.nodeGroup !== undefined);
-  const kernels = built.filter((_, k) => kept.includes(choices[k])).map((x) => x.kernel);
-  const a = analyses[0];
   const parents: PlanBuffer = { name: TREE_PARENTS, role: 'input', floats: (b, t) => b * t, shape: (b, t) => [b, t] };
   return {
     variant: p.name,
     form: 'tree',
-    kernels,
+    kernels: [kernel],
     buffers: [...programBuffers(p, sizes), parents, ...a.st.buffers],
     outAxes: p.outAxes,
     sizes,
