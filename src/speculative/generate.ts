@@ -168,6 +168,17 @@ export async function speculativeGenerate(
     opts.onTokens?.(emitted);
     return emitted.length;
   };
+  /** Emits a chained run's steps (each a tree of `first`'s size) until done; records each step's accepted length. */
+  const emitRun = (steps: readonly (readonly number[])[], nodes: number): number => {
+    let count = 0;
+    for (const fresh of steps) {
+      if (done()) break;
+      treeNodes += nodes;
+      acceptedPerStep.push(fresh.length);
+      count += emit(fresh);
+    }
+    return count;
+  };
   /** Verifies `tree` (rooted at the last token), commits the accepted path and tells the draft: the step's tokens. */
   const verifyTree = async (tree: TokenTree) => {
     const general = sampled && tree.q.some((q) => q !== undefined);
@@ -209,13 +220,7 @@ export async function speculativeGenerate(
       const run = await inFlight.result;
       medusa = run.medusa;
       await draft.accepted?.(first, run.path, 0, { picks: [], medusa: run.medusa, medusaNode: run.path[run.path.length - 1] });
-      let count = 0;
-      for (const fresh of run.steps) {
-        if (done()) break;
-        treeNodes += first.tokens.length - 1;
-        acceptedPerStep.push(fresh.length);
-        count += emit(fresh);
-      }
+      const count = emitRun(run.steps, first.tokens.length - 1); // outside the ?. call: it must run without auto
       opts.auto?.policy.record(count);
       if (!following) return;
       if (done()) {
@@ -277,13 +282,7 @@ export async function speculativeGenerate(
         const end = run.path[run.path.length - 1];
         await draft.accepted?.(first, run.path, 0, { picks: [], medusa: run.medusa, medusaNode: end });
       }
-      let count = 0;
-      for (const fresh of run.steps) {
-        if (done()) break;
-        treeNodes += first.tokens.length - 1;
-        acceptedPerStep.push(fresh.length);
-        count += emit(fresh);
-      }
+      const count = emitRun(run.steps, first.tokens.length - 1); // outside the ?. call: it must run without auto
       opts.auto?.policy.record(count);
       continue;
     }
