@@ -92,6 +92,9 @@ ${treeReducePair('redV', 'redI', 'bv', 'bi', 'oi != 0xffffffffu && (redI[lid] ==
  */
 export const CHAIN_COMMIT_DIMS_WORD = 64;
 
+/** Invocations of the chain kernel that also writes the next tree's embedding rows (chainAcceptWgsl's embedHidden). */
+export const CHAIN_EMBED_WORKGROUP = 64;
+
 /**
  * The books a chained step keeps once it knows its accepted length L (of N nodes): L into the lens, the step count,
  * the next commit's dims (1, L, pos, N) and the next tree's (1, N, pos + L, 0), the committed position advanced.
@@ -122,9 +125,16 @@ export function chainStepBooks(indent: string): string {
  *     still decides), a padding row (depth 1) = the root.
  * State words (u32): [0, 4) tree dims, [4, 8) commit dims, 8 pos, 9 ring count, 10 steps, the commit dims again at
  * CHAIN_COMMIT_DIMS_WORD (so params.lensAt is past it), lens [steps] at params.lensAt, the topology [N] × (depth, last rank) at params.topoAt, the ring at params.ringAt.
+ *
+ * `embedHidden` (the hidden size): the kernel also starts the next step, x[c, :] = embed[tokens[c], :] for its N rows
+ * (bindings 8 and 9: the whole table [VOCAB, HIDDEN] and the step's input rows [N, HIDDEN]), what the step would
+ * otherwise begin with as an embedding dispatch of its own — as a decode step's pick does (model-sampling.ts). One
+ * invocation keeps the books and assembles the tree; the workgroup then copies the rows.
  */
-export function chainAcceptWgsl(): string {
-  return `// chained speculation: acceptance, the token ring, the positions and the next tree
+export function chainAcceptWgsl(embedHidden?: number): string {
+  const embed = embedHidden !== undefined;
+  if (embed && !(Number.isInteger(embedHidden) && embedHidden > 0)) throw new Error(`chain kernel with the embedding: the hidden size must be a positive integer, got ${embedHidden}`);
+  return `// chained speculation: acceptance, the token ring, the positions and the next tree${embed ? ', its embedding' : ''}
 struct Params { nodes: u32, vocab: u32, headStride: u32, topoAt: u32, ringAt: u32, lensAt: u32, pad0: u32, pad1: u32 }
 @group(0) @binding(0) var<storage, read_write> tokens: array<u32>; // [N] the tree's tokens, then the next tree's
 @group(0) @binding(1) var<storage, read> parents: array<f32>; // [N]
@@ -134,11 +144,27 @@ struct Params { nodes: u32, vocab: u32, headStride: u32, topoAt: u32, ringAt: u3
 @group(0) @binding(5) var<storage, read_write> path: array<f32>; // [L]
 @group(0) @binding(6) var<storage, read_write> st: array<u32>;
 @group(0) @binding(7) var<uniform> params: Params;
-
+${embed ? `@group(0) @binding(8) var<storage, read> embed: array<f32>; // [VOCAB, HIDDEN]
+@group(0) @binding(9) var<storage, read_write> x: array<f32>; // [N, HIDDEN]: the next step's input rows
+const HIDDEN = ${embedHidden}u;
+const WG = ${CHAIN_EMBED_WORKGROUP}u;
+` : ''}
 const NONE = 0xffffffffu;
 
-@compute @workgroup_size(1)
+${embed ? `@compute @workgroup_size(WG)
+fn main(@builtin(local_invocation_index) lid: u32) {
+  if (lid == 0u) { accept(); }
+  storageBarrier(); // the tokens invocation 0 wrote, seen by the whole workgroup
+  let rows = params.nodes * HIDDEN;
+  for (var i = lid; i < rows; i += WG) {
+    x[i] = embed[tokens[i / HIDDEN] * HIDDEN + i % HIDDEN];
+  }
+}` : `@compute @workgroup_size(1)
 fn main() {
+  accept();
+}`}
+
+fn accept() {
   let N = params.nodes;
   let node = accepted[0];
   let L = st[params.topoAt + 2u * node];
