@@ -1,14 +1,15 @@
 // A chained Medusa step ≥ 1 starts from the rows its chain kernel wrote (chainAcceptWgsl's embedHidden): the kernel
 // that assembles the next tree also gathers its tokens' embedding rows into the step's input, so the recorded step
-// has no embedding dispatch — one fewer per chained step (the trained nano model's sparse 8-node tree: 37 → 36). A
-// run's first step, whose tree the host uploads, gathers its rows unless a continued run's chain kernel wrote them.
+// has no embedding dispatch — one fewer per chained step (the trained nano model's sparse 8-node tree: 37 → 36); the
+// prompt lookup's chain kernel does the same. A run's first step, whose tree the host uploads, gathers its rows unless a continued run's chain kernel wrote them.
 // Oracle: plain greedy decoding (float64), through runs begun after a chained run, after an unchained step of the
 // same plan (x then holds that step's hidden states), and continued runs.
-import { afterAll, describe, expect, it, vi } from 'vitest';
+import { afterAll, afterEach, describe, expect, it, vi } from 'vitest';
 import { RecordedStep } from '../src/model/step-recording.ts';
 import { acceptByPicks } from '../src/speculative/acceptance.ts';
 import { staticTopology, topologyTree } from '../src/speculative/chain.ts';
 import { speculativeGenerate } from '../src/speculative/generate.ts';
+import { LookupChainDraft } from '../src/speculative/lookup-chain.ts';
 import { MedusaDraft } from '../src/speculative/medusa-draft.ts';
 import { treeFromParents } from '../src/speculative/token-tree.ts';
 import { parseTreeSpec } from '../src/speculative/tree-spec.ts';
@@ -17,6 +18,9 @@ import { gpuVerifierOf, makeModel, MODEL_SPECS, plainGreedy, repeatingModel } fr
 const cleanup: (() => Promise<void>)[] = [];
 afterAll(async () => {
   for (const c of cleanup.reverse()) await c();
+});
+afterEach(() => {
+  vi.restoreAllMocks();
 });
 
 /** The labels of a recording's bind groups, one per dispatch. */
@@ -48,6 +52,25 @@ describe('chained steps start from the rows the chain kernel embedded', () => {
       expect(labels.at(-1)).toBe('chain accept');
       // With the tree's embedding this was 5 L + 7 (the nano model: 37).
       expect(step.dispatches, labels.join('\n')).toBe(5 * L + 6);
+    }
+  }, 240_000);
+
+  it('prompt lookup: a recorded step ≥ 1 has no embedding dispatch either: 5 per layer, the LM head and its argmax, the lookup kernel', async () => {
+    const lm = repeatingModel(makeModel(MODEL_SPECS[1], 202, 0));
+    const verifier = await gpuVerifierOf(lm, { maxNodes: 4 }, cleanup);
+    const record = vi.spyOn(RecordedStep, 'recordAsync');
+    for (const R of [1, 2, 4]) {
+      const prompt = [...PROMPT, ...PROMPT];
+      const r = await speculativeGenerate(verifier, new LookupChainDraft({ length: 3, minN: 1, maxN: 4 }), prompt, { maxTokens: 30, shape: parseTreeSpec('chain:3'), maxNodes: 3, chainSteps: R });
+      expect(r.tokens, `R=${R}`).toEqual(plainGreedy(lm, prompt, 30));
+    }
+    const steps = await Promise.all(record.mock.results.map((x) => x.value as Promise<RecordedStep>));
+    expect(steps.length).toBeGreaterThanOrEqual(1);
+    for (const step of steps) {
+      const labels = groupLabels(step);
+      expect(labels.filter((l) => l.startsWith('embedding')), labels.join('\n')).toEqual([]);
+      expect(labels.at(-1), labels.join('\n')).toBe('chain lookup');
+      expect(step.dispatches, labels.join('\n')).toBe(5 * L + 3);
     }
   }, 240_000);
 

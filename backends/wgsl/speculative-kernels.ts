@@ -96,6 +96,31 @@ export const CHAIN_COMMIT_DIMS_WORD = 64;
 export const CHAIN_EMBED_WORKGROUP = 64;
 
 /**
+ * A chain kernel that also starts the next step (`hidden`: the hidden size): bindings `first` and `first` + 1, the
+ * whole table [VOCAB, HIDDEN] and the step's input rows [N, HIDDEN]. Shared with chain-lookup.ts's kernel.
+ */
+export function chainEmbedDecls(first: number, hidden: number): string {
+  if (!(Number.isInteger(hidden) && hidden > 0)) throw new Error(`chain kernel with the embedding: the hidden size must be a positive integer, got ${hidden}`);
+  return `@group(0) @binding(${first}) var<storage, read> embed: array<f32>; // [VOCAB, HIDDEN]
+@group(0) @binding(${first + 1}) var<storage, read_write> x: array<f32>; // [N, HIDDEN]: the next step's input rows
+const HIDDEN = ${hidden}u;
+`;
+}
+
+/**
+ * x[c, :] = embed[tokens[c], :] for the tree's N rows, by every invocation `lid` of a workgroup of WG, in uniform
+ * control flow after the tokens were written (the storage barrier makes one invocation's writes seen by all).
+ */
+export function chainEmbedRows(indent: string): string {
+  return [
+    'storageBarrier(); // the next tree\'s tokens, written by one invocation, seen by the whole workgroup',
+    'for (var i = lid; i < params.nodes * HIDDEN; i += WG) {',
+    '  x[i] = embed[tokens[i / HIDDEN] * HIDDEN + i % HIDDEN];',
+    '}',
+  ].map((l) => indent + l).join('\n');
+}
+
+/**
  * The books a chained step keeps once it knows its accepted length L (of N nodes): L into the lens, the step count,
  * the next commit's dims (1, L, pos, N) and the next tree's (1, N, pos + L, 0), the committed position advanced.
  * Shared by chainAcceptWgsl and chain-lookup.ts's kernel, which keep the same state words.
@@ -133,7 +158,6 @@ export function chainStepBooks(indent: string): string {
  */
 export function chainAcceptWgsl(embedHidden?: number): string {
   const embed = embedHidden !== undefined;
-  if (embed && !(Number.isInteger(embedHidden) && embedHidden > 0)) throw new Error(`chain kernel with the embedding: the hidden size must be a positive integer, got ${embedHidden}`);
   return `// chained speculation: acceptance, the token ring, the positions and the next tree${embed ? ', its embedding' : ''}
 struct Params { nodes: u32, vocab: u32, headStride: u32, topoAt: u32, ringAt: u32, lensAt: u32, pad0: u32, pad1: u32 }
 @group(0) @binding(0) var<storage, read_write> tokens: array<u32>; // [N] the tree's tokens, then the next tree's
@@ -144,21 +168,14 @@ struct Params { nodes: u32, vocab: u32, headStride: u32, topoAt: u32, ringAt: u3
 @group(0) @binding(5) var<storage, read_write> path: array<f32>; // [L]
 @group(0) @binding(6) var<storage, read_write> st: array<u32>;
 @group(0) @binding(7) var<uniform> params: Params;
-${embed ? `@group(0) @binding(8) var<storage, read> embed: array<f32>; // [VOCAB, HIDDEN]
-@group(0) @binding(9) var<storage, read_write> x: array<f32>; // [N, HIDDEN]: the next step's input rows
-const HIDDEN = ${embedHidden}u;
-const WG = ${CHAIN_EMBED_WORKGROUP}u;
+${embed ? `${chainEmbedDecls(8, embedHidden)}const WG = ${CHAIN_EMBED_WORKGROUP}u;
 ` : ''}
 const NONE = 0xffffffffu;
 
 ${embed ? `@compute @workgroup_size(WG)
 fn main(@builtin(local_invocation_index) lid: u32) {
   if (lid == 0u) { accept(); }
-  storageBarrier(); // the tokens invocation 0 wrote, seen by the whole workgroup
-  let rows = params.nodes * HIDDEN;
-  for (var i = lid; i < rows; i += WG) {
-    x[i] = embed[tokens[i / HIDDEN] * HIDDEN + i % HIDDEN];
-  }
+${chainEmbedRows('  ')}
 }` : `@compute @workgroup_size(1)
 fn main() {
   accept();

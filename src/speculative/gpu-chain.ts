@@ -244,7 +244,7 @@ export class GpuChain {
       chain.groups.set(plan, group);
     }
     const pipeline = lookup ? this.lookupBuffers!.pipeline : chain.pipeline;
-    const run: RunOf = { tree, plan, rows, medusaK, pipeline, group, start, ringAt, M: lookup ? 0 : heads.medusaHeads, embeds: !lookup && chain.table !== undefined };
+    const run: RunOf = { tree, plan, rows, medusaK, pipeline, group, start, ringAt, M: lookup ? 0 : heads.medusaHeads, embeds: chain.table !== undefined };
     const pending0 = host.pendingLength;
     // Medusa, after a step of the same plan (the last run, or its unchained step): the first step is a later step's
     // recording too, once the host writes what a chain kernel would have — the pending path, both dims.
@@ -431,9 +431,9 @@ export class GpuChain {
     const cap = lookup.history.length + steps * (chain + 1);
     if (!this.lookupBuffers) {
       const pipeline = await compileKernel(this.host.model.gpu, {
-        label: 'chain lookup',
-        code: chainLookupWgsl(),
-        bindings: ['storage', 'storage', 'read-only-storage', 'storage', 'storage', 'storage', 'uniform'],
+        label: this.buffers!.table ? 'chain lookup, embedding' : 'chain lookup',
+        code: chainLookupWgsl(this.buffers!.table ? this.host.model.config.hiddenSize : undefined),
+        bindings: ['storage', 'storage', 'read-only-storage', 'storage', 'storage', 'storage', 'uniform', ...(this.buffers!.table ? (['read-only-storage', 'storage'] as const) : [])],
       });
       const params = device.createBuffer({ label: 'chain lookup params', size: 32, usage: BufferUsage.UNIFORM | BufferUsage.COPY_DST });
       this.lookupBuffers = { pipeline, params, history: this.historyBuffer(cap), groups: new Map() };
@@ -452,7 +452,8 @@ export class GpuChain {
       group = device.createBindGroup({
         label: 'chain lookup',
         layout: lb.pipeline.getBindGroupLayout(0),
-        entries: [plan.ids, this.host.parents, plan.rowTokens!, this.host.path, state, lb.history, lb.params].map((buffer, binding) => ({ binding, resource: { buffer } })),
+        entries: [plan.ids, this.host.parents, plan.rowTokens!, this.host.path, state, lb.history, lb.params, ...(this.buffers!.table ? [this.buffers!.table, plan.x.buffer] : [])]
+          .map((buffer, binding) => ({ binding, resource: { buffer } })),
       });
       lb.groups.set(plan, group);
     }
