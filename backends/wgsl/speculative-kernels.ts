@@ -92,8 +92,8 @@ ${treeReducePair('redV', 'redI', 'bv', 'bi', 'oi != 0xffffffffu && (redI[lid] ==
  */
 export const CHAIN_COMMIT_DIMS_WORD = 64;
 
-/** Invocations of the chain kernel that also writes the next tree's embedding rows (chainAcceptWgsl's embedHidden). */
-export const CHAIN_EMBED_WORKGROUP = 64;
+/** Invocations per row of the chain kernel that also writes the next tree's embedding rows (chainAcceptWgsl's embedHidden). */
+export const CHAIN_EMBED_WORKGROUP = 128;
 
 /**
  * A chain kernel that also starts the next step (`hidden`: the hidden size): bindings `first` and `first` + 1, the
@@ -153,8 +153,10 @@ export function chainStepBooks(indent: string): string {
  *
  * `embedHidden` (the hidden size): the kernel also starts the next step, x[c, :] = embed[tokens[c], :] for its N rows
  * (bindings 8 and 9: the whole table [VOCAB, HIDDEN] and the step's input rows [N, HIDDEN]), what the step would
- * otherwise begin with as an embedding dispatch of its own — as a decode step's pick does (model-sampling.ts). One
- * invocation keeps the books and assembles the tree; the workgroup then copies the rows.
+ * otherwise begin with as an embedding dispatch of its own — as a decode step's pick does (model-sampling.ts). It
+ * then runs N workgroups, one per row: the first invocation of workgroup 0 keeps the books and assembles the tree,
+ * and each workgroup works out its own row's token again (nextToken: the bonus and the heads, which no invocation
+ * writes) and copies its row, so no row waits for another workgroup's writes.
  */
 export function chainAcceptWgsl(embedHidden?: number): string {
   const embed = embedHidden !== undefined;
@@ -173,9 +175,11 @@ ${embed ? `${chainEmbedDecls(8, embedHidden)}const WG = ${CHAIN_EMBED_WORKGROUP}
 const NONE = 0xffffffffu;
 
 ${embed ? `@compute @workgroup_size(WG)
-fn main(@builtin(local_invocation_index) lid: u32) {
-  if (lid == 0u) { accept(); }
-${chainEmbedRows('  ')}
+fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
+  if (wid.x == 0u && lid == 0u) { accept(); }
+  let c = wid.x;
+  let token = nextToken(c, picks[accepted[0]]);
+  for (var i = lid; i < HIDDEN; i += WG) { x[c * HIDDEN + i] = embed[token * HIDDEN + i]; }
 }` : `@compute @workgroup_size(1)
 fn main() {
   accept();
@@ -199,17 +203,20 @@ fn accept() {
   st[params.ringAt + count] = bonus;
   st[9] = count + 1u;
 ${chainStepBooks('  ')}
-  tokens[0] = bonus;
-  for (var c = 1u; c < N; c++) {
-    let d = st[params.topoAt + 2u * c];
-    let r = st[params.topoAt + 2u * c + 1u];
-    var tok = bonus;
-    if (d >= 2u && r != NONE) {
-      tok = heads[(d - 2u) * params.headStride + r];
-      if (tok >= params.vocab) { tok = 0u; }
-    }
-    tokens[c] = tok;
+  for (var c = 0u; c < N; c++) { tokens[c] = nextToken(c, bonus); }
+}
+
+// Node c of the next tree: the bonus at the root (its rank is NONE) and padding rows (depth 1), else head (d − 2)'s
+// candidate of the node's last rank at the accepted node.
+fn nextToken(c: u32, bonus: u32) -> u32 {
+  let d = st[params.topoAt + 2u * c];
+  let r = st[params.topoAt + 2u * c + 1u];
+  var tok = bonus;
+  if (d >= 2u && r != NONE) {
+    tok = heads[(d - 2u) * params.headStride + r];
+    if (tok >= params.vocab) { tok = 0u; }
   }
+  return tok;
 }
 `;
 }

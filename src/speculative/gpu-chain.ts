@@ -151,6 +151,11 @@ export interface ChainSubmission {
   readonly result: Promise<ChainResult>;
 }
 
+/** The chain kernel's grid: a workgroup per row when the Medusa kernel writes their embedding (chainAcceptWgsl), else one (lookup: of CHAIN_LOOKUP_WORKGROUP). */
+function chainWorkgroups(run: RunOf): number {
+  return run.embeds && run.M > 0 ? run.rows : 1;
+}
+
 function checkSteps(steps: number): void {
   if (!(Number.isInteger(steps) && steps >= 1 && steps <= MAX_CHAIN_STEPS)) throw new Error(`chained speculation: steps must be 1..${MAX_CHAIN_STEPS}, got ${steps}`);
 }
@@ -259,7 +264,7 @@ export class GpuChain {
       await host.encodeStep(pass, plan, rows, medusaK);
       pass.setPipeline(pipeline);
       pass.setBindGroup(0, group);
-      pass.dispatchWorkgroups(1); // lookup: one workgroup of CHAIN_LOOKUP_WORKGROUP
+      pass.dispatchWorkgroups(chainWorkgroups(run));
     }, replayFirst && run.embeds);
     // Medusa only: a lookup run's GPU history is sized for its own steps.
     if (!lookup) this.continuation = run;
@@ -403,7 +408,7 @@ export class GpuChain {
       await host.heads.encode(pass, plan, { b: 1, rows, parents: host.parents, medusaK, ownK: 0 });
       pass.setPipeline(pipeline);
       pass.setBindGroup(0, group);
-      pass.dispatchWorkgroups(1);
+      pass.dispatchWorkgroups(chainWorkgroups(run));
     });
     return made.then((r) => (byKey.set(key, r), r));
   }
