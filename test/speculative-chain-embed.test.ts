@@ -13,6 +13,7 @@ import { LookupChainDraft } from '../src/speculative/lookup-chain.ts';
 import { MedusaDraft } from '../src/speculative/medusa-draft.ts';
 import { treeFromParents } from '../src/speculative/token-tree.ts';
 import { parseTreeSpec } from '../src/speculative/tree-spec.ts';
+import { gpu } from './helpers/gpu.ts';
 import { gpuVerifierOf, makeModel, MODEL_SPECS, plainGreedy, repeatingModel } from './helpers/speculative.ts';
 
 const cleanup: (() => Promise<void>)[] = [];
@@ -92,5 +93,37 @@ describe('chained steps start from the rows the chain kernel embedded', () => {
     const rb = await b.result;
     const tokens = [root, first.picks[0], ...path.slice(1).map((n) => tree.tokens[n]), bonus, ...ra.steps.flat(), ...rb.steps.flat()];
     expect(tokens).toEqual(plainGreedy(m, PROMPT, tokens.length));
+  }, 120_000);
+
+  it('each run read before the next: a run begun on the tree the last chain kernel assembled gathers nothing', async () => {
+    const verifier = await gpuVerifierOf(m, { maxNodes: 4 }, cleanup);
+    const { device } = await gpu();
+    // Per chained run (its command encoders by label): the embedding gathers its passes record.
+    const gathers: number[] = [];
+    const real = device.createCommandEncoder.bind(device);
+    vi.spyOn(device, 'createCommandEncoder').mockImplementation((d?: GPUCommandEncoderDescriptor) => {
+      const encoder = real(d);
+      const label = d?.label ?? '';
+      if (!label.startsWith('chained tree steps')) return encoder;
+      if (!label.includes('from step')) gathers.push(0);
+      const at = gathers.length - 1;
+      const begin = encoder.beginComputePass.bind(encoder);
+      encoder.beginComputePass = (pd?: GPUComputePassDescriptor) => {
+        const pass = begin(pd);
+        const set = pass.setBindGroup.bind(pass);
+        pass.setBindGroup = ((index: number, group: GPUBindGroup | null, ...rest: never[]) => {
+          if (group?.label.startsWith('embedding')) gathers[at]++;
+          return (set as (...a: unknown[]) => void)(index, group, ...rest);
+        }) as GPUComputePassEncoder['setBindGroup'];
+        return pass;
+      };
+      return encoder;
+    });
+    const r = await speculativeGenerate(verifier, new MedusaDraft(3, 2), PROMPT, { maxTokens: 40, shape: parseTreeSpec('chain:3'), maxNodes: 3, chainSteps: 3, chainOverlap: false });
+    expect(r.tokens).toEqual(plainGreedy(m, PROMPT, 40));
+    expect(gathers.length, 'runs').toBeGreaterThanOrEqual(3);
+    // The first run follows the root-only step (its first step encoded with its gather); every later one starts
+    // from the rows the last run's chain kernel wrote.
+    expect(gathers).toEqual([1, ...gathers.slice(1).map(() => 0)]);
   }, 120_000);
 });

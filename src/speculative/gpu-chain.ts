@@ -18,7 +18,7 @@ import { encodeDispatch } from '../runtime/model-kernels.ts';
 import { CHAIN_COMMIT_DIMS_WORD, chainAcceptWgsl } from '../../backends/wgsl/speculative-kernels.ts';
 import { chainLookupWgsl } from '../../backends/wgsl/chain-lookup.ts';
 import type { Candidate } from './candidate.ts';
-import type { StaticTopology } from './chain.ts';
+import { topologyTree, type StaticTopology } from './chain.ts';
 import { MAX_TOP_K, type GpuSpeculativeHeads } from './gpu-heads.ts';
 import { checkLookupSpec } from './lookup-chain.ts';
 import type { TokenTree } from './token-tree.ts';
@@ -131,6 +131,7 @@ interface Buffers {
 interface RunOf {
   /** The first tree of the run the continuation started from (its topology is every later tree's). */
   readonly tree: TokenTree;
+  readonly topology: StaticTopology;
   readonly plan: StepPlan;
   readonly rows: number;
   readonly medusaK: number;
@@ -222,6 +223,8 @@ export class GpuChain {
     }
     // The host's books (the committed position, the pending path) are what a begun run starts from: read first.
     if (this.unread > 0) throw new Error(`chained speculation: ${this.unread} run(s) submitted and not read yet; await their results before beginning another`);
+    // The last run, when nothing else ran on the verifier since: its chain kernel wrote its next tree's rows.
+    const previous = this.continuation;
     this.continuation = undefined;
     const { device } = model.gpu;
     const chain = await this.buffersOf();
@@ -249,7 +252,7 @@ export class GpuChain {
       chain.groups.set(plan, group);
     }
     const pipeline = lookup ? this.lookupBuffers!.pipeline : chain.pipeline;
-    const run: RunOf = { tree, plan, rows, medusaK, pipeline, group, start, ringAt, M: lookup ? 0 : heads.medusaHeads, embeds: chain.table !== undefined };
+    const run: RunOf = { tree, topology, plan, rows, medusaK, pipeline, group, start, ringAt, M: lookup ? 0 : heads.medusaHeads, embeds: chain.table !== undefined };
     const pending0 = host.pendingLength;
     // Medusa, after a step of the same plan (the last run, or its unchained step): the first step is a later step's
     // recording too, once the host writes what a chain kernel would have — the pending path, both dims.
@@ -265,7 +268,7 @@ export class GpuChain {
       pass.setPipeline(pipeline);
       pass.setBindGroup(0, group);
       pass.dispatchWorkgroups(chainWorkgroups(run));
-    }, replayFirst && run.embeds);
+    }, replayFirst && run.embeds && !(await this.rowsWritten(previous, run)));
     // Medusa only: a lookup run's GPU history is sized for its own steps.
     if (!lookup) this.continuation = run;
     return submission;
@@ -286,6 +289,20 @@ export class GpuChain {
     // committed position (word 8) and the dims stay the GPU's.
     this.host.model.gpu.device.queue.writeBuffer(this.buffers!.state, 9 * 4, Uint32Array.of(0, 0));
     return this.encodeRun(run, steps, undefined, false);
+  }
+
+  /**
+   * Whether plan.x already holds `run`'s first tree's rows: the last run (`previous`, nothing else run on the verifier
+   * since) was of the same plan and its last chain kernel assembled that same tree — its bonus at the root, its heads'
+   * candidates (read back) at their ranks — and wrote the tree's rows.
+   */
+  private async rowsWritten(previous: RunOf | undefined, run: RunOf): Promise<boolean> {
+    if (!previous || !previous.embeds || previous.plan !== run.plan || previous.rows !== run.rows || previous.medusaK !== run.medusaK) return false;
+    const last = await this.lastResult;
+    const bonus = last?.steps.at(-1)?.at(-1);
+    if (!last || bonus === undefined) return false;
+    const assembled = topologyTree(previous.topology, bonus, last.medusa).tokens;
+    return assembled.length === run.tree.tokens.length && assembled.every((t, n) => t === run.tree.tokens[n]);
   }
 
   /** Whether continue() may follow: the last run was greedy Medusa and nothing else ran on the verifier since. */
