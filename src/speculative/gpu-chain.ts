@@ -298,7 +298,7 @@ export class GpuChain {
    */
   private async rowsWritten(previous: RunOf | undefined, run: RunOf): Promise<boolean> {
     if (!previous || !previous.embeds || previous.plan !== run.plan || previous.rows !== run.rows || previous.medusaK !== run.medusaK) return false;
-    const last = await this.lastResult;
+    const last = await this.lastResult.catch(() => undefined); // a failed run wrote nothing we may rely on
     const bonus = last?.steps.at(-1)?.at(-1);
     if (!last || bonus === undefined) return false;
     const assembled = topologyTree(previous.topology, bonus, last.medusa).tokens;
