@@ -4,7 +4,7 @@
 // lookupChain, its float64-free reference: the largest n in [minN, maxN] for which the history's last n tokens
 // occurred ending at some e < T, the largest such e, then ext[e + j] for j < K (ext = history ++ proposal).
 
-import { chainStepBooks } from './speculative-kernels.ts';
+import { chainEmbedDecls, chainEmbedRows, chainStepBooks } from './speculative-kernels.ts';
 
 /** The workgroup of the lookup's search: each thread scans the ends e ≡ lid (mod WG). */
 export const CHAIN_LOOKUP_WORKGROUP = 64;
@@ -16,10 +16,13 @@ export const CHAIN_LOOKUP_WORKGROUP = 64;
  * history [1 + cap] (word 0 the length T, then the tokens; the last is the root), params.
  * The tree is a chain: node c's parent is c − 1 or none, so acceptance walks c = 1, 2, … while the node is the
  * previous node's child and its token the previous node's pick.
+ * `embedHidden` (the hidden size): the workgroup then also writes the next chain's embedding rows into the next
+ * step's input (bindings 7 and 8: chainEmbedDecls), which then needs no embedding dispatch (chainAcceptWgsl's).
  */
-export function chainLookupWgsl(): string {
+export function chainLookupWgsl(embedHidden?: number): string {
   const WG = CHAIN_LOOKUP_WORKGROUP;
-  return `// chained prompt lookup: acceptance along the chain, the books, the history, the next chain
+  const embed = embedHidden !== undefined;
+  return `// chained prompt lookup: acceptance along the chain, the books, the history, the next chain${embed ? ', its embedding' : ''}
 struct Params { nodes: u32, chain: u32, ringAt: u32, lensAt: u32, minN: u32, maxN: u32, cap: u32, pad0: u32 }
 @group(0) @binding(0) var<storage, read_write> tokens: array<u32>; // [N]
 @group(0) @binding(1) var<storage, read_write> parents: array<f32>; // [N]
@@ -28,7 +31,7 @@ struct Params { nodes: u32, chain: u32, ringAt: u32, lensAt: u32, minN: u32, max
 @group(0) @binding(4) var<storage, read_write> st: array<u32>;
 @group(0) @binding(5) var<storage, read_write> hist: array<u32>; // [1 + cap]
 @group(0) @binding(6) var<uniform> params: Params;
-
+${embed ? chainEmbedDecls(7, embedHidden) : ''}
 const WG = ${WG}u;
 var<workgroup> best: atomic<u32>;
 var<workgroup> histLen: u32;
@@ -93,6 +96,6 @@ ${chainStepBooks('    ')}
       parents[c] = -1.0;
     }
   }
-}
+${embed ? chainEmbedRows('  ') : ''}}
 `;
 }

@@ -92,6 +92,34 @@ ${treeReducePair('redV', 'redI', 'bv', 'bi', 'oi != 0xffffffffu && (redI[lid] ==
  */
 export const CHAIN_COMMIT_DIMS_WORD = 64;
 
+/** Invocations per row of the chain kernel that also writes the next tree's embedding rows (chainAcceptWgsl's embedHidden). */
+export const CHAIN_EMBED_WORKGROUP = 128;
+
+/**
+ * A chain kernel that also starts the next step (`hidden`: the hidden size): bindings `first` and `first` + 1, the
+ * whole table [VOCAB, HIDDEN] and the step's input rows [N, HIDDEN]. Shared with chain-lookup.ts's kernel.
+ */
+export function chainEmbedDecls(first: number, hidden: number): string {
+  if (!(Number.isInteger(hidden) && hidden > 0)) throw new Error(`chain kernel with the embedding: the hidden size must be a positive integer, got ${hidden}`);
+  return `@group(0) @binding(${first}) var<storage, read> embed: array<f32>; // [VOCAB, HIDDEN]
+@group(0) @binding(${first + 1}) var<storage, read_write> x: array<f32>; // [N, HIDDEN]: the next step's input rows
+const HIDDEN = ${hidden}u;
+`;
+}
+
+/**
+ * x[c, :] = embed[tokens[c], :] for the tree's N rows, by every invocation `lid` of a workgroup of WG, in uniform
+ * control flow after the tokens were written (the storage barrier makes one invocation's writes seen by all).
+ */
+export function chainEmbedRows(indent: string): string {
+  return [
+    'storageBarrier(); // the next tree\'s tokens, written by one invocation, seen by the whole workgroup',
+    'for (var i = lid; i < params.nodes * HIDDEN; i += WG) {',
+    '  x[i] = embed[tokens[i / HIDDEN] * HIDDEN + i % HIDDEN];',
+    '}',
+  ].map((l) => indent + l).join('\n');
+}
+
 /**
  * The books a chained step keeps once it knows its accepted length L (of N nodes): L into the lens, the step count,
  * the next commit's dims (1, L, pos, N) and the next tree's (1, N, pos + L, 0), the committed position advanced.
@@ -122,9 +150,17 @@ export function chainStepBooks(indent: string): string {
  *     still decides), a padding row (depth 1) = the root.
  * State words (u32): [0, 4) tree dims, [4, 8) commit dims, 8 pos, 9 ring count, 10 steps, the commit dims again at
  * CHAIN_COMMIT_DIMS_WORD (so params.lensAt is past it), lens [steps] at params.lensAt, the topology [N] × (depth, last rank) at params.topoAt, the ring at params.ringAt.
+ *
+ * `embedHidden` (the hidden size): the kernel also starts the next step, x[c, :] = embed[tokens[c], :] for its N rows
+ * (bindings 8 and 9: the whole table [VOCAB, HIDDEN] and the step's input rows [N, HIDDEN]), what the step would
+ * otherwise begin with as an embedding dispatch of its own — as a decode step's pick does (model-sampling.ts). It
+ * then runs N workgroups, one per row: the first invocation of workgroup 0 keeps the books and assembles the tree,
+ * and each workgroup works out its own row's token again (nextToken: the bonus and the heads, which no invocation
+ * writes) and copies its row, so no row waits for another workgroup's writes.
  */
-export function chainAcceptWgsl(): string {
-  return `// chained speculation: acceptance, the token ring, the positions and the next tree
+export function chainAcceptWgsl(embedHidden?: number): string {
+  const embed = embedHidden !== undefined;
+  return `// chained speculation: acceptance, the token ring, the positions and the next tree${embed ? ', its embedding' : ''}
 struct Params { nodes: u32, vocab: u32, headStride: u32, topoAt: u32, ringAt: u32, lensAt: u32, pad0: u32, pad1: u32 }
 @group(0) @binding(0) var<storage, read_write> tokens: array<u32>; // [N] the tree's tokens, then the next tree's
 @group(0) @binding(1) var<storage, read> parents: array<f32>; // [N]
@@ -134,11 +170,22 @@ struct Params { nodes: u32, vocab: u32, headStride: u32, topoAt: u32, ringAt: u3
 @group(0) @binding(5) var<storage, read_write> path: array<f32>; // [L]
 @group(0) @binding(6) var<storage, read_write> st: array<u32>;
 @group(0) @binding(7) var<uniform> params: Params;
-
+${embed ? `${chainEmbedDecls(8, embedHidden)}const WG = ${CHAIN_EMBED_WORKGROUP}u;
+` : ''}
 const NONE = 0xffffffffu;
 
-@compute @workgroup_size(1)
+${embed ? `@compute @workgroup_size(WG)
+fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
+  if (wid.x == 0u && lid == 0u) { accept(); }
+  let c = wid.x;
+  let token = nextToken(c, picks[accepted[0]]);
+  for (var i = lid; i < HIDDEN; i += WG) { x[c * HIDDEN + i] = embed[token * HIDDEN + i]; }
+}` : `@compute @workgroup_size(1)
 fn main() {
+  accept();
+}`}
+
+fn accept() {
   let N = params.nodes;
   let node = accepted[0];
   let L = st[params.topoAt + 2u * node];
@@ -156,17 +203,20 @@ fn main() {
   st[params.ringAt + count] = bonus;
   st[9] = count + 1u;
 ${chainStepBooks('  ')}
-  tokens[0] = bonus;
-  for (var c = 1u; c < N; c++) {
-    let d = st[params.topoAt + 2u * c];
-    let r = st[params.topoAt + 2u * c + 1u];
-    var tok = bonus;
-    if (d >= 2u && r != NONE) {
-      tok = heads[(d - 2u) * params.headStride + r];
-      if (tok >= params.vocab) { tok = 0u; }
-    }
-    tokens[c] = tok;
+  for (var c = 0u; c < N; c++) { tokens[c] = nextToken(c, bonus); }
+}
+
+// Node c of the next tree: the bonus at the root (its rank is NONE) and padding rows (depth 1), else head (d − 2)'s
+// candidate of the node's last rank at the accepted node.
+fn nextToken(c: u32, bonus: u32) -> u32 {
+  let d = st[params.topoAt + 2u * c];
+  let r = st[params.topoAt + 2u * c + 1u];
+  var tok = bonus;
+  if (d >= 2u && r != NONE) {
+    tok = heads[(d - 2u) * params.headStride + r];
+    if (tok >= params.vocab) { tok = 0u; }
   }
+  return tok;
 }
 `;
 }

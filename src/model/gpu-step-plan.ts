@@ -58,8 +58,9 @@ export interface BatchBuffers {
 
 /**
  * Where a step's input rows come from: uploaded ids, the batch's chosen tokens (gathered from the table), or
- * 'embedded': a decode step's x (the batch's decodeRows) already holds the chosen tokens' rows, written by the pick
- * that chose them (StepPlan.embedsNext).
+ * 'embedded': the step's x already holds its rows — a decode step's (the batch's decodeRows), written by the pick
+ * that chose them (StepPlan.embedsNext), or a tree step's that picks every row (pickRows), written by the chained
+ * step's kernel that assembled the tree (src/speculative/gpu-chain.ts).
  */
 export type TokenSource = 'ids' | 'next' | 'embedded';
 export type TokenPick = 'argmax' | 'sample' | 'none';
@@ -329,7 +330,9 @@ export function encodeStepWith(
   pass: GPUComputePassEncoder, plan: StepPlan, attend: AttentionEncoder, source: TokenSource, pick: TokenPick,
   opts: { logits?: boolean; afterLayer?: (layer: number) => void } = {},
 ): void {
-  if (source === 'embedded' && !(plan.t === 1 && plan.embedsNext)) throw new Error(`step plan b=${plan.b} t=${plan.t}: only a decode step whose picks write the chosen tokens' rows starts from them`);
+  if (source === 'embedded' && !((plan.t === 1 && plan.embedsNext) || plan.rowTokens)) {
+    throw new Error(`step plan b=${plan.b} t=${plan.t}: only a decode step whose picks write the chosen tokens' rows, or a tree step, starts from rows already embedded`);
+  }
   const embed = source === 'ids' ? plan.embedFromIds : source === 'next' ? plan.embedFromNext : [];
   if (!embed) throw new Error(`step plan b=${plan.b} t=${plan.t}: only a one-token step can start from the chosen tokens`);
   for (const d of embed) encodeDispatch(pass, d);

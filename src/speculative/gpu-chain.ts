@@ -14,10 +14,11 @@ import { BufferUsage } from '../runtime/device.ts';
 import { idOf } from '../runtime/object-id.ts';
 import type { DimsSlot } from '../runtime/tree-attention.ts';
 import { compileKernel } from '../runtime/pipeline-cache.ts';
+import { encodeDispatch } from '../runtime/model-kernels.ts';
 import { CHAIN_COMMIT_DIMS_WORD, chainAcceptWgsl } from '../../backends/wgsl/speculative-kernels.ts';
 import { chainLookupWgsl } from '../../backends/wgsl/chain-lookup.ts';
 import type { Candidate } from './candidate.ts';
-import type { StaticTopology } from './chain.ts';
+import { topologyTree, type StaticTopology } from './chain.ts';
 import { MAX_TOP_K, type GpuSpeculativeHeads } from './gpu-heads.ts';
 import { checkLookupSpec } from './lookup-chain.ts';
 import type { TokenTree } from './token-tree.ts';
@@ -94,9 +95,10 @@ export interface ChainHost {
   encodeStep(pass: GPUComputePassEncoder, plan: StepPlan, rows: number, medusaK: number): Promise<void>;
   /**
    * Records step `step` ≥ 1 of the run without its heads: the previous step's path committed and the tree's layers,
-   * reading b, the path length, the positions and N from the uniforms the chain kernel fills (`dims`).
+   * reading b, the path length, the positions and N from the uniforms the chain kernel fills (`dims`). `embedded`:
+   * the chain kernel before it wrote the tree's embedding rows into plan.x, so the step starts without a gather.
    */
-  encodeChained(pass: GPUComputePassEncoder, plan: StepPlan, rows: number, step: number, start: number, dims: { readonly tree: DimsSlot; readonly commit: DimsSlot }): void;
+  encodeChained(pass: GPUComputePassEncoder, plan: StepPlan, rows: number, step: number, start: number, dims: { readonly tree: DimsSlot; readonly commit: DimsSlot }, embedded: boolean): void;
   /**
    * What encodeChained's commands for step `step` bind beyond the plan and the chain's own buffers, as a key (the
    * folded sets' parity, or the layers' state buffers): a recording of the step is replayed only under its key.
@@ -112,6 +114,11 @@ export interface ChainHost {
 
 interface Buffers {
   readonly pipeline: GPUComputePipeline;
+  /**
+   * The embedding table the chain kernel gathers the next tree's rows from (chainAcceptWgsl's embedHidden), when it is
+   * one buffer; absent (a table in parts), each step keeps its embedding dispatch.
+   */
+  readonly table?: GPUBuffer;
   /** The books (chainAcceptWgsl's words), also bound as the later steps' dims uniforms (`dims`). */
   readonly state: GPUBuffer;
   readonly dims: { readonly tree: DimsSlot; readonly commit: DimsSlot };
@@ -124,6 +131,7 @@ interface Buffers {
 interface RunOf {
   /** The first tree of the run the continuation started from (its topology is every later tree's). */
   readonly tree: TokenTree;
+  readonly topology: StaticTopology;
   readonly plan: StepPlan;
   readonly rows: number;
   readonly medusaK: number;
@@ -134,12 +142,19 @@ interface RunOf {
   readonly ringAt: number;
   /** Medusa heads read back (0 for lookup). */
   readonly M: number;
+  /** Whether the chain kernel writes the next tree's embedding rows (steps ≥ 1 then start from plan.x). */
+  readonly embeds: boolean;
 }
 
 /** A chained run submitted (GpuChain.begin, continue): its steps, and its result once read back, in submission order. */
 export interface ChainSubmission {
   readonly steps: number;
   readonly result: Promise<ChainResult>;
+}
+
+/** The chain kernel's grid: a workgroup per row when the Medusa kernel writes their embedding (chainAcceptWgsl), else one (lookup: of CHAIN_LOOKUP_WORKGROUP). */
+function chainWorkgroups(run: RunOf): number {
+  return run.embeds && run.M > 0 ? run.rows : 1;
 }
 
 function checkSteps(steps: number): void {
@@ -208,6 +223,8 @@ export class GpuChain {
     }
     // The host's books (the committed position, the pending path) are what a begun run starts from: read first.
     if (this.unread > 0) throw new Error(`chained speculation: ${this.unread} run(s) submitted and not read yet; await their results before beginning another`);
+    // The last run, when nothing else ran on the verifier since: its chain kernel wrote its next tree's rows.
+    const previous = this.continuation;
     this.continuation = undefined;
     const { device } = model.gpu;
     const chain = await this.buffersOf();
@@ -229,12 +246,13 @@ export class GpuChain {
       group = device.createBindGroup({
         label: 'chain accept',
         layout: chain.pipeline.getBindGroupLayout(0),
-        entries: [plan.ids, host.parents, plan.rowTokens!, heads.accepted, heads.ids, host.path, chain.state, chain.params].map((buffer, binding) => ({ binding, resource: { buffer } })),
+        entries: [plan.ids, host.parents, plan.rowTokens!, heads.accepted, heads.ids, host.path, chain.state, chain.params, ...(chain.table ? [chain.table, plan.x.buffer] : [])]
+          .map((buffer, binding) => ({ binding, resource: { buffer } })),
       });
       chain.groups.set(plan, group);
     }
     const pipeline = lookup ? this.lookupBuffers!.pipeline : chain.pipeline;
-    const run: RunOf = { tree, plan, rows, medusaK, pipeline, group, start, ringAt, M: lookup ? 0 : heads.medusaHeads };
+    const run: RunOf = { tree, topology, plan, rows, medusaK, pipeline, group, start, ringAt, M: lookup ? 0 : heads.medusaHeads, embeds: chain.table !== undefined };
     const pending0 = host.pendingLength;
     // Medusa, after a step of the same plan (the last run, or its unchained step): the first step is a later step's
     // recording too, once the host writes what a chain kernel would have — the pending path, both dims.
@@ -249,8 +267,8 @@ export class GpuChain {
       await host.encodeStep(pass, plan, rows, medusaK);
       pass.setPipeline(pipeline);
       pass.setBindGroup(0, group);
-      pass.dispatchWorkgroups(1); // lookup: one workgroup of CHAIN_LOOKUP_WORKGROUP
-    });
+      pass.dispatchWorkgroups(chainWorkgroups(run));
+    }, replayFirst && run.embeds && !(await this.rowsWritten(previous, run)));
     // Medusa only: a lookup run's GPU history is sized for its own steps.
     if (!lookup) this.continuation = run;
     return submission;
@@ -273,6 +291,20 @@ export class GpuChain {
     return this.encodeRun(run, steps, undefined, false);
   }
 
+  /**
+   * Whether plan.x already holds `run`'s first tree's rows: the last run (`previous`, nothing else run on the verifier
+   * since) was of the same plan and its last chain kernel assembled that same tree — its bonus at the root, its heads'
+   * candidates (read back) at their ranks — and wrote the tree's rows.
+   */
+  private async rowsWritten(previous: RunOf | undefined, run: RunOf): Promise<boolean> {
+    if (!previous || !previous.embeds || previous.plan !== run.plan || previous.rows !== run.rows || previous.medusaK !== run.medusaK) return false;
+    const last = await this.lastResult.catch(() => undefined); // a failed run wrote nothing we may rely on
+    const bonus = last?.steps.at(-1)?.at(-1);
+    if (!last || bonus === undefined) return false;
+    const assembled = topologyTree(previous.topology, bonus, last.medusa).tokens;
+    return assembled.length === run.tree.tokens.length && assembled.every((t, n) => t === run.tree.tokens[n]);
+  }
+
   /** Whether continue() may follow: the last run was greedy Medusa and nothing else ran on the verifier since. */
   get continuable(): boolean {
     return this.continuation !== undefined;
@@ -287,9 +319,12 @@ export class GpuChain {
    * Encodes and submits `steps` steps of `run` (the first by `first`, else replayed like the rest) and starts its
    * readback. `pending0`: the path length the first step commits, when the host knows it (else the last run's
    * last path length, known when that run is read: results are read in submission order). `begun`: a run the GPU
-   * waits for (no run before it in flight), submitted in pieces on hardware.
+   * waits for (no run before it in flight), submitted in pieces on hardware. `embedFirst`: the first step is
+   * replayed from a recording that starts from plan.x, but the host uploaded its tree: gather its rows first.
    */
-  private async encodeRun(run: RunOf, steps: number, pending0: number | undefined, begun: boolean, first?: (pass: GPUComputePassEncoder) => Promise<void>): Promise<ChainSubmission> {
+  private async encodeRun(
+    run: RunOf, steps: number, pending0: number | undefined, begun: boolean, first?: (pass: GPUComputePassEncoder) => Promise<void>, embedFirst = false,
+  ): Promise<ChainSubmission> {
     const { host } = this;
     const { model, heads } = host;
     const { device } = model.gpu;
@@ -311,6 +346,7 @@ export class GpuChain {
     for (let i = 0; i < steps; i++) {
       if (i === 0 && first) await first(pass);
       else {
+        if (i === 0 && embedFirst) for (const d of plan.embedFromIds) encodeDispatch(pass, d);
         // A recording is looked up without an await; only one not recorded yet is encoded (and awaited).
         const step = this.chainedStep(run, i);
         (step instanceof RecordedStep ? step : await step).replay(pass);
@@ -375,7 +411,7 @@ export class GpuChain {
   private chainedStep(run: RunOf, step: number): RecordedStep | Promise<RecordedStep> {
     const { host } = this;
     const { plan, rows, medusaK, pipeline, group, start } = run;
-    const key = `${rows}:${medusaK}:${idOf(pipeline)}:${idOf(group)}:${host.chainedKey(step)}`;
+    const key = `${rows}:${medusaK}:${idOf(pipeline)}:${idOf(group)}:${run.embeds}:${host.chainedKey(step)}`;
     let byKey = this.recorded.get(plan);
     if (!byKey) this.recorded.set(plan, (byKey = new Map()));
     const known = byKey.get(key);
@@ -385,11 +421,11 @@ export class GpuChain {
     if (byKey.size >= MAX_RECORDINGS_PER_PLAN) byKey.clear();
     const { dims } = this.buffers!;
     const made = RecordedStep.recordAsync(async (pass) => {
-      host.encodeChained(pass, plan, rows, step, start, dims);
+      host.encodeChained(pass, plan, rows, step, start, dims, run.embeds);
       await host.heads.encode(pass, plan, { b: 1, rows, parents: host.parents, medusaK, ownK: 0 });
       pass.setPipeline(pipeline);
       pass.setBindGroup(0, group);
-      pass.dispatchWorkgroups(1);
+      pass.dispatchWorkgroups(chainWorkgroups(run));
     });
     return made.then((r) => (byKey.set(key, r), r));
   }
@@ -417,9 +453,9 @@ export class GpuChain {
     const cap = lookup.history.length + steps * (chain + 1);
     if (!this.lookupBuffers) {
       const pipeline = await compileKernel(this.host.model.gpu, {
-        label: 'chain lookup',
-        code: chainLookupWgsl(),
-        bindings: ['storage', 'storage', 'read-only-storage', 'storage', 'storage', 'storage', 'uniform'],
+        label: this.buffers!.table ? 'chain lookup, embedding' : 'chain lookup',
+        code: chainLookupWgsl(this.buffers!.table ? this.host.model.config.hiddenSize : undefined),
+        bindings: ['storage', 'storage', 'read-only-storage', 'storage', 'storage', 'storage', 'uniform', ...(this.buffers!.table ? (['read-only-storage', 'storage'] as const) : [])],
       });
       const params = device.createBuffer({ label: 'chain lookup params', size: 32, usage: BufferUsage.UNIFORM | BufferUsage.COPY_DST });
       this.lookupBuffers = { pipeline, params, history: this.historyBuffer(cap), groups: new Map() };
@@ -438,7 +474,8 @@ export class GpuChain {
       group = device.createBindGroup({
         label: 'chain lookup',
         layout: lb.pipeline.getBindGroupLayout(0),
-        entries: [plan.ids, this.host.parents, plan.rowTokens!, this.host.path, state, lb.history, lb.params].map((buffer, binding) => ({ binding, resource: { buffer } })),
+        entries: [plan.ids, this.host.parents, plan.rowTokens!, this.host.path, state, lb.history, lb.params, ...(this.buffers!.table ? [this.buffers!.table, plan.x.buffer] : [])]
+          .map((buffer, binding) => ({ binding, resource: { buffer } })),
       });
       lb.groups.set(plan, group);
     }
@@ -453,15 +490,22 @@ export class GpuChain {
     if (this.buffers) return this.buffers;
     const { model, maxNodes, maxBatch, heads } = this.host;
     const { device } = model.gpu;
+    // (A table in parts keeps the steps' gather: its rows would need a binding per part.)
+    const parts = model.weights.embedTokens.parts;
+    const table = parts.length === 1 ? parts[0].tensor.buffer : undefined;
     const pipeline = await compileKernel(model.gpu, {
-      label: 'chain accept',
-      code: chainAcceptWgsl(),
-      bindings: ['storage', 'read-only-storage', 'read-only-storage', 'read-only-storage', 'read-only-storage', 'storage', 'storage', 'uniform'],
+      label: table ? 'chain accept, embedding' : 'chain accept',
+      code: chainAcceptWgsl(table ? model.config.hiddenSize : undefined),
+      bindings: [
+        'storage', 'read-only-storage', 'read-only-storage', 'read-only-storage', 'read-only-storage', 'storage', 'storage', 'uniform',
+        ...(table ? (['read-only-storage', 'storage'] as const) : []),
+      ],
     });
     const words = CHAIN_TOPO + 2 * maxNodes + MAX_CHAIN_STEPS * maxNodes;
     const state = device.createBuffer({ label: 'chain state', size: 4 * words, usage: BufferUsage.STORAGE | BufferUsage.UNIFORM | BufferUsage.COPY_DST | BufferUsage.COPY_SRC });
     this.buffers = {
       pipeline,
+      ...(table && { table }),
       state,
       dims: { tree: { buffer: state, offset: 0 }, commit: { buffer: state, offset: 4 * CHAIN_COMMIT_DIMS_WORD } },
       params: device.createBuffer({ label: 'chain params', size: 32, usage: BufferUsage.UNIFORM | BufferUsage.COPY_DST }),

@@ -405,7 +405,7 @@ export class GpuTreeVerifier implements TreeVerifier, BatchTreeVerifier {
       encodeStep: async (pass, plan, rows, medusaK) => {
         await this.encode(pass, plan, 1, rows, medusaK, 0, false);
       },
-      encodeChained: (pass, plan, rows, step, start, dims) => this.encodeChained(pass, plan, rows, step, start, dims),
+      encodeChained: (pass, plan, rows, step, start, dims, embedded) => this.encodeChained(pass, plan, rows, step, start, dims, embedded),
       chainedKey: (step) => this.folds
         ? `folded set ${this.folds.setAhead(step)}`
         : `states ${this.model.attentionStates.map((s) => Object.values(s.buffers!).map(idOf).join(',')).join(';')}`,
@@ -498,11 +498,15 @@ export class GpuTreeVerifier implements TreeVerifier, BatchTreeVerifier {
   /**
    * Chained step `step` ≥ 1 (gpu-chain.ts), batch 1, greedy: the previous step's path and the positions come from
    * the chain kernel's uniforms. Folded: one launch per layer reading the set `step` steps after the current one.
+   * `embedded`: the chain kernel wrote the tree's rows into plan.x (no embedding dispatch).
    */
-  private encodeChained(pass: GPUComputePassEncoder, plan: StepPlan, rows: number, step: number, start: number, dims: { readonly tree: DimsSlot; readonly commit: DimsSlot }): void {
+  private encodeChained(
+    pass: GPUComputePassEncoder, plan: StepPlan, rows: number, step: number, start: number, dims: { readonly tree: DimsSlot; readonly commit: DimsSlot }, embedded: boolean,
+  ): void {
+    const source = embedded ? 'embedded' : 'ids';
     if (this.folds) {
       // pathLength only bounds the launch's checks here: the kernel reads the path's length from dims.
-      encodeStepWith(pass, plan, this.folds.attend(1, start, rows, rows, this.parents, this.path, step, dims.commit), 'ids', 'argmax', { logits: false });
+      encodeStepWith(pass, plan, this.folds.attend(1, start, rows, rows, this.parents, this.path, step, dims.commit), source, 'argmax', { logits: false });
       return;
     }
     const states = this.model.attentionStates.map((s) => s.buffers!);
@@ -513,7 +517,7 @@ export class GpuTreeVerifier implements TreeVerifier, BatchTreeVerifier {
     encodeStepWith(
       pass, plan,
       (p, n, io) => this.layers[n].encodeTree(p, { inputs: { q: io.q, k: io.k, v: io.v }, parents: this.parents, o: io.o }, states[n], 1, start, rows, dims.tree),
-      'ids', 'argmax', { logits: false },
+      source, 'argmax', { logits: false },
     );
   }
 
