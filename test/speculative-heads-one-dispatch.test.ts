@@ -3,7 +3,8 @@
 // fused kernel's accepted nodes and top-k ids equal the three-dispatch path's (projection, LM heads, top-k) and the
 // float64 verifier's Medusa candidates (cpuMedusaLogits, topCandidates) at the same nodes, probabilities to float32
 // rounding — with a planted tie (two equal rows of head 1's LM head, the pair on top for sequence 0) that only the
-// rank order's lower-index rule orders.
+// rank order's lower-index rule orders — and, on the chained speculation tests' model, a chained run with the
+// one-dispatch heads emits plain greedy decoding's tokens.
 import { afterAll, describe, expect, it } from 'vitest';
 import { cpuMedusaLogits, cpuModel } from '../src/model/cpu-forward.ts';
 import { uploadExactTensor } from '../src/model/gpu-weights.ts';
@@ -11,10 +12,15 @@ import type { StepPlan } from '../src/model/gpu-step-plan.ts';
 import type { MedusaHeadWeights } from '../src/model/weights.ts';
 import { BufferUsage } from '../src/runtime/device.ts';
 import { downloadTensor, type GpuTensor } from '../src/runtime/gpu-tensor.ts';
+import { CpuTreeVerifier } from '../src/speculative/cpu-verifier.ts';
+import { speculativeGenerate } from '../src/speculative/generate.ts';
 import { GpuSpeculativeHeads } from '../src/speculative/gpu-heads.ts';
+import { MedusaDraft } from '../src/speculative/medusa-draft.ts';
+import { parseTreeSpec } from '../src/speculative/tree-spec.ts';
 import { softmax, topCandidates } from '../src/speculative/verifier.ts';
 import { rng } from '../src/tensor.ts';
 import { gpu } from './helpers/gpu.ts';
+import { gpuVerifierOf, makeModel, MODEL_SPECS, plainGreedy, repeatingModel } from './helpers/speculative.ts';
 import { tinyModel } from './helpers/tiny-model.ts';
 
 const SEED = 5150;
@@ -139,4 +145,32 @@ describe('the Medusa heads in one dispatch for a small vocabulary', () => {
       expect(fused.probs(TIE_HEAD, 0)[0]).toBe(fused.probs(TIE_HEAD, 0)[1]);
     });
   }
+});
+
+// The chained speculation tests' model (speculative-chain.test.ts: runs of repeated tokens, heads at Medusa-1's
+// start) at vocabulary 257: the GPU verifier chooses the one-dispatch heads, and a chained run emits plain greedy
+// decoding's tokens with, step for step, the accepted lengths of the float64 verifier's Medusa candidates.
+describe('chained Medusa speculation with the one-dispatch heads', () => {
+  const m = repeatingModel(makeModel(MODEL_SPECS[1], 202), (w) => w.medusa.map((h) => ({ proj: { ...h.proj, data: new Float64Array(h.proj.data.length) }, lmHead: w.embedTokens })));
+  const PROMPT = [72, 101, 108, 108, 111, 32, 108, 108];
+  const N = 20;
+  const asyncCleanup: (() => Promise<void>)[] = [];
+  afterAll(async () => {
+    for (const c of asyncCleanup.reverse()) await c();
+  });
+
+  it('emits plain greedy decoding\'s tokens, accepting what the float64 verifier accepts', async () => {
+    const verifier = await gpuVerifierOf(m, { maxNodes: 4 }, asyncCleanup);
+    expect(verifier.fusedMedusaHeads).toBe(true);
+    const shape = parseTreeSpec('chain:3');
+    const want = plainGreedy(m, PROMPT, N);
+    const cpu = await speculativeGenerate(new CpuTreeVerifier(m.cpu, m.variant.compiled, 4), new MedusaDraft(3, 2), PROMPT, { maxTokens: N, shape, maxNodes: 3 });
+    expect(cpu.tokens).toEqual(want);
+    expect(cpu.meanAccepted).toBeGreaterThan(1.5);
+    for (const chainSteps of [0, 3]) {
+      const got = await speculativeGenerate(verifier, new MedusaDraft(3, 2), PROMPT, { maxTokens: N, shape, maxNodes: 3, ...(chainSteps > 0 && { chainSteps, chainOverlap: false }) });
+      expect(got.tokens, `chainSteps ${chainSteps}`).toEqual(want);
+      expect(got.acceptedPerStep, `chainSteps ${chainSteps}`).toEqual(cpu.acceptedPerStep);
+    }
+  });
 });

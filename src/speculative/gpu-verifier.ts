@@ -177,6 +177,11 @@ export class GpuTreeVerifier implements TreeVerifier, BatchTreeVerifier {
     return this.heads.medusaHeads;
   }
 
+  /** Whether the Medusa heads run as one dispatch (a small vocabulary: gpu-heads.ts). */
+  get fusedMedusaHeads(): boolean {
+    return this.heads.fusedHeads;
+  }
+
   /** Buffers the heads' stacked projections are stored in (more than one each over the model's weight limit). */
   get medusaWeightParts(): { readonly proj: number; readonly lmHead: number } {
     return this.heads.weightParts;
