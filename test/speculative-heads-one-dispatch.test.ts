@@ -1,5 +1,5 @@
 // The Medusa heads in ONE dispatch for a small vocabulary (backends/wgsl/medusa-heads-fused.ts, chosen by
-// gpu-heads.ts): at vocabularies 257 and 61, 3 heads, 3 sequences whose trees reach different accepted nodes, the
+// gpu-heads.ts): at vocabularies 257 and 61 (hidden 64 and 136), 3 heads, 3 sequences whose trees reach different accepted nodes, the
 // fused kernel's accepted nodes and top-k ids equal the three-dispatch path's (projection, LM heads, top-k) and the
 // float64 verifier's Medusa candidates (cpuMedusaLogits, topCandidates) at the same nodes, probabilities to float32
 // rounding — with a planted tie (two equal rows of head 1's LM head, the pair on top for sequence 0) that only the
@@ -52,9 +52,9 @@ afterAll(() => {
   for (const c of cleanup.reverse()) c();
 });
 
-/** A tiny model of vocabulary V with 3 biased Medusa heads (float32 values), head TIE_HEAD's rows `tie` equal and on top for sequence 0. */
-function fixture(V: number, tie: readonly [number, number]) {
-  const m = tinyModel(SEED, { vocabSize: V });
+/** A tiny model of vocabulary V, hidden size `hiddenSize`, with 3 biased Medusa heads (float32 values), head TIE_HEAD's rows `tie` equal and on top for sequence 0. */
+function fixture(V: number, hiddenSize: number, tie: readonly [number, number]) {
+  const m = tinyModel(SEED, { vocabSize: V, hiddenSize });
   const H = m.config.hiddenSize;
   const r = rng(SEED + V);
   const randn = (n: number, scale: number) => Float64Array.from({ length: n }, () => Math.fround((r() * 2 - 1) * scale));
@@ -119,9 +119,10 @@ async function run(f: ReturnType<typeof fixture>, fusedMaxVocab?: number) {
 }
 
 describe('the Medusa heads in one dispatch for a small vocabulary', () => {
-  for (const [V, tie] of [[257, [40, 17]], [61, [9, 58]]] as const) {
-    it(`V ${V}: one dispatch whose accepted nodes, top-${TOP_K} ids and probabilities equal the three-dispatch path's and the float64 verifier's, a planted tie in rank order (seed ${SEED})`, async () => {
-      const f = fixture(V, tie);
+  // Hidden 64: one step of the products' unrolled loads, masked; 136: two, and the projection in two passes of rows.
+  for (const [V, hidden, tie] of [[257, 64, [40, 17]], [61, 64, [9, 58]], [61, 136, [30, 2]]] as const) {
+    it(`V ${V}, hidden ${hidden}: one dispatch whose accepted nodes, top-${TOP_K} ids and probabilities equal the three-dispatch path's and the float64 verifier's, a planted tie in rank order (seed ${SEED})`, async () => {
+      const f = fixture(V, hidden, tie);
       // The tie is on top for sequence 0, lower index first, in the float64 verifier's candidates.
       expect(f.want[0][TIE_HEAD].slice(0, 2).map((c) => c.token)).toEqual([Math.min(...tie), Math.max(...tie)]);
       expect(f.want[0][TIE_HEAD][0].prob).toBe(f.want[0][TIE_HEAD][1].prob);

@@ -10,9 +10,10 @@
 //
 // Every dependent dispatch costs ≥ 2.3 µs on the H200; with V·H and H·H small (the nano model: 257 × 384 and
 // 384 × 384) one workgroup per head streams its weights in less than the two dispatches it saves.
-// Both products run in passes of PASS_ROWS output rows: LANES consecutive threads walk one weight row (a coalesced
-// 4·LANES-byte run), each thread holding ROWS_PER_THREAD rows' partial sums, which one barrier hands over for
-// the row's LANES partials to be added.
+// Both products run in passes of PASS_ROWS output rows: LANES consecutive threads walk one weight row as vec4s (a
+// coalesced 16·LANES-byte run), each thread holding ROWS_PER_THREAD rows' partial sums and issuing UNROLL steps'
+// loads of every row before using any (one workgroup streams the head's weights alone: its loads in flight are
+// its bandwidth); one barrier hands the partials over for each row's LANES of them to be added.
 import { acceptedRowBytes, acceptedRowDecls, acceptedRowLines, TREE_UNIFORM_STRUCT } from './matmul-heads.ts';
 import { f32 } from './expr.ts';
 import { RANK_BEFORE, SPECULATIVE_WORKGROUP, topkTakes } from './speculative-kernels.ts';
@@ -25,6 +26,7 @@ export const FUSED_HEADS_MAX_HIDDEN = 1024;
 
 const LANES = 8;
 const ROWS_PER_THREAD = 4;
+const UNROLL = 4;
 const PASS_ROWS = (SPECULATIVE_WORKGROUP / LANES) * ROWS_PER_THREAD;
 
 /** The kernel's bindings, in order (A: the plan's hidden rows; G: the final norm's gain, then the stacked biases). */
@@ -55,20 +57,30 @@ export function fusedHeadsBytes(hidden: number, vocab: number): number {
 
 /**
  * One product's passes: for each output row o < rows (weight row `weightRow0` + o of `weights`, dot with workgroup array
- * `input` of HIDDEN floats), `finish(o, v)` by the threads tid < PASS_ROWS. Uniform control flow; ends on a barrier.
+ * `input` of HV vec4s), `finish(o, v)` by the threads tid < PASS_ROWS. Uniform control flow; ends on a barrier.
  */
 function productLines(what: string, rows: string, weights: string, weightRow0: string, input: string, finish: string[]): string[] {
   const R = ROWS_PER_THREAD;
-  const L = [
+  const js = Array.from({ length: R }, (_, j) => j);
+  const us = Array.from({ length: UNROLL }, (_, u) => u);
+  return [
     `  // ${what}`,
     `  for (var out0 = 0u; out0 < ${rows}; out0 += PASS_ROWS) {`,
-    ...Array.from({ length: R }, (_, j) => `    let w${j} = (${weightRow0} + min(out0 + ${j}u * GROUPS + grp, ${rows} - 1u)) * HIDDEN; // rows past the end re-read the last`),
-    ...Array.from({ length: R }, (_, j) => `    var acc${j} = 0.0;`),
-    '    for (var k = lane; k < HIDDEN; k += LANES) {',
-    `      let x = ${input}[k];`,
-    ...Array.from({ length: R }, (_, j) => `      acc${j} = fma(x, ${weights}[w${j} + k], acc${j});`),
+    ...js.map((j) => `    let w${j} = (${weightRow0} + min(out0 + ${j}u * GROUPS + grp, ${rows} - 1u)) * HV; // rows past the end re-read the last`),
+    ...js.map((j) => `    var acc${j} = 0.0;`),
+    '    for (var kk = lane; kk < HV; kk += UNROLL * LANES) {',
+    '      // Every load of this step is issued before any is used; past the end of the row they read 0.',
+    ...us.flatMap((u) => [
+      `      let k${u} = min(kk + ${u}u * LANES, HV - 1u);`,
+      `      let in${u} = kk + ${u}u * LANES < HV;`,
+      ...js.map((j) => `      let wv${j}_${u} = ${weights}[w${j} + k${u}];`),
+    ]),
+    ...us.flatMap((u) => [
+      `      let x${u} = select(vec4<f32>(0.0), ${input}[k${u}], in${u});`,
+      ...js.map((j) => `      acc${j} += dot(x${u}, wv${j}_${u});`),
+    ]),
     '    }',
-    ...Array.from({ length: R }, (_, j) => `    part[(${j}u * GROUPS + grp) * LANES + lane] = acc${j};`),
+    ...js.map((j) => `    part[(${j}u * GROUPS + grp) * LANES + lane] = acc${j};`),
     '    workgroupBarrier();',
     `    if (tid < PASS_ROWS && out0 + tid < ${rows}) {`,
     '      let o = out0 + tid;',
@@ -79,11 +91,11 @@ function productLines(what: string, rows: string, weights: string, weightRow0: s
     '    workgroupBarrier();',
     '  }',
   ];
-  return L;
 }
 
 export function fusedHeadsWgsl(hidden: number, vocab: number, k: number, eps: number): string {
   if (!Number.isInteger(k) || k < 1) throw new Error(`fused Medusa heads: k must be a positive integer, got ${k}`);
+  if (hidden % 4 !== 0) throw new Error(`fused Medusa heads: hidden size ${hidden} is not a multiple of 4 (the weights are read as vec4s)`);
   const L = [
     `// The Medusa heads at each sequence's accepted node, one workgroup per (head, sequence): the accepted row,`,
     `// rmsnorm and gain, r = y + silu(y·projᵀ + bias), z = r·lm_headᵀ, the top-${k} of z and its softmax probabilities`,
@@ -91,8 +103,8 @@ export function fusedHeadsWgsl(hidden: number, vocab: number, k: number, eps: nu
     TREE_UNIFORM_STRUCT,
     '@group(0) @binding(0) var<storage, read> A: array<f32>; // [M·nodes, HIDDEN] every tree row\'s hidden state',
     '@group(0) @binding(1) var<storage, read> G: array<f32>; // [HIDDEN] the final norm\'s gain, then [heads·HIDDEN] the biases',
-    '@group(0) @binding(2) var<storage, read> W: array<f32>; // [heads·HIDDEN, HIDDEN] the stacked projections',
-    '@group(0) @binding(3) var<storage, read> Lm: array<f32>; // [heads·VOCAB, HIDDEN] the stacked LM heads',
+    '@group(0) @binding(2) var<storage, read> W: array<vec4<f32>>; // [heads·HIDDEN, HIDDEN] the stacked projections',
+    '@group(0) @binding(3) var<storage, read> Lm: array<vec4<f32>>; // [heads·VOCAB, HIDDEN] the stacked LM heads',
     '@group(0) @binding(4) var<storage, read> T: array<u32>; // [M·nodes] tokens',
     '@group(0) @binding(5) var<storage, read> P: array<f32>; // [M·nodes] parents, −1 for none',
     '@group(0) @binding(6) var<storage, read> Pk: array<u32>; // [M·nodes] the target\'s picks',
@@ -103,6 +115,7 @@ export function fusedHeadsWgsl(hidden: number, vocab: number, k: number, eps: nu
     '@group(0) @binding(11) var<uniform> tree: Tree;',
     '',
     `const HIDDEN = ${hidden}u;`,
+    'const HV = HIDDEN / 4u; // vec4s a row',
     `const VOCAB = ${vocab}u;`,
     `const K = ${k}u;`,
     `const EPS = ${f32(eps)};`,
@@ -111,9 +124,10 @@ export function fusedHeadsWgsl(hidden: number, vocab: number, k: number, eps: nu
     `const LANES = ${LANES}u; // threads per weight row, along k`,
     'const GROUPS = WG / LANES;',
     `const PASS_ROWS = ${PASS_ROWS}u; // output rows per pass: GROUPS × ${ROWS_PER_THREAD} per thread`,
+    `const UNROLL = ${UNROLL}u; // k steps whose loads are in flight together`,
     ...acceptedRowDecls('1u'),
-    'var<workgroup> xg: array<f32, HIDDEN>; // x·gain (the projection\'s input before the rmsnorm scale, as the matmul has it)',
-    'var<workgroup> res: array<f32, HIDDEN>; // r_m',
+    'var<workgroup> xg: array<vec4<f32>, HV>; // x·gain (the projection\'s input before the rmsnorm scale, as the matmul has it)',
+    'var<workgroup> res: array<vec4<f32>, HV>; // r_m',
     'var<workgroup> z: array<f32, VOCAB>; // the head\'s logits',
     'var<workgroup> part: array<f32, PASS_ROWS * LANES>;',
     'var<workgroup> redV: array<f32, WG>;',
@@ -135,13 +149,13 @@ export function fusedHeadsWgsl(hidden: number, vocab: number, k: number, eps: nu
     '  for (var i = tid; i < HIDDEN; i += WG) {',
     '    let v = A[arow * HIDDEN + i];',
     '    ss += v * v;',
-    '    xg[i] = v * G[i];',
+    '    xg[i / 4u][i % 4u] = v * G[i];',
     '  }',
     treeReduce('redS', 'ss', 'sum'),
     '  let scale = inverseSqrt(redS[0] / f32(HIDDEN) + EPS);',
     ...productLines('r[o] = y[o] + silu(scale·Σ_k xg[k]·proj[o, k] + bias[o]), y = x·scale·gain (matmul-heads.ts\'s store_heads)', 'HIDDEN', 'W', 'head * HIDDEN', 'xg', [
       'let u = v * scale + G[HIDDEN + head * HIDDEN + o];',
-      'res[o] = A[arow * HIDDEN + o] * scale * G[o] + u / (1.0 + exp(-u));',
+      'res[o / 4u][o % 4u] = A[arow * HIDDEN + o] * scale * G[o] + u / (1.0 + exp(-u));',
     ]),
     ...productLines('z[o] = Σ_k r[k]·lm_head[o, k]', 'VOCAB', 'Lm', 'head * VOCAB', 'res', ['z[o] = v;']),
     '  // The top-k kernel (speculative-kernels.ts) over z: the softmax normaliser, then K rounds in rank order.',

@@ -137,10 +137,10 @@ export class GpuSpeculativeHeads {
     const heads = Math.max(1, M);
     const r = createExactTensor(gpu, 'medusa residual', [heads * maxBatch, H]);
     const logits = createExactTensor(gpu, 'medusa logits', [heads * maxBatch, heads * config.vocabSize]);
-    // One dispatch where the kernel fits: the stacks in one buffer each, its 10 storage buffers and workgroup memory.
+    // One dispatch where the kernel fits: the stacks in one buffer each (rows of vec4s), its 10 storage buffers and workgroup memory.
     const V = config.vocabSize;
     const fused = stacked !== undefined && stacked.proj.parts.length === 1 && stacked.lmHead.parts.length === 1 &&
-      V <= fusedMaxVocab && H <= FUSED_HEADS_MAX_HIDDEN &&
+      V <= fusedMaxVocab && H <= FUSED_HEADS_MAX_HIDDEN && H % 4 === 0 &&
       gpu.limits.maxStorageBuffersPerShaderStage >= FUSED_HEADS_BINDINGS.filter((k) => k !== 'uniform').length &&
       fusedHeadsBytes(H, V) <= gpu.limits.maxComputeWorkgroupStorageSize;
     const h = new GpuSpeculativeHeads(gpu, config, M, stacked, r, logits, maxRows, maxBatch, fused);
