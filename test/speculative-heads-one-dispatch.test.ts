@@ -173,5 +173,10 @@ describe('chained Medusa speculation with the one-dispatch heads', () => {
       expect(got.tokens, `chainSteps ${chainSteps}`).toEqual(want);
       expect(got.acceptedPerStep, `chainSteps ${chainSteps}`).toEqual(cpu.acceptedPerStep);
     }
+    // Asked for three dispatches (benches time both): the same run.
+    const three = await gpuVerifierOf(m, { maxNodes: 4, medusaHeadsOneDispatch: false }, asyncCleanup);
+    expect(three.fusedMedusaHeads).toBe(false);
+    const got = await speculativeGenerate(three, new MedusaDraft(3, 2), PROMPT, { maxTokens: N, shape, maxNodes: 3, chainSteps: 3, chainOverlap: false });
+    expect([got.tokens, got.acceptedPerStep]).toEqual([want, cpu.acceptedPerStep]);
   });
 });
