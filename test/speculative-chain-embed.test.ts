@@ -35,7 +35,7 @@ describe('chained steps start from the rows the chain kernel embedded', () => {
   const PROMPT = [72, 101, 108, 108, 111, 32, 108, 108];
   const L = m.config.numLayers;
 
-  it('a recorded step ≥ 1 has no embedding dispatch: 5 per layer, the LM head and its argmax, the heads (1 fused dispatch, else 3), the chain kernel', async () => {
+  it('a recorded step ≥ 1 has no embedding dispatch: 5 per layer, the LM head and its argmax, the 3 heads, the chain kernel', async () => {
     const verifier = await gpuVerifierOf(m, { maxNodes: 8 }, cleanup);
     const record = vi.spyOn(RecordedStep, 'recordAsync');
     for (const [spec, nodes] of [['chain:3', 3], ['[[0],[1],[0,0],[0,1],[1,0],[0,0,0],[2]]', 7]] as const) {
@@ -51,8 +51,8 @@ describe('chained steps start from the rows the chain kernel embedded', () => {
       const labels = groupLabels(step);
       expect(labels.filter((l) => l.startsWith('embedding')), labels.join('\n')).toEqual([]);
       expect(labels.at(-1)).toBe('chain accept');
-      // With the tree's embedding and the heads in 3 dispatches this was 5 L + 7 (the nano model: 37).
-      expect(step.dispatches, labels.join('\n')).toBe(5 * L + 3 + (verifier.fusedMedusaHeads ? 1 : 3));
+      // With the tree's embedding this was 5 L + 7 (the nano model: 37).
+      expect(step.dispatches, labels.join('\n')).toBe(5 * L + 6);
     }
   }, 240_000);
 
