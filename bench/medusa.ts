@@ -3,9 +3,7 @@
 //
 //   npx tsx bench/medusa.ts --model DIR --data FILE… [--prompts N] [--prompt-tokens P] [--tokens N]
 //                           [--trees "SPEC;SPEC;…"] [--sources medusa,oracle,adaptive,ngram,lookup] [--chain-steps R]
-//                           [--prompt-kind heldout|quote|both] [--rounds N] [--no-profile] [--heads-unfused] [--out DIR]
-// --heads-unfused runs the Medusa heads in three dispatches where one would do (a vocabulary ≤ 1024: gpu-heads.ts), to
-// time the two (the report's headsOneDispatch says which ran).
+//                           [--prompt-kind heldout|quote|both] [--rounds N] [--no-profile] [--out DIR]
 // --chain-steps R[,R2…] adds, for each static Medusa tree and each lookup chain, a row with R tree steps chained
 // per submit on the GPU (GpuTreeVerifier.runChain; its tree reads "SPEC ×R"), one per R; Medusa's chained runs
 // overlap (each submitted before the last is read: GpuChain.continue). --chain-serial R[,R2…] adds, for those R, a
@@ -120,7 +118,7 @@ export interface MedusaFigure {
 const { values } = parseArgs({
   options: {
     model: { type: 'string' }, data: { type: 'string', multiple: true }, prompts: { type: 'string' }, 'prompt-tokens': { type: 'string' },
-    tokens: { type: 'string' }, trees: { type: 'string' }, sources: { type: 'string' }, out: { type: 'string' }, 'no-profile': { type: 'boolean' }, 'heads-unfused': { type: 'boolean' },
+    tokens: { type: 'string' }, trees: { type: 'string' }, sources: { type: 'string' }, out: { type: 'string' }, 'no-profile': { type: 'boolean' },
     'chain-steps': { type: 'string' }, 'chain-serial': { type: 'string' }, 'prompt-kind': { type: 'string' }, rounds: { type: 'string' },
   },
 });
@@ -210,7 +208,7 @@ const sizes = [...new Set([
   ...shapes.filter((s) => !s.auto && s.shape.kind === 'static').map((s) => s.nodes + 1),
   ...shapes.flatMap((s) => s.auto ?? []).map((t) => (t.shape.kind === 'static' ? t.shape.paths.length : t.maxNodes) + 1),
 ])];
-const verifier = await GpuTreeVerifier.create(model, variant.compiled, weights, { maxNodes: maxNodes + 1, ownsModel: true, sizes, medusaHeadsOneDispatch: !values['heads-unfused'] });
+const verifier = await GpuTreeVerifier.create(model, variant.compiled, weights, { maxNodes: maxNodes + 1, ownsModel: true, sizes });
 const log = (s: string) => console.log(s);
 log(`speculation bench on ${gpu.adapterName} (Dawn toggles: ${gpu.toggles.join(', ') || 'none'}): ${dir} (${config.numLayers} layers, hidden ${config.hiddenSize}, vocab ${config.vocabSize}, ${heads} Medusa heads); ` +
   `${nPrompts} prompts of ${promptTokens} held-out tokens per kind (${kinds.join(', ')}), ${newTokens} new tokens each`);
@@ -246,7 +244,7 @@ try {
   // Rewritten after every row, so a run stopped by its time limit keeps what it measured.
   const writeReport = (profile: unknown[]): string => {
     const report = {
-      adapter: gpu.adapterName, toggles: gpu.toggles, software: gpu.isSoftware, date: new Date().toISOString(), model: dir, medusaHeads: heads, headsOneDispatch: verifier.fusedMedusaHeads,
+      adapter: gpu.adapterName, toggles: gpu.toggles, software: gpu.isSoftware, date: new Date().toISOString(), model: dir, medusaHeads: heads,
       prompts: nPrompts, promptTokens, quoteTokens: QUOTE, chainSteps, chainSerial, newTokens, plain: plainOfKind, figures, profile,
     };
     const out = values.out ?? process.env['OUT'] ?? 'out';

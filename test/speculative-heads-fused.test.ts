@@ -121,8 +121,7 @@ async function run(B: number, maxWeightBuffer?: number) {
   const xs = uploadExactTensor(g, 'x', { shape: [B * NODES, H], data: x.subarray(0, B * NODES * H) });
   const parentsBuffer = uploadExactTensor(g, 'parents', { shape: [B, NODES], data: Float32Array.from(seqs.flatMap(parents)) });
   cleanup.push(() => [norm, xs, parentsBuffer].forEach((t) => t.buffer.destroy()));
-  // The three-dispatch path (fusedMaxVocab 0): the one-dispatch kernel is speculative-heads-one-dispatch.test.ts's.
-  const heads = await GpuSpeculativeHeads.create(g, config, medusa, norm, B * NODES, B, maxWeightBuffer, 0);
+  const heads = await GpuSpeculativeHeads.create(g, config, medusa, norm, B * NODES, B, maxWeightBuffer);
   cleanup.push(() => heads.destroy());
   // What the heads read of a tree step's plan: its tokens, the target's picks and every row's hidden state.
   const plan = { b: B, t: NODES, rows: B * NODES, ids: u32('tokens', seqs.flatMap(tokens)), rowTokens: u32('picks', seqs.flatMap(picks)), x: xs } as unknown as StepPlan;

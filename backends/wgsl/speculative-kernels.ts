@@ -25,14 +25,6 @@ export function topkParams(p: { base: number; rowStride: number; groupRows?: num
   return Uint32Array.of(p.base, p.rowStride, p.groupRows ?? 0, p.groupCol ?? 0, p.groupOut ?? 0, 0, 0, 0);
 }
 
-/**
- * When a slot of the top-k's pair reduction takes its partner's (ov, oi) over its own: the partner holds a candidate
- * and comes before the slot's in rank order (an empty slot, index 0xffffffff, comes last). Needs RANK_BEFORE.
- */
-export function topkTakes(vBuf: string, iBuf: string): string {
-  return `oi != 0xffffffffu && (${iBuf}[lid] == 0xffffffffu || before(ov, oi, ${vBuf}[lid], ${iBuf}[lid]))`;
-}
-
 export function topkWgsl(vocab: number, k: number): string {
   if (!Number.isInteger(k) || k < 1) throw new Error(`top-k kernel: k must be a positive integer, got ${k}`);
   return `// top-${k} of VOCAB logits per (group g, row) with softmax probabilities: ids/probs[base + g·groupOut + row·K + r]
@@ -78,7 +70,7 @@ ${treeReduce('redS', 's', 'sum')}
       let after = first || before(lastV, lastI, v, i);
       if (after && (bi == 0xffffffffu || before(v, i, bv, bi))) { bv = v; bi = i; }
     }
-${treeReducePair('redV', 'redI', 'bv', 'bi', topkTakes('redV', 'redI'), '    ')}
+${treeReducePair('redV', 'redI', 'bv', 'bi', 'oi != 0xffffffffu && (redI[lid] == 0xffffffffu || before(ov, oi, redV[lid], redI[lid]))', '    ')}
     lastV = redV[0];
     lastI = redI[0];
     first = false;

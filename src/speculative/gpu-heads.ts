@@ -17,10 +17,6 @@
 //     arithmetic — free while the M·b rows stay in the small-M kernel's registers (M·b ≤ 8: bandwidth-bound
 //     on any GPU) — in one dispatch instead of M (13 → 5 dispatches for 3 heads); the accepted row's kernel and
 //     the residual's riding in the projection took 5 → 3 (each dependent dispatch costs ≥ 2.3 µs on the H200);
-//     For a small vocabulary (V ≤ FUSED_HEADS_MAX_VOCAB, H ≤ FUSED_HEADS_MAX_HIDDEN) with each stack in one buffer,
-//     the three are ONE dispatch instead, a workgroup per (head, sequence) doing the accepted row, the residual block,
-//     the head's logits and their top-k (backends/wgsl/medusa-heads-fused.ts; the same ids and offsets): on the
-//     nano model (V 257, H 384) two dependent dispatches fewer a step, for H·H + V·H multiply-adds a workgroup;
 //   - the model's own top-k at every node (a draft model's candidates for the whole level).
 // Only the top-k ids and probabilities (and the accepted node) are read back: Medusa blocks [head][b][rank],
 // then the own top-k [rows][rank].
@@ -33,8 +29,6 @@
 import { bindHead, encodeHead, planHead, type HeadPlans } from '../model/lm-head-parts.ts';
 import { uploadRowParts, weightBufferLimit, type RowParts } from '../model/weight-parts.ts';
 import { topkParams } from '../../backends/wgsl/speculative-kernels.ts';
-import { FUSED_HEADS_BINDINGS, FUSED_HEADS_MAX_HIDDEN, FUSED_HEADS_MAX_VOCAB, fusedHeadsBytes, fusedHeadsParams, fusedHeadsWgsl } from '../../backends/wgsl/medusa-heads-fused.ts';
-import { compileKernel } from '../runtime/pipeline-cache.ts';
 import { BufferUsage, type Gpu } from '../runtime/device.ts';
 import type { GpuTensor } from '../runtime/gpu-tensor.ts';
 import type { ModelConfig } from '../model/config.ts';
@@ -70,8 +64,6 @@ export class GpuSpeculativeHeads {
   readonly accepted: GPUBuffer;
   private readonly headPlans = new Map<number, Promise<MedusaPlans>>();
   private readonly topk: GpuTopK;
-  /** The one-dispatch heads' kernel per k, when chosen (fusedHeads). */
-  private readonly fusedPipelines = new Map<number, Promise<GPUComputePipeline>>();
   private readonly binds = new WeakMap<StepPlan, Map<string, object>>();
   private readonly uniforms = new Map<string, GPUBuffer>();
   private readonly owned: GpuTensor[] = [];
@@ -90,8 +82,6 @@ export class GpuSpeculativeHeads {
     private readonly logits: GpuTensor,
     readonly maxRows: number,
     readonly maxBatch: number,
-    /** Whether the Medusa heads run as one dispatch (medusa-heads-fused.ts) rather than three. */
-    readonly fusedHeads: boolean,
   ) {
     const n = (count * maxBatch + maxRows) * MAX_TOP_K * 4;
     this.ids = gpu.device.createBuffer({ label: 'top-k ids', size: n, usage: BufferUsage.STORAGE | BufferUsage.COPY_SRC });
@@ -102,10 +92,9 @@ export class GpuSpeculativeHeads {
 
   /**
    * `norm`: the model's final norm gain (the heads read the final-normed hidden state); maxRows = maxBatch · tree
-   * rows; `maxWeightBuffer`: bytes one weight buffer may hold, below the adapter's limits (the model's: GpuModel.weightLimit);
-   * `fusedMaxVocab`: the largest vocabulary the one-dispatch heads are chosen for (0: never; tests compare the two paths).
+   * rows; `maxWeightBuffer`: bytes one weight buffer may hold, below the adapter's limits (the model's: GpuModel.weightLimit).
    */
-  static async create(gpu: Gpu, config: ModelConfig, medusa: readonly MedusaHeadWeights[], norm: GpuTensor, maxRows: number, maxBatch = 1, maxWeightBuffer?: number, fusedMaxVocab = FUSED_HEADS_MAX_VOCAB): Promise<GpuSpeculativeHeads> {
+  static async create(gpu: Gpu, config: ModelConfig, medusa: readonly MedusaHeadWeights[], norm: GpuTensor, maxRows: number, maxBatch = 1, maxWeightBuffer?: number): Promise<GpuSpeculativeHeads> {
     const H = config.hiddenSize;
     const M = medusa.length;
     const limit = weightBufferLimit(gpu, maxWeightBuffer);
@@ -137,13 +126,7 @@ export class GpuSpeculativeHeads {
     const heads = Math.max(1, M);
     const r = createExactTensor(gpu, 'medusa residual', [heads * maxBatch, H]);
     const logits = createExactTensor(gpu, 'medusa logits', [heads * maxBatch, heads * config.vocabSize]);
-    // One dispatch where the kernel fits: the stacks in one buffer each (rows of vec4s), its 10 storage buffers and workgroup memory.
-    const V = config.vocabSize;
-    const fused = stacked !== undefined && stacked.proj.parts.length === 1 && stacked.lmHead.parts.length === 1 &&
-      V <= fusedMaxVocab && H <= FUSED_HEADS_MAX_HIDDEN && H % 4 === 0 &&
-      gpu.limits.maxStorageBuffersPerShaderStage >= FUSED_HEADS_BINDINGS.filter((k) => k !== 'uniform').length &&
-      fusedHeadsBytes(H, V) <= gpu.limits.maxComputeWorkgroupStorageSize;
-    const h = new GpuSpeculativeHeads(gpu, config, M, stacked, r, logits, maxRows, maxBatch, fused);
+    const h = new GpuSpeculativeHeads(gpu, config, M, stacked, r, logits, maxRows, maxBatch);
     h.owned.push(r, logits, ...uploaded);
     return h;
   }
@@ -174,10 +157,7 @@ export class GpuSpeculativeHeads {
       if (k > MAX_TOP_K) throw new Error(`top-k of ${k} candidates; at most ${MAX_TOP_K} per head`);
       if (k > 0) await this.topk.pipelines(k);
     }
-    if (medusaK > 0) {
-      if (this.fusedHeads) await this.fusedPipeline(medusaK);
-      else await this.headPlans_(b);
-    }
+    if (medusaK > 0) await this.headPlans_(b);
   }
 
   /** Records the Medusa heads at each sequence's accepted node (medusaK > 0) and the own top-k of every row (ownK > 0). */
@@ -189,50 +169,24 @@ export class GpuSpeculativeHeads {
       if (!this.stacked) throw new Error('medusa candidates asked of a checkpoint without Medusa heads');
       const { proj, gainBias, lmHead } = this.stacked;
       const M = this.count;
-      if (this.fusedHeads) {
-        const pipeline = await this.fusedPipeline(medusaK);
-        const group = this.bind(plan, `fused ${b} ${rows} ${medusaK} ${io.parents.label}`, () => this.gpu.device.createBindGroup({
-          label: pipeline.label,
-          layout: pipeline.getBindGroupLayout(0),
-          entries: [
-            plan.x.buffer, gainBias.buffer, proj.parts[0].tensor.buffer, lmHead.parts[0].tensor.buffer, plan.ids, io.parents, plan.rowTokens!, this.accepted, this.ids, this.probs,
-            this.uniformWords(`fused heads ${b}`, fusedHeadsParams({ sequences: b, base: 0, groupOut: this.medusaOffset(1) })),
-            this.uniform(`nodes ${rows}`, rows),
-          ].map((buffer, binding) => ({ binding, resource: { buffer } })),
-        }));
-        pass.setPipeline(pipeline);
-        pass.setBindGroup(0, group);
-        pass.dispatchWorkgroups(M, b, 1);
-      } else {
-        await this.encodeUnfused(pass, plan, io);
-      }
-    }
-    if (ownK > 0) {
-      const topk = await this.topk.pipelines(ownK);
-      this.topk.encode(pass, this.bind(plan, `own topk ${ownK}`, () =>
-        this.topk.bind(topk, plan.logits.buffer, this.ids, this.probs, this.uniformWords('own top-k', topkParams({ base: this.ownOffset, rowStride: this.config.vocabSize }))),
-      ), b * rows);
-    }
-  }
-
-  /** The three-dispatch heads (four with a split top-k; more with stacks in parts): projection, LM heads, top-k. */
-  private async encodeUnfused(pass: GPUComputePassEncoder, plan: StepPlan, io: HeadsIo): Promise<void> {
-    const { b, rows, medusaK } = io;
-    {
-      const { proj, gainBias, lmHead } = this.stacked!;
-      const M = this.count;
       const hp = await this.headPlans_(b);
       const topk = await this.topk.pipelines(medusaK);
       const r = this.view(this.r, M * b);
       const logits = this.view(this.logits, M * b);
       const x = { ...plan.x, shape: [b * rows, this.config.hiddenSize], bytes: b * rows * this.config.hiddenSize * 4 };
-      const trees = { tokens: plan.ids, parents: io.parents, picks: plan.rowTokens!, accepted: this.accepted, nodes: this.uniform(`nodes ${rows}`, rows) };
+      const trees = { tokens: plan.ids, parents: io.parents, picks: plan.rowTokens, accepted: this.accepted, nodes: this.uniform(`nodes ${rows}`, rows) };
       encodeHead(pass, hp.proj, this.bind(plan, `proj ${b} ${rows} ${io.parents.label}`, () => bindHead(this.gpu, hp.proj, proj, x, r, gainBias, trees)));
       encodeHead(pass, hp.lm, this.bind(plan, `lm ${b}`, () => bindHead(this.gpu, hp.lm, lmHead, r, logits)));
       const V = this.config.vocabSize;
       this.topk.encode(pass, this.bind(plan, `topk ${b} ${medusaK}`, () =>
         this.topk.bind(topk, this.logits.buffer, this.ids, this.probs, this.uniformWords(`medusa top-k ${b}`, topkParams({ base: 0, rowStride: M * V, groupRows: b, groupCol: V, groupOut: this.medusaOffset(1) }))),
       ), b, M);
+    }
+    if (ownK > 0) {
+      const topk = await this.topk.pipelines(ownK);
+      this.topk.encode(pass, this.bind(plan, `own topk ${ownK}`, () =>
+        this.topk.bind(topk, plan.logits.buffer, this.ids, this.probs, this.uniformWords('own top-k', topkParams({ base: this.ownOffset, rowStride: this.config.vocabSize }))),
+      ), b * rows);
     }
   }
 
@@ -248,16 +202,6 @@ export class GpuSpeculativeHeads {
 
   private view(t: GpuTensor, rows: number): GpuTensor {
     return { ...t, shape: [rows, t.shape[1]], bytes: rows * t.shape[1] * 4 };
-  }
-
-  private fusedPipeline(k: number): Promise<GPUComputePipeline> {
-    let p = this.fusedPipelines.get(k);
-    if (!p) {
-      const { hiddenSize: H, vocabSize: V, rmsNormEps } = this.config;
-      p = compileKernel(this.gpu, { label: `medusa heads fused (accepted rows, residual, lm heads, top-${k}; ${this.count} heads, V=${V})`, code: fusedHeadsWgsl(H, V, k, rmsNormEps), bindings: [...FUSED_HEADS_BINDINGS] });
-      this.fusedPipelines.set(k, p);
-    }
-    return p;
   }
 
   private headPlans_(b: number): Promise<MedusaPlans> {

@@ -74,8 +74,6 @@ export interface GpuVerifierOptions {
    * walks the pending path too, which a long path can make cost more than the launch it saves.
    */
   readonly foldUpTo?: number;
-  /** false: the Medusa heads in three dispatches even where one would do (gpu-heads.ts; benches compare the two). */
-  readonly medusaHeadsOneDispatch?: boolean;
 }
 
 interface Verified {
@@ -149,7 +147,7 @@ export class GpuTreeVerifier implements TreeVerifier, BatchTreeVerifier {
     const layers = model.weights.layers.map((l, n) =>
       factory.layer(Object.fromEntries(Object.entries(l.attention).map(([name, t]) => [name, t.buffer])), `layer ${n} tree attention`),
     );
-    const heads = await GpuSpeculativeHeads.create(gpu, config, weights.medusa, model.weights.norm, maxBatch * opts.maxNodes, maxBatch, model.maxWeightBuffer, opts.medusaHeadsOneDispatch === false ? 0 : undefined);
+    const heads = await GpuSpeculativeHeads.create(gpu, config, weights.medusa, model.weights.norm, maxBatch * opts.maxNodes, maxBatch, model.maxWeightBuffer);
     const f32 = (label: string) => gpu.device.createBuffer({ label, size: 4 * maxBatch * opts.maxNodes, usage: BufferUsage.STORAGE | BufferUsage.COPY_DST | BufferUsage.COPY_SRC });
     const sizes = new Set(opts.sizes ?? []);
     for (let n = 1; n < opts.maxNodes; n *= 2) sizes.add(n);
@@ -177,11 +175,6 @@ export class GpuTreeVerifier implements TreeVerifier, BatchTreeVerifier {
 
   get medusaHeads(): number {
     return this.heads.medusaHeads;
-  }
-
-  /** Whether the Medusa heads run as one dispatch (a small vocabulary: gpu-heads.ts). */
-  get fusedMedusaHeads(): boolean {
-    return this.heads.fusedHeads;
   }
 
   /** Buffers the heads' stacked projections are stored in (more than one each over the model's weight limit). */
