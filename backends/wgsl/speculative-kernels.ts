@@ -25,6 +25,27 @@ export function topkParams(p: { base: number; rowStride: number; groupRows?: num
   return Uint32Array.of(p.base, p.rowStride, p.groupRows ?? 0, p.groupCol ?? 0, p.groupOut ?? 0, 0, 0, 0);
 }
 
+/**
+ * The end of a top-k round (topkWgsl, topk-split.ts): the workgroup's pick (redV[0], redI[0]) becomes the last one
+ * taken, and thread 0 runs `store` (lines indented 6 spaces) with it.
+ */
+export function topkRoundEnd(store: string): string {
+  return `    lastV = redV[0];
+    lastI = redI[0];
+    first = false;
+    workgroupBarrier();
+    if (lid == 0u) {
+${store}
+    }`;
+}
+
+/** A final round's store: the id and its softmax probability (0 for `none`, a row with fewer than K candidates). */
+export function topkStoreLines(none: string): string {
+  return `      let at = params.base + g * params.group_out + row * K + r;
+      ids[at] = lastI;
+      probs[at] = select(exp(lastV - m) / total, 0.0, lastI == ${none});`;
+}
+
 export function topkWgsl(vocab: number, k: number): string {
   if (!Number.isInteger(k) || k < 1) throw new Error(`top-k kernel: k must be a positive integer, got ${k}`);
   return `// top-${k} of VOCAB logits per (group g, row) with softmax probabilities: ids/probs[base + g·groupOut + row·K + r]
@@ -71,15 +92,7 @@ ${treeReduce('redS', 's', 'sum')}
       if (after && (bi == 0xffffffffu || before(v, i, bv, bi))) { bv = v; bi = i; }
     }
 ${treeReducePair('redV', 'redI', 'bv', 'bi', 'oi != 0xffffffffu && (redI[lid] == 0xffffffffu || before(ov, oi, redV[lid], redI[lid]))', '    ')}
-    lastV = redV[0];
-    lastI = redI[0];
-    first = false;
-    workgroupBarrier();
-    if (lid == 0u) {
-      let at = params.base + g * params.group_out + row * K + r;
-      ids[at] = lastI;
-      probs[at] = select(exp(lastV - m) / total, 0.0, lastI == 0xffffffffu);
-    }
+${topkRoundEnd(topkStoreLines('0xffffffffu'))}
   }
 }
 `;

@@ -14,7 +14,7 @@
 // row is the top-K of the union of each slice's top-K: the ids equal the one-pass kernel's, ties included; the
 // probabilities differ only by the order Σ is added in. Slot = g · rows + row (rows: the grid's row count).
 // Scratch: u32 records of 2K + 2 words, values and the two floats stored as their bits.
-import { RANK_BEFORE, SPECULATIVE_WORKGROUP } from './speculative-kernels.ts';
+import { RANK_BEFORE, SPECULATIVE_WORKGROUP, topkRoundEnd, topkStoreLines } from './speculative-kernels.ts';
 import { treeReduceLogSumExp, treeReducePair } from './workgroup-reduce.ts';
 
 /** Logits one block of pass 1 aims at: four an invocation of a 256-wide workgroup. */
@@ -115,14 +115,7 @@ ${treeReduceLogSumExp('redV', 'redS', 'm', 's')}
       if (after && (bi == NONE || before(v, i, bv, bi))) { bv = v; bi = i; }
     }
 ${pickRound('    ')}
-    lastV = redV[0];
-    lastI = redI[0];
-    first = false;
-    workgroupBarrier();
-    if (lid == 0u) {
-      scratch[rec + r] = bitcast<u32>(lastV);
-      scratch[rec + K + r] = lastI;
-    }
+${topkRoundEnd('      scratch[rec + r] = bitcast<u32>(lastV);\n      scratch[rec + K + r] = lastI;')}
   }
 }
 `;
@@ -170,15 +163,7 @@ ${treeReduceLogSumExp('redV', 'redS', 'm', 's')}
       if (i != NONE && after && (bi == NONE || before(v, i, bv, bi))) { bv = v; bi = i; }
     }
 ${pickRound('    ')}
-    lastV = redV[0];
-    lastI = redI[0];
-    first = false;
-    workgroupBarrier();
-    if (lid == 0u) {
-      let at = params.base + g * params.group_out + row * K + r;
-      ids[at] = lastI;
-      probs[at] = select(exp(lastV - m) / total, 0.0, lastI == NONE);
-    }
+${topkRoundEnd(topkStoreLines('NONE'))}
   }
 }
 `;
