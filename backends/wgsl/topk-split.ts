@@ -18,6 +18,14 @@ import { RANK_BEFORE, SPECULATIVE_WORKGROUP, topkRoundEnd, topkStoreLines } from
 import { treeReduceLogSumExp, treeReducePair } from './workgroup-reduce.ts';
 
 /** Logits one block of pass 1 aims at: four an invocation of a 256-wide workgroup. */
+/** Opens the K rounds of a top-k (the last pick taken, and this round's best so far, none yet). */
+const ROUNDS_OPEN = `  var lastV = 0.0;
+  var lastI = NONE;
+  var first = true;
+  for (var r = 0u; r < K; r++) {
+    var bv = 0.0;
+    var bi = NONE;`;
+
 export const TOPK_SLICE = 4 * SPECULATIVE_WORKGROUP;
 
 /**
@@ -101,12 +109,7 @@ ${treeReduceLogSumExp('redV', 'redS', 'm', 's')}
   }
 
   // Round r takes the first (logit, id) strictly after round r − 1's; after a round that found none, none.
-  var lastV = 0.0;
-  var lastI = NONE;
-  var first = true;
-  for (var r = 0u; r < K; r++) {
-    var bv = 0.0;
-    var bi = NONE;
+${ROUNDS_OPEN}
     for (var j = 0u; j < PER; j++) {
       let i = lo + lid + j * WG;
       if (i >= hi) { break; }
@@ -149,12 +152,7 @@ ${treeReduceLogSumExp('redV', 'redS', 'm', 's')}
   let total = redS[0];
   workgroupBarrier();
 
-  var lastV = 0.0;
-  var lastI = NONE;
-  var first = true;
-  for (var r = 0u; r < K; r++) {
-    var bv = 0.0;
-    var bi = NONE;
+${ROUNDS_OPEN}
     for (var c = lid; c < BLOCKS * K; c += WG) {
       let at = rec0 + (c / K) * RECORD + c % K;
       let i = scratch[at + K];
