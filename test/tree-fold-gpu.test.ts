@@ -121,16 +121,19 @@ async function checkFolded(name: string, opts: { hardware: boolean; maxNodes: nu
       const nodes2: TreeNode[][] = trees2.map((ps, b) => ps.map((parent, i) => ({ parent, inputs: r2.cpu[b][i] })));
       const what = `${name}${hardware ? ' (hardware split)' : ''} prefix ${P0}, pending ${Lp}, trees ${JSON.stringify(trees1)} then ${JSON.stringify(trees2)}, seed ${seed}`;
 
-      // Folded: tree 1 from set 0 (nothing pending) into set 1, then tree 2 with the path pending back into set 0.
       const oA = alloc('fold o 1', [B, N1, per]);
-      const oB = alloc('fold o 2', [B, N2, per]);
-      const folded = newState();
-      {
+      // Set 0 from the committed prefix, then tree 1 folded from it (nothing pending) into set 1.
+      const foldTree1 = () => {
         const enc = g.device.createCommandEncoder();
         sets.copyIn(enc, stateOf(state), 0);
         g.device.queue.submit([enc.finish()]);
-      }
-      submit((pass) => layer.encodeFolded(pass, { inputs: r1.gpuRows, parents: parents1, o: oA.buffer, path: pathBuf }, sets.sets[0], sets.sets[1], B, P0, N1, 0));
+        submit((pass) => layer.encodeFolded(pass, { inputs: r1.gpuRows, parents: parents1, o: oA.buffer, path: pathBuf }, sets.sets[0], sets.sets[1], B, P0, N1, 0));
+      };
+
+      // Folded: tree 1 from set 0 (nothing pending) into set 1, then tree 2 with the path pending back into set 0.
+      const oB = alloc('fold o 2', [B, N2, per]);
+      const folded = newState();
+      foldTree1();
       submit(
         (pass) => layer.encodeFolded(pass, { inputs: r2.gpuRows, parents: parents2, o: oB.buffer, path: pathBuf }, sets.sets[1], sets.sets[0], B, P0, N2, Lp),
         (enc) => sets.copyOut(enc, 0, stateOf(folded)),
@@ -139,13 +142,8 @@ async function checkFolded(name: string, opts: { hardware: boolean; maxNodes: nu
       // Packed commit: tree 1 folded as above, the path committed into set 1 in place, tree 2 folded with nothing pending.
       const oC = alloc('fold o 2 after the packed commit', [B, N2, per]);
       const packed = newState();
-      {
-        const enc = g.device.createCommandEncoder();
-        sets.copyIn(enc, stateOf(state), 0);
-        g.device.queue.submit([enc.finish()]);
-      }
       // (One submit each: a layer's launch reads the dims uniform its encoding wrote.)
-      submit((pass) => layer.encodeFolded(pass, { inputs: r1.gpuRows, parents: parents1, o: oA.buffer, path: pathBuf }, sets.sets[0], sets.sets[1], B, P0, N1, 0));
+      foldTree1();
       submit((pass) => layer.encodeFoldCommit(pass, pathBuf, sets.sets[1], B, P0, Lp));
       submit(
         (pass) => layer.encodeFolded(pass, { inputs: r2.gpuRows, parents: parents2, o: oC.buffer, path: pathBuf }, sets.sets[1], sets.sets[0], B, P0 + Lp, N2, 0),
