@@ -45,6 +45,30 @@ describe('the skinny matmul equals the float64 formula at ragged rows, columns a
 });
 
 /**
+ * The register form (stageWeights false: weights global → registers, only x staged): 5 rows in one row thread (each
+ * weight vec4 feeds one thread), 17 as 2 row threads of 9 (a padding row), 65 as 4 of 17 (three padding rows), with
+ * columns per thread, slices and loads per tile such that N leaves a partial workgroup and K a partial tile.
+ */
+const REGISTERS: readonly (readonly [number, MatmulOptions])[] = [
+  [5, { path: 'skinny', skinny: { rowsPerThread: 5, colsPerThread: 3, cols: 4, slices: 2, unroll: 2, stageWeights: false } }],
+  [17, { path: 'skinny', skinny: { rowsPerThread: 9, colsPerThread: 2, cols: 4, slices: 4, unroll: 1, stageWeights: false } }],
+  [65, { path: 'skinny', skinny: { rowsPerThread: 17, colsPerThread: 1, cols: 4, slices: 2, unroll: 2, stageWeights: false } }],
+];
+
+describe('the skinny matmul with its weights in registers equals the float64 formula at ragged rows, columns and K tiles', () => {
+  for (const [M, opts] of REGISTERS) {
+    it(`${M} rows: q|k|v (norm, split), gate|up (norm, swiglu), residual accumulate, the LM head (norm), plain`, async () => {
+      for (const [N, K, fusion, seed] of [[3 * 23, 44, QKV, 2000], [2 * 19, 36, GATE_UP, 2100], [29, 52, RESIDUAL, 2200], [37, 28, HEAD, 2300], [31, 20, undefined, 2400]] as const) {
+        const plan = await checkFusedMatmul(M, N, K, fusion, seed + M, opts);
+        expect(plan.path).toBe('skinny');
+        expect(plan.kernel).toContain('weights in registers');
+        expect(plan.workgroups[0], plan.kernel).toBeGreaterThan(1);
+      }
+    });
+  }
+});
+
+/**
  * Runs the kernel with `fusion` into an output of `cols` columns (NaN before) and returns it (with 'argmax' and
  * `pickTokens`: each row's token, picked from the partials) with the float64 logits.
  */
@@ -88,6 +112,26 @@ describe('the skinny matmul\'s argmax epilogue and column window', () => {
         expect(row[tokens[m]], `${plan.kernel} row ${m}: token ${tokens[m]} has ${row[tokens[m]]}, the largest is ${best}`).toBeGreaterThan(best - 1e-4 * Math.abs(best));
       }
       // Every weight row alike: all columns tie in every workgroup and thread; the first column wins.
+      const one = randn([28], seed + 50).data;
+      const same = new Float64Array(N * 28);
+      for (let n = 0; n < N; n++) same.set(one, n * 28);
+      const tie = await runInto(M, N, 28, { ...HEAD, epilogue: 'argmax' }, (wg) => 2 * wg, seed, opts, { w: same });
+      expect(Array.from(new Uint32Array(tie.got.buffer, tie.got.byteOffset, M)), tie.plan.kernel).toEqual(new Array(M).fill(0));
+    }
+  });
+
+  it("argmax with the weights in registers: each row's float64 argmax at 5, 17 and 65 rows, and ties to the first column", async () => {
+    const N = 150;
+    for (const [M, opts] of REGISTERS) {
+      const seed = 2500 + M;
+      const { got, logits, plan } = await runInto(M, N, 28, { ...HEAD, epilogue: 'argmax' }, (wg) => 2 * wg, seed, opts);
+      expect(plan.kernel).toContain('weights in registers');
+      const tokens = new Uint32Array(got.buffer, got.byteOffset, M);
+      for (let m = 0; m < M; m++) {
+        const row = logits.subarray(m * N, (m + 1) * N);
+        const best = Math.max(...row);
+        expect(row[tokens[m]], `${plan.kernel} row ${m}: token ${tokens[m]} has ${row[tokens[m]]}, the largest is ${best}`).toBeGreaterThan(best - 1e-4 * Math.abs(best));
+      }
       const one = randn([28], seed + 50).data;
       const same = new Float64Array(N * 28);
       for (let n = 0; n < N; n++) same.set(one, n * 28);

@@ -18,7 +18,17 @@
 //     per output); slice 0 then runs the epilogue (norm scale, residual, split, SwiGLU, the argmax's best).
 //
 // The grid is one workgroup per BN columns (or [gate, up] pairs); every workgroup computes all M rows, so each
-// weight is read from memory once. The float64 reference is fusedMatmulReference (matmul-fusion.ts).
+// weight is read from memory once.
+//
+// With stageWeights false (the register form) the weight tile is not staged: each weight vec4 a thread needs is used
+// by that thread alone when its TM rows are all of M (and by the RT row threads of its column otherwise, which read the
+// same addresses at about the same time: L1 hits), so it goes global → registers, the next tile's issued before the
+// current one is computed, and only x passes through workgroup memory, as a broadcast (the column threads of a slice
+// read the same x). Why: staged, a thread does TM + TW workgroup-memory loads per vec4 of K for 4·TM·TW FMAs, and its
+// weight loads are 32 distinct addresses a warp (4 wavefronts) against x's 8 (one wavefront, broadcast across the
+// column threads); at 6×2 that is 6 + 4·2 = 14 wavefronts for 12 cycles of FMA a warp, plus the weight tile's stores
+// and a barrier pair per tile. In registers, x alone costs TM wavefronts for TM·TW·4·32/128 = TM·TW cycles of FMA (TW
+// ≥ 2: half the FMA time or less), so a thread can take all rows (17, or 65 as 4 row threads of 17) and fewer columns. The float64 reference is fusedMatmulReference (matmul-fusion.ts).
 import { argmaxPairLines, bindingDecls, matmulBindings, matmulMainLines, normScaleLines, storeFn, type MatmulFusion } from './matmul-fusion.ts';
 
 export interface SkinnyVariant {
@@ -34,8 +44,21 @@ export interface SkinnyVariant {
   readonly slices: number;
   /** vec4 of K per slice per tile (1, 2, 4, 8): the tile is slices × unroll vec4. */
   readonly unroll: number;
+  /** false: the register form (weights global → registers, only x staged; above). Default true. */
+  readonly stageWeights?: boolean;
   readonly fusion?: MatmulFusion;
 }
+
+/** Whether `v` is the register form (its weights are not staged in workgroup memory). */
+export function skinnyInRegisters(v: Pick<SkinnyVariant, 'stageWeights'>): boolean {
+  return v.stageWeights === false;
+}
+
+/**
+ * vec4 of workgroup memory the register form's slice reduction may use at least (8 KB): its tile is x alone, and
+ * rounds of rows sized by that tile would cost a barrier pair per halving each.
+ */
+const REGISTER_REDUCTION_VEC4S = 512;
 
 /** Sums a thread keeps in registers at most (rows × weight rows). */
 export const SKINNY_MAX_SUMS = 64;
@@ -62,7 +85,7 @@ export function skinnyColumnsPerWorkgroup(v: Pick<SkinnyVariant, 'cols' | 'colsP
 interface Shape {
   /** Rows of the x tile (row threads × rows per thread; past M zeros). */
   readonly MP: number;
-  /** Weight rows of the W tile. */
+  /** Weight rows of the W tile (0 in the register form). */
   readonly WR: number;
   /** vec4 of K per tile. */
   readonly BKV: number;
@@ -78,12 +101,13 @@ interface Shape {
 function shape(v: SkinnyVariant): Shape {
   const MP = skinnyRowThreads(v) * v.rowsPerThread;
   const TW = skinnyWeightRows(v);
-  const WR = v.cols * TW;
+  const WR = skinnyInRegisters(v) ? 0 : v.cols * TW;
   const BKV = v.slices * v.unroll;
   const pitch = v.slices >= 8 ? BKV : BKV + ((((v.slices - BKV) % 8) + 8) % 8);
   const threads = skinnyThreads(v);
   const tileVec4s = (MP + WR) * pitch;
-  const roundRows = Math.max(1, Math.min(v.rowsPerThread, Math.floor((4 * tileVec4s) / (TW * threads))));
+  const room = skinnyInRegisters(v) ? Math.max(tileVec4s, REGISTER_REDUCTION_VEC4S) : tileVec4s;
+  const roundRows = Math.max(1, Math.min(v.rowsPerThread, Math.floor((4 * room) / (TW * threads))));
   const reduction = v.slices > 1 ? Math.ceil((roundRows * TW * threads) / 4) : 0;
   return { MP, WR, BKV, pitch, threads, roundRows, vec4s: Math.max(tileVec4s, reduction) };
 }
@@ -102,6 +126,7 @@ export function checkSkinnyVariant(v: SkinnyVariant): void {
     Number.isInteger(v.colsPerThread) && v.colsPerThread >= 1 && v.colsPerThread <= 8 &&
     v.rowsPerThread * skinnyWeightRows(v) <= SKINNY_MAX_SUMS &&
     Number.isInteger(v.cols) && v.cols >= 1 &&
+    (v.stageWeights === undefined || typeof v.stageWeights === 'boolean') &&
     Number.isInteger(v.slices) && v.slices >= 1 && (v.slices & (v.slices - 1)) === 0 &&
     [1, 2, 4, 8].includes(v.unroll) &&
     skinnyThreads(v) <= SKINNY_MAX_THREADS;
@@ -111,7 +136,7 @@ export function checkSkinnyVariant(v: SkinnyVariant): void {
 /** e.g. '6×4 per thread, 3 rows × 16 columns × 4 slices of threads, 2 vec4 per slice per tile'. */
 export function describeSkinny(v: SkinnyVariant): string {
   const per = v.fusion?.epilogue === 'swiglu' ? `${v.rowsPerThread}×${v.colsPerThread} [gate, up]` : `${v.rowsPerThread}×${v.colsPerThread}`;
-  return `${per} per thread, ${skinnyRowThreads(v)} rows × ${v.cols} columns × ${v.slices} slices of threads, ${v.unroll} vec4 per slice per tile, ${skinnyThreads(v)} threads`;
+  return `${per} per thread, ${skinnyRowThreads(v)} rows × ${v.cols} columns × ${v.slices} slices of threads, ${v.unroll} vec4 per slice per tile, ${skinnyThreads(v)} threads${skinnyInRegisters(v) ? ', weights in registers' : ''}`;
 }
 
 export function skinnyMatmulWgsl(v: SkinnyVariant): string {
@@ -128,13 +153,15 @@ export function skinnyMatmulWgsl(v: SkinnyVariant): string {
   const RT = skinnyRowThreads(v);
   const BN = skinnyColumnsPerWorkgroup(v);
   const { MP, WR, BKV, pitch, threads: T, roundRows: RC, vec4s } = shape(v);
+  const reg = skinnyInRegisters(v);
   const xLoads = Math.ceil((MP * BKV) / T);
   const wLoads = Math.ceil((WR * BKV) / T);
+  const U = v.unroll;
   const L: string[] = [];
   const what = [norm && 'rmsnorm(x)', swiglu ? 'swiglu of [gate; up]' : argmax ? "each row's largest column per workgroup" : typeof f?.epilogue === 'object' ? `split into ${f.epilogue.split}` : f?.epilogue === 'accumulate' ? 'accumulated into C' : '']
     .filter(Boolean)
     .join(', ');
-  L.push(`// skinny matmul: y[m,n] = Σ_k x[m,k]·W[n,k] for ${v.M} rows in every workgroup, ${TM}×${TN} outputs per thread${what ? `; ${what}` : ''}`);
+  L.push(`// skinny matmul: y[m,n] = Σ_k x[m,k]·W[n,k] for ${v.M} rows in every workgroup, ${TM}×${TN} outputs per thread${reg ? ', weights in registers' : ''}${what ? `; ${what}` : ''}`);
   L.push('struct Params { M: u32, N: u32, K: u32, pad: u32 }');
   L.push(...bindingDecls(matmulBindings(f), { A: 'vec4<f32>', W: 'vec4<f32>', G: 'vec4<f32>' }));
   L.push("// A [M, K / 4] (x), W [N, K / 4], G [K / 4] (the norm's gain), C* [M, columns]");
@@ -147,9 +174,10 @@ export function skinnyMatmulWgsl(v: SkinnyVariant): string {
   L.push(`const THREADS = ${T}u;`);
   L.push(`const BKV = ${BKV}u; // vec4 of K per tile`);
   L.push(`const PITCH = ${pitch}u; // vec4 per tile row (≡ SLICES mod 8 below 8 slices: neighbouring rows in distinct banks)`);
-  L.push(`const W_TILE = ${MP * pitch}u; // where the weight tile starts, after the x tile`);
+  if (!reg) L.push(`const W_TILE = ${MP * pitch}u; // where the weight tile starts, after the x tile`);
   if (norm) L.push(`const EPS = ${String(norm.eps).match(/[.eE]/) ? norm.eps : `${norm.eps}.0`};`);
-  L.push(`// The x tile [ROWS, PITCH] then the weight tile [${WR}, PITCH] as vec4; after the K loop the same memory holds the`);
+  if (reg) L.push('// The x tile [ROWS, PITCH] as vec4 (the weights go to registers); after the K loop the same memory holds the');
+  else L.push(`// The x tile [ROWS, PITCH] then the weight tile [${WR}, PITCH] as vec4; after the K loop the same memory holds the`);
   L.push('// slices\' partial sums (and the norm\'s squares) as floats.');
   L.push(`var<workgroup> sh: array<vec4<f32>, ${vec4s}>;`);
   if (norm) L.push('var<workgroup> scale: array<f32, ROWS>; // 1 / rms of each row');
@@ -183,6 +211,17 @@ export function skinnyMatmulWgsl(v: SkinnyVariant): string {
     L.push(`  let wa${q} = ${row} * KW;`);
     L.push(`  var wr${q} = vec4<f32>(0.0);`);
   }
+  if (reg) {
+    L.push("  // Register form: this thread's weight rows (their vec4 k ≡ slice mod SLICES of each tile), one register per row and");
+    L.push('  // vec4 of the tile. Columns past the matrix read its last row (their sums are never written).');
+    for (let j = 0; j < TW; j++) {
+      const row = swiglu
+        ? j < TN ? `min(col0 + c + ${j * CT}u, I - 1u)` : `(I + min(col0 + c + ${(j - TN) * CT}u, I - 1u))`
+        : `min(col0 + c + ${j * CT}u, N - 1u)`;
+      L.push(`  let wa${j} = ${row} * KW;`);
+      for (let u = 0; u < U; u++) L.push(`  var wr${u}_${j} = vec4<f32>(0.0);`);
+    }
+  }
   for (let i = 0; i < TM; i++) for (let j = 0; j < TW; j++) L.push(`  var acc${i}_${j} = 0.0;`);
   /** Issues the global loads of the tile at vec4 k offset `kt` into the staging registers. */
   const load = (ind: string, kt: string) => {
@@ -197,6 +236,13 @@ export function skinnyMatmulWgsl(v: SkinnyVariant): string {
       L.push(`${ind}}`);
     }
     for (let q = 0; q < wLoads; q++) L.push(`${ind}{ let kk = ${kt} + wk${q}; wr${q} = select(vec4<f32>(0.0), W[wa${q} + min(kk, KW - 1u)], kk < KW); }`);
+    if (reg) {
+      for (let u = 0; u < U; u++) {
+        L.push(`${ind}{`, `${ind}  let kk = ${kt} + slice + ${u * S}u;`, `${ind}  let kc = min(kk, KW - 1u);`);
+        for (let j = 0; j < TW; j++) L.push(`${ind}  wr${u}_${j} = select(vec4<f32>(0.0), W[wa${j} + kc], kk < KW);`);
+        L.push(`${ind}}`);
+      }
+    }
   };
   L.push('  let tiles = (KW + BKV - 1u) / BKV;');
   L.push(`  // The first tile's loads${norm ? ' (gain folded into x, squares summed per slot)' : ''}; each later tile's are issued before the current one is computed.`);
@@ -212,6 +258,10 @@ export function skinnyMatmulWgsl(v: SkinnyVariant): string {
     L.push(`    ${guard}{ sh[W_TILE + wn${q} * PITCH + wk${q}] = wr${q}; }`);
   }
   L.push('    workgroupBarrier();');
+  if (reg) {
+    L.push("    // This tile's weights, out of the registers the next tile's loads go into.");
+    for (let u = 0; u < U; u++) for (let j = 0; j < TW; j++) L.push(`    let cw${u}_${j} = wr${u}_${j};`);
+  }
   L.push('    if (t + 1u < tiles) {');
   load('      ', '(t + 1u) * BKV');
   L.push('    }');
@@ -222,7 +272,7 @@ export function skinnyMatmulWgsl(v: SkinnyVariant): string {
     for (let j = 0; j < TW; j++) {
       // Swiglu: the up rows follow the BN gate rows in the tile.
       const row = swiglu && j >= TN ? `BN + c + ${(j - TN) * CT}u` : `c + ${(j % TN) * CT}u`;
-      L.push(`      let w${j} = sh[W_TILE + (${row}) * PITCH + kv];`);
+      L.push(reg ? `      let w${j} = cw${u}_${j};` : `      let w${j} = sh[W_TILE + (${row}) * PITCH + kv];`);
     }
     for (let i = 0; i < TM; i++) L.push(`      ${Array.from({ length: TW }, (_, j) => `acc${i}_${j} += dot(x${i}, w${j});`).join(' ')}`);
     L.push('    }');
