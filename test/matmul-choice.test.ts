@@ -40,7 +40,7 @@ describe('the small-M, rows and skinny choosers at real shapes', () => {
               expect(() => (k = matmulKernel(target, problem(p, M), { path: 'skinny', skinny })), `${what} ${JSON.stringify(skinny)}`).not.toThrow();
               if (!k) continue;
               const t = k.tuning.skinny!;
-              const v = { M, rowsPerThread: t.rowsPerThread!, colsPerThread: t.colsPerThread!, cols: t.cols!, slices: t.slices!, unroll: t.unroll!, ...(p.fusion && { fusion: p.fusion }) };
+              const v = { M, rowsPerThread: t.rowsPerThread!, colsPerThread: t.colsPerThread!, cols: t.cols!, slices: t.slices!, unroll: t.unroll!, ...(t.stageWeights !== undefined && { stageWeights: t.stageWeights }), ...(p.fusion && { fusion: p.fusion }) };
               expect(skinnyWorkgroupBytes(v), what).toBeLessThanOrEqual(target.limits.maxComputeWorkgroupStorageSize);
               expect(skinnyThreads(v), what).toBeLessThanOrEqual(target.limits.maxComputeInvocationsPerWorkgroup);
               const again = matmulKernel(target, problem(p, M), k.tuning);
