@@ -219,8 +219,9 @@ function staged(p: { readonly M: number }, columns: number, KW: number, swiglu: 
  * The register form's knobs for skinnySweep, its default first (and that with one load per tile): rows per thread
  * all of M or ≤ 17 (each weight vec4 feeds one thread, or 4 row threads at 65 rows), ≤ 9 (twice the row threads, half
  * the sums) and above 24 rows ≤ 24 (3 row threads at 65) × columns per thread within 48 sums (1, 2, 4; [gate, up]
- * pairs 1, 2) × column threads for about 132 or 264 workgroups × slices filling 128 or 256 threads, loads per tile
- * chosen. About 20–30 kernels a shape after duplicates.
+ * pairs 1, 2) × column threads for about 66 workgroups of 256 threads, 132 of 128 or 256, or 264 of 128 (slices
+ * filling them), loads per tile chosen. 12–29 kernels a shape after duplicates at 17 and 65 rows of the bench model:
+ * 202 for its five projections, which bench/small-m.ts --family skinny-reg times in about as long as the staged sweep.
  */
 function registerSweep(p: { readonly M: number }, columns: number, KW: number, swiglu: boolean, add: (o: SkinnyKnobs) => void): void {
   add({ stageWeights: false });
@@ -229,14 +230,14 @@ function registerSweep(p: { readonly M: number }, columns: number, KW: number, s
   for (const TM of rows) {
     const RT = Math.ceil(p.M / TM);
     for (const TN of (swiglu ? [1, 2] : [1, 2, 4]).filter((n) => TM * n * (swiglu ? 2 : 1) <= 48)) {
-      for (const groups of [132, 264]) {
+      // Workgroups × threads: fewer, wider workgroups stage x (all of it per workgroup, 52 KB at 17 rows) for more
+      // weight rows, and want more threads each to fill the SMs.
+      for (const [groups, threads] of [[66, SKINNY_WORKGROUP_THREADS], [132, 128], [132, SKINNY_WORKGROUP_THREADS], [264, 128]]) {
         let cols = 1;
         while (2 * cols * TN * groups <= columns && RT * 2 * cols <= SKINNY_WORKGROUP_THREADS) cols *= 2;
-        for (const threads of [128, SKINNY_WORKGROUP_THREADS]) {
-          let slices = 1;
-          while (slices < SKINNY_MAX_SLICES && RT * cols * 2 * slices <= threads && 2 * slices <= KW) slices *= 2;
-          add({ rowsPerThread: TM, colsPerThread: TN, cols, slices, stageWeights: false });
-        }
+        let slices = 1;
+        while (slices < SKINNY_MAX_SLICES && RT * cols * 2 * slices <= threads && 2 * slices <= KW) slices *= 2;
+        add({ rowsPerThread: TM, colsPerThread: TN, cols, slices, stageWeights: false });
       }
     }
   }
