@@ -7,9 +7,9 @@
 // 65 rows 302.89 against 200.27, q|k|v at 65 103.23 against 39.73).
 import type { KernelTarget } from './kernel-source.ts';
 import type { MatmulFusion } from './matmul-fusion.ts';
-import { checkSkinnyVariant, skinnyInRegisters, skinnyThreads, skinnyWorkgroupBytes, type SkinnyVariant } from './matmul-skinny.ts';
+import { checkSkinnyVariant, skinnyDirectX, skinnyInRegisters, skinnyThreads, skinnyWorkgroupBytes, type SkinnyVariant } from './matmul-skinny.ts';
 
-export type SkinnyKnobs = Partial<Pick<SkinnyVariant, 'rowsPerThread' | 'colsPerThread' | 'cols' | 'slices' | 'unroll' | 'stageWeights'>>;
+export type SkinnyKnobs = Partial<Pick<SkinnyVariant, 'rowsPerThread' | 'colsPerThread' | 'cols' | 'slices' | 'unroll' | 'stageWeights' | 'stageX'>>;
 
 /**
  * The form chooseSkinny takes when the knobs do not say: true stages the weight tile in workgroup memory (the form the
@@ -19,6 +19,8 @@ export type SkinnyKnobs = Partial<Pick<SkinnyVariant, 'rowsPerThread' | 'colsPer
  * SKINNY_REGISTER_ROWS and SKINNY_REGISTER_SUMS.
  */
 export const SKINNY_STAGE_WEIGHTS: boolean = true;
+/** The register form's x by default: true staged in workgroup memory a K tile at a time, false read from memory in the K loop. */
+export const SKINNY_STAGE_X: boolean = true;
 /**
  * The register form's rows per thread at most by default: every row of a 17-row tree in one thread (each weight vec4
  * then feeds one thread only), 65 rows as 4 row threads of 17.
@@ -101,6 +103,8 @@ export function chooseSkinny(
   const soft = gpu.isSoftware === true;
   const wide = !swiglu && columns >= SKINNY_WIDE_COLUMNS && p.M >= SKINNY_WIDE_FROM_ROWS;
   const stageWeights = o.stageWeights ?? SKINNY_STAGE_WEIGHTS;
+  // stageX concerns the register form only (false with staged weights is refused by checkSkinnyVariant).
+  const stageX = o.stageX ?? (stageWeights ? undefined : SKINNY_STAGE_X);
   const TM =
     o.rowsPerThread ??
     (soft ? balancedRows(p.M, SKINNY_MAX_ROWS_PER_THREAD) : stageWeights ? defaultRowsPerThread(p.M, columns) : balancedRows(p.M, SKINNY_REGISTER_ROWS));
@@ -117,7 +121,7 @@ export function chooseSkinny(
   if (o.slices === undefined && !soft) while (slices < SKINNY_MAX_SLICES && RT * cols * 2 * slices <= threads && 2 * slices <= KW) slices *= 2;
   let unroll = o.unroll ?? 1;
   if (o.unroll === undefined && !soft) while (unroll < SKINNY_MAX_UNROLL && 2 * unroll * slices <= KW && fillsTiles(KW, 2 * unroll * slices)) unroll *= 2;
-  const make = (): SkinnyVariant => ({ M: p.M, rowsPerThread: TM, colsPerThread: TN, cols, slices, unroll, stageWeights, ...(p.fusion && { fusion: p.fusion }) });
+  const make = (): SkinnyVariant => ({ M: p.M, rowsPerThread: TM, colsPerThread: TN, cols, slices, unroll, stageWeights, ...(stageX !== undefined && { stageX }), ...(p.fusion && { fusion: p.fusion }) });
   const limit = gpu.limits.maxComputeWorkgroupStorageSize;
   while (skinnyWorkgroupBytes(make()) > limit || skinnyThreads(make()) > gpu.limits.maxComputeInvocationsPerWorkgroup) {
     if (o.unroll === undefined && unroll > 1) unroll /= 2;
@@ -149,6 +153,7 @@ export function skinnyTuning(v: SkinnyVariant): SkinnyKnobs {
   return {
     rowsPerThread: v.rowsPerThread, colsPerThread: v.colsPerThread, cols: v.cols, slices: v.slices, unroll: v.unroll,
     ...(stageWeights !== SKINNY_STAGE_WEIGHTS && { stageWeights }),
+    ...(!stageWeights && skinnyDirectX(v) === SKINNY_STAGE_X && { stageX: !skinnyDirectX(v) }),
   };
 }
 
@@ -220,24 +225,30 @@ function staged(p: { readonly M: number }, columns: number, KW: number, swiglu: 
  * all of M or ≤ 17 (each weight vec4 feeds one thread, or 4 row threads at 65 rows), ≤ 9 (twice the row threads, half
  * the sums) and above 24 rows ≤ 24 (3 row threads at 65) × columns per thread within 48 sums (1, 2, 4; [gate, up]
  * pairs 1, 2) × column threads for about 66 workgroups of 256 threads, 132 of 128 or 256, or 264 of 128 (slices
- * filling them), loads per tile chosen. 12–29 kernels a shape after duplicates at 17 and 65 rows of the bench model:
- * 202 for its five projections, which bench/small-m.ts --family skinny-reg times in about as long as the staged sweep.
+ * filling them), loads per tile chosen; at the main rows per thread each also with x read from memory (stageX false),
+ * the other rows per thread at about 132 workgroups only. 13–27 kernels a shape after duplicates at 17 and 65 rows of
+ * the bench model, 206 over its five projections (the staged form's sweep: 118).
  */
 function registerSweep(p: { readonly M: number }, columns: number, KW: number, swiglu: boolean, add: (o: SkinnyKnobs) => void): void {
   add({ stageWeights: false });
   add({ stageWeights: false, unroll: 1 });
+  const main = balancedRows(p.M, SKINNY_REGISTER_ROWS);
   const rows = [...new Set([balancedRows(p.M, SKINNY_REGISTER_ROWS), ...(p.M > 8 ? [balancedRows(p.M, 9)] : []), ...(p.M > 24 ? [balancedRows(p.M, 24)] : [])])];
   for (const TM of rows) {
     const RT = Math.ceil(p.M / TM);
     for (const TN of (swiglu ? [1, 2] : [1, 2, 4]).filter((n) => TM * n * (swiglu ? 2 : 1) <= 48)) {
       // Workgroups × threads: fewer, wider workgroups stage x (all of it per workgroup, 52 KB at 17 rows) for more
       // weight rows, and want more threads each to fill the SMs.
-      for (const [groups, threads] of [[66, SKINNY_WORKGROUP_THREADS], [132, 128], [132, SKINNY_WORKGROUP_THREADS], [264, 128]]) {
+      const shapes = [[66, SKINNY_WORKGROUP_THREADS], [132, 128], [132, SKINNY_WORKGROUP_THREADS], [264, 128]];
+      // The other rows per thread at about 132 workgroups only (the sweep's length).
+      for (const [groups, threads] of TM === main ? shapes : shapes.slice(1, 3)) {
         let cols = 1;
         while (2 * cols * TN * groups <= columns && RT * 2 * cols <= SKINNY_WORKGROUP_THREADS) cols *= 2;
         let slices = 1;
         while (slices < SKINNY_MAX_SLICES && RT * cols * 2 * slices <= threads && 2 * slices <= KW) slices *= 2;
         add({ rowsPerThread: TM, colsPerThread: TN, cols, slices, stageWeights: false });
+        // x read from memory in the K loop, not staged: at the main rows per thread only (the sweep's length).
+        if (TM === main) add({ rowsPerThread: TM, colsPerThread: TN, cols, slices, stageWeights: false, stageX: !SKINNY_STAGE_X });
       }
     }
   }
