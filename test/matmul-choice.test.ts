@@ -3,7 +3,7 @@
 // run the picks against float64; their speed is the bench's business (bench/results/h200-small-m-*.json).
 import { describe, expect, it } from 'vitest';
 import { matmulKernel, type MatmulKernel } from '../backends/wgsl/matmul.ts';
-import { skinnySweep } from '../backends/wgsl/matmul-skinny-choice.ts';
+import { chooseSkinny, skinnySweep } from '../backends/wgsl/matmul-skinny-choice.ts';
 import { skinnyThreads, skinnyWorkgroupBytes } from '../backends/wgsl/matmul-skinny.ts';
 import { H200, problem, ROWS, SHAPES, WEBGPU_DEFAULT } from './helpers/projections.ts';
 
@@ -40,7 +40,8 @@ describe('the small-M, rows and skinny choosers at real shapes', () => {
               expect(() => (k = matmulKernel(target, problem(p, M), { path: 'skinny', skinny })), `${what} ${JSON.stringify(skinny)}`).not.toThrow();
               if (!k) continue;
               const t = k.tuning.skinny!;
-              const v = { M, rowsPerThread: t.rowsPerThread!, colsPerThread: t.colsPerThread!, cols: t.cols!, slices: t.slices!, unroll: t.unroll!, ...(t.stageWeights !== undefined && { stageWeights: t.stageWeights }), ...(p.fusion && { fusion: p.fusion }) };
+              // The variant the tuning names, whatever the defaults it leaves out.
+              const v = chooseSkinny(target, problem(p, M), t);
               expect(skinnyWorkgroupBytes(v), what).toBeLessThanOrEqual(target.limits.maxComputeWorkgroupStorageSize);
               expect(skinnyThreads(v), what).toBeLessThanOrEqual(target.limits.maxComputeInvocationsPerWorkgroup);
               const again = matmulKernel(target, problem(p, M), k.tuning);
