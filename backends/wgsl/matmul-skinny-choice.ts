@@ -88,7 +88,9 @@ function defaultRowsPerThread(M: number, columns: number): number {
 /**
  * On hardware: rows per thread and columns per thread (2, a [gate, up] pair, 4 × 8 for an LM head above 32 rows) as
  * above, then column threads as many as keep SKINNY_TARGET_WORKGROUPS (and room for two slices), then slices up to
- * SKINNY_DEFAULT_THREADS, then 4 vec4 per slice per tile (every best of the sweep) where K fills the tiles. A software
+ * SKINNY_DEFAULT_THREADS, then 4 vec4 per slice per tile (every best of the sweep) where K fills the tiles. The
+ * register form (stageWeights false, or SKINNY_STAGE_WEIGHTS false) differs in its block only: rows per thread
+ * balanced within SKINNY_REGISTER_ROWS, columns per thread the most (≤ 4) within SKINNY_REGISTER_SUMS. A software
  * adapter (a core or two) wants few and full workgroups, one slice and one load (its compiler keeps every live sum
  * across a barrier).
  */

@@ -21,18 +21,21 @@
 // weight is read from memory once.
 //
 // With stageWeights false (the register form) the weight tile is not staged: each weight vec4 a thread needs is used
-// by that thread alone when its TM rows are all of M (and by the RT row threads of its column otherwise, which read the
-// same addresses at about the same time: L1 hits), so it goes global → registers, the next tile's issued before the
-// current one is computed, and only x passes through workgroup memory, as a broadcast (the column threads of a slice
-// read the same x). Why: staged, a thread does TM + TW workgroup-memory loads per vec4 of K for 4·TM·TW FMAs, and its
-// weight loads are 32 distinct addresses a warp (4 wavefronts) against x's 8 (one wavefront, broadcast across the
-// column threads); at 6×2 that is 6 + 4·2 = 14 wavefronts for 12 cycles of FMA a warp, plus the weight tile's stores
-// and a barrier pair per tile. In registers, x alone costs TM wavefronts for TM·TW·4·32/128 = TM·TW cycles of FMA (TW
-// ≥ 2: half the FMA time or less), so a thread can take all rows (17, or 65 as 4 row threads of 17) and fewer columns.
+// by that thread alone when its TM rows are all of M (and by the RT row threads of its column otherwise, which read
+// the same addresses at about the same time: L1 hits), so it goes global → registers, the next tile's issued before
+// the current one is computed, and only x passes through workgroup memory, as a broadcast (the column threads of a
+// slice read the same x). Why (by count, not yet timed): staged, a thread does TM + TW workgroup-memory loads per
+// vec4 of K for 4·TM·TW FMAs, and a warp's weight loads are 32 distinct addresses (4 wavefronts) against x's 8 (one
+// wavefront, broadcast across the column threads); at 6×2 that is 6 + 4·2 = 14 wavefronts for 12 cycles of FMA a
+// warp, plus the weight tile's stores and a barrier pair per tile. In registers, x alone costs TM wavefronts for
+// TM·TW·4·32/128 = TM·TW cycles of FMA (TW ≥ 2: half the FMA time or less), so a thread can take all rows (17, or 65
+// as 4 row threads of 17) and fewer columns.
 // With stageX false as well, x is not staged either: threads read it from memory where they use it (a warp's slices
 // read neighbouring vec4 of one row, its column threads the same ones: L1 hits after the first workgroup), the K loop
 // has no barrier, and the norm's gain multiplies the weights instead; the norm's row scales come from a pass over x
-// before the loop (TPR threads a row), while the first weights are in flight. The float64 reference is fusedMatmulReference (matmul-fusion.ts).
+// before the loop (32 threads a row), while the first weights are in flight.
+//
+// The float64 reference is fusedMatmulReference (matmul-fusion.ts).
 import { argmaxPairLines, bindingDecls, matmulBindings, matmulMainLines, normScaleLines, storeFn, type MatmulFusion } from './matmul-fusion.ts';
 
 export interface SkinnyVariant {
