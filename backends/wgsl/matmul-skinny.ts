@@ -72,10 +72,12 @@ export function skinnyInRegisters(v: Pick<SkinnyVariant, 'stageWeights'>): boole
 }
 
 /**
- * vec4 of workgroup memory the register form's slice reduction may use at least (8 KB): its tile is x alone, and
- * rounds of rows sized by that tile would cost a barrier pair per halving each.
+ * vec4 of workgroup memory the register form's slice reduction may use at least (12 KB, so that a kernel still fits
+ * WebGPU's default 16 KB with the norm's scales and a narrowed argmax): its tile is x alone (the direct-x form's, the
+ * norm pass's partial sums), and each round of rows sized by so little would cost 2 + log2(SLICES) barriers more — at
+ * 17 rows × 2 weight rows × 128 threads, 12 KB takes 12 rows a round, 8 KB 8.
  */
-const REGISTER_REDUCTION_VEC4S = 512;
+const REGISTER_REDUCTION_VEC4S = 768;
 
 /** Sums a thread keeps in registers at most (rows × weight rows). */
 export const SKINNY_MAX_SUMS = 64;
