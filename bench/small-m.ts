@@ -10,7 +10,9 @@
 // around them (skinnySweep). `--family skinny` sweeps that family alone (both its forms: weights staged in workgroup
 // memory, and in registers), times the LM head with the argmax epilogue a tree step runs, and leaves out the other
 // paths' extra figures: at --M 5,17,65 a run took about a minute on the H200 with the staged form alone.
-// `--family skinny-reg` sweeps the register form only, beside the chooser's pick; `skinny-staged` the staged form only.
+// `--family skinny-reg` sweeps the register form only, beside the chooser's pick, and (with or without --sweep) times
+// the register form's default knobs, x staged and x from memory, beside the staged defaults; `skinny-staged` sweeps the
+// staged form only.
 // Every kernel is first compared with the float64 formula on the bench's operands (small-m-check.ts; --no-check skips it).
 // The run ends with the best per shape (the confirmed figures: the chooser's pick and the sweep's best three) and
 // its family, and a 12-layer step's projections summed both ways (small-m-summary.ts).
@@ -247,6 +249,16 @@ async function main(): Promise<void> {
         if (skinny) {
           figures.push(skinny);
           row({ ...skinny, projection: '  skinny (default knobs) instead' });
+        }
+      }
+      if (M > 1 && family === 'skinny-reg') {
+        // The register form at its default knobs, x staged and x from memory: the quick comparison without --sweep.
+        for (const [stageX, label] of [[true, 'x staged'], [false, 'x from memory']] as const) {
+          const reg = await measure(gpu, p, M, { path: 'skinny', skinny: { stageWeights: false, stageX } }, reps, o).catch(skip);
+          if (reg) {
+            figures.push(reg);
+            row({ ...reg, projection: `  skinny, weights in registers, ${label} (default knobs)` });
+          }
         }
       }
       if (M > 8 && !skinnyOnly) {
