@@ -7,12 +7,17 @@
 // narrow ones: matmulPathFor) and with the blocked kernel's row blocks on the grid (its first form); --sweep also
 // sweeps the rows kernel's slices × loads per tile × columns per thread; and the tiled kernel (more than 128 rows).
 // Every M also times the register-blocked skinny kernel (matmul-skinny.ts) at its default knobs, and --sweep its knobs
-// around them (skinnySweep). `--family skinny` sweeps that family alone, times the LM head with the argmax epilogue a
-// tree step runs, and leaves out the other paths' extra figures: at --M 5,17,65 a run takes about a minute on the H200.
+// around them (skinnySweep). `--family skinny` sweeps that family alone (both its forms: weights staged in workgroup
+// memory, and in registers), times the LM head with the argmax epilogue a tree step runs, and leaves out the other
+// paths' extra figures: at --M 5,17,65 a run took about a minute on the H200 with the staged form alone.
+// `--family skinny-reg` sweeps the register form only, beside the chooser's pick, and (with or without --sweep) times
+// the register form's default knobs, x staged and x from memory, beside the staged defaults; `skinny-staged` sweeps the
+// staged form only.
+// Every kernel is first compared with the float64 formula on the bench's operands (small-m-check.ts; --no-check skips it).
 // The run ends with the best per shape (the confirmed figures: the chooser's pick and the sweep's best three) and
 // its family, and a 12-layer step's projections summed both ways (small-m-summary.ts).
 //
-//   npx tsx bench/small-m.ts [--small | --shape 7b] [--M 1,8,17,65] [--sweep] [--family all|small-m|rows|skinny] [--reps N]
+//   npx tsx bench/small-m.ts [--small | --shape 7b] [--M 1,8,17,65] [--sweep] [--family all|small-m|rows|skinny|skinny-reg|skinny-staged] [--no-check] [--reps N]
 //
 // Shapes: decode.ts's model (hidden 768, 12 heads × 64, intermediate 2048, vocab 32000); --small (and any
 // software adapter) its small model; --shape 7b LLaMA-2-7B's (hidden 4096, intermediate 11008). Each pass records `reps` dispatches of one kernel, rotating over
@@ -29,6 +34,7 @@ import { getDevice } from '../src/runtime/dawn.ts';
 import { allocTensor, releaseTensor, type GpuTensor } from '../src/runtime/gpu-tensor.ts';
 import { timeDispatches } from '../src/runtime/timing.ts';
 import { FULL, SMALL, type ModelShape } from './decode.ts';
+import { Float64Check } from './small-m-check.ts';
 import { printBestPerShape } from './small-m-summary.ts';
 
 /** LLaMA-2-7B's projection shapes (bench/hf_decode.ts's llama7b), in decode.ts's ModelShape terms. */
@@ -104,21 +110,26 @@ interface Operands {
   readonly gain: GpuTensor;
   readonly outs: readonly GpuTensor[];
   readonly weights: readonly GpuTensor[];
+  /** Every kernel is compared with the float64 formula on these operands before it is timed (off: --no-check). */
+  readonly check?: Float64Check;
 }
 
-function operands(gpu: Gpu, p: Projection, M: number, reps: number, cacheBytes: number): Operands {
+function operands(gpu: Gpu, p: Projection, M: number, reps: number, cacheBytes: number, check: boolean): Operands {
   const tensor = (name: string, shape: number[], seed: number) => {
     const t = allocTensor(gpu, name, shape);
     fillRandom(gpu, t, seed, 0.1);
     return t;
   };
   const copies = Math.max(1, Math.min(reps, Math.ceil(cacheBytes / (p.N * p.K * 4))));
+  const [a, gain] = [tensor('x', [M, p.K], 1), tensor('gain', [p.K], 2)];
+  const weights = Array.from({ length: copies }, (_, i) => tensor(`w${i}`, [p.N, p.K], 10 + i));
   return {
-    a: tensor('x', [M, p.K], 1),
-    gain: tensor('gain', [p.K], 2),
+    a,
+    gain,
     // The argmax epilogue's output (a pair per workgroup) is sized per kernel, in measure.
     outs: p.fusion?.epilogue === 'argmax' ? [] : Array.from({ length: outputCount(p.fusion) }, (_, i) => tensor(`y${i}`, [M, outputColumns(p.fusion, p.N)], 3 + i)),
-    weights: Array.from({ length: copies }, (_, i) => tensor(`w${i}`, [p.N, p.K], 10 + i)),
+    weights,
+    ...(check && { check: new Float64Check(gpu, p, M, { a, gain, w: weights[0] }) }),
   };
 }
 
@@ -128,6 +139,8 @@ function release(gpu: Gpu, o: Operands): void {
 
 async function measure(gpu: Gpu, p: Projection, M: number, opts: MatmulOptions, reps: number, o: Operands, warmupMs?: number, iters?: number): Promise<SmallMFigure> {
   const problem: MatmulProblem = { M, N: p.N, K: p.K, transposeB: true, ...(p.fusion && { fusion: p.fusion }) };
+  const wrong = await o.check?.wrong(opts);
+  if (wrong) throw new Error(`not timed, wrong against the float64 formula: ${wrong}`);
   const plan = await planMatmul(gpu, problem, { label: `bench ${p.name}`, ...opts });
   const pairs = p.fusion?.epilogue === 'argmax' ? allocTensor(gpu, 'partials', [M, 2 * plan.workgroups[0]]) : undefined;
   const outs = pairs ? [pairs] : o.outs;
@@ -163,10 +176,25 @@ async function main(): Promise<void> {
   const reps = Number(valueOf('--reps') ?? (small ? 4 : 40));
   const sweep = args.includes('--sweep');
   // Families the sweep covers; 'skinny' alone also drops the other paths' extra figures and times the argmax head.
+  // 'skinny-reg' is 'skinny' with the register form's knobs only (matmul-skinny.ts's stageWeights false), timed against
+  // the chooser's pick (the staged form's fitted defaults where the skinny path is the default); 'skinny-staged' the
+  // staged form's only (the sweep before the register form existed). 'skinny' sweeps both.
   const family = valueOf('--family') ?? 'all';
-  if (!['all', 'small-m', 'rows', 'skinny'].includes(family)) throw new Error(`--family takes all, small-m, rows or skinny, not ${family}`);
-  const sweeps = (f: MatmulPath) => family === 'all' || family === f;
-  const skinnyOnly = family === 'skinny';
+  if (!['all', 'small-m', 'rows', 'skinny', 'skinny-reg', 'skinny-staged'].includes(family)) throw new Error(`--family takes all, small-m, rows, skinny, skinny-reg or skinny-staged, not ${family}`);
+  const skinnyOnly = family.startsWith('skinny');
+  const sweeps = (f: MatmulPath) => family === 'all' || family === f || (f === 'skinny' && skinnyOnly);
+  const skinnyForms = family === 'skinny-reg' ? 'registers' : family === 'skinny-staged' ? 'staged' : 'both';
+  const check = !args.includes('--no-check');
+  const wrong: string[] = [];
+  /** A kernel that cannot be made for the shape is skipped quietly; one that failed the float64 check, loudly. */
+  const skip = (e: unknown): undefined => {
+    const message = e instanceof Error ? e.message : String(e);
+    if (message.startsWith('not timed')) {
+      wrong.push(message);
+      console.log(`  !! ${message}`);
+    }
+    return undefined;
+  };
   // More than an H100's 50 MB L2 per pass, so every rep reads its weight from memory.
   const cacheBytes = small ? 1 << 20 : 192 << 20;
 
@@ -211,16 +239,26 @@ async function main(): Promise<void> {
   const save = () => writeFileSync(file, JSON.stringify({ adapter: gpu.adapterName, date: new Date().toISOString(), shape, copy, reps, figures }, null, 2) + '\n');
   for (const M of Ms) {
     for (const p of projections(shape, skinnyOnly)) {
-      const o = operands(gpu, p, M, reps, cacheBytes);
+      const o = operands(gpu, p, M, reps, cacheBytes, check);
       const chosen = await measure(gpu, p, M, {}, reps, o);
       figures.push(chosen);
       row(chosen);
       const chosenPath = matmulPathFor({ M, N: p.N, K: p.K, transposeB: true, ...(p.fusion && { fusion: p.fusion }) }, gpu);
       if (chosenPath !== 'skinny') {
-        const skinny = await measure(gpu, p, M, { path: 'skinny' }, reps, o).catch(() => undefined);
+        const skinny = await measure(gpu, p, M, { path: 'skinny' }, reps, o).catch(skip);
         if (skinny) {
           figures.push(skinny);
           row({ ...skinny, projection: '  skinny (default knobs) instead' });
+        }
+      }
+      if (M > 1 && family === 'skinny-reg') {
+        // The register form at its default knobs, x staged and x from memory: the quick comparison without --sweep.
+        for (const [stageX, label] of [[true, 'x staged'], [false, 'x from memory']] as const) {
+          const reg = await measure(gpu, p, M, { path: 'skinny', skinny: { stageWeights: false, stageX } }, reps, o).catch(skip);
+          if (reg) {
+            figures.push(reg);
+            row({ ...reg, projection: `  skinny, weights in registers, ${label} (default knobs)` });
+          }
         }
       }
       if (M > 8 && !skinnyOnly) {
@@ -234,7 +272,7 @@ async function main(): Promise<void> {
         row({ ...onGrid, projection: '  row blocks on the grid' });
         // The tiled kernel (what more than 128 rows take): at 7B's widths a 65-row tree is compute-bound, and
         // its 64-row tiles may beat the weight-streaming kernels there.
-        const tiled = await measure(gpu, p, M, { path: 'tiled' }, reps, o).catch(() => undefined);
+        const tiled = await measure(gpu, p, M, { path: 'tiled' }, reps, o).catch(skip);
         if (tiled) {
           figures.push(tiled);
           row({ ...tiled, projection: '  tiled instead' });
@@ -243,7 +281,7 @@ async function main(): Promise<void> {
       if (sweep) {
         const swept: { f: SmallMFigure; opts: MatmulOptions }[] = [];
         const time = async (opts: MatmulOptions) => {
-          const f = await measure(gpu, p, M, opts, reps, o, SWEEP_WARMUP_MS, SWEEP_ITERS).catch(() => undefined);
+          const f = await measure(gpu, p, M, opts, reps, o, SWEEP_WARMUP_MS, SWEEP_ITERS).catch(skip);
           if (!f) return;
           figures.push(f);
           swept.push({ f, opts });
@@ -265,7 +303,7 @@ async function main(): Promise<void> {
         // The skinny kernel: rows × columns per thread, column threads, slices (matmul-skinny-choice.ts's skinnySweep).
         if (M > 1 && sweeps('skinny')) {
           const problem = { M, N: p.N, K: p.K, ...(p.fusion && { fusion: p.fusion }) };
-          for (const skinny of skinnySweep(gpu, problem)) await time({ path: 'skinny', skinny });
+          for (const skinny of skinnySweep(gpu, problem, skinnyForms)) await time({ path: 'skinny', skinny });
         }
         await confirm(p, M, o, chosen, swept);
       }
@@ -276,6 +314,7 @@ async function main(): Promise<void> {
   const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
   for (const r of rows) console.log('  ' + r.map((c, i) => (i >= 1 && i <= 6 ? c.padStart(widths[i]) : c.padEnd(widths[i]))).join('  '));
   printBestPerShape(figures, shape.layers);
+  if (check) console.log(wrong.length ? `${wrong.length} kernels failed the float64 check and were not timed (the lines marked !!)` : 'every kernel timed matched the float64 formula first');
 
   save();
   console.log(`wrote ${file}`);

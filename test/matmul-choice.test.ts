@@ -3,7 +3,7 @@
 // run the picks against float64; their speed is the bench's business (bench/results/h200-small-m-*.json).
 import { describe, expect, it } from 'vitest';
 import { matmulKernel, type MatmulKernel } from '../backends/wgsl/matmul.ts';
-import { skinnySweep } from '../backends/wgsl/matmul-skinny-choice.ts';
+import { chooseSkinny, skinnySweep } from '../backends/wgsl/matmul-skinny-choice.ts';
 import { skinnyThreads, skinnyWorkgroupBytes } from '../backends/wgsl/matmul-skinny.ts';
 import { H200, problem, ROWS, SHAPES, WEBGPU_DEFAULT } from './helpers/projections.ts';
 
@@ -27,20 +27,21 @@ describe('the small-M, rows and skinny choosers at real shapes', () => {
     }
   });
 
-  it("the skinny kernel's default knobs and every knob set the bench sweeps fit an H200 (the defaults WebGPU's defaults too), and `tuning` picks each again", () => {
+  it("the skinny kernel's default knobs (both forms) and every knob set the bench sweeps fit an H200 (the defaults WebGPU's defaults too), and `tuning` picks each again", () => {
     for (const target of [H200, WEBGPU_DEFAULT]) {
       for (const [model, projections] of SHAPES) {
         for (const p of projections) {
           for (const M of ROWS) {
             const what = `${target.adapterName}, ${model} ${p.name} M=${M}`;
-            const sets = [{}, ...(target === H200 && M > 1 ? skinnySweep(target, problem(p, M)) : [])];
+            const sets = [{}, { stageWeights: false }, ...(target === H200 && M > 1 ? skinnySweep(target, problem(p, M)) : [])];
             if (target === H200 && M > 1) expect(sets.length, what).toBeGreaterThan(3);
             for (const skinny of sets) {
               let k: MatmulKernel | undefined;
               expect(() => (k = matmulKernel(target, problem(p, M), { path: 'skinny', skinny })), `${what} ${JSON.stringify(skinny)}`).not.toThrow();
               if (!k) continue;
               const t = k.tuning.skinny!;
-              const v = { M, rowsPerThread: t.rowsPerThread!, colsPerThread: t.colsPerThread!, cols: t.cols!, slices: t.slices!, unroll: t.unroll!, ...(p.fusion && { fusion: p.fusion }) };
+              // The variant the tuning names, whatever the defaults it leaves out.
+              const v = chooseSkinny(target, problem(p, M), t);
               expect(skinnyWorkgroupBytes(v), what).toBeLessThanOrEqual(target.limits.maxComputeWorkgroupStorageSize);
               expect(skinnyThreads(v), what).toBeLessThanOrEqual(target.limits.maxComputeInvocationsPerWorkgroup);
               const again = matmulKernel(target, problem(p, M), k.tuning);

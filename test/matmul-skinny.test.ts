@@ -45,6 +45,42 @@ describe('the skinny matmul equals the float64 formula at ragged rows, columns a
 });
 
 /**
+ * The register form (stageWeights false: weights global → registers, only x staged) and with x read from memory too
+ * (stageX false: nothing staged, the norm's scales from a pass before the loop), at 5 rows in one row thread (each
+ * weight vec4 feeds one thread), 17 and 65 in several with padding rows (17 as 2 of 9 or 3 of 6, 65 as 6 of 11 or 4 of
+ * 17: the design's block), N leaving a partial workgroup and K a partial step. Each runs q|k|v (norm, split), gate|up
+ * (norm, swiglu) and the residual accumulate, at 5 rows also the LM head's norm and the plain product; `argmax` marks
+ * the three that also run the argmax epilogue. Blocks of ≤ 34 sums at one or two loads: lavapipe compiles each kernel
+ * in a second or two (more when the machine is busy).
+ */
+const REGISTERS: readonly (readonly [number, MatmulOptions, boolean])[] = [
+  [5, { path: 'skinny', skinny: { rowsPerThread: 5, colsPerThread: 1, cols: 4, slices: 2, unroll: 2, stageWeights: false } }, false],
+  [17, { path: 'skinny', skinny: { rowsPerThread: 9, colsPerThread: 1, cols: 4, slices: 4, unroll: 1, stageWeights: false } }, true],
+  [65, { path: 'skinny', skinny: { rowsPerThread: 11, colsPerThread: 1, cols: 8, slices: 4, unroll: 1, stageWeights: false } }, false],
+  [5, { path: 'skinny', skinny: { rowsPerThread: 5, colsPerThread: 2, cols: 2, slices: 4, unroll: 1, stageWeights: false, stageX: false } }, true],
+  [17, { path: 'skinny', skinny: { rowsPerThread: 6, colsPerThread: 1, cols: 4, slices: 4, unroll: 2, stageWeights: false, stageX: false } }, false],
+  [65, { path: 'skinny', skinny: { rowsPerThread: 17, colsPerThread: 1, cols: 4, slices: 2, unroll: 1, stageWeights: false, stageX: false } }, true],
+];
+const form = (o: MatmulOptions) => (o.skinny?.stageX === false ? 'x from memory' : 'x staged');
+
+describe('the skinny matmul with its weights in registers equals the float64 formula at ragged rows, columns and K tiles', () => {
+  for (const [M, opts] of REGISTERS) {
+    const more = M === 5 ? ', the LM head (norm), plain' : '';
+    it(`${M} rows, ${form(opts)}: q|k|v (norm, split), gate|up (norm, swiglu), residual accumulate${more}`, async () => {
+      const cases: (readonly [number, number, MatmulFusion | undefined, number])[] = [[3 * 23, 44, QKV, 2000], [2 * 19, 36, GATE_UP, 2100], [29, 52, RESIDUAL, 2200]];
+      if (M === 5) cases.push([37, 28, HEAD, 2300], [31, 20, undefined, 2400]);
+      for (const [N, K, fusion, seed] of cases) {
+        const plan = await checkFusedMatmul(M, N, K, fusion, seed + M + (opts.skinny?.stageX === false ? 1 : 0), opts);
+        expect(plan.path).toBe('skinny');
+        expect(plan.kernel).toContain('weights in registers');
+        expect(plan.kernel.includes('x from memory')).toBe(opts.skinny?.stageX === false);
+        expect(plan.workgroups[0], plan.kernel).toBeGreaterThan(1);
+      }
+    });
+  }
+});
+
+/**
  * Runs the kernel with `fusion` into an output of `cols` columns (NaN before) and returns it (with 'argmax' and
  * `pickTokens`: each row's token, picked from the partials) with the float64 logits.
  */
@@ -88,6 +124,27 @@ describe('the skinny matmul\'s argmax epilogue and column window', () => {
         expect(row[tokens[m]], `${plan.kernel} row ${m}: token ${tokens[m]} has ${row[tokens[m]]}, the largest is ${best}`).toBeGreaterThan(best - 1e-4 * Math.abs(best));
       }
       // Every weight row alike: all columns tie in every workgroup and thread; the first column wins.
+      const one = randn([28], seed + 50).data;
+      const same = new Float64Array(N * 28);
+      for (let n = 0; n < N; n++) same.set(one, n * 28);
+      const tie = await runInto(M, N, 28, { ...HEAD, epilogue: 'argmax' }, (wg) => 2 * wg, seed, opts, { w: same });
+      expect(Array.from(new Uint32Array(tie.got.buffer, tie.got.byteOffset, M)), tie.plan.kernel).toEqual(new Array(M).fill(0));
+    }
+  });
+
+  it("argmax with the weights in registers (x staged at 17 rows, from memory at 5 and 65): each row's float64 argmax, and ties to the first column", async () => {
+    const N = 150;
+    for (const [i, [M, opts, argmax]] of REGISTERS.entries()) {
+      if (!argmax) continue;
+      const seed = 2500 + 10 * i;
+      const { got, logits, plan } = await runInto(M, N, 28, { ...HEAD, epilogue: 'argmax' }, (wg) => 2 * wg, seed, opts);
+      expect(plan.kernel).toContain('weights in registers');
+      const tokens = new Uint32Array(got.buffer, got.byteOffset, M);
+      for (let m = 0; m < M; m++) {
+        const row = logits.subarray(m * N, (m + 1) * N);
+        const best = Math.max(...row);
+        expect(row[tokens[m]], `${plan.kernel} row ${m}: token ${tokens[m]} has ${row[tokens[m]]}, the largest is ${best}`).toBeGreaterThan(best - 1e-4 * Math.abs(best));
+      }
       const one = randn([28], seed + 50).data;
       const same = new Float64Array(N * 28);
       for (let n = 0; n < N; n++) same.set(one, n * 28);

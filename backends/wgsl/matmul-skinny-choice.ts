@@ -7,9 +7,30 @@
 // 65 rows 302.89 against 200.27, q|k|v at 65 103.23 against 39.73).
 import type { KernelTarget } from './kernel-source.ts';
 import type { MatmulFusion } from './matmul-fusion.ts';
-import { checkSkinnyVariant, skinnyThreads, skinnyWorkgroupBytes, type SkinnyVariant } from './matmul-skinny.ts';
+import { checkSkinnyVariant, skinnyDirectX, skinnyInRegisters, skinnyThreads, skinnyWorkgroupBytes, type SkinnyVariant } from './matmul-skinny.ts';
 
-export type SkinnyKnobs = Partial<Pick<SkinnyVariant, 'rowsPerThread' | 'colsPerThread' | 'cols' | 'slices' | 'unroll'>>;
+export type SkinnyKnobs = Partial<Pick<SkinnyVariant, 'rowsPerThread' | 'colsPerThread' | 'cols' | 'slices' | 'unroll' | 'stageWeights' | 'stageX'>>;
+
+/**
+ * The form chooseSkinny takes when the knobs do not say: true stages the weight tile in workgroup memory (the form the
+ * H200's sweep fitted the defaults below to), false keeps each thread's weights in registers (matmul-skinny.ts's
+ * register form, untimed on hardware when written; bench/small-m.ts --M 17,65 --sweep --family skinny-reg times it
+ * beside the staged defaults). The one switch to flip once a sweep has the register form ahead; its own defaults are
+ * SKINNY_REGISTER_ROWS and SKINNY_REGISTER_SUMS.
+ */
+export const SKINNY_STAGE_WEIGHTS: boolean = true;
+/** The register form's x by default: true staged in workgroup memory a K tile at a time, false read from memory in the K loop. */
+export const SKINNY_STAGE_X: boolean = true;
+/**
+ * The register form's rows per thread at most by default: every row of a 17-row tree in one thread (each weight vec4
+ * then feeds one thread only), 65 rows as 4 row threads of 17.
+ */
+const SKINNY_REGISTER_ROWS = 17;
+/**
+ * The register form's sums per thread at most by default (rows × weight rows): 17 × 2. Its registers also hold the
+ * weights of two tiles (2 × weight rows × loads per tile vec4), so it takes fewer sums than the staged form's 64.
+ */
+const SKINNY_REGISTER_SUMS = 36;
 
 /** Rows per thread at most by default (TM × TN sums and TM x vec4 in registers). */
 const SKINNY_MAX_ROWS_PER_THREAD = 8;
@@ -67,7 +88,9 @@ function defaultRowsPerThread(M: number, columns: number): number {
 /**
  * On hardware: rows per thread and columns per thread (2, a [gate, up] pair, 4 × 8 for an LM head above 32 rows) as
  * above, then column threads as many as keep SKINNY_TARGET_WORKGROUPS (and room for two slices), then slices up to
- * SKINNY_DEFAULT_THREADS, then 4 vec4 per slice per tile (every best of the sweep) where K fills the tiles. A software
+ * SKINNY_DEFAULT_THREADS, then 4 vec4 per slice per tile (every best of the sweep) where K fills the tiles. The
+ * register form (stageWeights false, or SKINNY_STAGE_WEIGHTS false) differs in its block only: rows per thread
+ * balanced within SKINNY_REGISTER_ROWS, columns per thread the most (≤ 4) within SKINNY_REGISTER_SUMS. A software
  * adapter (a core or two) wants few and full workgroups, one slice and one load (its compiler keeps every live sum
  * across a barrier).
  */
@@ -81,10 +104,15 @@ export function chooseSkinny(
   const columns = swiglu ? p.N / 2 : p.N;
   const soft = gpu.isSoftware === true;
   const wide = !swiglu && columns >= SKINNY_WIDE_COLUMNS && p.M >= SKINNY_WIDE_FROM_ROWS;
-  const TM = o.rowsPerThread ?? (soft ? balancedRows(p.M, SKINNY_MAX_ROWS_PER_THREAD) : defaultRowsPerThread(p.M, columns));
+  const stageWeights = o.stageWeights ?? SKINNY_STAGE_WEIGHTS;
+  // stageX concerns the register form only (false with staged weights is refused by checkSkinnyVariant).
+  const stageX = o.stageX ?? (stageWeights ? undefined : SKINNY_STAGE_X);
+  const TM =
+    o.rowsPerThread ??
+    (soft ? balancedRows(p.M, SKINNY_MAX_ROWS_PER_THREAD) : stageWeights ? defaultRowsPerThread(p.M, columns) : balancedRows(p.M, SKINNY_REGISTER_ROWS));
   const RT = Math.ceil(p.M / TM);
   const groups = soft ? 1 : SKINNY_TARGET_WORKGROUPS;
-  let TN = o.colsPerThread ?? (soft ? (swiglu ? 2 : 4) : swiglu ? 1 : wide ? 8 : 2);
+  let TN = o.colsPerThread ?? (soft ? (swiglu ? 2 : 4) : stageWeights ? (swiglu ? 1 : wide ? 8 : 2) : registerColumns(TM, swiglu));
   if (o.colsPerThread === undefined) while (TN > 1 && columns / TN < groups) TN /= 2;
   const maxThreads = Math.min(SKINNY_WORKGROUP_THREADS, gpu.limits.maxComputeInvocationsPerWorkgroup);
   const threads = soft ? maxThreads : Math.min(SKINNY_DEFAULT_THREADS, maxThreads);
@@ -95,7 +123,7 @@ export function chooseSkinny(
   if (o.slices === undefined && !soft) while (slices < SKINNY_MAX_SLICES && RT * cols * 2 * slices <= threads && 2 * slices <= KW) slices *= 2;
   let unroll = o.unroll ?? 1;
   if (o.unroll === undefined && !soft) while (unroll < SKINNY_MAX_UNROLL && 2 * unroll * slices <= KW && fillsTiles(KW, 2 * unroll * slices)) unroll *= 2;
-  const make = (): SkinnyVariant => ({ M: p.M, rowsPerThread: TM, colsPerThread: TN, cols, slices, unroll, ...(p.fusion && { fusion: p.fusion }) });
+  const make = (): SkinnyVariant => ({ M: p.M, rowsPerThread: TM, colsPerThread: TN, cols, slices, unroll, stageWeights, ...(stageX !== undefined && { stageX }), ...(p.fusion && { fusion: p.fusion }) });
   const limit = gpu.limits.maxComputeWorkgroupStorageSize;
   while (skinnyWorkgroupBytes(make()) > limit || skinnyThreads(make()) > gpu.limits.maxComputeInvocationsPerWorkgroup) {
     if (o.unroll === undefined && unroll > 1) unroll /= 2;
@@ -111,6 +139,26 @@ export function chooseSkinny(
   return v;
 }
 
+/** The register form's columns per thread by default: the most (a power of two ≤ 4) within SKINNY_REGISTER_SUMS. */
+function registerColumns(TM: number, swiglu: boolean): number {
+  let TN = 4;
+  while (TN > 1 && TM * TN * (swiglu ? 2 : 1) > SKINNY_REGISTER_SUMS) TN /= 2;
+  return TN;
+}
+
+/**
+ * The knobs that pick `v` again (matmulKernel's `tuning`): stageWeights only where it is not SKINNY_STAGE_WEIGHTS, so
+ * that the staged form's tunings recorded before the register form existed still read the same.
+ */
+export function skinnyTuning(v: SkinnyVariant): SkinnyKnobs {
+  const stageWeights = !skinnyInRegisters(v);
+  return {
+    rowsPerThread: v.rowsPerThread, colsPerThread: v.colsPerThread, cols: v.cols, slices: v.slices, unroll: v.unroll,
+    ...(stageWeights !== SKINNY_STAGE_WEIGHTS && { stageWeights }),
+    ...(!stageWeights && skinnyDirectX(v) === SKINNY_STAGE_X && { stageX: !skinnyDirectX(v) }),
+  };
+}
+
 /** Rows per thread balanced over the fewest row threads of at most `most` rows. */
 function balancedRows(M: number, most: number): number {
   return Math.ceil(M / Math.ceil(M / most));
@@ -121,11 +169,13 @@ function balancedRows(M: number, most: number): number {
  * thread × column threads for about 132, 264 or 528 workgroups (66, 132, 264 above 8 rows: each workgroup stages the
  * x tile, ROWS × the tile's K, against BN weight rows, so wider workgroups read less of x per weight) × slices
  * filling 128 or 256 threads (256 above 8 rows, where the row threads fill a workgroup), loads per tile chosen; each
- * distinct kernel once, the chooser's default first. Those that do not fit `gpu` are left out.
+ * distinct kernel once, the chooser's default first. Those that do not fit `gpu` are left out. `forms`: the staged
+ * form's knobs (above), the register form's (registerSweep), or both, staged first.
  */
 export function skinnySweep(
   gpu: KernelTarget,
   p: { readonly M: number; readonly N: number; readonly K: number; readonly fusion?: MatmulFusion },
+  forms: 'staged' | 'registers' | 'both' = 'both',
 ): SkinnyKnobs[] {
   const swiglu = p.fusion?.epilogue === 'swiglu';
   const KW = p.K / 4;
@@ -139,13 +189,20 @@ export function skinnySweep(
     } catch {
       return;
     }
-    const knobs: SkinnyKnobs = { rowsPerThread: v.rowsPerThread, colsPerThread: v.colsPerThread, cols: v.cols, slices: v.slices, unroll: v.unroll };
+    const knobs = skinnyTuning(v);
     const key = JSON.stringify(knobs);
     if (seen.has(key)) return;
     seen.add(key);
     out.push(knobs);
   };
-  add({});
+  if (forms !== 'registers') staged(p, columns, KW, swiglu, add);
+  if (forms !== 'staged') registerSweep(p, columns, KW, swiglu, add);
+  return out;
+}
+
+/** The staged form's knobs for skinnySweep (its comment). */
+function staged(p: { readonly M: number }, columns: number, KW: number, swiglu: boolean, add: (o: SkinnyKnobs) => void): void {
+  add({ stageWeights: true });
   const rows = [...new Set(p.M > 8 ? [balancedRows(p.M, 8), balancedRows(p.M, 4)] : [p.M])];
   for (const TM of rows) {
     const RT = Math.ceil(p.M / TM);
@@ -158,10 +215,43 @@ export function skinnySweep(
         for (const threads of p.M > 8 ? [SKINNY_WORKGROUP_THREADS] : [128, SKINNY_WORKGROUP_THREADS]) {
           let slices = 1;
           while (slices < SKINNY_MAX_SLICES && RT * cols * 2 * slices <= threads && 2 * slices <= KW) slices *= 2;
-          add({ rowsPerThread: TM, colsPerThread: TN, cols, slices });
+          add({ rowsPerThread: TM, colsPerThread: TN, cols, slices, stageWeights: true });
         }
       }
     }
   }
-  return out;
+}
+
+/**
+ * The register form's knobs for skinnySweep, its default first (and that with one load per tile): rows per thread
+ * all of M or ≤ 17 (each weight vec4 feeds one thread, or 4 row threads at 65 rows), ≤ 9 (twice the row threads, half
+ * the sums) and above 24 rows ≤ 24 (3 row threads at 65) × columns per thread within 48 sums (1, 2, 4; [gate, up]
+ * pairs 1, 2) × column threads for about 66 workgroups of 256 threads, 132 of 128 or 256, or 264 of 128 (slices
+ * filling them), loads per tile chosen; at the main rows per thread each also with x read from memory (stageX false),
+ * the other rows per thread at about 132 workgroups only. 13–27 kernels a shape after duplicates at 17 and 65 rows of
+ * the bench model, 206 over its five projections (the staged form's sweep: 118).
+ */
+function registerSweep(p: { readonly M: number }, columns: number, KW: number, swiglu: boolean, add: (o: SkinnyKnobs) => void): void {
+  add({ stageWeights: false });
+  add({ stageWeights: false, unroll: 1 });
+  const main = balancedRows(p.M, SKINNY_REGISTER_ROWS);
+  const rows = [...new Set([balancedRows(p.M, SKINNY_REGISTER_ROWS), ...(p.M > 8 ? [balancedRows(p.M, 9)] : []), ...(p.M > 24 ? [balancedRows(p.M, 24)] : [])])];
+  for (const TM of rows) {
+    const RT = Math.ceil(p.M / TM);
+    for (const TN of (swiglu ? [1, 2] : [1, 2, 4]).filter((n) => TM * n * (swiglu ? 2 : 1) <= 48)) {
+      // Workgroups × threads: fewer, wider workgroups stage x (all of it per workgroup, 52 KB at 17 rows) for more
+      // weight rows, and want more threads each to fill the SMs.
+      const shapes = [[66, SKINNY_WORKGROUP_THREADS], [132, 128], [132, SKINNY_WORKGROUP_THREADS], [264, 128]];
+      // The other rows per thread at about 132 workgroups only (the sweep's length).
+      for (const [groups, threads] of TM === main ? shapes : shapes.slice(1, 3)) {
+        let cols = 1;
+        while (2 * cols * TN * groups <= columns && RT * 2 * cols <= SKINNY_WORKGROUP_THREADS) cols *= 2;
+        let slices = 1;
+        while (slices < SKINNY_MAX_SLICES && RT * cols * 2 * slices <= threads && 2 * slices <= KW) slices *= 2;
+        add({ rowsPerThread: TM, colsPerThread: TN, cols, slices, stageWeights: false });
+        // x read from memory in the K loop, not staged: at the main rows per thread only (the sweep's length).
+        if (TM === main) add({ rowsPerThread: TM, colsPerThread: TN, cols, slices, stageWeights: false, stageX: !SKINNY_STAGE_X });
+      }
+    }
+  }
 }

@@ -18,7 +18,24 @@
 //     per output); slice 0 then runs the epilogue (norm scale, residual, split, SwiGLU, the argmax's best).
 //
 // The grid is one workgroup per BN columns (or [gate, up] pairs); every workgroup computes all M rows, so each
-// weight is read from memory once. The float64 reference is fusedMatmulReference (matmul-fusion.ts).
+// weight is read from memory once.
+//
+// With stageWeights false (the register form) the weight tile is not staged: each weight vec4 a thread needs is used
+// by that thread alone when its TM rows are all of M (and by the RT row threads of its column otherwise, which read
+// the same addresses at about the same time: L1 hits), so it goes global → registers, the next tile's issued before
+// the current one is computed, and only x passes through workgroup memory, as a broadcast (the column threads of a
+// slice read the same x). Why (by count, not yet timed): staged, a thread does TM + TW workgroup-memory loads per
+// vec4 of K for 4·TM·TW FMAs, and a warp's weight loads are 32 distinct addresses (4 wavefronts) against x's 8 (one
+// wavefront, broadcast across the column threads); at 6×2 that is 6 + 4·2 = 14 wavefronts for 12 cycles of FMA a
+// warp, plus the weight tile's stores and a barrier pair per tile. In registers, x alone costs TM wavefronts for
+// TM·TW·4·32/128 = TM·TW cycles of FMA (TW ≥ 2: half the FMA time or less), so a thread can take all rows (17, or 65
+// as 4 row threads of 17) and fewer columns.
+// With stageX false as well, x is not staged either: threads read it from memory where they use it (a warp's slices
+// read neighbouring vec4 of one row, its column threads the same ones: L1 hits after the first workgroup), the K loop
+// has no barrier, and the norm's gain multiplies the weights instead; the norm's row scales come from a pass over x
+// before the loop (32 threads a row), while the first weights are in flight.
+//
+// The float64 reference is fusedMatmulReference (matmul-fusion.ts).
 import { argmaxPairLines, bindingDecls, matmulBindings, matmulMainLines, normScaleLines, storeFn, type MatmulFusion } from './matmul-fusion.ts';
 
 export interface SkinnyVariant {
@@ -34,8 +51,33 @@ export interface SkinnyVariant {
   readonly slices: number;
   /** vec4 of K per slice per tile (1, 2, 4, 8): the tile is slices × unroll vec4. */
   readonly unroll: number;
+  /** false: the register form (weights global → registers, only x staged; above). Default true. */
+  readonly stageWeights?: boolean;
+  /** Register form only — false: x read from memory in the K loop, not staged (above). Default true. */
+  readonly stageX?: boolean;
   readonly fusion?: MatmulFusion;
 }
+
+/** Whether `v` reads x from memory in its K loop (the register form with stageX false). */
+export function skinnyDirectX(v: Pick<SkinnyVariant, 'stageWeights' | 'stageX'>): boolean {
+  return skinnyInRegisters(v) && v.stageX === false;
+}
+
+/** Threads per row of the direct-x form's pass for the norm's row scales (a power of two). */
+const NORM_THREADS_PER_ROW = 32;
+
+/** Whether `v` is the register form (its weights are not staged in workgroup memory). */
+export function skinnyInRegisters(v: Pick<SkinnyVariant, 'stageWeights'>): boolean {
+  return v.stageWeights === false;
+}
+
+/**
+ * vec4 of workgroup memory the register form's slice reduction may use at least (12 KB, so that a kernel still fits
+ * WebGPU's default 16 KB with the norm's scales and a narrowed argmax): its tile is x alone (the direct-x form's, the
+ * norm pass's partial sums), and each round of rows sized by so little would cost 2 + log2(SLICES) barriers more — at
+ * 17 rows × 2 weight rows × 128 threads, 12 KB takes 12 rows a round, 8 KB 8.
+ */
+const REGISTER_REDUCTION_VEC4S = 768;
 
 /** Sums a thread keeps in registers at most (rows × weight rows). */
 export const SKINNY_MAX_SUMS = 64;
@@ -62,7 +104,7 @@ export function skinnyColumnsPerWorkgroup(v: Pick<SkinnyVariant, 'cols' | 'colsP
 interface Shape {
   /** Rows of the x tile (row threads × rows per thread; past M zeros). */
   readonly MP: number;
-  /** Weight rows of the W tile. */
+  /** Weight rows of the W tile (0 in the register form). */
   readonly WR: number;
   /** vec4 of K per tile. */
   readonly BKV: number;
@@ -78,14 +120,23 @@ interface Shape {
 function shape(v: SkinnyVariant): Shape {
   const MP = skinnyRowThreads(v) * v.rowsPerThread;
   const TW = skinnyWeightRows(v);
-  const WR = v.cols * TW;
+  const WR = skinnyInRegisters(v) ? 0 : v.cols * TW;
   const BKV = v.slices * v.unroll;
   const pitch = v.slices >= 8 ? BKV : BKV + ((((v.slices - BKV) % 8) + 8) % 8);
   const threads = skinnyThreads(v);
-  const tileVec4s = (MP + WR) * pitch;
-  const roundRows = Math.max(1, Math.min(v.rowsPerThread, Math.floor((4 * tileVec4s) / (TW * threads))));
+  const direct = skinnyDirectX(v);
+  // The direct-x form stages nothing: its array holds the norm pass's partial sums, then the slices'.
+  const tileVec4s = direct ? (v.fusion?.rmsnorm ? Math.ceil((MP * normThreadsPerRow(threads)) / 4) : 0) : (MP + WR) * pitch;
+  const room = skinnyInRegisters(v) ? Math.max(tileVec4s, REGISTER_REDUCTION_VEC4S) : tileVec4s;
+  const roundRows = Math.max(1, Math.min(v.rowsPerThread, Math.floor((4 * room) / (TW * threads))));
   const reduction = v.slices > 1 ? Math.ceil((roundRows * TW * threads) / 4) : 0;
-  return { MP, WR, BKV, pitch, threads, roundRows, vec4s: Math.max(tileVec4s, reduction) };
+  return { MP, WR, BKV, pitch, threads, roundRows, vec4s: Math.max(1, tileVec4s, reduction) };
+}
+
+function normThreadsPerRow(threads: number): number {
+  let t = NORM_THREADS_PER_ROW;
+  while (t > threads) t /= 2;
+  return t;
 }
 
 /** Workgroup memory in bytes. */
@@ -102,6 +153,8 @@ export function checkSkinnyVariant(v: SkinnyVariant): void {
     Number.isInteger(v.colsPerThread) && v.colsPerThread >= 1 && v.colsPerThread <= 8 &&
     v.rowsPerThread * skinnyWeightRows(v) <= SKINNY_MAX_SUMS &&
     Number.isInteger(v.cols) && v.cols >= 1 &&
+    (v.stageWeights === undefined || typeof v.stageWeights === 'boolean') &&
+    (v.stageX === undefined || v.stageX === true || (v.stageX === false && skinnyInRegisters(v))) &&
     Number.isInteger(v.slices) && v.slices >= 1 && (v.slices & (v.slices - 1)) === 0 &&
     [1, 2, 4, 8].includes(v.unroll) &&
     skinnyThreads(v) <= SKINNY_MAX_THREADS;
@@ -111,7 +164,7 @@ export function checkSkinnyVariant(v: SkinnyVariant): void {
 /** e.g. '6×4 per thread, 3 rows × 16 columns × 4 slices of threads, 2 vec4 per slice per tile'. */
 export function describeSkinny(v: SkinnyVariant): string {
   const per = v.fusion?.epilogue === 'swiglu' ? `${v.rowsPerThread}×${v.colsPerThread} [gate, up]` : `${v.rowsPerThread}×${v.colsPerThread}`;
-  return `${per} per thread, ${skinnyRowThreads(v)} rows × ${v.cols} columns × ${v.slices} slices of threads, ${v.unroll} vec4 per slice per tile, ${skinnyThreads(v)} threads`;
+  return `${per} per thread, ${skinnyRowThreads(v)} rows × ${v.cols} columns × ${v.slices} slices of threads, ${v.unroll} vec4 per slice per tile, ${skinnyThreads(v)} threads${skinnyInRegisters(v) ? ', weights in registers' : ''}${skinnyDirectX(v) ? ', x from memory' : ''}`;
 }
 
 export function skinnyMatmulWgsl(v: SkinnyVariant): string {
@@ -128,13 +181,16 @@ export function skinnyMatmulWgsl(v: SkinnyVariant): string {
   const RT = skinnyRowThreads(v);
   const BN = skinnyColumnsPerWorkgroup(v);
   const { MP, WR, BKV, pitch, threads: T, roundRows: RC, vec4s } = shape(v);
-  const xLoads = Math.ceil((MP * BKV) / T);
+  const reg = skinnyInRegisters(v);
+  const direct = skinnyDirectX(v);
+  const xLoads = direct ? 0 : Math.ceil((MP * BKV) / T);
   const wLoads = Math.ceil((WR * BKV) / T);
+  const U = v.unroll;
   const L: string[] = [];
   const what = [norm && 'rmsnorm(x)', swiglu ? 'swiglu of [gate; up]' : argmax ? "each row's largest column per workgroup" : typeof f?.epilogue === 'object' ? `split into ${f.epilogue.split}` : f?.epilogue === 'accumulate' ? 'accumulated into C' : '']
     .filter(Boolean)
     .join(', ');
-  L.push(`// skinny matmul: y[m,n] = Σ_k x[m,k]·W[n,k] for ${v.M} rows in every workgroup, ${TM}×${TN} outputs per thread${what ? `; ${what}` : ''}`);
+  L.push(`// skinny matmul: y[m,n] = Σ_k x[m,k]·W[n,k] for ${v.M} rows in every workgroup, ${TM}×${TN} outputs per thread${reg ? ', weights in registers' : ''}${direct ? ', x from memory' : ''}${what ? `; ${what}` : ''}`);
   L.push('struct Params { M: u32, N: u32, K: u32, pad: u32 }');
   L.push(...bindingDecls(matmulBindings(f), { A: 'vec4<f32>', W: 'vec4<f32>', G: 'vec4<f32>' }));
   L.push("// A [M, K / 4] (x), W [N, K / 4], G [K / 4] (the norm's gain), C* [M, columns]");
@@ -146,11 +202,14 @@ export function skinnyMatmulWgsl(v: SkinnyVariant): string {
   L.push(`const SLICES = ${S}u; // threads per output along K`);
   L.push(`const THREADS = ${T}u;`);
   L.push(`const BKV = ${BKV}u; // vec4 of K per tile`);
-  L.push(`const PITCH = ${pitch}u; // vec4 per tile row (≡ SLICES mod 8 below 8 slices: neighbouring rows in distinct banks)`);
-  L.push(`const W_TILE = ${MP * pitch}u; // where the weight tile starts, after the x tile`);
+  if (!direct) L.push(`const PITCH = ${pitch}u; // vec4 per tile row (≡ SLICES mod 8 below 8 slices: neighbouring rows in distinct banks)`);
+  if (!reg) L.push(`const W_TILE = ${MP * pitch}u; // where the weight tile starts, after the x tile`);
   if (norm) L.push(`const EPS = ${String(norm.eps).match(/[.eE]/) ? norm.eps : `${norm.eps}.0`};`);
-  L.push(`// The x tile [ROWS, PITCH] then the weight tile [${WR}, PITCH] as vec4; after the K loop the same memory holds the`);
-  L.push('// slices\' partial sums (and the norm\'s squares) as floats.');
+  if (direct) L.push("// The norm pass's partial sums, then after the K loop the slices' partial sums, as floats (x and the weights are read");
+  if (direct) L.push('// from memory where they are used).');
+  else if (reg) L.push('// The x tile [ROWS, PITCH] as vec4 (the weights go to registers); after the K loop the same memory holds the');
+  else L.push(`// The x tile [ROWS, PITCH] then the weight tile [${WR}, PITCH] as vec4; after the K loop the same memory holds the`);
+  if (!direct) L.push('// slices\' partial sums (and the norm\'s squares) as floats.');
   L.push(`var<workgroup> sh: array<vec4<f32>, ${vec4s}>;`);
   if (norm) L.push('var<workgroup> scale: array<f32, ROWS>; // 1 / rms of each row');
   if (argmax) {
@@ -183,6 +242,17 @@ export function skinnyMatmulWgsl(v: SkinnyVariant): string {
     L.push(`  let wa${q} = ${row} * KW;`);
     L.push(`  var wr${q} = vec4<f32>(0.0);`);
   }
+  if (reg) {
+    L.push("  // Register form: this thread's weight rows (their vec4 k ≡ slice mod SLICES of each tile), one register per row and");
+    L.push('  // vec4 of the tile. Columns past the matrix read its last row (their sums are never written).');
+    for (let j = 0; j < TW; j++) {
+      const row = swiglu
+        ? j < TN ? `min(col0 + c + ${j * CT}u, I - 1u)` : `(I + min(col0 + c + ${(j - TN) * CT}u, I - 1u))`
+        : `min(col0 + c + ${j * CT}u, N - 1u)`;
+      L.push(`  let wa${j} = ${row} * KW;`);
+      for (let u = 0; u < U; u++) L.push(`  var wr${u}_${j} = vec4<f32>(0.0);`);
+    }
+  }
   for (let i = 0; i < TM; i++) for (let j = 0; j < TW; j++) L.push(`  var acc${i}_${j} = 0.0;`);
   /** Issues the global loads of the tile at vec4 k offset `kt` into the staging registers. */
   const load = (ind: string, kt: string) => {
@@ -197,41 +267,95 @@ export function skinnyMatmulWgsl(v: SkinnyVariant): string {
       L.push(`${ind}}`);
     }
     for (let q = 0; q < wLoads; q++) L.push(`${ind}{ let kk = ${kt} + wk${q}; wr${q} = select(vec4<f32>(0.0), W[wa${q} + min(kk, KW - 1u)], kk < KW); }`);
-  };
-  L.push('  let tiles = (KW + BKV - 1u) / BKV;');
-  L.push(`  // The first tile's loads${norm ? ' (gain folded into x, squares summed per slot)' : ''}; each later tile's are issued before the current one is computed.`);
-  load('  ', '0u');
-  L.push('  for (var t = 0u; t < tiles; t++) {');
-  L.push('    workgroupBarrier();');
-  for (let q = 0; q < xLoads; q++) {
-    const guard = (q + 1) * T > MP * BKV ? `if (tid + ${q * T}u < ${MP * BKV}u) ` : '';
-    L.push(`    ${guard}{ sh[xm${q} * PITCH + xk${q}] = xr${q}; }`);
-  }
-  for (let q = 0; q < wLoads; q++) {
-    const guard = (q + 1) * T > WR * BKV ? `if (tid + ${q * T}u < ${WR * BKV}u) ` : '';
-    L.push(`    ${guard}{ sh[W_TILE + wn${q} * PITCH + wk${q}] = wr${q}; }`);
-  }
-  L.push('    workgroupBarrier();');
-  L.push('    if (t + 1u < tiles) {');
-  load('      ', '(t + 1u) * BKV');
-  L.push('    }');
-  for (let u = 0; u < v.unroll; u++) {
-    L.push('    {');
-    L.push(`      let kv = slice + ${u * S}u;`);
-    for (let i = 0; i < TM; i++) L.push(`      let x${i} = sh[(r + ${i * RT}u) * PITCH + kv];`);
-    for (let j = 0; j < TW; j++) {
-      // Swiglu: the up rows follow the BN gate rows in the tile.
-      const row = swiglu && j >= TN ? `BN + c + ${(j - TN) * CT}u` : `c + ${(j % TN) * CT}u`;
-      L.push(`      let w${j} = sh[W_TILE + (${row}) * PITCH + kv];`);
+    if (reg) {
+      for (let u = 0; u < U; u++) {
+        L.push(`${ind}{`, `${ind}  let kk = ${kt} + slice + ${u * S}u;`, `${ind}  let kc = min(kk, KW - 1u);`);
+        for (let j = 0; j < TW; j++) L.push(`${ind}  wr${u}_${j} = select(vec4<f32>(0.0), W[wa${j} + kc], kk < KW);`);
+        L.push(`${ind}}`);
+      }
     }
-    for (let i = 0; i < TM; i++) L.push(`      ${Array.from({ length: TW }, (_, j) => `acc${i}_${j} += dot(x${i}, w${j});`).join(' ')}`);
+  };
+  if (direct) directLoop();
+  else {
+    L.push('  let tiles = (KW + BKV - 1u) / BKV;');
+    L.push(`  // The first tile's loads${norm ? ' (gain folded into x, squares summed per slot)' : ''}; each later tile's are issued before the current one is computed.`);
+    load('  ', '0u');
+    L.push('  for (var t = 0u; t < tiles; t++) {');
+    L.push('    workgroupBarrier();');
+    for (let q = 0; q < xLoads; q++) {
+      const guard = (q + 1) * T > MP * BKV ? `if (tid + ${q * T}u < ${MP * BKV}u) ` : '';
+      L.push(`    ${guard}{ sh[xm${q} * PITCH + xk${q}] = xr${q}; }`);
+    }
+    for (let q = 0; q < wLoads; q++) {
+      const guard = (q + 1) * T > WR * BKV ? `if (tid + ${q * T}u < ${WR * BKV}u) ` : '';
+      L.push(`    ${guard}{ sh[W_TILE + wn${q} * PITCH + wk${q}] = wr${q}; }`);
+    }
+    L.push('    workgroupBarrier();');
+    if (reg) {
+      L.push("    // This tile's weights, out of the registers the next tile's loads go into.");
+      for (let u = 0; u < U; u++) for (let j = 0; j < TW; j++) L.push(`    let cw${u}_${j} = wr${u}_${j};`);
+    }
+    L.push('    if (t + 1u < tiles) {');
+    load('      ', '(t + 1u) * BKV');
     L.push('    }');
+    for (let u = 0; u < v.unroll; u++) {
+      L.push('    {');
+      L.push(`      let kv = slice + ${u * S}u;`);
+      for (let i = 0; i < TM; i++) L.push(`      let x${i} = sh[(r + ${i * RT}u) * PITCH + kv];`);
+      for (let j = 0; j < TW; j++) {
+        // Swiglu: the up rows follow the BN gate rows in the tile.
+        const row = swiglu && j >= TN ? `BN + c + ${(j - TN) * CT}u` : `c + ${(j % TN) * CT}u`;
+        L.push(reg ? `      let w${j} = cw${u}_${j};` : `      let w${j} = sh[W_TILE + (${row}) * PITCH + kv];`);
+      }
+      for (let i = 0; i < TM; i++) L.push(`      ${Array.from({ length: TW }, (_, j) => `acc${i}_${j} += dot(x${i}, w${j});`).join(' ')}`);
+      L.push('    }');
+    }
+    L.push('  }');
+    if (norm) {
+      L.push("  // Each row's scale from its staging slots' sums of squares (BKV of them per row).");
+      L.push('  workgroupBarrier();');
+      L.push(...normScaleLines('sh', xLoads, T, MP * BKV, '  '));
+    }
   }
-  L.push('  }');
-  if (norm) {
-    L.push("  // Each row's scale from its staging slots' sums of squares (BKV of them per row).");
-    L.push('  workgroupBarrier();');
-    L.push(...normScaleLines('sh', xLoads, T, MP * BKV, '  '));
+  /** The direct-x form's K loop, and before it the norm's row scales (the first weights already in flight). */
+  function directLoop(): void {
+    const TPR = normThreadsPerRow(T);
+    L.push("  // Row i of this thread's block: x row r + i·ROW_THREADS (past M: the last row, its sums never written).");
+    for (let i = 0; i < TM; i++) L.push(`  let xb${i} = min(r + ${i * RT}u, M - 1u) * KW;`);
+    L.push("  // The first K step's weights; each later step's are issued before the current one is computed.");
+    load('  ', '0u');
+    if (norm) {
+      L.push(`  // Each row's 1/rms: ${TPR} threads a row sum the squares of k ≡ lane (mod ${TPR}), their partials meet in sh.`);
+      L.push(`  for (var e = tid; e < ROWS * ${TPR}u; e += THREADS) {`);
+      L.push(`    let m = e / ${TPR}u;`);
+      L.push('    var s = 0.0;');
+      L.push(`    if (m < M) { for (var k = e % ${TPR}u; k < KW; k += ${TPR}u) { let x = A[m * KW + k]; s += dot(x, x); } }`);
+      L.push('    sh[e / 4u][e % 4u] = s;');
+      L.push('  }');
+      L.push('  workgroupBarrier();');
+      L.push('  for (var m = tid; m < ROWS; m += THREADS) {');
+      L.push('    var s = 0.0;');
+      L.push(`    for (var j = 0u; j < ${TPR}u; j++) { s += sh[(m * ${TPR}u + j) / 4u][(m * ${TPR}u + j) % 4u]; }`);
+      L.push('    scale[m] = inverseSqrt(s / f32(params.K) + EPS);');
+      L.push('  }');
+    }
+    L.push('  for (var k0 = 0u; k0 < KW; k0 += BKV) {');
+    L.push("    // This step's weights, out of the registers the next step's loads go into.");
+    for (let u = 0; u < U; u++) for (let j = 0; j < TW; j++) L.push(`    let cw${u}_${j} = wr${u}_${j};`);
+    L.push('    if (k0 + BKV < KW) {');
+    load('      ', '(k0 + BKV)');
+    L.push('    }');
+    for (let u = 0; u < U; u++) {
+      L.push('    {');
+      // Past K the weights are zero and x is read at K's last vec4 (finite): the products add nothing.
+      L.push(`      let kc = min(k0 + slice + ${u * S}u, KW - 1u);`);
+      if (norm) L.push('      let g = G[kc]; // the gain, on the weights: TW products a step, not TM');
+      for (let i = 0; i < TM; i++) L.push(`      let x${i} = A[xb${i} + kc];`);
+      for (let j = 0; j < TW; j++) L.push(`      let w${j} = cw${u}_${j}${norm ? ' * g' : ''};`);
+      for (let i = 0; i < TM; i++) L.push(`      ${Array.from({ length: TW }, (_, j) => `acc${i}_${j} += dot(x${i}, w${j});`).join(' ')}`);
+      L.push('    }');
+    }
+    L.push('  }');
   }
   const first = f?.window ? `${f.window.first}u + ` : '';
   /** The epilogue of row `m` (a WGSL u32 < M) once its TW sums are the WGSL f32 expressions `sums`. */

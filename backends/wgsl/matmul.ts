@@ -42,7 +42,7 @@ import {
   type SmallMVariant,
 } from './matmul-small-m.ts';
 import { describeSkinny, skinnyColumnsPerWorkgroup, skinnyMatmulWgsl } from './matmul-skinny.ts';
-import { chooseSkinny, type SkinnyKnobs } from './matmul-skinny-choice.ts';
+import { chooseSkinny, skinnyTuning, type SkinnyKnobs } from './matmul-skinny-choice.ts';
 
 export interface MatmulProblem {
   readonly M: number;
@@ -348,7 +348,7 @@ export function matmulKernel(gpu: KernelTarget, problem: MatmulProblem, opts: Ma
     code = skinnyMatmulWgsl(v);
     const columns = fusion?.epilogue === 'swiglu' ? N / 2 : N;
     workgroups = [Math.ceil(columns / skinnyColumnsPerWorkgroup(v)), 1, 1];
-    tuning = { path, skinny: { rowsPerThread: v.rowsPerThread, colsPerThread: v.colsPerThread, cols: v.cols, slices: v.slices, unroll: v.unroll } };
+    tuning = { path, skinny: skinnyTuning(v) };
     kernel = `skinny Wᵀ, ${describeSkinny(v)}${describeFusion(fusion)}`;
   } else {
     if (rowFusion && !problem.transposeB) throw new Error(`matmul ${describe(problem)}: the tiled rmsnorm prologue and swiglu epilogue need a weight stored [N, K]`);
