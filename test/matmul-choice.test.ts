@@ -33,7 +33,7 @@ describe('the small-M, rows and skinny choosers at real shapes', () => {
         for (const p of projections) {
           for (const M of ROWS) {
             const what = `${target.adapterName}, ${model} ${p.name} M=${M}`;
-            const sets = [{}, { stageWeights: false }, ...(target === H200 && M > 1 ? skinnySweep(target, problem(p, M)) : [])];
+            const sets = [{}, { stageWeights: true }, { stageWeights: false }, ...(target === H200 && M > 1 ? skinnySweep(target, problem(p, M)) : [])];
             if (target === H200 && M > 1) expect(sets.length, what).toBeGreaterThan(3);
             for (const skinny of sets) {
               let k: MatmulKernel | undefined;

@@ -1,11 +1,12 @@
 // The H200's default picks against the H200's own sweeps (committed under bench/results/): where matmulPathFor puts
 // the skinny kernel, that sweep's confirmed best was the skinny kernel, at least ~5 % ahead of the former pick, and
-// chooseSkinny's default knobs are the knobs it ran (or within 2.5 % of its best); where the path stays, the skinny
-// kernel was not 5 % ahead (above the decode step's 8 rows); and the prefill's tiled pick at M 2048 is the fastest
-// tile timed. Reads the figures; runs nothing on a GPU.
+// chooseSkinny's default knobs for the staged form are the knobs it ran (or within 2.5 % of its best); where the path
+// stays, the skinny kernel was not 5 % ahead (above the decode step's 8 rows); every pick at 17 and 65 rows is the
+// register form's sweep's best or within 3 % of it (that sweep timed the register form beside the picks of then);
+// and the prefill's tiled pick at M 2048 is the fastest tile timed. Reads the figures; runs nothing on a GPU.
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { matmulKernel, matmulPathFor, type MatmulProblem } from '../backends/wgsl/matmul.ts';
+import { matmulKernel, matmulPathFor, type MatmulOptions, type MatmulProblem } from '../backends/wgsl/matmul.ts';
 import type { MatmulFusion } from '../backends/wgsl/matmul-fusion.ts';
 import { EPS } from './helpers/fused-matmul.ts';
 import { H200 } from './helpers/projections.ts';
@@ -15,6 +16,7 @@ interface SmallMFigure {
   readonly M: number;
   readonly N: number;
   readonly K: number;
+  readonly kernel: string;
   readonly family: string;
   readonly tuning: { readonly skinny?: object };
   readonly usPerDispatch: number;
@@ -59,6 +61,18 @@ function groupBy<T>(xs: readonly T[], key: (x: T) => string): Map<string, T[]> {
 
 const fastest = <T>(xs: readonly T[], us: (x: T) => number): T => xs.reduce((a, b) => (us(b) < us(a) ? b : a));
 
+/**
+ * A figure's options as they read when it ran: the sweep files recorded a staged skinny kernel without stageWeights
+ * (the staged form was every shape's default then), which now always names its form.
+ */
+function optionsOf(f: SmallMFigure): MatmulOptions {
+  const t = f.tuning as MatmulOptions;
+  return t.skinny ? { ...t, skinny: { ...t.skinny, stageWeights: t.skinny.stageWeights ?? true } } : t;
+}
+
+/** The staged form's knobs as a tuning now records them (stageWeights named). */
+const stagedKnobs = (f: SmallMFigure) => optionsOf(f).skinny;
+
 describe("the H200's picks against its sweeps (bench/results/h200-small-m-skinny.json, h200-tiled-prefill.json)", () => {
   const confirmed = groupBy(read<SmallMFigure>('h200-small-m-skinny.json').filter((f) => f.stage === 'confirm'), (f) => `${f.projection} M ${f.M}`);
 
@@ -74,18 +88,20 @@ describe("the H200's picks against its sweeps (bench/results/h200-small-m-skinny
       const skinny = fastest(figures.filter((f) => f.family === 'skinny'), (f) => f.usPerDispatch);
       const gain = best.usPerDispatch / former.usPerDispatch;
       const what = `${shape}: former pick ${former.usPerDispatch} µs (${former.family}), best ${best.usPerDispatch} (${best.family})`;
+      // This sweep timed the staged form only: its default knobs, wherever the register form is now the default.
+      const staged = matmulKernel(H200, p, { path: 'skinny', skinny: { stageWeights: true } }).tuning.skinny;
       if (matmulPathFor(p, H200) === 'skinny') {
         expect(best.family, what).toBe('skinny');
         // The argmax LM head at 17 rows: 79.01 → 75.37 µs (0.954).
         expect(gain, what).toBeLessThan(0.96);
-        expect(matmulKernel(H200, p).tuning.skinny, what).toEqual(skinny.tuning.skinny);
+        expect(staged, what).toEqual(stagedKnobs(skinny));
       } else if (p.M > 8) {
         expect(gain, what).toBeGreaterThan(0.95);
       }
       // The default knobs are the sweep's best skinny knobs, or within 2.5 % of them (down at 17 and 65 rows).
-      const knobs = matmulKernel(H200, p, { path: 'skinny' }).tuning.skinny;
+      const knobs = staged;
       const swept = read<SmallMFigure>('h200-small-m-skinny.json').filter(
-        (f) => f.projection === figures[0].projection && f.M === p.M && f.family === 'skinny' && JSON.stringify(f.tuning.skinny) === JSON.stringify(knobs),
+        (f) => f.projection === figures[0].projection && f.M === p.M && f.family === 'skinny' && JSON.stringify(stagedKnobs(f)) === JSON.stringify(knobs),
       );
       expect(swept.length, `${shape}: the default knobs ${JSON.stringify(knobs)} were swept`).toBeGreaterThan(0);
       const ran = Math.min(...swept.map((f) => f.usPerDispatch));
@@ -112,6 +128,40 @@ describe("the H200's picks against its sweeps (bench/results/h200-small-m-skinny
       expect(k.path, projection).toBe('tiled');
       const name = `${t.BM}×${t.BN}×${t.BK} ${t.TM}×${t.TN}${t.doubleBuffer ? ' db' : ''}${t.unrollK ? ' unroll' : ''}${t.vec4Loads ? ' v4' : ''}`;
       expect(name, projection).toBe(fastest(figures, (f) => f.us).tile);
+    }
+  });
+});
+
+describe("the H200's picks against the register form's sweep (bench/results/h200-small-m-skinny-reg.json)", () => {
+  const file = read<SmallMFigure>('h200-small-m-skinny-reg.json');
+  const shapes = groupBy(file, (f) => `${f.projection} M ${f.M}`);
+
+  it("covers the bench model's five tree-step projections at 17 and 65 rows, each with figures confirmed", () => {
+    expect(shapes.size).toBe(10);
+    for (const figures of shapes.values()) expect(figures.filter((f) => f.stage === 'confirm').length).toBeGreaterThan(1);
+  });
+
+  for (const [shape, figures] of shapes) {
+    it(`${shape}: the pick is the sweep's best or within 3 %`, () => {
+      const p = benchProblem(figures[0]);
+      const pick = matmulKernel(H200, p);
+      // The figures of the pick's kernel (the same WGSL from the knobs it ran with); confirmed ones where there are.
+      const ran = figures.filter((f) => matmulKernel(H200, p, optionsOf(f)).code === pick.code);
+      expect(ran.length, `${shape}: ${pick.kernel} was timed`).toBeGreaterThan(0);
+      const confirmed = ran.filter((f) => f.stage === 'confirm');
+      const us = Math.min(...(confirmed.length > 0 ? confirmed : ran).map((f) => f.usPerDispatch));
+      // A sweep figure can read slow (its short warm-up), never fast: the best is the fastest of all.
+      const best = fastest(figures, (f) => f.usPerDispatch);
+      expect(us / best.usPerDispatch, `${shape}: ${pick.kernel} ran ${us} µs, the best ${best.usPerDispatch} (${best.kernel})`).toBeLessThan(1.03);
+    });
+  }
+
+  it('a software adapter keeps the staged form and its paths (the sweep measured hardware)', () => {
+    const software = { ...H200, isSoftware: true };
+    for (const figures of shapes.values()) {
+      const p = benchProblem(figures[0]);
+      expect(matmulPathFor(p, software), figures[0].projection).not.toBe('skinny');
+      expect(matmulKernel(software, p, { path: 'skinny' }).tuning.skinny?.stageWeights, `${figures[0].projection} M ${p.M}`).toBe(true);
     }
   });
 });

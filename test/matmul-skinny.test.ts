@@ -157,14 +157,19 @@ describe('the skinny matmul\'s argmax epilogue and column window', () => {
     const g = await gpu();
     const target = { ...H200, limits: { ...H200.limits, maxComputeWorkgroupStorageSize: Math.min(H200.limits.maxComputeWorkgroupStorageSize, g.limits.maxComputeWorkgroupStorageSize) } };
     const fusion: MatmulFusion = { ...HEAD, epilogue: 'argmax' };
-    // bench/results/h200-small-m-skinny.json's best: 6×2 per thread × 32 column threads × 2 slices (500 workgroups) at
-    // 17 rows, 4×8 × 8 × 1 slice (500) at 65; 4 vec4 per slice per tile.
-    for (const [M, knobs, seed] of [[17, { rowsPerThread: 6, colsPerThread: 2, cols: 32, slices: 2, unroll: 4 }, 1400], [65, { rowsPerThread: 4, colsPerThread: 8, cols: 8, slices: 1, unroll: 4 }, 1500]] as const) {
+    // The H200's best: at 17 rows the register form, 17×2 per thread × 64 column threads × 2 slices (250 workgroups;
+    // bench/results/h200-small-m-skinny-reg.json), at 65 the staged 4×8 × 8 × 1 slice (500; h200-small-m-skinny.json);
+    // 4 vec4 per slice per tile.
+    const picks = [
+      [17, { rowsPerThread: 17, colsPerThread: 2, cols: 64, slices: 2, unroll: 4, stageWeights: false }, 250, 1400],
+      [65, { rowsPerThread: 4, colsPerThread: 8, cols: 8, slices: 1, unroll: 4, stageWeights: true }, 500, 1500],
+    ] as const;
+    for (const [M, knobs, workgroups, seed] of picks) {
       const head = { M, N: 32000, K: 768, transposeB: true, fusion };
       const h200 = matmulKernel(H200, head);
       expect(h200.path, h200.kernel).toBe('skinny');
       expect(h200.tuning.skinny, h200.kernel).toEqual(knobs);
-      expect(h200.workgroups).toEqual([500, 1, 1]);
+      expect(h200.workgroups).toEqual([workgroups, 1, 1]);
       const pick = matmulKernel(target, head);
       const t = pick.tuning.skinny!;
       // Two full workgroups and a partial one; K over two tiles and a partial one.

@@ -4,7 +4,9 @@
 // 2.4 % of them at the other two (down at 17 rows: 4×2 per thread × 2 column threads, confirmed 17.11 µs beside 6×2 × 4
 // at 17.10; at 65 rows: 4×2, 42.98 in the sweep, beside 4×4 at 41.98; the small-M kernel takes both). The defaults
 // before the fit were 1.3–2.6× slower than the best (gate|up at 17 rows 30.05 µs against 16.85, the argmax LM head at
-// 65 rows 302.89 against 200.27, q|k|v at 65 103.23 against 39.73).
+// 65 rows 302.89 against 200.27, q|k|v at 65 103.23 against 39.73). Which form a shape takes by default (weights staged
+// or in registers) is fitted to the register form's sweep (bench/results/h200-small-m-skinny-reg.json: --M 17,65
+// --sweep --family skinny-reg): defaultStageWeights.
 import type { KernelTarget } from './kernel-source.ts';
 import type { MatmulFusion } from './matmul-fusion.ts';
 import { checkSkinnyVariant, skinnyDirectX, skinnyInRegisters, skinnyThreads, skinnyWorkgroupBytes, type SkinnyVariant } from './matmul-skinny.ts';
@@ -12,23 +14,33 @@ import { checkSkinnyVariant, skinnyDirectX, skinnyInRegisters, skinnyThreads, sk
 export type SkinnyKnobs = Partial<Pick<SkinnyVariant, 'rowsPerThread' | 'colsPerThread' | 'cols' | 'slices' | 'unroll' | 'stageWeights' | 'stageX'>>;
 
 /**
- * The form chooseSkinny takes when the knobs do not say: true stages the weight tile in workgroup memory (the form the
- * H200's sweep fitted the defaults below to), false keeps each thread's weights in registers (matmul-skinny.ts's
- * register form, untimed on hardware when written; bench/small-m.ts --M 17,65 --sweep --family skinny-reg times it
- * beside the staged defaults). The one switch to flip once a sweep has the register form ahead; its own defaults are
- * SKINNY_REGISTER_ROWS and SKINNY_REGISTER_SUMS.
+ * From this many rows a matrix of SKINNY_NARROW_COLUMNS columns or more other than a vocabulary takes the register form
+ * by default (weights global → registers, x staged: matmul-skinny.ts's stageWeights false), at its default block (17
+ * rows per thread, 4 row threads at 65 rows). On the H200 (bench/results/h200-small-m-skinny-reg.json, confirmed µs,
+ * staged defaults → register defaults): at 65 rows q|k|v 38.85 → 33.62 (17×2 per thread, 4 row × 8 column threads × 4
+ * slices), gate|up 38.85 → 33.26 (17×1 [gate, up], 4 × 8 × 4), each the sweep's best; at 17 rows the staged form stays
+ * ahead, gate|up 15.90 against 19.09 (q|k|v 15.82 against 19.19 in the sweep; the rows kernel takes q|k|v there, 14.62).
+ * The sweep timed 17 and 65 rows of the bench model only (hidden 768); 33 sits between them, as SKINNY_FROM_ROWS does.
  */
-export const SKINNY_STAGE_WEIGHTS: boolean = true;
-/** The register form's x by default: true staged in workgroup memory a K tile at a time, false read from memory in the K loop. */
+const SKINNY_REGISTER_FROM_ROWS = 33;
+/**
+ * The register form's x by default: true staged in workgroup memory a K tile at a time, false read from memory in the K
+ * loop. Staged x ran the register form's best at each shape where that form is the default (the LM head at 17 rows
+ * 63.64 µs, 78.17 with x from memory in the sweep; q|k|v at 65 33.63 against 114.28; gate|up 66.31 against 166.42,
+ * both in the sweep's unwarmed figures).
+ */
 export const SKINNY_STAGE_X: boolean = true;
 /**
  * The register form's rows per thread at most by default: every row of a 17-row tree in one thread (each weight vec4
- * then feeds one thread only), 65 rows as 4 row threads of 17.
+ * then feeds one thread only), 65 rows as 4 row threads of 17. On the H200 (confirmed µs): the LM head at 17 rows
+ * 17×2 63.64, 9×4 (2 row threads) 66.96; gate|up at 65 17×1 33.26, 9×2 35.58; q|k|v at 65 17×2 33.62 (9×4 71.28, 22×2
+ * 95.18 in the sweep).
  */
 const SKINNY_REGISTER_ROWS = 17;
 /**
  * The register form's sums per thread at most by default (rows × weight rows): 17 × 2. Its registers also hold the
- * weights of two tiles (2 × weight rows × loads per tile vec4), so it takes fewer sums than the staged form's 64.
+ * weights of two tiles (2 × weight rows × loads per tile vec4), so it takes fewer sums than the staged form's 64. On the
+ * H200: q|k|v at 65 rows 17×2 33.62 µs, 17×1 42.16; the LM head at 17 rows 17×2 63.64, 17×1 91.18 in the sweep.
  */
 const SKINNY_REGISTER_SUMS = 36;
 
@@ -78,6 +90,23 @@ function fillsTiles(KW: number, bkv: number): boolean {
   return Math.ceil(KW / bkv) * bkv <= KW * 1.125;
 }
 
+/**
+ * Whether the weights are staged by default (else the register form): on a software adapter always (the register form
+ * untimed there, and its blocks of 17 rows compile slowly on lavapipe); on hardware from 9 rows (the register form was
+ * not timed at fewer) the register form for a matrix of SKINNY_NARROW_COLUMNS columns or more from
+ * SKINNY_REGISTER_FROM_ROWS rows, a vocabulary (SKINNY_WIDE_COLUMNS) below SKINNY_WIDE_FROM_ROWS instead: the argmax LM
+ * head at 17 rows 73.56 → 63.64 µs (17×2 per thread, 1 row × 64 column threads × 2 slices, the sweep's best), while
+ * from 33 rows its staged 4×8 block stays ahead, 195.00 against 214.95 (17×2, 4 × 16 × 2). Narrow matrices (o, down:
+ * 768 columns) keep the staged form, whose defaults ran ahead of the register form's: o at 17 rows 9.66 against 17.68,
+ * at 65 18.96 against 36.36; down at 65 41.68 against 61.25 (the register form's best 30.63, x from memory); the small-M
+ * kernel takes both at every size (o 8.10 and 13.32, down 12.82 and 25.65).
+ */
+function defaultStageWeights(soft: boolean, M: number, columns: number, swiglu: boolean): boolean {
+  if (soft || M <= SKINNY_MAX_ROWS_PER_THREAD || columns < SKINNY_NARROW_COLUMNS) return true;
+  const vocabulary = !swiglu && columns >= SKINNY_WIDE_COLUMNS;
+  return vocabulary ? M >= SKINNY_WIDE_FROM_ROWS : M < SKINNY_REGISTER_FROM_ROWS;
+}
+
 /** Rows per thread by default on hardware (above). */
 function defaultRowsPerThread(M: number, columns: number): number {
   if (M <= SKINNY_MAX_ROWS_PER_THREAD) return M;
@@ -89,7 +118,7 @@ function defaultRowsPerThread(M: number, columns: number): number {
  * On hardware: rows per thread and columns per thread (2, a [gate, up] pair, 4 × 8 for an LM head above 32 rows) as
  * above, then column threads as many as keep SKINNY_TARGET_WORKGROUPS (and room for two slices), then slices up to
  * SKINNY_DEFAULT_THREADS, then 4 vec4 per slice per tile (every best of the sweep) where K fills the tiles. The
- * register form (stageWeights false, or SKINNY_STAGE_WEIGHTS false) differs in its block only: rows per thread
+ * register form (stageWeights false, or by default where defaultStageWeights says) differs in its block only: rows per thread
  * balanced within SKINNY_REGISTER_ROWS, columns per thread the most (≤ 4) within SKINNY_REGISTER_SUMS. A software
  * adapter (a core or two) wants few and full workgroups, one slice and one load (its compiler keeps every live sum
  * across a barrier).
@@ -104,7 +133,7 @@ export function chooseSkinny(
   const columns = swiglu ? p.N / 2 : p.N;
   const soft = gpu.isSoftware === true;
   const wide = !swiglu && columns >= SKINNY_WIDE_COLUMNS && p.M >= SKINNY_WIDE_FROM_ROWS;
-  const stageWeights = o.stageWeights ?? SKINNY_STAGE_WEIGHTS;
+  const stageWeights = o.stageWeights ?? defaultStageWeights(soft, p.M, columns, swiglu);
   // stageX concerns the register form only (false with staged weights is refused by checkSkinnyVariant).
   const stageX = o.stageX ?? (stageWeights ? undefined : SKINNY_STAGE_X);
   const TM =
@@ -147,14 +176,15 @@ function registerColumns(TM: number, swiglu: boolean): number {
 }
 
 /**
- * The knobs that pick `v` again (matmulKernel's `tuning`): stageWeights only where it is not SKINNY_STAGE_WEIGHTS, so
- * that the staged form's tunings recorded before the register form existed still read the same.
+ * The knobs that pick `v` again (matmulKernel's `tuning`), on any shape: stageWeights always, since the default form
+ * depends on the shape (defaultStageWeights) and a pick runs at small stand-in shapes in the tests, on lavapipe too;
+ * stageX only where it is not SKINNY_STAGE_X. Tunings recorded before the register form became a default (the H200's
+ * sweep files) leave stageWeights out for the staged form.
  */
 export function skinnyTuning(v: SkinnyVariant): SkinnyKnobs {
   const stageWeights = !skinnyInRegisters(v);
   return {
-    rowsPerThread: v.rowsPerThread, colsPerThread: v.colsPerThread, cols: v.cols, slices: v.slices, unroll: v.unroll,
-    ...(stageWeights !== SKINNY_STAGE_WEIGHTS && { stageWeights }),
+    rowsPerThread: v.rowsPerThread, colsPerThread: v.colsPerThread, cols: v.cols, slices: v.slices, unroll: v.unroll, stageWeights,
     ...(!stageWeights && skinnyDirectX(v) === SKINNY_STAGE_X && { stageX: !skinnyDirectX(v) }),
   };
 }
