@@ -11,8 +11,8 @@
 // memory, and in registers), times the LM head with the argmax epilogue a tree step runs, and leaves out the other
 // paths' extra figures: at --M 5,17,65 a run took about a minute on the H200 with the staged form alone.
 // `--family skinny-reg` sweeps the register form only, beside the chooser's pick, and (with or without --sweep) times
-// the register form's default knobs, x staged and x from memory, beside the staged defaults; `skinny-staged` sweeps the
-// staged form only.
+// the register form's default knobs, x staged and x from memory, beside the staged defaults (the chooser's pick, or
+// timed as well where the pick is the register form); `skinny-staged` sweeps the staged form only.
 // Every kernel is first compared with the float64 formula on the bench's operands (small-m-check.ts; --no-check skips it).
 // The run ends with the best per shape (the confirmed figures: the chooser's pick and the sweep's best three) and
 // its family, and a 12-layer step's projections summed both ways (small-m-summary.ts).
@@ -177,7 +177,8 @@ async function main(): Promise<void> {
   const sweep = args.includes('--sweep');
   // Families the sweep covers; 'skinny' alone also drops the other paths' extra figures and times the argmax head.
   // 'skinny-reg' is 'skinny' with the register form's knobs only (matmul-skinny.ts's stageWeights false), timed against
-  // the chooser's pick (the staged form's fitted defaults where the skinny path is the default); 'skinny-staged' the
+  // the chooser's pick (the skinny kernel's default form where the skinny path is the default: the register form or
+  // the staged form's fitted defaults, matmul-skinny-choice.ts's defaultStageWeights); 'skinny-staged' the
   // staged form's only (the sweep before the register form existed). 'skinny' sweeps both.
   const family = valueOf('--family') ?? 'all';
   if (!['all', 'small-m', 'rows', 'skinny', 'skinny-reg', 'skinny-staged'].includes(family)) throw new Error(`--family takes all, small-m, rows, skinny, skinny-reg or skinny-staged, not ${family}`);
@@ -252,6 +253,14 @@ async function main(): Promise<void> {
         }
       }
       if (M > 1 && family === 'skinny-reg') {
+        // The staged form's defaults where the chooser's pick is the register form (the skinny kernel's default form there).
+        if (chosen.tuning.skinny?.stageWeights === false) {
+          const staged = await measure(gpu, p, M, { path: 'skinny', skinny: { stageWeights: true } }, reps, o).catch(skip);
+          if (staged) {
+            figures.push(staged);
+            row({ ...staged, projection: '  skinny, weights staged (default knobs)' });
+          }
+        }
         // The register form at its default knobs, x staged and x from memory: the quick comparison without --sweep.
         for (const [stageX, label] of [[true, 'x staged'], [false, 'x from memory']] as const) {
           const reg = await measure(gpu, p, M, { path: 'skinny', skinny: { stageWeights: false, stageX } }, reps, o).catch(skip);
