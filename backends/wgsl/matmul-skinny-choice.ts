@@ -21,6 +21,7 @@ export type SkinnyKnobs = Partial<Pick<SkinnyVariant, 'rowsPerThread' | 'colsPer
  * slices), gate|up 38.85 → 33.26 (17×1 [gate, up], 4 × 8 × 4), each the sweep's best; at 17 rows the staged form stays
  * ahead, gate|up 15.90 against 19.09 (q|k|v 15.82 against 19.19 in the sweep; the rows kernel takes q|k|v there, 14.62).
  * The sweep timed 17 and 65 rows of the bench model only (hidden 768); 33 sits between them, as SKINNY_FROM_ROWS does.
+ * LLaMA-7B's projections follow the rule untimed (h200-small-m-skinny-7b.json timed the staged form only).
  */
 const SKINNY_REGISTER_FROM_ROWS = 33;
 /**
@@ -94,12 +95,12 @@ function fillsTiles(KW: number, bkv: number): boolean {
  * Whether the weights are staged by default (else the register form): on a software adapter always (the register form
  * untimed there, and its blocks of 17 rows compile slowly on lavapipe); on hardware from 9 rows (the register form was
  * not timed at fewer) the register form for a matrix of SKINNY_NARROW_COLUMNS columns or more from
- * SKINNY_REGISTER_FROM_ROWS rows, a vocabulary (SKINNY_WIDE_COLUMNS) below SKINNY_WIDE_FROM_ROWS instead: the argmax LM
- * head at 17 rows 73.56 → 63.64 µs (17×2 per thread, 1 row × 64 column threads × 2 slices, the sweep's best), while
- * from 33 rows its staged 4×8 block stays ahead, 195.00 against 214.95 (17×2, 4 × 16 × 2). Narrow matrices (o, down:
- * 768 columns) keep the staged form, whose defaults ran ahead of the register form's: o at 17 rows 9.66 against 17.68,
- * at 65 18.96 against 36.36; down at 65 41.68 against 61.25 (the register form's best 30.63, x from memory); the small-M
- * kernel takes both at every size (o 8.10 and 13.32, down 12.82 and 25.65).
+ * SKINNY_REGISTER_FROM_ROWS rows, for a vocabulary (SKINNY_WIDE_COLUMNS or more, no SwiGLU) below SKINNY_WIDE_FROM_ROWS
+ * instead: the argmax LM head at 17 rows 73.56 → 63.64 µs (17×2 per thread, 1 row × 64 column threads × 2 slices, the
+ * sweep's best), while from 33 rows its staged 4×8 block stays ahead, 195.00 against 214.95 (17×2, 4 × 16 × 2). Narrow
+ * matrices (o, down: 768 columns) keep the staged form, whose defaults ran ahead of the register form's: o at 17 rows
+ * 9.66 against 17.68, at 65 18.96 against 36.36; down at 65 41.68 against 61.25 (the register form's best 30.63, x
+ * from memory); the small-M kernel takes both at every size (o 8.10 and 13.32, down 12.82 and 25.65).
  */
 function defaultStageWeights(soft: boolean, M: number, columns: number, swiglu: boolean): boolean {
   if (soft || M <= SKINNY_MAX_ROWS_PER_THREAD || columns < SKINNY_NARROW_COLUMNS) return true;
@@ -118,10 +119,10 @@ function defaultRowsPerThread(M: number, columns: number): number {
  * On hardware: rows per thread and columns per thread (2, a [gate, up] pair, 4 × 8 for an LM head above 32 rows) as
  * above, then column threads as many as keep SKINNY_TARGET_WORKGROUPS (and room for two slices), then slices up to
  * SKINNY_DEFAULT_THREADS, then 4 vec4 per slice per tile (every best of the sweep) where K fills the tiles. The
- * register form (stageWeights false, or by default where defaultStageWeights says) differs in its block only: rows per thread
- * balanced within SKINNY_REGISTER_ROWS, columns per thread the most (≤ 4) within SKINNY_REGISTER_SUMS. A software
- * adapter (a core or two) wants few and full workgroups, one slice and one load (its compiler keeps every live sum
- * across a barrier).
+ * register form (stageWeights false, or by default where defaultStageWeights says) differs in its block only: rows
+ * per thread balanced within SKINNY_REGISTER_ROWS, columns per thread the most (≤ 4) within SKINNY_REGISTER_SUMS. A
+ * software adapter (a core or two) wants few and full workgroups, one slice and one load (its compiler keeps every
+ * live sum across a barrier).
  */
 export function chooseSkinny(
   gpu: KernelTarget,
