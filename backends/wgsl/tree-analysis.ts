@@ -57,10 +57,10 @@ export interface TreeAnalysis {
 }
 
 /** The split of a tree step of `p` (tree-split.ts): a hardware adapter's when `hardware`, else the software one. */
-export function treeSplitOf(p: Program, sizes: Sizes, hardware: boolean): TreeSplit {
+export function treeSplitOf(p: Program, sizes: Sizes, hardware: boolean, wide = true): TreeSplit {
   const L = layoutOf(p, p.terms);
   const st = stateLayout(p, sizes);
-  return treeSplit(count(L.rest, sizes), Math.max(1, ...st.prefix.map((q) => q.F)), !hardware);
+  return treeSplit(count(L.rest, sizes), Math.max(1, ...st.prefix.map((q) => q.F)), !hardware, wide);
 }
 
 export function analyseTree(p: Program, sizes: Sizes, maxNodes: number, split: TreeSplit = SOFTWARE_TREE_SPLIT): TreeAnalysis {

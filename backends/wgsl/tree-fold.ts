@@ -75,7 +75,7 @@ export function foldLayout(p: Program, sizes: Sizes): FoldLayout {
 
 export function treeFoldPlan(p: Program, sizes: Sizes, maxNodes: number, opts: TreeOptions = {}): Plan & { readonly layout: FoldLayout } {
   if (!Number.isInteger(maxNodes) || maxNodes < 1) throw new Error(`treeFoldPlan: maxNodes must be a positive integer, got ${maxNodes}`);
-  const a = analyseTree(p, sizes, maxNodes, treeSplitOf(p, sizes, opts.hardware ?? false));
+  const a = analyseTree(p, sizes, maxNodes, treeSplitOf(p, sizes, opts.hardware ?? false, opts.wide ?? true));
   const WG = a.split.threads;
   const layout = foldLayout(p, sizes);
   const { NS, blocks } = commitBlocks(p, sizes, WG);

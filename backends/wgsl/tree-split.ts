@@ -19,27 +19,35 @@ export interface TreeSplit {
   readonly slices: number;
   /** Whether a path tile's values are loaded into workgroup memory together before the columns walk them. */
   readonly stageValues: boolean;
+  /** Ancestors per round of a prefix term's path walk without gates (tree-wide.ts); 0: TREE_TILE tiles. */
+  readonly wideTile: number;
 }
 
 /** How a tree plan splits its work: a hardware adapter's split when `hardware` (default: the software one). */
 export interface TreeOptions {
   readonly hardware?: boolean;
+  /** Under a hardware split, walk paths in wide rounds where they fit (tree-wide.ts; default true): false times the 16-ancestor tiles. */
+  readonly wide?: boolean;
 }
 
 /** The software split: every tree kernel as it ran before the split (TREE_WG threads, one slice). */
-export const SOFTWARE_TREE_SPLIT: TreeSplit = { threads: 64, slices: 1, stageValues: false };
+export const SOFTWARE_TREE_SPLIT: TreeSplit = { threads: 64, slices: 1, stageValues: false, wideTile: 0 };
 const HARDWARE_THREADS = 256;
 /** Columns up to which a path tile's values are staged: 16 ancestors × 128 columns, 8 KB of workgroup memory. */
 const MAX_STAGED_COLUMNS = 128;
+/** Ancestors a wide round takes (tree-wide.ts), and the columns up to which its values fit: 64 × 64 floats, 16 KB. */
+const WIDE_TILE = 64;
+const MAX_WIDE_COLUMNS = 64;
 
 /**
  * The split for NR value columns of a head slice whose widest prefix term has F features. A hardware adapter:
  * 256 threads, and as many slices (a power of two) as fit beside one thread per column (64 columns: 4 slices of
- * 16 rows at F = 64), no more than F; a software adapter: SOFTWARE_TREE_SPLIT.
+ * 16 rows at F = 64), no more than F, and wide rounds of 64 ancestors up to 64 columns unless `wide` is false;
+ * a software adapter: SOFTWARE_TREE_SPLIT.
  */
-export function treeSplit(NR: number, F: number, software: boolean): TreeSplit {
+export function treeSplit(NR: number, F: number, software: boolean, wide = true): TreeSplit {
   if (software) return SOFTWARE_TREE_SPLIT;
   let slices = 1;
   while (slices * 2 <= F && NR * slices * 2 <= HARDWARE_THREADS) slices *= 2;
-  return { threads: HARDWARE_THREADS, slices, stageValues: NR <= MAX_STAGED_COLUMNS };
+  return { threads: HARDWARE_THREADS, slices, stageValues: NR <= MAX_STAGED_COLUMNS, wideTile: wide && NR <= MAX_WIDE_COLUMNS ? WIDE_TILE : 0 };
 }

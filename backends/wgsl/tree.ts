@@ -35,7 +35,7 @@ export { TREE_PARENTS, TREE_PATH } from './tree-analysis.ts';
 export function treePlan(p: Program, sizes: Sizes, maxNodes: number, opts: TreeOptions = {}): Plan {
   if (!Number.isInteger(maxNodes) || maxNodes < 1) throw new Error(`treePlan: maxNodes must be a positive integer, got ${maxNodes}`);
   if (isSoftmaxProgram(p)) return softmaxTreePlan(p, sizes, maxNodes); // the cache and the root path (softmax-tree.ts)
-  const a = analyseTree(p, sizes, maxNodes, treeSplitOf(p, sizes, opts.hardware ?? false));
+  const a = analyseTree(p, sizes, maxNodes, treeSplitOf(p, sizes, opts.hardware ?? false, opts.wide ?? true));
   const T = treeKernel(a);
   emitTreeBody(T);
   const { kb } = T;
