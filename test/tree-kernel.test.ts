@@ -75,14 +75,19 @@ describe('tree kernels: the split of a workgroup (tree-split.ts)', () => {
   const { program, sizes } = compiled('elu_dwconv', { h: 12, d: 64, e: 64 });
 
   it('gives a hardware adapter 256 threads, 4 slices of 16 state rows per column and staged tile values; a software adapter the 64-thread kernels', () => {
-    expect(treeSplit(64, 64, false)).toEqual({ threads: 256, slices: 4, stageValues: true });
-    expect(treeSplit(128, 64, false)).toEqual({ threads: 256, slices: 2, stageValues: true });
-    expect(treeSplit(3, 4, false)).toEqual({ threads: 256, slices: 4, stageValues: true });
+    expect(treeSplit(64, 64, false)).toEqual({ threads: 256, slices: 4, stageValues: true, wideTile: 64 });
+    expect(treeSplit(64, 64, false, false)).toEqual({ threads: 256, slices: 4, stageValues: true, wideTile: 0 });
+    expect(treeSplit(128, 64, false)).toEqual({ threads: 256, slices: 2, stageValues: true, wideTile: 0 });
+    expect(treeSplit(3, 4, false)).toEqual({ threads: 256, slices: 4, stageValues: true, wideTile: 64 });
     expect(treeSplit(64, 64, true)).toEqual(SOFTWARE_TREE_SPLIT);
     const hw = treeFoldPlan(program, sizes, 16, { hardware: true }).kernels[0].code;
     expect(hw).toContain('@workgroup_size(256)');
     expect(hw).toContain('4 slices of 16 rows per column');
-    expect(hw).toContain('var<workgroup> vals: array<f32, 1024>');
+    expect(hw).toContain('64 ancestors a round');
+    expect(hw).toContain('var<workgroup> vals: array<f32, 4096>');
+    const narrow = treeFoldPlan(program, sizes, 16, { hardware: true, wide: false }).kernels[0].code;
+    expect(narrow).toContain('16 ancestors a tile');
+    expect(narrow).toContain('var<workgroup> vals: array<f32, 1024>');
     const sw = treeFoldPlan(program, sizes, 16).kernels[0].code;
     expect(sw).toContain('@workgroup_size(64)');
     expect(sw).not.toContain('rows per column');
