@@ -32,7 +32,7 @@ import { KernelBuilder } from './kernel-builder.ts';
 import type { Plan, PlanBuffer } from './plan.ts';
 import { analyseTree, treeKernel, treeSplitOf, TREE_PARENTS, TREE_PATH, TREE_TILE } from './tree-analysis.ts';
 import { emitTreeBody } from './tree-body.ts';
-import { commitBlocks, emitCommit } from './tree-commit.ts';
+import { commitBlocks, commitTile, emitCommit } from './tree-commit.ts';
 import type { TreeOptions } from './tree-split.ts';
 
 /** The packed state the step reads (S_old), and the one it writes (S_old ⊕ pending): FoldLayout.state. */
@@ -116,7 +116,7 @@ export function treeFoldPlan(p: Program, sizes: Sizes, maxNodes: number, opts: T
         kb, main, group: `wid.x - ${NS}u * dims.pad`, path, rows: `${maxNodes}u`,
         reader: (rowOf) => (n, idx, where, blk) =>
           n.op === 'input' ? pendingInput(n.name, rowOf(where), offset(n.type.axes, sizes, idx)) : treeRead!(n, idx, where, blk),
-        load, store, wholeRing: true,
+        load, store, wholeRing: true, tile: commitTile(p, sizes, WG, a.split.wideTile),
       });
     }],
   ]);
@@ -154,7 +154,8 @@ export function treeFoldPlan(p: Program, sizes: Sizes, maxNodes: number, opts: T
 export function treeFoldCommitPlan(p: Program, sizes: Sizes, maxNodes: number, opts: TreeOptions = {}): Plan {
   if (!Number.isInteger(maxNodes) || maxNodes < 1) throw new Error(`treeFoldCommitPlan: maxNodes must be a positive integer, got ${maxNodes}`);
   const layout = foldLayout(p, sizes);
-  const WG = treeSplitOf(p, sizes, opts.hardware ?? false).threads;
+  const split = treeSplitOf(p, sizes, opts.hardware ?? false, opts.wide ?? true);
+  const WG = split.threads;
   const { NS, blocks } = commitBlocks(p, sizes, WG);
   const kb = new KernelBuilder(WG, ['wid', 'lid']);
   const path = kb.storage(TREE_PATH, false, { always: true });
@@ -169,7 +170,7 @@ export function treeFoldCommitPlan(p: Program, sizes: Sizes, maxNodes: number, o
     kb, main: kb.body, group: 'wid.x', path, rows: `${maxNodes}u`,
     reader: (rowOf) => (n, idx, where, blk) =>
       n.op === 'input' ? `${kb.use(pendBuf)}[(b * ${maxNodes}u + ${rowOf(where)}) * ${W}u + ${inputAt.get(n.name)!}u + ${offset(n.type.axes, sizes, idx)}]` : params(n, idx, where, blk),
-    load: at, store: at, wholeRing: false,
+    load: at, store: at, wholeRing: false, tile: commitTile(p, sizes, WG, split.wideTile),
   });
   const kernel = kb.build({
     label: `${p.name}.tree-commit`,

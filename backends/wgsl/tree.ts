@@ -27,7 +27,7 @@ import { isSoftmaxProgram } from './softmax-analysis.ts';
 import { softmaxTreeCommitPlan, softmaxTreePlan } from './softmax-tree.ts';
 import { analyseTree, treeKernel, treeSplitOf, TREE_PARENTS, TREE_PATH, TREE_TILE } from './tree-analysis.ts';
 import { emitTreeBody } from './tree-body.ts';
-import { treeCommitKernel } from './tree-commit.ts';
+import { commitTile, treeCommitKernel } from './tree-commit.ts';
 import type { TreeOptions } from './tree-split.ts';
 
 export { TREE_PARENTS, TREE_PATH } from './tree-analysis.ts';
@@ -72,6 +72,7 @@ export function treeCommitPlan(p: Program, sizes: Sizes, maxNodes: number, opts:
     ...rec.buffers.filter((b) => b.role === 'param' || b.role === 'state'),
     { name: TREE_PATH, role: 'input', floats: (b, t) => b * t, shape: (b, t) => [b, t] },
   ];
-  const threads = treeSplitOf(p, sizes, opts.hardware ?? false).threads;
-  return { variant: p.name, form: 'tree-commit', kernels: [treeCommitKernel(p, sizes, threads)], buffers, outAxes: p.outAxes, sizes, schedule: { workgroup: threads, maxNodes, tile: TREE_TILE } };
+  const split = treeSplitOf(p, sizes, opts.hardware ?? false, opts.wide ?? true);
+  const threads = split.threads;
+  return { variant: p.name, form: 'tree-commit', kernels: [treeCommitKernel(p, sizes, threads, commitTile(p, sizes, threads, split.wideTile))], buffers, outAxes: p.outAxes, sizes, schedule: { workgroup: threads, maxNodes, tile: TREE_TILE } };
 }
