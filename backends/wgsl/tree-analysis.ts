@@ -170,7 +170,10 @@ export function treeKernel(a: TreeAnalysis, given?: TreeSite): TreeKernel {
   main.define('b', 'wid.y');
   const head = main.split(a.L.head, a.sizes, 's', 'hx');
   const T: TreeKernel = { a, kb, read, at, load: site.load, out, nodes: N, path, phi, qf, head };
-  emitPath(main, kb.use(parents), N, par.name, path.name, wdepth.name, pending && { ...pending, offset: a.maxNodes });
+  // Under the wide forms (tree-split.ts wideTile) the pending path's node indices are loaded beside the parents, into
+  // workgroup memory, and copied under the root after the walk: one round trip to memory before the walk, not two.
+  const early = pending && a.split.wideTile > 0 ? kb.workgroup('pend', a.maxNodes, 'the pending path, youngest first (maxNodes + its node)', 'u32').name : undefined;
+  emitPath(main, kb.use(parents), N, par.name, path.name, wdepth.name, pending && { ...pending, offset: a.maxNodes, early });
   main.define('an', 'dims.pos0 + depth - 1u', "n's absolute position");
   at('an', 'n');
   stageQuerySide(T, main);
@@ -220,12 +223,17 @@ function ownSite(a: TreeAnalysis): TreeSite {
  * Parents (sanitised: a parent that is not an earlier node reads as −1), then n's root path and depth; with a
  * pending path, its entries after the root's, youngest first, each as maxNodes + its node.
  */
-function emitPath(main: Block, parents: string, N: string, par: string, path: string, wdepth: string, pending: (PendingPath & { offset: number }) | undefined): void {
+function emitPath(main: Block, parents: string, N: string, par: string, path: string, wdepth: string, pending: (PendingPath & { offset: number; early?: string }) | undefined): void {
   main.comment("phase 0: n's root path");
   main.strided('m', 'n + 1u', (b, m) => {
     const pv = b.let('pv', `i32(round(${parents}[b * ${N} + ${m}]))`);
     b.line(`${par}[${m}] = select(-1, ${pv}, ${pv} >= 0 && ${pv} < i32(${m}));`);
   });
+  const early = pending?.early;
+  if (pending && early) {
+    main.comment('the pending path, youngest first, loaded beside the parents');
+    main.strided('i', pending.length, (b, i) => b.line(`${early}[${i}] = ${pending.offset}u + ${pending.node(`${pending.length} - 1u - ${i}`)};`));
+  }
   main.line('workgroupBarrier();');
   main.block('if (lid == 0u)', (b) => {
     const k = b.var('k', '0u', 'u32');
@@ -245,7 +253,7 @@ function emitPath(main: Block, parents: string, N: string, par: string, path: st
   // One entry a thread: in lid 0's loop each entry waited for its own load of the path buffer.
   const root = main.let('rootDepth', `workgroupUniformLoad(&${wdepth}[0])`, "n's depth in this step's tree");
   main.comment('the pending path above the root, youngest first');
-  main.strided('i', pending.length, (b, i) => b.line(`${path}[${root} + ${i}] = ${pending.offset}u + ${pending.node(`${pending.length} - 1u - ${i}`)};`));
+  main.strided('i', pending.length, (b, i) => b.line(`${path}[${root} + ${i}] = ${early ? `${early}[${i}]` : `${pending.offset}u + ${pending.node(`${pending.length} - 1u - ${i}`)}`};`));
   main.line('workgroupBarrier();');
   main.define('depth', `${root} + ${pending.length}`, 'uniform: loops around barriers run to it');
 }

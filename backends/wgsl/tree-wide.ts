@@ -54,55 +54,53 @@ export function emitWidePath(T: TreeKernel, main: Block, q: TreePrefix, t: Term,
   const nuW = main.var('nuW', '0.0');
   const deW = sums.den ? main.var('deW', '0.0') : null;
   main.for('k0', '0u', (k0) => `${k0} < depth`, (l, k0) => {
+    // Straight-line loads: an entry past the path reads the deepest ancestor again (k clamped below depth) and its
+    // score is zeroed, its value never read, so no load waits behind a branch on whether it is needed.
+    l.comment("the round's values: each thread's loads first (an entry past the path reads the last one again), stored after the scores");
+    const per = Math.ceil((WIDE * a.NR) / threads);
+    const staged = [...Array(per).keys()].map((u) => {
+      const e = l.let('e', `lid + ${u * threads}u`);
+      const k = l.let('k', `min(${k0} + ${e} / ${a.NR}u, depth - 1u)`);
+      const full: Index = { ...T.head, ...l.split(a.L.rest, a.sizes, `${e} % ${a.NR}u`, 'vc') };
+      const ju = l.let('ju', `${T.path.name}[${k}]`);
+      const aJ = l.let('aJ', `an - ${k}`);
+      T.at(aJ, ju);
+      const v = l.let('val', new ExprGen(a.p, a.sizes, T.read, { i: 'an', j: aJ }).value(l, t.value, full, aJ));
+      return { e, v, partial: (u + 1) * threads > WIDE * a.NR };
+    });
     l.block('', (b) => {
       b.comment(`scores: thread (kk, lane) sums features lane, lane + ${LW}, … of A[n, path[k0 + kk]], its loads unrolled`);
-      const k = b.let('k', `${k0} + lid / ${LW}u`);
+      const kRaw = b.let('kr', `${k0} + lid / ${LW}u`);
+      const k = b.let('k', `min(${kRaw}, depth - 1u)`);
       const lane = b.let('lane', `lid % ${LW}u`);
       const acc = b.var('part', '0.0');
-      const aJ0 = b.let('aJ', `an - min(${k}, depth - 1u)`);
-      const admit = C ? `${k} < depth && ${aJ0} / ${C}u < an / ${C}u` : `${k} < depth`;
-      b.block(`if (${admit})`, (c) => {
-        const ju = c.let('ju', `${T.path.name}[${k}]`);
-        T.at(aJ0, ju);
-        const g = new ExprGen(a.p, a.sizes, T.read, { i: 'an', j: aJ0 });
-        hoistRowReductions(T, g, c, q.form.psi, aJ0);
-        const U = Math.min(MAX_UNROLL, Math.ceil(q.F / LW));
-        const span = U * LW;
-        c.for('f0', '0u', (f0) => `${f0} < ${q.F}u`, (m, f0) => {
-          const products: string[] = [];
-          for (let u = 0; u < U; u++) {
-            const f = m.let('f', `${f0} + ${u * LW}u + ${lane}`);
-            const idx: Index = { ...T.head, ...(q.form.feature ? { [q.form.feature]: f } : {}) };
-            if (q.F % span === 0) {
-              products.push(`${phi}[${f}] * ${g.value(m, q.form.psi, idx, aJ0)}`);
-            } else {
-              const x = m.var('psi', '0.0');
-              m.block(`if (${f} < ${q.F}u)`, (y) => y.line(`${x} = ${phi}[${f}] * ${g.value(y, q.form.psi, idx, aJ0)};`));
-              products.push(x);
-            }
+      const aJ0 = b.let('aJ', `an - ${k}`);
+      const admit = C ? `${kRaw} < depth && ${aJ0} / ${C}u < an / ${C}u` : `${kRaw} < depth`;
+      const ju = b.let('ju', `${T.path.name}[${k}]`);
+      T.at(aJ0, ju);
+      const g = new ExprGen(a.p, a.sizes, T.read, { i: 'an', j: aJ0 });
+      hoistRowReductions(T, g, b, q.form.psi, aJ0);
+      const U = Math.min(MAX_UNROLL, Math.ceil(q.F / LW));
+      const span = U * LW;
+      b.for('f0', '0u', (f0) => `${f0} < ${q.F}u`, (m, f0) => {
+        const products: string[] = [];
+        for (let u = 0; u < U; u++) {
+          const f = m.let('f', `${f0} + ${u * LW}u + ${lane}`);
+          const idx: Index = { ...T.head, ...(q.form.feature ? { [q.form.feature]: f } : {}) };
+          if (q.F % span === 0) {
+            products.push(`${phi}[${f}] * ${g.value(m, q.form.psi, idx, aJ0)}`);
+          } else {
+            const x = m.var('psi', '0.0');
+            m.block(`if (${f} < ${q.F}u)`, (y) => y.line(`${x} = ${phi}[${f}] * ${g.value(y, q.form.psi, idx, aJ0)};`));
+            products.push(x);
           }
-          // The sum after every load: the products' order is the lane's feature order, as in the narrow tile.
-          for (const x of products) m.line(`${acc} = ${acc} + ${x};`);
-        }, { step: (f0) => `${f0} += ${span}u` });
-      });
-      b.line(`${tiles.part.name}[lid] = ${acc};`);
+        }
+        // The sum after every load: the products' order is the lane's feature order, as in the narrow tile.
+        for (const x of products) m.line(`${acc} = ${acc} + ${x};`);
+      }, { step: (f0) => `${f0} += ${span}u` });
+      b.line(`${tiles.part.name}[lid] = select(0.0, ${acc}, ${admit});`);
     });
-    l.comment("the round's values, each thread's loads unrolled");
-    const per = Math.ceil((WIDE * a.NR) / threads);
-    for (let u = 0; u < per; u++) {
-      l.block('', (b) => {
-        const e = b.let('e', `lid + ${u * threads}u`);
-        const k = b.let('k', `${k0} + ${e} / ${a.NR}u`);
-        const inTile = (u + 1) * threads > WIDE * a.NR ? `${e} < ${WIDE * a.NR}u && ` : '';
-        b.block(`if (${inTile}${k} < depth)`, (c) => {
-          const full: Index = { ...T.head, ...c.split(a.L.rest, a.sizes, `${e} % ${a.NR}u`, 'vc') };
-          const ju = c.let('ju', `${T.path.name}[${k}]`);
-          const aJ = c.let('aJ', `an - ${k}`);
-          T.at(aJ, ju);
-          c.line(`${vals.name}[${e}] = ${new ExprGen(a.p, a.sizes, T.read, { i: 'an', j: aJ }).value(c, t.value, full, aJ)};`);
-        });
-      });
-    }
+    for (const x of staged) l.line(x.partial ? `if (${x.e} < ${WIDE * a.NR}u) { ${vals.name}[${x.e}] = ${x.v}; }` : `${vals.name}[${x.e}] = ${x.v};`);
     l.line('workgroupBarrier();');
     l.block(`if (${wcol} < ${a.NR}u)`, (b) => {
       b.comment(`A · v: walk slice ws takes ancestors ws, ws + ${WS}, … of the round, each score its ${LW} lanes' sum`);
