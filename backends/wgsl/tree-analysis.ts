@@ -173,7 +173,7 @@ export function treeKernel(a: TreeAnalysis, given?: TreeSite): TreeKernel {
   // Under the wide forms (tree-split.ts wideTile) the pending path's node indices are loaded beside the parents, into
   // workgroup memory, and copied under the root after the walk: one round trip to memory before the walk, not two.
   const early = pending && a.split.wideTile > 0 ? kb.workgroup('pend', a.maxNodes, 'the pending path, youngest first (maxNodes + its node)', 'u32').name : undefined;
-  emitPath(main, kb.use(parents), N, par.name, path.name, wdepth.name, pending && { ...pending, offset: a.maxNodes, early });
+  emitPath(main, kb.use(parents), N, par.name, path.name, wdepth.name, pending && { ...pending, offset: a.maxNodes, early, oneEach: a.maxNodes <= a.split.threads });
   main.define('an', 'dims.pos0 + depth - 1u', "n's absolute position");
   at('an', 'n');
   stageQuerySide(T, main);
@@ -223,16 +223,26 @@ function ownSite(a: TreeAnalysis): TreeSite {
  * Parents (sanitised: a parent that is not an earlier node reads as −1), then n's root path and depth; with a
  * pending path, its entries after the root's, youngest first, each as maxNodes + its node.
  */
-function emitPath(main: Block, parents: string, N: string, par: string, path: string, wdepth: string, pending: (PendingPath & { offset: number; early?: string }) | undefined): void {
+function emitPath(main: Block, parents: string, N: string, par: string, path: string, wdepth: string, pending: (PendingPath & { offset: number; early?: string; oneEach?: boolean }) | undefined): void {
   main.comment("phase 0: n's root path");
-  main.strided('m', 'n + 1u', (b, m) => {
-    const pv = b.let('pv', `i32(round(${parents}[b * ${N} + ${m}]))`);
-    b.line(`${par}[${m}] = select(-1, ${pv}, ${pv} >= 0 && ${pv} < i32(${m}));`);
-  });
   const early = pending?.early;
-  if (pending && early) {
-    main.comment('the pending path, youngest first, loaded beside the parents');
-    main.strided('i', pending.length, (b, i) => b.line(`${early}[${i}] = ${pending.offset}u + ${pending.node(`${pending.length} - 1u - ${i}`)};`));
+  if (pending && early && pending.oneEach) {
+    // One parent and one pending entry a thread, both loads issued before either store waits for its value (two
+    // loops would wait for the parents before loading the path). Indices clamped; the stores guarded.
+    main.comment('the parents and the pending path (youngest first): one entry of each a thread, both loads in flight together');
+    const pv = main.let('pv', `i32(round(${parents}[b * ${N} + min(lid, n)]))`);
+    const pe = main.let('pe', `${pending.offset}u + ${pending.node(`select(0u, ${pending.length} - 1u - min(lid, ${pending.length} - 1u), ${pending.length} > 0u)`)}`);
+    main.line(`if (lid <= n) { ${par}[lid] = select(-1, ${pv}, ${pv} >= 0 && ${pv} < i32(lid)); }`);
+    main.line(`if (lid < ${pending.length}) { ${early}[lid] = ${pe}; }`);
+  } else {
+    main.strided('m', 'n + 1u', (b, m) => {
+      const pv = b.let('pv', `i32(round(${parents}[b * ${N} + ${m}]))`);
+      b.line(`${par}[${m}] = select(-1, ${pv}, ${pv} >= 0 && ${pv} < i32(${m}));`);
+    });
+    if (pending && early) {
+      main.comment('the pending path, youngest first, loaded beside the parents');
+      main.strided('i', pending.length, (b, i) => b.line(`${early}[${i}] = ${pending.offset}u + ${pending.node(`${pending.length} - 1u - ${i}`)};`));
+    }
   }
   main.line('workgroupBarrier();');
   main.block('if (lid == 0u)', (b) => {

@@ -100,16 +100,31 @@ export function treeFoldPlan(p: Program, sizes: Sizes, maxNodes: number, opts: T
     [`wid.x < ${NS}u * dims.pad`, (main) => {
       const T = treeKernel(a, { kb, main, nodes: 'dims.pad', load, pending: { length: 'dims.t', node: pendingNode, input: pendingInput } });
       treeRead = T.read;
-      main.comment("node n's inputs, kept for the next step (which reads them if n is accepted)");
-      for (const x of layout.inputs) {
+      const kept = layout.inputs.flatMap((x) => {
         const node = p.nodes.find((m) => m.op === 'input' && m.name === x.name);
-        if (!node) continue; // an input nothing reads
+        return node ? [{ ...x, node }] : []; // an input nothing reads is not kept
+      });
+      const keptAt = (x: (typeof kept)[number], idx: Record<string, string>) => `${kb.use(keptBuf)}[(b * ${maxNodes}u + n) * ${W}u + ${x.at}u + ${offset(x.node.type.axes, sizes, idx)}]`;
+      // Under the wide forms, where one element a thread covers every input, its load is issued here and its store
+      // comes after the body: the store no longer waits for the load ahead of the body's first round trip.
+      const late = a.split.wideTile > 0 && kept.every((x) => x.per <= NS * WG);
+      const stores: string[] = [];
+      main.comment(`node n's inputs, kept for the next step (which reads them if n is accepted)${late ? ': loaded now, stored after the body' : ''}`);
+      for (const x of kept) {
+        if (late) {
+          const e = main.let('e', `s * ${WG}u + lid`);
+          const idx = main.split(x.node.type.axes, sizes, `min(${e}, ${x.per - 1}u)`, `k${x.name}`);
+          const v = main.let('kept', T.read(x.node, idx, 'an', main)!);
+          stores.push(`if (${e} < ${x.per}u) { ${keptAt(x, idx)} = ${v}; }`);
+          continue;
+        }
         main.for('e', `s * ${WG}u + lid`, (e) => `${e} < ${x.per}u`, (b, e) => {
-          const idx = b.split(node.type.axes, sizes, e, `k${x.name}`);
-          b.line(`${kb.use(keptBuf)}[(b * ${maxNodes}u + n) * ${W}u + ${x.at}u + ${offset(node.type.axes, sizes, idx)}] = ${T.read(node, idx, 'an', b)};`);
+          const idx = b.split(x.node.type.axes, sizes, e, `k${x.name}`);
+          b.line(`${keptAt(x, idx)} = ${T.read(x.node, idx, 'an', b)};`);
         }, { step: (e) => `${e} += ${NS * WG}u` });
       }
       emitTreeBody(T, main);
+      for (const line of stores) main.line(line);
     }],
     [null, (main) => {
       emitCommit(p, sizes, {
