@@ -52,9 +52,10 @@ describe.each(['elu_dwconv', 'llama_linearized'])('%s: folded tree step, hardwar
 // node walks 135 ancestors (backends/wgsl/tree-wide.ts: three rounds of 64, the last partial) and elu_dwconv's commit
 // stages the path in two tiles of 64 (tree-commit.ts commitTile; llama_linearized's past_groups commit keeps 16).
 // One head of 16 features and 16 columns (commit blocks of 16 × 16, so elu_dwconv's tile is wide) keeps it short.
-const DEEP_CASES: readonly Case[] = [[4, 70, 65, 65]];
+// And a random tree of 65 nodes: nodes from 32 on find their paths by binary lifting (tree-analysis.ts emitPath).
+const DEEP_CASES: readonly Case[] = [[4, 70, 65, 65], [2, 3, 65]];
 describe.each(['elu_dwconv', 'llama_linearized'])('%s: folded tree step, hardware split, two wide rounds', (name) => {
-  it(`equals commit then tree, and the float64 tree form, for (prefix, pending, nodes, chain) ${DEEP_CASES.map((x) => `(${x.join(', ')})`).join(' ')}`, () => checkFolded(name, { hardware: true, maxNodes: 72, cases: DEEP_CASES, axes: { h: 1, d: 16, e: 16 } }), 600_000);
+  it(`equals commit then tree, and the float64 tree form, for (prefix, pending, nodes[, chain]) ${DEEP_CASES.map((x) => `(${x.join(', ')})`).join(' ')}`, () => checkFolded(name, { hardware: true, maxNodes: 72, cases: DEEP_CASES, axes: { h: 1, d: 16, e: 16 } }), 600_000);
 });
 
 async function checkFolded(name: string, opts: { hardware: boolean; maxNodes: number; cases: readonly Case[]; axes: Record<string, number> }): Promise<void> {

@@ -159,7 +159,9 @@ export function treeKernel(a: TreeAnalysis, given?: TreeSite): TreeKernel {
   const at = (pos: string, node: string) => void nodeOf.set(pos, node);
   const out = kb.storage('out:o', true, { always: true });
   const parents = kb.storage(TREE_PARENTS, false, { always: true });
-  const par = kb.workgroup('par', a.maxNodes, 'parents, sanitised to earlier nodes', 'i32');
+  // Under the wide forms a deep node finds its path by binary lifting (emitPath): par holds the 2^j-th ancestors too.
+  const lift = a.split.wideTile > 0 && a.maxNodes > LIFT_FROM + 1 && a.maxNodes <= a.split.threads ? Math.floor(Math.log2(a.maxNodes - 1)) : 0;
+  const par = kb.workgroup('par', (lift + 1) * a.maxNodes, lift ? "parents, sanitised to earlier nodes, then level j: the 2^j-th ancestors" : 'parents, sanitised to earlier nodes', 'i32');
   const path = kb.workgroup('path', pending ? 2 * a.maxNodes : a.maxNodes, `path[k]: n's ancestor k steps up${pending ? ' (≥ maxNodes: a pending node)' : ''}`, 'u32');
   const wdepth = kb.workgroup('wdepth', 1, "the path's length", 'u32');
   const phi = a.prefix.map((q) => kb.workgroup(`phi${q.k}`, q.F, `φ_n of ${q.name}`));
@@ -173,7 +175,7 @@ export function treeKernel(a: TreeAnalysis, given?: TreeSite): TreeKernel {
   // Under the wide forms (tree-split.ts wideTile) the pending path's node indices are loaded beside the parents, into
   // workgroup memory, and copied under the root after the walk: one round trip to memory before the walk, not two.
   const early = pending && a.split.wideTile > 0 ? kb.workgroup('pend', a.maxNodes, 'the pending path, youngest first (maxNodes + its node)', 'u32').name : undefined;
-  emitPath(main, kb.use(parents), N, par.name, path.name, wdepth.name, pending && { ...pending, offset: a.maxNodes, early, oneEach: a.maxNodes <= a.split.threads });
+  emitPath(main, kb.use(parents), N, par.name, path.name, wdepth.name, pending && { ...pending, offset: a.maxNodes, early, oneEach: a.maxNodes <= a.split.threads }, lift ? a.maxNodes : 0);
   main.define('an', 'dims.pos0 + depth - 1u', "n's absolute position");
   at('an', 'n');
   stageQuerySide(T, main);
@@ -223,7 +225,16 @@ function ownSite(a: TreeAnalysis): TreeSite {
  * Parents (sanitised: a parent that is not an earlier node reads as −1), then n's root path and depth; with a
  * pending path, its entries after the root's, youngest first, each as maxNodes + its node.
  */
-function emitPath(main: Block, parents: string, N: string, par: string, path: string, wdepth: string, pending: (PendingPath & { offset: number; early?: string; oneEach?: boolean }) | undefined): void {
+/** Nodes from which a path is found by binary lifting (emitPath), below which by lid 0's walk. */
+const LIFT_FROM = 32;
+
+/**
+ * ... `lift` (M = maxNodes ≤ threads, 0: never): from node LIFT_FROM on, binary lifting instead of lid 0's walk.
+ * The walk is a chain of depth dependent workgroup-memory loads (65 for the deepest node of a 64-node chain, ~1.4 µs
+ * on the H200 at ~40 cycles a step); lifting builds level j (the 2^j-th ancestors, par[j · M + m]) in ⌊log2 n⌋ rounds
+ * of one barrier, lid 0 finds the depth in as many loads (greedy descent), and thread k finds path[k] in as many.
+ */
+function emitPath(main: Block, parents: string, N: string, par: string, path: string, wdepth: string, pending: (PendingPath & { offset: number; early?: string; oneEach?: boolean }) | undefined, lift = 0): void {
   main.comment("phase 0: n's root path");
   const early = pending?.early;
   if (pending && early && pending.oneEach) {
@@ -245,7 +256,7 @@ function emitPath(main: Block, parents: string, N: string, par: string, path: st
     }
   }
   main.line('workgroupBarrier();');
-  main.block('if (lid == 0u)', (b) => {
+  const walk = (w: Block) => w.block('if (lid == 0u)', (b) => {
     const k = b.var('k', '0u', 'u32');
     const up = b.var('up', 'i32(n)', 'i32');
     b.block('loop', (l) => {
@@ -256,6 +267,41 @@ function emitPath(main: Block, parents: string, N: string, par: string, path: st
     });
     b.line(`${wdepth}[0] = ${k};`);
   });
+  if (!lift) walk(main);
+  else {
+    const M = lift;
+    main.ifChain([
+      [`n >= ${LIFT_FROM}u`, (x) => {
+        x.comment(`binary lifting: level j of par holds the 2^j-th ancestors (−1 past the root), levels 1 … ⌊log2 n⌋`);
+        const top = x.let('top', 'firstLeadingBit(n)');
+        x.for('j', '1u', (j) => `${j} <= ${top}`, (l, j) => {
+          l.block('if (lid <= n)', (b) => {
+            const h = b.let('h', `${par}[(${j} - 1u) * ${M}u + lid]`);
+            b.line(`${par}[${j} * ${M}u + lid] = select(-1, ${par}[(${j} - 1u) * ${M}u + u32(max(${h}, 0))], ${h} >= 0);`);
+          });
+          l.line('workgroupBarrier();');
+        });
+        x.block('if (lid == 0u)', (b) => {
+          b.comment("n's depth: the longest jump sequence that stays in the tree, greedily from the top level");
+          const at = b.var('x', 'n', 'u32');
+          const d = b.var('d', '1u', 'u32');
+          b.for('j', `${top} + 1u`, (j) => `${j} > 0u`, (l, j) => {
+            const y = l.let('y', `${par}[(${j} - 1u) * ${M}u + ${at}]`);
+            l.line(`if (${y} >= 0) { ${at} = u32(${y}); ${d} += 1u << (${j} - 1u); }`);
+          }, { step: (j) => `${j}--` });
+          b.line(`${wdepth}[0] = ${d};`);
+        });
+        const d = x.let('d', `workgroupUniformLoad(&${wdepth}[0])`);
+        x.block(`if (lid < ${d})`, (b) => {
+          b.comment('path[lid]: the ancestor lid steps up, one level per bit of lid');
+          const at = b.var('x', 'n', 'u32');
+          b.for('j', '0u', (j) => `${j} <= ${top}`, (l, j) => l.line(`if (((lid >> ${j}) & 1u) == 1u) { ${at} = u32(${par}[${j} * ${M}u + ${at}]); }`));
+          b.line(`${path}[lid] = ${at};`);
+        });
+      }],
+      [null, walk],
+    ]);
+  }
   if (!pending) {
     main.define('depth', `workgroupUniformLoad(&${wdepth}[0])`, 'uniform: loops around barriers run to it');
     return;
