@@ -236,7 +236,7 @@ export function emitCommit(p: Program, sizes: Sizes, site: CommitSite): void {
           });
         });
         l.line('workgroupBarrier();');
-        l.for('kk', '0u', (kk) => `${kk} < min(${TP}u, dims.t - ${p0})`, (m, kk) => {
+        const walk = (m: Block, kk: string) => {
           const pos = m.let('pos', `dims.pos0 + ${p0} + ${kk}`);
           const v = m.let('v', `${vT.name}[${kk} * ${CB}u + lid % ${CB}u]`);
           const starts = C ? m.let('starts', `${pos} % ${C}u == 0u && ${pos} > 0u`) : null;
@@ -251,7 +251,18 @@ export function emitCommit(p: Program, sizes: Sizes, site: CommitSite): void {
               m.line(`${sv[e]} = ${dec} * ${sv[e]} + ${ps} * ${v}; ${zv[e]} = ${dec} * ${zv[e]} + ${ps};`);
             }
           });
-        });
+        };
+        if (TP === TREE_TILE) l.for('kk', '0u', (kk) => `${kk} < min(${TP}u, dims.t - ${p0})`, walk);
+        else {
+          // A wide tile's walk four entries a step (in path order: the same arithmetic), so that their workgroup-memory
+          // loads are issued together rather than one step's after the last's multiply-add.
+          const lim = l.let('lim', `min(${TP}u, dims.t - ${p0})`);
+          const lim4 = l.let('lim4', `${lim} & ~3u`);
+          l.for('kq', '0u', (kq) => `${kq} < ${lim4}`, (m, kq) => {
+            for (let i = 0; i < 4; i++) m.block('', (x) => walk(x, `(${kq} + ${i}u)`));
+          }, { step: (kq) => `${kq} += 4u` });
+          l.for('kk', lim4, (kk) => `${kk} < ${lim}`, walk);
+        }
         l.line('workgroupBarrier();');
       }, { step: (p0) => `${p0} += ${TP}u` });
       fe.forEach((f, e) => {

@@ -104,11 +104,18 @@ export function emitWidePath(T: TreeKernel, main: Block, q: TreePrefix, t: Term,
     l.line('workgroupBarrier();');
     l.block(`if (${wcol} < ${a.NR}u)`, (b) => {
       b.comment(`A · v: walk slice ws takes ancestors ws, ws + ${WS}, … of the round, each score its ${LW} lanes' sum`);
-      b.for('kk', wsl, (kk) => `${kk} < min(${WIDE}u, depth - ${k0})`, (c, kk) => {
+      const step = (c: Block, kk: string) => {
         const lanes = [...Array(LW).keys()].map((ln) => `${tiles.part.name}[${kk} * ${LW}u + ${ln}u]`).join(' + ');
         const sc = c.let('sc', lanes);
         c.line(`${nuW} = ${nuW} + ${sc} * ${vals.name}[${kk} * ${a.NR}u + ${wcol}];${deW ? ` ${deW} = ${deW} + ${sc};` : ''}`);
-      }, { step: (kk) => `${kk} += ${WS}u` });
+      };
+      // Four ancestors a step (in order: the same sums), so that their loads are issued together, then the rest.
+      const lim = b.let('lim', `min(${WIDE}u, depth - ${k0})`);
+      const kk = b.var('kk', wsl, 'u32');
+      b.block(`for (; ${kk} + ${3 * WS}u < ${lim}; ${kk} += ${4 * WS}u)`, (c) => {
+        for (let i = 0; i < 4; i++) c.block('', (x) => step(x, `(${kk} + ${i * WS}u)`));
+      });
+      b.block(`for (; ${kk} < ${lim}; ${kk} += ${WS}u)`, (c) => step(c, kk));
     });
     l.line('workgroupBarrier();');
   }, { step: (k0) => `${k0} += ${WIDE}u` });
