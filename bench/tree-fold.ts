@@ -61,6 +61,10 @@ type Row = { form: string; nodes: number; err: number; fold: number; commit: num
 const rows: Row[] = [];
 for (const form of opt.forms.split(',')) {
   const factory = await compileTreeAttention(gpu, program, sizes, MAX_NODES, hardware, form === 'wide');
+  const code = factory.fold!.plan.kernels[0].code;
+  const declared = [...code.matchAll(/var<workgroup> \w+: array<\w+, (\d+)>/g)].reduce((n, m) => n + 4 * Number(m[1]), 0);
+  // A wide kernel over the adapter's workgroup memory is built narrow (TreeOptions.maxWorkgroupBytes): say which ran.
+  console.log(`  ${form}: the fold kernel walks paths in ${code.includes('ancestors a round (tree-wide.ts)') ? 'wide rounds of 64' : 'tiles of 16'}, ${declared} bytes of workgroup memory, ${factory.fold!.plan.kernels[0].workgroups(1, MAX_NODES)[0]} workgroups at ${MAX_NODES} nodes`);
   const layer = factory.layer(paramBufs);
   const sets = new FoldSets(gpu, factory.fold!.layout, 1, MAX_NODES, `bench ${form}`);
   try {

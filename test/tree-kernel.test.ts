@@ -94,6 +94,20 @@ describe('tree kernels: the split of a workgroup (tree-split.ts)', () => {
     expect(sw).not.toContain('vals');
   });
 
+  it('builds the wide forms only where their workgroup memory fits the adapter', () => {
+    const llama = compiled('llama_linearized', { h: 12, d: 64, e: 64 });
+    const bytes = (code: string) => [...code.matchAll(/var<workgroup> \w+: array<\w+, (\d+)>/g)].reduce((n, m) => n + 4 * Number(m[1]), 0);
+    for (const plan of [treeFoldPlan, treePlan]) {
+      const at = (maxWorkgroupBytes?: number) => plan(llama.program, llama.sizes, 65, { hardware: true, maxWorkgroupBytes }).kernels[0].code;
+      const wide = bytes(at());
+      const narrow = bytes(plan(llama.program, llama.sizes, 65, { hardware: true, wide: false }).kernels[0].code);
+      expect(wide).toBeGreaterThan(narrow); // the wide rounds' values tile: 64 ancestors × 64 columns
+      expect(at(wide)).toContain('64 ancestors a round');
+      expect(at(wide - 4)).toContain('16 ancestors a tile');
+      expect(bytes(at(wide - 4))).toBe(narrow);
+    }
+  });
+
   it('launches as many commit workgroups under either split: one state element a thread at 256 threads where 64 kept 4', () => {
     const grid = (hardware: boolean) => treeFoldCommitPlan(program, sizes, 16, { hardware }).kernels[0].workgroups(1, 1);
     expect(grid(true)).toEqual(grid(false));

@@ -135,6 +135,7 @@ export function treeFoldPlan(p: Program, sizes: Sizes, maxNodes: number, opts: T
       });
     }],
   ]);
+  if (a.split.wideTile > 0 && opts.maxWorkgroupBytes !== undefined && 4 * kb.workgroupFloats() > opts.maxWorkgroupBytes) return treeFoldPlan(p, sizes, maxNodes, { ...opts, wide: false });
   const kernel = kb.build({
     label: `${p.name}.tree-fold`,
     comment: [

@@ -28,6 +28,12 @@ export interface TreeOptions {
   readonly hardware?: boolean;
   /** Under a hardware split, walk paths in wide rounds where they fit (tree-wide.ts; default true): false times the 16-ancestor tiles. */
   readonly wide?: boolean;
+  /**
+   * The adapter's workgroup memory, in bytes: a wide kernel that would declare more is built narrow instead (the
+   * wide rounds' values tile is 16 KB at 64 columns: elu_dwconv's fold at 65 nodes declares 32,320 bytes,
+   * llama_linearized's 35,328, against the narrow forms' ~12 KB). Default: no limit.
+   */
+  readonly maxWorkgroupBytes?: number;
 }
 
 /** The software split: every tree kernel as it ran before the split (TREE_WG threads, one slice). */

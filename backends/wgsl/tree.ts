@@ -39,6 +39,7 @@ export function treePlan(p: Program, sizes: Sizes, maxNodes: number, opts: TreeO
   const T = treeKernel(a);
   emitTreeBody(T);
   const { kb } = T;
+  if (a.split.wideTile > 0 && opts.maxWorkgroupBytes !== undefined && 4 * kb.workgroupFloats() > opts.maxWorkgroupBytes) return treePlan(p, sizes, maxNodes, { ...opts, wide: false });
   const kernel = kb.build({
     label: `${p.name}.tree`,
     comment: [`tree verification kernel of ${p.name}: one workgroup per (b, head slice, node) against the committed state, read only (parents in ${TREE_PARENTS})`],

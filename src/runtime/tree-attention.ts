@@ -93,7 +93,7 @@ export interface TreeAttentionFactory {
  * false: the 16-ancestor tiles, for timing both — bench/tree-fold.ts).
  */
 export async function compileTreeAttention(gpu: Gpu, program: Program, sizes: Readonly<Record<string, number>>, maxNodes: number, hardware = !gpu.isSoftware, wide = true): Promise<TreeAttentionFactory> {
-  const opts = { hardware, wide };
+  const opts = { hardware, wide, maxWorkgroupBytes: gpu.limits.maxComputeWorkgroupStorageSize };
   const tree = treePlan(program, sizes, maxNodes, opts);
   const commit = treeCommitPlan(program, sizes, maxNodes, opts);
   let fold = isSoftmaxProgram(program) ? null : { plan: treeFoldPlan(program, sizes, maxNodes, opts), commit: treeFoldCommitPlan(program, sizes, maxNodes, opts) };
