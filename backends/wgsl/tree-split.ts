@@ -13,6 +13,18 @@
 // A 256-thread workgroup still leaves a 64-node, 12-head tree's 768 verifying workgroups all resident on the H200
 // (132 SMs × 2048 threads). A software adapter runs workgroups on a few CPU threads, where extra invocations are
 // only more work: 64 threads, no slices, nothing staged — the kernels its tests were timed with.
+//
+// The wide forms (wideTile, up to 64 columns): with the split in place the fold at 64 nodes still took ~47 µs a
+// dispatch (0.568 ms per 12), a 16-node one ~15.6 µs, against ~12 µs at 1 node: the deepest node's workgroup is the
+// step, and its time is a chain of round trips to memory and barriers, ~3.6 µs per 16-ancestor tile (9 tiles at
+// depth 130: a chain of 65 below 65 pending). So each serial round now does more: prefix paths in rounds of 64
+// ancestors with every load of a round in flight together (tree-wide.ts), commits in tiles of 64 path entries
+// (tree-commit.ts commitTile), the pending path loaded with the parents and a deep node's root path found by binary
+// lifting (tree-analysis.ts emitPath), the kept inputs loaded before the body and stored after it (tree-fold.ts),
+// the walks four steps a loop iteration. Workgroup memory grows to ~32 KB (the values tile: 16 KB); a kernel over
+// the adapter's limit is built narrow. Gated terms keep the 16-ancestor tiles (their D_{j→n} scan is per tile).
+// Expected (not yet timed on the H200): fold at 64 nodes from 9 + 5 serial rounds (verify, commit) to 3 + 2, about
+// half its time above the ~11 µs floor; 1–4 nodes unchanged or a round trip shorter. bench/tree-fold.ts times both.
 /** Invocations of a tree workgroup, and how many of them share one column's walk over the rows of S. */
 export interface TreeSplit {
   readonly threads: number;
