@@ -58,6 +58,12 @@ describe.each(['elu_dwconv', 'llama_linearized'])('%s: folded tree step, hardwar
   it(`equals commit then tree, and the float64 tree form, for (prefix, pending, nodes[, chain]) ${DEEP_CASES.map((x) => `(${x.join(', ')})`).join(' ')}`, () => checkFolded(name, { hardware: true, maxNodes: 72, cases: DEEP_CASES, axes: { h: 1, d: 16, e: 16 } }), 600_000);
 });
 
+// gla's per-feature gates keep the 16-ancestor tiles under the hardware split, but its fold runs the wide forms'
+// prologue (the pending path beside the parents, binary lifting from node 32, the kept inputs stored last).
+describe('gla: folded tree step, hardware split, deep', () => {
+  it(`equals commit then tree, and the float64 tree form, for (prefix, pending, nodes[, chain]) ${DEEP_CASES.map((x) => `(${x.join(', ')})`).join(' ')}`, () => checkFolded('gla', { hardware: true, maxNodes: 72, cases: DEEP_CASES, axes: { h: 1, d: 16, e: 16 } }), 600_000);
+});
+
 async function checkFolded(name: string, opts: { hardware: boolean; maxNodes: number; cases: readonly Case[]; axes: Record<string, number> }): Promise<void> {
   const { hardware, maxNodes: MAX_NODES, cases: CASES, axes: AXES } = opts;
   const c = VARIANTS.find((v) => v.file.endsWith(`/${name}.la`))!;
