@@ -8,13 +8,15 @@
 // back to back while the GPU waits on it; the fold at 64 nodes with nothing pending (5 rounds) took ~30 µs, the
 // 1-node fold ~12 µs, so a round cost ~3.6 µs: latency, not work.
 //
-// The wide tile takes WIDE ancestors a round (64: 130 ancestors in 3 rounds, a 16-node tree's ≤ 34 in 1):
-//   - scores: thread (kk, lane) of WIDE × LW (LW = threads / WIDE = 4 lanes) sums its features, written out
-//     unrolled so that the loads (each behind its branch) are all in flight before the first product;
-//   - the tile's values v_j, WIDE × NR floats, staged with each thread's loads unrolled the same way;
+// The wide tile takes WIDE ancestors a round (64: 130 ancestors in 3 rounds, a 16-node tree's ≤ 34 in 1), each
+// round one round trip to memory: its loads are straight-line code (an entry past the path reads the deepest
+// ancestor again, k clamped below depth; its score is selected to 0 and its value never read), values first:
+//   - the tile's values v_j, WIDE × NR floats, each thread's loads into registers, stored after the scores;
+//   - scores: thread (kk, lane) of WIDE × LW (LW = threads / WIDE = 4 lanes) sums its F / LW features, written
+//     out unrolled so that their loads are in flight before the first product;
 //   - one barrier, then thread (column, walk slice ws) takes ancestors ws, ws + WS, … of the tile (interleaved, so
-//     a short path still spreads over all slices), adding the LW lane partials of each score itself (no separate
-//     reduction round and its barrier), into registers it keeps across rounds;
+//     a short path still spreads over all slices; four a loop iteration), adding the LW lane partials of each
+//     score itself (no separate reduction round and its barrier), into registers it keeps across rounds;
 //   - one barrier before the next round overwrites the tile; after the last, the slices' partial sums meet in
 //     workgroup memory and slice 0 adds them in slice order (two barriers once per term).
 // Rounds: 2 barriers instead of 3, ⌈depth / 64⌉ instead of ⌈depth / 16⌉. Gated terms (gla, retnet, mamba2) keep
@@ -25,7 +27,7 @@ import { hoistRowReductions, type TreeKernel, type TreePrefix } from './tree-ana
 import type { Term } from '../../src/ir/types.ts';
 import type { ItemSums, PrefixTiles } from './tree-prefix.ts';
 
-/** Feature loads a score thread issues before its first product (a divisor of nothing: guarded where F is not a multiple). */
+/** Feature loads a score thread issues before its first product (more features: a loop of such groups). */
 const MAX_UNROLL = 16;
 
 /** Columns a walk slice spans: a power of two ≥ NR (at least 4, so that WS = threads / CW ≤ WIDE). */
