@@ -175,10 +175,15 @@ export function treeKernel(a: TreeAnalysis, given?: TreeSite): TreeKernel {
   // Under the wide forms (tree-split.ts wideTile) the pending path's node indices are loaded beside the parents, into
   // workgroup memory, and copied under the root after the walk: one round trip to memory before the walk, not two.
   const early = pending && a.split.wideTile > 0 ? kb.workgroup('pend', a.maxNodes, 'the pending path, youngest first (maxNodes + its node)', 'u32').name : undefined;
-  emitPath(main, kb.use(parents), N, par.name, path.name, wdepth.name, pending && { ...pending, offset: a.maxNodes, early, oneEach: a.maxNodes <= a.split.threads }, lift ? a.maxNodes : 0);
+  const oneEach = a.maxNodes <= a.split.threads;
+  // φ_n that no position reaches (elu's, not rope's) is loaded beside the parents too, a third load in that round
+  // trip; not one with a row reduction (llama's ‖q‖: a serial loop, which the bounded terms' features share later).
+  const phiEarly = !!(pending && early && oneEach) && a.prefix.every((q) => positionFree(a.p, q.form.phi) && rowReductions(a.p, q.form.phi, 'an', { i: 'an', j: 'an' }, a.L.head).length === 0);
+  if (phiEarly) at('an', 'n');
+  emitPath(main, kb.use(parents), N, par.name, path.name, wdepth.name, pending && { ...pending, offset: a.maxNodes, early, oneEach, beforeStores: phiEarly ? (b) => stagePhi(T, b) : undefined }, lift ? a.maxNodes : 0);
   main.define('an', 'dims.pos0 + depth - 1u', "n's absolute position");
   at('an', 'n');
-  stageQuerySide(T, main);
+  stageQuerySide(T, main, phiEarly);
   return T;
 }
 
@@ -234,7 +239,7 @@ const LIFT_FROM = 32;
  * on the H200 at ~40 cycles a step); lifting builds level j (the 2^j-th ancestors, par[j · M + m]) in ⌊log2 n⌋ rounds
  * of one barrier, lid 0 finds the depth in as many loads (greedy descent), and thread k finds path[k] in as many.
  */
-function emitPath(main: Block, parents: string, N: string, par: string, path: string, wdepth: string, pending: (PendingPath & { offset: number; early?: string; oneEach?: boolean }) | undefined, lift = 0): void {
+function emitPath(main: Block, parents: string, N: string, par: string, path: string, wdepth: string, pending: (PendingPath & { offset: number; early?: string; oneEach?: boolean; beforeStores?: (b: Block) => void }) | undefined, lift = 0): void {
   main.comment("phase 0: n's root path");
   const early = pending?.early;
   if (pending && early && pending.oneEach) {
@@ -243,6 +248,7 @@ function emitPath(main: Block, parents: string, N: string, par: string, path: st
     main.comment('the parents and the pending path (youngest first): one entry of each a thread, both loads in flight together');
     const pv = main.let('pv', `i32(round(${parents}[b * ${N} + min(lid, n)]))`);
     const pe = main.let('pe', `${pending.offset}u + ${pending.node(`select(0u, ${pending.length} - 1u - min(lid, ${pending.length} - 1u), ${pending.length} > 0u)`)}`);
+    pending.beforeStores?.(main);
     main.line(`if (lid <= n) { ${par}[lid] = select(-1, ${pv}, ${pv} >= 0 && ${pv} < i32(lid)); }`);
     main.line(`if (lid < ${pending.length}) { ${early}[lid] = ${pe}; }`);
   } else {
@@ -318,17 +324,13 @@ function emitPath(main: Block, parents: string, N: string, par: string, path: st
  * Each prefix term's φ_n and the bounded terms' query features at n, in workgroup memory. Their row reductions
  * (a norm over d) come first, once per invocation, then every element reuses them.
  */
-function stageQuerySide(T: TreeKernel, main: Block): void {
+function stageQuerySide(T: TreeKernel, main: Block, phiDone = false): void {
   const { a } = T;
-  main.comment('phase 1: query-side values at n');
+  if (phiDone && a.qf.size === 0) return;
+  main.comment(`phase 1: query-side values at n${phiDone ? ' (φ_n came with the parents)' : ''}`);
   const g = new ExprGen(a.p, a.sizes, T.read, { i: 'an', j: 'an' });
-  for (const id of [...a.prefix.map((q) => q.form.phi), ...a.qf.keys()]) hoistRowReductions(T, g, main, id, 'an');
-  a.prefix.forEach((q, i) => {
-    main.strided('f', `${q.F}u`, (b, f) => {
-      const idx: Index = { ...T.head, ...(q.form.feature ? { [q.form.feature]: f } : {}) };
-      b.line(`${T.phi[i].name}[${f}] = ${g.value(b, q.form.phi, idx, 'an')};`);
-    });
-  });
+  if (!phiDone) stagePhi(T, main, g);
+  for (const id of a.qf.keys()) hoistRowReductions(T, g, main, id, 'an');
   for (const [id, f] of a.qf) {
     main.strided('x', `${f.W}u`, (b, x) => {
       const idx = b.split(f.axes, a.sizes, x, `q${id}`);
@@ -336,6 +338,31 @@ function stageQuerySide(T: TreeKernel, main: Block): void {
     });
   }
   main.line('workgroupBarrier();');
+}
+
+/** Each prefix term's φ_n into workgroup memory, its row reductions first. */
+function stagePhi(T: TreeKernel, main: Block, g = new ExprGen(T.a.p, T.a.sizes, T.read, { i: 'an', j: 'an' })): void {
+  const { a } = T;
+  for (const q of a.prefix) hoistRowReductions(T, g, main, q.form.phi, 'an');
+  a.prefix.forEach((q, i) => {
+    main.strided('f', `${q.F}u`, (b, f) => {
+      const idx: Index = { ...T.head, ...(q.form.feature ? { [q.form.feature]: f } : {}) };
+      b.line(`${T.phi[i].name}[${f}] = ${g.value(b, q.form.phi, idx, 'an')};`);
+    });
+  });
+}
+
+/** Whether no position reaches node `id` (a position, a rotation by position or a decay between positions). */
+function positionFree(p: Program, id: Id): boolean {
+  const seen = new Set<Id>();
+  const free = (x: Id): boolean => {
+    if (seen.has(x)) return true;
+    seen.add(x);
+    const n = p.nodes[x];
+    if (n.op === 'position' || n.op === 'rope' || n.op === 'decay') return false;
+    return operands(n).every(free);
+  };
+  return free(id);
 }
 
 /** WGSL reading a state buffer ('state:S0', …) at `index`: the committed state, read only. */
