@@ -11,6 +11,9 @@
 //
 //   npx tsx bench/tree-fold.ts [--variant examples/paper/elu_dwconv.la] [--sizes 1,4,16,64] [--repeats 5] [--forms narrow,wide] [--hardware]
 //
+// Forms: narrow (the 16-ancestor tiles), wide (rounds of 64), wide32 and wide16 (the wide forms' rounds of 32 or 16
+// ancestors: fewer registers a thread, more rounds).
+//
 // Model shape: 12 heads of 64 (hidden 768), batch 1. --hardware forces the hardware split on a software adapter
 // (there the timings mean nothing; it checks the forms).
 import { parseArgs } from 'node:util';
@@ -60,11 +63,13 @@ const treeCpu = new TreeForm(program, params64, sizes);
 type Row = { form: string; nodes: number; err: number; fold: number; commit: number; foldAfterCommit: number };
 const rows: Row[] = [];
 for (const form of opt.forms.split(',')) {
-  const factory = await compileTreeAttention(gpu, program, sizes, MAX_NODES, hardware, form === 'wide');
+  const wide = form === 'narrow' ? false : form === 'wide' ? true : Number(form.replace(/^wide/, ''));
+  if (Number.isNaN(wide)) throw new Error(`--forms: '${form}' is none of narrow, wide, wide16, wide32`);
+  const factory = await compileTreeAttention(gpu, program, sizes, MAX_NODES, hardware, wide);
   const code = factory.fold!.plan.kernels[0].code;
   const declared = [...code.matchAll(/var<workgroup> \w+: array<\w+, (\d+)>/g)].reduce((n, m) => n + 4 * Number(m[1]), 0);
   // A wide kernel over the adapter's workgroup memory is built narrow (TreeOptions.maxWorkgroupBytes): say which ran.
-  console.log(`  ${form}: the fold kernel walks paths in ${code.includes('ancestors a round (tree-wide.ts)') ? 'wide rounds of 64' : 'tiles of 16'}, ${declared} bytes of workgroup memory, ${factory.fold!.plan.kernels[0].workgroups(1, MAX_NODES)[0]} workgroups at ${MAX_NODES} nodes`);
+  console.log(`  ${form}: the fold kernel walks paths in ${/(\d+) ancestors a round \(tree-wide.ts\)/.exec(code)?.[0] ?? '16 ancestors a tile'}, ${declared} bytes of workgroup memory, ${factory.fold!.plan.kernels[0].workgroups(1, MAX_NODES)[0]} workgroups at ${MAX_NODES} nodes`);
   const layer = factory.layer(paramBufs);
   const sets = new FoldSets(gpu, factory.fold!.layout, 1, MAX_NODES, `bench ${form}`);
   try {

@@ -77,6 +77,9 @@ describe('tree kernels: the split of a workgroup (tree-split.ts)', () => {
   it('gives a hardware adapter 256 threads, 4 slices of 16 state rows per column and staged tile values; a software adapter the 64-thread kernels', () => {
     expect(treeSplit(64, 64, false)).toEqual({ threads: 256, slices: 4, stageValues: true, wideTile: 64 });
     expect(treeSplit(64, 64, false, false)).toEqual({ threads: 256, slices: 4, stageValues: true, wideTile: 0 });
+    expect(treeSplit(64, 64, false, 32).wideTile).toBe(32);
+    expect(treeSplit(3, 4, false, 16).wideTile).toBe(64); // 64 walk slices of 4 columns: one ancestor each at least
+    expect(() => treeSplit(64, 64, false, 48)).toThrow(/power of two/);
     expect(treeSplit(128, 64, false)).toEqual({ threads: 256, slices: 2, stageValues: true, wideTile: 0 });
     expect(treeSplit(3, 4, false)).toEqual({ threads: 256, slices: 4, stageValues: true, wideTile: 64 });
     expect(treeSplit(64, 64, true)).toEqual(SOFTWARE_TREE_SPLIT);

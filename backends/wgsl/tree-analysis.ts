@@ -57,7 +57,7 @@ export interface TreeAnalysis {
 }
 
 /** The split of a tree step of `p` (tree-split.ts): a hardware adapter's when `hardware`, else the software one. */
-export function treeSplitOf(p: Program, sizes: Sizes, hardware: boolean, wide = true): TreeSplit {
+export function treeSplitOf(p: Program, sizes: Sizes, hardware: boolean, wide: boolean | number = true): TreeSplit {
   const L = layoutOf(p, p.terms);
   const st = stateLayout(p, sizes);
   return treeSplit(count(L.rest, sizes), Math.max(1, ...st.prefix.map((q) => q.F)), !hardware, wide);

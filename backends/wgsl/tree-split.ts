@@ -38,8 +38,12 @@ export interface TreeSplit {
 /** How a tree plan splits its work: a hardware adapter's split when `hardware` (default: the software one). */
 export interface TreeOptions {
   readonly hardware?: boolean;
-  /** Under a hardware split, walk paths in wide rounds where they fit (tree-wide.ts; default true): false times the 16-ancestor tiles. */
-  readonly wide?: boolean;
+  /**
+   * Under a hardware split, walk paths in wide rounds where they fit (tree-wide.ts; default true, 64 ancestors a
+   * round): false times the 16-ancestor tiles, a number (16, 32; wider only below 64 columns) another round width —
+   * for timing, where a wider round's registers could cost more residency than its round trips save.
+   */
+  readonly wide?: boolean | number;
   /**
    * The adapter's workgroup memory, in bytes: a wide kernel that would declare more is built narrow instead (the
    * wide rounds' values tile is 16 KB at 64 columns: elu_dwconv's fold at 65 nodes declares 32,320 bytes,
@@ -63,9 +67,20 @@ const MAX_WIDE_COLUMNS = 64;
  * 16 rows at F = 64), no more than F, and wide rounds of 64 ancestors up to 64 columns unless `wide` is false;
  * a software adapter: SOFTWARE_TREE_SPLIT.
  */
-export function treeSplit(NR: number, F: number, software: boolean, wide = true): TreeSplit {
+export function treeSplit(NR: number, F: number, software: boolean, wide: boolean | number = true): TreeSplit {
   if (software) return SOFTWARE_TREE_SPLIT;
   let slices = 1;
   while (slices * 2 <= F && NR * slices * 2 <= HARDWARE_THREADS) slices *= 2;
-  return { threads: HARDWARE_THREADS, slices, stageValues: NR <= MAX_STAGED_COLUMNS, wideTile: wide && NR <= MAX_WIDE_COLUMNS ? WIDE_TILE : 0 };
+  const asked = wide === true ? WIDE_TILE : wide === false ? 0 : wide;
+  if (asked && !(Number.isInteger(Math.log2(asked)) && asked >= 16 && asked <= HARDWARE_THREADS)) throw new Error(`treeSplit: a wide round of ${asked} ancestors; a power of two from 16 to ${HARDWARE_THREADS}`);
+  // A round spreads over the walk slices (threads / wideColumns(NR) of them): at least one ancestor each.
+  const wideTile = asked && NR * asked <= MAX_WIDE_COLUMNS * WIDE_TILE ? Math.max(asked, HARDWARE_THREADS / wideColumns(NR)) : 0;
+  return { threads: HARDWARE_THREADS, slices, stageValues: NR <= MAX_STAGED_COLUMNS, wideTile };
+}
+
+/** Columns a wide round's walk slice spans (tree-wide.ts): a power of two ≥ NR, at least 4. */
+export function wideColumns(NR: number): number {
+  let cw = 4;
+  while (cw < NR) cw *= 2;
+  return cw;
 }

@@ -26,16 +26,11 @@ import type { Block } from './wgsl-block.ts';
 import { hoistRowReductions, type TreeKernel, type TreePrefix } from './tree-analysis.ts';
 import type { Term } from '../../src/ir/types.ts';
 import type { ItemSums, PrefixTiles } from './tree-prefix.ts';
+import { wideColumns } from './tree-split.ts';
 
 /** Feature loads a score thread issues before its first product (more features: a loop of such groups). */
 const MAX_UNROLL = 16;
 
-/** Columns a walk slice spans: a power of two ≥ NR (at least 4, so that WS = threads / CW ≤ WIDE). */
-export function wideColumns(NR: number): number {
-  let cw = 4;
-  while (cw < NR) cw *= 2;
-  return cw;
-}
 
 /** num += Σ_{j∈P(n)} A[n, j] v_j (den += Σ A[n, j]) over n's path, WIDE ancestors a round. */
 export function emitWidePath(T: TreeKernel, main: Block, q: TreePrefix, t: Term, sums: ItemSums, tiles: PrefixTiles): void {
