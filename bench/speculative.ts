@@ -1,6 +1,6 @@
 // Speculative decoding against plain decoding on the GPU, same model, same prompt, same run.
 //
-//   npm run bench:speculative [-- --small] [--tokens N] [--no-profile] [--oracle-only] [--narrow-tree] [--out DIR]
+//   npm run bench:speculative [-- --small] [--tokens N] [--no-profile] [--oracle-only] [--out DIR]
 //
 // Model (random weights): bench/decode.ts's — 12 layers, hidden 768, 12 heads of 64, intermediate 2048,
 // vocab 32000, elu+1 linear attention + K = 4 depthwise conv on v (examples/paper/elu_dwconv.la) — with
@@ -25,7 +25,6 @@
 //     launches commit the previous path, the verifier's default) and with the commit's own launch per layer
 //     (GpuVerifierOptions.foldUpTo 0), the 'tree N +commit' columns.
 // --oracle-only: the verification-cost figures alone (plain decoding, the oracle by tree size, the profile).
-// --narrow-tree: the tree kernels' old forms (GpuVerifierOptions.wideTree false; bench/tree-fold.ts times both at once).
 // With random weights the n-gram, adaptive, Medusa and draft-model acceptance says nothing about trained
 // models; their rows measure what drafting and verifying cost. Prints tables; writes speculative.json to
 // --out, else $OUT, else out/.
@@ -149,7 +148,7 @@ async function targetModel(gpu: Gpu, config: ModelConfig, seed: number) {
 
 const gpuMedian = (r: GenerateResult) => (r.decodeSteps.length && r.decodeSteps.every((s) => s.gpuMs !== undefined) ? median(r.decodeSteps.map((s) => s.gpuMs!)) : undefined);
 
-export async function runSpeculativeBench(opts: { small?: boolean; tokens?: number; profile?: boolean; oracleOnly?: boolean; narrowTree?: boolean; log?: (s: string) => void } = {}): Promise<SpeculativeBenchReport> {
+export async function runSpeculativeBench(opts: { small?: boolean; tokens?: number; profile?: boolean; oracleOnly?: boolean; log?: (s: string) => void } = {}): Promise<SpeculativeBenchReport> {
   const log = opts.log ?? ((s: string) => console.log(s));
   const gpu = await getDevice();
   const small = opts.small ?? gpu.isSoftware;
@@ -173,7 +172,7 @@ export async function runSpeculativeBench(opts: { small?: boolean; tokens?: numb
   const maxNodes = Math.max(16, ...ORACLE_SIZES);
   const target = await targetModel(gpu, config, 1);
   const sizes = [...ORACLE_SIZES, 16, 8].map((n) => n + 1); // 8: auto's dynamic tree at 8 nodes
-  const verifier = await GpuTreeVerifier.create(target.model, target.variant.compiled, target.weights, { maxNodes: maxNodes + 1, maxBatch: BATCH, ownsModel: true, sizes, wideTree: !opts.narrowTree });
+  const verifier = await GpuTreeVerifier.create(target.model, target.variant.compiled, target.weights, { maxNodes: maxNodes + 1, maxBatch: BATCH, ownsModel: true, sizes });
   const draft = opts.oracleOnly ? undefined : await targetModel(gpu, draftConfig, 2);
   const draftVerifier = draft && (await GpuTreeVerifier.create(draft.model, draft.variant.compiled, draft.weights, { maxNodes: maxNodes + 1, ownsModel: true, sizes }));
   try {
@@ -357,7 +356,6 @@ async function main(): Promise<void> {
     ...(tokens !== undefined && { tokens: Number(tokens) }),
     profile: !args.includes('--no-profile'),
     oracleOnly: args.includes('--oracle-only'),
-    narrowTree: args.includes('--narrow-tree') || undefined,
   });
   for (const line of formatReport(report)) console.log(line);
   writeReport(valueOf('--out') ?? process.env.OUT ?? 'out', 'speculative.json', report);

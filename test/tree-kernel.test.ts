@@ -75,40 +75,18 @@ describe('tree kernels: the split of a workgroup (tree-split.ts)', () => {
   const { program, sizes } = compiled('elu_dwconv', { h: 12, d: 64, e: 64 });
 
   it('gives a hardware adapter 256 threads, 4 slices of 16 state rows per column and staged tile values; a software adapter the 64-thread kernels', () => {
-    expect(treeSplit(64, 64, false)).toEqual({ threads: 256, slices: 4, stageValues: true, wideTile: 64 });
-    expect(treeSplit(64, 64, false, false)).toEqual({ threads: 256, slices: 4, stageValues: true, wideTile: 0 });
-    expect(treeSplit(64, 64, false, 32).wideTile).toBe(32);
-    expect(treeSplit(3, 4, false, 16).wideTile).toBe(64); // 64 walk slices of 4 columns: one ancestor each at least
-    expect(() => treeSplit(64, 64, false, 48)).toThrow(/power of two/);
-    expect(treeSplit(128, 64, false)).toEqual({ threads: 256, slices: 2, stageValues: true, wideTile: 0 });
-    expect(treeSplit(3, 4, false)).toEqual({ threads: 256, slices: 4, stageValues: true, wideTile: 64 });
+    expect(treeSplit(64, 64, false)).toEqual({ threads: 256, slices: 4, stageValues: true });
+    expect(treeSplit(128, 64, false)).toEqual({ threads: 256, slices: 2, stageValues: true });
+    expect(treeSplit(3, 4, false)).toEqual({ threads: 256, slices: 4, stageValues: true });
     expect(treeSplit(64, 64, true)).toEqual(SOFTWARE_TREE_SPLIT);
     const hw = treeFoldPlan(program, sizes, 16, { hardware: true }).kernels[0].code;
     expect(hw).toContain('@workgroup_size(256)');
     expect(hw).toContain('4 slices of 16 rows per column');
-    expect(hw).toContain('64 ancestors a round');
-    expect(hw).toContain('var<workgroup> vals: array<f32, 4096>');
-    const narrow = treeFoldPlan(program, sizes, 16, { hardware: true, wide: false }).kernels[0].code;
-    expect(narrow).toContain('16 ancestors a tile');
-    expect(narrow).toContain('var<workgroup> vals: array<f32, 1024>');
+    expect(hw).toContain('var<workgroup> vals: array<f32, 1024>');
     const sw = treeFoldPlan(program, sizes, 16).kernels[0].code;
     expect(sw).toContain('@workgroup_size(64)');
     expect(sw).not.toContain('rows per column');
     expect(sw).not.toContain('vals');
-  });
-
-  it('builds the wide forms only where their workgroup memory fits the adapter', () => {
-    const llama = compiled('llama_linearized', { h: 12, d: 64, e: 64 });
-    const bytes = (code: string) => [...code.matchAll(/var<workgroup> \w+: array<\w+, (\d+)>/g)].reduce((n, m) => n + 4 * Number(m[1]), 0);
-    for (const plan of [treeFoldPlan, treePlan]) {
-      const at = (maxWorkgroupBytes?: number) => plan(llama.program, llama.sizes, 65, { hardware: true, maxWorkgroupBytes }).kernels[0].code;
-      const wide = bytes(at());
-      const narrow = bytes(plan(llama.program, llama.sizes, 65, { hardware: true, wide: false }).kernels[0].code);
-      expect(wide).toBeGreaterThan(narrow); // the wide rounds' values tile: 64 ancestors × 64 columns
-      expect(at(wide)).toContain('64 ancestors a round');
-      expect(at(wide - 4)).toContain('16 ancestors a tile');
-      expect(bytes(at(wide - 4))).toBe(narrow);
-    }
   });
 
   it('launches as many commit workgroups under either split: one state element a thread at 256 threads where 64 kept 4', () => {

@@ -57,10 +57,10 @@ export interface TreeAnalysis {
 }
 
 /** The split of a tree step of `p` (tree-split.ts): a hardware adapter's when `hardware`, else the software one. */
-export function treeSplitOf(p: Program, sizes: Sizes, hardware: boolean, wide: boolean | number = true): TreeSplit {
+export function treeSplitOf(p: Program, sizes: Sizes, hardware: boolean): TreeSplit {
   const L = layoutOf(p, p.terms);
   const st = stateLayout(p, sizes);
-  return treeSplit(count(L.rest, sizes), Math.max(1, ...st.prefix.map((q) => q.F)), !hardware, wide);
+  return treeSplit(count(L.rest, sizes), Math.max(1, ...st.prefix.map((q) => q.F)), !hardware);
 }
 
 export function analyseTree(p: Program, sizes: Sizes, maxNodes: number, split: TreeSplit = SOFTWARE_TREE_SPLIT): TreeAnalysis {
@@ -159,9 +159,7 @@ export function treeKernel(a: TreeAnalysis, given?: TreeSite): TreeKernel {
   const at = (pos: string, node: string) => void nodeOf.set(pos, node);
   const out = kb.storage('out:o', true, { always: true });
   const parents = kb.storage(TREE_PARENTS, false, { always: true });
-  // Under the wide forms a deep node finds its path by binary lifting (emitPath): par holds the 2^j-th ancestors too.
-  const lift = a.split.wideTile > 0 && a.maxNodes > LIFT_FROM + 1 && a.maxNodes <= a.split.threads ? Math.floor(Math.log2(a.maxNodes - 1)) : 0;
-  const par = kb.workgroup('par', (lift + 1) * a.maxNodes, lift ? "parents, sanitised to earlier nodes, then level j: the 2^j-th ancestors" : 'parents, sanitised to earlier nodes', 'i32');
+  const par = kb.workgroup('par', a.maxNodes, 'parents, sanitised to earlier nodes', 'i32');
   const path = kb.workgroup('path', pending ? 2 * a.maxNodes : a.maxNodes, `path[k]: n's ancestor k steps up${pending ? ' (≥ maxNodes: a pending node)' : ''}`, 'u32');
   const wdepth = kb.workgroup('wdepth', 1, "the path's length", 'u32');
   const phi = a.prefix.map((q) => kb.workgroup(`phi${q.k}`, q.F, `φ_n of ${q.name}`));
@@ -172,18 +170,10 @@ export function treeKernel(a: TreeAnalysis, given?: TreeSite): TreeKernel {
   main.define('b', 'wid.y');
   const head = main.split(a.L.head, a.sizes, 's', 'hx');
   const T: TreeKernel = { a, kb, read, at, load: site.load, out, nodes: N, path, phi, qf, head };
-  // Under the wide forms (tree-split.ts wideTile) the pending path's node indices are loaded beside the parents, into
-  // workgroup memory, and copied under the root after the walk: one round trip to memory before the walk, not two.
-  const early = pending && a.split.wideTile > 0 ? kb.workgroup('pend', a.maxNodes, 'the pending path, youngest first (maxNodes + its node)', 'u32').name : undefined;
-  const oneEach = a.maxNodes <= a.split.threads;
-  // φ_n that no position reaches (elu's, not rope's) is loaded beside the parents too, a third load in that round
-  // trip; not one with a row reduction (llama's ‖q‖: a serial loop, which the bounded terms' features share later).
-  const phiEarly = !!(pending && early && oneEach) && a.prefix.every((q) => positionFree(a.p, q.form.phi) && rowReductions(a.p, q.form.phi, 'an', { i: 'an', j: 'an' }, a.L.head).length === 0);
-  if (phiEarly) at('an', 'n');
-  emitPath(main, kb.use(parents), N, par.name, path.name, wdepth.name, pending && { ...pending, offset: a.maxNodes, early, oneEach, beforeStores: phiEarly ? (b) => stagePhi(T, b) : undefined }, lift ? a.maxNodes : 0);
+  emitPath(main, kb.use(parents), N, par.name, path.name, wdepth.name, pending && { ...pending, offset: a.maxNodes });
   main.define('an', 'dims.pos0 + depth - 1u', "n's absolute position");
   at('an', 'n');
-  stageQuerySide(T, main, phiEarly);
+  stageQuerySide(T, main);
   return T;
 }
 
@@ -230,39 +220,14 @@ function ownSite(a: TreeAnalysis): TreeSite {
  * Parents (sanitised: a parent that is not an earlier node reads as −1), then n's root path and depth; with a
  * pending path, its entries after the root's, youngest first, each as maxNodes + its node.
  */
-/** Nodes from which a path is found by binary lifting (emitPath), below which by lid 0's walk. */
-const LIFT_FROM = 32;
-
-/**
- * ... `lift` (M = maxNodes ≤ threads, 0: never): from node LIFT_FROM on, binary lifting instead of lid 0's walk.
- * The walk is a chain of depth dependent workgroup-memory loads (65 for the deepest node of a 64-node chain, ~1.4 µs
- * on the H200 at ~40 cycles a step); lifting builds level j (the 2^j-th ancestors, par[j · M + m]) in ⌊log2 n⌋ rounds
- * of one barrier, lid 0 finds the depth in as many loads (greedy descent), and thread k finds path[k] in as many.
- */
-function emitPath(main: Block, parents: string, N: string, par: string, path: string, wdepth: string, pending: (PendingPath & { offset: number; early?: string; oneEach?: boolean; beforeStores?: (b: Block) => void }) | undefined, lift = 0): void {
+function emitPath(main: Block, parents: string, N: string, par: string, path: string, wdepth: string, pending: (PendingPath & { offset: number }) | undefined): void {
   main.comment("phase 0: n's root path");
-  const early = pending?.early;
-  if (pending && early && pending.oneEach) {
-    // One parent and one pending entry a thread, both loads issued before either store waits for its value (two
-    // loops would wait for the parents before loading the path). Indices clamped; the stores guarded.
-    main.comment('the parents and the pending path (youngest first): one entry of each a thread, both loads in flight together');
-    const pv = main.let('pv', `i32(round(${parents}[b * ${N} + min(lid, n)]))`);
-    const pe = main.let('pe', `${pending.offset}u + ${pending.node(`select(0u, ${pending.length} - 1u - min(lid, ${pending.length} - 1u), ${pending.length} > 0u)`)}`);
-    pending.beforeStores?.(main);
-    main.line(`if (lid <= n) { ${par}[lid] = select(-1, ${pv}, ${pv} >= 0 && ${pv} < i32(lid)); }`);
-    main.line(`if (lid < ${pending.length}) { ${early}[lid] = ${pe}; }`);
-  } else {
-    main.strided('m', 'n + 1u', (b, m) => {
-      const pv = b.let('pv', `i32(round(${parents}[b * ${N} + ${m}]))`);
-      b.line(`${par}[${m}] = select(-1, ${pv}, ${pv} >= 0 && ${pv} < i32(${m}));`);
-    });
-    if (pending && early) {
-      main.comment('the pending path, youngest first, loaded beside the parents');
-      main.strided('i', pending.length, (b, i) => b.line(`${early}[${i}] = ${pending.offset}u + ${pending.node(`${pending.length} - 1u - ${i}`)};`));
-    }
-  }
+  main.strided('m', 'n + 1u', (b, m) => {
+    const pv = b.let('pv', `i32(round(${parents}[b * ${N} + ${m}]))`);
+    b.line(`${par}[${m}] = select(-1, ${pv}, ${pv} >= 0 && ${pv} < i32(${m}));`);
+  });
   main.line('workgroupBarrier();');
-  const walk = (w: Block) => w.block('if (lid == 0u)', (b) => {
+  main.block('if (lid == 0u)', (b) => {
     const k = b.var('k', '0u', 'u32');
     const up = b.var('up', 'i32(n)', 'i32');
     b.block('loop', (l) => {
@@ -273,41 +238,6 @@ function emitPath(main: Block, parents: string, N: string, par: string, path: st
     });
     b.line(`${wdepth}[0] = ${k};`);
   });
-  if (!lift) walk(main);
-  else {
-    const M = lift;
-    main.ifChain([
-      [`n >= ${LIFT_FROM}u`, (x) => {
-        x.comment(`binary lifting: level j of par holds the 2^j-th ancestors (−1 past the root), levels 1 … ⌊log2 n⌋`);
-        const top = x.let('top', 'firstLeadingBit(n)');
-        x.for('j', '1u', (j) => `${j} <= ${top}`, (l, j) => {
-          l.block('if (lid <= n)', (b) => {
-            const h = b.let('h', `${par}[(${j} - 1u) * ${M}u + lid]`);
-            b.line(`${par}[${j} * ${M}u + lid] = select(-1, ${par}[(${j} - 1u) * ${M}u + u32(max(${h}, 0))], ${h} >= 0);`);
-          });
-          l.line('workgroupBarrier();');
-        });
-        x.block('if (lid == 0u)', (b) => {
-          b.comment("n's depth: the longest jump sequence that stays in the tree, greedily from the top level");
-          const at = b.var('x', 'n', 'u32');
-          const d = b.var('d', '1u', 'u32');
-          b.for('j', `${top} + 1u`, (j) => `${j} > 0u`, (l, j) => {
-            const y = l.let('y', `${par}[(${j} - 1u) * ${M}u + ${at}]`);
-            l.line(`if (${y} >= 0) { ${at} = u32(${y}); ${d} += 1u << (${j} - 1u); }`);
-          }, { step: (j) => `${j}--` });
-          b.line(`${wdepth}[0] = ${d};`);
-        });
-        const d = x.let('d', `workgroupUniformLoad(&${wdepth}[0])`);
-        x.block(`if (lid < ${d})`, (b) => {
-          b.comment('path[lid]: the ancestor lid steps up, one level per bit of lid');
-          const at = b.var('x', 'n', 'u32');
-          b.for('j', '0u', (j) => `${j} <= ${top}`, (l, j) => l.line(`if (((lid >> ${j}) & 1u) == 1u) { ${at} = u32(${par}[${j} * ${M}u + ${at}]); }`));
-          b.line(`${path}[lid] = ${at};`);
-        });
-      }],
-      [null, walk],
-    ]);
-  }
   if (!pending) {
     main.define('depth', `workgroupUniformLoad(&${wdepth}[0])`, 'uniform: loops around barriers run to it');
     return;
@@ -315,7 +245,7 @@ function emitPath(main: Block, parents: string, N: string, par: string, path: st
   // One entry a thread: in lid 0's loop each entry waited for its own load of the path buffer.
   const root = main.let('rootDepth', `workgroupUniformLoad(&${wdepth}[0])`, "n's depth in this step's tree");
   main.comment('the pending path above the root, youngest first');
-  main.strided('i', pending.length, (b, i) => b.line(`${path}[${root} + ${i}] = ${early ? `${early}[${i}]` : `${pending.offset}u + ${pending.node(`${pending.length} - 1u - ${i}`)}`};`));
+  main.strided('i', pending.length, (b, i) => b.line(`${path}[${root} + ${i}] = ${pending.offset}u + ${pending.node(`${pending.length} - 1u - ${i}`)};`));
   main.line('workgroupBarrier();');
   main.define('depth', `${root} + ${pending.length}`, 'uniform: loops around barriers run to it');
 }
@@ -324,13 +254,17 @@ function emitPath(main: Block, parents: string, N: string, par: string, path: st
  * Each prefix term's φ_n and the bounded terms' query features at n, in workgroup memory. Their row reductions
  * (a norm over d) come first, once per invocation, then every element reuses them.
  */
-function stageQuerySide(T: TreeKernel, main: Block, phiDone = false): void {
+function stageQuerySide(T: TreeKernel, main: Block): void {
   const { a } = T;
-  if (phiDone && a.qf.size === 0) return;
-  main.comment(`phase 1: query-side values at n${phiDone ? ' (φ_n came with the parents)' : ''}`);
+  main.comment('phase 1: query-side values at n');
   const g = new ExprGen(a.p, a.sizes, T.read, { i: 'an', j: 'an' });
-  if (!phiDone) stagePhi(T, main, g);
-  for (const id of a.qf.keys()) hoistRowReductions(T, g, main, id, 'an');
+  for (const id of [...a.prefix.map((q) => q.form.phi), ...a.qf.keys()]) hoistRowReductions(T, g, main, id, 'an');
+  a.prefix.forEach((q, i) => {
+    main.strided('f', `${q.F}u`, (b, f) => {
+      const idx: Index = { ...T.head, ...(q.form.feature ? { [q.form.feature]: f } : {}) };
+      b.line(`${T.phi[i].name}[${f}] = ${g.value(b, q.form.phi, idx, 'an')};`);
+    });
+  });
   for (const [id, f] of a.qf) {
     main.strided('x', `${f.W}u`, (b, x) => {
       const idx = b.split(f.axes, a.sizes, x, `q${id}`);
@@ -338,31 +272,6 @@ function stageQuerySide(T: TreeKernel, main: Block, phiDone = false): void {
     });
   }
   main.line('workgroupBarrier();');
-}
-
-/** Each prefix term's φ_n into workgroup memory, its row reductions first. */
-function stagePhi(T: TreeKernel, main: Block, g = new ExprGen(T.a.p, T.a.sizes, T.read, { i: 'an', j: 'an' })): void {
-  const { a } = T;
-  for (const q of a.prefix) hoistRowReductions(T, g, main, q.form.phi, 'an');
-  a.prefix.forEach((q, i) => {
-    main.strided('f', `${q.F}u`, (b, f) => {
-      const idx: Index = { ...T.head, ...(q.form.feature ? { [q.form.feature]: f } : {}) };
-      b.line(`${T.phi[i].name}[${f}] = ${g.value(b, q.form.phi, idx, 'an')};`);
-    });
-  });
-}
-
-/** Whether no position reaches node `id` (a position, a rotation by position or a decay between positions). */
-function positionFree(p: Program, id: Id): boolean {
-  const seen = new Set<Id>();
-  const free = (x: Id): boolean => {
-    if (seen.has(x)) return true;
-    seen.add(x);
-    const n = p.nodes[x];
-    if (n.op === 'position' || n.op === 'rope' || n.op === 'decay') return false;
-    return operands(n).every(free);
-  };
-  return free(id);
 }
 
 /** WGSL reading a state buffer ('state:S0', …) at `index`: the committed state, read only. */

@@ -13,14 +13,11 @@ export function emitTreeBody(T: TreeKernel, main: Block = T.kb.body): void {
   const { a, kb } = T;
   const { p } = a;
   const gW = Math.max(0, ...a.prefix.map((q) => q.gateW));
-  // A wide round (tree-wide.ts) for an ungated prefix term: its values tile is WIDE ancestors deep, and its walk
-  // slices meet in the slice arrays.
-  const wide = a.split.wideTile > 0 && a.prefix.some((q) => !q.gateW) ? a.split.wideTile : 0;
-  const sliced = (a.split.slices > 1 || wide > 0) && a.prefix.length > 0;
+  const sliced = a.split.slices > 1 && a.prefix.length > 0;
   const tiles: PrefixTiles = {
     A: kb.workgroup('A', TREE_TILE, "the tile's scores"),
     part: kb.workgroup('part', TREE_TILE * a.lanes, 'partial scores of the feature slices'),
-    values: a.split.stageValues && a.prefix.length > 0 ? kb.workgroup('vals', Math.max(TREE_TILE, wide) * a.NR, "the tile's values, [TILE, columns]") : null,
+    values: a.split.stageValues && a.prefix.length > 0 ? kb.workgroup('vals', TREE_TILE * a.NR, "the tile's values, [TILE, columns]") : null,
     slicePart: sliced
       ? {
         num: kb.workgroup('snum', a.split.threads, "the state's partial numerators of each slice"),

@@ -59,21 +59,6 @@ export function commitBlocks(p: Program, sizes: Sizes, threads = TREE_WG): { NS:
   return { NS, blocks };
 }
 
-/** Workgroup floats a wide commit tile may stage (ψ, log-gates and v of TP entries): 8 KB beside the fold's verifying arrays. */
-const WIDE_COMMIT_FLOATS = 2048;
-
-/**
- * Path entries per commit tile for a split whose wide tile is `wide` (0: none): `wide` where its staged ψ, log-gates
- * and values fit WIDE_COMMIT_FLOATS (elu_dwconv at 64 columns: 64 × (16 + 16)), else TREE_TILE (a past_groups term
- * keeps every column in one workgroup, 64 × (4 + 64) floats at 64 columns: too many).
- */
-export function commitTile(p: Program, sizes: Sizes, threads: number, wide: number): number {
-  if (wide <= TREE_TILE) return TREE_TILE;
-  const { CB, FB } = commitShape(p, sizes, threads);
-  const gated = stateLayout(p, sizes).prefix.some((q) => prefixGate(p, q.term.form as PrefixForm));
-  return wide * (FB * (gated ? 2 : 1) + CB) <= WIDE_COMMIT_FLOATS ? wide : TREE_TILE;
-}
-
 /** Where the commit body is emitted: its own kernel (treeCommitKernel) or the folded tree kernel's extra workgroups. */
 export interface CommitSite {
   readonly kb: KernelBuilder;
@@ -91,15 +76,9 @@ export interface CommitSite {
   readonly store: (name: string, index: string) => string;
   /** Write every ring slot (the fold's new buffer): the path's positions where it reaches, the old ring's elsewhere. */
   readonly wholeRing: boolean;
-  /**
-   * Path entries staged a tile (default TREE_TILE). A hardware split's wide tile (TreeSplit.wideTile, 64) stages each
-   * thread's loads unrolled: a tile costs a round trip to memory (path index, then ψ and v) and two barriers, so a
-   * 65-entry path took 5 of them at 16 and takes 2 at 64; the walk along the path is the same serial chain either way.
-   */
-  readonly tile?: number;
 }
 
-export function treeCommitKernel(p: Program, sizes: Sizes, threads = TREE_WG, tile = TREE_TILE): Kernel {
+export function treeCommitKernel(p: Program, sizes: Sizes, threads = TREE_WG): Kernel {
   const kb = new KernelBuilder(threads, ['wid', 'lid']);
   const st = stateLayout(p, sizes);
   const path = kb.storage(TREE_PATH, false, { always: true });
@@ -109,7 +88,7 @@ export function treeCommitKernel(p: Program, sizes: Sizes, threads = TREE_WG, ti
   emitCommit(p, sizes, {
     kb, main: kb.body, group: 'wid.x', path, rows: 'max(dims.pad, 1u)',
     reader: (rowOf) => programReader(kb, p, sizes, (where) => `b * dims.pad + ${rowOf(where)}`),
-    load: at, store: at, wholeRing: false, tile,
+    load: at, store: at, wholeRing: false,
   });
   return kb.build({
     label: `${p.name}.tree-commit`,
@@ -127,19 +106,7 @@ export function emitCommit(p: Program, sizes: Sizes, site: CommitSite): void {
   const L = layoutOf(p, p.terms);
   const st = stateLayout(p, sizes);
   const { NS, NR, CB, E, FB, ncb, blocks } = commitShape(p, sizes, kb.workgroupSize);
-  const TP = site.tile ?? TREE_TILE;
-  /** A tile's staging loop over n items: strided at TREE_TILE (the kernels as they were), unrolled per thread when wider. */
-  const stage = (at: Block, stem: string, n: number, body: (b: Block, e: string) => void) => {
-    if (TP === TREE_TILE) return at.strided(stem, `${n}u`, body);
-    const threads = kb.workgroupSize;
-    for (let u = 0; u * threads < n; u++) {
-      at.block('', (b) => {
-        const e = b.let(stem, `lid + ${u * threads}u`);
-        if ((u + 1) * threads <= n) body(b, e);
-        else b.block(`if (${e} < ${n}u)`, (x) => body(x, e));
-      });
-    }
-  };
+  const TP = TREE_TILE;
 
   const nodeOf = new Map<string, string>();
   const read = site.reader((where) => {
@@ -211,7 +178,7 @@ export function emitCommit(p: Program, sizes: Sizes, site: CommitSite): void {
       t.for('p0', '0u', (p0) => `${p0} < dims.t`, (l, p0) => {
         if (reds.length) stageReductions(l, reds, redT, `min(${TP}u, dims.t - ${p0})`, (i) => `${p0} + ${i}`);
         l.comment(`stage ψ${gate && !C ? ', log-gate' : ''} and v of path entries p0 …`);
-        stage(l, 'e', TP * FB, (b, e) => {
+        l.strided('e', `${TP * FB}u`, (b, e) => {
           const k = b.let('k', `${p0} + ${e} / ${FB}u`);
           const f = b.let('f', `${f0} + ${e} % ${FB}u`);
           b.block(`if (${k} < dims.t && ${f} < ${q.F}u)`, (x) => {
@@ -224,7 +191,7 @@ export function emitCommit(p: Program, sizes: Sizes, site: CommitSite): void {
             if (lgT && gate && !C) x.line(`${lgT.name}[${e}] = log(max(${g.value(x, gate.id, gate.perFeature ? idx : { ...head }, pos)}, 1e-30));`);
           });
         });
-        stage(l, 'e', TP * CB, (b, e) => {
+        l.strided('e', `${TP * CB}u`, (b, e) => {
           const k = b.let('k', `${p0} + ${e} / ${CB}u`);
           const col = b.let('col', `(blk % ${ncb}u) * ${CB}u + ${e} % ${CB}u`);
           b.block(`if (${k} < dims.t && ${col} < ${NR}u)`, (x) => {
@@ -236,7 +203,7 @@ export function emitCommit(p: Program, sizes: Sizes, site: CommitSite): void {
           });
         });
         l.line('workgroupBarrier();');
-        const walk = (m: Block, kk: string) => {
+        l.for('kk', '0u', (kk) => `${kk} < min(${TP}u, dims.t - ${p0})`, (m, kk) => {
           const pos = m.let('pos', `dims.pos0 + ${p0} + ${kk}`);
           const v = m.let('v', `${vT.name}[${kk} * ${CB}u + lid % ${CB}u]`);
           const starts = C ? m.let('starts', `${pos} % ${C}u == 0u && ${pos} > 0u`) : null;
@@ -251,18 +218,7 @@ export function emitCommit(p: Program, sizes: Sizes, site: CommitSite): void {
               m.line(`${sv[e]} = ${dec} * ${sv[e]} + ${ps} * ${v}; ${zv[e]} = ${dec} * ${zv[e]} + ${ps};`);
             }
           });
-        };
-        if (TP === TREE_TILE) l.for('kk', '0u', (kk) => `${kk} < min(${TP}u, dims.t - ${p0})`, walk);
-        else {
-          // A wide tile's walk four entries a step (in path order: the same arithmetic), so that their workgroup-memory
-          // loads are issued together rather than one step's after the last's multiply-add.
-          const lim = l.let('lim', `min(${TP}u, dims.t - ${p0})`);
-          const lim4 = l.let('lim4', `${lim} & ~3u`);
-          l.for('kq', '0u', (kq) => `${kq} < ${lim4}`, (m, kq) => {
-            for (let i = 0; i < 4; i++) m.block('', (x) => walk(x, `(${kq} + ${i}u)`));
-          }, { step: (kq) => `${kq} += 4u` });
-          l.for('kk', lim4, (kk) => `${kk} < ${lim}`, walk);
-        }
+        });
         l.line('workgroupBarrier();');
       }, { step: (p0) => `${p0} += ${TP}u` });
       fe.forEach((f, e) => {

@@ -32,7 +32,7 @@ import { KernelBuilder } from './kernel-builder.ts';
 import type { Plan, PlanBuffer } from './plan.ts';
 import { analyseTree, treeKernel, treeSplitOf, TREE_PARENTS, TREE_PATH, TREE_TILE } from './tree-analysis.ts';
 import { emitTreeBody } from './tree-body.ts';
-import { commitBlocks, commitTile, emitCommit } from './tree-commit.ts';
+import { commitBlocks, emitCommit } from './tree-commit.ts';
 import type { TreeOptions } from './tree-split.ts';
 
 /** The packed state the step reads (S_old), and the one it writes (S_old ⊕ pending): FoldLayout.state. */
@@ -75,7 +75,7 @@ export function foldLayout(p: Program, sizes: Sizes): FoldLayout {
 
 export function treeFoldPlan(p: Program, sizes: Sizes, maxNodes: number, opts: TreeOptions = {}): Plan & { readonly layout: FoldLayout } {
   if (!Number.isInteger(maxNodes) || maxNodes < 1) throw new Error(`treeFoldPlan: maxNodes must be a positive integer, got ${maxNodes}`);
-  const a = analyseTree(p, sizes, maxNodes, treeSplitOf(p, sizes, opts.hardware ?? false, opts.wide ?? true));
+  const a = analyseTree(p, sizes, maxNodes, treeSplitOf(p, sizes, opts.hardware ?? false));
   const WG = a.split.threads;
   const layout = foldLayout(p, sizes);
   const { NS, blocks } = commitBlocks(p, sizes, WG);
@@ -100,42 +100,26 @@ export function treeFoldPlan(p: Program, sizes: Sizes, maxNodes: number, opts: T
     [`wid.x < ${NS}u * dims.pad`, (main) => {
       const T = treeKernel(a, { kb, main, nodes: 'dims.pad', load, pending: { length: 'dims.t', node: pendingNode, input: pendingInput } });
       treeRead = T.read;
-      const kept = layout.inputs.flatMap((x) => {
+      main.comment("node n's inputs, kept for the next step (which reads them if n is accepted)");
+      for (const x of layout.inputs) {
         const node = p.nodes.find((m) => m.op === 'input' && m.name === x.name);
-        return node ? [{ ...x, node }] : []; // an input nothing reads is not kept
-      });
-      const keptAt = (x: (typeof kept)[number], idx: Record<string, string>) => `${kb.use(keptBuf)}[(b * ${maxNodes}u + n) * ${W}u + ${x.at}u + ${offset(x.node.type.axes, sizes, idx)}]`;
-      // Under the wide forms, where one element a thread covers every input, its load is issued here and its store
-      // comes after the body: the store no longer waits for the load ahead of the body's first round trip.
-      const late = a.split.wideTile > 0 && kept.every((x) => x.per <= NS * WG);
-      const stores: string[] = [];
-      main.comment(`node n's inputs, kept for the next step (which reads them if n is accepted)${late ? ': loaded now, stored after the body' : ''}`);
-      for (const x of kept) {
-        if (late) {
-          const e = main.let('e', `s * ${WG}u + lid`);
-          const idx = main.split(x.node.type.axes, sizes, `min(${e}, ${x.per - 1}u)`, `k${x.name}`);
-          const v = main.let('kept', T.read(x.node, idx, 'an', main)!);
-          stores.push(`if (${e} < ${x.per}u) { ${keptAt(x, idx)} = ${v}; }`);
-          continue;
-        }
+        if (!node) continue; // an input nothing reads
         main.for('e', `s * ${WG}u + lid`, (e) => `${e} < ${x.per}u`, (b, e) => {
-          const idx = b.split(x.node.type.axes, sizes, e, `k${x.name}`);
-          b.line(`${keptAt(x, idx)} = ${T.read(x.node, idx, 'an', b)};`);
+          const idx = b.split(node.type.axes, sizes, e, `k${x.name}`);
+          b.line(`${kb.use(keptBuf)}[(b * ${maxNodes}u + n) * ${W}u + ${x.at}u + ${offset(node.type.axes, sizes, idx)}] = ${T.read(node, idx, 'an', b)};`);
         }, { step: (e) => `${e} += ${NS * WG}u` });
       }
       emitTreeBody(T, main);
-      for (const line of stores) main.line(line);
     }],
     [null, (main) => {
       emitCommit(p, sizes, {
         kb, main, group: `wid.x - ${NS}u * dims.pad`, path, rows: `${maxNodes}u`,
         reader: (rowOf) => (n, idx, where, blk) =>
           n.op === 'input' ? pendingInput(n.name, rowOf(where), offset(n.type.axes, sizes, idx)) : treeRead!(n, idx, where, blk),
-        load, store, wholeRing: true, tile: commitTile(p, sizes, WG, a.split.wideTile),
+        load, store, wholeRing: true,
       });
     }],
   ]);
-  if (a.split.wideTile > 0 && opts.maxWorkgroupBytes !== undefined && 4 * kb.workgroupFloats() > opts.maxWorkgroupBytes) return treeFoldPlan(p, sizes, maxNodes, { ...opts, wide: false });
   const kernel = kb.build({
     label: `${p.name}.tree-fold`,
     comment: [
@@ -170,8 +154,7 @@ export function treeFoldPlan(p: Program, sizes: Sizes, maxNodes: number, opts: T
 export function treeFoldCommitPlan(p: Program, sizes: Sizes, maxNodes: number, opts: TreeOptions = {}): Plan {
   if (!Number.isInteger(maxNodes) || maxNodes < 1) throw new Error(`treeFoldCommitPlan: maxNodes must be a positive integer, got ${maxNodes}`);
   const layout = foldLayout(p, sizes);
-  const split = treeSplitOf(p, sizes, opts.hardware ?? false, opts.wide ?? true);
-  const WG = split.threads;
+  const WG = treeSplitOf(p, sizes, opts.hardware ?? false).threads;
   const { NS, blocks } = commitBlocks(p, sizes, WG);
   const kb = new KernelBuilder(WG, ['wid', 'lid']);
   const path = kb.storage(TREE_PATH, false, { always: true });
@@ -186,7 +169,7 @@ export function treeFoldCommitPlan(p: Program, sizes: Sizes, maxNodes: number, o
     kb, main: kb.body, group: 'wid.x', path, rows: `${maxNodes}u`,
     reader: (rowOf) => (n, idx, where, blk) =>
       n.op === 'input' ? `${kb.use(pendBuf)}[(b * ${maxNodes}u + ${rowOf(where)}) * ${W}u + ${inputAt.get(n.name)!}u + ${offset(n.type.axes, sizes, idx)}]` : params(n, idx, where, blk),
-    load: at, store: at, wholeRing: false, tile: commitTile(p, sizes, WG, split.wideTile),
+    load: at, store: at, wholeRing: false,
   });
   const kernel = kb.build({
     label: `${p.name}.tree-commit`,

@@ -17,7 +17,6 @@ import { ExprGen, type Index } from './expr.ts';
 import type { WorkgroupArray } from './kernel-builder.ts';
 import type { Block } from './wgsl-block.ts';
 import { hoistRowReductions, stateAt, TREE_TILE, type TreeKernel, type TreePrefix } from './tree-analysis.ts';
-import { emitWidePath } from './tree-wide.ts';
 
 /** Where a term adds its sums: one [NR] array per output item (den only for normalised items). */
 export interface ItemSums {
@@ -56,11 +55,6 @@ export function emitPrefixTerm(T: TreeKernel, main: Block, q: TreePrefix, t: Ter
   const dacc = tiles.dacc?.name;
   const Dt = tiles.Dt?.name;
   const C = q.group;
-  if (a.split.wideTile > 0 && !gW && tiles.values) {
-    emitWidePath(T, main, q, t, sums, tiles);
-    committedStatePhase(T, main, q, sums, phi, dacc, tiles);
-    return;
-  }
   main.comment(`${t.name}: scores against n's path, ${TREE_TILE} ancestors a tile, then the committed state`);
   if (gW) main.strided('g', `${gW}u`, (b, g) => b.line(`${dacc}[${g}] = 1.0;`));
   main.for('k0', '0u', (k0) => `${k0} < depth`, (l, k0) => {
@@ -157,12 +151,7 @@ export function emitPrefixTerm(T: TreeKernel, main: Block, q: TreePrefix, t: Ter
     });
     l.line('workgroupBarrier();');
   }, { step: (k0) => `${k0} += ${TREE_TILE}u` });
-  committedStatePhase(T, main, q, sums, phi, dacc, tiles);
-}
-
-/** The committed state's part of a prefix term, sliced where the split asks for it. */
-function committedStatePhase(T: TreeKernel, main: Block, q: TreePrefix, sums: ItemSums, phi: string, dacc: string | undefined, tiles: PrefixTiles): void {
-  if (tiles.slicePart && slicesOf(q.F, T.a.split.slices) > 1) committedStateSliced(T, main, q, sums, phi, dacc, tiles.slicePart);
+  if (tiles.slicePart && slicesOf(q.F, a.split.slices) > 1) committedStateSliced(T, main, q, sums, phi, dacc, tiles.slicePart);
   else committedState(T, main, q, sums, phi, dacc);
   main.line('workgroupBarrier();');
 }

@@ -27,7 +27,7 @@ import { isSoftmaxProgram } from './softmax-analysis.ts';
 import { softmaxTreeCommitPlan, softmaxTreePlan } from './softmax-tree.ts';
 import { analyseTree, treeKernel, treeSplitOf, TREE_PARENTS, TREE_PATH, TREE_TILE } from './tree-analysis.ts';
 import { emitTreeBody } from './tree-body.ts';
-import { commitTile, treeCommitKernel } from './tree-commit.ts';
+import { treeCommitKernel } from './tree-commit.ts';
 import type { TreeOptions } from './tree-split.ts';
 
 export { TREE_PARENTS, TREE_PATH } from './tree-analysis.ts';
@@ -35,11 +35,10 @@ export { TREE_PARENTS, TREE_PATH } from './tree-analysis.ts';
 export function treePlan(p: Program, sizes: Sizes, maxNodes: number, opts: TreeOptions = {}): Plan {
   if (!Number.isInteger(maxNodes) || maxNodes < 1) throw new Error(`treePlan: maxNodes must be a positive integer, got ${maxNodes}`);
   if (isSoftmaxProgram(p)) return softmaxTreePlan(p, sizes, maxNodes); // the cache and the root path (softmax-tree.ts)
-  const a = analyseTree(p, sizes, maxNodes, treeSplitOf(p, sizes, opts.hardware ?? false, opts.wide ?? true));
+  const a = analyseTree(p, sizes, maxNodes, treeSplitOf(p, sizes, opts.hardware ?? false));
   const T = treeKernel(a);
   emitTreeBody(T);
   const { kb } = T;
-  if (a.split.wideTile > 0 && opts.maxWorkgroupBytes !== undefined && 4 * kb.workgroupFloats() > opts.maxWorkgroupBytes) return treePlan(p, sizes, maxNodes, { ...opts, wide: false });
   const kernel = kb.build({
     label: `${p.name}.tree`,
     comment: [`tree verification kernel of ${p.name}: one workgroup per (b, head slice, node) against the committed state, read only (parents in ${TREE_PARENTS})`],
@@ -73,7 +72,6 @@ export function treeCommitPlan(p: Program, sizes: Sizes, maxNodes: number, opts:
     ...rec.buffers.filter((b) => b.role === 'param' || b.role === 'state'),
     { name: TREE_PATH, role: 'input', floats: (b, t) => b * t, shape: (b, t) => [b, t] },
   ];
-  const split = treeSplitOf(p, sizes, opts.hardware ?? false, opts.wide ?? true);
-  const threads = split.threads;
-  return { variant: p.name, form: 'tree-commit', kernels: [treeCommitKernel(p, sizes, threads, commitTile(p, sizes, threads, split.wideTile))], buffers, outAxes: p.outAxes, sizes, schedule: { workgroup: threads, maxNodes, tile: TREE_TILE } };
+  const threads = treeSplitOf(p, sizes, opts.hardware ?? false).threads;
+  return { variant: p.name, form: 'tree-commit', kernels: [treeCommitKernel(p, sizes, threads)], buffers, outAxes: p.outAxes, sizes, schedule: { workgroup: threads, maxNodes, tile: TREE_TILE } };
 }

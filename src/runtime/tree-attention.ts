@@ -89,11 +89,10 @@ export interface TreeAttentionFactory {
 /**
  * Compiles the tree and commit plans of `program` (after the passes) at fixed axis sizes. `hardware`: split the
  * kernels' work for a hardware adapter (backends/wgsl/tree-split.ts; default: unless the adapter is software — tests
- * force it to run the hardware split on lavapipe). `wide`: the hardware split's wide path rounds (tree-wide.ts;
- * false: the 16-ancestor tiles, a number: that many ancestors a round — for timing them, bench/tree-fold.ts).
+ * force it to run the hardware split on lavapipe).
  */
-export async function compileTreeAttention(gpu: Gpu, program: Program, sizes: Readonly<Record<string, number>>, maxNodes: number, hardware = !gpu.isSoftware, wide: boolean | number = true): Promise<TreeAttentionFactory> {
-  const opts = { hardware, wide, maxWorkgroupBytes: gpu.limits.maxComputeWorkgroupStorageSize };
+export async function compileTreeAttention(gpu: Gpu, program: Program, sizes: Readonly<Record<string, number>>, maxNodes: number, hardware = !gpu.isSoftware): Promise<TreeAttentionFactory> {
+  const opts = { hardware };
   const tree = treePlan(program, sizes, maxNodes, opts);
   const commit = treeCommitPlan(program, sizes, maxNodes, opts);
   let fold = isSoftmaxProgram(program) ? null : { plan: treeFoldPlan(program, sizes, maxNodes, opts), commit: treeFoldCommitPlan(program, sizes, maxNodes, opts) };

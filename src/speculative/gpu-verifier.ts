@@ -74,8 +74,6 @@ export interface GpuVerifierOptions {
    * walks the pending path too, which a long path can make cost more than the launch it saves.
    */
   readonly foldUpTo?: number;
-  /** The tree kernels' wide forms under a hardware split (backends/wgsl/tree-split.ts; default true): false times the old ones. */
-  readonly wideTree?: boolean;
 }
 
 interface Verified {
@@ -145,7 +143,7 @@ export class GpuTreeVerifier implements TreeVerifier, BatchTreeVerifier {
     if (!(Number.isInteger(opts.maxNodes) && opts.maxNodes >= 1)) throw new Error(`tree verifier: maxNodes must be a positive integer, got ${opts.maxNodes}`);
     const maxBatch = opts.maxBatch ?? 1;
     if (!(Number.isInteger(maxBatch) && maxBatch >= 1)) throw new Error(`tree verifier: maxBatch must be a positive integer, got ${maxBatch}`);
-    const factory = await compileTreeAttention(gpu, program, variantAxisSizes(program, config.numHeads, config.headDim), opts.maxNodes, !gpu.isSoftware, opts.wideTree ?? true);
+    const factory = await compileTreeAttention(gpu, program, variantAxisSizes(program, config.numHeads, config.headDim), opts.maxNodes);
     const layers = model.weights.layers.map((l, n) =>
       factory.layer(Object.fromEntries(Object.entries(l.attention).map(([name, t]) => [name, t.buffer])), `layer ${n} tree attention`),
     );
