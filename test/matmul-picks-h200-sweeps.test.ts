@@ -165,3 +165,22 @@ describe("the H200's picks against the register form's sweep (bench/results/h200
     }
   });
 });
+
+describe("the H200's picks at LLaMA-2-7B's shape against the register form's defaults (bench/results/h200-small-m-skinny-reg-7b.json)", () => {
+  // Call 40: bench/small-m.ts --shape 7b --M 17,65 --family skinny-reg (the chooser's pick of then beside the staged
+  // and register forms' defaults; cut off by its limit after q|k|v at 65 rows). The rows kernel, the pick of then at 17
+  // rows for q|k|v, o and down, ran 1.2–2.8× the register form there (matmul-skinny-choice.ts SKINNY_LARGE_K).
+  const file = read<SmallMFigure>('h200-small-m-skinny-reg-7b.json');
+  const shapes = groupBy(file, (f) => `${f.projection} M ${f.M}`);
+  for (const [shape, figures] of shapes) {
+    it(`${shape}: the pick is the fastest kernel timed or within 3 %`, () => {
+      const p = benchProblem(figures[0]);
+      const pick = matmulKernel(H200, p);
+      const ran = figures.filter((f) => matmulKernel(H200, p, optionsOf(f)).code === pick.code);
+      expect(ran.length, `${shape}: ${pick.kernel} was timed`).toBeGreaterThan(0);
+      const us = Math.min(...ran.map((f) => f.usPerDispatch));
+      const best = fastest(figures, (f) => f.usPerDispatch);
+      expect(us / best.usPerDispatch, `${shape}: ${pick.kernel} ran ${us} µs, the best ${best.usPerDispatch} (${best.kernel})`).toBeLessThan(1.03);
+    });
+  }
+});

@@ -25,6 +25,14 @@ export type SkinnyKnobs = Partial<Pick<SkinnyVariant, 'rowsPerThread' | 'colsPer
  */
 const SKINNY_REGISTER_FROM_ROWS = 33;
 /**
+ * From this K a matrix other than gate|up takes the skinny kernel (its register form: defaultStageWeights) in matmul.ts's matmulPathFor from 9
+ * rows on hardware, where the rows kernel ran far behind at LLaMA-2-7B's shape (call 40, bench/small-m.ts --shape 7b
+ * --M 17 --family skinny-reg, µs per dispatch, rows → skinny in registers): q|k|v 174.9 → 151.7, o 151.4 → 54.9, down
+ * 145.6 → 112.8 (h200-small-m-skinny-7b.json, call 23, had found the staged skinny ahead of rows too: q|k|v 184.4 → 132.4,
+ * down 166.3 → 145.8). The bench model's K (768, 2048) stays below it, where rows and small-M won at 17 rows.
+ */
+export const SKINNY_LARGE_K = 4096;
+/**
  * The register form's x by default: true staged in workgroup memory a K tile at a time, false read from memory in the K
  * loop. Staged x ran the register form's best at each shape where that form is the default (the LM head at 17 rows
  * 63.64 µs, 78.17 with x from memory in the sweep; q|k|v at 65 33.63 against 114.28; gate|up 66.31 against 166.42,
@@ -102,8 +110,12 @@ function fillsTiles(KW: number, bkv: number): boolean {
  * 9.66 against 17.68, at 65 18.96 against 36.36; down at 65 41.68 against 61.25 (the register form's best 30.63, x
  * from memory); the small-M kernel takes both at every size (o 8.10 and 13.32, down 12.82 and 25.65).
  */
-function defaultStageWeights(soft: boolean, M: number, columns: number, swiglu: boolean): boolean {
+function defaultStageWeights(soft: boolean, M: number, columns: number, swiglu: boolean, K: number): boolean {
   if (soft || M <= SKINNY_MAX_ROWS_PER_THREAD || columns < SKINNY_NARROW_COLUMNS) return true;
+  // LLaMA-7B's K (SKINNY_LARGE_K): the register form from 9 rows but for gate|up, whose staged block ran
+  // ahead at 17 rows (call 40: 228.1 µs against 294.3; q|k|v 177.8 staged → 151.7 registers, o 59.5 → 54.9, down 142.6
+  // → 112.8, the LM head 347.0 → 301.8).
+  if (K >= SKINNY_LARGE_K) return swiglu;
   const vocabulary = !swiglu && columns >= SKINNY_WIDE_COLUMNS;
   return vocabulary ? M >= SKINNY_WIDE_FROM_ROWS : M < SKINNY_REGISTER_FROM_ROWS;
 }
@@ -134,7 +146,7 @@ export function chooseSkinny(
   const columns = swiglu ? p.N / 2 : p.N;
   const soft = gpu.isSoftware === true;
   const wide = !swiglu && columns >= SKINNY_WIDE_COLUMNS && p.M >= SKINNY_WIDE_FROM_ROWS;
-  const stageWeights = o.stageWeights ?? defaultStageWeights(soft, p.M, columns, swiglu);
+  const stageWeights = o.stageWeights ?? defaultStageWeights(soft, p.M, columns, swiglu, p.K);
   // stageX concerns the register form only (false with staged weights is refused by checkSkinnyVariant).
   const stageX = o.stageX ?? (stageWeights ? undefined : SKINNY_STAGE_X);
   const TM =

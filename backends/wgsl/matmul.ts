@@ -42,7 +42,7 @@ import {
   type SmallMVariant,
 } from './matmul-small-m.ts';
 import { describeSkinny, skinnyColumnsPerWorkgroup, skinnyMatmulWgsl } from './matmul-skinny.ts';
-import { chooseSkinny, skinnyTuning, type SkinnyKnobs } from './matmul-skinny-choice.ts';
+import { chooseSkinny, SKINNY_LARGE_K, skinnyTuning, type SkinnyKnobs } from './matmul-skinny-choice.ts';
 
 export interface MatmulProblem {
   readonly M: number;
@@ -426,7 +426,7 @@ export function matmulPathFor(p: MatmulProblem, target?: Pick<KernelTarget, 'isS
   const swiglu = p.fusion?.epilogue === 'swiglu';
   const columns = swiglu ? p.N / 2 : p.N;
   if (p.K % 4 !== 0 || columns < ROWS_MIN_COLUMNS) return 'small-m';
-  return skinny && (swiglu || p.M >= SKINNY_FROM_ROWS) ? 'skinny' : 'rows';
+  return skinny && (swiglu || p.M >= SKINNY_FROM_ROWS || p.K >= SKINNY_LARGE_K) ? 'skinny' : 'rows';
 }
 
 /** Whether `f` has the Medusa heads' fusions, which only the small-M Wᵀ kernel carries (matmul-heads.ts). */
