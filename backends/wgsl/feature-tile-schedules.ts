@@ -23,7 +23,8 @@ export function featureTiledSchedules(limits: ScheduleLimits, program: Program, 
     if (rest.some((t) => sharedFloats(p, sizes, [t], itemsOver(p.output, [t]), s, true) > floats)) continue;
     for (const featureTile of FEATURE_TILES) {
       const x = { chunk: s.chunk, cols: s.cols, threads: s.threads, featureTile };
-      if (tiled.every((t) => tiledTermFloats(p, sizes, t, x) <= floats)) out.push(x);
+      // either kernel (register-blocked or plain, lower.ts's tiledKernel) runs at a schedule listed here
+      if (tiled.every((t) => Math.max(tiledTermFloats(p, sizes, t, x), tiledTermFloats(p, sizes, t, { ...x, blocked: true })) <= floats)) out.push(x);
     }
   }
   return out;

@@ -39,6 +39,8 @@ export interface LowerOptions {
    * feature axes whose chunk state does not fit workgroup memory (based's Taylor map).
    */
   readonly featureTile?: number;
+  /** The tiled terms' kernel: register-blocked (feature-tiled-blocked.ts, the default) or the plain one (for comparison). */
+  readonly tiledKernel?: 'blocked' | 'plain';
   /**
    * Fused plans only: feature nodes (featureNodes) computed once per token by a feature kernel before the chunk
    * kernel, which reads them; the others it computes inline. Works with every fused plan: a single kernel, its
@@ -125,7 +127,7 @@ export function lowerChunked(p: Program, sizes: Sizes, opts: LowerOptions): Plan
     const label = single ? `${p.name}.chunked` : `${p.name}.${opts.fuse ? 'chunked' : 'term'}.${terms.map((t) => t.name).join('+')}`;
     const items = itemsOver(p.output, terms);
     const keep = single && opts.keepNormalisers ? keptParts(p, sizes, items, buffers) : undefined;
-    const tile = !single && tiled(terms[0]) ? { ...opts.schedule, featureTile: opts.featureTile! } : undefined;
+    const tile = !single && tiled(terms[0]) ? { ...opts.schedule, featureTile: opts.featureTile!, blocked: opts.tiledKernel !== 'plain' } : undefined;
     if (tile && items.length !== 1) throw new Error(`${p.name}: term ${terms[0].name} is in ${items.length} output items; a feature-tiled term must be in one`);
     if (!tile) kernels.push(chunkKernel({ program: p, sizes, terms, items, partial: !single, schedule: opts.schedule, materialised, label, exportState: state, ...(keep ? { keep } : {}) }));
     if (!single) {
