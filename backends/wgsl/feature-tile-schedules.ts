@@ -31,12 +31,18 @@ export function featureTiledSchedules(limits: ScheduleLimits, program: Program, 
 }
 
 /**
- * Chunk near 16 and the widest feature tile that fits (fewer tiles: less partial traffic and a shorter tile sum),
- * then 32 columns and 256 threads on hardware, all columns and 128 threads on a software adapter. Not timed yet.
+ * On hardware, for the register-blocked kernel (feature-tiled-blocked.ts): every value column in one workgroup (the
+ * partial scores and φ, ψ computed once, not once per column tile), chunk near 32 (a 2 × 4 micro-tile of the
+ * numerators, 2 × 2 of the scores, half the barriers a token of chunk 16), then the widest feature tile that fits
+ * (fewer tiles: less partial traffic and a shorter tile sum) and 256 threads: at 48 KB and d 64, chunk 32, 64
+ * columns, 64 features a tile (66 tiles). Before the blocked kernel the pick was chunk near 16 and 32 columns (chunk
+ * 16, 32 columns, 128 features: 130 ms for based at B 4, H 16, T 4096 on the H200). Not timed yet.
+ * A software adapter: chunk near 16, all columns, 128 threads (its cores gain nothing from more invocations).
  */
 export function defaultFeatureTiled(cands: readonly FeatureTiledSchedule[], software = false): FeatureTiledSchedule | undefined {
   const threads = software ? 128 : 256;
-  const cols = (s: FeatureTiledSchedule) => (software ? Math.log2(s.cols) : -Math.abs(Math.log2(s.cols / 32)));
-  const score = (s: FeatureTiledSchedule) => -Math.abs(Math.log2(s.chunk / 16)) * 4 + 2 * Math.log2(s.featureTile) + cols(s) - Math.abs(Math.log2(s.threads / threads));
+  const chunk = software ? 16 : 32;
+  const cols = (s: FeatureTiledSchedule) => (software ? Math.log2(s.cols) : 4 * Math.log2(s.cols));
+  const score = (s: FeatureTiledSchedule) => -Math.abs(Math.log2(s.chunk / chunk)) * 4 + 2 * Math.log2(s.featureTile) + cols(s) - Math.abs(Math.log2(s.threads / threads));
   return [...cands].sort((a, b) => score(b) - score(a))[0];
 }

@@ -46,6 +46,11 @@ export function blockedSharedFloats(s: FeatureTiledSchedule, featureCount: numbe
 export function blockedTileKernel(p: Program, sizes: Sizes, t: Term, s: FeatureTiledSchedule, label: string, numBuf: string, denBuf: string): Kernel {
   const a = tiledShape(p, sizes, t, s);
   const { C, FT, R, TC, TR, MC, MI, ML, P, FS } = blockedSplit(s, a.F, a.NR);
+  // the scores' split: TJ key columns × threads / TJ query rows, SI × SJ an invocation
+  let TJ = 1;
+  while (TJ * 2 <= Math.min(16, C, s.threads)) TJ *= 2;
+  const SI = Math.ceil(C / (s.threads / TJ));
+  const SJ = Math.ceil(C / TJ);
   const kb = new KernelBuilder(s.threads, ['wid', 'lid']);
   const read = programReader(kb, p, sizes, (where) => `b * dims.t + ${where}`);
   const gen = new ExprGen(p, sizes, read, { i: 'pos', j: 'pos' });
@@ -106,13 +111,23 @@ export function blockedTileKernel(p: Program, sizes: Sizes, t: Term, s: FeatureT
       b.line(`${V}[${k}] = ${vv};`);
     });
     ch.line(barrier);
-    ch.comment('2: partial scores over this tile, causal within the chunk (zero above the diagonal: step 3 sums whole rows)');
-    ch.strided('k', `${C * C}u`, (b, k) => {
-      const i = b.let('i', `${k} / ${C}u`);
-      const j = b.let('j', `${k} % ${C}u`);
-      const acc = b.var('acc', '0.0');
-      b.block(`if (${j} <= ${i})`, (x) => x.for('l', '0u', (l) => `${l} < ${FT}u`, (y, l) => y.line(`${acc} += ${Q}[${i} * ${FS}u + ${l}] * ${K}[${j} * ${FS}u + ${l}];`)));
-      b.line(`${A}[${k}] = ${acc};`);
+    ch.comment(`2: partial scores over this tile, ${SI} × ${SJ} an invocation, zero above the diagonal (step 3 sums whole rows)`);
+    ch.block('', (b) => {
+      const si = range(SI).map((m) => b.let(`si${m}`, `min(lid / ${TJ}u + ${m * (s.threads / TJ)}u, ${C - 1}u)`));
+      const sj = range(SJ).map((m) => b.let(`sj${m}`, `min(lid % ${TJ}u + ${m * TJ}u, ${C - 1}u)`));
+      const acc = range(SI).map((x) => range(SJ).map((y) => b.var(`a${x}_${y}`, '0.0')));
+      b.for('l', '0u', (l) => `${l} < ${FT}u`, (y, l) => {
+        const ks = sj.map((j, m) => y.let(`k${m}`, `${K}[${j} * ${FS}u + ${l}]`));
+        si.forEach((i, x) => {
+          const q = y.let(`q${x}`, `${Q}[${i} * ${FS}u + ${l}]`);
+          ks.forEach((k, m) => y.line(`${acc[x][m]} += ${q} * ${k};`));
+        });
+      });
+      // clamped rows and columns repeat the last one and write the same value to the same place; keep one writer
+      si.forEach((i, x) => sj.forEach((j, m) => {
+        const own = `lid / ${TJ}u + ${x * (s.threads / TJ)}u < ${C}u && lid % ${TJ}u + ${m * TJ}u < ${C}u`;
+        b.line(`if (${own}) { ${A}[${i} * ${C}u + ${j}] = select(0.0, ${acc[x][m]}, ${j} <= ${i}); }`);
+      }));
     });
     ch.line(barrier);
     ch.comment(`3: partial numerators, ${MI} rows × ${MC} columns an invocation; denominator parts, ${P} an invocation row`);

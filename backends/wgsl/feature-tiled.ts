@@ -54,11 +54,8 @@ export function tiledTermFloats(p: Program, sizes: Sizes, t: Term, s: FeatureTil
   return s.blocked ? blockedSharedFloats(s, a.F, a.NR) : tiledSharedFloats(s, a.F, a.NR);
 }
 
-/**
- * Term t tiled over its features: the per-tile kernel, the tile sum, and their buffers. `num` and `den` name the
- * [b, t, out] buffers the sum writes (the unfused plan's partial numerator and denominator of t's output item).
- */
-export function featureTiledTerm(p: Program, sizes: Sizes, t: Term, s: FeatureTiledSchedule, label: string, num: string, den: string): { kernels: Kernel[]; buffers: PlanBuffer[] } {
+/** Term t's per-tile kernel and its partial buffers [tile, b, t, out] and [tile, b, t, head] (the tile sums read them). */
+export function featureTiles(p: Program, sizes: Sizes, t: Term, s: FeatureTiledSchedule, label: string) {
   const a = tiledShape(p, sizes, t, s);
   const per = count(p.outAxes, sizes);
   const tileNum = `${label}:tiles:num`;
@@ -67,7 +64,16 @@ export function featureTiledTerm(p: Program, sizes: Sizes, t: Term, s: FeatureTi
     { name: tileNum, role: 'scratch', floats: (b, T) => a.NFT * b * T * per, shape: (b, T) => [a.NFT, b, T, per] },
     { name: tileDen, role: 'scratch', floats: (b, T) => a.NFT * b * T * a.NH, shape: (b, T) => [a.NFT, b, T, a.NH] },
   ];
-  return { kernels: [(s.blocked ? blockedTileKernel : tileKernel)(p, sizes, t, s, label, tileNum, tileDen), tileSumKernel(p, sizes, a, `${label}.tile-sum`, tileNum, tileDen, num, den)], buffers };
+  return { kernel: (s.blocked ? blockedTileKernel : tileKernel)(p, sizes, t, s, label, tileNum, tileDen), buffers, tileNum, tileDen, shape: a };
+}
+
+/**
+ * Term t tiled over its features: the per-tile kernel, the tile sum, and their buffers. `num` and `den` name the
+ * [b, t, out] buffers the sum writes (the unfused plan's partial numerator and denominator of t's output item).
+ */
+export function featureTiledTerm(p: Program, sizes: Sizes, t: Term, s: FeatureTiledSchedule, label: string, num: string, den: string): { kernels: Kernel[]; buffers: PlanBuffer[] } {
+  const x = featureTiles(p, sizes, t, s, label);
+  return { kernels: [x.kernel, tileSumKernel(p, sizes, x.shape, `${label}.tile-sum`, x.tileNum, x.tileDen, num, den)], buffers: x.buffers };
 }
 
 /**

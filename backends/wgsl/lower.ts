@@ -14,6 +14,7 @@ import { ExprGen } from './expr.ts';
 import { featureNodes } from './feature-nodes.ts';
 import { featureRowKernel } from './feature-rows.ts';
 import { featureTiledTerm, tileable } from './feature-tiled.ts';
+import { featureTiledFusedPlan } from './feature-tiled-plan.ts';
 import { flatIndex, KernelBuilder, tokenElement } from './kernel-builder.ts';
 import { stateLayout } from './layout.ts';
 import { grid, type Kernel, type Plan, type PlanBuffer } from './plan.ts';
@@ -39,6 +40,11 @@ export interface LowerOptions {
    * feature axes whose chunk state does not fit workgroup memory (based's Taylor map).
    */
   readonly featureTile?: number;
+  /**
+   * Fused plans with a featureTile (feature-tiled-plan.ts): the tiled terms' chunk, columns and threads, when they
+   * differ from the other terms' (`schedule`).
+   */
+  readonly tileSchedule?: ChunkSchedule;
   /** The tiled terms' kernel: register-blocked (feature-tiled-blocked.ts, the default) or the plain one (for comparison). */
   readonly tiledKernel?: 'blocked' | 'plain';
   /**
@@ -78,7 +84,12 @@ export function lowerChunked(p: Program, sizes: Sizes, opts: LowerOptions): Plan
   const per = count(p.outAxes, sizes);
   const materialised = new Set<Id>();
   const groups = opts.fuse ? valueGroups(p) : valueGroups(p).flatMap((g) => g.map((t) => [t]));
-  if (opts.featureTile !== undefined && opts.fuse) throw new Error(`${p.name}: feature tiles are for the unfused plan (one kernel per term)`);
+  if (opts.featureTile !== undefined && opts.fuse) {
+    // the fused plan over feature tiles (feature-tiled-plan.ts): the tiles at tileSchedule, the other terms at the schedule
+    if (opts.exportState || opts.keepNormalisers || opts.prologue?.size || opts.schedule.segment) throw new Error(`${p.name}: the fused plan over feature tiles exports no state, keeps no normalisers, has no prologue or segments`);
+    const tile = { ...(opts.tileSchedule ?? opts.schedule), featureTile: opts.featureTile, blocked: opts.tiledKernel !== 'plain' };
+    return featureTiledFusedPlan(p, sizes, opts.schedule, { chunk: tile.chunk, cols: tile.cols, threads: tile.threads, featureTile: tile.featureTile, blocked: tile.blocked });
+  }
   const tiled = (t: Term) => opts.featureTile !== undefined && tileable(t);
 
   const prologue = [...(opts.prologue ?? [])];
