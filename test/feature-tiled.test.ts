@@ -26,10 +26,11 @@ describe('based over tiles of its features', () => {
     const sizes = axisSizes(based.source, { h: 16, d: 64, e: 64 });
     for (const [bytes, software] of [[48 * 1024, false], [32 * 1024, true]] as const) {
       const c = choosePlan(adapter(bytes, software), based.program, sizes, {}, { b: 4, t: 4096 });
-      expect(c.fuse).toBe(false);
+      // the fused plan over feature tiles (feature-tiled-plan.ts): tiles and the window term at schedules of their own
+      expect(c.fuse).toBe(true);
       expect(c.featureTile).toBeGreaterThan(0);
       expect(c.reason).toMatch(/neither the fused kernel nor every unfused term kernel fits .* tiles of \d+ features/);
-      const plan = lowerChunked(based.program, sizes, { fuse: false, schedule: c.schedule, featureTile: c.featureTile });
+      const plan = lowerChunked(based.program, sizes, { fuse: true, schedule: c.schedule, featureTile: c.featureTile, tileSchedule: c.tileSchedule });
       expect(tiledKernels(plan).length).toBe(1);
       for (const k of plan.kernels) expect(workgroupBytes(k.code), `${k.label} at ${bytes} bytes`).toBeLessThanOrEqual(bytes);
       // Taylor features are computed inline, never materialised as [b, t, h, 4161]
