@@ -11,7 +11,7 @@ import { PlanRunner } from '../src/runtime/executor.ts';
 import { expectRelClose, gpu } from './helpers/gpu.ts';
 
 const based = compileFile('examples/variants/based.la');
-const workgroupBytes = (code: string) => [...code.matchAll(/var<workgroup> \w+: array<f32, (\d+)>/g)].reduce((n, m) => n + 4 * Number(m[1]), 0);
+const workgroupBytes = (code: string) => [...code.matchAll(/var<workgroup> \w+: array<(f32|vec4<f32>), (\d+)>/g)].reduce((n, m) => n + (m[1] === 'f32' ? 4 : 16) * Number(m[2]), 0);
 
 describe('the register-blocked feature-tiled kernel', () => {
   it('equals the float64 oracle at d 16 (273 features), b 2, t 37, over schedules that pad its micro-tiles', async () => {

@@ -18,7 +18,7 @@ import { expectRelClose, gpu } from './helpers/gpu.ts';
 const based = compileFile('examples/variants/based.la');
 const adapter = (bytes: number, isSoftware: boolean) =>
   ({ adapterName: isSoftware ? 'llvmpipe (software)' : 'NVIDIA H200 (nvidia, vulkan)', isSoftware, limits: { maxComputeWorkgroupStorageSize: bytes, maxComputeInvocationsPerWorkgroup: 1024 } }) as unknown as Gpu;
-const workgroupBytes = (code: string) => [...code.matchAll(/var<workgroup> \w+: array<f32, (\d+)>/g)].reduce((n, m) => n + 4 * Number(m[1]), 0);
+const workgroupBytes = (code: string) => [...code.matchAll(/var<workgroup> \w+: array<(f32|vec4<f32>), (\d+)>/g)].reduce((n, m) => n + (m[1] === 'f32' ? 4 : 16) * Number(m[2]), 0);
 const tiledKernels = (plan: Plan) => plan.kernels.filter((k) => k.code.includes('over tiles of'));
 
 describe('based over tiles of its features', () => {
