@@ -11,7 +11,7 @@
 // --rounds rounds, the plans alternating; the median of the rounds is printed.
 //
 //   npx tsx bench/based-tiled.ts [--b 4 --h 16 --t 4096 --d 64] [--iters 5] [--rounds 3] [--check-t 72]
-//                                [--tiles 32x64x256x64,16x64x256x96,32x64x128x64] [--out FILE]
+//                                [--tiles 32x64x256x64,32x64x128x64,16x64x256x96,16x64x128x96] [--out FILE]
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -37,7 +37,7 @@ const { values } = parseArgs({
     iters: { type: 'string', default: '5' },
     rounds: { type: 'string', default: '3' },
     'check-t': { type: 'string', default: '72' },
-    tiles: { type: 'string', default: '32x64x256x64,16x64x256x96,32x64x128x64' },
+    tiles: { type: 'string', default: '32x64x256x64,32x64x128x64,16x64x256x96,16x64x128x96' },
     out: { type: 'string' },
   },
 });
