@@ -7,7 +7,9 @@ import { blockedSharedFloats } from '../backends/wgsl/feature-tiled-blocked.ts';
 import { lowerChunked } from '../backends/wgsl/lower.ts';
 import { axisSizes, makeInputs } from '../src/inputs.ts';
 import { compileFile } from '../src/runtime/compiler.ts';
+import type { Gpu } from '../src/runtime/device.ts';
 import { PlanRunner } from '../src/runtime/executor.ts';
+import { choosePlan } from '../src/runtime/plan-choice.ts';
 import { expectRelClose, gpu } from './helpers/gpu.ts';
 
 const based = compileFile('examples/variants/based.la');
@@ -55,5 +57,20 @@ describe('the register-blocked feature-tiled kernel', () => {
     const first = (await runner.run(x, 2, 45)).data;
     expectRelClose(first, ref, 1e-4, `seed ${seed}, fused over feature tiles`);
     expect(Array.from((await runner.run(x, 2, 45)).data)).toEqual(Array.from(first));
+  });
+
+  it('is what the H200 gets at d 64, fused by default or as asked, unfused when asked, each kernel within 48 KB', () => {
+    const H200 = { adapterName: 'NVIDIA H200 (nvidia, vulkan)', isSoftware: false, limits: { maxComputeWorkgroupStorageSize: 49152, maxComputeInvocationsPerWorkgroup: 1024 } } as unknown as Gpu;
+    const sizes = axisSizes(based.source, { h: 16, d: 64, e: 64 });
+    for (const fuse of [undefined, true, false]) {
+      const c = choosePlan(H200, based.program, sizes, fuse === undefined ? {} : { fuse }, { b: 4, t: 4096 });
+      expect(c.fuse, `fuse ${fuse}`).toBe(fuse !== false);
+      const plan = lowerChunked(based.program, sizes, { fuse: c.fuse, schedule: c.schedule, featureTile: c.featureTile, ...(c.tileSchedule && { tileSchedule: c.tileSchedule }) });
+      // fused: tiles, window, sum-and-combine; unfused: also the window's feature kernels, the tile sum and the combine
+      if (fuse === false) expect(plan.kernels.length).toBeGreaterThan(3);
+      else expect(plan.kernels.map((k) => k.label)).toEqual(['based.tiles.taylor', 'based.chunked.window', 'based.tile-sum+combine']);
+      for (const k of plan.kernels) expect(workgroupBytes(k.code), k.label).toBeLessThanOrEqual(49152);
+      if (fuse !== false) expect(c.tileSchedule).toEqual({ chunk: 32, cols: 64, threads: 256 });
+    }
   });
 });

@@ -87,8 +87,7 @@ function chooseBase(gpu: Gpu, p: Program, sizes: Readonly<Record<string, number>
   const pick = (fuse: boolean) => modelDefault(gpu, p, sizes, fuse ? fusedCands : unfusedCands, fuse, at, fuse);
   if (req.fuse !== undefined) {
     const s = pick(req.fuse);
-    if (!s && !req.fuse) return tiledOrThrow(gpu, p, sizes, false);
-    if (!s) throw noFit(gpu, p, req.fuse);
+    if (!s) return tiledOrThrow(gpu, p, sizes, req.fuse);
     const other = pick(!req.fuse);
     const est = (fuse: boolean, x: ChunkSchedule | undefined) => `${fuse ? 'fused' : 'unfused'} ${ms(x && estimate(x, fuse))}`;
     return { fuse: req.fuse, schedule: s, reason: `${req.fuse ? 'fused' : 'unfused'} as asked (${show(s)}); est. at b ${at.b}, t ${at.t} on ${model.computeUnits} units, each at its default: ${est(true, req.fuse ? s : other)}, ${est(false, req.fuse ? other : s)}` };
@@ -115,10 +114,11 @@ function chooseBase(gpu: Gpu, p: Program, sizes: Readonly<Record<string, number>
 }
 
 /** The unfused plan with feature-tiled terms, or the error saying that not even it fits. */
-function tiledOrThrow(gpu: Gpu, p: Program, sizes: Readonly<Record<string, number>>, fuse: false | undefined): PlanChoice {
+function tiledOrThrow(gpu: Gpu, p: Program, sizes: Readonly<Record<string, number>>, fuse: boolean | undefined): PlanChoice {
   // unless asked for the unfused plan: the fused plan over feature tiles (feature-tiled-plan.ts), tiles and the
   // other terms at schedules of their own, one kernel summing the tiles and combining
   const f = fuse === false ? undefined : fusedTiledSchedule(gpu.limits, p, sizes, gpu.isSoftware);
+  if (!f && fuse) throw noFit(gpu, p, true);
   if (f) {
     const { featureTile, ...tile } = f.tile;
     return {
