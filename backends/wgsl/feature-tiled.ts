@@ -7,7 +7,10 @@
 // ψ for its features inline (nothing [b, t, f] is materialised), and writes partial n and z per tile; a second
 // launch sums the tiles in a fixed order (no atomics: runs repeat bit for bit) into the [b, t, out] numerator and
 // denominator that the unfused plan's combine kernel divides. lower.ts runs it for the unfused plan's terms
-// that `tileable` admits when given a feature tile (plan-choice.ts asks for one when nothing else fits).
+// that `tileable` admits when given a feature tile (plan-choice.ts asks for one when nothing else fits); the fused
+// plan over feature tiles (feature-tiled-plan.ts, the default there) reads the per-tile partials itself. The tile
+// kernel is the register-blocked one (feature-tiled-blocked.ts) unless the schedule says otherwise; the plain
+// kernel below, one output an invocation, stays for comparison (bench/based-tiled.ts times both).
 import type { Program, Term } from '../../src/ir/types.ts';
 import { count, programReader, type Sizes } from './common.ts';
 import { ExprGen, offset } from './expr.ts';
