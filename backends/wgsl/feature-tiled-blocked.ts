@@ -149,7 +149,8 @@ export function blockedTileKernel(p: Program, sizes: Sizes, t: Term, s: FeatureT
     const rows = range(MI).map((m) => ch.let(`i${m}`, `${tr} + ${m * TR}u`));
     const rowr = rows.map((i, m) => ch.let(`ir${m}`, `min(${i}, ${C - 1}u)`));
     const o = range(MI).map((x) => range(MC4).map((y) => ch.var(`o${x}_${y}`, `${v4}()`, v4)));
-    ch.for('j', '0u', (j) => `${j} < ${C}u`, (y, j) => {
+    // up to this invocation's last row: the scores are zero above the diagonal
+    ch.for('j', '0u', (j) => `${j} <= ${rowr[MI - 1]}`, (y, j) => {
       const vs = colr.map((c, m) => y.let(`v${m}`, `${V}[${j} * ${R4}u + ${c}]`));
       rowr.forEach((i, x) => {
         const sc = y.let(`a${x}`, `${A}[${i} * ${C}u + ${j}]`);
