@@ -98,32 +98,43 @@ export function blockedTileKernel(p: Program, sizes: Sizes, t: Term, s: FeatureT
   main.line(barrier);
   main.for('c0', '0u', (c0) => `${c0} < dims.t`, (ch, c0) => {
     const n = ch.let('n', `min(${C}u, dims.t - ${c0})`);
-    ch.comment('1: stage φ and ψ of this tile (zero past the sequence, the tile and the last feature), and v');
-    ch.strided('k', `${C * 4 * FT4}u`, (b, k) => {
-      const row = b.let('row', `${k} / ${4 * FT4}u`);
-      const fl = b.let('fl', `${k} % ${4 * FT4}u`);
-      const f = b.let('f', `${ft} * ${FT}u + ${fl}`);
-      const qv = b.var('qf', '0.0');
-      const kv = b.var('kf', '0.0');
-      b.block(`if (${row} < ${n} && ${fl} < ${FT}u && ${f} < ${a.F}u)`, (x) => {
+    // An invocation stages whole vec4s (four features, or four columns): no two invocations write parts of one vec4.
+    ch.comment('1: stage φ and ψ of this tile (zero past the sequence, the tile and the last feature), and v, a vec4 an invocation');
+    ch.strided('k', `${C * FT4}u`, (b, k) => {
+      const row = b.let('row', `${k} / ${FT4}u`);
+      const quad = b.let('quad', `${k} % ${FT4}u`);
+      const qv = b.var('qf', `${v4}()`, v4);
+      const kv = b.var('kf', `${v4}()`, v4);
+      b.block(`if (${row} < ${n})`, (x) => {
         const pos = x.define('pos', `${c0} + ${row}`); // the name ExprGen reads at.i / at.j at
-        const idx = { ...hIdx, [a.feature]: f };
-        x.line(`${qv} = ${gen.value(x, a.form.phi, idx, pos)};`);
-        x.line(`${kv} = ${gen.value(x, a.form.psi, idx, pos)};`);
+        range(4).forEach((e) => {
+          const fl = x.let(`fl${e}`, `${quad} * 4u + ${e}u`);
+          const f = x.let(`f${e}`, `${ft} * ${FT}u + ${fl}`);
+          x.block(`if (${fl} < ${FT}u && ${f} < ${a.F}u)`, (y) => {
+            const idx = { ...hIdx, [a.feature]: f };
+            y.line(`${qv}.${XYZW[e]} = ${gen.value(y, a.form.phi, idx, pos)};`);
+            y.line(`${kv}.${XYZW[e]} = ${gen.value(y, a.form.psi, idx, pos)};`);
+          });
+        });
       });
-      b.line(`${Q}[${row} * ${FS4}u + ${fl} / 4u][${fl} % 4u] = ${qv};`);
-      b.line(`${K}[${row} * ${FS4}u + ${fl} / 4u][${fl} % 4u] = ${kv};`);
+      b.line(`${Q}[${row} * ${FS4}u + ${quad}] = ${qv};`);
+      b.line(`${K}[${row} * ${FS4}u + ${quad}] = ${kv};`);
     });
-    ch.strided('k', `${C * 4 * R4}u`, (b, k) => {
-      const row = b.let('row', `${k} / ${4 * R4}u`);
-      const cl = b.let('cl', `${k} % ${4 * R4}u`);
-      const col = b.let('col', `${rt} * ${R}u + ${cl}`);
-      const vv = b.var('vf', '0.0');
-      b.block(`if (${row} < ${n} && ${cl} < ${R}u && ${col} < ${a.NR}u)`, (x) => {
+    ch.strided('k', `${C * R4}u`, (b, k) => {
+      const row = b.let('row', `${k} / ${R4}u`);
+      const quad = b.let('quad', `${k} % ${R4}u`);
+      const vv = b.var('vf', `${v4}()`, v4);
+      b.block(`if (${row} < ${n})`, (x) => {
         const pos = x.define('pos', `${c0} + ${row}`);
-        x.line(`${vv} = ${gen.value(x, t.value, { ...hIdx, ...x.split(a.rest, sizes, col, 'cx') }, pos)};`);
+        range(4).forEach((e) => {
+          const cl = x.let(`cl${e}`, `${quad} * 4u + ${e}u`);
+          const col = x.let(`col${e}`, `${rt} * ${R}u + ${cl}`);
+          x.block(`if (${cl} < ${R}u && ${col} < ${a.NR}u)`, (y) => {
+            y.line(`${vv}.${XYZW[e]} = ${gen.value(y, t.value, { ...hIdx, ...y.split(a.rest, sizes, col, 'cx') }, pos)};`);
+          });
+        });
       });
-      b.line(`${V}[${row} * ${R4}u + ${cl} / 4u][${cl} % 4u] = ${vv};`);
+      b.line(`${V}[${row} * ${R4}u + ${quad}] = ${vv};`);
     });
     ch.line(barrier);
     ch.comment(`2: partial scores over this tile, ${SI} × ${SJ} an invocation, zero above the diagonal (step 3 sums whole rows)`);
