@@ -111,10 +111,21 @@ for (const { v, t, d } of cases) {
     console.log(`${label}: model: ${decision.reason}`);
     row.started = new Date().toISOString();
     const timed: { fuse: boolean; prologue?: ReadonlySet<number>; featureTile?: number; plan: Plan; s: ChunkSchedule; err: number; ms: number[] }[] = [];
+    // a variant whose feature axis fits no term kernel (based at d 64): the fused row is the plan choice's fused plan
+    // over feature tiles (backends/wgsl/feature-tiled-plan.ts), the unfused row the unfused plan over feature tiles
+    const tiledUnfused = decision.featureTile ? choosePlan(gpu, p, sizes, { fuse: false }, { b: B, t }) : undefined;
     for (const fuse of softmax ? [true] : [true, false]) {
-      // the unfused plan of a variant whose feature axis fits no term kernel (based at d 64) runs feature-tiled
-      const featureTile = !fuse && decision.featureTile ? decision.featureTile : undefined;
-      const s = featureTile ? decision.schedule : modelDefault(gpu, p, sizes, candidateSchedules(gpu.limits, p, sizes, !fuse), fuse, { b: B, t }, fuse);
+      if (fuse && decision.fuse && decision.tileSchedule) {
+        const plan = planFor(gpu, c, sizes, { form: 'chunked' }, { b: B, t });
+        const o = (await runCompiled(c, x, { device: 'gpu', gpu, form: 'chunked' })).o;
+        const oracle = oracleHead(c, x, sizes, Math.min(t, 32));
+        const err = relativeError(o.data.subarray(0, oracle.data.length), oracle.data);
+        if (!(err < 1e-3)) throw new Error(`fused over feature tiles: output wrong (relative error ${err} vs the float64 oracle); not timing it`);
+        timed.push({ fuse, featureTile: decision.featureTile, plan, s: { ...decision.tileSchedule }, err, ms: [] });
+        continue;
+      }
+      const featureTile = !fuse && tiledUnfused?.featureTile ? tiledUnfused.featureTile : undefined;
+      const s = featureTile ? tiledUnfused!.schedule : modelDefault(gpu, p, sizes, candidateSchedules(gpu.limits, p, sizes, !fuse), fuse, { b: B, t }, fuse);
       if (!s) {
         console.log(`${label}: ${fuse ? 'fused' : 'unfused'}: no schedule fits ${gpu.limits.maxComputeWorkgroupStorageSize} bytes of workgroup memory`);
         continue;

@@ -7,10 +7,14 @@
 // ψ for its features inline (nothing [b, t, f] is materialised), and writes partial n and z per tile; a second
 // launch sums the tiles in a fixed order (no atomics: runs repeat bit for bit) into the [b, t, out] numerator and
 // denominator that the unfused plan's combine kernel divides. lower.ts runs it for the unfused plan's terms
-// that `tileable` admits when given a feature tile (plan-choice.ts asks for one when nothing else fits).
+// that `tileable` admits when given a feature tile (plan-choice.ts asks for one when nothing else fits); the fused
+// plan over feature tiles (feature-tiled-plan.ts, the default there) reads the per-tile partials itself. The tile
+// kernel is the register-blocked one (feature-tiled-blocked.ts) unless the schedule says otherwise; the plain
+// kernel below, one output an invocation, stays for comparison (bench/based-tiled.ts times both).
 import type { Program, Term } from '../../src/ir/types.ts';
 import { count, programReader, type Sizes } from './common.ts';
 import { ExprGen, offset } from './expr.ts';
+import { blockedSharedFloats, blockedTileKernel } from './feature-tiled-blocked.ts';
 import { flatIndex, KernelBuilder } from './kernel-builder.ts';
 import { grid, type Kernel, type PlanBuffer } from './plan.ts';
 
@@ -19,6 +23,8 @@ export interface FeatureTiledSchedule {
   readonly cols: number; // R: value columns per workgroup
   readonly threads: number;
   readonly featureTile: number; // FT: features per workgroup
+  /** The register-blocked kernel (feature-tiled-blocked.ts) rather than the plain one below. */
+  readonly blocked?: boolean;
 }
 
 /** A plain causal prefix term (no decay, no group or window) over a feature axis: its state adds up over features. */
@@ -27,7 +33,7 @@ export function tileable(t: Term): boolean {
 }
 
 /** The tiled kernel's axes: head (the score's axes), value columns (the other output axes) and the feature tiles. */
-function shapeOf(p: Program, sizes: Sizes, t: Term, s: FeatureTiledSchedule) {
+export function tiledShape(p: Program, sizes: Sizes, t: Term, s: FeatureTiledSchedule) {
   if (t.form.kind !== 'prefix' || t.form.feature === null) throw new Error(`internal: ${t.name} is not a prefix term over a feature axis`);
   const head = p.nodes[t.score].type.axes;
   const rest = p.outAxes.filter((a) => !head.includes(a));
@@ -47,16 +53,13 @@ export function tiledSharedFloats(s: FeatureTiledSchedule, featureCount: number,
 
 /** Workgroup memory of the tiled kernel of term t. */
 export function tiledTermFloats(p: Program, sizes: Sizes, t: Term, s: FeatureTiledSchedule): number {
-  const a = shapeOf(p, sizes, t, s);
-  return tiledSharedFloats(s, a.F, a.NR);
+  const a = tiledShape(p, sizes, t, s);
+  return s.blocked ? blockedSharedFloats(s, a.F, a.NR) : tiledSharedFloats(s, a.F, a.NR);
 }
 
-/**
- * Term t tiled over its features: the per-tile kernel, the tile sum, and their buffers. `num` and `den` name the
- * [b, t, out] buffers the sum writes (the unfused plan's partial numerator and denominator of t's output item).
- */
-export function featureTiledTerm(p: Program, sizes: Sizes, t: Term, s: FeatureTiledSchedule, label: string, num: string, den: string): { kernels: Kernel[]; buffers: PlanBuffer[] } {
-  const a = shapeOf(p, sizes, t, s);
+/** Term t's per-tile kernel and its partial buffers [tile, b, t, out] and [tile, b, t, head] (the tile sums read them). */
+export function featureTiles(p: Program, sizes: Sizes, t: Term, s: FeatureTiledSchedule, label: string) {
+  const a = tiledShape(p, sizes, t, s);
   const per = count(p.outAxes, sizes);
   const tileNum = `${label}:tiles:num`;
   const tileDen = `${label}:tiles:den`;
@@ -64,7 +67,16 @@ export function featureTiledTerm(p: Program, sizes: Sizes, t: Term, s: FeatureTi
     { name: tileNum, role: 'scratch', floats: (b, T) => a.NFT * b * T * per, shape: (b, T) => [a.NFT, b, T, per] },
     { name: tileDen, role: 'scratch', floats: (b, T) => a.NFT * b * T * a.NH, shape: (b, T) => [a.NFT, b, T, a.NH] },
   ];
-  return { kernels: [tileKernel(p, sizes, t, s, label, tileNum, tileDen), tileSumKernel(p, sizes, a, `${label}.tile-sum`, tileNum, tileDen, num, den)], buffers };
+  return { kernel: (s.blocked ? blockedTileKernel : tileKernel)(p, sizes, t, s, label, tileNum, tileDen), buffers, tileNum, tileDen, shape: a };
+}
+
+/**
+ * Term t tiled over its features: the per-tile kernel, the tile sum, and their buffers. `num` and `den` name the
+ * [b, t, out] buffers the sum writes (the unfused plan's partial numerator and denominator of t's output item).
+ */
+export function featureTiledTerm(p: Program, sizes: Sizes, t: Term, s: FeatureTiledSchedule, label: string, num: string, den: string): { kernels: Kernel[]; buffers: PlanBuffer[] } {
+  const x = featureTiles(p, sizes, t, s, label);
+  return { kernels: [x.kernel, tileSumKernel(p, sizes, x.shape, `${label}.tile-sum`, x.tileNum, x.tileDen, num, den)], buffers: x.buffers };
 }
 
 /**
@@ -73,7 +85,7 @@ export function featureTiledTerm(p: Program, sizes: Sizes, t: Term, s: FeatureTi
  * written to tile ft's slice of the partial buffers, then S += ψ[ft]ᵀ v, z += Σ_j ψ_j[ft].
  */
 function tileKernel(p: Program, sizes: Sizes, t: Term, s: FeatureTiledSchedule, label: string, numBuf: string, denBuf: string): Kernel {
-  const a = shapeOf(p, sizes, t, s);
+  const a = tiledShape(p, sizes, t, s);
   const { C, FT, R } = a;
   const kb = new KernelBuilder(s.threads, ['wid', 'lid']);
   const read = programReader(kb, p, sizes, (where) => `b * dims.t + ${where}`);
@@ -182,7 +194,7 @@ function tileKernel(p: Program, sizes: Sizes, t: Term, s: FeatureTiledSchedule, 
 }
 
 /** num[b, t, out] = Σ_tiles (in order) tileNum[tile, b, t, out]; den likewise from tileDen[tile, b, t, head]. */
-function tileSumKernel(p: Program, sizes: Sizes, a: ReturnType<typeof shapeOf>, label: string, tileNum: string, tileDen: string, numBuf: string, denBuf: string): Kernel {
+function tileSumKernel(p: Program, sizes: Sizes, a: ReturnType<typeof tiledShape>, label: string, tileNum: string, tileDen: string, numBuf: string, denBuf: string): Kernel {
   const WG = 64;
   const per = count(p.outAxes, sizes);
   const kb = new KernelBuilder(WG, ['gid', 'nwg']);

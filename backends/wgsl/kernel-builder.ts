@@ -15,7 +15,7 @@ export interface Binding {
 
 export interface WorkgroupArray {
   readonly name: string;
-  readonly type: 'f32' | 'i32' | 'u32';
+  readonly type: 'f32' | 'i32' | 'u32' | 'vec4<f32>';
   readonly length: number;
   readonly note?: string;
 }
@@ -96,7 +96,7 @@ export class KernelBuilder {
 
   /** Workgroup memory of the declared arrays, in 4-byte elements. */
   workgroupFloats(): number {
-    return this.arrays.reduce((n, a) => n + a.length, 0);
+    return this.arrays.reduce((n, a) => n + a.length * (a.type === 'vec4<f32>' ? 4 : 1), 0);
   }
 
   /** The bindings the kernel binds, in declaration order. */

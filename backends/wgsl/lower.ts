@@ -14,6 +14,7 @@ import { ExprGen } from './expr.ts';
 import { featureNodes } from './feature-nodes.ts';
 import { featureRowKernel } from './feature-rows.ts';
 import { featureTiledTerm, tileable } from './feature-tiled.ts';
+import { featureTiledFusedPlan } from './feature-tiled-plan.ts';
 import { flatIndex, KernelBuilder, tokenElement } from './kernel-builder.ts';
 import { stateLayout } from './layout.ts';
 import { grid, type Kernel, type Plan, type PlanBuffer } from './plan.ts';
@@ -39,6 +40,13 @@ export interface LowerOptions {
    * feature axes whose chunk state does not fit workgroup memory (based's Taylor map).
    */
   readonly featureTile?: number;
+  /**
+   * Fused plans with a featureTile (feature-tiled-plan.ts): the tiled terms' chunk, columns and threads, when they
+   * differ from the other terms' (`schedule`).
+   */
+  readonly tileSchedule?: ChunkSchedule;
+  /** The tiled terms' kernel: register-blocked (feature-tiled-blocked.ts, the default) or the plain one (for comparison). */
+  readonly tiledKernel?: 'blocked' | 'plain';
   /**
    * Fused plans only: feature nodes (featureNodes) computed once per token by a feature kernel before the chunk
    * kernel, which reads them; the others it computes inline. Works with every fused plan: a single kernel, its
@@ -76,7 +84,12 @@ export function lowerChunked(p: Program, sizes: Sizes, opts: LowerOptions): Plan
   const per = count(p.outAxes, sizes);
   const materialised = new Set<Id>();
   const groups = opts.fuse ? valueGroups(p) : valueGroups(p).flatMap((g) => g.map((t) => [t]));
-  if (opts.featureTile !== undefined && opts.fuse) throw new Error(`${p.name}: feature tiles are for the unfused plan (one kernel per term)`);
+  if (opts.featureTile !== undefined && opts.fuse) {
+    // the fused plan over feature tiles (feature-tiled-plan.ts): the tiles at tileSchedule, the other terms at the schedule
+    if (opts.exportState || opts.keepNormalisers || opts.prologue?.size || opts.schedule.segment) throw new Error(`${p.name}: the fused plan over feature tiles exports no state, keeps no normalisers, has no prologue or segments`);
+    const tile = { ...(opts.tileSchedule ?? opts.schedule), featureTile: opts.featureTile, blocked: opts.tiledKernel !== 'plain' };
+    return featureTiledFusedPlan(p, sizes, opts.schedule, { chunk: tile.chunk, cols: tile.cols, threads: tile.threads, featureTile: tile.featureTile, blocked: tile.blocked });
+  }
   const tiled = (t: Term) => opts.featureTile !== undefined && tileable(t);
 
   const prologue = [...(opts.prologue ?? [])];
@@ -125,7 +138,7 @@ export function lowerChunked(p: Program, sizes: Sizes, opts: LowerOptions): Plan
     const label = single ? `${p.name}.chunked` : `${p.name}.${opts.fuse ? 'chunked' : 'term'}.${terms.map((t) => t.name).join('+')}`;
     const items = itemsOver(p.output, terms);
     const keep = single && opts.keepNormalisers ? keptParts(p, sizes, items, buffers) : undefined;
-    const tile = !single && tiled(terms[0]) ? { ...opts.schedule, featureTile: opts.featureTile! } : undefined;
+    const tile = !single && tiled(terms[0]) ? { ...opts.schedule, featureTile: opts.featureTile!, blocked: opts.tiledKernel !== 'plain' } : undefined;
     if (tile && items.length !== 1) throw new Error(`${p.name}: term ${terms[0].name} is in ${items.length} output items; a feature-tiled term must be in one`);
     if (!tile) kernels.push(chunkKernel({ program: p, sizes, terms, items, partial: !single, schedule: opts.schedule, materialised, label, exportState: state, ...(keep ? { keep } : {}) }));
     if (!single) {

@@ -11,7 +11,7 @@
 // autotuner's winner keep every feature inline unless asked (the one shader their timings assume).
 import { candidateSchedules, defaultSchedule } from '../../backends/wgsl/chunk-schedules.ts';
 import type { ChunkSchedule } from '../../backends/wgsl/chunked.ts';
-import { defaultFeatureTiled, featureTiledSchedules } from '../../backends/wgsl/feature-tile-schedules.ts';
+import { defaultFeatureTiled, featureTiledSchedules, fusedTiledSchedule } from '../../backends/wgsl/feature-tile-schedules.ts';
 import { featureNodes } from '../../backends/wgsl/feature-nodes.ts';
 import { bestHybrid, chooseFusion, decidePrologue, estimatePlan, type PrologueDecision } from '../../backends/wgsl/fusion-model.ts';
 import { outputPart } from '../../backends/wgsl/chunked/analysis.ts';
@@ -26,6 +26,8 @@ export interface PlanChoice {
   readonly schedule: ChunkSchedule;
   /** Features per tile of the unfused plan's tiled terms (lower.ts's featureTile), when it needs them to fit. */
   readonly featureTile?: number;
+  /** The fused plan over feature tiles (fuse and featureTile): the tiled terms' schedule; `schedule` is the others'. */
+  readonly tileSchedule?: ChunkSchedule;
   /** The fused plan's feature nodes computed in a prologue (lower.ts); absent or empty: all inline. */
   readonly prologue?: ReadonlySet<Id>;
   /** The model's decision per feature node, where it made one. */
@@ -85,8 +87,7 @@ function chooseBase(gpu: Gpu, p: Program, sizes: Readonly<Record<string, number>
   const pick = (fuse: boolean) => modelDefault(gpu, p, sizes, fuse ? fusedCands : unfusedCands, fuse, at, fuse);
   if (req.fuse !== undefined) {
     const s = pick(req.fuse);
-    if (!s && !req.fuse) return tiledOrThrow(gpu, p, sizes, false);
-    if (!s) throw noFit(gpu, p, req.fuse);
+    if (!s) return tiledOrThrow(gpu, p, sizes, req.fuse);
     const other = pick(!req.fuse);
     const est = (fuse: boolean, x: ChunkSchedule | undefined) => `${fuse ? 'fused' : 'unfused'} ${ms(x && estimate(x, fuse))}`;
     return { fuse: req.fuse, schedule: s, reason: `${req.fuse ? 'fused' : 'unfused'} as asked (${show(s)}); est. at b ${at.b}, t ${at.t} on ${model.computeUnits} units, each at its default: ${est(true, req.fuse ? s : other)}, ${est(false, req.fuse ? other : s)}` };
@@ -113,7 +114,18 @@ function chooseBase(gpu: Gpu, p: Program, sizes: Readonly<Record<string, number>
 }
 
 /** The unfused plan with feature-tiled terms, or the error saying that not even it fits. */
-function tiledOrThrow(gpu: Gpu, p: Program, sizes: Readonly<Record<string, number>>, fuse: false | undefined): PlanChoice {
+function tiledOrThrow(gpu: Gpu, p: Program, sizes: Readonly<Record<string, number>>, fuse: boolean | undefined): PlanChoice {
+  // unless asked for the unfused plan: the fused plan over feature tiles (feature-tiled-plan.ts), tiles and the
+  // other terms at schedules of their own, one kernel summing the tiles and combining
+  const f = fuse === false ? undefined : fusedTiledSchedule(gpu.limits, p, sizes, gpu.isSoftware);
+  if (!f && fuse) throw noFit(gpu, p, true);
+  if (f) {
+    const { featureTile, ...tile } = f.tile;
+    return {
+      fuse: true, schedule: f.rest, featureTile, tileSchedule: tile,
+      reason: `neither the fused kernel nor every unfused term kernel fits in ${gpu.limits.maxComputeWorkgroupStorageSize} bytes of workgroup memory: fused over feature tiles, the wide prefix terms over tiles of ${featureTile} features (${show(tile)}), the others at ${show(f.rest)}`,
+    };
+  }
   const s = defaultFeatureTiled(featureTiledSchedules(gpu.limits, p, sizes), gpu.isSoftware);
   if (!s) throw noFit(gpu, p, fuse);
   const { featureTile, ...schedule } = s;
