@@ -113,44 +113,30 @@ async function runInto(M: number, N: number, K: number, fusion: MatmulFusion, co
 }
 
 describe('the skinny matmul\'s argmax epilogue and column window', () => {
-  it('argmax: each row\'s float64 argmax through the partials\' pick, one slice and eight', async () => {
+  /** The argmax epilogue at M rows: each row's float64 argmax, and (every weight row alike, all columns tie) the first column. */
+  async function checkArgmax(M: number, opts: Parameters<typeof runInto>[6], seed: number, kernel?: string): Promise<void> {
     const N = 150;
-    for (const [M, opts, seed] of [[5, ONE_SLICE, 1000], [17, SLICED, 1100]] as const) {
-      const { got, logits, plan } = await runInto(M, N, 28, { ...HEAD, epilogue: 'argmax' }, (wg) => 2 * wg, seed, opts);
-      const tokens = new Uint32Array(got.buffer, got.byteOffset, M);
-      for (let m = 0; m < M; m++) {
-        const row = logits.subarray(m * N, (m + 1) * N);
-        const best = Math.max(...row);
-        expect(row[tokens[m]], `${plan.kernel} row ${m}: token ${tokens[m]} has ${row[tokens[m]]}, the largest is ${best}`).toBeGreaterThan(best - 1e-4 * Math.abs(best));
-      }
-      // Every weight row alike: all columns tie in every workgroup and thread; the first column wins.
-      const one = randn([28], seed + 50).data;
-      const same = new Float64Array(N * 28);
-      for (let n = 0; n < N; n++) same.set(one, n * 28);
-      const tie = await runInto(M, N, 28, { ...HEAD, epilogue: 'argmax' }, (wg) => 2 * wg, seed, opts, { w: same });
-      expect(Array.from(new Uint32Array(tie.got.buffer, tie.got.byteOffset, M)), tie.plan.kernel).toEqual(new Array(M).fill(0));
+    const { got, logits, plan } = await runInto(M, N, 28, { ...HEAD, epilogue: 'argmax' }, (wg) => 2 * wg, seed, opts);
+    if (kernel) expect(plan.kernel).toContain(kernel);
+    const tokens = new Uint32Array(got.buffer, got.byteOffset, M);
+    for (let m = 0; m < M; m++) {
+      const row = logits.subarray(m * N, (m + 1) * N);
+      const best = Math.max(...row);
+      expect(row[tokens[m]], `${plan.kernel} row ${m}: token ${tokens[m]} has ${row[tokens[m]]}, the largest is ${best}`).toBeGreaterThan(best - 1e-4 * Math.abs(best));
     }
+    const one = randn([28], seed + 50).data;
+    const same = new Float64Array(N * 28);
+    for (let n = 0; n < N; n++) same.set(one, n * 28);
+    const tie = await runInto(M, N, 28, { ...HEAD, epilogue: 'argmax' }, (wg) => 2 * wg, seed, opts, { w: same });
+    expect(Array.from(new Uint32Array(tie.got.buffer, tie.got.byteOffset, M)), tie.plan.kernel).toEqual(new Array(M).fill(0));
+  }
+
+  it('argmax: each row\'s float64 argmax through the partials\' pick, one slice and eight', async () => {
+    for (const [M, opts, seed] of [[5, ONE_SLICE, 1000], [17, SLICED, 1100]] as const) await checkArgmax(M, opts, seed);
   });
 
   it("argmax with the weights in registers (x staged at 17 rows, from memory at 5 and 65): each row's float64 argmax, and ties to the first column", async () => {
-    const N = 150;
-    for (const [i, [M, opts, argmax]] of REGISTERS.entries()) {
-      if (!argmax) continue;
-      const seed = 2500 + 10 * i;
-      const { got, logits, plan } = await runInto(M, N, 28, { ...HEAD, epilogue: 'argmax' }, (wg) => 2 * wg, seed, opts);
-      expect(plan.kernel).toContain('weights in registers');
-      const tokens = new Uint32Array(got.buffer, got.byteOffset, M);
-      for (let m = 0; m < M; m++) {
-        const row = logits.subarray(m * N, (m + 1) * N);
-        const best = Math.max(...row);
-        expect(row[tokens[m]], `${plan.kernel} row ${m}: token ${tokens[m]} has ${row[tokens[m]]}, the largest is ${best}`).toBeGreaterThan(best - 1e-4 * Math.abs(best));
-      }
-      const one = randn([28], seed + 50).data;
-      const same = new Float64Array(N * 28);
-      for (let n = 0; n < N; n++) same.set(one, n * 28);
-      const tie = await runInto(M, N, 28, { ...HEAD, epilogue: 'argmax' }, (wg) => 2 * wg, seed, opts, { w: same });
-      expect(Array.from(new Uint32Array(tie.got.buffer, tie.got.byteOffset, M)), tie.plan.kernel).toEqual(new Array(M).fill(0));
-    }
+    for (const [i, [M, opts, argmax]] of REGISTERS.entries()) if (argmax) await checkArgmax(M, opts, 2500 + 10 * i, 'weights in registers');
   });
 
   it("the H200's default pick for a greedy tree step's LM head (17 and 65 rows, 32000 × 768) picks each row's float64 argmax on a stand-in", async () => {

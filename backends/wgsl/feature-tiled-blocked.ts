@@ -21,7 +21,7 @@ import type { Program, Term } from '../../src/ir/types.ts';
 import { programReader, type Sizes } from './common.ts';
 import { ExprGen, offset } from './expr.ts';
 import type { FeatureTiledSchedule } from './feature-tiled.ts';
-import { tiledShape } from './feature-tiled.ts';
+import { tiledShape, tileWorkgroup } from './feature-tiled.ts';
 import { KernelBuilder } from './kernel-builder.ts';
 import type { Kernel } from './plan.ts';
 
@@ -74,15 +74,8 @@ export function blockedTileKernel(p: Program, sizes: Sizes, t: Term, s: FeatureT
   const Z = kb.workgroup('zsum', FT4, 'z over this tile [FT4] in vec4s', v4).name;
   const A = kb.workgroup('scores', C * C, 'partial scores over this tile [C, C], zero above the diagonal').name;
   const D = kb.workgroup('denparts', C * P, `partial denominators [C, ${P}]`).name;
-  const num = kb.use(kb.storage(numBuf, true, { always: true }));
-  const den = kb.use(kb.storage(denBuf, true, { always: true }));
-  const main = kb.body;
+  const { num, den, main, ft, rt, hs, hIdx } = tileWorkgroup(kb, sizes, a, numBuf, denBuf);
   const barrier = 'workgroupBarrier();';
-  main.define('b', 'wid.y');
-  const ft = main.let('ft', `wid.x % ${a.NFT}u`);
-  const rt = main.let('rt', `(wid.x / ${a.NFT}u) % ${a.RT}u`);
-  const hs = main.let('hs', `wid.x / ${a.NFT * a.RT}u`);
-  const hIdx = main.split(a.head, sizes, hs, 'hx');
   const tc = main.let('tc', `lid % ${TC}u`);
   const tr = main.let('tr', `lid / ${TC}u`);
   const range = (n: number) => [...Array(n).keys()];

@@ -80,6 +80,22 @@ export function featureTiledTerm(p: Program, sizes: Sizes, t: Term, s: FeatureTi
 }
 
 /**
+ * A tile kernel's partial outputs and where its workgroup sits: sequence b = wid.y; wid.x = (head slice hs, column
+ * tile rt, feature tile ft), feature tiles fastest (the tile sum reads them in order).
+ */
+export function tileWorkgroup(kb: KernelBuilder, sizes: Sizes, a: ReturnType<typeof tiledShape>, numBuf: string, denBuf: string) {
+  const num = kb.use(kb.storage(numBuf, true, { always: true }));
+  const den = kb.use(kb.storage(denBuf, true, { always: true }));
+  const main = kb.body;
+  main.define('b', 'wid.y');
+  const ft = main.let('ft', `wid.x % ${a.NFT}u`);
+  const rt = main.let('rt', `(wid.x / ${a.NFT}u) % ${a.RT}u`);
+  const hs = main.let('hs', `wid.x / ${a.NFT * a.RT}u`);
+  const hIdx = main.split(a.head, sizes, hs, 'hx');
+  return { num, den, main, ft, rt, hs, hIdx };
+}
+
+/**
  * Per (b, head slice hs, column tile rt, feature tile ft), for each chunk of C positions c0…c0+n−1:
  *   A[i, j] = Σ_{f in ft} φ_i[f] ψ_j[f] (j ≤ i),  n_i = Σ_j A[i, j] v_j + φ_i[ft] S,  z_i = Σ_j A[i, j] + φ_i[ft] · z,
  * written to tile ft's slice of the partial buffers, then S += ψ[ft]ᵀ v, z += Σ_j ψ_j[ft].
@@ -96,15 +112,8 @@ function tileKernel(p: Program, sizes: Sizes, t: Term, s: FeatureTiledSchedule, 
   const A = kb.workgroup('scores', C * C, 'partial scores over this tile [C, C]').name;
   const S = kb.workgroup('state', FT * R, 'S over this tile [FT, R]').name;
   const Z = kb.workgroup('zsum', FT, 'z over this tile [FT]').name;
-  const num = kb.use(kb.storage(numBuf, true, { always: true }));
-  const den = kb.use(kb.storage(denBuf, true, { always: true }));
-  const main = kb.body;
+  const { num, den, main, ft, rt, hs, hIdx } = tileWorkgroup(kb, sizes, a, numBuf, denBuf);
   const barrier = 'workgroupBarrier();';
-  main.define('b', 'wid.y');
-  const ft = main.let('ft', `wid.x % ${a.NFT}u`);
-  const rt = main.let('rt', `(wid.x / ${a.NFT}u) % ${a.RT}u`);
-  const hs = main.let('hs', `wid.x / ${a.NFT * a.RT}u`);
-  const hIdx = main.split(a.head, sizes, hs, 'hx');
   main.strided('k', `${FT * R}u`, (b, k) => b.line(`${S}[${k}] = 0.0;`));
   main.strided('k', `${FT}u`, (b, k) => b.line(`${Z}[${k}] = 0.0;`));
   main.line(barrier);
