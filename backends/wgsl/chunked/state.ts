@@ -62,15 +62,26 @@ export function emitZUpdate(K: ChunkKernel, q: PrefixPlan, b: Block, f: string):
   b.line(`${z}[${f}] = ${acc};`);
 }
 
-/** Phase 5: fold the chunk into the state (after the outputs have read S_prev). */
+/**
+ * Phase 5: fold the chunk into the state (after the outputs have read S_prev). A segmented plan's output launch
+ * that exports no state skips it on its segment's last chunk, whose S no output reads (the segment-state launch and
+ * the scan gave the next segment its own): 1/G of its folds, and all of them at segments of one chunk (G = 1), where
+ * the output launch becomes fla's chunk_fwd_o, every chunk's outputs from the state before it and nothing else.
+ */
 export function emitFold(K: ChunkKernel, chunk: Block): void {
-  if (!K.a.prefix.length) return;
+  const { a } = K;
+  if (!a.prefix.length) return;
   chunk.line('workgroupBarrier();');
-  for (const q of K.a.prefix) {
-    if (q.openGroup) foldIntoOpenGroup(K, q, chunk);
-    else if (q.exportOpen) foldKeepingLastGroup(K, q, chunk);
-    else foldTiled(K, q, chunk);
-  }
+  const fold = (b: Block) => {
+    for (const q of a.prefix) {
+      if (q.openGroup) foldIntoOpenGroup(K, q, b);
+      else if (q.exportOpen) foldKeepingLastGroup(K, q, b);
+      else foldTiled(K, q, b);
+    }
+  };
+  // c is uniform over the workgroup (wid.y's segment), so the barriers after the fold stay in uniform control flow.
+  if (a.segmented === 'output' && !a.state) chunk.block(`if (c + 1u < min(nchunks, (sg + 1u) * ${a.segment}u))`, fold);
+  else fold(chunk);
 }
 
 /** The chunk lies inside one group, which stays open: So_k, zo_k += Σ_j ψ_j ⊗ v_j; it joins S when the next group starts. */
