@@ -20,6 +20,12 @@ const SEGMENTS = [4, 16];
 /** Value columns per invocation of a blocked schedule (chunked/tiles.ts blockTile). */
 const BLOCK = 4;
 /**
+ * Register rows of the blocked schedules' 4 × 4 forms (ChunkSchedule.rows): BLOCK columns and ROWS rows (features
+ * of the fold, query rows of the score tile) an invocation whatever the invocations left idle, 0.5 workgroup loads a
+ * multiply-add. Untimed on the H200: the autotuner and --schedules reach them, the plan choice does not.
+ */
+const ROWS = 4;
+/**
  * Whether the plan choice (the schedule model's pick, the heuristic default) sees the register-blocked schedules.
  * Off: the model's estimate of a blocked product (schedule-model.ts blockedShares) is its workgroup loads alone,
  * and the H200 (call 18, bench/results/h200-chunk-blocked.json, elu_dwconv B4 H16 T4096) did not follow it — at
@@ -70,7 +76,10 @@ export function candidateSchedules(limits: ScheduleLimits, program: Program, siz
   if (!unfused && segmentable(p, sizes)) out.push(...out.flatMap((s) => SEGMENTS.map((segment) => ({ ...s, segment }))));
   // Register-blocked forms (ChunkSchedule.block) of every schedule with columns to block, after the unblocked ones,
   // which the heuristic default (defaultSchedule) keeps.
-  if (blocked) out.push(...out.filter((s) => s.cols >= BLOCK).map((s) => ({ ...s, block: BLOCK })));
+  if (blocked) {
+    const wide = out.filter((s) => s.cols >= BLOCK);
+    out.push(...wide.map((s) => ({ ...s, block: BLOCK })), ...wide.filter((s) => s.chunk % ROWS === 0).map((s) => ({ ...s, block: BLOCK, rows: ROWS })));
+  }
   return out;
 }
 

@@ -32,6 +32,12 @@ export interface ChunkSchedule {
    * invocation, the kernel as measured before blocking.
    */
   readonly block?: number;
+  /**
+   * Register rows: each invocation of the score tiles takes `rows` query rows, of the outputs `rows` rows and of the
+   * state update `rows` features beside its `block` columns, however many invocations that leaves idle
+   * (chunked/tiles.ts blockTile). Absent: as many as keep every invocation busy.
+   */
+  readonly rows?: number;
 }
 
 export interface ChunkKernelSpec {
@@ -238,7 +244,7 @@ export function analyseChunk(spec: ChunkKernelSpec): ChunkAnalysis {
     spec, p, sizes, terms, items, C, R, WG: schedule.threads, L, HALO, CH: C + HALO, AH, CA: C + AH,
     NS: count(L.head, sizes), NR, RT: Math.ceil(NR / R), per: count(p.outAxes, sizes),
     prefix, staged, declared, groupTerms, aGroups, denGroups,
-    tile: scoreTile(C, C + AH, schedule.threads, schedule.block),
+    tile: scoreTile(C, C + AH, schedule.threads, schedule.block, schedule.rows),
     valueId,
     zEarly: denGroups.length && outputs ? prefix.filter((q) => !q.openGroup && !q.exportOpen) : [],
     segmented: spec.segmented, segment, state: spec.exportState,

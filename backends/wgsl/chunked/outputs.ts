@@ -35,7 +35,7 @@ interface Column {
 export function emitOutputs(K: ChunkKernel, body: Block): void {
   const { a } = K;
   if (a.segmented === 'state') return; // a segment-state launch writes no outputs
-  const { TM, TN, NT: NTO, RB } = blockTile(a.C, a.R, a.WG, a.spec.schedule.block);
+  const { TM, TN, NT: NTO, RB } = blockTile(a.C, a.R, a.WG, a.spec.schedule.block, a.spec.schedule.rows);
   body.strided('x', `${NTO * RB}u`, (b, x) => {
     const ti = b.let('ti', `${x} / ${RB}u`);
     const cl = b.let('cl', `${x} % ${RB}u`);

@@ -110,7 +110,7 @@ function foldIntoOpenGroup(K: ChunkKernel, q: PrefixPlan, chunk: Block): void {
 function foldTiled(K: ChunkKernel, q: PrefixPlan, chunk: Block): void {
   const { a } = K;
   const S = K.arrays.prefix[q.k].S.name;
-  const { TM: TF, TN, NT: NTF, RB } = blockTile(q.F, a.R, a.WG, a.spec.schedule.block);
+  const { TM: TF, TN, NT: NTF, RB } = blockTile(q.F, a.R, a.WG, a.spec.schedule.block, a.spec.schedule.rows);
   const fs = [...Array(TF).keys()];
   const ns = [...Array(TN).keys()];
   chunk.strided('x', `${NTF * RB}u`, (b, x) => {
