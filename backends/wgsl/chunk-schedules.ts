@@ -61,14 +61,17 @@ export function candidateSchedules(limits: ScheduleLimits, program: Program, siz
   const mult = chunkMultiple(p);
   const chunks = [...new Set([...CHUNKS, ...CHUNKS.map((c) => Math.ceil(c / mult) * mult)])].filter((c) => groups.every((g) => c % g === 0 || g % c === 0));
   const cols = [...new Set([NR, 64, 32, 16, 8, 4].filter((r) => r <= NR))];
+  const fits = (s: ChunkSchedule) => {
+    const floats = unfused ? Math.max(...p.terms.map((t) => sharedFloats(p, sizes, [t], itemsOver(p.output, [t]), s, true))) : sharedFloats(p, sizes, p.terms, p.output, s);
+    return floats * 4 <= limits.maxComputeWorkgroupStorageSize;
+  };
   const out: ChunkSchedule[] = [];
   for (const chunk of chunks) {
     for (const c of cols) {
       for (const threads of THREADS) {
         if (threads > limits.maxComputeInvocationsPerWorkgroup) continue;
         const s = { chunk, cols: c, threads };
-        const floats = unfused ? Math.max(...p.terms.map((t) => sharedFloats(p, sizes, [t], itemsOver(p.output, [t]), s, true))) : sharedFloats(p, sizes, p.terms, p.output, s);
-        if (floats * 4 <= limits.maxComputeWorkgroupStorageSize) out.push(s);
+        if (fits(s)) out.push(s);
       }
     }
   }
@@ -78,7 +81,9 @@ export function candidateSchedules(limits: ScheduleLimits, program: Program, siz
   // which the heuristic default (defaultSchedule) keeps.
   if (blocked) {
     const wide = out.filter((s) => s.cols >= BLOCK);
-    out.push(...wide.map((s) => ({ ...s, block: BLOCK })), ...wide.filter((s) => s.chunk % ROWS === 0).map((s) => ({ ...s, block: BLOCK, rows: ROWS })));
+    // fixed rows pad φ's rows (chunked/analysis.ts phiW) and may widen the score tiles' partial sums: checked again
+    const rowed = wide.filter((s) => s.chunk % ROWS === 0).map((s) => ({ ...s, block: BLOCK, rows: ROWS })).filter(fits);
+    out.push(...wide.map((s) => ({ ...s, block: BLOCK })), ...rowed);
   }
   return out;
 }

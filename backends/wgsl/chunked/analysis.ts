@@ -106,6 +106,13 @@ export interface PrefixPlan {
   readonly psiHalo: number;
   /** ψ staged feature-major ([F][C+1], padded against bank conflicts) for the score tiles; row-major when a bounded term reads it too. */
   readonly transposed: boolean;
+  /**
+   * φ's row stride in workgroup memory: F, or F + 1 under fixed register rows (ChunkSchedule.rows), where one warp's
+   * invocations read φ of several rows at once (the score tile's 4 rows of 4 at chunk 16, the outputs' 2 of 16
+   * column lanes): at F = 64 those rows fall in one bank, a 4- and a 2-way conflict that the pad removes. F where a
+   * bounded term reads φ as its query feature (through the alias, at W = F).
+   */
+  readonly phiW: number;
 }
 
 /** A bounded term's query or key feature, staged per row (the head axes fixed): W floats per row over `axes`. */
@@ -255,6 +262,8 @@ function prefixPlans(spec: ChunkKernelSpec, HALO: number): PrefixPlan[] {
   const { program: p, sizes, terms } = spec;
   const C = spec.schedule.chunk;
   const keyFeatures = new Set(terms.filter((t) => t.form.kind !== 'prefix').flatMap((t) => frontier(p, t.score).key));
+  const queryFeatures = new Set(terms.filter((t) => t.form.kind !== 'prefix').flatMap((t) => frontier(p, t.score).query));
+  const padPhi = (spec.schedule.rows ?? 0) > 1;
   const plans: PrefixPlan[] = [];
   for (const term of terms) {
     if (term.form.kind !== 'prefix') continue;
@@ -270,6 +279,7 @@ function prefixPlans(spec: ChunkKernelSpec, HALO: number): PrefixPlan[] {
       exportOpen: exported ? pg : 0,
       psiHalo: keyFeatures.has(form.psi) ? HALO : 0,
       transposed: !keyFeatures.has(form.psi),
+      phiW: padPhi && !queryFeatures.has(form.phi) ? F + 1 : F,
     });
   }
   return plans;

@@ -157,10 +157,10 @@ function stateTerm(K: ChunkKernel, gb: Block, t: Term, rows: readonly Row[], til
     l.comment(`φ·S_prev for ${t.name}`);
     const sv = tile.cols.map((col) => l.let(blocked ? `sv_${col.n}` : 'sv', `${S.name}[${f} * ${K.a.R}u + ${col.cl}]`));
     // blocked: each row's decayed φ loaded once for its TN columns
-    const prow = blocked ? tile.o[0].map((_, m) => l.let(`pv_${m}`, `${phi.name}[(${tile.ti} + ${m * tile.NTO}u) * ${q.F}u + ${f}]${rowDecay(K, q, `(${tile.ti} + ${m * tile.NTO}u)`, f)}`)) : null;
+    const prow = blocked ? tile.o[0].map((_, m) => l.let(`pv_${m}`, `${phi.name}[(${tile.ti} + ${m * tile.NTO}u) * ${q.phiW}u + ${f}]${rowDecay(K, q, `(${tile.ti} + ${m * tile.NTO}u)`, f)}`)) : null;
     for (const r of rows) {
       const il = `(${r.at})`;
-      l.line(`${r.num} = ${r.num} + ${prow ? prow[r.m] : `${phi.name}[${il} * ${q.F}u + ${f}]${rowDecay(K, q, il, f)}`} * ${sv[r.col.n]};`);
+      l.line(`${r.num} = ${r.num} + ${prow ? prow[r.m] : `${phi.name}[${il} * ${q.phiW}u + ${f}]${rowDecay(K, q, il, f)}`} * ${sv[r.col.n]};`);
     }
   });
 }
