@@ -22,7 +22,8 @@ const BLOCK = 4;
 /**
  * Register rows of the blocked schedules' 4 × 4 forms (ChunkSchedule.rows): BLOCK columns and ROWS rows (features
  * of the fold, query rows of the score tile) an invocation whatever the invocations left idle, 0.5 workgroup loads a
- * multiply-add. Untimed on the H200: the autotuner and --schedules reach them, the plan choice does not.
+ * multiply-add (with early φ·S_prev, ChunkSchedule.early, where it applies). Untimed on the H200: the autotuner and
+ * --schedules reach them, the plan choice does not.
  */
 const ROWS = 4;
 /**
@@ -83,7 +84,9 @@ export function candidateSchedules(limits: ScheduleLimits, program: Program, siz
     const wide = out.filter((s) => s.cols >= BLOCK);
     // fixed rows pad φ's rows (chunked/analysis.ts phiW) and may widen the score tiles' partial sums: checked again
     const rowed = wide.filter((s) => s.chunk % ROWS === 0).map((s) => ({ ...s, block: BLOCK, rows: ROWS })).filter(fits);
-    out.push(...wide.map((s) => ({ ...s, block: BLOCK })), ...rowed);
+    // and their early φ·S_prev forms where every output block has its own invocation (chunked/analysis.ts early)
+    const early = rowed.filter((s) => (s.chunk / ROWS) * (s.cols / BLOCK) <= s.threads).map((s) => ({ ...s, early: 1 }));
+    out.push(...wide.map((s) => ({ ...s, block: BLOCK })), ...rowed, ...early);
   }
   return out;
 }

@@ -12,7 +12,7 @@ import type { Index, Resolver } from '../expr.ts';
 import type { KernelBuilder } from '../kernel-builder.ts';
 import type { Block } from '../wgsl-block.ts';
 import { featureCount, frontier, layoutOf, prefixGate, rowAxes, type Layout, type StateLayout } from '../layout.ts';
-import { scoreTile } from './tiles.ts';
+import { blockTile, scoreTile } from './tiles.ts';
 
 export interface ChunkSchedule {
   readonly chunk: number; // C
@@ -38,6 +38,14 @@ export interface ChunkSchedule {
    * (chunked/tiles.ts blockTile). Absent: as many as keep every invocation busy.
    */
   readonly rows?: number;
+  /**
+   * φ·S_prev early: the invocations that own the outputs sum φ_i·S_prev (phase 4's state term) in registers during
+   * the score phase, so the outputs no longer read S and the fold follows them with no barrier between. Taken where
+   * every output block has its own invocation (the output tile's blocks ≤ threads, as fixed register rows leave it)
+   * and a score phase ends with a barrier; elsewhere the kernel is the plain one. A number like every schedule field
+   * (plans and bench rows keep schedules as numbers): 1 on, absent or 0 off.
+   */
+  readonly early?: number;
 }
 
 export interface ChunkKernelSpec {
@@ -161,6 +169,8 @@ export interface ChunkAnalysis {
   readonly segmented?: 'state' | 'output';
   readonly segment: number; // G: chunks per segment (0: unsegmented)
   readonly state?: StateLayout;
+  /** ChunkSchedule.early taken: the outputs' state term summed in the score phase (outputs.ts emitEarlyState). */
+  readonly early: boolean;
 }
 
 /**
@@ -247,6 +257,8 @@ export function analyseChunk(spec: ChunkKernelSpec): ChunkAnalysis {
     throw new Error(`${p.name}: a segmented chunk plan needs plain causal prefix terms (no decay, no groups), and only its output launch exports a state`);
   }
   const outputs = spec.segmented !== 'state';
+  const out = blockTile(C, R, schedule.threads, schedule.block, schedule.rows);
+  const early = !!schedule.early && outputs && prefix.length > 0 && aGroups.length > 0 && out.NT * out.RB <= schedule.threads;
   return {
     spec, p, sizes, terms, items, C, R, WG: schedule.threads, L, HALO, CH: C + HALO, AH, CA: C + AH,
     NS: count(L.head, sizes), NR, RT: Math.ceil(NR / R), per: count(p.outAxes, sizes),
@@ -254,7 +266,7 @@ export function analyseChunk(spec: ChunkKernelSpec): ChunkAnalysis {
     tile: scoreTile(C, C + AH, schedule.threads, schedule.block, schedule.rows),
     valueId,
     zEarly: denGroups.length && outputs ? prefix.filter((q) => !q.openGroup && !q.exportOpen) : [],
-    segmented: spec.segmented, segment, state: spec.exportState,
+    segmented: spec.segmented, segment, state: spec.exportState, early,
   };
 }
 

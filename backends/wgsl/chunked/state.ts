@@ -71,7 +71,8 @@ export function emitZUpdate(K: ChunkKernel, q: PrefixPlan, b: Block, f: string):
 export function emitFold(K: ChunkKernel, chunk: Block): void {
   const { a } = K;
   if (!a.prefix.length) return;
-  chunk.line('workgroupBarrier();');
+  // Early φ·S_prev (ChunkSchedule.early): no output reads S after the score phase's barrier, so the fold needs none.
+  if (!a.early) chunk.line('workgroupBarrier();');
   const fold = (b: Block) => {
     for (const q of a.prefix) {
       if (q.openGroup) foldIntoOpenGroup(K, q, b);
