@@ -24,6 +24,17 @@ const BLOCK = 4;
  * of the fold, query rows of the score tile) an invocation whatever the invocations left idle, 0.5 workgroup loads a
  * multiply-add (with early φ·S_prev, ChunkSchedule.early, where it applies). Untimed on the H200: the autotuner and
  * --schedules reach them, the plan choice does not.
+ *
+ * Why: elu_dwconv at b 4, h 16, t 4096, d 64 (5.4 GFLOP) ran 1.28–1.40 ms at the default 16×64×512 segments of 16,
+ * ~4 TFLOP/s. Counting its warp-wide workgroup loads a chunk (a broadcast or a conflict-free load one each, an n-way
+ * bank conflict n): score tile ~1,540 (φ rows 64 apart share a bank: 2-way), outputs ~3,840 (1.5 a multiply-add),
+ * fold ~2,820, the rest ~200: ~8,400, i.e. ~124 chunks a unit × 2 launches at one load a clock ≈ the measured time.
+ * At 16×64×512b4r4 with φ padded (PrefixPlan.phiW): score tile ~640, outputs ~1,280, fold ~1,280: ~3,300, and the
+ * state launch's fold ~1,300 where it was ~2,800. Whether the H200 follows (idle invocations, 16 accumulators and
+ * more registers a thread: fewer resident workgroups) is what the sweep below decides:
+ *
+ *   npx tsx bench/kernels.ts --variants elu_dwconv --b 4 --h 16 --t 4096 --d 64,128 --iters 10 --rounds 3 --schedules
+ *     default,8x64x512s16b4,16x64x512s16b4r4,16x64x512s16b4r4e,16x64x256s16b4r4e,16x64x128s16b4r4e,…
  */
 const ROWS = 4;
 /**

@@ -265,7 +265,7 @@ export function analyseChunk(spec: ChunkKernelSpec): ChunkAnalysis {
     prefix, staged, declared, groupTerms, aGroups, denGroups,
     tile: scoreTile(C, C + AH, schedule.threads, schedule.block, schedule.rows),
     valueId,
-    zEarly: denGroups.length && outputs ? prefix.filter((q) => !q.openGroup && !q.exportOpen) : [],
+    zEarly: denGroups.length && outputs && !early ? prefix.filter((q) => !q.openGroup && !q.exportOpen) : [],
     segmented: spec.segmented, segment, state: spec.exportState, early,
   };
 }

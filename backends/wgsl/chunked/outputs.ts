@@ -41,7 +41,9 @@ export type EarlyState = ReadonlyMap<string, string>;
  * columns into registers declared at chunk scope, which the outputs add instead of reading S. The score phase's
  * barrier then separates these reads of S from the fold's writes, and the fold follows the outputs with no barrier
  * (state.ts emitFold): the φ·S products (64 of the 80 a row at d 64, chunk 16) overlap the score tile, the fold
- * the A·V products, one barrier less a chunk.
+ * the A·V products. The denominator phase goes too: the outputs sum their rows' partial denominators themselves
+ * (NTJ loads a row, broadcast) and z folds with S. Three barriers a chunk (staged; scores; folded) where the plain
+ * kernel has five.
  */
 export function emitEarlyState(K: ChunkKernel, chunk: Block): EarlyState | undefined {
   const { a } = K;
@@ -139,7 +141,10 @@ function outputGroup(K: ChunkKernel, c: Block, it: OutputItem, g: number, tile: 
       tile.o[col.n].forEach((_, m) => {
         const num = gb.var(blocked ? `num_${m}_${col.n}` : `num_${m}`, '0.0');
         const shared = blocked && !direct && col.n > 0 ? rows[m].den : null;
-        const den = shared ?? gb.var(blocked ? `den_${m}_${col.n}` : `den_${m}`, rowden ? `${rowden.name}[${ti} + ${m * NTO}u]` : '0.0');
+        const den = shared ?? gb.var(blocked ? `den_${m}_${col.n}` : `den_${m}`, rowden && !early ? `${rowden.name}[${ti} + ${m * NTO}u]` : '0.0');
+        // early φ·S_prev runs no denominator phase (denominators.ts): the row sums its score tiles left, here
+        const denp = early && !shared ? K.arrays.denp.get(g) : undefined;
+        if (denp) gb.for('u', '0u', (u) => `${u} < ${a.tile.NTJ}u`, (l, u) => l.line(`${den} = ${den} + ${denp.name}[(${ti} + ${m * NTO}u) * ${a.tile.NTJ}u + ${u}];`));
         rows.push({ m, at: `${ti} + ${m * NTO}u`, col, num, den });
       });
     }
