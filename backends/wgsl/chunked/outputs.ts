@@ -37,8 +37,8 @@ export type EarlyState = ReadonlyMap<string, string>;
 
 /**
  * With ChunkSchedule.early (analysis: a.early), before the score tiles and in their phase: each invocation that owns
- * an output block (x = lid, as emitOutputs' loop then runs once) sums φ_k,i·(decay_i ⊙ S_k,prev) for its rows and
- * columns into registers declared at chunk scope, which the outputs add instead of reading S. The score phase's
+ * an output block (ownerBlock: one block each, the same invocation in emitOutputs) sums φ_k,i·(decay_i ⊙ S_k,prev)
+ * for its rows and columns into registers declared at chunk scope, which the outputs add instead of reading S. The score phase's
  * barrier then separates these reads of S from the fold's writes, and the fold follows the outputs with no barrier
  * (state.ts emitFold): the φ·S products (64 of the 80 a row at d 64, chunk 16) overlap the score tile, the fold
  * the A·V products. The denominator phase goes too: the outputs sum their rows' partial denominators themselves
