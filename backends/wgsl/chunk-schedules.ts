@@ -34,7 +34,13 @@ const BLOCK = 4;
  * more registers a thread: fewer resident workgroups) is what the sweep below decides:
  *
  *   npx tsx bench/kernels.ts --variants elu_dwconv --b 4 --h 16 --t 4096 --d 64,128 --iters 10 --rounds 3 --schedules
- *     default,8x64x512s16b4,16x64x512s16b4r4,16x64x512s16b4r4e,16x64x256s16b4r4e,16x64x128s16b4r4e,…
+ *     default,8x64x512s16b4,16x64x512s16b4r4,16x64x512s16b4r4e,16x64x256s16b4r4e,16x64x128s16b4r4e,
+ *     16x64x512s4b4r4e,16x64x512s16b2r8e,8x64x512s16b4r4e,8x64x256s16b4r4e,32x64x512s16b4r4e,
+ *     16x32x512b4r4e,16x32x512s16b4r4e,16x32x256s16b4r4e,16x32x128s16b4r4e
+ *
+ * (one list, no spaces; at d 128 the 64-column chunk-16/32 ones report that they do not fit), and fla's shape, every
+ * chunk's outputs from the state before it (segments of one chunk: the output launch folds nothing, state.ts), apart
+ * since its segment states are large: --schedules 16x64x512s16b4r4e,16x64x512s1b4r4e,16x32x512s1b4r4e,8x64x512s1b4r4e.
  */
 const ROWS = 4;
 /**
