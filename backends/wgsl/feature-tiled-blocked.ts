@@ -20,8 +20,7 @@
 import type { Program, Term } from '../../src/ir/types.ts';
 import { programReader, type Sizes } from './common.ts';
 import { ExprGen, offset } from './expr.ts';
-import type { FeatureTiledSchedule } from './feature-tiled.ts';
-import { tiledShape, tileWorkgroup } from './feature-tiled.ts';
+import { tiledShape, tileWorkgroup, type FeatureTiledSchedule } from './feature-tile-shape.ts';
 import { KernelBuilder } from './kernel-builder.ts';
 import type { Kernel } from './plan.ts';
 
