@@ -6,8 +6,7 @@
 //   npx tsx bench/kernels.ts [--small] [--variants a,b] [--t 1024,4096] [--d 64] [--b 4] [--h 16] [--iters 20] [--autotune]
 // --autotune times every chunk schedule that fits (src/runtime/autotune.ts) and benches the fastest.
 // --schedules 16x64x512s16,16x64x512s16b4,default times the fused kernel under each schedule side by side
-// (bench/schedules.ts: CxRxT, sG segments, bN columns per invocation, rM register rows, e early φ·S_prev) instead,
-// with --rounds rounds.
+// (bench/schedules.ts: CxRxT, sG segments, bN columns per invocation) instead, with --rounds rounds.
 // Writes kernels.json and kernels.svg to $OUT or out/. With --backward: forward + backward instead (bench/backward.ts).
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';

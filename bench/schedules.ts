@@ -18,19 +18,16 @@ import type { Gpu } from '../src/runtime/device.ts';
 import { relativeError } from '../src/tensor.ts';
 import { oracleHead } from './oracle-head.ts';
 
-/**
- * `CxRxT[sG][bN][rM][e]` as a schedule, or 'default' (rM: ChunkSchedule.rows, M register rows an invocation; e:
- * ChunkSchedule.early, φ·S_prev summed in the score phase).
- */
+/** `CxRxT[sG][bN]` as a schedule, or 'default'. */
 export function parseSchedule(text: string): ChunkSchedule | 'default' {
   if (text === 'default') return text;
-  const m = /^(\d+)x(\d+)x(\d+)(?:s(\d+))?(?:b(\d+))?(?:r(\d+))?(e)?$/.exec(text);
-  if (!m) throw new Error(`--schedules: '${text}' is not CxRxT[sG][bN][rM][e] (e.g. 16x64x128s16b4r4e) or default`);
-  const [chunk, cols, threads, segment, block, rows] = m.slice(1, 7).map((x) => (x === undefined ? 0 : Number(x)));
-  return { chunk, cols, threads, ...(segment ? { segment } : {}), ...(block ? { block } : {}), ...(rows ? { rows } : {}), ...(m[7] ? { early: 1 } : {}) };
+  const m = /^(\d+)x(\d+)x(\d+)(?:s(\d+))?(?:b(\d+))?$/.exec(text);
+  if (!m) throw new Error(`--schedules: '${text}' is not CxRxT[sG][bN] (e.g. 16x64x512s16b4) or default`);
+  const [chunk, cols, threads, segment, block] = m.slice(1).map((x) => (x === undefined ? 0 : Number(x)));
+  return { chunk, cols, threads, ...(segment ? { segment } : {}), ...(block ? { block } : {}) };
 }
 
-export const scheduleTag = (s: ChunkSchedule) => `${s.chunk}x${s.cols}x${s.threads}${s.segment ? `s${s.segment}` : ''}${s.block ? `b${s.block}` : ''}${s.rows ? `r${s.rows}` : ''}${s.early ? 'e' : ''}`;
+export const scheduleTag = (s: ChunkSchedule) => `${s.chunk}x${s.cols}x${s.threads}${s.segment ? `s${s.segment}` : ''}${s.block ? `b${s.block}` : ''}`;
 
 interface Row {
   variant: string;

@@ -20,30 +20,6 @@ const SEGMENTS = [4, 16];
 /** Value columns per invocation of a blocked schedule (chunked/tiles.ts blockTile). */
 const BLOCK = 4;
 /**
- * Register rows of the blocked schedules' 4 × 4 forms (ChunkSchedule.rows): BLOCK columns and ROWS rows (features
- * of the fold, query rows of the score tile) an invocation whatever the invocations left idle, 0.5 workgroup loads a
- * multiply-add (with early φ·S_prev, ChunkSchedule.early, where it applies). Untimed on the H200: the autotuner and
- * --schedules reach them, the plan choice does not.
- *
- * Why: elu_dwconv at b 4, h 16, t 4096, d 64 (5.4 GFLOP) ran 1.28–1.40 ms at the default 16×64×512 segments of 16,
- * ~4 TFLOP/s. Counting its warp-wide workgroup loads a chunk (a broadcast or a conflict-free load one each, an n-way
- * bank conflict n): score tile ~1,540 (φ rows 64 apart share a bank: 2-way), outputs ~3,840 (1.5 a multiply-add),
- * fold ~2,820, the rest ~200: ~8,400, i.e. ~124 chunks a unit × 2 launches at one load a clock ≈ the measured time.
- * At 16×64×512b4r4 with φ padded (PrefixPlan.phiW): score tile ~640, outputs ~1,280, fold ~1,280: ~3,300, and the
- * state launch's fold ~1,300 where it was ~2,800. Whether the H200 follows (idle invocations, 16 accumulators and
- * more registers a thread: fewer resident workgroups) is what the sweep below decides:
- *
- *   npx tsx bench/kernels.ts --variants elu_dwconv --b 4 --h 16 --t 4096 --d 64,128 --iters 10 --rounds 3 --schedules
- *     default,8x64x512s16b4,16x64x512s16b4r4,16x64x512s16b4r4e,16x64x256s16b4r4e,16x64x128s16b4r4e,
- *     16x64x512s4b4r4e,16x64x512s16b2r8e,8x64x512s16b4r4e,8x64x256s16b4r4e,32x64x512s16b4r4e,
- *     16x32x512b4r4e,16x32x512s16b4r4e,16x32x256s16b4r4e,16x32x128s16b4r4e
- *
- * (one list, no spaces; at d 128 the 64-column chunk-16/32 ones report that they do not fit), and fla's shape, every
- * chunk's outputs from the state before it (segments of one chunk: the output launch folds nothing, state.ts), apart
- * since its segment states are large: --schedules 16x64x512s16b4r4e,16x64x512s1b4r4e,16x32x512s1b4r4e,8x64x512s1b4r4e.
- */
-const ROWS = 4;
-/**
  * Whether the plan choice (the schedule model's pick, the heuristic default) sees the register-blocked schedules.
  * Off: the model's estimate of a blocked product (schedule-model.ts blockedShares) is its workgroup loads alone,
  * and the H200 (call 18, bench/results/h200-chunk-blocked.json, elu_dwconv B4 H16 T4096) did not follow it — at
@@ -79,17 +55,14 @@ export function candidateSchedules(limits: ScheduleLimits, program: Program, siz
   const mult = chunkMultiple(p);
   const chunks = [...new Set([...CHUNKS, ...CHUNKS.map((c) => Math.ceil(c / mult) * mult)])].filter((c) => groups.every((g) => c % g === 0 || g % c === 0));
   const cols = [...new Set([NR, 64, 32, 16, 8, 4].filter((r) => r <= NR))];
-  const fits = (s: ChunkSchedule) => {
-    const floats = unfused ? Math.max(...p.terms.map((t) => sharedFloats(p, sizes, [t], itemsOver(p.output, [t]), s, true))) : sharedFloats(p, sizes, p.terms, p.output, s);
-    return floats * 4 <= limits.maxComputeWorkgroupStorageSize;
-  };
   const out: ChunkSchedule[] = [];
   for (const chunk of chunks) {
     for (const c of cols) {
       for (const threads of THREADS) {
         if (threads > limits.maxComputeInvocationsPerWorkgroup) continue;
         const s = { chunk, cols: c, threads };
-        if (fits(s)) out.push(s);
+        const floats = unfused ? Math.max(...p.terms.map((t) => sharedFloats(p, sizes, [t], itemsOver(p.output, [t]), s, true))) : sharedFloats(p, sizes, p.terms, p.output, s);
+        if (floats * 4 <= limits.maxComputeWorkgroupStorageSize) out.push(s);
       }
     }
   }
@@ -97,14 +70,7 @@ export function candidateSchedules(limits: ScheduleLimits, program: Program, siz
   if (!unfused && segmentable(p, sizes)) out.push(...out.flatMap((s) => SEGMENTS.map((segment) => ({ ...s, segment }))));
   // Register-blocked forms (ChunkSchedule.block) of every schedule with columns to block, after the unblocked ones,
   // which the heuristic default (defaultSchedule) keeps.
-  if (blocked) {
-    const wide = out.filter((s) => s.cols >= BLOCK);
-    // fixed rows pad φ's rows (chunked/analysis.ts phiW) and may widen the score tiles' partial sums: checked again
-    const rowed = wide.filter((s) => s.chunk % ROWS === 0).map((s) => ({ ...s, block: BLOCK, rows: ROWS })).filter(fits);
-    // and their early φ·S_prev forms where every output block has its own invocation (chunked/analysis.ts early)
-    const early = rowed.filter((s) => (s.chunk / ROWS) * (s.cols / BLOCK) <= s.threads).map((s) => ({ ...s, early: 1 }));
-    out.push(...wide.map((s) => ({ ...s, block: BLOCK })), ...rowed, ...early);
-  }
+  if (blocked) out.push(...out.filter((s) => s.cols >= BLOCK).map((s) => ({ ...s, block: BLOCK })));
   return out;
 }
 

@@ -29,7 +29,7 @@ import { analyseChunk, itemsOver, valueGroups, type ChunkAnalysis, type ChunkKer
 import { declareArrays, declareBindings, type ChunkKernel } from './chunked/declarations.ts';
 import { emitDenominators } from './chunked/denominators.ts';
 import { emitSegmentState, emitStateExport } from './chunked/export.ts';
-import { emitEarlyState, emitOutputs } from './chunked/outputs.ts';
+import { emitOutputs } from './chunked/outputs.ts';
 import { emitScores } from './chunked/scores.ts';
 import { emitDecayPrefix, emitStage } from './chunked/stage.ts';
 import { segmentCount } from './chunked/segments.ts';
@@ -77,10 +77,9 @@ export function emitChunkPhases(K: ChunkKernel, chunk: Block): void {
   emitStage(K, chunk);
   chunk.line('workgroupBarrier();');
   emitDecayPrefix(K, chunk);
-  const early = emitEarlyState(K, chunk);
   emitScores(K, chunk);
   emitDenominators(K, chunk);
-  emitOutputs(K, chunk, early);
+  emitOutputs(K, chunk);
   emitFold(K, chunk);
   chunk.line('workgroupBarrier();');
 }

@@ -315,14 +315,13 @@ export function chunkKernelCost(m: AdapterModel, k: ChunkKernelModel, b: number,
  * beside unblocked (bench/kernels.ts --schedules): it charges a blocked product by its loads alone.
  */
 export function blockedShares(C: number, F: number, R: number, s: ChunkSchedule): { scores: number; outputs: number; fold: number } {
-  // fixed register rows (ChunkSchedule.rows) are charged the same way: by their loads alone
-  if ((!s.block || s.block <= 1) && !s.rows) return { scores: 1, outputs: 1, fold: 1 };
+  if (!s.block || s.block <= 1) return { scores: 1, outputs: 1, fold: 1 };
   const loads = (tm: number, tn: number) => (tm + tn) / (tm * tn);
   const share = (n: number) => {
-    const blocked = blockTile(n, R, s.threads, s.block, s.rows);
+    const blocked = blockTile(n, R, s.threads, s.block);
     const plain = blockTile(n, R, s.threads);
     return loads(blocked.TM, blocked.TN) / loads(plain.TM, 1);
   };
-  const [bs, ps] = [scoreTile(C, C, s.threads, s.block, s.rows), scoreTile(C, C, s.threads)]; // the blocked tile only where it loads less
+  const [bs, ps] = [scoreTile(C, C, s.threads, s.block), scoreTile(C, C, s.threads)]; // the blocked tile only where it loads less
   return { scores: loads(bs.TI, bs.TJ) / loads(ps.TI, ps.TJ), outputs: share(C), fold: share(F) };
 }

@@ -40,7 +40,7 @@ export interface PlanChoice {
 export type PrologueRequest = 'model' | 'all' | 'none';
 
 const ms = (us: number | undefined) => (us === undefined ? 'does not fit' : `${(us / 1e3).toFixed(3)} ms`);
-const show = (s: ChunkSchedule) => `chunk ${s.chunk}, cols ${s.cols}, threads ${s.threads}${s.segment ? `, segments of ${s.segment}` : ''}${s.block && s.block > 1 ? `, blocks of ${s.block} columns` : ''}${s.rows ? `, ${s.rows} register rows` : ''}`;
+const show = (s: ChunkSchedule) => `chunk ${s.chunk}, cols ${s.cols}, threads ${s.threads}${s.segment ? `, segments of ${s.segment}` : ''}${s.block && s.block > 1 ? `, blocks of ${s.block} columns` : ''}`;
 
 export interface PlanChoiceRequest {
   readonly fuse?: boolean;

@@ -24,7 +24,7 @@ export interface ReportAdapter {
   readonly invocations: number;
 }
 
-const show = (s: ChunkSchedule) => `chunk ${s.chunk}, cols ${s.cols}, threads ${s.threads}${s.segment ? `, segments of ${s.segment}` : ''}${s.block && s.block > 1 ? `, blocks of ${s.block} columns` : ''}${s.rows ? `, ${s.rows} register rows` : ''}`;
+const show = (s: ChunkSchedule) => `chunk ${s.chunk}, cols ${s.cols}, threads ${s.threads}${s.segment ? `, segments of ${s.segment}` : ''}${s.block && s.block > 1 ? `, blocks of ${s.block} columns` : ''}`;
 
 export function planReport(p: Program, sizes: Readonly<Record<string, number>>, adapter: ReportAdapter, shape: { b: number; t: number }): string {
   const units = computeUnits(adapter.name, false);

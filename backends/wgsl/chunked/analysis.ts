@@ -12,7 +12,7 @@ import type { Index, Resolver } from '../expr.ts';
 import type { KernelBuilder } from '../kernel-builder.ts';
 import type { Block } from '../wgsl-block.ts';
 import { featureCount, frontier, layoutOf, prefixGate, rowAxes, type Layout, type StateLayout } from '../layout.ts';
-import { blockTile, scoreTile } from './tiles.ts';
+import { scoreTile } from './tiles.ts';
 
 export interface ChunkSchedule {
   readonly chunk: number; // C
@@ -32,20 +32,6 @@ export interface ChunkSchedule {
    * invocation, the kernel as measured before blocking.
    */
   readonly block?: number;
-  /**
-   * Register rows: each invocation of the score tiles takes `rows` query rows, of the outputs `rows` rows and of the
-   * state update `rows` features beside its `block` columns, however many invocations that leaves idle
-   * (chunked/tiles.ts blockTile). Absent: as many as keep every invocation busy.
-   */
-  readonly rows?: number;
-  /**
-   * φ·S_prev early: the invocations that own the outputs sum φ_i·S_prev (phase 4's state term) in registers during
-   * the score phase, so the outputs no longer read S and the fold follows them with no barrier between. Taken where
-   * every output block has its own invocation (the output tile's blocks ≤ threads, as fixed register rows leave it)
-   * and a score phase ends with a barrier; elsewhere the kernel is the plain one. A number like every schedule field
-   * (plans and bench rows keep schedules as numbers): 1 on, absent or 0 off.
-   */
-  readonly early?: number;
 }
 
 export interface ChunkKernelSpec {
@@ -114,13 +100,6 @@ export interface PrefixPlan {
   readonly psiHalo: number;
   /** ψ staged feature-major ([F][C+1], padded against bank conflicts) for the score tiles; row-major when a bounded term reads it too. */
   readonly transposed: boolean;
-  /**
-   * φ's row stride in workgroup memory: F, or F + 1 under fixed register rows (ChunkSchedule.rows), where one warp's
-   * invocations read φ of several rows at once (the score tile's 4 rows of 4 at chunk 16, the outputs' 2 of 16
-   * column lanes): at F = 64 those rows fall in one bank, a 4- and a 2-way conflict that the pad removes. F where a
-   * bounded term reads φ as its query feature (through the alias, at W = F).
-   */
-  readonly phiW: number;
 }
 
 /** A bounded term's query or key feature, staged per row (the head axes fixed): W floats per row over `axes`. */
@@ -169,8 +148,6 @@ export interface ChunkAnalysis {
   readonly segmented?: 'state' | 'output';
   readonly segment: number; // G: chunks per segment (0: unsegmented)
   readonly state?: StateLayout;
-  /** ChunkSchedule.early taken: the outputs' state term summed in the score phase (outputs.ts emitEarlyState). */
-  readonly early: boolean;
 }
 
 /**
@@ -257,16 +234,14 @@ export function analyseChunk(spec: ChunkKernelSpec): ChunkAnalysis {
     throw new Error(`${p.name}: a segmented chunk plan needs plain causal prefix terms (no decay, no groups), and only its output launch exports a state`);
   }
   const outputs = spec.segmented !== 'state';
-  const out = blockTile(C, R, schedule.threads, schedule.block, schedule.rows);
-  const early = !!schedule.early && outputs && prefix.length > 0 && aGroups.length > 0 && out.NT * out.RB <= schedule.threads;
   return {
     spec, p, sizes, terms, items, C, R, WG: schedule.threads, L, HALO, CH: C + HALO, AH, CA: C + AH,
     NS: count(L.head, sizes), NR, RT: Math.ceil(NR / R), per: count(p.outAxes, sizes),
     prefix, staged, declared, groupTerms, aGroups, denGroups,
-    tile: scoreTile(C, C + AH, schedule.threads, schedule.block, schedule.rows),
+    tile: scoreTile(C, C + AH, schedule.threads, schedule.block),
     valueId,
-    zEarly: denGroups.length && outputs && !early ? prefix.filter((q) => !q.openGroup && !q.exportOpen) : [],
-    segmented: spec.segmented, segment, state: spec.exportState, early,
+    zEarly: denGroups.length && outputs ? prefix.filter((q) => !q.openGroup && !q.exportOpen) : [],
+    segmented: spec.segmented, segment, state: spec.exportState,
   };
 }
 
@@ -274,8 +249,6 @@ function prefixPlans(spec: ChunkKernelSpec, HALO: number): PrefixPlan[] {
   const { program: p, sizes, terms } = spec;
   const C = spec.schedule.chunk;
   const keyFeatures = new Set(terms.filter((t) => t.form.kind !== 'prefix').flatMap((t) => frontier(p, t.score).key));
-  const queryFeatures = new Set(terms.filter((t) => t.form.kind !== 'prefix').flatMap((t) => frontier(p, t.score).query));
-  const padPhi = (spec.schedule.rows ?? 0) > 1;
   const plans: PrefixPlan[] = [];
   for (const term of terms) {
     if (term.form.kind !== 'prefix') continue;
@@ -291,7 +264,6 @@ function prefixPlans(spec: ChunkKernelSpec, HALO: number): PrefixPlan[] {
       exportOpen: exported ? pg : 0,
       psiHalo: keyFeatures.has(form.psi) ? HALO : 0,
       transposed: !keyFeatures.has(form.psi),
-      phiW: padPhi && !queryFeatures.has(form.phi) ? F + 1 : F,
     });
   }
   return plans;

@@ -86,7 +86,7 @@ export function ownArrays(kb: KernelBuilder): ArrayAllocator {
 export function declareArrays(a: ChunkAnalysis, kb: KernelBuilder, alloc: ArrayAllocator = ownArrays(kb)): ChunkArrays {
   const { C, R } = a;
   const prefix = a.prefix.map((q): PrefixArrays => {
-    const phi = q.phiW === q.F ? alloc.chunk(`phi${q.k}`, C * q.F) : alloc.chunk(`phi${q.k}`, C * q.phiW, `[row][f], rows padded to ${q.phiW}`);
+    const phi = alloc.chunk(`phi${q.k}`, C * q.F);
     const psi = q.transposed
       ? alloc.chunk(`psi${q.k}`, (C + 1) * q.F, `[f][row], rows padded to ${C + 1}`)
       : alloc.chunk(`psi${q.k}`, (C + q.psiHalo) * q.F, 'also the key feature of a bounded term, with its halo');

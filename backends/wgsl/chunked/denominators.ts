@@ -7,8 +7,7 @@ import { emitZUpdate } from './state.ts';
 
 export function emitDenominators(K: ChunkKernel, body: Block): void {
   const { a } = K;
-  // early φ·S_prev (outputs.ts emitEarlyState): the outputs sum the partial row sums, z folds with S
-  if (!a.denGroups.length || a.segmented === 'state' || a.early) return;
+  if (!a.denGroups.length || a.segmented === 'state') return;
   const NTJ = a.tile.NTJ;
   const jobs = a.C + a.zEarly.reduce((n, q) => n + q.F, 0);
   body.strided('x', `${jobs}u`, (b, x) => {

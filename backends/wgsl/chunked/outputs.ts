@@ -32,61 +32,16 @@ interface Column {
   readonly guard: string | null;
 }
 
-/** Early φ·S_prev sums (ChunkSchedule.early) by `k,m,n`: prefix term k, row m, column n of the invocation's block. */
-export type EarlyState = ReadonlyMap<string, string>;
-
-/**
- * With ChunkSchedule.early (analysis: a.early), before the score tiles and in their phase: each invocation that owns
- * an output block (ownerBlock: one block each, the same invocation in emitOutputs) sums φ_k,i·(decay_i ⊙ S_k,prev)
- * for its rows and columns into registers declared at chunk scope, which the outputs add instead of reading S. The score phase's
- * barrier then separates these reads of S from the fold's writes, and the fold follows the outputs with no barrier
- * (state.ts emitFold): the φ·S products (64 of the 80 a row at d 64, chunk 16) overlap the score tile, the fold
- * the A·V products. The denominator phase goes too: the outputs sum their rows' partial denominators themselves
- * (NTJ loads a row, broadcast) and z folds with S. Three barriers a chunk (staged; scores; folded) where the plain
- * kernel has five.
- */
-export function emitEarlyState(K: ChunkKernel, chunk: Block): EarlyState | undefined {
-  const { a } = K;
-  if (!a.early) return undefined;
-  const { TM, TN, NT: NTO, RB } = blockTile(a.C, a.R, a.WG, a.spec.schedule.block, a.spec.schedule.rows);
-  const prefix = a.prefix.filter((q) => a.groupTerms.some((ts) => ts.includes(q.term)));
-  const vars = new Map<string, string>();
-  for (const q of prefix) for (let m = 0; m < TM; m++) for (let n = 0; n < TN; n++) vars.set(`${q.k},${m},${n}`, chunk.var(`sp${q.k}_${m}_${n}`, '0.0'));
-  ownerBlock(K, chunk, NTO * RB, (b, x) => {
-    b.comment('φ·S_prev early, for the outputs this invocation owns');
-    const ti = b.let('ti', `${x} / ${RB}u`);
-    const cl = b.let('cl', `${x} % ${RB}u`);
-    const cols = [...Array(TN).keys()].map((n): Column => ({ n, cl: TN === 1 ? cl : b.let(`cl_${n}`, `${cl} + ${n * RB}u`), idx: {}, guard: null }));
-    const tile: Tile = { ti, cols, o: cols.map(() => [...Array(TM).keys()].map(() => '')), NTO };
-    for (const q of prefix) {
-      const rows = cols.flatMap((col) => [...Array(TM).keys()].map((m): Row => ({ m, at: `${ti} + ${m * NTO}u`, col, num: vars.get(`${q.k},${m},${col.n}`)!, den: '' })));
-      stateTerm(K, b, q.term, rows, tile);
-    }
-  });
-  return vars;
-}
-
-/**
- * The invocations that own the N output blocks under early φ·S_prev: the last N of the workgroup (x = lid − (WG − N)),
- * so that the score tile, which takes the first, runs beside the early sums rather than before them.
- */
-function ownerBlock(K: ChunkKernel, body: Block, N: number, fn: (b: Block, x: string) => void): void {
-  const skip = K.a.WG - N;
-  if (!skip) body.block('', (b) => fn(b, b.let('x', 'lid')));
-  else body.block(`if (lid >= ${skip}u)`, (b) => fn(b, b.let('x', `lid - ${skip}u`)));
-}
-
-export function emitOutputs(K: ChunkKernel, body: Block, early?: EarlyState): void {
+export function emitOutputs(K: ChunkKernel, body: Block): void {
   const { a } = K;
   if (a.segmented === 'state') return; // a segment-state launch writes no outputs
-  const { TM, TN, NT: NTO, RB } = blockTile(a.C, a.R, a.WG, a.spec.schedule.block, a.spec.schedule.rows);
-  const each = (fn: (b: Block, x: string) => void) => (early ? ownerBlock(K, body, NTO * RB, fn) : body.strided('x', `${NTO * RB}u`, fn));
-  each((b, x) => {
+  const { TM, TN, NT: NTO, RB } = blockTile(a.C, a.R, a.WG, a.spec.schedule.block);
+  body.strided('x', `${NTO * RB}u`, (b, x) => {
     const ti = b.let('ti', `${x} / ${RB}u`);
     const cl = b.let('cl', `${x} % ${RB}u`);
     const emit = (c: Block, cols: readonly Column[]) => {
       const o = cols.map((cn) => [...Array(TM).keys()].map((m) => c.var(TN === 1 ? `o_${m}` : `o_${m}_${cn.n}`, '0.0')));
-      a.items.forEach((it, g) => outputGroup(K, c, it, g, { ti, cols, o, NTO }, early));
+      a.items.forEach((it, g) => outputGroup(K, c, it, g, { ti, cols, o, NTO }));
       if (a.spec.partial) return;
       const store = K.io.store;
       const out = store ? '' : K.kb.use(K.io.out!);
@@ -125,7 +80,7 @@ interface Tile {
 }
 
 /** Output group g: its numerators (and denominators) per cell, then its share of o (or its partial outputs). */
-function outputGroup(K: ChunkKernel, c: Block, it: OutputItem, g: number, tile: Tile, early?: EarlyState): void {
+function outputGroup(K: ChunkKernel, c: Block, it: OutputItem, g: number, tile: Tile): void {
   const { a } = K;
   const { ti, NTO } = tile;
   const normed = it.kind === 'norm' && it.eps >= 0;
@@ -141,10 +96,7 @@ function outputGroup(K: ChunkKernel, c: Block, it: OutputItem, g: number, tile: 
       tile.o[col.n].forEach((_, m) => {
         const num = gb.var(blocked ? `num_${m}_${col.n}` : `num_${m}`, '0.0');
         const shared = blocked && !direct && col.n > 0 ? rows[m].den : null;
-        const den = shared ?? gb.var(blocked ? `den_${m}_${col.n}` : `den_${m}`, rowden && !early ? `${rowden.name}[${ti} + ${m * NTO}u]` : '0.0');
-        // early φ·S_prev runs no denominator phase (denominators.ts): the row sums its score tiles left, here
-        const denp = early && !shared ? K.arrays.denp.get(g) : undefined;
-        if (denp) gb.for('u', '0u', (u) => `${u} < ${a.tile.NTJ}u`, (l, u) => l.line(`${den} = ${den} + ${denp.name}[(${ti} + ${m * NTO}u) * ${a.tile.NTJ}u + ${u}];`));
+        const den = shared ?? gb.var(blocked ? `den_${m}_${col.n}` : `den_${m}`, rowden ? `${rowden.name}[${ti} + ${m * NTO}u]` : '0.0');
         rows.push({ m, at: `${ti} + ${m * NTO}u`, col, num, den });
       });
     }
@@ -158,10 +110,7 @@ function outputGroup(K: ChunkKernel, c: Block, it: OutputItem, g: number, tile: 
       });
     }
     for (const t of a.groupTerms[g]) {
-      if (t.form.kind === 'prefix' && early) {
-        const q = a.prefix.find((x) => x.term === t)!;
-        for (const r of rows) gb.line(`${r.num} = ${r.num} + ${early.get(`${q.k},${r.m},${r.col.n}`)!};`);
-      } else if (t.form.kind === 'prefix') stateTerm(K, gb, t, rows, tile);
+      if (t.form.kind === 'prefix') stateTerm(K, gb, t, rows, tile);
       else if (!a.L.aTerms.includes(t)) for (const r of rows) directTaps(K, gb, t, r, !!rowden);
     }
     for (const r of rows) {
@@ -208,10 +157,10 @@ function stateTerm(K: ChunkKernel, gb: Block, t: Term, rows: readonly Row[], til
     l.comment(`φ·S_prev for ${t.name}`);
     const sv = tile.cols.map((col) => l.let(blocked ? `sv_${col.n}` : 'sv', `${S.name}[${f} * ${K.a.R}u + ${col.cl}]`));
     // blocked: each row's decayed φ loaded once for its TN columns
-    const prow = blocked ? tile.o[0].map((_, m) => l.let(`pv_${m}`, `${phi.name}[(${tile.ti} + ${m * tile.NTO}u) * ${q.phiW}u + ${f}]${rowDecay(K, q, `(${tile.ti} + ${m * tile.NTO}u)`, f)}`)) : null;
+    const prow = blocked ? tile.o[0].map((_, m) => l.let(`pv_${m}`, `${phi.name}[(${tile.ti} + ${m * tile.NTO}u) * ${q.F}u + ${f}]${rowDecay(K, q, `(${tile.ti} + ${m * tile.NTO}u)`, f)}`)) : null;
     for (const r of rows) {
       const il = `(${r.at})`;
-      l.line(`${r.num} = ${r.num} + ${prow ? prow[r.m] : `${phi.name}[${il} * ${q.phiW}u + ${f}]${rowDecay(K, q, il, f)}`} * ${sv[r.col.n]};`);
+      l.line(`${r.num} = ${r.num} + ${prow ? prow[r.m] : `${phi.name}[${il} * ${q.F}u + ${f}]${rowDecay(K, q, il, f)}`} * ${sv[r.col.n]};`);
     }
   });
 }

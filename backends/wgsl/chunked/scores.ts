@@ -44,7 +44,7 @@ function prefixTile(K: ChunkKernel, b: Block, q: PrefixPlan, g: number, cells: C
     for (let m = 0; m < TI; m++) for (let n = 0; n < TJ; n++) d.set(`${m},${n}`, t.var(`d_${m}_${n}`, '0.0'));
     const jl = [...Array(TJ).keys()].map((n) => t.let(`jl_${n}`, `u32(clamp(i32(${tj} + ${n * NTJ}u) - ${a.AH}, 0, ${a.C - 1}))`));
     t.for('f', '0u', (f) => `${f} < ${q.F}u`, (l, f) => {
-      const p = [...Array(TI).keys()].map((m) => l.let(`p_${m}`, `${phi.name}[(${ti} + ${m * NTI}u) * ${q.phiW}u + ${f}]`));
+      const p = [...Array(TI).keys()].map((m) => l.let(`p_${m}`, `${phi.name}[(${ti} + ${m * NTI}u) * ${q.F}u + ${f}]`));
       const s = jl.map((j, n) => l.let(`q_${n}`, psiAt(K, q, j, f)));
       for (let m = 0; m < TI; m++) {
         for (let n = 0; n < TJ; n++) {
@@ -111,7 +111,7 @@ function partialDenominator(K: ChunkKernel, b: Block, g: number, m: number, cell
       const q = a.prefix.find((x) => x.term === t)!;
       c.for('f', tj, (f) => `${f} < ${q.F}u`, (l, f) => {
         l.comment(`φ·z for ${t.name}`);
-        l.line(`${dp} = ${dp} + ${K.arrays.prefix[q.k].phi.name}[${il} * ${q.phiW}u + ${f}]${rowDecay(K, q, il, f)} * ${K.arrays.prefix[q.k].z.name}[${f}];`);
+        l.line(`${dp} = ${dp} + ${K.arrays.prefix[q.k].phi.name}[${il} * ${q.F}u + ${f}]${rowDecay(K, q, il, f)} * ${K.arrays.prefix[q.k].z.name}[${f}];`);
       }, { step: (f) => `${f} += ${NTJ}u` });
     }
     c.line(`${K.arrays.denp.get(g)!.name}[${il} * ${NTJ}u + ${tj}] = ${dp};`);

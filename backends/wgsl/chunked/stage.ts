@@ -119,8 +119,7 @@ function featureSlot(K: ChunkKernel, q: PrefixPlan, which: 'phi' | 'psi'): Slot 
     store: (b, at, val) => {
       // A bounded term reads this feature as its key (through the alias): decoding needs its last rows too.
       ringStore(K, id, b, at, val, `${at.ok} && tile == 0u && ${at.row} >= 0 && ${at.tpos} + ${a.state?.ring}u >= dims.t`);
-      const at2 = which === 'psi' && q.transposed ? `(${at.x} % ${q.F}u) * ${a.C + 1}u + ${at.x} / ${q.F}u` : which === 'phi' && q.phiW !== q.F ? `(${at.x} / ${q.F}u) * ${q.phiW}u + ${at.x} % ${q.F}u` : at.x;
-      b.line(`${array}[${at2}] = ${val};`);
+      b.line(which === 'psi' && q.transposed ? `${array}[(${at.x} % ${q.F}u) * ${a.C + 1}u + ${at.x} / ${q.F}u] = ${val};` : `${array}[${at.x}] = ${val};`);
     },
   };
 }

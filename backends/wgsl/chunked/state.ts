@@ -62,27 +62,15 @@ export function emitZUpdate(K: ChunkKernel, q: PrefixPlan, b: Block, f: string):
   b.line(`${z}[${f}] = ${acc};`);
 }
 
-/**
- * Phase 5: fold the chunk into the state (after the outputs have read S_prev). A segmented plan's output launch
- * that exports no state skips it on its segment's last chunk, whose S no output reads (the segment-state launch and
- * the scan gave the next segment its own): 1/G of its folds, and all of them at segments of one chunk (G = 1), where
- * the output launch becomes fla's chunk_fwd_o, every chunk's outputs from the state before it and nothing else.
- */
+/** Phase 5: fold the chunk into the state (after the outputs have read S_prev). */
 export function emitFold(K: ChunkKernel, chunk: Block): void {
-  const { a } = K;
-  if (!a.prefix.length) return;
-  // Early φ·S_prev (ChunkSchedule.early): no output reads S after the score phase's barrier, so the fold needs none.
-  if (!a.early) chunk.line('workgroupBarrier();');
-  const fold = (b: Block) => {
-    for (const q of a.prefix) {
-      if (q.openGroup) foldIntoOpenGroup(K, q, b);
-      else if (q.exportOpen) foldKeepingLastGroup(K, q, b);
-      else foldTiled(K, q, b);
-    }
-  };
-  // c is uniform over the workgroup (wid.y's segment), so the barriers after the fold stay in uniform control flow.
-  if (a.segmented === 'output' && !a.state) chunk.block(`if (c + 1u < min(nchunks, (sg + 1u) * ${a.segment}u))`, fold);
-  else fold(chunk);
+  if (!K.a.prefix.length) return;
+  chunk.line('workgroupBarrier();');
+  for (const q of K.a.prefix) {
+    if (q.openGroup) foldIntoOpenGroup(K, q, chunk);
+    else if (q.exportOpen) foldKeepingLastGroup(K, q, chunk);
+    else foldTiled(K, q, chunk);
+  }
 }
 
 /** The chunk lies inside one group, which stays open: So_k, zo_k += Σ_j ψ_j ⊗ v_j; it joins S when the next group starts. */
@@ -111,7 +99,7 @@ function foldIntoOpenGroup(K: ChunkKernel, q: PrefixPlan, chunk: Block): void {
 function foldTiled(K: ChunkKernel, q: PrefixPlan, chunk: Block): void {
   const { a } = K;
   const S = K.arrays.prefix[q.k].S.name;
-  const { TM: TF, TN, NT: NTF, RB } = blockTile(q.F, a.R, a.WG, a.spec.schedule.block, a.spec.schedule.rows);
+  const { TM: TF, TN, NT: NTF, RB } = blockTile(q.F, a.R, a.WG, a.spec.schedule.block);
   const fs = [...Array(TF).keys()];
   const ns = [...Array(TN).keys()];
   chunk.strided('x', `${NTF * RB}u`, (b, x) => {

@@ -16,13 +16,7 @@ export function microTile(n: number, cols: number, WG: number): number {
  * that still gives every invocation of the workgroup a tile, so that the phase is not left to a few of them.
  * NTI × NTJ tiles cover the C × CA score matrix.
  */
-export function scoreTile(C: number, CA: number, WG: number, block = 1, rows?: number): { TI: number; TJ: number; NTI: number; NTJ: number } {
-  // Fixed rows (ChunkSchedule.rows): `rows` query rows × `block` key rows an invocation (a square tile of `rows`
-  // unblocked) whatever the invocations left idle (see blockTile).
-  if (rows && rows > 1 && C % rows === 0) {
-    const TJ = block > 1 ? block : rows;
-    return { TI: rows, TJ, NTI: C / rows, NTJ: Math.ceil(CA / TJ) };
-  }
+export function scoreTile(C: number, CA: number, WG: number, block = 1): { TI: number; TJ: number; NTI: number; NTJ: number } {
   // A blocked schedule (ChunkSchedule.block) takes `block` columns (ψ rows) an invocation whatever the invocations
   // left idle, and rows as microTile over those tiles, where that loads less a product than the unblocked tile
   // (which at chunk 64 and 1024 threads is 2 × 2 against 1 × 4); columns past CA are clamped on load, never stored.
@@ -45,16 +39,9 @@ export function scoreTile(C: number, CA: number, WG: number, block = 1, rows?: n
  * TN columns per invocation — the schedule's `block`, or the largest divisor of R below it, so that the R / TN
  * column lanes cover the tile exactly — and TM rows by microTile over those lanes. An invocation's TM·TN
  * accumulators then take TM + TN workgroup loads per step where one column's took TM + 1 for TM products.
- *
- * `rows` (ChunkSchedule.rows) fixes TM where it divides n, whatever the invocations it leaves idle. microTile keeps
- * every invocation busy, which at chunk 16, 64 columns and 512 threads gives the outputs 2 rows (1.5 workgroup loads
- * a multiply-add unblocked, 0.75 at 4 columns) and the state update 2 × 4 at block 4; 4 × 4 loads 0.5. If the chunk
- * kernel is bound by workgroup-memory loads (at 16×64×512 segments of 16 its ~8,400 warp loads a chunk, ~1.6 per
- * warp multiply-add, match the H200's 1.28 ms at one load a clock), idle invocations cost less than loads: the
- * other resident workgroups fill the unit.
  */
-export function blockTile(n: number, R: number, WG: number, block = 1, rows?: number): { TM: number; TN: number; NT: number; RB: number } {
+export function blockTile(n: number, R: number, WG: number, block = 1): { TM: number; TN: number; NT: number; RB: number } {
   const TN = [block, 4, 2, 1].filter((x) => x <= block && R % x === 0)[0];
-  const TM = rows && rows > 1 && n % rows === 0 ? rows : microTile(n, R / TN, WG);
+  const TM = microTile(n, R / TN, WG);
   return { TM, TN, NT: n / TM, RB: R / TN };
 }
