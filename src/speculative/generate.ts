@@ -7,8 +7,8 @@
 // plain decode steps (plain-runs.ts), which continues from the committed state and leaves the next root,
 // as a step does: the tokens are the same whatever it picks. With `chainSteps` (greedy Medusa with a static tree,
 // or prompt lookup with a chain, on the GPU verifier) the steps after the first (Medusa: the first has no heads
-// yet) run R per submit, drafted and accepted on the GPU (runChain; greedy Medusa with a fixed tree: each run
-// submitted before the last is read, overlappedRuns); under
+// yet) run R per submit, drafted and accepted on the GPU (runChain; with a fixed tree each run submitted before the
+// last is read, overlappedRuns); under
 // auto a chained tree is one more option, a run of R steps per decision, and any option may follow it (the
 // run leaves its last path pending, as a step does).
 import { samplingDistribution, type SamplingOptions } from '../model/sampling.ts';
@@ -49,9 +49,9 @@ export interface SpeculativeOptions {
    */
   readonly chainSteps?: number;
   /**
-   * Chained greedy Medusa (a fixed tree): submit each run before the last one is read (GpuChain.continue), so the
-   * GPU runs the next run while the host reads and emits the last. Default true; false reads each run before the
-   * next is encoded.
+   * Chained runs (a fixed tree): submit each run before the last one is read (GpuChain.continue), so the GPU runs
+   * the next run while the host reads and emits the last. Default true; false reads each run before the next is
+   * encoded.
    */
   readonly chainOverlap?: boolean;
 }
@@ -198,15 +198,16 @@ export async function speculativeGenerate(
     return { fresh: [...path.slice(1).map((n) => tree.tokens[n]), bonus], gpuMs: result.gpuMs };
   };
   /**
-   * Chained Medusa runs back to back from `first` (the first run `steps` long, its root at `pos`): run k + 1 is
-   * submitted before run k is read — the GPU holds its tree, path and positions — so the GPU does not wait for a
+   * Chained runs back to back from `first` (the first run `steps` long, its root at `pos`; `next` drafts the later
+   * trees): run k + 1 is submitted before run k is read — the GPU holds its tree, path and positions, and a lookup's
+   * history with run k's tokens — so the GPU does not wait for a
    * readback, nor for the host's work between runs. Each next run is what the tokens left allow, counting the run in
    * flight at the mean accepted length so far; the positions past `pos` at the most a step can move. A run in flight
    * when the output stops (EOS, max tokens) is read, never emitted: its steps are wasted work, as plain generate's
    * runs in flight are. Returns when no run is in flight.
    */
   const overlappedRuns = async (
-    chain: NonNullable<(typeof chains)[number]>, first: TokenTree, steps: number, next: Extract<ChainDraft, { kind: 'medusa' }>, pos: number,
+    chain: NonNullable<(typeof chains)[number]>, first: TokenTree, steps: number, next: ChainDraft, pos: number,
   ): Promise<void> => {
     const verifier = chain.verifier;
     const reach = chain.topology.depth + 1;
@@ -218,8 +219,10 @@ export async function speculativeGenerate(
       const following = more >= 1 && posUpper + more * reach <= (opts.maxPosition ?? Infinity) ? await verifier.continueChain!(more) : undefined;
       if (following) posUpper += more * reach;
       const run = await inFlight.result;
-      medusa = run.medusa;
-      await draft.accepted?.(first, run.path, 0, { picks: [], medusa: run.medusa, medusaNode: run.path[run.path.length - 1] });
+      if (next.kind === 'medusa') {
+        medusa = run.medusa;
+        await draft.accepted?.(first, run.path, 0, { picks: [], medusa: run.medusa, medusaNode: run.path[run.path.length - 1] });
+      }
       const count = emitRun(run.steps, first.tokens.length - 1); // outside the ?. call: it must run without auto
       opts.auto?.policy.record(count);
       if (!following) return;
@@ -270,8 +273,8 @@ export async function speculativeGenerate(
         first = topologyTree(chain.topology, out[out.length - 1], medusa!);
         next = { kind: 'medusa', medusaK: chain.medusaK };
       }
-      if (!chain.lookup && !opts.auto && opts.chainOverlap !== false && chain.verifier.beginChain && chain.verifier.continueChain) {
-        await overlappedRuns(chain, first, runSteps, next as Extract<ChainDraft, { kind: 'medusa' }>, pos);
+      if (!opts.auto && opts.chainOverlap !== false && chain.verifier.beginChain && chain.verifier.continueChain) {
+        await overlappedRuns(chain, first, runSteps, next, pos);
         verifyMs += performance.now() - tb;
         continue;
       }
