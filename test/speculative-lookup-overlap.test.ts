@@ -5,10 +5,14 @@
 // continued run that read a stale or truncated history would propose other chains and accept other lengths. Stops:
 // max tokens inside a run, the position limit; the counts show the runs were continued, and that a continued run
 // uploads nothing but the ring's reset (the history grows on the GPU, by a copy, when it runs out of room).
+// Under `--tree auto` a chained option's runs go back to back while the policy, deciding ahead, picks it again.
 // The model is speculative-lookup-chain.test.ts's (its greedy text repeats itself: lookups are accepted).
 import { afterAll, afterEach, describe, expect, it, vi } from 'vitest';
 import { RecordedStep } from '../src/model/step-recording.ts';
-import { speculativeGenerate } from '../src/speculative/generate.ts';
+import { autoChainSteps, autoTrees, treeLabel } from '../src/speculative/auto-trees.ts';
+import { speculativeGenerate, type TreeOption } from '../src/speculative/generate.ts';
+import { GpuPlainDecoder } from '../src/speculative/plain-runs.ts';
+import { FixedSchedule, SpeculationController, type SpeculationPolicy } from '../src/speculative/speculation-controller.ts';
 import { GpuTreeVerifier } from '../src/speculative/gpu-verifier.ts';
 import { LookupChainDraft } from '../src/speculative/lookup-chain.ts';
 import { parseTreeSpec } from '../src/speculative/tree-spec.ts';
@@ -33,7 +37,7 @@ describe('chained prompt-lookup runs submitted before the last one is read', () 
   const target = async () => (made ??= await gpuVerifierOf(m, { maxNodes: 8 }, cleanup));
 
   /** One generation, with the order of continued submits and emits, and per continued submit its queue writes and bind groups. */
-  const generate = async (verifier: GpuTreeVerifier, R: number, maxTokens: number, opts: { overlap?: boolean; maxPosition?: number } = {}) => {
+  const generate = async (verifier: GpuTreeVerifier, R: number, maxTokens: number, opts: { overlap?: boolean; maxPosition?: number; auto?: { policy: SpeculationPolicy; trees: readonly TreeOption[] } } = {}) => {
     const { device } = await gpu();
     const writes = vi.spyOn(device.queue, 'writeBuffer');
     const groups = vi.spyOn(device, 'createBindGroup');
@@ -50,6 +54,7 @@ describe('chained prompt-lookup runs submitted before the last one is read', () 
     const r = await speculativeGenerate(verifier, new LookupChainDraft({ length: K, minN: 1, maxN: 4 }), PROMPT, {
       maxTokens, shape: parseTreeSpec(`chain:${K}`), maxNodes: K, ...(R > 0 && { chainSteps: R }),
       ...(opts.overlap === false && { chainOverlap: false }), ...(opts.maxPosition !== undefined && { maxPosition: opts.maxPosition }),
+      ...(opts.auto && { auto: { ...opts.auto, plain: new GpuPlainDecoder(verifier, {}) } }),
       onTokens: (ids) => ids.length && events.push('emit'),
     });
     for (const spy of [cont, writes, groups]) spy.mockRestore();
@@ -110,5 +115,28 @@ describe('chained prompt-lookup runs submitted before the last one is read', () 
     // The ring and step count reset; no tree, path, position, dims or history from the host.
     for (const c of r.continued) expect(c).toEqual({ writes: 1, groups: 0 });
     expect(record).not.toHaveBeenCalled();
+  }, 120_000);
+
+  it('auto: a chained option the policy takes again runs back to back, and any option follows it', async () => {
+    const verifier = await target();
+    const trees: TreeOption[] = [{ shape: parseTreeSpec(`chain:${K}`), maxNodes: K }, { shape: parseTreeSpec(`chain:${K}`), maxNodes: K, chainSteps: 3 }];
+    const labels = trees.map(treeLabel);
+    // Chained three times (two continued), plain, a tree step, chained twice (one continued), and around again.
+    for (const max of [N, 17]) {
+      const r = await generate(verifier, 0, max, { auto: { policy: new FixedSchedule(labels, [2, 2, 2, 0, 1, 2, 2], 3), trees } });
+      expect(r.tokens, `max ${max}`).toEqual(want.slice(0, max));
+      const s = r.policy!;
+      expect(s.reduce((a, o) => a + o.tokens, 0), `max ${max}: every token after the prefill's, credited once`).toBe(max - 1);
+      if (max === N) {
+        expect(s.map((o) => o.decisions > 0), 'every option ran').toEqual([true, true, true]);
+        expect(r.continued.length).toBeGreaterThanOrEqual(3);
+        expect(r.events.indexOf('continue'), r.events.join(' ')).toBeLessThan(r.events.indexOf('emit', 1));
+      }
+    }
+    // The controller, offered the chained options: it decides, and the tokens stay plain greedy.
+    const auto = autoTrees('lookup', K, Infinity, autoChainSteps('lookup', 'gpu', {}));
+    const r = await generate(verifier, 0, N, { auto: { policy: new SpeculationController({ trees: auto.map(treeLabel), plainTokens: 4 }), trees: auto } });
+    expect(r.tokens).toEqual(want);
+    expect(r.policy!.reduce((a, o) => a + o.tokens, 0)).toBe(N - 1);
   }, 120_000);
 });
