@@ -5,10 +5,10 @@
 //                           [--trees "SPEC;SPEC;…"] [--sources medusa,oracle,adaptive,ngram,lookup] [--chain-steps R]
 //                           [--prompt-kind heldout|quote|both] [--rounds N] [--no-profile] [--out DIR]
 // --chain-steps R[,R2…] adds, for each static Medusa tree and each lookup chain, a row with R tree steps chained
-// per submit on the GPU (GpuTreeVerifier.runChain; its tree reads "SPEC ×R"), one per R; Medusa's chained runs
-// overlap (each submitted before the last is read: GpuChain.continue). --chain-serial R[,R2…] adds, for those R, a
-// Medusa row whose runs are each read before the next is encoded ("SPEC ×R serial", chainOverlap false): the loop
-// before the overlap, timed in the same call.
+// per submit on the GPU (GpuTreeVerifier.runChain; its tree reads "SPEC ×R"), one per R; the chained runs overlap
+// (each submitted before the last is read: GpuChain.continue). --chain-serial R[,R2…] adds, for those R, a row
+// whose runs are each read before the next is encoded ("SPEC ×R serial", chainOverlap false): the loop before the
+// overlap, timed in the same call.
 //
 // Prompts (--prompt-kind, default both; every figure is per kind, each against plain decoding of the same prompts):
 //   heldout  N windows of P tokens (after BOS) spread evenly over the held-out part of the data — the last 10% of
@@ -109,7 +109,7 @@ export interface MedusaFigure {
   /** Of hostMsPerChainedStep, the ms in queue.submit (finish + submit of the run's pieces). */
   readonly submitMsPerChainedStep?: number;
   readonly chainedSteps?: number;
-  /** Chained Medusa rows: whether each run was submitted before the last was read (false: a --chain-serial row). */
+  /** Chained rows (Medusa, lookup): whether each run was submitted before the last was read (false: a --chain-serial row). */
   readonly chainOverlap?: boolean;
   /** `auto`: per mode (plain, then each tree) decisions, tokens and ms, summed over the prompts. */
   readonly modes?: readonly OptionSummary[];
@@ -197,7 +197,7 @@ for (const source of sources) {
     const isChain = shape.kind === 'static' && shape.paths.every((p) => p.every((r) => r === 0));
     const chains = (source === 'medusa' && depth <= heads) || (source === 'lookup' && isChain);
     if (chains) for (const R of chainSteps) shapes.push({ source, shape, nodes: shape.kind === 'static' ? shape.paths.length : 16, chain: R });
-    if (chains && source === 'medusa') for (const R of chainSerial) shapes.push({ source, shape, nodes: shape.kind === 'static' ? shape.paths.length : 16, chain: R, serial: true });
+    if (chains) for (const R of chainSerial) shapes.push({ source, shape, nodes: shape.kind === 'static' ? shape.paths.length : 16, chain: R, serial: true });
   }
   // As `generate --tree auto` (greedy, GPU, batch 1): the Medusa options include the chained runs.
   const auto = autoTrees(source, 16, source === 'medusa' ? heads : Infinity, autoChainSteps(source, 'gpu', {}));
@@ -340,7 +340,7 @@ try {
         treeStepOverDecodeStep: treeGpu !== undefined && decodeGpuMs ? treeGpu / decodeGpuMs : undefined,
         identical, prompts: prompts.length,
         ...(hostMsPerChainedStep !== undefined && { hostMsPerChainedStep, submitMsPerChainedStep, chainedSteps }),
-        ...(s.chain && s.source === 'medusa' && { chainOverlap: !s.serial }),
+        ...(s.chain && { chainOverlap: !s.serial }),
         ...(modes.length && { modes: addSummaries(modes) }),
       };
       figures.push(fig);

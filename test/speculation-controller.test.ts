@@ -126,4 +126,30 @@ describe('speculation controller', () => {
     expect(formatPolicySummary(f.summary())).toBe('plain 57% of tokens at 2000 tokens/s (1 decisions), chain:3 43% of tokens at 2000 tokens/s (3 decisions)');
     expect(() => new FixedSchedule(['chain:3'], [2], 8)).toThrow(/options must be integers in 0\.\.1/);
   });
+
+  it('a decision taken ahead starts at the record of the one in progress, and counts as made while exploring', () => {
+    // Chained runs back to back (generate.ts): decision k + 1 is chosen before k is read, and timed from k's end.
+    const { clock, c } = controller(['chain:3', 'chain:3×4'], { order: [2, 1, 0] });
+    expect(() => c.ahead()).toThrow(/without a decision in progress/);
+    expect(c.next()).toBe(2);
+    // Exploring: chain:3×4's first decision, unrecorded, already counts; the next in order is chain:3.
+    expect(c.ahead()).toBe(1);
+    expect(() => c.ahead()).toThrow(/twice without record/);
+    clock.now += 3;
+    c.record(9); // chain:3×4: 9 tokens in 3 ms; chain:3 starts now
+    expect(() => c.next()).toThrow(/twice without record/);
+    clock.now += 2;
+    c.record(2);
+    const s = c.summary();
+    expect(s.map((o) => [o.decisions, o.tokens, o.ms])).toEqual([[0, 0, 0], [1, 2, 2], [1, 9, 3]]);
+    expect(c.next()).toBe(0); // plain, the last unexplored; nothing taken ahead is left
+    const f = new FixedSchedule(['chain:3'], [1, 1, 0], 8, () => clock.now);
+    expect([f.next(), f.ahead()]).toEqual([1, 1]);
+    clock.now += 1;
+    f.record(3);
+    clock.now += 5;
+    f.record(4);
+    expect(f.next()).toBe(0);
+    expect(f.summary().map((o) => [o.decisions, o.tokens, o.ms])).toEqual([[0, 0, 0], [2, 7, 6]]);
+  });
 });

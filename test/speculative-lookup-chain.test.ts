@@ -44,7 +44,7 @@ describe('lookupChain (the reference proposal)', () => {
 });
 
 describe('chainLookupWgsl (one step\'s books and the next chain)', () => {
-  it('accepts along the chain and proposes lookupChain of the extended history, on random histories', async () => {
+  it('accepts along the chain and proposes lookupChain of the extended history (up to its room), on random histories', async () => {
     const g = await gpu();
     const { device } = g;
     const pipeline = await compileKernel(g, { label: 'chain lookup (test)', code: chainLookupWgsl(), bindings: ['storage', 'storage', 'read-only-storage', 'storage', 'storage', 'storage', 'uniform'] });
@@ -85,7 +85,8 @@ describe('chainLookupWgsl (one step\'s books and the next chain)', () => {
       const maxN = minN + Math.floor(r() * 4);
       const st = new Uint32Array(RING + 64);
       st[8] = 100; st[9] = 3; st[10] = 2;
-      const cap = T + N + 4;
+      // Some histories are full after one more token: the rest of the step's tokens are dropped, not its root.
+      const cap = seed % 6 === 0 ? T + 1 : T + N + 4;
       const hist = new Uint32Array(1 + cap);
       hist[0] = T;
       hist.set(history, 1);
@@ -105,7 +106,7 @@ describe('chainLookupWgsl (one step\'s books and the next chain)', () => {
       const L = node + 1;
       const bonus = picks[node];
       const emitted = [...tokens.slice(1, L), bonus];
-      const ext = [...history, ...emitted];
+      const ext = [...history, ...emitted].slice(0, cap);
       const proposal = lookupChain(ext, K, minN, maxN);
       const at = `seed ${seed} (T ${T}, K ${K}, N ${N}, n ${minN}..${maxN})`;
       expect(Array.from(new Float32Array(gotPath).slice(0, L)), at).toEqual(Array.from({ length: L }, (_, i) => i));

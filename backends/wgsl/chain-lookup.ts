@@ -39,6 +39,7 @@ var<workgroup> histLen: u32;
 @compute @workgroup_size(WG)
 fn main(@builtin(local_invocation_index) lid: u32) {
   let N = params.nodes;
+  var root = 0u; // thread 0's: the step's bonus, the next tree's root
   if (lid == 0u) {
     atomicStore(&best, 0u);
     // Acceptance: down the chain while the child's token is its parent's pick.
@@ -63,6 +64,7 @@ fn main(@builtin(local_invocation_index) lid: u32) {
     }
     hist[0] = T;
     histLen = T;
+    root = bonus;
     st[9] = count;
 ${chainStepBooks('    ')}
   }
@@ -76,7 +78,8 @@ ${chainStepBooks('    ')}
   workgroupBarrier();
   if (lid == 0u) {
     let key = atomicLoad(&best);
-    let bonus = hist[T];
+    // Not hist[T]: a full history (T = cap) dropped the step's tokens, the bonus among them; the tree stays right.
+    let bonus = root;
     tokens[0] = bonus;
     parents[0] = -1.0;
     var len = 0u;

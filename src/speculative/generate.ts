@@ -7,10 +7,11 @@
 // plain decode steps (plain-runs.ts), which continues from the committed state and leaves the next root,
 // as a step does: the tokens are the same whatever it picks. With `chainSteps` (greedy Medusa with a static tree,
 // or prompt lookup with a chain, on the GPU verifier) the steps after the first (Medusa: the first has no heads
-// yet) run R per submit, drafted and accepted on the GPU (runChain; greedy Medusa with a fixed tree: each run
-// submitted before the last is read, overlappedRuns); under
+// yet) run R per submit, drafted and accepted on the GPU (runChain; with a fixed tree each run submitted before the
+// last is read, overlappedRuns); under
 // auto a chained tree is one more option, a run of R steps per decision, and any option may follow it (the
-// run leaves its last path pending, as a step does).
+// run leaves its last path pending, as a step does); the policy picks the next decision before a run is read
+// (SpeculationPolicy.ahead), and when it is the same chained option that run is submitted at once.
 import { samplingDistribution, type SamplingOptions } from '../model/sampling.ts';
 import { rng } from '../tensor.ts';
 import { acceptByPicks, acceptSampled } from './acceptance.ts';
@@ -49,9 +50,9 @@ export interface SpeculativeOptions {
    */
   readonly chainSteps?: number;
   /**
-   * Chained greedy Medusa (a fixed tree): submit each run before the last one is read (GpuChain.continue), so the
-   * GPU runs the next run while the host reads and emits the last. Default true; false reads each run before the
-   * next is encoded.
+   * Chained runs: submit each run before the last one is read (GpuChain.continue), so the GPU runs the next run
+   * while the host reads and emits the last; under auto, when the policy decides ahead (SpeculationPolicy.ahead) on
+   * the same chained option. Default true; false reads each run before the next is encoded.
    */
   readonly chainOverlap?: boolean;
 }
@@ -198,16 +199,19 @@ export async function speculativeGenerate(
     return { fresh: [...path.slice(1).map((n) => tree.tokens[n]), bonus], gpuMs: result.gpuMs };
   };
   /**
-   * Chained Medusa runs back to back from `first` (the first run `steps` long, its root at `pos`): run k + 1 is
-   * submitted before run k is read — the GPU holds its tree, path and positions — so the GPU does not wait for a
+   * Chained runs back to back from `first` (the first run `steps` long, its root at `pos`; `next` drafts the later
+   * trees): run k + 1 is submitted before run k is read — the GPU holds its tree, path and positions, and a lookup's
+   * history with run k's tokens — so the GPU does not wait for a
    * readback, nor for the host's work between runs. Each next run is what the tokens left allow, counting the run in
    * flight at the mean accepted length so far; the positions past `pos` at the most a step can move. A run in flight
    * when the output stops (EOS, max tokens) is read, never emitted: its steps are wasted work, as plain generate's
-   * runs in flight are. Returns when no run is in flight.
+   * runs in flight are. Under auto each run is a decision of `option`: the next one is taken ahead, before the run
+   * is read, and a run follows only when it is `option` again. Returns when no run is in flight, with the decision
+   * taken ahead when it was another option (the loop's next; undefined when none is pending).
    */
   const overlappedRuns = async (
-    chain: NonNullable<(typeof chains)[number]>, first: TokenTree, steps: number, next: Extract<ChainDraft, { kind: 'medusa' }>, pos: number,
-  ): Promise<void> => {
+    chain: NonNullable<(typeof chains)[number]>, option: number, first: TokenTree, steps: number, next: ChainDraft, pos: number,
+  ): Promise<number | undefined> => {
     const verifier = chain.verifier;
     const reach = chain.topology.depth + 1;
     let posUpper = pos + steps * reach;
@@ -215,26 +219,34 @@ export async function speculativeGenerate(
     for (;;) {
       const mean = Math.max(1, acceptedPerStep.reduce((a, b) => a + b, 0) / Math.max(1, acceptedPerStep.length));
       const more = Math.min(chain.steps, Math.floor((opts.maxTokens - out.length - inFlight.steps * mean) / mean));
-      const following = more >= 1 && posUpper + more * reach <= (opts.maxPosition ?? Infinity) ? await verifier.continueChain!(more) : undefined;
+      const fits = more >= 1 && posUpper + more * reach <= (opts.maxPosition ?? Infinity);
+      const ahead = fits && opts.auto ? opts.auto.policy.ahead!() : undefined;
+      const following = fits && (ahead === undefined || ahead === option) ? await verifier.continueChain!(more) : undefined;
       if (following) posUpper += more * reach;
       const run = await inFlight.result;
-      medusa = run.medusa;
-      await draft.accepted?.(first, run.path, 0, { picks: [], medusa: run.medusa, medusaNode: run.path[run.path.length - 1] });
+      if (next.kind === 'medusa') {
+        medusa = run.medusa;
+        await draft.accepted?.(first, run.path, 0, { picks: [], medusa: run.medusa, medusaNode: run.path[run.path.length - 1] });
+      }
       const count = emitRun(run.steps, first.tokens.length - 1); // outside the ?. call: it must run without auto
-      opts.auto?.policy.record(count);
-      if (!following) return;
+      opts.auto?.policy.record(count); // and starts the decision taken ahead
+      if (!following) return ahead; // (another option, or none taken)
       if (done()) {
         await following.result; // leave no readback half-done: the verifier's books follow the GPU
-        return;
+        opts.auto?.policy.record(0); // the decision it was emitted nothing
+        return undefined;
       }
       inFlight = following;
     }
   };
   if (!done()) await draft.begin?.({ tokens: [...prompt, first] });
+  /** A decision the policy took ahead (overlappedRuns), in progress: the loop's next option. */
+  let decided: number | undefined;
   while (!done()) {
     const ctx = { tokens: [...prompt, ...out] };
     const pos = verifier.position; // the root's position
-    const option = opts.auto ? opts.auto.policy.next() : 1;
+    const option = opts.auto ? decided ?? opts.auto.policy.next() : 1;
+    decided = undefined;
     if (option === 0) {
       // Plain decoding: at most what is left, and inputs up to the last position the model allows. A draft that
       // reads the verification (Medusa's heads) gets the run's last token from a root-only tree, which runs the
@@ -270,8 +282,8 @@ export async function speculativeGenerate(
         first = topologyTree(chain.topology, out[out.length - 1], medusa!);
         next = { kind: 'medusa', medusaK: chain.medusaK };
       }
-      if (!chain.lookup && !opts.auto && opts.chainOverlap !== false && chain.verifier.beginChain && chain.verifier.continueChain) {
-        await overlappedRuns(chain, first, runSteps, next as Extract<ChainDraft, { kind: 'medusa' }>, pos);
+      if ((!opts.auto || opts.auto.policy.ahead) && opts.chainOverlap !== false && chain.verifier.beginChain && chain.verifier.continueChain) {
+        decided = await overlappedRuns(chain, option, first, runSteps, next, pos);
         verifyMs += performance.now() - tb;
         continue;
       }
@@ -300,6 +312,7 @@ export async function speculativeGenerate(
     const count = emit(fresh);
     opts.auto?.policy.record(count);
   }
+  if (decided !== undefined) opts.auto!.policy.record(0); // taken ahead, and the output stopped before it ran
   const t2 = performance.now();
   const steps = acceptedPerStep.length;
   return {

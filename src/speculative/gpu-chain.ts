@@ -3,8 +3,9 @@
 // step's commit and tree kernels read, and assembles the next tree: from the Medusa heads (chainAcceptWgsl;
 // docs/speculative.md, "Chained steps"; chain.ts holds the topology and the host's first tree), or, for a chain
 // topology, by prompt lookup in the token history it keeps on the GPU (chainLookupWgsl; lookup-chain.ts the
-// host's same draft). A greedy Medusa run may be continued before it is read (continue): the next run starts from
-// what the GPU holds, its every step replayed, so runs go back to back with the readbacks off the GPU's path. The
+// host's same draft). A greedy run may be continued before it is read (continue): the next run starts from what the
+// GPU holds (lookup: the history as the last run's kernels extended it), its every step replayed, so runs go back
+// to back with the readbacks off the GPU's path. The
 // verifier lends its buffers and its ordinary step through ChainHost; this file owns only the chain's kernels and
 // buffers.
 import type { StepPlan } from '../model/gpu-step-plan.ts';
@@ -144,6 +145,8 @@ interface RunOf {
   readonly M: number;
   /** Whether the chain kernel writes the next tree's embedding rows (steps ≥ 1 then start from plan.x). */
   readonly embeds: boolean;
+  /** Prompt lookup (chainLookupWgsl, which extends the GPU's history by at most a chain's nodes per step). */
+  readonly lookup: boolean;
 }
 
 /** A chained run submitted (GpuChain.begin, continue): its steps, and its result once read back, in submission order. */
@@ -188,6 +191,11 @@ export class GpuChain {
   private unread = 0;
   /** The last run's result: the next run's books are kept after it. */
   private lastResult: Promise<ChainResult | undefined> = Promise.resolve(undefined);
+  /**
+   * Lookup: the most tokens the GPU's history holds once every run submitted has run — the history uploaded at
+   * begin plus a chain's nodes (accepted drafts + the bonus) per step — which a continued run must find room for.
+   */
+  private historyBound = 0;
 
   constructor(private readonly host: ChainHost) {}
 
@@ -252,7 +260,7 @@ export class GpuChain {
       chain.groups.set(plan, group);
     }
     const pipeline = lookup ? this.lookupBuffers!.pipeline : chain.pipeline;
-    const run: RunOf = { tree, topology, plan, rows, medusaK, pipeline, group, start, ringAt, M: lookup ? 0 : heads.medusaHeads, embeds: chain.table !== undefined };
+    const run: RunOf = { tree, topology, plan, rows, medusaK, pipeline, group, start, ringAt, M: lookup ? 0 : heads.medusaHeads, embeds: chain.table !== undefined, lookup: !!lookup };
     const pending0 = host.pendingLength;
     // Medusa, after a step of the same plan (the last run, or its unchained step): the first step is a later step's
     // recording too, once the host writes what a chain kernel would have — the pending path, both dims.
@@ -269,22 +277,29 @@ export class GpuChain {
       pass.setBindGroup(0, group);
       pass.dispatchWorkgroups(chainWorkgroups(run));
     }, replayFirst && run.embeds && !(await this.rowsWritten(previous, run)));
-    // Medusa only: a lookup run's GPU history is sized for its own steps.
-    if (!lookup) this.continuation = run;
+    if (lookup) this.historyBound = lookup.history.length + steps * topology.depths.length;
+    this.continuation = run;
     return submission;
   }
 
   /**
    * The next `steps` steps after the last run submitted (begin, or continue), without waiting for its readback: the
    * GPU already holds everything the next step reads — the tree the last step's chain kernel assembled, the pending
-   * path, the positions and the dims — so the host uploads nothing and every step, the first included, is a
-   * replayed recording. The GPU then runs the next run while the host reads the last one. Greedy Medusa, after a
-   * begin (or continue) with nothing else run on the verifier since (continuable).
+   * path, the positions and the dims; lookup: the history with every token of the runs before — so the host
+   * uploads nothing and every step, the first included, is a replayed recording. The GPU then runs the next run
+   * while the host reads the last one. After a begin (or continue) with nothing else run on the verifier since
+   * (continuable).
    */
   async continue(steps: number): Promise<ChainSubmission> {
-    const run = this.continuation;
+    let run = this.continuation;
     if (!run) throw new Error('chained speculation: nothing to continue (begin a run first; a verification, flush or start in between ends it)');
     checkSteps(steps);
+    if (run.lookup) {
+      // Past the history's room the kernel would drop tokens, and its lookups would differ from the host's draft.
+      const bound = this.historyBound + steps * run.topology.depths.length;
+      if (bound > this.lookupBuffers!.history.size / 4 - 1) this.continuation = run = this.growHistory(run, bound);
+      this.historyBound = bound;
+    }
     // The ring and the step count start again (queue order: after the last run's commands, before this run's); the
     // committed position (word 8) and the dims stay the GPU's.
     this.host.model.gpu.device.queue.writeBuffer(this.buffers!.state, 9 * 4, Uint32Array.of(0, 0));
@@ -305,7 +320,7 @@ export class GpuChain {
     return assembled.length === run.tree.tokens.length && assembled.every((t, n) => t === run.tree.tokens[n]);
   }
 
-  /** Whether continue() may follow: the last run was greedy Medusa and nothing else ran on the verifier since. */
+  /** Whether continue() may follow: a run was begun and nothing else ran on the verifier since. */
   get continuable(): boolean {
     return this.continuation !== undefined;
   }
@@ -469,9 +484,15 @@ export class GpuChain {
     }
     device.queue.writeBuffer(lb.history, 0, Uint32Array.from([lookup.history.length, ...lookup.history]));
     device.queue.writeBuffer(lb.params, 0, Uint32Array.of(rows, chain, ringAt, CHAIN_LENS, lookup.minN, lookup.maxN, lb.history.size / 4 - 1, 0));
+    return this.lookupBindGroup(plan, state);
+  }
+
+  /** The lookup kernel's bind group for `plan`, over the current history (made at first use, per history). */
+  private lookupBindGroup(plan: StepPlan, state: GPUBuffer): GPUBindGroup {
+    const lb = this.lookupBuffers!;
     let group = lb.groups.get(plan);
     if (!group) {
-      group = device.createBindGroup({
+      group = this.host.model.gpu.device.createBindGroup({
         label: 'chain lookup',
         layout: lb.pipeline.getBindGroupLayout(0),
         entries: [plan.ids, this.host.parents, plan.rowTokens!, this.host.path, state, lb.history, lb.params, ...(this.buffers!.table ? [this.buffers!.table, plan.x.buffer] : [])]
@@ -483,7 +504,28 @@ export class GpuChain {
   }
 
   private historyBuffer(words: number): GPUBuffer {
-    return this.host.model.gpu.device.createBuffer({ label: 'chain token history', size: 4 * (1 + words), usage: BufferUsage.STORAGE | BufferUsage.COPY_DST });
+    return this.host.model.gpu.device.createBuffer({ label: 'chain token history', size: 4 * (1 + words), usage: BufferUsage.STORAGE | BufferUsage.COPY_DST | BufferUsage.COPY_SRC });
+  }
+
+  /**
+   * `run` (lookup, continued) with a history of room for `words` tokens and more: a buffer of twice that, into which
+   * the GPU copies the old one after the runs in flight extended it (queue order), so nothing is uploaded; the
+   * kernel's cap follows (the runs in flight read the old one: written after their submit). Every recording bound
+   * the old buffer through the bind group, so the steps are recorded again.
+   */
+  private growHistory(run: RunOf, words: number): RunOf {
+    const { device } = this.host.model.gpu;
+    const lb = this.lookupBuffers!;
+    const old = lb.history;
+    lb.history = this.historyBuffer(2 * words);
+    const encoder = device.createCommandEncoder({ label: 'chain token history grown' });
+    encoder.copyBufferToBuffer(old, 0, lb.history, 0, old.size);
+    device.queue.writeBuffer(lb.params, 6 * 4, Uint32Array.of(lb.history.size / 4 - 1));
+    device.queue.submit([encoder.finish()]);
+    old.destroy(); // freed once the work submitted with it is done
+    lb.groups.clear();
+    this.recorded = new WeakMap();
+    return { ...run, group: this.lookupBindGroup(run.plan, this.buffers!.state) };
   }
 
   private async buffersOf(): Promise<Buffers> {

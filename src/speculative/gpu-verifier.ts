@@ -362,7 +362,7 @@ export class GpuTreeVerifier implements TreeVerifier, BatchTreeVerifier {
     return this.chain.continue(steps);
   }
 
-  /** Whether continueChain may follow (the last run was greedy Medusa and nothing else ran since). */
+  /** Whether continueChain may follow (a chained run was begun and nothing else ran since). */
   get chainContinuable(): boolean {
     return this.chain.continuable;
   }

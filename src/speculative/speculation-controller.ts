@@ -3,7 +3,9 @@
 // acceptance on the current text and the GPU (docs/speculative.md, "Cost-aware speculation"). So each
 // generation measures it. Option 0 is plain decoding (a run of `plainTokens` decode steps), options 1… the
 // speculative trees; each decision is timed with the clock and credited with the tokens it produced, and an
-// option's rate is Σ tokens / Σ ms over its last `window` decisions. The controller
+// option's rate is Σ tokens / Σ ms over its last `window` decisions (a decision chosen ahead, ahead(), is timed from
+// the record of the one before it: chained runs go back to back, and their rate is the time between their ends). The
+// controller
 //   explores: every option once, in `order` (the caller's guess of what pays: chained runs first), then up to
 //     `explore` times each option whose rate is within `exploreCutoff` of the best so far — an option measured
 //     at a fraction of the best rate is not explored again (on a short run its second look costs more than it
@@ -26,7 +28,14 @@ export interface SpeculationPolicy {
   readonly plainTokens: number;
   /** The next option; its time runs from this call to record(). */
   next(): number;
-  /** The option next() gave produced `tokens` tokens. */
+  /**
+   * The decision after the one in progress (next()'s, not recorded yet), chosen now, so that the caller may start it
+   * before the one in progress ends (a chained run submitted before the last is read: generate.ts). It is then the
+   * next decision — record() of the one in progress starts it, no next() — and its time runs from that record() to
+   * its own. Optional: without it the caller waits for each decision's end before asking for the next.
+   */
+  ahead?(): number;
+  /** The option the decision in progress (the oldest not recorded) produced `tokens` tokens. */
   record(tokens: number): void;
   summary(): OptionSummary[];
 }
@@ -88,6 +97,8 @@ export class SpeculationController implements SpeculationPolicy {
   private readonly probeLength: number;
   private readonly stats: OptionStats[];
   private current: { option: number; t0: number } | undefined;
+  /** The decision chosen by ahead(): it starts when the current one is recorded. */
+  private queued: number | undefined;
   private decisions = 0;
   private tokensSinceProbe = 0;
   /** Clock when the last probe ended (or the run started). */
@@ -125,6 +136,13 @@ export class SpeculationController implements SpeculationPolicy {
     return option;
   }
 
+  ahead(): number {
+    if (!this.current) throw new Error('speculation controller: ahead() without a decision in progress');
+    if (this.queued !== undefined) throw new Error('speculation controller: ahead() twice without record()');
+    this.queued = this.choose(this.clock());
+    return this.queued;
+  }
+
   record(tokens: number): void {
     if (!this.current) throw new Error('speculation controller: record() without next()');
     const { option, t0 } = this.current;
@@ -142,6 +160,10 @@ export class SpeculationController implements SpeculationPolicy {
       this.pendingProbeEnd = false;
       this.tokensSinceProbe = 0;
       this.lastProbe = this.clock();
+    }
+    if (this.queued !== undefined) {
+      this.current = { option: this.queued, t0: this.clock() };
+      this.queued = undefined;
     }
   }
 
@@ -175,11 +197,13 @@ export class SpeculationController implements SpeculationPolicy {
     // its first decision only an option within exploreCutoff of the best rate.
     const best = this.best();
     const bestRate = this.rate(best) ?? 0;
+    // A decision in progress counts (ahead() chooses before it is recorded).
+    const made = (i: number) => this.stats[i].decisions + (this.current?.option === i ? 1 : 0);
     let fewest = -1;
     for (const i of this.order) {
-      const d = this.stats[i].decisions;
+      const d = made(i);
       if (d >= this.explore || (d >= 1 && (this.rate(i) ?? 0) < this.exploreCutoff * bestRate)) continue;
-      if (fewest < 0 || d < this.stats[fewest].decisions) fewest = i;
+      if (fewest < 0 || d < made(fewest)) fewest = i;
     }
     if (fewest >= 0) return fewest;
     let stalest = -1;
@@ -213,6 +237,7 @@ export class FixedSchedule implements SpeculationPolicy {
   private readonly totals: { decisions: number; tokens: number; ms: number }[];
   private i = 0;
   private current: { option: number; t0: number } | undefined;
+  private queued: number | undefined;
 
   constructor(
     trees: readonly string[],
@@ -234,13 +259,21 @@ export class FixedSchedule implements SpeculationPolicy {
     return option;
   }
 
+  ahead(): number {
+    if (!this.current) throw new Error('fixed schedule: ahead() without a decision in progress');
+    if (this.queued !== undefined) throw new Error('fixed schedule: ahead() twice without record()');
+    this.queued = this.schedule[this.i++ % this.schedule.length];
+    return this.queued;
+  }
+
   record(tokens: number): void {
     if (!this.current) throw new Error('fixed schedule: record() without next()');
     const t = this.totals[this.current.option];
     t.decisions++;
     t.tokens += tokens;
     t.ms += Math.max(0, this.clock() - this.current.t0);
-    this.current = undefined;
+    this.current = this.queued === undefined ? undefined : { option: this.queued, t0: this.clock() };
+    this.queued = undefined;
   }
 
   summary(): OptionSummary[] {
