@@ -58,13 +58,19 @@ export function readRows(file = 'bench/results/h200-kernels-fit.json'): Measured
   return (JSON.parse(readFileSync(file, 'utf8')) as { rows: MeasuredRow[] }).rows;
 }
 
+/** Whether the row's plans ran over feature tiles (based): the model prices chunk kernels, not tile kernels. */
+export function featureTiledRow(row: MeasuredRow): boolean {
+  return [row.fused_schedule, row.unfused_schedule].some((s) => s !== null && s !== undefined && 'featureTile' in s);
+}
+
 /**
- * One row's fit; undefined for a row with no fused time or schedule (based) or softmax. A row of the fused plan
+ * One row's fit; undefined for a row with no fused time or schedule, a feature-tiled one (featureTiledRow: plan-choice
+ * takes the fused plan over tiles by rule where no chunk kernel fits, not by an estimate) or softmax. A row of the fused plan
  * alone (an autotuner's trial of one schedule: call 15) has no runner-up (gap 0): it only ranks schedules.
  */
 export function fitRow(row: MeasuredRow, gpu: Gpu = H200): FitRow | undefined {
   const compiled = rowProgram(row);
-  if (!compiled || row.fused_ms === null || !row.fused_schedule) return undefined;
+  if (!compiled || row.fused_ms === null || !row.fused_schedule || featureTiledRow(row)) return undefined;
   const { p, sizes } = compiled;
   const m = adapterModel(gpu);
   const est = (s: ChunkSchedule, fuse: boolean, prologue?: ReadonlySet<number>) => ms(estimatePlan(m, p, sizes, s, fuse, row.b, row.t, prologue));

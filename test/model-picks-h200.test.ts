@@ -10,7 +10,8 @@
 // had its estimates 50× high and picked the prologue plan 18 % over the unfused one) or to the model's constants
 // that breaks the ranking fails here.
 import { describe, expect, it } from 'vitest';
-import { fitRow, fitTable, readRows, type FitRow } from '../bench/model-fit.ts';
+import { featureTiledRow, fitRow, fitTable, H200, readRows, rowProgram, type FitRow } from '../bench/model-fit.ts';
+import { choosePlan } from '../src/runtime/plan-choice.ts';
 
 const ESTIMATE_FACTOR = 2;
 const PICK_SLACK = 0.05;
@@ -56,4 +57,17 @@ describe('the cost model against the H200 with the toggles (bench/results/h200-k
       UNMEASURED_PICKS.map((n) => expect.stringMatching(new RegExp(`^${n}: `))),
     );
   });
+  // The model prices chunk kernels only: where none fits (based at d 64, 4161 Taylor features), plan-choice takes the
+  // fused plan over feature tiles by rule. Call 41: fused over tiles 47.57 ms, unfused over tiles 72.62 (the plain tile
+  // kernel unfused, call 25: 129.9).
+  it.each(readRows('bench/results/h200-kernels.json').filter(featureTiledRow).map((r) => [`${r.variant} t${r.t} d${r.d}`, r] as const))(
+    '%s (feature-tiled): the plan choosePlan takes is the fastest measured',
+    (_, r) => {
+      const { p, sizes } = rowProgram(r)!;
+      const choice = choosePlan(H200, p, sizes, {}, { b: r.b, t: r.t });
+      const took = choice.fuse ? r.fused_ms : r.unfused_ms;
+      expect(took, choice.reason).not.toBeNull();
+      expect(took!, `${choice.reason}; fused ${r.fused_ms} ms, unfused ${r.unfused_ms} ms`).toBeLessThanOrEqual(Math.min(r.fused_ms ?? Infinity, r.unfused_ms ?? Infinity) * (1 + PICK_SLACK));
+    },
+  );
 });
