@@ -66,7 +66,7 @@ import { NgramDraft } from '../src/speculative/ngram-draft.ts';
 import { LookupChainDraft } from '../src/speculative/lookup-chain.ts';
 import { OracleDraft } from '../src/speculative/oracle-draft.ts';
 import { treeFromParents } from '../src/speculative/token-tree.ts';
-import { parseTreeSpec, type TreeShape } from '../src/speculative/tree-spec.ts';
+import { medusaSparseTree, parseTreeSpec, type TreeShape } from '../src/speculative/tree-spec.ts';
 
 const WARM_MS = 300;
 /** Rounds of (plain, speculative) per prompt and row on a hardware GPU; the first also checks acceptance and output. */
@@ -137,7 +137,7 @@ const nPrompts = Number(values.prompts ?? (gpu.isSoftware ? 4 : 16));
 const promptTokens = Number(values['prompt-tokens'] ?? 64);
 const newTokens = Number(values.tokens ?? (gpu.isSoftware ? 64 : 256));
 const sources = (values.sources ?? (heads > 0 ? 'medusa,oracle,adaptive,lookup' : 'oracle,adaptive,ngram,lookup')).split(',');
-const defaultMedusaTrees = ['chain:1', `chain:${heads}`, sparseTree(heads), 'top:4'];
+const defaultMedusaTrees = ['chain:1', `chain:${heads}`, medusaSparseTree(heads).spec, 'top:4'];
 const trees = (values.trees?.split(';') ?? []).map(parseTreeSpec);
 const chainSteps = (values['chain-steps'] ?? '').split(',').filter((x) => x.trim() !== '').map(Number);
 const chainSerial = (values['chain-serial'] ?? '').split(',').filter((x) => x.trim() !== '').map(Number);
@@ -169,14 +169,6 @@ function candidatesPerNode(shape: TreeShape): number {
   return shape.kind === 'static' ? Math.max(...shape.paths.map((p) => p[p.length - 1])) + 1 : shape.width;
 }
 
-/** Medusa's sparse tree for M heads: the top three first guesses, two second guesses under the best, the best chain below. */
-function sparseTree(M: number): string {
-  const paths: number[][] = [[0], [1], [2]];
-  if (M >= 2) paths.push([0, 0], [0, 1], [1, 0]);
-  for (let d = 3; d <= M; d++) paths.push(Array(d).fill(0));
-  if (M >= 3) paths.push([0, 0, 1]);
-  return JSON.stringify(paths);
-}
 
 const model = await GpuModel.create(gpu, config, weights, await compiledAttentionFactory(gpu, variant.compiled, config.numHeads, config.headDim));
 /** A fixed tree, or `auto` (its trees; `shape` then only sets the candidates per node asked of the draft). */

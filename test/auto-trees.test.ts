@@ -17,14 +17,16 @@ describe('auto options', () => {
     for (const source of ['ngram', 'adaptive', 'oracle', 'draft:some/dir']) expect(autoChainSteps(source, 'gpu', {}), source).toBe(0);
   });
 
-  it('each chain no deeper than the heads also comes chained, named chain:K×R', () => {
+  it('where runs chain, the chained trees alone (chains up to the heads, Medusa\'s sparse tree), named K×R', () => {
     const labels = (source: string, maxNodes: number, depth: number, R: number) => autoTrees(source, maxNodes, depth, R).map(treeLabel);
-    expect(labels('medusa', 16, 3, 4)).toEqual(['chain:1', 'chain:3', 'chain:1×4', 'chain:3×4', 'top:4/8', 'top:4/16']);
-    expect(labels('medusa', 16, 7, 4)).toEqual(['chain:1', 'chain:3', 'chain:7', 'chain:1×4', 'chain:3×4', 'chain:7×4', 'top:4/8', 'top:4/16']);
-    expect(labels('medusa', 2, 1, 4)).toEqual(['chain:1', 'chain:1×4', 'top:4/2']);
+    expect(labels('medusa', 16, 3, 4)).toEqual(['chain:3×4', '[[0],[1],[2],[0,0],[0,1],[1,0],[0,0,0],[0,0,1]]×4']);
+    expect(labels('medusa', 16, 7, 4)).toEqual(['chain:3×4', 'chain:7×4', '[[0],[1],[2],[0,0],[0,1],[1,0],[0,0,0],[0,0,0,0],[0,0,0,0,0],[0,0,0,0,0,0],[0,0,0,0,0,0,0],[0,0,1]]×4']);
+    expect(labels('medusa', 2, 1, 4)).toEqual(['chain:1×4']); // one head: chain:1 is all there is; the sparse tree (3 nodes) passes the budget
+    expect(labels('medusa', 3, 3, 4)).toEqual(['chain:3×4']);
     expect(labels('medusa', 16, 3, 0)).toEqual(['chain:1', 'chain:3', 'top:4/8', 'top:4/16']);
     // Prompt lookup chains too, and offers no dynamic tree (one candidate per node: its trees are chains).
-    expect(labels('lookup', 16, Infinity, 4)).toEqual(['chain:1', 'chain:3', 'chain:7', 'chain:15', 'chain:1×4', 'chain:3×4', 'chain:7×4', 'chain:15×4']);
+    expect(labels('lookup', 16, Infinity, 4)).toEqual(['chain:3×4', 'chain:7×4', 'chain:15×4']);
+    expect(labels('lookup', 16, Infinity, 0)).toEqual(['chain:1', 'chain:3', 'chain:7', 'chain:15']);
     // Only Medusa and lookup chains, whatever the caller passes.
     expect(labels('ngram', 16, Infinity, 4)).toEqual(['chain:1', 'chain:3', 'chain:7', 'chain:15', 'top:4/8', 'top:4/16']);
     expect(labels('oracle', 7, Infinity, 4)).toEqual(['chain:1', 'chain:3', 'chain:7']);
@@ -32,8 +34,8 @@ describe('auto options', () => {
   });
 
   it('exploration tries the chained runs first, the longest first, then plain, then the rest', () => {
-    const trees = autoTrees('medusa', 16, 3, 4); // chain:1, chain:3, chain:1×4, chain:3×4, top:4/8, top:4/16
-    expect(exploreOrder(trees)).toEqual([4, 3, 0, 1, 2, 5, 6]);
+    const trees = [...autoTrees('medusa', 16, 3, 0), ...autoTrees('medusa', 16, 3, 4)]; // chain:1, chain:3, top:4/8, top:4/16, chain:3×4, sparse×4
+    expect(exploreOrder(trees)).toEqual([6, 5, 0, 1, 2, 3, 4]);
     expect(exploreOrder(autoTrees('ngram', 16))).toEqual([0, 1, 2, 3, 4, 5, 6]);
     // The controller autoSpeculation makes follows it: its first decisions are the chained runs.
     const { policy } = autoSpeculation(trees, { run: async () => [] });
@@ -42,7 +44,7 @@ describe('auto options', () => {
       first.push(policy.labels[policy.next()]);
       policy.record(2);
     }
-    expect(first).toEqual(['chain:3×4', 'chain:1×4', 'plain']);
+    expect(first).toEqual(['[[0],[1],[2],[0,0],[0,1],[1,0],[0,0,0],[0,0,1]]×4', 'chain:3×4', 'plain']);
   });
 
   it('the summary line names the chained options', () => {
@@ -54,6 +56,6 @@ describe('auto options', () => {
       now += 1;
       policy.record(2);
     }
-    expect(formatPolicySummary(policy.summary())).toMatch(/chain:1×4 \d+% of tokens at 2000 tokens\/s \(1 decisions\), chain:3×4 /);
+    expect(formatPolicySummary(policy.summary())).toMatch(/chain:3×4 \d+% of tokens at 2000 tokens\/s \(1 decisions\), \[\[0\],\[1\],\[2\],.*\]×4 /);
   });
 });

@@ -4,16 +4,16 @@
 // draft, top:4 for the others; none for the oracle, whose chains are its best trees, nor for prompt lookup,
 // whose one candidate per node makes any tree a chain) at 8 nodes and at --max-nodes. Few options, since each
 // is explored before the controller decides. Where chained speculation applies (greedy Medusa or prompt lookup
-// on the GPU, batch 1: the caller says so with `chainSteps`), each of those chains no deeper than the draft
-// also comes chained, "chain:K×R": a decision is then a run of R steps in one submit, timed as a whole like a
-// plain run. Exploration tries the chained runs first, the longest first (exploreOrder): they are what pays
-// on a GPU where each readback costs more than a decode step, and on a short run the controller must find
-// them before the run is over.
+// on the GPU, batch 1: the caller says so with `chainSteps`), the options are the chained trees alone (chainedTrees:
+// the chains deeper than one node up to the draft's depth and, for Medusa, its sparse tree, "K×R": a decision is a run
+// of R steps in one submit, timed as a whole like a plain run): each unchained tree is its chained twin plus a readback
+// a step. Exploration tries the chained runs first, the most nodes first (exploreOrder): on a short run the controller
+// must find them before the run is over.
 import type { SamplingOptions } from '../model/sampling.ts';
 import type { AutoSpeculation, TreeOption } from './generate.ts';
 import type { PlainDecoder } from './plain-runs.ts';
 import { SpeculationController, type ControllerOptions } from './speculation-controller.ts';
-import { chainShape, parseTreeSpec } from './tree-spec.ts';
+import { chainShape, medusaSparseTree, parseTreeSpec, shapeSize } from './tree-spec.ts';
 
 /** Steps per chained run among the auto options. */
 export const AUTO_CHAIN_STEPS = 4;
@@ -30,6 +30,7 @@ export function autoChainSteps(source: string, device: 'gpu' | 'cpu', sampling: 
 export function autoTrees(source: string, maxNodes: number, draftDepth = Infinity, chainSteps = 0): TreeOption[] {
   const trees: TreeOption[] = [];
   const chains = [1, 3, 7, 15].filter((n) => n <= maxNodes && (n === 1 || n <= draftDepth));
+  if (chainSteps > 0 && (source === 'medusa' || source === 'lookup')) return chainedTrees(source, maxNodes, draftDepth, chainSteps, chains);
   for (const n of chains) trees.push({ shape: chainShape(n), maxNodes: n });
   if (chainSteps > 0 && (source === 'medusa' || source === 'lookup')) {
     for (const n of chains.filter((n) => n <= draftDepth)) trees.push({ shape: chainShape(n), maxNodes: n, chainSteps });
@@ -37,6 +38,25 @@ export function autoTrees(source: string, maxNodes: number, draftDepth = Infinit
   if (source !== 'oracle' && source !== 'lookup') {
     const shape = parseTreeSpec(source === 'adaptive' ? 'best:4' : 'top:4');
     for (const budget of new Set([Math.min(8, maxNodes), maxNodes])) trees.push({ shape, maxNodes: budget });
+  }
+  return trees;
+}
+
+/**
+ * Where runs chain, the chained trees alone: an unchained tree step reads back before the next (0.6–0.9 ms of wall on
+ * the H200 against a 0.18 ms decode step of the nano model) while its chained twin verifies the same trees with one
+ * readback a run, so the unchained options only cost exploration — offered them, auto ran 0.74–0.91× plain decoding on
+ * the trained nano model where fixed chained trees ran 1.4–2.2× (call 42, bench/medusa.ts). Chains deeper than one
+ * node up to the draft's depth (chain:1 alone where that is all there is), and Medusa's sparse tree (medusaSparseTree)
+ * where it fits the node budget: the best fixed tree of calls 37–42.
+ */
+function chainedTrees(source: string, maxNodes: number, draftDepth: number, chainSteps: number, chains: readonly number[]): TreeOption[] {
+  const deep = chains.filter((n) => n > 1 && n <= draftDepth);
+  const trees: TreeOption[] = (deep.length > 0 ? deep : [1]).map((n) => ({ shape: chainShape(n), maxNodes: n, chainSteps }));
+  if (source === 'medusa' && draftDepth !== Infinity) {
+    const sparse = medusaSparseTree(draftDepth);
+    const nodes = shapeSize(sparse, maxNodes);
+    if (nodes <= maxNodes && nodes > Math.max(...trees.map((t) => t.maxNodes))) trees.push({ shape: sparse, maxNodes: nodes, chainSteps });
   }
   return trees;
 }

@@ -54,6 +54,19 @@ export function chainShape(n: number): TreeShape {
   return { kind: 'static', spec: `chain:${n}`, paths: Array.from({ length: n }, (_, i) => new Array<number>(i + 1).fill(0)) };
 }
 
+/**
+ * Medusa's sparse tree for M heads (M ≥ 1): the top three first guesses, two second guesses under the best, the best
+ * chain below and one more guess under it (8 draft nodes at 3 heads). On the trained nano model it was accepted 3.0–3.1
+ * tokens a step against chain:3's 2.6–2.7 (docs/speculative.md).
+ */
+export function medusaSparseTree(M: number): TreeShape {
+  const paths: number[][] = [[0], [1], [2]];
+  if (M >= 2) paths.push([0, 0], [0, 1], [1, 0]);
+  for (let d = 3; d <= M; d++) paths.push(new Array<number>(d).fill(0));
+  if (M >= 3) paths.push([0, 0, 1]);
+  return parseTreeSpec(JSON.stringify(paths));
+}
+
 export function parseTreeSpec(spec: string): TreeShape {
   const s = spec.trim();
   const lead = spec.length - spec.trimStart().length; // columns refer to the spec as given
