@@ -2,7 +2,7 @@
 // against plain decoding on held-out and quoting prompts: same model, same run.
 //
 //   npx tsx bench/medusa.ts --model DIR --data FILE… [--prompts N] [--prompt-tokens P] [--tokens N]
-//                           [--trees "SPEC;SPEC;…"] [--sources medusa,oracle,adaptive,ngram,lookup] [--chain-steps R]
+//                           [--trees "SPEC;SPEC;…" | auto] [--sources medusa,oracle,adaptive,ngram,lookup] [--chain-steps R]
 //                           [--prompt-kind heldout|quote|both] [--rounds N] [--no-profile] [--out DIR]
 // --chain-steps R[,R2…] adds, for each static Medusa tree and each lookup chain, a row with R tree steps chained
 // per submit on the GPU (GpuTreeVerifier.runChain; its tree reads "SPEC ×R"), one per R; the chained runs overlap
@@ -138,7 +138,9 @@ const promptTokens = Number(values['prompt-tokens'] ?? 64);
 const newTokens = Number(values.tokens ?? (gpu.isSoftware ? 64 : 256));
 const sources = (values.sources ?? (heads > 0 ? 'medusa,oracle,adaptive,lookup' : 'oracle,adaptive,ngram,lookup')).split(',');
 const defaultMedusaTrees = ['chain:1', `chain:${heads}`, medusaSparseTree(heads).spec, 'top:4'];
-const trees = (values.trees?.split(';') ?? []).map(parseTreeSpec);
+/** `--trees auto`: the --tree auto row alone (no fixed tree). */
+const autoOnly = values.trees === 'auto';
+const trees = (autoOnly ? [] : values.trees?.split(';') ?? []).map(parseTreeSpec);
 const chainSteps = (values['chain-steps'] ?? '').split(',').filter((x) => x.trim() !== '').map(Number);
 const chainSerial = (values['chain-serial'] ?? '').split(',').filter((x) => x.trim() !== '').map(Number);
 if ([...chainSteps, ...chainSerial].some((r) => !(Number.isInteger(r) && r >= 1))) {
@@ -174,7 +176,9 @@ const model = await GpuModel.create(gpu, config, weights, await compiledAttentio
 /** A fixed tree, or `auto` (its trees; `shape` then only sets the candidates per node asked of the draft). */
 const shapes: { source: string; shape: TreeShape; nodes: number; auto?: readonly TreeOption[]; chain?: number; serial?: boolean }[] = [];
 for (const source of sources) {
-  const own = trees.length
+  const own = autoOnly
+    ? []
+    : trees.length
     ? trees
     : source === 'medusa'
     ? defaultMedusaTrees.map(parseTreeSpec)
