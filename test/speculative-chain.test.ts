@@ -8,7 +8,7 @@
 // accepted inside a run and refused at its end: paths of 1 to 4 nodes. Under `--tree auto` chained runs are
 // options beside plain runs and ordinary tree steps; any switch between them keeps the tokens plain greedy's.
 import { afterAll, describe, expect, it, vi } from 'vitest';
-import { autoChainSteps, autoTrees, treeLabel } from '../src/speculative/auto-trees.ts';
+import { autoChainSteps, autoTrees, exploreOrder, treeLabel } from '../src/speculative/auto-trees.ts';
 import { speculativeGenerate, type TreeOption } from '../src/speculative/generate.ts';
 import { GpuPlainDecoder } from '../src/speculative/plain-runs.ts';
 import { FixedSchedule, SpeculationController, type SpeculationPolicy } from '../src/speculative/speculation-controller.ts';
@@ -109,13 +109,36 @@ describe('chained Medusa speculation on the GPU', () => {
 
   it('auto: the controller, offered the chained runs, decides and the tokens stay plain greedy', async () => {
     const trees = autoTrees('medusa', 3, 3, autoChainSteps('medusa', 'gpu', {}));
-    const policy = new SpeculationController({ trees: trees.map(treeLabel), plainTokens: 4 });
+    // Each decision's tokens as the loop records them.
+    const decisions: [string, number][] = [];
+    const policy = new (class extends SpeculationController {
+      /** Decisions taken and not yet recorded (one taken ahead is recorded after the run before it). */
+      private readonly taken: number[] = [];
+      override next(): number {
+        const o = super.next();
+        this.taken.push(o);
+        return o;
+      }
+      override ahead(): number {
+        const o = super.ahead();
+        this.taken.push(o);
+        return o;
+      }
+      override record(tokens: number): void {
+        decisions.push([this.labels[this.taken.shift()!], tokens]);
+        super.record(tokens);
+      }
+    })({ trees: trees.map(treeLabel), plainTokens: 4, order: exploreOrder(trees) });
     expect(policy.labels).toEqual(['plain', 'chain:3×4']);
     const r = await autoRun(policy, trees, 4, 80);
     expect(r.tokens).toEqual(plainGreedy(m, PROMPT, 80));
     const s = r.policy!;
     for (const o of s) expect(o.decisions, o.label).toBeGreaterThanOrEqual(1);
     expect(s.reduce((a, o) => a + o.tokens, 0)).toBe(79); // every token after the prefill's, credited once
+    // The first decision (the chained option, explored first) finds no heads after the prefill: it takes the root-only
+    // step that computes them and its run of 4 steps, so it is credited more than that step's one token.
+    expect(decisions[0][0]).toBe('chain:3×4');
+    expect(decisions[0][1], JSON.stringify(decisions.slice(0, 4))).toBeGreaterThanOrEqual(5);
   }, 120_000);
 });
 

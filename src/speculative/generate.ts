@@ -210,7 +210,7 @@ export async function speculativeGenerate(
    * taken ahead when it was another option (the loop's next; undefined when none is pending).
    */
   const overlappedRuns = async (
-    chain: NonNullable<(typeof chains)[number]>, option: number, first: TokenTree, steps: number, next: ChainDraft, pos: number,
+    chain: NonNullable<(typeof chains)[number]>, option: number, first: TokenTree, steps: number, next: ChainDraft, pos: number, credit = 0,
   ): Promise<number | undefined> => {
     const verifier = chain.verifier;
     const reach = chain.topology.depth + 1;
@@ -228,7 +228,8 @@ export async function speculativeGenerate(
         medusa = run.medusa;
         await draft.accepted?.(first, run.path, 0, { picks: [], medusa: run.medusa, medusaNode: run.path[run.path.length - 1] });
       }
-      const count = emitRun(run.steps, first.tokens.length - 1); // outside the ?. call: it must run without auto
+      const count = emitRun(run.steps, first.tokens.length - 1) + credit; // outside the ?. call: it must run without auto
+      credit = 0;
       opts.auto?.policy.record(count); // and starts the decision taken ahead
       if (!following) return ahead; // (another option, or none taken)
       if (done()) {
@@ -266,11 +267,24 @@ export async function speculativeGenerate(
     resumed = false;
     const { shape, maxNodes } = trees[option - 1];
     const chain = chains[option - 1];
+    // Under auto, a chained Medusa option decided before any heads exist (the prefill computes none) first takes the
+    // root-only step that computes them, within the same decision. Alone it would be the option's one ordinary step
+    // of a root-only tree, a token for a readback, and the controller would rate the option by it: in call 43
+    // Medusa's sparse tree ×4, explored first, made 8 decisions and 8 tokens and was never taken again.
+    let warm = 0;
+    if (opts.auto && chain && !chain.lookup && !medusa) {
+      warm = emit((await verifyTree(treeFromParents([out[out.length - 1]], [-1]))).fresh);
+      if (done()) {
+        opts.auto.policy.record(warm);
+        continue;
+      }
+    }
+    const at = verifier.position; // the root's position now
     const runSteps = chain ? Math.min(chain.steps, opts.maxTokens - out.length) : 0;
     // Every step of a run moves the root at most depth + 1 positions and reads depth positions past its root.
     // Without heads yet (the first step after the prefill) or near the last position, a chained option takes
     // one ordinary step of its tree.
-    if (chain && (medusa || chain.lookup) && pos + runSteps * (chain.topology.depth + 1) <= (opts.maxPosition ?? Infinity)) {
+    if (chain && (medusa || chain.lookup) && at + runSteps * (chain.topology.depth + 1) <= (opts.maxPosition ?? Infinity)) {
       const tb = performance.now();
       let first: TokenTree;
       let next: ChainDraft;
@@ -283,7 +297,7 @@ export async function speculativeGenerate(
         next = { kind: 'medusa', medusaK: chain.medusaK };
       }
       if ((!opts.auto || opts.auto.policy.ahead) && opts.chainOverlap !== false && chain.verifier.beginChain && chain.verifier.continueChain) {
-        decided = await overlappedRuns(chain, option, first, runSteps, next, pos);
+        decided = await overlappedRuns(chain, option, first, runSteps, next, at, warm);
         verifyMs += performance.now() - tb;
         continue;
       }
@@ -294,13 +308,13 @@ export async function speculativeGenerate(
         const end = run.path[run.path.length - 1];
         await draft.accepted?.(first, run.path, 0, { picks: [], medusa: run.medusa, medusaNode: end });
       }
-      const count = emitRun(run.steps, first.tokens.length - 1); // outside the ?. call: it must run without auto
+      const count = emitRun(run.steps, first.tokens.length - 1) + warm; // outside the ?. call: it must run without auto
       opts.auto?.policy.record(count);
       continue;
     }
-    const depthLimit = Math.max(0, Math.min(opts.maxTokens - out.length - 1, (opts.maxPosition ?? Infinity) - pos - 1));
+    const depthLimit = Math.max(0, Math.min(opts.maxTokens - out.length - 1, (opts.maxPosition ?? Infinity) - at - 1));
     const ta = performance.now();
-    const tree = await expandTree(shape, draft, ctx, { budget: maxNodes, depthLimit });
+    const tree = await expandTree(shape, draft, warm ? { tokens: [...prompt, ...out] } : ctx, { budget: maxNodes, depthLimit });
     const tb = performance.now();
     const { fresh, gpuMs } = await verifyTree(tree);
     const tc = performance.now();
@@ -309,7 +323,7 @@ export async function speculativeGenerate(
     treeNodes += tree.tokens.length - 1;
     if (gpuMs !== undefined) gpuMsPerStep.push(gpuMs);
     acceptedPerStep.push(fresh.length);
-    const count = emit(fresh);
+    const count = emit(fresh) + warm;
     opts.auto?.policy.record(count);
   }
   if (decided !== undefined) opts.auto!.policy.record(0); // taken ahead, and the output stopped before it ran
