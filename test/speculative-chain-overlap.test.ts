@@ -13,7 +13,7 @@ import { MedusaDraft } from '../src/speculative/medusa-draft.ts';
 import { staticTopology, topologyTree } from '../src/speculative/chain.ts';
 import { treeFromParents } from '../src/speculative/token-tree.ts';
 import { parseTreeSpec } from '../src/speculative/tree-spec.ts';
-import { gpu } from './helpers/gpu.ts';
+import { watchContinues } from './helpers/continues.ts';
 import { gpuVerifierOf, makeModel, MODEL_SPECS, plainGreedy, repeatingModel } from './helpers/speculative.ts';
 
 const cleanup: (() => Promise<void>)[] = [];
@@ -36,27 +36,12 @@ describe('chained Medusa runs submitted before the last one is read', () => {
    * submit the queue writes and bind groups it made.
    */
   const generate = async (verifier: GpuTreeVerifier, R: number, maxTokens: number, opts: { eos?: number; overlap?: boolean; spec?: string; maxPosition?: number } = {}) => {
-    const { device } = await gpu();
-    const writes = vi.spyOn(device.queue, 'writeBuffer');
-    const groups = vi.spyOn(device, 'createBindGroup');
-    const events: string[] = [];
-    const continued: { writes: number; groups: number }[] = [];
-    const real = GpuTreeVerifier.prototype.continueChain;
-    const cont = vi.spyOn(verifier, 'continueChain').mockImplementation(async function (this: GpuTreeVerifier, steps) {
-      events.push('continue');
-      const [w, g] = [writes.mock.calls.length, groups.mock.calls.length];
-      const s = await real.call(this, steps);
-      continued.push({ writes: writes.mock.calls.length - w, groups: groups.mock.calls.length - g });
-      return s;
-    });
-    const r = await speculativeGenerate(verifier, new MedusaDraft(3, 2), PROMPT, {
+    return watchContinues(verifier, (onTokens) => speculativeGenerate(verifier, new MedusaDraft(3, 2), PROMPT, {
       maxTokens, shape: parseTreeSpec(opts.spec ?? 'chain:3'), maxNodes: 3, chainSteps: R,
       ...(opts.eos !== undefined && { eos: opts.eos }), ...(opts.overlap === false && { chainOverlap: false }),
       ...(opts.maxPosition !== undefined && { maxPosition: opts.maxPosition }),
-      onTokens: (ids) => ids.length && events.push('emit'),
-    });
-    for (const spy of [cont, writes, groups]) spy.mockRestore();
-    return { ...r, events, continued };
+      onTokens,
+    }));
   };
 
   it('emits plain greedy decoding\'s tokens with each run submitted before the last is read, at every stop', async () => {

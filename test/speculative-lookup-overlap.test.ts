@@ -16,7 +16,7 @@ import { FixedSchedule, SpeculationController, type SpeculationPolicy } from '..
 import { GpuTreeVerifier } from '../src/speculative/gpu-verifier.ts';
 import { LookupChainDraft } from '../src/speculative/lookup-chain.ts';
 import { parseTreeSpec } from '../src/speculative/tree-spec.ts';
-import { gpu } from './helpers/gpu.ts';
+import { watchContinues } from './helpers/continues.ts';
 import { gpuVerifierOf, makeModel, MODEL_SPECS, plainGreedy, repeatingModel } from './helpers/speculative.ts';
 
 const cleanup: (() => Promise<void>)[] = [];
@@ -38,27 +38,12 @@ describe('chained prompt-lookup runs submitted before the last one is read', () 
 
   /** One generation, with the order of continued submits and emits, and per continued submit its queue writes and bind groups. */
   const generate = async (verifier: GpuTreeVerifier, R: number, maxTokens: number, opts: { overlap?: boolean; maxPosition?: number; auto?: { policy: SpeculationPolicy; trees: readonly TreeOption[] } } = {}) => {
-    const { device } = await gpu();
-    const writes = vi.spyOn(device.queue, 'writeBuffer');
-    const groups = vi.spyOn(device, 'createBindGroup');
-    const events: string[] = [];
-    const continued: { writes: number; groups: number }[] = [];
-    const real = GpuTreeVerifier.prototype.continueChain;
-    const cont = vi.spyOn(verifier, 'continueChain').mockImplementation(async function (this: GpuTreeVerifier, steps) {
-      events.push('continue');
-      const [w, g] = [writes.mock.calls.length, groups.mock.calls.length];
-      const s = await real.call(this, steps);
-      continued.push({ writes: writes.mock.calls.length - w, groups: groups.mock.calls.length - g });
-      return s;
-    });
-    const r = await speculativeGenerate(verifier, new LookupChainDraft({ length: K, minN: 1, maxN: 4 }), PROMPT, {
+    return watchContinues(verifier, (onTokens) => speculativeGenerate(verifier, new LookupChainDraft({ length: K, minN: 1, maxN: 4 }), PROMPT, {
       maxTokens, shape: parseTreeSpec(`chain:${K}`), maxNodes: K, ...(R > 0 && { chainSteps: R }),
       ...(opts.overlap === false && { chainOverlap: false }), ...(opts.maxPosition !== undefined && { maxPosition: opts.maxPosition }),
       ...(opts.auto && { auto: { ...opts.auto, plain: new GpuPlainDecoder(verifier, {}) } }),
-      onTokens: (ids) => ids.length && events.push('emit'),
-    });
-    for (const spy of [cont, writes, groups]) spy.mockRestore();
-    return { ...r, events, continued };
+      onTokens,
+    }));
   };
 
   it('emits plain greedy decoding\'s tokens and accepts what the host\'s proposals accept, runs continued, the history grown on the GPU', async () => {
