@@ -13,7 +13,7 @@ import { MedusaDraft } from '../src/speculative/medusa-draft.ts';
 import { staticTopology, topologyTree } from '../src/speculative/chain.ts';
 import { treeFromParents } from '../src/speculative/token-tree.ts';
 import { parseTreeSpec } from '../src/speculative/tree-spec.ts';
-import { watchContinues } from './helpers/continues.ts';
+import { checkPositionLimit, watchContinues } from './helpers/continues.ts';
 import { gpuVerifierOf, makeModel, MODEL_SPECS, plainGreedy, repeatingModel } from './helpers/speculative.ts';
 
 const cleanup: (() => Promise<void>)[] = [];
@@ -77,18 +77,9 @@ describe('chained Medusa runs submitted before the last one is read', () => {
     const verifier = await target();
     const want = plainGreedy(m, PROMPT, N);
     const reach = 4; // chain:3: a step moves its root at most depth + 1 positions
-    for (const R of [2, 4]) {
-      // The first chained run starts at the root after the prefill's token and the root-only step, position P + 1,
-      // and may reach R · reach positions past it; `room` more positions leave space for a run of `room / reach`.
-      const first = PROMPT.length + 1 + R * reach;
-      for (const room of [reach - 1, R * reach]) {
-        // Past the limit the loop takes unchained steps (this model has no length limit of its own): same tokens.
-        const r = await generate(verifier, R, N, { maxPosition: first + room });
-        expect(r.tokens, `R=${R} room ${room}`).toEqual(want);
-        if (room < reach) expect(r.continued, `R=${R}: no step of a continued run fits`).toHaveLength(0);
-        else expect(r.continued.length, `R=${R}: a run of R steps fits`).toBeGreaterThanOrEqual(1);
-      }
-    }
+    // The first chained run starts at the root after the prefill's token and the root-only step, position P + 1,
+    // and may reach R · reach positions past it.
+    await checkPositionLimit((R, maxPosition) => generate(verifier, R, N, { maxPosition }), want, reach, (R) => PROMPT.length + 1 + R * reach);
   }, 120_000);
 
   it('refuses to begin a run while one is unread, and to continue once the verifier ran anything else', async () => {

@@ -16,7 +16,7 @@ import { FixedSchedule, SpeculationController, type SpeculationPolicy } from '..
 import { GpuTreeVerifier } from '../src/speculative/gpu-verifier.ts';
 import { LookupChainDraft } from '../src/speculative/lookup-chain.ts';
 import { parseTreeSpec } from '../src/speculative/tree-spec.ts';
-import { watchContinues } from './helpers/continues.ts';
+import { checkPositionLimit, watchContinues } from './helpers/continues.ts';
 import { gpuVerifierOf, makeModel, MODEL_SPECS, plainGreedy, repeatingModel } from './helpers/speculative.ts';
 
 const cleanup: (() => Promise<void>)[] = [];
@@ -77,17 +77,8 @@ describe('chained prompt-lookup runs submitted before the last one is read', () 
   it('a run is continued only when all its steps fit below the last position the model allows', async () => {
     const verifier = await target();
     const reach = K + 1; // a step moves its root at most depth + 1 positions
-    for (const R of [2, 4]) {
-      // The first chained run starts at the prefill's token, position P, and may reach R · reach positions past it.
-      const first = PROMPT.length + R * reach;
-      for (const room of [reach - 1, R * reach]) {
-        // Past the limit the loop takes unchained steps (this model has no length limit of its own): same tokens.
-        const r = await generate(verifier, R, N, { maxPosition: first + room });
-        expect(r.tokens, `R=${R} room ${room}`).toEqual(want);
-        if (room < reach) expect(r.continued, `R=${R}: no step of a continued run fits`).toHaveLength(0);
-        else expect(r.continued.length, `R=${R}: a run of R steps fits`).toBeGreaterThanOrEqual(1);
-      }
-    }
+    // The first chained run starts at the prefill's token, position P, and may reach R · reach positions past it.
+    await checkPositionLimit((R, maxPosition) => generate(verifier, R, N, { maxPosition }), want, reach, (R) => PROMPT.length + R * reach);
   }, 120_000);
 
   it('a continued run writes one queue word pair, makes no bind group and replays every step', async () => {

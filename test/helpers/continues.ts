@@ -1,7 +1,7 @@
 // Watches one speculative generation on the GPU verifier for chained runs submitted before the last was read:
 // the order of the verifier's continued submits and the loop's emits, and per continued submit the queue writes
 // and bind groups it made (test/speculative-chain-overlap.test.ts, test/speculative-lookup-overlap.test.ts).
-import { vi } from 'vitest';
+import { expect, vi } from 'vitest';
 import { GpuTreeVerifier } from '../../src/speculative/gpu-verifier.ts';
 import { gpu } from './gpu.ts';
 
@@ -26,5 +26,24 @@ export async function watchContinues<T extends object>(verifier: GpuTreeVerifier
     return { ...r, events, continued };
   } finally {
     for (const spy of [cont, writes, groups]) spy.mockRestore();
+  }
+}
+
+/**
+ * At the position limit: with fewer positions left than a step can move (`reach`) after the first run no run is
+ * continued, with a run's worth at least one is, and the tokens stay `want` (past the limit the loop takes unchained
+ * steps). `first(R)`: the last position the first run of R steps may reach.
+ */
+export async function checkPositionLimit(
+  generate: (R: number, maxPosition: number) => Promise<{ tokens: readonly number[]; continued: readonly unknown[] }>,
+  want: readonly number[], reach: number, first: (R: number) => number,
+): Promise<void> {
+  for (const R of [2, 4]) {
+    for (const room of [reach - 1, R * reach]) {
+      const r = await generate(R, first(R) + room);
+      expect(r.tokens, `R=${R} room ${room}`).toEqual(want);
+      if (room < reach) expect(r.continued, `R=${R}: no step of a continued run fits`).toHaveLength(0);
+      else expect(r.continued.length, `R=${R}: a run of R steps fits`).toBeGreaterThanOrEqual(1);
+    }
   }
 }
