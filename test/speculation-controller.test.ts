@@ -153,3 +153,35 @@ describe('speculation controller', () => {
     expect(f.summary().map((o) => [o.decisions, o.tokens, o.ms])).toEqual([[0, 0, 0], [2, 7, 6]]);
   });
 });
+
+describe('measurements carried to the next generation (ControllerOptions.from)', () => {
+  const TREE: Cost = { ms: 1.2, tokens: 10 }; // a chained run: 8333 tokens/s against plain's 3292
+  const costs = (o: number) => (o === 0 ? PLAIN : o === 1 ? TREE : { ms: 1.0, tokens: 2 });
+
+  it('a controller started from another\'s state explores nothing it measured and starts from its best', () => {
+    const first = controller(['chain:3×4', 'chain:1×4']);
+    simulate(first.c, first.clock, 20, costs);
+    const state = first.c.state();
+    expect(state.labels).toEqual(['plain', 'chain:3×4', 'chain:1×4']);
+    // A fresh controller explores: its first decisions are every option.
+    const fresh = controller(['chain:3×4', 'chain:1×4']);
+    expect(new Set(simulate(fresh.c, fresh.clock, 3, costs).chosen)).toEqual(new Set([0, 1, 2]));
+    // Carried: the best from the first decision, and its summary counts only its own decisions.
+    const clock = { now: 1000 };
+    const carried = new SpeculationController({ trees: ['chain:3×4', 'chain:1×4'], clock: () => clock.now, plainTokens: 16, from: state });
+    const run = simulate(carried, clock, 10, costs);
+    expect(run.chosen.slice(0, 5)).toEqual([1, 1, 1, 1, 1]);
+    expect(carried.summary().reduce((a, o) => a + o.decisions, 0)).toBe(10);
+    // Its state adds up both runs.
+    expect(carried.state().options.reduce((a, o) => a + o.decisions, 0)).toBe(30);
+  });
+
+  it('refuses measurements of other options, or negative ones', () => {
+    const { clock, c } = controller(['chain:3×4']);
+    simulate(c, clock, 4, costs);
+    const state = c.state();
+    expect(() => new SpeculationController({ trees: ['chain:1×4'], from: state })).toThrow(/saved measurements are of the options \[plain, chain:3×4\], this run offers \[plain, chain:1×4\]/);
+    const bad = { ...state, options: state.options.map((o, i) => (i === 1 ? { ...o, ms: -1 } : o)) };
+    expect(() => new SpeculationController({ trees: ['chain:3×4'], from: bad })).toThrow(/chain:3×4 have a negative count or time/);
+  });
+});

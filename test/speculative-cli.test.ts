@@ -103,7 +103,8 @@ describe('linattn generate --speculate', () => {
     [['--speculate', 'ngram', '--tree', '[[0],[0,]]'], 2, /--tree "\[\[0\],\[0,\]\]": column 9: expected a rank/],
     [['--speculate', 'ngram', '--tree', '[[0],[0,0],[1]]', '--max-nodes', '2'], 2, /has 3 draft nodes, more than --max-nodes 2/],
     [['--speculate', 'ngram', '--max-nodes', 'many'], 2, /--max-nodes must be a positive integer/],
-    [['--tree', 'chain:3'], 2, /--tree, --max-nodes and --chain-steps need --speculate/],
+    [['--tree', 'chain:3'], 2, /--tree, --max-nodes, --chain-steps and --auto-state need --speculate/],
+    [['--speculate', 'medusa', '--tree', 'chain:2', '--auto-state', 'x.json'], 2, /--auto-state FILE keeps --tree auto's measurements: it needs --tree auto/],
     [['--speculate', 'ngram', '--tree', 'chain:2', '--chain-steps', '2'], 2, /--chain-steps needs --speculate medusa and a static --tree/],
     [['--speculate', 'lookup', '--tree', '[[0],[1]]', '--chain-steps', '2'], 2, /or --speculate lookup and --tree chain:N/],
     [['--speculate', 'medusa', '--tree', 'chain:2', '--chain-steps', '0'], 2, /--chain-steps must be an integer in 1\.\.64/],
@@ -114,6 +115,33 @@ describe('linattn generate --speculate', () => {
     expect(r.code).toBe(code);
     expect(r.err).toMatch(message as RegExp);
     expect(r.out).toBe('');
+  });
+
+  it("--auto-state: the second run starts from the first's measurements and adds its own; a file that is not them names itself", async () => {
+    const file = join(root, 'auto-state.json');
+    const args = ['--model', target, '--device', 'gpu', '--speculate', 'medusa', '--auto-state', file];
+    const first = await run(args);
+    expect(first.code, first.err).toBe(0);
+    const once = JSON.parse(readFileSync(file, 'utf8')) as { labels: string[]; options: { decisions: number }[] };
+    expect(once.labels[0]).toBe('plain');
+    const decisions = (s: typeof once) => s.options.reduce((a, o) => a + o.decisions, 0);
+    expect(decisions(once)).toBeGreaterThan(0);
+    const second = await run(args);
+    expect(second.code, second.err).toBe(0);
+    expect(second.out).toBe(first.out); // greedy: the same text whatever the controller picks
+    const twice = JSON.parse(readFileSync(file, 'utf8')) as typeof once;
+    expect(twice.labels).toEqual(once.labels);
+    expect(decisions(twice)).toBeGreaterThan(decisions(once));
+    // Measurements of other options (another tree budget) or a file that is not JSON: a clear error naming the file.
+    const other = await run([...args, '--max-nodes', '1']);
+    expect(other.code).toBe(1);
+    expect(other.err).toContain(file);
+    expect(other.err).toMatch(/saved measurements are of the options \[plain, .*\], this run offers \[plain, chain:1×4\]/);
+    writeFileSync(file, 'not json');
+    const broken = await run(args);
+    expect(broken.code).toBe(1);
+    expect(broken.err).toContain(file);
+    expect(broken.err).toMatch(/not the JSON --auto-state writes/);
   });
 
   it('refuses a draft model with another vocabulary, Medusa without heads, and a noncausal variant', async () => {

@@ -33,7 +33,7 @@ export function generateWith(prepare: PrepareAttention): Command {
     synopsis:
       'linattn generate --model DIR --prompt "…" [--max-tokens N] [--temperature T] [--top-k K] [--top-p P] [--seed S] [--device gpu|cpu]\n' +
       '                 [--attention KIND] [--medusa DIR] [--verbose]\n' +
-      '                 [--speculate ngram|lookup|adaptive|medusa|oracle|draft:DIR [--tree SPEC|auto] [--max-nodes N] [--chain-steps R]]',
+      '                 [--speculate ngram|lookup|adaptive|medusa|oracle|draft:DIR [--tree SPEC|auto] [--max-nodes N] [--chain-steps R] [--auto-state FILE]]',
     summary: 'Continue a prompt with a model directory (linattn init-model makes one), streaming the text.',
     help: [
       'Prints the text on stdout, then prefill and decode tokens/s on stderr.',
@@ -61,11 +61,13 @@ export function generateWith(prepare: PrepareAttention): Command {
       '  --max-nodes N        draft nodes per step (default: the static tree\'s size, or 16; auto: of its largest tree)',
       '  --chain-steps R      greedy --speculate medusa with a static --tree, or lookup with --tree chain:N: R tree',
       '                       steps per submit, drafting and acceptance on the GPU, one readback per R steps (default: off)',
+      '  --auto-state FILE    --tree auto: start from the measurements in FILE (written by an earlier run; nothing measured',
+      '                       is explored again) and write this run\'s back, so repeated generations explore once',
     ].join('\n'),
     options: {
       model: { type: 'string' }, prompt: { type: 'string' }, 'max-tokens': { type: 'string' }, temperature: { type: 'string' },
       'top-k': { type: 'string' }, 'top-p': { type: 'string' }, seed: { type: 'string' }, device: { type: 'string' },
-      speculate: { type: 'string' }, tree: { type: 'string' }, 'max-nodes': { type: 'string' }, 'chain-steps': { type: 'string' }, attention: { type: 'string' }, medusa: { type: 'string' },
+      speculate: { type: 'string' }, tree: { type: 'string' }, 'max-nodes': { type: 'string' }, 'chain-steps': { type: 'string' }, 'auto-state': { type: 'string' }, attention: { type: 'string' }, medusa: { type: 'string' },
       verbose: { type: 'boolean', short: 'v' },
     },
     async run({ values }, io) {

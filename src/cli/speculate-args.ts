@@ -17,8 +17,9 @@ export function parseSpeculateArgs(values: Values): SpeculateOptions | undefined
   const tree = str(values, 'tree');
   const maxRaw = str(values, 'max-nodes');
   const chainRaw = str(values, 'chain-steps');
+  const autoState = str(values, 'auto-state');
   if (source === undefined) {
-    if (tree !== undefined || maxRaw !== undefined || chainRaw !== undefined) throw new UsageError('--tree, --max-nodes and --chain-steps need --speculate ngram|lookup|adaptive|medusa|oracle|draft:DIR');
+    if (tree !== undefined || maxRaw !== undefined || chainRaw !== undefined || autoState !== undefined) throw new UsageError('--tree, --max-nodes, --chain-steps and --auto-state need --speculate ngram|lookup|adaptive|medusa|oracle|draft:DIR');
     return undefined;
   }
   if (!(['ngram', 'lookup', 'adaptive', 'medusa', 'oracle'].includes(source) || /^draft:.+/.test(source))) {
@@ -59,5 +60,6 @@ export function parseSpeculateArgs(values: Values): SpeculateOptions | undefined
     if (Number(str(values, 'temperature') ?? 0) > 0) throw new UsageError('--chain-steps is greedy only (--temperature 0)');
     if (str(values, 'device') === 'cpu') throw new UsageError('--chain-steps needs --device gpu');
   }
-  return { source, shape, maxNodes: nodes, auto, ...(chainSteps !== undefined && { chainSteps }) };
+  if (autoState !== undefined && (!auto || autoState.trim() === '')) throw new UsageError('--auto-state FILE keeps --tree auto\'s measurements: it needs --tree auto (the default) and a file name');
+  return { source, shape, maxNodes: nodes, auto, ...(chainSteps !== undefined && { chainSteps }), ...(autoState !== undefined && { autoState }) };
 }

@@ -78,6 +78,6 @@ export function exploreOrder(trees: readonly TreeOption[]): number[] {
 }
 
 /** A fresh controller over `trees` and plain runs of `plain`: what one generation with --tree auto uses. */
-export function autoSpeculation(trees: readonly TreeOption[], plain: PlainDecoder, opts: Omit<ControllerOptions, 'trees'> = {}): AutoSpeculation {
+export function autoSpeculation(trees: readonly TreeOption[], plain: PlainDecoder, opts: Omit<ControllerOptions, 'trees'> = {}): AutoSpeculation & { readonly policy: SpeculationController } {
   return { policy: new SpeculationController({ order: exploreOrder(trees), ...opts, trees: trees.map(treeLabel) }), trees, plain };
 }

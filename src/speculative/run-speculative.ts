@@ -2,13 +2,14 @@
 // the options): the prompt decoded plainly first (the baseline, and the oracle's trajectory), then
 // speculatively with the text streamed; the report gives mean accepted length, tokens/s of both and the
 // speed-up. Everything that can be wrong with the draft checkpoint is checked before any output.
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { isDecodable, type Program } from '../ir/types.ts';
 import type { PrepareAttention } from '../model/attention-context.ts';
 import { loadConfig, type ModelConfig } from '../model/config.ts';
 import { cpuModel, type CpuModel } from '../model/cpu-forward.ts';
 import { ModelFileError } from '../model/errors.ts';
+import { readJsonFile } from '../model/json-file.ts';
 import { generateCpu, generateGpu, TextStream, type GenerateResult } from '../model/generate.ts';
 import { GpuModel } from '../model/gpu-model.ts';
 import type { SamplingOptions } from '../model/sampling.ts';
@@ -18,7 +19,7 @@ import { loadWeights, type ModelWeights } from '../model/weights.ts';
 import type { Gpu } from '../runtime/device.ts';
 import { CpuTreeVerifier, recurrentAttention } from './cpu-verifier.ts';
 import type { DraftSource } from './draft.ts';
-import { speculativeGenerate, type SpeculativeResult } from './generate.ts';
+import { speculativeGenerate, type SpeculativeResult, type TreeOption } from './generate.ts';
 import { GpuTreeVerifier } from './gpu-verifier.ts';
 import { MAX_TOP_K } from './gpu-heads.ts';
 import { MedusaDraft } from './medusa-draft.ts';
@@ -29,7 +30,7 @@ import { AdaptiveDraft } from './adaptive-draft.ts';
 import { OracleDraft } from './oracle-draft.ts';
 import { autoChainSteps, autoSpeculation, autoTrees } from './auto-trees.ts';
 import { GpuPlainDecoder, VerifierPlainDecoder, type PlainDecoder } from './plain-runs.ts';
-import { formatPolicySummary } from './speculation-controller.ts';
+import { formatPolicySummary, type ControllerState } from './speculation-controller.ts';
 import type { TreeShape } from './tree-spec.ts';
 import type { TreeVerifier } from './verifier.ts';
 
@@ -43,6 +44,11 @@ export interface SpeculateOptions {
   readonly auto?: boolean;
   /** --chain-steps R: greedy Medusa tree steps chained R per submit on the GPU (SpeculativeOptions.chainSteps). */
   readonly chainSteps?: number;
+  /**
+   * --auto-state FILE: auto's measurements read from FILE when it exists (the controller starts from them: nothing
+   * it measured is explored again) and written back after the run, so repeated generations pay exploration once.
+   */
+  readonly autoState?: string;
 }
 
 /** Candidates per node a shape asks a draft for. */
@@ -175,7 +181,7 @@ export async function runSpeculativeGenerate(c: SpeculativeRunContext): Promise<
     }
     await target.prepare?.(args.source === 'medusa' ? { medusaTopK: k } : {});
 
-    const auto = args.auto ? autoSpeculation(trees, plainDecoder!) : undefined;
+    const auto = args.auto ? autoOf(trees, plainDecoder!, args.autoState) : undefined;
     const stream = new TextStream(c.tokenizer);
     const eos = c.tokenizer.eos;
     const result: SpeculativeResult = await speculativeGenerate(target, draft, c.ids, {
@@ -195,6 +201,7 @@ export async function runSpeculativeGenerate(c: SpeculativeRunContext): Promise<
     const rest = stream.flush();
     if (rest) c.stdout(rest);
     c.stdout('\n');
+    if (auto && args.autoState !== undefined) writeAutoState(args.autoState, auto.policy.state());
     c.stderr(formatSpeculativeReport(args, result, plain, where, draft.name));
   } finally {
     for (const o of owned.reverse()) await o.destroy();
@@ -220,4 +227,32 @@ export function formatSpeculativeReport(args: SpeculateOptions, r: SpeculativeRe
 function median(xs: readonly number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+}
+
+/** auto's controller, from --auto-state's measurements when given: measurements of other options name the file. */
+function autoOf(trees: readonly TreeOption[], plain: PlainDecoder, autoState: string | undefined) {
+  if (autoState === undefined) return autoSpeculation(trees, plain);
+  const saved = readAutoState(autoState);
+  try {
+    return autoSpeculation(trees, plain, saved);
+  } catch (e) {
+    throw new ModelFileError(autoState, 'file', (e as Error).message.replace(/^speculation controller: /, ''));
+  }
+}
+
+/** --auto-state's measurements, or none when the file does not exist yet; a file that is not one names itself. */
+function readAutoState(path: string): { from?: ControllerState } {
+  if (!existsSync(path)) return {};
+  const state = readJsonFile(path, 'not the JSON --auto-state writes') as ControllerState;
+  if (!(state && Array.isArray(state.labels) && Array.isArray(state.options) && state.options.every((o) => o && Array.isArray(o.recent)))) {
+    throw new ModelFileError(path, 'file', 'not the measurements --auto-state writes ({"labels": […], "options": [{"recent": […], …}]})');
+  }
+  return { from: state };
+}
+
+/** Written beside, then renamed over FILE: a run stopped while writing leaves the last measurements whole. */
+function writeAutoState(path: string, state: ControllerState): void {
+  const tmp = `${path}.tmp`;
+  writeFileSync(tmp, JSON.stringify(state) + '\n');
+  renameSync(tmp, path);
 }

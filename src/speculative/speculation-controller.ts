@@ -68,6 +68,17 @@ export interface ControllerOptions {
   readonly probeOverhead?: number;
   /** Decisions per probe of a tree (default 2; plain: one run). */
   readonly probeLength?: number;
+  /**
+   * What an earlier controller over the same options measured (state()): its windows and counts carry over, so the
+   * options it explored are not explored again, and this run starts from its best. summary() counts this run only.
+   */
+  readonly from?: ControllerState;
+}
+
+/** A controller's measurements (SpeculationController.state), to carry to the next generation. */
+export interface ControllerState {
+  readonly labels: readonly string[];
+  readonly options: readonly { readonly recent: readonly Sample[]; readonly decisions: number; readonly tokens: number; readonly ms: number }[];
 }
 
 interface Sample {
@@ -80,6 +91,8 @@ interface OptionStats {
   decisions: number;
   tokens: number;
   ms: number;
+  /** Of decisions, tokens and ms: what the state it started from (ControllerOptions.from) had. */
+  readonly prior: { readonly decisions: number; readonly tokens: number; readonly ms: number };
   /** Decision count when it last ran (staleness). */
   lastRun: number;
 }
@@ -124,7 +137,23 @@ export class SpeculationController implements SpeculationPolicy {
     this.probeOverhead = opts.probeOverhead ?? 0.05;
     if (!(this.probeOverhead > 0 && this.probeOverhead <= 1)) throw new Error(`speculation controller: probeOverhead must be in (0, 1], got ${this.probeOverhead}`);
     this.probeLength = positive(opts.probeLength ?? 2, 'probeLength');
-    this.stats = this.labels.map(() => ({ recent: [], decisions: 0, tokens: 0, ms: 0, lastRun: -1 }));
+    const from = opts.from;
+    if (from && (from.labels.length !== this.labels.length || from.labels.some((l, i) => l !== this.labels[i]) || from.options.length !== this.labels.length)) {
+      throw new Error(`speculation controller: the saved measurements are of the options [${from.labels.join(', ')}], this run offers [${this.labels.join(', ')}]`);
+    }
+    this.stats = this.labels.map((_, i) => {
+      const o = from?.options[i];
+      if (o && !(o.recent.every((x) => x.tokens >= 0 && x.ms >= 0) && o.decisions >= 0 && o.tokens >= 0 && o.ms >= 0)) {
+        throw new Error(`speculation controller: the saved measurements of ${this.labels[i]} have a negative count or time`);
+      }
+      const prior = { decisions: o?.decisions ?? 0, tokens: o?.tokens ?? 0, ms: o?.ms ?? 0 };
+      return { recent: (o?.recent ?? []).slice(-this.window).map((x) => ({ tokens: x.tokens, ms: x.ms })), ...prior, prior, lastRun: -1 };
+    });
+  }
+
+  /** The measurements so far, this run's and those it started from: ControllerOptions.from of the next controller. */
+  state(): ControllerState {
+    return { labels: [...this.labels], options: this.stats.map((s) => ({ recent: s.recent.map((x) => ({ ...x })), decisions: s.decisions, tokens: s.tokens, ms: s.ms })) };
   }
 
   next(): number {
@@ -184,7 +213,7 @@ export class SpeculationController implements SpeculationPolicy {
   }
 
   summary(): OptionSummary[] {
-    return this.stats.map((s, i) => ({ label: this.labels[i], decisions: s.decisions, tokens: s.tokens, ms: s.ms }));
+    return this.stats.map((s, i) => ({ label: this.labels[i], decisions: s.decisions - s.prior.decisions, tokens: s.tokens - s.prior.tokens, ms: s.ms - s.prior.ms }));
   }
 
   private choose(now: number): number {
