@@ -2,7 +2,7 @@
 // generation with a fake clock: each option costs a fixed time per decision and produces a set number of
 // tokens, and the test checks which option gets the tokens.
 import { describe, expect, it } from 'vitest';
-import { FixedSchedule, formatPolicySummary, SpeculationController } from '../src/speculative/speculation-controller.ts';
+import { FixedSchedule, formatPolicySummary, PLAIN_RUN_GROWTH, SpeculationController } from '../src/speculative/speculation-controller.ts';
 
 interface Cost {
   /** Wall time of one decision of the option, ms. */
@@ -183,5 +183,38 @@ describe('measurements carried to the next generation (ControllerOptions.from)',
     expect(() => new SpeculationController({ trees: ['chain:1×4'], from: state })).toThrow(/saved measurements are of the options \[plain, chain:3×4\], this run offers \[plain, chain:1×4\]/);
     const bad = { ...state, options: state.options.map((o, i) => (i === 1 ? { ...o, ms: -1 } : o)) };
     expect(() => new SpeculationController({ trees: ['chain:3×4'], from: bad })).toThrow(/chain:3×4 have a negative count or time/);
+  });
+});
+
+describe('plain runs while plain decoding is exploited', () => {
+  it('double up to 8 × plainTokens while plain is exploited, and start again at plainTokens after anything else', () => {
+    const { clock, c } = controller(['chain:3×4']);
+    const runs: [number, number][] = [];
+    // Plain: 3292 tokens/s whatever the run length; the tree: a third of that.
+    simulate(c, clock, 40, (o) => {
+      if (o !== 0) return { ms: 3, tokens: 3.3 };
+      const n = c.plainRun();
+      runs.push([o, n]);
+      return { ms: (PLAIN.ms * n) / 16, tokens: n };
+    });
+    const lengths = runs.map(([, n]) => n);
+    // Exploration's plain decisions run 16 tokens; then 16, 32, 64, 128, 128, … while exploited (a probe of the tree
+    // in between starts the doubling again).
+    expect(lengths.slice(0, 2)).toEqual([16, 16]);
+    expect(Math.max(...lengths)).toBe(16 * PLAIN_RUN_GROWTH);
+    expect(lengths).toContain(32);
+    expect(lengths).toContain(64);
+    for (let i = 1; i < lengths.length; i++) expect(lengths[i] === 16 || lengths[i] === 2 * lengths[i - 1] || lengths[i] === lengths[i - 1], `${lengths}`).toBe(true);
+  });
+
+  it('a tree that wins keeps plain runs at plainTokens', () => {
+    const { clock, c } = controller(['chain:3×4']);
+    const runs: number[] = [];
+    simulate(c, clock, 60, (o) => {
+      if (o !== 0) return { ms: 1.1, tokens: 10 };
+      runs.push(c.plainRun());
+      return PLAIN;
+    });
+    expect(runs.every((n) => n === 16), `${runs}`).toBe(true);
   });
 });

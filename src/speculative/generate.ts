@@ -253,7 +253,7 @@ export async function speculativeGenerate(
       // reads the verification (Medusa's heads) gets the run's last token from a root-only tree, which runs the
       // heads at the new position: the next tree step has fresh candidates, and the trees' measured rates carry
       // no empty step after each plain stretch.
-      const n = Math.max(1, Math.min(opts.auto!.policy.plainTokens, opts.maxTokens - out.length, (opts.maxPosition ?? Infinity) - pos));
+      const n = Math.max(1, Math.min(opts.auto!.policy.plainRun?.() ?? opts.auto!.policy.plainTokens, opts.maxTokens - out.length, (opts.maxPosition ?? Infinity) - pos));
       const tail = draft.medusaTopK ? 1 : 0;
       const g = out.length;
       let count = n > tail ? emit(await opts.auto!.plain.run(out[g - 1], n - tail, (i) => u(g + i))) : 0;
