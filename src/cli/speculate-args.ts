@@ -1,8 +1,9 @@
 // --speculate, --tree and --max-nodes of `linattn generate` (docs/speculative.md) → SpeculateOptions, with
 // every mistake a usage error before anything is loaded. Without --tree (or with --tree auto) the run is
 // cost-aware: it measures plain decoding and a few trees as it goes and uses the fastest
-// (src/speculative/speculation-controller.ts). Its plain option reads back every 16 tokens, so where it settles on
-// plain decoding it runs below generate's pipelined loop (0.37–0.67× on the H200, docs/speculative.md).
+// (src/speculative/speculation-controller.ts). Its plain option reads back after every run (16 tokens, doubling
+// to 128 while plain wins), so where it settles on plain decoding it runs below generate's pipelined loop (0.37–0.67×
+// with runs of 16 on the H200, docs/speculative.md).
 import { MAX_TOP_K } from '../speculative/gpu-heads.ts';
 import { MAX_CHAIN_STEPS } from '../speculative/gpu-chain.ts';
 import type { SpeculateOptions } from '../speculative/run-speculative.ts';
