@@ -15,14 +15,17 @@ import { expectRelClose, gpu } from './helpers/gpu.ts';
 const based = compileFile('examples/variants/based.la');
 const workgroupBytes = (code: string) => [...code.matchAll(/var<workgroup> \w+: array<(f32|vec4<f32>), (\d+)>/g)].reduce((n, m) => n + (m[1] === 'f32' ? 4 : 16) * Number(m[2]), 0);
 
+/** based at d 16 (273 features), b 2, t tokens: the GPU, its axis sizes, seeded inputs and the float64 oracle's output. */
+async function basedCase(t: number, seed: number) {
+  const axes = { h: 2, d: 16, e: 8 };
+  const x = makeInputs(based.source, { b: 2, t, axes, seed });
+  return { g: await gpu(), sizes: axisSizes(based.source, axes), x, ref: evaluateParallel(based.source, x).data };
+}
+
 describe('the register-blocked feature-tiled kernel', () => {
   it('equals the float64 oracle at d 16 (273 features), b 2, t 37, over schedules that pad its micro-tiles', async () => {
-    const g = await gpu();
-    const axes = { h: 2, d: 16, e: 8 };
-    const sizes = axisSizes(based.source, axes);
     const seed = 5;
-    const x = makeInputs(based.source, { b: 2, t: 37, axes, seed });
-    const ref = evaluateParallel(based.source, x).data;
+    const { g, sizes, x, ref } = await basedCase(37, seed);
     const schedules = [
       { chunk: 32, cols: 8, threads: 64, featureTile: 64 }, // 2 × 4 scores an invocation
       { chunk: 8, cols: 8, threads: 64, featureTile: 64 }, // 5 tiles, the last of 17 features; 8 column groups × 8 rows
@@ -43,12 +46,8 @@ describe('the register-blocked feature-tiled kernel', () => {
   });
 
   it('in the fused plan (tiles, the window term at its own schedule, one sum-and-combine) equals the oracle and repeats bit for bit', async () => {
-    const g = await gpu();
-    const axes = { h: 2, d: 16, e: 8 };
-    const sizes = axisSizes(based.source, axes);
     const seed = 9;
-    const x = makeInputs(based.source, { b: 2, t: 45, axes, seed });
-    const ref = evaluateParallel(based.source, x).data;
+    const { g, sizes, x, ref } = await basedCase(45, seed);
     const tileSchedule = { chunk: 16, cols: 8, threads: 64 };
     const plan = lowerChunked(based.program, sizes, { fuse: true, schedule: { chunk: 8, cols: 4, threads: 64 }, tileSchedule, featureTile: 64 });
     expect(plan.kernels.map((k) => k.label)).toEqual(['based.tiles.taylor', 'based.chunked.window', 'based.tile-sum+combine']);
