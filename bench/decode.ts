@@ -140,7 +140,7 @@ export interface DecodeBenchReport extends AdapterHeader {
   readonly decode: readonly DecodeFigure[];
 }
 
-function benchConfig(shape: ModelShape): ModelConfig {
+export function benchConfig(shape: ModelShape): ModelConfig {
   return parseConfig(
     {
       vocab_size: shape.vocab, hidden_size: shape.hidden, intermediate_size: shape.intermediate,
@@ -156,7 +156,7 @@ export function silentTokenizer(vocab: number): Tokenizer {
   return { vocabSize: vocab, encode: () => [], decode: () => '' };
 }
 
-function promptTokens(b: number, t: number, vocab: number, seed: number): number[][] {
+export function promptTokens(b: number, t: number, vocab: number, seed: number): number[][] {
   let x = seed >>> 0 || 1;
   const next = () => {
     x ^= x << 13;

@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { ModelConfig } from '../src/model/config.ts';
 import { cpuForward, type CpuModel } from '../src/model/cpu-forward.ts';
 import { cpuAttentionFromVariant, cpuAttentionSessionFromVariant, generateCpu, generateGpu } from '../src/model/generate.ts';
-import { GpuModel, RUN_STEPS } from '../src/model/gpu-model.ts';
+import { GpuModel, MAX_RUN_STEPS, RUN_STEPS } from '../src/model/gpu-model.ts';
 import { ByteTokenizer } from '../src/model/tokenizer.ts';
 import type { ModelVariant } from '../src/model/variant.ts';
 import { compiledAttentionFactory } from '../src/runtime/compiled-attention.ts';
@@ -53,7 +53,7 @@ describe('generate on the compiled variant, steps replayed and read back in runs
     } finally {
       model.keepLogits = false;
     }
-    for (const opts of [{ pipelined: false }, { stepsPerReadback: 3, inFlight: 1 }]) {
+    for (const opts of [{ pipelined: false }, { stepsPerReadback: 3, inFlight: 1 }, { stepsPerReadback: 9, inFlight: 3 }]) {
       expect((await generateGpu(model, tok, [prompt], { maxTokens, ...opts })).tokens, JSON.stringify(opts)).toEqual(want.tokens);
     }
   });
@@ -61,7 +61,7 @@ describe('generate on the compiled variant, steps replayed and read back in runs
   it.each([false, true])('a run of greedy steps is one submit, reads back what the same steps one by one do, and replays them without recording (keepLogits %s)', async (keep) => {
     const g = await gpu();
     const prompts = [prompt, prompt.map((id) => (id * 7) % 256)];
-    const warm = 8; // one-by-one steps, enough to have recorded every uniform slot's variant of the step
+    const warm = 16; // one-by-one steps, enough to have recorded every uniform slot's variant of the step (DIMS_SLOTS)
     model.keepLogits = keep;
     try {
       await (await model.prefill(prompts)).tokens();
@@ -86,7 +86,7 @@ describe('generate on the compiled variant, steps replayed and read back in runs
       expect(ids).toEqual(one);
       expect(run.position).toBe(prompt.length + warm + 3);
       if (oneLogits) expectRelClose(await model.readLogits(), oneLogits, 1e-6, 'logits after the run');
-      expect(() => model.decodeRun(RUN_STEPS + 1)).toThrow(/steps must be an integer/);
+      expect(() => model.decodeRun(MAX_RUN_STEPS + 1)).toThrow(/steps must be an integer/);
     } finally {
       model.keepLogits = false;
     }

@@ -6,7 +6,7 @@
 // loop is the float64 oracle with the real variant.
 import { rng } from '../tensor.ts';
 import { cpuForward, type CpuAttentionStep, type CpuModel } from './cpu-forward.ts';
-import { READBACK_RING, RUN_STEPS, type GpuModel, type StepHandle, type StepTiming } from './gpu-model.ts';
+import { MAX_RUN_STEPS, READBACK_RING, RUN_STEPS, type GpuModel, type StepHandle, type StepTiming } from './gpu-model.ts';
 import { sampleToken, type SamplingOptions } from './sampling.ts';
 import type { Tokenizer } from './tokenizer.ts';
 
@@ -27,7 +27,7 @@ export interface GenerateOptions {
   readonly pipelined?: boolean;
   /** GPU, pipelined: runs of steps submitted and not yet read, at most (1..READBACK_RING, default 2). */
   readonly inFlight?: number;
-  /** GPU, pipelined: steps read back together (1..RUN_STEPS, default RUN_STEPS). */
+  /** GPU, pipelined: steps read back together (1..MAX_RUN_STEPS, default RUN_STEPS). */
   readonly stepsPerReadback?: number;
   /** GPU: a greedy run's steps in one command buffer when the attention layers can chain them (default true). */
   readonly chainSteps?: boolean;
@@ -178,7 +178,7 @@ export async function generateGpu(model: GpuModel, tokenizer: Tokenizer, prompts
   const depth = opts.pipelined === false ? 1 : opts.inFlight ?? 2;
   if (!(Number.isInteger(depth) && depth >= 1 && depth <= READBACK_RING)) throw new Error(`generate: inFlight must be an integer in 1..${READBACK_RING}, got ${depth}`);
   const runSteps = opts.pipelined === false ? 1 : opts.stepsPerReadback ?? RUN_STEPS;
-  if (!(Number.isInteger(runSteps) && runSteps >= 1 && runSteps <= RUN_STEPS)) throw new Error(`generate: stepsPerReadback must be an integer in 1..${RUN_STEPS}, got ${runSteps}`);
+  if (!(Number.isInteger(runSteps) && runSteps >= 1 && runSteps <= MAX_RUN_STEPS)) throw new Error(`generate: stepsPerReadback must be an integer in 1..${MAX_RUN_STEPS}, got ${runSteps}`);
   let produced = 1;
   let submitted = 1;
   const decodeSteps: StepTiming[] = [];

@@ -59,6 +59,12 @@ export const READBACK_RING = 4;
  * about as much as a submit, so a run reads all its steps' tokens with one map (and a greedy run is one submit).
  */
 export const RUN_STEPS = 4;
+/**
+ * The longest run a readback slot holds (decodeRun, generate's stepsPerReadback), for runs longer than the default
+ * where the host is slow to learn a run has finished (bench/decode-pipeline.ts sweeps them). A greedy run chains
+ * in one command buffer only up to the attention layers' chainedSteps.
+ */
+export const MAX_RUN_STEPS = 16;
 const TIMESTAMP_STRIDE = 256; // resolveQuerySet's destination offset alignment
 
 interface ReadbackSlot {
@@ -373,14 +379,14 @@ export class GpuModel {
   }
 
   /**
-   * `steps` (1…RUN_STEPS) decode steps, each reading the tokens the previous one chose on the GPU, whose tokens
+   * `steps` (1…MAX_RUN_STEPS) decode steps, each reading the tokens the previous one chose on the GPU, whose tokens
    * are read back together: tokens() gives steps · b ids, step after step. Greedy steps share one command
    * buffer when the layers can chain them (see submit), unless `chain` is false (a submit per step).
    */
   decodeRun(steps: number, opts: { chain?: boolean } = {}): StepHandle {
     const session = this.session;
     if (!session) throw new Error('decodeRun: no batch yet; call prefill first');
-    if (!(Number.isInteger(steps) && steps >= 1 && steps <= RUN_STEPS)) throw new Error(`decodeRun: steps must be an integer in 1..${RUN_STEPS}, got ${steps}`);
+    if (!(Number.isInteger(steps) && steps >= 1 && steps <= MAX_RUN_STEPS)) throw new Error(`decodeRun: steps must be an integer in 1..${MAX_RUN_STEPS}, got ${steps}`);
     this.checkLength(session.position + steps, 'decodeRun');
     return this.submit('decode', this.readyPlan(session.batch, 1), session, 'next', steps, opts.chain ?? true);
   }
@@ -520,16 +526,16 @@ export class GpuModel {
     if (batch) return batch;
     const { device } = this.gpu;
     const tokenStride = Math.ceil((4 * b) / 8) * 8;
-    const timestampOffset = RUN_STEPS * tokenStride;
+    const timestampOffset = MAX_RUN_STEPS * tokenStride;
     const slots = Array.from({ length: READBACK_RING }, (_, i) => ({
-      staging: device.createBuffer({ label: `token readback ${i} [b=${b}]`, size: timestampOffset + 16 * RUN_STEPS, usage: BufferUsage.MAP_READ | BufferUsage.COPY_DST }),
+      staging: device.createBuffer({ label: `token readback ${i} [b=${b}]`, size: timestampOffset + 16 * MAX_RUN_STEPS, usage: BufferUsage.MAP_READ | BufferUsage.COPY_DST }),
       state: 'idle' as const,
       generation: 0,
     }));
     const timing = this.timestamps
       ? {
-          querySet: device.createQuerySet({ label: `step timestamps [b=${b}]`, type: 'timestamp', count: 2 * READBACK_RING * RUN_STEPS }),
-          resolve: device.createBuffer({ label: `step timestamps [b=${b}]`, size: TIMESTAMP_STRIDE * READBACK_RING * RUN_STEPS, usage: BufferUsage.QUERY_RESOLVE | BufferUsage.COPY_SRC }),
+          querySet: device.createQuerySet({ label: `step timestamps [b=${b}]`, type: 'timestamp', count: 2 * READBACK_RING * MAX_RUN_STEPS }),
+          resolve: device.createBuffer({ label: `step timestamps [b=${b}]`, size: TIMESTAMP_STRIDE * READBACK_RING * MAX_RUN_STEPS, usage: BufferUsage.QUERY_RESOLVE | BufferUsage.COPY_SRC }),
         }
       : {};
     batch = {
@@ -651,7 +657,7 @@ export class GpuModel {
     // A long prefill (steps = 1) is submitted in pieces, a timed pass each, their timestamp pairs in a row.
     const cuts = kind === 'prefill' ? prefillCuts(plan.layers.length, plan.rows, this.options.splitPrefill ?? !this.gpu.isSoftware) : [];
     const passes = cuts.length + 1;
-    if (steps * passes > RUN_STEPS) throw new Error(`${kind} step: ${steps} steps of ${passes} passes exceed the ${RUN_STEPS} timestamp pairs of a readback slot`);
+    if (steps * passes > MAX_RUN_STEPS) throw new Error(`${kind} step: ${steps} steps of ${passes} passes exceed the ${MAX_RUN_STEPS} timestamp pairs of a readback slot`);
     for (let i = 0; i < steps; i++) {
       if (pick === 'sample') {
         const u = batch.draws;
@@ -665,7 +671,7 @@ export class GpuModel {
         encoder = device.createCommandEncoder({ label: chain ? `${steps} decode steps [b=${plan.b} from ${session.position}]` : label });
         if (i === 0) opts.before?.(encoder);
       }
-      const query = 2 * (s * RUN_STEPS + i * passes);
+      const query = 2 * (s * MAX_RUN_STEPS + i * passes);
       const beginPass = (e: GPUCommandEncoder, piece: number, what: string) => {
         const q = query + 2 * piece;
         const timestampWrites = batch.querySet ? { querySet: batch.querySet, beginningOfPassWriteIndex: q, endOfPassWriteIndex: q + 1 } : undefined;

@@ -39,7 +39,7 @@ interface State extends GpuAttentionState {
  * Consecutive one-token steps of a state that one command buffer may hold: each position uses dims slot
  * position mod DIMS_SLOTS, so their uniforms, all written before the submit, stay apart.
  */
-const DIMS_SLOTS = 8;
+const DIMS_SLOTS = 16;
 
 /**
  * The dims uniforms (b, t, position) every layer of one factory binds — one per slot, a call at position p

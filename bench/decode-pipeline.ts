@@ -1,0 +1,100 @@
+// How `linattn generate` keeps the GPU busy at batch 1 and 8: its loop (generateGpu) submits runs of decode steps
+// that read each token on the GPU, reads each run back with one map, and keeps `inFlight` runs submitted. A run
+// too short, or too few in flight, leaves the GPU idle while the host learns that a run has finished and encodes
+// the next; bench/decode.ts's call 30 read 2,237 tokens/s at batch 1 against a GPU step of 0.395 ms (2,532 if the
+// GPU never idled). This sweeps run length × runs in flight (and chained or not) on the 12-layer model, rounds
+// alternating, and prints each setting's median tokens/s beside the GPU's busy share (its timestamped step time ×
+// tokens/s): the default is generate's (RUN_STEPS, 2 in flight).
+//
+//   npx tsx bench/decode-pipeline.ts [--small] [--tokens N] [--rounds N] [--batches 1,8] [--runs 1,2,4,8,16] [--in-flight 2,3,4]
+import type { AttentionContext } from '../src/model/attention-context.ts';
+import { generateGpu } from '../src/model/generate.ts';
+import { GpuModel, MAX_RUN_STEPS, READBACK_RING, RUN_STEPS } from '../src/model/gpu-model.ts';
+import { randomWeights } from '../src/model/init-model.ts';
+import { loadModelVariant } from '../src/model/variant.ts';
+import { compiledAttentionFactory } from '../src/runtime/compiled-attention.ts';
+import { getDevice } from '../src/runtime/dawn.ts';
+import { median } from '../src/runtime/timing.ts';
+import { benchConfig, FULL, promptTokens, silentTokenizer, SMALL } from './decode.ts';
+import { adapterHeader, flagValue, runIfMain, writeReport } from './script.ts';
+
+interface Setting {
+  readonly stepsPerReadback: number;
+  readonly inFlight: number;
+  readonly chainSteps: boolean;
+}
+
+interface Row extends Setting {
+  readonly batch: number;
+  readonly default: boolean;
+  readonly tokensPerS: number;
+  readonly rounds: readonly number[];
+  /** Median timestamped GPU ms of a decode step in these runs (each step its own pass). */
+  readonly gpuMsPerStep: number | undefined;
+  /** GPU ms per step × steps per second: 1 when the GPU never idles. */
+  readonly gpuBusy: number | undefined;
+}
+
+const list = (s: string | undefined, fallback: number[]) => (s === undefined ? fallback : s.split(',').map(Number));
+
+async function main(): Promise<void> {
+  const args = process.argv.slice(2);
+  const gpu = await getDevice();
+  const small = args.includes('--small') || gpu.isSoftware;
+  const tokens = Number(flagValue(args, '--tokens') ?? (small ? 24 : 256));
+  const rounds = Number(flagValue(args, '--rounds') ?? (small ? 1 : 5));
+  const batches = list(flagValue(args, '--batches'), [1, 8]);
+  const runs = list(flagValue(args, '--runs'), [1, 2, 4, 8, 16]).filter((r) => r >= 1 && r <= MAX_RUN_STEPS);
+  const inFlights = list(flagValue(args, '--in-flight'), [2, 3, 4]).filter((d) => d >= 1 && d <= READBACK_RING);
+  const shape = small ? SMALL : FULL;
+  const config = benchConfig(shape);
+  const variant = loadModelVariant(config);
+  const context: AttentionContext = { gpu, config, program: variant.compiled, source: variant.program };
+  const factory = await compiledAttentionFactory(gpu, context.program, config.numHeads, config.headDim);
+  const model = await GpuModel.create(gpu, config, randomWeights(config, 1, variant.params), factory);
+  console.log(`decode pipeline sweep on ${gpu.adapterName}: ${shape.layers} layers, hidden ${shape.hidden}, ${tokens} tokens a run, ${rounds} rounds alternating`);
+
+  const settings: Setting[] = [];
+  for (const inFlight of inFlights) for (const stepsPerReadback of runs) settings.push({ stepsPerReadback, inFlight, chainSteps: true });
+  settings.push({ stepsPerReadback: RUN_STEPS, inFlight: 2, chainSteps: false });
+  const rows: Row[] = [];
+  try {
+    for (const batch of batches) {
+      const prompts = promptTokens(batch, 16, shape.vocab, 11 + batch);
+      const tokenizer = silentTokenizer(shape.vocab);
+      // Warm-up: compiles the shape's pipelines and ramps the clocks.
+      for (const t0 = performance.now(); performance.now() - t0 < (small ? 0 : 3000); ) await generateGpu(model, tokenizer, prompts, { maxTokens: tokens });
+      const got = settings.map(() => ({ tps: [] as number[], gpu: [] as number[] }));
+      for (let r = 0; r < rounds; r++) {
+        for (const [i, s] of settings.entries()) {
+          const run = await generateGpu(model, tokenizer, prompts, { maxTokens: tokens + 1, ...s });
+          got[i].tps.push(run.decodeTokensPerS ?? NaN);
+          for (const step of run.decodeSteps) if (step.gpuMs !== undefined) got[i].gpu.push(step.gpuMs);
+        }
+      }
+      for (const [i, s] of settings.entries()) {
+        const tokensPerS = median(got[i].tps);
+        const gpuMsPerStep = got[i].gpu.length > 0 ? median(got[i].gpu) : undefined;
+        rows.push({
+          batch, ...s, default: s.chainSteps && s.inFlight === 2 && s.stepsPerReadback === RUN_STEPS, tokensPerS, rounds: got[i].tps, gpuMsPerStep,
+          gpuBusy: gpuMsPerStep === undefined ? undefined : (gpuMsPerStep * tokensPerS) / batch / 1000,
+        });
+      }
+    }
+  } finally {
+    await model.destroy();
+  }
+  console.log('batch  run  in flight  chained  tokens/s  (rounds)                       GPU ms/step  GPU busy');
+  for (const r of rows) {
+    console.log(
+      `${String(r.batch).padStart(5)}  ${String(r.stepsPerReadback).padStart(3)}  ${String(r.inFlight).padStart(9)}  ${(r.chainSteps ? 'yes' : 'no').padStart(7)}  ` +
+        `${r.tokensPerS.toFixed(1).padStart(8)}  (${r.rounds.map((x) => x.toFixed(0)).join(' ')})`.padEnd(44) +
+        `${r.gpuMsPerStep === undefined ? '—' : r.gpuMsPerStep.toFixed(3)}`.padStart(11) +
+        `${r.gpuBusy === undefined ? '—' : `${(100 * r.gpuBusy).toFixed(0)} %`}`.padStart(10) +
+        (r.default ? '  ← generate' : ''),
+    );
+  }
+  writeReport(process.env.OUT ?? 'out', 'decode-pipeline.json', { ...adapterHeader(gpu), model: shape, tokens, rounds: rounds, rows });
+}
+
+runIfMain(import.meta.url, main, { stack: true });
