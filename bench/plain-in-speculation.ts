@@ -1,0 +1,91 @@
+// Plain decoding inside a speculative run against `linattn generate`'s own loop, same model, same prompt.
+// `--tree auto` switches to plain runs when speculation does not pay (src/speculative/plain-runs.ts); call 47
+// read its 128-token plain runs at ~2,700 tokens/s on the trained nano model where generate's plain decoding of
+// the same prompt ran 3,700–4,800. This times both side by side, rounds alternating: generateGpu, then
+// speculativeGenerate with a schedule of plain runs only (FixedSchedule, runs of R tokens) — the same decode steps
+// plus what each plain decision adds (the verifier's pending commit, the first step's uploaded root, the readback
+// that ends the run) — and prints tokens/s and the cost a decision adds beyond generate's per-token time.
+//
+//   npx tsx bench/plain-in-speculation.ts [--model DIR] [--tokens N] [--runs 16,128] [--rounds N]
+//   (default: the nano config of examples/models/nano with random weights, prompt lookup as the draft)
+import { join } from 'node:path';
+import { loadConfig, REPO_ROOT } from '../src/model/config.ts';
+import { generateGpu } from '../src/model/generate.ts';
+import { GpuModel } from '../src/model/gpu-model.ts';
+import { randomWeights } from '../src/model/init-model.ts';
+import { loadModelDir } from '../src/model/model-dir.ts';
+import { ByteTokenizer } from '../src/model/tokenizer.ts';
+import { loadModelVariant } from '../src/model/variant.ts';
+import { compiledAttentionFactory } from '../src/runtime/compiled-attention.ts';
+import { getDevice } from '../src/runtime/dawn.ts';
+import { median } from '../src/runtime/timing.ts';
+import { speculativeGenerate } from '../src/speculative/generate.ts';
+import { GpuTreeVerifier } from '../src/speculative/gpu-verifier.ts';
+import { NgramDraft } from '../src/speculative/ngram-draft.ts';
+import { GpuPlainDecoder } from '../src/speculative/plain-runs.ts';
+import { FixedSchedule } from '../src/speculative/speculation-controller.ts';
+import { parseTreeSpec } from '../src/speculative/tree-spec.ts';
+import { adapterHeader, flagValue, runIfMain, writeReport } from './script.ts';
+
+const PROMPT = 'And it came to pass, when the king had heard the words of the book of the law, that he rent his clothes.';
+
+async function main(): Promise<void> {
+  const args = process.argv.slice(2);
+  const gpu = await getDevice();
+  const dir = flagValue(args, '--model');
+  const tokens = Number(flagValue(args, '--tokens') ?? (gpu.isSoftware ? 24 : 512));
+  const rounds = Number(flagValue(args, '--rounds') ?? (gpu.isSoftware ? 1 : 5));
+  const runs = (flagValue(args, '--runs') ?? (gpu.isSoftware ? '4,16' : '16,128')).split(',').map(Number);
+  const loaded = dir
+    ? loadModelDir(dir)
+    : (() => {
+        const config = loadConfig(join(REPO_ROOT, 'examples', 'models', 'nano', 'config.json'));
+        const variant = loadModelVariant(config);
+        return { config, variant, weights: randomWeights(config, 1, variant.params) };
+      })();
+  const { config, variant, weights } = loaded;
+  if (config.tokenizer.kind !== 'bytes') throw new Error(`${dir}: this bench encodes its prompt as bytes; the model has a tokenizer.json`);
+  const tok = new ByteTokenizer({ bos: 256 });
+  const prompt = [256, ...tok.encode(PROMPT)];
+  const factory = await compiledAttentionFactory(gpu, variant.compiled, config.numHeads, config.headDim);
+  const model = await GpuModel.create(gpu, config, weights, factory, { withMedusa: config.medusa !== undefined });
+  const tree = { shape: parseTreeSpec('chain:3'), maxNodes: 3 };
+  const verifier = await GpuTreeVerifier.create(model, variant.compiled, weights, { maxNodes: 4, ownsModel: true });
+  console.log(`plain decoding in speculation on ${gpu.adapterName}: ${dir ?? 'nano config, random weights'}, ${prompt.length}-token prompt, ${tokens} tokens, ${rounds} rounds`);
+  const plainOf = (r: number) => ({ policy: new FixedSchedule([tree.shape.spec], [0], r), trees: [tree], plain: new GpuPlainDecoder(verifier, { temperature: 0 }) });
+  const gen: number[] = [];
+  const spec = runs.map(() => ({ tps: [] as number[], decisions: 0, same: true }));
+  let want: number[] | undefined;
+  try {
+    for (let i = 0; i < (gpu.isSoftware ? 0 : 3); i++) await generateGpu(model, tok, [prompt], { maxTokens: tokens }); // warm-up
+    for (let round = 0; round < rounds; round++) {
+      const g = await generateGpu(model, tok, [prompt], { maxTokens: tokens });
+      gen.push(g.decodeTokensPerS ?? NaN);
+      want = g.tokens[0];
+      for (const [i, r] of runs.entries()) {
+        const s = await speculativeGenerate(verifier, new NgramDraft(), prompt, { maxTokens: tokens, shape: tree.shape, maxNodes: tree.maxNodes, sampling: { temperature: 0 }, seed: 0, auto: plainOf(r) });
+        spec[i].tps.push(s.decodeTokensPerS ?? NaN);
+        spec[i].decisions = s.policy![0].decisions;
+        spec[i].same &&= s.tokens.join(',') === want.join(',');
+      }
+    }
+  } finally {
+    await verifier.destroy();
+  }
+  const g = median(gen);
+  console.log(`generate (generateGpu): ${g.toFixed(1)} tokens/s  (${gen.map((x) => x.toFixed(0)).join(' ')})`);
+  const rows = runs.map((r, i) => {
+    const tps = median(spec[i].tps);
+    // Time beyond generate's for the same tokens, per plain decision.
+    const extraMs = ((tokens - 1) / tps - (tokens - 1) / g) * 1000 / spec[i].decisions;
+    console.log(
+      `plain runs of ${String(r).padStart(3)}: ${tps.toFixed(1)} tokens/s (${spec[i].tps.map((x) => x.toFixed(0)).join(' ')}), ${(tps / g).toFixed(2)}× generate, ` +
+        `${spec[i].decisions} decisions, ${extraMs.toFixed(2)} ms more a decision; output ${spec[i].same ? 'identical to' : 'DIFFERS from'} generate's`,
+    );
+    return { run: r, tokensPerS: tps, rounds: spec[i].tps, ratio: tps / g, decisions: spec[i].decisions, extraMsPerDecision: extraMs, same: spec[i].same };
+  });
+  writeReport(process.env.OUT ?? 'out', 'plain-in-speculation.json', { ...adapterHeader(gpu), model: dir ?? 'nano (random)', tokens, generate: { tokensPerS: g, rounds: gen }, rows });
+  if (rows.some((r) => !r.same)) process.exitCode = 1;
+}
+
+runIfMain(import.meta.url, main, { stack: true });
