@@ -4,9 +4,11 @@
 // the next; bench/decode.ts's call 30 read 2,237 tokens/s at batch 1 against a GPU step of 0.395 ms (2,532 if the
 // GPU never idled). This sweeps run length × runs in flight (and chained or not) on the 12-layer model, rounds
 // alternating, and prints each setting's median tokens/s beside the GPU's busy share (its timestamped step time ×
-// tokens/s): the default is generate's (RUN_STEPS, 2 in flight).
+// tokens/s): the default is generate's (RUN_STEPS, 2 in flight). With --timestamps both, the same sweep also runs on
+// a second model that writes no timestamps (each step's pass then has no query writes, resolve or copy of them).
 //
 //   npx tsx bench/decode-pipeline.ts [--small] [--tokens N] [--rounds N] [--batches 1,8] [--runs 1,2,4,8,16] [--in-flight 2,3,4]
+//                                    [--timestamps on|both]
 import type { AttentionContext } from '../src/model/attention-context.ts';
 import { generateGpu } from '../src/model/generate.ts';
 import { GpuModel, MAX_RUN_STEPS, READBACK_RING, RUN_STEPS } from '../src/model/gpu-model.ts';
@@ -26,6 +28,7 @@ interface Setting {
 
 interface Row extends Setting {
   readonly batch: number;
+  readonly timestamps: boolean;
   readonly default: boolean;
   readonly tokensPerS: number;
   readonly rounds: readonly number[];
@@ -51,13 +54,16 @@ async function main(): Promise<void> {
   const variant = loadModelVariant(config);
   const context: AttentionContext = { gpu, config, program: variant.compiled, source: variant.program };
   const factory = await compiledAttentionFactory(gpu, context.program, config.numHeads, config.headDim);
-  const model = await GpuModel.create(gpu, config, randomWeights(config, 1, variant.params), factory);
+  const weights = randomWeights(config, 1, variant.params);
+  const timestampModes = flagValue(args, '--timestamps') === 'both' ? [true, false] : [true];
   console.log(`decode pipeline sweep on ${gpu.adapterName}: ${shape.layers} layers, hidden ${shape.hidden}, ${tokens} tokens a run, ${rounds} rounds alternating`);
 
   const settings: Setting[] = [];
   for (const inFlight of inFlights) for (const stepsPerReadback of runs) settings.push({ stepsPerReadback, inFlight, chainSteps: true });
   settings.push({ stepsPerReadback: RUN_STEPS, inFlight: 2, chainSteps: false });
   const rows: Row[] = [];
+  for (const timestamps of timestampModes) {
+  const model = await GpuModel.create(gpu, config, weights, factory, { timestamps });
   try {
     for (const batch of batches) {
       const prompts = promptTokens(batch, 16, shape.vocab, 11 + batch);
@@ -76,7 +82,7 @@ async function main(): Promise<void> {
         const tokensPerS = median(got[i].tps);
         const gpuMsPerStep = got[i].gpu.length > 0 ? median(got[i].gpu) : undefined;
         rows.push({
-          batch, ...s, default: s.chainSteps && s.inFlight === 2 && s.stepsPerReadback === RUN_STEPS, tokensPerS, rounds: got[i].tps, gpuMsPerStep,
+          batch, timestamps, ...s, default: s.chainSteps && s.inFlight === 2 && s.stepsPerReadback === RUN_STEPS, tokensPerS, rounds: got[i].tps, gpuMsPerStep,
           gpuBusy: gpuMsPerStep === undefined ? undefined : (gpuMsPerStep * tokensPerS) / batch / 1000,
         });
       }
@@ -84,10 +90,11 @@ async function main(): Promise<void> {
   } finally {
     await model.destroy();
   }
-  console.log('batch  run  in flight  chained  tokens/s  (rounds)                       GPU ms/step  GPU busy');
+  }
+  console.log('stamps  batch  run  in flight  chained  tokens/s  (rounds)                       GPU ms/step  GPU busy');
   for (const r of rows) {
     console.log(
-      `${String(r.batch).padStart(5)}  ${String(r.stepsPerReadback).padStart(3)}  ${String(r.inFlight).padStart(9)}  ${(r.chainSteps ? 'yes' : 'no').padStart(7)}  ` +
+      `${(r.timestamps ? 'on' : 'off').padStart(6)}  ${String(r.batch).padStart(5)}  ${String(r.stepsPerReadback).padStart(3)}  ${String(r.inFlight).padStart(9)}  ${(r.chainSteps ? 'yes' : 'no').padStart(7)}  ` +
         `${r.tokensPerS.toFixed(1).padStart(8)}  (${r.rounds.map((x) => x.toFixed(0)).join(' ')})`.padEnd(44) +
         `${r.gpuMsPerStep === undefined ? '—' : r.gpuMsPerStep.toFixed(3)}`.padStart(11) +
         `${r.gpuBusy === undefined ? '—' : `${(100 * r.gpuBusy).toFixed(0)} %`}`.padStart(10) +
