@@ -63,33 +63,33 @@ async function main(): Promise<void> {
   settings.push({ stepsPerReadback: RUN_STEPS, inFlight: 2, chainSteps: false });
   const rows: Row[] = [];
   for (const timestamps of timestampModes) {
-  const model = await GpuModel.create(gpu, config, weights, factory, { timestamps });
-  try {
-    for (const batch of batches) {
-      const prompts = promptTokens(batch, 16, shape.vocab, 11 + batch);
-      const tokenizer = silentTokenizer(shape.vocab);
-      // Warm-up: compiles the shape's pipelines and ramps the clocks.
-      for (const t0 = performance.now(); performance.now() - t0 < (small ? 0 : 3000); ) await generateGpu(model, tokenizer, prompts, { maxTokens: tokens });
-      const got = settings.map(() => ({ tps: [] as number[], gpu: [] as number[] }));
-      for (let r = 0; r < rounds; r++) {
+    const model = await GpuModel.create(gpu, config, weights, factory, { timestamps });
+    try {
+      for (const batch of batches) {
+        const prompts = promptTokens(batch, 16, shape.vocab, 11 + batch);
+        const tokenizer = silentTokenizer(shape.vocab);
+        // Warm-up: compiles the shape's pipelines and ramps the clocks.
+        for (const t0 = performance.now(); performance.now() - t0 < (small ? 0 : 3000); ) await generateGpu(model, tokenizer, prompts, { maxTokens: tokens });
+        const got = settings.map(() => ({ tps: [] as number[], gpu: [] as number[] }));
+        for (let r = 0; r < rounds; r++) {
+          for (const [i, s] of settings.entries()) {
+            const run = await generateGpu(model, tokenizer, prompts, { maxTokens: tokens + 1, ...s });
+            got[i].tps.push(run.decodeTokensPerS ?? NaN);
+            for (const step of run.decodeSteps) if (step.gpuMs !== undefined) got[i].gpu.push(step.gpuMs);
+          }
+        }
         for (const [i, s] of settings.entries()) {
-          const run = await generateGpu(model, tokenizer, prompts, { maxTokens: tokens + 1, ...s });
-          got[i].tps.push(run.decodeTokensPerS ?? NaN);
-          for (const step of run.decodeSteps) if (step.gpuMs !== undefined) got[i].gpu.push(step.gpuMs);
+          const tokensPerS = median(got[i].tps);
+          const gpuMsPerStep = got[i].gpu.length > 0 ? median(got[i].gpu) : undefined;
+          rows.push({
+            batch, timestamps, ...s, default: s.chainSteps && s.inFlight === 2 && s.stepsPerReadback === RUN_STEPS, tokensPerS, rounds: got[i].tps, gpuMsPerStep,
+            gpuBusy: gpuMsPerStep === undefined ? undefined : (gpuMsPerStep * tokensPerS) / batch / 1000,
+          });
         }
       }
-      for (const [i, s] of settings.entries()) {
-        const tokensPerS = median(got[i].tps);
-        const gpuMsPerStep = got[i].gpu.length > 0 ? median(got[i].gpu) : undefined;
-        rows.push({
-          batch, timestamps, ...s, default: s.chainSteps && s.inFlight === 2 && s.stepsPerReadback === RUN_STEPS, tokensPerS, rounds: got[i].tps, gpuMsPerStep,
-          gpuBusy: gpuMsPerStep === undefined ? undefined : (gpuMsPerStep * tokensPerS) / batch / 1000,
-        });
-      }
+    } finally {
+      await model.destroy();
     }
-  } finally {
-    await model.destroy();
-  }
   }
   console.log('stamps  batch  run  in flight  chained  tokens/s  (rounds)                       GPU ms/step  GPU busy');
   for (const r of rows) {
