@@ -12,6 +12,9 @@
 // the RMSNorm of its input rows (the sum of squares rides in the same loop and the same reduction,
 // so normalising costs no extra pass), the residual add, the q | k | v split and SwiGLU.
 //
+// The o projection's partial products (matmul-fusion.ts, partials): 'input' adds them to every A vec4 as it is
+// loaded (gate|up's row x + o·W_oᵀ), 'output' to the residual before the 'accumulate' (down writes x back).
+//
 // More than 8 rows: a thread keeps at most 8 rows' sums in registers, so a workgroup holds ROW_BLOCKS
 // blocks of threads, block r taking rows r·ROWS_M …; all blocks walk the same weight columns in step, so
 // the weights come from memory once per workgroup and the other blocks' loads hit the cache. (Blocks of
@@ -114,7 +117,8 @@ export function smallMTransposedWgsl(v: SmallMVariant): string {
   L.push('struct Params { M: u32, N: u32, K: u32, pad: u32 }');
   if (gather) L.push(TREE_UNIFORM_STRUCT);
   L.push(`alias VT = ${T};`);
-  L.push(...bindingDecls(matmulBindings(f), { A: 'VT', W: 'VT', G: 'VT', T: 'u32', Pk: 'u32', Acc: 'u32', tree: 'Tree' }));
+  const inputPartials = f?.partials?.side === 'input' ? f.partials.count : 0;
+  L.push(...bindingDecls(matmulBindings(f), { A: 'VT', W: 'VT', G: 'VT', T: 'u32', Pk: 'u32', Acc: 'u32', tree: 'Tree', Part: inputPartials ? 'VT' : 'f32' }));
   L.push(`// A [${gather ? 'M·nodes' : 'M'}, K / width] (x), W [N, K / width], G [K${heads ? ' + the stack\'s columns' : ''} / width] (the norm's gain${heads ? ', then the bias' : ''}), C* [${heads ? 'heads·M, K' : 'M, columns'}]`);
   L.push('');
   L.push(`const ROWS_M = ${M}u; // rows per thread`);
@@ -130,6 +134,15 @@ export function smallMTransposedWgsl(v: SmallMVariant): string {
   L.push(`var<workgroup> partial: array<vec4<f32>, (${values} * THREADS + 3u) / 4u>;`);
   if (gather) L.push(...acceptedRowDecls('ROWS_M * ROW_BLOCKS'));
   L.push('');
+  if (inputPartials) {
+    L.push('// Element i of A plus the partials Part [count, M, K / width] at i, in p order.');
+    L.push('fn load_a(i: u32) -> VT {');
+    L.push('  var x = A[i];');
+    L.push(`  for (var p = 0u; p < ${inputPartials}u; p++) { x += Part[p * params.M * (params.K / WIDTH) + i]; }`);
+    L.push('  return x;');
+    L.push('}');
+    L.push('');
+  }
   if (heads) {
     L.push(...headsResidualFn(f, v.width));
     L.push('');
@@ -175,7 +188,8 @@ export function smallMTransposedWgsl(v: SmallMVariant): string {
     if (norm) L.push(`      let g${u} = G[min(k${u}, KW - 1u)];`);
     for (let m = 0; m < M; m++) {
       L.push(`      {`);
-      L.push(`        let x = select(VT(0.0), A[${gather ? `src${m}` : `min(row0 + ${m}u, lastRow)`} * KW + min(k${u}, KW - 1u)], in${u});`);
+      const at = `${gather ? `src${m}` : `min(row0 + ${m}u, lastRow)`} * KW + min(k${u}, KW - 1u)`;
+      L.push(`        let x = select(VT(0.0), ${inputPartials ? `load_a(${at})` : `A[${at}]`}, in${u});`);
       if (norm) L.push(`        ss${m} += ${v.width === 4 ? "dot(x, x)" : "x * x"};`);
       const xs = norm ? 'x * g' + u : 'x';
       for (let j = 0; j < rowsW; j++) L.push(`        acc${m}_${j} = fma(${xs}, wv${j}_${u}, acc${m}_${j});`);

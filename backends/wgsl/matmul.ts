@@ -285,6 +285,9 @@ export function matmulKernel(gpu: KernelTarget, problem: MatmulProblem, opts: Ma
   if (fusion?.window && (!problem.transposeB || splitK > 1)) throw new Error(`matmul ${describe(problem)}: a column window needs a weight stored [N, K] and no split K`);
   const path: MatmulPath = opts.path ?? (tiledOnly ? 'tiled' : matmulPathFor(problem, gpu));
   if (path === 'small-m' && fusion && !problem.transposeB) throw new Error(`matmul ${describe(problem)}: fusion needs transposeB (a weight stored [N, K])`);
+  if (fusion?.partials && (path !== 'small-m' || !problem.transposeB || M > SMALL_M_BLOCKED_MAX)) {
+    throw new Error(`matmul ${describe(problem)}: partial products (the o projection folded into the attention's decode step) exist on the small-m Wᵀ path only (M ≤ ${SMALL_M_BLOCKED_MAX})`);
+  }
   if (headsFusion(fusion)) {
     if (path !== 'small-m' || !problem.transposeB || M > SMALL_M_BLOCKED_MAX) throw new Error(`matmul ${describe(problem)}: the accepted-row prologue and the 'heads residual' epilogue exist on the small-m Wᵀ path only (M ≤ ${SMALL_M_BLOCKED_MAX})`);
     const stack = fusion?.window?.stride ?? N;
@@ -420,6 +423,9 @@ export function matmulPathFor(p: MatmulProblem, target?: Pick<KernelTarget, 'isS
   const skinny = target?.isSoftware !== true;
   // The Medusa heads' projection (matmul-heads.ts): a few rows, the small-M kernel's fusions only.
   if (headsFusion(p.fusion) && p.transposeB && p.M <= SMALL_M_BLOCKED_MAX) return 'small-m';
+  // Partial products to add (gate|up and down after the o projection was folded into the attention): the small-M
+  // kernel, the decode step's own pick up to 8 rows, is the one that carries them.
+  if (p.fusion?.partials && p.transposeB && p.M <= SMALL_M_BLOCKED_MAX) return 'small-m';
   if (p.fusion?.epilogue === 'argmax' && p.transposeB && p.M <= SMALL_M_BLOCKED_MAX && p.K % 4 === 0) return skinny && p.M > SMALL_M_MAX ? 'skinny' : 'rows';
   if (p.M <= SMALL_M_MAX) return 'small-m';
   if (!p.transposeB || p.M > SMALL_M_BLOCKED_MAX) return 'tiled';
