@@ -227,8 +227,8 @@ export class GpuModel {
    * plan once planned (prefill or prepareDecode).
    */
   fuseOProjection: boolean;
-  /** Value columns per workgroup of the fused step. */
-  readonly oProjectionColumns: number;
+  /** Value columns per workgroup of the fused step; like fuseOProjection, read when a decode step is planned. */
+  oProjectionColumns: number;
   private random: () => number = rng(0);
   private readonly samplingConfig: GPUBuffer;
   private readonly timestamps: boolean;
