@@ -16,6 +16,12 @@
 // head of 64, gives NP = 12 at 12 heads; 32 → 24; 16 → 48) with slices filling the workgroup's 256 threads; the
 // unfused split (recurrent-split.ts) wants 2-column blocks at batch 1 for the state update's own parallelism, so which
 // wins is the H200's to say (bench/decode.ts --fuse-o both). The step does not write o.
+//
+// W_o is read along its rows (n, then the workgroup's columns), so a thread per output n walking its columns would
+// have a warp touch 32 rows per load; instead `lanes` consecutive threads share an output, thread q taking columns
+// q, q + lanes, …, so a warp reads lanes consecutive floats of 32 / lanes rows (8 lanes: whole 32-byte sectors), and
+// the lanes' sums meet in workgroup memory, added in lane order, two barriers per WG / lanes outputs. A software
+// adapter keeps one lane (no barriers: lavapipe runs each section between barriers as a loop over the threads).
 import type { RecurrentSplit } from './recurrent-split.ts';
 import type { PlanBuffer } from './plan.ts';
 import type { Binding, KernelBuilder, WorkgroupArray } from './kernel-builder.ts';
@@ -25,6 +31,8 @@ import type { Block } from './wgsl-block.ts';
 export interface OProjection {
   readonly hidden: number;
   readonly columns: number;
+  /** Threads per output (a power of two dividing the workgroup); default oProjectionLanes'. */
+  readonly lanes?: number;
 }
 
 /** Columns per workgroup of the fused step unless the caller says: a whole head of 64 (NP = heads). */
@@ -48,6 +56,17 @@ export function oProjectionSplit(columns: number, reach: number, software: boole
   return { columns, slices };
 }
 
+/** Threads per output n: up to 8 on a hardware adapter (no more than the columns, a power of two dividing WG), 1 on a software one. */
+export function oProjectionLanes(o: OProjection, WG: number, software: boolean): number {
+  if (o.lanes !== undefined) {
+    if (!(Number.isInteger(o.lanes) && o.lanes >= 1 && (o.lanes & (o.lanes - 1)) === 0 && WG % o.lanes === 0)) throw new Error(`o projection: lanes must be a power of two dividing the workgroup's ${WG} threads, got ${o.lanes}`);
+    return o.lanes;
+  }
+  let lanes = 1;
+  while (!software && lanes < 8 && 2 * lanes <= o.columns && WG % (2 * lanes) === 0) lanes *= 2;
+  return lanes;
+}
+
 /** W_o [hidden, inner] (inner = NS·NR, o's row) and the partials [NP, b, hidden]. */
 export function oProjectionBuffers(o: OProjection, inner: number, NP: number): PlanBuffer[] {
   return [
@@ -62,7 +81,21 @@ export interface StagedOutput {
   readonly index: WorkgroupArray;
 }
 
-export function declareOProjection(kb: KernelBuilder, columns: number): { staged: StagedOutput; weight: Binding; partials: Binding } {
+export interface OProjectionDecls {
+  readonly staged: StagedOutput;
+  readonly weight: Binding;
+  readonly partials: Binding;
+  readonly lanes: number;
+  /** The lanes' sums of one output (lanes > 1). */
+  readonly sums: WorkgroupArray | null;
+}
+
+/** Workgroup floats the fused step adds: the staged columns and their indices, and the lanes' sums. */
+export function oProjectionFloats(columns: number, lanes: number, WG: number): number {
+  return 2 * columns + (lanes > 1 ? WG : 0);
+}
+
+export function declareOProjection(kb: KernelBuilder, columns: number, lanes: number): OProjectionDecls {
   return {
     staged: {
       value: kb.workgroup('o_val', columns, "this workgroup's columns of o (0 past the head's columns)"),
@@ -70,22 +103,44 @@ export function declareOProjection(kb: KernelBuilder, columns: number): { staged
     },
     weight: kb.storage(O_PROJECTION_WEIGHT, false),
     partials: kb.storage(O_PROJECTION_PARTIALS, true, { always: true }),
+    lanes,
+    sums: lanes > 1 ? kb.workgroup('o_sum', kb.workgroupSize, `each thread's share of an output, ${lanes} lanes an output`) : null,
   };
 }
 
 /**
- * After the step's output columns are staged (and a barrier): thread lid takes outputs n = lid, lid + WG, … and sums
- * its workgroup's columns in order, one partial product each. Every workgroup writes its own row p = wid.x.
+ * After the step's output columns are staged (and a barrier): its partial product of every output n, summed over its
+ * columns in a fixed order (one lane: in column order; L lanes: lane q over columns q, q + L, …, then the lanes in
+ * order). Every workgroup writes its own row p = wid.x.
  */
-export function emitOProjection(kb: KernelBuilder, step: Block, o: OProjection, inner: number, d: { staged: StagedOutput; weight: Binding; partials: Binding }, columns: number): void {
+export function emitOProjection(kb: KernelBuilder, step: Block, o: OProjection, inner: number, d: OProjectionDecls, columns: number): void {
   const W = kb.use(d.weight);
   const P = kb.use(d.partials);
-  step.comment(`o·W_oᵀ over this workgroup's ${columns} columns: its partial product of each of the ${o.hidden} outputs`);
-  step.strided('n', `${o.hidden}u`, (l, n) => {
-    const acc = l.var('p_acc', '0.0');
-    l.for('r', '0u', (r) => `${r} < ${columns}u`, (rb, r) => {
-      rb.line(`${acc} = fma(${d.staged.value.name}[${r}], ${W}[${n} * ${inner}u + ${d.staged.index.name}[${r}]], ${acc});`);
+  const { value, index } = d.staged;
+  const out = (n: string) => `${P}[(wid.x * dims.b + b) * ${o.hidden}u + ${n}]`;
+  const L = d.lanes;
+  step.comment(`o·W_oᵀ over this workgroup's ${columns} columns: its partial product of each of the ${o.hidden} outputs, ${L} lane${L > 1 ? 's' : ''} an output`);
+  if (!d.sums) {
+    step.strided('n', `${o.hidden}u`, (l, n) => {
+      const acc = l.var('p_acc', '0.0');
+      l.for('r', '0u', (r) => `${r} < ${columns}u`, (rb, r) => rb.line(`${acc} = fma(${value.name}[${r}], ${W}[${n} * ${inner}u + ${index.name}[${r}]], ${acc});`));
+      l.line(`${out(n)} = ${acc};`);
     });
-    l.line(`${P}[(wid.x * dims.b + b) * ${o.hidden}u + ${n}] = ${acc};`);
-  });
+    return;
+  }
+  const sums = d.sums.name;
+  const per = kb.workgroupSize / L;
+  // Every thread runs every pass (the barriers need uniform control flow); outputs past hidden add nothing.
+  step.for('n0', '0u', (n0) => `${n0} < ${o.hidden}u`, (l, n0) => {
+    const n = l.let('n', `${n0} + lid / ${L}u`);
+    const q = l.let('q', `lid % ${L}u`);
+    const acc = l.var('p_acc', '0.0');
+    l.block(`if (${n} < ${o.hidden}u)`, (g) => {
+      g.for('r', q, (r) => `${r} < ${columns}u`, (rb, r) => rb.line(`${acc} = fma(${value.name}[${r}], ${W}[${n} * ${inner}u + ${index.name}[${r}]], ${acc});`), { step: (r) => `${r} += ${L}u` });
+    });
+    l.line(`${sums}[lid] = ${acc};`);
+    l.line('workgroupBarrier();');
+    l.block(`if (${q} == 0u && ${n} < ${o.hidden}u)`, (g) => g.line(`${out(n)} = ${[...Array(L).keys()].map((k) => `${sums}[lid + ${k}u]`).join(' + ')};`));
+    l.line('workgroupBarrier();');
+  }, { step: (n0) => `${n0} += ${per}u` });
 }

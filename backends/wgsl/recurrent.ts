@@ -35,7 +35,7 @@ import { boundedFrontier, layoutOf, prefixGate, ringIndex, rowAxes, scoreAxes, s
 import type { Plan, PlanBuffer } from './plan.ts';
 import { recurrentCommitKernel } from './recurrent-commit.ts';
 import { recurrentSplit, type RecurrentSplit } from './recurrent-split.ts';
-import { declareOProjection, emitOProjection, oProjectionBuffers, oProjectionSplit, type OProjection } from './recurrent-o-proj.ts';
+import { declareOProjection, emitOProjection, oProjectionBuffers, oProjectionFloats, oProjectionLanes, oProjectionSplit, type OProjection } from './recurrent-o-proj.ts';
 import { stageReductions, tokenReductions } from './recurrent-stage.ts';
 import { isSoftmaxProgram } from './softmax-analysis.ts';
 import { softmaxDecodePlan } from './softmax-decode.ts';
@@ -118,6 +118,7 @@ export function recurrentPlan(
   const software = !(opts.hardware ?? false);
   const split = opts.split ?? (opts.oProjection ? oProjectionSplit(opts.oProjection.columns, reach, software) : recurrentSplit(NS, NR, reach, software, opts.batch ?? 1));
   const WG = split.columns * split.slices;
+  const oLanes = opts.oProjection ? oProjectionLanes(opts.oProjection, WG, software) : 0;
   const CB = Math.ceil(NR / split.columns);
   const kb = new KernelBuilder(WG, ['wid', 'lid']);
   const read = programReader(kb, p, sizes, (where) => `b * dims.t + (${where} - dims.pos0)`);
@@ -128,7 +129,7 @@ export function recurrentPlan(
   const keyIds = boundedFrontier(p, p.terms, 'key');
   const roots = [...st.prefix.flatMap((q) => prefixRoots(p, q)), ...queryIds, ...keyIds, ...st.rings.map((r) => r.id)];
   const scoreFloats = lags.reduce((n, [lo, hi]) => n + hi - Math.max(0, lo) + 1, 0); // at most: per-column scores stay unstaged
-  const otherFloats = width(queryIds) + width(keyIds) + width(tokenReductions(p, roots)) + scoreFloats + 2 * p.output.length * WG + (opts.oProjection ? 2 * split.columns : 0);
+  const otherFloats = width(queryIds) + width(keyIds) + width(tokenReductions(p, roots)) + scoreFloats + 2 * p.output.length * WG + (opts.oProjection ? oProjectionFloats(split.columns, oLanes, WG) : 0);
   const stagedFloats = st.prefix.reduce((n, q) => n + stagedOf(q).length * q.F, 0);
   const inGlobal = opts.maxWorkgroupBytes !== undefined && 4 * (stagedFloats + otherFloats) > opts.maxWorkgroupBytes;
   const scratch: PlanBuffer[] = [];
@@ -173,7 +174,7 @@ export function recurrentPlan(
     qf: features(queryIds, 'qf'),
     kf: features(keyIds, 'kf'),
     head: main.split(L.head, sizes, 's', 'hx'),
-    ...(opts.oProjection && { oProj: declareOProjection(kb, split.columns) }),
+    ...(opts.oProjection && { oProj: declareOProjection(kb, split.columns, oLanes) }),
   };
   const barrier = (b: Block) => {
     if (inGlobal) b.line('storageBarrier();');
@@ -221,7 +222,7 @@ export function recurrentPlan(
       slices: split.slices,
       columnBlocks: CB,
       workgroups: NW,
-      ...(opts.oProjection && { oPartials: NW }),
+      ...(opts.oProjection && { oPartials: NW, oLanes }),
       rowsPerThread: Math.ceil(Math.max(0, ...st.prefix.map((q) => q.F)) / split.slices),
       lagsPerThread: Math.ceil(Math.max(0, ...lags.map(([lo, hi]) => hi - Math.max(0, lo) + 1)) / split.slices),
     },
