@@ -1,7 +1,7 @@
 // Decode steps with the o projection folded into the attention (GpuModelOptions.fuseOProjection: the step kernel
 // leaves o·W_oᵀ as partial products, gate|up and down add them; gpu-step-plan.ts): one dispatch fewer per layer, and
 // the same model — teacher-forced logits equal the float64 forward, greedy tokens equal the CPU's and the unfused
-// GPU path's (replayed recorded steps included) — at batch 1 and 2, for the tiny model's elu_dwconv (column blocks
+// GPU path's (replayed recorded steps included) — at batch 1 and 2 (teacher-forced also 8), for the tiny model's elu_dwconv (column blocks
 // of 8: two per 16-column head, NP 8) and a llama linearization with groups, past groups and a window (whole heads,
 // NP 4). Softmax attention cannot fold it in and keeps the o matmul.
 import { resolve } from 'node:path';
@@ -34,14 +34,14 @@ async function fusedModel(overrides: Partial<ModelConfig>, columns: number) {
 }
 
 describe('decode steps with the o projection folded into the attention', () => {
-  it.each(CASES)('%s: teacher-forced logits match the float64 forward at b = 1 and 2, one dispatch fewer per layer', async (_, overrides, columns) => {
+  it.each(CASES)('%s: teacher-forced logits match the float64 forward at b = 1, 2 and 8, one dispatch fewer per layer', async (_, overrides, columns) => {
     const { config, variant, cpu, model } = await fusedModel(overrides, columns);
     model.keepLogits = true;
     try {
       const V = config.vocabSize;
       const attention = cpuAttentionFromVariant(variant.program, cpu.weights.layers.map((l) => l.attention));
-      for (const b of [1, 2]) {
-        const [T, p] = [9, 3];
+      for (const b of [1, 2, 8]) {
+        const [T, p] = [b === 8 ? 5 : 9, 3];
         const r = rng(SEED + b);
         const tokens = Array.from({ length: b }, () => Array.from({ length: T }, () => Math.floor(r() * V)));
         const want = cpuForward(cpu, tokens, attention).logits.data;
