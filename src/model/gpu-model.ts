@@ -18,6 +18,7 @@ import { buildStepPlan, destroyStepPlan, encodeStep, stepWritesLogits, type Batc
 import { checkModelFits, createExactTensor, destroyModelWeights, uploadModelWeights, type GpuModelWeights } from './gpu-weights.ts';
 import { weightBufferLimit } from './weight-parts.ts';
 import { O_PROJECTION_COLUMNS } from '../../backends/wgsl/recurrent-o-proj.ts';
+import { SMALL_M_BLOCKED_MAX } from '../../backends/wgsl/matmul-small-m.ts';
 import type { SamplingOptions } from './sampling.ts';
 import type { ModelWeights } from './weights.ts';
 
@@ -577,18 +578,19 @@ export class GpuModel {
 
   /** A decode step's key names whether it folds the o projection in (and at how many columns). */
   private planKey(b: number, t: number, allLogits: boolean): string {
-    return `${b}:${t}:${allLogits ? 'all' : 'last'}${this.fusesO(t, allLogits) ? `:o${this.oProjectionColumns}` : ''}`;
+    return `${b}:${t}:${allLogits ? 'all' : 'last'}${this.fusesO(b, t, allLogits) ? `:o${this.oProjectionColumns}` : ''}`;
   }
 
-  private fusesO(t: number, allLogits: boolean): boolean {
-    return this.fuseOProjection && t === 1 && !allLogits;
+  /** A decode step of at most SMALL_M_BLOCKED_MAX sequences, whose gate|up and down (the small-M kernel) take the partials. */
+  private fusesO(b: number, t: number, allLogits: boolean): boolean {
+    return this.fuseOProjection && t === 1 && !allLogits && b <= SMALL_M_BLOCKED_MAX;
   }
 
   private plan(batch: Batch, t: number, allLogits: boolean): Promise<StepPlan> {
     const key = this.planKey(batch.b, t, allLogits);
     let plan = this.plans.get(key);
     if (plan) return plan;
-    if (this.fusesO(t, allLogits)) {
+    if (this.fusesO(batch.b, t, allLogits)) {
       // Each layer's fused step first: its partials' count, or undefined where the layer keeps the o matmul.
       const columns = this.oProjectionColumns;
       plan = Promise.all(this.attention.map((a) => a.prepareOProjection?.(this.config.hiddenSize, columns))).then((partials) =>

@@ -175,7 +175,9 @@ export async function buildStepPlan(
 ): Promise<StepPlan> {
   if (extras.pickRows && !allLogits) throw new Error('step plan: pickRows needs allLogits');
   const fuseO = extras.oProjection;
-  if (fuseO && (t !== 1 || allLogits)) throw new Error('step plan: only a decode step (t = 1, the last rows\' logits) folds the o projection into the attention');
+  if (fuseO && (t !== 1 || allLogits || batch.b > SMALL_M_BLOCKED_MAX)) {
+    throw new Error(`step plan: only a decode step (t = 1, the last rows' logits) of at most ${SMALL_M_BLOCKED_MAX} sequences folds the o projection into the attention`);
+  }
   if (fuseO && fuseO.partials.length !== weights.layers.length) throw new Error(`step plan: oProjection names ${fuseO.partials.length} layers' partials for ${weights.layers.length} layers`);
   const counts = new Set((fuseO?.partials ?? []).filter((n) => n !== undefined));
   if (counts.size > 1) throw new Error(`step plan: the fused layers' partial counts differ (${[...counts].join(', ')}); one gate|up and one down plan serve them all`);
