@@ -4,14 +4,14 @@
 // the next; bench/decode.ts's call 30 read 2,237 tokens/s at batch 1 against a GPU step of 0.395 ms (2,532 if the
 // GPU never idled). This sweeps run length × runs in flight (and chained or not) on the 12-layer model, rounds
 // alternating, and prints each setting's median tokens/s beside the GPU's busy share (its timestamped step time ×
-// tokens/s): the default is generate's (RUN_STEPS, 2 in flight). With --timestamps both, the same sweep also runs on
+// tokens/s): the default is generate's (RUN_STEPS, RUNS_IN_FLIGHT). With --timestamps both, the same sweep also runs on
 // a second model that writes no timestamps (each step's pass then has no query writes, resolve or copy of them).
 //
 //   npx tsx bench/decode-pipeline.ts [--small] [--tokens N] [--rounds N] [--batches 1,8] [--runs 1,2,4,8,16] [--in-flight 2,3,4]
 //                                    [--timestamps on|both]
 import type { AttentionContext } from '../src/model/attention-context.ts';
 import { generateGpu } from '../src/model/generate.ts';
-import { GpuModel, MAX_RUN_STEPS, READBACK_RING, RUN_STEPS } from '../src/model/gpu-model.ts';
+import { GpuModel, MAX_RUN_STEPS, READBACK_RING, RUN_STEPS, RUNS_IN_FLIGHT } from '../src/model/gpu-model.ts';
 import { randomWeights } from '../src/model/init-model.ts';
 import { loadModelVariant } from '../src/model/variant.ts';
 import { compiledAttentionFactory } from '../src/runtime/compiled-attention.ts';
@@ -60,7 +60,7 @@ async function main(): Promise<void> {
 
   const settings: Setting[] = [];
   for (const inFlight of inFlights) for (const stepsPerReadback of runs) settings.push({ stepsPerReadback, inFlight, chainSteps: true });
-  settings.push({ stepsPerReadback: RUN_STEPS, inFlight: 2, chainSteps: false });
+  settings.push({ stepsPerReadback: RUN_STEPS, inFlight: RUNS_IN_FLIGHT, chainSteps: false });
   const rows: Row[] = [];
   for (const timestamps of timestampModes) {
     const model = await GpuModel.create(gpu, config, weights, factory, { timestamps });
@@ -82,7 +82,7 @@ async function main(): Promise<void> {
           const tokensPerS = median(got[i].tps);
           const gpuMsPerStep = got[i].gpu.length > 0 ? median(got[i].gpu) : undefined;
           rows.push({
-            batch, timestamps, ...s, default: s.chainSteps && s.inFlight === 2 && s.stepsPerReadback === RUN_STEPS, tokensPerS, rounds: got[i].tps, gpuMsPerStep,
+            batch, timestamps, ...s, default: s.chainSteps && s.inFlight === RUNS_IN_FLIGHT && s.stepsPerReadback === RUN_STEPS, tokensPerS, rounds: got[i].tps, gpuMsPerStep,
             gpuBusy: gpuMsPerStep === undefined ? undefined : (gpuMsPerStep * tokensPerS) / batch / 1000,
           });
         }

@@ -117,7 +117,9 @@ export function generateWith(prepare: PrepareAttention): Command {
       try {
         if (device === 'gpu') {
           const gpu = await getDevice();
-          model = await GpuModel.create(gpu, config, weights, await prepareAttention({ gpu, config, program: variant.compiled, source: variant.program }));
+          // No timestamps: this command reports tokens/s only, and each step's query writes, resolve and copy cost
+          // the pipelined loop (call 48: 2,420 against 2,301 tokens/s at batch 1; bench/decode-pipeline.ts).
+          model = await GpuModel.create(gpu, config, weights, await prepareAttention({ gpu, config, program: variant.compiled, source: variant.program }), { timestamps: false });
           where = gpu.adapterName;
           result = await generateGpu(model, tokenizer, [ids], { maxTokens, sampling, seed, onText: (text) => io.stdout(text) });
         } else {

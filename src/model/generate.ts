@@ -6,7 +6,7 @@
 // loop is the float64 oracle with the real variant.
 import { rng } from '../tensor.ts';
 import { cpuForward, type CpuAttentionStep, type CpuModel } from './cpu-forward.ts';
-import { MAX_RUN_STEPS, READBACK_RING, RUN_STEPS, type GpuModel, type StepHandle, type StepTiming } from './gpu-model.ts';
+import { MAX_RUN_STEPS, READBACK_RING, RUN_STEPS, RUNS_IN_FLIGHT, type GpuModel, type StepHandle, type StepTiming } from './gpu-model.ts';
 import { sampleToken, type SamplingOptions } from './sampling.ts';
 import type { Tokenizer } from './tokenizer.ts';
 
@@ -25,7 +25,7 @@ export interface GenerateOptions {
   readonly onText?: (text: string, seq: number) => void;
   /** GPU: submit later steps before waiting for step n's tokens (default true); false waits step by step. */
   readonly pipelined?: boolean;
-  /** GPU, pipelined: runs of steps submitted and not yet read, at most (1..READBACK_RING, default 2). */
+  /** GPU, pipelined: runs of steps submitted and not yet read, at most (1..READBACK_RING, default RUNS_IN_FLIGHT). */
   readonly inFlight?: number;
   /** GPU, pipelined: steps read back together (1..MAX_RUN_STEPS, default RUN_STEPS). */
   readonly stepsPerReadback?: number;
@@ -175,7 +175,7 @@ export async function generateGpu(model: GpuModel, tokenizer: Tokenizer, prompts
   // so starting it later would wait for the following runs too). Up to `depth` runs are in flight: the host
   // reads the oldest while the GPU runs the others, and submits the next as soon as one is read. Steps
   // submitted past an EOS are wasted work, never output.
-  const depth = opts.pipelined === false ? 1 : opts.inFlight ?? 2;
+  const depth = opts.pipelined === false ? 1 : opts.inFlight ?? RUNS_IN_FLIGHT;
   if (!(Number.isInteger(depth) && depth >= 1 && depth <= READBACK_RING)) throw new Error(`generate: inFlight must be an integer in 1..${READBACK_RING}, got ${depth}`);
   const runSteps = opts.pipelined === false ? 1 : opts.stepsPerReadback ?? RUN_STEPS;
   if (!(Number.isInteger(runSteps) && runSteps >= 1 && runSteps <= MAX_RUN_STEPS)) throw new Error(`generate: stepsPerReadback must be an integer in 1..${MAX_RUN_STEPS}, got ${runSteps}`);

@@ -71,10 +71,15 @@ export interface DecodeSampling extends SamplingOptions {
 /** Submits (single steps or runs) that may be made before the oldest one's tokens must have been read. */
 export const READBACK_RING = 4;
 /**
- * Decode steps one readback may cover (decodeRun): mapping a buffer and waiting for its promise costs the host
- * about as much as a submit, so a run reads all its steps' tokens with one map (and a greedy run is one submit).
+ * Decode steps one readback covers by default (generate's runs, decodeRun): mapping a buffer and waiting for its
+ * promise costs the host about as much as a submit, so a run reads all its steps' tokens with one map (and a greedy
+ * run is one submit). With RUNS_IN_FLIGHT runs submitted: on the H200 (call 48, bench/decode-pipeline.ts, 7 rounds
+ * alternating, 12-layer model) runs of 8 with 4 in flight decoded 2,301 tokens/s at batch 1 where runs of 4 with 2 in
+ * flight decoded 2,159 (2,420 against 2,152 with no timestamps written), and batch 8 was unchanged (11,253 / 11,096).
  */
-export const RUN_STEPS = 4;
+export const RUN_STEPS = 8;
+/** Runs generate keeps submitted and unread (1..READBACK_RING): the GPU has work queued while the host reads one. */
+export const RUNS_IN_FLIGHT = 4;
 /**
  * The longest run a readback slot holds (decodeRun, generate's stepsPerReadback), for runs longer than the default
  * where the host is slow to learn a run has finished (bench/decode-pipeline.ts sweeps them). A greedy run chains

@@ -3,7 +3,7 @@
 // tree would have had) as the first input. Afterwards the state holds root and the first n − 1 new tokens,
 // and the n-th is the next root — exactly where a speculative step that accepted n − 1 tokens leaves it, so
 // the loop goes on with either. Token j of the output uses the draw u(j), as plain sampling does.
-import { RUN_STEPS, type StepHandle } from '../model/gpu-model.ts';
+import { RUN_STEPS, RUNS_IN_FLIGHT, type StepHandle } from '../model/gpu-model.ts';
 import type { SamplingOptions } from '../model/sampling.ts';
 import type { GpuTreeVerifier } from './gpu-verifier.ts';
 import { treeFromParents } from './token-tree.ts';
@@ -16,7 +16,7 @@ export interface PlainDecoder {
 
 /**
  * On the GPU: generate's own loop (src/model/generate.ts) — the verifier's pending commit applied, the root
- * uploaded by one decode step, then runs of RUN_STEPS steps that read each token on the GPU, two submits in
+ * uploaded by one decode step, then runs of RUN_STEPS steps that read each token on the GPU, RUNS_IN_FLIGHT submits in
  * flight and one readback per run.
  */
 export class GpuPlainDecoder implements PlainDecoder {
@@ -44,7 +44,7 @@ export class GpuPlainDecoder implements PlainDecoder {
       submitted += k;
     };
     while (out.length < n) {
-      while (queue.length < 2 && submitted < n) submit();
+      while (queue.length < RUNS_IN_FLIGHT && submitted < n) submit();
       out.push(...(await queue.shift()!));
     }
     return out;
