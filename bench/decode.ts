@@ -96,8 +96,10 @@ export interface DecodeFigure {
   readonly encodeMsPerStep: number;
   readonly submitMsPerStep: number;
   readonly syncTokensPerS: number;
-  /** generateGpu's loop (what `linattn generate` runs): several runs of steps in flight. */
+  /** generateGpu's loop (what `linattn generate` runs): several runs of steps in flight, no timestamps written. */
   readonly pipelinedTokensPerS: number;
+  /** The same loop with each step's timestamps written (a model with timestamps). */
+  readonly stampedTokensPerS: number;
   /** The same loop with each run's steps submitted one by one, and with a readback per step (runs of 1). */
   readonly unchainedTokensPerS: number;
   readonly readbackPerStepTokensPerS: number;
@@ -264,13 +266,22 @@ export async function runDecodeBench(opts: DecodeBenchOptions = {}): Promise<Dec
         dispatches = step.dispatches;
         sync.push({ ...(await timedStep(step)), encodeMs: step.timing.encodeMs, submitMs: step.timing.submitMs });
       }
-      // Pipelined: exactly what `linattn generate` runs (generateGpu, its steps in flight), on the same prompts;
-      // its decode time starts once the prefill's token is on the host.
-      const run = await generateGpu(model, silentTokenizer(shape.vocab), prompts, { maxTokens: steps + 1 });
+      // Pipelined: exactly what `linattn generate` runs (generateGpu, its steps in flight, no timestamps written), on
+      // the same prompts; its decode time starts once the prefill's token is on the host. 'stamped': the same loop
+      // with each step's timestamps written, as the other benches run it.
+      const generate = async (o: { chainSteps?: boolean; stepsPerReadback?: number; inFlight?: number } = {}, stamps = false) => {
+        model.stampSteps = stamps;
+        try {
+          return await generateGpu(model, silentTokenizer(shape.vocab), prompts, { maxTokens: steps + 1, ...o });
+        } finally {
+          model.stampSteps = true;
+        }
+      };
+      const run = await generate();
       const pipelinedTokensPerS = run.decodeTokensPerS ?? NaN;
       const pipelinedEncodeSubmitMsPerStep = median(run.decodeSteps.map((s) => s.encodeMs + s.submitMs));
-      const tokensPerS = async (o: { chainSteps?: boolean; stepsPerReadback?: number; inFlight?: number }) =>
-        (await generateGpu(model, silentTokenizer(shape.vocab), prompts, { maxTokens: steps + 1, ...o })).decodeTokensPerS ?? NaN;
+      const tokensPerS = async (o: { chainSteps?: boolean; stepsPerReadback?: number; inFlight?: number }, stamps = false) => (await generate(o, stamps)).decodeTokensPerS ?? NaN;
+      const stampedTokensPerS = await tokensPerS({}, true);
       const unchainedTokensPerS = await tokensPerS({ chainSteps: false });
       const readbackPerStepTokensPerS = await tokensPerS({ stepsPerReadback: 1, inFlight: 4 });
       const encodeOnly: number[] = [];
@@ -300,7 +311,7 @@ export async function runDecodeBench(opts: DecodeBenchOptions = {}): Promise<Dec
         batch: b, ...(setting && { fuseO: setting.fuse ? `on, ${setting.columns} columns` : 'off' }), steps, dispatchesPerStep: dispatches,
         wallMsPerStep: wall, gpuMsPerStep: gpuMs, hostOverheadMsPerStep: gpuMs === undefined ? undefined : wall - gpuMs,
         encodeMsPerStep: median(sync.map((s) => s.encodeMs)), submitMsPerStep: median(sync.map((s) => s.submitMs)),
-        syncTokensPerS: b / (wall / 1000), pipelinedTokensPerS, unchainedTokensPerS, readbackPerStepTokensPerS, pipelinedEncodeSubmitMsPerStep, encodeOnlyMsPerStep,
+        syncTokensPerS: b / (wall / 1000), pipelinedTokensPerS, stampedTokensPerS, unchainedTokensPerS, readbackPerStepTokensPerS, pipelinedEncodeSubmitMsPerStep, encodeOnlyMsPerStep,
         boundTokensPerS, fractionOfBound: pipelinedTokensPerS / boundTokensPerS,
         ...(kernels && { kernels }),
       });
@@ -331,17 +342,17 @@ export function formatReport(r: DecodeBenchReport): string[] {
     ...formatPrefill(r.prefill),
   ];
   const fuse = r.decode.some((d) => d.fuseO !== undefined);
-  const rows: string[][] = [['batch', ...(fuse ? ['fuse-o'] : []), 'tokens/s', 'unchained', '1/readback', 'sync tok/s', 'bound tok/s', 'of bound', 'wall/step', 'GPU/step', 'host/step', 'encode', 'submit', 'gen enc+sub', 'enc only', 'dispatches']];
+  const rows: string[][] = [['batch', ...(fuse ? ['fuse-o'] : []), 'tokens/s', 'stamped', 'unchained', '1/readback', 'sync tok/s', 'bound tok/s', 'of bound', 'wall/step', 'GPU/step', 'host/step', 'encode', 'submit', 'gen enc+sub', 'enc only', 'dispatches']];
   for (const d of r.decode) {
     rows.push([
-      String(d.batch), ...(fuse ? [d.fuseO ?? ''] : []), d.pipelinedTokensPerS.toFixed(1), d.unchainedTokensPerS.toFixed(1), d.readbackPerStepTokensPerS.toFixed(1), d.syncTokensPerS.toFixed(1), d.boundTokensPerS.toFixed(1),
+      String(d.batch), ...(fuse ? [d.fuseO ?? ''] : []), d.pipelinedTokensPerS.toFixed(1), d.stampedTokensPerS.toFixed(1), d.unchainedTokensPerS.toFixed(1), d.readbackPerStepTokensPerS.toFixed(1), d.syncTokensPerS.toFixed(1), d.boundTokensPerS.toFixed(1),
       `${(100 * d.fractionOfBound).toFixed(1)}%`, ms(d.wallMsPerStep), ms(d.gpuMsPerStep), ms(d.hostOverheadMsPerStep),
       ms(d.encodeMsPerStep), ms(d.submitMsPerStep), ms(d.pipelinedEncodeSubmitMsPerStep), ms(d.encodeOnlyMsPerStep), String(d.dispatchesPerStep),
     ]);
   }
   const widths = rows[0].map((_, i) => Math.max(...rows.map((row) => row[i].length)));
   lines.push(
-    'decode (tokens/s pipelined as generate runs: runs of steps, a greedy run one submit; unchained = a submit per step; ' +
+    'decode (tokens/s pipelined as generate runs: runs of steps, a greedy run one submit, no timestamps; stamped = with them; unchained = a submit per step; ' +
       '1/readback = a readback per step, 4 in flight; sync = submit-read-repeat):',
   );
   for (const row of rows) lines.push('  ' + row.map((c, i) => c.padStart(widths[i])).join('  '));

@@ -56,6 +56,16 @@ describe('generate on the compiled variant, steps replayed and read back in runs
     for (const opts of [{ pipelined: false }, { stepsPerReadback: 3, inFlight: 1 }, { stepsPerReadback: 9, inFlight: 3 }]) {
       expect((await generateGpu(model, tok, [prompt], { maxTokens, ...opts })).tokens, JSON.stringify(opts)).toEqual(want.tokens);
     }
+    // Steps without timestamps (what `linattn generate` runs) choose the same tokens and carry no GPU time.
+    model.stampSteps = false;
+    try {
+      const plain = await generateGpu(model, tok, [prompt], { maxTokens });
+      expect(plain.tokens, 'stampSteps false').toEqual(want.tokens);
+      expect(plain.decodeSteps.every((s) => s.gpuMs === undefined)).toBe(true);
+    } finally {
+      model.stampSteps = true;
+    }
+    if (model.hasTimestamps) expect(run.decodeSteps.every((s) => s.gpuMs !== undefined)).toBe(true);
   });
 
   it.each([false, true])('a run of greedy steps is one submit, reads back what the same steps one by one do, and replays them without recording (keepLogits %s)', async (keep) => {

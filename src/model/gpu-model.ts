@@ -323,6 +323,13 @@ export class GpuModel {
     return this.timestamps;
   }
 
+  /**
+   * Whether later steps write timestamps, on a model that has them: a bench times `linattn generate`'s loop, which
+   * runs without (the query writes, resolve and copy of each step cost it 5 % at batch 1 on the H200, call 48), on
+   * the model it also takes GPU times with.
+   */
+  stampSteps = true;
+
   /** Sets how later steps choose tokens; a seed restarts the stream of uniform draws. */
   setSampling(s: DecodeSampling): void {
     const temperature = s.temperature ?? 0;
@@ -702,6 +709,7 @@ export class GpuModel {
     // A long prefill (steps = 1) is submitted in pieces, a timed pass each, their timestamp pairs in a row.
     const cuts = kind === 'prefill' ? prefillCuts(plan.layers.length, plan.rows, this.options.splitPrefill ?? !this.gpu.isSoftware) : [];
     const passes = cuts.length + 1;
+    const stamps = this.stampSteps ? batch.querySet : undefined;
     if (steps * passes > MAX_RUN_STEPS) throw new Error(`${kind} step: ${steps} steps of ${passes} passes exceed the ${MAX_RUN_STEPS} timestamp pairs of a readback slot`);
     for (let i = 0; i < steps; i++) {
       if (pick === 'sample') {
@@ -719,7 +727,7 @@ export class GpuModel {
       const query = 2 * (s * MAX_RUN_STEPS + i * passes);
       const beginPass = (e: GPUCommandEncoder, piece: number, what: string) => {
         const q = query + 2 * piece;
-        const timestampWrites = batch.querySet ? { querySet: batch.querySet, beginningOfPassWriteIndex: q, endOfPassWriteIndex: q + 1 } : undefined;
+        const timestampWrites = stamps ? { querySet: stamps, beginningOfPassWriteIndex: q, endOfPassWriteIndex: q + 1 } : undefined;
         return e.beginComputePass(timestampWrites ? { label: what, timestampWrites } : { label: what });
       };
       let native = beginPass(encoder, 0, label);
@@ -752,8 +760,8 @@ export class GpuModel {
       session.logitsWritten = stepWritesLogits(plan, pick, this.logitsOption());
       native.end();
       encoder.copyBufferToBuffer(batch.nextTokens, 0, slot.staging, i * batch.tokenStride, 4 * batch.b);
-      if (batch.querySet && batch.resolve) {
-        encoder.resolveQuerySet(batch.querySet, query, 2 * passes, batch.resolve, (TIMESTAMP_STRIDE * query) / 2);
+      if (stamps && batch.resolve) {
+        encoder.resolveQuerySet(stamps, query, 2 * passes, batch.resolve, (TIMESTAMP_STRIDE * query) / 2);
         encoder.copyBufferToBuffer(batch.resolve, (TIMESTAMP_STRIDE * query) / 2, slot.staging, batch.timestampOffset + 16 * i * passes, 16 * passes);
       }
       const last = !chain || i === steps - 1;
@@ -773,7 +781,7 @@ export class GpuModel {
     }
     return new StepHandle(
       kind, batch.b, plan.t, session.position, dispatches, timings,
-      this.gpu, slot, slot.generation, { tokenStride: batch.tokenStride, timestampOffset: batch.querySet ? batch.timestampOffset : undefined, passes },
+      this.gpu, slot, slot.generation, { tokenStride: batch.tokenStride, timestampOffset: stamps ? batch.timestampOffset : undefined, passes },
     );
   }
 }
