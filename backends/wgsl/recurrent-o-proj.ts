@@ -141,7 +141,7 @@ export function emitOProjection(kb: KernelBuilder, step: Block, o: OProjection, 
     const all = outs.flatMap((out) => [...Array(loads).keys()].map((k) => ({ out, k })));
     for (let g = 0; g < all.length; g += O_PROJECTION_LOADS_IN_FLIGHT) {
       const group = all.slice(g, g + O_PROJECTION_LOADS_IN_FLIGHT);
-      const ws = group.map(({ out, k }) => l.let('w', d.vec4 ? `${W}[${out.base} + ${k}u]` : `${W}[${out.base} + ${index!.name}[${k}u]]`));
+      const ws = group.map(({ out, k }) => l.let('w', d.vec4 ? `${W}[${k === 0 ? out.base : `${out.base} + ${k}u`}]` : `${W}[${out.base} + ${index!.name}[${k}u]]`));
       group.forEach(({ out, k }, i) => {
         if (!d.vec4) return l.line(`${out.acc} = fma(${value.name}[${k}u], ${ws[i]}, ${out.acc});`);
         'xyzw'.split('').forEach((c, j) => l.line(`${out.acc} = fma(${value.name}[${4 * k + j}u], ${ws[i]}.${c}, ${out.acc});`));
