@@ -3,7 +3,8 @@
 // step after step on one state (the state the fused step advances is the same one), at sizes where the column
 // blocks do not divide the value columns (7 in blocks of 4: W_o read a scalar a column at the staged indices), with
 // slices that leave rows empty, and where they do (8, 16: vec4 loads of contiguous columns) with a thread's
-// outputs past what one unrolled pass or one group of loads in flight holds, the last pass ragged.
+// outputs past what one unrolled pass or one group of loads in flight holds, the last pass ragged; in the hardware
+// adapter's unrolled form and in the software one's loops.
 import { describe, expect, it } from 'vitest';
 import { evaluateParallel } from '../backends/cpu/parallel.ts';
 import { recurrentPlan, type RecurrentSplit } from '../backends/wgsl/recurrent.ts';
@@ -19,31 +20,33 @@ import { inputRows, submitPlan } from './helpers/plan-calls.ts';
 const B = 2;
 const T = 5;
 
-// file, its sizes, value columns e, hidden, columns, split, W_o's load width
-const CASES: [string, Record<string, number>, number, number, number, RecurrentSplit | undefined, 1 | 4][] = [
+// file, its sizes, value columns e, hidden, columns, split, W_o's load width, hardware (the unrolled form) or not (loops)
+const CASES: [string, Record<string, number>, number, number, number, RecurrentSplit | undefined, 1 | 4, boolean][] = [
   // a per-column convolution score beside a plain prefix term: two column blocks per head, 4 slices
-  ['examples/paper/elu_dwconv.la', {}, 7, 10, 4, { columns: 4, slices: 4 }, 1],
+  ['examples/paper/elu_dwconv.la', {}, 7, 10, 4, { columns: 4, slices: 4 }, 1, true],
   // a whole head per workgroup, the software split (one slice)
-  ['examples/paper/elu_dwconv.la', {}, 7, 10, 64, undefined, 1],
+  ['examples/paper/elu_dwconv.la', {}, 7, 10, 64, undefined, 1, false],
   // a group term, an open past_groups term, a 3-tap conv (rings written by column block 0 at t = 1)
-  ['examples/models/llama/linearized_aug.la', { C: 4, K: 3 }, 7, 10, 4, { columns: 4, slices: 2 }, 1],
+  ['examples/models/llama/linearized_aug.la', { C: 4, K: 3 }, 7, 10, 4, { columns: 4, slices: 2 }, 1, false],
   // a per-feature decay gate, a hardware adapter's slices
-  ['examples/variants/gla.la', {}, 7, 10, 8, { columns: 8, slices: 8 }, 1],
-  // vec4: more threads than outputs; then 25 outputs a thread in one pass, groups of loads across outputs
-  ['examples/variants/gla.la', {}, 8, 10, 4, { columns: 4, slices: 4 }, 4],
-  ['examples/paper/elu_dwconv.la', {}, 8, 200, 8, { columns: 8, slices: 1 }, 4],
+  ['examples/variants/gla.la', {}, 7, 10, 8, { columns: 8, slices: 8 }, 1, true],
+  // vec4: more threads than outputs; the loops
+  ['examples/variants/gla.la', {}, 8, 10, 4, { columns: 4, slices: 4 }, 4, true],
+  ['examples/variants/gla.la', {}, 8, 10, 8, { columns: 8, slices: 2 }, 4, false],
+  // vec4, 9 outputs a thread in one pass: 18 loads, a group of 16 ending inside an output
+  ['examples/paper/elu_dwconv.la', {}, 8, 70, 8, { columns: 8, slices: 1 }, 4, true],
   // vec4, 19 outputs a thread: two passes of 16, the second ragged
-  ['examples/paper/elu_dwconv.la', {}, 16, 300, 16, { columns: 16, slices: 1 }, 4],
+  ['examples/paper/elu_dwconv.la', {}, 16, 300, 16, { columns: 16, slices: 1 }, 4, true],
 ];
 
 describe('the decode step with the o projection folded in', () => {
-  it.each(CASES)('%s %o, e %i, hidden %i, %i columns, split %o, width %i: Σ_p P[p] = o·W_oᵀ at every step at b 2', async (file, sizes0, e, HIDDEN, columns, split, width) => {
+  it.each(CASES)('%s %o, e %i, hidden %i, %i columns, split %o, width %i, hardware %s: Σ_p P[p] = o·W_oᵀ at every step at b 2', async (file, sizes0, e, HIDDEN, columns, split, width, hardware) => {
     const AXES = { h: 3, d: 6, e };
     const g = await gpu();
     const full = compileFile(file);
     const c = compileFile(file, { sizes: Object.fromEntries(Object.entries(sizes0).filter(([k]) => k in full.source.sizes)) });
     const sizes = axisSizes(c.program, AXES);
-    const plan = recurrentPlan(c.program, sizes, undefined, { oProjection: { hidden: HIDDEN, columns }, ...(split && { split }) });
+    const plan = recurrentPlan(c.program, sizes, undefined, { oProjection: { hidden: HIDDEN, columns }, hardware, ...(split && { split }) });
     const NP = AXES.h * Math.ceil(AXES.e / Math.min(columns, split?.columns ?? columns));
     expect(plan.schedule).toMatchObject({ oPartials: NP, oWidth: width });
     const step = await PlanRunner.create(g, plan);

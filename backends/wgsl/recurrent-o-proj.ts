@@ -25,8 +25,10 @@
 // thread waits for DRAM a few times rather than once a pass. Where the workgroup's columns are contiguous in W_o's
 // row — o's row is [head, rest] so column (s, c) is s·NR + c, and the blocks tile NR — they start at wid.x·C and
 // are read as C/4 vec4s (16-byte aligned when C and NR are multiples of 4); elsewhere (ragged blocks, another axis
-// order) a scalar load a column at its staged index. Each output's sum is in column order either way, so the
-// result is the same floats run after run (and on any adapter: there is nothing here a software one needs apart).
+// order) a scalar load a column at its staged index. A software adapter (lavapipe) gets the same loads as plain
+// loops — over its outputs, and over the columns — since it has no memory latency to hide and its compiler takes
+// seconds over the unrolled form. Each output's sum is in column order in every form, so the result is the same
+// floats run after run and on either kind of adapter.
 import type { RecurrentSplit } from './recurrent-split.ts';
 import type { PlanBuffer } from './plan.ts';
 import type { Binding, KernelBuilder, WorkgroupArray } from './kernel-builder.ts';
@@ -114,17 +116,33 @@ export function declareOProjection(kb: KernelBuilder, columns: number, vec4: boo
 
 /**
  * After the step's output columns are staged (and a barrier): its partial product of every output n, each summed
- * over its columns in column order. Thread lid takes outputs lid, lid + WG, …: passes of U outputs, each pass
+ * over its columns in column order. Thread lid takes outputs lid, lid + WG, …; on a hardware adapter in passes of
+ * U outputs, each pass
  * unrolled, its loads in groups of O_PROJECTION_LOADS_IN_FLIGHT issued before the group's FMAs; outputs past
  * hidden (a ragged last pass) re-read row hidden − 1 and are not written. Every workgroup writes its own row p = wid.x.
  */
-export function emitOProjection(kb: KernelBuilder, step: Block, o: OProjection, inner: number, d: OProjectionDecls, columns: number): void {
+export function emitOProjection(kb: KernelBuilder, step: Block, o: OProjection, inner: number, d: OProjectionDecls, columns: number, software: boolean): void {
   const W = kb.use(d.weight);
   const P = kb.use(d.partials);
   const WG = kb.workgroupSize;
   const { value, index } = d.staged;
   const width = d.vec4 ? 4 : 1;
   const loads = columns / width; // per output
+  const store = (n: string, acc: string) => `${P}[(wid.x * dims.b + b) * ${o.hidden}u + ${n}] = ${acc};`;
+  if (software) {
+    step.comment(`o·W_oᵀ over this workgroup's ${columns} columns: its partial product of each of the ${o.hidden} outputs (loops: a software adapter)`);
+    step.strided('n', `${o.hidden}u`, (l, n) => {
+      const acc = l.var('p_acc', '0.0');
+      const base = l.let('w_at', d.vec4 ? `${n} * ${inner / 4}u + wid.x * ${loads}u` : `${n} * ${inner}u`);
+      l.for('k', '0u', (k) => `${k} < ${loads}u`, (cb, k) => {
+        if (!d.vec4) return cb.line(`${acc} = fma(${value.name}[${k}], ${W}[${base} + ${index!.name}[${k}]], ${acc});`);
+        const w = cb.let('w', `${W}[${base} + ${k}]`);
+        'xyzw'.split('').forEach((c, j) => cb.line(`${acc} = fma(${value.name}[4u * ${k} + ${j}u], ${w}.${c}, ${acc});`));
+      });
+      l.line(store(n, acc));
+    });
+    return;
+  }
   const per = Math.ceil(o.hidden / WG); // outputs per thread
   const U = Math.min(per, Math.max(1, Math.floor(LOADS_PER_PASS / loads))); // outputs per pass
   const passes = Math.ceil(per / U);
@@ -148,9 +166,8 @@ export function emitOProjection(kb: KernelBuilder, step: Block, o: OProjection, 
       });
     }
     for (const out of outs) {
-      const store = `${P}[(wid.x * dims.b + b) * ${o.hidden}u + ${out.n}] = ${out.acc};`;
-      if (out.ragged) l.block(`if (${out.n} < ${o.hidden}u)`, (w) => w.line(store));
-      else l.line(store);
+      if (out.ragged) l.block(`if (${out.n} < ${o.hidden}u)`, (w) => w.line(store(out.n, out.acc)));
+      else l.line(store(out.n, out.acc));
     }
   };
   if (passes === 1) step.block('', (l) => pass(l, 'lid'));

@@ -195,7 +195,7 @@ export function recurrentPlan(
       step.line('workgroupBarrier();');
     }
     emitColumns(K, step, kb.use(out), resolve);
-    if (opts.oProjection) emitOProjection(kb, step, opts.oProjection, NS * NR, K.oProj!, split.columns);
+    if (opts.oProjection) emitOProjection(kb, step, opts.oProjection, NS * NR, K.oProj!, split.columns, software);
     if (st.rings.length) step.block(`if (dims.t == 1u && wid.x % ${CB}u == 0u)`, (r) => writeRings(K, r, resolve));
   }, { fixed: true });
   const kernel = kb.build({
