@@ -21,8 +21,8 @@ describe('partial products added to the rows or to the residual, against the flo
     }
   });
 
-  it('down: x ← (x + Σ_p P[p]) + a·Wᵀ at 1, 2 and 8 rows, with 1 to 4 columns per thread, partials past one group of loads (20)', async () => {
-    for (const [M, count] of [[1, 4], [2, 12], [8, 1], [1, 20]] as const) await checkFusedMatmul(M, 29, 52, down(count), 3200 + M);
+  it('down: x ← (x + Σ_p P[p]) + a·Wᵀ at 1, 2 and 8 rows, with 1 to 4 columns per thread', async () => {
+    for (const [M, count] of [[1, 4], [2, 12], [8, 1]] as const) await checkFusedMatmul(M, 29, 52, down(count), 3200 + M);
     for (const cols of [2, 3]) await checkFusedMatmul(5, 31, 40, down(6), 3300 + cols, { smallMCols: cols });
   });
 
@@ -31,8 +31,6 @@ describe('partial products added to the rows or to the residual, against the flo
     await checkFusedMatmul(13, 2 * 9, 20, gateUp(2), 3402, { smallMRowBlocks: 1 });
     await checkFusedMatmul(13, 2 * 9, 20, gateUp(2), 3403, { smallMStage: false });
     await checkFusedMatmul(3, 17, 24, { rmsnorm: { eps: EPS }, partials: { count: 5, side: 'input' } }, 3401);
-    // more partials than one group of loads in flight (16)
-    await checkFusedMatmul(2, 2 * 9, 20, gateUp(20), 3404);
   });
 
   it("the H200's decode gate|up stages its rows where they fit beside the reduction (hidden 768 at 1 and 8 rows), not a 7B's 4096 at 8", () => {

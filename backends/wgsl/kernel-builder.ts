@@ -11,8 +11,6 @@ export interface Binding {
   readonly write: boolean;
   /** Bound even when the body never reads it (an output, or a buffer the launch sequence expects). */
   readonly always: boolean;
-  /** The storage array's element: f32, or vec4<f32> for 16-byte loads (the buffer's size a multiple of 16 bytes). */
-  readonly element: 'f32' | 'vec4<f32>';
 }
 
 export interface WorkgroupArray {
@@ -58,12 +56,9 @@ export class KernelBuilder {
     this.body = Block.top(fn);
   }
 
-  /**
-   * Declares a storage binding of `buffer` (named after it unless `name` is given); the kernel binds it once used.
-   * `element` 'vec4<f32>' reads it as vec4s (default f32).
-   */
-  storage(buffer: string, write: boolean, opts: { name?: string; always?: boolean; element?: Binding['element'] } = {}): Binding {
-    const b: Binding = { buffer, write, always: opts.always ?? false, element: opts.element ?? 'f32', name: this.module.fresh(opts.name ?? wgslName(buffer)) };
+  /** Declares a storage binding of `buffer` (named after it unless `name` is given); the kernel binds it once used. */
+  storage(buffer: string, write: boolean, opts: { name?: string; always?: boolean } = {}): Binding {
+    const b: Binding = { buffer, write, always: opts.always ?? false, name: this.module.fresh(opts.name ?? wgslName(buffer)) };
     this.bindings.push(b);
     return b;
   }
@@ -115,7 +110,7 @@ export class KernelBuilder {
     const code = [
       ...o.comment.map((c) => `// ${c}`),
       ...DIMS,
-      ...bound.map((b, k) => bindingDecl(k + 1, b.name, b.write ? 'read_write' : 'read', `array<${b.element}>`)),
+      ...bound.map((b, k) => bindingDecl(k + 1, b.name, b.write ? 'read_write' : 'read', 'array<f32>')),
       `const WG = ${this.workgroupSize}u;`,
       ...this.arrays.map((a) => `var<workgroup> ${a.name}: array<${a.type}, ${a.length}>;${a.note ? ` // ${a.note}` : ''}`),
       ...this.module.declarations(),

@@ -216,25 +216,6 @@ export function normScaleLines(arr: string, loads: number, threads: number, slot
   return L;
 }
 
-/** Partial products a thread loads before adding any (registers: a vec4 each on gate|up's side). */
-export const PARTIALS_IN_FLIGHT = 16;
-
-/**
- * Lines that add the `count` partial products Part[p·stride + i] to the var `x` in p order: ((x + P₀) + P₁) + ….
- * The loads are generated unrolled (count is known here), a group of PARTIALS_IN_FLIGHT issued before any is added,
- * so an element's loads wait on memory together, not one after another as a loop's may. Gate|up's 'input' rows and
- * down's 'output' residual both add through here — the same order, so the x gate|up normalised is the x down extends.
- */
-export function partialsSumLines(count: number, x: string, stride: string, i: string, indent: string): string[] {
-  const L = [`${indent}let part_stride = ${stride};`];
-  for (let p0 = 0; p0 < count; p0 += PARTIALS_IN_FLIGHT) {
-    const ps = [...Array(Math.min(PARTIALS_IN_FLIGHT, count - p0)).keys()].map((k) => p0 + k);
-    for (const p of ps) L.push(`${indent}let part${p} = Part[${p === 0 ? '' : `${p}u * part_stride + `}${i}];`);
-    L.push(`${indent}${x} = ${x}${ps.map((p) => ` + part${p}`).join('')};`);
-  }
-  return L;
-}
-
 /**
  * `fn store_out(m, n, v)`: the epilogue of one finished dot product (row m, column n of the product,
  * N columns). Not for swiglu, which needs two dot products (see the small-M kernel).
@@ -247,7 +228,7 @@ export function storeFn(f: MatmulFusion | undefined): string[] {
   else if (e === 'accumulate' && f?.partials) {
     // The residual first takes the partials in p order (as the 'input' side's rows did), then the product.
     L.push('  let i = m * params.N + n;', '  var x = C0[i];');
-    L.push(...partialsSumLines(f.partials.count, 'x', 'params.M * params.N', 'i', '  '));
+    L.push(`  for (var p = 0u; p < ${f.partials.count}u; p++) { x += Part[p * params.M * params.N + i]; }`);
     L.push('  C0[i] = x + v;');
   } else if (e === 'accumulate') L.push('  C0[m * params.N + n] += v;');
   else if (e === 'swiglu') throw new Error('the swiglu epilogue pairs two dot products; store_out cannot express it');

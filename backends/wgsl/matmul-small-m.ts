@@ -23,7 +23,7 @@
 // the weights come from memory once per workgroup and the other blocks' loads hit the cache. (Blocks of
 // rows as a second grid axis instead — this kernel's first form — read every weight once per block: a
 // 17-node tree read the LM head's 98 MB three times, a 65-node one nine times.)
-import { bindingDecls, matmulBindings, partialsSumLines, storeFn, type MatmulFusion } from './matmul-fusion.ts';
+import { bindingDecls, matmulBindings, storeFn, type MatmulFusion } from './matmul-fusion.ts';
 import { acceptedRowBytes, acceptedRowDecls, acceptedRowLines, headsResidualFn, TREE_UNIFORM_STRUCT } from './matmul-heads.ts';
 
 export const SMALL_M_MAX = 8;
@@ -152,10 +152,10 @@ export function smallMTransposedWgsl(v: SmallMVariant): string {
   if (staged !== undefined) L.push(`var<workgroup> xs: array<VT, ${M * RB * staged}>; // this workgroup's rows of A plus the partials`);
   L.push('');
   if (inputPartials) {
-    L.push('// Element i of A plus the partials Part [count, M, K / width] at i, in p order, their loads issued together.');
+    L.push('// Element i of A plus the partials Part [count, M, K / width] at i, in p order.');
     L.push('fn load_a(i: u32) -> VT {');
     L.push('  var x = A[i];');
-    L.push(...partialsSumLines(inputPartials, 'x', 'params.M * (params.K / WIDTH)', 'i', '  '));
+    L.push(`  for (var p = 0u; p < ${inputPartials}u; p++) { x += Part[p * params.M * (params.K / WIDTH) + i]; }`);
     L.push('  return x;');
     L.push('}');
     L.push('');

@@ -35,7 +35,7 @@ import { boundedFrontier, layoutOf, prefixGate, ringIndex, rowAxes, scoreAxes, s
 import type { Plan, PlanBuffer } from './plan.ts';
 import { recurrentCommitKernel } from './recurrent-commit.ts';
 import { recurrentSplit, type RecurrentSplit } from './recurrent-split.ts';
-import { declareOProjection, emitOProjection, oProjectionBuffers, oProjectionFloats, oProjectionSplit, oProjectionVec4, type OProjection } from './recurrent-o-proj.ts';
+import { declareOProjection, emitOProjection, oProjectionBuffers, oProjectionFloats, oProjectionLanes, oProjectionSplit, type OProjection } from './recurrent-o-proj.ts';
 import { stageReductions, tokenReductions } from './recurrent-stage.ts';
 import { isSoftmaxProgram } from './softmax-analysis.ts';
 import { softmaxDecodePlan } from './softmax-decode.ts';
@@ -118,8 +118,7 @@ export function recurrentPlan(
   const software = !(opts.hardware ?? false);
   const split = opts.split ?? (opts.oProjection ? oProjectionSplit(opts.oProjection.columns, reach, software) : recurrentSplit(NS, NR, reach, software, opts.batch ?? 1));
   const WG = split.columns * split.slices;
-  // W_o's columns for a workgroup are contiguous where o's row is [head axes, rest axes] and the blocks tile a head.
-  const oVec4 = opts.oProjection !== undefined && oProjectionVec4(split.columns, NR, p.outAxes.join() === [...L.head, ...L.rest].join());
+  const oLanes = opts.oProjection ? oProjectionLanes(opts.oProjection, WG, software) : 0;
   const CB = Math.ceil(NR / split.columns);
   const kb = new KernelBuilder(WG, ['wid', 'lid']);
   const read = programReader(kb, p, sizes, (where) => `b * dims.t + (${where} - dims.pos0)`);
@@ -130,7 +129,7 @@ export function recurrentPlan(
   const keyIds = boundedFrontier(p, p.terms, 'key');
   const roots = [...st.prefix.flatMap((q) => prefixRoots(p, q)), ...queryIds, ...keyIds, ...st.rings.map((r) => r.id)];
   const scoreFloats = lags.reduce((n, [lo, hi]) => n + hi - Math.max(0, lo) + 1, 0); // at most: per-column scores stay unstaged
-  const otherFloats = width(queryIds) + width(keyIds) + width(tokenReductions(p, roots)) + scoreFloats + 2 * p.output.length * WG + (opts.oProjection ? oProjectionFloats(split.columns, oVec4) : 0);
+  const otherFloats = width(queryIds) + width(keyIds) + width(tokenReductions(p, roots)) + scoreFloats + 2 * p.output.length * WG + (opts.oProjection ? oProjectionFloats(split.columns, oLanes, WG) : 0);
   const stagedFloats = st.prefix.reduce((n, q) => n + stagedOf(q).length * q.F, 0);
   const inGlobal = opts.maxWorkgroupBytes !== undefined && 4 * (stagedFloats + otherFloats) > opts.maxWorkgroupBytes;
   const scratch: PlanBuffer[] = [];
@@ -175,7 +174,7 @@ export function recurrentPlan(
     qf: features(queryIds, 'qf'),
     kf: features(keyIds, 'kf'),
     head: main.split(L.head, sizes, 's', 'hx'),
-    ...(opts.oProjection && { oProj: declareOProjection(kb, split.columns, oVec4) }),
+    ...(opts.oProjection && { oProj: declareOProjection(kb, split.columns, oLanes) }),
   };
   const barrier = (b: Block) => {
     if (inGlobal) b.line('storageBarrier();');
@@ -195,7 +194,7 @@ export function recurrentPlan(
       step.line('workgroupBarrier();');
     }
     emitColumns(K, step, kb.use(out), resolve);
-    if (opts.oProjection) emitOProjection(kb, step, opts.oProjection, NS * NR, K.oProj!, split.columns, software);
+    if (opts.oProjection) emitOProjection(kb, step, opts.oProjection, NS * NR, K.oProj!, split.columns);
     if (st.rings.length) step.block(`if (dims.t == 1u && wid.x % ${CB}u == 0u)`, (r) => writeRings(K, r, resolve));
   }, { fixed: true });
   const kernel = kb.build({
@@ -223,7 +222,7 @@ export function recurrentPlan(
       slices: split.slices,
       columnBlocks: CB,
       workgroups: NW,
-      ...(opts.oProjection && { oPartials: NW, oWidth: oVec4 ? 4 : 1 }),
+      ...(opts.oProjection && { oPartials: NW, oLanes }),
       rowsPerThread: Math.ceil(Math.max(0, ...st.prefix.map((q) => q.F)) / split.slices),
       lagsPerThread: Math.ceil(Math.max(0, ...lags.map(([lo, hi]) => hi - Math.max(0, lo) + 1)) / split.slices),
     },
@@ -445,7 +444,7 @@ function emitColumns(K: StepKernel, step: Block, out: string, resolve: Resolver)
     step.line('workgroupBarrier();');
   }
   const o = K.oProj?.staged;
-  if (o) step.block(`if (sl == 0u && col >= ${K.NR}u)`, (c) => c.line(`${o.value.name}[lid] = 0.0;${o.index ? ` ${o.index.name}[lid] = 0u;` : ''}`));
+  if (o) step.block(`if (sl == 0u && col >= ${K.NR}u)`, (c) => c.line(`${o.value.name}[lid] = 0.0; ${o.index.name}[lid] = 0u;`));
   step.block(`if (sl == 0u && col < ${K.NR}u)`, (c) => {
     const full: Index = { ...K.head, ...c.split(K.L.rest, K.sizes, 'col', 'oc') };
     const acc = c.var('o_acc', '0.0');
@@ -455,7 +454,7 @@ function emitColumns(K: StepKernel, step: Block, out: string, resolve: Resolver)
     });
     const at = offset(K.p.outAxes, K.sizes, full);
     // Fused: the column (lid < columns on slice 0) and where o's row has it, for the o projection after the barrier.
-    if (o) c.line(`${o.value.name}[lid] = ${acc};${o.index ? ` ${o.index.name}[lid] = ${at};` : ''}`);
+    if (o) c.line(`${o.value.name}[lid] = ${acc}; ${o.index.name}[lid] = ${at};`);
     else c.line(`${out}[(b * dims.t + tok) * ${count(K.p.outAxes, K.sizes)}u + ${at}] = ${acc};`);
   });
   // The next token's staging overwrites what the columns read.
