@@ -6,9 +6,6 @@
 //                        default the model's, segments allowed on hardware; or e.g. 16x64x512s4)
 //                        [--one-submit]   (the prefill as one command buffer, not pieces submitted as encoded)
 //                        [--prefill-tokens N]   (default 2048, 128 when small)
-//                        [--fuse-o on|off|both] [--fuse-o-columns 64[,32,16]]   (decode steps with the o projection folded
-//                        into the attention, GpuModelOptions.fuseOProjection: a decode row per setting and batch, in one
-//                        process; default: one row, the model's default)
 //
 // Model (random weights): 12 layers, hidden 768, 12 heads of 64, intermediate 2048, vocab 32000,
 // attention elu+1 linear attention + K = 4 depthwise conv on v (examples/paper/elu_dwconv.la); --small
@@ -75,18 +72,11 @@ export interface DecodeBenchOptions {
   readonly attentionName?: string;
   /** The prefill as one command buffer (GpuModelOptions.splitPrefill false). */
   readonly onePrefillSubmit?: boolean;
-  /** Decode figures per batch for each setting of GpuModel.fuseOProjection (and its columns), in order; default one, the model's own. */
-  readonly fuseO?: readonly FuseOSetting[];
   readonly log?: (line: string) => void;
 }
 
-/** Decode steps without the o projection folded in, or with it at `columns` value columns per workgroup. */
-export type FuseOSetting = { readonly fuse: false } | { readonly fuse: true; readonly columns: number };
-
 export interface DecodeFigure {
   readonly batch: number;
-  /** The fuse-o setting of this figure ('off', 'on, 64 columns'), when the bench was given settings. */
-  readonly fuseO?: string;
   readonly steps: number;
   readonly dispatchesPerStep: number;
   /** Synchronous steps: medians per step, in ms. */
@@ -251,11 +241,7 @@ export async function runDecodeBench(opts: DecodeBenchOptions = {}): Promise<Dec
     };
 
     const decode: DecodeFigure[] = [];
-    for (const b of batches) for (const setting of opts.fuseO ?? [undefined]) {
-      if (setting) {
-        model.fuseOProjection = setting.fuse;
-        if (setting.fuse) model.oProjectionColumns = setting.columns;
-      }
+    for (const b of batches) {
       const prompts = promptTokens(b, 16, shape.vocab, 11 + b);
       await (await model.prefill(prompts)).tokens();
       for (let i = 0; i < 4; i++) await model.decodeStep().tokens(); // warm-up
@@ -308,7 +294,7 @@ export async function runDecodeBench(opts: DecodeBenchOptions = {}): Promise<Dec
       const bytesPerStep = model.weightBytesPerToken + b * stateBytes;
       const boundTokensPerS = (b * copy.gbPerS * 1e9) / bytesPerStep;
       decode.push({
-        batch: b, ...(setting && { fuseO: setting.fuse ? `on, ${setting.columns} columns` : 'off' }), steps, dispatchesPerStep: dispatches,
+        batch: b, steps, dispatchesPerStep: dispatches,
         wallMsPerStep: wall, gpuMsPerStep: gpuMs, hostOverheadMsPerStep: gpuMs === undefined ? undefined : wall - gpuMs,
         encodeMsPerStep: median(sync.map((s) => s.encodeMs)), submitMsPerStep: median(sync.map((s) => s.submitMs)),
         syncTokensPerS: b / (wall / 1000), pipelinedTokensPerS, stampedTokensPerS, unchainedTokensPerS, readbackPerStepTokensPerS, pipelinedEncodeSubmitMsPerStep, encodeOnlyMsPerStep,
@@ -341,11 +327,10 @@ export function formatReport(r: DecodeBenchReport): string[] {
     `copy bandwidth: ${r.copy.gbPerS.toFixed(1)} GB/s (read+write, ${(r.copy.bytes / 2 ** 20).toFixed(0)} MiB)`,
     ...formatPrefill(r.prefill),
   ];
-  const fuse = r.decode.some((d) => d.fuseO !== undefined);
-  const rows: string[][] = [['batch', ...(fuse ? ['fuse-o'] : []), 'tokens/s', 'stamped', 'unchained', '1/readback', 'sync tok/s', 'bound tok/s', 'of bound', 'wall/step', 'GPU/step', 'host/step', 'encode', 'submit', 'gen enc+sub', 'enc only', 'dispatches']];
+  const rows: string[][] = [['batch', 'tokens/s', 'stamped', 'unchained', '1/readback', 'sync tok/s', 'bound tok/s', 'of bound', 'wall/step', 'GPU/step', 'host/step', 'encode', 'submit', 'gen enc+sub', 'enc only', 'dispatches']];
   for (const d of r.decode) {
     rows.push([
-      String(d.batch), ...(fuse ? [d.fuseO ?? ''] : []), d.pipelinedTokensPerS.toFixed(1), d.stampedTokensPerS.toFixed(1), d.unchainedTokensPerS.toFixed(1), d.readbackPerStepTokensPerS.toFixed(1), d.syncTokensPerS.toFixed(1), d.boundTokensPerS.toFixed(1),
+      String(d.batch), d.pipelinedTokensPerS.toFixed(1), d.stampedTokensPerS.toFixed(1), d.unchainedTokensPerS.toFixed(1), d.readbackPerStepTokensPerS.toFixed(1), d.syncTokensPerS.toFixed(1), d.boundTokensPerS.toFixed(1),
       `${(100 * d.fractionOfBound).toFixed(1)}%`, ms(d.wallMsPerStep), ms(d.gpuMsPerStep), ms(d.hostOverheadMsPerStep),
       ms(d.encodeMsPerStep), ms(d.submitMsPerStep), ms(d.pipelinedEncodeSubmitMsPerStep), ms(d.encodeOnlyMsPerStep), String(d.dispatchesPerStep),
     ]);
@@ -357,7 +342,7 @@ export function formatReport(r: DecodeBenchReport): string[] {
   );
   for (const row of rows) lines.push('  ' + row.map((c, i) => c.padStart(widths[i])).join('  '));
   for (const d of r.decode) {
-    if (d.kernels) lines.push(...formatKernels(`decode step at batch ${d.batch}${d.fuseO ? `, fuse-o ${d.fuseO}` : ''}`, d.kernels));
+    if (d.kernels) lines.push(...formatKernels(`decode step at batch ${d.batch}`, d.kernels));
   }
   return lines;
 }
@@ -407,22 +392,6 @@ function parsePrefillSchedule(arg: string | undefined): PrefillScheduleRequest {
   return { chunk, cols, threads, ...(m[4] !== undefined && { segment: Number(m[4]) }) };
 }
 
-/** --fuse-o on|off|both with --fuse-o-columns (a comma list, default 64): the settings, off first; undefined without --fuse-o. */
-function parseFuseO(arg: string | undefined, columns: string | undefined): FuseOSetting[] | undefined {
-  if (arg === undefined) {
-    if (columns !== undefined) throw new Error('--fuse-o-columns needs --fuse-o on or both');
-    return undefined;
-  }
-  if (arg !== 'on' && arg !== 'off' && arg !== 'both') throw new Error(`--fuse-o must be on, off or both, got ${arg}`);
-  const widths = (columns ?? '64').split(',').map((c) => {
-    const n = Number(c);
-    if (!(Number.isInteger(n) && n >= 1 && n <= 256)) throw new Error(`--fuse-o-columns takes integers in 1..256, got ${c}`);
-    return n;
-  });
-  const on = widths.map((n): FuseOSetting => ({ fuse: true, columns: n }));
-  return arg === 'off' ? [{ fuse: false }] : arg === 'on' ? on : [{ fuse: false }, ...on];
-}
-
 async function main(): Promise<void> {
   const args = process.argv.slice(2);
   const valueOf = (flag: string) => flagValue(args, flag);
@@ -432,7 +401,6 @@ async function main(): Promise<void> {
   const attention = valueOf('--attention') ?? 'compiled';
   if (attention !== 'simple' && attention !== 'compiled') throw new Error(`--attention must be simple or compiled, got ${attention}`);
   const prefillSchedule = parsePrefillSchedule(valueOf('--prefill-schedule'));
-  const fuseO = parseFuseO(valueOf('--fuse-o'), valueOf('--fuse-o-columns'));
   let prefillPlan: string | undefined;
   const report = await runDecodeBench({
     small: args.includes('--small') || undefined,
@@ -440,7 +408,6 @@ async function main(): Promise<void> {
     ...(steps !== undefined && { steps: Number(steps) }),
     ...(layers !== undefined && { layers: Number(layers) }),
     ...(prefillTokens !== undefined && { prefillTokens: Number(prefillTokens) }),
-    ...(fuseO && { fuseO }),
     ...(attention === 'compiled' && {
       attention: ({ gpu, config, program }: AttentionContext) =>
         compiledAttentionFactory(gpu, program, config.numHeads, config.headDim, { prefillSchedule, onChoice: (why) => void (prefillPlan = why) }),

@@ -9,12 +9,6 @@
 //   'argmax'          C[m, 2g], C[m, 2g + 1] = the largest acc[m, n] over workgroup g's columns and its n (the
 //                     lowest among ties, as f32): an LM head whose logits are never written; a second kernel
 //                     (model-sampling.ts, argmaxPartialsWgsl) picks each row's token from the workgroups' pairs
-//   partials 'input'  A[m,k] + Σ_p Part[p,m,k] is the row (rmsnorm'd when the prologue is on): the residual stream x
-//                     plus the o projection's partial products that the attention's decode step wrote
-//                     (recurrent-o-proj.ts), so x + o·W_oᵀ is never materialised before gate|up reads it
-//   partials 'output' with 'accumulate': C[m,n] = (C[m,n] + Σ_p Part[p,m,n]) + acc — down then writes that x back
-//                     for the next layer. Both add in p order to the same value, so gate|up's row and the residual
-//                     down extends are the same floats, run after run (the small-M kernel only)
 //   acceptedRow, 'heads residual'   the Medusa heads' projection: row m is tree m's accepted node, and the output
 //                     is the heads' residual blocks y + silu(u + bias) (matmul-heads.ts; the small-M kernel only)
 //
@@ -54,16 +48,6 @@ export interface MatmulFusion {
    * the nodes written to Acc, `nodes` in the uniform `tree`.
    */
   readonly acceptedRow?: boolean;
-  /**
-   * `count` partial products Part [count, M, K] ('input': added to A's rows before anything reads them) or
-   * [count, M, N] ('output': added to C0 before an 'accumulate' adds the product), summed in p order.
-   */
-  readonly partials?: MatmulPartials;
-}
-
-export interface MatmulPartials {
-  readonly count: number;
-  readonly side: 'input' | 'output';
 }
 
 export interface MatmulBinding {
@@ -100,7 +84,6 @@ export function matmulBindings(f: MatmulFusion | undefined, weightName = 'W'): M
       { name: 'tree', kind: 'uniform' },
     );
   }
-  if (f?.partials) list.push({ name: 'Part', kind: 'read-only-storage' });
   return list;
 }
 
@@ -126,13 +109,6 @@ export function checkFusion(f: MatmulFusion | undefined, N: number, what: string
     if (e === 'store' && offset + N > stride) throw new Error(`${what}: window columns [${offset}, ${offset + N}) pass its stride ${stride}`);
   }
   if (f.rmsnorm && !(f.rmsnorm.eps > 0)) throw new Error(`${what}: rmsnorm eps must be > 0, got ${f.rmsnorm.eps}`);
-  if (f.partials) {
-    const { count, side } = f.partials;
-    if (!(Number.isInteger(count) && count >= 1)) throw new Error(`${what}: partials need a positive integer count, got ${count}`);
-    if (side !== 'input' && side !== 'output') throw new Error(`${what}: partials go to the 'input' or the 'output', not ${String(side)}`);
-    if (side === 'output' && e !== 'accumulate') throw new Error(`${what}: output partials are added to the residual: they need the 'accumulate' epilogue`);
-    if (f.window || f.acceptedRow) throw new Error(`${what}: partials take no column window and no accepted-row prologue`);
-  }
   if (e === 'heads residual' && !f.rmsnorm) throw new Error(`${what}: the 'heads residual' epilogue adds the normalised input row; it needs the rmsnorm prologue`);
 }
 
@@ -143,10 +119,8 @@ export function describeFusion(f: MatmulFusion | undefined): string {
   const w = f.window;
   const parts = [
     f.acceptedRow && 'accepted rows',
-    f.partials?.side === 'input' && `${f.partials.count} partials added to A`,
     f.rmsnorm && 'rmsnorm prologue',
     e !== 'store' && (typeof e === 'object' ? `split ${e.split}` : e),
-    f.partials?.side === 'output' && `${f.partials.count} partials added to C`,
     w && `columns from ${w.first} at ${w.offset} of ${w.stride}`,
   ].filter(Boolean);
   return parts.length ? `, ${parts.join(', ')}` : '';
@@ -225,12 +199,7 @@ export function storeFn(f: MatmulFusion | undefined): string[] {
   const L = ['fn store_out(m: u32, n: u32, v: f32) {'];
   if (e === 'store' && f?.window) L.push(`  C0[m * ${f.window.stride}u + ${f.window.offset}u + n] = v;`);
   else if (e === 'store') L.push('  C0[m * params.N + n] = v;');
-  else if (e === 'accumulate' && f?.partials) {
-    // The residual first takes the partials in p order (as the 'input' side's rows did), then the product.
-    L.push('  let i = m * params.N + n;', '  var x = C0[i];');
-    L.push(`  for (var p = 0u; p < ${f.partials.count}u; p++) { x += Part[p * params.M * params.N + i]; }`);
-    L.push('  C0[i] = x + v;');
-  } else if (e === 'accumulate') L.push('  C0[m * params.N + n] += v;');
+  else if (e === 'accumulate') L.push('  C0[m * params.N + n] += v;');
   else if (e === 'swiglu') throw new Error('the swiglu epilogue pairs two dot products; store_out cannot express it');
   else if (e === 'argmax') throw new Error('the argmax epilogue reduces over columns; store_out cannot express it');
   else if (e === 'heads residual') throw new Error("the 'heads residual' epilogue reads its input row; store_out cannot express it (matmul-heads.ts's store_heads)");
@@ -258,18 +227,10 @@ export function fusedMatmulReference(
   w: ArrayLike<number>,
   p: { readonly M: number; readonly N: number; readonly K: number },
   f: MatmulFusion | undefined,
-  extra: { readonly gain?: ArrayLike<number>; readonly c0?: ArrayLike<number>; readonly partials?: ArrayLike<number> } = {},
+  extra: { readonly gain?: ArrayLike<number>; readonly c0?: ArrayLike<number> } = {},
 ): Float64Array[] {
   const { M, N, K } = p;
   if (f?.acceptedRow) throw new Error('fusedMatmulReference: gather the accepted rows into A; the reference takes no trees');
-  if (f?.partials) {
-    // Part [count, M, K or N] summed into A or C0 first: the rest is the unfused formula.
-    const cols = f.partials.side === 'input' ? K : N;
-    const base = Float64Array.from(f.partials.side === 'input' ? a : extra.c0 ?? new Float64Array(M * N));
-    for (let q = 0; q < f.partials.count; q++) for (let i = 0; i < M * cols; i++) base[i] += extra.partials![q * M * cols + i];
-    const rest: MatmulFusion = { ...f, partials: undefined };
-    return f.partials.side === 'input' ? fusedMatmulReference(base, w, p, rest, extra) : fusedMatmulReference(a, w, p, rest, { ...extra, c0: base });
-  }
   const acc = new Float64Array(M * N);
   const scales = new Float64Array(M);
   for (let m = 0; m < M; m++) {

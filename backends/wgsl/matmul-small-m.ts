@@ -12,12 +12,6 @@
 // the RMSNorm of its input rows (the sum of squares rides in the same loop and the same reduction,
 // so normalising costs no extra pass), the residual add, the q | k | v split and SwiGLU.
 //
-// The o projection's partial products (matmul-fusion.ts, partials): 'input' adds them to A's rows (gate|up's row
-// x + o·W_oᵀ), 'output' to the residual before the 'accumulate' (down writes x back). Every column group of a
-// workgroup walks the whole row, so where the workgroup's rows fit its memory (`stagedK`) they are summed once into
-// it before the loop — count + 1 loads per element a workgroup rather than per thread that reads it; else each
-// load of A adds the partials itself.
-//
 // More than 8 rows: a thread keeps at most 8 rows' sums in registers, so a workgroup holds ROW_BLOCKS
 // blocks of threads, block r taking rows r·ROWS_M …; all blocks walk the same weight columns in step, so
 // the weights come from memory once per workgroup and the other blocks' loads hit the cache. (Blocks of
@@ -66,16 +60,6 @@ export interface SmallMVariant {
   readonly colsPerThread?: number;
   /** Wᵀ only: prologue and epilogue. */
   readonly fusion?: MatmulFusion;
-  /**
-   * Wᵀ with 'input' partials only: K / width, when the workgroup's rows (rowBlocks · M of them) plus the partials
-   * are summed into workgroup memory first (smallMStagedBytes); absent: each load of A adds them.
-   */
-  readonly stagedK?: number;
-}
-
-/** Workgroup memory of the staged rows x + Σ_p P[p]: rowBlocks · M rows of K floats. */
-export function smallMStagedBytes(v: Pick<SmallMVariant, 'M' | 'rowBlocks'>, K: number): number {
-  return v.M * (v.rowBlocks ?? 1) * K * 4;
 }
 
 /** Rows of W one thread walks: its columns, or a gate row and its up row. */
@@ -89,9 +73,8 @@ export function smallMReducedValues(v: Pick<SmallMVariant, 'M' | 'fusion' | 'col
 }
 
 /** Workgroup memory of the Wᵀ kernel in bytes. */
-export function smallMWorkgroupBytes(v: Pick<SmallMVariant, 'M' | 'fusion' | 'threads' | 'colsPerThread' | 'rowBlocks' | 'stagedK' | 'width'>): number {
-  const staged = v.stagedK !== undefined ? smallMStagedBytes(v, v.stagedK * (v.width ?? 1)) : 0;
-  return smallMReducedValues(v) * (v.threads ?? SMALL_M_THREADS) * 4 + (v.fusion?.acceptedRow ? acceptedRowBytes(v.M * (v.rowBlocks ?? 1)) : 0) + staged;
+export function smallMWorkgroupBytes(v: Pick<SmallMVariant, 'M' | 'fusion' | 'threads' | 'colsPerThread' | 'rowBlocks'>): number {
+  return smallMReducedValues(v) * (v.threads ?? SMALL_M_THREADS) * 4 + (v.fusion?.acceptedRow ? acceptedRowBytes(v.M * (v.rowBlocks ?? 1)) : 0);
 }
 
 function f32Literal(x: number): string {
@@ -131,10 +114,7 @@ export function smallMTransposedWgsl(v: SmallMVariant): string {
   L.push('struct Params { M: u32, N: u32, K: u32, pad: u32 }');
   if (gather) L.push(TREE_UNIFORM_STRUCT);
   L.push(`alias VT = ${T};`);
-  const inputPartials = f?.partials?.side === 'input' ? f.partials.count : 0;
-  const staged = v.stagedK;
-  if (staged !== undefined && !inputPartials) throw new Error('small-M kernel: only rows with partials to add are staged');
-  L.push(...bindingDecls(matmulBindings(f), { A: 'VT', W: 'VT', G: 'VT', T: 'u32', Pk: 'u32', Acc: 'u32', tree: 'Tree', Part: inputPartials ? 'VT' : 'f32' }));
+  L.push(...bindingDecls(matmulBindings(f), { A: 'VT', W: 'VT', G: 'VT', T: 'u32', Pk: 'u32', Acc: 'u32', tree: 'Tree' }));
   L.push(`// A [${gather ? 'M·nodes' : 'M'}, K / width] (x), W [N, K / width], G [K${heads ? ' + the stack\'s columns' : ''} / width] (the norm's gain${heads ? ', then the bias' : ''}), C* [${heads ? 'heads·M, K' : 'M, columns'}]`);
   L.push('');
   L.push(`const ROWS_M = ${M}u; // rows per thread`);
@@ -149,17 +129,7 @@ export function smallMTransposedWgsl(v: SmallMVariant): string {
   L.push(`// Partial sums: value r of thread t at [r * THREADS + t]; r = m·${rowsW} + row of W${norm ? `, then M + m for Σx²` : ''}.`);
   L.push(`var<workgroup> partial: array<vec4<f32>, (${values} * THREADS + 3u) / 4u>;`);
   if (gather) L.push(...acceptedRowDecls('ROWS_M * ROW_BLOCKS'));
-  if (staged !== undefined) L.push(`var<workgroup> xs: array<VT, ${M * RB * staged}>; // this workgroup's rows of A plus the partials`);
   L.push('');
-  if (inputPartials) {
-    L.push('// Element i of A plus the partials Part [count, M, K / width] at i, in p order.');
-    L.push('fn load_a(i: u32) -> VT {');
-    L.push('  var x = A[i];');
-    L.push(`  for (var p = 0u; p < ${inputPartials}u; p++) { x += Part[p * params.M * (params.K / WIDTH) + i]; }`);
-    L.push('  return x;');
-    L.push('}');
-    L.push('');
-  }
   if (heads) {
     L.push(...headsResidualFn(f, v.width));
     L.push('');
@@ -178,13 +148,6 @@ export function smallMTransposedWgsl(v: SmallMVariant): string {
   L.push('  // This thread\'s block of rows; rows past params.M re-read the last and are not stored.');
   L.push('  let row0 = (wid.y * ROW_BLOCKS + tid / BLOCK) * ROWS_M;');
   L.push('  let lastRow = params.M - 1u;');
-  if (staged !== undefined) {
-    L.push("  // The workgroup's rows (past params.M: the last row again) plus the partials, once, before any thread reads them.");
-    L.push(`  for (var i = tid; i < ${M * RB * staged}u; i += THREADS) {`);
-    L.push(`    xs[i] = load_a(min(wid.y * ROW_BLOCKS * ROWS_M + i / ${staged}u, lastRow) * KW + i % ${staged}u);`);
-    L.push('  }');
-    L.push('  workgroupBarrier();');
-  }
   if (gather) {
     L.push(...acceptedRowLines('ROWS_M * ROW_BLOCKS', 'wid.y * ROW_BLOCKS * ROWS_M'));
     for (let m = 0; m < M; m++) L.push(`  let src${m} = rowOf[(tid / BLOCK) * ROWS_M + ${m}u];`);
@@ -212,9 +175,7 @@ export function smallMTransposedWgsl(v: SmallMVariant): string {
     if (norm) L.push(`      let g${u} = G[min(k${u}, KW - 1u)];`);
     for (let m = 0; m < M; m++) {
       L.push(`      {`);
-      const at = `${gather ? `src${m}` : `min(row0 + ${m}u, lastRow)`} * KW + min(k${u}, KW - 1u)`;
-      const xv = staged !== undefined ? `xs[((tid / BLOCK) * ROWS_M + ${m}u) * KW + min(k${u}, KW - 1u)]` : inputPartials ? `load_a(${at})` : `A[${at}]`;
-      L.push(`        let x = select(VT(0.0), ${xv}, in${u});`);
+      L.push(`        let x = select(VT(0.0), A[${gather ? `src${m}` : `min(row0 + ${m}u, lastRow)`} * KW + min(k${u}, KW - 1u)], in${u});`);
       if (norm) L.push(`        ss${m} += ${v.width === 4 ? "dot(x, x)" : "x * x"};`);
       const xs = norm ? 'x * g' + u : 'x';
       for (let j = 0; j < rowsW; j++) L.push(`        acc${m}_${j} = fma(${xs}, wv${j}_${u}, acc${m}_${j});`);

@@ -84,11 +84,6 @@ export interface MatmulOptions {
    * row, so each weight is read once); 1 puts blocks of 8 rows on the grid's second axis instead.
    */
   readonly smallMRowBlocks?: number;
-  /**
-   * Small-M Wᵀ path with 'input' partials only: false adds the partials at every load of A instead of summing the
-   * workgroup's rows once into workgroup memory (the default where they fit), for tuning and tests.
-   */
-  readonly smallMStage?: boolean;
   /** Rows path only, for tuning: any of its variant's fields (matmul-rows.ts), the rest chosen. */
   readonly rows?: Partial<Pick<RowsVariant, 'blocks' | 'cols' | 'slices' | 'unroll' | 'colsPerThread'>>;
   /** Skinny path only (register-blocked, matmul-skinny.ts), for tuning: any of its knobs, the rest chosen. */
@@ -251,11 +246,8 @@ function chooseSmallM(gpu: KernelTarget, problem: MatmulProblem, opts: MatmulOpt
     // (At least 4 per block, so that the workgroup's threads fill whole vec4s of the reduction's memory.)
     let block = SMALL_M_THREADS;
     while (block * blocks > SMALL_M_THREADS) block /= 2;
-    while (block > 4 && smallMWorkgroupBytes({ M: p.M, fusion: f, threads: blocks * block, colsPerThread, rowBlocks: blocks, width }) > gpu.limits.maxComputeWorkgroupStorageSize) block /= 2;
+    while (block > 4 && smallMWorkgroupBytes({ M: p.M, fusion: f, threads: blocks * block, colsPerThread, rowBlocks: blocks }) > gpu.limits.maxComputeWorkgroupStorageSize) block /= 2;
     lanes = Math.min(lanes, block);
-    // Partials added to the rows: summed once into workgroup memory where the rows fit beside the reduction's.
-    const staged = f?.partials?.side === 'input' && opts.smallMStage !== false &&
-      smallMWorkgroupBytes({ M: p.M, fusion: f, threads: blocks * block, colsPerThread, rowBlocks: blocks, width, stagedK: KW }) <= gpu.limits.maxComputeWorkgroupStorageSize;
     // Registers: UNROLL weight vec4s per weight row, and M·UNROLL x vec4s; every load of a row in one step
     // when the loads in flight allow (the o projection's 3 loads at 64 lanes: 5.4 µs, 2 or 4 loads 6.3).
     const maxUnroll = p.M <= 2 ? SMALL_M_MAX_UNROLL : SMALL_M_MAX_UNROLL / 2;
@@ -263,7 +255,7 @@ function chooseSmallM(gpu: KernelTarget, problem: MatmulProblem, opts: MatmulOpt
     const inFlight = threads(lanes, colsPerThread) * smallMWeightRows({ fusion: f, colsPerThread });
     while (unroll > 2 && inFlight * unroll > SMALL_M_LOADS_IN_FLIGHT) unroll = Math.ceil(unroll / 2);
     if (opts.smallMUnroll !== undefined) unroll = opts.smallMUnroll;
-    return { M: p.M, rowBlocks: blocks, transposeB: true, width, lanes, unroll, threads: blocks * block, colsPerThread, ...(f && { fusion: f }), ...(staged && { stagedK: KW }) };
+    return { M: p.M, rowBlocks: blocks, transposeB: true, width, lanes, unroll, threads: blocks * block, colsPerThread, ...(f && { fusion: f }) };
   }
   const p = { ...problem, M: Math.min(problem.M, SMALL_M_MAX) };
   const width = p.N % 4 === 0 ? 4 : 1;
@@ -293,9 +285,6 @@ export function matmulKernel(gpu: KernelTarget, problem: MatmulProblem, opts: Ma
   if (fusion?.window && (!problem.transposeB || splitK > 1)) throw new Error(`matmul ${describe(problem)}: a column window needs a weight stored [N, K] and no split K`);
   const path: MatmulPath = opts.path ?? (tiledOnly ? 'tiled' : matmulPathFor(problem, gpu));
   if (path === 'small-m' && fusion && !problem.transposeB) throw new Error(`matmul ${describe(problem)}: fusion needs transposeB (a weight stored [N, K])`);
-  if (fusion?.partials && (path !== 'small-m' || !problem.transposeB || M > SMALL_M_BLOCKED_MAX)) {
-    throw new Error(`matmul ${describe(problem)}: partial products (the o projection folded into the attention's decode step) exist on the small-m Wᵀ path only (M ≤ ${SMALL_M_BLOCKED_MAX})`);
-  }
   if (headsFusion(fusion)) {
     if (path !== 'small-m' || !problem.transposeB || M > SMALL_M_BLOCKED_MAX) throw new Error(`matmul ${describe(problem)}: the accepted-row prologue and the 'heads residual' epilogue exist on the small-m Wᵀ path only (M ≤ ${SMALL_M_BLOCKED_MAX})`);
     const stack = fusion?.window?.stride ?? N;
@@ -340,10 +329,10 @@ export function matmulKernel(gpu: KernelTarget, problem: MatmulProblem, opts: Ma
     const columns = v.transposeB ? (fusion?.epilogue === 'swiglu' ? N / 2 : Math.ceil(N / (v.colsPerThread ?? 1))) : N / v.width;
     workgroups = [Math.ceil(columns / perGroup), Math.ceil(M / (v.M * blocks)), 1];
     kernel = v.transposeB
-      ? `small-m Wᵀ ${v.width === 4 ? 'vec4' : 'scalar'}, ${(v.rowBlocks ?? 1) > 1 ? `${v.rowBlocks} blocks of ` : ''}${v.M} rows, ${v.lanes} lanes × ${v.unroll} loads${(v.colsPerThread ?? 1) > 1 ? ` × ${v.colsPerThread} columns` : ''}, ${v.threads} threads${describeFusion(fusion)}${v.stagedK !== undefined ? ', rows staged' : ''}`
+      ? `small-m Wᵀ ${v.width === 4 ? 'vec4' : 'scalar'}, ${(v.rowBlocks ?? 1) > 1 ? `${v.rowBlocks} blocks of ` : ''}${v.M} rows, ${v.lanes} lanes × ${v.unroll} loads${(v.colsPerThread ?? 1) > 1 ? ` × ${v.colsPerThread} columns` : ''}, ${v.threads} threads${describeFusion(fusion)}`
       : `small-m B ${v.width === 4 ? 'vec4' : 'scalar'}, ${v.lanes} lanes`;
     tuning = v.transposeB
-      ? { path, smallMLanes: v.lanes, smallMUnroll: v.unroll, smallMRowBlocks: blocks, ...(fusion?.epilogue !== 'swiglu' && { smallMCols: v.colsPerThread }), ...(fusion?.partials?.side === 'input' && { smallMStage: v.stagedK !== undefined }) }
+      ? { path, smallMLanes: v.lanes, smallMUnroll: v.unroll, smallMRowBlocks: blocks, ...(fusion?.epilogue !== 'swiglu' && { smallMCols: v.colsPerThread }) }
       : { path, smallMLanes: v.lanes };
   } else if (path === 'rows') {
     if (!problem.transposeB || M > SMALL_M_BLOCKED_MAX || K % 4 !== 0) throw new Error(`matmul ${describe(problem)}: the rows path takes A·Wᵀ with M ≤ ${SMALL_M_BLOCKED_MAX} and K a multiple of 4`);
@@ -431,9 +420,6 @@ export function matmulPathFor(p: MatmulProblem, target?: Pick<KernelTarget, 'isS
   const skinny = target?.isSoftware !== true;
   // The Medusa heads' projection (matmul-heads.ts): a few rows, the small-M kernel's fusions only.
   if (headsFusion(p.fusion) && p.transposeB && p.M <= SMALL_M_BLOCKED_MAX) return 'small-m';
-  // Partial products to add (gate|up and down after the o projection was folded into the attention): the small-M
-  // kernel, the decode step's own pick up to 8 rows, is the one that carries them.
-  if (p.fusion?.partials && p.transposeB && p.M <= SMALL_M_BLOCKED_MAX) return 'small-m';
   if (p.fusion?.epilogue === 'argmax' && p.transposeB && p.M <= SMALL_M_BLOCKED_MAX && p.K % 4 === 0) return skinny && p.M > SMALL_M_MAX ? 'skinny' : 'rows';
   if (p.M <= SMALL_M_MAX) return 'small-m';
   if (!p.transposeB || p.M > SMALL_M_BLOCKED_MAX) return 'tiled';

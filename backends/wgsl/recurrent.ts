@@ -23,8 +23,6 @@
 // staged features do not fit the adapter's workgroup memory (based's 4161 Taylor features at d 64) they are staged
 // in a scratch buffer instead, [b, workgroups, staged, F]: every thread reads them in the same order, so they stay
 // in cache.
-// With `oProjection` a decode step also multiplies its output by the layer's o projection into partial products
-// instead of writing o (recurrent-o-proj.ts): one dispatch fewer per layer.
 import { lagRange } from '../../src/ir/masks.ts';
 import type { PrefixForm } from '../../src/ir/terms.ts';
 import { operands, type Id, type Program, type Term } from '../../src/ir/types.ts';
@@ -35,7 +33,6 @@ import { boundedFrontier, layoutOf, prefixGate, ringIndex, rowAxes, scoreAxes, s
 import type { Plan, PlanBuffer } from './plan.ts';
 import { recurrentCommitKernel } from './recurrent-commit.ts';
 import { recurrentSplit, type RecurrentSplit } from './recurrent-split.ts';
-import { declareOProjection, emitOProjection, oProjectionBuffers, oProjectionFloats, oProjectionLanes, oProjectionSplit, type OProjection } from './recurrent-o-proj.ts';
 import { stageReductions, tokenReductions } from './recurrent-stage.ts';
 import { isSoftmaxProgram } from './softmax-analysis.ts';
 import { softmaxDecodePlan } from './softmax-decode.ts';
@@ -83,8 +80,6 @@ interface StepKernel {
   readonly kf: ReadonlyMap<Id, { array: WorkgroupArray; axes: readonly string[]; W: number }>;
   readonly bounded: ReadonlyMap<Term, Bounded>;
   readonly head: Index;
-  /** The fused o projection's staged columns and bindings (recurrent-o-proj.ts); absent: the step writes o. */
-  readonly oProj?: ReturnType<typeof declareOProjection>;
 }
 
 type Staged = Readonly<Record<'phi' | 'psi' | 'lg' | 'zn' | 'zo', (i: string) => string>>;
@@ -96,29 +91,23 @@ const stagedOf = (q: StatePrefix) => (q.open ? STAGED : STAGED.slice(0, 4));
  * `maxWorkgroupBytes`: the adapter's workgroup memory; prefix features that would not fit it are staged in global
  * memory (absent: always in workgroup memory). `split`: the threads' split (default: recurrentSplit's, for a
  * hardware adapter when `hardware`, else a software one — the callers that hold a Gpu say which — at `batch`,
- * default 1: the plan runs at any batch, but its split fills the GPU at that one). `oProjection`: a decode step's
- * plan (t = 1 only) that writes o·W_oᵀ's partial products instead of o, split by oProjectionSplit unless `split` is given.
+ * default 1: the plan runs at any batch, but its split fills the GPU at that one).
  */
 export function recurrentPlan(
   p: Program,
   sizes: Sizes,
   maxLength?: number,
-  opts: { readonly maxWorkgroupBytes?: number; readonly split?: RecurrentSplit; readonly hardware?: boolean; readonly batch?: number; readonly oProjection?: OProjection } = {},
+  opts: { readonly maxWorkgroupBytes?: number; readonly split?: RecurrentSplit; readonly hardware?: boolean; readonly batch?: number } = {},
 ): Plan {
-  if (isSoftmaxProgram(p)) {
-    if (opts.oProjection) throw new Error(`${p.name}: softmax attention's decode step (softmax-decode.ts) cannot fold in the o projection`);
-    return softmaxDecodePlan(p, sizes, maxLength);
-  }
+  if (isSoftmaxProgram(p)) return softmaxDecodePlan(p, sizes, maxLength);
   const L = layoutOf(p, p.terms);
   const st = stateLayout(p, sizes);
   const NS = count(L.head, sizes);
   const NR = count(L.rest, sizes);
   const lags = p.terms.filter((t) => t.form.kind !== 'prefix').map((t) => lagRange(t.mask)!);
   const reach = Math.max(1, ...st.prefix.map((q) => q.F), ...lags.map(([lo, hi]) => hi - Math.max(0, lo) + 1));
-  const software = !(opts.hardware ?? false);
-  const split = opts.split ?? (opts.oProjection ? oProjectionSplit(opts.oProjection.columns, reach, software) : recurrentSplit(NS, NR, reach, software, opts.batch ?? 1));
+  const split = opts.split ?? recurrentSplit(NS, NR, reach, !(opts.hardware ?? false), opts.batch ?? 1);
   const WG = split.columns * split.slices;
-  const oLanes = opts.oProjection ? oProjectionLanes(opts.oProjection, WG, software) : 0;
   const CB = Math.ceil(NR / split.columns);
   const kb = new KernelBuilder(WG, ['wid', 'lid']);
   const read = programReader(kb, p, sizes, (where) => `b * dims.t + (${where} - dims.pos0)`);
@@ -129,7 +118,7 @@ export function recurrentPlan(
   const keyIds = boundedFrontier(p, p.terms, 'key');
   const roots = [...st.prefix.flatMap((q) => prefixRoots(p, q)), ...queryIds, ...keyIds, ...st.rings.map((r) => r.id)];
   const scoreFloats = lags.reduce((n, [lo, hi]) => n + hi - Math.max(0, lo) + 1, 0); // at most: per-column scores stay unstaged
-  const otherFloats = width(queryIds) + width(keyIds) + width(tokenReductions(p, roots)) + scoreFloats + 2 * p.output.length * WG + (opts.oProjection ? oProjectionFloats(split.columns, oLanes, WG) : 0);
+  const otherFloats = width(queryIds) + width(keyIds) + width(tokenReductions(p, roots)) + scoreFloats + 2 * p.output.length * WG;
   const stagedFloats = st.prefix.reduce((n, q) => n + stagedOf(q).length * q.F, 0);
   const inGlobal = opts.maxWorkgroupBytes !== undefined && 4 * (stagedFloats + otherFloats) > opts.maxWorkgroupBytes;
   const scratch: PlanBuffer[] = [];
@@ -174,7 +163,6 @@ export function recurrentPlan(
     qf: features(queryIds, 'qf'),
     kf: features(keyIds, 'kf'),
     head: main.split(L.head, sizes, 's', 'hx'),
-    ...(opts.oProjection && { oProj: declareOProjection(kb, split.columns, oLanes) }),
   };
   const barrier = (b: Block) => {
     if (inGlobal) b.line('storageBarrier();');
@@ -194,7 +182,6 @@ export function recurrentPlan(
       step.line('workgroupBarrier();');
     }
     emitColumns(K, step, kb.use(out), resolve);
-    if (opts.oProjection) emitOProjection(kb, step, opts.oProjection, NS * NR, K.oProj!, split.columns);
     if (st.rings.length) step.block(`if (dims.t == 1u && wid.x % ${CB}u == 0u)`, (r) => writeRings(K, r, resolve));
   }, { fixed: true });
   const kernel = kb.build({
@@ -202,12 +189,11 @@ export function recurrentPlan(
     comment: [
       `recurrent step kernel of ${p.name}: tokens of this call in order, S in global memory`,
       `workgroups [${NS} head slices × ${CB} column blocks, b]; ${split.columns} columns × ${split.slices} slices of the rows and lags per workgroup`,
-      ...(opts.oProjection ? [`decode step (t = 1) only: o·W_oᵀ's partial products [${NW}, b, ${opts.oProjection.hidden}] instead of o`] : []),
     ],
     workgroups: (b) => [NW, b, 1],
   });
   const commit = recurrentCommitKernel(p, sizes, st);
-  const buffers = [...programBuffers(p, sizes), ...st.buffers, ...scratch, ...(opts.oProjection ? oProjectionBuffers(opts.oProjection, NS * NR, NW) : [])];
+  const buffers = [...programBuffers(p, sizes), ...st.buffers, ...scratch];
   return {
     variant: p.name,
     form: 'recurrent',
@@ -222,7 +208,6 @@ export function recurrentPlan(
       slices: split.slices,
       columnBlocks: CB,
       workgroups: NW,
-      ...(opts.oProjection && { oPartials: NW, oLanes }),
       rowsPerThread: Math.ceil(Math.max(0, ...st.prefix.map((q) => q.F)) / split.slices),
       lagsPerThread: Math.ceil(Math.max(0, ...lags.map(([lo, hi]) => hi - Math.max(0, lo) + 1)) / split.slices),
     },
@@ -443,8 +428,6 @@ function emitColumns(K: StepKernel, step: Block, out: string, resolve: Resolver)
     });
     step.line('workgroupBarrier();');
   }
-  const o = K.oProj?.staged;
-  if (o) step.block(`if (sl == 0u && col >= ${K.NR}u)`, (c) => c.line(`${o.value.name}[lid] = 0.0; ${o.index.name}[lid] = 0u;`));
   step.block(`if (sl == 0u && col < ${K.NR}u)`, (c) => {
     const full: Index = { ...K.head, ...c.split(K.L.rest, K.sizes, 'col', 'oc') };
     const acc = c.var('o_acc', '0.0');
@@ -452,10 +435,7 @@ function emitColumns(K: StepKernel, step: Block, out: string, resolve: Resolver)
       const [num, den] = [2 * k, 2 * k + 1].map((r) => `${part.name}[${r}u * WG + lid]`);
       c.line(it.kind === 'norm' ? `${acc} = ${acc} + ${num} / (${den} + ${it.eps});` : `${acc} = ${acc} + ${num};`);
     });
-    const at = offset(K.p.outAxes, K.sizes, full);
-    // Fused: the column (lid < columns on slice 0) and where o's row has it, for the o projection after the barrier.
-    if (o) c.line(`${o.value.name}[lid] = ${acc}; ${o.index.name}[lid] = ${at};`);
-    else c.line(`${out}[(b * dims.t + tok) * ${count(K.p.outAxes, K.sizes)}u + ${at}] = ${acc};`);
+    c.line(`${out}[(b * dims.t + tok) * ${count(K.p.outAxes, K.sizes)}u + ${offset(K.p.outAxes, K.sizes, full)}] = ${acc};`);
   });
   // The next token's staging overwrites what the columns read.
   step.line('workgroupBarrier();');

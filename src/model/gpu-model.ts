@@ -17,8 +17,6 @@ import { RecordedStep } from './step-recording.ts';
 import { buildStepPlan, destroyStepPlan, encodeStep, stepWritesLogits, type BatchBuffers, type StepPlan, type StepPlanExtras, type TokenPick, type TokenSource } from './gpu-step-plan.ts';
 import { checkModelFits, createExactTensor, destroyModelWeights, uploadModelWeights, type GpuModelWeights } from './gpu-weights.ts';
 import { weightBufferLimit } from './weight-parts.ts';
-import { O_PROJECTION_COLUMNS } from '../../backends/wgsl/recurrent-o-proj.ts';
-import { SMALL_M_BLOCKED_MAX } from '../../backends/wgsl/matmul-small-m.ts';
 import type { SamplingOptions } from './sampling.ts';
 import type { ModelWeights } from './weights.ts';
 
@@ -45,21 +43,7 @@ export interface GpuModelOptions {
    * three); false keeps one command buffer (bench/decode.ts --one-submit).
    */
   readonly splitPrefill?: boolean;
-  /**
-   * Decode steps fold each layer's o projection into its attention where the attention can (gpu-step-plan.ts,
-   * StepPlanExtras.oProjection): four dispatches a layer instead of five. Default: FUSE_O_PROJECTION on a hardware
-   * adapter, off on a software one. GpuModel.fuseOProjection changes it later (bench/decode.ts --fuse-o).
-   */
-  readonly fuseOProjection?: boolean;
-  /** Value columns per workgroup of the fused decode step (recurrent-o-proj.ts): NP = heads · ⌈headDim / columns⌉. Default O_PROJECTION_COLUMNS (64). */
-  readonly oProjectionColumns?: number;
 }
-
-/**
- * Whether a hardware adapter's decode steps fold the o projection into the attention unless told (GpuModelOptions):
- * off until the H200 has timed both (bench/decode.ts --fuse-o both); the one constant to flip if the fused step wins.
- */
-export const FUSE_O_PROJECTION = false;
 
 /** How the next token is chosen: temperature 0 (the default) is greedy; `seed` seeds the uniform draws. */
 export interface DecodeSampling extends SamplingOptions {
@@ -233,14 +217,6 @@ export class GpuModel {
    * writes them. Tests that read a greedy step's logits turn it on.
    */
   keepLogits = false;
-  /**
-   * Whether decode steps planned from now on fold the o projection into the attention (GpuModelOptions.fuseOProjection).
-   * Both plans compute the same step, so it may change between steps: the next step of that batch runs the other
-   * plan once planned (prefill or prepareDecode).
-   */
-  fuseOProjection: boolean;
-  /** Value columns per workgroup of the fused step; like fuseOProjection, read when a decode step is planned. */
-  oProjectionColumns: number;
   private random: () => number = rng(0);
   private readonly samplingConfig: GPUBuffer;
   private readonly timestamps: boolean;
@@ -255,8 +231,6 @@ export class GpuModel {
   ) {
     this.samplingConfig = samplingConfigBuffer(gpu.device, 'sampling config');
     this.timestamps = (options.timestamps ?? gpu.hasTimestamps) && gpu.hasTimestamps;
-    this.fuseOProjection = options.fuseOProjection ?? (FUSE_O_PROJECTION && !gpu.isSoftware);
-    this.oProjectionColumns = options.oProjectionColumns ?? O_PROJECTION_COLUMNS;
   }
 
   /** Bytes one weight buffer may hold (options.maxWeightBuffer, if lower than the adapter's): weights uploaded beside the model's (the Medusa heads) split at the same limit. */
@@ -594,29 +568,15 @@ export class GpuModel {
     return batch;
   }
 
-  /** A decode step's key names whether it folds the o projection in (and at how many columns). */
   private planKey(b: number, t: number, allLogits: boolean): string {
-    return `${b}:${t}:${allLogits ? 'all' : 'last'}${this.fusesO(b, t, allLogits) ? `:o${this.oProjectionColumns}` : ''}`;
-  }
-
-  /** A decode step of at most SMALL_M_BLOCKED_MAX sequences, whose gate|up and down (the small-M kernel) take the partials. */
-  private fusesO(b: number, t: number, allLogits: boolean): boolean {
-    return this.fuseOProjection && t === 1 && !allLogits && b <= SMALL_M_BLOCKED_MAX;
+    return `${b}:${t}:${allLogits ? 'all' : 'last'}`;
   }
 
   private plan(batch: Batch, t: number, allLogits: boolean): Promise<StepPlan> {
     const key = this.planKey(batch.b, t, allLogits);
     let plan = this.plans.get(key);
     if (plan) return plan;
-    if (this.fusesO(batch.b, t, allLogits)) {
-      // Each layer's fused step first: its partials' count, or undefined where the layer keeps the o matmul.
-      const columns = this.oProjectionColumns;
-      plan = Promise.all(this.attention.map((a) => a.prepareOProjection?.(this.config.hiddenSize, columns))).then((partials) =>
-        buildStepPlan(this.gpu, this.config, this.kernels, this.weights, batch, t, allLogits, { oProjection: { columns, partials } }),
-      );
-    } else {
-      plan = buildStepPlan(this.gpu, this.config, this.kernels, this.weights, batch, t, allLogits);
-    }
+    plan = buildStepPlan(this.gpu, this.config, this.kernels, this.weights, batch, t, allLogits);
     // A decode step's attention kernels are chosen for the batch (compiled-attention.ts): ready before it is planned.
     if (t === 1 && !allLogits) plan = Promise.all([plan, ...this.attention.map((a) => a.prepareBatch?.(batch.b))]).then(([p]) => p);
     this.plans.set(key, plan);
@@ -668,7 +628,7 @@ export class GpuModel {
     const { b } = session.batch;
     for (let n = 0; n < this.attention.length; n++) if (!this.attention[n].prepareReplay) return undefined;
     // The layers' variants (which uniform slot each binds, say) name the recording, with source and pick.
-    let key = `${source}:${pick}:${this.keepLogits ? 'logits' : ''}:${this.planKey(b, plan.t, false)}`;
+    let key = `${source}:${pick}:${this.keepLogits ? 'logits' : ''}`;
     for (let n = 0; n < this.attention.length; n++) key += `:${this.attention[n].prepareReplay!(session.states[n], b, plan.t)}`;
     const known = session.recorded.get(key);
     if (known) return known;

@@ -15,11 +15,6 @@
 // ride in the next projection's prologue and SwiGLU in the gate|up projection's epilogue
 // (matmul-fusion.ts) at every size — the small-M and rows kernels for decoding and trees, the tiled one
 // for prefills: five dispatches per layer, attention included when it is one kernel.
-//
-// A decode step may fold the o projection into its layers' attention (StepPlanExtras.oProjection): the attention's
-// step kernel leaves o·W_oᵀ as NP partial products (backends/wgsl/recurrent-o-proj.ts), gate|up's prologue
-// normalises x + Σ_p P[p] and down writes x ← (x + Σ_p P[p]) + act·W_downᵀ (matmul-fusion.ts, partials): four
-// dispatches for such a layer. The plan decides per layer: one whose attention cannot (softmax) keeps the o matmul.
 import { SMALL_M_BLOCKED_MAX } from '../../backends/wgsl/matmul-small-m.ts';
 import { bindMatmul, encodeMatmul, planMatmul, type MatmulPlan } from '../runtime/matmul.ts';
 import type { MatmulFusion } from '../../backends/wgsl/matmul-fusion.ts';
@@ -37,7 +32,7 @@ import {
 import { BufferUsage, type Gpu } from '../runtime/device.ts';
 import type { GpuTensor } from '../runtime/gpu-tensor.ts';
 import type { ModelConfig } from './config.ts';
-import type { GpuAttention, GpuAttentionState, OProjectionIo } from '../runtime/gpu-attention.ts';
+import type { GpuAttention, GpuAttentionState } from '../runtime/gpu-attention.ts';
 import { createExactTensor, type GpuModelWeights } from './gpu-weights.ts';
 import { bindHead, encodeHead, planHead, type HeadPlans } from './lm-head-parts.ts';
 import type { RowParts } from './weight-parts.ts';
@@ -76,12 +71,6 @@ export interface StepPlanExtras {
   readonly pickRows?: boolean;
   /** q, k, v, o buffers per layer instead of one set for all: a tree commit reads the nodes' q, k, v after the step. */
   readonly qkvPerLayer?: boolean;
-  /**
-   * A decode step only (t = 1, each sequence's last row): the o projection folded into the attention of each layer
-   * whose entry in `partials` is its partials' count NP (GpuAttention.prepareOProjection at these `columns`), the
-   * o matmul kept where it is undefined. Every fused layer has the same NP (one gate|up and one down plan).
-   */
-  readonly oProjection?: { readonly columns: number; readonly partials: readonly (number | undefined)[] };
 }
 
 export interface LayerIo {
@@ -91,19 +80,14 @@ export interface LayerIo {
   readonly o: GpuTensor;
 }
 
-/**
- * Records layer `layer`'s attention over the step's q, k, v (each [b, t, h, d]) into o, or, given oProjection (a
- * fused decode step's layer), into its partial products of o·W_oᵀ.
- */
-export type AttentionEncoder = (pass: GPUComputePassEncoder, layer: number, io: { q: GPUBuffer; k: GPUBuffer; v: GPUBuffer; o: GPUBuffer; oProjection?: OProjectionIo }) => void;
+/** Records layer `layer`'s attention over the step's q, k, v (each [b, t, h, d]) into o. */
+export type AttentionEncoder = (pass: GPUComputePassEncoder, layer: number, io: { q: GPUBuffer; k: GPUBuffer; v: GPUBuffer; o: GPUBuffer }) => void;
 
 interface LayerBindings {
   /** q | k | v = rmsnorm(x)·input_layernorm·[W_q; W_k; W_v]ᵀ, split. */
   readonly qkv: GPUBindGroup;
-  /** x += o·W_oᵀ; absent where the attention folds it in (oProjection). */
-  readonly o?: GPUBindGroup;
-  /** The fused layer's W_o and the partials its attention writes, which gate|up and down then read. */
-  readonly oProjection?: OProjectionIo;
+  /** x += o·W_oᵀ */
+  readonly o: GPUBindGroup;
   /** act = swiglu(rmsnorm(x)·post_attention_layernorm·[W_gate; W_up]ᵀ) */
   readonly gateUp: GPUBindGroup;
   /** x += act·W_downᵀ */
@@ -153,11 +137,7 @@ export interface StepPlan {
   readonly argmaxHead?: { readonly plans: HeadPlans; readonly bindGroups: readonly GPUBindGroup[]; readonly reduce: BoundDispatch };
   /** Whether this plan's token picks also write the chosen tokens' rows into the batch's decodeRows (BatchBuffers). */
   readonly embedsNext: boolean;
-  readonly matmuls: {
-    readonly qkv: MatmulPlan; readonly o: MatmulPlan; readonly gateUp: MatmulPlan; readonly down: MatmulPlan; readonly lm: HeadPlans;
-    /** The fused layers' gate|up and down, which add the `count` partials (StepPlanExtras.oProjection). */
-    readonly partials?: { readonly count: number; readonly gateUp: MatmulPlan; readonly down: MatmulPlan };
-  };
+  readonly matmuls: { readonly qkv: MatmulPlan; readonly o: MatmulPlan; readonly gateUp: MatmulPlan; readonly down: MatmulPlan; readonly lm: HeadPlans };
   /** Everything made for this plan, destroyed with it. */
   readonly buffers: readonly GPUBuffer[];
   readonly dispatches: readonly BoundDispatch[];
@@ -174,14 +154,6 @@ export async function buildStepPlan(
   extras: StepPlanExtras = {},
 ): Promise<StepPlan> {
   if (extras.pickRows && !allLogits) throw new Error('step plan: pickRows needs allLogits');
-  const fuseO = extras.oProjection;
-  if (fuseO && (t !== 1 || allLogits || batch.b > SMALL_M_BLOCKED_MAX)) {
-    throw new Error(`step plan: only a decode step (t = 1, the last rows' logits) of at most ${SMALL_M_BLOCKED_MAX} sequences folds the o projection into the attention`);
-  }
-  if (fuseO && fuseO.partials.length !== weights.layers.length) throw new Error(`step plan: oProjection names ${fuseO.partials.length} layers' partials for ${weights.layers.length} layers`);
-  const counts = new Set((fuseO?.partials ?? []).filter((n) => n !== undefined));
-  if (counts.size > 1) throw new Error(`step plan: the fused layers' partial counts differ (${[...counts].join(', ')}); one gate|up and one down plan serve them all`);
-  const NP = counts.size ? [...counts][0] : undefined;
   const b = batch.b;
   const rows = b * t;
   const H = config.hiddenSize;
@@ -245,30 +217,12 @@ export async function buildStepPlan(
       gateUp: await plan('gate|up proj', rows, 2 * I, H, gateUpFusion),
       down: await plan('down proj', rows, H, I, residual),
       lm: await head('lm head', outRows, lmFused ? { rmsnorm: eps } : undefined),
-      ...(NP !== undefined && {
-        partials: {
-          count: NP,
-          gateUp: await plan('gate|up proj', rows, 2 * I, H, { ...gateUpFusion, partials: { count: NP, side: 'input' } }),
-          down: await plan('down proj', rows, H, I, { ...residual, partials: { count: NP, side: 'output' } }),
-        },
-      }),
     };
-    // [NP, b, hidden]: what each fused layer's attention leaves and its gate|up and down read (one layer at a time).
-    const partials = NP !== undefined ? tensor('o projection partials', [NP * rows, H]) : undefined;
 
     const layers = weights.layers.map((w, l): LayerBindings => {
       const { q, k, v, o } = layerIo[l];
-      const qkv = bindMatmul(gpu, matmuls.qkv, x, w.qkv, [q, k, v], { gain: w.inputNorm });
-      if (fuseO?.partials[l] !== undefined && matmuls.partials && partials) {
-        return {
-          qkv,
-          oProjection: { weight: w.oProj.buffer, partials: partials.buffer, hidden: H, columns: fuseO.columns },
-          gateUp: bindMatmul(gpu, matmuls.partials.gateUp, x, w.gateUp, act, { gain: w.postNorm, partials }),
-          down: bindMatmul(gpu, matmuls.partials.down, act, w.downProj, x, { partials }),
-        };
-      }
       return {
-        qkv,
+        qkv: bindMatmul(gpu, matmuls.qkv, x, w.qkv, [q, k, v], { gain: w.inputNorm }),
         o: bindMatmul(gpu, matmuls.o, o, w.oProj, x),
         gateUp: bindMatmul(gpu, matmuls.gateUp, x, w.gateUp, act, { gain: w.postNorm }),
         down: bindMatmul(gpu, matmuls.down, act, w.downProj, x),
@@ -386,11 +340,10 @@ export function encodeStepWith(
   plan.layers.forEach((l, n) => {
     const io = plan.layerIo[n];
     encodeMatmul(pass, mm.qkv, l.qkv);
-    const fused = l.oProjection;
-    attend(pass, n, { q: io.q.buffer, k: io.k.buffer, v: io.v.buffer, o: io.o.buffer, ...(fused && { oProjection: fused }) });
-    if (l.o) encodeMatmul(pass, mm.o, l.o);
-    encodeMatmul(pass, fused ? mm.partials!.gateUp : mm.gateUp, l.gateUp);
-    encodeMatmul(pass, fused ? mm.partials!.down : mm.down, l.down);
+    attend(pass, n, { q: io.q.buffer, k: io.k.buffer, v: io.v.buffer, o: io.o.buffer });
+    encodeMatmul(pass, mm.o, l.o);
+    encodeMatmul(pass, mm.gateUp, l.gateUp);
+    encodeMatmul(pass, mm.down, l.down);
     opts.afterLayer?.(n);
   });
   if (!stepWritesLogits(plan, pick, opts)) {

@@ -15,9 +15,7 @@
 // only (teacher-forced evaluation, training, and `eval --causal`'s prefixes), and refuse to continue one.
 import { lowerChunked } from '../../backends/wgsl/lower.ts';
 import type { Plan } from '../../backends/wgsl/plan.ts';
-import type { GpuAttention, GpuAttentionFactory, GpuAttentionState, OProjectionIo } from './gpu-attention.ts';
-import { O_PROJECTION_PARTIALS, O_PROJECTION_WEIGHT } from '../../backends/wgsl/recurrent-o-proj.ts';
-import { isSoftmaxProgram } from '../../backends/wgsl/softmax-analysis.ts';
+import type { GpuAttention, GpuAttentionFactory, GpuAttentionState } from './gpu-attention.ts';
 import type { Program } from '../ir/types.ts';
 import { BufferUsage, type Gpu } from './device.ts';
 import { DecodeSteps } from './decode-steps.ts';
@@ -28,15 +26,13 @@ import { bufferId } from './buffer-ids.ts';
 
 type Bound = ReturnType<PlanRunner['bind']>;
 
-type Io = { q: GPUBuffer; k: GPUBuffer; v: GPUBuffer; o: GPUBuffer; oProjection?: OProjectionIo };
-
 interface State extends GpuAttentionState {
   position: number;
   readonly b: number;
   readonly buffers: Record<string, GPUBuffer>;
   readonly binds: Map<string, Bound>;
   /** The bind groups of the last call, and what they were made for. */
-  last?: { readonly runner: PlanRunner; readonly io: Io; readonly t: number; readonly slot: number; readonly bound: Bound };
+  last?: { readonly runner: PlanRunner; readonly q: GPUBuffer; readonly k: GPUBuffer; readonly v: GPUBuffer; readonly o: GPUBuffer; readonly t: number; readonly slot: number; readonly bound: Bound };
 }
 
 /**
@@ -166,14 +162,15 @@ class CompiledAttention implements GpuAttention {
     st.position = 0;
   }
 
-  encodeForward(pass: GPUComputePassEncoder, io: Io, state: GpuAttentionState, b: number, t: number): void {
+  encodeForward(pass: GPUComputePassEncoder, io: { q: GPUBuffer; k: GPUBuffer; v: GPUBuffer; o: GPUBuffer }, state: GpuAttentionState, b: number, t: number): void {
     const st = state as State;
-    const runner = this.runnerFor(st, b, t, io.oProjection);
+    const runner = this.check(st, b, t);
     const last = st.last;
     const slot = this.dims.slot(st.position);
-    const same = (a: Io, c: Io) =>
-      a.q === c.q && a.k === c.k && a.v === c.v && a.o === c.o && a.oProjection?.weight === c.oProjection?.weight && a.oProjection?.partials === c.oProjection?.partials;
-    const bound = last && last.runner === runner && last.t === t && last.slot === slot && same(last.io, io) ? last.bound : this.bind(st, runner, io, t, slot);
+    const bound =
+      last && last.runner === runner && last.t === t && last.slot === slot && last.q === io.q && last.k === io.k && last.v === io.v && last.o === io.o
+        ? last.bound
+        : this.bind(st, runner, io, t, slot);
     this.dims.set(b, t, st.position);
     runner.encode(pass, bound);
   }
@@ -191,21 +188,6 @@ class CompiledAttention implements GpuAttention {
   }
 
   readonly chainedSteps = DIMS_SLOTS;
-
-  /** The fused decode step (shared by every layer of the factory); undefined where the step cannot take it. */
-  async prepareOProjection(hidden: number, columns: number): Promise<number | undefined> {
-    if (!this.steps || isSoftmaxProgram(this.program)) return undefined;
-    const runner = await this.steps.prepareFused({ hidden, columns });
-    return runner.plan.schedule.oPartials;
-  }
-
-  /** The runner of a call: check's, or the fused decode step when the call folds in the o projection. */
-  private runnerFor(st: State, b: number, t: number, o: OProjectionIo | undefined): PlanRunner {
-    const runner = this.check(st, b, t);
-    if (!o) return runner;
-    if (t !== 1 || runner === this.prefill) throw new Error(`layer ${this.layer}: only a decode step (t = 1 on a started state) folds in the o projection, not ${t} tokens at position ${st.position}`);
-    return this.steps!.fused(o);
-  }
 
   /** Compiles the decode step whose split fills the GPU at batch b (shared by every layer of the factory). */
   async prepareBatch(b: number): Promise<void> {
@@ -228,19 +210,16 @@ class CompiledAttention implements GpuAttention {
     return !this.steps || (st.position === 0 && t > 1) ? this.prefill : this.steps.runner(st.b);
   }
 
-  private bind(st: State, runner: PlanRunner, io: Io, t: number, slot: number): Bound {
-    const fused = io.oProjection;
-    const buffers = [io.q, io.k, io.v, io.o, ...(fused ? [fused.weight, fused.partials] : [])];
-    const key = `${runner === this.prefill ? 'p' : fused ? `f${fused.hidden}x${fused.columns}` : 's'}:${buffers.map(bufferId).join(',')}:${t}:${slot}`;
+  private bind(st: State, runner: PlanRunner, io: { q: GPUBuffer; k: GPUBuffer; v: GPUBuffer; o: GPUBuffer }, t: number, slot: number): Bound {
+    const key = `${runner === this.prefill ? 'p' : 's'}:${[io.q, io.k, io.v, io.o].map(bufferId).join(',')}:${t}:${slot}`;
     let bound = st.binds.get(key);
     if (!bound) {
       const all: Record<string, GPUBuffer> = { 'in:q': io.q, 'in:k': io.k, 'in:v': io.v, 'out:o': io.o, ...st.buffers, ...(runner === this.prefill ? this.scratch.buffers(st.b, t) : {}) };
-      if (fused) Object.assign(all, { [O_PROJECTION_WEIGHT]: fused.weight, [O_PROJECTION_PARTIALS]: fused.partials });
       for (const [k, v] of Object.entries(this.params)) all[`param:${k}`] = v;
       bound = runner.bind(all, st.b, t, st.position, this.dims.buffers[slot]);
       st.binds.set(key, bound);
     }
-    st.last = { runner, io, t, slot, bound };
+    st.last = { runner, ...io, t, slot, bound };
     return bound;
   }
 

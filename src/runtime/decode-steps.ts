@@ -3,11 +3,8 @@
 // decoding at batches 1 and 8 keeps two step kernels. Batches whose plans coincide — every batch on a software
 // adapter, every batch of softmax attention, batches past the widest block — share one runner, keyed by the kernels'
 // source. Every split computes the same state and output, so a batch not yet prepared runs batch 1's.
-// The step with the o projection folded in (recurrent-o-proj.ts) has a split of its own, the same at every batch:
-// one runner per (hidden, columns).
 import type { Plan } from '../../backends/wgsl/plan.ts';
 import { recurrentPlan } from '../../backends/wgsl/recurrent.ts';
-import type { OProjection } from '../../backends/wgsl/recurrent-o-proj.ts';
 import type { Program } from '../ir/types.ts';
 import type { Gpu } from './device.ts';
 import { PlanRunner } from './executor.ts';
@@ -16,8 +13,6 @@ export class DecodeSteps {
   private readonly ready = new Map<number, PlanRunner>();
   private readonly pending = new Map<number, Promise<PlanRunner>>();
   private readonly bySource = new Map<string, Promise<PlanRunner>>();
-  private readonly fusedReady = new Map<string, PlanRunner>();
-  private readonly fusedPending = new Map<string, Promise<PlanRunner>>();
 
   private constructor(
     private readonly gpu: Gpu,
@@ -60,26 +55,6 @@ export class DecodeSteps {
       made.catch(() => this.pending.delete(b));
     }
     return made;
-  }
-
-  /** Compiles (once) the decode step that writes o·W_oᵀ's partial products instead of o. */
-  prepareFused(o: OProjection): Promise<PlanRunner> {
-    const key = `${o.hidden}:${o.columns}`;
-    let made = this.fusedPending.get(key);
-    if (!made) {
-      const plan = recurrentPlan(this.program, this.sizes, this.maxLength, { hardware: this.hardware, oProjection: o });
-      made = PlanRunner.create(this.gpu, plan).then((r) => (this.fusedReady.set(key, r), r));
-      this.fusedPending.set(key, made);
-      made.catch(() => this.fusedPending.delete(key));
-    }
-    return made;
-  }
-
-  /** The fused step once prepareFused(o) has resolved; there is no fallback (its output is not o). */
-  fused(o: OProjection): PlanRunner {
-    const r = this.fusedReady.get(`${o.hidden}:${o.columns}`);
-    if (!r) throw new Error(`${this.program.name}: the decode step with the o projection (hidden ${o.hidden}, ${o.columns} columns) was not prepared`);
-    return r;
   }
 
   private planFor(b: number): Plan {

@@ -8,18 +8,6 @@
 // buffers hold exactly b·t·heads·headDim floats. Kernels that run after encodeForward read the state the
 // step wrote, so `advance` only does host-side bookkeeping once the command buffer is submitted.
 
-/**
- * A decode step's o projection folded into the attention (backends/wgsl/recurrent-o-proj.ts): instead of o, the
- * step writes `partials` [NP, b, hidden], whose sum over p is o·W_oᵀ, with W_o `weight` [hidden, heads·headDim].
- */
-export interface OProjectionIo {
-  readonly weight: GPUBuffer;
-  readonly partials: GPUBuffer;
-  readonly hidden: number;
-  /** Value columns per workgroup of the fused step (NP = heads · ⌈headDim / columns⌉ for a plain head layout). */
-  readonly columns: number;
-}
-
 export interface GpuAttentionState {
   /** Tokens folded in so far. */
   readonly position: number;
@@ -50,7 +38,7 @@ export interface GpuAttention {
    */
   encodeForward(
     pass: GPUComputePassEncoder,
-    io: { q: GPUBuffer; k: GPUBuffer; v: GPUBuffer; o: GPUBuffer; oProjection?: OProjectionIo },
+    io: { q: GPUBuffer; k: GPUBuffer; v: GPUBuffer; o: GPUBuffer },
     state: GpuAttentionState,
     b: number,
     t: number,
@@ -77,12 +65,6 @@ export interface GpuAttention {
    * steps correctly without it, perhaps slower.
    */
   prepareBatch?(b: number): Promise<void>;
-  /**
-   * Optional: readies a decode step (t = 1) that folds in the o projection (io.oProjection, then required to have
-   * been prepared with the same hidden and columns) and resolves to its partials' count NP; undefined when this
-   * layer's step cannot (softmax attention, a noncausal variant). Absent: never.
-   */
-  prepareOProjection?(hidden: number, columns: number): Promise<number | undefined>;
   /** Training (optional; see TrainableGpuAttention): the chunked forward of whole sequences from a zero state. */
   encodeTrainForward?(pass: GPUComputePassEncoder, io: TrainForwardIo, b: number, t: number): void;
   /** Training (optional; see TrainableGpuAttention): the backward of encodeTrainForward. */

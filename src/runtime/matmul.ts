@@ -48,8 +48,7 @@ export interface AcceptedRowTrees {
 /**
  * The bind group of one operand set; make it once and reuse it across steps. `c` is the output, or the
  * outputs of a split in order; `gain` is the rmsnorm prologue's gain vector [K] (for 'heads residual' followed
- * by the bias, [K + the stack's columns]); `trees` the accepted-row prologue's, whose A holds every tree's rows;
- * `partials` the partial products [count, M, K] ('input') or [count, M, N] ('output') of fusion.partials.
+ * by the bias, [K + the stack's columns]); `trees` the accepted-row prologue's, whose A holds every tree's rows.
  */
 export function bindMatmul(
   gpu: Gpu,
@@ -57,7 +56,7 @@ export function bindMatmul(
   a: GpuTensor,
   b: GpuTensor,
   c: GpuTensor | readonly GpuTensor[],
-  extra: { readonly gain?: GpuTensor; readonly trees?: AcceptedRowTrees; readonly partials?: GpuTensor } = {},
+  extra: { readonly gain?: GpuTensor; readonly trees?: AcceptedRowTrees } = {},
 ): GPUBindGroup {
   const { M, N, K, transposeB, fusion } = plan.problem;
   if (plan.problem.transposeA) checkOperand(plan, 'A', a, K, M);
@@ -77,15 +76,10 @@ export function bindMatmul(
     if (!extra.gain) throw new Error(`${plan.label}: the rmsnorm prologue needs its gain vector`);
     checkOperand(plan, heads ? 'gain and bias' : 'gain', extra.gain, 1, heads ? K + cols : K);
   }
-  if (fusion?.partials) {
-    if (!extra.partials) throw new Error(`${plan.label}: fusion.partials needs its partial products`);
-    checkOperand(plan, 'partials', extra.partials, fusion.partials.count * M, fusion.partials.side === 'input' ? K : N);
-  }
   if (fusion?.acceptedRow && !extra.trees) throw new Error(`${plan.label}: the accepted-row prologue needs the trees`);
   const byName: Record<string, GPUBuffer> = { A: a.buffer, W: b.buffer, params: plan.params };
   outs.forEach((o, i) => (byName[`C${i}`] = o.buffer));
   if (extra.gain) byName.G = extra.gain.buffer;
-  if (extra.partials) byName.Part = extra.partials.buffer;
   if (extra.trees) Object.assign(byName, { T: extra.trees.tokens, P: extra.trees.parents, Pk: extra.trees.picks, Acc: extra.trees.accepted, tree: extra.trees.nodes });
   return gpu.device.createBindGroup({
     label: `${plan.label} (${a.name}, ${b.name} → ${outs.map((o) => o.name).join(', ')})`,

@@ -20,8 +20,6 @@ export async function checkFusedMatmul(M: number, N: number, K: number, fusion: 
   const gain = randn([heads ? K + N : K], seed + 2);
   const outShape = heads ? [(N / K) * M, K] : [M, outputColumns(fusion, N)];
   const c0 = randn([M, outputColumns(fusion, N)], seed + 3);
-  // fusion.partials: [count, M, K] added to the rows, or [count, M, N] to the residual.
-  const partials = fusion?.partials ? randn([fusion.partials.count * M, fusion.partials.side === 'input' ? K : N], seed + 4) : undefined;
   const plan = await planMatmul(g, { M, N, K, transposeB: true, ...(fusion && { fusion }) }, { label: 'fused test', ...opts });
   const made: GpuTensor[] = [];
   const up = (name: string, t: typeof a) => {
@@ -37,16 +35,13 @@ export async function checkFusedMatmul(M: number, N: number, K: number, fusion: 
   // C0 holds the residual an 'accumulate' adds to; the other outputs start as garbage that must be overwritten.
   if (!heads) writeTensor(g, outs[0], Float32Array.from(c0.data));
   for (const o of outs.slice(1)) writeTensor(g, o, new Float32Array(M * outputColumns(fusion, N)).fill(7));
-  const bind = bindMatmul(g, plan, up('x', a), up('w', w), outs, {
-    ...(fusion?.rmsnorm && { gain: up('gain', gain) }),
-    ...(partials && { partials: up('partials', partials) }),
-  });
+  const bind = bindMatmul(g, plan, up('x', a), up('w', w), outs, fusion?.rmsnorm ? { gain: up('gain', gain) } : {});
   const encoder = g.device.createCommandEncoder();
   const pass = encoder.beginComputePass();
   encodeMatmul(pass, plan, bind);
   pass.end();
   g.device.queue.submit([encoder.finish()]);
-  const want = fusedMatmulReference(a.data, w.data, { M, N, K }, fusion, { gain: gain.data, c0: c0.data, ...(partials && { partials: partials.data }) });
+  const want = fusedMatmulReference(a.data, w.data, { M, N, K }, fusion, { gain: gain.data, c0: c0.data });
   for (let i = 0; i < outs.length; i++) expectRelClose(await downloadTensor(g, outs[i]), want[i], 2e-5, `${what}: output ${i} (${plan.kernel})`);
   for (const t of made) releaseTensor(g, t);
   return plan;
