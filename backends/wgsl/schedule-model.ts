@@ -96,6 +96,9 @@ export function hardwareModel(computeUnits: number, maxWorkgroupBytes: number): 
     // on bench/results/h200-kernels.json a lone 1024-thread workgroup runs nearer its unit's rate, elu's unfused
     // 16×32×1024 1.51 ms, est. 1.61 at 0.9 and 1.75 at 0.8, retnet's fused 1.15, est. 1.42 and 1.57; at 0.8
     // hedgehog's unfused plan (2.54 ms) is estimated above its prologue plan at 8×64×512 in segments of 16 (3.00).
+    // Too low for a lone 512-invocation workgroup at d 128: call 48's elu_dwconv at 8×64×512 (128 workgroups, 512
+    // steps of 164K operations) ran 2.965 ms, est. 4.50, behind the 16×32×512 picked (3.652, est. 4.13); raising it
+    // there moves the d 64 picks to schedules not timed (test/model-d128-schedules.test.ts says by how much).
     loneShare: 0.9,
   };
 }

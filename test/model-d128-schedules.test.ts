@@ -1,0 +1,72 @@
+// The schedule model against call 48's sweep of elu_dwconv's fused chunk kernel at B 4, H 16, T 4096, D 128
+// (bench/results/h200-d128-schedules.json: eleven schedules that fit 48 KB, each checked against float64), on a
+// described H200 (no GPU). For every pair of schedules measured over 10 % apart, the schedule measured faster must
+// have the lower estimate, and the schedule choosePlan picks must be the fastest of the file.
+//
+// The model does not yet do either everywhere: KNOWN_MISRANKED lists the pairs it ranks the wrong way round, checked
+// with it.fails so that a change which ranks one of them right fails here until it is taken off the list. The miss
+// that matters is 8×64×512 (128 workgroups, one a unit, 512 steps: 2.965 ms, est. 4.50) against the 16×32×512 it
+// picks (256 workgroups, two a unit: 3.652, est. 4.13). The lone workgroup is charged loneShare (0.9) and stepLatencyUs
+// (1 µs) a step (launchCost's `alone`), fitted to the lone 1024-invocation workgroups of the d 64 rows; it ran 164K
+// operations a step in 5.8 µs, above the unit's fitted rate. Charging it less moves the d 64 picks: at the full
+// share for a workgroup that leaves its unit room for a second, 8×64×512 falls to est. 4.10 and is picked here, but
+// elu's and elu_dwconv's d 64 picks move from the measured 16×64×512 in segments of 16 (est. 1.397 / 1.419 ms;
+// measured 1.07 / 1.40) to 16×32×512 (est. 1.327 / 1.349), a schedule bench/results/h200-kernels.json has not timed
+// (test/model-picks-h200.test.ts). No loneShare (0.9–1.3) with stepLatencyUs (0.5–2.5) ranks this pair and keeps
+// that file's picks. An H200 run of the d 64 elu family at 16×32×512 would settle which the model should follow.
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import type { ChunkSchedule } from '../backends/wgsl/chunked.ts';
+import { estimatePlan } from '../backends/wgsl/fusion-model.ts';
+import { adapterModel } from '../src/runtime/adapter-model.ts';
+import { choosePlan } from '../src/runtime/plan-choice.ts';
+import { H200, rowProgram, type MeasuredRow } from '../bench/model-fit.ts';
+
+interface SweepRow { variant: string; b: number; h: number; t: number; d: number; schedule: ChunkSchedule; asked: string; medianMs: number }
+
+const rows = (JSON.parse(readFileSync('bench/results/h200-d128-schedules.json', 'utf8')) as { rows: SweepRow[] }).rows;
+const show = (s: ChunkSchedule) => `${s.chunk}x${s.cols}x${s.threads}${s.segment ? `s${s.segment}` : ''}`;
+const same = (a: ChunkSchedule, b: ChunkSchedule) => a.chunk === b.chunk && a.cols === b.cols && a.threads === b.threads && (a.segment ?? 0) === (b.segment ?? 0) && (a.block ?? 1) === (b.block ?? 1);
+
+/** Pairs (faster < slower, measured over 10 % apart) the model ranks the wrong way round today. */
+const KNOWN_MISRANKED = ['8x64x512 < 16x32x512', '16x32x256 < 16x32x512s16', '16x32x256 < 16x32x512s8', '16x32x256 < 16x32x512s4'];
+
+const { p, sizes } = rowProgram(rows[0] as unknown as MeasuredRow)!;
+const { b, t } = rows[0];
+const m = adapterModel(H200);
+const est = rows.map((r) => ({ name: show(r.schedule), schedule: r.schedule, ms: r.medianMs, estMs: estimatePlan(m, p, sizes, r.schedule, true, b, t)!.us / 1e3 }));
+const pairs = est.flatMap((x) => est.filter((y) => y.ms > 1.1 * x.ms).map((y) => ({ key: `${x.name} < ${y.name}`, fast: x, slow: y })));
+const rightly = (q: (typeof pairs)[number]) => q.fast.estMs < q.slow.estMs;
+const fmt = (x: (typeof est)[number]) => `${x.name} ${x.ms.toFixed(3)} ms (est. ${x.estMs.toFixed(3)})`;
+
+describe('the schedule model against elu_dwconv at d 128 (bench/results/h200-d128-schedules.json)', () => {
+  it('prints each schedule beside its estimate and the pairs it ranks the wrong way round', () => {
+    console.log([...est].sort((x, y) => x.ms - y.ms).map(fmt).join('\n'));
+    console.log(`misranked (over 10 % apart): ${pairs.filter((q) => !rightly(q)).map((q) => q.key).join(', ') || 'none'}`);
+    expect(rows.every((r) => r.variant === 'elu_dwconv' && r.d === 128)).toBe(true);
+    expect(pairs.length).toBeGreaterThan(40);
+  });
+
+  it.each(pairs.filter((q) => !KNOWN_MISRANKED.includes(q.key)).map((q) => [q.key, q] as const))('%s: the schedule measured faster has the lower estimate', (_, q) => {
+    expect(q.fast.estMs, `${fmt(q.fast)}; ${fmt(q.slow)}`).toBeLessThan(q.slow.estMs);
+  });
+
+  it('lists only pairs of the file over 10 % apart as misranked', () => {
+    expect(KNOWN_MISRANKED.filter((k) => !pairs.some((q) => q.key === k))).toEqual([]);
+  });
+
+  it.fails.each(KNOWN_MISRANKED.map((k) => [k, pairs.find((q) => q.key === k)!] as const))('%s: ranked as measured (not yet: KNOWN_MISRANKED)', (_, q) => {
+    expect(q.fast.estMs, `${fmt(q.fast)}; ${fmt(q.slow)}`).toBeLessThan(q.slow.estMs);
+  });
+
+  const choice = choosePlan(H200, p, sizes, {}, { b, t });
+  const fastest = est.reduce((x, y) => (y.ms < x.ms ? y : x));
+  it('picks the fused plan at a schedule the file measured', () => {
+    expect(choice.fuse, choice.reason).toBe(true);
+    expect(est.some((x) => same(x.schedule, choice.schedule)), choice.reason).toBe(true);
+  });
+
+  it.fails('picks the measured fastest, 8x64x512 (not yet: it picks 16x32x512, 23 % slower)', () => {
+    expect(show(choice.schedule), `${choice.reason}; fastest ${fmt(fastest)}`).toBe(fastest.name);
+  });
+});
