@@ -96,9 +96,8 @@ export function hardwareModel(computeUnits: number, maxWorkgroupBytes: number): 
     // on bench/results/h200-kernels.json a lone 1024-thread workgroup runs nearer its unit's rate, elu's unfused
     // 16×32×1024 1.51 ms, est. 1.61 at 0.9 and 1.75 at 0.8, retnet's fused 1.15, est. 1.42 and 1.57; at 0.8
     // hedgehog's unfused plan (2.54 ms) is estimated above its prologue plan at 8×64×512 in segments of 16 (3.00).
-    // Too low for a lone 512-invocation workgroup at d 128: call 48's elu_dwconv at 8×64×512 (128 workgroups, 512
-    // steps of 164K operations) ran 2.965 ms, est. 4.50, behind the 16×32×512 picked (3.652, est. 4.13); raising it
-    // there moves the d 64 picks to schedules not timed (test/model-d128-schedules.test.ts says by how much).
+    // Only for a workgroup that fills its unit's registers alone (launchCost: one whose unit could hold a second
+    // runs at the full rate, test/model-d128-schedules.test.ts).
     loneShare: 0.9,
   };
 }
@@ -150,7 +149,12 @@ export function launchCost(
   const sharing = Math.min(resident, Math.ceil(k.workgroups / m.computeUnits));
   const own = Math.min(1, busy / m.fullRateInvocations);
   // A lone workgroup whose unit could hold another (resident ≥ 2: fewer invocations, registers to spare) runs at the
-  // unit's full rate: call 48's 8×64×512 at d 128 (one a unit) ran 5.8 µs a step, est. 8.5 at loneShare.
+  // unit's full rate: call 48's elu_dwconv at d 128, 8×64×512 (128 workgroups, one a unit, 512 steps of 164K
+  // operations), ran 5.8 µs a step, est. 8.5 at loneShare, and lost the pick to 16×32×512 (3.652 ms against 2.965).
+  // At the full rate it is picked, and so is 16×32×512 over 16×64×512 in segments of 16 at d 64, which call 50 timed
+  // side by side: elu_dwconv 1.067 against 1.277 ms, elu 0.948 against 1.069, relu_aug 1.061 against 1.193. The
+  // unfused plans moved from 1024 to 512 invocations with it: llama_linearized's 4.236 → 4.516 ms, flash's 4.059 →
+  // 4.170 (their pick is still the faster plan), elu's 1.506 → 1.435.
   const alone = m.unitOpsPerUs * own * (resident >= 2 ? 1 : m.loneShare);
   const shared = m.unitOpsPerUs * own * Math.min(1, (sharing * busy * m.loneShare) / m.fullRateInvocations);
   const stepUs = Math.max(m.stepLatencyUs + k.stepOps / alone, (sharing * k.stepOps) / shared);
