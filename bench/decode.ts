@@ -6,6 +6,8 @@
 //                        default the model's, segments allowed on hardware; or e.g. 16x64x512s4)
 //                        [--one-submit]   (the prefill as one command buffer, not pieces submitted as encoded)
 //                        [--prefill-tokens N]   (default 2048, 128 when small)
+//                        [--batches 1,8] [--decode-split CxS]   (batch 1's decode step at C value columns × S slices a
+//                        workgroup instead of recurrent-split.ts's choice)
 //
 // Model (random weights): 12 layers, hidden 768, 12 heads of 64, intermediate 2048, vocab 32000,
 // attention elu+1 linear attention + K = 4 depthwise conv on v (examples/paper/elu_dwconv.la); --small
@@ -401,6 +403,11 @@ async function main(): Promise<void> {
   const attention = valueOf('--attention') ?? 'compiled';
   if (attention !== 'simple' && attention !== 'compiled') throw new Error(`--attention must be simple or compiled, got ${attention}`);
   const prefillSchedule = parsePrefillSchedule(valueOf('--prefill-schedule'));
+  const split = valueOf('--decode-split');
+  const m = split === undefined ? undefined : /^(\d+)x(\d+)$/.exec(split);
+  if (split !== undefined && !m) throw new Error(`--decode-split must be COLUMNSxSLICES (batch 1's decode step: 2x64), got ${split}`);
+  const decodeSplit = m ? (b: number) => (b === 1 ? { columns: Number(m[1]), slices: Number(m[2]) } : undefined) : undefined;
+  const batches = valueOf('--batches');
   let prefillPlan: string | undefined;
   const report = await runDecodeBench({
     small: args.includes('--small') || undefined,
@@ -408,9 +415,10 @@ async function main(): Promise<void> {
     ...(steps !== undefined && { steps: Number(steps) }),
     ...(layers !== undefined && { layers: Number(layers) }),
     ...(prefillTokens !== undefined && { prefillTokens: Number(prefillTokens) }),
+    ...(batches !== undefined && { batches: batches.split(',').map(Number) }),
     ...(attention === 'compiled' && {
       attention: ({ gpu, config, program }: AttentionContext) =>
-        compiledAttentionFactory(gpu, program, config.numHeads, config.headDim, { prefillSchedule, onChoice: (why) => void (prefillPlan = why) }),
+        compiledAttentionFactory(gpu, program, config.numHeads, config.headDim, { prefillSchedule, onChoice: (why) => void (prefillPlan = why), ...(decodeSplit && { decodeSplit }) }),
       attentionName: 'compiled variant (src/runtime/compiled-attention.ts: fused chunked prefill, recurrent decode)',
     }),
   });

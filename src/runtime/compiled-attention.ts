@@ -15,6 +15,7 @@
 // only (teacher-forced evaluation, training, and `eval --causal`'s prefixes), and refuse to continue one.
 import { lowerChunked } from '../../backends/wgsl/lower.ts';
 import type { Plan } from '../../backends/wgsl/plan.ts';
+import type { RecurrentSplit } from '../../backends/wgsl/recurrent-split.ts';
 import type { GpuAttention, GpuAttentionFactory, GpuAttentionState } from './gpu-attention.ts';
 import type { Program } from '../ir/types.ts';
 import { BufferUsage, type Gpu } from './device.ts';
@@ -85,6 +86,8 @@ export interface CompiledAttentionOptions {
   readonly prefillSchedule?: PrefillScheduleRequest;
   /** Called with the prefill's plan decision in words. */
   readonly onChoice?: (reason: string) => void;
+  /** The decode step's split at batch b instead of recurrentSplit's (bench/decode.ts --decode-split sweeps them). */
+  readonly decodeSplit?: (b: number) => RecurrentSplit | undefined;
 }
 
 /** Compiles both plans once for the model's shapes; the factory then builds layers synchronously. */
@@ -105,7 +108,7 @@ export async function compiledAttentionFactory(gpu: Gpu, program: Program, heads
     ...(opts.maxLength !== undefined && { maxLength: opts.maxLength }),
   });
   // The step's split depends on the batch (decode-steps.ts): batch 1's now, others when prepareBatch asks.
-  const [prefillRunner, steps] = await Promise.all([PlanRunner.create(gpu, prefill), decodes ? DecodeSteps.create(gpu, program, sizes, opts.maxLength) : null]);
+  const [prefillRunner, steps] = await Promise.all([PlanRunner.create(gpu, prefill), decodes ? DecodeSteps.create(gpu, program, sizes, opts.maxLength, !gpu.isSoftware, opts.decodeSplit) : null]);
   const dims = new SharedDims(gpu);
   const scratch = new SharedScratch(gpu, prefill);
   return (layer, params) => new CompiledAttention(gpu, program, layer, params, heads, headDim, prefillRunner, steps, dims, scratch);

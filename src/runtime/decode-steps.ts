@@ -4,7 +4,7 @@
 // adapter, every batch of softmax attention, batches past the widest block — share one runner, keyed by the kernels'
 // source. Every split computes the same state and output, so a batch not yet prepared runs batch 1's.
 import type { Plan } from '../../backends/wgsl/plan.ts';
-import { recurrentPlan } from '../../backends/wgsl/recurrent.ts';
+import { recurrentPlan, type RecurrentSplit } from '../../backends/wgsl/recurrent.ts';
 import type { Program } from '../ir/types.ts';
 import type { Gpu } from './device.ts';
 import { PlanRunner } from './executor.ts';
@@ -20,14 +20,23 @@ export class DecodeSteps {
     private readonly sizes: Readonly<Record<string, number>>,
     private readonly maxLength: number | undefined,
     private readonly hardware: boolean,
+    private readonly split?: (b: number) => RecurrentSplit | undefined,
   ) {}
 
   /**
    * Compiles batch 1's step (what a state's buffers and the cache's capacity are read from). `hardware`: split for
    * a hardware adapter (default: unless the adapter is software; tests force it to exercise the hardware splits).
+   * `split`: the split for batch b instead of recurrentSplit's (a bench sweeping them), undefined to keep its.
    */
-  static async create(gpu: Gpu, program: Program, sizes: Readonly<Record<string, number>>, maxLength: number | undefined, hardware = !gpu.isSoftware): Promise<DecodeSteps> {
-    const steps = new DecodeSteps(gpu, program, sizes, maxLength, hardware);
+  static async create(
+    gpu: Gpu,
+    program: Program,
+    sizes: Readonly<Record<string, number>>,
+    maxLength: number | undefined,
+    hardware = !gpu.isSoftware,
+    split?: (b: number) => RecurrentSplit | undefined,
+  ): Promise<DecodeSteps> {
+    const steps = new DecodeSteps(gpu, program, sizes, maxLength, hardware, split);
     await steps.prepare(1);
     return steps;
   }
@@ -58,6 +67,7 @@ export class DecodeSteps {
   }
 
   private planFor(b: number): Plan {
-    return recurrentPlan(this.program, this.sizes, this.maxLength, { hardware: this.hardware, batch: b });
+    const split = this.split?.(b);
+    return recurrentPlan(this.program, this.sizes, this.maxLength, { hardware: this.hardware, batch: b, ...(split && { split }) });
   }
 }
