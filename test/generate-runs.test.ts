@@ -9,6 +9,7 @@ import { GpuModel, MAX_RUN_STEPS, RUN_STEPS } from '../src/model/gpu-model.ts';
 import { ByteTokenizer } from '../src/model/tokenizer.ts';
 import type { ModelVariant } from '../src/model/variant.ts';
 import { compiledAttentionFactory } from '../src/runtime/compiled-attention.ts';
+import { ProfilingPass } from '../src/runtime/dispatch-profile.ts';
 import { expectRelClose, gpu } from './helpers/gpu.ts';
 import { tinyModel } from './helpers/tiny-model.ts';
 
@@ -66,6 +67,29 @@ describe('generate on the compiled variant, steps replayed and read back in runs
       model.stampSteps = true;
     }
     if (model.hasTimestamps) expect(run.decodeSteps.every((s) => s.gpuMs !== undefined)).toBe(true);
+  });
+
+  it('a decode step under another split of the recurrent kernel (compiledAttentionFactory decodeSplit) chooses the same tokens', async () => {
+    const g = await gpu();
+    const factory = await compiledAttentionFactory(g, variant.compiled, config.numHeads, config.headDim, { decodeSplit: () => ({ columns: 4, slices: 2 }) });
+    const other = await GpuModel.create(g, config, tinyModel(SEED).weights, factory);
+    try {
+      const maxTokens = RUN_STEPS + 3;
+      const want = await generateGpu(model, tok, [prompt], { maxTokens });
+      expect((await generateGpu(other, tok, [prompt], { maxTokens })).tokens).toEqual(want.tokens);
+      // The step ran the asked split: a workgroup per head slice and block of 4 value columns (the software split is
+      // one block of every column).
+      const grids = (m: GpuModel) => {
+        const pass = new ProfilingPass();
+        m.recordDecodeStep(pass.asPass());
+        return new Set(pass.dispatches.map((d) => d.workgroups[0]));
+      };
+      const blocks = config.numHeads * Math.ceil(config.headDim / 4);
+      expect(grids(other).has(blocks)).toBe(true);
+      expect(grids(model).has(blocks)).toBe(false);
+    } finally {
+      await other.destroy();
+    }
   });
 
   it.each([false, true])('a run of greedy steps is one submit, reads back what the same steps one by one do, and replays them without recording (keepLogits %s)', async (keep) => {
