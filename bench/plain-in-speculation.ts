@@ -6,7 +6,10 @@
 // plus what each plain decision adds (the verifier's pending commit, the first step's uploaded root, the readback
 // that ends the run) — and prints tokens/s and the cost a decision adds beyond generate's per-token time.
 //
-//   npx tsx bench/plain-in-speculation.ts [--model DIR] [--tokens N] [--runs 16,128] [--rounds N]
+// With --after-chain, each plain run follows a chained run of prompt-lookup trees (chain:3, 4 steps a submit), as
+// `--tree auto`'s plain runs do when it switches: the plain decisions' time then includes finishing the chain.
+//
+//   npx tsx bench/plain-in-speculation.ts [--model DIR] [--tokens N] [--runs 16,128] [--rounds N] [--after-chain]
 //   (default: the nano config of examples/models/nano with random weights, prompt lookup as the draft)
 import { join } from 'node:path';
 import { loadConfig, REPO_ROOT } from '../src/model/config.ts';
@@ -21,6 +24,7 @@ import { getDevice } from '../src/runtime/dawn.ts';
 import { median } from '../src/runtime/timing.ts';
 import { speculativeGenerate } from '../src/speculative/generate.ts';
 import { GpuTreeVerifier } from '../src/speculative/gpu-verifier.ts';
+import { LookupChainDraft } from '../src/speculative/lookup-chain.ts';
 import { NgramDraft } from '../src/speculative/ngram-draft.ts';
 import { GpuPlainDecoder } from '../src/speculative/plain-runs.ts';
 import { FixedSchedule } from '../src/speculative/speculation-controller.ts';
@@ -49,12 +53,17 @@ async function main(): Promise<void> {
   const prompt = [256, ...tok.encode(PROMPT)];
   const factory = await compiledAttentionFactory(gpu, variant.compiled, config.numHeads, config.headDim);
   const model = await GpuModel.create(gpu, config, weights, factory, { withMedusa: config.medusa !== undefined });
-  const tree = { shape: parseTreeSpec('chain:3'), maxNodes: 3 };
+  const afterChain = args.includes('--after-chain');
+  const tree = { shape: parseTreeSpec('chain:3'), maxNodes: 3, ...(afterChain && { chainSteps: 4 }) };
   const verifier = await GpuTreeVerifier.create(model, variant.compiled, weights, { maxNodes: 4, ownsModel: true });
+  await verifier.prepare();
   console.log(`plain decoding in speculation on ${gpu.adapterName}: ${dir ?? 'nano config, random weights'}, ${prompt.length}-token prompt, ${tokens} tokens, ${rounds} rounds`);
-  const plainOf = (r: number) => ({ policy: new FixedSchedule([tree.shape.spec], [0], r), trees: [tree], plain: new GpuPlainDecoder(verifier, { temperature: 0 }) });
+  const plainOf = (r: number) => {
+    const plain = new GpuPlainDecoder(verifier, { temperature: 0 });
+    return { policy: new FixedSchedule([tree.shape.spec], afterChain ? [1, 0] : [0], r), trees: [tree], plain };
+  };
   const gen: number[] = [];
-  const spec = runs.map(() => ({ tps: [] as number[], decisions: 0, same: true }));
+  const spec = runs.map(() => ({ tps: [] as number[], decisions: 0, same: true, plainMs: [] as number[], flushMs: [] as number[] }));
   let want: number[] | undefined;
   try {
     for (let i = 0; i < (gpu.isSoftware ? 0 : 3); i++) await generateGpu(model, tok, [prompt], { maxTokens: tokens }); // warm-up
@@ -63,9 +72,14 @@ async function main(): Promise<void> {
       gen.push(g.decodeTokensPerS ?? NaN);
       want = g.tokens[0];
       for (const [i, r] of runs.entries()) {
-        const s = await speculativeGenerate(verifier, new NgramDraft(), prompt, { maxTokens: tokens, shape: tree.shape, maxNodes: tree.maxNodes, sampling: { temperature: 0 }, seed: 0, auto: plainOf(r) });
+        const auto = plainOf(r);
+        const draft = afterChain ? new LookupChainDraft({ length: tree.maxNodes }) : new NgramDraft();
+        const s = await speculativeGenerate(verifier, draft, prompt, { maxTokens: tokens, shape: tree.shape, maxNodes: tree.maxNodes, sampling: { temperature: 0 }, seed: 0, auto });
         spec[i].tps.push(s.decodeTokensPerS ?? NaN);
         spec[i].decisions = s.policy![0].decisions;
+        // The plain decisions' own time per token (the policy's clock: the chain's last readback included after a chain).
+        spec[i].plainMs.push(s.policy![0].ms / Math.max(1, s.policy![0].tokens));
+        spec[i].flushMs.push(...auto.plain.runs.map((x) => x.flushMs));
         spec[i].same &&= s.tokens.join(',') === want.join(',');
       }
     }
@@ -76,13 +90,16 @@ async function main(): Promise<void> {
   console.log(`generate (generateGpu): ${g.toFixed(1)} tokens/s  (${gen.map((x) => x.toFixed(0)).join(' ')})`);
   const rows = runs.map((r, i) => {
     const tps = median(spec[i].tps);
-    // Time beyond generate's for the same tokens, per plain decision.
-    const extraMs = ((tokens - 1) / tps - (tokens - 1) / g) * 1000 / spec[i].decisions;
+    // Plain decisions' ms a token beyond generate's, times the run: what a decision adds.
+    const plainMsPerToken = median(spec[i].plainMs);
+    const extraMs = (plainMsPerToken - 1000 / g) * r;
+    const flushMs = spec[i].flushMs.length ? median(spec[i].flushMs) : NaN;
     console.log(
-      `plain runs of ${String(r).padStart(3)}: ${tps.toFixed(1)} tokens/s (${spec[i].tps.map((x) => x.toFixed(0)).join(' ')}), ${(tps / g).toFixed(2)}× generate, ` +
-        `${spec[i].decisions} decisions, ${extraMs.toFixed(2)} ms more a decision; output ${spec[i].same ? 'identical to' : 'DIFFERS from'} generate's`,
+      `plain runs of ${String(r).padStart(3)}${afterChain ? ' after chains' : ''}: ${tps.toFixed(1)} tokens/s in all (${spec[i].tps.map((x) => x.toFixed(0)).join(' ')}), ` +
+        `plain decisions ${(1000 / plainMsPerToken).toFixed(1)} tokens/s (${((1000 / plainMsPerToken) / g).toFixed(2)}× generate), ${extraMs.toFixed(2)} ms more a run ` +
+        `(pending commit applied in ${flushMs.toFixed(3)} ms), ${spec[i].decisions} plain decisions; output ${spec[i].same ? 'identical to' : 'DIFFERS from'} generate's`,
     );
-    return { run: r, tokensPerS: tps, rounds: spec[i].tps, ratio: tps / g, decisions: spec[i].decisions, extraMsPerDecision: extraMs, same: spec[i].same };
+    return { run: r, afterChain, tokensPerS: tps, rounds: spec[i].tps, plainTokensPerS: 1000 / plainMsPerToken, ratio: 1000 / plainMsPerToken / g, decisions: spec[i].decisions, extraMsPerRun: extraMs, flushMs, same: spec[i].same };
   });
   writeReport(process.env.OUT ?? 'out', 'plain-in-speculation.json', { ...adapterHeader(gpu), model: dir ?? 'nano (random)', tokens, generate: { tokensPerS: g, rounds: gen }, rows });
   if (rows.some((r) => !r.same)) process.exitCode = 1;

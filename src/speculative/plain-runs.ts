@@ -14,6 +14,8 @@ export interface PlainDecoder {
   run(root: number, n: number, draw: (i: number) => number): Promise<number[]>;
 }
 
+const RUNS_KEPT = 64;
+
 /**
  * On the GPU: generate's own loop (src/model/generate.ts) — the verifier's pending commit applied, the root
  * uploaded by one decode step, then runs of RUN_STEPS steps that read each token on the GPU, RUNS_IN_FLIGHT submits in
@@ -21,13 +23,17 @@ export interface PlainDecoder {
  */
 export class GpuPlainDecoder implements PlainDecoder {
   private readonly sampled: boolean;
+  /** Host ms of the last RUNS_KEPT runs: applying the verifier's pending commit, and the whole run (bench/plain-in-speculation.ts). */
+  readonly runs: { flushMs: number; ms: number; tokens: number }[] = [];
 
   constructor(private readonly verifier: GpuTreeVerifier, private readonly sampling: SamplingOptions) {
     this.sampled = (sampling.temperature ?? 0) > 0;
   }
 
   async run(root: number, n: number, draw: (i: number) => number): Promise<number[]> {
+    const t0 = performance.now();
     await this.verifier.flush();
+    const flushMs = performance.now() - t0;
     const model = this.verifier.model;
     let drawn = 0;
     // The model draws one uniform per step at its submit, in step order.
@@ -47,6 +53,8 @@ export class GpuPlainDecoder implements PlainDecoder {
       while (queue.length < RUNS_IN_FLIGHT && submitted < n) submit();
       out.push(...(await queue.shift()!));
     }
+    this.runs.push({ flushMs, ms: performance.now() - t0, tokens: n });
+    if (this.runs.length > RUNS_KEPT) this.runs.shift();
     return out;
   }
 }
