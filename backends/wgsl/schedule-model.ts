@@ -42,6 +42,9 @@ export interface AdapterModel {
   /** Invocations a workgroup needs to use its unit's rate, and the share of that rate a lone workgroup reaches. */
   readonly fullRateInvocations: number;
   readonly loneShare: number;
+  /** A lone workgroup whose unit could hold another (launchCost): its operations per µs and fixed time a step (µs). */
+  readonly roomOpsPerUs: number;
+  readonly roomStepUs: number;
 }
 
 /** An H100/H200-class GPU with `computeUnits` SMs (see the file's comment for where the constants come from). */
@@ -99,6 +102,22 @@ export function hardwareModel(computeUnits: number, maxWorkgroupBytes: number): 
     // Only for a workgroup that fills its unit's registers alone (launchCost: one whose unit could hold a second
     // runs at the full rate, test/model-d128-schedules.test.ts).
     loneShare: 0.9,
+    // A lone workgroup whose unit could hold a second (launchCost's `room`): its products' rate and fixed time a step.
+    // At the shared rate (14 a cycle) and stepLatencyUs, as c4b817b had it, the step's operations cost too much and its
+    // fixed part too little: elu_dwconv at d 64 (b 4, h 16, t 4096; calls 52 and 54, bench/results/h200-around-picks
+    // .json) ran 32×32×512, 128 steps of 247K operations, in 1.013–1.022 ms and 16×32×512, 256 of 101K, in 1.066–1.075,
+    // est. 1.463 and 1.349: 7.9 and 4.2 µs a step, which no rate puts in that order with 1 µs fixed (the pair needs
+    // fixed µs × operations per µs above 45K; 1 µs and 14 a cycle give 23.8K). The room schedules alone fit 1.5 µs
+    // + 23 a cycle (16×32×512 est. 1.051, 32×32×512 1.006, 8×64×512 1.907 against 1.938, d 128's 8×64×512 2.955
+    // against 2.954), but that puts them 1.3–1.6× below the shared, segmented and 1024-thread schedules the model
+    // still has that far high (16×16×512 1.226 ms, est. 1.973; 16×32×512s4 1.118, est. 1.590; 16×32×1024 1.126, est.
+    // 1.470) and turns cosformer's pick to its unfused plan (bench/results/h200-kernels-fit.json: 30 % slower). 2 µs
+    // and 18 a cycle keep the pair's ratio (est. 1.301 against 1.368: 0.95, measured 0.95) at the others' level of
+    // error (8×64×512 1.938, est. 2.484; d 128's 2.954, est. 3.829, still its pick); of the file's pairs over 10 %
+    // apart one more is ranked as measured (d 128's 4×64×512 4.326 against 4×64×1024 4.788) and one less (8×32×512
+    // 1.436 against 32×16×256 2.119, est. 2.988 and 2.601): test/model-around-picks.test.ts.
+    roomOpsPerUs: 18 * 1700,
+    roomStepUs: 2,
   };
 }
 
@@ -117,6 +136,8 @@ export function softwareModel(cores: number, maxWorkgroupBytes: number): Adapter
     // a core runs a workgroup's invocations in turn at its full rate, however many there are
     fullRateInvocations: 1,
     loneShare: 1,
+    roomOpsPerUs: 2500 / cores,
+    roomStepUs: 5,
   };
 }
 
@@ -132,7 +153,7 @@ export interface KernelEstimate {
 /** A launch of `workgroups` workgroups, each `steps` sequential steps of `stepOps` operations, moving `bytes`. */
 export function launchCost(
   m: AdapterModel,
-  k: { workgroups: number; threads: number; workgroupBytes: number; steps: number; stepOps: number; bytes: number; parallelism?: number; registerShare?: number },
+  k: { workgroups: number; threads: number; workgroupBytes: number; steps: number; stepOps: number; bytes: number; parallelism?: number; registerShare?: number; featureOps?: number },
 ): KernelEstimate {
   // unitInvocations counts invocations of one prefix term's registers. A busy invocation (one of a step's
   // independent outputs, `parallelism`) holds `registerShare` sets of accumulators (its score, output and state
@@ -155,9 +176,20 @@ export function launchCost(
   // side by side: elu_dwconv 1.067 against 1.277 ms, elu 0.948 against 1.069, relu_aug 1.061 against 1.193. The
   // unfused plans moved from 1024 to 512 invocations with it: llama_linearized's 4.236 → 4.516 ms, flash's 4.059 →
   // 4.170 (their pick is still the faster plan), elu's 1.506 → 1.435.
+  // Such a workgroup's step is its own fixed time (roomStepUs, not stepLatencyUs: nothing of another workgroup's to
+  // hide it behind) and its products at its own rate (roomOpsPerUs, in place of unitOpsPerUs; own and the lone
+  // lanes' share as before); a lone workgroup that fills its unit's registers keeps loneShare of the shared rate.
+  // The features it computes inline (`featureOps` of stepOps: elementwise work in registers, counted at unitOpsPerUs
+  // / unitElementOpsPerUs) keep the rate they had: at the room rate llama_linearized's fused plan at 8×32×512 came out
+  // below its unfused plan (measured 1.47× faster at 8×32×1024 with the toggles, 2.86× before) and performer's φ inline under 3× its prologue
+  // (test/prologue-model.test.ts).
+  const room = sharing === 1 && resident >= 2;
+  const featureOps = Math.min(k.featureOps ?? 0, k.stepOps);
   const alone = m.unitOpsPerUs * own * (resident >= 2 ? 1 : m.loneShare);
   const shared = m.unitOpsPerUs * own * Math.min(1, (sharing * busy * m.loneShare) / m.fullRateInvocations);
-  const stepUs = Math.max(m.stepLatencyUs + k.stepOps / alone, (sharing * k.stepOps) / shared);
+  const stepUs = room
+    ? m.roomStepUs + ((k.stepOps - featureOps) * m.unitOpsPerUs) / (m.roomOpsPerUs * shared) + featureOps / shared
+    : Math.max(m.stepLatencyUs + k.stepOps / alone, (sharing * k.stepOps) / shared);
   const us = Math.max(waves * k.steps * stepUs, k.bytes / m.bytesPerUs) + m.launchUs;
   return { us, workgroups: k.workgroups, resident, waves, steps: k.steps };
 }
@@ -236,6 +268,7 @@ export function chunkKernelCost(m: AdapterModel, k: ChunkKernelModel, b: number,
   // did, put elu's segmented fused plan (chunk 8, 64 columns, 512 threads, segments of 16) at 2.2 ms against the
   // H200's 1.73; its half of a step made it 1.7 (1.95 at the rates call 9 refitted, below).
   let stateOps = C * R;
+  let stateFeatureOps = 0;
   // The rows' features computed inline, each node once however many terms read it (chunked/analysis.ts stages a
   // bounded term's frontier node that is also a prefix term's φ or ψ as an alias): elements per step by node.
   // Computed in registers by the kernel's threads and stored once, at a feature kernel's rate (unitElementOpsPerUs)
@@ -267,6 +300,7 @@ export function chunkKernelCost(m: AdapterModel, k: ChunkKernelModel, b: number,
       const { scores, outputs, fold } = blockedShares(C, F, R, s);
       ops += C * C * F * scores + (C * C * R + C * F * R) * outputs + C * F * R * fold + 2 * F * R;
       stateOps += C * F * R * fold + 2 * F * R + (s.segment ? C * F * inline(f.psi, stateRows!) : 0);
+      if (s.segment) stateFeatureOps += C * F * (inline(f.psi, stateRows!) - 1);
       stage(f.phi, C * F);
       stage(f.psi, C * F);
       const gate = prefixGate(p, f);
@@ -287,9 +321,17 @@ export function chunkKernelCost(m: AdapterModel, k: ChunkKernelModel, b: number,
       ops += C * C * (elementOps(p, sizes, term.score, rows) + R);
     }
   }
-  for (const [id, elements] of staged) ops += elements * inline(id);
+  // the part of ops that is the features' elementwise work (launchCost's featureOps)
+  let featureOps = rows.ops;
+  for (const [id, elements] of staged) {
+    ops += elements * inline(id);
+    featureOps += elements * (inline(id) - 1);
+  }
   ops += rows.ops;
-  if (stateRows) stateOps += stateRows.ops;
+  if (stateRows) {
+    stateOps += stateRows.ops;
+    stateFeatureOps += stateRows.ops;
+  }
   const chunks = Math.ceil(t / C);
   const seg = s.segment;
   // What it reads per token: each tile reads a token tensor whole unless it has the tile's column axes (v: each tile
@@ -305,12 +347,12 @@ export function chunkKernelCost(m: AdapterModel, k: ChunkKernelModel, b: number,
   const prefixTerms = k.terms.filter((term) => term.form.kind === 'prefix').length;
   // A blocked schedule (ChunkSchedule.block) holds the same C·R independent accumulators, TN to an invocation: the
   // same registers and the same chains to hide latency behind, so its parallelism and register share stay C·R's.
-  const base = { threads: s.threads, workgroupBytes: bytesShared, stepOps: ops, bytes, parallelism: C * R, registerShare: Math.max(1, prefixTerms) };
+  const base = { threads: s.threads, workgroupBytes: bytesShared, stepOps: ops, featureOps, bytes, parallelism: C * R, registerShare: Math.max(1, prefixTerms) };
   if (!seg) return launchCost(m, { ...base, workgroups: b * NS * tiles, steps: chunks });
   // Segmented: the segments' states (G steps), a scan over segments, then every segment's outputs (G steps).
   const nseg = Math.ceil(chunks / seg);
   const pass = launchCost(m, { ...base, workgroups: b * NS * tiles * nseg, steps: seg });
-  const state = launchCost(m, { ...base, stepOps: stateOps, workgroups: b * NS * tiles * nseg, steps: seg, bytes: 4 * b * t * (tiles * reads.perTile + reads.once) });
+  const state = launchCost(m, { ...base, stepOps: stateOps, featureOps: stateFeatureOps, workgroups: b * NS * tiles * nseg, steps: seg, bytes: 4 * b * t * (tiles * reads.perTile + reads.once) });
   const scanUs = nseg * m.stepLatencyUs + m.launchUs;
   return { ...pass, us: state.us + pass.us + scanUs, steps: 2 * seg + nseg };
 }
