@@ -19,14 +19,10 @@ const PICK_SLACK = 0.05;
  * Rows whose pick runs at a schedule not measured. Call 31 timed hedgehog's pick, the prologue plan at the unfused
  * plan's 16×32×1024: 2.38 ms beside unfused's 2.54 (call 30 had timed the prologue plan only at the fused default,
  * 8×64×512 in segments of 16: 3.00 ms). The lone-workgroup-with-room rate (schedule-model.ts roomOpsPerUs, roomStepUs,
- * fitted to bench/results/h200-around-picks.json) moved these picks, to be timed by bench/h200-kernels.ts: the fused
- * plan from 16×32×512 to 32×32×512 for elu, elu_aug, elu_dwconv (t 4096 and 16384), relu, relu_aug, retnet and
- * mamba2; llama_linearized's unfused plan from 16×32×512 to 16×32×1024 (4.236 ms there before c4b817b, 4.516 at 512).
+ * fitted to bench/results/h200-around-picks.json) moved the fused plan of the elu family, retnet and mamba2 from
+ * 16×32×512 to 32×32×512 and llama_linearized's unfused plan to 16×32×1024; calls 57 and 58 timed them there.
  */
-const UNMEASURED_PICKS: string[] = [
-  'elu t4096 d64', 'elu_aug t4096 d64', 'elu_dwconv t4096 d64', 'llama_linearized t4096 d64', 'mamba2 t4096 d64',
-  'relu t4096 d64', 'relu_aug t4096 d64', 'retnet t4096 d64', 'elu_dwconv t16384 d64',
-];
+const UNMEASURED_PICKS: string[] = [];
 
 const fits = readRows('bench/results/h200-kernels.json').flatMap((r) => fitRow(r) ?? []);
 const ranked = fits.filter((f) => f.plans.length > 1);
