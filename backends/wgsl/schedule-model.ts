@@ -169,7 +169,7 @@ export function launchCost(
   // independent outputs (`parallelism`) idle.
   const sharing = Math.min(resident, Math.ceil(k.workgroups / m.computeUnits));
   const own = Math.min(1, busy / m.fullRateInvocations);
-  // A lone workgroup whose unit could hold another (resident ≥ 2: fewer invocations, registers to spare) runs at the
+  // First (c4b817b): a lone workgroup whose unit could hold another (resident ≥ 2: fewer invocations, registers to spare) ran at the
   // unit's full rate: call 48's elu_dwconv at d 128, 8×64×512 (128 workgroups, one a unit, 512 steps of 164K
   // operations), ran 5.8 µs a step, est. 8.5 at loneShare, and lost the pick to 16×32×512 (3.652 ms against 2.965).
   // At the full rate it is picked, and so is 16×32×512 over 16×64×512 in segments of 16 at d 64, which call 50 timed
