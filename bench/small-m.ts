@@ -252,6 +252,14 @@ async function main(): Promise<void> {
           row({ ...skinny, projection: '  skinny (default knobs) instead' });
         }
       }
+      if (M <= 8 && p.fusion?.epilogue === 'argmax') {
+        // The greedy decode step's head: the small-M kernel (ARGMAX_SMALL_M_MAX) beside the rows kernel it replaced.
+        const other = await measure(gpu, p, M, { path: chosenPath === 'rows' ? 'small-m' : 'rows' }, reps, o).catch(skip);
+        if (other) {
+          figures.push(other);
+          row({ ...other, projection: `  ${chosenPath === 'rows' ? 'small-m' : 'rows'} kernel instead` });
+        }
+      }
       if (M > 1 && family === 'skinny-reg') {
         // The staged form's defaults where the chooser's pick is the register form (the skinny kernel's default form there).
         if (chosen.tuning.skinny?.stageWeights === false) {

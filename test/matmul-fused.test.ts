@@ -108,7 +108,7 @@ describe('the argmax epilogue (an LM head whose logits are never written)', () =
     const g = await gpu();
     const fusion: MatmulFusion = { rmsnorm: { eps: EPS }, epilogue: 'argmax' };
     const plan = await planMatmul(g, { M, N, K, transposeB: true, fusion }, { label: 'argmax test', ...opts });
-    expect(plan.path).toBe('rows');
+    expect(plan.path).toBe(opts.path ?? 'rows');
     const a = randn([M, K], seed, 2);
     const gain = randn([K], seed + 2);
     const made = [uploadTensor(g, 'x', a), uploadTensor(g, 'w', { shape: [N, K], data: w }), uploadTensor(g, 'gain', gain), allocTensor(g, 'partials', [M, 2 * plan.workgroups[0]])];
@@ -148,19 +148,44 @@ describe('the argmax epilogue (an LM head whose logits are never written)', () =
     expect(Array.from((await tokens(M, N, K, same, 3300)).got)).toEqual(new Array(M).fill(0));
   });
 
+  it('the small-M kernel\'s argmax (a hardware decode step\'s head, 1–8 rows): each row\'s largest logit over many workgroups, 1, 2 and 4 columns a thread, and the lowest column among ties', async () => {
+    const N = 300;
+    const K = 72;
+    for (const [M, opts] of [
+      [1, { path: 'small-m', smallMLanes: 8, smallMUnroll: 2 }],
+      [3, { path: 'small-m', smallMLanes: 4, smallMUnroll: 3, smallMCols: 2 }],
+      [8, { path: 'small-m', smallMLanes: 8, smallMUnroll: 2, smallMCols: 4 }],
+    ] as const) {
+      const { got, logits, parts } = await tokens(M, N, K, randn([N, K], 3150 + M).data, 3050 + M, opts);
+      expect(parts).toBeGreaterThan(1);
+      for (let m = 0; m < M; m++) {
+        const row = logits.subarray(m * N, (m + 1) * N);
+        const best = Math.max(...row);
+        expect(row[got[m]], `M ${M} row ${m}: token ${got[m]} has logit ${row[got[m]]}, the largest is ${best}`).toBeGreaterThan(best - 1e-4 * Math.abs(best));
+      }
+      // Every weight row alike: every column ties in every workgroup and thread; the first column wins.
+      const one = randn([K], 3250 + M).data;
+      const same = new Float64Array(N * K);
+      for (let n = 0; n < N; n++) same.set(one, n * K);
+      expect(Array.from((await tokens(M, N, K, same, 3350 + M, opts)).got), `M ${M}, all tied`).toEqual(new Array(M).fill(0));
+    }
+  });
+
   it("the H200's pick for the greedy decode step's head (M 1 and 8, 32000 × 768) picks each row's float64 argmax on a 300-column stand-in", async () => {
     const g = await gpu();
     const target = { ...H200, limits: { ...H200.limits, maxComputeWorkgroupStorageSize: Math.min(H200.limits.maxComputeWorkgroupStorageSize, g.limits.maxComputeWorkgroupStorageSize) } };
-    for (const M of [1, 8]) {
+    for (const [M, cols, groups] of [[1, 1, 1000], [8, 4, 250]] as const) {
       const head = { M, N: 32000, K: 768, transposeB: true, fusion: { rmsnorm: { eps: EPS }, epilogue: 'argmax' as const } };
-      // On the H200: 2 columns per thread, 64 columns × 4 slices × 8 loads, 250 workgroups of 128 columns, whose pairs one dispatch reduces.
+      // On the H200: the small-M kernel, 8 lanes × 2 loads, `cols` columns per thread, whose workgroups' pairs one dispatch reduces.
       const h200 = matmulKernel(H200, head);
-      expect(h200.tuning.rows, `M ${M}: ${h200.kernel}`).toEqual({ blocks: 1, cols: 64, slices: 4, unroll: 8, colsPerThread: 2 });
-      expect(h200.workgroups).toEqual([250, 1, 1]);
+      expect(h200.tuning, `M ${M}: ${h200.kernel}`).toEqual({ path: 'small-m', smallMLanes: 8, smallMUnroll: 2, smallMRowBlocks: 1, smallMCols: cols });
+      expect(h200.workgroups).toEqual([groups, 1, 1]);
       const pick = matmulKernel(target, head);
-      const [N, K] = [300, 4 * (2 * pick.tuning.rows!.slices! * pick.tuning.rows!.unroll! + 3)];
+      const [N, K] = [300, 4 * (pick.tuning.smallMLanes! * pick.tuning.smallMUnroll! + 3)];
       const { got, logits, parts } = await tokens(M, N, K, randn([N, K], 3400 + M).data, 3500 + M, pick.tuning);
-      expect(parts, 'workgroups of the stand-in, the last partial').toBe(Math.ceil(N / (pick.tuning.rows!.cols! * 2)));
+      // Several workgroups, the last one partial (300 is no multiple of 32 or 64 column groups × `cols`).
+      expect(parts, 'workgroups of the stand-in').toBe(matmulKernel(target, { ...head, N, K }, pick.tuning).workgroups[0]);
+      expect(parts).toBeGreaterThan(2);
       for (let m = 0; m < M; m++) {
         const row = logits.subarray(m * N, (m + 1) * N);
         const best = Math.max(...row);
@@ -181,7 +206,7 @@ describe('the tiled matmul takes the split and accumulate epilogues (prefill-siz
   it('refuses the argmax epilogue, and swiglu on a tile whose threads hold one column group', async () => {
     const g = await gpu();
     await expect(planMatmul(g, { M: 13, N: 8, K: 8, transposeB: true, fusion: GATE_UP }, { path: 'tiled', tile: TILE_64 })).rejects.toThrow(/TN is a multiple of 8/);
-    await expect(planMatmul(g, { M: 129, N: 8, K: 8, transposeB: true, fusion: { rmsnorm: { eps: EPS }, epilogue: 'argmax' } })).rejects.toThrow(/rows and skinny paths only/);
+    await expect(planMatmul(g, { M: 129, N: 8, K: 8, transposeB: true, fusion: { rmsnorm: { eps: EPS }, epilogue: 'argmax' } })).rejects.toThrow(/rows and skinny paths \(A·Wᵀ, M ≤ 128, K a multiple of 4\) and the small-m path \(M ≤ 8\) only/);
     await expect(planMatmul(g, { M: 2, N: 9, K: 8, transposeB: true, fusion: { epilogue: 'swiglu' } })).rejects.toThrow(/even N/);
   });
 });

@@ -14,8 +14,10 @@ import { expectRelClose, gpu } from './helpers/gpu.ts';
 const K = 32;
 const NORM: MatmulFusion = { rmsnorm: { eps: 1e-5 } };
 
-async function run(M: number, N: number, rowsPerPart: number, fusion: MatmulFusion | undefined, seed: number) {
-  const g = await gpu();
+async function run(M: number, N: number, rowsPerPart: number, fusion: MatmulFusion | undefined, seed: number, hardware = false) {
+  const sw = await gpu();
+  // `hardware`: the paths a hardware adapter's chooser takes (matmulPathFor), on this adapter's device.
+  const g = hardware ? { ...sw, isSoftware: false } : sw;
   const a = randn([M, K], seed, 2);
   const w = randn([N, K], seed + 1);
   const gain = randn([K], seed + 2);
@@ -58,5 +60,14 @@ describe('a head in parts of whole rows equals the float64 product of the whole 
     const { head, got, want } = await run(17, 300, 100, { ...NORM, epilogue: 'argmax' }, 77);
     expect(head.parts.length).toBe(3);
     expect(Array.from(new Uint32Array(got.buffer, got.byteOffset, got.length))).toEqual(Array.from(want));
+  });
+
+  it("the argmax-fused head over 3 parts on a hardware adapter's path (the small-M kernel, 1 and 5 rows) picks every row's float64 argmax", async () => {
+    for (const M of [1, 5]) {
+      const { head, plans, got, want } = await run(M, 300, 100, { ...NORM, epilogue: 'argmax' }, 78 + M, true);
+      expect(head.parts.length).toBe(3);
+      for (const p of plans.plans) expect(p.path).toBe('small-m');
+      expect(Array.from(new Uint32Array(got.buffer, got.byteOffset, got.length)), `M ${M}`).toEqual(Array.from(want));
+    }
   });
 });

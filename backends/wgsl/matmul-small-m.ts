@@ -17,7 +17,7 @@
 // the weights come from memory once per workgroup and the other blocks' loads hit the cache. (Blocks of
 // rows as a second grid axis instead — this kernel's first form — read every weight once per block: a
 // 17-node tree read the LM head's 98 MB three times, a 65-node one nine times.)
-import { bindingDecls, matmulBindings, storeFn, type MatmulFusion } from './matmul-fusion.ts';
+import { argmaxPairLines, bindingDecls, matmulBindings, storeFn, type MatmulFusion } from './matmul-fusion.ts';
 import { acceptedRowBytes, acceptedRowDecls, acceptedRowLines, headsResidualFn, TREE_UNIFORM_STRUCT } from './matmul-heads.ts';
 
 export const SMALL_M_MAX = 8;
@@ -72,9 +72,12 @@ export function smallMReducedValues(v: Pick<SmallMVariant, 'M' | 'fusion' | 'col
   return v.M * smallMWeightRows(v) + (v.fusion?.rmsnorm ? v.M : 0);
 }
 
-/** Workgroup memory of the Wᵀ kernel in bytes. */
-export function smallMWorkgroupBytes(v: Pick<SmallMVariant, 'M' | 'fusion' | 'threads' | 'colsPerThread' | 'rowBlocks'>): number {
-  return smallMReducedValues(v) * (v.threads ?? SMALL_M_THREADS) * 4 + (v.fusion?.acceptedRow ? acceptedRowBytes(v.M * (v.rowBlocks ?? 1)) : 0);
+/** Workgroup memory of the Wᵀ kernel in bytes (without `lanes`, the argmax epilogue's slots at one lane per group: an upper bound). */
+export function smallMWorkgroupBytes(v: Pick<SmallMVariant, 'M' | 'fusion' | 'threads' | 'colsPerThread' | 'rowBlocks'> & { readonly lanes?: number }): number {
+  const threads = v.threads ?? SMALL_M_THREADS;
+  // argmax: each (row, column group)'s best value and column.
+  const best = v.fusion?.epilogue === 'argmax' ? 2 * v.M * (threads / (v.rowBlocks ?? 1) / (v.lanes ?? 1)) * 4 : 0;
+  return smallMReducedValues(v) * threads * 4 + (v.fusion?.acceptedRow ? acceptedRowBytes(v.M * (v.rowBlocks ?? 1)) : 0) + best;
 }
 
 function f32Literal(x: number): string {
@@ -97,6 +100,7 @@ export function smallMTransposedWgsl(v: SmallMVariant): string {
   const norm = f?.rmsnorm;
   const gather = f?.acceptedRow === true;
   const heads = epilogue === 'heads residual';
+  const argmax = epilogue === 'argmax';
   const nt = swiglu ? 1 : v.colsPerThread ?? 1;
   const rowsW = smallMWeightRows(v);
   const values = smallMReducedValues(v);
@@ -105,9 +109,11 @@ export function smallMTransposedWgsl(v: SmallMVariant): string {
   if (!(Number.isInteger(RB) && RB >= 1 && threads % RB === 0 && (threads / RB) % v.lanes === 0)) {
     throw new Error(`small-M kernel: ${threads} threads do not split into ${RB} row blocks of whole groups of ${v.lanes} lanes`);
   }
+  // The argmax epilogue's pair per workgroup covers every row: one block of rows, one row of workgroups.
+  if (argmax && (RB !== 1 || gather)) throw new Error(`small-M kernel: the argmax epilogue takes one block of rows without the accepted-row prologue, not ${RB} blocks${gather ? ' with it' : ''}`);
   const hsum = (x: string) => (v.width === 4 ? `dot(${x}, vec4<f32>(1.0))` : x);
   const L: string[] = [];
-  const what = [gather && "each tree's accepted row", norm && 'rmsnorm(x)', swiglu ? 'swiglu of [gate; up]' : typeof epilogue === 'object' ? `split into ${epilogue.split}` : epilogue === 'accumulate' ? 'accumulated into C' : heads ? 'the heads\' residual blocks' : '']
+  const what = [gather && "each tree's accepted row", norm && 'rmsnorm(x)', swiglu ? 'swiglu of [gate; up]' : typeof epilogue === 'object' ? `split into ${epilogue.split}` : argmax ? "each row's largest column per workgroup" : epilogue === 'accumulate' ? 'accumulated into C' : heads ? 'the heads\' residual blocks' : '']
     .filter(Boolean)
     .join(', ');
   L.push(`// small-M matmul: y[m,n] = Σ_k x[m,k]·W[n,k] for ${RB > 1 ? `${RB} blocks of ` : ''}${M} row(s); W [N,K] read once as ${T}${what ? `; ${what}` : ''}`);
@@ -129,17 +135,23 @@ export function smallMTransposedWgsl(v: SmallMVariant): string {
   L.push(`// Partial sums: value r of thread t at [r * THREADS + t]; r = m·${rowsW} + row of W${norm ? `, then M + m for Σx²` : ''}.`);
   L.push(`var<workgroup> partial: array<vec4<f32>, (${values} * THREADS + 3u) / 4u>;`);
   if (gather) L.push(...acceptedRowDecls('ROWS_M * ROW_BLOCKS'));
+  if (argmax) {
+    L.push(`// Each (row, column group)'s best logit and its column (−1: none), reduced per row at the end.`);
+    L.push(`var<workgroup> bestV: array<f32, ${M * (threads / v.lanes)}>;`);
+    L.push(`var<workgroup> bestI: array<f32, ${M * (threads / v.lanes)}>;`);
+  }
   L.push('');
   if (heads) {
     L.push(...headsResidualFn(f, v.width));
     L.push('');
-  } else if (!swiglu) {
+  } else if (!swiglu && !argmax) {
     L.push(...storeFn(f));
     L.push('');
   }
   L.push('@compute @workgroup_size(THREADS)');
-  L.push('fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid: vec3<u32>) {');
+  L.push(`fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid: vec3<u32>${argmax ? ', @builtin(num_workgroups) nwg: vec3<u32>' : ''}) {`);
   L.push('  let N = params.N;');
+  if (argmax) L.push('  let M = params.M;');
   L.push('  let KW = params.K / WIDTH;');
   L.push(`  let COLS = ${swiglu ? 'N / 2u' : nt > 1 ? `(N + ${nt - 1}u) / ${nt}u; // column groups` : 'N'};`);
   L.push('  let lane = tid % LANES;');
@@ -194,8 +206,16 @@ export function smallMTransposedWgsl(v: SmallMVariant): string {
   }
   if (norm) for (let m = 0; m < M; m++) L.push(`  partial[(${M * rowsW + m}u * THREADS + tid) / 4u][tid % 4u] = ss${m};`);
   L.push('  workgroupBarrier();');
-  L.push('  if (col >= COLS) { return; }');
-  L.push('  for (var m = lane; m < ROWS_M && row0 + m < params.M; m += LANES) {');
+  // argmax: no early return (its pair needs a second barrier every thread reaches); every (row, group) slot is written.
+  if (argmax) {
+    L.push('  for (var m = lane; m < ROWS_M; m += LANES) {');
+    L.push('    var bv = -3.40282346e38;');
+    L.push('    var bi = -1.0;');
+    L.push('    if (col < COLS && row0 + m < params.M) {');
+  } else {
+    L.push('  if (col >= COLS) { return; }');
+    L.push('  for (var m = lane; m < ROWS_M && row0 + m < params.M; m += LANES) {');
+  }
   const sumOf = (r: string, name: string) => {
     L.push(`    var ${name} = 0.0;`);
     L.push(`    {`);
@@ -219,9 +239,18 @@ export function smallMTransposedWgsl(v: SmallMVariant): string {
   if (heads) L.push(`    let arow = ${gather ? 'rowOf[(tid / BLOCK) * ROWS_M + m]' : 'min(row0 + m, lastRow)'};`);
   const store = (n: string, val: string) => (heads ? `store_heads(row0 + m, ${n}, ${val}, arow, scale)` : `store_out(row0 + m, ${n}, ${val})`);
   if (swiglu) L.push('    C0[(row0 + m) * COLS + col] = s0 / (1.0 + exp(-s0)) * s1;');
-  else if (nt === 1) L.push(`    ${store('col', 's0')};`);
+  else if (argmax) {
+    // Columns in ascending order with a strict >: the lowest column among ties (a split head's part names its
+    // columns from the part's first row; f32 is exact below 2^24).
+    const first = f?.window ? `${f.window.first}u + ` : '';
+    for (let j = 0; j < nt; j++) L.push(`    if (col * ${nt}u + ${j}u < N && (s${j} > bv || bi < 0.0)) { bv = s${j}; bi = f32(${first}col * ${nt}u + ${j}u); }`);
+    L.push('    }');
+    L.push('    bestV[m * GROUPS + g] = bv;');
+    L.push('    bestI[m * GROUPS + g] = bi;');
+  } else if (nt === 1) L.push(`    ${store('col', 's0')};`);
   else for (let j = 0; j < nt; j++) L.push(`    if (col * ${nt}u + ${j}u < N) { ${store(`col * ${nt}u + ${j}u`, `s${j}`)}; }`);
   L.push('  }');
+  if (argmax) L.push(...argmaxPairLines(f, 'GROUPS'));
   L.push('}');
   return L.join('\n') + '\n';
 }

@@ -246,7 +246,7 @@ function chooseSmallM(gpu: KernelTarget, problem: MatmulProblem, opts: MatmulOpt
     // (At least 4 per block, so that the workgroup's threads fill whole vec4s of the reduction's memory.)
     let block = SMALL_M_THREADS;
     while (block * blocks > SMALL_M_THREADS) block /= 2;
-    while (block > 4 && smallMWorkgroupBytes({ M: p.M, fusion: f, threads: blocks * block, colsPerThread, rowBlocks: blocks }) > gpu.limits.maxComputeWorkgroupStorageSize) block /= 2;
+    while (block > 4 && smallMWorkgroupBytes({ M: p.M, fusion: f, threads: blocks * block, colsPerThread, rowBlocks: blocks, lanes: Math.min(lanes, block) }) > gpu.limits.maxComputeWorkgroupStorageSize) block /= 2;
     lanes = Math.min(lanes, block);
     // Registers: UNROLL weight vec4s per weight row, and M·UNROLL x vec4s; every load of a row in one step
     // when the loads in flight allow (the o projection's 3 loads at 64 lanes: 5.4 µs, 2 or 4 loads 6.3).
@@ -273,8 +273,9 @@ export function matmulKernel(gpu: KernelTarget, problem: MatmulProblem, opts: Ma
   const fusion = problem.fusion;
   checkFusion(fusion, N, `matmul ${describe(problem)}`);
   const rowFusion = fusion?.rmsnorm !== undefined || fusion?.epilogue === 'swiglu';
-  if (fusion?.epilogue === 'argmax' && !['rows', 'skinny'].includes(opts.path ?? matmulPathFor(problem, gpu))) {
-    throw new Error(`matmul ${describe(problem)}: the argmax epilogue exists on the rows and skinny paths only (A·Wᵀ, M ≤ ${SMALL_M_BLOCKED_MAX}, K a multiple of 4)`);
+  const argmaxPath = opts.path ?? matmulPathFor(problem, gpu);
+  if (fusion?.epilogue === 'argmax' && !(['rows', 'skinny'].includes(argmaxPath) || (argmaxPath === 'small-m' && M <= SMALL_M_MAX && problem.transposeB))) {
+    throw new Error(`matmul ${describe(problem)}: the argmax epilogue exists on the rows and skinny paths (A·Wᵀ, M ≤ ${SMALL_M_BLOCKED_MAX}, K a multiple of 4) and the small-m path (M ≤ ${SMALL_M_MAX}) only`);
   }
   const smallMax = problem.transposeB ? SMALL_M_BLOCKED_MAX : SMALL_M_MAX;
   const splitK = problem.splitK ?? 1;
@@ -394,6 +395,13 @@ export function matmulKernel(gpu: KernelTarget, problem: MatmulProblem, opts: Ma
 export const ROWS_MIN_COLUMNS = 1024;
 
 /**
+ * Up to this many rows a hardware adapter's LM head with the argmax epilogue (the greedy decode step's) takes the
+ * small-M kernel, which reads x straight from memory and the weights in a few unrolled vec4 loads per thread, instead
+ * of the rows kernel, which stages x through workgroup memory a tile at a time with a barrier per tile.
+ */
+export const ARGMAX_SMALL_M_MAX = SMALL_M_MAX;
+
+/**
  * Above this many rows a wide matrix without the SwiGLU epilogue (q|k|v, an LM head writing its logits) takes the skinny
  * kernel: on the H200 (bench/results/h200-small-m-skinny.json, hidden 768, the sweep's confirmed figures) q|k|v at 17
  * rows ran 15.46 µs on the rows kernel and 16.52 at the skinny kernel's best knobs, at 65 rows 45.86 on rows and 39.73
@@ -420,7 +428,10 @@ export function matmulPathFor(p: MatmulProblem, target?: Pick<KernelTarget, 'isS
   const skinny = target?.isSoftware !== true;
   // The Medusa heads' projection (matmul-heads.ts): a few rows, the small-M kernel's fusions only.
   if (headsFusion(p.fusion) && p.transposeB && p.M <= SMALL_M_BLOCKED_MAX) return 'small-m';
-  if (p.fusion?.epilogue === 'argmax' && p.transposeB && p.M <= SMALL_M_BLOCKED_MAX && p.K % 4 === 0) return skinny && p.M > SMALL_M_MAX ? 'skinny' : 'rows';
+  if (p.fusion?.epilogue === 'argmax' && p.transposeB && p.M <= SMALL_M_BLOCKED_MAX && p.K % 4 === 0) {
+    if (skinny && p.M <= ARGMAX_SMALL_M_MAX) return 'small-m';
+    return skinny && p.M > SMALL_M_MAX ? 'skinny' : 'rows';
+  }
   if (p.M <= SMALL_M_MAX) return 'small-m';
   if (!p.transposeB || p.M > SMALL_M_BLOCKED_MAX) return 'tiled';
   const swiglu = p.fusion?.epilogue === 'swiglu';
