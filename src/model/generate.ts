@@ -1,7 +1,7 @@
 // Text generation: prefill the prompts, then decode token by token until max tokens or EOS, streaming
 // each sequence's text as it becomes decodable. The GPU loop keeps several runs of steps in flight: each step
 // reads the previous step's token on the GPU, so nothing on the host is needed to submit the next one; a run's
-// steps (up to the model's RUN_STEPS) are read back with one map, and the host reads run n's tokens (EOS,
+// steps (RUN_STEPS by default, at most MAX_RUN_STEPS) are read back with one map, and the host reads run n's tokens (EOS,
 // streaming) while runs n+1 … are queued — the GPU never waits for a readback or for the host's work. The CPU
 // loop is the float64 oracle with the real variant.
 import { rng } from '../tensor.ts';
