@@ -369,11 +369,15 @@ function columnLoads(K: StepKernel, step: Block, resolve: Resolver): Loaded {
   return { values, bounded };
 }
 
-/** atKey without the staged query and key features: earlier calls' key side from the rings, all else from the inputs. */
+/**
+ * atKey without the staged query and key features: earlier calls' key side from the rings, all else from the
+ * inputs. A key position is its own number, f32(ja), not read from its ring: a conv's tap w[h, e, pos − ja] then
+ * waits for one load, not a ring read and then the tap.
+ */
 function atKeyInputs(K: StepKernel, g: Block, ja: string, resolve: Resolver, value: (at: Block, r: Resolver) => string): string {
   const ring: Resolver = (n, idx, where, at) => {
     const r = K.st.rings.find((x) => x.id === n.id);
-    if (r && n.type.side === 'key') return `${stateRef(K, `state:ring${r.id}`)}[${ringIndex(r, K.st.ring, `${ja} % ${K.st.ring}u`, offset(n.type.axes, K.sizes, idx))}]`;
+    if (r && n.type.side === 'key' && n.op !== 'position') return `${stateRef(K, `state:ring${r.id}`)}[${ringIndex(r, K.st.ring, `${ja} % ${K.st.ring}u`, offset(n.type.axes, K.sizes, idx))}]`;
     return resolve(n, idx, where, at);
   };
   const v = g.var('kv', '0.0');
@@ -528,7 +532,7 @@ function pairSums(K: StepKernel, root: Id): Id[] {
 /**
  * A key-side expression at key position `ja` (≤ pos): earlier calls' positions from the rings, this token from the
  * staged key features, this call's earlier tokens (t > 1) computed from the inputs. Query features come from
- * their staged arrays in every case.
+ * their staged arrays in every case. Loads first: a key position is f32(ja), never read from its ring.
  */
 function atKey(K: StepKernel, g: Block, ja: string, resolve: Resolver, value: (at: Block, r: Resolver) => string): string {
   const query: Resolver = (n, idx, where, at) => {
@@ -537,7 +541,7 @@ function atKey(K: StepKernel, g: Block, ja: string, resolve: Resolver, value: (a
   };
   const ring: Resolver = (n, idx, where, at) => {
     const r = K.st.rings.find((x) => x.id === n.id);
-    if (r && n.type.side === 'key') return `${stateRef(K, `state:ring${r.id}`)}[${ringIndex(r, K.st.ring, `${ja} % ${K.st.ring}u`, offset(n.type.axes, K.sizes, idx))}]`;
+    if (r && n.type.side === 'key' && !(K.loadsFirst && n.op === 'position')) return `${stateRef(K, `state:ring${r.id}`)}[${ringIndex(r, K.st.ring, `${ja} % ${K.st.ring}u`, offset(n.type.axes, K.sizes, idx))}]`;
     return query(n, idx, where, at) ?? resolve(n, idx, where, at);
   };
   const current: Resolver = (n, idx, where, at) => {
@@ -630,8 +634,9 @@ function emitColumns(K: StepKernel, step: Block, out: string, resolve: Resolver,
     });
     c.line(`${out}[(b * dims.t + tok) * ${count(K.p.outAxes, K.sizes)}u + ${offset(K.p.outAxes, K.sizes, full)}] = ${acc};`);
   });
-  // The next token's staging overwrites what the columns read.
-  step.line('workgroupBarrier();');
+  // The next token's staging overwrites what the columns read (loads first: only where a next token follows).
+  if (K.loadsFirst) step.line('if (tok + 1u < dims.t) { workgroupBarrier(); }');
+  else step.line('workgroupBarrier();');
 }
 
 /** This thread's feature rows of a prefix term: [sl·FS, sl·FS + FS) ∩ [0, F). */
