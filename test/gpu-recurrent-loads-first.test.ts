@@ -3,7 +3,7 @@
 // conv's ring reads and per-column scores loaded before the staging barrier, the slices' sums added 8 at a time.
 // Hardware split forced at tiny sizes (2 columns × 8 slices: 6 features, so slices 6 and 7 hold no row), against
 // the float64 oracle over one-token calls and one call of several tokens, for a plain prefix term beside a
-// convolution and for a per-feature decay gate.
+// convolution, for a per-feature decay gate, and for llama's open groups beside staged group and conv scores.
 import { describe, expect, it } from 'vitest';
 import { evaluateParallel } from '../backends/cpu/parallel.ts';
 import { recurrentPlan } from '../backends/wgsl/recurrent.ts';
@@ -20,8 +20,13 @@ const CALLS = [1, 1, 1, 3, 1, 1]; // tokens per call: one-token decode steps, th
 const T = CALLS.reduce((a, n) => a + n, 0);
 
 describe('the decode step with loads first', () => {
-  it.each(['examples/paper/elu_dwconv.la', 'examples/variants/gla.la'])('%s issues its S loads before the first barrier and equals the oracle', async (file) => {
-    const c = compileFile(file);
+  it.each([
+    ['examples/paper/elu_dwconv.la', {}],
+    ['examples/variants/gla.la', {}],
+    // an open past_groups term (So in registers; groups of 4 cross the calls), a group term and a conv whose scores are staged, RoPE, norms
+    ['examples/models/llama/linearized_aug.la', { C: 4, K: 3 }],
+  ] as const)('%s %o issues its S loads before the first barrier and equals the oracle', async (file, fixed) => {
+    const c = compileFile(file, { sizes: fixed });
     const sizes = axisSizes(c.program, AXES);
     const plan = recurrentPlan(c.program, sizes, undefined, { hardware: true });
     expect(plan.schedule).toMatchObject({ columns: 2, slices: 8 });

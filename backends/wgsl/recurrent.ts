@@ -95,10 +95,12 @@ interface StepKernel {
   readonly regs: ReadonlyMap<StatePrefix, Registers>;
 }
 
-/** A prefix term's registers: this thread's z element (x = lid) and its FS rows of S in column col. */
+/** A prefix term's registers: this thread's z element (x = lid) and its FS rows of S in column col; past_groups: zo, So the same way. */
 interface Registers {
   readonly z: string;
   readonly rows: readonly string[];
+  readonly zo?: string;
+  readonly open?: readonly string[];
 }
 
 type Staged = Readonly<Record<'phi' | 'psi' | 'lg' | 'zn' | 'zo', (i: string) => string>>;
@@ -221,8 +223,10 @@ export function recurrentPlan(
   if (!K.loadsFirst) barrier(main);
   main.for('tok', '0u', (tok) => `${tok} < dims.t`, (step) => {
     step.define('pos', 'dims.pos0 + tok');
+    // The columns' loads go before the staged reductions' barriers where they read none of them.
+    const early = K.loadsFirst && tokenReductions(p, columnRoots(K)).length === 0 ? columnLoads(K, step, read) : null;
     const resolve = stageReductions(p, sizes, L, kb, step, K.head, read, roots);
-    const loaded = K.loadsFirst ? columnLoads(K, step, resolve) : null;
+    const loaded = early ?? (K.loadsFirst ? columnLoads(K, step, resolve) : null);
     for (const q of st.prefix) stagePrefix(K, step, q, resolve);
     for (const [id, f] of K.qf) stageFeature(K, step, id, f, resolve);
     for (const [id, f] of K.kf) stageFeature(K, step, id, f, resolve);
@@ -290,8 +294,9 @@ function registerTerms(st: StateLayout, split: RecurrentSplit, WG: number): Map<
   const regs = new Map<StatePrefix, Registers>();
   for (const q of st.prefix) {
     const FS = Math.ceil(q.F / split.slices);
-    if (q.open || q.F > WG || FS > MAX_STATE_UNROLL) continue;
-    regs.set(q, { z: `zr${q.k}`, rows: [...Array(FS).keys()].map((u) => `s${q.k}r${u}`) });
+    if (q.F > WG || FS > MAX_STATE_UNROLL) continue;
+    const rows = (stem: string) => [...Array(FS).keys()].map((u) => `${stem}${q.k}r${u}`);
+    regs.set(q, { z: `zr${q.k}`, rows: rows('s'), ...(q.open && { zo: `zor${q.k}`, open: rows('so') }) });
   }
   return regs;
 }
@@ -302,10 +307,15 @@ function loadRegisters(K: StepKernel, main: Block, q: StatePrefix, r: Registers)
   const WG = K.split.columns * K.split.slices;
   const zi = (x: string) => `((b * ${K.NS}u + s) * ${q.F}u + ${x}) * ${K.NR}u`;
   main.line(`var ${main.scope.declare(r.z)}: f32 = ${stateRef(K, `state:z${q.k}`)}[${zi(q.F === WG ? 'lid' : `min(lid, ${q.F - 1}u)`)} + col0];`, `${q.term.name}: z[lid]`);
-  r.rows.forEach((name, u) => {
-    const f = `sl * ${FS}u + ${u}u`;
-    main.line(`var ${main.scope.declare(name)}: f32 = ${stateRef(K, `state:S${q.k}`)}[${zi(ragged ? `min(${f}, ${q.F - 1}u)` : f)} + colc];`, u === 0 ? `${q.term.name}: rows of S` : undefined);
-  });
+  const x = q.F === WG ? 'lid' : `min(lid, ${q.F - 1}u)`;
+  if (r.zo) main.line(`var ${main.scope.declare(r.zo)}: f32 = ${stateRef(K, `state:zo${q.k}`)}[(b * ${K.NS}u + s) * ${q.F}u + ${x}];`, `${q.term.name}: the open group's zo[lid]`);
+  const rows = (names: readonly string[], buffer: string, what: string) =>
+    names.forEach((name, u) => {
+      const f = `sl * ${FS}u + ${u}u`;
+      main.line(`var ${main.scope.declare(name)}: f32 = ${stateRef(K, buffer)}[${zi(ragged ? `min(${f}, ${q.F - 1}u)` : f)} + colc];`, u === 0 ? `${q.term.name}: rows of ${what}` : undefined);
+    });
+  rows(r.rows, `state:S${q.k}`, 'S');
+  if (r.open) rows(r.open, `state:So${q.k}`, 'So');
 }
 
 /** After the call's tokens: the register terms' rows of S and this column's copy of z, once. */
@@ -317,17 +327,39 @@ function storeRegisters(K: StepKernel, main: Block): void {
       r.rows.forEach((name, u) => {
         const f = `sl * ${FS}u + ${u}u`;
         const at = `((b * ${K.NS}u + s) * ${q.F}u + ${f}) * ${K.NR}u + col`;
-        c.block(ragged ? `if (${f} < ${q.F}u)` : '', (w) => w.line(`${stateRef(K, `state:S${q.k}`)}[${at}] = ${name}; ${stateRef(K, `state:z${q.k}`)}[${at}] = ${K.staged[q.k].zn(f)};`));
+        c.block(ragged ? `if (${f} < ${q.F}u)` : '', (w) => {
+          w.line(`${stateRef(K, `state:S${q.k}`)}[${at}] = ${name}; ${stateRef(K, `state:z${q.k}`)}[${at}] = ${K.staged[q.k].zn(f)};`);
+          if (r.open) w.line(`${stateRef(K, `state:So${q.k}`)}[${at}] = ${r.open[u]};`);
+        });
       });
     }
   });
 }
 
+/** The token-side nodes columnLoads reads: every term's value and, through the pair nodes of a per-column score, its operands. */
+function columnRoots(K: StepKernel): Id[] {
+  const p = K.p;
+  const found = new Set<Id>();
+  const visit = (id: Id) => {
+    const n = p.nodes[id];
+    if (n.type.side !== 'pair') return void found.add(id);
+    operands(n).forEach(visit);
+  };
+  for (const t of p.terms) {
+    found.add(t.value);
+    if (t.form.kind !== 'prefix' && !K.bounded.get(t)!.scores) visit(t.score);
+  }
+  return [...found];
+}
+
 /** What a token loads before its staging barrier (loads first) for emitColumns: v per prefix value, bounded terms' lags. */
 interface Loaded {
   readonly values: ReadonlyMap<Id, string>;
-  /** Per bounded term with per-column scores and few lags a thread: its score and value at each of its lags (0 where masked). */
-  readonly bounded: ReadonlyMap<Term, { readonly kv: readonly string[]; readonly vv: readonly string[] }>;
+  /**
+   * Per bounded term with few lags a thread: its value at each of its lags and, unless its scores are staged per
+   * workgroup (null), its score (0 where masked).
+   */
+  readonly bounded: ReadonlyMap<Term, { readonly kv: readonly string[] | null; readonly vv: readonly string[] }>;
 }
 
 /** Lags of a bounded term a thread keeps in registers at most (loads first); more keep their loop. */
@@ -344,12 +376,12 @@ function columnLoads(K: StepKernel, step: Block, resolve: Resolver): Loaded {
   const vg = new ExprGen(K.p, K.sizes, resolve, { i: 'pos', j: 'pos' });
   const values = new Map<Id, string>();
   for (const t of K.p.terms) if (t.form.kind === 'prefix' && !values.has(t.value)) values.set(t.value, vg.value(step, t.value, full, 'pos'));
-  const bounded = new Map<Term, { kv: string[]; vv: string[] }>();
+  const bounded = new Map<Term, { kv: string[] | null; vv: string[] }>();
   for (const [t, x] of K.bounded) {
     const n = Math.ceil((x.hi - x.lo + 1) / K.split.slices);
-    if (x.scores || n > MAX_LAG_REGISTERS) continue;
-    step.comment(`${t.name}: score and value at this thread's lags`);
-    const kv = [...Array(n).keys()].map(() => step.var('kvr', '0.0'));
+    if (n > MAX_LAG_REGISTERS) continue;
+    step.comment(x.scores ? `${t.name}: value at this thread's lags` : `${t.name}: score and value at this thread's lags`);
+    const kv = x.scores ? null : [...Array(n).keys()].map(() => step.var('kvr', '0.0'));
     const vv = [...Array(n).keys()].map(() => step.var('vvr', '0.0'));
     for (let j = 0; j < n; j++) {
       step.block('', (l0) => {
@@ -357,8 +389,10 @@ function columnLoads(K: StepKernel, step: Block, resolve: Resolver): Loaded {
         l0.block(`if (${lag} <= min(${x.hi}u, pos))`, (l1) => {
           const ja = l1.let('ja', `pos - ${lag}`);
           l1.block(`if (${maskCondition(t.mask, 'pos', ja)})`, (l) => {
-            const sv = atKeyInputs(K, l, ja, resolve, (a, r) => new ExprGen(K.p, K.sizes, r, { i: 'pos', j: ja }).value(a, t.score, full, ja));
-            l.line(`${kv[j]} = ${sv};`);
+            if (kv) {
+              const sv = atKeyInputs(K, l, ja, resolve, (a, r) => new ExprGen(K.p, K.sizes, r, { i: 'pos', j: ja }).value(a, t.score, full, ja));
+              l.line(`${kv[j]} = ${sv};`);
+            }
             ringOrInput(K, l, t, ja, full, resolve, vv[j]);
           });
         });
@@ -434,11 +468,15 @@ function stagePrefix(K: StepKernel, step: Block, q: StatePrefix, resolve: Resolv
     const gv = gate ? g.value(b, gate.id, gate.perFeature ? idx : { ...K.head }, 'pos') : null;
     b.line(`${phi(x)} = ${ph}; ${psi(x)} = ${ps};`);
     b.line(`${lg(x)} = ${gv ? `log(max(${gv}, 1e-30))` : '0.0'};`);
-    if (q.open) {
+    const r = K.regs.get(q);
+    if (q.open && r?.zo) {
+      b.block(`if (pos % ${(q.term.mask[0] as { size: number }).size}u == 0u && pos > 0u)`, (j) => j.line(`${r.z} += ${r.zo}; ${r.zo} = 0.0;`));
+      b.line(`${r.zo} += ${psi(x)}; ${zn(x)} = ${r.z}; ${zo(x)} = ${r.zo};`);
+    } else if (q.open) {
       b.block(`if (pos % ${(q.term.mask[0] as { size: number }).size}u == 0u && pos > 0u)`, (j) => j.line(`${zn(x)} += ${zo(x)}; ${zo(x)} = 0.0;`));
       b.line(`${zo(x)} += ${psi(x)};`);
-    } else if (K.regs.has(q)) {
-      const zr = K.regs.get(q)!.z;
+    } else if (r) {
+      const zr = r.z;
       b.line(`${zr} = exp(${lg(x)}) * ${zr} + ${psi(x)}; ${zn(x)} = ${zr};`);
     } else {
       b.line(`${zn(x)} = exp(${lg(x)}) * ${zn(x)} + ${psi(x)};`);
@@ -587,12 +625,27 @@ function emitColumns(K: StepKernel, step: Block, out: string, resolve: Resolver,
         const t = K.p.terms.find((x) => x.name === name)!;
         const q = K.st.prefix.find((x) => x.term === t);
         const s: Sums = { ...sums[k], full };
-        if (q && q.open) openPrefixTerm(K, c, q, vcur.get(t.value)!, s);
-        else if (q && K.regs.has(q)) registerPrefixTerm(K, c, q, vcur.get(t.value)!, s);
+        if (q && K.regs.has(q)) registerPrefixTerm(K, c, q, vcur.get(t.value)!, s);
+        else if (q && q.open) openPrefixTerm(K, c, q, vcur.get(t.value)!, s);
         else if (q) prefixTerm(K, c, q, vcur.get(t.value)!, s);
         else if (loaded?.bounded.has(t)) {
           const { kv, vv } = loaded.bounded.get(t)!;
-          kv.forEach((k, j) => c.line(`${s.num} = ${s.num} + ${k} * ${vv[j]}; ${s.den} = ${s.den} + ${k};`));
+          const x = K.bounded.get(t)!;
+          if (kv) kv.forEach((k, j) => c.line(`${s.num} = ${s.num} + ${k} * ${vv[j]}; ${s.den} = ${s.den} + ${k};`));
+          else {
+            vv.forEach((v, j) => {
+              c.block('', (l0) => {
+                const lag = l0.let('lag', `${x.lo}u + sl + ${j * K.split.slices}u`);
+                l0.block(`if (${lag} <= min(${x.hi}u, pos))`, (l1) => {
+                  const ja = l1.let('ja', `pos - ${lag}`);
+                  l1.block(`if (${maskCondition(t.mask, 'pos', ja)})`, (l) => {
+                    const sv = l.let('sv', `${x.scores!.name}[${lag} - ${x.lo}u]`);
+                    l.line(`${s.num} = ${s.num} + ${sv} * ${v}; ${s.den} = ${s.den} + ${sv};`);
+                  });
+                });
+              });
+            });
+          }
         } else boundedTerm(K, c, t, s, resolve);
       }
     });
@@ -681,10 +734,15 @@ function registerPrefixTerm(K: StepKernel, g: Block, q: StatePrefix, v: string, 
   const { FS, ragged } = rowSlice(K, q);
   const perF = prefixGate(K.p, q.term.form as PrefixForm)?.perFeature ?? false;
   g.comment(`${q.term.name}: ${FS} rows of S in registers`);
-  K.regs.get(q)!.rows.forEach((su, u) => {
+  const { rows, open } = K.regs.get(q)!;
+  rows.forEach((su, u) => {
     const f = `sl * ${FS}u + ${u}u`;
     g.block(ragged ? `if (${f} < ${q.F}u)` : '', (r) => {
-      r.line(`${su} = exp(${lg(perF ? f : '0u')}) * ${su} + ${psi(f)} * ${v};`);
+      if (open) {
+        // past_groups: the open group So collects ψ ⊗ v and joins S when the next group starts
+        r.block(`if (pos % ${(q.term.mask[0] as { size: number }).size}u == 0u && pos > 0u)`, (j) => j.line(`${su} += ${open[u]}; ${open[u]} = 0.0;`));
+        r.line(`${open[u]} = ${open[u]} + ${psi(f)} * ${v};`);
+      } else r.line(`${su} = exp(${lg(perF ? f : '0u')}) * ${su} + ${psi(f)} * ${v};`);
       r.line(`${num} = ${num} + ${phi(f)} * ${su};`);
       r.line(`${den} = ${den} + ${phi(f)} * ${zn(f)};`);
     });
