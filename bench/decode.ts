@@ -428,7 +428,8 @@ async function main(): Promise<void> {
   });
   for (const line of formatReport(report)) console.log(line);
   if (prefillPlan) console.log(`prefill plan of the attention layers: ${prefillPlan}`);
-  writeReport(process.env.OUT ?? 'out', 'decode.json', { ...report, ...(prefillPlan && { prefillPlan }) });
+  if (loadsFirst === 'off') console.log('decode step built without RecurrentOptions.loadsFirst (--recurrent-loads-first off)');
+  writeReport(process.env.OUT ?? 'out', 'decode.json', { ...report, ...(prefillPlan && { prefillPlan }), ...(loadsFirst === 'off' && { recurrentLoadsFirst: false }) });
 }
 
 runIfMain(import.meta.url, main, { stack: true });
