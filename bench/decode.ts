@@ -8,6 +8,8 @@
 //                        [--prefill-tokens N]   (default 2048, 128 when small)
 //                        [--batches 1,8] [--decode-split CxS]   (batch 1's decode step at C value columns × S slices a
 //                        workgroup instead of recurrent-split.ts's choice)
+//                        [--recurrent-loads-first on|off]   (off: the decode step as before RecurrentOptions.loadsFirst,
+//                        its global loads spread over three barriers and a pairwise reduction; default on)
 //
 // Model (random weights): 12 layers, hidden 768, 12 heads of 64, intermediate 2048, vocab 32000,
 // attention elu+1 linear attention + K = 4 depthwise conv on v (examples/paper/elu_dwconv.la); --small
@@ -407,6 +409,8 @@ async function main(): Promise<void> {
   const m = split === undefined ? undefined : /^(\d+)x(\d+)$/.exec(split);
   if (split !== undefined && !m) throw new Error(`--decode-split must be COLUMNSxSLICES (batch 1's decode step: 2x64), got ${split}`);
   const decodeSplit = m ? (b: number) => (b === 1 ? { columns: Number(m[1]), slices: Number(m[2]) } : undefined) : undefined;
+  const loadsFirst = valueOf('--recurrent-loads-first');
+  if (loadsFirst !== undefined && loadsFirst !== 'on' && loadsFirst !== 'off') throw new Error(`--recurrent-loads-first must be on or off, got ${loadsFirst}`);
   const batches = valueOf('--batches');
   let prefillPlan: string | undefined;
   const report = await runDecodeBench({
@@ -418,13 +422,14 @@ async function main(): Promise<void> {
     ...(batches !== undefined && { batches: batches.split(',').map(Number) }),
     ...(attention === 'compiled' && {
       attention: ({ gpu, config, program }: AttentionContext) =>
-        compiledAttentionFactory(gpu, program, config.numHeads, config.headDim, { prefillSchedule, onChoice: (why) => void (prefillPlan = why), ...(decodeSplit && { decodeSplit }) }),
+        compiledAttentionFactory(gpu, program, config.numHeads, config.headDim, { prefillSchedule, onChoice: (why) => void (prefillPlan = why), ...(decodeSplit && { decodeSplit }), ...(loadsFirst === 'off' && { recurrentLoadsFirst: false }) }),
       attentionName: 'compiled variant (src/runtime/compiled-attention.ts: fused chunked prefill, recurrent decode)',
     }),
   });
   for (const line of formatReport(report)) console.log(line);
   if (prefillPlan) console.log(`prefill plan of the attention layers: ${prefillPlan}`);
-  writeReport(process.env.OUT ?? 'out', 'decode.json', { ...report, ...(prefillPlan && { prefillPlan }) });
+  if (loadsFirst === 'off') console.log('decode step built without RecurrentOptions.loadsFirst (--recurrent-loads-first off)');
+  writeReport(process.env.OUT ?? 'out', 'decode.json', { ...report, ...(prefillPlan && { prefillPlan }), ...(loadsFirst === 'off' && { recurrentLoadsFirst: false }) });
 }
 
 runIfMain(import.meta.url, main, { stack: true });

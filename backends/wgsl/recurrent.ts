@@ -23,6 +23,13 @@
 // staged features do not fit the adapter's workgroup memory (based's 4161 Taylor features at d 64) they are staged
 // in a scratch buffer instead, [b, workgroups, staged, F]: every thread reads them in the same order, so they stay
 // in cache.
+//
+// Loads first (RecurrentOptions.loadsFirst, the default): every global load of a token that no earlier store of the
+// token feeds is issued before its first barrier — each thread's z element and rows of S (into registers before
+// the token loop, carried in them through the call's tokens and stored once after it: the same thread owns the same
+// elements at every token), its column's v, its lags' ring reads and per-column scores, and the q/k elements it
+// stages — so a decode step waits one memory round trip before its math, not three (z; q, k; v and S). The
+// slices' partial sums are then added 8 at a time (two barriers for 64 slices, not six). Off: the order before.
 import { lagRange } from '../../src/ir/masks.ts';
 import type { PrefixForm } from '../../src/ir/terms.ts';
 import { operands, type Id, type Program, type Term } from '../../src/ir/types.ts';
@@ -80,11 +87,43 @@ interface StepKernel {
   readonly kf: ReadonlyMap<Id, { array: WorkgroupArray; axes: readonly string[]; W: number }>;
   readonly bounded: ReadonlyMap<Term, Bounded>;
   readonly head: Index;
+  /** Loads first (RecurrentOptions.loadsFirst). */
+  readonly loadsFirst: boolean;
+  /** Partial sums a slice adds per level of the slices' reduction (RecurrentOptions.reduceFanIn). */
+  readonly fanIn: number;
+  /** The prefix terms whose z element and rows of S each thread keeps in registers through the call's tokens. */
+  readonly regs: ReadonlyMap<StatePrefix, Registers>;
+}
+
+/** A prefix term's registers: this thread's z element (x = lid) and its FS rows of S in column col; past_groups: zo, So the same way. */
+interface Registers {
+  readonly z: string;
+  readonly rows: readonly string[];
+  readonly zo?: string;
+  readonly open?: readonly string[];
 }
 
 type Staged = Readonly<Record<'phi' | 'psi' | 'lg' | 'zn' | 'zo', (i: string) => string>>;
 const STAGED = ['phi', 'psi', 'lg', 'zn', 'zo'] as const;
 const stagedOf = (q: StatePrefix) => (q.open ? STAGED : STAGED.slice(0, 4));
+
+/** recurrentPlan's options (its doc comment says what each is). */
+export interface RecurrentOptions {
+  readonly maxWorkgroupBytes?: number;
+  readonly split?: RecurrentSplit;
+  readonly hardware?: boolean;
+  readonly batch?: number;
+  /**
+   * Issue each token's global loads before the first barrier (default on): see loadsFirstTerms. Off builds the
+   * step as it was before (z loaded then a barrier, q/k staged then a barrier, then v and S) for a side-by-side bench.
+   */
+  readonly loadsFirst?: boolean;
+  /**
+   * Partial sums of the slices a thread adds per level of the step's reduction: 2 is the pairwise tree (log₂ slices
+   * barriers), 8 (the default with loadsFirst; 2 without) takes 64 slices in 2 levels.
+   */
+  readonly reduceFanIn?: number;
+}
 
 /**
  * `maxLength`: the positions softmax attention's key/value cache holds (softmax-decode.ts; ignored otherwise).
@@ -97,7 +136,7 @@ export function recurrentPlan(
   p: Program,
   sizes: Sizes,
   maxLength?: number,
-  opts: { readonly maxWorkgroupBytes?: number; readonly split?: RecurrentSplit; readonly hardware?: boolean; readonly batch?: number } = {},
+  opts: RecurrentOptions = {},
 ): Plan {
   if (isSoftmaxProgram(p)) return softmaxDecodePlan(p, sizes, maxLength);
   const L = layoutOf(p, p.terms);
@@ -158,8 +197,11 @@ export function recurrentPlan(
   main.define('sl', `lid / ${split.columns}u`, `slice of the feature rows and lags`);
   main.define('col0', `(wid.x % ${CB}u) * ${split.columns}u`, "this column block's first column, whose copy of z it reads");
   main.define('col', `col0 + lid % ${split.columns}u`);
+  const loadsFirst = opts.loadsFirst ?? true;
   const K: StepKernel = {
-    p, sizes, L, st, NS, NR, split, kb, read, state, staged, bounded,
+    p, sizes, L, st, NS, NR, split, kb, read, state, staged, bounded, loadsFirst,
+    fanIn: Math.max(2, opts.reduceFanIn ?? (loadsFirst ? 8 : 2)),
+    regs: loadsFirst ? registerTerms(st, split, WG) : new Map(),
     qf: features(queryIds, 'qf'),
     kf: features(keyIds, 'kf'),
     head: main.split(L.head, sizes, 's', 'hx'),
@@ -168,11 +210,23 @@ export function recurrentPlan(
     if (inGlobal) b.line('storageBarrier();');
     b.line('workgroupBarrier();');
   };
-  for (const q of st.prefix) loadZ(K, main, q);
-  barrier(main);
+  if (K.loadsFirst) {
+    main.define('colc', `min(col, ${NR - 1}u)`, 'col clamped into the state: loads issued by every thread, results used where col < NR');
+    main.comment('loads first: z, and the rows of S this thread walks, into registers before any barrier');
+  }
+  for (const q of st.prefix) {
+    const r = K.regs.get(q);
+    if (r) loadRegisters(K, main, q, r);
+    else loadZ(K, main, q);
+  }
+  // Each thread later updates exactly the z elements it loaded (the same strided loop), so loadsFirst needs no barrier here.
+  if (!K.loadsFirst) barrier(main);
   main.for('tok', '0u', (tok) => `${tok} < dims.t`, (step) => {
     step.define('pos', 'dims.pos0 + tok');
+    // The columns' loads go before the staged reductions' barriers where they read none of them.
+    const early = K.loadsFirst && tokenReductions(p, columnRoots(K)).length === 0 ? columnLoads(K, step, read) : null;
     const resolve = stageReductions(p, sizes, L, kb, step, K.head, read, roots);
+    const loaded = early ?? (K.loadsFirst ? columnLoads(K, step, resolve) : null);
     for (const q of st.prefix) stagePrefix(K, step, q, resolve);
     for (const [id, f] of K.qf) stageFeature(K, step, id, f, resolve);
     for (const [id, f] of K.kf) stageFeature(K, step, id, f, resolve);
@@ -181,9 +235,10 @@ export function recurrentPlan(
       for (const [t, x] of bounded) if (x.scores) stageScores(K, step, t, x, resolve);
       step.line('workgroupBarrier();');
     }
-    emitColumns(K, step, kb.use(out), resolve);
+    emitColumns(K, step, kb.use(out), resolve, loaded);
     if (st.rings.length) step.block(`if (dims.t == 1u && wid.x % ${CB}u == 0u)`, (r) => writeRings(K, r, resolve));
   }, { fixed: true });
+  if (K.regs.size) storeRegisters(K, main);
   const kernel = kb.build({
     label: `${p.name}.recurrent`,
     comment: [
@@ -226,6 +281,156 @@ function stateRef(K: StepKernel, buffer: string): string {
   return K.kb.use(K.state.get(buffer)!);
 }
 
+/**
+ * Loads first: the prefix terms whose state a thread keeps in registers — its z element (the strided loops give
+ * thread lid element x = lid, so F ≤ WG) and its FS ≤ MAX_STATE_UNROLL rows of S in its column. Loaded before the
+ * token loop with no barrier after them, they are in flight with the first token's q, k and v (issued before the
+ * staging barrier): a decode step (t = 1) waits one memory round trip before its math, not three (z; q, k; v, S).
+ * The same thread owns the same elements at every token, so over t > 1 tokens each token updates the registers
+ * and S, z are stored once after the last (storeRegisters). Open groups (So read by every slice) and wider terms
+ * keep the loads in their loops.
+ */
+function registerTerms(st: StateLayout, split: RecurrentSplit, WG: number): Map<StatePrefix, Registers> {
+  const regs = new Map<StatePrefix, Registers>();
+  for (const q of st.prefix) {
+    const FS = Math.ceil(q.F / split.slices);
+    if (q.F > WG || FS > MAX_STATE_UNROLL) continue;
+    const rows = (stem: string) => [...Array(FS).keys()].map((u) => `${stem}${q.k}r${u}`);
+    regs.set(q, { z: `zr${q.k}`, rows: rows('s'), ...(q.open && { zo: `zor${q.k}`, open: rows('so') }) });
+  }
+  return regs;
+}
+
+/** A register term's z element (block copy at col0) and rows of S (column colc), before any barrier. */
+function loadRegisters(K: StepKernel, main: Block, q: StatePrefix, r: Registers): void {
+  const { FS, ragged } = rowSlice(K, q);
+  const WG = K.split.columns * K.split.slices;
+  const zi = (x: string) => `((b * ${K.NS}u + s) * ${q.F}u + ${x}) * ${K.NR}u`;
+  main.line(`var ${main.scope.declare(r.z)}: f32 = ${stateRef(K, `state:z${q.k}`)}[${zi(q.F === WG ? 'lid' : `min(lid, ${q.F - 1}u)`)} + col0];`, `${q.term.name}: z[lid]`);
+  const x = q.F === WG ? 'lid' : `min(lid, ${q.F - 1}u)`;
+  if (r.zo) main.line(`var ${main.scope.declare(r.zo)}: f32 = ${stateRef(K, `state:zo${q.k}`)}[(b * ${K.NS}u + s) * ${q.F}u + ${x}];`, `${q.term.name}: the open group's zo[lid]`);
+  const rows = (names: readonly string[], buffer: string, what: string) =>
+    names.forEach((name, u) => {
+      const f = `sl * ${FS}u + ${u}u`;
+      main.line(`var ${main.scope.declare(name)}: f32 = ${stateRef(K, buffer)}[${zi(ragged ? `min(${f}, ${q.F - 1}u)` : f)} + colc];`, u === 0 ? `${q.term.name}: rows of ${what}` : undefined);
+    });
+  rows(r.rows, `state:S${q.k}`, 'S');
+  if (r.open) rows(r.open, `state:So${q.k}`, 'So');
+}
+
+/** After the call's tokens: the register terms' rows of S and this column's copy of z, once. */
+function storeRegisters(K: StepKernel, main: Block): void {
+  main.block(`if (col < ${K.NR}u && dims.t > 0u)`, (c) => {
+    for (const [q, r] of K.regs) {
+      const { FS, ragged } = rowSlice(K, q);
+      c.comment(`${q.term.name}: S and z after the call's last token`);
+      r.rows.forEach((name, u) => {
+        const f = `sl * ${FS}u + ${u}u`;
+        const at = `((b * ${K.NS}u + s) * ${q.F}u + ${f}) * ${K.NR}u + col`;
+        c.block(ragged ? `if (${f} < ${q.F}u)` : '', (w) => {
+          w.line(`${stateRef(K, `state:S${q.k}`)}[${at}] = ${name}; ${stateRef(K, `state:z${q.k}`)}[${at}] = ${K.staged[q.k].zn(f)};`);
+          if (r.open) w.line(`${stateRef(K, `state:So${q.k}`)}[${at}] = ${r.open[u]};`);
+        });
+      });
+    }
+  });
+}
+
+/** The token-side nodes columnLoads reads: every term's value and, through the pair nodes of a per-column score, its operands. */
+function columnRoots(K: StepKernel): Id[] {
+  const p = K.p;
+  const found = new Set<Id>();
+  const visit = (id: Id) => {
+    const n = p.nodes[id];
+    if (n.type.side !== 'pair') return void found.add(id);
+    operands(n).forEach(visit);
+  };
+  for (const t of p.terms) {
+    found.add(t.value);
+    if (t.form.kind !== 'prefix' && !K.bounded.get(t)!.scores) visit(t.score);
+  }
+  return [...found];
+}
+
+/** What a token loads before its staging barrier (loads first) for emitColumns: v per prefix value, bounded terms' lags. */
+interface Loaded {
+  readonly values: ReadonlyMap<Id, string>;
+  /**
+   * Per bounded term with few lags a thread: its value at each of its lags and, unless its scores are staged per
+   * workgroup (null), its score (0 where masked).
+   */
+  readonly bounded: ReadonlyMap<Term, { readonly kv: readonly string[] | null; readonly vv: readonly string[] }>;
+}
+
+/** Lags of a bounded term a thread keeps in registers at most (loads first); more keep their loop. */
+const MAX_LAG_REGISTERS = 4;
+
+/**
+ * Loads first: each prefix term's value at this thread's column (clamped) and token, and the per-column scores and
+ * values of bounded terms at this thread's lags (the rings, the inputs), all before the staging barrier. The
+ * scores compute the query and this token's key features from the inputs instead of the staged arrays, which are
+ * not written yet.
+ */
+function columnLoads(K: StepKernel, step: Block, resolve: Resolver): Loaded {
+  const full: Index = { ...K.head, ...step.split(K.L.rest, K.sizes, 'colc', 'vc') };
+  const vg = new ExprGen(K.p, K.sizes, resolve, { i: 'pos', j: 'pos' });
+  const values = new Map<Id, string>();
+  for (const t of K.p.terms) if (t.form.kind === 'prefix' && !values.has(t.value)) values.set(t.value, vg.value(step, t.value, full, 'pos'));
+  const bounded = new Map<Term, { kv: string[] | null; vv: string[] }>();
+  for (const [t, x] of K.bounded) {
+    const n = Math.ceil((x.hi - x.lo + 1) / K.split.slices);
+    if (n > MAX_LAG_REGISTERS) continue;
+    step.comment(x.scores ? `${t.name}: value at this thread's lags` : `${t.name}: score and value at this thread's lags`);
+    const kv = x.scores ? null : [...Array(n).keys()].map(() => step.var('kvr', '0.0'));
+    const vv = [...Array(n).keys()].map(() => step.var('vvr', '0.0'));
+    for (let j = 0; j < n; j++) {
+      step.block('', (l0) => {
+        const lag = l0.let('lag', `${x.lo}u + sl + ${j * K.split.slices}u`);
+        l0.block(`if (${lag} <= min(${x.hi}u, pos))`, (l1) => {
+          const ja = l1.let('ja', `pos - ${lag}`);
+          l1.block(`if (${maskCondition(t.mask, 'pos', ja)})`, (l) => {
+            if (kv) {
+              const sv = atKeyInputs(K, l, ja, resolve, (a, r) => new ExprGen(K.p, K.sizes, r, { i: 'pos', j: ja }).value(a, t.score, full, ja));
+              l.line(`${kv[j]} = ${sv};`);
+            }
+            ringOrInput(K, l, t, ja, full, resolve, vv[j]);
+          });
+        });
+      });
+    }
+    bounded.set(t, { kv, vv });
+  }
+  return { values, bounded };
+}
+
+/**
+ * atKey without the staged query and key features: earlier calls' key side from the rings, all else from the
+ * inputs. A key position is its own number, f32(ja), not read from its ring: a conv's tap w[h, e, pos − ja] then
+ * waits for one load, not a ring read and then the tap.
+ */
+function atKeyInputs(K: StepKernel, g: Block, ja: string, resolve: Resolver, value: (at: Block, r: Resolver) => string): string {
+  const ring: Resolver = (n, idx, where, at) => {
+    const r = K.st.rings.find((x) => x.id === n.id);
+    if (r && n.type.side === 'key' && n.op !== 'position') return `${stateRef(K, `state:ring${r.id}`)}[${ringIndex(r, K.st.ring, `${ja} % ${K.st.ring}u`, offset(n.type.axes, K.sizes, idx))}]`;
+    return resolve(n, idx, where, at);
+  };
+  const v = g.var('kv', '0.0');
+  g.ifChain([
+    [`${ja} < dims.pos0`, (a) => a.line(`${v} = ${value(a, ring)};`)],
+    [null, (a) => a.line(`${v} = ${value(a, resolve)};`)],
+  ]);
+  return v;
+}
+
+/** A bounded term's value at key position ja into `into`: from its ring before the call, else from the inputs. */
+function ringOrInput(K: StepKernel, l: Block, t: Term, ja: string, full: Index, resolve: Resolver, into: string): void {
+  const vr = K.st.rings.find((r) => r.id === t.value)!;
+  l.ifChain([
+    [`${ja} < dims.pos0`, (a) => a.line(`${into} = ${stateRef(K, `state:ring${vr.id}`)}[${ringIndex(vr, K.st.ring, `${ja} % ${K.st.ring}u`, offset(K.p.nodes[t.value].type.axes, K.sizes, full))}];`)],
+    [null, (a) => a.line(`${into} = ${new ExprGen(K.p, K.sizes, resolve, { i: 'pos', j: ja }).value(a, t.value, full, ja)};`)],
+  ]);
+}
+
 /** z (its copy at the block's first column) and zo as the call starts, into the staged arrays that carry them through its tokens. */
 function loadZ(K: StepKernel, main: Block, q: StatePrefix): void {
   const { zn, zo } = K.staged[q.k];
@@ -263,9 +468,16 @@ function stagePrefix(K: StepKernel, step: Block, q: StatePrefix, resolve: Resolv
     const gv = gate ? g.value(b, gate.id, gate.perFeature ? idx : { ...K.head }, 'pos') : null;
     b.line(`${phi(x)} = ${ph}; ${psi(x)} = ${ps};`);
     b.line(`${lg(x)} = ${gv ? `log(max(${gv}, 1e-30))` : '0.0'};`);
-    if (q.open) {
+    const r = K.regs.get(q);
+    if (q.open && r?.zo) {
+      b.block(`if (pos % ${(q.term.mask[0] as { size: number }).size}u == 0u && pos > 0u)`, (j) => j.line(`${r.z} += ${r.zo}; ${r.zo} = 0.0;`));
+      b.line(`${r.zo} += ${psi(x)}; ${zn(x)} = ${r.z}; ${zo(x)} = ${r.zo};`);
+    } else if (q.open) {
       b.block(`if (pos % ${(q.term.mask[0] as { size: number }).size}u == 0u && pos > 0u)`, (j) => j.line(`${zn(x)} += ${zo(x)}; ${zo(x)} = 0.0;`));
       b.line(`${zo(x)} += ${psi(x)};`);
+    } else if (r) {
+      const zr = r.z;
+      b.line(`${zr} = exp(${lg(x)}) * ${zr} + ${psi(x)}; ${zn(x)} = ${zr};`);
     } else {
       b.line(`${zn(x)} = exp(${lg(x)}) * ${zn(x)} + ${psi(x)};`);
     }
@@ -358,7 +570,7 @@ function pairSums(K: StepKernel, root: Id): Id[] {
 /**
  * A key-side expression at key position `ja` (≤ pos): earlier calls' positions from the rings, this token from the
  * staged key features, this call's earlier tokens (t > 1) computed from the inputs. Query features come from
- * their staged arrays in every case.
+ * their staged arrays in every case. Loads first: a key position is f32(ja), never read from its ring.
  */
 function atKey(K: StepKernel, g: Block, ja: string, resolve: Resolver, value: (at: Block, r: Resolver) => string): string {
   const query: Resolver = (n, idx, where, at) => {
@@ -367,7 +579,7 @@ function atKey(K: StepKernel, g: Block, ja: string, resolve: Resolver, value: (a
   };
   const ring: Resolver = (n, idx, where, at) => {
     const r = K.st.rings.find((x) => x.id === n.id);
-    if (r && n.type.side === 'key') return `${stateRef(K, `state:ring${r.id}`)}[${ringIndex(r, K.st.ring, `${ja} % ${K.st.ring}u`, offset(n.type.axes, K.sizes, idx))}]`;
+    if (r && n.type.side === 'key' && !(K.loadsFirst && n.op === 'position')) return `${stateRef(K, `state:ring${r.id}`)}[${ringIndex(r, K.st.ring, `${ja} % ${K.st.ring}u`, offset(n.type.axes, K.sizes, idx))}]`;
     return query(n, idx, where, at) ?? resolve(n, idx, where, at);
   };
   const current: Resolver = (n, idx, where, at) => {
@@ -395,7 +607,7 @@ interface Sums {
  * Each thread's column `col` and slice `sl`: its share of every output item's numerator and denominator, updating
  * its rows of S; then the slices' shares added pairwise in workgroup memory and the output written by slice 0.
  */
-function emitColumns(K: StepKernel, step: Block, out: string, resolve: Resolver): void {
+function emitColumns(K: StepKernel, step: Block, out: string, resolve: Resolver, loaded: Loaded | null): void {
   const { columns, slices } = K.split;
   const WG = columns * slices;
   const items = K.p.output.length;
@@ -404,7 +616,7 @@ function emitColumns(K: StepKernel, step: Block, out: string, resolve: Resolver)
   step.block(`if (col < ${K.NR}u)`, (c) => {
     const full: Index = { ...K.head, ...c.split(K.L.rest, K.sizes, 'col', 'oc') };
     const vg = new ExprGen(K.p, K.sizes, resolve, { i: 'pos', j: 'pos' });
-    const vcur = new Map<Id, string>();
+    const vcur = new Map<Id, string>(loaded?.values ?? []);
     for (const t of K.p.terms) if (t.form.kind === 'prefix' && !vcur.has(t.value)) vcur.set(t.value, vg.value(c, t.value, full, 'pos'));
     K.p.output.forEach((it, k) => {
       const names = it.kind === 'term' ? [it.term] : it.terms;
@@ -413,20 +625,58 @@ function emitColumns(K: StepKernel, step: Block, out: string, resolve: Resolver)
         const t = K.p.terms.find((x) => x.name === name)!;
         const q = K.st.prefix.find((x) => x.term === t);
         const s: Sums = { ...sums[k], full };
-        if (q && q.open) openPrefixTerm(K, c, q, vcur.get(t.value)!, s);
+        if (q && K.regs.has(q)) registerPrefixTerm(K, c, q, vcur.get(t.value)!, s);
+        else if (q && q.open) openPrefixTerm(K, c, q, vcur.get(t.value)!, s);
         else if (q) prefixTerm(K, c, q, vcur.get(t.value)!, s);
-        else boundedTerm(K, c, t, s, resolve);
+        else if (loaded?.bounded.has(t)) {
+          const { kv, vv } = loaded.bounded.get(t)!;
+          const x = K.bounded.get(t)!;
+          if (kv) kv.forEach((k, j) => c.line(`${s.num} = ${s.num} + ${k} * ${vv[j]}; ${s.den} = ${s.den} + ${k};`));
+          else {
+            vv.forEach((v, j) => {
+              c.block('', (l0) => {
+                const lag = l0.let('lag', `${x.lo}u + sl + ${j * K.split.slices}u`);
+                l0.block(`if (${lag} <= min(${x.hi}u, pos))`, (l1) => {
+                  const ja = l1.let('ja', `pos - ${lag}`);
+                  l1.block(`if (${maskCondition(t.mask, 'pos', ja)})`, (l) => {
+                    const sv = l.let('sv', `${x.scores!.name}[${lag} - ${x.lo}u]`);
+                    l.line(`${s.num} = ${s.num} + ${sv} * ${v}; ${s.den} = ${s.den} + ${sv};`);
+                  });
+                });
+              });
+            });
+          }
+        } else boundedTerm(K, c, t, s, resolve);
       }
     });
   });
   sums.forEach(({ num, den }, k) => step.line(`${part.name}[${2 * k}u * WG + lid] = ${num}; ${part.name}[${2 * k + 1}u * WG + lid] = ${den};`));
   step.line('workgroupBarrier();');
-  // Slices sl and sl + w added, w halving: log₂ slices steps, the same order on every run.
-  for (let w = 2 ** Math.ceil(Math.log2(slices)) / 2; w >= 1; w /= 2) {
-    step.block(`if (sl < ${w}u && sl + ${w}u < ${slices}u)`, (r) => {
-      for (let k = 0; k < 2 * items; k++) r.line(`${part.name}[${k}u * WG + lid] += ${part.name}[${k}u * WG + lid + ${w * columns}u];`);
-    });
-    step.line('workgroupBarrier();');
+  if (K.fanIn <= 2) {
+    // Slices sl and sl + w added, w halving: log₂ slices steps, the same order on every run.
+    for (let w = 2 ** Math.ceil(Math.log2(slices)) / 2; w >= 1; w /= 2) {
+      step.block(`if (sl < ${w}u && sl + ${w}u < ${slices}u)`, (r) => {
+        for (let k = 0; k < 2 * items; k++) r.line(`${part.name}[${k}u * WG + lid] += ${part.name}[${k}u * WG + lid + ${w * columns}u];`);
+      });
+      step.line('workgroupBarrier();');
+    }
+  } else {
+    // Of n partial sums, slice sl < w = ⌈n / fanIn⌉ adds those at sl + w, sl + 2w, … (< n) to its own: one barrier
+    // per level, ⌈log_fanIn slices⌉ levels (64 slices: 2, not 6), the same order on every run.
+    for (let n = slices; n > 1; ) {
+      const w = Math.ceil(n / K.fanIn);
+      step.block(`if (sl < ${w}u)`, (r) => {
+        for (let k = 0; k < 2 * items; k++) {
+          const at = `${part.name}[${k}u * WG + lid]`;
+          const terms = [...Array(K.fanIn - 1).keys()].map((j) => (j + 1) * w).filter((d) => d < n);
+          const read = (d: number) => `${part.name}[${k}u * WG + lid + ${d * columns}u]`;
+          if (n % w === 0) r.line(`${at} += ${terms.map(read).join(' + ')};`);
+          else for (const d of terms) r.line(`if (sl + ${d}u < ${n}u) { ${at} += ${read(d)}; }`);
+        }
+      });
+      step.line('workgroupBarrier();');
+      n = w;
+    }
   }
   step.block(`if (sl == 0u && col < ${K.NR}u)`, (c) => {
     const full: Index = { ...K.head, ...c.split(K.L.rest, K.sizes, 'col', 'oc') };
@@ -437,8 +687,9 @@ function emitColumns(K: StepKernel, step: Block, out: string, resolve: Resolver)
     });
     c.line(`${out}[(b * dims.t + tok) * ${count(K.p.outAxes, K.sizes)}u + ${offset(K.p.outAxes, K.sizes, full)}] = ${acc};`);
   });
-  // The next token's staging overwrites what the columns read.
-  step.line('workgroupBarrier();');
+  // The next token's staging overwrites what the columns read (loads first: only where a next token follows).
+  if (K.loadsFirst) step.line('if (tok + 1u < dims.t) { workgroupBarrier(); }');
+  else step.line('workgroupBarrier();');
 }
 
 /** This thread's feature rows of a prefix term: [sl·FS, sl·FS + FS) ∩ [0, F). */
@@ -475,6 +726,27 @@ function prefixTerm(K: StepKernel, g: Block, q: StatePrefix, v: string, { num, d
       });
     });
   }, { step: (f0) => `${f0} += ${U}u` });
+}
+
+/** prefixTerm with this thread's rows of S in registers (loaded before the token loop, stored after it). */
+function registerPrefixTerm(K: StepKernel, g: Block, q: StatePrefix, v: string, { num, den }: Sums): void {
+  const { phi, psi, lg, zn } = K.staged[q.k];
+  const { FS, ragged } = rowSlice(K, q);
+  const perF = prefixGate(K.p, q.term.form as PrefixForm)?.perFeature ?? false;
+  g.comment(`${q.term.name}: ${FS} rows of S in registers`);
+  const { rows, open } = K.regs.get(q)!;
+  rows.forEach((su, u) => {
+    const f = `sl * ${FS}u + ${u}u`;
+    g.block(ragged ? `if (${f} < ${q.F}u)` : '', (r) => {
+      if (open) {
+        // past_groups: the open group So collects ψ ⊗ v and joins S when the next group starts
+        r.block(`if (pos % ${(q.term.mask[0] as { size: number }).size}u == 0u && pos > 0u)`, (j) => j.line(`${su} += ${open[u]}; ${open[u]} = 0.0;`));
+        r.line(`${open[u]} = ${open[u]} + ${psi(f)} * ${v};`);
+      } else r.line(`${su} = exp(${lg(perF ? f : '0u')}) * ${su} + ${psi(f)} * ${v};`);
+      r.line(`${num} = ${num} + ${phi(f)} * ${su};`);
+      r.line(`${den} = ${den} + ${phi(f)} * ${zn(f)};`);
+    });
+  });
 }
 
 /** A past_groups term: the open group So collects ψ ⊗ v and joins S when the next group starts; num += φ·S. */

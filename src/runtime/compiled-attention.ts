@@ -88,6 +88,8 @@ export interface CompiledAttentionOptions {
   readonly onChoice?: (reason: string) => void;
   /** The decode step's split at batch b instead of recurrentSplit's (bench/decode.ts --decode-split sweeps them). */
   readonly decodeSplit?: (b: number) => RecurrentSplit | undefined;
+  /** false: the decode step without RecurrentOptions.loadsFirst (bench/decode.ts --recurrent-loads-first off). */
+  readonly recurrentLoadsFirst?: boolean;
 }
 
 /** Compiles both plans once for the model's shapes; the factory then builds layers synchronously. */
@@ -108,7 +110,7 @@ export async function compiledAttentionFactory(gpu: Gpu, program: Program, heads
     ...(opts.maxLength !== undefined && { maxLength: opts.maxLength }),
   });
   // The step's split depends on the batch (decode-steps.ts): batch 1's now, others when prepareBatch asks.
-  const [prefillRunner, steps] = await Promise.all([PlanRunner.create(gpu, prefill), decodes ? DecodeSteps.create(gpu, program, sizes, opts.maxLength, !gpu.isSoftware, opts.decodeSplit) : null]);
+  const [prefillRunner, steps] = await Promise.all([PlanRunner.create(gpu, prefill), decodes ? DecodeSteps.create(gpu, program, sizes, opts.maxLength, !gpu.isSoftware, opts.decodeSplit, opts.recurrentLoadsFirst) : null]);
   const dims = new SharedDims(gpu);
   const scratch = new SharedScratch(gpu, prefill);
   return (layer, params) => new CompiledAttention(gpu, program, layer, params, heads, headDim, prefillRunner, steps, dims, scratch);

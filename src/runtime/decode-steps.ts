@@ -21,12 +21,14 @@ export class DecodeSteps {
     private readonly maxLength: number | undefined,
     private readonly hardware: boolean,
     private readonly split?: (b: number) => RecurrentSplit | undefined,
+    private readonly loadsFirst?: boolean,
   ) {}
 
   /**
    * Compiles batch 1's step (what a state's buffers and the cache's capacity are read from). `hardware`: split for
    * a hardware adapter (default: unless the adapter is software; tests force it to exercise the hardware splits).
    * `split`: the split for batch b instead of recurrentSplit's (a bench sweeping them), undefined to keep its.
+   * `loadsFirst`: false builds the step without RecurrentOptions.loadsFirst (a bench comparing the two).
    */
   static async create(
     gpu: Gpu,
@@ -35,8 +37,9 @@ export class DecodeSteps {
     maxLength: number | undefined,
     hardware = !gpu.isSoftware,
     split?: (b: number) => RecurrentSplit | undefined,
+    loadsFirst?: boolean,
   ): Promise<DecodeSteps> {
-    const steps = new DecodeSteps(gpu, program, sizes, maxLength, hardware, split);
+    const steps = new DecodeSteps(gpu, program, sizes, maxLength, hardware, split, loadsFirst);
     await steps.prepare(1);
     return steps;
   }
@@ -68,6 +71,6 @@ export class DecodeSteps {
 
   private planFor(b: number): Plan {
     const split = this.split?.(b);
-    return recurrentPlan(this.program, this.sizes, this.maxLength, { hardware: this.hardware, batch: b, ...(split && { split }) });
+    return recurrentPlan(this.program, this.sizes, this.maxLength, { hardware: this.hardware, batch: b, ...(split && { split }), ...(this.loadsFirst !== undefined && { loadsFirst: this.loadsFirst }) });
   }
 }
