@@ -12,7 +12,8 @@
 // in the order they run:
 //
 //   state start, open groups            chunked/state.ts
-//   1 stage rows, cumulative log-decay  chunked/stage.ts
+//   1 stage rows, cumulative log-decay  chunked/stage.ts (where it applies, from loads issued during the previous
+//                                       chunk: staging.ts prefetchSlots)
 //   2 score tiles, partial denominators chunked/scores.ts
 //   3 row denominators (and early z)    chunked/denominators.ts
 //   4 outputs                           chunked/outputs.ts

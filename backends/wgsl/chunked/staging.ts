@@ -3,6 +3,8 @@
 // are unrolled into straight-line code with clamped positions and `select` for the rows outside the sequence,
 // and every slot of a batch computes before any stores: all their global loads are in flight together instead
 // of one latency per loop trip. A slot past the array's end computes nothing (each element once per chunk). Longer arrays, and expressions too heavy to unroll, stay in a loop.
+// Where every slot is unrolled and few, prefetchSlots goes further: the loads of chunk c + 1 are issued while
+// chunk c computes, held in registers, and only the feature maps and stores run at the top of chunk c + 1.
 import type { Index, Resolver } from '../expr.ts';
 import { Block, Scope } from '../wgsl-block.ts';
 
