@@ -8,6 +8,8 @@
 // --schedules 16x64x512s16,16x64x512s16b4,default times the fused kernel under each schedule side by side
 // (bench/schedules.ts: CxRxT, sG segments, bN columns per invocation) instead, with --rounds rounds.
 // Writes kernels.json and kernels.svg to $OUT or out/. With --backward: forward + backward instead (bench/backward.ts).
+// --no-prefetch: the chunk kernels stage each chunk's loads as before, not a chunk ahead (LowerOptions.prefetch); with
+// --schedules a schedule's trailing `np` (32x32x512np) does the same for that schedule alone, to time both in one run.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -39,6 +41,7 @@ const { values } = parseArgs({
     'grad-schedules': { type: 'string' },
     rounds: { type: 'string', default: '1' },
     schedules: { type: 'string' },
+    'no-prefetch': { type: 'boolean', default: false },
   },
 });
 const gpu = await getDevice();
@@ -64,7 +67,7 @@ if (values.backward) {
 }
 
 if (values.schedules) {
-  await benchSchedules(gpu, { files, b: B, h: H, ts: Ts, ds: Ds, iters, rounds: Number(values.rounds), outDir, schedules: values.schedules.split(',').filter(Boolean) });
+  await benchSchedules(gpu, { files, b: B, h: H, ts: Ts, ds: Ds, iters, rounds: Number(values.rounds), outDir, schedules: values.schedules.split(',').filter(Boolean), prefetch: !values['no-prefetch'] });
   process.exit(0);
 }
 
@@ -135,9 +138,10 @@ for (const file of files) {
         const schedule = values.autotune
           ? (await autotune(gpu, c.program, sizes, x, { b: B, t }, { log: (l) => console.log(`${label}:${l}`) })).best
           : undefined;
-        const fused = planFor(gpu, c, sizes, { form: 'chunked', fuse: true, schedule }, { b: B, t });
-        const unfused = planFor(gpu, c, sizes, { form: 'chunked', fuse: false, schedule: undefined }, { b: B, t });
-        const fo = (await runCompiled(c, x, { device: 'gpu', gpu, form: 'chunked', fuse: true, schedule })).o;
+        const prefetch = !values['no-prefetch'];
+        const fused = planFor(gpu, c, sizes, { form: 'chunked', fuse: true, schedule, prefetch }, { b: B, t });
+        const unfused = planFor(gpu, c, sizes, { form: 'chunked', fuse: false, schedule: undefined, prefetch }, { b: B, t });
+        const fo = (await runCompiled(c, x, { device: 'gpu', gpu, form: 'chunked', fuse: true, schedule, prefetch })).o;
         // Oracle on the first tokens of sequence 0 (causality makes them independent of the rest).
         const tc = Math.min(t, small ? 64 : 32);
         const oracle = oracleHead(c, x, sizes, tc);

@@ -6,6 +6,8 @@
 //   --schedules 16x64x512s16,16x64x512s16b4,8x64x512s16b4,default
 // C x R x T, then sG for G chunks per segment and bN for N columns per invocation (ChunkSchedule.block);
 // `default` is the plan choice's own fused schedule. A schedule over the adapter's limits is reported, not run.
+// A trailing `np` (16x64x512np, defaultnp) lowers that schedule without prefetched staging (LowerOptions.prefetch),
+// so one run times the kernel with and without it side by side; --no-prefetch turns it off for every schedule.
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { sharedFloats, type ChunkSchedule } from '../backends/wgsl/chunked.ts';
@@ -42,7 +44,7 @@ interface Row {
 
 export async function benchSchedules(
   gpu: Gpu,
-  o: { files: readonly string[]; b: number; h: number; ts: readonly number[]; ds: readonly number[]; iters: number; rounds: number; outDir: string; schedules: readonly string[] },
+  o: { files: readonly string[]; b: number; h: number; ts: readonly number[]; ds: readonly number[]; iters: number; rounds: number; outDir: string; schedules: readonly string[]; prefetch?: boolean },
 ): Promise<void> {
   const rows: Row[] = [];
   const model = adapterModel(gpu);
@@ -61,10 +63,12 @@ export async function benchSchedules(
         const oracle = oracleHead(c, x, sizes, tc);
         const runs: { row: Row; plan: ReturnType<typeof lowerChunked> }[] = [];
         for (const asked of o.schedules) {
-          const want = parseSchedule(asked);
+          const np = asked.endsWith('np');
+          const want = parseSchedule(np ? asked.slice(0, -2) : asked);
+          const prefetch = !np && o.prefetch !== false;
           let plan: ReturnType<typeof lowerChunked>;
           try {
-            plan = want === 'default' ? planFor(gpu, c, sizes, { form: 'chunked', fuse: true, prologue: 'none' }, { b: o.b, t }) : lowerChunked(c.program, sizes, { fuse: true, schedule: want });
+            plan = want === 'default' ? planFor(gpu, c, sizes, { form: 'chunked', fuse: true, prologue: 'none', prefetch }, { b: o.b, t }) : lowerChunked(c.program, sizes, { fuse: true, schedule: want, prefetch });
           } catch (e) {
             // e.g. a segmented schedule for a decayed variant
             console.log(`${label.padEnd(30)} ${asked.padEnd(16)} refused: ${(e as Error).message.split('\n')[0]}`);
@@ -76,7 +80,7 @@ export async function benchSchedules(
             console.log(`${label.padEnd(30)} ${asked.padEnd(16)} does not fit (${bytes} bytes of workgroup memory, ${s.threads} threads)`);
             continue;
           }
-          const fo = (await runCompiled(c, x, { device: 'gpu', gpu, form: 'chunked', fuse: true, schedule: s, prologue: 'none' })).o;
+          const fo = (await runCompiled(c, x, { device: 'gpu', gpu, form: 'chunked', fuse: true, schedule: s, prologue: 'none', prefetch })).o;
           const errVsOracle = relativeError(fo.data.subarray(0, oracle.data.length), oracle.data);
           if (errVsOracle > 1e-3) {
             console.log(`${label.padEnd(30)} ${asked.padEnd(16)} wrong result (vs oracle ${errVsOracle}); not timing it`);
@@ -90,7 +94,7 @@ export async function benchSchedules(
           const sorted = [...row.ms].sort((a, b) => a - b);
           row.medianMs = sorted[Math.floor(sorted.length / 2)];
           rows.push(row);
-          const tag = row.asked === 'default' ? `default ${scheduleTag(row.schedule)}` : row.asked;
+          const tag = row.asked.startsWith('default') ? `${row.asked} ${scheduleTag(row.schedule)}` : row.asked;
           console.log(`${label.padEnd(30)} ${tag.padEnd(24)} ${row.medianMs.toFixed(3).padStart(8)} ms (rounds ${row.ms.map((m) => m.toFixed(3)).join(' ')}) | est. ${row.estMs?.toFixed(3) ?? '—'} ms | err ${row.errVsOracle.toExponential(1)}`);
         }
         writeFileSync(join(o.outDir, 'schedules.json'), JSON.stringify({ adapter: gpu.adapterName, toggles: gpu.toggles, iters: o.iters, rounds: o.rounds, rows }, null, 1));

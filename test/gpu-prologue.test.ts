@@ -60,10 +60,11 @@ describe.each(VARIANTS)('%s', (file) => {
       const plan = lowerChunked(c.program, sizes, { fuse: true, schedule, prologue });
       expect(plan.kernels.filter((k) => k.label.includes('.feature%')).length, what).toBe(prologue.size);
       // ExprGen marks each node's statement `// %ID op`: in a chunk kernel a prologue node's is a load (of its
-      // buffer when staged, of the staged array after), never an expression; and its buffer is read somewhere.
+      // buffer when staged, of the staged array after, or of the register a prefetched staging loaded it into a
+      // chunk earlier: `pf`, chunked/staging.ts), never an expression; and its buffer is read somewhere.
       const chunkCode = plan.kernels.filter((k) => /for \(var c: u32 = /.test(k.code)).map((k) => k.code).join('\n');
       for (const id of prologue) {
-        for (const l of chunkCode.split('\n').filter((x) => new RegExp(`// %${id} `).test(x))) expect(l.trim(), `${what}: %${id} computed inline`).toMatch(/^let \w+ = \w+\[[^;]*\]; \/\//);
+        for (const l of chunkCode.split('\n').filter((x) => new RegExp(`// %${id} `).test(x))) expect(l.trim(), `${what}: %${id} computed inline`).toMatch(/^let \w+ = (\w+\[[^;]*\]|pf(_\d+)?); \/\//);
         expect(chunkCode, `${what}: %${id} never read from its prologue buffer`).toContain(`feat_${id}[`);
       }
       const runner = await PlanRunner.create(g, plan);

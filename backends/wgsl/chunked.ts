@@ -12,7 +12,8 @@
 // in the order they run:
 //
 //   state start, open groups            chunked/state.ts
-//   1 stage rows, cumulative log-decay  chunked/stage.ts
+//   1 stage rows, cumulative log-decay  chunked/stage.ts (where it applies, from loads issued during the previous
+//                                       chunk: staging.ts prefetchSlots)
 //   2 score tiles, partial denominators chunked/scores.ts
 //   3 row denominators (and early z)    chunked/denominators.ts
 //   4 outputs                           chunked/outputs.ts
@@ -31,13 +32,16 @@ import { emitDenominators } from './chunked/denominators.ts';
 import { emitSegmentState, emitStateExport } from './chunked/export.ts';
 import { emitOutputs } from './chunked/outputs.ts';
 import { emitScores } from './chunked/scores.ts';
-import { emitDecayPrefix, emitStage } from './chunked/stage.ts';
+import { emitDecayPrefix, emitStage, prefetchStage } from './chunked/stage.ts';
 import { segmentCount } from './chunked/segments.ts';
 import { emitFold, emitOpenGroupJoin, emitStateStart } from './chunked/state.ts';
 
 export type { ChunkKernelSpec, ChunkSchedule } from './chunked/analysis.ts';
 export { segBuffer, segmentable, segmentCount } from './chunked/segments.ts';
 export { layoutOf } from './layout.ts';
+
+/** The comment a chunk kernel whose staging is prefetched carries (tests look for it). */
+export const PREFETCH_MARK = 'prefetched staging';
 
 export function chunkKernel(spec: ChunkKernelSpec): Kernel {
   const a = analyseChunk(spec);
@@ -55,10 +59,22 @@ export function chunkKernel(spec: ChunkKernelSpec): Kernel {
   main.define('nchunks', `(dims.t + ${a.C - 1}u) / ${a.C}u`);
   const G = a.segment;
   const [first, end] = a.segmented ? [`sg * ${G}u`, `min(nchunks, (sg + 1u) * ${G}u)`] : ['0u', 'nchunks'];
+  const pf = prefetchStage(K);
+  /** The loads of chunk `c` (a u32 expression < end, guarded by the caller) into the held registers. */
+  const loadChunk = (b: Block, c: string) => {
+    const c0 = b.let('c0_next', `(${c}) * ${a.C}u`);
+    pf!.load(b, { c0, n: b.let('n_next', `min(${a.C}u, dims.t - ${c0})`) });
+  };
+  if (pf) {
+    main.comment(`${PREFETCH_MARK}: ${pf.held} global loads per invocation held in registers, issued a chunk ahead`);
+    pf.declare(main);
+    main.block(`if (${first} < ${end})`, (b) => loadChunk(b, first));
+  }
   main.for('c', first, (c) => `${c} < ${end}`, (chunk) => {
     chunk.define('c0', `c * ${a.C}u`);
     chunk.define('n', `min(${a.C}u, dims.t - c0)`);
-    emitChunkPhases(K, chunk);
+    // The next chunk's loads, in flight while this one's scores, outputs and fold run; none past this workgroup's last chunk.
+    emitChunkPhases(K, chunk, pf ? { stage: pf.stage, ahead: (b) => b.block(`if (c + 1u < ${end})`, (l) => loadChunk(l, 'c + 1u')) } : undefined);
   }, { fixed: true });
   emitSegmentState(K, main);
   emitStateExport(K, main);
@@ -71,11 +87,17 @@ export function chunkKernel(spec: ChunkKernelSpec): Kernel {
   });
 }
 
-/** One chunk's phases 1–5 (after c, c0 and n are defined), ending with a barrier. */
-export function emitChunkPhases(K: ChunkKernel, chunk: Block): void {
+/**
+ * One chunk's phases 1–5 (after c, c0 and n are defined), ending with a barrier. `prefetch`: the chunk is staged
+ * from loads issued a chunk earlier (`stage`), and the next chunk's loads are issued right after its staging
+ * barrier (`ahead`).
+ */
+export function emitChunkPhases(K: ChunkKernel, chunk: Block, prefetch?: { stage: (b: Block) => void; ahead: (b: Block) => void }): void {
   emitOpenGroupJoin(K, chunk);
-  emitStage(K, chunk);
+  if (prefetch) prefetch.stage(chunk);
+  else emitStage(K, chunk);
   chunk.line('workgroupBarrier();');
+  prefetch?.ahead(chunk);
   emitDecayPrefix(K, chunk);
   emitScores(K, chunk);
   emitDenominators(K, chunk);

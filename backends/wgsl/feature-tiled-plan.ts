@@ -28,7 +28,7 @@ const itemOf = (p: Program, t: Term) => p.output.findIndex((o) => (o.kind === 't
  * The plan: `tile` for the tiled terms (every term `tileable` admits), `schedule` for the others. Each tiled term
  * must be the only term of its kernel (it is: the tiled kernel computes one term), and in one output item.
  */
-export function featureTiledFusedPlan(p: Program, sizes: Sizes, schedule: ChunkSchedule, tile: FeatureTiledSchedule): Plan {
+export function featureTiledFusedPlan(p: Program, sizes: Sizes, schedule: ChunkSchedule, tile: FeatureTiledSchedule, prefetch?: boolean): Plan {
   const buffers: PlanBuffer[] = programBuffers(p, sizes);
   const kernels: Kernel[] = [];
   const per = count(p.outAxes, sizes);
@@ -45,7 +45,7 @@ export function featureTiledFusedPlan(p: Program, sizes: Sizes, schedule: ChunkS
   for (const terms of valueGroups(p, p.terms.filter((t) => !tileable(t)))) {
     const label = `${p.name}.chunked.${terms.map((t) => t.name).join('+')}`;
     const items = itemsOver(p.output, terms);
-    kernels.push(chunkKernel({ program: p, sizes, terms, items, partial: true, schedule, materialised: new Set(), label }));
+    kernels.push(chunkKernel({ program: p, sizes, terms, items, partial: true, schedule, materialised: new Set(), label, prefetch }));
     items.forEach((it, g) => {
       const item = p.output.findIndex((o) => (o.kind === 'term' ? [o.term] : o.terms).some((nm) => (it.kind === 'term' ? [it.term] : it.terms).includes(nm)));
       const num = `${label}:part${g}:num`;

@@ -53,6 +53,11 @@ export interface LowerOptions {
    * exported state, kept normalisers, segmented schedules (their launches all read the same buffers).
    */
   readonly prologue?: ReadonlySet<Id>;
+  /**
+   * The chunk kernels' staging loads issued a chunk ahead where they admit it (ChunkKernelSpec.prefetch): absent or
+   * true, on; false, staged as before — an internal switch for benches timing both, not a schedule choice.
+   */
+  readonly prefetch?: boolean;
 }
 
 /** The buffer a training forward keeps output item k's numerator ('n', [b, t, outAxes]) or denominator ('z') in. */
@@ -88,7 +93,7 @@ export function lowerChunked(p: Program, sizes: Sizes, opts: LowerOptions): Plan
     // the fused plan over feature tiles (feature-tiled-plan.ts): the tiles at tileSchedule, the other terms at the schedule
     if (opts.exportState || opts.keepNormalisers || opts.prologue?.size || opts.schedule.segment) throw new Error(`${p.name}: the fused plan over feature tiles exports no state, keeps no normalisers, has no prologue or segments`);
     const tile = { ...(opts.tileSchedule ?? opts.schedule), featureTile: opts.featureTile, blocked: opts.tiledKernel !== 'plain' };
-    return featureTiledFusedPlan(p, sizes, opts.schedule, { chunk: tile.chunk, cols: tile.cols, threads: tile.threads, featureTile: tile.featureTile, blocked: tile.blocked });
+    return featureTiledFusedPlan(p, sizes, opts.schedule, { chunk: tile.chunk, cols: tile.cols, threads: tile.threads, featureTile: tile.featureTile, blocked: tile.blocked }, opts.prefetch);
   }
   const tiled = (t: Term) => opts.featureTile !== undefined && tileable(t);
 
@@ -125,7 +130,7 @@ export function lowerChunked(p: Program, sizes: Sizes, opts: LowerOptions): Plan
     }
     const terms = groups[0];
     const items = itemsOver(p.output, terms);
-    const spec = { program: p, sizes, terms, items, partial: false, schedule: opts.schedule, materialised };
+    const spec = { program: p, sizes, terms, items, partial: false, schedule: opts.schedule, materialised, prefetch: opts.prefetch };
     kernels.push(chunkKernel({ ...spec, label: `${p.name}.segment-state`, segmented: 'state' }));
     kernels.push(segmentScanKernel(p.name, sg.S, sg.NS, sg.NR, C, segments));
     // The output launch's last segment also writes the decoding state (the model's prefill: b·heads·tiles·segments
@@ -140,7 +145,7 @@ export function lowerChunked(p: Program, sizes: Sizes, opts: LowerOptions): Plan
     const keep = single && opts.keepNormalisers ? keptParts(p, sizes, items, buffers) : undefined;
     const tile = !single && tiled(terms[0]) ? { ...opts.schedule, featureTile: opts.featureTile!, blocked: opts.tiledKernel !== 'plain' } : undefined;
     if (tile && items.length !== 1) throw new Error(`${p.name}: term ${terms[0].name} is in ${items.length} output items; a feature-tiled term must be in one`);
-    if (!tile) kernels.push(chunkKernel({ program: p, sizes, terms, items, partial: !single, schedule: opts.schedule, materialised, label, exportState: state, ...(keep ? { keep } : {}) }));
+    if (!tile) kernels.push(chunkKernel({ program: p, sizes, terms, items, partial: !single, schedule: opts.schedule, materialised, label, exportState: state, prefetch: opts.prefetch, ...(keep ? { keep } : {}) }));
     if (!single) {
       items.forEach((it, g) => {
         const item = p.output.findIndex((o) => (o.kind === 'term' ? [o.term] : o.terms).some((nm) => (it.kind === 'term' ? [it.term] : it.terms).includes(nm)));

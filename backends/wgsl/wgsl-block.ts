@@ -36,6 +36,11 @@ export class Scope {
     return [...this.root().moduleDecls.values()].map((d) => d.text);
   }
 
+  /** Whether `name` is declared in this scope itself (not one around it). */
+  declares(name: string): boolean {
+    return this.names.has(name);
+  }
+
   visible(name: string): boolean {
     for (let s: Scope | null = this; s; s = s.parent) if (s.names.has(name)) return true;
     return false;

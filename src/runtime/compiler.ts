@@ -55,6 +55,8 @@ export interface PlanRequest {
   readonly prologue?: PrologueRequest;
   /** Called with the chunked plan's fused/unfused decision and its estimates, in words. */
   readonly onChoice?: (reason: string) => void;
+  /** Chunked: false stages each chunk's loads as before instead of a chunk ahead (LowerOptions.prefetch; benches compare). */
+  readonly prefetch?: boolean;
 }
 
 /** The GPU plan of a form at the given axis sizes. */
@@ -67,7 +69,7 @@ export function planFor(gpu: Gpu, c: Compiled, sizes: Readonly<Record<string, nu
     case 'chunked': {
       const choice = choosePlan(gpu, c.program, sizes, req, shape);
       req.onChoice?.(choice.reason);
-      return lowerChunked(c.program, sizes, { fuse: choice.fuse, schedule: choice.schedule, ...(choice.featureTile ? { featureTile: choice.featureTile } : {}), ...(choice.tileSchedule && { tileSchedule: choice.tileSchedule }), ...(choice.prologue?.size ? { prologue: choice.prologue } : {}) });
+      return lowerChunked(c.program, sizes, { fuse: choice.fuse, schedule: choice.schedule, ...(choice.featureTile ? { featureTile: choice.featureTile } : {}), ...(choice.tileSchedule && { tileSchedule: choice.tileSchedule }), ...(choice.prologue?.size ? { prologue: choice.prologue } : {}), ...(req.prefetch === false && { prefetch: false }) });
     }
   }
 }

@@ -62,6 +62,11 @@ export interface ChunkKernelSpec {
    * for the backward): group g's num at [b, t, outAxes] in buffer `num`, den at [b, t, denAxes] in buffer `den`.
    */
   readonly keep?: readonly KeptParts[];
+  /**
+   * Issue each chunk's global loads while the chunk before it computes (chunked/staging.ts prefetchSlots), where the
+   * kernel admits it (chunked/stage.ts prefetchStage). Absent: on; false: stage as before (a bench times both).
+   */
+  readonly prefetch?: boolean;
 }
 
 export interface KeptParts {

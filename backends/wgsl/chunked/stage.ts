@@ -7,11 +7,23 @@ import { ringIndex } from '../layout.ts';
 import type { Block } from '../wgsl-block.ts';
 import type { PrefixPlan, StagedFeature } from './analysis.ts';
 import { positions, stateRef, type ChunkKernel, type StagedRow } from './declarations.ts';
-import { emitSlots, type Place, type Slot } from './staging.ts';
+import { emitSlots, prefetchSlots, THIS_CHUNK, type PrefetchedSlots, type Place, type Slot } from './staging.ts';
 
 export function emitStage(K: ChunkKernel, body: Block): void {
   emitReductions(K, body);
   emitSlots(body, K.a.WG, slots(K));
+}
+
+/**
+ * The chunk's staging with its global loads issued a chunk ahead (staging.ts prefetchSlots), or null where the
+ * kernel stages as emitStage does: when the spec turns it off, when a row quantity is staged first (its levels read
+ * the chunk's own rows from workgroup memory, so the slots' values cannot be computed before it), when the kernel
+ * reads through a memory interface of its own (a gradient stage's reader may emit statements), and wherever
+ * prefetchSlots declines (a slot in a loop, too many registers held).
+ */
+export function prefetchStage(K: ChunkKernel): PrefetchedSlots | null {
+  if (K.a.spec.prefetch === false || K.arrays.reductions.size || K.a.spec.io) return null;
+  return prefetchSlots(K.a.WG, slots(K), K.io.read);
 }
 
 /**
@@ -52,11 +64,11 @@ function emitReductions(K: ChunkKernel, body: Block): void {
 /** Where a row quantity is read: the element's position and its row from the chunk start (i32). */
 type RowAt = Pick<Place, 'tpos' | 'row'>;
 
-/** K.io.read, with the staged row quantities (default all) read from their arrays at the element's row (`at.row`). */
-function reading(K: ChunkKernel, at: RowAt, staged: ReadonlyMap<Id, StagedRow> = K.arrays.reductions): Resolver {
+/** `read` (default K.io.read), with the staged row quantities (default all) read from their arrays at the element's row (`at.row`). */
+function reading(K: ChunkKernel, at: RowAt, staged: ReadonlyMap<Id, StagedRow> = K.arrays.reductions, read: Resolver = K.io.read): Resolver {
   return (n, idx, where, blk) => {
     const r = staged.get(n.id);
-    if (!r || r.kind !== 'value' || where !== at.tpos) return K.io.read(n, idx, where, blk);
+    if (!r || r.kind !== 'value' || where !== at.tpos) return read(n, idx, where, blk);
     const row = `u32(${at.row}${r.halo ? ` + ${r.halo}` : ''})`;
     return r.W > 1 ? `${r.array.name}[${row} * ${r.W}u + ${offset(r.axes, K.a.sizes, idx)}]` : `${r.array.name}[${row}]`;
   };
@@ -89,7 +101,8 @@ function slots(K: ChunkKernel): Slot[] {
 }
 
 /** The element's value, computed by a generator of its own at position `tpos`, its row reductions read as staged. */
-const valueOf = (K: ChunkKernel, id: Id) => (b: Block, at: Place) => new ExprGen(K.a.p, K.a.sizes, reading(K, at), positions(K, at.tpos, at.tpos), statsReading(K, at)).value(b, id, at.idx, at.tpos);
+const valueOf = (K: ChunkKernel, id: Id) => (b: Block, at: Place, read?: Resolver) =>
+  new ExprGen(K.a.p, K.a.sizes, reading(K, at, K.arrays.reductions, read), positions(K, at.tpos, at.tpos), statsReading(K, at)).value(b, id, at.idx, at.tpos);
 
 /** A store into the decoding state's ring of node `id` (state export: decoding needs the last RING rows). */
 function ringStore(K: ChunkKernel, id: Id, b: Block, at: Place, val: string, cond: string): void {
@@ -108,11 +121,11 @@ function featureSlot(K: ChunkKernel, q: PrefixPlan, which: 'phi' | 'psi'): Slot 
   const array = K.arrays.prefix[q.k][which].name;
   return {
     N: (a.C + halo) * q.F,
-    place: (b, xc) => {
+    place: (b, xc, { c0, n } = THIS_CHUNK) => {
       const x = b.let('x', xc);
       const row = b.let('row', `i32(${x} / ${q.F}u) - ${halo}`);
-      const ok = b.let('ok', `${row} < i32(n) && i32(c0) + ${row} >= 0`);
-      const tpos = b.let('tpos', `select(0u, u32(i32(c0) + ${row}), ${ok})`);
+      const ok = b.let('ok', `${row} < i32(${n}) && i32(${c0}) + ${row} >= 0`);
+      const tpos = b.let('tpos', `select(0u, u32(i32(${c0}) + ${row}), ${ok})`);
       return { x, ok, tpos, row, idx: { ...K.head, ...(q.feature ? { [q.feature]: `(${x} % ${q.F}u)` } : {}) } };
     },
     value: valueOf(K, id),
@@ -131,14 +144,14 @@ function gateSlot(K: ChunkKernel, q: PrefixPlan): Slot {
   const gate = valueOf(K, q.gateId!);
   return {
     N: K.a.C * gw,
-    place: (b, xc) => {
+    place: (b, xc, { c0, n } = THIS_CHUNK) => {
       const x = b.let('x', xc);
       const row = b.let('row', `${x} / ${gw}u`);
-      const ok = b.let('ok', `${row} < n`);
-      const tpos = b.let('tpos', `select(0u, c0 + ${row}, ${ok})`);
+      const ok = b.let('ok', `${row} < ${n}`);
+      const tpos = b.let('tpos', `select(0u, ${c0} + ${row}, ${ok})`);
       return { x, ok, tpos, row: `i32(${row})`, idx: { ...K.head, ...(q.gatePerFeature ? { [q.feature!]: `(${x} % ${gw}u)` } : {}) } };
     },
-    value: (b, at) => `log(max(${gate(b, at)}, 1e-30))`,
+    value: (b, at, read) => `log(max(${gate(b, at, read)}, 1e-30))`,
     store: (b, at, val) => b.line(`${lg}[${at.x}] = ${val};`),
   };
 }
@@ -149,10 +162,10 @@ function frontierSlot(K: ChunkKernel, f: StagedFeature): Slot {
   const base = f.side === 'query' ? 0 : a.HALO;
   return {
     N: (f.side === 'query' ? a.C : a.CH) * f.W,
-    place: (b, xc) => {
+    place: (b, xc, { c0 } = THIS_CHUNK) => {
       const x = b.let('x', xc);
       const row = b.let('row', `i32(${x} / ${f.W}u) - ${base}`);
-      const tposi = b.let('tposi', `i32(c0) + ${row}`);
+      const tposi = b.let('tposi', `i32(${c0}) + ${row}`);
       const ok = b.let('ok', `${tposi} >= 0 && u32(${tposi}) < dims.t`);
       const tpos = b.let('tpos', `select(0u, u32(${tposi}), ${ok})`);
       return { x, ok, tpos, row, idx: { ...K.head, ...b.split(f.axes, a.sizes, `(${x} % ${f.W}u)`, `fx${f.id}`) } };
@@ -170,11 +183,11 @@ function valueSlot(K: ChunkKernel): Slot {
   const { a } = K;
   return {
     N: a.CH * a.R,
-    place: (b, xc) => {
+    place: (b, xc, { c0 } = THIS_CHUNK) => {
       const x = b.let('x', xc);
       const col = b.let('col', `tile * ${a.R}u + ${x} % ${a.R}u`);
       const row = b.let('row', `i32(${x} / ${a.R}u) - ${a.HALO}`);
-      const tposi = b.let('tposi', `i32(c0) + ${row}`);
+      const tposi = b.let('tposi', `i32(${c0}) + ${row}`);
       const ok = b.let('ok', `${tposi} >= 0 && u32(${tposi}) < dims.t && ${col} < ${a.NR}u`);
       const tpos = b.let('tpos', `select(0u, u32(${tposi}), ${ok})`);
       return { x, ok, tpos, row, idx: { ...K.head, ...b.split(a.L.rest, a.sizes, col, 'vc') } };
