@@ -148,6 +148,8 @@ export interface ChunkAnalysis {
   readonly tile: ReturnType<typeof scoreTile>;
   /** The value node every term of the kernel reads. */
   readonly valueId: Id;
+  /** Prefix terms whose z the denominator phase folds (φ·z above read the previous z). */
+  readonly zEarly: readonly PrefixPlan[];
   readonly segmented?: 'state' | 'output';
   readonly segment: number; // G: chunks per segment (0: unsegmented)
   readonly state?: StateLayout;
@@ -243,6 +245,7 @@ export function analyseChunk(spec: ChunkKernelSpec): ChunkAnalysis {
     prefix, staged, declared, groupTerms, aGroups, denGroups,
     tile: scoreTile(C, C + AH, schedule.threads, schedule.block),
     valueId,
+    zEarly: denGroups.length && outputs ? prefix.filter((q) => !q.openGroup && !q.exportOpen) : [],
     segmented: spec.segmented, segment, state: spec.exportState,
   };
 }

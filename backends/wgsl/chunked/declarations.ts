@@ -27,7 +27,8 @@ export interface ChunkArrays {
   readonly staged: ReadonlyMap<Id, string>;
   readonly vs: WorkgroupArray; // [CH][R]: the chunk's values and halo, this tile's columns
   readonly A: ReadonlyMap<number, WorkgroupArray>; // by output group: [C][CA]
-  readonly denp: ReadonlyMap<number, WorkgroupArray>; // [C][NTJ]: partial row sums of the score tiles, then each row's parts (denominators.ts)
+  readonly rowden: ReadonlyMap<number, WorkgroupArray>; // [C]
+  readonly denp: ReadonlyMap<number, WorkgroupArray>; // [C][NTJ]: partial row sums of the score tiles
   /**
    * Row quantities the staged features read (row-reductions.ts), by node, in staging order: a value's [halo + C][W]
    * (row r at r + halo), a softmax's max and Σ exp [halo + C] each.
@@ -104,6 +105,7 @@ export function declareArrays(a: ChunkAnalysis, kb: KernelBuilder, alloc: ArrayA
   }
   const vs = alloc.chunk('vs', a.CH * R, `values of rows c0-${a.HALO} … c0+${C - 1}, this workgroup's columns`);
   const A = new Map(a.aGroups.map((g) => [g, alloc.chunk(`A${g}`, C * a.CA)]));
+  const rowden = new Map(a.denGroups.map((g) => [g, alloc.chunk(`rowden${g}`, C)]));
   const denp = new Map(a.denGroups.filter((g) => A.has(g)).map((g) => [g, alloc.chunk(`denp${g}`, C * a.tile.NTJ)]));
   const reductions = new Map(
     stagedReductions(a).map((r): [Id, StagedRow] => {
@@ -114,7 +116,7 @@ export function declareArrays(a: ChunkAnalysis, kb: KernelBuilder, alloc: ArrayA
       return [r.id, { ...r, kind: 'value', W, array: alloc.chunk(`red${r.id}`, length, `%${r.id} ${span}`) }];
     }),
   );
-  return { prefix, staged, vs, A, denp, reductions };
+  return { prefix, staged, vs, A, rowden, denp, reductions };
 }
 
 export function declareBindings(a: ChunkAnalysis, kb: KernelBuilder): ChunkBindings {

@@ -11,7 +11,6 @@ import { count, maskCondition } from '../common.ts';
 import { ExprGen, offset, type Index } from '../expr.ts';
 import type { Block } from '../wgsl-block.ts';
 import { positions, stagedResolver, type ChunkKernel, type KeptBinding } from './declarations.ts';
-import { rowDenominator } from './denominators.ts';
 import { rowDecay } from './scores.ts';
 import { blockTile } from './tiles.ts';
 
@@ -85,7 +84,7 @@ function outputGroup(K: ChunkKernel, c: Block, it: OutputItem, g: number, tile: 
   const { a } = K;
   const { ti, NTO } = tile;
   const normed = it.kind === 'norm' && it.eps >= 0;
-  const rowden = a.denGroups.includes(g);
+  const rowden = K.arrays.rowden.get(g);
   const blocked = tile.cols.length > 1;
   c.block('', (gb) => {
     gb.comment(`output group ${g}: ${it.kind === 'norm' ? (normed ? `normalize(${it.terms.join(' + ')})` : it.terms.join(' + ')) : it.term}`);
@@ -97,7 +96,7 @@ function outputGroup(K: ChunkKernel, c: Block, it: OutputItem, g: number, tile: 
       tile.o[col.n].forEach((_, m) => {
         const num = gb.var(blocked ? `num_${m}_${col.n}` : `num_${m}`, '0.0');
         const shared = blocked && !direct && col.n > 0 ? rows[m].den : null;
-        const den = shared ?? gb.var(blocked ? `den_${m}_${col.n}` : `den_${m}`, rowden ? rowDenominator(K, g, `${ti} + ${m * NTO}u`) : '0.0');
+        const den = shared ?? gb.var(blocked ? `den_${m}_${col.n}` : `den_${m}`, rowden ? `${rowden.name}[${ti} + ${m * NTO}u]` : '0.0');
         rows.push({ m, at: `${ti} + ${m * NTO}u`, col, num, den });
       });
     }
@@ -112,7 +111,7 @@ function outputGroup(K: ChunkKernel, c: Block, it: OutputItem, g: number, tile: 
     }
     for (const t of a.groupTerms[g]) {
       if (t.form.kind === 'prefix') stateTerm(K, gb, t, rows, tile);
-      else if (!a.L.aTerms.includes(t)) for (const r of rows) directTaps(K, gb, t, r, rowden);
+      else if (!a.L.aTerms.includes(t)) for (const r of rows) directTaps(K, gb, t, r, !!rowden);
     }
     for (const r of rows) {
       gb.block('', (w) => {

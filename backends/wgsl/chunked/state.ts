@@ -53,6 +53,15 @@ export function emitOpenGroupJoin(K: ChunkKernel, chunk: Block): void {
   }
 }
 
+/** z_k[f] ← decay ⊙ z_k[f] + Σ_j decay_{j→end} ψ_k,j[f], for a term with no open group. */
+export function emitZUpdate(K: ChunkKernel, q: PrefixPlan, b: Block, f: string): void {
+  const z = K.arrays.prefix[q.k].z.name;
+  const lend = b.let('lend', logDecayAt(K, q, '(n - 1u)', f));
+  const acc = b.var('acc', `${z}[${f}] * exp(${lend})`);
+  b.for('j', '0u', (j) => `${j} < n`, (l, j) => l.line(`${acc} = ${acc} + ${psiAt(K, q, j, f)} * exp(${lend} - ${logDecayAt(K, q, j, f)});`));
+  b.line(`${z}[${f}] = ${acc};`);
+}
+
 /** Phase 5: fold the chunk into the state (after the outputs have read S_prev). */
 export function emitFold(K: ChunkKernel, chunk: Block): void {
   if (!K.a.prefix.length) return;
@@ -90,7 +99,6 @@ function foldIntoOpenGroup(K: ChunkKernel, q: PrefixPlan, chunk: Block): void {
 function foldTiled(K: ChunkKernel, q: PrefixPlan, chunk: Block): void {
   const { a } = K;
   const S = K.arrays.prefix[q.k].S.name;
-  const z = K.arrays.prefix[q.k].z.name;
   const { TM: TF, TN, NT: NTF, RB } = blockTile(q.F, a.R, a.WG, a.spec.schedule.block);
   const fs = [...Array(TF).keys()];
   const ns = [...Array(TN).keys()];
@@ -103,24 +111,23 @@ function foldTiled(K: ChunkKernel, q: PrefixPlan, chunk: Block): void {
       const f = b.let(`f_${m}`, `${tf} + ${m * NTF}u`);
       const lend = q.gateWidth ? b.let(`lend_${m}`, logDecayAt(K, q, '(n - 1u)', f)) : null;
       const acc = cls.map((c, n) => b.var(TN === 1 ? `acc_${m}` : `acc_${m}_${n}`, `${S}[${f} * ${a.R}u + ${c}]${lend ? ` * exp(${lend})` : ''}`));
-      // z_k[f] rides along: the same decayed ψ summed without v, stored by the invocation of column lane 0.
-      const zacc = b.var(`zacc_${m}`, '0.0');
-      b.line(`if (${cl} == 0u) { ${zacc} = ${z}[${f}]${lend ? ` * exp(${lend})` : ''}; }`);
-      return { f, lend, acc, zacc };
+      return { f, lend, acc };
     });
     b.for('j', '0u', (j) => `${j} < n`, (l, j) => {
       const vv = cls.map((c, n) => l.let(TN === 1 ? 'vv' : `vv_${n}`, `${K.arrays.vs.name}[(${j} + ${a.HALO}u) * ${a.R}u + ${c}]`));
-      for (const { f, lend, acc, zacc } of rows) {
+      for (const { f, lend, acc } of rows) {
         const w = lend ? ` * exp(${lend} - ${logDecayAt(K, q, j, f)})` : '';
+        if (TN === 1) {
+          l.line(`${acc[0]} = ${acc[0]} + ${psiAt(K, q, j, f)}${w} * ${vv[0]};`);
+          continue;
+        }
         const ps = l.let('ps', `${psiAt(K, q, j, f)}${w}`);
         acc.forEach((an, n) => l.line(`${an} = ${an} + ${ps} * ${vv[n]};`));
-        l.line(`${zacc} = ${zacc} + ${ps};`);
       }
     });
-    // Only column lane 0 reads and writes z[f] here; the next chunk's scores read it after the barrier that ends this chunk.
     for (const { f, acc } of rows) acc.forEach((an, n) => b.line(`${S}[${f} * ${a.R}u + ${cls[n]}] = ${an};`));
-    b.block(`if (${cl} == 0u)`, (l) => rows.forEach(({ f, zacc }) => l.line(`${z}[${f}] = ${zacc};`)));
   });
+  if (!a.zEarly.includes(q)) chunk.strided('f', `${q.F}u`, (b, f) => emitZUpdate(K, q, b, f));
 }
 
 /**

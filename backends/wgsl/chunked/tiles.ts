@@ -45,15 +45,3 @@ export function blockTile(n: number, R: number, WG: number, block = 1): { TM: nu
   const TM = microTile(n, R / TN, WG);
   return { TM, TN, NT: n / TM, RB: R / TN };
 }
-
-/**
- * The denominator phase's parts per row: row il's NTJ partial sums (one per score tile column) are added by P
- * invocations, NTJ / P each, and the output phase adds the P parts — a serial walk of NTJ / P + P loads where one
- * invocation a row walked NTJ (32 at chunk 32 and 512 threads: ~1,000 cycles a chunk with the workgroup waiting).
- * The largest power of two with P² ≤ 2·NTJ, P | NTJ and C·P ≤ WG.
- */
-export function denParts(C: number, NTJ: number, WG: number): number {
-  let P = 1;
-  while (NTJ % (2 * P) === 0 && 4 * P * P <= 2 * NTJ && C * 2 * P <= WG) P *= 2;
-  return P;
-}
