@@ -130,8 +130,9 @@ describe('the argmax epilogue (an LM head whose logits are never written)', () =
   it('picks each row\'s largest logit across many workgroups, and the lowest column among exact ties', async () => {
     const N = 300;
     const K = 64;
-    // The chosen variant at 17 rows, and slices along K (their partial sums reduced before the argmax) at 9.
-    for (const [M, opts] of [[17, {}], [9, { rows: { slices: 4, cols: 8 } }]] as const) {
+    // The rows kernel's own choice at 17 rows (a hardware adapter's chooser takes the skinny kernel there), and slices
+    // along K (their partial sums reduced before the argmax) at 9.
+    for (const [M, opts] of [[17, { path: 'rows' }], [9, { path: 'rows', rows: { slices: 4, cols: 8 } }]] as const) {
       const { got, logits, parts } = await tokens(M, N, K, randn([N, K], 3100).data, 3000 + M, opts);
       expect(parts).toBeGreaterThan(1);
       for (let m = 0; m < M; m++) {
@@ -145,7 +146,7 @@ describe('the argmax epilogue (an LM head whose logits are never written)', () =
     const one = randn([K], 3200).data;
     const same = new Float64Array(N * K);
     for (let n = 0; n < N; n++) same.set(one, n * K);
-    expect(Array.from((await tokens(M, N, K, same, 3300)).got)).toEqual(new Array(M).fill(0));
+    expect(Array.from((await tokens(M, N, K, same, 3300, { path: 'rows' })).got)).toEqual(new Array(M).fill(0));
   });
 
   it('the small-M kernel\'s argmax (a hardware decode step\'s head, 1–8 rows): each row\'s largest logit over many workgroups, 1, 2 and 4 columns a thread, and the lowest column among ties', async () => {
