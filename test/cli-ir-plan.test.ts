@@ -3,6 +3,8 @@
 // figures must be the ones the model ranks by (fusion-model.ts), not a second computation. No device.
 import { describe, expect, it } from 'vitest';
 import { candidateSchedules } from '../backends/wgsl/chunk-schedules.ts';
+import { PREFETCH_MARK } from '../backends/wgsl/chunked.ts';
+import { lowerChunked } from '../backends/wgsl/lower.ts';
 import { featureNodes } from '../backends/wgsl/feature-nodes.ts';
 import { chooseFusion } from '../backends/wgsl/fusion-model.ts';
 import { hardwareModel } from '../backends/wgsl/schedule-model.ts';
@@ -54,6 +56,23 @@ describe('linattn ir --print-after=plan', () => {
     const launched = Number(/^decode step: (\d+) workgroups/.exec(lines.at(-1)!)![1]);
     expect(launched).toBeGreaterThanOrEqual(264);
     expect(launched).toBeLessThan(2 * 264);
+  });
+
+  // The staging line reads the kernels lowering writes: elu_dwconv's one fused kernel prefetches (32×32×512: 4 rows of
+  // q and of k and 3 of v a thread, 11 loads); llama_linearized's unfused chunk kernels all do; performer's segmented
+  // plan only in one of its two chunk launches; a variant's kernel built with prefetch off carries no mark.
+  it.each([
+    ['paper/elu_dwconv', /^staging: the next chunk's rows loaded while this one computes in 1 of 1 chunk kernel \(11 global loads a thread held\)$/],
+    ['paper/llama_linearized', /^staging: the next chunk's rows loaded while this one computes in 3 of 3 chunk kernels \(\d+, \d+, \d+ global loads/],
+    ['paper/performer', /^staging: the next chunk's rows loaded while this one computes in 1 of 2 chunk kernels \((\d+, —|—, \d+) global loads/],
+  ])('%s: says whether its chunk kernels load the next chunk ahead', async (name, want) => {
+    const r = await linattn('ir', `examples/${name}.la`, '--print-after=plan', ...H200_AT);
+    expect(r.code, r.err).toBe(0);
+    expect(r.out.split('\n').find((l) => l.startsWith('staging: '))).toMatch(want);
+    const c = compileFile(`examples/${name}.la`);
+    const sizes = axisSizes(c.source, { h: 16, d: 64, e: 64 });
+    const off = lowerChunked(c.program, sizes, { fuse: true, schedule: { chunk: 32, cols: 32, threads: 512 }, prefetch: false });
+    expect(off.kernels.some((k) => k.code.includes(PREFETCH_MARK))).toBe(false);
   });
 
   it('says softmax attention has no feature maps to place', async () => {

@@ -5,12 +5,14 @@
 // where it is computed (inline in the chunk kernel or once in a prologue kernel) with its two estimates; then the
 // decode step's grid on a hardware adapter (recurrent-split.ts).
 import { BLOCKED_BY_DEFAULT, candidateSchedules } from '../../backends/wgsl/chunk-schedules.ts';
-import type { ChunkSchedule } from '../../backends/wgsl/chunked.ts';
+import { PREFETCH_MARK, type ChunkSchedule } from '../../backends/wgsl/chunked.ts';
+import { MAX_PREFETCH } from '../../backends/wgsl/chunked/staging.ts';
 import { outputPart } from '../../backends/wgsl/chunked/analysis.ts';
 import { featureNodes, featureRoles } from '../../backends/wgsl/feature-nodes.ts';
 import { bestByModel, chooseFusion } from '../../backends/wgsl/fusion-model.ts';
 import { recurrentPlan } from '../../backends/wgsl/recurrent.ts';
 import { hardwareModel } from '../../backends/wgsl/schedule-model.ts';
+import { lowerChunked } from '../../backends/wgsl/lower.ts';
 import { isSoftmaxProgram } from '../../backends/wgsl/softmax-analysis.ts';
 import { printNode } from '../ir/print.ts';
 import type { Program } from '../ir/types.ts';
@@ -37,6 +39,7 @@ export function planReport(p: Program, sizes: Readonly<Record<string, number>>, 
   if (!c) return [...lines, 'plan unfused over feature tiles: neither the fused kernel nor every unfused term kernel fits', ''].join('\n');
   const kind = !c.fuse ? 'unfused' : c.prologue?.size ? 'fused with a prologue' : 'fused';
   lines.push(`plan ${kind} (${show(c.schedule)}): ${c.reason.replace(/^(every feature inline|fused with a prologue|unfused): /, '')}`);
+  lines.push(stagingLine(p, sizes, c.fuse, c.schedule, c.prologue));
   // The register-blocked schedules (ChunkSchedule.block), which the choice above does not see until they are timed.
   const blocked = BLOCKED_BY_DEFAULT ? undefined : bestByModel(m, p, sizes, candidateSchedules(limits, p, sizes, false, true).filter((s) => s.block), true, shape.b, shape.t);
   if (blocked) lines.push(`register-blocked fused, not chosen by default until timed (chunk-schedules.ts BLOCKED_BY_DEFAULT): best ${show(blocked.schedule)}, est. ${(blocked.us / 1e3).toFixed(3)} ms`);
@@ -55,6 +58,19 @@ export function planReport(p: Program, sizes: Readonly<Record<string, number>>, 
     }
   }
   return [...lines, decodeLine(p, sizes, shape.b), ''].join('\n');
+}
+
+/**
+ * Whether the chosen plan's chunk kernels load the next chunk's rows while this one computes (chunked/staging.ts
+ * prefetchSlots), read from the kernels lowering writes: where one does, how many loads a thread holds.
+ */
+function stagingLine(p: Program, sizes: Readonly<Record<string, number>>, fuse: boolean, schedule: ChunkSchedule, prologue: ReadonlySet<number> | undefined): string {
+  const kernels = lowerChunked(p, sizes, { fuse, schedule, ...(prologue?.size ? { prologue } : {}) }).kernels.filter((k) => k.code.includes('let nchunks'));
+  const held = kernels.map((k) => new RegExp(`${PREFETCH_MARK}: (\\d+) global loads`).exec(k.code)?.[1]);
+  const ahead = held.filter((h) => h !== undefined).length;
+  if (!kernels.length) return 'staging: no chunk kernel';
+  if (!ahead) return `staging: each chunk's rows loaded at its start (${kernels.length} chunk kernel${kernels.length > 1 ? 's' : ''}; prefetching needs every staged array unrolled, no staged row quantities and at most ${MAX_PREFETCH} loads a thread)`;
+  return `staging: the next chunk's rows loaded while this one computes in ${ahead} of ${kernels.length} chunk kernel${kernels.length > 1 ? 's' : ''} (${held.map((h) => h ?? '—').join(', ')} global loads a thread held)`;
 }
 
 /** The decode step's workgroups at batch b, its split chosen for b, and each thread's longest walk (t = 1 per call). */
