@@ -5,19 +5,14 @@
 // the float64 oracle over one-token calls and one call of several tokens, for a plain prefix term beside a
 // convolution, for a per-feature decay gate, and for llama's open groups beside staged group and conv scores.
 import { describe, expect, it } from 'vitest';
-import { evaluateParallel } from '../backends/cpu/parallel.ts';
 import { recurrentPlan } from '../backends/wgsl/recurrent.ts';
 import { compileFile } from '../src/runtime/compiler.ts';
-import { axisSizes, makeInputs } from '../src/inputs.ts';
-import { PlanRunner } from '../src/runtime/executor.ts';
-import { downloadTensor, releaseTensor, type GpuTensor } from '../src/runtime/gpu-tensor.ts';
-import { expectRelClose, gpu } from './helpers/gpu.ts';
-import { inputRows, submitPlan } from './helpers/plan-calls.ts';
+import { axisSizes } from '../src/inputs.ts';
+import { expectRecurrentOracle } from './helpers/recurrent-oracle.ts';
 
 const AXES = { h: 2, d: 6, e: 5 };
 const B = 2;
 const CALLS = [1, 1, 1, 3, 1, 1]; // tokens per call: one-token decode steps, then a call of three
-const T = CALLS.reduce((a, n) => a + n, 0);
 
 describe('the decode step with loads first', () => {
   it.each([
@@ -43,32 +38,6 @@ describe('the decode step with loads first', () => {
     expect(before.indexOf('state_S0[')).toBeGreaterThan(before.indexOf('workgroupBarrier()'));
     expect(perToken(code)).toBe(perToken(before) - 2);
 
-    const g = await gpu();
-    const step = await PlanRunner.create(g, plan);
-    const x = makeInputs(c.source, { b: B, t: T, axes: AXES, seed: 73 });
-    const ref = evaluateParallel(c.source, x);
-    const per = ref.data.length / (B * T);
-    const inputs = c.source.inputs.map((d) => d.name);
-    let state: Record<string, GPUBuffer> | null = null;
-    const kept: GpuTensor[] = [];
-    let at = 0;
-    for (const n of CALLS) {
-      const call = step.allocate(inputRows(x, inputs, B, T, at, at + n), B, n);
-      if (!state) {
-        const own = Object.entries(call).filter(([k]) => k.startsWith('state:'));
-        state = Object.fromEntries(own.map(([k, v]) => [k, v.buffer]));
-        kept.push(...own.map(([, v]) => v));
-      }
-      const bufs = Object.fromEntries(Object.entries(call).map(([k, v]) => [k, k.startsWith('state:') ? state![k] : v.buffer]));
-      const bound = submitPlan(g, step, bufs, B, n, at);
-      const o = await downloadTensor(g, call['out:o']);
-      bound.dims.destroy();
-      for (let b = 0; b < B; b++) {
-        expectRelClose(o.subarray(b * n * per, (b + 1) * n * per), ref.data.subarray((b * T + at) * per, (b * T + at + n) * per), 1e-4, `${file}, batch ${b}, positions ${at}..${at + n - 1}`);
-      }
-      for (const [k, v] of Object.entries(call)) if (!kept.includes(v)) releaseTensor(g, v);
-      at += n;
-    }
-    for (const v of kept) releaseTensor(g, v);
+    await expectRecurrentOracle(c, plan, AXES, B, CALLS, 73, file);
   });
 });

@@ -5,59 +5,18 @@
 // are read from the inputs, z carried in workgroup memory and written per column, the commit kernel advancing the
 // rings after a call of several tokens).
 import { describe, expect, it } from 'vitest';
-import { evaluateParallel } from '../backends/cpu/parallel.ts';
 import { lagRange } from '../src/ir/masks.ts';
-import type { Plan } from '../backends/wgsl/plan.ts';
 import { recurrentPlan, type RecurrentSplit } from '../backends/wgsl/recurrent.ts';
 import { compileFile } from '../src/runtime/compiler.ts';
-import { axisSizes, makeInputs } from '../src/inputs.ts';
-import { PlanRunner } from '../src/runtime/executor.ts';
-import { downloadTensor, releaseTensor, type GpuTensor } from '../src/runtime/gpu-tensor.ts';
-import { expectRelClose, gpu } from './helpers/gpu.ts';
-import { inputRows, submitPlan } from './helpers/plan-calls.ts';
+import { axisSizes } from '../src/inputs.ts';
+import { expectRecurrentOracle } from './helpers/recurrent-oracle.ts';
 
 const AXES = { h: 3, d: 6, e: 7 };
 const B = 3;
 const H200_ELU: [string, Record<string, number>, Record<string, number>] = ['examples/paper/elu_dwconv.la', { h: 12, d: 64, e: 64 }, { K: 32 }];
 const H200_7B: [string, Record<string, number>, Record<string, number>] = ['examples/models/llama/linearized_aug.la', { h: 32, d: 128, e: 128 }, {}];
 const CALLS = [4, 1, 1, 3, 1, 1]; // tokens per call: 11 in all
-const T = CALLS.reduce((a, n) => a + n, 0);
 
-
-/** Runs `plan` at batch B over CALLS on one state and compares every call's output with the float64 oracle. */
-async function expectOracle(c: ReturnType<typeof compileFile>, plan: Plan, axes: Record<string, number>, B: number, seed: number, what: string): Promise<void> {
-  const g = await gpu();
-  const step = await PlanRunner.create(g, plan);
-  const inputs = c.source.inputs.map((d) => d.name);
-  const x = makeInputs(c.source, { b: B, t: T, axes, seed });
-  const ref = evaluateParallel(c.source, x);
-  const per = ref.data.length / (B * T);
-  let state: Record<string, GPUBuffer> | null = null;
-  const kept: GpuTensor[] = [];
-  let at = 0;
-  for (const n of CALLS) {
-    const call = step.allocate(inputRows(x, inputs, B, T, at, at + n), B, n);
-    if (!state) {
-      state = Object.fromEntries(Object.entries(call).filter(([k]) => k.startsWith('state:')).map(([k, v]) => [k, v.buffer]));
-      kept.push(...Object.entries(call).filter(([k]) => k.startsWith('state:')).map(([, v]) => v));
-    }
-    const bufs = Object.fromEntries(Object.entries(call).map(([k, v]) => [k, k.startsWith('state:') ? state![k] : v.buffer]));
-    const bound = submitPlan(g, step, bufs, B, n, at);
-    const o = await downloadTensor(g, call['out:o']);
-    bound.dims.destroy();
-    for (let b = 0; b < B; b++) {
-      expectRelClose(
-        o.subarray(b * n * per, (b + 1) * n * per),
-        ref.data.subarray((b * T + at) * per, (b * T + at + n) * per),
-        1e-4,
-        `${what}, seed ${seed}, batch ${b}, positions ${at}..${at + n - 1}`,
-      );
-    }
-    for (const [k, v] of Object.entries(call)) if (!kept.includes(v)) releaseTensor(g, v);
-    at += n;
-  }
-  for (const v of kept) releaseTensor(g, v);
-}
 
 const CASES: [string, Record<string, number>, RecurrentSplit][] = [
   // a group term, an open past_groups term (groups of 4 cross the calls), a 3-tap conv; RoPE and L2 norms staged
@@ -77,7 +36,7 @@ describe('the split decode step', () => {
     expect(plan.schedule).toMatchObject({ columns: split.columns, slices: split.slices, columnBlocks: Math.ceil(AXES.e / split.columns) });
     expect(plan.kernels[0].workgroups(B, 1)).toEqual([AXES.h * Math.ceil(AXES.e / split.columns), B, 1]);
     expect(AXES.d % split.slices !== 0 && AXES.e % split.columns !== 0).toBe(true);
-    await expectOracle(c, plan, AXES, B, 31 + split.slices, `${file} split ${split.columns}x${split.slices}`);
+    await expectRecurrentOracle(c, plan, AXES, B, CALLS, 31 + split.slices, `${file} split ${split.columns}x${split.slices}`);
   });
 });
 
@@ -119,7 +78,7 @@ describe('the default split', () => {
     const c = compileFile(file, { sizes });
     const plan = recurrentPlan(c.program, axisSizes(c.program, axes), undefined, { hardware: true, batch: 8 });
     expect(plan.schedule).toMatchObject({ columns: 16, slices: 16 });
-    await expectOracle(c, plan, axes, 8, 47, `${file} batch-8 split 16x16`);
+    await expectRecurrentOracle(c, plan, axes, 8, CALLS, 47, `${file} batch-8 split 16x16`);
   });
   it('keeps one workgroup of 64 column threads per head slice on a software adapter (the default)', () => {
     const c = compileFile('examples/paper/elu_dwconv.la');
