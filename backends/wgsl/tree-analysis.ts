@@ -14,6 +14,7 @@ import { ExprGen, offset, type Index, type Positions, type Resolver } from './ex
 import { KernelBuilder, type Binding, type WorkgroupArray } from './kernel-builder.ts';
 import { boundedFrontier, layoutOf, prefixGate, rowAxes, stateLayout, type Layout, type StateLayout } from './layout.ts';
 import type { Block } from './wgsl-block.ts';
+import { emitEarlyState, type EarlyRows } from './tree-early.ts';
 import { SOFTWARE_TREE_SPLIT, treeSplit, type TreeSplit } from './tree-split.ts';
 
 /** Invocations of a tree workgroup on a software adapter (the split's default; tree-split.ts). */
@@ -130,13 +131,16 @@ export interface TreeKernel {
   /** Query features at n of the bounded terms, [W] each. */
   readonly qf: ReadonlyMap<Id, WorkgroupArray>;
   readonly head: Index;
+  /** Prefix term k's rows of S (and z) loaded before the first barrier (tree-early.ts); absent: loaded where used. */
+  readonly early: ReadonlyMap<number, EarlyRows>;
 }
 
 /**
  * A launch's builder with its bindings declared and its prologue emitted: after it, `n` (the node), `depth`
  * (uniform), `an` (its position), path[] and the staged query-side values are ready for every invocation.
+ * `loadsFirst`: the state rows each thread walks go into registers before the first barrier (tree-early.ts).
  */
-export function treeKernel(a: TreeAnalysis, given?: TreeSite): TreeKernel {
+export function treeKernel(a: TreeAnalysis, given?: TreeSite, loadsFirst = true): TreeKernel {
   const site = given ?? ownSite(a);
   const { kb, nodes: N, pending } = site;
   const nodeOf = new Map<string, string>();
@@ -169,7 +173,8 @@ export function treeKernel(a: TreeAnalysis, given?: TreeSite): TreeKernel {
   main.define('n', `wid.x % ${N}`, 'the node this workgroup verifies');
   main.define('b', 'wid.y');
   const head = main.split(a.L.head, a.sizes, 's', 'hx');
-  const T: TreeKernel = { a, kb, read, at, load: site.load, out, nodes: N, path, phi, qf, head };
+  const early = loadsFirst ? emitEarlyState(a, main, site.load) : new Map<number, EarlyRows>();
+  const T: TreeKernel = { a, kb, read, at, load: site.load, out, nodes: N, path, phi, qf, head, early };
   emitPath(main, kb.use(parents), N, par.name, path.name, wdepth.name, pending && { ...pending, offset: a.maxNodes });
   main.define('an', 'dims.pos0 + depth - 1u', "n's absolute position");
   at('an', 'n');

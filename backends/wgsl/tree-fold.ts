@@ -98,7 +98,7 @@ export function treeFoldPlan(p: Program, sizes: Sizes, maxNodes: number, opts: T
   kb.body.comment(`workgroups [0, ${NS} · N) verify node n of head slice s; the ${NS * blocks} after them commit the pending path`);
   kb.body.ifChain([
     [`wid.x < ${NS}u * dims.pad`, (main) => {
-      const T = treeKernel(a, { kb, main, nodes: 'dims.pad', load, pending: { length: 'dims.t', node: pendingNode, input: pendingInput } });
+      const T = treeKernel(a, { kb, main, nodes: 'dims.pad', load, pending: { length: 'dims.t', node: pendingNode, input: pendingInput } }, opts.loadsFirst ?? true);
       treeRead = T.read;
       main.comment("node n's inputs, kept for the next step (which reads them if n is accepted)");
       for (const x of layout.inputs) {

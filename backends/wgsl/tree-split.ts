@@ -24,6 +24,11 @@ export interface TreeSplit {
 /** How a tree plan splits its work: a hardware adapter's split when `hardware` (default: the software one). */
 export interface TreeOptions {
   readonly hardware?: boolean;
+  /**
+   * The verifying kernels' state rows loaded before their first barrier, into registers (tree-early.ts; default
+   * on). Off builds them as before, for comparison.
+   */
+  readonly loadsFirst?: boolean;
 }
 
 /** The software split: every tree kernel as it ran before the split (TREE_WG threads, one slice). */
