@@ -50,7 +50,8 @@ describe.each(['elu_dwconv', 'llama_linearized'])('%s: folded tree step, hardwar
 
 // TreeOptions.loadsFirst (backends/wgsl/tree-early.ts): the state rows a thread walks loaded into registers before
 // the kernel's first barrier, on and off, under the hardware split: a prefix term with a convolution, per-feature
-// gates, past_groups. On, the early loads precede the first barrier in the folded kernel; off, there are none.
+// gates, past_groups. On, the early loads (and the copy of n's inputs) precede the first barrier in the folded
+// kernel; off, there are none.
 describe.each(['elu_dwconv', 'gla', 'llama_linearized'])('%s: folded tree step, state loads first on and off', (name) => {
   const axes = { h: 2, d: 16, e: 32 };
   it('both equal commit then tree and the float64 tree form; on issues the state loads before the first barrier', async () => {
@@ -62,6 +63,8 @@ describe.each(['elu_dwconv', 'gla', 'llama_linearized'])('%s: folded tree step, 
     expect(marker).toBeGreaterThan(0);
     expect(marker).toBeLessThan(on.indexOf('workgroupBarrier'));
     expect(on.slice(marker).split('\n')[1]).toContain('fold_state[');
+    // n's inputs kept for the next step are loaded before the first barrier too.
+    expect(on.indexOf('loaded first, stored below')).toBeLessThan(on.indexOf('workgroupBarrier'));
     expect(code(false)).not.toContain(EARLY_STATE_MARKER);
     for (const loadsFirst of [true, false]) await checkFolded(name, { hardware: true, maxNodes: 5, cases: [[3, 3, 5]], axes, loadsFirst });
   }, 600_000);

@@ -7,6 +7,9 @@
 // following them. Capped at MAX_EARLY_LOADS held loads a thread over all prefix terms (a term that would pass it,
 // or whose columns a thread walks more than one of, keeps its loads where they are used). past_groups terms' So
 // and zo stay where they are: So is loaded only once n has left the open group, which needs n's depth.
+// treeKernel (tree-analysis.ts) also stages, before the path, the query-side values at n that read no position
+// (elu_dwconv's φ_n; not llama_linearized's, whose rope reads a_n) and the folded kernel's copy of n's inputs
+// (tree-fold.ts: into registers with these loads, stored after that staging).
 import type { TreeAnalysis, TreePrefix } from './tree-analysis.ts';
 import type { Block } from './wgsl-block.ts';
 

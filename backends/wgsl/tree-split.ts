@@ -25,8 +25,9 @@ export interface TreeSplit {
 export interface TreeOptions {
   readonly hardware?: boolean;
   /**
-   * The verifying kernels' state rows loaded before their first barrier, into registers (tree-early.ts; default
-   * on). Off builds them as before, for comparison.
+   * Loads first in the verifying kernels (default on): the state rows a thread walks into registers, the
+   * query-side values at n that read no position and the fold's copy of n's inputs, all before the first
+   * barrier (tree-early.ts). Off builds the kernels as before, byte for byte, for comparison.
    */
   readonly loadsFirst?: boolean;
 }
