@@ -5,11 +5,14 @@
 // oracle's, and the state it writes equals what the separate commit leaves — S, z, So, zo and every ring slot —
 // for P = 0, 1, several and longer than the ring, at prefixes that put the path across group boundaries. So do
 // the packed commit (treeFoldCommitPlan, for a path too long to fold) then tree 2 folded with nothing pending.
-// Both under the software split and, for two variants, under the hardware split forced on this adapter.
-import { describe, it } from 'vitest';
+// Both under the software split and, for two variants, under the hardware split forced on this adapter; and with
+// the state loads first (TreeOptions.loadsFirst) on and off.
+import { describe, expect, it } from 'vitest';
 import { createState, type RecurrentState } from '../backends/cpu/recurrent.ts';
 import type { TreeNode } from '../backends/cpu/tree.ts';
 import { recurrentPlan } from '../backends/wgsl/recurrent.ts';
+import { EARLY_STATE_MARKER } from '../backends/wgsl/tree-early.ts';
+import { treeFoldPlan } from '../backends/wgsl/tree-fold.ts';
 import { runPasses } from '../passes/pipeline.ts';
 import { loadVariant } from '../src/io/variant-file.ts';
 import { axisSizes, makeInputs } from '../src/inputs.ts';
@@ -45,7 +48,29 @@ describe.each(['elu_dwconv', 'llama_linearized'])('%s: folded tree step, hardwar
   it(`equals commit then tree, and the float64 tree form, for (prefix, pending, nodes) ${SPLIT_CASES.map((x) => `(${x.join(', ')})`).join(' ')}`, () => checkFolded(name, { hardware: true, maxNodes: 17, cases: SPLIT_CASES, axes: { h: 2, d: 16, e: 32 } }), 600_000);
 });
 
-async function checkFolded(name: string, opts: { hardware: boolean; maxNodes: number; cases: readonly Case[]; axes: Record<string, number> }): Promise<void> {
+// TreeOptions.loadsFirst (backends/wgsl/tree-early.ts): the state rows a thread walks loaded into registers before
+// the kernel's first barrier, on and off, under the hardware split: a prefix term with a convolution, per-feature
+// gates, past_groups. On, the early loads (and the copy of n's inputs) precede the first barrier in the folded
+// kernel; off, there are none.
+describe.each(['elu_dwconv', 'gla', 'llama_linearized'])('%s: folded tree step, state loads first on and off', (name) => {
+  const axes = { h: 2, d: 16, e: 32 };
+  it('both equal commit then tree and the float64 tree form; on issues the state loads before the first barrier', async () => {
+    const c = VARIANTS.find((v) => v.file.endsWith(`/${name}.la`))!;
+    const source = loadVariant(c.file, { sizes: c.sizes });
+    const code = (loadsFirst: boolean) => treeFoldPlan(runPasses(source), axisSizes(source, axes), 5, { hardware: true, loadsFirst }).kernels[0].code;
+    const on = code(true);
+    const marker = on.indexOf(EARLY_STATE_MARKER);
+    expect(marker).toBeGreaterThan(0);
+    expect(marker).toBeLessThan(on.indexOf('workgroupBarrier'));
+    expect(on.slice(marker).split('\n')[1]).toContain('fold_state[');
+    // n's inputs kept for the next step are loaded before the first barrier too.
+    expect(on.indexOf('loaded first, stored below')).toBeLessThan(on.indexOf('workgroupBarrier'));
+    expect(code(false)).not.toContain(EARLY_STATE_MARKER);
+    for (const loadsFirst of [true, false]) await checkFolded(name, { hardware: true, maxNodes: 5, cases: [[3, 3, 5]], axes, loadsFirst });
+  }, 600_000);
+});
+
+async function checkFolded(name: string, opts: { hardware: boolean; maxNodes: number; cases: readonly Case[]; axes: Record<string, number>; loadsFirst?: boolean }): Promise<void> {
   const { hardware, maxNodes: MAX_NODES, cases: CASES, axes: AXES } = opts;
   const c = VARIANTS.find((v) => v.file.endsWith(`/${name}.la`))!;
   const source = loadVariant(c.file, { sizes: c.sizes });
@@ -53,7 +78,7 @@ async function checkFolded(name: string, opts: { hardware: boolean; maxNodes: nu
   const sizes = axisSizes(source, AXES);
   const names = program.inputs.map((d) => d.name);
   const g: Gpu = await gpu();
-  const factory = await compileTreeAttention(g, program, sizes, MAX_NODES, hardware);
+  const factory = await compileTreeAttention(g, program, sizes, MAX_NODES, hardware, opts.loadsFirst);
   const fold = factory.fold!;
   const step = await PlanRunner.create(g, recurrentPlan(program, sizes));
   const fx = treeFixture(g, factory, program, sizes, makeInputs(source, { b: 1, t: 1, axes: AXES, seed: 5 }));

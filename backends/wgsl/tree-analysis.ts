@@ -14,6 +14,7 @@ import { ExprGen, offset, type Index, type Positions, type Resolver } from './ex
 import { KernelBuilder, type Binding, type WorkgroupArray } from './kernel-builder.ts';
 import { boundedFrontier, layoutOf, prefixGate, rowAxes, stateLayout, type Layout, type StateLayout } from './layout.ts';
 import type { Block } from './wgsl-block.ts';
+import { emitEarlyState, type EarlyRows } from './tree-early.ts';
 import { SOFTWARE_TREE_SPLIT, treeSplit, type TreeSplit } from './tree-split.ts';
 
 /** Invocations of a tree workgroup on a software adapter (the split's default; tree-split.ts). */
@@ -98,6 +99,12 @@ export interface TreeSite {
   readonly load: (name: string, index: string) => string;
   /** The pending path above the root (the folded kernel). */
   readonly pending?: PendingPath;
+  /**
+   * Code that reads n's inputs (at position 'an') and no workgroup memory (the folded kernel's copy of n's
+   * inputs): with loadsFirst, emitted before the path walk, its loads first and the rest in the function it
+   * returns, emitted after the early query-side staging; otherwise after phase 1, as it was.
+   */
+  readonly prologue?: (read: Resolver, main: Block, loadsFirst: boolean) => ((main: Block) => void) | void;
 }
 
 /** The previous step's accepted path, not yet in the state the kernel reads: the oldest ancestors of every node. */
@@ -130,13 +137,16 @@ export interface TreeKernel {
   /** Query features at n of the bounded terms, [W] each. */
   readonly qf: ReadonlyMap<Id, WorkgroupArray>;
   readonly head: Index;
+  /** Prefix term k's rows of S (and z) loaded before the first barrier (tree-early.ts); absent: loaded where used. */
+  readonly early: ReadonlyMap<number, EarlyRows>;
 }
 
 /**
  * A launch's builder with its bindings declared and its prologue emitted: after it, `n` (the node), `depth`
  * (uniform), `an` (its position), path[] and the staged query-side values are ready for every invocation.
+ * `loadsFirst`: the state rows each thread walks go into registers before the first barrier (tree-early.ts).
  */
-export function treeKernel(a: TreeAnalysis, given?: TreeSite): TreeKernel {
+export function treeKernel(a: TreeAnalysis, given?: TreeSite, loadsFirst = true): TreeKernel {
   const site = given ?? ownSite(a);
   const { kb, nodes: N, pending } = site;
   const nodeOf = new Map<string, string>();
@@ -169,12 +179,33 @@ export function treeKernel(a: TreeAnalysis, given?: TreeSite): TreeKernel {
   main.define('n', `wid.x % ${N}`, 'the node this workgroup verifies');
   main.define('b', 'wid.y');
   const head = main.split(a.L.head, a.sizes, 's', 'hx');
-  const T: TreeKernel = { a, kb, read, at, load: site.load, out, nodes: N, path, phi, qf, head };
+  const early = loadsFirst ? emitEarlyState(a, main, site.load) : new Map<number, EarlyRows>();
+  const T: TreeKernel = { a, kb, read, at, load: site.load, out, nodes: N, path, phi, qf, head, early };
+  at('an', 'n');
+  // Loads first: the query-side values that do not read n's position (known only after the path) are staged
+  // before the path walk, their loads of n's inputs issued before its barriers, which also publish them.
+  const roots = [...a.prefix.map((q) => q.form.phi), ...a.qf.keys()];
+  const free = new Set(loadsFirst ? roots.filter((id) => !readsPosition(a.p, id)) : []);
+  const finish = loadsFirst ? site.prologue?.(read, main, true) : undefined;
+  if (free.size) stageQuerySide(T, main, free, 'phase 1, before the path: the query-side values at n that do not read its position (the path\'s barriers publish them)', false);
+  if (finish) finish(main);
   emitPath(main, kb.use(parents), N, par.name, path.name, wdepth.name, pending && { ...pending, offset: a.maxNodes });
   main.define('an', 'dims.pos0 + depth - 1u', "n's absolute position");
-  at('an', 'n');
-  stageQuerySide(T, main);
+  stageQuerySide(T, main, new Set(roots.filter((id) => !free.has(id))), free.size ? 'phase 1: the query-side values at n that read its position' : 'phase 1: query-side values at n', true);
+  if (!loadsFirst) site.prologue?.(read, main, false);
   return T;
+}
+
+/** Whether node `root` depends on a position (a position, rope or decay node below it): in the tree kernel, n's. */
+function readsPosition(p: Program, root: Id): boolean {
+  const seen = new Set<Id>();
+  const walk = (id: Id): boolean => {
+    if (seen.has(id)) return false;
+    seen.add(id);
+    const n = p.nodes[id];
+    return n.op === 'position' || n.op === 'rope' || n.op === 'decay' || operands(n).some(walk);
+  };
+  return walk(root);
 }
 
 /**
@@ -252,26 +283,29 @@ function emitPath(main: Block, parents: string, N: string, par: string, path: st
 
 /**
  * Each prefix term's φ_n and the bounded terms' query features at n, in workgroup memory. Their row reductions
- * (a norm over d) come first, once per invocation, then every element reuses them.
+ * (a norm over d) come first, once per invocation, then every element reuses them. `only`: the roots staged here;
+ * `barrier`: a barrier after them (without one, a later barrier must publish them before they are read).
  */
-function stageQuerySide(T: TreeKernel, main: Block): void {
+function stageQuerySide(T: TreeKernel, main: Block, only: ReadonlySet<Id>, what: string, barrier: boolean): void {
   const { a } = T;
-  main.comment('phase 1: query-side values at n');
+  main.comment(what);
   const g = new ExprGen(a.p, a.sizes, T.read, { i: 'an', j: 'an' });
-  for (const id of [...a.prefix.map((q) => q.form.phi), ...a.qf.keys()]) hoistRowReductions(T, g, main, id, 'an');
+  for (const id of [...a.prefix.map((q) => q.form.phi), ...a.qf.keys()]) if (only.has(id)) hoistRowReductions(T, g, main, id, 'an');
   a.prefix.forEach((q, i) => {
+    if (!only.has(q.form.phi)) return;
     main.strided('f', `${q.F}u`, (b, f) => {
       const idx: Index = { ...T.head, ...(q.form.feature ? { [q.form.feature]: f } : {}) };
       b.line(`${T.phi[i].name}[${f}] = ${g.value(b, q.form.phi, idx, 'an')};`);
     });
   });
   for (const [id, f] of a.qf) {
+    if (!only.has(id)) continue;
     main.strided('x', `${f.W}u`, (b, x) => {
       const idx = b.split(f.axes, a.sizes, x, `q${id}`);
       b.line(`${T.qf.get(id)!.name}[${x}] = ${g.value(b, id, { ...T.head, ...idx }, 'an')};`);
     });
   }
-  main.line('workgroupBarrier();');
+  if (barrier) main.line('workgroupBarrier();');
 }
 
 /** WGSL reading a state buffer ('state:S0', …) at `index`: the committed state, read only. */

@@ -28,6 +28,7 @@
 import type { Program } from '../../src/ir/types.ts';
 import { count, programBuffers, programReader, type Sizes } from './common.ts';
 import { offset, type Resolver } from './expr.ts';
+import type { Block } from './wgsl-block.ts';
 import { KernelBuilder } from './kernel-builder.ts';
 import type { Plan, PlanBuffer } from './plan.ts';
 import { analyseTree, treeKernel, treeSplitOf, TREE_PARENTS, TREE_PATH, TREE_TILE } from './tree-analysis.ts';
@@ -98,17 +99,40 @@ export function treeFoldPlan(p: Program, sizes: Sizes, maxNodes: number, opts: T
   kb.body.comment(`workgroups [0, ${NS} · N) verify node n of head slice s; the ${NS * blocks} after them commit the pending path`);
   kb.body.ifChain([
     [`wid.x < ${NS}u * dims.pad`, (main) => {
-      const T = treeKernel(a, { kb, main, nodes: 'dims.pad', load, pending: { length: 'dims.t', node: pendingNode, input: pendingInput } });
+      const keep = (read: Resolver, main: Block, loadsFirst: boolean): ((main: Block) => void) | void => {
+        const used = layout.inputs.flatMap((x) => {
+          const node = p.nodes.find((m) => m.op === 'input' && m.name === x.name);
+          return node ? [{ x, node }] : []; // an input nothing reads is not kept
+        });
+        // Loads first, where each input takes at most one element a thread: the elements into registers with the
+        // state's loads, stored after the early staging (a store waits for its load).
+        if (loadsFirst && used.every(({ x }) => x.per <= NS * WG)) {
+          main.comment("node n's inputs, kept for the next step (which reads them if n is accepted): loaded first, stored below");
+          const held = used.map(({ x, node }) => {
+            const e = main.let(`ke${x.name}`, `s * ${WG}u + lid`);
+            const idx = main.split(node.type.axes, sizes, `min(${e}, ${x.per - 1}u)`, `k${x.name}`);
+            const load = read(node, idx, 'an', main);
+            if (load === null) throw new Error(`internal: ${p.name}: input ${x.name} at n has no read`);
+            const v = main.var(`kv${x.name}`, load);
+            return { x, node, e, idx, v };
+          });
+          return (m: Block) => {
+            m.comment("node n's inputs, kept");
+            for (const { x, node, e, idx, v } of held) m.line(`if (${e} < ${x.per}u) { ${kb.use(keptBuf)}[(b * ${maxNodes}u + n) * ${W}u + ${x.at}u + ${offset(node.type.axes, sizes, idx)}] = ${v}; }`);
+          };
+        }
+        main.comment("node n's inputs, kept for the next step (which reads them if n is accepted)");
+        for (const x of layout.inputs) {
+          const node = p.nodes.find((m) => m.op === 'input' && m.name === x.name);
+          if (!node) continue; // an input nothing reads
+          main.for('e', `s * ${WG}u + lid`, (e) => `${e} < ${x.per}u`, (b, e) => {
+            const idx = b.split(node.type.axes, sizes, e, `k${x.name}`);
+            b.line(`${kb.use(keptBuf)}[(b * ${maxNodes}u + n) * ${W}u + ${x.at}u + ${offset(node.type.axes, sizes, idx)}] = ${read(node, idx, 'an', b)};`);
+          }, { step: (e) => `${e} += ${NS * WG}u` });
+        }
+      };
+      const T = treeKernel(a, { kb, main, nodes: 'dims.pad', load, pending: { length: 'dims.t', node: pendingNode, input: pendingInput }, prologue: keep }, opts.loadsFirst ?? true);
       treeRead = T.read;
-      main.comment("node n's inputs, kept for the next step (which reads them if n is accepted)");
-      for (const x of layout.inputs) {
-        const node = p.nodes.find((m) => m.op === 'input' && m.name === x.name);
-        if (!node) continue; // an input nothing reads
-        main.for('e', `s * ${WG}u + lid`, (e) => `${e} < ${x.per}u`, (b, e) => {
-          const idx = b.split(node.type.axes, sizes, e, `k${x.name}`);
-          b.line(`${kb.use(keptBuf)}[(b * ${maxNodes}u + n) * ${W}u + ${x.at}u + ${offset(node.type.axes, sizes, idx)}] = ${T.read(node, idx, 'an', b)};`);
-        }, { step: (e) => `${e} += ${NS * WG}u` });
-      }
       emitTreeBody(T, main);
     }],
     [null, (main) => {

@@ -17,6 +17,7 @@ import { ExprGen, type Index } from './expr.ts';
 import type { WorkgroupArray } from './kernel-builder.ts';
 import type { Block } from './wgsl-block.ts';
 import { hoistRowReductions, stateAt, TREE_TILE, type TreeKernel, type TreePrefix } from './tree-analysis.ts';
+import { slicesOf, unrollOf, type EarlyRows } from './tree-early.ts';
 
 /** Where a term adds its sums: one [NR] array per output item (den only for normalised items). */
 export interface ItemSums {
@@ -38,13 +39,6 @@ export interface PrefixTiles {
   readonly dacc: WorkgroupArray | null;
   /** The tile's D_{j→n}, [TILE · gate width]. */
   readonly Dt: WorkgroupArray | null;
-}
-
-/** Rows of S a thread reads before using any (as the recurrent step does); a divisor of F. */
-function unrollOf(F: number): number {
-  let u = Math.min(16, F);
-  while (F % u !== 0) u--;
-  return u;
 }
 
 export function emitPrefixTerm(T: TreeKernel, main: Block, q: TreePrefix, t: Term, sums: ItemSums, tiles: PrefixTiles): void {
@@ -156,19 +150,14 @@ export function emitPrefixTerm(T: TreeKernel, main: Block, q: TreePrefix, t: Ter
   main.line('workgroupBarrier();');
 }
 
-/** Slices of a term of F features: the largest power of two up to the split's that divides F. */
-function slicesOf(F: number, slices: number): number {
-  let n = 1;
-  while (n * 2 <= slices && F % (n * 2) === 0) n *= 2;
-  return n;
-}
-
 /** What the committed state's row walk reads: S, z, and (past_groups) So, zo with the test whether n left the open group. */
 interface StateRows {
   readonly U: number;
   readonly S: (i: string) => string;
   readonly z: ((i: string) => string) | null;
   readonly open: { readonly So: (i: string) => string; readonly zo: ((i: string) => string) | null } | null;
+  /** The thread's rows loaded before the first barrier (tree-early.ts): row r of its walk in S[r] (z[r]). */
+  readonly early: EarlyRows | null;
 }
 
 function stateRows(T: TreeKernel, q: TreePrefix, sums: ItemSums, rows: number): StateRows {
@@ -178,26 +167,37 @@ function stateRows(T: TreeKernel, q: TreePrefix, sums: ItemSums, rows: number): 
     S: (i) => stateAt(T, `state:S${q.k}`, i),
     z: sums.den ? (i) => stateAt(T, `state:z${q.k}`, i) : null,
     open: C ? { So: (i) => stateAt(T, `state:So${q.k}`, i), zo: sums.den ? (i) => stateAt(T, `state:zo${q.k}`, i) : null } : null,
+    early: T.early.get(q.k) ?? null,
   };
 }
 
-/** Rows f0 … f0 + U of the state at column `col` into nu (and de): U loads of S in flight, then their products. */
-function emitStateRows(T: TreeKernel, l: Block, q: TreePrefix, r: StateRows, f0: string, col: string, phi: string, dacc: string | undefined, nu: string, de: string | null, withOpen: string | null): void {
+/**
+ * Rows f0 … f0 + U of the state at column `col` into nu (and de): U loads of S in flight, then their products.
+ * `walked`: with early registers (r.early), the rows already walked this thread, f0 − its first row (a constant).
+ */
+function emitStateRows(T: TreeKernel, l: Block, q: TreePrefix, r: StateRows, f0: string, col: string, phi: string, dacc: string | undefined, nu: string, de: string | null, withOpen: string | null, walked = 0): void {
   const { a } = T;
-  const { U, S, z, open } = r;
+  const { U, open, early } = r;
+  const S = early ? (_: string, u: number) => early.S[walked + u] : (i: string) => r.S(i);
+  const z = r.z && (early?.z ? (_: string, u: number) => early.z![walked + u] : r.z);
   const si = (u: number) => `((b * ${a.NS}u + s) * ${q.F}u + ${f0} + ${u}u) * ${a.NR}u + ${col}`;
   const zi = (u: number) => `(b * ${a.NS}u + s) * ${q.F}u + ${f0} + ${u}u`;
   // So only once n has left the open group (a uniform branch: most nodes of a tree stay in it, and a select
   // would load So for them too, doubling the state this kernel reads per node).
-  const rows = [...Array(U).keys()].map((u) => (open ? l.var(`s${u}`, S(si(u))) : l.let(`s${u}`, S(si(u)))));
+  const rows = [...Array(U).keys()].map((u) => (open ? l.var(`s${u}`, S(si(u), u)) : l.let(`s${u}`, S(si(u), u))));
   if (open) l.block(`if (${withOpen})`, (c) => rows.forEach((su, u) => c.line(`${su} = ${su} + ${open.So(si(u))};`)));
   rows.forEach((su, u) => {
     const f = `${f0} + ${u}u`;
     const w = l.let('w', `${phi}[${f}]${dacc ? ` * ${dacc}[${q.gateW > 1 ? f : '0u'}]` : ''}`);
     // z from this column's copy (layout.ts), at S's index; zo is kept once per feature.
-    const zv = z ? (open?.zo ? `(${z(si(u))} + select(0.0, ${open.zo(zi(u))}, ${withOpen}))` : `${z(si(u))}`) : null;
+    const zv = z ? (open?.zo ? `(${z(si(u), u)} + select(0.0, ${open.zo(zi(u))}, ${withOpen}))` : `${z(si(u), u)}`) : null;
     l.line(`${nu} = ${nu} + ${w} * ${su};${de ? ` ${de} = ${de} + ${w} * ${zv};` : ''}`);
   });
+}
+
+/** The row walk unrolled (registers are named, not indexed): `emit(w)` for w = 0, U, 2U, … < rows, in the loop's order. */
+function walkEarly(rows: number, U: number, emit: (walked: number) => void): void {
+  for (let w = 0; w < rows; w += U) emit(w);
 }
 
 /** WGSL: whether n has left the committed open group of a past_groups term of group size C (then So joins S). */
@@ -212,7 +212,8 @@ function committedState(T: TreeKernel, main: Block, q: TreePrefix, sums: ItemSum
     const nu = b.var('nu', '0.0');
     const de = r.z ? b.var('de', '0.0') : null;
     const withOpen = r.open ? b.let('withOpen', leftOpenGroup(q.group)) : null;
-    b.for('f0', '0u', (f0) => `${f0} < ${q.F}u`, (l, f0) => emitStateRows(T, l, q, r, f0, col, phi, dacc, nu, de, withOpen), { step: (f0) => `${f0} += ${r.U}u` });
+    if (r.early) walkEarly(q.F, r.U, (w) => emitStateRows(T, b, q, r, `${w}u`, col, phi, dacc, nu, de, withOpen, w));
+    else b.for('f0', '0u', (f0) => `${f0} < ${q.F}u`, (l, f0) => emitStateRows(T, l, q, r, f0, col, phi, dacc, nu, de, withOpen), { step: (f0) => `${f0} += ${r.U}u` });
     b.line(`${sums.num.name}[${col}] += ${nu};${de ? ` ${sums.den!.name}[${col}] += ${de};` : ''}`);
   });
 }
@@ -236,7 +237,8 @@ function committedStateSliced(T: TreeKernel, main: Block, q: TreePrefix, sums: I
     const de = r.z ? l.var('de', '0.0') : null;
     const withOpen = r.open ? l.let('withOpen', leftOpenGroup(q.group)) : null;
     l.block(`if (${col} < ${a.NR}u && ${sl} < ${SL}u)`, (b) => {
-      b.for('f0', `${sl} * ${RS}u`, (f0) => `${f0} < (${sl} + 1u) * ${RS}u`, (m, f0) => emitStateRows(T, m, q, r, f0, col, phi, dacc, nu, de, withOpen), { step: (f0) => `${f0} += ${r.U}u` });
+      if (r.early) walkEarly(RS, r.U, (w) => emitStateRows(T, b, q, r, `${sl} * ${RS}u + ${w}u`, col, phi, dacc, nu, de, withOpen, w));
+      else b.for('f0', `${sl} * ${RS}u`, (f0) => `${f0} < (${sl} + 1u) * ${RS}u`, (m, f0) => emitStateRows(T, m, q, r, f0, col, phi, dacc, nu, de, withOpen), { step: (f0) => `${f0} += ${r.U}u` });
     });
     l.line(`${part.num.name}[lid] = ${nu};${de ? ` ${part.den!.name}[lid] = ${de};` : ''}`);
     l.line('workgroupBarrier();');

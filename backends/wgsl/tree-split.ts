@@ -24,6 +24,12 @@ export interface TreeSplit {
 /** How a tree plan splits its work: a hardware adapter's split when `hardware` (default: the software one). */
 export interface TreeOptions {
   readonly hardware?: boolean;
+  /**
+   * Loads first in the verifying kernels (default on): the state rows a thread walks into registers, the
+   * query-side values at n that read no position and the fold's copy of n's inputs, all before the first
+   * barrier (tree-early.ts). Off builds the kernels as before, byte for byte, for comparison.
+   */
+  readonly loadsFirst?: boolean;
 }
 
 /** The software split: every tree kernel as it ran before the split (TREE_WG threads, one slice). */

@@ -36,7 +36,7 @@ export function treePlan(p: Program, sizes: Sizes, maxNodes: number, opts: TreeO
   if (!Number.isInteger(maxNodes) || maxNodes < 1) throw new Error(`treePlan: maxNodes must be a positive integer, got ${maxNodes}`);
   if (isSoftmaxProgram(p)) return softmaxTreePlan(p, sizes, maxNodes); // the cache and the root path (softmax-tree.ts)
   const a = analyseTree(p, sizes, maxNodes, treeSplitOf(p, sizes, opts.hardware ?? false));
-  const T = treeKernel(a);
+  const T = treeKernel(a, undefined, opts.loadsFirst ?? true);
   emitTreeBody(T);
   const { kb } = T;
   const kernel = kb.build({

@@ -89,10 +89,11 @@ export interface TreeAttentionFactory {
 /**
  * Compiles the tree and commit plans of `program` (after the passes) at fixed axis sizes. `hardware`: split the
  * kernels' work for a hardware adapter (backends/wgsl/tree-split.ts; default: unless the adapter is software — tests
- * force it to run the hardware split on lavapipe).
+ * force it to run the hardware split on lavapipe). `loadsFirst`: false builds the verifying kernels without
+ * TreeOptions.loadsFirst (tests comparing the two).
  */
-export async function compileTreeAttention(gpu: Gpu, program: Program, sizes: Readonly<Record<string, number>>, maxNodes: number, hardware = !gpu.isSoftware): Promise<TreeAttentionFactory> {
-  const opts = { hardware };
+export async function compileTreeAttention(gpu: Gpu, program: Program, sizes: Readonly<Record<string, number>>, maxNodes: number, hardware = !gpu.isSoftware, loadsFirst?: boolean): Promise<TreeAttentionFactory> {
+  const opts = { hardware, ...(loadsFirst !== undefined && { loadsFirst }) };
   const tree = treePlan(program, sizes, maxNodes, opts);
   const commit = treeCommitPlan(program, sizes, maxNodes, opts);
   let fold = isSoftmaxProgram(program) ? null : { plan: treeFoldPlan(program, sizes, maxNodes, opts), commit: treeFoldCommitPlan(program, sizes, maxNodes, opts) };
