@@ -10,8 +10,25 @@
 // treeKernel (tree-analysis.ts) also stages, before the path, the query-side values at n that read no position
 // (elu_dwconv's φ_n; not llama_linearized's, whose rope reads a_n) and the folded kernel's copy of n's inputs
 // (tree-fold.ts: into registers with these loads, stored after that staging).
-import type { TreeAnalysis, TreePrefix } from './tree-analysis.ts';
+import type { OutputItem } from '../../src/ir/types.ts';
 import type { Block } from './wgsl-block.ts';
+
+/**
+ * What the early loads read of the tree's analysis: tree-analysis.ts's TreeAnalysis and TreePrefix satisfy these
+ * structurally (tree-analysis.ts calls emitEarlyState, so this file does not import it back).
+ */
+export interface EarlyTerm {
+  readonly k: number;
+  readonly name: string;
+  readonly F: number;
+}
+export interface EarlyAnalysis {
+  readonly p: { readonly output: readonly OutputItem[] };
+  readonly prefix: readonly EarlyTerm[];
+  readonly split: { readonly slices: number; readonly threads: number };
+  readonly NR: number;
+  readonly NS: number;
+}
 
 /** The comment emitted before the early loads (a test finds it before the first workgroupBarrier). */
 export const EARLY_STATE_MARKER = "loads first: the committed state's rows this thread walks";
@@ -33,7 +50,7 @@ export function unrollOf(F: number): number {
 }
 
 /** How a term's state phase spreads its rows: SL slices of `rows` rows, columns `columnThreads` at a time. */
-export function stateWalk(a: TreeAnalysis, q: TreePrefix): { readonly SL: number; readonly rows: number; readonly columnThreads: number } {
+export function stateWalk(a: EarlyAnalysis, q: EarlyTerm): { readonly SL: number; readonly rows: number; readonly columnThreads: number } {
   const SL = a.prefix.length > 0 && a.split.slices > 1 ? slicesOf(q.F, a.split.slices) : 1;
   return SL > 1 ? { SL, rows: q.F / SL, columnThreads: a.split.threads / a.split.slices } : { SL: 1, rows: q.F, columnThreads: a.split.threads };
 }
@@ -45,7 +62,7 @@ export interface EarlyRows {
 }
 
 /** Whether term q's sums have a denominator (its output item normalises): then its phase reads z too. */
-function normalised(a: TreeAnalysis, q: TreePrefix): boolean {
+function normalised(a: EarlyAnalysis, q: EarlyTerm): boolean {
   return a.p.output.some((it) => it.kind === 'norm' && it.terms.includes(q.name));
 }
 
@@ -53,7 +70,7 @@ function normalised(a: TreeAnalysis, q: TreePrefix): boolean {
  * The early loads, into `main` before its first barrier: for each prefix term within the cap, its registers
  * (keyed by term k). `load(name, index)` reads state buffer `name`.
  */
-export function emitEarlyState(a: TreeAnalysis, main: Block, load: (name: string, index: string) => string): Map<number, EarlyRows> {
+export function emitEarlyState(a: EarlyAnalysis, main: Block, load: (name: string, index: string) => string): Map<number, EarlyRows> {
   const regs = new Map<number, EarlyRows>();
   let held = 0;
   const chosen = a.prefix.flatMap((q) => {
