@@ -1,6 +1,6 @@
 // Speculative decoding against plain decoding on the GPU, same model, same prompt, same run.
 //
-//   npm run bench:speculative [-- --small] [--tokens N] [--no-profile] [--oracle-only] [--out DIR]
+//   npm run bench:speculative [-- --small] [--tokens N] [--no-profile] [--leave-out] [--oracle-only] [--out DIR]
 //
 // Model (random weights): bench/decode.ts's — 12 layers, hidden 768, 12 heads of 64, intermediate 2048,
 // vocab 32000, elu+1 linear attention + K = 4 depthwise conv on v (examples/paper/elu_dwconv.la) — with
@@ -23,7 +23,9 @@
 //     time goes, kernel by kernel (runtime/dispatch-profile.ts: every dispatch replayed in a timed pass of
 //     its own), with the weight bytes each step's matmuls read; each oracle tree step twice: folded (its tree
 //     launches commit the previous path, the verifier's default) and with the commit's own launch per layer
-//     (GpuVerifierOptions.foldUpTo 0), the 'tree N +commit' columns.
+//     (GpuVerifierOptions.foldUpTo 0), the 'tree N +commit' columns. With --leave-out also what each kernel adds
+//     to the decode step and each folded tree step run back to back (dispatch-profile.ts timeLeavingOut): a
+//     dispatch in a pass of its own overstates its share of a stream.
 // --oracle-only: the verification-cost figures alone (plain decoding, the oracle by tree size, the profile).
 // With random weights the n-gram, adaptive, Medusa and draft-model acceptance says nothing about trained
 // models; their rows measure what drafting and verifying cost. Prints tables; writes speculative.json to
@@ -37,7 +39,7 @@ import { loadModelVariant } from '../src/model/variant.ts';
 import { compiledAttentionFactory } from '../src/runtime/compiled-attention.ts';
 import type { Gpu } from '../src/runtime/device.ts';
 import { getDevice } from '../src/runtime/dawn.ts';
-import { ProfilingPass, timeDispatchesOf, timeStepStream } from '../src/runtime/dispatch-profile.ts';
+import { ProfilingPass, timeDispatchesOf, timeLeavingOut, timeStepStream } from '../src/runtime/dispatch-profile.ts';
 import { median } from '../src/runtime/timing.ts';
 import { AdaptiveDraft } from '../src/speculative/adaptive-draft.ts';
 import type { DraftSource } from '../src/speculative/draft.ts';
@@ -54,7 +56,7 @@ import { OracleDraft } from '../src/speculative/oracle-draft.ts';
 import { treeFromParents } from '../src/speculative/token-tree.ts';
 import { chainShape, parseTreeSpec, type TreeShape } from '../src/speculative/tree-spec.ts';
 import { FULL, SMALL, silentTokenizer, type ModelShape } from './decode.ts';
-import { formatTable, matmulReads, profileTable, stepProfile, treeStepMatmuls, type StepProfile } from './step-profile.ts';
+import { formatTable, leaveOutTable, matmulReads, profileTable, stepProfile, treeStepMatmuls, type StepProfile } from './step-profile.ts';
 import { adapterHeader, type AdapterHeader, flagValue, runIfMain, writeReport } from './script.ts';
 
 const DRAFT_FULL: ModelShape = { layers: 2, hidden: 256, heads: 4, intermediate: 512, vocab: FULL.vocab, K: 4 };
@@ -148,7 +150,7 @@ async function targetModel(gpu: Gpu, config: ModelConfig, seed: number) {
 
 const gpuMedian = (r: GenerateResult) => (r.decodeSteps.length && r.decodeSteps.every((s) => s.gpuMs !== undefined) ? median(r.decodeSteps.map((s) => s.gpuMs!)) : undefined);
 
-export async function runSpeculativeBench(opts: { small?: boolean; tokens?: number; profile?: boolean; oracleOnly?: boolean; log?: (s: string) => void } = {}): Promise<SpeculativeBenchReport> {
+export async function runSpeculativeBench(opts: { small?: boolean; tokens?: number; profile?: boolean; leaveOut?: boolean; oracleOnly?: boolean; log?: (s: string) => void } = {}): Promise<SpeculativeBenchReport> {
   const log = opts.log ?? ((s: string) => console.log(s));
   const gpu = await getDevice();
   const small = opts.small ?? gpu.isSoftware;
@@ -253,7 +255,7 @@ export async function runSpeculativeBench(opts: { small?: boolean; tokens?: numb
           await batchRun('adaptive', (s) => new AdaptiveDraft(s), parseTreeSpec('best:4'), BATCH_NODES),
         ];
 
-    const profile = opts.profile !== false && gpu.hasTimestamps ? await profileSteps(gpu, target.model, verifier, ids) : [];
+    const profile = opts.profile !== false && gpu.hasTimestamps ? await profileSteps(gpu, target.model, verifier, ids, opts.leaveOut === true) : [];
     return {
       ...adapterHeader(gpu),
       model: { ...shape, medusaHeads: MEDUSA_HEADS },
@@ -274,7 +276,7 @@ export async function runSpeculativeBench(opts: { small?: boolean; tokens?: numb
 }
 
 /** The decode step and an oracle-shaped tree step of each size (a chain, its whole path committed first), kernel by kernel. */
-async function profileSteps(gpu: Gpu, model: GpuModel, verifier: GpuTreeVerifier, ids: readonly number[]): Promise<StepProfile[]> {
+async function profileSteps(gpu: Gpu, model: GpuModel, verifier: GpuTreeVerifier, ids: readonly number[], leaveOut: boolean): Promise<StepProfile[]> {
   const V = model.config.vocabSize;
   const layers = model.config.numLayers;
   await (await model.prefill([ids])).tokens();
@@ -284,6 +286,7 @@ async function profileSteps(gpu: Gpu, model: GpuModel, verifier: GpuTreeVerifier
   const out = [{
     ...stepProfile('decode step', 1, await timeDispatchesOf(gpu, pass.dispatches), matmulReads(model.decodeMatmuls, layers), model.weightBytesPerToken),
     streamMs: await timeStepStream(gpu, pass.dispatches),
+    ...(leaveOut && { leaveOut: await timeLeavingOut(gpu, pass.dispatches) }),
   }];
   const foldUpTo = verifier.foldUpTo;
   for (const n of ORACLE_SIZES) {
@@ -296,7 +299,10 @@ async function profileSteps(gpu: Gpu, model: GpuModel, verifier: GpuTreeVerifier
       const plan = await model.planStep(1, n + 1, { pickRows: true, qkvPerLayer: true });
       const times = await verifier.profileStep({ trees: [tree] });
       const step = `tree step, chain of ${n}, commit of ${n + 1}${fold ? ' folded' : ' in a launch of its own'}`;
-      out.push({ ...stepProfile(step, n + 1, times, matmulReads(treeStepMatmuls(plan), layers)), streamMs: await verifier.streamStep({ trees: [tree] }) });
+      out.push({
+        ...stepProfile(step, n + 1, times, matmulReads(treeStepMatmuls(plan), layers)), streamMs: await verifier.streamStep({ trees: [tree] }),
+        ...(leaveOut && fold && { leaveOut: await timeLeavingOut(gpu, await verifier.recordStep({ trees: [tree] })) }),
+      });
     }
   }
   verifier.foldUpTo = foldUpTo;
@@ -341,7 +347,11 @@ export function formatReport(r: SpeculativeBenchReport): string[] {
     ...r.batch.figures.map((f) => [f.source, f.tree, String(f.maxNodes), fmt(f.meanCommitted, 2), fmt(f.meanAccepted, 2), fmt(f.tokensPerS, 1), `${fmt(f.speedup, 2)}×`, fmt(f.gpuMsPerStep), f.identicalToPlain ? 'yes' : 'no']),
   ]);
   if (r.profile.length) {
-    lines.push(...formatTable('where the GPU time goes: ms (dispatches) per kernel, each dispatch timed in a pass of its own', profileTable(r.profile, (p) => (p.rows === 1 ? 'decode' : `tree ${p.rows - 1}${p.step.startsWith('Medusa') ? ' + heads' : ''}${p.step.endsWith('own') ? ' +commit' : ''}`))));
+    const column = (p: StepProfile) => (p.rows === 1 ? 'decode' : `tree ${p.rows - 1}${p.step.startsWith('Medusa') ? ' + heads' : ''}${p.step.endsWith('own') ? ' +commit' : ''}`);
+    lines.push(...formatTable('where the GPU time goes: ms (dispatches) per kernel, each dispatch timed in a pass of its own', profileTable(r.profile, column)));
+    if (r.profile.some((p) => p.leaveOut)) {
+      lines.push(...formatTable("what each kernel adds to a step run back to back: the step's ms less its ms without that kernel's dispatches (--leave-out)", leaveOutTable(r.profile, column)));
+    }
   }
   return lines;
 }
@@ -355,6 +365,7 @@ async function main(): Promise<void> {
     small: args.includes('--small') || undefined,
     ...(tokens !== undefined && { tokens: Number(tokens) }),
     profile: !args.includes('--no-profile'),
+    leaveOut: args.includes('--leave-out'),
     oracleOnly: args.includes('--oracle-only'),
   });
   for (const line of formatReport(report)) console.log(line);

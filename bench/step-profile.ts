@@ -3,7 +3,7 @@
 // and bench/hf_decode.ts print it: the column against the decode step says where a tree step's extra time goes.
 import type { StepPlan } from '../src/model/gpu-step-plan.ts';
 import type { MatmulPlan } from '../src/runtime/matmul.ts';
-import { summarizeDispatches, type DispatchTime } from '../src/runtime/dispatch-profile.ts';
+import { summarizeDispatches, type DispatchTime, type LeftOut } from '../src/runtime/dispatch-profile.ts';
 
 /** One matmul of a step: its shape and the bytes of weight it reads (all layers). */
 export interface MatmulRead {
@@ -29,6 +29,8 @@ export interface StepProfile {
   readonly matmuls?: readonly MatmulRead[];
   /** The step's time with every dispatch in one pass, steps back to back (dispatch-profile.ts timeStepStream). */
   readonly streamMs?: number;
+  /** What each kernel's dispatches add to the step back to back (dispatch-profile.ts timeLeavingOut), most first. */
+  readonly leaveOut?: { readonly fullMs: number; readonly rows: readonly LeftOut[] };
 }
 
 export interface StepMatmuls {
@@ -99,4 +101,20 @@ export function profileTable(profiles: readonly StepProfile[], column: (p: StepP
 export function formatTable(title: string, rows: readonly (readonly string[])[]): string[] {
   const widths = rows[0].map((_, i) => Math.max(...rows.map((row) => row[i].length)));
   return [title, ...rows.map((row) => '  ' + row.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  '))];
+}
+
+/** Rows of a table: ms each kernel adds to each step run back to back (leaving its dispatches out), steps as columns. */
+export function leaveOutTable(profiles: readonly StepProfile[], column: (p: StepProfile) => string): string[][] {
+  const shown = profiles.filter((p) => p.leaveOut);
+  const kernels = [...new Set(shown.flatMap((p) => p.leaveOut!.rows.map((r) => r.kernel)))];
+  const cell = (p: StepProfile, k: string) => {
+    const r = p.leaveOut!.rows.find((x) => x.kernel === k);
+    return r ? `${r.addsMs.toFixed(3)} (${r.dispatches})` : '—';
+  };
+  return [
+    ['kernel', ...shown.map(column)],
+    ...kernels.map((k) => [k, ...shown.map((p) => cell(p, k))]),
+    ['sum of the above', ...shown.map((p) => p.leaveOut!.rows.reduce((a, r) => a + r.addsMs, 0).toFixed(3))],
+    ['the whole step', ...shown.map((p) => p.leaveOut!.fullMs.toFixed(3))],
+  ];
 }

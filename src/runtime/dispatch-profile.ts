@@ -176,3 +176,32 @@ export function summarizeDispatches(times: readonly DispatchTime[]): { kernel: s
   }
   return [...by.values()].sort((a, b) => b.ms - a.ms);
 }
+
+/** What a kernel's dispatches add to a step run back to back: the step's stream time with and without them. */
+export interface LeftOut {
+  readonly kernel: string;
+  readonly dispatches: number;
+  /** timeStepStream of the step without this kernel's dispatches, ms. */
+  readonly withoutMs: number;
+  /** The step's stream time (the median of the full step's timings around these) minus withoutMs. */
+  readonly addsMs: number;
+}
+
+/**
+ * Each kernel's share of a step run back to back, by leaving its dispatches out (the kernels named by
+ * kernelName, as timeDispatchesOf's rows): a dispatch timed in a pass of its own also pays a pass's start and
+ * end and its own ramp and drain, which neighbours in one pass overlap, so its own time overstates what it adds
+ * to the step. The step without a kernel computes nonsense (its inputs are stale); only its time is read. The
+ * full step is timed before and after the kernels are left out, its median taken as the step's time.
+ */
+export async function timeLeavingOut(gpu: Gpu, recorded: readonly RecordedDispatch[], repeats = 16): Promise<{ readonly fullMs: number; readonly rows: readonly LeftOut[] }> {
+  const nameOf = (d: RecordedDispatch) => kernelName(d.groups[0]?.label || d.pipeline.label);
+  const names = [...new Set(recorded.map(nameOf))];
+  const full = [await timeStepStream(gpu, recorded, repeats)];
+  const without: number[] = [];
+  for (const name of names) without.push(await timeStepStream(gpu, recorded.filter((d) => nameOf(d) !== name), repeats));
+  full.push(await timeStepStream(gpu, recorded, repeats));
+  const fullMs = median(full);
+  const rows = names.map((kernel, i) => ({ kernel, dispatches: recorded.filter((d) => nameOf(d) === kernel).length, withoutMs: without[i], addsMs: fullMs - without[i] }));
+  return { fullMs, rows: rows.sort((a, b) => b.addsMs - a.addsMs) };
+}

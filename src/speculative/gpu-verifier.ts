@@ -32,7 +32,7 @@ import type { SamplingOptions } from '../model/sampling.ts';
 import type { ModelWeights } from '../model/weights.ts';
 import { BufferUsage, MapMode, throwIfDeviceErrors } from '../runtime/device.ts';
 import { idOf } from '../runtime/object-id.ts';
-import { ProfilingPass, timeDispatchesOf, timeStepStream, type DispatchTime } from '../runtime/dispatch-profile.ts';
+import { ProfilingPass, timeDispatchesOf, timeStepStream, type DispatchTime, type RecordedDispatch } from '../runtime/dispatch-profile.ts';
 import { compileTreeAttention, type DimsSlot, type TreeAttention } from '../runtime/tree-attention.ts';
 import { FoldedSteps } from './folded-steps.ts';
 import type { Candidate } from './candidate.ts';
@@ -320,12 +320,7 @@ export class GpuTreeVerifier implements TreeVerifier, BatchTreeVerifier {
    * state `repeats` times while the host's bookkeeping stays put: start() again before verifying more.
    */
   async profileStep(req: BatchVerifyRequest, repeats = 3): Promise<DispatchTime[]> {
-    this.chain.forget();
-    const { plan, rows, b, medusaK, ownK } = await this.upload(req);
-    this.enterFolds(b);
-    const pass = new ProfilingPass();
-    await this.encode(pass.asPass(), plan, b, rows, medusaK, ownK, req.wantLogits ?? false);
-    return timeDispatchesOf(this.model.gpu, pass.dispatches, repeats);
+    return timeDispatchesOf(this.model.gpu, await this.recordStep(req), repeats);
   }
 
   /**
@@ -334,12 +329,20 @@ export class GpuTreeVerifier implements TreeVerifier, BatchTreeVerifier {
    * conditions a pipelined decode step runs in. Replays apply the commit again, as profileStep's do.
    */
   async streamStep(req: BatchVerifyRequest, repeats = 16): Promise<number> {
+    return timeStepStream(this.model.gpu, await this.recordStep(req), repeats);
+  }
+
+  /**
+   * The dispatches of the step `req` would run (the pending commit included), recorded, not run, for the
+   * profilers (runtime/dispatch-profile.ts). Their replays apply the commit again, as profileStep's do.
+   */
+  async recordStep(req: BatchVerifyRequest): Promise<RecordedDispatch[]> {
     this.chain.forget();
     const { plan, rows, b, medusaK, ownK } = await this.upload(req);
     this.enterFolds(b);
     const pass = new ProfilingPass();
     await this.encode(pass.asPass(), plan, b, rows, medusaK, ownK, req.wantLogits ?? false);
-    return timeStepStream(this.model.gpu, pass.dispatches, repeats);
+    return pass.dispatches;
   }
 
   /** The host's ms encoding and submitting chained runs and the steps they held, since creation (GpuChain.encoding). */
