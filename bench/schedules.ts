@@ -8,10 +8,13 @@
 // `default` is the plan choice's own fused schedule. A schedule over the adapter's limits is reported, not run.
 // A trailing `np` (16x64x512np, defaultnp) lowers that schedule without prefetched staging (LowerOptions.prefetch),
 // so one run times the kernel with and without it side by side; --no-prefetch turns it off for every schedule.
+// A leading `u:` times the unfused plan at that schedule instead (u:default: the unfused plan's own schedule), a
+// leading `p:` the fused plan with the feature nodes the model puts in a prologue (fusion-model.ts decidePrologue;
+// none where it puts none): u:32x32x512,p:32x32x512,p:16x64x512s16 sets the three plans side by side.
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { sharedFloats, type ChunkSchedule } from '../backends/wgsl/chunked.ts';
-import { estimatePlan } from '../backends/wgsl/fusion-model.ts';
+import { decidePrologue, estimatePlan } from '../backends/wgsl/fusion-model.ts';
 import { lowerChunked } from '../backends/wgsl/lower.ts';
 import { axisSizes, makeInputs } from '../src/inputs.ts';
 import { adapterModel } from '../src/runtime/adapter-model.ts';
@@ -36,6 +39,9 @@ interface Row {
   b: number; h: number; t: number; d: number;
   schedule: ChunkSchedule;
   asked: string;
+  /** 'fused' (no prologue), 'unfused', or 'prologue' (fused, the model's prologue nodes). */
+  plan: 'fused' | 'unfused' | 'prologue';
+  prologueNodes?: number[];
   ms: number[];
   medianMs: number;
   estMs: number | null;
@@ -63,38 +69,46 @@ export async function benchSchedules(
         const oracle = oracleHead(c, x, sizes, tc);
         const runs: { row: Row; plan: ReturnType<typeof lowerChunked> }[] = [];
         for (const asked of o.schedules) {
-          const np = asked.endsWith('np');
-          const want = parseSchedule(np ? asked.slice(0, -2) : asked);
+          const kind = asked.startsWith('u:') ? 'unfused' : asked.startsWith('p:') ? 'prologue' : 'fused';
+          const bare = kind === 'fused' ? asked : asked.slice(2);
+          const np = bare.endsWith('np');
+          const want = parseSchedule(np ? bare.slice(0, -2) : bare);
           const prefetch = !np && o.prefetch !== false;
+          const fuse = kind !== 'unfused';
           let plan: ReturnType<typeof lowerChunked>;
+          let prologue: ReadonlySet<number> | undefined;
           try {
-            plan = want === 'default' ? planFor(gpu, c, sizes, { form: 'chunked', fuse: true, prologue: 'none', prefetch }, { b: o.b, t }) : lowerChunked(c.program, sizes, { fuse: true, schedule: want, prefetch });
+            if (kind === 'fused') plan = want === 'default' ? planFor(gpu, c, sizes, { form: 'chunked', fuse: true, prologue: 'none', prefetch }, { b: o.b, t }) : lowerChunked(c.program, sizes, { fuse: true, schedule: want, prefetch });
+            else {
+              plan = planFor(gpu, c, sizes, { form: 'chunked', fuse, ...(want !== 'default' && { schedule: want }), prologue: kind === 'prologue' ? 'model' : 'none', prefetch }, { b: o.b, t });
+              if (kind === 'prologue') prologue = decidePrologue(model, c.program, sizes, plan.schedule as unknown as ChunkSchedule, o.b, t)?.prologue;
+            }
           } catch (e) {
             // e.g. a segmented schedule for a decayed variant
             console.log(`${label.padEnd(30)} ${asked.padEnd(16)} refused: ${(e as Error).message.split('\n')[0]}`);
             continue;
           }
           const s: ChunkSchedule = want === 'default' ? (plan.schedule as unknown as ChunkSchedule) : want;
-          const bytes = sharedFloats(c.program, sizes, c.program.terms, c.program.output, s) * 4;
+          const bytes = fuse ? sharedFloats(c.program, sizes, c.program.terms, c.program.output, s) * 4 : 0;
           if (bytes > gpu.limits.maxComputeWorkgroupStorageSize || s.threads > gpu.limits.maxComputeInvocationsPerWorkgroup) {
             console.log(`${label.padEnd(30)} ${asked.padEnd(16)} does not fit (${bytes} bytes of workgroup memory, ${s.threads} threads)`);
             continue;
           }
-          const fo = (await runCompiled(c, x, { device: 'gpu', gpu, form: 'chunked', fuse: true, schedule: s, prologue: 'none', prefetch })).o;
+          const fo = (await runCompiled(c, x, { device: 'gpu', gpu, form: 'chunked', fuse, schedule: s, prologue: kind === 'prologue' ? 'model' : 'none', prefetch })).o;
           const errVsOracle = relativeError(fo.data.subarray(0, oracle.data.length), oracle.data);
           if (errVsOracle > 1e-3) {
             console.log(`${label.padEnd(30)} ${asked.padEnd(16)} wrong result (vs oracle ${errVsOracle}); not timing it`);
             continue;
           }
-          const est = estimatePlan(model, c.program, sizes, s, true, o.b, t);
-          runs.push({ plan, row: { variant: c.source.name, b: o.b, h: o.h, t, d, schedule: { ...s }, asked, ms: [], medianMs: 0, estMs: est ? est.us / 1e3 : null, errVsOracle } });
+          const est = estimatePlan(model, c.program, sizes, s, fuse, o.b, t, prologue);
+          runs.push({ plan, row: { variant: c.source.name, b: o.b, h: o.h, t, d, schedule: { ...s }, asked, plan: kind, ...(prologue?.size && { prologueNodes: [...prologue] }), ms: [], medianMs: 0, estMs: est ? est.us / 1e3 : null, errVsOracle } });
         }
         for (let r = 0; r < o.rounds; r++) for (const run of runs) run.row.ms.push((await timePlan(gpu, run.plan, x, o.b, t, o.iters)).ms);
         for (const { row } of runs) {
           const sorted = [...row.ms].sort((a, b) => a - b);
           row.medianMs = sorted[Math.floor(sorted.length / 2)];
           rows.push(row);
-          const tag = row.asked.startsWith('default') ? `${row.asked} ${scheduleTag(row.schedule)}` : row.asked;
+          const tag = `${row.asked}${/default/.test(row.asked) ? ` ${scheduleTag(row.schedule)}` : ''}${row.prologueNodes ? ` (prologue ${row.prologueNodes.map((n) => `%${n}`).join(' ')})` : ''}`;
           console.log(`${label.padEnd(30)} ${tag.padEnd(24)} ${row.medianMs.toFixed(3).padStart(8)} ms (rounds ${row.ms.map((m) => m.toFixed(3)).join(' ')}) | est. ${row.estMs?.toFixed(3) ?? '—'} ms | err ${row.errVsOracle.toExponential(1)}`);
         }
         writeFileSync(join(o.outDir, 'schedules.json'), JSON.stringify({ adapter: gpu.adapterName, toggles: gpu.toggles, iters: o.iters, rounds: o.rounds, rows }, null, 1));
