@@ -20,9 +20,12 @@ const PICK_SLACK = 0.05;
  * plan's 16×32×1024: 2.38 ms beside unfused's 2.54 (call 30 had timed the prologue plan only at the fused default,
  * 8×64×512 in segments of 16: 3.00 ms). The lone-workgroup-with-room rate (schedule-model.ts roomOpsPerUs, roomStepUs,
  * fitted to bench/results/h200-around-picks.json) moved the fused plan of the elu family, retnet and mamba2 from
- * 16×32×512 to 32×32×512 and llama_linearized's unfused plan to 16×32×1024; calls 57 and 58 timed them there.
+ * 16×32×512 to 32×32×512 and llama_linearized's unfused plan to 16×32×1024; calls 57 and 58 timed them there. Since the
+ * model prices prefetched staging (schedule-model.ts prefetchRoomShare) and features that read many inputs inline at
+ * their own rate (inlineElementOpsPerUs), performer and performer_aug pick the prologue plan at 32×32×512 (the file
+ * timed it at 16×64×512 in segments of 16): call 66 timed it there (h200-performer-plans.json).
  */
-const UNMEASURED_PICKS: string[] = [];
+const UNMEASURED_PICKS: string[] = ['performer t4096 d64', 'performer_aug t4096 d64'];
 
 const fits = readRows('bench/results/h200-kernels.json').flatMap((r) => fitRow(r) ?? []);
 const ranked = fits.filter((f) => f.plans.length > 1);
