@@ -27,7 +27,7 @@ export const H200 = {
 } as unknown as Gpu;
 
 export interface MeasuredRow {
-  variant: string; b: number; h: number; t: number; d: number; call: number; model_units: number;
+  variant: string; b: number; h: number; t: number; d: number; call?: number; model_units: number; note?: string;
   fused_ms: number | null; unfused_ms: number | null; prologue_ms?: number | null; prologue_nodes?: number[];
   fused_schedule?: ChunkSchedule; unfused_schedule?: ChunkSchedule;
   /** Absent in rows written before the bench recorded it: the prologue plan ran at the fused schedule. */
@@ -68,12 +68,12 @@ export function featureTiledRow(row: MeasuredRow): boolean {
  * takes the fused plan over tiles by rule where no chunk kernel fits, not by an estimate) or softmax. A row of the fused plan
  * alone (an autotuner's trial of one schedule: call 15) has no runner-up (gap 0): it only ranks schedules.
  */
-export function fitRow(row: MeasuredRow, gpu: Gpu = H200): FitRow | undefined {
+export function fitRow(row: MeasuredRow, gpu: Gpu = H200, prefetched = prefetchedRow(row)): FitRow | undefined {
   const compiled = rowProgram(row);
   if (!compiled || row.fused_ms === null || !row.fused_schedule || featureTiledRow(row)) return undefined;
   const { p, sizes } = compiled;
   const m = adapterModel(gpu);
-  const est = (s: ChunkSchedule, fuse: boolean, prologue?: ReadonlySet<number>) => ms(estimatePlan(m, p, sizes, s, fuse, row.b, row.t, prologue));
+  const est = (s: ChunkSchedule, fuse: boolean, prologue?: ReadonlySet<number>) => ms(estimatePlan(m, p, sizes, s, fuse, row.b, row.t, prologue, prefetched));
   const plans: FitRow['plans'] = [
     { plan: 'fused', ms: row.fused_ms, estMs: est(row.fused_schedule, true), schedule: row.fused_schedule },
     ...(row.prologue_ms != null && row.prologue_nodes ? [{ plan: 'prologue' as const, ms: row.prologue_ms, estMs: est(row.prologue_schedule ?? row.fused_schedule, true, new Set(row.prologue_nodes)), schedule: row.prologue_schedule ?? row.fused_schedule }] : []),
@@ -95,6 +95,16 @@ export function fitRow(row: MeasuredRow, gpu: Gpu = H200): FitRow | undefined {
     reason: choice.reason,
   };
 }
+
+/** The H200 call that timed the row: its `call`, or the one its `note` names (h200-kernels.json); 0 where neither says. */
+export const rowCall = (row: MeasuredRow): number => row.call ?? Number(/call (\d+)/.exec(row.note ?? '')?.[1] ?? 0);
+
+/**
+ * Whether the row's chunk kernels prefetched their staging (chunked/staging.ts, from call 60 on): h200-kernels.json's
+ * chunk rows were re-timed with it (calls 61 and 62, their `note`); the rows of earlier calls ran without, and the
+ * model prices them so.
+ */
+export const prefetchedRow = (row: MeasuredRow): boolean => rowCall(row) >= 60;
 
 /** The row's variant compiled at its shape; undefined for a variant not shipped and for softmax attention. */
 export function rowProgram(row: MeasuredRow): { p: Program; sizes: Record<string, number> } | undefined {
@@ -120,7 +130,7 @@ export function fitTable(fits: readonly FitRow[]): string {
       const ratio = x.estMs !== undefined ? x.estMs / x.ms : undefined;
       if (ratio !== undefined) logErr.push(Math.abs(Math.log(ratio)));
       if (ratio !== undefined && r.model_units === 132) logErr132.push(Math.abs(Math.log(ratio)));
-      lines.push(`${r.variant.padEnd(18)} t${r.t} d${r.d}`.padEnd(34) + `${r.call}    ${x.plan.padEnd(9)} ${show(x.schedule).padEnd(12)} ${x.ms.toFixed(2).padStart(8)} ${(x.estMs?.toFixed(2) ?? '—').padStart(7)} ${ratio?.toFixed(2).padStart(6) ?? ''}`);
+      lines.push(`${r.variant.padEnd(18)} t${r.t} d${r.d}`.padEnd(34) + `${rowCall(r)}    ${x.plan.padEnd(9)} ${show(x.schedule).padEnd(12)} ${x.ms.toFixed(2).padStart(8)} ${(x.estMs?.toFixed(2) ?? '—').padStart(7)} ${ratio?.toFixed(2).padStart(6) ?? ''}`);
     }
     const ok = f.plans.length < 2 ? 'one plan measured' : f.pick === f.fastest ? 'right' : !f.pickMeasured ? 'not timed at that schedule' : f.gap > 0.1 ? 'WRONG' : 'wrong (within 10 %)';
     lines.push(`  → fastest ${f.fastest} (next +${(f.gap * 100).toFixed(0)} %), model picks ${f.pick} at ${show(f.pickSchedule)} (est. ${f.pickEstMs?.toFixed(2)} ms${f.pickMeasured ? '' : ', a schedule not measured'}): ${ok}`);
@@ -155,7 +165,7 @@ export function schedulePairs(fits: readonly FitRow[]): SchedulePair[] {
       const shape = `b${r.b} h${r.h} t${r.t} d${r.d}`;
       const key = `${r.variant} ${shape} ${x.plan}`;
       const g = groups.get(key) ?? { variant: r.variant, shape, plan: x.plan, runs: [] };
-      g.runs.push({ schedule: x.schedule, ms: x.ms, estMs: x.estMs, call: r.call });
+      g.runs.push({ schedule: x.schedule, ms: x.ms, estMs: x.estMs, call: rowCall(r) });
       groups.set(key, g);
     }
   }

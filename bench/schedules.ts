@@ -100,7 +100,7 @@ export async function benchSchedules(
             console.log(`${label.padEnd(30)} ${asked.padEnd(16)} wrong result (vs oracle ${errVsOracle}); not timing it`);
             continue;
           }
-          const est = estimatePlan(model, c.program, sizes, s, fuse, o.b, t, prologue);
+          const est = estimatePlan(model, c.program, sizes, s, fuse, o.b, t, prologue, prefetch);
           runs.push({ plan, row: { variant: c.source.name, b: o.b, h: o.h, t, d, schedule: { ...s }, asked, plan: kind, ...(prologue?.size && { prologueNodes: [...prologue] }), ms: [], medianMs: 0, estMs: est ? est.us / 1e3 : null, errVsOracle } });
         }
         for (let r = 0; r < o.rounds; r++) for (const run of runs) run.row.ms.push((await timePlan(gpu, run.plan, x, o.b, t, o.iters)).ms);

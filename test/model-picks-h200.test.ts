@@ -9,8 +9,12 @@
 // A change to the generator that the model does not price (hedgehog's staged row quantities, priced the old way,
 // had its estimates 50× high and picked the prologue plan 18 % over the unfused one) or to the model's constants
 // that breaks the ranking fails here.
+import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { featureTiledRow, fitRow, fitTable, H200, readRows, rowProgram, type FitRow } from '../bench/model-fit.ts';
+import { featureTiledRow, fitRow, fitTable, H200, readRows, rowProgram, type FitRow, type MeasuredRow } from '../bench/model-fit.ts';
+import type { ChunkSchedule } from '../backends/wgsl/chunked.ts';
+import { estimatePlan } from '../backends/wgsl/fusion-model.ts';
+import { adapterModel } from '../src/runtime/adapter-model.ts';
 import { choosePlan } from '../src/runtime/plan-choice.ts';
 
 const ESTIMATE_FACTOR = 2;
@@ -20,9 +24,12 @@ const PICK_SLACK = 0.05;
  * plan's 16×32×1024: 2.38 ms beside unfused's 2.54 (call 30 had timed the prologue plan only at the fused default,
  * 8×64×512 in segments of 16: 3.00 ms). The lone-workgroup-with-room rate (schedule-model.ts roomOpsPerUs, roomStepUs,
  * fitted to bench/results/h200-around-picks.json) moved the fused plan of the elu family, retnet and mamba2 from
- * 16×32×512 to 32×32×512 and llama_linearized's unfused plan to 16×32×1024; calls 57 and 58 timed them there.
+ * 16×32×512 to 32×32×512 and llama_linearized's unfused plan to 16×32×1024; calls 57 and 58 timed them there. Since the
+ * model prices prefetched staging (schedule-model.ts prefetchRoomShare) and features that read many inputs inline at
+ * their own rate (inlineElementOpsPerUs), performer and performer_aug pick the prologue plan at 32×32×512 (the file
+ * timed it at 16×64×512 in segments of 16): call 66 timed it there (h200-performer-plans.json, checked below).
  */
-const UNMEASURED_PICKS: string[] = [];
+const UNMEASURED_PICKS: string[] = ['performer t4096 d64', 'performer_aug t4096 d64'];
 
 const fits = readRows('bench/results/h200-kernels.json').flatMap((r) => fitRow(r) ?? []);
 const ranked = fits.filter((f) => f.plans.length > 1);
@@ -72,4 +79,46 @@ describe('the cost model against the H200 with the toggles (bench/results/h200-k
       expect(took!, `${choice.reason}; fused ${r.fused_ms} ms, unfused ${r.unfused_ms} ms`).toBeLessThanOrEqual(Math.min(r.fused_ms ?? Infinity, r.unfused_ms ?? Infinity) * (1 + PICK_SLACK));
     },
   );
+});
+
+// Call 66 (bench/results/h200-performer-plans.json: bench/kernels.ts --schedules with the u: and p: prefixes, 3 rounds)
+// timed performer's and performer_aug's unfused plan and the fused plan with the prologue the model decides at each of
+// five schedules side by side. The model picked the segmented 16×64×512 prologue plan (1.987 ms, est. 2.218) where the
+// prologue plan at 32×32×512 ran 1.740 (est. 2.291) and the unfused plan 1.897: a fused pick slower than unfused.
+interface PlanRun { variant: string; b: number; h: number; t: number; d: number; schedule: ChunkSchedule; asked: string; plan: 'unfused' | 'prologue' | 'fused'; prologueNodes?: number[]; medianMs: number }
+const planRuns = (JSON.parse(readFileSync('bench/results/h200-performer-plans.json', 'utf8')) as { rows: PlanRun[] }).rows;
+const sameSchedule = (a: ChunkSchedule, b: ChunkSchedule) => a.chunk === b.chunk && a.cols === b.cols && a.threads === b.threads && (a.segment ?? 0) === (b.segment ?? 0);
+const showRun = (x: PlanRun & { estMs: number }) => `${x.asked} (${x.plan} ${x.schedule.chunk}x${x.schedule.cols}x${x.schedule.threads}${x.schedule.segment ? `s${x.schedule.segment}` : ''}) ${x.medianMs.toFixed(3)} ms, est. ${x.estMs.toFixed(3)}`;
+const planSets = [...new Set(planRuns.map((r) => r.variant))].map((variant) => {
+  const runs = planRuns.filter((r) => r.variant === variant);
+  const { b, h, t, d } = runs[0];
+  const { p, sizes } = rowProgram({ variant, b, h, t, d } as MeasuredRow)!;
+  const m = adapterModel(H200);
+  const est = runs.map((r) => ({ ...r, estMs: estimatePlan(m, p, sizes, r.schedule, r.plan !== 'unfused', b, t, new Set(r.prologueNodes ?? []))!.us / 1e3 }));
+  const choice = choosePlan(H200, p, sizes, {}, { b, t });
+  const nodes = (x: Iterable<number> | undefined) => [...(x ?? [])].sort((i, j) => i - j).join(',');
+  const pick = est.find((r) => (r.plan !== 'unfused') === choice.fuse && sameSchedule(r.schedule, choice.schedule) && nodes(r.prologueNodes) === nodes(choice.prologue));
+  return { variant, est, choice, pick, fastestMs: Math.min(...runs.map((r) => r.medianMs)), unfusedMs: Math.min(...runs.filter((r) => r.plan === 'unfused').map((r) => r.medianMs)) };
+});
+
+describe('the cost model against performer\'s plans side by side (bench/results/h200-performer-plans.json)', () => {
+  it('prints each plan beside its estimate', () => {
+    for (const x of planSets) console.log(`${x.variant}: picks ${x.choice.reason}\n  ${x.est.map(showRun).join('\n  ')}`);
+    expect(planSets.map((x) => x.variant)).toEqual(['performer', 'performer_aug']);
+  });
+
+  it.each(planSets.map((x) => [x.variant, x] as const))(`%s: every plan's estimate is within ${ESTIMATE_FACTOR}x of its time`, (_, x) => {
+    for (const r of x.est) expect(Math.max(r.estMs / r.medianMs, r.medianMs / r.estMs), showRun(r)).toBeLessThan(ESTIMATE_FACTOR);
+  });
+
+  it.each(planSets.map((x) => [x.variant, x] as const))(`%s: the measured plan the model ranks cheapest is the fastest or within ${PICK_SLACK * 100} %`, (_, x) => {
+    const cheapest = x.est.reduce((a, b) => (b.estMs < a.estMs ? b : a));
+    expect(cheapest.medianMs, `ranks ${showRun(cheapest)} cheapest; measured ${x.est.map(showRun).join('; ')}`).toBeLessThanOrEqual(x.fastestMs * (1 + PICK_SLACK));
+  });
+
+  it.each(planSets.map((x) => [x.variant, x] as const))(`%s: choosePlan picks a plan measured here, the fastest or within ${PICK_SLACK * 100} %, and no slower than the unfused plan`, (_, x) => {
+    expect(x.pick, `picks ${x.choice.reason}: not a plan the file measured`).toBeDefined();
+    expect(x.pick!.medianMs, `picks ${showRun(x.pick!)}; measured ${x.est.map(showRun).join('; ')}`).toBeLessThanOrEqual(x.fastestMs * (1 + PICK_SLACK));
+    expect(x.pick!.medianMs, `picks ${showRun(x.pick!)}; the unfused plan ran ${x.unfusedMs} ms`).toBeLessThanOrEqual(x.unfusedMs);
+  });
 });

@@ -2,7 +2,7 @@
 // prefer and refuse, whatever its constants. No device: the model is a pure function of the plan and the adapter.
 import { describe, expect, it } from 'vitest';
 import { candidateSchedules } from '../backends/wgsl/chunk-schedules.ts';
-import { sharedFloats } from '../backends/wgsl/chunked.ts';
+import { PREFETCH_MARK, sharedFloats, type ChunkSchedule } from '../backends/wgsl/chunked.ts';
 import { itemsOver } from '../backends/wgsl/chunked/analysis.ts';
 import { elementOps } from '../backends/wgsl/element-ops.ts';
 import { lowerChunked } from '../backends/wgsl/lower.ts';
@@ -155,6 +155,28 @@ describe('fusion by the model', () => {
       for (const other of [c.fused, c.hybrid, c.unfused]) if (other) expect(chosen.us).toBeLessThanOrEqual(other.us);
       expect(c.reason).toMatch(/fused .*ms/);
     }
+  });
+
+  // The prefetch term against the kernels lowering writes: the held loads are read from each chunk kernel's
+  // PREFETCH_MARK line, not from the model's own call of the generator.
+  it('takes the held loads\' arrival off a prefetching kernel\'s steps, and nothing where a launch stages at its chunk\'s start', () => {
+    const { p, sizes } = variant('paper/performer', { h: 16, d: 64, e: 64 });
+    const held = (schedule: ChunkSchedule, prologue: Set<number>) =>
+      lowerChunked(p, sizes, { fuse: true, schedule, prologue }).kernels.filter((k) => k.code.includes('let nchunks')).map((k) => Number(new RegExp(`${PREFETCH_MARK}: (\\d+)`).exec(k.code)?.[1] ?? 0));
+    const saved = (schedule: ChunkSchedule, prologue: Set<number>) => estimatePlan(H200, p, sizes, schedule, true, 4, 4096, prologue, false)!.us - estimatePlan(H200, p, sizes, schedule, true, 4, 4096, prologue)!.us;
+    const arrival = (loads: number, threads: number) => (4 * loads * threads * 132) / H200.bytesPerUs;
+    // φ and ψ from the prologue at 32×32×512: one workgroup a unit with room, 128 chunks
+    const room = { chunk: 32, cols: 32, threads: 512 };
+    const [loads] = held(room, new Set([20, 21]));
+    expect(loads).toBeGreaterThan(0);
+    expect(saved(room, new Set([20, 21]))).toBeCloseTo(128 * H200.prefetchRoomShare * Math.min(H200.roomStepUs, arrival(loads, 512)), 6);
+    // the same at 1024 threads: the workgroup fills its unit, a share of at most stepLatencyUs
+    const lone = { chunk: 32, cols: 32, threads: 1024 };
+    const [loneLoads] = held(lone, new Set([20, 21]));
+    expect(saved(lone, new Set([20, 21]))).toBeCloseTo(128 * H200.prefetchLoneShare * Math.min(H200.stepLatencyUs, arrival(loneLoads, 1024)), 6);
+    // every feature inline: staged in a loop, nothing prefetched, nothing taken off
+    expect(held(room, new Set())).toEqual([0]);
+    expect(saved(room, new Set())).toBe(0);
   });
 
   it('reads compute units from the adapter name: H200 132, unknown hardware the default, software the host cores', () => {

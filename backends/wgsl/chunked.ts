@@ -43,7 +43,8 @@ export { layoutOf } from './layout.ts';
 /** The comment a chunk kernel whose staging is prefetched carries (tests look for it). */
 export const PREFETCH_MARK = 'prefetched staging';
 
-export function chunkKernel(spec: ChunkKernelSpec): Kernel {
+/** The kernel of `spec` declared: its analysis, arrays, bindings and the workgroup's indices, before any phase. */
+function declareKernel(spec: ChunkKernelSpec): ChunkKernel {
   const a = analyseChunk(spec);
   const kb = new KernelBuilder(a.WG, ['wid', 'lid']);
   const arrays = declareArrays(a, kb);
@@ -53,7 +54,22 @@ export function chunkKernel(spec: ChunkKernelSpec): Kernel {
   main.define('tile', `wid.x % ${a.RT}u`);
   if (a.segmented) main.define('sg', 'wid.y', 'segment');
   main.define('b', a.segmented ? 'wid.z' : 'wid.y');
-  const K: ChunkKernel = { a, arrays, io, kb, head: main.split(a.L.head, a.sizes, 's', 'hx') };
+  return { a, arrays, io, kb, head: main.split(a.L.head, a.sizes, 's', 'hx') };
+}
+
+/**
+ * The global loads per invocation that the chunk kernel of `spec` issues a chunk ahead (its PREFETCH_MARK line), or
+ * null where it loads each chunk's rows at the chunk's start: the generator's own decision (chunked/stage.ts
+ * prefetchStage), for the schedule model, from the kernel declared but not emitted.
+ */
+export function prefetchedLoads(spec: ChunkKernelSpec): number | null {
+  return prefetchStage(declareKernel(spec))?.held ?? null;
+}
+
+export function chunkKernel(spec: ChunkKernelSpec): Kernel {
+  const K = declareKernel(spec);
+  const { a, kb } = K;
+  const main = kb.body;
   if (a.segmented) main.define('nseg', segmentCount(a.C, a.segment));
   emitStateStart(K, main);
   main.define('nchunks', `(dims.t + ${a.C - 1}u) / ${a.C}u`);

@@ -12,7 +12,7 @@ import { elementOps } from './element-ops.ts';
 import { featureNodes } from './feature-nodes.ts';
 import { featureRowQuantities } from './feature-rows.ts';
 import { stagedElementOps, stagedRowOps } from './row-quantity-ops.ts';
-import { chunkKernelCost, columnTiles, elementwiseCost, type AdapterModel } from './schedule-model.ts';
+import { chunkKernelCost, columnTiles, elementwiseCost, MANY_READS_OPS, type AdapterModel } from './schedule-model.ts';
 
 export interface PlanEstimate {
   readonly us: number;
@@ -51,9 +51,10 @@ function featureReads(p: Program, sizes: Sizes, groups: readonly (readonly Term[
 
 /**
  * The chunked plan's estimated time at (b, t) under `s`; undefined when a kernel's workgroup memory does not fit.
- * A fused plan's `prologue` (lower.ts) are the feature nodes it materialises before its chunk kernel.
+ * A fused plan's `prologue` (lower.ts) are the feature nodes it materialises before its chunk kernel. `prefetch`
+ * false: its chunk kernels lowered without prefetched staging (LowerOptions.prefetch; timings from before call 60).
  */
-export function estimatePlan(m: AdapterModel, program: Program, sizes: Sizes, s: ChunkSchedule, fuse: boolean, b: number, t: number, prologue: ReadonlySet<Id> = new Set()): PlanEstimate | undefined {
+export function estimatePlan(m: AdapterModel, program: Program, sizes: Sizes, s: ChunkSchedule, fuse: boolean, b: number, t: number, prologue: ReadonlySet<Id> = new Set(), prefetch = true): PlanEstimate | undefined {
   const p = outputPart(program, false);
   const groups = fuse ? valueGroups(p) : p.terms.map((term) => [term]);
   const single = fuse && groups.length === 1;
@@ -67,7 +68,7 @@ export function estimatePlan(m: AdapterModel, program: Program, sizes: Sizes, s:
     launches++;
   }
   for (const terms of groups) {
-    const k = chunkKernelCost(m, { program: p, sizes, terms, items: itemsOver(p.output, terms), schedule: s, materialised, partial: !single }, b, t);
+    const k = chunkKernelCost(m, { program: p, sizes, terms, items: itemsOver(p.output, terms), schedule: s, materialised, partial: !single, prefetch }, b, t);
     if (!k) return undefined;
     us += k.us;
     launches += s.segment ? 3 : 1;
@@ -139,7 +140,7 @@ export function decidePrologue(m: AdapterModel, program: Program, sizes: Sizes, 
  * 2026-11-29). The model itself keeps the first group inline at the shapes measured; this keeps it so at any
  * other until an H200 run of `bench/h200-kernels.ts` (its prologue_ms column) says more.
  */
-export const PROLOGUE_MIN_OPS = 32;
+export const PROLOGUE_MIN_OPS = MANY_READS_OPS;
 
 /** A feature node that is one load or index per element (elementOps 1): nothing for a prologue to compute once. */
 export const computesNothing = (p: Program, sizes: Sizes, id: Id): boolean => elementOps(p, sizes, id) <= 1;

@@ -3,7 +3,8 @@
 // workgroups at once as its workgroup memory and invocations allow. Each workgroup walks its ceil(t / C) chunks in
 // sequence (a segmented schedule: G chunks twice, plus a scan over segments), so the kernel's time is
 //   waves · steps · (latency + ops of one step at the rate the unit shares among its resident workgroups)
-// bounded below by its global-memory traffic at the adapter's bandwidth. The chunk step's operations are the
+// bounded below by its global-memory traffic at the adapter's bandwidth; a kernel that loads each chunk's rows while
+// the chunk before computes (chunked/staging.ts prefetchSlots) waits less of that latency. The chunk step's operations are the
 // score tile (C² per feature, or per pair's score ops for a quadratic term), A·V (C²·R), φ·S and the state update
 // (2·C·F·R each workgroup's R columns), and the prologue that computes the features of C rows inline
 // (element-ops.ts) — the last two are repeated by every column tile, which is what makes narrow tiles cost more
@@ -13,7 +14,7 @@
 // rough: the figures rank schedules and plans (bench/model-fit.ts sets them beside the H200's measurements);
 // they are not predictions to quote. src/runtime/adapter-model.ts builds the adapter's.
 import { operands, type OutputItem, type Program, type Term } from '../../src/ir/types.ts';
-import { layoutOf, sharedFloats, type ChunkSchedule } from './chunked.ts';
+import { layoutOf, prefetchedLoads, sharedFloats, type ChunkKernelSpec, type ChunkSchedule } from './chunked.ts';
 import { analyseChunk } from './chunked/analysis.ts';
 import { stagedReductions } from './chunked/row-reductions.ts';
 import { blockTile, scoreTile } from './chunked/tiles.ts';
@@ -45,7 +46,24 @@ export interface AdapterModel {
   /** A lone workgroup whose unit could hold another (launchCost): its operations per µs and fixed time a step (µs). */
   readonly roomOpsPerUs: number;
   readonly roomStepUs: number;
+  /**
+   * A kernel whose staging is prefetched (chunked/staging.ts prefetchSlots) no longer waits a step for its rows: this
+   * share of their arrival time (the loads it holds at its unit's share of the bandwidth), at most the step's fixed
+   * time, comes off that fixed time, for a lone workgroup with room (roomStepUs) and for one that fills its unit
+   * (stepLatencyUs).
+   */
+  readonly prefetchRoomShare: number;
+  readonly prefetchLoneShare: number;
+  /** A feature that reads many inputs per element (MANY_READS_OPS) computed inline in a chunk kernel: its rate (per µs per unit). */
+  readonly inlineElementOpsPerUs: number;
 }
+
+/**
+ * Operations per element (elementOps) from which a feature map reads many inputs per element (performer's projection:
+ * 327 at d 64, llama's L2 norm: 130, hedgehog's softmax over a projection) rather than being elementwise (elu + 1: 4,
+ * cosformer's re-weighting: 9–10): fusion-model.ts's PROLOGUE_MIN_OPS, and the features inlineElementOpsPerUs prices.
+ */
+export const MANY_READS_OPS = 32;
 
 /** An H100/H200-class GPU with `computeUnits` SMs (see the file's comment for where the constants come from). */
 export function hardwareModel(computeUnits: number, maxWorkgroupBytes: number): AdapterModel {
@@ -118,6 +136,33 @@ export function hardwareModel(computeUnits: number, maxWorkgroupBytes: number): 
     // 1.436 against 32×16×256 2.119, est. 2.988 and 2.601): test/model-around-picks.test.ts.
     roomOpsPerUs: 18 * 1700,
     roomStepUs: 2,
+    // Fitted to the kernels the H200 timed with and without prefetched staging (bench/results/h200-chunk-prefetch.json:
+    // call 61, and call 60's defaults; before it, h200-around-picks.json's calls 52–54 and h200-kernels.json's 57–58).
+    // A step's saving against its arrival time (the held loads at 3.5e6 / 132 bytes a µs), with one 512-thread
+    // workgroup a unit (room): elu_dwconv d 64 32×32×512 (11 loads a thread, 22 KB: 0.85 µs) 1.014 → 0.926 ms, 0.69 µs
+    // of 128 steps (0.81 of it); 16×32×512 (6: 0.46 µs) 1.066 → 0.979, 0.34 µs (0.73); d 128 8×64×512 (6) 2.955 →
+    // 2.809, 0.28 µs of 512 (0.61); retnet 32×32×512 0.955 → 0.861 (0.86); gla 16×32×512 1.779 → 1.675 (0.76); elu
+    // 32×32×512 0.890 → 0.744 (1.48). 0.75 of the arrival, at most all of roomStepUs. With one 1024-thread workgroup
+    // filling its unit, whose 32 warps already overlap part of the wait: elu_dwconv 32×32×1024 (6 loads: 0.93 µs)
+    // 1.070 → 1.045, 0.20 µs; 16×32×1024 0.21 µs of 0.46; d 128 8×64×1024 0.12 of 0.46; llama_linearized's unfused
+    // kernels at 16×32×1024 (9, 3 and 3 loads) 4.237 → 3.899 ms, 1.32 µs a step of their 2.31. Half the arrival up to
+    // stepLatencyUs (0.47, 0.23, 0.23 and 0.96 µs) is between them; at 0.375 of it uncapped flash's unfused pick moved
+    // to a 1024-thread schedule not timed since prefetching. Without the two, the prefetched kernels were estimated
+    // 1.3–1.7× their time and the segmented ones, which prefetch their state launch at most, 0.95–1.12×: the model
+    // picked performer's segmented prologue plan (1.987 ms, est. 2.218) over the prologue plan at 32×32×512 (1.740,
+    // est. 2.291) and its unfused plan (1.897): h200-performer-plans.json, call 66. Workgroups sharing a unit are left
+    // as they were (launchCost has them hiding each other's waits already), though the H200 sped the shared 32×16×512
+    // up too (1.624 → 1.334 ms).
+    prefetchRoomShare: 0.75,
+    prefetchLoneShare: 0.5,
+    // A feature kernel's elementwise rate (48 a cycle) undercharged the features that read many inputs per element
+    // inline: performer's fused plan at 16×64×512 in segments of 16 ran 2.467 ms with ψ inline and 1.987 with ψ in a
+    // prologue (performer_aug 2.591 and 2.127; h200-kernels.json, call 62), 0.48 and 0.46 ms apart where the model had
+    // 0.13; at 32 a cycle it has 0.45 for both. Such a feature is staged one element per loop trip (staging.ts: a
+    // reduction per element is not unrolled) by the kernel's one or two workgroups a unit, where a feature kernel
+    // keeps its units full. The elementwise maps stay at 48: at 32 cosformer's fused plan (1.916 ms) is estimated above
+    // its unfused one (2.254).
+    inlineElementOpsPerUs: 32 * 1700,
   };
 }
 
@@ -138,6 +183,10 @@ export function softwareModel(cores: number, maxWorkgroupBytes: number): Adapter
     loneShare: 1,
     roomOpsPerUs: 2500 / cores,
     roomStepUs: 5,
+    // not measured on a CPU: prefetching left unpriced
+    prefetchRoomShare: 0,
+    prefetchLoneShare: 0,
+    inlineElementOpsPerUs: 2500 / cores,
   };
 }
 
@@ -150,10 +199,13 @@ export interface KernelEstimate {
   readonly steps: number;
 }
 
-/** A launch of `workgroups` workgroups, each `steps` sequential steps of `stepOps` operations, moving `bytes`. */
+/**
+ * A launch of `workgroups` workgroups, each `steps` sequential steps of `stepOps` operations, moving `bytes`;
+ * `prefetchedBytes`: what each workgroup loads a chunk ahead, a step (0 where its staging is not prefetched).
+ */
 export function launchCost(
   m: AdapterModel,
-  k: { workgroups: number; threads: number; workgroupBytes: number; steps: number; stepOps: number; bytes: number; parallelism?: number; registerShare?: number; featureOps?: number },
+  k: { workgroups: number; threads: number; workgroupBytes: number; steps: number; stepOps: number; bytes: number; parallelism?: number; registerShare?: number; featureOps?: number; prefetchedBytes?: number },
 ): KernelEstimate {
   // unitInvocations counts invocations of one prefix term's registers. A busy invocation (one of a step's
   // independent outputs, `parallelism`) holds `registerShare` sets of accumulators (its score, output and state
@@ -187,9 +239,14 @@ export function launchCost(
   const featureOps = Math.min(k.featureOps ?? 0, k.stepOps);
   const alone = m.unitOpsPerUs * own * (resident >= 2 ? 1 : m.loneShare);
   const shared = m.unitOpsPerUs * own * Math.min(1, (sharing * busy * m.loneShare) / m.fullRateInvocations);
+  // A lone workgroup whose loads are issued a chunk ahead does not wait for them at the step's start: the share of
+  // their arrival (at its unit's share of the bandwidth, at most the fixed time) that the H200 measured comes off the
+  // fixed time (prefetchRoomShare, prefetchLoneShare).
+  const arrivalUs = ((k.prefetchedBytes ?? 0) * m.computeUnits) / m.bytesPerUs;
+  const hidden = (fixedUs: number, share: number) => share * Math.min(fixedUs, arrivalUs);
   const stepUs = room
-    ? m.roomStepUs + ((k.stepOps - featureOps) * m.unitOpsPerUs) / (m.roomOpsPerUs * shared) + featureOps / shared
-    : Math.max(m.stepLatencyUs + k.stepOps / alone, (sharing * k.stepOps) / shared);
+    ? m.roomStepUs - hidden(m.roomStepUs, m.prefetchRoomShare) + ((k.stepOps - featureOps) * m.unitOpsPerUs) / (m.roomOpsPerUs * shared) + featureOps / shared
+    : Math.max(m.stepLatencyUs - (sharing === 1 ? hidden(m.stepLatencyUs, m.prefetchLoneShare) : 0) + k.stepOps / alone, (sharing * k.stepOps) / shared);
   const us = Math.max(waves * k.steps * stepUs, k.bytes / m.bytesPerUs) + m.launchUs;
   return { us, workgroups: k.workgroups, resident, waves, steps: k.steps };
 }
@@ -209,6 +266,8 @@ export interface ChunkKernelModel {
   readonly materialised: ReadonlySet<number>;
   /** Writes numerator and denominator parts (unfused) instead of the output. */
   readonly partial: boolean;
+  /** false: lowered without prefetched staging (ChunkKernelSpec.prefetch), as every kernel was before call 60. */
+  readonly prefetch?: boolean;
 }
 
 /**
@@ -281,7 +340,9 @@ export function chunkKernelCost(m: AdapterModel, k: ChunkKernelModel, b: number,
   // element. Hedgehog's features, each charged its whole softmax (25027 operations an element at d 64, m 64), put
   // its plans at 245, 160 and 160 ms where the H200 ran the staged kernels in 4.88, 3.00 and 2.54 (call 30).
   const rate = m.unitOpsPerUs / m.unitElementOpsPerUs;
-  const spec = { program: p, sizes, terms: k.terms, items: k.items, partial: k.partial, schedule: s, materialised: leaves, label: 'model' };
+  // features that read many inputs per element at their inline rate (inlineElementOpsPerUs)
+  const rateOf = (id: number) => (elementOps(p, sizes, id) >= MANY_READS_OPS ? m.unitOpsPerUs / m.inlineElementOpsPerUs : rate);
+  const spec = { program: p, sizes, terms: k.terms, items: k.items, partial: k.partial, schedule: s, materialised: leaves, label: 'model', ...(k.prefetch === false && { prefetch: false }) };
   const rowsOf = (segmented?: 'state') => {
     const r = stagedRowOps(p, sizes, stagedReductions(analyseChunk({ ...spec, ...(segmented && { segmented }) })), leaves);
     return { ...r, ops: r.quantities.reduce((n, { q, ops }) => n + (C + q.halo) * ops * rate, 0) };
@@ -289,7 +350,7 @@ export function chunkKernelCost(m: AdapterModel, k: ChunkKernelModel, b: number,
   const rows = rowsOf();
   // a segmented schedule's state launch stages only what ψ (and the values) read
   const stateRows = s.segment ? rowsOf('state') : undefined;
-  const inline = (id: number, at = rows) => 1 + stagedElementOps(p, sizes, id, at) * rate;
+  const inline = (id: number, at = rows) => 1 + stagedElementOps(p, sizes, id, at) * rateOf(id);
   const staged = new Map<number, number>();
   const stage = (id: number, elements: number) => staged.set(id, Math.max(staged.get(id) ?? 0, elements));
   for (const term of k.terms) {
@@ -348,14 +409,36 @@ export function chunkKernelCost(m: AdapterModel, k: ChunkKernelModel, b: number,
   // A blocked schedule (ChunkSchedule.block) holds the same C·R independent accumulators, TN to an invocation: the
   // same registers and the same chains to hide latency behind, so its parallelism and register share stay C·R's.
   const base = { threads: s.threads, workgroupBytes: bytesShared, stepOps: ops, featureOps, bytes, parallelism: C * R, registerShare: Math.max(1, prefixTerms) };
-  if (!seg) return launchCost(m, { ...base, workgroups: b * NS * tiles, steps: chunks });
+  // What a workgroup loads a chunk ahead, a step: the generator's own decision (a segmented plan's two launches each
+  // decide theirs: performer's state pass prefetches ψ from its prologue, its output pass stages φ inline, in a loop).
+  const prefetchedBytes = (segmented?: 'state' | 'output') => 4 * s.threads * (heldLoads({ ...spec, ...(segmented && { segmented }) }) ?? 0);
+  if (!seg) return launchCost(m, { ...base, workgroups: b * NS * tiles, steps: chunks, prefetchedBytes: prefetchedBytes() });
   // Segmented: the segments' states (G steps), a scan over segments, then every segment's outputs (G steps).
   const nseg = Math.ceil(chunks / seg);
-  const pass = launchCost(m, { ...base, workgroups: b * NS * tiles * nseg, steps: seg });
-  const state = launchCost(m, { ...base, stepOps: stateOps, featureOps: stateFeatureOps, workgroups: b * NS * tiles * nseg, steps: seg, bytes: 4 * b * t * (tiles * reads.perTile + reads.once) });
+  const pass = launchCost(m, { ...base, workgroups: b * NS * tiles * nseg, steps: seg, prefetchedBytes: prefetchedBytes('output') });
+  const state = launchCost(m, { ...base, prefetchedBytes: prefetchedBytes('state'), stepOps: stateOps, featureOps: stateFeatureOps, workgroups: b * NS * tiles * nseg, steps: seg, bytes: 4 * b * t * (tiles * reads.perTile + reads.once) });
   const scanUs = nseg * m.stepLatencyUs + m.launchUs;
   return { ...pass, us: state.us + pass.us + scanUs, steps: 2 * seg + nseg };
 }
+
+/**
+ * prefetchedLoads of a spec the model prices, remembered per program (its nodes: estimatePlan takes the causal part
+ * afresh each call): choosing a plan prices each candidate schedule with each prologue tried, and declaring the kernel
+ * each time doubled the time choosePlan took (performer: 0.25 → 0.5 s). The key is what the staging depends on: the
+ * sizes, the terms (and so their output items), the schedule, the materialised nodes and the launch.
+ */
+function heldLoads(spec: ChunkKernelSpec): number | null {
+  const seen = heldCache.get(spec.program.nodes) ?? new Map<string, number | null>();
+  heldCache.set(spec.program.nodes, seen);
+  const s = spec.schedule;
+  const key = [
+    Object.entries(spec.sizes).join(), spec.terms.map((t) => t.name).join(), [s.chunk, s.cols, s.threads, s.segment ?? 0, s.block ?? 1].join(),
+    [...spec.materialised].sort((a, b) => a - b).join(), spec.partial, spec.segmented ?? '', spec.prefetch ?? true,
+  ].join('|');
+  if (!seen.has(key)) seen.set(key, prefetchedLoads(spec));
+  return seen.get(key)!;
+}
+const heldCache = new WeakMap<Program['nodes'], Map<string, number | null>>();
 
 /**
  * The share of an unblocked product's cost that a product of the score tile (φ·ψ), of the outputs (A·V, φ·S) and of
