@@ -10,7 +10,8 @@
 // so one run times the kernel with and without it side by side; --no-prefetch turns it off for every schedule.
 // A leading `u:` times the unfused plan at that schedule instead (u:default: the unfused plan's own schedule), a
 // leading `p:` the fused plan with the feature nodes the model puts in a prologue (fusion-model.ts decidePrologue;
-// none where it puts none): u:32x32x512,p:32x32x512,p:16x64x512s16 sets the three plans side by side.
+// none where it puts none): u:32x32x512,p:32x32x512,p:16x64x512s16 sets the three plans side by side. p:default is
+// the plan choice's own plan (choosePlan: fused, with its prologue, or unfused), what `linattn run` runs.
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { sharedFloats, type ChunkSchedule } from '../backends/wgsl/chunked.ts';
@@ -19,6 +20,7 @@ import { lowerChunked } from '../backends/wgsl/lower.ts';
 import { axisSizes, makeInputs } from '../src/inputs.ts';
 import { adapterModel } from '../src/runtime/adapter-model.ts';
 import { compileFile, planFor, runCompiled, timePlan } from '../src/runtime/compiler.ts';
+import { choosePlan } from '../src/runtime/plan-choice.ts';
 import type { Gpu } from '../src/runtime/device.ts';
 import { relativeError } from '../src/tensor.ts';
 import { oracleHead } from './oracle-head.ts';
@@ -74,14 +76,17 @@ export async function benchSchedules(
           const np = bare.endsWith('np');
           const want = parseSchedule(np ? bare.slice(0, -2) : bare);
           const prefetch = !np && o.prefetch !== false;
-          const fuse = kind !== 'unfused';
+          // p:default is the plan choice's own plan (plan-choice.ts choosePlan: fused with its prologue, or unfused).
+          const chosen = kind === 'prologue' && want === 'default' ? choosePlan(gpu, c.program, sizes, { prologue: 'model' }, { b: o.b, t }) : undefined;
+          const fuse = chosen ? chosen.fuse : kind !== 'unfused';
           let plan: ReturnType<typeof lowerChunked>;
           let prologue: ReadonlySet<number> | undefined;
           try {
             if (kind === 'fused') plan = want === 'default' ? planFor(gpu, c, sizes, { form: 'chunked', fuse: true, prologue: 'none', prefetch }, { b: o.b, t }) : lowerChunked(c.program, sizes, { fuse: true, schedule: want, prefetch });
             else {
-              plan = planFor(gpu, c, sizes, { form: 'chunked', fuse, ...(want !== 'default' && { schedule: want }), prologue: kind === 'prologue' ? 'model' : 'none', prefetch }, { b: o.b, t });
-              if (kind === 'prologue') prologue = decidePrologue(model, c.program, sizes, plan.schedule as unknown as ChunkSchedule, o.b, t)?.prologue;
+              const schedule = chosen ? chosen.schedule : want === 'default' ? undefined : want;
+              plan = planFor(gpu, c, sizes, { form: 'chunked', fuse, ...(schedule && { schedule }), prologue: kind === 'prologue' ? 'model' : 'none', prefetch }, { b: o.b, t });
+              if (kind === 'prologue' && fuse) prologue = decidePrologue(model, c.program, sizes, plan.schedule as unknown as ChunkSchedule, o.b, t)?.prologue;
             }
           } catch (e) {
             // e.g. a segmented schedule for a decayed variant
@@ -94,14 +99,14 @@ export async function benchSchedules(
             console.log(`${label.padEnd(30)} ${asked.padEnd(16)} does not fit (${bytes} bytes of workgroup memory, ${s.threads} threads)`);
             continue;
           }
-          const fo = (await runCompiled(c, x, { device: 'gpu', gpu, form: 'chunked', fuse, schedule: s, prologue: kind === 'prologue' ? 'model' : 'none', prefetch })).o;
+          const fo = (await runCompiled(c, x, { device: 'gpu', gpu, form: 'chunked', fuse, schedule: s, prologue: kind === 'prologue' && fuse ? 'model' : 'none', prefetch })).o;
           const errVsOracle = relativeError(fo.data.subarray(0, oracle.data.length), oracle.data);
           if (errVsOracle > 1e-3) {
             console.log(`${label.padEnd(30)} ${asked.padEnd(16)} wrong result (vs oracle ${errVsOracle}); not timing it`);
             continue;
           }
           const est = estimatePlan(model, c.program, sizes, s, fuse, o.b, t, prologue, prefetch);
-          runs.push({ plan, row: { variant: c.source.name, b: o.b, h: o.h, t, d, schedule: { ...s }, asked, plan: kind, ...(prologue?.size && { prologueNodes: [...prologue] }), ms: [], medianMs: 0, estMs: est ? est.us / 1e3 : null, errVsOracle } });
+          runs.push({ plan, row: { variant: c.source.name, b: o.b, h: o.h, t, d, schedule: { ...s }, asked, plan: fuse ? kind : 'unfused', ...(prologue?.size && { prologueNodes: [...prologue] }), ms: [], medianMs: 0, estMs: est ? est.us / 1e3 : null, errVsOracle } });
         }
         for (let r = 0; r < o.rounds; r++) for (const run of runs) run.row.ms.push((await timePlan(gpu, run.plan, x, o.b, t, o.iters)).ms);
         for (const { row } of runs) {

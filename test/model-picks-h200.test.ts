@@ -29,7 +29,7 @@ const PICK_SLACK = 0.05;
  * their own rate (inlineElementOpsPerUs), performer and performer_aug pick the prologue plan at 32×32×512 (the file
  * timed it at 16×64×512 in segments of 16): call 66 timed it there (h200-performer-plans.json, checked below).
  */
-const UNMEASURED_PICKS: string[] = ['performer t4096 d64', 'performer_aug t4096 d64'];
+const UNMEASURED_PICKS: string[] = [];
 
 const fits = readRows('bench/results/h200-kernels.json').flatMap((r) => fitRow(r) ?? []);
 const ranked = fits.filter((f) => f.plans.length > 1);
