@@ -70,7 +70,26 @@ describe.each(['elu_dwconv', 'gla', 'llama_linearized'])('%s: folded tree step, 
   }, 600_000);
 });
 
-async function checkFolded(name: string, opts: { hardware: boolean; maxNodes: number; cases: readonly Case[]; axes: Record<string, number>; loadsFirst?: boolean }): Promise<void> {
+// TreeOptions.pathTile (backends/wgsl/tree-split.ts): the path walked in tiles of 32 and 64 entries, the column walk
+// shared by several threads a column, the commit staging as many entries a tile. Long chains so that a node's path
+// (its own chain and the pending one) spans several tiles of either length: 39 pending, then a chain of 40 (paths
+// up to 79 entries). Under the software split (64 threads: one score lane at tile 64) and the hardware split (256
+// threads); elu_dwconv has a prefix and a convolution term, gla per-feature gates (the tile's exclusive scan),
+// llama_linearized past_groups (C = 4) with a group-local bounded term.
+const LONG: readonly Case[] = [[3, 39, 40], [5, 20, 33]];
+describe.each(['elu_dwconv', 'gla', 'llama_linearized'])('%s: folded tree step, long paths in longer tiles', (name) => {
+  it.each([
+    [false, 32], [false, 64], [true, 64],
+  ])(`equals commit then tree, and the float64 tree form, hardware split %s, tile %i, for (prefix, pending, chain) ${LONG.map((x) => `(${x.join(', ')})`).join(' ')}`, (hardware, pathTile) =>
+    checkFolded(name, { hardware, maxNodes: 40, cases: LONG, axes: hardware ? { h: 2, d: 16, e: 32 } : AXES, pathTile, chain: true }), 600_000);
+  it('refuses a tile that is no power of two from 16 to the workgroup', () => {
+    const c = VARIANTS.find((v) => v.file.endsWith(`/${name}.la`))!;
+    const source = loadVariant(c.file, { sizes: c.sizes });
+    for (const pathTile of [8, 24, 128]) expect(() => treeFoldPlan(runPasses(source), axisSizes(source, AXES), 5, { pathTile })).toThrow(/pathTile/);
+  });
+});
+
+async function checkFolded(name: string, opts: { hardware: boolean; maxNodes: number; cases: readonly Case[]; axes: Record<string, number>; loadsFirst?: boolean; pathTile?: number; chain?: boolean }): Promise<void> {
   const { hardware, maxNodes: MAX_NODES, cases: CASES, axes: AXES } = opts;
   const c = VARIANTS.find((v) => v.file.endsWith(`/${name}.la`))!;
   const source = loadVariant(c.file, { sizes: c.sizes });
@@ -78,7 +97,7 @@ async function checkFolded(name: string, opts: { hardware: boolean; maxNodes: nu
   const sizes = axisSizes(source, AXES);
   const names = program.inputs.map((d) => d.name);
   const g: Gpu = await gpu();
-  const factory = await compileTreeAttention(g, program, sizes, MAX_NODES, hardware, opts.loadsFirst);
+  const factory = await compileTreeAttention(g, program, sizes, MAX_NODES, hardware, { ...(opts.loadsFirst !== undefined && { loadsFirst: opts.loadsFirst }), ...(opts.pathTile !== undefined && { pathTile: opts.pathTile }) });
   const fold = factory.fold!;
   const step = await PlanRunner.create(g, recurrentPlan(program, sizes));
   const fx = treeFixture(g, factory, program, sizes, makeInputs(source, { b: 1, t: 1, axes: AXES, seed: 5 }));
@@ -103,7 +122,7 @@ async function checkFolded(name: string, opts: { hardware: boolean; maxNodes: nu
       // Tree 1: its first Lp nodes a chain from the root (the accepted path), the rest anywhere.
       const random = (n: number, chain: number) => Array.from({ length: n }, (_, i) => (i < chain ? i - 1 : Math.floor(draw() * (i + 1)) - 1));
       const trees1 = Array.from({ length: B }, () => random(N1, Lp));
-      const trees2 = Array.from({ length: B }, () => random(N2, 0));
+      const trees2 = Array.from({ length: B }, () => random(N2, opts.chain ? N2 : 0));
       const path = Array.from({ length: Lp }, (_, i) => i);
       const T = P0 + N1 + N2;
       const x = makeInputs(source, { b: B, t: T, axes: AXES, seed });
@@ -144,7 +163,7 @@ async function checkFolded(name: string, opts: { hardware: boolean; maxNodes: nu
       const pathBuf = upload('path', { shape: [B, Math.max(1, Lp)], data: Lp ? treePaths(trees1, trees1.map(() => path)) : new Float32Array(B) }).buffer;
       const nodes1: TreeNode[][] = trees1.map((ps, b) => ps.map((parent, i) => ({ parent, inputs: r1.cpu[b][i] })));
       const nodes2: TreeNode[][] = trees2.map((ps, b) => ps.map((parent, i) => ({ parent, inputs: r2.cpu[b][i] })));
-      const what = `${name}${hardware ? ' (hardware split)' : ''} prefix ${P0}, pending ${Lp}, trees ${JSON.stringify(trees1)} then ${JSON.stringify(trees2)}, seed ${seed}`;
+      const what = `${name}${hardware ? ' (hardware split)' : ''}${opts.pathTile ? ` tile ${opts.pathTile}` : ''} prefix ${P0}, pending ${Lp}, trees ${JSON.stringify(trees1)} then ${JSON.stringify(trees2)}, seed ${seed}`;
 
       const oA = alloc('fold o 1', [B, N1, per]);
       // Set 0 from the committed prefix, then tree 1 folded from it (nothing pending) into set 1.

@@ -15,12 +15,15 @@ import { KernelBuilder, type Binding, type WorkgroupArray } from './kernel-build
 import { boundedFrontier, layoutOf, prefixGate, rowAxes, stateLayout, type Layout, type StateLayout } from './layout.ts';
 import type { Block } from './wgsl-block.ts';
 import { emitEarlyState, type EarlyRows } from './tree-early.ts';
-import { SOFTWARE_TREE_SPLIT, treeSplit, type TreeSplit } from './tree-split.ts';
+import { DEFAULT_PATH_TILE, fitTile, SOFTWARE_TREE_SPLIT, TILE_FLOATS, treeSplit, type TreeSplit } from './tree-split.ts';
 
 /** Invocations of a tree workgroup on a software adapter (the split's default; tree-split.ts). */
 export const TREE_WG = SOFTWARE_TREE_SPLIT.threads;
-/** Ancestors per tile of a path: the scores of a tile are TILE × lanes threads, TILE · lanes = the split's threads. */
-export const TREE_TILE = 16;
+/**
+ * Ancestors per tile of a path unless TreeOptions.pathTile says otherwise: the scores of a tile are TILE × lanes
+ * threads, TILE · lanes = the split's threads.
+ */
+export const TREE_TILE = DEFAULT_PATH_TILE;
 
 /** The tree's parent indices, [b, N] as f32 (−1 for a child of the last committed token). */
 export const TREE_PARENTS = 'tree:parents';
@@ -50,7 +53,9 @@ export interface TreeAnalysis {
   readonly per: number;
   /** The workgroup's threads and the state phase's slices (tree-split.ts). */
   readonly split: TreeSplit;
-  /** Feature lanes of a path tile's scores: split.threads / TREE_TILE. */
+  /** Ancestors per tile of a prefix term's path walk (TreeOptions.pathTile, fitted to the staged values; TREE_TILE by default). */
+  readonly tile: number;
+  /** Feature lanes of a path tile's scores: split.threads / tile. */
   readonly lanes: number;
   readonly prefix: readonly TreePrefix[];
   /** Bounded terms' query features, staged at node n: [W] over `axes` (the head axes fixed). */
@@ -64,8 +69,11 @@ export function treeSplitOf(p: Program, sizes: Sizes, hardware: boolean): TreeSp
   return treeSplit(count(L.rest, sizes), Math.max(1, ...st.prefix.map((q) => q.F)), !hardware);
 }
 
-export function analyseTree(p: Program, sizes: Sizes, maxNodes: number, split: TreeSplit = SOFTWARE_TREE_SPLIT): TreeAnalysis {
-  if (split.threads % TREE_TILE !== 0 || split.slices < 1) throw new Error(`analyseTree: a split of ${split.threads} threads, ${split.slices} slices does not tile ${TREE_TILE} ancestors`);
+export function analyseTree(p: Program, sizes: Sizes, maxNodes: number, split: TreeSplit = SOFTWARE_TREE_SPLIT, pathTile = TREE_TILE): TreeAnalysis {
+  const NR = count(layoutOf(p, p.terms).rest, sizes);
+  // A tile's values [TILE, NR] in workgroup memory (a hardware split), within their budget: wide heads take shorter tiles.
+  const tile = split.stageValues ? fitTile(pathTile, NR, TILE_FLOATS.values) : pathTile;
+  if (split.threads % tile !== 0 || split.slices < 1) throw new Error(`analyseTree: a split of ${split.threads} threads, ${split.slices} slices does not tile ${tile} ancestors`);
   const L = layoutOf(p, p.terms);
   const st = stateLayout(p, sizes); // refuses noncausal programs
   const prefix = st.prefix.map((q): TreePrefix => {
@@ -86,7 +94,7 @@ export function analyseTree(p: Program, sizes: Sizes, maxNodes: number, split: T
       return [id, { axes, W: count(axes, sizes) }] as const;
     }),
   );
-  return { p, sizes, maxNodes, L, st, NS: count(L.head, sizes), NR: count(L.rest, sizes), per: count(p.outAxes, sizes), split, lanes: split.threads / TREE_TILE, prefix, qf };
+  return { p, sizes, maxNodes, L, st, NS: count(L.head, sizes), NR: count(L.rest, sizes), per: count(p.outAxes, sizes), split, tile, lanes: split.threads / tile, prefix, qf };
 }
 
 /** Where a tree body is emitted and what it reads (treeKernel): the plain kernel's own builder, or the fold's. */

@@ -25,6 +25,7 @@ import { layoutOf, prefixGate, ringIndex, rowAxes, stateLayout } from './layout.
 import type { Kernel } from './plan.ts';
 import type { Block } from './wgsl-block.ts';
 import { rowReductions, TREE_PATH, TREE_TILE, TREE_WG } from './tree-analysis.ts';
+import { fitTile, TILE_FLOATS } from './tree-split.ts';
 
 /**
  * State elements (features of one column) per invocation: 4 at TREE_WG threads, fewer with more threads (a hardware
@@ -76,9 +77,14 @@ export interface CommitSite {
   readonly store: (name: string, index: string) => string;
   /** Write every ring slot (the fold's new buffer): the path's positions where it reaches, the old ring's elsewhere. */
   readonly wholeRing: boolean;
+  /**
+   * Path entries staged per tile (TreeOptions.pathTile; default TREE_TILE), fitted to TILE_FLOATS.commit: fewer
+   * tiles, fewer barriers and round trips for a long path. Each element's walk along the path is the same sequence of steps at any tile length.
+   */
+  readonly tile?: number;
 }
 
-export function treeCommitKernel(p: Program, sizes: Sizes, threads = TREE_WG): Kernel {
+export function treeCommitKernel(p: Program, sizes: Sizes, threads = TREE_WG, tile = TREE_TILE): Kernel {
   const kb = new KernelBuilder(threads, ['wid', 'lid']);
   const st = stateLayout(p, sizes);
   const path = kb.storage(TREE_PATH, false, { always: true });
@@ -88,7 +94,7 @@ export function treeCommitKernel(p: Program, sizes: Sizes, threads = TREE_WG): K
   emitCommit(p, sizes, {
     kb, main: kb.body, group: 'wid.x', path, rows: 'max(dims.pad, 1u)',
     reader: (rowOf) => programReader(kb, p, sizes, (where) => `b * dims.pad + ${rowOf(where)}`),
-    load: at, store: at, wholeRing: false,
+    load: at, store: at, wholeRing: false, tile,
   });
   return kb.build({
     label: `${p.name}.tree-commit`,
@@ -106,7 +112,8 @@ export function emitCommit(p: Program, sizes: Sizes, site: CommitSite): void {
   const L = layoutOf(p, p.terms);
   const st = stateLayout(p, sizes);
   const { NS, NR, CB, E, FB, ncb, blocks } = commitShape(p, sizes, kb.workgroupSize);
-  const TP = TREE_TILE;
+  const gated = st.prefix.some((q) => prefixGate(p, q.term.form as PrefixForm));
+  const TP = fitTile(site.tile ?? TREE_TILE, FB * (gated ? 2 : 1) + CB, TILE_FLOATS.commit);
 
   const nodeOf = new Map<string, string>();
   const read = site.reader((where) => {
@@ -116,7 +123,7 @@ export function emitCommit(p: Program, sizes: Sizes, site: CommitSite): void {
   });
   const path = site.path;
   const psiT = kb.workgroup('psi', TP * FB, 'ψ of the tile, [TILE, features of this workgroup]');
-  const lgT = st.prefix.some((q) => prefixGate(p, q.term.form as PrefixForm)) ? kb.workgroup('lg', TP * FB, 'log-gates of the tile') : null;
+  const lgT = gated ? kb.workgroup('lg', TP * FB, 'log-gates of the tile') : null;
   const vT = kb.workgroup('vt', TP * CB, 'values of the tile, [TILE, columns of this workgroup]');
   /** The row reductions inside `id` at a path entry's position, each staged per entry in a workgroup array. */
   const reductionsOf = (id: Id) => rowReductions(p, id, 'j', { i: 'j', j: 'j' }, L.head).filter((r) => r.where === 'j').map((r) => r.id);

@@ -22,7 +22,8 @@
 // b · at_i), each node set one buffer. Dims: b, t = P (the pending length), pos0 = the position of S_old, pad = N
 // (the tree's nodes) — the commit's dims, which a chained step's kernel already writes (gpu-chain.ts).
 //
-// The folded kernel's cost grows with P: every node walks the P pending nodes too (⌈P/16⌉ more tiles on its path).
+// The folded kernel's cost grows with P: every node walks the P pending nodes too (⌈P/16⌉ more tiles on its path;
+// ⌈P/64⌉ with TreeOptions.pathTile 64, which walks the path in longer tiles).
 // treeFoldCommitPlan is the separate commit on a packed state, in place, reading the kept nodes: a long pending
 // path can be committed by it and the tree then folded with nothing pending (GpuVerifierOptions.foldUpTo).
 import type { Program } from '../../src/ir/types.ts';
@@ -31,10 +32,10 @@ import { offset, type Resolver } from './expr.ts';
 import type { Block } from './wgsl-block.ts';
 import { KernelBuilder } from './kernel-builder.ts';
 import type { Plan, PlanBuffer } from './plan.ts';
-import { analyseTree, treeKernel, treeSplitOf, TREE_PARENTS, TREE_PATH, TREE_TILE } from './tree-analysis.ts';
+import { analyseTree, treeKernel, treeSplitOf, TREE_PARENTS, TREE_PATH } from './tree-analysis.ts';
 import { emitTreeBody } from './tree-body.ts';
 import { commitBlocks, emitCommit } from './tree-commit.ts';
-import type { TreeOptions } from './tree-split.ts';
+import { pathTileOf, type TreeOptions } from './tree-split.ts';
 
 /** The packed state the step reads (S_old), and the one it writes (S_old ⊕ pending): FoldLayout.state. */
 export const FOLD_STATE = 'fold:state';
@@ -76,7 +77,8 @@ export function foldLayout(p: Program, sizes: Sizes): FoldLayout {
 
 export function treeFoldPlan(p: Program, sizes: Sizes, maxNodes: number, opts: TreeOptions = {}): Plan & { readonly layout: FoldLayout } {
   if (!Number.isInteger(maxNodes) || maxNodes < 1) throw new Error(`treeFoldPlan: maxNodes must be a positive integer, got ${maxNodes}`);
-  const a = analyseTree(p, sizes, maxNodes, treeSplitOf(p, sizes, opts.hardware ?? false));
+  const split = treeSplitOf(p, sizes, opts.hardware ?? false);
+  const a = analyseTree(p, sizes, maxNodes, split, pathTileOf(opts, split.threads));
   const WG = a.split.threads;
   const layout = foldLayout(p, sizes);
   const { NS, blocks } = commitBlocks(p, sizes, WG);
@@ -140,7 +142,7 @@ export function treeFoldPlan(p: Program, sizes: Sizes, maxNodes: number, opts: T
         kb, main, group: `wid.x - ${NS}u * dims.pad`, path, rows: `${maxNodes}u`,
         reader: (rowOf) => (n, idx, where, blk) =>
           n.op === 'input' ? pendingInput(n.name, rowOf(where), offset(n.type.axes, sizes, idx)) : treeRead!(n, idx, where, blk),
-        load, store, wholeRing: true,
+        load, store, wholeRing: true, tile: a.tile,
       });
     }],
   ]);
@@ -166,7 +168,7 @@ export function treeFoldPlan(p: Program, sizes: Sizes, maxNodes: number, opts: T
     ],
     outAxes: p.outAxes,
     sizes,
-    schedule: { workgroup: WG, maxNodes, tile: TREE_TILE },
+    schedule: { workgroup: WG, maxNodes, tile: a.tile },
     layout,
   };
 }
@@ -179,6 +181,7 @@ export function treeFoldCommitPlan(p: Program, sizes: Sizes, maxNodes: number, o
   if (!Number.isInteger(maxNodes) || maxNodes < 1) throw new Error(`treeFoldCommitPlan: maxNodes must be a positive integer, got ${maxNodes}`);
   const layout = foldLayout(p, sizes);
   const WG = treeSplitOf(p, sizes, opts.hardware ?? false).threads;
+  const tile = pathTileOf(opts, WG);
   const { NS, blocks } = commitBlocks(p, sizes, WG);
   const kb = new KernelBuilder(WG, ['wid', 'lid']);
   const path = kb.storage(TREE_PATH, false, { always: true });
@@ -193,7 +196,7 @@ export function treeFoldCommitPlan(p: Program, sizes: Sizes, maxNodes: number, o
     kb, main: kb.body, group: 'wid.x', path, rows: `${maxNodes}u`,
     reader: (rowOf) => (n, idx, where, blk) =>
       n.op === 'input' ? `${kb.use(pendBuf)}[(b * ${maxNodes}u + ${rowOf(where)}) * ${W}u + ${inputAt.get(n.name)!}u + ${offset(n.type.axes, sizes, idx)}]` : params(n, idx, where, blk),
-    load: at, store: at, wholeRing: false,
+    load: at, store: at, wholeRing: false, tile,
   });
   const kernel = kb.build({
     label: `${p.name}.tree-commit`,
@@ -212,6 +215,6 @@ export function treeFoldCommitPlan(p: Program, sizes: Sizes, maxNodes: number, o
     ],
     outAxes: p.outAxes,
     sizes,
-    schedule: { workgroup: WG, maxNodes, tile: TREE_TILE },
+    schedule: { workgroup: WG, maxNodes, tile },
   };
 }

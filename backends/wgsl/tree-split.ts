@@ -30,6 +30,42 @@ export interface TreeOptions {
    * barrier (tree-early.ts). Off builds the kernels as before, byte for byte, for comparison.
    */
   readonly loadsFirst?: boolean;
+  /**
+   * Path entries per tile (default DEFAULT_PATH_TILE = 16, the kernels as before, byte for byte): the verifying kernels'
+   * ancestors per tile of a prefix term's walk and the commit's path entries per tile. A tile costs the
+   * workgroup a round trip to memory for its scores' keys and its values, and three barriers, whatever its
+   * length; a folded 64-node chain walks up to 130 entries (its own 65 and 65 pending), 9 tiles of 16 one after
+   * another. 32 or 64 walk it in 5 or 3, with each thread's loads of a tile issued together (tree-prefix.ts: the
+   * tile's column walk is then shared by several threads per column, which keep their sums in registers across
+   * tiles). A power of two from 16 up to the split's threads: the most entries a tile, halved (not below 16)
+   * while a tile's workgroup arrays would pass their budget (fitTile).
+   */
+  readonly pathTile?: number;
+}
+
+/** Path entries per tile unless TreeOptions.pathTile says otherwise (tree-analysis.ts's TREE_TILE). */
+export const DEFAULT_PATH_TILE = 16;
+
+/**
+ * Floats of workgroup memory a path tile's largest arrays may take: the verifying kernel's staged values
+ * [TILE, columns] 4096 (16 KB: 64 entries of 64 columns), the commit's ψ, log-gates and values 2048 (8 KB), so
+ * that the folded kernel, which holds both, stays within 32 KB (lavapipe's limit; WebGPU's default is 16 KB,
+ * which the default tile of 16 keeps to).
+ */
+export const TILE_FLOATS = { values: 4096, commit: 2048 } as const;
+
+/** The longest tile up to `tile` (halving, not below DEFAULT_PATH_TILE) whose `perEntry` floats an entry fit in `budget`. */
+export function fitTile(tile: number, perEntry: number, budget: number): number {
+  let t = tile;
+  while (t > DEFAULT_PATH_TILE && t * perEntry > budget) t /= 2;
+  return t;
+}
+
+/** TreeOptions.pathTile at a split of `threads` invocations, checked. */
+export function pathTileOf(opts: TreeOptions, threads: number): number {
+  const t = opts.pathTile ?? DEFAULT_PATH_TILE;
+  if (!(Number.isInteger(t) && t >= 16 && (t & (t - 1)) === 0 && t <= threads)) throw new Error(`tree options: pathTile must be a power of two from 16 to the workgroup's ${threads} threads, got ${t}`);
+  return t;
 }
 
 /** The software split: every tree kernel as it ran before the split (TREE_WG threads, one slice). */

@@ -17,6 +17,7 @@ import { FOLD_KEPT, FOLD_NEXT, FOLD_PENDING, FOLD_STATE, treeFoldCommitPlan, tre
 import { isSoftmaxProgram } from '../../backends/wgsl/softmax-analysis.ts';
 import { TREE_PARENTS, TREE_PATH, treeCommitPlan, treePlan } from '../../backends/wgsl/tree.ts';
 import type { Plan } from '../../backends/wgsl/plan.ts';
+import type { TreeOptions } from '../../backends/wgsl/tree-split.ts';
 import type { Program } from '../ir/types.ts';
 import { BufferUsage, type Gpu } from './device.ts';
 import { PlanRunner } from './executor.ts';
@@ -89,11 +90,11 @@ export interface TreeAttentionFactory {
 /**
  * Compiles the tree and commit plans of `program` (after the passes) at fixed axis sizes. `hardware`: split the
  * kernels' work for a hardware adapter (backends/wgsl/tree-split.ts; default: unless the adapter is software — tests
- * force it to run the hardware split on lavapipe). `loadsFirst`: false builds the verifying kernels without
- * TreeOptions.loadsFirst (tests comparing the two).
+ * force it to run the hardware split on lavapipe). `kernels`: the rest of TreeOptions — loadsFirst false builds the
+ * verifying kernels without it (tests comparing the two), pathTile walks paths in longer tiles (the bench and tests).
  */
-export async function compileTreeAttention(gpu: Gpu, program: Program, sizes: Readonly<Record<string, number>>, maxNodes: number, hardware = !gpu.isSoftware, loadsFirst?: boolean): Promise<TreeAttentionFactory> {
-  const opts = { hardware, ...(loadsFirst !== undefined && { loadsFirst }) };
+export async function compileTreeAttention(gpu: Gpu, program: Program, sizes: Readonly<Record<string, number>>, maxNodes: number, hardware = !gpu.isSoftware, kernels: Omit<TreeOptions, 'hardware'> = {}): Promise<TreeAttentionFactory> {
+  const opts: TreeOptions = { ...kernels, hardware };
   const tree = treePlan(program, sizes, maxNodes, opts);
   const commit = treeCommitPlan(program, sizes, maxNodes, opts);
   let fold = isSoftmaxProgram(program) ? null : { plan: treeFoldPlan(program, sizes, maxNodes, opts), commit: treeFoldCommitPlan(program, sizes, maxNodes, opts) };
