@@ -82,6 +82,16 @@ describe.each(['elu_dwconv', 'gla', 'llama_linearized'])('%s: folded tree step, 
     [false, 32], [false, 64], [true, 64],
   ])(`equals commit then tree, and the float64 tree form, hardware split %s, tile %i, for (prefix, pending, chain) ${LONG.map((x) => `(${x.join(', ')})`).join(' ')}`, (hardware, pathTile) =>
     checkFolded(name, { hardware, maxNodes: 40, cases: LONG, axes: hardware ? { h: 2, d: 16, e: 32 } : AXES, pathTile, chain: true }), 600_000);
+  it('keeps the commit\'s tiles in the verifying values\' workgroup memory at tile 64 (hardware split), and the default kernel without either change', () => {
+    const c = VARIANTS.find((v) => v.file.endsWith(`/${name}.la`))!;
+    const source = loadVariant(c.file, { sizes: c.sizes });
+    const code = (pathTile?: number) => treeFoldPlan(runPasses(source), axisSizes(source, { h: 2, d: 16, e: 32 }), 40, { hardware: true, ...(pathTile && { pathTile }) }).kernels[0].code;
+    const long = code(64);
+    expect(long).toContain('var<workgroup> vals: array<f32, 2048>');
+    expect(long).not.toMatch(/var<workgroup> (psi|vt|lg):/);
+    expect(code(16)).toBe(code());
+    expect(code()).toMatch(/var<workgroup> psi:/);
+  });
   it('refuses a tile that is no power of two from 16 to the workgroup', () => {
     const c = VARIANTS.find((v) => v.file.endsWith(`/${name}.la`))!;
     const source = loadVariant(c.file, { sizes: c.sizes });

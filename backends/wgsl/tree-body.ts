@@ -4,12 +4,16 @@
 // folded one (tree-fold.ts) run it alike; only what the prologue put in path[] and depth differs.
 import { offset, type Index } from './expr.ts';
 import type { Block } from './wgsl-block.ts';
+import type { WorkgroupArray } from './kernel-builder.ts';
 import type { TreeKernel } from './tree-analysis.ts';
 import { declareBoundedTiles, emitBoundedTerm } from './tree-bounded.ts';
 import { columnSlices, emitPrefixTerm, type ItemSums, type PrefixTiles } from './tree-prefix.ts';
 
-/** Emits the terms and the output into `main` (default: the builder's body). */
-export function emitTreeBody(T: TreeKernel, main: Block = T.kb.body): void {
+/**
+ * Emits the terms and the output into `main` (default: the builder's body). Returns the tile's staged values
+ * array (null without one): the folded kernel's commit workgroups, which never verify, may reuse it.
+ */
+export function emitTreeBody(T: TreeKernel, main: Block = T.kb.body): WorkgroupArray | null {
   const { a, kb } = T;
   const { p } = a;
   const gW = Math.max(0, ...a.prefix.map((q) => q.gateW));
@@ -55,4 +59,5 @@ export function emitTreeBody(T: TreeKernel, main: Block = T.kb.body): void {
     const terms = p.output.map((it, k) => (it.kind === 'norm' ? `${sums[k].num.name}[${col}] / (${sums[k].den!.name}[${col}] + ${it.eps})` : `${sums[k].num.name}[${col}]`));
     b.line(`${kb.use(T.out)}[(b * ${T.nodes} + n) * ${a.per}u + ${offset(p.outAxes, a.sizes, full)}] = ${terms.join(' + ')};`);
   });
+  return tiles.values;
 }

@@ -30,9 +30,9 @@ import type { Program } from '../../src/ir/types.ts';
 import { count, programBuffers, programReader, type Sizes } from './common.ts';
 import { offset, type Resolver } from './expr.ts';
 import type { Block } from './wgsl-block.ts';
-import { KernelBuilder } from './kernel-builder.ts';
+import { KernelBuilder, type WorkgroupArray } from './kernel-builder.ts';
 import type { Plan, PlanBuffer } from './plan.ts';
-import { analyseTree, treeKernel, treeSplitOf, TREE_PARENTS, TREE_PATH } from './tree-analysis.ts';
+import { analyseTree, treeKernel, treeSplitOf, TREE_PARENTS, TREE_PATH, TREE_TILE } from './tree-analysis.ts';
 import { emitTreeBody } from './tree-body.ts';
 import { commitBlocks, emitCommit } from './tree-commit.ts';
 import { pathTileOf, type TreeOptions } from './tree-split.ts';
@@ -98,6 +98,7 @@ export function treeFoldPlan(p: Program, sizes: Sizes, maxNodes: number, opts: T
   const pendingNode = (k: string) => `min(u32(max(round(${kb.use(path)}[b * dims.t + ${k}]), 0.0)), ${maxNodes - 1}u)`;
 
   let treeRead: Resolver | undefined;
+  let values: WorkgroupArray | null = null;
   kb.body.comment(`workgroups [0, ${NS} · N) verify node n of head slice s; the ${NS * blocks} after them commit the pending path`);
   kb.body.ifChain([
     [`wid.x < ${NS}u * dims.pad`, (main) => {
@@ -135,7 +136,7 @@ export function treeFoldPlan(p: Program, sizes: Sizes, maxNodes: number, opts: T
       };
       const T = treeKernel(a, { kb, main, nodes: 'dims.pad', load, pending: { length: 'dims.t', node: pendingNode, input: pendingInput }, prologue: keep }, opts.loadsFirst ?? true);
       treeRead = T.read;
-      emitTreeBody(T, main);
+      values = emitTreeBody(T, main);
     }],
     [null, (main) => {
       emitCommit(p, sizes, {
@@ -143,6 +144,9 @@ export function treeFoldPlan(p: Program, sizes: Sizes, maxNodes: number, opts: T
         reader: (rowOf) => (n, idx, where, blk) =>
           n.op === 'input' ? pendingInput(n.name, rowOf(where), offset(n.type.axes, sizes, idx)) : treeRead!(n, idx, where, blk),
         load, store, wholeRing: true, tile: a.tile,
+        // Longer tiles make both bodies' arrays larger: the commit's share the verifying values' memory (the
+        // default tile keeps its kernel as it was).
+        scratch: a.tile > TREE_TILE ? values : null,
       });
     }],
   ]);
