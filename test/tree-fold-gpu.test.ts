@@ -99,7 +99,14 @@ describe.each(['elu_dwconv', 'gla', 'llama_linearized'])('%s: folded tree step, 
   });
 });
 
-async function checkFolded(name: string, opts: { hardware: boolean; maxNodes: number; cases: readonly Case[]; axes: Record<string, number>; loadsFirst?: boolean; pathTile?: number; chain?: boolean }): Promise<void> {
+// TreeAttentionOptions.longPathTile (runtime/tree-attention.ts): the folded steps whose nodes and pending path pass
+// LONG_PATH run a second plan at tile 64, the others (and the plain tree and commit they are compared with) tile 16.
+describe.each(['elu_dwconv', 'gla'])('%s: folded tree step, the long-path plan chosen by length', (name) => {
+  it('equals commit then tree at tile 16, and the float64 tree form, for short and long steps', () =>
+    checkFolded(name, { hardware: true, maxNodes: 40, cases: [[2, 1, 1], [3, 39, 40]], axes: { h: 2, d: 16, e: 32 }, longPathTile: 64, chain: true }), 600_000);
+});
+
+async function checkFolded(name: string, opts: { hardware: boolean; maxNodes: number; cases: readonly Case[]; axes: Record<string, number>; loadsFirst?: boolean; pathTile?: number; chain?: boolean; longPathTile?: number }): Promise<void> {
   const { hardware, maxNodes: MAX_NODES, cases: CASES, axes: AXES } = opts;
   const c = VARIANTS.find((v) => v.file.endsWith(`/${name}.la`))!;
   const source = loadVariant(c.file, { sizes: c.sizes });
@@ -107,8 +114,9 @@ async function checkFolded(name: string, opts: { hardware: boolean; maxNodes: nu
   const sizes = axisSizes(source, AXES);
   const names = program.inputs.map((d) => d.name);
   const g: Gpu = await gpu();
-  const factory = await compileTreeAttention(g, program, sizes, MAX_NODES, hardware, { ...(opts.loadsFirst !== undefined && { loadsFirst: opts.loadsFirst }), ...(opts.pathTile !== undefined && { pathTile: opts.pathTile }) });
+  const factory = await compileTreeAttention(g, program, sizes, MAX_NODES, hardware, { ...(opts.loadsFirst !== undefined && { loadsFirst: opts.loadsFirst }), ...(opts.pathTile !== undefined && { pathTile: opts.pathTile }), ...(opts.longPathTile !== undefined && { longPathTile: opts.longPathTile }) });
   const fold = factory.fold!;
+  if (opts.longPathTile !== undefined) expect(fold.long?.schedule.tile).toBe(opts.longPathTile);
   const step = await PlanRunner.create(g, recurrentPlan(program, sizes));
   const fx = treeFixture(g, factory, program, sizes, makeInputs(source, { b: 1, t: 1, axes: AXES, seed: 5 }));
   const { upload, alloc, paramBufs, layer, rec, treeCpu, per } = fx;
@@ -173,7 +181,7 @@ async function checkFolded(name: string, opts: { hardware: boolean; maxNodes: nu
       const pathBuf = upload('path', { shape: [B, Math.max(1, Lp)], data: Lp ? treePaths(trees1, trees1.map(() => path)) : new Float32Array(B) }).buffer;
       const nodes1: TreeNode[][] = trees1.map((ps, b) => ps.map((parent, i) => ({ parent, inputs: r1.cpu[b][i] })));
       const nodes2: TreeNode[][] = trees2.map((ps, b) => ps.map((parent, i) => ({ parent, inputs: r2.cpu[b][i] })));
-      const what = `${name}${hardware ? ' (hardware split)' : ''}${opts.pathTile ? ` tile ${opts.pathTile}` : ''} prefix ${P0}, pending ${Lp}, trees ${JSON.stringify(trees1)} then ${JSON.stringify(trees2)}, seed ${seed}`;
+      const what = `${name}${hardware ? ' (hardware split)' : ''}${opts.pathTile ? ` tile ${opts.pathTile}` : ''}${opts.longPathTile ? ` long-path tile ${opts.longPathTile}` : ''} prefix ${P0}, pending ${Lp}, trees ${JSON.stringify(trees1)} then ${JSON.stringify(trees2)}, seed ${seed}`;
 
       const oA = alloc('fold o 1', [B, N1, per]);
       // Set 0 from the committed prefix, then tree 1 folded from it (nothing pending) into set 1.
