@@ -74,14 +74,14 @@ describe.each(['elu_dwconv', 'gla', 'llama_linearized'])('%s: folded tree step, 
 // shared by several threads a column, the commit staging as many entries a tile. Long chains so that a node's path
 // (its own chain and the pending one) spans several tiles of either length: 39 pending, then a chain of 40 (paths
 // up to 79 entries). Under the software split (64 threads: one score lane at tile 64) and the hardware split (256
-// threads); elu_dwconv has a prefix and a convolution term, gla per-feature gates (the tile's exclusive scan),
+// threads), and with the commit's workgroups first (TreeOptions.commitFirst); elu_dwconv has a prefix and a convolution term, gla per-feature gates (the tile's exclusive scan),
 // llama_linearized past_groups (C = 4) with a group-local bounded term.
 const LONG: readonly Case[] = [[3, 39, 40], [5, 20, 33]];
 describe.each(['elu_dwconv', 'gla', 'llama_linearized'])('%s: folded tree step, long paths in longer tiles', (name) => {
   it.each([
-    [false, 32], [false, 64], [true, 64],
-  ])(`equals commit then tree, and the float64 tree form, hardware split %s, tile %i, for (prefix, pending, chain) ${LONG.map((x) => `(${x.join(', ')})`).join(' ')}`, (hardware, pathTile) =>
-    checkFolded(name, { hardware, maxNodes: 40, cases: LONG, axes: hardware ? { h: 2, d: 16, e: 32 } : AXES, pathTile, chain: true }), 600_000);
+    [false, 32, false], [false, 64, false], [true, 64, false], [true, 64, true], [true, 16, true],
+  ])(`equals commit then tree, and the float64 tree form, hardware split %s, tile %i, commit first %s, for (prefix, pending, chain) ${LONG.map((x) => `(${x.join(', ')})`).join(' ')}`, (hardware, pathTile, commitFirst) =>
+    checkFolded(name, { hardware, maxNodes: 40, cases: LONG, axes: hardware ? { h: 2, d: 16, e: 32 } : AXES, pathTile, chain: true, commitFirst }), 600_000);
   it('keeps the commit\'s tiles in the verifying values\' workgroup memory at tile 64 (hardware split), and the default kernel without either change', () => {
     const c = VARIANTS.find((v) => v.file.endsWith(`/${name}.la`))!;
     const source = loadVariant(c.file, { sizes: c.sizes });
@@ -106,7 +106,7 @@ describe.each(['elu_dwconv', 'gla'])('%s: folded tree step, the long-path plan c
     checkFolded(name, { hardware: true, maxNodes: 40, cases: [[2, 1, 1], [3, 39, 40]], axes: { h: 2, d: 16, e: 32 }, longPathTile: 64, chain: true }), 600_000);
 });
 
-async function checkFolded(name: string, opts: { hardware: boolean; maxNodes: number; cases: readonly Case[]; axes: Record<string, number>; loadsFirst?: boolean; pathTile?: number; chain?: boolean; longPathTile?: number }): Promise<void> {
+async function checkFolded(name: string, opts: { hardware: boolean; maxNodes: number; cases: readonly Case[]; axes: Record<string, number>; loadsFirst?: boolean; pathTile?: number; chain?: boolean; longPathTile?: number; commitFirst?: boolean }): Promise<void> {
   const { hardware, maxNodes: MAX_NODES, cases: CASES, axes: AXES } = opts;
   const c = VARIANTS.find((v) => v.file.endsWith(`/${name}.la`))!;
   const source = loadVariant(c.file, { sizes: c.sizes });
@@ -114,7 +114,7 @@ async function checkFolded(name: string, opts: { hardware: boolean; maxNodes: nu
   const sizes = axisSizes(source, AXES);
   const names = program.inputs.map((d) => d.name);
   const g: Gpu = await gpu();
-  const factory = await compileTreeAttention(g, program, sizes, MAX_NODES, hardware, { ...(opts.loadsFirst !== undefined && { loadsFirst: opts.loadsFirst }), ...(opts.pathTile !== undefined && { pathTile: opts.pathTile }), ...(opts.longPathTile !== undefined && { longPathTile: opts.longPathTile }) });
+  const factory = await compileTreeAttention(g, program, sizes, MAX_NODES, hardware, { ...(opts.loadsFirst !== undefined && { loadsFirst: opts.loadsFirst }), ...(opts.pathTile !== undefined && { pathTile: opts.pathTile }), ...(opts.longPathTile !== undefined && { longPathTile: opts.longPathTile }), ...(opts.commitFirst && { commitFirst: true }) });
   const fold = factory.fold!;
   if (opts.longPathTile !== undefined) expect(fold.long?.schedule.tile).toBe(opts.longPathTile);
   const step = await PlanRunner.create(g, recurrentPlan(program, sizes));
@@ -181,7 +181,7 @@ async function checkFolded(name: string, opts: { hardware: boolean; maxNodes: nu
       const pathBuf = upload('path', { shape: [B, Math.max(1, Lp)], data: Lp ? treePaths(trees1, trees1.map(() => path)) : new Float32Array(B) }).buffer;
       const nodes1: TreeNode[][] = trees1.map((ps, b) => ps.map((parent, i) => ({ parent, inputs: r1.cpu[b][i] })));
       const nodes2: TreeNode[][] = trees2.map((ps, b) => ps.map((parent, i) => ({ parent, inputs: r2.cpu[b][i] })));
-      const what = `${name}${hardware ? ' (hardware split)' : ''}${opts.pathTile ? ` tile ${opts.pathTile}` : ''}${opts.longPathTile ? ` long-path tile ${opts.longPathTile}` : ''} prefix ${P0}, pending ${Lp}, trees ${JSON.stringify(trees1)} then ${JSON.stringify(trees2)}, seed ${seed}`;
+      const what = `${name}${hardware ? ' (hardware split)' : ''}${opts.pathTile ? ` tile ${opts.pathTile}` : ''}${opts.longPathTile ? ` long-path tile ${opts.longPathTile}` : ''}${opts.commitFirst ? ' commit first' : ''} prefix ${P0}, pending ${Lp}, trees ${JSON.stringify(trees1)} then ${JSON.stringify(trees2)}, seed ${seed}`;
 
       const oA = alloc('fold o 1', [B, N1, per]);
       // Set 0 from the committed prefix, then tree 1 folded from it (nothing pending) into set 1.

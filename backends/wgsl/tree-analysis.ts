@@ -103,6 +103,8 @@ export interface TreeSite {
   readonly main: Block;
   /** The tree's node count N, a u32 expression (the plain kernel's dims.t). */
   readonly nodes: string;
+  /** This workgroup's index among the verifying ones, s · N + n (default wid.x). */
+  readonly group?: string;
   /** WGSL reading state buffer `name` ('state:S0', …) at `index`. */
   readonly load: (name: string, index: string) => string;
   /** The pending path above the root (the folded kernel). */
@@ -183,8 +185,9 @@ export function treeKernel(a: TreeAnalysis, given?: TreeSite, loadsFirst = true)
   const phi = a.prefix.map((q) => kb.workgroup(`phi${q.k}`, q.F, `φ_n of ${q.name}`));
   const qf = new Map([...a.qf].map(([id, f]) => [id, kb.workgroup(`qf${id}`, f.W, `query features %${id} at n`)] as const));
   const main = site.main;
-  main.define('s', `wid.x / ${N}`, 'head slice');
-  main.define('n', `wid.x % ${N}`, 'the node this workgroup verifies');
+  const group = site.group ? `(${site.group})` : 'wid.x';
+  main.define('s', `${group} / ${N}`, 'head slice');
+  main.define('n', `${group} % ${N}`, 'the node this workgroup verifies');
   main.define('b', 'wid.y');
   const head = main.split(a.L.head, a.sizes, 's', 'hx');
   const early = loadsFirst ? emitEarlyState(a, main, site.load) : new Map<number, EarlyRows>();

@@ -99,9 +99,12 @@ export function treeFoldPlan(p: Program, sizes: Sizes, maxNodes: number, opts: T
 
   let treeRead: Resolver | undefined;
   let values: WorkgroupArray | null = null;
-  kb.body.comment(`workgroups [0, ${NS} · N) verify node n of head slice s; the ${NS * blocks} after them commit the pending path`);
+  const commitFirst = opts.commitFirst ?? false;
+  kb.body.comment(commitFirst
+    ? `workgroups [0, ${NS * blocks}) commit the pending path; the ${NS} · N after them verify node n of head slice s`
+    : `workgroups [0, ${NS} · N) verify node n of head slice s; the ${NS * blocks} after them commit the pending path`);
   kb.body.ifChain([
-    [`wid.x < ${NS}u * dims.pad`, (main) => {
+    [commitFirst ? `wid.x >= ${NS * blocks}u` : `wid.x < ${NS}u * dims.pad`, (main) => {
       const keep = (read: Resolver, main: Block, loadsFirst: boolean): ((main: Block) => void) | void => {
         const used = layout.inputs.flatMap((x) => {
           const node = p.nodes.find((m) => m.op === 'input' && m.name === x.name);
@@ -134,13 +137,13 @@ export function treeFoldPlan(p: Program, sizes: Sizes, maxNodes: number, opts: T
           }, { step: (e) => `${e} += ${NS * WG}u` });
         }
       };
-      const T = treeKernel(a, { kb, main, nodes: 'dims.pad', load, pending: { length: 'dims.t', node: pendingNode, input: pendingInput }, prologue: keep }, opts.loadsFirst ?? true);
+      const T = treeKernel(a, { kb, main, nodes: 'dims.pad', ...(commitFirst && { group: `wid.x - ${NS * blocks}u` }), load, pending: { length: 'dims.t', node: pendingNode, input: pendingInput }, prologue: keep }, opts.loadsFirst ?? true);
       treeRead = T.read;
       values = emitTreeBody(T, main);
     }],
     [null, (main) => {
       emitCommit(p, sizes, {
-        kb, main, group: `wid.x - ${NS}u * dims.pad`, path, rows: `${maxNodes}u`,
+        kb, main, group: commitFirst ? 'wid.x' : `wid.x - ${NS}u * dims.pad`, path, rows: `${maxNodes}u`,
         reader: (rowOf) => (n, idx, where, blk) =>
           n.op === 'input' ? pendingInput(n.name, rowOf(where), offset(n.type.axes, sizes, idx)) : treeRead!(n, idx, where, blk),
         load, store, wholeRing: true, tile: a.tile,
@@ -154,7 +157,7 @@ export function treeFoldPlan(p: Program, sizes: Sizes, maxNodes: number, opts: T
     label: `${p.name}.tree-fold`,
     comment: [
       `folded tree step of ${p.name}: ${NS} workgroups per node verify against ${FOLD_STATE} with the pending path (${TREE_PATH}) as the oldest ancestors;`,
-      `${NS * blocks} more write ${FOLD_STATE} ⊕ pending into ${FOLD_NEXT}. dims: t = P, pos0 = the state's position, pad = N`,
+      `${NS * blocks} more${commitFirst ? ', first,' : ''} write ${FOLD_STATE} ⊕ pending into ${FOLD_NEXT}. dims: t = P, pos0 = the state's position, pad = N`,
     ],
     workgroups: (b, t) => [NS * t + NS * blocks, b, 1],
   });

@@ -84,6 +84,8 @@ export interface GpuVerifierOptions {
    * (runtime/tree-attention.ts TreeAttentionOptions.longPathTile): long paths in long tiles, short ones as before.
    */
   readonly longPathTile?: number;
+  /** The folded kernels' commit workgroups before the verifying ones (backends/wgsl/tree-split.ts TreeOptions.commitFirst). */
+  readonly commitFirst?: boolean;
 }
 
 interface Verified {
@@ -156,6 +158,7 @@ export class GpuTreeVerifier implements TreeVerifier, BatchTreeVerifier {
     const factory = await compileTreeAttention(gpu, program, variantAxisSizes(program, config.numHeads, config.headDim), opts.maxNodes, !gpu.isSoftware, {
       ...(opts.pathTile !== undefined && { pathTile: opts.pathTile }),
       ...(opts.longPathTile !== undefined && { longPathTile: opts.longPathTile }),
+      ...(opts.commitFirst !== undefined && { commitFirst: opts.commitFirst }),
     });
     const layers = model.weights.layers.map((l, n) =>
       factory.layer(Object.fromEntries(Object.entries(l.attention).map(([name, t]) => [name, t.buffer])), `layer ${n} tree attention`),
