@@ -75,13 +75,16 @@ describe.each(['elu_dwconv', 'gla', 'llama_linearized'])('%s: folded tree step, 
 // (its own chain and the pending one) spans several tiles of either length: 39 pending, then a chain of 40 (paths
 // up to 79 entries). Under the software split (64 threads: one score lane at tile 64) and the hardware split (256
 // threads), and with the commit's workgroups first (TreeOptions.commitFirst); elu_dwconv has a prefix and a convolution term, gla per-feature gates (the tile's exclusive scan),
-// llama_linearized past_groups (C = 4) with a group-local bounded term.
+// llama_linearized past_groups (C = 4) with a group-local bounded term. Random trees too: the long-path form finds
+// a node's root path by jumps (tree-analysis.ts jumpPath).
 const LONG: readonly Case[] = [[3, 39, 40], [5, 20, 33]];
 describe.each(['elu_dwconv', 'gla', 'llama_linearized'])('%s: folded tree step, long paths in longer tiles', (name) => {
   it.each([
     [false, 32, false], [false, 64, false], [true, 64, false], [true, 64, true], [true, 16, true],
   ])(`equals commit then tree, and the float64 tree form, hardware split %s, tile %i, commit first %s, for (prefix, pending, chain) ${LONG.map((x) => `(${x.join(', ')})`).join(' ')}`, (hardware, pathTile, commitFirst) =>
     checkFolded(name, { hardware, maxNodes: 40, cases: LONG, axes: hardware ? { h: 2, d: 16, e: 32 } : AXES, pathTile, chain: true, commitFirst }), 600_000);
+  it(`at tile 64, random trees: equals commit then tree and the float64 tree form for (prefix, pending) ${CASES.map((x) => `(${x.join(', ')})`).join(' ')}`, () =>
+    checkFolded(name, { hardware: false, maxNodes: 8, cases: CASES, axes: AXES, pathTile: 64 }), 600_000);
   it('keeps the commit\'s tiles in the verifying values\' workgroup memory at tile 64 (hardware split), and the default kernel without either change', () => {
     const c = VARIANTS.find((v) => v.file.endsWith(`/${name}.la`))!;
     const source = loadVariant(c.file, { sizes: c.sizes });

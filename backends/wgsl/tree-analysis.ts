@@ -182,6 +182,9 @@ export function treeKernel(a: TreeAnalysis, given?: TreeSite, loadsFirst = true)
   const par = kb.workgroup('par', a.maxNodes, 'parents, sanitised to earlier nodes', 'i32');
   const path = kb.workgroup('path', pending ? 2 * a.maxNodes : a.maxNodes, `path[k]: n's ancestor k steps up${pending ? ' (≥ maxNodes: a pending node)' : ''}`, 'u32');
   const wdepth = kb.workgroup('wdepth', 1, "the path's length", 'u32');
+  // The long-path form (a tile longer than TREE_TILE) finds n's root path by jumps in parallel (emitPath).
+  const levels = Math.max(1, Math.ceil(Math.log2(a.maxNodes)));
+  const jumps = a.tile > TREE_TILE && levels > 1 ? { name: kb.workgroup('jump', (levels - 1) * a.maxNodes, 'jump[j − 1][m]: the 2^j-th ancestor of m (−1: none)', 'i32').name, levels, stride: a.maxNodes } : null;
   const phi = a.prefix.map((q) => kb.workgroup(`phi${q.k}`, q.F, `φ_n of ${q.name}`));
   const qf = new Map([...a.qf].map(([id, f]) => [id, kb.workgroup(`qf${id}`, f.W, `query features %${id} at n`)] as const));
   const main = site.main;
@@ -200,7 +203,7 @@ export function treeKernel(a: TreeAnalysis, given?: TreeSite, loadsFirst = true)
   const finish = loadsFirst ? site.prologue?.(read, main, true) : undefined;
   if (free.size) stageQuerySide(T, main, free, 'phase 1, before the path: the query-side values at n that do not read its position (the path\'s barriers publish them)', false);
   if (finish) finish(main);
-  emitPath(main, kb.use(parents), N, par.name, path.name, wdepth.name, pending && { ...pending, offset: a.maxNodes });
+  emitPath(main, kb.use(parents), N, par.name, path.name, wdepth.name, pending && { ...pending, offset: a.maxNodes }, jumps);
   main.define('an', 'dims.pos0 + depth - 1u', "n's absolute position");
   stageQuerySide(T, main, new Set(roots.filter((id) => !free.has(id))), free.size ? 'phase 1: the query-side values at n that read its position' : 'phase 1: query-side values at n', true);
   if (!loadsFirst) site.prologue?.(read, main, false);
@@ -262,14 +265,15 @@ function ownSite(a: TreeAnalysis): TreeSite {
  * Parents (sanitised: a parent that is not an earlier node reads as −1), then n's root path and depth; with a
  * pending path, its entries after the root's, youngest first, each as maxNodes + its node.
  */
-function emitPath(main: Block, parents: string, N: string, par: string, path: string, wdepth: string, pending: (PendingPath & { offset: number }) | undefined): void {
+function emitPath(main: Block, parents: string, N: string, par: string, path: string, wdepth: string, pending: (PendingPath & { offset: number }) | undefined, jumps: Jumps | null): void {
   main.comment("phase 0: n's root path");
   main.strided('m', 'n + 1u', (b, m) => {
     const pv = b.let('pv', `i32(round(${parents}[b * ${N} + ${m}]))`);
     b.line(`${par}[${m}] = select(-1, ${pv}, ${pv} >= 0 && ${pv} < i32(${m}));`);
   });
   main.line('workgroupBarrier();');
-  main.block('if (lid == 0u)', (b) => {
+  if (jumps) jumpPath(main, par, path, wdepth, jumps);
+  else main.block('if (lid == 0u)', (b) => {
     const k = b.var('k', '0u', 'u32');
     const up = b.var('up', 'i32(n)', 'i32');
     b.block('loop', (l) => {
@@ -290,6 +294,39 @@ function emitPath(main: Block, parents: string, N: string, par: string, path: st
   main.strided('i', pending.length, (b, i) => b.line(`${path}[${root} + ${i}] = ${pending.offset}u + ${pending.node(`${pending.length} - 1u - ${i}`)};`));
   main.line('workgroupBarrier();');
   main.define('depth', `${root} + ${pending.length}`, 'uniform: loops around barriers run to it');
+}
+
+/** The jump tables of the long-path form: levels 1 … levels − 1 (level 0 is par), `stride` nodes each. */
+interface Jumps {
+  readonly name: string;
+  readonly levels: number;
+  readonly stride: number;
+}
+
+/**
+ * n's root path by jumps, for the long-path form: lid 0's walk up the parents is one dependent workgroup-memory
+ * load per ancestor (65 in a row at the bottom of a 64-node chain), where the jump tables take a barrier per level
+ * (⌈log2 n⌉ of them, the levels past n skipped) and then each thread k finds the k-th ancestor in as many loads.
+ * path[k] as emitPath's walk writes it, and wdepth from the thread that reaches the root.
+ */
+function jumpPath(main: Block, par: string, path: string, wdepth: string, J: Jumps): void {
+  const level = (j: number, m: string) => (j === 0 ? `${par}[${m}]` : `${J.name}[${(j - 1) * J.stride}u + ${m}]`);
+  main.comment("the jump tables, a level a barrier while 2^level ≤ n (uniform: n is the workgroup's)");
+  for (let j = 1; j < J.levels; j++) {
+    main.block(`if (${1 << j}u <= n)`, (b) => {
+      b.strided('m', 'n + 1u', (c, m) => {
+        const up = c.let('up', level(j - 1, m));
+        c.line(`${level(j, m)} = select(-1, ${level(j - 1, `u32(max(${up}, 0))`)}, ${up} >= 0);`);
+      });
+      b.line('workgroupBarrier();');
+    });
+  }
+  main.strided('k', 'n + 1u', (b, k) => {
+    b.comment('the k-th ancestor of n: a jump per set bit of k');
+    const x = b.var('x', 'i32(n)', 'i32');
+    for (let j = 0; j < J.levels; j++) b.line(`if ((${k} & ${1 << j}u) != 0u && ${x} >= 0) { ${x} = ${level(j, `u32(${x})`)}; }`);
+    b.line(`if (${x} >= 0) { ${path}[${k}] = u32(${x}); if (${par}[u32(${x})] < 0) { ${wdepth}[0] = ${k} + 1u; } }`);
+  });
 }
 
 /**
