@@ -109,6 +109,21 @@ describe.each(['elu_dwconv', 'gla'])('%s: folded tree step, the long-path plan c
     checkFolded(name, { hardware: true, maxNodes: 40, cases: [[2, 1, 1], [3, 39, 40]], axes: { h: 2, d: 16, e: 32 }, longPathTile: 64, chain: true }), 600_000);
 });
 
+// A longer tile never takes a folded kernel past 32 KB of workgroup memory, or past what tile 16 takes where that is
+// more (tree-split.ts fitPlanTile): at 12 heads of 64 (the bench's model), elu_dwconv keeps 64, gla's gates
+// ([TILE, features] of gate products beside the values) take 32, based's Taylor features (36 KB at tile 16) 16.
+describe('path tile: halved where the kernel would pass its workgroup memory', () => {
+  it.each([['elu_dwconv', 64], ['gla', 32], ['based', 16]] as const)('%s at pathTile 64, hardware split, 12 × 64: tile %i', (name, tile) => {
+    const c = VARIANTS.find((v) => v.file.endsWith(`/${name}.la`))!;
+    const source = loadVariant(c.file, { sizes: c.sizes });
+    const sizes = axisSizes(source, Object.fromEntries(Object.entries({ h: 12, d: 64, e: 64 }).filter(([x]) => source.axes[x]?.kind === 'free')));
+    const plan = treeFoldPlan(runPasses(source), sizes, 65, { hardware: true, pathTile: 64 });
+    expect(plan.schedule.tile).toBe(tile);
+    const bytes = [...plan.kernels[0].code.matchAll(/var<workgroup> \w+: array<\w+, (\d+)>/g)].reduce((n, m) => n + 4 * Number(m[1]), 0);
+    expect(bytes).toBeLessThanOrEqual(tile === 16 ? Infinity : 32 * 1024);
+  });
+});
+
 async function checkFolded(name: string, opts: { hardware: boolean; maxNodes: number; cases: readonly Case[]; axes: Record<string, number>; loadsFirst?: boolean; pathTile?: number; chain?: boolean; longPathTile?: number; commitFirst?: boolean }): Promise<void> {
   const { hardware, maxNodes: MAX_NODES, cases: CASES, axes: AXES } = opts;
   const c = VARIANTS.find((v) => v.file.endsWith(`/${name}.la`))!;

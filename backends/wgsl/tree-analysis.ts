@@ -15,7 +15,7 @@ import { KernelBuilder, type Binding, type WorkgroupArray } from './kernel-build
 import { boundedFrontier, layoutOf, prefixGate, rowAxes, stateLayout, type Layout, type StateLayout } from './layout.ts';
 import type { Block } from './wgsl-block.ts';
 import { emitEarlyState, type EarlyRows } from './tree-early.ts';
-import { DEFAULT_PATH_TILE, fitTile, SOFTWARE_TREE_SPLIT, TILE_FLOATS, treeSplit, type TreeSplit } from './tree-split.ts';
+import { DEFAULT_PATH_TILE, SOFTWARE_TREE_SPLIT, treeSplit, type TreeSplit } from './tree-split.ts';
 
 /** Invocations of a tree workgroup on a software adapter (the split's default; tree-split.ts). */
 export const TREE_WG = SOFTWARE_TREE_SPLIT.threads;
@@ -53,7 +53,7 @@ export interface TreeAnalysis {
   readonly per: number;
   /** The workgroup's threads and the state phase's slices (tree-split.ts). */
   readonly split: TreeSplit;
-  /** Ancestors per tile of a prefix term's path walk (TreeOptions.pathTile, fitted to the staged values; TREE_TILE by default). */
+  /** Ancestors per tile of a prefix term's path walk (TreeOptions.pathTile; TREE_TILE by default). */
   readonly tile: number;
   /** Feature lanes of a path tile's scores: split.threads / tile. */
   readonly lanes: number;
@@ -69,10 +69,7 @@ export function treeSplitOf(p: Program, sizes: Sizes, hardware: boolean): TreeSp
   return treeSplit(count(L.rest, sizes), Math.max(1, ...st.prefix.map((q) => q.F)), !hardware);
 }
 
-export function analyseTree(p: Program, sizes: Sizes, maxNodes: number, split: TreeSplit = SOFTWARE_TREE_SPLIT, pathTile = TREE_TILE): TreeAnalysis {
-  const NR = count(layoutOf(p, p.terms).rest, sizes);
-  // A tile's values [TILE, NR] in workgroup memory (a hardware split), within their budget: wide heads take shorter tiles.
-  const tile = split.stageValues ? fitTile(pathTile, NR, TILE_FLOATS.values) : pathTile;
+export function analyseTree(p: Program, sizes: Sizes, maxNodes: number, split: TreeSplit = SOFTWARE_TREE_SPLIT, tile = TREE_TILE): TreeAnalysis {
   if (split.threads % tile !== 0 || split.slices < 1) throw new Error(`analyseTree: a split of ${split.threads} threads, ${split.slices} slices does not tile ${tile} ancestors`);
   const L = layoutOf(p, p.terms);
   const st = stateLayout(p, sizes); // refuses noncausal programs

@@ -32,10 +32,10 @@ import { offset, type Resolver } from './expr.ts';
 import type { Block } from './wgsl-block.ts';
 import { KernelBuilder, type WorkgroupArray } from './kernel-builder.ts';
 import type { Plan, PlanBuffer } from './plan.ts';
-import { analyseTree, treeKernel, treeSplitOf, TREE_PARENTS, TREE_PATH, TREE_TILE } from './tree-analysis.ts';
+import { analyseTree, treeKernel, treeSplitOf, TREE_PARENTS, TREE_PATH, TREE_TILE, type TreeAnalysis } from './tree-analysis.ts';
 import { emitTreeBody } from './tree-body.ts';
 import { commitBlocks, emitCommit } from './tree-commit.ts';
-import { pathTileOf, type TreeOptions } from './tree-split.ts';
+import { fitPlanTile, pathTileOf, type TreeOptions } from './tree-split.ts';
 
 /** The packed state the step reads (S_old), and the one it writes (S_old ⊕ pending): FoldLayout.state. */
 export const FOLD_STATE = 'fold:state';
@@ -78,7 +78,10 @@ export function foldLayout(p: Program, sizes: Sizes): FoldLayout {
 export function treeFoldPlan(p: Program, sizes: Sizes, maxNodes: number, opts: TreeOptions = {}): Plan & { readonly layout: FoldLayout } {
   if (!Number.isInteger(maxNodes) || maxNodes < 1) throw new Error(`treeFoldPlan: maxNodes must be a positive integer, got ${maxNodes}`);
   const split = treeSplitOf(p, sizes, opts.hardware ?? false);
-  const a = analyseTree(p, sizes, maxNodes, split, pathTileOf(opts, split.threads));
+  return fitPlanTile(pathTileOf(opts, split.threads), (tile) => treeFoldPlanAt(p, sizes, maxNodes, opts, analyseTree(p, sizes, maxNodes, split, tile)));
+}
+
+function treeFoldPlanAt(p: Program, sizes: Sizes, maxNodes: number, opts: TreeOptions, a: TreeAnalysis): { plan: Plan & { readonly layout: FoldLayout }; floats: number } {
   const WG = a.split.threads;
   const layout = foldLayout(p, sizes);
   const { NS, blocks } = commitBlocks(p, sizes, WG);
@@ -163,7 +166,7 @@ export function treeFoldPlan(p: Program, sizes: Sizes, maxNodes: number, opts: T
   });
   const nodes = (name: string, role: 'input' | 'output'): PlanBuffer => ({ name, role, floats: (b) => b * maxNodes * W, shape: (b) => [b, maxNodes, W] });
   const states = (name: string): PlanBuffer => ({ name, role: 'state', floats: (b) => b * layout.stateFloats, shape: (b) => [b, layout.stateFloats] });
-  return {
+  const plan: Plan & { readonly layout: FoldLayout } = {
     variant: p.name,
     form: 'tree',
     kernels: [kernel],
@@ -178,6 +181,7 @@ export function treeFoldPlan(p: Program, sizes: Sizes, maxNodes: number, opts: T
     schedule: { workgroup: WG, maxNodes, tile: a.tile },
     layout,
   };
+  return { plan, floats: kb.workgroupFloats() };
 }
 
 /**

@@ -38,7 +38,7 @@ export interface TreeOptions {
    * another. 32 or 64 walk it in 5 or 3, with each thread's loads of a tile issued together (tree-prefix.ts: the
    * tile's column walk is then shared by several threads per column, which keep their sums in registers across
    * tiles). A power of two from 16 up to the split's threads: the most entries a tile, halved (not below 16)
-   * while a tile's workgroup arrays would pass their budget (fitTile).
+   * while the kernel's workgroup memory would pass LONG_TILE_BYTES (fitPlanTile; the commit's arrays: fitTile).
    */
   readonly pathTile?: number;
   /**
@@ -55,12 +55,28 @@ export interface TreeOptions {
 export const DEFAULT_PATH_TILE = 16;
 
 /**
- * Floats of workgroup memory a path tile's largest arrays may take: the verifying kernel's staged values
- * [TILE, columns] 4096 (16 KB: 64 entries of 64 columns), the commit's ψ, log-gates and values 2048 (8 KB), so
- * that the folded kernel, which holds both, stays within 32 KB (lavapipe's limit; WebGPU's default is 16 KB,
- * which the default tile of 16 keeps to).
+ * Floats of workgroup memory the commit's tile arrays (ψ, log-gates, values) may take at a longer tile: 2048
+ * (8 KB), so that the folded kernel keeps them in its verifying values' memory (tree-fold.ts).
  */
-export const TILE_FLOATS = { values: 4096, commit: 2048 } as const;
+export const TILE_FLOATS = { commit: 2048 } as const;
+
+/**
+ * Workgroup memory a longer tile may bring a verifying kernel to: 32 KB (lavapipe's limit; the H200 allows 48), or
+ * what the default tile's kernel takes where that is more (based's Taylor features).
+ */
+export const LONG_TILE_BYTES = 32 * 1024;
+
+/**
+ * The plan at the longest tile up to `want` (halving, not below DEFAULT_PATH_TILE) whose kernel's workgroup
+ * memory keeps within LONG_TILE_BYTES or the default tile's: `build(tile)` gives the plan and its workgroup floats.
+ */
+export function fitPlanTile<P>(want: number, build: (tile: number) => { readonly plan: P; readonly floats: number }): P {
+  let got = build(want);
+  if (want === DEFAULT_PATH_TILE) return got.plan;
+  const limit = Math.max(LONG_TILE_BYTES, 4 * build(DEFAULT_PATH_TILE).floats);
+  for (let t = want / 2; 4 * got.floats > limit && t >= DEFAULT_PATH_TILE; t /= 2) got = build(t);
+  return got.plan;
+}
 
 /** The longest tile up to `tile` (halving, not below DEFAULT_PATH_TILE) whose `perEntry` floats an entry fit in `budget`. */
 export function fitTile(tile: number, perEntry: number, budget: number): number {
