@@ -21,7 +21,7 @@ export function emitTreeBody(T: TreeKernel, main: Block = T.kb.body): WorkgroupA
   const normalises = p.output.some((it) => it.kind === 'norm');
   const CS = a.prefix.length > 0 ? columnSlices(a) : 1;
   const tiles: PrefixTiles = {
-    A: kb.workgroup('A', a.tile, "the tile's scores"),
+    A: CS > 1 ? null : kb.workgroup('A', a.tile, "the tile's scores"),
     part: kb.workgroup('part', a.tile * a.lanes, 'partial scores of the feature slices'),
     values: a.split.stageValues && a.prefix.length > 0 ? kb.workgroup('vals', a.tile * a.NR, "the tile's values, [TILE, columns]") : null,
     walkPart: CS > 1

@@ -32,8 +32,8 @@ export interface ItemSums {
 
 /** Workgroup arrays the prefix terms share (one term at a time). */
 export interface PrefixTiles {
-  /** The tile's scores A[n, path[k0 + kk]]. */
-  readonly A: WorkgroupArray;
+  /** The tile's scores A[n, path[k0 + kk]]; null where the column walk adds the lanes' partial scores itself (columnSlices > 1). */
+  readonly A: WorkgroupArray | null;
   /** Partial scores of the feature lanes, [TILE · lanes]. */
   readonly part: WorkgroupArray;
   /** The tile's values v_j, [TILE · NR] (a hardware split: TreeSplit.stageValues); null: each column computes its own. */
@@ -137,14 +137,14 @@ export function emitPrefixTerm(T: TreeKernel, main: Block, q: TreePrefix, t: Ter
       });
     }
     l.line('workgroupBarrier();');
-    l.block(`if (lid < ${TILE}u)`, (b) => {
-      const s = b.var('sc', '0.0');
-      b.for('ln', '0u', (ln) => `${ln} < ${LANES}u`, (c, ln) => c.line(`${s} = ${s} + ${tiles.part.name}[lid * ${LANES}u + ${ln}];`));
-      b.line(`${tiles.A.name}[lid] = ${s};`);
-    });
-    l.line('workgroupBarrier();');
-    if (walk) walk.tile(l, k0);
+    if (walk) walk.tile(l, k0, LANES);
     else {
+      l.block(`if (lid < ${TILE}u)`, (b) => {
+        const s = b.var('sc', '0.0');
+        b.for('ln', '0u', (ln) => `${ln} < ${LANES}u`, (c, ln) => c.line(`${s} = ${s} + ${tiles.part.name}[lid * ${LANES}u + ${ln}];`));
+        b.line(`${tiles.A!.name}[lid] = ${s};`);
+      });
+      l.line('workgroupBarrier();');
       l.strided('col', `${a.NR}u`, (b, col) => {
         b.comment('A · v over the tile');
         const full: Index = { ...T.head, ...b.split(a.L.rest, a.sizes, col, 'oc') };
@@ -159,7 +159,7 @@ export function emitPrefixTerm(T: TreeKernel, main: Block, q: TreePrefix, t: Ter
             T.at(aJ, ju);
             v = new ExprGen(a.p, a.sizes, T.read, { i: 'an', j: aJ }).value(c, t.value, full, aJ);
           }
-          const sc = c.let('sc', `${tiles.A.name}[${kk}]`);
+          const sc = c.let('sc', `${tiles.A!.name}[${kk}]`);
           c.line(`${nu} = ${nu} + ${sc} * ${v};${de ? ` ${de} = ${de} + ${sc};` : ''}`);
         });
         b.line(`${sums.num.name}[${col}] += ${nu};${de ? ` ${sums.den!.name}[${col}] += ${de};` : ''}`);
@@ -175,10 +175,11 @@ export function emitPrefixTerm(T: TreeKernel, main: Block, q: TreePrefix, t: Ter
 
 /**
  * The column walk of a long tile (TreeOptions.pathTile) shared by CS threads a column: `tile` emits, inside the
- * tile loop after the scores' barrier, thread (sl, c)'s entries sl, sl + CS, … of the tile into its registers;
+ * tile loop after the scores' barrier, thread (sl, c)'s entries sl, sl + CS, … of the tile into its registers, each
+ * entry's score added from its `lanes` partial sums where it is read (no reduction into A, and one barrier less a tile);
  * `finish`, after the loop, adds the slices' sums in slice order into the item's sums.
  */
-function slicedWalk(T: TreeKernel, main: Block, t: Term, sums: ItemSums, tiles: PrefixTiles, CS: number): { tile: (l: Block, k0: string) => void; finish: () => void } {
+function slicedWalk(T: TreeKernel, main: Block, t: Term, sums: ItemSums, tiles: PrefixTiles, CS: number): { tile: (l: Block, k0: string, lanes: number) => void; finish: () => void } {
   const { a } = T;
   const part = tiles.walkPart!;
   const vals = tiles.values?.name;
@@ -188,7 +189,7 @@ function slicedWalk(T: TreeKernel, main: Block, t: Term, sums: ItemSums, tiles: 
   const nu = main.var('wnu', '0.0');
   const de = sums.den ? main.var('wde', '0.0') : null;
   return {
-    tile: (l, k0) => {
+    tile: (l, k0, lanes) => {
       l.block(`if (${wsl} < ${CS}u)`, (b) => {
         b.comment('A · v over the entries of the tile this thread takes');
         const full: Index = { ...T.head, ...b.split(a.L.rest, a.sizes, wc, 'oc') };
@@ -201,7 +202,9 @@ function slicedWalk(T: TreeKernel, main: Block, t: Term, sums: ItemSums, tiles: 
             T.at(aJ, ju);
             v = new ExprGen(a.p, a.sizes, T.read, { i: 'an', j: aJ }).value(c, t.value, full, aJ);
           }
-          const sc = c.let('sc', `${tiles.A.name}[${kk}]`);
+          // The entry's score from its lanes' partial sums, added in lane order (as the reduction into A would).
+          const lane = (ln: number) => `${tiles.part.name}[${kk} * ${lanes}u${ln ? ` + ${ln}u` : ''}]`;
+          const sc = c.let('sc', lanes === 1 ? lane(0) : `${[...Array(lanes).keys()].map(lane).join(' + ')}`);
           c.line(`${nu} = ${nu} + ${sc} * ${v};${de ? ` ${de} = ${de} + ${sc};` : ''}`);
         }, { step: (kk) => `${kk} += ${CS}u` });
       });
