@@ -200,7 +200,9 @@ export function treeKernel(a: TreeAnalysis, given?: TreeSite, loadsFirst = true)
   const finish = loadsFirst ? site.prologue?.(read, main, true) : undefined;
   if (free.size) stageQuerySide(T, main, free, 'phase 1, before the path: the query-side values at n that do not read its position (the path\'s barriers publish them)', false);
   if (finish) finish(main);
-  emitPath(main, kb.use(parents), N, par.name, path.name, wdepth.name, pending && { ...pending, offset: a.maxNodes }, jumps);
+  // The long-path form also loads each thread's pending entry with the parents, before the root path is known.
+  const pendingFirst = a.tile > TREE_TILE && a.maxNodes <= a.split.threads;
+  emitPath(main, kb.use(parents), N, par.name, path.name, wdepth.name, pending && { ...pending, offset: a.maxNodes }, jumps, pendingFirst);
   main.define('an', 'dims.pos0 + depth - 1u', "n's absolute position");
   stageQuerySide(T, main, new Set(roots.filter((id) => !free.has(id))), free.size ? 'phase 1: the query-side values at n that read its position' : 'phase 1: query-side values at n', true);
   if (!loadsFirst) site.prologue?.(read, main, false);
@@ -262,7 +264,15 @@ function ownSite(a: TreeAnalysis): TreeSite {
  * Parents (sanitised: a parent that is not an earlier node reads as −1), then n's root path and depth; with a
  * pending path, its entries after the root's, youngest first, each as maxNodes + its node.
  */
-function emitPath(main: Block, parents: string, N: string, par: string, path: string, wdepth: string, pending: (PendingPath & { offset: number }) | undefined, jumps: Jumps | null): void {
+function emitPath(main: Block, parents: string, N: string, par: string, path: string, wdepth: string, pending: (PendingPath & { offset: number }) | undefined, jumps: Jumps | null, pendingFirst: boolean): void {
+  // pendingFirst (P ≤ maxNodes ≤ threads): thread i's pending entry is loaded here, its round trip beside the
+  // parents' instead of after the root path, and stored once n's depth is known.
+  let held: string | null = null;
+  if (pending && pendingFirst) {
+    main.comment("this thread's entry of the pending path, loaded with the parents (stored once n's depth is known)");
+    held = main.var('pend', '0u', 'u32');
+    main.line(`if (lid < ${pending.length}) { ${held} = ${pending.offset}u + ${pending.node(`${pending.length} - 1u - lid`)}; }`);
+  }
   main.comment("phase 0: n's root path");
   main.strided('m', 'n + 1u', (b, m) => {
     const pv = b.let('pv', `i32(round(${parents}[b * ${N} + ${m}]))`);
@@ -288,7 +298,8 @@ function emitPath(main: Block, parents: string, N: string, par: string, path: st
   // One entry a thread: in lid 0's loop each entry waited for its own load of the path buffer.
   const root = main.let('rootDepth', `workgroupUniformLoad(&${wdepth}[0])`, "n's depth in this step's tree");
   main.comment('the pending path above the root, youngest first');
-  main.strided('i', pending.length, (b, i) => b.line(`${path}[${root} + ${i}] = ${pending.offset}u + ${pending.node(`${pending.length} - 1u - ${i}`)};`));
+  if (held) main.line(`if (lid < ${pending.length}) { ${path}[${root} + lid] = ${held}; }`);
+  else main.strided('i', pending.length, (b, i) => b.line(`${path}[${root} + ${i}] = ${pending.offset}u + ${pending.node(`${pending.length} - 1u - ${i}`)};`));
   main.line('workgroupBarrier();');
   main.define('depth', `${root} + ${pending.length}`, 'uniform: loops around barriers run to it');
 }
