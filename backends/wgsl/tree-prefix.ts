@@ -96,6 +96,11 @@ export function emitPrefixTerm(T: TreeKernel, main: Block, q: TreePrefix, t: Ter
       });
       l.line('workgroupBarrier();');
     }
+    // The long-path form loads this thread's values of the tile into registers before the scores, so that their
+    // round trip overlaps the scores' own (each store to workgroup memory waits for its load; the stores follow
+    // the scores): TILE · NR / threads of them, unrolled.
+    const vals = tiles.values?.name;
+    const early = vals && walk && (TILE * a.NR) % a.split.threads === 0 ? earlyValues(T, l, t, k0, TILE * a.NR / a.split.threads) : null;
     l.block('', (b) => {
       b.comment(`scores: thread (kk, lane) sums features lane, lane + ${LANES}, … of A[n, path[k0 + kk]]`);
       const k = b.let('k', `${k0} + lid / ${LANES}u`);
@@ -122,8 +127,10 @@ export function emitPrefixTerm(T: TreeKernel, main: Block, q: TreePrefix, t: Ter
       });
       b.line(`${tiles.part.name}[lid] = ${part};`);
     });
-    const vals = tiles.values?.name;
-    if (vals) {
+    if (early) {
+      l.comment("the tile's values, loaded above, into workgroup memory");
+      for (const { e, v } of early) l.line(`${vals}[${e}] = ${v};`);
+    } else if (vals) {
       l.comment("the tile's values, all loaded at once (the column walk below reads them here, not one load after another)");
       l.strided('e', `${TILE * a.NR}u`, (b, e) => {
         const k = b.let('k', `${k0} + ${e} / ${a.NR}u`);
@@ -171,6 +178,28 @@ export function emitPrefixTerm(T: TreeKernel, main: Block, q: TreePrefix, t: Ter
   if (tiles.slicePart && slicesOf(q.F, a.split.slices) > 1) committedStateSliced(T, main, q, sums, phi, dacc, tiles.slicePart);
   else committedState(T, main, q, sums, phi, dacc);
   main.line('workgroupBarrier();');
+}
+
+/**
+ * Element lid + u · threads (u < U) of the tile's values [TILE, NR] into a register each (0 past the path's
+ * end, which no walk reads), for the stores to workgroup memory after the scores.
+ */
+function earlyValues(T: TreeKernel, l: Block, t: Term, k0: string, U: number): { e: string; v: string }[] {
+  const { a } = T;
+  l.comment(`this thread's ${U} values of the tile, into registers before the scores`);
+  return [...Array(U).keys()].map((u) => {
+    const e = l.let('ve', u ? `lid + ${u * a.split.threads}u` : 'lid');
+    const k = l.let('vk', `${k0} + ${e} / ${a.NR}u`);
+    const v = l.var('vv', '0.0');
+    l.block(`if (${k} < depth)`, (c) => {
+      const full: Index = { ...T.head, ...c.split(a.L.rest, a.sizes, `${e} % ${a.NR}u`, 'vc') };
+      const ju = c.let('ju', `${T.path.name}[${k}]`);
+      const aJ = c.let('aJ', `an - ${k}`);
+      T.at(aJ, ju);
+      c.line(`${v} = ${new ExprGen(a.p, a.sizes, T.read, { i: 'an', j: aJ }).value(c, t.value, full, aJ)};`);
+    });
+    return { e, v };
+  });
 }
 
 /**
