@@ -31,14 +31,16 @@ export interface TreeOptions {
    */
   readonly loadsFirst?: boolean;
   /**
-   * Path entries per tile (default DEFAULT_PATH_TILE = 16, the kernels as before, byte for byte): the verifying kernels'
-   * ancestors per tile of a prefix term's walk and the commit's path entries per tile. A tile costs the
-   * workgroup a round trip to memory for its scores' keys and its values, and three barriers, whatever its
-   * length; a folded 64-node chain walks up to 130 entries (its own 65 and 65 pending), 9 tiles of 16 one after
-   * another. 32 or 64 walk it in 5 or 3, with each thread's loads of a tile issued together (tree-prefix.ts: the
-   * tile's column walk is then shared by several threads per column, which keep their sums in registers across
-   * tiles). A power of two from 16 up to the split's threads: the most entries a tile, halved (not below 16)
-   * while the kernel's workgroup memory would pass LONG_TILE_BYTES (fitPlanTile; the commit's arrays: fitTile).
+   * Path entries per tile (default DEFAULT_PATH_TILE = 16: the kernels as before, byte for byte): the verifying
+   * kernels' ancestors per tile of a prefix term's walk and the commit's path entries per tile. A tile costs a
+   * workgroup round trips to memory for its keys and values and three barriers, whatever its length; a folded
+   * 64-node chain walks up to 130 entries (its own 65 and 65 pending), 9 tiles of 16 one after another, 3 of 64.
+   * A longer tile is the long-path form (tree-prefix.ts, tree-analysis.ts): the column walk shared by several
+   * threads a column, which add the lanes' partial scores themselves and keep their sums in registers across
+   * tiles; a tile's values loaded before its scores; n's root path by jump tables, not lid 0's walk up the
+   * parents; the fold's pending entries loaded with the parents. A power of two from 16 up to the split's threads:
+   * the most entries a tile, halved (not below 16) while the kernel's workgroup memory would pass LONG_TILE_BYTES
+   * (fitPlanTile; the commit's arrays: fitTile).
    */
   readonly pathTile?: number;
   /**
