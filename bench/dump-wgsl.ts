@@ -7,8 +7,8 @@
 //
 // Forms: fused chunked under several schedules (one segmented, one exporting the decoding state), unfused,
 // recurrent (the software and the hardware split), tree, tree commit, the folded tree step and its packed commit (the
-// tree kernels under both splits too, and the hardware split's long-path form: TreeOptions.pathTile 64, commitFirst)
-// and naive; the leaky (noncausal) variant only in the forms that accept it.
+// tree kernels under both splits too) and naive; the leaky (noncausal) variant
+// only in the forms that accept it.
 // A form a variant refuses is recorded as its error message, so a refusal that changes shows up as well.
 import { mkdirSync, readdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
@@ -58,8 +58,6 @@ function dump(out: string): void {
         ['tree-fold-commit', () => treeFoldCommitPlan(p, sizes, 16)],
         ['tree-fold-hardware', () => treeFoldPlan(p, sizes, 16, { hardware: true })],
         ['tree-fold-commit-hardware', () => treeFoldCommitPlan(p, sizes, 16, { hardware: true })],
-        ['tree-hardware-long', () => treePlan(p, sizes, 16, { hardware: true, pathTile: 64 })],
-        ['tree-fold-hardware-long', () => treeFoldPlan(p, sizes, 16, { hardware: true, pathTile: 64, commitFirst: true })],
         ['naive', () => naivePlan(c.source, sizes)],
       ];
       for (const [form, make] of forms) {

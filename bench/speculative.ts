@@ -1,6 +1,6 @@
 // Speculative decoding against plain decoding on the GPU, same model, same prompt, same run.
 //
-//   npm run bench:speculative [-- --small] [--tokens N] [--no-profile] [--leave-out] [--oracle-only] [--tree-tile T] [--long-path-tile T] [--commit-first] [--out DIR]
+//   npm run bench:speculative [-- --small] [--tokens N] [--no-profile] [--leave-out] [--oracle-only] [--out DIR]
 //
 // Model (random weights): bench/decode.ts's — 12 layers, hidden 768, 12 heads of 64, intermediate 2048,
 // vocab 32000, elu+1 linear attention + K = 4 depthwise conv on v (examples/paper/elu_dwconv.la) — with
@@ -27,11 +27,6 @@
 //     to the decode step and each folded tree step run back to back (dispatch-profile.ts timeLeavingOut): a
 //     dispatch in a pass of its own overstates its share of a stream.
 // --oracle-only: the verification-cost figures alone (plain decoding, the oracle by tree size, the profile).
-// --tree-tile T: the tree kernels walk paths in tiles of T entries (GpuVerifierOptions.pathTile: 16, the default,
-// 32 or 64); runs alternating 16 and 64 compare the two (the report records it as treeTile). --long-path-tile T:
-// that tile only for the folded steps whose nodes and pending path pass 32 (GpuVerifierOptions.longPathTile: the
-// chains of 64 and the step after one), the others at --tree-tile's (longPathTile in the report). --commit-first:
-// the folded kernels' commit workgroups before the verifying ones (GpuVerifierOptions.commitFirst; commitFirst).
 // With random weights the n-gram, adaptive, Medusa and draft-model acceptance says nothing about trained
 // models; their rows measure what drafting and verifying cost. Prints tables; writes speculative.json to
 // --out, else $OUT, else out/.
@@ -121,12 +116,6 @@ export interface SpeculativeBenchReport extends AdapterHeader {
   readonly oracleBySize: readonly SpeculativeFigure[];
   readonly batch: { readonly sequences: number; readonly plainTokensPerS: number; readonly figures: readonly BatchFigure[] };
   readonly profile: readonly StepProfile[];
-  /** --tree-tile: path entries per tile of the tree kernels, where not the default. */
-  readonly treeTile?: number;
-  /** --long-path-tile: the folded steps' path tile past LONG_PATH entries. */
-  readonly longPathTile?: number;
-  /** --commit-first: the folded kernels' commit workgroups first. */
-  readonly commitFirst?: boolean;
 }
 
 function benchConfig(shape: ModelShape, medusaHeads: number, name: string): ModelConfig {
@@ -161,7 +150,7 @@ async function targetModel(gpu: Gpu, config: ModelConfig, seed: number) {
 
 const gpuMedian = (r: GenerateResult) => (r.decodeSteps.length && r.decodeSteps.every((s) => s.gpuMs !== undefined) ? median(r.decodeSteps.map((s) => s.gpuMs!)) : undefined);
 
-export async function runSpeculativeBench(opts: { small?: boolean; tokens?: number; profile?: boolean; leaveOut?: boolean; oracleOnly?: boolean; treeTile?: number; longPathTile?: number; commitFirst?: boolean; log?: (s: string) => void } = {}): Promise<SpeculativeBenchReport> {
+export async function runSpeculativeBench(opts: { small?: boolean; tokens?: number; profile?: boolean; leaveOut?: boolean; oracleOnly?: boolean; log?: (s: string) => void } = {}): Promise<SpeculativeBenchReport> {
   const log = opts.log ?? ((s: string) => console.log(s));
   const gpu = await getDevice();
   const small = opts.small ?? gpu.isSoftware;
@@ -185,13 +174,9 @@ export async function runSpeculativeBench(opts: { small?: boolean; tokens?: numb
   const maxNodes = Math.max(16, ...ORACLE_SIZES);
   const target = await targetModel(gpu, config, 1);
   const sizes = [...ORACLE_SIZES, 16, 8].map((n) => n + 1); // 8: auto's dynamic tree at 8 nodes
-  const pathTile = { ...(opts.treeTile !== undefined && { pathTile: opts.treeTile }), ...(opts.longPathTile !== undefined && { longPathTile: opts.longPathTile }), ...(opts.commitFirst && { commitFirst: true }) };
-  if (opts.treeTile !== undefined) log(`tree kernels walk paths in tiles of ${opts.treeTile} entries (--tree-tile)`);
-  if (opts.commitFirst) log('folded kernels run their commit workgroups first (--commit-first)');
-  if (opts.longPathTile !== undefined) log(`folded steps of nodes and pending path past 32 walk them in tiles of ${opts.longPathTile} (--long-path-tile)`);
-  const verifier = await GpuTreeVerifier.create(target.model, target.variant.compiled, target.weights, { maxNodes: maxNodes + 1, maxBatch: BATCH, ownsModel: true, sizes, ...pathTile });
+  const verifier = await GpuTreeVerifier.create(target.model, target.variant.compiled, target.weights, { maxNodes: maxNodes + 1, maxBatch: BATCH, ownsModel: true, sizes });
   const draft = opts.oracleOnly ? undefined : await targetModel(gpu, draftConfig, 2);
-  const draftVerifier = draft && (await GpuTreeVerifier.create(draft.model, draft.variant.compiled, draft.weights, { maxNodes: maxNodes + 1, ownsModel: true, sizes, ...pathTile }));
+  const draftVerifier = draft && (await GpuTreeVerifier.create(draft.model, draft.variant.compiled, draft.weights, { maxNodes: maxNodes + 1, ownsModel: true, sizes }));
   try {
     const ids = prompt(shape.vocab, 7);
     const tok = silentTokenizer(shape.vocab);
@@ -283,9 +268,6 @@ export async function runSpeculativeBench(opts: { small?: boolean; tokens?: numb
       oracleBySize,
       batch: { sequences: BATCH, plainTokensPerS: plainBatchTps, figures: batchFigures },
       profile,
-      ...(opts.treeTile !== undefined && { treeTile: opts.treeTile }),
-      ...(opts.longPathTile !== undefined && { longPathTile: opts.longPathTile }),
-      ...(opts.commitFirst && { commitFirst: true }),
     };
   } finally {
     await draftVerifier?.destroy();
@@ -351,7 +333,7 @@ export function formatReport(r: SpeculativeBenchReport): string[] {
   const m = r.model;
   const lines = [
     `model: ${m.layers} layers, hidden ${m.hidden}, ${m.heads} heads, intermediate ${m.intermediate}, vocab ${m.vocab}, K ${m.K}, ${m.medusaHeads} Medusa heads (random weights); draft model ${r.draftModel.layers} layers, hidden ${r.draftModel.hidden}`,
-    `adapter: ${r.adapter}; GPU time by ${r.timing}; prompt ${r.promptTokens} tokens, ${r.newTokens} new tokens, greedy; tree kernels' path tile ${r.treeTile ?? 16}${r.longPathTile ? `, ${r.longPathTile} past 32 path entries` : ''}${r.commitFirst ? ', commit workgroups first' : ''}`,
+    `adapter: ${r.adapter}; GPU time by ${r.timing}; prompt ${r.promptTokens} tokens, ${r.newTokens} new tokens, greedy`,
     `plain decoding (generateGpu, what linattn generate runs): ${fmt(r.plain.tokensPerS, 1)} tokens/s; GPU ${fmt(r.plain.gpuMsPerDecodeStep)} ms per decode step`,
   ];
   const figRows = (figs: readonly SpeculativeFigure[]) => [
@@ -379,19 +361,12 @@ async function main(): Promise<void> {
   const valueOf = (flag: string) => flagValue(args, flag);
   const tokens = valueOf('--tokens');
   if (tokens !== undefined && !(Number.isInteger(Number(tokens)) && Number(tokens) >= 2)) throw new Error(`--tokens must be an integer ≥ 2, got ${tokens}`);
-  const tile = valueOf('--tree-tile');
-  if (tile !== undefined && !['16', '32', '64'].includes(tile)) throw new Error(`--tree-tile must be 16, 32 or 64, got ${tile}`);
-  const longTile = valueOf('--long-path-tile');
-  if (longTile !== undefined && !['16', '32', '64'].includes(longTile)) throw new Error(`--long-path-tile must be 16, 32 or 64, got ${longTile}`);
   const report = await runSpeculativeBench({
     small: args.includes('--small') || undefined,
     ...(tokens !== undefined && { tokens: Number(tokens) }),
     profile: !args.includes('--no-profile'),
     leaveOut: args.includes('--leave-out'),
     oracleOnly: args.includes('--oracle-only'),
-    ...(tile !== undefined && { treeTile: Number(tile) }),
-    ...(longTile !== undefined && { longPathTile: Number(longTile) }),
-    ...(args.includes('--commit-first') && { commitFirst: true }),
   });
   for (const line of formatReport(report)) console.log(line);
   writeReport(valueOf('--out') ?? process.env.OUT ?? 'out', 'speculative.json', report);

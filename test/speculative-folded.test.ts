@@ -3,9 +3,7 @@
 // backends/wgsl/tree-fold.ts): one folded tree launch per layer and no tree-commit launch. (That the folded
 // steps' tokens and states equal plain decoding's is speculative-gpu.test.ts's and speculative-chain.test.ts's.)
 // With foldUpTo, a longer pending path takes the packed commit launch first, and generation is unchanged. flush()
-// after a folded step brings the state back into the layers' buffers even with nothing pending. With longPathTile,
-// long chains' steps run the second folded plan, and generation is unchanged (with commitFirst, the commit's
-// workgroups first, too).
+// after a folded step brings the state back into the layers' buffers even with nothing pending.
 import { afterAll, describe, expect, it } from 'vitest';
 import { relativeError } from '../src/tensor.ts';
 import { generateGpu } from '../src/model/generate.ts';
@@ -73,16 +71,6 @@ describe('folded tree steps', () => {
       }
     }
   });
-
-  it.each([[0, 'elu_dwconv'], [1, 'llama_linearized']] as const)('longPathTile 64 and commitFirst, model %i (%s): chains of 40 drafted by the oracle, whose steps (41 nodes, 41 pending) run the long-path plan; greedy output stays plain GPU greedy', async (k: number, _variant: string) => {
-    const m = makeModel(MODEL_SPECS[k], 4545 + k);
-    const V = m.config.vocabSize;
-    const verifier = await gpuVerifierOf(m, { maxNodes: 41, longPathTile: 64, commitFirst: true }, cleanup);
-    const [prompt] = randomPrompts(1, 95 + k);
-    const plain = (await generateGpu(verifier.model, new ByteTokenizer(), [prompt], { maxTokens: 90, sampling: { temperature: 0 } })).tokens[0];
-    const r = await speculativeGenerate(verifier, new OracleDraft(prompt, plain, V), prompt, { maxTokens: 90, shape: parseTreeSpec('chain:40'), maxNodes: 40 });
-    expect(r.tokens, `prompt [${prompt}]`).toEqual(plain);
-  }, 600_000);
 
   it('flush after a folded step with nothing pending brings its state back: the next decode step equals plain decoding\'s', async () => {
     const m = makeModel(MODEL_SPECS[2], 4444);

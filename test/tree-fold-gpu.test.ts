@@ -70,61 +70,7 @@ describe.each(['elu_dwconv', 'gla', 'llama_linearized'])('%s: folded tree step, 
   }, 600_000);
 });
 
-// TreeOptions.pathTile (backends/wgsl/tree-split.ts): the path walked in tiles of 32 and 64 entries, the column walk
-// shared by several threads a column, the commit staging as many entries a tile. Long chains so that a node's path
-// (its own chain and the pending one) spans several tiles of either length: 39 pending, then a chain of 40 (paths
-// up to 79 entries). Under the software split (64 threads: one score lane at tile 64) and the hardware split (256
-// threads), and with the commit's workgroups first (TreeOptions.commitFirst); elu_dwconv has a prefix and a convolution term, gla per-feature gates (the tile's exclusive scan),
-// llama_linearized past_groups (C = 4) with a group-local bounded term. Random trees too: the long-path form finds
-// a node's root path by jumps (tree-analysis.ts jumpPath).
-const LONG: readonly Case[] = [[3, 39, 40], [5, 20, 33]];
-describe.each(['elu_dwconv', 'gla', 'llama_linearized'])('%s: folded tree step, long paths in longer tiles', (name) => {
-  it.each([
-    [false, 32, false], [false, 64, false], [true, 64, false], [true, 64, true], [true, 16, true],
-  ])(`equals commit then tree, and the float64 tree form, hardware split %s, tile %i, commit first %s, for (prefix, pending, chain) ${LONG.map((x) => `(${x.join(', ')})`).join(' ')}`, (hardware, pathTile, commitFirst) =>
-    checkFolded(name, { hardware, maxNodes: 40, cases: LONG, axes: hardware ? { h: 2, d: 16, e: 32 } : AXES, pathTile, chain: true, commitFirst }), 600_000);
-  it(`at tile 64, random trees: equals commit then tree and the float64 tree form for (prefix, pending) ${CASES.map((x) => `(${x.join(', ')})`).join(' ')}`, () =>
-    checkFolded(name, { hardware: false, maxNodes: 8, cases: CASES, axes: AXES, pathTile: 64 }), 600_000);
-  it('keeps the commit\'s tiles in the verifying values\' workgroup memory at tile 64 (hardware split), and the default kernel without either change', () => {
-    const c = VARIANTS.find((v) => v.file.endsWith(`/${name}.la`))!;
-    const source = loadVariant(c.file, { sizes: c.sizes });
-    const code = (pathTile?: number) => treeFoldPlan(runPasses(source), axisSizes(source, { h: 2, d: 16, e: 32 }), 40, { hardware: true, ...(pathTile && { pathTile }) }).kernels[0].code;
-    const long = code(64);
-    expect(long).toContain('var<workgroup> vals: array<f32, 2048>');
-    expect(long).not.toMatch(/var<workgroup> (psi|vt|lg):/);
-    expect(code(16)).toBe(code());
-    expect(code()).toMatch(/var<workgroup> psi:/);
-  });
-  it('refuses a tile that is no power of two from 16 to the workgroup', () => {
-    const c = VARIANTS.find((v) => v.file.endsWith(`/${name}.la`))!;
-    const source = loadVariant(c.file, { sizes: c.sizes });
-    for (const pathTile of [8, 24, 128]) expect(() => treeFoldPlan(runPasses(source), axisSizes(source, AXES), 5, { pathTile })).toThrow(/pathTile/);
-  });
-});
-
-// TreeAttentionOptions.longPathTile (runtime/tree-attention.ts): the folded steps whose nodes and pending path pass
-// LONG_PATH run a second plan at tile 64, the others (and the plain tree and commit they are compared with) tile 16.
-describe.each(['elu_dwconv', 'gla'])('%s: folded tree step, the long-path plan chosen by length', (name) => {
-  it('equals commit then tree at tile 16, and the float64 tree form, for short and long steps', () =>
-    checkFolded(name, { hardware: true, maxNodes: 40, cases: [[2, 1, 1], [3, 39, 40]], axes: { h: 2, d: 16, e: 32 }, longPathTile: 64, chain: true }), 600_000);
-});
-
-// A longer tile never takes a folded kernel past 32 KB of workgroup memory, or past what tile 16 takes where that is
-// more (tree-split.ts fitPlanTile): at 12 heads of 64 (the bench's model), elu_dwconv keeps 64, gla's gates
-// ([TILE, features] of gate products beside the values) take 32, based's Taylor features (36 KB at tile 16) 16.
-describe('path tile: halved where the kernel would pass its workgroup memory', () => {
-  it.each([['elu_dwconv', 64], ['gla', 32], ['based', 16]] as const)('%s at pathTile 64, hardware split, 12 × 64: tile %i', (name, tile) => {
-    const c = VARIANTS.find((v) => v.file.endsWith(`/${name}.la`))!;
-    const source = loadVariant(c.file, { sizes: c.sizes });
-    const sizes = axisSizes(source, Object.fromEntries(Object.entries({ h: 12, d: 64, e: 64 }).filter(([x]) => source.axes[x]?.kind === 'free')));
-    const plan = treeFoldPlan(runPasses(source), sizes, 65, { hardware: true, pathTile: 64 });
-    expect(plan.schedule.tile).toBe(tile);
-    const bytes = [...plan.kernels[0].code.matchAll(/var<workgroup> \w+: array<\w+, (\d+)>/g)].reduce((n, m) => n + 4 * Number(m[1]), 0);
-    expect(bytes).toBeLessThanOrEqual(tile === 16 ? Infinity : 32 * 1024);
-  });
-});
-
-async function checkFolded(name: string, opts: { hardware: boolean; maxNodes: number; cases: readonly Case[]; axes: Record<string, number>; loadsFirst?: boolean; pathTile?: number; chain?: boolean; longPathTile?: number; commitFirst?: boolean }): Promise<void> {
+async function checkFolded(name: string, opts: { hardware: boolean; maxNodes: number; cases: readonly Case[]; axes: Record<string, number>; loadsFirst?: boolean }): Promise<void> {
   const { hardware, maxNodes: MAX_NODES, cases: CASES, axes: AXES } = opts;
   const c = VARIANTS.find((v) => v.file.endsWith(`/${name}.la`))!;
   const source = loadVariant(c.file, { sizes: c.sizes });
@@ -132,9 +78,8 @@ async function checkFolded(name: string, opts: { hardware: boolean; maxNodes: nu
   const sizes = axisSizes(source, AXES);
   const names = program.inputs.map((d) => d.name);
   const g: Gpu = await gpu();
-  const factory = await compileTreeAttention(g, program, sizes, MAX_NODES, hardware, { ...(opts.loadsFirst !== undefined && { loadsFirst: opts.loadsFirst }), ...(opts.pathTile !== undefined && { pathTile: opts.pathTile }), ...(opts.longPathTile !== undefined && { longPathTile: opts.longPathTile }), ...(opts.commitFirst && { commitFirst: true }) });
+  const factory = await compileTreeAttention(g, program, sizes, MAX_NODES, hardware, opts.loadsFirst);
   const fold = factory.fold!;
-  if (opts.longPathTile !== undefined) expect(fold.long?.schedule.tile).toBe(opts.longPathTile);
   const step = await PlanRunner.create(g, recurrentPlan(program, sizes));
   const fx = treeFixture(g, factory, program, sizes, makeInputs(source, { b: 1, t: 1, axes: AXES, seed: 5 }));
   const { upload, alloc, paramBufs, layer, rec, treeCpu, per } = fx;
@@ -158,7 +103,7 @@ async function checkFolded(name: string, opts: { hardware: boolean; maxNodes: nu
       // Tree 1: its first Lp nodes a chain from the root (the accepted path), the rest anywhere.
       const random = (n: number, chain: number) => Array.from({ length: n }, (_, i) => (i < chain ? i - 1 : Math.floor(draw() * (i + 1)) - 1));
       const trees1 = Array.from({ length: B }, () => random(N1, Lp));
-      const trees2 = Array.from({ length: B }, () => random(N2, opts.chain ? N2 : 0));
+      const trees2 = Array.from({ length: B }, () => random(N2, 0));
       const path = Array.from({ length: Lp }, (_, i) => i);
       const T = P0 + N1 + N2;
       const x = makeInputs(source, { b: B, t: T, axes: AXES, seed });
@@ -199,7 +144,7 @@ async function checkFolded(name: string, opts: { hardware: boolean; maxNodes: nu
       const pathBuf = upload('path', { shape: [B, Math.max(1, Lp)], data: Lp ? treePaths(trees1, trees1.map(() => path)) : new Float32Array(B) }).buffer;
       const nodes1: TreeNode[][] = trees1.map((ps, b) => ps.map((parent, i) => ({ parent, inputs: r1.cpu[b][i] })));
       const nodes2: TreeNode[][] = trees2.map((ps, b) => ps.map((parent, i) => ({ parent, inputs: r2.cpu[b][i] })));
-      const what = `${name}${hardware ? ' (hardware split)' : ''}${opts.pathTile ? ` tile ${opts.pathTile}` : ''}${opts.longPathTile ? ` long-path tile ${opts.longPathTile}` : ''}${opts.commitFirst ? ' commit first' : ''} prefix ${P0}, pending ${Lp}, trees ${JSON.stringify(trees1)} then ${JSON.stringify(trees2)}, seed ${seed}`;
+      const what = `${name}${hardware ? ' (hardware split)' : ''} prefix ${P0}, pending ${Lp}, trees ${JSON.stringify(trees1)} then ${JSON.stringify(trees2)}, seed ${seed}`;
 
       const oA = alloc('fold o 1', [B, N1, per]);
       // Set 0 from the committed prefix, then tree 1 folded from it (nothing pending) into set 1.

@@ -15,15 +15,12 @@ import { KernelBuilder, type Binding, type WorkgroupArray } from './kernel-build
 import { boundedFrontier, layoutOf, prefixGate, rowAxes, stateLayout, type Layout, type StateLayout } from './layout.ts';
 import type { Block } from './wgsl-block.ts';
 import { emitEarlyState, type EarlyRows } from './tree-early.ts';
-import { DEFAULT_PATH_TILE, SOFTWARE_TREE_SPLIT, treeSplit, type TreeSplit } from './tree-split.ts';
+import { SOFTWARE_TREE_SPLIT, treeSplit, type TreeSplit } from './tree-split.ts';
 
 /** Invocations of a tree workgroup on a software adapter (the split's default; tree-split.ts). */
 export const TREE_WG = SOFTWARE_TREE_SPLIT.threads;
-/**
- * Ancestors per tile of a path unless TreeOptions.pathTile says otherwise: the scores of a tile are TILE × lanes
- * threads, TILE · lanes = the split's threads.
- */
-export const TREE_TILE = DEFAULT_PATH_TILE;
+/** Ancestors per tile of a path: the scores of a tile are TILE × lanes threads, TILE · lanes = the split's threads. */
+export const TREE_TILE = 16;
 
 /** The tree's parent indices, [b, N] as f32 (−1 for a child of the last committed token). */
 export const TREE_PARENTS = 'tree:parents';
@@ -53,9 +50,7 @@ export interface TreeAnalysis {
   readonly per: number;
   /** The workgroup's threads and the state phase's slices (tree-split.ts). */
   readonly split: TreeSplit;
-  /** Ancestors per tile of a prefix term's path walk (TreeOptions.pathTile; TREE_TILE by default). */
-  readonly tile: number;
-  /** Feature lanes of a path tile's scores: split.threads / tile. */
+  /** Feature lanes of a path tile's scores: split.threads / TREE_TILE. */
   readonly lanes: number;
   readonly prefix: readonly TreePrefix[];
   /** Bounded terms' query features, staged at node n: [W] over `axes` (the head axes fixed). */
@@ -69,8 +64,8 @@ export function treeSplitOf(p: Program, sizes: Sizes, hardware: boolean): TreeSp
   return treeSplit(count(L.rest, sizes), Math.max(1, ...st.prefix.map((q) => q.F)), !hardware);
 }
 
-export function analyseTree(p: Program, sizes: Sizes, maxNodes: number, split: TreeSplit = SOFTWARE_TREE_SPLIT, tile = TREE_TILE): TreeAnalysis {
-  if (split.threads % tile !== 0 || split.slices < 1) throw new Error(`analyseTree: a split of ${split.threads} threads, ${split.slices} slices does not tile ${tile} ancestors`);
+export function analyseTree(p: Program, sizes: Sizes, maxNodes: number, split: TreeSplit = SOFTWARE_TREE_SPLIT): TreeAnalysis {
+  if (split.threads % TREE_TILE !== 0 || split.slices < 1) throw new Error(`analyseTree: a split of ${split.threads} threads, ${split.slices} slices does not tile ${TREE_TILE} ancestors`);
   const L = layoutOf(p, p.terms);
   const st = stateLayout(p, sizes); // refuses noncausal programs
   const prefix = st.prefix.map((q): TreePrefix => {
@@ -91,7 +86,7 @@ export function analyseTree(p: Program, sizes: Sizes, maxNodes: number, split: T
       return [id, { axes, W: count(axes, sizes) }] as const;
     }),
   );
-  return { p, sizes, maxNodes, L, st, NS: count(L.head, sizes), NR: count(L.rest, sizes), per: count(p.outAxes, sizes), split, tile, lanes: split.threads / tile, prefix, qf };
+  return { p, sizes, maxNodes, L, st, NS: count(L.head, sizes), NR: count(L.rest, sizes), per: count(p.outAxes, sizes), split, lanes: split.threads / TREE_TILE, prefix, qf };
 }
 
 /** Where a tree body is emitted and what it reads (treeKernel): the plain kernel's own builder, or the fold's. */
@@ -100,8 +95,6 @@ export interface TreeSite {
   readonly main: Block;
   /** The tree's node count N, a u32 expression (the plain kernel's dims.t). */
   readonly nodes: string;
-  /** This workgroup's index among the verifying ones, s · N + n (default wid.x). */
-  readonly group?: string;
   /** WGSL reading state buffer `name` ('state:S0', …) at `index`. */
   readonly load: (name: string, index: string) => string;
   /** The pending path above the root (the folded kernel). */
@@ -179,15 +172,11 @@ export function treeKernel(a: TreeAnalysis, given?: TreeSite, loadsFirst = true)
   const par = kb.workgroup('par', a.maxNodes, 'parents, sanitised to earlier nodes', 'i32');
   const path = kb.workgroup('path', pending ? 2 * a.maxNodes : a.maxNodes, `path[k]: n's ancestor k steps up${pending ? ' (≥ maxNodes: a pending node)' : ''}`, 'u32');
   const wdepth = kb.workgroup('wdepth', 1, "the path's length", 'u32');
-  // The long-path form (a tile longer than TREE_TILE) finds n's root path by jumps in parallel (emitPath).
-  const levels = Math.max(1, Math.ceil(Math.log2(a.maxNodes)));
-  const jumps = a.tile > TREE_TILE && levels > 1 ? { name: kb.workgroup('jump', (levels - 1) * a.maxNodes, 'jump[j − 1][m]: the 2^j-th ancestor of m (−1: none)', 'i32').name, levels, stride: a.maxNodes } : null;
   const phi = a.prefix.map((q) => kb.workgroup(`phi${q.k}`, q.F, `φ_n of ${q.name}`));
   const qf = new Map([...a.qf].map(([id, f]) => [id, kb.workgroup(`qf${id}`, f.W, `query features %${id} at n`)] as const));
   const main = site.main;
-  const group = site.group ? `(${site.group})` : 'wid.x';
-  main.define('s', `${group} / ${N}`, 'head slice');
-  main.define('n', `${group} % ${N}`, 'the node this workgroup verifies');
+  main.define('s', `wid.x / ${N}`, 'head slice');
+  main.define('n', `wid.x % ${N}`, 'the node this workgroup verifies');
   main.define('b', 'wid.y');
   const head = main.split(a.L.head, a.sizes, 's', 'hx');
   const early = loadsFirst ? emitEarlyState(a, main, site.load) : new Map<number, EarlyRows>();
@@ -200,9 +189,7 @@ export function treeKernel(a: TreeAnalysis, given?: TreeSite, loadsFirst = true)
   const finish = loadsFirst ? site.prologue?.(read, main, true) : undefined;
   if (free.size) stageQuerySide(T, main, free, 'phase 1, before the path: the query-side values at n that do not read its position (the path\'s barriers publish them)', false);
   if (finish) finish(main);
-  // The long-path form also loads each thread's pending entry with the parents, before the root path is known.
-  const pendingFirst = a.tile > TREE_TILE && a.maxNodes <= a.split.threads;
-  emitPath(main, kb.use(parents), N, par.name, path.name, wdepth.name, pending && { ...pending, offset: a.maxNodes }, jumps, pendingFirst);
+  emitPath(main, kb.use(parents), N, par.name, path.name, wdepth.name, pending && { ...pending, offset: a.maxNodes });
   main.define('an', 'dims.pos0 + depth - 1u', "n's absolute position");
   stageQuerySide(T, main, new Set(roots.filter((id) => !free.has(id))), free.size ? 'phase 1: the query-side values at n that read its position' : 'phase 1: query-side values at n', true);
   if (!loadsFirst) site.prologue?.(read, main, false);
@@ -264,23 +251,14 @@ function ownSite(a: TreeAnalysis): TreeSite {
  * Parents (sanitised: a parent that is not an earlier node reads as −1), then n's root path and depth; with a
  * pending path, its entries after the root's, youngest first, each as maxNodes + its node.
  */
-function emitPath(main: Block, parents: string, N: string, par: string, path: string, wdepth: string, pending: (PendingPath & { offset: number }) | undefined, jumps: Jumps | null, pendingFirst: boolean): void {
-  // pendingFirst (P ≤ maxNodes ≤ threads): thread i's pending entry is loaded here, its round trip beside the
-  // parents' instead of after the root path, and stored once n's depth is known.
-  let held: string | null = null;
-  if (pending && pendingFirst) {
-    main.comment("this thread's entry of the pending path, loaded with the parents (stored once n's depth is known)");
-    held = main.var('pend', '0u', 'u32');
-    main.line(`if (lid < ${pending.length}) { ${held} = ${pending.offset}u + ${pending.node(`${pending.length} - 1u - lid`)}; }`);
-  }
+function emitPath(main: Block, parents: string, N: string, par: string, path: string, wdepth: string, pending: (PendingPath & { offset: number }) | undefined): void {
   main.comment("phase 0: n's root path");
   main.strided('m', 'n + 1u', (b, m) => {
     const pv = b.let('pv', `i32(round(${parents}[b * ${N} + ${m}]))`);
     b.line(`${par}[${m}] = select(-1, ${pv}, ${pv} >= 0 && ${pv} < i32(${m}));`);
   });
   main.line('workgroupBarrier();');
-  if (jumps) jumpPath(main, par, path, wdepth, jumps);
-  else main.block('if (lid == 0u)', (b) => {
+  main.block('if (lid == 0u)', (b) => {
     const k = b.var('k', '0u', 'u32');
     const up = b.var('up', 'i32(n)', 'i32');
     b.block('loop', (l) => {
@@ -298,43 +276,9 @@ function emitPath(main: Block, parents: string, N: string, par: string, path: st
   // One entry a thread: in lid 0's loop each entry waited for its own load of the path buffer.
   const root = main.let('rootDepth', `workgroupUniformLoad(&${wdepth}[0])`, "n's depth in this step's tree");
   main.comment('the pending path above the root, youngest first');
-  if (held) main.line(`if (lid < ${pending.length}) { ${path}[${root} + lid] = ${held}; }`);
-  else main.strided('i', pending.length, (b, i) => b.line(`${path}[${root} + ${i}] = ${pending.offset}u + ${pending.node(`${pending.length} - 1u - ${i}`)};`));
+  main.strided('i', pending.length, (b, i) => b.line(`${path}[${root} + ${i}] = ${pending.offset}u + ${pending.node(`${pending.length} - 1u - ${i}`)};`));
   main.line('workgroupBarrier();');
   main.define('depth', `${root} + ${pending.length}`, 'uniform: loops around barriers run to it');
-}
-
-/** The jump tables of the long-path form: levels 1 … levels − 1 (level 0 is par), `stride` nodes each. */
-interface Jumps {
-  readonly name: string;
-  readonly levels: number;
-  readonly stride: number;
-}
-
-/**
- * n's root path by jumps, for the long-path form: lid 0's walk up the parents is one dependent workgroup-memory
- * load per ancestor (65 in a row at the bottom of a 64-node chain), where the jump tables take a barrier per level
- * (⌈log2 n⌉ of them, the levels past n skipped) and then each thread k finds the k-th ancestor in as many loads.
- * path[k] as emitPath's walk writes it, and wdepth from the thread that reaches the root.
- */
-function jumpPath(main: Block, par: string, path: string, wdepth: string, J: Jumps): void {
-  const level = (j: number, m: string) => (j === 0 ? `${par}[${m}]` : `${J.name}[${(j - 1) * J.stride}u + ${m}]`);
-  main.comment("the jump tables, a level a barrier while 2^level ≤ n (uniform: n is the workgroup's)");
-  for (let j = 1; j < J.levels; j++) {
-    main.block(`if (${1 << j}u <= n)`, (b) => {
-      b.strided('m', 'n + 1u', (c, m) => {
-        const up = c.let('up', level(j - 1, m));
-        c.line(`${level(j, m)} = select(-1, ${level(j - 1, `u32(max(${up}, 0))`)}, ${up} >= 0);`);
-      });
-      b.line('workgroupBarrier();');
-    });
-  }
-  main.strided('k', 'n + 1u', (b, k) => {
-    b.comment('the k-th ancestor of n: a jump per set bit of k');
-    const x = b.var('x', 'i32(n)', 'i32');
-    for (let j = 0; j < J.levels; j++) b.line(`if ((${k} & ${1 << j}u) != 0u && ${x} >= 0) { ${x} = ${level(j, `u32(${x})`)}; }`);
-    b.line(`if (${x} >= 0) { ${path}[${k}] = u32(${x}); if (${par}[u32(${x})] < 0) { ${wdepth}[0] = ${k} + 1u; } }`);
-  });
 }
 
 /**

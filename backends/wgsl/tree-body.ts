@@ -4,40 +4,28 @@
 // folded one (tree-fold.ts) run it alike; only what the prologue put in path[] and depth differs.
 import { offset, type Index } from './expr.ts';
 import type { Block } from './wgsl-block.ts';
-import type { WorkgroupArray } from './kernel-builder.ts';
-import type { TreeKernel } from './tree-analysis.ts';
+import { TREE_TILE, type TreeKernel } from './tree-analysis.ts';
 import { declareBoundedTiles, emitBoundedTerm } from './tree-bounded.ts';
-import { columnSlices, emitPrefixTerm, type ItemSums, type PrefixTiles } from './tree-prefix.ts';
+import { emitPrefixTerm, type ItemSums, type PrefixTiles } from './tree-prefix.ts';
 
-/**
- * Emits the terms and the output into `main` (default: the builder's body). Returns the tile's staged values
- * array (null without one): the folded kernel's commit workgroups, which never verify, may reuse it.
- */
-export function emitTreeBody(T: TreeKernel, main: Block = T.kb.body): WorkgroupArray | null {
+/** Emits the terms and the output into `main` (default: the builder's body). */
+export function emitTreeBody(T: TreeKernel, main: Block = T.kb.body): void {
   const { a, kb } = T;
   const { p } = a;
   const gW = Math.max(0, ...a.prefix.map((q) => q.gateW));
   const sliced = a.split.slices > 1 && a.prefix.length > 0;
-  const normalises = p.output.some((it) => it.kind === 'norm');
-  const CS = a.prefix.length > 0 ? columnSlices(a) : 1;
   const tiles: PrefixTiles = {
-    A: CS > 1 ? null : kb.workgroup('A', a.tile, "the tile's scores"),
-    part: kb.workgroup('part', a.tile * a.lanes, 'partial scores of the feature slices'),
-    values: a.split.stageValues && a.prefix.length > 0 ? kb.workgroup('vals', a.tile * a.NR, "the tile's values, [TILE, columns]") : null,
-    walkPart: CS > 1
-      ? {
-        num: kb.workgroup('wnum', CS * a.NR, "the path walk's partial numerators of each column slice"),
-        den: normalises ? kb.workgroup('wden', CS * a.NR, "the path walk's partial denominators of each column slice") : null,
-      }
-      : null,
+    A: kb.workgroup('A', TREE_TILE, "the tile's scores"),
+    part: kb.workgroup('part', TREE_TILE * a.lanes, 'partial scores of the feature slices'),
+    values: a.split.stageValues && a.prefix.length > 0 ? kb.workgroup('vals', TREE_TILE * a.NR, "the tile's values, [TILE, columns]") : null,
     slicePart: sliced
       ? {
         num: kb.workgroup('snum', a.split.threads, "the state's partial numerators of each slice"),
-        den: normalises ? kb.workgroup('sden', a.split.threads, "the state's partial denominators of each slice") : null,
+        den: p.output.some((it) => it.kind === 'norm') ? kb.workgroup('sden', a.split.threads, "the state's partial denominators of each slice") : null,
       }
       : null,
     dacc: gW ? kb.workgroup('dacc', gW, 'gate product from n up to the tile') : null,
-    Dt: gW ? kb.workgroup('Dt', a.tile * gW, "the tile's D_{j→n}") : null,
+    Dt: gW ? kb.workgroup('Dt', TREE_TILE * gW, "the tile's D_{j→n}") : null,
   };
   const bounded = declareBoundedTiles(a, kb);
   const sums: ItemSums[] = p.output.map((it, k) => ({
@@ -59,5 +47,4 @@ export function emitTreeBody(T: TreeKernel, main: Block = T.kb.body): WorkgroupA
     const terms = p.output.map((it, k) => (it.kind === 'norm' ? `${sums[k].num.name}[${col}] / (${sums[k].den!.name}[${col}] + ${it.eps})` : `${sums[k].num.name}[${col}]`));
     b.line(`${kb.use(T.out)}[(b * ${T.nodes} + n) * ${a.per}u + ${offset(p.outAxes, a.sizes, full)}] = ${terms.join(' + ')};`);
   });
-  return tiles.values;
 }

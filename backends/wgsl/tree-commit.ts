@@ -25,7 +25,6 @@ import { layoutOf, prefixGate, ringIndex, rowAxes, stateLayout } from './layout.
 import type { Kernel } from './plan.ts';
 import type { Block } from './wgsl-block.ts';
 import { rowReductions, TREE_PATH, TREE_TILE, TREE_WG } from './tree-analysis.ts';
-import { fitTile, TILE_FLOATS } from './tree-split.ts';
 
 /**
  * State elements (features of one column) per invocation: 4 at TREE_WG threads, fewer with more threads (a hardware
@@ -77,20 +76,9 @@ export interface CommitSite {
   readonly store: (name: string, index: string) => string;
   /** Write every ring slot (the fold's new buffer): the path's positions where it reaches, the old ring's elsewhere. */
   readonly wholeRing: boolean;
-  /**
-   * Path entries staged per tile (TreeOptions.pathTile; default TREE_TILE), fitted to TILE_FLOATS.commit: fewer
-   * tiles, fewer barriers and round trips for a long path. Each element's walk along the path is the same sequence of steps at any tile length.
-   */
-  readonly tile?: number;
-  /**
-   * A workgroup array of the same launch that no commit workgroup otherwise uses (the folded kernel's verifying
-   * values): the commit's tiles live in it where they fit, so that the launch's workgroup memory is the larger
-   * of the two bodies', not their sum.
-   */
-  readonly scratch?: WorkgroupArray | null;
 }
 
-export function treeCommitKernel(p: Program, sizes: Sizes, threads = TREE_WG, tile = TREE_TILE): Kernel {
+export function treeCommitKernel(p: Program, sizes: Sizes, threads = TREE_WG): Kernel {
   const kb = new KernelBuilder(threads, ['wid', 'lid']);
   const st = stateLayout(p, sizes);
   const path = kb.storage(TREE_PATH, false, { always: true });
@@ -100,7 +88,7 @@ export function treeCommitKernel(p: Program, sizes: Sizes, threads = TREE_WG, ti
   emitCommit(p, sizes, {
     kb, main: kb.body, group: 'wid.x', path, rows: 'max(dims.pad, 1u)',
     reader: (rowOf) => programReader(kb, p, sizes, (where) => `b * dims.pad + ${rowOf(where)}`),
-    load: at, store: at, wholeRing: false, tile,
+    load: at, store: at, wholeRing: false,
   });
   return kb.build({
     label: `${p.name}.tree-commit`,
@@ -112,19 +100,13 @@ export function treeCommitKernel(p: Program, sizes: Sizes, threads = TREE_WG, ti
   });
 }
 
-/** WGSL of element i of a tile array of the commit. */
-interface TileArray {
-  readonly at: (i: string) => string;
-}
-
 /** The commit's body at `site`: dims.t = P (the path length), dims.pos0 = the committed position, sequence b = wid.y. */
 export function emitCommit(p: Program, sizes: Sizes, site: CommitSite): void {
   const { kb } = site;
   const L = layoutOf(p, p.terms);
   const st = stateLayout(p, sizes);
   const { NS, NR, CB, E, FB, ncb, blocks } = commitShape(p, sizes, kb.workgroupSize);
-  const gated = st.prefix.some((q) => prefixGate(p, q.term.form as PrefixForm));
-  const TP = fitTile(site.tile ?? TREE_TILE, FB * (gated ? 2 : 1) + CB, TILE_FLOATS.commit);
+  const TP = TREE_TILE;
 
   const nodeOf = new Map<string, string>();
   const read = site.reader((where) => {
@@ -133,21 +115,9 @@ export function emitCommit(p: Program, sizes: Sizes, site: CommitSite): void {
     return node;
   });
   const path = site.path;
-  const scratch = site.scratch && site.scratch.type === 'f32' && site.scratch.length >= TP * (FB * (gated ? 2 : 1) + CB) ? site.scratch : null;
-  let used = 0;
-  /** A tile array: its own, or the next `length` floats of the scratch array. */
-  const tileArray = (stem: string, length: number, note: string): TileArray => {
-    if (!scratch) {
-      const own = kb.workgroup(stem, length, note);
-      return { at: (i) => `${own.name}[${i}]` };
-    }
-    const base = used;
-    used += length;
-    return { at: (i) => `${scratch.name}[${base ? `${base}u + ` : ''}${i}]` };
-  };
-  const psiT = tileArray('psi', TP * FB, 'ψ of the tile, [TILE, features of this workgroup]');
-  const lgT = gated ? tileArray('lg', TP * FB, 'log-gates of the tile') : null;
-  const vT = tileArray('vt', TP * CB, 'values of the tile, [TILE, columns of this workgroup]');
+  const psiT = kb.workgroup('psi', TP * FB, 'ψ of the tile, [TILE, features of this workgroup]');
+  const lgT = st.prefix.some((q) => prefixGate(p, q.term.form as PrefixForm)) ? kb.workgroup('lg', TP * FB, 'log-gates of the tile') : null;
+  const vT = kb.workgroup('vt', TP * CB, 'values of the tile, [TILE, columns of this workgroup]');
   /** The row reductions inside `id` at a path entry's position, each staged per entry in a workgroup array. */
   const reductionsOf = (id: Id) => rowReductions(p, id, 'j', { i: 'j', j: 'j' }, L.head).filter((r) => r.where === 'j').map((r) => r.id);
   const staged = new Map<string, WorkgroupArray>();
@@ -217,8 +187,8 @@ export function emitCommit(p: Program, sizes: Sizes, site: CommitSite): void {
             nodeOf.set(pos, node);
             const g = new ExprGen(p, sizes, reading(reds, redT, pos, `${e} / ${FB}u`), { i: pos, j: pos });
             const idx: Index = { ...head, ...(form.feature ? { [form.feature]: f } : {}) };
-            x.line(`${psiT.at(e)} = ${g.value(x, form.psi, idx, pos)};`);
-            if (lgT && gate && !C) x.line(`${lgT.at(e)} = log(max(${g.value(x, gate.id, gate.perFeature ? idx : { ...head }, pos)}, 1e-30));`);
+            x.line(`${psiT.name}[${e}] = ${g.value(x, form.psi, idx, pos)};`);
+            if (lgT && gate && !C) x.line(`${lgT.name}[${e}] = log(max(${g.value(x, gate.id, gate.perFeature ? idx : { ...head }, pos)}, 1e-30));`);
           });
         });
         l.strided('e', `${TP * CB}u`, (b, e) => {
@@ -229,22 +199,22 @@ export function emitCommit(p: Program, sizes: Sizes, site: CommitSite): void {
             const pos = x.let('pos', `dims.pos0 + ${k}`);
             nodeOf.set(pos, node);
             const full: Index = { ...head, ...x.split(L.rest, sizes, col, 'oc') };
-            x.line(`${vT.at(e)} = ${new ExprGen(p, sizes, read, { i: pos, j: pos }).value(x, q.term.value, full, pos)};`);
+            x.line(`${vT.name}[${e}] = ${new ExprGen(p, sizes, read, { i: pos, j: pos }).value(x, q.term.value, full, pos)};`);
           });
         });
         l.line('workgroupBarrier();');
         l.for('kk', '0u', (kk) => `${kk} < min(${TP}u, dims.t - ${p0})`, (m, kk) => {
           const pos = m.let('pos', `dims.pos0 + ${p0} + ${kk}`);
-          const v = m.let('v', vT.at(`${kk} * ${CB}u + lid % ${CB}u`));
+          const v = m.let('v', `${vT.name}[${kk} * ${CB}u + lid % ${CB}u]`);
           const starts = C ? m.let('starts', `${pos} % ${C}u == 0u && ${pos} > 0u`) : null;
           fe.forEach((_, e) => {
             const at = `${kk} * ${FB}u + ${fr} + ${e}u`;
-            const ps = m.let('ps', psiT.at(at));
+            const ps = m.let('ps', `${psiT.name}[${at}]`);
             if (C) {
               m.line(`if (${starts}) { ${sv[e]} = ${sv[e]} + ${so[e]}; ${so[e]} = 0.0; ${zv[e]} = ${zv[e]} + ${zo[e]}; ${zo[e]} = 0.0; }`);
               m.line(`${so[e]} = ${so[e]} + ${ps} * ${v}; ${zo[e]} = ${zo[e]} + ${ps};`);
             } else {
-              const dec = m.let('dec', gate ? `exp(${lgT!.at(at)})` : '1.0');
+              const dec = m.let('dec', gate ? `exp(${lgT!.name}[${at}])` : '1.0');
               m.line(`${sv[e]} = ${dec} * ${sv[e]} + ${ps} * ${v}; ${zv[e]} = ${dec} * ${zv[e]} + ${ps};`);
             }
           });

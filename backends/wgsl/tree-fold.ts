@@ -22,20 +22,19 @@
 // b · at_i), each node set one buffer. Dims: b, t = P (the pending length), pos0 = the position of S_old, pad = N
 // (the tree's nodes) — the commit's dims, which a chained step's kernel already writes (gpu-chain.ts).
 //
-// The folded kernel's cost grows with P: every node walks the P pending nodes too (⌈P/16⌉ more tiles on its path;
-// ⌈P/64⌉ with TreeOptions.pathTile 64, which walks the path in longer tiles).
+// The folded kernel's cost grows with P: every node walks the P pending nodes too (⌈P/16⌉ more tiles on its path).
 // treeFoldCommitPlan is the separate commit on a packed state, in place, reading the kept nodes: a long pending
 // path can be committed by it and the tree then folded with nothing pending (GpuVerifierOptions.foldUpTo).
 import type { Program } from '../../src/ir/types.ts';
 import { count, programBuffers, programReader, type Sizes } from './common.ts';
 import { offset, type Resolver } from './expr.ts';
 import type { Block } from './wgsl-block.ts';
-import { KernelBuilder, type WorkgroupArray } from './kernel-builder.ts';
+import { KernelBuilder } from './kernel-builder.ts';
 import type { Plan, PlanBuffer } from './plan.ts';
-import { analyseTree, treeKernel, treeSplitOf, TREE_PARENTS, TREE_PATH, TREE_TILE, type TreeAnalysis } from './tree-analysis.ts';
+import { analyseTree, treeKernel, treeSplitOf, TREE_PARENTS, TREE_PATH, TREE_TILE } from './tree-analysis.ts';
 import { emitTreeBody } from './tree-body.ts';
 import { commitBlocks, emitCommit } from './tree-commit.ts';
-import { fitPlanTile, pathTileOf, type TreeOptions } from './tree-split.ts';
+import type { TreeOptions } from './tree-split.ts';
 
 /** The packed state the step reads (S_old), and the one it writes (S_old ⊕ pending): FoldLayout.state. */
 export const FOLD_STATE = 'fold:state';
@@ -77,11 +76,7 @@ export function foldLayout(p: Program, sizes: Sizes): FoldLayout {
 
 export function treeFoldPlan(p: Program, sizes: Sizes, maxNodes: number, opts: TreeOptions = {}): Plan & { readonly layout: FoldLayout } {
   if (!Number.isInteger(maxNodes) || maxNodes < 1) throw new Error(`treeFoldPlan: maxNodes must be a positive integer, got ${maxNodes}`);
-  const split = treeSplitOf(p, sizes, opts.hardware ?? false);
-  return fitPlanTile(pathTileOf(opts, split.threads), (tile) => treeFoldPlanAt(p, sizes, maxNodes, opts, analyseTree(p, sizes, maxNodes, split, tile)));
-}
-
-function treeFoldPlanAt(p: Program, sizes: Sizes, maxNodes: number, opts: TreeOptions, a: TreeAnalysis): { plan: Plan & { readonly layout: FoldLayout }; floats: number } {
+  const a = analyseTree(p, sizes, maxNodes, treeSplitOf(p, sizes, opts.hardware ?? false));
   const WG = a.split.threads;
   const layout = foldLayout(p, sizes);
   const { NS, blocks } = commitBlocks(p, sizes, WG);
@@ -101,13 +96,9 @@ function treeFoldPlanAt(p: Program, sizes: Sizes, maxNodes: number, opts: TreeOp
   const pendingNode = (k: string) => `min(u32(max(round(${kb.use(path)}[b * dims.t + ${k}]), 0.0)), ${maxNodes - 1}u)`;
 
   let treeRead: Resolver | undefined;
-  let values: WorkgroupArray | null = null;
-  const commitFirst = opts.commitFirst ?? false;
-  kb.body.comment(commitFirst
-    ? `workgroups [0, ${NS * blocks}) commit the pending path; the ${NS} · N after them verify node n of head slice s`
-    : `workgroups [0, ${NS} · N) verify node n of head slice s; the ${NS * blocks} after them commit the pending path`);
+  kb.body.comment(`workgroups [0, ${NS} · N) verify node n of head slice s; the ${NS * blocks} after them commit the pending path`);
   kb.body.ifChain([
-    [commitFirst ? `wid.x >= ${NS * blocks}u` : `wid.x < ${NS}u * dims.pad`, (main) => {
+    [`wid.x < ${NS}u * dims.pad`, (main) => {
       const keep = (read: Resolver, main: Block, loadsFirst: boolean): ((main: Block) => void) | void => {
         const used = layout.inputs.flatMap((x) => {
           const node = p.nodes.find((m) => m.op === 'input' && m.name === x.name);
@@ -140,19 +131,16 @@ function treeFoldPlanAt(p: Program, sizes: Sizes, maxNodes: number, opts: TreeOp
           }, { step: (e) => `${e} += ${NS * WG}u` });
         }
       };
-      const T = treeKernel(a, { kb, main, nodes: 'dims.pad', ...(commitFirst && { group: `wid.x - ${NS * blocks}u` }), load, pending: { length: 'dims.t', node: pendingNode, input: pendingInput }, prologue: keep }, opts.loadsFirst ?? true);
+      const T = treeKernel(a, { kb, main, nodes: 'dims.pad', load, pending: { length: 'dims.t', node: pendingNode, input: pendingInput }, prologue: keep }, opts.loadsFirst ?? true);
       treeRead = T.read;
-      values = emitTreeBody(T, main);
+      emitTreeBody(T, main);
     }],
     [null, (main) => {
       emitCommit(p, sizes, {
-        kb, main, group: commitFirst ? 'wid.x' : `wid.x - ${NS}u * dims.pad`, path, rows: `${maxNodes}u`,
+        kb, main, group: `wid.x - ${NS}u * dims.pad`, path, rows: `${maxNodes}u`,
         reader: (rowOf) => (n, idx, where, blk) =>
           n.op === 'input' ? pendingInput(n.name, rowOf(where), offset(n.type.axes, sizes, idx)) : treeRead!(n, idx, where, blk),
-        load, store, wholeRing: true, tile: a.tile,
-        // Longer tiles make both bodies' arrays larger: the commit's share the verifying values' memory (the
-        // default tile keeps its kernel as it was).
-        scratch: a.tile > TREE_TILE ? values : null,
+        load, store, wholeRing: true,
       });
     }],
   ]);
@@ -160,13 +148,13 @@ function treeFoldPlanAt(p: Program, sizes: Sizes, maxNodes: number, opts: TreeOp
     label: `${p.name}.tree-fold`,
     comment: [
       `folded tree step of ${p.name}: ${NS} workgroups per node verify against ${FOLD_STATE} with the pending path (${TREE_PATH}) as the oldest ancestors;`,
-      `${NS * blocks} more${commitFirst ? ', first,' : ''} write ${FOLD_STATE} ⊕ pending into ${FOLD_NEXT}. dims: t = P, pos0 = the state's position, pad = N`,
+      `${NS * blocks} more write ${FOLD_STATE} ⊕ pending into ${FOLD_NEXT}. dims: t = P, pos0 = the state's position, pad = N`,
     ],
     workgroups: (b, t) => [NS * t + NS * blocks, b, 1],
   });
   const nodes = (name: string, role: 'input' | 'output'): PlanBuffer => ({ name, role, floats: (b) => b * maxNodes * W, shape: (b) => [b, maxNodes, W] });
   const states = (name: string): PlanBuffer => ({ name, role: 'state', floats: (b) => b * layout.stateFloats, shape: (b) => [b, layout.stateFloats] });
-  const plan: Plan & { readonly layout: FoldLayout } = {
+  return {
     variant: p.name,
     form: 'tree',
     kernels: [kernel],
@@ -178,10 +166,9 @@ function treeFoldPlanAt(p: Program, sizes: Sizes, maxNodes: number, opts: TreeOp
     ],
     outAxes: p.outAxes,
     sizes,
-    schedule: { workgroup: WG, maxNodes, tile: a.tile },
+    schedule: { workgroup: WG, maxNodes, tile: TREE_TILE },
     layout,
   };
-  return { plan, floats: kb.workgroupFloats() };
 }
 
 /**
@@ -192,7 +179,6 @@ export function treeFoldCommitPlan(p: Program, sizes: Sizes, maxNodes: number, o
   if (!Number.isInteger(maxNodes) || maxNodes < 1) throw new Error(`treeFoldCommitPlan: maxNodes must be a positive integer, got ${maxNodes}`);
   const layout = foldLayout(p, sizes);
   const WG = treeSplitOf(p, sizes, opts.hardware ?? false).threads;
-  const tile = pathTileOf(opts, WG);
   const { NS, blocks } = commitBlocks(p, sizes, WG);
   const kb = new KernelBuilder(WG, ['wid', 'lid']);
   const path = kb.storage(TREE_PATH, false, { always: true });
@@ -207,7 +193,7 @@ export function treeFoldCommitPlan(p: Program, sizes: Sizes, maxNodes: number, o
     kb, main: kb.body, group: 'wid.x', path, rows: `${maxNodes}u`,
     reader: (rowOf) => (n, idx, where, blk) =>
       n.op === 'input' ? `${kb.use(pendBuf)}[(b * ${maxNodes}u + ${rowOf(where)}) * ${W}u + ${inputAt.get(n.name)!}u + ${offset(n.type.axes, sizes, idx)}]` : params(n, idx, where, blk),
-    load: at, store: at, wholeRing: false, tile,
+    load: at, store: at, wholeRing: false,
   });
   const kernel = kb.build({
     label: `${p.name}.tree-commit`,
@@ -226,6 +212,6 @@ export function treeFoldCommitPlan(p: Program, sizes: Sizes, maxNodes: number, o
     ],
     outAxes: p.outAxes,
     sizes,
-    schedule: { workgroup: WG, maxNodes, tile },
+    schedule: { workgroup: WG, maxNodes, tile: TREE_TILE },
   };
 }

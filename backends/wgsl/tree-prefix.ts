@@ -12,16 +12,11 @@
 // depth + F (the old path walk recomputed the score for every column: depth × F).
 // Under a hardware split (tree-split.ts) the committed state's F rows per column are walked by several slices of
 // threads at once, their partial sums added in slice order (committedStateSliced).
-// A tile longer than TREE_TILE (TreeOptions.pathTile: a long path, a folded step's pending nodes and its own, in
-// fewer tiles) would lengthen the column walk's chain with it, TILE dependent multiply-adds a tile for one thread
-// per column: there the spare threads share it (columnSlices), thread (slice sl, column c) taking entries
-// sl, sl + CS, … of every tile into registers that live across the tiles, their sums added in slice order once
-// after the last (one barrier for the whole path instead of a workgroup-memory add per tile).
 import type { Term } from '../../src/ir/types.ts';
 import { ExprGen, type Index } from './expr.ts';
 import type { WorkgroupArray } from './kernel-builder.ts';
 import type { Block } from './wgsl-block.ts';
-import { hoistRowReductions, stateAt, TREE_TILE, type TreeAnalysis, type TreeKernel, type TreePrefix } from './tree-analysis.ts';
+import { hoistRowReductions, stateAt, TREE_TILE, type TreeKernel, type TreePrefix } from './tree-analysis.ts';
 import { slicesOf, unrollOf, type EarlyRows } from './tree-early.ts';
 
 /** Where a term adds its sums: one [NR] array per output item (den only for normalised items). */
@@ -32,29 +27,18 @@ export interface ItemSums {
 
 /** Workgroup arrays the prefix terms share (one term at a time). */
 export interface PrefixTiles {
-  /** The tile's scores A[n, path[k0 + kk]]; null where the column walk adds the lanes' partial scores itself (columnSlices > 1). */
-  readonly A: WorkgroupArray | null;
+  /** The tile's scores A[n, path[k0 + kk]]. */
+  readonly A: WorkgroupArray;
   /** Partial scores of the feature lanes, [TILE · lanes]. */
   readonly part: WorkgroupArray;
   /** The tile's values v_j, [TILE · NR] (a hardware split: TreeSplit.stageValues); null: each column computes its own. */
   readonly values: WorkgroupArray | null;
-  /** The path walk's partial sums of each column slice, [CS · NR] (columnSlices); null with one slice. */
-  readonly walkPart: { readonly num: WorkgroupArray; readonly den: WorkgroupArray | null } | null;
   /** The state phase's partial sums of each slice, [threads] (num, then den where a term normalises); null with one slice. */
   readonly slicePart: { readonly num: WorkgroupArray; readonly den: WorkgroupArray | null } | null;
   /** Running product of the gates from n up to the tile, [gate width]. */
   readonly dacc: WorkgroupArray | null;
   /** The tile's D_{j→n}, [TILE · gate width]. */
   readonly Dt: WorkgroupArray | null;
-}
-
-/**
- * Threads that share one column's walk over a path tile: 1 at TREE_TILE (the kernel as before); with a longer
- * tile as many as the workgroup holds beside the columns, at most the tile.
- */
-export function columnSlices(a: TreeAnalysis): number {
-  if (a.tile <= TREE_TILE) return 1;
-  return Math.max(1, Math.min(a.tile, Math.floor(a.split.threads / a.NR)));
 }
 
 export function emitPrefixTerm(T: TreeKernel, main: Block, q: TreePrefix, t: Term, sums: ItemSums, tiles: PrefixTiles): void {
@@ -65,15 +49,12 @@ export function emitPrefixTerm(T: TreeKernel, main: Block, q: TreePrefix, t: Ter
   const dacc = tiles.dacc?.name;
   const Dt = tiles.Dt?.name;
   const C = q.group;
-  const TILE = a.tile;
-  const CS = columnSlices(a);
-  main.comment(`${t.name}: scores against n's path, ${TILE} ancestors a tile, then the committed state`);
+  main.comment(`${t.name}: scores against n's path, ${TREE_TILE} ancestors a tile, then the committed state`);
   if (gW) main.strided('g', `${gW}u`, (b, g) => b.line(`${dacc}[${g}] = 1.0;`));
-  const walk = CS > 1 ? slicedWalk(T, main, t, sums, tiles, CS) : null;
   main.for('k0', '0u', (k0) => `${k0} < depth`, (l, k0) => {
     if (gW) {
       l.comment('the gates of the tile, then D_{j→n} = the product of the gates below j (an exclusive scan per gate value)');
-      l.strided('e', `${TILE * gW}u`, (b, e) => {
+      l.strided('e', `${TREE_TILE * gW}u`, (b, e) => {
         const k = b.let('k', `${k0} + ${e} / ${gW}u`);
         const gate = b.var('gate', '1.0');
         b.block(`if (${k} < depth)`, (c) => {
@@ -88,7 +69,7 @@ export function emitPrefixTerm(T: TreeKernel, main: Block, q: TreePrefix, t: Ter
       l.line('workgroupBarrier();');
       l.strided('g', `${gW}u`, (b, g) => {
         const d = b.var('d', `${dacc}[${g}]`);
-        b.for('kk', '0u', (kk) => `${kk} < ${TILE}u`, (c, kk) => {
+        b.for('kk', '0u', (kk) => `${kk} < ${TREE_TILE}u`, (c, kk) => {
           const x = c.let('x', `${Dt}[${kk} * ${gW}u + ${g}]`);
           c.line(`${Dt}[${kk} * ${gW}u + ${g}] = ${d}; ${d} = ${d} * ${x};`);
         });
@@ -96,11 +77,6 @@ export function emitPrefixTerm(T: TreeKernel, main: Block, q: TreePrefix, t: Ter
       });
       l.line('workgroupBarrier();');
     }
-    // The long-path form loads this thread's values of the tile into registers before the scores, so that their
-    // round trip overlaps the scores' own (each store to workgroup memory waits for its load; the stores follow
-    // the scores): TILE · NR / threads of them, unrolled.
-    const vals = tiles.values?.name;
-    const early = vals && walk && (TILE * a.NR) % a.split.threads === 0 ? earlyValues(T, l, t, k0, TILE * a.NR / a.split.threads) : null;
     l.block('', (b) => {
       b.comment(`scores: thread (kk, lane) sums features lane, lane + ${LANES}, … of A[n, path[k0 + kk]]`);
       const k = b.let('k', `${k0} + lid / ${LANES}u`);
@@ -127,12 +103,10 @@ export function emitPrefixTerm(T: TreeKernel, main: Block, q: TreePrefix, t: Ter
       });
       b.line(`${tiles.part.name}[lid] = ${part};`);
     });
-    if (early) {
-      l.comment("the tile's values, loaded above, into workgroup memory");
-      for (const { e, v } of early) l.line(`${vals}[${e}] = ${v};`);
-    } else if (vals) {
+    const vals = tiles.values?.name;
+    if (vals) {
       l.comment("the tile's values, all loaded at once (the column walk below reads them here, not one load after another)");
-      l.strided('e', `${TILE * a.NR}u`, (b, e) => {
+      l.strided('e', `${TREE_TILE * a.NR}u`, (b, e) => {
         const k = b.let('k', `${k0} + ${e} / ${a.NR}u`);
         b.block(`if (${k} < depth)`, (c) => {
           const full: Index = { ...T.head, ...c.split(a.L.rest, a.sizes, `${e} % ${a.NR}u`, 'vc') };
@@ -144,110 +118,36 @@ export function emitPrefixTerm(T: TreeKernel, main: Block, q: TreePrefix, t: Ter
       });
     }
     l.line('workgroupBarrier();');
-    if (walk) walk.tile(l, k0, LANES);
-    else {
-      l.block(`if (lid < ${TILE}u)`, (b) => {
-        const s = b.var('sc', '0.0');
-        b.for('ln', '0u', (ln) => `${ln} < ${LANES}u`, (c, ln) => c.line(`${s} = ${s} + ${tiles.part.name}[lid * ${LANES}u + ${ln}];`));
-        b.line(`${tiles.A!.name}[lid] = ${s};`);
-      });
-      l.line('workgroupBarrier();');
-      l.strided('col', `${a.NR}u`, (b, col) => {
-        b.comment('A · v over the tile');
-        const full: Index = { ...T.head, ...b.split(a.L.rest, a.sizes, col, 'oc') };
-        const nu = b.var('nu', '0.0');
-        const de = sums.den ? b.var('de', '0.0') : null;
-        b.for('kk', '0u', (kk) => `${kk} < min(${TILE}u, depth - ${k0})`, (c, kk) => {
-          let v = `${vals}[${kk} * ${a.NR}u + ${col}]`;
-          if (!vals) {
-            const k = c.let('k', `${k0} + ${kk}`);
-            const ju = c.let('ju', `${T.path.name}[${k}]`);
-            const aJ = c.let('aJ', `an - ${k}`);
-            T.at(aJ, ju);
-            v = new ExprGen(a.p, a.sizes, T.read, { i: 'an', j: aJ }).value(c, t.value, full, aJ);
-          }
-          const sc = c.let('sc', `${tiles.A!.name}[${kk}]`);
-          c.line(`${nu} = ${nu} + ${sc} * ${v};${de ? ` ${de} = ${de} + ${sc};` : ''}`);
-        });
-        b.line(`${sums.num.name}[${col}] += ${nu};${de ? ` ${sums.den!.name}[${col}] += ${de};` : ''}`);
-      });
-    }
+    l.block(`if (lid < ${TREE_TILE}u)`, (b) => {
+      const s = b.var('sc', '0.0');
+      b.for('ln', '0u', (ln) => `${ln} < ${LANES}u`, (c, ln) => c.line(`${s} = ${s} + ${tiles.part.name}[lid * ${LANES}u + ${ln}];`));
+      b.line(`${tiles.A.name}[lid] = ${s};`);
+    });
     l.line('workgroupBarrier();');
-  }, { step: (k0) => `${k0} += ${TILE}u` });
-  walk?.finish();
+    l.strided('col', `${a.NR}u`, (b, col) => {
+      b.comment('A · v over the tile');
+      const full: Index = { ...T.head, ...b.split(a.L.rest, a.sizes, col, 'oc') };
+      const nu = b.var('nu', '0.0');
+      const de = sums.den ? b.var('de', '0.0') : null;
+      b.for('kk', '0u', (kk) => `${kk} < min(${TREE_TILE}u, depth - ${k0})`, (c, kk) => {
+        let v = `${vals}[${kk} * ${a.NR}u + ${col}]`;
+        if (!vals) {
+          const k = c.let('k', `${k0} + ${kk}`);
+          const ju = c.let('ju', `${T.path.name}[${k}]`);
+          const aJ = c.let('aJ', `an - ${k}`);
+          T.at(aJ, ju);
+          v = new ExprGen(a.p, a.sizes, T.read, { i: 'an', j: aJ }).value(c, t.value, full, aJ);
+        }
+        const sc = c.let('sc', `${tiles.A.name}[${kk}]`);
+        c.line(`${nu} = ${nu} + ${sc} * ${v};${de ? ` ${de} = ${de} + ${sc};` : ''}`);
+      });
+      b.line(`${sums.num.name}[${col}] += ${nu};${de ? ` ${sums.den!.name}[${col}] += ${de};` : ''}`);
+    });
+    l.line('workgroupBarrier();');
+  }, { step: (k0) => `${k0} += ${TREE_TILE}u` });
   if (tiles.slicePart && slicesOf(q.F, a.split.slices) > 1) committedStateSliced(T, main, q, sums, phi, dacc, tiles.slicePart);
   else committedState(T, main, q, sums, phi, dacc);
   main.line('workgroupBarrier();');
-}
-
-/**
- * Element lid + u · threads (u < U) of the tile's values [TILE, NR] into a register each (0 past the path's
- * end, which no walk reads), for the stores to workgroup memory after the scores.
- */
-function earlyValues(T: TreeKernel, l: Block, t: Term, k0: string, U: number): { e: string; v: string }[] {
-  const { a } = T;
-  l.comment(`this thread's ${U} values of the tile, into registers before the scores`);
-  return [...Array(U).keys()].map((u) => {
-    const e = l.let('ve', u ? `lid + ${u * a.split.threads}u` : 'lid');
-    const k = l.let('vk', `${k0} + ${e} / ${a.NR}u`);
-    const v = l.var('vv', '0.0');
-    l.block(`if (${k} < depth)`, (c) => {
-      const full: Index = { ...T.head, ...c.split(a.L.rest, a.sizes, `${e} % ${a.NR}u`, 'vc') };
-      const ju = c.let('ju', `${T.path.name}[${k}]`);
-      const aJ = c.let('aJ', `an - ${k}`);
-      T.at(aJ, ju);
-      c.line(`${v} = ${new ExprGen(a.p, a.sizes, T.read, { i: 'an', j: aJ }).value(c, t.value, full, aJ)};`);
-    });
-    return { e, v };
-  });
-}
-
-/**
- * The column walk of a long tile (TreeOptions.pathTile) shared by CS threads a column: `tile` emits, inside the
- * tile loop after the scores' barrier, thread (sl, c)'s entries sl, sl + CS, … of the tile into its registers, each
- * entry's score added from its `lanes` partial sums where it is read (no reduction into A, and one barrier less a tile);
- * `finish`, after the loop, adds the slices' sums in slice order into the item's sums.
- */
-function slicedWalk(T: TreeKernel, main: Block, t: Term, sums: ItemSums, tiles: PrefixTiles, CS: number): { tile: (l: Block, k0: string, lanes: number) => void; finish: () => void } {
-  const { a } = T;
-  const part = tiles.walkPart!;
-  const vals = tiles.values?.name;
-  main.comment(`the path walk's columns: ${CS} threads a column, each every ${CS}th entry of a tile, its sums in registers across the tiles`);
-  const wc = main.let('wc', `lid % ${a.NR}u`);
-  const wsl = main.let('wsl', `lid / ${a.NR}u`);
-  const nu = main.var('wnu', '0.0');
-  const de = sums.den ? main.var('wde', '0.0') : null;
-  return {
-    tile: (l, k0, lanes) => {
-      l.block(`if (${wsl} < ${CS}u)`, (b) => {
-        b.comment('A · v over the entries of the tile this thread takes');
-        const full: Index = { ...T.head, ...b.split(a.L.rest, a.sizes, wc, 'oc') };
-        b.for('kk', wsl, (kk) => `${kk} < min(${a.tile}u, depth - ${k0})`, (c, kk) => {
-          let v = `${vals}[${kk} * ${a.NR}u + ${wc}]`;
-          if (!vals) {
-            const k = c.let('k', `${k0} + ${kk}`);
-            const ju = c.let('ju', `${T.path.name}[${k}]`);
-            const aJ = c.let('aJ', `an - ${k}`);
-            T.at(aJ, ju);
-            v = new ExprGen(a.p, a.sizes, T.read, { i: 'an', j: aJ }).value(c, t.value, full, aJ);
-          }
-          // The entry's score from its lanes' partial sums, added in lane order (as the reduction into A would).
-          const lane = (ln: number) => `${tiles.part.name}[${kk} * ${lanes}u${ln ? ` + ${ln}u` : ''}]`;
-          const sc = c.let('sc', lanes === 1 ? lane(0) : `${[...Array(lanes).keys()].map(lane).join(' + ')}`);
-          c.line(`${nu} = ${nu} + ${sc} * ${v};${de ? ` ${de} = ${de} + ${sc};` : ''}`);
-        }, { step: (kk) => `${kk} += ${CS}u` });
-      });
-    },
-    finish: () => {
-      main.line(`if (${wsl} < ${CS}u) { ${part.num.name}[lid] = ${nu};${de ? ` ${part.den!.name}[lid] = ${de};` : ''} }`);
-      main.line('workgroupBarrier();');
-      main.strided('col', `${a.NR}u`, (b, col) => {
-        const add = (arr: string) => [...Array(CS).keys()].map((k) => `${arr}[${k ? `${k * a.NR}u + ` : ''}${col}]`).join(' + ');
-        b.line(`${sums.num.name}[${col}] += ${add(part.num.name)};${de ? ` ${sums.den!.name}[${col}] += ${add(part.den!.name)};` : ''}`);
-      });
-      main.line('workgroupBarrier();');
-    },
-  };
 }
 
 /** What the committed state's row walk reads: S, z, and (past_groups) So, zo with the test whether n left the open group. */

@@ -30,68 +30,6 @@ export interface TreeOptions {
    * barrier (tree-early.ts). Off builds the kernels as before, byte for byte, for comparison.
    */
   readonly loadsFirst?: boolean;
-  /**
-   * Path entries per tile (default DEFAULT_PATH_TILE = 16: the kernels as before, byte for byte): the verifying
-   * kernels' ancestors per tile of a prefix term's walk and the commit's path entries per tile. A tile costs a
-   * workgroup round trips to memory for its keys and values and three barriers, whatever its length; a folded
-   * 64-node chain walks up to 130 entries (its own 65 and 65 pending), 9 tiles of 16 one after another, 3 of 64.
-   * A longer tile is the long-path form (tree-prefix.ts, tree-analysis.ts): the column walk shared by several
-   * threads a column, which add the lanes' partial scores themselves and keep their sums in registers across
-   * tiles; a tile's values loaded before its scores; n's root path by jump tables, not lid 0's walk up the
-   * parents; the fold's pending entries loaded with the parents. A power of two from 16 up to the split's threads:
-   * the most entries a tile, halved (not below 16) while the kernel's workgroup memory would pass LONG_TILE_BYTES
-   * (fitPlanTile; the commit's arrays: fitTile).
-   */
-  readonly pathTile?: number;
-  /**
-   * The folded kernel's commit workgroups first (default off: after the verifying ones, the kernel as before). A
-   * GPU starts workgroups roughly in index order; when the verifying ones do not all fit at once, commit
-   * workgroups placed after them start only as the last of them do, and their walk along the pending path adds to
-   * the launch's tail (call 65: folded 0.540 ms, the same as the tree with nothing pending, 0.328, plus the commit
-   * in its own launch, 0.210). First, they run beside the verifying ones.
-   */
-  readonly commitFirst?: boolean;
-}
-
-/** Path entries per tile unless TreeOptions.pathTile says otherwise (tree-analysis.ts's TREE_TILE). */
-export const DEFAULT_PATH_TILE = 16;
-
-/**
- * Floats of workgroup memory the commit's tile arrays (ψ, log-gates, values) may take at a longer tile: 2048
- * (8 KB), so that the folded kernel keeps them in its verifying values' memory (tree-fold.ts).
- */
-export const TILE_FLOATS = { commit: 2048 } as const;
-
-/**
- * Workgroup memory a longer tile may bring a verifying kernel to: 32 KB (lavapipe's limit; the H200 allows 48), or
- * what the default tile's kernel takes where that is more (based's Taylor features).
- */
-export const LONG_TILE_BYTES = 32 * 1024;
-
-/**
- * The plan at the longest tile up to `want` (halving, not below DEFAULT_PATH_TILE) whose kernel's workgroup
- * memory keeps within LONG_TILE_BYTES or the default tile's: `build(tile)` gives the plan and its workgroup floats.
- */
-export function fitPlanTile<P>(want: number, build: (tile: number) => { readonly plan: P; readonly floats: number }): P {
-  let got = build(want);
-  if (want === DEFAULT_PATH_TILE) return got.plan;
-  const limit = Math.max(LONG_TILE_BYTES, 4 * build(DEFAULT_PATH_TILE).floats);
-  for (let t = want / 2; 4 * got.floats > limit && t >= DEFAULT_PATH_TILE; t /= 2) got = build(t);
-  return got.plan;
-}
-
-/** The longest tile up to `tile` (halving, not below DEFAULT_PATH_TILE) whose `perEntry` floats an entry fit in `budget`. */
-export function fitTile(tile: number, perEntry: number, budget: number): number {
-  let t = tile;
-  while (t > DEFAULT_PATH_TILE && t * perEntry > budget) t /= 2;
-  return t;
-}
-
-/** TreeOptions.pathTile at a split of `threads` invocations, checked. */
-export function pathTileOf(opts: TreeOptions, threads: number): number {
-  const t = opts.pathTile ?? DEFAULT_PATH_TILE;
-  if (!(Number.isInteger(t) && t >= 16 && (t & (t - 1)) === 0 && t <= threads)) throw new Error(`tree options: pathTile must be a power of two from 16 to the workgroup's ${threads} threads, got ${t}`);
-  return t;
 }
 
 /** The software split: every tree kernel as it ran before the split (TREE_WG threads, one slice). */

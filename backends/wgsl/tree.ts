@@ -25,41 +25,35 @@ import type { Plan, PlanBuffer } from './plan.ts';
 import { recurrentPlan } from './recurrent.ts';
 import { isSoftmaxProgram } from './softmax-analysis.ts';
 import { softmaxTreeCommitPlan, softmaxTreePlan } from './softmax-tree.ts';
-import { analyseTree, treeKernel, treeSplitOf, TREE_PARENTS, TREE_PATH, type TreeAnalysis } from './tree-analysis.ts';
+import { analyseTree, treeKernel, treeSplitOf, TREE_PARENTS, TREE_PATH, TREE_TILE } from './tree-analysis.ts';
 import { emitTreeBody } from './tree-body.ts';
 import { treeCommitKernel } from './tree-commit.ts';
-import { fitPlanTile, pathTileOf, type TreeOptions } from './tree-split.ts';
+import type { TreeOptions } from './tree-split.ts';
 
 export { TREE_PARENTS, TREE_PATH } from './tree-analysis.ts';
 
 export function treePlan(p: Program, sizes: Sizes, maxNodes: number, opts: TreeOptions = {}): Plan {
   if (!Number.isInteger(maxNodes) || maxNodes < 1) throw new Error(`treePlan: maxNodes must be a positive integer, got ${maxNodes}`);
   if (isSoftmaxProgram(p)) return softmaxTreePlan(p, sizes, maxNodes); // the cache and the root path (softmax-tree.ts)
-  const split = treeSplitOf(p, sizes, opts.hardware ?? false);
-  return fitPlanTile(pathTileOf(opts, split.threads), (tile) => treePlanAt(p, sizes, maxNodes, opts, analyseTree(p, sizes, maxNodes, split, tile)));
-}
-
-function treePlanAt(p: Program, sizes: Sizes, maxNodes: number, opts: TreeOptions, a: TreeAnalysis): { plan: Plan; floats: number } {
+  const a = analyseTree(p, sizes, maxNodes, treeSplitOf(p, sizes, opts.hardware ?? false));
   const T = treeKernel(a, undefined, opts.loadsFirst ?? true);
   emitTreeBody(T);
   const { kb } = T;
-  const floats = kb.workgroupFloats();
   const kernel = kb.build({
     label: `${p.name}.tree`,
     comment: [`tree verification kernel of ${p.name}: one workgroup per (b, head slice, node) against the committed state, read only (parents in ${TREE_PARENTS})`],
     workgroups: (b, t) => [a.NS * t, b, 1],
   });
   const parents: PlanBuffer = { name: TREE_PARENTS, role: 'input', floats: (b, t) => b * t, shape: (b, t) => [b, t] };
-  const plan: Plan = {
+  return {
     variant: p.name,
     form: 'tree',
     kernels: [kernel],
     buffers: [...programBuffers(p, sizes), parents, ...a.st.buffers],
     outAxes: p.outAxes,
     sizes,
-    schedule: { workgroup: a.split.threads, maxNodes, tile: a.tile },
+    schedule: { workgroup: a.split.threads, maxNodes, tile: TREE_TILE },
   };
-  return { plan, floats };
 }
 
 /**
@@ -79,6 +73,5 @@ export function treeCommitPlan(p: Program, sizes: Sizes, maxNodes: number, opts:
     { name: TREE_PATH, role: 'input', floats: (b, t) => b * t, shape: (b, t) => [b, t] },
   ];
   const threads = treeSplitOf(p, sizes, opts.hardware ?? false).threads;
-  const tile = pathTileOf(opts, threads);
-  return { variant: p.name, form: 'tree-commit', kernels: [treeCommitKernel(p, sizes, threads, tile)], buffers, outAxes: p.outAxes, sizes, schedule: { workgroup: threads, maxNodes, tile } };
+  return { variant: p.name, form: 'tree-commit', kernels: [treeCommitKernel(p, sizes, threads)], buffers, outAxes: p.outAxes, sizes, schedule: { workgroup: threads, maxNodes, tile: TREE_TILE } };
 }

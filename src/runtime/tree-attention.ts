@@ -17,7 +17,6 @@ import { FOLD_KEPT, FOLD_NEXT, FOLD_PENDING, FOLD_STATE, treeFoldCommitPlan, tre
 import { isSoftmaxProgram } from '../../backends/wgsl/softmax-analysis.ts';
 import { TREE_PARENTS, TREE_PATH, treeCommitPlan, treePlan } from '../../backends/wgsl/tree.ts';
 import type { Plan } from '../../backends/wgsl/plan.ts';
-import type { TreeOptions } from '../../backends/wgsl/tree-split.ts';
 import type { Program } from '../ir/types.ts';
 import { BufferUsage, type Gpu } from './device.ts';
 import { PlanRunner } from './executor.ts';
@@ -78,11 +77,8 @@ export interface TreeAttention {
 export interface TreeAttentionFactory {
   readonly tree: Plan;
   readonly commit: Plan;
-  /**
-   * The folded step's plan and its packed layout; null where the fold does not apply (softmax attention). `long`:
-   * the folded plan at TreeAttentionOptions.longPathTile (null without one).
-   */
-  readonly fold: { readonly plan: Plan; readonly commit: Plan; readonly layout: FoldLayout; readonly long: Plan | null } | null;
+  /** The folded step's plan and its packed layout; null where the fold does not apply (softmax attention). */
+  readonly fold: { readonly plan: Plan; readonly commit: Plan; readonly layout: FoldLayout } | null;
   readonly maxNodes: number;
   /** Names of the state buffers both plans bind (as the recurrent plan names them). */
   readonly stateNames: readonly string[];
@@ -91,49 +87,30 @@ export interface TreeAttentionFactory {
 }
 
 /**
- * N + P, a folded step's nodes and its pending path, above which TreeAttentionOptions.longPathTile's plan runs: a
- * node's path passes two tiles of 16 only there (a 16-node step after a 16-node path: 34).
- */
-export const LONG_PATH = 32;
-
-/** How compileTreeAttention builds the kernels (TreeOptions less the split) and which it runs when. */
-export interface TreeAttentionOptions extends Omit<TreeOptions, 'hardware'> {
-  /**
-   * A second folded plan at this path tile (TreeOptions.pathTile: 32 or 64), run by folded steps whose N + P passes
-   * LONG_PATH, where its fewer tiles pay; shorter ones keep the plan at pathTile. The choice is the host's, at
-   * encode time, from the node count and the pending length it passes (in a chained run, the bound it passes).
-   */
-  readonly longPathTile?: number;
-}
-
-/**
  * Compiles the tree and commit plans of `program` (after the passes) at fixed axis sizes. `hardware`: split the
  * kernels' work for a hardware adapter (backends/wgsl/tree-split.ts; default: unless the adapter is software — tests
- * force it to run the hardware split on lavapipe). `kernels`: the rest of TreeOptions — loadsFirst false builds the
- * verifying kernels without it (tests comparing the two), pathTile walks paths in longer tiles (the bench and tests).
+ * force it to run the hardware split on lavapipe). `loadsFirst`: false builds the verifying kernels without
+ * TreeOptions.loadsFirst (tests comparing the two).
  */
-export async function compileTreeAttention(gpu: Gpu, program: Program, sizes: Readonly<Record<string, number>>, maxNodes: number, hardware = !gpu.isSoftware, kernels: TreeAttentionOptions = {}): Promise<TreeAttentionFactory> {
-  const { longPathTile, ...rest } = kernels;
-  const opts: TreeOptions = { ...rest, hardware };
+export async function compileTreeAttention(gpu: Gpu, program: Program, sizes: Readonly<Record<string, number>>, maxNodes: number, hardware = !gpu.isSoftware, loadsFirst?: boolean): Promise<TreeAttentionFactory> {
+  const opts = { hardware, ...(loadsFirst !== undefined && { loadsFirst }) };
   const tree = treePlan(program, sizes, maxNodes, opts);
   const commit = treeCommitPlan(program, sizes, maxNodes, opts);
   let fold = isSoftmaxProgram(program) ? null : { plan: treeFoldPlan(program, sizes, maxNodes, opts), commit: treeFoldCommitPlan(program, sizes, maxNodes, opts) };
   // A variant with many parameters could bind more storage buffers than the adapter allows: it keeps the separate commit.
   const storage = (plan: Plan) => Math.max(...plan.kernels.map((k) => k.bindings.length - 1));
   if (fold && storage(fold.plan) > gpu.limits.maxStorageBuffersPerShaderStage) fold = null;
-  const long = fold && longPathTile !== undefined && longPathTile !== fold.plan.schedule.tile ? treeFoldPlan(program, sizes, maxNodes, { ...opts, pathTile: longPathTile }) : null;
-  const [treeRunner, commitRunner, foldRunner, foldCommitRunner, longRunner] = await Promise.all([
+  const [treeRunner, commitRunner, foldRunner, foldCommitRunner] = await Promise.all([
     PlanRunner.create(gpu, tree), PlanRunner.create(gpu, commit),
     ...(fold ? [PlanRunner.create(gpu, fold.plan), PlanRunner.create(gpu, fold.commit)] : []),
-    ...(long ? [PlanRunner.create(gpu, long)] : []),
   ]);
-  const foldRunners = foldRunner && foldCommitRunner ? { tree: foldRunner, commit: foldCommitRunner, long: longRunner ?? null } : null;
+  const foldRunners = foldRunner && foldCommitRunner ? { tree: foldRunner, commit: foldCommitRunner } : null;
   const scratch = new ScratchBuffers(gpu, maxNodes);
   const stateNames = tree.buffers.filter((b) => b.role === 'state').map((b) => b.name);
   return {
     tree,
     commit,
-    fold: fold && { ...fold, layout: fold.plan.layout, long },
+    fold: fold && { ...fold, layout: fold.plan.layout },
     maxNodes,
     stateNames,
     layer: (params, label = program.name) => {
@@ -205,8 +182,7 @@ class TreeLayer implements TreeAttention {
     private readonly params: Readonly<Record<string, GPUBuffer>>,
     private readonly tree: PlanRunner,
     private readonly commit: PlanRunner,
-    /** `long`: the folded plan at TreeAttentionOptions.longPathTile, for steps whose N + P passes LONG_PATH. */
-    private readonly fold: { readonly tree: PlanRunner; readonly commit: PlanRunner; readonly long: PlanRunner | null } | null,
+    private readonly fold: { readonly tree: PlanRunner; readonly commit: PlanRunner } | null,
     private readonly scratch: ScratchBuffers,
     private readonly maxNodes: number,
   ) {
@@ -251,11 +227,9 @@ class TreeLayer implements TreeAttention {
     all[FOLD_NEXT] = to.state;
     all[FOLD_PENDING] = from.nodes;
     all[FOLD_KEPT] = to.nodes;
-    const long = this.fold.long !== null && nNodes + pathLength > LONG_PATH;
-    const runner = long ? this.fold.long! : this.fold.tree;
-    const bound = this.bound(long ? 'fl' : 'f', runner, all, b, nNodes, dims ?? this.foldDims);
+    const bound = this.bound('f', this.fold.tree, all, b, nNodes, dims ?? this.foldDims);
     if (!dims) this.gpu.device.queue.writeBuffer(this.foldDims, 0, Uint32Array.of(b, pathLength, pos, nNodes));
-    runner.encode(pass, bound);
+    this.fold.tree.encode(pass, bound);
   }
 
   encodeFoldCommit(pass: GPUComputePassEncoder, path: GPUBuffer, set: FoldSet, b: number, pos: number, pathLength: number): void {

@@ -74,18 +74,6 @@ export interface GpuVerifierOptions {
    * walks the pending path too, which a long path can make cost more than the launch it saves.
    */
   readonly foldUpTo?: number;
-  /**
-   * Path entries per tile of the tree kernels (backends/wgsl/tree-split.ts TreeOptions.pathTile; default 16): 64
-   * walks a long path — a 64-node step's own nodes and the 65 pending it folds — in fewer tiles.
-   */
-  readonly pathTile?: number;
-  /**
-   * A second folded plan at this path tile, run by the folded steps whose nodes and pending path pass LONG_PATH
-   * (runtime/tree-attention.ts TreeAttentionOptions.longPathTile): long paths in long tiles, short ones as before.
-   */
-  readonly longPathTile?: number;
-  /** The folded kernels' commit workgroups before the verifying ones (backends/wgsl/tree-split.ts TreeOptions.commitFirst). */
-  readonly commitFirst?: boolean;
 }
 
 interface Verified {
@@ -155,11 +143,7 @@ export class GpuTreeVerifier implements TreeVerifier, BatchTreeVerifier {
     if (!(Number.isInteger(opts.maxNodes) && opts.maxNodes >= 1)) throw new Error(`tree verifier: maxNodes must be a positive integer, got ${opts.maxNodes}`);
     const maxBatch = opts.maxBatch ?? 1;
     if (!(Number.isInteger(maxBatch) && maxBatch >= 1)) throw new Error(`tree verifier: maxBatch must be a positive integer, got ${maxBatch}`);
-    const factory = await compileTreeAttention(gpu, program, variantAxisSizes(program, config.numHeads, config.headDim), opts.maxNodes, !gpu.isSoftware, {
-      ...(opts.pathTile !== undefined && { pathTile: opts.pathTile }),
-      ...(opts.longPathTile !== undefined && { longPathTile: opts.longPathTile }),
-      ...(opts.commitFirst !== undefined && { commitFirst: opts.commitFirst }),
-    });
+    const factory = await compileTreeAttention(gpu, program, variantAxisSizes(program, config.numHeads, config.headDim), opts.maxNodes);
     const layers = model.weights.layers.map((l, n) =>
       factory.layer(Object.fromEntries(Object.entries(l.attention).map(([name, t]) => [name, t.buffer])), `layer ${n} tree attention`),
     );
