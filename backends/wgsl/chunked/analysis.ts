@@ -67,6 +67,11 @@ export interface ChunkKernelSpec {
    * kernel admits it (chunked/stage.ts prefetchStage). Absent: on; false: stage as before (a bench times both).
    */
   readonly prefetch?: boolean;
+  /**
+   * Stage φ (and keep z) as vec4<f32> in workgroup memory and read them four features at a time in the score tiles,
+   * φ·z and φ·S_prev (PrefixPlan.vec4: where a term admits it). Absent or false: every array f32, as before.
+   */
+  readonly vec4?: boolean;
 }
 
 export interface KeptParts {
@@ -105,6 +110,13 @@ export interface PrefixPlan {
   readonly psiHalo: number;
   /** ψ staged feature-major ([F][C+1], padded against bank conflicts) for the score tiles; row-major when a bounded term reads it too. */
   readonly transposed: boolean;
+  /**
+   * φ staged as [C][F/4] vec4<f32> and z as [F/4] vec4<f32> (ChunkKernelSpec.vec4), so the loops over features step
+   * by 4 with one workgroup-memory load of φ where they made four: those loads are the kernel's bound (a warp's φ
+   * load is a broadcast, one wavefront each, beside one for S or ψ). Only where F is a multiple of 4 and no bounded
+   * term reads φ as its query feature (that reads φ element by element, through the alias).
+   */
+  readonly vec4: boolean;
 }
 
 /** A bounded term's query or key feature, staged per row (the head axes fixed): W floats per row over `axes`. */
@@ -253,7 +265,9 @@ export function analyseChunk(spec: ChunkKernelSpec): ChunkAnalysis {
 function prefixPlans(spec: ChunkKernelSpec, HALO: number): PrefixPlan[] {
   const { program: p, sizes, terms } = spec;
   const C = spec.schedule.chunk;
-  const keyFeatures = new Set(terms.filter((t) => t.form.kind !== 'prefix').flatMap((t) => frontier(p, t.score).key));
+  const bounded = terms.filter((t) => t.form.kind !== 'prefix').map((t) => frontier(p, t.score));
+  const keyFeatures = new Set(bounded.flatMap((f) => f.key));
+  const queryFeatures = new Set(bounded.flatMap((f) => f.query));
   const plans: PrefixPlan[] = [];
   for (const term of terms) {
     if (term.form.kind !== 'prefix') continue;
@@ -269,6 +283,7 @@ function prefixPlans(spec: ChunkKernelSpec, HALO: number): PrefixPlan[] {
       exportOpen: exported ? pg : 0,
       psiHalo: keyFeatures.has(form.psi) ? HALO : 0,
       transposed: !keyFeatures.has(form.psi),
+      vec4: !!spec.vec4 && F % 4 === 0 && !queryFeatures.has(form.phi),
     });
   }
   return plans;

@@ -74,24 +74,25 @@ export interface ChunkKernel {
  * (chunked/sections.ts) lets their `chunk` arrays share memory; a plain kernel declares every array.
  */
 export interface ArrayAllocator {
-  keep(stem: string, length: number, note?: string): WorkgroupArray;
-  chunk(stem: string, length: number, note?: string): WorkgroupArray;
+  /** `length` elements of `type` (default f32). */
+  keep(stem: string, length: number, note?: string, type?: WorkgroupArray['type']): WorkgroupArray;
+  chunk(stem: string, length: number, note?: string, type?: WorkgroupArray['type']): WorkgroupArray;
 }
 
 export function ownArrays(kb: KernelBuilder): ArrayAllocator {
-  const make = (stem: string, length: number, note?: string) => kb.workgroup(stem, length, note);
+  const make = (stem: string, length: number, note?: string, type?: WorkgroupArray['type']) => kb.workgroup(stem, length, note, type);
   return { keep: make, chunk: make };
 }
 
 export function declareArrays(a: ChunkAnalysis, kb: KernelBuilder, alloc: ArrayAllocator = ownArrays(kb)): ChunkArrays {
   const { C, R } = a;
   const prefix = a.prefix.map((q): PrefixArrays => {
-    const phi = alloc.chunk(`phi${q.k}`, C * q.F);
+    const phi = q.vec4 ? alloc.chunk(`phi${q.k}`, (C * q.F) / 4, `[row][f / 4], four features a vec4`, 'vec4<f32>') : alloc.chunk(`phi${q.k}`, C * q.F);
     const psi = q.transposed
       ? alloc.chunk(`psi${q.k}`, (C + 1) * q.F, `[f][row], rows padded to ${C + 1}`)
       : alloc.chunk(`psi${q.k}`, (C + q.psiHalo) * q.F, 'also the key feature of a bounded term, with its halo');
     const S = alloc.keep(`S${q.k}`, q.F * R);
-    const z = alloc.keep(`z${q.k}`, q.F);
+    const z = q.vec4 ? alloc.keep(`z${q.k}`, q.F / 4, '[f / 4]', 'vec4<f32>') : alloc.keep(`z${q.k}`, q.F);
     const open = q.openGroup
       ? { So: alloc.keep(`So${q.k}`, q.F * R, `the group still open (past_groups(${q.openGroup}) spans several chunks)`), zo: alloc.keep(`zo${q.k}`, q.F) }
       : {};
@@ -140,6 +141,20 @@ export function declareBindings(a: ChunkAnalysis, kb: KernelBuilder): ChunkBindi
   const out = partial ? undefined : kb.storage('out:o', true, { always: true });
   const kept = new Map((a.spec.keep ?? []).map((k) => [k.g, { num: kb.storage(k.num, true, { always: true }), den: kb.storage(k.den, true, { always: true }), denAxes: k.denAxes }]));
   return { read, state, segS: seg.map((x) => x[0]), segZ: seg.map((x) => x[1]), out, parts, kept };
+}
+
+/**
+ * Element i (a u32 expression) of a workgroup array as an f32 reference: `arr[i]`, or of a vec4 array (PrefixPlan.vec4)
+ * its component i % 4 — a dynamic component, for the statements outside the loops over features (state start, the z
+ * update, exports), which touch each element once a chunk.
+ */
+export function elem(arr: WorkgroupArray, i: string): string {
+  return arr.type === 'vec4<f32>' ? `${arr.name}[(${i}) / 4u][(${i}) % 4u]` : `${arr.name}[${i}]`;
+}
+
+/** φ_k at `row` (from the chunk start), features 4·f4 … 4·f4 + 3, of a vec4 term (PrefixPlan.vec4). */
+export function phiVec(K: ChunkKernel, q: PrefixPlan, row: string, f4: string): string {
+  return `${K.arrays.prefix[q.k].phi.name}[(${row}) * ${q.F / 4}u + ${f4}]`;
 }
 
 /** ψ_k[row, f] in workgroup memory (row counted from the chunk start). */

@@ -10,8 +10,8 @@ import type { OutputItem, Term } from '../../../src/ir/types.ts';
 import { count, maskCondition } from '../common.ts';
 import { ExprGen, offset, type Index } from '../expr.ts';
 import type { Block } from '../wgsl-block.ts';
-import { positions, stagedResolver, type ChunkKernel, type KeptBinding } from './declarations.ts';
-import { rowDecay } from './scores.ts';
+import { phiVec, positions, stagedResolver, type ChunkKernel, type KeptBinding } from './declarations.ts';
+import { rowDecay, rowDecay4 } from './scores.ts';
 import { blockTile } from './tiles.ts';
 
 /** One output cell of the invocation: row `ti + m·NTO` of its column n, and its accumulators. */
@@ -153,6 +153,20 @@ function stateTerm(K: ChunkKernel, gb: Block, t: Term, rows: readonly Row[], til
   const q = K.a.prefix.find((x) => x.term === t)!;
   const { S, phi } = K.arrays.prefix[q.k];
   const blocked = tile.cols.length > 1;
+  if (q.vec4) {
+    // four features a trip: each row's φ one vec4 load (shared by the warp's columns: a broadcast), S four
+    gb.for('f4', '0u', (f4) => `${f4} < ${q.F / 4}u`, (l, f4) => {
+      l.comment(`φ·S_prev for ${t.name}, four features a trip`);
+      const f = l.let('f', `${f4} * 4u`);
+      const sv = tile.cols.map((col) => l.let(blocked ? `sv_${col.n}` : 'sv', `vec4<f32>(${[0, 1, 2, 3].map((k) => `${S.name}[(${f} + ${k}u) * ${K.a.R}u + ${col.cl}]`).join(', ')})`));
+      const prow = tile.o[0].map((_, m) => {
+        const il = `(${tile.ti} + ${m * tile.NTO}u)`;
+        return l.let(`pv_${m}`, `${phiVec(K, q, il, f4)}${rowDecay4(K, q, il, f)}`);
+      });
+      for (const r of rows) l.line(`${r.num} = ${r.num} + dot(${prow[r.m]}, ${sv[r.col.n]});`);
+    });
+    return;
+  }
   gb.for('f', '0u', (f) => `${f} < ${q.F}u`, (l, f) => {
     l.comment(`φ·S_prev for ${t.name}`);
     const sv = tile.cols.map((col) => l.let(blocked ? `sv_${col.n}` : 'sv', `${S.name}[${f} * ${K.a.R}u + ${col.cl}]`));

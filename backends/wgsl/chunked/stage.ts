@@ -115,6 +115,7 @@ function ringStore(K: ChunkKernel, id: Id, b: Block, at: Place, val: string, con
 
 /** φ_k or ψ_k ([C + halo][F]); ψ of a prefix term no bounded term reads is stored transposed. */
 function featureSlot(K: ChunkKernel, q: PrefixPlan, which: 'phi' | 'psi'): Slot {
+  if (which === 'phi' && q.vec4) return phiVecSlot(K, q);
   const { a } = K;
   const id = which === 'phi' ? q.form.phi : q.form.psi;
   const halo = which === 'phi' ? 0 : q.psiHalo;
@@ -133,6 +134,35 @@ function featureSlot(K: ChunkKernel, q: PrefixPlan, which: 'phi' | 'psi'): Slot 
       // A bounded term reads this feature as its key (through the alias): decoding needs its last rows too.
       ringStore(K, id, b, at, val, `${at.ok} && tile == 0u && ${at.row} >= 0 && ${at.tpos} + ${a.state?.ring}u >= dims.t`);
       b.line(which === 'psi' && q.transposed ? `${array}[(${at.x} % ${q.F}u) * ${a.C + 1}u + ${at.x} / ${q.F}u] = ${val};` : `${array}[${at.x}] = ${val};`);
+    },
+  };
+}
+
+/**
+ * φ_k of a vec4 term ([C][F/4] vec4): element x is row x / (F/4), features 4·(x % (F/4)) … + 3, one invocation
+ * computing all four (their global loads, four neighbouring floats, held together when prefetched) and storing one
+ * vec4, where the f32 form stored four floats at a stride of WG.
+ */
+function phiVecSlot(K: ChunkKernel, q: PrefixPlan): Slot {
+  const F4 = q.F / 4;
+  const array = K.arrays.prefix[q.k].phi.name;
+  const feature = (x: string, l: number) => `((${x} % ${F4}u) * 4u + ${l}u)`;
+  const lanes = (at: Place): Place[] => [0, 1, 2, 3].map((l) => ({ ...at, idx: { ...at.idx, [q.feature!]: feature(at.x, l) } }));
+  return {
+    N: K.a.C * F4,
+    place: (b, xc, { c0, n } = THIS_CHUNK) => {
+      const x = b.let('x', xc);
+      const row = b.let('row', `i32(${x} / ${F4}u)`);
+      const ok = b.let('ok', `${row} < i32(${n})`);
+      const tpos = b.let('tpos', `select(0u, u32(i32(${c0}) + ${row}), ${ok})`);
+      return { x, ok, tpos, row, idx: { ...K.head, [q.feature!]: feature(x, 0) } };
+    },
+    lanes,
+    value: valueOf(K, q.form.phi),
+    store: (b, at, val) => {
+      // φ as a bounded term's key feature too (through the alias): decoding needs its last rows, lane by lane
+      lanes(at).forEach((lp, l) => ringStore(K, q.form.phi, b, lp, `${val}.${'xyzw'[l]}`, `${at.ok} && tile == 0u && ${at.tpos} + ${K.a.state?.ring}u >= dims.t`));
+      b.line(`${array}[${at.x}] = ${val};`);
     },
   };
 }

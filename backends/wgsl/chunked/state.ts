@@ -7,7 +7,7 @@
 // group apart when decoding needs it open.
 import type { Block } from '../wgsl-block.ts';
 import type { PrefixPlan } from './analysis.ts';
-import { logDecayAt, psiAt, segBase, stateRef, type ChunkKernel } from './declarations.ts';
+import { elem, logDecayAt, psiAt, segBase, stateRef, type ChunkKernel } from './declarations.ts';
 import { blockTile } from './tiles.ts';
 
 /** Zero the state (or, for a segment's outputs, load the state the scan left for it), before the first chunk. */
@@ -22,11 +22,11 @@ export function emitStateStart(K: ChunkKernel, body: Block): void {
           const col = i.let('col', `tile * ${R}u + ${x} % ${R}u`);
           i.line(`${S.name}[${x}] = select(0.0, ${K.kb.use(K.io.segS[q.k])}[${segBase(K, q, 'S')} + (${x} / ${R}u) * ${a.NR}u + ${col}], ${col} < ${a.NR}u);`);
         });
-        b.block(`if (${x} < ${q.F}u)`, (i) => i.line(`${z.name}[${x}] = ${K.kb.use(K.io.segZ[q.k])}[${segBase(K, q, 'z')} + ${x}];`));
+        b.block(`if (${x} < ${q.F}u)`, (i) => i.line(`${elem(z, x)} = ${K.kb.use(K.io.segZ[q.k])}[${segBase(K, q, 'z')} + ${x}];`));
         continue;
       }
       b.block(`if (${x} < ${q.F * R}u)`, (i) => i.line(`${S.name}[${x}] = 0.0;`));
-      b.block(`if (${x} < ${q.F}u)`, (i) => i.line(`${z.name}[${x}] = 0.0;`));
+      b.block(`if (${x} < ${q.F}u)`, (i) => i.line(`${elem(z, x)} = 0.0;`));
       if (So && zo) {
         b.block(`if (${x} < ${q.F * R}u)`, (i) => i.line(`${So.name}[${x}] = 0.0;`));
         b.block(`if (${x} < ${q.F}u)`, (i) => i.line(`${zo.name}[${x}] = 0.0;`));
@@ -45,8 +45,8 @@ export function emitOpenGroupJoin(K: ChunkKernel, chunk: Block): void {
       b.comment(`a new group starts: the open one joins ${S.name}`);
       for (const [all, open, n] of [[S, So, q.F * K.a.R], [z, zo, q.F]] as const) {
         b.strided('x', `${n}u`, (l, x) => {
-          l.line(`${all.name}[${x}] = ${all.name}[${x}] + ${open.name}[${x}];`);
-          l.line(`${open.name}[${x}] = 0.0;`);
+          l.line(`${elem(all, x)} = ${elem(all, x)} + ${elem(open, x)};`);
+          l.line(`${elem(open, x)} = 0.0;`);
         });
       }
     });
@@ -55,11 +55,11 @@ export function emitOpenGroupJoin(K: ChunkKernel, chunk: Block): void {
 
 /** z_k[f] ← decay ⊙ z_k[f] + Σ_j decay_{j→end} ψ_k,j[f], for a term with no open group. */
 export function emitZUpdate(K: ChunkKernel, q: PrefixPlan, b: Block, f: string): void {
-  const z = K.arrays.prefix[q.k].z.name;
+  const z = K.arrays.prefix[q.k].z;
   const lend = b.let('lend', logDecayAt(K, q, '(n - 1u)', f));
-  const acc = b.var('acc', `${z}[${f}] * exp(${lend})`);
+  const acc = b.var('acc', `${elem(z, f)} * exp(${lend})`);
   b.for('j', '0u', (j) => `${j} < n`, (l, j) => l.line(`${acc} = ${acc} + ${psiAt(K, q, j, f)} * exp(${lend} - ${logDecayAt(K, q, j, f)});`));
-  b.line(`${z}[${f}] = ${acc};`);
+  b.line(`${elem(z, f)} = ${acc};`);
 }
 
 /** Phase 5: fold the chunk into the state (after the outputs have read S_prev). */
@@ -148,9 +148,9 @@ function foldKeepingLastGroup(K: ChunkKernel, q: PrefixPlan, chunk: Block): void
     b.line(`${S.name}[${x}] = ${acc};`);
   });
   chunk.strided('f', `${q.F}u`, (b, f) => {
-    const { acc, accOpen } = foldSplitAtLastGroup(K, q, b, f, `${z.name}[${f}]`, 'pz', (j) => psiAt(K, q, j, f));
+    const { acc, accOpen } = foldSplitAtLastGroup(K, q, b, f, elem(z, f), 'pz', (j) => psiAt(K, q, j, f));
     b.block('if (c + 1u == nchunks && tile == 0u)', (l) => l.line(`${stateRef(K, `state:zo${q.k}`)}[(b * ${a.NS}u + s) * ${q.F}u + ${f}] = ${accOpen};`));
-    b.line(`${z.name}[${f}] = ${acc};`);
+    b.line(`${elem(z, f)} = ${acc};`);
   });
 }
 
