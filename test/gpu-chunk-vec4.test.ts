@@ -1,0 +1,88 @@
+// The chunk kernel with φ and z as vec4 in workgroup memory (LowerOptions.vec4, chunked/analysis.ts PrefixPlan.vec4):
+// φ staged four features an invocation, the score tiles, φ·z and φ·S_prev four features a trip. Checked against the
+// float64 oracle on variants that take every branch of it — no decay (elu, elu_dwconv with its convolution's halo),
+// a scalar decay (retnet), a per-feature decay (gla), a wide feature axis (hedgehog's 2m, performer's m), an open
+// group (past_groups longer than the chunk), segments, the exported decoding state — and that the kernels it must
+// leave alone stage φ as f32: F not a multiple of 4, φ read by a bounded term as its query feature.
+import { describe, expect, it } from 'vitest';
+import { evaluateParallel } from '../backends/cpu/parallel.ts';
+import type { ChunkSchedule } from '../backends/wgsl/chunked.ts';
+import { lowerChunked } from '../backends/wgsl/lower.ts';
+import { recurrentPlan } from '../backends/wgsl/recurrent.ts';
+import { compileFile, compileText, type Compiled } from '../src/runtime/compiler.ts';
+import { axisSizes, makeInputs } from '../src/inputs.ts';
+import { PlanRunner } from '../src/runtime/executor.ts';
+import { expectRelClose, gpu } from './helpers/gpu.ts';
+import { expectDecodesFromPrefill } from './helpers/plan-calls.ts';
+
+const SCHEDULE: ChunkSchedule = { chunk: 8, cols: 4, threads: 64 };
+const vec4Phi = (code: string) => /var<workgroup> phi0: array<vec4<f32>/.test(code);
+
+/** A past_groups term with no bounded term beside it (so φ is not aliased) and groups of two chunks: an open group. */
+const OPEN_GROUP = `variant open_group
+size G = 16
+input q[h, d], k[h, d], v[h, e]
+let fq = elu(q) + 1
+let fk = elu(k) + 1
+term global : past_groups(G) score dot(fq[i], fk[j], d) value v
+output normalize(global, 1e-6)
+`;
+
+/** The fused plan of `c` with vec4 on at `schedule`, its chunk kernels' φ as vec4, equal to the oracle at t = 45 and 3. */
+async function matchesOracle(c: Compiled, axes: Record<string, number>, schedule: ChunkSchedule = SCHEDULE, opts: { exportState?: boolean } = {}): Promise<void> {
+  const g = await gpu();
+  const sizes = axisSizes(c.source, axes);
+  const plan = lowerChunked(c.program, sizes, { fuse: true, schedule, vec4: true, ...opts });
+  const chunkKernels = plan.kernels.filter((k) => /\.(chunked|segment-state)$/.test(k.label));
+  expect(chunkKernels.length).toBeGreaterThan(0);
+  expect(chunkKernels.every((k) => vec4Phi(k.code))).toBe(true);
+  const runner = await PlanRunner.create(g, plan);
+  for (const t of [45, 3]) {
+    const x = makeInputs(c.source, { b: 2, t, axes, seed: 70 + t });
+    const o = await runner.run(x, 2, t);
+    expectRelClose(o.data, evaluateParallel(c.source, x).data, 1e-4, `${c.source.name} vec4 ${JSON.stringify(schedule)} t=${t}`);
+  }
+}
+
+describe('vec4 φ and z in the chunk kernel', () => {
+  it.each([
+    ['examples/paper/elu_dwconv.la', { h: 2, d: 8, e: 8 }],
+    ['examples/paper/elu.la', { h: 2, d: 16, e: 8 }],
+    ['examples/variants/retnet.la', { h: 2, d: 8, e: 8 }],
+    ['examples/variants/gla.la', { h: 2, d: 8, e: 8 }],
+  ] as const)('%s equals the oracle over 6 chunks, the last of 5 rows, and one partial chunk', async (file, axes) => {
+    await matchesOracle(compileFile(file), axes);
+  });
+
+  it('hedgehog (F = 2m = 16) and performer (F = m = 12) equal the oracle, register-blocked too', async () => {
+    await matchesOracle(compileFile('examples/variants/hedgehog.la', { sizes: { m: 8 } }), { h: 2, d: 4, e: 8 });
+    await matchesOracle(compileFile('examples/paper/performer.la', { sizes: { m: 12 } }), { h: 2, d: 4, e: 8 }, { chunk: 8, cols: 8, threads: 16, block: 2 });
+  });
+
+  it('an open group (past_groups(16) over chunks of 8) and segments equal the oracle', async () => {
+    await matchesOracle(compileText(OPEN_GROUP, 'open_group.la'), { h: 2, d: 8, e: 4 });
+    await matchesOracle(compileFile('examples/paper/elu_dwconv.la'), { h: 2, d: 8, e: 8 }, { chunk: 4, cols: 4, threads: 64, segment: 2 });
+  });
+
+  it('decoding continues from the state a vec4 prefill exports (z read back from vec4 lanes)', async () => {
+    const g = await gpu();
+    const axes = { h: 2, d: 4, e: 4 };
+    for (const c of [compileFile('examples/paper/elu_dwconv.la'), compileText(OPEN_GROUP, 'open_group.la', { sizes: { G: 8 } })]) {
+      const sizes = axisSizes(c.program, axes);
+      const plan = lowerChunked(c.program, sizes, { fuse: true, schedule: { chunk: 4, cols: 4, threads: 64 }, exportState: true, vec4: true });
+      expect(vec4Phi(plan.kernels[0].code)).toBe(true);
+      const prefill = await PlanRunner.create(g, plan);
+      const step = await PlanRunner.create(g, recurrentPlan(c.program, sizes));
+      for (const t0 of [3, 11]) await expectDecodesFromPrefill(g, c.source, prefill, step, { axes, t0, steps: 3, seed: 300 + t0, what: `${c.source.name} vec4 prefill ${t0}` });
+    }
+  });
+
+  it('stages φ as f32 where F is not a multiple of 4 or a bounded term reads φ', () => {
+    const performer = compileFile('examples/paper/performer.la', { sizes: { m: 6 } });
+    expect(vec4Phi(lowerChunked(performer.program, axisSizes(performer.source, { h: 2, d: 4, e: 4 }), { fuse: true, schedule: SCHEDULE, vec4: true }).kernels[0].code)).toBe(false);
+    // llama_linearized's local group term reads qn, the global term's φ, as its query feature
+    const llama = compileFile('examples/paper/llama_linearized.la');
+    const plan = lowerChunked(llama.program, axisSizes(llama.source, { h: 2, d: 8, e: 4 }), { fuse: true, schedule: SCHEDULE, vec4: true });
+    expect(plan.kernels.some((k) => vec4Phi(k.code))).toBe(false);
+  });
+});
