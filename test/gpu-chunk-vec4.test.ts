@@ -17,6 +17,9 @@ import { expectDecodesFromPrefill } from './helpers/plan-calls.ts';
 
 const SCHEDULE: ChunkSchedule = { chunk: 8, cols: 4, threads: 64 };
 const vec4Phi = (code: string) => /var<workgroup> phi0: array<vec4<f32>/.test(code);
+const vec4Psi = (code: string) => /var<workgroup> psi0: array<vec4<f32>/.test(code);
+/** Schedules whose state update gives each invocation four features (F/4 · cols ≥ threads): ψ is vec4 too. */
+const PSI4 = (F: number, cols: number, more: Partial<ChunkSchedule> = {}): ChunkSchedule => ({ chunk: 8, cols, threads: (F / 4) * cols, ...more });
 
 /** A past_groups term with no bounded term beside it (so φ is not aliased) and groups of two chunks: an open group. */
 const OPEN_GROUP = `variant open_group
@@ -28,14 +31,24 @@ term global : past_groups(G) score dot(fq[i], fk[j], d) value v
 output normalize(global, 1e-6)
 `;
 
-/** The fused plan of `c` with vec4 on at `schedule`, its chunk kernels' φ as vec4, equal to the oracle at t = 45 and 3. */
-async function matchesOracle(c: Compiled, axes: Record<string, number>, schedule: ChunkSchedule = SCHEDULE, opts: { exportState?: boolean } = {}): Promise<void> {
+/**
+ * The fused plan of `c` with vec4 on at each schedule, its chunk kernels' φ as vec4 (ψ too at a PSI4 schedule), equal
+ * to the oracle at t = 45 and 3.
+ */
+async function matchesOracle(c: Compiled, axes: Record<string, number>, schedules: readonly ChunkSchedule[]): Promise<void> {
+  for (const s of schedules) await matchesOracleAt(c, axes, s);
+}
+
+async function matchesOracleAt(c: Compiled, axes: Record<string, number>, schedule: ChunkSchedule): Promise<void> {
   const g = await gpu();
   const sizes = axisSizes(c.source, axes);
-  const plan = lowerChunked(c.program, sizes, { fuse: true, schedule, vec4: true, ...opts });
+  const plan = lowerChunked(c.program, sizes, { fuse: true, schedule, vec4: true });
   const chunkKernels = plan.kernels.filter((k) => /\.(chunked|segment-state)$/.test(k.label));
   expect(chunkKernels.length).toBeGreaterThan(0);
   expect(chunkKernels.every((k) => vec4Phi(k.code))).toBe(true);
+  const F = Number(/var<workgroup> z0: array<vec4<f32>, (\d+)>/.exec(chunkKernels[0].code)![1]) * 4;
+  const wantPsi = ((F / 4) * schedule.cols) / (schedule.block ?? 1) >= schedule.threads;
+  expect(chunkKernels.every((k) => vec4Psi(k.code) === wantPsi)).toBe(true);
   const runner = await PlanRunner.create(g, plan);
   for (const t of [45, 3]) {
     const x = makeInputs(c.source, { b: 2, t, axes, seed: 70 + t });
@@ -50,27 +63,30 @@ describe('vec4 φ and z in the chunk kernel', () => {
     ['examples/paper/elu.la', { h: 2, d: 16, e: 8 }],
     ['examples/variants/retnet.la', { h: 2, d: 8, e: 8 }],
     ['examples/variants/gla.la', { h: 2, d: 8, e: 8 }],
-  ] as const)('%s equals the oracle over 6 chunks, the last of 5 rows, and one partial chunk', async (file, axes) => {
-    await matchesOracle(compileFile(file), axes);
+  ] as const)('%s equals the oracle over 6 chunks, the last of 5 rows, and one partial chunk, ψ f32 and vec4', async (file, axes) => {
+    await matchesOracle(compileFile(file), axes, [SCHEDULE, PSI4(axes.d, 8)]);
   });
 
   it('hedgehog (F = 2m = 16) and performer (F = m = 12) equal the oracle, register-blocked too', async () => {
-    await matchesOracle(compileFile('examples/variants/hedgehog.la', { sizes: { m: 8 } }), { h: 2, d: 4, e: 8 });
-    await matchesOracle(compileFile('examples/paper/performer.la', { sizes: { m: 12 } }), { h: 2, d: 4, e: 8 }, { chunk: 8, cols: 8, threads: 16, block: 2 });
+    await matchesOracle(compileFile('examples/variants/hedgehog.la', { sizes: { m: 8 } }), { h: 2, d: 4, e: 8 }, [SCHEDULE, PSI4(16, 4)]);
+    await matchesOracle(compileFile('examples/paper/performer.la', { sizes: { m: 12 } }), { h: 2, d: 4, e: 8 }, [{ chunk: 8, cols: 8, threads: 16, block: 2 }, PSI4(12, 8, { threads: 12, block: 2 })]);
   });
 
   it('an open group (past_groups(16) over chunks of 8) and segments equal the oracle', async () => {
-    await matchesOracle(compileText(OPEN_GROUP, 'open_group.la'), { h: 2, d: 8, e: 4 });
-    await matchesOracle(compileFile('examples/paper/elu_dwconv.la'), { h: 2, d: 8, e: 8 }, { chunk: 4, cols: 4, threads: 64, segment: 2 });
+    await matchesOracle(compileText(OPEN_GROUP, 'open_group.la'), { h: 2, d: 8, e: 4 }, [SCHEDULE, PSI4(8, 4)]);
+    await matchesOracle(compileFile('examples/paper/elu_dwconv.la'), { h: 2, d: 8, e: 8 }, [{ chunk: 4, cols: 4, threads: 64, segment: 2 }, PSI4(8, 8, { chunk: 4, segment: 2 })]);
   });
 
   it('decoding continues from the state a vec4 prefill exports (z read back from vec4 lanes)', async () => {
     const g = await gpu();
     const axes = { h: 2, d: 4, e: 4 };
-    for (const c of [compileFile('examples/paper/elu_dwconv.la'), compileText(OPEN_GROUP, 'open_group.la', { sizes: { G: 8 } })]) {
+    const cases = [compileFile('examples/paper/elu_dwconv.la'), compileText(OPEN_GROUP, 'open_group.la', { sizes: { G: 8 } })].flatMap((c) => [64, 4].map((threads) => ({ c, threads })));
+    for (const { c, threads } of cases) {
       const sizes = axisSizes(c.program, axes);
-      const plan = lowerChunked(c.program, sizes, { fuse: true, schedule: { chunk: 4, cols: 4, threads: 64 }, exportState: true, vec4: true });
+      // 4 threads: one feature quad of 4 columns each, ψ vec4 too
+      const plan = lowerChunked(c.program, sizes, { fuse: true, schedule: { chunk: 4, cols: 4, threads }, exportState: true, vec4: true });
       expect(vec4Phi(plan.kernels[0].code)).toBe(true);
+      expect(vec4Psi(plan.kernels[0].code)).toBe(threads === 4);
       const prefill = await PlanRunner.create(g, plan);
       const step = await PlanRunner.create(g, recurrentPlan(c.program, sizes));
       for (const t0 of [3, 11]) await expectDecodesFromPrefill(g, c.source, prefill, step, { axes, t0, steps: 3, seed: 300 + t0, what: `${c.source.name} vec4 prefill ${t0}` });

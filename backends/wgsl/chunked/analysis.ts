@@ -12,7 +12,7 @@ import type { Index, Resolver } from '../expr.ts';
 import type { KernelBuilder } from '../kernel-builder.ts';
 import type { Block } from '../wgsl-block.ts';
 import { featureCount, frontier, layoutOf, prefixGate, rowAxes, type Layout, type StateLayout } from '../layout.ts';
-import { scoreTile } from './tiles.ts';
+import { blockTile, scoreTile } from './tiles.ts';
 
 export interface ChunkSchedule {
   readonly chunk: number; // C
@@ -117,6 +117,13 @@ export interface PrefixPlan {
    * term reads φ as its query feature (that reads φ element by element, through the alias).
    */
   readonly vec4: boolean;
+  /**
+   * ψ too, as [C][P] vec4<f32> (P = F/4 rounded up to odd: the score tiles' neighbouring invocations read
+   * neighbouring rows, an odd stride keeps a quarter-warp's 16-byte loads on distinct banks), so that the state update
+   * reads each row's four features of an invocation as one broadcast where it made four: where φ is vec4, ψ is
+   * transposed (no bounded term reads it) and the update gives each invocation four features (blockTile's TM).
+   */
+  readonly psiVec4: boolean;
 }
 
 /** A bounded term's query or key feature, staged per row (the head axes fixed): W floats per row over `axes`. */
@@ -284,6 +291,7 @@ function prefixPlans(spec: ChunkKernelSpec, HALO: number): PrefixPlan[] {
       psiHalo: keyFeatures.has(form.psi) ? HALO : 0,
       transposed: !keyFeatures.has(form.psi),
       vec4: !!spec.vec4 && F % 4 === 0 && !queryFeatures.has(form.phi),
+      psiVec4: !!spec.vec4 && F % 4 === 0 && !queryFeatures.has(form.phi) && !keyFeatures.has(form.psi) && blockTile(F, spec.schedule.cols, spec.schedule.threads, spec.schedule.block).TM === 4,
     });
   }
   return plans;

@@ -88,7 +88,9 @@ export function declareArrays(a: ChunkAnalysis, kb: KernelBuilder, alloc: ArrayA
   const { C, R } = a;
   const prefix = a.prefix.map((q): PrefixArrays => {
     const phi = q.vec4 ? alloc.chunk(`phi${q.k}`, (C * q.F) / 4, `[row][f / 4], four features a vec4`, 'vec4<f32>') : alloc.chunk(`phi${q.k}`, C * q.F);
-    const psi = q.transposed
+    const psi = q.psiVec4
+      ? alloc.chunk(`psi${q.k}`, C * psiStride(q), `[row][f / 4], rows padded to ${psiStride(q)} vec4`, 'vec4<f32>')
+      : q.transposed
       ? alloc.chunk(`psi${q.k}`, (C + 1) * q.F, `[f][row], rows padded to ${C + 1}`)
       : alloc.chunk(`psi${q.k}`, (C + q.psiHalo) * q.F, 'also the key feature of a bounded term, with its halo');
     const S = alloc.keep(`S${q.k}`, q.F * R);
@@ -152,6 +154,17 @@ export function elem(arr: WorkgroupArray, i: string): string {
   return arr.type === 'vec4<f32>' ? `${arr.name}[(${i}) / 4u][(${i}) % 4u]` : `${arr.name}[${i}]`;
 }
 
+/** vec4s a row of a vec4 ψ (PrefixPlan.psiVec4) takes: F/4, or one more where that is even. */
+export function psiStride(q: PrefixPlan): number {
+  const P = q.F / 4;
+  return P % 2 ? P : P + 1;
+}
+
+/** ψ_k at `row`, features 4·f4 … 4·f4 + 3, of a term whose ψ is vec4 (PrefixPlan.psiVec4). */
+export function psiVec(K: ChunkKernel, q: PrefixPlan, row: string, f4: string): string {
+  return `${K.arrays.prefix[q.k].psi.name}[(${row}) * ${psiStride(q)}u + ${f4}]`;
+}
+
 /** φ_k at `row` (from the chunk start), features 4·f4 … 4·f4 + 3, of a vec4 term (PrefixPlan.vec4). */
 export function phiVec(K: ChunkKernel, q: PrefixPlan, row: string, f4: string): string {
   return `${K.arrays.prefix[q.k].phi.name}[(${row}) * ${q.F / 4}u + ${f4}]`;
@@ -160,6 +173,7 @@ export function phiVec(K: ChunkKernel, q: PrefixPlan, row: string, f4: string): 
 /** ψ_k[row, f] in workgroup memory (row counted from the chunk start). */
 export function psiAt(K: ChunkKernel, q: PrefixPlan, row: string, f: string): string {
   const psi = K.arrays.prefix[q.k].psi.name;
+  if (q.psiVec4) return `${psi}[(${row}) * ${psiStride(q)}u + (${f}) / 4u][(${f}) % 4u]`;
   return q.transposed ? `${psi}[(${f}) * ${K.a.C + 1}u + ${row}]` : `${psi}[((${row}) + ${q.psiHalo}u) * ${q.F}u + ${f}]`;
 }
 

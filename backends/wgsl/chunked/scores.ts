@@ -9,7 +9,7 @@ import { maskCondition } from '../common.ts';
 import { ExprGen } from '../expr.ts';
 import type { Block } from '../wgsl-block.ts';
 import type { PrefixPlan } from './analysis.ts';
-import { phiVec, positions, psiAt, stagedResolver, type ChunkKernel } from './declarations.ts';
+import { phiVec, positions, psiAt, psiVec, stagedResolver, type ChunkKernel } from './declarations.ts';
 
 /** The micro-tile's accumulators: name of a_g at cell (m, n). */
 type Cells = (g: number, m: number, n: number) => string;
@@ -86,7 +86,7 @@ function vec4Products(K: ChunkKernel, l0: Block, q: PrefixPlan, d: ReadonlyMap<s
     const fl = (k: number) => (k ? `${f} + ${k}u` : f);
     const rows = [...Array(TI).keys()].map((m) => `(${ti} + ${m * NTI}u)`);
     const p = rows.map((row, m) => l.let(`p_${m}`, phiVec(K, q, row, f4)));
-    const s = jl.map((j, n) => l.let(`q_${n}`, lanes((k) => psiAt(K, q, j, fl(k)))));
+    const s = jl.map((j, n) => l.let(`q_${n}`, q.psiVec4 ? psiVec(K, q, j, f4) : lanes((k) => psiAt(K, q, j, fl(k)))));
     for (let m = 0; m < TI; m++) {
       for (let n = 0; n < TJ; n++) {
         const dm = d.get(`${m},${n}`)!;

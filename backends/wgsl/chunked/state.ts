@@ -7,7 +7,7 @@
 // group apart when decoding needs it open.
 import type { Block } from '../wgsl-block.ts';
 import type { PrefixPlan } from './analysis.ts';
-import { elem, logDecayAt, psiAt, segBase, stateRef, type ChunkKernel } from './declarations.ts';
+import { elem, logDecayAt, psiAt, psiVec, segBase, stateRef, type ChunkKernel } from './declarations.ts';
 import { blockTile } from './tiles.ts';
 
 /** Zero the state (or, for a segment's outputs, load the state the scan left for it), before the first chunk. */
@@ -97,6 +97,7 @@ function foldIntoOpenGroup(K: ChunkKernel, q: PrefixPlan, chunk: Block): void {
  * TN the schedule's `block`, else 1): a value loaded once feeds TF products, a decayed ψ once TN.
  */
 function foldTiled(K: ChunkKernel, q: PrefixPlan, chunk: Block): void {
+  if (q.psiVec4) return foldTiledVec4(K, q, chunk);
   const { a } = K;
   const S = K.arrays.prefix[q.k].S.name;
   const { TM: TF, TN, NT: NTF, RB } = blockTile(q.F, a.R, a.WG, a.spec.schedule.block);
@@ -126,6 +127,36 @@ function foldTiled(K: ChunkKernel, q: PrefixPlan, chunk: Block): void {
       }
     });
     for (const { f, acc } of rows) acc.forEach((an, n) => b.line(`${S}[${f} * ${a.R}u + ${cls[n]}] = ${an};`));
+  });
+  if (!a.zEarly.includes(q)) chunk.strided('f', `${q.F}u`, (b, f) => emitZUpdate(K, q, b, f));
+}
+
+/**
+ * foldTiled for a term whose ψ is vec4 (PrefixPlan.psiVec4, so blockTile gives each invocation four features): the
+ * four are 4·tf … 4·tf + 3, so each row's ψ is one vec4 load — the same for the warp's columns, a broadcast — where
+ * the f32 form loaded four (features tf + m·F/4), and the accumulators of a column are one vec4.
+ */
+function foldTiledVec4(K: ChunkKernel, q: PrefixPlan, chunk: Block): void {
+  const { a } = K;
+  const S = K.arrays.prefix[q.k].S.name;
+  const { TN, NT: NTF, RB } = blockTile(q.F, a.R, a.WG, a.spec.schedule.block);
+  const lanes = (at: (k: number) => string) => `vec4<f32>(${[0, 1, 2, 3].map(at).join(', ')})`;
+  const logDecay = (row: string, f0: string) => (q.gatePerFeature ? lanes((k) => logDecayAt(K, q, row, `${f0} + ${k}u`)) : logDecayAt(K, q, row, f0));
+  chunk.strided('x', `${NTF * RB}u`, (b, x) => {
+    b.comment(`${S} ← decay ⊙ ${S} + Σ_j ψ_j ⊗ v_j, four features an invocation`);
+    const tf = b.let('tf', `${x} / ${RB}u`);
+    const cl = b.let('cl', `${x} % ${RB}u`);
+    const cls = TN === 1 ? [cl] : [...Array(TN).keys()].map((n) => b.let(`cl_${n}`, `${cl} + ${n * RB}u`));
+    const f0 = b.let('f_0', `${tf} * 4u`);
+    const at = (k: number, c: string) => `${S}[(${f0} + ${k}u) * ${a.R}u + ${c}]`;
+    const lend = q.gateWidth ? b.let('lend', logDecay('(n - 1u)', f0)) : null;
+    const acc = cls.map((c, n) => b.var(TN === 1 ? 'acc' : `acc_${n}`, `${lanes((k) => at(k, c))}${lend ? ` * exp(${lend})` : ''}`, 'vec4<f32>'));
+    b.for('j', '0u', (j) => `${j} < n`, (l, j) => {
+      const vv = cls.map((c, n) => l.let(TN === 1 ? 'vv' : `vv_${n}`, `${K.arrays.vs.name}[(${j} + ${a.HALO}u) * ${a.R}u + ${c}]`));
+      const ps = l.let('ps', `${psiVec(K, q, j, tf)}${lend ? ` * exp(${lend} - ${logDecay(j, f0)})` : ''}`);
+      acc.forEach((an, n) => l.line(`${an} = ${an} + ${ps} * ${vv[n]};`));
+    });
+    acc.forEach((an, n) => [0, 1, 2, 3].forEach((k) => b.line(`${at(k, cls[n])} = ${an}.${'xyzw'[k]};`)));
   });
   if (!a.zEarly.includes(q)) chunk.strided('f', `${q.F}u`, (b, f) => emitZUpdate(K, q, b, f));
 }
