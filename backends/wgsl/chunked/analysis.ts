@@ -114,7 +114,8 @@ export interface PrefixPlan {
    * φ staged as [C][F/4] vec4<f32> and z as [F/4] vec4<f32> (ChunkKernelSpec.vec4), so the loops over features step
    * by 4 with one workgroup-memory load of φ where they made four: those loads are the kernel's bound (a warp's φ
    * load is a broadcast, one wavefront each, beside one for S or ψ). Only where F is a multiple of 4 and no bounded
-   * term reads φ as its query feature (that reads φ element by element, through the alias).
+   * term reads φ as its query feature (that reads φ element by element, through the alias), and no open group (its
+   * z updates, per feature, would write single components of z's vec4s from different invocations).
    */
   readonly vec4: boolean;
   /**
@@ -283,15 +284,17 @@ function prefixPlans(spec: ChunkKernelSpec, HALO: number): PrefixPlan[] {
     const gate = prefixGate(p, form);
     const pg = term.mask[0].kind === 'past_groups' ? term.mask[0].size : 0;
     const exported = spec.exportState?.prefix.find((e) => e.term.name === term.name)?.open;
+    const openGroup = pg && pg > C ? pg : 0;
+    const vec4 = !!spec.vec4 && F % 4 === 0 && !queryFeatures.has(form.phi) && !openGroup && !(exported && pg);
     plans.push({
       term, form, k: plans.length, F, feature: form.feature,
       gateId: gate?.id ?? null, gateWidth: gate ? (gate.perFeature ? F : 1) : 0, gatePerFeature: gate?.perFeature ?? false,
-      openGroup: pg && pg > C ? pg : 0,
+      openGroup,
       exportOpen: exported ? pg : 0,
       psiHalo: keyFeatures.has(form.psi) ? HALO : 0,
       transposed: !keyFeatures.has(form.psi),
-      vec4: !!spec.vec4 && F % 4 === 0 && !queryFeatures.has(form.phi),
-      psiVec4: !!spec.vec4 && F % 4 === 0 && !queryFeatures.has(form.phi) && !keyFeatures.has(form.psi) && blockTile(F, spec.schedule.cols, spec.schedule.threads, spec.schedule.block).TM === 4,
+      vec4,
+      psiVec4: vec4 && !keyFeatures.has(form.psi) && blockTile(F, spec.schedule.cols, spec.schedule.threads, spec.schedule.block).TM === 4,
     });
   }
   return plans;

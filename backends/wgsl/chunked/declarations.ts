@@ -147,8 +147,9 @@ export function declareBindings(a: ChunkAnalysis, kb: KernelBuilder): ChunkBindi
 
 /**
  * Element i (a u32 expression) of a workgroup array as an f32 reference: `arr[i]`, or of a vec4 array (PrefixPlan.vec4)
- * its component i % 4 — a dynamic component, for the statements outside the loops over features (state start, the z
- * update, exports), which touch each element once a chunk.
+ * its component i % 4 — a dynamic component, for reads outside the loops over features (the exports, a ψ row in the
+ * z update of a term the kernel keeps f32 elsewhere). Never a store into a vec4 array: where a backend writes a
+ * component as a read-modify-write of the vector (Tint's HLSL), invocations storing neighbouring elements would race.
  */
 export function elem(arr: WorkgroupArray, i: string): string {
   return arr.type === 'vec4<f32>' ? `${arr.name}[(${i}) / 4u][(${i}) % 4u]` : `${arr.name}[${i}]`;

@@ -22,11 +22,13 @@ export function emitStateStart(K: ChunkKernel, body: Block): void {
           const col = i.let('col', `tile * ${R}u + ${x} % ${R}u`);
           i.line(`${S.name}[${x}] = select(0.0, ${K.kb.use(K.io.segS[q.k])}[${segBase(K, q, 'S')} + (${x} / ${R}u) * ${a.NR}u + ${col}], ${col} < ${a.NR}u);`);
         });
-        b.block(`if (${x} < ${q.F}u)`, (i) => i.line(`${elem(z, x)} = ${K.kb.use(K.io.segZ[q.k])}[${segBase(K, q, 'z')} + ${x}];`));
+        const segZ = (f: string) => `${K.kb.use(K.io.segZ[q.k])}[${segBase(K, q, 'z')} + ${f}]`;
+        if (q.vec4) b.block(`if (${x} < ${q.F / 4}u)`, (i) => i.line(`${z.name}[${x}] = ${lanes((k) => segZ(`${x} * 4u + ${k}u`))};`));
+        else b.block(`if (${x} < ${q.F}u)`, (i) => i.line(`${z.name}[${x}] = ${segZ(x)};`));
         continue;
       }
       b.block(`if (${x} < ${q.F * R}u)`, (i) => i.line(`${S.name}[${x}] = 0.0;`));
-      b.block(`if (${x} < ${q.F}u)`, (i) => i.line(`${elem(z, x)} = 0.0;`));
+      b.block(`if (${x} < ${zJobs(q)}u)`, (i) => i.line(`${z.name}[${x}] = ${q.vec4 ? 'vec4<f32>(0.0)' : '0.0'};`));
       if (So && zo) {
         b.block(`if (${x} < ${q.F * R}u)`, (i) => i.line(`${So.name}[${x}] = 0.0;`));
         b.block(`if (${x} < ${q.F}u)`, (i) => i.line(`${zo.name}[${x}] = 0.0;`));
@@ -53,9 +55,32 @@ export function emitOpenGroupJoin(K: ChunkKernel, chunk: Block): void {
   }
 }
 
-/** z_k[f] ← decay ⊙ z_k[f] + Σ_j decay_{j→end} ψ_k,j[f], for a term with no open group. */
+/** vec4<f32>(at(0), …, at(3)). */
+const lanes = (at: (k: number) => string) => `vec4<f32>(${[0, 1, 2, 3].map(at).join(', ')})`;
+
+/**
+ * The z update's invocations: one per feature, or per four features where z is vec4 (PrefixPlan.vec4) — so that
+ * each writes a whole vec4: invocations writing components of one vec4 would race where a backend stores a
+ * component as a read-modify-write of the vector (Tint's HLSL does).
+ */
+export const zJobs = (q: PrefixPlan) => (q.vec4 ? q.F / 4 : q.F);
+
+/**
+ * z_k[f] ← decay ⊙ z_k[f] + Σ_j decay_{j→end} ψ_k,j[f], for a term with no open group: `f` is the job (zJobs), a
+ * feature or, for a vec4 z, features 4·f … 4·f + 3.
+ */
 export function emitZUpdate(K: ChunkKernel, q: PrefixPlan, b: Block, f: string): void {
   const z = K.arrays.prefix[q.k].z;
+  if (q.vec4) {
+    const f0 = b.let('f_0', `${f} * 4u`);
+    const logDecay = (row: string) => (q.gatePerFeature ? lanes((k) => logDecayAt(K, q, row, `${f0} + ${k}u`)) : logDecayAt(K, q, row, f0));
+    const psi = (j: string) => (q.psiVec4 ? psiVec(K, q, j, f) : lanes((k) => psiAt(K, q, j, `${f0} + ${k}u`)));
+    const lend = q.gateWidth ? b.let('lend', logDecay('(n - 1u)')) : null;
+    const acc = b.var('acc', `${z.name}[${f}]${lend ? ` * exp(${lend})` : ''}`, 'vec4<f32>');
+    b.for('j', '0u', (j) => `${j} < n`, (l, j) => l.line(`${acc} = ${acc} + ${psi(j)}${lend ? ` * exp(${lend} - ${logDecay(j)})` : ''};`));
+    b.line(`${z.name}[${f}] = ${acc};`);
+    return;
+  }
   const lend = b.let('lend', logDecayAt(K, q, '(n - 1u)', f));
   const acc = b.var('acc', `${elem(z, f)} * exp(${lend})`);
   b.for('j', '0u', (j) => `${j} < n`, (l, j) => l.line(`${acc} = ${acc} + ${psiAt(K, q, j, f)} * exp(${lend} - ${logDecayAt(K, q, j, f)});`));
@@ -128,7 +153,7 @@ function foldTiled(K: ChunkKernel, q: PrefixPlan, chunk: Block): void {
     });
     for (const { f, acc } of rows) acc.forEach((an, n) => b.line(`${S}[${f} * ${a.R}u + ${cls[n]}] = ${an};`));
   });
-  if (!a.zEarly.includes(q)) chunk.strided('f', `${q.F}u`, (b, f) => emitZUpdate(K, q, b, f));
+  if (!a.zEarly.includes(q)) chunk.strided('f', `${zJobs(q)}u`, (b, f) => emitZUpdate(K, q, b, f));
 }
 
 /**
@@ -140,7 +165,6 @@ function foldTiledVec4(K: ChunkKernel, q: PrefixPlan, chunk: Block): void {
   const { a } = K;
   const S = K.arrays.prefix[q.k].S.name;
   const { TN, NT: NTF, RB } = blockTile(q.F, a.R, a.WG, a.spec.schedule.block);
-  const lanes = (at: (k: number) => string) => `vec4<f32>(${[0, 1, 2, 3].map(at).join(', ')})`;
   const logDecay = (row: string, f0: string) => (q.gatePerFeature ? lanes((k) => logDecayAt(K, q, row, `${f0} + ${k}u`)) : logDecayAt(K, q, row, f0));
   chunk.strided('x', `${NTF * RB}u`, (b, x) => {
     b.comment(`${S} ← decay ⊙ ${S} + Σ_j ψ_j ⊗ v_j, four features an invocation`);
@@ -158,7 +182,7 @@ function foldTiledVec4(K: ChunkKernel, q: PrefixPlan, chunk: Block): void {
     });
     acc.forEach((an, n) => [0, 1, 2, 3].forEach((k) => b.line(`${at(k, cls[n])} = ${an}.${'xyzw'[k]};`)));
   });
-  if (!a.zEarly.includes(q)) chunk.strided('f', `${q.F}u`, (b, f) => emitZUpdate(K, q, b, f));
+  if (!a.zEarly.includes(q)) chunk.strided('f', `${zJobs(q)}u`, (b, f) => emitZUpdate(K, q, b, f));
 }
 
 /**
