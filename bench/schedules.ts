@@ -9,7 +9,8 @@
 // A trailing `np` (16x64x512np, defaultnp) lowers that schedule without prefetched staging (LowerOptions.prefetch),
 // so one run times the kernel with and without it side by side; --no-prefetch turns it off for every schedule.
 // A trailing `v4` (32x32x512v4, defaultv4, 32x32x512v4np) lowers it with φ and z as vec4 in workgroup memory
-// (LowerOptions.vec4: the feature loops four features a trip), so 32x32x512,32x32x512v4 times both in one run.
+// (LowerOptions.vec4: the feature loops four features a trip), so 32x32x512,32x32x512v4 times both in one run; a
+// trailing `ht` computes the convolution's tap weights once before the chunk loop (LowerOptions.hoistTaps): 32x32x512v4ht.
 // A leading `u:` times the unfused plan at that schedule instead (u:default: the unfused plan's own schedule), a
 // leading `p:` the fused plan with the feature nodes the model puts in a prologue (fusion-model.ts decidePrologue;
 // none where it puts none): u:32x32x512,p:32x32x512,p:16x64x512s16 sets the three plans side by side.
@@ -34,17 +35,15 @@ export function parseSchedule(text: string): ChunkSchedule | 'default' {
   return { chunk, cols, threads, ...(segment ? { segment } : {}), ...(block ? { block } : {}) };
 }
 
-/** A schedule's switches, each a trailing suffix in either order: `np` (prefetch off), `v4` (LowerOptions.vec4). */
-export function scheduleSwitches(text: string): { schedule: string; np: boolean; v4: boolean } {
+/** A schedule's switches, trailing suffixes in any order: `np` (prefetch off), `v4` (LowerOptions.vec4), `ht` (hoistTaps). */
+export function scheduleSwitches(text: string): { schedule: string; np: boolean; v4: boolean; ht: boolean } {
+  const on = { np: false, v4: false, ht: false };
   let schedule = text;
-  let np = false;
-  let v4 = false;
   for (let more = true; more; ) {
     more = false;
-    if (schedule.endsWith('np')) [schedule, np, more] = [schedule.slice(0, -2), true, true];
-    if (schedule.endsWith('v4')) [schedule, v4, more] = [schedule.slice(0, -2), true, true];
+    for (const k of ['np', 'v4', 'ht'] as const) if (schedule.endsWith(k)) [schedule, on[k], more] = [schedule.slice(0, -2), true, true];
   }
-  return { schedule, np, v4 };
+  return { schedule, ...on };
 }
 
 export const scheduleTag = (s: ChunkSchedule) => `${s.chunk}x${s.cols}x${s.threads}${s.segment ? `s${s.segment}` : ''}${s.block ? `b${s.block}` : ''}`;
@@ -86,10 +85,10 @@ export async function benchSchedules(
         for (const asked of o.schedules) {
           const kind = asked.startsWith('u:') ? 'unfused' : asked.startsWith('p:') ? 'prologue' : 'fused';
           const bare = kind === 'fused' ? asked : asked.slice(2);
-          const { schedule: plain, np, v4 } = scheduleSwitches(bare);
+          const { schedule: plain, np, v4, ht } = scheduleSwitches(bare);
           const want = parseSchedule(plain);
           const prefetch = !np && o.prefetch !== false;
-          const vec4 = v4 ? { vec4: true } : {};
+          const vec4 = { ...(v4 && { vec4: true }), ...(ht && { hoistTaps: true }) };
           const fuse = kind !== 'unfused';
           let plan: ReturnType<typeof lowerChunked>;
           let prologue: ReadonlySet<number> | undefined;

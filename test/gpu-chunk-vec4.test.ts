@@ -3,7 +3,8 @@
 // float64 oracle on variants that take every branch of it — no decay (elu, elu_dwconv with its convolution's halo),
 // a scalar decay (retnet), a per-feature decay (gla), a wide feature axis (hedgehog's 2m, performer's m), past groups
 // (no longer than the chunk), segments, the exported decoding state — and that the kernels it must leave alone stage
-// φ as f32: F not a multiple of 4, φ read by a bounded term as its query feature, an open group.
+// φ as f32: F not a multiple of 4, φ read by a bounded term as its query feature, an open group. And the convolution
+// taps with their weights hoisted before the chunk loop (LowerOptions.hoistTaps, chunked/taps.ts), beside vec4.
 import { describe, expect, it } from 'vitest';
 import { evaluateParallel } from '../backends/cpu/parallel.ts';
 import type { ChunkSchedule } from '../backends/wgsl/chunked.ts';
@@ -84,12 +85,34 @@ describe('vec4 φ and z in the chunk kernel', () => {
     for (const threads of [64, 4]) {
       const sizes = axisSizes(c.program, axes);
       // 4 threads: one feature quad of 4 columns each, ψ vec4 too
-      const plan = lowerChunked(c.program, sizes, { fuse: true, schedule: { chunk: 4, cols: 4, threads }, exportState: true, vec4: true });
+      const plan = lowerChunked(c.program, sizes, { fuse: true, schedule: { chunk: 4, cols: 4, threads }, exportState: true, vec4: true, hoistTaps: true });
       expect(vec4Phi(plan.kernels[0].code)).toBe(true);
       expect(vec4Psi(plan.kernels[0].code)).toBe(threads === 4);
       const prefill = await PlanRunner.create(g, plan);
       const step = await PlanRunner.create(g, recurrentPlan(c.program, sizes));
       for (const t0 of [3, 11]) await expectDecodesFromPrefill(g, c.source, prefill, step, { axes, t0, steps: 3, seed: 300 + t0, what: `${c.source.name} vec4 prefill ${t0}` });
+    }
+  });
+
+  it.each([
+    ['examples/paper/elu_dwconv.la', { h: 2, d: 8, e: 8 }],
+    ['examples/paper/elu_aug.la', { h: 2, d: 8, e: 4 }],
+    ['examples/paper/llama_linearized.la', { h: 2, d: 8, e: 4 }],
+  ] as const)('%s with its tap weights hoisted equals the oracle: plain, register-blocked, segmented (no groups)', async (file, axes) => {
+    const g = await gpu();
+    const c = compileFile(file, { sizes: 'C' in compileFile(file).source.sizes ? { C: 8 } : {} });
+    const sizes = axisSizes(c.source, axes);
+    // llama_linearized's groups rule out segments
+    const segmented = /llama/.test(file) ? [] : [{ chunk: 4, cols: 4, threads: 64, segment: 2 }];
+    for (const schedule of [SCHEDULE, { chunk: 8, cols: 4, threads: 16, block: 2 }, ...segmented]) {
+      const plan = lowerChunked(c.program, sizes, { fuse: true, schedule, vec4: true, hoistTaps: true });
+      expect(plan.kernels.some((k) => k.code.includes('// hoisted taps of conv'))).toBe(true);
+      expect(plan.kernels.some((k) => k.code.includes('// direct taps of'))).toBe(false);
+      const runner = await PlanRunner.create(g, plan);
+      for (const t of [45, 3]) {
+        const x = makeInputs(c.source, { b: 2, t, axes, seed: 80 + t });
+        expectRelClose((await runner.run(x, 2, t)).data, evaluateParallel(c.source, x).data, 1e-4, `${file} hoisted taps ${JSON.stringify(schedule)} t=${t}`);
+      }
     }
   });
 

@@ -72,6 +72,8 @@ export interface ChunkKernelSpec {
    * φ·z and φ·S_prev (PrefixPlan.vec4: where a term admits it). Absent or false: every array f32, as before.
    */
   readonly vec4?: boolean;
+  /** Compute the convolution terms' tap weights once, before the chunk loop (chunked/taps.ts). Absent: per tap, as before. */
+  readonly hoistTaps?: boolean;
 }
 
 export interface KeptParts {
