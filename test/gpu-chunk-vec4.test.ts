@@ -8,6 +8,7 @@
 import { describe, expect, it } from 'vitest';
 import { evaluateParallel } from '../backends/cpu/parallel.ts';
 import type { ChunkSchedule } from '../backends/wgsl/chunked.ts';
+import { featureNodes } from '../backends/wgsl/feature-nodes.ts';
 import { lowerChunked } from '../backends/wgsl/lower.ts';
 import { recurrentPlan } from '../backends/wgsl/recurrent.ts';
 import { compileFile, compileText, type Compiled } from '../src/runtime/compiler.ts';
@@ -98,20 +99,24 @@ describe('vec4 φ and z in the chunk kernel', () => {
     ['examples/paper/elu_dwconv.la', { h: 2, d: 8, e: 8 }],
     ['examples/paper/elu_aug.la', { h: 2, d: 8, e: 4 }],
     ['examples/paper/llama_linearized.la', { h: 2, d: 8, e: 4 }],
-  ] as const)('%s with its tap weights hoisted equals the oracle: plain, register-blocked, segmented (no groups)', async (file, axes) => {
+  ] as const)('%s with its tap weights hoisted equals the oracle: plain, register-blocked, segmented (no groups); not hoisted unfused or with a prologue', async (file, axes) => {
     const g = await gpu();
     const c = compileFile(file, { sizes: 'C' in compileFile(file).source.sizes ? { C: 8 } : {} });
     const sizes = axisSizes(c.source, axes);
     // llama_linearized's groups rule out segments
-    const segmented = /llama/.test(file) ? [] : [{ chunk: 4, cols: 4, threads: 64, segment: 2 }];
-    for (const schedule of [SCHEDULE, { chunk: 8, cols: 4, threads: 16, block: 2 }, ...segmented]) {
-      const plan = lowerChunked(c.program, sizes, { fuse: true, schedule, vec4: true, hoistTaps: true });
-      expect(plan.kernels.some((k) => k.code.includes('// hoisted taps of conv'))).toBe(true);
-      expect(plan.kernels.some((k) => k.code.includes('// direct taps of'))).toBe(false);
+    const segmented = /llama/.test(file) ? [] : [{ schedule: { chunk: 4, cols: 4, threads: 64, segment: 2 } }];
+    // unfused and with a prologue, the positions the taps read are materialised: read from their buffers, not hoisted
+    const all = new Set(featureNodes(c.program));
+    const plans = [{ schedule: SCHEDULE }, { schedule: { chunk: 8, cols: 4, threads: 16, block: 2 } }, ...segmented, { schedule: SCHEDULE, fuse: false }, { schedule: SCHEDULE, prologue: all }];
+    for (const { schedule, ...more } of plans) {
+      const plan = lowerChunked(c.program, sizes, { fuse: true, schedule, vec4: true, hoistTaps: true, ...more });
+      const hoisted = !('fuse' in more || 'prologue' in more);
+      expect(plan.kernels.some((k) => k.code.includes('// hoisted taps of conv'))).toBe(hoisted);
+      expect(plan.kernels.some((k) => k.code.includes('// direct taps of'))).toBe(!hoisted);
       const runner = await PlanRunner.create(g, plan);
       for (const t of [45, 3]) {
         const x = makeInputs(c.source, { b: 2, t, axes, seed: 80 + t });
-        expectRelClose((await runner.run(x, 2, t)).data, evaluateParallel(c.source, x).data, 1e-4, `${file} hoisted taps ${JSON.stringify(schedule)} t=${t}`);
+        expectRelClose((await runner.run(x, 2, t)).data, evaluateParallel(c.source, x).data, 1e-4, `${file} hoisted taps ${JSON.stringify({ schedule, ...more })} t=${t}`);
       }
     }
   });

@@ -59,11 +59,12 @@ export interface LowerOptions {
    */
   readonly prefetch?: boolean;
   /**
-   * The chunk kernels' φ and z as vec4 in workgroup memory, read four features a trip (ChunkKernelSpec.vec4) where a
-   * term admits it: absent or false, off (every array f32) until the H200 has timed it; a bench's `v4` schedule suffix.
+   * The chunk kernels' φ, z (and ψ) as vec4 in workgroup memory, read four features a trip (ChunkKernelSpec.vec4)
+   * where a term admits it: absent, chunked/analysis.ts CHUNK_DEFAULTS (off until the H200 has timed it); a bench's
+   * `v4` schedule suffix.
    */
   readonly vec4?: boolean;
-  /** The chunk kernels' convolution tap weights computed once before the chunk loop (ChunkKernelSpec.hoistTaps): off until timed; suffix `ht`. */
+  /** The chunk kernels' convolution tap weights computed once before the chunk loop (ChunkKernelSpec.hoistTaps): absent, CHUNK_DEFAULTS; suffix `ht`. */
   readonly hoistTaps?: boolean;
 }
 

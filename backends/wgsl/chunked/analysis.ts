@@ -68,13 +68,20 @@ export interface ChunkKernelSpec {
    */
   readonly prefetch?: boolean;
   /**
-   * Stage φ (and keep z) as vec4<f32> in workgroup memory and read them four features at a time in the score tiles,
-   * φ·z and φ·S_prev (PrefixPlan.vec4: where a term admits it). Absent or false: every array f32, as before.
+   * Stage φ (and keep z, and ψ where the state update allows) as vec4<f32> in workgroup memory and read them four
+   * features at a time in the score tiles, φ·z, φ·S_prev and the state update (PrefixPlan.vec4, psiVec4: where a
+   * term admits it). Absent: CHUNK_DEFAULTS.vec4; false: every array f32, as before.
    */
   readonly vec4?: boolean;
-  /** Compute the convolution terms' tap weights once, before the chunk loop (chunked/taps.ts). Absent: per tap, as before. */
+  /** Compute the convolution terms' tap weights once, before the chunk loop (chunked/taps.ts). Absent: CHUNK_DEFAULTS.hoistTaps. */
   readonly hoistTaps?: boolean;
 }
+
+/**
+ * The chunk kernel's switches where a spec leaves them out — the one place to turn them on once timed: every
+ * kernel, and sharedFloats's count of their workgroup memory (a vec4 ψ row is padded), then agree.
+ */
+export const CHUNK_DEFAULTS = { vec4: false, hoistTaps: false } as const;
 
 export interface KeptParts {
   readonly g: number;
@@ -287,7 +294,8 @@ function prefixPlans(spec: ChunkKernelSpec, HALO: number): PrefixPlan[] {
     const pg = term.mask[0].kind === 'past_groups' ? term.mask[0].size : 0;
     const exported = spec.exportState?.prefix.find((e) => e.term.name === term.name)?.open;
     const openGroup = pg && pg > C ? pg : 0;
-    const vec4 = !!spec.vec4 && F % 4 === 0 && !queryFeatures.has(form.phi) && !openGroup && !(exported && pg);
+    // the default leaves out kernels with their own memory interface: the gradient's sections share f32 scratch
+    const vec4 = (spec.vec4 ?? (CHUNK_DEFAULTS.vec4 && !spec.io)) && F % 4 === 0 && !queryFeatures.has(form.phi) && !openGroup && !(exported && pg);
     plans.push({
       term, form, k: plans.length, F, feature: form.feature,
       gateId: gate?.id ?? null, gateWidth: gate ? (gate.perFeature ? F : 1) : 0, gatePerFeature: gate?.perFeature ?? false,

@@ -8,10 +8,11 @@
 //
 //   o_i += Σ_{lag=lo..hi} [M(i, i − lag)] s(lag) v_{i−lag}       s(lag) = score at positions (lag, 0)
 import { lagRange } from '../../../src/ir/masks.ts';
-import type { Term } from '../../../src/ir/types.ts';
+import { operands, type Id, type Term } from '../../../src/ir/types.ts';
 import { maskCondition } from '../common.ts';
-import { ExprGen } from '../expr.ts';
+import { ExprGen, type Resolver } from '../expr.ts';
 import type { Block } from '../wgsl-block.ts';
+import { CHUNK_DEFAULTS } from './analysis.ts';
 import type { ChunkKernel } from './declarations.ts';
 import { blockTile } from './tiles.ts';
 
@@ -27,18 +28,29 @@ export interface HoistedTaps {
 
 /**
  * The direct (convolution) terms whose weights can be hoisted: toeplitz, a few lags, in a kernel that reads its own
- * positions (no position offset, no memory interface of its own) and whose output invocations keep their columns.
+ * positions (no position offset, no memory interface of its own, no node of the score materialised by a feature
+ * kernel or a prologue: the plan reads those from their buffers) and whose output invocations keep their columns.
  */
 function hoistable(K: ChunkKernel): Term[] {
   const { a } = K;
-  if (!a.spec.hoistTaps || a.spec.positionOffset || a.spec.io || a.segmented === 'state') return [];
+  if (!(a.spec.hoistTaps ?? CHUNK_DEFAULTS.hoistTaps) || a.spec.positionOffset || a.spec.io || a.segmented === 'state') return [];
   const { RB } = blockTile(a.C, a.R, a.WG, a.spec.schedule.block);
   if (a.WG % RB !== 0) return [];
   return a.terms.filter((t) => {
     if (t.form.kind !== 'toeplitz' || a.L.aTerms.includes(t)) return false;
     const [lo, hi] = lagRange(t.mask)!;
-    return hi - lo + 1 <= MAX_HOISTED_LAGS;
+    return hi - lo + 1 <= MAX_HOISTED_LAGS && !readsMaterialised(K, t.score);
   });
+}
+
+function readsMaterialised(K: ChunkKernel, root: Id): boolean {
+  const seen = new Set<Id>();
+  const visit = (id: Id): boolean => {
+    if (seen.has(id)) return false;
+    seen.add(id);
+    return K.a.spec.materialised.has(id) || operands(K.a.p.nodes[id]).some(visit);
+  };
+  return visit(root);
 }
 
 /** Emits, before the chunk loop, each hoistable term's s(lag) for the columns of this invocation; by term name. */
@@ -49,6 +61,8 @@ export function emitTapWeights(K: ChunkKernel, main: Block): ReadonlyMap<string,
   const { a } = K;
   const { TN, RB } = blockTile(a.C, a.R, a.WG, a.spec.schedule.block);
   main.comment('convolution tap weights, once: they depend on the lag and the column only');
+  // Parameters from their bindings; every other node computed at the lag's positions (none is materialised: hoistable)
+  const params: Resolver = (n, idx, where, at) => (n.op === 'param' ? K.io.read(n, idx, where, at) : null);
   const cl = main.let('tap_cl', `lid % ${RB}u`);
   const idx = [...Array(TN).keys()].map((n) => ({ ...K.head, ...main.split(a.L.rest, a.sizes, `min(tile * ${a.R}u + ${cl} + ${n * RB}u, ${a.NR - 1}u)`, `tc${n}`) }));
   for (const t of terms) {
@@ -59,7 +73,7 @@ export function emitTapWeights(K: ChunkKernel, main: Block): ReadonlyMap<string,
         main.block('', (b) => {
           // lag ≥ 0 sits at positions (lag, 0); a negative lag (a centred window) at (0, −lag)
           const lag = lo + k;
-          const gen = new ExprGen(a.p, a.sizes, K.io.read, lag >= 0 ? { i: `${lag}u`, j: '0u' } : { i: '0u', j: `${-lag}u` });
+          const gen = new ExprGen(a.p, a.sizes, params, lag >= 0 ? { i: `${lag}u`, j: '0u' } : { i: '0u', j: `${-lag}u` });
           b.line(`${w} = ${gen.value(b, t.score, ix, lag >= 0 ? '0u' : `${-lag}u`)};`);
         });
         return w;
