@@ -43,6 +43,7 @@ function hoistable(K: ChunkKernel): Term[] {
   });
 }
 
+/** Whether the expression at `root` reads a node the plan materialised (spec.materialised). */
 function readsMaterialised(K: ChunkKernel, root: Id): boolean {
   const seen = new Set<Id>();
   const visit = (id: Id): boolean => {
