@@ -6,7 +6,7 @@
 // a change in the generator shows up here instead of timing the wrong kernel.
 //
 //   npx tsx bench/chunk-ablation.ts [--variant elu_dwconv] [--b 4] [--h 16] [--t 4096] [--d 64]
-//                                   [--schedule 32x32x512] [--rounds 3] [--iters 20] [--out DIR]
+//                                   [--schedule 32x32x512[v4][ht]] [--rounds 3] [--iters 20] [--out DIR]
 //
 // The phases (the prefix term's φ·ψ scores, its φ·z denominators, the row denominators' and z's serial sums, the
 // convolution's taps, A·V, φ·S_prev, the state update) are found by the comments and statements the generator
@@ -20,15 +20,18 @@ import { axisSizes, makeInputs } from '../src/inputs.ts';
 import { compileFile, timePlan } from '../src/runtime/compiler.ts';
 import { getDevice } from '../src/runtime/dawn.ts';
 import { median } from '../src/runtime/timing.ts';
-import { parseSchedule } from './schedules.ts';
+import { parseSchedule, scheduleSwitches } from './schedules.ts';
 import { VARIANT_FILES_FOR_BENCH } from './report.ts';
 
 /** A phase: a marker (a comment or a statement the generator writes) and which loop of it to delete. */
 interface Ablation {
   readonly name: string;
   readonly marker: string;
-  /** 'enclosing': the innermost `for` holding the marker (or the marker's own line when it is a one-line loop); 'next': the first `for` after it. */
-  readonly loop: 'enclosing' | 'next';
+  /**
+   * 'enclosing': the innermost `for` holding the marker (or the marker's own line when it is a one-line loop); 'next':
+   * the first `for` after it; 'block': the innermost block holding it (unrolled code, no loop of its own).
+   */
+  readonly loop: 'enclosing' | 'next' | 'block';
 }
 
 const ABLATIONS: readonly Ablation[] = [
@@ -37,6 +40,7 @@ const ABLATIONS: readonly Ablation[] = [
   { name: 'row denominators (serial)', marker: 'den1 = den1 + denp1', loop: 'enclosing' },
   { name: 'z update (serial)', marker: 'acc = acc + psi0', loop: 'enclosing' },
   { name: 'convolution taps', marker: '// direct taps of ', loop: 'enclosing' },
+  { name: 'convolution taps (hoisted)', marker: '// hoisted taps of ', loop: 'block' },
   { name: 'A·V', marker: 'let vv = vs[(jj + ', loop: 'enclosing' },
   { name: 'φ·S_prev', marker: '// φ·S_prev for ', loop: 'enclosing' },
   { name: 'state update', marker: 'S0 ← decay', loop: 'next' },
@@ -54,9 +58,11 @@ export function ablate(code: string, a: Ablation): { code: string; loops: number
     let start = -1;
     if (a.loop === 'next') {
       for (let j = i + 1; j < lines.length && start < 0; j++) if (isFor(lines[j])) start = j;
+    } else if (a.loop === 'block') {
+      for (let j = i - 1; j >= 0 && start < 0; j--) if (lines[j].trimEnd().endsWith('{') && indent(lines[j]) < indent(line)) start = j;
     } else if (isFor(line)) start = i;
     else for (let j = i - 1; j >= 0 && start < 0; j--) if (isFor(lines[j]) && indent(lines[j]) < indent(line)) start = j;
-    if (start < 0) throw new Error(`ablation '${a.name}': no loop ${a.loop === 'next' ? 'after' : 'around'} line ${i + 1}: ${line.trim()}`);
+    if (start < 0) throw new Error(`ablation '${a.name}': no ${a.loop === 'block' ? 'block' : 'loop'} ${a.loop === 'next' ? 'after' : 'around'} line ${i + 1}: ${line.trim()}`);
     // The loop runs to the line where its braces balance.
     let depth = 0;
     for (let j = start; j < lines.length; j++) {
@@ -90,9 +96,11 @@ async function main(): Promise<void> {
   const axes: Record<string, number> = {};
   for (const [name, def] of Object.entries(c.source.axes)) if (def.kind === 'free') axes[name] = name === 'h' ? H : D;
   const sizes = axisSizes(c.source, axes);
-  const schedule = parseSchedule(values.schedule!);
-  if (schedule === 'default') throw new Error('--schedule: give one (CxRxT[sG])');
-  const base = lowerChunked(c.program, sizes, { fuse: true, schedule });
+  // trailing v4, ht, fx or np as bench/kernels.ts --schedules reads them: φ and z as vec4, tap weights hoisted, both off, prefetching off
+  const switches = scheduleSwitches(values.schedule!);
+  const schedule = parseSchedule(switches.schedule);
+  if (schedule === 'default') throw new Error('--schedule: give one (CxRxT[sG][v4][ht][fx][np])');
+  const base = lowerChunked(c.program, sizes, { fuse: true, schedule, ...(switches.v4 && { vec4: true }), ...(switches.ht && { hoistTaps: true }), ...(switches.fx && { vec4: false, hoistTaps: false }), ...(switches.np && { prefetch: false }) });
   const chunk = base.kernels.findIndex((k) => /\.chunked$/.test(k.label));
   if (chunk < 0) throw new Error(`${c.source.name}: no chunk kernel in the plan (${base.kernels.map((k) => k.label).join(', ')})`);
   const forms: { name: string; loops: number; plan: Plan; ms: number[] }[] = [{ name: 'whole kernel', loops: 0, plan: base, ms: [] }];

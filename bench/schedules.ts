@@ -8,6 +8,10 @@
 // `default` is the plan choice's own fused schedule. A schedule over the adapter's limits is reported, not run.
 // A trailing `np` (16x64x512np, defaultnp) lowers that schedule without prefetched staging (LowerOptions.prefetch),
 // so one run times the kernel with and without it side by side; --no-prefetch turns it off for every schedule.
+// A trailing `v4` (32x32x512v4, defaultv4, 32x32x512v4np) lowers it with φ and z as vec4 in workgroup memory
+// (LowerOptions.vec4: the feature loops four features a trip), so 32x32x512,32x32x512v4 times both in one run; a
+// trailing `ht` computes the convolution's tap weights once before the chunk loop (LowerOptions.hoistTaps): 32x32x512v4ht.
+// Both are on by default (chunked/analysis.ts CHUNK_DEFAULTS); a trailing `fx` turns both off, today's kernel before them.
 // A leading `u:` times the unfused plan at that schedule instead (u:default: the unfused plan's own schedule), a
 // leading `p:` the fused plan with the feature nodes the model puts in a prologue (fusion-model.ts decidePrologue;
 // none where it puts none): u:32x32x512,p:32x32x512,p:16x64x512s16 sets the three plans side by side. p:default is
@@ -32,6 +36,17 @@ export function parseSchedule(text: string): ChunkSchedule | 'default' {
   if (!m) throw new Error(`--schedules: '${text}' is not CxRxT[sG][bN] (e.g. 16x64x512s16b4) or default`);
   const [chunk, cols, threads, segment, block] = m.slice(1).map((x) => (x === undefined ? 0 : Number(x)));
   return { chunk, cols, threads, ...(segment ? { segment } : {}), ...(block ? { block } : {}) };
+}
+
+/** A schedule's switches, trailing suffixes in any order: `np` (prefetch off), `v4` (LowerOptions.vec4), `ht` (hoistTaps), `fx` (both off: the f32 kernel with its taps inline). */
+export function scheduleSwitches(text: string): { schedule: string; np: boolean; v4: boolean; ht: boolean; fx: boolean } {
+  const on = { np: false, v4: false, ht: false, fx: false };
+  let schedule = text;
+  for (let more = true; more; ) {
+    more = false;
+    for (const k of ['np', 'v4', 'ht', 'fx'] as const) if (schedule.endsWith(k)) [schedule, on[k], more] = [schedule.slice(0, -2), true, true];
+  }
+  return { schedule, ...on };
 }
 
 export const scheduleTag = (s: ChunkSchedule) => `${s.chunk}x${s.cols}x${s.threads}${s.segment ? `s${s.segment}` : ''}${s.block ? `b${s.block}` : ''}`;
@@ -73,19 +88,20 @@ export async function benchSchedules(
         for (const asked of o.schedules) {
           const kind = asked.startsWith('u:') ? 'unfused' : asked.startsWith('p:') ? 'prologue' : 'fused';
           const bare = kind === 'fused' ? asked : asked.slice(2);
-          const np = bare.endsWith('np');
-          const want = parseSchedule(np ? bare.slice(0, -2) : bare);
+          const { schedule: plain, np, v4, ht, fx } = scheduleSwitches(bare);
+          const want = parseSchedule(plain);
           const prefetch = !np && o.prefetch !== false;
           // p:default is the plan choice's own plan (plan-choice.ts choosePlan: fused with its prologue, or unfused).
           const chosen = kind === 'prologue' && want === 'default' ? choosePlan(gpu, c.program, sizes, { prologue: 'model' }, { b: o.b, t }) : undefined;
           const fuse = chosen ? chosen.fuse : kind !== 'unfused';
+          const vec4 = fx ? { vec4: false, hoistTaps: false } : { ...(v4 && { vec4: true }), ...(ht && { hoistTaps: true }) };
           let plan: ReturnType<typeof lowerChunked>;
           let prologue: ReadonlySet<number> | undefined;
           try {
-            if (kind === 'fused') plan = want === 'default' ? planFor(gpu, c, sizes, { form: 'chunked', fuse: true, prologue: 'none', prefetch }, { b: o.b, t }) : lowerChunked(c.program, sizes, { fuse: true, schedule: want, prefetch });
+            if (kind === 'fused') plan = want === 'default' ? planFor(gpu, c, sizes, { form: 'chunked', fuse: true, prologue: 'none', prefetch, ...vec4 }, { b: o.b, t }) : lowerChunked(c.program, sizes, { fuse: true, schedule: want, prefetch, ...vec4 });
             else {
               const schedule = chosen ? chosen.schedule : want === 'default' ? undefined : want;
-              plan = planFor(gpu, c, sizes, { form: 'chunked', fuse, ...(schedule && { schedule }), prologue: kind === 'prologue' ? 'model' : 'none', prefetch }, { b: o.b, t });
+              plan = planFor(gpu, c, sizes, { form: 'chunked', fuse, ...(schedule && { schedule }), prologue: kind === 'prologue' ? 'model' : 'none', prefetch, ...vec4 }, { b: o.b, t });
               if (kind === 'prologue' && fuse) prologue = decidePrologue(model, c.program, sizes, plan.schedule as unknown as ChunkSchedule, o.b, t)?.prologue;
             }
           } catch (e) {
@@ -99,7 +115,7 @@ export async function benchSchedules(
             console.log(`${label.padEnd(30)} ${asked.padEnd(16)} does not fit (${bytes} bytes of workgroup memory, ${s.threads} threads)`);
             continue;
           }
-          const fo = (await runCompiled(c, x, { device: 'gpu', gpu, form: 'chunked', fuse, schedule: s, prologue: kind === 'prologue' && fuse ? 'model' : 'none', prefetch })).o;
+          const fo = (await runCompiled(c, x, { device: 'gpu', gpu, form: 'chunked', fuse, schedule: s, prologue: kind === 'prologue' && fuse ? 'model' : 'none', prefetch, ...vec4 })).o;
           const errVsOracle = relativeError(fo.data.subarray(0, oracle.data.length), oracle.data);
           if (errVsOracle > 1e-3) {
             console.log(`${label.padEnd(30)} ${asked.padEnd(16)} wrong result (vs oracle ${errVsOracle}); not timing it`);

@@ -16,7 +16,8 @@
 //                                       chunk: staging.ts prefetchSlots)
 //   2 score tiles, partial denominators chunked/scores.ts
 //   3 row denominators (and early z)    chunked/denominators.ts
-//   4 outputs                           chunked/outputs.ts
+//   4 outputs                           chunked/outputs.ts (a convolution's weights hoisted before the loop:
+//                                       chunked/taps.ts)
 //   5 fold the chunk into S, z          chunked/state.ts
 //   after the last chunk: export        chunked/export.ts
 import type { OutputItem, Program, Term } from '../../src/ir/types.ts';
@@ -35,6 +36,7 @@ import { emitScores } from './chunked/scores.ts';
 import { emitDecayPrefix, emitStage, prefetchStage } from './chunked/stage.ts';
 import { segmentCount } from './chunked/segments.ts';
 import { emitFold, emitOpenGroupJoin, emitStateStart } from './chunked/state.ts';
+import { emitTapWeights, type HoistedTaps } from './chunked/taps.ts';
 
 export type { ChunkKernelSpec, ChunkSchedule } from './chunked/analysis.ts';
 export { segBuffer, segmentable, segmentCount } from './chunked/segments.ts';
@@ -76,6 +78,7 @@ export function chunkKernel(spec: ChunkKernelSpec): Kernel {
   const G = a.segment;
   const [first, end] = a.segmented ? [`sg * ${G}u`, `min(nchunks, (sg + 1u) * ${G}u)`] : ['0u', 'nchunks'];
   const pf = prefetchStage(K);
+  const taps = emitTapWeights(K, main);
   /** The loads of chunk `c` (a u32 expression < end, guarded by the caller) into the held registers. */
   const loadChunk = (b: Block, c: string) => {
     const c0 = b.let('c0_next', `(${c}) * ${a.C}u`);
@@ -90,7 +93,7 @@ export function chunkKernel(spec: ChunkKernelSpec): Kernel {
     chunk.define('c0', `c * ${a.C}u`);
     chunk.define('n', `min(${a.C}u, dims.t - c0)`);
     // The next chunk's loads, in flight while this one's scores, outputs and fold run; none past this workgroup's last chunk.
-    emitChunkPhases(K, chunk, pf ? { stage: pf.stage, ahead: (b) => b.block(`if (c + 1u < ${end})`, (l) => loadChunk(l, 'c + 1u')) } : undefined);
+    emitChunkPhases(K, chunk, pf ? { stage: pf.stage, ahead: (b) => b.block(`if (c + 1u < ${end})`, (l) => loadChunk(l, 'c + 1u')) } : undefined, taps);
   }, { fixed: true });
   emitSegmentState(K, main);
   emitStateExport(K, main);
@@ -106,9 +109,9 @@ export function chunkKernel(spec: ChunkKernelSpec): Kernel {
 /**
  * One chunk's phases 1–5 (after c, c0 and n are defined), ending with a barrier. `prefetch`: the chunk is staged
  * from loads issued a chunk earlier (`stage`), and the next chunk's loads are issued right after its staging
- * barrier (`ahead`).
+ * barrier (`ahead`). `taps`: convolution weights computed before the chunk loop (chunked/taps.ts).
  */
-export function emitChunkPhases(K: ChunkKernel, chunk: Block, prefetch?: { stage: (b: Block) => void; ahead: (b: Block) => void }): void {
+export function emitChunkPhases(K: ChunkKernel, chunk: Block, prefetch?: { stage: (b: Block) => void; ahead: (b: Block) => void }, taps?: ReadonlyMap<string, HoistedTaps>): void {
   emitOpenGroupJoin(K, chunk);
   if (prefetch) prefetch.stage(chunk);
   else emitStage(K, chunk);
@@ -117,7 +120,7 @@ export function emitChunkPhases(K: ChunkKernel, chunk: Block, prefetch?: { stage
   emitDecayPrefix(K, chunk);
   emitScores(K, chunk);
   emitDenominators(K, chunk);
-  emitOutputs(K, chunk);
+  emitOutputs(K, chunk, taps);
   emitFold(K, chunk);
   chunk.line('workgroupBarrier();');
 }

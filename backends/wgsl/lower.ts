@@ -58,6 +58,14 @@ export interface LowerOptions {
    * true, on; false, staged as before — an internal switch for benches timing both, not a schedule choice.
    */
   readonly prefetch?: boolean;
+  /**
+   * The chunk kernels' φ, z (and ψ) as vec4 in workgroup memory, read four features a trip (ChunkKernelSpec.vec4)
+   * where a term admits it: absent, chunked/analysis.ts CHUNK_DEFAULTS (off until the H200 has timed it); a bench's
+   * `v4` schedule suffix.
+   */
+  readonly vec4?: boolean;
+  /** The chunk kernels' convolution tap weights computed once before the chunk loop (ChunkKernelSpec.hoistTaps): absent, CHUNK_DEFAULTS; suffix `ht`. */
+  readonly hoistTaps?: boolean;
 }
 
 /** The buffer a training forward keeps output item k's numerator ('n', [b, t, outAxes]) or denominator ('z') in. */
@@ -130,7 +138,7 @@ export function lowerChunked(p: Program, sizes: Sizes, opts: LowerOptions): Plan
     }
     const terms = groups[0];
     const items = itemsOver(p.output, terms);
-    const spec = { program: p, sizes, terms, items, partial: false, schedule: opts.schedule, materialised, prefetch: opts.prefetch };
+    const spec = { program: p, sizes, terms, items, partial: false, schedule: opts.schedule, materialised, prefetch: opts.prefetch, vec4: opts.vec4, hoistTaps: opts.hoistTaps };
     kernels.push(chunkKernel({ ...spec, label: `${p.name}.segment-state`, segmented: 'state' }));
     kernels.push(segmentScanKernel(p.name, sg.S, sg.NS, sg.NR, C, segments));
     // The output launch's last segment also writes the decoding state (the model's prefill: b·heads·tiles·segments
@@ -145,7 +153,7 @@ export function lowerChunked(p: Program, sizes: Sizes, opts: LowerOptions): Plan
     const keep = single && opts.keepNormalisers ? keptParts(p, sizes, items, buffers) : undefined;
     const tile = !single && tiled(terms[0]) ? { ...opts.schedule, featureTile: opts.featureTile!, blocked: opts.tiledKernel !== 'plain' } : undefined;
     if (tile && items.length !== 1) throw new Error(`${p.name}: term ${terms[0].name} is in ${items.length} output items; a feature-tiled term must be in one`);
-    if (!tile) kernels.push(chunkKernel({ program: p, sizes, terms, items, partial: !single, schedule: opts.schedule, materialised, label, exportState: state, prefetch: opts.prefetch, ...(keep ? { keep } : {}) }));
+    if (!tile) kernels.push(chunkKernel({ program: p, sizes, terms, items, partial: !single, schedule: opts.schedule, materialised, label, exportState: state, prefetch: opts.prefetch, vec4: opts.vec4, hoistTaps: opts.hoistTaps, ...(keep ? { keep } : {}) }));
     if (!single) {
       items.forEach((it, g) => {
         const item = p.output.findIndex((o) => (o.kind === 'term' ? [o.term] : o.terms).some((nm) => (it.kind === 'term' ? [it.term] : it.terms).includes(nm)));

@@ -7,7 +7,7 @@
 import { BLOCKED_BY_DEFAULT, candidateSchedules } from '../../backends/wgsl/chunk-schedules.ts';
 import { PREFETCH_MARK, type ChunkSchedule } from '../../backends/wgsl/chunked.ts';
 import { MAX_PREFETCH } from '../../backends/wgsl/chunked/staging.ts';
-import { outputPart } from '../../backends/wgsl/chunked/analysis.ts';
+import { CHUNK_DEFAULTS, outputPart } from '../../backends/wgsl/chunked/analysis.ts';
 import { featureNodes, featureRoles } from '../../backends/wgsl/feature-nodes.ts';
 import { bestByModel, chooseFusion } from '../../backends/wgsl/fusion-model.ts';
 import { recurrentPlan } from '../../backends/wgsl/recurrent.ts';
@@ -40,6 +40,7 @@ export function planReport(p: Program, sizes: Readonly<Record<string, number>>, 
   const kind = !c.fuse ? 'unfused' : c.prologue?.size ? 'fused with a prologue' : 'fused';
   lines.push(`plan ${kind} (${show(c.schedule)}): ${c.reason.replace(/^(every feature inline|fused with a prologue|unfused): /, '')}`);
   lines.push(stagingLine(p, sizes, c.fuse, c.schedule, c.prologue));
+  lines.push(switchesLine(p, sizes, c.fuse, c.schedule, c.prologue));
   // The register-blocked schedules (ChunkSchedule.block), which the choice above does not see until they are timed.
   const blocked = BLOCKED_BY_DEFAULT ? undefined : bestByModel(m, p, sizes, candidateSchedules(limits, p, sizes, false, true).filter((s) => s.block), true, shape.b, shape.t);
   if (blocked) lines.push(`register-blocked fused, not chosen by default until timed (chunk-schedules.ts BLOCKED_BY_DEFAULT): best ${show(blocked.schedule)}, est. ${(blocked.us / 1e3).toFixed(3)} ms`);
@@ -71,6 +72,19 @@ function stagingLine(p: Program, sizes: Readonly<Record<string, number>>, fuse: 
   if (!kernels.length) return 'staging: no chunk kernel';
   if (!ahead) return `staging: each chunk's rows loaded at its start (${kernels.length} chunk kernel${kernels.length > 1 ? 's' : ''}; prefetching needs every staged array unrolled, no staged row quantities and at most ${MAX_PREFETCH} loads a thread)`;
   return `staging: the next chunk's rows loaded while this one computes in ${ahead} of ${kernels.length} chunk kernel${kernels.length > 1 ? 's' : ''} (${held.map((h) => h ?? '—').join(', ')} global loads a thread held)`;
+}
+
+/**
+ * The chunk kernels' two switches (chunked/analysis.ts CHUNK_DEFAULTS): vec4 feature arrays (φ, z, ψ read four
+ * features a trip) and convolution weights hoisted out of the chunk loop — on or off, and how many of the chosen
+ * plan's chunk kernels take each, read from the kernels lowering writes with both asked for.
+ */
+function switchesLine(p: Program, sizes: Readonly<Record<string, number>>, fuse: boolean, schedule: ChunkSchedule, prologue: ReadonlySet<number> | undefined): string {
+  const kernels = lowerChunked(p, sizes, { fuse, schedule, ...(prologue?.size ? { prologue } : {}), vec4: true, hoistTaps: true }).kernels.filter((k) => k.code.includes('let nchunks'));
+  const vec4 = kernels.filter((k) => /var<workgroup> phi\d+: array<vec4<f32>/.test(k.code)).length;
+  const taps = kernels.filter((k) => k.code.includes('// hoisted taps of ')).length;
+  const state = (on: boolean) => (on ? 'on' : 'off until timed');
+  return `vec4 feature arrays for ${vec4} of ${kernels.length} chunk kernel(s): ${state(CHUNK_DEFAULTS.vec4)}; hoisted convolution weights for ${taps}: ${state(CHUNK_DEFAULTS.hoistTaps)} (chunked/analysis.ts CHUNK_DEFAULTS)`;
 }
 
 /** The decode step's workgroups at batch b, its split chosen for b, and each thread's longest walk (t = 1 per call). */

@@ -12,7 +12,7 @@ import type { Index, Resolver } from '../expr.ts';
 import type { KernelBuilder } from '../kernel-builder.ts';
 import type { Block } from '../wgsl-block.ts';
 import { featureCount, frontier, layoutOf, prefixGate, rowAxes, type Layout, type StateLayout } from '../layout.ts';
-import { scoreTile } from './tiles.ts';
+import { blockTile, scoreTile } from './tiles.ts';
 
 export interface ChunkSchedule {
   readonly chunk: number; // C
@@ -67,7 +67,21 @@ export interface ChunkKernelSpec {
    * kernel admits it (chunked/stage.ts prefetchStage). Absent: on; false: stage as before (a bench times both).
    */
   readonly prefetch?: boolean;
+  /**
+   * Stage φ (and keep z, and ψ where the state update allows) as vec4<f32> in workgroup memory and read them four
+   * features at a time in the score tiles, φ·z, φ·S_prev and the state update (PrefixPlan.vec4, psiVec4: where a
+   * term admits it). Absent: CHUNK_DEFAULTS.vec4; false: every array f32, as before.
+   */
+  readonly vec4?: boolean;
+  /** Compute the convolution terms' tap weights once, before the chunk loop (chunked/taps.ts). Absent: CHUNK_DEFAULTS.hoistTaps. */
+  readonly hoistTaps?: boolean;
 }
+
+/**
+ * The chunk kernel's switches where a spec leaves them out — the one place to turn them on once timed: every
+ * kernel, and sharedFloats's count of their workgroup memory (a vec4 ψ row is padded), then agree.
+ */
+export const CHUNK_DEFAULTS = { vec4: false, hoistTaps: false } as const;
 
 export interface KeptParts {
   readonly g: number;
@@ -105,6 +119,21 @@ export interface PrefixPlan {
   readonly psiHalo: number;
   /** ψ staged feature-major ([F][C+1], padded against bank conflicts) for the score tiles; row-major when a bounded term reads it too. */
   readonly transposed: boolean;
+  /**
+   * φ staged as [C][F/4] vec4<f32> and z as [F/4] vec4<f32> (ChunkKernelSpec.vec4), so the loops over features step
+   * by 4 with one workgroup-memory load of φ where they made four: those loads are the kernel's bound (a warp's φ
+   * load is a broadcast, one wavefront each, beside one for S or ψ). Only where F is a multiple of 4 and no bounded
+   * term reads φ as its query feature (that reads φ element by element, through the alias), and no open group (its
+   * z updates, per feature, would write single components of z's vec4s from different invocations).
+   */
+  readonly vec4: boolean;
+  /**
+   * ψ too, as [C][P] vec4<f32> (P = F/4 rounded up to odd: the score tiles' neighbouring invocations read
+   * neighbouring rows, an odd stride keeps a quarter-warp's 16-byte loads on distinct banks), so that the state update
+   * reads each row's four features of an invocation as one broadcast where it made four: where φ is vec4, ψ is
+   * transposed (no bounded term reads it) and the update gives each invocation four features (blockTile's TM).
+   */
+  readonly psiVec4: boolean;
 }
 
 /** A bounded term's query or key feature, staged per row (the head axes fixed): W floats per row over `axes`. */
@@ -253,7 +282,9 @@ export function analyseChunk(spec: ChunkKernelSpec): ChunkAnalysis {
 function prefixPlans(spec: ChunkKernelSpec, HALO: number): PrefixPlan[] {
   const { program: p, sizes, terms } = spec;
   const C = spec.schedule.chunk;
-  const keyFeatures = new Set(terms.filter((t) => t.form.kind !== 'prefix').flatMap((t) => frontier(p, t.score).key));
+  const bounded = terms.filter((t) => t.form.kind !== 'prefix').map((t) => frontier(p, t.score));
+  const keyFeatures = new Set(bounded.flatMap((f) => f.key));
+  const queryFeatures = new Set(bounded.flatMap((f) => f.query));
   const plans: PrefixPlan[] = [];
   for (const term of terms) {
     if (term.form.kind !== 'prefix') continue;
@@ -262,13 +293,18 @@ function prefixPlans(spec: ChunkKernelSpec, HALO: number): PrefixPlan[] {
     const gate = prefixGate(p, form);
     const pg = term.mask[0].kind === 'past_groups' ? term.mask[0].size : 0;
     const exported = spec.exportState?.prefix.find((e) => e.term.name === term.name)?.open;
+    const openGroup = pg && pg > C ? pg : 0;
+    // the default leaves out kernels with their own memory interface: the gradient's sections share f32 scratch
+    const vec4 = (spec.vec4 ?? (CHUNK_DEFAULTS.vec4 && !spec.io)) && F % 4 === 0 && !queryFeatures.has(form.phi) && !openGroup && !(exported && pg);
     plans.push({
       term, form, k: plans.length, F, feature: form.feature,
       gateId: gate?.id ?? null, gateWidth: gate ? (gate.perFeature ? F : 1) : 0, gatePerFeature: gate?.perFeature ?? false,
-      openGroup: pg && pg > C ? pg : 0,
+      openGroup,
       exportOpen: exported ? pg : 0,
       psiHalo: keyFeatures.has(form.psi) ? HALO : 0,
       transposed: !keyFeatures.has(form.psi),
+      vec4,
+      psiVec4: vec4 && !keyFeatures.has(form.psi) && blockTile(F, spec.schedule.cols, spec.schedule.threads, spec.schedule.block).TM === 4,
     });
   }
   return plans;

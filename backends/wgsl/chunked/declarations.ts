@@ -74,24 +74,27 @@ export interface ChunkKernel {
  * (chunked/sections.ts) lets their `chunk` arrays share memory; a plain kernel declares every array.
  */
 export interface ArrayAllocator {
-  keep(stem: string, length: number, note?: string): WorkgroupArray;
-  chunk(stem: string, length: number, note?: string): WorkgroupArray;
+  /** `length` elements of `type` (default f32). */
+  keep(stem: string, length: number, note?: string, type?: WorkgroupArray['type']): WorkgroupArray;
+  chunk(stem: string, length: number, note?: string, type?: WorkgroupArray['type']): WorkgroupArray;
 }
 
 export function ownArrays(kb: KernelBuilder): ArrayAllocator {
-  const make = (stem: string, length: number, note?: string) => kb.workgroup(stem, length, note);
+  const make = (stem: string, length: number, note?: string, type?: WorkgroupArray['type']) => kb.workgroup(stem, length, note, type);
   return { keep: make, chunk: make };
 }
 
 export function declareArrays(a: ChunkAnalysis, kb: KernelBuilder, alloc: ArrayAllocator = ownArrays(kb)): ChunkArrays {
   const { C, R } = a;
   const prefix = a.prefix.map((q): PrefixArrays => {
-    const phi = alloc.chunk(`phi${q.k}`, C * q.F);
-    const psi = q.transposed
+    const phi = q.vec4 ? alloc.chunk(`phi${q.k}`, (C * q.F) / 4, `[row][f / 4], four features a vec4`, 'vec4<f32>') : alloc.chunk(`phi${q.k}`, C * q.F);
+    const psi = q.psiVec4
+      ? alloc.chunk(`psi${q.k}`, C * psiStride(q), `[row][f / 4], rows padded to ${psiStride(q)} vec4`, 'vec4<f32>')
+      : q.transposed
       ? alloc.chunk(`psi${q.k}`, (C + 1) * q.F, `[f][row], rows padded to ${C + 1}`)
       : alloc.chunk(`psi${q.k}`, (C + q.psiHalo) * q.F, 'also the key feature of a bounded term, with its halo');
     const S = alloc.keep(`S${q.k}`, q.F * R);
-    const z = alloc.keep(`z${q.k}`, q.F);
+    const z = q.vec4 ? alloc.keep(`z${q.k}`, q.F / 4, '[f / 4]', 'vec4<f32>') : alloc.keep(`z${q.k}`, q.F);
     const open = q.openGroup
       ? { So: alloc.keep(`So${q.k}`, q.F * R, `the group still open (past_groups(${q.openGroup}) spans several chunks)`), zo: alloc.keep(`zo${q.k}`, q.F) }
       : {};
@@ -142,9 +145,36 @@ export function declareBindings(a: ChunkAnalysis, kb: KernelBuilder): ChunkBindi
   return { read, state, segS: seg.map((x) => x[0]), segZ: seg.map((x) => x[1]), out, parts, kept };
 }
 
+/**
+ * Element i (a u32 expression) of a workgroup array as an f32 reference: `arr[i]`, or of a vec4 array (PrefixPlan.vec4)
+ * its component i % 4 — a dynamic component, for reads outside the loops over features (the exports, a ψ row in the
+ * z update of a term the kernel keeps f32 elsewhere). Never a store into a vec4 array: where a backend writes a
+ * component as a read-modify-write of the vector (Tint's HLSL), invocations storing neighbouring elements would race.
+ */
+export function elem(arr: WorkgroupArray, i: string): string {
+  return arr.type === 'vec4<f32>' ? `${arr.name}[(${i}) / 4u][(${i}) % 4u]` : `${arr.name}[${i}]`;
+}
+
+/** vec4s a row of a vec4 ψ (PrefixPlan.psiVec4) takes: F/4, or one more where that is even. */
+export function psiStride(q: PrefixPlan): number {
+  const P = q.F / 4;
+  return P % 2 ? P : P + 1;
+}
+
+/** ψ_k at `row`, features 4·f4 … 4·f4 + 3, of a term whose ψ is vec4 (PrefixPlan.psiVec4). */
+export function psiVec(K: ChunkKernel, q: PrefixPlan, row: string, f4: string): string {
+  return `${K.arrays.prefix[q.k].psi.name}[(${row}) * ${psiStride(q)}u + ${f4}]`;
+}
+
+/** φ_k at `row` (from the chunk start), features 4·f4 … 4·f4 + 3, of a vec4 term (PrefixPlan.vec4). */
+export function phiVec(K: ChunkKernel, q: PrefixPlan, row: string, f4: string): string {
+  return `${K.arrays.prefix[q.k].phi.name}[(${row}) * ${q.F / 4}u + ${f4}]`;
+}
+
 /** ψ_k[row, f] in workgroup memory (row counted from the chunk start). */
 export function psiAt(K: ChunkKernel, q: PrefixPlan, row: string, f: string): string {
   const psi = K.arrays.prefix[q.k].psi.name;
+  if (q.psiVec4) return `${psi}[(${row}) * ${psiStride(q)}u + (${f}) / 4u][(${f}) % 4u]`;
   return q.transposed ? `${psi}[(${f}) * ${K.a.C + 1}u + ${row}]` : `${psi}[((${row}) + ${q.psiHalo}u) * ${q.F}u + ${f}]`;
 }
 

@@ -3,13 +3,13 @@
 // — and, in the same invocations, the fold of the chunk into z (the φ·z above read the previous z).
 import type { Block } from '../wgsl-block.ts';
 import type { ChunkKernel } from './declarations.ts';
-import { emitZUpdate } from './state.ts';
+import { emitZUpdate, zJobs } from './state.ts';
 
 export function emitDenominators(K: ChunkKernel, body: Block): void {
   const { a } = K;
   if (!a.denGroups.length || a.segmented === 'state') return;
   const NTJ = a.tile.NTJ;
-  const jobs = a.C + a.zEarly.reduce((n, q) => n + q.F, 0);
+  const jobs = a.C + a.zEarly.reduce((n, q) => n + zJobs(q), 0);
   body.strided('x', `${jobs}u`, (b, x) => {
     let from = a.C;
     b.ifChain([
@@ -24,8 +24,8 @@ export function emitDenominators(K: ChunkKernel, body: Block): void {
       }],
       ...a.zEarly.map((q) => {
         const start = from;
-        from += q.F;
-        return [`${x} < ${start + q.F}u`, (z: Block) => emitZUpdate(K, q, z, z.let('f', `${x} - ${start}u`))] as const;
+        from += zJobs(q);
+        return [`${x} < ${start + zJobs(q)}u`, (z: Block) => emitZUpdate(K, q, z, z.let('f', `${x} - ${start}u`))] as const;
       }),
     ]);
   });

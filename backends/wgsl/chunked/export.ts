@@ -3,7 +3,7 @@
 // (z copied into each column, every tile writing its own columns: layout.ts), zo [b, NS, F].
 import type { Block } from '../wgsl-block.ts';
 import type { WorkgroupArray } from '../kernel-builder.ts';
-import { segBase, stateRef, type ChunkKernel } from './declarations.ts';
+import { elem, segBase, stateRef, type ChunkKernel } from './declarations.ts';
 
 export function emitSegmentState(K: ChunkKernel, body: Block): void {
   const { a } = K;
@@ -15,7 +15,7 @@ export function emitSegmentState(K: ChunkKernel, body: Block): void {
       const col = b.let('col', `tile * ${a.R}u + ${x} % ${a.R}u`);
       b.block(`if (${col} < ${a.NR}u)`, (l) => l.line(`${K.kb.use(K.io.segS[q.k])}[${segBase(K, q, 'S')} + (${x} / ${a.R}u) * ${a.NR}u + ${col}] = ${S.name}[${x}];`));
     });
-    body.strided('f', `${q.F}u`, (b, f) => b.block('if (tile == 0u)', (l) => l.line(`${K.kb.use(K.io.segZ[q.k])}[${segBase(K, q, 'z')} + ${f}] = ${z.name}[${f}];`)));
+    body.strided('f', `${q.F}u`, (b, f) => b.block('if (tile == 0u)', (l) => l.line(`${K.kb.use(K.io.segZ[q.k])}[${segBase(K, q, 'z')} + ${f}] = ${elem(z, f)};`)));
   }
 }
 
@@ -39,10 +39,10 @@ function exportPrefixStates(K: ChunkKernel, body: Block): void {
         if (note) b.comment(note);
         const f = b.let('f', `${x} / ${a.R}u`);
         const col = b.let('col', `tile * ${a.R}u + ${x} % ${a.R}u`);
-        b.block(`if (${col} < ${a.NR}u)`, (l) => l.line(`${stateRef(K, buffer)}[((b * ${a.NS}u + s) * ${q.F}u + ${f}) * ${a.NR}u + ${col}] = ${shared.name}[${perColumn ? x : f}];`));
+        b.block(`if (${col} < ${a.NR}u)`, (l) => l.line(`${stateRef(K, buffer)}[((b * ${a.NS}u + s) * ${q.F}u + ${f}) * ${a.NR}u + ${col}] = ${elem(shared, perColumn ? x : f)};`));
       });
     const writeZ = (shared: WorkgroupArray, buffer: string) =>
-      body.strided('f', `${q.F}u`, (b, f) => b.block('if (tile == 0u)', (l) => l.line(`${stateRef(K, buffer)}[(b * ${a.NS}u + s) * ${q.F}u + ${f}] = ${shared.name}[${f}];`)));
+      body.strided('f', `${q.F}u`, (b, f) => b.block('if (tile == 0u)', (l) => l.line(`${stateRef(K, buffer)}[(b * ${a.NS}u + s) * ${q.F}u + ${f}] = ${elem(shared, f)};`)));
     write(S, `state:S${q.k}`, true, `export ${S.name}`);
     write(z, `state:z${q.k}`, false, `export ${z.name}, a copy per column`);
     if (So && zo) {

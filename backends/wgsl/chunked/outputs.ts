@@ -10,8 +10,9 @@ import type { OutputItem, Term } from '../../../src/ir/types.ts';
 import { count, maskCondition } from '../common.ts';
 import { ExprGen, offset, type Index } from '../expr.ts';
 import type { Block } from '../wgsl-block.ts';
-import { positions, stagedResolver, type ChunkKernel, type KeptBinding } from './declarations.ts';
-import { rowDecay } from './scores.ts';
+import { phiVec, positions, stagedResolver, type ChunkKernel, type KeptBinding } from './declarations.ts';
+import { rowDecay, rowDecay4 } from './scores.ts';
+import { hoistedTaps, type HoistedTaps } from './taps.ts';
 import { blockTile } from './tiles.ts';
 
 /** One output cell of the invocation: row `ti + m·NTO` of its column n, and its accumulators. */
@@ -32,7 +33,8 @@ interface Column {
   readonly guard: string | null;
 }
 
-export function emitOutputs(K: ChunkKernel, body: Block): void {
+/** `taps`: the convolution terms whose weights were hoisted before the chunk loop (taps.ts), by name. */
+export function emitOutputs(K: ChunkKernel, body: Block, taps: ReadonlyMap<string, HoistedTaps> = new Map()): void {
   const { a } = K;
   if (a.segmented === 'state') return; // a segment-state launch writes no outputs
   const { TM, TN, NT: NTO, RB } = blockTile(a.C, a.R, a.WG, a.spec.schedule.block);
@@ -41,7 +43,7 @@ export function emitOutputs(K: ChunkKernel, body: Block): void {
     const cl = b.let('cl', `${x} % ${RB}u`);
     const emit = (c: Block, cols: readonly Column[]) => {
       const o = cols.map((cn) => [...Array(TM).keys()].map((m) => c.var(TN === 1 ? `o_${m}` : `o_${m}_${cn.n}`, '0.0')));
-      a.items.forEach((it, g) => outputGroup(K, c, it, g, { ti, cols, o, NTO }));
+      a.items.forEach((it, g) => outputGroup(K, c, it, g, { ti, cols, o, NTO }, taps));
       if (a.spec.partial) return;
       const store = K.io.store;
       const out = store ? '' : K.kb.use(K.io.out!);
@@ -80,7 +82,7 @@ interface Tile {
 }
 
 /** Output group g: its numerators (and denominators) per cell, then its share of o (or its partial outputs). */
-function outputGroup(K: ChunkKernel, c: Block, it: OutputItem, g: number, tile: Tile): void {
+function outputGroup(K: ChunkKernel, c: Block, it: OutputItem, g: number, tile: Tile, taps: ReadonlyMap<string, HoistedTaps>): void {
   const { a } = K;
   const { ti, NTO } = tile;
   const normed = it.kind === 'norm' && it.eps >= 0;
@@ -111,7 +113,13 @@ function outputGroup(K: ChunkKernel, c: Block, it: OutputItem, g: number, tile: 
     }
     for (const t of a.groupTerms[g]) {
       if (t.form.kind === 'prefix') stateTerm(K, gb, t, rows, tile);
-      else if (!a.L.aTerms.includes(t)) for (const r of rows) directTaps(K, gb, t, r, !!rowden);
+      else if (!a.L.aTerms.includes(t)) {
+        const h = taps.get(t.name);
+        for (const r of rows) {
+          if (h) hoistedTaps(K, gb, t, h, { at: r.at, n: r.col.n, cl: r.col.cl, num: r.num, den: r.den }, !!rowden);
+          else directTaps(K, gb, t, r, !!rowden);
+        }
+      }
     }
     for (const r of rows) {
       gb.block('', (w) => {
@@ -153,6 +161,20 @@ function stateTerm(K: ChunkKernel, gb: Block, t: Term, rows: readonly Row[], til
   const q = K.a.prefix.find((x) => x.term === t)!;
   const { S, phi } = K.arrays.prefix[q.k];
   const blocked = tile.cols.length > 1;
+  if (q.vec4) {
+    // four features a trip: each row's φ one vec4 load (shared by the warp's columns: a broadcast), S four
+    gb.for('f4', '0u', (f4) => `${f4} < ${q.F / 4}u`, (l, f4) => {
+      l.comment(`φ·S_prev for ${t.name}, four features a trip`);
+      const f = l.let('f', `${f4} * 4u`);
+      const sv = tile.cols.map((col) => l.let(blocked ? `sv_${col.n}` : 'sv', `vec4<f32>(${[0, 1, 2, 3].map((k) => `${S.name}[(${f} + ${k}u) * ${K.a.R}u + ${col.cl}]`).join(', ')})`));
+      const prow = tile.o[0].map((_, m) => {
+        const il = `(${tile.ti} + ${m * tile.NTO}u)`;
+        return l.let(`pv_${m}`, `${phiVec(K, q, il, f4)}${rowDecay4(K, q, il, f)}`);
+      });
+      for (const r of rows) l.line(`${r.num} = ${r.num} + dot(${prow[r.m]}, ${sv[r.col.n]});`);
+    });
+    return;
+  }
   gb.for('f', '0u', (f) => `${f} < ${q.F}u`, (l, f) => {
     l.comment(`φ·S_prev for ${t.name}`);
     const sv = tile.cols.map((col) => l.let(blocked ? `sv_${col.n}` : 'sv', `${S.name}[${f} * ${K.a.R}u + ${col.cl}]`));

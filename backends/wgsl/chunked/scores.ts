@@ -9,7 +9,7 @@ import { maskCondition } from '../common.ts';
 import { ExprGen } from '../expr.ts';
 import type { Block } from '../wgsl-block.ts';
 import type { PrefixPlan } from './analysis.ts';
-import { positions, psiAt, stagedResolver, type ChunkKernel } from './declarations.ts';
+import { phiVec, positions, psiAt, psiVec, stagedResolver, type ChunkKernel } from './declarations.ts';
 
 /** The micro-tile's accumulators: name of a_g at cell (m, n). */
 type Cells = (g: number, m: number, n: number) => string;
@@ -43,7 +43,8 @@ function prefixTile(K: ChunkKernel, b: Block, q: PrefixPlan, g: number, cells: C
     const d = new Map<string, string>();
     for (let m = 0; m < TI; m++) for (let n = 0; n < TJ; n++) d.set(`${m},${n}`, t.var(`d_${m}_${n}`, '0.0'));
     const jl = [...Array(TJ).keys()].map((n) => t.let(`jl_${n}`, `u32(clamp(i32(${tj} + ${n * NTJ}u) - ${a.AH}, 0, ${a.C - 1}))`));
-    t.for('f', '0u', (f) => `${f} < ${q.F}u`, (l, f) => {
+    if (q.vec4) vec4Products(K, t, q, d, jl, ti);
+    else t.for('f', '0u', (f) => `${f} < ${q.F}u`, (l, f) => {
       const p = [...Array(TI).keys()].map((m) => l.let(`p_${m}`, `${phi.name}[(${ti} + ${m * NTI}u) * ${q.F}u + ${f}]`));
       const s = jl.map((j, n) => l.let(`q_${n}`, psiAt(K, q, j, f)));
       for (let m = 0; m < TI; m++) {
@@ -66,6 +67,31 @@ function prefixTile(K: ChunkKernel, b: Block, q: PrefixPlan, g: number, cells: C
           const am = cells(g, m, n);
           c.block(`if (${il} < n && ${jj} >= ${a.AH}u && ${jj} < ${a.CA}u && ${jai} >= 0 && (${maskCondition(q.term.mask, ia, ja)}))`, (s) => s.line(`${am} = ${am} + ${d.get(`${m},${n}`)}${decay};`));
         });
+      }
+    }
+  });
+}
+
+/**
+ * The tile's φ_i·ψ_j of a vec4 term (PrefixPlan.vec4), four features a trip: each row's φ one vec4 load (the
+ * invocations of a warp share their rows: a broadcast), each key row's ψ four (transposed: neighbouring invocations
+ * read neighbouring rows), and a dot product per cell; a per-feature decay multiplies ψ lane by lane.
+ */
+function vec4Products(K: ChunkKernel, l0: Block, q: PrefixPlan, d: ReadonlyMap<string, string>, jl: readonly string[], ti: string): void {
+  const { TI, TJ, NTI } = K.a.tile;
+  const lg = K.arrays.prefix[q.k].lg?.name;
+  const lanes = (at: (l: number) => string) => `vec4<f32>(${[0, 1, 2, 3].map(at).join(', ')})`;
+  l0.for('f4', '0u', (f4) => `${f4} < ${q.F / 4}u`, (l, f4) => {
+    const f = l.let('f', `${f4} * 4u`);
+    const fl = (k: number) => (k ? `${f} + ${k}u` : f);
+    const rows = [...Array(TI).keys()].map((m) => `(${ti} + ${m * NTI}u)`);
+    const p = rows.map((row, m) => l.let(`p_${m}`, phiVec(K, q, row, f4)));
+    const s = jl.map((j, n) => l.let(`q_${n}`, q.psiVec4 ? psiVec(K, q, j, f4) : lanes((k) => psiAt(K, q, j, fl(k)))));
+    for (let m = 0; m < TI; m++) {
+      for (let n = 0; n < TJ; n++) {
+        const dm = d.get(`${m},${n}`)!;
+        const decayed = q.gatePerFeature ? `${s[n]} * exp(${lanes((k) => `${lg}[${rows[m]} * ${q.F}u + ${fl(k)}]`)} - ${lanes((k) => `${lg}[${jl[n]} * ${q.F}u + ${fl(k)}]`)})` : s[n];
+        l.line(`${dm} = ${dm} + dot(${p[m]}, ${decayed});`);
       }
     }
   });
@@ -109,6 +135,14 @@ function partialDenominator(K: ChunkKernel, b: Block, g: number, m: number, cell
     for (const t of a.groupTerms[g]) {
       if (t.form.kind !== 'prefix') continue;
       const q = a.prefix.find((x) => x.term === t)!;
+      if (q.vec4) {
+        // four features a trip, f = 4·f4 for f4 ≡ tj (mod NTJ): φ and z one vec4 load each
+        c.for('f4', tj, (f4) => `${f4} < ${q.F / 4}u`, (l, f4) => {
+          l.comment(`φ·z for ${t.name}`);
+          l.line(`${dp} = ${dp} + dot(${phiVec(K, q, il, f4)}${rowDecay4(K, q, il, `${f4} * 4u`)}, ${K.arrays.prefix[q.k].z.name}[${f4}]);`);
+        }, { step: (f4) => `${f4} += ${NTJ}u` });
+        continue;
+      }
       c.for('f', tj, (f) => `${f} < ${q.F}u`, (l, f) => {
         l.comment(`φ·z for ${t.name}`);
         l.line(`${dp} = ${dp} + ${K.arrays.prefix[q.k].phi.name}[${il} * ${q.F}u + ${f}]${rowDecay(K, q, il, f)} * ${K.arrays.prefix[q.k].z.name}[${f}];`);
@@ -116,6 +150,13 @@ function partialDenominator(K: ChunkKernel, b: Block, g: number, m: number, cell
     }
     c.line(`${K.arrays.denp.get(g)!.name}[${il} * ${NTJ}u + ${tj}] = ${dp};`);
   });
+}
+
+/** rowDecay for the four features f … f + 3 of a vec4 term: a vec4 factor per feature, a scalar one for a scalar gate. */
+export function rowDecay4(K: ChunkKernel, q: PrefixPlan, il: string, f: string): string {
+  const lg = K.arrays.prefix[q.k].lg?.name;
+  if (!q.gatePerFeature) return rowDecay(K, q, il, f);
+  return ` * exp(vec4<f32>(${[0, 1, 2, 3].map((k) => `${lg}[${il} * ${q.F}u + ${f} + ${k}u]`).join(', ')}))`;
 }
 
 /** ` * exp(Σ log decay from the chunk start to row il)` for feature f, or '' without decay: how S_prev and z reach row il. */

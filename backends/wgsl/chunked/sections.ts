@@ -78,8 +78,12 @@ export function chunkSectionsKernel(sections: readonly Section[], label: string)
 function sectionArrays(kb: KernelBuilder, g: number): ArrayAllocator {
   let k = 0;
   return {
-    keep: (stem, length, note) => kb.workgroup(stem, length, note),
-    chunk: (stem, length, note) => kb.sharedWorkgroup(`chunk${k++}`, 'scratch', length, `section ${g}: ${stem}${note ? ` (${note})` : ''}`),
+    keep: (stem, length, note, type) => kb.workgroup(stem, length, note, type),
+    chunk: (stem, length, note, type) => {
+      // the shared slots are f32: a section's spec leaves vec4 staging off
+      if (type && type !== 'f32') throw new Error(`internal: section ${g}: ${stem} asks for ${type} scratch`);
+      return kb.sharedWorkgroup(`chunk${k++}`, 'scratch', length, `section ${g}: ${stem}${note ? ` (${note})` : ''}`);
+    },
   };
 }
 

@@ -6,7 +6,7 @@ import { ExprGen, offset, type Resolver, type StatsResolver } from '../expr.ts';
 import { ringIndex } from '../layout.ts';
 import type { Block } from '../wgsl-block.ts';
 import type { PrefixPlan, StagedFeature } from './analysis.ts';
-import { positions, stateRef, type ChunkKernel, type StagedRow } from './declarations.ts';
+import { positions, psiStride, stateRef, type ChunkKernel, type StagedRow } from './declarations.ts';
 import { emitSlots, prefetchSlots, THIS_CHUNK, type PrefetchedSlots, type Place, type Slot } from './staging.ts';
 
 export function emitStage(K: ChunkKernel, body: Block): void {
@@ -115,6 +115,7 @@ function ringStore(K: ChunkKernel, id: Id, b: Block, at: Place, val: string, con
 
 /** φ_k or ψ_k ([C + halo][F]); ψ of a prefix term no bounded term reads is stored transposed. */
 function featureSlot(K: ChunkKernel, q: PrefixPlan, which: 'phi' | 'psi'): Slot {
+  if (which === 'phi' ? q.vec4 : q.psiVec4) return featureVecSlot(K, q, which);
   const { a } = K;
   const id = which === 'phi' ? q.form.phi : q.form.psi;
   const halo = which === 'phi' ? 0 : q.psiHalo;
@@ -133,6 +134,37 @@ function featureSlot(K: ChunkKernel, q: PrefixPlan, which: 'phi' | 'psi'): Slot 
       // A bounded term reads this feature as its key (through the alias): decoding needs its last rows too.
       ringStore(K, id, b, at, val, `${at.ok} && tile == 0u && ${at.row} >= 0 && ${at.tpos} + ${a.state?.ring}u >= dims.t`);
       b.line(which === 'psi' && q.transposed ? `${array}[(${at.x} % ${q.F}u) * ${a.C + 1}u + ${at.x} / ${q.F}u] = ${val};` : `${array}[${at.x}] = ${val};`);
+    },
+  };
+}
+
+/**
+ * φ_k or ψ_k of a vec4 term ([C][F/4] vec4, ψ's rows padded: psiStride): element x is row x / (F/4), features
+ * 4·(x % (F/4)) … + 3, one invocation computing all four (their global loads, four neighbouring floats, held together
+ * when prefetched) and storing one vec4, where the f32 form stored four floats at a stride of WG.
+ */
+function featureVecSlot(K: ChunkKernel, q: PrefixPlan, which: 'phi' | 'psi'): Slot {
+  const F4 = q.F / 4;
+  const id = which === 'phi' ? q.form.phi : q.form.psi;
+  const array = K.arrays.prefix[q.k][which].name;
+  const stride = which === 'phi' ? F4 : psiStride(q);
+  const feature = (x: string, l: number) => `((${x} % ${F4}u) * 4u + ${l}u)`;
+  const lanes = (at: Place): Place[] => [0, 1, 2, 3].map((l) => ({ ...at, idx: { ...at.idx, [q.feature!]: feature(at.x, l) } }));
+  return {
+    N: K.a.C * F4,
+    place: (b, xc, { c0, n } = THIS_CHUNK) => {
+      const x = b.let('x', xc);
+      const row = b.let('row', `i32(${x} / ${F4}u)`);
+      const ok = b.let('ok', `${row} < i32(${n})`);
+      const tpos = b.let('tpos', `select(0u, u32(i32(${c0}) + ${row}), ${ok})`);
+      return { x, ok, tpos, row, idx: { ...K.head, [q.feature!]: feature(x, 0) } };
+    },
+    lanes,
+    value: valueOf(K, id),
+    store: (b, at, val) => {
+      // the node as a bounded term's key feature too (another term's ψ): decoding needs its last rows, lane by lane
+      lanes(at).forEach((lp, l) => ringStore(K, id, b, lp, `${val}.${'xyzw'[l]}`, `${at.ok} && tile == 0u && ${at.tpos} + ${K.a.state?.ring}u >= dims.t`));
+      b.line(stride === F4 ? `${array}[${at.x}] = ${val};` : `${array}[(${at.x} / ${F4}u) * ${stride}u + ${at.x} % ${F4}u] = ${val};`);
     },
   };
 }

@@ -45,7 +45,16 @@ export interface Slot {
    */
   readonly value: (b: Block, at: Place, read?: Resolver) => string;
   readonly store: (b: Block, at: Place, val: string) => void;
+  /**
+   * A vec4 slot: each element is 4 values (consecutive features of one row), and this gives their places, which
+   * share the element's `ok`, `tpos` and `row`. Each value is computed (its loads held, when prefetched) as a
+   * scalar slot's is, into one vec4<f32> that `store` receives. Absent: one f32 per element.
+   */
+  readonly lanes?: (at: Place) => readonly Place[];
 }
+
+/** The places of a slot's element: its 4 lanes for a vec4 slot, else itself. */
+const lanesOf = (slot: Slot, at: Place): readonly Place[] => slot.lanes?.(at) ?? [at];
 
 interface Unrolled {
   readonly slot: Slot;
@@ -109,9 +118,18 @@ export function emitSlots(body: Block, WG: number, slots: readonly Slot[]): void
  */
 function computeSlot(b: Block, slot: Slot, xc: string, guard: string | null, read?: (at: Place) => Resolver): (store: Block) => void {
   const at = slot.place(b, xc);
-  const val = b.var('val', '0.0');
-  // The expression in its own block: its helpers' names stay inside, only val leaves it.
-  b.block(guard ? `if (${guard})` : '', (e) => e.line(`${val} = select(0.0, ${slot.value(e, at, read?.(at))}, ${at.ok});`));
+  const lanes = lanesOf(slot, at);
+  if (!slot.lanes) {
+    const val = b.var('val', '0.0');
+    // The expression in its own block: its helpers' names stay inside, only val leaves it.
+    b.block(guard ? `if (${guard})` : '', (e) => e.line(`${val} = select(0.0, ${slot.value(e, at, read?.(at))}, ${at.ok});`));
+    return (s) => slot.store(s, at, val);
+  }
+  const val = b.var('val', 'vec4<f32>(0.0)', 'vec4<f32>');
+  // Each lane's expression in a block of its own (their helpers' names would clash), a constant component each.
+  b.block(guard ? `if (${guard})` : '', (e) =>
+    lanes.forEach((lp, l) => e.block('', (el) => el.line(`${val}.${'xyzw'[l]} = select(0.0, ${slot.value(el, lp, read?.(lp))}, ${lp.ok});`))),
+  );
   return (s) => slot.store(s, at, val);
 }
 
@@ -167,14 +185,17 @@ export function prefetchSlots(WG: number, slots: readonly Slot[], read: Resolver
       const scratch = Block.top(new Scope(b.scope));
       const mine: string[] = [];
       let held = true;
-      u.slot.value(scratch, at, (n, idx, where, blk) => {
-        const r = read(n, idx, where, blk);
-        if (r === null) return null;
-        const own = (r.match(/[A-Za-z_][A-Za-z0-9_]*/g) ?? []).some((id) => scratch.scope.declares(id));
-        if (blk !== scratch || own) held = false;
-        mine.push(r);
-        return r;
-      });
+      // a vec4 slot's lanes in order, as computeSlot replays them
+      for (const lp of lanesOf(u.slot, at)) {
+        u.slot.value(scratch, lp, (n, idx, where, blk) => {
+          const r = read(n, idx, where, blk);
+          if (r === null) return null;
+          const own = (r.match(/[A-Za-z_][A-Za-z0-9_]*/g) ?? []).some((id) => scratch.scope.declares(id));
+          if (blk !== scratch || own) held = false;
+          mine.push(r);
+          return r;
+        });
+      }
       if (!held) return null;
       loads.push(mine);
     }

@@ -7,7 +7,7 @@
 // group apart when decoding needs it open.
 import type { Block } from '../wgsl-block.ts';
 import type { PrefixPlan } from './analysis.ts';
-import { logDecayAt, psiAt, segBase, stateRef, type ChunkKernel } from './declarations.ts';
+import { elem, logDecayAt, psiAt, psiVec, segBase, stateRef, type ChunkKernel } from './declarations.ts';
 import { blockTile } from './tiles.ts';
 
 /** Zero the state (or, for a segment's outputs, load the state the scan left for it), before the first chunk. */
@@ -22,11 +22,13 @@ export function emitStateStart(K: ChunkKernel, body: Block): void {
           const col = i.let('col', `tile * ${R}u + ${x} % ${R}u`);
           i.line(`${S.name}[${x}] = select(0.0, ${K.kb.use(K.io.segS[q.k])}[${segBase(K, q, 'S')} + (${x} / ${R}u) * ${a.NR}u + ${col}], ${col} < ${a.NR}u);`);
         });
-        b.block(`if (${x} < ${q.F}u)`, (i) => i.line(`${z.name}[${x}] = ${K.kb.use(K.io.segZ[q.k])}[${segBase(K, q, 'z')} + ${x}];`));
+        const segZ = (f: string) => `${K.kb.use(K.io.segZ[q.k])}[${segBase(K, q, 'z')} + ${f}]`;
+        if (q.vec4) b.block(`if (${x} < ${q.F / 4}u)`, (i) => i.line(`${z.name}[${x}] = ${lanes((k) => segZ(`${x} * 4u + ${k}u`))};`));
+        else b.block(`if (${x} < ${q.F}u)`, (i) => i.line(`${z.name}[${x}] = ${segZ(x)};`));
         continue;
       }
       b.block(`if (${x} < ${q.F * R}u)`, (i) => i.line(`${S.name}[${x}] = 0.0;`));
-      b.block(`if (${x} < ${q.F}u)`, (i) => i.line(`${z.name}[${x}] = 0.0;`));
+      b.block(`if (${x} < ${zJobs(q)}u)`, (i) => i.line(`${z.name}[${x}] = ${q.vec4 ? 'vec4<f32>(0.0)' : '0.0'};`));
       if (So && zo) {
         b.block(`if (${x} < ${q.F * R}u)`, (i) => i.line(`${So.name}[${x}] = 0.0;`));
         b.block(`if (${x} < ${q.F}u)`, (i) => i.line(`${zo.name}[${x}] = 0.0;`));
@@ -45,21 +47,44 @@ export function emitOpenGroupJoin(K: ChunkKernel, chunk: Block): void {
       b.comment(`a new group starts: the open one joins ${S.name}`);
       for (const [all, open, n] of [[S, So, q.F * K.a.R], [z, zo, q.F]] as const) {
         b.strided('x', `${n}u`, (l, x) => {
-          l.line(`${all.name}[${x}] = ${all.name}[${x}] + ${open.name}[${x}];`);
-          l.line(`${open.name}[${x}] = 0.0;`);
+          l.line(`${elem(all, x)} = ${elem(all, x)} + ${elem(open, x)};`);
+          l.line(`${elem(open, x)} = 0.0;`);
         });
       }
     });
   }
 }
 
-/** z_k[f] ← decay ⊙ z_k[f] + Σ_j decay_{j→end} ψ_k,j[f], for a term with no open group. */
+/** vec4<f32>(at(0), …, at(3)). */
+const lanes = (at: (k: number) => string) => `vec4<f32>(${[0, 1, 2, 3].map(at).join(', ')})`;
+
+/**
+ * The z update's invocations: one per feature, or per four features where z is vec4 (PrefixPlan.vec4) — so that
+ * each writes a whole vec4: invocations writing components of one vec4 would race where a backend stores a
+ * component as a read-modify-write of the vector (Tint's HLSL does).
+ */
+export const zJobs = (q: PrefixPlan) => (q.vec4 ? q.F / 4 : q.F);
+
+/**
+ * z_k[f] ← decay ⊙ z_k[f] + Σ_j decay_{j→end} ψ_k,j[f], for a term with no open group: `f` is the job (zJobs), a
+ * feature or, for a vec4 z, features 4·f … 4·f + 3.
+ */
 export function emitZUpdate(K: ChunkKernel, q: PrefixPlan, b: Block, f: string): void {
-  const z = K.arrays.prefix[q.k].z.name;
+  const z = K.arrays.prefix[q.k].z;
+  if (q.vec4) {
+    const f0 = b.let('f_0', `${f} * 4u`);
+    const logDecay = (row: string) => (q.gatePerFeature ? lanes((k) => logDecayAt(K, q, row, `${f0} + ${k}u`)) : logDecayAt(K, q, row, f0));
+    const psi = (j: string) => (q.psiVec4 ? psiVec(K, q, j, f) : lanes((k) => psiAt(K, q, j, `${f0} + ${k}u`)));
+    const lend = q.gateWidth ? b.let('lend', logDecay('(n - 1u)')) : null;
+    const acc = b.var('acc', `${z.name}[${f}]${lend ? ` * exp(${lend})` : ''}`, 'vec4<f32>');
+    b.for('j', '0u', (j) => `${j} < n`, (l, j) => l.line(`${acc} = ${acc} + ${psi(j)}${lend ? ` * exp(${lend} - ${logDecay(j)})` : ''};`));
+    b.line(`${z.name}[${f}] = ${acc};`);
+    return;
+  }
   const lend = b.let('lend', logDecayAt(K, q, '(n - 1u)', f));
-  const acc = b.var('acc', `${z}[${f}] * exp(${lend})`);
+  const acc = b.var('acc', `${elem(z, f)} * exp(${lend})`);
   b.for('j', '0u', (j) => `${j} < n`, (l, j) => l.line(`${acc} = ${acc} + ${psiAt(K, q, j, f)} * exp(${lend} - ${logDecayAt(K, q, j, f)});`));
-  b.line(`${z}[${f}] = ${acc};`);
+  b.line(`${elem(z, f)} = ${acc};`);
 }
 
 /** Phase 5: fold the chunk into the state (after the outputs have read S_prev). */
@@ -97,6 +122,7 @@ function foldIntoOpenGroup(K: ChunkKernel, q: PrefixPlan, chunk: Block): void {
  * TN the schedule's `block`, else 1): a value loaded once feeds TF products, a decayed ψ once TN.
  */
 function foldTiled(K: ChunkKernel, q: PrefixPlan, chunk: Block): void {
+  if (q.psiVec4) return foldTiledVec4(K, q, chunk);
   const { a } = K;
   const S = K.arrays.prefix[q.k].S.name;
   const { TM: TF, TN, NT: NTF, RB } = blockTile(q.F, a.R, a.WG, a.spec.schedule.block);
@@ -127,7 +153,36 @@ function foldTiled(K: ChunkKernel, q: PrefixPlan, chunk: Block): void {
     });
     for (const { f, acc } of rows) acc.forEach((an, n) => b.line(`${S}[${f} * ${a.R}u + ${cls[n]}] = ${an};`));
   });
-  if (!a.zEarly.includes(q)) chunk.strided('f', `${q.F}u`, (b, f) => emitZUpdate(K, q, b, f));
+  if (!a.zEarly.includes(q)) chunk.strided('f', `${zJobs(q)}u`, (b, f) => emitZUpdate(K, q, b, f));
+}
+
+/**
+ * foldTiled for a term whose ψ is vec4 (PrefixPlan.psiVec4, so blockTile gives each invocation four features): the
+ * four are 4·tf … 4·tf + 3, so each row's ψ is one vec4 load — the same for the warp's columns, a broadcast — where
+ * the f32 form loaded four (features tf + m·F/4), and the accumulators of a column are one vec4.
+ */
+function foldTiledVec4(K: ChunkKernel, q: PrefixPlan, chunk: Block): void {
+  const { a } = K;
+  const S = K.arrays.prefix[q.k].S.name;
+  const { TN, NT: NTF, RB } = blockTile(q.F, a.R, a.WG, a.spec.schedule.block);
+  const logDecay = (row: string, f0: string) => (q.gatePerFeature ? lanes((k) => logDecayAt(K, q, row, `${f0} + ${k}u`)) : logDecayAt(K, q, row, f0));
+  chunk.strided('x', `${NTF * RB}u`, (b, x) => {
+    b.comment(`${S} ← decay ⊙ ${S} + Σ_j ψ_j ⊗ v_j, four features an invocation`);
+    const tf = b.let('tf', `${x} / ${RB}u`);
+    const cl = b.let('cl', `${x} % ${RB}u`);
+    const cls = TN === 1 ? [cl] : [...Array(TN).keys()].map((n) => b.let(`cl_${n}`, `${cl} + ${n * RB}u`));
+    const f0 = b.let('f_0', `${tf} * 4u`);
+    const at = (k: number, c: string) => `${S}[(${f0} + ${k}u) * ${a.R}u + ${c}]`;
+    const lend = q.gateWidth ? b.let('lend', logDecay('(n - 1u)', f0)) : null;
+    const acc = cls.map((c, n) => b.var(TN === 1 ? 'acc' : `acc_${n}`, `${lanes((k) => at(k, c))}${lend ? ` * exp(${lend})` : ''}`, 'vec4<f32>'));
+    b.for('j', '0u', (j) => `${j} < n`, (l, j) => {
+      const vv = cls.map((c, n) => l.let(TN === 1 ? 'vv' : `vv_${n}`, `${K.arrays.vs.name}[(${j} + ${a.HALO}u) * ${a.R}u + ${c}]`));
+      const ps = l.let('ps', `${psiVec(K, q, j, tf)}${lend ? ` * exp(${lend} - ${logDecay(j, f0)})` : ''}`);
+      acc.forEach((an, n) => l.line(`${an} = ${an} + ${ps} * ${vv[n]};`));
+    });
+    acc.forEach((an, n) => [0, 1, 2, 3].forEach((k) => b.line(`${at(k, cls[n])} = ${an}.${'xyzw'[k]};`)));
+  });
+  if (!a.zEarly.includes(q)) chunk.strided('f', `${zJobs(q)}u`, (b, f) => emitZUpdate(K, q, b, f));
 }
 
 /**
@@ -148,9 +203,9 @@ function foldKeepingLastGroup(K: ChunkKernel, q: PrefixPlan, chunk: Block): void
     b.line(`${S.name}[${x}] = ${acc};`);
   });
   chunk.strided('f', `${q.F}u`, (b, f) => {
-    const { acc, accOpen } = foldSplitAtLastGroup(K, q, b, f, `${z.name}[${f}]`, 'pz', (j) => psiAt(K, q, j, f));
+    const { acc, accOpen } = foldSplitAtLastGroup(K, q, b, f, elem(z, f), 'pz', (j) => psiAt(K, q, j, f));
     b.block('if (c + 1u == nchunks && tile == 0u)', (l) => l.line(`${stateRef(K, `state:zo${q.k}`)}[(b * ${a.NS}u + s) * ${q.F}u + ${f}] = ${accOpen};`));
-    b.line(`${z.name}[${f}] = ${acc};`);
+    b.line(`${elem(z, f)} = ${acc};`);
   });
 }
 
