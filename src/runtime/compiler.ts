@@ -57,9 +57,9 @@ export interface PlanRequest {
   readonly onChoice?: (reason: string) => void;
   /** Chunked: false stages each chunk's loads as before instead of a chunk ahead (LowerOptions.prefetch; benches compare). */
   readonly prefetch?: boolean;
-  /** Chunked: true keeps φ and z as vec4 in the chunk kernels' workgroup memory (LowerOptions.vec4; benches compare). */
+  /** Chunked: φ and z as vec4 in the chunk kernels' workgroup memory or not (LowerOptions.vec4; absent, CHUNK_DEFAULTS; benches compare). */
   readonly vec4?: boolean;
-  /** Chunked: true computes the convolution tap weights once before the chunk loop (LowerOptions.hoistTaps; benches compare). */
+  /** Chunked: the convolution tap weights computed once before the chunk loop or not (LowerOptions.hoistTaps; absent, CHUNK_DEFAULTS). */
   readonly hoistTaps?: boolean;
 }
 
@@ -73,7 +73,7 @@ export function planFor(gpu: Gpu, c: Compiled, sizes: Readonly<Record<string, nu
     case 'chunked': {
       const choice = choosePlan(gpu, c.program, sizes, req, shape);
       req.onChoice?.(choice.reason);
-      return lowerChunked(c.program, sizes, { fuse: choice.fuse, schedule: choice.schedule, ...(choice.featureTile ? { featureTile: choice.featureTile } : {}), ...(choice.tileSchedule && { tileSchedule: choice.tileSchedule }), ...(choice.prologue?.size ? { prologue: choice.prologue } : {}), ...(req.prefetch === false && { prefetch: false }), ...(req.vec4 && { vec4: true }), ...(req.hoistTaps && { hoistTaps: true }) });
+      return lowerChunked(c.program, sizes, { fuse: choice.fuse, schedule: choice.schedule, ...(choice.featureTile ? { featureTile: choice.featureTile } : {}), ...(choice.tileSchedule && { tileSchedule: choice.tileSchedule }), ...(choice.prologue?.size ? { prologue: choice.prologue } : {}), ...(req.prefetch === false && { prefetch: false }), ...(req.vec4 !== undefined && { vec4: req.vec4 }), ...(req.hoistTaps !== undefined && { hoistTaps: req.hoistTaps }) });
     }
   }
 }
