@@ -37,7 +37,8 @@ describe('Block names', () => {
 
 /** Floats of workgroup memory a WGSL module declares, read from its text. */
 function declaredFloats(code: string): number {
-  return [...code.matchAll(/var<workgroup> \w+: array<\w+, (\d+)>/g)].reduce((n, m) => n + Number(m[1]), 0);
+  // a vec4<f32> element is four floats (chunked/analysis.ts CHUNK_DEFAULTS.vec4: φ, ψ and z as vec4)
+  return [...code.matchAll(/var<workgroup> \w+: array<(vec4<f32>|\w+), (\d+)>/g)].reduce((n, m) => n + Number(m[2]) * (m[1] === 'vec4<f32>' ? 4 : 1), 0);
 }
 
 describe('sharedFloats', () => {
