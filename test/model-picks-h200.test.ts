@@ -87,7 +87,7 @@ describe('the cost model against the H200 with the toggles (bench/results/h200-k
 // prologue plan at 32×32×512 ran 1.740 (est. 2.291) and the unfused plan 1.897: a fused pick slower than unfused.
 interface PlanRun { variant: string; b: number; h: number; t: number; d: number; schedule: ChunkSchedule; asked: string; plan: 'unfused' | 'prologue' | 'fused'; prologueNodes?: number[]; medianMs: number }
 const planRuns = (JSON.parse(readFileSync('bench/results/h200-performer-plans.json', 'utf8')) as { rows: PlanRun[] }).rows;
-const sameSchedule = (a: ChunkSchedule, b: ChunkSchedule) => a.chunk === b.chunk && a.cols === b.cols && a.threads === b.threads && (a.segment ?? 0) === (b.segment ?? 0);
+const sameSchedule = (a: ChunkSchedule, b: ChunkSchedule) => a.chunk === b.chunk && a.cols === b.cols && a.threads === b.threads && (a.segment ?? 0) === (b.segment ?? 0) && (a.block ?? 0) === (b.block ?? 0);
 const showRun = (x: PlanRun & { estMs: number }) => `${x.asked} (${x.plan} ${x.schedule.chunk}x${x.schedule.cols}x${x.schedule.threads}${x.schedule.segment ? `s${x.schedule.segment}` : ''}) ${x.medianMs.toFixed(3)} ms, est. ${x.estMs.toFixed(3)}`;
 const planSets = [...new Set(planRuns.map((r) => r.variant))].map((variant) => {
   const runs = planRuns.filter((r) => r.variant === variant);
