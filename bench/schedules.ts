@@ -110,12 +110,20 @@ export async function benchSchedules(
             continue;
           }
           const s: ChunkSchedule = want === 'default' ? (plan.schedule as unknown as ChunkSchedule) : want;
-          const bytes = fuse ? sharedFloats(c.program, sizes, c.program.terms, c.program.output, s) * 4 : 0;
+          // The whole fused kernel's memory; a prologue plan stages less (its features come from buffers), and its
+          // kernels, like the unfused plan's, are checked by running them below.
+          const bytes = kind === 'fused' ? sharedFloats(c.program, sizes, c.program.terms, c.program.output, s) * 4 : 0;
           if (bytes > gpu.limits.maxComputeWorkgroupStorageSize || s.threads > gpu.limits.maxComputeInvocationsPerWorkgroup) {
             console.log(`${label.padEnd(30)} ${asked.padEnd(16)} does not fit (${bytes} bytes of workgroup memory, ${s.threads} threads)`);
             continue;
           }
-          const fo = (await runCompiled(c, x, { device: 'gpu', gpu, form: 'chunked', fuse, schedule: s, prologue: kind === 'prologue' && fuse ? 'model' : 'none', prefetch, ...vec4 })).o;
+          let fo: Awaited<ReturnType<typeof runCompiled>>['o'];
+          try {
+            fo = (await runCompiled(c, x, { device: 'gpu', gpu, form: 'chunked', fuse, schedule: s, prologue: kind === 'prologue' && fuse ? 'model' : 'none', prefetch, ...vec4 })).o;
+          } catch (e) {
+            console.log(`${label.padEnd(30)} ${asked.padEnd(16)} does not run: ${(e as Error).message.split('\n')[0]}`);
+            continue;
+          }
           const errVsOracle = relativeError(fo.data.subarray(0, oracle.data.length), oracle.data);
           if (errVsOracle > 1e-3) {
             console.log(`${label.padEnd(30)} ${asked.padEnd(16)} wrong result (vs oracle ${errVsOracle}); not timing it`);
