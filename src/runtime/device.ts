@@ -44,7 +44,7 @@ const RAISED_LIMITS = [
   'maxStorageBuffersPerShaderStage',
 ] as const;
 
-const OPTIONAL_FEATURES: GPUFeatureName[] = ['timestamp-query', 'shader-f16'];
+const OPTIONAL_FEATURES: GPUFeatureName[] = ['timestamp-query', 'shader-f16', 'subgroups' as GPUFeatureName];
 
 export interface GpuOptions {
   /** The backend under the adapter, named in `adapterName` ('vulkan', … under Dawn; a page: 'webgpu'). */
