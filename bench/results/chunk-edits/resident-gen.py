@@ -6,7 +6,14 @@ FLAGS = set(sys.argv[7:])
 PF = 'pf' in FLAGS
 SPLIT = 'split' in FLAGS  # scores: each (i, j) over two lanes, half the features each
 SKIP = {f[5:] for f in FLAGS if f.startswith('skip-')}  # ablations: skip-scores, skip-phis, skip-fold
-assert D == 4 * SG
+FL = D // SG            # features a lane: 4 or 2
+assert FL in (2, 4) and FL * SG == D
+FV = 'vec4<f32>' if FL == 4 else 'vec2<f32>'
+def lanevec(arr, rowexpr):
+    # the lane's FL features of a row of a [row][F/4] vec4 array
+    if FL == 4:
+        return f'{arr}[{rowexpr} + lane]'
+    return f'select({arr}[{rowexpr} + lane / 2u].xy, {arr}[{rowexpr} + lane / 2u].zw, (lane & 1u) == 1u)'
 W = WG // SG            # subgroups a workgroup
 Cw = R // W             # columns a subgroup
 assert Cw * W == R and Cw in (1, 2, 4)
@@ -52,8 +59,8 @@ p(f'  let col = tile * {R}u + cw0 + lc;  // its column of the head')
 for l in range(4):
     p(f'  let tap{l} = param_w[(hh * {D}u + col) * 4u + {l}u];')
 for c in range(Cw):
-    p(f'  var S{c}: vec4<f32> = vec4<f32>(0.0);')
-p('  var Z: vec4<f32> = vec4<f32>(0.0);')
+    p(f'  var S{c}: {FV} = {FV}(0.0);')
+p(f'  var Z: {FV} = {FV}(0.0);')
 p(f'  let nchunks = (dims.t + {C - 1}u) / {C}u;')
 QJ = -(-C * F4 // WG)          # q (and k) vec4 an invocation
 VJ = -(-(C + HALO) * RV // WG)  # v vec4 an invocation
@@ -157,7 +164,7 @@ else:
 p(f'    for (var blk: u32 = 0u; blk < {NB}u; blk++) {{')
 rows = list(range(RB))
 for r in rows:
-    p(f'      let p{r} = phi[(blk * {RB}u + {r}u) * {F4}u + lane];' if 'phis' not in SKIP else f'      let p{r} = vec4<f32>(f32(lane));')
+    p(f'      let p{r} = ' + lanevec('phi', f'(blk * {RB}u + {r}u) * {F4}u') + ';' if 'phis' not in SKIP else f'      let p{r} = {FV}(f32(lane));')
     if Cw == 1:
         p(f'      var a{r}: f32 = dot(p{r}, S0);')
     else:
@@ -216,7 +223,7 @@ p('      }')
 p('    }')
 # fold
 p('    for (var j: u32 = 0u; j < select(n, 0u, %s); j++) {' % ('true' if 'fold' in SKIP else 'false'))
-p(f'      let ps = psi[j * {PS}u + lane];')
+p(f'      let ps = ' + lanevec('psi', f'j * {PS}u') + ';')
 if Cw == 4:
     p(f'      let vv = vs[(j + {HALO}u) * {RV}u + sg];')
     for c in range(4):
