@@ -6,7 +6,7 @@
 // beside the chooser's pick for the same plain problem (no prologue, no epilogue), R dispatches a pass rotating over
 // weight copies that do not fit in L2 (a tree step reads every weight from memory).
 //
-//   npx tsx bench/mm-subgroup.ts [--M 17] [--N 4096] [--K 768] [--nc 2,4] [--reps 40]
+//   npx tsx bench/mm-subgroup.ts [--M 17] [--N 4096] [--K 768] [--nc 1,2,4] [--warps 4,8] [--split 1,2,4] [--pre false,true] [--reps 40]
 import { parseArgs } from 'node:util';
 import { bindMatmul, encodeMatmul, planMatmul } from '../src/runtime/matmul.ts';
 import { getDevice } from '../src/runtime/dawn.ts';
@@ -15,11 +15,19 @@ import { BufferUsage } from '../src/runtime/device.ts';
 import { timeDispatches } from '../src/runtime/timing.ts';
 import { compileKernel } from '../src/runtime/pipeline-cache.ts';
 
-/** The subgroup kernel: WARPS subgroups of 32 a workgroup, each NC output columns, M rows unrolled (sums in registers). */
-function subgroupKernel(M: number, NC: number, WARPS: number, SG: number): string {
+/**
+ * The subgroup kernel: WARPS subgroups of SG a workgroup; S of them share NC output columns, each walking 1/S of K
+ * (partial sums meet in workgroup memory), M rows unrolled (sums in registers). `pre`: every weight load of the
+ * invocation issued before the first multiply (K/(SG·S) steps × NC vec4 held), so the weights' memory latency is
+ * paid once, not once a step.
+ */
+function subgroupKernel(M: number, NC: number, WARPS: number, SG: number, S: number, pre: boolean, K: number): string {
   const rows = [...Array(M).keys()];
   const cols = [...Array(NC).keys()];
   const vec = NC === 4 ? 'vec4<f32>' : NC === 2 ? 'vec2<f32>' : 'f32';
+  const groups = WARPS / S;
+  const K4 = K / 4;
+  const steps = K4 / (SG * S);
   const lines: string[] = [];
   lines.push('enable subgroups;');
   lines.push('struct P { M: u32, N: u32, K: u32, pad: u32 }');
@@ -27,32 +35,64 @@ function subgroupKernel(M: number, NC: number, WARPS: number, SG: number): strin
   lines.push('@group(0) @binding(1) var<storage, read> X: array<vec4<f32>>;');
   lines.push('@group(0) @binding(2) var<storage, read> W: array<vec4<f32>>;');
   lines.push('@group(0) @binding(3) var<storage, read_write> Y: array<f32>;');
+  if (S > 1) lines.push(`var<workgroup> red: array<${vec}, ${WARPS * M}>;`);
   lines.push(`@compute @workgroup_size(${SG * WARPS})`);
   lines.push('fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32, @builtin(subgroup_invocation_id) lane: u32) {');
   lines.push(`  let warp = lid / ${SG}u;`);
-  lines.push(`  let n0 = (wid.x * ${WARPS}u + warp) * ${NC}u;`);
-  lines.push('  let K4 = p.K / 4u;');
+  lines.push(`  let grp = warp / ${S}u;`);
+  lines.push(`  let part = warp % ${S}u;`);
+  lines.push(`  let n0 = (wid.x * ${groups}u + grp) * ${NC}u;`);
+  lines.push(`  let k0 = part * ${steps * SG}u + lane;`);
   for (const m of rows) lines.push(`  var acc${m}: ${vec} = ${vec}(0.0);`);
-  lines.push(`  for (var k4: u32 = lane; k4 < K4; k4 += ${SG}u) {`);
-  for (const c of cols) lines.push(`    let w${c} = W[(n0 + ${c}u) * K4 + k4];`);
-  for (const m of rows) {
-    lines.push(`    { let x = X[${m}u * K4 + k4];`);
-    const dots = cols.map((c) => `dot(x, w${c})`);
-    lines.push(`      acc${m} = acc${m} + ${NC === 1 ? dots[0] : `${vec}(${dots.join(', ')})`}; }`);
+  const body = (k4: string, w: (c: number) => string) => {
+    for (const m of rows) {
+      lines.push(`    { let x = X[${m}u * ${K4}u + ${k4}];`);
+      const dots = cols.map((c) => `dot(x, ${w(c)})`);
+      lines.push(`      acc${m} = acc${m} + ${NC === 1 ? dots[0] : `${vec}(${dots.join(', ')})`}; }`);
+    }
+  };
+  if (pre) {
+    for (let st = 0; st < steps; st++) for (const c of cols) lines.push(`  let w${st}_${c} = W[(n0 + ${c}u) * ${K4}u + k0 + ${st * SG}u];`);
+    for (let st = 0; st < steps; st++) {
+      lines.push('  {');
+      body(`(k0 + ${st * SG}u)`, (c) => `w${st}_${c}`);
+      lines.push('  }');
+    }
+  } else {
+    lines.push(`  for (var st: u32 = 0u; st < ${steps}u; st++) {`);
+    lines.push(`    let k4 = k0 + st * ${SG}u;`);
+    for (const c of cols) lines.push(`    let w${c} = W[(n0 + ${c}u) * ${K4}u + k4];`);
+    body('k4', (c) => `w${c}`);
+    lines.push('  }');
   }
-  lines.push('  }');
   for (const m of rows) {
-    lines.push(`  { let s = subgroupAdd(acc${m});`);
-    lines.push(`    if (lane == 0u) {`);
-    for (const c of cols) lines.push(`      Y[${m}u * p.N + n0 + ${c}u] = s${NC === 1 ? '' : `.${'xyzw'[c]}`};`);
-    lines.push('    } }');
+    lines.push(`  let s${m} = subgroupAdd(acc${m});`);
+  }
+  if (S === 1) {
+    lines.push('  if (lane == 0u) {');
+    for (const m of rows) for (const c of cols) lines.push(`    Y[${m}u * p.N + n0 + ${c}u] = s${m}${NC === 1 ? '' : `.${'xyzw'[c]}`};`);
+    lines.push('  }');
+  } else {
+    lines.push('  if (lane == 0u) {');
+    for (const m of rows) lines.push(`    red[warp * ${M}u + ${m}u] = s${m};`);
+    lines.push('  }');
+    lines.push('  workgroupBarrier();');
+    // one invocation per (group, row): sums the S parts
+    lines.push(`  for (var x: u32 = lid; x < ${groups * M}u; x += ${SG * WARPS}u) {`);
+    lines.push(`    let g = x / ${M}u;`);
+    lines.push(`    let m = x % ${M}u;`);
+    lines.push(`    var t: ${vec} = ${vec}(0.0);`);
+    lines.push(`    for (var q: u32 = 0u; q < ${S}u; q++) { t = t + red[(g * ${S}u + q) * ${M}u + m]; }`);
+    lines.push(`    let nn = (wid.x * ${groups}u + g) * ${NC}u;`);
+    for (const c of cols) lines.push(`    Y[m * p.N + nn + ${c}u] = t${NC === 1 ? '' : `.${'xyzw'[c]}`};`);
+    lines.push('  }');
   }
   lines.push('}');
   return lines.join('\n');
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { M: { type: 'string', default: '17' }, N: { type: 'string', default: '4096' }, K: { type: 'string', default: '768' }, nc: { type: 'string', default: '1,2,4' }, warps: { type: 'string', default: '4,8' }, reps: { type: 'string', default: '40' }, copies: { type: 'string', default: '8' } } });
+  const { values } = parseArgs({ options: { M: { type: 'string', default: '17' }, N: { type: 'string', default: '4096' }, K: { type: 'string', default: '768' }, nc: { type: 'string', default: '1,2,4' }, warps: { type: 'string', default: '4,8' }, split: { type: 'string', default: '1' }, pre: { type: 'string', default: 'false' }, reps: { type: 'string', default: '40' }, copies: { type: 'string', default: '8' } } });
   const [M, N, K, reps, copies] = [values.M, values.N, values.K, values.reps, values.copies].map(Number);
   const gpu = await getDevice();
   if (!gpu.features.has('subgroups')) throw new Error(`${gpu.adapterName}: no 'subgroups' feature`);
@@ -106,30 +146,35 @@ async function main(): Promise<void> {
   forms.push({ label: `chooser: ${plan.label}`, encode: (pass, i) => encodeMatmul(pass, plan, groups[i % copies]), ms: [] });
   for (const nc of values.nc!.split(',').map(Number)) {
     for (const warps of values.warps!.split(',').map(Number)) {
-      if (N % (nc * warps) !== 0) continue;
-      const code = subgroupKernel(M, nc, warps, SG);
-      const pipeline = await compileKernel(gpu, { label: `sg nc${nc} w${warps}`, code, bindings: ['uniform', 'read-only-storage', 'read-only-storage', 'storage'] });
-      const bgs = ws.map((w) =>
-        gpu.device.createBindGroup({
-          layout: pipeline.getBindGroupLayout(0),
-          entries: [
-            { binding: 0, resource: { buffer: params } },
-            { binding: 1, resource: { buffer: x.buffer } },
-            { binding: 2, resource: { buffer: w.buffer } },
-            { binding: 3, resource: { buffer: y.buffer } },
-          ],
-        }),
-      );
-      const wgs = N / (nc * warps);
-      forms.push({
-        label: `subgroup lanes along K, ${nc} column(s) a subgroup, ${warps} subgroups a workgroup (${wgs} workgroups)`,
-        encode: (pass, i) => {
-          pass.setPipeline(pipeline);
-          pass.setBindGroup(0, bgs[i % copies]);
-          pass.dispatchWorkgroups(wgs);
-        },
-        ms: [],
-      });
+      for (const S of values.split!.split(',').map(Number)) {
+        for (const pre of values.pre!.split(',').map((x) => x === 'true')) {
+          if (warps % S !== 0 || N % (nc * (warps / S)) !== 0 || (K / 4) % (SG * S) !== 0) continue;
+          if (M * nc > 72 || (pre && ((K / 4) / (SG * S)) * nc > 24)) continue; // registers
+          const code = subgroupKernel(M, nc, warps, SG, S, pre, K);
+          const pipeline = await compileKernel(gpu, { label: `sg nc${nc} w${warps} s${S}${pre ? ' pre' : ''}`, code, bindings: ['uniform', 'read-only-storage', 'read-only-storage', 'storage'] });
+          const bgs = ws.map((w) =>
+            gpu.device.createBindGroup({
+              layout: pipeline.getBindGroupLayout(0),
+              entries: [
+                { binding: 0, resource: { buffer: params } },
+                { binding: 1, resource: { buffer: x.buffer } },
+                { binding: 2, resource: { buffer: w.buffer } },
+                { binding: 3, resource: { buffer: y.buffer } },
+              ],
+            }),
+          );
+          const wgs = N / (nc * (warps / S));
+          forms.push({
+            label: `subgroup lanes along K, ${nc} column(s) × ${S} K part(s) a group, ${warps} subgroups a workgroup${pre ? ', weights loaded first' : ''} (${wgs} workgroups)`,
+            encode: (pass, i) => {
+              pass.setPipeline(pipeline);
+              pass.setBindGroup(0, bgs[i % copies]);
+              pass.dispatchWorkgroups(wgs);
+            },
+            ms: [],
+          });
+        }
+      }
     }
   }
   for (const f of forms) {
