@@ -140,7 +140,8 @@ export interface PrefixPlan {
    * ψ too, as [C][P] vec4<f32> (P = F/4 rounded up to odd: the score tiles' neighbouring invocations read
    * neighbouring rows, an odd stride keeps a quarter-warp's 16-byte loads on distinct banks), so that the state update
    * reads each row's four features of an invocation as one broadcast where it made four: where φ is vec4, ψ is
-   * transposed (no bounded term reads it) and the update gives each invocation four features (blockTile's TM).
+   * transposed (no bounded term reads it) and the update gives each invocation four features (blockTile's TM, over
+   * the fold team's invocations where the outputs overlap the update: ChunkAnalysis.overlap).
    */
   readonly psiVec4: boolean;
 }

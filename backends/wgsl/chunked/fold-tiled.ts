@@ -57,9 +57,9 @@ export function foldTiled(K: ChunkKernel, q: PrefixPlan, chunk: Block, held?: He
       b.comment(`${S} ← decay ⊙ ${S} + Σ_j ψ_j ⊗ v_j${q.psiVec4 ? ', four features an invocation' : ''}`);
       const tf = b.let('tf', `${x} / ${RB}u`);
       const cls = columns(b, b.let('cl', `${x} % ${RB}u`), TN, RB);
-      const lane = form.lane(b, tf, cls, '');
-      form.update(b, cls, [lane]);
-      lane.cells.acc.forEach((an, r) => store(b, an, lane.cells.at[r]));
+      const cells = form.lane(b, tf, cls, '');
+      form.update(b, cls, [cells]);
+      cells.acc.forEach((an, r) => store(b, an, cells.at[r]));
     });
     return;
   }
@@ -69,7 +69,7 @@ export function foldTiled(K: ChunkKernel, q: PrefixPlan, chunk: Block, held?: He
     const cls = columns(b, b.let('cl', `${held.team.index} % ${RB}u`), TN, RB);
     const ls = trips.map((t, k) => form.lane(b, b.let(`tf_${k}`, `${t.x} / ${RB}u`), cls, `${k}_`));
     form.update(b, cls, ls);
-    ls.forEach((l, k) => l.cells.acc.forEach((an, r) => b.line(`${held.regs[k][r]} = ${an};`)));
+    ls.forEach((l, k) => l.acc.forEach((an, r) => b.line(`${held.regs[k][r]} = ${an};`)));
   });
 }
 
@@ -93,10 +93,13 @@ function store(b: Block, an: string, at: readonly string[]): void {
   else at.forEach((e, k) => b.line(`${e} = ${an}.${'xyzw'[k]};`));
 }
 
-/** One form of the update: a lane's accumulators (suffix `tag` on their names), the pass over the chunk's rows, and a lane's S elements alone. */
+/**
+ * One form of the update: a lane's accumulators (`tag` in their names), one pass over the chunk's rows for the lanes
+ * given (their decays and features known to the form), and a lane's S elements alone (storeHeld).
+ */
 interface Form {
-  lane(b: Block, tf: string, cls: readonly string[], tag: string): { cells: Cells };
-  update(b: Block, cls: readonly string[], lanes: readonly { cells: Cells }[]): void;
+  lane(b: Block, tf: string, cls: readonly string[], tag: string): Cells;
+  update(b: Block, cls: readonly string[], lanes: readonly Cells[]): void;
   cells(b: Block, tf: string, cls: readonly string[]): Cells;
 }
 
@@ -122,10 +125,10 @@ function f32Form(K: ChunkKernel, q: PrefixPlan): Form {
       });
       const cells: Cells = { acc: rows.flatMap((r) => r.acc), at: rows.flatMap((r) => cls.map((c) => at(r.f, c))) };
       rowsOf.set(cells, rows);
-      return { cells };
+      return cells;
     },
     update(b, cls, lanes) {
-      const rows = lanes.flatMap((l) => rowsOf.get(l.cells)!);
+      const rows = lanes.flatMap((l) => rowsOf.get(l)!);
       b.for('j', '0u', (j) => `${j} < n`, (l, j) => {
         const vv = cls.map((c, n) => l.let(TN === 1 ? 'vv' : `vv_${n}`, `${K.arrays.vs.name}[(${j} + ${a.HALO}u) * ${a.R}u + ${c}]`));
         for (const { f, lend, acc } of rows) {
@@ -165,12 +168,12 @@ function vec4Form(K: ChunkKernel, q: PrefixPlan): Form {
       const acc = cls.map((c, n) => b.var(TN === 1 ? `acc${tag ? `_${tag.slice(0, -1)}` : ''}` : `acc_${tag}${n}`, `${lanes((k) => at(f0, c)[k])}${lend ? ` * exp(${lend})` : ''}`, 'vec4<f32>'));
       const cells: Cells = { acc, at: cls.map((c) => at(f0, c)) };
       laneOf.set(cells, { tf, f0, lend, acc });
-      return { cells };
+      return cells;
     },
     update(b, cls, ls) {
       b.for('j', '0u', (j) => `${j} < n`, (l, j) => {
         const vv = cls.map((c, n) => l.let(TN === 1 ? 'vv' : `vv_${n}`, `${K.arrays.vs.name}[(${j} + ${a.HALO}u) * ${a.R}u + ${c}]`));
-        for (const { tf, f0, lend, acc } of ls.map((x) => laneOf.get(x.cells)!)) {
+        for (const { tf, f0, lend, acc } of ls.map((x) => laneOf.get(x)!)) {
           const ps = l.let('ps', `${psiVec(K, q, j, tf)}${lend ? ` * exp(${lend} - ${logDecay(j, f0)})` : ''}`);
           acc.forEach((an, n) => l.line(`${an} = ${an} + ${ps} * ${vv[n]};`));
         }

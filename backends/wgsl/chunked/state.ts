@@ -4,7 +4,7 @@
 //
 // Its start (zero, or a segment's scanned incoming state), a past_groups term's open group joining S when the
 // next group starts, and the fold at the end of each chunk (phase 5), which for a state export keeps the last
-// group apart when decoding needs it open.
+// group apart when decoding needs it open; a term with no open group folds tiled (fold-tiled.ts).
 import type { Block, Team } from '../wgsl-block.ts';
 import type { PrefixPlan } from './analysis.ts';
 import { elem, logDecayAt, psiAt, psiVec, segBase, stateRef, type ChunkKernel } from './declarations.ts';
