@@ -14,6 +14,9 @@ import { teamSize } from './analysis.ts';
 import { logDecayAt, psiAt, psiVec, type ChunkKernel } from './declarations.ts';
 import { blockTile } from './tiles.ts';
 
+/** The comment the fold team's update carries (the plan report and tests look for it). */
+export const HELD_MARK = "held until the next chunk's start";
+
 /** vec4<f32>(at(0), …, at(3)). */
 export const lanes = (at: (k: number) => string) => `vec4<f32>(${[0, 1, 2, 3].map(at).join(', ')})`;
 
@@ -65,7 +68,7 @@ export function foldTiled(K: ChunkKernel, q: PrefixPlan, chunk: Block, held?: He
   }
   chunk.block('', (b) => {
     const trips = b.trips('x', total, held.team);
-    b.comment(`${S} ← decay ⊙ ${S} + Σ_j ψ_j ⊗ v_j, ${trips.length} trip(s) of the fold team, held until the next chunk's start`);
+    b.comment(`${S} ← decay ⊙ ${S} + Σ_j ψ_j ⊗ v_j, ${trips.length} trip(s) of the fold team, ${HELD_MARK}`);
     const cls = columns(b, b.let('cl', `${held.team.index} % ${RB}u`), TN, RB);
     const ls = trips.map((t, k) => form.lane(b, b.let(`tf_${k}`, `${t.x} / ${RB}u`), cls, `${k}_`));
     form.update(b, cls, ls);
