@@ -6,7 +6,7 @@
 // a change in the generator shows up here instead of timing the wrong kernel.
 //
 //   npx tsx bench/chunk-ablation.ts [--variant elu_dwconv] [--b 4] [--h 16] [--t 4096] [--d 64]
-//                                   [--schedule 32x32x512[v4][ht]] [--rounds 3] [--iters 20] [--out DIR]
+//                                   [--schedule 32x32x512[v4][ht][so]] [--rounds 3] [--iters 20] [--out DIR]
 //
 // The phases (the prefix term's φ·ψ scores, its φ·z denominators, the row denominators' and z's serial sums, the
 // convolution's taps, A·V, φ·S_prev, the state update) are found by the comments and statements the generator
@@ -20,7 +20,7 @@ import { axisSizes, makeInputs } from '../src/inputs.ts';
 import { compileFile, timePlan } from '../src/runtime/compiler.ts';
 import { getDevice } from '../src/runtime/dawn.ts';
 import { median } from '../src/runtime/timing.ts';
-import { parseSchedule, scheduleSwitches } from './schedules.ts';
+import { parseSchedule, scheduleSwitches, switchOptions } from './schedules.ts';
 import { VARIANT_FILES_FOR_BENCH } from './report.ts';
 
 /** A phase: a marker (a comment or a statement the generator writes) and which loop of it to delete. */
@@ -96,11 +96,12 @@ async function main(): Promise<void> {
   const axes: Record<string, number> = {};
   for (const [name, def] of Object.entries(c.source.axes)) if (def.kind === 'free') axes[name] = name === 'h' ? H : D;
   const sizes = axisSizes(c.source, axes);
-  // trailing v4, ht, fx or np as bench/kernels.ts --schedules reads them: φ and z as vec4, tap weights hoisted, both off, prefetching off
+  // trailing v4, ht, fx, ov, so or np as bench/kernels.ts --schedules reads them: φ and z as vec4, tap weights hoisted, both off,
+  // the outputs beside the state update on or off, prefetching off
   const switches = scheduleSwitches(values.schedule!);
   const schedule = parseSchedule(switches.schedule);
-  if (schedule === 'default') throw new Error('--schedule: give one (CxRxT[sG][v4][ht][fx][np])');
-  const base = lowerChunked(c.program, sizes, { fuse: true, schedule, ...(switches.v4 && { vec4: true }), ...(switches.ht && { hoistTaps: true }), ...(switches.fx && { vec4: false, hoistTaps: false }), ...(switches.np && { prefetch: false }) });
+  if (schedule === 'default') throw new Error('--schedule: give one (CxRxT[sG][v4][ht][fx][ov][so][np])');
+  const base = lowerChunked(c.program, sizes, { fuse: true, schedule, ...switchOptions(switches), ...(switches.np && { prefetch: false }) });
   const chunk = base.kernels.findIndex((k) => /\.chunked$/.test(k.label));
   if (chunk < 0) throw new Error(`${c.source.name}: no chunk kernel in the plan (${base.kernels.map((k) => k.label).join(', ')})`);
   const forms: { name: string; loops: number; plan: Plan; ms: number[] }[] = [{ name: 'whole kernel', loops: 0, plan: base, ms: [] }];

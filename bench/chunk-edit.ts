@@ -19,7 +19,7 @@ import { getDevice } from '../src/runtime/dawn.ts';
 import { PlanRunner } from '../src/runtime/executor.ts';
 import { median } from '../src/runtime/timing.ts';
 import { relativeError } from '../src/tensor.ts';
-import { parseSchedule, scheduleSwitches } from './schedules.ts';
+import { parseSchedule, scheduleSwitches, switchOptions } from './schedules.ts';
 import { VARIANT_FILES_FOR_BENCH } from './report.ts';
 
 async function main(): Promise<void> {
@@ -46,8 +46,8 @@ async function main(): Promise<void> {
   const sizes = axisSizes(c.source, axes);
   const switches = scheduleSwitches(values.schedule!);
   const schedule = parseSchedule(switches.schedule);
-  if (schedule === 'default') throw new Error('--schedule: give one (CxRxT[sG][v4][ht][fx][np])');
-  const base = lowerChunked(c.program, sizes, { fuse: true, schedule, ...(switches.v4 && { vec4: true }), ...(switches.ht && { hoistTaps: true }), ...(switches.fx && { vec4: false, hoistTaps: false }), ...(switches.np && { prefetch: false }) });
+  if (schedule === 'default') throw new Error('--schedule: give one (CxRxT[sG][v4][ht][fx][ov][so][np])');
+  const base = lowerChunked(c.program, sizes, { fuse: true, schedule, ...switchOptions(switches), ...(switches.np && { prefetch: false }) });
   const chunk = base.kernels.findIndex((k) => /\.chunked$/.test(k.label));
   if (chunk < 0) throw new Error(`${c.source.name}: no chunk kernel in the plan (${base.kernels.map((k) => k.label).join(', ')})`);
   if (values.print) {

@@ -12,6 +12,8 @@
 // (LowerOptions.vec4: the feature loops four features a trip), so 32x32x512,32x32x512v4 times both in one run; a
 // trailing `ht` computes the convolution's tap weights once before the chunk loop (LowerOptions.hoistTaps): 32x32x512v4ht.
 // Both are on by default (chunked/analysis.ts CHUNK_DEFAULTS); a trailing `fx` turns both off, today's kernel before them.
+// A trailing `so` runs the outputs and the state update one after the other on the whole workgroup (sequential), as
+// before LowerOptions.overlap; `ov` forces the two halves on (the default where a kernel admits it): default,defaultso.
 // A leading `u:` times the unfused plan at that schedule instead (u:default: the unfused plan's own schedule), a
 // leading `p:` the fused plan with the feature nodes the model puts in a prologue (fusion-model.ts decidePrologue;
 // none where it puts none): u:32x32x512,p:32x32x512,p:16x64x512s16 sets the three plans side by side. p:default is
@@ -38,15 +40,27 @@ export function parseSchedule(text: string): ChunkSchedule | 'default' {
   return { chunk, cols, threads, ...(segment ? { segment } : {}), ...(block ? { block } : {}) };
 }
 
-/** A schedule's switches, trailing suffixes in any order: `np` (prefetch off), `v4` (LowerOptions.vec4), `ht` (hoistTaps), `fx` (both off: the f32 kernel with its taps inline). */
-export function scheduleSwitches(text: string): { schedule: string; np: boolean; v4: boolean; ht: boolean; fx: boolean } {
-  const on = { np: false, v4: false, ht: false, fx: false };
+/**
+ * A schedule's switches, trailing suffixes in any order: `np` (prefetch off), `v4` (LowerOptions.vec4), `ht` (hoistTaps),
+ * `fx` (both off: the f32 kernel with its taps inline), `ov` / `so` (LowerOptions.overlap on / off).
+ */
+export function scheduleSwitches(text: string): { schedule: string; np: boolean; v4: boolean; ht: boolean; fx: boolean; ov: boolean; so: boolean } {
+  const on = { np: false, v4: false, ht: false, fx: false, ov: false, so: false };
   let schedule = text;
   for (let more = true; more; ) {
     more = false;
-    for (const k of ['np', 'v4', 'ht', 'fx'] as const) if (schedule.endsWith(k)) [schedule, on[k], more] = [schedule.slice(0, -2), true, true];
+    for (const k of ['np', 'v4', 'ht', 'fx', 'ov', 'so'] as const) if (schedule.endsWith(k)) [schedule, on[k], more] = [schedule.slice(0, -2), true, true];
   }
   return { schedule, ...on };
+}
+
+/** The LowerOptions a schedule's switches ask for (vec4, hoistTaps, overlap; prefetch is the caller's: --no-prefetch too). */
+export function switchOptions(s: ReturnType<typeof scheduleSwitches>): { vec4?: boolean; hoistTaps?: boolean; overlap?: boolean } {
+  return {
+    ...(s.fx ? { vec4: false, hoistTaps: false } : { ...(s.v4 && { vec4: true }), ...(s.ht && { hoistTaps: true }) }),
+    ...(s.ov && { overlap: true }),
+    ...(s.so && { overlap: false }),
+  };
 }
 
 export const scheduleTag = (s: ChunkSchedule) => `${s.chunk}x${s.cols}x${s.threads}${s.segment ? `s${s.segment}` : ''}${s.block ? `b${s.block}` : ''}`;
@@ -88,13 +102,14 @@ export async function benchSchedules(
         for (const asked of o.schedules) {
           const kind = asked.startsWith('u:') ? 'unfused' : asked.startsWith('p:') ? 'prologue' : 'fused';
           const bare = kind === 'fused' ? asked : asked.slice(2);
-          const { schedule: plain, np, v4, ht, fx } = scheduleSwitches(bare);
+          const switches = scheduleSwitches(bare);
+          const { schedule: plain, np } = switches;
           const want = parseSchedule(plain);
           const prefetch = !np && o.prefetch !== false;
           // p:default is the plan choice's own plan (plan-choice.ts choosePlan: fused with its prologue, or unfused).
           const chosen = kind === 'prologue' && want === 'default' ? choosePlan(gpu, c.program, sizes, { prologue: 'model' }, { b: o.b, t }) : undefined;
           const fuse = chosen ? chosen.fuse : kind !== 'unfused';
-          const vec4 = fx ? { vec4: false, hoistTaps: false } : { ...(v4 && { vec4: true }), ...(ht && { hoistTaps: true }) };
+          const vec4 = switchOptions(switches);
           let plan: ReturnType<typeof lowerChunked>;
           let prologue: ReadonlySet<number> | undefined;
           try {

@@ -18,7 +18,8 @@
 //   3 row denominators (and early z)    chunked/denominators.ts
 //   4 outputs                           chunked/outputs.ts (a convolution's weights hoisted before the loop:
 //                                       chunked/taps.ts)
-//   5 fold the chunk into S, z          chunked/state.ts
+//   5 fold the chunk into S, z          chunked/state.ts, chunked/fold-tiled.ts (4 and 5 at once, on two halves
+//                                       of the workgroup, where they overlap: chunked/teams.ts)
 //   after the last chunk: export        chunked/export.ts
 import type { OutputItem, Program, Term } from '../../src/ir/types.ts';
 import type { Sizes } from './common.ts';
@@ -37,6 +38,7 @@ import { emitDecayPrefix, emitStage, prefetchStage } from './chunked/stage.ts';
 import { segmentCount } from './chunked/segments.ts';
 import { emitFold, emitOpenGroupJoin, emitStateStart } from './chunked/state.ts';
 import { emitTapWeights, type HoistedTaps } from './chunked/taps.ts';
+import { declareHeld, emitHeldStore, emitOverlapped, type HeldState } from './chunked/teams.ts';
 
 export type { ChunkKernelSpec, ChunkSchedule } from './chunked/analysis.ts';
 export { segBuffer, segmentable, segmentCount } from './chunked/segments.ts';
@@ -79,6 +81,7 @@ export function chunkKernel(spec: ChunkKernelSpec): Kernel {
   const [first, end] = a.segmented ? [`sg * ${G}u`, `min(nchunks, (sg + 1u) * ${G}u)`] : ['0u', 'nchunks'];
   const pf = prefetchStage(K);
   const taps = emitTapWeights(K, main);
+  const held = declareHeld(K, main);
   /** The loads of chunk `c` (a u32 expression < end, guarded by the caller) into the held registers. */
   const loadChunk = (b: Block, c: string) => {
     const c0 = b.let('c0_next', `(${c}) * ${a.C}u`);
@@ -93,8 +96,13 @@ export function chunkKernel(spec: ChunkKernelSpec): Kernel {
     chunk.define('c0', `c * ${a.C}u`);
     chunk.define('n', `min(${a.C}u, dims.t - c0)`);
     // The next chunk's loads, in flight while this one's scores, outputs and fold run; none past this workgroup's last chunk.
-    emitChunkPhases(K, chunk, pf ? { stage: pf.stage, ahead: (b) => b.block(`if (c + 1u < ${end})`, (l) => loadChunk(l, 'c + 1u')) } : undefined, taps);
+    emitChunkPhases(K, chunk, pf ? { stage: pf.stage, ahead: (b) => b.block(`if (c + 1u < ${end})`, (l) => loadChunk(l, 'c + 1u')) } : undefined, taps, held ?? undefined);
   }, { fixed: true });
+  // the last chunk's S, still held by the fold team, for the export to read
+  if (held && a.state) {
+    emitHeldStore(K, main, held);
+    main.line('workgroupBarrier();');
+  }
   emitSegmentState(K, main);
   emitStateExport(K, main);
   return kb.build({
@@ -109,9 +117,13 @@ export function chunkKernel(spec: ChunkKernelSpec): Kernel {
 /**
  * One chunk's phases 1–5 (after c, c0 and n are defined), ending with a barrier. `prefetch`: the chunk is staged
  * from loads issued a chunk earlier (`stage`), and the next chunk's loads are issued right after its staging
- * barrier (`ahead`). `taps`: convolution weights computed before the chunk loop (chunked/taps.ts).
+ * barrier (`ahead`). `taps`: convolution weights computed before the chunk loop (chunked/taps.ts). `held`: where
+ * the outputs and the fold overlap (chunked/teams.ts), the registers declared before the loop that carry the fold
+ * team's S from one chunk (the loop starting at c = 0) into the next.
  */
-export function emitChunkPhases(K: ChunkKernel, chunk: Block, prefetch?: { stage: (b: Block) => void; ahead: (b: Block) => void }, taps?: ReadonlyMap<string, HoistedTaps>): void {
+export function emitChunkPhases(K: ChunkKernel, chunk: Block, prefetch?: { stage: (b: Block) => void; ahead: (b: Block) => void }, taps?: ReadonlyMap<string, HoistedTaps>, held?: HeldState): void {
+  if (K.a.overlap && !held) throw new Error(`internal: ${K.a.spec.label}: overlapped phases need the fold team's held registers`);
+  if (held) emitHeldStore(K, chunk, held, 'c > 0u');
   emitOpenGroupJoin(K, chunk);
   if (prefetch) prefetch.stage(chunk);
   else emitStage(K, chunk);
@@ -120,8 +132,11 @@ export function emitChunkPhases(K: ChunkKernel, chunk: Block, prefetch?: { stage
   emitDecayPrefix(K, chunk);
   emitScores(K, chunk);
   emitDenominators(K, chunk);
-  emitOutputs(K, chunk, taps);
-  emitFold(K, chunk);
+  if (held) emitOverlapped(K, chunk, held, taps);
+  else {
+    emitOutputs(K, chunk, taps);
+    emitFold(K, chunk);
+  }
   chunk.line('workgroupBarrier();');
 }
 

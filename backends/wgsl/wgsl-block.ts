@@ -62,6 +62,15 @@ export class Scope {
   }
 }
 
+/**
+ * Some of the workgroup's invocations running a phase beside the others (a chunk kernel's outputs beside its state
+ * update): `index`, an invocation's index within the team (lid − the team's first), and `size`, its invocations.
+ */
+export interface Team {
+  readonly index: string;
+  readonly size: number;
+}
+
 interface Statement {
   readonly code: string;
   readonly note?: string;
@@ -159,9 +168,26 @@ export class Block {
     body(b, i);
   }
 
-  /** The workgroup-strided loop `for (var i = lid; i < n; i += WG)` over n work items. */
-  strided(stem: string, n: string, body: (b: Block, i: string) => void): void {
-    this.for(stem, 'lid', (i) => `${i} < ${n}`, body, { step: (i) => `${i} += WG` });
+  /**
+   * The workgroup-strided loop `for (var i = lid; i < n; i += WG)` over n work items; given a `team`, the team's
+   * own: `for (var i = index; i < n; i += size)`, so that two teams share the items of two phases at once.
+   */
+  strided(stem: string, n: string, body: (b: Block, i: string) => void, team?: Team): void {
+    if (!team) return this.for(stem, 'lid', (i) => `${i} < ${n}`, body, { step: (i) => `${i} += WG` });
+    this.for(stem, team.index, (i) => `${i} < ${n}`, body, { step: (i) => `${i} += ${team.size}u` });
+  }
+
+  /**
+   * A team's share of n work items as unrolled trips instead of a strided loop, so that each trip can name registers
+   * of its own (held across a barrier, say): trip t takes item index + t·size, `let STEM_t` it, clamped to n − 1
+   * where the trip can run past n — `guard` is then the condition that it does not (null where it never does).
+   */
+  trips(stem: string, n: number, team: Team): { x: string; guard: string | null }[] {
+    return [...Array(Math.ceil(n / team.size)).keys()].map((t) => {
+      const at = `${team.index} + ${t * team.size}u`;
+      const full = (t + 1) * team.size <= n;
+      return { x: this.let(`${stem}_${t}`, full ? at : `min(${at}, ${n - 1}u)`), guard: full ? null : `${at} < ${n}u` };
+    });
   }
 
   /**

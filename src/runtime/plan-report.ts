@@ -8,6 +8,7 @@ import { BLOCKED_BY_DEFAULT, candidateSchedules } from '../../backends/wgsl/chun
 import { PREFETCH_MARK, type ChunkSchedule } from '../../backends/wgsl/chunked.ts';
 import { MAX_PREFETCH } from '../../backends/wgsl/chunked/staging.ts';
 import { CHUNK_DEFAULTS, outputPart } from '../../backends/wgsl/chunked/analysis.ts';
+import { HELD_MARK } from '../../backends/wgsl/chunked/fold-tiled.ts';
 import { featureNodes, featureRoles } from '../../backends/wgsl/feature-nodes.ts';
 import { bestByModel, chooseFusion } from '../../backends/wgsl/fusion-model.ts';
 import { recurrentPlan } from '../../backends/wgsl/recurrent.ts';
@@ -75,16 +76,18 @@ function stagingLine(p: Program, sizes: Readonly<Record<string, number>>, fuse: 
 }
 
 /**
- * The chunk kernels' two switches (chunked/analysis.ts CHUNK_DEFAULTS): vec4 feature arrays (φ, z, ψ read four
- * features a trip) and convolution weights hoisted out of the chunk loop — on or off, and how many of the chosen
- * plan's chunk kernels take each, read from the kernels lowering writes with both asked for.
+ * The chunk kernels' three switches (chunked/analysis.ts CHUNK_DEFAULTS): vec4 feature arrays (φ, z, ψ read four
+ * features a trip), convolution weights hoisted out of the chunk loop, and the outputs beside the state update on
+ * two halves of the workgroup — on or off, and how many of the chosen plan's chunk kernels take each, read from the
+ * kernels lowering writes with all asked for.
  */
 function switchesLine(p: Program, sizes: Readonly<Record<string, number>>, fuse: boolean, schedule: ChunkSchedule, prologue: ReadonlySet<number> | undefined): string {
-  const kernels = lowerChunked(p, sizes, { fuse, schedule, ...(prologue?.size ? { prologue } : {}), vec4: true, hoistTaps: true }).kernels.filter((k) => k.code.includes('let nchunks'));
+  const kernels = lowerChunked(p, sizes, { fuse, schedule, ...(prologue?.size ? { prologue } : {}), vec4: true, hoistTaps: true, overlap: true }).kernels.filter((k) => k.code.includes('let nchunks'));
   const vec4 = kernels.filter((k) => /var<workgroup> phi\d+: array<vec4<f32>/.test(k.code)).length;
   const taps = kernels.filter((k) => k.code.includes('// hoisted taps of ')).length;
+  const overlap = kernels.filter((k) => k.code.includes(HELD_MARK)).length;
   const state = (on: boolean) => (on ? 'on' : 'off until timed');
-  return `vec4 feature arrays for ${vec4} of ${kernels.length} chunk kernel(s): ${state(CHUNK_DEFAULTS.vec4)}; hoisted convolution weights for ${taps}: ${state(CHUNK_DEFAULTS.hoistTaps)} (chunked/analysis.ts CHUNK_DEFAULTS)`;
+  return `vec4 feature arrays for ${vec4} of ${kernels.length} chunk kernel(s): ${state(CHUNK_DEFAULTS.vec4)}; hoisted convolution weights for ${taps}: ${state(CHUNK_DEFAULTS.hoistTaps)}; outputs beside the state update for ${overlap}: ${state(CHUNK_DEFAULTS.overlap)} (chunked/analysis.ts CHUNK_DEFAULTS)`;
 }
 
 /** The decode step's workgroups at batch b, its split chosen for b, and each thread's longest walk (t = 1 per call). */

@@ -75,13 +75,22 @@ export interface ChunkKernelSpec {
   readonly vec4?: boolean;
   /** Compute the convolution terms' tap weights once, before the chunk loop (chunked/taps.ts). Absent: CHUNK_DEFAULTS.hoistTaps. */
   readonly hoistTaps?: boolean;
+  /**
+   * Run the outputs on one half of the workgroup while the other half folds the chunk into S (chunked/teams.ts),
+   * where the kernel admits it (overlapping). Absent: CHUNK_DEFAULTS.overlap; false: the two phases one after the
+   * other, each on the whole workgroup, as before.
+   */
+  readonly overlap?: boolean;
 }
 
 /**
  * The chunk kernel's switches where a spec leaves them out — the one place to turn them on once timed: every
  * kernel, and sharedFloats's count of their workgroup memory (a vec4 ψ row is padded), then agree.
  */
-export const CHUNK_DEFAULTS = { vec4: true, hoistTaps: true } as const;
+// overlap: on the H200 a hand edit of elu_dwconv's kernel (B 4 H 16 T 4096 D 64, 32x32x512; bench/chunk-edit.ts,
+// bench/results/chunk-edits/ws.wgsl and ws4.wgsl, calls 78–79) that ran the outputs on invocations 0…255 beside the
+// state update on 256…511 — one barrier fewer a chunk, each half blocked twice as deep — ran 0.686 ms against 0.812.
+export const CHUNK_DEFAULTS = { vec4: true, hoistTaps: true, overlap: true } as const;
 
 export interface KeptParts {
   readonly g: number;
@@ -131,7 +140,8 @@ export interface PrefixPlan {
    * ψ too, as [C][P] vec4<f32> (P = F/4 rounded up to odd: the score tiles' neighbouring invocations read
    * neighbouring rows, an odd stride keeps a quarter-warp's 16-byte loads on distinct banks), so that the state update
    * reads each row's four features of an invocation as one broadcast where it made four: where φ is vec4, ψ is
-   * transposed (no bounded term reads it) and the update gives each invocation four features (blockTile's TM).
+   * transposed (no bounded term reads it) and the update gives each invocation four features (blockTile's TM, over
+   * the fold team's invocations where the outputs overlap the update: ChunkAnalysis.overlap).
    */
   readonly psiVec4: boolean;
 }
@@ -179,6 +189,12 @@ export interface ChunkAnalysis {
   readonly valueId: Id;
   /** Prefix terms whose z the denominator phase folds (φ·z above read the previous z). */
   readonly zEarly: readonly PrefixPlan[];
+  /**
+   * The outputs run on invocations [0, WG/2) while [WG/2, WG) fold the chunk into S, in one phase (chunked/teams.ts;
+   * ChunkKernelSpec.overlap): where every prefix term folds tiled (no open group, kept or exported), unsegmented,
+   * and each half's invocations keep their value columns (WG/2 a multiple of the column lanes).
+   */
+  readonly overlap: boolean;
   readonly segmented?: 'state' | 'output';
   readonly segment: number; // G: chunks per segment (0: unsegmented)
   readonly state?: StateLayout;
@@ -254,7 +270,10 @@ export function analyseChunk(spec: ChunkKernelSpec): ChunkAnalysis {
     const m = t.mask.find((x) => x.kind === 'past_groups' || (x.kind === 'group' && t.form.kind === 'prefix'));
     if (m && 'size' in m && C % m.size !== 0 && m.size % C !== 0) throw new Error(`chunk ${C} must divide or be a multiple of the group size ${m.size} (term ${t.name})`);
   }
-  const prefix = prefixPlans(spec, HALO);
+  const plain = prefixPlans(spec, HALO, schedule.threads);
+  const overlap = overlapping(spec, plain);
+  // the state update's micro-tile, and so whether ψ is vec4, is the fold team's (half the workgroup) when overlapping
+  const prefix = overlap ? prefixPlans(spec, HALO, schedule.threads / 2) : plain;
   const { staged, declared } = stagedFeatures(p, sizes, L, terms, prefix);
   const groupTerms = items.map((it) => (it.kind === 'term' ? [it.term] : [...it.terms]).map((nm) => terms.find((t) => t.name === nm)!));
   const aGroups = groupTerms.flatMap((ts, g) => (ts.some((t) => L.aTerms.includes(t)) ? [g] : []));
@@ -275,11 +294,23 @@ export function analyseChunk(spec: ChunkKernelSpec): ChunkAnalysis {
     tile: scoreTile(C, C + AH, schedule.threads, schedule.block),
     valueId,
     zEarly: denGroups.length && outputs ? prefix.filter((q) => !q.openGroup && !q.exportOpen) : [],
-    segmented: spec.segmented, segment, state: spec.exportState,
+    segmented: spec.segmented, segment, state: spec.exportState, overlap,
   };
 }
 
-function prefixPlans(spec: ChunkKernelSpec, HALO: number): PrefixPlan[] {
+/** Whether the kernel of `spec`, with prefix terms `prefix`, runs its outputs beside its state update (ChunkAnalysis.overlap). */
+function overlapping(spec: ChunkKernelSpec, prefix: readonly PrefixPlan[]): boolean {
+  const { threads: WG, cols: R, block } = spec.schedule;
+  if (!(spec.overlap ?? CHUNK_DEFAULTS.overlap) || spec.segmented || !prefix.length || WG < 64 || WG % 2) return false;
+  // each team's invocations keep their column lane in every trip, as the hoisted taps and the fold's shared values need
+  return prefix.every((q) => !q.openGroup && !q.exportOpen) && (WG / 2) % blockTile(1, R, WG, block).RB === 0;
+}
+
+/** Invocations of the outputs phase and of the state update: half the workgroup each when they overlap. */
+export const teamSize = (a: ChunkAnalysis) => (a.overlap ? a.WG / 2 : a.WG);
+
+/** `threads`: the state update's invocations (psiVec4 asks for its micro-tile). */
+function prefixPlans(spec: ChunkKernelSpec, HALO: number, threads: number): PrefixPlan[] {
   const { program: p, sizes, terms } = spec;
   const C = spec.schedule.chunk;
   const bounded = terms.filter((t) => t.form.kind !== 'prefix').map((t) => frontier(p, t.score));
@@ -307,7 +338,7 @@ function prefixPlans(spec: ChunkKernelSpec, HALO: number): PrefixPlan[] {
       psiHalo: keyFeatures.has(form.psi) ? HALO : 0,
       transposed: !keyFeatures.has(form.psi),
       vec4,
-      psiVec4: vec4 && !keyFeatures.has(form.psi) && blockTile(F, spec.schedule.cols, spec.schedule.threads, spec.schedule.block).TM === 4,
+      psiVec4: vec4 && !keyFeatures.has(form.psi) && blockTile(F, spec.schedule.cols, threads, spec.schedule.block).TM === 4,
     });
   }
   return plans;

@@ -10,6 +10,7 @@ import type { OutputItem, Term } from '../../../src/ir/types.ts';
 import { count, maskCondition } from '../common.ts';
 import { ExprGen, offset, type Index } from '../expr.ts';
 import type { Block } from '../wgsl-block.ts';
+import { teamSize } from './analysis.ts';
 import { phiVec, positions, stagedResolver, type ChunkKernel, type KeptBinding } from './declarations.ts';
 import { rowDecay, rowDecay4 } from './scores.ts';
 import { hoistedTaps, type HoistedTaps } from './taps.ts';
@@ -37,7 +38,9 @@ interface Column {
 export function emitOutputs(K: ChunkKernel, body: Block, taps: ReadonlyMap<string, HoistedTaps> = new Map()): void {
   const { a } = K;
   if (a.segmented === 'state') return; // a segment-state launch writes no outputs
-  const { TM, TN, NT: NTO, RB } = blockTile(a.C, a.R, a.WG, a.spec.schedule.block);
+  // overlapped with the state update (teams.ts), the outputs are the first half's: invocations lid < WG/2
+  const team = a.overlap ? { index: 'lid', size: teamSize(a) } : undefined;
+  const { TM, TN, NT: NTO, RB } = blockTile(a.C, a.R, teamSize(a), a.spec.schedule.block);
   body.strided('x', `${NTO * RB}u`, (b, x) => {
     const ti = b.let('ti', `${x} / ${RB}u`);
     const cl = b.let('cl', `${x} % ${RB}u`);
@@ -70,7 +73,7 @@ export function emitOutputs(K: ChunkKernel, body: Block, taps: ReadonlyMap<strin
       return { n, cl: cln, idx, guard: `${col} < ${a.NR}u` };
     });
     emit(b, cols);
-  });
+  }, team);
 }
 
 interface Tile {

@@ -30,7 +30,8 @@ export interface Section {
 
 /** One kernel running every section's chunk phases in turn. */
 export function chunkSectionsKernel(sections: readonly Section[], label: string): Kernel {
-  const as = sections.map((s) => analyseChunk(s.spec));
+  // A section's phases run without the outputs beside the fold (chunked/teams.ts): its turn holds no registers across chunks.
+  const as = sections.map((s) => analyseChunk({ ...s.spec, overlap: false }));
   const a0 = as[0];
   for (const a of as) {
     if (a.C !== a0.C || a.WG !== a0.WG) throw new Error(`${label}: sections must share the chunk and threads (${a.p.name}: ${a.C}/${a.WG}, ${a0.p.name}: ${a0.C}/${a0.WG})`);
@@ -90,6 +91,6 @@ function sectionArrays(kb: KernelBuilder, g: number): ArrayAllocator {
 /** Workgroup memory (f32s) of the sections as one kernel: what the scheduler keeps under the adapter's limit. */
 export function sectionsFloats(sections: readonly Section[]): number {
   const kb = new KernelBuilder(64, []);
-  sections.forEach((s, g) => declareArrays(analyseChunk(s.spec), kb, sectionArrays(kb, g)));
+  sections.forEach((s, g) => declareArrays(analyseChunk({ ...s.spec, overlap: false }), kb, sectionArrays(kb, g)));
   return kb.workgroupFloats();
 }

@@ -4,11 +4,11 @@
 //
 // Its start (zero, or a segment's scanned incoming state), a past_groups term's open group joining S when the
 // next group starts, and the fold at the end of each chunk (phase 5), which for a state export keeps the last
-// group apart when decoding needs it open.
-import type { Block } from '../wgsl-block.ts';
+// group apart when decoding needs it open; a term with no open group folds tiled (fold-tiled.ts).
+import type { Block, Team } from '../wgsl-block.ts';
 import type { PrefixPlan } from './analysis.ts';
 import { elem, logDecayAt, psiAt, psiVec, segBase, stateRef, type ChunkKernel } from './declarations.ts';
-import { blockTile } from './tiles.ts';
+import { foldTiled, lanes } from './fold-tiled.ts';
 
 /** Zero the state (or, for a segment's outputs, load the state the scan left for it), before the first chunk. */
 export function emitStateStart(K: ChunkKernel, body: Block): void {
@@ -55,9 +55,6 @@ export function emitOpenGroupJoin(K: ChunkKernel, chunk: Block): void {
   }
 }
 
-/** vec4<f32>(at(0), …, at(3)). */
-const lanes = (at: (k: number) => string) => `vec4<f32>(${[0, 1, 2, 3].map(at).join(', ')})`;
-
 /**
  * The z update's invocations: one per feature, or per four features where z is vec4 (PrefixPlan.vec4) — so that
  * each writes a whole vec4: invocations writing components of one vec4 would race where a backend stores a
@@ -94,8 +91,16 @@ export function emitFold(K: ChunkKernel, chunk: Block): void {
   for (const q of K.a.prefix) {
     if (q.openGroup) foldIntoOpenGroup(K, q, chunk);
     else if (q.exportOpen) foldKeepingLastGroup(K, q, chunk);
-    else foldTiled(K, q, chunk);
+    else {
+      foldTiled(K, q, chunk);
+      emitZFold(K, q, chunk);
+    }
   }
+}
+
+/** z_k's share of a tiled fold (where the denominator phase has not folded it already), by `team` if given. */
+export function emitZFold(K: ChunkKernel, q: PrefixPlan, chunk: Block, team?: Team): void {
+  if (!K.a.zEarly.includes(q)) chunk.strided('f', `${zJobs(q)}u`, (b, f) => emitZUpdate(K, q, b, f), team);
 }
 
 /** The chunk lies inside one group, which stays open: So_k, zo_k += Σ_j ψ_j ⊗ v_j; it joins S when the next group starts. */
@@ -115,74 +120,6 @@ function foldIntoOpenGroup(K: ChunkKernel, q: PrefixPlan, chunk: Block): void {
     b.for('j', '0u', (j) => `${j} < n`, (l, j) => l.line(`${acc} = ${acc} + ${psiAt(K, q, j, f)};`));
     b.line(`${zo!.name}[${f}] = ${acc};`);
   });
-}
-
-/**
- * S_k ← decay ⊙ S_k + Σ_j ψ_j ⊗ v_j, each invocation owning TF features (tf + m·NTF) of TN columns (cl + n·R/TN;
- * TN the schedule's `block`, else 1): a value loaded once feeds TF products, a decayed ψ once TN.
- */
-function foldTiled(K: ChunkKernel, q: PrefixPlan, chunk: Block): void {
-  if (q.psiVec4) return foldTiledVec4(K, q, chunk);
-  const { a } = K;
-  const S = K.arrays.prefix[q.k].S.name;
-  const { TM: TF, TN, NT: NTF, RB } = blockTile(q.F, a.R, a.WG, a.spec.schedule.block);
-  const fs = [...Array(TF).keys()];
-  const ns = [...Array(TN).keys()];
-  chunk.strided('x', `${NTF * RB}u`, (b, x) => {
-    b.comment(`${S} ← decay ⊙ ${S} + Σ_j ψ_j ⊗ v_j`);
-    const tf = b.let('tf', `${x} / ${RB}u`);
-    const cl = b.let('cl', `${x} % ${RB}u`);
-    const cls = TN === 1 ? [cl] : ns.map((n) => b.let(`cl_${n}`, `${cl} + ${n * RB}u`));
-    const rows = fs.map((m) => {
-      const f = b.let(`f_${m}`, `${tf} + ${m * NTF}u`);
-      const lend = q.gateWidth ? b.let(`lend_${m}`, logDecayAt(K, q, '(n - 1u)', f)) : null;
-      const acc = cls.map((c, n) => b.var(TN === 1 ? `acc_${m}` : `acc_${m}_${n}`, `${S}[${f} * ${a.R}u + ${c}]${lend ? ` * exp(${lend})` : ''}`));
-      return { f, lend, acc };
-    });
-    b.for('j', '0u', (j) => `${j} < n`, (l, j) => {
-      const vv = cls.map((c, n) => l.let(TN === 1 ? 'vv' : `vv_${n}`, `${K.arrays.vs.name}[(${j} + ${a.HALO}u) * ${a.R}u + ${c}]`));
-      for (const { f, lend, acc } of rows) {
-        const w = lend ? ` * exp(${lend} - ${logDecayAt(K, q, j, f)})` : '';
-        if (TN === 1) {
-          l.line(`${acc[0]} = ${acc[0]} + ${psiAt(K, q, j, f)}${w} * ${vv[0]};`);
-          continue;
-        }
-        const ps = l.let('ps', `${psiAt(K, q, j, f)}${w}`);
-        acc.forEach((an, n) => l.line(`${an} = ${an} + ${ps} * ${vv[n]};`));
-      }
-    });
-    for (const { f, acc } of rows) acc.forEach((an, n) => b.line(`${S}[${f} * ${a.R}u + ${cls[n]}] = ${an};`));
-  });
-  if (!a.zEarly.includes(q)) chunk.strided('f', `${zJobs(q)}u`, (b, f) => emitZUpdate(K, q, b, f));
-}
-
-/**
- * foldTiled for a term whose ψ is vec4 (PrefixPlan.psiVec4, so blockTile gives each invocation four features): the
- * four are 4·tf … 4·tf + 3, so each row's ψ is one vec4 load — the same for the warp's columns, a broadcast — where
- * the f32 form loaded four (features tf + m·F/4), and the accumulators of a column are one vec4.
- */
-function foldTiledVec4(K: ChunkKernel, q: PrefixPlan, chunk: Block): void {
-  const { a } = K;
-  const S = K.arrays.prefix[q.k].S.name;
-  const { TN, NT: NTF, RB } = blockTile(q.F, a.R, a.WG, a.spec.schedule.block);
-  const logDecay = (row: string, f0: string) => (q.gatePerFeature ? lanes((k) => logDecayAt(K, q, row, `${f0} + ${k}u`)) : logDecayAt(K, q, row, f0));
-  chunk.strided('x', `${NTF * RB}u`, (b, x) => {
-    b.comment(`${S} ← decay ⊙ ${S} + Σ_j ψ_j ⊗ v_j, four features an invocation`);
-    const tf = b.let('tf', `${x} / ${RB}u`);
-    const cl = b.let('cl', `${x} % ${RB}u`);
-    const cls = TN === 1 ? [cl] : [...Array(TN).keys()].map((n) => b.let(`cl_${n}`, `${cl} + ${n * RB}u`));
-    const f0 = b.let('f_0', `${tf} * 4u`);
-    const at = (k: number, c: string) => `${S}[(${f0} + ${k}u) * ${a.R}u + ${c}]`;
-    const lend = q.gateWidth ? b.let('lend', logDecay('(n - 1u)', f0)) : null;
-    const acc = cls.map((c, n) => b.var(TN === 1 ? 'acc' : `acc_${n}`, `${lanes((k) => at(k, c))}${lend ? ` * exp(${lend})` : ''}`, 'vec4<f32>'));
-    b.for('j', '0u', (j) => `${j} < n`, (l, j) => {
-      const vv = cls.map((c, n) => l.let(TN === 1 ? 'vv' : `vv_${n}`, `${K.arrays.vs.name}[(${j} + ${a.HALO}u) * ${a.R}u + ${c}]`));
-      const ps = l.let('ps', `${psiVec(K, q, j, tf)}${lend ? ` * exp(${lend} - ${logDecay(j, f0)})` : ''}`);
-      acc.forEach((an, n) => l.line(`${an} = ${an} + ${ps} * ${vv[n]};`));
-    });
-    acc.forEach((an, n) => [0, 1, 2, 3].forEach((k) => b.line(`${at(k, cls[n])} = ${an}.${'xyzw'[k]};`)));
-  });
-  if (!a.zEarly.includes(q)) chunk.strided('f', `${zJobs(q)}u`, (b, f) => emitZUpdate(K, q, b, f));
 }
 
 /**
