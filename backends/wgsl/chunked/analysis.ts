@@ -89,7 +89,11 @@ export interface ChunkKernelSpec {
  */
 // overlap: on the H200 a hand edit of elu_dwconv's kernel (B 4 H 16 T 4096 D 64, 32x32x512; bench/chunk-edit.ts,
 // bench/results/chunk-edits/ws.wgsl and ws4.wgsl, calls 78–79) that ran the outputs on invocations 0…255 beside the
-// state update on 256…511 — one barrier fewer a chunk, each half blocked twice as deep — ran 0.686 ms against 0.812.
+// state update on 256…511 — one barrier fewer a chunk, each half blocked twice as deep — ran 0.686 ms against 0.812;
+// the generated form (call 88, default against `so`, 3 rounds alternating) 0.754 against 0.812, retnet 0.755 / 0.816,
+// mamba2 0.764 / 0.823, relu_aug 0.746 / 0.807, cosformer 1.741 / 1.919, hedgehog's prologue plan 1.955 / 2.115, d 128
+// 2.110 / 2.400, t 16384 2.973 / 3.212; elu and relu within 1 % (0.717 / 0.709, 0.705 / 0.699). A per-feature decay
+// (gla) lost 1.4 % (1.710 / 1.687) and keeps the phases in turn by default, as it keeps f32 arrays (vec4 above).
 export const CHUNK_DEFAULTS = { vec4: true, hoistTaps: true, overlap: true } as const;
 
 export interface KeptParts {
@@ -301,7 +305,8 @@ export function analyseChunk(spec: ChunkKernelSpec): ChunkAnalysis {
 /** Whether the kernel of `spec`, with prefix terms `prefix`, runs its outputs beside its state update (ChunkAnalysis.overlap). */
 function overlapping(spec: ChunkKernelSpec, prefix: readonly PrefixPlan[]): boolean {
   const { threads: WG, cols: R, block } = spec.schedule;
-  if (!(spec.overlap ?? CHUNK_DEFAULTS.overlap) || spec.segmented || !prefix.length || WG < 64 || WG % 2) return false;
+  const wanted = spec.overlap ?? (CHUNK_DEFAULTS.overlap && !prefix.some((q) => q.gatePerFeature));
+  if (!wanted || spec.segmented || !prefix.length || WG < 64 || WG % 2) return false;
   // each team's invocations keep their column lane in every trip, as the hoisted taps and the fold's shared values need
   return prefix.every((q) => !q.openGroup && !q.exportOpen) && (WG / 2) % blockTile(1, R, WG, block).RB === 0;
 }
