@@ -42,24 +42,27 @@ export function parseSchedule(text: string): ChunkSchedule | 'default' {
 
 /**
  * A schedule's switches, trailing suffixes in any order: `np` (prefetch off), `v4` (LowerOptions.vec4), `ht` (hoistTaps),
- * `fx` (both off: the f32 kernel with its taps inline), `ov` / `so` (LowerOptions.overlap on / off).
+ * `fx` (both off: the f32 kernel with its taps inline), `ov` / `so` (LowerOptions.overlap on / off), `rq` / `sq`
+ * (LowerOptions.rowQuads on / off: the score matrices as row quads or scalars).
  */
-export function scheduleSwitches(text: string): { schedule: string; np: boolean; v4: boolean; ht: boolean; fx: boolean; ov: boolean; so: boolean } {
-  const on = { np: false, v4: false, ht: false, fx: false, ov: false, so: false };
+export function scheduleSwitches(text: string): { schedule: string; np: boolean; v4: boolean; ht: boolean; fx: boolean; ov: boolean; so: boolean; rq: boolean; sq: boolean } {
+  const on = { np: false, v4: false, ht: false, fx: false, ov: false, so: false, rq: false, sq: false };
   let schedule = text;
   for (let more = true; more; ) {
     more = false;
-    for (const k of ['np', 'v4', 'ht', 'fx', 'ov', 'so'] as const) if (schedule.endsWith(k)) [schedule, on[k], more] = [schedule.slice(0, -2), true, true];
+    for (const k of ['np', 'v4', 'ht', 'fx', 'ov', 'so', 'rq', 'sq'] as const) if (schedule.endsWith(k)) [schedule, on[k], more] = [schedule.slice(0, -2), true, true];
   }
   return { schedule, ...on };
 }
 
 /** The LowerOptions a schedule's switches ask for (vec4, hoistTaps, overlap; prefetch is the caller's: --no-prefetch too). */
-export function switchOptions(s: ReturnType<typeof scheduleSwitches>): { vec4?: boolean; hoistTaps?: boolean; overlap?: boolean } {
+export function switchOptions(s: ReturnType<typeof scheduleSwitches>): { vec4?: boolean; hoistTaps?: boolean; overlap?: boolean; rowQuads?: boolean } {
   return {
     ...(s.fx ? { vec4: false, hoistTaps: false } : { ...(s.v4 && { vec4: true }), ...(s.ht && { hoistTaps: true }) }),
     ...(s.ov && { overlap: true }),
     ...(s.so && { overlap: false }),
+    ...(s.rq && { rowQuads: true }),
+    ...(s.sq && { rowQuads: false }),
   };
 }
 

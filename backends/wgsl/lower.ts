@@ -71,6 +71,8 @@ export interface LowerOptions {
    * chunked/teams.ts) where a kernel admits it: absent, CHUNK_DEFAULTS; a bench's `ov` suffix forces it on, `so` off.
    */
   readonly overlap?: boolean;
+  /** Overlapped kernels' score matrices as row quads (ChunkKernelSpec.rowQuads): absent, CHUNK_DEFAULTS; suffix `rq` / `sq` on / off. */
+  readonly rowQuads?: boolean;
 }
 
 /** The buffer a training forward keeps output item k's numerator ('n', [b, t, outAxes]) or denominator ('z') in. */
@@ -143,7 +145,7 @@ export function lowerChunked(p: Program, sizes: Sizes, opts: LowerOptions): Plan
     }
     const terms = groups[0];
     const items = itemsOver(p.output, terms);
-    const spec = { program: p, sizes, terms, items, partial: false, schedule: opts.schedule, materialised, prefetch: opts.prefetch, vec4: opts.vec4, hoistTaps: opts.hoistTaps, overlap: opts.overlap };
+    const spec = { program: p, sizes, terms, items, partial: false, schedule: opts.schedule, materialised, prefetch: opts.prefetch, vec4: opts.vec4, hoistTaps: opts.hoistTaps, overlap: opts.overlap, rowQuads: opts.rowQuads };
     kernels.push(chunkKernel({ ...spec, label: `${p.name}.segment-state`, segmented: 'state' }));
     kernels.push(segmentScanKernel(p.name, sg.S, sg.NS, sg.NR, C, segments));
     // The output launch's last segment also writes the decoding state (the model's prefill: b·heads·tiles·segments
@@ -158,7 +160,7 @@ export function lowerChunked(p: Program, sizes: Sizes, opts: LowerOptions): Plan
     const keep = single && opts.keepNormalisers ? keptParts(p, sizes, items, buffers) : undefined;
     const tile = !single && tiled(terms[0]) ? { ...opts.schedule, featureTile: opts.featureTile!, blocked: opts.tiledKernel !== 'plain' } : undefined;
     if (tile && items.length !== 1) throw new Error(`${p.name}: term ${terms[0].name} is in ${items.length} output items; a feature-tiled term must be in one`);
-    if (!tile) kernels.push(chunkKernel({ program: p, sizes, terms, items, partial: !single, schedule: opts.schedule, materialised, label, exportState: state, prefetch: opts.prefetch, vec4: opts.vec4, hoistTaps: opts.hoistTaps, overlap: opts.overlap, ...(keep ? { keep } : {}) }));
+    if (!tile) kernels.push(chunkKernel({ program: p, sizes, terms, items, partial: !single, schedule: opts.schedule, materialised, label, exportState: state, prefetch: opts.prefetch, vec4: opts.vec4, hoistTaps: opts.hoistTaps, overlap: opts.overlap, rowQuads: opts.rowQuads, ...(keep ? { keep } : {}) }));
     if (!single) {
       items.forEach((it, g) => {
         const item = p.output.findIndex((o) => (o.kind === 'term' ? [o.term] : o.terms).some((nm) => (it.kind === 'term' ? [it.term] : it.terms).includes(nm)));

@@ -63,6 +63,8 @@ export interface PlanRequest {
   readonly hoistTaps?: boolean;
   /** Chunked: the outputs beside the state update on two halves of the workgroup or not (LowerOptions.overlap; absent, CHUNK_DEFAULTS). */
   readonly overlap?: boolean;
+  /** Chunked: overlapped kernels' score matrices as row quads or not (LowerOptions.rowQuads; absent, CHUNK_DEFAULTS). */
+  readonly rowQuads?: boolean;
 }
 
 /** The GPU plan of a form at the given axis sizes. */
@@ -75,7 +77,7 @@ export function planFor(gpu: Gpu, c: Compiled, sizes: Readonly<Record<string, nu
     case 'chunked': {
       const choice = choosePlan(gpu, c.program, sizes, req, shape);
       req.onChoice?.(choice.reason);
-      return lowerChunked(c.program, sizes, { fuse: choice.fuse, schedule: choice.schedule, ...(choice.featureTile ? { featureTile: choice.featureTile } : {}), ...(choice.tileSchedule && { tileSchedule: choice.tileSchedule }), ...(choice.prologue?.size ? { prologue: choice.prologue } : {}), ...(req.prefetch === false && { prefetch: false }), ...(req.vec4 !== undefined && { vec4: req.vec4 }), ...(req.hoistTaps !== undefined && { hoistTaps: req.hoistTaps }), ...(req.overlap !== undefined && { overlap: req.overlap }) });
+      return lowerChunked(c.program, sizes, { fuse: choice.fuse, schedule: choice.schedule, ...(choice.featureTile ? { featureTile: choice.featureTile } : {}), ...(choice.tileSchedule && { tileSchedule: choice.tileSchedule }), ...(choice.prologue?.size ? { prologue: choice.prologue } : {}), ...(req.prefetch === false && { prefetch: false }), ...(req.vec4 !== undefined && { vec4: req.vec4 }), ...(req.hoistTaps !== undefined && { hoistTaps: req.hoistTaps }), ...(req.overlap !== undefined && { overlap: req.overlap }), ...(req.rowQuads !== undefined && { rowQuads: req.rowQuads }) });
     }
   }
 }

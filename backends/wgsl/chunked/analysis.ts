@@ -81,6 +81,8 @@ export interface ChunkKernelSpec {
    * other, each on the whole workgroup, as before.
    */
   readonly overlap?: boolean;
+  /** Store the score matrices as row quads where the outputs overlap the fold (ChunkAnalysis.rowQuads). Absent: CHUNK_DEFAULTS.rowQuads. */
+  readonly rowQuads?: boolean;
 }
 
 /**
@@ -94,7 +96,11 @@ export interface ChunkKernelSpec {
 // mamba2 0.764 / 0.823, relu_aug 0.746 / 0.807, cosformer 1.741 / 1.919, hedgehog's prologue plan 1.955 / 2.115, d 128
 // 2.110 / 2.400, t 16384 2.973 / 3.212; elu and relu within 1 % (0.717 / 0.709, 0.705 / 0.699). A per-feature decay
 // (gla) lost 1.4 % (1.710 / 1.687) and keeps the phases in turn by default, as it keeps f32 arrays (vec4 above).
-export const CHUNK_DEFAULTS = { vec4: true, hoistTaps: true, overlap: true } as const;
+// rowQuads: off until the generated form is timed. The hand form of its idea (bench/results/chunk-edits, call 90: A read
+// four key columns a trip in the overlapped kernel) ran 0.710 ms against 0.756; the generated form reads four rows a
+// key column instead and gives the score phase four rows an invocation (half the workgroup busy there: 0.672 against
+// 0.659 in call 79's hand edits), so its net is not known. `bench/kernels.ts --schedules default,defaultrq` times it.
+export const CHUNK_DEFAULTS = { vec4: true, hoistTaps: true, overlap: true, rowQuads: false } as const;
 
 export interface KeptParts {
   readonly g: number;
@@ -189,6 +195,12 @@ export interface ChunkAnalysis {
   readonly aGroups: readonly number[];
   readonly denGroups: readonly number[];
   readonly tile: ReturnType<typeof scoreTile>;
+  /**
+   * A_g stored as vec4 over the output team's four rows (chunked/row-quads.ts): the outputs' A·V reads one vec4 a key
+   * column where it read four scalars, and the score tile takes those four rows an invocation, so that one invocation
+   * writes each vec4 whole. Where the outputs overlap the fold and each output invocation owns four rows of one column.
+   */
+  readonly rowQuads: boolean;
   /** The value node every term of the kernel reads. */
   readonly valueId: Id;
   /** Prefix terms whose z the denominator phase folds (φ·z above read the previous z). */
@@ -291,11 +303,13 @@ export function analyseChunk(spec: ChunkKernelSpec): ChunkAnalysis {
     throw new Error(`${p.name}: a segmented chunk plan needs plain causal prefix terms (no decay, no groups), and only its output launch exports a state`);
   }
   const outputs = spec.segmented !== 'state';
+  const quads = rowQuads(spec, overlap);
   return {
     spec, p, sizes, terms, items, C, R, WG: schedule.threads, L, HALO, CH: C + HALO, AH, CA: C + AH,
     NS: count(L.head, sizes), NR, RT: Math.ceil(NR / R), per: count(p.outAxes, sizes),
     prefix, staged, declared, groupTerms, aGroups, denGroups,
-    tile: scoreTile(C, C + AH, schedule.threads, schedule.block),
+    tile: quads ? { TI: 4, TJ: 1, NTI: C / 4, NTJ: C + AH } : scoreTile(C, C + AH, schedule.threads, schedule.block),
+    rowQuads: quads,
     valueId,
     zEarly: denGroups.length && outputs ? prefix.filter((q) => !q.openGroup && !q.exportOpen) : [],
     segmented: spec.segmented, segment, state: spec.exportState, overlap,
@@ -309,6 +323,18 @@ function overlapping(spec: ChunkKernelSpec, prefix: readonly PrefixPlan[]): bool
   if (!wanted || spec.segmented || !prefix.length || WG < 64 || WG % 2) return false;
   // each team's invocations keep their column lane in every trip, as the hoisted taps and the fold's shared values need
   return prefix.every((q) => !q.openGroup && !q.exportOpen) && (WG / 2) % blockTile(1, R, WG, block).RB === 0;
+}
+
+/**
+ * Whether the kernel stores its score matrices as row quads (ChunkAnalysis.rowQuads): the overlapped output team's
+ * micro-tile is four rows (ti + m·C/4) of one column, so a quad is what one output invocation reads at a key column.
+ * Off by default until timed (CHUNK_DEFAULTS.rowQuads).
+ */
+function rowQuads(spec: ChunkKernelSpec, overlap: boolean): boolean {
+  const { chunk: C, cols: R, threads: WG, block } = spec.schedule;
+  if (!(spec.rowQuads ?? CHUNK_DEFAULTS.rowQuads) || !overlap || C % 4 !== 0) return false;
+  const t = blockTile(C, R, WG / 2, block);
+  return t.TM === 4 && t.TN === 1;
 }
 
 /** Invocations of the outputs phase and of the state update: half the workgroup each when they overlap. */

@@ -8,6 +8,7 @@ import type { Binding, KernelBuilder, WorkgroupArray } from '../kernel-builder.t
 import type { ChunkAnalysis, ChunkIo, PrefixPlan } from './analysis.ts';
 import { rowWidth } from '../row-quantities.ts';
 import { stagedReductions, type StagedReduction } from './row-reductions.ts';
+import { quadStride } from './row-quads.ts';
 import { segBuffer } from './segments.ts';
 
 /** Workgroup memory of one prefix term. */
@@ -107,7 +108,9 @@ export function declareArrays(a: ChunkAnalysis, kb: KernelBuilder, alloc: ArrayA
     else staged.set(f.id, alloc.chunk(`${f.side === 'query' ? 'qf' : 'kf'}${f.id}`, (f.side === 'query' ? C : a.CH) * f.W).name);
   }
   const vs = alloc.chunk('vs', a.CH * R, `values of rows c0-${a.HALO} … c0+${C - 1}, this workgroup's columns`);
-  const A = new Map(a.aGroups.map((g) => [g, alloc.chunk(`A${g}`, C * a.CA)]));
+  const A = new Map(
+    a.aGroups.map((g) => [g, a.rowQuads ? alloc.chunk(`A${g}`, a.CA * quadStride(C), `[key column][row ti]: rows ti + m·${C / 4} a vec4 (row quads), columns padded to ${quadStride(C)}`, 'vec4<f32>') : alloc.chunk(`A${g}`, C * a.CA)]),
+  );
   const rowden = new Map(a.denGroups.map((g) => [g, alloc.chunk(`rowden${g}`, C)]));
   const denp = new Map(a.denGroups.filter((g) => A.has(g)).map((g) => [g, alloc.chunk(`denp${g}`, C * a.tile.NTJ)]));
   const reductions = new Map(

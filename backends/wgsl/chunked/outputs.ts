@@ -14,6 +14,7 @@ import { teamSize } from './analysis.ts';
 import { phiVec, positions, stagedResolver, type ChunkKernel, type KeptBinding } from './declarations.ts';
 import { rowDecay, rowDecay4 } from './scores.ts';
 import { hoistedTaps, type HoistedTaps } from './taps.ts';
+import { loadQuad } from './row-quads.ts';
 import { blockTile } from './tiles.ts';
 
 /** One output cell of the invocation: row `ti + m·NTO` of its column n, and its accumulators. */
@@ -109,6 +110,12 @@ function outputGroup(K: ChunkKernel, c: Block, it: OutputItem, g: number, tile: 
     if (A) {
       gb.for('jj', '0u', (jj) => `${jj} < ${a.CA}u`, (l, jj) => {
         const vv = tile.cols.map((col) => l.let(blocked ? `vv_${col.n}` : 'vv', `${K.arrays.vs.name}[(${jj} + ${a.HALO - a.AH}u) * ${a.R}u + ${col.cl}]`));
+        if (a.rowQuads) {
+          // the invocation's four rows at key column jj: one vec4 (chunked/row-quads.ts)
+          const quad = loadQuad(K, l, g, jj, ti);
+          for (const r of rows) l.line(`${r.num} = ${r.num} + ${quad(r.m)} * ${vv[r.col.n]};`);
+          return;
+        }
         // blocked: each row's A element loaded once for its TN columns
         const arow = blocked ? tile.o[0].map((_, m) => l.let(`av_${m}`, `${A.name}[(${ti} + ${m * NTO}u) * ${a.CA}u + ${jj}]`)) : null;
         for (const r of rows) l.line(`${r.num} = ${r.num} + ${arow ? arow[r.m] : `${A.name}[(${r.at}) * ${a.CA}u + ${jj}]`} * ${vv[r.col.n]};`);

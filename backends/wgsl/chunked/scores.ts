@@ -10,6 +10,7 @@ import { ExprGen } from '../expr.ts';
 import type { Block } from '../wgsl-block.ts';
 import type { PrefixPlan } from './analysis.ts';
 import { phiVec, positions, psiAt, psiVec, stagedResolver, type ChunkKernel } from './declarations.ts';
+import { storeQuad } from './row-quads.ts';
 
 /** The micro-tile's accumulators: name of a_g at cell (m, n). */
 type Cells = (g: number, m: number, n: number) => string;
@@ -28,6 +29,8 @@ export function emitScores(K: ChunkKernel, body: Block): void {
       for (const t of a.groupTerms[g]) if (t.form.kind === 'prefix') prefixTile(K, b, a.prefix.find((q) => q.term === t)!, g, cells, ti, tj);
     }
     for (let m = 0; m < TI; m++) for (let n = 0; n < TJ; n++) boundedCell(K, b, m, n, cells, ti, tj);
+    // row quads: the tile's four rows of its column stored as one vec4 (chunked/row-quads.ts; TI 4, TJ 1, tj < CA)
+    if (a.rowQuads) for (const g of a.aGroups) storeQuad(K, b, g, tj, ti, [0, 1, 2, 3].map((m) => cells(g, m, 0)));
     for (const g of a.denGroups) if (K.arrays.denp.has(g)) for (let m = 0; m < TI; m++) partialDenominator(K, b, g, m, cells, ti, tj);
   });
   body.line('workgroupBarrier();');
@@ -119,7 +122,7 @@ function boundedCell(K: ChunkKernel, b: Block, m: number, n: number, cells: Cell
             e.line(`${am} = ${am} + ${gen.value(e, t.score, K.head, ja)};`);
           });
         }
-        s.line(`${K.arrays.A.get(g)!.name}[${il} * ${a.CA}u + ${jj}] = ${am};`);
+        if (!a.rowQuads) s.line(`${K.arrays.A.get(g)!.name}[${il} * ${a.CA}u + ${jj}] = ${am};`);
       }
     });
   });
