@@ -61,6 +61,8 @@ export interface PlanRequest {
   readonly vec4?: boolean;
   /** Chunked: the convolution tap weights computed once before the chunk loop or not (LowerOptions.hoistTaps; absent, CHUNK_DEFAULTS). */
   readonly hoistTaps?: boolean;
+  /** Chunked: the prefix state in subgroup lanes' registers, for the device's subgroup size (LowerOptions.resident; refused where it does not apply). */
+  readonly resident?: boolean;
 }
 
 /** The GPU plan of a form at the given axis sizes. */
@@ -73,7 +75,7 @@ export function planFor(gpu: Gpu, c: Compiled, sizes: Readonly<Record<string, nu
     case 'chunked': {
       const choice = choosePlan(gpu, c.program, sizes, req, shape);
       req.onChoice?.(choice.reason);
-      return lowerChunked(c.program, sizes, { fuse: choice.fuse, schedule: choice.schedule, ...(choice.featureTile ? { featureTile: choice.featureTile } : {}), ...(choice.tileSchedule && { tileSchedule: choice.tileSchedule }), ...(choice.prologue?.size ? { prologue: choice.prologue } : {}), ...(req.prefetch === false && { prefetch: false }), ...(req.vec4 !== undefined && { vec4: req.vec4 }), ...(req.hoistTaps !== undefined && { hoistTaps: req.hoistTaps }) });
+      return lowerChunked(c.program, sizes, { fuse: choice.fuse, schedule: choice.schedule, ...(choice.featureTile ? { featureTile: choice.featureTile } : {}), ...(choice.tileSchedule && { tileSchedule: choice.tileSchedule }), ...(choice.prologue?.size ? { prologue: choice.prologue } : {}), ...(req.prefetch === false && { prefetch: false }), ...(req.vec4 !== undefined && { vec4: req.vec4 }), ...(req.hoistTaps !== undefined && { hoistTaps: req.hoistTaps }), ...(req.resident && { resident: true, subgroupSize: gpu.subgroupSize }) });
     }
   }
 }

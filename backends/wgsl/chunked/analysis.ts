@@ -12,6 +12,7 @@ import type { Index, Resolver } from '../expr.ts';
 import type { KernelBuilder } from '../kernel-builder.ts';
 import type { Block } from '../wgsl-block.ts';
 import { featureCount, frontier, layoutOf, prefixGate, rowAxes, type Layout, type StateLayout } from '../layout.ts';
+import { residentShape, type ResidentShape } from './resident-shape.ts';
 import { blockTile, scoreTile } from './tiles.ts';
 
 export interface ChunkSchedule {
@@ -75,6 +76,14 @@ export interface ChunkKernelSpec {
   readonly vec4?: boolean;
   /** Compute the convolution terms' tap weights once, before the chunk loop (chunked/taps.ts). Absent: CHUNK_DEFAULTS.hoistTaps. */
   readonly hoistTaps?: boolean;
+  /**
+   * Keep the prefix terms' state S, z in the registers of subgroup lanes instead of workgroup memory (the `rs`
+   * switch: resident-shape.ts says where it applies, resident.ts emits it); refused where it does not apply. Off
+   * unless asked: the lead times it before any default uses it.
+   */
+  readonly resident?: boolean;
+  /** The adapter's fixed subgroup size (Gpu.subgroupSize), which a resident kernel is generated for. */
+  readonly subgroupSize?: number;
 }
 
 /**
@@ -182,6 +191,8 @@ export interface ChunkAnalysis {
   readonly segmented?: 'state' | 'output';
   readonly segment: number; // G: chunks per segment (0: unsegmented)
   readonly state?: StateLayout;
+  /** The prefix terms' state in subgroup lanes' registers (ChunkKernelSpec.resident), or absent: in workgroup memory. */
+  readonly resident?: ResidentShape;
 }
 
 /**
@@ -268,14 +279,17 @@ export function analyseChunk(spec: ChunkKernelSpec): ChunkAnalysis {
     throw new Error(`${p.name}: a segmented chunk plan needs plain causal prefix terms (no decay, no groups), and only its output launch exports a state`);
   }
   const outputs = spec.segmented !== 'state';
+  const resident = residentShape(spec, prefix);
   return {
     spec, p, sizes, terms, items, C, R, WG: schedule.threads, L, HALO, CH: C + HALO, AH, CA: C + AH,
     NS: count(L.head, sizes), NR, RT: Math.ceil(NR / R), per: count(p.outAxes, sizes),
     prefix, staged, declared, groupTerms, aGroups, denGroups,
     tile: scoreTile(C, C + AH, schedule.threads, schedule.block),
     valueId,
-    zEarly: denGroups.length && outputs ? prefix.filter((q) => !q.openGroup && !q.exportOpen) : [],
+    // a resident kernel folds z in registers, with S (resident.ts)
+    zEarly: denGroups.length && outputs && !resident ? prefix.filter((q) => !q.openGroup && !q.exportOpen) : [],
     segmented: spec.segmented, segment, state: spec.exportState,
+    ...(resident && { resident }),
   };
 }
 
@@ -307,7 +321,8 @@ function prefixPlans(spec: ChunkKernelSpec, HALO: number): PrefixPlan[] {
       psiHalo: keyFeatures.has(form.psi) ? HALO : 0,
       transposed: !keyFeatures.has(form.psi),
       vec4,
-      psiVec4: vec4 && !keyFeatures.has(form.psi) && blockTile(F, spec.schedule.cols, spec.schedule.threads, spec.schedule.block).TM === 4,
+      // a resident kernel's fold reads each row's four features of a lane as one vec4 whatever the tiles (resident.ts)
+      psiVec4: vec4 && !keyFeatures.has(form.psi) && (!!spec.resident || blockTile(F, spec.schedule.cols, spec.schedule.threads, spec.schedule.block).TM === 4),
     });
   }
   return plans;

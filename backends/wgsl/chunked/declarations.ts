@@ -8,14 +8,20 @@ import type { Binding, KernelBuilder, WorkgroupArray } from '../kernel-builder.t
 import type { ChunkAnalysis, ChunkIo, PrefixPlan } from './analysis.ts';
 import { rowWidth } from '../row-quantities.ts';
 import { stagedReductions, type StagedReduction } from './row-reductions.ts';
+import { residentNeedsZ } from './resident-shape.ts';
+import type { ResidentRegs } from './resident.ts';
 import { segBuffer } from './segments.ts';
 
 /** Workgroup memory of one prefix term. */
 export interface PrefixArrays {
   readonly phi: WorkgroupArray; // [C][F]
   readonly psi: WorkgroupArray; // [F][C+1] (transposed) or [C+psiHalo][F]
-  readonly S: WorkgroupArray; // [F][R]: the state's columns of this tile
-  readonly z: WorkgroupArray; // [F]
+  /** [F][R]: the state's columns of this tile; absent in a resident kernel (registers: resident.ts). */
+  readonly S?: WorkgroupArray;
+  readonly z?: WorkgroupArray; // [F]
+  /** A resident kernel's φ_i·(decay_i ⊙ S_prev) [C][R] and φ_i·(decay_i ⊙ z_prev) [C], reduced from the registers each chunk. */
+  readonly phiS?: WorkgroupArray;
+  readonly phiZ?: WorkgroupArray;
   readonly So?: WorkgroupArray; // the open group of a past_groups term longer than a chunk
   readonly zo?: WorkgroupArray;
   readonly lg?: WorkgroupArray; // [C][gateWidth]: inclusive Σ log(decay) from the chunk start
@@ -66,6 +72,8 @@ export interface ChunkKernel {
   readonly kb: KernelBuilder;
   /** The head axes' indices of this workgroup's slice s (hx_AXIS, split in the kernel's prologue). */
   readonly head: Index;
+  /** The registers that hold the state in a resident kernel (resident.ts); absent otherwise. */
+  readonly resident?: ResidentRegs;
 }
 
 /**
@@ -93,13 +101,17 @@ export function declareArrays(a: ChunkAnalysis, kb: KernelBuilder, alloc: ArrayA
       : q.transposed
       ? alloc.chunk(`psi${q.k}`, (C + 1) * q.F, `[f][row], rows padded to ${C + 1}`)
       : alloc.chunk(`psi${q.k}`, (C + q.psiHalo) * q.F, 'also the key feature of a bounded term, with its halo');
-    const S = alloc.keep(`S${q.k}`, q.F * R);
-    const z = q.vec4 ? alloc.keep(`z${q.k}`, q.F / 4, '[f / 4]', 'vec4<f32>') : alloc.keep(`z${q.k}`, q.F);
+    const state = a.resident
+      ? {
+          phiS: alloc.chunk(`phiS${q.k}`, C * R, '[row][column]: φ·S_prev, reduced from the lanes\' registers'),
+          ...(residentNeedsZ(a, q) && { phiZ: alloc.chunk(`phiZ${q.k}`, C, '[row]: φ·z_prev, likewise') }),
+        }
+      : { S: alloc.keep(`S${q.k}`, q.F * R), z: q.vec4 ? alloc.keep(`z${q.k}`, q.F / 4, '[f / 4]', 'vec4<f32>') : alloc.keep(`z${q.k}`, q.F) };
     const open = q.openGroup
       ? { So: alloc.keep(`So${q.k}`, q.F * R, `the group still open (past_groups(${q.openGroup}) spans several chunks)`), zo: alloc.keep(`zo${q.k}`, q.F) }
       : {};
     const lg = q.gateWidth ? { lg: alloc.chunk(`lg${q.k}`, C * q.gateWidth, 'inclusive Σ log(decay) from the chunk start') } : {};
-    return { phi, psi, S, z, ...open, ...lg };
+    return { phi, psi, ...state, ...open, ...lg };
   });
   const staged = new Map<Id, string>();
   for (const f of a.declared) {
@@ -153,6 +165,13 @@ export function declareBindings(a: ChunkAnalysis, kb: KernelBuilder): ChunkBindi
  */
 export function elem(arr: WorkgroupArray, i: string): string {
   return arr.type === 'vec4<f32>' ? `${arr.name}[(${i}) / 4u][(${i}) % 4u]` : `${arr.name}[${i}]`;
+}
+
+/** Prefix term q's state arrays in workgroup memory: every kernel has them but a resident one, whose emitters never ask. */
+export function stateArrays(K: ChunkKernel, q: PrefixPlan): PrefixArrays & { readonly S: WorkgroupArray; readonly z: WorkgroupArray } {
+  const { S, z } = K.arrays.prefix[q.k];
+  if (!S || !z) throw new Error(`internal: ${K.a.p.name}: term ${q.term.name}'s state is in lanes' registers (resident.ts), not workgroup memory`);
+  return { ...K.arrays.prefix[q.k], S, z };
 }
 
 /** vec4s a row of a vec4 ψ (PrefixPlan.psiVec4) takes: F/4, or one more where that is even. */

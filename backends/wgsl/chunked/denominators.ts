@@ -3,6 +3,7 @@
 // — and, in the same invocations, the fold of the chunk into z (the φ·z above read the previous z).
 import type { Block } from '../wgsl-block.ts';
 import type { ChunkKernel } from './declarations.ts';
+import { residentDenominators } from './resident.ts';
 import { emitZUpdate, zJobs } from './state.ts';
 
 export function emitDenominators(K: ChunkKernel, body: Block): void {
@@ -19,6 +20,7 @@ export function emitDenominators(K: ChunkKernel, body: Block): void {
           const den = r.var(`den${g}`, '0.0');
           const denp = K.arrays.denp.get(g);
           if (denp) r.for('u', '0u', (u) => `${u} < ${NTJ}u`, (l, u) => l.line(`${den} = ${den} + ${denp.name}[${il} * ${NTJ}u + ${u}];`));
+          for (const pz of residentDenominators(K, g, il)) r.line(`${den} = ${den} + ${pz};`);
           r.line(`${K.arrays.rowden.get(g)!.name}[${il}] = ${den};`);
         }
       }],

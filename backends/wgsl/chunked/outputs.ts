@@ -10,7 +10,8 @@ import type { OutputItem, Term } from '../../../src/ir/types.ts';
 import { count, maskCondition } from '../common.ts';
 import { ExprGen, offset, type Index } from '../expr.ts';
 import type { Block } from '../wgsl-block.ts';
-import { phiVec, positions, stagedResolver, type ChunkKernel, type KeptBinding } from './declarations.ts';
+import { phiVec, positions, stagedResolver, stateArrays, type ChunkKernel, type KeptBinding } from './declarations.ts';
+import { residentStateTerm } from './resident.ts';
 import { rowDecay, rowDecay4 } from './scores.ts';
 import { hoistedTaps, type HoistedTaps } from './taps.ts';
 import { blockTile } from './tiles.ts';
@@ -159,7 +160,12 @@ function keepParts(K: ChunkKernel, s: Block, kept: KeptBinding, ia: string, idx:
 /** φ_k,i · (decay_i ⊙ S_prev) for a prefix term: the chunks before this one. */
 function stateTerm(K: ChunkKernel, gb: Block, t: Term, rows: readonly Row[], tile: Tile): void {
   const q = K.a.prefix.find((x) => x.term === t)!;
-  const { S, phi } = K.arrays.prefix[q.k];
+  if (K.a.resident) {
+    // reduced from the lanes' registers after staging (resident.ts), decayed
+    for (const r of rows) gb.line(`${r.num} = ${r.num} + ${residentStateTerm(K, q, r.at, r.col.cl)};`);
+    return;
+  }
+  const { S, phi } = stateArrays(K, q);
   const blocked = tile.cols.length > 1;
   if (q.vec4) {
     // four features a trip: each row's φ one vec4 load (shared by the warp's columns: a broadcast), S four

@@ -9,7 +9,7 @@ import { maskCondition } from '../common.ts';
 import { ExprGen } from '../expr.ts';
 import type { Block } from '../wgsl-block.ts';
 import type { PrefixPlan } from './analysis.ts';
-import { phiVec, positions, psiAt, psiVec, stagedResolver, type ChunkKernel } from './declarations.ts';
+import { phiVec, positions, psiAt, psiVec, stagedResolver, stateArrays, type ChunkKernel } from './declarations.ts';
 
 /** The micro-tile's accumulators: name of a_g at cell (m, n). */
 type Cells = (g: number, m: number, n: number) => string;
@@ -133,19 +133,19 @@ function partialDenominator(K: ChunkKernel, b: Block, g: number, m: number, cell
     const il = c.let('il', `${ti} + ${m * NTI}u`);
     const dp = c.var('dp', [...Array(TJ).keys()].map((n) => cells(g, m, n)).join(' + '));
     for (const t of a.groupTerms[g]) {
-      if (t.form.kind !== 'prefix') continue;
+      if (t.form.kind !== 'prefix' || a.resident) continue; // a resident kernel's φ·z: denominators.ts adds phiZ
       const q = a.prefix.find((x) => x.term === t)!;
       if (q.vec4) {
         // four features a trip, f = 4·f4 for f4 ≡ tj (mod NTJ): φ and z one vec4 load each
         c.for('f4', tj, (f4) => `${f4} < ${q.F / 4}u`, (l, f4) => {
           l.comment(`φ·z for ${t.name}`);
-          l.line(`${dp} = ${dp} + dot(${phiVec(K, q, il, f4)}${rowDecay4(K, q, il, `${f4} * 4u`)}, ${K.arrays.prefix[q.k].z.name}[${f4}]);`);
+          l.line(`${dp} = ${dp} + dot(${phiVec(K, q, il, f4)}${rowDecay4(K, q, il, `${f4} * 4u`)}, ${stateArrays(K, q).z.name}[${f4}]);`);
         }, { step: (f4) => `${f4} += ${NTJ}u` });
         continue;
       }
       c.for('f', tj, (f) => `${f} < ${q.F}u`, (l, f) => {
         l.comment(`φ·z for ${t.name}`);
-        l.line(`${dp} = ${dp} + ${K.arrays.prefix[q.k].phi.name}[${il} * ${q.F}u + ${f}]${rowDecay(K, q, il, f)} * ${K.arrays.prefix[q.k].z.name}[${f}];`);
+        l.line(`${dp} = ${dp} + ${K.arrays.prefix[q.k].phi.name}[${il} * ${q.F}u + ${f}]${rowDecay(K, q, il, f)} * ${stateArrays(K, q).z.name}[${f}];`);
       }, { step: (f) => `${f} += ${NTJ}u` });
     }
     c.line(`${K.arrays.denp.get(g)!.name}[${il} * ${NTJ}u + ${tj}] = ${dp};`);

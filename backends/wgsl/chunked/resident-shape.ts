@@ -1,0 +1,55 @@
+// Whether, and how, a chunk kernel keeps its prefix terms' state in the registers of subgroup lanes (the `rs`
+// switch, ChunkKernelSpec.resident; the emitters are resident.ts): subgroup g of the workgroup owns Cw of the tile's
+// R value columns, lane l features 4l … 4l + 3 of each, so a term's S is Cw vec4 registers a lane and z one, and
+// F = 4·SG. Decided once, as data, beside the rest of the analysis; where the kernel does not admit it, asking for
+// it is refused with the reason — never a kernel that silently keeps S in workgroup memory, or computes wrongly.
+//
+// Why: at d 128 the tile's S is 32 KB of workgroup memory, read whole by every chunk's outputs and read and written
+// whole by its fold; that traffic bounds the kernel (elu_dwconv B4 H16 T4096 D128 2.403 ms on the H200). A
+// hand-written kernel with S in lanes' registers (bench/results/chunk-edits/resident-gen.py) ran 1.542 ms there.
+import type { ChunkAnalysis, ChunkKernelSpec, PrefixPlan } from './analysis.ts';
+
+export interface ResidentShape {
+  /** Lanes a subgroup (the adapter's fixed subgroup size). */
+  readonly SG: number;
+  /** Subgroups a workgroup (threads / SG). */
+  readonly W: number;
+  /** Value columns a subgroup owns (R / W): 1, 2 or 4, one vec4 register each for every prefix term. */
+  readonly Cw: number;
+  /** Rows a block of the φ·S_prev reduction: after it, lane l holds row l / Cw, column l % Cw (SG / Cw rows). */
+  readonly RB: number;
+  /** Blocks a chunk (C / RB). */
+  readonly NB: number;
+}
+
+/** The kernel's resident shape, undefined where `rs` is not asked for; throws, naming why, where it is asked and does not apply. */
+export function residentShape(spec: ChunkKernelSpec, prefix: readonly PrefixPlan[]): ResidentShape | undefined {
+  if (!spec.resident) return undefined;
+  const { chunk: C, cols: R, threads: WG } = spec.schedule;
+  const refuse = (why: string): never => {
+    throw new Error(`${spec.program.name}: rs (the state in subgroup lanes' registers) does not apply: ${why}`);
+  };
+  const SG = spec.subgroupSize;
+  if (!SG) refuse(`the adapter has no fixed subgroup size (it needs the 'subgroups' feature and subgroupMinSize = subgroupMaxSize)`);
+  const sg = SG!;
+  if (spec.io) refuse('a kernel with its own memory interface (a gradient stage)');
+  if (spec.segmented) refuse('segmented schedules (each segment starts from a scanned state in workgroup memory)');
+  if (!prefix.length) refuse('the kernel has no prefix term, so no state');
+  for (const q of prefix) {
+    if (q.F !== 4 * sg) refuse(`term ${q.term.name} has ${q.F} features; a lane holds 4, so it needs F = 4 × the subgroup size ${sg} = ${4 * sg}`);
+    if (q.gatePerFeature) refuse(`term ${q.term.name} decays per feature (only a scalar decay is folded in registers)`);
+    if (q.openGroup || q.exportOpen) refuse(`term ${q.term.name} keeps a group open (past_groups): its open state would need registers of its own`);
+  }
+  if (WG % sg) refuse(`${WG} threads are not whole subgroups of ${sg}`);
+  const W = WG / sg;
+  const Cw = R / W;
+  if (![1, 2, 4].includes(Cw)) refuse(`${R} columns over ${W} subgroups (${WG} threads / ${sg}) is not 1, 2 or 4 columns a subgroup`);
+  const RB = sg / Cw;
+  if (C % RB) refuse(`chunk ${C} is not a multiple of the ${RB} rows a reduction block takes (subgroup size ${sg} / ${Cw} columns a subgroup)`);
+  return { SG: sg, W, Cw, RB, NB: C / RB };
+}
+
+/** Whether prefix term q's φ·z is needed (its output group has row denominators): only then do the owners reduce it. */
+export function residentNeedsZ(a: ChunkAnalysis, q: PrefixPlan): boolean {
+  return a.denGroups.some((g) => a.groupTerms[g].includes(q.term));
+}

@@ -1,0 +1,187 @@
+// The prefix terms' state in the registers of subgroup lanes (ChunkKernelSpec.resident, the `rs` schedule switch;
+// where it applies and its shape: resident-shape.ts). Subgroup g of the workgroup owns the tile's columns
+// cw0 … cw0 + Cw − 1 (cw0 = Cw·g), lane l features 4l … 4l + 3 of them: S_k as Cw vec4 registers, z_k as one.
+// The rest of the chunk kernel is unchanged but for where S and z are read and written:
+//
+//   after staging   the owners reduce φ_i·(decay_i ⊙ S_prev) and φ_i·(decay_i ⊙ z_prev) for every row of the chunk
+//                   into phiS [C][R], phiZ [C] (emitResidentProducts), in the score phase, before its barrier;
+//   outputs         read phiS (outputs.ts stateTerm) and the row denominators add phiZ (denominators.ts);
+//   fold            every invocation updates its own registers from ψ and v (emitResidentFold) right after its
+//                   outputs: it reads nothing the outputs write, so no barrier between them;
+//   export          the registers go to the decoding state after the last chunk (exportResident).
+//
+// The reduction (the hand kernel's, resident-gen.py): each lane's partial dot products over its 4 features, for RB =
+// SG/Cw rows and its Cw columns, then subgroupShuffleXor at offsets SG/2 … Cw, each step keeping half the rows (the
+// lanes with the offset's bit set the upper half) while adding the partner's half, then offsets Cw/2 … 1 adding the
+// Cw lanes' column vectors: lane l ends with row l / Cw's sum over all F features, of which it keeps column l % Cw.
+// It assumes subgroup g is the invocations lid = SG·g … SG·g + SG − 1, lane = lid % SG: how Vulkan drivers lay out a
+// one-dimensional workgroup (NVIDIA's and lavapipe's; the tests check it on lavapipe, the bench on the GPU).
+import type { Block } from '../wgsl-block.ts';
+import type { ChunkAnalysis, PrefixPlan } from './analysis.ts';
+import { logDecayAt, phiVec, psiAt, psiVec, stateRef, type ChunkKernel } from './declarations.ts';
+import { residentNeedsZ, type ResidentShape } from './resident-shape.ts';
+
+export interface ResidentRegs {
+  /** The invocation's first column in the tile: cw0 = Cw · its subgroup. */
+  readonly cw0: string;
+  /** Its subgroup in the workgroup (0 … W − 1). */
+  readonly sg: string;
+  /** By prefix term k, then column c < Cw: the vec4 register of S_k[4·lane … 4·lane + 3][cw0 + c]. */
+  readonly S: readonly (readonly string[])[];
+  /** By prefix term k: z_k[4·lane … 4·lane + 3]. */
+  readonly z: readonly string[];
+}
+
+/** The lane builtin's name in the entry point (kernel-builder.ts BUILTINS). */
+const LANE = 'lane';
+
+const shapeOf = (a: ChunkAnalysis): ResidentShape => {
+  if (!a.resident) throw new Error(`internal: ${a.p.name}: not a resident kernel`);
+  return a.resident;
+};
+
+const range = (n: number) => [...Array(n).keys()];
+
+/** The registers, zero, declared before the chunk loop (the kernel's state start). */
+export function declareResident(a: ChunkAnalysis, main: Block): ResidentRegs | undefined {
+  if (!a.resident) return undefined;
+  const { SG, Cw } = a.resident;
+  const sg = main.let('sgi', `lid / ${SG}u`, `this invocation's subgroup (lanes ${LANE} = lid % ${SG})`);
+  const cw0 = main.let('cw0', `${sg} * ${Cw}u`, `its ${Cw} column(s) of the tile`);
+  main.comment(`the prefix terms' state in registers: S[4·${LANE} … 4·${LANE} + 3][cw0 + c], z[4·${LANE} … 4·${LANE} + 3]`);
+  return {
+    cw0,
+    sg,
+    S: a.prefix.map((q) => range(Cw).map((c) => main.var(`rS${q.k}_${c}`, 'vec4<f32>(0.0)', 'vec4<f32>'))),
+    z: a.prefix.map((q) => main.var(`rz${q.k}`, 'vec4<f32>(0.0)', 'vec4<f32>')),
+  };
+}
+
+const regsOf = (K: ChunkKernel): ResidentRegs => {
+  if (!K.resident) throw new Error(`internal: ${K.a.p.name}: no resident registers declared`);
+  return K.resident;
+};
+
+/** This lane's four features of row `row` of φ_k (a vec4 load where φ is vec4). */
+function phiLanes(K: ChunkKernel, q: PrefixPlan, row: string): string {
+  if (q.vec4) return phiVec(K, q, row, LANE);
+  const phi = K.arrays.prefix[q.k].phi.name;
+  return `vec4<f32>(${range(4).map((k) => `${phi}[(${row}) * ${q.F}u + ${LANE} * 4u + ${k}u]`).join(', ')})`;
+}
+
+/** This lane's four features of row `row` of ψ_k. */
+function psiLanes(K: ChunkKernel, q: PrefixPlan, row: string): string {
+  if (q.psiVec4) return psiVec(K, q, row, LANE);
+  return `vec4<f32>(${range(4).map((k) => psiAt(K, q, row, `${LANE} * 4u + ${k}u`)).join(', ')})`;
+}
+
+/**
+ * After the chunk is staged (and its decay summed up): φ_i·(decay_i ⊙ S_prev) into phiS_k[i][column] and
+ * φ_i·(decay_i ⊙ z_prev) into phiZ_k[i], for every row i of the chunk, reduced over each subgroup's lanes. Every
+ * invocation runs it (the shuffles need the whole subgroup), in uniform control flow; the score phase's barrier
+ * follows (or one of its own where no group has a score matrix).
+ */
+export function emitResidentProducts(K: ChunkKernel, chunk: Block): void {
+  const { a } = K;
+  if (!a.resident) return;
+  const { SG, Cw, RB, NB } = a.resident;
+  const regs = regsOf(K);
+  const vecC = Cw === 1 ? 'f32' : `vec${Cw}<f32>`;
+  for (const q of a.prefix) {
+    const { phiS, phiZ } = K.arrays.prefix[q.k];
+    const withZ = residentNeedsZ(a, q);
+    chunk.for('blk', '0u', (blk) => `${blk} < ${NB}u`, (l, blk) => {
+      l.comment(`term ${q.term.name}: φ·S_prev${withZ ? ', φ·z_prev' : ''} of rows ${RB}·blk … ${RB}·blk + ${RB - 1}, each lane's 4 features first`);
+      type Part = { s: string; z: string | null };
+      let parts: Part[] = range(RB).map((r) => {
+        const p = l.let(`p_${r}`, phiLanes(K, q, `${blk} * ${RB}u + ${r}u`));
+        const dots = regs.S[q.k].map((S) => `dot(${p}, ${S})`);
+        return { s: l.let(`ps_${r}`, Cw === 1 ? dots[0] : `${vecC}(${dots.join(', ')})`), z: withZ ? l.let(`pz_${r}`, `dot(${p}, ${regs.z[q.k]})`) : null };
+      });
+      // halving: at offset o the lanes with bit o keep the upper half of the rows, the others the lower half
+      for (let off = SG / 2; parts.length > 1; off /= 2) {
+        const upper = l.let('up', `(${LANE} & ${off}u) != 0u`);
+        const half = parts.length / 2;
+        const keep = (lo: string, hi: string, stem: string) => l.let(stem, `select(${lo}, ${hi}, ${upper}) + subgroupShuffleXor(select(${hi}, ${lo}, ${upper}), ${off}u)`);
+        parts = range(half).map((k) => ({ s: keep(parts[k].s, parts[k + half].s, 'hs'), z: parts[k].z && keep(parts[k].z!, parts[k + half].z!, 'hz') }));
+      }
+      let { s, z } = parts[0];
+      // then the Cw lanes of a row (its columns' partial vectors) add up
+      for (let off = Cw / 2; off >= 1; off /= 2) {
+        s = l.let('hs', `${s} + subgroupShuffleXor(${s}, ${off}u)`);
+        if (z) z = l.let('hz', `${z} + subgroupShuffleXor(${z}, ${off}u)`);
+      }
+      const i = l.let('i', `${blk} * ${RB}u + ${LANE} / ${Cw}u`);
+      const decay = q.gateWidth ? l.let('dr', `exp(${logDecayAt(K, q, i, '0u')})`) : null;
+      const scaled = (v: string) => (decay ? `${v} * ${decay}` : v);
+      l.line(`${phiS!.name}[${i} * ${a.R}u + ${regs.cw0} + ${LANE} % ${Cw}u] = ${scaled(Cw === 1 ? s : `${s}[${LANE} % ${Cw}u]`)};`);
+      if (z) l.block(`if (${regs.sg} == 0u && ${LANE} % ${Cw}u == 0u)`, (w) => w.line(`${phiZ!.name}[${i}] = ${scaled(z!)};`));
+    });
+  }
+  if (!a.aGroups.length) chunk.line('workgroupBarrier();');
+}
+
+/** Row `il`'s φ·S_prev (decayed) of term q in tile column `cl`, for the outputs. */
+export function residentStateTerm(K: ChunkKernel, q: PrefixPlan, il: string, cl: string): string {
+  return `${K.arrays.prefix[q.k].phiS!.name}[(${il}) * ${K.a.R}u + ${cl}]`;
+}
+
+/** Row `il`'s φ·z_prev terms (decayed) of output group g's prefix terms, for its denominator. */
+export function residentDenominators(K: ChunkKernel, g: number, il: string): string[] {
+  if (!K.a.resident) return [];
+  return K.a.prefix.filter((q) => K.a.groupTerms[g].includes(q.term)).map((q) => `${K.arrays.prefix[q.k].phiZ!.name}[${il}]`);
+}
+
+/**
+ * Phase 5 in registers: S_k ← decay ⊙ S_k + Σ_j (decay_{j→end} ψ_j) v_j over the lane's features and its subgroup's
+ * columns, z_k likewise. It reads only ψ, the values and the lane's own registers, so it follows the outputs
+ * without a barrier.
+ */
+export function emitResidentFold(K: ChunkKernel, chunk: Block): void {
+  const { a } = K;
+  const regs = regsOf(K);
+  for (const q of a.prefix) {
+    chunk.block('', (b) => {
+      b.comment(`fold the chunk into term ${q.term.name}'s registers`);
+      const S = regs.S[q.k];
+      const z = regs.z[q.k];
+      const lend = q.gateWidth ? b.let('lend', logDecayAt(K, q, '(n - 1u)', '0u')) : null;
+      if (lend) {
+        const dc = b.let('dc', `exp(${lend})`);
+        for (const r of [...S, z]) b.line(`${r} = ${r} * ${dc};`);
+      }
+      b.for('j', '0u', (j) => `${j} < n`, (l, j) => {
+        const ps = l.let('ps', `${psiLanes(K, q, j)}${lend ? ` * exp(${lend} - ${logDecayAt(K, q, j, '0u')})` : ''}`);
+        S.forEach((r, c) => l.line(`${r} = ${r} + ${ps} * ${K.arrays.vs.name}[(${j} + ${a.HALO}u) * ${a.R}u + ${regs.cw0} + ${c}u];`));
+        l.line(`${z} = ${z} + ${ps};`);
+      });
+    });
+  }
+}
+
+/**
+ * The decoding state from the registers after the last chunk: S [b, NS, F, NR] (each lane its features of its
+ * subgroup's columns) and z copied into each column, as export.ts writes them from workgroup memory.
+ */
+export function exportResident(K: ChunkKernel, body: Block): void {
+  const { a } = K;
+  const regs = regsOf(K);
+  const { Cw } = shapeOf(a);
+  for (const q of a.prefix) {
+    body.block('', (b) => {
+      b.comment(`export term ${q.term.name}'s S and z from the registers`);
+      const Sb = stateRef(K, `state:S${q.k}`);
+      const zb = stateRef(K, `state:z${q.k}`);
+      for (let c = 0; c < Cw; c++) {
+        const col = b.let('col', `tile * ${a.R}u + ${regs.cw0} + ${c}u`);
+        b.block(`if (${col} < ${a.NR}u)`, (w) => {
+          for (let k = 0; k < 4; k++) {
+            const at = w.let('at', `((b * ${a.NS}u + s) * ${q.F}u + ${LANE} * 4u + ${k}u) * ${a.NR}u + ${col}`);
+            w.line(`${Sb}[${at}] = ${regs.S[q.k][c]}.${'xyzw'[k]};`);
+            w.line(`${zb}[${at}] = ${regs.z[q.k]}.${'xyzw'[k]};`);
+          }
+        });
+      }
+    });
+  }
+}

@@ -1,0 +1,83 @@
+// The chunk kernel with its prefix state in subgroup lanes' registers (LowerOptions.resident, the `rs` schedule
+// switch: chunked/resident.ts). Generated for the adapter's subgroup size SG (lavapipe's 8: F = 4·SG = 32 features),
+// checked against the float64 oracle with 1, 2 and 4 columns a subgroup, a last chunk shorter than the others, a
+// last column tile past the value axis, no decay (elu, relu, elu_dwconv with its convolution's halo) and a scalar one
+// (retnet, mamba2); decoding continues from the state it exports; and it is refused, naming why, where it does not apply.
+import { describe, expect, it } from 'vitest';
+import { evaluateParallel } from '../backends/cpu/parallel.ts';
+import type { ChunkSchedule } from '../backends/wgsl/chunked.ts';
+import { lowerChunked } from '../backends/wgsl/lower.ts';
+import { recurrentPlan } from '../backends/wgsl/recurrent.ts';
+import { compileFile } from '../src/runtime/compiler.ts';
+import { axisSizes, makeInputs } from '../src/inputs.ts';
+import { PlanRunner } from '../src/runtime/executor.ts';
+import { expectRelClose, gpu } from './helpers/gpu.ts';
+import { expectDecodesFromPrefill } from './helpers/plan-calls.ts';
+
+const SG = (await gpu()).subgroupSize;
+
+/** Schedules at subgroup size sg: 1 column a subgroup (8 rows a reduction block at sg 8), 2, and 4 over a chunk of 4. */
+const schedules = (sg: number): ChunkSchedule[] => [
+  { chunk: 8, cols: 8, threads: 8 * sg },
+  { chunk: 8, cols: 16, threads: 8 * sg },
+  { chunk: 4, cols: 8, threads: 2 * sg },
+];
+
+describe.skipIf(!SG)('the prefix state in subgroup lanes\' registers (rs)', () => {
+  const sg = SG!;
+  const F = 4 * sg;
+
+  // (lavapipe compiles each kernel in seconds: every schedule once, the convolution's halo at each)
+  it.each([
+    ['examples/paper/elu_dwconv.la', 16, [0, 1, 2]],
+    ['examples/paper/elu.la', 12, [1]],
+    ['examples/paper/relu.la', 16, [0]],
+    ['examples/variants/retnet.la', 16, [2]],
+    ['examples/variants/mamba2.la', 12, [1]],
+  ] as const)('%s (e = %i) equals the oracle over a partial last chunk, at schedules %j', async (file, e, which) => {
+    const g = await gpu();
+    const c = compileFile(file);
+    const axes = { h: 2, d: F, e };
+    const sizes = axisSizes(c.source, axes);
+    for (const schedule of which.map((k) => schedules(sg)[k])) {
+      const plan = lowerChunked(c.program, sizes, { fuse: true, schedule, resident: true, subgroupSize: sg });
+      const code = plan.kernels[0].code;
+      expect(code.startsWith('enable subgroups;')).toBe(true);
+      expect(code).not.toMatch(/var<workgroup> S0/);
+      const runner = await PlanRunner.create(g, plan);
+      for (const t of [45, 3]) {
+        const x = makeInputs(c.source, { b: 2, t, axes, seed: 40 + t });
+        expectRelClose((await runner.run(x, 2, t)).data, evaluateParallel(c.source, x).data, 1e-4, `${file} rs ${JSON.stringify(schedule)} t=${t}`);
+      }
+    }
+  });
+
+  it.each([
+    ['examples/paper/elu_dwconv.la', 1],
+    ['examples/variants/retnet.la', 2],
+  ] as const)('decoding continues from the state an rs prefill of %s exports (schedule %i)', async (file, which) => {
+    const g = await gpu();
+    const c = compileFile(file);
+    const axes = { h: 2, d: F, e: 8 };
+    const sizes = axisSizes(c.program, axes);
+    const step = await PlanRunner.create(g, recurrentPlan(c.program, sizes));
+    const schedule = schedules(sg)[which];
+    const prefill = await PlanRunner.create(g, lowerChunked(c.program, sizes, { fuse: true, schedule, exportState: true, resident: true, subgroupSize: sg }));
+    for (const t0 of [3, 11]) await expectDecodesFromPrefill(g, c.source, prefill, step, { axes, t0, steps: 3, seed: 500 + t0, what: `${file} rs prefill ${t0} ${JSON.stringify(schedule)}` });
+  });
+
+  it('is refused, naming why, where it does not apply', () => {
+    const lower = (file: string, d: number, schedule: ChunkSchedule, subgroupSize: number | null = sg) => () => {
+      const c = compileFile(file);
+      lowerChunked(c.program, axisSizes(c.source, { h: 2, d, e: 8 }), { fuse: true, schedule, resident: true, subgroupSize: subgroupSize ?? undefined });
+    };
+    const s = schedules(sg)[0];
+    expect(lower('examples/variants/gla.la', F, s)).toThrow(/rs .* does not apply: term \w+ decays per feature/);
+    expect(lower('examples/paper/elu.la', F / 2, s)).toThrow(new RegExp(`has ${F / 2} features; .* needs F = 4 × the subgroup size ${sg} = ${F}`));
+    expect(lower('examples/paper/elu.la', F, s, null)).toThrow(/no fixed subgroup size/);
+    expect(lower('examples/paper/elu.la', F, { ...s, cols: 64 })).toThrow(/64 columns over 8 subgroups .* is not 1, 2 or 4 columns a subgroup/);
+    expect(lower('examples/paper/elu.la', F, { ...s, chunk: 4 })).toThrow(/chunk 4 is not a multiple of the 8 rows a reduction block takes/);
+    expect(lower('examples/paper/elu.la', F, { ...s, segment: 2 })).toThrow(/does not apply: segmented schedules/);
+    expect(lower('examples/variants/softmax.la', F, s)).toThrow(/does not apply: softmax attention/);
+  });
+});
