@@ -1,6 +1,6 @@
 // The chunk kernel with its prefix state in subgroup lanes' registers (LowerOptions.resident, the `rs` schedule
-// switch: chunked/resident.ts). Generated for the adapter's subgroup size SG (lavapipe's 8: F = 4·SG = 32 features),
-// checked against the float64 oracle with 1, 2 and 4 columns a subgroup, a last chunk shorter than the others, a
+// switch: chunked/resident.ts). Generated for the adapter's subgroup size SG (lavapipe's 8: F = 4·SG = 32 features,
+// 4 a lane; 2·SG and SG too), checked against the float64 oracle with 1, 2 and 4 columns a subgroup, a last chunk shorter than the others, a
 // last column tile past the value axis, no decay (elu, relu, elu_dwconv with its convolution's halo) and a scalar one
 // (retnet, mamba2); decoding continues from the state it exports; and it is refused, naming why, where it does not apply.
 import { describe, expect, it } from 'vitest';
@@ -27,17 +27,20 @@ describe.skipIf(!SG)('the prefix state in subgroup lanes\' registers (rs)', () =
   const sg = SG!;
   const F = 4 * sg;
 
-  // (lavapipe compiles each kernel in seconds: every schedule once, the convolution's halo at each)
+  // (lavapipe compiles each kernel in seconds: every schedule once, the convolution's halo at each; 4, 2 and 1 features a lane)
   it.each([
-    ['examples/paper/elu_dwconv.la', 16, [0, 1, 2]],
-    ['examples/paper/elu.la', 12, [1]],
-    ['examples/paper/relu.la', 16, [0]],
-    ['examples/variants/retnet.la', 16, [2]],
-    ['examples/variants/mamba2.la', 12, [1]],
-  ] as const)('%s (e = %i) equals the oracle over a partial last chunk, at schedules %j', async (file, e, which) => {
+    ['examples/paper/elu_dwconv.la', 4, 16, [0, 1, 2]],
+    ['examples/paper/elu.la', 4, 12, [1]],
+    ['examples/paper/relu.la', 4, 16, [0]],
+    ['examples/variants/retnet.la', 4, 16, [2]],
+    ['examples/variants/mamba2.la', 4, 12, [1]],
+    ['examples/paper/elu_dwconv.la', 2, 16, [1, 2]],
+    ['examples/variants/retnet.la', 2, 8, [0]],
+    ['examples/paper/elu.la', 1, 16, [1]],
+  ] as const)('%s (F = %i·SG, e = %i) equals the oracle over a partial last chunk, at schedules %j', async (file, fl, e, which) => {
     const g = await gpu();
     const c = compileFile(file);
-    const axes = { h: 2, d: F, e };
+    const axes = { h: 2, d: fl * sg, e };
     const sizes = axisSizes(c.source, axes);
     for (const schedule of which.map((k) => schedules(sg)[k])) {
       const plan = lowerChunked(c.program, sizes, { fuse: true, schedule, resident: true, subgroupSize: sg });
@@ -53,12 +56,13 @@ describe.skipIf(!SG)('the prefix state in subgroup lanes\' registers (rs)', () =
   });
 
   it.each([
-    ['examples/paper/elu_dwconv.la', 1],
-    ['examples/variants/retnet.la', 2],
-  ] as const)('decoding continues from the state an rs prefill of %s exports (schedule %i)', async (file, which) => {
+    ['examples/paper/elu_dwconv.la', 4, 1],
+    ['examples/variants/retnet.la', 4, 2],
+    ['examples/paper/elu_dwconv.la', 2, 2],
+  ] as const)('decoding continues from the state an rs prefill of %s exports (F = %i·SG, schedule %i)', async (file, fl, which) => {
     const g = await gpu();
     const c = compileFile(file);
-    const axes = { h: 2, d: F, e: 8 };
+    const axes = { h: 2, d: fl * sg, e: 8 };
     const sizes = axisSizes(c.program, axes);
     const step = await PlanRunner.create(g, recurrentPlan(c.program, sizes));
     const schedule = schedules(sg)[which];
@@ -73,7 +77,7 @@ describe.skipIf(!SG)('the prefix state in subgroup lanes\' registers (rs)', () =
     };
     const s = schedules(sg)[0];
     expect(lower('examples/variants/gla.la', F, s)).toThrow(/rs .* does not apply: term \w+ decays per feature/);
-    expect(lower('examples/paper/elu.la', F / 2, s)).toThrow(new RegExp(`has ${F / 2} features; .* needs F = 4 × the subgroup size ${sg} = ${F}`));
+    expect(lower('examples/paper/elu.la', F - 4, s)).toThrow(new RegExp(`has ${F - 4} features; a lane holds 1, 2 or 4 of them, so it needs F = ${sg}, ${2 * sg} or ${F}`));
     expect(lower('examples/paper/elu.la', F, s, null)).toThrow(/no fixed subgroup size/);
     expect(lower('examples/paper/elu.la', F, { ...s, cols: 64 })).toThrow(/64 columns over 8 subgroups .* is not 1, 2 or 4 columns a subgroup/);
     expect(lower('examples/paper/elu.la', F, { ...s, chunk: 4 })).toThrow(/chunk 4 is not a multiple of the 8 rows a reduction block takes/);

@@ -1,7 +1,7 @@
 // Whether, and how, a chunk kernel keeps its prefix terms' state in the registers of subgroup lanes (the `rs`
 // switch, ChunkKernelSpec.resident; the emitters are resident.ts): subgroup g of the workgroup owns Cw of the tile's
-// R value columns, lane l features 4l … 4l + 3 of each, so a term's S is Cw vec4 registers a lane and z one, and
-// F = 4·SG. Decided once, as data, beside the rest of the analysis; where the kernel does not admit it, asking for
+// R value columns, lane l features FL·l … FL·l + FL − 1 of each (FL = F / SG: 4, 2 or 1), so a term's S is Cw vecFL
+// registers a lane and z one. Decided once, as data, beside the rest of the analysis; where the kernel does not admit it, asking for
 // it is refused with the reason — never a kernel that silently keeps S in workgroup memory, or computes wrongly.
 //
 // Why: at d 128 the tile's S is 32 KB of workgroup memory, read whole by every chunk's outputs and read and written
@@ -36,7 +36,7 @@ export function residentShape(spec: ChunkKernelSpec, prefix: readonly PrefixPlan
   if (spec.segmented) refuse('segmented schedules (each segment starts from a scanned state in workgroup memory)');
   if (!prefix.length) refuse('the kernel has no prefix term, so no state');
   for (const q of prefix) {
-    if (q.F !== 4 * sg) refuse(`term ${q.term.name} has ${q.F} features; a lane holds 4, so it needs F = 4 × the subgroup size ${sg} = ${4 * sg}`);
+    if (![1, 2, 4].some((fl) => q.F === fl * sg)) refuse(`term ${q.term.name} has ${q.F} features; a lane holds 1, 2 or 4 of them, so it needs F = ${sg}, ${2 * sg} or ${4 * sg} (1, 2 or 4 × the subgroup size ${sg})`);
     if (q.gatePerFeature) refuse(`term ${q.term.name} decays per feature (only a scalar decay is folded in registers)`);
     if (q.openGroup || q.exportOpen) refuse(`term ${q.term.name} keeps a group open (past_groups): its open state would need registers of its own`);
   }
@@ -47,6 +47,11 @@ export function residentShape(spec: ChunkKernelSpec, prefix: readonly PrefixPlan
   const RB = sg / Cw;
   if (C % RB) refuse(`chunk ${C} is not a multiple of the ${RB} rows a reduction block takes (subgroup size ${sg} / ${Cw} columns a subgroup)`);
   return { SG: sg, W, Cw, RB, NB: C / RB };
+}
+
+/** Features of prefix term q a lane holds (F / SG: 4, 2 or 1). */
+export function laneFeatures(r: ResidentShape, q: PrefixPlan): number {
+  return q.F / r.SG;
 }
 
 /** Whether prefix term q's φ·z is needed (its output group has row denominators): only then do the owners reduce it. */

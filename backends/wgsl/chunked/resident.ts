@@ -1,6 +1,7 @@
 // The prefix terms' state in the registers of subgroup lanes (ChunkKernelSpec.resident, the `rs` schedule switch;
 // where it applies and its shape: resident-shape.ts). Subgroup g of the workgroup owns the tile's columns
-// cw0 … cw0 + Cw − 1 (cw0 = Cw·g), lane l features 4l … 4l + 3 of them: S_k as Cw vec4 registers, z_k as one.
+// cw0 … cw0 + Cw − 1 (cw0 = Cw·g), lane l features FL·l … FL·l + FL − 1 of them (FL = F / SG: 4 at d 128 on subgroups
+// of 32, 2 at d 64): S_k as Cw vecFL registers, z_k as one.
 // The rest of the chunk kernel is unchanged but for where S and z are read and written:
 //
 //   after staging   the owners reduce φ_i·(decay_i ⊙ S_prev) and φ_i·(decay_i ⊙ z_prev) for every row of the chunk
@@ -10,7 +11,7 @@
 //                   outputs: it reads nothing the outputs write, so no barrier between them;
 //   export          the registers go to the decoding state after the last chunk (exportResident).
 //
-// The reduction (the hand kernel's, resident-gen.py): each lane's partial dot products over its 4 features, for RB =
+// The reduction (the hand kernel's, resident-gen.py): each lane's partial dot products over its FL features, for RB =
 // SG/Cw rows and its Cw columns, then subgroupShuffleXor at offsets SG/2 … Cw, each step keeping half the rows (the
 // lanes with the offset's bit set the upper half) while adding the partner's half, then offsets Cw/2 … 1 adding the
 // Cw lanes' column vectors: lane l ends with row l / Cw's sum over all F features, of which it keeps column l % Cw.
@@ -18,19 +19,25 @@
 // one-dimensional workgroup (NVIDIA's and lavapipe's; the tests check it on lavapipe, the bench on the GPU).
 import type { Block } from '../wgsl-block.ts';
 import type { ChunkAnalysis, PrefixPlan } from './analysis.ts';
-import { logDecayAt, phiVec, psiAt, psiVec, stateRef, type ChunkKernel } from './declarations.ts';
-import { residentNeedsZ, type ResidentShape } from './resident-shape.ts';
+import { elem, logDecayAt, phiVec, psiAt, psiVec, stateRef, type ChunkKernel } from './declarations.ts';
+import { laneFeatures, residentNeedsZ, type ResidentShape } from './resident-shape.ts';
 
 export interface ResidentRegs {
   /** The invocation's first column in the tile: cw0 = Cw · its subgroup. */
   readonly cw0: string;
   /** Its subgroup in the workgroup (0 … W − 1). */
   readonly sg: string;
-  /** By prefix term k, then column c < Cw: the vec4 register of S_k[4·lane … 4·lane + 3][cw0 + c]. */
+  /** By prefix term k, then column c < Cw: the register of S_k[FL·lane … FL·lane + FL − 1][cw0 + c]. */
   readonly S: readonly (readonly string[])[];
-  /** By prefix term k: z_k[4·lane … 4·lane + 3]. */
+  /** By prefix term k: z_k[FL·lane … FL·lane + FL − 1]. */
   readonly z: readonly string[];
 }
+
+/** A lane's FL features: an f32 for one, else a vector. */
+const laneType = (fl: number) => (fl === 1 ? 'f32' : `vec${fl}<f32>`);
+const laneVec = (fl: number, parts: readonly string[]) => (fl === 1 ? parts[0] : `vec${fl}<f32>(${parts.join(', ')})`);
+const laneDot = (fl: number, x: string, y: string) => (fl === 1 ? `${x} * ${y}` : `dot(${x}, ${y})`);
+const laneComponent = (fl: number, v: string, k: number) => (fl === 1 ? v : `${v}.${'xyzw'[k]}`);
 
 /** The lane builtin's name in the entry point (kernel-builder.ts BUILTINS). */
 const LANE = 'lane';
@@ -48,12 +55,16 @@ export function declareResident(a: ChunkAnalysis, main: Block): ResidentRegs | u
   const { SG, Cw } = a.resident;
   const sg = main.let('sgi', `lid / ${SG}u`, `this invocation's subgroup (lanes ${LANE} = lid % ${SG})`);
   const cw0 = main.let('cw0', `${sg} * ${Cw}u`, `its ${Cw} column(s) of the tile`);
-  main.comment(`the prefix terms' state in registers: S[4·${LANE} … 4·${LANE} + 3][cw0 + c], z[4·${LANE} … 4·${LANE} + 3]`);
+  main.comment(`the prefix terms' state in registers: S[FL·${LANE} … FL·${LANE} + FL − 1][cw0 + c], z[FL·${LANE} … FL·${LANE} + FL − 1], FL = F / ${SG}`);
+  const reg = (q: PrefixPlan, stem: string) => {
+    const t = laneType(laneFeatures(a.resident!, q));
+    return main.var(stem, `${t}(0.0)`, t);
+  };
   return {
     cw0,
     sg,
-    S: a.prefix.map((q) => range(Cw).map((c) => main.var(`rS${q.k}_${c}`, 'vec4<f32>(0.0)', 'vec4<f32>'))),
-    z: a.prefix.map((q) => main.var(`rz${q.k}`, 'vec4<f32>(0.0)', 'vec4<f32>')),
+    S: a.prefix.map((q) => range(Cw).map((c) => reg(q, `rS${q.k}_${c}`))),
+    z: a.prefix.map((q) => reg(q, `rz${q.k}`)),
   };
 }
 
@@ -62,17 +73,18 @@ const regsOf = (K: ChunkKernel): ResidentRegs => {
   return K.resident;
 };
 
-/** This lane's four features of row `row` of φ_k (a vec4 load where φ is vec4). */
+/** This lane's FL features of row `row` of φ_k (one vec4 load where φ is vec4 and FL is 4). */
 function phiLanes(K: ChunkKernel, q: PrefixPlan, row: string): string {
-  if (q.vec4) return phiVec(K, q, row, LANE);
-  const phi = K.arrays.prefix[q.k].phi.name;
-  return `vec4<f32>(${range(4).map((k) => `${phi}[(${row}) * ${q.F}u + ${LANE} * 4u + ${k}u]`).join(', ')})`;
+  const fl = laneFeatures(K.a.resident!, q);
+  if (q.vec4 && fl === 4) return phiVec(K, q, row, LANE);
+  return laneVec(fl, range(fl).map((k) => elem(K.arrays.prefix[q.k].phi, `(${row}) * ${q.F}u + ${LANE} * ${fl}u + ${k}u`)));
 }
 
-/** This lane's four features of row `row` of ψ_k. */
+/** This lane's FL features of row `row` of ψ_k. */
 function psiLanes(K: ChunkKernel, q: PrefixPlan, row: string): string {
-  if (q.psiVec4) return psiVec(K, q, row, LANE);
-  return `vec4<f32>(${range(4).map((k) => psiAt(K, q, row, `${LANE} * 4u + ${k}u`)).join(', ')})`;
+  const fl = laneFeatures(K.a.resident!, q);
+  if (q.psiVec4 && fl === 4) return psiVec(K, q, row, LANE);
+  return laneVec(fl, range(fl).map((k) => psiAt(K, q, row, `${LANE} * ${fl}u + ${k}u`)));
 }
 
 /**
@@ -90,13 +102,14 @@ export function emitResidentProducts(K: ChunkKernel, chunk: Block): void {
   for (const q of a.prefix) {
     const { phiS, phiZ } = K.arrays.prefix[q.k];
     const withZ = residentNeedsZ(a, q);
+    const fl = laneFeatures(a.resident, q);
     chunk.for('blk', '0u', (blk) => `${blk} < ${NB}u`, (l, blk) => {
-      l.comment(`term ${q.term.name}: φ·S_prev${withZ ? ', φ·z_prev' : ''} of rows ${RB}·blk … ${RB}·blk + ${RB - 1}, each lane's 4 features first`);
+      l.comment(`term ${q.term.name}: φ·S_prev${withZ ? ', φ·z_prev' : ''} of rows ${RB}·blk … ${RB}·blk + ${RB - 1}, each lane's ${fl} feature(s) first`);
       type Part = { s: string; z: string | null };
       let parts: Part[] = range(RB).map((r) => {
         const p = l.let(`p_${r}`, phiLanes(K, q, `${blk} * ${RB}u + ${r}u`));
-        const dots = regs.S[q.k].map((S) => `dot(${p}, ${S})`);
-        return { s: l.let(`ps_${r}`, Cw === 1 ? dots[0] : `${vecC}(${dots.join(', ')})`), z: withZ ? l.let(`pz_${r}`, `dot(${p}, ${regs.z[q.k]})`) : null };
+        const dots = regs.S[q.k].map((S) => laneDot(fl, p, S));
+        return { s: l.let(`ps_${r}`, Cw === 1 ? dots[0] : `${vecC}(${dots.join(', ')})`), z: withZ ? l.let(`pz_${r}`, laneDot(fl, p, regs.z[q.k])) : null };
       });
       // halving: at offset o the lanes with bit o keep the upper half of the rows, the others the lower half
       for (let off = SG / 2; parts.length > 1; off /= 2) {
@@ -168,6 +181,7 @@ export function exportResident(K: ChunkKernel, body: Block): void {
   const regs = regsOf(K);
   const { Cw } = shapeOf(a);
   for (const q of a.prefix) {
+    const fl = laneFeatures(a.resident!, q);
     body.block('', (b) => {
       b.comment(`export term ${q.term.name}'s S and z from the registers`);
       const Sb = stateRef(K, `state:S${q.k}`);
@@ -175,10 +189,10 @@ export function exportResident(K: ChunkKernel, body: Block): void {
       for (let c = 0; c < Cw; c++) {
         const col = b.let('col', `tile * ${a.R}u + ${regs.cw0} + ${c}u`);
         b.block(`if (${col} < ${a.NR}u)`, (w) => {
-          for (let k = 0; k < 4; k++) {
-            const at = w.let('at', `((b * ${a.NS}u + s) * ${q.F}u + ${LANE} * 4u + ${k}u) * ${a.NR}u + ${col}`);
-            w.line(`${Sb}[${at}] = ${regs.S[q.k][c]}.${'xyzw'[k]};`);
-            w.line(`${zb}[${at}] = ${regs.z[q.k]}.${'xyzw'[k]};`);
+          for (let k = 0; k < fl; k++) {
+            const at = w.let('at', `((b * ${a.NS}u + s) * ${q.F}u + ${LANE} * ${fl}u + ${k}u) * ${a.NR}u + ${col}`);
+            w.line(`${Sb}[${at}] = ${laneComponent(fl, regs.S[q.k][c], k)};`);
+            w.line(`${zb}[${at}] = ${laneComponent(fl, regs.z[q.k], k)};`);
           }
         });
       }
