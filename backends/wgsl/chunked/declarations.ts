@@ -120,8 +120,10 @@ export function declareArrays(a: ChunkAnalysis, kb: KernelBuilder, alloc: ArrayA
   }
   const vs = alloc.chunk('vs', a.CH * R, `values of rows c0-${a.HALO} … c0+${C - 1}, this workgroup's columns`);
   const A = new Map(a.aGroups.map((g) => [g, alloc.chunk(`A${g}`, C * a.CA)]));
-  const rowden = new Map(a.denGroups.map((g) => [g, alloc.chunk(`rowden${g}`, C)]));
-  const denp = new Map(a.denGroups.filter((g) => A.has(g)).map((g) => [g, alloc.chunk(`denp${g}`, C * a.tile.NTJ)]));
+  // (a resident kernel's outputs sum their rows' denominators from A and phiZ themselves: outputs.ts)
+  const denGroups = a.resident ? [] : a.denGroups;
+  const rowden = new Map(denGroups.map((g) => [g, alloc.chunk(`rowden${g}`, C)]));
+  const denp = new Map(denGroups.filter((g) => A.has(g)).map((g) => [g, alloc.chunk(`denp${g}`, C * a.tile.NTJ)]));
   const reductions = new Map(
     stagedReductions(a).map((r): [Id, StagedRow] => {
       const W = rowWidth(r, a.sizes);

@@ -3,12 +3,12 @@
 // — and, in the same invocations, the fold of the chunk into z (the φ·z above read the previous z).
 import type { Block } from '../wgsl-block.ts';
 import type { ChunkKernel } from './declarations.ts';
-import { residentDenominators } from './resident.ts';
 import { emitZUpdate, zJobs } from './state.ts';
 
 export function emitDenominators(K: ChunkKernel, body: Block): void {
   const { a } = K;
-  if (!a.denGroups.length || a.segmented === 'state') return;
+  // a resident kernel's outputs sum their rows' denominators themselves (outputs.ts), its z is folded in registers
+  if (!a.denGroups.length || a.segmented === 'state' || a.resident) return;
   const NTJ = a.tile.NTJ;
   const jobs = a.C + a.zEarly.reduce((n, q) => n + zJobs(q), 0);
   body.strided('x', `${jobs}u`, (b, x) => {
@@ -20,7 +20,6 @@ export function emitDenominators(K: ChunkKernel, body: Block): void {
           const den = r.var(`den${g}`, '0.0');
           const denp = K.arrays.denp.get(g);
           if (denp) r.for('u', '0u', (u) => `${u} < ${NTJ}u`, (l, u) => l.line(`${den} = ${den} + ${denp.name}[${il} * ${NTJ}u + ${u}];`));
-          for (const pz of residentDenominators(K, g, il)) r.line(`${den} = ${den} + ${pz};`);
           r.line(`${K.arrays.rowden.get(g)!.name}[${il}] = ${den};`);
         }
       }],

@@ -133,7 +133,7 @@ function partialDenominator(K: ChunkKernel, b: Block, g: number, m: number, cell
     const il = c.let('il', `${ti} + ${m * NTI}u`);
     const dp = c.var('dp', [...Array(TJ).keys()].map((n) => cells(g, m, n)).join(' + '));
     for (const t of a.groupTerms[g]) {
-      if (t.form.kind !== 'prefix' || a.resident) continue; // a resident kernel's φ·z: denominators.ts adds phiZ
+      if (t.form.kind !== 'prefix') continue;
       const q = a.prefix.find((x) => x.term === t)!;
       if (q.vec4) {
         // four features a trip, f = 4·f4 for f4 ≡ tj (mod NTJ): φ and z one vec4 load each
