@@ -6,7 +6,9 @@
 //
 //   after staging   the owners reduce φ_i·(decay_i ⊙ S_prev) and φ_i·(decay_i ⊙ z_prev) for every row of the chunk
 //                   into phiS [C][R], phiZ [C] (emitResidentProducts), in the score phase, before its barrier;
-//   outputs         read phiS (outputs.ts stateTerm) and the row denominators add phiZ (denominators.ts);
+//   outputs         read phiS (outputs.ts stateTerm); a normalised group's denominator starts from phiZ and adds
+//                   the row of A as A·V reads it (outputs.ts), so the kernel has no denominator phase
+//                   (denominators.ts) and one barrier fewer a chunk;
 //   fold            every invocation updates its own registers from ψ and v (emitResidentFold) right after its
 //                   outputs: it reads nothing the outputs write, so no barrier between them;
 //   export          the registers go to the decoding state after the last chunk (exportResident).
@@ -139,7 +141,7 @@ export function residentStateTerm(K: ChunkKernel, q: PrefixPlan, il: string, cl:
   return `${K.arrays.prefix[q.k].phiS!.name}[(${il}) * ${K.a.R}u + ${cl}]`;
 }
 
-/** Row `il`'s φ·z_prev terms (decayed) of output group g's prefix terms, for its denominator. */
+/** Row `il`'s φ·z_prev terms (decayed) of output group g's prefix terms, where its denominator starts. */
 export function residentDenominators(K: ChunkKernel, g: number, il: string): string[] {
   if (!K.a.resident) return [];
   return K.a.prefix.filter((q) => K.a.groupTerms[g].includes(q.term)).map((q) => `${K.arrays.prefix[q.k].phiZ!.name}[${il}]`);
