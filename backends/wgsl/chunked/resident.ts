@@ -75,18 +75,30 @@ const regsOf = (K: ChunkKernel): ResidentRegs => {
   return K.resident;
 };
 
-/** This lane's FL features of row `row` of φ_k (one vec4 load where φ is vec4 and FL is 4). */
-function phiLanes(K: ChunkKernel, q: PrefixPlan, row: string): string {
+/**
+ * This lane's FL features of a row of a vec4 array, `at(f4)` its vec4 f4: the lane's own vec4 (FL 4), or for FL 2 the
+ * half of vec4 lane / 2 it holds — one 16-byte load that two lanes share, where two 4-byte loads at a stride of 8
+ * bytes took twice the wavefronts —, else null (FL 1 reads its one component as it is).
+ */
+function vecSlice(b: Block, fl: number, at: (f4: string) => string): string | null {
+  if (fl === 4) return at(LANE);
+  if (fl !== 2) return null;
+  const v = b.let('v4', at(`${LANE} / 2u`));
+  return `select(${v}.xy, ${v}.zw, (${LANE} & 1u) != 0u)`;
+}
+
+/** This lane's FL features of row `row` of φ_k. */
+function phiLanes(K: ChunkKernel, q: PrefixPlan, b: Block, row: string): string {
   const fl = laneFeatures(K.a.resident!, q);
-  if (q.vec4 && fl === 4) return phiVec(K, q, row, LANE);
-  return laneVec(fl, range(fl).map((k) => elem(K.arrays.prefix[q.k].phi, `(${row}) * ${q.F}u + ${LANE} * ${fl}u + ${k}u`)));
+  const slice = q.vec4 ? vecSlice(b, fl, (f4) => phiVec(K, q, row, f4)) : null;
+  return slice ?? laneVec(fl, range(fl).map((k) => elem(K.arrays.prefix[q.k].phi, `(${row}) * ${q.F}u + ${LANE} * ${fl}u + ${k}u`)));
 }
 
 /** This lane's FL features of row `row` of ψ_k. */
-function psiLanes(K: ChunkKernel, q: PrefixPlan, row: string): string {
+function psiLanes(K: ChunkKernel, q: PrefixPlan, b: Block, row: string): string {
   const fl = laneFeatures(K.a.resident!, q);
-  if (q.psiVec4 && fl === 4) return psiVec(K, q, row, LANE);
-  return laneVec(fl, range(fl).map((k) => psiAt(K, q, row, `${LANE} * ${fl}u + ${k}u`)));
+  const slice = q.psiVec4 ? vecSlice(b, fl, (f4) => psiVec(K, q, row, f4)) : null;
+  return slice ?? laneVec(fl, range(fl).map((k) => psiAt(K, q, row, `${LANE} * ${fl}u + ${k}u`)));
 }
 
 /**
@@ -109,7 +121,7 @@ export function emitResidentProducts(K: ChunkKernel, chunk: Block): void {
       l.comment(`term ${q.term.name}: φ·S_prev${withZ ? ', φ·z_prev' : ''} of rows ${RB}·blk … ${RB}·blk + ${RB - 1}, each lane's ${fl} feature(s) first`);
       type Part = { s: string; z: string | null };
       let parts: Part[] = range(RB).map((r) => {
-        const p = l.let(`p_${r}`, phiLanes(K, q, `${blk} * ${RB}u + ${r}u`));
+        const p = l.let(`p_${r}`, phiLanes(K, q, l, `${blk} * ${RB}u + ${r}u`));
         const dots = regs.S[q.k].map((S) => laneDot(fl, p, S));
         return { s: l.let(`ps_${r}`, Cw === 1 ? dots[0] : `${vecC}(${dots.join(', ')})`), z: withZ ? l.let(`pz_${r}`, laneDot(fl, p, regs.z[q.k])) : null };
       });
@@ -166,7 +178,7 @@ export function emitResidentFold(K: ChunkKernel, chunk: Block): void {
         for (const r of [...S, z]) b.line(`${r} = ${r} * ${dc};`);
       }
       b.for('j', '0u', (j) => `${j} < n`, (l, j) => {
-        const ps = l.let('ps', `${psiLanes(K, q, j)}${lend ? ` * exp(${lend} - ${logDecayAt(K, q, j, '0u')})` : ''}`);
+        const ps = l.let('ps', `${psiLanes(K, q, l, j)}${lend ? ` * exp(${lend} - ${logDecayAt(K, q, j, '0u')})` : ''}`);
         S.forEach((r, c) => l.line(`${r} = ${r} + ${ps} * ${K.arrays.vs.name}[(${j} + ${a.HALO}u) * ${a.R}u + ${regs.cw0} + ${c}u];`));
         l.line(`${z} = ${z} + ${ps};`);
       });
