@@ -31,7 +31,8 @@ export interface ChunkArrays {
   readonly prefix: readonly PrefixArrays[]; // by PrefixPlan.k
   /** Where each staged query/key feature lives ([rows][W]): its own array or the aliased φ/ψ. */
   readonly staged: ReadonlyMap<Id, string>;
-  readonly vs: WorkgroupArray; // [CH][R]: the chunk's values and halo, this tile's columns
+  /** [CH][R]: the chunk's values and halo, this tile's columns; vec4, four columns each, in a resident kernel of 4 columns a subgroup (valuesVec4). */
+  readonly vs: WorkgroupArray;
   readonly A: ReadonlyMap<number, WorkgroupArray>; // by output group: [C][CA]
   readonly rowden: ReadonlyMap<number, WorkgroupArray>; // [C]
   readonly denp: ReadonlyMap<number, WorkgroupArray>; // [C][NTJ]: partial row sums of the score tiles
@@ -118,7 +119,8 @@ export function declareArrays(a: ChunkAnalysis, kb: KernelBuilder, alloc: ArrayA
     if (f.alias) staged.set(f.id, f.side === 'query' ? prefix[f.alias.k].phi.name : prefix[f.alias.k].psi.name);
     else staged.set(f.id, alloc.chunk(`${f.side === 'query' ? 'qf' : 'kf'}${f.id}`, (f.side === 'query' ? C : a.CH) * f.W).name);
   }
-  const vs = alloc.chunk('vs', a.CH * R, `values of rows c0-${a.HALO} … c0+${C - 1}, this workgroup's columns`);
+  const vsNote = `values of rows c0-${a.HALO} … c0+${C - 1}, this workgroup's columns`;
+  const vs = valuesVec4(a) ? alloc.chunk('vs', (a.CH * R) / 4, `${vsNote}, four a vec4`, 'vec4<f32>') : alloc.chunk('vs', a.CH * R, vsNote);
   const A = new Map(a.aGroups.map((g) => [g, alloc.chunk(`A${g}`, C * a.CA)]));
   // (a resident kernel's outputs sum their rows' denominators from A and phiZ themselves: outputs.ts)
   const denGroups = a.resident ? [] : a.denGroups;
@@ -167,6 +169,21 @@ export function declareBindings(a: ChunkAnalysis, kb: KernelBuilder): ChunkBindi
  */
 export function elem(arr: WorkgroupArray, i: string): string {
   return arr.type === 'vec4<f32>' ? `${arr.name}[(${i}) / 4u][(${i}) % 4u]` : `${arr.name}[${i}]`;
+}
+
+/**
+ * Whether the values are staged as vec4 (four neighbouring columns of a row): in a resident kernel whose subgroups own
+ * 4 columns each (resident.ts), so that its fold, which every lane of a subgroup runs on the same 4 columns of a row,
+ * reads them as one 16-byte broadcast where it made four (the fold is ~40 % of the hand kernel's time on the H200).
+ * Everything else reads one column at a time, through `elem`.
+ */
+export function valuesVec4(a: ChunkAnalysis): boolean {
+  return a.resident?.Cw === 4;
+}
+
+/** Column `col` of row `row` (u32 expressions, the row counted from the halo's start) of the staged values. */
+export function valueAt(K: ChunkKernel, row: string, col: string): string {
+  return elem(K.arrays.vs, `(${row}) * ${K.a.R}u + ${col}`);
 }
 
 /** Prefix term q's state arrays in workgroup memory: every kernel has them but a resident one, whose emitters never ask. */

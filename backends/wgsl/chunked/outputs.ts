@@ -10,7 +10,7 @@ import type { OutputItem, Term } from '../../../src/ir/types.ts';
 import { count, maskCondition } from '../common.ts';
 import { ExprGen, offset, type Index } from '../expr.ts';
 import type { Block } from '../wgsl-block.ts';
-import { phiVec, positions, stagedResolver, stateArrays, type ChunkKernel, type KeptBinding } from './declarations.ts';
+import { phiVec, positions, stagedResolver, stateArrays, valueAt, type ChunkKernel, type KeptBinding } from './declarations.ts';
 import { residentDenominators, residentStateTerm } from './resident.ts';
 import { rowDecay, rowDecay4 } from './scores.ts';
 import { hoistedTaps, type HoistedTaps } from './taps.ts';
@@ -114,7 +114,7 @@ function outputGroup(K: ChunkKernel, c: Block, it: OutputItem, g: number, tile: 
     const A = K.arrays.A.get(g);
     if (A) {
       gb.for('jj', '0u', (jj) => `${jj} < ${a.CA}u`, (l, jj) => {
-        const vv = tile.cols.map((col) => l.let(blocked ? `vv_${col.n}` : 'vv', `${K.arrays.vs.name}[(${jj} + ${a.HALO - a.AH}u) * ${a.R}u + ${col.cl}]`));
+        const vv = tile.cols.map((col) => l.let(blocked ? `vv_${col.n}` : 'vv', valueAt(K, `${jj} + ${a.HALO - a.AH}u`, col.cl)));
         // blocked: each row's A element loaded once for its TN columns
         const arow = blocked ? tile.o[0].map((_, m) => l.let(`av_${m}`, `${A.name}[(${ti} + ${m * NTO}u) * ${a.CA}u + ${jj}]`)) : null;
         for (const r of rows) {
@@ -221,7 +221,7 @@ function directTaps(K: ChunkKernel, gb: Block, t: Term, r: Row, withDen: boolean
       l.line(`if (!(${maskCondition(t.mask, ia, ja)})) { continue; }`);
       const jj = l.let('jj', `u32(i32(${il}) - ${lag} + ${a.HALO})`);
       const sv = new ExprGen(a.p, a.sizes, stagedResolver(K, il, jj), positions(K, ia, ja)).value(l, t.score, r.col.idx, ja);
-      l.line(`${r.num} = ${r.num} + ${sv} * ${K.arrays.vs.name}[${jj} * ${a.R}u + ${r.col.cl}];`);
+      l.line(`${r.num} = ${r.num} + ${sv} * ${valueAt(K, jj, r.col.cl)};`);
       if (withDen) l.line(`${r.den} = ${r.den} + ${sv};`);
     }, { type: 'i32' });
   });

@@ -21,7 +21,7 @@
 // one-dimensional workgroup (NVIDIA's and lavapipe's; the tests check it on lavapipe, the bench on the GPU).
 import type { Block } from '../wgsl-block.ts';
 import type { ChunkAnalysis, PrefixPlan } from './analysis.ts';
-import { elem, logDecayAt, phiVec, psiAt, psiVec, stateRef, type ChunkKernel } from './declarations.ts';
+import { elem, logDecayAt, phiVec, psiAt, psiVec, stateRef, valueAt, valuesVec4, type ChunkKernel } from './declarations.ts';
 import { laneFeatures, residentNeedsZ, type ResidentShape } from './resident-shape.ts';
 
 export interface ResidentRegs {
@@ -179,7 +179,9 @@ export function emitResidentFold(K: ChunkKernel, chunk: Block): void {
       }
       b.for('j', '0u', (j) => `${j} < n`, (l, j) => {
         const ps = l.let('ps', `${psiLanes(K, q, l, j)}${lend ? ` * exp(${lend} - ${logDecayAt(K, q, j, '0u')})` : ''}`);
-        S.forEach((r, c) => l.line(`${r} = ${r} + ${ps} * ${K.arrays.vs.name}[(${j} + ${a.HALO}u) * ${a.R}u + ${regs.cw0} + ${c}u];`));
+        // the subgroup's 4 columns of the row as one vec4 (valuesVec4: cw0 = 4·sg), else one column at a time
+        const vv = valuesVec4(a) ? l.let('vv', `${K.arrays.vs.name}[(${j} + ${a.HALO}u) * ${a.R / 4}u + ${regs.sg}]`) : null;
+        S.forEach((r, c) => l.line(`${r} = ${r} + ${ps} * ${vv ? `${vv}.${'xyzw'[c]}` : valueAt(K, `${j} + ${a.HALO}u`, `${regs.cw0} + ${c}u`)};`));
         l.line(`${z} = ${z} + ${ps};`);
       });
     });
