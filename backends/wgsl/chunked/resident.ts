@@ -177,7 +177,10 @@ export function emitResidentFold(K: ChunkKernel, chunk: Block): void {
         const dc = b.let('dc', `exp(${lend})`);
         for (const r of [...S, z]) b.line(`${r} = ${r} * ${dc};`);
       }
-      b.for('j', '0u', (j) => `${j} < n`, (l, j) => {
+      // Every row of the chunk, not just its n: rows past the sequence are staged as zeros (ψ, v; their log-decay adds
+      // 0), so they add nothing, and a loop of a constant C trips is one the shader compiler can unroll, issuing the
+      // rows' loads ahead of their products — the hand kernel's loop to n was bound by each row's load latency.
+      b.for('j', '0u', (j) => `${j} < ${a.C}u`, (l, j) => {
         const ps = l.let('ps', `${psiLanes(K, q, l, j)}${lend ? ` * exp(${lend} - ${logDecayAt(K, q, j, '0u')})` : ''}`);
         // the subgroup's 4 columns of the row as one vec4 (valuesVec4: cw0 = 4·sg), else one column at a time
         const vv = valuesVec4(a) ? l.let('vv', `${K.arrays.vs.name}[(${j} + ${a.HALO}u) * ${a.R / 4}u + ${regs.sg}]`) : null;
