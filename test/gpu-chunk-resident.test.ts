@@ -59,6 +59,19 @@ describe.skipIf(!SG)('the prefix state in subgroup lanes\' registers (rs)', () =
     }
   });
 
+  it('llama_linearized (past groups of a chunk, φ read by the local term as its query feature, so staged f32) equals the oracle', async () => {
+    const g = await gpu();
+    const c = compileFile('examples/paper/llama_linearized.la', { sizes: { C: 8 } });
+    const axes = { h: 2, d: F, e: 8 };
+    const plan = lowerChunked(c.program, axisSizes(c.source, axes), { fuse: true, schedule: schedules(sg)[1], resident: true, subgroupSize: sg });
+    expect(plan.kernels[0].code).toMatch(/var<workgroup> phi0: array<f32/);
+    const runner = await PlanRunner.create(g, plan);
+    for (const t of [45, 3]) {
+      const x = makeInputs(c.source, { b: 2, t, axes, seed: 60 + t });
+      expectRelClose((await runner.run(x, 2, t)).data, evaluateParallel(c.source, x).data, 1e-4, `llama_linearized rs t=${t}`);
+    }
+  });
+
   // (e = 12 over tiles of 8 columns: the last tile's lanes past the value axis export nothing, stage zeros)
   it.each([
     ['examples/paper/elu_dwconv.la', 4, 8, 1],
