@@ -8,7 +8,7 @@ import type { Binding, KernelBuilder, WorkgroupArray } from '../kernel-builder.t
 import type { ChunkAnalysis, ChunkIo, PrefixPlan } from './analysis.ts';
 import { rowWidth } from '../row-quantities.ts';
 import { stagedReductions, type StagedReduction } from './row-reductions.ts';
-import { residentNeedsZ } from './resident-shape.ts';
+import { phiSStride, residentNeedsZ } from './resident-shape.ts';
 import type { ResidentRegs } from './resident.ts';
 import { segBuffer } from './segments.ts';
 
@@ -104,7 +104,7 @@ export function declareArrays(a: ChunkAnalysis, kb: KernelBuilder, alloc: ArrayA
       : alloc.chunk(`psi${q.k}`, (C + q.psiHalo) * q.F, 'also the key feature of a bounded term, with its halo');
     const state = a.resident
       ? {
-          phiS: alloc.chunk(`phiS${q.k}`, C * R, '[row][column]: φ·S_prev, reduced from the lanes\' registers'),
+          phiS: alloc.chunk(`phiS${q.k}`, C * phiSStride(a), `[row][column], rows padded to ${phiSStride(a)}: φ·S_prev, reduced from the lanes' registers`),
           ...(residentNeedsZ(a, q) && { phiZ: alloc.chunk(`phiZ${q.k}`, C, '[row]: φ·z_prev, likewise') }),
         }
       : { S: alloc.keep(`S${q.k}`, q.F * R), z: q.vec4 ? alloc.keep(`z${q.k}`, q.F / 4, '[f / 4]', 'vec4<f32>') : alloc.keep(`z${q.k}`, q.F) };

@@ -49,6 +49,16 @@ export function residentShape(spec: ChunkKernelSpec, prefix: readonly PrefixPlan
   return { SG: sg, W, Cw, RB, NB: C / RB };
 }
 
+/**
+ * The row stride of phiS ([C][R] padded): R + Cw, so that a subgroup's store of its RB rows × Cw columns (lane l: row
+ * l / Cw, column l % Cw) falls on SG distinct banks (row i shifted by Cw·i), where a stride of R (a multiple of 32
+ * at the H200's tiles) put every row of a column on one bank, an 8-way conflict. The outputs' reads of a row stay
+ * contiguous.
+ */
+export function phiSStride(a: ChunkAnalysis): number {
+  return a.R + (a.resident?.Cw ?? 0);
+}
+
 /** Features of prefix term q a lane holds (F / SG: 4, 2 or 1). */
 export function laneFeatures(r: ResidentShape, q: PrefixPlan): number {
   return q.F / r.SG;

@@ -5,7 +5,7 @@
 // The rest of the chunk kernel is unchanged but for where S and z are read and written:
 //
 //   after staging   the owners reduce φ_i·(decay_i ⊙ S_prev) and φ_i·(decay_i ⊙ z_prev) for every row of the chunk
-//                   into phiS [C][R], phiZ [C] (emitResidentProducts), in the score phase, before its barrier;
+//                   into phiS [C][R + Cw], phiZ [C] (emitResidentProducts), in the score phase, before its barrier;
 //   outputs         read phiS (outputs.ts stateTerm); a normalised group's denominator starts from phiZ and adds
 //                   the row of A as A·V reads it (outputs.ts), so the kernel has no denominator phase
 //                   (denominators.ts) and one barrier fewer a chunk;
@@ -22,7 +22,7 @@
 import type { Block } from '../wgsl-block.ts';
 import type { ChunkAnalysis, PrefixPlan } from './analysis.ts';
 import { elem, logDecayAt, phiVec, psiAt, psiVec, stateRef, valueAt, valuesVec4, type ChunkKernel } from './declarations.ts';
-import { laneFeatures, residentNeedsZ, type ResidentShape } from './resident-shape.ts';
+import { laneFeatures, phiSStride, residentNeedsZ, type ResidentShape } from './resident-shape.ts';
 
 export interface ResidentRegs {
   /** The invocation's first column in the tile: cw0 = Cw · its subgroup. */
@@ -141,7 +141,7 @@ export function emitResidentProducts(K: ChunkKernel, chunk: Block): void {
       const i = l.let('i', `${blk} * ${RB}u + ${LANE} / ${Cw}u`);
       const decay = q.gateWidth ? l.let('dr', `exp(${logDecayAt(K, q, i, '0u')})`) : null;
       const scaled = (v: string) => (decay ? `${v} * ${decay}` : v);
-      l.line(`${phiS!.name}[${i} * ${a.R}u + ${regs.cw0} + ${LANE} % ${Cw}u] = ${scaled(Cw === 1 ? s : `${s}[${LANE} % ${Cw}u]`)};`);
+      l.line(`${phiS!.name}[${i} * ${phiSStride(a)}u + ${regs.cw0} + ${LANE} % ${Cw}u] = ${scaled(Cw === 1 ? s : `${s}[${LANE} % ${Cw}u]`)};`);
       if (z) l.block(`if (${regs.sg} == 0u && ${LANE} % ${Cw}u == 0u)`, (w) => w.line(`${phiZ!.name}[${i}] = ${scaled(z!)};`));
     });
   }
@@ -150,7 +150,7 @@ export function emitResidentProducts(K: ChunkKernel, chunk: Block): void {
 
 /** Row `il`'s φ·S_prev (decayed) of term q in tile column `cl`, for the outputs. */
 export function residentStateTerm(K: ChunkKernel, q: PrefixPlan, il: string, cl: string): string {
-  return `${K.arrays.prefix[q.k].phiS!.name}[(${il}) * ${K.a.R}u + ${cl}]`;
+  return `${K.arrays.prefix[q.k].phiS!.name}[(${il}) * ${phiSStride(K.a)}u + ${cl}]`;
 }
 
 /** Row `il`'s φ·z_prev terms (decayed) of output group g's prefix terms, where its denominator starts. */
