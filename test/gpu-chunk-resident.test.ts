@@ -27,6 +27,14 @@ const schedules = (sg: number): ChunkSchedule[] => [
   { chunk: 8, cols: 16, threads: 8 * sg, block: 2 },
 ];
 
+// The rest is skipped on a device without a fixed subgroup size: not silently on the one CI runs.
+it('the device reports the adapter\'s fixed subgroup size (lavapipe: subgroups of 8)', async () => {
+  const g = await gpu();
+  const info = g.adapter.info as { subgroupMinSize?: number; subgroupMaxSize?: number };
+  if (g.features.has('subgroups') && info.subgroupMinSize === info.subgroupMaxSize) expect(g.subgroupSize).toBe(info.subgroupMinSize);
+  if (/llvmpipe|lavapipe/.test(g.adapterName)) expect(g.subgroupSize).toBe(8);
+});
+
 describe.skipIf(!SG)('the prefix state in subgroup lanes\' registers (rs)', () => {
   const sg = SG!;
   const F = 4 * sg;
