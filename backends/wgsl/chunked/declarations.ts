@@ -102,8 +102,11 @@ export function declareArrays(a: ChunkAnalysis, kb: KernelBuilder, alloc: ArrayA
       : q.transposed
       ? alloc.chunk(`psi${q.k}`, (C + 1) * q.F, `[f][row], rows padded to ${C + 1}`)
       : alloc.chunk(`psi${q.k}`, (C + q.psiHalo) * q.F, 'also the key feature of a bounded term, with its halo');
+    // (a segment-state launch computes no outputs: it only folds, in registers)
     const state = a.resident
-      ? {
+      ? a.segmented === 'state'
+        ? {}
+        : {
           phiS: alloc.chunk(`phiS${q.k}`, C * phiSStride(a), `[row][column], rows padded to ${phiSStride(a)}: φ·S_prev, reduced from the lanes' registers`),
           ...(residentNeedsZ(a, q) && { phiZ: alloc.chunk(`phiZ${q.k}`, C, '[row]: φ·z_prev, likewise') }),
         }

@@ -3,12 +3,13 @@
 // (z copied into each column, every tile writing its own columns: layout.ts), zo [b, NS, F].
 import type { Block } from '../wgsl-block.ts';
 import type { WorkgroupArray } from '../kernel-builder.ts';
-import { exportResident } from './resident.ts';
+import { exportResident, storeResidentSegment } from './resident.ts';
 import { elem, segBase, stateArrays, stateRef, type ChunkKernel } from './declarations.ts';
 
 export function emitSegmentState(K: ChunkKernel, body: Block): void {
   const { a } = K;
   if (a.segmented !== 'state') return;
+  if (a.resident) return storeResidentSegment(K, body);
   for (const q of a.prefix) {
     const { S, z } = stateArrays(K, q);
     body.strided('x', `${q.F * a.R}u`, (b, x) => {

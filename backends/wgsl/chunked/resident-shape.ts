@@ -33,7 +33,6 @@ export function residentShape(spec: ChunkKernelSpec, prefix: readonly PrefixPlan
   if (!SG) refuse(`the adapter has no fixed subgroup size (it needs the 'subgroups' feature and subgroupMinSize = subgroupMaxSize)`);
   const sg = SG!;
   if (spec.io) refuse('a kernel with its own memory interface (a gradient stage)');
-  if (spec.segmented) refuse('segmented schedules (each segment starts from a scanned state in workgroup memory)');
   if (!prefix.length) refuse('the kernel has no prefix term, so no state');
   for (const q of prefix) {
     if (![1, 2, 4].some((fl) => q.F === fl * sg)) refuse(`term ${q.term.name} has ${q.F} features; a lane holds 1, 2 or 4 of them, so it needs F = ${sg}, ${2 * sg} or ${4 * sg} (1, 2 or 4 × the subgroup size ${sg})`);

@@ -21,7 +21,7 @@
 // one-dimensional workgroup (NVIDIA's and lavapipe's; the tests check it on lavapipe, the bench on the GPU).
 import type { Block } from '../wgsl-block.ts';
 import type { ChunkAnalysis, PrefixPlan } from './analysis.ts';
-import { elem, logDecayAt, phiVec, psiAt, psiVec, stateRef, valueAt, valuesVec4, type ChunkKernel } from './declarations.ts';
+import { elem, logDecayAt, phiVec, psiAt, psiVec, segBase, stateRef, valueAt, valuesVec4, type ChunkKernel } from './declarations.ts';
 import { laneFeatures, phiSStride, residentNeedsZ, type ResidentShape } from './resident-shape.ts';
 
 export interface ResidentRegs {
@@ -109,7 +109,7 @@ function psiLanes(K: ChunkKernel, q: PrefixPlan, b: Block, row: string): string 
  */
 export function emitResidentProducts(K: ChunkKernel, chunk: Block): void {
   const { a } = K;
-  if (!a.resident) return;
+  if (!a.resident || a.segmented === 'state') return; // a segment-state launch writes no outputs
   const { SG, Cw, RB, NB } = a.resident;
   const regs = regsOf(K);
   const vecC = Cw === 1 ? 'f32' : `vec${Cw}<f32>`;
@@ -187,6 +187,53 @@ export function emitResidentFold(K: ChunkKernel, chunk: Block): void {
         S.forEach((r, c) => l.line(`${r} = ${r} + ${ps} * ${vv ? `${vv}.${'xyzw'[c]}` : valueAt(K, `${j} + ${a.HALO}u`, `${regs.cw0} + ${c}u`)};`));
         l.line(`${z} = ${z} + ${ps};`);
       });
+    });
+  }
+}
+
+/**
+ * A segmented plan's registers across launches (ChunkSchedule.segment): the segment-state launch stores each
+ * segment's own S_k, z_k from them (storeResidentSegment), the output launch starts them from the scanned state
+ * (loadResidentStart) — the buffers as chunked/state.ts and export.ts read and write them from workgroup memory:
+ * S [b, NS, nseg, F, NR], z [b, NS, nseg, F].
+ */
+export function loadResidentStart(K: ChunkKernel, body: Block): void {
+  const { a } = K;
+  if (a.segmented !== 'output') return; // otherwise the registers start at zero where they are declared
+  const regs = regsOf(K);
+  for (const q of a.prefix) {
+    const fl = laneFeatures(a.resident!, q);
+    body.block('', (b) => {
+      b.comment(`term ${q.term.name}'s registers from the state the scan left for this segment`);
+      const segS = K.kb.use(K.io.segS[q.k]);
+      const segZ = K.kb.use(K.io.segZ[q.k]);
+      const f = (k: number) => `${LANE} * ${fl}u + ${k}u`;
+      regs.S[q.k].forEach((r, c) => {
+        const col = b.let('col', `tile * ${a.R}u + ${regs.cw0} + ${c}u`);
+        const at = (k: number) => `${segS}[${segBase(K, q, 'S')} + (${f(k)}) * ${a.NR}u + min(${col}, ${a.NR - 1}u)]`;
+        b.line(`${r} = select(${laneType(fl)}(0.0), ${laneVec(fl, range(fl).map(at))}, ${col} < ${a.NR}u);`);
+      });
+      b.line(`${regs.z[q.k]} = ${laneVec(fl, range(fl).map((k) => `${segZ}[${segBase(K, q, 'z')} + ${f(k)}]`))};`);
+    });
+  }
+}
+
+export function storeResidentSegment(K: ChunkKernel, body: Block): void {
+  const { a } = K;
+  const regs = regsOf(K);
+  for (const q of a.prefix) {
+    const fl = laneFeatures(a.resident!, q);
+    body.block('', (b) => {
+      b.comment(`this segment's own S and z of term ${q.term.name}, from the registers, for the scan`);
+      const segS = K.kb.use(K.io.segS[q.k]);
+      const segZ = K.kb.use(K.io.segZ[q.k]);
+      const f = (k: number) => `${LANE} * ${fl}u + ${k}u`;
+      regs.S[q.k].forEach((r, c) => {
+        const col = b.let('col', `tile * ${a.R}u + ${regs.cw0} + ${c}u`);
+        b.block(`if (${col} < ${a.NR}u)`, (w) => range(fl).forEach((k) => w.line(`${segS}[${segBase(K, q, 'S')} + (${f(k)}) * ${a.NR}u + ${col}] = ${laneComponent(fl, r, k)};`)));
+      });
+      // z once per segment: the first tile's first subgroup (every subgroup holds the same z)
+      b.block(`if (tile == 0u && ${regs.sg} == 0u)`, (w) => range(fl).forEach((k) => w.line(`${segZ}[${segBase(K, q, 'z')} + ${f(k)}] = ${laneComponent(fl, regs.z[q.k], k)};`)));
     });
   }
 }

@@ -8,13 +8,13 @@
 import type { Block } from '../wgsl-block.ts';
 import type { PrefixPlan } from './analysis.ts';
 import { elem, logDecayAt, psiAt, psiVec, segBase, stateArrays, stateRef, type ChunkKernel } from './declarations.ts';
-import { emitResidentFold } from './resident.ts';
+import { emitResidentFold, loadResidentStart } from './resident.ts';
 import { blockTile } from './tiles.ts';
 
 /** Zero the state (or, for a segment's outputs, load the state the scan left for it), before the first chunk. */
 export function emitStateStart(K: ChunkKernel, body: Block): void {
   const { a } = K;
-  if (a.resident) return; // its registers start at zero where they are declared (resident.ts)
+  if (a.resident) return loadResidentStart(K, body); // zero where declared, or a segment's scanned state (resident.ts)
   const R = a.R;
   body.strided('x', `${Math.max(1, ...a.prefix.map((q) => q.F * R), 1)}u`, (b, x) => {
     for (const q of a.prefix) {
