@@ -1,8 +1,9 @@
 // Whether, and how, a chunk kernel keeps its prefix terms' state in the registers of subgroup lanes (the `rs`
 // switch, ChunkKernelSpec.resident; the emitters are resident.ts): subgroup g of the workgroup owns Cw of the tile's
 // R value columns, lane l features FL·l … FL·l + FL − 1 of each (FL = F / SG: 4, 2 or 1), so a term's S is Cw vecFL
-// registers a lane and z one. Decided once, as data, beside the rest of the analysis; where the kernel does not admit it, asking for
-// it is refused with the reason — never a kernel that silently keeps S in workgroup memory, or computes wrongly.
+// registers a lane and z one. Decided once, as data, beside the rest of the analysis; where the kernel does not admit
+// it, asking for it is refused with the reason — never a kernel that silently keeps S in workgroup memory, or computes
+// wrongly. Segmented schedules apply (resident.ts loads and stores the registers across their launches).
 //
 // Why: at d 128 the tile's S is 32 KB of workgroup memory, read whole by every chunk's outputs and read and written
 // whole by its fold; that traffic bounds the kernel (elu_dwconv B4 H16 T4096 D128 2.403 ms on the H200). A
@@ -14,7 +15,7 @@ export interface ResidentShape {
   readonly SG: number;
   /** Subgroups a workgroup (threads / SG). */
   readonly W: number;
-  /** Value columns a subgroup owns (R / W): 1, 2 or 4, one vec4 register each for every prefix term. */
+  /** Value columns a subgroup owns (R / W): 1, 2 or 4, one register (vecFL) each for every prefix term. */
   readonly Cw: number;
   /** Rows a block of the φ·S_prev reduction: after it, lane l holds row l / Cw, column l % Cw (SG / Cw rows). */
   readonly RB: number;
