@@ -1,8 +1,8 @@
 // The chunk kernel with its prefix state in subgroup lanes' registers (LowerOptions.resident, the `rs` schedule
 // switch: chunked/resident.ts). Generated for the adapter's subgroup size SG (lavapipe's 8: F = 4·SG = 32 features,
 // 4 a lane; 2·SG and SG too), checked against the float64 oracle with 1, 2 and 4 columns a subgroup (4: the values
-// staged as vec4), a last chunk shorter than the others, a last column tile past the value axis, no decay (elu, relu, elu_dwconv with its convolution's halo) and a scalar one
-// (retnet, mamba2); decoding continues from the state it exports; and it is refused, naming why, where it does not apply.
+// staged as vec4), a last chunk shorter than the others, a last column tile past the value axis, segments, no decay
+// (elu, relu, elu_dwconv with its convolution's halo), a scalar one (retnet, mamba2) and one per feature (gla); decoding continues from the state it exports; and it is refused, naming why, where it does not apply.
 import { describe, expect, it } from 'vitest';
 import { evaluateParallel } from '../backends/cpu/parallel.ts';
 import type { ChunkSchedule } from '../backends/wgsl/chunked.ts';
@@ -49,6 +49,8 @@ describe.skipIf(!SG)('the prefix state in subgroup lanes\' registers (rs)', () =
     ['examples/paper/relu.la', 4, 16, [0]],
     ['examples/variants/retnet.la', 4, 12, [2]],
     ['examples/variants/mamba2.la', 4, 12, [1]],
+    ['examples/variants/gla.la', 4, 12, [1, 2]],
+    ['examples/variants/gla.la', 2, 8, [0]],
     ['examples/paper/elu_dwconv.la', 2, 16, [1, 2, 3]],
     ['examples/variants/retnet.la', 2, 8, [0]],
     ['examples/paper/elu.la', 1, 16, [1]],
@@ -89,6 +91,7 @@ describe.skipIf(!SG)('the prefix state in subgroup lanes\' registers (rs)', () =
     ['examples/variants/retnet.la', 4, 8, 2],
     ['examples/paper/elu_dwconv.la', 2, 12, 2],
     ['examples/paper/elu_dwconv.la', 4, 12, 5],
+    ['examples/variants/gla.la', 4, 8, 2],
   ] as const)('decoding continues from the state an rs prefill of %s exports (F = %i·SG, e = %i, schedule %i)', async (file, fl, e, which) => {
     const g = await gpu();
     const c = compileFile(file);
@@ -106,7 +109,7 @@ describe.skipIf(!SG)('the prefix state in subgroup lanes\' registers (rs)', () =
       lowerChunked(c.program, axisSizes(c.source, { h: 2, d, e: 8 }), { fuse: true, schedule, resident: true, subgroupSize: subgroupSize ?? undefined });
     };
     const s = schedules(sg)[0];
-    expect(lower('examples/variants/gla.la', F, s)).toThrow(/rs .* does not apply: term \w+ decays per feature/);
+    expect(lower('examples/paper/flash.la', F, s)).toThrow(/rs .* does not apply: term \w+ keeps a group open/);
     expect(lower('examples/paper/elu.la', F - 4, s)).toThrow(new RegExp(`has ${F - 4} features; a lane holds 1, 2 or 4 of them, so it needs F = ${sg}, ${2 * sg} or ${F}`));
     expect(lower('examples/paper/elu.la', F, s, null)).toThrow(/no fixed subgroup size/);
     expect(lower('examples/paper/elu.la', F, { ...s, cols: 64 })).toThrow(/64 columns over 8 subgroups .* is not 1, 2 or 4 columns a subgroup/);

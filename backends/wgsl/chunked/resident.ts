@@ -102,6 +102,18 @@ function psiLanes(K: ChunkKernel, q: PrefixPlan, b: Block, row: string): string 
 }
 
 /**
+ * Σ log(decay) from the chunk start to `row` for this lane's FL features (a per-feature decay, gla's), or the row's
+ * one value (a scalar decay); null without decay.
+ */
+function logDecayLanes(K: ChunkKernel, q: PrefixPlan, row: string): string | null {
+  if (!q.gateWidth) return null;
+  // (logDecayAt multiplies the row it is given: an expression goes in parentheses)
+  if (!q.gatePerFeature) return logDecayAt(K, q, `(${row})`, '0u');
+  const fl = laneFeatures(K.a.resident!, q);
+  return laneVec(fl, range(fl).map((k) => logDecayAt(K, q, `(${row})`, `${LANE} * ${fl}u + ${k}u`)));
+}
+
+/**
  * After the chunk is staged (and its decay summed up): φ_i·(decay_i ⊙ S_prev) into phiS_k[i][column] and
  * φ_i·(decay_i ⊙ z_prev) into phiZ_k[i], for every row i of the chunk, reduced over each subgroup's lanes. Every
  * invocation runs it (the shuffles need the whole subgroup), in uniform control flow; the score phase's barrier
@@ -121,7 +133,9 @@ export function emitResidentProducts(K: ChunkKernel, chunk: Block): void {
       l.comment(`term ${q.term.name}: φ·S_prev${withZ ? ', φ·z_prev' : ''} of rows ${RB}·blk … ${RB}·blk + ${RB - 1}, each lane's ${fl} feature(s) first`);
       type Part = { s: string; z: string | null };
       let parts: Part[] = range(RB).map((r) => {
-        const p = l.let(`p_${r}`, phiLanes(K, q, l, `${blk} * ${RB}u + ${r}u`));
+        const row = `${blk} * ${RB}u + ${r}u`;
+        // a per-feature decay reaches S through each feature (decay_i ⊙ S): on φ's lanes, before the dot products
+        const p = l.let(`p_${r}`, `${phiLanes(K, q, l, row)}${q.gatePerFeature ? ` * exp(${logDecayLanes(K, q, row)})` : ''}`);
         const dots = regs.S[q.k].map((S) => laneDot(fl, p, S));
         return { s: l.let(`ps_${r}`, Cw === 1 ? dots[0] : `${vecC}(${dots.join(', ')})`), z: withZ ? l.let(`pz_${r}`, laneDot(fl, p, regs.z[q.k])) : null };
       });
@@ -139,7 +153,8 @@ export function emitResidentProducts(K: ChunkKernel, chunk: Block): void {
         if (z) z = l.let('hz', `${z} + subgroupShuffleXor(${z}, ${off}u)`);
       }
       const i = l.let('i', `${blk} * ${RB}u + ${LANE} / ${Cw}u`);
-      const decay = q.gateWidth ? l.let('dr', `exp(${logDecayAt(K, q, i, '0u')})`) : null;
+      // a scalar decay scales the row's sums
+      const decay = q.gateWidth && !q.gatePerFeature ? l.let('dr', `exp(${logDecayAt(K, q, i, '0u')})`) : null;
       const scaled = (v: string) => (decay ? `${v} * ${decay}` : v);
       l.line(`${phiS!.name}[${i} * ${phiSStride(a)}u + ${regs.cw0} + ${LANE} % ${Cw}u] = ${scaled(Cw === 1 ? s : `${s}[${LANE} % ${Cw}u]`)};`);
       if (z) l.block(`if (${regs.sg} == 0u && ${LANE} % ${Cw}u == 0u)`, (w) => w.line(`${phiZ!.name}[${i}] = ${scaled(z!)};`));
@@ -172,7 +187,8 @@ export function emitResidentFold(K: ChunkKernel, chunk: Block): void {
       b.comment(`fold the chunk into term ${q.term.name}'s registers`);
       const S = regs.S[q.k];
       const z = regs.z[q.k];
-      const lend = q.gateWidth ? b.let('lend', logDecayAt(K, q, '(n - 1u)', '0u')) : null;
+      const last = logDecayLanes(K, q, '(n - 1u)');
+      const lend = last ? b.let('lend', last) : null;
       if (lend) {
         const dc = b.let('dc', `exp(${lend})`);
         for (const r of [...S, z]) b.line(`${r} = ${r} * ${dc};`);
@@ -181,7 +197,7 @@ export function emitResidentFold(K: ChunkKernel, chunk: Block): void {
       // 0), so they add nothing, and a loop of a constant C trips is one the shader compiler can unroll, issuing the
       // rows' loads ahead of their products — the hand kernel's loop to n was bound by each row's load latency.
       b.for('j', '0u', (j) => `${j} < ${a.C}u`, (l, j) => {
-        const ps = l.let('ps', `${psiLanes(K, q, l, j)}${lend ? ` * exp(${lend} - ${logDecayAt(K, q, j, '0u')})` : ''}`);
+        const ps = l.let('ps', `${psiLanes(K, q, l, j)}${lend ? ` * exp(${lend} - ${logDecayLanes(K, q, j)})` : ''}`);
         // the subgroup's 4 columns of the row as one vec4 (valuesVec4: cw0 = 4·sg), else one column at a time
         const vv = valuesVec4(a) ? l.let('vv', `${K.arrays.vs.name}[(${j} + ${a.HALO}u) * ${a.R / 4}u + ${regs.sg}]`) : null;
         S.forEach((r, c) => l.line(`${r} = ${r} + ${ps} * ${vv ? `${vv}.${'xyzw'[c]}` : valueAt(K, `${j} + ${a.HALO}u`, `${regs.cw0} + ${c}u`)};`));
