@@ -46,8 +46,10 @@ async function main(): Promise<void> {
   const sizes = axisSizes(c.source, axes);
   const switches = scheduleSwitches(values.schedule!);
   const schedule = parseSchedule(switches.schedule);
-  if (schedule === 'default') throw new Error('--schedule: give one (CxRxT[sG][v4][ht][fx][ov][so][np])');
-  const base = lowerChunked(c.program, sizes, { fuse: true, schedule, ...switchOptions(switches), ...(switches.np && { prefetch: false }) });
+  if (schedule === 'default') throw new Error('--schedule: give one (CxRxT[sG][v4][ht][fx][ov][so][rq][sq][np][rs])');
+  // the device first: an `rs` schedule is generated for its subgroup size
+  const gpu = await getDevice();
+  const base = lowerChunked(c.program, sizes, { fuse: true, schedule, ...switchOptions(switches), ...(switches.np && { prefetch: false }), ...(switches.rs && { resident: true, subgroupSize: gpu.subgroupSize }) });
   const chunk = base.kernels.findIndex((k) => /\.chunked$/.test(k.label));
   if (chunk < 0) throw new Error(`${c.source.name}: no chunk kernel in the plan (${base.kernels.map((k) => k.label).join(', ')})`);
   if (values.print) {
@@ -61,7 +63,6 @@ async function main(): Promise<void> {
     const code = readFileSync(p.slice(eq + 1), 'utf8');
     forms.push({ name: p.slice(0, eq), plan: { ...base, kernels: base.kernels.map((k, i) => (i === chunk ? { ...k, code } : k)) }, ms: [] });
   }
-  const gpu = await getDevice();
   const x = makeInputs(c.source, { b: B, t: T, axes, seed: 1 });
   const want = await (await PlanRunner.create(gpu, base)).run(x, B, T);
   const timed = [forms[0]];

@@ -9,7 +9,8 @@
 // (bench/schedules.ts: CxRxT, sG segments, bN columns per invocation) instead, with --rounds rounds.
 // Writes kernels.json and kernels.svg to $OUT or out/. With --backward: forward + backward instead (bench/backward.ts).
 // --no-prefetch: the chunk kernels stage each chunk's loads as before, not a chunk ahead (LowerOptions.prefetch); with
-// --schedules a schedule's trailing `np` (32x32x512np) does the same for that schedule alone, to time both in one run.
+// --schedules a schedule's trailing `np` (32x32x512np) does the same for that schedule alone, to time both in one run;
+// a trailing `rs` (16x64x512rs) keeps the prefix state in subgroup lanes' registers (bench/schedules.ts).
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';

@@ -14,6 +14,9 @@
 // Both are on by default (chunked/analysis.ts CHUNK_DEFAULTS); a trailing `fx` turns both off, today's kernel before them.
 // A trailing `so` runs the outputs and the state update one after the other on the whole workgroup (sequential), as
 // before LowerOptions.overlap; `ov` forces the two halves on (the default where a kernel admits it): default,defaultso.
+// A trailing `rs` keeps the prefix state in subgroup lanes' registers (LowerOptions.resident, chunked/resident.ts) for
+// the adapter's subgroup size: 16x64x512rs at d 128 on a GPU of subgroups of 32 (threads / 32 subgroups, each of
+// cols / (threads / 32) = 1, 2 or 4 columns); where it does not apply the row says why (`refused: …`).
 // A leading `u:` times the unfused plan at that schedule instead (u:default: the unfused plan's own schedule), a
 // leading `p:` the fused plan with the feature nodes the model puts in a prologue (fusion-model.ts decidePrologue;
 // none where it puts none): u:32x32x512,p:32x32x512,p:16x64x512s16 sets the three plans side by side. p:default is
@@ -43,14 +46,15 @@ export function parseSchedule(text: string): ChunkSchedule | 'default' {
 /**
  * A schedule's switches, trailing suffixes in any order: `np` (prefetch off), `v4` (LowerOptions.vec4), `ht` (hoistTaps),
  * `fx` (both off: the f32 kernel with its taps inline), `ov` / `so` (LowerOptions.overlap on / off), `rq` / `sq`
- * (LowerOptions.rowQuads on / off: the score matrices as row quads or scalars).
+ * (LowerOptions.rowQuads on / off: the score matrices as row quads or scalars), `rs` (LowerOptions.resident: the
+ * state in lanes' registers).
  */
-export function scheduleSwitches(text: string): { schedule: string; np: boolean; v4: boolean; ht: boolean; fx: boolean; ov: boolean; so: boolean; rq: boolean; sq: boolean } {
-  const on = { np: false, v4: false, ht: false, fx: false, ov: false, so: false, rq: false, sq: false };
+export function scheduleSwitches(text: string): { schedule: string; np: boolean; v4: boolean; ht: boolean; fx: boolean; ov: boolean; so: boolean; rq: boolean; sq: boolean; rs: boolean } {
+  const on = { np: false, v4: false, ht: false, fx: false, ov: false, so: false, rq: false, sq: false, rs: false };
   let schedule = text;
   for (let more = true; more; ) {
     more = false;
-    for (const k of ['np', 'v4', 'ht', 'fx', 'ov', 'so', 'rq', 'sq'] as const) if (schedule.endsWith(k)) [schedule, on[k], more] = [schedule.slice(0, -2), true, true];
+    for (const k of ['np', 'v4', 'ht', 'fx', 'ov', 'so', 'rq', 'sq', 'rs'] as const) if (schedule.endsWith(k)) [schedule, on[k], more] = [schedule.slice(0, -2), true, true];
   }
   return { schedule, ...on };
 }
@@ -106,17 +110,19 @@ export async function benchSchedules(
           const kind = asked.startsWith('u:') ? 'unfused' : asked.startsWith('p:') ? 'prologue' : 'fused';
           const bare = kind === 'fused' ? asked : asked.slice(2);
           const switches = scheduleSwitches(bare);
-          const { schedule: plain, np } = switches;
+          const { schedule: plain, np, rs } = switches;
           const want = parseSchedule(plain);
           const prefetch = !np && o.prefetch !== false;
           // p:default is the plan choice's own plan (plan-choice.ts choosePlan: fused with its prologue, or unfused).
           const chosen = kind === 'prologue' && want === 'default' ? choosePlan(gpu, c.program, sizes, { prologue: 'model' }, { b: o.b, t }) : undefined;
           const fuse = chosen ? chosen.fuse : kind !== 'unfused';
-          const vec4 = switchOptions(switches);
+          // rs: planFor and runCompiled pass the device's subgroup size along; lowerChunked is given it here
+          const vec4 = { ...switchOptions(switches), ...(rs && { resident: true }) };
+          const lanes = rs ? { resident: true, subgroupSize: gpu.subgroupSize } : undefined;
           let plan: ReturnType<typeof lowerChunked>;
           let prologue: ReadonlySet<number> | undefined;
           try {
-            if (kind === 'fused') plan = want === 'default' ? planFor(gpu, c, sizes, { form: 'chunked', fuse: true, prologue: 'none', prefetch, ...vec4 }, { b: o.b, t }) : lowerChunked(c.program, sizes, { fuse: true, schedule: want, prefetch, ...vec4 });
+            if (kind === 'fused') plan = want === 'default' ? planFor(gpu, c, sizes, { form: 'chunked', fuse: true, prologue: 'none', prefetch, ...vec4 }, { b: o.b, t }) : lowerChunked(c.program, sizes, { fuse: true, schedule: want, prefetch, ...vec4, ...lanes });
             else {
               const schedule = chosen ? chosen.schedule : want === 'default' ? undefined : want;
               plan = planFor(gpu, c, sizes, { form: 'chunked', fuse, ...(schedule && { schedule }), prologue: kind === 'prologue' ? 'model' : 'none', prefetch, ...vec4 }, { b: o.b, t });
@@ -130,7 +136,7 @@ export async function benchSchedules(
           const s: ChunkSchedule = want === 'default' ? (plan.schedule as unknown as ChunkSchedule) : want;
           // The whole fused kernel's memory; a prologue plan stages less (its features come from buffers), and its
           // kernels, like the unfused plan's, are checked by running them below.
-          const bytes = kind === 'fused' ? sharedFloats(c.program, sizes, c.program.terms, c.program.output, s) * 4 : 0;
+          const bytes = kind === 'fused' ? sharedFloats(c.program, sizes, c.program.terms, c.program.output, s, undefined, undefined, lanes) * 4 : 0;
           if (bytes > gpu.limits.maxComputeWorkgroupStorageSize || s.threads > gpu.limits.maxComputeInvocationsPerWorkgroup) {
             console.log(`${label.padEnd(30)} ${asked.padEnd(16)} does not fit (${bytes} bytes of workgroup memory, ${s.threads} threads)`);
             continue;

@@ -14,7 +14,8 @@
 //   state start, open groups            chunked/state.ts
 //   1 stage rows, cumulative log-decay  chunked/stage.ts (where it applies, from loads issued during the previous
 //                                       chunk: staging.ts prefetchSlots)
-//   2 score tiles, partial denominators chunked/scores.ts
+//   2 score tiles, partial denominators chunked/scores.ts (a resident kernel's φ·S_prev, φ·z from the lanes'
+//                                       registers first: chunked/resident.ts)
 //   3 row denominators (and early z)    chunked/denominators.ts
 //   4 outputs                           chunked/outputs.ts (a convolution's weights hoisted before the loop:
 //                                       chunked/taps.ts)
@@ -36,6 +37,7 @@ import { emitOutputs } from './chunked/outputs.ts';
 import { emitScores } from './chunked/scores.ts';
 import { emitDecayPrefix, emitStage, prefetchStage } from './chunked/stage.ts';
 import { segmentCount } from './chunked/segments.ts';
+import { declareResident, emitResidentProducts } from './chunked/resident.ts';
 import { emitFold, emitOpenGroupJoin, emitStateStart } from './chunked/state.ts';
 import { emitTapWeights, type HoistedTaps } from './chunked/taps.ts';
 import { declareHeld, emitHeldStore, emitOverlapped, type HeldState } from './chunked/teams.ts';
@@ -50,7 +52,7 @@ export const PREFETCH_MARK = 'prefetched staging';
 /** The kernel of `spec` declared: its analysis, arrays, bindings and the workgroup's indices, before any phase. */
 function declareKernel(spec: ChunkKernelSpec): ChunkKernel {
   const a = analyseChunk(spec);
-  const kb = new KernelBuilder(a.WG, ['wid', 'lid']);
+  const kb = new KernelBuilder(a.WG, a.resident ? ['wid', 'lid', 'lane'] : ['wid', 'lid']);
   const arrays = declareArrays(a, kb);
   const io = declareBindings(a, kb);
   const main = kb.body;
@@ -58,7 +60,9 @@ function declareKernel(spec: ChunkKernelSpec): ChunkKernel {
   main.define('tile', `wid.x % ${a.RT}u`);
   if (a.segmented) main.define('sg', 'wid.y', 'segment');
   main.define('b', a.segmented ? 'wid.z' : 'wid.y');
-  return { a, arrays, io, kb, head: main.split(a.L.head, a.sizes, 's', 'hx') };
+  const head = main.split(a.L.head, a.sizes, 's', 'hx');
+  const resident = declareResident(a, main);
+  return { a, arrays, io, kb, head, ...(resident && { resident }) };
 }
 
 /**
@@ -130,6 +134,7 @@ export function emitChunkPhases(K: ChunkKernel, chunk: Block, prefetch?: { stage
   chunk.line('workgroupBarrier();');
   prefetch?.ahead(chunk);
   emitDecayPrefix(K, chunk);
+  emitResidentProducts(K, chunk);
   emitScores(K, chunk);
   emitDenominators(K, chunk);
   if (held) emitOverlapped(K, chunk, held, taps);
@@ -144,6 +149,7 @@ export function header(a: ChunkAnalysis): string[] {
   return [
     `chunked kernel ${a.spec.label} for ${a.p.name}: terms ${a.terms.map((t) => `${t.name} (${t.form.kind})`).join(', ')}`,
     `chunk ${a.C}, ${a.R} value columns per workgroup, halo ${a.HALO}, head axes [${a.L.head.join(', ')}], column axes [${a.L.rest.join(', ')}]`,
+    ...(a.resident ? [`state in subgroup lanes' registers: subgroups of ${a.resident.SG}, ${a.resident.Cw} column(s) a subgroup`] : []),
   ];
 }
 
@@ -156,15 +162,16 @@ export function header(a: ChunkAnalysis): string[] {
  * reads every feature node from its feature kernel, so its kernels stage no row reductions of their own; a fused
  * plan's are counted as if it had no prologue (one with a prologue may stage fewer: the estimate errs on the safe side),
  * unless `materialised` names the nodes its kernels read from buffers (the schedule model's estimate of each plan).
+ * `resident`: the kernels keep the state in subgroup lanes' registers (no S, z arrays: chunked/resident.ts).
  */
-export function sharedFloats(p: Program, sizes: Sizes, terms: readonly Term[], items: readonly OutputItem[], s: ChunkSchedule, partial?: boolean, materialised?: ReadonlySet<number>): number {
+export function sharedFloats(p: Program, sizes: Sizes, terms: readonly Term[], items: readonly OutputItem[], s: ChunkSchedule, partial?: boolean, materialised?: ReadonlySet<number>, resident?: Pick<ChunkKernelSpec, 'resident' | 'subgroupSize'>): number {
   if (isSoftmaxProgram(p)) return softmaxSharedFloats(analyseSoftmax(p, sizes), s.chunk); // the flash kernel (softmax-chunked.ts)
   const groups = valueGroups(p, terms);
   return Math.max(
     ...groups.map((group) => {
       const kb = new KernelBuilder(s.threads, []);
       const read = materialised ?? new Set<number>(partial ? featureNodes(p) : []);
-      const spec = { program: p, sizes, terms: group, items: itemsOver(items, group), partial: partial ?? groups.length > 1, schedule: s, materialised: read, label: 'shared' };
+      const spec = { program: p, sizes, terms: group, items: itemsOver(items, group), partial: partial ?? groups.length > 1, schedule: s, materialised: read, label: 'shared', ...resident };
       declareArrays(analyseChunk(spec), kb);
       return kb.workgroupFloats();
     }),

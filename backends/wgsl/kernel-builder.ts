@@ -26,6 +26,8 @@ const BUILTINS = {
   lid: '@builtin(local_invocation_index) lid: u32',
   gid: '@builtin(global_invocation_id) gid: vec3u',
   nwg: '@builtin(num_workgroups) nwg: vec3u',
+  /** The invocation's lane in its subgroup: a kernel reading it enables subgroups (build). */
+  lane: '@builtin(subgroup_invocation_id) lane: u32',
 } as const;
 export type Builtin = keyof typeof BUILTINS;
 
@@ -108,6 +110,8 @@ export class KernelBuilder {
   build(o: { label: string; comment: readonly string[]; workgroups: Kernel['workgroups']; launch?: Kernel['launch'] }): Kernel {
     const bound = this.boundBindings();
     const code = [
+      // An enable directive must precede every declaration; the subgroup builtins and functions need this one.
+      ...(this.builtins.includes('lane') ? ['enable subgroups;'] : []),
       ...o.comment.map((c) => `// ${c}`),
       ...DIMS,
       ...bound.map((b, k) => bindingDecl(k + 1, b.name, b.write ? 'read_write' : 'read', 'array<f32>')),

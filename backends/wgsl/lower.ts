@@ -73,7 +73,17 @@ export interface LowerOptions {
   readonly overlap?: boolean;
   /** Overlapped kernels' score matrices as row quads (ChunkKernelSpec.rowQuads): absent, CHUNK_DEFAULTS; suffix `rq` / `sq` on / off. */
   readonly rowQuads?: boolean;
+  /**
+   * The chunk kernels' prefix state in subgroup lanes' registers (ChunkKernelSpec.resident, chunked/resident.ts), for
+   * an adapter of fixed subgroup size `subgroupSize` (Gpu.subgroupSize); refused, naming why, where it does not
+   * apply. Off unless asked (a bench's `rs` schedule suffix).
+   */
+  readonly resident?: boolean;
+  readonly subgroupSize?: number;
 }
+
+/** The chunk kernel spec's resident switch and the subgroup size it is generated for, where asked. */
+const residentOf = (opts: LowerOptions) => (opts.resident ? { resident: true, subgroupSize: opts.subgroupSize } : {});
 
 /** The buffer a training forward keeps output item k's numerator ('n', [b, t, outAxes]) or denominator ('z') in. */
 export const keptBuffer = (what: 'n' | 'z', k: number) => `keep:${what}.${k}`;
@@ -95,6 +105,7 @@ const WG = 64;
 export function lowerChunked(p: Program, sizes: Sizes, opts: LowerOptions): Plan {
   // Softmax attention has a kernel family of its own (a flash kernel; nothing to fuse or unfuse).
   if (isSoftmaxProgram(p)) {
+    if (opts.resident) throw new Error(`${p.name}: rs (the state in subgroup lanes' registers) does not apply: softmax attention's flash kernel keeps no prefix state`);
     if (opts.prologue?.size) throw new Error(`${p.name}: softmax attention's flash kernel has no feature maps to compute in a prologue`);
     return softmaxChunkedPlan(p, sizes, opts);
   }
@@ -106,6 +117,7 @@ export function lowerChunked(p: Program, sizes: Sizes, opts: LowerOptions): Plan
   const groups = opts.fuse ? valueGroups(p) : valueGroups(p).flatMap((g) => g.map((t) => [t]));
   if (opts.featureTile !== undefined && opts.fuse) {
     // the fused plan over feature tiles (feature-tiled-plan.ts): the tiles at tileSchedule, the other terms at the schedule
+    if (opts.resident) throw new Error(`${p.name}: rs (the state in subgroup lanes' registers) does not apply: the fused plan over feature tiles has kernels of its own`);
     if (opts.exportState || opts.keepNormalisers || opts.prologue?.size || opts.schedule.segment) throw new Error(`${p.name}: the fused plan over feature tiles exports no state, keeps no normalisers, has no prologue or segments`);
     const tile = { ...(opts.tileSchedule ?? opts.schedule), featureTile: opts.featureTile, blocked: opts.tiledKernel !== 'plain' };
     return featureTiledFusedPlan(p, sizes, opts.schedule, { chunk: tile.chunk, cols: tile.cols, threads: tile.threads, featureTile: tile.featureTile, blocked: tile.blocked }, opts.prefetch);
@@ -145,7 +157,7 @@ export function lowerChunked(p: Program, sizes: Sizes, opts: LowerOptions): Plan
     }
     const terms = groups[0];
     const items = itemsOver(p.output, terms);
-    const spec = { program: p, sizes, terms, items, partial: false, schedule: opts.schedule, materialised, prefetch: opts.prefetch, vec4: opts.vec4, hoistTaps: opts.hoistTaps, overlap: opts.overlap, rowQuads: opts.rowQuads };
+    const spec = { program: p, sizes, terms, items, partial: false, schedule: opts.schedule, materialised, prefetch: opts.prefetch, vec4: opts.vec4, hoistTaps: opts.hoistTaps, overlap: opts.overlap, rowQuads: opts.rowQuads, ...residentOf(opts) };
     kernels.push(chunkKernel({ ...spec, label: `${p.name}.segment-state`, segmented: 'state' }));
     kernels.push(segmentScanKernel(p.name, sg.S, sg.NS, sg.NR, C, segments));
     // The output launch's last segment also writes the decoding state (the model's prefill: b·heads·tiles·segments
@@ -160,7 +172,7 @@ export function lowerChunked(p: Program, sizes: Sizes, opts: LowerOptions): Plan
     const keep = single && opts.keepNormalisers ? keptParts(p, sizes, items, buffers) : undefined;
     const tile = !single && tiled(terms[0]) ? { ...opts.schedule, featureTile: opts.featureTile!, blocked: opts.tiledKernel !== 'plain' } : undefined;
     if (tile && items.length !== 1) throw new Error(`${p.name}: term ${terms[0].name} is in ${items.length} output items; a feature-tiled term must be in one`);
-    if (!tile) kernels.push(chunkKernel({ program: p, sizes, terms, items, partial: !single, schedule: opts.schedule, materialised, label, exportState: state, prefetch: opts.prefetch, vec4: opts.vec4, hoistTaps: opts.hoistTaps, overlap: opts.overlap, rowQuads: opts.rowQuads, ...(keep ? { keep } : {}) }));
+    if (!tile) kernels.push(chunkKernel({ program: p, sizes, terms, items, partial: !single, schedule: opts.schedule, materialised, label, exportState: state, prefetch: opts.prefetch, vec4: opts.vec4, hoistTaps: opts.hoistTaps, overlap: opts.overlap, rowQuads: opts.rowQuads, ...residentOf(opts), ...(keep ? { keep } : {}) }));
     if (!single) {
       items.forEach((it, g) => {
         const item = p.output.findIndex((o) => (o.kind === 'term' ? [o.term] : o.terms).some((nm) => (it.kind === 'term' ? [it.term] : it.terms).includes(nm)));

@@ -17,6 +17,12 @@ export interface Gpu {
   lost: string | undefined;
   /** Dawn toggles the adapter was opened with (dawn-flags.ts); empty on a page's WebGPU. */
   readonly toggles: readonly string[];
+  /**
+   * The subgroup size every kernel runs with, where the device has 'subgroups' and the adapter's minimum and maximum
+   * agree (lavapipe 8, NVIDIA 32); undefined where it may vary. A kernel generated for one size (the chunk kernel with
+   * its state in subgroup lanes' registers, chunked/resident.ts) needs it known when it is lowered.
+   */
+  readonly subgroupSize?: number;
 }
 
 /** GPUBufferUsage bits, fixed by the WebGPU spec; usable where WebGPU's globals are not installed (Dawn in Node). */
@@ -97,6 +103,7 @@ export async function gpuFromAdapter(adapter: GPUAdapter, opts: GpuOptions = {})
       .filter(Boolean)
       .join(' ') || `unknown (${backend})`;
 
+  const subgroupSize = fixedSubgroupSize(device, info);
   const gpu: Gpu = {
     device,
     adapter,
@@ -108,6 +115,7 @@ export async function gpuFromAdapter(adapter: GPUAdapter, opts: GpuOptions = {})
     pendingErrors: [],
     lost: undefined,
     toggles: opts.toggles ?? [],
+    ...(subgroupSize && { subgroupSize }),
   };
 
   // Errors outside an error scope arrive here. A listener throwing inside the event dispatch would be
@@ -126,6 +134,12 @@ export async function gpuFromAdapter(adapter: GPUAdapter, opts: GpuOptions = {})
     report(gpu.lost);
   });
   return gpu;
+}
+
+/** The adapter's subgroup size where the device has subgroups and it cannot vary (min = max), else undefined. */
+function fixedSubgroupSize(device: GPUDevice, info: GPUAdapterInfo): number | undefined {
+  const { subgroupMinSize: min, subgroupMaxSize: max } = info as { subgroupMinSize?: number; subgroupMaxSize?: number };
+  return device.features.has('subgroups') && typeof min === 'number' && min > 0 && min === max ? min : undefined;
 }
 
 /**

@@ -83,6 +83,14 @@ export interface ChunkKernelSpec {
   readonly overlap?: boolean;
   /** Store the score matrices as row quads where the outputs overlap the fold (ChunkAnalysis.rowQuads). Absent: CHUNK_DEFAULTS.rowQuads. */
   readonly rowQuads?: boolean;
+  /**
+   * Keep the prefix terms' state S, z in the registers of subgroup lanes instead of workgroup memory (the `rs`
+   * switch: resident-shape.ts says where it applies, resident.ts emits it); refused where it does not apply. Off
+   * unless asked: the lead times it before any default uses it.
+   */
+  readonly resident?: boolean;
+  /** The adapter's fixed subgroup size (Gpu.subgroupSize), which a resident kernel is generated for. */
+  readonly subgroupSize?: number;
 }
 
 /**
@@ -214,6 +222,8 @@ export interface ChunkAnalysis {
   readonly segmented?: 'state' | 'output';
   readonly segment: number; // G: chunks per segment (0: unsegmented)
   readonly state?: StateLayout;
+  /** The prefix terms' state in subgroup lanes' registers (ChunkKernelSpec.resident), or absent: in workgroup memory. */
+  readonly resident?: ResidentShape;
 }
 
 /**
@@ -304,6 +314,7 @@ export function analyseChunk(spec: ChunkKernelSpec): ChunkAnalysis {
   }
   const outputs = spec.segmented !== 'state';
   const quads = rowQuads(spec, overlap);
+  const resident = residentShape(spec, prefix);
   return {
     spec, p, sizes, terms, items, C, R, WG: schedule.threads, L, HALO, CH: C + HALO, AH, CA: C + AH,
     NS: count(L.head, sizes), NR, RT: Math.ceil(NR / R), per: count(p.outAxes, sizes),
@@ -311,14 +322,18 @@ export function analyseChunk(spec: ChunkKernelSpec): ChunkAnalysis {
     tile: quads ? { TI: 4, TJ: 1, NTI: C / 4, NTJ: C + AH } : scoreTile(C, C + AH, schedule.threads, schedule.block),
     rowQuads: quads,
     valueId,
-    zEarly: denGroups.length && outputs ? prefix.filter((q) => !q.openGroup && !q.exportOpen) : [],
+    // a resident kernel folds z in registers, with S (resident.ts)
+    zEarly: denGroups.length && outputs && !resident ? prefix.filter((q) => !q.openGroup && !q.exportOpen) : [],
     segmented: spec.segmented, segment, state: spec.exportState, overlap,
+    ...(resident && { resident }),
   };
 }
 
 /** Whether the kernel of `spec`, with prefix terms `prefix`, runs its outputs beside its state update (ChunkAnalysis.overlap). */
 function overlapping(spec: ChunkKernelSpec, prefix: readonly PrefixPlan[]): boolean {
   const { threads: WG, cols: R, block } = spec.schedule;
+  // a resident kernel (the `rs` switch) folds on every invocation, in registers: it has no fold team
+  if (spec.resident) return false;
   const wanted = spec.overlap ?? (CHUNK_DEFAULTS.overlap && !prefix.some((q) => q.gatePerFeature));
   if (!wanted || spec.segmented || !prefix.length || WG < 64 || WG % 2) return false;
   // each team's invocations keep their column lane in every trip, as the hoisted taps and the fold's shared values need
@@ -369,7 +384,8 @@ function prefixPlans(spec: ChunkKernelSpec, HALO: number, threads: number): Pref
       psiHalo: keyFeatures.has(form.psi) ? HALO : 0,
       transposed: !keyFeatures.has(form.psi),
       vec4,
-      psiVec4: vec4 && !keyFeatures.has(form.psi) && blockTile(F, spec.schedule.cols, threads, spec.schedule.block).TM === 4,
+      // a resident kernel's fold reads each row's four features of a lane as one vec4 whatever the tiles (resident.ts)
+      psiVec4: vec4 && !keyFeatures.has(form.psi) && (!!spec.resident || blockTile(F, spec.schedule.cols, threads, spec.schedule.block).TM === 4),
     });
   }
   return plans;
@@ -397,3 +413,46 @@ function stagedFeatures(p: Program, sizes: Sizes, L: Layout, terms: readonly Ter
   const all = [...seen.values()];
   return { staged: [...all.filter((f) => f.side === 'query'), ...all.filter((f) => f.side === 'key')], declared };
 }
+
+// Whether, and how, a kernel keeps its prefix terms' state in the registers of subgroup lanes (the `rs` switch,
+// ChunkKernelSpec.resident; resident-shape.ts and resident.ts derive and emit the rest): subgroup g owns Cw of the
+// tile's R value columns, lane l features FL·l … FL·l + FL − 1 (FL = F / SG). Where it does not apply, asking for it is
+// refused with the reason.
+export interface ResidentShape {
+  /** Lanes a subgroup (the adapter's fixed subgroup size). */
+  readonly SG: number;
+  /** Subgroups a workgroup (threads / SG). */
+  readonly W: number;
+  /** Value columns a subgroup owns (R / W): 1, 2 or 4, one register (vecFL) each for every prefix term. */
+  readonly Cw: number;
+  /** Rows a block of the φ·S_prev reduction: after it, lane l holds row l / Cw, column l % Cw (SG / Cw rows). */
+  readonly RB: number;
+  /** Blocks a chunk (C / RB). */
+  readonly NB: number;
+}
+
+/** The kernel's resident shape, undefined where `rs` is not asked for; throws, naming why, where it is asked and does not apply. */
+export function residentShape(spec: ChunkKernelSpec, prefix: readonly PrefixPlan[]): ResidentShape | undefined {
+  if (!spec.resident) return undefined;
+  const { chunk: C, cols: R, threads: WG } = spec.schedule;
+  const refuse = (why: string): never => {
+    throw new Error(`${spec.program.name}: rs (the state in subgroup lanes' registers) does not apply: ${why}`);
+  };
+  const SG = spec.subgroupSize;
+  if (!SG) refuse(`the adapter has no fixed subgroup size (it needs the 'subgroups' feature and subgroupMinSize = subgroupMaxSize)`);
+  const sg = SG!;
+  if (spec.io) refuse('a kernel with its own memory interface (a gradient stage)');
+  if (!prefix.length) refuse('the kernel has no prefix term, so no state');
+  for (const q of prefix) {
+    if (![1, 2, 4].some((fl) => q.F === fl * sg)) refuse(`term ${q.term.name} has ${q.F} features; a lane holds 1, 2 or 4 of them, so it needs F = ${sg}, ${2 * sg} or ${4 * sg} (1, 2 or 4 × the subgroup size ${sg})`);
+    if (q.openGroup || q.exportOpen) refuse(`term ${q.term.name} keeps a group open (past_groups): its open state would need registers of its own`);
+  }
+  if (WG % sg) refuse(`${WG} threads are not whole subgroups of ${sg}`);
+  const W = WG / sg;
+  const Cw = R / W;
+  if (![1, 2, 4].includes(Cw)) refuse(`${R} columns over ${W} subgroups (${WG} threads / ${sg}) is not 1, 2 or 4 columns a subgroup`);
+  const RB = sg / Cw;
+  if (C % RB) refuse(`chunk ${C} is not a multiple of the ${RB} rows a reduction block takes (subgroup size ${sg} / ${Cw} columns a subgroup)`);
+  return { SG: sg, W, Cw, RB, NB: C / RB };
+}
+

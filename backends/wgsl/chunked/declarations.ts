@@ -8,15 +8,20 @@ import type { Binding, KernelBuilder, WorkgroupArray } from '../kernel-builder.t
 import type { ChunkAnalysis, ChunkIo, PrefixPlan } from './analysis.ts';
 import { rowWidth } from '../row-quantities.ts';
 import { stagedReductions, type StagedReduction } from './row-reductions.ts';
-import { quadStride } from './row-quads.ts';
+import { quadStride } from './tiles.ts';
+import { phiSStride, residentNeedsZ, type ResidentRegs } from './resident-shape.ts';
 import { segBuffer } from './segments.ts';
 
 /** Workgroup memory of one prefix term. */
 export interface PrefixArrays {
   readonly phi: WorkgroupArray; // [C][F]
   readonly psi: WorkgroupArray; // [F][C+1] (transposed) or [C+psiHalo][F]
-  readonly S: WorkgroupArray; // [F][R]: the state's columns of this tile
-  readonly z: WorkgroupArray; // [F]
+  /** [F][R]: the state's columns of this tile; absent in a resident kernel (registers: resident.ts). */
+  readonly S?: WorkgroupArray;
+  readonly z?: WorkgroupArray; // [F]
+  /** A resident kernel's φ_i·(decay_i ⊙ S_prev) [C][R] and φ_i·(decay_i ⊙ z_prev) [C], reduced from the registers each chunk. */
+  readonly phiS?: WorkgroupArray;
+  readonly phiZ?: WorkgroupArray;
   readonly So?: WorkgroupArray; // the open group of a past_groups term longer than a chunk
   readonly zo?: WorkgroupArray;
   readonly lg?: WorkgroupArray; // [C][gateWidth]: inclusive Σ log(decay) from the chunk start
@@ -26,7 +31,8 @@ export interface ChunkArrays {
   readonly prefix: readonly PrefixArrays[]; // by PrefixPlan.k
   /** Where each staged query/key feature lives ([rows][W]): its own array or the aliased φ/ψ. */
   readonly staged: ReadonlyMap<Id, string>;
-  readonly vs: WorkgroupArray; // [CH][R]: the chunk's values and halo, this tile's columns
+  /** [CH][R]: the chunk's values and halo, this tile's columns; vec4, four columns each, in a resident kernel of 4 columns a subgroup (valuesVec4). */
+  readonly vs: WorkgroupArray;
   readonly A: ReadonlyMap<number, WorkgroupArray>; // by output group: [C][CA]
   readonly rowden: ReadonlyMap<number, WorkgroupArray>; // [C]
   readonly denp: ReadonlyMap<number, WorkgroupArray>; // [C][NTJ]: partial row sums of the score tiles
@@ -67,6 +73,8 @@ export interface ChunkKernel {
   readonly kb: KernelBuilder;
   /** The head axes' indices of this workgroup's slice s (hx_AXIS, split in the kernel's prologue). */
   readonly head: Index;
+  /** The registers that hold the state in a resident kernel (resident.ts); absent otherwise. */
+  readonly resident?: ResidentRegs;
 }
 
 /**
@@ -94,25 +102,35 @@ export function declareArrays(a: ChunkAnalysis, kb: KernelBuilder, alloc: ArrayA
       : q.transposed
       ? alloc.chunk(`psi${q.k}`, (C + 1) * q.F, `[f][row], rows padded to ${C + 1}`)
       : alloc.chunk(`psi${q.k}`, (C + q.psiHalo) * q.F, 'also the key feature of a bounded term, with its halo');
-    const S = alloc.keep(`S${q.k}`, q.F * R);
-    const z = q.vec4 ? alloc.keep(`z${q.k}`, q.F / 4, '[f / 4]', 'vec4<f32>') : alloc.keep(`z${q.k}`, q.F);
+    // (a segment-state launch computes no outputs: it only folds, in registers)
+    const state = a.resident
+      ? a.segmented === 'state'
+        ? {}
+        : {
+          phiS: alloc.chunk(`phiS${q.k}`, C * phiSStride(a), `[row][column], rows padded to ${phiSStride(a)}: φ·S_prev, reduced from the lanes' registers`),
+          ...(residentNeedsZ(a, q) && { phiZ: alloc.chunk(`phiZ${q.k}`, C, '[row]: φ·z_prev, likewise') }),
+        }
+      : { S: alloc.keep(`S${q.k}`, q.F * R), z: q.vec4 ? alloc.keep(`z${q.k}`, q.F / 4, '[f / 4]', 'vec4<f32>') : alloc.keep(`z${q.k}`, q.F) };
     const open = q.openGroup
       ? { So: alloc.keep(`So${q.k}`, q.F * R, `the group still open (past_groups(${q.openGroup}) spans several chunks)`), zo: alloc.keep(`zo${q.k}`, q.F) }
       : {};
     const lg = q.gateWidth ? { lg: alloc.chunk(`lg${q.k}`, C * q.gateWidth, 'inclusive Σ log(decay) from the chunk start') } : {};
-    return { phi, psi, S, z, ...open, ...lg };
+    return { phi, psi, ...state, ...open, ...lg };
   });
   const staged = new Map<Id, string>();
   for (const f of a.declared) {
     if (f.alias) staged.set(f.id, f.side === 'query' ? prefix[f.alias.k].phi.name : prefix[f.alias.k].psi.name);
     else staged.set(f.id, alloc.chunk(`${f.side === 'query' ? 'qf' : 'kf'}${f.id}`, (f.side === 'query' ? C : a.CH) * f.W).name);
   }
-  const vs = alloc.chunk('vs', a.CH * R, `values of rows c0-${a.HALO} … c0+${C - 1}, this workgroup's columns`);
+  const vsNote = `values of rows c0-${a.HALO} … c0+${C - 1}, this workgroup's columns`;
+  const vs = valuesVec4(a) ? alloc.chunk('vs', (a.CH * R) / 4, `${vsNote}, four a vec4`, 'vec4<f32>') : alloc.chunk('vs', a.CH * R, vsNote);
   const A = new Map(
     a.aGroups.map((g) => [g, a.rowQuads ? alloc.chunk(`A${g}`, a.CA * quadStride(C), `[key column][row ti]: rows ti + m·${C / 4} a vec4 (row quads), columns padded to ${quadStride(C)}`, 'vec4<f32>') : alloc.chunk(`A${g}`, C * a.CA)]),
   );
-  const rowden = new Map(a.denGroups.map((g) => [g, alloc.chunk(`rowden${g}`, C)]));
-  const denp = new Map(a.denGroups.filter((g) => A.has(g)).map((g) => [g, alloc.chunk(`denp${g}`, C * a.tile.NTJ)]));
+  // (a resident kernel's outputs sum their rows' denominators from A and phiZ themselves: outputs.ts)
+  const denGroups = a.resident ? [] : a.denGroups;
+  const rowden = new Map(denGroups.map((g) => [g, alloc.chunk(`rowden${g}`, C)]));
+  const denp = new Map(denGroups.filter((g) => A.has(g)).map((g) => [g, alloc.chunk(`denp${g}`, C * a.tile.NTJ)]));
   const reductions = new Map(
     stagedReductions(a).map((r): [Id, StagedRow] => {
       const W = rowWidth(r, a.sizes);
@@ -156,6 +174,28 @@ export function declareBindings(a: ChunkAnalysis, kb: KernelBuilder): ChunkBindi
  */
 export function elem(arr: WorkgroupArray, i: string): string {
   return arr.type === 'vec4<f32>' ? `${arr.name}[(${i}) / 4u][(${i}) % 4u]` : `${arr.name}[${i}]`;
+}
+
+/**
+ * Whether the values are staged as vec4 (four neighbouring columns of a row): in a resident kernel whose subgroups own
+ * 4 columns each (resident.ts), so that its fold, which every lane of a subgroup runs on the same 4 columns of a row,
+ * reads them as one 16-byte broadcast where it made four (the fold is ~40 % of the hand kernel's time on the H200).
+ * Everything else reads one column at a time, through `elem`.
+ */
+export function valuesVec4(a: ChunkAnalysis): boolean {
+  return a.resident?.Cw === 4;
+}
+
+/** Column `col` of row `row` (u32 expressions, the row counted from the halo's start) of the staged values. */
+export function valueAt(K: ChunkKernel, row: string, col: string): string {
+  return elem(K.arrays.vs, `(${row}) * ${K.a.R}u + ${col}`);
+}
+
+/** Prefix term q's state arrays in workgroup memory: every kernel has them but a resident one, whose emitters never ask. */
+export function stateArrays(K: ChunkKernel, q: PrefixPlan): PrefixArrays & { readonly S: WorkgroupArray; readonly z: WorkgroupArray } {
+  const { S, z } = K.arrays.prefix[q.k];
+  if (!S || !z) throw new Error(`internal: ${K.a.p.name}: term ${q.term.name}'s state is in lanes' registers (resident.ts), not workgroup memory`);
+  return { ...K.arrays.prefix[q.k], S, z };
 }
 
 /** vec4s a row of a vec4 ψ (PrefixPlan.psiVec4) takes: F/4, or one more where that is even. */

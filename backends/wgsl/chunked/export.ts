@@ -3,13 +3,15 @@
 // (z copied into each column, every tile writing its own columns: layout.ts), zo [b, NS, F].
 import type { Block } from '../wgsl-block.ts';
 import type { WorkgroupArray } from '../kernel-builder.ts';
-import { elem, segBase, stateRef, type ChunkKernel } from './declarations.ts';
+import { exportResident, storeResidentSegment } from './resident.ts';
+import { elem, segBase, stateArrays, stateRef, type ChunkKernel } from './declarations.ts';
 
 export function emitSegmentState(K: ChunkKernel, body: Block): void {
   const { a } = K;
   if (a.segmented !== 'state') return;
+  if (a.resident) return storeResidentSegment(K, body);
   for (const q of a.prefix) {
-    const { S, z } = K.arrays.prefix[q.k];
+    const { S, z } = stateArrays(K, q);
     body.strided('x', `${q.F * a.R}u`, (b, x) => {
       b.comment(`this segment's own ${S.name}, for the scan`);
       const col = b.let('col', `tile * ${a.R}u + ${x} % ${a.R}u`);
@@ -31,8 +33,9 @@ export function emitStateExport(K: ChunkKernel, into: Block): void {
 
 function exportPrefixStates(K: ChunkKernel, body: Block): void {
   const { a } = K;
+  if (a.resident) return exportResident(K, body);
   for (const q of a.prefix) {
-    const { S, z, So, zo } = K.arrays.prefix[q.k];
+    const { S, z, So, zo } = stateArrays(K, q);
     /** `shared` [F, R] (perColumn) or [F] into every column of the tile. */
     const write = (shared: WorkgroupArray, buffer: string, perColumn: boolean, note?: string) =>
       body.strided('x', `${q.F * a.R}u`, (b, x) => {

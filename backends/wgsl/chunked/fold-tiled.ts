@@ -11,7 +11,7 @@
 import type { Block, Team } from '../wgsl-block.ts';
 import type { PrefixPlan } from './analysis.ts';
 import { teamSize } from './analysis.ts';
-import { logDecayAt, psiAt, psiVec, type ChunkKernel } from './declarations.ts';
+import { logDecayAt, psiAt, psiVec, stateArrays, valueAt, type ChunkKernel } from './declarations.ts';
 import { blockTile } from './tiles.ts';
 
 /** The comment the fold team's update carries (the plan report and tests look for it). */
@@ -51,7 +51,7 @@ interface Cells {
  */
 export function foldTiled(K: ChunkKernel, q: PrefixPlan, chunk: Block, held?: HeldFold): void {
   const { a } = K;
-  const S = K.arrays.prefix[q.k].S.name;
+  const S = stateArrays(K, q).S.name;
   const { NT, RB, TN } = tile(K, q);
   const total = NT * RB;
   const form = q.psiVec4 ? vec4Form(K, q) : f32Form(K, q);
@@ -111,7 +111,7 @@ interface Form {
  */
 function f32Form(K: ChunkKernel, q: PrefixPlan): Form {
   const { a } = K;
-  const S = K.arrays.prefix[q.k].S.name;
+  const S = stateArrays(K, q).S.name;
   const { TM: TF, TN, NT: NTF } = tile(K, q);
   const fs = [...Array(TF).keys()];
   type Row = { f: string; lend: string | null; acc: string[] };
@@ -133,7 +133,7 @@ function f32Form(K: ChunkKernel, q: PrefixPlan): Form {
     update(b, cls, lanes) {
       const rows = lanes.flatMap((l) => rowsOf.get(l)!);
       b.for('j', '0u', (j) => `${j} < n`, (l, j) => {
-        const vv = cls.map((c, n) => l.let(TN === 1 ? 'vv' : `vv_${n}`, `${K.arrays.vs.name}[(${j} + ${a.HALO}u) * ${a.R}u + ${c}]`));
+        const vv = cls.map((c, n) => l.let(TN === 1 ? 'vv' : `vv_${n}`, valueAt(K, `${j} + ${a.HALO}u`, c)));
         for (const { f, lend, acc } of rows) {
           const w = lend ? ` * exp(${lend} - ${logDecayAt(K, q, j, f)})` : '';
           if (TN === 1) {
@@ -158,7 +158,7 @@ function f32Form(K: ChunkKernel, q: PrefixPlan): Form {
  */
 function vec4Form(K: ChunkKernel, q: PrefixPlan): Form {
   const { a } = K;
-  const S = K.arrays.prefix[q.k].S.name;
+  const S = stateArrays(K, q).S.name;
   const { TN } = tile(K, q);
   const logDecay = (row: string, f0: string) => (q.gatePerFeature ? lanes((k) => logDecayAt(K, q, row, `${f0} + ${k}u`)) : logDecayAt(K, q, row, f0));
   type Lane = { tf: string; f0: string; lend: string | null; acc: string[] };
@@ -175,7 +175,7 @@ function vec4Form(K: ChunkKernel, q: PrefixPlan): Form {
     },
     update(b, cls, ls) {
       b.for('j', '0u', (j) => `${j} < n`, (l, j) => {
-        const vv = cls.map((c, n) => l.let(TN === 1 ? 'vv' : `vv_${n}`, `${K.arrays.vs.name}[(${j} + ${a.HALO}u) * ${a.R}u + ${c}]`));
+        const vv = cls.map((c, n) => l.let(TN === 1 ? 'vv' : `vv_${n}`, valueAt(K, `${j} + ${a.HALO}u`, c)));
         for (const { tf, f0, lend, acc } of ls.map((x) => laneOf.get(x)!)) {
           const ps = l.let('ps', `${psiVec(K, q, j, tf)}${lend ? ` * exp(${lend} - ${logDecay(j, f0)})` : ''}`);
           acc.forEach((an, n) => l.line(`${an} = ${an} + ${ps} * ${vv[n]};`));

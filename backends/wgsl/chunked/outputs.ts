@@ -11,7 +11,8 @@ import { count, maskCondition } from '../common.ts';
 import { ExprGen, offset, type Index } from '../expr.ts';
 import type { Block } from '../wgsl-block.ts';
 import { teamSize } from './analysis.ts';
-import { phiVec, positions, stagedResolver, type ChunkKernel, type KeptBinding } from './declarations.ts';
+import { phiVec, positions, stagedResolver, stateArrays, valueAt, type ChunkKernel, type KeptBinding } from './declarations.ts';
+import { residentDenominators, residentStateTerm } from './resident.ts';
 import { rowDecay, rowDecay4 } from './scores.ts';
 import { hoistedTaps, type HoistedTaps } from './taps.ts';
 import { loadQuad } from './row-quads.ts';
@@ -91,6 +92,9 @@ function outputGroup(K: ChunkKernel, c: Block, it: OutputItem, g: number, tile: 
   const { ti, NTO } = tile;
   const normed = it.kind === 'norm' && it.eps >= 0;
   const rowden = K.arrays.rowden.get(g);
+  // A resident kernel has no denominator phase (the hand kernel's choice: one barrier fewer a chunk): each output
+  // adds its row of A, as it reads it for A·V, to φ·z_prev that the lanes reduced (phiZ, resident.ts).
+  const inlineDen = !!a.resident && a.denGroups.includes(g);
   const blocked = tile.cols.length > 1;
   c.block('', (gb) => {
     gb.comment(`output group ${g}: ${it.kind === 'norm' ? (normed ? `normalize(${it.terms.join(' + ')})` : it.terms.join(' + ')) : it.term}`);
@@ -98,27 +102,37 @@ function outputGroup(K: ChunkKernel, c: Block, it: OutputItem, g: number, tile: 
     // adds to it: blocked columns then share one.
     const direct = a.groupTerms[g].some((t) => t.form.kind !== 'prefix' && !a.L.aTerms.includes(t));
     const rows: Row[] = [];
+    /** The rows that own their denominator (blocked columns may share their row's): each adds its row of A once. */
+    const ownDen = new Set<Row>();
     for (const col of tile.cols) {
       tile.o[col.n].forEach((_, m) => {
         const num = gb.var(blocked ? `num_${m}_${col.n}` : `num_${m}`, '0.0');
         const shared = blocked && !direct && col.n > 0 ? rows[m].den : null;
-        const den = shared ?? gb.var(blocked ? `den_${m}_${col.n}` : `den_${m}`, rowden ? `${rowden.name}[${ti} + ${m * NTO}u]` : '0.0');
-        rows.push({ m, at: `${ti} + ${m * NTO}u`, col, num, den });
+        const start = rowden ? `${rowden.name}[${ti} + ${m * NTO}u]` : inlineDen ? residentDenominators(K, g, `${ti} + ${m * NTO}u`).join(' + ') || '0.0' : '0.0';
+        const den = shared ?? gb.var(blocked ? `den_${m}_${col.n}` : `den_${m}`, start);
+        const row: Row = { m, at: `${ti} + ${m * NTO}u`, col, num, den };
+        if (!shared) ownDen.add(row);
+        rows.push(row);
       });
     }
     const A = K.arrays.A.get(g);
     if (A) {
       gb.for('jj', '0u', (jj) => `${jj} < ${a.CA}u`, (l, jj) => {
-        const vv = tile.cols.map((col) => l.let(blocked ? `vv_${col.n}` : 'vv', `${K.arrays.vs.name}[(${jj} + ${a.HALO - a.AH}u) * ${a.R}u + ${col.cl}]`));
+        const vv = tile.cols.map((col) => l.let(blocked ? `vv_${col.n}` : 'vv', valueAt(K, `${jj} + ${a.HALO - a.AH}u`, col.cl)));
         if (a.rowQuads) {
-          // the invocation's four rows at key column jj: one vec4 (chunked/row-quads.ts)
+          // the invocation's four rows at key column jj: one vec4 (chunked/row-quads.ts; never with a resident state)
           const quad = loadQuad(K, l, g, jj, ti);
           for (const r of rows) l.line(`${r.num} = ${r.num} + ${quad(r.m)} * ${vv[r.col.n]};`);
           return;
         }
         // blocked: each row's A element loaded once for its TN columns
         const arow = blocked ? tile.o[0].map((_, m) => l.let(`av_${m}`, `${A.name}[(${ti} + ${m * NTO}u) * ${a.CA}u + ${jj}]`)) : null;
-        for (const r of rows) l.line(`${r.num} = ${r.num} + ${arow ? arow[r.m] : `${A.name}[(${r.at}) * ${a.CA}u + ${jj}]`} * ${vv[r.col.n]};`);
+        for (const r of rows) {
+          const at = `${A.name}[(${r.at}) * ${a.CA}u + ${jj}]`;
+          const av = arow ? arow[r.m] : inlineDen && ownDen.has(r) ? l.let('av', at) : at;
+          l.line(`${r.num} = ${r.num} + ${av} * ${vv[r.col.n]};`);
+          if (inlineDen && ownDen.has(r)) l.line(`${r.den} = ${r.den} + ${av};`);
+        }
       });
     }
     for (const t of a.groupTerms[g]) {
@@ -126,8 +140,8 @@ function outputGroup(K: ChunkKernel, c: Block, it: OutputItem, g: number, tile: 
       else if (!a.L.aTerms.includes(t)) {
         const h = taps.get(t.name);
         for (const r of rows) {
-          if (h) hoistedTaps(K, gb, t, h, { at: r.at, n: r.col.n, cl: r.col.cl, num: r.num, den: r.den }, !!rowden);
-          else directTaps(K, gb, t, r, !!rowden);
+          if (h) hoistedTaps(K, gb, t, h, { at: r.at, n: r.col.n, cl: r.col.cl, num: r.num, den: r.den }, !!rowden || inlineDen);
+          else directTaps(K, gb, t, r, !!rowden || inlineDen);
         }
       }
     }
@@ -169,7 +183,12 @@ function keepParts(K: ChunkKernel, s: Block, kept: KeptBinding, ia: string, idx:
 /** φ_k,i · (decay_i ⊙ S_prev) for a prefix term: the chunks before this one. */
 function stateTerm(K: ChunkKernel, gb: Block, t: Term, rows: readonly Row[], tile: Tile): void {
   const q = K.a.prefix.find((x) => x.term === t)!;
-  const { S, phi } = K.arrays.prefix[q.k];
+  if (K.a.resident) {
+    // reduced from the lanes' registers after staging (resident.ts), decayed
+    for (const r of rows) gb.line(`${r.num} = ${r.num} + ${residentStateTerm(K, q, r.at, r.col.cl)};`);
+    return;
+  }
+  const { S, phi } = stateArrays(K, q);
   const blocked = tile.cols.length > 1;
   if (q.vec4) {
     // four features a trip: each row's φ one vec4 load (shared by the warp's columns: a broadcast), S four
@@ -212,7 +231,7 @@ function directTaps(K: ChunkKernel, gb: Block, t: Term, r: Row, withDen: boolean
       l.line(`if (!(${maskCondition(t.mask, ia, ja)})) { continue; }`);
       const jj = l.let('jj', `u32(i32(${il}) - ${lag} + ${a.HALO})`);
       const sv = new ExprGen(a.p, a.sizes, stagedResolver(K, il, jj), positions(K, ia, ja)).value(l, t.score, r.col.idx, ja);
-      l.line(`${r.num} = ${r.num} + ${sv} * ${K.arrays.vs.name}[${jj} * ${a.R}u + ${r.col.cl}];`);
+      l.line(`${r.num} = ${r.num} + ${sv} * ${valueAt(K, jj, r.col.cl)};`);
       if (withDen) l.line(`${r.den} = ${r.den} + ${sv};`);
     }, { type: 'i32' });
   });

@@ -9,9 +9,7 @@
 // columns, which at a stride of C/4 vec4 (a multiple of 128 bytes at chunk 32) would all fall on the same banks.
 import type { Block } from '../wgsl-block.ts';
 import type { ChunkKernel } from './declarations.ts';
-
-/** vec4s per key column of a row-quad matrix. */
-export const quadStride = (C: number) => C / 4 + 1;
+import { quadStride } from './tiles.ts';
 
 /** Store column `jj`'s four rows (the cells of micro-tile rows m = 0…3) of A_g as one vec4. */
 export function storeQuad(K: ChunkKernel, b: Block, g: number, jj: string, ti: string, cells: readonly string[]): void {

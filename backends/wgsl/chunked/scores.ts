@@ -9,7 +9,7 @@ import { maskCondition } from '../common.ts';
 import { ExprGen } from '../expr.ts';
 import type { Block } from '../wgsl-block.ts';
 import type { PrefixPlan } from './analysis.ts';
-import { phiVec, positions, psiAt, psiVec, stagedResolver, type ChunkKernel } from './declarations.ts';
+import { phiVec, positions, psiAt, psiVec, stagedResolver, stateArrays, type ChunkKernel } from './declarations.ts';
 import { storeQuad } from './row-quads.ts';
 
 /** The micro-tile's accumulators: name of a_g at cell (m, n). */
@@ -84,7 +84,24 @@ function vec4Products(K: ChunkKernel, l0: Block, q: PrefixPlan, d: ReadonlyMap<s
   const { TI, TJ, NTI } = K.a.tile;
   const lg = K.arrays.prefix[q.k].lg?.name;
   const lanes = (at: (l: number) => string) => `vec4<f32>(${[0, 1, 2, 3].map(at).join(', ')})`;
-  l0.for('f4', '0u', (f4) => `${f4} < ${q.F / 4}u`, (l, f4) => {
+  // A resident kernel sums each cell's products in up to 4 interleaved chains: its score phase keeps half of a
+  // workgroup busy (C² cells, C = 16, of 512 invocations), so each cell's one chain of F/4 dependent dot products
+  // (32 at d 128) is its latency — ~15 % of the hand kernel's time on the H200 (call 85: 1.309 ms without scores,
+  // 1.542 with). Other kernels keep one chain (untimed beside it).
+  const chains = K.a.resident ? [4, 2, 1].find((c) => (q.F / 4) % c === 0)! : 1;
+  if (chains > 1) {
+    const extra = [...Array(chains - 1).keys()].map((c) => new Map([...d.keys()].map((key) => [key, l0.var(`dc${c + 1}_${key.replace(',', '_')}`, '0.0')])));
+    const into = (c: number) => (c ? new Map([...d.keys()].map((key) => [key, extra[c - 1].get(key)!])) : d);
+    l0.for('f4b', '0u', (f4b) => `${f4b} < ${q.F / 4}u`, (l, f4b) => {
+      for (let c = 0; c < chains; c++) l.block('', (lc) => productsAt(lc, lc.let('f4', `${f4b} + ${c}u`), into(c)));
+    }, { step: (f4b) => `${f4b} += ${chains}u` });
+    for (const [key, dm] of d) l0.line(`${dm} = ${dm} + ${extra.map((e) => e.get(key)!).join(' + ')};`);
+    return;
+  }
+  l0.for('f4', '0u', (f4) => `${f4} < ${q.F / 4}u`, (l, f4) => productsAt(l, f4, d));
+
+  /** Features 4·f4 … 4·f4 + 3 of every cell, added into `acc`. */
+  function productsAt(l: Block, f4: string, acc: ReadonlyMap<string, string>): void {
     const f = l.let('f', `${f4} * 4u`);
     const fl = (k: number) => (k ? `${f} + ${k}u` : f);
     const rows = [...Array(TI).keys()].map((m) => `(${ti} + ${m * NTI}u)`);
@@ -92,12 +109,12 @@ function vec4Products(K: ChunkKernel, l0: Block, q: PrefixPlan, d: ReadonlyMap<s
     const s = jl.map((j, n) => l.let(`q_${n}`, q.psiVec4 ? psiVec(K, q, j, f4) : lanes((k) => psiAt(K, q, j, fl(k)))));
     for (let m = 0; m < TI; m++) {
       for (let n = 0; n < TJ; n++) {
-        const dm = d.get(`${m},${n}`)!;
+        const dm = acc.get(`${m},${n}`)!;
         const decayed = q.gatePerFeature ? `${s[n]} * exp(${lanes((k) => `${lg}[${rows[m]} * ${q.F}u + ${fl(k)}]`)} - ${lanes((k) => `${lg}[${jl[n]} * ${q.F}u + ${fl(k)}]`)})` : s[n];
         l.line(`${dm} = ${dm} + dot(${p[m]}, ${decayed});`);
       }
     }
-  });
+  }
 }
 
 /** Cell (m, n): the bounded terms' scores, evaluated from the staged features, then a_g stored into A_g. */
@@ -142,13 +159,13 @@ function partialDenominator(K: ChunkKernel, b: Block, g: number, m: number, cell
         // four features a trip, f = 4·f4 for f4 ≡ tj (mod NTJ): φ and z one vec4 load each
         c.for('f4', tj, (f4) => `${f4} < ${q.F / 4}u`, (l, f4) => {
           l.comment(`φ·z for ${t.name}`);
-          l.line(`${dp} = ${dp} + dot(${phiVec(K, q, il, f4)}${rowDecay4(K, q, il, `${f4} * 4u`)}, ${K.arrays.prefix[q.k].z.name}[${f4}]);`);
+          l.line(`${dp} = ${dp} + dot(${phiVec(K, q, il, f4)}${rowDecay4(K, q, il, `${f4} * 4u`)}, ${stateArrays(K, q).z.name}[${f4}]);`);
         }, { step: (f4) => `${f4} += ${NTJ}u` });
         continue;
       }
       c.for('f', tj, (f) => `${f} < ${q.F}u`, (l, f) => {
         l.comment(`φ·z for ${t.name}`);
-        l.line(`${dp} = ${dp} + ${K.arrays.prefix[q.k].phi.name}[${il} * ${q.F}u + ${f}]${rowDecay(K, q, il, f)} * ${K.arrays.prefix[q.k].z.name}[${f}];`);
+        l.line(`${dp} = ${dp} + ${K.arrays.prefix[q.k].phi.name}[${il} * ${q.F}u + ${f}]${rowDecay(K, q, il, f)} * ${stateArrays(K, q).z.name}[${f}];`);
       }, { step: (f) => `${f} += ${NTJ}u` });
     }
     c.line(`${K.arrays.denp.get(g)!.name}[${il} * ${NTJ}u + ${tj}] = ${dp};`);

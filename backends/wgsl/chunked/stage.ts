@@ -96,7 +96,7 @@ function slots(K: ChunkKernel): Slot[] {
   return [
     ...a.prefix.flatMap((q) => [...(outputs ? [featureSlot(K, q, 'phi')] : []), featureSlot(K, q, 'psi'), ...(q.gateWidth ? [gateSlot(K, q)] : [])]),
     ...(outputs ? a.staged.filter((f) => !f.alias).map((f) => frontierSlot(K, f)) : []),
-    valueSlot(K),
+    K.arrays.vs.type === 'vec4<f32>' ? valueVecSlot(K) : valueSlot(K),
   ];
 }
 
@@ -227,6 +227,46 @@ function valueSlot(K: ChunkKernel): Slot {
     value: valueOf(K, a.valueId),
     store: (b, at, val) => {
       ringStore(K, a.valueId, b, at, val, `${at.ok} && ${at.tpos} + ${a.state?.ring}u >= dims.t`);
+      b.line(`${K.arrays.vs.name}[${at.x}] = ${val};`);
+    },
+  };
+}
+
+/**
+ * The values as vec4 (declarations.ts valuesVec4): element x is row x / (R/4), columns 4·(x % (R/4)) … + 3, one
+ * invocation loading all four (held together when prefetched) and storing one vec4. Each lane guards its own column
+ * (a last tile may reach past the value axis) and reads at a column clamped to it.
+ */
+function valueVecSlot(K: ChunkKernel): Slot {
+  const { a } = K;
+  const R4 = a.R / 4;
+  const column = (x: string, l: number) => `(tile * ${a.R}u + (${x} % ${R4}u) * 4u + ${l}u)`;
+  // The column's index over the value axes, inline (lanes are pure: no statements of their own), clamped to the axis.
+  const split = (col: string) => {
+    const idx: Record<string, string> = {};
+    let stride = 1;
+    for (let k = a.L.rest.length - 1; k >= 0; k--) {
+      const axis = a.L.rest[k];
+      idx[axis] = `((min(${col}, ${a.NR - 1}u) / ${stride}u) % ${a.sizes[axis]}u)`;
+      stride *= a.sizes[axis];
+    }
+    return idx;
+  };
+  const lanes = (at: Place): Place[] => [0, 1, 2, 3].map((l) => ({ ...at, ok: `(${at.ok} && ${column(at.x, l)} < ${a.NR}u)`, idx: { ...K.head, ...split(column(at.x, l)) } }));
+  return {
+    N: a.CH * R4,
+    place: (b, xc, { c0 } = THIS_CHUNK) => {
+      const x = b.let('x', xc);
+      const row = b.let('row', `i32(${x} / ${R4}u) - ${a.HALO}`);
+      const tposi = b.let('tposi', `i32(${c0}) + ${row}`);
+      const ok = b.let('ok', `${tposi} >= 0 && u32(${tposi}) < dims.t`);
+      const tpos = b.let('tpos', `select(0u, u32(${tposi}), ${ok})`);
+      return { x, ok, tpos, row, idx: { ...K.head, ...split(column(x, 0)) } };
+    },
+    lanes,
+    value: valueOf(K, a.valueId),
+    store: (b, at, val) => {
+      lanes(at).forEach((lp, l) => ringStore(K, a.valueId, b, lp, `${val}.${'xyzw'[l]}`, `${lp.ok} && ${lp.tpos} + ${a.state?.ring}u >= dims.t`));
       b.line(`${K.arrays.vs.name}[${at.x}] = ${val};`);
     },
   };

@@ -7,16 +7,18 @@
 // group apart when decoding needs it open; a term with no open group folds tiled (fold-tiled.ts).
 import type { Block, Team } from '../wgsl-block.ts';
 import type { PrefixPlan } from './analysis.ts';
-import { elem, logDecayAt, psiAt, psiVec, segBase, stateRef, type ChunkKernel } from './declarations.ts';
+import { elem, logDecayAt, psiAt, psiVec, segBase, stateArrays, stateRef, type ChunkKernel } from './declarations.ts';
 import { foldTiled, lanes } from './fold-tiled.ts';
+import { emitResidentFold, loadResidentStart } from './resident.ts';
 
 /** Zero the state (or, for a segment's outputs, load the state the scan left for it), before the first chunk. */
 export function emitStateStart(K: ChunkKernel, body: Block): void {
   const { a } = K;
+  if (a.resident) return loadResidentStart(K, body); // zero where declared, or a segment's scanned state (resident.ts)
   const R = a.R;
   body.strided('x', `${Math.max(1, ...a.prefix.map((q) => q.F * R), 1)}u`, (b, x) => {
     for (const q of a.prefix) {
-      const { S, z, So, zo } = K.arrays.prefix[q.k];
+      const { S, z, So, zo } = stateArrays(K, q);
       if (a.segmented === 'output') {
         b.block(`if (${x} < ${q.F * R}u)`, (i) => {
           const col = i.let('col', `tile * ${R}u + ${x} % ${R}u`);
@@ -41,8 +43,9 @@ export function emitStateStart(K: ChunkKernel, body: Block): void {
 /** At the start of a chunk that starts a new group, the open group of a past_groups term joins S_k. */
 export function emitOpenGroupJoin(K: ChunkKernel, chunk: Block): void {
   for (const q of K.a.prefix) {
-    const { S, z, So, zo } = K.arrays.prefix[q.k];
+    const { So, zo } = K.arrays.prefix[q.k];
     if (!So || !zo) continue;
+    const { S, z } = stateArrays(K, q);
     chunk.block(`if (c0 % ${q.openGroup}u == 0u && c0 > 0u)`, (b) => {
       b.comment(`a new group starts: the open one joins ${S.name}`);
       for (const [all, open, n] of [[S, So, q.F * K.a.R], [z, zo, q.F]] as const) {
@@ -67,7 +70,7 @@ export const zJobs = (q: PrefixPlan) => (q.vec4 ? q.F / 4 : q.F);
  * feature or, for a vec4 z, features 4·f … 4·f + 3.
  */
 export function emitZUpdate(K: ChunkKernel, q: PrefixPlan, b: Block, f: string): void {
-  const z = K.arrays.prefix[q.k].z;
+  const z = stateArrays(K, q).z;
   if (q.vec4) {
     const f0 = b.let('f_0', `${f} * 4u`);
     const logDecay = (row: string) => (q.gatePerFeature ? lanes((k) => logDecayAt(K, q, row, `${f0} + ${k}u`)) : logDecayAt(K, q, row, f0));
@@ -87,6 +90,7 @@ export function emitZUpdate(K: ChunkKernel, q: PrefixPlan, b: Block, f: string):
 /** Phase 5: fold the chunk into the state (after the outputs have read S_prev). */
 export function emitFold(K: ChunkKernel, chunk: Block): void {
   if (!K.a.prefix.length) return;
+  if (K.a.resident) return emitResidentFold(K, chunk); // no barrier: the outputs read phiS, not the registers
   chunk.line('workgroupBarrier();');
   for (const q of K.a.prefix) {
     if (q.openGroup) foldIntoOpenGroup(K, q, chunk);
@@ -128,7 +132,7 @@ function foldIntoOpenGroup(K: ChunkKernel, q: PrefixPlan, chunk: Block): void {
  */
 function foldKeepingLastGroup(K: ChunkKernel, q: PrefixPlan, chunk: Block): void {
   const { a } = K;
-  const { S, z } = K.arrays.prefix[q.k];
+  const { S, z } = stateArrays(K, q);
   chunk.strided('x', `${q.F * a.R}u`, (b, x) => {
     b.comment(`${S.name} ← decay ⊙ ${S.name} + Σ_j ψ_j ⊗ v_j`);
     const f = b.let('f', `${x} / ${a.R}u`);

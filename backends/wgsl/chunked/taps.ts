@@ -13,7 +13,7 @@ import { maskCondition } from '../common.ts';
 import { ExprGen, type Resolver } from '../expr.ts';
 import type { Block } from '../wgsl-block.ts';
 import { CHUNK_DEFAULTS } from './analysis.ts';
-import type { ChunkKernel } from './declarations.ts';
+import { valueAt, type ChunkKernel } from './declarations.ts';
 import { blockTile } from './tiles.ts';
 
 /** Most lags a hoisted term may have: each is a register per column of an invocation, and a tap unrolled per row. */
@@ -97,7 +97,7 @@ export function hoistedTaps(K: ChunkKernel, gb: Block, t: Term, h: HoistedTaps, 
       const ja = `u32(${jai})`;
       w.block(`if (${il} < n && ${jai} >= 0 && ${jai} < i32(dims.t) && (${maskCondition(t.mask, ia, ja)}))`, (l) => {
         const s = h.weights[row.n][lag - h.lo];
-        l.line(`${row.num} = ${row.num} + ${s} * ${K.arrays.vs.name}[u32(i32(${il}) - ${lag} + ${a.HALO}) * ${a.R}u + ${row.cl}];`);
+        l.line(`${row.num} = ${row.num} + ${s} * ${valueAt(K, `u32(i32(${il}) - ${lag} + ${a.HALO})`, row.cl)};`);
         if (withDen) l.line(`${row.den} = ${row.den} + ${s};`);
       });
     }

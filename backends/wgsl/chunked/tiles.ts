@@ -45,3 +45,6 @@ export function blockTile(n: number, R: number, WG: number, block = 1): { TM: nu
   const TM = microTile(n, R / TN, WG);
   return { TM, TN, NT: n / TM, RB: R / TN };
 }
+
+/** vec4s per key column of a score matrix stored as row quads (chunked/row-quads.ts): C/4, padded by one against bank conflicts. */
+export const quadStride = (C: number) => C / 4 + 1;
