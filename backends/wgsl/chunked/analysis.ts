@@ -333,6 +333,7 @@ export function analyseChunk(spec: ChunkKernelSpec): ChunkAnalysis {
 function overlapping(spec: ChunkKernelSpec, prefix: readonly PrefixPlan[]): boolean {
   const { threads: WG, cols: R, block } = spec.schedule;
   // a resident kernel (the `rs` switch) folds on every invocation, in registers: it has no fold team
+  if (spec.resident && spec.overlap) throw new Error(`${spec.program.name}: rs (the state in subgroup lanes' registers) and the output/fold overlap exclude each other: a resident kernel folds on every invocation`);
   if (spec.resident) return false;
   const wanted = spec.overlap ?? (CHUNK_DEFAULTS.overlap && !prefix.some((q) => q.gatePerFeature));
   if (!wanted || spec.segmented || !prefix.length || WG < 64 || WG % 2) return false;
