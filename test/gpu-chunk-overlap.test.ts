@@ -9,14 +9,13 @@ import { describe, expect, it } from 'vitest';
 import { evaluateParallel } from '../backends/cpu/parallel.ts';
 import type { ChunkSchedule } from '../backends/wgsl/chunked.ts';
 import { HELD_MARK } from '../backends/wgsl/chunked/fold-tiled.ts';
-import { keptBuffer, lowerChunked, normalisedItems } from '../backends/wgsl/lower.ts';
+import { lowerChunked } from '../backends/wgsl/lower.ts';
 import { recurrentPlan } from '../backends/wgsl/recurrent.ts';
 import { axisSizes, makeInputs } from '../src/inputs.ts';
 import { compileFile, compileText, type Compiled } from '../src/runtime/compiler.ts';
 import { PlanRunner } from '../src/runtime/executor.ts';
-import { downloadTensor } from '../src/runtime/gpu-tensor.ts';
 import { expectRelClose, gpu } from './helpers/gpu.ts';
-import { expectDecodesFromPrefill } from './helpers/plan-calls.ts';
+import { expectDecodesFromPrefill, keptParts } from './helpers/plan-calls.ts';
 
 const PLAIN: ChunkSchedule = { chunk: 8, cols: 8, threads: 64 };
 const BLOCKED: ChunkSchedule = { chunk: 8, cols: 8, threads: 64, block: 2 };
@@ -105,19 +104,7 @@ describe('the outputs beside the state update in the chunk kernel', () => {
     const shape = { b: 2, t: 29 };
     const x = makeInputs(c.source, { ...shape, axes, seed: 93 });
     const kept = async (overlap: boolean) => {
-      const r = await PlanRunner.create(g, lowerChunked(c.program, sizes, { fuse: true, schedule: PLAIN, keepNormalisers: true, overlap }));
-      const bufs = r.allocate(x, shape.b, shape.t);
-      const enc = g.device.createCommandEncoder();
-      const pass = enc.beginComputePass();
-      const bound = r.bind(Object.fromEntries(Object.entries(bufs).map(([k, v]) => [k, v.buffer])), shape.b, shape.t);
-      r.encode(pass, bound);
-      pass.end();
-      g.device.queue.submit([enc.finish()]);
-      const names = ['out:o', ...normalisedItems(c.program).flatMap(({ k }) => [keptBuffer('n', k), keptBuffer('z', k)])];
-      const out = Object.fromEntries(await Promise.all(names.map(async (n) => [n, await downloadTensor(g, bufs[n])] as const)));
-      bound.dims.destroy();
-      r.release(bufs);
-      return out;
+      return keptParts(g, await PlanRunner.create(g, lowerChunked(c.program, sizes, { fuse: true, schedule: PLAIN, keepNormalisers: true, overlap })), c, x, shape);
     };
     const [on, off] = [await kept(true), await kept(false)];
     expect(Object.keys(on).length).toBe(3);

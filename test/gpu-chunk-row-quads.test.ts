@@ -7,14 +7,13 @@
 import { describe, expect, it } from 'vitest';
 import { evaluateParallel } from '../backends/cpu/parallel.ts';
 import type { ChunkSchedule } from '../backends/wgsl/chunked.ts';
-import { keptBuffer, lowerChunked, normalisedItems } from '../backends/wgsl/lower.ts';
+import { lowerChunked } from '../backends/wgsl/lower.ts';
 import { recurrentPlan } from '../backends/wgsl/recurrent.ts';
 import { axisSizes, makeInputs } from '../src/inputs.ts';
 import { compileFile, type Compiled } from '../src/runtime/compiler.ts';
 import { PlanRunner } from '../src/runtime/executor.ts';
-import { downloadTensor } from '../src/runtime/gpu-tensor.ts';
 import { expectRelClose, gpu } from './helpers/gpu.ts';
-import { expectDecodesFromPrefill } from './helpers/plan-calls.ts';
+import { expectDecodesFromPrefill, keptParts } from './helpers/plan-calls.ts';
 
 /** Chunk 16, 8 columns, 64 invocations: the output team of 32 owns 4 rows × 1 column (blockTile at 32). */
 const QUADS: ChunkSchedule = { chunk: 16, cols: 8, threads: 64 };
@@ -75,19 +74,7 @@ describe('the score matrices as row quads', () => {
     const shape = { b: 2, t: 29 };
     const x = makeInputs(c.source, { ...shape, axes, seed: 99 });
     const kept = async (rowQuads: boolean) => {
-      const r = await PlanRunner.create(g, lowerChunked(c.program, sizes, { fuse: true, schedule: QUADS, keepNormalisers: true, overlap: true, rowQuads }));
-      const bufs = r.allocate(x, shape.b, shape.t);
-      const enc = g.device.createCommandEncoder();
-      const pass = enc.beginComputePass();
-      const bound = r.bind(Object.fromEntries(Object.entries(bufs).map(([k, v]) => [k, v.buffer])), shape.b, shape.t);
-      r.encode(pass, bound);
-      pass.end();
-      g.device.queue.submit([enc.finish()]);
-      const names = ['out:o', ...normalisedItems(c.program).flatMap(({ k }) => [keptBuffer('n', k), keptBuffer('z', k)])];
-      const out = Object.fromEntries(await Promise.all(names.map(async (n) => [n, await downloadTensor(g, bufs[n])] as const)));
-      bound.dims.destroy();
-      r.release(bufs);
-      return out;
+      return keptParts(g, await PlanRunner.create(g, lowerChunked(c.program, sizes, { fuse: true, schedule: QUADS, keepNormalisers: true, overlap: true, rowQuads })), c, x, shape);
     };
     const [on, off] = [await kept(true), await kept(false)];
     expect(Object.keys(on).length).toBe(3);

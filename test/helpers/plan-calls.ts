@@ -1,7 +1,8 @@
 // Calls of a compiled plan on slices of one sequence of inputs, the way decoding continues a prefill: the inputs'
 // rows of a call, one call encoded and submitted on given buffers (state buffers shared between calls), and the
-// check that decoding from a prefill's exported state follows the oracle.
+// check that decoding from a prefill's exported state follows the oracle; a training forward's kept parts read back.
 import { evaluateParallel } from '../../backends/cpu/parallel.ts';
+import { keptBuffer, normalisedItems } from '../../backends/wgsl/lower.ts';
 import { makeInputs } from '../../src/inputs.ts';
 import type { Compiled } from '../../src/runtime/compiler.ts';
 import type { Gpu } from '../../src/runtime/device.ts';
@@ -32,6 +33,20 @@ export function submitPlan(g: Gpu, r: PlanRunner, bufs: Record<string, GPUBuffer
   pass.end();
   g.device.queue.submit([enc.finish()]);
   return bound;
+}
+
+/**
+ * Runs a training forward (a plan lowered with keepNormalisers) on inputs `x` at `shape` and reads back its output and
+ * every normalised item's kept numerator and denominator (lower.ts keptBuffer), by buffer name.
+ */
+export async function keptParts(g: Gpu, r: PlanRunner, c: Compiled, x: Record<string, Tensor>, shape: { b: number; t: number }): Promise<Record<string, Float32Array>> {
+  const bufs = r.allocate(x, shape.b, shape.t);
+  const bound = submitPlan(g, r, Object.fromEntries(Object.entries(bufs).map(([k, v]) => [k, v.buffer])), shape.b, shape.t);
+  const names = ['out:o', ...normalisedItems(c.program).flatMap(({ k }) => [keptBuffer('n', k), keptBuffer('z', k)])];
+  const out = Object.fromEntries(await Promise.all(names.map(async (n) => [n, await downloadTensor(g, bufs[n])] as const)));
+  bound.dims.destroy();
+  r.release(bufs);
+  return out;
 }
 
 /**
