@@ -28,12 +28,12 @@ for s in $steps; do
       LINATTN_CACHE_DIR=$OUT/no-autotune-cache timeout ${T_KERNELS_RESULTS:-130} tsx bench/h200-kernels.ts --torch "$OUT/torch-results/torch_baseline.json" --out "$OUT/h200-kernels.json" ;;
     kernels-all) OUT=$OUT/all timeout 240 tsx bench/kernels.ts --t 4096 --d 64 --naive-max-t 0 --iters 10 ;;
     # The chunk kernel's switches merged untimed (calls 88–91: the device budget ran out): the state in subgroup lanes'
-    # registers (rs) at d 128 and d 64, the score matrices as row quads (rq) and the blocked schedules with the overlap,
-    # each beside the default in one run, rounds alternating.
+    # registers (rs) at d 128 and d 64, the score matrices as row quads (rq), the row denominators summed by the output
+    # team (od) and the blocked schedules with the overlap, each beside the default in one run, rounds alternating.
     chunk-switches) OUT=$OUT/rs timeout ${T_SWITCHES:-120} tsx bench/kernels.ts --variants elu_dwconv,retnet,gla --t 4096 --d 128 --rounds 3 --naive-max-t 0 \
         --schedules default,16x64x512rs,16x32x256rs,8x64x512b2
       OUT=$OUT/rq timeout ${T_SWITCHES:-120} tsx bench/kernels.ts --variants elu_dwconv,elu_aug,retnet,mamba2,cosformer --t 4096 --d 64 --rounds 3 --naive-max-t 0 \
-        --schedules default,defaultrq,32x32x512b2,16x32x512rs ;;
+        --schedules default,defaultrq,defaultod,defaultrqod,32x32x512b2,32x32x512b2od,16x32x512rs ;;
     demo) timeout ${T_DEMO:-60} tsx src/cli/linattn.ts demo ;;
     torch) timeout 120 python3 bench/torch_baseline.py --out "$OUT" ;;
     decode) timeout ${T_DECODE:-90} tsx bench/decode.ts --attention compiled ;;

@@ -83,6 +83,8 @@ export interface ChunkKernelSpec {
   readonly overlap?: boolean;
   /** Store the score matrices as row quads where the outputs overlap the fold (ChunkAnalysis.rowQuads). Absent: CHUNK_DEFAULTS.rowQuads. */
   readonly rowQuads?: boolean;
+  /** The row denominators summed by the output team where the outputs overlap the fold (ChunkAnalysis.outputDen). Absent: CHUNK_DEFAULTS.outputDen. */
+  readonly outputDen?: boolean;
   /**
    * Keep the prefix terms' state S, z in the registers of subgroup lanes instead of workgroup memory (the `rs`
    * switch: resident-shape.ts says where it applies, resident.ts emits it); refused where it does not apply. Off
@@ -108,7 +110,8 @@ export interface ChunkKernelSpec {
 // four key columns a trip in the overlapped kernel) ran 0.710 ms against 0.756; the generated form reads four rows a
 // key column instead and gives the score phase four rows an invocation (half the workgroup busy there: 0.672 against
 // 0.659 in call 79's hand edits), so its net is not known. `bench/kernels.ts --schedules default,defaultrq` times it.
-export const CHUNK_DEFAULTS = { vec4: true, hoistTaps: true, overlap: true, rowQuads: false } as const;
+// outputDen: off until timed. Its hand form (chunk-edits/ws2.wgsl, call 79) ran 0.659 ms against the overlap's 0.686.
+export const CHUNK_DEFAULTS = { vec4: true, hoistTaps: true, overlap: true, rowQuads: false, outputDen: false } as const;
 
 export interface KeptParts {
   readonly g: number;
@@ -209,6 +212,14 @@ export interface ChunkAnalysis {
    * writes each vec4 whole. Where the outputs overlap the fold and each output invocation owns four rows of one column.
    */
   readonly rowQuads: boolean;
+  /**
+   * The normalised groups' row denominators summed by the overlapped output team (chunked/outputs.ts): each output
+   * invocation adds its row of A as it reads it for A·V and φ·z_prev as it reads φ for φ·S_prev, so the denominator
+   * phase (its partial sums, its barrier, its serial row sums) goes; z is folded by the fold team into held registers
+   * (chunked/teams.ts), since the output team reads z_prev in the same phase. Where the outputs overlap the fold, a
+   * group has a denominator and each term's z fits one trip of the fold team.
+   */
+  readonly outputDen: boolean;
   /** The value node every term of the kernel reads. */
   readonly valueId: Id;
   /** Prefix terms whose z the denominator phase folds (φ·z above read the previous z). */
@@ -315,15 +326,17 @@ export function analyseChunk(spec: ChunkKernelSpec): ChunkAnalysis {
   const outputs = spec.segmented !== 'state';
   const quads = rowQuads(spec, overlap);
   const resident = residentShape(spec, prefix);
+  const outDen = overlap && (spec.outputDen ?? CHUNK_DEFAULTS.outputDen) && denGroups.length > 0 && prefix.every((q) => (q.vec4 ? q.F / 4 : q.F) <= schedule.threads / 2);
   return {
     spec, p, sizes, terms, items, C, R, WG: schedule.threads, L, HALO, CH: C + HALO, AH, CA: C + AH,
     NS: count(L.head, sizes), NR, RT: Math.ceil(NR / R), per: count(p.outAxes, sizes),
     prefix, staged, declared, groupTerms, aGroups, denGroups,
     tile: quads ? { TI: 4, TJ: 1, NTI: C / 4, NTJ: C + AH } : scoreTile(C, C + AH, schedule.threads, schedule.block),
     rowQuads: quads,
+    outputDen: outDen,
     valueId,
     // a resident kernel folds z in registers, with S (resident.ts)
-    zEarly: denGroups.length && outputs && !resident ? prefix.filter((q) => !q.openGroup && !q.exportOpen) : [],
+    zEarly: denGroups.length && outputs && !resident && !outDen ? prefix.filter((q) => !q.openGroup && !q.exportOpen) : [],
     segmented: spec.segmented, segment, state: spec.exportState, overlap,
     ...(resident && { resident }),
   };

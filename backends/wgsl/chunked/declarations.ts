@@ -127,8 +127,8 @@ export function declareArrays(a: ChunkAnalysis, kb: KernelBuilder, alloc: ArrayA
   const A = new Map(
     a.aGroups.map((g) => [g, a.rowQuads ? alloc.chunk(`A${g}`, a.CA * quadStride(C), `[key column][row ti]: rows ti + m·${C / 4} a vec4 (row quads), columns padded to ${quadStride(C)}`, 'vec4<f32>') : alloc.chunk(`A${g}`, C * a.CA)]),
   );
-  // (a resident kernel's outputs sum their rows' denominators from A and phiZ themselves: outputs.ts)
-  const denGroups = a.resident ? [] : a.denGroups;
+  // (a resident kernel's outputs, and an overlapped one's with outputDen, sum their rows' denominators themselves: outputs.ts)
+  const denGroups = a.resident || a.outputDen ? [] : a.denGroups;
   const rowden = new Map(denGroups.map((g) => [g, alloc.chunk(`rowden${g}`, C)]));
   const denp = new Map(denGroups.filter((g) => A.has(g)).map((g) => [g, alloc.chunk(`denp${g}`, C * a.tile.NTJ)]));
   const reductions = new Map(

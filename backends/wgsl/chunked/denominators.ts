@@ -7,8 +7,9 @@ import { emitZUpdate, zJobs } from './state.ts';
 
 export function emitDenominators(K: ChunkKernel, body: Block): void {
   const { a } = K;
-  // a resident kernel's outputs sum their rows' denominators themselves (outputs.ts), its z is folded in registers
-  if (!a.denGroups.length || a.segmented === 'state' || a.resident) return;
+  // a resident kernel's outputs sum their rows' denominators themselves (outputs.ts), its z is folded in registers;
+  // so do an overlapped kernel's with outputDen, its z folded by the fold team (teams.ts)
+  if (!a.denGroups.length || a.segmented === 'state' || a.resident || a.outputDen) return;
   const NTJ = a.tile.NTJ;
   const jobs = a.C + a.zEarly.reduce((n, q) => n + zJobs(q), 0);
   body.strided('x', `${jobs}u`, (b, x) => {

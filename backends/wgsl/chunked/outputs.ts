@@ -11,7 +11,7 @@ import { count, maskCondition } from '../common.ts';
 import { ExprGen, offset, type Index } from '../expr.ts';
 import type { Block } from '../wgsl-block.ts';
 import { teamSize } from './analysis.ts';
-import { phiVec, positions, stagedResolver, stateArrays, valueAt, type ChunkKernel, type KeptBinding } from './declarations.ts';
+import { elem, phiVec, positions, stagedResolver, stateArrays, valueAt, type ChunkKernel, type KeptBinding } from './declarations.ts';
 import { residentDenominators, residentStateTerm } from './resident.ts';
 import { rowDecay, rowDecay4 } from './scores.ts';
 import { hoistedTaps, type HoistedTaps } from './taps.ts';
@@ -94,7 +94,8 @@ function outputGroup(K: ChunkKernel, c: Block, it: OutputItem, g: number, tile: 
   const rowden = K.arrays.rowden.get(g);
   // A resident kernel has no denominator phase (the hand kernel's choice: one barrier fewer a chunk): each output
   // adds its row of A, as it reads it for A·V, to φ·z_prev that the lanes reduced (phiZ, resident.ts).
-  const inlineDen = !!a.resident && a.denGroups.includes(g);
+  // An overlapped kernel with outputDen does the same, adding φ·z_prev as it reads φ for φ·S_prev (stateTerm).
+  const inlineDen = (!!a.resident || a.outputDen) && a.denGroups.includes(g);
   const blocked = tile.cols.length > 1;
   c.block('', (gb) => {
     gb.comment(`output group ${g}: ${it.kind === 'norm' ? (normed ? `normalize(${it.terms.join(' + ')})` : it.terms.join(' + ')) : it.term}`);
@@ -122,7 +123,10 @@ function outputGroup(K: ChunkKernel, c: Block, it: OutputItem, g: number, tile: 
         if (a.rowQuads) {
           // the invocation's four rows at key column jj: one vec4 (chunked/row-quads.ts; never with a resident state)
           const quad = loadQuad(K, l, g, jj, ti);
-          for (const r of rows) l.line(`${r.num} = ${r.num} + ${quad(r.m)} * ${vv[r.col.n]};`);
+          for (const r of rows) {
+            l.line(`${r.num} = ${r.num} + ${quad(r.m)} * ${vv[r.col.n]};`);
+            if (inlineDen && ownDen.has(r)) l.line(`${r.den} = ${r.den} + ${quad(r.m)};`);
+          }
           return;
         }
         // blocked: each row's A element loaded once for its TN columns
@@ -136,7 +140,7 @@ function outputGroup(K: ChunkKernel, c: Block, it: OutputItem, g: number, tile: 
       });
     }
     for (const t of a.groupTerms[g]) {
-      if (t.form.kind === 'prefix') stateTerm(K, gb, t, rows, tile);
+      if (t.form.kind === 'prefix') stateTerm(K, gb, t, rows, tile, inlineDen && a.outputDen ? ownDen : null);
       else if (!a.L.aTerms.includes(t)) {
         const h = taps.get(t.name);
         for (const r of rows) {
@@ -181,14 +185,15 @@ function keepParts(K: ChunkKernel, s: Block, kept: KeptBinding, ia: string, idx:
 }
 
 /** φ_k,i · (decay_i ⊙ S_prev) for a prefix term: the chunks before this one. */
-function stateTerm(K: ChunkKernel, gb: Block, t: Term, rows: readonly Row[], tile: Tile): void {
+/** `den`: the rows that add φ·(decay ⊙ z_prev) to their own denominator here (ChunkAnalysis.outputDen), else null. */
+function stateTerm(K: ChunkKernel, gb: Block, t: Term, rows: readonly Row[], tile: Tile, den: ReadonlySet<Row> | null = null): void {
   const q = K.a.prefix.find((x) => x.term === t)!;
   if (K.a.resident) {
     // reduced from the lanes' registers after staging (resident.ts), decayed
     for (const r of rows) gb.line(`${r.num} = ${r.num} + ${residentStateTerm(K, q, r.at, r.col.cl)};`);
     return;
   }
-  const { S, phi } = stateArrays(K, q);
+  const { S, phi, z } = stateArrays(K, q);
   const blocked = tile.cols.length > 1;
   if (q.vec4) {
     // four features a trip: each row's φ one vec4 load (shared by the warp's columns: a broadcast), S four
@@ -201,6 +206,10 @@ function stateTerm(K: ChunkKernel, gb: Block, t: Term, rows: readonly Row[], til
         return l.let(`pv_${m}`, `${phiVec(K, q, il, f4)}${rowDecay4(K, q, il, f)}`);
       });
       for (const r of rows) l.line(`${r.num} = ${r.num} + dot(${prow[r.m]}, ${sv[r.col.n]});`);
+      if (den) {
+        const zv = l.let('zv', `${z.name}[${f4}]`);
+        for (const r of rows) if (den.has(r)) l.line(`${r.den} = ${r.den} + dot(${prow[r.m]}, ${zv});`);
+      }
     });
     return;
   }
@@ -209,9 +218,12 @@ function stateTerm(K: ChunkKernel, gb: Block, t: Term, rows: readonly Row[], til
     const sv = tile.cols.map((col) => l.let(blocked ? `sv_${col.n}` : 'sv', `${S.name}[${f} * ${K.a.R}u + ${col.cl}]`));
     // blocked: each row's decayed φ loaded once for its TN columns
     const prow = blocked ? tile.o[0].map((_, m) => l.let(`pv_${m}`, `${phi.name}[(${tile.ti} + ${m * tile.NTO}u) * ${q.F}u + ${f}]${rowDecay(K, q, `(${tile.ti} + ${m * tile.NTO}u)`, f)}`)) : null;
+    const zs = den ? l.let('zs', elem(z, f)) : null;
     for (const r of rows) {
       const il = `(${r.at})`;
-      l.line(`${r.num} = ${r.num} + ${prow ? prow[r.m] : `${phi.name}[${il} * ${q.F}u + ${f}]${rowDecay(K, q, il, f)}`} * ${sv[r.col.n]};`);
+      const pv = prow ? prow[r.m] : `${phi.name}[${il} * ${q.F}u + ${f}]${rowDecay(K, q, il, f)}`;
+      l.line(`${r.num} = ${r.num} + ${pv} * ${sv[r.col.n]};`);
+      if (zs && den!.has(r)) l.line(`${r.den} = ${r.den} + ${pv} * ${zs};`);
     }
   });
 }

@@ -67,9 +67,9 @@ export const zJobs = (q: PrefixPlan) => (q.vec4 ? q.F / 4 : q.F);
 
 /**
  * z_k[f] ← decay ⊙ z_k[f] + Σ_j decay_{j→end} ψ_k,j[f], for a term with no open group: `f` is the job (zJobs), a
- * feature or, for a vec4 z, features 4·f … 4·f + 3.
+ * feature or, for a vec4 z, features 4·f … 4·f + 3; `into`: a register that holds the new value instead (teams.ts).
  */
-export function emitZUpdate(K: ChunkKernel, q: PrefixPlan, b: Block, f: string): void {
+export function emitZUpdate(K: ChunkKernel, q: PrefixPlan, b: Block, f: string, into?: string): void {
   const z = stateArrays(K, q).z;
   if (q.vec4) {
     const f0 = b.let('f_0', `${f} * 4u`);
@@ -78,13 +78,13 @@ export function emitZUpdate(K: ChunkKernel, q: PrefixPlan, b: Block, f: string):
     const lend = q.gateWidth ? b.let('lend', logDecay('(n - 1u)')) : null;
     const acc = b.var('acc', `${z.name}[${f}]${lend ? ` * exp(${lend})` : ''}`, 'vec4<f32>');
     b.for('j', '0u', (j) => `${j} < n`, (l, j) => l.line(`${acc} = ${acc} + ${psi(j)}${lend ? ` * exp(${lend} - ${logDecay(j)})` : ''};`));
-    b.line(`${z.name}[${f}] = ${acc};`);
+    b.line(`${into ?? `${z.name}[${f}]`} = ${acc};`);
     return;
   }
   const lend = b.let('lend', logDecayAt(K, q, '(n - 1u)', f));
   const acc = b.var('acc', `${elem(z, f)} * exp(${lend})`);
   b.for('j', '0u', (j) => `${j} < n`, (l, j) => l.line(`${acc} = ${acc} + ${psiAt(K, q, j, f)} * exp(${lend} - ${logDecayAt(K, q, j, f)});`));
-  b.line(`${elem(z, f)} = ${acc};`);
+  b.line(`${into ?? elem(z, f)} = ${acc};`);
 }
 
 /** Phase 5: fold the chunk into the state (after the outputs have read S_prev). */
