@@ -27,9 +27,10 @@ for s in $steps; do
     kernels-results) timeout ${T_TORCH_RESULTS:-70} python3 bench/torch_baseline.py --variants elu_dwconv,elu,elu_aug,retnet --t 4096,16384 --d 64,128 --iters 10 --out "$OUT/torch-results"
       LINATTN_CACHE_DIR=$OUT/no-autotune-cache timeout ${T_KERNELS_RESULTS:-130} tsx bench/h200-kernels.ts --torch "$OUT/torch-results/torch_baseline.json" --out "$OUT/h200-kernels.json" ;;
     kernels-all) OUT=$OUT/all timeout 240 tsx bench/kernels.ts --t 4096 --d 64 --naive-max-t 0 --iters 10 ;;
-    # The chunk kernel's switches merged untimed (calls 88–91: the device budget ran out): the state in subgroup lanes'
+    # The chunk kernel's switches, each beside the default in one run, rounds alternating: the state in subgroup lanes'
     # registers (rs) at d 128 and d 64, the score matrices as row quads (rq), the row denominators summed by the output
-    # team (od) and the blocked schedules with the overlap, each beside the default in one run, rounds alternating.
+    # team (od) and the blocked schedules with the overlap. Call 92 timed them (bench/results/h200-chunk-switches.json);
+    # rq, od (one prefix term) and rs (four features a lane) are defaults since, so `default` now includes them.
     chunk-switches) OUT=$OUT/rs timeout ${T_SWITCHES:-120} tsx bench/kernels.ts --variants elu_dwconv,retnet,gla --t 4096 --d 128 --rounds 3 --naive-max-t 0 \
         --schedules default,16x64x512rs,16x32x256rs,8x64x512b2
       OUT=$OUT/rq timeout ${T_SWITCHES:-120} tsx bench/kernels.ts --variants elu_dwconv,elu_aug,retnet,mamba2,cosformer --t 4096 --d 64 --rounds 3 --naive-max-t 0 \

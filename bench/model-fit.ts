@@ -24,7 +24,15 @@ export const H200 = {
   isSoftware: false,
   hasTimestamps: true,
   limits: { maxComputeWorkgroupStorageSize: 49152, maxComputeInvocationsPerWorkgroup: 1024 },
+  // Dawn with the 'subgroups' feature reports NVIDIA's subgroups of 32 (min = max): the resident default applies
+  subgroupSize: 32,
 } as unknown as Gpu;
+
+/**
+ * The same H200 without a fixed subgroup size: the plain chunk kernel's schedule pick, which files measured before the
+ * resident default (a state in lanes' registers at d 128) are held to.
+ */
+export const H200_PLAIN = { ...H200, subgroupSize: undefined } as unknown as Gpu;
 
 export interface MeasuredRow {
   variant: string; b: number; h: number; t: number; d: number; call?: number; model_units: number; note?: string;
@@ -38,8 +46,12 @@ export type PlanName = 'fused' | 'prologue' | 'unfused';
 
 export interface FitRow {
   readonly row: MeasuredRow;
-  /** Each measured plan: its time and the model's estimate at the schedule (and prologue) it ran at. */
-  readonly plans: { plan: PlanName; ms: number; estMs: number | undefined; schedule: ChunkSchedule }[];
+  /**
+   * Each measured plan: its time and the model's estimate at the schedule (and prologue) it ran at; none for a fused
+   * kernel that kept its state in lanes' registers (`resident`), which the plan choice takes by rule, unpriced
+   * (chunked/resident-default.ts).
+   */
+  readonly plans: { plan: PlanName; ms: number; estMs: number | undefined; schedule: ChunkSchedule; resident?: boolean }[];
   /** The measured fastest plan and by how much the runner-up is slower (0.1: 10 %). */
   readonly fastest: PlanName;
   readonly gap: number;
@@ -75,8 +87,9 @@ export function fitRow(row: MeasuredRow, gpu: Gpu = H200, prefetched = prefetche
   const { p, sizes } = compiled;
   const m = adapterModel(gpu);
   const est = (s: ChunkSchedule, fuse: boolean, prologue?: ReadonlySet<number>) => ms(estimatePlan(m, p, sizes, s, fuse, row.b, row.t, prologue, prefetched));
+  const resident = !!(row.fused_schedule as { resident?: boolean }).resident;
   const plans: FitRow['plans'] = [
-    { plan: 'fused', ms: row.fused_ms, estMs: est(row.fused_schedule, true), schedule: row.fused_schedule },
+    { plan: 'fused', ms: row.fused_ms, estMs: resident ? undefined : est(row.fused_schedule, true), schedule: row.fused_schedule, ...(resident && { resident }) },
     ...(row.prologue_ms != null && row.prologue_nodes ? [{ plan: 'prologue' as const, ms: row.prologue_ms, estMs: est(row.prologue_schedule ?? row.fused_schedule, true, new Set(row.prologue_nodes)), schedule: row.prologue_schedule ?? row.fused_schedule }] : []),
     ...(row.unfused_ms !== null && row.unfused_schedule ? [{ plan: 'unfused' as const, ms: row.unfused_ms, estMs: est(row.unfused_schedule, false), schedule: row.unfused_schedule }] : []),
   ];
@@ -91,8 +104,8 @@ export function fitRow(row: MeasuredRow, gpu: Gpu = H200, prefetched = prefetche
     gap: sorted.length > 1 ? sorted[1].ms / sorted[0].ms - 1 : 0,
     pick,
     pickSchedule: choice.schedule,
-    pickMeasured: !!measured && same(measured.schedule, choice.schedule),
-    pickEstMs: est(choice.schedule, choice.fuse, choice.prologue),
+    pickMeasured: !!measured && same(measured.schedule, choice.schedule) && !!measured.resident === !!choice.resident,
+    pickEstMs: choice.resident ? undefined : est(choice.schedule, choice.fuse, choice.prologue),
     reason: choice.reason,
   };
 }

@@ -83,6 +83,8 @@ interface Row {
   /** 'fused' (no prologue), 'unfused', or 'prologue' (fused, the model's prologue nodes). */
   plan: 'fused' | 'unfused' | 'prologue';
   prologueNodes?: number[];
+  /** The fused kernel keeps its state in subgroup lanes' registers (the rs switch, or the default that chose it). */
+  resident?: boolean;
   ms: number[];
   medianMs: number;
   estMs: number | null;
@@ -113,11 +115,13 @@ export async function benchSchedules(
           const kind = asked.startsWith('u:') ? 'unfused' : asked.startsWith('p:') ? 'prologue' : 'fused';
           const bare = kind === 'fused' ? asked : asked.slice(2);
           const switches = scheduleSwitches(bare);
-          const { schedule: plain, np, rs } = switches;
+          const { schedule: plain, np } = switches;
           const want = parseSchedule(plain);
           const prefetch = !np && o.prefetch !== false;
           // p:default is the plan choice's own plan (plan-choice.ts choosePlan: fused with its prologue, or unfused).
           const chosen = kind === 'prologue' && want === 'default' ? choosePlan(gpu, c.program, sizes, { prologue: 'model' }, { b: o.b, t }) : undefined;
+          // the defaults may themselves keep the state in lanes' registers (plan-choice.ts residentChoice)
+          const rs = switches.rs || !!chosen?.resident || (kind === 'fused' && want === 'default' && !!choosePlan(gpu, c.program, sizes, { fuse: true, prologue: 'none' }, { b: o.b, t }).resident);
           const fuse = chosen ? chosen.fuse : kind !== 'unfused';
           // rs: planFor and runCompiled pass the device's subgroup size along; lowerChunked is given it here
           const vec4 = { ...switchOptions(switches), ...(rs && { resident: true }) };
@@ -157,14 +161,14 @@ export async function benchSchedules(
             continue;
           }
           const est = estimatePlan(model, c.program, sizes, s, fuse, o.b, t, prologue, prefetch);
-          runs.push({ plan, row: { variant: c.source.name, b: o.b, h: o.h, t, d, schedule: { ...s }, asked, plan: fuse ? kind : 'unfused', ...(prologue?.size && { prologueNodes: [...prologue] }), ms: [], medianMs: 0, estMs: est ? est.us / 1e3 : null, errVsOracle } });
+          runs.push({ plan, row: { variant: c.source.name, b: o.b, h: o.h, t, d, schedule: { ...s }, asked, plan: fuse ? kind : 'unfused', ...(rs && { resident: true }), ...(prologue?.size && { prologueNodes: [...prologue] }), ms: [], medianMs: 0, estMs: est ? est.us / 1e3 : null, errVsOracle } });
         }
         for (let r = 0; r < o.rounds; r++) for (const run of runs) run.row.ms.push((await timePlan(gpu, run.plan, x, o.b, t, o.iters)).ms);
         for (const { row } of runs) {
           const sorted = [...row.ms].sort((a, b) => a - b);
           row.medianMs = sorted[Math.floor(sorted.length / 2)];
           rows.push(row);
-          const tag = `${row.asked}${/default/.test(row.asked) ? ` ${scheduleTag(row.schedule)}` : ''}${row.prologueNodes ? ` (prologue ${row.prologueNodes.map((n) => `%${n}`).join(' ')})` : ''}`;
+          const tag = `${row.asked}${/default/.test(row.asked) ? ` ${scheduleTag(row.schedule)}${row.resident && !/rs/.test(row.asked) ? 'rs' : ''}` : ''}${row.prologueNodes ? ` (prologue ${row.prologueNodes.map((n) => `%${n}`).join(' ')})` : ''}`;
           console.log(`${label.padEnd(30)} ${tag.padEnd(24)} ${row.medianMs.toFixed(3).padStart(8)} ms (rounds ${row.ms.map((m) => m.toFixed(3)).join(' ')}) | est. ${row.estMs?.toFixed(3) ?? '—'} ms | err ${row.errVsOracle.toExponential(1)}`);
         }
         writeFileSync(join(o.outDir, 'schedules.json'), JSON.stringify({ adapter: gpu.adapterName, toggles: gpu.toggles, iters: o.iters, rounds: o.rounds, rows }, null, 1));

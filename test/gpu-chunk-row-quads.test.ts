@@ -1,6 +1,6 @@
 // The score matrices stored as row quads (LowerOptions.rowQuads, chunked/row-quads.ts): where the overlapped output
 // team owns four rows of one column, A_g[jj][ti] holds those four rows as one vec4, written whole by a score
-// invocation of the same four rows (off by default until timed: CHUNK_DEFAULTS.rowQuads). Checked against the float64
+// invocation of the same four rows (on by default since the H200 timed it: CHUNK_DEFAULTS.rowQuads). Checked against the float64
 // oracle with the switch on and off where A carries a prefix term alone (elu_dwconv, beside its convolution's direct
 // taps) and a bounded term with a halo (based's softmax window); a state export decoded on from; a training forward's
 // kept numerators and denominators. And where it applies: only at a four-row output tile of an overlapped kernel.

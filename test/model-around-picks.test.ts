@@ -22,7 +22,7 @@ import type { ChunkSchedule } from '../backends/wgsl/chunked.ts';
 import { estimatePlan } from '../backends/wgsl/fusion-model.ts';
 import { adapterModel } from '../src/runtime/adapter-model.ts';
 import { choosePlan } from '../src/runtime/plan-choice.ts';
-import { H200, rowProgram, type MeasuredRow } from '../bench/model-fit.ts';
+import { H200, H200_PLAIN, rowProgram, type MeasuredRow } from '../bench/model-fit.ts';
 
 interface SweepRow { variant: string; b: number; h: number; t: number; d: number; schedule: ChunkSchedule; asked: string; medianMs: number }
 
@@ -70,7 +70,7 @@ describe('the schedule model against elu_dwconv around its picks (bench/results/
   checkRanking(pairs, KNOWN_MISRANKED, fmt);
 
   it.each(sets.map((s) => [s.d, s] as const))('d %s: picks the fused plan at the fastest schedule measured', (_, s) => {
-    const choice = choosePlan(H200, s.p, s.sizes, {}, { b: s.b, t: s.t });
+    const choice = choosePlan(H200_PLAIN, s.p, s.sizes, {}, { b: s.b, t: s.t });
     const fastest = s.est.reduce((x, y) => (y.ms < x.ms ? y : x));
     expect(choice.fuse, choice.reason).toBe(true);
     expect(show(choice.schedule), `${choice.reason}; fastest ${fmt(fastest)}`).toBe(fastest.name);

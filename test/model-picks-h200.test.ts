@@ -43,8 +43,10 @@ describe('the cost model against the H200 with the toggles (bench/results/h200-k
     expect(ranked.map((f) => f.row.variant)).toEqual(expect.arrayContaining(['hedgehog', 'performer', 'performer_aug', 'llama_linearized', 'flash', 'elu', 'gla', 'cosformer', 'retnet', 'mamba2']));
   });
 
+  // (a fused kernel with its state in lanes' registers is taken by rule, not priced: the last test of the three
+  // below holds it to its measured figure)
   it.each(ranked.map((f) => [name(f), f] as const))(`%s: every plan's estimate is within ${ESTIMATE_FACTOR}x of its time`, (_, f) => {
-    for (const x of f.plans) {
+    for (const x of f.plans.filter((x) => !x.resident)) {
       expect(x.estMs, `${x.plan}: ${measured(f)}`).toBeDefined();
       const ratio = x.estMs! / x.ms;
       expect(Math.max(ratio, 1 / ratio), `${x.plan}: ${measured(f)}`).toBeLessThan(ESTIMATE_FACTOR);
@@ -52,8 +54,9 @@ describe('the cost model against the H200 with the toggles (bench/results/h200-k
   });
 
   it.each(ranked.map((f) => [name(f), f] as const))(`%s: the measured plan the model ranks cheapest is the fastest or within ${PICK_SLACK * 100} %`, (_, f) => {
-    const cheapest = f.plans.reduce((a, b) => ((b.estMs ?? Infinity) < (a.estMs ?? Infinity) ? b : a));
-    expect(cheapest.ms, `the model ranks ${cheapest.plan} cheapest; measured ${measured(f)}`).toBeLessThanOrEqual(fastestMs(f) * (1 + PICK_SLACK));
+    const priced = f.plans.filter((x) => !x.resident);
+    const cheapest = priced.reduce((a, b) => ((b.estMs ?? Infinity) < (a.estMs ?? Infinity) ? b : a));
+    expect(cheapest.ms, `the model ranks ${cheapest.plan} cheapest; measured ${measured(f)}`).toBeLessThanOrEqual(Math.min(...priced.map((x) => x.ms)) * (1 + PICK_SLACK));
   });
 
   it.each(ranked.filter((f) => f.pickMeasured).map((f) => [name(f), f] as const))(`%s: the plan choosePlan picks is the fastest or within ${PICK_SLACK * 100} %`, (_, f) => {

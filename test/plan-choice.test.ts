@@ -24,7 +24,40 @@ const variant = (name: string, d = 64) => {
   return { p: c.program, sizes: axisSizes(c.source, { h: 16, d, e: d }) };
 };
 
+/** The H200 as Dawn describes it with the 'subgroups' feature: subgroups of 32 (Gpu.subgroupSize). */
+const H200_SG = { ...H200, subgroupSize: 32 } as unknown as Gpu;
+
 describe('plan choice on a hardware adapter', () => {
+  it('keeps the state in subgroup lanes\' registers where the terms hold 4 features a lane, and lowers it so', () => {
+    const picks = (name: string, d: number, gpu = H200_SG) => {
+      const { p, sizes } = variant(name, d);
+      const c = choosePlan(gpu, p, sizes, {}, shape);
+      return { c, p, sizes };
+    };
+    // d 128: one term of 128 features (4 a lane), 4 columns a subgroup; d 64's cosformer: two terms of 64, 2 a lane
+    // each, 2 columns a subgroup
+    for (const [name, d, cols] of [['paper/elu_dwconv', 128, 64], ['variants/retnet', 128, 64], ['variants/gla', 128, 64], ['paper/cosformer', 64, 32]] as const) {
+      const { c, p, sizes } = picks(name, d);
+      expect(c.resident, `${name} d ${d}`).toBe(true);
+      expect(c.fuse).toBe(true);
+      expect(c.schedule).toEqual({ chunk: 16, cols, threads: 512 });
+      expect(c.reason).toMatch(/state in subgroup lanes' registers \(rs: 32 lanes a subgroup/);
+      const plan = lowerChunked(p, sizes, { fuse: true, schedule: c.schedule, resident: true, subgroupSize: 32 });
+      expect(plan.kernels.at(-1)!.code).toContain('subgroupShuffleXor');
+    }
+    // two features a lane alone lose on the H200 (elu_dwconv d 64 0.841 against 0.755 ms); no fixed subgroup size;
+    // the unfused plan asked for
+    expect(picks('paper/elu_dwconv', 64).c.resident).toBeUndefined();
+    expect(picks('paper/elu_dwconv', 128, H200).c.resident).toBeUndefined();
+    const { p, sizes } = variant('paper/elu_dwconv', 128);
+    expect(choosePlan(H200_SG, p, sizes, { fuse: false }, shape).resident).toBeUndefined();
+    expect(choosePlan(H200_SG, p, sizes, { fuse: true }, shape).resident).toBe(true);
+    // hedgehog's softmax features, which the model computes in a prologue, keep the plain kernel even inline
+    const h = variant('variants/hedgehog');
+    expect(choosePlan(H200_SG, h.p, h.sizes, { fuse: true, prologue: 'none' }, shape).resident).toBeUndefined();
+    expect(choosePlan(H200_SG, h.p, h.sizes, {}, shape).resident).toBeUndefined();
+  });
+
   it('takes hedgehog fused with its softmax features in a prologue, shows the three estimates and each node\'s, and lowers what it chose', () => {
     const { p, sizes } = variant('variants/hedgehog');
     const c = choosePlan(H200, p, sizes, {}, shape);

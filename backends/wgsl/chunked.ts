@@ -171,7 +171,8 @@ export function sharedFloats(p: Program, sizes: Sizes, terms: readonly Term[], i
     ...groups.map((group) => {
       const kb = new KernelBuilder(s.threads, []);
       const read = materialised ?? new Set<number>(partial ? featureNodes(p) : []);
-      const spec = { program: p, sizes, terms: group, items: itemsOver(items, group), partial: partial ?? groups.length > 1, schedule: s, materialised: read, label: 'shared', ...resident };
+      // a segmented schedule's launches do not overlap their outputs and fold (analysis.ts overlapping): count them so
+      const spec = { program: p, sizes, terms: group, items: itemsOver(items, group), partial: partial ?? groups.length > 1, schedule: s, materialised: read, label: 'shared', ...(s.segment && { segmented: 'output' as const }), ...resident };
       declareArrays(analyseChunk(spec), kb);
       return kb.workgroupFloats();
     }),

@@ -81,7 +81,7 @@ export function planFor(gpu: Gpu, c: Compiled, sizes: Readonly<Record<string, nu
     case 'chunked': {
       const choice = choosePlan(gpu, c.program, sizes, req, shape);
       req.onChoice?.(choice.reason);
-      return lowerChunked(c.program, sizes, { fuse: choice.fuse, schedule: choice.schedule, ...(choice.featureTile ? { featureTile: choice.featureTile } : {}), ...(choice.tileSchedule && { tileSchedule: choice.tileSchedule }), ...(choice.prologue?.size ? { prologue: choice.prologue } : {}), ...(req.prefetch === false && { prefetch: false }), ...(req.vec4 !== undefined && { vec4: req.vec4 }), ...(req.hoistTaps !== undefined && { hoistTaps: req.hoistTaps }), ...(req.overlap !== undefined && { overlap: req.overlap }), ...(req.rowQuads !== undefined && { rowQuads: req.rowQuads }), ...(req.outputDen !== undefined && { outputDen: req.outputDen }), ...(req.resident && { resident: true, subgroupSize: gpu.subgroupSize }) });
+      return lowerChunked(c.program, sizes, { fuse: choice.fuse, schedule: choice.schedule, ...(choice.featureTile ? { featureTile: choice.featureTile } : {}), ...(choice.tileSchedule && { tileSchedule: choice.tileSchedule }), ...(choice.prologue?.size ? { prologue: choice.prologue } : {}), ...(req.prefetch === false && { prefetch: false }), ...(req.vec4 !== undefined && { vec4: req.vec4 }), ...(req.hoistTaps !== undefined && { hoistTaps: req.hoistTaps }), ...(req.overlap !== undefined && { overlap: req.overlap }), ...(req.rowQuads !== undefined && { rowQuads: req.rowQuads }), ...(req.outputDen !== undefined && { outputDen: req.outputDen }), ...((req.resident || choice.resident) && { resident: true, subgroupSize: gpu.subgroupSize }) });
     }
   }
 }

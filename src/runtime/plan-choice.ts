@@ -15,6 +15,7 @@ import { defaultFeatureTiled, featureTiledSchedules, fusedTiledSchedule } from '
 import { featureNodes } from '../../backends/wgsl/feature-nodes.ts';
 import { bestHybrid, chooseFusion, decidePrologue, estimatePlan, type PrologueDecision } from '../../backends/wgsl/fusion-model.ts';
 import { outputPart } from '../../backends/wgsl/chunked/analysis.ts';
+import { residentDefault } from '../../backends/wgsl/chunked/resident-default.ts';
 import { isSoftmaxProgram } from '../../backends/wgsl/softmax-analysis.ts';
 import type { Id, Program } from '../ir/types.ts';
 import { adapterModel } from './adapter-model.ts';
@@ -30,6 +31,8 @@ export interface PlanChoice {
   readonly tileSchedule?: ChunkSchedule;
   /** The fused plan's feature nodes computed in a prologue (lower.ts); absent or empty: all inline. */
   readonly prologue?: ReadonlySet<Id>;
+  /** The fused kernel keeps its state in subgroup lanes' registers (lower.ts `resident`; chunked/resident-default.ts). */
+  readonly resident?: boolean;
   /** The model's decision per feature node, where it made one. */
   readonly decisions?: readonly PrologueDecision[];
   /** The decision in words, with both estimates where the model made it (for --verbose and compile -v). */
@@ -53,7 +56,7 @@ export interface PlanChoiceRequest {
 /** The plan: fused or unfused and its schedule (chooseBase), then a fused plan's prologue. */
 export function choosePlan(gpu: Gpu, p: Program, sizes: Readonly<Record<string, number>>, req: PlanChoiceRequest, shape?: { b: number; t: number }): PlanChoice {
   const c = chooseBase(gpu, p, sizes, req, shape);
-  if (!c.fuse || isSoftmaxProgram(p) || c.prologue || req.prologue === undefined) return c;
+  if (!c.fuse || isSoftmaxProgram(p) || c.prologue || c.resident || req.prologue === undefined) return c;
   const at = shape ?? MODEL_SHAPE;
   if (req.prologue === 'all') {
     const all = new Set(featureNodes(outputPart(p, false)));
@@ -86,6 +89,8 @@ function chooseBase(gpu: Gpu, p: Program, sizes: Readonly<Record<string, number>
   const unfusedCands = candidateSchedules(gpu.limits, p, sizes, true);
   const pick = (fuse: boolean) => modelDefault(gpu, p, sizes, fuse ? fusedCands : unfusedCands, fuse, at, fuse);
   if (req.fuse !== undefined) {
+    const rs = req.fuse && req.prologue !== 'all' ? residentChoice(gpu, p, sizes, 'fused as asked', at, pick(true)) : undefined;
+    if (rs) return rs;
     const s = pick(req.fuse);
     if (!s) return tiledOrThrow(gpu, p, sizes, req.fuse);
     const other = pick(!req.fuse);
@@ -102,6 +107,8 @@ function chooseBase(gpu: Gpu, p: Program, sizes: Readonly<Record<string, number>
   const fixed = req.prologue === 'all' ? new Set(featureNodes(outputPart(p, false))) : req.prologue === 'none' ? new Set<Id>() : undefined;
   const c = chooseFusion(model, p, sizes, { fused: fusedCands, unfused: unfusedCands.filter((s) => !s.segment) }, at.b, at.t, fixed);
   if (!c) return tiledOrThrow(gpu, p, sizes, undefined);
+  const rs = c.fuse && !c.prologue?.size ? residentChoice(gpu, p, sizes, `fused (the model's pick: ${c.reason})`, at, c.schedule) : undefined;
+  if (rs) return rs;
   const withPrologue = c.fuse && c.prologue?.size ? c.hybrid!.decisions : undefined;
   const decided = withPrologue?.length ? `; per feature node: ${describePrologue(p, withPrologue)}` : '';
   return {
@@ -111,6 +118,21 @@ function chooseBase(gpu: Gpu, p: Program, sizes: Readonly<Record<string, number>
     ...(withPrologue?.length && { decisions: withPrologue }),
     reason: `${c.fuse ? 'fused' : 'unfused'} (${show(c.schedule)}) on ${model.computeUnits} units at b ${at.b}, t ${at.t}: ${c.reason}${decided}`,
   };
+}
+
+/**
+ * The fused plan with its state in subgroup lanes' registers, where that is the default (chunked/resident-default.ts
+ * says where and why); undefined elsewhere. The schedule model does not price it: it is taken wherever the fused plan is.
+ */
+function residentChoice(gpu: Gpu, p: Program, sizes: Readonly<Record<string, number>>, why: string, at: { b: number; t: number }, plain: ChunkSchedule | undefined): PlanChoice | undefined {
+  if (gpu.isSoftware) return undefined; // timed on hardware only; a software adapter's tests assume the plain kernel
+  const s = residentDefault(p, sizes, gpu.subgroupSize, gpu.limits);
+  if (!s) return undefined;
+  // Timed with cheap features inline. Features the model would rather compute in a prologue (hedgehog's softmaxes)
+  // keep the plain kernel: hedgehog inline ran 4.52 ms resident against 4.30 plain (and its plan is the prologue's).
+  // (decided at the plain kernel's schedule `plain`: the resident one may not fit without the lanes' registers)
+  if (plain && decidePrologue(adapterModel(gpu), p, sizes, plain, at.b, at.t)?.prologue.size) return undefined;
+  return { fuse: true, schedule: s, resident: true, reason: `${why}; the state in subgroup lanes' registers (rs: ${gpu.subgroupSize} lanes a subgroup, 4 features a lane; ${show(s)})` };
 }
 
 /** The unfused plan with feature-tiled terms, or the error saying that not even it fits. */

@@ -83,12 +83,13 @@ export interface ChunkKernelSpec {
   readonly overlap?: boolean;
   /** Store the score matrices as row quads where the outputs overlap the fold (ChunkAnalysis.rowQuads). Absent: CHUNK_DEFAULTS.rowQuads. */
   readonly rowQuads?: boolean;
-  /** The row denominators summed by the output team where the outputs overlap the fold (ChunkAnalysis.outputDen). Absent: CHUNK_DEFAULTS.outputDen. */
+  /** The row denominators summed by the output team where the outputs overlap the fold (ChunkAnalysis.outputDen). Absent: CHUNK_DEFAULTS.outputDen (on where the kernel has one prefix term). */
   readonly outputDen?: boolean;
   /**
    * Keep the prefix terms' state S, z in the registers of subgroup lanes instead of workgroup memory (the `rs`
    * switch: resident-shape.ts says where it applies, resident.ts emits it); refused where it does not apply. Off
-   * unless asked: the lead times it before any default uses it.
+   * unless asked; the plan choice asks for it on hardware where the terms hold four features a lane
+   * (resident-default.ts, timed on the H200).
    */
   readonly resident?: boolean;
   /** The adapter's fixed subgroup size (Gpu.subgroupSize), which a resident kernel is generated for. */
@@ -106,12 +107,16 @@ export interface ChunkKernelSpec {
 // mamba2 0.764 / 0.823, relu_aug 0.746 / 0.807, cosformer 1.741 / 1.919, hedgehog's prologue plan 1.955 / 2.115, d 128
 // 2.110 / 2.400, t 16384 2.973 / 3.212; elu and relu within 1 % (0.717 / 0.709, 0.705 / 0.699). A per-feature decay
 // (gla) lost 1.4 % (1.710 / 1.687) and keeps the phases in turn by default, as it keeps f32 arrays (vec4 above).
-// rowQuads: off until the generated form is timed. The hand form of its idea (bench/results/chunk-edits, call 90: A read
-// four key columns a trip in the overlapped kernel) ran 0.710 ms against 0.756; the generated form reads four rows a
-// key column instead and gives the score phase four rows an invocation (half the workgroup busy there: 0.672 against
-// 0.659 in call 79's hand edits), so its net is not known. `bench/kernels.ts --schedules default,defaultrq` times it.
-// outputDen: off until timed. Its hand form (chunk-edits/ws2.wgsl, call 79) ran 0.659 ms against the overlap's 0.686.
-export const CHUNK_DEFAULTS = { vec4: true, hoistTaps: true, overlap: true, rowQuads: false, outputDen: false } as const;
+// rowQuads: on. The hand form of its idea (bench/results/chunk-edits, call 90: A read four key columns a trip in the
+// overlapped kernel) ran 0.710 ms against 0.756; the generated form (four rows a key column; the score phase four rows
+// an invocation) timed on the H200 beside the default (session 11's call 1, bench/results/h200-chunk-switches.json,
+// B 4 H 16 T 4096 D 64, 3 rounds): elu_dwconv 0.707 / 0.755, elu_aug 0.709 / 0.754, retnet 0.668 / 0.756, mamba2
+// 0.666 / 0.764, cosformer 1.741 / 1.742.
+// outputDen: where the kernel has one prefix term ('one-term'). Its hand form (chunk-edits/ws2.wgsl, call 79) ran
+// 0.659 ms against the overlap's 0.686; generated, with rq (same call): elu_aug 0.666 / 0.709, elu_dwconv 0.708 /
+// 0.707, and blocked 32×32×512b2 0.664 / 0.694; cosformer's two prefix terms lost (1.923 / 1.741), so a kernel
+// with more keeps the fold team's denominators.
+export const CHUNK_DEFAULTS = { vec4: true, hoistTaps: true, overlap: true, rowQuads: true, outputDen: 'one-term' } as const;
 
 export interface KeptParts {
   readonly g: number;
@@ -326,7 +331,7 @@ export function analyseChunk(spec: ChunkKernelSpec): ChunkAnalysis {
   const outputs = spec.segmented !== 'state';
   const quads = rowQuads(spec, overlap);
   const resident = residentShape(spec, prefix);
-  const outDen = overlap && (spec.outputDen ?? CHUNK_DEFAULTS.outputDen) && denGroups.length > 0 && prefix.every((q) => (q.vec4 ? q.F / 4 : q.F) <= schedule.threads / 2);
+  const outDen = overlap && (spec.outputDen ?? (CHUNK_DEFAULTS.outputDen === 'one-term' && prefix.length === 1)) && denGroups.length > 0 && prefix.every((q) => (q.vec4 ? q.F / 4 : q.F) <= schedule.threads / 2);
   return {
     spec, p, sizes, terms, items, C, R, WG: schedule.threads, L, HALO, CH: C + HALO, AH, CA: C + AH,
     NS: count(L.head, sizes), NR, RT: Math.ceil(NR / R), per: count(p.outAxes, sizes),
@@ -357,7 +362,7 @@ function overlapping(spec: ChunkKernelSpec, prefix: readonly PrefixPlan[]): bool
 /**
  * Whether the kernel stores its score matrices as row quads (ChunkAnalysis.rowQuads): the overlapped output team's
  * micro-tile is four rows (ti + m·C/4) of one column, so a quad is what one output invocation reads at a key column.
- * Off by default until timed (CHUNK_DEFAULTS.rowQuads).
+ * On by default (CHUNK_DEFAULTS.rowQuads).
  */
 function rowQuads(spec: ChunkKernelSpec, overlap: boolean): boolean {
   const { chunk: C, cols: R, threads: WG, block } = spec.schedule;
