@@ -38,6 +38,7 @@ import { emitScores } from './chunked/scores.ts';
 import { emitDecayPrefix, emitStage, prefetchStage } from './chunked/stage.ts';
 import { segmentCount } from './chunked/segments.ts';
 import { declareResident, emitResidentProducts } from './chunked/resident.ts';
+import { emitEarlyState } from './chunked/early-state.ts';
 import { emitFold, emitOpenGroupJoin, emitStateStart } from './chunked/state.ts';
 import { emitTapWeights, type HoistedTaps } from './chunked/taps.ts';
 import { declareHeld, emitHeldStore, emitOverlapped, type HeldState } from './chunked/teams.ts';
@@ -135,7 +136,7 @@ export function emitChunkPhases(K: ChunkKernel, chunk: Block, prefetch?: { stage
   prefetch?.ahead(chunk);
   emitDecayPrefix(K, chunk);
   emitResidentProducts(K, chunk);
-  emitScores(K, chunk);
+  emitScores(K, chunk, (b) => emitEarlyState(K, b));
   emitDenominators(K, chunk);
   if (held) emitOverlapped(K, chunk, held, taps);
   else {

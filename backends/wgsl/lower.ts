@@ -75,6 +75,8 @@ export interface LowerOptions {
   readonly rowQuads?: boolean;
   /** Overlapped kernels' row denominators summed by the output team (ChunkKernelSpec.outputDen): absent, CHUNK_DEFAULTS; suffix `od` / `pd` on / off. */
   readonly outputDen?: boolean;
+  /** Overlapped kernels' φ·S_prev computed by the fold team in the score phase (ChunkKernelSpec.earlyState): absent, CHUNK_DEFAULTS; suffix `es` / `le` on / off. */
+  readonly earlyState?: boolean;
   /**
    * The chunk kernels' prefix state in subgroup lanes' registers (ChunkKernelSpec.resident, chunked/resident.ts), for
    * an adapter of fixed subgroup size `subgroupSize` (Gpu.subgroupSize); refused, naming why, where it does not
@@ -159,7 +161,7 @@ export function lowerChunked(p: Program, sizes: Sizes, opts: LowerOptions): Plan
     }
     const terms = groups[0];
     const items = itemsOver(p.output, terms);
-    const spec = { program: p, sizes, terms, items, partial: false, schedule: opts.schedule, materialised, prefetch: opts.prefetch, vec4: opts.vec4, hoistTaps: opts.hoistTaps, overlap: opts.overlap, rowQuads: opts.rowQuads, outputDen: opts.outputDen, ...residentOf(opts) };
+    const spec = { program: p, sizes, terms, items, partial: false, schedule: opts.schedule, materialised, prefetch: opts.prefetch, vec4: opts.vec4, hoistTaps: opts.hoistTaps, overlap: opts.overlap, rowQuads: opts.rowQuads, outputDen: opts.outputDen, earlyState: opts.earlyState, ...residentOf(opts) };
     kernels.push(chunkKernel({ ...spec, label: `${p.name}.segment-state`, segmented: 'state' }));
     kernels.push(segmentScanKernel(p.name, sg.S, sg.NS, sg.NR, C, segments));
     // The output launch's last segment also writes the decoding state (the model's prefill: b·heads·tiles·segments
@@ -174,7 +176,7 @@ export function lowerChunked(p: Program, sizes: Sizes, opts: LowerOptions): Plan
     const keep = single && opts.keepNormalisers ? keptParts(p, sizes, items, buffers) : undefined;
     const tile = !single && tiled(terms[0]) ? { ...opts.schedule, featureTile: opts.featureTile!, blocked: opts.tiledKernel !== 'plain' } : undefined;
     if (tile && items.length !== 1) throw new Error(`${p.name}: term ${terms[0].name} is in ${items.length} output items; a feature-tiled term must be in one`);
-    if (!tile) kernels.push(chunkKernel({ program: p, sizes, terms, items, partial: !single, schedule: opts.schedule, materialised, label, exportState: state, prefetch: opts.prefetch, vec4: opts.vec4, hoistTaps: opts.hoistTaps, overlap: opts.overlap, rowQuads: opts.rowQuads, outputDen: opts.outputDen, ...residentOf(opts), ...(keep ? { keep } : {}) }));
+    if (!tile) kernels.push(chunkKernel({ program: p, sizes, terms, items, partial: !single, schedule: opts.schedule, materialised, label, exportState: state, prefetch: opts.prefetch, vec4: opts.vec4, hoistTaps: opts.hoistTaps, overlap: opts.overlap, rowQuads: opts.rowQuads, outputDen: opts.outputDen, earlyState: opts.earlyState, ...residentOf(opts), ...(keep ? { keep } : {}) }));
     if (!single) {
       items.forEach((it, g) => {
         const item = p.output.findIndex((o) => (o.kind === 'term' ? [o.term] : o.terms).some((nm) => (it.kind === 'term' ? [it.term] : it.terms).includes(nm)));

@@ -67,6 +67,8 @@ export interface PlanRequest {
   readonly rowQuads?: boolean;
   /** Chunked: overlapped kernels' row denominators summed by the output team or not (LowerOptions.outputDen; absent, CHUNK_DEFAULTS). */
   readonly outputDen?: boolean;
+  /** Chunked: overlapped kernels' φ·S_prev by the fold team in the score phase or not (LowerOptions.earlyState; absent, CHUNK_DEFAULTS). */
+  readonly earlyState?: boolean;
   /** Chunked: the prefix state in subgroup lanes' registers, for the device's subgroup size (LowerOptions.resident; refused where it does not apply). */
   readonly resident?: boolean;
 }
@@ -81,7 +83,7 @@ export function planFor(gpu: Gpu, c: Compiled, sizes: Readonly<Record<string, nu
     case 'chunked': {
       const choice = choosePlan(gpu, c.program, sizes, req, shape);
       req.onChoice?.(choice.reason);
-      return lowerChunked(c.program, sizes, { fuse: choice.fuse, schedule: choice.schedule, ...(choice.featureTile ? { featureTile: choice.featureTile } : {}), ...(choice.tileSchedule && { tileSchedule: choice.tileSchedule }), ...(choice.prologue?.size ? { prologue: choice.prologue } : {}), ...(req.prefetch === false && { prefetch: false }), ...(req.vec4 !== undefined && { vec4: req.vec4 }), ...(req.hoistTaps !== undefined && { hoistTaps: req.hoistTaps }), ...(req.overlap !== undefined && { overlap: req.overlap }), ...(req.rowQuads !== undefined && { rowQuads: req.rowQuads }), ...(req.outputDen !== undefined && { outputDen: req.outputDen }), ...((req.resident || choice.resident) && { resident: true, subgroupSize: gpu.subgroupSize }) });
+      return lowerChunked(c.program, sizes, { fuse: choice.fuse, schedule: choice.schedule, ...(choice.featureTile ? { featureTile: choice.featureTile } : {}), ...(choice.tileSchedule && { tileSchedule: choice.tileSchedule }), ...(choice.prologue?.size ? { prologue: choice.prologue } : {}), ...(req.prefetch === false && { prefetch: false }), ...(req.vec4 !== undefined && { vec4: req.vec4 }), ...(req.hoistTaps !== undefined && { hoistTaps: req.hoistTaps }), ...(req.overlap !== undefined && { overlap: req.overlap }), ...(req.rowQuads !== undefined && { rowQuads: req.rowQuads }), ...(req.outputDen !== undefined && { outputDen: req.outputDen }), ...(req.earlyState !== undefined && { earlyState: req.earlyState }), ...((req.resident || choice.resident) && { resident: true, subgroupSize: gpu.subgroupSize }) });
     }
   }
 }

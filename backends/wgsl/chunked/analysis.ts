@@ -85,6 +85,8 @@ export interface ChunkKernelSpec {
   readonly rowQuads?: boolean;
   /** The row denominators summed by the output team where the outputs overlap the fold (ChunkAnalysis.outputDen). Absent: CHUNK_DEFAULTS.outputDen (on where the kernel has one prefix term). */
   readonly outputDen?: boolean;
+  /** φ·S_prev (and φ·z_prev) computed by the fold team in the score phase (ChunkAnalysis.earlyState). Absent: CHUNK_DEFAULTS.earlyState (on where the outputs add a depthwise convolution's per-channel taps). */
+  readonly earlyState?: boolean;
   /**
    * Keep the prefix terms' state S, z in the registers of subgroup lanes instead of workgroup memory (the `rs`
    * switch: resident-shape.ts says where it applies, resident.ts emits it); refused where it does not apply. Off
@@ -116,7 +118,23 @@ export interface ChunkKernelSpec {
 // 0.659 ms against the overlap's 0.686; generated, with rq (same call): elu_aug 0.666 / 0.709, elu_dwconv 0.708 /
 // 0.707, and blocked 32×32×512b2 0.664 / 0.694; cosformer's two prefix terms lost (1.923 / 1.741), so a kernel
 // with more keeps the fold team's denominators.
-export const CHUNK_DEFAULTS = { vec4: true, hoistTaps: true, overlap: true, rowQuads: true, outputDen: 'one-term' } as const;
+// earlyState: where the outputs also sum a term outside the score matrices that varies along the value columns
+// ('column-taps': a depthwise convolution's per-channel taps). Its
+// hand form (chunk-edits/d64-phisearly.wgsl, call 97) ran 0.671 ms against the generated 0.709; generated (call 99,
+// B 4 H 16 T 4096 D 64, 3 rounds, against `le`): elu_dwconv 0.677 / 0.705 (T 16384 2.670 / 2.786), but where the
+// output team has no taps to add the fold team's phases become the longer ones: elu 0.641 / 0.611, elu_aug 0.680 /
+// 0.666 (its convolution has one weight a head), relu_aug 0.675 / 0.659, retnet 0.683 / 0.668, mamba2 0.684 / 0.666,
+// performer's prologue plan 1.641 / 1.612.
+export const CHUNK_DEFAULTS = { vec4: true, hoistTaps: true, overlap: true, rowQuads: true, outputDen: 'one-term', earlyState: 'column-taps' } as const;
+
+/**
+ * Whether the outputs also add a term outside the score matrices whose score varies along the value columns (a
+ * depthwise convolution's per-channel taps, elu_dwconv's): the output phase the early φ·S_prev pays off in. A
+ * convolution with one weight a head (elu_aug's) adds little to the outputs, and its kernel lost with it.
+ */
+function columnTaps(p: Program, L: Layout, terms: readonly Term[]): boolean {
+  return terms.some((t) => t.form.kind !== 'prefix' && !L.aTerms.includes(t) && p.nodes[t.score].type.axes.some((x) => L.rest.includes(x)));
+}
 
 export interface KeptParts {
   readonly g: number;
@@ -225,6 +243,14 @@ export interface ChunkAnalysis {
    * group has a denominator and each term's z fits one trip of the fold team.
    */
   readonly outputDen: boolean;
+  /**
+   * The overlapped kernel's fold team, idle while the score tiles take no more than the output team's invocations,
+   * computes each output item's φ·(decay ⊙ S_prev) (and, with outputDen, each row's φ·(decay ⊙ z_prev)) in the score
+   * phase into workgroup arrays (phiS, phiZ, as a resident kernel's; chunked/early-state.ts), so the output team only
+   * reads them. S and z hold S_prev there: the fold team stores the new ones at the next chunk's start. Where the
+   * score matrices are row quads (their tile four rows of a column, as the outputs') and fit the output team.
+   */
+  readonly earlyState: boolean;
   /** The value node every term of the kernel reads. */
   readonly valueId: Id;
   /** Prefix terms whose z the denominator phase folds (φ·z above read the previous z). */
@@ -339,6 +365,7 @@ export function analyseChunk(spec: ChunkKernelSpec): ChunkAnalysis {
     tile: quads ? { TI: 4, TJ: 1, NTI: C / 4, NTJ: C + AH } : scoreTile(C, C + AH, schedule.threads, schedule.block),
     rowQuads: quads,
     outputDen: outDen,
+    earlyState: quads && aGroups.length > 0 && (C / 4) * (C + AH) <= schedule.threads / 2 && (spec.earlyState ?? (CHUNK_DEFAULTS.earlyState === 'column-taps' && columnTaps(p, L, terms))),
     valueId,
     // a resident kernel folds z in registers, with S (resident.ts)
     zEarly: denGroups.length && outputs && !resident && !outDen ? prefix.filter((q) => !q.openGroup && !q.exportOpen) : [],

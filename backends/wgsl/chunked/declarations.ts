@@ -19,7 +19,10 @@ export interface PrefixArrays {
   /** [F][R]: the state's columns of this tile; absent in a resident kernel (registers: resident.ts). */
   readonly S?: WorkgroupArray;
   readonly z?: WorkgroupArray; // [F]
-  /** A resident kernel's φ_i·(decay_i ⊙ S_prev) [C][R] and φ_i·(decay_i ⊙ z_prev) [C], reduced from the registers each chunk. */
+  /**
+   * A resident kernel's φ_i·(decay_i ⊙ S_prev) [C][R] and φ_i·(decay_i ⊙ z_prev) [C], reduced from the registers each
+   * chunk; an overlapped kernel's with ChunkAnalysis.earlyState, computed by its fold team in the score phase.
+   */
   readonly phiS?: WorkgroupArray;
   readonly phiZ?: WorkgroupArray;
   readonly So?: WorkgroupArray; // the open group of a past_groups term longer than a chunk
@@ -110,7 +113,15 @@ export function declareArrays(a: ChunkAnalysis, kb: KernelBuilder, alloc: ArrayA
           phiS: alloc.chunk(`phiS${q.k}`, C * phiSStride(a), `[row][column], rows padded to ${phiSStride(a)}: φ·S_prev, reduced from the lanes' registers`),
           ...(residentNeedsZ(a, q) && { phiZ: alloc.chunk(`phiZ${q.k}`, C, '[row]: φ·z_prev, likewise') }),
         }
-      : { S: alloc.keep(`S${q.k}`, q.F * R), z: q.vec4 ? alloc.keep(`z${q.k}`, q.F / 4, '[f / 4]', 'vec4<f32>') : alloc.keep(`z${q.k}`, q.F) };
+      : {
+        S: alloc.keep(`S${q.k}`, q.F * R),
+        z: q.vec4 ? alloc.keep(`z${q.k}`, q.F / 4, '[f / 4]', 'vec4<f32>') : alloc.keep(`z${q.k}`, q.F),
+        // computed by the fold team in the score phase, read by the outputs (chunked/early-state.ts)
+        ...(a.earlyState && {
+          phiS: alloc.chunk(`phiS${q.k}`, (C * R) / 4, "[output item]: φ·S_prev of the item's four rows, by the fold team in the score phase", 'vec4<f32>'),
+          ...(a.outputDen && residentNeedsZ(a, q) && { phiZ: alloc.chunk(`phiZ${q.k}`, C, '[row]: φ·z_prev, likewise') }),
+        }),
+      };
     const open = q.openGroup
       ? { So: alloc.keep(`So${q.k}`, q.F * R, `the group still open (past_groups(${q.openGroup}) spans several chunks)`), zo: alloc.keep(`zo${q.k}`, q.F) }
       : {};

@@ -10,7 +10,7 @@ import type { OutputItem, Term } from '../../../src/ir/types.ts';
 import { count, maskCondition } from '../common.ts';
 import { ExprGen, offset, type Index } from '../expr.ts';
 import type { Block } from '../wgsl-block.ts';
-import { teamSize } from './analysis.ts';
+import { teamSize, type PrefixPlan } from './analysis.ts';
 import { elem, phiVec, positions, stagedResolver, stateArrays, valueAt, type ChunkKernel, type KeptBinding } from './declarations.ts';
 import { residentDenominators, residentStateTerm } from './resident.ts';
 import { rowDecay, rowDecay4 } from './scores.ts';
@@ -19,7 +19,7 @@ import { loadQuad } from './row-quads.ts';
 import { blockTile } from './tiles.ts';
 
 /** One output cell of the invocation: row `ti + m·NTO` of its column n, and its accumulators. */
-interface Row {
+export interface Row {
   readonly m: number;
   readonly at: string;
   readonly col: Column;
@@ -28,7 +28,7 @@ interface Row {
 }
 
 /** One value column of the invocation: its lane in the tile (`cl`), its index over the column axes, its store guard. */
-interface Column {
+export interface Column {
   readonly n: number;
   readonly cl: string;
   readonly idx: Index;
@@ -78,7 +78,7 @@ export function emitOutputs(K: ChunkKernel, body: Block, taps: ReadonlyMap<strin
   }, team);
 }
 
-interface Tile {
+export interface Tile {
   readonly ti: string;
   readonly cols: readonly Column[];
   /** Output accumulators by column, then row. */
@@ -193,6 +193,28 @@ function stateTerm(K: ChunkKernel, gb: Block, t: Term, rows: readonly Row[], til
     for (const r of rows) gb.line(`${r.num} = ${r.num} + ${residentStateTerm(K, q, r.at, r.col.cl)};`);
     return;
   }
+  if (K.a.earlyState) {
+    // computed by the fold team in the score phase, the item's four rows one vec4 (early-state.ts); φ·z_prev is where
+    // the row's denominator starts (residentDenominators)
+    const ps = gb.let('ps', `${K.arrays.prefix[q.k].phiS!.name}[${earlyItem(K, tile.ti, tile.cols[0].cl)}]`);
+    for (const r of rows) gb.line(`${r.num} = ${r.num} + ${ps}.${'xyzw'[r.m]};`);
+    return;
+  }
+  stateProducts(K, gb, q, rows, tile, den);
+}
+
+/** The output item (its four rows' tile row `ti`, its column lane `cl`) whose φ·S_prev phiS holds, as the output team numbers them. */
+export function earlyItem(K: ChunkKernel, ti: string, cl: string): string {
+  const { RB } = blockTile(K.a.C, K.a.R, teamSize(K.a), K.a.spec.schedule.block);
+  return `${ti} * ${RB}u + ${cl}`;
+}
+
+/**
+ * The products of stateTerm from S and z in workgroup memory: each row's φ·(decay ⊙ S_prev) into its num, and for
+ * the rows in `den` φ·(decay ⊙ z_prev) into its den. Also the fold team's, in the score phase (early-state.ts).
+ */
+export function stateProducts(K: ChunkKernel, gb: Block, q: PrefixPlan, rows: readonly Row[], tile: Tile, den: ReadonlySet<Row> | null): void {
+  const t = q.term;
   const { S, phi, z } = stateArrays(K, q);
   const blocked = tile.cols.length > 1;
   if (q.vec4) {

@@ -160,8 +160,9 @@ export function residentStateTerm(K: ChunkKernel, q: PrefixPlan, il: string, cl:
 
 /** Row `il`'s φ·z_prev terms (decayed) of output group g's prefix terms, where its denominator starts. */
 export function residentDenominators(K: ChunkKernel, g: number, il: string): string[] {
-  if (!K.a.resident) return [];
-  return K.a.prefix.filter((q) => K.a.groupTerms[g].includes(q.term)).map((q) => `${K.arrays.prefix[q.k].phiZ!.name}[${il}]`);
+  if (!K.a.resident && !K.a.earlyState) return [];
+  // (an overlapped kernel computing them early has phiZ where the output team sums the denominators: early-state.ts)
+  return K.a.prefix.filter((q) => K.a.groupTerms[g].includes(q.term) && K.arrays.prefix[q.k].phiZ).map((q) => `${K.arrays.prefix[q.k].phiZ!.name}[${il}]`);
 }
 
 /**

@@ -15,7 +15,8 @@ import { storeQuad } from './row-quads.ts';
 /** The micro-tile's accumulators: name of a_g at cell (m, n). */
 type Cells = (g: number, m: number, n: number) => string;
 
-export function emitScores(K: ChunkKernel, body: Block): void {
+/** `alongside`: what other invocations emit in the same phase, before its barrier (early-state.ts). */
+export function emitScores(K: ChunkKernel, body: Block, alongside?: (b: Block) => void): void {
   const { a } = K;
   if (!a.aGroups.length || a.segmented === 'state') return;
   const { TI, TJ, NTI, NTJ } = a.tile;
@@ -33,6 +34,7 @@ export function emitScores(K: ChunkKernel, body: Block): void {
     if (a.rowQuads) for (const g of a.aGroups) storeQuad(K, b, g, tj, ti, [0, 1, 2, 3].map((m) => cells(g, m, 0)));
     for (const g of a.denGroups) if (K.arrays.denp.has(g)) for (let m = 0; m < TI; m++) partialDenominator(K, b, g, m, cells, ti, tj);
   });
+  alongside?.(body);
   body.line('workgroupBarrier();');
 }
 
