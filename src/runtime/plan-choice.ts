@@ -132,7 +132,7 @@ function residentChoice(gpu: Gpu, p: Program, sizes: Readonly<Record<string, num
   // keep the plain kernel: hedgehog inline ran 4.52 ms resident against 4.30 plain (and its plan is the prologue's).
   // (decided at the plain kernel's schedule `plain`: the resident one may not fit without the lanes' registers)
   if (plain && decidePrologue(adapterModel(gpu), p, sizes, plain, at.b, at.t)?.prologue.size) return undefined;
-  return { fuse: true, schedule: s, resident: true, reason: `${why}; the state in subgroup lanes' registers (rs: ${gpu.subgroupSize} lanes a subgroup, 4 features a lane; ${show(s)})` };
+  return { fuse: true, schedule: s, resident: true, reason: `${why}; the state in subgroup lanes' registers (rs: ${gpu.subgroupSize} lanes a subgroup, each holding four or more of the prefix terms' features; ${show(s)})` };
 }
 
 /** The unfused plan with feature-tiled terms, or the error saying that not even it fits. */
