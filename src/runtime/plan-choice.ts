@@ -89,9 +89,9 @@ function chooseBase(gpu: Gpu, p: Program, sizes: Readonly<Record<string, number>
   const unfusedCands = candidateSchedules(gpu.limits, p, sizes, true);
   const pick = (fuse: boolean) => modelDefault(gpu, p, sizes, fuse ? fusedCands : unfusedCands, fuse, at, fuse);
   if (req.fuse !== undefined) {
-    const rs = req.fuse && req.prologue !== 'all' ? residentChoice(gpu, p, sizes, 'fused as asked', at, pick(true)) : undefined;
-    if (rs) return rs;
     const s = pick(req.fuse);
+    const rs = req.fuse && req.prologue !== 'all' ? residentChoice(gpu, p, sizes, 'fused as asked', at, s) : undefined;
+    if (rs) return rs;
     if (!s) return tiledOrThrow(gpu, p, sizes, req.fuse);
     const other = pick(!req.fuse);
     const est = (fuse: boolean, x: ChunkSchedule | undefined) => `${fuse ? 'fused' : 'unfused'} ${ms(x && estimate(x, fuse))}`;

@@ -16,7 +16,7 @@
 // there (analysis.ts CHUNK_DEFAULTS, columnTaps). A first generated form with phiS as f32 [C][R] and every
 // invocation also computing its rows' φ·z (call 98) lost everywhere: 0.713 against 0.708.
 import type { Block } from '../wgsl-block.ts';
-import { teamSize } from './analysis.ts';
+import { teamSize, type PrefixPlan } from './analysis.ts';
 import { elem, phiVec, stateArrays, type ChunkKernel } from './declarations.ts';
 import { earlyItem, stateProducts, type Column, type Row, type Tile } from './outputs.ts';
 import { rowDecay, rowDecay4 } from './scores.ts';
@@ -52,7 +52,7 @@ export function emitEarlyState(K: ChunkKernel, body: Block): void {
 }
 
 /** φ_row·(decay_row ⊙ z_prev) of prefix term q, summed into a variable of `b`. */
-function rowZ(K: ChunkKernel, q: Parameters<typeof stateProducts>[2], b: Block, row: string): string {
+function rowZ(K: ChunkKernel, q: PrefixPlan, b: Block, row: string): string {
   const { z } = stateArrays(K, q);
   const acc = b.var(`ez${q.k}`, '0.0');
   const il = `(${row})`;
