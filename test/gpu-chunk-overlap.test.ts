@@ -3,8 +3,9 @@
 // with the switch on and off, on variants that take each form of the fold: no decay with a convolution beside it
 // (elu_dwconv), a scalar decay (retnet, mamba2), a per-feature one (gla, its fold f32), a fold team with a partial
 // second trip (performer, F = 12), two prefix terms in one kernel, register-blocked schedules, a state export
-// decoded on from, and a training forward's kept numerators and denominators. And the structural claim: the
-// overlapped kernel's chunk loop has one workgroup barrier fewer; kernels it does not apply to are unchanged.
+// decoded on from, a training forward's kept numerators and denominators, and a segmented plan's output launch (its
+// segments start from the scanned state, nothing held yet). And the structural claim: the overlapped kernel's chunk
+// loop has one workgroup barrier fewer; kernels it does not apply to are unchanged.
 import { describe, expect, it } from 'vitest';
 import { evaluateParallel } from '../backends/cpu/parallel.ts';
 import type { ChunkSchedule } from '../backends/wgsl/chunked.ts';
@@ -19,6 +20,8 @@ import { expectDecodesFromPrefill, keptParts } from './helpers/plan-calls.ts';
 
 const PLAIN: ChunkSchedule = { chunk: 8, cols: 8, threads: 64 };
 const BLOCKED: ChunkSchedule = { chunk: 8, cols: 8, threads: 64, block: 2 };
+/** Two chunks a segment: the oracle's 45 rows are three segments, the last of one chunk of 5 rows. */
+const SEGMENTED: ChunkSchedule = { chunk: 8, cols: 8, threads: 64, segment: 2 };
 
 /** Two prefix terms in one kernel: one normalised without decay, one with a scalar decay. */
 const TWO_PREFIX = `variant two_prefix
@@ -83,6 +86,25 @@ describe('the outputs beside the state update in the chunk kernel', () => {
     await matchesOracle(compileText(TWO_PREFIX, 'two_prefix.la'), { h: 2, d: 8, e: 8 }, PLAIN);
   });
 
+  it("a segmented plan's output launch equals the oracle overlapped and not (elu_dwconv, two prefix terms, blocked)", async () => {
+    await matchesOracle(compileFile('examples/paper/elu_dwconv.la'), { h: 2, d: 16, e: 8 }, SEGMENTED, true);
+    await matchesOracle(compileText(TWO_PREFIX.replace(' * decay(gamma)', ''), 'two_prefix.la'), { h: 2, d: 8, e: 8 }, SEGMENTED);
+    await matchesOracle(compileFile('examples/paper/elu_dwconv.la'), { h: 2, d: 16, e: 8 }, { ...SEGMENTED, block: 2 });
+  });
+
+  it("a segmented plan with the default switches (row quads, the output team's denominators, φ·S_prev early) equals the oracle", async () => {
+    const g = await gpu();
+    const c = compileFile('examples/paper/elu_dwconv.la');
+    const axes = { h: 2, d: 16, e: 16 };
+    const sizes = axisSizes(c.source, axes);
+    const x = makeInputs(c.source, { b: 2, t: 45, axes, seed: 95 });
+    // four outputs an invocation of the output team: its micro-tile is a row quad
+    const plan = lowerChunked(c.program, sizes, { fuse: true, schedule: { chunk: 8, cols: 16, threads: 64, segment: 2 } });
+    expect(chunkKernel(plan).code).toContain(HELD_MARK);
+    expect(chunkKernel(plan).code).toContain('idle in the score phase'); // chunked/early-state.ts
+    expectRelClose((await (await PlanRunner.create(g, plan)).run(x, 2, 45)).data, evaluateParallel(c.source, x).data, 1e-4, 'elu_dwconv segmented, default switches');
+  });
+
   it('decoding continues from the state an overlapped prefill exports (the last chunk S stored after the loop)', async () => {
     const g = await gpu();
     const axes = { h: 2, d: 8, e: 8 };
@@ -95,6 +117,14 @@ describe('the outputs beside the state update in the chunk kernel', () => {
       const step = await PlanRunner.create(g, recurrentPlan(c.program, sizes));
       for (const t0 of [21]) await expectDecodesFromPrefill(g, c.source, prefill, step, { axes, t0, steps: 3, seed: 310 + t0, what: `${c.source.name} overlapped prefill ${t0}` });
     }
+    // a segmented prefill: the last segment's output launch ends on the whole sequence's state
+    const c = compileFile('examples/paper/elu_dwconv.la');
+    const sizes = axisSizes(c.program, axes);
+    const plan = lowerChunked(c.program, sizes, { fuse: true, schedule: SEGMENTED, exportState: true, overlap: true });
+    expect(chunkKernel(plan).code).toContain(HELD_MARK);
+    const prefill = await PlanRunner.create(g, plan);
+    const step = await PlanRunner.create(g, recurrentPlan(c.program, sizes));
+    for (const t0 of [21, 32]) await expectDecodesFromPrefill(g, c.source, prefill, step, { axes, t0, steps: 3, seed: 320 + t0, what: `elu_dwconv segmented overlapped prefill ${t0}` });
   });
 
   it("a training forward's kept numerators and denominators equal the sequential kernel's", async () => {
@@ -113,12 +143,12 @@ describe('the outputs beside the state update in the chunk kernel', () => {
     for (const n of Object.keys(off)) expectRelClose(on[n], off[n], 1e-5, `elu_dwconv kept ${n}`);
   });
 
-  it('leaves alone what it does not apply to: segmented plans, open groups, fewer than 64 threads', () => {
+  it('leaves alone what it does not apply to: open groups (flash), fewer than 64 threads', () => {
     const lower = (c: Compiled, axes: Record<string, number>, schedule: ChunkSchedule, overlap: boolean) =>
       lowerChunked(c.program, axisSizes(c.program, axes), { fuse: true, schedule, overlap }).kernels.map((k) => k.code);
     const elu = compileFile('examples/paper/elu_dwconv.la');
     const flash = compileFile('examples/paper/flash.la');
-    for (const [c, s] of [[elu, { ...PLAIN, segment: 2 }], [elu, { chunk: 8, cols: 8, threads: 32 }], [flash, PLAIN]] as const) {
+    for (const [c, s] of [[elu, { chunk: 8, cols: 8, threads: 32 }], [flash, PLAIN]] as const) {
       expect(lower(c, { h: 2, d: 8, e: 8 }, s, true)).toEqual(lower(c, { h: 2, d: 8, e: 8 }, s, false));
     }
   });

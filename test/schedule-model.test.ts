@@ -34,12 +34,19 @@ describe('schedule model', () => {
     // the 16 × 16 score tile: one cell (2 loads a product) against 1 × 4 (1.25)
     expect(blockedShares(16, 64, 64, { chunk: 16, cols: 64, threads: 512, block: 4 })).toEqual({ scores: 1.25 / 2, outputs: 1.25 / 1.5, fold: 0.75 / 1.25 });
     expect(blockedShares(16, 64, 64, { chunk: 16, cols: 64, threads: 512, block: 1 })).toEqual({ scores: 1, outputs: 1, fold: 1 });
-    const est = (s: (typeof all)[number]) => chunkKernelCost(H200, { program: p, sizes, terms: p.terms, items: p.output, schedule: s, materialised: new Set(), partial: false }, 4, 4096)!.us;
+    const cost = (s: (typeof all)[number]) => chunkKernelCost(H200, { program: p, sizes, terms: p.terms, items: p.output, schedule: s, materialised: new Set(), partial: false }, 4, 4096)!;
+    const est = (s: (typeof all)[number]) => cost(s).us;
+    // Where blocking changes the workgroup memory enough that a unit holds a different number of workgroups (the
+    // overlapped output launch of a segmented 64-thread schedule: 10 a unit against 9), the waves price that, not the products.
+    let compared = 0;
     for (const s of blocked) {
       const { block: _, ...plain } = s;
-      expect(est(s)).toBeLessThanOrEqual(est(plain));
       expect(est({ ...plain, block: 1 })).toBe(est(plain));
+      if (cost(s).resident !== cost(plain).resident) continue;
+      expect(est(s)).toBeLessThanOrEqual(est(plain));
+      compared++;
     }
+    expect(compared).toBeGreaterThan(blocked.length * 0.9);
   });
 
   it('prefers more workgroups while the grid under-fills the units, and charges waves once it over-fills them', () => {

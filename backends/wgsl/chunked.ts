@@ -101,7 +101,7 @@ export function chunkKernel(spec: ChunkKernelSpec): Kernel {
     chunk.define('c0', `c * ${a.C}u`);
     chunk.define('n', `min(${a.C}u, dims.t - c0)`);
     // The next chunk's loads, in flight while this one's scores, outputs and fold run; none past this workgroup's last chunk.
-    emitChunkPhases(K, chunk, pf ? { stage: pf.stage, ahead: (b) => b.block(`if (c + 1u < ${end})`, (l) => loadChunk(l, 'c + 1u')) } : undefined, taps, held ?? undefined);
+    emitChunkPhases(K, chunk, pf ? { stage: pf.stage, ahead: (b) => b.block(`if (c + 1u < ${end})`, (l) => loadChunk(l, 'c + 1u')) } : undefined, taps, held ?? undefined, first);
   }, { fixed: true });
   // the last chunk's S, still held by the fold team, for the export to read
   if (held && a.state) {
@@ -124,11 +124,12 @@ export function chunkKernel(spec: ChunkKernelSpec): Kernel {
  * from loads issued a chunk earlier (`stage`), and the next chunk's loads are issued right after its staging
  * barrier (`ahead`). `taps`: convolution weights computed before the chunk loop (chunked/taps.ts). `held`: where
  * the outputs and the fold overlap (chunked/teams.ts), the registers declared before the loop that carry the fold
- * team's S from one chunk (the loop starting at c = 0) into the next.
+ * team's S from one chunk into the next. `first`: the loop's first chunk (a segment's, in a segmented output launch),
+ * where S is the incoming state and nothing is held yet.
  */
-export function emitChunkPhases(K: ChunkKernel, chunk: Block, prefetch?: { stage: (b: Block) => void; ahead: (b: Block) => void }, taps?: ReadonlyMap<string, HoistedTaps>, held?: HeldState): void {
+export function emitChunkPhases(K: ChunkKernel, chunk: Block, prefetch?: { stage: (b: Block) => void; ahead: (b: Block) => void }, taps?: ReadonlyMap<string, HoistedTaps>, held?: HeldState, first = '0u'): void {
   if (K.a.overlap && !held) throw new Error(`internal: ${K.a.spec.label}: overlapped phases need the fold team's held registers`);
-  if (held) emitHeldStore(K, chunk, held, 'c > 0u');
+  if (held) emitHeldStore(K, chunk, held, `c > ${first}`);
   emitOpenGroupJoin(K, chunk);
   if (prefetch) prefetch.stage(chunk);
   else emitStage(K, chunk);
@@ -172,7 +173,7 @@ export function sharedFloats(p: Program, sizes: Sizes, terms: readonly Term[], i
     ...groups.map((group) => {
       const kb = new KernelBuilder(s.threads, []);
       const read = materialised ?? new Set<number>(partial ? featureNodes(p) : []);
-      // a segmented schedule's launches do not overlap their outputs and fold (analysis.ts overlapping): count them so
+      // a segmented schedule's largest launch is its output launch (the state launch stages no outputs)
       const spec = { program: p, sizes, terms: group, items: itemsOver(items, group), partial: partial ?? groups.length > 1, schedule: s, materialised: read, label: 'shared', ...(s.segment && { segmented: 'output' as const }), ...resident };
       declareArrays(analyseChunk(spec), kb);
       return kb.workgroupFloats();

@@ -381,7 +381,8 @@ function overlapping(spec: ChunkKernelSpec, prefix: readonly PrefixPlan[]): bool
   if (spec.resident && spec.overlap) throw new Error(`${spec.program.name}: rs (the state in subgroup lanes' registers) and the output/fold overlap exclude each other: a resident kernel folds on every invocation`);
   if (spec.resident) return false;
   const wanted = spec.overlap ?? (CHUNK_DEFAULTS.overlap && !prefix.some((q) => q.gatePerFeature));
-  if (!wanted || spec.segmented || !prefix.length || WG < 64 || WG % 2) return false;
+  // a segmented plan's state launch has no outputs to overlap; its output launch overlaps as an unsegmented kernel does
+  if (!wanted || spec.segmented === 'state' || !prefix.length || WG < 64 || WG % 2) return false;
   // each team's invocations keep their column lane in every trip, as the hoisted taps and the fold's shared values need
   return prefix.every((q) => !q.openGroup && !q.exportOpen) && (WG / 2) % blockTile(1, R, WG, block).RB === 0;
 }
