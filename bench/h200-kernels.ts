@@ -157,8 +157,10 @@ for (const { v, t, d } of cases) {
         continue;
       }
       console.log(`${label}: ${fuse ? 'fused  ' : 'unfused'} ${ms.toFixed(3).padStart(9)} ms (rounds ${all.map((v) => v.toFixed(3)).join(' ')}; model ${est ? (est.us / 1e3).toFixed(3) : '—'} ms) schedule ${JSON.stringify(featureTile ? { ...s, featureTile } : s)} err ${err.toExponential(1)}`);
-      if (fuse) (row.fused_ms = ms), (row.fused_rounds_ms = all), (row.fused_schedule = s);
-      else (row.unfused_ms = ms), (row.unfused_rounds_ms = all), (row.unfused_schedule = s);
+      // a feature-tiled plan's schedule keeps its tile (model-fit.ts featureTiledRow leaves such rows out of the fit)
+      const ran = featureTile ? { ...s, featureTile } : s;
+      if (fuse) (row.fused_ms = ms), (row.fused_rounds_ms = all), (row.fused_schedule = ran);
+      else (row.unfused_ms = ms), (row.unfused_rounds_ms = all), (row.unfused_schedule = ran);
     }
   } catch (e) {
     console.log(`${label}: ${(e as Error).message.split('\n')[0]}`);

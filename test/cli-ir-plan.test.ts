@@ -59,12 +59,14 @@ describe('linattn ir --print-after=plan', () => {
   });
 
   // The staging line reads the kernels lowering writes: elu_dwconv's one fused kernel prefetches (32×32×512: 4 rows of
-  // q and of k and 3 of v a thread, 11 loads); llama_linearized's unfused chunk kernels all do; performer's prologue
+  // q and of k and 3 of v a thread, 11 loads); of llama_linearized's unfused chunk kernels at 16×32×512, the group
+  // term's does not (chunked/stage.ts decides; 3.905 ms at 16×32×1024 where all three did, 4.258 here) and the other
+  // two do; performer's prologue
   // plan at b 4 (φ and ψ read from the prologue: 10 loads), and at b 1, where it is segmented with φ inline, only in
   // its state launch; a variant's kernel built with prefetch off carries no mark.
   it.each([
     ['paper/elu_dwconv', H200_AT, /^staging: the next chunk's rows loaded while this one computes in 1 of 1 chunk kernel \(11 global loads a thread held\)$/],
-    ['paper/llama_linearized', H200_AT, /^staging: the next chunk's rows loaded while this one computes in 3 of 3 chunk kernels \(\d+, \d+, \d+ global loads/],
+    ['paper/llama_linearized', H200_AT, /^staging: the next chunk's rows loaded while this one computes in 2 of 3 chunk kernels \(—, \d+, \d+ global loads/],
     ['paper/performer', H200_AT, /^staging: the next chunk's rows loaded while this one computes in 1 of 1 chunk kernel \(10 global loads a thread held\)$/],
     ['paper/performer', [...H200_AT.slice(0, -4), '--b', '1', '--t', '4096'], /^staging: the next chunk's rows loaded while this one computes in 1 of 2 chunk kernels \(\d+, — global loads/],
   ])('%s: says whether its chunk kernels load the next chunk ahead', async (name, at, want) => {

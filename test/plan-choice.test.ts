@@ -58,6 +58,23 @@ describe('plan choice on a hardware adapter', () => {
     expect(choosePlan(H200_SG, h.p, h.sizes, {}, shape).resident).toBeUndefined();
   });
 
+  it('weighs the resident kernel against an unfused pick at the least gain it measured (cosformer at b 8)', () => {
+    const b8 = { b: 8, t: 4096 };
+    for (const name of ['paper/cosformer', 'paper/cosformer_aug']) {
+      const { p, sizes } = variant(name);
+      // the plain kernel alone loses to the unfused plan in the model at b 8; the resident one, weighed, does not
+      const plain = choosePlan(H200, p, sizes, {}, b8);
+      expect(plain.fuse, plain.reason).toBe(false);
+      const c = choosePlan(H200_SG, p, sizes, {}, b8);
+      expect(c.fuse && c.resident, c.reason).toBe(true);
+      expect(c.schedule).toEqual({ chunk: 16, cols: 32, threads: 512 });
+      expect(c.reason).toMatch(/the model's pick was unfused .* over 1\.18/);
+    }
+    // hedgehog's unfused and prologue plans are not weighed against a resident kernel it never takes
+    const h = variant('variants/hedgehog');
+    expect(choosePlan(H200_SG, h.p, h.sizes, {}, b8).resident).toBeUndefined();
+  });
+
   it('takes hedgehog fused with its softmax features in a prologue, shows the three estimates and each node\'s, and lowers what it chose', () => {
     const { p, sizes } = variant('variants/hedgehog');
     const c = choosePlan(H200, p, sizes, {}, shape);

@@ -15,7 +15,7 @@
 // they are not predictions to quote. src/runtime/adapter-model.ts builds the adapter's.
 import { operands, type OutputItem, type Program, type Term } from '../../src/ir/types.ts';
 import { layoutOf, prefetchedLoads, sharedFloats, type ChunkKernelSpec, type ChunkSchedule } from './chunked.ts';
-import { analyseChunk } from './chunked/analysis.ts';
+import { analyseChunk, scoreReach } from './chunked/analysis.ts';
 import { stagedReductions } from './chunked/row-reductions.ts';
 import { blockTile, scoreTile } from './chunked/tiles.ts';
 import { count, type Sizes } from './common.ts';
@@ -379,7 +379,14 @@ export function chunkKernelCost(m: AdapterModel, k: ChunkKernelModel, b: number,
       const fr = frontier(p, term.score);
       const rows = new Set([...fr.query, ...fr.key]);
       for (const id of rows) stage(id, C * count(rowAxes(p, L, id), sizes));
-      ops += C * C * (elementOps(p, sizes, term.score, rows) + R);
+      // C × (C + reach) scores and products. A group wider than the chunk (llama_linearized's local term, group 64 at
+      // chunk 8; flash's) reaches back over the group's earlier rows: from none at the group's first chunk to all but
+      // one chunk's at its last, half its reach on average. The model once left the reach out, charging C × C: on the
+      // H200 llama's fused plan at 8×32×512 ran 6.44 ms at b 4 and 12.87 at b 8, est. 3.93 and 4.41, and the model
+      // picked it at b 8 over the unfused plan's 6.38 (call 101). The whole reach put flash's and llama's plans at
+      // 1.3–2.0× their times, none left out at 0.55–0.83×.
+      const reach = scoreReach(layoutOf(p, k.terms, C), term, C);
+      ops += C * (C + (term.mask.some((x) => x.kind === 'group') ? reach / 2 : reach)) * (elementOps(p, sizes, term.score, rows) + R);
     }
   }
   // the part of ops that is the features' elementwise work (launchCost's featureOps)

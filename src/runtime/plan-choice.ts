@@ -15,7 +15,7 @@ import { defaultFeatureTiled, featureTiledSchedules, fusedTiledSchedule } from '
 import { featureNodes } from '../../backends/wgsl/feature-nodes.ts';
 import { bestHybrid, chooseFusion, decidePrologue, estimatePlan, type PrologueDecision } from '../../backends/wgsl/fusion-model.ts';
 import { outputPart } from '../../backends/wgsl/chunked/analysis.ts';
-import { residentDefault } from '../../backends/wgsl/chunked/resident-default.ts';
+import { RESIDENT_LEAST_GAIN, residentDefault } from '../../backends/wgsl/chunked/resident-default.ts';
 import { isSoftmaxProgram } from '../../backends/wgsl/softmax-analysis.ts';
 import type { Id, Program } from '../ir/types.ts';
 import { adapterModel } from './adapter-model.ts';
@@ -109,6 +109,13 @@ function chooseBase(gpu: Gpu, p: Program, sizes: Readonly<Record<string, number>
   if (!c) return tiledOrThrow(gpu, p, sizes, undefined);
   const rs = c.fuse && !c.prologue?.size ? residentChoice(gpu, p, sizes, `fused (the model's pick: ${c.reason})`, at, c.schedule) : undefined;
   if (rs) return rs;
+  // The model's unfused pick against the resident kernel, which it does not price: the plain fused estimate over the
+  // least gain the resident kernel measured (RESIDENT_LEAST_GAIN).
+  if (!c.fuse && c.fused && c.unfused && c.schedule === c.unfused.schedule && c.fused.us / RESIDENT_LEAST_GAIN < c.unfused.us) {
+    const why = `fused: the model's pick was unfused (${c.reason}), but the fused plain estimate over ${RESIDENT_LEAST_GAIN}, the least the lanes' registers gained where they apply, is under it`;
+    const taken = residentChoice(gpu, p, sizes, why, at, c.fused.schedule);
+    if (taken) return taken;
+  }
   const withPrologue = c.fuse && c.prologue?.size ? c.hybrid!.decisions : undefined;
   const decided = withPrologue?.length ? `; per feature node: ${describePrologue(p, withPrologue)}` : '';
   return {

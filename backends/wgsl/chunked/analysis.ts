@@ -314,14 +314,19 @@ export function valueGroups(p: Program, terms: readonly Term[] = p.terms): Term[
 
 /** How far back the score matrices reach: the halo of the bounded terms that go through A (0 when none). */
 export function aHalo(L: Layout, chunk: number): number {
-  let h = 0;
-  for (const t of L.aTerms) {
-    if (t.form.kind === 'prefix') continue;
-    const group = t.mask.find((m) => m.kind === 'group');
-    if (group && chunk % group.size === 0) continue;
-    h = Math.max(h, lagRange(t.mask)![1]);
-  }
-  return Math.min(h, L.halo);
+  return Math.max(0, ...L.aTerms.map((t) => scoreReach(L, t, chunk)));
+}
+
+/**
+ * How far before a chunk's first row a score-matrix term's keys reach: a bounded term's lags (its group's, when the
+ * group does not start with the chunk), within the layout's halo; 0 for a prefix term (its past is in S) and for a
+ * group that chunks divide. Its score matrix is C × (C + reach): the schedule model charges that many products.
+ */
+export function scoreReach(L: Layout, t: Term, chunk: number): number {
+  if (t.form.kind === 'prefix') return 0;
+  const group = t.mask.find((m) => m.kind === 'group');
+  if (group && chunk % group.size === 0) return 0;
+  return Math.min(lagRange(t.mask)![1], L.halo);
 }
 
 export function analyseChunk(spec: ChunkKernelSpec): ChunkAnalysis {
