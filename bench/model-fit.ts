@@ -65,7 +65,7 @@ export interface FitRow {
 }
 
 // `block` too: a register-blocked pick is not measured by its unblocked schedule's figure.
-const same = (a: ChunkSchedule | undefined, b: ChunkSchedule) => !!a && a.chunk === b.chunk && a.cols === b.cols && a.threads === b.threads && (a.segment ?? 0) === (b.segment ?? 0) && (a.block ?? 0) === (b.block ?? 0);
+const same = (a: ChunkSchedule | undefined, b: ChunkSchedule) => !!a && a.chunk === b.chunk && a.cols === b.cols && a.threads === b.threads && (a.segment ?? 0) === (b.segment ?? 0) && (a.span ?? 1) === (b.span ?? 1) && (a.block ?? 0) === (b.block ?? 0);
 
 export function readRows(file = 'bench/results/h200-kernels-fit.json'): MeasuredRow[] {
   return (JSON.parse(readFileSync(file, 'utf8')) as { rows: MeasuredRow[] }).rows;
@@ -131,7 +131,7 @@ export function rowProgram(row: MeasuredRow): { p: Program; sizes: Record<string
 }
 
 const ms = (e: PlanEstimate | undefined) => (e ? e.us / 1e3 : undefined);
-const show = (s: ChunkSchedule) => `${s.chunk}x${s.cols}x${s.threads}${s.segment ? `s${s.segment}` : ''}${s.block ? `b${s.block}` : ''}`;
+const show = (s: ChunkSchedule) => `${s.chunk}x${s.cols}x${s.threads}${s.segment ? `s${s.segment}` : ''}${s.span ? `p${s.span}` : ''}${s.block ? `b${s.block}` : ''}`;
 
 /** The table: per row and plan, measured vs estimated ms, then the pick against the measured fastest. */
 export function fitTable(fits: readonly FitRow[]): string {

@@ -4,7 +4,8 @@
 // prints the schedule model's estimate (schedule-model.ts), the figure a blocked schedule's model wants fitting to.
 //
 //   --schedules 16x64x512s16,16x64x512s16b4,8x64x512s16b4,default
-// C x R x T, then sG for G chunks per segment and bN for N columns per invocation (ChunkSchedule.block);
+// C x R x T, then sG for G chunks per segment (pP after it: the output launch over spans of P segments,
+// ChunkSchedule.span) and bN for N columns per invocation (ChunkSchedule.block);
 // `default` is the plan choice's own fused schedule. A schedule over the adapter's limits is reported, not run.
 // A trailing `np` (16x64x512np, defaultnp) lowers that schedule without prefetched staging (LowerOptions.prefetch),
 // so one run times the kernel with and without it side by side; --no-prefetch turns it off for every schedule.
@@ -34,13 +35,13 @@ import type { Gpu } from '../src/runtime/device.ts';
 import { relativeError } from '../src/tensor.ts';
 import { oracleHead } from './oracle-head.ts';
 
-/** `CxRxT[sG][bN]` as a schedule, or 'default'. */
+/** `CxRxT[sG[pP]][bN]` as a schedule, or 'default'. */
 export function parseSchedule(text: string): ChunkSchedule | 'default' {
   if (text === 'default') return text;
-  const m = /^(\d+)x(\d+)x(\d+)(?:s(\d+))?(?:b(\d+))?$/.exec(text);
-  if (!m) throw new Error(`--schedules: '${text}' is not CxRxT[sG][bN] (e.g. 16x64x512s16b4) or default`);
-  const [chunk, cols, threads, segment, block] = m.slice(1).map((x) => (x === undefined ? 0 : Number(x)));
-  return { chunk, cols, threads, ...(segment ? { segment } : {}), ...(block ? { block } : {}) };
+  const m = /^(\d+)x(\d+)x(\d+)(?:s(\d+)(?:p(\d+))?)?(?:b(\d+))?$/.exec(text);
+  if (!m) throw new Error(`--schedules: '${text}' is not CxRxT[sG[pP]][bN] (e.g. 16x64x512s16b4, 16x64x512s16p8) or default`);
+  const [chunk, cols, threads, segment, span, block] = m.slice(1).map((x) => (x === undefined ? 0 : Number(x)));
+  return { chunk, cols, threads, ...(segment ? { segment } : {}), ...(span ? { span } : {}), ...(block ? { block } : {}) };
 }
 
 /**
@@ -76,7 +77,7 @@ export function switchOptions(s: ReturnType<typeof scheduleSwitches>): { vec4?: 
   };
 }
 
-export const scheduleTag = (s: ChunkSchedule) => `${s.chunk}x${s.cols}x${s.threads}${s.segment ? `s${s.segment}` : ''}${s.block ? `b${s.block}` : ''}`;
+export const scheduleTag = (s: ChunkSchedule) => `${s.chunk}x${s.cols}x${s.threads}${s.segment ? `s${s.segment}` : ''}${s.span ? `p${s.span}` : ''}${s.block ? `b${s.block}` : ''}`;
 
 interface Row {
   variant: string;

@@ -22,6 +22,7 @@ import type { ChunkSchedule } from '../backends/wgsl/chunked.ts';
 import { estimatePlan } from '../backends/wgsl/fusion-model.ts';
 import { adapterModel } from '../src/runtime/adapter-model.ts';
 import { choosePlan } from '../src/runtime/plan-choice.ts';
+import { chooseSchedule } from '../src/runtime/schedule.ts';
 import { H200, H200_PLAIN, rowProgram, type MeasuredRow } from '../bench/model-fit.ts';
 
 interface SweepRow { variant: string; b: number; h: number; t: number; d: number; schedule: ChunkSchedule; asked: string; medianMs: number }
@@ -73,6 +74,9 @@ describe('the schedule model against elu_dwconv around its picks (bench/results/
     const choice = choosePlan(H200_PLAIN, s.p, s.sizes, {}, { b: s.b, t: s.t });
     const fastest = s.est.reduce((x, y) => (y.ms < x.ms ? y : x));
     expect(choice.fuse, choice.reason).toBe(true);
-    expect(show(choice.schedule), `${choice.reason}; fastest ${fmt(fastest)}`).toBe(fastest.name);
+    // the plain kernel's pick: where the plan takes the candidate over spans (chunked/span-default.ts, which this
+    // file did not time; h200-kernels.json holds it to its figure), the schedule it was weighed against
+    const plain = choice.schedule.span ? chooseSchedule(H200_PLAIN, s.p, s.sizes, { b: s.b, t: s.t }) : choice.schedule;
+    expect(show(plain), `${choice.reason}; fastest ${fmt(fastest)}`).toBe(fastest.name);
   });
 });

@@ -58,6 +58,29 @@ describe('plan choice on a hardware adapter', () => {
     expect(choosePlan(H200_SG, h.p, h.sizes, {}, shape).resident).toBeUndefined();
   });
 
+  it('takes the fused plan over spans of segments where whole heads leave units idle and the model estimates it cheaper', () => {
+    for (const name of ['paper/elu_dwconv', 'paper/elu', 'paper/relu_aug']) {
+      const { p, sizes } = variant(name);
+      // b 4, h 16: 64 whole-head workgroups on 132 units, two spans a head; segments of 16 chunks, 8 a span
+      const c = choosePlan(H200, p, sizes, {}, shape);
+      expect(c.fuse, c.reason).toBe(true);
+      expect(c.schedule, c.reason).toEqual({ chunk: 16, cols: 64, threads: 512, segment: 16, span: 8, block: 2 });
+      expect(c.reason).toMatch(/over spans \(chunk 16, cols 64, threads 512, segments of 16 in spans of 8, blocks of 2 columns/);
+      expect(lowerChunked(p, sizes, { fuse: true, schedule: c.schedule }).kernels.map((k) => k.label.split('.').at(-1))).toEqual(['segment-state', 'segment-scan', 'chunked']);
+      // T 16384: segments of 64 chunks; b 2: four spans a head
+      expect(choosePlan(H200, p, sizes, {}, { b: 4, t: 16384 }).schedule).toMatchObject({ segment: 64, span: 8 });
+      expect(choosePlan(H200, p, sizes, {}, { b: 2, t: 4096 }).schedule).toMatchObject({ segment: 8, span: 8 });
+      // b 8: a head a workgroup fills the units; a software adapter keeps its own default
+      expect(choosePlan(H200, p, sizes, {}, { b: 8, t: 4096 }).schedule.span).toBeUndefined();
+      expect(choosePlan({ ...H200, isSoftware: true } as unknown as Gpu, p, sizes, {}, shape).schedule.span).toBeUndefined();
+    }
+    // a decayed prefix term cannot be segmented; d 128 keeps the state in lanes' registers
+    const r = variant('variants/retnet');
+    expect(choosePlan(H200, r.p, r.sizes, {}, shape).schedule.span).toBeUndefined();
+    const d128 = variant('paper/elu_dwconv', 128);
+    expect(choosePlan(H200_SG, d128.p, d128.sizes, {}, shape).resident).toBe(true);
+  });
+
   it('weighs the resident kernel against an unfused pick at the least gain it measured (cosformer at b 8)', () => {
     const b8 = { b: 8, t: 4096 };
     for (const name of ['paper/cosformer', 'paper/cosformer_aug']) {
@@ -127,7 +150,9 @@ describe('plan choice on a hardware adapter', () => {
     const { p, sizes } = variant('paper/elu_dwconv');
     const cands = candidateSchedules(H200.limits, p, sizes);
     const order = tuningCandidates(H200, p, sizes, cands, shape);
+    // at b 4, t 4096 the model's cheapest is the candidate over spans (chunked/span-default.ts), which it adds
     expect(order[0]).toEqual(choosePlan(H200, p, sizes, { fuse: true }, shape).schedule);
-    expect(new Set(order)).toEqual(new Set(cands));
+    expect(order[0]).toMatchObject({ chunk: 16, cols: 64, threads: 512, segment: 16, span: 8, block: 2 });
+    expect(new Set(order.slice(1))).toEqual(new Set(cands));
   });
 });

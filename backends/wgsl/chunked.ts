@@ -80,9 +80,16 @@ export function chunkKernel(spec: ChunkKernelSpec): Kernel {
   const { a, kb } = K;
   const main = kb.body;
   if (a.segmented) main.define('nseg', segmentCount(a.C, a.segment));
+  // spans (ChunkSchedule.span): the output launch's workgroup sg walks segments sg·P … sg·P + P − 1; the state launch
+  // folds nothing in the last span, whose segments' states no span reads (the whole workgroup returns at once)
+  const P = a.segmented ? Math.max(1, a.spec.schedule.span ?? 1) : 1;
+  if (P > 1) {
+    main.define('nspan', `(nseg + ${P - 1}u) / ${P}u`);
+    if (a.segmented === 'state') main.line(`if (sg >= (nspan - 1u) * ${P}u) { return; }`);
+  }
   emitStateStart(K, main);
   main.define('nchunks', `(dims.t + ${a.C - 1}u) / ${a.C}u`);
-  const G = a.segment;
+  const G = a.segment * (a.segmented === 'output' ? P : 1);
   const [first, end] = a.segmented ? [`sg * ${G}u`, `min(nchunks, (sg + 1u) * ${G}u)`] : ['0u', 'nchunks'];
   const pf = prefetchStage(K);
   const taps = emitTapWeights(K, main);
@@ -114,7 +121,7 @@ export function chunkKernel(spec: ChunkKernelSpec): Kernel {
     label: spec.label,
     comment: header(a),
     ...(a.segmented
-      ? { workgroups: (b: number, t: number) => [a.NS * a.RT, Math.ceil(Math.ceil(t / a.C) / G), b] as [number, number, number] }
+      ? { workgroups: (b: number, t: number) => [a.NS * a.RT, Math.ceil(Math.ceil(t / a.C) / G), b] as [number, number, number] } // G: the span's chunks in an output launch
       : { workgroups: (b: number) => [a.NS * a.RT, b, 1] as [number, number, number], launch: { kind: 'fixed', x: a.NS * a.RT, perBatchY: true } as const }),
   });
 }

@@ -241,7 +241,7 @@ function plan(p: Program, sizes: Sizes, form: 'chunked' | 'unfused', kernels: Ke
     buffers,
     outAxes: p.outAxes,
     sizes,
-    schedule: { chunk: s.chunk, cols: s.cols, threads: s.threads, ...(s.segment ? { segment: s.segment } : {}), ...(s.featureTile ? { featureTile: s.featureTile } : {}) },
+    schedule: { chunk: s.chunk, cols: s.cols, threads: s.threads, ...(s.segment ? { segment: s.segment } : {}), ...(s.span && s.span > 1 ? { span: s.span } : {}), ...(s.block && s.block > 1 ? { block: s.block } : {}), ...(s.featureTile ? { featureTile: s.featureTile } : {}) },
   };
 }
 

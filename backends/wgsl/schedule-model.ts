@@ -420,12 +420,16 @@ export function chunkKernelCost(m: AdapterModel, k: ChunkKernelModel, b: number,
   // decide theirs: performer's state pass prefetches ψ from its prologue, its output pass stages φ inline, in a loop).
   const prefetchedBytes = (segmented?: 'state' | 'output') => 4 * s.threads * (heldLoads({ ...spec, ...(segmented && { segmented }) }) ?? 0);
   if (!seg) return launchCost(m, { ...base, workgroups: b * NS * tiles, steps: chunks, prefetchedBytes: prefetchedBytes() });
-  // Segmented: the segments' states (G steps), a scan over segments, then every segment's outputs (G steps).
+  // Segmented: the segments' states (G steps), a scan over segments, then every segment's outputs (G steps) — or
+  // every span's (ChunkSchedule.span: P segments, G·P steps), the state launch folding none of the last span's.
   const nseg = Math.ceil(chunks / seg);
-  const pass = launchCost(m, { ...base, workgroups: b * NS * tiles * nseg, steps: seg, prefetchedBytes: prefetchedBytes('output') });
-  const state = launchCost(m, { ...base, prefetchedBytes: prefetchedBytes('state'), stepOps: stateOps, featureOps: stateFeatureOps, workgroups: b * NS * tiles * nseg, steps: seg, bytes: 4 * b * t * (tiles * reads.perTile + reads.once) });
+  const P = Math.max(1, s.span ?? 1);
+  const nspan = Math.ceil(nseg / P);
+  const folded = P > 1 ? (nspan - 1) * P : nseg;
+  const pass = launchCost(m, { ...base, workgroups: b * NS * tiles * nspan, steps: seg * P, prefetchedBytes: prefetchedBytes('output') });
+  const state = launchCost(m, { ...base, prefetchedBytes: prefetchedBytes('state'), stepOps: stateOps, featureOps: stateFeatureOps, workgroups: Math.max(1, b * NS * tiles * folded), steps: seg, bytes: (4 * b * t * (tiles * reads.perTile + reads.once) * folded) / nseg });
   const scanUs = nseg * m.stepLatencyUs + m.launchUs;
-  return { ...pass, us: state.us + pass.us + scanUs, steps: 2 * seg + nseg };
+  return { ...pass, us: state.us + pass.us + scanUs, steps: seg + seg * P + nseg };
 }
 
 /**

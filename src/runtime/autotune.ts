@@ -37,14 +37,14 @@ export async function autotune(
       bufs = runner.allocate(tensors, shape.b, shape.t);
     } catch (e) {
       // A schedule whose own buffers (a segmented plan's segment states) exceed a binding is not a candidate here.
-      opts.log?.(`  chunk ${s.chunk}, cols ${s.cols}, threads ${s.threads}${s.segment ? `, ${s.segment} chunks per segment` : ''}${s.block ? `, blocks of ${s.block}` : ''}: skipped (${(e as Error).message.split('\n')[0]})`);
+      opts.log?.(`  chunk ${s.chunk}, cols ${s.cols}, threads ${s.threads}${s.segment ? `, ${s.segment} chunks per segment` : ''}${s.span ? ` in spans of ${s.span}` : ''}${s.block ? `, blocks of ${s.block}` : ''}: skipped (${(e as Error).message.split('\n')[0]})`);
       continue;
     }
     try {
       const bound = runner.bind(Object.fromEntries(Object.entries(bufs).map(([k, v]) => [k, v.buffer])), shape.b, shape.t);
-      const r = await timeDispatches(gpu, (pass) => runner.encode(pass, bound), { warmup: 1, iters: opts.iters ?? 5, label: `${p.name} C${s.chunk} R${s.cols} T${s.threads}${s.segment ? ` G${s.segment}` : ''}${s.block ? ` B${s.block}` : ''}` });
+      const r = await timeDispatches(gpu, (pass) => runner.encode(pass, bound), { warmup: 1, iters: opts.iters ?? 5, label: `${p.name} C${s.chunk} R${s.cols} T${s.threads}${s.segment ? ` G${s.segment}` : ''}${s.span ? ` P${s.span}` : ''}${s.block ? ` B${s.block}` : ''}` });
       trials.push({ schedule: s, ms: r.medianMs });
-      opts.log?.(`  chunk ${s.chunk}, cols ${s.cols}, threads ${s.threads}${s.segment ? `, ${s.segment} chunks per segment` : ''}${s.block ? `, blocks of ${s.block}` : ''}: ${r.medianMs.toFixed(3)} ms (${r.method})`);
+      opts.log?.(`  chunk ${s.chunk}, cols ${s.cols}, threads ${s.threads}${s.segment ? `, ${s.segment} chunks per segment` : ''}${s.span ? ` in spans of ${s.span}` : ''}${s.block ? `, blocks of ${s.block}` : ''}: ${r.medianMs.toFixed(3)} ms (${r.method})`);
       bound.dims.destroy();
     } finally {
       runner.release(bufs);

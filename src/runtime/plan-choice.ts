@@ -16,6 +16,7 @@ import { featureNodes } from '../../backends/wgsl/feature-nodes.ts';
 import { bestHybrid, chooseFusion, decidePrologue, estimatePlan, type PrologueDecision } from '../../backends/wgsl/fusion-model.ts';
 import { outputPart } from '../../backends/wgsl/chunked/analysis.ts';
 import { RESIDENT_LEAST_GAIN, residentDefault } from '../../backends/wgsl/chunked/resident-default.ts';
+import { spanCandidate } from '../../backends/wgsl/chunked/span-default.ts';
 import { isSoftmaxProgram } from '../../backends/wgsl/softmax-analysis.ts';
 import type { Id, Program } from '../ir/types.ts';
 import { adapterModel } from './adapter-model.ts';
@@ -43,7 +44,7 @@ export interface PlanChoice {
 export type PrologueRequest = 'model' | 'all' | 'none';
 
 const ms = (us: number | undefined) => (us === undefined ? 'does not fit' : `${(us / 1e3).toFixed(3)} ms`);
-const show = (s: ChunkSchedule) => `chunk ${s.chunk}, cols ${s.cols}, threads ${s.threads}${s.segment ? `, segments of ${s.segment}` : ''}${s.block && s.block > 1 ? `, blocks of ${s.block} columns` : ''}`;
+const show = (s: ChunkSchedule) => `chunk ${s.chunk}, cols ${s.cols}, threads ${s.threads}${s.segment ? `, segments of ${s.segment}` : ''}${s.span && s.span > 1 ? ` in spans of ${s.span}` : ''}${s.block && s.block > 1 ? `, blocks of ${s.block} columns` : ''}`;
 
 export interface PlanChoiceRequest {
   readonly fuse?: boolean;
@@ -92,6 +93,8 @@ function chooseBase(gpu: Gpu, p: Program, sizes: Readonly<Record<string, number>
     const s = pick(req.fuse);
     const rs = req.fuse && req.prologue !== 'all' ? residentChoice(gpu, p, sizes, 'fused as asked', at, s) : undefined;
     if (rs) return rs;
+    const sp = req.fuse && req.prologue !== 'all' && s ? spanChoice(gpu, p, sizes, 'fused as asked', at, s, pick(false)) : undefined;
+    if (sp) return sp;
     if (!s) return tiledOrThrow(gpu, p, sizes, req.fuse);
     const other = pick(!req.fuse);
     const est = (fuse: boolean, x: ChunkSchedule | undefined) => `${fuse ? 'fused' : 'unfused'} ${ms(x && estimate(x, fuse))}`;
@@ -109,6 +112,8 @@ function chooseBase(gpu: Gpu, p: Program, sizes: Readonly<Record<string, number>
   if (!c) return tiledOrThrow(gpu, p, sizes, undefined);
   const rs = c.fuse && !c.prologue?.size ? residentChoice(gpu, p, sizes, `fused (the model's pick: ${c.reason})`, at, c.schedule) : undefined;
   if (rs) return rs;
+  const sp = c.fuse && !c.prologue?.size ? spanChoice(gpu, p, sizes, `fused (the model's pick: ${c.reason})`, at, c.schedule, c.unfused?.schedule) : undefined;
+  if (sp) return sp;
   // The model's unfused pick against the resident kernel, which it does not price: the plain fused estimate over the
   // least gain the resident kernel measured (RESIDENT_LEAST_GAIN).
   if (!c.fuse && c.fused && c.unfused && c.schedule === c.unfused.schedule && c.fused.us / RESIDENT_LEAST_GAIN < c.unfused.us) {
@@ -140,6 +145,22 @@ function residentChoice(gpu: Gpu, p: Program, sizes: Readonly<Record<string, num
   // (decided at the plain kernel's schedule `plain`: the resident one may not fit without the lanes' registers)
   if (plain && decidePrologue(adapterModel(gpu), p, sizes, plain, at.b, at.t)?.prologue.size) return undefined;
   return { fuse: true, schedule: s, resident: true, reason: `${why}; the state in subgroup lanes' registers (rs: ${gpu.subgroupSize} lanes a subgroup, each holding four or more of the prefix terms' features; ${show(s)})` };
+}
+
+/**
+ * The fused plan over spans of segments (chunked/span-default.ts), where that candidate exists at this shape and the
+ * model estimates it under the fused schedule it picked (`plain`), every feature inline; undefined elsewhere.
+ */
+function spanChoice(gpu: Gpu, p: Program, sizes: Readonly<Record<string, number>>, why: string, at: { b: number; t: number }, plain: ChunkSchedule, unfused: ChunkSchedule | undefined): PlanChoice | undefined {
+  if (gpu.isSoftware) return undefined; // timed on hardware only
+  const model = adapterModel(gpu);
+  const s = spanCandidate(p, sizes, gpu.limits, model.computeUnits, at.b, at.t);
+  if (!s) return undefined;
+  const est = (x: ChunkSchedule, fuse: boolean) => estimatePlan(model, p, sizes, x, fuse, at.b, at.t)?.us;
+  const [span, pick] = [est(s, true), est(plain, true)];
+  if (span === undefined || pick === undefined || span >= pick) return undefined;
+  const other = unfused ? est(unfused, false) : undefined;
+  return { fuse: true, schedule: s, prologue: new Set(), reason: `${why}; over spans (${show(s)}: whole heads' columns a workgroup): est. fused ${ms(span)} over spans; at ${show(plain)} fused ${ms(pick)}, unfused ${ms(other)}` };
 }
 
 /** The unfused plan with feature-tiled terms, or the error saying that not even it fits. */

@@ -11,6 +11,7 @@ import { bestByModel, estimatePlan } from '../../backends/wgsl/fusion-model.ts';
 import { isSoftmaxProgram } from '../../backends/wgsl/softmax-analysis.ts';
 import { adapterModel } from './adapter-model.ts';
 import { cachedSchedule } from './autotune-cache.ts';
+import { spanCandidate } from '../../backends/wgsl/chunked/span-default.ts';
 
 /** The shape the model assumes when a caller has none (a model's prefill: one prompt of 2048 tokens). */
 export const MODEL_SHAPE = { b: 1, t: 2048 } as const;
@@ -18,7 +19,11 @@ export const MODEL_SHAPE = { b: 1, t: 2048 } as const;
 /** The autotuner's cached winner for this shape when it is still among the candidates. */
 export function cachedCandidate(gpu: Gpu, p: Program, sizes: Readonly<Record<string, number>>, cands: readonly ChunkSchedule[], shape?: { b: number; t: number }): ChunkSchedule | undefined {
   const cached = shape ? cachedSchedule(gpu, p, sizes, shape) : undefined;
-  return cached && cands.some((c) => c.chunk === cached.chunk && c.cols === cached.cols && c.threads === cached.threads && (c.segment ?? 0) === (cached.segment ?? 0)) ? cached : undefined;
+  if (!cached) return undefined;
+  // the candidate over spans the autotuner also times (tuningCandidates)
+  const span = !gpu.isSoftware && shape ? spanCandidate(p, sizes, gpu.limits, adapterModel(gpu).computeUnits, shape.b, shape.t) : undefined;
+  const same = (c: ChunkSchedule) => c.chunk === cached.chunk && c.cols === cached.cols && c.threads === cached.threads && (c.segment ?? 0) === (cached.segment ?? 0) && (c.span ?? 1) === (cached.span ?? 1);
+  return [...cands, ...(span ? [span] : [])].some(same) ? cached : undefined;
 }
 
 /**
@@ -39,8 +44,11 @@ export function modelDefault(gpu: Gpu, p: Program, sizes: Readonly<Record<string
 export function tuningCandidates(gpu: Gpu, p: Program, sizes: Readonly<Record<string, number>>, cands: readonly ChunkSchedule[], shape: { b: number; t: number }): ChunkSchedule[] {
   if (gpu.isSoftware || isSoftmaxProgram(p)) return tuningOrder(cands, gpu.isSoftware);
   const m = adapterModel(gpu);
-  const us = new Map(cands.map((s) => [s, estimatePlan(m, p, sizes, s, true, shape.b, shape.t)?.us ?? Infinity]));
-  return [...cands].sort((a, b) => us.get(a)! - us.get(b)!);
+  // with the plan choice's candidate over spans at this shape (chunked/span-default.ts), which the list lacks
+  const span = spanCandidate(p, sizes, gpu.limits, m.computeUnits, shape.b, shape.t);
+  const all = span ? [...cands, span] : [...cands];
+  const us = new Map(all.map((s) => [s, estimatePlan(m, p, sizes, s, true, shape.b, shape.t)?.us ?? Infinity]));
+  return all.sort((a, b) => us.get(a)! - us.get(b)!);
 }
 
 export function chooseSchedule(gpu: Gpu, p: Program, sizes: Readonly<Record<string, number>>, shape?: { b: number; t: number }): ChunkSchedule {

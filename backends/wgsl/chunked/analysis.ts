@@ -25,6 +25,12 @@ export interface ChunkSchedule {
    */
   readonly segment?: number;
   /**
+   * A segmented plan's output launch over spans of `span` segments a workgroup (absent or 1: one segment each): the
+   * state launch folds short segments over many workgroups (and none in the last span, whose states nothing reads),
+   * the output launch walks long spans from the scanned state at each span's first segment.
+   */
+  readonly span?: number;
+  /**
    * Register blocking: each invocation of the score tiles takes `block` key rows (chunked/tiles.ts scoreTile), and
    * each of the outputs (A·V, φ·S, the direct taps) and of the state update (ψᵀ·V) `block` value columns (cl +
    * n·R/block, so neighbouring invocations read neighbouring columns) beside its rows or features (blockTile):

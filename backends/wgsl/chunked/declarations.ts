@@ -247,7 +247,9 @@ export function stateRef(K: ChunkKernel, buffer: string): string {
 
 /** Start of this (batch, head slice, segment)'s S_k (or z_k) in its segment-state buffer. */
 export function segBase(K: ChunkKernel, q: PrefixPlan, what: 'S' | 'z'): string {
-  return `((b * ${K.a.NS}u + s) * nseg + sg) * ${what === 'S' ? q.F * K.a.NR : q.F}u`;
+  // an output launch over spans (ChunkSchedule.span) starts from the scanned state of its span's first segment
+  const P = K.a.segmented === 'output' ? Math.max(1, K.a.spec.schedule.span ?? 1) : 1;
+  return `((b * ${K.a.NS}u + s) * nseg + ${P > 1 ? `sg * ${P}u` : 'sg'}) * ${what === 'S' ? q.F * K.a.NR : q.F}u`;
 }
 
 /** The positions an expression of this kernel reads: i and j (u32 names), with the kernel's position offset. */

@@ -27,7 +27,7 @@ export function emitStateExport(K: ChunkKernel, into: Block): void {
   // A segmented plan's output launch: only the last segment's workgroups end on the whole sequence's S, z (the
   // scan's incoming state plus their own chunks); the rings are written while staging, by whichever segment
   // stages the last rows.
-  if (a.segmented === 'output') into.block('if (sg + 1u == nseg)', (last) => exportPrefixStates(K, last));
+  if (a.segmented === 'output') into.block(`if (sg + 1u == ${(a.spec.schedule.span ?? 1) > 1 ? 'nspan' : 'nseg'})`, (last) => exportPrefixStates(K, last));
   else exportPrefixStates(K, into);
 }
 

@@ -38,6 +38,7 @@ export function chunkSectionsKernel(sections: readonly Section[], label: string)
     if (a.L.head.join() !== a0.L.head.join() || a.NS !== a0.NS) throw new Error(`${label}: sections must share the head axes ([${a.L.head}] vs [${a0.L.head}])`);
     if (a.state) throw new Error(`${label}: a sectioned kernel exports no state`);
     if (a.segmented !== a0.segmented || a.segment !== a0.segment) throw new Error(`${label}: sections run segmented alike or not at all`);
+    if ((a.spec.schedule.span ?? 1) > 1) throw new Error(`${label}: sectioned kernels run one segment a workgroup (no spans)`);
   }
   const RT = Math.max(...as.map((a) => a.RT));
   const kb = new KernelBuilder(a0.WG, ['wid', 'lid']);

@@ -1,0 +1,58 @@
+// A candidate for the fused plan where whole heads' columns in one workgroup leave compute units idle: the segmented
+// plan over spans (ChunkSchedule.span) at chunk 16, a head's 64 value columns a workgroup, 512 invocations, blocked by
+// 2, with as many spans a head as one wave of such workgroups holds. A workgroup that owns all of a head's columns
+// computes each chunk's scores once where two column tiles compute them twice, but b·heads of them may not fill the
+// units; spans of the sequence fill them, the state launch folding short segments over every unit first.
+//
+// Why (the H200, B 4 H 16 T 4096 D 64, bench/kernels.ts side by side, 3 rounds; calls 101, 103, 104): elu_dwconv's
+// default 32×32×512 (128 workgroups) ran 0.678 ms; 16×64×512 alone (64 workgroups) 0.992; in two segments (state,
+// scan, outputs) 0.733; in segments of 16 chunks walked by two spans of 8 (16x64x512s16p8) 0.631, and blocked by 2
+// 0.600. At T 16384 16x64x512s64p8 ran 2.527 against 2.672. elu 0.599 against 0.611, relu 0.600 against 0.606
+// (16x64x512s32p4 0.592), elu_aug 0.648 against 0.666, relu_aug 0.644 against 0.658. At B 8 a head a workgroup already
+// fills the units (16×64×512: elu_dwconv 0.993 ms), and this candidate is not made.
+//
+// The schedule model ranks it (fusion-model.ts estimatePlan: elu_dwconv 0.975 ms est. against the default's 1.219);
+// the plan choice takes it where it is estimated under the model's own pick (plan-choice.ts spanChoice).
+import type { Program } from '../../../src/ir/types.ts';
+import { sharedFloats, type ChunkSchedule } from '../chunked.ts';
+import type { ScheduleLimits } from '../chunk-schedules.ts';
+import { count, type Sizes } from '../common.ts';
+import { layoutOf } from '../layout.ts';
+import { analyseChunk, itemsOver, outputPart, valueGroups } from './analysis.ts';
+import { segmentable } from './segments.ts';
+
+const SPAN_CHUNK = 16;
+const SPAN_COLS = 64;
+const SPAN_THREADS = 512;
+const SPAN_BLOCK = 2;
+/** State segments a span: the state launch's workgroups are this many times the output launch's. */
+const SEGMENTS_A_SPAN = 8;
+
+/**
+ * The spans candidate for the fused plan of `p` at (b, t) on `units` compute units, or undefined where it is not one:
+ * a plan that cannot be segmented (decays, groups, several kernels), a workgroup grid of whole heads that fills the
+ * units already (fewer than two spans), a sequence of fewer chunks than segments, or a schedule over the limits.
+ */
+export function spanCandidate(p: Program, sizes: Sizes, limits: ScheduleLimits, units: number, b: number, t: number): ChunkSchedule | undefined {
+  if (SPAN_THREADS > limits.maxComputeInvocationsPerWorkgroup || !segmentable(p, sizes)) return undefined;
+  const part = outputPart(p, false);
+  const groups = valueGroups(part);
+  if (groups.length !== 1 || p.terms.some((x) => x.noncausal)) return undefined;
+  const L = layoutOf(part, groups[0]);
+  const NR = count(L.rest, sizes);
+  const cols = Math.min(NR, SPAN_COLS);
+  const grid = b * count(L.head, sizes) * Math.ceil(NR / cols);
+  const spans = Math.floor(units / grid);
+  const chunks = Math.ceil(t / SPAN_CHUNK);
+  if (spans < 2 || chunks < spans * SEGMENTS_A_SPAN) return undefined;
+  const segment = Math.ceil(chunks / (spans * SEGMENTS_A_SPAN));
+  const schedule: ChunkSchedule = { chunk: SPAN_CHUNK, cols, threads: SPAN_THREADS, segment, span: Math.ceil(Math.ceil(chunks / segment) / spans), block: SPAN_BLOCK };
+  try {
+    // throws where the blocked tile or the segmented plan does not apply
+    analyseChunk({ program: part, sizes, terms: groups[0], items: itemsOver(part.output, groups[0]), partial: false, materialised: new Set(), label: 'span-default', schedule, segmented: 'output' });
+  } catch {
+    return undefined;
+  }
+  if (sharedFloats(p, sizes, p.terms, p.output, schedule) * 4 > limits.maxComputeWorkgroupStorageSize) return undefined;
+  return schedule;
+}

@@ -1,0 +1,76 @@
+// A segmented plan's output launch over spans of segments (ChunkSchedule.span): the state launch folds short segments
+// over many workgroups and none of the last span's, the scan runs over those segments, and each output workgroup walks
+// a span from the scanned state at the span's first segment. Checked against the float64 oracle (spans of 2 and 3, a
+// last span shorter than the others, two batches, two prefix terms) and by decoding on from the state the last span
+// exports, beside the same plan without spans.
+import { describe, expect, it } from 'vitest';
+import { evaluateParallel } from '../backends/cpu/parallel.ts';
+import type { ChunkSchedule } from '../backends/wgsl/chunked.ts';
+import { lowerChunked } from '../backends/wgsl/lower.ts';
+import { recurrentPlan } from '../backends/wgsl/recurrent.ts';
+import { axisSizes, makeInputs } from '../src/inputs.ts';
+import { compileFile, compileText, type Compiled } from '../src/runtime/compiler.ts';
+import { PlanRunner } from '../src/runtime/executor.ts';
+import { expectRelClose, gpu } from './helpers/gpu.ts';
+import { expectDecodesFromPrefill } from './helpers/plan-calls.ts';
+
+/** Two prefix terms in one kernel, neither decayed (a segmented plan's condition). */
+const TWO_PREFIX = `variant two_prefix
+input q[h, d], k[h, d], v[h, e]
+let fq = elu(q) + 1
+let fk = elu(k) + 1
+term lin : causal score dot(fq[i], fk[j], d) value v
+term raw : causal score dot(q[i], k[j], d) value v
+output normalize(lin, 1e-6) + raw
+`;
+
+const T = 45; // 6 chunks of 8, the last of 5 rows
+
+async function matchesOracle(c: Compiled, axes: Record<string, number>, schedule: ChunkSchedule, b = 1): Promise<void> {
+  const g = await gpu();
+  const sizes = axisSizes(c.source, axes);
+  const plan = lowerChunked(c.program, sizes, { fuse: true, schedule });
+  const out = plan.kernels.find((k) => k.label.endsWith('.chunked'))!;
+  const state = plan.kernels.find((k) => k.label.endsWith('.segment-state'))!;
+  expect(out.code).toContain('nspan');
+  expect(state.code).toMatch(/if \(sg >= \(nspan - 1u\) \* \d+u\) \{ return; \}/);
+  const x = makeInputs(c.source, { b, t: T, axes, seed: 97 });
+  expectRelClose((await (await PlanRunner.create(g, plan)).run(x, b, T)).data, evaluateParallel(c.source, x).data, 1e-4, `${c.source.name} ${JSON.stringify(schedule)}`);
+}
+
+describe('segmented plans over spans of segments', () => {
+  it('elu_dwconv equals the oracle: segments of one chunk in spans of 2 and 3, segments of 2 in spans of 2 (a last span of one segment)', async () => {
+    const c = compileFile('examples/paper/elu_dwconv.la');
+    for (const s of [{ segment: 1, span: 2 }, { segment: 1, span: 3 }, { segment: 2, span: 2 }]) {
+      await matchesOracle(c, { h: 2, d: 16, e: 16 }, { chunk: 8, cols: 16, threads: 64, ...s }, 2);
+    }
+  });
+
+  it('two prefix terms in one kernel, and a blocked schedule, equal the oracle', async () => {
+    await matchesOracle(compileText(TWO_PREFIX, 'two_prefix.la'), { h: 2, d: 8, e: 8 }, { chunk: 8, cols: 8, threads: 64, segment: 1, span: 4 });
+    await matchesOracle(compileFile('examples/paper/elu.la'), { h: 2, d: 16, e: 16 }, { chunk: 8, cols: 16, threads: 64, segment: 1, span: 2, block: 2 });
+  });
+
+  it('decoding continues from the state the last span exports', async () => {
+    const g = await gpu();
+    const axes = { h: 2, d: 8, e: 8 };
+    const c = compileFile('examples/paper/elu_dwconv.la');
+    const sizes = axisSizes(c.program, axes);
+    const plan = lowerChunked(c.program, sizes, { fuse: true, schedule: { chunk: 8, cols: 8, threads: 64, segment: 1, span: 2 }, exportState: true });
+    const prefill = await PlanRunner.create(g, plan);
+    const step = await PlanRunner.create(g, recurrentPlan(c.program, sizes));
+    // 21 rows: 3 segments, spans of 2 and 1; 32 rows: 4 segments, two full spans
+    for (const t0 of [21, 32]) await expectDecodesFromPrefill(g, c.source, prefill, step, { axes, t0, steps: 3, seed: 330 + t0, what: `elu_dwconv spans prefill ${t0}` });
+  });
+
+  it('launches a workgroup a span in the output launch and none past the spans the scan needs in the state launch', () => {
+    const c = compileFile('examples/paper/elu_dwconv.la');
+    const sizes = axisSizes(c.program, { h: 2, d: 16, e: 16 });
+    const plan = lowerChunked(c.program, sizes, { fuse: true, schedule: { chunk: 8, cols: 16, threads: 64, segment: 2, span: 4 } });
+    const grid = (label: string, t: number) => plan.kernels.find((k) => k.label.endsWith(label))!.workgroups(1, t);
+    // 4096 rows: 512 chunks, 256 segments of 2, 64 spans of 4
+    expect(grid('.segment-state', 4096)).toEqual([2, 256, 1]);
+    expect(grid('.chunked', 4096)).toEqual([2, 64, 1]);
+    expect(plan.schedule).toEqual({ chunk: 8, cols: 16, threads: 64, segment: 2, span: 4 });
+  });
+});
