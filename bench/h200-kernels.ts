@@ -148,6 +148,9 @@ for (const { v, t, d } of cases) {
       }
     }
     // Rounds, the plans alternating: a slow stretch of the GPU shows as a spread across rounds, a slow plan as a consistent figure.
+    // One untimed round first: a variant's first round ran on clocks still rising (calls 100 and 107: elu 2.346, 0.834,
+    // 0.534 ms, its median the middle one), so the medians of three rounds were not steady.
+    for (const m of timed) await timePlan(gpu, m.plan, x, B, t, iters);
     for (let r = 0; r < rounds; r++) for (const m of timed) m.ms.push((await timePlan(gpu, m.plan, x, B, t, iters)).ms);
     for (const { fuse, prologue, featureTile, s, err, ms: all } of timed) {
       const ms = median(all);

@@ -1,6 +1,7 @@
 // A segmented plan's output launch over spans of segments (ChunkSchedule.span): the state launch folds short segments
-// over many workgroups and none of the last span's, the scan runs over those segments, and each output workgroup walks
-// a span from the scanned state at the span's first segment. Checked against the float64 oracle (spans of 2 and 3, a
+// over many workgroups and none of the last span's, and each output workgroup sums the own states of the segments
+// before its span (no scan launch) and walks its span from there. The resident kernel keeps the scan launch and
+// starts from the scanned state at the span's first segment. Checked against the float64 oracle (spans of 2 and 3, a
 // last span shorter than the others, two batches, two prefix terms) and by decoding on from the state the last span
 // exports, beside the same plan without spans.
 import { describe, expect, it } from 'vitest';
@@ -63,14 +64,31 @@ describe('segmented plans over spans of segments', () => {
     for (const t0 of [21, 32]) await expectDecodesFromPrefill(g, c.source, prefill, step, { axes, t0, steps: 3, seed: 330 + t0, what: `elu_dwconv spans prefill ${t0}` });
   });
 
+  it('the resident kernel over spans (state in subgroup lanes\' registers, the scan launch kept) equals the oracle', async (ctx) => {
+    const g = await gpu();
+    const sg = g.subgroupSize;
+    if (!sg) return ctx.skip(); // no fixed subgroup size (lavapipe's is 8: gpu-chunk-resident.test.ts)
+    const c = compileFile('examples/paper/elu_dwconv.la');
+    const axes = { h: 2, d: 4 * sg, e: 16 };
+    const sizes = axisSizes(c.source, axes);
+    const plan = lowerChunked(c.program, sizes, { fuse: true, schedule: { chunk: 8, cols: 16, threads: 8 * sg, segment: 1, span: 2 }, resident: true, subgroupSize: sg });
+    expect(plan.kernels.map((k) => k.label.split('.').at(-1))).toEqual(['segment-state', 'segment-scan', 'chunked']);
+    const x = makeInputs(c.source, { b: 2, t: T, axes, seed: 98 });
+    expectRelClose((await (await PlanRunner.create(g, plan)).run(x, 2, T)).data, evaluateParallel(c.source, x).data, 1e-4, 'elu_dwconv rs over spans');
+  });
+
   it('launches a workgroup a span in the output launch and none past the spans the scan needs in the state launch', () => {
     const c = compileFile('examples/paper/elu_dwconv.la');
     const sizes = axisSizes(c.program, { h: 2, d: 16, e: 16 });
     const plan = lowerChunked(c.program, sizes, { fuse: true, schedule: { chunk: 8, cols: 16, threads: 64, segment: 2, span: 4 } });
     const grid = (label: string, t: number) => plan.kernels.find((k) => k.label.endsWith(label))!.workgroups(1, t);
-    // 4096 rows: 512 chunks, 256 segments of 2, 64 spans of 4
-    expect(grid('.segment-state', 4096)).toEqual([2, 256, 1]);
+    // 4096 rows: 512 chunks, 256 segments of 2, 64 spans of 4: the state launch folds the 252 before the last span;
+    // no scan launch (the output launch sums its span's incoming state); 40 rows: 5 chunks, 3 segments, one span
+    expect(plan.kernels.map((k) => k.label.split('.').at(-1))).toEqual(['segment-state', 'chunked']);
+    expect(grid('.segment-state', 4096)).toEqual([2, 252, 1]);
     expect(grid('.chunked', 4096)).toEqual([2, 64, 1]);
+    expect(grid('.segment-state', 40)).toEqual([2, 1, 1]);
+    expect(grid('.chunked', 40)).toEqual([2, 1, 1]);
     expect(plan.schedule).toEqual({ chunk: 8, cols: 16, threads: 64, segment: 2, span: 4 });
   });
 });

@@ -66,10 +66,11 @@ describe('plan choice on a hardware adapter', () => {
       expect(c.fuse, c.reason).toBe(true);
       expect(c.schedule, c.reason).toEqual({ chunk: 16, cols: 64, threads: 512, segment: 16, span: 8, block: 2 });
       expect(c.reason).toMatch(/over spans \(chunk 16, cols 64, threads 512, segments of 16 in spans of 8, blocks of 2 columns/);
-      expect(lowerChunked(p, sizes, { fuse: true, schedule: c.schedule }).kernels.map((k) => k.label.split('.').at(-1))).toEqual(['segment-state', 'segment-scan', 'chunked']);
-      // T 16384: segments of 64 chunks; b 2: four spans a head
+      expect(lowerChunked(p, sizes, { fuse: true, schedule: c.schedule }).kernels.map((k) => k.label.split('.').at(-1))).toEqual(['segment-state', 'chunked']);
+      // T 16384: segments of 64 chunks; b 2: four spans of 4 segments a head; b 1: eight of 2 — sixteen segments a head
       expect(choosePlan(H200, p, sizes, {}, { b: 4, t: 16384 }).schedule).toMatchObject({ segment: 64, span: 8 });
-      expect(choosePlan(H200, p, sizes, {}, { b: 2, t: 4096 }).schedule).toMatchObject({ segment: 8, span: 8 });
+      expect(choosePlan(H200, p, sizes, {}, { b: 2, t: 4096 }).schedule).toMatchObject({ segment: 16, span: 4 });
+      expect(choosePlan(H200, p, sizes, {}, { b: 1, t: 4096 }).schedule).toMatchObject({ segment: 16, span: 2 });
       // b 8: a head a workgroup fills the units; a software adapter keeps its own default
       expect(choosePlan(H200, p, sizes, {}, { b: 8, t: 4096 }).schedule.span).toBeUndefined();
       expect(choosePlan({ ...H200, isSoftware: true } as unknown as Gpu, p, sizes, {}, shape).schedule.span).toBeUndefined();

@@ -121,9 +121,18 @@ export function chunkKernel(spec: ChunkKernelSpec): Kernel {
     label: spec.label,
     comment: header(a),
     ...(a.segmented
-      ? { workgroups: (b: number, t: number) => [a.NS * a.RT, Math.ceil(Math.ceil(t / a.C) / G), b] as [number, number, number] } // G: the span's chunks in an output launch
+      ? { workgroups: (b: number, t: number) => [a.NS * a.RT, segmentedRows(a, P, Math.ceil(Math.ceil(t / a.C) / G)), b] as [number, number, number] } // G: the span's chunks in an output launch
       : { workgroups: (b: number) => [a.NS * a.RT, b, 1] as [number, number, number], launch: { kind: 'fixed', x: a.NS * a.RT, perBatchY: true } as const }),
   });
+}
+
+/**
+ * A segmented launch's workgroup rows: one a segment (a span, in an output launch over spans: `n` counts what G
+ * covers); a state launch over spans launches none for the last span's segments, whose states nothing reads (at least
+ * one row, which returns).
+ */
+function segmentedRows(a: ChunkAnalysis, P: number, n: number): number {
+  return a.segmented === 'state' && P > 1 ? Math.max(1, (Math.ceil(n / P) - 1) * P) : n;
 }
 
 /**

@@ -4,12 +4,13 @@
 // computes each chunk's scores once where two column tiles compute them twice, but b·heads of them may not fill the
 // units; spans of the sequence fill them, the state launch folding short segments over every unit first.
 //
-// Why (the H200, B 4 H 16 T 4096 D 64, bench/kernels.ts side by side, 3 rounds; calls 101, 103, 104): elu_dwconv's
+// Why (the H200, B 4 H 16 T 4096 D 64, bench/kernels.ts side by side, 3 rounds; calls 101, 103–108): elu_dwconv's
 // default 32×32×512 (128 workgroups) ran 0.678 ms; 16×64×512 alone (64 workgroups) 0.992; in two segments (state,
 // scan, outputs) 0.733; in segments of 16 chunks walked by two spans of 8 (16x64x512s16p8) 0.631, and blocked by 2
-// 0.600. At T 16384 16x64x512s64p8 ran 2.527 against 2.672. elu 0.599 against 0.611, relu 0.600 against 0.606
-// (16x64x512s32p4 0.592), elu_aug 0.648 against 0.666, relu_aug 0.644 against 0.658. At B 8 a head a workgroup already
-// fills the units (16×64×512: elu_dwconv 0.993 ms), and this candidate is not made.
+// 0.600; with the output launch summing its span's incoming state (no scan launch) 0.589. At T 16384 (s64p8b2) 2.403
+// against 2.672. elu 0.534 against 0.611, relu 0.538 against 0.608, elu_aug 0.595 against 0.666, relu_aug 0.593 against
+// 0.659 (bench/results/h200-spans.json). At B 8 a head a workgroup already fills the units (16×64×512: elu_dwconv
+// 0.993 ms), and this candidate is not made.
 //
 // The schedule model ranks it (fusion-model.ts estimatePlan: elu_dwconv 0.975 ms est. against the default's 1.219);
 // the plan choice takes it where it is estimated under the model's own pick (plan-choice.ts spanChoice).
@@ -25,8 +26,15 @@ const SPAN_CHUNK = 16;
 const SPAN_COLS = 64;
 const SPAN_THREADS = 512;
 const SPAN_BLOCK = 2;
-/** State segments a span: the state launch's workgroups are this many times the output launch's. */
-const SEGMENTS_A_SPAN = 8;
+/**
+ * State segments a head, whatever the spans: at b 4 two spans of 8 (elu_dwconv 0.589 ms; spans of 4 and 16 segments
+ * 0.627 and 0.644), at b 2 four of 4 (0.330 ms against four of 8's 0.361), at b 1 eight of 2 (0.188 against eight of
+ * 8's 0.217 and the plain segmented 16×64×512s16's 0.208; H200 calls 106–108). The output launch sums the segments
+ * before its span itself (chunked/state.ts spanSums), so more segments cost the last span more loads.
+ */
+const SEGMENTS = 16;
+/** Chunks a segment at least: t ≥ 2048 at chunk 16 (measured at t 4096 and 16384). */
+const MIN_SEGMENT = 8;
 
 /**
  * The spans candidate for the fused plan of `p` at (b, t) on `units` compute units, or undefined where it is not one:
@@ -44,8 +52,10 @@ export function spanCandidate(p: Program, sizes: Sizes, limits: ScheduleLimits, 
   const grid = b * count(L.head, sizes) * Math.ceil(NR / cols);
   const spans = Math.floor(units / grid);
   const chunks = Math.ceil(t / SPAN_CHUNK);
-  if (spans < 2 || chunks < spans * SEGMENTS_A_SPAN) return undefined;
-  const segment = Math.ceil(chunks / (spans * SEGMENTS_A_SPAN));
+  // at least two segments a span (more spans than SEGMENTS / 2 is the plain segmented plan, a candidate of the model's
+  // own), and segments of at least MIN_SEGMENT chunks (shorter sequences were not measured)
+  if (spans < 2 || spans > SEGMENTS / 2 || chunks < SEGMENTS * MIN_SEGMENT) return undefined;
+  const segment = Math.ceil(chunks / SEGMENTS);
   const schedule: ChunkSchedule = { chunk: SPAN_CHUNK, cols, threads: SPAN_THREADS, segment, span: Math.ceil(Math.ceil(chunks / segment) / spans), block: SPAN_BLOCK };
   try {
     // throws where the blocked tile or the segmented plan does not apply

@@ -19,6 +19,19 @@ export function emitStateStart(K: ChunkKernel, body: Block): void {
   body.strided('x', `${Math.max(1, ...a.prefix.map((q) => q.F * R), 1)}u`, (b, x) => {
     for (const q of a.prefix) {
       const { S, z, So, zo } = stateArrays(K, q);
+      if (a.segmented === 'output' && spanSums(K)) {
+        // over spans without a scan launch (spanSums): the own states of the segments before this span, summed here
+        const segS = K.kb.use(K.io.segS[q.k]);
+        const segZ = K.kb.use(K.io.segZ[q.k]);
+        b.block(`if (${x} < ${q.F * R}u)`, (i) => {
+          const col = i.let('col', `tile * ${R}u + ${x} % ${R}u`);
+          const run = sumSegments(K, i, `${a.NR * q.F}u`, (g) => `${segS}[${g} + (${x} / ${R}u) * ${a.NR}u + min(${col}, ${a.NR - 1}u)]`);
+          i.line(`${S.name}[${x}] = select(0.0, ${run}, ${col} < ${a.NR}u);`);
+        });
+        if (q.vec4) b.block(`if (${x} < ${q.F / 4}u)`, (i) => i.line(`${z.name}[${x}] = vec4<f32>(${[0, 1, 2, 3].map((k) => sumSegments(K, i, `${q.F}u`, (g) => `${segZ}[${g} + ${x} * 4u + ${k}u]`, `z${k}`)).join(', ')});`));
+        else b.block(`if (${x} < ${q.F}u)`, (i) => i.line(`${z.name}[${x}] = ${sumSegments(K, i, `${q.F}u`, (g) => `${segZ}[${g} + ${x}]`)};`));
+        continue;
+      }
       if (a.segmented === 'output') {
         b.block(`if (${x} < ${q.F * R}u)`, (i) => {
           const col = i.let('col', `tile * ${R}u + ${x} % ${R}u`);
@@ -38,6 +51,31 @@ export function emitStateStart(K: ChunkKernel, body: Block): void {
     }
   });
   body.line('workgroupBarrier();');
+}
+
+/**
+ * Whether a segmented output launch sums its span's incoming state itself from the segments' own states, with no scan
+ * launch (lower.ts leaves it out): over spans (ChunkSchedule.span > 1), state in workgroup memory. Its workgroups then
+ * read sg · P segment states each, the last span's the most: at two spans of 8, eight reads an element, where the
+ * scan launch cost a launch and a dependent walk over all segments.
+ */
+export function spanSums(K: Pick<ChunkKernel, 'a'>): boolean {
+  return K.a.segmented === 'output' && !K.a.resident && (K.a.spec.schedule.span ?? 1) > 1;
+}
+
+/** Σ_{g < sg·P} of `at(offset of segment g)` (a segment's state is `per` floats), eight independent loads a trip. */
+function sumSegments(K: ChunkKernel, b: Block, per: string, at: (g: string) => string, tag = ''): string {
+  const P = K.a.spec.schedule.span!;
+  const run = b.var(`run${tag}`, '0.0');
+  b.for(`g${tag}`, '0u', (g) => `${g} < sg * ${P}u`, (l, g) => {
+    const parts = [...Array(8).keys()].map((i) => {
+      const v = l.var(`own${tag}_${i}`, '0.0');
+      l.line(`if (${g} + ${i}u < sg * ${P}u) { ${v} = ${at(`((b * ${K.a.NS}u + s) * nseg + ${g} + ${i}u) * ${per}`)}; }`);
+      return v;
+    });
+    l.line(`${run} = ${run} + ${parts.join(' + ')};`);
+  }, { step: (g) => `${g} += 8u` });
+  return run;
 }
 
 /** At the start of a chunk that starts a new group, the open group of a past_groups term joins S_k. */
