@@ -9,8 +9,9 @@ import { PREFETCH_MARK, type ChunkSchedule } from '../../backends/wgsl/chunked.t
 import { MAX_PREFETCH } from '../../backends/wgsl/chunked/staging.ts';
 import { CHUNK_DEFAULTS, outputPart } from '../../backends/wgsl/chunked/analysis.ts';
 import { HELD_MARK } from '../../backends/wgsl/chunked/fold-tiled.ts';
+import { spanCandidate } from '../../backends/wgsl/chunked/span-default.ts';
 import { featureNodes, featureRoles } from '../../backends/wgsl/feature-nodes.ts';
-import { bestByModel, chooseFusion } from '../../backends/wgsl/fusion-model.ts';
+import { bestByModel, chooseFusion, estimatePlan } from '../../backends/wgsl/fusion-model.ts';
 import { recurrentPlan } from '../../backends/wgsl/recurrent.ts';
 import { hardwareModel } from '../../backends/wgsl/schedule-model.ts';
 import { lowerChunked } from '../../backends/wgsl/lower.ts';
@@ -40,8 +41,14 @@ export function planReport(p: Program, sizes: Readonly<Record<string, number>>, 
   if (!c) return [...lines, 'plan unfused over feature tiles: neither the fused kernel nor every unfused term kernel fits', ''].join('\n');
   const kind = !c.fuse ? 'unfused' : c.prologue?.size ? 'fused with a prologue' : 'fused';
   lines.push(`plan ${kind} (${show(c.schedule)}): ${c.reason.replace(/^(every feature inline|fused with a prologue|unfused): /, '')}`);
-  lines.push(stagingLine(p, sizes, c.fuse, c.schedule, c.prologue));
-  lines.push(switchesLine(p, sizes, c.fuse, c.schedule, c.prologue));
+  // the candidate over spans (plan-choice.ts spanChoice), which runs where it is estimated under the fused pick
+  const span = c.fuse && !c.prologue?.size ? spanCandidate(p, sizes, limits, units, shape.b, shape.t) : undefined;
+  const spanUs = span && estimatePlan(m, p, sizes, span, true, shape.b, shape.t)?.us;
+  const taken = !!span && spanUs !== undefined && !!c.fused && spanUs < c.fused.us;
+  if (span && spanUs !== undefined) lines.push(`over spans (chunked/span-default.ts): ${show(span)} in spans of ${span.span} segments, est. ${(spanUs / 1e3).toFixed(3)} ms${taken ? ' < the fused pick: the plan runs this' : ' ≥ the fused pick: not taken'}`);
+  const ran = taken ? span! : c.schedule;
+  lines.push(stagingLine(p, sizes, c.fuse, ran, c.prologue));
+  lines.push(switchesLine(p, sizes, c.fuse, ran, c.prologue));
   // The register-blocked schedules (ChunkSchedule.block), which the choice above does not see until they are timed.
   const blocked = BLOCKED_BY_DEFAULT ? undefined : bestByModel(m, p, sizes, candidateSchedules(limits, p, sizes, false, true).filter((s) => s.block), true, shape.b, shape.t);
   if (blocked) lines.push(`register-blocked fused, not chosen by default until timed (chunk-schedules.ts BLOCKED_BY_DEFAULT): best ${show(blocked.schedule)}, est. ${(blocked.us / 1e3).toFixed(3)} ms`);
