@@ -16,7 +16,7 @@ import { featureNodes } from '../../backends/wgsl/feature-nodes.ts';
 import { bestHybrid, chooseFusion, decidePrologue, estimatePlan, type PrologueDecision } from '../../backends/wgsl/fusion-model.ts';
 import { outputPart } from '../../backends/wgsl/chunked/analysis.ts';
 import { RESIDENT_LEAST_GAIN, residentDefault } from '../../backends/wgsl/chunked/resident-default.ts';
-import { spanCandidate } from '../../backends/wgsl/chunked/span-default.ts';
+import { weighSpans } from '../../backends/wgsl/chunked/span-default.ts';
 import { isSoftmaxProgram } from '../../backends/wgsl/softmax-analysis.ts';
 import type { Id, Program } from '../ir/types.ts';
 import { adapterModel } from './adapter-model.ts';
@@ -154,13 +154,10 @@ function residentChoice(gpu: Gpu, p: Program, sizes: Readonly<Record<string, num
 function spanChoice(gpu: Gpu, p: Program, sizes: Readonly<Record<string, number>>, why: string, at: { b: number; t: number }, plain: ChunkSchedule, unfused: ChunkSchedule | undefined): PlanChoice | undefined {
   if (gpu.isSoftware) return undefined; // timed on hardware only
   const model = adapterModel(gpu);
-  const s = spanCandidate(p, sizes, gpu.limits, model.computeUnits, at.b, at.t);
-  if (!s) return undefined;
-  const est = (x: ChunkSchedule, fuse: boolean) => estimatePlan(model, p, sizes, x, fuse, at.b, at.t)?.us;
-  const [span, pick] = [est(s, true), est(plain, true)];
-  if (span === undefined || pick === undefined || span >= pick) return undefined;
-  const other = unfused ? est(unfused, false) : undefined;
-  return { fuse: true, schedule: s, prologue: new Set(), reason: `${why}; over spans (${show(s)}: whole heads' columns a workgroup): est. fused ${ms(span)} over spans; at ${show(plain)} fused ${ms(pick)}, unfused ${ms(other)}` };
+  const w = weighSpans(model, p, sizes, gpu.limits, at.b, at.t, plain);
+  if (!w || w.us >= w.plainUs) return undefined;
+  const other = unfused ? estimatePlan(model, p, sizes, unfused, false, at.b, at.t)?.us : undefined;
+  return { fuse: true, schedule: w.schedule, prologue: new Set(), reason: `${why}; over spans (${show(w.schedule)}: whole heads' columns a workgroup): est. fused ${ms(w.us)} over spans; at ${show(plain)} fused ${ms(w.plainUs)}, unfused ${ms(other)}` };
 }
 
 /** The unfused plan with feature-tiled terms, or the error saying that not even it fits. */

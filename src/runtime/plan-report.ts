@@ -9,9 +9,9 @@ import { PREFETCH_MARK, type ChunkSchedule } from '../../backends/wgsl/chunked.t
 import { MAX_PREFETCH } from '../../backends/wgsl/chunked/staging.ts';
 import { CHUNK_DEFAULTS, outputPart } from '../../backends/wgsl/chunked/analysis.ts';
 import { HELD_MARK } from '../../backends/wgsl/chunked/fold-tiled.ts';
-import { spanCandidate } from '../../backends/wgsl/chunked/span-default.ts';
+import { weighSpans } from '../../backends/wgsl/chunked/span-default.ts';
 import { featureNodes, featureRoles } from '../../backends/wgsl/feature-nodes.ts';
-import { bestByModel, chooseFusion, estimatePlan } from '../../backends/wgsl/fusion-model.ts';
+import { bestByModel, chooseFusion } from '../../backends/wgsl/fusion-model.ts';
 import { recurrentPlan } from '../../backends/wgsl/recurrent.ts';
 import { hardwareModel } from '../../backends/wgsl/schedule-model.ts';
 import { lowerChunked } from '../../backends/wgsl/lower.ts';
@@ -42,11 +42,10 @@ export function planReport(p: Program, sizes: Readonly<Record<string, number>>, 
   const kind = !c.fuse ? 'unfused' : c.prologue?.size ? 'fused with a prologue' : 'fused';
   lines.push(`plan ${kind} (${show(c.schedule)}): ${c.reason.replace(/^(every feature inline|fused with a prologue|unfused): /, '')}`);
   // the candidate over spans (plan-choice.ts spanChoice), which runs where it is estimated under the fused pick
-  const span = c.fuse && !c.prologue?.size ? spanCandidate(p, sizes, limits, units, shape.b, shape.t) : undefined;
-  const spanUs = span && estimatePlan(m, p, sizes, span, true, shape.b, shape.t)?.us;
-  const taken = !!span && spanUs !== undefined && !!c.fused && spanUs < c.fused.us;
-  if (span && spanUs !== undefined) lines.push(`over spans (chunked/span-default.ts): ${show(span)} in spans of ${span.span} segments, est. ${(spanUs / 1e3).toFixed(3)} ms${taken ? ' < the fused pick: the plan runs this' : ' ≥ the fused pick: not taken'}`);
-  const ran = taken ? span! : c.schedule;
+  const w = c.fuse && !c.prologue?.size ? weighSpans(m, p, sizes, limits, shape.b, shape.t, c.schedule) : undefined;
+  const taken = !!w && w.us < w.plainUs;
+  if (w) lines.push(`over spans (chunked/span-default.ts): ${show(w.schedule)} in spans of ${w.schedule.span} segments, est. ${(w.us / 1e3).toFixed(3)} ms${taken ? ' < the fused pick: the plan runs this' : ' ≥ the fused pick: not taken'}`);
+  const ran = taken ? w!.schedule : c.schedule;
   lines.push(stagingLine(p, sizes, c.fuse, ran, c.prologue));
   lines.push(switchesLine(p, sizes, c.fuse, ran, c.prologue));
   // The register-blocked schedules (ChunkSchedule.block), which the choice above does not see until they are timed.

@@ -16,6 +16,8 @@
 // the plan choice takes it where it is estimated under the model's own pick (plan-choice.ts spanChoice).
 import type { Program } from '../../../src/ir/types.ts';
 import { sharedFloats, type ChunkSchedule } from '../chunked.ts';
+import { estimatePlan } from '../fusion-model.ts';
+import type { AdapterModel } from '../schedule-model.ts';
 import type { ScheduleLimits } from '../chunk-schedules.ts';
 import { count, type Sizes } from '../common.ts';
 import { layoutOf } from '../layout.ts';
@@ -65,4 +67,16 @@ export function spanCandidate(p: Program, sizes: Sizes, limits: ScheduleLimits, 
   }
   if (sharedFloats(p, sizes, p.terms, p.output, schedule) * 4 > limits.maxComputeWorkgroupStorageSize) return undefined;
   return schedule;
+}
+
+/**
+ * The spans candidate beside the fused schedule the model picked (`plain`, every feature inline), both estimated at
+ * (b, t): what the plan choice (plan-choice.ts spanChoice) and the plan report weigh. Undefined where there is no
+ * candidate or either does not fit; the candidate runs where `us` < `plainUs`.
+ */
+export function weighSpans(m: AdapterModel, p: Program, sizes: Sizes, limits: ScheduleLimits, b: number, t: number, plain: ChunkSchedule): { schedule: ChunkSchedule; us: number; plainUs: number } | undefined {
+  const schedule = spanCandidate(p, sizes, limits, m.computeUnits, b, t);
+  const us = schedule && estimatePlan(m, p, sizes, schedule, true, b, t)?.us;
+  const plainUs = estimatePlan(m, p, sizes, plain, true, b, t)?.us;
+  return schedule && us !== undefined && plainUs !== undefined ? { schedule, us, plainUs } : undefined;
 }
