@@ -4,8 +4,9 @@
 // of 32, 2 at d 64): S_k as Cw vecFL registers, z_k as one.
 // The rest of the chunk kernel is unchanged but for where S and z are read and written:
 //
-//   after staging   the owners reduce φ_i·(decay_i ⊙ S_prev) and φ_i·(decay_i ⊙ z_prev) for every row of the chunk
-//                   into phiS [C][R + Cw], phiZ [C] (emitResidentProducts), in the score phase, before its barrier;
+//   after staging   the owners reduce φ_i·(decay_i ⊙ S_prev) for every row of the chunk into phiS [C][R + Cw], and the
+//                   subgroups φ_i·(decay_i ⊙ z_prev) into phiZ [C], a row each (emitResidentProducts), in the score
+//                   phase, before its barrier;
 //   outputs         read phiS (outputs.ts stateTerm); a normalised group's denominator starts from phiZ and adds
 //                   the row of A as A·V reads it (outputs.ts), so the kernel has no denominator phase
 //                   (denominators.ts) and one barrier fewer a chunk;
@@ -117,40 +118,88 @@ export function emitResidentProducts(K: ChunkKernel, chunk: Block): void {
   const vecC = Cw === 1 ? 'f32' : `vec${Cw}<f32>`;
   for (const q of a.prefix) {
     const { phiS, phiZ } = K.arrays.prefix[q.k];
-    const withZ = residentNeedsZ(a, q);
     const fl = laneFeatures(a.resident, q);
     chunk.for('blk', '0u', (blk) => `${blk} < ${NB}u`, (l, blk) => {
-      l.comment(`term ${q.term.name}: φ·S_prev${withZ ? ', φ·z_prev' : ''} of rows ${RB}·blk … ${RB}·blk + ${RB - 1}, each lane's ${fl} feature(s) first`);
-      type Part = { s: string; z: string | null };
-      let parts: Part[] = range(RB).map((r) => {
+      l.comment(`term ${q.term.name}: φ·S_prev of rows ${RB}·blk … ${RB}·blk + ${RB - 1}, each lane's ${fl} feature(s) first`);
+      let parts: string[] = range(RB).map((r) => {
         const row = `${blk} * ${RB}u + ${r}u`;
         // a per-feature decay reaches S through each feature (decay_i ⊙ S): on φ's lanes, before the dot products
         const p = l.let(`p_${r}`, `${phiLanes(K, q, l, row)}${q.gatePerFeature ? ` * exp(${logDecayLanes(K, q, row)})` : ''}`);
         const dots = regs.S[q.k].map((S) => laneDot(fl, p, S));
-        return { s: l.let(`ps_${r}`, Cw === 1 ? dots[0] : `${vecC}(${dots.join(', ')})`), z: withZ ? l.let(`pz_${r}`, laneDot(fl, p, regs.z[q.k])) : null };
+        return l.let(`ps_${r}`, Cw === 1 ? dots[0] : `${vecC}(${dots.join(', ')})`);
       });
       // halving: at offset o the lanes with bit o keep the upper half of the rows, the others the lower half
       for (let off = SG / 2; parts.length > 1; off /= 2) {
         const upper = l.let('up', `(${LANE} & ${off}u) != 0u`);
         const half = parts.length / 2;
-        const keep = (lo: string, hi: string, stem: string) => l.let(stem, `select(${lo}, ${hi}, ${upper}) + subgroupShuffleXor(select(${hi}, ${lo}, ${upper}), ${off}u)`);
-        parts = range(half).map((k) => ({ s: keep(parts[k].s, parts[k + half].s, 'hs'), z: parts[k].z && keep(parts[k].z!, parts[k + half].z!, 'hz') }));
+        parts = range(half).map((k) => l.let('hs', `select(${parts[k]}, ${parts[k + half]}, ${upper}) + subgroupShuffleXor(select(${parts[k + half]}, ${parts[k]}, ${upper}), ${off}u)`));
       }
-      let { s, z } = parts[0];
-      // then the Cw lanes of a row (its columns' partial vectors) add up
+      // then the Cw lanes of a row add up their columns' partial vectors. Four columns are halved too, as the rows
+      // were (at offset o the lanes with bit o keep the upper half of the components, so lane l ends with column
+      // l % Cw alone: 3 shuffles where sending the vec4 whole at offsets 2 and 1 took 8); two are sent whole, one
+      // shuffle for a pair of selects being no gain. On the H200 (call 109, 2 runs of 3 rounds each, beside the
+      // vectors sent whole): elu_dwconv d 128 (Cw 4) 1.373 / 1.375 → 1.355 / 1.359 ms; cosformer d 64 (Cw 2) halved
+      // 1.424 / 1.427 against 1.414 / 1.414 whole, cosformer_aug 1.472 / 1.472 against 1.457 / 1.461.
+      let s = parts[0];
+      let whole = Cw;
       for (let off = Cw / 2; off >= 1; off /= 2) {
-        s = l.let('hs', `${s} + subgroupShuffleXor(${s}, ${off}u)`);
-        if (z) z = l.let('hz', `${z} + subgroupShuffleXor(${z}, ${off}u)`);
+        if (Cw < 4) {
+          s = l.let('hs', `${s} + subgroupShuffleXor(${s}, ${off}u)`);
+          continue;
+        }
+        const upper = l.let('up', `(${LANE} & ${off}u) != 0u`);
+        const [lo, hi] = [halfOf(s, whole, false), halfOf(s, whole, true)];
+        s = l.let('hs', `select(${lo}, ${hi}, ${upper}) + subgroupShuffleXor(select(${hi}, ${lo}, ${upper}), ${off}u)`);
+        whole /= 2;
       }
+      const mine = whole === 1 ? s : `${s}[${LANE} % ${Cw}u]`;
       const i = l.let('i', `${blk} * ${RB}u + ${LANE} / ${Cw}u`);
-      // a scalar decay scales the row's sums
-      const decay = q.gateWidth && !q.gatePerFeature ? l.let('dr', `exp(${logDecayAt(K, q, i, '0u')})`) : null;
-      const scaled = (v: string) => (decay ? `${v} * ${decay}` : v);
-      l.line(`${phiS!.name}[${i} * ${phiSStride(a)}u + ${regs.cw0} + ${LANE} % ${Cw}u] = ${scaled(Cw === 1 ? s : `${s}[${LANE} % ${Cw}u]`)};`);
-      if (z) l.block(`if (${regs.sg} == 0u && ${LANE} % ${Cw}u == 0u)`, (w) => w.line(`${phiZ!.name}[${i}] = ${scaled(z!)};`));
+      const decay = scalarDecay(K, q, l, i);
+      l.line(`${phiS!.name}[${i} * ${phiSStride(a)}u + ${regs.cw0} + ${LANE} % ${Cw}u] = ${decay(mine)};`);
     });
+    if (residentNeedsZ(a, q)) emitResidentZ(K, q, chunk);
   }
   if (!a.aGroups.length) chunk.line('workgroupBarrier();');
+}
+
+/** The lower or upper half of a vector of w (4 or 2) components. */
+function halfOf(v: string, w: number, upper: boolean): string {
+  if (w === 4) return `${v}.${upper ? 'zw' : 'xy'}`;
+  if (w === 2) return `${v}.${upper ? 'y' : 'x'}`;
+  throw new Error(`internal: no half of a vector of ${w}`);
+}
+
+/** A scalar decay's factor for row `i` (it scales the row's sums), or the identity. */
+function scalarDecay(K: ChunkKernel, q: PrefixPlan, b: Block, i: string): (v: string) => string {
+  if (!q.gateWidth || q.gatePerFeature) return (v) => v;
+  const dr = b.let('dr', `exp(${logDecayAt(K, q, i, '0u')})`);
+  return (v) => `${v} * ${dr}`;
+}
+
+/**
+ * φ_i·(decay_i ⊙ z_prev) into phiZ_k[i] for every row i of the chunk. Every subgroup holds the whole of z (it does not
+ * depend on the columns), so the rows are spread over the subgroups — subgroup g reduces rows g, g + W, … (W subgroups
+ * a workgroup) with one subgroupAdd each — rather than every subgroup reducing every row beside its S and one of them
+ * writing it: at d 128 (16 subgroups, 16 rows) a lane's share of a chunk went from 16 dot products, 18 shuffles and 28
+ * selects to one dot product and one subgroupAdd. Every invocation runs the loop (uniform control flow
+ * for the subgroup operation); a subgroup past the last row reduces a clamped one and writes nothing.
+ */
+function emitResidentZ(K: ChunkKernel, q: PrefixPlan, chunk: Block): void {
+  const { a } = K;
+  const { SG } = a.resident!;
+  const regs = regsOf(K);
+  const fl = laneFeatures(a.resident!, q);
+  const W = a.WG / SG;
+  const trips = Math.ceil(a.C / W);
+  chunk.for('zr', '0u', (zr) => `${zr} < ${trips}u`, (l, zr) => {
+    l.comment(`term ${q.term.name}: φ·z_prev of row ${regs.sg} + ${W}·zr, this subgroup's`);
+    const zi = l.let('zi', `${regs.sg} + ${zr} * ${W}u`);
+    const row = l.let('zrow', `min(${zi}, ${a.C - 1}u)`);
+    const p = l.let('pzl', `${phiLanes(K, q, l, row)}${q.gatePerFeature ? ` * exp(${logDecayLanes(K, q, row)})` : ''}`);
+    const t = l.let('zt', `subgroupAdd(${laneDot(fl, p, regs.z[q.k])})`);
+    const decay = scalarDecay(K, q, l, row);
+    l.block(`if (${zi} < ${a.C}u && ${LANE} == 0u)`, (w) => w.line(`${K.arrays.prefix[q.k].phiZ!.name}[${zi}] = ${decay(t)};`));
+  });
 }
 
 /** Row `il`'s φ·S_prev (decayed) of term q in tile column `cl`, for the outputs. */
