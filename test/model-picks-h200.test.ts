@@ -84,13 +84,13 @@ describe('the cost model against the H200 with the toggles (bench/results/h200-k
   );
 });
 
-// The same at batch 8 (bench/results/h200-kernels-b8.json, calls 100 and 102): twice the workgroups, so a kernel that
-// left units idle at b 4 fills them and one that filled them runs two waves. The model picked llama_linearized's
+// The same at batch 8 (bench/results/h200-kernels-b8.json, calls 100, 102 and 112): twice the workgroups, so a kernel
+// that left units idle at b 4 fills them and one that filled them runs two waves. The model picked llama_linearized's
 // fused plan there (12.85 ms against its unfused 6.34: the group's reach left out of the score matrix, schedule-model.ts
-// scoreReach) until call 102. performer's pick, fused at 32×64×512 (3.52 ms), still runs 8 % over its unfused plan
-// (3.26) and 10 % over the prologue plan at 32×32×512b2 (3.19, call 101): the model prices the prologue and unfused
-// plans 1.2–1.4× their times there (their feature kernels), at b 4 as well, where the pick is right.
-const B8_MISRANKS = ['performer t4096 d64'];
+// scoreReach) until call 102, and performer's fused plan at 32×64×512 (3.52 ms, 8 % over its unfused plan's 3.26) until
+// the feature kernels of features that read many inputs per element got their own rate (manyReadsKernelOpsPerUs): it
+// had priced the prologue and unfused plans 1.2–1.4× their times. performer and performer_aug now pick the prologue plan
+// at 16×64×512, 2.94 and 3.14 ms, the fastest plans measured (call 112).
 const fits8 = readRows('bench/results/h200-kernels-b8.json').flatMap((r) => fitRow(r) ?? []);
 const ranked8 = fits8.filter((f) => f.plans.length > 1);
 
@@ -101,14 +101,9 @@ describe('the cost model against the H200 at batch 8 (bench/results/h200-kernels
     expect(ranked8.filter((f) => !f.pickMeasured).map((f) => `${name(f)}: ${f.pick} at ${JSON.stringify(f.pickSchedule)}`)).toEqual([]);
   });
 
-  const picks8 = ranked8.filter((f) => f.pickMeasured).map((f) => [name(f), f] as const);
-  it.each(picks8.filter(([n]) => !B8_MISRANKS.includes(n)))(`%s: the plan choosePlan picks is the fastest or within ${PICK_SLACK * 100} %`, (_, f) => {
+  it.each(ranked8.filter((f) => f.pickMeasured).map((f) => [name(f), f] as const))(`%s: the plan choosePlan picks is the fastest or within ${PICK_SLACK * 100} %`, (_, f) => {
     const pick = f.plans.find((x) => x.plan === f.pick)!;
     expect(pick.ms, `picks ${f.pick}; measured ${measured(f)}; ${f.reason}`).toBeLessThanOrEqual(fastestMs(f) * (1 + PICK_SLACK));
-  });
-  it.fails.each(picks8.filter(([n]) => B8_MISRANKS.includes(n)))('%s: the pick is the fastest (a known misrank)', (_, f) => {
-    const pick = f.plans.find((x) => x.plan === f.pick)!;
-    expect(pick.ms).toBeLessThanOrEqual(fastestMs(f) * (1 + PICK_SLACK));
   });
 });
 

@@ -28,7 +28,9 @@ export const materialisedNodes = (p: Program): Id[] => featureNodes(p);
  */
 export function featureKernelCost(m: AdapterModel, p: Program, sizes: Sizes, id: Id, reads: number, b: number, t: number): number {
   const elements = b * t * count(p.nodes[id].type.axes, sizes);
-  return elementwiseCost(m, elements, featureKernelOps(p, sizes, id), 4 * elements * (1 + reads));
+  // a feature that reads many inputs per element runs at its own rate in a feature kernel (schedule-model.ts)
+  const rate = elementOps(p, sizes, id) >= MANY_READS_OPS ? { ...m, unitElementOpsPerUs: m.manyReadsKernelOpsPerUs } : m;
+  return elementwiseCost(rate, elements, featureKernelOps(p, sizes, id), 4 * elements * (1 + reads));
 }
 
 /**

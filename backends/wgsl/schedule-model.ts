@@ -56,6 +56,8 @@ export interface AdapterModel {
   readonly prefetchLoneShare: number;
   /** A feature that reads many inputs per element (MANY_READS_OPS) computed inline in a chunk kernel: its rate (per µs per unit). */
   readonly inlineElementOpsPerUs: number;
+  /** Such a feature computed once in its own feature kernel (fusion-model.ts featureKernelCost): its rate (per µs per unit). */
+  readonly manyReadsKernelOpsPerUs: number;
 }
 
 /**
@@ -163,6 +165,20 @@ export function hardwareModel(computeUnits: number, maxWorkgroupBytes: number): 
     // keeps its units full. The elementwise maps stay at 48: at 32 cosformer's fused plan (1.916 ms) is estimated above
     // its unfused one (2.254).
     inlineElementOpsPerUs: 32 * 1700,
+    // The same features in a feature kernel of their own (a prologue, or the unfused plan's) run faster than the
+    // elementwise rate: a dot product over the row (performer's ω·k, llama's and hedgehog's norms) is loads the
+    // invocations of a row share, one FMA each. At 48 a cycle the model put performer's prologue and unfused plans at
+    // 1.28–1.38× their times (h200-kernels.json, call 93: prologue 1.61 ms, est. 2.22; unfused 1.77, est. 2.28;
+    // h200-performer-plans.json likewise at five schedules) while its fused plans sat at 0.95–1.11×, and so at b 8
+    // picked performer's fused plan (3.52 ms) over the unfused one (3.26). 96 a cycle puts performer's prologue plans at
+    // 0.98× (1.711 against 1.740 at 32×32×512) and hedgehog's at 1.17× (1.34× at 48); the geometric mean error over
+    // h200-kernels.json goes 1.32× → 1.28×. Call 112 timed what it moved, beside the code before (bench/results/
+    // h200-feature-rate.json): performer's b 8 pick, now the prologue plan at 16×64×512, 2.936 ms against the old pick's
+    // 3.522 (unfused 3.261), performer_aug 3.133 against 3.573; at b 1 the segmented prologue plan with both features
+    // in the prologue 0.443 against 0.479 with one; and llama_linearized's key feature, which the model now puts in a
+    // prologue of the fused plan, 5.033 against 6.414 inline (its unfused pick, 4.260, stays the fastest). The
+    // elementwise maps stay at 48.
+    manyReadsKernelOpsPerUs: 96 * 1700,
   };
 }
 
@@ -187,6 +203,7 @@ export function softwareModel(cores: number, maxWorkgroupBytes: number): Adapter
     prefetchRoomShare: 0,
     prefetchLoneShare: 0,
     inlineElementOpsPerUs: 2500 / cores,
+    manyReadsKernelOpsPerUs: 2500 / cores,
   };
 }
 
