@@ -181,8 +181,9 @@ function scalarDecay(K: ChunkKernel, q: PrefixPlan, b: Block, i: string): (v: st
  * depend on the columns), so the rows are spread over the subgroups — subgroup g reduces rows g, g + W, … (W subgroups
  * a workgroup) with one subgroupAdd each — rather than every subgroup reducing every row beside its S and one of them
  * writing it: at d 128 (16 subgroups, 16 rows) a lane's share of a chunk went from 16 dot products, 18 shuffles and 28
- * selects to one dot product and one subgroupAdd. Every invocation runs the loop (uniform control flow
- * for the subgroup operation); a subgroup past the last row reduces a clamped one and writes nothing.
+ * selects to one dot product and one subgroupAdd (call 109 on the H200, bench/results/h200-resident-z.json: elu_dwconv
+ * d 128 1.446 → 1.374 ms). Every invocation runs the loop (uniform control flow for the subgroup operation); a
+ * subgroup past the last row reduces a clamped one and writes nothing.
  */
 function emitResidentZ(K: ChunkKernel, q: PrefixPlan, chunk: Block): void {
   const { a } = K;

@@ -109,9 +109,10 @@ const LAG_ONLY: ReadonlySet<MaskAtom['kind']> = new Set(['causal', 'window', 'ce
  * When row il (position ia = c0 + il) takes the tap at `lag`: the row is in the sequence, the key position ia − lag is
  * too, and the mask admits the pair. A mask of lag-only atoms admits every lag of its lagRange, and a row in the
  * sequence puts a key at a lag ≥ 0 before its own position, so that is `il < n && ia >= lag` — the general form
- * converted ia − lag between i32 and u32 and tested the mask at every tap, integer work that took 4.5 % of elu_dwconv's resident kernel at d 128 on the H200 (hand edit, call 110: 1.357 →
- * 1.296 ms; bench/results/h200-tap-conditions.json). Other masks (a group's) and negative lags (a centred window's,
- * which no chunk kernel takes: the noncausal convolution runs in the parallel form) keep the general form.
+ * converted ia − lag between i32 and u32 and tested the mask at every tap, integer work that took 4.5 % of
+ * elu_dwconv's resident kernel at d 128 on the H200 (hand edit, call 110: 1.357 → 1.296 ms; call 111 generated:
+ * bench/results/h200-tap-conditions.json). Other masks (a group's) and negative lags (a centred window's, which no
+ * chunk kernel takes: the noncausal convolution runs in the parallel form) keep the general form.
  */
 export function tapCondition(mask: readonly MaskAtom[], il: string, ia: string, lag: number): string {
   if (lag >= 0 && mask.every((m) => LAG_ONLY.has(m.kind))) return lag > 0 ? `${il} < n && ${ia} >= ${lag}u` : `${il} < n`;
