@@ -5,7 +5,7 @@
 // over a projection stages its q @ W and its max and Σ exp once per row: row-quantity-ops.ts) against the unfused
 // plan's extra launches and traffic. The estimate of each plan mirrors lowerChunked's kernels one for one.
 import type { Id, Program, Term } from '../../src/ir/types.ts';
-import { itemsOver, outputPart, valueGroups } from './chunked/analysis.ts';
+import { itemsOver, outputPart, partDen, valueGroups } from './chunked/analysis.ts';
 import type { ChunkSchedule } from './chunked.ts';
 import { count, type Sizes } from './common.ts';
 import { elementOps } from './element-ops.ts';
@@ -76,8 +76,9 @@ export function estimatePlan(m: AdapterModel, program: Program, sizes: Sizes, s:
     launches += s.segment ? 3 : 1;
   }
   if (!single) {
-    // combine: every part's numerator and denominator read, o written
-    us += elementwiseCost(m, b * t * per, 2 * groups.length, 4 * b * t * per * (1 + 2 * groups.length));
+    // combine: every part's numerator read, and its denominator where its item is normalised (analysis.ts partDen); o written
+    const parts = groups.reduce((n, terms) => n + itemsOver(p.output, terms).reduce((x, it) => x + (partDen(it) ? 2 : 1), 0), 0);
+    us += elementwiseCost(m, b * t * per, parts, 4 * b * t * per * (1 + parts));
     launches++;
   }
   return { us, launches };

@@ -8,7 +8,7 @@
 // noncausal ones in the parallel form over their bounded window, added into o (no decoding state: it cannot decode).
 import type { Id, OutputItem, Program, Term } from '../../src/ir/types.ts';
 import { chunkKernel, segBuffer, segmentable, type ChunkSchedule } from './chunked.ts';
-import { itemsOver, kernelItems, outputPart, valueGroups, type KeptParts } from './chunked/analysis.ts';
+import { itemsOver, kernelItems, outputPart, partDen, valueGroups, type KeptParts } from './chunked/analysis.ts';
 import { count, programBuffers, programReader, type Sizes } from './common.ts';
 import { ExprGen } from './expr.ts';
 import { featureNodes } from './feature-nodes.ts';
@@ -148,7 +148,7 @@ export function lowerChunked(p: Program, sizes: Sizes, opts: LowerOptions): Plan
   const state = opts.exportState ? stateLayout(p, sizes) : undefined;
   if (state && !single) throw new Error(`${p.name}: exporting the decoding state needs a single fused kernel (terms read different values)`);
   if (state) buffers.push(...state.buffers);
-  const partials: { item: number; num: string; den: string }[] = [];
+  const partials: { item: number; num: string; den?: string }[] = [];
   const segments = opts.fuse ? opts.schedule.segment : undefined;
   if (segments) {
     const sg = segmentable(p, sizes);
@@ -184,8 +184,10 @@ export function lowerChunked(p: Program, sizes: Sizes, opts: LowerOptions): Plan
         const item = p.output.findIndex((o) => (o.kind === 'term' ? [o.term] : o.terms).some((nm) => (it.kind === 'term' ? [it.term] : it.terms).includes(nm)));
         const num = `${label}:part${g}:num`;
         const den = `${label}:part${g}:den`;
-        for (const name of [num, den]) buffers.push({ name, role: 'scratch', floats: (b, t) => b * t * per, shape: (b, t) => [b, t, per] });
-        partials.push({ item, num, den });
+        // a chunk kernel's unnormalised part has no denominator (chunked/analysis.ts partDen); a feature-tiled one writes it
+        const withDen = !!tile || partDen(it);
+        for (const name of withDen ? [num, den] : [num]) buffers.push({ name, role: 'scratch', floats: (b, t) => b * t * per, shape: (b, t) => [b, t, per] });
+        partials.push({ item, num, ...(withDen && { den }) });
         if (tile) {
           const k = featureTiledTerm(p, sizes, terms[0], tile, label, num, den);
           kernels.push(...k.kernels);
@@ -278,9 +280,10 @@ function featureKernel(p: Program, sizes: Sizes, id: Id): { kernel: Kernel; buff
 }
 
 /** o = Σ plain parts + Σ_groups (Σ num) / (Σ den + eps). */
-function combineKernel(p: Program, per: number, parts: readonly { item: number; num: string; den: string }[]): Kernel {
+function combineKernel(p: Program, per: number, parts: readonly { item: number; num: string; den?: string }[]): Kernel {
   const kb = new KernelBuilder(WG, ['gid', 'nwg']);
-  const bound = parts.map((x) => ({ item: x.item, num: kb.storage(x.num, false, { always: true }), den: kb.storage(x.den, false, { always: true }) }));
+  // a part's denominator is bound only where its item is normalised, the only place it is read
+  const bound = parts.map((x) => ({ item: x.item, num: kb.storage(x.num, false, { always: true }), den: x.den !== undefined && p.output[x.item].kind === 'norm' ? kb.storage(x.den, false, { always: true }) : undefined }));
   const out = kb.storage('out:o', true, { always: true });
   const main = kb.body;
   const flat = flatIndex(main);
@@ -289,8 +292,9 @@ function combineKernel(p: Program, per: number, parts: readonly { item: number; 
   p.output.forEach((it, k) => {
     const mine = bound.filter((x) => x.item === k);
     const num = mine.map((x) => `${kb.use(x.num)}[${flat}]`).join(' + ') || '0.0';
-    const den = mine.map((x) => `${kb.use(x.den)}[${flat}]`).join(' + ') || '0.0';
-    main.line(it.kind === 'norm' ? `${o} = ${o} + (${num}) / (${den} + ${it.eps});` : `${o} = ${o} + ${num};`);
+    if (it.kind !== 'norm') return main.line(`${o} = ${o} + ${num};`);
+    const den = mine.map((x) => `${kb.use(x.den!)}[${flat}]`).join(' + ') || '0.0';
+    main.line(`${o} = ${o} + (${num}) / (${den} + ${it.eps});`);
   });
   main.line(`${kb.use(out)}[${flat}] = ${o};`);
   return kb.build({ label: `${p.name}.combine`, comment: [`combine the parts of ${p.name}`], workgroups: (b, t) => grid(b * t * per, WG), launch: { kind: 'grid', perToken: per, size: WG } });

@@ -15,7 +15,7 @@
 // they are not predictions to quote. src/runtime/adapter-model.ts builds the adapter's.
 import { operands, type OutputItem, type Program, type Term } from '../../src/ir/types.ts';
 import { layoutOf, prefetchedLoads, sharedFloats, type ChunkKernelSpec, type ChunkSchedule } from './chunked.ts';
-import { analyseChunk, scoreReach } from './chunked/analysis.ts';
+import { analyseChunk, partDen, scoreReach } from './chunked/analysis.ts';
 import { stagedReductions } from './chunked/row-reductions.ts';
 import { blockTile, scoreTile } from './chunked/tiles.ts';
 import { count, type Sizes } from './common.ts';
@@ -435,7 +435,8 @@ export function chunkKernelCost(m: AdapterModel, k: ChunkKernelModel, b: number,
   // What it reads per token: each tile reads a token tensor whole unless it has the tile's column axes (v: each tile
   // reads its own columns); the output (or its two parts) is written once.
   const reads = tokenReads(p, sizes, k.terms, leaves, L.rest);
-  const bytes = 4 * b * t * (tiles * reads.perTile + reads.once + (k.partial ? 2 : 1) * count(p.outAxes, sizes));
+  // a partial kernel writes its numerator, and its denominator where its item is normalised (analysis.ts partDen)
+  const bytes = 4 * b * t * (tiles * reads.perTile + reads.once + (k.partial && k.items.some(partDen) ? 2 : 1) * count(p.outAxes, sizes));
   // the output tile (C × R) is the narrowest of a step's phases that every variant has.
   // Each prefix term adds its accumulators to a busy invocation's registers, so fewer of its workgroups share a unit
   // (launchCost's registerShare). On the H200 (call 15, b 4, h 16, t 4096, d 64) cosformer's kernel of two prefix

@@ -286,6 +286,14 @@ export function kernelItems(items: readonly OutputItem[], partial: boolean): Out
   return [...(plain.length ? [{ kind: 'norm', terms: plain, eps: -1 } as OutputItem] : []), ...norms];
 }
 
+/**
+ * Whether a partial kernel's part of output item `it` needs its denominator: only a normalised item's, which the
+ * combine kernel divides by (lower.ts). An unnormalised term's part (llama_linearized's and flash's local and global
+ * terms, a convolution) is its numerator alone: its kernel used to sum and write a denominator nothing read — in
+ * llama's local kernel a 79-long serial sum by 16 invocations and a barrier every chunk.
+ */
+export const partDen = (it: OutputItem): boolean => it.kind === 'norm';
+
 /** The output items over `terms`: items of other terms dropped, normalised items cut down to these terms. */
 export function itemsOver(items: readonly OutputItem[], terms: readonly Term[]): OutputItem[] {
   const names = new Set(terms.map((t) => t.name));
@@ -356,7 +364,9 @@ export function analyseChunk(spec: ChunkKernelSpec): ChunkAnalysis {
   const { staged, declared } = stagedFeatures(p, sizes, L, terms, prefix);
   const groupTerms = items.map((it) => (it.kind === 'term' ? [it.term] : [...it.terms]).map((nm) => terms.find((t) => t.name === nm)!));
   const aGroups = groupTerms.flatMap((ts, g) => (ts.some((t) => L.aTerms.includes(t)) ? [g] : []));
-  const denGroups = items.flatMap((it, g) => (spec.partial || (it.kind === 'norm' && it.eps >= 0) ? [g] : []));
+  // A partial kernel writes a denominator for the items the combine kernel divides (partDen); one with its own memory
+  // interface (the training stages, spec.io) for every item, as its stages expect.
+  const denGroups = items.flatMap((it, g) => ((spec.partial && (spec.io || partDen(it))) || (it.kind === 'norm' && it.eps >= 0) ? [g] : []));
   const valueId = terms[0].value;
   for (const t of terms) if (t.value !== valueId) throw new Error(`terms ${terms[0].name} and ${t.name} have different values; they need separate kernels`);
   const segment = schedule.segment ?? 0;

@@ -5,7 +5,7 @@ import type { Id } from '../../../src/ir/types.ts';
 import { programReader } from '../common.ts';
 import { offset, type Index, type Positions, type Resolver } from '../expr.ts';
 import type { Binding, KernelBuilder, WorkgroupArray } from '../kernel-builder.ts';
-import type { ChunkAnalysis, ChunkIo, PrefixPlan } from './analysis.ts';
+import { partDen, type ChunkAnalysis, type ChunkIo, type PrefixPlan } from './analysis.ts';
 import { rowWidth } from '../row-quantities.ts';
 import { stagedReductions, type StagedReduction } from './row-reductions.ts';
 import { quadStride } from './tiles.ts';
@@ -57,7 +57,7 @@ export interface ChunkBindings {
   readonly segS: readonly Binding[]; // by PrefixPlan.k
   readonly segZ: readonly Binding[];
   readonly out?: Binding;
-  readonly parts: readonly { readonly num: Binding; readonly den: Binding }[]; // partial kernels, per item
+  readonly parts: readonly { readonly num: Binding; readonly den?: Binding }[]; // partial kernels, per item (den: normalised items only, partDen)
   /** Kept numerators and denominators (ChunkKernelSpec.keep), by output group. */
   readonly kept: ReadonlyMap<number, KeptBinding>;
 }
@@ -167,9 +167,9 @@ export function declareBindings(a: ChunkAnalysis, kb: KernelBuilder): ChunkBindi
   const seg = segments();
   const partial = a.spec.partial;
   const parts = partial
-    ? a.items.map((_, g) => ({
+    ? a.items.map((it, g) => ({
         num: kb.storage(`${a.spec.label}:part${g}:num`, true, { name: `part_${g}_num`, always: true }),
-        den: kb.storage(`${a.spec.label}:part${g}:den`, true, { name: `part_${g}_den`, always: true }),
+        ...(partDen(it) && { den: kb.storage(`${a.spec.label}:part${g}:den`, true, { name: `part_${g}_den`, always: true }) }),
       }))
     : [];
   const out = partial ? undefined : kb.storage('out:o', true, { always: true });

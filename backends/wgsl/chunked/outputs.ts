@@ -161,7 +161,7 @@ function outputGroup(K: ChunkKernel, c: Block, it: OutputItem, g: number, tile: 
             const off = s.let('o_off', `(b * dims.t + ${ia}) * ${a.per}u + ${offset(a.p.outAxes, a.sizes, r.col.idx)}`);
             const part = K.io.parts[g];
             s.line(`${K.kb.use(part.num)}[${off}] = ${r.num};`);
-            s.line(`${K.kb.use(part.den)}[${off}] = ${r.den};`);
+            if (part.den) s.line(`${K.kb.use(part.den)}[${off}] = ${r.den};`);
           } else {
             const om = tile.o[r.col.n][r.m];
             s.line(normed ? `${om} = ${om} + ${r.num} / (${r.den} + ${(it as { eps: number }).eps});` : `${om} = ${om} + ${r.num};`);

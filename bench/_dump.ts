@@ -1,0 +1,10 @@
+import { writeFileSync, mkdirSync } from 'node:fs';
+import { lowerChunked } from '../backends/wgsl/lower.ts';
+import { compileFile } from '../src/runtime/compiler.ts';
+import { axisSizes } from '../src/inputs.ts';
+const [file, fuse, C, R, T] = process.argv.slice(2);
+const c = compileFile(file);
+const sizes = axisSizes(c.source, { h: 16, d: 64, e: 64 });
+const plan = lowerChunked(c.program, sizes, { fuse: fuse === 'fused', schedule: { chunk: +C, cols: +R, threads: +T } } as any);
+mkdirSync('/tmp/w/dump', { recursive: true });
+(plan as any).kernels.forEach((k: any, i: number) => { writeFileSync(`/tmp/w/dump/${i}-${k.label ?? k.name}.wgsl`, k.wgsl ?? k.code ?? k.source); console.log(i, k.label ?? k.name, (k.wgsl ?? k.code ?? k.source ?? '').length, JSON.stringify(k.workgroups ?? k.dispatch ?? '')); });
