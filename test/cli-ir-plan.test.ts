@@ -60,14 +60,15 @@ describe('linattn ir --print-after=plan', () => {
 
   // The staging line reads the kernels lowering writes: elu_dwconv's plan runs over spans (chunked/span-default.ts;
   // the line before says so), its state launch prefetching 7 loads a thread and its output launch 11; llama_linearized's
-  // unfused chunk kernels at 16×32×1024, its pick since call 116 (3.905 ms against 4.260 at 16×32×512, where the group
-  // term's kernel did not prefetch: chunked/stage.ts decides), all three; performer's prologue
+  // unfused chunk kernels at 32×32×512, its pick since its group term's halo shrank to the 32 rows a chunk of 32 can
+  // reach (call 119: 3.118 ms, against 3.689 at call 116's pick, 16×32×1024, with the mask's 63-row halo), all three;
+  // performer's prologue
   // plan at b 4 (φ and ψ read from the prologue: 10 loads), and at b 1, segmented with both in the prologue (since call
   // 112; with φ inline only its state launch did), in both launches; a variant's kernel built with prefetch off carries
   // no mark.
   it.each([
     ['paper/elu_dwconv', H200_AT, /^staging: the next chunk's rows loaded while this one computes in 2 of 2 chunk kernels \(7, 11 global loads a thread held\)$/],
-    ['paper/llama_linearized', H200_AT, /^staging: the next chunk's rows loaded while this one computes in 3 of 3 chunk kernels \(9, 3, 3 global loads a thread held\)$/],
+    ['paper/llama_linearized', H200_AT, /^staging: the next chunk's rows loaded while this one computes in 3 of 3 chunk kernels \(16, 10, 5 global loads a thread held\)$/],
     ['paper/performer', H200_AT, /^staging: the next chunk's rows loaded while this one computes in 1 of 1 chunk kernel \(10 global loads a thread held\)$/],
     ['paper/performer', [...H200_AT.slice(0, -4), '--b', '1', '--t', '4096'], /^staging: the next chunk's rows loaded while this one computes in 2 of 2 chunk kernels \(\d+, \d+ global loads a thread held\)$/],
   ])('%s: says whether its chunk kernels load the next chunk ahead', async (name, at, want) => {

@@ -42,7 +42,8 @@ describe('the fused chunked lowering', () => {
   });
 
   // The chunk kernel stages llama's ‖q‖ and ‖k‖ once per row (chunked/row-reductions.ts) and its φ, ψ and key
-  // features read them back at their rows: ‖k‖ over the chunk and the 63-row halo of the group term's keys. Odd
+  // features read them back at their rows: ‖k‖ over the chunk and the group term's 56-row halo (its groups of 64
+  // start at most 64 − 8 rows before a chunk of 8: layout.ts groupReach; the mask's own reach is 63). Odd
   // sizes (d 5, e 3, t 45 over chunks of 8) so no power of two hides a wrong row or offset.
   it('llama_linearized fused at d 5 and t 45 (norms staged per row, a partial last chunk) equals the oracle', async () => {
     const g = await gpu();
@@ -51,9 +52,25 @@ describe('the fused chunked lowering', () => {
     const x = makeInputs(c.source, { b: 2, t: 45, axes, seed: 21 });
     const schedule = { chunk: 8, cols: 4, threads: 64 };
     const plan = lowerChunked(c.program, axisSizes(c.source, axes), { fuse: true, schedule });
-    expect(plan.kernels[0].code).toMatch(/var<workgroup> red\d+: array<f32, 71>/); // ‖k‖: 8 rows and the halo of 63
+    expect(plan.kernels[0].code).toMatch(/var<workgroup> red\d+: array<f32, 64>/); // ‖k‖: 8 rows and the halo of 56
     const r = await runCompiled(c, x, { device: 'gpu', gpu: g, form: 'chunked', fuse: true, schedule, prologue: 'none' });
     expectRelClose(r.o.data, evaluateParallel(c.source, x).data, 1e-4, 'llama_linearized d 5');
+  });
+
+  // A group term's keys reach back to its group's start, at most G − C rows before a chunk that divides G (layout.ts
+  // groupReach): over t = 140 (two whole groups of 64 and a partial third) at chunk 16 every chunk's reach, 0 to 48
+  // rows, is taken, the last chunk of each group's exactly the halo; both plans, so the group term's own kernel and
+  // the fused one.
+  it.each([true, false])('llama_linearized (groups of 64) at chunk 16 over t 140, fused %s, equals the oracle', async (fuse) => {
+    const g = await gpu();
+    const c = compileFile('examples/paper/llama_linearized.la');
+    const axes = { h: 2, d: 5, e: 3 };
+    const x = makeInputs(c.source, { b: 1, t: 140, axes, seed: 140 });
+    const schedule = { chunk: 16, cols: 4, threads: 64 };
+    const plan = lowerChunked(c.program, axisSizes(c.source, axes), { fuse, schedule });
+    expect(plan.kernels.find((k) => k.label.endsWith(fuse ? '.chunked' : '.term.local'))!.code).toMatch(/^\/\/ chunk 16, 4 value columns per workgroup, halo 48,/m);
+    const r = await runCompiled(c, x, { device: 'gpu', gpu: g, form: 'chunked', fuse, schedule, prologue: 'none' });
+    expectRelClose(r.o.data, evaluateParallel(c.source, x).data, 1e-4, `llama_linearized t 140 fused ${fuse}`);
   });
 
   // Two variants (one prefix term with a convolution; two prefix terms, so two states scanned), two schedules:

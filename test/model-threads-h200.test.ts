@@ -1,13 +1,15 @@
-// The schedule model against call 116's workgroup sizes (bench/results/h200-threads.json), on a described H200 (no
-// GPU): nine variants' plans at B 4 and B 8 (H 16, T 4096, D 64), each timed at 512 and 1024 invocations on the same
-// chunk and column tiles. For every such pair measured over 5 % apart, the size measured faster must have the lower
-// estimate (test/helpers/schedule-ranking.ts; KNOWN_MISRANKED with it.fails).
+// The schedule model against the workgroup sizes of calls 116 and 119 (bench/results/h200-threads.json), on a
+// described H200 (no GPU): nine variants' plans at B 4 and B 8 (H 16, T 4096, D 64), each timed at 512 and 1024
+// invocations on the same chunk and column tiles. For every such pair measured over 5 % apart, the size measured
+// faster must have the lower estimate (test/helpers/schedule-ranking.ts; KNOWN_MISRANKED with it.fails).
 //
-// The pairs that mattered: llama_linearized's and flash's unfused plans, whose first kernel is a bounded (quadratic)
-// term's, ran 4–15 % faster at 1024 in all eight pairs, and the model, which gave a lone 512-thread workgroup with
-// room for another the room rate for all of its products, picked 512 for both at B 4 (llama 4.260 ms against 3.905)
-// and flash's 8×64×512 at B 8 (6.955 against 6.105). Those terms' products now take the lone rate
-// (schedule-model.ts launchCost `scoreOps`); every other variant's kernels are priced as before.
+// What the file taught: call 116 ran llama_linearized's and flash's unfused plans 4–15 % faster at 1024 than at 512
+// in all eight pairs, which the model (a lone 512-thread workgroup with room for another at its room rate) ranked the
+// other way round. The cause was their group term's kernel, not the rate: it staged and scored the mask's 63 rows
+// before every chunk, a 16 × 79 score tile, three passes of 512 invocations and two of 1024. A chunk that divides
+// the group reaches back at most G − C rows (layout.ts groupReach): at 48 rows the tile is 16 × 64, both sizes ran
+// within 1–5 % of each other (call 119, whose figures replace call 116's for the two variants) and 32 × 32 at 512
+// invocations, which the model ranks first at B 4, ran fastest. The room rate stayed as it was.
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { checkRanking } from './helpers/schedule-ranking.ts';
@@ -36,35 +38,39 @@ const pairs = est.flatMap((x) =>
 /**
  * Pairs (faster < slower, over 5 % apart) the model ranks the wrong way round today: cosformer's fused kernel (two
  * prefix terms' registers: one workgroup a unit at either size, estimated alike) ran 1.25× and 1.40× faster at 512;
- * gla's fused 16×64 5 % faster at 1024 (its per-feature gate's products, like a bounded term's, read workgroup memory);
- * llama_linearized's unfused 16×32 at B 8 (256 workgroups: two 512-thread ones share a unit, not the room case) 9 %
- * faster at 1024. None of them moves a pick: the picks sit at other tiles (test/model-picks-h200.test.ts).
+ * gla's fused 16×64 5 % faster at 1024 (its per-feature gate's products read workgroup memory). Neither moves a pick.
  */
-const KNOWN_MISRANKED = ['b4 cosformer fused 16x32: 512 < 1024', 'b8 cosformer fused 8x64: 512 < 1024', 'b8 gla fused 16x64: 1024 < 512', 'b8 llama_linearized unfused 16x32: 1024 < 512'];
+const KNOWN_MISRANKED = ['b4 cosformer fused 16x32: 512 < 1024', 'b8 cosformer fused 8x64: 512 < 1024', 'b8 gla fused 16x64: 1024 < 512'];
+
+/** The model's pick for the two variants whose tiles the halo moved, against the fastest tile of the file. */
+const PICK_SLACK = 0.05;
+/** flash at B 4: the pick, 16×32×512 (3.326 ms), is 5.9 % over 32×32×512 (3.142), which the model puts 7 % above it. */
+const KNOWN_SLOW_PICKS = ['b4 flash'];
+const picks = ([[4, 'llama_linearized'], [8, 'llama_linearized'], [4, 'flash'], [8, 'flash']] as const).map(([b, variant]) => {
+  const at = est.filter((r) => r.b === b && r.variant === variant);
+  const { p, sizes } = rowProgram(at[0] as unknown as MeasuredRow)!;
+  const c = choosePlan(H200, p, sizes, {}, { b, t: 4096 });
+  const s = c.schedule;
+  const picked = at.find((r) => r.plan === (c.fuse ? 'fused' : 'unfused') && r.schedule.chunk === s.chunk && r.schedule.cols === s.cols && r.schedule.threads === s.threads);
+  const fastest = at.reduce((x, y) => (y.ms < x.ms ? y : x));
+  return { key: `b${b} ${variant}`, c, picked, fastest };
+});
 
 describe('the schedule model against 512 and 1024 invocations (bench/results/h200-threads.json)', () => {
   it('has every row checked against the float64 oracle and both sizes of every tile', () => {
     for (const r of rows) expect(r.errVsOracle, tile(r)).toBeLessThan(1e-6);
     for (const r of rows) expect(rows.filter((y) => tile(y) === tile(r)).map((y) => y.schedule.threads).sort(), tile(r)).toEqual([1024, 512]);
     console.log(`misranked (over 5 % apart): ${pairs.filter((q) => !(q.fast.estMs < q.slow.estMs)).map((q) => q.key).join(', ') || 'none'}`);
-    expect(pairs.length).toBeGreaterThan(25);
+    expect(pairs.length).toBeGreaterThan(20);
   });
 
   checkRanking(pairs, KNOWN_MISRANKED, fmt);
 
-  // The picks of the two variants the pairs moved: the unfused plan at 1024 invocations, the fastest of the file's.
-  it.each([
-    [4, 'llama_linearized', '16x32x1024'],
-    [8, 'llama_linearized', '8x64x1024'],
-    [4, 'flash', '16x32x1024'],
-    [8, 'flash', '8x64x1024'],
-  ] as const)('b %s %s: picks the unfused plan at %s, the fastest measured', (b, variant, want) => {
-    const at = est.filter((r) => r.b === b && r.variant === variant);
-    const { p, sizes } = rowProgram(at[0] as unknown as MeasuredRow)!;
-    const c = choosePlan(H200, p, sizes, {}, { b, t: 4096 });
-    expect(c.fuse, c.reason).toBe(false);
-    expect(`${c.schedule.chunk}x${c.schedule.cols}x${c.schedule.threads}`, c.reason).toBe(want);
-    const fastest = at.reduce((x, y) => (y.ms < x.ms ? y : x));
-    expect(fastest.asked).toBe(`u:${want}`);
+  it.each(picks.map((x) => [x.key, x] as const))('%s: picks a tile the file measured', (_, x) => {
+    expect(x.picked, x.c.reason).toBeDefined();
   });
+
+  const slack = (x: (typeof picks)[number]) => expect(x.picked!.ms, `picked ${fmt(x.picked!)}; fastest ${fmt(x.fastest)}`).toBeLessThanOrEqual(x.fastest.ms * (1 + PICK_SLACK));
+  it.each(picks.filter((x) => !KNOWN_SLOW_PICKS.includes(x.key)).map((x) => [x.key, x] as const))('%s: the pick is the fastest tile or within 5 % of it', (_, x) => slack(x));
+  it.fails.each(picks.filter((x) => KNOWN_SLOW_PICKS.includes(x.key)).map((x) => [x.key, x] as const))('%s: the pick is within 5 % of the fastest tile (not yet: KNOWN_SLOW_PICKS)', (_, x) => slack(x));
 });

@@ -48,12 +48,24 @@ export function layoutOf(p: Program, terms: readonly Term[], chunk?: number, wan
     if (t.form.kind === 'prefix') continue;
     const r = lagRange(t.mask);
     if (!r) throw new Error(`term ${t.name} has an unbounded mask`);
-    // A group term whose groups align with the chunks never reaches into the previous chunk.
-    const group = t.mask.find((m) => m.kind === 'group');
-    const aligned = group && chunk !== undefined && chunk % group.size === 0;
-    halo = Math.max(halo, aligned ? 0 : r[1]);
+    halo = Math.max(halo, groupReach(t, chunk) ?? r[1]);
   }
   return { head: p.outAxes.filter((a) => inHead.has(a)), rest: p.outAxes.filter((a) => !inHead.has(a)), aTerms, directTerms, halo };
+}
+
+/**
+ * How far before a chunk's first row a group term's keys can lie, where its groups and the chunks line up (chunk
+ * kernels start at position 0): none where a chunk holds whole groups; where chunks divide a group, back to the
+ * group's start, at most G − C rows (llama_linearized's and flash's local terms, G 64, at chunk 16: 48 rows, not the
+ * mask's 63; their score tiles were 16 × 79 wide, 15 of the columns never in any of the chunk's groups). Undefined
+ * for a term without a group, or one whose groups and chunks do not divide each other.
+ */
+export function groupReach(t: Term, chunk: number | undefined): number | undefined {
+  const group = t.mask.find((m) => m.kind === 'group');
+  if (!group || chunk === undefined) return undefined;
+  if (chunk % group.size === 0) return 0;
+  if (group.size % chunk === 0) return Math.min(lagRange(t.mask)![1], group.size - chunk);
+  return undefined;
 }
 
 /** The axes of node `id` a kernel indexes per staged row: all but the head axes (fixed per workgroup). */

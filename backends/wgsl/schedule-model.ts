@@ -222,7 +222,7 @@ export interface KernelEstimate {
  */
 export function launchCost(
   m: AdapterModel,
-  k: { workgroups: number; threads: number; workgroupBytes: number; steps: number; stepOps: number; bytes: number; parallelism?: number; registerShare?: number; featureOps?: number; scoreOps?: number; prefetchedBytes?: number },
+  k: { workgroups: number; threads: number; workgroupBytes: number; steps: number; stepOps: number; bytes: number; parallelism?: number; registerShare?: number; featureOps?: number; prefetchedBytes?: number },
 ): KernelEstimate {
   // unitInvocations counts invocations of one prefix term's registers. A busy invocation (one of a step's
   // independent outputs, `parallelism`) holds `registerShare` sets of accumulators (its score, output and state
@@ -254,15 +254,6 @@ export function launchCost(
   // (test/prologue-model.test.ts).
   const room = sharing === 1 && resident >= 2;
   const featureOps = Math.min(k.featureOps ?? 0, k.stepOps);
-  // A bounded term's scores and products (`scoreOps`: llama_linearized's and flash's local softmax terms) do not
-  // take the room rate: each product reads both of its operands from workgroup memory, where the prefix terms'
-  // products are register-blocked, and a lone 512-thread workgroup has half the warps of a 1024-thread one to hide
-  // those reads behind. Call 116 (bench/results/h200-threads.json) timed every variant's plans at 512 and 1024
-  // threads on the same tiles: the elu family, retnet, cosformer, performer and hedgehog ran 0–44 % faster at 512,
-  // as the room rate has them; llama_linearized's and flash's unfused plans, whose first kernel is such a term,
-  // ran 4–15 % faster at 1024 in all eight pairs (llama b 4 16×32 4.260 against 3.905 ms, flash b 8 8×64 6.955
-  // against 6.105), which the room rate had the other way round. At the lone rate the pairs rank as measured.
-  const scoreOps = room ? Math.min(k.scoreOps ?? 0, k.stepOps - featureOps) : 0;
   const alone = m.unitOpsPerUs * own * (resident >= 2 ? 1 : m.loneShare);
   const shared = m.unitOpsPerUs * own * Math.min(1, (sharing * busy * m.loneShare) / m.fullRateInvocations);
   // A lone workgroup whose loads are issued a chunk ahead does not wait for them at the step's start: the share of
@@ -271,7 +262,7 @@ export function launchCost(
   const arrivalUs = ((k.prefetchedBytes ?? 0) * m.computeUnits) / m.bytesPerUs;
   const hidden = (fixedUs: number, share: number) => share * Math.min(fixedUs, arrivalUs);
   const stepUs = room
-    ? m.roomStepUs - hidden(m.roomStepUs, m.prefetchRoomShare) + ((k.stepOps - featureOps - scoreOps) * m.unitOpsPerUs) / (m.roomOpsPerUs * shared) + featureOps / shared + scoreOps / (m.loneShare * shared)
+    ? m.roomStepUs - hidden(m.roomStepUs, m.prefetchRoomShare) + ((k.stepOps - featureOps) * m.unitOpsPerUs) / (m.roomOpsPerUs * shared) + featureOps / shared
     : Math.max(m.stepLatencyUs - (sharing === 1 ? hidden(m.stepLatencyUs, m.prefetchLoneShare) : 0) + k.stepOps / alone, (sharing * k.stepOps) / shared);
   const us = Math.max(waves * k.steps * stepUs, k.bytes / m.bytesPerUs) + m.launchUs;
   return { us, workgroups: k.workgroups, resident, waves, steps: k.steps };
@@ -354,8 +345,6 @@ export function chunkKernelCost(m: AdapterModel, k: ChunkKernelModel, b: number,
   // H200's 1.73; its half of a step made it 1.7 (1.95 at the rates call 9 refitted, below).
   let stateOps = C * R;
   let stateFeatureOps = 0;
-  // A bounded (quadratic) term's scores and products: launchCost's scoreOps.
-  let scoreOps = 0;
   // The rows' features computed inline, each node once however many terms read it (chunked/analysis.ts stages a
   // bounded term's frontier node that is also a prefix term's φ or ψ as an alias): elements per step by node.
   // Computed in registers by the kernel's threads and stored once, at a feature kernel's rate (unitElementOpsPerUs)
@@ -414,9 +403,7 @@ export function chunkKernelCost(m: AdapterModel, k: ChunkKernelModel, b: number,
       // picked it at b 8 over the unfused plan's 6.38 (call 101). The whole reach put flash's and llama's plans at
       // 1.3–2.0× their times, none left out at 0.55–0.83×.
       const reach = scoreReach(layoutOf(p, k.terms, C), term, C);
-      const termOps = C * (C + (term.mask.some((x) => x.kind === 'group') ? reach / 2 : reach)) * (elementOps(p, sizes, term.score, rows) + R);
-      ops += termOps;
-      scoreOps += termOps;
+      ops += C * (C + (term.mask.some((x) => x.kind === 'group') ? reach / 2 : reach)) * (elementOps(p, sizes, term.score, rows) + R);
     }
   }
   // the part of ops that is the features' elementwise work (launchCost's featureOps)
@@ -446,7 +433,7 @@ export function chunkKernelCost(m: AdapterModel, k: ChunkKernelModel, b: number,
   const prefixTerms = k.terms.filter((term) => term.form.kind === 'prefix').length;
   // A blocked schedule (ChunkSchedule.block) holds the same C·R independent accumulators, TN to an invocation: the
   // same registers and the same chains to hide latency behind, so its parallelism and register share stay C·R's.
-  const base = { threads: s.threads, workgroupBytes: bytesShared, stepOps: ops, featureOps, scoreOps, bytes, parallelism: C * R, registerShare: Math.max(1, prefixTerms) };
+  const base = { threads: s.threads, workgroupBytes: bytesShared, stepOps: ops, featureOps, bytes, parallelism: C * R, registerShare: Math.max(1, prefixTerms) };
   // What a workgroup loads a chunk ahead, a step: the generator's own decision (a segmented plan's two launches each
   // decide theirs: performer's state pass prefetches ψ from its prologue, its output pass stages φ inline, in a loop).
   const prefetchedBytes = (segmented?: 'state' | 'output') => 4 * s.threads * (heldLoads({ ...spec, ...(segmented && { segmented }) }) ?? 0);
@@ -458,7 +445,7 @@ export function chunkKernelCost(m: AdapterModel, k: ChunkKernelModel, b: number,
   const nspan = Math.ceil(nseg / P);
   const folded = P > 1 ? (nspan - 1) * P : nseg;
   const pass = launchCost(m, { ...base, workgroups: b * NS * tiles * nspan, steps: seg * P, prefetchedBytes: prefetchedBytes('output') });
-  const state = launchCost(m, { ...base, prefetchedBytes: prefetchedBytes('state'), stepOps: stateOps, featureOps: stateFeatureOps, scoreOps: 0, workgroups: Math.max(1, b * NS * tiles * folded), steps: seg, bytes: (4 * b * t * (tiles * reads.perTile + reads.once) * folded) / nseg });
+  const state = launchCost(m, { ...base, prefetchedBytes: prefetchedBytes('state'), stepOps: stateOps, featureOps: stateFeatureOps, workgroups: Math.max(1, b * NS * tiles * folded), steps: seg, bytes: (4 * b * t * (tiles * reads.perTile + reads.once) * folded) / nseg });
   // the scan launch walks every segment; over spans there is none, and the output launch's workgroups sum the states
   // of the segments before their span, eight loads a trip (chunked/state.ts spanSums)
   const scanUs = P > 1 ? Math.ceil(((nspan - 1) * P) / 8) * m.stepLatencyUs : nseg * m.stepLatencyUs + m.launchUs;

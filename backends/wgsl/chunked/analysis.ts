@@ -11,7 +11,7 @@ import { count, type Sizes } from '../common.ts';
 import type { Index, Resolver } from '../expr.ts';
 import type { KernelBuilder } from '../kernel-builder.ts';
 import type { Block } from '../wgsl-block.ts';
-import { featureCount, frontier, layoutOf, prefixGate, rowAxes, type Layout, type StateLayout } from '../layout.ts';
+import { featureCount, frontier, groupReach, layoutOf, prefixGate, rowAxes, type Layout, type StateLayout } from '../layout.ts';
 import { blockTile, scoreTile } from './tiles.ts';
 
 export interface ChunkSchedule {
@@ -338,9 +338,7 @@ export function aHalo(L: Layout, chunk: number): number {
  */
 export function scoreReach(L: Layout, t: Term, chunk: number): number {
   if (t.form.kind === 'prefix') return 0;
-  const group = t.mask.find((m) => m.kind === 'group');
-  if (group && chunk % group.size === 0) return 0;
-  return Math.min(lagRange(t.mask)![1], L.halo);
+  return Math.min(groupReach(t, chunk) ?? lagRange(t.mask)![1], L.halo);
 }
 
 export function analyseChunk(spec: ChunkKernelSpec): ChunkAnalysis {
