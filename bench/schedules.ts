@@ -22,6 +22,7 @@
 // leading `p:` the fused plan with the feature nodes the model puts in a prologue (fusion-model.ts decidePrologue;
 // none where it puts none): u:32x32x512,p:32x32x512,p:16x64x512s16 sets the three plans side by side. p:default is
 // the plan choice's own plan (choosePlan: fused, with its prologue, or unfused), what `linattn run` runs.
+import { isSoftmaxProgram } from '../backends/wgsl/softmax-analysis.ts';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { sharedFloats, type ChunkSchedule } from '../backends/wgsl/chunked.ts';
@@ -164,7 +165,8 @@ export async function benchSchedules(
             console.log(`${label.padEnd(30)} ${asked.padEnd(16)} wrong result (vs oracle ${errVsOracle}); not timing it`);
             continue;
           }
-          const est = estimatePlan(model, c.program, sizes, s, fuse, o.b, t, prologue, prefetch);
+          // softmax attention's flash kernels have no cost model (estimatePlan prices the chunk kernels of linear terms)
+          const est = isSoftmaxProgram(c.program) ? undefined : estimatePlan(model, c.program, sizes, s, fuse, o.b, t, prologue, prefetch);
           runs.push({ plan, row: { variant: c.source.name, b: o.b, h: o.h, t, d, schedule: { ...s }, asked, plan: fuse ? kind : 'unfused', ...(rs && { resident: true }), ...(prologue?.size && { prologueNodes: [...prologue] }), ms: [], medianMs: 0, estMs: est ? est.us / 1e3 : null, errVsOracle } });
         }
         for (let r = 0; r < o.rounds; r++) for (const run of runs) run.row.ms.push((await timePlan(gpu, run.plan, x, o.b, t, o.iters)).ms);

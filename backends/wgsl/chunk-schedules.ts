@@ -7,6 +7,7 @@ import { layoutOf, segmentable, sharedFloats, type ChunkSchedule } from './chunk
 import { itemsOver, outputPart } from './chunked/analysis.ts';
 import { count } from './common.ts';
 import { analyseSoftmax, isSoftmaxProgram, softmaxSharedFloats } from './softmax-analysis.ts';
+import { tiledLogit, tiledShapes } from './softmax-tiled.ts';
 
 export interface ScheduleLimits {
   readonly maxComputeWorkgroupStorageSize: number;
@@ -117,7 +118,12 @@ export function defaultSchedule(cands: readonly ChunkSchedule[], software = fals
 /** The flash kernel's schedules (softmax-chunked.ts): C query and key rows per block, all value columns, threads. */
 function softmaxSchedules(limits: ScheduleLimits, p: Program, sizes: Readonly<Record<string, number>>): ChunkSchedule[] {
   const a = analyseSoftmax(p, sizes);
-  const out: ChunkSchedule[] = [];
+  // The register-tiled kernel first (softmax-tiled.ts: a scaled q·k logit), largest shape first: `block` is its
+  // logit columns a thread.
+  const tiled = tiledLogit(a)
+    ? tiledShapes(a, { maxWorkgroupFloats: limits.maxComputeWorkgroupStorageSize / 4, maxThreads: limits.maxComputeInvocationsPerWorkgroup }).map((t) => ({ chunk: t.BQ, cols: a.NR, threads: t.threads, block: t.CPT }))
+    : [];
+  const out: ChunkSchedule[] = [...tiled];
   for (const chunk of CHUNKS) {
     if (softmaxSharedFloats(a, chunk) * 4 > limits.maxComputeWorkgroupStorageSize) continue;
     for (const threads of THREADS) if (threads <= limits.maxComputeInvocationsPerWorkgroup) out.push({ chunk, cols: a.NR, threads });

@@ -28,6 +28,7 @@ import { featureNodes } from './feature-nodes.ts';
 import { KernelBuilder } from './kernel-builder.ts';
 import type { Kernel } from './plan.ts';
 import { analyseSoftmax, isSoftmaxProgram, softmaxSharedFloats } from './softmax-analysis.ts';
+import { shapeOf } from './softmax-tiled.ts';
 import type { Block } from './wgsl-block.ts';
 import { analyseChunk, itemsOver, valueGroups, type ChunkAnalysis, type ChunkKernelSpec, type ChunkSchedule } from './chunked/analysis.ts';
 import { declareArrays, declareBindings, type ChunkKernel } from './chunked/declarations.ts';
@@ -183,7 +184,11 @@ export function header(a: ChunkAnalysis): string[] {
  * `resident`: the kernels keep the state in subgroup lanes' registers (no S, z arrays: chunked/resident.ts).
  */
 export function sharedFloats(p: Program, sizes: Sizes, terms: readonly Term[], items: readonly OutputItem[], s: ChunkSchedule, partial?: boolean, materialised?: ReadonlySet<number>, resident?: Pick<ChunkKernelSpec, 'resident' | 'subgroupSize'>): number {
-  if (isSoftmaxProgram(p)) return softmaxSharedFloats(analyseSoftmax(p, sizes), s.chunk); // the flash kernel (softmax-chunked.ts)
+  if (isSoftmaxProgram(p)) {
+    // the flash kernels: the register-tiled one where the schedule names it (`block`, softmax-tiled.ts), else softmax-chunked.ts's
+    const a = analyseSoftmax(p, sizes);
+    return s.block ? shapeOf(a, s).floats : softmaxSharedFloats(a, s.chunk);
+  }
   const groups = valueGroups(p, terms);
   return Math.max(
     ...groups.map((group) => {

@@ -14,6 +14,8 @@ import { KernelBuilder, type WorkgroupArray } from './kernel-builder.ts';
 import type { Plan } from './plan.ts';
 import { analyseSoftmax, cacheIndex, featureOffsets, keyCache, softmaxSharedFloats, VALUE_CACHE, type SoftmaxAnalysis, type SoftmaxFeature } from './softmax-analysis.ts';
 import { cacheBindings } from './softmax-decode.ts';
+import { stageRows, valueRows } from './softmax-rows.ts';
+import { shapeOf, softmaxTiledKernel, tiledLogit } from './softmax-tiled.ts';
 import { NO_LOGIT } from './softmax-online.ts';
 import type { Block } from './wgsl-block.ts';
 
@@ -25,6 +27,22 @@ export interface SoftmaxChunkOptions {
 
 export function softmaxChunkedPlan(p: Program, sizes: Sizes, opts: SoftmaxChunkOptions): Plan {
   const a = analyseSoftmax(p, sizes, opts.maxLength);
+  if (opts.schedule.block) {
+    // the register-tiled kernel (softmax-tiled.ts): a schedule with `block` names its shape
+    const logit = tiledLogit(a);
+    if (!logit) throw new Error(`${p.name}: the tiled flash kernel (schedule b${opts.schedule.block}) needs a logit c · Σ q·k of one query and one key feature`);
+    const shape = shapeOf(a, opts.schedule);
+    return {
+      variant: p.name,
+      form: 'chunked',
+      kernels: [softmaxTiledKernel(p, sizes, a, logit, shape, !!opts.exportState)],
+      buffers: [...programBuffers(p, sizes), ...(opts.exportState ? a.buffers : [])],
+      outAxes: p.outAxes,
+      sizes,
+      schedule: { chunk: shape.BQ, cols: a.NR, threads: shape.threads, block: shape.CPT },
+      ...(opts.exportState ? { maxLength: a.capacity } : {}),
+    };
+  }
   const C = opts.schedule.chunk;
   const kb = new KernelBuilder(opts.schedule.threads, ['wid', 'lid']);
   const read = programReader(kb, p, sizes, (where) => `b * dims.t + ${where}`);
@@ -117,40 +135,6 @@ export function softmaxChunkedPlan(p: Program, sizes: Sizes, opts: SoftmaxChunkO
     schedule: { chunk: C, cols: a.NR, threads: opts.schedule.threads },
     ...(caches ? { maxLength: a.capacity } : {}),
   };
-}
-
-type RowEmit = (at: Block, f: SoftmaxFeature, slot: string, idx: Index, pos: string) => void;
-
-/** Per feature, its elements for rows r < n of a block starting at `first`: emit(…, slot r·width + offset + x, index, position). */
-function stageRows(b: Block, a: SoftmaxAnalysis, fs: readonly SoftmaxFeature[], head: Index, first: string, n: string, width: number, emit: RowEmit): void {
-  const offs = featureOffsets(fs);
-  for (const f of fs) {
-    b.strided('x', `${f.W}u * ${n}`, (c, x) => {
-      const r = c.let('r', `${x} / ${f.W}u`);
-      const e = c.let('e', `${x} % ${f.W}u`);
-      const pos = c.let('tp', `${first} + ${r}`);
-      const idx = { ...head, ...c.split(f.axes, a.sizes, e, `f${f.id}`) };
-      emit(c, f, `${r} * ${width}u + ${offs.get(f.id)}u + ${e}`, idx, pos);
-    });
-  }
-}
-
-/**
- * The value's columns for rows r < n of a block at `first`; when `zeroed` is given, rows n … C−1 of it are set to
- * 0 first (padding a short last block, so that 0·value stays 0).
- */
-function valueRows(b: Block, a: SoftmaxAnalysis, head: Index, first: string, n: string, emit: (at: Block, col: string, idx: Index, pos: string, row: string) => void, zeroed?: WorkgroupArray): void {
-  b.strided('x', `${a.NR}u * ${zeroed ? `${zeroed.length / a.NR}u` : n}`, (c, x) => {
-    const r = c.let('r', `${x} / ${a.NR}u`);
-    const col = c.let('col', `${x} % ${a.NR}u`);
-    const fill = (w: Block) => {
-      const pos = w.let('tp', `${first} + ${r}`);
-      const idx = { ...head, ...w.split(a.rest, a.sizes, col, 'vc') };
-      emit(w, col, idx, pos, r);
-    };
-    if (!zeroed) return fill(c);
-    c.ifChain([[`${r} < ${n}`, fill], [null, (w) => w.line(`${zeroed.name}[${x}] = 0.0;`)]]);
-  });
 }
 
 /** S[r, c] = logit(q0 + r, k0 + c) where the causal mask admits it, NO_LOGIT elsewhere. */

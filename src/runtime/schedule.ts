@@ -32,7 +32,9 @@ export function cachedCandidate(gpu: Gpu, p: Program, sizes: Readonly<Record<str
  * the decoding state cannot be segmented).
  */
 export function modelDefault(gpu: Gpu, p: Program, sizes: Readonly<Record<string, number>>, cands: readonly ChunkSchedule[], fuse: boolean, shape: { b: number; t: number } = MODEL_SHAPE, segments = false): ChunkSchedule | undefined {
-  if (gpu.isSoftware || isSoftmaxProgram(p)) return defaultSchedule(cands, gpu.isSoftware);
+  // softmax attention: the register-tiled flash kernel where its logit admits it (its largest shape), else the heuristic
+  if (isSoftmaxProgram(p)) return cands.find((s) => s.block) ?? defaultSchedule(cands, gpu.isSoftware);
+  if (gpu.isSoftware) return defaultSchedule(cands, gpu.isSoftware);
   const allowed = segments ? cands : cands.filter((s) => !s.segment);
   return bestByModel(adapterModel(gpu), p, sizes, allowed, fuse, shape.b, shape.t)?.schedule ?? defaultSchedule(cands, false);
 }

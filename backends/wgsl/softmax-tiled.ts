@@ -1,0 +1,224 @@
+// The register-tiled flash kernel of softmax attention (prefill), for a logit that is a scaled dot product of one
+// query feature and one key feature, s_ij = c · Σ_f Q[i, f] K[j, f] (softmax.la; LLaMA's rope(q)·rope(k) / √D):
+// what tiledLogit matches. Other logits keep softmax-chunked.ts's kernel, which computes each logit on its own.
+//
+// A workgroup takes BQ query rows of one head slice and walks the key blocks of BK rows up to its last row. Thread
+// (ty, tx) owns rows 4ty … 4ty + 3: their CPT logits at key columns CPT·tx … of a block, and their outputs at value
+// columns 4tx … 4tx + 3, accumulated in registers over all key blocks (FlashAttention-2's layout). Per key block:
+//   stage K (transposed, K[f][c], padded to BK + 1 so that the staging's writes fall in distinct banks) and V;
+//   the 4 × CPT logits: per feature one vec4 of Q (staged transposed, Q[f][r]) and CPT loads of K for 4·CPT products;
+//   each row's block maximum from the TX threads that share it (workgroup memory), the running max m, p = e^(s − m),
+//   the row's rescale e^(m_old − m) of its accumulators and of the thread's own share of l;
+//   acc += P V: per key one vec4 of P (stored transposed, padded) and one vec4 of V for 16 products.
+// l is summed over the TX threads once, at the end. The causal mask and the ragged last blocks give p = 0, not
+// e^(NO_LOGIT − m): a row with no key yet keeps m = NO_LOGIT and l = 0. The float64 twin of the arithmetic is
+// backends/cpu/softmax-chunked.ts (the same online softmax, blocked differently). The workgroups run the query
+// blocks last-first: the causal triangle makes the last blocks the longest, so they start in the first wave.
+import type { Id, Program } from '../../src/ir/types.ts';
+import { programReader, type Sizes } from './common.ts';
+import { ExprGen, offset } from './expr.ts';
+import { KernelBuilder } from './kernel-builder.ts';
+import type { Kernel } from './plan.ts';
+import { cacheIndex, keyCache, VALUE_CACHE, type SoftmaxAnalysis } from './softmax-analysis.ts';
+import { cacheBindings } from './softmax-decode.ts';
+import { NO_LOGIT } from './softmax-online.ts';
+import { stageRows, valueRows } from './softmax-rows.ts';
+
+/** The logit as c · Σ_axis Q·K: the query and key feature it reads and the scale, or undefined. */
+export interface TiledLogit {
+  readonly query: Id;
+  readonly key: Id;
+  readonly scale: number;
+}
+
+export function tiledLogit(a: SoftmaxAnalysis): TiledLogit | undefined {
+  const { p } = a;
+  if (a.query.length !== 1 || a.key.length !== 1) return undefined;
+  const [q, k] = [a.query[0], a.key[0]];
+  let id = a.term.form.logit;
+  let scale = 1;
+  const n = p.nodes[id];
+  const constOf = (x: Id) => (p.nodes[x].op === 'const' ? (p.nodes[x] as { value: number }).value : undefined);
+  if (n.op === 'binary' && (n.fn === 'div' || n.fn === 'mul')) {
+    const cb = constOf(n.b);
+    const ca = n.fn === 'mul' ? constOf(n.a) : undefined;
+    if (cb !== undefined && cb !== 0) [id, scale] = [n.a, n.fn === 'div' ? 1 / cb : cb];
+    else if (ca !== undefined) [id, scale] = [n.b, ca];
+  }
+  const sum = p.nodes[id];
+  if (sum.op !== 'sum') return undefined;
+  const prod = p.nodes[sum.x];
+  if (prod.op !== 'binary' || prod.fn !== 'mul') return undefined;
+  const pair = new Set([prod.a, prod.b]);
+  if (!(pair.has(q.id) && pair.has(k.id) && q.id !== k.id)) return undefined;
+  if (q.axes.length !== 1 || k.axes.length !== 1 || q.axes[0] !== sum.axis || k.axes[0] !== sum.axis) return undefined;
+  return { query: q.id, key: k.id, scale };
+}
+
+export interface TiledShape {
+  /** Query rows per workgroup, key rows per block, logit columns per thread, threads along the value columns. */
+  readonly BQ: number;
+  readonly BK: number;
+  readonly CPT: number;
+  readonly TX: number;
+  readonly threads: number;
+  readonly floats: number;
+}
+
+/** Workgroup floats of the tiled kernel's arrays at a shape (W features, NR value columns). */
+export function tiledFloats(W: number, NR: number, BQ: number, BK: number, TX: number): number {
+  return W * BQ + W * (BK + 1) + BK * NR + BK * (BQ + 4) + BQ * TX;
+}
+
+/**
+ * The shapes that fit, largest first: BQ 64, 32 or 16 query rows, each thread 2 or 1 logit columns (BK = CPT · TX
+ * keys a block, TX = NR / 4 threads along the value columns). As schedules (chunk-schedules.ts) they are
+ * { chunk: BQ, cols: NR, threads, block: CPT }; none where NR is not a multiple of 4 or the features are too wide.
+ */
+export function tiledShapes(a: SoftmaxAnalysis, limits: { maxWorkgroupFloats: number; maxThreads: number }): TiledShape[] {
+  const W = a.WQ;
+  if (a.WK !== W || a.NR % 4 !== 0) return [];
+  const TX = a.NR / 4;
+  const out: TiledShape[] = [];
+  for (const BQ of [64, 32, 16]) {
+    for (const CPT of [2, 1]) {
+      const BK = CPT * TX;
+      const threads = TX * (BQ / 4);
+      const floats = tiledFloats(W, a.NR, BQ, BK, TX);
+      if (floats <= limits.maxWorkgroupFloats && threads <= limits.maxThreads && threads >= 32) out.push({ BQ, BK, CPT, TX, threads, floats });
+    }
+  }
+  return out;
+}
+
+/** The tiled shape a schedule names ({ chunk: BQ, threads, block: CPT }), or why it names none. */
+export function shapeOf(a: SoftmaxAnalysis, s: { chunk: number; threads: number; block?: number }): TiledShape {
+  const TX = a.NR / 4;
+  const CPT = s.block ?? 0;
+  if (a.NR % 4 !== 0 || a.WK !== a.WQ) throw new Error(`${a.p.name}: the tiled flash kernel needs value columns in fours and query and key features of one width (${a.NR} columns, ${a.WQ} and ${a.WK} features)`);
+  if (!(CPT === 1 || CPT === 2) || ![64, 32, 16].includes(s.chunk) || s.threads !== TX * (s.chunk / 4)) {
+    throw new Error(`${a.p.name}: the tiled flash kernel runs 16, 32 or 64 query rows, 1 or 2 logit columns a thread (b1, b2) and ${TX} threads per 4 rows; got chunk ${s.chunk}, threads ${s.threads}, b${CPT}`);
+  }
+  return { BQ: s.chunk, BK: CPT * TX, CPT, TX, threads: s.threads, floats: tiledFloats(a.WQ, a.NR, s.chunk, CPT * TX, TX) };
+}
+
+export function softmaxTiledKernel(p: Program, sizes: Sizes, a: SoftmaxAnalysis, logit: TiledLogit, shape: TiledShape, exportState: boolean): Kernel {
+  const { BQ, BK, CPT, TX } = shape;
+  const W = a.WQ;
+  const NR = a.NR;
+  const kb = new KernelBuilder(shape.threads, ['wid', 'lid']);
+  const read = programReader(kb, p, sizes, (where) => `b * dims.t + ${where}`);
+  const out = kb.storage('out:o', true, { always: true });
+  const caches = exportState ? cacheBindings(kb, a, true) : undefined;
+  const qT = kb.workgroup('qT', W * BQ, 'query features, transposed: [f][row]');
+  const kT = kb.workgroup('kT', W * (BK + 1), 'key features of the key block, transposed: [f][key], padded');
+  const vt = kb.workgroup('vt', BK * NR, 'values of the key block: [key][column]');
+  const pT = kb.workgroup('pT', BK * (BQ + 4), 'e^(s − m) of the block, transposed: [key][row], padded');
+  const red = kb.workgroup('red', BQ * TX, "each row's partial maxima, then its partial sums l, per column thread");
+  const main = kb.body;
+  const PQ = BQ + 4;
+  const PK = BK + 1;
+  main.define('nqb', `(dims.t + ${BQ - 1}u) / ${BQ}u`);
+  main.define('s', 'wid.x / nqb');
+  main.define('qb', 'nqb - 1u - wid.x % nqb', 'the longest query blocks first');
+  main.define('b', 'wid.y');
+  const head = main.split(a.head, sizes, 's', 'hx');
+  main.define('q0', `qb * ${BQ}u`);
+  main.define('nq', `min(${BQ}u, dims.t - q0)`);
+  main.define('ty', `lid / ${TX}u`);
+  main.define('tx', `lid % ${TX}u`);
+  main.define('r0', '4u * ty');
+  const feature = (which: Id, at: Parameters<typeof stageRows>[0], e: string, pos: string) => {
+    const f = (which === logit.query ? a.query : a.key)[0];
+    const idx = { ...head, ...at.split(f.axes, sizes, e, `f${f.id}`) };
+    return new ExprGen(p, sizes, read, { i: pos, j: pos }).value(at, f.id, idx, pos);
+  };
+  main.strided('x', `${BQ * W}u`, (c, x) => {
+    const r = c.let('r', `${x} / ${W}u`);
+    const e = c.let('e', `${x} % ${W}u`);
+    const v = c.var('qv', '0.0');
+    c.block(`if (${r} < nq)`, (w) => w.line(`${v} = ${feature(logit.query, w, e, `q0 + ${r}`)};`));
+    c.line(`${qT.name}[${e} * ${BQ}u + ${r}] = ${v};`);
+  });
+  if (caches) {
+    stageRows(main, a, a.key, head, 'q0', 'nq', a.WK, (at, f, _slot, idx, pos) =>
+      at.line(`${caches.use(keyCache(f.id))}[${cacheIndex(a, f.W, pos, offset(f.axes, sizes, idx))}] = ${new ExprGen(p, sizes, read, { i: pos, j: pos }).value(at, f.id, idx, pos)};`),
+    );
+    valueRows(main, a, head, 'q0', 'nq', (at, col, idx, pos) => at.line(`${caches.use(VALUE_CACHE)}[${cacheIndex(a, NR, pos, col)}] = ${new ExprGen(p, sizes, read, { i: pos, j: pos }).value(at, a.term.value, idx, pos)};`));
+  }
+  const R = [0, 1, 2, 3];
+  const J = [...Array(CPT).keys()];
+  const m = R.map(() => main.var('m', NO_LOGIT));
+  const l = R.map(() => main.var('l', '0.0'));
+  const acc = R.map(() => main.var('acc', 'vec4<f32>(0.0)', 'vec4<f32>'));
+  main.line('workgroupBarrier();');
+  main.for('kb', '0u', (k) => `${k} <= (q0 + nq - 1u) / ${BK}u`, (blk) => {
+    blk.define('k0', `kb * ${BK}u`);
+    blk.define('nk', `min(${BK}u, dims.t - k0)`);
+    blk.strided('x', `${BK * W}u`, (c, x) => {
+      const r = c.let('r', `${x} / ${W}u`);
+      const e = c.let('e', `${x} % ${W}u`);
+      const v = c.var('kv', '0.0');
+      c.block(`if (${r} < nk)`, (w) => w.line(`${v} = ${feature(logit.key, w, e, `k0 + ${r}`)};`));
+      c.line(`${kT.name}[${e} * ${PK}u + ${r}] = ${v};`);
+    });
+    valueRows(blk, a, head, 'k0', 'nk', (at, col, idx, pos, row) => at.line(`${vt.name}[${row} * ${NR}u + ${col}] = ${new ExprGen(p, sizes, read, { i: pos, j: pos }).value(at, a.term.value, idx, pos)};`), vt);
+    blk.line('workgroupBarrier();');
+    // the thread's 4 × CPT logits: per feature one vec4 of Q's rows against each of its key columns
+    const sv = J.map(() => blk.var('sv', 'vec4<f32>(0.0)', 'vec4<f32>'));
+    blk.for('f', '0u', (f) => `${f} < ${W}u`, (lp, f) => {
+      const qv = lp.let('qv', `vec4<f32>(${R.map((i) => `${qT.name}[${f} * ${BQ}u + r0 + ${i}u]`).join(', ')})`);
+      for (const j of J) lp.line(`${sv[j]} = fma(${qv}, vec4<f32>(${kT.name}[${f} * ${PK}u + ${CPT}u * tx + ${j}u]), ${sv[j]});`);
+    });
+    // scaled and masked; each row's maximum over the thread's columns
+    const ok: string[][] = [];
+    const z: string[][] = [];
+    for (const i of R) {
+      ok.push(J.map((j) => blk.let('ok', `r0 + ${i}u < nq && ${CPT}u * tx + ${j}u < nk && k0 + ${CPT}u * tx + ${j}u <= q0 + r0 + ${i}u`)));
+      z.push(J.map((j) => blk.let('z', `select(${NO_LOGIT}, ${sv[j]}[${i}] * ${logit.scale}, ${ok[i][j]})`)));
+      blk.line(`${red.name}[(r0 + ${i}u) * ${TX}u + tx] = ${z[i].reduce((x, y) => `max(${x}, ${y})`)};`);
+    }
+    blk.line('workgroupBarrier();');
+    for (const i of R) {
+      blk.block('', (w) => {
+        const bm = w.var('bm', `${red.name}[(r0 + ${i}u) * ${TX}u]`);
+        w.for('u', '1u', (u) => `${u} < ${TX}u`, (lp, u) => lp.line(`${bm} = max(${bm}, ${red.name}[(r0 + ${i}u) * ${TX}u + ${u}]);`));
+        const mn = w.let('mn', `max(${m[i]}, ${bm})`);
+        const sc = w.let('sc', `exp(${m[i]} - ${mn})`);
+        w.line(`${m[i]} = ${mn};`);
+        const ps = J.map((j) => w.let('pr', `select(0.0, exp(${z[i][j]} - ${mn}), ${ok[i][j]})`));
+        for (const j of J) w.line(`${pT.name}[(${CPT}u * tx + ${j}u) * ${PQ}u + r0 + ${i}u] = ${ps[j]};`);
+        w.line(`${l[i]} = ${l[i]} * ${sc} + ${ps.join(' + ')};`);
+        w.line(`${acc[i]} = ${acc[i]} * ${sc};`);
+      });
+    }
+    blk.line('workgroupBarrier();');
+    blk.for('c', '0u', (c) => `${c} < ${BK}u`, (lp, c) => {
+      const vv = lp.let('vv', `vec4<f32>(${[0, 1, 2, 3].map((k) => `${vt.name}[${c} * ${NR}u + 4u * tx + ${k}u]`).join(', ')})`);
+      for (const i of R) lp.line(`${acc[i]} = fma(vec4<f32>(${pT.name}[${c} * ${PQ}u + r0 + ${i}u]), ${vv}, ${acc[i]});`);
+    });
+    blk.line('workgroupBarrier();');
+  }, { fixed: true });
+  for (const i of R) main.line(`${red.name}[(r0 + ${i}u) * ${TX}u + tx] = ${l[i]};`);
+  main.line('workgroupBarrier();');
+  for (const i of R) {
+    main.block(`if (r0 + ${i}u < nq)`, (w) => {
+      const L = w.var('lsum', '0.0');
+      w.for('u', '0u', (u) => `${u} < ${TX}u`, (lp, u) => lp.line(`${L} = ${L} + ${red.name}[(r0 + ${i}u) * ${TX}u + ${u}];`));
+      for (let k = 0; k < 4; k++) {
+        const col = w.let('col', `4u * tx + ${k}u`);
+        const idx = { ...head, ...w.split(a.rest, sizes, col, 'oc') };
+        w.line(`${kb.use(out)}[(b * dims.t + q0 + r0 + ${i}u) * ${a.per}u + ${offset(p.outAxes, sizes, idx)}] = ${acc[i]}[${k}] / ${L};`);
+      }
+    });
+  }
+  return kb.build({
+    label: `${p.name}.chunked`,
+    comment: [
+      `register-tiled flash kernel of ${p.name} (softmax term ${a.term.name}, logit ${logit.scale} · Σ q·k): ${BQ} query rows per workgroup, key`,
+      `blocks of ${BK}, each of ${shape.threads} threads 4 rows × ${CPT} logits and 4 rows × 4 value columns${caches ? '; writes its rows into the key/value cache' : ''}`,
+    ],
+    workgroups: (b, t) => [a.NS * Math.ceil(t / BQ), b, 1],
+    launch: { kind: 'blocks', x: a.NS, block: BQ },
+  });
+}
