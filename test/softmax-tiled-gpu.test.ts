@@ -1,7 +1,7 @@
 // The register-tiled flash kernel (backends/wgsl/softmax-tiled.ts) against the float64 oracle on lavapipe: softmax.la
 // with logits up to ±80 and LLaMA's rope(q)·rope(k) / √D (llama3 frequency scaling), at every tiled shape the
-// schedules offer at 16 value columns (64 or 32 query rows, 1 or 2 logit columns a thread), over t = 45 and 130 (a
-// ragged last query block; key blocks of 4 and 8 with a ragged last one), b = 2; a prefill that exports its key/value
+// schedules offer at 16 value columns (64 or 32 query rows; 4 or 8 value columns and 1 or 2 logit columns a thread),
+// over t = 45 and 130 (a ragged last query block; key blocks of 2 to 8 with a ragged last one), b = 2; a prefill that exports its key/value
 // cache is decoded on from by the decoding kernel; the matcher takes only a scaled dot product of one query and one
 // key feature, and a schedule that names the tiled kernel for any other logit is refused.
 import { describe, expect, it } from 'vitest';
@@ -42,7 +42,7 @@ describe('the register-tiled flash kernel', () => {
     const sizes = axisSizes(c.source, AXES);
     expect(tiledLogit(analyseSoftmax(c.program, sizes))).toBeDefined();
     const tiled = candidateSchedules(LIMITS, c.program, sizes).filter((s) => s.block);
-    expect(tiled.map((s) => `${s.chunk}x${s.threads}b${s.block}`)).toEqual(['64x64b2', '64x64b1', '32x32b2', '32x32b1']);
+    expect(tiled.map((s) => `${s.chunk}x${s.threads}b${s.block}`)).toEqual(['64x64b2', '64x64b1', '64x32b2', '64x32b1', '32x32b2', '32x32b1']); // 4 value columns a thread (16 / 4 threads a row group), then 8
     for (const t of [45, 130]) {
       const x = makeInputs(c.source, { b: 2, t, axes: AXES, seed: t });
       for (let i = 0; i < x.q.data.length; i++) x.q.data[i] *= 48;
@@ -61,7 +61,7 @@ describe('the register-tiled flash kernel', () => {
     const [, c] = variants[1];
     const sizes = axisSizes(c.source, AXES);
     const step = await PlanRunner.create(g, recurrentPlan(c.program, sizes, 80));
-    for (const schedule of [{ chunk: 64, cols: 16, threads: 64, block: 2 }, { chunk: 32, cols: 16, threads: 32, block: 1 }]) {
+    for (const schedule of [{ chunk: 64, cols: 16, threads: 64, block: 2 }, { chunk: 64, cols: 16, threads: 32, block: 1 }, { chunk: 32, cols: 16, threads: 32, block: 1 }]) {
       const prefill = await PlanRunner.create(g, lowerChunked(c.program, sizes, { fuse: true, schedule, exportState: true, maxLength: 80 }));
       for (const t0 of [9, 70]) await expectDecodesFromPrefill(g, c.source, prefill, step, { axes: AXES, t0, steps: 3, seed: 300 + t0, what: `tiled prefill ${JSON.stringify(schedule)} of ${t0}` });
     }
@@ -74,6 +74,6 @@ describe('the register-tiled flash kernel', () => {
     expect(candidateSchedules(LIMITS, other.program, sizes).some((s) => s.block)).toBe(false);
     expect(() => lowerChunked(other.program, sizes, { fuse: true, schedule: { chunk: 64, cols: 3, threads: 48, block: 2 } })).toThrow(/tiled flash kernel needs value columns in fours/);
     const s16 = axisSizes(other.source, AXES);
-    expect(() => lowerChunked(other.program, s16, { fuse: true, schedule: { chunk: 64, cols: 16, threads: 128, block: 2 } })).toThrow(/4 threads per 4 rows; got chunk 64, threads 128, b2/);
+    expect(() => lowerChunked(other.program, s16, { fuse: true, schedule: { chunk: 64, cols: 16, threads: 128, block: 2 } })).toThrow(/4 or 2 threads per 4 rows \(4 or 8 value columns a thread\); got chunk 64, threads 128, b2/);
   });
 });

@@ -4,12 +4,13 @@
 //
 // A workgroup takes BQ query rows of one head slice and walks the key blocks of BK rows up to its last row. Thread
 // (ty, tx) owns rows 4ty … 4ty + 3: their CPT logits at key columns CPT·tx … of a block, and their outputs at value
-// columns 4tx … 4tx + 3, accumulated in registers over all key blocks (FlashAttention-2's layout). Per key block:
+// columns VC·tx … VC·tx + VC − 1 (VC 4 or 8), accumulated in registers over all key blocks (FlashAttention-2's
+// layout). Per key block:
 //   stage K (transposed, K[f][c], padded to BK + 1 so that the staging's writes fall in distinct banks) and V;
 //   the 4 × CPT logits: per feature one vec4 of Q (staged transposed, Q[f][r]) and CPT loads of K for 4·CPT products;
 //   each row's block maximum from the TX threads that share it (workgroup memory), the running max m, p = e^(s − m),
 //   the row's rescale e^(m_old − m) of its accumulators and of the thread's own share of l;
-//   acc += P V: per key one vec4 of P (stored transposed, padded) and one vec4 of V for 16 products.
+//   acc += P V: per key 4 loads of P (stored transposed, padded) and VC / 4 vec4 of V for 4 · VC products.
 // l is summed over the TX threads once, at the end. The causal mask and the ragged last blocks give p = 0, not
 // e^(NO_LOGIT − m): a row with no key yet keeps m = NO_LOGIT and l = 0. The float64 twin of the arithmetic is
 // backends/cpu/softmax-chunked.ts (the same online softmax, blocked differently). The workgroups run the query
@@ -61,6 +62,8 @@ export interface TiledShape {
   readonly BK: number;
   readonly CPT: number;
   readonly TX: number;
+  /** Value columns a thread accumulates (4 or 8: one or two vec4 a row); TX = NR / VC. */
+  readonly VC: number;
   readonly threads: number;
   readonly floats: number;
 }
@@ -71,39 +74,47 @@ export function tiledFloats(W: number, NR: number, BQ: number, BK: number, TX: n
 }
 
 /**
- * The shapes that fit, largest first: BQ 64, 32 or 16 query rows, each thread 2 or 1 logit columns (BK = CPT · TX
- * keys a block, TX = NR / 4 threads along the value columns). As schedules (chunk-schedules.ts) they are
- * { chunk: BQ, cols: NR, threads, block: CPT }; none where NR is not a multiple of 4 or the features are too wide.
+ * The shapes that fit, the most query rows first (then 4 value columns a thread before 8, then 2 logits before 1):
+ * BQ 64, 32 or 16 query rows, VC 4 or 8 value columns a thread (TX = NR / VC threads along them), each thread 2 or
+ * 1 logit columns of a key block of BK = CPT · TX keys. At d 64 the first is 64 rows, 4 columns, 2 logits (256
+ * threads); at d 128 (LLaMA's heads) 32 rows, 8 columns, 1 logit, where 4 columns a thread fit only 16 rows. As
+ * schedules (chunk-schedules.ts) they are { chunk: BQ, cols: NR, threads, block: CPT } (threads names VC); none where
+ * NR is not a multiple of 4 or the features are too wide.
  */
 export function tiledShapes(a: SoftmaxAnalysis, limits: { maxWorkgroupFloats: number; maxThreads: number }): TiledShape[] {
   const W = a.WQ;
   if (a.WK !== W || a.NR % 4 !== 0) return [];
-  const TX = a.NR / 4;
   const out: TiledShape[] = [];
   for (const BQ of [64, 32, 16]) {
-    for (const CPT of [2, 1]) {
-      const BK = CPT * TX;
-      const threads = TX * (BQ / 4);
-      const floats = tiledFloats(W, a.NR, BQ, BK, TX);
-      if (floats <= limits.maxWorkgroupFloats && threads <= limits.maxThreads && threads >= 32) out.push({ BQ, BK, CPT, TX, threads, floats });
+    for (const VC of [4, 8]) {
+      if (a.NR % VC !== 0) continue;
+      const TX = a.NR / VC;
+      for (const CPT of [2, 1]) {
+        const BK = CPT * TX;
+        const threads = TX * (BQ / 4);
+        const floats = tiledFloats(W, a.NR, BQ, BK, TX);
+        if (floats <= limits.maxWorkgroupFloats && threads <= limits.maxThreads && threads >= 32) out.push({ BQ, BK, CPT, TX, VC, threads, floats });
+      }
     }
   }
   return out;
 }
 
-/** The tiled shape a schedule names ({ chunk: BQ, threads, block: CPT }), or why it names none. */
+/** The tiled shape a schedule names ({ chunk: BQ, threads: NR / VC · BQ / 4, block: CPT }), or why it names none. */
 export function shapeOf(a: SoftmaxAnalysis, s: { chunk: number; threads: number; block?: number }): TiledShape {
-  const TX = a.NR / 4;
   const CPT = s.block ?? 0;
   if (a.NR % 4 !== 0 || a.WK !== a.WQ) throw new Error(`${a.p.name}: the tiled flash kernel needs value columns in fours and query and key features of one width (${a.NR} columns, ${a.WQ} and ${a.WK} features)`);
-  if (!(CPT === 1 || CPT === 2) || ![64, 32, 16].includes(s.chunk) || s.threads !== TX * (s.chunk / 4)) {
-    throw new Error(`${a.p.name}: the tiled flash kernel runs 16, 32 or 64 query rows, 1 or 2 logit columns a thread (b1, b2) and ${TX} threads per 4 rows; got chunk ${s.chunk}, threads ${s.threads}, b${CPT}`);
+  const VC = [4, 8].find((vc) => a.NR % vc === 0 && s.threads === (a.NR / vc) * (s.chunk / 4));
+  if (!(CPT === 1 || CPT === 2) || ![64, 32, 16].includes(s.chunk) || VC === undefined) {
+    throw new Error(`${a.p.name}: the tiled flash kernel runs 16, 32 or 64 query rows, 1 or 2 logit columns a thread (b1, b2) and ${a.NR / 4} or ${a.NR / 8} threads per 4 rows (4 or 8 value columns a thread); got chunk ${s.chunk}, threads ${s.threads}, b${CPT}`);
   }
-  return { BQ: s.chunk, BK: CPT * TX, CPT, TX, threads: s.threads, floats: tiledFloats(a.WQ, a.NR, s.chunk, CPT * TX, TX) };
+  const TX = a.NR / VC;
+  return { BQ: s.chunk, BK: CPT * TX, CPT, TX, VC, threads: s.threads, floats: tiledFloats(a.WQ, a.NR, s.chunk, CPT * TX, TX) };
 }
 
 export function softmaxTiledKernel(p: Program, sizes: Sizes, a: SoftmaxAnalysis, logit: TiledLogit, shape: TiledShape, exportState: boolean): Kernel {
-  const { BQ, BK, CPT, TX } = shape;
+  const { BQ, BK, CPT, TX, VC } = shape;
+  const V = [...Array(VC / 4).keys()];
   const W = a.WQ;
   const NR = a.NR;
   const kb = new KernelBuilder(shape.threads, ['wid', 'lid']);
@@ -150,7 +161,7 @@ export function softmaxTiledKernel(p: Program, sizes: Sizes, a: SoftmaxAnalysis,
   const J = [...Array(CPT).keys()];
   const m = R.map(() => main.var('m', NO_LOGIT));
   const l = R.map(() => main.var('l', '0.0'));
-  const acc = R.map(() => main.var('acc', 'vec4<f32>(0.0)', 'vec4<f32>'));
+  const acc = R.map(() => V.map(() => main.var('acc', 'vec4<f32>(0.0)', 'vec4<f32>')));
   main.line('workgroupBarrier();');
   main.for('kb', '0u', (k) => `${k} <= (q0 + nq - 1u) / ${BK}u`, (blk) => {
     blk.define('k0', `kb * ${BK}u`);
@@ -189,13 +200,16 @@ export function softmaxTiledKernel(p: Program, sizes: Sizes, a: SoftmaxAnalysis,
         const ps = J.map((j) => w.let('pr', `select(0.0, exp(${z[i][j]} - ${mn}), ${ok[i][j]})`));
         for (const j of J) w.line(`${pT.name}[(${CPT}u * tx + ${j}u) * ${PQ}u + r0 + ${i}u] = ${ps[j]};`);
         w.line(`${l[i]} = ${l[i]} * ${sc} + ${ps.join(' + ')};`);
-        w.line(`${acc[i]} = ${acc[i]} * ${sc};`);
+        for (const v of V) w.line(`${acc[i][v]} = ${acc[i][v]} * ${sc};`);
       });
     }
     blk.line('workgroupBarrier();');
     blk.for('c', '0u', (c) => `${c} < ${BK}u`, (lp, c) => {
-      const vv = lp.let('vv', `vec4<f32>(${[0, 1, 2, 3].map((k) => `${vt.name}[${c} * ${NR}u + 4u * tx + ${k}u]`).join(', ')})`);
-      for (const i of R) lp.line(`${acc[i]} = fma(vec4<f32>(${pT.name}[${c} * ${PQ}u + r0 + ${i}u]), ${vv}, ${acc[i]});`);
+      const pv = R.map((i) => lp.let('pv', `${pT.name}[${c} * ${PQ}u + r0 + ${i}u]`));
+      for (const v of V) {
+        const vv = lp.let('vv', `vec4<f32>(${[0, 1, 2, 3].map((k) => `${vt.name}[${c} * ${NR}u + ${VC}u * tx + ${4 * v + k}u]`).join(', ')})`);
+        for (const i of R) lp.line(`${acc[i][v]} = fma(vec4<f32>(${pv[i]}), ${vv}, ${acc[i][v]});`);
+      }
     });
     blk.line('workgroupBarrier();');
   }, { fixed: true });
@@ -205,10 +219,10 @@ export function softmaxTiledKernel(p: Program, sizes: Sizes, a: SoftmaxAnalysis,
     main.block(`if (r0 + ${i}u < nq)`, (w) => {
       const L = w.var('lsum', '0.0');
       w.for('u', '0u', (u) => `${u} < ${TX}u`, (lp, u) => lp.line(`${L} = ${L} + ${red.name}[(r0 + ${i}u) * ${TX}u + ${u}];`));
-      for (let k = 0; k < 4; k++) {
-        const col = w.let('col', `4u * tx + ${k}u`);
+      for (let k = 0; k < VC; k++) {
+        const col = w.let('col', `${VC}u * tx + ${k}u`);
         const idx = { ...head, ...w.split(a.rest, sizes, col, 'oc') };
-        w.line(`${kb.use(out)}[(b * dims.t + q0 + r0 + ${i}u) * ${a.per}u + ${offset(p.outAxes, sizes, idx)}] = ${acc[i]}[${k}] / ${L};`);
+        w.line(`${kb.use(out)}[(b * dims.t + q0 + r0 + ${i}u) * ${a.per}u + ${offset(p.outAxes, sizes, idx)}] = ${acc[i][k >> 2]}[${k & 3}] / ${L};`);
       }
     });
   }
@@ -216,7 +230,7 @@ export function softmaxTiledKernel(p: Program, sizes: Sizes, a: SoftmaxAnalysis,
     label: `${p.name}.chunked`,
     comment: [
       `register-tiled flash kernel of ${p.name} (softmax term ${a.term.name}, logit ${logit.scale} · Σ q·k): ${BQ} query rows per workgroup, key`,
-      `blocks of ${BK}, each of ${shape.threads} threads 4 rows × ${CPT} logits and 4 rows × 4 value columns${caches ? '; writes its rows into the key/value cache' : ''}`,
+      `blocks of ${BK}, each of ${shape.threads} threads 4 rows × ${CPT} logits and 4 rows × ${VC} value columns${caches ? '; writes its rows into the key/value cache' : ''}`,
     ],
     workgroups: (b, t) => [a.NS * Math.ceil(t / BQ), b, 1],
     launch: { kind: 'blocks', x: a.NS, block: BQ },
