@@ -24,6 +24,7 @@ import { cacheIndex, keyCache, VALUE_CACHE, type SoftmaxAnalysis } from './softm
 import { cacheBindings } from './softmax-decode.ts';
 import { NO_LOGIT } from './softmax-online.ts';
 import { stageRows, valueRows } from './softmax-rows.ts';
+import type { Block } from './wgsl-block.ts';
 
 /** The logit as c · Σ_axis Q·K: the query and key feature it reads and the scale, or undefined. */
 export interface TiledLogit {
@@ -139,18 +140,20 @@ export function softmaxTiledKernel(p: Program, sizes: Sizes, a: SoftmaxAnalysis,
   main.define('ty', `lid / ${TX}u`);
   main.define('tx', `lid % ${TX}u`);
   main.define('r0', '4u * ty');
-  const feature = (which: Id, at: Parameters<typeof stageRows>[0], e: string, pos: string) => {
-    const f = (which === logit.query ? a.query : a.key)[0];
-    const idx = { ...head, ...at.split(f.axes, sizes, e, `f${f.id}`) };
-    return new ExprGen(p, sizes, read, { i: pos, j: pos }).value(at, f.id, idx, pos);
-  };
-  main.strided('x', `${BQ * W}u`, (c, x) => {
-    const r = c.let('r', `${x} / ${W}u`);
-    const e = c.let('e', `${x} % ${W}u`);
-    const v = c.var('qv', '0.0');
-    c.block(`if (${r} < nq)`, (w) => w.line(`${v} = ${feature(logit.query, w, e, `q0 + ${r}`)};`));
-    c.line(`${qT.name}[${e} * ${BQ}u + ${r}] = ${v};`);
-  });
+  // a block of rows' features, transposed into `into` ([f][row], rows `stride` apart); 0 past the block's n rows
+  const stageTransposed = (at: Block, which: Id, rows: number, first: string, n: string, into: string, stride: number) =>
+    at.strided('x', `${rows * W}u`, (c, x) => {
+      const f = (which === logit.query ? a.query : a.key)[0];
+      const r = c.let('r', `${x} / ${W}u`);
+      const e = c.let('e', `${x} % ${W}u`);
+      const v = c.var('fv', '0.0');
+      c.block(`if (${r} < ${n})`, (w) => {
+        const pos = `${first} + ${r}`;
+        w.line(`${v} = ${new ExprGen(p, sizes, read, { i: pos, j: pos }).value(w, f.id, { ...head, ...w.split(f.axes, sizes, e, `f${f.id}`) }, pos)};`);
+      });
+      c.line(`${into}[${e} * ${stride}u + ${r}] = ${v};`);
+    });
+  stageTransposed(main, logit.query, BQ, 'q0', 'nq', qT.name, BQ);
   if (caches) {
     stageRows(main, a, a.key, head, 'q0', 'nq', a.WK, (at, f, _slot, idx, pos) =>
       at.line(`${caches.use(keyCache(f.id))}[${cacheIndex(a, f.W, pos, offset(f.axes, sizes, idx))}] = ${new ExprGen(p, sizes, read, { i: pos, j: pos }).value(at, f.id, idx, pos)};`),
@@ -166,13 +169,7 @@ export function softmaxTiledKernel(p: Program, sizes: Sizes, a: SoftmaxAnalysis,
   main.for('kb', '0u', (k) => `${k} <= (q0 + nq - 1u) / ${BK}u`, (blk) => {
     blk.define('k0', `kb * ${BK}u`);
     blk.define('nk', `min(${BK}u, dims.t - k0)`);
-    blk.strided('x', `${BK * W}u`, (c, x) => {
-      const r = c.let('r', `${x} / ${W}u`);
-      const e = c.let('e', `${x} % ${W}u`);
-      const v = c.var('kv', '0.0');
-      c.block(`if (${r} < nk)`, (w) => w.line(`${v} = ${feature(logit.key, w, e, `k0 + ${r}`)};`));
-      c.line(`${kT.name}[${e} * ${PK}u + ${r}] = ${v};`);
-    });
+    stageTransposed(blk, logit.key, BK, 'k0', 'nk', kT.name, PK);
     valueRows(blk, a, head, 'k0', 'nk', (at, col, idx, pos, row) => at.line(`${vt.name}[${row} * ${NR}u + ${col}] = ${new ExprGen(p, sizes, read, { i: pos, j: pos }).value(at, a.term.value, idx, pos)};`), vt);
     blk.line('workgroupBarrier();');
     // the thread's 4 × CPT logits: per feature one vec4 of Q's rows against each of its key columns
