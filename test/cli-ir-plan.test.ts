@@ -85,7 +85,7 @@ describe('linattn ir --print-after=plan', () => {
   it('says softmax attention has no feature maps to place', async () => {
     const plan = await linattn('ir', 'examples/variants/softmax.la', '--print-after=plan');
     expect(plan.code).toBe(0);
-    expect(plan.out).toMatch(/^\/\/ ---- plan .*\nplan softmax: the flash kernel \(no feature maps to place\)\n$/);
+    expect(plan.out).toMatch(/^\/\/ ---- plan .*\nplan softmax: the register-tiled flash kernel \(64 query rows, 32 threads, 2 logit columns a thread\) \(no feature maps to place\)\n$/);
   });
 
   it('refuses the plan options without --print-after=plan, and an unknown stage names plan among the choices', async () => {

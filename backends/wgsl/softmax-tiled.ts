@@ -113,6 +113,11 @@ export function shapeOf(a: SoftmaxAnalysis, s: { chunk: number; threads: number;
   return { BQ: s.chunk, BK: CPT * TX, CPT, TX, VC, threads: s.threads, floats: tiledFloats(a.WQ, a.NR, s.chunk, CPT * TX, TX) };
 }
 
+/** Softmax attention's prefill kernel a schedule names, in words: the register-tiled one where it has `block`. */
+export function flashKernel(s: { chunk: number; threads: number; block?: number }): string {
+  return s.block ? `the register-tiled flash kernel (${s.chunk} query rows, ${s.threads} threads, ${s.block} logit column${s.block > 1 ? 's' : ''} a thread)` : `the flash kernel (chunk ${s.chunk}, ${s.threads} threads)`;
+}
+
 export function softmaxTiledKernel(p: Program, sizes: Sizes, a: SoftmaxAnalysis, logit: TiledLogit, shape: TiledShape, exportState: boolean): Kernel {
   const { BQ, BK, CPT, TX, VC } = shape;
   const V = [...Array(VC / 4).keys()];

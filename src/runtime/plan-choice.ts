@@ -18,6 +18,7 @@ import { outputPart } from '../../backends/wgsl/chunked/analysis.ts';
 import { RESIDENT_LEAST_GAIN, residentDefault } from '../../backends/wgsl/chunked/resident-default.ts';
 import { weighSpans } from '../../backends/wgsl/chunked/span-default.ts';
 import { isSoftmaxProgram } from '../../backends/wgsl/softmax-analysis.ts';
+import { flashKernel } from '../../backends/wgsl/softmax-tiled.ts';
 import type { Id, Program } from '../ir/types.ts';
 import { adapterModel } from './adapter-model.ts';
 import type { Gpu } from './device.ts';
@@ -77,7 +78,10 @@ export function describePrologue(p: Program, decisions: readonly PrologueDecisio
 
 function chooseBase(gpu: Gpu, p: Program, sizes: Readonly<Record<string, number>>, req: PlanChoiceRequest, shape?: { b: number; t: number }): PlanChoice {
   const at = shape ?? MODEL_SHAPE;
-  if (isSoftmaxProgram(p)) return { fuse: true, schedule: req.schedule ?? chooseSchedule(gpu, p, sizes, shape), reason: 'softmax attention: the flash kernel (nothing to fuse)' };
+  if (isSoftmaxProgram(p)) {
+    const schedule = req.schedule ?? chooseSchedule(gpu, p, sizes, shape);
+    return { fuse: true, schedule, reason: `softmax attention: ${flashKernel(schedule)} (nothing to fuse)` };
+  }
   const model = adapterModel(gpu);
   const estimate = (s: ChunkSchedule, fuse: boolean) => estimatePlan(model, p, sizes, s, fuse, at.b, at.t)?.us;
   const unseg = (s: ChunkSchedule): ChunkSchedule => ({ chunk: s.chunk, cols: s.cols, threads: s.threads }); // the unfused plan has no segments
@@ -218,7 +222,7 @@ export function choosePrefill(
     request === 'segmented' && !isSoftmaxProgram(p)
       ? (modelDefault(gpu, p, sizes, candidateSchedules(gpu.limits, p, sizes), true, MODEL_SHAPE, true) ?? chooseSchedule(gpu, p, sizes))
       : chooseSchedule(gpu, p, sizes);
-  if (isSoftmaxProgram(p)) return { schedule, prologue: none, reason: 'softmax attention: the flash kernel (no feature maps)' };
+  if (isSoftmaxProgram(p)) return { schedule, prologue: none, reason: `softmax attention: ${flashKernel(schedule)} (no feature maps)` };
   if (prologue === 'none' || (prologue === 'model' && gpu.isSoftware)) return { schedule, prologue: none, reason: `every feature inline (${show(schedule)})${prologue === 'none' ? ', as asked' : ': software adapter'}` };
   if (prologue === 'all') return { schedule, prologue: new Set(featureNodes(outputPart(p, false))), reason: `every feature node in a prologue, as asked (${show(schedule)})` };
   const model = adapterModel(gpu);

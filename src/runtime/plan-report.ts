@@ -4,6 +4,7 @@
 // fused, fused with a prologue, or unfused, with the estimates fusion-model.ts ranks them by, and per feature node
 // where it is computed (inline in the chunk kernel or once in a prologue kernel) with its two estimates; then the
 // decode step's grid on a hardware adapter (recurrent-split.ts).
+import { flashKernel } from '../../backends/wgsl/softmax-tiled.ts';
 import { BLOCKED_BY_DEFAULT, candidateSchedules } from '../../backends/wgsl/chunk-schedules.ts';
 import { PREFETCH_MARK, type ChunkSchedule } from '../../backends/wgsl/chunked.ts';
 import { MAX_PREFETCH } from '../../backends/wgsl/chunked/staging.ts';
@@ -34,7 +35,12 @@ export function planReport(p: Program, sizes: Readonly<Record<string, number>>, 
   const units = computeUnits(adapter.name, false);
   const where = `${adapter.name} (model: ${units} units, ${adapter.workgroupBytes} bytes of workgroup memory) at b ${shape.b}, t ${shape.t}, sizes ${Object.entries(sizes).map(([a, n]) => `${a} ${n}`).join(', ')}`;
   const lines = [`// ---- plan (not a pass: the chunked plan lowering chooses on ${where})`];
-  if (isSoftmaxProgram(p)) return [...lines, 'plan softmax: the flash kernel (no feature maps to place)', ''].join('\n');
+  if (isSoftmaxProgram(p)) {
+    // the schedule the plan choice takes on such an adapter: the tiled kernel's largest shape, if any (schedule.ts)
+    const cands = candidateSchedules({ maxComputeWorkgroupStorageSize: adapter.workgroupBytes, maxComputeInvocationsPerWorkgroup: adapter.invocations }, p, sizes);
+    const tiled = cands.find((s) => s.block);
+    return [...lines, `plan softmax: ${tiled ? flashKernel(tiled) : 'the flash kernel'} (no feature maps to place)`, ''].join('\n');
+  }
   const m = hardwareModel(units, adapter.workgroupBytes);
   const limits = { maxComputeWorkgroupStorageSize: adapter.workgroupBytes, maxComputeInvocationsPerWorkgroup: adapter.invocations };
   const c = chooseFusion(m, p, sizes, { fused: candidateSchedules(limits, p, sizes), unfused: candidateSchedules(limits, p, sizes, true).filter((s) => !s.segment) }, shape.b, shape.t);
