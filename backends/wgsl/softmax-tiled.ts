@@ -10,7 +10,8 @@
 //   the 4 × CPT logits: per feature one vec4 of Q (staged transposed, Q[f][r]) and CPT loads of K for 4·CPT products;
 //   each row's block maximum from the TX threads that share it (workgroup memory), the running max m, p = e^(s − m),
 //   the row's rescale e^(m_old − m) of its accumulators and of the thread's own share of l;
-//   acc += P V: per key 4 loads of P (stored transposed, padded) and VC / 4 vec4 of V for 4 · VC products.
+//   acc += P V: per key one vec4 of P (stored transposed, padded) and VC / 4 vec4 of V for 4 · VC products.
+// Q, V and P live in vec4 arrays, so that each of those reads is one 16-byte load.
 // l is summed over the TX threads once, at the end. The causal mask and the ragged last blocks give p = 0, not
 // e^(NO_LOGIT − m): a row with no key yet keeps m = NO_LOGIT and l = 0. The float64 twin of the arithmetic is
 // backends/cpu/softmax-chunked.ts (the same online softmax, blocked differently). The workgroups run the query
@@ -127,10 +128,11 @@ export function softmaxTiledKernel(p: Program, sizes: Sizes, a: SoftmaxAnalysis,
   const read = programReader(kb, p, sizes, (where) => `b * dims.t + ${where}`);
   const out = kb.storage('out:o', true, { always: true });
   const caches = exportState ? cacheBindings(kb, a, true) : undefined;
-  const qT = kb.workgroup('qT', W * BQ, 'query features, transposed: [f][row]');
+  // Q, V and P as vec4 arrays: each read of 4 rows (Q, P) or 4 columns (V) is one 16-byte load
+  const qT = kb.workgroup('qT', (W * BQ) / 4, 'query features, transposed: [f][row / 4]', 'vec4<f32>');
   const kT = kb.workgroup('kT', W * (BK + 1), 'key features of the key block, transposed: [f][key], padded');
-  const vt = kb.workgroup('vt', BK * NR, 'values of the key block: [key][column]');
-  const pT = kb.workgroup('pT', BK * (BQ + 4), 'e^(s − m) of the block, transposed: [key][row], padded');
+  const vt = kb.workgroup('vt', (BK * NR) / 4, 'values of the key block: [key][column / 4]', 'vec4<f32>');
+  const pT = kb.workgroup('pT', (BK * (BQ + 4)) / 4, 'e^(s − m) of the block, transposed: [key][row / 4], padded', 'vec4<f32>');
   const red = kb.workgroup('red', BQ * TX, "each row's partial maxima, then its partial sums l, per column thread");
   const main = kb.body;
   const PQ = BQ + 4;
@@ -145,8 +147,9 @@ export function softmaxTiledKernel(p: Program, sizes: Sizes, a: SoftmaxAnalysis,
   main.define('ty', `lid / ${TX}u`);
   main.define('tx', `lid % ${TX}u`);
   main.define('r0', '4u * ty');
-  // a block of rows' features, transposed into `into` ([f][row], rows `stride` apart); 0 past the block's n rows
-  const stageTransposed = (at: Block, which: Id, rows: number, first: string, n: string, into: string, stride: number) =>
+  // a block of rows' features, transposed into `into` ([f][row], rows `stride` apart; a vec4 array holds 4 rows an
+  // element); 0 past the block's n rows
+  const stageTransposed = (at: Block, which: Id, rows: number, first: string, n: string, into: string, stride: number, vec4: boolean) =>
     at.strided('x', `${rows * W}u`, (c, x) => {
       const f = (which === logit.query ? a.query : a.key)[0];
       const r = c.let('r', `${x} / ${W}u`);
@@ -156,9 +159,9 @@ export function softmaxTiledKernel(p: Program, sizes: Sizes, a: SoftmaxAnalysis,
         const pos = `${first} + ${r}`;
         w.line(`${v} = ${new ExprGen(p, sizes, read, { i: pos, j: pos }).value(w, f.id, { ...head, ...w.split(f.axes, sizes, e, `f${f.id}`) }, pos)};`);
       });
-      c.line(`${into}[${e} * ${stride}u + ${r}] = ${v};`);
+      c.line(vec4 ? `${into}[${e} * ${stride / 4}u + ${r} / 4u][${r} % 4u] = ${v};` : `${into}[${e} * ${stride}u + ${r}] = ${v};`);
     });
-  stageTransposed(main, logit.query, BQ, 'q0', 'nq', qT.name, BQ);
+  stageTransposed(main, logit.query, BQ, 'q0', 'nq', qT.name, BQ, true);
   if (caches) {
     stageRows(main, a, a.key, head, 'q0', 'nq', a.WK, (at, f, _slot, idx, pos) =>
       at.line(`${caches.use(keyCache(f.id))}[${cacheIndex(a, f.W, pos, offset(f.axes, sizes, idx))}] = ${new ExprGen(p, sizes, read, { i: pos, j: pos }).value(at, f.id, idx, pos)};`),
@@ -174,13 +177,23 @@ export function softmaxTiledKernel(p: Program, sizes: Sizes, a: SoftmaxAnalysis,
   main.for('kb', '0u', (k) => `${k} <= (q0 + nq - 1u) / ${BK}u`, (blk) => {
     blk.define('k0', `kb * ${BK}u`);
     blk.define('nk', `min(${BK}u, dims.t - k0)`);
-    stageTransposed(blk, logit.key, BK, 'k0', 'nk', kT.name, PK);
-    valueRows(blk, a, head, 'k0', 'nk', (at, col, idx, pos, row) => at.line(`${vt.name}[${row} * ${NR}u + ${col}] = ${new ExprGen(p, sizes, read, { i: pos, j: pos }).value(at, a.term.value, idx, pos)};`), vt);
+    stageTransposed(blk, logit.key, BK, 'k0', 'nk', kT.name, PK, false);
+    // the block's values, rows past nk zero (0 · value stays 0): element x = row · NR + column, 4 columns a vec4
+    blk.strided('x', `${BK * NR}u`, (c, x) => {
+      const r = c.let('r', `${x} / ${NR}u`);
+      const col = c.let('col', `${x} % ${NR}u`);
+      const v = c.var('vv', '0.0');
+      c.block(`if (${r} < nk)`, (w) => {
+        const pos = w.let('tp', `k0 + ${r}`);
+        w.line(`${v} = ${new ExprGen(p, sizes, read, { i: pos, j: pos }).value(w, a.term.value, { ...head, ...w.split(a.rest, sizes, col, 'vc') }, pos)};`);
+      });
+      c.line(`${vt.name}[${x} / 4u][${x} % 4u] = ${v};`);
+    });
     blk.line('workgroupBarrier();');
     // the thread's 4 × CPT logits: per feature one vec4 of Q's rows against each of its key columns
     const sv = J.map(() => blk.var('sv', 'vec4<f32>(0.0)', 'vec4<f32>'));
     blk.for('f', '0u', (f) => `${f} < ${W}u`, (lp, f) => {
-      const qv = lp.let('qv', `vec4<f32>(${R.map((i) => `${qT.name}[${f} * ${BQ}u + r0 + ${i}u]`).join(', ')})`);
+      const qv = lp.let('qv', `${qT.name}[${f} * ${BQ / 4}u + ty]`);
       for (const j of J) lp.line(`${sv[j]} = fma(${qv}, vec4<f32>(${kT.name}[${f} * ${PK}u + ${CPT}u * tx + ${j}u]), ${sv[j]});`);
     });
     // scaled and masked; each row's maximum over the thread's columns
@@ -200,17 +213,17 @@ export function softmaxTiledKernel(p: Program, sizes: Sizes, a: SoftmaxAnalysis,
         const sc = w.let('sc', `exp(${m[i]} - ${mn})`);
         w.line(`${m[i]} = ${mn};`);
         const ps = J.map((j) => w.let('pr', `select(0.0, exp(${z[i][j]} - ${mn}), ${ok[i][j]})`));
-        for (const j of J) w.line(`${pT.name}[(${CPT}u * tx + ${j}u) * ${PQ}u + r0 + ${i}u] = ${ps[j]};`);
+        for (const j of J) w.line(`${pT.name}[(${CPT}u * tx + ${j}u) * ${PQ / 4}u + ty][${i}u] = ${ps[j]};`);
         w.line(`${l[i]} = ${l[i]} * ${sc} + ${ps.join(' + ')};`);
         for (const v of V) w.line(`${acc[i][v]} = ${acc[i][v]} * ${sc};`);
       });
     }
     blk.line('workgroupBarrier();');
     blk.for('c', '0u', (c) => `${c} < ${BK}u`, (lp, c) => {
-      const pv = R.map((i) => lp.let('pv', `${pT.name}[${c} * ${PQ}u + r0 + ${i}u]`));
+      const p4 = lp.let('p4', `${pT.name}[${c} * ${PQ / 4}u + ty]`);
       for (const v of V) {
-        const vv = lp.let('vv', `vec4<f32>(${[0, 1, 2, 3].map((k) => `${vt.name}[${c} * ${NR}u + ${VC}u * tx + ${4 * v + k}u]`).join(', ')})`);
-        for (const i of R) lp.line(`${acc[i][v]} = fma(vec4<f32>(${pv[i]}), ${vv}, ${acc[i][v]});`);
+        const vv = lp.let('vv', `${vt.name}[${c} * ${NR / 4}u + ${VC / 4}u * tx + ${v}u]`);
+        for (const i of R) lp.line(`${acc[i][v]} = fma(vec4<f32>(${p4}[${i}]), ${vv}, ${acc[i][v]});`);
       }
     });
     blk.line('workgroupBarrier();');
