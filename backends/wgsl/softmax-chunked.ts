@@ -12,9 +12,9 @@ import { programBuffers, programReader, type Sizes } from './common.ts';
 import { ExprGen, offset, type Index, type Resolver } from './expr.ts';
 import { KernelBuilder, type WorkgroupArray } from './kernel-builder.ts';
 import type { Plan } from './plan.ts';
-import { analyseSoftmax, cacheIndex, featureOffsets, keyCache, softmaxSharedFloats, VALUE_CACHE, type SoftmaxAnalysis, type SoftmaxFeature } from './softmax-analysis.ts';
+import { analyseSoftmax, featureOffsets, softmaxSharedFloats, type SoftmaxAnalysis } from './softmax-analysis.ts';
 import { cacheBindings } from './softmax-decode.ts';
-import { stageRows, valueRows } from './softmax-rows.ts';
+import { stageRows, valueRows, writeCacheRows } from './softmax-rows.ts';
 import { shapeOf, softmaxTiledKernel, tiledLogit } from './softmax-tiled.ts';
 import { NO_LOGIT } from './softmax-online.ts';
 import type { Block } from './wgsl-block.ts';
@@ -68,12 +68,8 @@ export function softmaxChunkedPlan(p: Program, sizes: Sizes, opts: SoftmaxChunkO
   main.define('q0', `qb * ${C}u`);
   main.define('nq', `min(${C}u, dims.t - q0)`);
   stageRows(main, a, a.query, head, 'q0', 'nq', a.WQ, (at, f, slot, idx, pos) => at.line(`${A.qf.name}[${slot}] = ${new ExprGen(p, sizes, read, { i: pos, j: pos }).value(at, f.id, idx, pos)};`));
-  if (caches) {
-    stageRows(main, a, a.key, head, 'q0', 'nq', a.WK, (at, f, _slot, idx, pos) =>
-      at.line(`${caches.use(keyCache(f.id))}[${cacheIndex(a, f.W, pos, offset(f.axes, sizes, idx))}] = ${new ExprGen(p, sizes, read, { i: pos, j: pos }).value(at, f.id, idx, pos)};`),
-    );
-    valueRows(main, a, head, 'q0', 'nq', (at, col, idx, pos) => at.line(`${caches.use(VALUE_CACHE)}[${cacheIndex(a, a.NR, pos, col)}] = ${new ExprGen(p, sizes, read, { i: pos, j: pos }).value(at, a.term.value, idx, pos)};`));
-  }
+  if (caches) writeCacheRows(main, a, head, read, caches);
+
   main.strided('r', `${C}u`, (c, r) => c.line(`${A.m.name}[${r}] = ${NO_LOGIT}; ${A.l.name}[${r}] = 0.0;`));
   main.strided('x', `${C * a.NR}u`, (c, x) => c.line(`${A.acc.name}[${x}] = 0.0;`));
   main.line('workgroupBarrier();');
@@ -81,7 +77,7 @@ export function softmaxChunkedPlan(p: Program, sizes: Sizes, opts: SoftmaxChunkO
     blk.define('k0', `kb * ${C}u`);
     blk.define('nk', `min(${C}u, dims.t - k0)`);
     stageRows(blk, a, a.key, head, 'k0', 'nk', a.WK, (at, f, slot, idx, pos) => at.line(`${A.kf.name}[${slot}] = ${new ExprGen(p, sizes, read, { i: pos, j: pos }).value(at, f.id, idx, pos)};`));
-    valueRows(blk, a, head, 'k0', 'nk', (at, col, idx, pos, row) => at.line(`${A.vt.name}[${row} * ${a.NR}u + ${col}] = ${new ExprGen(p, sizes, read, { i: pos, j: pos }).value(at, a.term.value, idx, pos)};`), A.vt);
+    valueRows(blk, a, head, 'k0', 'nk', (at, col, idx, pos, row) => at.line(`${A.vt.name}[${row} * ${a.NR}u + ${col}] = ${new ExprGen(p, sizes, read, { i: pos, j: pos }).value(at, a.term.value, idx, pos)};`), { rows: C, zero: (w, x) => w.line(`${A.vt.name}[${x}] = 0.0;`) });
     blk.line('workgroupBarrier();');
     emitLogits(blk, a, A, head, read, C);
     blk.line('workgroupBarrier();');

@@ -21,10 +21,10 @@ import { programReader, type Sizes } from './common.ts';
 import { ExprGen, offset } from './expr.ts';
 import { KernelBuilder } from './kernel-builder.ts';
 import type { Kernel } from './plan.ts';
-import { cacheIndex, keyCache, VALUE_CACHE, type SoftmaxAnalysis } from './softmax-analysis.ts';
+import type { SoftmaxAnalysis } from './softmax-analysis.ts';
 import { cacheBindings } from './softmax-decode.ts';
 import { NO_LOGIT } from './softmax-online.ts';
-import { stageRows, valueRows } from './softmax-rows.ts';
+import { valueRows, writeCacheRows } from './softmax-rows.ts';
 import type { Block } from './wgsl-block.ts';
 
 /** The logit as c · Σ_axis Q·K: the query and key feature it reads and the scale, or undefined. */
@@ -162,12 +162,8 @@ export function softmaxTiledKernel(p: Program, sizes: Sizes, a: SoftmaxAnalysis,
       c.line(vec4 ? `${into}[${e} * ${stride / 4}u + ${r} / 4u][${r} % 4u] = ${v};` : `${into}[${e} * ${stride}u + ${r}] = ${v};`);
     });
   stageTransposed(main, logit.query, BQ, 'q0', 'nq', qT.name, BQ, true);
-  if (caches) {
-    stageRows(main, a, a.key, head, 'q0', 'nq', a.WK, (at, f, _slot, idx, pos) =>
-      at.line(`${caches.use(keyCache(f.id))}[${cacheIndex(a, f.W, pos, offset(f.axes, sizes, idx))}] = ${new ExprGen(p, sizes, read, { i: pos, j: pos }).value(at, f.id, idx, pos)};`),
-    );
-    valueRows(main, a, head, 'q0', 'nq', (at, col, idx, pos) => at.line(`${caches.use(VALUE_CACHE)}[${cacheIndex(a, NR, pos, col)}] = ${new ExprGen(p, sizes, read, { i: pos, j: pos }).value(at, a.term.value, idx, pos)};`));
-  }
+  if (caches) writeCacheRows(main, a, head, read, caches);
+
   const R = [0, 1, 2, 3];
   const J = [...Array(CPT).keys()];
   const m = R.map(() => main.var('m', NO_LOGIT));
@@ -178,16 +174,10 @@ export function softmaxTiledKernel(p: Program, sizes: Sizes, a: SoftmaxAnalysis,
     blk.define('k0', `kb * ${BK}u`);
     blk.define('nk', `min(${BK}u, dims.t - k0)`);
     stageTransposed(blk, logit.key, BK, 'k0', 'nk', kT.name, PK, false);
-    // the block's values, rows past nk zero (0 · value stays 0): element x = row · NR + column, 4 columns a vec4
-    blk.strided('x', `${BK * NR}u`, (c, x) => {
-      const r = c.let('r', `${x} / ${NR}u`);
-      const col = c.let('col', `${x} % ${NR}u`);
-      const v = c.var('vv', '0.0');
-      c.block(`if (${r} < nk)`, (w) => {
-        const pos = w.let('tp', `k0 + ${r}`);
-        w.line(`${v} = ${new ExprGen(p, sizes, read, { i: pos, j: pos }).value(w, a.term.value, { ...head, ...w.split(a.rest, sizes, col, 'vc') }, pos)};`);
-      });
-      c.line(`${vt.name}[${x} / 4u][${x} % 4u] = ${v};`);
+    // the block's values, 4 columns a vec4; rows past nk zero
+    valueRows(blk, a, head, 'k0', 'nk', (at, _col, idx, pos, _row, x) => at.line(`${vt.name}[${x} / 4u][${x} % 4u] = ${new ExprGen(p, sizes, read, { i: pos, j: pos }).value(at, a.term.value, idx, pos)};`), {
+      rows: BK,
+      zero: (w, x) => w.line(`${vt.name}[${x} / 4u][${x} % 4u] = 0.0;`),
     });
     blk.line('workgroupBarrier();');
     // the thread's 4 × CPT logits: per feature one vec4 of Q's rows against each of its key columns
