@@ -202,6 +202,12 @@ export interface StagedFeature {
   readonly side: 'query' | 'key';
   readonly axes: readonly string[];
   readonly W: number;
+  /**
+   * Floats from one staged row to the next: paddedRow(W), so that the invocations of a warp reading one feature of
+   * neighbouring rows (a score tile's key columns) hit different banks, not all one (at W 64 a 32-way conflict on
+   * every key load of a bounded term's dot product); an alias has its prefix term's layout (ψ: psiRowStride).
+   */
+  readonly stride: number;
   /** The prefix term that already stages this node (φ as a query feature, ψ as a key feature), read from there. */
   readonly alias: PrefixPlan | null;
 }
@@ -457,6 +463,16 @@ function prefixPlans(spec: ChunkKernelSpec, HALO: number, threads: number): Pref
   return plans;
 }
 
+/** Floats between staged rows of W: one more where W is even, so that neighbouring rows start in different banks. */
+export function paddedRow(W: number): number {
+  return W > 1 && W % 2 === 0 ? W + 1 : W;
+}
+
+/** Floats between the rows of a row-major ψ ([C + psiHalo][F], what a bounded term also reads): paddedRow(F). */
+export function psiRowStride(q: Pick<PrefixPlan, 'F'>): number {
+  return paddedRow(q.F);
+}
+
 /** The bounded terms' frontier nodes, each once: staged query side first, declared term by term. */
 function stagedFeatures(p: Program, sizes: Sizes, L: Layout, terms: readonly Term[], prefix: readonly PrefixPlan[]): { staged: StagedFeature[]; declared: StagedFeature[] } {
   const seen = new Map<Id, StagedFeature>();
@@ -470,7 +486,9 @@ function stagedFeatures(p: Program, sizes: Sizes, L: Layout, terms: readonly Ter
         const axes = rowAxes(p, L, id);
         // A feature a prefix term already stages (φ as a query feature, ψ as a key feature) is read from there.
         const alias = prefix.find((q) => (side === 'query' ? q.form.phi : q.form.psi) === id && axes.length === 1 && axes[0] === q.feature) ?? null;
-        const f: StagedFeature = { id, side, axes, W: count(axes, sizes), alias };
+        const W = count(axes, sizes);
+        const stride = alias ? (side === 'key' ? psiRowStride(alias) : W) : paddedRow(W);
+        const f: StagedFeature = { id, side, axes, W, stride, alias };
         seen.set(id, f);
         declared.push(f);
       }

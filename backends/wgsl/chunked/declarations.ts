@@ -5,7 +5,7 @@ import type { Id } from '../../../src/ir/types.ts';
 import { programReader } from '../common.ts';
 import { offset, type Index, type Positions, type Resolver } from '../expr.ts';
 import type { Binding, KernelBuilder, WorkgroupArray } from '../kernel-builder.ts';
-import { partDen, type ChunkAnalysis, type ChunkIo, type PrefixPlan } from './analysis.ts';
+import { partDen, psiRowStride, type ChunkAnalysis, type ChunkIo, type PrefixPlan } from './analysis.ts';
 import { rowWidth } from '../row-quantities.ts';
 import { stagedReductions, type StagedReduction } from './row-reductions.ts';
 import { quadStride } from './tiles.ts';
@@ -104,7 +104,7 @@ export function declareArrays(a: ChunkAnalysis, kb: KernelBuilder, alloc: ArrayA
       ? alloc.chunk(`psi${q.k}`, C * psiStride(q), `[row][f / 4], rows padded to ${psiStride(q)} vec4`, 'vec4<f32>')
       : q.transposed
       ? alloc.chunk(`psi${q.k}`, (C + 1) * q.F, `[f][row], rows padded to ${C + 1}`)
-      : alloc.chunk(`psi${q.k}`, (C + q.psiHalo) * q.F, 'also the key feature of a bounded term, with its halo');
+      : alloc.chunk(`psi${q.k}`, (C + q.psiHalo) * psiRowStride(q), `[row][f], rows padded to ${psiRowStride(q)}: also the key feature of a bounded term, with its halo`);
     // (a segment-state launch computes no outputs: it only folds, in registers)
     const state = a.resident
       ? a.segmented === 'state'
@@ -131,7 +131,7 @@ export function declareArrays(a: ChunkAnalysis, kb: KernelBuilder, alloc: ArrayA
   const staged = new Map<Id, string>();
   for (const f of a.declared) {
     if (f.alias) staged.set(f.id, f.side === 'query' ? prefix[f.alias.k].phi.name : prefix[f.alias.k].psi.name);
-    else staged.set(f.id, alloc.chunk(`${f.side === 'query' ? 'qf' : 'kf'}${f.id}`, (f.side === 'query' ? C : a.CH) * f.W).name);
+    else staged.set(f.id, alloc.chunk(`${f.side === 'query' ? 'qf' : 'kf'}${f.id}`, (f.side === 'query' ? C : a.CH) * f.stride).name);
   }
   const vsNote = `values of rows c0-${a.HALO} … c0+${C - 1}, this workgroup's columns`;
   const vs = valuesVec4(a) ? alloc.chunk('vs', (a.CH * R) / 4, `${vsNote}, four a vec4`, 'vec4<f32>') : alloc.chunk('vs', a.CH * R, vsNote);
@@ -229,7 +229,7 @@ export function phiVec(K: ChunkKernel, q: PrefixPlan, row: string, f4: string): 
 export function psiAt(K: ChunkKernel, q: PrefixPlan, row: string, f: string): string {
   const psi = K.arrays.prefix[q.k].psi.name;
   if (q.psiVec4) return `${psi}[(${row}) * ${psiStride(q)}u + (${f}) / 4u][(${f}) % 4u]`;
-  return q.transposed ? `${psi}[(${f}) * ${K.a.C + 1}u + ${row}]` : `${psi}[((${row}) + ${q.psiHalo}u) * ${q.F}u + ${f}]`;
+  return q.transposed ? `${psi}[(${f}) * ${K.a.C + 1}u + ${row}]` : `${psi}[((${row}) + ${q.psiHalo}u) * ${psiRowStride(q)}u + ${f}]`;
 }
 
 /** Σ log(decay) from the chunk start to `row`, feature `f` (its only column for a scalar gate); 0.0 without decay. */
@@ -263,6 +263,6 @@ export function stagedResolver(K: ChunkKernel, il: string, jj: string): Resolver
   return (n, idx, where, at) => {
     const f = features.get(n.id);
     if (!f) return K.io.read(n, idx, where, at);
-    return `${K.arrays.staged.get(n.id)}[${f.side === 'query' ? il : jj} * ${f.W}u + ${offset(f.axes, K.a.sizes, idx)}]`;
+    return `${K.arrays.staged.get(n.id)}[${f.side === 'query' ? il : jj} * ${f.stride}u + ${offset(f.axes, K.a.sizes, idx)}]`;
   };
 }

@@ -5,7 +5,7 @@ import type { Id, Node } from '../../../src/ir/types.ts';
 import { ExprGen, offset, type Resolver, type StatsResolver } from '../expr.ts';
 import { ringIndex } from '../layout.ts';
 import type { Block } from '../wgsl-block.ts';
-import type { PrefixPlan, StagedFeature } from './analysis.ts';
+import { psiRowStride, type PrefixPlan, type StagedFeature } from './analysis.ts';
 import { positions, psiStride, stateRef, type ChunkKernel, type StagedRow } from './declarations.ts';
 import { emitSlots, prefetchSlots, THIS_CHUNK, type PrefetchedSlots, type Place, type Slot } from './staging.ts';
 
@@ -133,7 +133,9 @@ function featureSlot(K: ChunkKernel, q: PrefixPlan, which: 'phi' | 'psi'): Slot 
     store: (b, at, val) => {
       // A bounded term reads this feature as its key (through the alias): decoding needs its last rows too.
       ringStore(K, id, b, at, val, `${at.ok} && tile == 0u && ${at.row} >= 0 && ${at.tpos} + ${a.state?.ring}u >= dims.t`);
-      b.line(which === 'psi' && q.transposed ? `${array}[(${at.x} % ${q.F}u) * ${a.C + 1}u + ${at.x} / ${q.F}u] = ${val};` : `${array}[${at.x}] = ${val};`);
+      const P = psiRowStride(q);
+      const el = which === 'psi' && q.transposed ? `(${at.x} % ${q.F}u) * ${a.C + 1}u + ${at.x} / ${q.F}u` : which === 'psi' && P !== q.F ? `(${at.x} / ${q.F}u) * ${P}u + ${at.x} % ${q.F}u` : at.x;
+      b.line(`${array}[${el}] = ${val};`);
     },
   };
 }
@@ -205,7 +207,9 @@ function frontierSlot(K: ChunkKernel, f: StagedFeature): Slot {
     value: valueOf(K, f.id),
     store: (b, at, val) => {
       if (f.side === 'key') ringStore(K, f.id, b, at, val, `${at.ok} && tile == 0u && ${at.tpos} + ${a.state?.ring}u >= dims.t`);
-      b.line(`${K.arrays.staged.get(f.id)}[${at.x}] = ${val};`);
+      // element x is row x / W, feature x % W; rows are `stride` apart (StagedFeature.stride)
+      const el = f.stride === f.W ? at.x : `(${at.x} / ${f.W}u) * ${f.stride}u + ${at.x} % ${f.W}u`;
+      b.line(`${K.arrays.staged.get(f.id)}[${el}] = ${val};`);
     },
   };
 }
