@@ -16,9 +16,15 @@ const ROW_WG = 64;
 /** The most workgroup memory the staged quantities may take: WebGPU's guaranteed 16 KB (else per element). */
 const MAX_ROW_FLOATS = 4096;
 
-/** The row quantities of feature node `id` over all their axes (a token's row spans every head), or none. */
+/**
+ * The row quantities of feature node `id` over all their axes (a token's row spans every head), or none. What is
+ * staged is decided as in a chunk kernel, whose workgroups fix the head axes (the terms' score axes): a reduction
+ * down to head axes is one value a head (llama's ‖q‖ over d, which each of a head's d elements had recomputed: 64
+ * loads an element) as well as one that a reduction or softmax reads along an axis (hedgehog's q @ W).
+ */
 export function featureRowQuantities(p: Program, sizes: Sizes, id: Id): RowQuantity[] {
-  const qs = rowQuantities(p, [id], []);
+  const head = p.outAxes.filter((a) => p.terms.some((t) => p.nodes[t.score].type.axes.includes(a)));
+  const qs = rowQuantities(p, [id], head, new Set(), true);
   const floats = qs.reduce((s, q) => s + (q.kind === 'stats' ? 2 : 1) * rowWidth(q, sizes), 0);
   return floats <= MAX_ROW_FLOATS ? qs : [];
 }

@@ -9,7 +9,7 @@ import { itemsOver, outputPart, partDen, valueGroups } from './chunked/analysis.
 import type { ChunkSchedule } from './chunked.ts';
 import { count, type Sizes } from './common.ts';
 import { elementOps } from './element-ops.ts';
-import { featureNodes } from './feature-nodes.ts';
+import { computesNothing, featureNodes, unfusedFeatures } from './feature-nodes.ts';
 import { featureRowQuantities } from './feature-rows.ts';
 import { stagedElementOps, stagedRowOps } from './row-quantity-ops.ts';
 import { chunkKernelCost, columnTiles, elementwiseCost, MANY_READS_OPS, type AdapterModel } from './schedule-model.ts';
@@ -19,8 +19,8 @@ export interface PlanEstimate {
   readonly launches: number;
 }
 
-/** The nodes the unfused plan materialises in feature kernels (lower.ts's rule): every feature node. */
-export const materialisedNodes = (p: Program): Id[] => featureNodes(p);
+/** The nodes the unfused plan materialises in feature kernels (lower.ts's rule): every one that computes something. */
+export const materialisedNodes = (p: Program, sizes: Sizes): Id[] => unfusedFeatures(p, sizes);
 
 /**
  * One feature kernel (lower.ts's featureKernel): the node's elements computed once from the inputs, written, and
@@ -64,7 +64,7 @@ export function estimatePlan(m: AdapterModel, program: Program, sizes: Sizes, s:
   const per = count(p.outAxes, sizes);
   let us = 0;
   let launches = 0;
-  const materialised = new Set<Id>(fuse ? prologue : materialisedNodes(p));
+  const materialised = new Set<Id>(fuse ? prologue : materialisedNodes(p, sizes));
   for (const id of materialised) {
     us += featureKernelCost(m, p, sizes, id, featureReads(p, sizes, groups, s, id), b, t);
     launches++;
@@ -145,8 +145,6 @@ export function decidePrologue(m: AdapterModel, program: Program, sizes: Sizes, 
  */
 export const PROLOGUE_MIN_OPS = MANY_READS_OPS;
 
-/** A feature node that is one load or index per element (elementOps 1): nothing for a prologue to compute once. */
-export const computesNothing = (p: Program, sizes: Sizes, id: Id): boolean => elementOps(p, sizes, id) <= 1;
 
 /**
  * The cheapest fused plan with its prologue among candidate schedules, each schedule's prologue decided for it

@@ -11,11 +11,11 @@ import { chunkKernel, segBuffer, segmentable, type ChunkSchedule } from './chunk
 import { itemsOver, kernelItems, outputPart, partDen, valueGroups, type KeptParts } from './chunked/analysis.ts';
 import { count, programBuffers, programReader, type Sizes } from './common.ts';
 import { ExprGen } from './expr.ts';
-import { featureNodes } from './feature-nodes.ts';
+import { featureNodes, unfusedFeatures } from './feature-nodes.ts';
 import { featureRowKernel } from './feature-rows.ts';
 import { featureTiledTerm, tileable } from './feature-tiled.ts';
 import { featureTiledFusedPlan } from './feature-tiled-plan.ts';
-import { flatIndex, KernelBuilder, tokenElement } from './kernel-builder.ts';
+import { eachGridElement, GRID_ELEMENTS, GRID_WG, KernelBuilder, tokenElement } from './kernel-builder.ts';
 import { stateLayout } from './layout.ts';
 import { grid, type Kernel, type Plan, type PlanBuffer } from './plan.ts';
 import { segmentScanKernel } from './segment-scan.ts';
@@ -135,8 +135,9 @@ export function lowerChunked(p: Program, sizes: Sizes, opts: LowerOptions): Plan
     const bad = prologue.filter((id) => !candidates.has(id));
     if (bad.length) throw new Error(`${p.name}: ${bad.map((id) => `%${id}`).join(', ')} ${bad.length > 1 ? 'are not feature nodes' : 'is not a feature node'} of its chunk kernel (those are ${[...candidates].map((id) => `%${id}`).join(', ') || 'none'})`);
   }
-  // The unfused plan materialises every feature node of its untiled terms (tiled ones compute theirs a tile at a time).
-  const toMaterialise = opts.fuse ? prologue.sort((a, b) => a - b) : featureNodes(p, p.terms.filter((t) => !tiled(t)));
+  // The unfused plan materialises the feature nodes of its untiled terms that compute something (feature-nodes.ts
+  // unfusedFeatures; tiled terms compute theirs a tile at a time).
+  const toMaterialise = opts.fuse ? prologue.sort((a, b) => a - b) : unfusedFeatures(p, sizes, p.terms.filter((t) => !tiled(t)));
   for (const id of toMaterialise) {
     materialised.add(id);
     const k = featureKernel(p, sizes, id);
@@ -261,19 +262,21 @@ function featureKernel(p: Program, sizes: Sizes, id: Id): { kernel: Kernel; buff
   const buffer: PlanBuffer = { name: `feat:${id}`, role: 'scratch', floats: (b, t) => b * t * per, shape: (b, t) => [b, t, ...n.type.axes.map((a) => sizes[a])] };
   const rows = featureRowKernel(p, sizes, id, label, comment);
   if (rows) return { kernel: rows, buffer };
-  const kb = new KernelBuilder(WG, ['gid', 'nwg']);
+  const kb = new KernelBuilder(GRID_WG, ['wid', 'lid', 'nwg']);
   const gen = new ExprGen(p, sizes, programReader(kb, p, sizes, (where) => `b * dims.t + ${where}`), { i: 't', j: 't' });
   const feat = kb.storage(`feat:${id}`, true, { always: true });
-  const main = kb.body;
-  const { flat, idx } = tokenElement(main, n.type.axes, sizes, 't');
-  const v = gen.value(main, id, idx, 't');
-  main.line(`${kb.use(feat)}[${flat}] = ${v};`);
+  eachGridElement(kb.body, GRID_ELEMENTS, (main, at) => {
+    const { flat, idx } = tokenElement(main, n.type.axes, sizes, 't', at);
+    const v = gen.value(main, id, idx, 't');
+    main.line(`${kb.use(feat)}[${flat}] = ${v};`);
+  });
+  const size = GRID_WG * GRID_ELEMENTS;
   return {
     kernel: kb.build({
       label,
-      comment: [comment],
-      workgroups: (b, t) => grid(b * t * per, WG),
-      launch: { kind: 'grid', perToken: per, size: WG },
+      comment: [comment, `${GRID_ELEMENTS} elements an invocation`],
+      workgroups: (b, t) => grid(b * t * per, size),
+      launch: { kind: 'grid', perToken: per, size },
     }),
     buffer,
   };
@@ -281,21 +284,22 @@ function featureKernel(p: Program, sizes: Sizes, id: Id): { kernel: Kernel; buff
 
 /** o = Σ plain parts + Σ_groups (Σ num) / (Σ den + eps). */
 function combineKernel(p: Program, per: number, parts: readonly { item: number; num: string; den?: string }[]): Kernel {
-  const kb = new KernelBuilder(WG, ['gid', 'nwg']);
+  const kb = new KernelBuilder(GRID_WG, ['wid', 'lid', 'nwg']);
   // a part's denominator is bound only where its item is normalised, the only place it is read
   const bound = parts.map((x) => ({ item: x.item, num: kb.storage(x.num, false, { always: true }), den: x.den !== undefined && p.output[x.item].kind === 'norm' ? kb.storage(x.den, false, { always: true }) : undefined }));
   const out = kb.storage('out:o', true, { always: true });
-  const main = kb.body;
-  const flat = flatIndex(main);
-  main.line(`if (${flat} >= dims.b * dims.t * ${per}u) { return; }`);
-  const o = main.var('o', '0.0');
-  p.output.forEach((it, k) => {
-    const mine = bound.filter((x) => x.item === k);
-    const num = mine.map((x) => `${kb.use(x.num)}[${flat}]`).join(' + ') || '0.0';
-    if (it.kind !== 'norm') return main.line(`${o} = ${o} + ${num};`);
-    const den = mine.map((x) => `${kb.use(x.den!)}[${flat}]`).join(' + ') || '0.0';
-    main.line(`${o} = ${o} + (${num}) / (${den} + ${it.eps});`);
+  eachGridElement(kb.body, GRID_ELEMENTS, (main, flat) => {
+    main.line(`if (${flat} >= dims.b * dims.t * ${per}u) { return; }`);
+    const o = main.var('o', '0.0');
+    p.output.forEach((it, k) => {
+      const mine = bound.filter((x) => x.item === k);
+      const num = mine.map((x) => `${kb.use(x.num)}[${flat}]`).join(' + ') || '0.0';
+      if (it.kind !== 'norm') return main.line(`${o} = ${o} + ${num};`);
+      const den = mine.map((x) => `${kb.use(x.den!)}[${flat}]`).join(' + ') || '0.0';
+      main.line(`${o} = ${o} + (${num}) / (${den} + ${it.eps});`);
+    });
+    main.line(`${kb.use(out)}[${flat}] = ${o};`);
   });
-  main.line(`${kb.use(out)}[${flat}] = ${o};`);
-  return kb.build({ label: `${p.name}.combine`, comment: [`combine the parts of ${p.name}`], workgroups: (b, t) => grid(b * t * per, WG), launch: { kind: 'grid', perToken: per, size: WG } });
+  const size = GRID_WG * GRID_ELEMENTS;
+  return kb.build({ label: `${p.name}.combine`, comment: [`combine the parts of ${p.name}, ${GRID_ELEMENTS} elements an invocation`], workgroups: (b, t) => grid(b * t * per, size), launch: { kind: 'grid', perToken: per, size } });
 }

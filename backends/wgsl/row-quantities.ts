@@ -34,8 +34,9 @@ export function rowWidth(q: RowQuantity, sizes: Sizes): number {
  * The row quantities computing `roots` at one position evaluates, each once, after every one it reads (`level`:
  * 1 + the highest level among the staged quantities under it; a level can be staged in one pass, then a barrier).
  * The walk stops at nodes in `stop` (read from a buffer: a materialised feature) and at parameters and constants.
+ * `keepHead`: the quantities keep their head axes (a feature kernel's row is a token's, over every head).
  */
-export function rowQuantities(p: Program, roots: readonly Id[], head: readonly string[], stop: ReadonlySet<Id> = new Set()): RowQuantity[] {
+export function rowQuantities(p: Program, roots: readonly Id[], head: readonly string[], stop: ReadonlySet<Id> = new Set(), keepHead = false): RowQuantity[] {
   const rowSide = (n: Node) => n.type.side === 'token' || n.type.side === 'query' || n.type.side === 'key';
   // Nodes some reduction or softmax reads along an axis: each of their elements is read many times per element.
   const shared = new Set<Id>();
@@ -71,7 +72,7 @@ export function rowQuantities(p: Program, roots: readonly Id[], head: readonly s
     const kind = staged(n);
     const h = kind ? below + 1 : below;
     level.set(id, h);
-    if (kind) out.push({ kind, id, axes: n.type.axes.filter((a) => !head.includes(a) && (kind === 'value' || n.op !== 'softmax' || a !== n.axis)), level: h });
+    if (kind) out.push({ kind, id, axes: n.type.axes.filter((a) => (keepHead || !head.includes(a)) && (kind === 'value' || n.op !== 'softmax' || a !== n.axis)), level: h });
     return h;
   };
   roots.forEach(visit);
