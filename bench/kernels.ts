@@ -10,7 +10,8 @@
 // Writes kernels.json and kernels.svg to $OUT or out/. With --backward: forward + backward instead (bench/backward.ts).
 // --no-prefetch: the chunk kernels stage each chunk's loads as before, not a chunk ahead (LowerOptions.prefetch); with
 // --schedules a schedule's trailing `np` (32x32x512np) does the same for that schedule alone, to time both in one run;
-// a trailing `rs` (16x64x512rs) keeps the prefix state in subgroup lanes' registers (bench/schedules.ts).
+// a trailing `rs` (16x64x512rs) keeps the prefix state in subgroup lanes' registers (bench/schedules.ts). --per-kernel
+// then times each launch of each schedule's plan on its own (which kernel of an unfused plan takes the time).
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -43,6 +44,7 @@ const { values } = parseArgs({
     rounds: { type: 'string', default: '1' },
     schedules: { type: 'string' },
     'no-prefetch': { type: 'boolean', default: false },
+    'per-kernel': { type: 'boolean', default: false },
   },
 });
 const gpu = await getDevice();
@@ -68,7 +70,7 @@ if (values.backward) {
 }
 
 if (values.schedules) {
-  await benchSchedules(gpu, { files, b: B, h: H, ts: Ts, ds: Ds, iters, rounds: Number(values.rounds), outDir, schedules: values.schedules.split(',').filter(Boolean), prefetch: !values['no-prefetch'] });
+  await benchSchedules(gpu, { files, b: B, h: H, ts: Ts, ds: Ds, iters, rounds: Number(values.rounds), outDir, schedules: values.schedules.split(',').filter(Boolean), prefetch: !values['no-prefetch'], perKernel: values['per-kernel'] });
   process.exit(0);
 }
 

@@ -31,6 +31,7 @@ import { lowerChunked } from '../backends/wgsl/lower.ts';
 import { axisSizes, makeInputs } from '../src/inputs.ts';
 import { adapterModel } from '../src/runtime/adapter-model.ts';
 import { compileFile, planFor, runCompiled, timePlan } from '../src/runtime/compiler.ts';
+import { timePlanKernels } from '../src/runtime/time-plan.ts';
 import { choosePlan } from '../src/runtime/plan-choice.ts';
 import type { Gpu } from '../src/runtime/device.ts';
 import { relativeError } from '../src/tensor.ts';
@@ -93,12 +94,14 @@ interface Row {
   ms: number[];
   medianMs: number;
   estMs: number | null;
+  /** --per-kernel: each launch on its own. */
+  kernels?: { kernel: string; workgroups: readonly number[]; ms: number }[];
   errVsOracle: number;
 }
 
 export async function benchSchedules(
   gpu: Gpu,
-  o: { files: readonly string[]; b: number; h: number; ts: readonly number[]; ds: readonly number[]; iters: number; rounds: number; outDir: string; schedules: readonly string[]; prefetch?: boolean },
+  o: { files: readonly string[]; b: number; h: number; ts: readonly number[]; ds: readonly number[]; iters: number; rounds: number; outDir: string; schedules: readonly string[]; prefetch?: boolean; perKernel?: boolean },
 ): Promise<void> {
   const rows: Row[] = [];
   const model = adapterModel(gpu);
@@ -176,6 +179,13 @@ export async function benchSchedules(
           rows.push(row);
           const tag = `${row.asked}${/default/.test(row.asked) ? ` ${scheduleTag(row.schedule)}${row.resident && !/rs/.test(row.asked) ? 'rs' : ''}` : ''}${row.prologueNodes ? ` (prologue ${row.prologueNodes.map((n) => `%${n}`).join(' ')})` : ''}`;
           console.log(`${label.padEnd(30)} ${tag.padEnd(24)} ${row.medianMs.toFixed(3).padStart(8)} ms (rounds ${row.ms.map((m) => m.toFixed(3)).join(' ')}) | est. ${row.estMs?.toFixed(3) ?? '—'} ms | err ${row.errVsOracle.toExponential(1)}`);
+        }
+        // --per-kernel: each launch of each plan on its own (its own timestamped pass: the sum exceeds the plan's time a little)
+        if (o.perKernel) {
+          for (const { plan, row } of runs) {
+            row.kernels = (await timePlanKernels(gpu, plan, x, o.b, t)).map((k) => ({ kernel: k.label, workgroups: k.workgroups, ms: k.ms }));
+            for (const k of row.kernels) console.log(`${''.padEnd(30)}   ${k.kernel.padEnd(40)} ${k.ms.toFixed(3).padStart(8)} ms  [${k.workgroups.join(', ')}]`);
+          }
         }
         writeFileSync(join(o.outDir, 'schedules.json'), JSON.stringify({ adapter: gpu.adapterName, toggles: gpu.toggles, iters: o.iters, rounds: o.rounds, rows }, null, 1));
       }

@@ -6,6 +6,7 @@ import type { Tensor } from '../tensor.ts';
 import { batchSlices, batchSliceSize, runLimits, sliceInputs, type RunLimits } from './batch-split.ts';
 import type { Gpu } from './device.ts';
 import { PlanRunner } from './executor.ts';
+import { ProfilingPass, timeDispatchesOf, type DispatchTime } from './dispatch-profile.ts';
 import { timeDispatches } from './timing.ts';
 
 /**
@@ -44,4 +45,25 @@ export async function timePlan(
   }
   const method = [...msOf.values()][0].method;
   return { ms, method: slices.length > 1 ? `${method}, summed over ${slices.length} batch slices` : method };
+}
+
+/**
+ * Each launch of a plan at (b, t) timed on its own (dispatch-profile.ts: its own timestamped pass), the median of
+ * `repeats`: which kernel of an unfused plan takes the time. The batch must fit the device in one slice.
+ */
+export async function timePlanKernels(gpu: Gpu, plan: Plan, tensors: Readonly<Record<string, Tensor>>, b: number, t: number, repeats = 5): Promise<DispatchTime[]> {
+  const runner = await PlanRunner.create(gpu, plan);
+  if (batchSliceSize(plan, b, t, runLimits(gpu), gpu.adapterName) < b) throw new Error(`timePlanKernels: ${plan.variant} at b ${b}, t ${t} does not fit the device in one launch`);
+  const bufs = runner.allocate(tensors, b, t);
+  try {
+    const bound = runner.bind(Object.fromEntries(Object.entries(bufs).map(([k, v]) => [k, v.buffer])), b, t);
+    const pass = new ProfilingPass(plan.variant);
+    runner.encode(pass.asPass(), bound);
+    await timeDispatchesOf(gpu, pass.dispatches, 2); // warm-up
+    const times = await timeDispatchesOf(gpu, pass.dispatches, repeats);
+    bound.dims.destroy();
+    return times;
+  } finally {
+    runner.release(bufs);
+  }
 }
