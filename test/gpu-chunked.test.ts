@@ -60,17 +60,23 @@ describe('the fused chunked lowering', () => {
   // A group term's keys reach back to its group's start, at most G − C rows before a chunk that divides G (layout.ts
   // groupReach): over t = 140 (two whole groups of 64 and a partial third) at chunk 16 every chunk's reach, 0 to 48
   // rows, is taken, the last chunk of each group's exactly the halo; both plans, so the group term's own kernel and
-  // the fused one.
-  it.each([true, false])('llama_linearized (groups of 64) at chunk 16 over t 140, fused %s, equals the oracle', async (fuse) => {
+  // the fused one. The past_groups term pairs no two rows of a chunk that divides its groups (analysis.ts
+  // scoresInChunk): its φ·ψ tile is left out, and its own kernel has no score matrix at all; with groups of 8, two
+  // groups a chunk of 16, it keeps both.
+  it.each([[true, 16, 64], [false, 16, 64], [false, 16, 8]] as const)('llama_linearized over t 140, fused %s at chunk %i, groups of %i, equals the oracle', async (fuse, chunk, group) => {
     const g = await gpu();
-    const c = compileFile('examples/paper/llama_linearized.la');
+    const c = compileFile('examples/paper/llama_linearized.la', { sizes: { C: group } });
     const axes = { h: 2, d: 5, e: 3 };
     const x = makeInputs(c.source, { b: 1, t: 140, axes, seed: 140 });
-    const schedule = { chunk: 16, cols: 4, threads: 64 };
+    const schedule = { chunk, cols: 4, threads: 64 };
     const plan = lowerChunked(c.program, axisSizes(c.source, axes), { fuse, schedule });
-    expect(plan.kernels.find((k) => k.label.endsWith(fuse ? '.chunked' : '.term.local'))!.code).toMatch(/^\/\/ chunk 16, 4 value columns per workgroup, halo 48,/m);
+    const code = (label: string) => plan.kernels.find((k) => k.label.endsWith(label))!.code;
+    if (group === 64) expect(code(fuse ? '.chunked' : '.term.local')).toMatch(/^\/\/ chunk 16, 4 value columns per workgroup, halo 48,/m);
+    const divides = group % chunk === 0;
+    expect(code(fuse ? '.chunked' : '.term.global')).toMatch(divides ? /^(?![\s\S]*term global \(prefix\): φ_i·ψ_j)/ : /term global \(prefix\): φ_i·ψ_j/);
+    if (!fuse) expect(code('.term.global')).toMatch(divides ? /^(?![\s\S]*var<workgroup> A0)/ : /var<workgroup> A0/);
     const r = await runCompiled(c, x, { device: 'gpu', gpu: g, form: 'chunked', fuse, schedule, prologue: 'none' });
-    expectRelClose(r.o.data, evaluateParallel(c.source, x).data, 1e-4, `llama_linearized t 140 fused ${fuse}`);
+    expectRelClose(r.o.data, evaluateParallel(c.source, x).data, 1e-4, `llama_linearized t 140 fused ${fuse} chunk ${chunk} groups ${group}`);
   });
 
   // Two variants (one prefix term with a convolution; two prefix terms, so two states scanned), two schedules:

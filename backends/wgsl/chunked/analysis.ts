@@ -367,10 +367,12 @@ export function analyseChunk(spec: ChunkKernelSpec): ChunkAnalysis {
   const prefix = overlap ? prefixPlans(spec, HALO, schedule.threads / 2) : plain;
   const { staged, declared } = stagedFeatures(p, sizes, L, terms, prefix);
   const groupTerms = items.map((it) => (it.kind === 'term' ? [it.term] : [...it.terms]).map((nm) => terms.find((t) => t.name === nm)!));
-  const aGroups = groupTerms.flatMap((ts, g) => (ts.some((t) => L.aTerms.includes(t)) ? [g] : []));
   // A partial kernel writes a denominator for the items the combine kernel divides (partDen); one with its own memory
   // interface (the training stages, spec.io) for every item, as its stages expect.
   const denGroups = items.flatMap((it, g) => ((spec.partial && (spec.io || partDen(it))) || (it.kind === 'norm' && it.eps >= 0) ? [g] : []));
+  // A group has a score matrix where one of its terms scores pairs within a chunk, or where its denominator is summed
+  // from one (scores.ts partialDenominator).
+  const aGroups = groupTerms.flatMap((ts, g) => (ts.some((t) => L.aTerms.includes(t) && (scoresInChunk(t, C) || denGroups.includes(g))) ? [g] : []));
   const valueId = terms[0].value;
   for (const t of terms) if (t.value !== valueId) throw new Error(`terms ${terms[0].name} and ${t.name} have different values; they need separate kernels`);
   const segment = schedule.segment ?? 0;
@@ -461,6 +463,16 @@ function prefixPlans(spec: ChunkKernelSpec, HALO: number, threads: number): Pref
     });
   }
   return plans;
+}
+
+/**
+ * Whether term t scores pairs of rows within one chunk of C. A past_groups(G) term whose chunks divide its groups
+ * never does: chunks start at multiples of C, so each lies in one group, and the term pairs only rows of different
+ * groups. llama_linearized's and flash's global terms computed a C × C × F tile of masked-out products a chunk, and
+ * A·V over it; their rows read the earlier groups through the state (φ·S_prev) alone.
+ */
+export function scoresInChunk(t: Term, C: number): boolean {
+  return !t.mask.some((m) => m.kind === 'past_groups' && m.size % C === 0);
 }
 
 /** Floats between staged rows of W: one more where W is even, so that neighbouring rows start in different banks. */

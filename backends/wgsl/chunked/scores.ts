@@ -8,7 +8,7 @@
 import { maskCondition } from '../common.ts';
 import { ExprGen } from '../expr.ts';
 import type { Block } from '../wgsl-block.ts';
-import type { PrefixPlan } from './analysis.ts';
+import { scoresInChunk, type PrefixPlan } from './analysis.ts';
 import { phiVec, positions, psiAt, psiVec, stagedResolver, stateArrays, type ChunkKernel } from './declarations.ts';
 import { storeQuad } from './row-quads.ts';
 
@@ -27,7 +27,7 @@ export function emitScores(K: ChunkKernel, body: Block, alongside?: (b: Block) =
     for (const g of a.aGroups) for (let m = 0; m < TI; m++) for (let n = 0; n < TJ; n++) acc.set(`${g},${m},${n}`, b.var(`a${g}_${m}_${n}`, '0.0'));
     const cells: Cells = (g, m, n) => acc.get(`${g},${m},${n}`)!;
     for (const g of a.aGroups) {
-      for (const t of a.groupTerms[g]) if (t.form.kind === 'prefix') prefixTile(K, b, a.prefix.find((q) => q.term === t)!, g, cells, ti, tj);
+      for (const t of a.groupTerms[g]) if (t.form.kind === 'prefix' && scoresInChunk(t, a.C)) prefixTile(K, b, a.prefix.find((q) => q.term === t)!, g, cells, ti, tj);
     }
     for (let m = 0; m < TI; m++) for (let n = 0; n < TJ; n++) boundedCell(K, b, m, n, cells, ti, tj);
     // row quads: the tile's four rows of its column stored as one vec4 (chunked/row-quads.ts; TI 4, TJ 1, tj < CA)
