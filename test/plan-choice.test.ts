@@ -82,21 +82,16 @@ describe('plan choice on a hardware adapter', () => {
     expect(choosePlan(H200_SG, d128.p, d128.sizes, {}, shape).resident).toBe(true);
   });
 
-  it('weighs the resident kernel against an unfused pick at the least gain it measured (cosformer at b 8)', () => {
+  it('keeps the model\'s unfused pick against the resident kernel (cosformer at b 8: unfused 2.421 ms, resident 2.812, call 127)', () => {
     const b8 = { b: 8, t: 4096 };
     for (const name of ['paper/cosformer', 'paper/cosformer_aug']) {
       const { p, sizes } = variant(name);
-      // the plain kernel alone loses to the unfused plan in the model at b 8; the resident one, weighed, does not
-      const plain = choosePlan(H200, p, sizes, {}, b8);
-      expect(plain.fuse, plain.reason).toBe(false);
-      const c = choosePlan(H200_SG, p, sizes, {}, b8);
-      expect(c.fuse && c.resident, c.reason).toBe(true);
-      expect(c.schedule).toEqual({ chunk: 16, cols: 32, threads: 512 });
-      expect(c.reason).toMatch(/the model's pick was unfused .* over 1\.18/);
+      for (const g of [H200, H200_SG]) {
+        const c = choosePlan(g, p, sizes, {}, b8);
+        expect(c.fuse, c.reason).toBe(false);
+        expect(c.resident, c.reason).toBeUndefined();
+      }
     }
-    // hedgehog's unfused and prologue plans are not weighed against a resident kernel it never takes
-    const h = variant('variants/hedgehog');
-    expect(choosePlan(H200_SG, h.p, h.sizes, {}, b8).resident).toBeUndefined();
   });
 
   it('takes hedgehog fused with its softmax features in a prologue, shows the three estimates and each node\'s, and lowers what it chose', () => {

@@ -15,7 +15,7 @@
 // they are not predictions to quote. src/runtime/adapter-model.ts builds the adapter's.
 import { operands, type OutputItem, type Program, type Term } from '../../src/ir/types.ts';
 import { layoutOf, prefetchedLoads, sharedFloats, type ChunkKernelSpec, type ChunkSchedule } from './chunked.ts';
-import { analyseChunk, partDen, scoreReach } from './chunked/analysis.ts';
+import { analyseChunk, partDen, scoreReach, scoresInChunk } from './chunked/analysis.ts';
 import { stagedReductions } from './chunked/row-reductions.ts';
 import { blockTile, scoreTile } from './chunked/tiles.ts';
 import { count, type Sizes } from './common.ts';
@@ -314,6 +314,16 @@ function tokenReads(p: Program, sizes: Sizes, terms: readonly Term[], materialis
 
 /** The extra operations of a product weighed by a per-feature gate's exponential (see chunkKernelCost). */
 const GATED_PRODUCT_OPS = 0.75;
+/**
+ * A bounded term's score operations (elementOps of its score: llama's relu(q̂·k̂)², flash's) at this share of a
+ * prefix product's price. The term's key rows were staged W floats apart until call 125, so every key load of its dot
+ * products hit one bank 32 times over, and the model's rates took that in; padded, llama_linearized's local kernel ran
+ * 1.530 → 0.771 ms and flash's 1.774 → 1.028 (h200-bank-pad.json). At 1 the model put flash's fused plan at 2.8× its
+ * time (5.86 ms est., 2.09 measured, call 127), at 0.5 still over 2×; at 0.35 it is 1.8× (3.78) and llama's b 8 fused
+ * plan 0.57× (5.07 against 8.89), the widest misses left, every row of h200-kernels.json and h200-kernels-b8.json
+ * within 2× (test/model-picks-h200.test.ts), every pick within 5 % of the fastest plan measured.
+ */
+const BOUNDED_SCORE_OPS = 0.35;
 
 /** Column tiles the chunk kernel of `terms` runs per (b, head): each recomputes the rows' features it stages. */
 export function columnTiles(p: Program, sizes: Sizes, terms: readonly Term[], s: ChunkSchedule): number {
@@ -376,7 +386,9 @@ export function chunkKernelCost(m: AdapterModel, k: ChunkKernelModel, b: number,
       const F = featureCount(f, sizes);
       // + the state S (F × R) read and written once per step whatever C: what makes very small chunks lose
       const { scores, outputs, fold } = blockedShares(C, F, R, s);
-      ops += C * C * F * scores + (C * C * R + C * F * R) * outputs + C * F * R * fold + 2 * F * R;
+      // a term that pairs no rows of one chunk (analysis.ts scoresInChunk) has no C × C tile and no A·V
+      const tile = scoresInChunk(term, C) ? 1 : 0;
+      ops += tile * C * C * (F * scores + R * outputs) + C * F * R * outputs + C * F * R * fold + 2 * F * R;
       stateOps += C * F * R * fold + 2 * F * R + (s.segment ? C * F * inline(f.psi, stateRows!) : 0);
       if (s.segment) stateFeatureOps += C * F * (inline(f.psi, stateRows!) - 1);
       stage(f.phi, C * F);
@@ -403,7 +415,7 @@ export function chunkKernelCost(m: AdapterModel, k: ChunkKernelModel, b: number,
       // picked it at b 8 over the unfused plan's 6.38 (call 101). The whole reach put flash's and llama's plans at
       // 1.3–2.0× their times, none left out at 0.55–0.83×.
       const reach = scoreReach(layoutOf(p, k.terms, C), term, C);
-      ops += C * (C + (term.mask.some((x) => x.kind === 'group') ? reach / 2 : reach)) * (elementOps(p, sizes, term.score, rows) + R);
+      ops += C * (C + (term.mask.some((x) => x.kind === 'group') ? reach / 2 : reach)) * (BOUNDED_SCORE_OPS * elementOps(p, sizes, term.score, rows) + R);
     }
   }
   // the part of ops that is the features' elementwise work (launchCost's featureOps)

@@ -15,14 +15,10 @@ import type { ScheduleLimits } from '../chunk-schedules.ts';
 import type { Sizes } from '../common.ts';
 import { analyseChunk, itemsOver, outputPart, valueGroups } from './analysis.ts';
 
-/**
- * The least the resident kernel gained over the plain fused kernel's time where this rule takes it: cosformer at
- * d 64, 1.742 → 1.471 ms (1.18×; d 128's elu family 1.46–1.55×). The schedule model prices the plain kernel only, so
- * where it puts the plain fused plan above the unfused one, the plan choice weighs the resident kernel at the plain
- * estimate over this: at b 8 the model had cosformer's and cosformer_aug's unfused plans (3.446 and 3.878 ms) under
- * their plain fused ones and took them, where the resident kernel ran 2.900 and 2.983 (bench/results/h200-kernels-b8.json).
- */
-export const RESIDENT_LEAST_GAIN = 1.18;
+// (The schedule model prices the plain kernel only. plan-choice.ts once weighed the resident kernel at the plain
+// estimate over its least measured gain, 1.18 — cosformer at d 64, 1.742 → 1.471 ms — where the model put the plain
+// fused plan above the unfused one, for cosformer's and cosformer_aug's b 8 rows; since the unfused plan's elementwise
+// kernels sped up their unfused plans run faster than the resident kernel there (call 127), and the rule is gone.)
 
 /** Chunk and invocations of the resident default. */
 const RESIDENT_CHUNK = 16;
