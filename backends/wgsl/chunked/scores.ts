@@ -6,11 +6,12 @@
 // Each invocation owns a TI×TJ micro-tile (rows ti + m·NTI, columns tj + n·NTJ, strided so that neighbouring
 // invocations read neighbouring ψ), so every φ and ψ it loads from workgroup memory feeds TJ or TI products.
 import { maskCondition } from '../common.ts';
-import { ExprGen } from '../expr.ts';
+import { ExprGen, type Resolver } from '../expr.ts';
 import type { Block } from '../wgsl-block.ts';
 import { scoresInChunk, type PrefixPlan } from './analysis.ts';
 import { phiVec, positions, psiAt, psiVec, stagedResolver, stateArrays, type ChunkKernel } from './declarations.ts';
 import { storeQuad } from './row-quads.ts';
+import { emitCellDots, type CellDots } from './score-dots.ts';
 
 /** The micro-tile's accumulators: name of a_g at cell (m, n). */
 type Cells = (g: number, m: number, n: number) => string;
@@ -29,7 +30,8 @@ export function emitScores(K: ChunkKernel, body: Block, alongside?: (b: Block) =
     for (const g of a.aGroups) {
       for (const t of a.groupTerms[g]) if (t.form.kind === 'prefix' && scoresInChunk(t, a.C)) prefixTile(K, b, a.prefix.find((q) => q.term === t)!, g, cells, ti, tj);
     }
-    for (let m = 0; m < TI; m++) for (let n = 0; n < TJ; n++) boundedCell(K, b, m, n, cells, ti, tj);
+    const dots = emitCellDots(K, b, ti, tj);
+    for (let m = 0; m < TI; m++) for (let n = 0; n < TJ; n++) boundedCell(K, b, m, n, cells, ti, tj, dots);
     // row quads: the tile's four rows of its column stored as one vec4 (chunked/row-quads.ts; TI 4, TJ 1, tj < CA)
     if (a.rowQuads) for (const g of a.aGroups) storeQuad(K, b, g, tj, ti, [0, 1, 2, 3].map((m) => cells(g, m, 0)));
     for (const g of a.denGroups) if (K.arrays.denp.has(g)) for (let m = 0; m < TI; m++) partialDenominator(K, b, g, m, cells, ti, tj);
@@ -119,8 +121,11 @@ function vec4Products(K: ChunkKernel, l0: Block, q: PrefixPlan, d: ReadonlyMap<s
   }
 }
 
-/** Cell (m, n): the bounded terms' scores, evaluated from the staged features, then a_g stored into A_g. */
-function boundedCell(K: ChunkKernel, b: Block, m: number, n: number, cells: Cells, ti: string, tj: string): void {
+/**
+ * Cell (m, n): the bounded terms' scores, evaluated from the staged features (their dot products from `dots`,
+ * score-dots.ts), then a_g stored into A_g.
+ */
+function boundedCell(K: ChunkKernel, b: Block, m: number, n: number, cells: Cells, ti: string, tj: string, dots: CellDots): void {
   const { a } = K;
   const { NTI, NTJ } = a.tile;
   b.block('', (c) => {
@@ -137,7 +142,9 @@ function boundedCell(K: ChunkKernel, b: Block, m: number, n: number, cells: Cell
           if (!a.L.aTerms.includes(t) || t.form.kind === 'prefix') continue;
           s.block(`if (${valid} && (${maskCondition(t.mask, ia, ja)}))`, (e) => {
             e.comment(`term ${t.name} (${t.form.kind})`);
-            const gen = new ExprGen(a.p, a.sizes, stagedResolver(K, il, `(${jj} + ${a.HALO - a.AH}u)`), positions(K, ia, ja));
+            const staged = stagedResolver(K, il, `(${jj} + ${a.HALO - a.AH}u)`);
+            const resolve: Resolver = (x, idx, where, at) => dots.get(x.id)?.(m, n) ?? staged(x, idx, where, at);
+            const gen = new ExprGen(a.p, a.sizes, resolve, positions(K, ia, ja));
             e.line(`${am} = ${am} + ${gen.value(e, t.score, K.head, ja)};`);
           });
         }
