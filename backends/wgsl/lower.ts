@@ -104,8 +104,6 @@ export function normalisedItems(p: Program): { k: number; terms: readonly string
   });
 }
 
-const WG = 64;
-
 export function lowerChunked(p: Program, sizes: Sizes, opts: LowerOptions): Plan {
   // Softmax attention has a kernel family of its own (a flash kernel; nothing to fuse or unfuse).
   if (isSoftmaxProgram(p)) {

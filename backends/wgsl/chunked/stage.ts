@@ -113,6 +113,11 @@ function ringStore(K: ChunkKernel, id: Id, b: Block, at: Place, val: string, con
   b.block(`if (${cond})`, (s) => s.line(`${ring}[${ringIndex(r, st.ring, `${at.tpos} % ${st.ring}u`, offset(K.a.p.nodes[id].type.axes, K.a.sizes, at.idx))}] = ${val};`));
 }
 
+/** Where element x of rows of W lands in an array whose rows are `stride` apart (row x / W, column x % W). */
+function paddedElement(x: string, W: number, stride: number): string {
+  return stride === W ? x : `(${x} / ${W}u) * ${stride}u + ${x} % ${W}u`;
+}
+
 /** φ_k or ψ_k ([C + halo][F]); ψ of a prefix term no bounded term reads is stored transposed. */
 function featureSlot(K: ChunkKernel, q: PrefixPlan, which: 'phi' | 'psi'): Slot {
   if (which === 'phi' ? q.vec4 : q.psiVec4) return featureVecSlot(K, q, which);
@@ -133,8 +138,7 @@ function featureSlot(K: ChunkKernel, q: PrefixPlan, which: 'phi' | 'psi'): Slot 
     store: (b, at, val) => {
       // A bounded term reads this feature as its key (through the alias): decoding needs its last rows too.
       ringStore(K, id, b, at, val, `${at.ok} && tile == 0u && ${at.row} >= 0 && ${at.tpos} + ${a.state?.ring}u >= dims.t`);
-      const P = psiRowStride(q);
-      const el = which === 'psi' && q.transposed ? `(${at.x} % ${q.F}u) * ${a.C + 1}u + ${at.x} / ${q.F}u` : which === 'psi' && P !== q.F ? `(${at.x} / ${q.F}u) * ${P}u + ${at.x} % ${q.F}u` : at.x;
+      const el = which === 'psi' && q.transposed ? `(${at.x} % ${q.F}u) * ${a.C + 1}u + ${at.x} / ${q.F}u` : paddedElement(at.x, q.F, which === 'psi' ? psiRowStride(q) : q.F);
       b.line(`${array}[${el}] = ${val};`);
     },
   };
@@ -166,7 +170,7 @@ function featureVecSlot(K: ChunkKernel, q: PrefixPlan, which: 'phi' | 'psi'): Sl
     store: (b, at, val) => {
       // the node as a bounded term's key feature too (another term's ψ): decoding needs its last rows, lane by lane
       lanes(at).forEach((lp, l) => ringStore(K, id, b, lp, `${val}.${'xyzw'[l]}`, `${at.ok} && tile == 0u && ${at.tpos} + ${K.a.state?.ring}u >= dims.t`));
-      b.line(stride === F4 ? `${array}[${at.x}] = ${val};` : `${array}[(${at.x} / ${F4}u) * ${stride}u + ${at.x} % ${F4}u] = ${val};`);
+      b.line(`${array}[${paddedElement(at.x, F4, stride)}] = ${val};`);
     },
   };
 }
@@ -207,9 +211,7 @@ function frontierSlot(K: ChunkKernel, f: StagedFeature): Slot {
     value: valueOf(K, f.id),
     store: (b, at, val) => {
       if (f.side === 'key') ringStore(K, f.id, b, at, val, `${at.ok} && tile == 0u && ${at.tpos} + ${a.state?.ring}u >= dims.t`);
-      // element x is row x / W, feature x % W; rows are `stride` apart (StagedFeature.stride)
-      const el = f.stride === f.W ? at.x : `(${at.x} / ${f.W}u) * ${f.stride}u + ${at.x} % ${f.W}u`;
-      b.line(`${K.arrays.staged.get(f.id)}[${el}] = ${val};`);
+      b.line(`${K.arrays.staged.get(f.id)}[${paddedElement(at.x, f.W, f.stride)}] = ${val};`);
     },
   };
 }
