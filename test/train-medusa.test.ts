@@ -1,14 +1,18 @@
 // `linattn train-medusa` end to end on lavapipe: on a tiny model trained on the shipped King James text, trained heads
 // predict held-out text far better than random heads, and `generate --speculate medusa` with them accepts several
 // tokens per step and emits exactly plain greedy decoding; a run interrupted and resumed takes exactly the steps of an
-// uninterrupted one (GPU and CPU); runs of the other trainer, and bad arguments, are refused before anything is written.
-import { existsSync, readFileSync } from 'node:fs';
+// uninterrupted one (GPU and CPU); with --distill the heads train on the base's own continuations, which equal float64
+// greedy decoding of their prompts, and a resumed run reads them back; runs of the other trainer, and bad arguments, are
+// refused before anything is written.
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { trainWith } from '../src/cli/train.ts';
 import { trainMedusaWith } from '../src/cli/train-medusa.ts';
 import type { PrepareAttention } from '../src/model/attention-context.ts';
 import { loadConfig } from '../src/model/config.ts';
+import { cpuModel } from '../src/model/cpu-forward.ts';
+import { cpuAttentionSessionFromVariant, generateCpu } from '../src/model/generate.ts';
 import { randomWeights } from '../src/model/init-model.ts';
 import { ByteTokenizer } from '../src/model/tokenizer.ts';
 import { evaluationBatches, loadCorpus, splitCorpus } from '../src/model/train/data.ts';
@@ -107,6 +111,58 @@ describe('linattn train-medusa on a tiny trained model', () => {
       }
     });
   }
+
+  it('--distill: the heads train on the base\'s greedy continuations of training-text prompts, equal to float64 greedy decoding; a resumed run reads them back', async () => {
+    const args = ['--data', small, '--steps', '4', '--batch', '4', '--block', '12', '--lr', '3e-3', '--save-every', '2', '--eval-every', '4', '--distill', '96', '--distill-prompt', '8', '--distill-length', '24'];
+    const whole = join(root, 'distill-whole');
+    const r = await runCommand(trainMedusa, '--model', base, '--heads', '2', '--out', whole, ...args);
+    expect(r.code, r.err).toBe(0);
+    expect(r.out).toMatch(/of the base's own text \(4 sequences, 128 tokens\)/);
+    const state = JSON.parse(readFileSync(join(whole, 'trainer_state.json'), 'utf8')) as { medusa: { distill: { sequences: number; total: number } } };
+    expect(state.medusa.distill).toMatchObject({ tokens: 96, prompt: 8, length: 24, sequences: 4, total: 128 });
+    const seqs = (JSON.parse(readFileSync(join(whole, 'distill.json'), 'utf8')) as { sequences: number[][] }).sequences;
+    expect(seqs).toHaveLength(4);
+
+    // The oracle: the base decoded greedily in float64, token by token, from each prompt (BOS in front, as generate does).
+    const config = loadConfig(join(base, 'config.json'));
+    const variant = loadModelVariant(config);
+    const cpu = cpuModel(config, loadWeights(config, join(base, 'model.safetensors'), variant.params));
+    const tokenizer = new ByteTokenizer({ bos: 256 });
+    const train = splitCorpus(loadCorpus([small], tokenizer), 0.1, 15).train;
+    for (const q of seqs) {
+      const prompt = q.slice(0, 8);
+      expect(Buffer.from(train.buffer, train.byteOffset, train.byteLength).includes(Buffer.from(Uint32Array.from(prompt).buffer)), 'the prompt is text of the training part').toBe(true);
+      const attention = cpuAttentionSessionFromVariant(variant.program, cpu.weights.layers.map((l) => l.attention));
+      expect(q.slice(8)).toEqual(generateCpu(cpu, attention, tokenizer, [[256, ...prompt]], { maxTokens: 24 }).tokens[0]);
+    }
+
+    // Interrupted after step 3 and resumed from step 2: the same steps, from the saved sequences.
+    const cut = join(root, 'distill-cut');
+    const crash = new Error('simulated crash');
+    await expect(runMedusaTraining({
+      model: base, heads: 2, resume: false, data: [small], out: cut, device: 'gpu', distill: { tokens: 96, prompt: 8, length: 24 },
+      given: { steps: 4, batch: 4, block: 12, lr: 3e-3, minLr: 3e-3 / 10, saveEvery: 2, evalEvery: 4 },
+      gpu: async () => ({ gpu: await gpu(), prepareAttention: compiled }),
+      onProgress: (p) => {
+        if (p.step === 3) throw crash;
+      },
+    })).rejects.toBe(crash);
+    const differs = await runCommand(trainMedusa, '--resume', '--out', cut, ...args.slice(0, -6), '--distill', '50');
+    expect(differs).toMatchObject({ code: 1, err: expect.stringMatching(/--distill 50 differs from the resumed run's --distill 96 --distill-prompt 8 --distill-length 24/) });
+    const saved = readFileSync(join(cut, 'distill.json'), 'utf8');
+    writeFileSync(join(cut, 'distill.json'), saved.replace('[', '[[1],'));
+    expect(await runCommand(trainMedusa, '--resume', '--out', cut, '--data', small)).toMatchObject({ code: 1, err: expect.stringMatching(/distill.json: 5 sequences, hash \w+; trainer_state.json records 4/) });
+    writeFileSync(join(cut, 'distill.json'), saved);
+    const resumed = await runCommand(trainMedusa, '--resume', '--out', cut, ...args);
+    expect(resumed.code, resumed.err).toBe(0);
+    expect(trainLog(cut)).toEqual(trainLog(whole));
+    for (const f of ['model.safetensors', 'optimizer.safetensors']) {
+      expect(readFileSync(join(cut, f)).equals(readFileSync(join(whole, f))), `${f} equal byte for byte`).toBe(true);
+    }
+    expect(await runCommand(trainMedusa, '--model', base, '--heads', '2', '--data', small, '--out', join(root, 'never'), '--distill-length', '24')).toMatchObject({ code: 2, err: expect.stringMatching(/--distill-prompt and --distill-length need --distill N/) });
+    expect(await runCommand(trainMedusa, '--model', base, '--heads', '2', '--data', small, '--out', join(root, 'never'), '--block', '12', '--distill', '96', '--distill-prompt', '4', '--distill-length', '8')).toMatchObject({ code: 1, err: expect.stringMatching(/--distill-prompt 4 \+ --distill-length 8 tokens hold no training window: a window is --block \+ heads \+ 1 = 15 tokens/) });
+    expect(existsSync(join(root, 'never'))).toBe(false);
+  });
 
   it('refuses the other trainer\'s runs, a missing --heads or --model, and a bad --target, before writing anything', async () => {
     const heads = join(root, 'one-step');

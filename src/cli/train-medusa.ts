@@ -15,8 +15,8 @@ export function trainMedusaWith(prepareAttention: PrepareAttention): Command {
   return {
     name: 'train-medusa',
     synopsis:
-      'linattn train-medusa --model DIR --data FILE… --heads N --out DIR [--target self|data] [--steps N] [--batch B] [--block T]\n' +
-      '                     [--lr LR] [--seed S] [--resume] [--device gpu|cpu]',
+      'linattn train-medusa --model DIR --data FILE… --heads N --out DIR [--target self|data] [--distill N] [--steps N]\n' +
+      '                     [--batch B] [--block T] [--lr LR] [--seed S] [--resume] [--device gpu|cpu]',
     summary: 'Train Medusa heads (speculative drafts) on a frozen base model; OUT is a model directory for generate --speculate medusa.',
     help: [
       'Head n (0-based) reads the base model\'s final-normed hidden state at position t and learns the token at t + 2 + n',
@@ -38,6 +38,14 @@ export function trainMedusaWith(prepareAttention: PrepareAttention): Command {
       '                       reject; costs one more LM head over the windows per step.',
       '                       data: the text\'s own tokens (Medusa-1). Right where the base predicts the text well;',
       '                       elsewhere it trains the heads towards tokens verification refuses.',
+      '  --distill N        train on N tokens the base generates itself instead of the text: greedy continuations of',
+      '                     prompts drawn from the training part of --data (seeded by --seed), saved in OUT/distill.json.',
+      '                     When drafting, the heads read the base\'s own earlier picks; on the text they read the text\'s',
+      '                     tokens, which differ wherever the base would have said something else. Validation stays',
+      '                     the held-out text. The tokens are generated once, before the first step (a GPU decodes',
+      '                     them in batches of 64 sequences)',
+      '  --distill-prompt P prompt tokens of the text per sequence (default 32)',
+      '  --distill-length G new tokens per prompt at most, fewer after an EOS (default 2 × (--block + N heads))',
       '  --steps N          optimiser steps (default 1000)',
       '  --batch B          windows per micro-batch (default 16)',
       '  --block T          positions per window the heads train at (default 256); the base reads T + N tokens',
@@ -48,7 +56,8 @@ export function trainMedusaWith(prepareAttention: PrepareAttention): Command {
       '  --device D         gpu (default) or cpu (the float64 model; slow, for tiny models)',
     ].join('\n'),
     options: {
-      model: { type: 'string' }, heads: { type: 'string' }, target: { type: 'string' }, ...TRAINING_OPTIONS,
+      model: { type: 'string' }, heads: { type: 'string' }, target: { type: 'string' },
+      distill: { type: 'string' }, 'distill-prompt': { type: 'string' }, 'distill-length': { type: 'string' }, ...TRAINING_OPTIONS,
     },
     async run({ values }, io) {
       const { out, data } = trainingPaths(values);
@@ -59,11 +68,17 @@ export function trainMedusaWith(prepareAttention: PrepareAttention): Command {
       if (!resume && heads === undefined) throw new UsageError('give --heads N, the number of Medusa heads to train');
       const target = values['target'] === undefined ? undefined : choice(values, 'target', ['self', 'data'] as const, 'self');
       const device = choice(values, 'device', ['gpu', 'cpu'] as const, 'gpu');
+      const positive = (n: number) => Number.isInteger(n) && n >= 1;
+      const distillTokens = number(values, 'distill', positive, 'a positive integer (tokens to generate)');
+      const distillPrompt = number(values, 'distill-prompt', positive, 'a positive integer (tokens)');
+      const distillLength = number(values, 'distill-length', positive, 'a positive integer (tokens)');
+      if (distillTokens === undefined && (distillPrompt !== undefined || distillLength !== undefined)) throw new UsageError('--distill-prompt and --distill-length need --distill N');
+      const distill = distillTokens === undefined ? undefined : { tokens: distillTokens, ...(distillPrompt !== undefined && { prompt: distillPrompt }), ...(distillLength !== undefined && { length: distillLength }) };
       const given = givenOptions(values);
       const progress = progressPrinter(io);
       try {
         const r = await runMedusaTraining({
-          ...(model !== undefined && { model }), ...(heads !== undefined && { heads }), ...(target !== undefined && { target }),
+          ...(model !== undefined && { model }), ...(heads !== undefined && { heads }), ...(target !== undefined && { target }), ...(distill && { distill }),
           resume, data, out, device, given,
           gpu: async () => ({ gpu: await getDevice(), prepareAttention }),
           onProgress: progress.update,
@@ -76,7 +91,7 @@ export function trainMedusaWith(prepareAttention: PrepareAttention): Command {
           .join(', ');
         io.stdout(
           `trained ${r.heads} Medusa heads (--target ${r.target}) for ${r.step} steps${r.resumedFrom !== undefined ? ` (resumed at ${r.resumedFrom})` : ''} of ` +
-            `${r.options.batch * r.options.accum} × ${r.options.block} positions: loss ${r.lastLoss?.toFixed(4) ?? '—'} nats/token` +
+            `${r.options.batch * r.options.accum} × ${r.options.block} positions${r.distill ? ` of the base's own text (${r.distill.sequences} sequences, ${r.distill.total} tokens)` : ''}: loss ${r.lastLoss?.toFixed(4) ?? '—'} nats/token` +
             `${r.lastValLoss !== undefined ? `, validation ${r.lastValLoss.toFixed(4)}` : ''}${perHead ? `; held-out top-1 ${perHead}` : ''}\n` +
             `saved ${r.out} (linattn generate --model ${r.out} --prompt "…" --speculate medusa)\n`,
         );

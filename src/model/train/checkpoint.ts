@@ -19,6 +19,7 @@ import { readJsonFile } from '../json-file.ts';
 import { expectedTensors, loadWeights, type AttentionParamSpec, type ModelWeights } from '../weights.ts';
 import { unpackFlat, type ParamLayout } from './param-layout.ts';
 import type { OptimizerMoments, TrainerSnapshot } from './trainer.ts';
+import type { DistillRecord } from './distill.ts';
 
 export const MODEL_FILE = 'model.safetensors';
 export const OPTIMIZER_FILE = 'optimizer.safetensors';
@@ -69,6 +70,8 @@ export interface MedusaRunState {
   readonly target: 'self' | 'data';
   /** The model directory the frozen base came from (its weights are copied into the run's model.safetensors). */
   readonly base: string;
+  /** With --distill: the base's own continuations the heads train on (distill.ts; the sequences are DISTILL_FILE). */
+  readonly distill?: DistillRecord;
 }
 
 /**
@@ -221,6 +224,13 @@ export function readState(path: string): TrainerState {
     if (int(m, 'heads', 'medusa.') < 1) fail('medusa.heads', 'expected at least 1');
     if (m['target'] !== 'self' && m['target'] !== 'data') fail('medusa.target', `expected "self" or "data", got ${JSON.stringify(m['target'])}`);
     if (typeof m['base'] !== 'string') fail('medusa.base', `expected the base model's directory, got ${JSON.stringify(m['base'])}`);
+    const d = m['distill'];
+    if (d !== undefined) {
+      if (typeof d !== 'object' || d === null) fail('medusa.distill', 'expected { "tokens", "prompt", "length", "sequences", "total", "hash" }');
+      const r = d as Record<string, unknown>;
+      for (const k of ['tokens', 'prompt', 'length', 'sequences', 'total']) int(r, k, 'medusa.distill.');
+      if (typeof r['hash'] !== 'string') fail('medusa.distill.hash', `expected the sequences' hash, got ${JSON.stringify(r['hash'])}`);
+    }
   }
   return json as unknown as TrainerState;
 }

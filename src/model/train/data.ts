@@ -86,6 +86,11 @@ export function loadCorpus(paths: readonly string[], tokenizer: Tokenizer): Corp
 export interface Split {
   readonly train: Uint32Array;
   readonly val: Uint32Array;
+  /**
+   * The training windows' possible starts when `train` is several texts laid end to end (distill.ts's sequences):
+   * every window then lies within one text. Without it every start of `train` is one.
+   */
+  readonly trainStarts?: Uint32Array;
 }
 
 /** The last ⌈valFraction·n⌉ tokens held out; each part must hold at least one window of block + 1 tokens. */
@@ -109,19 +114,31 @@ export function batchSeed(seed: number, step: number, micro: number): number {
   return h >>> 0;
 }
 
-/** b windows of t + 1 tokens of `tokens` at random starts (uniform over every full window). */
-export function sampleBatch(tokens: Uint32Array, b: number, t: number, seed: number): TokenBatch {
-  const windows = tokens.length - t;
+/**
+ * b windows of t + 1 tokens of `tokens` at random starts: uniform over every full window, or over `starts` (each
+ * the start of a full window) when given.
+ */
+export function sampleBatch(tokens: Uint32Array, b: number, t: number, seed: number, starts?: Uint32Array): TokenBatch {
+  const windows = starts ? starts.length : tokens.length - t;
   if (windows < 1) throw new Error(`sampleBatch: ${tokens.length} tokens hold no window of ${t + 1}`);
+  if (starts && starts[windows - 1] + t + 1 > tokens.length) throw new Error(`sampleBatch: a window of ${t + 1} at ${starts[windows - 1]} runs past the ${tokens.length} tokens`);
   const r = rng(seed);
   const inputs = new Uint32Array(b * t);
   const targets = new Uint32Array(b * t);
   for (let s = 0; s < b; s++) {
-    const start = Math.floor(r() * windows);
+    const start = starts ? starts[Math.floor(r() * windows)] : Math.floor(r() * windows);
     inputs.set(tokens.subarray(start, start + t), s * t);
     targets.set(tokens.subarray(start + 1, start + t + 1), s * t);
   }
   return { b, t, inputs, targets };
+}
+
+/**
+ * Step `step`'s `accum` micro-batches of b windows of t + 1 training tokens (within one sequence where the split has
+ * trainStarts), each drawn from its own seeded stream.
+ */
+export function stepBatches(split: Split, b: number, t: number, accum: number, seed: number, step: number): TokenBatch[] {
+  return Array.from({ length: accum }, (_, i) => sampleBatch(split.train, b, t, batchSeed(seed, step, i), split.trainStarts));
 }
 
 /**
@@ -155,7 +172,7 @@ export function unigramEntropy(tokens: ArrayLike<number>): number {
   return h;
 }
 
-function fnv1a(tokens: Uint32Array): string {
+export function fnv1a(tokens: Uint32Array): string {
   let h = 0x811c9dc5;
   for (let i = 0; i < tokens.length; i++) {
     const x = tokens[i];

@@ -14,11 +14,15 @@ import { toFloat32 } from '../../tensor.ts';
 import { loadConfig, type ModelConfig } from '../config.ts';
 import { writeModelConfig } from '../init-model.ts';
 import { modelFormat } from '../model-dir.ts';
-import { loadTokenizer } from '../tokenizer.ts';
+import { cpuModel } from '../cpu-forward.ts';
+import { cpuAttentionSessionFromVariant, generateCpu, generateGpu } from '../generate.ts';
+import { GpuModel } from '../gpu-model.ts';
+import { loadTokenizer, type Tokenizer } from '../tokenizer.ts';
 import { loadModelVariant, type ModelVariant } from '../variant.ts';
 import { loadWeights, weightsToTensors, type MedusaHeadWeights, type ModelWeights } from '../weights.ts';
 import { LOG_FILE, loadCheckpoint, MODEL_FILE, STATE_FILE, type TrainerState, type TrainOptions } from './checkpoint.ts';
-import { splitCorpus } from './data.ts';
+import { splitCorpus, type Split } from './data.ts';
+import { checkDistill, distill, distillRecord, layOut, readDistill, writeDistill, type DistillRecord, type DistillSettings } from './distill.ts';
 import { MedusaCpuTrainer } from './medusa-cpu-trainer.ts';
 import { initialMedusaHeads, type MedusaTarget } from './medusa-grad.ts';
 import { MedusaGpuTrainer } from './medusa-gpu-trainer.ts';
@@ -34,13 +38,27 @@ export interface MedusaTrainRequest extends TrainRunRequest {
   readonly heads?: number;
   /** What the heads learn to predict (default self). */
   readonly target?: MedusaTarget;
+  /**
+   * Train on the base's own greedy continuations of prompts from the data (distill.ts) instead of the data's text:
+   * tokens to generate, prompt tokens (default DISTILL_PROMPT) and new tokens per prompt (default twice the window).
+   * A fresh run only; a resumed run trains on the sequences it saved.
+   */
+  readonly distill?: { readonly tokens: number; readonly prompt?: number; readonly length?: number };
 }
+
+/** Prompt tokens per distilled sequence by default. */
+export const DISTILL_PROMPT = 32;
+/** Sequences the base continues at once on the GPU (the CPU's float64 model: DISTILL_CPU_BATCH). */
+const DISTILL_GPU_BATCH = 64;
+const DISTILL_CPU_BATCH = 4;
 
 export interface MedusaTrainOutcome extends TrainRunOutcome {
   readonly heads: number;
   readonly target: MedusaTarget;
   /** The last evaluation's figures per head (head<n>_loss, head<n>_top1), from train_log.jsonl. */
   readonly metrics: Readonly<Record<string, number>>;
+  /** The base's own continuations the heads trained on (--distill). */
+  readonly distill?: DistillRecord;
 }
 
 const isHead = (name: string) => name.startsWith('medusa.');
@@ -64,6 +82,11 @@ export async function runMedusaTraining(req: MedusaTrainRequest): Promise<Medusa
     if (req.model !== undefined) note(`resuming: the run's own copy of its base model is used, --model is ignored`);
     if (req.heads !== undefined && req.heads !== state.medusa.heads) throw new TrainSetupError(`--heads ${req.heads} differs from the resumed run's ${state.medusa.heads} (${STATE_FILE})`);
     if (req.target !== undefined && req.target !== state.medusa.target) throw new TrainSetupError(`--target ${req.target} differs from the resumed run's ${state.medusa.target} (${STATE_FILE})`);
+    if (req.distill !== undefined) {
+      const was = state.medusa.distill;
+      const same = was !== undefined && req.distill.tokens === was.tokens && (req.distill.prompt ?? was.prompt) === was.prompt && (req.distill.length ?? was.length) === was.length;
+      if (!same) throw new TrainSetupError(`--distill ${req.distill.tokens} differs from the resumed run's ${was ? `--distill ${was.tokens} --distill-prompt ${was.prompt} --distill-length ${was.length}` : 'training on the text (no --distill)'} (${STATE_FILE})`);
+    }
     checkResumedDevice(out, state, req.device);
     options = resumeOptions(state, req.given, note);
     config = loadConfig(join(out, 'config.json'));
@@ -97,16 +120,41 @@ export async function runMedusaTraining(req: MedusaTrainRequest): Promise<Medusa
   checkOptions(options, config);
   const max = config.maxPositionEmbeddings;
   if (max !== undefined && options.block + M > max) throw new TrainSetupError(`--block ${options.block} + ${M} heads exceed max_position_embeddings ${max} of ${config.file} (the base reads block + heads tokens per window)`);
-  const corpus = loadRunCorpus(req.data, loadTokenizer(config), resumed?.state);
+  const tokenizer = loadTokenizer(config);
+  const corpus = loadRunCorpus(req.data, tokenizer, resumed?.state);
   const window = options.block + M;
   const split = splitCorpus(corpus, options.valFraction, window);
+  const device = onceGpu(req);
+
+  let sequences: Uint32Array[] | undefined;
+  let distilled: DistillSettings | undefined;
+  if (run.distill) {
+    try {
+      sequences = readDistill(out, run.distill);
+    } catch (e) {
+      throw new TrainSetupError((e as Error).message);
+    }
+  } else if (req.distill) {
+    distilled = { tokens: req.distill.tokens, prompt: req.distill.prompt ?? DISTILL_PROMPT, length: req.distill.length ?? 2 * window };
+    try {
+      checkDistill(distilled, window);
+    } catch (e) {
+      throw new TrainSetupError((e as Error).message);
+    }
+    const t0 = performance.now();
+    note(`distilling: ${Math.ceil(distilled.tokens / distilled.length)} prompts of ${distilled.prompt} tokens from the training text, each continued greedily by the base for up to ${distilled.length} tokens`);
+    sequences = await distillSequences(req.device, device, config, base, variant, tokenizer, split.train, distilled, options.seed);
+    const record = distillRecord(distilled, sequences);
+    note(`distilled ${record.total - record.sequences * distilled.prompt} new tokens (${record.sequences} sequences) in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+    run = { ...run, distill: record };
+  }
+  const trainSplit: Split = sequences ? { ...layOutSplit(sequences, window), val: split.val } : split;
 
   let trainer: Trainer;
   if (req.device === 'cpu') {
     trainer = new MedusaCpuTrainer(config, base, heads, run.target, variant);
   } else {
-    if (!req.gpu) throw new TrainSetupError('no GPU was given for --device gpu');
-    const { gpu, prepareAttention } = await req.gpu();
+    const { gpu, prepareAttention } = await device();
     const factory = await prepareAttention({ gpu, config, program: variant.compiled, source: variant.program });
     trainer = await MedusaGpuTrainer.create(gpu, config, base, heads, run.target, factory);
   }
@@ -119,11 +167,12 @@ export async function runMedusaTraining(req: MedusaTrainRequest): Promise<Medusa
       const json = JSON.parse(readFileSync(path, 'utf8')) as Record<string, unknown>;
       writeFileSync(path, JSON.stringify({ ...json, medusa: { num_heads: M } }, null, 2) + '\n');
       config = loadConfig(path);
+      if (sequences && distilled) writeDistill(out, distilled, sequences);
     }
     if (resumed) trainer.setOptimizerState(resumed.moments, resumed.state.step);
     const frozen = new Map([...weightsToTensors(config, base, variant.params)].map(([name, t]) => [name, toFloat32(t)]));
     const summary = await trainLoop({
-      trainer, split, options, out, device: req.device, window, frozen, medusa: run,
+      trainer, split: trainSplit, options, out, device: req.device, window, frozen, medusa: run,
       data: corpusRecord(corpus),
       ...(resumed && { resumed: resumed.state }),
       ...(req.onProgress && { onProgress: req.onProgress }),
@@ -131,11 +180,54 @@ export async function runMedusaTraining(req: MedusaTrainRequest): Promise<Medusa
     });
     return {
       ...summary, out, config, options, heads: M, target: run.target, metrics: lastMetrics(join(out, LOG_FILE)),
-      trainTokens: split.train.length, valTokens: split.val.length,
+      trainTokens: trainSplit.train.length, valTokens: split.val.length,
+      ...(run.distill && { distill: run.distill }),
       ...(resumed && { resumedFrom: resumed.state.step }),
     };
   } finally {
     await trainer.destroy();
+  }
+}
+
+/** req.gpu, asked once. */
+function onceGpu(req: MedusaTrainRequest): NonNullable<MedusaTrainRequest['gpu']> {
+  let got: ReturnType<NonNullable<MedusaTrainRequest['gpu']>> | undefined;
+  return () => {
+    if (!req.gpu) throw new TrainSetupError('no GPU was given for --device gpu');
+    return (got ??= req.gpu());
+  };
+}
+
+/** The training part as the distilled sequences end to end, windows within one sequence. */
+function layOutSplit(sequences: readonly Uint32Array[], window: number): Pick<Split, 'train' | 'trainStarts'> {
+  try {
+    const { tokens, starts } = layOut(sequences, window);
+    return { train: tokens, trainStarts: starts };
+  } catch (e) {
+    throw new TrainSetupError((e as Error).message);
+  }
+}
+
+/** The base's greedy continuations of prompts from `train` (distill.ts), on the run's device. */
+async function distillSequences(
+  on: 'gpu' | 'cpu', device: NonNullable<MedusaTrainRequest['gpu']>, config: ModelConfig, base: ModelWeights<Float32Array>,
+  variant: ModelVariant, tokenizer: Tokenizer, train: Uint32Array, s: DistillSettings, seed: number,
+): Promise<Uint32Array[]> {
+  const { medusa: _, ...plain } = config;
+  const ids = { ...(tokenizer.bos !== undefined && { bos: tokenizer.bos }), ...(tokenizer.eos !== undefined && { eos: tokenizer.eos }) };
+  if (on === 'cpu') {
+    const cpu = cpuModel(plain, base);
+    return distill(train, s, seed, ids, async (prompts, length) => {
+      const attention = cpuAttentionSessionFromVariant(variant.program, cpu.weights.layers.map((l) => l.attention));
+      return generateCpu(cpu, attention, tokenizer, prompts, { maxTokens: length }).tokens;
+    }, DISTILL_CPU_BATCH);
+  }
+  const { gpu, prepareAttention } = await device();
+  const model = await GpuModel.create(gpu, plain, base, await prepareAttention({ gpu, config: plain, program: variant.compiled, source: variant.program }), { timestamps: false });
+  try {
+    return await distill(train, s, seed, ids, async (prompts, length) => (await generateGpu(model, tokenizer, prompts, { maxTokens: length })).tokens, DISTILL_GPU_BATCH);
+  } finally {
+    await model.destroy();
   }
 }
 

@@ -17,6 +17,7 @@ import type { TensorData } from '../../tensor.ts';
 import { hasCheckpoint, loadCheckpoint, LOG_FILE, MODEL_FILE, readState, recoverCheckpoint, STATE_FILE, type TrainerState, type TrainOptions } from './checkpoint.ts';
 import { CpuTrainer } from './cpu-trainer.ts';
 import { loadCorpus, splitCorpus, unigramEntropy, type Corpus } from './data.ts';
+import { DISTILL_FILE } from './distill.ts';
 import { GpuTrainer, NoBackwardError } from './gpu-trainer.ts';
 import { trainLoop, type TrainProgress, type TrainSummary } from './train-loop.ts';
 import type { OptimizerMoments, Trainer } from './trainer.ts';
@@ -80,7 +81,8 @@ export function defaultOptions(given: Partial<TrainOptions>): TrainOptions {
 const CHANGEABLE_ON_RESUME: readonly (keyof TrainOptions)[] = ['steps', 'evalEvery', 'saveEvery'];
 
 /** Files a fresh run may replace in its output directory: what an earlier attempt that saved nothing left. */
-const OWN_FILES = new Set(['config.json', 'tokenizer.json', 'tokenizer_config.json', LOG_FILE]);
+/** Files a run writes before its first checkpoint (a fresh run may start again over them). */
+const OWN_FILES = new Set(['config.json', 'tokenizer.json', 'tokenizer_config.json', LOG_FILE, DISTILL_FILE]);
 
 export async function runTraining(req: TrainRequest): Promise<TrainOutcome> {
   const out = resolve(req.out);

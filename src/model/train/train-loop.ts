@@ -7,7 +7,7 @@
 import { appendFileSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { LOG_FILE, saveCheckpoint, type TrainerState, type TrainOptions } from './checkpoint.ts';
-import { batchSeed, evaluationBatches, sampleBatch, type Split } from './data.ts';
+import { evaluationBatches, stepBatches, type Split } from './data.ts';
 import { learningRate } from './lr-schedule.ts';
 import type { StepResult, Trainer } from './trainer.ts';
 
@@ -96,7 +96,7 @@ export async function trainLoop(ctx: LoopContext): Promise<TrainSummary> {
   let inflight: { step: number; lr: number; result: Promise<StepResult> } | undefined;
   try {
     for (let s = first; s <= o.steps; s++) {
-      const micro = Array.from({ length: o.accum }, (_, i) => sampleBatch(split.train, o.batch, window, batchSeed(o.seed, s, i)));
+      const micro = stepBatches(split, o.batch, window, o.accum, o.seed, s);
       const lr = learningRate(s, o);
       const result = trainer.trainStep(micro, { lr, beta1: o.beta1, beta2: o.beta2, eps: o.eps, weightDecay: o.weightDecay, step: s, maxNorm: o.clip });
       if (inflight) finish(inflight.step, inflight.lr, await inflight.result);

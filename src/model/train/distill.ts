@@ -1,0 +1,137 @@
+// Self-distillation data for Medusa heads (`linattn train-medusa --distill N`): the base model's own greedy
+// continuations of prompts drawn from the training text, which the heads then train on in place of the text.
+//
+// Why: greedy verification accepts a head's guess when it is the base's own pick after the base's own earlier
+// picks. On the text, head n at position t sees the text's tokens t + 1 … t + n + 1 where at generation time
+// the base's picks stand — wherever the text departs from what the base would say, the heads learn a context
+// they never meet when drafting. On the base's continuations the two coincide (Medusa-2's self-distillation,
+// there on a dataset's prompts; here on windows of the training text).
+//
+// Each sequence is a prompt of P tokens at a seeded random start of the training part (BOS in front when the
+// tokenizer has one, as `generate` prompts) and its greedy continuation of up to G tokens, cut after an EOS. The
+// sequences are laid end to end and training windows are drawn within one sequence only (Split.trainStarts). The
+// sequences are saved in the run's directory (DISTILL_FILE), so that a resumed run trains on exactly the same
+// tokens without generating them again; trainer_state.json records their count and hash.
+import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { rng } from '../../tensor.ts';
+import { fnv1a } from './data.ts';
+
+export const DISTILL_FILE = 'distill.json';
+
+export interface DistillSettings {
+  /** Tokens to generate in all (sequences of `length` each, the last ones rounding up). */
+  readonly tokens: number;
+  /** Prompt tokens of the training text per sequence (BOS not counted). */
+  readonly prompt: number;
+  /** New tokens per prompt at most (fewer where the base emits EOS). */
+  readonly length: number;
+}
+
+/** What trainer_state.json keeps of a run's distilled sequences. */
+export interface DistillRecord extends DistillSettings {
+  readonly sequences: number;
+  /** Tokens of all sequences, prompts included. */
+  readonly total: number;
+  readonly hash: string;
+}
+
+/** Greedy continuations of `length` new tokens for a batch of prompts of equal length (EOS ends a sequence early). */
+export type ContinueGreedy = (prompts: readonly (readonly number[])[], length: number) => Promise<number[][]>;
+
+/** `count` prompts of `prompt` tokens at seeded random starts in `train`. */
+export function distillPrompts(train: Uint32Array, count: number, prompt: number, seed: number): Uint32Array[] {
+  if (train.length < prompt) throw new Error(`distill: ${train.length} training tokens hold no prompt of ${prompt}`);
+  const r = rng(seed ^ 0x5eed_d157);
+  return Array.from({ length: count }, () => {
+    const start = Math.floor(r() * (train.length - prompt + 1));
+    return train.subarray(start, start + prompt);
+  });
+}
+
+/** The settings checked against a window of `window` + 1 tokens (the heads' block + heads): the flag that is wrong, named. */
+export function checkDistill(s: DistillSettings, window: number): void {
+  const positive = (v: number) => Number.isInteger(v) && v >= 1;
+  if (!positive(s.tokens)) throw new Error(`--distill takes a positive number of tokens, got ${s.tokens}`);
+  if (!positive(s.prompt)) throw new Error(`--distill-prompt takes a positive number of tokens, got ${s.prompt}`);
+  if (!positive(s.length)) throw new Error(`--distill-length takes a positive number of tokens, got ${s.length}`);
+  if (s.prompt + s.length < window + 1) {
+    throw new Error(`--distill-prompt ${s.prompt} + --distill-length ${s.length} tokens hold no training window: a window is --block + heads + 1 = ${window + 1} tokens of one sequence`);
+  }
+}
+
+/**
+ * Generates the sequences: prompts from `train` (seeded by `seed`), continued greedily by `continueGreedy` in
+ * batches of `batch`; each sequence is its prompt (without BOS) and its continuation up to and including an EOS.
+ */
+export async function distill(
+  train: Uint32Array, s: DistillSettings, seed: number, tokens: { readonly bos?: number; readonly eos?: number },
+  continueGreedy: ContinueGreedy, batch: number, onBatch?: (done: number, of: number) => void,
+): Promise<Uint32Array[]> {
+  const count = Math.ceil(s.tokens / s.length);
+  const prompts = distillPrompts(train, count, s.prompt, seed);
+  const out: Uint32Array[] = [];
+  for (let i = 0; i < count; i += batch) {
+    const group = prompts.slice(i, i + batch);
+    const continued = await continueGreedy(group.map((p) => [...(tokens.bos !== undefined ? [tokens.bos] : []), ...p]), s.length);
+    for (let k = 0; k < group.length; k++) {
+      let c = continued[k].slice(0, s.length);
+      const end = tokens.eos === undefined ? -1 : c.indexOf(tokens.eos);
+      if (end >= 0) c = c.slice(0, end + 1);
+      const seq = new Uint32Array(group[k].length + c.length);
+      seq.set(group[k]);
+      seq.set(c, group[k].length);
+      out.push(seq);
+    }
+    onBatch?.(Math.min(i + batch, count), count);
+  }
+  return out;
+}
+
+/**
+ * The sequences end to end, and the start of every window of `window` + 1 tokens that lies within one of them
+ * (a sequence shorter than that gives none). Throws when no window is left.
+ */
+export function layOut(sequences: readonly Uint32Array[], window: number): { readonly tokens: Uint32Array; readonly starts: Uint32Array } {
+  const total = sequences.reduce((n, s) => n + s.length, 0);
+  const tokens = new Uint32Array(total);
+  const starts: number[] = [];
+  let at = 0;
+  for (const s of sequences) {
+    tokens.set(s, at);
+    for (let k = 0; k + window + 1 <= s.length; k++) starts.push(at + k);
+    at += s.length;
+  }
+  if (starts.length === 0) throw new Error(`distill: no sequence holds a window of ${window + 1} tokens (the base ended every one early with EOS); give a longer --distill-length`);
+  return { tokens, starts: Uint32Array.from(starts) };
+}
+
+export function distillRecord(s: DistillSettings, sequences: readonly Uint32Array[]): DistillRecord {
+  const { tokens } = layOut(sequences, 0);
+  return { tokens: s.tokens, prompt: s.prompt, length: s.length, sequences: sequences.length, total: tokens.length, hash: fnv1a(tokens) };
+}
+
+/** Writes the sequences into `dir` (through a temporary file: a crash leaves no half-written file). */
+export function writeDistill(dir: string, s: DistillSettings, sequences: readonly Uint32Array[]): void {
+  const path = join(dir, DISTILL_FILE);
+  const json = { format: 'linattn-distill', version: 1, ...s, sequences: sequences.map((q) => [...q]) };
+  writeFileSync(path + '.tmp', JSON.stringify(json) + '\n');
+  renameSync(path + '.tmp', path);
+}
+
+/** The sequences a run saved, checked against its record (the file names the problem). */
+export function readDistill(dir: string, record: DistillRecord): Uint32Array[] {
+  const path = join(dir, DISTILL_FILE);
+  if (!existsSync(path)) throw new Error(`${path}: missing; the run trains on the ${record.sequences} sequences its base generated, saved there`);
+  const json = JSON.parse(readFileSync(path, 'utf8')) as { format?: string; sequences?: unknown };
+  if (json.format !== 'linattn-distill' || !Array.isArray(json.sequences)) throw new Error(`${path}: not a linattn-distill file`);
+  const sequences = (json.sequences as unknown[]).map((q, i) => {
+    if (!Array.isArray(q) || q.some((t) => !Number.isInteger(t) || t < 0)) throw new Error(`${path}: sequence ${i} is not a list of token ids`);
+    return Uint32Array.from(q as number[]);
+  });
+  const got = distillRecord(record, sequences);
+  if (got.hash !== record.hash || got.sequences !== record.sequences) {
+    throw new Error(`${path}: ${got.sequences} sequences, hash ${got.hash}; trainer_state.json records ${record.sequences}, hash ${record.hash}`);
+  }
+  return sequences;
+}
