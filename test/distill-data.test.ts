@@ -5,7 +5,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { sampleBatch, stepBatches } from '../src/model/train/data.ts';
+import { sampleBatch, stepBatches, validationBatches } from '../src/model/train/data.ts';
 import { checkDistill, distill, distillRecord, DISTILL_FILE, layOut, readDistill, writeDistill } from '../src/model/train/distill.ts';
 
 const root = mkdtempSync(join(tmpdir(), 'linattn-distill-'));
@@ -22,6 +22,7 @@ function indexOf(seq: Uint32Array, window: Uint32Array): number {
 
 describe('distilled sequences', () => {
   const train = Uint32Array.from({ length: 500 }, (_, i) => (i * 7) % 50);
+  const val = Uint32Array.from({ length: 40 }, (_, i) => 50 + (i % 13));
   // A stand-in for greedy decoding: the continuation counts up from the prompt's last token; a prompt ending in 3 is
   // answered with EOS (99) after two tokens.
   const calls: number[][][] = [];
@@ -30,22 +31,23 @@ describe('distilled sequences', () => {
     return prompts.map((p) => Array.from({ length }, (_, k) => (p.at(-1) === 3 && k === 2 ? 99 : 100 + ((p.at(-1)! + k) % 20))));
   };
 
-  it('are prompts of the training tokens (BOS in front when asked) and their continuations, cut after an EOS; batched', async () => {
+  it('are prompts of the training tokens and, a tenth as many, of the held-out ones (BOS in front), and their continuations, cut after an EOS; batched', async () => {
     const s = { tokens: 70, prompt: 6, length: 10 };
-    const seqs = await distill(train, s, 5, { bos: 98, eos: 99 }, fake, 3);
-    expect(seqs).toHaveLength(7);
-    expect(calls.map((c) => c.length)).toEqual([3, 3, 1]);
-    for (const [i, q] of seqs.entries()) {
+    const d = await distill(train, val, s, 5, { bos: 98, eos: 99 }, fake, 3);
+    expect([d.train.length, d.val.length]).toEqual([7, 1]);
+    expect(calls.map((c) => c.length)).toEqual([3, 3, 2]);
+    for (const [i, q] of [...d.train, ...d.val].entries()) {
       const prompt = q.subarray(0, 6);
       expect(calls.flat()[i]).toEqual([98, ...prompt]);
-      expect(indexOf(train, prompt), `prompt ${i} is a window of the training tokens`).toBeGreaterThanOrEqual(0);
+      expect(indexOf(i < 7 ? train : val, prompt), `prompt ${i} is a window of the ${i < 7 ? 'training' : 'held-out'} tokens`).toBeGreaterThanOrEqual(0);
       const cont = [...q.subarray(6)];
       if (prompt[5] === 3) expect(cont).toEqual([100 + 3, 100 + 4, 99]);
       else expect(cont).toEqual(Array.from({ length: 10 }, (_, k) => 100 + ((prompt[5] + k) % 20)));
     }
     // The same seed draws the same prompts; another draws others.
-    expect(await distill(train, s, 5, { bos: 98, eos: 99 }, fake, 4)).toEqual(seqs);
-    expect(await distill(train, s, 6, { bos: 98, eos: 99 }, fake, 4)).not.toEqual(seqs);
+    expect(await distill(train, val, s, 5, { bos: 98, eos: 99 }, fake, 4)).toEqual(d);
+    expect(await distill(train, val, s, 6, { bos: 98, eos: 99 }, fake, 4)).not.toEqual(d);
+    await expect(distill(train, val.subarray(0, 5), s, 5, {}, fake, 4)).rejects.toThrow(/--distill-prompt 6: the held-out text has only 5 tokens/);
   });
 
   it('lay out end to end with every window inside one sequence, and sampleBatch draws only those', () => {
@@ -66,22 +68,27 @@ describe('distilled sequences', () => {
         expect(seqs.some((q) => indexOf(q, window) >= 0), `step window ${[...window]} lies in one sequence`).toBe(true);
       }
     }
+    // Evaluation reads consecutive windows within each sequence: stride 3 leaves one window in each long sequence.
+    const ev = layOut(seqs, 3, 3);
+    expect([...ev.starts]).toEqual([0, 8]);
+    const [batch2] = validationBatches({ train: tokens, val: ev.tokens, valStarts: ev.starts }, 4, 3);
+    expect([...Array.from(batch2.inputs), ...Array.from(batch2.targets)]).toEqual([1, 2, 3, 9, 10, 11, 2, 3, 4, 10, 11, 12]);
     expect(() => layOut([Uint32Array.of(1, 2)], 3)).toThrow(/no sequence holds a window of 4 tokens/);
     expect(() => sampleBatch(tokens, 1, 3, 0, Uint32Array.of(10))).toThrow(/runs past the 13 tokens/);
   });
 
   it('are saved and read back; a damaged file or one of another run is refused, naming the file', () => {
-    const seqs = [Uint32Array.of(1, 2, 3), Uint32Array.of(4, 5)];
+    const d = { train: [Uint32Array.of(1, 2, 3), Uint32Array.of(4, 5)], val: [Uint32Array.of(6, 7)] };
     const s = { tokens: 4, prompt: 1, length: 2 };
-    const record = distillRecord(s, seqs);
-    expect(record).toMatchObject({ sequences: 2, total: 5 });
-    writeDistill(root, s, seqs);
-    expect(readDistill(root, record)).toEqual(seqs);
+    const record = distillRecord(s, d);
+    expect(record).toMatchObject({ sequences: 2, valSequences: 1, total: 5 });
+    writeDistill(root, s, d);
+    expect(readDistill(root, record)).toEqual(d);
     const path = join(root, DISTILL_FILE);
-    const json = JSON.parse(readFileSync(path, 'utf8')) as { sequences: number[][] };
-    json.sequences[1][0] = 6;
+    const json = JSON.parse(readFileSync(path, 'utf8')) as { sequences: number[][]; val: number[][] };
+    json.val[0][0] = 8;
     writeFileSync(path, JSON.stringify(json));
-    expect(() => readDistill(root, record)).toThrow(new RegExp(`${DISTILL_FILE}: 2 sequences, hash \\w+; trainer_state.json records 2, hash ${record.hash}`));
+    expect(() => readDistill(root, record)).toThrow(new RegExp(`${DISTILL_FILE}: 2 \\+ 1 sequences, hash \\w+; trainer_state.json records 2 \\+ 1, hash ${record.hash}`));
     json.sequences[1] = [-1];
     writeFileSync(path, JSON.stringify(json));
     expect(() => readDistill(root, record)).toThrow(/sequence 1 is not a list of token ids/);

@@ -117,21 +117,23 @@ describe('linattn train-medusa on a tiny trained model', () => {
     const whole = join(root, 'distill-whole');
     const r = await runCommand(trainMedusa, '--model', base, '--heads', '2', '--out', whole, ...args);
     expect(r.code, r.err).toBe(0);
-    expect(r.out).toMatch(/of the base's own text \(4 sequences, 128 tokens\)/);
+    expect(r.out).toMatch(/of the base's own text \(4 sequences, 128 tokens; validation on its continuations of 1 held-out prompts\)/);
     const state = JSON.parse(readFileSync(join(whole, 'trainer_state.json'), 'utf8')) as { medusa: { distill: { sequences: number; total: number } } };
-    expect(state.medusa.distill).toMatchObject({ tokens: 96, prompt: 8, length: 24, sequences: 4, total: 128 });
-    const seqs = (JSON.parse(readFileSync(join(whole, 'distill.json'), 'utf8')) as { sequences: number[][] }).sequences;
-    expect(seqs).toHaveLength(4);
+    expect(state.medusa.distill).toMatchObject({ tokens: 96, prompt: 8, length: 24, sequences: 4, valSequences: 1, total: 128 });
+    const saved0 = JSON.parse(readFileSync(join(whole, 'distill.json'), 'utf8')) as { sequences: number[][]; val: number[][] };
+    const seqs = [...saved0.sequences, ...saved0.val];
+    expect(seqs).toHaveLength(5);
 
     // The oracle: the base decoded greedily in float64, token by token, from each prompt (BOS in front, as generate does).
     const config = loadConfig(join(base, 'config.json'));
     const variant = loadModelVariant(config);
     const cpu = cpuModel(config, loadWeights(config, join(base, 'model.safetensors'), variant.params));
     const tokenizer = new ByteTokenizer({ bos: 256 });
-    const train = splitCorpus(loadCorpus([small], tokenizer), 0.1, 15).train;
-    for (const q of seqs) {
+    const split = splitCorpus(loadCorpus([small], tokenizer), 0.1, 15);
+    for (const [i, q] of seqs.entries()) {
       const prompt = q.slice(0, 8);
-      expect(Buffer.from(train.buffer, train.byteOffset, train.byteLength).includes(Buffer.from(Uint32Array.from(prompt).buffer)), 'the prompt is text of the training part').toBe(true);
+      const part = i < 4 ? split.train : split.val;
+      expect(Buffer.from(part.buffer, part.byteOffset, part.byteLength).includes(Buffer.from(Uint32Array.from(prompt).buffer)), `prompt ${i} is text of the ${i < 4 ? 'training' : 'held-out'} part`).toBe(true);
       const attention = cpuAttentionSessionFromVariant(variant.program, cpu.weights.layers.map((l) => l.attention));
       expect(q.slice(8)).toEqual(generateCpu(cpu, attention, tokenizer, [[256, ...prompt]], { maxTokens: 24 }).tokens[0]);
     }
@@ -151,7 +153,7 @@ describe('linattn train-medusa on a tiny trained model', () => {
     expect(differs).toMatchObject({ code: 1, err: expect.stringMatching(/--distill 50 differs from the resumed run's --distill 96 --distill-prompt 8 --distill-length 24/) });
     const saved = readFileSync(join(cut, 'distill.json'), 'utf8');
     writeFileSync(join(cut, 'distill.json'), saved.replace('[', '[[1],'));
-    expect(await runCommand(trainMedusa, '--resume', '--out', cut, '--data', small)).toMatchObject({ code: 1, err: expect.stringMatching(/distill.json: 5 sequences, hash \w+; trainer_state.json records 4/) });
+    expect(await runCommand(trainMedusa, '--resume', '--out', cut, '--data', small)).toMatchObject({ code: 1, err: expect.stringMatching(/distill.json: 5 \+ 1 sequences, hash \w+; trainer_state.json records 4 \+ 1/) });
     writeFileSync(join(cut, 'distill.json'), saved);
     const resumed = await runCommand(trainMedusa, '--resume', '--out', cut, ...args);
     expect(resumed.code, resumed.err).toBe(0);

@@ -41,9 +41,10 @@ export function trainMedusaWith(prepareAttention: PrepareAttention): Command {
       '  --distill N        train on N tokens the base generates itself instead of the text: greedy continuations of',
       '                     prompts drawn from the training part of --data (seeded by --seed), saved in OUT/distill.json.',
       '                     When drafting, the heads read the base\'s own earlier picks; on the text they read the text\'s',
-      '                     tokens, which differ wherever the base would have said something else. Validation stays',
-      '                     the held-out text. The tokens are generated once, before the first step (a GPU decodes',
-      '                     them in batches of 64 sequences)',
+      '                     tokens, which differ wherever the base would have said something else. Validation is the',
+      '                     base\'s continuations of prompts from the held-out text (a tenth as many): the heads\' top-1',
+      '                     there is their agreement with what the base says, what drafting meets. The tokens are',
+      '                     generated once, before the first step (a GPU decodes 64 sequences at a time)',
       '  --distill-prompt P prompt tokens of the text per sequence (default 32)',
       '  --distill-length G new tokens per prompt at most, fewer after an EOS (default 2 × (--block + N heads))',
       '  --steps N          optimiser steps (default 1000)',
@@ -91,7 +92,7 @@ export function trainMedusaWith(prepareAttention: PrepareAttention): Command {
           .join(', ');
         io.stdout(
           `trained ${r.heads} Medusa heads (--target ${r.target}) for ${r.step} steps${r.resumedFrom !== undefined ? ` (resumed at ${r.resumedFrom})` : ''} of ` +
-            `${r.options.batch * r.options.accum} × ${r.options.block} positions${r.distill ? ` of the base's own text (${r.distill.sequences} sequences, ${r.distill.total} tokens)` : ''}: loss ${r.lastLoss?.toFixed(4) ?? '—'} nats/token` +
+            `${r.options.batch * r.options.accum} × ${r.options.block} positions${r.distill ? ` of the base's own text (${r.distill.sequences} sequences, ${r.distill.total} tokens; validation on its continuations of ${r.distill.valSequences} held-out prompts)` : ''}: loss ${r.lastLoss?.toFixed(4) ?? '—'} nats/token` +
             `${r.lastValLoss !== undefined ? `, validation ${r.lastValLoss.toFixed(4)}` : ''}${perHead ? `; held-out top-1 ${perHead}` : ''}\n` +
             `saved ${r.out} (linattn generate --model ${r.out} --prompt "…" --speculate medusa)\n`,
         );

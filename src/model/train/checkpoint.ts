@@ -226,9 +226,9 @@ export function readState(path: string): TrainerState {
     if (typeof m['base'] !== 'string') fail('medusa.base', `expected the base model's directory, got ${JSON.stringify(m['base'])}`);
     const d = m['distill'];
     if (d !== undefined) {
-      if (typeof d !== 'object' || d === null) fail('medusa.distill', 'expected { "tokens", "prompt", "length", "sequences", "total", "hash" }');
+      if (typeof d !== 'object' || d === null) fail('medusa.distill', 'expected { "tokens", "prompt", "length", "sequences", "valSequences", "total", "hash" }');
       const r = d as Record<string, unknown>;
-      for (const k of ['tokens', 'prompt', 'length', 'sequences', 'total']) int(r, k, 'medusa.distill.');
+      for (const k of ['tokens', 'prompt', 'length', 'sequences', 'valSequences', 'total']) int(r, k, 'medusa.distill.');
       if (typeof r['hash'] !== 'string') fail('medusa.distill.hash', `expected the sequences' hash, got ${JSON.stringify(r['hash'])}`);
     }
   }

@@ -91,6 +91,8 @@ export interface Split {
    * every window then lies within one text. Without it every start of `train` is one.
    */
   readonly trainStarts?: Uint32Array;
+  /** Likewise for `val`: the evaluation windows' starts, in order (each window's t + 1 tokens within one text). */
+  readonly valStarts?: Uint32Array;
 }
 
 /** The last ⌈valFraction·n⌉ tokens held out; each part must hold at least one window of block + 1 tokens. */
@@ -141,12 +143,18 @@ export function stepBatches(split: Split, b: number, t: number, accum: number, s
   return Array.from({ length: accum }, (_, i) => sampleBatch(split.train, b, t, batchSeed(seed, step, i), split.trainStarts));
 }
 
+/** The split's validation batches: its held-out part as consecutive windows, or the windows at its valStarts. */
+export function validationBatches(split: Split, b: number, t: number): TokenBatch[] {
+  return evaluationBatches(split.val, b, t, split.valStarts);
+}
+
 /**
  * The held-out tokens as consecutive windows (window k predicts tokens k·t + 1 … k·t + t), grouped b to a batch;
- * the last batch may hold fewer windows, and a tail shorter than a window is left out.
+ * the last batch may hold fewer windows, and a tail shorter than a window is left out. With `starts`, the windows
+ * at those starts, in order.
  */
-export function evaluationBatches(tokens: Uint32Array, b: number, t: number): TokenBatch[] {
-  const windows = Math.floor((tokens.length - 1) / t);
+export function evaluationBatches(tokens: Uint32Array, b: number, t: number, starts?: Uint32Array): TokenBatch[] {
+  const windows = starts ? starts.length : Math.floor((tokens.length - 1) / t);
   if (windows < 1) throw new Error(`evaluation: ${tokens.length} tokens hold no window of ${t + 1}`);
   const out: TokenBatch[] = [];
   for (let w0 = 0; w0 < windows; w0 += b) {
@@ -154,7 +162,8 @@ export function evaluationBatches(tokens: Uint32Array, b: number, t: number): To
     const inputs = new Uint32Array(nb * t);
     const targets = new Uint32Array(nb * t);
     for (let s = 0; s < nb; s++) {
-      const start = (w0 + s) * t;
+      const start = starts ? starts[w0 + s] : (w0 + s) * t;
+      if (start + t + 1 > tokens.length) throw new Error(`evaluation: a window of ${t + 1} at ${start} runs past the ${tokens.length} tokens`);
       inputs.set(tokens.subarray(start, start + t), s * t);
       targets.set(tokens.subarray(start + 1, start + t + 1), s * t);
     }

@@ -9,9 +9,13 @@
 //
 // Each sequence is a prompt of P tokens at a seeded random start of the training part (BOS in front when the
 // tokenizer has one, as `generate` prompts) and its greedy continuation of up to G tokens, cut after an EOS. The
-// sequences are laid end to end and training windows are drawn within one sequence only (Split.trainStarts). The
-// sequences are saved in the run's directory (DISTILL_FILE), so that a resumed run trains on exactly the same
-// tokens without generating them again; trainer_state.json records their count and hash.
+// sequences are laid end to end and training windows are drawn within one sequence only (Split.trainStarts).
+// Validation is distilled the same way from prompts of the held-out part (a tenth as many sequences), read in
+// whole windows within each sequence (Split.valStarts): the heads' held-out top-1 is then their agreement with the
+// base's own continuations, what drafting meets — on the held-out text itself distilled heads score lower than
+// heads trained on the text while being accepted more (docs/speculative.md). The sequences are saved in the run's
+// directory (DISTILL_FILE), so that a resumed run trains on exactly the same tokens without generating them
+// again; trainer_state.json records their counts and hash.
 import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { rng } from '../../tensor.ts';
@@ -30,11 +34,24 @@ export interface DistillSettings {
 
 /** What trainer_state.json keeps of a run's distilled sequences. */
 export interface DistillRecord extends DistillSettings {
+  /** Training sequences. */
   readonly sequences: number;
-  /** Tokens of all sequences, prompts included. */
+  /** Validation sequences (from held-out prompts). */
+  readonly valSequences: number;
+  /** Tokens of all training sequences, prompts included. */
   readonly total: number;
+  /** Of the training sequences, then the validation ones. */
   readonly hash: string;
 }
+
+/** The training sequences and the validation ones. */
+export interface Distilled {
+  readonly train: readonly Uint32Array[];
+  readonly val: readonly Uint32Array[];
+}
+
+/** Validation sequences for `count` training ones: a tenth, at least one. */
+export const valCount = (count: number): number => Math.max(1, Math.ceil(count / 10));
 
 /** Greedy continuations of `length` new tokens for a batch of prompts of equal length (EOS ends a sequence early). */
 export type ContinueGreedy = (prompts: readonly (readonly number[])[], length: number) => Promise<number[][]>;
@@ -61,17 +78,19 @@ export function checkDistill(s: DistillSettings, window: number): void {
 }
 
 /**
- * Generates the sequences: prompts from `train` (seeded by `seed`), continued greedily by `continueGreedy` in
- * batches of `batch`; each sequence is its prompt (without BOS) and its continuation up to and including an EOS.
+ * Generates the sequences: prompts from `train` and from `val` (seeded by `seed`, two streams), continued greedily
+ * by `continueGreedy` in batches of `batch`; each sequence is its prompt (without BOS) and its continuation up to
+ * and including an EOS.
  */
 export async function distill(
-  train: Uint32Array, s: DistillSettings, seed: number, tokens: { readonly bos?: number; readonly eos?: number },
+  train: Uint32Array, val: Uint32Array, s: DistillSettings, seed: number, tokens: { readonly bos?: number; readonly eos?: number },
   continueGreedy: ContinueGreedy, batch: number, onBatch?: (done: number, of: number) => void,
-): Promise<Uint32Array[]> {
+): Promise<Distilled> {
   const count = Math.ceil(s.tokens / s.length);
-  const prompts = distillPrompts(train, count, s.prompt, seed);
+  if (val.length < s.prompt) throw new Error(`--distill-prompt ${s.prompt}: the held-out text has only ${val.length} tokens for validation prompts`);
+  const prompts = [...distillPrompts(train, count, s.prompt, seed), ...distillPrompts(val, valCount(count), s.prompt, seed + 1)];
   const out: Uint32Array[] = [];
-  for (let i = 0; i < count; i += batch) {
+  for (let i = 0; i < prompts.length; i += batch) {
     const group = prompts.slice(i, i + batch);
     const continued = await continueGreedy(group.map((p) => [...(tokens.bos !== undefined ? [tokens.bos] : []), ...p]), s.length);
     for (let k = 0; k < group.length; k++) {
@@ -83,55 +102,60 @@ export async function distill(
       seq.set(c, group[k].length);
       out.push(seq);
     }
-    onBatch?.(Math.min(i + batch, count), count);
+    onBatch?.(Math.min(i + batch, prompts.length), prompts.length);
   }
-  return out;
+  return { train: out.slice(0, count), val: out.slice(count) };
 }
 
 /**
- * The sequences end to end, and the start of every window of `window` + 1 tokens that lies within one of them
- * (a sequence shorter than that gives none). Throws when no window is left.
+ * The sequences end to end, and the start of every `stride`-th window of `window` + 1 tokens that lies within one
+ * of them (a sequence shorter than that gives none): stride 1 for training, `window` for evaluation (consecutive
+ * windows, as evaluationBatches reads a text). Throws when no window is left.
  */
-export function layOut(sequences: readonly Uint32Array[], window: number): { readonly tokens: Uint32Array; readonly starts: Uint32Array } {
+export function layOut(sequences: readonly Uint32Array[], window: number, stride = 1): { readonly tokens: Uint32Array; readonly starts: Uint32Array } {
   const total = sequences.reduce((n, s) => n + s.length, 0);
   const tokens = new Uint32Array(total);
   const starts: number[] = [];
   let at = 0;
   for (const s of sequences) {
     tokens.set(s, at);
-    for (let k = 0; k + window + 1 <= s.length; k++) starts.push(at + k);
+    for (let k = 0; k + window + 1 <= s.length; k += stride) starts.push(at + k);
     at += s.length;
   }
   if (starts.length === 0) throw new Error(`distill: no sequence holds a window of ${window + 1} tokens (the base ended every one early with EOS); give a longer --distill-length`);
   return { tokens, starts: Uint32Array.from(starts) };
 }
 
-export function distillRecord(s: DistillSettings, sequences: readonly Uint32Array[]): DistillRecord {
-  const { tokens } = layOut(sequences, 0);
-  return { tokens: s.tokens, prompt: s.prompt, length: s.length, sequences: sequences.length, total: tokens.length, hash: fnv1a(tokens) };
+export function distillRecord(s: DistillSettings, d: Distilled): DistillRecord {
+  const all = layOut([...d.train, ...d.val], 0).tokens;
+  return {
+    tokens: s.tokens, prompt: s.prompt, length: s.length, sequences: d.train.length, valSequences: d.val.length,
+    total: d.train.reduce((n, q) => n + q.length, 0), hash: fnv1a(all),
+  };
 }
 
 /** Writes the sequences into `dir` (through a temporary file: a crash leaves no half-written file). */
-export function writeDistill(dir: string, s: DistillSettings, sequences: readonly Uint32Array[]): void {
+export function writeDistill(dir: string, s: DistillSettings, d: Distilled): void {
   const path = join(dir, DISTILL_FILE);
-  const json = { format: 'linattn-distill', version: 1, ...s, sequences: sequences.map((q) => [...q]) };
+  const json = { format: 'linattn-distill', version: 1, ...s, sequences: d.train.map((q) => [...q]), val: d.val.map((q) => [...q]) };
   writeFileSync(path + '.tmp', JSON.stringify(json) + '\n');
   renameSync(path + '.tmp', path);
 }
 
 /** The sequences a run saved, checked against its record (the file names the problem). */
-export function readDistill(dir: string, record: DistillRecord): Uint32Array[] {
+export function readDistill(dir: string, record: DistillRecord): Distilled {
   const path = join(dir, DISTILL_FILE);
   if (!existsSync(path)) throw new Error(`${path}: missing; the run trains on the ${record.sequences} sequences its base generated, saved there`);
-  const json = JSON.parse(readFileSync(path, 'utf8')) as { format?: string; sequences?: unknown };
-  if (json.format !== 'linattn-distill' || !Array.isArray(json.sequences)) throw new Error(`${path}: not a linattn-distill file`);
-  const sequences = (json.sequences as unknown[]).map((q, i) => {
-    if (!Array.isArray(q) || q.some((t) => !Number.isInteger(t) || t < 0)) throw new Error(`${path}: sequence ${i} is not a list of token ids`);
+  const json = JSON.parse(readFileSync(path, 'utf8')) as { format?: string; sequences?: unknown; val?: unknown };
+  if (json.format !== 'linattn-distill' || !Array.isArray(json.sequences) || !Array.isArray(json.val)) throw new Error(`${path}: not a linattn-distill file`);
+  const list = (what: string, qs: unknown[]) => qs.map((q, i) => {
+    if (!Array.isArray(q) || q.some((t) => !Number.isInteger(t) || t < 0)) throw new Error(`${path}: ${what} ${i} is not a list of token ids`);
     return Uint32Array.from(q as number[]);
   });
-  const got = distillRecord(record, sequences);
-  if (got.hash !== record.hash || got.sequences !== record.sequences) {
-    throw new Error(`${path}: ${got.sequences} sequences, hash ${got.hash}; trainer_state.json records ${record.sequences}, hash ${record.hash}`);
+  const d = { train: list('sequence', json.sequences as unknown[]), val: list('validation sequence', json.val as unknown[]) };
+  const got = distillRecord(record, d);
+  if (got.hash !== record.hash || got.sequences !== record.sequences || got.valSequences !== record.valSequences) {
+    throw new Error(`${path}: ${got.sequences} + ${got.valSequences} sequences, hash ${got.hash}; trainer_state.json records ${record.sequences} + ${record.valSequences}, hash ${record.hash}`);
   }
-  return sequences;
+  return d;
 }

@@ -22,7 +22,7 @@ import { loadModelVariant, type ModelVariant } from '../variant.ts';
 import { loadWeights, weightsToTensors, type MedusaHeadWeights, type ModelWeights } from '../weights.ts';
 import { LOG_FILE, loadCheckpoint, MODEL_FILE, STATE_FILE, type TrainerState, type TrainOptions } from './checkpoint.ts';
 import { splitCorpus, type Split } from './data.ts';
-import { checkDistill, distill, distillRecord, layOut, readDistill, writeDistill, type DistillRecord, type DistillSettings } from './distill.ts';
+import { checkDistill, distill, valCount, distillRecord, layOut, readDistill, writeDistill, type DistillRecord, type DistillSettings, type Distilled } from './distill.ts';
 import { MedusaCpuTrainer } from './medusa-cpu-trainer.ts';
 import { initialMedusaHeads, type MedusaTarget } from './medusa-grad.ts';
 import { MedusaGpuTrainer } from './medusa-gpu-trainer.ts';
@@ -126,7 +126,7 @@ export async function runMedusaTraining(req: MedusaTrainRequest): Promise<Medusa
   const split = splitCorpus(corpus, options.valFraction, window);
   const device = onceGpu(req);
 
-  let sequences: Uint32Array[] | undefined;
+  let sequences: Distilled | undefined;
   let distilled: DistillSettings | undefined;
   if (run.distill) {
     try {
@@ -142,13 +142,19 @@ export async function runMedusaTraining(req: MedusaTrainRequest): Promise<Medusa
       throw new TrainSetupError((e as Error).message);
     }
     const t0 = performance.now();
-    note(`distilling: ${Math.ceil(distilled.tokens / distilled.length)} prompts of ${distilled.prompt} tokens from the training text, each continued greedily by the base for up to ${distilled.length} tokens`);
-    sequences = await distillSequences(req.device, device, config, base, variant, tokenizer, split.train, distilled, options.seed);
+    const count = Math.ceil(distilled.tokens / distilled.length);
+    note(`distilling: ${count} prompts of ${distilled.prompt} tokens from the training text (and ${valCount(count)} from the held-out text, for validation), each continued greedily by the base for up to ${distilled.length} tokens`);
+    try {
+      sequences = await distillSequences(req.device, device, config, base, variant, tokenizer, split, distilled, options.seed);
+    } catch (e) {
+      if ((e as Error).message.startsWith('--distill')) throw new TrainSetupError((e as Error).message);
+      throw e;
+    }
     const record = distillRecord(distilled, sequences);
-    note(`distilled ${record.total - record.sequences * distilled.prompt} new tokens (${record.sequences} sequences) in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+    note(`distilled ${record.total - record.sequences * distilled.prompt} new tokens (${record.sequences} sequences, ${record.valSequences} more for validation) in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
     run = { ...run, distill: record };
   }
-  const trainSplit: Split = sequences ? { ...layOutSplit(sequences, window), val: split.val } : split;
+  const trainSplit: Split = sequences ? layOutSplit(sequences, window) : split;
 
   let trainer: Trainer;
   if (req.device === 'cpu') {
@@ -198,11 +204,12 @@ function onceGpu(req: MedusaTrainRequest): NonNullable<MedusaTrainRequest['gpu']
   };
 }
 
-/** The training part as the distilled sequences end to end, windows within one sequence. */
-function layOutSplit(sequences: readonly Uint32Array[], window: number): Pick<Split, 'train' | 'trainStarts'> {
+/** The distilled sequences as a split: each part end to end, windows within one sequence (validation's consecutive). */
+function layOutSplit(d: Distilled, window: number): Split {
   try {
-    const { tokens, starts } = layOut(sequences, window);
-    return { train: tokens, trainStarts: starts };
+    const train = layOut(d.train, window);
+    const val = layOut(d.val, window, window);
+    return { train: train.tokens, trainStarts: train.starts, val: val.tokens, valStarts: val.starts };
   } catch (e) {
     throw new TrainSetupError((e as Error).message);
   }
@@ -211,13 +218,13 @@ function layOutSplit(sequences: readonly Uint32Array[], window: number): Pick<Sp
 /** The base's greedy continuations of prompts from `train` (distill.ts), on the run's device. */
 async function distillSequences(
   on: 'gpu' | 'cpu', device: NonNullable<MedusaTrainRequest['gpu']>, config: ModelConfig, base: ModelWeights<Float32Array>,
-  variant: ModelVariant, tokenizer: Tokenizer, train: Uint32Array, s: DistillSettings, seed: number,
-): Promise<Uint32Array[]> {
+  variant: ModelVariant, tokenizer: Tokenizer, split: Split, s: DistillSettings, seed: number,
+): Promise<Distilled> {
   const { medusa: _, ...plain } = config;
   const ids = { ...(tokenizer.bos !== undefined && { bos: tokenizer.bos }), ...(tokenizer.eos !== undefined && { eos: tokenizer.eos }) };
   if (on === 'cpu') {
     const cpu = cpuModel(plain, base);
-    return distill(train, s, seed, ids, async (prompts, length) => {
+    return distill(split.train, split.val, s, seed, ids, async (prompts, length) => {
       const attention = cpuAttentionSessionFromVariant(variant.program, cpu.weights.layers.map((l) => l.attention));
       return generateCpu(cpu, attention, tokenizer, prompts, { maxTokens: length }).tokens;
     }, DISTILL_CPU_BATCH);
@@ -225,7 +232,7 @@ async function distillSequences(
   const { gpu, prepareAttention } = await device();
   const model = await GpuModel.create(gpu, plain, base, await prepareAttention({ gpu, config: plain, program: variant.compiled, source: variant.program }), { timestamps: false });
   try {
-    return await distill(train, s, seed, ids, async (prompts, length) => (await generateGpu(model, tokenizer, prompts, { maxTokens: length })).tokens, DISTILL_GPU_BATCH);
+    return await distill(split.train, split.val, s, seed, ids, async (prompts, length) => (await generateGpu(model, tokenizer, prompts, { maxTokens: length })).tokens, DISTILL_GPU_BATCH);
   } finally {
     await model.destroy();
   }

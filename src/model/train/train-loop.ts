@@ -7,7 +7,7 @@
 import { appendFileSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { LOG_FILE, saveCheckpoint, type TrainerState, type TrainOptions } from './checkpoint.ts';
-import { evaluationBatches, stepBatches, type Split } from './data.ts';
+import { stepBatches, validationBatches, type Split } from './data.ts';
 import { learningRate } from './lr-schedule.ts';
 import type { StepResult, Trainer } from './trainer.ts';
 
@@ -71,7 +71,7 @@ export async function trainLoop(ctx: LoopContext): Promise<TrainSummary> {
   prepareLog(logPath, ctx.resumed?.step);
   const log = (entry: Record<string, number>) => appendFileSync(logPath, JSON.stringify(entry) + '\n');
   const window = ctx.window ?? o.block;
-  const valBatches = evaluationBatches(split.val, o.batch, window);
+  const valBatches = validationBatches(split, o.batch, window);
   const tokensPerStep = o.batch * o.block * o.accum;
 
   let tokensSeen = ctx.resumed?.tokensSeen ?? 0;
