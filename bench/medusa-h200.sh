@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # On the H200, in one device call: the nano model trained on DATA (unless RUNS/nano holds one), 3 Medusa heads
-# trained on it (linattn train-medusa, --target self), and bench/medusa.ts on held-out prompts of DATA: accepted
+# trained on it (linattn train-medusa, --target self, self-distilled on DISTILL tokens the base generates: default
+# 1,000,000; DISTILL=0 trains on the text), and bench/medusa.ts on held-out prompts of DATA: accepted
 # length, tokens/s and speed-up over plain generate per tree shape, the oracle and the adaptive draft beside them,
 # and what the heads cost per tree step, kernel by kernel. Each stage runs under its own time limit (570 s in all);
 # a training stage that reaches its limit keeps its last checkpoint (every 250 steps) and the next stage uses it.
@@ -31,5 +32,6 @@ if [ ! -f "$RUNS/nano/model.safetensors" ]; then
   fi
 fi
 limited "${T_HEADS:-150}" "$RUNS/nano-medusa" tsx src/cli/linattn.ts train-medusa --model "$RUNS/nano" --data "$DATA" --heads 3 --out "$RUNS/nano-medusa" \
-  --steps "${HEAD_STEPS:-1000}" --batch 32 --block 256 --lr 2e-3 --eval-every 250 --save-every 250
+  --steps "${HEAD_STEPS:-1000}" --batch 32 --block 256 --lr 2e-3 --eval-every 250 --save-every 250 \
+  $([ "${DISTILL:-1000000}" != 0 ] && echo --distill "${DISTILL:-1000000}")
 timeout "${T_BENCH:-180}" tsx bench/medusa.ts --model "$RUNS/nano-medusa" --data "$DATA" --prompts 16 --tokens 256 --chain-steps 4 --out "$OUT"
