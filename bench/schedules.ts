@@ -52,20 +52,21 @@ export function parseSchedule(text: string): ChunkSchedule | 'default' {
  * (LowerOptions.rowQuads on / off: the score matrices as row quads or scalars), `od` / `pd` (LowerOptions.outputDen on /
  * off: the row denominators summed by the output team or in a phase of their own), `es` / `le` (LowerOptions.earlyState on /
  * off: φ·S_prev by the fold team in the score phase or by the outputs), `rs` (LowerOptions.resident: the
- * state in lanes' registers).
+ * state in lanes' registers), `kv` / `sk` (LowerOptions.shareKV on / off: softmax's tiled kernel with keys and values
+ * in one workgroup array or two).
  */
-export function scheduleSwitches(text: string): { schedule: string; np: boolean; v4: boolean; ht: boolean; fx: boolean; ov: boolean; so: boolean; rq: boolean; sq: boolean; od: boolean; pd: boolean; es: boolean; le: boolean; rs: boolean } {
-  const on = { np: false, v4: false, ht: false, fx: false, ov: false, so: false, rq: false, sq: false, od: false, pd: false, es: false, le: false, rs: false };
+export function scheduleSwitches(text: string): { schedule: string; np: boolean; v4: boolean; ht: boolean; fx: boolean; ov: boolean; so: boolean; rq: boolean; sq: boolean; od: boolean; pd: boolean; es: boolean; le: boolean; rs: boolean; kv: boolean; sk: boolean } {
+  const on = { np: false, v4: false, ht: false, fx: false, ov: false, so: false, rq: false, sq: false, od: false, pd: false, es: false, le: false, rs: false, kv: false, sk: false };
   let schedule = text;
   for (let more = true; more; ) {
     more = false;
-    for (const k of ['np', 'v4', 'ht', 'fx', 'ov', 'so', 'rq', 'sq', 'od', 'pd', 'es', 'le', 'rs'] as const) if (schedule.endsWith(k)) [schedule, on[k], more] = [schedule.slice(0, -2), true, true];
+    for (const k of ['np', 'v4', 'ht', 'fx', 'ov', 'so', 'rq', 'sq', 'od', 'pd', 'es', 'le', 'rs', 'kv', 'sk'] as const) if (schedule.endsWith(k)) [schedule, on[k], more] = [schedule.slice(0, -2), true, true];
   }
   return { schedule, ...on };
 }
 
 /** The LowerOptions a schedule's switches ask for (vec4, hoistTaps, overlap; prefetch is the caller's: --no-prefetch too). */
-export function switchOptions(s: ReturnType<typeof scheduleSwitches>): { vec4?: boolean; hoistTaps?: boolean; overlap?: boolean; rowQuads?: boolean; outputDen?: boolean; earlyState?: boolean } {
+export function switchOptions(s: ReturnType<typeof scheduleSwitches>): { vec4?: boolean; hoistTaps?: boolean; overlap?: boolean; rowQuads?: boolean; outputDen?: boolean; earlyState?: boolean; shareKV?: boolean } {
   return {
     ...(s.fx ? { vec4: false, hoistTaps: false } : { ...(s.v4 && { vec4: true }), ...(s.ht && { hoistTaps: true }) }),
     ...(s.ov && { overlap: true }),
@@ -76,6 +77,8 @@ export function switchOptions(s: ReturnType<typeof scheduleSwitches>): { vec4?: 
     ...(s.pd && { outputDen: false }),
     ...(s.es && { earlyState: true }),
     ...(s.le && { earlyState: false }),
+    ...(s.kv && { shareKV: true }),
+    ...(s.sk && { shareKV: false }),
   };
 }
 

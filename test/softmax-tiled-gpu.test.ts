@@ -1,6 +1,7 @@
 // The register-tiled flash kernel (backends/wgsl/softmax-tiled.ts) against the float64 oracle on lavapipe: softmax.la
 // with logits up to ±80 and LLaMA's rope(q)·rope(k) / √D (llama3 frequency scaling), at every tiled shape the
-// schedules offer at 16 value columns (64 or 32 query rows; 4 or 8 value columns and 1 or 2 logit columns a thread),
+// schedules offer at 16 value columns (64 or 32 query rows; 4 or 8 value columns and 1 or 2 logit columns a thread;
+// keys and values in one workgroup array, held in registers a phase early, and in two),
 // over t = 45 and 130 (a ragged last query block; key blocks of 2 to 8 with a ragged last one), b = 2; a prefill that exports its key/value
 // cache is decoded on from by the decoding kernel; the matcher takes only a scaled dot product of one query and one
 // key feature, and a schedule that names the tiled kernel for any other logit is refused.
@@ -10,7 +11,7 @@ import { candidateSchedules } from '../backends/wgsl/chunk-schedules.ts';
 import { lowerChunked } from '../backends/wgsl/lower.ts';
 import { recurrentPlan } from '../backends/wgsl/recurrent.ts';
 import { analyseSoftmax } from '../backends/wgsl/softmax-analysis.ts';
-import { tiledLogit } from '../backends/wgsl/softmax-tiled.ts';
+import { shapeOf, tiledLogit } from '../backends/wgsl/softmax-tiled.ts';
 import { axisSizes, makeInputs } from '../src/inputs.ts';
 import { compileFile } from '../src/runtime/compiler.ts';
 import { PlanRunner } from '../src/runtime/executor.ts';
@@ -48,12 +49,28 @@ describe('the register-tiled flash kernel', () => {
       for (let i = 0; i < x.q.data.length; i++) x.q.data[i] *= 48;
       const ref = evaluateParallel(c.source, x);
       for (const schedule of tiled) {
-        const runner = await PlanRunner.create(g, lowerChunked(c.program, sizes, { fuse: true, schedule }));
-        expect(runner.plan.kernels[0].code).toMatch(/register-tiled flash kernel/);
-        expectRelClose((await runner.run(x, 2, t)).data, ref.data, 1e-5, `${c.program.name} t ${t} ${JSON.stringify(schedule)}`);
+        // keys and values in one workgroup array, each held in registers a phase early (the default), and in two
+        for (const shareKV of [true, false]) {
+          const runner = await PlanRunner.create(g, lowerChunked(c.program, sizes, { fuse: true, schedule, ...(!shareKV && { shareKV }) }));
+          expect(runner.plan.kernels[0].code).toMatch(shareKV ? /register-tiled flash kernel .* \(keys and values in one array, in turn\)/s : /register-tiled flash kernel/);
+          expectRelClose((await runner.run(x, 2, t)).data, ref.data, 1e-5, `${c.program.name} t ${t} ${JSON.stringify(schedule)}${shareKV ? ' shared K/V' : ''}`);
+        }
       }
       expect(largestLogit(x, t)).toBeGreaterThan(60);
     }
+  });
+
+  it('on 48 KB of workgroup memory d 128 takes 32 rows × 4 value columns, d 64 64 rows × 2 logits, both with one key/value array (bench/results/h200-softmax-shared-kv.json)', () => {
+    const first = (D: number) => {
+      const c = compileFile('examples/variants/softmax.la', { sizes: { D } });
+      const sizes = axisSizes(c.source, { h: 16, d: D, e: D });
+      const s = candidateSchedules({ maxComputeWorkgroupStorageSize: 49152, maxComputeInvocationsPerWorkgroup: 1024 }, c.program, sizes)[0];
+      return { tag: `${s.chunk}x${s.cols}x${s.threads}b${s.block}`, shared: shapeOf(analyseSoftmax(c.program, sizes), s).shareKV };
+    };
+    // H200, b 4 h 16 t 4096 (calls 134–135): d 128 32x128x256b1 18.56 ms (32x128x128b2 18.38; with two arrays, staged
+    // at the top of each block, the best shape ran 40.58); d 64 64x64x256b2 8.03 (two arrays 8.99; 32x64x128b2 7.94).
+    expect(first(128)).toEqual({ tag: '32x128x256b1', shared: true });
+    expect(first(64)).toEqual({ tag: '64x64x256b2', shared: true });
   });
 
   it('decoding continues from the key/value cache a tiled prefill exports', async () => {

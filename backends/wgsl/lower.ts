@@ -71,6 +71,8 @@ export interface LowerOptions {
    * chunked/teams.ts) where a kernel admits it: absent, CHUNK_DEFAULTS; a bench's `ov` suffix forces it on, `so` off.
    */
   readonly overlap?: boolean;
+  /** Softmax's tiled flash kernel: keys and values in one workgroup array, held in registers a phase early (softmax-tiled.ts TiledShape.shareKV): absent, on; suffix `kv` / `sk` on / off. */
+  readonly shareKV?: boolean;
   /** Overlapped kernels' score matrices as row quads (ChunkKernelSpec.rowQuads): absent, CHUNK_DEFAULTS; suffix `rq` / `sq` on / off. */
   readonly rowQuads?: boolean;
   /** Overlapped kernels' row denominators summed by the output team (ChunkKernelSpec.outputDen): absent, CHUNK_DEFAULTS; suffix `od` / `pd` on / off. */

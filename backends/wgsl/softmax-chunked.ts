@@ -23,6 +23,8 @@ export interface SoftmaxChunkOptions {
   readonly schedule: ChunkSchedule;
   readonly exportState?: boolean;
   readonly maxLength?: number;
+  /** The tiled kernel's keys and values in one workgroup array, held in registers a phase early (absent: true), or two. */
+  readonly shareKV?: boolean;
 }
 
 export function softmaxChunkedPlan(p: Program, sizes: Sizes, opts: SoftmaxChunkOptions): Plan {
@@ -31,7 +33,7 @@ export function softmaxChunkedPlan(p: Program, sizes: Sizes, opts: SoftmaxChunkO
     // the register-tiled kernel (softmax-tiled.ts): a schedule with `block` names its shape
     const logit = tiledLogit(a);
     if (!logit) throw new Error(`${p.name}: the tiled flash kernel (schedule b${opts.schedule.block}) needs a logit c · Σ q·k of one query and one key feature`);
-    const shape = shapeOf(a, opts.schedule);
+    const shape = shapeOf(a, opts.schedule, opts.shareKV);
     return {
       variant: p.name,
       form: 'chunked',

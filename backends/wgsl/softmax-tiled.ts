@@ -5,11 +5,14 @@
 // A workgroup takes BQ query rows of one head slice and walks the key blocks of BK rows up to its last row. Thread
 // (ty, tx) owns rows 4ty … 4ty + 3: their CPT logits at key columns CPT·tx … of a block, and their outputs at value
 // columns VC·tx … VC·tx + VC − 1 (VC 4 or 8), accumulated in registers over all key blocks (FlashAttention-2's
-// layout). Per key block:
-//   stage K (transposed, K[f][c], padded to BK + 1 so that the staging's writes fall in distinct banks) and V;
+// layout). K and V share one workgroup array, and each is read from memory a phase before it is stored, so that
+// its loads are in flight while the threads compute: the next block's keys during this block's A·V, the values
+// during the logits (LowerOptions.shareKV false: two arrays, both staged at the top of the block; on the H200 at
+// d 128 40.6 → 18.6 ms, at d 64 8.99 → 8.03, bench/results/h200-softmax-shared-kv.json). Per key block:
+//   store K (transposed, K[f][c], padded to BK + 1 so that the staging's writes fall in distinct banks); read V;
 //   the 4 × CPT logits: per feature one vec4 of Q (staged transposed, Q[f][r]) and CPT loads of K for 4·CPT products;
 //   each row's block maximum from the TX threads that share it (workgroup memory), the running max m, p = e^(s − m),
-//   the row's rescale e^(m_old − m) of its accumulators and of the thread's own share of l;
+//   the row's rescale e^(m_old − m) of its accumulators and of the thread's own share of l; store V; read the next K;
 //   acc += P V: per key one vec4 of P (stored transposed, padded) and VC / 4 vec4 of V for 4 · VC products.
 // Q, V and P live in vec4 arrays, so that each of those reads is one 16-byte load.
 // l is summed over the TX threads once, at the end. The causal mask and the ragged last blocks give p = 0, not
@@ -68,18 +71,29 @@ export interface TiledShape {
   readonly VC: number;
   readonly threads: number;
   readonly floats: number;
+  /**
+   * K and V of a key block in one array, each read into registers a phase early (the keys during the block before's
+   * A·V, the values during the logits) and stored when the array is free; false (LowerOptions.shareKV false, the `sk`
+   * switch): two arrays, staged from memory together at the top of each block.
+   */
+  readonly shareKV: boolean;
 }
 
-/** Workgroup floats of the tiled kernel's arrays at a shape (W features, NR value columns). */
-export function tiledFloats(W: number, NR: number, BQ: number, BK: number, TX: number): number {
-  return W * BQ + W * (BK + 1) + BK * NR + BK * (BQ + 4) + BQ * TX;
+/**
+ * Workgroup floats of the tiled kernel's arrays at a shape (W features, NR value columns), K and V in one array
+ * unless `share` is false.
+ */
+export function tiledFloats(W: number, NR: number, BQ: number, BK: number, TX: number, share = true): { readonly floats: number; readonly shareKV: boolean } {
+  const rest = W * BQ + BK * (BQ + 4) + BQ * TX;
+  const [keys, values] = [W * (BK + 1), BK * NR];
+  return share ? { floats: rest + 4 * Math.ceil(Math.max(keys, values) / 4), shareKV: true } : { floats: rest + keys + values, shareKV: false };
 }
 
 /**
  * The shapes that fit, the most query rows first (then 4 value columns a thread before 8, then 2 logits before 1):
  * BQ 64, 32 or 16 query rows, VC 4 or 8 value columns a thread (TX = NR / VC threads along them), each thread 2 or
  * 1 logit columns of a key block of BK = CPT · TX keys. At d 64 the first is 64 rows, 4 columns, 2 logits (256
- * threads); at d 128 (LLaMA's heads) 32 rows, 8 columns, 1 logit, where 4 columns a thread fit only 16 rows. As
+ * threads); at d 128 (LLaMA's heads) 32 rows, 4 columns, 1 logit (256 threads), where 64 rows do not fit. As
  * schedules (chunk-schedules.ts) they are { chunk: BQ, cols: NR, threads, block: CPT } (threads names VC); none where
  * NR is not a multiple of 4 or the features are too wide.
  */
@@ -94,16 +108,19 @@ export function tiledShapes(a: SoftmaxAnalysis, limits: { maxWorkgroupFloats: nu
       for (const CPT of [2, 1]) {
         const BK = CPT * TX;
         const threads = TX * (BQ / 4);
-        const floats = tiledFloats(W, a.NR, BQ, BK, TX);
-        if (floats <= limits.maxWorkgroupFloats && threads <= limits.maxThreads && threads >= 32) out.push({ BQ, BK, CPT, TX, VC, threads, floats });
+        const { floats, shareKV } = tiledFloats(W, a.NR, BQ, BK, TX);
+        if (floats <= limits.maxWorkgroupFloats && threads <= limits.maxThreads && threads >= 32) out.push({ BQ, BK, CPT, TX, VC, threads, floats, shareKV });
       }
     }
   }
   return out;
 }
 
-/** The tiled shape a schedule names ({ chunk: BQ, threads: NR / VC · BQ / 4, block: CPT }), or why it names none. */
-export function shapeOf(a: SoftmaxAnalysis, s: { chunk: number; threads: number; block?: number }): TiledShape {
+/**
+ * The tiled shape a schedule names ({ chunk: BQ, threads: NR / VC · BQ / 4, block: CPT }), or why it names none;
+ * K and V in one array unless `shareKV` is false.
+ */
+export function shapeOf(a: SoftmaxAnalysis, s: { chunk: number; threads: number; block?: number }, shareKV?: boolean): TiledShape {
   const CPT = s.block ?? 0;
   if (a.NR % 4 !== 0 || a.WK !== a.WQ) throw new Error(`${a.p.name}: the tiled flash kernel needs value columns in fours and query and key features of one width (${a.NR} columns, ${a.WQ} and ${a.WK} features)`);
   const VC = [4, 8].find((vc) => a.NR % vc === 0 && s.threads === (a.NR / vc) * (s.chunk / 4));
@@ -111,7 +128,7 @@ export function shapeOf(a: SoftmaxAnalysis, s: { chunk: number; threads: number;
     throw new Error(`${a.p.name}: the tiled flash kernel runs 16, 32 or 64 query rows, 1 or 2 logit columns a thread (b1, b2) and ${a.NR / 4} or ${a.NR / 8} threads per 4 rows (4 or 8 value columns a thread); got chunk ${s.chunk}, threads ${s.threads}, b${CPT}`);
   }
   const TX = a.NR / VC;
-  return { BQ: s.chunk, BK: CPT * TX, CPT, TX, VC, threads: s.threads, floats: tiledFloats(a.WQ, a.NR, s.chunk, CPT * TX, TX) };
+  return { BQ: s.chunk, BK: CPT * TX, CPT, TX, VC, threads: s.threads, ...tiledFloats(a.WQ, a.NR, s.chunk, CPT * TX, TX, shareKV) };
 }
 
 /** Softmax attention's prefill kernel a schedule names, in words: the register-tiled one where it has `block`. */
@@ -130,8 +147,12 @@ export function softmaxTiledKernel(p: Program, sizes: Sizes, a: SoftmaxAnalysis,
   const caches = exportState ? cacheBindings(kb, a, true) : undefined;
   // Q, V and P as vec4 arrays: each read of 4 rows (Q, P) or 4 columns (V) is one 16-byte load
   const qT = kb.workgroup('qT', (W * BQ) / 4, 'query features, transposed: [f][row / 4]', 'vec4<f32>');
-  const kT = kb.workgroup('kT', W * (BK + 1), 'key features of the key block, transposed: [f][key], padded');
-  const vt = kb.workgroup('vt', (BK * NR) / 4, 'values of the key block: [key][column / 4]', 'vec4<f32>');
+  // K (scalar, [f][key] padded) and V (vec4, [key][column / 4]) in their own arrays, or both in one vec4 array (shareKV)
+  const kv = shape.shareKV ? kb.workgroup('kv', Math.ceil(Math.max(W * (BK + 1), BK * NR) / 4), 'the key block: its key features transposed ([f][key], padded), then its values ([key][column / 4])', 'vec4<f32>') : undefined;
+  const kT = kv ?? kb.workgroup('kT', W * (BK + 1), 'key features of the key block, transposed: [f][key], padded');
+  const vt = kv ?? kb.workgroup('vt', (BK * NR) / 4, 'values of the key block: [key][column / 4]', 'vec4<f32>');
+  /** Key element x of the block's keys (a scalar of a vec4 array when shared). */
+  const keyAt = (x: string) => (kv ? `${kv.name}[(${x}) / 4u][(${x}) % 4u]` : `${kT.name}[${x}]`);
   const pT = kb.workgroup('pT', (BK * (BQ + 4)) / 4, 'e^(s − m) of the block, transposed: [key][row / 4], padded', 'vec4<f32>');
   const red = kb.workgroup('red', BQ * TX, "each row's partial maxima, then its partial sums l, per column thread");
   const main = kb.body;
@@ -159,7 +180,7 @@ export function softmaxTiledKernel(p: Program, sizes: Sizes, a: SoftmaxAnalysis,
         const pos = `${first} + ${r}`;
         w.line(`${v} = ${new ExprGen(p, sizes, read, { i: pos, j: pos }).value(w, f.id, { ...head, ...w.split(f.axes, sizes, e, `f${f.id}`) }, pos)};`);
       });
-      c.line(vec4 ? `${into}[${e} * ${stride / 4}u + ${r} / 4u][${r} % 4u] = ${v};` : `${into}[${e} * ${stride}u + ${r}] = ${v};`);
+      c.line(vec4 ? `${into}[${e} * ${stride / 4}u + ${r} / 4u][${r} % 4u] = ${v};` : `${into.split('@').join(`${e} * ${stride}u + ${r}`)} = ${v};`);
     });
   stageTransposed(main, logit.query, BQ, 'q0', 'nq', qT.name, BQ, true);
   if (caches) writeCacheRows(main, a, head, read, caches);
@@ -169,22 +190,62 @@ export function softmaxTiledKernel(p: Program, sizes: Sizes, a: SoftmaxAnalysis,
   const m = R.map(() => main.var('m', NO_LOGIT));
   const l = R.map(() => main.var('l', '0.0'));
   const acc = R.map(() => V.map(() => main.var('acc', 'vec4<f32>(0.0)', 'vec4<f32>')));
+  // shared: each block's keys are read into registers while the block before computes A·V (the first block's here)
+  // and stored at the top of their block
+  const keyTrips = kv ? Math.ceil((BK * W) / shape.threads) : 0;
+  const hk = [...Array(keyTrips).keys()].map(() => main.var('hk', '0.0'));
+  const keyFeature = a.key[0];
+  /** Block `k0`'s key elements a thread stages (the trips of BK · W), read into hk; 0 past the sequence. */
+  const holdKeys = (at: Block, k0: string) =>
+    at.trips('kx', BK * W, { index: 'lid', size: shape.threads }).forEach(({ x, guard }, t) => {
+      const r = at.let('kr', `${x} / ${W}u`);
+      const e = at.let('ke', `${x} % ${W}u`);
+      at.line(`${hk[t]} = 0.0;`);
+      at.block(`if (${guard ? `${guard} && ` : ''}${k0} + ${r} < dims.t)`, (w) => {
+        const pos = w.let('kp', `${k0} + ${r}`);
+        w.line(`${hk[t]} = ${new ExprGen(p, sizes, read, { i: pos, j: pos }).value(w, keyFeature.id, { ...head, ...w.split(keyFeature.axes, sizes, e, `f${keyFeature.id}`) }, pos)};`);
+      });
+    });
+  if (kv) holdKeys(main, '0u');
   main.line('workgroupBarrier();');
   main.for('kb', '0u', (k) => `${k} <= (q0 + nq - 1u) / ${BK}u`, (blk) => {
     blk.define('k0', `kb * ${BK}u`);
     blk.define('nk', `min(${BK}u, dims.t - k0)`);
-    stageTransposed(blk, logit.key, BK, 'k0', 'nk', kT.name, PK, false);
-    // the block's values, 4 columns a vec4; rows past nk zero
-    valueRows(blk, a, head, 'k0', 'nk', (at, _col, idx, pos, _row, x) => at.line(`${vt.name}[${x} / 4u][${x} % 4u] = ${new ExprGen(p, sizes, read, { i: pos, j: pos }).value(at, a.term.value, idx, pos)};`), {
-      rows: BK,
-      zero: (w, x) => w.line(`${vt.name}[${x} / 4u][${x} % 4u] = 0.0;`),
-    });
+    if (kv) {
+      blk.trips('kx', BK * W, { index: 'lid', size: shape.threads }).forEach(({ x, guard }, t) => {
+        const at = keyAt(`(${x} % ${W}u) * ${PK}u + ${x} / ${W}u`);
+        blk.line(guard ? `if (${guard}) { ${at} = ${hk[t]}; }` : `${at} = ${hk[t]};`);
+      });
+    } else stageTransposed(blk, logit.key, BK, 'k0', 'nk', keyAt('@'), PK, false);
+    // the block's values, 4 columns a vec4; rows past nk zero (with K, or once the logits have read K)
+    const stageValues = (at: Block) =>
+      valueRows(at, a, head, 'k0', 'nk', (w, _col, idx, pos, _row, x) => w.line(`${vt.name}[${x} / 4u][${x} % 4u] = ${new ExprGen(p, sizes, read, { i: pos, j: pos }).value(w, a.term.value, idx, pos)};`), {
+        rows: BK,
+        zero: (w, x) => w.line(`${vt.name}[${x} / 4u][${x} % 4u] = 0.0;`),
+      });
+    /** Every value element a thread stages (unrolled trips), read into registers; 0 past nk. */
+    const holdValues = (at: Block) =>
+      at.trips('vx', BK * NR, { index: 'lid', size: shape.threads }).map(({ x, guard }) => {
+        const v = at.var('vh', '0.0');
+        const r = at.let('vr', `${x} / ${NR}u`);
+        const col = at.let('vcol', `${x} % ${NR}u`);
+        at.block(`if (${guard ? `${guard} && ` : ''}${r} < nk)`, (w) => {
+          const pos = w.let('tp', `k0 + ${r}`);
+          const idx = { ...head, ...w.split(a.rest, sizes, col, 'vc') };
+          w.line(`${v} = ${new ExprGen(p, sizes, read, { i: pos, j: pos }).value(w, a.term.value, idx, pos)};`);
+        });
+        return { x, v, guard };
+      });
+    if (!kv) stageValues(blk);
+    // shared: the block's values are read into registers now (their loads in flight during the logits) and stored
+    // once the logits have read the keys
+    const held = kv ? holdValues(blk) : undefined;
     blk.line('workgroupBarrier();');
     // the thread's 4 × CPT logits: per feature one vec4 of Q's rows against each of its key columns
     const sv = J.map(() => blk.var('sv', 'vec4<f32>(0.0)', 'vec4<f32>'));
     blk.for('f', '0u', (f) => `${f} < ${W}u`, (lp, f) => {
       const qv = lp.let('qv', `${qT.name}[${f} * ${BQ / 4}u + ty]`);
-      for (const j of J) lp.line(`${sv[j]} = fma(${qv}, vec4<f32>(${kT.name}[${f} * ${PK}u + ${CPT}u * tx + ${j}u]), ${sv[j]});`);
+      for (const j of J) lp.line(`${sv[j]} = fma(${qv}, vec4<f32>(${keyAt(`${f} * ${PK}u + ${CPT}u * tx + ${j}u`)}), ${sv[j]});`);
     });
     // scaled and masked; each row's maximum over the thread's columns
     const ok: string[][] = [];
@@ -195,6 +256,7 @@ export function softmaxTiledKernel(p: Program, sizes: Sizes, a: SoftmaxAnalysis,
       blk.line(`${red.name}[(r0 + ${i}u) * ${TX}u + tx] = ${z[i].reduce((x, y) => `max(${x}, ${y})`)};`);
     }
     blk.line('workgroupBarrier();');
+    if (kv && held) for (const h of held) blk.line(`${h.guard ? `if (${h.guard}) { ` : ''}${kv.name}[${h.x} / 4u][${h.x} % 4u] = ${h.v};${h.guard ? ' }' : ''}`);
     for (const i of R) {
       blk.block('', (w) => {
         const bm = w.var('bm', `${red.name}[(r0 + ${i}u) * ${TX}u]`);
@@ -209,6 +271,7 @@ export function softmaxTiledKernel(p: Program, sizes: Sizes, a: SoftmaxAnalysis,
       });
     }
     blk.line('workgroupBarrier();');
+    if (kv) holdKeys(blk, `k0 + ${BK}u`);
     blk.for('c', '0u', (c) => `${c} < ${BK}u`, (lp, c) => {
       const p4 = lp.let('p4', `${pT.name}[${c} * ${PQ / 4}u + ty]`);
       for (const v of V) {
@@ -235,7 +298,7 @@ export function softmaxTiledKernel(p: Program, sizes: Sizes, a: SoftmaxAnalysis,
     label: `${p.name}.chunked`,
     comment: [
       `register-tiled flash kernel of ${p.name} (softmax term ${a.term.name}, logit ${logit.scale} · Σ q·k): ${BQ} query rows per workgroup, key`,
-      `blocks of ${BK}, each of ${shape.threads} threads 4 rows × ${CPT} logits and 4 rows × ${VC} value columns${caches ? '; writes its rows into the key/value cache' : ''}`,
+      `blocks of ${BK}${shape.shareKV ? ' (keys and values in one array, in turn)' : ''}, each of ${shape.threads} threads 4 rows × ${CPT} logits and 4 rows × ${VC} value columns${caches ? '; writes its rows into the key/value cache' : ''}`,
     ],
     workgroups: (b, t) => [a.NS * Math.ceil(t / BQ), b, 1],
     launch: { kind: 'blocks', x: a.NS, block: BQ },
