@@ -184,3 +184,25 @@ describe("the H200's picks at LLaMA-2-7B's shape against the register form's def
     });
   }
 });
+
+describe("the H200's one-row picks against the small-M sweeps (bench/results/h200-small-m-decode.json, h200-small-m-decode-7b.json)", () => {
+  // Call 8 swept the bench model's decode projections (hidden 768) at one row, call 137 LLaMA-2-7B's: lanes × loads a
+  // thread of the small-M kernel, each figure with a short warm-up, the chooser's pick and the sweep's best three then
+  // re-timed ('confirm'). The pick, by its kernel's description, must be the swept best or close: at 7B the rule that
+  // keeps a thread's walk along K short (matmul.ts SMALL_M_MAX_WALK) took q|k|v from 76.4 to 52.6 µs.
+  for (const [file, within] of [['h200-small-m-decode.json', 1.1], ['h200-small-m-decode-7b.json', 1.17]] as const) {
+    const figures = read<SmallMFigure>(file).filter((f) => f.M === 1 && f.family === 'small-m');
+    for (const [shape, fs] of groupBy(figures, (f) => f.projection)) {
+      it(`${file}: ${shape} at one row`, () => {
+        // the decode sweeps timed the LM head without its argmax epilogue ('lm head (+norm)')
+        const p = shape === 'lm head (+norm)' ? { ...benchProblem(fs[0]), fusion: { rmsnorm: { eps: EPS } } } : benchProblem(fs[0]);
+        const pick = matmulKernel(H200, p);
+        const ran = fs.filter((f) => f.kernel === pick.kernel);
+        expect(ran.length, `${shape}: ${pick.kernel} was timed`).toBeGreaterThan(0);
+        const us = Math.min(...ran.map((f) => f.usPerDispatch));
+        const best = fastest(fs, (f) => f.usPerDispatch);
+        expect(us / best.usPerDispatch, `${shape}: ${pick.kernel} ran ${us} µs, the best ${best.usPerDispatch} (${best.kernel})`).toBeLessThan(within);
+      });
+    }
+  }
+});

@@ -204,6 +204,14 @@ function chooseTile(gpu: KernelTarget, p: MatmulProblem, requested?: MatmulTile)
 const SMALL_M_TARGET_THREADS = 1 << 16;
 const SMALL_M_MIN_LOADS = 2;
 /**
+ * Weight vec4 a thread walks along its row at most: more lanes where K is long. At LLaMA-2-7B's shape (K 4096: 1024
+ * vec4, 11008 for down; bench/results/h200-small-m-decode-7b.json, call 137, µs at one row) the target above left 8
+ * lanes, 128 vec4 a thread, far behind: q|k|v 76.4 → 52.6 at 32 lanes, o 23.0 → 19.3 (64: 18.8), gate|up 119.6 →
+ * 95.9 (its best 82.8 at 256), down at 128 lanes 44.8 (16: 55.0; best 43.7 at 64), the LM head 167.9 → 134.9. At
+ * hidden 768 (K 768 and 2048) every pick already walks at most 32.
+ */
+const SMALL_M_MAX_WALK = 32;
+/**
  * From 4 rows of x on, a thread takes two columns (each x load then serves two weight rows), and four when
  * two columns at the fewest lanes would still leave T above the target: the 8-row LM head at 2 columns and
  * 8–16 lanes (128k–256k threads) took 77–83 µs, at 4 columns (64k–128k) 45.
@@ -239,6 +247,7 @@ function chooseSmallM(gpu: KernelTarget, problem: MatmulProblem, opts: MatmulOpt
     // Doubling while T < target/√2 lands on the power of two nearest the target on a log scale.
     let lanes = 8;
     while (lanes < SMALL_M_THREADS && threads(lanes, colsPerThread) * Math.SQRT2 < SMALL_M_TARGET_THREADS && 2 * lanes * SMALL_M_MIN_LOADS <= KW) lanes *= 2;
+    while (lanes < SMALL_M_THREADS && KW / lanes > SMALL_M_MAX_WALK) lanes *= 2;
     while (lanes > 1 && lanes > KW) lanes /= 2;
     if (opts.smallMLanes !== undefined) lanes = opts.smallMLanes;
     // Threads per row block: a power of two, the workgroup's SMALL_M_THREADS shared among the blocks, fewer
