@@ -138,6 +138,13 @@ describe('linattn train-medusa on a tiny trained model', () => {
       expect(q.slice(8)).toEqual(generateCpu(cpu, attention, tokenizer, [[256, ...prompt]], { maxTokens: 24 }).tokens[0]);
     }
 
+    // --device cpu distils with the float64 model itself: the same sequences.
+    const onCpu = join(root, 'distill-cpu');
+    const c = await runCommand(trainMedusa, '--model', base, '--heads', '2', '--out', onCpu, ...args.map((a) => (a === '4' ? '1' : a)), '--device', 'cpu');
+    expect(c.code, c.err).toBe(0);
+    const cpuSaved = JSON.parse(readFileSync(join(onCpu, 'distill.json'), 'utf8')) as { sequences: number[][]; val: number[][] };
+    expect([...cpuSaved.sequences, ...cpuSaved.val]).toEqual(seqs);
+
     // Interrupted after step 3 and resumed from step 2: the same steps, from the saved sequences.
     const cut = join(root, 'distill-cut');
     const crash = new Error('simulated crash');
