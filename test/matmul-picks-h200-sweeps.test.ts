@@ -185,17 +185,18 @@ describe("the H200's picks at LLaMA-2-7B's shape against the register form's def
   }
 });
 
-describe("the H200's one-row picks against the small-M sweeps (bench/results/h200-small-m-decode.json, h200-small-m-decode-7b.json)", () => {
-  // Call 8 swept the bench model's decode projections (hidden 768) at one row, call 137 LLaMA-2-7B's: lanes × loads a
-  // thread of the small-M kernel, each figure with a short warm-up, the chooser's pick and the sweep's best three then
-  // re-timed ('confirm'). The pick, by its kernel's description, must be the swept best or close: at 7B the rule that
-  // keeps a thread's walk along K short (matmul.ts SMALL_M_MAX_WALK) took q|k|v from 76.4 to 52.6 µs.
-  for (const [file, within] of [['h200-small-m-decode.json', 1.1], ['h200-small-m-decode-7b.json', 1.17]] as const) {
-    const figures = read<SmallMFigure>(file).filter((f) => f.M === 1 && f.family === 'small-m');
-    for (const [shape, fs] of groupBy(figures, (f) => f.projection)) {
-      it(`${file}: ${shape} at one row`, () => {
+describe("the H200's decode picks against the small-M sweeps (bench/results/h200-small-m-decode.json, h200-small-m-decode-7b.json)", () => {
+  // Call 8 swept the bench model's decode projections (hidden 768) at one row; calls 137 and 139 LLaMA-2-7B's at one
+  // and 8 rows: lanes × loads (× columns) a thread of the small-M kernel, each figure with a short warm-up, the
+  // chooser's pick and the sweep's best three then re-timed ('confirm'). The pick, by its kernel's description, must
+  // be the swept best or close: at 7B the long-row rule (matmul.ts SMALL_M_LONG_ROW: 32 lanes, 4 loads, 4 columns
+  // from 4 rows) took q|k|v from 76.4 to 52.6 µs at one row and from 143.9 to 80 at 8.
+  for (const [file, Ms, within] of [['h200-small-m-decode.json', [1], 1.1], ['h200-small-m-decode-7b.json', [1, 8], 1.17]] as const) {
+    const figures = read<SmallMFigure>(file).filter((f) => (Ms as readonly number[]).includes(f.M) && f.family === 'small-m');
+    for (const [shape, fs] of groupBy(figures, (f) => `${f.projection} at ${f.M} row${f.M > 1 ? 's' : ''}`)) {
+      it(`${file}: ${shape}`, () => {
         // the decode sweeps timed the LM head without its argmax epilogue ('lm head (+norm)')
-        const p = shape === 'lm head (+norm)' ? { ...benchProblem(fs[0]), fusion: { rmsnorm: { eps: EPS } } } : benchProblem(fs[0]);
+        const p = fs[0].projection === 'lm head (+norm)' ? { ...benchProblem(fs[0]), fusion: { rmsnorm: { eps: EPS } } } : benchProblem(fs[0]);
         const pick = matmulKernel(H200, p);
         const ran = fs.filter((f) => f.kernel === pick.kernel);
         expect(ran.length, `${shape}: ${pick.kernel} was timed`).toBeGreaterThan(0);

@@ -204,13 +204,17 @@ function chooseTile(gpu: KernelTarget, p: MatmulProblem, requested?: MatmulTile)
 const SMALL_M_TARGET_THREADS = 1 << 16;
 const SMALL_M_MIN_LOADS = 2;
 /**
- * Weight vec4 a thread walks along its row at most: more lanes where K is long. At LLaMA-2-7B's shape (K 4096: 1024
- * vec4, 11008 for down; bench/results/h200-small-m-decode-7b.json, call 137, µs at one row) the target above left 8
- * lanes, 128 vec4 a thread, far behind: q|k|v 76.4 → 52.6 at 32 lanes, o 23.0 → 19.3 (64: 18.8), gate|up 119.6 →
- * 95.9 (its best 82.8 at 256), down at 128 lanes 44.8 (16: 55.0; best 43.7 at 64), the LM head 167.9 → 134.9. At
- * hidden 768 (K 768 and 2048) every pick already walks at most 32.
+ * A weight row longer than this many vec4 (K above 2048: LLaMA-2-7B's 4096 and 11008) takes SMALL_M_LONG_LANES lanes,
+ * 4 loads in flight a thread and, from 4 rows of x, 4 columns a thread. The target above, fitted at hidden 768 (K 768
+ * and 2048), left 8 lanes there: each thread walked 128 vec4 of its row. LLaMA-2-7B's sweeps (µs, pick of then → 32
+ * lanes × 4 loads): at one row (bench/results/h200-small-m-decode-7b.json, call 137) q|k|v 76.4 → 52.6 (the best),
+ * o 23.0 → 19.3 (best 18.7 at 64 lanes), gate|up 119.6 → 95.9 (best 82.8 at 256), down 55.0 → 44.7 (best 43.7 at 64),
+ * the LM head 167.9 → 134.9 (best 132.2); at 8 rows (call 139), 4 columns a thread: q|k|v 143.9 → 80 (best 80.6
+ * confirmed), o 67.4 → 27, down 173.0 → 61 (best 57.6 at 2 loads), the LM head 240.6 → 210 (best 180.5 at 16
+ * lanes), gate|up (a [gate, up] pair a thread) 248.4 at 32 × 2, the best.
  */
-const SMALL_M_MAX_WALK = 32;
+const SMALL_M_LONG_ROW = 512;
+const SMALL_M_LONG_LANES = 32;
 /**
  * From 4 rows of x on, a thread takes two columns (each x load then serves two weight rows), and four when
  * two columns at the fewest lanes would still leave T above the target: the 8-row LM head at 2 columns and
@@ -241,13 +245,14 @@ function chooseSmallM(gpu: KernelTarget, problem: MatmulProblem, opts: MatmulOpt
     const swiglu = f?.epilogue === 'swiglu';
     // Threads in flight at `lanes` lanes and `cols` columns per thread (a swiglu thread: one [gate, up] pair).
     const threads = (lanes: number, cols: number) => (swiglu ? p.N / 2 : Math.ceil(p.N / cols)) * lanes * blocks;
+    const long = KW > SMALL_M_LONG_ROW;
     let colsPerThread = 1;
-    if (!swiglu && p.M >= SMALL_M_TWO_COLUMNS_FROM) colsPerThread = threads(8, 2) > SMALL_M_TARGET_THREADS * Math.SQRT2 ? 4 : 2;
+    if (!swiglu && p.M >= SMALL_M_TWO_COLUMNS_FROM) colsPerThread = long || threads(8, 2) > SMALL_M_TARGET_THREADS * Math.SQRT2 ? 4 : 2;
     if (opts.smallMCols !== undefined && !swiglu) colsPerThread = opts.smallMCols;
     // Doubling while T < target/√2 lands on the power of two nearest the target on a log scale.
     let lanes = 8;
     while (lanes < SMALL_M_THREADS && threads(lanes, colsPerThread) * Math.SQRT2 < SMALL_M_TARGET_THREADS && 2 * lanes * SMALL_M_MIN_LOADS <= KW) lanes *= 2;
-    while (lanes < SMALL_M_THREADS && KW / lanes > SMALL_M_MAX_WALK) lanes *= 2;
+    if (long) lanes = SMALL_M_LONG_LANES;
     while (lanes > 1 && lanes > KW) lanes /= 2;
     if (opts.smallMLanes !== undefined) lanes = opts.smallMLanes;
     // Threads per row block: a power of two, the workgroup's SMALL_M_THREADS shared among the blocks, fewer
@@ -262,7 +267,7 @@ function chooseSmallM(gpu: KernelTarget, problem: MatmulProblem, opts: MatmulOpt
     const maxUnroll = p.M <= 2 ? SMALL_M_MAX_UNROLL : SMALL_M_MAX_UNROLL / 2;
     let unroll = Math.max(1, Math.min(maxUnroll, Math.ceil(KW / lanes)));
     const inFlight = threads(lanes, colsPerThread) * smallMWeightRows({ fusion: f, colsPerThread });
-    while (unroll > 2 && inFlight * unroll > SMALL_M_LOADS_IN_FLIGHT) unroll = Math.ceil(unroll / 2);
+    while (unroll > (long ? 4 : 2) && inFlight * unroll > SMALL_M_LOADS_IN_FLIGHT) unroll = Math.ceil(unroll / 2);
     if (opts.smallMUnroll !== undefined) unroll = opts.smallMUnroll;
     return { M: p.M, rowBlocks: blocks, transposeB: true, width, lanes, unroll, threads: blocks * block, colsPerThread, ...(f && { fusion: f }) };
   }
