@@ -55,6 +55,13 @@ describe('fused small-M matmuls equal the float64 formula', () => {
     }
   });
 
+  it('a row longer than 2048 (LLaMA-7B\'s K): the default takes 32 lanes and 4 loads a thread, from 4 rows 4 columns', async () => {
+    for (const [M, N, fusion, cols] of [[1, 3 * 13, QKV, ''], [5, 2 * 11, GATE_UP, ''], [5, 37, RESIDUAL, ' × 4 columns']] as const) {
+      const plan = await checkFusedMatmul(M, N, 2080, fusion, 800 + M + N);
+      expect(plan.kernel).toContain(`32 lanes × 4 loads${cols}`);
+    }
+  });
+
   it('many workgroups: a long row (K = 2048, the down projection), and many [gate, up] pairs', async () => {
     for (const [N, K, fusion] of [[260, 2048, RESIDUAL], [2 * 150, 64, GATE_UP], [3 * 70, 64, QKV]] as const) {
       const plan = await checkFusedMatmul(2, N, K, fusion, 700 + N);

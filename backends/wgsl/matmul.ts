@@ -267,7 +267,8 @@ function chooseSmallM(gpu: KernelTarget, problem: MatmulProblem, opts: MatmulOpt
     const maxUnroll = p.M <= 2 ? SMALL_M_MAX_UNROLL : SMALL_M_MAX_UNROLL / 2;
     let unroll = Math.max(1, Math.min(maxUnroll, Math.ceil(KW / lanes)));
     const inFlight = threads(lanes, colsPerThread) * smallMWeightRows({ fusion: f, colsPerThread });
-    while (unroll > (long ? 4 : 2) && inFlight * unroll > SMALL_M_LOADS_IN_FLIGHT) unroll = Math.ceil(unroll / 2);
+    while (unroll > 2 && inFlight * unroll > SMALL_M_LOADS_IN_FLIGHT) unroll = Math.ceil(unroll / 2);
+    if (long) unroll = Math.min(4, Math.ceil(KW / lanes));
     if (opts.smallMUnroll !== undefined) unroll = opts.smallMUnroll;
     return { M: p.M, rowBlocks: blocks, transposeB: true, width, lanes, unroll, threads: blocks * block, colsPerThread, ...(f && { fusion: f }) };
   }
