@@ -170,7 +170,8 @@ export function softmaxTiledKernel(p: Program, sizes: Sizes, a: SoftmaxAnalysis,
   main.define('r0', '4u * ty');
   // a block of rows' features, transposed into `into` ([f][row], rows `stride` apart; a vec4 array holds 4 rows an
   // element); 0 past the block's n rows
-  const stageTransposed = (at: Block, which: Id, rows: number, first: string, n: string, into: string, stride: number, vec4: boolean) =>
+  // (`into`: a vec4 array's name, or the place of element e · stride + r of a scalar one)
+  const stageTransposed = (at: Block, which: Id, rows: number, first: string, n: string, into: string | ((x: string) => string), stride: number) =>
     at.strided('x', `${rows * W}u`, (c, x) => {
       const f = (which === logit.query ? a.query : a.key)[0];
       const r = c.let('r', `${x} / ${W}u`);
@@ -180,9 +181,9 @@ export function softmaxTiledKernel(p: Program, sizes: Sizes, a: SoftmaxAnalysis,
         const pos = `${first} + ${r}`;
         w.line(`${v} = ${new ExprGen(p, sizes, read, { i: pos, j: pos }).value(w, f.id, { ...head, ...w.split(f.axes, sizes, e, `f${f.id}`) }, pos)};`);
       });
-      c.line(vec4 ? `${into}[${e} * ${stride / 4}u + ${r} / 4u][${r} % 4u] = ${v};` : `${into.split('@').join(`${e} * ${stride}u + ${r}`)} = ${v};`);
+      c.line(typeof into === 'string' ? `${into}[${e} * ${stride / 4}u + ${r} / 4u][${r} % 4u] = ${v};` : `${into(`${e} * ${stride}u + ${r}`)} = ${v};`);
     });
-  stageTransposed(main, logit.query, BQ, 'q0', 'nq', qT.name, BQ, true);
+  stageTransposed(main, logit.query, BQ, 'q0', 'nq', qT.name, BQ);
   if (caches) writeCacheRows(main, a, head, read, caches);
 
   const R = [0, 1, 2, 3];
@@ -216,7 +217,7 @@ export function softmaxTiledKernel(p: Program, sizes: Sizes, a: SoftmaxAnalysis,
         const at = keyAt(`(${x} % ${W}u) * ${PK}u + ${x} / ${W}u`);
         blk.line(guard ? `if (${guard}) { ${at} = ${hk[t]}; }` : `${at} = ${hk[t]};`);
       });
-    } else stageTransposed(blk, logit.key, BK, 'k0', 'nk', keyAt('@'), PK, false);
+    } else stageTransposed(blk, logit.key, BK, 'k0', 'nk', keyAt, PK);
     // the block's values, 4 columns a vec4; rows past nk zero (with K, or once the logits have read K)
     const stageValues = (at: Block) =>
       valueRows(at, a, head, 'k0', 'nk', (w, _col, idx, pos, _row, x) => w.line(`${vt.name}[${x} / 4u][${x} % 4u] = ${new ExprGen(p, sizes, read, { i: pos, j: pos }).value(w, a.term.value, idx, pos)};`), {
