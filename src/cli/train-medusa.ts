@@ -51,7 +51,7 @@ export function trainMedusaWith(prepareAttention: PrepareAttention): Command {
       '  --batch B          windows per micro-batch (default 16)',
       '  --block T          positions per window the heads train at (default 256); the base reads T + N tokens',
       '  --lr LR            peak learning rate (default 1e-3), warmup then cosine to LR/10, AdamW as linattn train',
-      '  --seed S           batches (default 0): the same seed repeats a run exactly',
+      '  --seed S           batches and --distill\'s prompts (default 0): the same seed repeats a run exactly',
       '  --accum N, --warmup N, --eval-every N, --save-every N    as linattn train',
       '  --resume           continue the run in OUT exactly where its last checkpoint left it',
       '  --device D         gpu (default) or cpu (the float64 model; slow, for tiny models)',
