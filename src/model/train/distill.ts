@@ -23,6 +23,14 @@ import { fnv1a } from './data.ts';
 
 export const DISTILL_FILE = 'distill.json';
 
+/** Settings that hold no window, a held-out part too short for a prompt, or a saved file that is not the run's. */
+export class DistillError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'DistillError';
+  }
+}
+
 export interface DistillSettings {
   /** Tokens to generate in all (sequences of `length` each, the last ones rounding up). */
   readonly tokens: number;
@@ -58,7 +66,7 @@ export type ContinueGreedy = (prompts: readonly (readonly number[])[], length: n
 
 /** `count` prompts of `prompt` tokens at seeded random starts in `train`. */
 export function distillPrompts(train: Uint32Array, count: number, prompt: number, seed: number): Uint32Array[] {
-  if (train.length < prompt) throw new Error(`distill: ${train.length} training tokens hold no prompt of ${prompt}`);
+  if (train.length < prompt) throw new DistillError(`--distill-prompt ${prompt}: the training text has only ${train.length} tokens`);
   const r = rng(seed ^ 0x5eed_d157);
   return Array.from({ length: count }, () => {
     const start = Math.floor(r() * (train.length - prompt + 1));
@@ -69,11 +77,11 @@ export function distillPrompts(train: Uint32Array, count: number, prompt: number
 /** The settings checked against a window of `window` + 1 tokens (the heads' block + heads): the flag that is wrong, named. */
 export function checkDistill(s: DistillSettings, window: number): void {
   const positive = (v: number) => Number.isInteger(v) && v >= 1;
-  if (!positive(s.tokens)) throw new Error(`--distill takes a positive number of tokens, got ${s.tokens}`);
-  if (!positive(s.prompt)) throw new Error(`--distill-prompt takes a positive number of tokens, got ${s.prompt}`);
-  if (!positive(s.length)) throw new Error(`--distill-length takes a positive number of tokens, got ${s.length}`);
+  if (!positive(s.tokens)) throw new DistillError(`--distill takes a positive number of tokens, got ${s.tokens}`);
+  if (!positive(s.prompt)) throw new DistillError(`--distill-prompt takes a positive number of tokens, got ${s.prompt}`);
+  if (!positive(s.length)) throw new DistillError(`--distill-length takes a positive number of tokens, got ${s.length}`);
   if (s.prompt + s.length < window + 1) {
-    throw new Error(`--distill-prompt ${s.prompt} + --distill-length ${s.length} tokens hold no training window: a window is --block + heads + 1 = ${window + 1} tokens of one sequence`);
+    throw new DistillError(`--distill-prompt ${s.prompt} + --distill-length ${s.length} tokens hold no training window: a window is --block + heads + 1 = ${window + 1} tokens of one sequence`);
   }
 }
 
@@ -87,7 +95,7 @@ export async function distill(
   continueGreedy: ContinueGreedy, batch: number, onBatch?: (done: number, of: number) => void,
 ): Promise<Distilled> {
   const count = Math.ceil(s.tokens / s.length);
-  if (val.length < s.prompt) throw new Error(`--distill-prompt ${s.prompt}: the held-out text has only ${val.length} tokens for validation prompts`);
+  if (val.length < s.prompt) throw new DistillError(`--distill-prompt ${s.prompt}: the held-out text has only ${val.length} tokens for validation prompts`);
   const prompts = [...distillPrompts(train, count, s.prompt, seed), ...distillPrompts(val, valCount(count), s.prompt, seed + 1)];
   const out: Uint32Array[] = [];
   for (let i = 0; i < prompts.length; i += batch) {
@@ -113,21 +121,28 @@ export async function distill(
  * windows, as evaluationBatches reads a text). Throws when no window is left.
  */
 export function layOut(sequences: readonly Uint32Array[], window: number, stride = 1): { readonly tokens: Uint32Array; readonly starts: Uint32Array } {
-  const total = sequences.reduce((n, s) => n + s.length, 0);
-  const tokens = new Uint32Array(total);
   const starts: number[] = [];
   let at = 0;
   for (const s of sequences) {
-    tokens.set(s, at);
     for (let k = 0; k + window + 1 <= s.length; k += stride) starts.push(at + k);
     at += s.length;
   }
-  if (starts.length === 0) throw new Error(`distill: no sequence holds a window of ${window + 1} tokens (the base ended every one early with EOS); give a longer --distill-length`);
-  return { tokens, starts: Uint32Array.from(starts) };
+  if (starts.length === 0) throw new DistillError(`distill: no sequence holds a window of ${window + 1} tokens (the base ended every one early with EOS); give a longer --distill-length`);
+  return { tokens: concat(sequences), starts: Uint32Array.from(starts) };
+}
+
+function concat(sequences: readonly Uint32Array[]): Uint32Array {
+  const out = new Uint32Array(sequences.reduce((n, q) => n + q.length, 0));
+  let at = 0;
+  for (const q of sequences) {
+    out.set(q, at);
+    at += q.length;
+  }
+  return out;
 }
 
 export function distillRecord(s: DistillSettings, d: Distilled): DistillRecord {
-  const all = layOut([...d.train, ...d.val], 0).tokens;
+  const all = concat([...d.train, ...d.val]);
   return {
     tokens: s.tokens, prompt: s.prompt, length: s.length, sequences: d.train.length, valSequences: d.val.length,
     total: d.train.reduce((n, q) => n + q.length, 0), hash: fnv1a(all),
@@ -145,17 +160,17 @@ export function writeDistill(dir: string, s: DistillSettings, d: Distilled): voi
 /** The sequences a run saved, checked against its record (the file names the problem). */
 export function readDistill(dir: string, record: DistillRecord): Distilled {
   const path = join(dir, DISTILL_FILE);
-  if (!existsSync(path)) throw new Error(`${path}: missing; the run trains on the ${record.sequences} sequences its base generated, saved there`);
+  if (!existsSync(path)) throw new DistillError(`${path}: missing; the run trains on the ${record.sequences} sequences its base generated, saved there`);
   const json = JSON.parse(readFileSync(path, 'utf8')) as { format?: string; sequences?: unknown; val?: unknown };
-  if (json.format !== 'linattn-distill' || !Array.isArray(json.sequences) || !Array.isArray(json.val)) throw new Error(`${path}: not a linattn-distill file`);
+  if (json.format !== 'linattn-distill' || !Array.isArray(json.sequences) || !Array.isArray(json.val)) throw new DistillError(`${path}: not a linattn-distill file`);
   const list = (what: string, qs: unknown[]) => qs.map((q, i) => {
-    if (!Array.isArray(q) || q.some((t) => !Number.isInteger(t) || t < 0)) throw new Error(`${path}: ${what} ${i} is not a list of token ids`);
+    if (!Array.isArray(q) || q.some((t) => !Number.isInteger(t) || t < 0)) throw new DistillError(`${path}: ${what} ${i} is not a list of token ids`);
     return Uint32Array.from(q as number[]);
   });
   const d = { train: list('sequence', json.sequences as unknown[]), val: list('validation sequence', json.val as unknown[]) };
   const got = distillRecord(record, d);
   if (got.hash !== record.hash || got.sequences !== record.sequences || got.valSequences !== record.valSequences) {
-    throw new Error(`${path}: ${got.sequences} + ${got.valSequences} sequences, hash ${got.hash}; trainer_state.json records ${record.sequences} + ${record.valSequences}, hash ${record.hash}`);
+    throw new DistillError(`${path}: ${got.sequences} + ${got.valSequences} sequences, hash ${got.hash}; trainer_state.json records ${record.sequences} + ${record.valSequences}, hash ${record.hash}`);
   }
   return d;
 }

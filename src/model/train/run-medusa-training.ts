@@ -22,7 +22,7 @@ import { loadModelVariant, type ModelVariant } from '../variant.ts';
 import { loadWeights, weightsToTensors, type MedusaHeadWeights, type ModelWeights } from '../weights.ts';
 import { LOG_FILE, loadCheckpoint, MODEL_FILE, STATE_FILE, type TrainerState, type TrainOptions } from './checkpoint.ts';
 import { splitCorpus, type Split } from './data.ts';
-import { checkDistill, distill, valCount, distillRecord, layOut, readDistill, writeDistill, type DistillRecord, type DistillSettings, type Distilled } from './distill.ts';
+import { checkDistill, distill, DistillError, distillRecord, layOut, readDistill, valCount, writeDistill, type DistillRecord, type DistillSettings, type Distilled } from './distill.ts';
 import { MedusaCpuTrainer } from './medusa-cpu-trainer.ts';
 import { initialMedusaHeads, type MedusaTarget } from './medusa-grad.ts';
 import { MedusaGpuTrainer } from './medusa-gpu-trainer.ts';
@@ -126,35 +126,27 @@ export async function runMedusaTraining(req: MedusaTrainRequest): Promise<Medusa
   const split = splitCorpus(corpus, options.valFraction, window);
   const device = onceGpu(req);
 
-  let sequences: Distilled | undefined;
-  let distilled: DistillSettings | undefined;
-  if (run.distill) {
-    try {
-      sequences = readDistill(out, run.distill);
-    } catch (e) {
-      throw new TrainSetupError((e as Error).message);
+  let distilled: { readonly split: Split; readonly settings?: DistillSettings; readonly sequences: Distilled } | undefined;
+  try {
+    if (run.distill) {
+      const sequences = readDistill(out, run.distill);
+      distilled = { split: layOutSplit(sequences, window), sequences };
+    } else if (req.distill) {
+      const settings = { tokens: req.distill.tokens, prompt: req.distill.prompt ?? DISTILL_PROMPT, length: req.distill.length ?? 2 * window };
+      checkDistill(settings, window);
+      const t0 = performance.now();
+      const count = Math.ceil(settings.tokens / settings.length);
+      note(`distilling: ${count} prompts of ${settings.prompt} tokens from the training text (and ${valCount(count)} from the held-out text, for validation), each continued greedily by the base for up to ${settings.length} tokens`);
+      const sequences = await distillSequences(req.device, device, config, base, variant, tokenizer, split, settings, options.seed);
+      const record = distillRecord(settings, sequences);
+      note(`distilled ${record.total - record.sequences * settings.prompt} new tokens (${record.sequences} sequences, ${record.valSequences} more for validation) in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+      run = { ...run, distill: record };
+      distilled = { split: layOutSplit(sequences, window), settings, sequences };
     }
-  } else if (req.distill) {
-    distilled = { tokens: req.distill.tokens, prompt: req.distill.prompt ?? DISTILL_PROMPT, length: req.distill.length ?? 2 * window };
-    try {
-      checkDistill(distilled, window);
-    } catch (e) {
-      throw new TrainSetupError((e as Error).message);
-    }
-    const t0 = performance.now();
-    const count = Math.ceil(distilled.tokens / distilled.length);
-    note(`distilling: ${count} prompts of ${distilled.prompt} tokens from the training text (and ${valCount(count)} from the held-out text, for validation), each continued greedily by the base for up to ${distilled.length} tokens`);
-    try {
-      sequences = await distillSequences(req.device, device, config, base, variant, tokenizer, split, distilled, options.seed);
-    } catch (e) {
-      if ((e as Error).message.startsWith('--distill')) throw new TrainSetupError((e as Error).message);
-      throw e;
-    }
-    const record = distillRecord(distilled, sequences);
-    note(`distilled ${record.total - record.sequences * distilled.prompt} new tokens (${record.sequences} sequences, ${record.valSequences} more for validation) in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
-    run = { ...run, distill: record };
+  } catch (e) {
+    throw e instanceof DistillError ? new TrainSetupError(e.message) : e;
   }
-  const trainSplit: Split = sequences ? layOutSplit(sequences, window) : split;
+  const trainSplit: Split = distilled?.split ?? split;
 
   let trainer: Trainer;
   if (req.device === 'cpu') {
@@ -173,7 +165,7 @@ export async function runMedusaTraining(req: MedusaTrainRequest): Promise<Medusa
       const json = JSON.parse(readFileSync(path, 'utf8')) as Record<string, unknown>;
       writeFileSync(path, JSON.stringify({ ...json, medusa: { num_heads: M } }, null, 2) + '\n');
       config = loadConfig(path);
-      if (sequences && distilled) writeDistill(out, distilled, sequences);
+      if (distilled?.settings) writeDistill(out, distilled.settings, distilled.sequences);
     }
     if (resumed) trainer.setOptimizerState(resumed.moments, resumed.state.step);
     const frozen = new Map([...weightsToTensors(config, base, variant.params)].map(([name, t]) => [name, toFloat32(t)]));
@@ -186,7 +178,7 @@ export async function runMedusaTraining(req: MedusaTrainRequest): Promise<Medusa
     });
     return {
       ...summary, out, config, options, heads: M, target: run.target, metrics: lastMetrics(join(out, LOG_FILE)),
-      trainTokens: trainSplit.train.length, valTokens: split.val.length,
+      trainTokens: trainSplit.train.length, valTokens: trainSplit.val.length,
       ...(run.distill && { distill: run.distill }),
       ...(resumed && { resumedFrom: resumed.state.step }),
     };
@@ -206,13 +198,9 @@ function onceGpu(req: MedusaTrainRequest): NonNullable<MedusaTrainRequest['gpu']
 
 /** The distilled sequences as a split: each part end to end, windows within one sequence (validation's consecutive). */
 function layOutSplit(d: Distilled, window: number): Split {
-  try {
-    const train = layOut(d.train, window);
-    const val = layOut(d.val, window, window);
-    return { train: train.tokens, trainStarts: train.starts, val: val.tokens, valStarts: val.starts };
-  } catch (e) {
-    throw new TrainSetupError((e as Error).message);
-  }
+  const train = layOut(d.train, window);
+  const val = layOut(d.val, window, window);
+  return { train: train.tokens, trainStarts: train.starts, val: val.tokens, valStarts: val.starts };
 }
 
 /** The base's greedy continuations of prompts from `train` (distill.ts), on the run's device. */
