@@ -12,7 +12,7 @@ import { axisSizes, makeInputs } from '../src/inputs.ts';
 import type { Gpu } from '../src/runtime/device.ts';
 import { PlanRunner } from '../src/runtime/executor.ts';
 import { allocTensor, downloadTensor, releaseTensor, uploadTensor, type GpuTensor } from '../src/runtime/gpu-tensor.ts';
-import { compileTreeAttention, treeParents, treePaths } from '../src/runtime/tree-attention.ts';
+import { compileTreeAttention, sequenceData, treeParents, treePaths } from '../src/runtime/tree-attention.ts';
 import { rng, type Tensor } from '../src/tensor.ts';
 import { expectRelClose, gpu } from './helpers/gpu.ts';
 import { treeFixture } from './helpers/tree-fixture.ts';
@@ -72,7 +72,7 @@ describe.each(FILES)('%s: GPU tree form', (name) => {
         const N = 1 + Math.floor(draw() * MAX_NODES);
         const trees = Array.from({ length: B }, (_, b) => (b === 0 && P === 3 ? Array.from({ length: N }, (_, i) => i - 1) : randomParents(N, draw)));
         const after = 2;
-        const T = P + N + after;
+        const T = P + N + after + 2 * N; // and two more trees: sequences at positions of their own
         const x = makeInputs(source, { b: B, t: T, axes: AXES, seed });
 
         // Committed state: the GPU recurrent kernel over the prefix, the CPU recurrent form likewise.
@@ -147,6 +147,48 @@ describe.each(FILES)('%s: GPU tree form', (name) => {
           expectRelClose(got, ref, 1e-4, `${name} step ${k} after committing paths ${JSON.stringify(paths)} of trees ${JSON.stringify(trees)} after ${P} tokens, seed ${seed}`);
         }
         expect(cpuStates[0].position).toBe(P + len + after);
+
+        // Sequences at positions of their own (batch speculation): a second tree, each sequence committing its
+        // whole deepest path (TREE_SEQ lengths), then a third tree verified with each sequence's offset past the
+        // batch's smallest position — against the float64 tree form of each sequence's own state.
+        const base = P + len + after;
+        const verifyAt = async (t0: number, ps: readonly (readonly number[])[], pos: number, offsets: readonly number[]) => {
+          const r = rows(x, inputNames, T, t0, N);
+          const bufs: Record<string, GPUBuffer> = {};
+          for (const nm of inputNames) bufs[nm] = upload(`tree ${nm}`, r.gpuRows[nm]).buffer;
+          const par = upload('tree:parents', { shape: [B, N], data: treeParents(ps) });
+          const seq = upload('tree:seq', { shape: [B, 2], data: sequenceData(offsets) });
+          const out = fx.alloc('tree o', [B, N, per]);
+          const nodes: TreeNode[][] = ps.map((pp, b) => pp.map((parent, i) => ({ parent, inputs: r.cpu[b][i] })));
+          const ref = new Float64Array(B * N * per);
+          nodes.forEach((nn, b) => treeCpu.evaluate(cpuStates[b], nn).forEach((v, i) => ref.set(v, (b * N + i) * per)));
+          const enc = g.device.createCommandEncoder();
+          const pass = enc.beginComputePass();
+          layer.encodeTree(pass, { inputs: bufs, parents: par.buffer, o: out.buffer, seq: seq.buffer }, state, B, pos, N);
+          pass.end();
+          g.device.queue.submit([enc.finish()]);
+          expectRelClose(await downloadTensor(g, out), ref, 1e-4, `${name} tree at ${pos} + offsets ${JSON.stringify(offsets)}, parents ${JSON.stringify(ps)}, seed ${seed}`);
+          return { bufs, nodes };
+        };
+        const trees2 = trees.map(() => randomParents(N, draw));
+        const second = await verifyAt(P + N + after, trees2, base, [0, 0]);
+        const own = trees2.map((parents) => {
+          const d = treeDepths(parents.map((parent) => ({ parent })));
+          return rootPath(parents.map((parent) => ({ parent })), d.indexOf(Math.max(...d)));
+        });
+        const longest = Math.max(...own.map((p) => p.length));
+        {
+          const path2 = upload('tree:path', { shape: [B, longest], data: treePaths(trees2, own) });
+          const seq = upload('tree:seq', { shape: [B, 2], data: sequenceData([0, 0], own.map((p) => p.length)) });
+          const enc = g.device.createCommandEncoder();
+          const pass = enc.beginComputePass();
+          layer.encodeCommit(pass, { inputs: second.bufs, path: path2.buffer, seq: seq.buffer }, state, B, base, N, longest);
+          pass.end();
+          g.device.queue.submit([enc.finish()]);
+        }
+        second.nodes.forEach((nodes, b) => treeCpu.commitPath(cpuStates[b], nodes, own[b]));
+        const shortest = Math.min(...own.map((p) => p.length));
+        await verifyAt(P + N + after + N, trees.map(() => randomParents(N, draw)), base + shortest, own.map((p) => p.length - shortest));
       }
     } finally {
       fx.release();

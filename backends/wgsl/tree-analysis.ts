@@ -13,6 +13,7 @@ import { count, programReader, type Sizes } from './common.ts';
 import { ExprGen, offset, type Index, type Positions, type Resolver } from './expr.ts';
 import { KernelBuilder, type Binding, type WorkgroupArray } from './kernel-builder.ts';
 import { boundedFrontier, layoutOf, prefixGate, rowAxes, stateLayout, type Layout, type StateLayout } from './layout.ts';
+import type { PlanBuffer } from './plan.ts';
 import type { Block } from './wgsl-block.ts';
 import { emitEarlyState, type EarlyRows } from './tree-early.ts';
 import { SOFTWARE_TREE_SPLIT, treeSplit, type TreeSplit } from './tree-split.ts';
@@ -24,8 +25,30 @@ export const TREE_TILE = 16;
 
 /** The tree's parent indices, [b, N] as f32 (−1 for a child of the last committed token). */
 export const TREE_PARENTS = 'tree:parents';
-/** The accepted path of a commit, [b, P] as f32 node indices from the root down. */
+/** The accepted path of a commit, [b, P] as f32 node indices from the root down (P = dims.t, the longest path). */
 export const TREE_PATH = 'tree:path';
+/**
+ * Per sequence of a batch, [b, 2] as f32: how far its committed position lies past dims.pos0, and its path length
+ * (capped by dims.t, the path buffer's row stride). Sequences of a batch speculated together commit their own lengths.
+ */
+export const TREE_SEQ = 'tree:seq';
+
+/** The plans' TREE_SEQ buffer. */
+export const sequenceBuffer: PlanBuffer = { name: TREE_SEQ, role: 'input', floats: (b) => 2 * b, shape: (b) => [b, 2] };
+
+const seqBindings = new WeakMap<KernelBuilder, Binding>();
+
+/**
+ * Defines `pos0`, sequence b's committed position, and with `length` `plen`, its path length, in `main` (after
+ * `b`). Both are read from TREE_SEQ, a read-only buffer indexed by the workgroup's sequence, so they are uniform
+ * in the workgroup: loops around barriers may run to them.
+ */
+export function definePerSequence(kb: KernelBuilder, main: Block, length: boolean): void {
+  let seq = seqBindings.get(kb);
+  if (!seq) seqBindings.set(kb, (seq = kb.storage(TREE_SEQ, false, { always: true })));
+  main.define('pos0', `dims.pos0 + u32(round(${kb.use(seq)}[2u * b]))`, "this sequence's committed position");
+  if (length) main.define('plen', `min(dims.t, u32(round(${kb.use(seq)}[2u * b + 1u])))`, "this sequence's path length");
+}
 
 export interface TreePrefix {
   readonly k: number;
@@ -178,6 +201,7 @@ export function treeKernel(a: TreeAnalysis, given?: TreeSite, loadsFirst = true)
   main.define('s', `wid.x / ${N}`, 'head slice');
   main.define('n', `wid.x % ${N}`, 'the node this workgroup verifies');
   main.define('b', 'wid.y');
+  definePerSequence(kb, main, !!pending);
   const head = main.split(a.L.head, a.sizes, 's', 'hx');
   const early = loadsFirst ? emitEarlyState(a, main, site.load) : new Map<number, EarlyRows>();
   const T: TreeKernel = { a, kb, read, at, load: site.load, out, nodes: N, path, phi, qf, head, early };
@@ -190,7 +214,7 @@ export function treeKernel(a: TreeAnalysis, given?: TreeSite, loadsFirst = true)
   if (free.size) stageQuerySide(T, main, free, 'phase 1, before the path: the query-side values at n that do not read its position (the path\'s barriers publish them)', false);
   if (finish) finish(main);
   emitPath(main, kb.use(parents), N, par.name, path.name, wdepth.name, pending && { ...pending, offset: a.maxNodes });
-  main.define('an', 'dims.pos0 + depth - 1u', "n's absolute position");
+  main.define('an', 'pos0 + depth - 1u', "n's absolute position");
   stageQuerySide(T, main, new Set(roots.filter((id) => !free.has(id))), free.size ? 'phase 1: the query-side values at n that read its position' : 'phase 1: query-side values at n', true);
   if (!loadsFirst) site.prologue?.(read, main, false);
   return T;

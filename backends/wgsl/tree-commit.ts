@@ -24,7 +24,7 @@ import { KernelBuilder, type Binding, type WorkgroupArray } from './kernel-build
 import { layoutOf, prefixGate, ringIndex, rowAxes, stateLayout } from './layout.ts';
 import type { Kernel } from './plan.ts';
 import type { Block } from './wgsl-block.ts';
-import { rowReductions, TREE_PATH, TREE_TILE, TREE_WG } from './tree-analysis.ts';
+import { definePerSequence, rowReductions, TREE_PATH, TREE_SEQ, TREE_TILE, TREE_WG } from './tree-analysis.ts';
 
 /**
  * State elements (features of one column) per invocation: 4 at TREE_WG threads, fewer with more threads (a hardware
@@ -94,13 +94,17 @@ export function treeCommitKernel(p: Program, sizes: Sizes, threads = TREE_WG): K
     label: `${p.name}.tree-commit`,
     comment: [
       `tree commit kernel of ${p.name}: the accepted path (node indices in ${TREE_PATH}) folded into the state, ${blocks} workgroup(s) per head slice`,
-      'dims.t = P (the path length), dims.pad = N (the rows of the tree inputs), dims.pos0 = the committed position',
+      'dims.t = P (the longest path: the row stride of the paths), dims.pad = N (the rows of the tree inputs), dims.pos0 = the committed position;',
+      `${TREE_SEQ}[b] = (sequence b's position past dims.pos0, its path length)`,
     ],
     workgroups: (b) => [NS * blocks, b, 1],
   });
 }
 
-/** The commit's body at `site`: dims.t = P (the path length), dims.pos0 = the committed position, sequence b = wid.y. */
+/**
+ * The commit's body at `site`, sequence b = wid.y: dims.t = P (the longest path, the paths' row stride), dims.pos0 = the
+ * committed position; sequence b's own path length and position come from TREE_SEQ (definePerSequence: plen, pos0).
+ */
 export function emitCommit(p: Program, sizes: Sizes, site: CommitSite): void {
   const { kb } = site;
   const L = layoutOf(p, p.terms);
@@ -134,7 +138,7 @@ export function emitCommit(p: Program, sizes: Sizes, site: CommitSite): void {
     at.strided('r', n, (b, i) => {
       const k = b.let('k', entry(i));
       const node = b.let('node', nodeAt(k));
-      const pos = b.let('pos', `dims.pos0 + ${k}`);
+      const pos = b.let('pos', `pos0 + ${k}`);
       nodeOf.set(pos, node);
       const g = new ExprGen(p, sizes, read, { i: pos, j: pos });
       for (const r of reds) b.line(`${arrays.get(r)!.name}[${i}] = ${g.value(b, r, head, pos)};`);
@@ -148,6 +152,7 @@ export function emitCommit(p: Program, sizes: Sizes, site: CommitSite): void {
   main.define('s', `(${site.group}) / ${blocks}u`, 'head slice');
   main.define('blk', `(${site.group}) % ${blocks}u`);
   main.define('b', 'wid.y');
+  definePerSequence(kb, main, true);
   const head = main.split(L.head, sizes, 's', 'hx');
   const f0 = main.let('f0', `(blk / ${ncb}u) * ${FB}u`, "this workgroup's first feature");
   const c = main.let('c', `(blk % ${ncb}u) * ${CB}u + lid % ${CB}u`, "this invocation's column");
@@ -175,15 +180,15 @@ export function emitCommit(p: Program, sizes: Sizes, site: CommitSite): void {
       const zo = C ? fe.map((f, e) => t.var('zo', `select(0.0, ${site.load(`state:zo${q.k}`, zAt(`min(${f}, ${q.F - 1}u)`))}, ${owns[e]})`)) : [];
       const reds = reductionsOf(form.psi);
       const redT = new Map(reds.map((r) => [r, stagedArray(r, TP, 'p')] as const));
-      t.for('p0', '0u', (p0) => `${p0} < dims.t`, (l, p0) => {
-        if (reds.length) stageReductions(l, reds, redT, `min(${TP}u, dims.t - ${p0})`, (i) => `${p0} + ${i}`);
+      t.for('p0', '0u', (p0) => `${p0} < plen`, (l, p0) => {
+        if (reds.length) stageReductions(l, reds, redT, `min(${TP}u, plen - ${p0})`, (i) => `${p0} + ${i}`);
         l.comment(`stage ψ${gate && !C ? ', log-gate' : ''} and v of path entries p0 …`);
         l.strided('e', `${TP * FB}u`, (b, e) => {
           const k = b.let('k', `${p0} + ${e} / ${FB}u`);
           const f = b.let('f', `${f0} + ${e} % ${FB}u`);
-          b.block(`if (${k} < dims.t && ${f} < ${q.F}u)`, (x) => {
+          b.block(`if (${k} < plen && ${f} < ${q.F}u)`, (x) => {
             const node = x.let('node', nodeAt(k));
-            const pos = x.let('pos', `dims.pos0 + ${k}`);
+            const pos = x.let('pos', `pos0 + ${k}`);
             nodeOf.set(pos, node);
             const g = new ExprGen(p, sizes, reading(reds, redT, pos, `${e} / ${FB}u`), { i: pos, j: pos });
             const idx: Index = { ...head, ...(form.feature ? { [form.feature]: f } : {}) };
@@ -194,17 +199,17 @@ export function emitCommit(p: Program, sizes: Sizes, site: CommitSite): void {
         l.strided('e', `${TP * CB}u`, (b, e) => {
           const k = b.let('k', `${p0} + ${e} / ${CB}u`);
           const col = b.let('col', `(blk % ${ncb}u) * ${CB}u + ${e} % ${CB}u`);
-          b.block(`if (${k} < dims.t && ${col} < ${NR}u)`, (x) => {
+          b.block(`if (${k} < plen && ${col} < ${NR}u)`, (x) => {
             const node = x.let('node', nodeAt(k));
-            const pos = x.let('pos', `dims.pos0 + ${k}`);
+            const pos = x.let('pos', `pos0 + ${k}`);
             nodeOf.set(pos, node);
             const full: Index = { ...head, ...x.split(L.rest, sizes, col, 'oc') };
             x.line(`${vT.name}[${e}] = ${new ExprGen(p, sizes, read, { i: pos, j: pos }).value(x, q.term.value, full, pos)};`);
           });
         });
         l.line('workgroupBarrier();');
-        l.for('kk', '0u', (kk) => `${kk} < min(${TP}u, dims.t - ${p0})`, (m, kk) => {
-          const pos = m.let('pos', `dims.pos0 + ${p0} + ${kk}`);
+        l.for('kk', '0u', (kk) => `${kk} < min(${TP}u, plen - ${p0})`, (m, kk) => {
+          const pos = m.let('pos', `pos0 + ${p0} + ${kk}`);
           const v = m.let('v', `${vT.name}[${kk} * ${CB}u + lid % ${CB}u]`);
           const starts = C ? m.let('starts', `${pos} % ${C}u == 0u && ${pos} > 0u`) : null;
           fe.forEach((_, e) => {
@@ -231,10 +236,10 @@ export function emitCommit(p: Program, sizes: Sizes, site: CommitSite): void {
   if (st.rings.length) {
     main.block('if (blk == 0u)', (blk) => {
       blk.comment(site.wholeRing ? `rings: every slot, from the path's last ${st.ring} positions or the old ring` : `rings: the last ${st.ring} positions of the path`);
-      const kept = blk.let('kept', `min(dims.t, ${st.ring}u)`);
+      const kept = blk.let('kept', `min(plen, ${st.ring}u)`);
       const reds = [...new Set(st.rings.flatMap((r) => reductionsOf(r.id)))];
       const arrays = new Map(reds.map((x) => [x, stagedArray(x, st.ring, 'r')] as const));
-      if (reds.length) stageReductions(blk, reds, arrays, kept, (i) => `dims.t - ${kept} + ${i}`);
+      if (reds.length) stageReductions(blk, reds, arrays, kept, (i) => `plen - ${kept} + ${i}`);
       for (const r of st.rings) (site.wholeRing ? emitWholeRing : emitRing)(blk, r, kept, reds, arrays);
     });
   }
@@ -242,9 +247,9 @@ export function emitCommit(p: Program, sizes: Sizes, site: CommitSite): void {
     const own = rowAxes(p, L, r.id);
     const W = count(own, sizes);
     blk.strided('e', `${kept} * ${W}u`, (b, e) => {
-      const k = b.let('k', `dims.t - ${kept} + ${e} / ${W}u`);
+      const k = b.let('k', `plen - ${kept} + ${e} / ${W}u`);
       const node = b.let('node', nodeAt(k));
-      const pos = b.let('pos', `dims.pos0 + ${k}`);
+      const pos = b.let('pos', `pos0 + ${k}`);
       nodeOf.set(pos, node);
       const full = { ...head, ...b.split(own, sizes, `${e} % ${W}u`, `r${r.id}`) };
       const v = new ExprGen(p, sizes, reading(reds, arrays, pos, `${e} / ${W}u`), { i: pos, j: pos }).value(b, r.id, full, pos);
@@ -261,14 +266,14 @@ export function emitCommit(p: Program, sizes: Sizes, site: CommitSite): void {
     const R = st.ring;
     blk.strided('e', `${R * W}u`, (b, e) => {
       const slot = b.let('slot', `${e} / ${W}u`);
-      const d = b.let('d', `(dims.pos0 + dims.t - 1u + ${R}u - ${slot}) % ${R}u`, 'how far before the last path position the slot lies');
+      const d = b.let('d', `(pos0 + plen - 1u + ${R}u - ${slot}) % ${R}u`, 'how far before the last path position the slot lies');
       const full = { ...head, ...b.split(own, sizes, `${e} % ${W}u`, `r${r.id}`) };
       const idx = b.let('ri', ringIndex(r, R, slot, offset(p.nodes[r.id].type.axes, sizes, full)));
       b.ifChain([
-        [`dims.t > 0u && ${d} < dims.t`, (x) => {
-          const k = x.let('k', `dims.t - 1u - ${d}`);
+        [`plen > 0u && ${d} < plen`, (x) => {
+          const k = x.let('k', `plen - 1u - ${d}`);
           const node = x.let('node', nodeAt(k));
-          const pos = x.let('pos', `dims.pos0 + ${k}`);
+          const pos = x.let('pos', `pos0 + ${k}`);
           nodeOf.set(pos, node);
           const v = new ExprGen(p, sizes, reading(reds, arrays, pos, `${kept} - 1u - ${d}`), { i: pos, j: pos }).value(x, r.id, full, pos);
           x.line(`${site.store(`state:ring${r.id}`, idx)} = ${v};`);

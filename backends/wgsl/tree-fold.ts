@@ -31,7 +31,7 @@ import { offset, type Resolver } from './expr.ts';
 import type { Block } from './wgsl-block.ts';
 import { KernelBuilder } from './kernel-builder.ts';
 import type { Plan, PlanBuffer } from './plan.ts';
-import { analyseTree, treeKernel, treeSplitOf, TREE_PARENTS, TREE_PATH, TREE_TILE } from './tree-analysis.ts';
+import { analyseTree, sequenceBuffer, treeKernel, treeSplitOf, TREE_PARENTS, TREE_PATH, TREE_TILE } from './tree-analysis.ts';
 import { emitTreeBody } from './tree-body.ts';
 import { commitBlocks, emitCommit } from './tree-commit.ts';
 import type { TreeOptions } from './tree-split.ts';
@@ -131,7 +131,7 @@ export function treeFoldPlan(p: Program, sizes: Sizes, maxNodes: number, opts: T
           }, { step: (e) => `${e} += ${NS * WG}u` });
         }
       };
-      const T = treeKernel(a, { kb, main, nodes: 'dims.pad', load, pending: { length: 'dims.t', node: pendingNode, input: pendingInput }, prologue: keep }, opts.loadsFirst ?? true);
+      const T = treeKernel(a, { kb, main, nodes: 'dims.pad', load, pending: { length: 'plen', node: pendingNode, input: pendingInput }, prologue: keep }, opts.loadsFirst ?? true);
       treeRead = T.read;
       emitTreeBody(T, main);
     }],
@@ -148,7 +148,7 @@ export function treeFoldPlan(p: Program, sizes: Sizes, maxNodes: number, opts: T
     label: `${p.name}.tree-fold`,
     comment: [
       `folded tree step of ${p.name}: ${NS} workgroups per node verify against ${FOLD_STATE} with the pending path (${TREE_PATH}) as the oldest ancestors;`,
-      `${NS * blocks} more write ${FOLD_STATE} ⊕ pending into ${FOLD_NEXT}. dims: t = P, pos0 = the state's position, pad = N`,
+      `${NS * blocks} more write ${FOLD_STATE} ⊕ pending into ${FOLD_NEXT}. dims: t = P (the longest pending path), pos0 = the state's position, pad = N; tree:seq each sequence's offset and P`,
     ],
     workgroups: (b, t) => [NS * t + NS * blocks, b, 1],
   });
@@ -162,6 +162,7 @@ export function treeFoldPlan(p: Program, sizes: Sizes, maxNodes: number, opts: T
       ...programBuffers(p, sizes),
       { name: TREE_PARENTS, role: 'input', floats: (b, t) => b * t, shape: (b, t) => [b, t] },
       { name: TREE_PATH, role: 'input', floats: (b) => b * maxNodes, shape: (b) => [b, maxNodes] },
+      sequenceBuffer,
       states(FOLD_STATE), states(FOLD_NEXT), nodes(FOLD_PENDING, 'input'), nodes(FOLD_KEPT, 'output'),
     ],
     outAxes: p.outAxes,
@@ -197,7 +198,7 @@ export function treeFoldCommitPlan(p: Program, sizes: Sizes, maxNodes: number, o
   });
   const kernel = kb.build({
     label: `${p.name}.tree-commit`,
-    comment: [`tree commit kernel of ${p.name} on a packed state (${FOLD_STATE}), the path's inputs from the kept nodes (${FOLD_PENDING}); dims.t = P, dims.pos0 = the state's position`],
+    comment: [`tree commit kernel of ${p.name} on a packed state (${FOLD_STATE}), the path's inputs from the kept nodes (${FOLD_PENDING}); dims.t = P (the longest path), dims.pos0 = the state's position, tree:seq each sequence's offset and path length`],
     workgroups: (b) => [NS * blocks, b, 1],
   });
   return {
@@ -207,6 +208,7 @@ export function treeFoldCommitPlan(p: Program, sizes: Sizes, maxNodes: number, o
     buffers: [
       ...programBuffers(p, sizes).filter((b) => b.role === 'param'),
       { name: TREE_PATH, role: 'input', floats: (b) => b * maxNodes, shape: (b) => [b, maxNodes] },
+      sequenceBuffer,
       { name: FOLD_STATE, role: 'state', floats: (b) => b * layout.stateFloats, shape: (b) => [b, layout.stateFloats] },
       { name: FOLD_PENDING, role: 'input', floats: (b) => b * maxNodes * W, shape: (b) => [b, maxNodes, W] },
     ],

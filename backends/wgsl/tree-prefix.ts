@@ -201,7 +201,7 @@ function walkEarly(rows: number, U: number, emit: (walked: number) => void): voi
 }
 
 /** WGSL: whether n has left the committed open group of a past_groups term of group size C (then So joins S). */
-const leftOpenGroup = (C: number) => `dims.pos0 > 0u && (dims.pos0 - 1u) / ${C}u < an / ${C}u`;
+const leftOpenGroup = (C: number) => `pos0 > 0u && (pos0 - 1u) / ${C}u < an / ${C}u`;
 
 /** num += Σ_f φ_n[f] D_n[f] S[f, col] (past_groups: S, plus So once n has left the open group), den alike with z. */
 function committedState(T: TreeKernel, main: Block, q: TreePrefix, sums: ItemSums, phi: string, dacc: string | undefined): void {

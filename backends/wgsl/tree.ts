@@ -15,7 +15,8 @@
 // Buffers: the tree's inputs 'in:X' [b, N, …axes] (node n's token inputs in row n), 'tree:parents' [b, N]
 // (f32 holding the parent index, −1 for a root; a parent that is not an earlier node is read as −1), params,
 // the state buffers of recurrentPlan (bound read only), output 'out:o' [b, N, …outAxes].
-// Dims: b, t = N (≤ maxNodes), pos0 = the committed position.
+// Dims: b, t = N (≤ maxNodes), pos0 = the committed position; 'tree:seq' [b, 2] adds each sequence's own offset to
+// pos0 (and in the commit gives its path length), so the sequences of a batch may sit at different positions.
 //
 // The commit (treeCommitPlan, tree-commit.ts) folds the accepted path into the state in one launch, reading the
 // path's inputs by node index: the state afterwards is exactly what decoding the accepted tokens leaves.
@@ -25,12 +26,12 @@ import type { Plan, PlanBuffer } from './plan.ts';
 import { recurrentPlan } from './recurrent.ts';
 import { isSoftmaxProgram } from './softmax-analysis.ts';
 import { softmaxTreeCommitPlan, softmaxTreePlan } from './softmax-tree.ts';
-import { analyseTree, treeKernel, treeSplitOf, TREE_PARENTS, TREE_PATH, TREE_TILE } from './tree-analysis.ts';
+import { analyseTree, sequenceBuffer, treeKernel, treeSplitOf, TREE_PARENTS, TREE_PATH, TREE_TILE } from './tree-analysis.ts';
 import { emitTreeBody } from './tree-body.ts';
 import { treeCommitKernel } from './tree-commit.ts';
 import type { TreeOptions } from './tree-split.ts';
 
-export { TREE_PARENTS, TREE_PATH } from './tree-analysis.ts';
+export { TREE_PARENTS, TREE_PATH, TREE_SEQ } from './tree-analysis.ts';
 
 export function treePlan(p: Program, sizes: Sizes, maxNodes: number, opts: TreeOptions = {}): Plan {
   if (!Number.isInteger(maxNodes) || maxNodes < 1) throw new Error(`treePlan: maxNodes must be a positive integer, got ${maxNodes}`);
@@ -49,7 +50,7 @@ export function treePlan(p: Program, sizes: Sizes, maxNodes: number, opts: TreeO
     variant: p.name,
     form: 'tree',
     kernels: [kernel],
-    buffers: [...programBuffers(p, sizes), parents, ...a.st.buffers],
+    buffers: [...programBuffers(p, sizes), parents, sequenceBuffer, ...a.st.buffers],
     outAxes: p.outAxes,
     sizes,
     schedule: { workgroup: a.split.threads, maxNodes, tile: TREE_TILE },
@@ -71,6 +72,7 @@ export function treeCommitPlan(p: Program, sizes: Sizes, maxNodes: number, opts:
     ...ins.map((d): PlanBuffer => ({ name: d.name, role: 'input', floats: (b) => b * maxNodes * d.per, shape: (b) => [b, maxNodes, d.per] })),
     ...rec.buffers.filter((b) => b.role === 'param' || b.role === 'state'),
     { name: TREE_PATH, role: 'input', floats: (b, t) => b * t, shape: (b, t) => [b, t] },
+    sequenceBuffer,
   ];
   const threads = treeSplitOf(p, sizes, opts.hardware ?? false).threads;
   return { variant: p.name, form: 'tree-commit', kernels: [treeCommitKernel(p, sizes, threads)], buffers, outAxes: p.outAxes, sizes, schedule: { workgroup: threads, maxNodes, tile: TREE_TILE } };

@@ -15,7 +15,7 @@
 // first pass the chain's GPU-filled dims instead).
 import { FOLD_KEPT, FOLD_NEXT, FOLD_PENDING, FOLD_STATE, treeFoldCommitPlan, treeFoldPlan, type FoldLayout } from '../../backends/wgsl/tree-fold.ts';
 import { isSoftmaxProgram } from '../../backends/wgsl/softmax-analysis.ts';
-import { TREE_PARENTS, TREE_PATH, treeCommitPlan, treePlan } from '../../backends/wgsl/tree.ts';
+import { TREE_PARENTS, TREE_PATH, TREE_SEQ, treeCommitPlan, treePlan } from '../../backends/wgsl/tree.ts';
 import type { Plan } from '../../backends/wgsl/plan.ts';
 import type { Program } from '../ir/types.ts';
 import { BufferUsage, type Gpu } from './device.ts';
@@ -29,13 +29,20 @@ export interface TreeIo {
   readonly parents: GPUBuffer;
   /** [b, nNodes, …outAxes] f32. */
   readonly o: GPUBuffer;
+  /**
+   * [b, 2] f32: each sequence's position past `pos` and (commits) its path length; absent: every sequence at `pos`,
+   * every path as long as `pathLength` (SequenceBuffers.write). A variant without it (softmax attention) ignores it.
+   */
+  readonly seq?: GPUBuffer;
 }
 
 export interface CommitIo {
   /** The same node inputs the tree was verified with, [b, nNodes, …axes]. */
   readonly inputs: Readonly<Record<string, GPUBuffer>>;
-  /** [b, pathLength] f32: the accepted node indices from the root down (see treePaths). */
+  /** [b, pathLength] f32: the accepted node indices from the root down (see treePaths); rows shorter than pathLength per `seq`. */
   readonly path: GPUBuffer;
+  /** As TreeIo.seq: each sequence's position past `pos` and its path length (at most pathLength). */
+  readonly seq?: GPUBuffer;
 }
 
 /** One side of a folded step's ping-pong: the packed state (FoldLayout.state) and the kept nodes' inputs [b, maxNodes, W]. */
@@ -70,8 +77,8 @@ export interface TreeAttention {
    * Only when the factory has a fold (TreeAttentionFactory.fold).
    */
   encodeFolded(pass: GPUComputePassEncoder, io: TreeIo & { readonly path: GPUBuffer }, from: FoldSet, to: FoldSet, b: number, pos: number, nNodes: number, pathLength: number, dims?: DimsSlot): void;
-  /** Records the fold of the pending path of `pathLength` nodes (indices in `path`, inputs in set.nodes) into set.state, in place (nothing when 0). */
-  encodeFoldCommit(pass: GPUComputePassEncoder, path: GPUBuffer, set: FoldSet, b: number, pos: number, pathLength: number): void;
+  /** Records the fold of the pending path of `pathLength` nodes (indices in `path`, inputs in set.nodes) into set.state, in place (nothing when 0); `seq` as CommitIo.seq. */
+  encodeFoldCommit(pass: GPUComputePassEncoder, path: GPUBuffer, set: FoldSet, b: number, pos: number, pathLength: number, seq?: GPUBuffer): void;
 }
 
 export interface TreeAttentionFactory {
@@ -106,6 +113,7 @@ export async function compileTreeAttention(gpu: Gpu, program: Program, sizes: Re
   ]);
   const foldRunners = foldRunner && foldCommitRunner ? { tree: foldRunner, commit: foldCommitRunner } : null;
   const scratch = new ScratchBuffers(gpu, maxNodes);
+  const shared = new SharedSequences(gpu);
   const stateNames = tree.buffers.filter((b) => b.role === 'state').map((b) => b.name);
   return {
     tree,
@@ -115,7 +123,7 @@ export async function compileTreeAttention(gpu: Gpu, program: Program, sizes: Re
     stateNames,
     layer: (params, label = program.name) => {
       for (const d of program.params) if (!params[d.name]) throw new Error(`${label}: variant ${program.name} needs parameter '${d.name}'`);
-      return new TreeLayer(gpu, program, label, params, treeRunner, commitRunner, foldRunners, scratch, maxNodes);
+      return new TreeLayer(gpu, program, label, params, treeRunner, commitRunner, foldRunners, scratch, shared, maxNodes);
     },
   };
 }
@@ -134,17 +142,51 @@ export function treeParents(trees: readonly (readonly number[])[]): Float32Array
   return out;
 }
 
-/** Accepted paths, one per sequence and all of one length, as the [b, P] f32 upload; checks each runs root → child → …. */
+/**
+ * Accepted paths, one per sequence, as the [b, P] f32 upload with P the longest (shorter rows padded with node 0:
+ * TREE_SEQ gives each its length); checks each runs root → child → ….
+ */
 export function treePaths(trees: readonly (readonly number[])[], paths: readonly (readonly number[])[]): Float32Array {
-  const len = paths[0]?.length ?? 0;
+  const len = Math.max(0, ...paths.map((p) => p.length));
   const out = new Float32Array(paths.length * len);
   paths.forEach((path, b) => {
-    if (path.length !== len) throw new Error(`sequence ${b} accepts ${path.length} nodes, sequence 0 ${len}: the state keeps one position for the batch`);
     path.forEach((node, k) => {
       const want = k === 0 ? -1 : path[k - 1];
       if (trees[b][node] !== want) throw new Error(`sequence ${b}: path entry ${k} (node ${node}) has parent ${trees[b][node]}, expected ${want}`);
       out[b * len + k] = node;
     });
+  });
+  return out;
+}
+
+/** No sequence past `pos`, no path shorter than the launch's: [b, 2] of (0, 2^24), per batch size (TreeIo.seq absent). */
+const ALIGNED_LENGTH = 1 << 24;
+class SharedSequences {
+  private readonly byB = new Map<number, GPUBuffer>();
+  constructor(private readonly gpu: Gpu) {}
+
+  get(b: number): GPUBuffer {
+    let buf = this.byB.get(b);
+    if (!buf) {
+      buf = this.gpu.device.createBuffer({ label: `tree sequences aligned b=${b}`, size: 8 * b, usage: BufferUsage.STORAGE | BufferUsage.COPY_DST });
+      this.gpu.device.queue.writeBuffer(buf, 0, Float32Array.from({ length: 2 * b }, (_, i) => (i % 2 ? ALIGNED_LENGTH : 0)));
+      this.byB.set(b, buf);
+    }
+    return buf;
+  }
+}
+
+/**
+ * The TREE_SEQ upload for sequences at positions `pos + offsets[s]` committing paths of `lengths[s]` nodes (absent:
+ * none): [b, 2] f32. Offsets and lengths below 2^24, exact in f32.
+ */
+export function sequenceData(offsets: readonly number[], lengths?: readonly number[]): Float32Array<ArrayBuffer> {
+  const out = new Float32Array(2 * offsets.length);
+  offsets.forEach((o, s) => {
+    const n = lengths?.[s] ?? 0;
+    for (const x of [o, n]) if (!(Number.isInteger(x) && x >= 0 && x < ALIGNED_LENGTH)) throw new Error(`sequence ${s}: offset ${o} and path length ${n} must be integers in [0, 2^24)`);
+    out[2 * s] = o;
+    out[2 * s + 1] = n;
   });
   return out;
 }
@@ -184,6 +226,7 @@ class TreeLayer implements TreeAttention {
     private readonly commit: PlanRunner,
     private readonly fold: { readonly tree: PlanRunner; readonly commit: PlanRunner } | null,
     private readonly scratch: ScratchBuffers,
+    private readonly aligned: SharedSequences,
     private readonly maxNodes: number,
   ) {
     const dims = (what: string) => gpu.device.createBuffer({ label: `${label} ${what} dims`, size: 16, usage: BufferUsage.UNIFORM | BufferUsage.COPY_DST });
@@ -198,6 +241,7 @@ class TreeLayer implements TreeAttention {
     const all = this.buffers(io.inputs, state, this.scratch.get([this.tree.plan, this.commit.plan], b));
     all[TREE_PARENTS] = io.parents;
     all['out:o'] = io.o;
+    all[TREE_SEQ] = io.seq ?? this.aligned.get(b);
     const bound = this.bound('t', this.tree, all, b, nNodes, dims ?? this.treeDims);
     if (!dims) this.gpu.device.queue.writeBuffer(this.treeDims, 0, Uint32Array.of(b, nNodes, pos, 0));
     this.tree.encode(pass, bound);
@@ -209,6 +253,7 @@ class TreeLayer implements TreeAttention {
     if (pathLength === 0) return;
     const all = this.buffers(io.inputs, state, this.scratch.get([this.tree.plan, this.commit.plan], b));
     all[TREE_PATH] = io.path;
+    all[TREE_SEQ] = io.seq ?? this.aligned.get(b);
     const bound = this.bound('c', this.commit, all, b, pathLength, dims ?? this.commitDims);
     // dims.pad carries the tree's node count (the row stride of the node inputs the gather reads).
     if (!dims) this.gpu.device.queue.writeBuffer(this.commitDims, 0, Uint32Array.of(b, pathLength, pos, nNodes));
@@ -223,6 +268,7 @@ class TreeLayer implements TreeAttention {
     all[TREE_PARENTS] = io.parents;
     all['out:o'] = io.o;
     all[TREE_PATH] = io.path;
+    all[TREE_SEQ] = io.seq ?? this.aligned.get(b);
     all[FOLD_STATE] = from.state;
     all[FOLD_NEXT] = to.state;
     all[FOLD_PENDING] = from.nodes;
@@ -232,12 +278,12 @@ class TreeLayer implements TreeAttention {
     this.fold.tree.encode(pass, bound);
   }
 
-  encodeFoldCommit(pass: GPUComputePassEncoder, path: GPUBuffer, set: FoldSet, b: number, pos: number, pathLength: number): void {
+  encodeFoldCommit(pass: GPUComputePassEncoder, path: GPUBuffer, set: FoldSet, b: number, pos: number, pathLength: number, seq?: GPUBuffer): void {
     if (!this.fold) throw new Error(`${this.label}: variant ${this.program.name} has no folded tree step`);
     this.check(b, pos, 1);
     if (!Number.isInteger(pathLength) || pathLength < 0 || pathLength > this.maxNodes) throw new Error(`${this.label}: pending path of ${pathLength} nodes; trees have at most ${this.maxNodes}`);
     if (pathLength === 0) return;
-    const all: Record<string, GPUBuffer> = { [TREE_PATH]: path, [FOLD_STATE]: set.state, [FOLD_PENDING]: set.nodes };
+    const all: Record<string, GPUBuffer> = { [TREE_PATH]: path, [TREE_SEQ]: seq ?? this.aligned.get(b), [FOLD_STATE]: set.state, [FOLD_PENDING]: set.nodes };
     for (const [k, v] of Object.entries(this.params)) all[`param:${k}`] = v;
     const bound = this.bound('fc', this.fold.commit, all, b, pathLength, this.foldCommitDims);
     this.gpu.device.queue.writeBuffer(this.foldCommitDims, 0, Uint32Array.of(b, pathLength, pos, 0));
