@@ -18,7 +18,8 @@
 //     and a few trees chosen step by step by measured speed), with each mode's share of the tokens and tokens/s;
 //   - the oracle (the target's own plain output replayed: every proposal accepted) with chains of 1, 4, 16, 64
 //     draft nodes: the speed-up ceiling against tree size, and the GPU time of a tree step of that size;
-//   - batch 8 (eight prompts): plain generateGpu against batch speculation (oracle chain:4, adaptive best:4);
+//   - batch 8 (eight prompts): plain generateGpu against batch speculation (oracle chain:4, adaptive best:4, the
+//     latter also in lockstep: every sequence committing the batch's shortest accepted path);
 //   - unless --no-profile (and with timestamp queries): where a decode step's and each oracle tree step's GPU
 //     time goes, kernel by kernel (runtime/dispatch-profile.ts: every dispatch replayed in a timed pass of
 //     its own), with the weight bytes each step's matmuls read; each oracle tree step twice: folded (its tree
@@ -94,6 +95,9 @@ export interface BatchFigure {
   readonly source: string;
   readonly tree: string;
   readonly maxNodes: number;
+  /** Each sequence committed its own path (the default), or the batch the shortest (lockstep: the mode softmax attention runs in). */
+  readonly lockstep: boolean;
+  readonly steps: number;
   /** Tokens each sequence emitted per step, and what it accepted before the batch's shortest cut it. */
   readonly meanCommitted: number;
   readonly meanAccepted: number;
@@ -236,16 +240,16 @@ export async function runSpeculativeBench(opts: { small?: boolean; tokens?: numb
     const plainBatch = opts.oracleOnly ? { tokens: [], decodeTokensPerS: NaN } : await warm(() => plainBatchOf(newTokens), () => plainBatchOf(newTokens));
     const plainBatchTps = plainBatch.decodeTokensPerS ?? NaN;
     if (!opts.oracleOnly) log(`plain decoding, batch ${BATCH}: ${plainBatchTps.toFixed(1)} tokens/s`);
-    const batchRun = async (source: string, d: (s: number) => DraftSource, shapeOf: TreeShape, nodes: number): Promise<BatchFigure> => {
-      const once = (maxTokens: number) => speculativeGenerateBatch(verifier, prompts.map((_, s) => d(s)), prompts, { maxTokens, shape: shapeOf, maxNodes: nodes });
+    const batchRun = async (source: string, d: (s: number) => DraftSource, shapeOf: TreeShape, nodes: number, lockstep = false): Promise<BatchFigure> => {
+      const once = (maxTokens: number) => speculativeGenerateBatch(verifier, prompts.map((_, s) => d(s)), prompts, { maxTokens, shape: shapeOf, maxNodes: nodes }, { lockstep });
       const r = await warm(() => once(newTokens), () => once(newTokens));
       const tps = r.decodeTokensPerS ?? NaN;
       const fig: BatchFigure = {
-        source, tree: shapeOf.spec, maxNodes: nodes, meanCommitted: r.meanCommitted, meanAccepted: r.meanAccepted, tokensPerS: tps, speedup: tps / plainBatchTps,
+        source, tree: shapeOf.spec, maxNodes: nodes, lockstep, steps: r.steps, meanCommitted: r.meanCommitted, meanAccepted: r.meanAccepted, tokensPerS: tps, speedup: tps / plainBatchTps,
         gpuMsPerStep: r.gpuMsPerStep.length ? median(r.gpuMsPerStep) : undefined,
         identicalToPlain: r.tokens.every((t, s) => t.join(',') === plainBatch.tokens[s].join(',')),
       };
-      log(`  batch ${BATCH} ${source} --tree ${fig.tree}: ${fig.meanCommitted.toFixed(2)} tokens/step per sequence, ${tps.toFixed(1)} tokens/s, ${fig.speedup.toFixed(2)}×`);
+      log(`  batch ${BATCH} ${source} --tree ${fig.tree}${lockstep ? ' lockstep' : ''}: ${r.steps} steps, ${fig.meanCommitted.toFixed(2)} tokens/step per sequence, ${tps.toFixed(1)} tokens/s, ${fig.speedup.toFixed(2)}×`);
       return fig;
     };
     const batchFigures = opts.oracleOnly
@@ -253,6 +257,7 @@ export async function runSpeculativeBench(opts: { small?: boolean; tokens?: numb
       : [
           await batchRun('oracle', (s) => new OracleDraft(prompts[s], plainBatch.tokens[s], shape.vocab), chainShape(4), 4),
           await batchRun('adaptive', (s) => new AdaptiveDraft(s), parseTreeSpec('best:4'), BATCH_NODES),
+          await batchRun('adaptive', (s) => new AdaptiveDraft(s), parseTreeSpec('best:4'), BATCH_NODES, true),
         ];
 
     const profile = opts.profile !== false && gpu.hasTimestamps ? await profileSteps(gpu, target.model, verifier, ids, opts.leaveOut === true) : [];
@@ -343,8 +348,8 @@ export function formatReport(r: SpeculativeBenchReport): string[] {
   if (r.sources.length) table(lines, 'draft sources (speed-up against plain generateGpu in the same run):', figRows(r.sources));
   table(lines, `oracle draft by tree size (chains; every proposal accepted: the verification ceiling; decode step ${fmt(r.plain.gpuMsPerDecodeStep)} ms):`, figRows(r.oracleBySize));
   if (r.batch.figures.length) table(lines, `batch ${r.batch.sequences} (plain generateGpu: ${fmt(r.batch.plainTokensPerS, 1)} tokens/s):`, [
-    ['source', 'tree', 'nodes', 'tokens/step/seq', 'accepted/step', 'tokens/s', 'speed-up', 'GPU ms/step', 'same as plain'],
-    ...r.batch.figures.map((f) => [f.source, f.tree, String(f.maxNodes), fmt(f.meanCommitted, 2), fmt(f.meanAccepted, 2), fmt(f.tokensPerS, 1), `${fmt(f.speedup, 2)}×`, fmt(f.gpuMsPerStep), f.identicalToPlain ? 'yes' : 'no']),
+    ['source', 'tree', 'nodes', 'commits', 'steps', 'tokens/step/seq', 'accepted/step', 'tokens/s', 'speed-up', 'GPU ms/step', 'same as plain'],
+    ...r.batch.figures.map((f) => [f.source, f.tree, String(f.maxNodes), f.lockstep ? 'lockstep' : 'own', String(f.steps), fmt(f.meanCommitted, 2), fmt(f.meanAccepted, 2), fmt(f.tokensPerS, 1), `${fmt(f.speedup, 2)}×`, fmt(f.gpuMsPerStep), f.identicalToPlain ? 'yes' : 'no']),
   ]);
   if (r.profile.length) {
     const column = (p: StepProfile) => (p.rows === 1 ? 'decode' : `tree ${p.rows - 1}${p.step.startsWith('Medusa') ? ' + heads' : ''}${p.step.endsWith('own') ? ' +commit' : ''}`);

@@ -1,8 +1,10 @@
 // Batch speculation (src/speculative/generate-batch.ts): several sequences, each with its own draft and tree,
-// verified together and committed by the shortest accepted length, the rest re-proposed. Greedy output
-// equals each sequence's plain greedy decoding, whatever mix of drafts (so whatever the accepted lengths),
-// with EOS ending one sequence early; deterministic drafts under sampling emit plain batched sampling's
-// tokens. Float64 (CPU verifiers, many prompts) and GPU (the batched tree kernels, batch 3).
+// verified together, each committing its own accepted path (so each at a position of its own) — or, in
+// lockstep, all committing the shortest accepted length, the rest re-proposed. Greedy output equals each
+// sequence's plain greedy decoding, whatever mix of drafts (so whatever the accepted lengths), with EOS ending
+// one sequence early; deterministic drafts under sampling emit plain batched sampling's tokens. Float64 (CPU
+// verifiers, many prompts, both modes) and GPU (the batched tree kernels with per-sequence positions, batch 3,
+// the folded step and the separate commit, the ring of elu_dwconv and llama_linearized's groups).
 import { afterAll, describe, expect, it } from 'vitest';
 import { cpuAttentionSessionFromVariant } from '../src/model/cpu-attention.ts';
 import { generateCpu, generateGpu } from '../src/model/generate.ts';
@@ -50,19 +52,31 @@ const TREES = ['chain:4', 'top:2', 'best:2', '[[0],[0,0],[1],[0,1]]'];
 
 describe.each(MODEL_SPECS.slice(0, 2).map((s, i) => ({ ...s, i })))('batch speculation in float64, $name', (spec) => {
   const m = makeModel(spec, spec.seed);
-  const batch = () => new VerifierBatch(Array.from({ length: B }, () => new CpuTreeVerifier(m.cpu, m.variant.compiled, MAX_NODES + 1)));
+  const batch = (lockstep = false) => new VerifierBatch(Array.from({ length: B }, () => new CpuTreeVerifier(m.cpu, m.variant.compiled, MAX_NODES + 1)), { lockstep });
 
-  it('greedy output of every sequence equals its plain greedy decoding, drafts mixed within the batch', async () => {
+  it('greedy output of every sequence equals its plain greedy decoding, drafts mixed within the batch, both modes', async () => {
     let cut = 0;
+    const steps = { own: 0, lockstep: 0 };
     for (let k = 0; k < 8; k++) {
       const ps = prompts(600 + 10 * spec.i + k);
       const want = ps.map((p) => plainGreedy(m, p, NEW_TOKENS));
-      const r = await speculativeGenerateBatch(batch(), drafts(m, ps, want, k), ps, { maxTokens: NEW_TOKENS, shape: parseTreeSpec(TREES[k % 4]), maxNodes: MAX_NODES });
-      expect(r.tokens, `prompts ${JSON.stringify(ps)}, --tree ${TREES[k % 4]}`).toEqual(want);
-      expect(r.committedPerStep.reduce((a, b) => a + b, 1)).toBeGreaterThanOrEqual(NEW_TOKENS);
-      if (r.meanAccepted > r.meanCommitted) cut++;
+      for (const lockstep of [false, true]) {
+        const r = await speculativeGenerateBatch(batch(lockstep), drafts(m, ps, want, k), ps, { maxTokens: NEW_TOKENS, shape: parseTreeSpec(TREES[k % 4]), maxNodes: MAX_NODES });
+        expect(r.tokens, `prompts ${JSON.stringify(ps)}, --tree ${TREES[k % 4]}, lockstep ${lockstep}`).toEqual(want);
+        expect(r.perSequence).toBe(!lockstep);
+        steps[lockstep ? 'lockstep' : 'own'] += r.steps;
+        if (lockstep) {
+          expect(r.committedPerStep.reduce((a, b) => a + b, 1)).toBeGreaterThanOrEqual(NEW_TOKENS);
+          if (r.meanAccepted > r.meanCommitted) cut++;
+        } else {
+          // Each live sequence emits at least its bonus token every step.
+          expect(Math.min(...r.committedPerStep)).toBeGreaterThanOrEqual(1);
+        }
+      }
     }
     expect(cut, 'steps where a sequence accepted more than the batch committed (the re-proposal path)').toBeGreaterThan(0);
+    // The batch still waits for its slowest sequence (in lockstep it sets the committed length): never more steps.
+    expect(steps.own, 'steps with per-sequence commits against lockstep, same prompts and drafts').toBeLessThanOrEqual(steps.lockstep);
   });
 
   it('stops a sequence at EOS while the others go on', async () => {
@@ -95,20 +109,36 @@ describe('batch speculation on the GPU (batch 3)', () => {
   afterAll(async () => {
     for (const c of cleanup) await c();
   });
-  const target = async () => {
+  const target = async (t: TestModel = m) => {
     const g = await gpu();
-    const model = await GpuModel.create(g, m.config, m.weights, await compiledAttentionFactory(g, m.variant.compiled, m.config.numHeads, m.config.headDim));
-    const verifier = await GpuTreeVerifier.create(model, m.variant.compiled, m.weights, { maxNodes: MAX_NODES + 1, maxBatch: B, ownsModel: true });
+    const model = await GpuModel.create(g, t.config, t.weights, await compiledAttentionFactory(g, t.variant.compiled, t.config.numHeads, t.config.headDim));
+    const verifier = await GpuTreeVerifier.create(model, t.variant.compiled, t.weights, { maxNodes: MAX_NODES + 1, maxBatch: B, ownsModel: true });
     cleanup.push(() => verifier.destroy());
     return { model, verifier };
   };
 
-  it('greedy output of every sequence equals its plain greedy decoding (float64), drafts mixed', async () => {
+  it('greedy output of every sequence equals its plain greedy decoding (float64), drafts mixed, each at its own position', async () => {
     const { verifier } = await target();
+    expect(verifier.perSequence).toBe(true);
     for (let k = 0; k < 4; k++) {
       const ps = prompts(900 + k, 5);
       const want = ps.map((p) => plainGreedy(m, p, NEW_TOKENS));
+      // k = 2, 3: a pending path longer than 2 nodes is committed by its own launch, the tree folded with nothing pending.
+      verifier.foldUpTo = k < 2 ? Infinity : 2;
       const r = await speculativeGenerateBatch(verifier, drafts(m, ps, want, k), ps, { maxTokens: NEW_TOKENS, shape: parseTreeSpec(TREES[k]), maxNodes: MAX_NODES });
+      expect(r.tokens, `prompts ${JSON.stringify(ps)}, --tree ${TREES[k]}`).toEqual(want);
+      expect(r.perSequence).toBe(true);
+    }
+  });
+
+  it('llama_linearized (groups of 4 and a convolution): sequences at different positions cross group starts apart', async () => {
+    const spec2 = MODEL_SPECS[1];
+    const m2 = makeModel(spec2, spec2.seed);
+    const { verifier } = await target(m2);
+    for (let k = 0; k < 2; k++) {
+      const ps = prompts(930 + k, 5);
+      const want = ps.map((p) => plainGreedy(m2, p, NEW_TOKENS));
+      const r = await speculativeGenerateBatch(verifier, drafts(m2, ps, want, k), ps, { maxTokens: NEW_TOKENS, shape: parseTreeSpec(TREES[k]), maxNodes: MAX_NODES });
       expect(r.tokens, `prompts ${JSON.stringify(ps)}, --tree ${TREES[k]}`).toEqual(want);
     }
   });

@@ -13,6 +13,16 @@ import type { AttentionEncoder } from '../model/gpu-step-plan.ts';
 import type { DimsSlot, TreeAttention } from '../runtime/tree-attention.ts';
 import { FoldSets } from '../runtime/tree-fold-sets.ts';
 
+/** TREE_SEQ uploads of a step whose sequences sit at positions of their own (FoldedSteps.attend). */
+export interface SequenceSlots {
+  /** Each sequence's offset past the state's position and its pending path's length. */
+  readonly commit: GPUBuffer;
+  /** Each sequence's offset past `after` (path length 0). */
+  readonly tree: GPUBuffer;
+  /** The smallest position of the batch after the commit. */
+  readonly after: number;
+}
+
 export class FoldedSteps {
   /** The set holding the state (the next folded step reads it), or null: the layers' own state buffers hold it. */
   private at: number | null = null;
@@ -36,8 +46,10 @@ export class FoldedSteps {
    * nodes (indices in `path`), and fold that path into the other set. With `dims`, the GPU's (b, P, pos, N).
    * A path the host knows to be longer than `foldUpTo` is committed by the packed commit launch first and the tree
    * folded with nothing pending: each node's walk then skips it (six launches per layer instead of five).
+   * `seq` (sequences at positions of their own, batch speculation): `commit` holds each sequence's offset past `pos`
+   * and pending length (at most pathLength), `tree` its offset past `after`, the smallest position after the commit.
    */
-  attend(b: number, pos: number, rows: number, pathLength: number, parents: GPUBuffer, path: GPUBuffer, ahead = 0, dims?: DimsSlot, foldUpTo = Infinity): AttentionEncoder {
+  attend(b: number, pos: number, rows: number, pathLength: number, parents: GPUBuffer, path: GPUBuffer, ahead = 0, dims?: DimsSlot, foldUpTo = Infinity, seq?: SequenceSlots): AttentionEncoder {
     if (b !== this.b) throw new Error(`folded tree step of ${b} sequences: enter() first`);
     const k = this.setAhead(ahead);
     const sets = this.setsOf(b);
@@ -45,9 +57,9 @@ export class FoldedSteps {
     return (pass, n, io) => {
       const [from, to] = [sets[n].sets[k], sets[n].sets[1 - k]];
       const tree = { inputs: { q: io.q, k: io.k, v: io.v }, parents, o: io.o, path };
-      if (!first) return this.layers[n].encodeFolded(pass, tree, from, to, b, pos, rows, pathLength, dims);
-      this.layers[n].encodeFoldCommit(pass, path, from, b, pos, pathLength);
-      this.layers[n].encodeFolded(pass, tree, from, to, b, pos + pathLength, rows, 0);
+      if (!first) return this.layers[n].encodeFolded(pass, { ...tree, ...(seq && { seq: seq.commit }) }, from, to, b, pos, rows, pathLength, dims);
+      this.layers[n].encodeFoldCommit(pass, path, from, b, pos, pathLength, seq?.commit);
+      this.layers[n].encodeFolded(pass, { ...tree, ...(seq && { seq: seq.tree }) }, from, to, b, seq ? seq.after : pos + pathLength, rows, 0);
     };
   }
 

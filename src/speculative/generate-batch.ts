@@ -1,15 +1,18 @@
 // Speculative decoding of a batch of sequences, verified together: every step each sequence drafts its own
 // tree (its own draft source), one forward verifies all the trees, and each sequence accepts its own path
-// (acceptance.ts). The state keeps one position for the batch (the tree and commit kernels take one
-// committed position), so a step commits the same number of nodes C = the shortest accepted path of the
-// active sequences into every sequence. A sequence that accepted more keeps the rest — its accepted tokens
-// past C and its bonus — and proposes them again as the head of its next tree (a forced chain, then its
-// draft below): they are the target's own choices, so they are accepted again and nothing is lost but tree
-// room. Every sequence emits exactly what it commits plus its next root, C tokens a step, so the batch moves
-// in lockstep and token g of sequence s is drawn with uniform g·b + s — the order plain batched sampling
-// draws them in (GpuModel: b draws per step, sequence 0 first) — and deterministic drafts emit plain
-// decoding's tokens, greedy or sampled. Sequences that ended (EOS) verify a filler chain and commit its first
-// C nodes; their output is no longer read.
+// (acceptance.ts) and commits it: each sequence keeps its own position (verifier.perSequence: the tree and
+// commit kernels read each sequence's offset and path length), emits its path's tokens and its bonus, and
+// moves at its own speed. Token g of sequence s is drawn with uniform g·b + s — the order plain batched
+// sampling draws them in (GpuModel: b draws per step, sequence 0 first) — so deterministic drafts emit plain
+// decoding's tokens, greedy or sampled. Sequences that ended (EOS, or their token budget) verify a lone root and
+// commit nothing; their output is no longer read.
+//
+// Lockstep (a verifier without perSequence: softmax attention's cache on the GPU keeps one position for the
+// batch): a step commits the same number of nodes C = the shortest accepted path of the active sequences into
+// every sequence. A sequence that accepted more keeps the rest — its accepted tokens past C and its bonus — and
+// proposes them again as the head of its next tree (a forced chain, then its draft below): they are the
+// target's own choices, so they are accepted again and nothing is lost but tree room. Sequences that ended
+// verify a filler chain and commit its first C nodes.
 import { rng } from '../tensor.ts';
 import { acceptByPicks } from './acceptance.ts';
 import type { DraftSource } from './draft.ts';
@@ -24,13 +27,16 @@ export interface BatchSpeculativeResult {
   /** New tokens per sequence (up to and including its EOS). */
   readonly tokens: number[][];
   readonly steps: number;
-  /** Tokens every sequence emitted per step (the committed length C). */
+  /** Whether each sequence committed its own path (verifier.perSequence), or the batch its shortest (lockstep). */
+  readonly perSequence: boolean;
+  /** Tokens a live sequence emitted per step, the mean over the step's live sequences (lockstep: C, the same for all). */
   readonly committedPerStep: readonly number[];
   /** Mean of committedPerStep: tokens per sequence per step (plain decoding: 1). */
   readonly meanCommitted: number;
   /**
    * Mean tokens a sequence gained per step before the batch's shortest path cut it (its accepted drafts and
-   * bonus past what it re-proposed from the step before): what it would have emitted alone.
+   * bonus past what it re-proposed from the step before): what it would have emitted alone. Per sequence:
+   * what it emitted, over every (sequence, step) it was live in.
    */
   readonly meanAccepted: number;
   readonly prefillMs: number;
@@ -60,6 +66,7 @@ export async function speculativeGenerateBatch(
   drafts: readonly DraftSource[],
   prompts: readonly (readonly number[])[],
   opts: SpeculativeOptions,
+  batch: { readonly lockstep?: boolean } = {},
 ): Promise<BatchSpeculativeResult> {
   const B = prompts.length;
   if (B === 0 || drafts.length !== B) throw new Error(`batch speculation: ${prompts.length} prompts and ${drafts.length} draft sources (one per sequence)`);
@@ -83,8 +90,10 @@ export async function speculativeGenerateBatch(
   const out = first.map((t) => [t]);
   const t1 = performance.now();
   const ended = (s: number) => out[s][out[s].length - 1] === opts.eos;
-  let g = 1; // tokens emitted per sequence (all sequences move together)
-  const active = () => out.map((_, s) => !ended(s) && g < opts.maxTokens);
+  // Lockstep where the verifier keeps one position for the batch, or when asked (benches compare the two).
+  const lockstep = batch.lockstep === true || !verifier.perSequence;
+  // Tokens sequence s emitted: out[s].length (in lockstep, the same for every live sequence).
+  const active = () => out.map((o, s) => !ended(s) && o.length < opts.maxTokens);
   const leftover: number[][] = prompts.map(() => []);
   for (const [s, d] of drafts.entries()) if (active()[s]) await d.begin?.({ tokens: [...prompts[s], first[s]] });
   const committedPerStep: number[] = [];
@@ -102,7 +111,8 @@ export async function speculativeGenerateBatch(
       if (!live[s]) continue;
       const ctx = [...prompts[s], ...out[s]];
       const forced = [ctx[ctx.length - 1], ...leftover[s]];
-      const depthLimit = Math.max(0, Math.min(opts.maxTokens - g - 1, (opts.maxPosition ?? Infinity) - verifier.position - 1) - leftover[s].length);
+      const g = out[s].length;
+      const depthLimit = Math.max(0, Math.min(opts.maxTokens - g - 1, (opts.maxPosition ?? Infinity) - verifier.positionOf(s) - 1) - leftover[s].length);
       const budget = opts.maxNodes - leftover[s].length;
       const below = await expandTree(fit(opts.shape, budget), drafts[s], { tokens: [...ctx, ...leftover[s]] }, { budget, depthLimit });
       if (below.q.some((q) => q !== undefined)) throw new Error('batch speculation takes deterministic drafts (n-gram, adaptive, Medusa, oracle): a sampled draft needs the general rejection rule');
@@ -110,29 +120,33 @@ export async function speculativeGenerateBatch(
       trees[s] = graft(forced, below);
     }
     const depth = Math.max(1, ...trees.filter((t) => t !== undefined).map((t) => Math.max(...t.depths)));
-    const filler = (s: number) => graft(new Array<number>(depth).fill(out[s][out[s].length - 1]), new TreeBuilder(0).build());
+    const filler = (s: number) => graft(new Array<number>(lockstep ? depth : 1).fill(out[s][out[s].length - 1]), new TreeBuilder(0).build());
     const all = Array.from({ length: B }, (_, s) => trees[s] ?? filler(s));
     const medusaTopK = Math.max(0, ...drafts.map((d, s) => (live[s] ? d.medusaTopK ?? 0 : 0)));
     const tb = performance.now();
     draftMs += tb - ta;
     const results: VerifyResult[] = await verifier.verifyBatch({
       trees: all,
-      ...(sampled && { uniforms: all.map((t, s) => Float64Array.from({ length: Math.max(...t.depths) }, (_, d) => u(g + d, s))) }),
+      ...(sampled && { uniforms: all.map((t, s) => Float64Array.from({ length: Math.max(...t.depths) }, (_, d) => u(out[s].length + d, s))) }),
       ...(medusaTopK > 0 && { medusaTopK }),
     });
     if (results[0]?.gpuMs !== undefined) gpuMsPerStep.push(results[0].gpuMs);
     const acc = all.map((t, s) => acceptByPicks(t, results[s].picks));
-    const C = Math.min(...acc.filter((_, s) => live[s]).map((a) => a.path.length));
+    // Lockstep: every sequence commits the live sequences' shortest path.
+    const C = lockstep ? Math.min(...acc.filter((_, s) => live[s]).map((a) => a.path.length)) : Infinity;
     // What each sequence gained this step before the cut: its path and bonus past the tokens it re-proposed.
     for (let s = 0; s < B; s++) if (live[s]) accepted.push(acc[s].path.length - leftover[s].length);
-    verifier.commitBatch(all.map((t, s) => (live[s] ? acc[s].path : pathTo(t, depth - 1)).slice(0, C)));
+    verifier.commitBatch(all.map((t, s) => (live[s] ? acc[s].path.slice(0, C) : lockstep ? pathTo(t, depth - 1).slice(0, C) : [])));
+    let emitted = 0;
     for (let s = 0; s < B; s++) {
       if (!live[s]) continue;
       const { path, bonus } = acc[s];
       const tree = all[s];
       const full = [...path.slice(1).map((n) => tree.tokens[n]), bonus];
-      for (const id of full.slice(0, C)) if (!ended(s) && out[s].length < opts.maxTokens) out[s].push(id);
-      leftover[s] = full.slice(C);
+      const cut = Math.min(C, full.length);
+      emitted += cut;
+      for (const id of full.slice(0, cut)) if (!ended(s) && out[s].length < opts.maxTokens) out[s].push(id);
+      leftover[s] = full.slice(cut);
       // The draft sees its own tree (rooted at the forced chain's end) and the path below it, when it got there.
       const chainEnd = tree.tokens.length - subtrees[s]!.tokens.length;
       if (path.length > chainEnd) {
@@ -141,14 +155,14 @@ export async function speculativeGenerateBatch(
         await drafts[s].accepted?.(subtrees[s]!, sub, bonus, r.medusaNode === undefined ? r : { ...r, medusaNode: r.medusaNode - chainEnd });
       }
     }
-    g += C;
-    committedPerStep.push(C);
+    committedPerStep.push(emitted / live.filter(Boolean).length);
   }
   const t2 = performance.now();
   const steps = committedPerStep.length;
   const emitted = out.reduce((a, o) => a + o.length - 1, 0);
   return {
     tokens: out,
+    perSequence: !lockstep,
     steps,
     committedPerStep,
     meanCommitted: steps ? committedPerStep.reduce((a, b) => a + b, 0) / steps : 0,

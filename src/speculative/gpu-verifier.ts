@@ -20,8 +20,10 @@
 // runChain (greedy Medusa or prompt lookup, a static tree, batch 1) records R such steps in one submit with one readback; the
 // chained run lives in gpu-chain.ts, which the verifier lends its buffers and its step (ChainHost).
 //
-// A batch of b sequences (BatchTreeVerifier) shares one state position, so its commits have one length; each
-// sequence has its own tree, padded to the step's row count. Step plans are compiled per row count, so trees
+// A batch of b sequences (BatchTreeVerifier) verifies one tree per sequence, padded to the step's row count, and
+// commits each sequence's own accepted path: every sequence keeps its own position, the batch's smallest as the
+// model's and each one's offset past it in the tree kernels' TREE_SEQ upload (backends/wgsl/tree-analysis.ts
+// definePerSequence). Softmax attention's cache kernels take one position for the batch: its commits have one length. Step plans are compiled per row count, so trees
 // are padded to the next of a few planned sizes (extra nodes with the root's token and no parent: another
 // root, never accepted, and no other node sees them: a node attends only to its ancestors); prepare() builds
 // them all before a timed run.
@@ -33,7 +35,8 @@ import type { ModelWeights } from '../model/weights.ts';
 import { BufferUsage, MapMode, throwIfDeviceErrors } from '../runtime/device.ts';
 import { idOf } from '../runtime/object-id.ts';
 import { ProfilingPass, timeDispatchesOf, timeStepStream, type DispatchTime, type RecordedDispatch } from '../runtime/dispatch-profile.ts';
-import { compileTreeAttention, type DimsSlot, type TreeAttention } from '../runtime/tree-attention.ts';
+import { compileTreeAttention, sequenceData, type DimsSlot, type TreeAttention } from '../runtime/tree-attention.ts';
+import { isSoftmaxProgram } from '../../backends/wgsl/softmax-analysis.ts';
 import { FoldedSteps } from './folded-steps.ts';
 import type { Candidate } from './candidate.ts';
 import type { StaticTopology } from './chain.ts';
@@ -83,6 +86,13 @@ interface Verified {
   readonly rows: number;
 }
 
+/** A commit's effect on the books: the longest path P, the batch's smallest position's advance, the offsets past it after. */
+interface Moved {
+  readonly len: number;
+  readonly advance: number;
+  readonly offsets: readonly number[];
+}
+
 /** Where each part of a step's readback lies, in bytes. */
 interface Layout {
   readonly accepted: number;
@@ -105,6 +115,11 @@ export class GpuTreeVerifier implements TreeVerifier, BatchTreeVerifier {
   /** GpuVerifierOptions.splitChain, resolved for the adapter. */
   private splitChain = false;
   private staging: GPUBuffer | undefined;
+  /** Each sequence's committed position past model.position (the batch's smallest; pending commits not included). */
+  private offsets: readonly number[] = [0];
+  /** TREE_SEQ uploads: each sequence's offset and pending length for the commit, its offset after it for the tree. */
+  private readonly seqCommit: GPUBuffer;
+  private readonly seqTree: GPUBuffer;
   private readonly querySet?: GPUQuerySet;
   private readonly resolve?: GPUBuffer;
 
@@ -121,8 +136,13 @@ export class GpuTreeVerifier implements TreeVerifier, BatchTreeVerifier {
     readonly sizes: readonly number[],
     /** The folded steps' state sets; null where the variant's tree kernel cannot fold the commit (softmax attention). */
     private readonly folds: FoldedSteps | null,
+    /** Whether the sequences of a batch may commit paths of different lengths (every variant but softmax attention). */
+    readonly perSequence: boolean,
   ) {
     const { device } = model.gpu;
+    const seq = (what: string) => device.createBuffer({ label: `tree sequences (${what})`, size: 8 * maxBatch, usage: BufferUsage.STORAGE | BufferUsage.COPY_DST });
+    this.seqCommit = seq('commit');
+    this.seqTree = seq('tree');
     if (model.hasTimestamps) {
       this.querySet = device.createQuerySet({ label: 'tree step timestamps', type: 'timestamp', count: 2 });
       this.resolve = device.createBuffer({ label: 'tree step timestamps', size: 16, usage: BufferUsage.QUERY_RESOLVE | BufferUsage.COPY_SRC });
@@ -154,7 +174,10 @@ export class GpuTreeVerifier implements TreeVerifier, BatchTreeVerifier {
     sizes.add(opts.maxNodes);
     for (const n of sizes) if (!(Number.isInteger(n) && n >= 1 && n <= opts.maxNodes)) throw new Error(`tree verifier: planned size ${n} is outside 1..${opts.maxNodes}`);
     const folds = factory.fold && new FoldedSteps(gpu, factory.fold.layout, layers, opts.maxNodes);
-    const verifier = new GpuTreeVerifier(model, layers, heads, f32('tree parents'), f32('accepted paths'), opts.maxNodes, maxBatch, opts.ownsModel ?? false, [...sizes].sort((a, b) => a - b), folds);
+    const verifier = new GpuTreeVerifier(
+      model, layers, heads, f32('tree parents'), f32('accepted paths'), opts.maxNodes, maxBatch, opts.ownsModel ?? false, [...sizes].sort((a, b) => a - b), folds,
+      !isSoftmaxProgram(program),
+    );
     verifier.splitChain = opts.splitChain ?? !gpu.isSoftware;
     verifier.foldUpTo = opts.foldUpTo ?? Infinity;
     return verifier;
@@ -182,8 +205,14 @@ export class GpuTreeVerifier implements TreeVerifier, BatchTreeVerifier {
     return this.heads.weightParts;
   }
 
+  /** The furthest sequence's position (pending commits included). */
   get position(): number {
-    return this.model.position + (this.pending?.[0]?.length ?? 0);
+    return Math.max(...this.offsets.map((_, s) => this.positionOf(s)));
+  }
+
+  /** Tokens folded into sequence s's state, its pending commit included. */
+  positionOf(s: number): number {
+    return this.model.position + (this.offsets[s] ?? 0) + (this.pending?.[s]?.length ?? 0);
   }
 
   async start(prompt: readonly number[], sampling: SamplingOptions, u0: number): Promise<number> {
@@ -197,6 +226,7 @@ export class GpuTreeVerifier implements TreeVerifier, BatchTreeVerifier {
     this.last = undefined;
     this.pending = undefined;
     this.folds?.reset(); // the prefill writes the layers' own state
+    this.offsets = prompts.map(() => 0);
     this.sampled = (sampling.temperature ?? 0) > 0;
     let draw = 0;
     // The prefill draws one uniform per sequence, sequence 0 first.
@@ -229,7 +259,7 @@ export class GpuTreeVerifier implements TreeVerifier, BatchTreeVerifier {
       label: `tree step [${b} × ${rows} rows]`,
       ...(this.querySet && { timestampWrites: { querySet: this.querySet, beginningOfPassWriteIndex: 0, endOfPassWriteIndex: 1 } }),
     });
-    const pathLength = await this.encode(pass, plan, b, rows, medusaK, ownK, req.wantLogits ?? false);
+    const moved = await this.encode(pass, plan, b, rows, medusaK, ownK, req.wantLogits ?? false);
     pass.end();
     encoder.copyBufferToBuffer(plan.rowTokens!, 0, staging, 0, 4 * b * rows);
     encoder.copyBufferToBuffer(this.heads.accepted, 0, staging, layout.accepted, 4 * b);
@@ -249,7 +279,7 @@ export class GpuTreeVerifier implements TreeVerifier, BatchTreeVerifier {
       encoder.copyBufferToBuffer(this.resolve, 0, staging, layout.time, 16);
     }
     device.queue.submit([encoder.finish()]);
-    if (pathLength > 0) this.model.advance(pathLength);
+    this.moveTo(moved);
     this.folds?.advance(1);
     this.pending = undefined;
     this.last = { trees: req.trees, plan, rows };
@@ -287,7 +317,7 @@ export class GpuTreeVerifier implements TreeVerifier, BatchTreeVerifier {
     if (this.pending) throw new Error('commit: the previous commit was not applied (verify or flush first)');
     if (paths.length !== this.last.trees.length) throw new Error(`commit: ${paths.length} paths for ${this.last.trees.length} sequences`);
     paths.forEach((p, s) => {
-      if (p.length !== paths[0].length) throw new Error(`commit: sequence ${s} commits ${p.length} nodes, sequence 0 ${paths[0].length}: the state keeps one position for the batch`);
+      if (!this.perSequence && p.length !== paths[0].length) throw new Error(`commit: sequence ${s} commits ${p.length} nodes, sequence 0 ${paths[0].length}: softmax attention keeps one position for the batch`);
       checkPath(this.last!.trees[s], p);
     });
     this.pending = paths.map((p) => [...p]);
@@ -300,15 +330,15 @@ export class GpuTreeVerifier implements TreeVerifier, BatchTreeVerifier {
     const moved = this.folds?.leave(encoder, this.model.attentionStates.map((s) => s.buffers!)) ?? false;
     const commit = this.pending && this.last;
     if (!commit && !moved) return;
-    let len = 0;
+    let committed: Moved | undefined;
     if (commit) {
-      len = this.writePath();
+      committed = this.writePath();
       const pass = encoder.beginComputePass({ label: 'tree commit' });
-      this.encodeCommit(pass, this.last!, len);
+      this.encodeCommit(pass, this.last!, committed.len);
       pass.end();
     }
     device.queue.submit([encoder.finish()]);
-    this.model.advance(len);
+    this.moveTo(committed);
     this.pending = undefined;
     await device.queue.onSubmittedWorkDone();
     throwIfDeviceErrors(this.model.gpu, 'tree commit');
@@ -376,6 +406,8 @@ export class GpuTreeVerifier implements TreeVerifier, BatchTreeVerifier {
     this.heads.destroy();
     this.parents.destroy();
     this.path.destroy();
+    this.seqCommit.destroy();
+    this.seqTree.destroy();
     this.staging?.destroy();
     this.querySet?.destroy();
     this.resolve?.destroy();
@@ -404,7 +436,7 @@ export class GpuTreeVerifier implements TreeVerifier, BatchTreeVerifier {
       upload: (tree, medusaK, minRows) => this.upload({ trees: [tree], medusaTopK: medusaK }, minRows),
       enter: (encoder) => this.folds?.enter(encoder, this.model.attentionStates.map((s) => s.buffers!), 1),
       firstReplayable: (plan, rows) => !!this.pending && !!this.last && this.last.plan === plan && this.last.rows === rows && this.pending[0].length <= this.foldUpTo,
-      writePending: () => this.writePath(),
+      writePending: () => this.writePath().len,
       encodeStep: async (pass, plan, rows, medusaK) => {
         await this.encode(pass, plan, 1, rows, medusaK, 0, false);
       },
@@ -481,21 +513,23 @@ export class GpuTreeVerifier implements TreeVerifier, BatchTreeVerifier {
    * logits nobody reads (no `wantLogits`, no top-k of the step's own logits) take the LM head with its argmax
    * epilogue: the [rows, vocab] logits are never written.
    */
-  private async encode(pass: GPUComputePassEncoder, plan: StepPlan, b: number, rows: number, medusaK: number, ownK: number, wantLogits: boolean): Promise<number> {
-    const pathLength = this.pending && this.last ? this.writePath() : 0;
+  private async encode(pass: GPUComputePassEncoder, plan: StepPlan, b: number, rows: number, medusaK: number, ownK: number, wantLogits: boolean): Promise<Moved> {
+    const moved = this.writePath();
+    const pathLength = moved.len;
     const states = this.model.attentionStates.map((s) => s.buffers!);
     const pos = this.model.position;
+    const after = pos + moved.advance;
     if (pathLength > 0 && !this.folds) this.encodeCommit(pass, this.last!, pathLength);
     encodeStepWith(
       pass, plan,
       this.folds
-        ? this.folds.attend(b, pos, rows, pathLength, this.parents, this.path, 0, undefined, this.foldUpTo)
-        : (p, n, io) => this.layers[n].encodeTree(p, { inputs: { q: io.q, k: io.k, v: io.v }, parents: this.parents, o: io.o }, states[n], b, pos + pathLength, rows),
+        ? this.folds.attend(b, pos, rows, pathLength, this.parents, this.path, 0, undefined, this.foldUpTo, { commit: this.seqCommit, tree: this.seqTree, after })
+        : (p, n, io) => this.layers[n].encodeTree(p, { inputs: { q: io.q, k: io.k, v: io.v }, parents: this.parents, o: io.o, seq: this.seqTree }, states[n], b, after, rows),
       'ids', this.sampled ? 'sample' : 'argmax',
       { logits: wantLogits || ownK > 0 },
     );
     await this.heads.encode(pass, plan, { b, rows, parents: this.parents, medusaK, ownK });
-    return pathLength;
+    return moved;
   }
 
   /**
@@ -532,12 +566,33 @@ export class GpuTreeVerifier implements TreeVerifier, BatchTreeVerifier {
     this.model.gpu.device.queue.submit([encoder.finish()]);
   }
 
-  /** Uploads the pending paths ([b, P] node indices); returns P. */
-  private writePath(): number {
-    const paths = this.pending!;
-    const len = paths[0].length;
-    this.model.gpu.device.queue.writeBuffer(this.path, 0, Float32Array.from(paths.flat()));
-    return len;
+  /**
+   * Uploads the pending paths ([b, P] node indices, P the longest; none: P = 0) and each sequence's offset and
+   * path length (TREE_SEQ, for the commit) and offset after the commit (for the tree): returns P, how far the
+   * batch's smallest position moves and the offsets past it after the commit.
+   */
+  private writePath(): Moved {
+    const { queue } = this.model.gpu.device;
+    const paths = this.pending && this.last ? this.pending : this.offsets.map(() => []);
+    const len = Math.max(0, ...paths.map((p) => p.length));
+    if (len > 0) {
+      const flat = new Float32Array(paths.length * len);
+      paths.forEach((p, s) => flat.set(p, s * len));
+      queue.writeBuffer(this.path, 0, flat);
+    }
+    const ends = paths.map((p, s) => (this.offsets[s] ?? 0) + p.length);
+    const advance = Math.min(...ends);
+    const offsets = ends.map((e) => e - advance);
+    queue.writeBuffer(this.seqCommit, 0, sequenceData(paths.map((_, s) => this.offsets[s] ?? 0), paths.map((p) => p.length)));
+    queue.writeBuffer(this.seqTree, 0, sequenceData(offsets));
+    return { len, advance, offsets };
+  }
+
+  /** The host's books after a submit that committed `moved` (absent: nothing). */
+  private moveTo(moved: Moved | undefined): void {
+    if (!moved) return;
+    if (moved.advance > 0) this.model.advance(moved.advance);
+    this.offsets = moved.offsets;
   }
 
   private encodeCommit(pass: GPUComputePassEncoder, last: Verified, len: number): void {
@@ -546,7 +601,7 @@ export class GpuTreeVerifier implements TreeVerifier, BatchTreeVerifier {
     this.layers.forEach((layer, l) => {
       const io = last.plan.layerIo[l];
       // The row stride of the node inputs the commit gathers from is the verified plan's rows per sequence.
-      layer.encodeCommit(pass, { inputs: { q: io.q.buffer, k: io.k.buffer, v: io.v.buffer }, path: this.path }, states[l], b, this.model.position, last.rows, len);
+      layer.encodeCommit(pass, { inputs: { q: io.q.buffer, k: io.k.buffer, v: io.v.buffer }, path: this.path, seq: this.seqCommit }, states[l], b, this.model.position, last.rows, len);
     });
   }
 

@@ -1,12 +1,16 @@
 // A batch verifier made of one verifier per sequence (the float64 CpuTreeVerifier in tests): the reference
-// that generate-batch.ts's loop runs against, with the GPU verifier's contract — commits of one length —
-// checked, though separate verifiers would not need it.
+// that generate-batch.ts's loop runs against. Separate verifiers keep separate positions, so each sequence
+// commits its own length, as the GPU verifier's does; `lockstep` holds it to the contract of softmax attention
+// on the GPU instead (commits of one length), so that the loop's other mode is checked against float64 too.
 import type { SamplingOptions } from '../model/sampling.ts';
 import type { BatchTreeVerifier, BatchVerifyRequest, TreeVerifier, VerifyResult } from './verifier.ts';
 
 export class VerifierBatch implements BatchTreeVerifier {
-  constructor(private readonly verifiers: readonly TreeVerifier[]) {
+  readonly perSequence: boolean;
+
+  constructor(private readonly verifiers: readonly TreeVerifier[], opts: { lockstep?: boolean } = {}) {
     if (verifiers.length === 0) throw new Error('VerifierBatch: no verifiers');
+    this.perSequence = !opts.lockstep;
   }
 
   get vocabSize(): number {
@@ -26,7 +30,11 @@ export class VerifierBatch implements BatchTreeVerifier {
   }
 
   get position(): number {
-    return this.verifiers[0].position;
+    return Math.max(...this.verifiers.map((v) => v.position));
+  }
+
+  positionOf(s: number): number {
+    return this.verifiers[s].position;
   }
 
   async startBatch(prompts: readonly (readonly number[])[], sampling: SamplingOptions, u0: readonly number[]): Promise<number[]> {
@@ -52,7 +60,7 @@ export class VerifierBatch implements BatchTreeVerifier {
   }
 
   commitBatch(paths: readonly (readonly number[])[]): void {
-    if (paths.some((p) => p.length !== paths[0].length)) throw new Error(`commit: paths of lengths ${paths.map((p) => p.length).join(', ')}: the state keeps one position for the batch`);
+    if (!this.perSequence && paths.some((p) => p.length !== paths[0].length)) throw new Error(`commit: paths of lengths ${paths.map((p) => p.length).join(', ')}: the state keeps one position for the batch`);
     paths.forEach((p, s) => this.verifiers[s].commit(p));
   }
 

@@ -51,7 +51,8 @@ export interface BatchVerifyRequest {
 
 /**
  * The target for a batch of sequences speculated together: each sequence its own tree and accepted path,
- * one forward for all trees, and — since the state keeps one position for the batch — commits of one length.
+ * one forward for all trees, and commits of each sequence's own length where `perSequence` (otherwise — softmax
+ * attention's cache on the GPU keeps one position for the batch — commits of one length).
  */
 export interface BatchTreeVerifier {
   readonly vocabSize: number;
@@ -60,12 +61,16 @@ export interface BatchTreeVerifier {
   readonly maxNodes: number;
   /** Most sequences one batch may have. */
   readonly maxBatch: number;
-  /** Tokens folded into every sequence's state, commits not yet applied included. */
+  /** Tokens folded into the furthest sequence's state, commits not yet applied included. */
   readonly position: number;
+  /** Whether commitBatch takes paths of different lengths (each sequence then keeps its own position). */
+  readonly perSequence: boolean;
+  /** Tokens folded into sequence s's state, its commit not yet applied included. */
+  positionOf(s: number): number;
   /** Prefills the prompts (equal lengths) from fresh state; returns each one's next token (sampled with u0[s] unless greedy). */
   startBatch(prompts: readonly (readonly number[])[], sampling: SamplingOptions, u0: readonly number[]): Promise<number[]>;
   verifyBatch(request: BatchVerifyRequest): Promise<VerifyResult[]>;
-  /** Folds paths (root first, all of one length) of the last verified trees into the states. */
+  /** Folds paths (root first; all of one length unless perSequence) of the last verified trees into the states. */
   commitBatch(paths: readonly (readonly number[])[]): void;
   flush(): Promise<void>;
   prepare?(opts: { medusaTopK?: number; topK?: number; batch?: number }): Promise<void>;
