@@ -1,0 +1,157 @@
+// Batch speculation on a trained model (issue 14: batch 8 with per-sequence acceptance): B held-out prompts of the
+// data decoded together, plain batched `generateGpu` (what a batch of `linattn generate` runs) against
+// speculativeGenerateBatch with the checkpoint's Medusa heads per sequence, each sequence committing its own
+// accepted path (the default) and, beside it, in lockstep (the batch's shortest path; the mode softmax attention
+// runs in), plus the oracle (plain decoding's own output replayed: the ceiling of a tree shape).
+//
+//   npx tsx bench/medusa-batch.ts --model DIR --data FILE… [--batch 8] [--prompt-tokens 32] [--tokens 128]
+//                                 [--trees "chain:3;SPEC;…"] [--rounds 3] [--out DIR]
+//
+// Prompts: B windows of P tokens (after BOS) spread evenly over the held-out part of the data (the last 10 % of the
+// tokens, or the run's own --val-fraction when DIR holds trainer_state.json). Each row runs, per round, plain
+// batched decoding of the prompts and then its speculative run; its speed-up is the median over the rounds of each
+// round's ratio (both measured back to back, so clock and host drift cancel). Every speculative output is compared
+// with plain batched decoding's, sequence by sequence. Each figure follows a sustained warm-up on a hardware GPU.
+// Writes medusa-batch.json to --out, else $OUT, else out/.
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { loadConfig } from '../src/model/config.ts';
+import { generateGpu, type GenerateResult } from '../src/model/generate.ts';
+import { GpuModel } from '../src/model/gpu-model.ts';
+import { loadTokenizer } from '../src/model/tokenizer.ts';
+import { readState, STATE_FILE } from '../src/model/train/checkpoint.ts';
+import { loadCorpus, splitCorpus } from '../src/model/train/data.ts';
+import { loadModelVariant } from '../src/model/variant.ts';
+import { loadWeights } from '../src/model/weights.ts';
+import { compiledAttentionFactory } from '../src/runtime/compiled-attention.ts';
+import { getDevice } from '../src/runtime/dawn.ts';
+import { median } from '../src/runtime/timing.ts';
+import type { DraftSource } from '../src/speculative/draft.ts';
+import { speculativeGenerateBatch, type BatchSpeculativeResult } from '../src/speculative/generate-batch.ts';
+import { GpuTreeVerifier } from '../src/speculative/gpu-verifier.ts';
+import { MedusaDraft } from '../src/speculative/medusa-draft.ts';
+import { OracleDraft } from '../src/speculative/oracle-draft.ts';
+import { medusaSparseTree, parseTreeSpec, type TreeShape } from '../src/speculative/tree-spec.ts';
+
+const WARM_MS = 300;
+
+export interface BatchRow {
+  readonly source: 'medusa' | 'oracle';
+  readonly tree: string;
+  readonly nodes: number;
+  readonly lockstep: boolean;
+  readonly steps: number;
+  /** Tokens a live sequence emitted per step (BatchSpeculativeResult.meanCommitted) and gained before any cut. */
+  readonly tokensPerStep: number;
+  readonly accepted: number;
+  readonly tokensPerS: number;
+  readonly plainTokensPerS: number;
+  /** Median over the rounds of each round's speculative over plain tokens/s, with the extremes. */
+  readonly speedup: number;
+  readonly speedupMin: number;
+  readonly speedupMax: number;
+  readonly gpuMsPerStep: number | undefined;
+  /** Sequences whose output equals plain batched decoding's. */
+  readonly identical: number;
+}
+
+const { values } = parseArgs({
+  options: {
+    model: { type: 'string' }, data: { type: 'string', multiple: true }, batch: { type: 'string' }, 'prompt-tokens': { type: 'string' },
+    tokens: { type: 'string' }, trees: { type: 'string' }, rounds: { type: 'string' }, out: { type: 'string' },
+  },
+});
+if (!values.model || !values.data?.length) {
+  console.error('usage: npx tsx bench/medusa-batch.ts --model DIR --data FILE… [--batch 8] [--prompt-tokens 32] [--tokens 128] [--trees "SPEC;…"] [--rounds 3] [--out DIR]');
+  process.exit(2);
+}
+const dir = resolve(values.model);
+const config = loadConfig(join(dir, 'config.json'));
+const heads = config.medusa?.numHeads ?? 0;
+if (heads < 1) {
+  console.error(`${dir}: no Medusa heads (config.json "medusa"); train them with linattn train-medusa`);
+  process.exit(2);
+}
+const variant = loadModelVariant(config);
+const weights = loadWeights(config, join(dir, 'model.safetensors'), variant.params);
+const tokenizer = loadTokenizer(config);
+const gpu = await getDevice();
+const B = Number(values.batch ?? 8);
+const promptTokens = Number(values['prompt-tokens'] ?? 32);
+const newTokens = Number(values.tokens ?? (gpu.isSoftware ? 24 : 128));
+const rounds = Number(values.rounds ?? (gpu.isSoftware ? 1 : 3));
+for (const [flag, v] of [['--batch', B], ['--prompt-tokens', promptTokens], ['--tokens', newTokens], ['--rounds', rounds]] as const) {
+  if (!(Number.isInteger(v) && v >= 1)) {
+    console.error(`${flag} must be a positive integer, got ${v}`);
+    process.exit(2);
+  }
+}
+const trees: TreeShape[] = (values.trees?.split(';') ?? [`chain:${heads}`, medusaSparseTree(heads).spec]).map(parseTreeSpec);
+
+const valFraction = existsSync(join(dir, STATE_FILE)) ? readState(join(dir, STATE_FILE)).options.valFraction : 0.1;
+const held = splitCorpus(loadCorpus(values.data, tokenizer), valFraction, promptTokens).val;
+const prompts = Array.from({ length: B }, (_, k) => {
+  const start = Math.floor((k * (held.length - promptTokens)) / B);
+  return [...(tokenizer.bos !== undefined ? [tokenizer.bos] : []), ...held.subarray(start, start + promptTokens)];
+});
+
+const model = await GpuModel.create(gpu, config, weights, await compiledAttentionFactory(gpu, variant.compiled, config.numHeads, config.headDim));
+const nodesOf = (shape: TreeShape) => (shape.kind === 'static' ? shape.paths.length : 16);
+const maxNodes = Math.max(...trees.map(nodesOf));
+const verifier = await GpuTreeVerifier.create(model, variant.compiled, weights, { maxNodes: maxNodes + 1, maxBatch: B, sizes: trees.map((s) => nodesOf(s) + 1) });
+await verifier.prepare({ medusaTopK: 4, batch: B });
+const candidates = (shape: TreeShape) => (shape.kind === 'static' ? Math.max(...shape.paths.map((p) => p[p.length - 1])) + 1 : shape.width);
+
+const warm = async <T>(work: () => Promise<T>): Promise<T> => {
+  const until = performance.now() + (gpu.isSoftware ? 0 : WARM_MS);
+  let r = await work();
+  while (performance.now() < until) r = await work();
+  return r;
+};
+const plainRun = () => generateGpu(model, tokenizer, prompts, { maxTokens: newTokens });
+const plain: GenerateResult = await warm(plainRun);
+console.log(`medusa batch bench on ${gpu.adapterName}: ${config.numLayers} layers, hidden ${config.hiddenSize}, ${heads} heads; batch ${B}, prompts of ${promptTokens} held-out tokens, ${newTokens} new tokens`);
+console.log(`plain batched decoding: ${plain.decodeTokensPerS?.toFixed(1)} tokens/s`);
+
+const rows: BatchRow[] = [];
+const cases: { source: 'medusa' | 'oracle'; shape: TreeShape; lockstep: boolean }[] = [];
+for (const shape of trees) {
+  cases.push({ source: 'medusa', shape, lockstep: false }, { source: 'medusa', shape, lockstep: true });
+  if (shape.kind === 'static' && shape.paths.every((p) => p.every((r) => r === 0))) cases.push({ source: 'oracle', shape, lockstep: false });
+}
+for (const c of cases) {
+  const drafts = (): DraftSource[] => prompts.map((p, s) => (c.source === 'oracle' ? new OracleDraft(p, plain.tokens[s], config.vocabSize) : new MedusaDraft(heads, candidates(c.shape))));
+  const run = () => speculativeGenerateBatch(verifier, drafts(), prompts, { maxTokens: newTokens, shape: c.shape, maxNodes: nodesOf(c.shape) }, { lockstep: c.lockstep });
+  let last: BatchSpeculativeResult = await warm(run);
+  const per: { plain: number; spec: number }[] = [];
+  for (let r = 0; r < rounds; r++) {
+    const p = await plainRun();
+    last = await run();
+    per.push({ plain: p.decodeTokensPerS ?? NaN, spec: last.decodeTokensPerS ?? NaN });
+  }
+  const ratios = per.map((x) => x.spec / x.plain);
+  const row: BatchRow = {
+    source: c.source, tree: c.shape.spec, nodes: nodesOf(c.shape), lockstep: c.lockstep, steps: last.steps,
+    tokensPerStep: last.meanCommitted, accepted: last.meanAccepted,
+    tokensPerS: median(per.map((x) => x.spec)), plainTokensPerS: median(per.map((x) => x.plain)),
+    speedup: median(ratios), speedupMin: Math.min(...ratios), speedupMax: Math.max(...ratios),
+    gpuMsPerStep: last.gpuMsPerStep.length ? median(last.gpuMsPerStep) : undefined,
+    identical: last.tokens.filter((t, s) => t.join(',') === plain.tokens[s].join(',')).length,
+  };
+  rows.push(row);
+  console.log(
+    `  ${row.source} ${row.tree} (${row.nodes} nodes)${row.lockstep ? ' lockstep' : ''}: ${row.steps} steps, ${row.tokensPerStep.toFixed(2)} tokens/step per sequence, ` +
+    `${row.tokensPerS.toFixed(1)} tokens/s, ${row.speedup.toFixed(2)}× (${row.speedupMin.toFixed(2)}–${row.speedupMax.toFixed(2)}) against plain ${row.plainTokensPerS.toFixed(1)}, ` +
+    `GPU ${row.gpuMsPerStep?.toFixed(3) ?? '—'} ms/step, ${row.identical}/${B} identical`,
+  );
+}
+const outDir = values.out ?? process.env.OUT ?? 'out';
+mkdirSync(outDir, { recursive: true });
+writeFileSync(join(outDir, 'medusa-batch.json'), JSON.stringify({
+  adapter: gpu.adapterName, date: new Date().toISOString(), model: dir, batch: B, promptTokens, newTokens, rounds,
+  plainTokensPerS: plain.decodeTokensPerS, rows,
+}, null, 1));
+await verifier.destroy();
+await model.destroy();
+process.exit(rows.every((r) => r.identical === B) ? 0 : 1);
