@@ -54,6 +54,11 @@ export interface BatchRow {
   readonly gpuMsPerStep: number | undefined;
   /** Sequences whose output equals plain batched decoding's. */
   readonly identical: number;
+  /**
+   * Where a step's wall time went, ms per step over the timed runs: the verifier's host work up to its submit, its wait
+   * for the readback (GpuTreeVerifier.stepTimes), the drafts' (BatchSpeculativeResult.draftMs), and the rest of the loop.
+   */
+  readonly msPerStep: { readonly wall: number; readonly encode: number; readonly wait: number; readonly draft: number; readonly rest: number };
 }
 
 const { values } = parseArgs({
@@ -125,11 +130,20 @@ for (const c of cases) {
   const run = () => speculativeGenerateBatch(verifier, drafts(), prompts, { maxTokens: newTokens, shape: c.shape, maxNodes: nodesOf(c.shape) }, { lockstep: c.lockstep });
   let last: BatchSpeculativeResult = await warm(run);
   const per: { plain: number; spec: number }[] = [];
+  const split = { steps: 0, wall: 0, encode: 0, wait: 0, draft: 0 };
   for (let r = 0; r < rounds; r++) {
     const p = await plainRun();
+    const before = verifier.stepTimes;
     last = await run();
+    const after = verifier.stepTimes;
+    split.steps += after.steps - before.steps;
+    split.encode += after.encodeMs - before.encodeMs;
+    split.wait += after.waitMs - before.waitMs;
+    split.wall += last.decodeMs;
+    split.draft += last.draftMs;
     per.push({ plain: p.decodeTokensPerS ?? NaN, spec: last.decodeTokensPerS ?? NaN });
   }
+  const msPer = (x: number) => x / Math.max(1, split.steps);
   const ratios = per.map((x) => x.spec / x.plain);
   const row: BatchRow = {
     source: c.source, tree: c.shape.spec, nodes: nodesOf(c.shape), lockstep: c.lockstep, steps: last.steps,
@@ -138,12 +152,17 @@ for (const c of cases) {
     speedup: median(ratios), speedupMin: Math.min(...ratios), speedupMax: Math.max(...ratios),
     gpuMsPerStep: last.gpuMsPerStep.length ? median(last.gpuMsPerStep) : undefined,
     identical: last.tokens.filter((t, s) => t.join(',') === plain.tokens[s].join(',')).length,
+    msPerStep: {
+      wall: msPer(split.wall), encode: msPer(split.encode), wait: msPer(split.wait), draft: msPer(split.draft),
+      rest: msPer(split.wall - split.encode - split.wait - split.draft),
+    },
   };
   rows.push(row);
   console.log(
     `  ${row.source} ${row.tree} (${row.nodes} nodes)${row.lockstep ? ' lockstep' : ''}: ${row.steps} steps, ${row.tokensPerStep.toFixed(2)} tokens/step per sequence, ` +
     `${row.tokensPerS.toFixed(1)} tokens/s, ${row.speedup.toFixed(2)}× (${row.speedupMin.toFixed(2)}–${row.speedupMax.toFixed(2)}) against plain ${row.plainTokensPerS.toFixed(1)}, ` +
-    `GPU ${row.gpuMsPerStep?.toFixed(3) ?? '—'} ms/step, ${row.identical}/${B} identical`,
+    `GPU ${row.gpuMsPerStep?.toFixed(3) ?? '—'} ms/step, ${row.identical}/${B} identical; a step's wall ${row.msPerStep.wall.toFixed(3)} ms: ` +
+    `to submit ${row.msPerStep.encode.toFixed(3)}, readback ${row.msPerStep.wait.toFixed(3)}, drafts ${row.msPerStep.draft.toFixed(3)}, the rest ${row.msPerStep.rest.toFixed(3)}`,
   );
 }
 const outDir = values.out ?? process.env.OUT ?? 'out';

@@ -108,6 +108,7 @@ export class GpuTreeVerifier implements TreeVerifier, BatchTreeVerifier {
   mapCalls = 0;
   /** GpuVerifierOptions.foldUpTo (the bench sets it to time both ways). */
   foldUpTo = Infinity;
+  private readonly stepHost = { steps: 0, encodeMs: 0, waitMs: 0 };
   private readonly chain: GpuChain;
   private sampled = false;
   private last: Verified | undefined;
@@ -247,6 +248,7 @@ export class GpuTreeVerifier implements TreeVerifier, BatchTreeVerifier {
   async verifyBatch(req: BatchVerifyRequest): Promise<VerifyResult[]> {
     const { gpu } = this.model;
     const { device } = gpu;
+    const t0 = performance.now();
     this.chain.forget(); // this step's tree and path replace the chain's on the GPU
     const { plan, rows, b, medusaK, ownK } = await this.upload(req);
     const V = this.vocabSize;
@@ -283,7 +285,11 @@ export class GpuTreeVerifier implements TreeVerifier, BatchTreeVerifier {
     this.folds?.advance(1);
     this.pending = undefined;
     this.last = { trees: req.trees, plan, rows };
+    const t1 = performance.now();
     const data = await this.readBack(staging, layout.bytes, 'tree step');
+    this.stepHost.steps++;
+    this.stepHost.encodeMs += t1 - t0;
+    this.stepHost.waitMs += performance.now() - t1;
 
     let gpuMs: number | undefined;
     if (this.querySet) {
@@ -373,6 +379,14 @@ export class GpuTreeVerifier implements TreeVerifier, BatchTreeVerifier {
     const pass = new ProfilingPass();
     await this.encode(pass.asPass(), plan, b, rows, medusaK, ownK, req.wantLogits ?? false);
     return pass.dispatches;
+  }
+
+  /**
+   * Unchained steps (verify, verifyBatch) since creation: the host's ms from the call to its submit (checks, uploads,
+   * encoding the step's dispatches) and ms waiting for its readback (the GPU's time and the map's latency).
+   */
+  get stepTimes(): { readonly steps: number; readonly encodeMs: number; readonly waitMs: number } {
+    return { ...this.stepHost };
   }
 
   /** The host's ms encoding and submitting chained runs and the steps they held, since creation (GpuChain.encoding). */
