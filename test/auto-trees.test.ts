@@ -21,6 +21,8 @@ describe('auto options', () => {
     const labels = (source: string, maxNodes: number, depth: number, R: number) => autoTrees(source, maxNodes, depth, R).map(treeLabel);
     expect(labels('medusa', 16, 3, 4)).toEqual(['chain:3×4', '[[0],[1],[2],[0,0],[0,1],[1,0],[0,0,0],[0,0,1]]×4']);
     expect(labels('medusa', 16, 7, 4)).toEqual(['chain:3×4', 'chain:7×4', '[[0],[1],[2],[0,0],[0,1],[1,0],[0,0,0],[0,0,0,0],[0,0,0,0,0],[0,0,0,0,0,0],[0,0,0,0,0,0,0],[0,0,1]]×4']);
+    // Four heads: chain:4 (the heads' full depth) besides chain:3.
+    expect(labels('medusa', 16, 4, 4)).toEqual(['chain:3×4', 'chain:4×4', '[[0],[1],[2],[0,0],[0,1],[1,0],[0,0,0],[0,0,0,0],[0,0,1]]×4']);
     expect(labels('medusa', 2, 1, 4)).toEqual(['chain:1×4']); // one head: chain:1 is all there is; the sparse tree (3 nodes) passes the budget
     expect(labels('medusa', 3, 3, 4)).toEqual(['chain:3×4']);
     expect(labels('medusa', 16, 3, 0)).toEqual(['chain:1', 'chain:3', 'top:4/8', 'top:4/16']);

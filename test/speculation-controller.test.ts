@@ -218,3 +218,57 @@ describe('plain runs while plain decoding is exploited', () => {
     expect(runs.every((n) => n === 16), `${runs}`).toBe(true);
   });
 });
+
+// A chained run of 4 steps on the trained nano model (H200, calls 130–131): ~15 tokens in ~4 × 0.25 ms, against plain
+// decoding's 16 tokens in 4.86 ms (its runs read back every 16 tokens).
+describe('speculation controller: plain decoding deferred by a chained option that accepts much', () => {
+  const chained = (tokens: number): Cost => ({ ms: 1.2, tokens });
+  const run = (tokensPerRun: number, defer: boolean, decisions = 12) => {
+    const clock = { now: 0 };
+    const c = new SpeculationController({ trees: ['chain:4×4', 'chain:3×4'], clock: () => clock.now, plainTokens: 16, order: [1, 2, 0], ...(defer && { deferPlain: [1, 2] }) });
+    const chosen: number[] = [];
+    for (let i = 0; i < decisions; i++) {
+      const o = c.next();
+      const cost = o === 0 ? PLAIN : chained(o === 1 ? tokensPerRun : tokensPerRun - 2);
+      clock.now += cost.ms;
+      // A chained decision is 4 verification steps; plain says none.
+      c.record(cost.tokens, o === 0 ? undefined : 4);
+      chosen.push(o);
+    }
+    return { c, chosen, ms: clock.now };
+  };
+
+  it('is not explored while a chained option accepts ≥ 2.5 tokens a step: every early decision speculates', () => {
+    const { c, chosen } = run(15, true);
+    expect(c.tokensPerStep(1)).toBeCloseTo(15 / 4);
+    expect(c.plainDeferred()).toBe(true);
+    expect(chosen).not.toContain(0);
+    expect(c.rate(0)).toBeUndefined();
+  });
+
+  it('is explored as before without deferPlain, or when the chained options accept little', () => {
+    expect(run(15, false).chosen.slice(0, 3)).toEqual([1, 2, 0]);
+    const low = run(8, true); // 2 tokens a step: below 2.5
+    expect(low.c.plainDeferred()).toBe(false);
+    expect(low.chosen.slice(0, 3)).toEqual([1, 2, 0]);
+  });
+
+  it('a deferred plain run is still probed on a long generation, within the probe budget', () => {
+    const { c, chosen, ms } = run(15, true, 400);
+    const at = chosen.indexOf(0);
+    expect(at, 'plain decoding probed at last').toBeGreaterThan(20);
+    // Probes cost about probeOverhead (5 %) of the time, the first one included.
+    expect(c.summary()[0].ms / ms).toBeLessThan(0.06);
+    expect(c.best()).toBe(1);
+  });
+
+  it('steps are checked and carried in the saved state', () => {
+    const { c } = run(15, true);
+    expect(() => c.next() && c.record(1, -1)).toThrow(/steps must be a non-negative integer/);
+    const saved = c.state();
+    expect(saved.options[1].recent.every((x) => x.steps === 4)).toBe(true);
+    const again = new SpeculationController({ trees: ['chain:4×4', 'chain:3×4'], deferPlain: [1, 2], from: saved });
+    expect(again.plainDeferred()).toBe(true);
+    expect(() => new SpeculationController({ trees: ['a'], deferPlain: [0] })).toThrow(/deferPlain must list tree options/);
+  });
+});

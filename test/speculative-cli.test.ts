@@ -87,9 +87,9 @@ describe('linattn generate --speculate', () => {
       expect(r.err).toMatch(/output identical to plain decoding/);
       if (args[1] === 'medusa') expect(r.err).not.toMatch(/chain:3/); // the target's 2 heads propose 2 levels at most
       if (args[1] === 'medusa' && device === 'gpu') {
-        // Greedy Medusa on the GPU chains: auto offers the chained trees alone (chain:1, the heads allowing no deeper
-        // chain, and Medusa's sparse tree for 2 heads, 4 steps a run) beside plain runs, and explores each.
-        expect(r.err).toMatch(/\nauto: plain \d+% of tokens at [\d—]+ tokens\/s \(\d+ decisions\), chain:1×4 \d+% of tokens at [\d—]+ tokens\/s \(\d+ decisions\), \[\[0\],\[1\],\[2\],\[0,0\],\[0,1\],\[1,0\]\]×4 \d+% of tokens/);
+        // Greedy Medusa on the GPU chains: auto offers the chained trees alone (chain:2, as deep as the 2 heads reach,
+        // and Medusa's sparse tree for 2 heads, 4 steps a run) beside plain runs, and explores each.
+        expect(r.err).toMatch(/\nauto: plain \d+% of tokens at [\d—]+ tokens\/s \(\d+ decisions\), chain:2×4 \d+% of tokens at [\d—]+ tokens\/s \(\d+ decisions\), \[\[0\],\[1\],\[2\],\[0,0\],\[0,1\],\[1,0\]\]×4 \d+% of tokens/);
       } else {
         // The controller explores every option first: plain (one run of 16) and at least chain:1 decoded some of the 39 tokens.
         expect(r.err).toMatch(/\nauto: plain \d+% of tokens at [\d—]+ tokens\/s \(\d+ decisions\), chain:1 \d+% of tokens at/);

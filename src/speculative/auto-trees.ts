@@ -5,7 +5,8 @@
 // whose one candidate per node makes any tree a chain) at 8 nodes and at --max-nodes. Few options, since each
 // is explored before the controller decides. Where chained speculation applies (greedy Medusa or prompt lookup
 // on the GPU, batch 1: the caller says so with `chainSteps`), the options are the chained trees alone (chainedTrees:
-// the chains deeper than one node up to the draft's depth and, for Medusa, its sparse tree, "K×R": a decision is a run
+// the chains deeper than one node up to the draft's depth, the chain of the draft's depth itself, and, for Medusa, its
+// sparse tree, "K×R": a decision is a run
 // of R steps in one submit, timed as a whole like a plain run): each unchained tree is its chained twin plus a readback
 // a step. Exploration tries the chained runs first, the most nodes first (exploreOrder): on a short run the controller
 // must find them before the run is over.
@@ -51,7 +52,10 @@ export function autoTrees(source: string, maxNodes: number, draftDepth = Infinit
  * where it fits the node budget: the best fixed tree of calls 37–42.
  */
 function chainedTrees(source: string, maxNodes: number, draftDepth: number, chainSteps: number, chains: readonly number[]): TreeOption[] {
-  const deep = chains.filter((n) => n > 1 && n <= draftDepth);
+  // The chain as deep as the heads reach too (chain:4 for 4 heads: the best fixed tree of self-distilled heads,
+  // calls 130–131), which the sizes 1, 3, 7, 15 would leave out.
+  const full = Number.isFinite(draftDepth) && draftDepth > 1 && draftDepth <= maxNodes && !chains.includes(draftDepth) ? [draftDepth] : [];
+  const deep = [...chains, ...full].filter((n) => n > 1 && n <= draftDepth);
   const trees: TreeOption[] = (deep.length > 0 ? deep : [1]).map((n) => ({ shape: chainShape(n), maxNodes: n, chainSteps }));
   if (source === 'medusa' && draftDepth !== Infinity) {
     const sparse = medusaSparseTree(draftDepth);
@@ -77,7 +81,11 @@ export function exploreOrder(trees: readonly TreeOption[]): number[] {
   return [...first, 0, ...trees.map((_, i) => i + 1).filter((o) => !first.includes(o))];
 }
 
-/** A fresh controller over `trees` and plain runs of `plain`: what one generation with --tree auto uses. */
+/**
+ * A fresh controller over `trees` and plain runs of `plain`: what one generation with --tree auto uses. A chained
+ * option that accepts 2.5 tokens a step or more leaves plain decoding to the re-probes (ControllerOptions.deferPlain).
+ */
 export function autoSpeculation(trees: readonly TreeOption[], plain: PlainDecoder, opts: Omit<ControllerOptions, 'trees'> = {}): AutoSpeculation & { readonly policy: SpeculationController } {
-  return { policy: new SpeculationController({ order: exploreOrder(trees), ...opts, trees: trees.map(treeLabel) }), trees, plain };
+  const chained = trees.flatMap((t, i) => (t.chainSteps ? [i + 1] : []));
+  return { policy: new SpeculationController({ order: exploreOrder(trees), deferPlain: chained, ...opts, trees: trees.map(treeLabel) }), trees, plain };
 }

@@ -229,8 +229,9 @@ export async function speculativeGenerate(
         await draft.accepted?.(first, run.path, 0, { picks: [], medusa: run.medusa, medusaNode: run.path[run.path.length - 1] });
       }
       const count = emitRun(run.steps, first.tokens.length - 1) + credit; // outside the ?. call: it must run without auto
+      const steps = run.steps.length + (credit > 0 ? 1 : 0); // the heads' warm-up step, when it came first
       credit = 0;
-      opts.auto?.policy.record(count); // and starts the decision taken ahead
+      opts.auto?.policy.record(count, steps); // and starts the decision taken ahead
       if (!following) return ahead; // (another option, or none taken)
       if (done()) {
         await following.result; // leave no readback half-done: the verifier's books follow the GPU
@@ -275,7 +276,7 @@ export async function speculativeGenerate(
     if (opts.auto && chain && !chain.lookup && !medusa) {
       warm = emit((await verifyTree(treeFromParents([out[out.length - 1]], [-1]))).fresh);
       if (done()) {
-        opts.auto.policy.record(warm);
+        opts.auto.policy.record(warm, 1);
         continue;
       }
     }
@@ -309,7 +310,7 @@ export async function speculativeGenerate(
         await draft.accepted?.(first, run.path, 0, { picks: [], medusa: run.medusa, medusaNode: end });
       }
       const count = emitRun(run.steps, first.tokens.length - 1) + warm; // outside the ?. call: it must run without auto
-      opts.auto?.policy.record(count);
+      opts.auto?.policy.record(count, run.steps.length + (warm > 0 ? 1 : 0));
       continue;
     }
     const depthLimit = Math.max(0, Math.min(opts.maxTokens - out.length - 1, (opts.maxPosition ?? Infinity) - at - 1));
@@ -324,7 +325,7 @@ export async function speculativeGenerate(
     if (gpuMs !== undefined) gpuMsPerStep.push(gpuMs);
     acceptedPerStep.push(fresh.length);
     const count = emit(fresh) + warm;
-    opts.auto?.policy.record(count);
+    opts.auto?.policy.record(count, warm > 0 ? 2 : 1);
   }
   if (decided !== undefined) opts.auto!.policy.record(0); // taken ahead, and the output stopped before it ran
   const t2 = performance.now();

@@ -9,7 +9,13 @@
 //   explores: every option once, in `order` (the caller's guess of what pays: chained runs first), then up to
 //     `explore` times each option whose rate is within `exploreCutoff` of the best so far — an option measured
 //     at a fraction of the best rate is not explored again (on a short run its second look costs more than it
-//     can win back; the re-probes below still revisit it);
+//     can win back; the re-probes below still revisit it). Plain decoding is left to the re-probes once one of
+//     the options the caller names (`deferPlain`: runs chained on the GPU, whose steps cost little more than a
+//     decode step and read back once a run) has accepted `deferPlainAt` tokens a verification step or more:
+//     such an option outruns plain decoding, and on a short generation a plain run explored costs more than it
+//     can tell (a fresh controller per 128-token generation ran 1.08–1.49× plain decoding on the H200 where the
+//     fixed chained trees ran 2×, most of the gap plain runs explored). A never-measured plain run is probed
+//     only as the probe budget allows for a run at the best option's rate;
 //   exploits: the option with the highest rate;
 //   re-probes: the stalest other option runs again (a tree `probeLength` decisions, plain one run), so an
 //     option that lost on earlier text (acceptance changes with the text, a GPU warms up) is measured again
@@ -40,8 +46,11 @@ export interface SpeculationPolicy {
    * while it exploits plain decoding, since each run ends in a readback.
    */
   plainRun?(): number;
-  /** The option the decision in progress (the oldest not recorded) produced `tokens` tokens. */
-  record(tokens: number): void;
+  /**
+   * The option the decision in progress (the oldest not recorded) produced `tokens` tokens; `steps`, for a tree
+   * option, the verification steps it ran (a chained run's steps, a warm-up step included).
+   */
+  record(tokens: number, steps?: number): void;
   summary(): OptionSummary[];
 }
 
@@ -69,6 +78,13 @@ export interface ControllerOptions {
   readonly window?: number;
   /** Tokens at least between probes of a non-best option (default 32). */
   readonly probeTokens?: number;
+  /**
+   * Options (i ≥ 1, trees) whose measured tokens per verification step (record's `steps`), at `deferPlainAt` or
+   * more over their window, leave plain decoding unexplored (the re-probes still measure it). Default none.
+   */
+  readonly deferPlain?: readonly number[];
+  /** Tokens per verification step of a `deferPlain` option that defer plain decoding (default 2.5). */
+  readonly deferPlainAt?: number;
   /** Largest share of the time spent probing (default 0.05). */
   readonly probeOverhead?: number;
   /** Decisions per probe of a tree (default 2; plain: one run). */
@@ -89,6 +105,8 @@ export interface ControllerState {
 interface Sample {
   readonly tokens: number;
   readonly ms: number;
+  /** Verification steps, when the caller said (record's `steps`). */
+  readonly steps?: number;
 }
 
 interface OptionStats {
@@ -116,6 +134,8 @@ export class SpeculationController implements SpeculationPolicy {
   private readonly probeTokens: number;
   private readonly probeOverhead: number;
   private readonly probeLength: number;
+  private readonly deferPlain: readonly number[];
+  private readonly deferPlainAt: number;
   private readonly stats: OptionStats[];
   private current: { option: number; t0: number } | undefined;
   /** The decision chosen by ahead(): it starts when the current one is recorded. */
@@ -156,6 +176,12 @@ export class SpeculationController implements SpeculationPolicy {
     this.probeOverhead = opts.probeOverhead ?? 0.05;
     if (!(this.probeOverhead > 0 && this.probeOverhead <= 1)) throw new Error(`speculation controller: probeOverhead must be in (0, 1], got ${this.probeOverhead}`);
     this.probeLength = positive(opts.probeLength ?? 2, 'probeLength');
+    this.deferPlain = opts.deferPlain ?? [];
+    if (this.deferPlain.some((o) => !(Number.isInteger(o) && o >= 1 && o < this.labels.length))) {
+      throw new Error(`speculation controller: deferPlain must list tree options in 1..${this.labels.length - 1}, got [${this.deferPlain.join(', ')}]`);
+    }
+    this.deferPlainAt = opts.deferPlainAt ?? 2.5;
+    if (!(this.deferPlainAt > 0)) throw new Error(`speculation controller: deferPlainAt must be positive, got ${this.deferPlainAt}`);
     this.plainLength = this.plainTokens;
     const from = opts.from;
     if (from && (from.labels.length !== this.labels.length || from.labels.some((l, i) => l !== this.labels[i]) || from.options.length !== this.labels.length)) {
@@ -163,11 +189,11 @@ export class SpeculationController implements SpeculationPolicy {
     }
     this.stats = this.labels.map((_, i) => {
       const o = from?.options[i];
-      if (o && !(o.recent.every((x) => x.tokens >= 0 && x.ms >= 0) && o.decisions >= 0 && o.tokens >= 0 && o.ms >= 0)) {
+      if (o && !(o.recent.every((x) => x.tokens >= 0 && x.ms >= 0 && (x.steps === undefined || (Number.isInteger(x.steps) && x.steps >= 0))) && o.decisions >= 0 && o.tokens >= 0 && o.ms >= 0)) {
         throw new Error(`speculation controller: the saved measurements of ${this.labels[i]} have a negative count or time`);
       }
       const prior = { decisions: o?.decisions ?? 0, tokens: o?.tokens ?? 0, ms: o?.ms ?? 0 };
-      return { recent: (o?.recent ?? []).slice(-this.window).map((x) => ({ tokens: x.tokens, ms: x.ms })), ...prior, prior, lastRun: -1 };
+      return { recent: (o?.recent ?? []).slice(-this.window).map((x) => ({ tokens: x.tokens, ms: x.ms, ...(x.steps !== undefined && { steps: x.steps }) })), ...prior, prior, lastRun: -1 };
     });
   }
 
@@ -204,13 +230,14 @@ export class SpeculationController implements SpeculationPolicy {
     return this.queued;
   }
 
-  record(tokens: number): void {
+  record(tokens: number, steps?: number): void {
     if (!this.current) throw new Error('speculation controller: record() without next()');
+    if (steps !== undefined && !(Number.isInteger(steps) && steps >= 0)) throw new Error(`speculation controller: steps must be a non-negative integer, got ${steps}`);
     const { option, t0 } = this.current;
     this.current = undefined;
     const ms = Math.max(0, this.clock() - t0);
     const s = this.stats[option];
-    s.recent.push({ tokens, ms });
+    s.recent.push({ tokens, ms, ...(steps !== undefined && { steps }) });
     if (s.recent.length > this.window) s.recent.shift();
     s.decisions++;
     s.tokens += tokens;
@@ -239,6 +266,18 @@ export class SpeculationController implements SpeculationPolicy {
     return tokens / Math.max(ms, 1e-9);
   }
 
+  /** Tokens per verification step of an option over its window's decisions that said their steps (undefined: none did). */
+  tokensPerStep(option: number): number | undefined {
+    const r = this.stats[option].recent.filter((x) => x.steps !== undefined);
+    const steps = r.reduce((a, x) => a + x.steps!, 0);
+    return steps > 0 ? r.reduce((a, x) => a + x.tokens, 0) / steps : undefined;
+  }
+
+  /** Whether exploration leaves plain decoding to the probes (ControllerOptions.deferPlain). */
+  plainDeferred(): boolean {
+    return this.deferPlain.some((o) => (this.tokensPerStep(o) ?? 0) >= this.deferPlainAt);
+  }
+
   /** The option with the highest measured rate (ties: the lower index, so plain before any tree). */
   best(): number {
     let best = 0;
@@ -264,7 +303,9 @@ export class SpeculationController implements SpeculationPolicy {
     // A decision in progress counts (ahead() chooses before it is recorded).
     const made = (i: number) => this.stats[i].decisions + (this.current?.option === i ? 1 : 0);
     let fewest = -1;
+    const deferred = this.plainDeferred();
     for (const i of this.order) {
+      if (i === 0 && deferred) continue;
       const d = made(i);
       if (d >= this.explore || (d >= 1 && (this.rate(i) ?? 0) < this.exploreCutoff * bestRate)) continue;
       if (fewest < 0 || d < made(fewest)) fewest = i;
@@ -278,7 +319,8 @@ export class SpeculationController implements SpeculationPolicy {
     if (stalest < 0 || this.tokensSinceProbe < this.probeTokens) return best;
     const length = stalest === 0 ? 1 : this.probeLength;
     const r = this.stats[stalest].recent;
-    const expectedMs = (length * r.reduce((a, x) => a + x.ms, 0)) / Math.max(r.length, 1);
+    // Never measured (plain, deferred): a run at the best option's rate, at the least.
+    const expectedMs = r.length ? (length * r.reduce((a, x) => a + x.ms, 0)) / r.length : stalest === 0 ? this.plainTokens / Math.max(bestRate, 1e-9) : 0;
     if (now - this.lastProbe! < expectedMs / this.probeOverhead) return best;
     this.exploiting = false;
     if (length > 1) this.probe = { option: stalest, left: length - 1 };
