@@ -132,16 +132,20 @@ describe('speculation controller', () => {
     const { clock, c } = controller(['chain:3', 'chain:3×4'], { order: [2, 1, 0] });
     expect(() => c.ahead()).toThrow(/without a decision in progress/);
     expect(c.next()).toBe(2);
-    // Exploring: chain:3×4's first decision, unrecorded, already counts; the next in order is chain:3.
-    expect(c.ahead()).toBe(1);
+    // Exploring: chain:3×4's first decision, unrecorded, already counts; taken ahead, its second look follows at once
+    // (its runs back to back), then the next in order, chain:3.
+    expect(c.ahead()).toBe(2);
     expect(() => c.ahead()).toThrow(/twice without record/);
     clock.now += 3;
-    c.record(9); // chain:3×4: 9 tokens in 3 ms; chain:3 starts now
+    c.record(9); // chain:3×4: 9 tokens in 3 ms; its second look starts now
     expect(() => c.next()).toThrow(/twice without record/);
+    expect(c.ahead()).toBe(1); // chain:3×4 has its two looks (one in progress): chain:3
+    clock.now += 3;
+    c.record(9);
     clock.now += 2;
     c.record(2);
     const s = c.summary();
-    expect(s.map((o) => [o.decisions, o.tokens, o.ms])).toEqual([[0, 0, 0], [1, 2, 2], [1, 9, 3]]);
+    expect(s.map((o) => [o.decisions, o.tokens, o.ms])).toEqual([[0, 0, 0], [1, 2, 2], [2, 18, 6]]);
     expect(c.next()).toBe(0); // plain, the last unexplored; nothing taken ahead is left
     const f = new FixedSchedule(['chain:3'], [1, 1, 0], 8, () => clock.now);
     expect([f.next(), f.ahead()]).toEqual([1, 1]);

@@ -9,7 +9,8 @@
 //   explores: every option once, in `order` (the caller's guess of what pays: chained runs first), then up to
 //     `explore` times each option whose rate is within `exploreCutoff` of the best so far — an option measured
 //     at a fraction of the best rate is not explored again (on a short run its second look costs more than it
-//     can win back; the re-probes below still revisit it). Plain decoding is left to the re-probes once one of
+//     can win back; the re-probes below still revisit it). A decision chosen ahead (ahead(): a chained run in
+//     progress) takes the in-progress tree option's next look at once, so its runs go back to back. Plain decoding is left to the re-probes once one of
 //     the options the caller names (`deferPlain`: runs chained on the GPU, whose steps cost little more than a
 //     decode step and read back once a run) has accepted `deferPlainAt` tokens a verification step or more:
 //     such an option outruns plain decoding, and on a short generation a plain run explored costs more than it
@@ -302,6 +303,13 @@ export class SpeculationController implements SpeculationPolicy {
     const bestRate = this.rate(best) ?? 0;
     // A decision in progress counts (ahead() chooses before it is recorded).
     const made = (i: number) => this.stats[i].decisions + (this.current?.option === i ? 1 : 0);
+    // Chosen ahead (a chained run in progress, the next one submitted before it is read): a tree option still short of
+    // its looks takes the next look at once, so its runs go back to back; switching options drains the GPU's queue.
+    const inProgress = this.current?.option;
+    if (inProgress !== undefined && inProgress > 0 && made(inProgress) < this.explore) {
+      const r = this.rate(inProgress);
+      if (r === undefined || r >= this.exploreCutoff * bestRate) return inProgress;
+    }
     let fewest = -1;
     const deferred = this.plainDeferred();
     for (const i of this.order) {
