@@ -55,6 +55,23 @@ async function run(args: string[]): Promise<{ code: number; out: string; err: st
 }
 
 describe('linattn generate --speculate', () => {
+  it('--tree auto after an untimed run of every tree option (LINATTN_AUTO_WARMUP=1; the default on hardware) prints the same text and the timed run\'s decisions', async () => {
+    const args = ['--model', target, '--device', 'gpu', '--speculate', 'medusa', '--max-tokens', '24'];
+    const cold = await run(args);
+    process.env.LINATTN_AUTO_WARMUP = '1';
+    try {
+      const warm = await run(args);
+      expect(warm.code, warm.err).toBe(0);
+      expect(warm.out).toBe(cold.out);
+      expect(warm.err).toMatch(/output identical to plain decoding/);
+      // The summary counts the timed run alone: its tokens add up to the 23 after the first.
+      const shares = [...warm.err.matchAll(/(\d+)% of tokens/g)].map((m) => Number(m[1]));
+      expect(shares.reduce((a, b) => a + b, 0)).toBeGreaterThanOrEqual(98);
+    } finally {
+      delete process.env.LINATTN_AUTO_WARMUP;
+    }
+  });
+
   it.each([['cpu'], ['gpu']])('reports accepted length, tokens/s and the speed-up over plain decoding (--device %s)', async (device) => {
     for (const [source, tree] of [['ngram', '[[0],[0,0],[1]]'], ['lookup', 'chain:3'], ['adaptive', 'best:2'], ['medusa', '[[0],[0,0],[1]]'], ['oracle', '[[0],[0,0],[1]]'], [`draft:${draft}`, '[[0],[0,0],[1]]']]) {
       const r = await run(['--model', target, '--device', device, '--speculate', source, '--tree', tree, '--max-nodes', '3']);

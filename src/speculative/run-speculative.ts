@@ -28,9 +28,9 @@ import { NgramDraft } from './ngram-draft.ts';
 import { LookupChainDraft } from './lookup-chain.ts';
 import { AdaptiveDraft } from './adaptive-draft.ts';
 import { OracleDraft } from './oracle-draft.ts';
-import { autoChainSteps, autoSpeculation, autoTrees } from './auto-trees.ts';
+import { autoChainSteps, autoSpeculation, autoTrees, treeLabel } from './auto-trees.ts';
 import { GpuPlainDecoder, VerifierPlainDecoder, type PlainDecoder } from './plain-runs.ts';
-import { formatPolicySummary, type ControllerState } from './speculation-controller.ts';
+import { FixedSchedule, formatPolicySummary, type ControllerState } from './speculation-controller.ts';
 import type { TreeShape } from './tree-spec.ts';
 import type { TreeVerifier } from './verifier.ts';
 
@@ -76,6 +76,11 @@ export interface SpeculativeRunContext {
   readonly stderr: (s: string) => void;
   /** GPU only: the device and a way to make a variant's attention layers. */
   readonly gpu?: Gpu;
+  /**
+   * --tree auto: run every tree option once, untimed, before the timed generation (default: on a hardware GPU;
+   * `linattn generate` reads LINATTN_AUTO_WARMUP=0|1).
+   */
+  readonly autoWarmUp?: boolean;
   readonly prepareAttention?: PrepareAttention;
 }
 
@@ -166,28 +171,44 @@ export async function runSpeculativeGenerate(c: SpeculativeRunContext): Promise<
       where = 'CPU float64';
     }
 
-    let draft: DraftSource;
-    if (args.source === 'ngram') draft = new NgramDraft();
-    else if (args.source === 'lookup') draft = new LookupChainDraft({ length: args.maxNodes });
-    else if (args.source === 'adaptive') draft = new AdaptiveDraft(c.seed);
-    else if (args.source === 'medusa') draft = new MedusaDraft(config.medusa!.numHeads, k);
-    else if (args.source === 'oracle') draft = new OracleDraft(c.ids, plain.tokens[0], config.vocabSize);
-    else {
+    let dv: TreeVerifier | undefined;
+    if (args.source.startsWith('draft:')) {
       if (k > MAX_TOP_K) throw new Error(`a draft model proposes at most ${MAX_TOP_K} candidates per node, the tree asks for ${k}`);
-      const dv = await makeDraftVerifier!();
+      dv = await makeDraftVerifier!();
       owned.push(dv);
       await dv.prepare?.((c.sampling.temperature ?? 0) > 0 ? {} : { topK: k });
-      draft = new ModelDraft(args.source, dv, c.sampling, c.seed);
     }
+    const draftOf = (): DraftSource => {
+      if (args.source === 'ngram') return new NgramDraft();
+      if (args.source === 'lookup') return new LookupChainDraft({ length: args.maxNodes });
+      if (args.source === 'adaptive') return new AdaptiveDraft(c.seed);
+      if (args.source === 'medusa') return new MedusaDraft(config.medusa!.numHeads, k);
+      if (args.source === 'oracle') return new OracleDraft(c.ids, plain.tokens[0], config.vocabSize);
+      return new ModelDraft(args.source, dv!, c.sampling, c.seed);
+    };
+    const draft = draftOf();
     await target.prepare?.(args.source === 'medusa' ? { medusaTopK: k } : {});
+    const eos = c.tokenizer.eos;
+    const bounds = {
+      ...(eos !== undefined && { eos }),
+      ...(config.maxPositionEmbeddings !== undefined && { maxPosition: config.maxPositionEmbeddings }),
+    };
+    // --tree auto on a hardware GPU: first an untimed generation that runs each tree option once (a fixed schedule),
+    // so that the pipelines, chained-run kernels and recorded steps a tree builds at its first use are not charged to
+    // the timed run's first decisions, by which a fresh controller rates the options (H200 call 147: the sparse tree,
+    // explored first, rated 200–1,600 tokens/s where it runs ~5,000 warm). Its own draft; the output is discarded.
+    if (args.auto && (c.autoWarmUp ?? (c.device === 'gpu' && !c.gpu!.isSoftware))) {
+      const schedule = new FixedSchedule(trees.map(treeLabel), trees.map((_, i) => i + 1), 16);
+      await speculativeGenerate(target, draftOf(), c.ids, {
+        maxTokens: Math.min(c.maxTokens, 32 * trees.length), shape: args.shape, maxNodes: args.maxNodes, sampling: c.sampling, seed: c.seed, ...bounds,
+        auto: { policy: schedule, trees, plain: plainDecoder! },
+      });
+    }
 
     const auto = args.auto ? autoOf(trees, plainDecoder!, args.autoState) : undefined;
     const stream = new TextStream(c.tokenizer);
-    const eos = c.tokenizer.eos;
     const result: SpeculativeResult = await speculativeGenerate(target, draft, c.ids, {
-      maxTokens: c.maxTokens, shape: args.shape, maxNodes: args.maxNodes, sampling: c.sampling, seed: c.seed,
-      ...(eos !== undefined && { eos }),
-      ...(config.maxPositionEmbeddings !== undefined && { maxPosition: config.maxPositionEmbeddings }),
+      maxTokens: c.maxTokens, shape: args.shape, maxNodes: args.maxNodes, sampling: c.sampling, seed: c.seed, ...bounds,
       ...(auto && { auto }),
       ...(args.chainSteps !== undefined && { chainSteps: args.chainSteps }),
       onTokens: (tokens) => {
