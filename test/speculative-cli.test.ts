@@ -55,20 +55,22 @@ async function run(args: string[]): Promise<{ code: number; out: string; err: st
 }
 
 describe('linattn generate --speculate', () => {
-  it('--tree auto after an untimed run of every tree option (LINATTN_AUTO_WARMUP=1; the default on hardware) prints the same text and the timed run\'s decisions', async () => {
-    const args = ['--model', target, '--device', 'gpu', '--speculate', 'medusa', '--max-tokens', '24'];
-    const cold = await run(args);
-    process.env.LINATTN_AUTO_WARMUP = '1';
-    try {
-      const warm = await run(args);
-      expect(warm.code, warm.err).toBe(0);
-      expect(warm.out).toBe(cold.out);
-      expect(warm.err).toMatch(/output identical to plain decoding/);
-      // The summary counts the timed run alone: its tokens add up to the 23 after the first.
-      const shares = [...warm.err.matchAll(/(\d+)% of tokens/g)].map((m) => Number(m[1]));
-      expect(shares.reduce((a, b) => a + b, 0)).toBeGreaterThanOrEqual(98);
-    } finally {
-      delete process.env.LINATTN_AUTO_WARMUP;
+  it('after an untimed run of each tree (LINATTN_SPECULATE_WARMUP=1; the default on hardware) prints the same text, and auto the timed run\'s decisions', async () => {
+    for (const extra of [['--speculate', 'medusa'], ['--speculate', 'medusa', '--tree', 'chain:2', '--chain-steps', '2'], ['--speculate', 'ngram', '--tree', 'top:2']]) {
+      const args = ['--model', target, '--device', 'gpu', '--max-tokens', '24', ...extra];
+      const cold = await run(args);
+      process.env.LINATTN_SPECULATE_WARMUP = '1';
+      try {
+        const warm = await run(args);
+        expect(warm.code, warm.err).toBe(0);
+        expect(warm.out, extra.join(' ')).toBe(cold.out);
+        expect(warm.err).toMatch(/output identical to plain decoding/);
+        // auto's summary counts the timed run alone: its shares of the tokens add up to 100 %.
+        const shares = [...warm.err.matchAll(/(\d+)% of tokens/g)].map((m) => Number(m[1]));
+        if (extra.length === 2) expect(shares.reduce((a, b) => a + b, 0)).toBeGreaterThanOrEqual(98);
+      } finally {
+        delete process.env.LINATTN_SPECULATE_WARMUP;
+      }
     }
   });
 

@@ -57,13 +57,15 @@ export function generateWith(prepare: PrepareAttention): Command {
       '  --tree SPEC          the token tree: [[0],[0,0],[1]] (static), top:K, best:K or chain:N (docs/speculative.md);',
       '                       auto (the default) measures plain decoding and a few trees as it runs and uses the',
       '                       fastest, so speculation that does not pay falls back to plain decoding; greedy',
-      '                       medusa and lookup on the GPU also measure their chains run 4 steps per submit (chain:K×4);',
-      '                       on a hardware GPU each tree first runs once, untimed (LINATTN_AUTO_WARMUP=0 skips that)',
+      '                       medusa and lookup on the GPU also measure their chains run 4 steps per submit (chain:K×4)',
       '  --max-nodes N        draft nodes per step (default: the static tree\'s size, or 16; auto: of its largest tree)',
       '  --chain-steps R      greedy --speculate medusa with a static --tree, or lookup with --tree chain:N: R tree',
       '                       steps per submit, drafting and acceptance on the GPU, one readback per R steps (default: off)',
       '  --auto-state FILE    --tree auto: start from the measurements in FILE (written by an earlier run; nothing measured',
       '                       is explored again) and write this run\'s back, so repeated generations explore once',
+      '',
+      'On a hardware GPU the trees first run once, untimed, on the prompt (their pipelines and recordings are built then,',
+      'not inside the timed run or auto\'s first decisions); LINATTN_SPECULATE_WARMUP=0 skips that, =1 forces it.',
     ].join('\n'),
     options: {
       model: { type: 'string' }, prompt: { type: 'string' }, 'max-tokens': { type: 'string' }, temperature: { type: 'string' },
@@ -109,7 +111,7 @@ export function generateWith(prepare: PrepareAttention): Command {
           args: speculate, device, config, variant, weights, tokenizer, ids, maxTokens, sampling, seed,
           stdout: io.stdout, stderr: io.stderr,
           ...(device === 'gpu' && { gpu: await getDevice(), prepareAttention }),
-          ...(process.env.LINATTN_AUTO_WARMUP !== undefined && { autoWarmUp: !['', '0', 'false'].includes(process.env.LINATTN_AUTO_WARMUP) }),
+          ...(process.env.LINATTN_SPECULATE_WARMUP !== undefined && { warmUp: !['', '0', 'false'].includes(process.env.LINATTN_SPECULATE_WARMUP) }),
         });
         return 0;
       }

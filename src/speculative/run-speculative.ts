@@ -77,10 +77,10 @@ export interface SpeculativeRunContext {
   /** GPU only: the device and a way to make a variant's attention layers. */
   readonly gpu?: Gpu;
   /**
-   * --tree auto: run every tree option once, untimed, before the timed generation (default: on a hardware GPU;
-   * `linattn generate` reads LINATTN_AUTO_WARMUP=0|1).
+   * Run each tree (--tree auto: every option) once, untimed, before the timed generation (default: on a hardware GPU;
+   * `linattn generate` reads LINATTN_SPECULATE_WARMUP=0|1).
    */
-  readonly autoWarmUp?: boolean;
+  readonly warmUp?: boolean;
   readonly prepareAttention?: PrepareAttention;
 }
 
@@ -193,15 +193,17 @@ export async function runSpeculativeGenerate(c: SpeculativeRunContext): Promise<
       ...(eos !== undefined && { eos }),
       ...(config.maxPositionEmbeddings !== undefined && { maxPosition: config.maxPositionEmbeddings }),
     };
-    // --tree auto on a hardware GPU: first an untimed generation that runs each tree option once (a fixed schedule),
-    // so that the pipelines, chained-run kernels and recorded steps a tree builds at its first use are not charged to
-    // the timed run's first decisions, by which a fresh controller rates the options (H200 call 147: the sparse tree,
-    // explored first, rated 200–1,600 tokens/s where it runs ~5,000 warm). Its own draft; the output is discarded.
-    if (args.auto && (c.autoWarmUp ?? (c.device === 'gpu' && !c.gpu!.isSoftware))) {
-      const schedule = new FixedSchedule(trees.map(treeLabel), trees.map((_, i) => i + 1), 16);
+    // On a hardware GPU, first an untimed generation that runs each tree once (--tree auto: a fixed schedule over its
+    // options), so that the pipelines, chained-run kernels and recorded steps a tree builds at its first use are
+    // charged neither to the timed run's speed nor, under auto, to its first decisions, by which a fresh controller
+    // rates the options (H200 call 147: the sparse tree, explored first, rated 200–1,600 tokens/s where it runs
+    // ~5,000 warm; the command's speed-up 0.24–1.48× against 1.58–2.61× after this, call 148). Its own draft; the
+    // output is discarded.
+    if (c.warmUp ?? (c.device === 'gpu' && !c.gpu!.isSoftware)) {
       await speculativeGenerate(target, draftOf(), c.ids, {
         maxTokens: Math.min(c.maxTokens, 32 * trees.length), shape: args.shape, maxNodes: args.maxNodes, sampling: c.sampling, seed: c.seed, ...bounds,
-        auto: { policy: schedule, trees, plain: plainDecoder! },
+        ...(args.auto && { auto: { policy: new FixedSchedule(trees.map(treeLabel), trees.map((_, i) => i + 1), 16), trees, plain: plainDecoder! } }),
+        ...(args.chainSteps !== undefined && { chainSteps: args.chainSteps }),
       });
     }
 
