@@ -25,26 +25,33 @@ const iters = 30;
 
 const lanes = 32, per = KV4 / lanes; // 6 vec4 a lane
 
-// q|k|v projection: 8 rows a workgroup of 256 (32 lanes a row).
-const projCode = `
+/**
+ * R rows of W a workgroup of 32·R invocations (32 lanes a row, `per` vec4 each) against the vector `input`: the q|k|v
+ * projection (R 8, y = W x), or the o projection with the residual (R 4, y = x + 0.01 · W a).
+ */
+const rowsCode = (R: number, residual: boolean) => `
 @group(0) @binding(0) var<storage, read> w: array<vec4<f32>>;
-@group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read_write> y: array<f32>;
-var<workgroup> red: array<f32, 264>;
-@compute @workgroup_size(256)
+@group(0) @binding(1) var<storage, read> ${residual ? 'a' : 'x'}: array<vec4<f32>>;
+${residual ? `@group(0) @binding(2) var<storage, read> x: array<f32>;
+@group(0) @binding(3) var<storage, read_write> y: array<f32>;` : '@group(0) @binding(2) var<storage, read_write> y: array<f32>;'}
+var<workgroup> red: array<f32, ${33 * R}>;
+@compute @workgroup_size(${32 * R})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let r = wid.x * 8u + lid / 32u;
+  let r = wid.x * ${R}u + lid / 32u;
   let l = lid % 32u;
   var acc = 0.0;
-  for (var j = 0u; j < ${per}u; j++) { acc += dot(w[r * ${KV4}u + l + 32u * j], x[l + 32u * j]); }
+  for (var j = 0u; j < ${per}u; j++) { acc += dot(w[r * ${KV4}u + l + 32u * j], ${residual ? 'a' : 'x'}[l + 32u * j]); }
   red[(lid / 32u) * 33u + l] = acc;
   workgroupBarrier();
-  if (lid < 8u) {
+  if (lid < ${R}u) {
     var s = 0.0;
     for (var j = 0u; j < 32u; j++) { s += red[lid * 33u + j]; }
-    y[wid.x * 8u + lid] = s;
+    ${residual ? `y[wid.x * ${R}u + lid] = x[wid.x * ${R}u + lid] + 0.01 * s;` : `y[wid.x * ${R}u + lid] = s;`}
   }
 }`;
+// The q|k|v projection: 8 rows a workgroup of 256; the o projection with the residual: 4 rows a workgroup of 128.
+const projCode = rowsCode(8, false);
+const oCode = rowsCode(4, true);
 
 // Recurrent step alone: workgroup (head, block of VC columns), 64·VC threads, thread (i, c) owns S[h][i][c0 + c].
 const recCode = (VC: number) => `
@@ -134,28 +141,6 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   }
 }`;
 };
-
-// o projection with the residual: x' = x + W_o a; 4 rows a workgroup of 128.
-const oCode = `
-@group(0) @binding(0) var<storage, read> w: array<vec4<f32>>;
-@group(0) @binding(1) var<storage, read> a: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read> x: array<f32>;
-@group(0) @binding(3) var<storage, read_write> y: array<f32>;
-var<workgroup> red: array<f32, 132>;
-@compute @workgroup_size(128)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let r = wid.x * 4u + lid / 32u;
-  let l = lid % 32u;
-  var acc = 0.0;
-  for (var j = 0u; j < ${per}u; j++) { acc += dot(w[r * ${KV4}u + l + 32u * j], a[l + 32u * j]); }
-  red[(lid / 32u) * 33u + l] = acc;
-  workgroupBarrier();
-  if (lid < 4u) {
-    var s = 0.0;
-    for (var j = 0u; j < 32u; j++) { s += red[lid * 33u + j]; }
-    y[wid.x * 4u + lid] = x[wid.x * 4u + lid] + 0.01 * s;
-  }
-}`;
 
 const S_ = BufferUsage.STORAGE | BufferUsage.COPY_DST | BufferUsage.COPY_SRC;
 const buf = (n: number, fill?: (i: number) => number) => {
