@@ -53,6 +53,15 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 const projCode = rowsCode(8, false);
 const oCode = rowsCode(4, true);
 
+/** Both step kernels' end: column c's output o = Σ_i part[c][i] (q_i · S_new[i][c]) by VC invocations. */
+const stepOutput = (VC: number) => `  workgroupBarrier();
+  if (lid < ${VC}u) {
+    var o = 0.0;
+    for (var j = 0u; j < 64u; j++) { o += part[lid * 65u + j]; }
+    a[h * 64u + c0 + lid] = o;
+  }
+}`;
+
 // Recurrent step alone: workgroup (head, block of VC columns), 64·VC threads, thread (i, c) owns S[h][i][c0 + c].
 const recCode = (VC: number) => `
 @group(0) @binding(0) var<storage, read> qkv: array<f32>;
@@ -69,13 +78,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let s = S[si] + qkv[${HID}u + h * 64u + i] * qkv[${2 * HID}u + h * 64u + c0 + c];
   S[si] = s;
   part[c * 65u + i] = qkv[h * 64u + i] * s;
-  workgroupBarrier();
-  if (lid < ${VC}u) {
-    var o = 0.0;
-    for (var j = 0u; j < 64u; j++) { o += part[lid * 65u + j]; }
-    a[h * 64u + c0 + lid] = o;
-  }
-}`;
+${stepOutput(VC)}`;
 
 // Fused: workgroup (head, block of VC columns) of T threads computes q_h, k_h (128 rows) and its VC rows of v_h,
 // then the step on its S columns.
@@ -133,13 +136,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
       part[c * 65u + i] = qkv[i] * sn;
     }
   }
-  workgroupBarrier();
-  if (lid < ${VC}u) {
-    var o = 0.0;
-    for (var j = 0u; j < 64u; j++) { o += part[lid * 65u + j]; }
-    a[h * 64u + c0 + lid] = o;
-  }
-}`;
+${stepOutput(VC)}`;
 };
 
 const S_ = BufferUsage.STORAGE | BufferUsage.COPY_DST | BufferUsage.COPY_SRC;
