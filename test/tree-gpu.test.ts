@@ -51,6 +51,13 @@ function rows(x: Record<string, Tensor<Float32Array>>, names: readonly string[],
   return { gpuRows, cpu };
 }
 
+/** The root path of a tree's deepest node (the first of the deepest). */
+function deepestPath(parents: readonly number[]): number[] {
+  const nodes = parents.map((parent) => ({ parent }));
+  const d = treeDepths(nodes);
+  return rootPath(nodes, d.indexOf(Math.max(...d)));
+}
+
 describe.each(FILES)('%s: GPU tree form', (name) => {
   const c = VARIANTS.find((v) => v.file.endsWith(`/${name}.la`))!;
   const source = loadVariant(c.file, { sizes: c.sizes });
@@ -106,40 +113,41 @@ describe.each(FILES)('%s: GPU tree form', (name) => {
           for (let b = 0; b < B; b++) for (const tok of cpu[b]) rec.step(cpuStates[b], tok);
         }
 
-        // The tree.
-        const nodesRows = rows(x, inputNames, T, P, N);
-        const nodeBufs: Record<string, GPUBuffer> = {};
-        for (const nm of inputNames) nodeBufs[nm] = upload(`tree ${nm}`, nodesRows.gpuRows[nm]).buffer;
-        const parents = upload('tree:parents', { shape: [B, N], data: treeParents(trees) });
-        const o = fx.alloc('tree o', [B, N, per]);
-        const cpuNodes: TreeNode[][] = trees.map((parents, b) => parents.map((parent, i) => ({ parent, inputs: nodesRows.cpu[b][i] })));
-        const want = new Float64Array(B * N * per);
-        cpuNodes.forEach((nodes, b) => treeCpu.evaluate(cpuStates[b], nodes).forEach((v, i) => want.set(v, (b * N + i) * per)));
-        {
+        // The tree. A tree of parents `ps` on rows t0 … t0 + N of the inputs, at `pos` (+ each sequence's offset), against float64.
+        const verifyAt = async (t0: number, ps: readonly (readonly number[])[], pos: number, offsets?: readonly number[]) => {
+          const r = rows(x, inputNames, T, t0, N);
+          const bufs: Record<string, GPUBuffer> = {};
+          for (const nm of inputNames) bufs[nm] = upload(`tree ${nm}`, r.gpuRows[nm]).buffer;
+          const par = upload('tree:parents', { shape: [B, N], data: treeParents(ps) });
+          // Without offsets: no tree:seq (every sequence at pos, the kernels' aligned default).
+          const seq = offsets && upload('tree:seq', { shape: [B, 2], data: sequenceData(offsets) });
+          const out = fx.alloc('tree o', [B, N, per]);
+          const nodes: TreeNode[][] = ps.map((pp, b) => pp.map((parent, i) => ({ parent, inputs: r.cpu[b][i] })));
+          const ref = new Float64Array(B * N * per);
+          nodes.forEach((nn, b) => treeCpu.evaluate(cpuStates[b], nn).forEach((v, i) => ref.set(v, (b * N + i) * per)));
           const enc = g.device.createCommandEncoder();
           const pass = enc.beginComputePass();
-          layer.encodeTree(pass, { inputs: nodeBufs, parents: parents.buffer, o: o.buffer }, state, B, P, N);
+          layer.encodeTree(pass, { inputs: bufs, parents: par.buffer, o: out.buffer, ...(seq && { seq: seq.buffer }) }, state, B, pos, N);
           pass.end();
           g.device.queue.submit([enc.finish()]);
-        }
-        expectRelClose(await downloadTensor(g, o), want, 1e-4, `${name} tree after ${P} tokens, parents ${JSON.stringify(trees)}, seed ${seed}`);
+          expectRelClose(await downloadTensor(g, out), ref, 1e-4, `${name} tree at ${pos}${offsets ? ` + offsets ${JSON.stringify(offsets)}` : ''}, parents ${JSON.stringify(ps)}, seed ${seed}`);
+          return { bufs, nodes };
+        };
+        const first = await verifyAt(P, trees, P);
 
         // Commit: per sequence the root path of its deepest node, cut to one length for the batch.
-        const deepest = trees.map((parents) => {
-          const d = treeDepths(parents.map((parent) => ({ parent })));
-          return rootPath(parents.map((parent) => ({ parent })), d.indexOf(Math.max(...d)));
-        });
+        const deepest = trees.map(deepestPath);
         const len = Math.min(...deepest.map((p) => p.length));
         const paths = deepest.map((p) => p.slice(0, len));
         const pathBuf = upload('tree:path', { shape: [B, len], data: treePaths(trees, paths) });
         {
           const enc = g.device.createCommandEncoder();
           const pass = enc.beginComputePass();
-          layer.encodeCommit(pass, { inputs: nodeBufs, path: pathBuf.buffer }, state, B, P, N, len);
+          layer.encodeCommit(pass, { inputs: first.bufs, path: pathBuf.buffer }, state, B, P, N, len);
           pass.end();
           g.device.queue.submit([enc.finish()]);
         }
-        cpuNodes.forEach((nodes, b) => treeCpu.commitPath(cpuStates[b], nodes, paths[b]));
+        first.nodes.forEach((nodes, b) => treeCpu.commitPath(cpuStates[b], nodes, paths[b]));
         for (let k = 0; k < after; k++) {
           const { got, cpu } = await runStep(P + N + k, 1, P + len + k);
           const ref = new Float64Array(B * per);
@@ -152,30 +160,9 @@ describe.each(FILES)('%s: GPU tree form', (name) => {
         // whole deepest path (TREE_SEQ lengths), then a third tree verified with each sequence's offset past the
         // batch's smallest position — against the float64 tree form of each sequence's own state.
         const base = P + len + after;
-        const verifyAt = async (t0: number, ps: readonly (readonly number[])[], pos: number, offsets: readonly number[]) => {
-          const r = rows(x, inputNames, T, t0, N);
-          const bufs: Record<string, GPUBuffer> = {};
-          for (const nm of inputNames) bufs[nm] = upload(`tree ${nm}`, r.gpuRows[nm]).buffer;
-          const par = upload('tree:parents', { shape: [B, N], data: treeParents(ps) });
-          const seq = upload('tree:seq', { shape: [B, 2], data: sequenceData(offsets) });
-          const out = fx.alloc('tree o', [B, N, per]);
-          const nodes: TreeNode[][] = ps.map((pp, b) => pp.map((parent, i) => ({ parent, inputs: r.cpu[b][i] })));
-          const ref = new Float64Array(B * N * per);
-          nodes.forEach((nn, b) => treeCpu.evaluate(cpuStates[b], nn).forEach((v, i) => ref.set(v, (b * N + i) * per)));
-          const enc = g.device.createCommandEncoder();
-          const pass = enc.beginComputePass();
-          layer.encodeTree(pass, { inputs: bufs, parents: par.buffer, o: out.buffer, seq: seq.buffer }, state, B, pos, N);
-          pass.end();
-          g.device.queue.submit([enc.finish()]);
-          expectRelClose(await downloadTensor(g, out), ref, 1e-4, `${name} tree at ${pos} + offsets ${JSON.stringify(offsets)}, parents ${JSON.stringify(ps)}, seed ${seed}`);
-          return { bufs, nodes };
-        };
         const trees2 = trees.map(() => randomParents(N, draw));
         const second = await verifyAt(P + N + after, trees2, base, [0, 0]);
-        const own = trees2.map((parents) => {
-          const d = treeDepths(parents.map((parent) => ({ parent })));
-          return rootPath(parents.map((parent) => ({ parent })), d.indexOf(Math.max(...d)));
-        });
+        const own = trees2.map(deepestPath);
         const longest = Math.max(...own.map((p) => p.length));
         {
           const path2 = upload('tree:path', { shape: [B, longest], data: treePaths(trees2, own) });
