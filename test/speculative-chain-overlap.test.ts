@@ -108,8 +108,9 @@ describe('chained Medusa runs submitted before the last one is read', () => {
     const r = await generate(verifier, 3, N, { overlap: false });
     expect(r.tokens).toEqual(plainGreedy(m, PROMPT, N));
     expect(r.steps, 'several runs').toBeGreaterThan(3 * 3);
-    // The root-only step after the prefill and the first run after it (a plan of another size) only.
-    expect(heads).toHaveBeenCalledTimes(2);
+    // None: the root-only step after the prefill and the first step of the run after it replay the verifier's
+    // recordings of its tree steps, made in the first generation, as the chained steps replay theirs.
+    expect(heads).not.toHaveBeenCalled();
   }, 120_000);
 
   it('a continued run writes one queue word pair, makes no bind group and replays every step', async () => {

@@ -16,20 +16,22 @@ export class RecordedStep {
     private readonly pipelines: readonly GPUComputePipeline[],
     private readonly groups: readonly GPUBindGroup[],
     private readonly grid: Uint32Array,
+    /** What was recorded ('step', or the recorder's word: the tree verifier's own 'tree step'). */
+    readonly label: string,
   ) {}
 
   /** Runs `encode` against a pass that keeps what it is given; throws on what a replay could not repeat. */
-  static record(encode: (pass: GPUComputePassEncoder) => void): RecordedStep {
+  static record(encode: (pass: GPUComputePassEncoder) => void, label = 'step'): RecordedStep {
     const recorder = new StepRecorder();
     encode(recorder as unknown as GPUComputePassEncoder);
-    return new RecordedStep(recorder.pipelines, recorder.groups, Uint32Array.from(recorder.grid));
+    return new RecordedStep(recorder.pipelines, recorder.groups, Uint32Array.from(recorder.grid), label);
   }
 
   /** As record, for an encoder that awaits (compiling a pipeline at its first use) before it records. */
-  static async recordAsync(encode: (pass: GPUComputePassEncoder) => Promise<void>): Promise<RecordedStep> {
+  static async recordAsync(encode: (pass: GPUComputePassEncoder) => Promise<void>, label = 'step'): Promise<RecordedStep> {
     const recorder = new StepRecorder();
     await encode(recorder as unknown as GPUComputePassEncoder);
-    return new RecordedStep(recorder.pipelines, recorder.groups, Uint32Array.from(recorder.grid));
+    return new RecordedStep(recorder.pipelines, recorder.groups, Uint32Array.from(recorder.grid), label);
   }
 
   get dispatches(): number {
