@@ -28,7 +28,7 @@
 // root, never accepted, and no other node sees them: a node attends only to its ancestors); prepare() builds
 // them all before a timed run.
 import { isDecodable, type Program } from '../ir/types.ts';
-import { encodeStepWith, type StepPlan } from '../model/gpu-step-plan.ts';
+import { encodeStepWith, type AttentionEncoder, type StepPlan } from '../model/gpu-step-plan.ts';
 import type { GpuModel } from '../model/gpu-model.ts';
 import type { SamplingOptions } from '../model/sampling.ts';
 import type { ModelWeights } from '../model/weights.ts';
@@ -550,15 +550,8 @@ export class GpuTreeVerifier implements TreeVerifier, BatchTreeVerifier {
       if (!step) {
         const folds = this.folds;
         const dims = this.foldedDims(b, rows);
-        step = await RecordedStep.recordAsync(async (p) => {
-          encodeStepWith(
-            p, plan,
-            folds.attend(b, 0, rows, this.maxNodes, this.parents, this.path, 0, dims, Infinity, { commit: this.seqCommit, tree: this.seqTree, after: 0 }),
-            'ids', this.sampled ? 'sample' : 'argmax',
-            { logits: wantLogits || ownK > 0 },
-          );
-          await this.heads.encode(p, plan, { b, rows, parents: this.parents, medusaK, ownK });
-        }, TREE_STEP_RECORDING);
+        const attention = folds.attend(b, 0, rows, this.maxNodes, this.parents, this.path, 0, dims, Infinity, { commit: this.seqCommit, tree: this.seqTree, after: 0 });
+        step = await RecordedStep.recordAsync((p) => this.encodeStep(p, plan, b, rows, medusaK, ownK, wantLogits, attention), TREE_STEP_RECORDING);
         this.replays.set(key, step);
       }
       step.replay(pass);
@@ -570,16 +563,19 @@ export class GpuTreeVerifier implements TreeVerifier, BatchTreeVerifier {
     const pos = this.model.position;
     const after = pos + moved.advance;
     if (pathLength > 0 && !this.folds) this.encodeCommit(pass, this.last!, pathLength);
-    encodeStepWith(
-      pass, plan,
+    await this.encodeStep(
+      pass, plan, b, rows, medusaK, ownK, wantLogits,
       this.folds
         ? this.folds.attend(b, pos, rows, pathLength, this.parents, this.path, 0, undefined, this.foldUpTo, { commit: this.seqCommit, tree: this.seqTree, after })
         : (p, n, io) => this.layers[n].encodeTree(p, { inputs: { q: io.q, k: io.k, v: io.v }, parents: this.parents, o: io.o, seq: this.seqTree }, states[n], b, after, rows),
-      'ids', this.sampled ? 'sample' : 'argmax',
-      { logits: wantLogits || ownK > 0 },
     );
-    await this.heads.encode(pass, plan, { b, rows, parents: this.parents, medusaK, ownK });
     return moved;
+  }
+
+  /** The step's model forward with `attention` in each layer, its picks, and the heads. */
+  private async encodeStep(pass: GPUComputePassEncoder, plan: StepPlan, b: number, rows: number, medusaK: number, ownK: number, wantLogits: boolean, attention: AttentionEncoder): Promise<void> {
+    encodeStepWith(pass, plan, attention, 'ids', this.sampled ? 'sample' : 'argmax', { logits: wantLogits || ownK > 0 });
+    await this.heads.encode(pass, plan, { b, rows, parents: this.parents, medusaK, ownK });
   }
 
   /** The replayed folded step's dims uniform for (b, rows): (b, path stride maxNodes, pos0 0, N = rows), written once. */
