@@ -64,8 +64,8 @@ export function generateWith(prepare: PrepareAttention): Command {
       '  --auto-state FILE    --tree auto: start from the measurements in FILE (written by an earlier run; nothing measured',
       '                       is explored again) and write this run\'s back, so repeated generations explore once',
       '',
-      'On a hardware GPU the trees first run once, untimed, on the prompt (their pipelines and recordings are built then,',
-      'not inside the timed run or auto\'s first decisions); LINATTN_SPECULATE_WARMUP=0 skips that, =1 forces it.',
+      'On a hardware GPU plain decoding and the trees first run once, untimed, on the prompt (their pipelines and recordings',
+      'are built then, not inside the timed runs or auto\'s first decisions); LINATTN_SPECULATE_WARMUP=0 skips that, =1 forces it.',
     ].join('\n'),
     options: {
       model: { type: 'string' }, prompt: { type: 'string' }, 'max-tokens': { type: 'string' }, temperature: { type: 'string' },

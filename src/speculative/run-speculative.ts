@@ -77,8 +77,8 @@ export interface SpeculativeRunContext {
   /** GPU only: the device and a way to make a variant's attention layers. */
   readonly gpu?: Gpu;
   /**
-   * Run each tree (--tree auto: every option) once, untimed, before the timed generation (default: on a hardware GPU;
-   * `linattn generate` reads LINATTN_SPECULATE_WARMUP=0|1).
+   * Run plain decoding and each tree (--tree auto: every option) once, untimed, before their timed runs (default: on a
+   * hardware GPU; `linattn generate` reads LINATTN_SPECULATE_WARMUP=0|1).
    */
   readonly warmUp?: boolean;
   readonly prepareAttention?: PrepareAttention;
@@ -134,6 +134,8 @@ export async function runSpeculativeGenerate(c: SpeculativeRunContext): Promise<
   // Each tree runs unpadded: static trees fill their size, dynamic ones are planned at their budget.
   const sizes = [...new Set(trees.map((t) => (t.shape.kind === 'static' ? t.shape.paths.length : t.maxNodes) + 1))];
   let plainDecoder: PlainDecoder | undefined;
+  // Untimed first runs of plain decoding and of each tree, on a hardware GPU unless told (SpeculativeRunContext.warmUp).
+  const warmUp = c.warmUp ?? (c.device === 'gpu' && !c.gpu!.isSoftware);
 
   const owned: { destroy(): Promise<void> | void }[] = [];
   try {
@@ -157,6 +159,9 @@ export async function runSpeculativeGenerate(c: SpeculativeRunContext): Promise<
           return GpuTreeVerifier.create(m, d.variant.compiled, d.weights, { maxNodes: verifierNodes, ownsModel: true, sizes });
         };
       }
+      // Plain decoding is warmed as the trees are below (its decode kernels build at their first use): both figures
+      // the command prints are of warm work.
+      if (warmUp) await generateGpu(model, c.tokenizer, [c.ids], { maxTokens: Math.min(c.maxTokens, 32), sampling: c.sampling, seed: c.seed });
       plain = await generateGpu(model, c.tokenizer, [c.ids], { maxTokens: c.maxTokens, sampling: c.sampling, seed: c.seed });
       where = gpu.adapterName;
     } else {
@@ -199,7 +204,7 @@ export async function runSpeculativeGenerate(c: SpeculativeRunContext): Promise<
     // rates the options (H200 call 147: the sparse tree, explored first, rated 200–1,600 tokens/s where it runs
     // ~5,000 warm; the command's speed-up 0.24–1.48× against 1.58–2.61× after this, call 148). Its own draft; the
     // output is discarded.
-    if (c.warmUp ?? (c.device === 'gpu' && !c.gpu!.isSoftware)) {
+    if (warmUp) {
       await speculativeGenerate(target, draftOf(), c.ids, {
         maxTokens: Math.min(c.maxTokens, 32 * trees.length), shape: args.shape, maxNodes: args.maxNodes, sampling: c.sampling, seed: c.seed, ...bounds,
         ...(args.auto && { auto: { policy: new FixedSchedule(trees.map(treeLabel), trees.map((_, i) => i + 1), 16), trees, plain: plainDecoder! } }),
