@@ -28,4 +28,6 @@ export interface KernelTarget {
   readonly limits: KernelLimits;
   /** A CPU implementation (lavapipe): compile time per kernel matters more than its speed there. */
   readonly isSoftware?: boolean;
+  /** The subgroup size every kernel runs with, where the device has 'subgroups' and it is fixed (src/runtime/device.ts). */
+  readonly subgroupSize?: number;
 }

@@ -43,6 +43,8 @@ import {
 } from './matmul-small-m.ts';
 import { describeSkinny, skinnyColumnsPerWorkgroup, skinnyMatmulWgsl } from './matmul-skinny.ts';
 import { chooseSkinny, SKINNY_LARGE_K, skinnyTuning, type SkinnyKnobs } from './matmul-skinny-choice.ts';
+import { checkLanesVariant, describeLanes, lanesMatmulWgsl, lanesWorkgroups } from './matmul-lanes.ts';
+import { chooseLanes, lanesByDefault, lanesPathFits, type LanesKnobs } from './matmul-lanes-choice.ts';
 
 export interface MatmulProblem {
   readonly M: number;
@@ -61,7 +63,7 @@ export interface MatmulProblem {
   readonly splitK?: number;
 }
 
-export type MatmulPath = 'tiled' | 'small-m' | 'rows' | 'skinny';
+export type MatmulPath = 'tiled' | 'small-m' | 'rows' | 'skinny' | 'lanes';
 
 export interface MatmulOptions {
   /** Names the IR node in pipeline labels and errors. */
@@ -88,6 +90,8 @@ export interface MatmulOptions {
   readonly rows?: Partial<Pick<RowsVariant, 'blocks' | 'cols' | 'slices' | 'unroll' | 'colsPerThread'>>;
   /** Skinny path only (register-blocked, matmul-skinny.ts), for tuning: any of its knobs, the rest chosen. */
   readonly skinny?: SkinnyKnobs;
+  /** Lanes path only (matmul-lanes.ts), for tuning: any of its knobs, the rest chosen (matmul-lanes-choice.ts). */
+  readonly lanes?: LanesKnobs;
 }
 
 /** The kernel chosen for a problem, as data. */
@@ -289,7 +293,7 @@ export function matmulKernel(gpu: KernelTarget, problem: MatmulProblem, opts: Ma
   checkFusion(fusion, N, `matmul ${describe(problem)}`);
   const rowFusion = fusion?.rmsnorm !== undefined || fusion?.epilogue === 'swiglu';
   const argmaxPath = opts.path ?? matmulPathFor(problem, gpu);
-  if (fusion?.epilogue === 'argmax' && !(['rows', 'skinny'].includes(argmaxPath) || (argmaxPath === 'small-m' && M <= SMALL_M_MAX && problem.transposeB))) {
+  if (fusion?.epilogue === 'argmax' && !(['rows', 'skinny', 'lanes'].includes(argmaxPath) || (argmaxPath === 'small-m' && M <= SMALL_M_MAX && problem.transposeB))) {
     throw new Error(`matmul ${describe(problem)}: the argmax epilogue exists on the rows and skinny paths (A·Wᵀ, M ≤ ${SMALL_M_BLOCKED_MAX}, K a multiple of 4) and the small-m path (M ≤ ${SMALL_M_MAX}) only`);
   }
   const smallMax = problem.transposeB ? SMALL_M_BLOCKED_MAX : SMALL_M_MAX;
@@ -358,6 +362,15 @@ export function matmulKernel(gpu: KernelTarget, problem: MatmulProblem, opts: Ma
     workgroups = [Math.ceil(columns / rowsColumnsPerWorkgroup(v)), 1, 1];
     tuning = { path, rows: { blocks: v.blocks, cols: v.cols, slices: v.slices, unroll: v.unroll, colsPerThread: v.colsPerThread } };
     kernel = `rows Wᵀ, ${v.blocks > 1 ? `${v.blocks} blocks of ` : ''}${Math.ceil(M / v.blocks)} rows × ${fusion?.epilogue === 'swiglu' ? '[gate, up]' : `${v.colsPerThread} column${v.colsPerThread > 1 ? 's' : ''}`} per thread, ${v.cols} columns × ${v.slices} slices × ${v.unroll} loads, ${rowsThreads(v)} threads${describeFusion(fusion)}`;
+  } else if (path === 'lanes') {
+    const why = lanesPathFits(problem);
+    if (why) throw new Error(`matmul ${describe(problem)}: ${why}`);
+    const v = chooseLanes(gpu, problem, opts.lanes);
+    checkLanesVariant(v, gpu.limits, gpu.subgroupSize);
+    code = lanesMatmulWgsl(v, gpu.limits.maxComputeWorkgroupStorageSize);
+    workgroups = [lanesWorkgroups(v), 1, 1];
+    tuning = { path, lanes: { lanes: v.lanes, slices: v.slices, colGroups: v.colGroups, colsPerThread: v.colsPerThread, depth: v.depth, rowBlocks: v.rowBlocks, x: v.x, reduce: v.reduce } };
+    kernel = `lanes Wᵀ, ${describeLanes(v)}${describeFusion(fusion)}`;
   } else if (path === 'skinny') {
     if (!problem.transposeB || M > SMALL_M_BLOCKED_MAX || K % 4 !== 0) throw new Error(`matmul ${describe(problem)}: the skinny path takes A·Wᵀ with M ≤ ${SMALL_M_BLOCKED_MAX} and K a multiple of 4`);
     const v = chooseSkinny(gpu, problem, opts.skinny);
@@ -439,10 +452,12 @@ export const SKINNY_FROM_ROWS = 33;
  * 14.51 µs, skinny at its best 19.54). A software adapter keeps the rows kernel: the sweep measured the H200, and on
  * lavapipe the skinny kernel's register blocks compile for seconds to minutes a kernel (matmul-picks-skinny.test.ts).
  */
-export function matmulPathFor(p: MatmulProblem, target?: Pick<KernelTarget, 'isSoftware'>): MatmulPath {
+export function matmulPathFor(p: MatmulProblem, target?: Pick<KernelTarget, 'isSoftware' | 'subgroupSize'>): MatmulPath {
   const skinny = target?.isSoftware !== true;
   // The Medusa heads' projection (matmul-heads.ts): a few rows, the small-M kernel's fusions only.
   if (headsFusion(p.fusion) && p.transposeB && p.M <= SMALL_M_BLOCKED_MAX) return 'small-m';
+  // 2–128 rows on a hardware adapter with subgroups: the lanes kernel where its sweep measured it (matmul-lanes-choice.ts).
+  if (lanesByDefault(p, target)) return 'lanes';
   if (p.fusion?.epilogue === 'argmax' && p.transposeB && p.M <= SMALL_M_BLOCKED_MAX && p.K % 4 === 0) {
     if (skinny && p.M <= ARGMAX_SMALL_M_MAX) return 'small-m';
     return skinny && p.M > SMALL_M_MAX ? 'skinny' : 'rows';

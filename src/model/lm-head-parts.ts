@@ -7,7 +7,7 @@ import { matmulKernel } from '../../backends/wgsl/matmul.ts';
 import type { MatmulFusion } from '../../backends/wgsl/matmul-fusion.ts';
 import type { Gpu } from '../runtime/device.ts';
 import type { GpuTensor } from '../runtime/gpu-tensor.ts';
-import { bindMatmul, encodeMatmul, planMatmul, type AcceptedRowTrees, type MatmulPlan } from '../runtime/matmul.ts';
+import { bindMatmul, encodeMatmul, matmulOptions, planMatmul, type AcceptedRowTrees, type MatmulPlan } from '../runtime/matmul.ts';
 import type { RowParts } from './weight-parts.ts';
 
 export interface HeadPlans {
@@ -25,7 +25,7 @@ export async function planHead(gpu: Gpu, head: RowParts, M: number, K: number, f
     return { plans: [plan], columns: argmax ? 2 * plan.workgroups[0] : head.shape[0] };
   }
   // The pairs' layout needs every part's workgroup count first: the kernel choice, as data, without compiling.
-  const groups = head.parts.map((p) => (argmax ? matmulKernel(gpu, problem(p.rows, fusion), { label }).workgroups[0] : 0));
+  const groups = head.parts.map((p) => (argmax ? matmulKernel(gpu, problem(p.rows, fusion), matmulOptions(gpu, problem(p.rows, fusion), { label })).workgroups[0] : 0));
   const columns = argmax ? 2 * groups.reduce((a, b) => a + b, 0) : head.shape[0];
   const plans: MatmulPlan[] = [];
   let pairs = 0;

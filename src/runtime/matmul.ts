@@ -2,7 +2,7 @@
 // pipeline cache) and holds its shape uniform; `bindMatmul` makes a bind group per operand set, checked
 // against the problem's shape; `encodeMatmul` records the dispatch into a caller's compute pass, so a layer
 // can batch many dispatches in one pass.
-import { matmulKernel, type MatmulKernel, type MatmulOptions, type MatmulProblem } from '../../backends/wgsl/matmul.ts';
+import { matmulKernel, matmulPathFor, type MatmulKernel, type MatmulOptions, type MatmulProblem } from '../../backends/wgsl/matmul.ts';
 import { outputColumns, outputCount } from '../../backends/wgsl/matmul-fusion.ts';
 import { numel } from '../tensor.ts';
 import { BufferUsage, type Gpu } from './device.ts';
@@ -18,8 +18,23 @@ export interface MatmulPlan extends Omit<MatmulKernel, 'params' | 'bindings'> {
 }
 
 /** Compiles (or fetches from the pipeline cache) the kernel for `problem` and makes its uniform. */
+/**
+ * The options a problem is planned with: `opts`, and LINATTN_LANES's say over the lanes kernel
+ * (backends/wgsl/matmul-lanes.ts): '0' keeps the paths the few-row matmuls took before it where the default would be
+ * it (a switch for benches that time both in one process, and a way back should it misbehave on some GPU); '1' takes
+ * it wherever it would be the default on a hardware adapter, a software one included (lavapipe's subgroups are fixed
+ * at 8: the tests run a model's tree steps on it). Every caller that needs a kernel's grid without compiling it
+ * (lm-head-parts.ts) asks matmulKernel with these options, so the two agree.
+ */
+export function matmulOptions(gpu: Gpu, problem: MatmulProblem, opts: MatmulOptions = {}): MatmulOptions {
+  const say = process.env.LINATTN_LANES;
+  if (opts.path !== undefined || (say !== '0' && say !== '1')) return opts;
+  if (say === '1') return matmulPathFor(problem, { isSoftware: false, subgroupSize: gpu.subgroupSize }) === 'lanes' ? { ...opts, path: 'lanes' } : opts;
+  return matmulPathFor(problem, gpu) === 'lanes' ? { ...opts, path: matmulPathFor(problem, { isSoftware: gpu.isSoftware }) } : opts;
+}
+
 export async function planMatmul(gpu: Gpu, problem: MatmulProblem, opts: MatmulOptions = {}): Promise<MatmulPlan> {
-  const k = matmulKernel(gpu, problem, opts);
+  const k = matmulKernel(gpu, problem, matmulOptions(gpu, problem, opts));
   const pipeline = await compileKernel(gpu, { label: k.label, code: k.code, bindings: k.bindings.map((b) => b.kind) });
   const params = gpu.device.createBuffer({ label: `${k.label} params`, size: 16, usage: BufferUsage.UNIFORM | BufferUsage.COPY_DST });
   gpu.device.queue.writeBuffer(params, 0, k.params);

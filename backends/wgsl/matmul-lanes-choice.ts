@@ -1,0 +1,111 @@
+// Where the lanes kernel (matmul-lanes.ts) serves, and its knobs for a problem, fitted to the H200's sweeps of
+// bench/skinny-probe.ts (bench/results/h200-skinny-probe.json: the 12-layer, hidden-768 model's projections at 5, 17
+// and 65 rows, plain A·Wᵀ, confirmed µs, the pick of then → the sweep's best):
+//   5 rows   q|k|v 7.01 → 4.94, o 5.32 → 3.58, gate|up 13.59 → 8.98, down 7.29 → 4.95, LM head 47.2 → 26.3
+//   17 rows  q|k|v 12.88 → 7.60, o 6.59 → 5.57, gate|up 20.89 → 14.10, down 9.88 → 6.94, LM head 51.9 → 43.1
+//   65 rows  q|k|v 32.1 → 15.7, o 11.9 → 7.7, gate|up 52.7 → 38.7, down 24.0 → 12.9, LM head 200 → 182
+// The winners had 8 lanes along K with the subgroup reduction; about two workgroups per SM (N / CW ≈ 264 on 132
+// SMs); 2 columns a thread at 5 rows (4 with 128 columns a workgroup), 3–4 above (4 for the wide matrices, with row
+// blocks so that a thread keeps at most 64 sums); x staged at 5 rows and for the LM head, from memory otherwise;
+// each thread walking 4–6 steps of K at 5 rows and 2–24 above, with more slices where the grid has few threads.
+// Where it does not serve: one row (the decode step's kernels are fitted there, h200-small-m-decode.json), K above
+// 2048 (not swept: LLaMA-2-7B's rows keep their long-row rule), the Medusa heads' fusions, and the LM head above 32
+// rows (within 10 % of the skinny pick at 65).
+import type { KernelTarget } from './kernel-source.ts';
+import { LANES_MAX_GROUP_LOADS, LANES_MAX_SUMS, lanesChunks, lanesThreads, type LanesVariant } from './matmul-lanes.ts';
+import type { MatmulProblem } from './matmul.ts';
+
+export type LanesKnobs = Partial<Pick<LanesVariant, 'lanes' | 'slices' | 'colGroups' | 'colsPerThread' | 'depth' | 'rowBlocks' | 'x' | 'reduce'>>;
+
+/** Lanes along K by default: 8 neighbouring threads read a 128-byte line of a weight row. */
+export const LANES_DEFAULT = 8;
+/** Workgroups the columns are spread over: about two per SM of the H200 (132 SMs). */
+const LANES_TARGET_WORKGROUPS = 264;
+/** Threads in flight over the grid at least (narrow matrices take more slices along K). */
+const LANES_MIN_GRID_THREADS = 1 << 15;
+const LANES_MAX_THREADS = 512;
+/** Largest K the sweeps measured (down's 2048). */
+export const LANES_MAX_K = 2048;
+/** Above this many rows the LM head (and any argmax) keeps the skinny kernel. */
+const LANES_WIDE_MAX_ROWS = 32;
+const LANES_WIDE_COLUMNS = 1 << 14;
+
+/** Why `p` cannot take the lanes kernel at all, or undefined. */
+export function lanesPathFits(p: MatmulProblem): string | undefined {
+  const e = p.fusion?.epilogue;
+  if (!p.transposeB || p.transposeA || (p.splitK ?? 1) > 1) return 'the lanes path takes A·Wᵀ without a split K';
+  if (p.M > 128) return 'the lanes path takes at most 128 rows';
+  if (p.K % 4 !== 0) return 'the lanes path needs K a multiple of 4';
+  if (p.fusion?.acceptedRow || e === 'heads residual') return "the Medusa heads' fusions are the small-M kernel's";
+  return undefined;
+}
+
+/** Whether the default path on `target` is the lanes kernel (matmulPathFor). */
+export function lanesByDefault(p: MatmulProblem, target?: Pick<KernelTarget, 'isSoftware' | 'subgroupSize'>): boolean {
+  if (!target || target.isSoftware === true) return false;
+  const sg = target.subgroupSize;
+  if (sg === undefined || sg % LANES_DEFAULT !== 0) return false;
+  if (lanesPathFits(p) !== undefined || p.M < 2 || p.K > LANES_MAX_K || p.K % (4 * LANES_DEFAULT) !== 0) return false;
+  return !(p.M > LANES_WIDE_MAX_ROWS && (p.N >= LANES_WIDE_COLUMNS || p.fusion?.epilogue === 'argmax'));
+}
+
+function divisors(n: number): number[] {
+  const out: number[] = [];
+  for (let d = 1; d <= n; d++) if (n % d === 0) out.push(d);
+  return out;
+}
+
+/** The divisor of n nearest x on a log scale (the smaller on a tie). */
+function nearestDivisor(n: number, x: number): number {
+  let best = 1;
+  for (const d of divisors(n)) if (Math.abs(Math.log(d / x)) < Math.abs(Math.log(best / x)) - 1e-12) best = d;
+  return best;
+}
+
+/** The kernel's knobs for `p` on `gpu` (`knobs` fixes any of them). */
+export function chooseLanes(gpu: KernelTarget, p: MatmulProblem, knobs: LanesKnobs = {}): LanesVariant {
+  const { M, N, K } = p;
+  const KV = K / 4;
+  const f = p.fusion;
+  const swiglu = f?.epilogue === 'swiglu';
+  const norm = f?.rmsnorm !== undefined;
+  let L = knobs.lanes ?? LANES_DEFAULT;
+  if (knobs.lanes === undefined) while (L > 1 && KV % L !== 0) L /= 2;
+  const sg = gpu.subgroupSize;
+  const reduce = knobs.reduce ?? (L > 1 && sg !== undefined && sg >= L && sg % L === 0 ? 'subgroup' : 'workgroup');
+  // Columns a workgroup: a power of two in [4, 128] nearest N / 264 on a log scale.
+  let cw = 4;
+  while (cw < 128 && Math.abs(Math.log2((2 * cw) / (N / LANES_TARGET_WORKGROUPS))) < Math.abs(Math.log2(cw / (N / LANES_TARGET_WORKGROUPS)))) cw *= 2;
+  const TN = knobs.colsPerThread ?? (M <= 8 ? (cw >= 128 ? 4 : 2) : N >= 4096 ? 4 : 3);
+  let CG = knobs.colGroups ?? Math.max(1, Math.round(cw / TN));
+  if (swiglu && knobs.colGroups === undefined && (CG * TN) % 2 !== 0) CG += 1;
+  const TNX = TN + (norm ? 1 : 0);
+  let RB = knobs.rowBlocks ?? 1;
+  if (knobs.rowBlocks === undefined) while (RB < M && Math.ceil(M / RB) * TNX > LANES_MAX_SUMS) RB++;
+  const maxThreads = Math.min(LANES_MAX_THREADS, gpu.limits.maxComputeInvocationsPerWorkgroup);
+  const perSlice = RB * CG * L;
+  const slotsPerLane = KV / L;
+  let S = knobs.slices ?? 1;
+  if (knobs.slices === undefined) {
+    const workgroups = Math.ceil(N / (CG * TN));
+    const bySteps = slotsPerLane / (M <= 8 ? 6 : 12);
+    const byGrid = LANES_MIN_GRID_THREADS / (workgroups * perSlice);
+    S = nearestDivisor(slotsPerLane, Math.max(1, bySteps, byGrid));
+    const fit = divisors(slotsPerLane).filter((d) => d * perSlice <= maxThreads);
+    if (S * perSlice > maxThreads) S = fit.length ? fit[fit.length - 1] : 1;
+  }
+  const steps = KV / (S * L);
+  const bytes = gpu.limits.maxComputeWorkgroupStorageSize;
+  const deepest = (shared: boolean) => {
+    for (let u = Math.min(steps, LANES_MAX_GROUP_LOADS); u >= 1; u--) {
+      if (steps % u === 0 && u * TN <= LANES_MAX_GROUP_LOADS && (!shared || lanesChunks(M, K, steps / u, bytes) !== undefined)) return u;
+    }
+    return undefined;
+  };
+  let x = knobs.x ?? (M <= 8 || CG * TN >= 64 ? 'shared' : 'global');
+  if (x === 'shared' && knobs.x === undefined && deepest(true) === undefined) x = 'global';
+  const depth = knobs.depth ?? deepest(x === 'shared') ?? 1;
+  const v: LanesVariant = { M, N, K, lanes: L, slices: S, colGroups: CG, colsPerThread: TN, depth, rowBlocks: RB, x, reduce, ...(f && { fusion: f }) };
+  if (lanesThreads(v) > gpu.limits.maxComputeInvocationsPerWorkgroup) throw new Error(`lanes matmul M=${M} N=${N} K=${K}: ${lanesThreads(v)} threads a workgroup, over ${gpu.limits.maxComputeInvocationsPerWorkgroup}`);
+  return v;
+}
