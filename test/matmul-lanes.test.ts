@@ -118,6 +118,17 @@ describe('where the default path takes the lanes kernel', () => {
     expect(matmulPathFor(head(65), H200_SUBGROUPS)).toBe('skinny');
   });
 
+  it("every row count 2–128 of the 12-layer model's projections and LM head (argmax, norm, plain) has a pick within the H200's limits", () => {
+    const projections = [[2304, 768, QKV], [768, 768, RESIDUAL], [4096, 768, GATE_UP], [768, 2048, RESIDUAL], [32000, 768, { ...HEAD, epilogue: 'argmax' as const }], [32000, 768, HEAD], [32000, 768, undefined]] as const;
+    for (let M = 2; M <= 128; M++) {
+      for (const [N, K, fusion] of projections) {
+        // matmulKernel throws where the pick does not fit (the LM head at 16 rows once took 50,176 bytes of 49,152).
+        const k = matmulKernel(H200_SUBGROUPS, { M, N, K, transposeB: true, ...(fusion && { fusion }) });
+        expect(k.workgroups[0], `M ${M} N ${N}: ${k.kernel}`).toBeGreaterThan(0);
+      }
+    }
+  });
+
   it("the H200's picks for the 12-layer model's tree step sit where bench/skinny-probe.ts's sweep found its best (about 2 workgroups an SM, 8 lanes, the subgroup reduction)", () => {
     for (const M of [5, 17]) {
       for (const [N, K, fusion] of [[2304, 768, QKV], [768, 768, RESIDUAL], [8192, 768, GATE_UP], [768, 2048, RESIDUAL], [32000, 768, { ...HEAD, epilogue: 'argmax' }]] as const) {

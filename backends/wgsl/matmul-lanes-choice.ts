@@ -12,7 +12,7 @@
 // 2048 (not swept: LLaMA-2-7B's rows keep their long-row rule), the Medusa heads' fusions, and the LM head above 32
 // rows (within 10 % of the skinny pick at 65).
 import type { KernelTarget } from './kernel-source.ts';
-import { LANES_MAX_GROUP_LOADS, LANES_MAX_SUMS, lanesChunks, lanesThreads, type LanesVariant } from './matmul-lanes.ts';
+import { LANES_MAX_GROUP_LOADS, LANES_MAX_SUMS, lanesChunks, lanesThreads, lanesXBudget, type LanesVariant } from './matmul-lanes.ts';
 import type { MatmulProblem } from './matmul.ts';
 
 export type LanesKnobs = Partial<Pick<LanesVariant, 'lanes' | 'slices' | 'colGroups' | 'colsPerThread' | 'depth' | 'rowBlocks' | 'x' | 'reduce'>>;
@@ -76,7 +76,7 @@ export function chooseLanes(gpu: KernelTarget, p: MatmulProblem, knobs: LanesKno
   // Columns a workgroup: a power of two in [4, 128] nearest N / 264 on a log scale.
   let cw = 4;
   while (cw < 128 && Math.abs(Math.log2((2 * cw) / (N / LANES_TARGET_WORKGROUPS))) < Math.abs(Math.log2(cw / (N / LANES_TARGET_WORKGROUPS)))) cw *= 2;
-  const TN = knobs.colsPerThread ?? (M <= 8 ? (cw >= 128 ? 4 : 2) : N >= 4096 ? 4 : 3);
+  const TN = knobs.colsPerThread ?? (M <= 8 ? (cw >= 128 ? 4 : 2) : N >= 2048 ? 4 : 3);
   let CG = knobs.colGroups ?? Math.max(1, Math.round(cw / TN));
   if (swiglu && knobs.colGroups === undefined && (CG * TN) % 2 !== 0) CG += 1;
   const TNX = TN + (norm ? 1 : 0);
@@ -95,7 +95,7 @@ export function chooseLanes(gpu: KernelTarget, p: MatmulProblem, knobs: LanesKno
     if (S * perSlice > maxThreads) S = fit.length ? fit[fit.length - 1] : 1;
   }
   const steps = KV / (S * L);
-  const bytes = gpu.limits.maxComputeWorkgroupStorageSize;
+  const bytes = lanesXBudget({ M, rowBlocks: RB, colGroups: CG, colsPerThread: TN, ...(f && { fusion: f }) }, gpu.limits.maxComputeWorkgroupStorageSize);
   const deepest = (shared: boolean) => {
     for (let u = Math.min(steps, LANES_MAX_GROUP_LOADS); u >= 1; u--) {
       if (steps % u === 0 && u * TN <= LANES_MAX_GROUP_LOADS && (!shared || lanesChunks(M, K, steps / u, bytes) !== undefined)) return u;

@@ -110,6 +110,15 @@ export function lanesChunks(M: number, K: number, groups: number, bytes: number)
   return undefined;
 }
 
+/**
+ * Bytes of workgroup memory the x chunks and the partial sums may take on a device of `workgroupBytes`: all of it but
+ * the argmax epilogue's segment bests (sized for every row of a block in one round, the most they need).
+ */
+export function lanesXBudget(v: Pick<LanesVariant, 'M' | 'rowBlocks' | 'colGroups' | 'colsPerThread' | 'fusion'>, workgroupBytes: number): number {
+  if (v.fusion?.epilogue !== 'argmax') return workgroupBytes;
+  return workgroupBytes - 4 * 2 * v.rowBlocks * Math.ceil(v.M / v.rowBlocks) * Math.ceil((v.colGroups * v.colsPerThread) / ARGMAX_SEGMENT);
+}
+
 function shape(v: LanesVariant, workgroupBytes: number): Shape {
   const { M, N, K } = v;
   const L = v.lanes, S = v.slices, CG = v.colGroups, TN = v.colsPerThread, U = v.depth, RB = v.rowBlocks;
@@ -142,9 +151,10 @@ function shape(v: LanesVariant, workgroupBytes: number): Shape {
   const P = sub || L === 1 ? S : S * L;
   const plainStore = e === 'store' || e === 'accumulate' || typeof e === 'object';
   const viaMemory = P > 1 || norm || !plainStore;
+  const budget = lanesXBudget(v, workgroupBytes);
   let NCH = 1;
   if (v.x === 'shared') {
-    const n = lanesChunks(M, K, groups, workgroupBytes);
+    const n = lanesChunks(M, K, groups, budget);
     if (n === undefined) throw bad(`x [${M}, ${K}] does not fit ${workgroupBytes} bytes of workgroup memory in chunks of whole load groups`);
     NCH = n;
   }
@@ -157,7 +167,7 @@ function shape(v: LanesVariant, workgroupBytes: number): Shape {
   let NR = 1;
   let redFloats = 0;
   if (viaMemory) {
-    const room = Math.min(workgroupBytes, Math.max(xVec4s * 16, 16384)) / 4;
+    const room = Math.min(budget, Math.max(xVec4s * 16, 16384)) / 4;
     RC = Math.max(1, Math.min(TM, Math.floor(room / (P * rowSlots))));
     NR = Math.ceil(TM / RC);
     RC = Math.ceil(TM / NR);
@@ -177,7 +187,7 @@ export function lanesWorkgroupBytes(v: LanesVariant, workgroupBytes: number): nu
 /** Throws unless `v` is well formed and fits `limits` (`subgroupSize`: the device's fixed one, if any). */
 export function checkLanesVariant(v: LanesVariant, limits: { readonly maxComputeWorkgroupStorageSize: number; readonly maxComputeInvocationsPerWorkgroup: number }, subgroupSize?: number): void {
   const s = shape(v, limits.maxComputeWorkgroupStorageSize);
-  const what = `lanes matmul ${describeLanes(v)}`;
+  const what = `lanes matmul M=${v.M} N=${v.N} K=${v.K}, ${describeLanes(v)}${v.fusion ? `, ${JSON.stringify(v.fusion)}` : ''}`;
   if (s.T > limits.maxComputeInvocationsPerWorkgroup) throw new Error(`${what}: ${s.T} threads a workgroup, over ${limits.maxComputeInvocationsPerWorkgroup}`);
   const bytes = lanesWorkgroupBytes(v, limits.maxComputeWorkgroupStorageSize);
   if (bytes > limits.maxComputeWorkgroupStorageSize) throw new Error(`${what}: ${bytes} bytes of workgroup memory, over ${limits.maxComputeWorkgroupStorageSize}`);
