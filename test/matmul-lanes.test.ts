@@ -105,7 +105,7 @@ describe('where the default path takes the lanes kernel', () => {
   const H200_SUBGROUPS = { ...H200, subgroupSize: 32 };
   const qkv = (M: number, K = 768) => ({ M, N: 2304, K, transposeB: true, fusion: QKV });
 
-  it('2–128 rows on a hardware adapter with subgroups of 32, K up to 2048; not one row, a software adapter, no fixed subgroups, K 4096, the Medusa heads or a wide head above 32 rows', () => {
+  it('2–128 rows on a hardware adapter with subgroups of 32, K up to 2048; not one row, a software adapter, no fixed subgroups, K 4096, the Medusa heads, the argmax head above 8 rows or a wide head above 32', () => {
     for (const M of [2, 5, 8, 17, 65, 128]) expect(matmulPathFor(qkv(M), H200_SUBGROUPS), `M ${M}`).toBe('lanes');
     expect(matmulPathFor({ M: 17, N: 768, K: 2048, transposeB: true, fusion: RESIDUAL }, H200_SUBGROUPS)).toBe('lanes');
     expect(matmulPathFor(qkv(1), H200_SUBGROUPS)).toBe('small-m');
@@ -114,8 +114,10 @@ describe('where the default path takes the lanes kernel', () => {
     expect(matmulPathFor(qkv(17, 4096), H200_SUBGROUPS)).not.toBe('lanes');
     expect(matmulPathFor({ M: 5, N: 3072, K: 768, transposeB: true, fusion: { rmsnorm: { eps: EPS }, epilogue: 'heads residual' } }, H200_SUBGROUPS)).toBe('small-m');
     const head = (M: number) => ({ M, N: 32000, K: 768, transposeB: true, fusion: { ...HEAD, epilogue: 'argmax' as const } });
-    expect(matmulPathFor(head(17), H200_SUBGROUPS)).toBe('lanes');
-    expect(matmulPathFor(head(65), H200_SUBGROUPS)).toBe('skinny');
+    expect(matmulPathFor(head(5), H200_SUBGROUPS)).toBe('lanes');
+    expect(matmulPathFor(head(17), H200_SUBGROUPS)).toBe('skinny');
+    expect(matmulPathFor({ ...head(17), fusion: HEAD }, H200_SUBGROUPS)).toBe('lanes');
+    expect(matmulPathFor({ ...head(65), fusion: HEAD }, H200_SUBGROUPS)).toBe('skinny');
   });
 
   it("every row count 2–128 of the 12-layer model's projections and LM head (argmax, norm, plain) has a pick within the H200's limits", () => {
@@ -131,7 +133,7 @@ describe('where the default path takes the lanes kernel', () => {
 
   it("the H200's picks for the 12-layer model's tree step sit where bench/skinny-probe.ts's sweep found its best (about 2 workgroups an SM, 8 lanes, the subgroup reduction)", () => {
     for (const M of [5, 17]) {
-      for (const [N, K, fusion] of [[2304, 768, QKV], [768, 768, RESIDUAL], [8192, 768, GATE_UP], [768, 2048, RESIDUAL], [32000, 768, { ...HEAD, epilogue: 'argmax' }]] as const) {
+      for (const [N, K, fusion] of [[2304, 768, QKV], [768, 768, RESIDUAL], [8192, 768, GATE_UP], [768, 2048, RESIDUAL], [32000, 768, M <= 8 ? { ...HEAD, epilogue: 'argmax' as const } : HEAD]] as const) {
         const k = matmulKernel(H200_SUBGROUPS, { M, N, K, transposeB: true, fusion });
         expect(k.path, k.kernel).toBe('lanes');
         expect(k.tuning.lanes?.lanes, k.kernel).toBe(8);

@@ -9,11 +9,22 @@
 // blocks so that a thread keeps at most 64 sums); x staged at 5 rows and for the LM head, from memory otherwise;
 // each thread walking 4–6 steps of K at 5 rows and 2–24 above, with more slices where the grid has few threads.
 // Where it does not serve: one row (the decode step's kernels are fitted there, h200-small-m-decode.json), K above
-// 2048 (not swept: LLaMA-2-7B's rows keep their long-row rule), the Medusa heads' fusions, and the LM head above 32
-// rows (within 10 % of the skinny pick at 65).
+// 2048 (not swept: LLaMA-2-7B's rows keep their long-row rule), the Medusa heads' fusions, the LM head above 32
+// rows (within 10 % of the skinny pick at 65), and the argmax LM head above 8 (below).
 import type { KernelTarget } from './kernel-source.ts';
 import { LANES_MAX_GROUP_LOADS, LANES_MAX_SUMS, lanesChunks, lanesThreads, lanesXBudget, type LanesVariant } from './matmul-lanes.ts';
-import type { MatmulProblem } from './matmul.ts';
+import type { MatmulFusion } from './matmul-fusion.ts';
+
+/** What the lanes path reads of a matmul problem (matmul.ts's MatmulProblem is one; imported from there it would be a cycle). */
+export interface LanesProblem {
+  readonly M: number;
+  readonly N: number;
+  readonly K: number;
+  readonly transposeB: boolean;
+  readonly transposeA?: boolean;
+  readonly splitK?: number;
+  readonly fusion?: MatmulFusion;
+}
 
 export type LanesKnobs = Partial<Pick<LanesVariant, 'lanes' | 'slices' | 'colGroups' | 'colsPerThread' | 'depth' | 'rowBlocks' | 'x' | 'reduce'>>;
 
@@ -26,12 +37,18 @@ const LANES_MIN_GRID_THREADS = 1 << 15;
 const LANES_MAX_THREADS = 512;
 /** Largest K the sweeps measured (down's 2048). */
 export const LANES_MAX_K = 2048;
-/** Above this many rows the LM head (and any argmax) keeps the skinny kernel. */
+/** Above this many rows a wide matrix (the LM head writing logits) keeps the skinny kernel. */
 const LANES_WIDE_MAX_ROWS = 32;
+/**
+ * Above this many rows the argmax LM head keeps the skinny kernel: in a 16-node tree step run back to back it added
+ * 0.086 ms on the lanes kernel (call 153, `bench/speculative.ts --leave-out`) against 0.067 on the skinny kernel's
+ * register form (call 66); at 5 rows 0.034, as much as the decode step's one row.
+ */
+const LANES_ARGMAX_MAX_ROWS = 8;
 const LANES_WIDE_COLUMNS = 1 << 14;
 
 /** Why `p` cannot take the lanes kernel at all, or undefined. */
-export function lanesPathFits(p: MatmulProblem): string | undefined {
+export function lanesPathFits(p: LanesProblem): string | undefined {
   const e = p.fusion?.epilogue;
   if (!p.transposeB || p.transposeA || (p.splitK ?? 1) > 1) return 'the lanes path takes A·Wᵀ without a split K';
   if (p.M > 128) return 'the lanes path takes at most 128 rows';
@@ -41,12 +58,13 @@ export function lanesPathFits(p: MatmulProblem): string | undefined {
 }
 
 /** Whether the default path on `target` is the lanes kernel (matmulPathFor). */
-export function lanesByDefault(p: MatmulProblem, target?: Pick<KernelTarget, 'isSoftware' | 'subgroupSize'>): boolean {
+export function lanesByDefault(p: LanesProblem, target?: Pick<KernelTarget, 'isSoftware' | 'subgroupSize'>): boolean {
   if (!target || target.isSoftware === true) return false;
   const sg = target.subgroupSize;
   if (sg === undefined || sg % LANES_DEFAULT !== 0) return false;
   if (lanesPathFits(p) !== undefined || p.M < 2 || p.K > LANES_MAX_K || p.K % (4 * LANES_DEFAULT) !== 0) return false;
-  return !(p.M > LANES_WIDE_MAX_ROWS && (p.N >= LANES_WIDE_COLUMNS || p.fusion?.epilogue === 'argmax'));
+  if (p.fusion?.epilogue === 'argmax' && p.M > LANES_ARGMAX_MAX_ROWS) return false;
+  return !(p.M > LANES_WIDE_MAX_ROWS && p.N >= LANES_WIDE_COLUMNS);
 }
 
 function divisors(n: number): number[] {
@@ -63,7 +81,7 @@ function nearestDivisor(n: number, x: number): number {
 }
 
 /** The kernel's knobs for `p` on `gpu` (`knobs` fixes any of them). */
-export function chooseLanes(gpu: KernelTarget, p: MatmulProblem, knobs: LanesKnobs = {}): LanesVariant {
+export function chooseLanes(gpu: KernelTarget, p: LanesProblem, knobs: LanesKnobs = {}): LanesVariant {
   const { M, N, K } = p;
   const KV = K / 4;
   const f = p.fusion;

@@ -453,7 +453,7 @@ export const SKINNY_FROM_ROWS = 33;
  * lavapipe the skinny kernel's register blocks compile for seconds to minutes a kernel (matmul-picks-skinny.test.ts).
  * Before all of these, on a hardware adapter with a fixed subgroup size (a multiple of 8), 2–128 rows with K ≤ 2048 take
  * the lanes kernel (matmul-lanes.ts; lanesByDefault in matmul-lanes-choice.ts, which cites bench/skinny-probe.ts's
- * sweep: 1.2–2.1× the picks above at 5, 17 and 65 rows), but the wide LM head above 32 rows.
+ * sweep: 1.2–2.1× the picks above at 5, 17 and 65 rows), but the argmax LM head above 8 rows and the wide one above 32.
  */
 export function matmulPathFor(p: MatmulProblem, target?: Pick<KernelTarget, 'isSoftware' | 'subgroupSize'>): MatmulPath {
   const skinny = target?.isSoftware !== true;
