@@ -41,30 +41,20 @@
 //
 // The float64 reference is in bench/skinny-probe.ts.
 
+import { butterflyLines, kLoopLines, type LanesVariant } from '../backends/wgsl/matmul-lanes.ts';
+
 export type ProbeX = 'global' | 'shared' | 'uniform';
 export type ProbeReduce = 'subgroup' | 'workgroup';
 
-export interface ProbeVariant {
-  readonly M: number;
-  readonly N: number;
-  readonly K: number;
-  /** L: consecutive threads along K per column group (1: the 'bcast' design). */
-  readonly lanes: number;
-  /** S: slices along K per column group (outer thread index). */
-  readonly slices: number;
-  /** CG: column groups (threads) per workgroup per slice and lane. */
-  readonly colGroups: number;
-  /** TN: columns per thread, strided by CG. */
-  readonly colsPerThread: number;
+/**
+ * The lanes kernel's knobs (backends/wgsl/matmul-lanes.ts: M, N, K; lanes L, slices S, column groups CG, columns a
+ * thread TN, steps a load group U, row blocks RB, the lanes' reduction), with L = 1 (the 'bcast' design) allowed, x
+ * through the constant cache too, and V consecutive vec4 of a weight row a load.
+ */
+export interface ProbeVariant extends Omit<LanesVariant, 'x' | 'fusion'> {
   /** V: consecutive vec4 of a weight row per load (1, 2, 4). */
   readonly vec: number;
-  /** U: steps per load group (the group's loads all issued before its FMAs; the next group's before them). */
-  readonly depth: number;
-  /** RB: row blocks per workgroup (1: every thread takes all M rows). */
-  readonly rowBlocks: number;
   readonly x: ProbeX;
-  /** How the L lanes of a column meet (L > 1). */
-  readonly reduce: ProbeReduce;
   /** Shared x: chunks along K at least (default 1: as few as fit). Tests the chunk loop on small shapes. */
   readonly chunks?: number;
   /** Rows per reduction round at most (default: as many as fit). Tests the rounds on small shapes. */
@@ -300,64 +290,12 @@ export function probeKernel(v: ProbeVariant, limits: ProbeLimits): ProbeKernel {
     fmaGroup(ind, xoff);
     if (groups > 1) for (let u = 0; u < U; u++) for (let q = 0; q < V; q++) for (let j = 0; j < TN; j++) o.push(`${ind}${wname('w', j, u, q)} = ${wname('n', j, u, q)};`);
   };
-  if (!shared) {
-    if (groups === 1) groupBody('  ', '0u', '');
-    else {
-      o.push('  for (var g = 0u; g < GROUPS; g++) {');
-      groupBody('    ', 'g', 'g * GSTRIDE + ');
-      o.push('  }');
-    }
-  } else {
-    const stageLoads = Math.ceil((M * KC) / T);
-    const stage = (ind: string, ch: string) => {
-      o.push(`${ind}// stage x[:, chunk] (coalesced), while the weights are in flight`);
-      for (let i = 0; i < stageLoads; i++) {
-        const e = `e${i}`;
-        o.push(`${ind}{`);
-        o.push(`${ind}  let ${e} = t + ${i * T}u;`);
-        const guard = (i + 1) * T > M * KC;
-        o.push(`${ind}  ${guard ? `if (${e} < ${M * KC}u) { ` : ''}sh[${e}] = A[(${e} / KC) * KV + ${ch}${e} % KC];${guard ? ' }' : ''}`);
-        o.push(`${ind}}`);
-      }
-      o.push(`${ind}workgroupBarrier();`);
-    };
-    if (NCH === 1) {
-      stage('  ', '');
-      if (groups === 1) groupBody('  ', '0u', '');
-      else {
-        o.push('  for (var g = 0u; g < GROUPS; g++) {');
-        groupBody('    ', 'g', 'g * GSTRIDE + ');
-        o.push('  }');
-      }
-    } else {
-      o.push(`  for (var ch = 0u; ch < ${NCH}u; ch++) {`);
-      o.push('    if (ch > 0u) { workgroupBarrier(); } // every thread is done with the last chunk');
-      stage('    ', 'ch * KC + ');
-      o.push(`    for (var gi = 0u; gi < ${CHG}u; gi++) {`);
-      o.push(`      let g = ch * ${CHG}u + gi;`);
-      groupBody('      ', 'g', 'gi * GSTRIDE + ');
-      o.push('    }');
-      o.push('  }');
-    }
-  }
+  kLoopLines(o, { x: shared ? 'shared' : 'global', groups, chunks: NCH, chunkGroups: CHG, M, KC, T }, groupBody);
   // Reduction.
   const flat = (m: number, j: number) => `acc${m}_${j}`;
   let held: { val: string; idx: string; known?: number }[]; // the values this thread hands on and their flat index m·TN + j
   if (sub) {
-    o.push(`  // the L lanes' sums: a transposing butterfly over subgroupShuffleXor (lane ℓ ends with sums ℓ·${VPL} …)`);
-    let vals = Array.from({ length: VP }, (_, i) => (i < TM * TN ? flat(Math.floor(i / TN), i % TN) : '0.0'));
-    let n = 0;
-    for (let off = L / 2; off >= 1; off /= 2) {
-      const h = vals.length / 2;
-      o.push(`  let up${n} = (l & ${off}u) != 0u;`);
-      const next: string[] = [];
-      for (let i = 0; i < h; i++) {
-        o.push(`  let r${n}_${i} = select(${vals[i]}, ${vals[i + h]}, up${n}) + subgroupShuffleXor(select(${vals[i + h]}, ${vals[i]}, up${n}), ${off}u);`);
-        next.push(`r${n}_${i}`);
-      }
-      vals = next;
-      n++;
-    }
+    const vals = butterflyLines(o, Array.from({ length: VP }, (_, i) => (i < TM * TN ? flat(Math.floor(i / TN), i % TN) : '0.0')), L);
     held = vals.map((val, i) => ({ val, idx: `(l * ${VPL}u + ${i}u)` }));
   } else {
     held = [];

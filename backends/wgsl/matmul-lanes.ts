@@ -311,60 +311,12 @@ export function lanesMatmulWgsl(v: LanesVariant, workgroupBytes: number): string
   };
   o.push('  // load group 0: every weight load of a group is issued before its FMAs');
   loadGroup('  ', 'var', 'w', '');
-  if (!shared) {
-    if (groups === 1) groupBody('  ', '0u', '');
-    else {
-      o.push('  for (var g = 0u; g < GROUPS; g++) {');
-      groupBody('    ', 'g', 'g * GSTRIDE + ');
-      o.push('  }');
-    }
-  } else {
-    const stageLoads = Math.ceil((M * KC) / T);
-    const stage = (ind: string, ch: string) => {
-      o.push(`${ind}// stage x[:, chunk] (coalesced) while the weights are in flight`);
-      for (let i = 0; i < stageLoads; i++) {
-        const guard = (i + 1) * T > M * KC;
-        o.push(`${ind}{ let e${i} = t + ${i * T}u; ${guard ? `if (e${i} < ${M * KC}u) { ` : ''}sh[e${i}] = A[(e${i} / KC) * KV + ${ch}e${i} % KC];${guard ? ' }' : ''} }`);
-      }
-      o.push(`${ind}workgroupBarrier();`);
-    };
-    if (NCH === 1) {
-      stage('  ', '');
-      if (groups === 1) groupBody('  ', '0u', '');
-      else {
-        o.push('  for (var g = 0u; g < GROUPS; g++) {');
-        groupBody('    ', 'g', 'g * GSTRIDE + ');
-        o.push('  }');
-      }
-    } else {
-      o.push(`  for (var ch = 0u; ch < ${NCH}u; ch++) {`);
-      o.push('    if (ch > 0u) { workgroupBarrier(); } // every thread is done with the last chunk');
-      stage('    ', 'ch * KC + ');
-      o.push(`    for (var gi = 0u; gi < ${CHG}u; gi++) {`);
-      o.push(`      let g = ch * ${CHG}u + gi;`);
-      groupBody('      ', 'g', 'gi * GSTRIDE + ');
-      o.push('    }');
-      o.push('  }');
-    }
-  }
+  kLoopLines(o, { x: v.x, groups, chunks: NCH, chunkGroups: CHG, M, KC, T }, groupBody);
   // The lanes' sums. held: what this thread hands on, with its flat index f = m·TNX + j (known in the code, or per lane).
   const flat = (m: number, j: number) => `acc${m}_${j}`;
   let held: { val: string; idx: string; known?: number }[];
   if (sub) {
-    o.push(`  // the L lanes' sums: a transposing butterfly over subgroupShuffleXor (lane ℓ ends with sums ℓ·${VPL} …)`);
-    let vals = Array.from({ length: VP }, (_, i) => (i < TM * TNX ? flat(Math.floor(i / TNX), i % TNX) : '0.0'));
-    let n = 0;
-    for (let off = L / 2; off >= 1; off /= 2) {
-      const h = vals.length / 2;
-      o.push(`  let up${n} = (l & ${off}u) != 0u;`);
-      const next: string[] = [];
-      for (let i = 0; i < h; i++) {
-        o.push(`  let r${n}_${i} = select(${vals[i]}, ${vals[i + h]}, up${n}) + subgroupShuffleXor(select(${vals[i + h]}, ${vals[i]}, up${n}), ${off}u);`);
-        next.push(`r${n}_${i}`);
-      }
-      vals = next;
-      n++;
-    }
+    const vals = butterflyLines(o, Array.from({ length: VP }, (_, i) => (i < TM * TNX ? flat(Math.floor(i / TNX), i % TNX) : '0.0')), L);
     held = vals.map((val, i) => ({ val, idx: `(l * ${VPL}u + ${i}u)` }));
   } else {
     held = [];
@@ -481,4 +433,71 @@ export function lanesMatmulWgsl(v: LanesVariant, workgroupBytes: number): string
   }
   o.push('}');
   return o.join('\n') + '\n';
+}
+
+/**
+ * The K loop's driver, shared with bench/skinny-probe-kernels.ts: load group after load group (`groupBody(indent, g,
+ * x offset)` emits one: the next group's loads, this group's FMAs, the hand-over); with x 'shared', x is staged first,
+ * in `chunks` chunks of KC vec4 along K (coalesced, while the first weights are in flight), a barrier pair a chunk.
+ */
+export function kLoopLines(
+  o: string[],
+  p: { readonly x: 'global' | 'shared'; readonly groups: number; readonly chunks: number; readonly chunkGroups: number; readonly M: number; readonly KC: number; readonly T: number },
+  groupBody: (ind: string, g: string, xoff: string) => void,
+): void {
+  const { groups, M, KC, T } = p;
+  const loop = (ind: string) => {
+    if (groups === 1) groupBody(ind, '0u', '');
+    else {
+      o.push(`${ind}for (var g = 0u; g < GROUPS; g++) {`);
+      groupBody(`${ind}  `, 'g', 'g * GSTRIDE + ');
+      o.push(`${ind}}`);
+    }
+  };
+  if (p.x !== 'shared') return loop('  ');
+  const stageLoads = Math.ceil((M * KC) / T);
+  const stage = (ind: string, ch: string) => {
+    o.push(`${ind}// stage x[:, chunk] (coalesced) while the weights are in flight`);
+    for (let i = 0; i < stageLoads; i++) {
+      const guard = (i + 1) * T > M * KC;
+      o.push(`${ind}{ let e${i} = t + ${i * T}u; ${guard ? `if (e${i} < ${M * KC}u) { ` : ''}sh[e${i}] = A[(e${i} / KC) * KV + ${ch}e${i} % KC];${guard ? ' }' : ''} }`);
+    }
+    o.push(`${ind}workgroupBarrier();`);
+  };
+  if (p.chunks === 1) {
+    stage('  ', '');
+    return loop('  ');
+  }
+  o.push(`  for (var ch = 0u; ch < ${p.chunks}u; ch++) {`);
+  o.push('    if (ch > 0u) { workgroupBarrier(); } // every thread is done with the last chunk');
+  stage('    ', 'ch * KC + ');
+  o.push(`    for (var gi = 0u; gi < ${p.chunkGroups}u; gi++) {`);
+  o.push(`      let g = ch * ${p.chunkGroups}u + gi;`);
+  groupBody('      ', 'g', 'gi * GSTRIDE + ');
+  o.push('    }');
+  o.push('  }');
+}
+
+/**
+ * The L lanes' sums met by a transposing butterfly over subgroupShuffleXor (shared with bench/skinny-probe-kernels.ts):
+ * at each of log2 L steps a lane keeps half of its values and adds its partner's half, so `vals` (a multiple of L
+ * values a lane, the same flat order in every lane) cost about as many shuffles as values in all; lane ℓ ends with
+ * the sums of flat indices ℓ·(vals / L) …, returned as WGSL names.
+ */
+export function butterflyLines(o: string[], vals: readonly string[], L: number): string[] {
+  o.push(`  // the ${L} lanes' sums: a transposing butterfly over subgroupShuffleXor (lane ℓ ends with sums ℓ·${vals.length / L} …)`);
+  let cur = [...vals];
+  let n = 0;
+  for (let off = L / 2; off >= 1; off /= 2) {
+    const h = cur.length / 2;
+    o.push(`  let up${n} = (l & ${off}u) != 0u;`);
+    const next: string[] = [];
+    for (let i = 0; i < h; i++) {
+      o.push(`  let r${n}_${i} = select(${cur[i]}, ${cur[i + h]}, up${n}) + subgroupShuffleXor(select(${cur[i + h]}, ${cur[i]}, up${n}), ${off}u);`);
+      next.push(`r${n}_${i}`);
+    }
+    cur = next;
+    n++;
+  }
+  return cur;
 }
