@@ -60,7 +60,8 @@ const PICK_EVERY = 10;
 const CONFIRM_BEST = 3;
 const CONFIRM_ROUNDS = 2;
 
-interface Figure {
+/** One timing in skinny-probe.json (test/matmul-picks-lanes-h200.test.ts reads call 150's). */
+export interface Figure {
   readonly projection: string;
   readonly M: number;
   readonly N: number;

@@ -6,20 +6,9 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { matmulKernel } from '../backends/wgsl/matmul.ts';
-import { describeLanes, type LanesVariant } from '../backends/wgsl/matmul-lanes.ts';
+import { describeLanes } from '../backends/wgsl/matmul-lanes.ts';
 import { H200 } from './helpers/projections.ts';
-
-interface Figure {
-  readonly projection: string;
-  readonly M: number;
-  readonly N: number;
-  readonly K: number;
-  readonly kernel: string;
-  readonly design: string;
-  readonly stage: string;
-  readonly usPerDispatch: number;
-  readonly variant?: Omit<LanesVariant, 'fusion'> & { readonly vec: number };
-}
+import type { Figure } from '../bench/skinny-probe.ts';
 
 const file = JSON.parse(readFileSync(new URL('../bench/results/h200-skinny-probe-picks.json', import.meta.url), 'utf8')) as { adapter: string; figures: Figure[] };
 const H200_SUBGROUPS = { ...H200, subgroupSize: 32 };
