@@ -196,10 +196,10 @@ export function checkLanesVariant(v: LanesVariant, limits: { readonly maxCompute
   }
 }
 
-/** e.g. 'L8 S4 × 4 column groups × 2 columns, 2 row blocks, 256 threads, x staged, subgroup reduction'. */
+/** e.g. '8 lanes × 4 slices × 2 column groups × 4 columns, 2 row blocks, 2 steps a load group, 128 threads, x from memory, subgroup reduction'. */
 export function describeLanes(v: LanesVariant): string {
   const T = lanesThreads(v);
-  return `${v.lanes} lanes × ${v.slices} slices × ${v.colGroups} column groups × ${v.colsPerThread} columns${v.rowBlocks > 1 ? `, ${v.rowBlocks} row blocks` : ''}, ${v.depth} steps a load group, ${T} threads, x ${v.x === 'shared' ? 'staged' : 'from memory'}${v.lanes > 1 ? `, ${v.reduce} reduction` : ''}`;
+  return `${v.lanes} lanes × ${v.slices} slices × ${v.colGroups} column groups × ${v.colsPerThread} columns${v.rowBlocks > 1 ? `, ${v.rowBlocks} row blocks` : ''}, ${v.depth} step${v.depth > 1 ? 's' : ''} a load group, ${T} threads, x ${v.x === 'shared' ? 'staged' : 'from memory'}${v.lanes > 1 ? `, ${v.reduce} reduction` : ''}`;
 }
 
 /** The kernel's WGSL (`workgroupBytes`: the device's limit, which sizes the x chunks). */
