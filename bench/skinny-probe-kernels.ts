@@ -41,7 +41,7 @@
 //
 // The float64 reference is in bench/skinny-probe.ts.
 
-import { butterflyLines, kLoopLines, type LanesVariant } from '../backends/wgsl/matmul-lanes.ts';
+import { butterflyLines, kLoopLines, lanesChunks, type LanesVariant } from '../backends/wgsl/matmul-lanes.ts';
 
 export type ProbeX = 'global' | 'shared' | 'uniform';
 export type ProbeReduce = 'subgroup' | 'workgroup';
@@ -143,12 +143,6 @@ export function probeUnfit(v: ProbeVariant, limits: ProbeLimits, subgroupSize: n
   }
 }
 
-/** Chunks of x [M, K] along K for staging: the fewest ≥ `atLeast` that split `groups` load groups evenly and fit `bytes`. */
-export function probeChunks(M: number, K: number, groups: number, atLeast: number, bytes: number): number | undefined {
-  for (let n = Math.max(1, atLeast); n <= groups; n++) if (groups % n === 0 && M * (K / 4 / n) * 16 <= bytes) return n;
-  return undefined;
-}
-
 function isPow2(x: number): boolean {
   return Number.isInteger(x) && x >= 1 && (x & (x - 1)) === 0;
 }
@@ -180,7 +174,7 @@ function shape(v: ProbeVariant, limits: ProbeLimits): Shape {
   // x chunks: as few as fit the device's workgroup memory (whole load groups per chunk).
   let NCH = 1;
   if (v.x === 'shared') {
-    const n = probeChunks(M, K, groups, v.chunks ?? 1, limits.maxComputeWorkgroupStorageSize);
+    const n = lanesChunks(M, K, groups, limits.maxComputeWorkgroupStorageSize, v.chunks ?? 1);
     if (n === undefined) throw bad(`x [${M}, ${K}] does not fit workgroup memory in chunks of whole load groups (${groups} groups)`);
     NCH = n;
   }
@@ -413,7 +407,7 @@ export function probeSweep(p: { readonly M: number; readonly N: number; readonly
     const vec = v.vec ?? (divides(SL * 2, KV) ? 2 : 1);
     if (!divides(SL * vec, KV)) return;
     const steps = KV / (SL * vec);
-    const chunksFit = (u: number) => v.x !== 'shared' || probeChunks(M, K, steps / u, v.chunks ?? 1, storage) !== undefined;
+    const chunksFit = (u: number) => v.x !== 'shared' || lanesChunks(M, K, steps / u, storage, v.chunks ?? 1) !== undefined;
     let depth = v.depth;
     if (depth === undefined) for (let u = steps; u >= 1; u--) if (steps % u === 0 && u * vec * v.colsPerThread <= 8 && chunksFit(u)) { depth = u; break; }
     if (depth === undefined || !divides(depth, steps) || !chunksFit(depth)) return;

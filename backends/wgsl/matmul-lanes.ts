@@ -104,9 +104,12 @@ export function lanesWorkgroups(v: LanesVariant): number {
   return Math.ceil(v.N / lanesColumnsPerWorkgroup(v));
 }
 
-/** The fewest chunks ≥ 1 of x [M, K] along K that split `groups` load groups evenly and fit `bytes`, or undefined. */
-export function lanesChunks(M: number, K: number, groups: number, bytes: number): number | undefined {
-  for (let n = 1; n <= groups; n++) if (groups % n === 0 && M * (K / 4 / n) * 16 <= bytes) return n;
+/**
+ * The fewest chunks ≥ `atLeast` (default 1) of x [M, K] along K that split `groups` load groups evenly and fit `bytes`,
+ * or undefined (bench/skinny-probe-kernels.ts asks for more than one to test the chunk loop on small shapes).
+ */
+export function lanesChunks(M: number, K: number, groups: number, bytes: number, atLeast = 1): number | undefined {
+  for (let n = Math.max(1, atLeast); n <= groups; n++) if (groups % n === 0 && M * (K / 4 / n) * 16 <= bytes) return n;
   return undefined;
 }
 
