@@ -37,7 +37,7 @@ interface Projection {
 const FULL: readonly Projection[] = [
   { name: 'q|k|v', N: 2304, K: 768 },
   { name: 'o', N: 768, K: 768 },
-  { name: 'gate|up', N: 8192, K: 768 },
+  { name: 'gate|up', N: 4096, K: 768 },
   { name: 'down', N: 768, K: 2048 },
   { name: 'lm head', N: 32000, K: 768 },
 ];

@@ -30,6 +30,8 @@ const FORMS: readonly (readonly [string, number, number, LanesKnobs])[] = [
   ['lanes in workgroup memory, x from memory, 2 row blocks, 3 load groups', 17, 96, { lanes: 8, slices: 1, colGroups: 2, colsPerThread: 3, depth: 1, rowBlocks: 2, x: 'global', reduce: 'workgroup' }],
   // 17 rows, one slice and 4-lane butterflies: one partial an output (stored from registers where no norm).
   ['one partial an output, 4-lane butterfly', 17, 64, { lanes: 4, slices: 1, colGroups: 4, colsPerThread: 2, depth: 2, rowBlocks: 1, x: 'global', reduce: 'subgroup' }],
+  // One row (a decode step), 4 columns a thread (the LM head's pick there), 4 slices, x staged.
+  ['one row, 4 slices, 4 columns a thread', 1, 256, { lanes: 8, slices: 4, colGroups: 3, colsPerThread: 4, depth: 1, rowBlocks: 1, x: 'shared', reduce: 'subgroup' }],
 ];
 
 describe('the lanes matmul equals the float64 formula at ragged rows and columns, every fusion', () => {
@@ -92,6 +94,7 @@ describe("the lanes matmul's argmax epilogue", () => {
 
   it("each row's float64 argmax, and ties to the first column: 5 rows staged with 24 columns a workgroup, 17 in row blocks", async () => {
     for (const [M, knobs, seed] of [
+      [1, { lanes: 8, slices: 2, colGroups: 8, colsPerThread: 4, depth: 1, rowBlocks: 1, x: 'shared', reduce: 'subgroup' }, 650],
       [5, { lanes: 8, slices: 2, colGroups: 12, colsPerThread: 2, depth: 1, rowBlocks: 1, x: 'shared', reduce: 'subgroup' }, 700],
       [17, { lanes: 8, slices: 1, colGroups: 4, colsPerThread: 4, depth: 2, rowBlocks: 2, x: 'global', reduce: 'workgroup' }, 800],
     ] as const) {
@@ -105,10 +108,9 @@ describe('where the default path takes the lanes kernel', () => {
   const H200_SUBGROUPS = { ...H200, subgroupSize: 32 };
   const qkv = (M: number, K = 768) => ({ M, N: 2304, K, transposeB: true, fusion: QKV });
 
-  it('2–128 rows on a hardware adapter with subgroups of 32, K up to 2048; not one row, a software adapter, no fixed subgroups, K 4096, the Medusa heads, the argmax head above 8 rows or a wide head above 32', () => {
-    for (const M of [2, 5, 8, 17, 65, 128]) expect(matmulPathFor(qkv(M), H200_SUBGROUPS), `M ${M}`).toBe('lanes');
+  it('1–128 rows on a hardware adapter with subgroups of 32, K up to 2048; not a software adapter, no fixed subgroups, K 4096, the Medusa heads, the argmax head above 8 rows or a wide head above 32', () => {
+    for (const M of [1, 2, 5, 8, 17, 65, 128]) expect(matmulPathFor(qkv(M), H200_SUBGROUPS), `M ${M}`).toBe('lanes');
     expect(matmulPathFor({ M: 17, N: 768, K: 2048, transposeB: true, fusion: RESIDUAL }, H200_SUBGROUPS)).toBe('lanes');
-    expect(matmulPathFor(qkv(1), H200_SUBGROUPS)).toBe('small-m');
     expect(matmulPathFor(qkv(17), { ...H200_SUBGROUPS, isSoftware: true })).not.toBe('lanes');
     expect(matmulPathFor(qkv(17), H200)).not.toBe('lanes');
     expect(matmulPathFor(qkv(17, 4096), H200_SUBGROUPS)).not.toBe('lanes');
@@ -120,9 +122,9 @@ describe('where the default path takes the lanes kernel', () => {
     expect(matmulPathFor({ ...head(65), fusion: HEAD }, H200_SUBGROUPS)).toBe('skinny');
   });
 
-  it("every row count 2–128 of the 12-layer model's projections and LM head (argmax, norm, plain) has a pick within the H200's limits", () => {
+  it("every row count 1–128 of the 12-layer model's projections and LM head (argmax, norm, plain) has a pick within the H200's limits", () => {
     const projections = [[2304, 768, QKV], [768, 768, RESIDUAL], [4096, 768, GATE_UP], [768, 2048, RESIDUAL], [32000, 768, { ...HEAD, epilogue: 'argmax' as const }], [32000, 768, HEAD], [32000, 768, undefined]] as const;
-    for (let M = 2; M <= 128; M++) {
+    for (let M = 1; M <= 128; M++) {
       for (const [N, K, fusion] of projections) {
         // matmulKernel throws where the pick does not fit (the LM head at 16 rows once took 50,176 bytes of 49,152).
         const k = matmulKernel(H200_SUBGROUPS, { M, N, K, transposeB: true, ...(fusion && { fusion }) });

@@ -4,12 +4,14 @@
 //   5 rows   q|k|v 7.01 → 4.94, o 5.32 → 3.58, gate|up 13.59 → 8.98, down 7.29 → 4.95, LM head 47.2 → 26.3
 //   17 rows  q|k|v 12.88 → 7.60, o 6.59 → 5.57, gate|up 20.89 → 14.10, down 9.88 → 6.94, LM head 51.9 → 43.1
 //   65 rows  q|k|v 32.1 → 15.7, o 11.9 → 7.7, gate|up 52.7 → 38.7, down 24.0 → 12.9, LM head 200 → 182
+// and at one row (call 154, bench/results/h200-skinny-probe-m1.json, the decode kernels' pick → the sweep's best;
+// this rule's own picks within 10 % of the best): q|k|v 5.18 → 4.50, o 3.85 → 3.32, gate|up 6.80 → 5.66, down
+// 5.12 → 4.35, LM head 26.2 → 25.0; the batch-1 decode step run back to back 0.374 → 0.323 ms.
 // The winners had 8 lanes along K with the subgroup reduction; about two workgroups per SM (N / CW ≈ 264 on 132
 // SMs); 2 columns a thread at 5 rows (4 with 128 columns a workgroup), 3–4 above (4 for the wide matrices, with row
 // blocks so that a thread keeps at most 64 sums); x staged at 5 rows and for the LM head, from memory otherwise;
 // each thread walking 4–6 steps of K at 5 rows and 2–24 above, with more slices where the grid has few threads.
-// Where it does not serve: one row (the decode step's kernels are fitted there, h200-small-m-decode.json), K above
-// 2048 (not swept: LLaMA-2-7B's rows keep their long-row rule), the Medusa heads' fusions, the LM head above 32
+// Where it does not serve: K above 2048 (not swept: LLaMA-2-7B's rows keep their long-row rule), the Medusa heads' fusions, the LM head above 32
 // rows (within 10 % of the skinny pick at 65), and the argmax LM head above 8 (below).
 import type { KernelTarget } from './kernel-source.ts';
 import { LANES_MAX_GROUP_LOADS, LANES_MAX_SUMS, lanesChunks, lanesThreads, lanesXBudget, type LanesVariant } from './matmul-lanes.ts';
@@ -62,7 +64,7 @@ export function lanesByDefault(p: LanesProblem, target?: Pick<KernelTarget, 'isS
   if (!target || target.isSoftware === true) return false;
   const sg = target.subgroupSize;
   if (sg === undefined || sg % LANES_DEFAULT !== 0) return false;
-  if (lanesPathFits(p) !== undefined || p.M < 2 || p.K > LANES_MAX_K || p.K % (4 * LANES_DEFAULT) !== 0) return false;
+  if (lanesPathFits(p) !== undefined || p.K > LANES_MAX_K || p.K % (4 * LANES_DEFAULT) !== 0) return false;
   if (p.fusion?.epilogue === 'argmax' && p.M > LANES_ARGMAX_MAX_ROWS) return false;
   return !(p.M > LANES_WIDE_MAX_ROWS && p.N >= LANES_WIDE_COLUMNS);
 }

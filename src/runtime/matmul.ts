@@ -23,7 +23,7 @@ export interface MatmulPlan extends Omit<MatmulKernel, 'params' | 'bindings'> {
  * (backends/wgsl/matmul-lanes.ts): '0' keeps the paths the few-row matmuls took before it where the default would be
  * it (a switch for benches that time both in one process, and a way back should it misbehave on some GPU); '1' takes
  * it wherever it would be the default on a hardware adapter, a software one included (lavapipe's subgroups are fixed
- * at 8: the tests run a model's tree steps on it). Every caller that needs a kernel's grid without compiling it
+ * at 8: the tests run a model's decode and tree steps on it). Every caller that needs a kernel's grid without compiling it
  * (lm-head-parts.ts) asks matmulKernel with these options, so the two agree.
  */
 export function matmulOptions(gpu: Gpu, problem: MatmulProblem, opts: MatmulOptions = {}): MatmulOptions {
