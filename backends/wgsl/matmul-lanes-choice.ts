@@ -6,9 +6,7 @@
 //   65 rows  q|k|v 32.1 → 15.7, o 11.9 → 7.7, gate|up 52.7 → 38.7, down 24.0 → 12.9, LM head 200 → 182
 // and at one row (call 154, bench/results/h200-skinny-probe-m1.json, the decode kernels' pick → the sweep's best;
 // this rule's own picks within 10 % of the best): q|k|v 5.18 → 4.50, o 3.85 → 3.32, gate|up 6.80 → 5.66, down
-// 5.12 → 4.35, LM head 26.2 → 25.0; the batch-1 decode step run back to back 0.374 → 0.323 ms. There one column a
-// thread and x from memory were among the best for every projection but the LM head (q|k|v 4.59, o 3.40, gate|up 5.66,
-// down 4.41 µs), where 2 columns a thread and x staged, the rule at 5 rows, ran 4.77, —, 5.75, 4.73.
+// 5.12 → 4.35, LM head 26.2 → 25.0; the batch-1 decode step run back to back 0.374 → 0.323 ms.
 // The winners had 8 lanes along K with the subgroup reduction; about two workgroups per SM (N / CW ≈ 264 on 132
 // SMs); 2 columns a thread at 5 rows (4 with 128 columns a workgroup), 3–4 above (4 for the wide matrices, with row
 // blocks so that a thread keeps at most 64 sums); x staged at 5 rows and for the LM head, from memory otherwise;
@@ -98,7 +96,7 @@ export function chooseLanes(gpu: KernelTarget, p: LanesProblem, knobs: LanesKnob
   // Columns a workgroup: a power of two in [4, 128] nearest N / 264 on a log scale.
   let cw = 4;
   while (cw < 128 && Math.abs(Math.log2((2 * cw) / (N / LANES_TARGET_WORKGROUPS))) < Math.abs(Math.log2(cw / (N / LANES_TARGET_WORKGROUPS)))) cw *= 2;
-  const TN = knobs.colsPerThread ?? (cw >= 128 && M <= 8 ? 4 : M === 1 ? 1 : M <= 8 ? 2 : N >= 2048 ? 4 : 3);
+  const TN = knobs.colsPerThread ?? (M <= 8 ? (cw >= 128 ? 4 : 2) : N >= 2048 ? 4 : 3);
   let CG = knobs.colGroups ?? Math.max(1, Math.round(cw / TN));
   if (swiglu && knobs.colGroups === undefined && (CG * TN) % 2 !== 0) CG += 1;
   const TNX = TN + (norm ? 1 : 0);
@@ -124,7 +122,7 @@ export function chooseLanes(gpu: KernelTarget, p: LanesProblem, knobs: LanesKnob
     }
     return undefined;
   };
-  let x = knobs.x ?? ((M <= 8 && M > 1) || CG * TN >= 64 ? 'shared' : 'global');
+  let x = knobs.x ?? (M <= 8 || CG * TN >= 64 ? 'shared' : 'global');
   if (x === 'shared' && knobs.x === undefined && deepest(true) === undefined) x = 'global';
   const depth = knobs.depth ?? deepest(x === 'shared') ?? 1;
   const v: LanesVariant = { M, N, K, lanes: L, slices: S, colGroups: CG, colsPerThread: TN, depth, rowBlocks: RB, x, reduce, ...(f && { fusion: f }) };
