@@ -1,8 +1,8 @@
-// The lanes kernel's picks on the H200 held to what call 150 measured (bench/results/h200-skinny-probe-picks.json:
-// bench/skinny-probe.ts --M 5,17 --max 4, the chooser's pick for the plain problem beside the probe's best variants,
-// re-timed in alternating rounds). Each of today's picks for the 12-layer model's plain projections must be a kernel
-// that run timed — the pick of then, or one of the variants, matched by its knobs — and within 25 % of the shape's
-// fastest (down and the LM head at 5 rows are the known gaps: 1.20× and 1.11×).
+// The lanes kernel's picks on the H200 held to what calls 157 and 158 measured (bench/results/h200-skinny-probe-picks.json:
+// bench/skinny-probe.ts --M 1,5,17 --max 4, the chooser's pick for the plain problem beside the probe's best variants,
+// re-timed in alternating rounds; q|k|v and o at 5 and 17 rows again in call 158, after the kernel summed each output's
+// partials where it is read). Each of today's picks for the 12-layer model's plain projections must be a kernel that run
+// timed — the pick of then, or one of the variants, matched by its knobs — and within 25 % of the shape's fastest.
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { matmulKernel } from '../backends/wgsl/matmul.ts';
@@ -13,7 +13,7 @@ import type { Figure } from '../bench/skinny-probe.ts';
 const file = JSON.parse(readFileSync(new URL('../bench/results/h200-skinny-probe-picks.json', import.meta.url), 'utf8')) as { adapter: string; figures: Figure[] };
 const H200_SUBGROUPS = { ...H200, subgroupSize: 32 };
 
-describe("the lanes kernel's H200 picks against call 150's figures", () => {
+describe("the lanes kernel's H200 picks against calls 157–158's figures", () => {
   it('was measured on the H200 with the lanes kernel as the pick', () => {
     expect(file.adapter).toContain('nvidia-h200');
     expect(file.figures.filter((f) => f.design === 'pick').every((f) => f.kernel.startsWith('pick: lanes'))).toBe(true);
@@ -33,7 +33,7 @@ describe("the lanes kernel's H200 picks against call 150's figures", () => {
           ? f.kernel.includes(describeLanes(v))
           : f.variant !== undefined && f.variant.vec === 1 && (['lanes', 'slices', 'colGroups', 'colsPerThread', 'depth', 'rowBlocks', 'x', 'reduce'] as const).every((key) => f.variant![key] === v[key]);
       const timed = confirmed.find(same) ?? file.figures.find((f) => f.projection === s.projection && f.M === s.M && same(f));
-      expect(timed, `today's pick (${describeLanes(v)}) was not timed in call 150`).toBeDefined();
+      expect(timed, `today's pick (${describeLanes(v)}) was not timed in calls 157–158`).toBeDefined();
       expect(timed!.usPerDispatch / best, `${describeLanes(v)}: ${timed!.usPerDispatch} µs against the best ${best}`).toBeLessThanOrEqual(1.25);
     });
   }

@@ -36,6 +36,12 @@ export const LANES_DEFAULT = 8;
 const LANES_TARGET_WORKGROUPS = 264;
 /** Threads in flight over the grid at least (narrow matrices take more slices along K). */
 const LANES_MIN_GRID_THREADS = 1 << 15;
+/**
+ * Rows from this long (down's K = 2048) take twice the grid threads above one row: in call 150's sweep the rule's
+ * slices left down at 9.52 µs at 17 rows and 18.6 at 65 where twice them ran 6.94 and 12.87 (5 rows: 7.12 → 6.03);
+ * at one row the rule's 8 slices ran 4.35 µs and 16 slices 4.46 (call 156).
+ */
+const LANES_LONG_K = 2048;
 const LANES_MAX_THREADS = 512;
 /** Largest K the sweeps measured (down's 2048). */
 export const LANES_MAX_K = 2048;
@@ -109,7 +115,7 @@ export function chooseLanes(gpu: KernelTarget, p: LanesProblem, knobs: LanesKnob
   if (knobs.slices === undefined) {
     const workgroups = Math.ceil(N / (CG * TN));
     const bySteps = slotsPerLane / (M <= 8 ? 6 : 12);
-    const byGrid = LANES_MIN_GRID_THREADS / (workgroups * perSlice);
+    const byGrid = (K >= LANES_LONG_K && M > 1 ? 2 : 1) * LANES_MIN_GRID_THREADS / (workgroups * perSlice);
     S = nearestDivisor(slotsPerLane, Math.max(1, bySteps, byGrid));
     const fit = divisors(slotsPerLane).filter((d) => d * perSlice <= maxThreads);
     if (S * perSlice > maxThreads) S = fit.length ? fit[fit.length - 1] : 1;

@@ -247,6 +247,14 @@ export function lanesMatmulWgsl(v: LanesVariant, workgroupBytes: number): string
     o.push(`var<workgroup> bestV: array<f32, ${bestFloats / 2}>; // each row's best of a segment of ${ARGMAX_SEGMENT} columns`);
     o.push(`var<workgroup> bestI: array<f32, ${bestFloats / 2}>;`);
   }
+  if (viaMemory && P > 1 && !argmax) {
+    // Summed where each output is read: no pass writing the sums back, and no barrier after it.
+    o.push(`fn part_sum(i: u32) -> f32 { // output slot i's ${P} partials, in order`);
+    o.push('  var sum = sh[i / 4u][i % 4u];');
+    o.push(`  for (var p = 1u; p < ${P}u; p++) { let e = p * ${RB * RC * CWX}u + i; sum += sh[e / 4u][e % 4u]; }`);
+    o.push('  return sum;');
+    o.push('}');
+  }
   if (!swiglu && !argmax) o.push(...storeFn(f));
   o.push('');
   o.push(`@compute @workgroup_size(${T})`);
@@ -367,7 +375,7 @@ export function lanesMatmulWgsl(v: LanesVariant, workgroupBytes: number): string
       }
     }
     o.push('  workgroupBarrier();');
-    if (P > 1) {
+    if (P > 1 && argmax) {
       o.push('  // each output\'s partials summed into partial 0\'s slot');
       o.push(`  for (var i = t; i < ${OBR}u; i += T) {`);
       o.push(`    var sum = ${at('i')};`);
@@ -376,10 +384,12 @@ export function lanesMatmulWgsl(v: LanesVariant, workgroupBytes: number): string
       o.push('  }');
       o.push('  workgroupBarrier();');
     }
+    // An output's value: its P partials summed where it is read (the argmax's segments read partial 0, summed above).
+    const total = (i: string) => (P > 1 && !argmax ? `part_sum(${i})` : at(i));
     // The row of slot row br (= b·RC + mr) in this round, and whether it exists.
     const rowOf = (br: string) => `(${br} / RC) * TM + ${r * RC}u + ${br} % RC`;
     const rowOk = (br: string) => `${br} % RC + ${r * RC}u < TM && ${rowOf(br)} < M`;
-    const scale = (br: string) => (norm ? ` * inverseSqrt(${at(`${br} * ${CWX}u + CW`)} / ${K}.0 + EPS)` : '');
+    const scale = (br: string) => (norm ? ` * inverseSqrt(${total(`${br} * ${CWX}u + CW`)} / ${K}.0 + EPS)` : '');
     if (argmax) {
       const NSEG = Math.ceil(CW / ARGMAX_SEGMENT);
       const w = f?.window;
@@ -421,8 +431,8 @@ export function lanesMatmulWgsl(v: LanesVariant, workgroupBytes: number): string
       o.push(`    let lc = i % ${HALF}u;`);
       o.push(`    let p = wid.x * ${HALF}u + lc;`);
       o.push(`    if (${rowOk('br')} && p < ${I}u) {`);
-      o.push(`      let g = ${at(`br * ${CWX}u + lc`)}${scale('br')};`);
-      o.push(`      let u = ${at(`br * ${CWX}u + lc + ${HALF}u`)}${scale('br')};`);
+      o.push(`      let g = ${total(`br * ${CWX}u + lc`)}${scale('br')};`);
+      o.push(`      let u = ${total(`br * ${CWX}u + lc + ${HALF}u`)}${scale('br')};`);
       o.push(`      C0[(${rowOf('br')}) * ${I}u + p] = g / (1.0 + exp(-g)) * u;`);
       o.push('    }');
       o.push('  }');
@@ -430,7 +440,7 @@ export function lanesMatmulWgsl(v: LanesVariant, workgroupBytes: number): string
       o.push(`  for (var i = t; i < ${RB * RC * CW}u; i += T) {`);
       o.push('    let br = i / CW;');
       o.push('    let n = wid.x * CW + i % CW;');
-      o.push(`    if (${rowOk('br')} && n < NW) { store_out(${rowOf('br')}, n, ${at(`br * ${CWX}u + i % CW`)}${scale('br')}); }`);
+      o.push(`    if (${rowOk('br')} && n < NW) { store_out(${rowOf('br')}, n, ${total(`br * ${CWX}u + i % CW`)}${scale('br')}); }`);
       o.push('  }');
     }
   }
