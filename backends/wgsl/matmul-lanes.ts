@@ -1,4 +1,4 @@
-// WGSL for C = A·Wᵀ with a few rows of A (2–128: a draft tree being verified, a batch being decoded), W stored
+// WGSL for C = A·Wᵀ with a few rows of A (1–128: a decode step, a draft tree being verified, a batch being decoded), W stored
 // [N, K]: lanes along K, weights straight to registers, no barrier in the K loop.
 //
 // Why (bench/skinny-probe.ts on the H200, bench/results/h200-skinny-probe.json): the rows and skinny kernels give a

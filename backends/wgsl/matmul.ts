@@ -451,15 +451,15 @@ export const SKINNY_FROM_ROWS = 33;
  * Narrow matrices (o, down: 768 columns) stay on the blocked small-M kernel, best at 5, 17 and 65 rows (o at 65:
  * 14.51 µs, skinny at its best 19.54). A software adapter keeps the rows kernel: the sweep measured the H200, and on
  * lavapipe the skinny kernel's register blocks compile for seconds to minutes a kernel (matmul-picks-skinny.test.ts).
- * Before all of these, on a hardware adapter with a fixed subgroup size (a multiple of 8), 2–128 rows with K ≤ 2048 take
+ * Before all of these, on a hardware adapter with a fixed subgroup size (a multiple of 8), 1–128 rows with K ≤ 2048 take
  * the lanes kernel (matmul-lanes.ts; lanesByDefault in matmul-lanes-choice.ts, which cites bench/skinny-probe.ts's
- * sweep: 1.2–2.1× the picks above at 5, 17 and 65 rows), but the argmax LM head above 8 rows and the wide one above 32.
+ * sweeps: 1.2–2.1× the picks above at 5, 17 and 65 rows, 1.05–1.2× the small-M kernel at one row), but the argmax LM head above 8 rows and the wide one above 32.
  */
 export function matmulPathFor(p: MatmulProblem, target?: Pick<KernelTarget, 'isSoftware' | 'subgroupSize'>): MatmulPath {
   const skinny = target?.isSoftware !== true;
   // The Medusa heads' projection (matmul-heads.ts): a few rows, the small-M kernel's fusions only.
   if (headsFusion(p.fusion) && p.transposeB && p.M <= SMALL_M_BLOCKED_MAX) return 'small-m';
-  // 2–128 rows on a hardware adapter with subgroups: the lanes kernel where its sweep measured it (matmul-lanes-choice.ts).
+  // 1–128 rows on a hardware adapter with subgroups: the lanes kernel where its sweep measured it (matmul-lanes-choice.ts).
   if (lanesByDefault(p, target)) return 'lanes';
   if (p.fusion?.epilogue === 'argmax' && p.transposeB && p.M <= SMALL_M_BLOCKED_MAX && p.K % 4 === 0) {
     if (skinny && p.M <= ARGMAX_SMALL_M_MAX) return 'small-m';
