@@ -11,8 +11,9 @@
 // SMs); 2 columns a thread at 5 rows (4 with 128 columns a workgroup), 3–4 above (4 for the wide matrices, with row
 // blocks so that a thread keeps at most 64 sums); x staged at 5 rows and for the LM head, from memory otherwise;
 // each thread walking 4–6 steps of K at 5 rows and 2–24 above, with more slices where the grid has few threads.
-// Where it does not serve: K above 2048 (not swept: LLaMA-2-7B's rows keep their long-row rule), the Medusa heads' fusions, the LM head above 32
-// rows (within 10 % of the skinny pick at 65), and the argmax LM head above 8 (below).
+// One row takes the rule of 5 rows. Where it does not serve: K above 2048 (not swept: LLaMA-2-7B's rows keep their
+// long-row rule), the Medusa heads' fusions, the LM head above 32 rows (within 10 % of the skinny pick at 65), and the
+// argmax LM head above 8 (below).
 import type { KernelTarget } from './kernel-source.ts';
 import { LANES_MAX_GROUP_LOADS, LANES_MAX_SUMS, lanesChunks, lanesThreads, lanesXBudget, type LanesVariant } from './matmul-lanes.ts';
 import type { MatmulFusion } from './matmul-fusion.ts';
