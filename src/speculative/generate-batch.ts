@@ -15,6 +15,10 @@
 // verify a filler chain and commit its first C nodes.
 import { rng } from '../tensor.ts';
 import { acceptByPicks } from './acceptance.ts';
+import type { Candidate } from './candidate.ts';
+import { staticTopology, topologyTree, type StaticTopology } from './chain.ts';
+import type { BatchChainResult } from './gpu-chain-batch.ts';
+import { MedusaDraft } from './medusa-draft.ts';
 import type { DraftSource } from './draft.ts';
 import { expandTree } from './expand.ts';
 import { ModelDraft } from './model-draft.ts';
@@ -61,6 +65,28 @@ function fit(shape: TreeShape, budget: number): TreeShape {
   return shape.kind === 'static' && shape.paths.length > budget ? { ...shape, paths: shape.paths.slice(0, budget) } : shape;
 }
 
+/** A verifier that chains batch steps on the GPU (GpuTreeVerifier.chainBatch). */
+interface BatchChaining {
+  chainBatch(trees: readonly TokenTree[], topology: StaticTopology, steps: number, medusaK: number): Promise<BatchChainResult>;
+}
+
+/**
+ * opts.chainSteps at batch: greedy Medusa drafts with a static tree, every sequence committing its own path, on a
+ * verifier that chains batch steps; the run's topology, the heads' top-k it needs and the steps a run.
+ */
+function batchChain(verifier: BatchTreeVerifier, drafts: readonly DraftSource[], opts: SpeculativeOptions, sampled: boolean, lockstep: boolean) {
+  const steps = opts.chainSteps!;
+  const why = sampled ? 'greedy decoding' : lockstep ? 'per-sequence commits (not lockstep)' : !drafts.every((d) => d instanceof MedusaDraft) ? 'the Medusa draft for every sequence' : !('chainBatch' in verifier) ? 'the GPU verifier' : undefined;
+  if (why) throw new Error(`chained batch speculation (chainSteps ${steps}) needs ${why}`);
+  const topology = staticTopology(opts.shape);
+  const medusaK = Math.max(...drafts.map((d) => d.medusaTopK ?? 0));
+  const heads = Math.min(...drafts.map((d) => d.maxDepth ?? Infinity));
+  if (topology.depth > heads) throw new Error(`chained batch speculation: tree ${opts.shape.spec} is ${topology.depth} levels deep; the draft has ${heads} heads`);
+  if (Math.max(...topology.ranks) >= medusaK) throw new Error(`chained batch speculation: tree ${opts.shape.spec} takes rank ${Math.max(...topology.ranks)}; the draft proposes ${medusaK} candidates a head`);
+  if (topology.depths.length > opts.maxNodes + 1) throw new Error(`chained batch speculation: tree ${opts.shape.spec} has ${topology.depths.length - 1} draft nodes, more than --max-nodes ${opts.maxNodes}`);
+  return { verifier: verifier as unknown as BatchChaining, topology, medusaK, steps };
+}
+
 export async function speculativeGenerateBatch(
   verifier: BatchTreeVerifier,
   drafts: readonly DraftSource[],
@@ -100,8 +126,42 @@ export async function speculativeGenerateBatch(
   const accepted: number[] = [];
   const gpuMsPerStep: number[] = [];
   let draftMs = 0;
+  // Chained runs (opts.chainSteps): after an ordinary step has the heads' candidates of every sequence, runs of steps
+  // drafted and accepted on the GPU, each one submit and one readback, while the positions leave room for one.
+  const chained = opts.chainSteps ? batchChain(verifier, drafts, opts, sampled, lockstep) : undefined;
+  const heads: (readonly Candidate[][] | undefined)[] = prompts.map(() => undefined);
 
   while (active().some(Boolean)) {
+    if (chained && heads.every((h) => h !== undefined) && leftover.every((l) => l.length === 0)) {
+      const room = Math.min(...out.map((_, s) => (opts.maxPosition ?? Infinity) - verifier.positionOf(s) - 1));
+      const R = Math.min(chained.steps, Math.floor(room / (chained.topology.depth + 1)));
+      if (R >= 1) {
+        const ta = performance.now();
+        const trees = out.map((o, s) => topologyTree(chained.topology, o[o.length - 1], heads[s]!));
+        draftMs += performance.now() - ta;
+        const run = await chained.verifier.chainBatch(trees, chained.topology, R, chained.medusaK);
+        for (let k = 0; k < R; k++) {
+          const liveK = active();
+          if (!liveK.some(Boolean)) break;
+          let emitted = 0;
+          for (let s = 0; s < B; s++) {
+            if (!liveK[s]) continue;
+            accepted.push(run.steps[s][k].length);
+            for (const id of run.steps[s][k]) {
+              if (ended(s) || out[s].length >= opts.maxTokens) break;
+              out[s].push(id);
+              emitted++;
+            }
+          }
+          committedPerStep.push(emitted / liveK.filter(Boolean).length);
+        }
+        run.medusa.forEach((m, s) => {
+          heads[s] = m;
+          (drafts[s] as MedusaDraft).setHeads(m);
+        });
+        continue;
+      }
+    }
     const live = active();
     const ta = performance.now();
     // Each live sequence: its forced chain (root + leftover), its draft's tree below the chain's end.
@@ -156,6 +216,9 @@ export async function speculativeGenerateBatch(
       }
     }
     committedPerStep.push(emitted / live.filter(Boolean).length);
+    results.forEach((r, s) => {
+      if (live[s] && r.medusa) heads[s] = r.medusa;
+    });
   }
   const t2 = performance.now();
   const steps = committedPerStep.length;

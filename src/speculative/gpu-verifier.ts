@@ -41,7 +41,11 @@ import { RecordedStep } from '../model/step-recording.ts';
 import { FoldedSteps } from './folded-steps.ts';
 import type { Candidate } from './candidate.ts';
 import type { StaticTopology } from './chain.ts';
-import { GpuChain, type ChainDraft, type ChainHost, type ChainResult, type ChainSubmission } from './gpu-chain.ts';
+import { GpuChain, MAX_CHAIN_STEPS, type ChainDraft, type ChainHost, type ChainResult, type ChainSubmission } from './gpu-chain.ts';
+import { chainBatchLayout, readChainBatch, type BatchChainResult } from './gpu-chain-batch.ts';
+import { CHAIN_BATCH_WORKGROUP, chainBatchRingWords, chainBatchWgsl } from '../../backends/wgsl/chain-batch.ts';
+import { compileKernel } from '../runtime/pipeline-cache.ts';
+import { treeFromParents } from './token-tree.ts';
 import { GpuSpeculativeHeads, MAX_TOP_K } from './gpu-heads.ts';
 import type { TokenTree } from './token-tree.ts';
 import {
@@ -117,6 +121,8 @@ export class GpuTreeVerifier implements TreeVerifier, BatchTreeVerifier {
   private readonly replays = new Map<string, RecordedStep>();
   private readonly foldedDimsBuffers = new Map<string, GPUBuffer>();
   private readonly chain: GpuChain;
+  /** chainBatch's kernel and buffers, made at its first run; its bind groups by step plan. */
+  private chainBatchBuffers: { pipeline: GPUComputePipeline; ring: GPUBuffer; topo: GPUBuffer; params: GPUBuffer; groups: Map<StepPlan, GPUBindGroup> } | undefined;
   private sampled = false;
   private last: Verified | undefined;
   private pending: readonly (readonly number[])[] | undefined;
@@ -430,6 +436,7 @@ export class GpuTreeVerifier implements TreeVerifier, BatchTreeVerifier {
     this.seqCommit.destroy();
     this.seqTree.destroy();
     for (const d of this.foldedDimsBuffers.values()) d.destroy();
+    for (const b of [this.chainBatchBuffers?.ring, this.chainBatchBuffers?.topo, this.chainBatchBuffers?.params]) b?.destroy();
     this.staging?.destroy();
     this.querySet?.destroy();
     this.resolve?.destroy();
@@ -544,17 +551,7 @@ export class GpuTreeVerifier implements TreeVerifier, BatchTreeVerifier {
   private async encode(pass: GPUComputePassEncoder, plan: StepPlan, b: number, rows: number, medusaK: number, ownK: number, wantLogits: boolean, replay = true): Promise<Moved> {
     if (replay && this.folds && this.foldUpTo === Infinity) {
       const moved = this.writePath(true);
-      const parity = this.folds.setAhead(0);
-      const key = `${idOf(plan)}:${rows}:${b}:${medusaK}:${ownK}:${wantLogits}:${this.sampled}:${parity}`;
-      let step = this.replays.get(key);
-      if (!step) {
-        const folds = this.folds;
-        const dims = this.foldedDims(b, rows);
-        const attention = folds.attend(b, 0, rows, this.maxNodes, this.parents, this.path, 0, dims, Infinity, { commit: this.seqCommit, tree: this.seqTree, after: 0 });
-        step = await RecordedStep.recordAsync((p) => this.encodeStep(p, plan, b, rows, medusaK, ownK, wantLogits, attention), TREE_STEP_RECORDING);
-        this.replays.set(key, step);
-      }
-      step.replay(pass);
+      (await this.replayedStep(plan, b, rows, medusaK, ownK, wantLogits, 0)).replay(pass);
       return moved;
     }
     const moved = this.writePath();
@@ -570,6 +567,119 @@ export class GpuTreeVerifier implements TreeVerifier, BatchTreeVerifier {
         : (p, n, io) => this.layers[n].encodeTree(p, { inputs: { q: io.q, k: io.k, v: io.v }, parents: this.parents, o: io.o, seq: this.seqTree }, states[n], b, after, rows),
     );
     return moved;
+  }
+
+  /**
+   * The folded step recorded for (plan, batch, heads, the folded set `ahead` steps after the next one's), recorded at
+   * its first use: every later replay of the key reads the same buffers (encode, chainBatch).
+   */
+  private async replayedStep(plan: StepPlan, b: number, rows: number, medusaK: number, ownK: number, wantLogits: boolean, ahead: number): Promise<RecordedStep> {
+    const folds = this.folds!;
+    const parity = folds.setAhead(ahead);
+    const key = `${idOf(plan)}:${rows}:${b}:${medusaK}:${ownK}:${wantLogits}:${this.sampled}:${parity}`;
+    let step = this.replays.get(key);
+    if (!step) {
+      const dims = this.foldedDims(b, rows);
+      const attention = folds.attend(b, 0, rows, this.maxNodes, this.parents, this.path, ahead, dims, Infinity, { commit: this.seqCommit, tree: this.seqTree, after: 0 });
+      step = await RecordedStep.recordAsync((p) => this.encodeStep(p, plan, b, rows, medusaK, ownK, wantLogits, attention), TREE_STEP_RECORDING);
+      this.replays.set(key, step);
+    }
+    return step;
+  }
+
+  /**
+   * Chained batch speculation (greedy Medusa, a static tree, each sequence committing its own path): `steps` replayed
+   * folded steps in one submit and one readback, trees[s] (each of `topology`'s shape, from the heads at the last
+   * accepted node) the first, and between steps the chain kernel (backends/wgsl/chain-batch.ts) accepting, writing
+   * the next commit and assembling the next trees on the GPU. Returns each sequence's tokens step by step and its
+   * heads' candidates at its last accepted node; the last paths stay pending, as after verifyBatch and commitBatch.
+   */
+  async chainBatch(trees: readonly TokenTree[], topology: StaticTopology, steps: number, medusaK: number): Promise<BatchChainResult> {
+    const why = this.sampled ? 'greedy decoding' : !this.folds || this.foldUpTo !== Infinity ? 'the folded tree steps (not softmax attention, no foldUpTo)' : !(medusaK >= 1) || this.heads.medusaHeads < topology.depth ? `Medusa heads for ${topology.depth} levels` : undefined;
+    if (why) throw new Error(`chained batch speculation needs ${why}`);
+    if (!(Number.isInteger(steps) && steps >= 1 && steps <= MAX_CHAIN_STEPS)) throw new Error(`chained batch speculation: steps must be 1..${MAX_CHAIN_STEPS}, got ${steps}`);
+    for (const [s, t] of trees.entries()) {
+      if (t.tokens.length !== topology.depths.length || t.parents.some((p, n) => p !== topology.parents[n])) throw new Error(`chained batch speculation: sequence ${s}'s tree is not the topology's shape`);
+    }
+    const { device } = this.model.gpu;
+    this.chain.forget();
+    const { plan, rows, b } = await this.upload({ trees, medusaTopK: medusaK });
+    const run = await this.chainBatchRun(b, rows, steps, topology, medusaK);
+    const layout = chainBatchLayout(b, steps, this.maxNodes, medusaK, this.heads.medusaHeads);
+    const staging = this.stagingOf(layout.bytes);
+
+    const encoder = device.createCommandEncoder({ label: `chained batch run [${b} × ${rows} rows, ${steps} steps]` });
+    this.folds!.enter(encoder, this.model.attentionStates.map((st) => st.buffers!), b);
+    const pass = encoder.beginComputePass({ label: 'chained batch run' });
+    const moved = this.writePath(true);
+    for (let k = 0; k < steps; k++) {
+      (await this.replayedStep(plan, b, rows, medusaK, 0, false, k)).replay(pass);
+      pass.setPipeline(run.pipeline);
+      pass.setBindGroup(0, run.group);
+      pass.dispatchWorkgroups(Math.ceil(b / CHAIN_BATCH_WORKGROUP));
+    }
+    pass.end();
+    encoder.copyBufferToBuffer(run.ring, 0, staging, layout.ring, 4 * b * layout.ringWords);
+    encoder.copyBufferToBuffer(this.path, 0, staging, layout.path, 4 * b * this.maxNodes);
+    layout.medusa.forEach((at, h) => {
+      const src = 4 * this.heads.medusaOffset(h);
+      encoder.copyBufferToBuffer(this.heads.ids, src, staging, at, 4 * b * medusaK);
+      encoder.copyBufferToBuffer(this.heads.probs, src, staging, at + 4 * b * medusaK, 4 * b * medusaK);
+    });
+    device.queue.submit([encoder.finish()]);
+    this.moveTo(moved);
+    this.folds!.advance(steps);
+    const data = await this.readBack(staging, layout.bytes, 'chained batch run');
+
+    const result = readChainBatch(data, layout, b, topology.depths.length, steps, this.maxNodes, medusaK, this.vocabSize);
+    // Step k + 1 committed step k's paths: the books follow them; the last step's paths stay pending.
+    for (let k = 0; k + 1 < steps; k++) {
+      const ends = this.offsets.map((o, s) => o + result.lengths[s][k]);
+      const advance = Math.min(...ends);
+      this.moveTo({ len: Math.max(...result.lengths.map((l) => l[k])), advance, offsets: ends.map((e) => e - advance) });
+    }
+    this.pending = result.lastPaths;
+    this.last = { trees: result.lastTokens.map((tokens) => treeFromParents(tokens, topology.parents)), plan, rows };
+    return { steps: result.steps, medusa: result.medusa };
+  }
+
+  /** The chain kernel's pipeline, its ring and topology buffers, and its bind group for (plan, b, steps, topology). */
+  private async chainBatchRun(b: number, rows: number, steps: number, topology: StaticTopology, medusaK: number): Promise<{ pipeline: GPUComputePipeline; group: GPUBindGroup; ring: GPUBuffer }> {
+    const { gpu } = this.model;
+    const { device } = gpu;
+    const ringWords = chainBatchRingWords(steps, this.maxNodes);
+    const need = 4 * this.maxBatch * chainBatchRingWords(MAX_CHAIN_STEPS, this.maxNodes);
+    if (!this.chainBatchBuffers) {
+      const pipeline = await compileKernel(gpu, { label: 'chained batch acceptance', code: chainBatchWgsl(), bindings: ['storage', 'read-only-storage', 'read-only-storage', 'read-only-storage', 'read-only-storage', 'storage', 'storage', 'storage', 'read-only-storage', 'uniform'] });
+      const buffer = (label: string, size: number, usage: number) => device.createBuffer({ label, size, usage });
+      this.chainBatchBuffers = {
+        pipeline,
+        ring: buffer('chained batch ring', need, BufferUsage.STORAGE | BufferUsage.COPY_SRC | BufferUsage.COPY_DST),
+        topo: buffer('chained batch topology', 8 * this.maxNodes, BufferUsage.STORAGE | BufferUsage.COPY_DST),
+        params: buffer('chained batch params', 32, BufferUsage.UNIFORM | BufferUsage.COPY_DST),
+        groups: new Map(),
+      };
+    }
+    const cb = this.chainBatchBuffers;
+    const topo = new Uint32Array(2 * rows);
+    for (let n = 0; n < rows; n++) {
+      topo[2 * n] = n < topology.depths.length ? topology.depths[n] : 1;
+      topo[2 * n + 1] = n > 0 && n < topology.depths.length ? topology.ranks[n] : 0xffffffff;
+    }
+    device.queue.writeBuffer(cb.topo, 0, topo);
+    device.queue.writeBuffer(cb.params, 0, Uint32Array.of(b, rows, this.vocabSize, this.maxNodes, this.maxBatch * MAX_TOP_K, medusaK, ringWords, 0));
+    device.queue.writeBuffer(cb.ring, 0, new Uint32Array(b * ringWords)); // each sequence's step count starts at 0
+    const plan = await this.model.planStep(b, rows, { pickRows: true, qkvPerLayer: true });
+    let group = cb.groups.get(plan);
+    if (!group) {
+      group = device.createBindGroup({
+        label: 'chained batch acceptance',
+        layout: cb.pipeline.getBindGroupLayout(0),
+        entries: [plan.ids, this.parents, plan.rowTokens!, this.heads.accepted, this.heads.ids, this.path, this.seqCommit, cb.ring, cb.topo, cb.params].map((buffer, binding) => ({ binding, resource: { buffer } })),
+      });
+      cb.groups.set(plan, group);
+    }
+    return { pipeline: cb.pipeline, group, ring: cb.ring };
   }
 
   /** The step's model forward with `attention` in each layer, its picks, and the heads. */

@@ -32,6 +32,11 @@ export class MedusaDraft implements DraftSource {
     return nodes.map((n) => (this.heads[tree.depths[n] - 1] ?? []).slice(0, k));
   }
 
+  /** The heads' candidates at the last accepted node of a chained run (GpuTreeVerifier.chainBatch), [head][rank]. */
+  setHeads(heads: readonly (readonly Candidate[])[]): void {
+    this.heads = heads.map((h) => [...h]);
+  }
+
   accepted(_tree: TokenTree, path: readonly number[], _bonus: number, result: VerifyResult): void {
     if (!result.medusa) throw new Error('medusa draft: the verification returned no Medusa candidates');
     const node = path[path.length - 1];

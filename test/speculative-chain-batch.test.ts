@@ -1,0 +1,81 @@
+// Chained batch speculation (GpuTreeVerifier.chainBatch through speculativeGenerateBatch's chainSteps): runs of R
+// tree steps of 3 sequences per submit and readback, each sequence accepting its own path on the GPU (the chain
+// kernel, backends/wgsl/chain-batch.ts), its position moving by its own lengths and its next tree built from its own
+// heads. Every sequence must emit exactly its plain greedy decoding (float64) — R = 1 and 3, chain:3 and a sparse
+// tree, a token budget that ends runs midway and an EOS that stops one sequence early — with fewer readbacks than
+// steps, and the same steps as the unchained loop, whose host drafts the same trees from the same heads. The model is test/speculative-chain.test.ts's (llama_linearized: groups of 4 positions, so a wrong committed
+// position changes the output; Medusa-1's start as heads, accepted inside runs of repeated tokens): paths of 1 to 4
+// nodes, different per sequence.
+import { afterAll, describe, expect, it } from 'vitest';
+import { speculativeGenerateBatch } from '../src/speculative/generate-batch.ts';
+import { MedusaDraft } from '../src/speculative/medusa-draft.ts';
+import { NgramDraft } from '../src/speculative/ngram-draft.ts';
+import { staticTopology, topologyTree } from '../src/speculative/chain.ts';
+import { parseTreeSpec } from '../src/speculative/tree-spec.ts';
+import { gpuVerifierOf, makeModel, MODEL_SPECS, plainGreedy, repeatingModel } from './helpers/speculative.ts';
+
+const cleanup: (() => Promise<void>)[] = [];
+afterAll(async () => {
+  for (const c of cleanup.reverse()) await c();
+});
+
+describe('chained batch speculation on the GPU', () => {
+  const m = repeatingModel(makeModel(MODEL_SPECS[1], 202), (w) => w.medusa.map((h) => ({ proj: { ...h.proj, data: new Float64Array(h.proj.data.length) }, lmHead: w.embedTokens })));
+  const PROMPTS = [
+    [72, 101, 108, 108, 111, 32, 108, 108],
+    [17, 160, 160, 246, 246, 33, 33, 33],
+    [200, 5, 91, 91, 12, 12, 12, 12],
+  ];
+  const N = 20;
+
+  it("every sequence emits its plain greedy decoding, runs of R steps a readback, paths of its own lengths", async () => {
+    const verifier = await gpuVerifierOf(m, { maxNodes: 4, maxBatch: 3 }, cleanup);
+    const want = PROMPTS.map((p) => plainGreedy(m, p, N));
+    for (const spec of ['chain:3', '[[0],[1],[0,0]]']) {
+      const shape = parseTreeSpec(spec);
+      for (const max of [N, 13]) {
+        // Unchained, the host drafts the same trees from the same heads: the chained runs must accept as it does.
+        const plain = await speculativeGenerateBatch(verifier, PROMPTS.map(() => new MedusaDraft(3, 2)), PROMPTS, { maxTokens: max, shape, maxNodes: 3 });
+        await verifier.flush();
+        for (const R of [1, 3]) {
+          const before = verifier.mapCalls;
+          const r = await speculativeGenerateBatch(verifier, PROMPTS.map(() => new MedusaDraft(3, 2)), PROMPTS, { maxTokens: max, shape, maxNodes: 3, chainSteps: R });
+          await verifier.flush();
+          const what = `--tree ${spec}, R ${R}, ${max} tokens`;
+          expect(r.tokens, what).toEqual(want.map((w) => w.slice(0, max)));
+          expect(r.meanAccepted, `${what}: drafts accepted`).toBeGreaterThan(1.3);
+          expect([r.steps, r.committedPerStep], `${what}: steps and tokens a step, against unchained`).toEqual([plain.steps, plain.committedPerStep]);
+          // One ordinary step (its readback) to have every sequence's heads, then a readback per run of R steps.
+          const maps = verifier.mapCalls - before;
+          expect(maps, `${what}: readbacks for ${r.steps} steps`).toBeLessThanOrEqual(1 + Math.ceil((r.steps - 1) / R));
+          if (R > 1) expect(maps, what).toBeLessThan(r.steps);
+        }
+      }
+    }
+    // The sequences accepted different lengths in one step (the batch is not in lockstep).
+    const lengths = want.map((w) => w.join());
+    expect(new Set(lengths).size).toBe(3);
+  });
+
+  it('an EOS stops one sequence while the others go on; a second generation starts from fresh books', async () => {
+    const verifier = await gpuVerifierOf(m, { maxNodes: 4, maxBatch: 3 }, cleanup);
+    const want = PROMPTS.map((p) => plainGreedy(m, p, N));
+    const eos = want[1][9];
+    const cut = (w: readonly number[]) => (w.indexOf(eos) >= 0 ? w.slice(0, w.indexOf(eos) + 1) : [...w]);
+    for (let g = 0; g < 2; g++) {
+      const r = await speculativeGenerateBatch(verifier, PROMPTS.map(() => new MedusaDraft(3, 2)), PROMPTS, { maxTokens: N, shape: parseTreeSpec('chain:3'), maxNodes: 3, chainSteps: 3, eos });
+      await verifier.flush();
+      expect(r.tokens, `generation ${g}`).toEqual(want.map(cut));
+    }
+  });
+
+  it('refuses what it cannot chain, naming why', async () => {
+    const verifier = await gpuVerifierOf(m, { maxNodes: 4, maxBatch: 3 }, cleanup);
+    const opts = { maxTokens: 4, shape: parseTreeSpec('chain:3'), maxNodes: 3, chainSteps: 2 };
+    await expect(speculativeGenerateBatch(verifier, [new MedusaDraft(3, 2), new NgramDraft(), new MedusaDraft(3, 2)], PROMPTS, opts)).rejects.toThrow(/the Medusa draft for every sequence/);
+    await expect(speculativeGenerateBatch(verifier, PROMPTS.map(() => new MedusaDraft(3, 2)), PROMPTS, { ...opts, shape: parseTreeSpec('top:2') })).rejects.toThrow(/static tree/);
+    await expect(speculativeGenerateBatch(verifier, PROMPTS.map(() => new MedusaDraft(3, 2)), PROMPTS, opts, { lockstep: true })).rejects.toThrow(/per-sequence commits/);
+    const topology = staticTopology(parseTreeSpec('chain:3'));
+    await expect(verifier.chainBatch(PROMPTS.map(() => topologyTree(staticTopology(parseTreeSpec('chain:2')), 1, [])), topology, 2, 2)).rejects.toThrow(/not the topology's shape/);
+  });
+});
