@@ -54,9 +54,26 @@ describe('generate on the compiled variant, steps replayed and read back in runs
     } finally {
       model.keepLogits = false;
     }
-    for (const opts of [{ pipelined: false }, { stepsPerReadback: 3, inFlight: 1 }, { stepsPerReadback: 9, inFlight: 3 }]) {
+    for (const opts of [{ pipelined: false }, { stepsPerReadback: 3, inFlight: 1 }, { stepsPerReadback: 9, inFlight: 3 }, { rampRuns: false }]) {
       expect((await generateGpu(model, tok, [prompt], { maxTokens, ...opts })).tokens, JSON.stringify(opts)).toEqual(want.tokens);
     }
+    // The first runs ramp up to RUN_STEPS (1, 2, 4, 8: the GPU starts after one step's encoding); without the ramp
+    // every run is RUN_STEPS long from the first.
+    const runLengths = async (o: { rampRuns?: boolean }) => {
+      const one = vi.spyOn(model, 'decodeStep');
+      const many = vi.spyOn(model, 'decodeRun');
+      try {
+        await generateGpu(model, tok, [prompt], { maxTokens, ...o });
+        const calls = [...one.mock.invocationCallOrder.map((at) => [at, 1]), ...many.mock.calls.map((c, i) => [many.mock.invocationCallOrder[i], c[0]])];
+        return calls.sort((a, b) => a[0] - b[0]).map((c) => c[1]);
+      } finally {
+        one.mockRestore();
+        many.mockRestore();
+      }
+    };
+    expect(RUN_STEPS).toBe(8);
+    expect(await runLengths({})).toEqual([1, 2, 4, 8, 3]);
+    expect(await runLengths({ rampRuns: false })).toEqual([8, 8, 2]);
     // Steps without timestamps (what `linattn generate` runs) choose the same tokens and carry no GPU time.
     model.stampSteps = false;
     try {

@@ -31,6 +31,11 @@ export interface GenerateOptions {
   readonly stepsPerReadback?: number;
   /** GPU: a greedy run's steps in one command buffer when the attention layers can chain them (default true). */
   readonly chainSteps?: boolean;
+  /**
+   * GPU, pipelined: the first runs grow 1, 2, 4, … steps up to stepsPerReadback (default true), so the GPU starts
+   * after one step's encoding instead of a whole run's; false: every run stepsPerReadback from the first.
+   */
+  readonly rampRuns?: boolean;
 }
 
 export interface GenerateResult {
@@ -174,17 +179,23 @@ export async function generateGpu(model: GpuModel, tokenizer: Tokenizer, prompts
   // Each run's readback is started right at its last submit (a map waits for all work submitted before it,
   // so starting it later would wait for the following runs too). Up to `depth` runs are in flight: the host
   // reads the oldest while the GPU runs the others, and submits the next as soon as one is read. Steps
-  // submitted past an EOS are wasted work, never output.
+  // submitted past an EOS are wasted work, never output. The first runs ramp up (1, 2, 4, … steps): the GPU sits
+  // idle after the prefill until the first run is encoded and submitted, and encoding a step takes the host about
+  // as long as the GPU takes to run it, so a first run of one step starts the GPU early and each later run is
+  // encoded while the runs before it, half as long, are running.
   const depth = opts.pipelined === false ? 1 : opts.inFlight ?? RUNS_IN_FLIGHT;
   if (!(Number.isInteger(depth) && depth >= 1 && depth <= READBACK_RING)) throw new Error(`generate: inFlight must be an integer in 1..${READBACK_RING}, got ${depth}`);
   const runSteps = opts.pipelined === false ? 1 : opts.stepsPerReadback ?? RUN_STEPS;
   if (!(Number.isInteger(runSteps) && runSteps >= 1 && runSteps <= MAX_RUN_STEPS)) throw new Error(`generate: stepsPerReadback must be an integer in 1..${MAX_RUN_STEPS}, got ${runSteps}`);
+  const ramp = opts.rampRuns ?? true;
   let produced = 1;
   let submitted = 1;
+  let runs = 0;
   const decodeSteps: StepTiming[] = [];
   const queue: { step: StepHandle; ids: Promise<number[]> }[] = [];
   const submit = () => {
-    const n = Math.min(runSteps, opts.maxTokens - submitted);
+    const n = Math.min(runSteps, opts.maxTokens - submitted, ramp ? 2 ** Math.min(runs, 4) : runSteps);
+    runs++;
     const step = n === 1 ? model.decodeStep() : model.decodeRun(n, { chain: opts.chainSteps ?? true });
     const ids = step.tokens();
     ids.catch(() => undefined); // awaited below; a failure there must not also surface as unhandled
