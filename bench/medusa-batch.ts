@@ -3,11 +3,12 @@
 // speculativeGenerateBatch with the checkpoint's Medusa heads per sequence, each sequence committing its own
 // accepted path (the default) and, beside it, in lockstep (the batch's shortest path; the mode softmax attention
 // runs in), plus the oracle (plain decoding's own output replayed: the ceiling of a tree shape). With --chain-steps R,
-// each static tree also runs chained (GpuTreeVerifier.chainBatch: R steps a submit and a readback, acceptance and the
-// next trees on the GPU).
+// each static tree also runs chained (GpuTreeVerifier.beginChainBatch: R steps a submit and a readback, acceptance and
+// the next trees on the GPU), each run continued before the last is read (continueChainBatch) and, with
+// --chain-overlap both, also each run read before the next is encoded.
 //
 //   npx tsx bench/medusa-batch.ts --model DIR --data FILE… [--batch 8] [--prompt-tokens 32] [--tokens 128]
-//                                 [--trees "chain:3;SPEC;…"] [--chain-steps 4,8] [--rounds 3] [--out DIR]
+//                                 [--trees "chain:3;SPEC;…"] [--chain-steps 4,8] [--chain-overlap on|off|both] [--rounds 3] [--out DIR]
 //
 // Prompts: B windows of P tokens (after BOS) spread evenly over the held-out part of the data (the last 10 % of the
 // tokens, or the run's own --val-fraction when DIR holds trainer_state.json). Each row runs, per round, plain
@@ -45,6 +46,8 @@ export interface BatchRow {
   readonly lockstep: boolean;
   /** Steps a chained run (speculativeGenerateBatch's chainSteps); absent: a readback every step. */
   readonly chainSteps?: number;
+  /** Chained: whether each run was continued before the last was read (chainOverlap). */
+  readonly chainOverlap?: boolean;
   readonly steps: number;
   /** Tokens a live sequence emitted per step (BatchSpeculativeResult.meanCommitted) and gained before any cut. */
   readonly tokensPerStep: number;
@@ -60,7 +63,8 @@ export interface BatchRow {
   readonly identical: number;
   /**
    * Where a step's wall time went, ms per step over the timed runs: the verifier's host work up to its submit, its wait
-   * for the readback (GpuTreeVerifier.stepTimes), the drafts' (BatchSpeculativeResult.draftMs), and the rest of the loop.
+   * for the readback (GpuTreeVerifier.stepTimes; chained: chainBatchTimes, with the ordinary first step's), the drafts'
+   * (BatchSpeculativeResult.draftMs), and the rest of the loop.
    */
   readonly msPerStep: { readonly wall: number; readonly encode: number; readonly wait: number; readonly draft: number; readonly rest: number };
 }
@@ -69,10 +73,11 @@ const { values } = parseArgs({
   options: {
     model: { type: 'string' }, data: { type: 'string', multiple: true }, batch: { type: 'string' }, 'prompt-tokens': { type: 'string' },
     tokens: { type: 'string' }, trees: { type: 'string' }, rounds: { type: 'string' }, out: { type: 'string' }, 'chain-steps': { type: 'string' },
+    'chain-overlap': { type: 'string' },
   },
 });
 if (!values.model || !values.data?.length) {
-  console.error('usage: npx tsx bench/medusa-batch.ts --model DIR --data FILE… [--batch 8] [--prompt-tokens 32] [--tokens 128] [--trees "SPEC;…"] [--chain-steps 4,8] [--rounds 3] [--out DIR]');
+  console.error('usage: npx tsx bench/medusa-batch.ts --model DIR --data FILE… [--batch 8] [--prompt-tokens 32] [--tokens 128] [--trees "SPEC;…"] [--chain-steps 4,8] [--chain-overlap on|off|both] [--rounds 3] [--out DIR]');
   process.exit(2);
 }
 const dir = resolve(values.model);
@@ -101,6 +106,12 @@ if (chainSteps.some((r) => !(Number.isInteger(r) && r >= 1))) {
   console.error(`--chain-steps takes positive integers, got ${values['chain-steps']}`);
   process.exit(2);
 }
+const overlapFlag = values['chain-overlap'] ?? 'on';
+if (!['on', 'off', 'both'].includes(overlapFlag)) {
+  console.error(`--chain-overlap takes on, off or both, got ${overlapFlag}`);
+  process.exit(2);
+}
+const overlaps = overlapFlag === 'both' ? [true, false] : [overlapFlag === 'on'];
 const trees: TreeShape[] = (values.trees?.split(';') ?? [`chain:${heads}`, medusaSparseTree(heads).spec]).map(parseTreeSpec);
 
 const valFraction = existsSync(join(dir, STATE_FILE)) ? readState(join(dir, STATE_FILE)).options.valFraction : 0.1;
@@ -129,27 +140,29 @@ console.log(`medusa batch bench on ${gpu.adapterName}: ${config.numLayers} layer
 console.log(`plain batched decoding: ${plain.decodeTokensPerS?.toFixed(1)} tokens/s`);
 
 const rows: BatchRow[] = [];
-const cases: { source: 'medusa' | 'oracle'; shape: TreeShape; lockstep: boolean; chainSteps?: number }[] = [];
+const cases: { source: 'medusa' | 'oracle'; shape: TreeShape; lockstep: boolean; chainSteps?: number; chainOverlap?: boolean }[] = [];
 for (const shape of trees) {
   cases.push({ source: 'medusa', shape, lockstep: false }, { source: 'medusa', shape, lockstep: true });
-  if (shape.kind === 'static') for (const R of chainSteps) cases.push({ source: 'medusa', shape, lockstep: false, chainSteps: R });
+  if (shape.kind === 'static') for (const R of chainSteps) for (const chainOverlap of overlaps) cases.push({ source: 'medusa', shape, lockstep: false, chainSteps: R, chainOverlap });
   if (shape.kind === 'static' && shape.paths.every((p) => p.every((r) => r === 0))) cases.push({ source: 'oracle', shape, lockstep: false });
 }
 for (const c of cases) {
   const drafts = (): DraftSource[] => prompts.map((p, s) => (c.source === 'oracle' ? new OracleDraft(p, plain.tokens[s], config.vocabSize) : new MedusaDraft(heads, candidates(c.shape))));
-  const run = () => speculativeGenerateBatch(verifier, drafts(), prompts, { maxTokens: newTokens, shape: c.shape, maxNodes: nodesOf(c.shape), ...(c.chainSteps && { chainSteps: c.chainSteps }) }, { lockstep: c.lockstep });
+  const run = () => speculativeGenerateBatch(verifier, drafts(), prompts, { maxTokens: newTokens, shape: c.shape, maxNodes: nodesOf(c.shape), ...(c.chainSteps && { chainSteps: c.chainSteps, chainOverlap: c.chainOverlap }) }, { lockstep: c.lockstep });
   let last: BatchSpeculativeResult = await warm(run);
   const per: { plain: number; spec: number }[] = [];
   const split = { steps: 0, wall: 0, encode: 0, wait: 0, draft: 0 };
   for (let r = 0; r < rounds; r++) {
     const p = await plainRun();
     const before = verifier.stepTimes;
+    const chainBefore = verifier.chainBatchTimes;
     last = await run();
     const after = verifier.stepTimes;
+    const chainAfter = verifier.chainBatchTimes;
     // A chained run's steps are not the verifier's ordinary steps (stepTimes counts those: one a generation here).
     split.steps += c.chainSteps ? last.steps : after.steps - before.steps;
-    split.encode += after.encodeMs - before.encodeMs;
-    split.wait += after.waitMs - before.waitMs;
+    split.encode += after.encodeMs - before.encodeMs + chainAfter.encodeMs - chainBefore.encodeMs;
+    split.wait += after.waitMs - before.waitMs + chainAfter.waitMs - chainBefore.waitMs;
     split.wall += last.decodeMs;
     split.draft += last.draftMs;
     per.push({ plain: p.decodeTokensPerS ?? NaN, spec: last.decodeTokensPerS ?? NaN });
@@ -157,7 +170,7 @@ for (const c of cases) {
   const msPer = (x: number) => x / Math.max(1, split.steps);
   const ratios = per.map((x) => x.spec / x.plain);
   const row: BatchRow = {
-    source: c.source, tree: c.shape.spec, nodes: nodesOf(c.shape), lockstep: c.lockstep, ...(c.chainSteps && { chainSteps: c.chainSteps }), steps: last.steps,
+    source: c.source, tree: c.shape.spec, nodes: nodesOf(c.shape), lockstep: c.lockstep, ...(c.chainSteps && { chainSteps: c.chainSteps, chainOverlap: c.chainOverlap }), steps: last.steps,
     tokensPerStep: last.meanCommitted, accepted: last.meanAccepted,
     tokensPerS: median(per.map((x) => x.spec)), plainTokensPerS: median(per.map((x) => x.plain)),
     speedup: median(ratios), speedupMin: Math.min(...ratios), speedupMax: Math.max(...ratios),
@@ -170,7 +183,7 @@ for (const c of cases) {
   };
   rows.push(row);
   console.log(
-    `  ${row.source} ${row.tree} (${row.nodes} nodes)${row.lockstep ? ' lockstep' : ''}${row.chainSteps ? ` chained ×${row.chainSteps}` : ''}: ${row.steps} steps, ${row.tokensPerStep.toFixed(2)} tokens/step per sequence, ` +
+    `  ${row.source} ${row.tree} (${row.nodes} nodes)${row.lockstep ? ' lockstep' : ''}${row.chainSteps ? ` chained ×${row.chainSteps}${row.chainOverlap ? ' overlapped' : ''}` : ''}: ${row.steps} steps, ${row.tokensPerStep.toFixed(2)} tokens/step per sequence, ` +
     `${row.tokensPerS.toFixed(1)} tokens/s, ${row.speedup.toFixed(2)}× (${row.speedupMin.toFixed(2)}–${row.speedupMax.toFixed(2)}) against plain ${row.plainTokensPerS.toFixed(1)}, ` +
     `GPU ${row.gpuMsPerStep?.toFixed(3) ?? '—'} ms/step, ${row.identical}/${B} identical; a step's wall ${row.msPerStep.wall.toFixed(3)} ms: ` +
     `to submit ${row.msPerStep.encode.toFixed(3)}, readback ${row.msPerStep.wait.toFixed(3)}, drafts ${row.msPerStep.draft.toFixed(3)}, the rest ${row.msPerStep.rest.toFixed(3)}`,

@@ -2,11 +2,11 @@
 // tree steps of 3 sequences per submit and readback, each sequence accepting its own path on the GPU (the chain
 // kernel, backends/wgsl/chain-batch.ts), its position moving by its own lengths and its next tree built from its own
 // heads. Every sequence must emit exactly its plain greedy decoding (float64) — R = 1 and 3, chain:3 and a sparse
-// tree, a token budget that ends runs midway and an EOS that stops one sequence early — with fewer readbacks than
-// steps, and the same steps as the unchained loop, whose host drafts the same trees from the same heads. The model is test/speculative-chain.test.ts's (llama_linearized: groups of 4 positions, so a wrong committed
+// tree, a token budget that ends runs midway and an EOS that stops one sequence early, each run continued before the
+// last is read (continueChainBatch) or not — with fewer readbacks than steps, and the same steps as the unchained loop, whose host drafts the same trees from the same heads. The model is test/speculative-chain.test.ts's (llama_linearized: groups of 4 positions, so a wrong committed
 // position changes the output; Medusa-1's start as heads, accepted inside runs of repeated tokens): paths of 1 to 4
 // nodes, different per sequence.
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it, vi } from 'vitest';
 import { speculativeGenerateBatch } from '../src/speculative/generate-batch.ts';
 import { MedusaDraft } from '../src/speculative/medusa-draft.ts';
 import { NgramDraft } from '../src/speculative/ngram-draft.ts';
@@ -37,11 +37,18 @@ describe('chained batch speculation on the GPU', () => {
         // Unchained, the host drafts the same trees from the same heads: the chained runs must accept as it does.
         const plain = await speculativeGenerateBatch(verifier, PROMPTS.map(() => new MedusaDraft(3, 2)), PROMPTS, { maxTokens: max, shape, maxNodes: 3 });
         await verifier.flush();
-        for (const R of [1, 3]) {
+        for (const [R, overlap] of [[1, true], [3, true], [3, false]] as const) {
           const before = verifier.mapCalls;
-          const r = await speculativeGenerateBatch(verifier, PROMPTS.map(() => new MedusaDraft(3, 2)), PROMPTS, { maxTokens: max, shape, maxNodes: 3, chainSteps: R });
+          const runs = verifier.chainBatchTimes.runs;
+          const continued = vi.spyOn(verifier, 'continueChainBatch');
+          const r = await speculativeGenerateBatch(verifier, PROMPTS.map(() => new MedusaDraft(3, 2)), PROMPTS, { maxTokens: max, shape, maxNodes: 3, chainSteps: R, chainOverlap: overlap });
           await verifier.flush();
-          const what = `--tree ${spec}, R ${R}, ${max} tokens`;
+          const what = `--tree ${spec}, R ${R}, ${max} tokens, ${overlap ? 'overlapped' : 'each run read before the next'}`;
+          // Overlapped, runs are continued before the last is read (its first tree, path and positions the GPU's own),
+          // while some sequence surely needs more steps than are in flight (at 13 tokens it may not).
+          if (max === N || !overlap) expect(continued.mock.calls.length > 0, what).toBe(overlap);
+          continued.mockRestore();
+          expect(verifier.mapCalls - before, `${what}: a readback per run and the first step's`).toBe(verifier.chainBatchTimes.runs - runs + 1);
           expect(r.tokens, what).toEqual(want.map((w) => w.slice(0, max)));
           expect(r.meanAccepted, `${what}: drafts accepted`).toBeGreaterThan(1.3);
           expect([r.steps, r.committedPerStep], `${what}: steps and tokens a step, against unchained`).toEqual([plain.steps, plain.committedPerStep]);
@@ -63,9 +70,11 @@ describe('chained batch speculation on the GPU', () => {
     const eos = want[1][9];
     const cut = (w: readonly number[]) => (w.indexOf(eos) >= 0 ? w.slice(0, w.indexOf(eos) + 1) : [...w]);
     for (let g = 0; g < 2; g++) {
-      const r = await speculativeGenerateBatch(verifier, PROMPTS.map(() => new MedusaDraft(3, 2)), PROMPTS, { maxTokens: N, shape: parseTreeSpec('chain:3'), maxNodes: 3, chainSteps: 3, eos });
-      await verifier.flush();
-      expect(r.tokens, `generation ${g}`).toEqual(want.map(cut));
+      for (const chainOverlap of [true, false]) {
+        const r = await speculativeGenerateBatch(verifier, PROMPTS.map(() => new MedusaDraft(3, 2)), PROMPTS, { maxTokens: N, shape: parseTreeSpec('chain:3'), maxNodes: 3, chainSteps: 3, eos, chainOverlap });
+        await verifier.flush();
+        expect(r.tokens, `generation ${g}, overlap ${chainOverlap}`).toEqual(want.map(cut));
+      }
     }
   });
 
@@ -77,5 +86,6 @@ describe('chained batch speculation on the GPU', () => {
     await expect(speculativeGenerateBatch(verifier, PROMPTS.map(() => new MedusaDraft(3, 2)), PROMPTS, opts, { lockstep: true })).rejects.toThrow(/per-sequence commits/);
     const topology = staticTopology(parseTreeSpec('chain:3'));
     await expect(verifier.chainBatch(PROMPTS.map(() => topologyTree(staticTopology(parseTreeSpec('chain:2')), 1, [])), topology, 2, 2)).rejects.toThrow(/not the topology's shape/);
+    await expect(verifier.continueChainBatch(2)).rejects.toThrow(/nothing to continue/);
   });
 });

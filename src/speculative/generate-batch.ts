@@ -17,7 +17,7 @@ import { rng } from '../tensor.ts';
 import { acceptByPicks } from './acceptance.ts';
 import type { Candidate } from './candidate.ts';
 import { staticTopology, topologyTree, type StaticTopology } from './chain.ts';
-import type { BatchChainResult } from './gpu-chain-batch.ts';
+import type { BatchChainSubmission } from './gpu-chain-batch.ts';
 import { MedusaDraft } from './medusa-draft.ts';
 import type { DraftSource } from './draft.ts';
 import { expandTree } from './expand.ts';
@@ -65,9 +65,10 @@ function fit(shape: TreeShape, budget: number): TreeShape {
   return shape.kind === 'static' && shape.paths.length > budget ? { ...shape, paths: shape.paths.slice(0, budget) } : shape;
 }
 
-/** A verifier that chains batch steps on the GPU (GpuTreeVerifier.chainBatch). */
+/** A verifier that chains batch steps on the GPU (GpuTreeVerifier.beginChainBatch, continueChainBatch). */
 interface BatchChaining {
-  chainBatch(trees: readonly TokenTree[], topology: StaticTopology, steps: number, medusaK: number): Promise<BatchChainResult>;
+  beginChainBatch(trees: readonly TokenTree[], topology: StaticTopology, steps: number, medusaK: number): Promise<BatchChainSubmission>;
+  continueChainBatch(steps: number): Promise<BatchChainSubmission>;
 }
 
 /**
@@ -76,7 +77,7 @@ interface BatchChaining {
  */
 function batchChain(verifier: BatchTreeVerifier, drafts: readonly DraftSource[], opts: SpeculativeOptions, sampled: boolean, lockstep: boolean) {
   const steps = opts.chainSteps!;
-  const why = sampled ? 'greedy decoding' : lockstep ? 'per-sequence commits (not lockstep)' : !drafts.every((d) => d instanceof MedusaDraft) ? 'the Medusa draft for every sequence' : !('chainBatch' in verifier) ? 'the GPU verifier' : undefined;
+  const why = sampled ? 'greedy decoding' : lockstep ? 'per-sequence commits (not lockstep)' : !drafts.every((d) => d instanceof MedusaDraft) ? 'the Medusa draft for every sequence' : !('beginChainBatch' in verifier) ? 'the GPU verifier' : undefined;
   if (why) throw new Error(`chained batch speculation (chainSteps ${steps}) needs ${why}`);
   const topology = staticTopology(opts.shape);
   const medusaK = Math.max(...drafts.map((d) => d.medusaTopK ?? 0));
@@ -127,38 +128,55 @@ export async function speculativeGenerateBatch(
   const gpuMsPerStep: number[] = [];
   let draftMs = 0;
   // Chained runs (opts.chainSteps): after an ordinary step has the heads' candidates of every sequence, runs of steps
-  // drafted and accepted on the GPU, each one submit and one readback, while the positions leave room for one.
+  // drafted and accepted on the GPU, each one submit and one readback, while the positions leave room for one. Each
+  // run is continued before it is read (opts.chainOverlap, default on: the GPU runs the next run while the host reads
+  // this one) while some live sequence surely needs more steps than are in flight (a step emits at most depth + 1
+  // tokens) and the positions leave room for them all.
   const chained = opts.chainSteps ? batchChain(verifier, drafts, opts, sampled, lockstep) : undefined;
   const heads: (readonly Candidate[][] | undefined)[] = prompts.map(() => undefined);
 
   while (active().some(Boolean)) {
     if (chained && heads.every((h) => h !== undefined) && leftover.every((l) => l.length === 0)) {
-      const room = Math.min(...out.map((_, s) => (opts.maxPosition ?? Infinity) - verifier.positionOf(s) - 1));
-      const R = Math.min(chained.steps, Math.floor(room / (chained.topology.depth + 1)));
+      const perStep = chained.topology.depth + 1;
+      const room = () => Math.floor(Math.min(...out.map((_, s) => (opts.maxPosition ?? Infinity) - verifier.positionOf(s) - 1)) / perStep);
+      const R = Math.min(chained.steps, room());
       if (R >= 1) {
         const ta = performance.now();
         const trees = out.map((o, s) => topologyTree(chained.topology, o[o.length - 1], heads[s]!));
         draftMs += performance.now() - ta;
-        const run = await chained.verifier.chainBatch(trees, chained.topology, R, chained.medusaK);
-        for (let k = 0; k < R; k++) {
-          const liveK = active();
-          if (!liveK.some(Boolean)) break;
-          let emitted = 0;
-          for (let s = 0; s < B; s++) {
-            if (!liveK[s]) continue;
-            accepted.push(run.steps[s][k].length);
-            for (const id of run.steps[s][k]) {
-              if (ended(s) || out[s].length >= opts.maxTokens) break;
-              out[s].push(id);
-              emitted++;
+        let sub = await chained.verifier.beginChainBatch(trees, chained.topology, R, chained.medusaK);
+        let inFlight = sub.steps;
+        for (;;) {
+          const live = active();
+          const needs = Math.max(0, ...out.map((o, s) => (live[s] ? Math.ceil((opts.maxTokens - o.length) / perStep) : 0)));
+          const more = opts.chainOverlap !== false && needs > inFlight ? Math.min(chained.steps, room() - inFlight) : 0;
+          const next = more >= 1 ? await chained.verifier.continueChainBatch(more) : undefined;
+          if (next) inFlight += next.steps;
+          const run = await sub.result;
+          inFlight -= sub.steps;
+          for (let k = 0; k < sub.steps; k++) {
+            const liveK = active();
+            if (!liveK.some(Boolean)) break;
+            let emitted = 0;
+            for (let s = 0; s < B; s++) {
+              if (!liveK[s]) continue;
+              accepted.push(run.steps[s][k].length);
+              for (const id of run.steps[s][k]) {
+                if (ended(s) || out[s].length >= opts.maxTokens) break;
+                out[s].push(id);
+                emitted++;
+              }
             }
+            committedPerStep.push(emitted / liveK.filter(Boolean).length);
+            if (run.gpuMs !== undefined) gpuMsPerStep.push(run.gpuMs / sub.steps);
           }
-          committedPerStep.push(emitted / liveK.filter(Boolean).length);
+          run.medusa.forEach((m, s) => {
+            heads[s] = m;
+            (drafts[s] as MedusaDraft).setHeads(m);
+          });
+          if (!next) break;
+          sub = next;
         }
-        run.medusa.forEach((m, s) => {
-          heads[s] = m;
-          (drafts[s] as MedusaDraft).setHeads(m);
-        });
         continue;
       }
     }

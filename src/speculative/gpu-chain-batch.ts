@@ -11,6 +11,15 @@ export interface BatchChainResult {
   readonly steps: readonly (readonly (readonly number[])[])[];
   /** Per sequence: the heads' candidates at its last accepted node, [head][rank] (ids ≥ vocab dropped). */
   readonly medusa: readonly Candidate[][][];
+  /** GPU ms of the run's pass (all its steps), where the model writes timestamps. */
+  readonly gpuMs?: number;
+}
+
+/** A chained batch run submitted (GpuTreeVerifier.beginChainBatch, continueChainBatch): its result once read back. */
+export interface BatchChainSubmission {
+  readonly steps: number;
+  /** Resolves in submission order: a run's result is read after the results of the runs before it. */
+  readonly result: Promise<BatchChainResult>;
 }
 
 /** Byte offsets in the staging buffer. */
@@ -20,6 +29,8 @@ export interface ChainBatchLayout {
   readonly path: number;
   /** Per head: ids [b·k] u32, then probs [b·k] f32. */
   readonly medusa: readonly number[];
+  /** The pass's two timestamps (u64). */
+  readonly time: number;
   readonly bytes: number;
 }
 
@@ -34,7 +45,9 @@ export function chainBatchLayout(b: number, steps: number, maxNodes: number, med
   const ring = take(4 * b * ringWords);
   const path = take(4 * b * maxNodes);
   const medusa = Array.from({ length: heads }, () => take(8 * b * medusaK));
-  return { ring, ringWords, path, medusa, bytes };
+  bytes = Math.ceil(bytes / 8) * 8; // resolveQuerySet's copy lands on 8 bytes
+  const time = take(16);
+  return { ring, ringWords, path, medusa, time, bytes };
 }
 
 export interface ReadChainBatch extends BatchChainResult {

@@ -160,7 +160,7 @@ function chainWorkgroups(run: RunOf): number {
   return run.embeds && run.M > 0 ? run.rows : 1;
 }
 
-function checkSteps(steps: number): void {
+export function checkChainSteps(steps: number): void {
   if (!(Number.isInteger(steps) && steps >= 1 && steps <= MAX_CHAIN_STEPS)) throw new Error(`chained speculation: steps must be 1..${MAX_CHAIN_STEPS}, got ${steps}`);
 }
 
@@ -219,7 +219,7 @@ export class GpuChain {
     const medusaK = draft.kind === 'medusa' ? draft.medusaK : 0;
     if (host.sampled) throw new Error('chained speculation: greedy only');
     if (model.batchSize !== 1) throw new Error('chained speculation: batch 1 only');
-    checkSteps(steps);
+    checkChainSteps(steps);
     if (lookup) {
       checkLookupSpec(lookup.minN, lookup.maxN);
       if (topology.parents.some((p, n) => p !== n - 1)) throw new Error('chained prompt lookup: needs a chain tree (chain:K)');
@@ -293,7 +293,7 @@ export class GpuChain {
   async continue(steps: number): Promise<ChainSubmission> {
     let run = this.continuation;
     if (!run) throw new Error('chained speculation: nothing to continue (begin a run first; a verification, flush or start in between ends it)');
-    checkSteps(steps);
+    checkChainSteps(steps);
     if (run.lookup) {
       // Past the history's room the kernel would drop tokens, and its lookups would differ from the host's draft.
       const bound = this.historyBound + steps * run.topology.depths.length;

@@ -41,8 +41,8 @@ import { RecordedStep } from '../model/step-recording.ts';
 import { FoldedSteps } from './folded-steps.ts';
 import type { Candidate } from './candidate.ts';
 import type { StaticTopology } from './chain.ts';
-import { GpuChain, MAX_CHAIN_STEPS, type ChainDraft, type ChainHost, type ChainResult, type ChainSubmission } from './gpu-chain.ts';
-import { chainBatchLayout, readChainBatch, type BatchChainResult } from './gpu-chain-batch.ts';
+import { checkChainSteps, GpuChain, MAX_CHAIN_STEPS, type ChainDraft, type ChainHost, type ChainResult, type ChainSubmission } from './gpu-chain.ts';
+import { chainBatchLayout, readChainBatch, type BatchChainResult, type BatchChainSubmission } from './gpu-chain-batch.ts';
 import { CHAIN_BATCH_WORKGROUP, chainBatchRingWords, chainBatchWgsl } from '../../backends/wgsl/chain-batch.ts';
 import { compileKernel } from '../runtime/pipeline-cache.ts';
 import { treeFromParents } from './token-tree.ts';
@@ -111,6 +111,15 @@ interface Layout {
   readonly bytes: number;
 }
 
+/** What a chained batch run and the runs continuing it share: the step plan and the trees' shape. */
+interface BatchRunOf {
+  readonly plan: StepPlan;
+  readonly rows: number;
+  readonly b: number;
+  readonly topology: StaticTopology;
+  readonly medusaK: number;
+}
+
 export class GpuTreeVerifier implements TreeVerifier, BatchTreeVerifier {
   /** Buffers mapped for reading since creation (the prefill's excluded): one per step, one per chained run. */
   mapCalls = 0;
@@ -123,6 +132,15 @@ export class GpuTreeVerifier implements TreeVerifier, BatchTreeVerifier {
   private readonly chain: GpuChain;
   /** chainBatch's kernel and buffers, made at its first run; its bind groups by step plan. */
   private chainBatchBuffers: { pipeline: GPUComputePipeline; ring: GPUBuffer; topo: GPUBuffer; params: GPUBuffer; groups: Map<StepPlan, GPUBindGroup> } | undefined;
+  /** The last chained batch run submitted, while continueChainBatch may follow it. */
+  private batchContinuation: BatchRunOf | undefined;
+  /** The last chained batch run's result (read in submission order), and runs submitted and not read yet. */
+  private batchTail: Promise<unknown> | undefined;
+  private batchUnread = 0;
+  /** Chained batch runs' readback buffers: two, so that one run is read while the next is in flight. */
+  private readonly batchStaging: (GPUBuffer | undefined)[] = [undefined, undefined];
+  private batchSlot = 0;
+  private readonly batchHost = { runs: 0, steps: 0, encodeMs: 0, waitMs: 0, gpuMs: 0 };
   private sampled = false;
   private last: Verified | undefined;
   private pending: readonly (readonly number[])[] | undefined;
@@ -236,7 +254,7 @@ export class GpuTreeVerifier implements TreeVerifier, BatchTreeVerifier {
 
   async startBatch(prompts: readonly (readonly number[])[], sampling: SamplingOptions, u0: readonly number[]): Promise<number[]> {
     if (prompts.length > this.maxBatch) throw new Error(`tree verifier: ${prompts.length} sequences; it was made for at most ${this.maxBatch}`);
-    this.chain.forget();
+    this.forgetChains();
     this.last = undefined;
     this.pending = undefined;
     this.folds?.reset(); // the prefill writes the layers' own state
@@ -262,7 +280,7 @@ export class GpuTreeVerifier implements TreeVerifier, BatchTreeVerifier {
     const { gpu } = this.model;
     const { device } = gpu;
     const t0 = performance.now();
-    this.chain.forget(); // this step's tree and path replace the chain's on the GPU
+    this.forgetChains(); // this step's tree and path replace the chain's on the GPU
     const { plan, rows, b, medusaK, ownK } = await this.upload(req);
     const V = this.vocabSize;
     const layout = this.layout(b, rows, medusaK, ownK, req.wantLogits ?? false);
@@ -344,7 +362,7 @@ export class GpuTreeVerifier implements TreeVerifier, BatchTreeVerifier {
 
   async flush(): Promise<void> {
     const { device } = this.model.gpu;
-    this.chain.forget();
+    this.forgetChains();
     const encoder = device.createCommandEncoder({ label: 'tree commit' });
     const moved = this.folds?.leave(encoder, this.model.attentionStates.map((s) => s.buffers!)) ?? false;
     const commit = this.pending && this.last;
@@ -386,7 +404,7 @@ export class GpuTreeVerifier implements TreeVerifier, BatchTreeVerifier {
    * profilers (runtime/dispatch-profile.ts). Their replays apply the commit again, as profileStep's do.
    */
   async recordStep(req: BatchVerifyRequest): Promise<RecordedDispatch[]> {
-    this.chain.forget();
+    this.forgetChains();
     const { plan, rows, b, medusaK, ownK } = await this.upload(req);
     this.enterFolds(b);
     const pass = new ProfilingPass();
@@ -436,7 +454,7 @@ export class GpuTreeVerifier implements TreeVerifier, BatchTreeVerifier {
     this.seqCommit.destroy();
     this.seqTree.destroy();
     for (const d of this.foldedDimsBuffers.values()) d.destroy();
-    for (const b of [this.chainBatchBuffers?.ring, this.chainBatchBuffers?.topo, this.chainBatchBuffers?.params]) b?.destroy();
+    for (const b of [this.chainBatchBuffers?.ring, this.chainBatchBuffers?.topo, this.chainBatchBuffers?.params, ...this.batchStaging]) b?.destroy();
     this.staging?.destroy();
     this.querySet?.destroy();
     this.resolve?.destroy();
@@ -595,23 +613,75 @@ export class GpuTreeVerifier implements TreeVerifier, BatchTreeVerifier {
    * heads' candidates at its last accepted node; the last paths stay pending, as after verifyBatch and commitBatch.
    */
   async chainBatch(trees: readonly TokenTree[], topology: StaticTopology, steps: number, medusaK: number): Promise<BatchChainResult> {
+    return (await this.beginChainBatch(trees, topology, steps, medusaK)).result;
+  }
+
+  /** As chainBatch, returning once the run is submitted; continueChainBatch may follow it before it is read. */
+  async beginChainBatch(trees: readonly TokenTree[], topology: StaticTopology, steps: number, medusaK: number): Promise<BatchChainSubmission> {
     const why = this.sampled ? 'greedy decoding' : !this.folds || this.foldUpTo !== Infinity ? 'the folded tree steps (not softmax attention, no foldUpTo)' : !(medusaK >= 1) || this.heads.medusaHeads < topology.depth ? `Medusa heads for ${topology.depth} levels` : undefined;
     if (why) throw new Error(`chained batch speculation needs ${why}`);
-    if (!(Number.isInteger(steps) && steps >= 1 && steps <= MAX_CHAIN_STEPS)) throw new Error(`chained batch speculation: steps must be 1..${MAX_CHAIN_STEPS}, got ${steps}`);
+    checkChainSteps(steps);
     for (const [s, t] of trees.entries()) {
       if (t.tokens.length !== topology.depths.length || t.parents.some((p, n) => p !== topology.parents[n])) throw new Error(`chained batch speculation: sequence ${s}'s tree is not the topology's shape`);
     }
-    const { device } = this.model.gpu;
-    this.chain.forget();
+    this.forgetChains();
     const { plan, rows, b } = await this.upload({ trees, medusaTopK: medusaK });
+    const of: BatchRunOf = { plan, rows, b, topology, medusaK };
+    const submission = await this.submitBatchRun(of, steps, true);
+    this.batchContinuation = of;
+    return submission;
+  }
+
+  /**
+   * The next `steps` chained batch steps after the last run submitted (beginChainBatch, or this), before that run
+   * is read: the GPU holds all the first step reads — every sequence's next tree (the last chain kernel assembled it
+   * from that sequence's heads into the step's ids), its pending path and its position (tree:seq) — so the host
+   * uploads nothing, and the GPU runs this run while the host reads the last. Results are read in submission order.
+   */
+  async continueChainBatch(steps: number): Promise<BatchChainSubmission> {
+    const of = this.batchContinuation;
+    if (!of) throw new Error('chained batch speculation: nothing to continue (begin a run first; a verification, flush or start in between ends it)');
+    checkChainSteps(steps);
+    return this.submitBatchRun(of, steps, false);
+  }
+
+  /** Whether continueChainBatch may follow: a chained batch run was begun and nothing else ran on the verifier since. */
+  get batchContinuable(): boolean {
+    return this.batchContinuation !== undefined;
+  }
+
+  /** Chained batch runs since creation: runs, steps, the host's ms to each submit and waiting for readbacks, GPU ms. */
+  get chainBatchTimes(): { readonly runs: number; readonly steps: number; readonly encodeMs: number; readonly waitMs: number; readonly gpuMs: number } {
+    return { ...this.batchHost };
+  }
+
+  /**
+   * Encodes and submits `steps` steps of `of` and starts reading them back after the runs before. `begun`: the host
+   * uploaded the first trees and knows the pending paths the first step commits (its books move now); continued,
+   * the first step commits the last run's last paths, which the books follow once that run is read.
+   */
+  private async submitBatchRun(of: BatchRunOf, steps: number, begun: boolean): Promise<BatchChainSubmission> {
+    const { device } = this.model.gpu;
+    const { plan, rows, b, topology, medusaK } = of;
+    const t0 = performance.now();
+    const slot = this.batchSlot;
+    let staging = this.batchStaging[slot];
+    if (staging && staging.mapState !== 'unmapped') throw new Error(`chained batch speculation: ${this.batchStaging.length} runs are in flight and the oldest is not read yet; await its result first`);
+    this.batchSlot = (slot + 1) % this.batchStaging.length;
     const run = await this.chainBatchRun(b, rows, steps, topology, medusaK);
     const layout = chainBatchLayout(b, steps, this.maxNodes, medusaK, this.heads.medusaHeads);
-    const staging = this.stagingOf(layout.bytes);
+    if (!staging || staging.size < layout.bytes) {
+      staging?.destroy();
+      staging = this.batchStaging[slot] = device.createBuffer({ label: `chained batch readback ${slot}`, size: Math.max(layout.bytes, 256), usage: BufferUsage.MAP_READ | BufferUsage.COPY_DST });
+    }
 
-    const encoder = device.createCommandEncoder({ label: `chained batch run [${b} × ${rows} rows, ${steps} steps]` });
+    const encoder = device.createCommandEncoder({ label: `chained batch run [${b} × ${rows} rows, ${steps} steps]${begun ? '' : ' continued'}` });
     this.folds!.enter(encoder, this.model.attentionStates.map((st) => st.buffers!), b);
-    const pass = encoder.beginComputePass({ label: 'chained batch run' });
-    const moved = this.writePath(true);
+    const pass = encoder.beginComputePass({
+      label: 'chained batch run',
+      ...(this.querySet && { timestampWrites: { querySet: this.querySet, beginningOfPassWriteIndex: 0, endOfPassWriteIndex: 1 } }),
+    });
+    const moved = begun ? this.writePath(true) : undefined;
     for (let k = 0; k < steps; k++) {
       (await this.replayedStep(plan, b, rows, medusaK, 0, false, k)).replay(pass);
       pass.setPipeline(run.pipeline);
@@ -626,21 +696,56 @@ export class GpuTreeVerifier implements TreeVerifier, BatchTreeVerifier {
       encoder.copyBufferToBuffer(this.heads.ids, src, staging, at, 4 * b * medusaK);
       encoder.copyBufferToBuffer(this.heads.probs, src, staging, at + 4 * b * medusaK, 4 * b * medusaK);
     });
-    device.queue.submit([encoder.finish()]);
-    this.moveTo(moved);
-    this.folds!.advance(steps);
-    const data = await this.readBack(staging, layout.bytes, 'chained batch run');
-
-    const result = readChainBatch(data, layout, b, topology.depths.length, steps, this.maxNodes, medusaK, this.vocabSize);
-    // Step k + 1 committed step k's paths: the books follow them; the last step's paths stay pending.
-    for (let k = 0; k + 1 < steps; k++) {
-      const ends = this.offsets.map((o, s) => o + result.lengths[s][k]);
-      const advance = Math.min(...ends);
-      this.moveTo({ len: Math.max(...result.lengths.map((l) => l[k])), advance, offsets: ends.map((e) => e - advance) });
+    if (this.querySet && this.resolve) {
+      encoder.resolveQuerySet(this.querySet, 0, 2, this.resolve, 0);
+      encoder.copyBufferToBuffer(this.resolve, 0, staging, layout.time, 16);
     }
-    this.pending = result.lastPaths;
-    this.last = { trees: result.lastTokens.map((tokens) => treeFromParents(tokens, topology.parents)), plan, rows };
-    return { steps: result.steps, medusa: result.medusa };
+    device.queue.submit([encoder.finish()]);
+    if (moved) {
+      this.moveTo(moved);
+      this.pending = undefined;
+    }
+    this.folds!.advance(steps);
+    this.batchUnread++;
+    this.batchHost.runs++;
+    this.batchHost.steps += steps;
+    this.batchHost.encodeMs += performance.now() - t0;
+
+    const previous = this.batchTail;
+    const read = async (): Promise<BatchChainResult> => {
+      try {
+        if (previous) await previous; // a run before that failed leaves nothing this one's books could follow
+        const tw = performance.now();
+        const data = await this.readBack(staging, layout.bytes, 'chained batch run');
+        this.batchHost.waitMs += performance.now() - tw;
+        const result = readChainBatch(data, layout, b, topology.depths.length, steps, this.maxNodes, medusaK, this.vocabSize);
+        // Continued: the first step committed the last run's last paths. Step k + 1 committed step k's paths: the
+        // books follow them; the last step's paths stay pending.
+        if (!begun) {
+          this.moveTo(this.pendingMove());
+          this.pending = undefined;
+        }
+        for (let k = 0; k + 1 < steps; k++) {
+          const ends = this.offsets.map((o, s) => o + result.lengths[s][k]);
+          const advance = Math.min(...ends);
+          this.moveTo({ len: Math.max(...result.lengths.map((l) => l[k])), advance, offsets: ends.map((e) => e - advance) });
+        }
+        this.pending = result.lastPaths;
+        this.last = { trees: result.lastTokens.map((tokens) => treeFromParents(tokens, topology.parents)), plan, rows };
+        let gpuMs: number | undefined;
+        if (this.querySet) {
+          const [t1, t2] = new BigUint64Array(data, layout.time, 2);
+          if (t1 > 0n && t2 >= t1) this.batchHost.gpuMs += gpuMs = Number(t2 - t1) / 1e6;
+        }
+        return { steps: result.steps, medusa: result.medusa, ...(gpuMs !== undefined && { gpuMs }) };
+      } finally {
+        this.batchUnread--;
+      }
+    };
+    const result = read();
+    this.batchTail = result;
+    result.catch(() => undefined); // the caller awaits it; a failure must not also surface as unhandled here
+    return { steps, result };
   }
 
   /** The chain kernel's pipeline, its ring and topology buffers, and its bind group for (plan, b, steps, topology). */
@@ -742,21 +847,33 @@ export class GpuTreeVerifier implements TreeVerifier, BatchTreeVerifier {
    */
   private writePath(packed = false): Moved {
     const { queue } = this.model.gpu.device;
-    const paths = this.pending && this.last ? this.pending : this.offsets.map(() => []);
-    const len = Math.max(0, ...paths.map((p) => p.length));
-    const stride = packed ? this.maxNodes : len;
-    if (len > 0) {
+    const { paths, ...moved } = this.pendingMove();
+    const stride = packed ? this.maxNodes : moved.len;
+    if (moved.len > 0) {
       const flat = new Float32Array(paths.length * stride);
       paths.forEach((p, s) => flat.set(p, s * stride));
       queue.writeBuffer(this.path, 0, flat);
     }
-    const ends = paths.map((p, s) => (this.offsets[s] ?? 0) + p.length);
-    const advance = Math.min(...ends);
-    const offsets = ends.map((e) => e - advance);
     const base = packed ? this.model.position : 0;
     queue.writeBuffer(this.seqCommit, 0, sequenceData(paths.map((_, s) => base + (this.offsets[s] ?? 0)), paths.map((p) => p.length)));
-    if (!packed) queue.writeBuffer(this.seqTree, 0, sequenceData(offsets));
-    return { len, advance, offsets };
+    if (!packed) queue.writeBuffer(this.seqTree, 0, sequenceData(moved.offsets));
+    return moved;
+  }
+
+  /** The pending paths (none: empty), and what committing them moves: the longest, the batch's advance, the offsets after. */
+  private pendingMove(): Moved & { readonly paths: readonly (readonly number[])[] } {
+    const paths = this.pending && this.last ? this.pending : this.offsets.map(() => []);
+    const len = Math.max(0, ...paths.map((p) => p.length));
+    const ends = paths.map((p, s) => (this.offsets[s] ?? 0) + p.length);
+    const advance = Math.min(...ends);
+    return { paths, len, advance, offsets: ends.map((e) => e - advance) };
+  }
+
+  /** Ends both chains' continuations (something else runs on the verifier); refused while a chained batch run is unread. */
+  private forgetChains(): void {
+    if (this.batchUnread > 0) throw new Error(`chained batch speculation: ${this.batchUnread} run(s) submitted and not read; await their results first`);
+    this.chain.forget();
+    this.batchContinuation = undefined;
   }
 
   /** The host's books after a submit that committed `moved` (absent: nothing). */
