@@ -48,6 +48,21 @@ describe.each(['elu_dwconv', 'llama_linearized'])('%s: folded tree step, hardwar
   it(`equals commit then tree, and the float64 tree form, for (prefix, pending, nodes) ${SPLIT_CASES.map((x) => `(${x.join(', ')})`).join(' ')}`, () => checkFolded(name, { hardware: true, maxNodes: 17, cases: SPLIT_CASES, axes: { h: 2, d: 16, e: 32 } }), 600_000);
 });
 
+// TreeOptions.threads (LINATTN_TREE_THREADS, read by src/runtime/tree-attention.ts; the benches sweep it): 128
+// invocations a workgroup instead of 256, so 4 slices of the 32 columns' rows instead of 8, and 8 score lanes.
+describe.each([128])('elu_dwconv: folded tree step, hardware split of %i threads', (threads) => {
+  it('equals commit then tree, and the float64 tree form', async () => {
+    const before = process.env.LINATTN_TREE_THREADS;
+    process.env.LINATTN_TREE_THREADS = String(threads);
+    try {
+      await checkFolded('elu_dwconv', { hardware: true, maxNodes: 6, cases: [[3, 3, 6]], axes: { h: 2, d: 16, e: 32 } });
+    } finally {
+      if (before === undefined) delete process.env.LINATTN_TREE_THREADS;
+      else process.env.LINATTN_TREE_THREADS = before;
+    }
+  }, 600_000);
+});
+
 // TreeOptions.loadsFirst (backends/wgsl/tree-early.ts): the state rows a thread walks loaded into registers before
 // the kernel's first barrier, on and off, under the hardware split: a prefix term with a convolution, per-feature
 // gates, past_groups. On, the early loads (and the copy of n's inputs) precede the first barrier in the folded

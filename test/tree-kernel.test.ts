@@ -79,6 +79,9 @@ describe('tree kernels: the split of a workgroup (tree-split.ts)', () => {
     expect(treeSplit(128, 64, false)).toEqual({ threads: 256, slices: 2, stageValues: true });
     expect(treeSplit(3, 4, false)).toEqual({ threads: 256, slices: 4, stageValues: true });
     expect(treeSplit(64, 64, true)).toEqual(SOFTWARE_TREE_SPLIT);
+    expect(treeSplit(64, 64, false, 128)).toEqual({ threads: 128, slices: 2, stageValues: true });
+    expect(() => treeSplit(64, 64, false, 48)).toThrow(/at least the 64 value columns/);
+    expect(() => treeSplit(64, 64, false, 100)).toThrow(/multiple of 16/);
     const hw = treeFoldPlan(program, sizes, 16, { hardware: true }).kernels[0].code;
     expect(hw).toContain('@workgroup_size(256)');
     expect(hw).toContain('4 slices of 16 rows per column');

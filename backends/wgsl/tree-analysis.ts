@@ -16,7 +16,7 @@ import { boundedFrontier, layoutOf, prefixGate, rowAxes, stateLayout, type Layou
 import type { PlanBuffer } from './plan.ts';
 import type { Block } from './wgsl-block.ts';
 import { emitEarlyState, type EarlyRows } from './tree-early.ts';
-import { SOFTWARE_TREE_SPLIT, treeSplit, type TreeSplit } from './tree-split.ts';
+import { SOFTWARE_TREE_SPLIT, treeSplit, type TreeOptions, type TreeSplit } from './tree-split.ts';
 
 /** Invocations of a tree workgroup on a software adapter (the split's default; tree-split.ts). */
 export const TREE_WG = SOFTWARE_TREE_SPLIT.threads;
@@ -81,10 +81,10 @@ export interface TreeAnalysis {
 }
 
 /** The split of a tree step of `p` (tree-split.ts): a hardware adapter's when `hardware`, else the software one. */
-export function treeSplitOf(p: Program, sizes: Sizes, hardware: boolean): TreeSplit {
+export function treeSplitOf(p: Program, sizes: Sizes, opts: TreeOptions): TreeSplit {
   const L = layoutOf(p, p.terms);
   const st = stateLayout(p, sizes);
-  return treeSplit(count(L.rest, sizes), Math.max(1, ...st.prefix.map((q) => q.F)), !hardware);
+  return treeSplit(count(L.rest, sizes), Math.max(1, ...st.prefix.map((q) => q.F)), !(opts.hardware ?? false), opts.threads);
 }
 
 export function analyseTree(p: Program, sizes: Sizes, maxNodes: number, split: TreeSplit = SOFTWARE_TREE_SPLIT): TreeAnalysis {

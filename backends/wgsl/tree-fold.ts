@@ -76,7 +76,7 @@ export function foldLayout(p: Program, sizes: Sizes): FoldLayout {
 
 export function treeFoldPlan(p: Program, sizes: Sizes, maxNodes: number, opts: TreeOptions = {}): Plan & { readonly layout: FoldLayout } {
   if (!Number.isInteger(maxNodes) || maxNodes < 1) throw new Error(`treeFoldPlan: maxNodes must be a positive integer, got ${maxNodes}`);
-  const a = analyseTree(p, sizes, maxNodes, treeSplitOf(p, sizes, opts.hardware ?? false));
+  const a = analyseTree(p, sizes, maxNodes, treeSplitOf(p, sizes, opts));
   const WG = a.split.threads;
   const layout = foldLayout(p, sizes);
   const { NS, blocks } = commitBlocks(p, sizes, WG);
@@ -179,7 +179,7 @@ export function treeFoldPlan(p: Program, sizes: Sizes, maxNodes: number, opts: T
 export function treeFoldCommitPlan(p: Program, sizes: Sizes, maxNodes: number, opts: TreeOptions = {}): Plan {
   if (!Number.isInteger(maxNodes) || maxNodes < 1) throw new Error(`treeFoldCommitPlan: maxNodes must be a positive integer, got ${maxNodes}`);
   const layout = foldLayout(p, sizes);
-  const WG = treeSplitOf(p, sizes, opts.hardware ?? false).threads;
+  const WG = treeSplitOf(p, sizes, opts).threads;
   const { NS, blocks } = commitBlocks(p, sizes, WG);
   const kb = new KernelBuilder(WG, ['wid', 'lid']);
   const path = kb.storage(TREE_PATH, false, { always: true });

@@ -30,6 +30,11 @@ export interface TreeOptions {
    * barrier (tree-early.ts). Off builds the kernels as before, byte for byte, for comparison.
    */
   readonly loadsFirst?: boolean;
+  /**
+   * A hardware adapter's invocations per tree workgroup (default 256, a multiple of TREE_TILE = 16 and at least the
+   * head slice's value columns): benches sweep it (LINATTN_TREE_THREADS, src/runtime/tree-attention.ts).
+   */
+  readonly threads?: number;
 }
 
 /** The software split: every tree kernel as it ran before the split (TREE_WG threads, one slice). */
@@ -40,12 +45,13 @@ const MAX_STAGED_COLUMNS = 128;
 
 /**
  * The split for NR value columns of a head slice whose widest prefix term has F features. A hardware adapter:
- * 256 threads, and as many slices (a power of two) as fit beside one thread per column (64 columns: 4 slices of
+ * `threads` (default 256), and as many slices (a power of two) as fit beside one thread per column (64 columns: 4 slices of
  * 16 rows at F = 64), no more than F; a software adapter: SOFTWARE_TREE_SPLIT.
  */
-export function treeSplit(NR: number, F: number, software: boolean): TreeSplit {
+export function treeSplit(NR: number, F: number, software: boolean, threads = HARDWARE_THREADS): TreeSplit {
   if (software) return SOFTWARE_TREE_SPLIT;
+  if (!(Number.isInteger(threads) && threads % 16 === 0 && threads >= NR)) throw new Error(`tree split: ${threads} threads a workgroup; a multiple of 16 and at least the ${NR} value columns`);
   let slices = 1;
-  while (slices * 2 <= F && NR * slices * 2 <= HARDWARE_THREADS) slices *= 2;
-  return { threads: HARDWARE_THREADS, slices, stageValues: NR <= MAX_STAGED_COLUMNS };
+  while (slices * 2 <= F && NR * slices * 2 <= threads) slices *= 2;
+  return { threads, slices, stageValues: NR <= MAX_STAGED_COLUMNS };
 }

@@ -36,7 +36,7 @@ export { TREE_PARENTS, TREE_PATH, TREE_SEQ } from './tree-analysis.ts';
 export function treePlan(p: Program, sizes: Sizes, maxNodes: number, opts: TreeOptions = {}): Plan {
   if (!Number.isInteger(maxNodes) || maxNodes < 1) throw new Error(`treePlan: maxNodes must be a positive integer, got ${maxNodes}`);
   if (isSoftmaxProgram(p)) return softmaxTreePlan(p, sizes, maxNodes); // the cache and the root path (softmax-tree.ts)
-  const a = analyseTree(p, sizes, maxNodes, treeSplitOf(p, sizes, opts.hardware ?? false));
+  const a = analyseTree(p, sizes, maxNodes, treeSplitOf(p, sizes, opts));
   const T = treeKernel(a, undefined, opts.loadsFirst ?? true);
   emitTreeBody(T);
   const { kb } = T;
@@ -74,6 +74,6 @@ export function treeCommitPlan(p: Program, sizes: Sizes, maxNodes: number, opts:
     { name: TREE_PATH, role: 'input', floats: (b, t) => b * t, shape: (b, t) => [b, t] },
     sequenceBuffer,
   ];
-  const threads = treeSplitOf(p, sizes, opts.hardware ?? false).threads;
+  const threads = treeSplitOf(p, sizes, opts).threads;
   return { variant: p.name, form: 'tree-commit', kernels: [treeCommitKernel(p, sizes, threads)], buffers, outAxes: p.outAxes, sizes, schedule: { workgroup: threads, maxNodes, tile: TREE_TILE } };
 }

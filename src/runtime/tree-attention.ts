@@ -97,10 +97,14 @@ export interface TreeAttentionFactory {
  * Compiles the tree and commit plans of `program` (after the passes) at fixed axis sizes. `hardware`: split the
  * kernels' work for a hardware adapter (backends/wgsl/tree-split.ts; default: unless the adapter is software — tests
  * force it to run the hardware split on lavapipe). `loadsFirst`: false builds the verifying kernels without
- * TreeOptions.loadsFirst (tests comparing the two).
+ * TreeOptions.loadsFirst (tests comparing the two). LINATTN_TREE_THREADS (benches): a hardware split's invocations per
+ * workgroup instead of tree-split.ts's 256.
  */
 export async function compileTreeAttention(gpu: Gpu, program: Program, sizes: Readonly<Record<string, number>>, maxNodes: number, hardware = !gpu.isSoftware, loadsFirst?: boolean): Promise<TreeAttentionFactory> {
-  const opts = { hardware, ...(loadsFirst !== undefined && { loadsFirst }) };
+  const say = process.env.LINATTN_TREE_THREADS;
+  const threads = say === undefined || say === '' ? undefined : Number(say);
+  if (threads !== undefined && !(Number.isInteger(threads) && threads > 0)) throw new Error(`LINATTN_TREE_THREADS must be a positive integer, got ${JSON.stringify(say)}`);
+  const opts = { hardware, ...(loadsFirst !== undefined && { loadsFirst }), ...(threads !== undefined && { threads }) };
   const tree = treePlan(program, sizes, maxNodes, opts);
   const commit = treeCommitPlan(program, sizes, maxNodes, opts);
   let fold = isSoftmaxProgram(program) ? null : { plan: treeFoldPlan(program, sizes, maxNodes, opts), commit: treeFoldCommitPlan(program, sizes, maxNodes, opts) };
