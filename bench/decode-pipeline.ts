@@ -8,9 +8,10 @@
 // a second model that writes no timestamps (each step's pass then has no query writes, resolve or copy of them).
 //
 //   npx tsx bench/decode-pipeline.ts [--small] [--tokens N] [--rounds N] [--batches 1,8] [--runs 1,2,4,8,16] [--in-flight 2,3,4]
-//                                    [--timestamps on|both] [--ramp on|off|both]
+//                                    [--timestamps on|both] [--ramp on|off|both] [--ahead on|off|both]
 // --ramp: the first runs growing 1, 2, 4, … steps (generate's default, on) or a full run from the first (off); both
-// sweeps the settings both ways.
+// sweeps the settings both ways. --ahead: the first runs submitted before the prefill's token is read (generate's
+// default, on) or once it is on the host (off).
 import type { AttentionContext } from '../src/model/attention-context.ts';
 import { generateGpu } from '../src/model/generate.ts';
 import { GpuModel, MAX_RUN_STEPS, READBACK_RING, RUN_STEPS, RUNS_IN_FLIGHT } from '../src/model/gpu-model.ts';
@@ -27,6 +28,7 @@ interface Setting {
   readonly inFlight: number;
   readonly chainSteps: boolean;
   readonly rampRuns: boolean;
+  readonly aheadOfPrefill: boolean;
 }
 
 interface Row extends Setting {
@@ -64,10 +66,15 @@ async function main(): Promise<void> {
   const rampFlag = flagValue(args, '--ramp') ?? 'on';
   if (!['on', 'off', 'both'].includes(rampFlag)) throw new Error(`--ramp must be on, off or both, got ${rampFlag}`);
   const ramps = rampFlag === 'both' ? [true, false] : [rampFlag === 'on'];
+  const aheadFlag = flagValue(args, '--ahead') ?? 'on';
+  if (!['on', 'off', 'both'].includes(aheadFlag)) throw new Error(`--ahead must be on, off or both, got ${aheadFlag}`);
+  const aheads = aheadFlag === 'both' ? [true, false] : [aheadFlag === 'on'];
   const settings: Setting[] = [];
-  for (const rampRuns of ramps) {
-    for (const inFlight of inFlights) for (const stepsPerReadback of runs) settings.push({ stepsPerReadback, inFlight, chainSteps: true, rampRuns });
-    settings.push({ stepsPerReadback: RUN_STEPS, inFlight: RUNS_IN_FLIGHT, chainSteps: false, rampRuns });
+  for (const aheadOfPrefill of aheads) {
+    for (const rampRuns of ramps) {
+      for (const inFlight of inFlights) for (const stepsPerReadback of runs) settings.push({ stepsPerReadback, inFlight, chainSteps: true, rampRuns, aheadOfPrefill });
+      settings.push({ stepsPerReadback: RUN_STEPS, inFlight: RUNS_IN_FLIGHT, chainSteps: false, rampRuns, aheadOfPrefill });
+    }
   }
   const rows: Row[] = [];
   for (const timestamps of timestampModes) {
@@ -90,7 +97,7 @@ async function main(): Promise<void> {
           const tokensPerS = median(got[i].tps);
           const gpuMsPerStep = got[i].gpu.length > 0 ? median(got[i].gpu) : undefined;
           rows.push({
-            batch, timestamps, ...s, default: s.chainSteps && s.rampRuns && s.inFlight === RUNS_IN_FLIGHT && s.stepsPerReadback === RUN_STEPS, tokensPerS, rounds: got[i].tps, gpuMsPerStep,
+            batch, timestamps, ...s, default: s.chainSteps && s.rampRuns && s.aheadOfPrefill && s.inFlight === RUNS_IN_FLIGHT && s.stepsPerReadback === RUN_STEPS, tokensPerS, rounds: got[i].tps, gpuMsPerStep,
             gpuBusy: gpuMsPerStep === undefined ? undefined : (gpuMsPerStep * tokensPerS) / batch / 1000,
           });
         }
@@ -99,10 +106,10 @@ async function main(): Promise<void> {
       await model.destroy();
     }
   }
-  console.log('stamps  batch  run  in flight  chained  ramp  tokens/s  (rounds)                       GPU ms/step  GPU busy');
+  console.log('stamps  batch  run  in flight  chained  ramp  ahead  tokens/s  (rounds)                       GPU ms/step  GPU busy');
   for (const r of rows) {
     console.log(
-      `${(r.timestamps ? 'on' : 'off').padStart(6)}  ${String(r.batch).padStart(5)}  ${String(r.stepsPerReadback).padStart(3)}  ${String(r.inFlight).padStart(9)}  ${(r.chainSteps ? 'yes' : 'no').padStart(7)}  ${(r.rampRuns ? 'yes' : 'no').padStart(4)}  ` +
+      `${(r.timestamps ? 'on' : 'off').padStart(6)}  ${String(r.batch).padStart(5)}  ${String(r.stepsPerReadback).padStart(3)}  ${String(r.inFlight).padStart(9)}  ${(r.chainSteps ? 'yes' : 'no').padStart(7)}  ${(r.rampRuns ? 'yes' : 'no').padStart(4)}  ${(r.aheadOfPrefill ? 'yes' : 'no').padStart(5)}  ` +
         `${r.tokensPerS.toFixed(1).padStart(8)}  (${r.rounds.map((x) => x.toFixed(0)).join(' ')})`.padEnd(44) +
         `${r.gpuMsPerStep === undefined ? '—' : r.gpuMsPerStep.toFixed(3)}`.padStart(11) +
         `${r.gpuBusy === undefined ? '—' : `${(100 * r.gpuBusy).toFixed(0)} %`}`.padStart(10) +

@@ -74,6 +74,29 @@ describe('generate on the compiled variant, steps replayed and read back in runs
     expect(RUN_STEPS).toBe(8);
     expect(await runLengths({})).toEqual([1, 2, 4, 8, 3]);
     expect(await runLengths({ rampRuns: false })).toEqual([8, 8, 2]);
+    // The first runs are submitted before the prefill's token is read (they read it on the GPU); aheadOfPrefill false
+    // submits nothing until it is on the host. Both choose the same tokens.
+    const order = async (o: { aheadOfPrefill?: boolean }) => {
+      const events: string[] = [];
+      const prefill = model.prefill.bind(model);
+      const pre = vi.spyOn(model, 'prefill').mockImplementation(async (...a: Parameters<typeof model.prefill>) => {
+        const h = await prefill(...a);
+        const read = h.tokens.bind(h);
+        h.tokens = () => read().then((ids) => (events.push('prefill read'), ids));
+        return h;
+      });
+      const step = model.decodeStep.bind(model);
+      const one = vi.spyOn(model, 'decodeStep').mockImplementation(() => (events.push('decode submitted'), step()));
+      try {
+        expect((await generateGpu(model, tok, [prompt], { maxTokens, ...o })).tokens, JSON.stringify(o)).toEqual(want.tokens);
+        return events.slice(0, 2);
+      } finally {
+        pre.mockRestore();
+        one.mockRestore();
+      }
+    };
+    expect(await order({})).toEqual(['decode submitted', 'prefill read']);
+    expect(await order({ aheadOfPrefill: false })).toEqual(['prefill read', 'decode submitted']);
     // Steps without timestamps (what `linattn generate` runs) choose the same tokens and carry no GPU time.
     model.stampSteps = false;
     try {

@@ -36,6 +36,11 @@ export interface GenerateOptions {
    * after one step's encoding instead of a whole run's; false: every run stepsPerReadback from the first.
    */
   readonly rampRuns?: boolean;
+  /**
+   * GPU: the first runs submitted before the prefill's token is read (default: when pipelined), so the GPU decodes
+   * while the host reads it; false: decoding starts once the first token is on the host.
+   */
+  readonly aheadOfPrefill?: boolean;
 }
 
 export interface GenerateResult {
@@ -171,18 +176,14 @@ export async function generateGpu(model: GpuModel, tokenizer: Tokenizer, prompts
   const t = prompts[0].length;
   const tracker = new Tracker(b, tokenizer, opts.eos ?? tokenizer.eos, opts.onText);
 
-  const t0 = performance.now();
-  const prefill = await model.prefill(prompts, { ...opts.sampling, temperature: opts.sampling?.temperature ?? 0, seed: opts.seed ?? 0 });
-  tracker.record(await prefill.tokens());
-  const t1 = performance.now();
-
   // Each run's readback is started right at its last submit (a map waits for all work submitted before it,
   // so starting it later would wait for the following runs too). Up to `depth` runs are in flight: the host
   // reads the oldest while the GPU runs the others, and submits the next as soon as one is read. Steps
   // submitted past an EOS are wasted work, never output. The first runs ramp up (1, 2, 4, … steps): the GPU sits
   // idle after the prefill until the first run is encoded and submitted, and encoding a step takes the host about
   // as long as the GPU takes to run it, so a first run of one step starts the GPU early and each later run is
-  // encoded while the runs before it, half as long, are running.
+  // encoded while the runs before it, half as long, are running. The first runs go in before the prefill's token
+  // is read (aheadOfPrefill): they read it on the GPU, so the GPU decodes while the host learns the first token.
   const depth = opts.pipelined === false ? 1 : opts.inFlight ?? RUNS_IN_FLIGHT;
   if (!(Number.isInteger(depth) && depth >= 1 && depth <= READBACK_RING)) throw new Error(`generate: inFlight must be an integer in 1..${READBACK_RING}, got ${depth}`);
   const runSteps = opts.pipelined === false ? 1 : opts.stepsPerReadback ?? RUN_STEPS;
@@ -202,6 +203,16 @@ export async function generateGpu(model: GpuModel, tokenizer: Tokenizer, prompts
     queue.push({ step, ids });
     submitted += n;
   };
+
+  const t0 = performance.now();
+  const prefill = await model.prefill(prompts, { ...opts.sampling, temperature: opts.sampling?.temperature ?? 0, seed: opts.seed ?? 0 });
+  const first = prefill.tokens();
+  first.catch(() => undefined); // awaited below
+  // The prefill's readback holds one of the READBACK_RING slots until it is read.
+  if (opts.aheadOfPrefill ?? depth > 1) while (queue.length < Math.min(depth, READBACK_RING - 1) && submitted < opts.maxTokens) submit();
+  tracker.record(await first);
+  const t1 = performance.now();
+
   while (produced < opts.maxTokens && !tracker.allDone) {
     while (queue.length < depth && submitted < opts.maxTokens) submit();
     const oldest = queue.shift()!;
