@@ -41,6 +41,9 @@ interface Row extends Setting {
   readonly gpuMsPerStep: number | undefined;
   /** GPU ms per step × steps per second: 1 when the GPU never idles. */
   readonly gpuBusy: number | undefined;
+  /** Median ms from the call to the first token on the host (the prefill's), and to the last: what a user waits. */
+  readonly firstTokenMs: number;
+  readonly totalMs: number;
 }
 
 const list = (s: string | undefined, fallback: number[]) => (s === undefined ? fallback : s.split(',').map(Number));
@@ -85,11 +88,13 @@ async function main(): Promise<void> {
         const tokenizer = silentTokenizer(shape.vocab);
         // Warm-up: compiles the shape's pipelines and ramps the clocks.
         for (const t0 = performance.now(); performance.now() - t0 < (small ? 0 : 3000); ) await generateGpu(model, tokenizer, prompts, { maxTokens: tokens });
-        const got = settings.map(() => ({ tps: [] as number[], gpu: [] as number[] }));
+        const got = settings.map(() => ({ tps: [] as number[], gpu: [] as number[], first: [] as number[], total: [] as number[] }));
         for (let r = 0; r < rounds; r++) {
           for (const [i, s] of settings.entries()) {
             const run = await generateGpu(model, tokenizer, prompts, { maxTokens: tokens + 1, ...s });
             got[i].tps.push(run.decodeTokensPerS ?? NaN);
+            got[i].first.push(run.prefillMs);
+            got[i].total.push(run.prefillMs + run.decodeMs);
             for (const step of run.decodeSteps) if (step.gpuMs !== undefined) got[i].gpu.push(step.gpuMs);
           }
         }
@@ -98,6 +103,7 @@ async function main(): Promise<void> {
           const gpuMsPerStep = got[i].gpu.length > 0 ? median(got[i].gpu) : undefined;
           rows.push({
             batch, timestamps, ...s, default: s.chainSteps && s.rampRuns && s.aheadOfPrefill && s.inFlight === RUNS_IN_FLIGHT && s.stepsPerReadback === RUN_STEPS, tokensPerS, rounds: got[i].tps, gpuMsPerStep,
+            firstTokenMs: median(got[i].first), totalMs: median(got[i].total),
             gpuBusy: gpuMsPerStep === undefined ? undefined : (gpuMsPerStep * tokensPerS) / batch / 1000,
           });
         }
@@ -106,13 +112,14 @@ async function main(): Promise<void> {
       await model.destroy();
     }
   }
-  console.log('stamps  batch  run  in flight  chained  ramp  ahead  tokens/s  (rounds)                       GPU ms/step  GPU busy');
+  console.log('stamps  batch  run  in flight  chained  ramp  ahead  tokens/s  (rounds)                       GPU ms/step  GPU busy  first ms  total ms');
   for (const r of rows) {
     console.log(
       `${(r.timestamps ? 'on' : 'off').padStart(6)}  ${String(r.batch).padStart(5)}  ${String(r.stepsPerReadback).padStart(3)}  ${String(r.inFlight).padStart(9)}  ${(r.chainSteps ? 'yes' : 'no').padStart(7)}  ${(r.rampRuns ? 'yes' : 'no').padStart(4)}  ${(r.aheadOfPrefill ? 'yes' : 'no').padStart(5)}  ` +
         `${r.tokensPerS.toFixed(1).padStart(8)}  (${r.rounds.map((x) => x.toFixed(0)).join(' ')})`.padEnd(44) +
         `${r.gpuMsPerStep === undefined ? '—' : r.gpuMsPerStep.toFixed(3)}`.padStart(11) +
         `${r.gpuBusy === undefined ? '—' : `${(100 * r.gpuBusy).toFixed(0)} %`}`.padStart(10) +
+        `${r.firstTokenMs.toFixed(2)}`.padStart(10) + `${r.totalMs.toFixed(2)}`.padStart(10) +
         (r.default ? '  ← generate' : ''),
     );
   }

@@ -74,8 +74,8 @@ describe('generate on the compiled variant, steps replayed and read back in runs
     expect(RUN_STEPS).toBe(8);
     expect(await runLengths({})).toEqual([1, 2, 4, 8, 3]);
     expect(await runLengths({ rampRuns: false })).toEqual([8, 8, 2]);
-    // The first runs are submitted before the prefill's token is read (they read it on the GPU); aheadOfPrefill false
-    // submits nothing until it is on the host. Both choose the same tokens.
+    // The first run is submitted before the prefill's token is read (it reads it on the GPU), and only the first;
+    // aheadOfPrefill false submits nothing until it is on the host. Both choose the same tokens.
     const order = async (o: { aheadOfPrefill?: boolean }) => {
       const events: string[] = [];
       const prefill = model.prefill.bind(model);
@@ -86,17 +86,20 @@ describe('generate on the compiled variant, steps replayed and read back in runs
         return h;
       });
       const step = model.decodeStep.bind(model);
+      const runOf = model.decodeRun.bind(model);
       const one = vi.spyOn(model, 'decodeStep').mockImplementation(() => (events.push('decode submitted'), step()));
+      const many = vi.spyOn(model, 'decodeRun').mockImplementation((...a: Parameters<typeof model.decodeRun>) => (events.push('decode submitted'), runOf(...a)));
       try {
         expect((await generateGpu(model, tok, [prompt], { maxTokens, ...o })).tokens, JSON.stringify(o)).toEqual(want.tokens);
-        return events.slice(0, 2);
+        return events.slice(0, 3);
       } finally {
         pre.mockRestore();
         one.mockRestore();
+        many.mockRestore();
       }
     };
-    expect(await order({})).toEqual(['decode submitted', 'prefill read']);
-    expect(await order({ aheadOfPrefill: false })).toEqual(['prefill read', 'decode submitted']);
+    expect(await order({})).toEqual(['decode submitted', 'prefill read', 'decode submitted']);
+    expect(await order({ aheadOfPrefill: false })).toEqual(['prefill read', 'decode submitted', 'decode submitted']);
     // Steps without timestamps (what `linattn generate` runs) choose the same tokens and carry no GPU time.
     model.stampSteps = false;
     try {
