@@ -18,7 +18,9 @@
 // per layer. flush() brings the state back into the layers' buffers, which decoding reads.
 //
 // runChain (greedy Medusa or prompt lookup, a static tree, batch 1) records R such steps in one submit with one readback; the
-// chained run lives in gpu-chain.ts, which the verifier lends its buffers and its step (ChainHost).
+// chained run lives in gpu-chain.ts, which the verifier lends its buffers and its step (ChainHost). chainBatch does the same
+// for a batch (greedy Medusa, each sequence its own path), and its runs are continued before they are read: gpu-batch-chain.ts
+// (BatchChainHost).
 //
 // A batch of b sequences (BatchTreeVerifier) verifies one tree per sequence, padded to the step's row count, and
 // commits each sequence's own accepted path: every sequence keeps its own position, the batch's smallest as the
@@ -41,10 +43,9 @@ import { RecordedStep } from '../model/step-recording.ts';
 import { FoldedSteps } from './folded-steps.ts';
 import type { Candidate } from './candidate.ts';
 import type { StaticTopology } from './chain.ts';
-import { checkChainSteps, GpuChain, MAX_CHAIN_STEPS, type ChainDraft, type ChainHost, type ChainResult, type ChainSubmission } from './gpu-chain.ts';
-import { chainBatchLayout, readChainBatch, type BatchChainResult, type BatchChainSubmission } from './gpu-chain-batch.ts';
-import { CHAIN_BATCH_WORKGROUP, chainBatchRingWords, chainBatchWgsl } from '../../backends/wgsl/chain-batch.ts';
-import { compileKernel } from '../runtime/pipeline-cache.ts';
+import { checkChainSteps, GpuChain, type ChainDraft, type ChainHost, type ChainResult, type ChainSubmission } from './gpu-chain.ts';
+import type { BatchChainResult, BatchChainSubmission } from './gpu-chain-batch.ts';
+import { GpuBatchChain, type BatchChainHost } from './gpu-batch-chain.ts';
 import { treeFromParents } from './token-tree.ts';
 import { GpuSpeculativeHeads, MAX_TOP_K } from './gpu-heads.ts';
 import type { TokenTree } from './token-tree.ts';
@@ -111,15 +112,6 @@ interface Layout {
   readonly bytes: number;
 }
 
-/** What a chained batch run and the runs continuing it share: the step plan and the trees' shape. */
-interface BatchRunOf {
-  readonly plan: StepPlan;
-  readonly rows: number;
-  readonly b: number;
-  readonly topology: StaticTopology;
-  readonly medusaK: number;
-}
-
 export class GpuTreeVerifier implements TreeVerifier, BatchTreeVerifier {
   /** Buffers mapped for reading since creation (the prefill's excluded): one per step, one per chained run. */
   mapCalls = 0;
@@ -130,17 +122,7 @@ export class GpuTreeVerifier implements TreeVerifier, BatchTreeVerifier {
   private readonly replays = new Map<string, RecordedStep>();
   private readonly foldedDimsBuffers = new Map<string, GPUBuffer>();
   private readonly chain: GpuChain;
-  /** chainBatch's kernel and buffers, made at its first run; its bind groups by step plan. */
-  private chainBatchBuffers: { pipeline: GPUComputePipeline; ring: GPUBuffer; topo: GPUBuffer; params: GPUBuffer; groups: Map<StepPlan, GPUBindGroup> } | undefined;
-  /** The last chained batch run submitted, while continueChainBatch may follow it. */
-  private batchContinuation: BatchRunOf | undefined;
-  /** The last chained batch run's result (read in submission order), and runs submitted and not read yet. */
-  private batchTail: Promise<unknown> | undefined;
-  private batchUnread = 0;
-  /** Chained batch runs' readback buffers: two, so that one run is read while the next is in flight. */
-  private readonly batchStaging: (GPUBuffer | undefined)[] = [undefined, undefined];
-  private batchSlot = 0;
-  private readonly batchHost = { runs: 0, steps: 0, encodeMs: 0, waitMs: 0, gpuMs: 0 };
+  private readonly batchChain: GpuBatchChain;
   private sampled = false;
   private last: Verified | undefined;
   private pending: readonly (readonly number[])[] | undefined;
@@ -180,6 +162,7 @@ export class GpuTreeVerifier implements TreeVerifier, BatchTreeVerifier {
       this.resolve = device.createBuffer({ label: 'tree step timestamps', size: 16, usage: BufferUsage.QUERY_RESOLVE | BufferUsage.COPY_SRC });
     }
     this.chain = new GpuChain(this.chainHost());
+    this.batchChain = new GpuBatchChain(this.batchChainHost());
   }
 
   /**
@@ -454,7 +437,7 @@ export class GpuTreeVerifier implements TreeVerifier, BatchTreeVerifier {
     this.seqCommit.destroy();
     this.seqTree.destroy();
     for (const d of this.foldedDimsBuffers.values()) d.destroy();
-    for (const b of [this.chainBatchBuffers?.ring, this.chainBatchBuffers?.topo, this.chainBatchBuffers?.params, ...this.batchStaging]) b?.destroy();
+    this.batchChain.destroy();
     this.staging?.destroy();
     this.querySet?.destroy();
     this.resolve?.destroy();
@@ -626,165 +609,61 @@ export class GpuTreeVerifier implements TreeVerifier, BatchTreeVerifier {
     }
     this.forgetChains();
     const { plan, rows, b } = await this.upload({ trees, medusaTopK: medusaK });
-    const of: BatchRunOf = { plan, rows, b, topology, medusaK };
-    const submission = await this.submitBatchRun(of, steps, true);
-    this.batchContinuation = of;
-    return submission;
+    return this.batchChain.begin({ plan, rows, b, topology, medusaK }, steps);
   }
 
   /**
    * The next `steps` chained batch steps after the last run submitted (beginChainBatch, or this), before that run
-   * is read: the GPU holds all the first step reads — every sequence's next tree (the last chain kernel assembled it
-   * from that sequence's heads into the step's ids), its pending path and its position (tree:seq) — so the host
-   * uploads nothing, and the GPU runs this run while the host reads the last. Results are read in submission order.
+   * is read (gpu-batch-chain.ts): the GPU runs this run while the host reads the last. Results are read in
+   * submission order.
    */
   async continueChainBatch(steps: number): Promise<BatchChainSubmission> {
-    const of = this.batchContinuation;
-    if (!of) throw new Error('chained batch speculation: nothing to continue (begin a run first; a verification, flush or start in between ends it)');
     checkChainSteps(steps);
-    return this.submitBatchRun(of, steps, false);
+    return this.batchChain.continue(steps);
   }
 
   /** Whether continueChainBatch may follow: a chained batch run was begun and nothing else ran on the verifier since. */
   get batchContinuable(): boolean {
-    return this.batchContinuation !== undefined;
+    return this.batchChain.continuable;
   }
 
   /** Chained batch runs since creation: runs, steps, the host's ms to each submit and waiting for readbacks, GPU ms. */
   get chainBatchTimes(): { readonly runs: number; readonly steps: number; readonly encodeMs: number; readonly waitMs: number; readonly gpuMs: number } {
-    return { ...this.batchHost };
+    return this.batchChain.stats;
   }
 
-  /**
-   * Encodes and submits `steps` steps of `of` and starts reading them back after the runs before. `begun`: the host
-   * uploaded the first trees and knows the pending paths the first step commits (its books move now); continued,
-   * the first step commits the last run's last paths, which the books follow once that run is read.
-   */
-  private async submitBatchRun(of: BatchRunOf, steps: number, begun: boolean): Promise<BatchChainSubmission> {
-    const { device } = this.model.gpu;
-    const { plan, rows, b, topology, medusaK } = of;
-    const t0 = performance.now();
-    const slot = this.batchSlot;
-    let staging = this.batchStaging[slot];
-    if (staging && staging.mapState !== 'unmapped') throw new Error(`chained batch speculation: ${this.batchStaging.length} runs are in flight and the oldest is not read yet; await its result first`);
-    this.batchSlot = (slot + 1) % this.batchStaging.length;
-    const run = await this.chainBatchRun(b, rows, steps, topology, medusaK);
-    const layout = chainBatchLayout(b, steps, this.maxNodes, medusaK, this.heads.medusaHeads);
-    if (!staging || staging.size < layout.bytes) {
-      staging?.destroy();
-      staging = this.batchStaging[slot] = device.createBuffer({ label: `chained batch readback ${slot}`, size: Math.max(layout.bytes, 256), usage: BufferUsage.MAP_READ | BufferUsage.COPY_DST });
-    }
-
-    const encoder = device.createCommandEncoder({ label: `chained batch run [${b} × ${rows} rows, ${steps} steps]${begun ? '' : ' continued'}` });
-    this.folds!.enter(encoder, this.model.attentionStates.map((st) => st.buffers!), b);
-    const pass = encoder.beginComputePass({
-      label: 'chained batch run',
-      ...(this.querySet && { timestampWrites: { querySet: this.querySet, beginningOfPassWriteIndex: 0, endOfPassWriteIndex: 1 } }),
-    });
-    const moved = begun ? this.writePath(true) : undefined;
-    for (let k = 0; k < steps; k++) {
-      (await this.replayedStep(plan, b, rows, medusaK, 0, false, k)).replay(pass);
-      pass.setPipeline(run.pipeline);
-      pass.setBindGroup(0, run.group);
-      pass.dispatchWorkgroups(Math.ceil(b / CHAIN_BATCH_WORKGROUP));
-    }
-    pass.end();
-    encoder.copyBufferToBuffer(run.ring, 0, staging, layout.ring, 4 * b * layout.ringWords);
-    encoder.copyBufferToBuffer(this.path, 0, staging, layout.path, 4 * b * this.maxNodes);
-    layout.medusa.forEach((at, h) => {
-      const src = 4 * this.heads.medusaOffset(h);
-      encoder.copyBufferToBuffer(this.heads.ids, src, staging, at, 4 * b * medusaK);
-      encoder.copyBufferToBuffer(this.heads.probs, src, staging, at + 4 * b * medusaK, 4 * b * medusaK);
-    });
-    if (this.querySet && this.resolve) {
-      encoder.resolveQuerySet(this.querySet, 0, 2, this.resolve, 0);
-      encoder.copyBufferToBuffer(this.resolve, 0, staging, layout.time, 16);
-    }
-    device.queue.submit([encoder.finish()]);
-    if (moved) {
-      this.moveTo(moved);
-      this.pending = undefined;
-    }
-    this.folds!.advance(steps);
-    this.batchUnread++;
-    this.batchHost.runs++;
-    this.batchHost.steps += steps;
-    this.batchHost.encodeMs += performance.now() - t0;
-
-    const previous = this.batchTail;
-    const read = async (): Promise<BatchChainResult> => {
-      try {
-        if (previous) await previous; // a run before that failed leaves nothing this one's books could follow
-        const tw = performance.now();
-        const data = await this.readBack(staging, layout.bytes, 'chained batch run');
-        this.batchHost.waitMs += performance.now() - tw;
-        const result = readChainBatch(data, layout, b, topology.depths.length, steps, this.maxNodes, medusaK, this.vocabSize);
-        // Continued: the first step committed the last run's last paths. Step k + 1 committed step k's paths: the
-        // books follow them; the last step's paths stay pending.
-        if (!begun) {
-          this.moveTo(this.pendingMove());
-          this.pending = undefined;
-        }
-        for (let k = 0; k + 1 < steps; k++) {
-          const ends = this.offsets.map((o, s) => o + result.lengths[s][k]);
-          const advance = Math.min(...ends);
-          this.moveTo({ len: Math.max(...result.lengths.map((l) => l[k])), advance, offsets: ends.map((e) => e - advance) });
-        }
-        this.pending = result.lastPaths;
-        this.last = { trees: result.lastTokens.map((tokens) => treeFromParents(tokens, topology.parents)), plan, rows };
-        let gpuMs: number | undefined;
-        if (this.querySet) {
-          const [t1, t2] = new BigUint64Array(data, layout.time, 2);
-          if (t1 > 0n && t2 >= t1) this.batchHost.gpuMs += gpuMs = Number(t2 - t1) / 1e6;
-        }
-        return { steps: result.steps, medusa: result.medusa, ...(gpuMs !== undefined && { gpuMs }) };
-      } finally {
-        this.batchUnread--;
-      }
+  /** What the batch chain reads and moves of this verifier (gpu-batch-chain.ts). */
+  private batchChainHost(): BatchChainHost {
+    const states = () => this.model.attentionStates.map((st) => st.buffers!);
+    return {
+      model: this.model,
+      heads: this.heads,
+      parents: this.parents,
+      path: this.path,
+      seqCommit: this.seqCommit,
+      maxNodes: this.maxNodes,
+      maxBatch: this.maxBatch,
+      vocabSize: this.vocabSize,
+      ...(this.querySet && this.resolve && { timestamps: { querySet: this.querySet, resolve: this.resolve } }),
+      enter: (encoder, b) => this.folds!.enter(encoder, states(), b),
+      advance: (steps) => this.folds!.advance(steps),
+      replayed: (plan, b, rows, medusaK, ahead) => this.replayedStep(plan, b, rows, medusaK, 0, false, ahead),
+      writePending: () => void this.writePath(true),
+      committedPending: () => {
+        this.moveTo(this.pendingMove());
+        this.pending = undefined;
+      },
+      committedLengths: (lengths) => {
+        const ends = this.offsets.map((o, s) => o + lengths[s]);
+        const advance = Math.min(...ends);
+        this.moveTo({ len: Math.max(...lengths), advance, offsets: ends.map((e) => e - advance) });
+      },
+      leftPending: (paths, tokens, topology, plan, rows) => {
+        this.pending = paths;
+        this.last = { trees: tokens.map((t) => treeFromParents(t, topology.parents)), plan, rows };
+      },
+      readBack: (staging, bytes, what) => this.readBack(staging, bytes, what),
     };
-    const result = read();
-    this.batchTail = result;
-    result.catch(() => undefined); // the caller awaits it; a failure must not also surface as unhandled here
-    return { steps, result };
-  }
-
-  /** The chain kernel's pipeline, its ring and topology buffers, and its bind group for (plan, b, steps, topology). */
-  private async chainBatchRun(b: number, rows: number, steps: number, topology: StaticTopology, medusaK: number): Promise<{ pipeline: GPUComputePipeline; group: GPUBindGroup; ring: GPUBuffer }> {
-    const { gpu } = this.model;
-    const { device } = gpu;
-    const ringWords = chainBatchRingWords(steps, this.maxNodes);
-    const need = 4 * this.maxBatch * chainBatchRingWords(MAX_CHAIN_STEPS, this.maxNodes);
-    if (!this.chainBatchBuffers) {
-      const pipeline = await compileKernel(gpu, { label: 'chained batch acceptance', code: chainBatchWgsl(), bindings: ['storage', 'read-only-storage', 'read-only-storage', 'read-only-storage', 'read-only-storage', 'storage', 'storage', 'storage', 'read-only-storage', 'uniform'] });
-      const buffer = (label: string, size: number, usage: number) => device.createBuffer({ label, size, usage });
-      this.chainBatchBuffers = {
-        pipeline,
-        ring: buffer('chained batch ring', need, BufferUsage.STORAGE | BufferUsage.COPY_SRC | BufferUsage.COPY_DST),
-        topo: buffer('chained batch topology', 8 * this.maxNodes, BufferUsage.STORAGE | BufferUsage.COPY_DST),
-        params: buffer('chained batch params', 32, BufferUsage.UNIFORM | BufferUsage.COPY_DST),
-        groups: new Map(),
-      };
-    }
-    const cb = this.chainBatchBuffers;
-    const topo = new Uint32Array(2 * rows);
-    for (let n = 0; n < rows; n++) {
-      topo[2 * n] = n < topology.depths.length ? topology.depths[n] : 1;
-      topo[2 * n + 1] = n > 0 && n < topology.depths.length ? topology.ranks[n] : 0xffffffff;
-    }
-    device.queue.writeBuffer(cb.topo, 0, topo);
-    device.queue.writeBuffer(cb.params, 0, Uint32Array.of(b, rows, this.vocabSize, this.maxNodes, this.maxBatch * MAX_TOP_K, medusaK, ringWords, 0));
-    device.queue.writeBuffer(cb.ring, 0, new Uint32Array(b * ringWords)); // each sequence's step count starts at 0
-    const plan = await this.model.planStep(b, rows, { pickRows: true, qkvPerLayer: true });
-    let group = cb.groups.get(plan);
-    if (!group) {
-      group = device.createBindGroup({
-        label: 'chained batch acceptance',
-        layout: cb.pipeline.getBindGroupLayout(0),
-        entries: [plan.ids, this.parents, plan.rowTokens!, this.heads.accepted, this.heads.ids, this.path, this.seqCommit, cb.ring, cb.topo, cb.params].map((buffer, binding) => ({ binding, resource: { buffer } })),
-      });
-      cb.groups.set(plan, group);
-    }
-    return { pipeline: cb.pipeline, group, ring: cb.ring };
   }
 
   /** The step's model forward with `attention` in each layer, its picks, and the heads. */
@@ -871,9 +750,8 @@ export class GpuTreeVerifier implements TreeVerifier, BatchTreeVerifier {
 
   /** Ends both chains' continuations (something else runs on the verifier); refused while a chained batch run is unread. */
   private forgetChains(): void {
-    if (this.batchUnread > 0) throw new Error(`chained batch speculation: ${this.batchUnread} run(s) submitted and not read; await their results first`);
+    this.batchChain.forget();
     this.chain.forget();
-    this.batchContinuation = undefined;
   }
 
   /** The host's books after a submit that committed `moved` (absent: nothing). */
