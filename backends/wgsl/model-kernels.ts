@@ -115,8 +115,30 @@ const ro: BindingKind = 'read-only-storage';
 const rw: BindingKind = 'storage';
 const un: BindingKind = 'uniform';
 
+/**
+ * A step's chosen tokens kept where a run of steps collects them (src/model/gpu-model.ts): `kept` is bound at the step's
+ * slot of the run's buffer, so the run's tokens leave the GPU in one copy at its end instead of a copy after every step,
+ * which broke the run's compute passes with a transfer and its barriers (call 166: batch 1 2,896–2,919 → 2,982–3,092
+ * tokens/s with the copies left out).
+ */
+export function keepTokensWgsl(): string {
+  return [
+    '@group(0) @binding(0) var<storage, read> chosen: array<u32>;',
+    '@group(0) @binding(1) var<storage, read_write> kept: array<u32>;',
+    '',
+    `@compute @workgroup_size(${KEEP_WORKGROUP})`,
+    'fn main(@builtin(global_invocation_id) g: vec3<u32>) {',
+    '  if (g.x < arrayLength(&chosen)) { kept[g.x] = chosen[g.x]; }',
+    '}',
+    '',
+  ].join('\n');
+}
+
+/** Invocations of a keepTokens workgroup (one per sequence). */
+export const KEEP_WORKGROUP = 64;
+
 /** The model's kernels by name ('…Embedding': the pick that also writes the next step's input rows, model-sampling.ts). */
-export const MODEL_KERNELS = ['embedding', 'rmsnorm', 'addRmsnorm', 'argmax', 'sample', 'argmaxEmbedding', 'sampleEmbedding'] as const;
+export const MODEL_KERNELS = ['embedding', 'rmsnorm', 'addRmsnorm', 'argmax', 'sample', 'argmaxEmbedding', 'sampleEmbedding', 'keepTokens'] as const;
 export type ModelKernelName = (typeof MODEL_KERNELS)[number];
 
 /** Every kernel for these model sizes, with its binding layout (the order the runtime binds buffers in). */
@@ -134,6 +156,7 @@ export function modelKernelSources(dims: ModelDims): Record<ModelKernelName, Ker
     sample: { label: `sample [V=${dims.vocab}]`, code: sampleWgsl(dims.vocab), bindings: [ro, ro, rw, un] },
     argmaxEmbedding: { label: `argmax, embedding [${tag}]`, code: argmaxWgsl(dims.vocab, dims.hidden), bindings: [ro, rw, ro, rw] },
     sampleEmbedding: { label: `sample, embedding [${tag}]`, code: sampleWgsl(dims.vocab, dims.hidden), bindings: [ro, ro, rw, un, ro, rw] },
+    keepTokens: { label: 'keep chosen tokens', code: keepTokensWgsl(), bindings: [ro, rw] },
   };
 }
 

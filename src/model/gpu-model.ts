@@ -5,7 +5,7 @@
 // written where the next step's embedding reads it, so the only readback is the b token ids (plus two
 // timestamps when timing) — once per run of steps — which the host may read while the GPU already runs the
 // next steps.
-import { compileModelKernels, samplingConfigBuffer, writeSamplingConfig, type ModelKernels } from '../runtime/model-kernels.ts';
+import { compileModelKernels, KEEP_WORKGROUP, samplingConfigBuffer, writeSamplingConfig, type ModelKernels } from '../runtime/model-kernels.ts';
 import { BufferUsage, MapMode, throwIfDeviceErrors, type Gpu } from '../runtime/device.ts';
 import { downloadTensor } from '../runtime/gpu-tensor.ts';
 import { rng, type TensorData } from '../tensor.ts';
@@ -84,7 +84,10 @@ interface Batch extends BatchBuffers {
   /** Host copy of this step's uniform draws (sampling), reused every step. */
   readonly draws: Float32Array<ArrayBuffer>;
   next: number;
-  /** Bytes per step's tokens in a staging buffer (8-aligned), and where the timestamps start. */
+  /** A chained run's tokens, step i's at i·tokenStride, and the bind groups that keep step i's there. */
+  readonly kept: GPUBuffer;
+  readonly keepGroups: readonly GPUBindGroup[];
+  /** Bytes per step's tokens in a staging buffer and in `kept` (aligned for a storage binding's offset), and where the timestamps start. */
   readonly tokenStride: number;
   readonly timestampOffset: number;
   readonly querySet?: GPUQuerySet;
@@ -516,6 +519,7 @@ export class GpuModel {
     for (const batch of this.batches.values()) {
       for (const s of batch.slots) s.staging.destroy();
       batch.nextTokens.destroy();
+      batch.kept.destroy();
       batch.random.destroy();
       batch.logits.buffer.destroy();
       batch.decodeRows?.buffer.destroy();
@@ -537,7 +541,9 @@ export class GpuModel {
     let batch = this.batches.get(b);
     if (batch) return batch;
     const { device } = this.gpu;
-    const tokenStride = Math.ceil((4 * b) / 8) * 8;
+    // A step's tokens at a storage-offset-aligned stride: a chained run's steps keep theirs in `kept` at that stride.
+    const align = Math.max(8, this.gpu.limits.minStorageBufferOffsetAlignment);
+    const tokenStride = Math.ceil((4 * b) / align) * align;
     const timestampOffset = MAX_RUN_STEPS * tokenStride;
     const slots = Array.from({ length: READBACK_RING }, (_, i) => ({
       staging: device.createBuffer({ label: `token readback ${i} [b=${b}]`, size: timestampOffset + 16 * MAX_RUN_STEPS, usage: BufferUsage.MAP_READ | BufferUsage.COPY_DST }),
@@ -550,9 +556,20 @@ export class GpuModel {
           resolve: device.createBuffer({ label: `step timestamps [b=${b}]`, size: TIMESTAMP_STRIDE * READBACK_RING * MAX_RUN_STEPS, usage: BufferUsage.QUERY_RESOLVE | BufferUsage.COPY_SRC }),
         }
       : {};
+    const nextTokens = device.createBuffer({ label: `chosen tokens [b=${b}]`, size: 4 * b, usage: BufferUsage.STORAGE | BufferUsage.COPY_SRC | BufferUsage.COPY_DST });
+    const kept = device.createBuffer({ label: `a run's chosen tokens [b=${b}]`, size: MAX_RUN_STEPS * tokenStride, usage: BufferUsage.STORAGE | BufferUsage.COPY_SRC });
+    const keepGroups = Array.from({ length: MAX_RUN_STEPS }, (_, i) =>
+      device.createBindGroup({
+        label: `keep step ${i}'s tokens [b=${b}]`,
+        layout: this.kernels.keepTokens.getBindGroupLayout(0),
+        entries: [{ binding: 0, resource: { buffer: nextTokens } }, { binding: 1, resource: { buffer: kept, offset: i * tokenStride, size: 4 * b } }],
+      }),
+    );
     batch = {
       b,
-      nextTokens: device.createBuffer({ label: `chosen tokens [b=${b}]`, size: 4 * b, usage: BufferUsage.STORAGE | BufferUsage.COPY_SRC | BufferUsage.COPY_DST }),
+      nextTokens,
+      kept,
+      keepGroups,
       random: device.createBuffer({ label: `uniform draws [b=${b}]`, size: 4 * b, usage: BufferUsage.STORAGE | BufferUsage.COPY_DST }),
       logits: createExactTensor(this.gpu, `last logits [b=${b}]`, [b, this.config.vocabSize]),
       decodeRows: createExactTensor(this.gpu, `decode step rows [b=${b}]`, [b, this.config.hiddenSize]),
@@ -718,11 +735,24 @@ export class GpuModel {
         dispatches = pass.dispatches;
       }
       session.logitsWritten = stepWritesLogits(plan, pick, this.logitsOption());
+      if (chain) {
+        // A chained run keeps each step's tokens on the GPU (the run's slot of `kept`) and copies them, and resolves
+        // its timestamps, once after its last step: a copy between steps broke the run with a transfer and barriers.
+        native.setPipeline(this.kernels.keepTokens);
+        native.setBindGroup(0, batch.keepGroups[i]);
+        native.dispatchWorkgroups(Math.ceil(batch.b / KEEP_WORKGROUP));
+      }
       native.end();
-      encoder.copyBufferToBuffer(batch.nextTokens, 0, slot.staging, i * batch.tokenStride, 4 * batch.b);
-      if (stamps && batch.resolve) {
+      if (!chain) encoder.copyBufferToBuffer(batch.nextTokens, 0, slot.staging, i * batch.tokenStride, 4 * batch.b);
+      else if (i === steps - 1) encoder.copyBufferToBuffer(batch.kept, 0, slot.staging, 0, steps * batch.tokenStride);
+      if (stamps && batch.resolve && !chain) {
         encoder.resolveQuerySet(stamps, query, 2 * passes, batch.resolve, (TIMESTAMP_STRIDE * query) / 2);
         encoder.copyBufferToBuffer(batch.resolve, (TIMESTAMP_STRIDE * query) / 2, slot.staging, batch.timestampOffset + 16 * i * passes, 16 * passes);
+      } else if (stamps && batch.resolve && i === steps - 1) {
+        // The run's queries are consecutive (one pass a decode step): one resolve, their pairs in a row.
+        const first = 2 * s * MAX_RUN_STEPS;
+        encoder.resolveQuerySet(stamps, first, 2 * steps, batch.resolve, (TIMESTAMP_STRIDE * first) / 2);
+        encoder.copyBufferToBuffer(batch.resolve, (TIMESTAMP_STRIDE * first) / 2, slot.staging, batch.timestampOffset, 16 * steps);
       }
       const last = !chain || i === steps - 1;
       const commands = last ? encoder.finish() : undefined;

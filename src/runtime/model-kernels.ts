@@ -2,6 +2,8 @@
 // size, each bound once per buffer set (`bind*` → BoundDispatch) and then recorded into a caller's compute
 // pass every step (`encodeDispatch`), so a step allocates nothing.
 import { elementGrid, MODEL_KERNELS, modelKernelSources, rowGrid, type ModelDims, type ModelKernelName } from '../../backends/wgsl/model-kernels.ts';
+
+export { KEEP_WORKGROUP } from '../../backends/wgsl/model-kernels.ts';
 import { argmaxPartialsWgsl, samplingConfigData, type GpuSamplingConfig } from '../../backends/wgsl/model-sampling.ts';
 import { BufferUsage, type Gpu } from './device.ts';
 import { compileKernel } from './pipeline-cache.ts';
