@@ -64,6 +64,20 @@ describe('segmented plans over spans of segments', () => {
     for (const t0 of [21, 32]) await expectDecodesFromPrefill(g, c.source, prefill, step, { axes, t0, steps: 3, seed: 330 + t0, what: `elu_dwconv spans prefill ${t0}` });
   });
 
+  // A past_groups term (llama_linearized, groups of 16): the last span exports S (closed groups) and So (the group
+  // still open, or just closed at a group's end) as decoding keeps them, from its own open group.
+  it('decoding continues from the state the last span of a past_groups plan exports', async () => {
+    const g = await gpu();
+    const axes = { h: 2, d: 8, e: 8 };
+    const c = compileFile('examples/paper/llama_linearized.la', { sizes: { C: 16 } });
+    const sizes = axisSizes(c.program, axes);
+    const plan = lowerChunked(c.program, sizes, { fuse: true, schedule: { chunk: 8, cols: 8, threads: 64, segment: 2, span: 2 }, exportState: true, prologue: new Set() });
+    const prefill = await PlanRunner.create(g, plan);
+    const step = await PlanRunner.create(g, recurrentPlan(c.program, sizes));
+    // 40 rows: 3 segments (the last partial, in an open group), spans of 2 and 1; 64 rows: 4 segments, ending on a group's end
+    for (const t0 of [40, 64]) await expectDecodesFromPrefill(g, c.source, prefill, step, { axes, t0, steps: 3, seed: 340 + t0, what: `llama_linearized spans prefill ${t0}` });
+  });
+
   it('the resident kernel over spans (state in subgroup lanes\' registers, the scan launch kept) equals the oracle', async (ctx) => {
     const g = await gpu();
     const sg = g.subgroupSize;

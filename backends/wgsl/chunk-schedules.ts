@@ -69,7 +69,8 @@ export function candidateSchedules(limits: ScheduleLimits, program: Program, siz
   }
   // Segmented plans trade one launch for b·heads·tiles·segments workgroups: worth timing on long sequences.
   // Their launches keep the phases in turn (no overlap: chunked/analysis.ts), so each is checked against the limit again.
-  if (!unfused && segmentable(p, sizes)) out.push(...out.flatMap((s) => SEGMENTS.map((segment) => ({ ...s, segment }))).filter((s) => sharedFloats(p, sizes, p.terms, p.output, s) * 4 <= limits.maxComputeWorkgroupStorageSize));
+  // A past_groups term's segments start at its groups' starts (segments.ts), so some chunks take only longer segments.
+  if (!unfused && segmentable(p, sizes)) out.push(...out.flatMap((s) => SEGMENTS.map((segment) => ({ ...s, segment }))).filter((s) => segmentable(p, sizes, s) && sharedFloats(p, sizes, p.terms, p.output, s) * 4 <= limits.maxComputeWorkgroupStorageSize));
   // Register-blocked forms (ChunkSchedule.block) of every schedule with columns to block, after the unblocked ones,
   // which the heuristic default (defaultSchedule) keeps.
   if (blocked) out.push(...out.filter((s) => s.cols >= BLOCK).map((s) => ({ ...s, block: BLOCK })));

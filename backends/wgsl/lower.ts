@@ -153,7 +153,8 @@ export function lowerChunked(p: Program, sizes: Sizes, opts: LowerOptions): Plan
   const segments = opts.fuse ? opts.schedule.segment : undefined;
   if (segments) {
     const sg = segmentable(p, sizes);
-    if (!single || !sg) throw new Error(`${p.name}: a segmented schedule needs one fused kernel over plain causal prefix terms (no decay, no groups)`);
+    if (!single || !sg) throw new Error(`${p.name}: a segmented schedule needs one fused kernel over prefix terms that are plainly causal or past_groups, without decay`);
+    if (!segmentable(p, sizes, opts.schedule)) throw new Error(`${p.name}: a segmented schedule's segments must start at its past_groups terms' group starts: ${segments} chunks of ${opts.schedule.chunk} rows is not a multiple of ${sg.align} rows`);
     const C = opts.schedule.chunk;
     const nseg = (t: number) => Math.ceil(Math.ceil(t / C) / segments);
     for (const q of sg.S) {

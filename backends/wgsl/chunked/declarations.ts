@@ -25,9 +25,18 @@ export interface PrefixArrays {
    */
   readonly phiS?: WorkgroupArray;
   readonly phiZ?: WorkgroupArray;
-  readonly So?: WorkgroupArray; // the open group of a past_groups term longer than a chunk
+  /**
+   * The open group of a past_groups term longer than a chunk, So [F][R], in registers: invocation lid holds element
+   * lid + t·WG in register `regs[t]` (state.ts openTrips), declared before the chunk loop by emitStateStart.
+   */
+  readonly So?: OpenGroupRegs;
   readonly zo?: WorkgroupArray;
   readonly lg?: WorkgroupArray; // [C][gateWidth]: inclusive Σ log(decay) from the chunk start
+}
+
+/** A past_groups term's open group in registers (PrefixArrays.So): one a trip of the workgroup over its F·R elements. */
+export interface OpenGroupRegs {
+  readonly regs: string[];
 }
 
 export interface ChunkArrays {
@@ -123,7 +132,7 @@ export function declareArrays(a: ChunkAnalysis, kb: KernelBuilder, alloc: ArrayA
         }),
       };
     const open = q.openGroup
-      ? { So: alloc.keep(`So${q.k}`, q.F * R, `the group still open (past_groups(${q.openGroup}) spans several chunks)`), zo: alloc.keep(`zo${q.k}`, q.F) }
+      ? { So: { regs: [] }, zo: alloc.keep(`zo${q.k}`, q.F, `the group still open (past_groups(${q.openGroup}) spans several chunks); its S in registers`) }
       : {};
     const lg = q.gateWidth ? { lg: alloc.chunk(`lg${q.k}`, C * q.gateWidth, 'inclusive Σ log(decay) from the chunk start') } : {};
     return { phi, psi, ...state, ...open, ...lg };

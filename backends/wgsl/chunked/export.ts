@@ -5,19 +5,24 @@ import type { Block } from '../wgsl-block.ts';
 import type { WorkgroupArray } from '../kernel-builder.ts';
 import { exportResident, storeResidentSegment } from './resident.ts';
 import { elem, segBase, stateArrays, stateRef, type ChunkKernel } from './declarations.ts';
+import { eachOpen } from './state.ts';
 
 export function emitSegmentState(K: ChunkKernel, body: Block): void {
   const { a } = K;
   if (a.segmented !== 'state') return;
   if (a.resident) return storeResidentSegment(K, body);
   for (const q of a.prefix) {
-    const { S, z } = stateArrays(K, q);
-    body.strided('x', `${q.F * a.R}u`, (b, x) => {
-      b.comment(`this segment's own ${S.name}, for the scan`);
+    const { S, z, So, zo } = stateArrays(K, q);
+    // a past_groups term's segment ends at a group's end (segments.ts): the group still open is the segment's last, its own too
+    const openZ = (f: string) => (zo ? ` + ${elem(zo, f)}` : '');
+    const store = (b: Block, x: string, value: string) => {
       const col = b.let('col', `tile * ${a.R}u + ${x} % ${a.R}u`);
-      b.block(`if (${col} < ${a.NR}u)`, (l) => l.line(`${K.kb.use(K.io.segS[q.k])}[${segBase(K, q, 'S')} + (${x} / ${a.R}u) * ${a.NR}u + ${col}] = ${S.name}[${x}];`));
-    });
-    body.strided('f', `${q.F}u`, (b, f) => b.block('if (tile == 0u)', (l) => l.line(`${K.kb.use(K.io.segZ[q.k])}[${segBase(K, q, 'z')} + ${f}] = ${elem(z, f)};`)));
+      b.block(`if (${col} < ${a.NR}u)`, (l) => l.line(`${K.kb.use(K.io.segS[q.k])}[${segBase(K, q, 'S')} + (${x} / ${a.R}u) * ${a.NR}u + ${col}] = ${value};`));
+    };
+    body.comment(`this segment's own ${S.name}, for the scan`);
+    if (So) eachOpen(K, q, body, (b, x, reg) => store(b, x, `${S.name}[${x}] + ${reg}`));
+    else body.strided('x', `${q.F * a.R}u`, (b, x) => store(b, x, `${S.name}[${x}]`));
+    body.strided('f', `${q.F}u`, (b, f) => b.block('if (tile == 0u)', (l) => l.line(`${K.kb.use(K.io.segZ[q.k])}[${segBase(K, q, 'z')} + ${f}] = ${elem(z, f)}${openZ(f)};`)));
   }
 }
 
@@ -49,7 +54,11 @@ function exportPrefixStates(K: ChunkKernel, body: Block): void {
     write(S, `state:S${q.k}`, true, `export ${S.name}`);
     write(z, `state:z${q.k}`, false, `export ${z.name}, a copy per column`);
     if (So && zo) {
-      write(So, `state:So${q.k}`, true);
+      eachOpen(K, q, body, (b, x, reg) => {
+        const f = b.let('f', `${x} / ${a.R}u`);
+        const col = b.let('col', `tile * ${a.R}u + ${x} % ${a.R}u`);
+        b.block(`if (${col} < ${a.NR}u)`, (l) => l.line(`${stateRef(K, `state:So${q.k}`)}[((b * ${a.NS}u + s) * ${q.F}u + ${f}) * ${a.NR}u + ${col}] = ${reg};`));
+      });
       writeZ(zo, `state:zo${q.k}`);
     }
   }

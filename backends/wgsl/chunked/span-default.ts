@@ -59,6 +59,7 @@ export function spanCandidate(p: Program, sizes: Sizes, limits: ScheduleLimits, 
   if (spans < 2 || spans > SEGMENTS / 2 || chunks < SEGMENTS * MIN_SEGMENT) return undefined;
   const segment = Math.ceil(chunks / SEGMENTS);
   const schedule: ChunkSchedule = { chunk: SPAN_CHUNK, cols, threads: SPAN_THREADS, segment, span: Math.ceil(Math.ceil(chunks / segment) / spans), block: SPAN_BLOCK };
+  if (!segmentable(p, sizes, schedule)) return undefined; // segments not at a past_groups term's group starts
   try {
     // throws where the blocked tile or the segmented plan does not apply
     analyseChunk({ program: part, sizes, terms: groups[0], items: itemsOver(part.output, groups[0]), partial: false, materialised: new Set(), label: 'span-default', schedule, segmented: 'output' });

@@ -4,7 +4,10 @@
 //
 // Its start (zero, or a segment's scanned incoming state), a past_groups term's open group joining S when the
 // next group starts, and the fold at the end of each chunk (phase 5), which for a state export keeps the last
-// group apart when decoding needs it open; a term with no open group folds tiled (fold-tiled.ts).
+// group apart when decoding needs it open; a term with no open group folds tiled (fold-tiled.ts). The open group's
+// So [F][R] lives in registers, each invocation's elements x = lid + t·WG (openTrips): every phase that touches it —
+// the fold, the join, the exports — walks the same elements, so no workgroup memory is spent on it (flash's and
+// llama_linearized's fused kernels fit 32 value columns at chunk 16 where they fitted 16).
 import type { Block, Team } from '../wgsl-block.ts';
 import type { PrefixPlan } from './analysis.ts';
 import { elem, logDecayAt, psiAt, psiVec, segBase, stateArrays, stateRef, type ChunkKernel } from './declarations.ts';
@@ -16,9 +19,15 @@ export function emitStateStart(K: ChunkKernel, body: Block): void {
   const { a } = K;
   if (a.resident) return loadResidentStart(K, body); // zero where declared, or a segment's scanned state (resident.ts)
   const R = a.R;
+  // a past_groups term's open group starts empty, a segment's too: segments start at group starts (segments.ts)
+  for (const q of a.prefix) {
+    const So = K.arrays.prefix[q.k].So;
+    if (So && !So.regs.length) So.regs.push(...openTrips(K, q).map((_, t) => body.var(`so${q.k}_${t}`, '0.0')));
+  }
   body.strided('x', `${Math.max(1, ...a.prefix.map((q) => q.F * R), 1)}u`, (b, x) => {
     for (const q of a.prefix) {
-      const { S, z, So, zo } = stateArrays(K, q);
+      const { S, z, zo } = stateArrays(K, q);
+      if (zo) b.block(`if (${x} < ${q.F}u)`, (i) => i.line(`${zo.name}[${x}] = 0.0;`));
       if (a.segmented === 'output' && spanSums(K)) {
         // over spans without a scan launch (spanSums): the own states of the segments before this span, summed here
         const segS = K.kb.use(K.io.segS[q.k]);
@@ -44,10 +53,6 @@ export function emitStateStart(K: ChunkKernel, body: Block): void {
       }
       b.block(`if (${x} < ${q.F * R}u)`, (i) => i.line(`${S.name}[${x}] = 0.0;`));
       b.block(`if (${x} < ${zJobs(q)}u)`, (i) => i.line(`${z.name}[${x}] = ${q.vec4 ? 'vec4<f32>(0.0)' : '0.0'};`));
-      if (So && zo) {
-        b.block(`if (${x} < ${q.F * R}u)`, (i) => i.line(`${So.name}[${x}] = 0.0;`));
-        b.block(`if (${x} < ${q.F}u)`, (i) => i.line(`${zo.name}[${x}] = 0.0;`));
-      }
     }
   });
   body.line('workgroupBarrier();');
@@ -78,6 +83,26 @@ function sumSegments(K: ChunkKernel, b: Block, per: string, at: (g: string) => s
   return run;
 }
 
+/**
+ * The open group's elements this invocation holds (PrefixArrays.So): trip t's flat index x = lid + t·WG into [F][R],
+ * its register, and the guard where a trip can pass F·R (null where it never does).
+ */
+export function openTrips(K: Pick<ChunkKernel, 'a' | 'arrays'>, q: PrefixPlan): { x: string; guard: string | null; reg: string }[] {
+  const n = q.F * K.a.R;
+  const WG = K.a.WG;
+  const regs = K.arrays.prefix[q.k].So?.regs ?? [];
+  return [...Array(Math.ceil(n / WG)).keys()].map((t) => ({ x: `(lid + ${t * WG}u)`, guard: (t + 1) * WG <= n ? null : `lid + ${t * WG}u < ${n}u`, reg: regs[t] ?? '' }));
+}
+
+/** `body` for each element of the open group this invocation holds (openTrips), guarded where a trip can pass F·R. */
+export function eachOpen(K: ChunkKernel, q: PrefixPlan, b: Block, body: (l: Block, x: string, reg: string) => void): void {
+  for (const { x, guard, reg } of openTrips(K, q)) {
+    if (!reg) throw new Error(`internal: ${K.a.spec.label}: term ${q.term.name}'s open group is read before its registers are declared (emitStateStart)`);
+    if (guard) b.block(`if (${guard})`, (l) => body(l, x, reg));
+    else b.block('', (l) => body(l, x, reg));
+  }
+}
+
 /** At the start of a chunk that starts a new group, the open group of a past_groups term joins S_k. */
 export function emitOpenGroupJoin(K: ChunkKernel, chunk: Block): void {
   for (const q of K.a.prefix) {
@@ -86,12 +111,14 @@ export function emitOpenGroupJoin(K: ChunkKernel, chunk: Block): void {
     const { S, z } = stateArrays(K, q);
     chunk.block(`if (c0 % ${q.openGroup}u == 0u && c0 > 0u)`, (b) => {
       b.comment(`a new group starts: the open one joins ${S.name}`);
-      for (const [all, open, n] of [[S, So, q.F * K.a.R], [z, zo, q.F]] as const) {
-        b.strided('x', `${n}u`, (l, x) => {
-          l.line(`${elem(all, x)} = ${elem(all, x)} + ${elem(open, x)};`);
-          l.line(`${elem(open, x)} = 0.0;`);
-        });
-      }
+      eachOpen(K, q, b, (l, x, reg) => {
+        l.line(`${S.name}[${x}] = ${S.name}[${x}] + ${reg};`);
+        l.line(`${reg} = 0.0;`);
+      });
+      b.strided('x', `${q.F}u`, (l, x) => {
+        l.line(`${elem(z, x)} = ${elem(z, x)} + ${elem(zo, x)};`);
+        l.line(`${elem(zo, x)} = 0.0;`);
+      });
     });
   }
 }
@@ -148,14 +175,12 @@ export function emitZFold(K: ChunkKernel, q: PrefixPlan, chunk: Block, team?: Te
 /** The chunk lies inside one group, which stays open: So_k, zo_k += Σ_j ψ_j ⊗ v_j; it joins S when the next group starts. */
 function foldIntoOpenGroup(K: ChunkKernel, q: PrefixPlan, chunk: Block): void {
   const { a } = K;
-  const { So, zo } = K.arrays.prefix[q.k];
-  chunk.strided('x', `${q.F * a.R}u`, (b, x) => {
-    b.comment(`${So!.name} += Σ_j ψ_j ⊗ v_j`);
+  const { zo } = K.arrays.prefix[q.k];
+  chunk.comment(`So${q.k} (registers) += Σ_j ψ_j ⊗ v_j`);
+  eachOpen(K, q, chunk, (b, x, reg) => {
     const f = b.let('f', `${x} / ${a.R}u`);
     const cl = b.let('cl', `${x} % ${a.R}u`);
-    const acc = b.var('acc', `${So!.name}[${x}]`);
-    b.for('j', '0u', (j) => `${j} < n`, (l, j) => l.line(`${acc} = ${acc} + ${psiAt(K, q, j, f)} * ${K.arrays.vs.name}[(${j} + ${a.HALO}u) * ${a.R}u + ${cl}];`));
-    b.line(`${So!.name}[${x}] = ${acc};`);
+    b.for('j', '0u', (j) => `${j} < n`, (l, j) => l.line(`${reg} = ${reg} + ${psiAt(K, q, j, f)} * ${K.arrays.vs.name}[(${j} + ${a.HALO}u) * ${a.R}u + ${cl}];`));
   });
   chunk.strided('f', `${q.F}u`, (b, f) => {
     const acc = b.var('acc', `${zo!.name}[${f}]`);
