@@ -118,7 +118,10 @@ describe('schedule model', () => {
     const k = { program: p, sizes, terms: p.terms, items: itemsOver(p.output, p.terms), schedule: s, materialised: new Set<number>(), partial: false };
     const fused = chunkKernelCost(H200, k, 4, 4096)!.us;
     const materialised = chunkKernelCost(H200, { ...k, materialised: new Set(featureNodes(p)) }, 4, 4096)!.us;
-    expect(fused).toBeLessThan(2 * materialised); // was 50× before the staging was priced
+    // was 50× before the staging was priced; the H200 ran hedgehog's fused kernel at 2.2× its prologue plan (4.26 and
+    // 1.95 ms, h200-kernels.json), which the q @ W loops' serial time (schedule-model.ts rowSerialUsPerOp) now adds
+    expect(fused).toBeGreaterThan(1.5 * materialised);
+    expect(fused).toBeLessThan(3 * materialised);
   });
 });
 

@@ -21,6 +21,7 @@ import { blockTile, scoreTile } from './chunked/tiles.ts';
 import { count, type Sizes } from './common.ts';
 import { elementOps } from './element-ops.ts';
 import { stagedElementOps, stagedRowOps } from './row-quantity-ops.ts';
+import { rowWidth } from './row-quantities.ts';
 import { featureCount, frontier, prefixGate, rowAxes } from './layout.ts';
 
 export interface AdapterModel {
@@ -58,6 +59,13 @@ export interface AdapterModel {
   readonly inlineElementOpsPerUs: number;
   /** Such a feature computed once in its own feature kernel (fusion-model.ts featureKernelCost): its rate (per µs per unit). */
   readonly manyReadsKernelOpsPerUs: number;
+  /**
+   * A row quantity staged per chunk (chunked/row-reductions.ts: llama's ‖q‖, ‖k‖) is one invocation's loop along its row:
+   * µs a step per operation of that loop, on the step's critical path however many workgroups share the unit.
+   */
+  readonly rowSerialUsPerOp: number;
+  /** A fused kernel that keeps a past_groups group open beside a bounded term's score tile: µs more a step (chunkKernelCost). */
+  readonly openGroupStepUs: number;
 }
 
 /**
@@ -103,6 +111,21 @@ export function hardwareModel(computeUnits: number, maxWorkgroupBytes: number): 
     // Refitted with the rate: at 2 µs the 256 steps of elu_aug's unfused 16×32×1024 (above) cost it its measured lead
     // over 32×16×512; 1 µs has the least estimate error over the 132-unit rows (bench/model-fit.ts, 1.10×).
     stepLatencyUs: 1,
+    // Fitted to the fused kernels of llama_linearized and flash (calls 169–170, B 4 H 16 T 4096 D 64; flash is
+    // llama's layer without the norms and the convolution): with its norms staged in the kernel llama's fused kernel
+    // ran 2.73, 3.05 and 4.61 ms at 16×32, 32×16 and 16×16 (512 threads) where flash's ran 1.69 at 16×32 — each
+    // chunk's ‖q‖ and ‖k‖ rows (16 + 64) are loops of 64 loads and multiply-adds on one invocation a row, 3.7 µs a
+    // step. At 0.013 µs an operation of those loops the three estimates are 0.97–1.01× their times (0.68–0.79×
+    // without); the model then puts the norms in a prologue (llama 16×32 with them there: 1.64 ms).
+    rowSerialUsPerOp: 0.013,
+    // A fused kernel that keeps a past_groups group open (its So in registers, folded by the whole workgroup after
+    // the outputs: chunked/state.ts) beside a bounded term's score tile — flash's and llama's — came in at 0.9–1.07×
+    // its estimate where their unfused plans come in at 1.2–1.6× and the rest of the zoo at 1.7–1.9×: flash 16×32×512
+    // 1.69 ms (est. 1.82) against unfused 1.46 (est. 1.99) at b 4, so the model took the fused plan. Not derived: the
+    // per-row work of the two plans is the same (the unfused kernels walk chunks of 32, the fused one of 16); fitted
+    // so that the fused plans rank as measured at b 1, 4 and 8 (calls 169–170: at b 4 flash 1.69 against 1.45 unfused,
+    // llama with its norms in a prologue 1.64 against 1.56; at b 1, segmented, 0.60 against 1.02 and 1.10).
+    openGroupStepUs: 2.5,
     bytesPerUs: 3.5e6,
     launchUs: 4,
     // A workgroup of fewer invocations keeps each busy with more of the step, alone or sharing its unit (launchCost's
@@ -192,6 +215,8 @@ export function softwareModel(cores: number, maxWorkgroupBytes: number): Adapter
     unitOpsPerUs: 2500 / cores,
     unitElementOpsPerUs: 2500 / cores,
     stepLatencyUs: 5,
+    rowSerialUsPerOp: 0,
+    openGroupStepUs: 0,
     bytesPerUs: 1e4,
     launchUs: 30,
     // a core runs a workgroup's invocations in turn at its full rate, however many there are
@@ -222,7 +247,7 @@ export interface KernelEstimate {
  */
 export function launchCost(
   m: AdapterModel,
-  k: { workgroups: number; threads: number; workgroupBytes: number; steps: number; stepOps: number; bytes: number; parallelism?: number; registerShare?: number; featureOps?: number; prefetchedBytes?: number },
+  k: { workgroups: number; threads: number; workgroupBytes: number; steps: number; stepOps: number; bytes: number; parallelism?: number; registerShare?: number; featureOps?: number; prefetchedBytes?: number; serialUs?: number },
 ): KernelEstimate {
   // unitInvocations counts invocations of one prefix term's registers. A busy invocation (one of a step's
   // independent outputs, `parallelism`) holds `registerShare` sets of accumulators (its score, output and state
@@ -264,7 +289,7 @@ export function launchCost(
   const stepUs = room
     ? m.roomStepUs - hidden(m.roomStepUs, m.prefetchRoomShare) + ((k.stepOps - featureOps) * m.unitOpsPerUs) / (m.roomOpsPerUs * shared) + featureOps / shared
     : Math.max(m.stepLatencyUs - (sharing === 1 ? hidden(m.stepLatencyUs, m.prefetchLoneShare) : 0) + k.stepOps / alone, (sharing * k.stepOps) / shared);
-  const us = Math.max(waves * k.steps * stepUs, k.bytes / m.bytesPerUs) + m.launchUs;
+  const us = Math.max(waves * k.steps * (stepUs + (k.serialUs ?? 0)), k.bytes / m.bytesPerUs) + m.launchUs;
   return { us, workgroups: k.workgroups, resident, waves, steps: k.steps };
 }
 
@@ -311,6 +336,9 @@ function tokenReads(p: Program, sizes: Sizes, terms: readonly Term[], materialis
   for (const term of terms) for (const id of [term.score, term.value]) visit(id);
   return out;
 }
+
+/** The group a past_groups term keeps open across chunks of C (chunked/analysis.ts PrefixPlan.openGroup), or 0. */
+const openGroupOf = (t: Term, C: number) => (t.mask[0]?.kind === 'past_groups' && t.mask[0].size > C ? t.mask[0].size : 0);
 
 /** The extra operations of a product weighed by a per-feature gate's exponential (see chunkKernelCost). */
 const GATED_PRODUCT_OPS = 0.75;
@@ -375,6 +403,16 @@ export function chunkKernelCost(m: AdapterModel, k: ChunkKernelModel, b: number,
     return { ...r, ops: r.quantities.reduce((n, { q, ops }) => n + (C + q.halo) * ops * rate, 0) };
   };
   const rows = rowsOf();
+  // each staged row quantity that reads the kernel's inputs (level 1: a loop of loads from memory, where a later
+  // level reads the staged ones from workgroup memory) is one invocation's loop an element of a row (chunked/stage.ts
+  // emitReductions: W of them a row, hedgehog's q @ W; one for a norm), a trip per WG elements: rowSerialUsPerOp a
+  // step per operation of the loop
+  const serialOf = (r: ReturnType<typeof rowsOf>) =>
+    r.quantities.reduce((n, { q, ops }) => {
+      if (q.level !== 1) return n;
+      const W = rowWidth(q, sizes);
+      return n + Math.ceil(((C + q.halo) * W) / s.threads) * (ops / W);
+    }, 0) * m.rowSerialUsPerOp;
   // a segmented schedule's state launch stages only what ψ (and the values) read
   const stateRows = s.segment ? rowsOf('state') : undefined;
   const inline = (id: number, at = rows) => 1 + stagedElementOps(p, sizes, id, at) * rateOf(id);
@@ -445,7 +483,9 @@ export function chunkKernelCost(m: AdapterModel, k: ChunkKernelModel, b: number,
   const prefixTerms = k.terms.filter((term) => term.form.kind === 'prefix').length;
   // A blocked schedule (ChunkSchedule.block) holds the same C·R independent accumulators, TN to an invocation: the
   // same registers and the same chains to hide latency behind, so its parallelism and register share stay C·R's.
-  const base = { threads: s.threads, workgroupBytes: bytesShared, stepOps: ops, featureOps, bytes, parallelism: C * R, registerShare: Math.max(1, prefixTerms) };
+  const openBeside = k.terms.some((t) => t.form.kind === 'prefix' && openGroupOf(t, C) > 0) && k.terms.some((t) => t.form.kind !== 'prefix' && t.form.kind !== 'toeplitz');
+  const open = openBeside ? m.openGroupStepUs : 0;
+  const base = { threads: s.threads, workgroupBytes: bytesShared, stepOps: ops, featureOps, bytes, parallelism: C * R, registerShare: Math.max(1, prefixTerms), serialUs: serialOf(rows) + open };
   // What a workgroup loads a chunk ahead, a step: the generator's own decision (a segmented plan's two launches each
   // decide theirs: performer's state pass prefetches ψ from its prologue, its output pass stages φ inline, in a loop).
   const prefetchedBytes = (segmented?: 'state' | 'output') => 4 * s.threads * (heldLoads({ ...spec, ...(segmented && { segmented }) }) ?? 0);
@@ -457,7 +497,7 @@ export function chunkKernelCost(m: AdapterModel, k: ChunkKernelModel, b: number,
   const nspan = Math.ceil(nseg / P);
   const folded = P > 1 ? (nspan - 1) * P : nseg;
   const pass = launchCost(m, { ...base, workgroups: b * NS * tiles * nspan, steps: seg * P, prefetchedBytes: prefetchedBytes('output') });
-  const state = launchCost(m, { ...base, prefetchedBytes: prefetchedBytes('state'), stepOps: stateOps, featureOps: stateFeatureOps, workgroups: Math.max(1, b * NS * tiles * folded), steps: seg, bytes: (4 * b * t * (tiles * reads.perTile + reads.once) * folded) / nseg });
+  const state = launchCost(m, { ...base, serialUs: serialOf(stateRows!) + open, prefetchedBytes: prefetchedBytes('state'), stepOps: stateOps, featureOps: stateFeatureOps, workgroups: Math.max(1, b * NS * tiles * folded), steps: seg, bytes: (4 * b * t * (tiles * reads.perTile + reads.once) * folded) / nseg });
   // the scan launch walks every segment; over spans there is none, and the output launch's workgroups sum the states
   // of the segments before their span, eight loads a trip (chunked/state.ts spanSums)
   const scanUs = P > 1 ? Math.ceil(((nspan - 1) * P) / 8) * m.stepLatencyUs : nseg * m.stepLatencyUs + m.launchUs;
