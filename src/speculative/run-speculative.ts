@@ -2,8 +2,8 @@
 // the options): the prompt decoded plainly first (the baseline, and the oracle's trajectory), then
 // speculatively with the text streamed; the report gives mean accepted length, tokens/s of both and the
 // speed-up. Everything that can be wrong with the draft checkpoint is checked before any output.
-import { existsSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { existsSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
 import { isDecodable, type Program } from '../ir/types.ts';
 import type { PrepareAttention } from '../model/attention-context.ts';
 import { loadConfig, type ModelConfig } from '../model/config.ts';
@@ -29,6 +29,7 @@ import { LookupChainDraft } from './lookup-chain.ts';
 import { AdaptiveDraft } from './adaptive-draft.ts';
 import { OracleDraft } from './oracle-draft.ts';
 import { autoChainSteps, autoSpeculation, autoTrees, treeLabel } from './auto-trees.ts';
+import { autoStatePath } from './auto-state-cache.ts';
 import { GpuPlainDecoder, VerifierPlainDecoder, type PlainDecoder } from './plain-runs.ts';
 import { FixedSchedule, formatPolicySummary, type ControllerState } from './speculation-controller.ts';
 import type { TreeShape } from './tree-spec.ts';
@@ -47,6 +48,8 @@ export interface SpeculateOptions {
   /**
    * --auto-state FILE: auto's measurements read from FILE when it exists (the controller starts from them: nothing
    * it measured is explored again) and written back after the run, so repeated generations pay exploration once.
+   * Absent, on a hardware GPU, a file in the cache keyed by the model, draft, adapter and options (auto-state-cache.ts);
+   * 'none': a fresh controller, nothing kept.
    */
   readonly autoState?: string;
 }
@@ -212,7 +215,21 @@ export async function runSpeculativeGenerate(c: SpeculativeRunContext): Promise<
       });
     }
 
-    const auto = args.auto ? autoOf(trees, plainDecoder!, args.autoState) : undefined;
+    // --tree auto keeps its measurements between runs: in --auto-state FILE, or by default on a hardware GPU in the
+    // cache (auto-state-cache.ts; --auto-state none starts afresh and keeps nothing)
+    const statePath = !args.auto || args.autoState === 'none'
+      ? undefined
+      : args.autoState ?? (c.device === 'gpu' && !c.gpu!.isSoftware ? autoStatePath({ files: modelFiles(config, draftCheckpoint), source: args.source, adapter: c.gpu!.adapterName, labels: ['plain', ...trees.map(treeLabel)] }) : undefined);
+    let started = statePath !== undefined && existsSync(statePath);
+    let auto: ReturnType<typeof autoOf> | undefined;
+    try {
+      auto = args.auto ? autoOf(trees, plainDecoder!, statePath) : undefined;
+    } catch (e) {
+      // the cache's own file (not one the user named) that is not the measurements: started afresh and rewritten
+      if (args.autoState !== undefined || !(e instanceof ModelFileError)) throw e;
+      auto = autoSpeculation(trees, plainDecoder!);
+      started = false;
+    }
     const stream = new TextStream(c.tokenizer);
     const result: SpeculativeResult = await speculativeGenerate(target, draft, c.ids, {
       maxTokens: c.maxTokens, shape: args.shape, maxNodes: args.maxNodes, sampling: c.sampling, seed: c.seed, ...bounds,
@@ -229,8 +246,9 @@ export async function runSpeculativeGenerate(c: SpeculativeRunContext): Promise<
     const rest = stream.flush();
     if (rest) c.stdout(rest);
     c.stdout('\n');
-    if (auto && args.autoState !== undefined) writeAutoState(args.autoState, auto.policy.state());
+    if (auto && statePath !== undefined) writeAutoState(statePath, auto.policy.state());
     c.stderr(formatSpeculativeReport(args, result, plain, where, draft.name));
+    if (statePath !== undefined) c.stderr(`auto: ${started ? 'started from the measurements of earlier runs in' : 'measured afresh; kept for the next run in'} ${statePath} (--auto-state none: afresh, nothing kept)\n`);
   } finally {
     for (const o of owned.reverse()) await o.destroy();
   }
@@ -278,8 +296,15 @@ function readAutoState(path: string): { from?: ControllerState } {
   return { from: state };
 }
 
+/** The files a model's measurements are of (auto-state-cache.ts): its config and weights, a draft model's too. */
+function modelFiles(config: ModelConfig, draft: DraftCheckpoint | undefined): string[] {
+  const dirs = [dirname(config.file), ...(draft ? [draft.dir] : [])];
+  return dirs.flatMap((d) => [join(d, 'config.json'), join(d, 'model.safetensors')]);
+}
+
 /** Written beside, then renamed over FILE: a run stopped while writing leaves the last measurements whole. */
 function writeAutoState(path: string, state: ControllerState): void {
+  mkdirSync(dirname(path), { recursive: true });
   const tmp = `${path}.tmp`;
   writeFileSync(tmp, JSON.stringify(state) + '\n');
   renameSync(tmp, path);

@@ -1,0 +1,36 @@
+// Where `linattn generate --tree auto` keeps its controller's measurements between runs when no --auto-state FILE is
+// given: on a hardware GPU each generation had started fresh and spent part of itself exploring (H200 call 167: one
+// fresh 256-token generation 1.31–1.96× plain decoding, where one controller kept across generations ran 1.96–2.37×
+// in call 147). The file is keyed by what the measurements are of — the model's files (path, size and modification
+// time: a retrained model starts afresh), the draft, the adapter and the controller's options — and lives beside the
+// autotune cache ($LINATTN_CACHE_DIR or ~/.cache/linattn, under speculation/). The controller keeps re-probing what it
+// did not pick (speculation-controller.ts), so measurements of other text are a start, not a verdict.
+import { createHash } from 'node:crypto';
+import { existsSync, statSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { join, resolve } from 'node:path';
+
+export interface AutoStateKey {
+  /** The model's files (config.json, model.safetensors; a draft model's too). */
+  readonly files: readonly string[];
+  /** --speculate as given. */
+  readonly source: string;
+  readonly adapter: string;
+  /** The controller's option labels, plain first. */
+  readonly labels: readonly string[];
+}
+
+/** The cache directory the autotune cache uses too. */
+export const cacheDir = () => process.env.LINATTN_CACHE_DIR ?? join(homedir(), '.cache', 'linattn');
+
+/** The measurements file for `key`: $cacheDir/speculation/<hash>.json. */
+export function autoStatePath(key: AutoStateKey): string {
+  const files = key.files.map((f) => {
+    const path = resolve(f);
+    if (!existsSync(path)) return { path };
+    const st = statSync(path);
+    return { path, size: st.size, mtimeMs: st.mtimeMs };
+  });
+  const hash = createHash('sha256').update(JSON.stringify({ files, source: key.source, adapter: key.adapter, labels: key.labels })).digest('hex').slice(0, 20);
+  return join(cacheDir(), 'speculation', `${hash}.json`);
+}
