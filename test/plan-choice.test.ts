@@ -58,6 +58,28 @@ describe('plan choice on a hardware adapter', () => {
     expect(choosePlan(H200_SG, h.p, h.sizes, {}, shape).resident).toBeUndefined();
   });
 
+  // The resident kernel walks its 256 chunks in 1.30 ms whatever b is; at b 1 and 2 over spans of segments (call 172:
+  // elu_dwconv d 128 0.460 and 0.820 ms against 1.296, bench/results/h200-resident-spans.json): 16 segments a head,
+  // as many spans as one wave holds (32 and 64 workgroups on 132 units: 4 and 2); at b 4 (128 workgroups), a short
+  // sequence, or a decayed state (retnet: no segments) the one walk stays.
+  it('takes the resident kernel over spans of segments where its workgroups leave units idle, and lowers it so', () => {
+    const { p, sizes } = variant('paper/elu_dwconv', 128);
+    const at = (b: number, t = 4096, name = 'paper/elu_dwconv') => {
+      const v = name === 'paper/elu_dwconv' ? { p, sizes } : variant(name, 128);
+      return choosePlan(H200_SG, v.p, v.sizes, {}, { b, t });
+    };
+    for (const [b, span] of [[1, 4], [2, 8]] as const) {
+      const c = at(b);
+      expect(c.resident, `b ${b}`).toBe(true);
+      expect(c.schedule, `b ${b}`).toEqual({ chunk: 16, cols: 64, threads: 512, segment: 16, span });
+      const plan = lowerChunked(p, sizes, { fuse: true, schedule: c.schedule, resident: true, subgroupSize: 32 });
+      expect(plan.kernels.map((k) => k.label.split('.').at(-1))).toEqual(['segment-state', 'segment-scan', 'chunked']);
+    }
+    expect(at(4).schedule).toEqual({ chunk: 16, cols: 64, threads: 512 });
+    expect(at(1, 1024).schedule).toEqual({ chunk: 16, cols: 64, threads: 512 });
+    expect(at(1, 4096, 'variants/retnet')).toMatchObject({ resident: true, schedule: { chunk: 16, cols: 64, threads: 512 } });
+  });
+
   it('takes the fused plan over spans of segments where whole heads leave units idle and the model estimates it cheaper', () => {
     for (const name of ['paper/elu_dwconv', 'paper/elu', 'paper/relu_aug']) {
       const { p, sizes } = variant(name);

@@ -139,7 +139,7 @@ function chooseBase(gpu: Gpu, p: Program, sizes: Readonly<Record<string, number>
  */
 function residentChoice(gpu: Gpu, p: Program, sizes: Readonly<Record<string, number>>, why: string, at: { b: number; t: number }, plain: ChunkSchedule | undefined): PlanChoice | undefined {
   if (gpu.isSoftware) return undefined; // timed on hardware only; a software adapter's tests assume the plain kernel
-  const s = residentDefault(p, sizes, gpu.subgroupSize, gpu.limits);
+  const s = residentDefault(p, sizes, gpu.subgroupSize, gpu.limits, { ...at, units: adapterModel(gpu).computeUnits });
   if (!s) return undefined;
   // Timed with cheap features inline. Features the model would rather compute in a prologue (hedgehog's softmaxes)
   // keep the plain kernel: hedgehog inline ran 4.52 ms resident against 4.30 plain (and its plan is the prologue's).
