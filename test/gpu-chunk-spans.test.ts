@@ -78,6 +78,19 @@ describe('segmented plans over spans of segments', () => {
     for (const t0 of [40, 64]) await expectDecodesFromPrefill(g, c.source, prefill, step, { axes, t0, steps: 3, seed: 340 + t0, what: `llama_linearized spans prefill ${t0}` });
   });
 
+  // A decayed state (retnet's scalar gate, gla's per feature): the last span starts from the segments before it combined
+  // through their Σ log decay (chunked/segments.ts) and exports the state decoding continues from.
+  it.each(['examples/variants/retnet.la', 'examples/variants/gla.la'])('decoding continues from the state the last span of %s exports', async (file) => {
+    const g = await gpu();
+    const axes = { h: 2, d: 8, e: 8 };
+    const c = compileFile(file);
+    const sizes = axisSizes(c.program, axes);
+    const plan = lowerChunked(c.program, sizes, { fuse: true, schedule: { chunk: 8, cols: 8, threads: 64, segment: 1, span: 2 }, exportState: true });
+    const prefill = await PlanRunner.create(g, plan);
+    const step = await PlanRunner.create(g, recurrentPlan(c.program, sizes));
+    for (const t0 of [21, 32]) await expectDecodesFromPrefill(g, c.source, prefill, step, { axes, t0, steps: 3, seed: 350 + t0, what: `${file} spans prefill ${t0}` });
+  });
+
   it('the resident kernel over spans (state in subgroup lanes\' registers, the scan launch kept) equals the oracle', async (ctx) => {
     const g = await gpu();
     const sg = g.subgroupSize;

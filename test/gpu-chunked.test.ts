@@ -99,12 +99,24 @@ describe('the fused chunked lowering', () => {
     },
   );
 
-  it('offers no segmented schedule where the state does not simply add up (decay), and refuses one', () => {
-    for (const file of ['examples/variants/gla.la', 'examples/variants/retnet.la']) {
-      const c = compileFile(file);
-      const sizes = axisSizes(c.source, AXES);
-      expect(candidateSchedules({ maxComputeWorkgroupStorageSize: 1 << 16, maxComputeInvocationsPerWorkgroup: 256 }, c.program, sizes).some((s) => s.segment)).toBe(false);
-      expect(() => lowerChunked(c.program, sizes, { fuse: true, schedule: { chunk: 8, cols: 4, threads: 64, segment: 2 } })).toThrow(/segmented schedule needs .*without decay/);
+  // A decayed term's segments combine as S_in(g + 1) = exp(L_g) ⊙ S_in(g) + S_own(g) (chunked/segments.ts): each state
+  // launch writes its segment's Σ log decay beside its state, the scan (or, over spans, the output launch) applies it.
+  // retnet's scalar decay (a parameter), mamba2's (an input: a decay that differs row by row) and gla's per feature;
+  // segments of 2 and 3 chunks, a partial last chunk, spans of 3 segments (the last span shorter), vec4 z and not.
+  it.each(['examples/variants/retnet.la', 'examples/variants/mamba2.la', 'examples/variants/gla.la'])('%s: segmented plans (a decayed state) equal the oracle', async (file) => {
+    const g = await gpu();
+    const c = compileFile(file);
+    const sizes = axisSizes(c.source, AXES);
+    expect(candidateSchedules(g.limits, c.program, sizes).some((s) => s.segment)).toBe(true);
+    for (const [t, schedule, labels] of [
+      [45, { chunk: 4, cols: 4, threads: 64, segment: 2 }, ['segment-state', 'segment-scan', 'chunked']],
+      [130, { chunk: 8, cols: 3, threads: 128, segment: 3 }, ['segment-state', 'segment-scan', 'chunked']],
+      [150, { chunk: 8, cols: 8, threads: 64, segment: 2, span: 3 }, ['segment-state', 'chunked']],
+    ] as const) {
+      const x = makeInputs(c.source, { b: 2, t, axes: AXES, seed: t + 7 });
+      const r = await runCompiled(c, x, { device: 'gpu', gpu: g, form: 'chunked', fuse: true, schedule });
+      expect(r.plan!.kernels.map((k) => k.label.split('.').at(-1))).toEqual(labels);
+      expectRelClose(r.o.data, evaluateParallel(c.source, x).data, 1e-4, `${file} t=${t} schedule ${JSON.stringify(schedule)}`);
     }
   });
 

@@ -40,7 +40,7 @@ import { emitDecayPrefix, emitStage, prefetchStage } from './chunked/stage.ts';
 import { segmentCount } from './chunked/segments.ts';
 import { declareResident, emitResidentProducts } from './chunked/resident.ts';
 import { emitEarlyState } from './chunked/early-state.ts';
-import { emitFold, emitOpenGroupJoin, emitStateStart } from './chunked/state.ts';
+import { emitFold, emitOpenGroupJoin, emitSegmentDecay, emitStateStart } from './chunked/state.ts';
 import { emitTapWeights, type HoistedTaps } from './chunked/taps.ts';
 import { declareHeld, emitHeldStore, emitOverlapped, type HeldState } from './chunked/teams.ts';
 
@@ -153,6 +153,7 @@ export function emitChunkPhases(K: ChunkKernel, chunk: Block, prefetch?: { stage
   chunk.line('workgroupBarrier();');
   prefetch?.ahead(chunk);
   emitDecayPrefix(K, chunk);
+  emitSegmentDecay(K, chunk);
   emitResidentProducts(K, chunk);
   emitScores(K, chunk, (b) => emitEarlyState(K, b));
   emitDenominators(K, chunk);

@@ -153,13 +153,15 @@ export function lowerChunked(p: Program, sizes: Sizes, opts: LowerOptions): Plan
   const segments = opts.fuse ? opts.schedule.segment : undefined;
   if (segments) {
     const sg = segmentable(p, sizes);
-    if (!single || !sg) throw new Error(`${p.name}: a segmented schedule needs one fused kernel over prefix terms that are plainly causal or past_groups, without decay`);
+    if (!single || !sg) throw new Error(`${p.name}: a segmented schedule needs one fused kernel over prefix terms that are plainly causal (decayed or not) or past_groups without decay`);
     if (!segmentable(p, sizes, opts.schedule)) throw new Error(`${p.name}: a segmented schedule's segments must start at its past_groups terms' group starts: ${segments} chunks of ${opts.schedule.chunk} rows is not a multiple of ${sg.align} rows`);
     const C = opts.schedule.chunk;
     const nseg = (t: number) => Math.ceil(Math.ceil(t / C) / segments);
     for (const q of sg.S) {
       buffers.push({ name: segBuffer('S', q.k), role: 'scratch', floats: (b, t) => b * sg.NS * nseg(t) * q.F * sg.NR, shape: (b, t) => [b, sg.NS, nseg(t), q.F, sg.NR] });
       buffers.push({ name: segBuffer('z', q.k), role: 'scratch', floats: (b, t) => b * sg.NS * nseg(t) * q.F, shape: (b, t) => [b, sg.NS, nseg(t), q.F] });
+      // a decayed term's Σ log decay per segment (segments.ts): how much of a segment's incoming state reaches its end
+      if (q.gate) buffers.push({ name: segBuffer('g', q.k), role: 'scratch', floats: (b, t) => b * sg.NS * nseg(t) * q.gate, shape: (b, t) => [b, sg.NS, nseg(t), q.gate] });
     }
     const terms = groups[0];
     const items = itemsOver(p.output, terms);

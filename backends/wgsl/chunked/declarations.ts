@@ -10,7 +10,7 @@ import { rowWidth } from '../row-quantities.ts';
 import { stagedReductions, type StagedReduction } from './row-reductions.ts';
 import { quadStride } from './tiles.ts';
 import { phiSStride, residentNeedsZ, type ResidentRegs } from './resident-shape.ts';
-import { segBuffer } from './segments.ts';
+import { segBuffer, sumsOwnSpans } from './segments.ts';
 
 /** Workgroup memory of one prefix term. */
 export interface PrefixArrays {
@@ -32,6 +32,8 @@ export interface PrefixArrays {
   readonly So?: OpenGroupRegs;
   readonly zo?: WorkgroupArray;
   readonly lg?: WorkgroupArray; // [C][gateWidth]: inclusive Σ log(decay) from the chunk start
+  /** A segment-state launch's Σ log decay of its chunks so far, gate value lid + t·WG in `regs[t]` (state.ts). */
+  readonly segL?: OpenGroupRegs;
 }
 
 /** A past_groups term's open group in registers (PrefixArrays.So): one a trip of the workgroup over its F·R elements. */
@@ -65,6 +67,8 @@ export interface ChunkBindings {
   readonly state: ReadonlyMap<string, Binding>; // by buffer name ('state:S0', …), bound once written
   readonly segS: readonly Binding[]; // by PrefixPlan.k
   readonly segZ: readonly Binding[];
+  /** A decayed term's Σ log decay per segment (segments.ts), by PrefixPlan.k; null for an undecayed term. */
+  readonly segG: readonly (Binding | null)[];
   readonly out?: Binding;
   readonly parts: readonly { readonly num: Binding; readonly den?: Binding }[]; // partial kernels, per item (den: normalised items only, partDen)
   /** Kept numerators and denominators (ChunkKernelSpec.keep), by output group. */
@@ -135,7 +139,9 @@ export function declareArrays(a: ChunkAnalysis, kb: KernelBuilder, alloc: ArrayA
       ? { So: { regs: [] }, zo: alloc.keep(`zo${q.k}`, q.F, `the group still open (past_groups(${q.openGroup}) spans several chunks); its S in registers`) }
       : {};
     const lg = q.gateWidth ? { lg: alloc.chunk(`lg${q.k}`, C * q.gateWidth, 'inclusive Σ log(decay) from the chunk start') } : {};
-    return { phi, psi, ...state, ...open, ...lg };
+    // a segment-state launch's Σ log decay over its chunks, in registers (state.ts segmentDecay)
+    const segL = q.gateWidth && a.segmented === 'state' ? { segL: { regs: [] } } : {};
+    return { phi, psi, ...state, ...open, ...lg, ...segL };
   });
   const staged = new Map<Id, string>();
   for (const f of a.declared) {
@@ -166,10 +172,12 @@ export function declareArrays(a: ChunkAnalysis, kb: KernelBuilder, alloc: ArrayA
 export function declareBindings(a: ChunkAnalysis, kb: KernelBuilder): ChunkBindings {
   const name = a.spec.segmentBuffer ?? segBuffer;
   const segments = () => (a.segmented ? a.prefix.map((q) => [kb.storage(name('S', q.k), a.segmented === 'state', { always: true }), kb.storage(name('z', q.k), a.segmented === 'state', { always: true })]) : []);
+  // the output launch over spans combines the decayed segments' states itself (state.ts spanSums); the state launch writes them
+  const gates = () => a.prefix.map((q) => (a.segmented && q.gateWidth && (a.segmented === 'state' || sumsOwnSpans(a)) ? kb.storage(segBuffer('g', q.k), a.segmented === 'state', { always: true }) : null));
   if (a.spec.io) {
     const io = a.spec.io(kb);
     const seg = segments();
-    return { read: io.read, store: io.store, state: new Map(), segS: seg.map((x) => x[0]), segZ: seg.map((x) => x[1]), parts: [], kept: new Map() };
+    return { read: io.read, store: io.store, state: new Map(), segS: seg.map((x) => x[0]), segZ: seg.map((x) => x[1]), segG: a.prefix.map(() => null), parts: [], kept: new Map() };
   }
   const read = programReader(kb, a.p, a.sizes, (where) => `b * dims.t + ${where}`, { materialised: a.spec.materialised });
   const state = new Map((a.state?.buffers ?? []).map((b) => [b.name, kb.storage(b.name, true)]));
@@ -183,7 +191,7 @@ export function declareBindings(a: ChunkAnalysis, kb: KernelBuilder): ChunkBindi
     : [];
   const out = partial ? undefined : kb.storage('out:o', true, { always: true });
   const kept = new Map((a.spec.keep ?? []).map((k) => [k.g, { num: kb.storage(k.num, true, { always: true }), den: kb.storage(k.den, true, { always: true }), denAxes: k.denAxes }]));
-  return { read, state, segS: seg.map((x) => x[0]), segZ: seg.map((x) => x[1]), out, parts, kept };
+  return { read, state, segS: seg.map((x) => x[0]), segZ: seg.map((x) => x[1]), segG: gates(), out, parts, kept };
 }
 
 /**
@@ -255,10 +263,10 @@ export function stateRef(K: ChunkKernel, buffer: string): string {
 }
 
 /** Start of this (batch, head slice, segment)'s S_k (or z_k) in its segment-state buffer. */
-export function segBase(K: ChunkKernel, q: PrefixPlan, what: 'S' | 'z'): string {
+export function segBase(K: ChunkKernel, q: PrefixPlan, what: 'S' | 'z' | 'g'): string {
   // an output launch over spans (ChunkSchedule.span) starts from the scanned state of its span's first segment
   const P = K.a.segmented === 'output' ? Math.max(1, K.a.spec.schedule.span ?? 1) : 1;
-  return `((b * ${K.a.NS}u + s) * nseg + ${P > 1 ? `sg * ${P}u` : 'sg'}) * ${what === 'S' ? q.F * K.a.NR : q.F}u`;
+  return `((b * ${K.a.NS}u + s) * nseg + ${P > 1 ? `sg * ${P}u` : 'sg'}) * ${what === 'S' ? q.F * K.a.NR : what === 'z' ? q.F : q.gateWidth}u`;
 }
 
 /** The positions an expression of this kernel reads: i and j (u32 names), with the kernel's position offset. */

@@ -5,7 +5,7 @@ import type { Block } from '../wgsl-block.ts';
 import type { WorkgroupArray } from '../kernel-builder.ts';
 import { exportResident, storeResidentSegment } from './resident.ts';
 import { elem, segBase, stateArrays, stateRef, type ChunkKernel } from './declarations.ts';
-import { eachOpen } from './state.ts';
+import { eachOpen, gateTrips } from './state.ts';
 
 export function emitSegmentState(K: ChunkKernel, body: Block): void {
   const { a } = K;
@@ -23,6 +23,13 @@ export function emitSegmentState(K: ChunkKernel, body: Block): void {
     if (So) eachOpen(K, q, body, (b, x, reg) => store(b, x, `${S.name}[${x}] + ${reg}`));
     else body.strided('x', `${q.F * a.R}u`, (b, x) => store(b, x, `${S.name}[${x}]`));
     body.strided('f', `${q.F}u`, (b, f) => b.block('if (tile == 0u)', (l) => l.line(`${K.kb.use(K.io.segZ[q.k])}[${segBase(K, q, 'z')} + ${f}] = ${elem(z, f)}${openZ(f)};`)));
+    // a decayed term's Σ log decay over the segment (state.ts emitSegmentDecay), for the scan
+    const segG = K.io.segG[q.k];
+    if (segG) {
+      for (const { x, guard, reg } of gateTrips(K, q)) {
+        body.line(`if (tile == 0u${guard ? ` && ${guard}` : ''}) { ${K.kb.use(segG)}[${segBase(K, q, 'g')} + ${x}] = ${reg}; }`);
+      }
+    }
   }
 }
 

@@ -13,6 +13,7 @@ import type { PrefixPlan } from './analysis.ts';
 import { elem, logDecayAt, psiAt, psiVec, segBase, stateArrays, stateRef, type ChunkKernel } from './declarations.ts';
 import { foldTiled, lanes } from './fold-tiled.ts';
 import { emitResidentFold, loadResidentStart } from './resident.ts';
+import { sumsOwnSpans } from './segments.ts';
 
 /** Zero the state (or, for a segment's outputs, load the state the scan left for it), before the first chunk. */
 export function emitStateStart(K: ChunkKernel, body: Block): void {
@@ -23,6 +24,9 @@ export function emitStateStart(K: ChunkKernel, body: Block): void {
   for (const q of a.prefix) {
     const So = K.arrays.prefix[q.k].So;
     if (So && !So.regs.length) So.regs.push(...openTrips(K, q).map((_, t) => body.var(`so${q.k}_${t}`, '0.0')));
+    // a segment-state launch's Σ log decay over its chunks (emitSegmentDecay), from 0
+    const segL = K.arrays.prefix[q.k].segL;
+    if (segL && !segL.regs.length) segL.regs.push(...gateTrips(K, q).map((_, t) => body.var(`segl${q.k}_${t}`, '0.0')));
   }
   body.strided('x', `${Math.max(1, ...a.prefix.map((q) => q.F * R), 1)}u`, (b, x) => {
     for (const q of a.prefix) {
@@ -32,13 +36,16 @@ export function emitStateStart(K: ChunkKernel, body: Block): void {
         // over spans without a scan launch (spanSums): the own states of the segments before this span, summed here
         const segS = K.kb.use(K.io.segS[q.k]);
         const segZ = K.kb.use(K.io.segZ[q.k]);
+        // a decayed term's segments combine through their Σ log decay (segments.ts), gate value gi of feature f
+        const segG = K.io.segG[q.k] ? K.kb.use(K.io.segG[q.k]!) : null;
+        const decay = (f: string) => (segG ? (g: string) => `${segG}[${g} + ${q.gatePerFeature ? f : '0u'}]` : undefined);
         b.block(`if (${x} < ${q.F * R}u)`, (i) => {
           const col = i.let('col', `tile * ${R}u + ${x} % ${R}u`);
-          const run = sumSegments(K, i, `${a.NR * q.F}u`, (g) => `${segS}[${g} + (${x} / ${R}u) * ${a.NR}u + min(${col}, ${a.NR - 1}u)]`);
+          const run = sumSegments(K, i, `${a.NR * q.F}u`, (g) => `${segS}[${g} + (${x} / ${R}u) * ${a.NR}u + min(${col}, ${a.NR - 1}u)]`, '', decay(`(${x} / ${R}u)`), q.gateWidth);
           i.line(`${S.name}[${x}] = select(0.0, ${run}, ${col} < ${a.NR}u);`);
         });
-        if (q.vec4) b.block(`if (${x} < ${q.F / 4}u)`, (i) => i.line(`${z.name}[${x}] = vec4<f32>(${[0, 1, 2, 3].map((k) => sumSegments(K, i, `${q.F}u`, (g) => `${segZ}[${g} + ${x} * 4u + ${k}u]`, `z${k}`)).join(', ')});`));
-        else b.block(`if (${x} < ${q.F}u)`, (i) => i.line(`${z.name}[${x}] = ${sumSegments(K, i, `${q.F}u`, (g) => `${segZ}[${g} + ${x}]`)};`));
+        if (q.vec4) b.block(`if (${x} < ${q.F / 4}u)`, (i) => i.line(`${z.name}[${x}] = vec4<f32>(${[0, 1, 2, 3].map((k) => sumSegments(K, i, `${q.F}u`, (g) => `${segZ}[${g} + ${x} * 4u + ${k}u]`, `z${k}`, decay(`(${x} * 4u + ${k}u)`), q.gateWidth)).join(', ')});`));
+        else b.block(`if (${x} < ${q.F}u)`, (i) => i.line(`${z.name}[${x}] = ${sumSegments(K, i, `${q.F}u`, (g) => `${segZ}[${g} + ${x}]`, '', decay(x), q.gateWidth)};`));
         continue;
       }
       if (a.segmented === 'output') {
@@ -65,22 +72,54 @@ export function emitStateStart(K: ChunkKernel, body: Block): void {
  * scan launch cost a launch and a dependent walk over all segments.
  */
 export function spanSums(K: Pick<ChunkKernel, 'a'>): boolean {
-  return K.a.segmented === 'output' && !K.a.resident && (K.a.spec.schedule.span ?? 1) > 1;
+  return sumsOwnSpans(K.a);
 }
 
-/** Σ_{g < sg·P} of `at(offset of segment g)` (a segment's state is `per` floats), eight independent loads a trip. */
-function sumSegments(K: ChunkKernel, b: Block, per: string, at: (g: string) => string, tag = ''): string {
+/**
+ * Σ_{g < sg·P} of `at(offset of segment g)` (a segment's state is `per` floats), eight independent loads a trip; with
+ * `decay` (a decayed term: `decay(offset of segment g's gates)` its Σ log decay, `gates` a segment) the recurrence
+ * run ← exp(L_g)·run + own_g instead (segments.ts), its loads still issued eight at a time.
+ */
+function sumSegments(K: ChunkKernel, b: Block, per: string, at: (g: string) => string, tag = '', decay?: (g: string) => string, gates = 0): string {
   const P = K.a.spec.schedule.span!;
   const run = b.var(`run${tag}`, '0.0');
   b.for(`g${tag}`, '0u', (g) => `${g} < sg * ${P}u`, (l, g) => {
+    const seg = (i: number) => `((b * ${K.a.NS}u + s) * nseg + ${g} + ${i}u)`;
     const parts = [...Array(8).keys()].map((i) => {
       const v = l.var(`own${tag}_${i}`, '0.0');
-      l.line(`if (${g} + ${i}u < sg * ${P}u) { ${v} = ${at(`((b * ${K.a.NS}u + s) * nseg + ${g} + ${i}u) * ${per}`)}; }`);
-      return v;
+      const e = decay ? l.var(`keep${tag}_${i}`, '1.0') : null;
+      l.line(`if (${g} + ${i}u < sg * ${P}u) { ${v} = ${at(`${seg(i)} * ${per}`)};${e ? ` ${e} = exp(${decay!(`${seg(i)} * ${gates}u`)});` : ''} }`);
+      return { v, e };
     });
-    l.line(`${run} = ${run} + ${parts.join(' + ')};`);
+    if (decay) for (const { v, e } of parts) l.line(`${run} = ${e} * ${run} + ${v};`);
+    else l.line(`${run} = ${run} + ${parts.map((x) => x.v).join(' + ')};`);
   }, { step: (g) => `${g} += 8u` });
   return run;
+}
+
+/** A decayed term's gate values this invocation accumulates a segment's Σ log decay for: lid + t·WG (and its guard). */
+export function gateTrips(K: Pick<ChunkKernel, 'a' | 'arrays'>, q: PrefixPlan): { x: string; guard: string | null; reg: string }[] {
+  const n = q.gateWidth;
+  const WG = K.a.WG;
+  const regs = K.arrays.prefix[q.k].segL?.regs ?? [];
+  return [...Array(Math.ceil(n / WG)).keys()].map((t) => ({ x: `(lid + ${t * WG}u)`, guard: (t + 1) * WG <= n ? null : `lid + ${t * WG}u < ${n}u`, reg: regs[t] ?? '' }));
+}
+
+/**
+ * A segment-state launch, after each chunk's decay prefix (stage.ts emitDecayPrefix, which ends in a barrier): the
+ * chunk's Σ log decay (the prefix's last row) added to the segment's, per gate value, in registers.
+ */
+export function emitSegmentDecay(K: ChunkKernel, chunk: Block): void {
+  for (const q of K.a.prefix) {
+    const segL = K.arrays.prefix[q.k].segL;
+    if (!segL) continue;
+    const lg = K.arrays.prefix[q.k].lg!.name;
+    for (const { x, guard, reg } of gateTrips(K, q)) {
+      const line = `${reg} = ${reg} + ${lg}[(n - 1u) * ${q.gateWidth}u + ${x}];`;
+      if (guard) chunk.line(`if (${guard}) { ${line} }`);
+      else chunk.line(line);
+    }
+  }
 }
 
 /**

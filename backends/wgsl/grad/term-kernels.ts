@@ -213,7 +213,7 @@ export interface TermKernelRequest {
 }
 
 /** A group's segment states of its prefix term k: [b, NS, nseg, F, NR] (S) and [b, NS, nseg, F] (z). */
-export const segmentBuffer = (g: TermGroup, what: 'S' | 'z', k: number) => `seg:${g.stages.join('+')}:${what}${k}`;
+export const segmentBuffer = (g: TermGroup, what: 'S' | 'z' | 'g', k: number) => `seg:${g.stages.join('+')}:${what}${k}`;
 
 /** The head axes the groups share (a convolution-only group takes the others'), or null when they disagree. */
 export function sharedHead(groups: readonly TermGroup[], chunk: number): readonly string[] | null {
