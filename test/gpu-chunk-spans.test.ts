@@ -104,6 +104,26 @@ describe('segmented plans over spans of segments', () => {
     expectRelClose((await (await PlanRunner.create(g, plan)).run(x, 2, T)).data, evaluateParallel(c.source, x).data, 1e-4, 'elu_dwconv rs over spans');
   });
 
+  // A decayed state in lanes' registers (retnet's scalar decay, gla's per feature): the state launch's Σ log decay, the
+  // scan applying it, the output launch starting from the scanned state; and decoding on from what its last span exports.
+  it.for(['examples/variants/retnet.la', 'examples/variants/gla.la'])('the resident kernel over spans of %s (a decayed state) equals the oracle, and decoding continues from it', async (file, ctx) => {
+    const g = await gpu();
+    const sg = g.subgroupSize;
+    if (!sg) return ctx.skip(); // no fixed subgroup size (lavapipe's is 8: gpu-chunk-resident.test.ts)
+    const c = compileFile(file);
+    const axes = { h: 2, d: 4 * sg, e: 16 };
+    const sizes = axisSizes(c.source, axes);
+    const schedule = { chunk: 8, cols: 16, threads: 8 * sg, segment: 1, span: 2 };
+    const plan = lowerChunked(c.program, sizes, { fuse: true, schedule, resident: true, subgroupSize: sg });
+    expect(plan.kernels.map((k) => k.label.split('.').at(-1))).toEqual(['segment-state', 'segment-scan', 'chunked']);
+    const x = makeInputs(c.source, { b: 2, t: T, axes, seed: 99 });
+    expectRelClose((await (await PlanRunner.create(g, plan)).run(x, 2, T)).data, evaluateParallel(c.source, x).data, 1e-4, `${file} rs over spans`);
+    if (!file.includes('retnet')) return; // (one decayed export is enough: lavapipe compiles these kernels slowly)
+    const prefill = await PlanRunner.create(g, lowerChunked(c.program, sizes, { fuse: true, schedule, resident: true, subgroupSize: sg, exportState: true }));
+    const step = await PlanRunner.create(g, recurrentPlan(c.program, sizes));
+    await expectDecodesFromPrefill(g, c.source, prefill, step, { axes, t0: 21, steps: 2, seed: 361, what: `${file} rs spans prefill 21` });
+  });
+
   it('launches a workgroup a span in the output launch and none past the spans the scan needs in the state launch', () => {
     const c = compileFile('examples/paper/elu_dwconv.la');
     const sizes = axisSizes(c.program, { h: 2, d: 16, e: 16 });

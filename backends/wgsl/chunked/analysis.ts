@@ -379,14 +379,14 @@ export function analyseChunk(spec: ChunkKernelSpec): ChunkAnalysis {
   if (spec.io && spec.exportState) throw new Error(`${p.name}: a chunk kernel with its own memory interface exports no state`);
   // A segmented plan exports the decoding state from its output launch, whose last segment ends on the final S, z.
   // A past_groups term's segments start at its group starts (segments.ts), so a segment's state adds to the next's.
-  // A decayed causal term's segments combine through their Σ log decay (segments.ts); its lanes-resident kernel and
-  // the gradient's sectioned kernels (their own memory interface) do not carry it.
+  // A decayed causal term's segments combine through their Σ log decay (segments.ts); the gradient's sectioned kernels
+  // (their own memory interface) do not carry it.
   const adds = (q: PrefixPlan) =>
     q.term.mask[0].kind === 'causal'
-      ? !q.gateWidth || (!spec.resident && !spec.io)
+      ? !q.gateWidth || !spec.io
       : !q.gateWidth && q.term.mask[0].kind === 'past_groups' && (segment * C) % q.term.mask[0].size === 0;
   if (spec.segmented && (!segment || (spec.exportState && spec.segmented !== 'output') || !prefix.every(adds))) {
-    throw new Error(`${p.name}: a segmented chunk plan needs prefix terms plainly causal (decayed or not: not in lanes' registers) or past_groups without decay with segments that start at its groups' starts, and only its output launch exports a state`);
+    throw new Error(`${p.name}: a segmented chunk plan needs prefix terms plainly causal (decayed or not) or past_groups without decay with segments that start at its groups' starts, and only its output launch exports a state`);
   }
   const outputs = spec.segmented !== 'state';
   const quads = rowQuads(spec, overlap);

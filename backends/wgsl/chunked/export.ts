@@ -10,6 +10,7 @@ import { eachOpen, gateTrips } from './state.ts';
 export function emitSegmentState(K: ChunkKernel, body: Block): void {
   const { a } = K;
   if (a.segmented !== 'state') return;
+  emitSegmentDecays(K, body);
   if (a.resident) return storeResidentSegment(K, body);
   for (const q of a.prefix) {
     const { S, z, So, zo } = stateArrays(K, q);
@@ -23,12 +24,16 @@ export function emitSegmentState(K: ChunkKernel, body: Block): void {
     if (So) eachOpen(K, q, body, (b, x, reg) => store(b, x, `${S.name}[${x}] + ${reg}`));
     else body.strided('x', `${q.F * a.R}u`, (b, x) => store(b, x, `${S.name}[${x}]`));
     body.strided('f', `${q.F}u`, (b, f) => b.block('if (tile == 0u)', (l) => l.line(`${K.kb.use(K.io.segZ[q.k])}[${segBase(K, q, 'z')} + ${f}] = ${elem(z, f)}${openZ(f)};`)));
-    // a decayed term's Σ log decay over the segment (state.ts emitSegmentDecay), for the scan
+  }
+}
+
+/** Each decayed term's Σ log decay over the segment (state.ts emitSegmentDecay), for the scan: the first tile writes it. */
+function emitSegmentDecays(K: ChunkKernel, body: Block): void {
+  for (const q of K.a.prefix) {
     const segG = K.io.segG[q.k];
-    if (segG) {
-      for (const { x, guard, reg } of gateTrips(K, q)) {
-        body.line(`if (tile == 0u${guard ? ` && ${guard}` : ''}) { ${K.kb.use(segG)}[${segBase(K, q, 'g')} + ${x}] = ${reg}; }`);
-      }
+    if (!segG) continue;
+    for (const { x, guard, reg } of gateTrips(K, q)) {
+      body.line(`if (tile == 0u${guard ? ` && ${guard}` : ''}) { ${K.kb.use(segG)}[${segBase(K, q, 'g')} + ${x}] = ${reg}; }`);
     }
   }
 }

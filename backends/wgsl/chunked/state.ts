@@ -18,15 +18,17 @@ import { sumsOwnSpans } from './segments.ts';
 /** Zero the state (or, for a segment's outputs, load the state the scan left for it), before the first chunk. */
 export function emitStateStart(K: ChunkKernel, body: Block): void {
   const { a } = K;
+  for (const q of a.prefix) {
+    // a segment-state launch's Σ log decay over its chunks (emitSegmentDecay), from 0
+    const segL = K.arrays.prefix[q.k].segL;
+    if (segL && !segL.regs.length) segL.regs.push(...gateTrips(K, q).map((_, t) => body.var(`segl${q.k}_${t}`, '0.0')));
+  }
   if (a.resident) return loadResidentStart(K, body); // zero where declared, or a segment's scanned state (resident.ts)
   const R = a.R;
   // a past_groups term's open group starts empty, a segment's too: segments start at group starts (segments.ts)
   for (const q of a.prefix) {
     const So = K.arrays.prefix[q.k].So;
     if (So && !So.regs.length) So.regs.push(...openTrips(K, q).map((_, t) => body.var(`so${q.k}_${t}`, '0.0')));
-    // a segment-state launch's Σ log decay over its chunks (emitSegmentDecay), from 0
-    const segL = K.arrays.prefix[q.k].segL;
-    if (segL && !segL.regs.length) segL.regs.push(...gateTrips(K, q).map((_, t) => body.var(`segl${q.k}_${t}`, '0.0')));
   }
   body.strided('x', `${Math.max(1, ...a.prefix.map((q) => q.F * R), 1)}u`, (b, x) => {
     for (const q of a.prefix) {
