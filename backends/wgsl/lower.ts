@@ -167,7 +167,7 @@ export function lowerChunked(p: Program, sizes: Sizes, opts: LowerOptions): Plan
     const items = itemsOver(p.output, terms);
     const spec = { program: p, sizes, terms, items, partial: false, schedule: opts.schedule, materialised, prefetch: opts.prefetch, vec4: opts.vec4, hoistTaps: opts.hoistTaps, overlap: opts.overlap, rowQuads: opts.rowQuads, outputDen: opts.outputDen, earlyState: opts.earlyState, ...residentOf(opts) };
     kernels.push(chunkKernel({ ...spec, label: `${p.name}.segment-state`, segmented: 'state' }));
-    // over spans, the output launch sums its incoming state from the segments' own (chunked/state.ts spanSums)
+    // over spans, the output launch sums its incoming state from the segments' own (chunked/segments.ts sumsOwnSpans)
     const spans = (opts.schedule.span ?? 1) > 1 && !spec.resident;
     if (!spans) kernels.push(segmentScanKernel(p.name, sg.S, sg.NS, sg.NR, C, segments));
     // The output launch's last segment also writes the decoding state (the model's prefill: b·heads·tiles·segments

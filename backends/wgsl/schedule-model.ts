@@ -499,7 +499,7 @@ export function chunkKernelCost(m: AdapterModel, k: ChunkKernelModel, b: number,
   const pass = launchCost(m, { ...base, workgroups: b * NS * tiles * nspan, steps: seg * P, prefetchedBytes: prefetchedBytes('output') });
   const state = launchCost(m, { ...base, serialUs: serialOf(stateRows!) + open, prefetchedBytes: prefetchedBytes('state'), stepOps: stateOps, featureOps: stateFeatureOps, workgroups: Math.max(1, b * NS * tiles * folded), steps: seg, bytes: (4 * b * t * (tiles * reads.perTile + reads.once) * folded) / nseg });
   // the scan launch walks every segment; over spans there is none, and the output launch's workgroups sum the states
-  // of the segments before their span, eight loads a trip (chunked/state.ts spanSums)
+  // of the segments before their span, eight loads a trip (chunked/segments.ts sumsOwnSpans)
   const scanUs = P > 1 ? Math.ceil(((nspan - 1) * P) / 8) * m.stepLatencyUs : nseg * m.stepLatencyUs + m.launchUs;
   return { ...pass, us: state.us + pass.us + scanUs, steps: seg + seg * P + nseg };
 }

@@ -172,7 +172,7 @@ export function declareArrays(a: ChunkAnalysis, kb: KernelBuilder, alloc: ArrayA
 export function declareBindings(a: ChunkAnalysis, kb: KernelBuilder): ChunkBindings {
   const name = a.spec.segmentBuffer ?? segBuffer;
   const segments = () => (a.segmented ? a.prefix.map((q) => [kb.storage(name('S', q.k), a.segmented === 'state', { always: true }), kb.storage(name('z', q.k), a.segmented === 'state', { always: true })]) : []);
-  // the output launch over spans combines the decayed segments' states itself (state.ts spanSums); the state launch writes them
+  // the output launch over spans combines the decayed segments' states itself (segments.ts sumsOwnSpans); the state launch writes them
   const gates = () => a.prefix.map((q) => (a.segmented && q.gateWidth && (a.segmented === 'state' || sumsOwnSpans(a)) ? kb.storage(segBuffer('g', q.k), a.segmented === 'state', { always: true }) : null));
   if (a.spec.io) {
     const io = a.spec.io(kb);

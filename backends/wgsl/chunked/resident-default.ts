@@ -15,6 +15,7 @@ import type { ScheduleLimits } from '../chunk-schedules.ts';
 import type { Sizes } from '../common.ts';
 import { analyseChunk, itemsOver, outputPart, valueGroups } from './analysis.ts';
 import { segmentable } from './segments.ts';
+import { spansOver } from './span-default.ts';
 
 // (The schedule model prices the plain kernel only. plan-choice.ts once weighed the resident kernel at the plain
 // estimate over its least measured gain, 1.18 — cosformer at d 64, 1.742 → 1.471 ms — where the model put the plain
@@ -32,23 +33,10 @@ const RESIDENT_THREADS = 512;
 const COLUMN_TERMS = 4;
 
 /**
- * Over spans of segments where whole heads leave units idle (call 172, B 1 and 2, H 16, T 4096, D 128, 3 rounds side
- * by side; bench/results/h200-resident-spans.json): the resident kernel walks 256 chunks in 1.30 ms whatever b is, so
- * at b 1 (32 workgroups on 132 units) elu_dwconv's ran 1.296 ms against its unfused plan's 0.996; in segments of 16
- * chunks (16 a head) walked by spans of 4 segments, 0.460 (spans of 2, 8: 0.490, 0.746; segments of 4, 8 chunks unspanned:
- * 0.739, 0.577), elu 0.424 against 1.206; at b 2 spans of 8, 0.820 against 1.296 (unfused 1.450). At b 4 (128
- * workgroups) the one kernel stays (1.298 against 1.810 over spans of 2). Spans a head: as many as one wave of the
- * workgroups holds (span-default.ts's rule, there for the plain kernel).
- */
-const RESIDENT_SEGMENTS = 16;
-/** Chunks a segment at least (t ≥ 2048 at chunk 16: the shapes measured). */
-const RESIDENT_MIN_SEGMENT = 8;
-
-/**
  * The resident schedule for the fused plan of `p`, or undefined where it is not the default: no fixed subgroup
  * size, several value groups (kernels), fewer than 4 features a lane, a shape resident.ts refuses, or one
  * over the adapter's limits. With `at` (the batch and length it runs at, the adapter's units), over spans of
- * segments where its workgroups leave units idle and the plan can be segmented (RESIDENT_SEGMENTS).
+ * segments where its workgroups leave units idle and the plan can be segmented (spansOver).
  */
 export function residentDefault(p: Program, sizes: Sizes, subgroupSize: number | undefined, limits: ScheduleLimits, at?: { b: number; t: number; units: number }): ChunkSchedule | undefined {
   if (!subgroupSize || RESIDENT_THREADS > limits.maxComputeInvocationsPerWorkgroup || RESIDENT_THREADS % subgroupSize) return undefined;
@@ -80,13 +68,21 @@ export function residentDefault(p: Program, sizes: Sizes, subgroupSize: number |
   return undefined;
 }
 
-/** `s` over spans of segments where `heads` workgroups a batch row leave units idle at `at` (RESIDENT_SEGMENTS), else undefined. */
+/**
+ * Over spans of segments where whole heads leave units idle (call 172, B 1 and 2, H 16, T 4096, D 128, 3 rounds side
+ * by side; bench/results/h200-resident-spans.json): the resident kernel walks 256 chunks in 1.30 ms whatever b is, so
+ * at b 1 (32 workgroups on 132 units) elu_dwconv's ran 1.296 ms against its unfused plan's 0.996; in segments of 16
+ * chunks (16 a head) walked by spans of 4 segments, 0.460 (spans of 2, 8: 0.490, 0.746; segments of 4, 8 chunks unspanned:
+ * 0.739, 0.577), elu 0.424 against 1.206; at b 2 spans of 8, 0.820 against 1.296 (unfused 1.450). At b 4 (128
+ * workgroups) the one kernel stays (1.298 against 1.810 over spans of 2). Spans a head: as many as one wave of the
+ * workgroups holds, 16 segments a head, at least 8 chunks each (span-default.ts spansOver, shared with the plain kernel).
+ *
+ * `s` over spans of segments where `heads` workgroups a batch row leave units idle at `at` (spansOver), else undefined.
+ */
 function overSpans(p: Program, sizes: Sizes, limits: ScheduleLimits, subgroupSize: number, s: ChunkSchedule, heads: number, at: { b: number; t: number; units: number }): ChunkSchedule | undefined {
-  const spans = Math.floor(at.units / (at.b * heads));
-  const chunks = Math.ceil(at.t / s.chunk);
-  if (spans < 2 || chunks < RESIDENT_SEGMENTS * RESIDENT_MIN_SEGMENT) return undefined;
-  const segment = Math.ceil(chunks / RESIDENT_SEGMENTS);
-  const spanned: ChunkSchedule = { ...s, segment, span: Math.ceil(Math.ceil(chunks / segment) / spans) };
+  const shape = spansOver(at.units, at.b * heads, Math.ceil(at.t / s.chunk));
+  if (!shape) return undefined;
+  const spanned: ChunkSchedule = { ...s, segment: shape.segment, span: shape.span };
   const sg = segmentable(p, sizes, spanned);
   // A decayed state segments in lanes' registers too (checked against float64: test/gpu-chunk-spans.test.ts), but it
   // has not been timed on the H200 (no device time was left for it): the default keeps its one walk until it is.

@@ -50,6 +50,8 @@ export function segmentable(p: Program, sizes: Sizes, schedule?: { chunk: number
 /**
  * Whether a segmented output launch sums its span's incoming state itself from the segments' own states, with no scan
  * launch (lower.ts leaves it out): over spans (ChunkSchedule.span > 1), state in workgroup memory (chunked/state.ts).
+ * Its workgroups then read sg · P segment states each, the last span's the most: at two spans of 8, eight reads an
+ * element, where the scan launch cost a launch and a dependent walk over all segments.
  */
 export function sumsOwnSpans(a: { readonly segmented?: 'state' | 'output'; readonly resident?: unknown; readonly spec: { readonly schedule: { readonly span?: number } } }): boolean {
   return a.segmented === 'output' && !a.resident && (a.spec.schedule.span ?? 1) > 1;

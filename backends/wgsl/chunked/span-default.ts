@@ -32,11 +32,24 @@ const SPAN_BLOCK = 2;
  * State segments a head, whatever the spans: at b 4 two spans of 8 (elu_dwconv 0.589 ms; spans of 4 and 16 segments
  * 0.627 and 0.644), at b 2 four of 4 (0.330 ms against four of 8's 0.361), at b 1 eight of 2 (0.188 against eight of
  * 8's 0.217 and the plain segmented 16×64×512s16's 0.208; H200 calls 106–108). The output launch sums the segments
- * before its span itself (chunked/state.ts spanSums), so more segments cost the last span more loads.
+ * before its span itself (chunked/segments.ts sumsOwnSpans), so more segments cost the last span more loads.
  */
 const SEGMENTS = 16;
 /** Chunks a segment at least: t ≥ 2048 at chunk 16 (measured at t 4096 and 16384). */
 const MIN_SEGMENT = 8;
+
+/**
+ * Segments (SEGMENTS a head) and spans of them for `grid` workgroups of whole heads walking `chunks` chunks on `units`
+ * units: as many spans as one wave holds; undefined where the grid fills the units already (fewer than two spans) or
+ * segments would be shorter than MIN_SEGMENT chunks (shorter sequences were not measured). The plain kernel's spans
+ * candidate here and the lanes-resident kernel's (resident-default.ts) take their shape from it.
+ */
+export function spansOver(units: number, grid: number, chunks: number): { segment: number; span: number; spans: number } | undefined {
+  const spans = Math.floor(units / grid);
+  if (spans < 2 || chunks < SEGMENTS * MIN_SEGMENT) return undefined;
+  const segment = Math.ceil(chunks / SEGMENTS);
+  return { segment, span: Math.ceil(Math.ceil(chunks / segment) / spans), spans };
+}
 
 /**
  * The spans candidate for the fused plan of `p` at (b, t) on `units` compute units, or undefined where it is not one:
@@ -51,14 +64,10 @@ export function spanCandidate(p: Program, sizes: Sizes, limits: ScheduleLimits, 
   const L = layoutOf(part, groups[0]);
   const NR = count(L.rest, sizes);
   const cols = Math.min(NR, SPAN_COLS);
-  const grid = b * count(L.head, sizes) * Math.ceil(NR / cols);
-  const spans = Math.floor(units / grid);
-  const chunks = Math.ceil(t / SPAN_CHUNK);
-  // at least two segments a span (more spans than SEGMENTS / 2 is the plain segmented plan, a candidate of the model's
-  // own), and segments of at least MIN_SEGMENT chunks (shorter sequences were not measured)
-  if (spans < 2 || spans > SEGMENTS / 2 || chunks < SEGMENTS * MIN_SEGMENT) return undefined;
-  const segment = Math.ceil(chunks / SEGMENTS);
-  const schedule: ChunkSchedule = { chunk: SPAN_CHUNK, cols, threads: SPAN_THREADS, segment, span: Math.ceil(Math.ceil(chunks / segment) / spans), block: SPAN_BLOCK };
+  const shape = spansOver(units, b * count(L.head, sizes) * Math.ceil(NR / cols), Math.ceil(t / SPAN_CHUNK));
+  // at least two segments a span (more spans than SEGMENTS / 2 is the plain segmented plan, a candidate of the model's own)
+  if (!shape || shape.spans > SEGMENTS / 2) return undefined;
+  const schedule: ChunkSchedule = { chunk: SPAN_CHUNK, cols, threads: SPAN_THREADS, segment: shape.segment, span: shape.span, block: SPAN_BLOCK };
   if (!segmentable(p, sizes, schedule)) return undefined; // segments not at a past_groups term's group starts
   try {
     // throws where the blocked tile or the segmented plan does not apply

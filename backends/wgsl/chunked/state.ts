@@ -34,8 +34,8 @@ export function emitStateStart(K: ChunkKernel, body: Block): void {
     for (const q of a.prefix) {
       const { S, z, zo } = stateArrays(K, q);
       if (zo) b.block(`if (${x} < ${q.F}u)`, (i) => i.line(`${zo.name}[${x}] = 0.0;`));
-      if (a.segmented === 'output' && spanSums(K)) {
-        // over spans without a scan launch (spanSums): the own states of the segments before this span, summed here
+      if (sumsOwnSpans(a)) {
+        // over spans without a scan launch (segments.ts sumsOwnSpans): the own states of the segments before this span, summed here
         const segS = K.kb.use(K.io.segS[q.k]);
         const segZ = K.kb.use(K.io.segZ[q.k]);
         // a decayed term's segments combine through their Σ log decay (segments.ts), gate value gi of feature f
@@ -68,16 +68,6 @@ export function emitStateStart(K: ChunkKernel, body: Block): void {
 }
 
 /**
- * Whether a segmented output launch sums its span's incoming state itself from the segments' own states, with no scan
- * launch (lower.ts leaves it out): over spans (ChunkSchedule.span > 1), state in workgroup memory. Its workgroups then
- * read sg · P segment states each, the last span's the most: at two spans of 8, eight reads an element, where the
- * scan launch cost a launch and a dependent walk over all segments.
- */
-export function spanSums(K: Pick<ChunkKernel, 'a'>): boolean {
-  return sumsOwnSpans(K.a);
-}
-
-/**
  * Σ_{g < sg·P} of `at(offset of segment g)` (a segment's state is `per` floats), eight independent loads a trip; with
  * `decay` (a decayed term: `decay(offset of segment g's gates)` its Σ log decay, `gates` a segment) the recurrence
  * run ← exp(L_g)·run + own_g instead (segments.ts), its loads still issued eight at a time.
@@ -99,13 +89,8 @@ function sumSegments(K: ChunkKernel, b: Block, per: string, at: (g: string) => s
   return run;
 }
 
-/** A decayed term's gate values this invocation accumulates a segment's Σ log decay for: lid + t·WG (and its guard). */
-export function gateTrips(K: Pick<ChunkKernel, 'a' | 'arrays'>, q: PrefixPlan): { x: string; guard: string | null; reg: string }[] {
-  const n = q.gateWidth;
-  const WG = K.a.WG;
-  const regs = K.arrays.prefix[q.k].segL?.regs ?? [];
-  return [...Array(Math.ceil(n / WG)).keys()].map((t) => ({ x: `(lid + ${t * WG}u)`, guard: (t + 1) * WG <= n ? null : `lid + ${t * WG}u < ${n}u`, reg: regs[t] ?? '' }));
-}
+/** A decayed term's gate values this invocation accumulates a segment's Σ log decay for (PrefixArrays.segL): registerTrips. */
+export const gateTrips = (K: Pick<ChunkKernel, 'a' | 'arrays'>, q: PrefixPlan) => registerTrips(K.a.WG, q.gateWidth, K.arrays.prefix[q.k].segL?.regs);
 
 /**
  * A segment-state launch, after each chunk's decay prefix (stage.ts emitDecayPrefix, which ends in a barrier): the
@@ -124,14 +109,14 @@ export function emitSegmentDecay(K: ChunkKernel, chunk: Block): void {
   }
 }
 
+/** The open group's elements this invocation holds (PrefixArrays.So), flat indices into [F][R]: registerTrips. */
+export const openTrips = (K: Pick<ChunkKernel, 'a' | 'arrays'>, q: PrefixPlan) => registerTrips(K.a.WG, q.F * K.a.R, K.arrays.prefix[q.k].So?.regs);
+
 /**
- * The open group's elements this invocation holds (PrefixArrays.So): trip t's flat index x = lid + t·WG into [F][R],
- * its register, and the guard where a trip can pass F·R (null where it never does).
+ * n values kept in registers across chunks, WG invocations holding them: trip t's index x = lid + t·WG, its register
+ * (regs[t], '' before emitStateStart declares them), and the guard where a trip can pass n (null where it never does).
  */
-export function openTrips(K: Pick<ChunkKernel, 'a' | 'arrays'>, q: PrefixPlan): { x: string; guard: string | null; reg: string }[] {
-  const n = q.F * K.a.R;
-  const WG = K.a.WG;
-  const regs = K.arrays.prefix[q.k].So?.regs ?? [];
+function registerTrips(WG: number, n: number, regs: readonly string[] = []): { x: string; guard: string | null; reg: string }[] {
   return [...Array(Math.ceil(n / WG)).keys()].map((t) => ({ x: `(lid + ${t * WG}u)`, guard: (t + 1) * WG <= n ? null : `lid + ${t * WG}u < ${n}u`, reg: regs[t] ?? '' }));
 }
 
