@@ -195,8 +195,11 @@ export function sharedFloats(p: Program, sizes: Sizes, terms: readonly Term[], i
     ...groups.map((group) => {
       const kb = new KernelBuilder(s.threads, []);
       const read = materialised ?? new Set<number>(partial ? featureNodes(p) : []);
-      // a segmented schedule's largest launch is its output launch (the state launch stages no outputs)
-      const spec = { program: p, sizes, terms: group, items: itemsOver(items, group), partial: partial ?? groups.length > 1, schedule: s, materialised: read, label: 'shared', ...(s.segment && { segmented: 'output' as const }), ...resident };
+      // a segmented schedule's largest launch is its output launch (the state launch stages no outputs); an unfused
+      // plan's segments are its stateless kernels' only (lower.ts)
+      const part = partial ?? groups.length > 1;
+      const segmented = s.segment && (!part || !group.some((t) => t.form.kind === 'prefix'));
+      const spec = { program: p, sizes, terms: group, items: itemsOver(items, group), partial: part, schedule: s, materialised: read, label: 'shared', ...(segmented && { segmented: 'output' as const }), ...resident };
       declareArrays(analyseChunk(spec), kb);
       return kb.workgroupFloats();
     }),

@@ -182,7 +182,11 @@ export function lowerChunked(p: Program, sizes: Sizes, opts: LowerOptions): Plan
     const keep = single && opts.keepNormalisers ? keptParts(p, sizes, items, buffers) : undefined;
     const tile = !single && tiled(terms[0]) ? { ...opts.schedule, featureTile: opts.featureTile!, blocked: opts.tiledKernel !== 'plain' } : undefined;
     if (tile && items.length !== 1) throw new Error(`${p.name}: term ${terms[0].name} is in ${items.length} output items; a feature-tiled term must be in one`);
-    if (!tile) kernels.push(chunkKernel({ program: p, sizes, terms, items, partial: !single, schedule: opts.schedule, materialised, label, exportState: state, prefetch: opts.prefetch, vec4: opts.vec4, hoistTaps: opts.hoistTaps, overlap: opts.overlap, rowQuads: opts.rowQuads, outputDen: opts.outputDen, earlyState: opts.earlyState, ...residentOf(opts), ...(keep ? { keep } : {}) }));
+    // The unfused plan's kernels without state (quadratic terms within groups, windows) over segments where its schedule
+    // has them: their chunks are independent, so each segment's workgroups walk only its chunks (the halo rows before a
+    // segment are staged from memory as every chunk's are) — b·heads·tiles·segments workgroups, no scan.
+    const stateless = !opts.fuse && opts.schedule.segment && !terms.some((t) => t.form.kind === 'prefix') ? { segmented: 'output' as const } : {};
+    if (!tile) kernels.push(chunkKernel({ program: p, sizes, terms, items, partial: !single, schedule: opts.schedule, materialised, label, exportState: state, prefetch: opts.prefetch, vec4: opts.vec4, hoistTaps: opts.hoistTaps, overlap: opts.overlap, rowQuads: opts.rowQuads, outputDen: opts.outputDen, earlyState: opts.earlyState, ...residentOf(opts), ...(keep ? { keep } : {}), ...stateless }));
     if (!single) {
       items.forEach((it, g) => {
         const item = p.output.findIndex((o) => (o.kind === 'term' ? [o.term] : o.terms).some((nm) => (it.kind === 'term' ? [it.term] : it.terms).includes(nm)));

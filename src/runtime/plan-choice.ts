@@ -15,14 +15,18 @@ import { defaultFeatureTiled, featureTiledSchedules, fusedTiledSchedule } from '
 import { featureNodes } from '../../backends/wgsl/feature-nodes.ts';
 import { bestHybrid, chooseFusion, decidePrologue, estimatePlan, type PrologueDecision } from '../../backends/wgsl/fusion-model.ts';
 import { outputPart } from '../../backends/wgsl/chunked/analysis.ts';
-import { residentDefault } from '../../backends/wgsl/chunked/resident-default.ts';
+import { residentDefault, residentLanes } from '../../backends/wgsl/chunked/resident-default.ts';
 import { weighSpans } from '../../backends/wgsl/chunked/span-default.ts';
+import { statelessSegments } from '../../backends/wgsl/chunked/stateless-segments.ts';
 import { isSoftmaxProgram } from '../../backends/wgsl/softmax-analysis.ts';
 import { flashKernel } from '../../backends/wgsl/softmax-tiled.ts';
 import type { Id, Program } from '../ir/types.ts';
 import { adapterModel } from './adapter-model.ts';
 import type { Gpu } from './device.ts';
 import { cachedCandidate, chooseSchedule, MODEL_SHAPE, modelDefault } from './schedule.ts';
+
+/** Features a lane from which the resident kernel is taken over the model's unfused pick (chooseBase). */
+const RESIDENT_OVER_UNFUSED_LANES = 8;
 
 export interface PlanChoice {
   readonly fuse: boolean;
@@ -57,9 +61,9 @@ export interface PlanChoiceRequest {
 
 /** The plan: fused or unfused and its schedule (chooseBase), then a fused plan's prologue. */
 export function choosePlan(gpu: Gpu, p: Program, sizes: Readonly<Record<string, number>>, req: PlanChoiceRequest, shape?: { b: number; t: number }): PlanChoice {
-  const c = chooseBase(gpu, p, sizes, req, shape);
-  if (!c.fuse || isSoftmaxProgram(p) || c.prologue || c.resident || req.prologue === undefined) return c;
   const at = shape ?? MODEL_SHAPE;
+  const c = withStatelessSegments(gpu, p, sizes, req, at, chooseBase(gpu, p, sizes, req, shape));
+  if (!c.fuse || isSoftmaxProgram(p) || c.prologue || c.resident || req.prologue === undefined) return c;
   if (req.prologue === 'all') {
     const all = new Set(featureNodes(outputPart(p, false)));
     return { ...c, prologue: all, reason: `${c.reason}; every feature node (${all.size}) in a prologue, as asked` };
@@ -68,6 +72,16 @@ export function choosePlan(gpu: Gpu, p: Program, sizes: Readonly<Record<string, 
   const d = decidePrologue(adapterModel(gpu), p, sizes, c.schedule, at.b, at.t);
   if (!d) return c;
   return { ...c, prologue: d.prologue, decisions: d.decisions, reason: `${c.reason}; prologue by the model: ${describePrologue(p, d.decisions)}` };
+}
+
+/**
+ * An unfused pick with its stateless kernels over segments where its workgroups leave units idle
+ * (chunked/stateless-segments.ts), on hardware and where no schedule was given.
+ */
+function withStatelessSegments(gpu: Gpu, p: Program, sizes: Readonly<Record<string, number>>, req: PlanChoiceRequest, at: { b: number; t: number }, c: PlanChoice): PlanChoice {
+  if (c.fuse || c.featureTile !== undefined || gpu.isSoftware || req.schedule || isSoftmaxProgram(p)) return c;
+  const s = statelessSegments(p, sizes, c.schedule, { ...at, units: adapterModel(gpu).computeUnits });
+  return s === c.schedule ? c : { ...c, schedule: s, reason: `${c.reason}; its kernels without state over segments of ${s.segment} chunks (their workgroups leave units idle)` };
 }
 
 /** The per-node decisions in words: `%8 prologue (inline 645.7 µs > 42.3 µs)`. */
@@ -83,7 +97,15 @@ function chooseBase(gpu: Gpu, p: Program, sizes: Readonly<Record<string, number>
     return { fuse: true, schedule, reason: `softmax attention: ${flashKernel(schedule)} (nothing to fuse)` };
   }
   const model = adapterModel(gpu);
-  const estimate = (s: ChunkSchedule, fuse: boolean) => estimatePlan(model, p, sizes, s, fuse, at.b, at.t)?.us;
+  // (undefined where the plan cannot take the schedule: a schedule given for the unfused plan, segmented for its
+  // stateless kernels, may not segment the fused one)
+  const estimate = (s: ChunkSchedule, fuse: boolean) => {
+    try {
+      return estimatePlan(model, p, sizes, s, fuse, at.b, at.t)?.us;
+    } catch {
+      return undefined;
+    }
+  };
   const unseg = (s: ChunkSchedule): ChunkSchedule => ({ chunk: s.chunk, cols: s.cols, threads: s.threads }); // the unfused plan has no segments
   const both = (s: ChunkSchedule) => `est. at b ${at.b}, t ${at.t} on ${model.computeUnits} units: fused ${ms(estimate(s, true))}, unfused ${ms(estimate(unseg(s), false))}`;
   if (req.schedule && req.featureTile !== undefined) return { fuse: false, schedule: req.schedule, featureTile: req.featureTile, reason: `schedule given (${show(req.schedule)}), unfused over tiles of ${req.featureTile} features` };
@@ -118,7 +140,15 @@ function chooseBase(gpu: Gpu, p: Program, sizes: Readonly<Record<string, number>
   if (rs) return rs;
   const sp = c.fuse && !c.prologue?.size ? spanChoice(gpu, p, sizes, `fused (the model's pick: ${c.reason})`, at, c.schedule, c.unfused?.schedule) : undefined;
   if (sp) return sp;
-  // (The model's unfused pick stands against the resident kernel too: a rule that took the resident kernel where the
+  // Where the prefix terms hold 8 or more features a lane (cosformer's and cosformer_aug's two terms of 128 at d 128) the
+  // plain fused kernel the model prices is squeezed into small tiles (est. 27.9 ms at b 4) and the model picks the
+  // unfused plan, but the resident kernel ran faster at every batch measured (calls 176–177, bench/results/h200-cosformer-d128.json and h200-kernels-d128.json; cosformer ms resident /
+  // unfused: b 1 1.112 / 1.750 over spans, b 2 1.844 / 2.465, b 4 3.682 / 4.233, b 8 7.294 / 8.412; cosformer_aug alike).
+  if (!c.fuse && (residentLanes(p, sizes, gpu.subgroupSize) ?? 0) >= RESIDENT_OVER_UNFUSED_LANES) {
+    const wide = residentChoice(gpu, p, sizes, `fused, against the model's unfused pick (${c.reason}): the prefix terms hold ${residentLanes(p, sizes, gpu.subgroupSize)} features a lane`, at, undefined);
+    if (wide) return wide;
+  }
+  // (The model's unfused pick stands against the resident kernel at fewer features a lane: a rule that took the resident kernel where the
   // plain fused estimate over its least measured gain, 1.18, was under the unfused one had only cosformer's and
   // cosformer_aug's b 8 rows behind it, and since the unfused plan's elementwise kernels sped up (call 126) their
   // unfused plans run 2.421 and 2.590 ms against the resident kernel's 2.812 and 2.863: call 127.)

@@ -33,6 +33,24 @@ const RESIDENT_THREADS = 512;
 const COLUMN_TERMS = 4;
 
 /**
+ * Features a subgroup lane holds over the fused kernel's prefix terms (each term's F / the subgroup size), undefined
+ * without a fixed subgroup size, with several kernels or no prefix term: d 128's elu family 4, cosformer's two terms at
+ * d 128 8.
+ */
+export function residentLanes(p: Program, sizes: Sizes, subgroupSize: number | undefined): number | undefined {
+  if (!subgroupSize) return undefined;
+  const part = outputPart(p, false);
+  const groups = valueGroups(part);
+  if (groups.length !== 1 || p.terms.some((t) => t.noncausal)) return undefined;
+  try {
+    const a = analyseChunk({ program: part, sizes, terms: groups[0], items: itemsOver(part.output, groups[0]), partial: false, materialised: new Set<number>(), label: 'resident-lanes', schedule: { chunk: RESIDENT_CHUNK, cols: RESIDENT_THREADS / subgroupSize, threads: RESIDENT_THREADS } });
+    return a.prefix.length ? a.prefix.reduce((n, q) => n + q.F / subgroupSize, 0) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
  * The resident schedule for the fused plan of `p`, or undefined where it is not the default: no fixed subgroup
  * size, several value groups (kernels), fewer than 4 features a lane, a shape resident.ts refuses, or one
  * over the adapter's limits. With `at` (the batch and length it runs at, the adapter's units), over spans of
@@ -83,10 +101,11 @@ function overSpans(p: Program, sizes: Sizes, limits: ScheduleLimits, subgroupSiz
   const shape = spansOver(at.units, at.b * heads, Math.ceil(at.t / s.chunk));
   if (!shape) return undefined;
   const spanned: ChunkSchedule = { ...s, segment: shape.segment, span: shape.span };
-  const sg = segmentable(p, sizes, spanned);
-  // A decayed state segments in lanes' registers too (checked against float64: test/gpu-chunk-spans.test.ts), but it
-  // has not been timed on the H200 (no device time was left for it): the default keeps its one walk until it is.
-  if (!sg || sg.S.some((q) => q.gate)) return undefined;
+  // A decayed state segments in lanes' registers too (checked against float64: test/gpu-chunk-spans.test.ts). Call 176
+  // (B 1, D 128, bench/results/h200-resident-decayed-spans.json): retnet 0.471 ms over spans of 4 against 1.220 in one
+  // walk and 0.933 unfused, mamba2 0.473 / 1.228 / 0.935, gla 0.932 / 2.879 / 3.160 (spans of 2, 8: 0.505, 0.733 for
+  // retnet, still below its one walk).
+  if (!segmentable(p, sizes, spanned)) return undefined;
   const part = outputPart(p, false);
   const terms = valueGroups(part)[0];
   try {
