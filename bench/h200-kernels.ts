@@ -126,10 +126,11 @@ for (const { v, t, d } of cases) {
       }
       const featureTile = !fuse && tiledUnfused?.featureTile ? tiledUnfused.featureTile : undefined;
       // the fused plan's default may keep its state in subgroup lanes' registers (plan-choice.ts residentChoice) or run
-      // over spans of segments (spanChoice)
-      const lanes = fuse && !softmax ? choosePlan(gpu, p, sizes, { fuse: true, prologue: 'none' }, { b: B, t }) : undefined;
+      // over spans of segments (spanChoice); the unfused plan is the plan choice's, which may run its stateless kernels
+      // over segments and its prefix kernels with the state in lanes' registers (withStatelessSegments, withResidentPrefix)
+      const lanes = !softmax && !featureTile ? choosePlan(gpu, p, sizes, { fuse, prologue: 'none' }, { b: B, t }) : undefined;
       const resident = lanes?.resident ? { resident: true } : {};
-      const s = featureTile ? tiledUnfused!.schedule : resident.resident || lanes?.schedule.span ? lanes!.schedule : modelDefault(gpu, p, sizes, candidateSchedules(gpu.limits, p, sizes, !fuse), fuse, { b: B, t }, fuse);
+      const s = featureTile ? tiledUnfused!.schedule : resident.resident || lanes?.schedule.span || (!fuse && lanes) ? lanes!.schedule : modelDefault(gpu, p, sizes, candidateSchedules(gpu.limits, p, sizes, !fuse), fuse, { b: B, t }, fuse);
       if (!s) {
         console.log(`${label}: ${fuse ? 'fused' : 'unfused'}: no schedule fits ${gpu.limits.maxComputeWorkgroupStorageSize} bytes of workgroup memory`);
         continue;

@@ -82,10 +82,13 @@ export interface LowerOptions {
   /**
    * The chunk kernels' prefix state in subgroup lanes' registers (ChunkKernelSpec.resident, chunked/resident.ts), for
    * an adapter of fixed subgroup size `subgroupSize` (Gpu.subgroupSize); refused, naming why, where it does not
-   * apply. Off unless asked (a bench's `rs` schedule suffix).
+   * apply. Off unless asked (a bench's `rs` schedule suffix). In the unfused plan it applies to the kernels with a
+   * prefix term only, which then run at `residentSchedule` (default `schedule`): the stateless kernels keep theirs.
    */
   readonly resident?: boolean;
   readonly subgroupSize?: number;
+  /** The unfused plan's prefix term kernels' schedule where `resident` (chunk, columns, invocations; no segments). */
+  readonly residentSchedule?: ChunkSchedule;
 }
 
 /** The chunk kernel spec's resident switch and the subgroup size it is generated for, where asked. */
@@ -185,8 +188,12 @@ export function lowerChunked(p: Program, sizes: Sizes, opts: LowerOptions): Plan
     // The unfused plan's kernels without state (quadratic terms within groups, windows) over segments where its schedule
     // has them: their chunks are independent, so each segment's workgroups walk only its chunks (the halo rows before a
     // segment are staged from memory as every chunk's are) — b·heads·tiles·segments workgroups, no scan.
-    const stateless = !opts.fuse && opts.schedule.segment && !terms.some((t) => t.form.kind === 'prefix') ? { segmented: 'output' as const } : {};
-    if (!tile) kernels.push(chunkKernel({ program: p, sizes, terms, items, partial: !single, schedule: opts.schedule, materialised, label, exportState: state, prefetch: opts.prefetch, vec4: opts.vec4, hoistTaps: opts.hoistTaps, overlap: opts.overlap, rowQuads: opts.rowQuads, outputDen: opts.outputDen, earlyState: opts.earlyState, ...residentOf(opts), ...(keep ? { keep } : {}), ...stateless }));
+    const hasState = terms.some((t) => t.form.kind === 'prefix');
+    const stateless = !opts.fuse && opts.schedule.segment && !hasState ? { segmented: 'output' as const } : {};
+    // the unfused plan's prefix term kernels in lanes' registers at their own schedule; its stateless kernels at the plan's
+    const lanes = opts.fuse || hasState ? residentOf(opts) : {};
+    const schedule = !opts.fuse && hasState && opts.resident && opts.residentSchedule ? opts.residentSchedule : opts.schedule;
+    if (!tile) kernels.push(chunkKernel({ program: p, sizes, terms, items, partial: !single, schedule, materialised, label, exportState: state, prefetch: opts.prefetch, vec4: opts.vec4, hoistTaps: opts.hoistTaps, overlap: opts.overlap, rowQuads: opts.rowQuads, outputDen: opts.outputDen, earlyState: opts.earlyState, ...lanes, ...(keep ? { keep } : {}), ...stateless }));
     if (!single) {
       items.forEach((it, g) => {
         const item = p.output.findIndex((o) => (o.kind === 'term' ? [o.term] : o.terms).some((nm) => (it.kind === 'term' ? [it.term] : it.terms).includes(nm)));

@@ -2,6 +2,7 @@
 // the GPU or the float64 CPU oracle. The CLI, the demo and the benches go through here.
 import { evaluateParallel } from '../../backends/cpu/parallel.ts';
 import { evaluateRecurrent } from '../../backends/cpu/recurrent.ts';
+import { residentPrefixSchedule } from '../../backends/wgsl/chunked/resident-default.ts';
 import { lowerChunked } from '../../backends/wgsl/lower.ts';
 import { naivePlan } from '../../backends/wgsl/naive.ts';
 import type { Plan } from '../../backends/wgsl/plan.ts';
@@ -83,7 +84,9 @@ export function planFor(gpu: Gpu, c: Compiled, sizes: Readonly<Record<string, nu
     case 'chunked': {
       const choice = choosePlan(gpu, c.program, sizes, req, shape);
       req.onChoice?.(choice.reason);
-      return lowerChunked(c.program, sizes, { fuse: choice.fuse, schedule: choice.schedule, ...(choice.featureTile ? { featureTile: choice.featureTile } : {}), ...(choice.tileSchedule && { tileSchedule: choice.tileSchedule }), ...(choice.prologue?.size ? { prologue: choice.prologue } : {}), ...(req.prefetch === false && { prefetch: false }), ...(req.vec4 !== undefined && { vec4: req.vec4 }), ...(req.hoistTaps !== undefined && { hoistTaps: req.hoistTaps }), ...(req.overlap !== undefined && { overlap: req.overlap }), ...(req.rowQuads !== undefined && { rowQuads: req.rowQuads }), ...(req.outputDen !== undefined && { outputDen: req.outputDen }), ...(req.earlyState !== undefined && { earlyState: req.earlyState }), ...((req.resident || choice.resident) && { resident: true, subgroupSize: gpu.subgroupSize }) });
+      // the unfused plan's prefix kernels in lanes' registers run at a schedule of their own (lower.ts residentSchedule)
+      const rs = (req.resident || choice.resident) && !choice.fuse ? (choice.residentSchedule ?? residentPrefixSchedule(c.program, sizes, gpu.subgroupSize, gpu.limits)) : undefined;
+      return lowerChunked(c.program, sizes, { ...(rs && { residentSchedule: rs }), fuse: choice.fuse, schedule: choice.schedule, ...(choice.featureTile ? { featureTile: choice.featureTile } : {}), ...(choice.tileSchedule && { tileSchedule: choice.tileSchedule }), ...(choice.prologue?.size ? { prologue: choice.prologue } : {}), ...(req.prefetch === false && { prefetch: false }), ...(req.vec4 !== undefined && { vec4: req.vec4 }), ...(req.hoistTaps !== undefined && { hoistTaps: req.hoistTaps }), ...(req.overlap !== undefined && { overlap: req.overlap }), ...(req.rowQuads !== undefined && { rowQuads: req.rowQuads }), ...(req.outputDen !== undefined && { outputDen: req.outputDen }), ...(req.earlyState !== undefined && { earlyState: req.earlyState }), ...((req.resident || choice.resident) && { resident: true, subgroupSize: gpu.subgroupSize }) });
     }
   }
 }

@@ -15,7 +15,7 @@ import { defaultFeatureTiled, featureTiledSchedules, fusedTiledSchedule } from '
 import { featureNodes } from '../../backends/wgsl/feature-nodes.ts';
 import { bestHybrid, chooseFusion, decidePrologue, estimatePlan, type PrologueDecision } from '../../backends/wgsl/fusion-model.ts';
 import { outputPart } from '../../backends/wgsl/chunked/analysis.ts';
-import { residentDefault, residentLanes } from '../../backends/wgsl/chunked/resident-default.ts';
+import { residentDefault, residentLanes, residentPrefixSchedule } from '../../backends/wgsl/chunked/resident-default.ts';
 import { weighSpans } from '../../backends/wgsl/chunked/span-default.ts';
 import { statelessSegments } from '../../backends/wgsl/chunked/stateless-segments.ts';
 import { isSoftmaxProgram } from '../../backends/wgsl/softmax-analysis.ts';
@@ -25,12 +25,14 @@ import { adapterModel } from './adapter-model.ts';
 import type { Gpu } from './device.ts';
 import { cachedCandidate, chooseSchedule, MODEL_SHAPE, modelDefault } from './schedule.ts';
 
-/** Features a lane from which the resident kernel is taken over the model's unfused pick (chooseBase). */
-const RESIDENT_OVER_UNFUSED_LANES = 8;
+/** Features a lane from which the fused resident kernel is taken over the model's unfused pick (chooseBase). */
+const WIDE_RESIDENT_LANES = 8;
 
 export interface PlanChoice {
   readonly fuse: boolean;
   readonly schedule: ChunkSchedule;
+  /** The unfused plan's prefix term kernels' schedule where `resident` (lower.ts residentSchedule). */
+  readonly residentSchedule?: ChunkSchedule;
   /** Features per tile of the unfused plan's tiled terms (lower.ts's featureTile), when it needs them to fit. */
   readonly featureTile?: number;
   /** The fused plan over feature tiles (fuse and featureTile): the tiled terms' schedule; `schedule` is the others'. */
@@ -62,7 +64,7 @@ export interface PlanChoiceRequest {
 /** The plan: fused or unfused and its schedule (chooseBase), then a fused plan's prologue. */
 export function choosePlan(gpu: Gpu, p: Program, sizes: Readonly<Record<string, number>>, req: PlanChoiceRequest, shape?: { b: number; t: number }): PlanChoice {
   const at = shape ?? MODEL_SHAPE;
-  const c = withStatelessSegments(gpu, p, sizes, req, at, chooseBase(gpu, p, sizes, req, shape));
+  const c = withResidentPrefix(gpu, p, sizes, req, withStatelessSegments(gpu, p, sizes, req, at, chooseBase(gpu, p, sizes, req, shape)));
   if (!c.fuse || isSoftmaxProgram(p) || c.prologue || c.resident || req.prologue === undefined) return c;
   if (req.prologue === 'all') {
     const all = new Set(featureNodes(outputPart(p, false)));
@@ -82,6 +84,19 @@ function withStatelessSegments(gpu: Gpu, p: Program, sizes: Readonly<Record<stri
   if (c.fuse || c.featureTile !== undefined || gpu.isSoftware || req.schedule || isSoftmaxProgram(p)) return c;
   const s = statelessSegments(p, sizes, c.schedule, { ...at, units: adapterModel(gpu).computeUnits });
   return s === c.schedule ? c : { ...c, schedule: s, reason: `${c.reason}; its kernels without state over segments of ${s.segment} chunks (their workgroups leave units idle)` };
+}
+
+/**
+ * An unfused pick with its prefix term kernels keeping their state in lanes' registers at a schedule of their own
+ * (resident-default.ts residentPrefixSchedule: 4 or more features a lane), on hardware with a fixed subgroup size and
+ * where no schedule was given and the plan walks chunks of fewer than 16 (resident-default.ts says why). Call 179 (d 128, H 16, T 4096;
+ * bench/results/h200-resident-prefix.json): flash's and llama_linearized's global term kernel 2.97 → 0.955 ms at b 4
+ * (plans 7.70 → 5.69, 8.20 → 6.18 ms), 5.9–7.7 → 1.89 at b 8; cosformer's unfused plan 4.226 → 2.924 at b 4.
+ */
+function withResidentPrefix(gpu: Gpu, p: Program, sizes: Readonly<Record<string, number>>, req: PlanChoiceRequest, c: PlanChoice): PlanChoice {
+  if (c.fuse || c.featureTile !== undefined || gpu.isSoftware || req.schedule || isSoftmaxProgram(p)) return c;
+  const rs = residentPrefixSchedule(p, sizes, gpu.subgroupSize, gpu.limits, c.schedule);
+  return rs ? { ...c, resident: true, residentSchedule: rs, reason: `${c.reason}; its prefix term kernels with the state in lanes' registers (${show(rs)})` } : c;
 }
 
 /** The per-node decisions in words: `%8 prologue (inline 645.7 µs > 42.3 µs)`. */
@@ -142,13 +157,14 @@ function chooseBase(gpu: Gpu, p: Program, sizes: Readonly<Record<string, number>
   if (sp) return sp;
   // Where the prefix terms hold 8 or more features a lane (cosformer's and cosformer_aug's two terms of 128 at d 128) the
   // plain fused kernel the model prices is squeezed into small tiles (est. 27.9 ms at b 4) and the model picks the
-  // unfused plan, but the resident kernel ran faster at every batch measured (calls 176–177, bench/results/h200-cosformer-d128.json and h200-kernels-d128.json; cosformer ms resident /
-  // unfused: b 1 1.112 / 1.750 over spans, b 2 1.844 / 2.465, b 4 3.682 / 4.233, b 8 7.294 / 8.412; cosformer_aug alike).
-  if (!c.fuse && (residentLanes(p, sizes, gpu.subgroupSize) ?? 0) >= RESIDENT_OVER_UNFUSED_LANES) {
+  // unfused plan; where that plan's prefix kernels do not keep their state in lanes' registers (withResidentPrefix: b 1
+  // and 2 on the H200, where its schedule walks chunks of 16 or more) the fused resident kernel runs faster (calls 177 and 180, bench/results/h200-cosformer-d128.json,
+  // h200-resident-prefix.json; cosformer ms fused resident / unfused: b 1 1.112 over spans / 1.750, b 2 1.844 / 2.465).
+  if (!c.fuse && !residentPrefixSchedule(p, sizes, gpu.subgroupSize, gpu.limits, c.schedule) && (residentLanes(p, sizes, gpu.subgroupSize) ?? 0) >= WIDE_RESIDENT_LANES) {
     const wide = residentChoice(gpu, p, sizes, `fused, against the model's unfused pick (${c.reason}): the prefix terms hold ${residentLanes(p, sizes, gpu.subgroupSize)} features a lane`, at, undefined);
     if (wide) return wide;
   }
-  // (The model's unfused pick stands against the resident kernel at fewer features a lane: a rule that took the resident kernel where the
+  // (The model's unfused pick stands against the fused resident kernel at fewer features a lane: a rule that took the resident kernel where the
   // plain fused estimate over its least measured gain, 1.18, was under the unfused one had only cosformer's and
   // cosformer_aug's b 8 rows behind it, and since the unfused plan's elementwise kernels sped up (call 126) their
   // unfused plans run 2.421 and 2.590 ms against the resident kernel's 2.812 and 2.863: call 127.)

@@ -135,7 +135,8 @@ export function declareArrays(a: ChunkAnalysis, kb: KernelBuilder, alloc: ArrayA
           ...(a.outputDen && residentNeedsZ(a, q) && { phiZ: alloc.chunk(`phiZ${q.k}`, C, '[row]: φ·z_prev, likewise') }),
         }),
       };
-    const open = q.openGroup
+    // (a resident kernel keeps the open group in lanes' registers too: resident.ts)
+    const open = q.openGroup && !a.resident
       ? { So: { regs: [] }, zo: alloc.keep(`zo${q.k}`, q.F, `the group still open (past_groups(${q.openGroup}) spans several chunks); its S in registers`) }
       : {};
     const lg = q.gateWidth ? { lg: alloc.chunk(`lg${q.k}`, C * q.gateWidth, 'inclusive Σ log(decay) from the chunk start') } : {};

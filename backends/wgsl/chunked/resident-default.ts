@@ -33,24 +33,6 @@ const RESIDENT_THREADS = 512;
 const COLUMN_TERMS = 4;
 
 /**
- * Features a subgroup lane holds over the fused kernel's prefix terms (each term's F / the subgroup size), undefined
- * without a fixed subgroup size, with several kernels or no prefix term: d 128's elu family 4, cosformer's two terms at
- * d 128 8.
- */
-export function residentLanes(p: Program, sizes: Sizes, subgroupSize: number | undefined): number | undefined {
-  if (!subgroupSize) return undefined;
-  const part = outputPart(p, false);
-  const groups = valueGroups(part);
-  if (groups.length !== 1 || p.terms.some((t) => t.noncausal)) return undefined;
-  try {
-    const a = analyseChunk({ program: part, sizes, terms: groups[0], items: itemsOver(part.output, groups[0]), partial: false, materialised: new Set<number>(), label: 'resident-lanes', schedule: { chunk: RESIDENT_CHUNK, cols: RESIDENT_THREADS / subgroupSize, threads: RESIDENT_THREADS } });
-    return a.prefix.length ? a.prefix.reduce((n, q) => n + q.F / subgroupSize, 0) : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-/**
  * The resident schedule for the fused plan of `p`, or undefined where it is not the default: no fixed subgroup
  * size, several value groups (kernels), fewer than 4 features a lane, a shape resident.ts refuses, or one
  * over the adapter's limits. With `at` (the batch and length it runs at, the adapter's units), over spans of
@@ -79,6 +61,63 @@ export function residentDefault(p: Program, sizes: Sizes, subgroupSize: number |
       const schedule = { chunk: RESIDENT_CHUNK, cols, threads: RESIDENT_THREADS };
       if (sharedFloats(p, sizes, p.terms, p.output, schedule, undefined, undefined, { resident: true, subgroupSize }) * 4 > limits.maxComputeWorkgroupStorageSize) return undefined;
       return (at && overSpans(p, sizes, limits, subgroupSize, schedule, a.NS * Math.ceil(a.NR / cols), at)) ?? schedule;
+    }
+  } catch {
+    return undefined;
+  }
+  return undefined;
+}
+
+/**
+ * Features a subgroup lane holds over the fused kernel's prefix terms (each term's F / the subgroup size), undefined
+ * without a fixed subgroup size, with several kernels or no prefix term: d 128's elu family 4, cosformer's two terms at
+ * d 128 8.
+ */
+export function residentLanes(p: Program, sizes: Sizes, subgroupSize: number | undefined): number | undefined {
+  if (!subgroupSize) return undefined;
+  const part = outputPart(p, false);
+  const groups = valueGroups(part);
+  if (groups.length !== 1 || p.terms.some((t) => t.noncausal)) return undefined;
+  try {
+    const a = analyseChunk({ program: part, sizes, terms: groups[0], items: itemsOver(part.output, groups[0]), partial: false, materialised: new Set<number>(), label: 'resident-lanes', schedule: { chunk: RESIDENT_CHUNK, cols: RESIDENT_THREADS / subgroupSize, threads: RESIDENT_THREADS } });
+    return a.prefix.length ? a.prefix.reduce((n, q) => n + q.F / subgroupSize, 0) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The schedule of the unfused plan's prefix term kernels with their state in lanes' registers (lower.ts
+ * residentSchedule): the resident default's chunk and invocations, 4 columns a subgroup (2, 1 where the columns do not
+ * divide), where every such kernel holds 4 or more features a lane and fits; else undefined. With `plain` (the unfused
+ * plan's own schedule), also undefined where that walks chunks of RESIDENT_CHUNK or more: the plain prefix kernels
+ * there, with more workgroups, ran faster than the resident ones in one walk (call 180, d 128, b 1: cosformer at 32×16
+ * 1.750 ms against 2.509, retnet 0.933 against 1.234; b 2 cosformer at 16×32 2.465 against 2.647), while beside
+ * stateless kernels that hold the plan to chunks of 8 they won at every batch measured (flash b 1 2.530 → 2.042 ms,
+ * b 4 7.697 → 5.694, b 8 15.381 → 11.339; llama_linearized likewise; cosformer at 8×64, b 4 4.226 → 2.923, b 8 8.412
+ * → 5.813; bench/results/h200-resident-prefix.json).
+ */
+export function residentPrefixSchedule(p: Program, sizes: Sizes, subgroupSize: number | undefined, limits: ScheduleLimits, plain?: ChunkSchedule): ChunkSchedule | undefined {
+  if (plain && plain.chunk >= RESIDENT_CHUNK) return undefined;
+  if (!subgroupSize || RESIDENT_THREADS > limits.maxComputeInvocationsPerWorkgroup || RESIDENT_THREADS % subgroupSize) return undefined;
+  const part = outputPart(p, false);
+  const kernels = part.terms.filter((t) => t.form.kind === 'prefix');
+  if (!kernels.length || p.terms.some((t) => t.noncausal)) return undefined;
+  const W = RESIDENT_THREADS / subgroupSize;
+  const spec = (t: (typeof kernels)[number], cols: number, resident: boolean) => ({
+    program: part, sizes, terms: [t], items: itemsOver(part.output, [t]), partial: true, materialised: new Set<number>(), label: 'resident-prefix',
+    schedule: { chunk: RESIDENT_CHUNK, cols, threads: RESIDENT_THREADS }, ...(resident && { resident: true, subgroupSize }),
+  });
+  try {
+    for (const Cw of [4, 2, 1]) {
+      const cols = Cw * W;
+      const fits = kernels.every((t) => {
+        const a = analyseChunk(spec(t, cols, false));
+        if (a.prefix.reduce((n, q) => n + q.F / subgroupSize, 0) < 4 || a.NR % cols) return false;
+        analyseChunk(spec(t, cols, true)); // throws where resident.ts does not apply
+        return sharedFloats(part, sizes, [t], itemsOver(part.output, [t]), spec(t, cols, false).schedule, true, undefined, { resident: true, subgroupSize }) * 4 <= limits.maxComputeWorkgroupStorageSize;
+      });
+      if (fits) return { chunk: RESIDENT_CHUNK, cols, threads: RESIDENT_THREADS };
     }
   } catch {
     return undefined;

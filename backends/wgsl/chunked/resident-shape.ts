@@ -43,4 +43,10 @@ export interface ResidentRegs {
   readonly S: readonly (readonly string[])[];
   /** By prefix term k: z_k[FL·lane … FL·lane + FL − 1]. */
   readonly z: readonly string[];
+  /**
+   * By prefix term k, a past_groups term whose group spans several chunks (PrefixPlan.openGroup): the open group's
+   * So_k (by column, as S) and zo_k, which the fold adds to and which join S_k, z_k at the next group's start; else
+   * undefined.
+   */
+  readonly open: readonly ({ readonly S: readonly string[]; readonly z: string } | undefined)[];
 }

@@ -58,7 +58,28 @@ export function declareResident(a: ChunkAnalysis, main: Block): ResidentRegs | u
     sg,
     S: a.prefix.map((q) => range(Cw).map((c) => reg(q, `rS${q.k}_${c}`))),
     z: a.prefix.map((q) => reg(q, `rz${q.k}`)),
+    open: a.prefix.map((q) => (q.openGroup ? { S: range(Cw).map((c) => reg(q, `rSo${q.k}_${c}`)), z: reg(q, `rzo${q.k}`) } : undefined)),
   };
+}
+
+/**
+ * At the start of a chunk that starts a new group, a past_groups term's open group joins its closed ones, register by
+ * register (the plain kernel's emitOpenGroupJoin, state.ts): before the products read S_prev.
+ */
+export function emitResidentGroupJoin(K: ChunkKernel, chunk: Block): void {
+  const regs = regsOf(K);
+  for (const q of K.a.prefix) {
+    const open = regs.open[q.k];
+    if (!open) continue;
+    chunk.block(`if (c0 % ${q.openGroup}u == 0u && c0 > 0u)`, (b) => {
+      b.comment(`a new group starts: term ${q.term.name}'s open group joins its registers`);
+      const zero = laneType(laneFeatures(K.a.resident!, q));
+      [...regs.S[q.k].map((r, c) => [r, open.S[c]]), [regs.z[q.k], open.z]].forEach(([r, o]) => {
+        b.line(`${r} = ${r} + ${o};`);
+        b.line(`${o} = ${zero}(0.0);`);
+      });
+    });
+  }
 }
 
 const regsOf = (K: ChunkKernel): ResidentRegs => {
@@ -225,9 +246,11 @@ export function emitResidentFold(K: ChunkKernel, chunk: Block): void {
   const regs = regsOf(K);
   for (const q of a.prefix) {
     chunk.block('', (b) => {
-      b.comment(`fold the chunk into term ${q.term.name}'s registers`);
-      const S = regs.S[q.k];
-      const z = regs.z[q.k];
+      // (a group that spans several chunks gathers in its own registers until the next group starts: emitResidentGroupJoin)
+      const open = regs.open[q.k];
+      b.comment(`fold the chunk into term ${q.term.name}'s ${open ? 'open group' : 'registers'}`);
+      const S = open?.S ?? regs.S[q.k];
+      const z = open?.z ?? regs.z[q.k];
       const last = logDecayLanes(K, q, '(n - 1u)');
       const lend = last ? b.let('lend', last) : null;
       if (lend) {
@@ -285,12 +308,15 @@ export function storeResidentSegment(K: ChunkKernel, body: Block): void {
       const segS = K.kb.use(K.io.segS[q.k]);
       const segZ = K.kb.use(K.io.segZ[q.k]);
       const f = (k: number) => `${LANE} * ${fl}u + ${k}u`;
+      // a past_groups term's segments start at group starts, so its last group, open or just closed, is its own too
+      const open = regs.open[q.k];
+      const own = (r: string, o: string | undefined) => (o ? `(${r} + ${o})` : r);
       regs.S[q.k].forEach((r, c) => {
         const col = b.let('col', `tile * ${a.R}u + ${regs.cw0} + ${c}u`);
-        b.block(`if (${col} < ${a.NR}u)`, (w) => range(fl).forEach((k) => w.line(`${segS}[${segBase(K, q, 'S')} + (${f(k)}) * ${a.NR}u + ${col}] = ${laneComponent(fl, r, k)};`)));
+        b.block(`if (${col} < ${a.NR}u)`, (w) => range(fl).forEach((k) => w.line(`${segS}[${segBase(K, q, 'S')} + (${f(k)}) * ${a.NR}u + ${col}] = ${laneComponent(fl, own(r, open?.S[c]), k)};`)));
       });
       // z once per segment: the first tile's first subgroup (every subgroup holds the same z)
-      b.block(`if (tile == 0u && ${regs.sg} == 0u)`, (w) => range(fl).forEach((k) => w.line(`${segZ}[${segBase(K, q, 'z')} + ${f(k)}] = ${laneComponent(fl, regs.z[q.k], k)};`)));
+      b.block(`if (tile == 0u && ${regs.sg} == 0u)`, (w) => range(fl).forEach((k) => w.line(`${segZ}[${segBase(K, q, 'z')} + ${f(k)}] = ${laneComponent(fl, own(regs.z[q.k], open?.z), k)};`)));
     });
   }
 }

@@ -12,7 +12,7 @@ import type { Block, Team } from '../wgsl-block.ts';
 import type { PrefixPlan } from './analysis.ts';
 import { elem, logDecayAt, psiAt, psiVec, segBase, stateArrays, stateRef, type ChunkKernel } from './declarations.ts';
 import { foldTiled, lanes } from './fold-tiled.ts';
-import { emitResidentFold, loadResidentStart } from './resident.ts';
+import { emitResidentFold, emitResidentGroupJoin, loadResidentStart } from './resident.ts';
 import { sumsOwnSpans } from './segments.ts';
 
 /** Zero the state (or, for a segment's outputs, load the state the scan left for it), before the first chunk. */
@@ -131,6 +131,7 @@ export function eachOpen(K: ChunkKernel, q: PrefixPlan, b: Block, body: (l: Bloc
 
 /** At the start of a chunk that starts a new group, the open group of a past_groups term joins S_k. */
 export function emitOpenGroupJoin(K: ChunkKernel, chunk: Block): void {
+  if (K.a.resident) return emitResidentGroupJoin(K, chunk);
   for (const q of K.a.prefix) {
     const { So, zo } = K.arrays.prefix[q.k];
     if (!So || !zo) continue;

@@ -1,0 +1,55 @@
+// A past_groups term's open group in subgroup lanes' registers (chunked/resident.ts): where a group spans several chunks
+// the fold gathers the chunk into So, zo registers, which join S, z at the next group's start, so the outputs read the
+// closed groups only. Checked against the float64 oracle on the whole sequence (groups of 16 over chunks of 8: every
+// group open across two chunks; several groups, a last one cut short, two batches): the fused kernel in one walk and
+// over segments (their state export adds the open group), and the unfused plan whose prefix term kernel alone keeps
+// its state in registers, at a schedule of its own. lavapipe's subgroups are 8 lanes, so d 16 gives 2 features a lane.
+import { describe, expect, it } from 'vitest';
+import { evaluateParallel } from '../backends/cpu/parallel.ts';
+import type { ChunkSchedule } from '../backends/wgsl/chunked.ts';
+import { lowerChunked, type LowerOptions } from '../backends/wgsl/lower.ts';
+import { axisSizes, makeInputs } from '../src/inputs.ts';
+import { compileFile } from '../src/runtime/compiler.ts';
+import { PlanRunner } from '../src/runtime/executor.ts';
+import { expectRelClose, gpu } from './helpers/gpu.ts';
+
+const T = 61; // 8 chunks of 8, the last of 5 rows: 4 groups of 16, the last of 13
+const B = 2;
+const FILES = ['examples/paper/llama_linearized.la', 'examples/paper/flash.la'];
+
+async function matchesOracle(file: string, opts: (sg: number) => Omit<LowerOptions, 'subgroupSize' | 'resident'>, skip: () => void): Promise<string[]> {
+  const g = await gpu();
+  const sg = g.subgroupSize;
+  if (!sg) {
+    skip();
+    return [];
+  }
+  const c = compileFile(file, { sizes: { C: 16 } });
+  const axes = { h: 2, d: 2 * sg, e: 8 };
+  const sizes = axisSizes(c.source, axes);
+  const o = opts(sg);
+  const plan = lowerChunked(c.program, sizes, { ...o, resident: true, subgroupSize: sg } as LowerOptions);
+  const x = makeInputs(c.source, { b: B, t: T, axes, seed: 141 });
+  expectRelClose((await (await PlanRunner.create(g, plan)).run(x, B, T)).data, evaluateParallel(c.source, x).data, 1e-4, `${file} ${JSON.stringify(o.schedule)} rs`);
+  return plan.kernels.map((k) => k.code);
+}
+
+describe("a past_groups term's open group in lanes' registers", () => {
+  it.for(FILES)('%s: the fused resident kernel equals the oracle in one walk and over segments', async (file, ctx) => {
+    const fused = (schedule: ChunkSchedule) => (sg: number) => ({ fuse: true, schedule: { ...schedule, threads: 8 * sg }, prologue: new Set<number>() });
+    const one = await matchesOracle(file, fused({ chunk: 8, cols: 8, threads: 0 }), () => ctx.skip());
+    expect(one.at(-1)).toMatch(/rSo0_0/);
+    expect(one.at(-1)).not.toMatch(/var<workgroup> (S0|So0|zo0):/);
+    // segments of 2 chunks (16 rows: group starts), spans of 2
+    await matchesOracle(file, fused({ chunk: 8, cols: 8, threads: 0, segment: 2 }), () => ctx.skip());
+    await matchesOracle(file, fused({ chunk: 8, cols: 8, threads: 0, segment: 2, span: 2 }), () => ctx.skip());
+  });
+
+  it.for(FILES)('%s: the unfused plan with its prefix kernel resident at its own schedule equals the oracle', async (file, ctx) => {
+    const codes = await matchesOracle(file, (sg) => ({ fuse: false, schedule: { chunk: 4, cols: 4, threads: 64, segment: 3 }, residentSchedule: { chunk: 8, cols: 8, threads: 8 * sg } }), () => ctx.skip());
+    const global = codes.find((c) => /terms global/.test(c))!;
+    expect(global).toMatch(/rSo0_0/);
+    expect(global).toMatch(/chunk 8, 8 value columns/);
+    expect(codes.find((c) => /terms local/.test(c))).toMatch(/chunk 4, 4 value columns/);
+  });
+});
