@@ -139,13 +139,15 @@ for (const { v, t, d } of cases) {
       if (!(err < 1e-3)) throw new Error(`${fuse ? 'fused' : 'unfused'} output wrong (relative error ${err} vs the float64 oracle); not timing it`);
       timed.push({ fuse, featureTile, plan: planFor(gpu, c, sizes, { form: 'chunked', fuse, schedule: s, ...(featureTile ? { featureTile } : {}), ...resident }), s: { ...s, ...resident }, err, ms: [] });
       // the prologue plan at the schedule the model picks it at, where it picks it (hedgehog's may be the unfused
-      // plan's), else at the fused default
+      // plan's), else at the fused default; in lanes' registers where the pick keeps it there (a group open across
+      // chunks: plan-choice.ts residentChoice)
       const ps = decision.fuse && decision.prologue?.size ? decision.schedule : s;
+      const pres = decision.fuse && decision.prologue?.size && decision.resident ? { resident: true } : {};
       const prologue = fuse && !softmax ? decidePrologue(model, p, sizes, ps, B, t)?.prologue : undefined;
       if (prologue?.size) {
-        const perr = await checked(c, x, sizes, true, ps, undefined, 'model');
+        const perr = await checked(c, x, sizes, true, ps, undefined, 'model', pres.resident);
         if (!(perr < 1e-3)) throw new Error(`fused with a prologue: output wrong (relative error ${perr} vs the float64 oracle); not timing it`);
-        timed.push({ fuse, prologue, plan: planFor(gpu, c, sizes, { form: 'chunked', fuse, schedule: ps, prologue: 'model' }), s: ps, err: perr, ms: [] });
+        timed.push({ fuse, prologue, plan: planFor(gpu, c, sizes, { form: 'chunked', fuse, schedule: ps, prologue: 'model', ...pres }), s: { ...ps, ...pres }, err: perr, ms: [] });
       }
     }
     // Rounds, the plans alternating: a slow stretch of the GPU shows as a spread across rounds, a slow plan as a consistent figure.

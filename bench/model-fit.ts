@@ -88,6 +88,11 @@ export function fitRow(row: MeasuredRow, gpu: Gpu = H200, prefetched = prefetche
   const m = adapterModel(gpu);
   const est = (s: ChunkSchedule, fuse: boolean, prologue?: ReadonlySet<number>) => ms(estimatePlan(m, p, sizes, s, fuse, row.b, row.t, prologue, prefetched));
   const resident = !!(row.fused_schedule as { resident?: boolean }).resident;
+  // a prologue plan in lanes' registers (a group open across chunks: plan-choice.ts residentChoice): unpriced
+  const prologuePlan = (ms: number, s: ChunkSchedule, nodes: ReadonlySet<number>) => {
+    const rs = !!(s as { resident?: boolean }).resident;
+    return { plan: 'prologue' as const, ms, estMs: rs ? undefined : est(s, true, nodes), schedule: s, ...(rs && { resident: rs }) };
+  };
   // an unfused plan whose prefix kernels kept their state in lanes' registers (plan-choice.ts withResidentPrefix): unpriced
   const unfusedPlan = (ms: number, s: ChunkSchedule) => {
     const rs = !!(s as { resident?: boolean }).resident;
@@ -95,7 +100,7 @@ export function fitRow(row: MeasuredRow, gpu: Gpu = H200, prefetched = prefetche
   };
   const plans: FitRow['plans'] = [
     { plan: 'fused', ms: row.fused_ms, estMs: resident ? undefined : est(row.fused_schedule, true), schedule: row.fused_schedule, ...(resident && { resident }) },
-    ...(row.prologue_ms != null && row.prologue_nodes ? [{ plan: 'prologue' as const, ms: row.prologue_ms, estMs: est(row.prologue_schedule ?? row.fused_schedule, true, new Set(row.prologue_nodes)), schedule: row.prologue_schedule ?? row.fused_schedule }] : []),
+    ...(row.prologue_ms != null && row.prologue_nodes ? [prologuePlan(row.prologue_ms, row.prologue_schedule ?? row.fused_schedule, new Set(row.prologue_nodes))] : []),
     ...(row.unfused_ms !== null && row.unfused_schedule ? [unfusedPlan(row.unfused_ms, row.unfused_schedule)] : []),
   ];
   const sorted = [...plans].sort((a, b) => a.ms - b.ms);

@@ -84,6 +84,30 @@ describe('plan choice on a hardware adapter', () => {
     }
   });
 
+  // A group open across chunks (flash's and llama_linearized's past_groups terms at d 64, 2 features a lane) in lanes'
+  // registers frees S's workgroup memory: call 181/182, b 4, flash 1.333 ms against its unfused 1.454, llama with its
+  // norms in a prologue 1.317 against 1.557 (bench/results/h200-open-group-resident.json). Taken where the workgroups
+  // fill half the units (b 4, 8); at b 1 the plain fused plan over segments stays (0.60 ms).
+  it('keeps a group open across chunks in lanes\' registers at b 4 and 8, with the model\'s prologue, and lowers it so', () => {
+    for (const name of ['paper/flash', 'paper/llama_linearized']) {
+      const { p, sizes } = variant(name);
+      for (const b of [4, 8]) {
+        const c = choosePlan(H200_SG, p, sizes, {}, { b, t: 4096 });
+        expect(c.resident, `${name} b ${b}: ${c.reason}`).toBe(true);
+        expect(c.fuse).toBe(true);
+        expect(c.schedule).toEqual({ chunk: 16, cols: 32, threads: 512 });
+        expect([...(c.prologue ?? [])].length, c.reason).toBe(name.includes('llama') ? 2 : 0);
+        const plan = lowerChunked(p, sizes, { fuse: true, schedule: c.schedule, resident: true, subgroupSize: 32, ...(c.prologue && { prologue: c.prologue }) });
+        expect(plan.kernels.at(-1)!.code).toMatch(/rSo0_0/);
+      }
+      const one = choosePlan(H200_SG, p, sizes, {}, { b: 1, t: 4096 });
+      expect(one.resident, name).toBeUndefined();
+      expect(one.schedule.segment, name).toBe(16);
+      // asked for every feature inline, the resident pick takes none
+      expect([...(choosePlan(H200_SG, p, sizes, { prologue: 'none' }, shape).prologue ?? [])]).toEqual([]);
+    }
+  });
+
   it('takes the fused plan over spans of segments where whole heads leave units idle and the model estimates it cheaper', () => {
     for (const name of ['paper/elu_dwconv', 'paper/elu', 'paper/relu_aug']) {
       const { p, sizes } = variant(name);

@@ -132,7 +132,7 @@ function chooseBase(gpu: Gpu, p: Program, sizes: Readonly<Record<string, number>
   const pick = (fuse: boolean) => modelDefault(gpu, p, sizes, fuse ? fusedCands : unfusedCands, fuse, at, fuse);
   if (req.fuse !== undefined) {
     const s = pick(req.fuse);
-    const rs = req.fuse && req.prologue !== 'all' ? residentChoice(gpu, p, sizes, 'fused as asked', at, s) : undefined;
+    const rs = req.fuse && req.prologue !== 'all' ? residentChoice(gpu, p, sizes, 'fused as asked', at, s, req.prologue) : undefined;
     if (rs) return rs;
     const sp = req.fuse && req.prologue !== 'all' && s ? spanChoice(gpu, p, sizes, 'fused as asked', at, s, pick(false)) : undefined;
     if (sp) return sp;
@@ -151,10 +151,16 @@ function chooseBase(gpu: Gpu, p: Program, sizes: Readonly<Record<string, number>
   const fixed = req.prologue === 'all' ? new Set(featureNodes(outputPart(p, false))) : req.prologue === 'none' ? new Set<Id>() : undefined;
   const c = chooseFusion(model, p, sizes, { fused: fusedCands, unfused: unfusedCands.filter((s) => !s.segment) }, at.b, at.t, fixed);
   if (!c) return tiledOrThrow(gpu, p, sizes, undefined);
-  const rs = c.fuse && !c.prologue?.size ? residentChoice(gpu, p, sizes, `fused (the model's pick: ${c.reason})`, at, c.schedule) : undefined;
+  const rs = c.fuse && !c.prologue?.size ? residentChoice(gpu, p, sizes, `fused (the model's pick: ${c.reason})`, at, c.schedule, req.prologue) : undefined;
   if (rs) return rs;
   const sp = c.fuse && !c.prologue?.size ? spanChoice(gpu, p, sizes, `fused (the model's pick: ${c.reason})`, at, c.schedule, c.unfused?.schedule) : undefined;
   if (sp) return sp;
+  // A group open across chunks in lanes' registers beats the model's unfused pick where it applies (resident-default.ts
+  // OPEN_GROUP_LANES: flash and llama_linearized at b 4 and 8, d 64).
+  if (!c.fuse && keepsGroupOpen(p, 16)) {
+    const open = residentChoice(gpu, p, sizes, `fused, against the model's unfused pick (${c.reason})`, at, undefined, req.prologue);
+    if (open) return open;
+  }
   // Where the prefix terms hold 8 or more features a lane (cosformer's and cosformer_aug's two terms of 128 at d 128) the
   // plain fused kernel the model prices is squeezed into small tiles (est. 27.9 ms at b 4) and the model picks the
   // unfused plan; where that plan's prefix kernels do not keep their state in lanes' registers (withResidentPrefix: b 1
@@ -183,15 +189,28 @@ function chooseBase(gpu: Gpu, p: Program, sizes: Readonly<Record<string, number>
  * The fused plan with its state in subgroup lanes' registers, where that is the default (chunked/resident-default.ts
  * says where and why); undefined elsewhere. The schedule model does not price it: it is taken wherever the fused plan is.
  */
-function residentChoice(gpu: Gpu, p: Program, sizes: Readonly<Record<string, number>>, why: string, at: { b: number; t: number }, plain: ChunkSchedule | undefined): PlanChoice | undefined {
+function residentChoice(gpu: Gpu, p: Program, sizes: Readonly<Record<string, number>>, why: string, at: { b: number; t: number }, plain: ChunkSchedule | undefined, prologue: PrologueRequest | undefined = 'model'): PlanChoice | undefined {
   if (gpu.isSoftware) return undefined; // timed on hardware only; a software adapter's tests assume the plain kernel
   const s = residentDefault(p, sizes, gpu.subgroupSize, gpu.limits, { ...at, units: adapterModel(gpu).computeUnits });
   if (!s) return undefined;
   // Timed with cheap features inline. Features the model would rather compute in a prologue (hedgehog's softmaxes)
   // keep the plain kernel: hedgehog inline ran 4.52 ms resident against 4.30 plain (and its plan is the prologue's).
   // (decided at the plain kernel's schedule `plain`: the resident one may not fit without the lanes' registers)
-  if (plain && decidePrologue(adapterModel(gpu), p, sizes, plain, at.b, at.t)?.prologue.size) return undefined;
-  return { fuse: true, schedule: s, resident: true, reason: `${why}; the state in subgroup lanes' registers (rs: ${gpu.subgroupSize} lanes a subgroup, each holding four or more of the prefix terms' features; ${show(s)})` };
+  // A group open across chunks (resident-default.ts OPEN_GROUP_LANES) was timed with the model's prologue at the
+  // resident schedule (llama_linearized's norms): it takes that prologue.
+  const open = keepsGroupOpen(p, s.chunk);
+  if (!open && plain && decidePrologue(adapterModel(gpu), p, sizes, plain, at.b, at.t)?.prologue.size) return undefined;
+  const d = open && prologue !== 'none' ? decidePrologue(adapterModel(gpu), p, sizes, s, at.b, at.t) : undefined;
+  const pro = d?.prologue.size ? { prologue: d.prologue, decisions: d.decisions } : {};
+  return {
+    fuse: true, schedule: s, resident: true, ...pro,
+    reason: `${why}; the state in subgroup lanes' registers (rs: ${gpu.subgroupSize} lanes a subgroup, each holding ${open ? 'two or more of the prefix terms\' features, a group open across chunks in registers too' : 'four or more of the prefix terms\' features'}; ${show(s)})${d?.prologue.size ? `; prologue by the model: ${describePrologue(p, d.decisions)}` : ''}`,
+  };
+}
+
+/** Whether a prefix term of `p` keeps a group open across chunks of `chunk` rows (a past_groups term of longer groups). */
+function keepsGroupOpen(p: Program, chunk: number): boolean {
+  return p.terms.some((t) => t.form.kind === 'prefix' && t.mask[0]?.kind === 'past_groups' && t.mask[0].size > chunk);
 }
 
 /**

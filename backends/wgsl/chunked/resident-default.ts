@@ -1,8 +1,9 @@
 // The fused plan's default on an adapter with a fixed subgroup size: where the prefix terms hold four or more features
 // a lane together (F / the subgroup size summed over the terms: d 128's elu family, F = 128 on NVIDIA's subgroups of
-// 32; d 64's cosformer, two terms of 64), the chunk kernel keeps the state in subgroup lanes' registers (the `rs`
-// switch, resident.ts) at chunk 16 and 512 invocations, each subgroup owning 4 value columns with one prefix term,
-// 2 with two, 1 with more.
+// 32; d 64's cosformer, two terms of 64), or two where a term keeps a group open across chunks and the workgroups fill
+// half the units (OPEN_GROUP_LANES), the chunk kernel keeps the state in subgroup lanes' registers (the `rs` switch,
+// resident.ts) at chunk 16 and 512 invocations, each subgroup owning 4 value columns with one prefix term, 2 with two
+// (or an open group at 2 features a lane), 1 with more.
 //
 // Why (the H200, session 11's call 1, bench/results/h200-chunk-switches.json, B 4 H 16 T 4096, 3 rounds alternating):
 // d 128 elu_dwconv 1.447 ms against the default 8×64×512's 2.113 (fla 2.04), retnet 1.244 / 1.907, gla 2.907 / 4.228;
@@ -21,6 +22,16 @@ import { spansOver } from './span-default.ts';
 // estimate over its least measured gain, 1.18 — cosformer at d 64, 1.742 → 1.471 ms — where the model put the plain
 // fused plan above the unfused one, for cosformer's and cosformer_aug's b 8 rows; since the unfused plan's elementwise
 // kernels sped up their unfused plans run faster than the resident kernel there (call 127), and the rule is gone.)
+
+/**
+ * Features a lane from which a prefix term that keeps a group open across chunks takes the resident kernel, where its
+ * workgroups fill at least half the units. Its state and open group in registers free S's 8 KB of workgroup memory at
+ * d 64 (2 features a lane), where the plain fused kernel had lost to the unfused plan. Call 181 (H 16, T 4096, d 64,
+ * bench/results/h200-open-group-resident.json, ms resident / plain fused / unfused): flash b 4 1.334 / 1.685 / 1.452,
+ * b 8 2.654 / 3.355 / 2.662; llama_linearized with its norms in a prologue b 4 1.319 / 1.558 (prologue, 32×32) / 1.558,
+ * b 8 2.609 / 3.043 / 3.044. At b 1–2 (32–64 workgroups) the plain fused plan over segments stays (flash 0.60 ms at b 1).
+ */
+const OPEN_GROUP_LANES = 2;
 
 /** Chunk and invocations of the resident default. */
 const RESIDENT_CHUNK = 16;
@@ -53,14 +64,21 @@ export function residentDefault(p: Program, sizes: Sizes, subgroupSize: number |
     const a = analyseChunk(spec(W, false));
     // features a lane over the prefix terms: each term 1, 2 or 4 (resident.ts), and at least 4 in all
     const lane = a.prefix.reduce((n, q) => n + q.F / subgroupSize, 0);
-    if (!a.prefix.length || lane < 4) return undefined;
-    for (const Cw of [4, 2, 1].filter((c) => c * a.prefix.length <= COLUMN_TERMS)) {
+    // a group open across chunks (flash's, llama_linearized's past_groups term) takes it at 2 features a lane too, where
+    // the workgroups fill half the units (OPEN_GROUP_LANES)
+    const open = lane >= OPEN_GROUP_LANES && a.prefix.some((q) => q.openGroup);
+    if (!a.prefix.length || (lane < 4 && !open)) return undefined;
+    // (two columns a subgroup for an open group at 2 features a lane, as timed: llama_linearized's 16×64 ran 2.807 ms at
+    // b 4 against 16×32's 1.319)
+    for (const Cw of (lane < 4 ? [2] : [4, 2, 1]).filter((c) => c * a.prefix.length <= COLUMN_TERMS)) {
       const cols = Cw * W;
       if (a.NR % cols) continue;
       analyseChunk(spec(cols, true)); // throws where resident.ts does not apply
       const schedule = { chunk: RESIDENT_CHUNK, cols, threads: RESIDENT_THREADS };
+      const grid = a.NS * Math.ceil(a.NR / cols);
       if (sharedFloats(p, sizes, p.terms, p.output, schedule, undefined, undefined, { resident: true, subgroupSize }) * 4 > limits.maxComputeWorkgroupStorageSize) return undefined;
-      return (at && overSpans(p, sizes, limits, subgroupSize, schedule, a.NS * Math.ceil(a.NR / cols), at)) ?? schedule;
+      if (lane < 4 && !(at && 2 * at.b * grid >= at.units)) return undefined;
+      return (at && overSpans(p, sizes, limits, subgroupSize, schedule, grid, at)) ?? schedule;
     }
   } catch {
     return undefined;
