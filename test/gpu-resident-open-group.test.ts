@@ -4,18 +4,32 @@
 // group open across two chunks; several groups, a last one cut short, two batches): the fused kernel in one walk and
 // over segments (their state export adds the open group), and the unfused plan whose prefix term kernel alone keeps
 // its state in registers, at a schedule of its own. lavapipe's subgroups are 8 lanes, so d 16 gives 2 features a lane.
+// And the decoding state such plans export (the last group apart, So and zo from the registers; an unfused plan's
+// kernels each their own part: two prefix kernels their terms' S and z, the stateless kernels the rings):
+// decoding goes on from it as from the sequence's own state.
 import { describe, expect, it } from 'vitest';
 import { evaluateParallel } from '../backends/cpu/parallel.ts';
 import type { ChunkSchedule } from '../backends/wgsl/chunked.ts';
 import { lowerChunked, type LowerOptions } from '../backends/wgsl/lower.ts';
+import { recurrentPlan } from '../backends/wgsl/recurrent.ts';
 import { axisSizes, makeInputs } from '../src/inputs.ts';
-import { compileFile } from '../src/runtime/compiler.ts';
+import { compileFile, compileText } from '../src/runtime/compiler.ts';
 import { PlanRunner } from '../src/runtime/executor.ts';
 import { expectRelClose, gpu } from './helpers/gpu.ts';
+import { expectDecodesFromPrefill } from './helpers/plan-calls.ts';
 
 const T = 61; // 8 chunks of 8, the last of 5 rows: 4 groups of 16, the last of 13
 const B = 2;
 const FILES = ['examples/paper/llama_linearized.la', 'examples/paper/flash.la'];
+/** Two prefix terms, in two kernels of the unfused plan: each exports its own term's S and z. */
+const TWO_PREFIX = `variant two_prefix
+input q[h, d], k[h, d], v[h, e]
+let fq = elu(q) + 1
+let fk = elu(k) + 1
+term lin : causal score dot(fq[i], fk[j], d) value v
+term raw : causal score dot(q[i], k[j], d) value v
+output normalize(lin, 1e-6) + raw
+`;
 
 async function matchesOracle(file: string, opts: (sg: number) => Omit<LowerOptions, 'subgroupSize' | 'resident'>, skip: () => void): Promise<string[]> {
   const g = await gpu();
@@ -51,5 +65,35 @@ describe("a past_groups term's open group in lanes' registers", () => {
     expect(global).toMatch(/rSo0_0/);
     expect(global).toMatch(/chunk 8, 8 value columns/);
     expect(codes.find((c) => /terms local/.test(c))).toMatch(/chunk 4, 4 value columns/);
+  });
+
+  it.for(['examples/paper/llama_linearized.la', 'two_prefix'])('%s: decoding continues from the state an unfused prefill exports, its prefix kernels resident or not', async (file, ctx) => {
+    const g = await gpu();
+    const sg = g.subgroupSize;
+    if (!sg) return ctx.skip();
+    const c = file === 'two_prefix' ? compileText(TWO_PREFIX, 'two_prefix.la') : compileFile(file, { sizes: { C: 16 } });
+    const axes = { h: 2, d: 2 * sg, e: 8 };
+    const sizes = axisSizes(c.program, axes);
+    const step = await PlanRunner.create(g, recurrentPlan(c.program, sizes));
+    const schedule = { chunk: 4, cols: 4, threads: 64, segment: 3 };
+    for (const resident of [false, true]) {
+      const lanes = resident ? { resident: true, subgroupSize: sg, residentSchedule: { chunk: 8, cols: 8, threads: 8 * sg } } : {};
+      const prefill = await PlanRunner.create(g, lowerChunked(c.program, sizes, { fuse: false, schedule, exportState: true, ...lanes }));
+      // 40 rows: the last group of 16 open (8 rows), 4 segments of 12, the last short; 48 with the fused kernel below
+      await expectDecodesFromPrefill(g, c.source, prefill, step, { axes, t0: 40, steps: 2, seed: 380, what: `${file} unfused${resident ? ' rs' : ''} prefill 40` });
+    }
+  });
+
+  it.for(['examples/paper/llama_linearized.la'])('%s: decoding continues from the state the fused resident kernel exports (its last group apart)', async (file, ctx) => {
+    const g = await gpu();
+    const sg = g.subgroupSize;
+    if (!sg) return ctx.skip();
+    const c = compileFile(file, { sizes: { C: 16 } });
+    const axes = { h: 2, d: 2 * sg, e: 8 };
+    const sizes = axisSizes(c.program, axes);
+    const step = await PlanRunner.create(g, recurrentPlan(c.program, sizes));
+    const prefill = await PlanRunner.create(g, lowerChunked(c.program, sizes, { fuse: true, schedule: { chunk: 8, cols: 8, threads: 8 * sg }, exportState: true, resident: true, subgroupSize: sg, prologue: new Set() }));
+    // 48 rows: ending on a group's end, the group just closed kept apart
+    await expectDecodesFromPrefill(g, c.source, prefill, step, { axes, t0: 48, steps: 2, seed: 390, what: `${file} fused rs prefill 48` });
   });
 });

@@ -8,9 +8,11 @@
 // default schedule is chosen by. Call 15's rows (the autotuner's trials of cosformer's and cosformer_aug's fused
 // schedules, most without the unfused plan beside them) only rank schedules.
 import { describe, expect, it } from 'vitest';
-import { fitRow, fitTable, pairTable, readRows, schedulePairs } from '../bench/model-fit.ts';
+import { fitRow, fitTable, H200_PLAIN, pairTable, readRows, schedulePairs } from '../bench/model-fit.ts';
 
-const fits = readRows().flatMap((r) => fitRow(r) ?? []);
+// (the file predates the kernels that keep their state in lanes' registers and has no rows of them: the plan choice is
+// held to it on the H200 described without a fixed subgroup size, which takes the plain kernels only)
+const fits = readRows().flatMap((r) => fitRow(r, H200_PLAIN) ?? []);
 
 describe('the cost model against the H200 (bench/results/h200-kernels-fit.json)', () => {
   it('prints each measured plan beside its estimate, and the pick beside the measured fastest', () => {

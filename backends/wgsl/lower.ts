@@ -150,7 +150,9 @@ export function lowerChunked(p: Program, sizes: Sizes, opts: LowerOptions): Plan
 
   const single = groups.length === 1 && opts.fuse;
   const state = opts.exportState ? stateLayout(p, sizes) : undefined;
-  if (state && !single) throw new Error(`${p.name}: exporting the decoding state needs a single fused kernel (terms read different values)`);
+  // (an unfused plan's kernels each export their own part: a prefix kernel its term's S, z (So, zo), every kernel the
+  // rings of the rows it stages)
+  if (state && !single && (opts.fuse || opts.featureTile !== undefined)) throw new Error(`${p.name}: exporting the decoding state needs a single fused kernel or the unfused plan (terms read different values)`);
   if (state) buffers.push(...state.buffers);
   const partials: { item: number; num: string; den?: string }[] = [];
   const segments = opts.fuse ? opts.schedule.segment : undefined;

@@ -548,7 +548,7 @@ export function residentShape(spec: ChunkKernelSpec, prefix: readonly PrefixPlan
   if (!prefix.length) refuse('the kernel has no prefix term, so no state');
   for (const q of prefix) {
     if (![1, 2, 4].some((fl) => q.F === fl * sg)) refuse(`term ${q.term.name} has ${q.F} features; a lane holds 1, 2 or 4 of them, so it needs F = ${sg}, ${2 * sg} or ${4 * sg} (1, 2 or 4 × the subgroup size ${sg})`);
-    if (q.exportOpen) refuse(`term ${q.term.name} exports its last group apart (past_groups, a decoding state): the resident kernel keeps an open group only within the walk`);
+    if (q.exportOpen && !q.openGroup) refuse(`term ${q.term.name} exports its last group apart (past_groups, a decoding state) but its groups fit a chunk: the resident kernel keeps a group apart only where it spans several chunks`);
   }
   if (WG % sg) refuse(`${WG} threads are not whole subgroups of ${sg}`);
   const W = WG / sg;

@@ -263,6 +263,15 @@ export function stateRef(K: ChunkKernel, buffer: string): string {
   return K.kb.use(b);
 }
 
+/**
+ * The decoding-state buffer of prefix term q's `what` ('state:S0', …), by the term's index in the state's layout: an
+ * unfused plan's kernel holds one term as its own k = 0, whatever its place among the program's prefix terms.
+ */
+export function stateBuffer(K: ChunkKernel, q: PrefixPlan, what: 'S' | 'z' | 'So' | 'zo'): string {
+  const k = K.a.state?.prefix.find((e) => e.term.name === q.term.name)?.k ?? q.k;
+  return `state:${what}${k}`;
+}
+
 /** Start of this (batch, head slice, segment)'s S_k (or z_k) in its segment-state buffer. */
 export function segBase(K: ChunkKernel, q: PrefixPlan, what: 'S' | 'z' | 'g'): string {
   // an output launch over spans (ChunkSchedule.span) starts from the scanned state of its span's first segment

@@ -4,7 +4,7 @@
 import type { Block } from '../wgsl-block.ts';
 import type { WorkgroupArray } from '../kernel-builder.ts';
 import { exportResident, storeResidentSegment } from './resident.ts';
-import { elem, segBase, stateArrays, stateRef, type ChunkKernel } from './declarations.ts';
+import { elem, segBase, stateArrays, stateBuffer, stateRef, type ChunkKernel } from './declarations.ts';
 import { eachOpen, gateTrips } from './state.ts';
 
 export function emitSegmentState(K: ChunkKernel, body: Block): void {
@@ -63,15 +63,15 @@ function exportPrefixStates(K: ChunkKernel, body: Block): void {
       });
     const writeZ = (shared: WorkgroupArray, buffer: string) =>
       body.strided('f', `${q.F}u`, (b, f) => b.block('if (tile == 0u)', (l) => l.line(`${stateRef(K, buffer)}[(b * ${a.NS}u + s) * ${q.F}u + ${f}] = ${elem(shared, f)};`)));
-    write(S, `state:S${q.k}`, true, `export ${S.name}`);
-    write(z, `state:z${q.k}`, false, `export ${z.name}, a copy per column`);
+    write(S, stateBuffer(K, q, 'S'), true, `export ${S.name}`);
+    write(z, stateBuffer(K, q, 'z'), false, `export ${z.name}, a copy per column`);
     if (So && zo) {
       eachOpen(K, q, body, (b, x, reg) => {
         const f = b.let('f', `${x} / ${a.R}u`);
         const col = b.let('col', `tile * ${a.R}u + ${x} % ${a.R}u`);
-        b.block(`if (${col} < ${a.NR}u)`, (l) => l.line(`${stateRef(K, `state:So${q.k}`)}[((b * ${a.NS}u + s) * ${q.F}u + ${f}) * ${a.NR}u + ${col}] = ${reg};`));
+        b.block(`if (${col} < ${a.NR}u)`, (l) => l.line(`${stateRef(K, stateBuffer(K, q, 'So'))}[((b * ${a.NS}u + s) * ${q.F}u + ${f}) * ${a.NR}u + ${col}] = ${reg};`));
       });
-      writeZ(zo, `state:zo${q.k}`);
+      writeZ(zo, stateBuffer(K, q, 'zo'));
     }
   }
 }

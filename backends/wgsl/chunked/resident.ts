@@ -22,7 +22,7 @@
 // one-dimensional workgroup (NVIDIA's and lavapipe's; the tests check it on lavapipe, the bench on the GPU).
 import type { Block } from '../wgsl-block.ts';
 import type { ChunkAnalysis, PrefixPlan, ResidentShape } from './analysis.ts';
-import { elem, logDecayAt, phiVec, psiAt, psiVec, segBase, stateRef, valueAt, valuesVec4, type ChunkKernel } from './declarations.ts';
+import { elem, logDecayAt, phiVec, psiAt, psiVec, segBase, stateBuffer, stateRef, valueAt, valuesVec4, type ChunkKernel } from './declarations.ts';
 import { laneFeatures, phiSStride, residentNeedsZ, type ResidentRegs } from './resident-shape.ts';
 
 
@@ -323,7 +323,8 @@ export function storeResidentSegment(K: ChunkKernel, body: Block): void {
 
 /**
  * The decoding state from the registers after the last chunk: S [b, NS, F, NR] (each lane its features of its
- * subgroup's columns) and z copied into each column, as export.ts writes them from workgroup memory.
+ * subgroup's columns) and z copied into each column, a past_groups term's last group So, zo apart, as export.ts writes
+ * them from workgroup memory.
  */
 export function exportResident(K: ChunkKernel, body: Block): void {
   const { a } = K;
@@ -331,10 +332,12 @@ export function exportResident(K: ChunkKernel, body: Block): void {
   const { Cw } = shapeOf(a);
   for (const q of a.prefix) {
     const fl = laneFeatures(a.resident!, q);
+    const open = regs.open[q.k];
+    if (q.exportOpen && !open) throw new Error(`internal: ${a.p.name}: term ${q.term.name} exports its last group apart but keeps no open group`);
     body.block('', (b) => {
-      b.comment(`export term ${q.term.name}'s S and z from the registers`);
-      const Sb = stateRef(K, `state:S${q.k}`);
-      const zb = stateRef(K, `state:z${q.k}`);
+      b.comment(`export term ${q.term.name}'s S and z${open ? ', and its open group' : ''} from the registers`);
+      const Sb = stateRef(K, stateBuffer(K, q, 'S'));
+      const zb = stateRef(K, stateBuffer(K, q, 'z'));
       for (let c = 0; c < Cw; c++) {
         const col = b.let('col', `tile * ${a.R}u + ${regs.cw0} + ${c}u`);
         b.block(`if (${col} < ${a.NR}u)`, (w) => {
@@ -342,8 +345,15 @@ export function exportResident(K: ChunkKernel, body: Block): void {
             const at = w.let('at', `((b * ${a.NS}u + s) * ${q.F}u + ${LANE} * ${fl}u + ${k}u) * ${a.NR}u + ${col}`);
             w.line(`${Sb}[${at}] = ${laneComponent(fl, regs.S[q.k][c], k)};`);
             w.line(`${zb}[${at}] = ${laneComponent(fl, regs.z[q.k], k)};`);
+            // decoding keeps the last group apart: the open group's registers hold it (the join runs only at a chunk
+            // that starts a group, so after the last chunk they hold the group of the last row)
+            if (open) w.line(`${stateRef(K, stateBuffer(K, q, 'So'))}[${at}] = ${laneComponent(fl, open.S[c], k)};`);
           }
         });
+      }
+      if (open) {
+        const zo = stateRef(K, stateBuffer(K, q, 'zo'));
+        b.block(`if (tile == 0u && ${regs.sg} == 0u)`, (w) => range(fl).forEach((k) => w.line(`${zo}[(b * ${a.NS}u + s) * ${q.F}u + ${LANE} * ${fl}u + ${k}u] = ${laneComponent(fl, open.z, k)};`)));
       }
     });
   }

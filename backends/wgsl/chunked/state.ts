@@ -10,7 +10,7 @@
 // llama_linearized's fused kernels fit 32 value columns at chunk 16 where they fitted 16).
 import type { Block, Team } from '../wgsl-block.ts';
 import type { PrefixPlan } from './analysis.ts';
-import { elem, logDecayAt, psiAt, psiVec, segBase, stateArrays, stateRef, type ChunkKernel } from './declarations.ts';
+import { elem, logDecayAt, psiAt, psiVec, segBase, stateArrays, stateBuffer, stateRef, type ChunkKernel } from './declarations.ts';
 import { foldTiled, lanes } from './fold-tiled.ts';
 import { emitResidentFold, emitResidentGroupJoin, loadResidentStart } from './resident.ts';
 import { sumsOwnSpans } from './segments.ts';
@@ -229,13 +229,13 @@ function foldKeepingLastGroup(K: ChunkKernel, q: PrefixPlan, chunk: Block): void
     const cl = b.let('cl', `${x} % ${a.R}u`);
     const { acc, accOpen } = foldSplitAtLastGroup(K, q, b, f, `${S.name}[${x}]`, 'pv', (j) => `${psiAt(K, q, j, f)} * ${K.arrays.vs.name}[(${j} + ${a.HALO}u) * ${a.R}u + ${cl}]`);
     b.block(`if (c + 1u == nchunks && tile * ${a.R}u + ${cl} < ${a.NR}u)`, (l) =>
-      l.line(`${stateRef(K, `state:So${q.k}`)}[((b * ${a.NS}u + s) * ${q.F}u + ${f}) * ${a.NR}u + tile * ${a.R}u + ${cl}] = ${accOpen};`),
+      l.line(`${stateRef(K, stateBuffer(K, q, 'So'))}[((b * ${a.NS}u + s) * ${q.F}u + ${f}) * ${a.NR}u + tile * ${a.R}u + ${cl}] = ${accOpen};`),
     );
     b.line(`${S.name}[${x}] = ${acc};`);
   });
   chunk.strided('f', `${q.F}u`, (b, f) => {
     const { acc, accOpen } = foldSplitAtLastGroup(K, q, b, f, elem(z, f), 'pz', (j) => psiAt(K, q, j, f));
-    b.block('if (c + 1u == nchunks && tile == 0u)', (l) => l.line(`${stateRef(K, `state:zo${q.k}`)}[(b * ${a.NS}u + s) * ${q.F}u + ${f}] = ${accOpen};`));
+    b.block('if (c + 1u == nchunks && tile == 0u)', (l) => l.line(`${stateRef(K, stateBuffer(K, q, 'zo'))}[(b * ${a.NS}u + s) * ${q.F}u + ${f}] = ${accOpen};`));
     b.line(`${elem(z, f)} = ${acc};`);
   });
 }
