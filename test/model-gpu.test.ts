@@ -162,6 +162,33 @@ describe('a segmented prefill (CompiledAttentionOptions.prefillSchedule)', () =>
   });
 });
 
+describe('an unfused prefill (CompiledAttentionOptions.prefillSchedule \'unfused\')', () => {
+  it(`runs a kernel a term, each exporting its part of the state decoding continues from: logits match the float64 CPU forward (b = 2, t = 30, seed ${SEED})`, async () => {
+    const g = await gpu();
+    const choices: string[] = [];
+    const factory = await compiledAttentionFactory(g, variant.compiled, config.numHeads, config.headDim, { prefillSchedule: 'unfused', onChoice: (why) => choices.push(why) });
+    expect(choices.join()).toMatch(/^unfused, as asked .*each kernel exporting its part of the decoding state/);
+    const compiled = await GpuModel.create(g, config, weights, factory);
+    compiled.keepLogits = true;
+    try {
+      const [b, T, V, p] = [2, 30, config.vocabSize, 27];
+      const tokens = randomTokens(b, T, V, SEED + 11);
+      const attention = cpuAttentionFromVariant(variant.program, cpu.weights.layers.map((l) => l.attention));
+      const want = cpuForward(cpu, tokens, attention).logits.data;
+      await (await compiled.prefill(tokens.map((s) => s.slice(0, p)))).tokens();
+      let got = await compiled.readLogits();
+      for (let s = 0; s < b; s++) expectRelClose(got.subarray(s * V, (s + 1) * V), rows(want, T, V, s, p - 1, p), 1e-3, `prefill, sequence ${s}`);
+      for (let at = p; at < T; at++) {
+        await compiled.decodeStep({ tokens: tokens.map((s) => s[at]) }).tokens();
+        got = await compiled.readLogits();
+        for (let s = 0; s < b; s++) expectRelClose(got.subarray(s * V, (s + 1) * V), rows(want, T, V, s, at, at + 1), 1e-3, `sequence ${s} at ${at}`);
+      }
+    } finally {
+      await compiled.destroy();
+    }
+  });
+});
+
 describe('a prefill of the batch size before reuses its attention states (resetState)', () => {
   it(`allocates nothing, and equals a prefill on fresh states even with the previous batch's steps in flight (seed ${SEED})`, async () => {
     const g = await gpu();

@@ -8,7 +8,7 @@ import { lowerChunked } from '../backends/wgsl/lower.ts';
 import { axisSizes } from '../src/inputs.ts';
 import { compileFile } from '../src/runtime/compiler.ts';
 import type { Gpu } from '../src/runtime/device.ts';
-import { choosePlan } from '../src/runtime/plan-choice.ts';
+import { choosePlan, choosePrefill } from '../src/runtime/plan-choice.ts';
 import { tuningCandidates } from '../src/runtime/schedule.ts';
 import { candidateSchedules } from '../backends/wgsl/chunk-schedules.ts';
 
@@ -105,6 +105,25 @@ describe('plan choice on a hardware adapter', () => {
       expect(one.schedule.segment, name).toBe(16);
       // asked for every feature inline, the resident pick takes none
       expect([...(choosePlan(H200_SG, p, sizes, { prologue: 'none' }, shape).prologue ?? [])]).toEqual([]);
+    }
+  });
+
+  // The model's prefill exports the decoding state; since this session an unfused plan can (each kernel its part), so
+  // where the plan choice at the model's shape is unfused — flash and llama_linearized at d 128, whose fused kernels fit
+  // only chunks of 8 and 8 columns there (call 180, b 1: llama 11.3 ms with its prologue against 2.15 unfused) — the
+  // prefill runs it; elsewhere the fused plan as before.
+  it('prefills with the unfused plan where the plan choice at the model\'s shape is unfused', () => {
+    for (const name of ['paper/flash', 'paper/llama_linearized']) {
+      const { p, sizes } = variant(name, 128);
+      const c = choosePrefill(H200_SG, p, sizes);
+      expect(c.fuse, c.reason).toBe(false);
+      expect(c.residentSchedule, c.reason).toEqual({ chunk: 16, cols: 64, threads: 512 });
+      const plan = lowerChunked(p, sizes, { fuse: false, schedule: c.schedule, exportState: true, resident: true, subgroupSize: 32, residentSchedule: c.residentSchedule });
+      expect(plan.kernels.map((k) => k.label.split('.').slice(1).join('.'))).toEqual(expect.arrayContaining(['term.local', 'term.global', 'combine']));
+    }
+    for (const [name, d] of [['paper/elu_dwconv', 64], ['paper/llama_linearized', 64], ['paper/elu_dwconv', 128]] as const) {
+      const { p, sizes } = variant(name, d);
+      expect(choosePrefill(H200_SG, p, sizes).fuse, `${name} d ${d}`).toBe(true);
     }
   });
 

@@ -99,12 +99,13 @@ export async function compiledAttentionFactory(gpu: Gpu, program: Program, heads
   const sizes = variantAxisSizes(program, heads, headDim);
   const decodes = !program.terms.some((t) => t.noncausal);
   // One fused chunk plan that exports the state (a kernel, or three launches when segmented), with the feature
-  // nodes the model puts in a prologue (plan-choice.ts).
+  // nodes the model puts in a prologue, or the unfused plan, each kernel exporting its part (plan-choice.ts).
   const choice = choosePrefill(gpu, program, sizes, opts.prologue, opts.prefillSchedule);
   opts.onChoice?.(choice.reason);
   const prefill: Plan = lowerChunked(program, sizes, {
-    fuse: true,
+    fuse: choice.fuse,
     schedule: choice.schedule,
+    ...(choice.residentSchedule && { resident: true, subgroupSize: gpu.subgroupSize, residentSchedule: choice.residentSchedule }),
     exportState: decodes,
     ...(choice.prologue.size && { prologue: choice.prologue }),
     ...(opts.maxLength !== undefined && { maxLength: opts.maxLength }),

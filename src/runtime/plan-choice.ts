@@ -262,35 +262,54 @@ function noFit(gpu: Gpu, p: Program, fuse: boolean | undefined): Error {
  * 48 workgroups and took 0.75 ms a layer; in segments of 4 (chunk 16, 32 columns, 512 threads: 768 + 780 + 768
  * workgroups) the three launches took 0.21 ms.
  */
-export type PrefillScheduleRequest = 'model' | 'unsegmented' | 'segmented' | ChunkSchedule;
+export type PrefillScheduleRequest = 'model' | 'unsegmented' | 'segmented' | 'unfused' | ChunkSchedule;
+
+/** A prefill's plan: the fused chunk plan at `schedule`, or (`fuse` false) the unfused plan, each kernel exporting its part. */
+export interface PrefillChoice {
+  readonly fuse: boolean;
+  readonly schedule: ChunkSchedule;
+  readonly prologue: ReadonlySet<Id>;
+  /** The unfused plan's prefix kernels in lanes' registers at `residentSchedule` (lower.ts). */
+  readonly residentSchedule?: ChunkSchedule;
+  readonly reason: string;
+}
 
 /**
- * The model's prefill (compiled-attention.ts): one fused chunk plan that also exports the decoding state, so never
- * unfused; what the model chooses is its schedule and its prologue. On hardware the cheaper of every feature
- * inline at chooseSchedule's schedule (or, asked 'segmented', the model's best of every schedule) and the best
- * unsegmented schedule with its model-decided prologue; on a software adapter every feature inline (its shader
- * timings assume one kernel) unless asked.
+ * The model's prefill (compiled-attention.ts): a chunk plan that also exports the decoding state. On hardware, where
+ * the plan choice at the model's shape (MODEL_SHAPE) is the unfused plan (flash's and llama_linearized's at d 128,
+ * whose fused kernels fit only small tiles there), that plan, its kernels each exporting their part of the state;
+ * else, or asked for a schedule, one fused chunk plan, whose schedule and prologue the model chooses: on hardware the
+ * cheaper of every feature inline at chooseSchedule's schedule (or, asked 'segmented', the model's best of every
+ * schedule) and the best unsegmented schedule with its model-decided prologue; on a software adapter every feature
+ * inline (its shader timings assume one kernel) unless asked.
  */
 export function choosePrefill(
   gpu: Gpu, p: Program, sizes: Readonly<Record<string, number>>, prologue: PrologueRequest = 'model', asked: PrefillScheduleRequest = 'model',
-): { schedule: ChunkSchedule; prologue: ReadonlySet<Id>; reason: string } {
+): PrefillChoice {
   const none = new Set<Id>();
+  if ((asked === 'model' && !gpu.isSoftware) || asked === 'unfused') {
+    const c = isSoftmaxProgram(p) ? undefined : choosePlan(gpu, p, sizes, asked === 'unfused' ? { fuse: false } : {}, MODEL_SHAPE);
+    if (c && !c.fuse && c.featureTile === undefined) {
+      return { fuse: false, schedule: c.schedule, prologue: none, ...(c.resident && c.residentSchedule && { residentSchedule: c.residentSchedule }), reason: `unfused, ${asked === 'unfused' ? 'as asked' : `the plan choice's at b ${MODEL_SHAPE.b}, t ${MODEL_SHAPE.t}`} (${c.reason}), each kernel exporting its part of the decoding state` };
+    }
+    if (asked === 'unfused') throw new Error(`${p.name}: an unfused prefill was asked, but ${c ? 'its unfused plan tiles its feature axes' : 'softmax attention has one plan'}`);
+  }
   const request = asked === 'model' ? (gpu.isSoftware ? 'unsegmented' : 'segmented') : asked;
   if (typeof request === 'object') {
     const all = prologue === 'all' && !isSoftmaxProgram(p);
-    return { schedule: request, prologue: all ? new Set(featureNodes(outputPart(p, false))) : none, reason: `the schedule asked (${show(request)})${all ? ', every feature node in a prologue' : ''}` };
+    return { fuse: true, schedule: request, prologue: all ? new Set(featureNodes(outputPart(p, false))) : none, reason: `the schedule asked (${show(request)})${all ? ', every feature node in a prologue' : ''}` };
   }
   const schedule =
     request === 'segmented' && !isSoftmaxProgram(p)
       ? (modelDefault(gpu, p, sizes, candidateSchedules(gpu.limits, p, sizes), true, MODEL_SHAPE, true) ?? chooseSchedule(gpu, p, sizes))
       : chooseSchedule(gpu, p, sizes);
-  if (isSoftmaxProgram(p)) return { schedule, prologue: none, reason: `softmax attention: ${flashKernel(schedule)} (no feature maps)` };
-  if (prologue === 'none' || (prologue === 'model' && gpu.isSoftware)) return { schedule, prologue: none, reason: `every feature inline (${show(schedule)})${prologue === 'none' ? ', as asked' : ': software adapter'}` };
-  if (prologue === 'all') return { schedule, prologue: new Set(featureNodes(outputPart(p, false))), reason: `every feature node in a prologue, as asked (${show(schedule)})` };
+  if (isSoftmaxProgram(p)) return { fuse: true, schedule, prologue: none, reason: `softmax attention: ${flashKernel(schedule)} (no feature maps)` };
+  if (prologue === 'none' || (prologue === 'model' && gpu.isSoftware)) return { fuse: true, schedule, prologue: none, reason: `every feature inline (${show(schedule)})${prologue === 'none' ? ', as asked' : ': software adapter'}` };
+  if (prologue === 'all') return { fuse: true, schedule, prologue: new Set(featureNodes(outputPart(p, false))), reason: `every feature node in a prologue, as asked (${show(schedule)})` };
   const model = adapterModel(gpu);
   const { b, t } = MODEL_SHAPE;
   const inline = estimatePlan(model, p, sizes, schedule, true, b, t);
   const h = bestHybrid(model, p, sizes, candidateSchedules(gpu.limits, p, sizes).filter((s) => !s.segment), b, t);
-  if (!inline || !h?.prologue.size || h.us >= inline.us) return { schedule, prologue: none, reason: `every feature inline (${show(schedule)}): est. ${ms(inline?.us)} ≤ with a prologue ${ms(h?.prologue.size ? h.us : undefined)}` };
-  return { schedule: h.schedule, prologue: h.prologue, reason: `a prologue (${show(h.schedule)}): est. ${ms(h.us)} < every feature inline ${ms(inline.us)}; ${describePrologue(p, h.decisions)}` };
+  if (!inline || !h?.prologue.size || h.us >= inline.us) return { fuse: true, schedule, prologue: none, reason: `every feature inline (${show(schedule)}): est. ${ms(inline?.us)} ≤ with a prologue ${ms(h?.prologue.size ? h.us : undefined)}` };
+  return { fuse: true, schedule: h.schedule, prologue: h.prologue, reason: `a prologue (${show(h.schedule)}): est. ${ms(h.us)} < every feature inline ${ms(inline.us)}; ${describePrologue(p, h.decisions)}` };
 }
