@@ -2,7 +2,8 @@
 // weight once per step at the adapter's measured copy bandwidth allows.
 //
 //   npm run bench:decode [-- --small] [--steps N] [--layers N] [--attention compiled|simple]   (default: the compiled variant)
-//                        [--prefill-schedule model|segmented|unsegmented|CxRxT[sG]]   (the compiled prefill's:
+//                        [--variant FILE.la] [--heads N]   (default elu_dwconv, 12 heads of 64; --heads 6: heads of 128)
+//                        [--prefill-schedule model|segmented|unsegmented|unfused|CxRxT[sG]]   (the compiled prefill's:
 //                        default the model's, segments allowed on hardware; or e.g. 16x64x512s4)
 //                        [--one-submit]   (the prefill as one command buffer, not pieces submitted as encoded)
 //                        [--prefill-tokens N]   (default 2048, 128 when small)
@@ -64,6 +65,10 @@ export interface DecodeBenchOptions {
   readonly small?: boolean;
   /** Overrides the shape's layer count (`--layers`: the small shape with 12 layers records a full step's dispatches). */
   readonly layers?: number;
+  /** Overrides the shape's head count (`--heads`: 6 heads of 128 at hidden 768, the LLaMA-2-7B checkpoints' head size). */
+  readonly heads?: number;
+  /** The attention variant (`--variant FILE.la`; default examples/paper/elu_dwconv.la). */
+  readonly variant?: string;
   /** Decode steps timed per batch size (default 256, 16 when small): generate binds and records a session's step
    * once per position slot in its first 8 steps, which 64 steps would not amortise. */
   readonly steps?: number;
@@ -146,12 +151,12 @@ export interface DecodeBenchReport extends AdapterHeader {
   readonly decode: readonly DecodeFigure[];
 }
 
-export function benchConfig(shape: ModelShape): ModelConfig {
+export function benchConfig(shape: ModelShape, variant = 'examples/paper/elu_dwconv.la'): ModelConfig {
   return parseConfig(
     {
       vocab_size: shape.vocab, hidden_size: shape.hidden, intermediate_size: shape.intermediate,
       num_hidden_layers: shape.layers, num_attention_heads: shape.heads, rms_norm_eps: 1e-5,
-      tokenizer: 'bytes', attention: { variant: 'examples/paper/elu_dwconv.la', options: { K: shape.K } },
+      tokenizer: 'bytes', attention: { variant, options: { K: shape.K } },
     },
     join(REPO_ROOT, 'bench', 'decode-bench-config.json'),
   );
@@ -183,11 +188,11 @@ export async function runDecodeBench(opts: DecodeBenchOptions = {}): Promise<Dec
   const log = opts.log ?? ((s: string) => console.log(s));
   const gpu: Gpu = await getDevice();
   const small = opts.small ?? gpu.isSoftware;
-  const shape = { ...(small ? SMALL : FULL), ...(opts.layers !== undefined && { layers: opts.layers }) };
+  const shape = { ...(small ? SMALL : FULL), ...(opts.layers !== undefined && { layers: opts.layers }), ...(opts.heads !== undefined && { heads: opts.heads }) };
   const steps = opts.steps ?? (small ? 16 : 256);
   const prefillT = opts.prefillTokens ?? (small ? 128 : 2048);
   const batches = opts.batches ?? [1, 8];
-  const config = benchConfig(shape);
+  const config = benchConfig(shape, opts.variant);
   const variant = loadModelVariant(config);
 
   log(`decode bench on ${gpu.adapterName} (Dawn toggles: ${gpu.toggles.join(', ') || 'none'}): ${shape.layers} layers, hidden ${shape.hidden}, ${shape.heads} heads, vocab ${shape.vocab}${small ? ' (small)' : ''}`);
@@ -389,9 +394,9 @@ const PREFILL_WARMUP_MS = 400;
 
 /** 'model' (the default), 'segmented', 'unsegmented', or chunk × columns × threads with an optional segment: '16x64x512s4'. */
 function parsePrefillSchedule(arg: string | undefined): PrefillScheduleRequest {
-  if (arg === undefined || arg === 'model' || arg === 'unsegmented' || arg === 'segmented') return arg ?? 'model';
+  if (arg === undefined || arg === 'model' || arg === 'unsegmented' || arg === 'segmented' || arg === 'unfused') return arg ?? 'model';
   const m = /^(\d+)x(\d+)x(\d+)(?:s(\d+))?$/.exec(arg);
-  if (!m) throw new Error(`--prefill-schedule must be model, segmented, unsegmented or CxRxT[sG] (16x64x512s4), got ${arg}`);
+  if (!m) throw new Error(`--prefill-schedule must be model, segmented, unsegmented, unfused or CxRxT[sG] (16x64x512s4), got ${arg}`);
   const [chunk, cols, threads] = [m[1], m[2], m[3]].map(Number);
   return { chunk, cols, threads, ...(m[4] !== undefined && { segment: Number(m[4]) }) };
 }
@@ -418,6 +423,8 @@ async function main(): Promise<void> {
     onePrefillSubmit: args.includes('--one-submit') || undefined,
     ...(steps !== undefined && { steps: Number(steps) }),
     ...(layers !== undefined && { layers: Number(layers) }),
+    ...(valueOf('--heads') !== undefined && { heads: Number(valueOf('--heads')) }),
+    ...(valueOf('--variant') !== undefined && { variant: valueOf('--variant') }),
     ...(prefillTokens !== undefined && { prefillTokens: Number(prefillTokens) }),
     ...(batches !== undefined && { batches: batches.split(',').map(Number) }),
     ...(attention === 'compiled' && {
