@@ -89,8 +89,8 @@ const write = () => {
 };
 
 /** Relative error of the plan's output on the first tokens of sequence 0 against the float64 oracle. */
-async function checked(c: Compiled, x: Record<string, Tensor>, sizes: Record<string, number>, fuse: boolean, schedule: ChunkSchedule, featureTile?: number, prologue?: 'model', resident?: boolean): Promise<number> {
-  const o = (await runCompiled(c, x, { device: 'gpu', gpu, form: 'chunked', fuse, schedule, ...(featureTile ? { featureTile } : {}), ...(prologue && { prologue }), ...(resident && { resident }) })).o;
+async function checked(c: Compiled, x: Record<string, Tensor>, sizes: Record<string, number>, fuse: boolean, schedule: ChunkSchedule, featureTile?: number, prologue?: 'model', resident?: boolean, residentSchedule?: ChunkSchedule): Promise<number> {
+  const o = (await runCompiled(c, x, { device: 'gpu', gpu, form: 'chunked', fuse, schedule, ...(featureTile ? { featureTile } : {}), ...(prologue && { prologue }), ...(resident && { resident }), ...(residentSchedule && { residentSchedule }) })).o;
   const tc = Math.min(x[c.source.inputs[0].name].shape[1], 32);
   const oracle = oracleHead(c, x, sizes, tc);
   return relativeError(o.data.subarray(0, oracle.data.length), oracle.data);
@@ -129,13 +129,13 @@ for (const { v, t, d } of cases) {
       // over spans of segments (spanChoice); the unfused plan is the plan choice's, which may run its stateless kernels
       // over segments and its prefix kernels with the state in lanes' registers (withStatelessSegments, withResidentPrefix)
       const lanes = !softmax && !featureTile ? choosePlan(gpu, p, sizes, { fuse, prologue: 'none' }, { b: B, t }) : undefined;
-      const resident = lanes?.resident ? { resident: true } : {};
+      const resident: { resident?: true; residentSchedule?: ChunkSchedule } = lanes?.resident ? { resident: true, ...(lanes.residentSchedule && { residentSchedule: lanes.residentSchedule }) } : {};
       const s = featureTile ? tiledUnfused!.schedule : resident.resident || lanes?.schedule.span || (!fuse && lanes) ? lanes!.schedule : modelDefault(gpu, p, sizes, candidateSchedules(gpu.limits, p, sizes, !fuse), fuse, { b: B, t }, fuse);
       if (!s) {
         console.log(`${label}: ${fuse ? 'fused' : 'unfused'}: no schedule fits ${gpu.limits.maxComputeWorkgroupStorageSize} bytes of workgroup memory`);
         continue;
       }
-      const err = await checked(c, x, sizes, fuse, s, featureTile, undefined, resident.resident);
+      const err = await checked(c, x, sizes, fuse, s, featureTile, undefined, resident.resident, resident.residentSchedule);
       if (!(err < 1e-3)) throw new Error(`${fuse ? 'fused' : 'unfused'} output wrong (relative error ${err} vs the float64 oracle); not timing it`);
       timed.push({ fuse, featureTile, plan: planFor(gpu, c, sizes, { form: 'chunked', fuse, schedule: s, ...(featureTile ? { featureTile } : {}), ...resident }), s: { ...s, ...resident }, err, ms: [] });
       // the prologue plan at the schedule the model picks it at, where it picks it (hedgehog's may be the unfused

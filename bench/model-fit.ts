@@ -67,6 +67,8 @@ export interface FitRow {
 // `block` too: a register-blocked pick is not measured by its unblocked schedule's figure.
 const same = (a: ChunkSchedule | undefined, b: ChunkSchedule) => !!a && a.chunk === b.chunk && a.cols === b.cols && a.threads === b.threads && (a.segment ?? 0) === (b.segment ?? 0) && (a.span ?? 1) === (b.span ?? 1) && (a.block ?? 0) === (b.block ?? 0);
 
+const sameOwn = (a: ChunkSchedule | undefined, b: ChunkSchedule | undefined) => (!a && !b) || (!!a && !!b && same(a, b));
+
 export function readRows(file = 'bench/results/h200-kernels-fit.json'): MeasuredRow[] {
   return (JSON.parse(readFileSync(file, 'utf8')) as { rows: MeasuredRow[] }).rows;
 }
@@ -114,7 +116,8 @@ export function fitRow(row: MeasuredRow, gpu: Gpu = H200, prefetched = prefetche
     gap: sorted.length > 1 ? sorted[1].ms / sorted[0].ms - 1 : 0,
     pick,
     pickSchedule: choice.schedule,
-    pickMeasured: !!measured && same(measured.schedule, choice.schedule) && !!measured.resident === !!choice.resident,
+    // (an unfused plan's resident prefix kernels run at a schedule of their own, which must match too)
+    pickMeasured: !!measured && same(measured.schedule, choice.schedule) && !!measured.resident === !!choice.resident && sameOwn((measured.schedule as { residentSchedule?: ChunkSchedule }).residentSchedule, choice.residentSchedule),
     pickEstMs: choice.resident ? undefined : est(choice.schedule, choice.fuse, choice.prologue),
     reason: choice.reason,
   };

@@ -61,6 +61,9 @@ describe("a past_groups term's open group in lanes' registers", () => {
 
   it.for(FILES)('%s: the unfused plan with its prefix kernel resident at its own schedule equals the oracle', async (file, ctx) => {
     const codes = await matchesOracle(file, (sg) => ({ fuse: false, schedule: { chunk: 4, cols: 4, threads: 64, segment: 3 }, residentSchedule: { chunk: 8, cols: 8, threads: 8 * sg } }), () => ctx.skip());
+    // the prefix kernel over segments of a group (16 rows) in spans of 2: its state launch, the scan, its output launch
+    const spans = await matchesOracle(file, (sg) => ({ fuse: false, schedule: { chunk: 4, cols: 4, threads: 64 }, residentSchedule: { chunk: 8, cols: 8, threads: 8 * sg, segment: 2, span: 2 } }), () => ctx.skip());
+    expect(spans.filter((c) => /terms global/.test(c)).length).toBe(2);
     const global = codes.find((c) => /terms global/.test(c))!;
     expect(global).toMatch(/rSo0_0/);
     expect(global).toMatch(/chunk 8, 8 value columns/);
@@ -77,7 +80,8 @@ describe("a past_groups term's open group in lanes' registers", () => {
     const step = await PlanRunner.create(g, recurrentPlan(c.program, sizes));
     const schedule = { chunk: 4, cols: 4, threads: 64, segment: 3 };
     for (const resident of [false, true]) {
-      const lanes = resident ? { resident: true, subgroupSize: sg, residentSchedule: { chunk: 8, cols: 8, threads: 8 * sg } } : {};
+      // (resident: the prefix kernels over segments of 2 chunks, 16 rows, in spans of 2, as the plan choice runs them at b 1)
+      const lanes = resident ? { resident: true, subgroupSize: sg, residentSchedule: { chunk: 8, cols: 8, threads: 8 * sg, ...(file === 'two_prefix' ? {} : { segment: 2, span: 2 }) } } : {};
       const prefill = await PlanRunner.create(g, lowerChunked(c.program, sizes, { fuse: false, schedule, exportState: true, ...lanes }));
       // 40 rows: the last group of 16 open (8 rows), 4 segments of 12, the last short; 48 with the fused kernel below
       await expectDecodesFromPrefill(g, c.source, prefill, step, { axes, t0: 40, steps: 2, seed: 380, what: `${file} unfused${resident ? ' rs' : ''} prefill 40` });

@@ -117,9 +117,10 @@ describe('plan choice on a hardware adapter', () => {
       const { p, sizes } = variant(name, 128);
       const c = choosePrefill(H200_SG, p, sizes);
       expect(c.fuse, c.reason).toBe(false);
-      expect(c.residentSchedule, c.reason).toEqual({ chunk: 16, cols: 64, threads: 512 });
+      // b 1, t 2048: 32 workgroups on 132 units, so the prefix kernel over segments of 8 chunks in spans of 4
+      expect(c.residentSchedule, c.reason).toEqual({ chunk: 16, cols: 64, threads: 512, segment: 8, span: 4 });
       const plan = lowerChunked(p, sizes, { fuse: false, schedule: c.schedule, exportState: true, resident: true, subgroupSize: 32, residentSchedule: c.residentSchedule });
-      expect(plan.kernels.map((k) => k.label.split('.').slice(1).join('.'))).toEqual(expect.arrayContaining(['term.local', 'term.global', 'combine']));
+      expect(plan.kernels.map((k) => k.label.split('.').slice(1).join('.'))).toEqual(expect.arrayContaining(['term.local', 'term.global.segment-state', 'segment-scan', 'term.global', 'combine']));
     }
     for (const [name, d] of [['paper/elu_dwconv', 64], ['paper/llama_linearized', 64], ['paper/elu_dwconv', 128]] as const) {
       const { p, sizes } = variant(name, d);

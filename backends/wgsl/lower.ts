@@ -8,7 +8,7 @@
 // noncausal ones in the parallel form over their bounded window, added into o (no decoding state: it cannot decode).
 import type { Id, OutputItem, Program, Term } from '../../src/ir/types.ts';
 import { chunkKernel, segBuffer, segmentable, type ChunkSchedule } from './chunked.ts';
-import { itemsOver, kernelItems, outputPart, partDen, valueGroups, type KeptParts } from './chunked/analysis.ts';
+import { itemsOver, kernelItems, outputPart, partDen, valueGroups, type ChunkKernelSpec, type KeptParts } from './chunked/analysis.ts';
 import { count, programBuffers, programReader, type Sizes } from './common.ts';
 import { ExprGen } from './expr.ts';
 import { featureNodes, unfusedFeatures } from './feature-nodes.ts';
@@ -195,7 +195,10 @@ export function lowerChunked(p: Program, sizes: Sizes, opts: LowerOptions): Plan
     // the unfused plan's prefix term kernels in lanes' registers at their own schedule; its stateless kernels at the plan's
     const lanes = opts.fuse || hasState ? residentOf(opts) : {};
     const schedule = !opts.fuse && hasState && opts.resident && opts.residentSchedule ? opts.residentSchedule : opts.schedule;
-    if (!tile) kernels.push(chunkKernel({ program: p, sizes, terms, items, partial: !single, schedule, materialised, label, exportState: state, prefetch: opts.prefetch, vec4: opts.vec4, hoistTaps: opts.hoistTaps, overlap: opts.overlap, rowQuads: opts.rowQuads, outputDen: opts.outputDen, earlyState: opts.earlyState, ...lanes, ...(keep ? { keep } : {}), ...stateless }));
+    const spec = { program: p, sizes, terms, items, partial: !single, schedule, materialised, label, exportState: state, prefetch: opts.prefetch, vec4: opts.vec4, hoistTaps: opts.hoistTaps, overlap: opts.overlap, rowQuads: opts.rowQuads, outputDen: opts.outputDen, earlyState: opts.earlyState, ...lanes, ...(keep ? { keep } : {}), ...stateless };
+    // a prefix kernel at its own schedule over segments (residentSchedule.segment): state launch, scan, output launch
+    if (!tile && !opts.fuse && hasState && opts.resident && schedule.segment) kernels.push(...segmentedTermKernels(p, sizes, spec, buffers));
+    else if (!tile) kernels.push(chunkKernel(spec));
     if (!single) {
       items.forEach((it, g) => {
         const item = p.output.findIndex((o) => (o.kind === 'term' ? [o.term] : o.terms).some((nm) => (it.kind === 'term' ? [it.term] : it.terms).includes(nm)));
@@ -216,6 +219,29 @@ export function lowerChunked(p: Program, sizes: Sizes, opts: LowerOptions): Plan
   if (!single) kernels.push(combineKernel(p, per, partials));
   const schedule = opts.featureTile !== undefined ? { ...opts.schedule, featureTile: opts.featureTile } : opts.schedule;
   return plan(p, sizes, opts.fuse ? 'chunked' : 'unfused', kernels, buffers, schedule);
+}
+
+/**
+ * An unfused plan's prefix term kernel over segments (its resident schedule's `segment`, and `span`): the segment-state
+ * launch, the scan over segments, the output launch writing the term's part (and its share of the decoding state), as
+ * the fused segmented plan runs them; the segment states in the plan's seg:… buffers, so one prefix kernel a plan.
+ */
+function segmentedTermKernels(p: Program, sizes: Sizes, spec: ChunkKernelSpec, buffers: PlanBuffer[]): Kernel[] {
+  const { schedule } = spec;
+  const segment = schedule.segment!;
+  const sg = segmentable(p, sizes, schedule);
+  if (!sg || p.terms.filter((t) => t.form.kind === 'prefix').length !== 1) throw new Error(`${p.name}: an unfused plan's prefix kernel runs over segments only as its one prefix kernel, plainly causal (decayed or not) or past_groups with segments at group starts`);
+  const C = schedule.chunk;
+  const nseg = (t: number) => Math.ceil(Math.ceil(t / C) / segment);
+  const [q] = sg.S;
+  buffers.push({ name: segBuffer('S', q.k), role: 'scratch', floats: (b, t) => b * sg.NS * nseg(t) * q.F * sg.NR, shape: (b, t) => [b, sg.NS, nseg(t), q.F, sg.NR] });
+  buffers.push({ name: segBuffer('z', q.k), role: 'scratch', floats: (b, t) => b * sg.NS * nseg(t) * q.F, shape: (b, t) => [b, sg.NS, nseg(t), q.F] });
+  if (q.gate) buffers.push({ name: segBuffer('g', q.k), role: 'scratch', floats: (b, t) => b * sg.NS * nseg(t) * q.gate, shape: (b, t) => [b, sg.NS, nseg(t), q.gate] });
+  const { exportState, ...rest } = spec;
+  // (a plain kernel's output launch over spans sums its span's incoming state itself: no scan; a resident one's starts
+  // from the scanned state: chunked/segments.ts sumsOwnSpans)
+  const scan = (schedule.span ?? 1) > 1 && !spec.resident ? [] : [segmentScanKernel(p.name, sg.S, sg.NS, sg.NR, C, segment)];
+  return [chunkKernel({ ...rest, label: `${spec.label}.segment-state`, segmented: 'state' }), ...scan, chunkKernel({ ...spec, segmented: 'output' })];
 }
 
 /**

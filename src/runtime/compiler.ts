@@ -72,6 +72,8 @@ export interface PlanRequest {
   readonly earlyState?: boolean;
   /** Chunked: the prefix state in subgroup lanes' registers, for the device's subgroup size (LowerOptions.resident; refused where it does not apply). */
   readonly resident?: boolean;
+  /** Chunked, unfused and `resident`: the prefix kernels' own schedule (LowerOptions.residentSchedule; default resident-default.ts residentPrefixSchedule's). */
+  readonly residentSchedule?: import('../../backends/wgsl/chunked.ts').ChunkSchedule;
 }
 
 /** The GPU plan of a form at the given axis sizes. */
@@ -85,7 +87,7 @@ export function planFor(gpu: Gpu, c: Compiled, sizes: Readonly<Record<string, nu
       const choice = choosePlan(gpu, c.program, sizes, req, shape);
       req.onChoice?.(choice.reason);
       // the unfused plan's prefix kernels in lanes' registers run at a schedule of their own (lower.ts residentSchedule)
-      const rs = (req.resident || choice.resident) && !choice.fuse ? (choice.residentSchedule ?? residentPrefixSchedule(c.program, sizes, gpu.subgroupSize, gpu.limits)) : undefined;
+      const rs = (req.resident || choice.resident) && !choice.fuse ? (choice.residentSchedule ?? req.residentSchedule ?? residentPrefixSchedule(c.program, sizes, gpu.subgroupSize, gpu.limits)) : undefined;
       return lowerChunked(c.program, sizes, { ...(rs && { residentSchedule: rs }), fuse: choice.fuse, schedule: choice.schedule, ...(choice.featureTile ? { featureTile: choice.featureTile } : {}), ...(choice.tileSchedule && { tileSchedule: choice.tileSchedule }), ...(choice.prologue?.size ? { prologue: choice.prologue } : {}), ...(req.prefetch === false && { prefetch: false }), ...(req.vec4 !== undefined && { vec4: req.vec4 }), ...(req.hoistTaps !== undefined && { hoistTaps: req.hoistTaps }), ...(req.overlap !== undefined && { overlap: req.overlap }), ...(req.rowQuads !== undefined && { rowQuads: req.rowQuads }), ...(req.outputDen !== undefined && { outputDen: req.outputDen }), ...(req.earlyState !== undefined && { earlyState: req.earlyState }), ...((req.resident || choice.resident) && { resident: true, subgroupSize: gpu.subgroupSize }) });
     }
   }

@@ -64,7 +64,7 @@ export interface PlanChoiceRequest {
 /** The plan: fused or unfused and its schedule (chooseBase), then a fused plan's prologue. */
 export function choosePlan(gpu: Gpu, p: Program, sizes: Readonly<Record<string, number>>, req: PlanChoiceRequest, shape?: { b: number; t: number }): PlanChoice {
   const at = shape ?? MODEL_SHAPE;
-  const c = withResidentPrefix(gpu, p, sizes, req, withStatelessSegments(gpu, p, sizes, req, at, chooseBase(gpu, p, sizes, req, shape)));
+  const c = withResidentPrefix(gpu, p, sizes, req, at, withStatelessSegments(gpu, p, sizes, req, at, chooseBase(gpu, p, sizes, req, shape)));
   if (!c.fuse || isSoftmaxProgram(p) || c.prologue || c.resident || req.prologue === undefined) return c;
   if (req.prologue === 'all') {
     const all = new Set(featureNodes(outputPart(p, false)));
@@ -93,11 +93,21 @@ function withStatelessSegments(gpu: Gpu, p: Program, sizes: Readonly<Record<stri
  * bench/results/h200-resident-prefix.json): flash's and llama_linearized's global term kernel 2.97 → 0.955 ms at b 4
  * (plans 7.70 → 5.69, 8.20 → 6.18 ms), 5.9–7.7 → 1.89 at b 8; cosformer's unfused plan 4.226 → 2.924 at b 4.
  */
-function withResidentPrefix(gpu: Gpu, p: Program, sizes: Readonly<Record<string, number>>, req: PlanChoiceRequest, c: PlanChoice): PlanChoice {
+function withResidentPrefix(gpu: Gpu, p: Program, sizes: Readonly<Record<string, number>>, req: PlanChoiceRequest, at: { b: number; t: number }, c: PlanChoice): PlanChoice {
   if (c.fuse || c.featureTile !== undefined || gpu.isSoftware || req.schedule || isSoftmaxProgram(p)) return c;
-  const rs = residentPrefixSchedule(p, sizes, gpu.subgroupSize, gpu.limits, c.schedule);
-  return rs ? { ...c, resident: true, residentSchedule: rs, reason: `${c.reason}; its prefix term kernels with the state in lanes' registers (${show(rs)})` } : c;
+  const rs = residentPrefixSchedule(p, sizes, gpu.subgroupSize, gpu.limits, c.schedule, { ...at, units: adapterModel(gpu).computeUnits });
+  if (!rs) return c;
+  // Its schedule then serves the stateless kernels alone (a group term's 64-row reach at chunks of 8), which ran faster
+  // at 1024 invocations than at the 512 the model prices best (call 179, d 128: flash b 4 5.690 → 5.228 ms, b 8 11.339
+  // → 10.410; llama_linearized 6.184 → 5.715, 12.196 → 11.325; the local term kernel 4.40 → 3.77 at b 4).
+  const wide = STATELESS_THREADS <= gpu.limits.maxComputeInvocationsPerWorkgroup && outputPart(p, false).terms.some((t) => t.form.kind !== 'prefix');
+  const schedule = wide && c.schedule.threads < STATELESS_THREADS ? { ...c.schedule, threads: STATELESS_THREADS } : c.schedule;
+  const more = schedule === c.schedule ? '' : `, its kernels without state at ${STATELESS_THREADS} invocations`;
+  return { ...c, schedule, resident: true, residentSchedule: rs, reason: `${c.reason}; its prefix term kernels with the state in lanes' registers (${show(rs)})${more}` };
 }
+
+/** Invocations of the unfused plan's stateless kernels beside resident prefix kernels (withResidentPrefix). */
+const STATELESS_THREADS = 1024;
 
 /** The per-node decisions in words: `%8 prologue (inline 645.7 µs > 42.3 µs)`. */
 export function describePrologue(p: Program, decisions: readonly PrologueDecision[]): string {

@@ -184,7 +184,8 @@ export function declareBindings(a: ChunkAnalysis, kb: KernelBuilder): ChunkBindi
   const state = new Map((a.state?.buffers ?? []).map((b) => [b.name, kb.storage(b.name, true)]));
   const seg = segments();
   const partial = a.spec.partial;
-  const parts = partial
+  // (a segment-state launch writes no outputs: an unfused plan's prefix kernel over segments binds its parts in its output launch)
+  const parts = partial && a.segmented !== 'state'
     ? a.items.map((it, g) => ({
         num: kb.storage(`${a.spec.label}:part${g}:num`, true, { name: `part_${g}_num`, always: true }),
         ...(partDen(it) && { den: kb.storage(`${a.spec.label}:part${g}:den`, true, { name: `part_${g}_den`, always: true }) }),

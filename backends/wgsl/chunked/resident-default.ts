@@ -115,7 +115,7 @@ export function residentLanes(p: Program, sizes: Sizes, subgroupSize: number | u
  * b 4 7.697 → 5.694, b 8 15.381 → 11.339; llama_linearized likewise; cosformer at 8×64, b 4 4.226 → 2.923, b 8 8.412
  * → 5.813; bench/results/h200-resident-prefix.json).
  */
-export function residentPrefixSchedule(p: Program, sizes: Sizes, subgroupSize: number | undefined, limits: ScheduleLimits, plain?: ChunkSchedule): ChunkSchedule | undefined {
+export function residentPrefixSchedule(p: Program, sizes: Sizes, subgroupSize: number | undefined, limits: ScheduleLimits, plain?: ChunkSchedule, at?: { b: number; t: number; units: number }): ChunkSchedule | undefined {
   if (plain && plain.chunk >= RESIDENT_CHUNK) return undefined;
   if (!subgroupSize || RESIDENT_THREADS > limits.maxComputeInvocationsPerWorkgroup || RESIDENT_THREADS % subgroupSize) return undefined;
   const part = outputPart(p, false);
@@ -135,7 +135,17 @@ export function residentPrefixSchedule(p: Program, sizes: Sizes, subgroupSize: n
         analyseChunk(spec(t, cols, true)); // throws where resident.ts does not apply
         return sharedFloats(part, sizes, [t], itemsOver(part.output, [t]), spec(t, cols, false).schedule, true, undefined, { resident: true, subgroupSize }) * 4 <= limits.maxComputeWorkgroupStorageSize;
       });
-      if (fits) return { chunk: RESIDENT_CHUNK, cols, threads: RESIDENT_THREADS };
+      if (!fits) continue;
+      const schedule = { chunk: RESIDENT_CHUNK, cols, threads: RESIDENT_THREADS };
+      // one prefix kernel whose workgroups leave units idle (b 1, 2) runs over spans of segments, as the fused resident
+      // kernel does (overSpans); its state launch, the scan and its output launch (lower.ts segmentedTermKernels)
+      if (!at || kernels.length !== 1) return schedule;
+      const a = analyseChunk(spec(kernels[0], cols, false));
+      const shape = spansOver(at.units, at.b * a.NS * Math.ceil(a.NR / cols), Math.ceil(at.t / RESIDENT_CHUNK));
+      const spanned = shape && { ...schedule, segment: shape.segment, span: shape.span };
+      if (!spanned || !segmentable(p, sizes, spanned)) return schedule;
+      analyseChunk({ ...spec(kernels[0], cols, true), schedule: spanned, segmented: 'output' });
+      return spanned;
     }
   } catch {
     return undefined;
