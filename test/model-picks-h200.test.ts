@@ -133,12 +133,13 @@ describe('the cost model against the H200 at batch 1 (bench/results/h200-kernels
 // retnet, mamba2 and gla take the fused kernel with the state in lanes' registers by rule; cosformer and cosformer_aug
 // take their unfused plan with its prefix kernels in lanes' registers (2.92 ms, under the fused resident kernel's 3.67
 // and the plain unfused plan's 4.23: calls 177–180); performer, performer_aug and hedgehog their prologue plans; flash
-// and llama_linearized their unfused plans, prefix kernels in registers too (5.69 and 6.18 ms; their fused kernels fit
+// and llama_linearized their unfused plans, prefix kernels in registers too (5.23 and 5.72 ms, call 184; their fused kernels fit
 // only chunks of 4–8 and 8 columns at d 128: 123 and 57 ms). The estimates at d 128 are not held to
 // ESTIMATE_FACTOR (the fused kernels squeezed into small tiles are priced 2–4× their times); the picks are.
 // At B 1 (bench/results/h200-kernels-d128-b1.json, call 180): the resident kernel over spans of segments for the elu
 // family, retnet, mamba2, gla and cosformer; flash's and llama_linearized's unfused plan with its stateless kernels over
-// segments and its prefix kernel in lanes' registers (2.04 and 2.15 ms, from 3.52 and 3.77 in one walk each).
+// segments and its prefix kernel in lanes' registers over spans (1.49 and 1.60 ms, call 184, from 3.52 and 3.77 in one
+// walk each).
 for (const [file, count] of [['bench/results/h200-kernels-d128.json', 15], ['bench/results/h200-kernels-d128-b1.json', 11]] as const) {
   const fits128 = readRows(file).flatMap((r) => fitRow(r) ?? []);
   const ranked128 = fits128.filter((f) => f.plans.length > 1);

@@ -91,7 +91,9 @@ function withStatelessSegments(gpu: Gpu, p: Program, sizes: Readonly<Record<stri
  * (resident-default.ts residentPrefixSchedule: 4 or more features a lane), on hardware with a fixed subgroup size and
  * where no schedule was given and the plan walks chunks of fewer than 16 (resident-default.ts says why). Call 179 (d 128, H 16, T 4096;
  * bench/results/h200-resident-prefix.json): flash's and llama_linearized's global term kernel 2.97 → 0.955 ms at b 4
- * (plans 7.70 → 5.69, 8.20 → 6.18 ms), 5.9–7.7 → 1.89 at b 8; cosformer's unfused plan 4.226 → 2.924 at b 4.
+ * (plans 7.70 → 5.69, 8.20 → 6.18 ms), 5.9–7.7 → 1.89 at b 8; cosformer's unfused plan 4.226 → 2.924 at b 4. Where its
+ * workgroups leave units idle a lone prefix kernel runs over spans of segments (resident-default.ts; call 184, b 1: flash
+ * 2.055 → 1.490 ms, llama_linearized 2.162 → 1.601, bench/results/h200-resident-prefix-spans.json).
  */
 function withResidentPrefix(gpu: Gpu, p: Program, sizes: Readonly<Record<string, number>>, req: PlanChoiceRequest, at: { b: number; t: number }, c: PlanChoice): PlanChoice {
   if (c.fuse || c.featureTile !== undefined || gpu.isSoftware || req.schedule || isSoftmaxProgram(p)) return c;
@@ -99,7 +101,8 @@ function withResidentPrefix(gpu: Gpu, p: Program, sizes: Readonly<Record<string,
   if (!rs) return c;
   // Its schedule then serves the stateless kernels alone (a group term's 64-row reach at chunks of 8), which ran faster
   // at 1024 invocations than at the 512 the model prices best (call 179, d 128: flash b 4 5.690 → 5.228 ms, b 8 11.339
-  // → 10.410; llama_linearized 6.184 → 5.715, 12.196 → 11.325; the local term kernel 4.40 → 3.77 at b 4).
+  // → 10.410; llama_linearized 6.184 → 5.715, 12.196 → 11.325; the local term kernel 4.40 → 3.77 at b 4; call 184 side
+  // by side: flash 5.730 → 5.235, llama 6.240 → 5.722).
   const wide = STATELESS_THREADS <= gpu.limits.maxComputeInvocationsPerWorkgroup && outputPart(p, false).terms.some((t) => t.form.kind !== 'prefix');
   const schedule = wide && c.schedule.threads < STATELESS_THREADS ? { ...c.schedule, threads: STATELESS_THREADS } : c.schedule;
   const more = schedule === c.schedule ? '' : `, its kernels without state at ${STATELESS_THREADS} invocations`;
