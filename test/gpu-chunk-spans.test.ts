@@ -13,17 +13,9 @@ import { axisSizes, makeInputs } from '../src/inputs.ts';
 import { compileFile, compileText, type Compiled } from '../src/runtime/compiler.ts';
 import { PlanRunner } from '../src/runtime/executor.ts';
 import { expectRelClose, gpu } from './helpers/gpu.ts';
+import { TWO_PREFIX } from './helpers/variants.ts';
 import { expectDecodesFromPrefill } from './helpers/plan-calls.ts';
 
-/** Two prefix terms in one kernel, neither decayed (a segmented plan's condition). */
-const TWO_PREFIX = `variant two_prefix
-input q[h, d], k[h, d], v[h, e]
-let fq = elu(q) + 1
-let fk = elu(k) + 1
-term lin : causal score dot(fq[i], fk[j], d) value v
-term raw : causal score dot(q[i], k[j], d) value v
-output normalize(lin, 1e-6) + raw
-`;
 
 const T = 45; // 6 chunks of 8, the last of 5 rows
 

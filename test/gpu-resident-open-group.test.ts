@@ -16,20 +16,12 @@ import { axisSizes, makeInputs } from '../src/inputs.ts';
 import { compileFile, compileText } from '../src/runtime/compiler.ts';
 import { PlanRunner } from '../src/runtime/executor.ts';
 import { expectRelClose, gpu } from './helpers/gpu.ts';
+import { TWO_PREFIX } from './helpers/variants.ts';
 import { expectDecodesFromPrefill } from './helpers/plan-calls.ts';
 
 const T = 61; // 8 chunks of 8, the last of 5 rows: 4 groups of 16, the last of 13
 const B = 2;
 const FILES = ['examples/paper/llama_linearized.la', 'examples/paper/flash.la'];
-/** Two prefix terms, in two kernels of the unfused plan: each exports its own term's S and z. */
-const TWO_PREFIX = `variant two_prefix
-input q[h, d], k[h, d], v[h, e]
-let fq = elu(q) + 1
-let fk = elu(k) + 1
-term lin : causal score dot(fq[i], fk[j], d) value v
-term raw : causal score dot(q[i], k[j], d) value v
-output normalize(lin, 1e-6) + raw
-`;
 
 async function matchesOracle(file: string, opts: (sg: number) => Omit<LowerOptions, 'subgroupSize' | 'resident'>, skip: () => void): Promise<string[]> {
   const g = await gpu();

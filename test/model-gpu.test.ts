@@ -131,6 +131,27 @@ describe('the compiled variant as the attention layer (src/runtime/compiled-atte
   });
 });
 
+/**
+ * Two sequences of `T` random tokens (seed): prefills the first `p`, then decodes the rest a token a step, each step's
+ * logits (and the prefill's last) against the float64 CPU forward; the prefill's dispatches.
+ */
+async function prefillThenDecode(compiled: GpuModel, T: number, p: number, seed: number): Promise<number> {
+  const [b, V] = [2, config.vocabSize];
+  const tokens = randomTokens(b, T, V, seed);
+  const attention = cpuAttentionFromVariant(variant.program, cpu.weights.layers.map((l) => l.attention));
+  const want = cpuForward(cpu, tokens, attention).logits.data;
+  const prefill = await compiled.prefill(tokens.map((s) => s.slice(0, p)));
+  await prefill.tokens();
+  let got = await compiled.readLogits();
+  for (let s = 0; s < b; s++) expectRelClose(got.subarray(s * V, (s + 1) * V), rows(want, T, V, s, p - 1, p), 1e-3, `prefill, sequence ${s}`);
+  for (let at = p; at < T; at++) {
+    await compiled.decodeStep({ tokens: tokens.map((s) => s[at]) }).tokens();
+    got = await compiled.readLogits();
+    for (let s = 0; s < b; s++) expectRelClose(got.subarray(s * V, (s + 1) * V), rows(want, T, V, s, at, at + 1), 1e-3, `sequence ${s} at ${at}`);
+  }
+  return prefill.dispatches;
+}
+
 describe('a segmented prefill (CompiledAttentionOptions.prefillSchedule)', () => {
   it(`runs segments of chunks in parallel and exports the state decoding continues from: logits match the float64 CPU forward (b = 2, t = 40, seed ${SEED})`, async () => {
     const g = await gpu();
@@ -141,21 +162,10 @@ describe('a segmented prefill (CompiledAttentionOptions.prefillSchedule)', () =>
     const compiled = await GpuModel.create(g, config, weights, factory);
     compiled.keepLogits = true;
     try {
-      const [b, T, V, p] = [2, 40, config.vocabSize, 37]; // 37 rows: 10 chunks of 4, 5 segments, the last chunk partial
-      const tokens = randomTokens(b, T, V, SEED + 9);
-      const attention = cpuAttentionFromVariant(variant.program, cpu.weights.layers.map((l) => l.attention));
-      const want = cpuForward(cpu, tokens, attention).logits.data;
-      const prefill = await compiled.prefill(tokens.map((s) => s.slice(0, p)));
-      await prefill.tokens();
+      // 37 rows: 10 chunks of 4, 5 segments, the last chunk partial
+      const dispatches = await prefillThenDecode(compiled, 40, 37, SEED + 9);
       // 74 rows, the fused small-M projections: embedding; per layer q|k|v, the 3 segmented launches, o, gate|up, down; final norm, LM head, argmax
-      expect(prefill.dispatches).toBe(1 + config.numLayers * 7 + 3);
-      let got = await compiled.readLogits();
-      for (let s = 0; s < b; s++) expectRelClose(got.subarray(s * V, (s + 1) * V), rows(want, T, V, s, p - 1, p), 1e-3, `prefill, sequence ${s}`);
-      for (let at = p; at < T; at++) {
-        await compiled.decodeStep({ tokens: tokens.map((s) => s[at]) }).tokens();
-        got = await compiled.readLogits();
-        for (let s = 0; s < b; s++) expectRelClose(got.subarray(s * V, (s + 1) * V), rows(want, T, V, s, at, at + 1), 1e-3, `sequence ${s} at ${at}`);
-      }
+      expect(dispatches).toBe(1 + config.numLayers * 7 + 3);
     } finally {
       await compiled.destroy();
     }
@@ -171,18 +181,7 @@ describe('an unfused prefill (CompiledAttentionOptions.prefillSchedule \'unfused
     const compiled = await GpuModel.create(g, config, weights, factory);
     compiled.keepLogits = true;
     try {
-      const [b, T, V, p] = [2, 30, config.vocabSize, 27];
-      const tokens = randomTokens(b, T, V, SEED + 11);
-      const attention = cpuAttentionFromVariant(variant.program, cpu.weights.layers.map((l) => l.attention));
-      const want = cpuForward(cpu, tokens, attention).logits.data;
-      await (await compiled.prefill(tokens.map((s) => s.slice(0, p)))).tokens();
-      let got = await compiled.readLogits();
-      for (let s = 0; s < b; s++) expectRelClose(got.subarray(s * V, (s + 1) * V), rows(want, T, V, s, p - 1, p), 1e-3, `prefill, sequence ${s}`);
-      for (let at = p; at < T; at++) {
-        await compiled.decodeStep({ tokens: tokens.map((s) => s[at]) }).tokens();
-        got = await compiled.readLogits();
-        for (let s = 0; s < b; s++) expectRelClose(got.subarray(s * V, (s + 1) * V), rows(want, T, V, s, at, at + 1), 1e-3, `sequence ${s} at ${at}`);
-      }
+      await prefillThenDecode(compiled, 30, 27, SEED + 11);
     } finally {
       await compiled.destroy();
     }
