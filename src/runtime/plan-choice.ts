@@ -15,7 +15,7 @@ import { defaultFeatureTiled, featureTiledSchedules, fusedTiledSchedule } from '
 import { featureNodes } from '../../backends/wgsl/feature-nodes.ts';
 import { bestHybrid, chooseFusion, decidePrologue, estimatePlan, type PrologueDecision } from '../../backends/wgsl/fusion-model.ts';
 import { outputPart } from '../../backends/wgsl/chunked/analysis.ts';
-import { residentDefault, residentLanes, residentPrefixSchedule } from '../../backends/wgsl/chunked/resident-default.ts';
+import { RESIDENT_CHUNK, residentDefault, residentLanes, residentPrefixSchedule } from '../../backends/wgsl/chunked/resident-default.ts';
 import { weighSpans } from '../../backends/wgsl/chunked/span-default.ts';
 import { statelessSegments } from '../../backends/wgsl/chunked/stateless-segments.ts';
 import { isSoftmaxProgram } from '../../backends/wgsl/softmax-analysis.ts';
@@ -88,9 +88,9 @@ function withStatelessSegments(gpu: Gpu, p: Program, sizes: Readonly<Record<stri
 
 /**
  * An unfused pick with its prefix term kernels keeping their state in lanes' registers at a schedule of their own
- * (resident-default.ts residentPrefixSchedule: 4 or more features a lane), on hardware with a fixed subgroup size and
- * where no schedule was given and the plan walks chunks of fewer than 16 (resident-default.ts says why). Call 179 (d 128, H 16, T 4096;
- * bench/results/h200-resident-prefix.json): flash's and llama_linearized's global term kernel 2.97 → 0.955 ms at b 4
+ * (resident-default.ts residentPrefixSchedule: 4 or more features a lane), on hardware with a fixed subgroup size,
+ * where no schedule was given and the plan walks chunks of fewer than 16 (resident-default.ts says why). Call 179
+ * (d 128, H 16, T 4096; bench/results/h200-resident-prefix.json): flash's and llama_linearized's global term kernel 2.97 → 0.955 ms at b 4
  * (plans 7.70 → 5.69, 8.20 → 6.18 ms), 5.9–7.7 → 1.89 at b 8; cosformer's unfused plan 4.226 → 2.924 at b 4. Where its
  * workgroups leave units idle a lone prefix kernel runs over spans of segments (resident-default.ts; call 184, b 1: flash
  * 2.055 → 1.490 ms, llama_linearized 2.162 → 1.601, bench/results/h200-resident-prefix-spans.json).
@@ -170,21 +170,22 @@ function chooseBase(gpu: Gpu, p: Program, sizes: Readonly<Record<string, number>
   if (sp) return sp;
   // A group open across chunks in lanes' registers beats the model's unfused pick where it applies (resident-default.ts
   // OPEN_GROUP_LANES: flash and llama_linearized at b 4 and 8, d 64).
-  if (!c.fuse && keepsGroupOpen(p, 16)) {
+  if (!c.fuse && keepsGroupOpen(p, RESIDENT_CHUNK)) {
     const open = residentChoice(gpu, p, sizes, `fused, against the model's unfused pick (${c.reason})`, at, undefined, req.prologue);
     if (open) return open;
   }
   // Where the prefix terms hold 8 or more features a lane (cosformer's and cosformer_aug's two terms of 128 at d 128) the
   // plain fused kernel the model prices is squeezed into small tiles (est. 27.9 ms at b 4) and the model picks the
   // unfused plan; where that plan's prefix kernels do not keep their state in lanes' registers (withResidentPrefix: b 1
-  // and 2 on the H200, where its schedule walks chunks of 16 or more) the fused resident kernel runs faster (calls 177 and 180, bench/results/h200-cosformer-d128.json,
-  // h200-resident-prefix.json; cosformer ms fused resident / unfused: b 1 1.112 over spans / 1.750, b 2 1.844 / 2.465).
+  // and 2 on the H200, where its schedule walks chunks of 16 or more) the fused resident kernel runs faster (calls 177
+  // and 180, bench/results/h200-cosformer-d128.json, h200-resident-prefix.json; cosformer ms fused resident / unfused:
+  // b 1 1.112 over spans / 1.750, b 2 1.844 / 2.465).
   if (!c.fuse && !residentPrefixSchedule(p, sizes, gpu.subgroupSize, gpu.limits, c.schedule) && (residentLanes(p, sizes, gpu.subgroupSize) ?? 0) >= WIDE_RESIDENT_LANES) {
     const wide = residentChoice(gpu, p, sizes, `fused, against the model's unfused pick (${c.reason}): the prefix terms hold ${residentLanes(p, sizes, gpu.subgroupSize)} features a lane`, at, undefined);
     if (wide) return wide;
   }
-  // (The model's unfused pick stands against the fused resident kernel at fewer features a lane: a rule that took the resident kernel where the
-  // plain fused estimate over its least measured gain, 1.18, was under the unfused one had only cosformer's and
+  // (The model's unfused pick stands against the fused resident kernel at fewer features a lane: a rule that took the
+  // resident kernel where the plain fused estimate over its least measured gain, 1.18, was under the unfused one had only cosformer's and
   // cosformer_aug's b 8 rows behind it, and since the unfused plan's elementwise kernels sped up (call 126) their
   // unfused plans run 2.421 and 2.590 ms against the resident kernel's 2.812 and 2.863: call 127.)
   const withPrologue = c.fuse && c.prologue?.size ? c.hybrid!.decisions : undefined;

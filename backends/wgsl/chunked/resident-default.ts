@@ -34,7 +34,7 @@ import { spansOver } from './span-default.ts';
 const OPEN_GROUP_LANES = 2;
 
 /** Chunk and invocations of the resident default. */
-const RESIDENT_CHUNK = 16;
+export const RESIDENT_CHUNK = 16;
 const RESIDENT_THREADS = 512;
 /**
  * Value columns a subgroup times prefix terms, at most: 4 columns with one term, 2 with two. cosformer's two terms
