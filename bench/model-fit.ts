@@ -90,20 +90,16 @@ export function fitRow(row: MeasuredRow, gpu: Gpu = H200, prefetched = prefetche
   const m = adapterModel(gpu);
   const est = (s: ChunkSchedule, fuse: boolean, prologue?: ReadonlySet<number>) => ms(estimatePlan(m, p, sizes, s, fuse, row.b, row.t, prologue, prefetched));
   const resident = !!(row.fused_schedule as { resident?: boolean }).resident;
-  // a prologue plan in lanes' registers (a group open across chunks: plan-choice.ts residentChoice): unpriced
-  const prologuePlan = (ms: number, s: ChunkSchedule, nodes: ReadonlySet<number>) => {
+  // a plan that kept its state in lanes' registers (a prologue plan with a group open across chunks, an unfused plan's
+  // prefix kernels: plan-choice.ts residentChoice, withResidentPrefix) is unpriced
+  const measuredPlan = (plan: 'prologue' | 'unfused', ms: number, s: ChunkSchedule, nodes?: ReadonlySet<number>) => {
     const rs = !!(s as { resident?: boolean }).resident;
-    return { plan: 'prologue' as const, ms, estMs: rs ? undefined : est(s, true, nodes), schedule: s, ...(rs && { resident: rs }) };
-  };
-  // an unfused plan whose prefix kernels kept their state in lanes' registers (plan-choice.ts withResidentPrefix): unpriced
-  const unfusedPlan = (ms: number, s: ChunkSchedule) => {
-    const rs = !!(s as { resident?: boolean }).resident;
-    return { plan: 'unfused' as const, ms, estMs: rs ? undefined : est(s, false), schedule: s, ...(rs && { resident: rs }) };
+    return { plan, ms, estMs: rs ? undefined : est(s, plan !== 'unfused', nodes), schedule: s, ...(rs && { resident: rs }) };
   };
   const plans: FitRow['plans'] = [
     { plan: 'fused', ms: row.fused_ms, estMs: resident ? undefined : est(row.fused_schedule, true), schedule: row.fused_schedule, ...(resident && { resident }) },
-    ...(row.prologue_ms != null && row.prologue_nodes ? [prologuePlan(row.prologue_ms, row.prologue_schedule ?? row.fused_schedule, new Set(row.prologue_nodes))] : []),
-    ...(row.unfused_ms !== null && row.unfused_schedule ? [unfusedPlan(row.unfused_ms, row.unfused_schedule)] : []),
+    ...(row.prologue_ms != null && row.prologue_nodes ? [measuredPlan('prologue', row.prologue_ms, row.prologue_schedule ?? row.fused_schedule, new Set(row.prologue_nodes))] : []),
+    ...(row.unfused_ms !== null && row.unfused_schedule ? [measuredPlan('unfused', row.unfused_ms, row.unfused_schedule)] : []),
   ];
   const sorted = [...plans].sort((a, b) => a.ms - b.ms);
   const choice = choosePlan(gpu, p, sizes, {}, { b: row.b, t: row.t });

@@ -180,8 +180,9 @@ function chooseBase(gpu: Gpu, p: Program, sizes: Readonly<Record<string, number>
   // and 2 on the H200, where its schedule walks chunks of 16 or more) the fused resident kernel runs faster (calls 177
   // and 180, bench/results/h200-cosformer-d128.json, h200-resident-prefix.json; cosformer ms fused resident / unfused:
   // b 1 1.112 over spans / 1.750, b 2 1.844 / 2.465).
-  if (!c.fuse && !residentPrefixSchedule(p, sizes, gpu.subgroupSize, gpu.limits, c.schedule) && (residentLanes(p, sizes, gpu.subgroupSize) ?? 0) >= WIDE_RESIDENT_LANES) {
-    const wide = residentChoice(gpu, p, sizes, `fused, against the model's unfused pick (${c.reason}): the prefix terms hold ${residentLanes(p, sizes, gpu.subgroupSize)} features a lane`, at, undefined);
+  const lanes = c.fuse || residentPrefixSchedule(p, sizes, gpu.subgroupSize, gpu.limits, c.schedule) ? undefined : residentLanes(p, sizes, gpu.subgroupSize);
+  if (lanes !== undefined && lanes >= WIDE_RESIDENT_LANES) {
+    const wide = residentChoice(gpu, p, sizes, `fused, against the model's unfused pick (${c.reason}): the prefix terms hold ${lanes} features a lane`, at, undefined);
     if (wide) return wide;
   }
   // (The model's unfused pick stands against the fused resident kernel at fewer features a lane: a rule that took the

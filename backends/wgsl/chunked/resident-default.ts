@@ -10,8 +10,8 @@
 // cosformer at d 64 (two prefix terms of 128 features) 1.473 / 1.742. 16×32×256 ran 1.709 at d 128 and without the
 // prefetch 16×64×512 ran 1.524. Two features a lane (d 64's elu family) lose: elu_dwconv 0.841 against 0.755, retnet
 // 0.758 / 0.756 — so a lone term of 2 × the subgroup size does not take it.
-import type { Program } from '../../../src/ir/types.ts';
-import { sharedFloats, type ChunkSchedule } from '../chunked.ts';
+import type { Program, Term } from '../../../src/ir/types.ts';
+import { sharedFloats, type ChunkKernelSpec, type ChunkSchedule } from '../chunked.ts';
 import type { ScheduleLimits } from '../chunk-schedules.ts';
 import type { Sizes } from '../common.ts';
 import { analyseChunk, itemsOver, outputPart, valueGroups } from './analysis.ts';
@@ -43,6 +43,12 @@ const RESIDENT_THREADS = 512;
  */
 const COLUMN_TERMS = 4;
 
+/** The chunk-kernel spec of `terms` of `p`'s causal part at `schedule`, for the analysis the defaults here consult. */
+function termsSpec(p: Program, sizes: Sizes, terms: readonly Term[], partial: boolean, label: string, schedule: ChunkSchedule): ChunkKernelSpec {
+  const part = outputPart(p, false);
+  return { program: part, sizes, terms, items: itemsOver(part.output, terms), partial, materialised: new Set<number>(), label, schedule };
+}
+
 /**
  * The resident schedule for the fused plan of `p`, or undefined where it is not the default: no fixed subgroup
  * size, several value groups (kernels), fewer than 4 features a lane, a shape resident.ts refuses, or one
@@ -55,9 +61,9 @@ export function residentDefault(p: Program, sizes: Sizes, subgroupSize: number |
   const groups = valueGroups(part);
   if (groups.length !== 1 || p.terms.some((t) => t.noncausal)) return undefined;
   const W = RESIDENT_THREADS / subgroupSize;
-  const spec = (cols: number, resident: boolean) => ({
-    program: part, sizes, terms: groups[0], items: itemsOver(part.output, groups[0]), partial: false, materialised: new Set<number>(), label: 'resident-default',
-    schedule: { chunk: RESIDENT_CHUNK, cols, threads: RESIDENT_THREADS }, ...(resident && { resident: true, subgroupSize }),
+  const spec = (cols: number, resident: boolean): ChunkKernelSpec => ({
+    ...termsSpec(p, sizes, groups[0], false, 'resident-default', { chunk: RESIDENT_CHUNK, cols, threads: RESIDENT_THREADS }),
+    ...(resident && { resident: true, subgroupSize }),
   });
   try {
     // the plain analysis first: its prefix plans say each term's features and the tile's value columns
@@ -97,7 +103,7 @@ export function residentLanes(p: Program, sizes: Sizes, subgroupSize: number | u
   const groups = valueGroups(part);
   if (groups.length !== 1 || p.terms.some((t) => t.noncausal)) return undefined;
   try {
-    const a = analyseChunk({ program: part, sizes, terms: groups[0], items: itemsOver(part.output, groups[0]), partial: false, materialised: new Set<number>(), label: 'resident-lanes', schedule: { chunk: RESIDENT_CHUNK, cols: RESIDENT_THREADS / subgroupSize, threads: RESIDENT_THREADS } });
+    const a = analyseChunk(termsSpec(p, sizes, groups[0], false, 'resident-lanes', { chunk: RESIDENT_CHUNK, cols: RESIDENT_THREADS / subgroupSize, threads: RESIDENT_THREADS }));
     return a.prefix.length ? a.prefix.reduce((n, q) => n + q.F / subgroupSize, 0) : undefined;
   } catch {
     return undefined;
@@ -122,9 +128,9 @@ export function residentPrefixSchedule(p: Program, sizes: Sizes, subgroupSize: n
   const kernels = part.terms.filter((t) => t.form.kind === 'prefix');
   if (!kernels.length || p.terms.some((t) => t.noncausal)) return undefined;
   const W = RESIDENT_THREADS / subgroupSize;
-  const spec = (t: (typeof kernels)[number], cols: number, resident: boolean) => ({
-    program: part, sizes, terms: [t], items: itemsOver(part.output, [t]), partial: true, materialised: new Set<number>(), label: 'resident-prefix',
-    schedule: { chunk: RESIDENT_CHUNK, cols, threads: RESIDENT_THREADS }, ...(resident && { resident: true, subgroupSize }),
+  const spec = (t: Term, cols: number, resident: boolean): ChunkKernelSpec => ({
+    ...termsSpec(p, sizes, [t], true, 'resident-prefix', { chunk: RESIDENT_CHUNK, cols, threads: RESIDENT_THREADS }),
+    ...(resident && { resident: true, subgroupSize }),
   });
   try {
     for (const Cw of [4, 2, 1]) {
@@ -176,7 +182,7 @@ function overSpans(p: Program, sizes: Sizes, limits: ScheduleLimits, subgroupSiz
   const part = outputPart(p, false);
   const terms = valueGroups(part)[0];
   try {
-    analyseChunk({ program: part, sizes, terms, items: itemsOver(part.output, terms), partial: false, materialised: new Set<number>(), label: 'resident-spans', schedule: spanned, segmented: 'output', resident: true, subgroupSize });
+    analyseChunk({ ...termsSpec(p, sizes, terms, false, 'resident-spans', spanned), segmented: 'output', resident: true, subgroupSize });
   } catch {
     return undefined;
   }
