@@ -178,16 +178,18 @@ export function treeKernel(a: TreeAnalysis, given?: TreeSite, loadsFirst = true)
     if (!node) throw new Error(`internal: ${a.p.name}: an input read at '${where}', which is no tree node's position`);
     return `b * ${N} + ${node}`;
   });
-  // In the fold a path entry ≥ maxNodes is a pending node, whose inputs the previous step kept.
+  // In the fold a path entry ≥ maxNodes is a pending node, whose inputs the previous step kept. Both buffers are read,
+  // at indices clamped into range, and a select keeps one: no branch, so the loads of a tile's ancestors (unrolled
+  // below: tree-prefix.ts) issue together instead of each waiting behind its own branch.
+  let clamped = 0;
   const read: Resolver = !pending ? base : (n, idx, where, blk) => {
     const node = nodeOf.get(where);
-    if (n.op !== 'input' || node === 'n') return base(n, idx, where, blk);
-    const v = blk.var('in', '0.0');
-    blk.ifChain([
-      [`${node} < ${a.maxNodes}u`, (x) => x.line(`${v} = ${base(n, idx, where, x)};`)],
-      [null, (x) => x.line(`${v} = ${pending.input(n.name, `${node} - ${a.maxNodes}u`, offset(n.type.axes, a.sizes, idx))};`)],
-    ]);
-    return v;
+    if (n.op !== 'input' || node === 'n' || node === undefined) return base(n, idx, where, blk);
+    const tree = `#tree${clamped++}`;
+    nodeOf.set(tree, `min(${node}, ${N} - 1u)`);
+    const own = base(n, idx, tree, blk);
+    const old = pending.input(n.name, `min(${node} - min(${node}, ${a.maxNodes}u), ${a.maxNodes - 1}u)`, offset(n.type.axes, a.sizes, idx));
+    return `select(${own}, ${old}, ${node} >= ${a.maxNodes}u)`;
   };
   const at = (pos: string, node: string) => void nodeOf.set(pos, node);
   const out = kb.storage('out:o', true, { always: true });

@@ -41,6 +41,9 @@ export interface PrefixTiles {
   readonly Dt: WorkgroupArray | null;
 }
 
+/** A lane's features up to this many steps are unrolled in the score loop (F / lanes: 4 at F = 64 under the hardware split). */
+const MAX_UNROLLED_LANE_STEPS = 8;
+
 export function emitPrefixTerm(T: TreeKernel, main: Block, q: TreePrefix, t: Term, sums: ItemSums, tiles: PrefixTiles): void {
   const { a } = T;
   const LANES = a.lanes;
@@ -77,6 +80,25 @@ export function emitPrefixTerm(T: TreeKernel, main: Block, q: TreePrefix, t: Ter
       });
       l.line('workgroupBarrier();');
     }
+    const vals = tiles.values?.name;
+    const storeVals: (() => void)[] = [];
+    if (vals) {
+      l.comment("the tile's values, all loaded at once (the column walk below reads them here, not one load after another): each thread's trips unrolled, an entry past the path clamped to its last; loaded before the scores' loads, stored after them, so that both are in flight together");
+      const items = TREE_TILE * a.NR;
+      const WG = a.split.threads;
+      for (let tr = 0; tr * WG < items; tr++) {
+        const e = l.let('e', (tr + 1) * WG <= items ? `lid + ${tr * WG}u` : `min(lid + ${tr * WG}u, ${items - 1}u)`);
+        const k = l.let('k', `${k0} + ${e} / ${a.NR}u`);
+        const full: Index = { ...T.head, ...l.split(a.L.rest, a.sizes, `${e} % ${a.NR}u`, 'vc') };
+        const kc = l.let('kc', `min(${k}, depth - 1u)`);
+        const ju = l.let('ju', `${T.path.name}[${kc}]`);
+        const aJ = l.let('aJ', `an - ${kc}`);
+        T.at(aJ, ju);
+        const v = new ExprGen(a.p, a.sizes, T.read, { i: 'an', j: aJ }).value(l, t.value, full, aJ);
+        // Stored past the path too (the path's last entry's value, finite): the unrolled A·V below reads every row.
+        storeVals.push(() => l.line((tr + 1) * WG <= items ? `${vals}[${e}] = ${v};` : `if (lid + ${tr * WG}u < ${items}u) { ${vals}[${e}] = ${v}; }`));
+      }
+    }
     l.block('', (b) => {
       b.comment(`scores: thread (kk, lane) sums features lane, lane + ${LANES}, … of A[n, path[k0 + kk]]`);
       const k = b.let('k', `${k0} + lid / ${LANES}u`);
@@ -89,39 +111,30 @@ export function emitPrefixTerm(T: TreeKernel, main: Block, q: TreePrefix, t: Ter
         T.at(aJ0, ju);
         const g = new ExprGen(a.p, a.sizes, T.read, { i: 'an', j: aJ0 });
         hoistRowReductions(T, g, c, q.form.psi, aJ0); // ψ_j's norm once per thread, not once per feature
-        c.for('f0', '0u', (f0) => `${f0} < ${q.F}u`, (m, f0) => {
-          const f = m.let('f', `${f0} + ${lane}`);
-          const body = (x: Block) => {
-            const idx: Index = { ...T.head, ...(q.form.feature ? { [q.form.feature]: f } : {}) };
-            const psi = g.value(x, q.form.psi, idx, aJ0);
-            const d = gW ? ` * ${Dt}[(lid / ${LANES}u) * ${gW}u + ${gW > 1 ? f : '0u'}]` : '';
-            x.line(`${part} = ${part} + ${phi}[${f}]${d} * ${psi};`);
-          };
-          if (q.F % LANES === 0) body(m);
-          else m.block(`if (${f} < ${q.F}u)`, body);
-        }, { step: (f0) => `${f0} += ${LANES}u` });
+        const body = (x: Block, f: string) => {
+          const idx: Index = { ...T.head, ...(q.form.feature ? { [q.form.feature]: f } : {}) };
+          const psi = g.value(x, q.form.psi, idx, aJ0);
+          const d = gW ? ` * ${Dt}[(lid / ${LANES}u) * ${gW}u + ${gW > 1 ? f : '0u'}]` : '';
+          x.line(`${part} = ${part} + ${phi}[${f}]${d} * ${psi};`);
+        };
+        if (q.F % LANES === 0 && q.F / LANES <= MAX_UNROLLED_LANE_STEPS) {
+          // Unrolled: the lane's features load together (a loop waits on each load in turn, a memory round trip apiece).
+          for (let f0 = 0; f0 < q.F; f0 += LANES) body(c, c.let('f', `${f0}u + ${lane}`));
+        } else {
+          c.for('f0', '0u', (f0) => `${f0} < ${q.F}u`, (m, f0) => {
+            const f = m.let('f', `${f0} + ${lane}`);
+            if (q.F % LANES === 0) body(m, f);
+            else m.block(`if (${f} < ${q.F}u)`, (x) => body(x, f));
+          }, { step: (f0) => `${f0} += ${LANES}u` });
+        }
       });
       b.line(`${tiles.part.name}[lid] = ${part};`);
     });
-    const vals = tiles.values?.name;
-    if (vals) {
-      l.comment("the tile's values, all loaded at once (the column walk below reads them here, not one load after another)");
-      l.strided('e', `${TREE_TILE * a.NR}u`, (b, e) => {
-        const k = b.let('k', `${k0} + ${e} / ${a.NR}u`);
-        b.block(`if (${k} < depth)`, (c) => {
-          const full: Index = { ...T.head, ...c.split(a.L.rest, a.sizes, `${e} % ${a.NR}u`, 'vc') };
-          const ju = c.let('ju', `${T.path.name}[${k}]`);
-          const aJ = c.let('aJ', `an - ${k}`);
-          T.at(aJ, ju);
-          c.line(`${vals}[${e}] = ${new ExprGen(a.p, a.sizes, T.read, { i: 'an', j: aJ }).value(c, t.value, full, aJ)};`);
-        });
-      });
-    }
+    for (const store of storeVals) store();
     l.line('workgroupBarrier();');
     l.block(`if (lid < ${TREE_TILE}u)`, (b) => {
-      const s = b.var('sc', '0.0');
-      b.for('ln', '0u', (ln) => `${ln} < ${LANES}u`, (c, ln) => c.line(`${s} = ${s} + ${tiles.part.name}[lid * ${LANES}u + ${ln}];`));
-      b.line(`${tiles.A.name}[lid] = ${s};`);
+      // The lanes' partial scores in lane order, unrolled (their loads together).
+      b.line(`${tiles.A.name}[lid] = ${[...Array(LANES).keys()].map((ln) => `${tiles.part.name}[lid * ${LANES}u + ${ln}u]`).join(' + ')};`);
     });
     l.line('workgroupBarrier();');
     l.strided('col', `${a.NR}u`, (b, col) => {
@@ -129,7 +142,14 @@ export function emitPrefixTerm(T: TreeKernel, main: Block, q: TreePrefix, t: Ter
       const full: Index = { ...T.head, ...b.split(a.L.rest, a.sizes, col, 'oc') };
       const nu = b.var('nu', '0.0');
       const de = sums.den ? b.var('de', '0.0') : null;
-      b.for('kk', '0u', (kk) => `${kk} < min(${TREE_TILE}u, depth - ${k0})`, (c, kk) => {
+      if (vals) {
+        // Every entry of the tile, unrolled (its loads together): past the path A is 0 (its scores summed nothing) and
+        // the staged value the path's last entry's.
+        for (let kk = 0; kk < TREE_TILE; kk++) {
+          const sc = b.let('sc', `${tiles.A.name}[${kk}u]`);
+          b.line(`${nu} = ${nu} + ${sc} * ${vals}[${kk * a.NR}u + ${col}];${de ? ` ${de} = ${de} + ${sc};` : ''}`);
+        }
+      } else b.for('kk', '0u', (kk) => `${kk} < min(${TREE_TILE}u, depth - ${k0})`, (c, kk) => {
         let v = `${vals}[${kk} * ${a.NR}u + ${col}]`;
         if (!vals) {
           const k = c.let('k', `${k0} + ${kk}`);
