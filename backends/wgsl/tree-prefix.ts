@@ -150,14 +150,12 @@ export function emitPrefixTerm(T: TreeKernel, main: Block, q: TreePrefix, t: Ter
           b.line(`${nu} = ${nu} + ${sc} * ${vals}[${kk * a.NR}u + ${col}];${de ? ` ${de} = ${de} + ${sc};` : ''}`);
         }
       } else b.for('kk', '0u', (kk) => `${kk} < min(${TREE_TILE}u, depth - ${k0})`, (c, kk) => {
-        let v = `${vals}[${kk} * ${a.NR}u + ${col}]`;
-        if (!vals) {
-          const k = c.let('k', `${k0} + ${kk}`);
-          const ju = c.let('ju', `${T.path.name}[${k}]`);
-          const aJ = c.let('aJ', `an - ${k}`);
-          T.at(aJ, ju);
-          v = new ExprGen(a.p, a.sizes, T.read, { i: 'an', j: aJ }).value(c, t.value, full, aJ);
-        }
+        // Nothing staged (the software split): each column computes its values, path entries only.
+        const k = c.let('k', `${k0} + ${kk}`);
+        const ju = c.let('ju', `${T.path.name}[${k}]`);
+        const aJ = c.let('aJ', `an - ${k}`);
+        T.at(aJ, ju);
+        const v = new ExprGen(a.p, a.sizes, T.read, { i: 'an', j: aJ }).value(c, t.value, full, aJ);
         const sc = c.let('sc', `${tiles.A.name}[${kk}]`);
         c.line(`${nu} = ${nu} + ${sc} * ${v};${de ? ` ${de} = ${de} + ${sc};` : ''}`);
       });
