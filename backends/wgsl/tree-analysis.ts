@@ -181,13 +181,11 @@ export function treeKernel(a: TreeAnalysis, given?: TreeSite, loadsFirst = true)
   // In the fold a path entry ≥ maxNodes is a pending node, whose inputs the previous step kept. Both buffers are read,
   // at indices clamped into range, and a select keeps one: no branch, so the loads of a tile's ancestors (unrolled
   // below: tree-prefix.ts) issue together instead of each waiting behind its own branch.
-  let clamped = 0;
   const read: Resolver = !pending ? base : (n, idx, where, blk) => {
     const node = nodeOf.get(where);
     if (n.op !== 'input' || node === 'n' || node === undefined) return base(n, idx, where, blk);
-    const tree = `#tree${clamped++}`;
-    nodeOf.set(tree, `min(${node}, ${N} - 1u)`);
-    const own = base(n, idx, tree, blk);
+    nodeOf.set(CLAMPED, `min(${node}, ${N} - 1u)`); // base reads the row of the position's node: this one, clamped
+    const own = base(n, idx, CLAMPED, blk);
     const old = pending.input(n.name, `min(${node} - min(${node}, ${a.maxNodes}u), ${a.maxNodes - 1}u)`, offset(n.type.axes, a.sizes, idx));
     return `select(${own}, ${old}, ${node} >= ${a.maxNodes}u)`;
   };
@@ -221,6 +219,9 @@ export function treeKernel(a: TreeAnalysis, given?: TreeSite, loadsFirst = true)
   if (!loadsFirst) site.prologue?.(read, main, false);
   return T;
 }
+
+/** The key under which treeKernel's reader finds a path entry's tree row clamped into range (no WGSL variable). */
+const CLAMPED = '#clamped';
 
 /** Whether node `root` depends on a position (a position, rope or decay node below it): in the tree kernel, n's. */
 function readsPosition(p: Program, root: Id): boolean {

@@ -84,10 +84,7 @@ export function emitPrefixTerm(T: TreeKernel, main: Block, q: TreePrefix, t: Ter
     const storeVals: (() => void)[] = [];
     if (vals) {
       l.comment("the tile's values, all loaded at once (the column walk below reads them here, not one load after another): each thread's trips unrolled, an entry past the path clamped to its last; loaded before the scores' loads, stored after them, so that both are in flight together");
-      const items = TREE_TILE * a.NR;
-      const WG = a.split.threads;
-      for (let tr = 0; tr * WG < items; tr++) {
-        const e = l.let('e', (tr + 1) * WG <= items ? `lid + ${tr * WG}u` : `min(lid + ${tr * WG}u, ${items - 1}u)`);
+      for (const { x: e, guard } of l.trips('e', TREE_TILE * a.NR, { index: 'lid', size: a.split.threads })) {
         const k = l.let('k', `${k0} + ${e} / ${a.NR}u`);
         const full: Index = { ...T.head, ...l.split(a.L.rest, a.sizes, `${e} % ${a.NR}u`, 'vc') };
         const kc = l.let('kc', `min(${k}, depth - 1u)`);
@@ -96,7 +93,7 @@ export function emitPrefixTerm(T: TreeKernel, main: Block, q: TreePrefix, t: Ter
         T.at(aJ, ju);
         const v = new ExprGen(a.p, a.sizes, T.read, { i: 'an', j: aJ }).value(l, t.value, full, aJ);
         // Stored past the path too (the path's last entry's value, finite): the unrolled A·V below reads every row.
-        storeVals.push(() => l.line((tr + 1) * WG <= items ? `${vals}[${e}] = ${v};` : `if (lid + ${tr * WG}u < ${items}u) { ${vals}[${e}] = ${v}; }`));
+        storeVals.push(() => l.line(guard ? `if (${guard}) { ${vals}[${e}] = ${v}; }` : `${vals}[${e}] = ${v};`));
       }
     }
     l.block('', (b) => {
