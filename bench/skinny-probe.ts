@@ -13,9 +13,11 @@
 // probe kernel is faster).
 //
 //   npx tsx bench/skinny-probe.ts [--small] [--M 5,17,65] [--max 40] [--proj 'q|k|v,o,…'] [--only SUBSTRING] [--explore] [--reps N]
+//                                 [--knobs 'rowGroups=2;rowGroups=3,slices=4']
 //
 // --small (and any software adapter): tiny shapes (N 64–256, K 64–128) to prove every variant right on lavapipe.
 // --explore: the wider sweep (probeSweep's explore; --max 100 or so). --only: variants whose label contains it.
+// --knobs: the repo's lanes kernel (matmul-lanes.ts) at each ';'-separated set of knobs, the rest chosen, timed as a variant.
 // Writes skinny-probe.json to $OUT if set, else out/.
 import { bindMatmul, encodeMatmul, planMatmul, type MatmulPlan } from '../src/runtime/matmul.ts';
 import { BufferUsage, type Gpu } from '../src/runtime/device.ts';
@@ -25,6 +27,7 @@ import { compileKernel } from '../src/runtime/pipeline-cache.ts';
 import { timeDispatches } from '../src/runtime/timing.ts';
 import { measureCopyBandwidth } from './roofline.ts';
 import { adapterHeader, flagValue, runIfMain, writeReport } from './script.ts';
+import type { LanesKnobs } from '../backends/wgsl/matmul-lanes-choice.ts';
 import { probeDesign, probeKernel, probeSweep, probeUnfit, type ProbeKernel, type ProbeVariant } from './skinny-probe-kernels.ts';
 
 interface Projection {
@@ -181,12 +184,13 @@ async function probeCandidate(gpu: Gpu, k: ProbeKernel, v: ProbeVariant, o: Oper
   };
 }
 
-async function pickCandidate(gpu: Gpu, p: Projection, M: number, o: Operands): Promise<Candidate> {
-  const plan: MatmulPlan = await planMatmul(gpu, { M, N: p.N, K: p.K, transposeB: true }, { label: `pick ${p.name}` });
+/** The repo's pick for the plain problem, or (`knobs`) the lanes kernel with those knobs, the rest chosen. */
+async function pickCandidate(gpu: Gpu, p: Projection, M: number, o: Operands, knobs?: LanesKnobs): Promise<Candidate> {
+  const plan: MatmulPlan = await planMatmul(gpu, { M, N: p.N, K: p.K, transposeB: true }, { label: `pick ${p.name}`, ...(knobs && { path: 'lanes', lanes: knobs }) });
   const groups = o.weights.map((w) => bindMatmul(gpu, plan, o.a, w, o.c));
   return {
-    kernel: `pick: ${plan.path} ${plan.kernel}`,
-    design: 'pick',
+    kernel: `${knobs ? `lanes ${JSON.stringify(knobs)}` : 'pick'}: ${plan.path} ${plan.kernel}`,
+    design: knobs ? 'lanes knobs' : 'pick',
     encode(pass, copy) {
       encodeMatmul(pass, plan, groups[copy % groups.length]);
     },
@@ -240,6 +244,15 @@ async function main(): Promise<void> {
   const only = flagValue(args, '--only');
   const explore = args.includes('--explore');
   const names = flagValue(args, '--proj')?.split(',');
+  // --knobs 'rowGroups=2;rowGroups=3,slices=4': the lanes kernel at these knobs (the rest chosen) joins the sweep.
+  const knobSets: LanesKnobs[] = (flagValue(args, '--knobs') ?? '').split(';').filter(Boolean).map((set) => {
+    const k: Record<string, number | string> = {};
+    for (const kv of set.split(',')) {
+      const [key, val] = kv.split('=');
+      k[key] = Number.isNaN(Number(val)) ? val : Number(val);
+    }
+    return k as LanesKnobs;
+  });
   const projections = (small ? SMALL : FULL).filter((p) => !names || names.includes(p.name));
   // More than the H200's L2 per pass, so every rep reads its weight from memory.
   const cacheBytes = small ? 1 << 20 : 192 << 20;
@@ -293,6 +306,24 @@ async function main(): Promise<void> {
         if (bad) {
           failed.push({ projection: p.name, M, kernel: k.label, why: bad });
           console.log(`  !! wrong, not timed: ${k.label}: ${bad}`);
+          continue;
+        }
+        ready.push(cand);
+      }
+      for (const knobs of knobSets) {
+        let cand: Candidate;
+        try {
+          cand = await pickCandidate(gpu, p, M, o, knobs);
+        } catch (e) {
+          skipped.push({ projection: p.name, M, kernel: `lanes ${JSON.stringify(knobs)}`, why: (e as Error).message });
+          console.log(`  -- skipped lanes ${JSON.stringify(knobs)}: ${(e as Error).message}`);
+          continue;
+        }
+        const bad = await wrong(gpu, cand, o, M, p.N);
+        checked++;
+        if (bad) {
+          failed.push({ projection: p.name, M, kernel: cand.kernel, why: bad });
+          console.log(`  !! wrong, not timed: ${cand.kernel}: ${bad}`);
           continue;
         }
         ready.push(cand);

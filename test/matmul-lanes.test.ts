@@ -2,7 +2,8 @@
 // partial workgroup, M not a multiple of the row blocks — for every fusion a tree step runs, in each of its forms:
 // the subgroup butterfly and the workgroup-memory lane reduction, x staged (in one chunk and in several) and from
 // memory, one partial an output stored from registers and several summed in workgroup memory (in rounds of rows),
-// several load groups; and its argmax epilogue through the partials' pick. Plus where the default path takes it.
+// several load groups, rows split over workgroups along the grid's y; and its argmax epilogue through the partials'
+// pick. Plus where the default path takes it.
 import { describe, expect, it } from 'vitest';
 import { matmulKernel, matmulPathFor, type MatmulOptions } from '../backends/wgsl/matmul.ts';
 import { fusedMatmulReference, type MatmulFusion } from '../backends/wgsl/matmul-fusion.ts';
@@ -32,6 +33,10 @@ const FORMS: readonly (readonly [string, number, number, LanesKnobs])[] = [
   ['one partial an output, 4-lane butterfly', 17, 64, { lanes: 4, slices: 1, colGroups: 4, colsPerThread: 2, depth: 2, rowBlocks: 1, x: 'global', reduce: 'subgroup' }],
   // One row (a decode step), 4 columns a thread (the LM head's pick there), 4 slices, x staged.
   ['one row, 4 slices, 4 columns a thread', 1, 256, { lanes: 8, slices: 4, colGroups: 3, colsPerThread: 4, depth: 1, rowBlocks: 1, x: 'shared', reduce: 'subgroup' }],
+  // 17 rows over 3 workgroups along the grid's y (2 blocks of 3 rows each; the last workgroup holds 5 rows and a
+  // padding row): x from memory, and x staged (each workgroup its own rows).
+  ['3 row groups of 2 blocks, x from memory', 17, 128, { lanes: 8, slices: 2, colGroups: 3, colsPerThread: 2, depth: 1, rowBlocks: 2, rowGroups: 3, x: 'global', reduce: 'subgroup' }],
+  ['2 row groups, x staged, one partial an output', 17, 64, { lanes: 4, slices: 1, colGroups: 4, colsPerThread: 2, depth: 2, rowBlocks: 1, rowGroups: 2, x: 'shared', reduce: 'subgroup' }],
 ];
 
 describe('the lanes matmul equals the float64 formula at ragged rows and columns, every fusion', () => {
@@ -97,6 +102,7 @@ describe("the lanes matmul's argmax epilogue", () => {
       [1, { lanes: 8, slices: 2, colGroups: 8, colsPerThread: 4, depth: 1, rowBlocks: 1, x: 'shared', reduce: 'subgroup' }, 650],
       [5, { lanes: 8, slices: 2, colGroups: 12, colsPerThread: 2, depth: 1, rowBlocks: 1, x: 'shared', reduce: 'subgroup' }, 700],
       [17, { lanes: 8, slices: 1, colGroups: 4, colsPerThread: 4, depth: 2, rowBlocks: 2, x: 'global', reduce: 'workgroup' }, 800],
+      [17, { lanes: 8, slices: 2, colGroups: 4, colsPerThread: 4, depth: 1, rowBlocks: 1, rowGroups: 3, x: 'shared', reduce: 'subgroup' }, 900],
     ] as const) {
       await checkArgmax(M, knobs, seed);
       expect(await checkArgmax(M, knobs, seed, true)).toEqual(new Array(M).fill(0));
@@ -108,7 +114,7 @@ describe('where the default path takes the lanes kernel', () => {
   const H200_SUBGROUPS = { ...H200, subgroupSize: 32 };
   const qkv = (M: number, K = 768) => ({ M, N: 2304, K, transposeB: true, fusion: QKV });
 
-  it('1–128 rows on a hardware adapter with subgroups of 32, K up to 2048; not a software adapter, no fixed subgroups, K 4096, the Medusa heads, the argmax head above 8 rows or a wide head above 32', () => {
+  it('1–128 rows on a hardware adapter with subgroups of 32, K up to 2048; not a software adapter, no fixed subgroups, K 4096, the Medusa heads or the argmax head above 8 rows', () => {
     for (const M of [1, 2, 5, 8, 17, 65, 128]) expect(matmulPathFor(qkv(M), H200_SUBGROUPS), `M ${M}`).toBe('lanes');
     expect(matmulPathFor({ M: 17, N: 768, K: 2048, transposeB: true, fusion: RESIDUAL }, H200_SUBGROUPS)).toBe('lanes');
     expect(matmulPathFor(qkv(17), { ...H200_SUBGROUPS, isSoftware: true })).not.toBe('lanes');
@@ -119,7 +125,8 @@ describe('where the default path takes the lanes kernel', () => {
     expect(matmulPathFor(head(5), H200_SUBGROUPS)).toBe('lanes');
     expect(matmulPathFor(head(17), H200_SUBGROUPS)).toBe('skinny');
     expect(matmulPathFor({ ...head(17), fusion: HEAD }, H200_SUBGROUPS)).toBe('lanes');
-    expect(matmulPathFor({ ...head(65), fusion: HEAD }, H200_SUBGROUPS)).toBe('skinny');
+    expect(matmulPathFor({ ...head(65), fusion: HEAD }, H200_SUBGROUPS)).toBe('lanes');
+    expect(matmulPathFor(head(65), H200_SUBGROUPS)).toBe('skinny');
   });
 
   it("every row count 1–128 of the 12-layer model's projections and LM head (argmax, norm, plain) has a pick within the H200's limits", () => {
@@ -144,6 +151,42 @@ describe('where the default path takes the lanes kernel', () => {
         expect(k.workgroups[0], k.kernel).toBeLessThanOrEqual(288);
         // x staged at 5 rows and for the LM head's 128 columns a workgroup, from memory otherwise.
         expect(k.tuning.lanes?.x, k.kernel).toBe(M <= 8 || N === 32000 ? 'shared' : 'global');
+      }
+    }
+  });
+});
+
+describe("the lanes kernel's rows over workgroups (lanesRowGroups) on an H200", () => {
+  const H200_SUBGROUPS = { ...H200, subgroupSize: 32 };
+  it('none up to 32 rows; above, the wide projections split their rows over the grid, o and down only above 96 rows', () => {
+    const pick = (M: number, N: number, K: number, fusion?: MatmulFusion) => matmulKernel(H200_SUBGROUPS, { M, N, K, transposeB: true, ...(fusion && { fusion }) });
+    for (const M of [1, 5, 17, 32]) for (const [N, K, f] of [[2304, 768, QKV], [4096, 768, GATE_UP], [768, 2048, RESIDUAL], [32000, 768, HEAD]] as const) expect(pick(M, N, K, f).workgroups[1]).toBe(1);
+    expect(pick(65, 2304, 768, QKV).workgroups[1]).toBe(3);
+    expect(pick(65, 4096, 768, GATE_UP).workgroups[1]).toBe(4);
+    expect(pick(33, 4096, 768, GATE_UP).workgroups[1]).toBe(3);
+    expect(pick(65, 32000, 768, HEAD).workgroups[1]).toBe(3);
+    expect(pick(65, 768, 2048, RESIDUAL).workgroups[1]).toBe(1);
+    expect(pick(128, 768, 768, RESIDUAL).workgroups[1]).toBe(2);
+    // Every row is some workgroup's: G row groups of RB·TM rows cover M and none is empty.
+    for (let M = 33; M <= 128; M++) {
+      for (const [N, K, f] of [[2304, 768, QKV], [4096, 768, GATE_UP], [768, 2048, RESIDUAL], [32000, 768, HEAD]] as const) {
+        const k = pick(M, N, K, f);
+        const v = k.tuning.lanes!;
+        const rows = v.rowBlocks! * Math.ceil(M / (v.rowBlocks! * k.workgroups[1]));
+        expect(rows * k.workgroups[1], k.kernel).toBeGreaterThanOrEqual(M);
+        expect(rows * (k.workgroups[1] - 1), k.kernel).toBeLessThan(M);
+      }
+    }
+  });
+
+  it("the H200's picks at 65 rows (and o's at 128), run with a stand-in's columns and K, equal the float64 formula", async () => {
+    const cases = [[2304, 768, QKV, 3 * 23], [4096, 768, GATE_UP, 2 * 37], [32000, 768, HEAD, 97]] as const;
+    for (const [M, seed, shapes] of [[65, 1100, cases], [128, 1200, [[768, 768, RESIDUAL, 29]]]] as const) {
+      for (const [N, K, f, n] of shapes) {
+        const t = matmulKernel(H200_SUBGROUPS, { M, N, K, transposeB: true, fusion: f }).tuning.lanes!;
+        // K: two load groups of the pick's steps.
+        const plan = await checkFusedMatmul(M, n, 2 * 4 * t.slices! * t.lanes! * t.depth!, f, seed + N, lanes(t));
+        expect(plan.workgroups[1], plan.kernel).toBe(t.rowGroups);
       }
     }
   });

@@ -12,8 +12,8 @@
 // blocks so that a thread keeps at most 64 sums); x staged at 5 rows and for the LM head, from memory otherwise;
 // each thread walking 4–6 steps of K at 5 rows and 2–24 above, with more slices where the grid has few threads.
 // One row takes the rule of 5 rows. Where it does not serve: K above 2048 (not swept: LLaMA-2-7B's rows keep their
-// long-row rule), the Medusa heads' fusions, the LM head above 32 rows (within 10 % of the skinny pick at 65), and the
-// argmax LM head above 8 (below).
+// long-row rule), the Medusa heads' fusions and the argmax LM head above 8 rows (below). Above 32 rows the rows are
+// split over workgroups too (lanesRowGroups), which took the wide LM head from the skinny kernel (calls 193–194).
 import type { KernelTarget } from './kernel-source.ts';
 import { LANES_MAX_GROUP_LOADS, LANES_MAX_SUMS, lanesChunks, lanesThreads, lanesXBudget, type LanesVariant } from './matmul-lanes.ts';
 import type { MatmulFusion } from './matmul-fusion.ts';
@@ -29,7 +29,7 @@ export interface LanesProblem {
   readonly fusion?: MatmulFusion;
 }
 
-export type LanesKnobs = Partial<Pick<LanesVariant, 'lanes' | 'slices' | 'colGroups' | 'colsPerThread' | 'depth' | 'rowBlocks' | 'x' | 'reduce'>>;
+export type LanesKnobs = Partial<Pick<LanesVariant, 'lanes' | 'slices' | 'colGroups' | 'colsPerThread' | 'depth' | 'rowBlocks' | 'rowGroups' | 'x' | 'reduce'>>;
 
 /** Lanes along K by default: 8 neighbouring threads read a 128-byte line of a weight row. */
 export const LANES_DEFAULT = 8;
@@ -46,8 +46,6 @@ const LANES_LONG_K = 2048;
 const LANES_MAX_THREADS = 512;
 /** Largest K the sweeps measured (down's 2048). */
 export const LANES_MAX_K = 2048;
-/** Above this many rows a wide matrix (the LM head writing logits) keeps the skinny kernel. */
-const LANES_WIDE_MAX_ROWS = 32;
 /**
  * Above this many rows the argmax LM head keeps the skinny kernel: in a 16-node tree step run back to back it added
  * 0.086 ms on the lanes kernel (call 153, `bench/speculative.ts --leave-out`) against 0.067 on the skinny kernel's
@@ -55,6 +53,30 @@ const LANES_WIDE_MAX_ROWS = 32;
  */
 const LANES_ARGMAX_MAX_ROWS = 8;
 const LANES_WIDE_COLUMNS = 1 << 14;
+/**
+ * Workgroups along the rows (rowGroups) above this many rows. A workgroup that keeps every row walks K with several row
+ * blocks of threads, fewer workgroups in flight; split over the grid's y, each re-reads its columns' weights (from L2
+ * after the first). bench/skinny-probe.ts --knobs on the H200 (calls 193–194, plain A·Wᵀ alone, µs, G = 1 → the rule's G),
+ * and the 64-node tree step's leave-out (65 rows, fused, ms for 12 layers):
+ *   33 rows   q|k|v 12.4 → 10.8 (G 2), gate|up 14.3 → 13.7 (G 3; 18.8 at G 2), the LM head 111 (skinny) → 76 (G 2)
+ *   65 rows   gate|up 28.7 → 23.2 (G 2), the LM head 198 (skinny) → 135 (G 3); in the step q|k|v 0.358 → 0.224 (G 2),
+ *             0.229 (G 3), gate|up 0.365 → 0.311 (G 4), 0.334 (G 5), 0.346 (G 2); o and down gain nothing (G 2: 1.01×, 0.98×)
+ *   128 rows  q|k|v 33.1 → 25.5 (G 4), o 17.9 → 12.5 (G 4; 12.7 at G 2), gate|up 77.9 → 37.5 (G 4), down 24.9 → 19.9
+ *             (G 2), the LM head 338 (skinny) → 273 (G 4; 562 at G 3, its x staged in chunks)
+ * At 17 rows no G gained in the step (16 nodes: 0.609 → 0.628 ms with G 2 for every projection, call 193). The argmax
+ * LM head keeps the skinny kernel above 8 rows: on the lanes kernel at 65 rows it added 0.31–0.34 ms (G 3–4) against
+ * the skinny kernel's 0.20 (call 194).
+ */
+const LANES_ROW_GROUPS_ABOVE = 32;
+
+/** G for `p` (chooseLanes's default): see LANES_ROW_GROUPS_ABOVE. */
+export function lanesRowGroups(p: Pick<LanesProblem, 'M' | 'N'>): number {
+  const { M, N } = p;
+  if (M <= LANES_ROW_GROUPS_ABOVE) return 1;
+  if (N < 2048) return M > 96 ? 2 : 1;
+  if (N >= 4096 && N < LANES_WIDE_COLUMNS) return Math.min(4, Math.ceil(M / 16));
+  return Math.ceil(M / 32);
+}
 
 /** Why `p` cannot take the lanes kernel at all, or undefined. */
 export function lanesPathFits(p: LanesProblem): string | undefined {
@@ -72,8 +94,7 @@ export function lanesByDefault(p: LanesProblem, target?: Pick<KernelTarget, 'isS
   const sg = target.subgroupSize;
   if (sg === undefined || sg % LANES_DEFAULT !== 0) return false;
   if (lanesPathFits(p) !== undefined || p.K > LANES_MAX_K || p.K % (4 * LANES_DEFAULT) !== 0) return false;
-  if (p.fusion?.epilogue === 'argmax' && p.M > LANES_ARGMAX_MAX_ROWS) return false;
-  return !(p.M > LANES_WIDE_MAX_ROWS && p.N >= LANES_WIDE_COLUMNS);
+  return !(p.fusion?.epilogue === 'argmax' && p.M > LANES_ARGMAX_MAX_ROWS);
 }
 
 function divisors(n: number): number[] {
@@ -107,14 +128,15 @@ export function chooseLanes(gpu: KernelTarget, p: LanesProblem, knobs: LanesKnob
   let CG = knobs.colGroups ?? Math.max(1, Math.round(cw / TN));
   if (swiglu && knobs.colGroups === undefined && (CG * TN) % 2 !== 0) CG += 1;
   const TNX = TN + (norm ? 1 : 0);
+  const G = knobs.rowGroups ?? lanesRowGroups(p);
   let RB = knobs.rowBlocks ?? 1;
-  if (knobs.rowBlocks === undefined) while (RB < M && Math.ceil(M / RB) * TNX > LANES_MAX_SUMS) RB++;
+  if (knobs.rowBlocks === undefined) while (RB < M && Math.ceil(M / (RB * G)) * TNX > LANES_MAX_SUMS) RB++;
   const maxThreads = Math.min(LANES_MAX_THREADS, gpu.limits.maxComputeInvocationsPerWorkgroup);
   const perSlice = RB * CG * L;
   const slotsPerLane = KV / L;
   let S = knobs.slices ?? 1;
   if (knobs.slices === undefined) {
-    const workgroups = Math.ceil(N / (CG * TN));
+    const workgroups = G * Math.ceil(N / (CG * TN));
     const bySteps = slotsPerLane / (M <= 8 ? 6 : 12);
     const byGrid = (K >= LANES_LONG_K && M > 1 ? 2 : 1) * LANES_MIN_GRID_THREADS / (workgroups * perSlice);
     S = nearestDivisor(slotsPerLane, Math.max(1, bySteps, byGrid));
@@ -122,17 +144,17 @@ export function chooseLanes(gpu: KernelTarget, p: LanesProblem, knobs: LanesKnob
     if (S * perSlice > maxThreads) S = fit.length ? fit[fit.length - 1] : 1;
   }
   const steps = KV / (S * L);
-  const bytes = lanesXBudget({ M, rowBlocks: RB, colGroups: CG, colsPerThread: TN, ...(f && { fusion: f }) }, gpu.limits.maxComputeWorkgroupStorageSize);
+  const bytes = lanesXBudget({ M, rowBlocks: RB, rowGroups: G, colGroups: CG, colsPerThread: TN, ...(f && { fusion: f }) }, gpu.limits.maxComputeWorkgroupStorageSize);
   const deepest = (shared: boolean) => {
     for (let u = Math.min(steps, LANES_MAX_GROUP_LOADS); u >= 1; u--) {
-      if (steps % u === 0 && u * TN <= LANES_MAX_GROUP_LOADS && (!shared || lanesChunks(M, K, steps / u, bytes) !== undefined)) return u;
+      if (steps % u === 0 && u * TN <= LANES_MAX_GROUP_LOADS && (!shared || lanesChunks(Math.min(M, RB * Math.ceil(M / (RB * G))), K, steps / u, bytes) !== undefined)) return u;
     }
     return undefined;
   };
   let x = knobs.x ?? (M <= 8 || CG * TN >= 64 ? 'shared' : 'global');
   if (x === 'shared' && knobs.x === undefined && deepest(true) === undefined) x = 'global';
   const depth = knobs.depth ?? deepest(x === 'shared') ?? 1;
-  const v: LanesVariant = { M, N, K, lanes: L, slices: S, colGroups: CG, colsPerThread: TN, depth, rowBlocks: RB, x, reduce, ...(f && { fusion: f }) };
+  const v: LanesVariant = { M, N, K, lanes: L, slices: S, colGroups: CG, colsPerThread: TN, depth, rowBlocks: RB, ...(G > 1 && { rowGroups: G }), x, reduce, ...(f && { fusion: f }) };
   if (lanesThreads(v) > gpu.limits.maxComputeInvocationsPerWorkgroup) throw new Error(`lanes matmul M=${M} N=${N} K=${K}: ${lanesThreads(v)} threads a workgroup, over ${gpu.limits.maxComputeInvocationsPerWorkgroup}`);
   return v;
 }

@@ -45,6 +45,11 @@ export interface LanesVariant {
   readonly depth: number;
   /** RB: row blocks a workgroup. */
   readonly rowBlocks: number;
+  /**
+   * G: workgroups along the rows (the grid's y; default 1). Each owns RB·TM rows, TM = ⌈M / (RB·G)⌉, and reads every
+   * weight of its columns again (from L2 after the first): more workgroups in flight for the same sums a thread.
+   */
+  readonly rowGroups?: number;
   readonly x: 'global' | 'shared';
   /** How the L lanes of a column meet: subgroup shuffles (needs a fixed subgroup size ≥ L) or workgroup memory. */
   readonly reduce: 'subgroup' | 'workgroup';
@@ -81,6 +86,9 @@ interface Shape {
   readonly CHG: number;
   readonly RC: number;
   readonly NR: number;
+  /** G, and the rows a workgroup holds: MW = min(M, RB·TM). */
+  readonly G: number;
+  readonly MW: number;
   /** vec4 of the shared array (x chunk, then the partial sums), and floats of the argmax's segment bests. */
   readonly vec4s: number;
   readonly bestFloats: number;
@@ -117,9 +125,10 @@ export function lanesChunks(M: number, K: number, groups: number, bytes: number,
  * Bytes of workgroup memory the x chunks and the partial sums may take on a device of `workgroupBytes`: all of it but
  * the argmax epilogue's segment bests (sized for every row of a block in one round, the most they need).
  */
-export function lanesXBudget(v: Pick<LanesVariant, 'M' | 'rowBlocks' | 'colGroups' | 'colsPerThread' | 'fusion'>, workgroupBytes: number): number {
+export function lanesXBudget(v: Pick<LanesVariant, 'M' | 'rowBlocks' | 'rowGroups' | 'colGroups' | 'colsPerThread' | 'fusion'>, workgroupBytes: number): number {
   if (v.fusion?.epilogue !== 'argmax') return workgroupBytes;
-  return workgroupBytes - 4 * 2 * v.rowBlocks * Math.ceil(v.M / v.rowBlocks) * Math.ceil((v.colGroups * v.colsPerThread) / ARGMAX_SEGMENT);
+  const TM = Math.ceil(v.M / (v.rowBlocks * (v.rowGroups ?? 1)));
+  return workgroupBytes - 4 * 2 * v.rowBlocks * TM * Math.ceil((v.colGroups * v.colsPerThread) / ARGMAX_SEGMENT);
 }
 
 function shape(v: LanesVariant, workgroupBytes: number): Shape {
@@ -133,11 +142,15 @@ function shape(v: LanesVariant, workgroupBytes: number): Shape {
   if (!(Number.isInteger(S) && S >= 1 && Number.isInteger(CG) && CG >= 1)) throw bad('slices and column groups ≥ 1');
   if (!(Number.isInteger(TN) && TN >= 1 && TN <= 8)) throw bad('columns a thread: 1..8');
   if (!(Number.isInteger(RB) && RB >= 1 && RB <= M)) throw bad('row blocks: 1..M');
+  const G = v.rowGroups ?? 1;
+  if (!(Number.isInteger(G) && G >= 1)) throw bad('row groups ≥ 1');
   if (f?.acceptedRow || e === 'heads residual') throw bad("the Medusa heads' fusions are the small-M kernel's");
   const CW = CG * TN;
   if (e === 'swiglu' && (CW % 2 !== 0 || N % 2 !== 0)) throw bad('swiglu pairs local columns: CG·TN and N even');
   const T = RB * S * CG * L;
-  const TM = Math.ceil(M / RB);
+  const TM = Math.ceil(M / (RB * G));
+  if ((G - 1) * RB * TM >= M) throw bad(`${G} row groups of ${RB}×${TM} rows leave the last one empty`);
+  const MW = Math.min(M, RB * TM);
   const norm = f?.rmsnorm !== undefined;
   const TNX = TN + (norm ? 1 : 0);
   if (TM * TNX > LANES_MAX_SUMS) throw bad(`${TM}×${TNX} sums a thread, over ${LANES_MAX_SUMS}`);
@@ -157,13 +170,13 @@ function shape(v: LanesVariant, workgroupBytes: number): Shape {
   const budget = lanesXBudget(v, workgroupBytes);
   let NCH = 1;
   if (v.x === 'shared') {
-    const n = lanesChunks(M, K, groups, budget);
-    if (n === undefined) throw bad(`x [${M}, ${K}] does not fit ${workgroupBytes} bytes of workgroup memory in chunks of whole load groups`);
+    const n = lanesChunks(MW, K, groups, budget);
+    if (n === undefined) throw bad(`x [${MW}, ${K}] does not fit ${workgroupBytes} bytes of workgroup memory in chunks of whole load groups`);
     NCH = n;
   }
   const KC = KV / NCH;
   const CHG = groups / NCH;
-  const xVec4s = v.x === 'shared' ? M * KC : 0;
+  const xVec4s = v.x === 'shared' ? MW * KC : 0;
   const CWX = CW + (norm ? 1 : 0);
   const rowSlots = RB * CWX;
   let RC = TM;
@@ -178,7 +191,7 @@ function shape(v: LanesVariant, workgroupBytes: number): Shape {
   }
   const vec4s = Math.max(1, xVec4s, Math.ceil(redFloats / 4));
   const bestFloats = e === 'argmax' ? 2 * RB * RC * Math.ceil(CW / ARGMAX_SEGMENT) : 0;
-  return { T, TM, TNX, KV, SL, steps, groups, CW, CWX, VP, VPL, P, viaMemory, NCH, KC, CHG, RC, NR, vec4s, bestFloats };
+  return { T, TM, TNX, KV, SL, steps, groups, CW, CWX, VP, VPL, P, viaMemory, NCH, KC, CHG, RC, NR, G, MW, vec4s, bestFloats };
 }
 
 /** Workgroup memory in bytes, on a device whose workgroups have `workgroupBytes` (the x chunks are sized by it). */
@@ -202,7 +215,7 @@ export function checkLanesVariant(v: LanesVariant, limits: { readonly maxCompute
 /** e.g. '8 lanes × 4 slices × 2 column groups × 4 columns, 2 row blocks, 2 steps a load group, 128 threads, x from memory, subgroup reduction'. */
 export function describeLanes(v: LanesVariant): string {
   const T = lanesThreads(v);
-  return `${v.lanes} lanes × ${v.slices} slices × ${v.colGroups} column groups × ${v.colsPerThread} columns${v.rowBlocks > 1 ? `, ${v.rowBlocks} row blocks` : ''}, ${v.depth} step${v.depth > 1 ? 's' : ''} a load group, ${T} threads, x ${v.x === 'shared' ? 'staged' : 'from memory'}${v.lanes > 1 ? `, ${v.reduce} reduction` : ''}`;
+  return `${v.lanes} lanes × ${v.slices} slices × ${v.colGroups} column groups × ${v.colsPerThread} columns${v.rowBlocks > 1 ? `, ${v.rowBlocks} row blocks` : ''}${(v.rowGroups ?? 1) > 1 ? `, ${v.rowGroups} row groups` : ''}, ${v.depth} step${v.depth > 1 ? 's' : ''} a load group, ${T} threads, x ${v.x === 'shared' ? 'staged' : 'from memory'}${v.lanes > 1 ? `, ${v.reduce} reduction` : ''}`;
 }
 
 /** The kernel's WGSL (`workgroupBytes`: the device's limit, which sizes the x chunks). */
@@ -210,7 +223,7 @@ export function lanesMatmulWgsl(v: LanesVariant, workgroupBytes: number): string
   const s = shape(v, workgroupBytes);
   const { M, N, K } = v;
   const L = v.lanes, S = v.slices, CG = v.colGroups, TN = v.colsPerThread, U = v.depth, RB = v.rowBlocks;
-  const { T, TM, TNX, KV, SL, groups, CW, CWX, VP, VPL, P, viaMemory, NCH, KC, CHG, RC, NR, vec4s, bestFloats } = s;
+  const { T, TM, TNX, KV, SL, groups, CW, CWX, VP, VPL, P, viaMemory, NCH, KC, CHG, RC, NR, G, MW, vec4s, bestFloats } = s;
   const f = v.fusion;
   const e = f?.epilogue ?? 'store';
   const norm = f?.rmsnorm !== undefined;
@@ -236,6 +249,7 @@ export function lanesMatmulWgsl(v: LanesVariant, workgroupBytes: number): string
   o.push(`const S = ${S}u; // slices along K`);
   o.push(`const T = ${T}u; // threads: ${RB} row block(s) × S × CG × L`);
   o.push(`const TM = ${TM}u; // rows a row block`);
+  if (G > 1) o.push(`const RBTM = ${RB * TM}u; // rows a workgroup (${G} along the grid's y)`);
   o.push(`const SL = ${SL}u; // k slots: a thread reads vec4 k = step·SL + slot`);
   o.push(`const GSTRIDE = ${U * SL}u; // vec4 of k a load group (${U} steps) advances`);
   o.push(`const GROUPS = ${groups}u;`);
@@ -264,7 +278,7 @@ export function lanesMatmulWgsl(v: LanesVariant, workgroupBytes: number): string
   o.push('  let s = (t / (L * CG)) % S;');
   o.push('  let b = t / (L * CG * S);');
   o.push('  let slot = s * L + l;');
-  o.push('  let r0 = b * TM;');
+  o.push(`  let r0 = ${G > 1 ? 'wid.y * RBTM + ' : ''}b * TM; // the row block's first row`);
   // The weight row of local column lc = j·CG + c (clamped: columns past the end re-read the last row, not stored).
   const weightRow = (j: number) => {
     const lc = `c + ${j * CG}u`;
@@ -278,7 +292,9 @@ export function lanesMatmulWgsl(v: LanesVariant, workgroupBytes: number): string
     return `select(${up}, ${gate}, ${lc} < ${HALF}u)`;
   };
   for (let j = 0; j < TN; j++) o.push(`  let wb${j} = (${weightRow(j)}) * KV + slot;`);
-  for (let m = 0; m < TM; m++) o.push(`  let xb${m} = ${RB > 1 || TM > M ? `min(r0 + ${m}u, M - 1u)` : `${m}u`} * ${shared ? 'KC' : 'KV'} + slot;`);
+  // x's row: the staged array holds the workgroup's MW rows, memory all M.
+  const xRow = (m: number) => (shared ? (RB > 1 || TM > MW ? `min(b * TM + ${m}u, ${MW - 1}u)` : `${m}u`) : RB > 1 || G > 1 || TM > M ? `min(r0 + ${m}u, M - 1u)` : `${m}u`);
+  for (let m = 0; m < TM; m++) o.push(`  let xb${m} = ${xRow(m)} * ${shared ? 'KC' : 'KV'} + slot;`);
   for (let m = 0; m < TM; m++) for (let j = 0; j < TNX; j++) o.push(`  var acc${m}_${j} = 0.0;`);
   const wname = (p: string, j: number, u: number) => `${p}${j}_${u}`;
   const loadGroup = (ind: string, decl: string, p: string, base: string) => {
@@ -322,7 +338,7 @@ export function lanesMatmulWgsl(v: LanesVariant, workgroupBytes: number): string
   };
   o.push('  // load group 0: every weight load of a group is issued before its FMAs');
   loadGroup('  ', 'var', 'w', '');
-  kLoopLines(o, { x: v.x, groups, chunks: NCH, chunkGroups: CHG, M, KC, T }, groupBody);
+  kLoopLines(o, { x: v.x, groups, chunks: NCH, chunkGroups: CHG, M: MW, KC, T, ...(G > 1 && { aRow: (r: string) => `min(wid.y * RBTM + ${r}, M - 1u)` }) }, groupBody);
   // The lanes' sums. held: what this thread hands on, with its flat index f = m·TNX + j (known in the code, or per lane).
   const flat = (m: number, j: number) => `acc${m}_${j}`;
   let held: { val: string; idx: string; known?: number }[];
@@ -336,7 +352,7 @@ export function lanesMatmulWgsl(v: LanesVariant, workgroupBytes: number): string
   if (!viaMemory) {
     // One partial an output, no epilogue that needs another output: each thread stores what it holds.
     o.push('  // one partial an output: stored from registers');
-    const guardRow = (m: string) => (RB > 1 || TM * RB > M ? [`${m} < M`] : []);
+    const guardRow = (m: string) => (RB > 1 || G > 1 || TM * RB > M ? [`${m} < M`] : []);
     for (const h of held) {
       if (h.known !== undefined) {
         const m = Math.floor(h.known / TNX), j = h.known % TNX;
@@ -387,7 +403,7 @@ export function lanesMatmulWgsl(v: LanesVariant, workgroupBytes: number): string
     // An output's value: its P partials summed where it is read (the argmax's segments read partial 0, summed above).
     const total = (i: string) => (P > 1 && !argmax ? `part_sum(${i})` : at(i));
     // The row of slot row br (= b·RC + mr) in this round, and whether it exists.
-    const rowOf = (br: string) => `(${br} / RC) * TM + ${r * RC}u + ${br} % RC`;
+    const rowOf = (br: string) => `${G > 1 ? 'wid.y * RBTM + ' : ''}(${br} / RC) * TM + ${r * RC}u + ${br} % RC`;
     const rowOk = (br: string) => `${br} % RC + ${r * RC}u < TM && ${rowOf(br)} < M`;
     const scale = (br: string) => (norm ? ` * inverseSqrt(${total(`${br} * ${CWX}u + CW`)} / ${K}.0 + EPS)` : '');
     if (argmax) {
@@ -455,7 +471,11 @@ export function lanesMatmulWgsl(v: LanesVariant, workgroupBytes: number): string
  */
 export function kLoopLines(
   o: string[],
-  p: { readonly x: 'global' | 'shared'; readonly groups: number; readonly chunks: number; readonly chunkGroups: number; readonly M: number; readonly KC: number; readonly T: number },
+  p: {
+    readonly x: 'global' | 'shared'; readonly groups: number; readonly chunks: number; readonly chunkGroups: number; readonly M: number; readonly KC: number; readonly T: number;
+    /** x's row in memory of staged row `r` (a WGSL expression; default r itself): a workgroup that stages some of the rows. */
+    readonly aRow?: (r: string) => string;
+  },
   groupBody: (ind: string, g: string, xoff: string) => void,
 ): void {
   const { groups, M, KC, T } = p;
@@ -473,7 +493,7 @@ export function kLoopLines(
     o.push(`${ind}// stage x[:, chunk] (coalesced) while the weights are in flight`);
     for (let i = 0; i < stageLoads; i++) {
       const guard = (i + 1) * T > M * KC;
-      o.push(`${ind}{ let e${i} = t + ${i * T}u; ${guard ? `if (e${i} < ${M * KC}u) { ` : ''}sh[e${i}] = A[(e${i} / KC) * KV + ${ch}e${i} % KC];${guard ? ' }' : ''} }`);
+      o.push(`${ind}{ let e${i} = t + ${i * T}u; ${guard ? `if (e${i} < ${M * KC}u) { ` : ''}sh[e${i}] = A[${p.aRow ? p.aRow(`e${i} / KC`) : `(e${i} / KC)`} * KV + ${ch}e${i} % KC];${guard ? ' }' : ''} }`);
     }
     o.push(`${ind}workgroupBarrier();`);
   };

@@ -368,8 +368,8 @@ export function matmulKernel(gpu: KernelTarget, problem: MatmulProblem, opts: Ma
     const v = chooseLanes(gpu, problem, opts.lanes);
     checkLanesVariant(v, gpu.limits, gpu.subgroupSize);
     code = lanesMatmulWgsl(v, gpu.limits.maxComputeWorkgroupStorageSize);
-    workgroups = [lanesWorkgroups(v), 1, 1];
-    tuning = { path, lanes: { lanes: v.lanes, slices: v.slices, colGroups: v.colGroups, colsPerThread: v.colsPerThread, depth: v.depth, rowBlocks: v.rowBlocks, x: v.x, reduce: v.reduce } };
+    workgroups = [lanesWorkgroups(v), v.rowGroups ?? 1, 1];
+    tuning = { path, lanes: { lanes: v.lanes, slices: v.slices, colGroups: v.colGroups, colsPerThread: v.colsPerThread, depth: v.depth, rowBlocks: v.rowBlocks, rowGroups: v.rowGroups ?? 1, x: v.x, reduce: v.reduce } };
     kernel = `lanes Wᵀ, ${describeLanes(v)}${describeFusion(fusion)}`;
   } else if (path === 'skinny') {
     if (!problem.transposeB || M > SMALL_M_BLOCKED_MAX || K % 4 !== 0) throw new Error(`matmul ${describe(problem)}: the skinny path takes A·Wᵀ with M ≤ ${SMALL_M_BLOCKED_MAX} and K a multiple of 4`);
@@ -453,7 +453,7 @@ export const SKINNY_FROM_ROWS = 33;
  * lavapipe the skinny kernel's register blocks compile for seconds to minutes a kernel (matmul-picks-skinny.test.ts).
  * Before all of these, on a hardware adapter with a fixed subgroup size (a multiple of 8), 1–128 rows with K ≤ 2048 take
  * the lanes kernel (matmul-lanes.ts; lanesByDefault in matmul-lanes-choice.ts, which cites bench/skinny-probe.ts's
- * sweeps: 1.2–2.1× the picks above at 5, 17 and 65 rows, 1.05–1.2× the small-M kernel at one row), but the argmax LM head above 8 rows and the wide one above 32.
+ * sweeps: 1.2–2.1× the picks above at 5, 17 and 65 rows, 1.05–1.2× the small-M kernel at one row), but the argmax LM head above 8 rows.
  */
 export function matmulPathFor(p: MatmulProblem, target?: Pick<KernelTarget, 'isSoftware' | 'subgroupSize'>): MatmulPath {
   const skinny = target?.isSoftware !== true;

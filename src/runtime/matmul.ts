@@ -3,6 +3,7 @@
 // against the problem's shape; `encodeMatmul` records the dispatch into a caller's compute pass, so a layer
 // can batch many dispatches in one pass.
 import { matmulKernel, matmulPathFor, type MatmulKernel, type MatmulOptions, type MatmulProblem } from '../../backends/wgsl/matmul.ts';
+import { lanesPathFits } from '../../backends/wgsl/matmul-lanes-choice.ts';
 import { outputColumns, outputCount } from '../../backends/wgsl/matmul-fusion.ts';
 import { numel } from '../tensor.ts';
 import { BufferUsage, type Gpu } from './device.ts';
@@ -27,6 +28,11 @@ export interface MatmulPlan extends Omit<MatmulKernel, 'params' | 'bindings'> {
  * (lm-head-parts.ts) asks matmulKernel with these options, so the two agree.
  */
 export function matmulOptions(gpu: Gpu, problem: MatmulProblem, opts: MatmulOptions = {}): MatmulOptions {
+  // LINATTN_LANES_ROW_GROUPS='65:2,65:32000:3' (benches): at M rows (and N columns, where given: that entry first) the
+  // lanes kernel, wherever it can serve, with G workgroups along the rows.
+  const entries = process.env.LINATTN_LANES_ROW_GROUPS?.split(',').map((e) => e.split(':').map(Number)) ?? [];
+  const entry = entries.find((e) => e.length === 3 && e[0] === problem.M && e[1] === problem.N) ?? entries.find((e) => e.length === 2 && e[0] === problem.M);
+  if (entry && opts.lanes?.rowGroups === undefined && lanesPathFits(problem) === undefined) opts = { path: 'lanes', ...opts, lanes: { ...opts.lanes, rowGroups: entry[entry.length - 1] } };
   const say = process.env.LINATTN_LANES;
   if (opts.path !== undefined || (say !== '0' && say !== '1')) return opts;
   if (say === '1') return matmulPathFor(problem, { isSoftware: false, subgroupSize: gpu.subgroupSize }) === 'lanes' ? { ...opts, path: 'lanes' } : opts;
