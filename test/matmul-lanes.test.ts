@@ -158,17 +158,17 @@ describe('where the default path takes the lanes kernel', () => {
 
 describe("the lanes kernel's rows over workgroups (lanesRowGroups) on an H200", () => {
   const H200_SUBGROUPS = { ...H200, subgroupSize: 32 };
-  it('none up to 32 rows; above, the wide projections split their rows over the grid, o and down only above 96 rows', () => {
+  it('none up to 48 rows; above, the wide projections split their rows over the grid, o and down only above 96 rows', () => {
     const pick = (M: number, N: number, K: number, fusion?: MatmulFusion) => matmulKernel(H200_SUBGROUPS, { M, N, K, transposeB: true, ...(fusion && { fusion }) });
-    for (const M of [1, 5, 17, 32]) for (const [N, K, f] of [[2304, 768, QKV], [4096, 768, GATE_UP], [768, 2048, RESIDUAL], [32000, 768, HEAD]] as const) expect(pick(M, N, K, f).workgroups[1]).toBe(1);
+    for (const M of [1, 5, 17, 32, 40, 48]) for (const [N, K, f] of [[2304, 768, QKV], [4096, 768, GATE_UP], [768, 2048, RESIDUAL], [32000, 768, HEAD]] as const) expect(pick(M, N, K, f).workgroups[1]).toBe(1);
     expect(pick(65, 2304, 768, QKV).workgroups[1]).toBe(3);
     expect(pick(65, 4096, 768, GATE_UP).workgroups[1]).toBe(4);
-    expect(pick(33, 4096, 768, GATE_UP).workgroups[1]).toBe(3);
+    expect(pick(49, 4096, 768, GATE_UP).workgroups[1]).toBe(4);
     expect(pick(65, 32000, 768, HEAD).workgroups[1]).toBe(3);
     expect(pick(65, 768, 2048, RESIDUAL).workgroups[1]).toBe(1);
     expect(pick(128, 768, 768, RESIDUAL).workgroups[1]).toBe(2);
     // Every row is some workgroup's: G row groups of RB·TM rows cover M and none is empty.
-    for (let M = 33; M <= 128; M++) {
+    for (let M = 49; M <= 128; M++) {
       for (const [N, K, f] of [[2304, 768, QKV], [4096, 768, GATE_UP], [768, 2048, RESIDUAL], [32000, 768, HEAD]] as const) {
         const k = pick(M, N, K, f);
         const v = k.tuning.lanes!;

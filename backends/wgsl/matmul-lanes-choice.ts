@@ -12,8 +12,9 @@
 // blocks so that a thread keeps at most 64 sums); x staged at 5 rows and for the LM head, from memory otherwise;
 // each thread walking 4–6 steps of K at 5 rows and 2–24 above, with more slices where the grid has few threads.
 // One row takes the rule of 5 rows. Where it does not serve: K above 2048 (not swept: LLaMA-2-7B's rows keep their
-// long-row rule), the Medusa heads' fusions and the argmax LM head above 8 rows (below). Above 32 rows the rows are
-// split over workgroups too (lanesRowGroups), which took the wide LM head from the skinny kernel (calls 193–194).
+// long-row rule), the Medusa heads' fusions and the argmax LM head above 8 rows (below). Above 48 rows the rows are
+// split over workgroups too (lanesRowGroups), which took the wide LM head from the skinny kernel (calls 193–194; from
+// 33 rows it runs the lanes kernel: 112.7 µs against the skinny kernel's 111.1 at 33 rows, call 195).
 import type { KernelTarget } from './kernel-source.ts';
 import { LANES_MAX_GROUP_LOADS, LANES_MAX_SUMS, lanesChunks, lanesThreads, lanesXBudget, type LanesVariant } from './matmul-lanes.ts';
 import type { MatmulFusion } from './matmul-fusion.ts';
@@ -54,7 +55,7 @@ export const LANES_MAX_K = 2048;
 const LANES_ARGMAX_MAX_ROWS = 8;
 const LANES_WIDE_COLUMNS = 1 << 14;
 /**
- * Workgroups along the rows (rowGroups) above this many rows. A workgroup that keeps every row walks K with several row
+ * Workgroups along the rows (rowGroups) above this many rows (48; 32 lost at 40 rows, below). A workgroup that keeps every row walks K with several row
  * blocks of threads, fewer workgroups in flight; split over the grid's y, each re-reads its columns' weights (from L2
  * after the first). bench/skinny-probe.ts --knobs on the H200 (calls 193–194, plain A·Wᵀ alone, µs, G = 1 → the rule's G),
  * and the 64-node tree step's leave-out (65 rows, fused, ms for 12 layers):
@@ -63,11 +64,13 @@ const LANES_WIDE_COLUMNS = 1 << 14;
  *             0.229 (G 3), gate|up 0.365 → 0.311 (G 4), 0.334 (G 5), 0.346 (G 2); o and down gain nothing (G 2: 1.01×, 0.98×)
  *   128 rows  q|k|v 33.1 → 25.5 (G 4), o 17.9 → 12.5 (G 4; 12.7 at G 2), gate|up 77.9 → 37.5 (G 4), down 24.9 → 19.9
  *             (G 2), the LM head 338 (skinny) → 273 (G 4; 562 at G 3, its x staged in chunks)
- * At 17 rows no G gained in the step (16 nodes: 0.609 → 0.628 ms with G 2 for every projection, call 193). The argmax
+ * At 17 rows no G gained in the step (16 nodes: 0.609 → 0.628 ms with G 2 for every projection, call 193), nor at 40
+ * (batch 8 × 5 rows: the oracle's step 1.056–1.059 ms with G 1 against 1.130–1.131 with this rule from 33 rows, calls
+ * 197–198; the 128-row step 2.320–2.352 → 2.199–2.230 with it), so it starts above 48. The argmax
  * LM head keeps the skinny kernel above 8 rows: on the lanes kernel at 65 rows it added 0.31–0.34 ms (G 3–4) against
  * the skinny kernel's 0.20 (call 194).
  */
-const LANES_ROW_GROUPS_ABOVE = 32;
+const LANES_ROW_GROUPS_ABOVE = 48;
 
 /** G for `p` (chooseLanes's default): see LANES_ROW_GROUPS_ABOVE. */
 export function lanesRowGroups(p: Pick<LanesProblem, 'M' | 'N'>): number {
