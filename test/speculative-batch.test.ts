@@ -2,7 +2,8 @@
 // verified together, each committing its own accepted path (so each at a position of its own) — or, in
 // lockstep, all committing the shortest accepted length, the rest re-proposed. Greedy output equals each
 // sequence's plain greedy decoding, whatever mix of drafts (so whatever the accepted lengths), with EOS ending
-// one sequence early; deterministic drafts under sampling emit plain batched sampling's tokens. Float64 (CPU
+// one sequence early; deterministic drafts under sampling emit plain batched sampling's tokens; prompts may differ in
+// length (src/model/ragged-prompts.ts). Float64 (CPU
 // verifiers, many prompts, both modes) and GPU (the batched tree kernels with per-sequence positions, batch 3,
 // the folded step and the separate commit, the ring of elu_dwconv and llama_linearized's groups).
 import { afterAll, describe, expect, it } from 'vitest';
@@ -90,6 +91,20 @@ describe.each(MODEL_SPECS.slice(0, 2).map((s, i) => ({ ...s, i })))('batch specu
     });
   });
 
+  it('prompts of different lengths: greedy output equals each one alone; sampled, plain ragged batched sampling’s tokens', async () => {
+    for (let k = 0; k < 2; k++) {
+      const ps = prompts(650 + 10 * spec.i + k).map((p, s) => p.slice(0, 3 + 2 * s));
+      const want = ps.map((p) => plainGreedy(m, p, NEW_TOKENS));
+      const r = await speculativeGenerateBatch(batch(), drafts(m, ps, want, k), ps, { maxTokens: NEW_TOKENS, shape: parseTreeSpec(TREES[k]), maxNodes: MAX_NODES });
+      expect(r.tokens, `prompts ${JSON.stringify(ps)}`).toEqual(want);
+      const sampling = { temperature: 0.9, topK: 40 };
+      const session = cpuAttentionSessionFromVariant(m.variant.program, m.cpu.weights.layers.map((l) => l.attention));
+      const plain = generateCpu(m.cpu, session, new ByteTokenizer({ bos: 256 }), ps, { maxTokens: NEW_TOKENS, sampling, seed: 70 + k });
+      const sampled = await speculativeGenerateBatch(batch(), drafts(m, ps, plain.tokens, k), ps, { maxTokens: NEW_TOKENS, shape: parseTreeSpec(TREES[k]), maxNodes: MAX_NODES, sampling, seed: 70 + k });
+      expect(sampled.tokens, `sampled, prompts ${JSON.stringify(ps)}`).toEqual(plain.tokens);
+    }
+  });
+
   it('deterministic drafts under sampling emit plain batched sampling’s tokens (draw g·b + s)', async () => {
     const sampling = { temperature: 0.9, topK: 40 };
     for (let k = 0; k < 3; k++) {
@@ -141,6 +156,18 @@ describe('batch speculation on the GPU (batch 3)', () => {
       const r = await speculativeGenerateBatch(verifier, drafts(m2, ps, want, k), ps, { maxTokens: NEW_TOKENS, shape: parseTreeSpec(TREES[k]), maxNodes: MAX_NODES });
       expect(r.tokens, `prompts ${JSON.stringify(ps)}, --tree ${TREES[k]}`).toEqual(want);
     }
+  });
+
+  it('prompts of different lengths (the common part prefilled, the rest forced): greedy equals each alone; sampled, plain GPU ragged sampling', async () => {
+    const { model, verifier } = await target();
+    const ps = prompts(960, 8).map((p, s) => p.slice(0, 3 + 2 * s));
+    const want = ps.map((p) => plainGreedy(m, p, NEW_TOKENS));
+    const r = await speculativeGenerateBatch(verifier, drafts(m, ps, want, 1), ps, { maxTokens: NEW_TOKENS, shape: parseTreeSpec('chain:4'), maxNodes: MAX_NODES });
+    expect(r.tokens, `prompts ${JSON.stringify(ps)}`).toEqual(want);
+    const sampling = { temperature: 0.9, topK: 40 };
+    const plain = await generateGpu(model, new ByteTokenizer({ bos: 256 }), ps, { maxTokens: NEW_TOKENS, sampling, seed: 6 });
+    const sampled = await speculativeGenerateBatch(verifier, drafts(m, ps, plain.tokens, 2), ps, { maxTokens: NEW_TOKENS, shape: parseTreeSpec('top:2'), maxNodes: MAX_NODES, sampling, seed: 6 });
+    expect(sampled.tokens).toEqual(plain.tokens);
   });
 
   it('deterministic drafts under sampling emit plain GPU batched sampling’s tokens', async () => {

@@ -3,10 +3,12 @@
 // reads the previous step's token on the GPU, so nothing on the host is needed to submit the next one; a run's
 // steps (RUN_STEPS by default, at most MAX_RUN_STEPS) are read back with one map, and the host reads run n's tokens (EOS,
 // streaming) while runs n+1 … are queued — the GPU never waits for a readback or for the host's work. The CPU
-// loop is the float64 oracle with the real variant.
+// loop is the float64 oracle with the real variant. Prompts may differ in length (ragged-prompts.ts): their common
+// part is prefilled together, the longer ones' rest fed one token a step (each step read back) before the loop.
 import { rng } from '../tensor.ts';
 import { cpuForward, type CpuAttentionStep, type CpuModel } from './cpu-forward.ts';
 import { MAX_RUN_STEPS, READBACK_RING, RUN_STEPS, RUNS_IN_FLIGHT, type GpuModel, type StepHandle, type StepTiming } from './gpu-model.ts';
+import { batchDraws, commonPrompts, picksNewToken, raggedDraws, raggedPlan, stepInput, type RaggedPlan } from './ragged-prompts.ts';
 import { sampleToken, type SamplingOptions } from './sampling.ts';
 import type { Tokenizer } from './tokenizer.ts';
 
@@ -17,7 +19,7 @@ export interface GenerateOptions {
   readonly maxTokens: number;
   /** Temperature 0 (the default) is greedy. */
   readonly sampling?: SamplingOptions;
-  /** Seeds the uniform draws (one per sequence per sampled step, sequence 0 first). Default 0. */
+  /** Seeds the uniform draws (token g of sequence s: draw g·b + s of the stream). Default 0. */
   readonly seed?: number;
   /** Stop token (default: the tokenizer's eos); generation ends when every sequence produced it. */
   readonly eos?: number;
@@ -47,13 +49,14 @@ export interface GenerateResult {
   /** New tokens per sequence (up to and including its EOS). */
   readonly tokens: number[][];
   readonly texts: string[];
+  /** Prompt tokens of the batch, every sequence's. */
   readonly promptTokens: number;
   readonly stopReason: 'eos' | 'max-tokens';
   readonly prefillMs: number;
   readonly decodeMs: number;
-  /** b · prompt tokens / prefill time (until the first new token is on the host). */
+  /** Prompt tokens / prefill time (until every sequence's first new token is on the host). */
   readonly prefillTokensPerS: number;
-  /** b · decode steps / decode time; undefined when only the prefill's token was generated. */
+  /** b · decode steps after that / decode time; undefined when only the first tokens were generated. */
   readonly decodeTokensPerS: number | undefined;
   /** Per decode step (GPU only): host encode and submit times, wait, and GPU time when timed. */
   readonly decodeSteps: readonly StepTiming[];
@@ -110,17 +113,25 @@ class Tracker {
   readonly done: boolean[];
   readonly streams: TextStream[];
 
-  constructor(b: number, tokenizer: Tokenizer, private readonly eos: number | undefined, private readonly onText?: (text: string, seq: number) => void) {
+  constructor(
+    b: number,
+    tokenizer: Tokenizer,
+    private readonly eos: number | undefined,
+    private readonly onText?: (text: string, seq: number) => void,
+    /** A sequence is done once it has this many tokens (ragged prompts start sequences at different steps). */
+    private readonly cap = Infinity,
+  ) {
     this.tokens = Array.from({ length: b }, () => []);
     this.done = new Array<boolean>(b).fill(false);
     this.streams = Array.from({ length: b }, () => new TextStream(tokenizer));
   }
 
-  record(ids: readonly number[]): void {
+  /** One step's picks; `isNew(s)`: whether sequence s's pick is one of its new tokens (default: all are). */
+  record(ids: readonly number[], isNew?: (s: number) => boolean): void {
     ids.forEach((id, s) => {
-      if (this.done[s]) return;
+      if (this.done[s] || (isNew && !isNew(s))) return;
       this.tokens[s].push(id);
-      if (id === this.eos) {
+      if (id === this.eos || this.tokens[s].length >= this.cap) {
         this.done[s] = true;
         return;
       }
@@ -142,39 +153,45 @@ class Tracker {
   }
 
   /**
-   * The run's result, its texts flushed: `promptTokens` t a sequence, `produced` tokens a sequence (the prefill's
-   * first, then produced − 1 decode steps), timed from t0 (start) to t1 (first token) to t2 (end).
+   * The run's result, its texts flushed: `promptTokens` of the batch, `steps` decode steps after every sequence had
+   * its first token, timed from t0 (start) to t1 (every first token) to t2 (end).
    */
-  result(promptTokens: number, produced: number, t0: number, t1: number, t2: number, decodeSteps: readonly StepTiming[]): GenerateResult {
+  result(promptTokens: number, steps: number, t0: number, t1: number, t2: number, decodeSteps: readonly StepTiming[]): GenerateResult {
     const b = this.tokens.length;
     const texts = this.finish();
-    const steps = produced - 1;
+    const eos = this.tokens.every((t) => t[t.length - 1] === this.eos);
     return {
       tokens: this.tokens,
       texts,
       promptTokens,
-      stopReason: this.allDone ? 'eos' : 'max-tokens',
+      stopReason: eos ? 'eos' : 'max-tokens',
       prefillMs: t1 - t0,
       decodeMs: t2 - t1,
-      prefillTokensPerS: (b * promptTokens) / ((t1 - t0) / 1000),
+      prefillTokensPerS: promptTokens / ((t1 - t0) / 1000),
       decodeTokensPerS: steps > 0 ? (b * steps) / ((t2 - t1) / 1000) : undefined,
       decodeSteps,
     };
   }
 }
 
-function checkPrompts(prompts: readonly (readonly number[])[], opts: GenerateOptions): void {
+/** The prompts' plan (any lengths, none empty), maxTokens checked. */
+function checkPrompts(prompts: readonly (readonly number[])[], opts: GenerateOptions): RaggedPlan {
   if (prompts.length === 0) throw new Error('generate: no prompts');
-  if (prompts[0].length === 0) throw new Error('generate: empty prompt');
+  const empty = prompts.findIndex((p) => p.length === 0);
+  if (empty >= 0) throw new Error(`generate: prompt ${empty} is empty`);
   if (!(Number.isInteger(opts.maxTokens) && opts.maxTokens >= 1)) throw new Error(`generate: maxTokens must be a positive integer, got ${opts.maxTokens}`);
+  return raggedPlan(prompts);
 }
+
+const promptTokens = (prompts: readonly (readonly number[])[]) => prompts.reduce((n, p) => n + p.length, 0);
 
 /** Generation on the GPU: one submit per token for the whole batch, tokens read back one step behind. */
 export async function generateGpu(model: GpuModel, tokenizer: Tokenizer, prompts: readonly (readonly number[])[], opts: GenerateOptions): Promise<GenerateResult> {
-  checkPrompts(prompts, opts);
+  const plan = checkPrompts(prompts, opts);
   const b = prompts.length;
-  const t = prompts[0].length;
-  const tracker = new Tracker(b, tokenizer, opts.eos ?? tokenizer.eos, opts.onText);
+  const tracker = new Tracker(b, tokenizer, opts.eos ?? tokenizer.eos, opts.onText, opts.maxTokens);
+  // Steps the longest prompt's sequence needs: the prefill's, its forced steps, then maxTokens − 1.
+  const limit = opts.maxTokens + plan.extra;
 
   // Each run's readback is started right at its last submit (a map waits for all work submitted before it,
   // so starting it later would wait for the following runs too). Up to `depth` runs are in flight: the host
@@ -198,7 +215,7 @@ export async function generateGpu(model: GpuModel, tokenizer: Tokenizer, prompts
   const decodeSteps: StepTiming[] = [];
   const queue: { step: StepHandle; ids: Promise<number[]> }[] = [];
   const submit = () => {
-    const n = Math.min(runSteps, opts.maxTokens - submitted, ramp ? 2 ** Math.min(runs, 4) : runSteps);
+    const n = Math.min(runSteps, limit - submitted, ramp ? 2 ** Math.min(runs, 4) : runSteps);
     runs++;
     const step = n === 1 ? model.decodeStep() : model.decodeRun(n, { chain: opts.chainSteps ?? true });
     const ids = step.tokens();
@@ -208,25 +225,38 @@ export async function generateGpu(model: GpuModel, tokenizer: Tokenizer, prompts
   };
 
   const t0 = performance.now();
-  const prefill = await model.prefill(prompts, { ...opts.sampling, temperature: opts.sampling?.temperature ?? 0, seed: opts.seed ?? 0 });
+  const temperature = opts.sampling?.temperature ?? 0;
+  // Ragged prompts: the model's draws mapped so that token g of sequence s still takes draw g·b + s of the seed's stream.
+  const draws = plan.extra > 0 ? { random: raggedDraws(plan, batchDraws(rng(opts.seed ?? 0), b)) } : { seed: opts.seed ?? 0 };
+  const prefill = await model.prefill(commonPrompts(prompts, plan), { ...opts.sampling, temperature, ...draws });
   const first = prefill.tokens();
   first.catch(() => undefined); // awaited below
-  if ((opts.aheadOfPrefill ?? depth > 1) && submitted < opts.maxTokens) submit();
-  tracker.record(await first);
+  if ((opts.aheadOfPrefill ?? depth > 1) && plan.extra === 0 && submitted < limit) submit();
+  let picks = await first;
+  tracker.record(picks, (s) => picksNewToken(plan, 0, s));
+  // The longer prompts' rest, a forced token a step (the others feed their own picks), read back step by step.
+  for (let k = 1; k <= plan.extra && !tracker.allDone; k++) {
+    const last = picks;
+    picks = await model.decodeStep({ tokens: prompts.map((_, s) => stepInput(prompts, plan, k, s, last[s])) }).tokens();
+    tracker.record(picks, (s) => picksNewToken(plan, k, s));
+    produced++;
+    submitted++;
+  }
   const t1 = performance.now();
+  const started = produced;
 
-  while (produced < opts.maxTokens && !tracker.allDone) {
-    while (queue.length < depth && submitted < opts.maxTokens) submit();
+  while (produced < limit && !tracker.allDone) {
+    while (queue.length < depth && submitted < limit) submit();
     const oldest = queue.shift()!;
     const ids = await oldest.ids;
-    for (let i = 0; i < oldest.step.steps && produced < opts.maxTokens && !tracker.allDone; i++) {
+    for (let i = 0; i < oldest.step.steps && produced < limit && !tracker.allDone; i++) {
       tracker.record(ids.slice(i * b, (i + 1) * b));
       decodeSteps.push(oldest.step.timings[i]);
       produced++;
     }
   }
   for (const rest of queue) await rest.ids; // leave no readback half-done
-  return tracker.result(t, produced, t0, t1, performance.now(), decodeSteps);
+  return tracker.result(promptTokens(prompts), produced - started, t0, t1, performance.now(), decodeSteps);
 }
 
 /**
@@ -234,25 +264,32 @@ export async function generateGpu(model: GpuModel, tokenizer: Tokenizer, prompts
  * `attention`, which must carry state across calls (cpuAttentionSessionFromVariant).
  */
 export function generateCpu(model: CpuModel, attention: CpuAttentionStep, tokenizer: Tokenizer, prompts: readonly (readonly number[])[], opts: GenerateOptions): GenerateResult {
-  checkPrompts(prompts, opts);
+  const plan = checkPrompts(prompts, opts);
   const b = prompts.length;
-  const t = prompts[0].length;
   const V = model.config.vocabSize;
   const sampling: SamplingOptions = { ...opts.sampling, temperature: opts.sampling?.temperature ?? 0 };
-  const random = rng(opts.seed ?? 0);
-  const tracker = new Tracker(b, tokenizer, opts.eos ?? tokenizer.eos, opts.onText);
+  // b draws a step, sequence 0 first, as the GPU model makes them (ragged: mapped the same way).
+  const random = plan.extra > 0 ? raggedDraws(plan, batchDraws(rng(opts.seed ?? 0), b)) : rng(opts.seed ?? 0);
+  const tracker = new Tracker(b, tokenizer, opts.eos ?? tokenizer.eos, opts.onText, opts.maxTokens);
   const choose = (logits: Float64Array, rows: number, last: number) =>
     Array.from({ length: b }, (_, s) => sampleToken(logits.subarray((s * rows + last) * V, (s * rows + last + 1) * V), sampling, random).token);
 
   const t0 = performance.now();
-  let ids = choose(cpuForward(model, prompts, attention).logits.data, t, t - 1);
-  tracker.record(ids);
-  const t1 = performance.now();
+  const t = plan.common;
+  let ids = choose(cpuForward(model, commonPrompts(prompts, plan), attention).logits.data, t, t - 1);
+  tracker.record(ids, (s) => picksNewToken(plan, 0, s));
   let produced = 1;
-  while (produced < opts.maxTokens && !tracker.allDone) {
+  for (let k = 1; k <= plan.extra && !tracker.allDone; k++, produced++) {
+    const inputs = prompts.map((_, s) => [stepInput(prompts, plan, k, s, ids[s])]);
+    ids = choose(cpuForward(model, inputs, attention).logits.data, 1, 0);
+    tracker.record(ids, (s) => picksNewToken(plan, k, s));
+  }
+  const t1 = performance.now();
+  const started = produced;
+  while (produced < opts.maxTokens + plan.extra && !tracker.allDone) {
     ids = choose(cpuForward(model, ids.map((id) => [id]), attention).logits.data, 1, 0);
     tracker.record(ids);
     produced++;
   }
-  return tracker.result(t, produced, t0, t1, performance.now(), []);
+  return tracker.result(promptTokens(prompts), produced - started, t0, t1, performance.now(), []);
 }

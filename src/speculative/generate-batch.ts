@@ -46,7 +46,7 @@ export interface BatchSpeculativeResult {
   readonly prefillMs: number;
   readonly decodeMs: number;
   readonly draftMs: number;
-  /** Tokens after each sequence's first, all sequences, per second of decodeMs. */
+  /** Tokens after the ones startBatch returned (each sequence's first, and with ragged prompts the shorter ones' first few), all sequences, per second of decodeMs. */
   readonly decodeTokensPerS: number | undefined;
   readonly gpuMsPerStep: readonly number[];
 }
@@ -113,16 +113,21 @@ export async function speculativeGenerateBatch(
   };
 
   const t0 = performance.now();
-  const first = await verifier.startBatch(prompts, sampling, prompts.map((_, s) => u(0, s)));
-  const out = first.map((t) => [t]);
+  // Ragged prompts: the shorter sequences emit tokens while the longer ones' prompts are fed (ragged-prompts.ts).
+  const first = await verifier.startBatch(prompts, sampling, u);
+  const out = first.map((f) => {
+    const end = f.indexOf(opts.eos ?? -1);
+    return f.slice(0, Math.min(opts.maxTokens, end >= 0 ? end + 1 : f.length));
+  });
   const t1 = performance.now();
+  const startedWith = out.reduce((a, o) => a + o.length, 0);
   const ended = (s: number) => out[s][out[s].length - 1] === opts.eos;
   // Lockstep where the verifier keeps one position for the batch, or when asked (benches compare the two).
   const lockstep = batch.lockstep === true || !verifier.perSequence;
   // Tokens sequence s emitted: out[s].length (in lockstep, the same for every live sequence).
   const active = () => out.map((o, s) => !ended(s) && o.length < opts.maxTokens);
   const leftover: number[][] = prompts.map(() => []);
-  for (const [s, d] of drafts.entries()) if (active()[s]) await d.begin?.({ tokens: [...prompts[s], first[s]] });
+  for (const [s, d] of drafts.entries()) if (active()[s]) await d.begin?.({ tokens: [...prompts[s], ...out[s]] });
   const committedPerStep: number[] = [];
   const accepted: number[] = [];
   const gpuMsPerStep: number[] = [];
@@ -240,7 +245,7 @@ export async function speculativeGenerateBatch(
   }
   const t2 = performance.now();
   const steps = committedPerStep.length;
-  const emitted = out.reduce((a, o) => a + o.length - 1, 0);
+  const emitted = out.reduce((a, o) => a + o.length, 0) - startedWith;
   return {
     tokens: out,
     perSequence: !lockstep,

@@ -33,6 +33,7 @@ import { isDecodable, type Program } from '../ir/types.ts';
 import { encodeStepWith, type AttentionEncoder, type StepPlan } from '../model/gpu-step-plan.ts';
 import type { GpuModel } from '../model/gpu-model.ts';
 import type { SamplingOptions } from '../model/sampling.ts';
+import { commonPrompts, picksNewToken, raggedDraws, raggedPlan, stepInput } from '../model/ragged-prompts.ts';
 import type { ModelWeights } from '../model/weights.ts';
 import { BufferUsage, MapMode, throwIfDeviceErrors } from '../runtime/device.ts';
 import { idOf } from '../runtime/object-id.ts';
@@ -231,11 +232,15 @@ export class GpuTreeVerifier implements TreeVerifier, BatchTreeVerifier {
   }
 
   async start(prompt: readonly number[], sampling: SamplingOptions, u0: number): Promise<number> {
-    const [token] = await this.startBatch([prompt], sampling, [u0]);
+    const [[token]] = await this.startBatch([prompt], sampling, () => u0);
     return token;
   }
 
-  async startBatch(prompts: readonly (readonly number[])[], sampling: SamplingOptions, u0: readonly number[]): Promise<number[]> {
+  /**
+   * Prompts of different lengths (ragged-prompts.ts): the common part prefilled, then a decode step a token for the
+   * longer ones' rest (the others feed their own picks), each step's picks read back.
+   */
+  async startBatch(prompts: readonly (readonly number[])[], sampling: SamplingOptions, draw: (g: number, s: number) => number): Promise<number[][]> {
     if (prompts.length > this.maxBatch) throw new Error(`tree verifier: ${prompts.length} sequences; it was made for at most ${this.maxBatch}`);
     this.forgetChains();
     this.last = undefined;
@@ -243,14 +248,22 @@ export class GpuTreeVerifier implements TreeVerifier, BatchTreeVerifier {
     this.folds?.reset(); // the prefill writes the layers' own state
     this.offsets = prompts.map(() => 0);
     this.sampled = (sampling.temperature ?? 0) > 0;
-    let draw = 0;
-    // The prefill draws one uniform per sequence, sequence 0 first.
-    const step = await this.model.prefill(prompts, { ...sampling, random: () => u0[draw++] ?? 0 });
-    const tokens = await step.tokens();
+    const plan = raggedPlan(prompts);
+    // The model draws one uniform per sequence a step, sequence 0 first: token g of sequence s gets draw(g, s).
+    const step = await this.model.prefill(commonPrompts(prompts, plan), { ...sampling, random: raggedDraws(plan, draw) });
+    let picks = await step.tokens();
+    const out = prompts.map((): number[] => []);
+    const take = (k: number) => picks.forEach((t, s) => picksNewToken(plan, k, s) && out[s].push(t));
+    take(0);
+    for (let k = 1; k <= plan.extra; k++) {
+      const last = picks;
+      picks = await this.model.decodeStep({ tokens: prompts.map((_, s) => stepInput(prompts, plan, k, s, last[s])) }).tokens();
+      take(k);
+    }
     for (const [n, st] of this.model.attentionStates.entries()) {
       if (!st.buffers) throw new Error(`layer ${n}'s attention keeps no state buffers the tree kernels can read; speculative decoding needs the compiled variant (src/runtime/compiled-attention.ts)`);
     }
-    return tokens;
+    return out;
   }
 
   async verify(req: VerifyRequest): Promise<VerifyResult> {

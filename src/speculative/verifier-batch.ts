@@ -37,11 +37,11 @@ export class VerifierBatch implements BatchTreeVerifier {
     return this.verifiers[s].position;
   }
 
-  async startBatch(prompts: readonly (readonly number[])[], sampling: SamplingOptions, u0: readonly number[]): Promise<number[]> {
+  /** Each sequence's own prompt through its own verifier (prompts of any lengths): its first token. */
+  async startBatch(prompts: readonly (readonly number[])[], sampling: SamplingOptions, draw: (g: number, s: number) => number): Promise<number[][]> {
     if (prompts.length !== this.verifiers.length) throw new Error(`VerifierBatch: ${prompts.length} prompts for ${this.verifiers.length} verifiers`);
-    if (prompts.some((p) => p.length !== prompts[0].length)) throw new Error('VerifierBatch: prompts of a batch must have equal lengths (one position for the batch)');
-    const out: number[] = [];
-    for (const [s, v] of this.verifiers.entries()) out.push(await v.start(prompts[s], sampling, u0[s]));
+    const out: number[][] = [];
+    for (const [s, v] of this.verifiers.entries()) out.push([await v.start(prompts[s], sampling, draw(0, s))]);
     return out;
   }
 

@@ -67,8 +67,12 @@ export interface BatchTreeVerifier {
   readonly perSequence: boolean;
   /** Tokens folded into sequence s's state, its commit not yet applied included. */
   positionOf(s: number): number;
-  /** Prefills the prompts (equal lengths) from fresh state; returns each one's next token (sampled with u0[s] unless greedy). */
-  startBatch(prompts: readonly (readonly number[])[], sampling: SamplingOptions, u0: readonly number[]): Promise<number[]>;
+  /**
+   * Prefills the prompts (of any lengths: src/model/ragged-prompts.ts) from fresh state; returns each sequence's tokens
+   * emitted so far — at least one: the last is its next root, the ones before it are in its state — token g of sequence
+   * s sampled with draw(g, s) unless greedy.
+   */
+  startBatch(prompts: readonly (readonly number[])[], sampling: SamplingOptions, draw: (g: number, s: number) => number): Promise<number[][]>;
   verifyBatch(request: BatchVerifyRequest): Promise<VerifyResult[]>;
   /** Folds paths (root first; all of one length unless perSequence) of the last verified trees into the states. */
   commitBatch(paths: readonly (readonly number[])[]): void;
