@@ -42,6 +42,8 @@ describe.each(MODEL_SPECS.slice(0, 2))('prompts of different lengths in one batc
         const r = await generateGpu(model, tok, ps, { maxTokens: NEW_TOKENS, ...opts });
         expect(r.tokens, `GPU ${JSON.stringify(opts)}, prompts ${JSON.stringify(ps)}`).toEqual(want);
         expect(r.promptTokens).toBe(18);
+        // Each text is its tokens', the last one included.
+        expect(r.texts).toEqual(want.map((t) => tok.decode(t)));
       }
       // An EOS (the longest prompt's 4th new token) ends each sequence that emits it, some while that prompt is fed.
       const eos = want[1][3];

@@ -1,5 +1,7 @@
 // `linattn generate --model DIR --prompt "…"`: stream a continuation of the prompt, then prefill and decode
 // tokens/s; with --speculate, plain and speculative decoding of the same prompt (src/speculative/run-speculative.ts).
+// --prompt given several times: one batch (prompts of any lengths), each continuation printed when all are done;
+// with --speculate, batch speculation (src/speculative/run-speculative-batch.ts).
 // Everything that can fail on the user's files (config, variant, tokenizer, checkpoint, device) is loaded and
 // checked before the first byte of output, so a bad input prints one error naming the file and the field or
 // tensor, exits non-zero, and leaves no partial output.
@@ -15,6 +17,7 @@ import { loadModelDir } from '../model/model-dir.ts';
 import { compiledAttentionFactory } from '../runtime/compiled-attention.ts';
 import { getDevice } from '../runtime/dawn.ts';
 import { runSpeculativeGenerate } from '../speculative/run-speculative.ts';
+import { runSpeculativeBatch } from '../speculative/run-speculative-batch.ts';
 import { choice, number, required, str, UsageError } from './args.ts';
 import type { Command } from './command.ts';
 import { parseSpeculateArgs } from './speculate-args.ts';
@@ -43,7 +46,8 @@ export function generateWith(prepare: PrepareAttention): Command {
       `  --attention KIND     Hugging Face directories: auto (default), ${HF_ATTENTIONS.join(', ')}`,
       '  --medusa DIR         Medusa heads in the Medusa project\'s layout (medusa_lm_head.safetensors and its',
       '                       config.json) for --speculate medusa; a .pt pickle is refused with how to convert it',
-      '  --prompt TEXT        required',
+      '  --prompt TEXT        required; several --prompt: one batch (any lengths), each continuation printed after a',
+      '                       --- i of n --- line once all are done',
       '  --max-tokens N       default 64',
       '  --temperature T      0 (default) is greedy; with --top-k K (0: all) and --top-p P (1: all)',
       '  --seed S             default 0',
@@ -53,7 +57,9 @@ export function generateWith(prepare: PrepareAttention): Command {
       '                       (prompt lookup as one chain copied from the latest longest match), adaptive (an online',
       '                       tri-gram table whose branches follow observed acceptance), medusa (the checkpoint\'s',
       '                       heads), oracle (plain decoding replayed) or draft:DIR (a small model); reports the',
-      '                       mean accepted length and the speed-up over plain decoding of the same prompt',
+      '                       mean accepted length and the speed-up over plain decoding of the same prompt; several',
+      '                       --prompt: batch speculation (not draft:DIR; a fixed tree, by default the chain of the',
+      '                       draft\'s depth: Medusa\'s heads, else 4)',
       '  --tree SPEC          the token tree: [[0],[0,0],[1]] (static), top:K, best:K or chain:N (docs/speculative.md);',
       '                       auto (the default) measures plain decoding and a few trees as it runs and uses the',
       '                       fastest, so speculation that does not pay falls back to plain decoding; greedy',
@@ -70,7 +76,7 @@ export function generateWith(prepare: PrepareAttention): Command {
       'are built then, not inside the timed runs or auto\'s first decisions); LINATTN_SPECULATE_WARMUP=0 skips that, =1 forces it.',
     ].join('\n'),
     options: {
-      model: { type: 'string' }, prompt: { type: 'string' }, 'max-tokens': { type: 'string' }, temperature: { type: 'string' },
+      model: { type: 'string' }, prompt: { type: 'string', multiple: true }, 'max-tokens': { type: 'string' }, temperature: { type: 'string' },
       'top-k': { type: 'string' }, 'top-p': { type: 'string' }, seed: { type: 'string' }, device: { type: 'string' },
       speculate: { type: 'string' }, tree: { type: 'string' }, 'max-nodes': { type: 'string' }, 'chain-steps': { type: 'string' }, 'auto-state': { type: 'string' }, attention: { type: 'string' }, medusa: { type: 'string' },
       verbose: { type: 'boolean', short: 'v' },
@@ -81,8 +87,8 @@ export function generateWith(prepare: PrepareAttention): Command {
         ? (ctx) => prepare({ ...ctx, onPlanChoice: (why) => io.stderr(`attention prefill plan (${ctx.program.name}, fused chunk kernel): ${why}\n`) })
         : prepare;
       const dir = resolve(required(values, 'model'));
-      const prompt = str(values, 'prompt');
-      if (prompt === undefined) throw new UsageError('--prompt is required');
+      const prompts = (values.prompt as string[] | undefined) ?? [];
+      if (prompts.length === 0) throw new UsageError('--prompt is required');
       const maxTokens = number(values, 'max-tokens', (n) => Number.isInteger(n) && n >= 1, 'a positive integer') ?? 64;
       const temperature = number(values, 'temperature', (n) => n >= 0, 'a number >= 0') ?? 0;
       const topK = number(values, 'top-k', (n) => Number.isInteger(n) && n >= 0, 'a non-negative integer') ?? 0;
@@ -100,14 +106,28 @@ export function generateWith(prepare: PrepareAttention): Command {
         lazy: device === 'gpu',
       });
       const tokenizer = loadTokenizer(config);
-      const ids = [...(tokenizer.bos !== undefined ? [tokenizer.bos] : []), ...tokenizer.encode(prompt)];
-      if (ids.length === 0) throw new UsageError('--prompt is empty and the tokenizer has no BOS token to start from');
-      const max = config.maxPositionEmbeddings;
-      if (max !== undefined && ids.length + maxTokens > max) {
-        throw new UsageError(`prompt (${ids.length} tokens) + --max-tokens ${maxTokens} exceed max_position_embeddings ${max} of ${config.file}`);
-      }
+      const batch = prompts.map((prompt, i) => {
+        const ids = [...(tokenizer.bos !== undefined ? [tokenizer.bos] : []), ...tokenizer.encode(prompt)];
+        const which = prompts.length > 1 ? ` ${i + 1}` : '';
+        if (ids.length === 0) throw new UsageError(`--prompt${which} is empty and the tokenizer has no BOS token to start from`);
+        const max = config.maxPositionEmbeddings;
+        if (max !== undefined && ids.length + maxTokens > max) {
+          throw new UsageError(`prompt${which} (${ids.length} tokens) + --max-tokens ${maxTokens} exceed max_position_embeddings ${max} of ${config.file}`);
+        }
+        return ids;
+      });
+      const ids = batch[0];
       const sampling = { temperature, topK, topP };
 
+      if (speculate && batch.length > 1) {
+        await runSpeculativeBatch({
+          args: speculate, device, config, variant, weights, tokenizer, ids, prompts: batch, maxTokens, sampling, seed,
+          stdout: io.stdout, stderr: io.stderr,
+          ...(device === 'gpu' && { gpu: await getDevice(), prepareAttention }),
+          ...(process.env.LINATTN_SPECULATE_WARMUP !== undefined && { warmUp: !['', '0', 'false'].includes(process.env.LINATTN_SPECULATE_WARMUP) }),
+        });
+        return 0;
+      }
       if (speculate) {
         await runSpeculativeGenerate({
           args: speculate, device, config, variant, weights, tokenizer, ids, maxTokens, sampling, seed,
@@ -127,22 +147,24 @@ export function generateWith(prepare: PrepareAttention): Command {
           // the pipelined loop (call 48: 2,420 against 2,301 tokens/s at batch 1; bench/decode-pipeline.ts).
           model = await GpuModel.create(gpu, config, weights, await prepareAttention({ gpu, config, program: variant.compiled, source: variant.program }), { timestamps: false });
           where = gpu.adapterName;
-          result = await generateGpu(model, tokenizer, [ids], { maxTokens, sampling, seed, onText: (text) => io.stdout(text) });
+          result = await generateGpu(model, tokenizer, batch, { maxTokens, sampling, seed, ...(batch.length === 1 && { onText: (text: string) => io.stdout(text) }) });
         } else {
           const cpu = cpuModel(config, weights);
           const attention = cpuAttentionSessionFromVariant(variant.program, cpu.weights.layers.map((l) => l.attention));
           where = 'CPU float64';
-          result = generateCpu(cpu, attention, tokenizer, [ids], { maxTokens, sampling, seed, onText: (text) => io.stdout(text) });
+          result = generateCpu(cpu, attention, tokenizer, batch, { maxTokens, sampling, seed, ...(batch.length === 1 && { onText: (text: string) => io.stdout(text) }) });
         }
       } finally {
         await model?.destroy();
       }
-      io.stdout('\n');
+      if (batch.length === 1) io.stdout('\n');
+      else for (const [s, text] of result.texts.entries()) io.stdout(`--- ${s + 1} of ${batch.length} ---\n${text}\n`);
+      const decoded = result.tokens.reduce((n, t) => n + t.length - 1, 0);
       const decode = result.decodeTokensPerS === undefined
         ? 'decode: 0 tokens'
-        : `decode: ${result.tokens[0].length - 1} tokens, ${result.decodeTokensPerS.toFixed(1)} tokens/s`;
+        : `decode: ${decoded} tokens, ${result.decodeTokensPerS.toFixed(1)} tokens/s`;
       io.stderr(
-        `prefill: ${result.promptTokens} tokens, ${result.prefillTokensPerS.toFixed(1)} tokens/s; ${decode}` +
+        `prefill: ${result.promptTokens} tokens${batch.length > 1 ? ` (${batch.length} prompts)` : ''}, ${result.prefillTokensPerS.toFixed(1)} tokens/s; ${decode}` +
           ` (${where}, ${result.stopReason === 'eos' ? 'stopped at EOS' : `max ${maxTokens} tokens`})\n`,
       );
       return 0;

@@ -131,10 +131,11 @@ class Tracker {
     ids.forEach((id, s) => {
       if (this.done[s] || (isNew && !isNew(s))) return;
       this.tokens[s].push(id);
-      if (id === this.eos || this.tokens[s].length >= this.cap) {
+      if (id === this.eos) {
         this.done[s] = true;
         return;
       }
+      if (this.tokens[s].length >= this.cap) this.done[s] = true;
       const text = this.streams[s].push(id);
       if (text && this.onText) this.onText(text, s);
     });

@@ -1,0 +1,113 @@
+// Speculative generation of several prompts in one batch, as `linattn generate --prompt A --prompt B … --speculate`
+// runs it: the prompts decoded plainly in one batch first (the baseline, and the oracle's trajectories), then
+// speculatively in one batch (generate-batch.ts: one draft and one tree per sequence, every tree verified in one
+// forward, each sequence accepting and committing its own path); prompts may differ in length. The report gives the
+// mean accepted length, tokens/s of both batches over all sequences, the speed-up and how many sequences' output
+// equals plain decoding's. --tree auto measures one sequence's options (speculation-controller.ts); a batch runs a
+// fixed tree, by default the chain of the draft's depth.
+import type { ModelConfig } from '../model/config.ts';
+import { cpuAttentionSessionFromVariant } from '../model/cpu-attention.ts';
+import { cpuModel } from '../model/cpu-forward.ts';
+import { ModelFileError } from '../model/errors.ts';
+import { generateCpu, generateGpu, type GenerateResult } from '../model/generate.ts';
+import { GpuModel } from '../model/gpu-model.ts';
+import { AdaptiveDraft } from './adaptive-draft.ts';
+import { CpuTreeVerifier } from './cpu-verifier.ts';
+import type { DraftSource } from './draft.ts';
+import { speculativeGenerateBatch, type BatchSpeculativeResult } from './generate-batch.ts';
+import { GpuTreeVerifier } from './gpu-verifier.ts';
+import { LookupChainDraft } from './lookup-chain.ts';
+import { MedusaDraft } from './medusa-draft.ts';
+import { NgramDraft } from './ngram-draft.ts';
+import { OracleDraft } from './oracle-draft.ts';
+import { checkDecodable, type SpeculativeRunContext } from './run-speculative.ts';
+import { parseTreeSpec, type TreeShape } from './tree-spec.ts';
+import { VerifierBatch } from './verifier-batch.ts';
+import type { BatchTreeVerifier } from './verifier.ts';
+
+/** Chain nodes a batch runs without --tree: Medusa's heads, else this many. */
+const BATCH_CHAIN = 4;
+
+/** The tree a batch runs: --tree's when given, else the chain of the draft's depth (Medusa: its heads; others 4). */
+export function batchTree(c: Pick<SpeculativeRunContext, 'args'>, config: ModelConfig): { shape: TreeShape; maxNodes: number; named: boolean } {
+  if (!c.args.auto) return { shape: c.args.shape, maxNodes: c.args.maxNodes, named: true };
+  const n = c.args.source === 'medusa' ? config.medusa!.numHeads : BATCH_CHAIN;
+  return { shape: parseTreeSpec(`chain:${n}`), maxNodes: n, named: false };
+}
+
+/** Plain, then speculative generation of the prompts in one batch; each sequence's speculative text goes to stdout. */
+export async function runSpeculativeBatch(c: SpeculativeRunContext & { readonly prompts: readonly (readonly number[])[] }): Promise<void> {
+  const { args, config, prompts } = c;
+  const b = prompts.length;
+  checkDecodable(c.variant.compiled, 'the model');
+  if (args.source === 'medusa' && !config.medusa) {
+    throw new ModelFileError(config.file, 'medusa', '--speculate medusa needs Medusa heads: "medusa": {"num_heads": M} in config.json and medusa.N.{proj,lm_head}.weight in model.safetensors');
+  }
+  if (args.source.startsWith('draft:')) throw new Error('--speculate draft:DIR takes one --prompt: a batch runs the ngram, lookup, adaptive, medusa and oracle drafts (a draft model would keep a state of its own per sequence)');
+  const tree = batchTree(c, config);
+  const k = tree.shape.kind === 'static' ? Math.max(...tree.shape.paths.map((p) => p[p.length - 1])) + 1 : tree.shape.width;
+  const nodes = tree.maxNodes + 1;
+  const sizes = [(tree.shape.kind === 'static' ? tree.shape.paths.length : tree.maxNodes) + 1];
+  const warmUp = c.warmUp ?? (c.device === 'gpu' && !c.gpu!.isSoftware);
+  const eos = c.tokenizer.eos;
+
+  let verifier: BatchTreeVerifier | undefined;
+  try {
+    let plain: GenerateResult;
+    let where: string;
+    if (c.device === 'gpu') {
+      const gpu = c.gpu!;
+      const model = await GpuModel.create(gpu, config, c.weights, await c.prepareAttention!({ gpu, config, program: c.variant.compiled, source: c.variant.program }), { withMedusa: true });
+      const v = await GpuTreeVerifier.create(model, c.variant.compiled, c.weights, { maxNodes: nodes, maxBatch: b, ownsModel: true, sizes });
+      verifier = v;
+      if (warmUp) await generateGpu(model, c.tokenizer, prompts, { maxTokens: Math.min(c.maxTokens, 32), sampling: c.sampling, seed: c.seed });
+      plain = await generateGpu(model, c.tokenizer, prompts, { maxTokens: c.maxTokens, sampling: c.sampling, seed: c.seed });
+      where = gpu.adapterName;
+    } else {
+      const cpu = cpuModel(config, c.weights);
+      verifier = new VerifierBatch(prompts.map(() => new CpuTreeVerifier(cpu, c.variant.compiled, nodes)));
+      const attention = cpuAttentionSessionFromVariant(c.variant.program, cpu.weights.layers.map((l) => l.attention));
+      plain = generateCpu(cpu, attention, c.tokenizer, prompts, { maxTokens: c.maxTokens, sampling: c.sampling, seed: c.seed });
+      where = 'CPU float64';
+    }
+    const drafts = (): DraftSource[] =>
+      prompts.map((p, s) => {
+        if (args.source === 'ngram') return new NgramDraft();
+        if (args.source === 'lookup') return new LookupChainDraft({ length: tree.maxNodes });
+        if (args.source === 'adaptive') return new AdaptiveDraft(c.seed + s);
+        if (args.source === 'medusa') return new MedusaDraft(config.medusa!.numHeads, k);
+        return new OracleDraft(p, plain.tokens[s], config.vocabSize);
+      });
+    await verifier.prepare?.({ ...(args.source === 'medusa' && { medusaTopK: k }), batch: b });
+    const opts = {
+      maxTokens: c.maxTokens, shape: tree.shape, maxNodes: tree.maxNodes, sampling: c.sampling, seed: c.seed,
+      ...(eos !== undefined && { eos }),
+      ...(config.maxPositionEmbeddings !== undefined && { maxPosition: config.maxPositionEmbeddings }),
+      ...(args.chainSteps !== undefined && { chainSteps: args.chainSteps }),
+    };
+    // Untimed first: the batch's tree kernels and recordings are built at their first use.
+    if (warmUp) await speculativeGenerateBatch(verifier, drafts(), prompts, { ...opts, maxTokens: Math.min(c.maxTokens, 32) });
+    const r = await speculativeGenerateBatch(verifier, drafts(), prompts, opts);
+    for (const [s, tokens] of r.tokens.entries()) {
+      c.stdout(`--- ${s + 1} of ${b} ---\n${c.tokenizer.decode(tokens.filter((t) => t !== eos))}\n`);
+    }
+    c.stderr(formatBatchReport(r, plain, { draft: args.source, tree: tree.named ? tree.shape.spec : `${tree.shape.spec} (a batch's default; --tree chooses)`, maxNodes: tree.maxNodes, where, chainSteps: args.chainSteps }));
+  } finally {
+    await verifier?.destroy();
+  }
+}
+
+export function formatBatchReport(r: BatchSpeculativeResult, plain: GenerateResult, o: { draft: string; tree: string; maxNodes: number; where: string; chainSteps?: number }): string {
+  const b = r.tokens.length;
+  const spec = r.decodeTokensPerS;
+  const base = plain.decodeTokensPerS;
+  const same = r.tokens.filter((t, s) => t.join(',') === plain.tokens[s].join(',')).length;
+  const total = r.tokens.reduce((n, t) => n + t.length, 0);
+  return (
+    `speculative batch of ${b} (${o.draft}, --tree ${o.tree}${o.chainSteps ? `, --chain-steps ${o.chainSteps}` : ''}, --max-nodes ${o.maxNodes}; ${o.where}): ${total} tokens in ${r.steps} verification steps, ` +
+    `${r.meanCommitted.toFixed(2)} tokens a sequence a step, ${spec === undefined ? '—' : spec.toFixed(1)} tokens/s (all sequences)\n` +
+    `plain decoding of the batch, same run: ${plain.tokens.reduce((n, t) => n + t.length, 0)} tokens, ${base === undefined ? '—' : base.toFixed(1)} tokens/s; ` +
+    `speed-up ${spec !== undefined && base !== undefined ? `${(spec / base).toFixed(2)}×` : '—'}; output identical to plain decoding in ${same} of ${b} sequences` +
+    `${same === b ? '' : ' (expected only when sampling with a sampled draft, or at a float32 near-tie)'}\n`
+  );
+}

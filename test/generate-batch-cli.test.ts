@@ -1,0 +1,99 @@
+// `linattn generate` with several --prompt: one batch of prompts of different lengths, each continuation printed under
+// a '--- i of n ---' line; with --speculate, batch speculation, its report counting the sequences whose output equals
+// plain decoding's. The float64 CPU batch's texts are each prompt's own generation; the GPU batch's are the CPU's.
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { execute, type CommandIo } from '../src/cli/command.ts';
+import { generateWith } from '../src/cli/generate.ts';
+import { initModelCommand } from '../src/cli/init-model.ts';
+import type { AttentionContext } from '../src/model/attention-context.ts';
+import { compiledAttentionFactory } from '../src/runtime/compiled-attention.ts';
+import { TINY } from './helpers/speculative.ts';
+
+const root = mkdtempSync(join(tmpdir(), 'generate-batch-cli-'));
+afterAll(() => rmSync(root, { recursive: true, force: true }));
+
+function capture(): CommandIo & { out: string; err: string } {
+  const io = { out: '', err: '', stdout: (s: string) => void (io.out += s), stderr: (s: string) => void (io.err += s) };
+  return io;
+}
+
+let target: string;
+let draft: string;
+beforeAll(async () => {
+  for (const [name, heads, seed] of [['target', 2, 1], ['draft', 0, 2]] as const) {
+    const json = JSON.parse(readFileSync(TINY, 'utf8')) as Record<string, unknown>;
+    json['attention'] = { ...(json['attention'] as object), variant: resolve(import.meta.dirname, '../examples/paper/elu_dwconv.la') };
+    if (heads) json['medusa'] = { num_heads: heads };
+    writeFileSync(join(root, `${name}.json`), JSON.stringify(json));
+    const io = capture();
+    expect(await execute(initModelCommand, ['--config', join(root, `${name}.json`), '--out', join(root, name), '--seed', String(seed)], io), io.err).toBe(0);
+  }
+  target = join(root, 'target');
+  draft = join(root, 'draft');
+});
+
+const prepareAttention = ({ gpu, config, program }: AttentionContext) => compiledAttentionFactory(gpu, program, config.numHeads, config.headDim);
+const PROMPTS = ['abcabcabc', 'xy', 'the cat sat on the mat'];
+
+async function run(args: string[]): Promise<{ code: number; out: string; err: string }> {
+  const io = capture();
+  const code = await execute(generateWith(prepareAttention), ['--model', target, '--max-tokens', '10', ...args], io);
+  return { code, out: io.out, err: io.err };
+}
+
+/** The texts under the '--- i of n ---' lines. */
+function sections(out: string, n: number): string[] {
+  const parts = out.split(/^--- \d+ of \d+ ---\n/m);
+  expect(parts[0]).toBe('');
+  expect(parts).toHaveLength(n + 1);
+  return parts.slice(1).map((p) => p.replace(/\n$/, ''));
+}
+
+describe('linattn generate with several --prompt', () => {
+  it("prints each prompt's continuation: in float64 each is its own generation, on the GPU the same texts", async () => {
+    const alone = [];
+    for (const p of PROMPTS) {
+      const r = await run(['--prompt', p, '--device', 'cpu']);
+      expect(r.code, r.err).toBe(0);
+      alone.push(r.out.replace(/\n$/, ''));
+    }
+    const args = PROMPTS.flatMap((p) => ['--prompt', p]);
+    const cpu = await run([...args, '--device', 'cpu']);
+    expect(cpu.code, cpu.err).toBe(0);
+    expect(sections(cpu.out, 3)).toEqual(alone);
+    expect(cpu.err).toMatch(/prefill: \d+ tokens \(3 prompts\)/);
+    const gpu = await run([...args, '--device', 'gpu']);
+    expect(gpu.code, gpu.err).toBe(0);
+    expect(sections(gpu.out, 3)).toEqual(alone);
+  });
+
+  it.each([['cpu'], ['gpu']])('with --speculate, batch speculation equals plain batched decoding in every sequence (--device %s)', async (device) => {
+    const args = [...PROMPTS.flatMap((p) => ['--prompt', p]), '--device', device];
+    const plain = await run(args);
+    expect(plain.code, plain.err).toBe(0);
+    const want = sections(plain.out, 3);
+    for (const extra of [['--speculate', 'medusa'], ['--speculate', 'ngram', '--tree', 'top:2', '--max-nodes', '4'], ['--speculate', 'lookup', '--tree', 'chain:3'], ['--speculate', 'adaptive', '--tree', 'best:2', '--max-nodes', '4'], ['--speculate', 'oracle', '--tree', '[[0],[0,0],[1]]']]) {
+      const r = await run([...args, ...extra]);
+      expect(r.code, `${extra.join(' ')}: ${r.err}`).toBe(0);
+      expect(sections(r.out, 3), extra.join(' ')).toEqual(want);
+      expect(r.err, extra.join(' ')).toMatch(/speculative batch of 3 .*verification steps.*tokens\/s/);
+      expect(r.err, extra.join(' ')).toMatch(/speed-up [\d.]+×; output identical to plain decoding in 3 of 3 sequences\n/);
+    }
+    // Without --tree a batch runs the chain of the draft's depth (Medusa: its 2 heads).
+    expect((await run([...args, '--speculate', 'medusa'])).err).toMatch(/--tree chain:2 \(a batch's default; --tree chooses\)/);
+  });
+
+  it('refuses a draft model for a batch, and an over-long prompt by its number, before any output', async () => {
+    const r = await run(['--prompt', 'ab', '--prompt', 'cd', '--speculate', `draft:${draft}`]);
+    expect(r.code).not.toBe(0);
+    expect(r.out).toBe('');
+    expect(r.err).toMatch(/draft:DIR takes one --prompt/);
+    const long = await run(['--prompt', 'ab', '--prompt', 'x'.repeat(4100), '--max-tokens', '10']);
+    expect(long.code).not.toBe(0);
+    expect(long.out).toBe('');
+    expect(long.err).toMatch(/prompt 2 \(\d+ tokens\) \+ --max-tokens 10 exceed max_position_embeddings/);
+  });
+});
