@@ -75,7 +75,8 @@ describe('linattn generate with several --prompt', () => {
     const plain = await run(args);
     expect(plain.code, plain.err).toBe(0);
     const want = sections(plain.out, 3);
-    for (const extra of [['--speculate', 'medusa'], ['--speculate', 'ngram', '--tree', 'top:2', '--max-nodes', '4'], ['--speculate', 'lookup', '--tree', 'chain:3'], ['--speculate', 'adaptive', '--tree', 'best:2', '--max-nodes', '4'], ['--speculate', 'oracle', '--tree', '[[0],[0,0],[1]]']]) {
+    const chained = device === 'gpu' ? [['--speculate', 'medusa', '--tree', 'chain:2', '--chain-steps', '2']] : [];
+    for (const extra of [['--speculate', 'medusa'], ...chained, ['--speculate', 'ngram', '--tree', 'top:2', '--max-nodes', '4'], ['--speculate', 'lookup', '--tree', 'chain:3'], ['--speculate', 'adaptive', '--tree', 'best:2', '--max-nodes', '4'], ['--speculate', 'oracle', '--tree', '[[0],[0,0],[1]]']]) {
       const r = await run([...args, ...extra]);
       expect(r.code, `${extra.join(' ')}: ${r.err}`).toBe(0);
       expect(sections(r.out, 3), extra.join(' ')).toEqual(want);
@@ -91,6 +92,10 @@ describe('linattn generate with several --prompt', () => {
     expect(r.code).not.toBe(0);
     expect(r.out).toBe('');
     expect(r.err).toMatch(/draft:DIR takes one --prompt/);
+    const chained = await run(['--prompt', 'ab', '--prompt', 'cd', '--speculate', 'lookup', '--tree', 'chain:2', '--chain-steps', '2']);
+    expect(chained.code).not.toBe(0);
+    expect(chained.out).toBe('');
+    expect(chained.err).toMatch(/--chain-steps with several --prompt takes --speculate medusa/);
     const long = await run(['--prompt', 'ab', '--prompt', 'x'.repeat(4100), '--max-tokens', '10']);
     expect(long.code).not.toBe(0);
     expect(long.out).toBe('');

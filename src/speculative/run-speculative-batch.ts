@@ -44,6 +44,7 @@ export async function runSpeculativeBatch(c: SpeculativeRunContext & { readonly 
     throw new ModelFileError(config.file, 'medusa', '--speculate medusa needs Medusa heads: "medusa": {"num_heads": M} in config.json and medusa.N.{proj,lm_head}.weight in model.safetensors');
   }
   if (args.source.startsWith('draft:')) throw new Error('--speculate draft:DIR takes one --prompt: a batch runs the ngram, lookup, adaptive, medusa and oracle drafts (a draft model would keep a state of its own per sequence)');
+  if (args.chainSteps !== undefined && args.source !== 'medusa') throw new Error(`--chain-steps with several --prompt takes --speculate medusa (a chained batch drafts with the heads on the GPU), not ${args.source}`);
   const tree = batchTree(c, config);
   const k = tree.shape.kind === 'static' ? Math.max(...tree.shape.paths.map((p) => p[p.length - 1])) + 1 : tree.shape.width;
   const nodes = tree.maxNodes + 1;
