@@ -11,16 +11,11 @@ import { cpuModel } from '../model/cpu-forward.ts';
 import { ModelFileError } from '../model/errors.ts';
 import { generateCpu, generateGpu, type GenerateResult } from '../model/generate.ts';
 import { GpuModel } from '../model/gpu-model.ts';
-import { AdaptiveDraft } from './adaptive-draft.ts';
 import { CpuTreeVerifier } from './cpu-verifier.ts';
 import type { DraftSource } from './draft.ts';
 import { speculativeGenerateBatch, type BatchSpeculativeResult } from './generate-batch.ts';
 import { GpuTreeVerifier } from './gpu-verifier.ts';
-import { LookupChainDraft } from './lookup-chain.ts';
-import { MedusaDraft } from './medusa-draft.ts';
-import { NgramDraft } from './ngram-draft.ts';
-import { OracleDraft } from './oracle-draft.ts';
-import { checkDecodable, type SpeculativeRunContext } from './run-speculative.ts';
+import { checkDecodable, draftFor, type SpeculativeRunContext } from './run-speculative.ts';
 import { parseTreeSpec, type TreeShape } from './tree-spec.ts';
 import { VerifierBatch } from './verifier-batch.ts';
 import type { BatchTreeVerifier } from './verifier.ts';
@@ -72,13 +67,7 @@ export async function runSpeculativeBatch(c: SpeculativeRunContext & { readonly 
       where = 'CPU float64';
     }
     const drafts = (): DraftSource[] =>
-      prompts.map((p, s) => {
-        if (args.source === 'ngram') return new NgramDraft();
-        if (args.source === 'lookup') return new LookupChainDraft({ length: tree.maxNodes });
-        if (args.source === 'adaptive') return new AdaptiveDraft(c.seed + s);
-        if (args.source === 'medusa') return new MedusaDraft(config.medusa!.numHeads, k);
-        return new OracleDraft(p, plain.tokens[s], config.vocabSize);
-      });
+      prompts.map((p, s) => draftFor(args.source, { config, candidates: k, maxNodes: tree.maxNodes, seed: c.seed + s, prompt: p, plain: plain.tokens[s], sampling: c.sampling }));
     await verifier.prepare?.({ ...(args.source === 'medusa' && { medusaTopK: k }), batch: b });
     const opts = {
       maxTokens: c.maxTokens, shape: tree.shape, maxNodes: tree.maxNodes, sampling: c.sampling, seed: c.seed,

@@ -114,6 +114,20 @@ export function loadDraftCheckpoint(spec: string, target: ModelConfig): DraftChe
   return { dir, config, variant, weights: loadWeights(config, join(dir, 'model.safetensors'), variant.params) };
 }
 
+/** The draft --speculate SOURCE names, for one sequence (`plain`: its plain decoding, the oracle's; draft:DIR: its verifier). */
+export function draftFor(
+  source: string,
+  o: { config: ModelConfig; candidates: number; maxNodes: number; seed: number; prompt: readonly number[]; plain: readonly number[]; sampling: SamplingOptions; draftVerifier?: TreeVerifier },
+): DraftSource {
+  if (source === 'ngram') return new NgramDraft();
+  if (source === 'lookup') return new LookupChainDraft({ length: o.maxNodes });
+  if (source === 'adaptive') return new AdaptiveDraft(o.seed);
+  if (source === 'medusa') return new MedusaDraft(o.config.medusa!.numHeads, o.candidates);
+  if (source === 'oracle') return new OracleDraft(o.prompt, o.plain, o.config.vocabSize);
+  if (!o.draftVerifier) throw new Error(`--speculate ${source}: no draft model loaded`);
+  return new ModelDraft(source, o.draftVerifier, o.sampling, o.seed);
+}
+
 export function checkDecodable(program: Program, what: string): void {
   if (isDecodable(program)) return;
   const t = program.terms.find((x) => x.noncausal)!;
@@ -186,14 +200,8 @@ export async function runSpeculativeGenerate(c: SpeculativeRunContext): Promise<
       owned.push(dv);
       await dv.prepare?.((c.sampling.temperature ?? 0) > 0 ? {} : { topK: k });
     }
-    const draftOf = (): DraftSource => {
-      if (args.source === 'ngram') return new NgramDraft();
-      if (args.source === 'lookup') return new LookupChainDraft({ length: args.maxNodes });
-      if (args.source === 'adaptive') return new AdaptiveDraft(c.seed);
-      if (args.source === 'medusa') return new MedusaDraft(config.medusa!.numHeads, k);
-      if (args.source === 'oracle') return new OracleDraft(c.ids, plain.tokens[0], config.vocabSize);
-      return new ModelDraft(args.source, dv!, c.sampling, c.seed);
-    };
+    const draftOf = (): DraftSource =>
+      draftFor(args.source, { config, candidates: k, maxNodes: args.maxNodes, seed: c.seed, prompt: c.ids, plain: plain.tokens[0], sampling: c.sampling, ...(dv && { draftVerifier: dv }) });
     const draft = draftOf();
     await target.prepare?.(args.source === 'medusa' ? { medusaTopK: k } : {});
     const eos = c.tokenizer.eos;
