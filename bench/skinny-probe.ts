@@ -290,6 +290,15 @@ async function main(): Promise<void> {
       // between the sweep's timings; then the pick with a long warm-up, the variants with short ones, the pick again
       // every PICK_EVERY variants (the sweep's ratios are to the pick's fastest sweep time).
       const ready: Candidate[] = [];
+      /** Checked against the float64 C first: timed only if right. */
+      const admit = async (cand: Candidate, label: string) => {
+        const bad = await wrong(gpu, cand, o, M, p.N);
+        checked++;
+        if (bad) {
+          failed.push({ projection: p.name, M, kernel: label, why: bad });
+          console.log(`  !! wrong, not timed: ${label}: ${bad}`);
+        } else ready.push(cand);
+      };
       for (const v of probeSweep({ M, N: p.N, K: p.K }, { max, small, explore, workgroupBytes: gpu.limits.maxComputeWorkgroupStorageSize })) {
         const unfit = probeUnfit(v, gpu.limits, subgroupSize);
         const k = unfit ? undefined : probeKernel(v, gpu.limits);
@@ -300,15 +309,7 @@ async function main(): Promise<void> {
           console.log(`  -- skipped ${label}: ${unfit}`);
           continue;
         }
-        const cand = await probeCandidate(gpu, k, v, o);
-        const bad = await wrong(gpu, cand, o, M, p.N);
-        checked++;
-        if (bad) {
-          failed.push({ projection: p.name, M, kernel: k.label, why: bad });
-          console.log(`  !! wrong, not timed: ${k.label}: ${bad}`);
-          continue;
-        }
-        ready.push(cand);
+        await admit(await probeCandidate(gpu, k, v, o), k.label);
       }
       for (const knobs of knobSets) {
         let cand: Candidate;
@@ -319,14 +320,7 @@ async function main(): Promise<void> {
           console.log(`  -- skipped lanes ${JSON.stringify(knobs)}: ${(e as Error).message}`);
           continue;
         }
-        const bad = await wrong(gpu, cand, o, M, p.N);
-        checked++;
-        if (bad) {
-          failed.push({ projection: p.name, M, kernel: cand.kernel, why: bad });
-          console.log(`  !! wrong, not timed: ${cand.kernel}: ${bad}`);
-          continue;
-        }
-        ready.push(cand);
+        await admit(cand, cand.kernel);
       }
       console.log(`  ${ready.length} variant(s) matched the float64 C (relative error < ${TOLERANCE})`);
       const pickTimes = [await time(gpu, pick, reps, PICK_WARMUP_MS)];

@@ -24,6 +24,8 @@ import torch
 import triton
 import triton.language as tl
 
+import torch_projections  # bench/: its CUDA-graph timing
+
 PROJ = {"q|k|v": (2304, 768), "o": (768, 768), "gate|up": (4096, 768), "down": (768, 2048), "lm head": (32000, 768)}
 L2_BYTES = 60 << 20
 TOLERANCE = 1e-5
@@ -65,30 +67,15 @@ def launcher(cfg, a, ws, c, M, N, K):
     return go
 
 
-def timed_graph(fns, reps, rounds=5):
-    """Median µs a launch of `reps` launches in one CUDA graph (fns rotate: one weight copy each)."""
-    s = torch.cuda.Stream()
-    s.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(s):
-        for f in fns:
-            f()
-    torch.cuda.current_stream().wait_stream(s)
-    g = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(g):
-        for i in range(reps):
-            fns[i % len(fns)]()
-    for _ in range(10):
-        g.replay()
-    torch.cuda.synchronize()
-    out = []
-    for _ in range(rounds):
-        e0, e1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        e0.record()
-        g.replay()
-        e1.record()
-        torch.cuda.synchronize()
-        out.append(e0.elapsed_time(e1) * 1e3 / reps)
-    return statistics.median(out)
+def timed_graph(fns, reps):
+    """Median µs a launch of `reps` launches in one CUDA graph, rotating over `fns` (one weight copy each)."""
+    turn = {"i": 0}
+
+    def next_launch():
+        fns[turn["i"] % len(fns)]()
+        turn["i"] += 1
+
+    return torch_projections.timed_graph(next_launch, reps) * 1e3
 
 
 def configs(M, n, seed):
