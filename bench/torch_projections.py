@@ -96,9 +96,14 @@ def main():
         base = base or ms
         print(f"{M:>5} {ms:>9.3f} {ms / base:>7.2f}×  " + "  ".join(f"{v:.2f}" for v in per.values()))
         result["rows"].append({"M": M, "step_ms": ms, "ratio_to_first": ms / base, "matmul_us": per})
+    write_result("torch_projections.json", result)
+
+
+def write_result(name, result):
+    """result as JSON in $OUT/name, when $OUT is set."""
     out = os.environ.get("OUT")
     if out:
-        with open(os.path.join(out, "torch_projections.json"), "w") as f:
+        with open(os.path.join(out, name), "w") as f:
             json.dump(result, f, indent=1)
 
 

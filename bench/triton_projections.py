@@ -13,18 +13,15 @@ clears it first). Prints the best few per shape; writes triton_projections.json 
 """
 import argparse
 import itertools
-import json
 import math
-import os
 import random
-import statistics
 import time
 
 import torch
 import triton
 import triton.language as tl
 
-import torch_projections  # bench/: its CUDA-graph timing
+import torch_projections  # bench/: its CUDA-graph timing and $OUT writer
 
 PROJ = {"q|k|v": (2304, 768), "o": (768, 768), "gate|up": (4096, 768), "down": (768, 2048), "lm head": (32000, 768)}
 L2_BYTES = 60 << 20
@@ -141,10 +138,7 @@ def main():
                   f"{best['config'] if best else ''} ({flops / (best['us'] * 1e-6) / 1e12 if best else 0:.1f} TFLOP/s; "
                   f"{len(timed)} of {len(rows)} configs timed)  [{time.time() - t0:.0f} s]", flush=True)
             result["shapes"].append({"projection": name, "M": M, "N": N, "K": K, "cublas_us": blas, "best": confirm, "all": rows})
-    out = os.environ.get("OUT")
-    if out:
-        with open(os.path.join(out, "triton_projections.json"), "w") as f:
-            json.dump(result, f, indent=1)
+    torch_projections.write_result("triton_projections.json", result)
 
 
 if __name__ == "__main__":
