@@ -19,7 +19,8 @@
 //   - the oracle (the target's own plain output replayed: every proposal accepted) with chains of 1, 4, 16, 64
 //     draft nodes: the speed-up ceiling against tree size, and the GPU time of a tree step of that size;
 //   - batch 8 (eight prompts): plain generateGpu against batch speculation (oracle chain:4, adaptive best:4, the
-//     latter also in lockstep: every sequence committing the batch's shortest accepted path);
+//     latter also in lockstep: every sequence committing the batch's shortest accepted path); then the prompts cut to
+//     different lengths (the longest kept): the start's cost against equal prompts, and the oracle's chain:4 on them;
 //   - unless --no-profile (and with timestamp queries): where a decode step's and each oracle tree step's GPU
 //     time goes, kernel by kernel (runtime/dispatch-profile.ts: every dispatch replayed in a timed pass of
 //     its own), with the weight bytes each step's matmuls read; each oracle tree step twice: folded (its tree
@@ -109,6 +110,16 @@ export interface BatchFigure {
   readonly modes?: readonly OptionSummary[];
 }
 
+/** Batch 8 with prompts of different lengths (src/model/ragged-prompts.ts): the start's cost and the oracle's chain:4. */
+export interface RaggedFigure {
+  readonly promptTokens: readonly number[];
+  /** Until every sequence's first token is on the host: ragged prompts, and the equal-length batch's (same run). */
+  readonly plainPrefillMs: number;
+  readonly equalPrefillMs: number;
+  readonly plainTokensPerS: number;
+  readonly oracle: { readonly tokensPerS: number; readonly speedup: number; readonly steps: number; readonly meanCommitted: number; readonly identicalToPlain: boolean };
+}
+
 export interface SpeculativeBenchReport extends AdapterHeader {
   readonly model: ModelShape & { readonly medusaHeads: number };
   readonly draftModel: ModelShape;
@@ -118,7 +129,7 @@ export interface SpeculativeBenchReport extends AdapterHeader {
   readonly plain: { readonly tokensPerS: number; readonly gpuMsPerDecodeStep: number | undefined };
   readonly sources: readonly SpeculativeFigure[];
   readonly oracleBySize: readonly SpeculativeFigure[];
-  readonly batch: { readonly sequences: number; readonly plainTokensPerS: number; readonly figures: readonly BatchFigure[] };
+  readonly batch: { readonly sequences: number; readonly plainTokensPerS: number; readonly figures: readonly BatchFigure[]; readonly ragged?: RaggedFigure };
   readonly profile: readonly StepProfile[];
 }
 
@@ -259,6 +270,20 @@ export async function runSpeculativeBench(opts: { small?: boolean; tokens?: numb
           await batchRun('adaptive', (s) => new AdaptiveDraft(s), parseTreeSpec('best:4'), BATCH_NODES),
           await batchRun('adaptive', (s) => new AdaptiveDraft(s), parseTreeSpec('best:4'), BATCH_NODES, true),
         ];
+    // The same prompts cut to 64, 60, … tokens: their common part prefilled, the rest fed a token a step.
+    let ragged: RaggedFigure | undefined;
+    if (!opts.oracleOnly && 'prefillMs' in plainBatch) {
+      const cut = prompts.map((p, s) => p.slice(0, Math.max(1, p.length - Math.ceil(p.length / 16) * s)));
+      const plainCut = await warm(() => generateGpu(target.model, tok, cut, { maxTokens: newTokens }), () => generateGpu(target.model, tok, cut, { maxTokens: newTokens }));
+      const once = () => speculativeGenerateBatch(verifier, cut.map((p, s) => new OracleDraft(p, plainCut.tokens[s], shape.vocab)), cut, { maxTokens: newTokens, shape: chainShape(4), maxNodes: 4 });
+      const r = await warm(once, once);
+      const tps = r.decodeTokensPerS ?? NaN;
+      ragged = {
+        promptTokens: cut.map((p) => p.length), plainPrefillMs: plainCut.prefillMs, equalPrefillMs: plainBatch.prefillMs, plainTokensPerS: plainCut.decodeTokensPerS ?? NaN,
+        oracle: { tokensPerS: tps, speedup: tps / (plainCut.decodeTokensPerS ?? NaN), steps: r.steps, meanCommitted: r.meanCommitted, identicalToPlain: r.tokens.every((t, s) => t.join(',') === plainCut.tokens[s].join(',')) },
+      };
+      log(`  batch ${BATCH} ragged (prompts ${ragged.promptTokens.join(', ')}): plain prefill ${ragged.plainPrefillMs.toFixed(1)} ms, oracle chain:4 ${tps.toFixed(1)} tokens/s, ${ragged.oracle.speedup.toFixed(2)}×`);
+    }
 
     const profile = opts.profile !== false && gpu.hasTimestamps ? await profileSteps(gpu, target.model, verifier, ids, opts.leaveOut === true) : [];
     return {
@@ -271,7 +296,7 @@ export async function runSpeculativeBench(opts: { small?: boolean; tokens?: numb
       plain: { tokensPerS: plainTps, gpuMsPerDecodeStep: decodeGpu },
       sources,
       oracleBySize,
-      batch: { sequences: BATCH, plainTokensPerS: plainBatchTps, figures: batchFigures },
+      batch: { sequences: BATCH, plainTokensPerS: plainBatchTps, figures: batchFigures, ...(ragged && { ragged }) },
       profile,
     };
   } finally {
@@ -351,6 +376,13 @@ export function formatReport(r: SpeculativeBenchReport): string[] {
     ['source', 'tree', 'nodes', 'commits', 'steps', 'tokens/step/seq', 'accepted/step', 'tokens/s', 'speed-up', 'GPU ms/step', 'same as plain'],
     ...r.batch.figures.map((f) => [f.source, f.tree, String(f.maxNodes), f.lockstep ? 'lockstep' : 'own', String(f.steps), fmt(f.meanCommitted, 2), fmt(f.meanAccepted, 2), fmt(f.tokensPerS, 1), `${fmt(f.speedup, 2)}×`, fmt(f.gpuMsPerStep), f.identicalToPlain ? 'yes' : 'no']),
   ]);
+  const rg = r.batch.ragged;
+  if (rg) {
+    lines.push(
+      `batch ${r.batch.sequences}, prompts of ${rg.promptTokens.join(', ')} tokens: plain prefill ${fmt(rg.plainPrefillMs, 1)} ms (equal ${rg.promptTokens[0]}-token prompts: ${fmt(rg.equalPrefillMs, 1)}), ` +
+        `decode ${fmt(rg.plainTokensPerS, 1)} tokens/s; oracle chain:4 ${fmt(rg.oracle.tokensPerS, 1)} tokens/s, ${fmt(rg.oracle.speedup, 2)}×, ${fmt(rg.oracle.meanCommitted, 2)} tokens/step per sequence, same as plain ${rg.oracle.identicalToPlain ? 'yes' : 'no'}`,
+    );
+  }
   if (r.profile.length) {
     const column = (p: StepProfile) => (p.rows === 1 ? 'decode' : `tree ${p.rows - 1}${p.step.startsWith('Medusa') ? ' + heads' : ''}${p.step.endsWith('own') ? ' +commit' : ''}`);
     lines.push(...formatTable('where the GPU time goes: ms (dispatches) per kernel, each dispatch timed in a pass of its own', profileTable(r.profile, column)));
