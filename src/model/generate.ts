@@ -4,11 +4,12 @@
 // steps (RUN_STEPS by default, at most MAX_RUN_STEPS) are read back with one map, and the host reads run n's tokens (EOS,
 // streaming) while runs n+1 … are queued — the GPU never waits for a readback or for the host's work. The CPU
 // loop is the float64 oracle with the real variant. Prompts may differ in length (ragged-prompts.ts): their common
-// part is prefilled together, the longer ones' rest fed one token a step (each step read back) before the loop.
+// part is prefilled together, the longer ones' rest fed one token a step before the loop (feedRaggedPrompts: the forced
+// tokens put in place of the previous picks on the GPU, so nothing waits for a readback).
 import { rng } from '../tensor.ts';
 import { cpuForward, type CpuAttentionStep, type CpuModel } from './cpu-forward.ts';
 import { MAX_RUN_STEPS, READBACK_RING, RUN_STEPS, RUNS_IN_FLIGHT, type GpuModel, type StepHandle, type StepTiming } from './gpu-model.ts';
-import { batchDraws, commonPrompts, picksNewToken, raggedDraws, raggedPlan, stepInput, type RaggedPlan } from './ragged-prompts.ts';
+import { batchDraws, commonPrompts, forcedToken, picksNewToken, raggedDraws, raggedPlan, stepInput, type RaggedPlan } from './ragged-prompts.ts';
 import { sampleToken, type SamplingOptions } from './sampling.ts';
 import type { Tokenizer } from './tokenizer.ts';
 
@@ -186,6 +187,28 @@ function checkPrompts(prompts: readonly (readonly number[])[], opts: GenerateOpt
 
 const promptTokens = (prompts: readonly (readonly number[])[]) => prompts.reduce((n, p) => n + p.length, 0);
 
+/**
+ * The forced steps 1 … extra of a ragged batch on the GPU (ragged-prompts.ts): each step's forced tokens put in place
+ * of the previous picks on the GPU (GpuModel.decodeStepForcing), up to `depth` steps submitted before the oldest is
+ * read; `onPicks(k, picks)` gets step k's picks, in order.
+ */
+export async function feedRaggedPrompts(
+  model: GpuModel, prompts: readonly (readonly number[])[], plan: RaggedPlan, onPicks: (k: number, picks: readonly number[]) => void, depth = READBACK_RING,
+): Promise<void> {
+  const queue: { k: number; ids: Promise<number[]> }[] = [];
+  const drain = async () => {
+    const { k, ids } = queue.shift()!;
+    onPicks(k, await ids);
+  };
+  for (let k = 1; k <= plan.extra; k++) {
+    if (queue.length >= depth) await drain();
+    const ids = model.decodeStepForcing(prompts.map((_, s) => forcedToken(prompts, plan, k, s))).tokens();
+    ids.catch(() => undefined); // awaited by drain
+    queue.push({ k, ids });
+  }
+  while (queue.length) await drain();
+}
+
 /** Generation on the GPU: one submit per token for the whole batch, tokens read back one step behind. */
 export async function generateGpu(model: GpuModel, tokenizer: Tokenizer, prompts: readonly (readonly number[])[], opts: GenerateOptions): Promise<GenerateResult> {
   const plan = checkPrompts(prompts, opts);
@@ -233,16 +256,11 @@ export async function generateGpu(model: GpuModel, tokenizer: Tokenizer, prompts
   const first = prefill.tokens();
   first.catch(() => undefined); // awaited below
   if ((opts.aheadOfPrefill ?? depth > 1) && plan.extra === 0 && submitted < limit) submit();
-  let picks = await first;
-  tracker.record(picks, (s) => picksNewToken(plan, 0, s));
-  // The longer prompts' rest, a forced token a step (the others feed their own picks), read back step by step.
-  for (let k = 1; k <= plan.extra && !tracker.allDone; k++) {
-    const last = picks;
-    picks = await model.decodeStep({ tokens: prompts.map((_, s) => stepInput(prompts, plan, k, s, last[s])) }).tokens();
-    tracker.record(picks, (s) => picksNewToken(plan, k, s));
-    produced++;
-    submitted++;
-  }
+  tracker.record(await first, (s) => picksNewToken(plan, 0, s));
+  // The longer prompts' rest, a forced token a step (the others feed their own picks on the GPU).
+  await feedRaggedPrompts(model, prompts, plan, (k, picks) => tracker.record(picks, (s) => picksNewToken(plan, k, s)));
+  produced += plan.extra;
+  submitted += plan.extra;
   const t1 = performance.now();
   const started = produced;
 

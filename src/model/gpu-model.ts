@@ -394,6 +394,34 @@ export class GpuModel {
   }
 
   /**
+   * One decode step in which sequence s reads `forced[s]` where it is given and, like decodeStep(), the token the
+   * previous step chose otherwise — nothing read back in between (prompts of different lengths: ragged-prompts.ts).
+   * The forced tokens replace the previous step's picks on the GPU, queue-ordered between the two steps: their rows
+   * copied from the embedding table over the rows the picks wrote (or, where the picks write ids only, their ids).
+   */
+  decodeStepForcing(forced: readonly (number | undefined)[]): StepHandle {
+    const session = this.session;
+    if (!session) throw new Error('decodeStepForcing: no batch yet; call prefill first');
+    const { b } = session.batch;
+    if (forced.length !== b) throw new Error(`decodeStepForcing: ${forced.length} entries for a batch of ${b}`);
+    this.checkLength(session.position + 1, 'decodeStepForcing');
+    const plan = this.readyPlan(session.batch, 1);
+    const { device } = this.gpu;
+    const H = this.config.hiddenSize;
+    const table = this.weights.embedTokens.parts.length === 1 ? this.weights.embedTokens.parts[0].tensor.buffer : undefined;
+    const rows = session.batch.decodeRows;
+    const encoder = this.chosenSource(plan) === 'embedded' && table && rows ? device.createCommandEncoder({ label: 'forced tokens\' rows' }) : undefined;
+    forced.forEach((id, s) => {
+      if (id === undefined) return;
+      if (!Number.isInteger(id) || id < 0 || id >= this.config.vocabSize) throw new Error(`decodeStepForcing: token ${id} is outside [0, ${this.config.vocabSize})`);
+      device.queue.writeBuffer(session.batch.nextTokens, 4 * s, Uint32Array.of(id));
+      encoder?.copyBufferToBuffer(table!, 4 * H * id, rows!.buffer, 4 * H * s, 4 * H);
+    });
+    if (encoder) device.queue.submit([encoder.finish()]);
+    return this.submit('decode', plan, session, 'next');
+  }
+
+  /**
    * `steps` (1…MAX_RUN_STEPS) decode steps, each reading the tokens the previous one chose on the GPU, whose tokens
    * are read back together: tokens() gives steps · b ids, step after step. Greedy steps share one command
    * buffer when the layers can chain them (see submit), unless `chain` is false (a submit per step).

@@ -34,12 +34,14 @@ export function commonPrompts(prompts: readonly (readonly number[])[], plan: Rag
   return prompts.map((p) => p.slice(0, plan.common));
 }
 
-/**
- * The token sequence s feeds step k ≥ 1: its prompt's token common + k − 1 while inside its prompt, else `last` (its
- * pick of step k − 1).
- */
+/** The prompt token sequence s is forced to feed step k ≥ 1 (its token common + k − 1), or undefined past its prompt. */
+export function forcedToken(prompts: readonly (readonly number[])[], plan: RaggedPlan, k: number, s: number): number | undefined {
+  return k - 1 < plan.offsets[s] ? prompts[s][plan.common + k - 1] : undefined;
+}
+
+/** The token sequence s feeds step k ≥ 1: its forced prompt token, else `last` (its pick of step k − 1). */
 export function stepInput(prompts: readonly (readonly number[])[], plan: RaggedPlan, k: number, s: number, last: number): number {
-  return k - 1 < plan.offsets[s] ? prompts[s][plan.common + k - 1] : last;
+  return forcedToken(prompts, plan, k, s) ?? last;
 }
 
 /** Whether step k's pick of sequence s is one of its new tokens (token k − offset). */

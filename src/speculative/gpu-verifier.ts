@@ -33,7 +33,8 @@ import { isDecodable, type Program } from '../ir/types.ts';
 import { encodeStepWith, type AttentionEncoder, type StepPlan } from '../model/gpu-step-plan.ts';
 import type { GpuModel } from '../model/gpu-model.ts';
 import type { SamplingOptions } from '../model/sampling.ts';
-import { commonPrompts, picksNewToken, raggedDraws, raggedPlan, stepInput } from '../model/ragged-prompts.ts';
+import { commonPrompts, picksNewToken, raggedDraws, raggedPlan } from '../model/ragged-prompts.ts';
+import { feedRaggedPrompts } from '../model/generate.ts';
 import type { ModelWeights } from '../model/weights.ts';
 import { BufferUsage, MapMode, throwIfDeviceErrors } from '../runtime/device.ts';
 import { idOf } from '../runtime/object-id.ts';
@@ -251,15 +252,10 @@ export class GpuTreeVerifier implements TreeVerifier, BatchTreeVerifier {
     const plan = raggedPlan(prompts);
     // The model draws one uniform per sequence a step, sequence 0 first: token g of sequence s gets draw(g, s).
     const step = await this.model.prefill(commonPrompts(prompts, plan), { ...sampling, random: raggedDraws(plan, draw) });
-    let picks = await step.tokens();
     const out = prompts.map((): number[] => []);
-    const take = (k: number) => picks.forEach((t, s) => picksNewToken(plan, k, s) && out[s].push(t));
-    take(0);
-    for (let k = 1; k <= plan.extra; k++) {
-      const last = picks;
-      picks = await this.model.decodeStep({ tokens: prompts.map((_, s) => stepInput(prompts, plan, k, s, last[s])) }).tokens();
-      take(k);
-    }
+    const take = (k: number, picks: readonly number[]) => picks.forEach((t, s) => picksNewToken(plan, k, s) && out[s].push(t));
+    take(0, await step.tokens());
+    await feedRaggedPrompts(this.model, prompts, plan, take);
     for (const [n, st] of this.model.attentionStates.entries()) {
       if (!st.buffers) throw new Error(`layer ${n}'s attention keeps no state buffers the tree kernels can read; speculative decoding needs the compiled variant (src/runtime/compiled-attention.ts)`);
     }
