@@ -188,20 +188,20 @@ function checkPrompts(prompts: readonly (readonly number[])[], opts: GenerateOpt
 const promptTokens = (prompts: readonly (readonly number[])[]) => prompts.reduce((n, p) => n + p.length, 0);
 
 /**
- * The forced steps 1 … extra of a ragged batch on the GPU (ragged-prompts.ts): each step's forced tokens put in place
- * of the previous picks on the GPU (GpuModel.decodeStepForcing), up to `depth` steps submitted before the oldest is
- * read; `onPicks(k, picks)` gets step k's picks, in order.
+ * The forced steps 1 … extra of a ragged batch on the GPU (ragged-prompts.ts), submitted while the prefill's picks
+ * (`prefill`, step 0) are still being read: each step's forced tokens put in place of the previous picks on the GPU
+ * (GpuModel.decodeStepForcing), at most READBACK_RING submits unread; `onPicks(k, picks)` gets step k's picks, 0 first.
  */
 export async function feedRaggedPrompts(
-  model: GpuModel, prompts: readonly (readonly number[])[], plan: RaggedPlan, onPicks: (k: number, picks: readonly number[]) => void, depth = READBACK_RING,
+  model: GpuModel, prompts: readonly (readonly number[])[], plan: RaggedPlan, prefill: Promise<number[]>, onPicks: (k: number, picks: readonly number[]) => void,
 ): Promise<void> {
-  const queue: { k: number; ids: Promise<number[]> }[] = [];
+  const queue: { k: number; ids: Promise<number[]> }[] = [{ k: 0, ids: prefill }];
   const drain = async () => {
     const { k, ids } = queue.shift()!;
     onPicks(k, await ids);
   };
   for (let k = 1; k <= plan.extra; k++) {
-    if (queue.length >= depth) await drain();
+    if (queue.length >= READBACK_RING) await drain();
     const ids = model.decodeStepForcing(prompts.map((_, s) => forcedToken(prompts, plan, k, s))).tokens();
     ids.catch(() => undefined); // awaited by drain
     queue.push({ k, ids });
@@ -256,9 +256,8 @@ export async function generateGpu(model: GpuModel, tokenizer: Tokenizer, prompts
   const first = prefill.tokens();
   first.catch(() => undefined); // awaited below
   if ((opts.aheadOfPrefill ?? depth > 1) && plan.extra === 0 && submitted < limit) submit();
-  tracker.record(await first, (s) => picksNewToken(plan, 0, s));
   // The longer prompts' rest, a forced token a step (the others feed their own picks on the GPU).
-  await feedRaggedPrompts(model, prompts, plan, (k, picks) => tracker.record(picks, (s) => picksNewToken(plan, k, s)));
+  await feedRaggedPrompts(model, prompts, plan, first, (k, picks) => tracker.record(picks, (s) => picksNewToken(plan, k, s)));
   produced += plan.extra;
   submitted += plan.extra;
   const t1 = performance.now();

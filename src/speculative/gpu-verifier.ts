@@ -254,8 +254,7 @@ export class GpuTreeVerifier implements TreeVerifier, BatchTreeVerifier {
     const step = await this.model.prefill(commonPrompts(prompts, plan), { ...sampling, random: raggedDraws(plan, draw) });
     const out = prompts.map((): number[] => []);
     const take = (k: number, picks: readonly number[]) => picks.forEach((t, s) => picksNewToken(plan, k, s) && out[s].push(t));
-    take(0, await step.tokens());
-    await feedRaggedPrompts(this.model, prompts, plan, take);
+    await feedRaggedPrompts(this.model, prompts, plan, step.tokens(), take);
     for (const [n, st] of this.model.attentionStates.entries()) {
       if (!st.buffers) throw new Error(`layer ${n}'s attention keeps no state buffers the tree kernels can read; speculative decoding needs the compiled variant (src/runtime/compiled-attention.ts)`);
     }
