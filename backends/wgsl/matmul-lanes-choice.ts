@@ -16,7 +16,7 @@
 // split over workgroups too (lanesRowGroups), which took the wide LM head from the skinny kernel (calls 193–194; from
 // 33 rows it runs the lanes kernel: 112.7 µs against the skinny kernel's 111.1 at 33 rows, call 195).
 import type { KernelTarget } from './kernel-source.ts';
-import { LANES_MAX_GROUP_LOADS, LANES_MAX_SUMS, lanesChunks, lanesThreads, lanesXBudget, type LanesVariant } from './matmul-lanes.ts';
+import { LANES_MAX_GROUP_LOADS, LANES_MAX_SUMS, lanesChunks, lanesRows, lanesThreads, lanesXBudget, type LanesVariant } from './matmul-lanes.ts';
 import type { MatmulFusion } from './matmul-fusion.ts';
 
 /** What the lanes path reads of a matmul problem (matmul.ts's MatmulProblem is one; imported from there it would be a cycle). */
@@ -133,7 +133,7 @@ export function chooseLanes(gpu: KernelTarget, p: LanesProblem, knobs: LanesKnob
   const TNX = TN + (norm ? 1 : 0);
   const G = knobs.rowGroups ?? lanesRowGroups(p);
   let RB = knobs.rowBlocks ?? 1;
-  if (knobs.rowBlocks === undefined) while (RB < M && Math.ceil(M / (RB * G)) * TNX > LANES_MAX_SUMS) RB++;
+  if (knobs.rowBlocks === undefined) while (RB < M && lanesRows(M, RB, G).TM * TNX > LANES_MAX_SUMS) RB++;
   const maxThreads = Math.min(LANES_MAX_THREADS, gpu.limits.maxComputeInvocationsPerWorkgroup);
   const perSlice = RB * CG * L;
   const slotsPerLane = KV / L;
@@ -150,7 +150,7 @@ export function chooseLanes(gpu: KernelTarget, p: LanesProblem, knobs: LanesKnob
   const bytes = lanesXBudget({ M, rowBlocks: RB, rowGroups: G, colGroups: CG, colsPerThread: TN, ...(f && { fusion: f }) }, gpu.limits.maxComputeWorkgroupStorageSize);
   const deepest = (shared: boolean) => {
     for (let u = Math.min(steps, LANES_MAX_GROUP_LOADS); u >= 1; u--) {
-      if (steps % u === 0 && u * TN <= LANES_MAX_GROUP_LOADS && (!shared || lanesChunks(Math.min(M, RB * Math.ceil(M / (RB * G))), K, steps / u, bytes) !== undefined)) return u;
+      if (steps % u === 0 && u * TN <= LANES_MAX_GROUP_LOADS && (!shared || lanesChunks(lanesRows(M, RB, G).MW, K, steps / u, bytes) !== undefined)) return u;
     }
     return undefined;
   };

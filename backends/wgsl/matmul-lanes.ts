@@ -98,6 +98,12 @@ function isPow2(x: number): boolean {
   return Number.isInteger(x) && x >= 1 && (x & (x - 1)) === 0;
 }
 
+/** TM, the rows of a row block, and MW, the rows a workgroup holds (RB row blocks; G workgroups along the rows). */
+export function lanesRows(M: number, rowBlocks: number, rowGroups = 1): { TM: number; MW: number } {
+  const TM = Math.ceil(M / (rowBlocks * rowGroups));
+  return { TM, MW: Math.min(M, rowBlocks * TM) };
+}
+
 export function lanesThreads(v: Pick<LanesVariant, 'rowBlocks' | 'slices' | 'colGroups' | 'lanes'>): number {
   return v.rowBlocks * v.slices * v.colGroups * v.lanes;
 }
@@ -127,8 +133,7 @@ export function lanesChunks(M: number, K: number, groups: number, bytes: number,
  */
 export function lanesXBudget(v: Pick<LanesVariant, 'M' | 'rowBlocks' | 'rowGroups' | 'colGroups' | 'colsPerThread' | 'fusion'>, workgroupBytes: number): number {
   if (v.fusion?.epilogue !== 'argmax') return workgroupBytes;
-  const TM = Math.ceil(v.M / (v.rowBlocks * (v.rowGroups ?? 1)));
-  return workgroupBytes - 4 * 2 * v.rowBlocks * TM * Math.ceil((v.colGroups * v.colsPerThread) / ARGMAX_SEGMENT);
+  return workgroupBytes - 4 * 2 * v.rowBlocks * lanesRows(v.M, v.rowBlocks, v.rowGroups).TM * Math.ceil((v.colGroups * v.colsPerThread) / ARGMAX_SEGMENT);
 }
 
 function shape(v: LanesVariant, workgroupBytes: number): Shape {
@@ -148,9 +153,8 @@ function shape(v: LanesVariant, workgroupBytes: number): Shape {
   const CW = CG * TN;
   if (e === 'swiglu' && (CW % 2 !== 0 || N % 2 !== 0)) throw bad('swiglu pairs local columns: CG·TN and N even');
   const T = RB * S * CG * L;
-  const TM = Math.ceil(M / (RB * G));
+  const { TM, MW } = lanesRows(M, RB, G);
   if ((G - 1) * RB * TM >= M) throw bad(`${G} row groups of ${RB}×${TM} rows leave the last one empty`);
-  const MW = Math.min(M, RB * TM);
   const norm = f?.rmsnorm !== undefined;
   const TNX = TN + (norm ? 1 : 0);
   if (TM * TNX > LANES_MAX_SUMS) throw bad(`${TM}×${TNX} sums a thread, over ${LANES_MAX_SUMS}`);

@@ -411,9 +411,10 @@ export class GpuModel {
     const table = this.weights.embedTokens.parts.length === 1 ? this.weights.embedTokens.parts[0].tensor.buffer : undefined;
     const rows = session.batch.decodeRows;
     const encoder = this.chosenSource(plan) === 'embedded' && table && rows ? device.createCommandEncoder({ label: 'forced tokens\' rows' }) : undefined;
+    const bad = forced.find((id) => id !== undefined && !(Number.isInteger(id) && id >= 0 && id < this.config.vocabSize));
+    if (bad !== undefined) throw new Error(`decodeStepForcing: token ${bad} is outside [0, ${this.config.vocabSize})`);
     forced.forEach((id, s) => {
       if (id === undefined) return;
-      if (!Number.isInteger(id) || id < 0 || id >= this.config.vocabSize) throw new Error(`decodeStepForcing: token ${id} is outside [0, ${this.config.vocabSize})`);
       device.queue.writeBuffer(session.batch.nextTokens, 4 * s, Uint32Array.of(id));
       encoder?.copyBufferToBuffer(table!, 4 * H * id, rows!.buffer, 4 * H * s, 4 * H);
     });

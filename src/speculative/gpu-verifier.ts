@@ -239,7 +239,7 @@ export class GpuTreeVerifier implements TreeVerifier, BatchTreeVerifier {
 
   /**
    * Prompts of different lengths (ragged-prompts.ts): the common part prefilled, then a decode step a token for the
-   * longer ones' rest (the others feed their own picks), each step's picks read back.
+   * longer ones' rest (the others feed their own picks), the forced tokens put in place on the GPU (feedRaggedPrompts).
    */
   async startBatch(prompts: readonly (readonly number[])[], sampling: SamplingOptions, draw: (g: number, s: number) => number): Promise<number[][]> {
     if (prompts.length > this.maxBatch) throw new Error(`tree verifier: ${prompts.length} sequences; it was made for at most ${this.maxBatch}`);

@@ -8,14 +8,13 @@
 import type { ModelConfig } from '../model/config.ts';
 import { cpuAttentionSessionFromVariant } from '../model/cpu-attention.ts';
 import { cpuModel } from '../model/cpu-forward.ts';
-import { ModelFileError } from '../model/errors.ts';
 import { generateCpu, generateGpu, type GenerateResult } from '../model/generate.ts';
 import { GpuModel } from '../model/gpu-model.ts';
 import { CpuTreeVerifier } from './cpu-verifier.ts';
 import type { DraftSource } from './draft.ts';
 import { speculativeGenerateBatch, type BatchSpeculativeResult } from './generate-batch.ts';
 import { GpuTreeVerifier } from './gpu-verifier.ts';
-import { checkDecodable, draftFor, type SpeculativeRunContext } from './run-speculative.ts';
+import { candidatesPerNode, checkSpeculatable, draftFor, type SpeculativeRunContext } from './run-speculative.ts';
 import { parseTreeSpec, type TreeShape } from './tree-spec.ts';
 import { VerifierBatch } from './verifier-batch.ts';
 import type { BatchTreeVerifier } from './verifier.ts';
@@ -34,14 +33,11 @@ export function batchTree(c: Pick<SpeculativeRunContext, 'args'>, config: ModelC
 export async function runSpeculativeBatch(c: SpeculativeRunContext & { readonly prompts: readonly (readonly number[])[] }): Promise<void> {
   const { args, config, prompts } = c;
   const b = prompts.length;
-  checkDecodable(c.variant.compiled, 'the model');
-  if (args.source === 'medusa' && !config.medusa) {
-    throw new ModelFileError(config.file, 'medusa', '--speculate medusa needs Medusa heads: "medusa": {"num_heads": M} in config.json and medusa.N.{proj,lm_head}.weight in model.safetensors');
-  }
+  checkSpeculatable(args.source, c.variant, config);
   if (args.source.startsWith('draft:')) throw new Error('--speculate draft:DIR takes one --prompt: a batch runs the ngram, lookup, adaptive, medusa and oracle drafts (a draft model would keep a state of its own per sequence)');
   if (args.chainSteps !== undefined && args.source !== 'medusa') throw new Error(`--chain-steps with several --prompt takes --speculate medusa (a chained batch drafts with the heads on the GPU), not ${args.source}`);
   const tree = batchTree(c, config);
-  const k = tree.shape.kind === 'static' ? Math.max(...tree.shape.paths.map((p) => p[p.length - 1])) + 1 : tree.shape.width;
+  const k = candidatesPerNode(tree.shape);
   const nodes = tree.maxNodes + 1;
   const sizes = [(tree.shape.kind === 'static' ? tree.shape.paths.length : tree.maxNodes) + 1];
   const warmUp = c.warmUp ?? (c.device === 'gpu' && !c.gpu!.isSoftware);
@@ -54,8 +50,7 @@ export async function runSpeculativeBatch(c: SpeculativeRunContext & { readonly 
     if (c.device === 'gpu') {
       const gpu = c.gpu!;
       const model = await GpuModel.create(gpu, config, c.weights, await c.prepareAttention!({ gpu, config, program: c.variant.compiled, source: c.variant.program }), { withMedusa: true });
-      const v = await GpuTreeVerifier.create(model, c.variant.compiled, c.weights, { maxNodes: nodes, maxBatch: b, ownsModel: true, sizes });
-      verifier = v;
+      verifier = await GpuTreeVerifier.create(model, c.variant.compiled, c.weights, { maxNodes: nodes, maxBatch: b, ownsModel: true, sizes });
       if (warmUp) await generateGpu(model, c.tokenizer, prompts, { maxTokens: Math.min(c.maxTokens, 32), sampling: c.sampling, seed: c.seed });
       plain = await generateGpu(model, c.tokenizer, prompts, { maxTokens: c.maxTokens, sampling: c.sampling, seed: c.seed });
       where = gpu.adapterName;

@@ -55,7 +55,7 @@ export interface SpeculateOptions {
 }
 
 /** Candidates per node a shape asks a draft for. */
-function candidatesPerNode(shape: TreeShape): number {
+export function candidatesPerNode(shape: TreeShape): number {
   return shape.kind === 'static' ? Math.max(...shape.paths.map((p) => p[p.length - 1])) + 1 : shape.width;
 }
 
@@ -128,6 +128,14 @@ export function draftFor(
   return new ModelDraft(source, o.draftVerifier, o.sampling, o.seed);
 }
 
+/** The model can be decoded, and has Medusa heads where --speculate medusa asks for them. */
+export function checkSpeculatable(source: string, variant: ModelVariant, config: ModelConfig): void {
+  checkDecodable(variant.compiled, 'the model');
+  if (source === 'medusa' && !config.medusa) {
+    throw new ModelFileError(config.file, 'medusa', '--speculate medusa needs Medusa heads: "medusa": {"num_heads": M} in config.json and medusa.N.{proj,lm_head}.weight in model.safetensors');
+  }
+}
+
 export function checkDecodable(program: Program, what: string): void {
   if (isDecodable(program)) return;
   const t = program.terms.find((x) => x.noncausal)!;
@@ -138,10 +146,7 @@ export function checkDecodable(program: Program, what: string): void {
 export async function runSpeculativeGenerate(c: SpeculativeRunContext): Promise<void> {
   const { args, config } = c;
   // Checks first: nothing is printed before they pass.
-  checkDecodable(c.variant.compiled, 'the model');
-  if (args.source === 'medusa' && !config.medusa) {
-    throw new ModelFileError(config.file, 'medusa', '--speculate medusa needs Medusa heads: "medusa": {"num_heads": M} in config.json and medusa.N.{proj,lm_head}.weight in model.safetensors');
-  }
+  checkSpeculatable(args.source, c.variant, config);
   const draftCheckpoint = args.source.startsWith('draft:') ? loadDraftCheckpoint(args.source, config) : undefined;
   const trees = args.auto
     ? autoTrees(args.source, args.maxNodes, args.source === 'medusa' ? config.medusa!.numHeads : Infinity, autoChainSteps(args.source, c.device, c.sampling))
