@@ -103,6 +103,7 @@ def write_result(name, result):
     """result as JSON in $OUT/name, when $OUT is set."""
     out = os.environ.get("OUT")
     if out:
+        os.makedirs(out, exist_ok=True)
         with open(os.path.join(out, name), "w") as f:
             json.dump(result, f, indent=1)
 

@@ -48,17 +48,26 @@ describe.each(['elu_dwconv', 'llama_linearized'])('%s: folded tree step, hardwar
   it(`equals commit then tree, and the float64 tree form, for (prefix, pending, nodes) ${SPLIT_CASES.map((x) => `(${x.join(', ')})`).join(' ')}`, () => checkFolded(name, { hardware: true, maxNodes: 17, cases: SPLIT_CASES, axes: { h: 2, d: 16, e: 32 } }), 600_000);
 });
 
-// TreeOptions.threads (LINATTN_TREE_THREADS, read by src/runtime/tree-attention.ts; the benches sweep it): 128
-// invocations a workgroup instead of 256, so 4 slices of the 32 columns' rows instead of 8, and 8 score lanes.
-describe.each([128])('elu_dwconv: folded tree step, hardware split of %i threads', (threads) => {
+// TreeOptions.threads and .tile (LINATTN_TREE_THREADS and LINATTN_TREE_TILE, read by src/runtime/tree-attention.ts;
+// the benches sweep them): 128 invocations a workgroup instead of 256, so 4 slices of the 32 columns' rows instead
+// of 8, and 8 score lanes; tiles of 64 ancestors at 256 threads (4 lanes, the whole path one tile); tiles of 8 at
+// 128 threads (16 lanes, paths of up to 23 nodes in 3 tiles). Neither tile was faster on the H200 (docs/speculative.md).
+describe.each([
+  { threads: 128, tile: 16, cases: [[3, 3, 6]] as Case[] },
+  { threads: 256, tile: 64, cases: [[3, 3, 6]] as Case[] },
+  { threads: 128, tile: 8, cases: [[5, 6, 17]] as Case[] },
+])('elu_dwconv: folded tree step, hardware split of $threads threads, tiles of $tile ancestors', ({ threads, tile, cases }) => {
   it('equals commit then tree, and the float64 tree form', async () => {
-    const before = process.env.LINATTN_TREE_THREADS;
+    const before = [process.env.LINATTN_TREE_THREADS, process.env.LINATTN_TREE_TILE];
     process.env.LINATTN_TREE_THREADS = String(threads);
+    process.env.LINATTN_TREE_TILE = String(tile);
     try {
-      await checkFolded('elu_dwconv', { hardware: true, maxNodes: 6, cases: [[3, 3, 6]], axes: { h: 2, d: 16, e: 32 } });
+      await checkFolded('elu_dwconv', { hardware: true, maxNodes: Math.max(...cases.map((c) => c[2] ?? 0)), cases, axes: { h: 2, d: 16, e: 32 } });
     } finally {
-      if (before === undefined) delete process.env.LINATTN_TREE_THREADS;
-      else process.env.LINATTN_TREE_THREADS = before;
+      for (const [k, v] of [['LINATTN_TREE_THREADS', before[0]], ['LINATTN_TREE_TILE', before[1]]] as const) {
+        if (v === undefined) delete process.env[k];
+        else process.env[k] = v;
+      }
     }
   }, 600_000);
 });

@@ -75,13 +75,21 @@ describe('tree kernels: the split of a workgroup (tree-split.ts)', () => {
   const { program, sizes } = compiled('elu_dwconv', { h: 12, d: 64, e: 64 });
 
   it('gives a hardware adapter 256 threads, 4 slices of 16 state rows per column and staged tile values; a software adapter the 64-thread kernels', () => {
-    expect(treeSplit(64, 64, false)).toEqual({ threads: 256, slices: 4, stageValues: true });
-    expect(treeSplit(128, 64, false)).toEqual({ threads: 256, slices: 2, stageValues: true });
-    expect(treeSplit(3, 4, false)).toEqual({ threads: 256, slices: 4, stageValues: true });
+    expect(treeSplit(64, 64, false)).toEqual({ threads: 256, slices: 4, stageValues: true, tile: 16 });
+    expect(treeSplit(128, 64, false)).toEqual({ threads: 256, slices: 2, stageValues: true, tile: 16 });
+    expect(treeSplit(3, 4, false)).toEqual({ threads: 256, slices: 4, stageValues: true, tile: 16 });
     expect(treeSplit(64, 64, true)).toEqual(SOFTWARE_TREE_SPLIT);
-    expect(treeSplit(64, 64, false, 128)).toEqual({ threads: 128, slices: 2, stageValues: true });
+    expect(treeSplit(64, 64, false, 128)).toEqual({ threads: 128, slices: 2, stageValues: true, tile: 16 });
     expect(() => treeSplit(64, 64, false, 48)).toThrow(/at least the 64 value columns/);
     expect(() => treeSplit(64, 64, false, 100)).toThrow(/multiple of 16/);
+    // Larger path tiles (TreeOptions.tile): fewer feature lanes a score, values staged while a tile's fit 16 KB.
+    expect(treeSplit(64, 64, false, 256, 64)).toEqual({ threads: 256, slices: 4, stageValues: true, tile: 64 });
+    expect(treeSplit(64, 64, false, 256, 128)).toEqual({ threads: 256, slices: 4, stageValues: false, tile: 128 });
+    expect(() => treeSplit(64, 64, false, 256, 48)).toThrow(/48 ancestors a path tile; a power of two dividing the 256 threads/);
+    expect(() => treeSplit(64, 64, false, 128, 256)).toThrow(/256 ancestors a path tile/);
+    const wide = treeFoldPlan(program, sizes, 16, { hardware: true, tile: 64 }).kernels[0].code;
+    expect(wide).toContain('var<workgroup> vals: array<f32, 4096>');
+    expect(wide).toContain('64 ancestors a tile');
     const hw = treeFoldPlan(program, sizes, 16, { hardware: true }).kernels[0].code;
     expect(hw).toContain('@workgroup_size(256)');
     expect(hw).toContain('4 slices of 16 rows per column');

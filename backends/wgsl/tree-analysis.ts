@@ -16,12 +16,15 @@ import { boundedFrontier, layoutOf, prefixGate, rowAxes, stateLayout, type Layou
 import type { PlanBuffer } from './plan.ts';
 import type { Block } from './wgsl-block.ts';
 import { emitEarlyState, type EarlyRows } from './tree-early.ts';
-import { SOFTWARE_TREE_SPLIT, treeSplit, type TreeOptions, type TreeSplit } from './tree-split.ts';
+import { SOFTWARE_TREE_SPLIT, TREE_TILE_DEFAULT, treeSplit, type TreeOptions, type TreeSplit } from './tree-split.ts';
 
 /** Invocations of a tree workgroup on a software adapter (the split's default; tree-split.ts). */
 export const TREE_WG = SOFTWARE_TREE_SPLIT.threads;
-/** Ancestors per tile of a path: the scores of a tile are TILE × lanes threads, TILE · lanes = the split's threads. */
-export const TREE_TILE = 16;
+/**
+ * Ancestors per tile of the commit's path staging and of a bounded term's lags, and a path tile's by default (the
+ * split's `tile`: the scores of a path tile are tile × lanes threads, tile · lanes = the split's threads).
+ */
+export const TREE_TILE = TREE_TILE_DEFAULT;
 
 /** The tree's parent indices, [b, N] as f32 (−1 for a child of the last committed token). */
 export const TREE_PARENTS = 'tree:parents';
@@ -73,7 +76,7 @@ export interface TreeAnalysis {
   readonly per: number;
   /** The workgroup's threads and the state phase's slices (tree-split.ts). */
   readonly split: TreeSplit;
-  /** Feature lanes of a path tile's scores: split.threads / TREE_TILE. */
+  /** Feature lanes of a path tile's scores: split.threads / split.tile. */
   readonly lanes: number;
   readonly prefix: readonly TreePrefix[];
   /** Bounded terms' query features, staged at node n: [W] over `axes` (the head axes fixed). */
@@ -84,11 +87,11 @@ export interface TreeAnalysis {
 export function treeSplitOf(p: Program, sizes: Sizes, opts: TreeOptions): TreeSplit {
   const L = layoutOf(p, p.terms);
   const st = stateLayout(p, sizes);
-  return treeSplit(count(L.rest, sizes), Math.max(1, ...st.prefix.map((q) => q.F)), !(opts.hardware ?? false), opts.threads);
+  return treeSplit(count(L.rest, sizes), Math.max(1, ...st.prefix.map((q) => q.F)), !(opts.hardware ?? false), opts.threads, opts.tile);
 }
 
 export function analyseTree(p: Program, sizes: Sizes, maxNodes: number, split: TreeSplit = SOFTWARE_TREE_SPLIT): TreeAnalysis {
-  if (split.threads % TREE_TILE !== 0 || split.slices < 1) throw new Error(`analyseTree: a split of ${split.threads} threads, ${split.slices} slices does not tile ${TREE_TILE} ancestors`);
+  if (split.threads % split.tile !== 0 || split.slices < 1) throw new Error(`analyseTree: a split of ${split.threads} threads, ${split.slices} slices does not tile ${split.tile} ancestors`);
   const L = layoutOf(p, p.terms);
   const st = stateLayout(p, sizes); // refuses noncausal programs
   const prefix = st.prefix.map((q): TreePrefix => {
@@ -109,7 +112,7 @@ export function analyseTree(p: Program, sizes: Sizes, maxNodes: number, split: T
       return [id, { axes, W: count(axes, sizes) }] as const;
     }),
   );
-  return { p, sizes, maxNodes, L, st, NS: count(L.head, sizes), NR: count(L.rest, sizes), per: count(p.outAxes, sizes), split, lanes: split.threads / TREE_TILE, prefix, qf };
+  return { p, sizes, maxNodes, L, st, NS: count(L.head, sizes), NR: count(L.rest, sizes), per: count(p.outAxes, sizes), split, lanes: split.threads / split.tile, prefix, qf };
 }
 
 /** Where a tree body is emitted and what it reads (treeKernel): the plain kernel's own builder, or the fold's. */

@@ -4,7 +4,7 @@
 // folded one (tree-fold.ts) run it alike; only what the prologue put in path[] and depth differs.
 import { offset, type Index } from './expr.ts';
 import type { Block } from './wgsl-block.ts';
-import { TREE_TILE, type TreeKernel } from './tree-analysis.ts';
+import type { TreeKernel } from './tree-analysis.ts';
 import { declareBoundedTiles, emitBoundedTerm } from './tree-bounded.ts';
 import { emitPrefixTerm, type ItemSums, type PrefixTiles } from './tree-prefix.ts';
 
@@ -14,10 +14,11 @@ export function emitTreeBody(T: TreeKernel, main: Block = T.kb.body): void {
   const { p } = a;
   const gW = Math.max(0, ...a.prefix.map((q) => q.gateW));
   const sliced = a.split.slices > 1 && a.prefix.length > 0;
+  const TILE = a.split.tile;
   const tiles: PrefixTiles = {
-    A: kb.workgroup('A', TREE_TILE, "the tile's scores"),
-    part: kb.workgroup('part', TREE_TILE * a.lanes, 'partial scores of the feature slices'),
-    values: a.split.stageValues && a.prefix.length > 0 ? kb.workgroup('vals', TREE_TILE * a.NR, "the tile's values, [TILE, columns]") : null,
+    A: kb.workgroup('A', TILE, "the tile's scores"),
+    part: kb.workgroup('part', TILE * a.lanes, 'partial scores of the feature slices'),
+    values: a.split.stageValues && a.prefix.length > 0 ? kb.workgroup('vals', TILE * a.NR, "the tile's values, [TILE, columns]") : null,
     slicePart: sliced
       ? {
         num: kb.workgroup('snum', a.split.threads, "the state's partial numerators of each slice"),
@@ -25,7 +26,7 @@ export function emitTreeBody(T: TreeKernel, main: Block = T.kb.body): void {
       }
       : null,
     dacc: gW ? kb.workgroup('dacc', gW, 'gate product from n up to the tile') : null,
-    Dt: gW ? kb.workgroup('Dt', TREE_TILE * gW, "the tile's D_{j→n}") : null,
+    Dt: gW ? kb.workgroup('Dt', TILE * gW, "the tile's D_{j→n}") : null,
   };
   const bounded = declareBoundedTiles(a, kb);
   const sums: ItemSums[] = p.output.map((it, k) => ({

@@ -167,7 +167,7 @@ export function treeFoldPlan(p: Program, sizes: Sizes, maxNodes: number, opts: T
     ],
     outAxes: p.outAxes,
     sizes,
-    schedule: { workgroup: WG, maxNodes, tile: TREE_TILE },
+    schedule: { workgroup: WG, maxNodes, tile: a.split.tile },
     layout,
   };
 }

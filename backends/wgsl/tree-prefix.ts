@@ -16,7 +16,7 @@ import type { Term } from '../../src/ir/types.ts';
 import { ExprGen, type Index } from './expr.ts';
 import type { WorkgroupArray } from './kernel-builder.ts';
 import type { Block } from './wgsl-block.ts';
-import { hoistRowReductions, stateAt, TREE_TILE, type TreeKernel, type TreePrefix } from './tree-analysis.ts';
+import { hoistRowReductions, stateAt, type TreeKernel, type TreePrefix } from './tree-analysis.ts';
 import { slicesOf, unrollOf, type EarlyRows } from './tree-early.ts';
 
 /** Where a term adds its sums: one [NR] array per output item (den only for normalised items). */
@@ -41,23 +41,28 @@ export interface PrefixTiles {
   readonly Dt: WorkgroupArray | null;
 }
 
-/** A lane's features up to this many steps are unrolled in the score loop (F / lanes: 4 at F = 64 under the hardware split). */
-const MAX_UNROLLED_LANE_STEPS = 8;
+/**
+ * A lane's features up to this many steps are unrolled in the score loop (F / lanes: 4 at F = 64 under the hardware
+ * split's default tile, 16 with tiles of 64 ancestors); the software split keeps its loop above 8.
+ */
+const MAX_UNROLLED_LANE_STEPS = 16;
+const SOFTWARE_UNROLLED_LANE_STEPS = 8;
 
 export function emitPrefixTerm(T: TreeKernel, main: Block, q: TreePrefix, t: Term, sums: ItemSums, tiles: PrefixTiles): void {
   const { a } = T;
   const LANES = a.lanes;
+  const TILE = a.split.tile;
   const phi = T.phi[a.prefix.indexOf(q)].name;
   const gW = q.gateW;
   const dacc = tiles.dacc?.name;
   const Dt = tiles.Dt?.name;
   const C = q.group;
-  main.comment(`${t.name}: scores against n's path, ${TREE_TILE} ancestors a tile, then the committed state`);
+  main.comment(`${t.name}: scores against n's path, ${TILE} ancestors a tile, then the committed state`);
   if (gW) main.strided('g', `${gW}u`, (b, g) => b.line(`${dacc}[${g}] = 1.0;`));
   main.for('k0', '0u', (k0) => `${k0} < depth`, (l, k0) => {
     if (gW) {
       l.comment('the gates of the tile, then D_{j→n} = the product of the gates below j (an exclusive scan per gate value)');
-      l.strided('e', `${TREE_TILE * gW}u`, (b, e) => {
+      l.strided('e', `${TILE * gW}u`, (b, e) => {
         const k = b.let('k', `${k0} + ${e} / ${gW}u`);
         const gate = b.var('gate', '1.0');
         b.block(`if (${k} < depth)`, (c) => {
@@ -72,7 +77,7 @@ export function emitPrefixTerm(T: TreeKernel, main: Block, q: TreePrefix, t: Ter
       l.line('workgroupBarrier();');
       l.strided('g', `${gW}u`, (b, g) => {
         const d = b.var('d', `${dacc}[${g}]`);
-        b.for('kk', '0u', (kk) => `${kk} < ${TREE_TILE}u`, (c, kk) => {
+        b.for('kk', '0u', (kk) => `${kk} < ${TILE}u`, (c, kk) => {
           const x = c.let('x', `${Dt}[${kk} * ${gW}u + ${g}]`);
           c.line(`${Dt}[${kk} * ${gW}u + ${g}] = ${d}; ${d} = ${d} * ${x};`);
         });
@@ -84,7 +89,7 @@ export function emitPrefixTerm(T: TreeKernel, main: Block, q: TreePrefix, t: Ter
     const storeVals: (() => void)[] = [];
     if (vals) {
       l.comment("the tile's values, all loaded at once (the column walk below reads them here, not one load after another): each thread's trips unrolled, an entry past the path clamped to its last; loaded before the scores' loads, stored after them, so that both are in flight together");
-      for (const { x: e, guard } of l.trips('e', TREE_TILE * a.NR, { index: 'lid', size: a.split.threads })) {
+      for (const { x: e, guard } of l.trips('e', TILE * a.NR, { index: 'lid', size: a.split.threads })) {
         const k = l.let('k', `${k0} + ${e} / ${a.NR}u`);
         const full: Index = { ...T.head, ...l.split(a.L.rest, a.sizes, `${e} % ${a.NR}u`, 'vc') };
         const kc = l.let('kc', `min(${k}, depth - 1u)`);
@@ -114,7 +119,7 @@ export function emitPrefixTerm(T: TreeKernel, main: Block, q: TreePrefix, t: Ter
           const d = gW ? ` * ${Dt}[(lid / ${LANES}u) * ${gW}u + ${gW > 1 ? f : '0u'}]` : '';
           x.line(`${part} = ${part} + ${phi}[${f}]${d} * ${psi};`);
         };
-        if (q.F % LANES === 0 && q.F / LANES <= MAX_UNROLLED_LANE_STEPS) {
+        if (q.F % LANES === 0 && q.F / LANES <= (a.split.stageValues ? MAX_UNROLLED_LANE_STEPS : SOFTWARE_UNROLLED_LANE_STEPS)) {
           // Unrolled: the lane's features load together (a loop waits on each load in turn, a memory round trip apiece).
           for (let f0 = 0; f0 < q.F; f0 += LANES) body(c, c.let('f', `${f0}u + ${lane}`));
         } else {
@@ -129,7 +134,7 @@ export function emitPrefixTerm(T: TreeKernel, main: Block, q: TreePrefix, t: Ter
     });
     for (const store of storeVals) store();
     l.line('workgroupBarrier();');
-    l.block(`if (lid < ${TREE_TILE}u)`, (b) => {
+    l.block(`if (lid < ${TILE}u)`, (b) => {
       // The lanes' partial scores in lane order, unrolled (their loads together).
       b.line(`${tiles.A.name}[lid] = ${[...Array(LANES).keys()].map((ln) => `${tiles.part.name}[lid * ${LANES}u + ${ln}u]`).join(' + ')};`);
     });
@@ -142,11 +147,11 @@ export function emitPrefixTerm(T: TreeKernel, main: Block, q: TreePrefix, t: Ter
       if (vals) {
         // Every entry of the tile, unrolled (its loads together): past the path A is 0 (its scores summed nothing) and
         // the staged value the path's last entry's.
-        for (let kk = 0; kk < TREE_TILE; kk++) {
+        for (let kk = 0; kk < TILE; kk++) {
           const sc = b.let('sc', `${tiles.A.name}[${kk}u]`);
           b.line(`${nu} = ${nu} + ${sc} * ${vals}[${kk * a.NR}u + ${col}];${de ? ` ${de} = ${de} + ${sc};` : ''}`);
         }
-      } else b.for('kk', '0u', (kk) => `${kk} < min(${TREE_TILE}u, depth - ${k0})`, (c, kk) => {
+      } else b.for('kk', '0u', (kk) => `${kk} < min(${TILE}u, depth - ${k0})`, (c, kk) => {
         // Nothing staged (the software split): each column computes its values, path entries only.
         const k = c.let('k', `${k0} + ${kk}`);
         const ju = c.let('ju', `${T.path.name}[${k}]`);
@@ -159,7 +164,7 @@ export function emitPrefixTerm(T: TreeKernel, main: Block, q: TreePrefix, t: Ter
       b.line(`${sums.num.name}[${col}] += ${nu};${de ? ` ${sums.den!.name}[${col}] += ${de};` : ''}`);
     });
     l.line('workgroupBarrier();');
-  }, { step: (k0) => `${k0} += ${TREE_TILE}u` });
+  }, { step: (k0) => `${k0} += ${TILE}u` });
   if (tiles.slicePart && slicesOf(q.F, a.split.slices) > 1) committedStateSliced(T, main, q, sums, phi, dacc, tiles.slicePart);
   else committedState(T, main, q, sums, phi, dacc);
   main.line('workgroupBarrier();');

@@ -19,6 +19,11 @@ export interface TreeSplit {
   readonly slices: number;
   /** Whether a path tile's values are loaded into workgroup memory together before the columns walk them. */
   readonly stageValues: boolean;
+  /**
+   * Ancestors a path tile (tree-prefix.ts): the scores of a tile are tile × (threads / tile) lanes, a barrier-separated
+   * round each, so a node's path costs ⌈depth / tile⌉ rounds in series (the deepest node sets the launch's time).
+   */
+  readonly tile: number;
 }
 
 /** How a tree plan splits its work: a hardware adapter's split when `hardware` (default: the software one). */
@@ -35,23 +40,33 @@ export interface TreeOptions {
    * head slice's value columns): benches sweep it (LINATTN_TREE_THREADS, src/runtime/tree-attention.ts).
    */
   readonly threads?: number;
+  /**
+   * A hardware adapter's ancestors per path tile (default TREE_TILE_DEFAULT; a power of two dividing `threads`):
+   * benches sweep it (LINATTN_TREE_TILE, src/runtime/tree-attention.ts).
+   */
+  readonly tile?: number;
 }
 
 /** The software split: every tree kernel as it ran before the split (TREE_WG threads, one slice). */
-export const SOFTWARE_TREE_SPLIT: TreeSplit = { threads: 64, slices: 1, stageValues: false };
+export const SOFTWARE_TREE_SPLIT: TreeSplit = { threads: 64, slices: 1, stageValues: false, tile: 16 };
+/** Ancestors a path tile by default. */
+export const TREE_TILE_DEFAULT = 16;
 const HARDWARE_THREADS = 256;
-/** Columns up to which a path tile's values are staged: 16 ancestors × 128 columns, 8 KB of workgroup memory. */
+/** Columns up to which a path tile's values are staged (16 ancestors × 128 columns: 8 KB of workgroup memory)… */
 const MAX_STAGED_COLUMNS = 128;
+/** …and values at most (a tile of 64 ancestors × 64 columns: 16 KB). */
+const MAX_STAGED_VALUES = 4096;
 
 /**
  * The split for NR value columns of a head slice whose widest prefix term has F features. A hardware adapter:
  * `threads` (default 256), and as many slices (a power of two) as fit beside one thread per column (64 columns: 4 slices of
  * 16 rows at F = 64), no more than F; a software adapter: SOFTWARE_TREE_SPLIT.
  */
-export function treeSplit(NR: number, F: number, software: boolean, threads = HARDWARE_THREADS): TreeSplit {
+export function treeSplit(NR: number, F: number, software: boolean, threads = HARDWARE_THREADS, tile = TREE_TILE_DEFAULT): TreeSplit {
   if (software) return SOFTWARE_TREE_SPLIT;
   if (!(Number.isInteger(threads) && threads % 16 === 0 && threads >= NR)) throw new Error(`tree split: ${threads} threads a workgroup; a multiple of 16 and at least the ${NR} value columns`);
+  if (!(Number.isInteger(tile) && tile >= 1 && (tile & (tile - 1)) === 0 && threads % tile === 0)) throw new Error(`tree split: ${tile} ancestors a path tile; a power of two dividing the ${threads} threads`);
   let slices = 1;
   while (slices * 2 <= F && NR * slices * 2 <= threads) slices *= 2;
-  return { threads, slices, stageValues: NR <= MAX_STAGED_COLUMNS };
+  return { threads, slices, stageValues: NR <= MAX_STAGED_COLUMNS && NR * tile <= MAX_STAGED_VALUES, tile };
 }

@@ -53,7 +53,7 @@ export function treePlan(p: Program, sizes: Sizes, maxNodes: number, opts: TreeO
     buffers: [...programBuffers(p, sizes), parents, sequenceBuffer, ...a.st.buffers],
     outAxes: p.outAxes,
     sizes,
-    schedule: { workgroup: a.split.threads, maxNodes, tile: TREE_TILE },
+    schedule: { workgroup: a.split.threads, maxNodes, tile: a.split.tile },
   };
 }
 

@@ -93,18 +93,26 @@ export interface TreeAttentionFactory {
   layer(params: Readonly<Record<string, GPUBuffer>>, label?: string): TreeAttention;
 }
 
+/** A positive integer from environment variable `name`, or undefined when it is unset or empty. */
+function positiveFromEnv(name: string): number | undefined {
+  const say = process.env[name];
+  if (say === undefined || say === '') return undefined;
+  const x = Number(say);
+  if (!(Number.isInteger(x) && x > 0)) throw new Error(`${name} must be a positive integer, got ${JSON.stringify(say)}`);
+  return x;
+}
+
 /**
  * Compiles the tree and commit plans of `program` (after the passes) at fixed axis sizes. `hardware`: split the
  * kernels' work for a hardware adapter (backends/wgsl/tree-split.ts; default: unless the adapter is software — tests
  * force it to run the hardware split on lavapipe). `loadsFirst`: false builds the verifying kernels without
  * TreeOptions.loadsFirst (tests comparing the two). LINATTN_TREE_THREADS (benches): a hardware split's invocations per
- * workgroup instead of tree-split.ts's 256.
+ * workgroup instead of tree-split.ts's 256; LINATTN_TREE_TILE its ancestors per path tile instead of 16.
  */
 export async function compileTreeAttention(gpu: Gpu, program: Program, sizes: Readonly<Record<string, number>>, maxNodes: number, hardware = !gpu.isSoftware, loadsFirst?: boolean): Promise<TreeAttentionFactory> {
-  const say = process.env.LINATTN_TREE_THREADS;
-  const threads = say === undefined || say === '' ? undefined : Number(say);
-  if (threads !== undefined && !(Number.isInteger(threads) && threads > 0)) throw new Error(`LINATTN_TREE_THREADS must be a positive integer, got ${JSON.stringify(say)}`);
-  const opts = { hardware, ...(loadsFirst !== undefined && { loadsFirst }), ...(threads !== undefined && { threads }) };
+  const threads = positiveFromEnv('LINATTN_TREE_THREADS');
+  const tile = positiveFromEnv('LINATTN_TREE_TILE');
+  const opts = { hardware, ...(loadsFirst !== undefined && { loadsFirst }), ...(threads !== undefined && { threads }), ...(tile !== undefined && { tile }) };
   const tree = treePlan(program, sizes, maxNodes, opts);
   const commit = treeCommitPlan(program, sizes, maxNodes, opts);
   let fold = isSoftmaxProgram(program) ? null : { plan: treeFoldPlan(program, sizes, maxNodes, opts), commit: treeFoldCommitPlan(program, sizes, maxNodes, opts) };
