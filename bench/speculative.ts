@@ -19,7 +19,8 @@
 //   - the oracle (the target's own plain output replayed: every proposal accepted) with chains of 1, 4, 16, 64
 //     draft nodes: the speed-up ceiling against tree size, and the GPU time of a tree step of that size;
 //   - batch 8 (eight prompts): plain generateGpu against batch speculation (oracle chain:4, adaptive best:4, the
-//     latter also in lockstep: every sequence committing the batch's shortest accepted path); then the prompts cut to
+//     latter also in lockstep: every sequence committing the batch's shortest accepted path; then both cost-aware,
+//     `--tree auto`'s plain steps or trees for the batch, step by step); then the prompts cut to
 //     different lengths (the longest kept): the start's cost against equal prompts, and the oracle's chain:4 on them;
 //   - unless --no-profile (and with timestamp queries): where a decode step's and each oracle tree step's GPU
 //     time goes, kernel by kernel (runtime/dispatch-profile.ts: every dispatch replayed in a timed pass of
@@ -45,11 +46,11 @@ import { ProfilingPass, timeDispatchesOf, timeLeavingOut, timeStepStream } from 
 import { median } from '../src/runtime/timing.ts';
 import { AdaptiveDraft } from '../src/speculative/adaptive-draft.ts';
 import type { DraftSource } from '../src/speculative/draft.ts';
-import { autoSpeculation, autoTrees } from '../src/speculative/auto-trees.ts';
+import { autoSpeculation, autoTrees, exploreOrder, treeLabel } from '../src/speculative/auto-trees.ts';
 import { speculativeGenerate, type TreeOption } from '../src/speculative/generate.ts';
 import { GpuPlainDecoder } from '../src/speculative/plain-runs.ts';
-import { formatPolicySummary, type OptionSummary } from '../src/speculative/speculation-controller.ts';
-import { speculativeGenerateBatch } from '../src/speculative/generate-batch.ts';
+import { formatPolicySummary, SpeculationController, type OptionSummary } from '../src/speculative/speculation-controller.ts';
+import { speculativeGenerateBatch, type BatchAuto } from '../src/speculative/generate-batch.ts';
 import { GpuTreeVerifier } from '../src/speculative/gpu-verifier.ts';
 import { MedusaDraft } from '../src/speculative/medusa-draft.ts';
 import { ModelDraft } from '../src/speculative/model-draft.ts';
@@ -251,16 +252,21 @@ export async function runSpeculativeBench(opts: { small?: boolean; tokens?: numb
     const plainBatch = opts.oracleOnly ? { tokens: [], decodeTokensPerS: NaN } : await warm(() => plainBatchOf(newTokens), () => plainBatchOf(newTokens));
     const plainBatchTps = plainBatch.decodeTokensPerS ?? NaN;
     if (!opts.oracleOnly) log(`plain decoding, batch ${BATCH}: ${plainBatchTps.toFixed(1)} tokens/s`);
-    const batchRun = async (source: string, d: (s: number) => DraftSource, shapeOf: TreeShape, nodes: number, lockstep = false): Promise<BatchFigure> => {
-      const once = (maxTokens: number) => speculativeGenerateBatch(verifier, prompts.map((_, s) => d(s)), prompts, { maxTokens, shape: shapeOf, maxNodes: nodes }, { lockstep });
+    // auto: a fresh controller over autoTrees(source, nodes) for every run, as `linattn generate` makes one per batch.
+    const batchRun = async (source: string, d: (s: number) => DraftSource, shapeOf: TreeShape, nodes: number, lockstep = false, auto = false): Promise<BatchFigure> => {
+      const trees = autoTrees(source, nodes);
+      const autoOf = (): BatchAuto => ({ policy: new SpeculationController({ trees: trees.map(treeLabel), order: exploreOrder(trees) }), trees });
+      const once = (maxTokens: number) => speculativeGenerateBatch(verifier, prompts.map((_, s) => d(s)), prompts, { maxTokens, shape: shapeOf, maxNodes: nodes }, { lockstep, ...(auto && { auto: autoOf() }) });
       const r = await warm(() => once(newTokens), () => once(newTokens));
       const tps = r.decodeTokensPerS ?? NaN;
       const fig: BatchFigure = {
-        source, tree: shapeOf.spec, maxNodes: nodes, lockstep, steps: r.steps, meanCommitted: r.meanCommitted, meanAccepted: r.meanAccepted, tokensPerS: tps, speedup: tps / plainBatchTps,
+        source, tree: auto ? 'auto' : shapeOf.spec, maxNodes: nodes, lockstep, steps: r.steps, meanCommitted: r.meanCommitted, meanAccepted: r.meanAccepted, tokensPerS: tps, speedup: tps / plainBatchTps,
         gpuMsPerStep: r.gpuMsPerStep.length ? median(r.gpuMsPerStep) : undefined,
         identicalToPlain: r.tokens.every((t, s) => t.join(',') === plainBatch.tokens[s].join(',')),
+        ...(r.policy && { modes: r.policy }),
       };
       log(`  batch ${BATCH} ${source} --tree ${fig.tree}${lockstep ? ' lockstep' : ''}: ${r.steps} steps, ${fig.meanCommitted.toFixed(2)} tokens/step per sequence, ${tps.toFixed(1)} tokens/s, ${fig.speedup.toFixed(2)}×`);
+      if (r.policy) log(`    auto: ${formatPolicySummary(r.policy)}`);
       return fig;
     };
     const batchFigures = opts.oracleOnly
@@ -269,6 +275,8 @@ export async function runSpeculativeBench(opts: { small?: boolean; tokens?: numb
           await batchRun('oracle', (s) => new OracleDraft(prompts[s], plainBatch.tokens[s], shape.vocab), chainShape(4), 4),
           await batchRun('adaptive', (s) => new AdaptiveDraft(s), parseTreeSpec('best:4'), BATCH_NODES),
           await batchRun('adaptive', (s) => new AdaptiveDraft(s), parseTreeSpec('best:4'), BATCH_NODES, true),
+          await batchRun('oracle', (s) => new OracleDraft(prompts[s], plainBatch.tokens[s], shape.vocab), chainShape(4), BATCH_NODES, false, true),
+          await batchRun('adaptive', (s) => new AdaptiveDraft(s), parseTreeSpec('best:4'), BATCH_NODES, false, true),
         ];
     // The same prompts cut to 64, 60, … tokens: their common part prefilled, the rest fed a token a step.
     let ragged: RaggedFigure | undefined;

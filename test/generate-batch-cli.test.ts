@@ -83,8 +83,10 @@ describe('linattn generate with several --prompt', () => {
       expect(r.err, extra.join(' ')).toMatch(/speculative batch of 3 .*verification steps.*tokens\/s/);
       expect(r.err, extra.join(' ')).toMatch(/speed-up [\d.]+×; output identical to plain decoding in 3 of 3 sequences\n/);
     }
-    // Without --tree a batch runs the chain of the draft's depth (Medusa: its 2 heads).
-    expect((await run([...args, '--speculate', 'medusa'])).err).toMatch(/--tree chain:2 \(a batch's default; --tree chooses\)/);
+    // Without --tree a batch is cost-aware: plain steps or a tree for every sequence, step by step (the report's auto line).
+    const auto = await run([...args, '--speculate', 'medusa']);
+    expect(auto.err).toMatch(/--tree auto, --max-nodes \d+/);
+    expect(auto.err).toMatch(/\nauto: plain \d+% of tokens at [\d.]+ tokens\/s \(\d+ decisions\)/);
   });
 
   it('refuses a draft model for a batch, and an over-long prompt by its number, before any output', async () => {

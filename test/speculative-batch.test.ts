@@ -3,7 +3,8 @@
 // lockstep, all committing the shortest accepted length, the rest re-proposed. Greedy output equals each
 // sequence's plain greedy decoding, whatever mix of drafts (so whatever the accepted lengths), with EOS ending
 // one sequence early; deterministic drafts under sampling emit plain batched sampling's tokens; prompts may differ in
-// length (src/model/ragged-prompts.ts). Float64 (CPU
+// length (src/model/ragged-prompts.ts); cost-aware (batch.auto) runs switch between plain root-only steps and trees
+// and keep to whichever a (fake) clock says pays. Float64 (CPU
 // verifiers, many prompts, both modes) and GPU (the batched tree kernels with per-sequence positions, batch 3,
 // the folded step and the separate commit, the ring of elu_dwconv and llama_linearized's groups).
 import { afterAll, describe, expect, it } from 'vitest';
@@ -16,12 +17,16 @@ import { AdaptiveDraft } from '../src/speculative/adaptive-draft.ts';
 import { CpuTreeVerifier } from '../src/speculative/cpu-verifier.ts';
 import type { DraftSource } from '../src/speculative/draft.ts';
 import { speculativeGenerateBatch } from '../src/speculative/generate-batch.ts';
+import type { TreeOption } from '../src/speculative/generate.ts';
+import { FixedSchedule, SpeculationController } from '../src/speculative/speculation-controller.ts';
+import { treeLabel } from '../src/speculative/auto-trees.ts';
 import { GpuTreeVerifier } from '../src/speculative/gpu-verifier.ts';
 import { MedusaDraft } from '../src/speculative/medusa-draft.ts';
 import { NgramDraft } from '../src/speculative/ngram-draft.ts';
 import { OracleDraft } from '../src/speculative/oracle-draft.ts';
 import { parseTreeSpec } from '../src/speculative/tree-spec.ts';
 import { VerifierBatch } from '../src/speculative/verifier-batch.ts';
+import type { BatchVerifyRequest, VerifyResult } from '../src/speculative/verifier.ts';
 import { rng } from '../src/tensor.ts';
 import { gpu } from './helpers/gpu.ts';
 import { makeModel, MODEL_SPECS, plainGreedy, type TestModel } from './helpers/speculative.ts';
@@ -50,6 +55,22 @@ function drafts(m: TestModel, ps: readonly (readonly number[])[], want: readonly
 }
 
 const TREES = ['chain:4', 'top:2', 'best:2', '[[0],[0,0],[1],[0,1]]'];
+/** batch.auto's trees in the tests: a chain, a dynamic tree, a best-first one. */
+const AUTO_TREES: TreeOption[] = [{ shape: parseTreeSpec('chain:3'), maxNodes: 3 }, { shape: parseTreeSpec('top:2'), maxNodes: 4 }, { shape: parseTreeSpec('best:2'), maxNodes: MAX_NODES }];
+/** A schedule that switches between plain runs (option 0) and every tree, runs of 2 plain steps. */
+const forced = () => new FixedSchedule(AUTO_TREES.map(treeLabel), [1, 0, 2, 0, 3, 3, 0], 2);
+
+/** A batch of float64 verifiers whose verification advances a fake clock by `cost` of the request (ms). */
+class ClockedBatch extends VerifierBatch {
+  constructor(verifiers: ConstructorParameters<typeof VerifierBatch>[0], private readonly time: { now: number }, private readonly cost: (req: BatchVerifyRequest) => number) {
+    super(verifiers);
+  }
+
+  override async verifyBatch(req: BatchVerifyRequest): Promise<VerifyResult[]> {
+    this.time.now += this.cost(req);
+    return super.verifyBatch(req);
+  }
+}
 
 describe.each(MODEL_SPECS.slice(0, 2).map((s, i) => ({ ...s, i })))('batch speculation in float64, $name', (spec) => {
   const m = makeModel(spec, spec.seed);
@@ -78,6 +99,48 @@ describe.each(MODEL_SPECS.slice(0, 2).map((s, i) => ({ ...s, i })))('batch specu
     expect(cut, 'steps where a sequence accepted more than the batch committed (the re-proposal path)').toBeGreaterThan(0);
     // The batch still waits for its slowest sequence (in lockstep it sets the committed length): never more steps.
     expect(steps.own, 'steps with per-sequence commits against lockstep, same prompts and drafts').toBeLessThanOrEqual(steps.lockstep);
+  });
+
+  it('cost-aware (batch.auto): plain runs and trees switched by a forced schedule; greedy equals plain, both modes; sampled, plain sampling', async () => {
+    for (let k = 0; k < 2; k++) {
+      const ps = prompts(620 + 10 * spec.i + k);
+      const want = ps.map((p) => plainGreedy(m, p, NEW_TOKENS));
+      for (const lockstep of [false, true]) {
+        const policy = forced();
+        const r = await speculativeGenerateBatch(batch(lockstep), drafts(m, ps, want, k), ps, { maxTokens: NEW_TOKENS, shape: parseTreeSpec('chain:1'), maxNodes: 1 }, { lockstep, auto: { policy, trees: AUTO_TREES } });
+        expect(r.tokens, `prompts ${JSON.stringify(ps)}, lockstep ${lockstep}`).toEqual(want);
+        const used = r.policy!.filter((o) => o.decisions > 0).map((o) => o.label);
+        expect(used, 'every option ran').toEqual(['plain', ...AUTO_TREES.map(treeLabel)]);
+        expect(r.policy!.reduce((n, o) => n + o.tokens, 0), 'every emitted token credited to a decision').toBe(r.tokens.reduce((n, t) => n + t.length, 0) - B);
+      }
+    }
+    const sampling = { temperature: 0.9, topK: 40 };
+    const ps = prompts(640 + spec.i);
+    const session = cpuAttentionSessionFromVariant(m.variant.program, m.cpu.weights.layers.map((l) => l.attention));
+    const plain = generateCpu(m.cpu, session, new ByteTokenizer({ bos: 256 }), ps, { maxTokens: NEW_TOKENS, sampling, seed: 75 });
+    const sampled = await speculativeGenerateBatch(batch(), drafts(m, ps, plain.tokens, 1), ps, { maxTokens: NEW_TOKENS, shape: parseTreeSpec('chain:1'), maxNodes: 1, sampling, seed: 75 }, { auto: { policy: forced(), trees: AUTO_TREES } });
+    expect(sampled.tokens).toEqual(plain.tokens);
+  });
+
+  it('cost-aware (batch.auto): the controller keeps to plain steps where drafts are not accepted and to trees where they are (a fake clock)', async () => {
+    // A step costs 1 ms and 0.1 ms per draft node of the batch: where every draft is accepted (the oracle) trees pay,
+    // where none is (an n-gram draft on prompts without repeats) plain steps do.
+    const tokens = 48;
+    const share = async (kind: 'oracle' | 'ngram') => {
+      const time = { now: 0 };
+      const ps = prompts(660 + spec.i).map((p, s) => p.map((x, j) => (x + 37 * j + 11 * s) % 256));
+      const want = ps.map((p) => plainGreedy(m, p, tokens));
+      const cost = (req: BatchVerifyRequest) => 1 + 0.1 * req.trees.reduce((n, t) => n + t.tokens.length - 1, 0);
+      const verifiers = Array.from({ length: B }, () => new CpuTreeVerifier(m.cpu, m.variant.compiled, MAX_NODES + 1));
+      const policy = new SpeculationController({ trees: AUTO_TREES.map(treeLabel), clock: () => time.now, plainTokens: 4 });
+      const ds = ps.map((p, s) => (kind === 'oracle' ? new OracleDraft(p, want[s], m.config.vocabSize) : new NgramDraft()));
+      const r = await speculativeGenerateBatch(new ClockedBatch(verifiers, time, cost), ds, ps, { maxTokens: tokens, shape: parseTreeSpec('chain:1'), maxNodes: 1 }, { auto: { policy, trees: AUTO_TREES } });
+      expect(r.tokens, kind).toEqual(want);
+      const total = r.policy!.reduce((n, o) => n + o.tokens, 0);
+      return r.policy![0].tokens / total;
+    };
+    expect(await share('ngram'), 'plain steps\' share of the tokens, drafts not accepted').toBeGreaterThan(0.6);
+    expect(await share('oracle'), 'plain steps\' share of the tokens, every draft accepted').toBeLessThan(0.3);
   });
 
   it('stops a sequence at EOS while the others go on', async () => {
@@ -144,6 +207,15 @@ describe('batch speculation on the GPU (batch 3)', () => {
       expect(r.tokens, `prompts ${JSON.stringify(ps)}, --tree ${TREES[k]}`).toEqual(want);
       expect(r.perSequence).toBe(true);
     }
+  });
+
+  it('cost-aware (batch.auto): plain runs of root-only steps and trees switched by a forced schedule; greedy equals plain (float64)', async () => {
+    const { verifier } = await target();
+    const ps = prompts(940, 5);
+    const want = ps.map((p) => plainGreedy(m, p, NEW_TOKENS));
+    const r = await speculativeGenerateBatch(verifier, drafts(m, ps, want, 1), ps, { maxTokens: NEW_TOKENS, shape: parseTreeSpec('chain:1'), maxNodes: 1 }, { auto: { policy: forced(), trees: AUTO_TREES } });
+    expect(r.tokens, `prompts ${JSON.stringify(ps)}`).toEqual(want);
+    expect(r.policy!.filter((o) => o.decisions > 0).length).toBe(AUTO_TREES.length + 1);
   });
 
   it('llama_linearized (groups of 4 and a convolution): sequences at different positions cross group starts apart', async () => {

@@ -7,6 +7,13 @@
 // decoding's tokens, greedy or sampled. Sequences that ended (EOS, or their token budget) verify a lone root and
 // commit nothing; their output is no longer read.
 //
+// Cost-aware (`batch.auto`, `--tree auto` with several prompts): before each step a policy (speculation-controller.ts)
+// picks one of a few trees for every live sequence, or a plain decision — a run of root-only steps, each sequence
+// verifying its last token alone and emitting the target's next, which is plain decoding through the verifier —
+// and learns each decision's rate: tokens emitted by the whole batch over its wall time, drafting included. So a
+// batch whose drafts are not accepted falls back to what a step of one row a sequence costs instead of paying for
+// trees nothing is accepted from (what a plain step here costs against generate's pipelined loop: a readback a step).
+//
 // Lockstep (a verifier without perSequence: softmax attention's cache on the GPU keeps one position for the
 // batch): a step commits the same number of nodes C = the shortest accepted path of the active sequences into
 // every sequence. A sequence that accepted more keeps the rest — its accepted tokens past C and its bonus — and
@@ -22,7 +29,8 @@ import { MedusaDraft } from './medusa-draft.ts';
 import type { DraftSource } from './draft.ts';
 import { expandTree } from './expand.ts';
 import { ModelDraft } from './model-draft.ts';
-import type { SpeculativeOptions } from './generate.ts';
+import type { SpeculativeOptions, TreeOption } from './generate.ts';
+import type { OptionSummary, SpeculationPolicy } from './speculation-controller.ts';
 import { pathTo, TreeBuilder, type TokenTree } from './token-tree.ts';
 import type { TreeShape } from './tree-spec.ts';
 import type { BatchTreeVerifier, VerifyResult } from './verifier.ts';
@@ -49,6 +57,17 @@ export interface BatchSpeculativeResult {
   /** Tokens after the ones startBatch returned (each sequence's first, and with ragged prompts the shorter ones' first few), all sequences, per second of decodeMs. */
   readonly decodeTokensPerS: number | undefined;
   readonly gpuMsPerStep: readonly number[];
+  /** With `batch.auto`: per option (plain first) its decisions, tokens and wall time. */
+  readonly policy?: OptionSummary[];
+}
+
+/**
+ * Cost-aware batch speculation: option 0 of `policy` is a plain decision (policy.plainRun() root-only steps, default
+ * plainTokens), option i + 1 one step of trees[i] for every live sequence.
+ */
+export interface BatchAuto {
+  readonly policy: SpeculationPolicy;
+  readonly trees: readonly TreeOption[];
 }
 
 /** A tree whose nodes 0 … forced.length − 1 are the chain `forced` (the root first), `below` grafted under its last node. */
@@ -93,15 +112,19 @@ export async function speculativeGenerateBatch(
   drafts: readonly DraftSource[],
   prompts: readonly (readonly number[])[],
   opts: SpeculativeOptions,
-  batch: { readonly lockstep?: boolean } = {},
+  batch: { readonly lockstep?: boolean; readonly auto?: BatchAuto } = {},
 ): Promise<BatchSpeculativeResult> {
+  const auto = batch.auto;
+  if (auto && auto.policy.labels.length !== auto.trees.length + 1) throw new Error(`batch speculation: the policy has ${auto.policy.labels.length - 1} trees, auto ${auto.trees.length}`);
+  if (auto && opts.chainSteps) throw new Error(`chained batch speculation (chainSteps ${opts.chainSteps}) needs a fixed --tree, not auto`);
   const B = prompts.length;
   if (B === 0 || drafts.length !== B) throw new Error(`batch speculation: ${prompts.length} prompts and ${drafts.length} draft sources (one per sequence)`);
   if (B > verifier.maxBatch) throw new Error(`batch speculation: ${B} sequences; the verifier takes at most ${verifier.maxBatch}`);
   if (!(Number.isInteger(opts.maxTokens) && opts.maxTokens >= 1)) throw new Error(`batch speculation: maxTokens must be a positive integer, got ${opts.maxTokens}`);
   // A draft model keeps a state of its own that would have to commit the forced chains too.
   if (drafts.some((d) => d instanceof ModelDraft)) throw new Error('batch speculation takes the n-gram, adaptive, Medusa and oracle drafts, not a draft model');
-  if (opts.maxNodes + 1 > verifier.maxNodes) throw new Error(`--max-nodes ${opts.maxNodes} draft nodes (+ the root) exceed the ${verifier.maxNodes} nodes the verifier was compiled for`);
+  const mostNodes = Math.max(opts.maxNodes, ...(auto?.trees.map((t) => t.maxNodes) ?? []));
+  if (mostNodes + 1 > verifier.maxNodes) throw new Error(`--max-nodes ${mostNodes} draft nodes (+ the root) exceed the ${verifier.maxNodes} nodes the verifier was compiled for`);
   const sampling = { ...opts.sampling, temperature: opts.sampling?.temperature ?? 0 };
   const sampled = sampling.temperature > 0;
   const stream = rng(opts.seed ?? 0);
@@ -139,6 +162,8 @@ export async function speculativeGenerateBatch(
   // tokens) and the positions leave room for them all.
   const chained = opts.chainSteps ? batchChain(verifier, drafts, opts, sampled, lockstep) : undefined;
   const heads: (readonly Candidate[][] | undefined)[] = prompts.map(() => undefined);
+  /** Under auto, the decision in progress: its option, the steps it runs, what it emitted in the steps it ran. */
+  let decision: { option: number; steps: number; emitted: number; ran: number } | undefined;
 
   while (active().some(Boolean)) {
     if (chained && heads.every((h) => h !== undefined) && leftover.every((l) => l.length === 0)) {
@@ -185,9 +210,15 @@ export async function speculativeGenerateBatch(
         continue;
       }
     }
+    // Under auto a decision is taken when none is in progress: a tree for one step, or plain for a run of steps.
+    if (auto && decision === undefined) {
+      const option = auto.policy.next();
+      decision = { option, steps: option === 0 ? Math.max(1, auto.policy.plainRun?.() ?? auto.policy.plainTokens) : 1, emitted: 0, ran: 0 };
+    }
+    const tree: TreeOption | null = !auto ? { shape: opts.shape, maxNodes: opts.maxNodes } : decision!.option === 0 ? null : auto.trees[decision!.option - 1];
     const live = active();
     const ta = performance.now();
-    // Each live sequence: its forced chain (root + leftover), its draft's tree below the chain's end.
+    // Each live sequence: its forced chain (root + leftover), its draft's tree below the chain's end (a plain step: none).
     const subtrees: (TokenTree | undefined)[] = [];
     const trees: (TokenTree | undefined)[] = [];
     for (let s = 0; s < B; s++) {
@@ -196,8 +227,8 @@ export async function speculativeGenerateBatch(
       const forced = [ctx[ctx.length - 1], ...leftover[s]];
       const g = out[s].length;
       const depthLimit = Math.max(0, Math.min(opts.maxTokens - g - 1, (opts.maxPosition ?? Infinity) - verifier.positionOf(s) - 1) - leftover[s].length);
-      const budget = opts.maxNodes - leftover[s].length;
-      const below = await expandTree(fit(opts.shape, budget), drafts[s], { tokens: [...ctx, ...leftover[s]] }, { budget, depthLimit });
+      const budget = Math.max(0, (tree?.maxNodes ?? 0) - leftover[s].length);
+      const below = tree ? await expandTree(fit(tree.shape, budget), drafts[s], { tokens: [...ctx, ...leftover[s]] }, { budget, depthLimit }) : new TreeBuilder(forced[forced.length - 1]).build();
       if (below.q.some((q) => q !== undefined)) throw new Error('batch speculation takes deterministic drafts (n-gram, adaptive, Medusa, oracle): a sampled draft needs the general rejection rule');
       subtrees[s] = below;
       trees[s] = graft(forced, below);
@@ -242,6 +273,14 @@ export async function speculativeGenerateBatch(
     results.forEach((r, s) => {
       if (live[s] && r.medusa) heads[s] = r.medusa;
     });
+    if (auto && decision) {
+      decision.emitted += emitted;
+      decision.ran++;
+      if (decision.ran >= decision.steps || !active().some(Boolean)) {
+        auto.policy.record(decision.emitted, decision.option === 0 ? undefined : decision.ran);
+        decision = undefined;
+      }
+    }
   }
   const t2 = performance.now();
   const steps = committedPerStep.length;
@@ -258,5 +297,6 @@ export async function speculativeGenerateBatch(
     draftMs,
     decodeTokensPerS: emitted > 0 ? emitted / ((t2 - t1) / 1000) : undefined,
     gpuMsPerStep,
+    ...(auto && { policy: auto.policy.summary() }),
   };
 }

@@ -3,8 +3,9 @@
 // speculatively in one batch (generate-batch.ts: one draft and one tree per sequence, every tree verified in one
 // forward, each sequence accepting and committing its own path); prompts may differ in length. The report gives the
 // mean accepted length, tokens/s of both batches over all sequences, the speed-up and how many sequences' output
-// equals plain decoding's. --tree auto measures one sequence's options (speculation-controller.ts); a batch runs a
-// fixed tree, by default the chain of the draft's depth.
+// equals plain decoding's. Without --tree (or with --tree auto) the batch is cost-aware (generate-batch.ts
+// batch.auto): a controller picks, step by step, plain steps (root-only) or one of autoTrees() for every sequence, by
+// the batch's measured tokens/s; a fixed --tree runs that tree (chained runs, --chain-steps, need one).
 import type { ModelConfig } from '../model/config.ts';
 import { cpuAttentionSessionFromVariant } from '../model/cpu-attention.ts';
 import { cpuModel } from '../model/cpu-forward.ts';
@@ -15,18 +16,17 @@ import type { DraftSource } from './draft.ts';
 import { speculativeGenerateBatch, type BatchSpeculativeResult } from './generate-batch.ts';
 import { GpuTreeVerifier } from './gpu-verifier.ts';
 import { candidatesPerNode, checkSpeculatable, draftFor, type SpeculativeRunContext } from './run-speculative.ts';
-import { parseTreeSpec, type TreeShape } from './tree-spec.ts';
+import { autoTrees, exploreOrder, treeLabel } from './auto-trees.ts';
+import type { TreeOption } from './generate.ts';
+import { FixedSchedule, formatPolicySummary, SpeculationController } from './speculation-controller.ts';
 import { VerifierBatch } from './verifier-batch.ts';
 import type { BatchTreeVerifier } from './verifier.ts';
 
-/** Chain nodes a batch runs without --tree: Medusa's heads, else this many. */
-const BATCH_CHAIN = 4;
-
-/** The tree a batch runs: --tree's when given, else the chain of the draft's depth (Medusa: its heads; others 4). */
-export function batchTree(c: Pick<SpeculativeRunContext, 'args'>, config: ModelConfig): { shape: TreeShape; maxNodes: number; named: boolean } {
-  if (!c.args.auto) return { shape: c.args.shape, maxNodes: c.args.maxNodes, named: true };
-  const n = c.args.source === 'medusa' ? config.medusa!.numHeads : BATCH_CHAIN;
-  return { shape: parseTreeSpec(`chain:${n}`), maxNodes: n, named: false };
+/** The trees a batch runs: --tree's when given, else (auto) the cost-aware options, autoTrees() unchained, beside plain steps. */
+export function batchTrees(c: Pick<SpeculativeRunContext, 'args'>, config: ModelConfig): { trees: TreeOption[]; auto: boolean } {
+  const { args } = c;
+  if (!args.auto) return { trees: [{ shape: args.shape, maxNodes: args.maxNodes }], auto: false };
+  return { trees: autoTrees(args.source, args.maxNodes, args.source === 'medusa' ? config.medusa!.numHeads : Infinity), auto: true };
 }
 
 /** Plain, then speculative generation of the prompts in one batch; each sequence's speculative text goes to stdout. */
@@ -36,10 +36,12 @@ export async function runSpeculativeBatch(c: SpeculativeRunContext & { readonly 
   checkSpeculatable(args.source, c.variant, config);
   if (args.source.startsWith('draft:')) throw new Error('--speculate draft:DIR takes one --prompt: a batch runs the ngram, lookup, adaptive, medusa and oracle drafts (a draft model would keep a state of its own per sequence)');
   if (args.chainSteps !== undefined && args.source !== 'medusa') throw new Error(`--chain-steps with several --prompt takes --speculate medusa (a chained batch drafts with the heads on the GPU), not ${args.source}`);
-  const tree = batchTree(c, config);
-  const k = candidatesPerNode(tree.shape);
-  const nodes = tree.maxNodes + 1;
-  const sizes = [(tree.shape.kind === 'static' ? tree.shape.paths.length : tree.maxNodes) + 1];
+  const { trees, auto } = batchTrees(c, config);
+  const tree = trees[0];
+  const k = Math.max(...trees.map((t) => candidatesPerNode(t.shape)));
+  const mostNodes = Math.max(...trees.map((t) => t.maxNodes));
+  const nodes = mostNodes + 1;
+  const sizes = [...new Set([...(auto ? [1] : []), ...trees.map((t) => (t.shape.kind === 'static' ? t.shape.paths.length : t.maxNodes) + 1)])];
   const warmUp = c.warmUp ?? (c.device === 'gpu' && !c.gpu!.isSoftware);
   const eos = c.tokenizer.eos;
 
@@ -62,7 +64,7 @@ export async function runSpeculativeBatch(c: SpeculativeRunContext & { readonly 
       where = 'CPU float64';
     }
     const drafts = (): DraftSource[] =>
-      prompts.map((p, s) => draftFor(args.source, { config, candidates: k, maxNodes: tree.maxNodes, seed: c.seed + s, prompt: p, plain: plain.tokens[s], sampling: c.sampling }));
+      prompts.map((p, s) => draftFor(args.source, { config, candidates: k, maxNodes: mostNodes, seed: c.seed + s, prompt: p, plain: plain.tokens[s], sampling: c.sampling }));
     await verifier.prepare?.({ ...(args.source === 'medusa' && { medusaTopK: k }), batch: b });
     const opts = {
       maxTokens: c.maxTokens, shape: tree.shape, maxNodes: tree.maxNodes, sampling: c.sampling, seed: c.seed,
@@ -70,13 +72,18 @@ export async function runSpeculativeBatch(c: SpeculativeRunContext & { readonly 
       ...(config.maxPositionEmbeddings !== undefined && { maxPosition: config.maxPositionEmbeddings }),
       ...(args.chainSteps !== undefined && { chainSteps: args.chainSteps }),
     };
-    // Untimed first: the batch's tree kernels and recordings are built at their first use.
-    if (warmUp) await speculativeGenerateBatch(verifier, drafts(), prompts, { ...opts, maxTokens: Math.min(c.maxTokens, 32) });
-    const r = await speculativeGenerateBatch(verifier, drafts(), prompts, opts);
+    const labels = trees.map(treeLabel);
+    // Untimed first: the batch's tree kernels and recordings are built at their first use (under auto every option's,
+    // in a fixed schedule, so that none is charged its build in the controller's first decisions).
+    if (warmUp) {
+      const schedule = auto ? { auto: { policy: new FixedSchedule(labels, [0, ...trees.map((_, i) => i + 1)], 4), trees } } : {};
+      await speculativeGenerateBatch(verifier, drafts(), prompts, { ...opts, maxTokens: Math.min(c.maxTokens, 8 * (trees.length + 1)) }, schedule);
+    }
+    const r = await speculativeGenerateBatch(verifier, drafts(), prompts, opts, auto ? { auto: { policy: new SpeculationController({ trees: labels, order: exploreOrder(trees) }), trees } } : {});
     for (const [s, tokens] of r.tokens.entries()) {
       c.stdout(`--- ${s + 1} of ${b} ---\n${c.tokenizer.decode(tokens.filter((t) => t !== eos))}\n`);
     }
-    c.stderr(formatBatchReport(r, plain, { draft: args.source, tree: tree.named ? tree.shape.spec : `${tree.shape.spec} (a batch's default; --tree chooses)`, maxNodes: tree.maxNodes, where, chainSteps: args.chainSteps }));
+    c.stderr(formatBatchReport(r, plain, { draft: args.source, tree: auto ? 'auto' : tree.shape.spec, maxNodes: mostNodes, where, chainSteps: args.chainSteps }));
   } finally {
     await verifier?.destroy();
   }
@@ -93,6 +100,7 @@ export function formatBatchReport(r: BatchSpeculativeResult, plain: GenerateResu
     `${r.meanCommitted.toFixed(2)} tokens a sequence a step, ${spec === undefined ? '—' : spec.toFixed(1)} tokens/s (all sequences)\n` +
     `plain decoding of the batch, same run: ${plain.tokens.reduce((n, t) => n + t.length, 0)} tokens, ${base === undefined ? '—' : base.toFixed(1)} tokens/s; ` +
     `speed-up ${spec !== undefined && base !== undefined ? `${(spec / base).toFixed(2)}×` : '—'}; output identical to plain decoding in ${same} of ${b} sequences` +
-    `${same === b ? '' : ' (expected only when sampling with a sampled draft, or at a float32 near-tie)'}\n`
+    `${same === b ? '' : ' (expected only when sampling with a sampled draft, or at a float32 near-tie)'}\n` +
+    (r.policy ? `auto: ${formatPolicySummary(r.policy)}\n` : '')
   );
 }
