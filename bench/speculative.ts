@@ -46,10 +46,10 @@ import { ProfilingPass, timeDispatchesOf, timeLeavingOut, timeStepStream } from 
 import { median } from '../src/runtime/timing.ts';
 import { AdaptiveDraft } from '../src/speculative/adaptive-draft.ts';
 import type { DraftSource } from '../src/speculative/draft.ts';
-import { autoSpeculation, autoTrees, exploreOrder, treeLabel } from '../src/speculative/auto-trees.ts';
+import { autoSpeculation, autoTrees, batchWarmUpSchedule, exploreOrder, treeLabel } from '../src/speculative/auto-trees.ts';
 import { speculativeGenerate, type TreeOption } from '../src/speculative/generate.ts';
 import { GpuPlainDecoder } from '../src/speculative/plain-runs.ts';
-import { formatPolicySummary, SpeculationController, type OptionSummary } from '../src/speculative/speculation-controller.ts';
+import { FixedSchedule, formatPolicySummary, SpeculationController, type OptionSummary } from '../src/speculative/speculation-controller.ts';
 import { speculativeGenerateBatch, type BatchAuto } from '../src/speculative/generate-batch.ts';
 import { GpuTreeVerifier } from '../src/speculative/gpu-verifier.ts';
 import { MedusaDraft } from '../src/speculative/medusa-draft.ts';
@@ -121,6 +121,24 @@ export interface RaggedFigure {
   readonly oracle: { readonly tokensPerS: number; readonly speedup: number; readonly steps: number; readonly meanCommitted: number; readonly identicalToPlain: boolean };
 }
 
+/**
+ * Batch 8 decoded by batch.auto's plain option alone: root-only steps through the batch verifier, chained (runs of
+ * steps whose picks become the next roots on the GPU, one readback a run: the default where the batch is greedy) or
+ * one readback a step (lockstep, which does not chain). A step's wall ms; the host's ms to the submits and waiting for
+ * the readbacks, and the GPU's, per step (GpuTreeVerifier.chainBatchTimes / stepTimes); against generate.
+ */
+export interface RootOnlyFigure {
+  readonly chained: boolean;
+  readonly steps: number;
+  readonly wallMsPerStep: number;
+  readonly encodeMsPerStep: number;
+  readonly waitMsPerStep: number;
+  readonly gpuMsPerStep: number | undefined;
+  readonly tokensPerS: number;
+  readonly speedup: number;
+  readonly identicalToPlain: boolean;
+}
+
 export interface SpeculativeBenchReport extends AdapterHeader {
   readonly model: ModelShape & { readonly medusaHeads: number };
   readonly draftModel: ModelShape;
@@ -130,7 +148,7 @@ export interface SpeculativeBenchReport extends AdapterHeader {
   readonly plain: { readonly tokensPerS: number; readonly gpuMsPerDecodeStep: number | undefined };
   readonly sources: readonly SpeculativeFigure[];
   readonly oracleBySize: readonly SpeculativeFigure[];
-  readonly batch: { readonly sequences: number; readonly plainTokensPerS: number; readonly figures: readonly BatchFigure[]; readonly ragged?: RaggedFigure };
+  readonly batch: { readonly sequences: number; readonly plainTokensPerS: number; readonly figures: readonly BatchFigure[]; readonly rootOnly?: readonly RootOnlyFigure[]; readonly ragged?: RaggedFigure };
   readonly profile: readonly StepProfile[];
 }
 
@@ -257,6 +275,8 @@ export async function runSpeculativeBench(opts: { small?: boolean; tokens?: numb
       const trees = autoTrees(source, nodes);
       const autoOf = (): BatchAuto => ({ policy: new SpeculationController({ trees: trees.map(treeLabel), order: exploreOrder(trees) }), trees });
       const once = (maxTokens: number) => speculativeGenerateBatch(verifier, prompts.map((_, s) => d(s)), prompts, { maxTokens, shape: shapeOf, maxNodes: nodes }, { lockstep, ...(auto && { auto: autoOf() }) });
+      // auto: first every option at both folded state sets (batchWarmUpSchedule), as `linattn generate` warms up.
+      if (auto) await speculativeGenerateBatch(verifier, prompts.map((_, s) => d(s)), prompts, { maxTokens: newTokens, shape: shapeOf, maxNodes: nodes }, { auto: { policy: batchWarmUpSchedule(trees), trees } });
       const r = await warm(() => once(newTokens), () => once(newTokens));
       const tps = r.decodeTokensPerS ?? NaN;
       const fig: BatchFigure = {
@@ -278,6 +298,25 @@ export async function runSpeculativeBench(opts: { small?: boolean; tokens?: numb
           await batchRun('oracle', (s) => new OracleDraft(prompts[s], plainBatch.tokens[s], shape.vocab), chainShape(4), BATCH_NODES, false, true),
           await batchRun('adaptive', (s) => new AdaptiveDraft(s), parseTreeSpec('best:4'), BATCH_NODES, false, true),
         ];
+    // What auto's plain option costs in a batch: root-only steps through the verifier, chained and read back a step.
+    const rootOnly: RootOnlyFigure[] = [];
+    for (const chained of opts.oracleOnly ? [] : [true, false]) {
+      const once = () => speculativeGenerateBatch(verifier, prompts.map(() => new NgramDraft()), prompts, { maxTokens: newTokens, shape: chainShape(1), maxNodes: 1 }, { lockstep: !chained, auto: { policy: new FixedSchedule([], [0], 16), trees: [] } });
+      await warm(once, async () => undefined);
+      const times = () => (chained ? verifier.chainBatchTimes : { ...verifier.stepTimes, gpuMs: NaN });
+      const before = times();
+      const r = await once();
+      const after = times();
+      const n = after.steps - before.steps;
+      const tps = r.decodeTokensPerS ?? NaN;
+      const fig: RootOnlyFigure = {
+        chained, steps: r.steps, wallMsPerStep: r.decodeMs / r.steps, encodeMsPerStep: (after.encodeMs - before.encodeMs) / n, waitMsPerStep: (after.waitMs - before.waitMs) / n,
+        gpuMsPerStep: r.gpuMsPerStep.length ? median(r.gpuMsPerStep) : undefined, tokensPerS: tps, speedup: tps / plainBatchTps,
+        identicalToPlain: r.tokens.every((t, s) => t.join(',') === plainBatch.tokens[s].join(',')),
+      };
+      rootOnly.push(fig);
+      log(`  batch ${BATCH} root-only steps (auto's plain option), ${chained ? 'chained' : 'a readback a step'}: ${fmt(fig.wallMsPerStep)} ms a step (to the submits ${fmt(fig.encodeMsPerStep)}, waiting ${fmt(fig.waitMsPerStep)}, GPU ${fmt(fig.gpuMsPerStep)}), ${tps.toFixed(1)} tokens/s, ${fmt(fig.speedup, 2)}×`);
+    }
     // The same prompts cut to 64, 60, … tokens: their common part prefilled, the rest fed a token a step.
     let ragged: RaggedFigure | undefined;
     if (!opts.oracleOnly && 'prefillMs' in plainBatch) {
@@ -304,7 +343,7 @@ export async function runSpeculativeBench(opts: { small?: boolean; tokens?: numb
       plain: { tokensPerS: plainTps, gpuMsPerDecodeStep: decodeGpu },
       sources,
       oracleBySize,
-      batch: { sequences: BATCH, plainTokensPerS: plainBatchTps, figures: batchFigures, ...(ragged && { ragged }) },
+      batch: { sequences: BATCH, plainTokensPerS: plainBatchTps, figures: batchFigures, ...(rootOnly.length && { rootOnly }), ...(ragged && { ragged }) },
       profile,
     };
   } finally {
@@ -384,6 +423,12 @@ export function formatReport(r: SpeculativeBenchReport): string[] {
     ['source', 'tree', 'nodes', 'commits', 'steps', 'tokens/step/seq', 'accepted/step', 'tokens/s', 'speed-up', 'GPU ms/step', 'same as plain'],
     ...r.batch.figures.map((f) => [f.source, f.tree, String(f.maxNodes), f.lockstep ? 'lockstep' : 'own', String(f.steps), fmt(f.meanCommitted, 2), fmt(f.meanAccepted, 2), fmt(f.tokensPerS, 1), `${fmt(f.speedup, 2)}×`, fmt(f.gpuMsPerStep), f.identicalToPlain ? 'yes' : 'no']),
   ]);
+  for (const ro of r.batch.rootOnly ?? []) {
+    lines.push(
+      `batch ${r.batch.sequences} by root-only steps through the verifier (auto's plain option), ${ro.chained ? 'chained' : 'a readback a step'}: ${ro.steps} steps, ${fmt(ro.wallMsPerStep)} ms a step (host to the submits ` +
+        `${fmt(ro.encodeMsPerStep)}, waiting for the readbacks ${fmt(ro.waitMsPerStep)}, GPU ${fmt(ro.gpuMsPerStep)}), ${fmt(ro.tokensPerS, 1)} tokens/s, ${fmt(ro.speedup, 2)}×, same as plain ${ro.identicalToPlain ? 'yes' : 'no'}`,
+    );
+  }
   const rg = r.batch.ragged;
   if (rg) {
     lines.push(

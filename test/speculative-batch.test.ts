@@ -209,13 +209,19 @@ describe('batch speculation on the GPU (batch 3)', () => {
     }
   });
 
-  it('cost-aware (batch.auto): plain runs of root-only steps and trees switched by a forced schedule; greedy equals plain (float64)', async () => {
+  it('cost-aware (batch.auto): plain decisions as chained root-only runs, trees between them, by a forced schedule; greedy equals plain (float64)', async () => {
     const { verifier } = await target();
-    const ps = prompts(940, 5);
-    const want = ps.map((p) => plainGreedy(m, p, NEW_TOKENS));
-    const r = await speculativeGenerateBatch(verifier, drafts(m, ps, want, 1), ps, { maxTokens: NEW_TOKENS, shape: parseTreeSpec('chain:1'), maxNodes: 1 }, { auto: { policy: forced(), trees: AUTO_TREES } });
-    expect(r.tokens, `prompts ${JSON.stringify(ps)}`).toEqual(want);
-    expect(r.policy!.filter((o) => o.decisions > 0).length).toBe(AUTO_TREES.length + 1);
+    // k = 0: oracle, n-gram and adaptive drafts (root-only runs without heads); k = 1: a Medusa draft among them (the
+    // runs compute its heads at each sequence's last node, for the tree after them).
+    for (let k = 0; k < 2; k++) {
+      const ps = prompts(940 + k, 5);
+      const want = ps.map((p) => plainGreedy(m, p, NEW_TOKENS));
+      const runs = verifier.chainBatchTimes.runs;
+      const r = await speculativeGenerateBatch(verifier, drafts(m, ps, want, k), ps, { maxTokens: NEW_TOKENS, shape: parseTreeSpec('chain:1'), maxNodes: 1 }, { auto: { policy: forced(), trees: AUTO_TREES } });
+      expect(r.tokens, `prompts ${JSON.stringify(ps)}`).toEqual(want);
+      expect(r.policy!.filter((o) => o.decisions > 0).length).toBe(AUTO_TREES.length + 1);
+      expect(verifier.chainBatchTimes.runs, 'plain decisions ran as chained runs').toBeGreaterThan(runs);
+    }
   });
 
   it('llama_linearized (groups of 4 and a convolution): sequences at different positions cross group starts apart', async () => {

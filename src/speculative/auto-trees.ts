@@ -13,7 +13,7 @@
 import type { SamplingOptions } from '../model/sampling.ts';
 import type { AutoSpeculation, TreeOption } from './generate.ts';
 import type { PlainDecoder } from './plain-runs.ts';
-import { SpeculationController, type ControllerOptions } from './speculation-controller.ts';
+import { FixedSchedule, SpeculationController, type ControllerOptions } from './speculation-controller.ts';
 import { chainShape, medusaSparseTree, parseTreeSpec, shapeSize } from './tree-spec.ts';
 
 /** Steps per chained run among the auto options. */
@@ -88,4 +88,15 @@ export function exploreOrder(trees: readonly TreeOption[]): number[] {
 export function autoSpeculation(trees: readonly TreeOption[], plain: PlainDecoder, opts: Omit<ControllerOptions, 'trees'> = {}): AutoSpeculation & { readonly policy: SpeculationController } {
   const chained = trees.flatMap((t, i) => (t.chainSteps ? [i + 1] : []));
   return { policy: new SpeculationController({ order: exploreOrder(trees), deferPlain: chained, ...opts, trees: trees.map(treeLabel) }), trees, plain };
+}
+
+/**
+ * An untimed warm-up over every option of a batch's auto (generate-batch.ts batch.auto), so that none is charged its
+ * first use in the timed run's decisions: a plain run of 3 steps, then each tree twice in a row, then plain again. The
+ * folded steps alternate between two state sets, and a step's recording is kept per set (gpu-verifier.ts), so a tree
+ * met once is recorded for one set only: twice in a row it is recorded for both, and the odd plain run moves the
+ * next tree to the other set.
+ */
+export function batchWarmUpSchedule(trees: readonly TreeOption[]): FixedSchedule {
+  return new FixedSchedule(trees.map(treeLabel), [0, ...trees.flatMap((_, i) => [i + 1, i + 1]), 0], 3);
 }

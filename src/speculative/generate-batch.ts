@@ -70,6 +70,9 @@ export interface BatchAuto {
   readonly trees: readonly TreeOption[];
 }
 
+/** Steps a chained run of auto's plain decision holds (the next run submitted before this one is read). */
+const PLAIN_CHAIN_STEPS = 8;
+
 /** A tree whose nodes 0 … forced.length − 1 are the chain `forced` (the root first), `below` grafted under its last node. */
 function graft(forced: readonly number[], below: TokenTree): TokenTree {
   const b = new TreeBuilder(forced[0]);
@@ -165,50 +168,85 @@ export async function speculativeGenerateBatch(
   /** Under auto, the decision in progress: its option, the steps it runs, what it emitted in the steps it ran. */
   let decision: { option: number; steps: number; emitted: number; ran: number } | undefined;
 
+  /**
+   * Runs of chained batch steps of `topology` (GpuTreeVerifier.beginChainBatch: drafting from the heads, acceptance and
+   * the commit on the GPU, one submit and one readback a run), at most `budget` steps in all, `perRun` a run; each run
+   * continued before it is read (opts.chainOverlap) while some live sequence surely needs more steps than are in
+   * flight (a step emits at most depth + 1 tokens) and the positions leave room for them all. Returns the tokens
+   * emitted, or undefined when the positions leave no room for a step.
+   */
+  const runChained = async (chainer: BatchChaining, topology: StaticTopology, medusaK: number, perRun: number, budget: number): Promise<number | undefined> => {
+    const perStep = topology.depth + 1;
+    const room = () => Math.floor(Math.min(...out.map((_, s) => (opts.maxPosition ?? Infinity) - verifier.positionOf(s) - 1)) / perStep);
+    const R = Math.min(perRun, budget, room());
+    if (R < 1) return undefined;
+    const ta = performance.now();
+    const trees = out.map((o, s) => topologyTree(topology, o[o.length - 1], heads[s] ?? []));
+    draftMs += performance.now() - ta;
+    let sub = await chainer.beginChainBatch(trees, topology, R, medusaK);
+    let submitted = sub.steps;
+    let inFlight = sub.steps;
+    let emittedAll = 0;
+    for (;;) {
+      const live = active();
+      const needs = Math.max(0, ...out.map((o, s) => (live[s] ? Math.ceil((opts.maxTokens - o.length) / perStep) : 0)));
+      const more = opts.chainOverlap !== false && needs > inFlight ? Math.min(perRun, budget - submitted, room() - inFlight) : 0;
+      const next = more >= 1 ? await chainer.continueChainBatch(more) : undefined;
+      if (next) {
+        inFlight += next.steps;
+        submitted += next.steps;
+      }
+      const run = await sub.result;
+      inFlight -= sub.steps;
+      for (let k = 0; k < sub.steps; k++) {
+        const liveK = active();
+        if (!liveK.some(Boolean)) break;
+        let emitted = 0;
+        for (let s = 0; s < B; s++) {
+          if (!liveK[s]) continue;
+          accepted.push(run.steps[s][k].length);
+          for (const id of run.steps[s][k]) {
+            if (ended(s) || out[s].length >= opts.maxTokens) break;
+            out[s].push(id);
+            emitted++;
+          }
+        }
+        emittedAll += emitted;
+        committedPerStep.push(emitted / liveK.filter(Boolean).length);
+        if (run.gpuMs !== undefined) gpuMsPerStep.push(run.gpuMs / sub.steps);
+      }
+      if (medusaK > 0) {
+        run.medusa.forEach((m, s) => {
+          heads[s] = m;
+          if (drafts[s] instanceof MedusaDraft) drafts[s].setHeads(m);
+        });
+      }
+      if (!next) break;
+      sub = next;
+    }
+    return emittedAll;
+  };
+  // Auto's plain decisions chain where they can: root-only steps (plain decoding through the verifier) whose picks
+  // become the next roots on the GPU, runs of PLAIN_CHAIN_STEPS in one submit and one readback — greedy, every
+  // sequence committing its own path, nothing re-proposed, on a verifier that chains batch steps.
+  const plainChainer = auto && !sampled && !lockstep && 'beginChainBatch' in verifier ? (verifier as unknown as BatchChaining) : undefined;
+  const rootOnly = staticTopology({ kind: 'static', spec: 'root', paths: [] });
+
   while (active().some(Boolean)) {
     if (chained && heads.every((h) => h !== undefined) && leftover.every((l) => l.length === 0)) {
-      const perStep = chained.topology.depth + 1;
-      const room = () => Math.floor(Math.min(...out.map((_, s) => (opts.maxPosition ?? Infinity) - verifier.positionOf(s) - 1)) / perStep);
-      const R = Math.min(chained.steps, room());
-      if (R >= 1) {
-        const ta = performance.now();
-        const trees = out.map((o, s) => topologyTree(chained.topology, o[o.length - 1], heads[s]!));
-        draftMs += performance.now() - ta;
-        let sub = await chained.verifier.beginChainBatch(trees, chained.topology, R, chained.medusaK);
-        let inFlight = sub.steps;
-        for (;;) {
-          const live = active();
-          const needs = Math.max(0, ...out.map((o, s) => (live[s] ? Math.ceil((opts.maxTokens - o.length) / perStep) : 0)));
-          const more = opts.chainOverlap !== false && needs > inFlight ? Math.min(chained.steps, room() - inFlight) : 0;
-          const next = more >= 1 ? await chained.verifier.continueChainBatch(more) : undefined;
-          if (next) inFlight += next.steps;
-          const run = await sub.result;
-          inFlight -= sub.steps;
-          for (let k = 0; k < sub.steps; k++) {
-            const liveK = active();
-            if (!liveK.some(Boolean)) break;
-            let emitted = 0;
-            for (let s = 0; s < B; s++) {
-              if (!liveK[s]) continue;
-              accepted.push(run.steps[s][k].length);
-              for (const id of run.steps[s][k]) {
-                if (ended(s) || out[s].length >= opts.maxTokens) break;
-                out[s].push(id);
-                emitted++;
-              }
-            }
-            committedPerStep.push(emitted / liveK.filter(Boolean).length);
-            if (run.gpuMs !== undefined) gpuMsPerStep.push(run.gpuMs / sub.steps);
-          }
-          run.medusa.forEach((m, s) => {
-            heads[s] = m;
-            (drafts[s] as MedusaDraft).setHeads(m);
-          });
-          if (!next) break;
-          sub = next;
-        }
+      const emitted = await runChained(chained.verifier, chained.topology, chained.medusaK, chained.steps, Infinity);
+      if (emitted !== undefined) continue;
+    }
+    if (auto && decision === undefined && plainChainer && leftover.every((l) => l.length === 0)) {
+      const option = auto.policy.next();
+      const steps = option === 0 ? Math.max(1, auto.policy.plainRun?.() ?? auto.policy.plainTokens) : 1;
+      const medusaK = Math.max(0, ...drafts.map((d, s) => (active()[s] ? d.medusaTopK ?? 0 : 0)));
+      const emitted = option === 0 ? await runChained(plainChainer, rootOnly, medusaK, PLAIN_CHAIN_STEPS, steps) : undefined;
+      if (emitted !== undefined) {
+        auto.policy.record(emitted);
         continue;
       }
+      decision = { option, steps, emitted: 0, ran: 0 };
     }
     // Under auto a decision is taken when none is in progress: a tree for one step, or plain for a run of steps.
     if (auto && decision === undefined) {

@@ -609,7 +609,8 @@ export class GpuTreeVerifier implements TreeVerifier, BatchTreeVerifier {
 
   /** As chainBatch, returning once the run is submitted; continueChainBatch may follow it before it is read. */
   async beginChainBatch(trees: readonly TokenTree[], topology: StaticTopology, steps: number, medusaK: number): Promise<BatchChainSubmission> {
-    const why = this.sampled ? 'greedy decoding' : !this.folds || this.foldUpTo !== Infinity ? 'the folded tree steps (not softmax attention, no foldUpTo)' : !(medusaK >= 1) || this.heads.medusaHeads < topology.depth ? `Medusa heads for ${topology.depth} levels` : undefined;
+    // A root-only topology (depth 0) is plain decoding chained: it needs no heads (its rows are 1, so the accepted node is 0).
+    const why = this.sampled ? 'greedy decoding' : !this.folds || this.foldUpTo !== Infinity ? 'the folded tree steps (not softmax attention, no foldUpTo)' : !(medusaK >= 1 || topology.depth === 0) || this.heads.medusaHeads < topology.depth ? `Medusa heads for ${topology.depth} levels` : undefined;
     if (why) throw new Error(`chained batch speculation needs ${why}`);
     checkChainSteps(steps);
     for (const [s, t] of trees.entries()) {

@@ -16,9 +16,9 @@ import type { DraftSource } from './draft.ts';
 import { speculativeGenerateBatch, type BatchSpeculativeResult } from './generate-batch.ts';
 import { GpuTreeVerifier } from './gpu-verifier.ts';
 import { candidatesPerNode, checkSpeculatable, draftFor, type SpeculativeRunContext } from './run-speculative.ts';
-import { autoTrees, exploreOrder, treeLabel } from './auto-trees.ts';
+import { autoTrees, batchWarmUpSchedule, exploreOrder, treeLabel } from './auto-trees.ts';
 import type { TreeOption } from './generate.ts';
-import { FixedSchedule, formatPolicySummary, SpeculationController } from './speculation-controller.ts';
+import { formatPolicySummary, SpeculationController } from './speculation-controller.ts';
 import { VerifierBatch } from './verifier-batch.ts';
 import type { BatchTreeVerifier } from './verifier.ts';
 
@@ -76,7 +76,7 @@ export async function runSpeculativeBatch(c: SpeculativeRunContext & { readonly 
     // Untimed first: the batch's tree kernels and recordings are built at their first use (under auto every option's,
     // in a fixed schedule, so that none is charged its build in the controller's first decisions).
     if (warmUp) {
-      const schedule = auto ? { auto: { policy: new FixedSchedule(labels, [0, ...trees.map((_, i) => i + 1)], 4), trees } } : {};
+      const schedule = auto ? { auto: { policy: batchWarmUpSchedule(trees), trees } } : {};
       await speculativeGenerateBatch(verifier, drafts(), prompts, { ...opts, maxTokens: Math.min(c.maxTokens, 8 * (trees.length + 1)) }, schedule);
     }
     const r = await speculativeGenerateBatch(verifier, drafts(), prompts, opts, auto ? { auto: { policy: new SpeculationController({ trees: labels, order: exploreOrder(trees) }), trees } } : {});
