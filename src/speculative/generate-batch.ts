@@ -12,7 +12,8 @@
 // verifying its last token alone and emitting the target's next, which is plain decoding through the verifier —
 // and learns each decision's rate: tokens emitted by the whole batch over its wall time, drafting included. So a
 // batch whose drafts are not accepted falls back to what a step of one row a sequence costs instead of paying for
-// trees nothing is accepted from (what a plain step here costs against generate's pipelined loop: a readback a step).
+// trees nothing is accepted from. Greedy, per-sequence and on a verifier that chains batch steps, a plain decision's
+// root-only steps are chained: their picks become the next roots on the GPU, one readback a run (runChained).
 //
 // Lockstep (a verifier without perSequence: softmax attention's cache on the GPU keeps one position for the
 // batch): a step commits the same number of nodes C = the shortest accepted path of the active sequences into
@@ -237,21 +238,20 @@ export async function speculativeGenerateBatch(
       const emitted = await runChained(chained.verifier, chained.topology, chained.medusaK, chained.steps, Infinity);
       if (emitted !== undefined) continue;
     }
-    if (auto && decision === undefined && plainChainer && leftover.every((l) => l.length === 0)) {
-      const option = auto.policy.next();
-      const steps = option === 0 ? Math.max(1, auto.policy.plainRun?.() ?? auto.policy.plainTokens) : 1;
-      const medusaK = Math.max(0, ...drafts.map((d, s) => (active()[s] ? d.medusaTopK ?? 0 : 0)));
-      const emitted = option === 0 ? await runChained(plainChainer, rootOnly, medusaK, PLAIN_CHAIN_STEPS, steps) : undefined;
-      if (emitted !== undefined) {
-        auto.policy.record(emitted);
-        continue;
-      }
-      decision = { option, steps, emitted: 0, ran: 0 };
-    }
-    // Under auto a decision is taken when none is in progress: a tree for one step, or plain for a run of steps.
+    // Under auto a decision is taken when none is in progress: a tree for one step, or plain for a run of steps —
+    // chained where it can be (the Medusa drafts' heads computed at each sequence's last node for the tree after it).
     if (auto && decision === undefined) {
       const option = auto.policy.next();
       decision = { option, steps: option === 0 ? Math.max(1, auto.policy.plainRun?.() ?? auto.policy.plainTokens) : 1, emitted: 0, ran: 0 };
+      if (option === 0 && plainChainer && leftover.every((l) => l.length === 0)) {
+        const medusaK = Math.max(0, ...drafts.map((d, s) => (active()[s] ? d.medusaTopK ?? 0 : 0)));
+        const emitted = await runChained(plainChainer, rootOnly, medusaK, PLAIN_CHAIN_STEPS, decision.steps);
+        if (emitted !== undefined) {
+          auto.policy.record(emitted);
+          decision = undefined;
+          continue;
+        }
+      }
     }
     const tree: TreeOption | null = !auto ? { shape: opts.shape, maxNodes: opts.maxNodes } : decision!.option === 0 ? null : auto.trees[decision!.option - 1];
     const live = active();

@@ -76,8 +76,10 @@ export async function runSpeculativeBatch(c: SpeculativeRunContext & { readonly 
     // Untimed first: the batch's tree kernels and recordings are built at their first use (under auto every option's,
     // in a fixed schedule, so that none is charged its build in the controller's first decisions).
     if (warmUp) {
+      // Under auto, room for the whole schedule however many tokens its trees emit (each at most its nodes + 1 a step).
+      const tokens = auto ? 6 + 2 * trees.reduce((n, t) => n + t.maxNodes + 1, 0) : 32;
       const schedule = auto ? { auto: { policy: batchWarmUpSchedule(trees), trees } } : {};
-      await speculativeGenerateBatch(verifier, drafts(), prompts, { ...opts, maxTokens: Math.min(c.maxTokens, 8 * (trees.length + 1)) }, schedule);
+      await speculativeGenerateBatch(verifier, drafts(), prompts, { ...opts, maxTokens: Math.min(c.maxTokens, tokens) }, schedule);
     }
     const r = await speculativeGenerateBatch(verifier, drafts(), prompts, opts, auto ? { auto: { policy: new SpeculationController({ trees: labels, order: exploreOrder(trees) }), trees } } : {});
     for (const [s, tokens] of r.tokens.entries()) {
