@@ -8,7 +8,7 @@
 // --chain-overlap both, also each run read before the next is encoded.
 //
 //   npx tsx bench/medusa-batch.ts --model DIR --data FILE… [--batch 8] [--prompt-tokens 32] [--tokens 128]
-//                                 [--trees "chain:3;SPEC;…"] [--chain-steps 4,8] [--chain-overlap on|off|both] [--rounds 3] [--out DIR]
+//                                 [--trees "chain:3;SPEC;…;auto"] [--chain-steps 4,8] [--chain-overlap on|off|both] [--rounds 3] [--out DIR]
 //
 // Prompts: B windows of P tokens (after BOS) spread evenly over the held-out part of the data (the last 10 % of the
 // tokens, or the run's own --val-fraction when DIR holds trainer_state.json). Each row runs, per round, plain
@@ -36,6 +36,9 @@ import { GpuTreeVerifier } from '../src/speculative/gpu-verifier.ts';
 import { MedusaDraft } from '../src/speculative/medusa-draft.ts';
 import { OracleDraft } from '../src/speculative/oracle-draft.ts';
 import { medusaSparseTree, parseTreeSpec, type TreeShape } from '../src/speculative/tree-spec.ts';
+import { autoChainSteps, autoTrees, batchWarmUpSchedule, exploreOrder, treeLabel } from '../src/speculative/auto-trees.ts';
+import type { TreeOption } from '../src/speculative/generate.ts';
+import { formatPolicySummary, SpeculationController, type OptionSummary } from '../src/speculative/speculation-controller.ts';
 
 const WARM_MS = 300;
 
@@ -67,6 +70,8 @@ export interface BatchRow {
    * (BatchSpeculativeResult.draftMs), and the rest of the loop.
    */
   readonly msPerStep: { readonly wall: number; readonly encode: number; readonly wait: number; readonly draft: number; readonly rest: number };
+  /** tree 'auto': per option (plain first) its decisions, tokens and wall ms in the last run. */
+  readonly modes?: readonly OptionSummary[];
 }
 
 const { values } = parseArgs({
@@ -77,7 +82,7 @@ const { values } = parseArgs({
   },
 });
 if (!values.model || !values.data?.length) {
-  console.error('usage: npx tsx bench/medusa-batch.ts --model DIR --data FILE… [--batch 8] [--prompt-tokens 32] [--tokens 128] [--trees "SPEC;…"] [--chain-steps 4,8] [--chain-overlap on|off|both] [--rounds 3] [--out DIR]');
+  console.error('usage: npx tsx bench/medusa-batch.ts --model DIR --data FILE… [--batch 8] [--prompt-tokens 32] [--tokens 128] [--trees "SPEC;…;auto"] [--chain-steps 4,8] [--chain-overlap on|off|both] [--rounds 3] [--out DIR]');
   process.exit(2);
 }
 const dir = resolve(values.model);
@@ -112,7 +117,12 @@ if (!['on', 'off', 'both'].includes(overlapFlag)) {
   process.exit(2);
 }
 const overlaps = overlapFlag === 'both' ? [true, false] : [overlapFlag === 'on'];
-const trees: TreeShape[] = (values.trees?.split(';') ?? [`chain:${heads}`, medusaSparseTree(heads).spec]).map(parseTreeSpec);
+// 'auto' among --trees: the cost-aware batch `linattn generate` runs by default (batch.auto over autoTrees: chained runs
+// of the heads' trees, AUTO_CHAIN_STEPS a run, beside plain steps), a fresh controller per run after the warm-up schedule.
+const specs = values.trees?.split(';') ?? [`chain:${heads}`, medusaSparseTree(heads).spec];
+const withAuto = specs.includes('auto');
+const trees: TreeShape[] = specs.filter((t) => t !== 'auto').map(parseTreeSpec);
+const autoOptions: TreeOption[] = withAuto ? autoTrees('medusa', 16, heads, autoChainSteps('medusa', 'gpu', {}, B)) : [];
 
 const valFraction = existsSync(join(dir, STATE_FILE)) ? readState(join(dir, STATE_FILE)).options.valFraction : 0.1;
 const held = splitCorpus(loadCorpus(values.data, tokenizer), valFraction, promptTokens).val;
@@ -123,10 +133,12 @@ const prompts = Array.from({ length: B }, (_, k) => {
 
 const model = await GpuModel.create(gpu, config, weights, await compiledAttentionFactory(gpu, variant.compiled, config.numHeads, config.headDim));
 const nodesOf = (shape: TreeShape) => (shape.kind === 'static' ? shape.paths.length : 16);
-const maxNodes = Math.max(...trees.map(nodesOf));
-const verifier = await GpuTreeVerifier.create(model, variant.compiled, weights, { maxNodes: maxNodes + 1, maxBatch: B, sizes: trees.map((s) => nodesOf(s) + 1) });
+const maxNodes = Math.max(...trees.map(nodesOf), ...autoOptions.map((t) => t.maxNodes));
+const sizes = [...trees.map((s) => nodesOf(s) + 1), ...autoOptions.map((t) => t.maxNodes + 1), ...(withAuto ? [1] : [])];
+const verifier = await GpuTreeVerifier.create(model, variant.compiled, weights, { maxNodes: maxNodes + 1, maxBatch: B, sizes });
 await verifier.prepare({ medusaTopK: 4, batch: B });
 const candidates = (shape: TreeShape) => (shape.kind === 'static' ? Math.max(...shape.paths.map((p) => p[p.length - 1])) + 1 : shape.width);
+const autoCandidates = Math.max(1, ...autoOptions.map((t) => candidates(t.shape)));
 
 const warm = async <T>(work: () => Promise<T>): Promise<T> => {
   const until = performance.now() + (gpu.isSoftware ? 0 : WARM_MS);
@@ -140,15 +152,20 @@ console.log(`medusa batch bench on ${gpu.adapterName}: ${config.numLayers} layer
 console.log(`plain batched decoding: ${plain.decodeTokensPerS?.toFixed(1)} tokens/s`);
 
 const rows: BatchRow[] = [];
-const cases: { source: 'medusa' | 'oracle'; shape: TreeShape; lockstep: boolean; chainSteps?: number; chainOverlap?: boolean }[] = [];
+const cases: { source: 'medusa' | 'oracle'; shape: TreeShape; lockstep: boolean; chainSteps?: number; chainOverlap?: boolean; auto?: boolean }[] = [];
+if (withAuto) cases.push({ source: 'medusa', shape: parseTreeSpec(`chain:${heads}`), lockstep: false, auto: true });
 for (const shape of trees) {
   cases.push({ source: 'medusa', shape, lockstep: false }, { source: 'medusa', shape, lockstep: true });
   if (shape.kind === 'static') for (const R of chainSteps) for (const chainOverlap of overlaps) cases.push({ source: 'medusa', shape, lockstep: false, chainSteps: R, chainOverlap });
   if (shape.kind === 'static' && shape.paths.every((p) => p.every((r) => r === 0))) cases.push({ source: 'oracle', shape, lockstep: false });
 }
 for (const c of cases) {
-  const drafts = (): DraftSource[] => prompts.map((p, s) => (c.source === 'oracle' ? new OracleDraft(p, plain.tokens[s], config.vocabSize) : new MedusaDraft(heads, candidates(c.shape))));
-  const run = () => speculativeGenerateBatch(verifier, drafts(), prompts, { maxTokens: newTokens, shape: c.shape, maxNodes: nodesOf(c.shape), ...(c.chainSteps && { chainSteps: c.chainSteps, chainOverlap: c.chainOverlap }) }, { lockstep: c.lockstep });
+  const drafts = (): DraftSource[] => prompts.map((p, s) => (c.source === 'oracle' ? new OracleDraft(p, plain.tokens[s], config.vocabSize) : new MedusaDraft(heads, c.auto ? autoCandidates : candidates(c.shape))));
+  const opts = { maxTokens: newTokens, shape: c.shape, maxNodes: nodesOf(c.shape), ...(c.chainSteps && { chainSteps: c.chainSteps, chainOverlap: c.chainOverlap }) };
+  const policy = () => new SpeculationController({ trees: autoOptions.map(treeLabel), order: exploreOrder(autoOptions) });
+  const run = () => speculativeGenerateBatch(verifier, drafts(), prompts, opts, c.auto ? { auto: { policy: policy(), trees: autoOptions } } : { lockstep: c.lockstep });
+  // auto: every option at both folded state sets first (batchWarmUpSchedule), as `linattn generate` warms up.
+  if (c.auto) await speculativeGenerateBatch(verifier, drafts(), prompts, opts, { auto: { policy: batchWarmUpSchedule(autoOptions), trees: autoOptions } });
   let last: BatchSpeculativeResult = await warm(run);
   const per: { plain: number; spec: number }[] = [];
   const split = { steps: 0, wall: 0, encode: 0, wait: 0, draft: 0 };
@@ -160,7 +177,7 @@ for (const c of cases) {
     const after = verifier.stepTimes;
     const chainAfter = verifier.chainBatchTimes;
     // A chained run's steps are not the verifier's ordinary steps (stepTimes counts those: one a generation here).
-    split.steps += c.chainSteps ? last.steps : after.steps - before.steps;
+    split.steps += c.chainSteps || c.auto ? last.steps : after.steps - before.steps;
     split.encode += after.encodeMs - before.encodeMs + chainAfter.encodeMs - chainBefore.encodeMs;
     split.wait += after.waitMs - before.waitMs + chainAfter.waitMs - chainBefore.waitMs;
     split.wall += last.decodeMs;
@@ -170,7 +187,7 @@ for (const c of cases) {
   const msPer = (x: number) => x / Math.max(1, split.steps);
   const ratios = per.map((x) => x.spec / x.plain);
   const row: BatchRow = {
-    source: c.source, tree: c.shape.spec, nodes: nodesOf(c.shape), lockstep: c.lockstep, ...(c.chainSteps && { chainSteps: c.chainSteps, chainOverlap: c.chainOverlap }), steps: last.steps,
+    source: c.source, tree: c.auto ? 'auto' : c.shape.spec, nodes: c.auto ? maxNodes : nodesOf(c.shape), ...(last.policy && { modes: last.policy }), lockstep: c.lockstep, ...(c.chainSteps && { chainSteps: c.chainSteps, chainOverlap: c.chainOverlap }), steps: last.steps,
     tokensPerStep: last.meanCommitted, accepted: last.meanAccepted,
     tokensPerS: median(per.map((x) => x.spec)), plainTokensPerS: median(per.map((x) => x.plain)),
     speedup: median(ratios), speedupMin: Math.min(...ratios), speedupMax: Math.max(...ratios),
@@ -188,6 +205,7 @@ for (const c of cases) {
     `GPU ${row.gpuMsPerStep?.toFixed(3) ?? '—'} ms/step, ${row.identical}/${B} identical; a step's wall ${row.msPerStep.wall.toFixed(3)} ms: ` +
     `to submit ${row.msPerStep.encode.toFixed(3)}, readback ${row.msPerStep.wait.toFixed(3)}, drafts ${row.msPerStep.draft.toFixed(3)}, the rest ${row.msPerStep.rest.toFixed(3)}`,
   );
+  if (row.modes) console.log(`    auto: ${formatPolicySummary(row.modes)}`);
 }
 const outDir = values.out ?? process.env.OUT ?? 'out';
 mkdirSync(outDir, { recursive: true });

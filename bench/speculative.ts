@@ -49,6 +49,7 @@ import type { DraftSource } from '../src/speculative/draft.ts';
 import { autoSpeculation, autoTrees, batchWarmUpSchedule, exploreOrder, treeLabel } from '../src/speculative/auto-trees.ts';
 import { speculativeGenerate, type TreeOption } from '../src/speculative/generate.ts';
 import { GpuPlainDecoder } from '../src/speculative/plain-runs.ts';
+import { CHAIN_RUNS_IN_FLIGHT } from '../src/speculative/gpu-chain-batch.ts';
 import { FixedSchedule, formatPolicySummary, SpeculationController, type OptionSummary } from '../src/speculative/speculation-controller.ts';
 import { speculativeGenerateBatch, type BatchAuto } from '../src/speculative/generate-batch.ts';
 import { GpuTreeVerifier } from '../src/speculative/gpu-verifier.ts';
@@ -129,6 +130,10 @@ export interface RaggedFigure {
  */
 export interface RootOnlyFigure {
   readonly chained: boolean;
+  /** Chained: runs submitted and not read at most (chainRunsInFlight). */
+  readonly runsInFlight?: number;
+  /** Steps a plain decision runs (each decision ends in a readback). */
+  readonly stepsADecision?: number;
   readonly steps: number;
   readonly wallMsPerStep: number;
   readonly encodeMsPerStep: number;
@@ -300,8 +305,12 @@ export async function runSpeculativeBench(opts: { small?: boolean; tokens?: numb
         ];
     // What auto's plain option costs in a batch: root-only steps through the verifier, chained and read back a step.
     const rootOnly: RootOnlyFigure[] = [];
-    for (const chained of opts.oracleOnly ? [] : [true, false]) {
-      const once = () => speculativeGenerateBatch(verifier, prompts.map(() => new NgramDraft()), prompts, { maxTokens: newTokens, shape: chainShape(1), maxNodes: 1 }, { lockstep: !chained, auto: { policy: new FixedSchedule([], [0], 16), trees: [] } });
+    // Chained with 1 … 6 runs in flight (1: each run read before the next is encoded), the default's among them, in one
+    // decision of every token; the default also in decisions of 16 steps (each ends in a readback: auto's shortest).
+    const depths = [...new Set([1, 2, CHAIN_RUNS_IN_FLIGHT, 4, 6])].sort((a, b) => a - b);
+    const rows = [...depths.map((d) => [true, d, newTokens] as const), [true, CHAIN_RUNS_IN_FLIGHT, 16] as const, [false, undefined, 16] as const];
+    for (const [chained, inFlight, plainRun] of opts.oracleOnly ? [] : rows) {
+      const once = () => speculativeGenerateBatch(verifier, prompts.map(() => new NgramDraft()), prompts, { maxTokens: newTokens, shape: chainShape(1), maxNodes: 1, ...(inFlight && { chainRunsInFlight: inFlight }) }, { lockstep: !chained, auto: { policy: new FixedSchedule([], [0], plainRun), trees: [] } });
       await warm(once, async () => undefined);
       const times = () => (chained ? verifier.chainBatchTimes : { ...verifier.stepTimes, gpuMs: NaN });
       const before = times();
@@ -310,12 +319,12 @@ export async function runSpeculativeBench(opts: { small?: boolean; tokens?: numb
       const n = after.steps - before.steps;
       const tps = r.decodeTokensPerS ?? NaN;
       const fig: RootOnlyFigure = {
-        chained, steps: r.steps, wallMsPerStep: r.decodeMs / r.steps, encodeMsPerStep: (after.encodeMs - before.encodeMs) / n, waitMsPerStep: (after.waitMs - before.waitMs) / n,
+        chained, ...(inFlight && { runsInFlight: inFlight }), stepsADecision: plainRun, steps: r.steps, wallMsPerStep: r.decodeMs / r.steps, encodeMsPerStep: (after.encodeMs - before.encodeMs) / n, waitMsPerStep: (after.waitMs - before.waitMs) / n,
         gpuMsPerStep: r.gpuMsPerStep.length ? median(r.gpuMsPerStep) : undefined, tokensPerS: tps, speedup: tps / plainBatchTps,
         identicalToPlain: r.tokens.every((t, s) => t.join(',') === plainBatch.tokens[s].join(',')),
       };
       rootOnly.push(fig);
-      log(`  batch ${BATCH} root-only steps (auto's plain option), ${chained ? 'chained' : 'a readback a step'}: ${fmt(fig.wallMsPerStep)} ms a step (to the submits ${fmt(fig.encodeMsPerStep)}, waiting ${fmt(fig.waitMsPerStep)}, GPU ${fmt(fig.gpuMsPerStep)}), ${tps.toFixed(1)} tokens/s, ${fmt(fig.speedup, 2)}×`);
+      log(`  batch ${BATCH} root-only steps (auto's plain option), ${chained ? `chained, ${inFlight} run(s) in flight` : 'a readback a step'}, decisions of ${plainRun} steps: ${fmt(fig.wallMsPerStep)} ms a step (to the submits ${fmt(fig.encodeMsPerStep)}, waiting ${fmt(fig.waitMsPerStep)}, GPU ${fmt(fig.gpuMsPerStep)}), ${tps.toFixed(1)} tokens/s, ${fmt(fig.speedup, 2)}×`);
     }
     // The same prompts cut to 64, 60, … tokens: their common part prefilled, the rest fed a token a step.
     let ragged: RaggedFigure | undefined;
@@ -425,7 +434,7 @@ export function formatReport(r: SpeculativeBenchReport): string[] {
   ]);
   for (const ro of r.batch.rootOnly ?? []) {
     lines.push(
-      `batch ${r.batch.sequences} by root-only steps through the verifier (auto's plain option), ${ro.chained ? 'chained' : 'a readback a step'}: ${ro.steps} steps, ${fmt(ro.wallMsPerStep)} ms a step (host to the submits ` +
+      `batch ${r.batch.sequences} by root-only steps through the verifier (auto's plain option), ${ro.chained ? `chained, ${ro.runsInFlight ?? 2} run(s) in flight` : 'a readback a step'}, decisions of ${ro.stepsADecision ?? 16} steps: ${ro.steps} steps, ${fmt(ro.wallMsPerStep)} ms a step (host to the submits ` +
         `${fmt(ro.encodeMsPerStep)}, waiting for the readbacks ${fmt(ro.waitMsPerStep)}, GPU ${fmt(ro.gpuMsPerStep)}), ${fmt(ro.tokensPerS, 1)} tokens/s, ${fmt(ro.speedup, 2)}×, same as plain ${ro.identicalToPlain ? 'yes' : 'no'}`,
     );
   }

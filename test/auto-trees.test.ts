@@ -11,7 +11,9 @@ describe('auto options', () => {
     expect(autoChainSteps('medusa', 'gpu', { temperature: 0 })).toBe(AUTO_CHAIN_STEPS);
     expect(autoChainSteps('medusa', 'gpu', { temperature: 0.8 })).toBe(0);
     expect(autoChainSteps('medusa', 'cpu', {})).toBe(0);
-    expect(autoChainSteps('medusa', 'gpu', {}, 8)).toBe(0);
+    expect(autoChainSteps('medusa', 'gpu', {}, 8)).toBe(AUTO_CHAIN_STEPS);
+    expect(autoChainSteps('medusa', 'gpu', { temperature: 0.8 }, 8)).toBe(0);
+    expect(autoChainSteps('lookup', 'gpu', {}, 8)).toBe(0);
     expect(autoChainSteps('lookup', 'gpu', {})).toBe(AUTO_CHAIN_STEPS);
     expect(autoChainSteps('lookup', 'cpu', {})).toBe(0);
     for (const source of ['ngram', 'adaptive', 'oracle', 'draft:some/dir']) expect(autoChainSteps(source, 'gpu', {}), source).toBe(0);

@@ -7,7 +7,7 @@
 // and keep to whichever a (fake) clock says pays. Float64 (CPU
 // verifiers, many prompts, both modes) and GPU (the batched tree kernels with per-sequence positions, batch 3,
 // the folded step and the separate commit, the ring of elu_dwconv and llama_linearized's groups).
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it, vi } from 'vitest';
 import { cpuAttentionSessionFromVariant } from '../src/model/cpu-attention.ts';
 import { generateCpu, generateGpu } from '../src/model/generate.ts';
 import { GpuModel } from '../src/model/gpu-model.ts';
@@ -222,6 +222,28 @@ describe('batch speculation on the GPU (batch 3)', () => {
       expect(r.policy!.filter((o) => o.decisions > 0).length).toBe(AUTO_TREES.length + 1);
       expect(verifier.chainBatchTimes.runs, 'plain decisions ran as chained runs').toBeGreaterThan(runs);
     }
+  });
+
+  it('cost-aware (batch.auto): plain decisions in a row go on in one chain (the next taken ahead); each decision gets its own tokens', async () => {
+    const { verifier } = await target();
+    const ps = prompts(950, 5);
+    const want = ps.map((p) => plainGreedy(m, p, 3 * NEW_TOKENS));
+    // Plain decisions of 3 steps: four in a row, a tree, five more; and again.
+    const policy = new FixedSchedule(AUTO_TREES.map(treeLabel), [0, 0, 0, 0, 2, 0], 3);
+    const begun = vi.spyOn(verifier, 'beginChainBatch');
+    const r = await speculativeGenerateBatch(verifier, drafts(m, ps, want, 0), ps, { maxTokens: 3 * NEW_TOKENS, shape: parseTreeSpec('chain:1'), maxNodes: 1 }, { auto: { policy, trees: AUTO_TREES } });
+    const begins = begun.mock.calls.length;
+    begun.mockRestore();
+    expect(r.tokens).toEqual(want);
+    const [plain, , tree] = r.policy!;
+    // Each stretch of plain decisions (before the first tree, between trees, after the last) begins one chain: the
+    // decisions after its first are taken ahead and run on in it. Every decision is recorded with its own tokens: the
+    // first four with their 3 steps each, and all of them adding up to what the batch emitted after its first tokens.
+    expect(tree.decisions).toBeGreaterThanOrEqual(1);
+    expect(begins, `${plain.decisions} plain decisions, ${tree.decisions} trees`).toBeLessThanOrEqual(tree.decisions + 1);
+    expect(plain.decisions).toBeGreaterThan(2 * begins);
+    expect(r.policy!.reduce((a, o) => a + o.tokens, 0)).toBe(ps.length * (3 * NEW_TOKENS - 1));
+    expect(plain.tokens).toBeGreaterThanOrEqual(4 * 3 * ps.length);
   });
 
   it('llama_linearized (groups of 4 and a convolution): sequences at different positions cross group starts apart', async () => {

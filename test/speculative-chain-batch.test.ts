@@ -3,15 +3,18 @@
 // kernel, backends/wgsl/chain-batch.ts), its position moving by its own lengths and its next tree built from its own
 // heads. Every sequence must emit exactly its plain greedy decoding (float64) — R = 1 and 3, chain:3 and a sparse
 // tree, a token budget that ends runs midway and an EOS that stops one sequence early, each run continued before the
-// last is read (continueChainBatch) or not — with fewer readbacks than steps, and the same steps as the unchained loop, whose host drafts the same trees from the same heads. The model is test/speculative-chain.test.ts's (llama_linearized: groups of 4 positions, so a wrong committed
+// last is read (continueChainBatch; up to 2, 3 or 6 runs in flight) or not — with fewer readbacks than steps, and the same steps as the unchained loop, whose host drafts the same trees from the same heads. The model is test/speculative-chain.test.ts's (llama_linearized: groups of 4 positions, so a wrong committed
 // position changes the output; Medusa-1's start as heads, accepted inside runs of repeated tokens): paths of 1 to 4
 // nodes, different per sequence.
 import { afterAll, describe, expect, it, vi } from 'vitest';
 import { speculativeGenerateBatch } from '../src/speculative/generate-batch.ts';
+import { CHAIN_RUNS_IN_FLIGHT } from '../src/speculative/gpu-chain-batch.ts';
 import { MedusaDraft } from '../src/speculative/medusa-draft.ts';
 import { NgramDraft } from '../src/speculative/ngram-draft.ts';
 import { staticTopology, topologyTree } from '../src/speculative/chain.ts';
 import { parseTreeSpec } from '../src/speculative/tree-spec.ts';
+import { FixedSchedule } from '../src/speculative/speculation-controller.ts';
+import { treeLabel } from '../src/speculative/auto-trees.ts';
 import { gpuVerifierOf, makeModel, MODEL_SPECS, plainGreedy, repeatingModel } from './helpers/speculative.ts';
 
 const cleanup: (() => Promise<void>)[] = [];
@@ -37,13 +40,14 @@ describe('chained batch speculation on the GPU', () => {
         // Unchained, the host drafts the same trees from the same heads: the chained runs must accept as it does.
         const plain = await speculativeGenerateBatch(verifier, PROMPTS.map(() => new MedusaDraft(3, 2)), PROMPTS, { maxTokens: max, shape, maxNodes: 3 });
         await verifier.flush();
-        for (const [R, overlap] of [[1, true], [3, true], [3, false]] as const) {
+        // [R, overlapped, runs in flight at most (default CHAIN_RUNS_IN_FLIGHT)]
+        for (const [R, overlap, inFlight] of [[1, true, undefined], [3, true, undefined], [3, false, undefined], [1, true, 6], [2, true, 3]] as const) {
           const before = verifier.mapCalls;
           const runs = verifier.chainBatchTimes.runs;
           const continued = vi.spyOn(verifier, 'continueChainBatch');
-          const r = await speculativeGenerateBatch(verifier, PROMPTS.map(() => new MedusaDraft(3, 2)), PROMPTS, { maxTokens: max, shape, maxNodes: 3, chainSteps: R, chainOverlap: overlap });
+          const r = await speculativeGenerateBatch(verifier, PROMPTS.map(() => new MedusaDraft(3, 2)), PROMPTS, { maxTokens: max, shape, maxNodes: 3, chainSteps: R, chainOverlap: overlap, ...(inFlight && { chainRunsInFlight: inFlight }) });
           await verifier.flush();
-          const what = `--tree ${spec}, R ${R}, ${max} tokens, ${overlap ? 'overlapped' : 'each run read before the next'}`;
+          const what = `--tree ${spec}, R ${R}, ${max} tokens, ${overlap ? `overlapped, ${inFlight ?? CHAIN_RUNS_IN_FLIGHT} runs in flight` : 'each run read before the next'}`;
           // Overlapped, runs are continued before the last is read (its first tree, path and positions the GPU's own),
           // while some sequence surely needs more steps than are in flight (at 13 tokens it may not).
           if (max === N || !overlap) expect(continued.mock.calls.length > 0, what).toBe(overlap);
@@ -56,6 +60,8 @@ describe('chained batch speculation on the GPU', () => {
           const maps = verifier.mapCalls - before;
           expect(maps, `${what}: readbacks for ${r.steps} steps`).toBeLessThanOrEqual(1 + Math.ceil((r.steps - 1) / R));
           if (R > 1) expect(maps, what).toBeLessThan(r.steps);
+          // Runs of one step, up to 6 in flight: more than 3 were submitted and not read at once.
+          if (inFlight === 6 && max === N) expect(verifier.chainBatchTimes.mostInFlight, what).toBeGreaterThan(3);
         }
       }
     }
@@ -78,6 +84,34 @@ describe('chained batch speculation on the GPU', () => {
     }
   });
 
+  it('cost-aware (batch.auto): chained tree options run as chained runs between plain ones, the same option taken ahead running on in the chain; each sequence emits its plain greedy decoding', async () => {
+    const verifier = await gpuVerifierOf(m, { maxNodes: 4, maxBatch: 3 }, cleanup);
+    const tokens = 48;
+    const want = PROMPTS.map((p) => plainGreedy(m, p, tokens));
+    const trees = [
+      { shape: parseTreeSpec('chain:3'), maxNodes: 3, chainSteps: 2 },
+      { shape: parseTreeSpec('[[0],[1],[0,0]]'), maxNodes: 3, chainSteps: 2 },
+      { shape: parseTreeSpec('chain:1'), maxNodes: 1 },
+    ];
+    // A tree before any heads exist (its ordinary step computes them), then chained runs (chain:3 three decisions in a
+    // row), unchained steps and plain runs.
+    const policy = new FixedSchedule(trees.map(treeLabel), [1, 0, 1, 1, 1, 2, 3, 0, 2, 1], 2);
+    const begun = vi.spyOn(verifier, 'beginChainBatch');
+    const r = await speculativeGenerateBatch(verifier, PROMPTS.map(() => new MedusaDraft(3, 2)), PROMPTS, { maxTokens: tokens, shape: parseTreeSpec('chain:1'), maxNodes: 3 }, { auto: { policy, trees } });
+    const depths = begun.mock.calls.map(([, topology]) => topology.depth);
+    begun.mockRestore();
+    await verifier.flush();
+    expect(r.tokens).toEqual(want);
+    expect(r.meanAccepted, 'drafts accepted').toBeGreaterThan(1.3);
+    // Chained runs of both chained trees (depth 3 and 2) and of plain steps (depth 0) were begun; chain:3's decisions in a
+    // row ran on in one chain (without that, every decision of it but the first, an ordinary step, begins one).
+    expect(new Set(depths)).toEqual(new Set([0, 2, 3]));
+    const summary = r.policy!;
+    expect(depths.filter((d) => d === 3).length, `${summary[1].decisions} decisions of chain:3`).toBeLessThan(summary[1].decisions - 1);
+    expect(summary.slice(1, 3).every((o) => o.decisions > 0 && o.tokens > 0)).toBe(true);
+    expect(summary.reduce((a, o) => a + o.tokens, 0)).toBe(PROMPTS.length * (tokens - 1));
+  });
+
   it('refuses what it cannot chain, naming why', async () => {
     const verifier = await gpuVerifierOf(m, { maxNodes: 4, maxBatch: 3 }, cleanup);
     const opts = { maxTokens: 4, shape: parseTreeSpec('chain:3'), maxNodes: 3, chainSteps: 2 };
@@ -87,5 +121,6 @@ describe('chained batch speculation on the GPU', () => {
     const topology = staticTopology(parseTreeSpec('chain:3'));
     await expect(verifier.chainBatch(PROMPTS.map(() => topologyTree(staticTopology(parseTreeSpec('chain:2')), 1, [])), topology, 2, 2)).rejects.toThrow(/not the topology's shape/);
     await expect(verifier.continueChainBatch(2)).rejects.toThrow(/nothing to continue/);
+    await expect(speculativeGenerateBatch(verifier, PROMPTS.map(() => new MedusaDraft(3, 2)), PROMPTS, { ...opts, chainRunsInFlight: 0 })).rejects.toThrow(/chainRunsInFlight must be an integer in 1\.\.8, got 0/);
   });
 });

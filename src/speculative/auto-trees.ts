@@ -3,8 +3,8 @@
 // --max-nodes and the draft's depth, and the source's own default dynamic tree (best:4 for the adaptive
 // draft, top:4 for the others; none for the oracle, whose chains are its best trees, nor for prompt lookup,
 // whose one candidate per node makes any tree a chain) at 8 nodes and at --max-nodes. Few options, since each
-// is explored before the controller decides. Where chained speculation applies (greedy Medusa or prompt lookup
-// on the GPU, batch 1: the caller says so with `chainSteps`), the options are the chained trees alone (chainedTrees:
+// is explored before the controller decides. Where chained speculation applies (greedy Medusa on the GPU, or prompt
+// lookup there at batch 1: the caller says so with `chainSteps`), the options are the chained trees alone (chainedTrees:
 // the chains deeper than one node up to the draft's depth, the chain of the draft's depth itself, and, for Medusa, its
 // sparse tree, "K×R": a decision is a run
 // of R steps in one submit, timed as a whole like a plain run): each unchained tree is its chained twin plus a readback
@@ -20,11 +20,11 @@ import { chainShape, medusaSparseTree, parseTreeSpec, shapeSize } from './tree-s
 export const AUTO_CHAIN_STEPS = 4;
 
 /**
- * Steps per chained run for the auto options, 0 where chaining does not apply: runChain needs the Medusa or the
- * lookup draft, greedy decoding, the GPU verifier and one sequence.
+ * Steps per chained run for the auto options, 0 where chaining does not apply: greedy decoding on the GPU verifier with
+ * the Medusa draft (runChain at one sequence, runChained at several) or, at one sequence, the lookup draft.
  */
 export function autoChainSteps(source: string, device: 'gpu' | 'cpu', sampling: SamplingOptions, batch = 1): number {
-  return (source === 'medusa' || source === 'lookup') && device === 'gpu' && !((sampling.temperature ?? 0) > 0) && batch === 1 ? AUTO_CHAIN_STEPS : 0;
+  return (source === 'medusa' || (source === 'lookup' && batch === 1)) && device === 'gpu' && !((sampling.temperature ?? 0) > 0) ? AUTO_CHAIN_STEPS : 0;
 }
 
 /** `chainSteps` > 0 (autoChainSteps): add the chained options. */

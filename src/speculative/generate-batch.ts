@@ -25,7 +25,7 @@ import { rng } from '../tensor.ts';
 import { acceptByPicks } from './acceptance.ts';
 import type { Candidate } from './candidate.ts';
 import { staticTopology, topologyTree, type StaticTopology } from './chain.ts';
-import type { BatchChainSubmission } from './gpu-chain-batch.ts';
+import { CHAIN_RUNS_IN_FLIGHT, MAX_RUNS_IN_FLIGHT, type BatchChainSubmission } from './gpu-chain-batch.ts';
 import { MedusaDraft } from './medusa-draft.ts';
 import type { DraftSource } from './draft.ts';
 import { expandTree } from './expand.ts';
@@ -73,6 +73,8 @@ export interface BatchAuto {
 
 /** Steps a chained run of auto's plain decision holds (the next run submitted before this one is read). */
 const PLAIN_CHAIN_STEPS = 8;
+/** Steps of a plain chain's first run; the runs after it double up to PLAIN_CHAIN_STEPS. */
+const PLAIN_CHAIN_FIRST = 2;
 
 /** A tree whose nodes 0 … forced.length − 1 are the chain `forced` (the root first), `below` grafted under its last node. */
 function graft(forced: readonly number[], below: TokenTree): TokenTree {
@@ -102,13 +104,18 @@ function batchChain(verifier: BatchTreeVerifier, drafts: readonly DraftSource[],
   const steps = opts.chainSteps!;
   const why = sampled ? 'greedy decoding' : lockstep ? 'per-sequence commits (not lockstep)' : !drafts.every((d) => d instanceof MedusaDraft) ? 'the Medusa draft for every sequence' : !('beginChainBatch' in verifier) ? 'the GPU verifier' : undefined;
   if (why) throw new Error(`chained batch speculation (chainSteps ${steps}) needs ${why}`);
-  const topology = staticTopology(opts.shape);
+  return { verifier: verifier as unknown as BatchChaining, ...chainedTree(opts.shape, opts.maxNodes, drafts), steps };
+}
+
+/** A static tree's topology for chained batch runs of Medusa drafts, checked against the drafts' heads and candidates. */
+function chainedTree(shape: TreeShape, maxNodes: number, drafts: readonly DraftSource[]): { topology: StaticTopology; medusaK: number } {
+  const topology = staticTopology(shape);
   const medusaK = Math.max(...drafts.map((d) => d.medusaTopK ?? 0));
   const heads = Math.min(...drafts.map((d) => d.maxDepth ?? Infinity));
-  if (topology.depth > heads) throw new Error(`chained batch speculation: tree ${opts.shape.spec} is ${topology.depth} levels deep; the draft has ${heads} heads`);
-  if (Math.max(...topology.ranks) >= medusaK) throw new Error(`chained batch speculation: tree ${opts.shape.spec} takes rank ${Math.max(...topology.ranks)}; the draft proposes ${medusaK} candidates a head`);
-  if (topology.depths.length > opts.maxNodes + 1) throw new Error(`chained batch speculation: tree ${opts.shape.spec} has ${topology.depths.length - 1} draft nodes, more than --max-nodes ${opts.maxNodes}`);
-  return { verifier: verifier as unknown as BatchChaining, topology, medusaK, steps };
+  if (topology.depth > heads) throw new Error(`chained batch speculation: tree ${shape.spec} is ${topology.depth} levels deep; the draft has ${heads} heads`);
+  if (Math.max(...topology.ranks) >= medusaK) throw new Error(`chained batch speculation: tree ${shape.spec} takes rank ${Math.max(...topology.ranks)}; the draft proposes ${medusaK} candidates a head`);
+  if (topology.depths.length > maxNodes + 1) throw new Error(`chained batch speculation: tree ${shape.spec} has ${topology.depths.length - 1} draft nodes, more than --max-nodes ${maxNodes}`);
+  return { topology, medusaK };
 }
 
 export async function speculativeGenerateBatch(
@@ -127,6 +134,9 @@ export async function speculativeGenerateBatch(
   if (!(Number.isInteger(opts.maxTokens) && opts.maxTokens >= 1)) throw new Error(`batch speculation: maxTokens must be a positive integer, got ${opts.maxTokens}`);
   // A draft model keeps a state of its own that would have to commit the forced chains too.
   if (drafts.some((d) => d instanceof ModelDraft)) throw new Error('batch speculation takes the n-gram, adaptive, Medusa and oracle drafts, not a draft model');
+  /** Chained runs in flight at most (submitted, not read yet). */
+  const runsInFlight = opts.chainOverlap === false ? 1 : opts.chainRunsInFlight ?? CHAIN_RUNS_IN_FLIGHT;
+  if (!(Number.isInteger(runsInFlight) && runsInFlight >= 1 && runsInFlight <= MAX_RUNS_IN_FLIGHT)) throw new Error(`batch speculation: chainRunsInFlight must be an integer in 1..${MAX_RUNS_IN_FLIGHT}, got ${opts.chainRunsInFlight}`);
   const mostNodes = Math.max(opts.maxNodes, ...(auto?.trees.map((t) => t.maxNodes) ?? []));
   if (mostNodes + 1 > verifier.maxNodes) throw new Error(`--max-nodes ${mostNodes} draft nodes (+ the root) exceed the ${verifier.maxNodes} nodes the verifier was compiled for`);
   const sampling = { ...opts.sampling, temperature: opts.sampling?.temperature ?? 0 };
@@ -160,43 +170,80 @@ export async function speculativeGenerateBatch(
   const gpuMsPerStep: number[] = [];
   let draftMs = 0;
   // Chained runs (opts.chainSteps): after an ordinary step has the heads' candidates of every sequence, runs of steps
-  // drafted and accepted on the GPU, each one submit and one readback, while the positions leave room for one. Each
-  // run is continued before it is read (opts.chainOverlap, default on: the GPU runs the next run while the host reads
-  // this one) while some live sequence surely needs more steps than are in flight (a step emits at most depth + 1
-  // tokens) and the positions leave room for them all.
+  // drafted and accepted on the GPU, each one submit and one readback, while the positions leave room for one. Runs
+  // are continued before the oldest is read (opts.chainOverlap, default on: the GPU runs the next runs while the host
+  // reads one; up to opts.chainRunsInFlight) while some live sequence surely needs more steps than are in flight (a
+  // step emits at most depth + 1 tokens) and the positions leave room for them all.
   const chained = opts.chainSteps ? batchChain(verifier, drafts, opts, sampled, lockstep) : undefined;
   const heads: (readonly Candidate[][] | undefined)[] = prompts.map(() => undefined);
   /** Under auto, the decision in progress: its option, the steps it runs, what it emitted in the steps it ran. */
   let decision: { option: number; steps: number; emitted: number; ran: number } | undefined;
+  /** Under auto, a decision the policy took ahead (a plain chain's, SpeculationPolicy.ahead) that is not plain: the loop's next. */
+  let decided: number | undefined;
 
   /**
    * Runs of chained batch steps of `topology` (GpuTreeVerifier.beginChainBatch: drafting from the heads, acceptance and
-   * the commit on the GPU, one submit and one readback a run), at most `budget` steps in all, `perRun` a run; each run
-   * continued before it is read (opts.chainOverlap) while some live sequence surely needs more steps than are in
-   * flight (a step emits at most depth + 1 tokens) and the positions leave room for them all. Returns the tokens
-   * emitted, or undefined when the positions leave no room for a step.
+   * the commit on the GPU, one submit and one readback a run), at most `budget` steps in all, `perRun` a run; up to
+   * `runsInFlight` runs in flight, each continuing the last (opts.chainOverlap) while some live sequence surely needs
+   * more steps than are in flight (a step emits at most depth + 1 tokens) and the positions leave room for them all.
+   * `decisions` (auto's plain decisions): when the budget is spent and more steps are needed, the next decision is
+   * taken ahead, before the runs in flight are read; a plain one adds its steps to the budget, so the chain goes on
+   * without a readback's wait between two plain decisions (on the H200 a 16-step decision ending in one cost a batch
+   * step 0.68–0.81 ms against 0.55–0.58 in one long chain, call 206), and `ended` reports each decision's tokens as
+   * the step that ends it is read. Returns the tokens emitted since the last decision that ended (all of them
+   * without `decisions`), or undefined when the positions leave no room for a step.
    */
-  const runChained = async (chainer: BatchChaining, topology: StaticTopology, medusaK: number, perRun: number, budget: number): Promise<number | undefined> => {
+  const runChained = async (
+    chainer: BatchChaining, topology: StaticTopology, medusaK: number, perRun: number, budget: number,
+    decisions?: { readonly ahead: () => number | undefined; readonly ended: (emitted: number, steps: number) => void },
+    firstRun = perRun,
+  ): Promise<{ emitted: number; steps: number } | undefined> => {
     const perStep = topology.depth + 1;
     const room = () => Math.floor(Math.min(...out.map((_, s) => (opts.maxPosition ?? Infinity) - verifier.positionOf(s) - 1)) / perStep);
-    const R = Math.min(perRun, budget, room());
+    // Runs of firstRun steps, doubling up to perRun: the GPU starts after a short run's encoding, not a long one's.
+    let runSteps = Math.min(firstRun, perRun);
+    const R = Math.min(runSteps, budget, room());
     if (R < 1) return undefined;
     const ta = performance.now();
     const trees = out.map((o, s) => topologyTree(topology, o[o.length - 1], heads[s] ?? []));
     draftMs += performance.now() - ta;
-    let sub = await chainer.beginChainBatch(trees, topology, R, medusaK);
-    let submitted = sub.steps;
-    let inFlight = sub.steps;
-    let emittedAll = 0;
-    for (;;) {
-      const live = active();
-      const needs = Math.max(0, ...out.map((o, s) => (live[s] ? Math.ceil((opts.maxTokens - o.length) / perStep) : 0)));
-      const more = opts.chainOverlap !== false && needs > inFlight ? Math.min(perRun, budget - submitted, room() - inFlight) : 0;
-      const next = more >= 1 ? await chainer.continueChainBatch(more) : undefined;
-      if (next) {
+    const queue = [await chainer.beginChainBatch(trees, topology, R, medusaK)];
+    let submitted = queue[0].steps;
+    let inFlight = queue[0].steps;
+    /** Steps after which the decisions in progress end (the last: the budget); whether the next was taken and is not plain. */
+    const ends = [budget];
+    let declined = false;
+    let read = 0;
+    let emittedSince = 0;
+    let stepsSince = 0;
+    const endDecision = () => {
+      decisions!.ended(emittedSince, stepsSince);
+      emittedSince = 0;
+      stepsSince = 0;
+      ends.shift();
+    };
+    while (queue.length > 0) {
+      // Runs continued before the oldest is read: up to runsInFlight, while some live sequence surely needs more steps
+      // than are in flight and the positions leave room for them.
+      while (queue.length < runsInFlight) {
+        const live = active();
+        const needs = Math.max(0, ...out.map((o, s) => (live[s] ? Math.ceil((opts.maxTokens - o.length) / perStep) : 0)));
+        if (!(needs > inFlight)) break;
+        // The budget spent: the next decision taken ahead (one at a time: after the last taken has begun).
+        if (decisions && !declined && budget - submitted < 1 && ends.length === 1) {
+          const steps = decisions.ahead();
+          if (steps === undefined) declined = true;
+          else ends.push((budget += steps));
+        }
+        runSteps = Math.min(perRun, 2 * runSteps);
+        const more = Math.min(runSteps, budget - submitted, room() - inFlight);
+        if (more < 1) break;
+        const next = await chainer.continueChainBatch(more);
+        queue.push(next);
         inFlight += next.steps;
         submitted += next.steps;
       }
+      const sub = queue.shift()!;
       const run = await sub.result;
       inFlight -= sub.steps;
       for (let k = 0; k < sub.steps; k++) {
@@ -212,9 +259,12 @@ export async function speculativeGenerateBatch(
             emitted++;
           }
         }
-        emittedAll += emitted;
+        emittedSince += emitted;
+        stepsSince++;
         committedPerStep.push(emitted / liveK.filter(Boolean).length);
         if (run.gpuMs !== undefined) gpuMsPerStep.push(run.gpuMs / sub.steps);
+        read++;
+        if (decisions && ends.length > 1 && read === ends[0]) endDecision();
       }
       if (medusaK > 0) {
         run.medusa.forEach((m, s) => {
@@ -222,32 +272,65 @@ export async function speculativeGenerateBatch(
           if (drafts[s] instanceof MedusaDraft) drafts[s].setHeads(m);
         });
       }
-      if (!next) break;
-      sub = next;
     }
-    return emittedAll;
+    // A plain decision taken ahead and never begun (the sequences ended first): the one in progress ends here.
+    while (ends.length > 1) endDecision();
+    return { emitted: emittedSince, steps: stepsSince };
   };
   // Auto's plain decisions chain where they can: root-only steps (plain decoding through the verifier) whose picks
   // become the next roots on the GPU, runs of PLAIN_CHAIN_STEPS in one submit and one readback — greedy, every
   // sequence committing its own path, nothing re-proposed, on a verifier that chains batch steps.
   const plainChainer = auto && !sampled && !lockstep && 'beginChainBatch' in verifier ? (verifier as unknown as BatchChaining) : undefined;
   const rootOnly = staticTopology({ kind: 'static', spec: 'root', paths: [] });
+  const allMedusa = drafts.every((d) => d instanceof MedusaDraft);
+  /**
+   * Under auto, runChained's decisions taken ahead while a chain of `option` runs: the same option again goes on in the
+   * chain (`steps` more); another is the loop's next decision (decided). Each decision is recorded as its last step is read.
+   */
+  const takenAhead = (option: number, steps: () => number) => {
+    const policy = auto!.policy;
+    return policy.ahead && {
+      ahead: () => {
+        const next = policy.ahead!();
+        if (next === option) return steps();
+        decided = next;
+        return undefined;
+      },
+      ended: (emitted: number, ran: number) => (option === 0 ? policy.record(emitted) : policy.record(emitted, ran)),
+    };
+  };
 
   while (active().some(Boolean)) {
     if (chained && heads.every((h) => h !== undefined) && leftover.every((l) => l.length === 0)) {
-      const emitted = await runChained(chained.verifier, chained.topology, chained.medusaK, chained.steps, Infinity);
-      if (emitted !== undefined) continue;
+      const ran = await runChained(chained.verifier, chained.topology, chained.medusaK, chained.steps, Infinity);
+      if (ran !== undefined) continue;
     }
     // Under auto a decision is taken when none is in progress: a tree for one step, or plain for a run of steps —
     // chained where it can be (the Medusa drafts' heads computed at each sequence's last node for the tree after it).
     if (auto && decision === undefined) {
-      const option = auto.policy.next();
+      const option = decided ?? auto.policy.next();
+      decided = undefined;
       decision = { option, steps: option === 0 ? Math.max(1, auto.policy.plainRun?.() ?? auto.policy.plainTokens) : 1, emitted: 0, ran: 0 };
       if (option === 0 && plainChainer && leftover.every((l) => l.length === 0)) {
         const medusaK = Math.max(0, ...drafts.map((d, s) => (active()[s] ? d.medusaTopK ?? 0 : 0)));
-        const emitted = await runChained(plainChainer, rootOnly, medusaK, PLAIN_CHAIN_STEPS, decision.steps);
-        if (emitted !== undefined) {
-          auto.policy.record(emitted);
+        const ran = await runChained(plainChainer, rootOnly, medusaK, PLAIN_CHAIN_STEPS, decision.steps, takenAhead(0, () => Math.max(1, auto.policy.aheadPlainRun?.() ?? auto.policy.plainTokens)), PLAIN_CHAIN_FIRST);
+        if (ran !== undefined) {
+          auto.policy.record(ran.emitted);
+          decision = undefined;
+          continue;
+        }
+      }
+      // A chained tree option (TreeOption.chainSteps) where every sequence drafts with Medusa heads and every live one
+      // has them: a chained run of its steps (drafting from the heads, acceptance and commits on the GPU), timed as a
+      // whole, and the same option again taken ahead runs on in the chain. Before the heads exist (the first tree after
+      // the prefill) it is one ordinary step of its tree, below.
+      const chosen = option === 0 ? undefined : auto.trees[option - 1];
+      const live = active();
+      if (chosen?.chainSteps && plainChainer && allMedusa && live.every((l, s) => !l || heads[s] !== undefined) && leftover.every((l) => l.length === 0)) {
+        const { topology, medusaK } = chainedTree(chosen.shape, chosen.maxNodes, drafts);
+        const ran = await runChained(plainChainer, topology, medusaK, chosen.chainSteps, chosen.chainSteps, takenAhead(option, () => chosen.chainSteps!));
+        if (ran !== undefined) {
+          auto.policy.record(ran.emitted, ran.steps);
           decision = undefined;
           continue;
         }

@@ -55,6 +55,11 @@ export interface SpeculativeOptions {
    * the same chained option. Default true; false reads each run before the next is encoded.
    */
   readonly chainOverlap?: boolean;
+  /**
+   * Chained batch runs (speculativeGenerateBatch): how many runs are submitted and not yet read at most, the oldest
+   * read while the rest run (1 … MAX_RUNS_IN_FLIGHT; default CHAIN_RUNS_IN_FLIGHT; chainOverlap false means 1).
+   */
+  readonly chainRunsInFlight?: number;
 }
 
 /** A verifier that can run chained steps (gpu-verifier.ts), and submit the next run before reading the last. */

@@ -13,7 +13,7 @@ import type { RecordedStep } from '../model/step-recording.ts';
 import { BufferUsage } from '../runtime/device.ts';
 import { compileKernel } from '../runtime/pipeline-cache.ts';
 import type { StaticTopology } from './chain.ts';
-import { chainBatchLayout, readChainBatch, type BatchChainResult, type BatchChainSubmission } from './gpu-chain-batch.ts';
+import { chainBatchLayout, MAX_RUNS_IN_FLIGHT, readChainBatch, type BatchChainResult, type BatchChainSubmission } from './gpu-chain-batch.ts';
 import { MAX_CHAIN_STEPS } from './gpu-chain.ts';
 import { MAX_TOP_K, type GpuSpeculativeHeads } from './gpu-heads.ts';
 
@@ -62,11 +62,13 @@ export class GpuBatchChain {
   /** The last run's result (read in submission order), and runs submitted and not read yet. */
   private tail: Promise<unknown> | undefined;
   private unread = 0;
-  /** Readback buffers: two, so that one run is read while the next is in flight. */
-  private readonly staging: (GPUBuffer | undefined)[] = [undefined, undefined];
-  private slot = 0;
+  /**
+   * Readback buffers, one per run submitted and not read yet (a pool that grows to the most runs the caller keeps in
+   * flight); `busy` from a run's submit until its read has copied the data out.
+   */
+  private readonly staging: { buffer?: GPUBuffer; busy: boolean }[] = [];
   private buffers: { pipeline: GPUComputePipeline; ring: GPUBuffer; topo: GPUBuffer; params: GPUBuffer; groups: Map<StepPlan, GPUBindGroup> } | undefined;
-  private readonly times = { runs: 0, steps: 0, encodeMs: 0, waitMs: 0, gpuMs: 0 };
+  private readonly times = { runs: 0, steps: 0, encodeMs: 0, waitMs: 0, gpuMs: 0, mostInFlight: 0 };
 
   constructor(private readonly host: BatchChainHost) {}
 
@@ -92,8 +94,8 @@ export class GpuBatchChain {
     return this.continuation !== undefined;
   }
 
-  /** Runs since creation: runs, steps, the host's ms to each submit and waiting for readbacks, GPU ms. */
-  get stats(): { readonly runs: number; readonly steps: number; readonly encodeMs: number; readonly waitMs: number; readonly gpuMs: number } {
+  /** Runs since creation: runs, steps, the host's ms to each submit and waiting for readbacks, GPU ms, the most runs submitted and not read at once. */
+  get stats(): { readonly runs: number; readonly steps: number; readonly encodeMs: number; readonly waitMs: number; readonly gpuMs: number; readonly mostInFlight: number } {
     return { ...this.times };
   }
 
@@ -104,7 +106,7 @@ export class GpuBatchChain {
   }
 
   destroy(): void {
-    for (const b of [this.buffers?.ring, this.buffers?.topo, this.buffers?.params, ...this.staging]) b?.destroy();
+    for (const b of [this.buffers?.ring, this.buffers?.topo, this.buffers?.params, ...this.staging.map((x) => x.buffer)]) b?.destroy();
   }
 
   /**
@@ -117,16 +119,16 @@ export class GpuBatchChain {
     const { device } = host.model.gpu;
     const { plan, rows, b, topology, medusaK } = of;
     const t0 = performance.now();
-    const slot = this.slot;
-    let staging = this.staging[slot];
-    if (staging && staging.mapState !== 'unmapped') throw new Error(`chained batch speculation: ${this.staging.length} runs are in flight and the oldest is not read yet; await its result first`);
-    this.slot = (slot + 1) % this.staging.length;
+    if (this.unread >= MAX_RUNS_IN_FLIGHT) throw new Error(`chained batch speculation: ${this.unread} runs are in flight and not read, the most there may be; await the oldest's result first`);
     const run = await this.kernel(b, rows, steps, topology, medusaK);
     const layout = chainBatchLayout(b, steps, host.maxNodes, medusaK, host.heads.medusaHeads);
-    if (!staging || staging.size < layout.bytes) {
-      staging?.destroy();
-      staging = this.staging[slot] = device.createBuffer({ label: `chained batch readback ${slot}`, size: Math.max(layout.bytes, 256), usage: BufferUsage.MAP_READ | BufferUsage.COPY_DST });
+    const slot = this.staging.find((x) => !x.busy) ?? this.staging[this.staging.push({ busy: false }) - 1];
+    if (!slot.buffer || slot.buffer.size < layout.bytes) {
+      slot.buffer?.destroy();
+      slot.buffer = device.createBuffer({ label: `chained batch readback ${this.staging.indexOf(slot)}`, size: Math.max(layout.bytes, 256), usage: BufferUsage.MAP_READ | BufferUsage.COPY_DST });
     }
+    slot.busy = true;
+    const staging = slot.buffer;
 
     const encoder = device.createCommandEncoder({ label: `chained batch run [${b} × ${rows} rows, ${steps} steps]${begun ? '' : ' continued'}` });
     host.enter(encoder, b);
@@ -158,6 +160,7 @@ export class GpuBatchChain {
     if (begun) host.committedPending();
     host.advance(steps);
     this.unread++;
+    this.times.mostInFlight = Math.max(this.times.mostInFlight, this.unread);
     this.times.runs++;
     this.times.steps += steps;
     this.times.encodeMs += performance.now() - t0;
@@ -183,6 +186,7 @@ export class GpuBatchChain {
         return { steps: result.steps, medusa: result.medusa, ...(gpuMs !== undefined && { gpuMs }) };
       } finally {
         this.unread--;
+        slot.busy = false;
       }
     };
     const result = read();

@@ -637,7 +637,7 @@ export class GpuTreeVerifier implements TreeVerifier, BatchTreeVerifier {
   }
 
   /** Chained batch runs since creation: runs, steps, the host's ms to each submit and waiting for readbacks, GPU ms. */
-  get chainBatchTimes(): { readonly runs: number; readonly steps: number; readonly encodeMs: number; readonly waitMs: number; readonly gpuMs: number } {
+  get chainBatchTimes(): GpuBatchChain['stats'] {
     return this.batchChain.stats;
   }
 

@@ -16,17 +16,21 @@ import type { DraftSource } from './draft.ts';
 import { speculativeGenerateBatch, type BatchSpeculativeResult } from './generate-batch.ts';
 import { GpuTreeVerifier } from './gpu-verifier.ts';
 import { candidatesPerNode, checkSpeculatable, draftFor, type SpeculativeRunContext } from './run-speculative.ts';
-import { autoTrees, batchWarmUpSchedule, exploreOrder, treeLabel } from './auto-trees.ts';
+import { autoChainSteps, autoTrees, batchWarmUpSchedule, exploreOrder, treeLabel } from './auto-trees.ts';
 import type { TreeOption } from './generate.ts';
 import { formatPolicySummary, SpeculationController } from './speculation-controller.ts';
 import { VerifierBatch } from './verifier-batch.ts';
 import type { BatchTreeVerifier } from './verifier.ts';
 
-/** The trees a batch runs: --tree's when given, else (auto) the cost-aware options, autoTrees() unchained, beside plain steps. */
-export function batchTrees(c: Pick<SpeculativeRunContext, 'args'>, config: ModelConfig): { trees: TreeOption[]; auto: boolean } {
+/**
+ * The trees a batch runs: --tree's when given, else (auto) the cost-aware options beside plain steps, autoTrees() —
+ * chained runs for greedy Medusa on the GPU (autoChainSteps), single steps otherwise.
+ */
+export function batchTrees(c: Pick<SpeculativeRunContext, 'args' | 'device' | 'sampling'>, config: ModelConfig, batch: number): { trees: TreeOption[]; auto: boolean } {
   const { args } = c;
   if (!args.auto) return { trees: [{ shape: args.shape, maxNodes: args.maxNodes }], auto: false };
-  return { trees: autoTrees(args.source, args.maxNodes, args.source === 'medusa' ? config.medusa!.numHeads : Infinity), auto: true };
+  const heads = args.source === 'medusa' ? config.medusa!.numHeads : Infinity;
+  return { trees: autoTrees(args.source, args.maxNodes, heads, autoChainSteps(args.source, c.device, c.sampling, batch)), auto: true };
 }
 
 /** Plain, then speculative generation of the prompts in one batch; each sequence's speculative text goes to stdout. */
@@ -36,7 +40,7 @@ export async function runSpeculativeBatch(c: SpeculativeRunContext & { readonly 
   checkSpeculatable(args.source, c.variant, config);
   if (args.source.startsWith('draft:')) throw new Error('--speculate draft:DIR takes one --prompt: a batch runs the ngram, lookup, adaptive, medusa and oracle drafts (a draft model would keep a state of its own per sequence)');
   if (args.chainSteps !== undefined && args.source !== 'medusa') throw new Error(`--chain-steps with several --prompt takes --speculate medusa (a chained batch drafts with the heads on the GPU), not ${args.source}`);
-  const { trees, auto } = batchTrees(c, config);
+  const { trees, auto } = batchTrees(c, config, b);
   const tree = trees[0];
   const k = Math.max(...trees.map((t) => candidatesPerNode(t.shape)));
   const mostNodes = Math.max(...trees.map((t) => t.maxNodes));

@@ -47,6 +47,8 @@ export interface SpeculationPolicy {
    * while it exploits plain decoding, since each run ends in a readback.
    */
   plainRun?(): number;
+  /** Tokens the decision chosen by ahead() decodes when it is plain (default plainTokens). */
+  aheadPlainRun?(): number;
   /**
    * The option the decision in progress (the oldest not recorded) produced `tokens` tokens; `steps`, for a tree
    * option, the verification steps it ran (a chained run's steps, a warm-up step included).
@@ -221,6 +223,10 @@ export class SpeculationController implements SpeculationPolicy {
   private runLength(option: number): number {
     this.plainStreak = option === 0 && this.exploiting ? this.plainStreak + 1 : 0;
     return this.plainTokens * Math.min(PLAIN_RUN_GROWTH, 2 ** Math.max(0, this.plainStreak - 1));
+  }
+
+  aheadPlainRun(): number {
+    return this.queuedPlainLength ?? this.plainTokens;
   }
 
   ahead(): number {
