@@ -29,11 +29,15 @@ describe('the cache file of --tree auto\'s measurements', () => {
     expect(at(key)).toBe(at({ ...key, files: [...key.files] }));
   });
 
-  it('differs by draft, adapter, options and the model files (a retrained model starts afresh)', () => {
+  it('differs by draft, adapter, options, batch size and the model files (a retrained model starts afresh)', () => {
     const base = at(key);
     expect(at({ ...key, source: 'lookup' })).not.toBe(base);
     expect(at({ ...key, adapter: 'NVIDIA H100' })).not.toBe(base);
     expect(at({ ...key, labels: ['plain', 'chain:3×4'] })).not.toBe(base);
+    // A batch's measurements are their own, per batch size; batch 1 keeps the file one sequence always had.
+    expect(at({ ...key, batch: 8 })).not.toBe(base);
+    expect(at({ ...key, batch: 8 })).not.toBe(at({ ...key, batch: 4 }));
+    expect(at({ ...key, batch: 1 })).toBe(base);
     utimesSync(weights, new Date(2020, 0, 1), new Date(2020, 0, 1));
     expect(at(key)).not.toBe(base);
   });

@@ -89,6 +89,28 @@ describe('linattn generate with several --prompt', () => {
     expect(auto.err).toMatch(/\nauto: plain \d+% of tokens at [\d.]+ tokens\/s \(\d+ decisions\)/);
   });
 
+  it("--auto-state with a batch: the second run starts from the first's measurements (a batch's own: one sequence's are other options) and adds its own", async () => {
+    const file = join(root, 'batch-auto-state.json');
+    const args = [...PROMPTS.flatMap((p) => ['--prompt', p]), '--device', 'gpu', '--speculate', 'medusa', '--auto-state', file];
+    const first = await run(args);
+    expect(first.code, first.err).toBe(0);
+    expect(first.err).toContain(`auto: measured afresh; kept for the next run in ${file}`);
+    const once = JSON.parse(readFileSync(file, 'utf8')) as { labels: string[]; options: { decisions: number }[] };
+    const decisions = (s: typeof once) => s.options.reduce((a, o) => a + o.decisions, 0);
+    expect(once.labels[0]).toBe('plain');
+    expect(decisions(once)).toBeGreaterThan(0);
+    const second = await run(args);
+    expect(second.code, second.err).toBe(0);
+    expect(second.out).toBe(first.out); // greedy: the same texts whatever the controller picks
+    expect(second.err).toContain(`auto: started from the measurements of earlier runs in ${file}`);
+    expect(decisions(JSON.parse(readFileSync(file, 'utf8')) as typeof once)).toBeGreaterThan(decisions(once));
+    writeFileSync(file, 'not json');
+    const broken = await run(args);
+    expect(broken.code).toBe(1);
+    expect(broken.err).toContain(file);
+    expect(broken.err).toMatch(/not the JSON --auto-state writes/);
+  });
+
   it('refuses a draft model for a batch, and an over-long prompt by its number, before any output', async () => {
     const r = await run(['--prompt', 'ab', '--prompt', 'cd', '--speculate', `draft:${draft}`]);
     expect(r.code).not.toBe(0);

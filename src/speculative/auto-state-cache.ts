@@ -6,9 +6,12 @@
 // autotune cache ($LINATTN_CACHE_DIR or ~/.cache/linattn, under speculation/). The controller keeps re-probing what it
 // did not pick (speculation-controller.ts), so measurements of other text are a start, not a verdict.
 import { createHash } from 'node:crypto';
-import { existsSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
+import { ModelFileError } from '../model/errors.ts';
+import { readJsonFile } from '../model/json-file.ts';
+import type { ControllerState } from './speculation-controller.ts';
 
 export interface AutoStateKey {
   /** The model's files (config.json, model.safetensors; a draft model's too). */
@@ -18,6 +21,8 @@ export interface AutoStateKey {
   readonly adapter: string;
   /** The controller's option labels, plain first. */
   readonly labels: readonly string[];
+  /** Sequences decoded together, above 1 (a batch's rates are the whole batch's tokens over its time). */
+  readonly batch?: number;
 }
 
 /** The cache directory the autotune cache uses too. */
@@ -31,6 +36,24 @@ export function autoStatePath(key: AutoStateKey): string {
     const st = statSync(path);
     return { path, size: st.size, mtimeMs: st.mtimeMs };
   });
-  const hash = createHash('sha256').update(JSON.stringify({ files, source: key.source, adapter: key.adapter, labels: key.labels })).digest('hex').slice(0, 20);
+  const hash = createHash('sha256').update(JSON.stringify({ files, source: key.source, adapter: key.adapter, labels: key.labels, ...(key.batch !== undefined && key.batch > 1 && { batch: key.batch }) })).digest('hex').slice(0, 20);
   return join(cacheDir(), 'speculation', `${hash}.json`);
+}
+
+/** --auto-state's measurements, or none when the file does not exist yet; a file that is not one names itself. */
+export function readAutoState(path: string): { from?: ControllerState } {
+  if (!existsSync(path)) return {};
+  const state = readJsonFile(path, 'not the JSON --auto-state writes') as ControllerState;
+  if (!(state && Array.isArray(state.labels) && Array.isArray(state.options) && state.options.every((o) => o && Array.isArray(o.recent)))) {
+    throw new ModelFileError(path, 'file', 'not the measurements --auto-state writes ({"labels": […], "options": [{"recent": […], …}]})');
+  }
+  return { from: state };
+}
+
+/** Written beside, then renamed over FILE: a run stopped while writing leaves the last measurements whole. */
+export function writeAutoState(path: string, state: ControllerState): void {
+  mkdirSync(dirname(path), { recursive: true });
+  const tmp = `${path}.tmp`;
+  writeFileSync(tmp, JSON.stringify(state) + '\n');
+  renameSync(tmp, path);
 }

@@ -2,14 +2,13 @@
 // the options): the prompt decoded plainly first (the baseline, and the oracle's trajectory), then
 // speculatively with the text streamed; the report gives mean accepted length, tokens/s of both and the
 // speed-up. Everything that can be wrong with the draft checkpoint is checked before any output.
-import { existsSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { isDecodable, type Program } from '../ir/types.ts';
 import type { PrepareAttention } from '../model/attention-context.ts';
 import { loadConfig, type ModelConfig } from '../model/config.ts';
 import { cpuModel, type CpuModel } from '../model/cpu-forward.ts';
 import { ModelFileError } from '../model/errors.ts';
-import { readJsonFile } from '../model/json-file.ts';
 import { generateCpu, generateGpu, TextStream, type GenerateResult } from '../model/generate.ts';
 import { GpuModel } from '../model/gpu-model.ts';
 import type { SamplingOptions } from '../model/sampling.ts';
@@ -29,9 +28,9 @@ import { LookupChainDraft } from './lookup-chain.ts';
 import { AdaptiveDraft } from './adaptive-draft.ts';
 import { OracleDraft } from './oracle-draft.ts';
 import { autoChainSteps, autoSpeculation, autoTrees, treeLabel } from './auto-trees.ts';
-import { autoStatePath } from './auto-state-cache.ts';
+import { autoStatePath, readAutoState, writeAutoState } from './auto-state-cache.ts';
 import { GpuPlainDecoder, VerifierPlainDecoder, type PlainDecoder } from './plain-runs.ts';
-import { FixedSchedule, formatPolicySummary, type ControllerState } from './speculation-controller.ts';
+import { FixedSchedule, formatPolicySummary } from './speculation-controller.ts';
 import type { TreeShape } from './tree-spec.ts';
 import type { TreeVerifier } from './verifier.ts';
 
@@ -299,26 +298,8 @@ function autoOf(trees: readonly TreeOption[], plain: PlainDecoder, autoState: st
   }
 }
 
-/** --auto-state's measurements, or none when the file does not exist yet; a file that is not one names itself. */
-function readAutoState(path: string): { from?: ControllerState } {
-  if (!existsSync(path)) return {};
-  const state = readJsonFile(path, 'not the JSON --auto-state writes') as ControllerState;
-  if (!(state && Array.isArray(state.labels) && Array.isArray(state.options) && state.options.every((o) => o && Array.isArray(o.recent)))) {
-    throw new ModelFileError(path, 'file', 'not the measurements --auto-state writes ({"labels": […], "options": [{"recent": […], …}]})');
-  }
-  return { from: state };
-}
-
 /** The files a model's measurements are of (auto-state-cache.ts): its config and weights, a draft model's too. */
-function modelFiles(config: ModelConfig, draft: DraftCheckpoint | undefined): string[] {
+export function modelFiles(config: ModelConfig, draft?: DraftCheckpoint): string[] {
   const dirs = [dirname(config.file), ...(draft ? [draft.dir] : [])];
   return dirs.flatMap((d) => [join(d, 'config.json'), join(d, 'model.safetensors')]);
-}
-
-/** Written beside, then renamed over FILE: a run stopped while writing leaves the last measurements whole. */
-function writeAutoState(path: string, state: ControllerState): void {
-  mkdirSync(dirname(path), { recursive: true });
-  const tmp = `${path}.tmp`;
-  writeFileSync(tmp, JSON.stringify(state) + '\n');
-  renameSync(tmp, path);
 }
