@@ -256,14 +256,25 @@ describe('batch speculation on the GPU (batch 3)', () => {
       const r = await speculativeGenerateBatch(verifier, drafts(m2, ps, want, k), ps, { maxTokens: NEW_TOKENS, shape: parseTreeSpec(TREES[k]), maxNodes: MAX_NODES });
       expect(r.tokens, `prompts ${JSON.stringify(ps)}, --tree ${TREES[k]}`).toEqual(want);
     }
+    // Prompts of 2, 12 and 19 tokens: the rests, 10 and 17 tokens, verified as chains of up to 7 nodes and committed,
+    // each sequence at its own position across group starts.
+    const ps = prompts(935, 19).map((p, s) => p.slice(0, [2, 12, 19][s]));
+    const want = ps.map((p) => plainGreedy(m2, p, NEW_TOKENS));
+    const r = await speculativeGenerateBatch(verifier, drafts(m2, ps, want, 0), ps, { maxTokens: NEW_TOKENS, shape: parseTreeSpec('chain:3'), maxNodes: MAX_NODES });
+    expect(r.tokens, `prompts ${JSON.stringify(ps)}`).toEqual(want);
   });
 
-  it('prompts of different lengths (the common part prefilled, the rest forced): greedy equals each alone; sampled, plain GPU ragged sampling', async () => {
+  it('prompts of different lengths (greedy: the common part prefilled, the rests fed as chains; sampled: the rests forced a token a step): greedy equals each alone; sampled, plain GPU ragged sampling', async () => {
     const { model, verifier } = await target();
     const ps = prompts(960, 8).map((p, s) => p.slice(0, 3 + 2 * s));
     const want = ps.map((p) => plainGreedy(m, p, NEW_TOKENS));
     const r = await speculativeGenerateBatch(verifier, drafts(m, ps, want, 1), ps, { maxTokens: NEW_TOKENS, shape: parseTreeSpec('chain:4'), maxNodes: MAX_NODES });
     expect(r.tokens, `prompts ${JSON.stringify(ps)}`).toEqual(want);
+    // Rests longer than a tree (7 nodes): fed in chunks; the shortest prompt's sequence waits, then starts with its pick.
+    const long = prompts(962, 24).map((p, s) => p.slice(0, [24, 1, 9][s]));
+    const wantLong = long.map((p) => plainGreedy(m, p, NEW_TOKENS));
+    const rl = await speculativeGenerateBatch(verifier, drafts(m, long, wantLong, 0), long, { maxTokens: NEW_TOKENS, shape: parseTreeSpec('chain:2'), maxNodes: MAX_NODES });
+    expect(rl.tokens, `prompts ${JSON.stringify(long)}`).toEqual(wantLong);
     const sampling = { temperature: 0.9, topK: 40 };
     const plain = await generateGpu(model, new ByteTokenizer({ bos: 256 }), ps, { maxTokens: NEW_TOKENS, sampling, seed: 6 });
     const sampled = await speculativeGenerateBatch(verifier, drafts(m, ps, plain.tokens, 2), ps, { maxTokens: NEW_TOKENS, shape: parseTreeSpec('top:2'), maxNodes: MAX_NODES, sampling, seed: 6 });

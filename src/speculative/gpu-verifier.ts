@@ -252,13 +252,41 @@ export class GpuTreeVerifier implements TreeVerifier, BatchTreeVerifier {
     const plan = raggedPlan(prompts);
     // The model draws one uniform per sequence a step, sequence 0 first: token g of sequence s gets draw(g, s).
     const step = await this.model.prefill(commonPrompts(prompts, plan), { ...sampling, random: raggedDraws(plan, draw) });
-    const out = prompts.map((): number[] => []);
-    const take = (k: number, picks: readonly number[]) => picks.forEach((t, s) => picksNewToken(plan, k, s) && out[s].push(t));
-    await feedRaggedPrompts(this.model, prompts, plan, step.tokens(), take);
     for (const [n, st] of this.model.attentionStates.entries()) {
       if (!st.buffers) throw new Error(`layer ${n}'s attention keeps no state buffers the tree kernels can read; speculative decoding needs the compiled variant (src/runtime/compiled-attention.ts)`);
     }
+    const out = prompts.map((): number[] => []);
+    if (plan.extra > 0 && !this.sampled && this.perSequence && this.folds) {
+      await this.feedRests(prompts, plan.common, await step.tokens(), out);
+      return out;
+    }
+    const take = (k: number, picks: readonly number[]) => picks.forEach((t, s) => picksNewToken(plan, k, s) && out[s].push(t));
+    await feedRaggedPrompts(this.model, prompts, plan, step.tokens(), take);
     return out;
+  }
+
+  /**
+   * Greedy prompts of different lengths, each sequence at its own position (perSequence): after the common part's
+   * prefill, every sequence's rest of its prompt is verified as a chain (its first rest token the root, at its position)
+   * and committed whole, up to maxNodes tokens a step — a chunk of the prompt through the tree kernels in one step of
+   * every sequence, where the forced decode steps (ragged-prompts.ts) move every sequence one token a step. The pick at
+   * the chain's last node is the sequence's first new token; the shorter prompts' first is the prefill's pick, and they
+   * verify a lone root and commit nothing while the longer ones' rests are fed. Each sequence emits its first token only.
+   */
+  private async feedRests(prompts: readonly (readonly number[])[], common: number, prefillPicks: readonly number[], out: number[][]): Promise<void> {
+    const left = prompts.map((p) => p.slice(common));
+    left.forEach((l, s) => l.length === 0 && out[s].push(prefillPicks[s]));
+    while (left.some((l) => l.length > 0)) {
+      const fed = left.map((l) => Math.min(l.length, this.maxNodes));
+      const trees = left.map((l, s) => (fed[s] > 0 ? treeFromParents(l.slice(0, fed[s]), l.slice(0, fed[s]).map((_, n) => n - 1)) : treeFromParents([out[s][0]], [-1])));
+      const results = await this.verifyBatch({ trees });
+      this.commitBatch(fed.map((n) => Array.from({ length: n }, (_, i) => i)));
+      left.forEach((l, s) => {
+        if (fed[s] === 0) return;
+        left[s] = l.slice(fed[s]);
+        if (left[s].length === 0) out[s].push(results[s].picks[fed[s] - 1]);
+      });
+    }
   }
 
   async verify(req: VerifyRequest): Promise<VerifyResult> {
