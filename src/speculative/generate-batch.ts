@@ -199,6 +199,7 @@ export async function speculativeGenerateBatch(
     chainer: BatchChaining, topology: StaticTopology, medusaK: number, perRun: number, budget: number,
     decisions?: { readonly ahead: () => number | undefined; readonly ended: (emitted: number, steps: number) => void },
     firstRun = perRun,
+    credit = { emitted: 0, steps: 0 },
   ): Promise<{ emitted: number; steps: number } | undefined> => {
     const perStep = topology.depth + 1;
     const room = () => Math.floor(Math.min(...out.map((_, s) => (opts.maxPosition ?? Infinity) - verifier.positionOf(s) - 1)) / perStep);
@@ -216,8 +217,9 @@ export async function speculativeGenerateBatch(
     const ends = [budget];
     let declined = false;
     let read = 0;
-    let emittedSince = 0;
-    let stepsSince = 0;
+    // The decision in progress's tokens and steps so far (credit: a step it took before this chain).
+    let emittedSince = credit.emitted;
+    let stepsSince = credit.steps;
     const endDecision = () => {
       decisions!.ended(emittedSince, stepsSince);
       emittedSince = 0;
@@ -322,15 +324,21 @@ export async function speculativeGenerateBatch(
           continue;
         }
       }
-      // A chained tree option (TreeOption.chainSteps) where every sequence drafts with Medusa heads and every live one
-      // has them: a chained run of its steps (drafting from the heads, acceptance and commits on the GPU), timed as a
-      // whole, and the same option again taken ahead runs on in the chain. Before the heads exist (the first tree after
-      // the prefill) it is one ordinary step of its tree, below.
+      // A chained tree option (TreeOption.chainSteps) where every sequence drafts with Medusa heads: a chained run of its
+      // steps (drafting from the heads, acceptance and commits on the GPU), timed as a whole, and the same option again
+      // taken ahead runs on in the chain. Before the heads exist (after the prefill) the decision first takes a chained
+      // root-only step, which computes them: alone, as an ordinary step of its tree with nothing drafted and a readback,
+      // it charged the option a plain token's cost for a step (H200 call 210: a controller that started from kept
+      // measurements took the option first, rated it at 21.8k tokens/s against 59k the run before, and decoded plain).
       const chosen = option === 0 ? undefined : auto.trees[option - 1];
-      const live = active();
-      if (chosen?.chainSteps && plainChainer && allMedusa && live.every((l, s) => !l || heads[s] !== undefined) && leftover.every((l) => l.length === 0)) {
+      if (chosen?.chainSteps && plainChainer && allMedusa && leftover.every((l) => l.length === 0)) {
         const { topology, medusaK } = chainedTree(chosen.shape, chosen.maxNodes, drafts);
-        const ran = await runChained(plainChainer, topology, medusaK, chosen.chainSteps, chosen.chainSteps, takenAhead(option, () => chosen.chainSteps!));
+        const headless = () => active().some((l, s) => l && heads[s] === undefined);
+        const warm = headless() ? await runChained(plainChainer, rootOnly, medusaK, 1, 1) : undefined;
+        const chain = !headless() && active().some(Boolean)
+          ? await runChained(plainChainer, topology, medusaK, chosen.chainSteps, chosen.chainSteps, takenAhead(option, () => chosen.chainSteps!), chosen.chainSteps, warm)
+          : undefined;
+        const ran = chain ?? warm;
         if (ran !== undefined) {
           auto.policy.record(ran.emitted, ran.steps);
           decision = undefined;
