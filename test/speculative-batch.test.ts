@@ -264,7 +264,7 @@ describe('batch speculation on the GPU (batch 3)', () => {
     expect(r.tokens, `prompts ${JSON.stringify(ps)}`).toEqual(want);
   });
 
-  it('prompts of different lengths (greedy: the common part prefilled, the rests fed as chains; sampled: the rests forced a token a step): greedy equals each alone; sampled, plain GPU ragged sampling', async () => {
+  it('prompts of different lengths (the common part prefilled, the rests fed as chains): greedy equals each alone; sampled, plain GPU ragged sampling (forced a token a step)', async () => {
     const { model, verifier } = await target();
     const ps = prompts(960, 8).map((p, s) => p.slice(0, 3 + 2 * s));
     const want = ps.map((p) => plainGreedy(m, p, NEW_TOKENS));
@@ -275,6 +275,9 @@ describe('batch speculation on the GPU (batch 3)', () => {
     const wantLong = long.map((p) => plainGreedy(m, p, NEW_TOKENS));
     const rl = await speculativeGenerateBatch(verifier, drafts(m, long, wantLong, 0), long, { maxTokens: NEW_TOKENS, shape: parseTreeSpec('chain:2'), maxNodes: MAX_NODES });
     expect(rl.tokens, `prompts ${JSON.stringify(long)}`).toEqual(wantLong);
+    const plainLong = await generateGpu(model, new ByteTokenizer({ bos: 256 }), long, { maxTokens: NEW_TOKENS, sampling: { temperature: 0.9, topK: 40 }, seed: 7 });
+    const sampledLong = await speculativeGenerateBatch(verifier, drafts(m, long, plainLong.tokens, 2), long, { maxTokens: NEW_TOKENS, shape: parseTreeSpec('top:2'), maxNodes: MAX_NODES, sampling: { temperature: 0.9, topK: 40 }, seed: 7 });
+    expect(sampledLong.tokens, 'sampled, rests in chunks').toEqual(plainLong.tokens);
     const sampling = { temperature: 0.9, topK: 40 };
     const plain = await generateGpu(model, new ByteTokenizer({ bos: 256 }), ps, { maxTokens: NEW_TOKENS, sampling, seed: 6 });
     const sampled = await speculativeGenerateBatch(verifier, drafts(m, ps, plain.tokens, 2), ps, { maxTokens: NEW_TOKENS, shape: parseTreeSpec('top:2'), maxNodes: MAX_NODES, sampling, seed: 6 });

@@ -150,9 +150,9 @@ export async function speculativeGenerateBatch(
   };
 
   const t0 = performance.now();
-  // Ragged prompts: greedy on the GPU, each sequence at its own position, the rests are fed as chains of tree steps and
-  // every sequence starts with one token (GpuTreeVerifier.feedRests); otherwise the shorter sequences emit tokens while
-  // the longer ones' prompts are fed a token a step (ragged-prompts.ts).
+  // Ragged prompts: on the GPU, each sequence at its own position, the rests are fed as chains of tree steps and every
+  // sequence starts with one token (GpuTreeVerifier.feedRests); otherwise (lockstep, float64) the shorter sequences emit
+  // tokens while the longer ones' prompts are fed a token a step (ragged-prompts.ts).
   const first = await verifier.startBatch(prompts, sampling, u);
   const out = first.map((f) => {
     const end = f.indexOf(opts.eos ?? -1);

@@ -256,8 +256,8 @@ export class GpuTreeVerifier implements TreeVerifier, BatchTreeVerifier {
       if (!st.buffers) throw new Error(`layer ${n}'s attention keeps no state buffers the tree kernels can read; speculative decoding needs the compiled variant (src/runtime/compiled-attention.ts)`);
     }
     const out = prompts.map((): number[] => []);
-    if (plan.extra > 0 && !this.sampled && this.perSequence && this.folds) {
-      await this.feedRests(prompts, plan.common, await step.tokens(), out);
+    if (plan.extra > 0 && this.perSequence && this.folds) {
+      await this.feedRests(prompts, plan.common, await step.tokens(), out, draw);
       return out;
     }
     const take = (k: number, picks: readonly number[]) => picks.forEach((t, s) => picksNewToken(plan, k, s) && out[s].push(t));
@@ -266,20 +266,23 @@ export class GpuTreeVerifier implements TreeVerifier, BatchTreeVerifier {
   }
 
   /**
-   * Greedy prompts of different lengths, each sequence at its own position (perSequence): after the common part's
-   * prefill, every sequence's rest of its prompt is verified as a chain (its first rest token the root, at its position)
-   * and committed whole, up to maxNodes tokens a step — a chunk of the prompt through the tree kernels in one step of
-   * every sequence, where the forced decode steps (ragged-prompts.ts) move every sequence one token a step. The pick at
-   * the chain's last node is the sequence's first new token; the shorter prompts' first is the prefill's pick, and they
-   * verify a lone root and commit nothing while the longer ones' rests are fed. Each sequence emits its first token only.
+   * Prompts of different lengths, each sequence at its own position (perSequence): after the common part's prefill,
+   * every sequence's rest of its prompt is verified as a chain (its first rest token the root, at its position) and
+   * committed whole, up to maxNodes tokens a step — a chunk of the prompt through the tree kernels in one step of every
+   * sequence, where the forced decode steps (ragged-prompts.ts) move every sequence one token a step. The pick at the
+   * chain's last node is the sequence's first new token (sampled: with draw(0, s), the uniform of the chain's last
+   * depth, as plain batched sampling gives token 0); the shorter prompts' first is the prefill's pick, and they verify a
+   * lone root and commit nothing while the longer ones' rests are fed. Each sequence emits its first token only.
    */
-  private async feedRests(prompts: readonly (readonly number[])[], common: number, prefillPicks: readonly number[], out: number[][]): Promise<void> {
+  private async feedRests(prompts: readonly (readonly number[])[], common: number, prefillPicks: readonly number[], out: number[][], draw: (g: number, s: number) => number): Promise<void> {
     const left = prompts.map((p) => p.slice(common));
     left.forEach((l, s) => l.length === 0 && out[s].push(prefillPicks[s]));
     while (left.some((l) => l.length > 0)) {
       const fed = left.map((l) => Math.min(l.length, this.maxNodes));
       const trees = left.map((l, s) => (fed[s] > 0 ? treeFromParents(l.slice(0, fed[s]), l.slice(0, fed[s]).map((_, n) => n - 1)) : treeFromParents([out[s][0]], [-1])));
-      const results = await this.verifyBatch({ trees });
+      // Sampled: only a last chunk's last pick is kept; it takes draw(0, s), every other depth 0.5.
+      const uniforms = this.sampled ? fed.map((n, s) => Float64Array.from({ length: Math.max(1, n) }, (_, d) => (n > 0 && d === n - 1 && left[s].length === n ? draw(0, s) : 0.5))) : undefined;
+      const results = await this.verifyBatch({ trees, ...(uniforms && { uniforms }) });
       this.commitBatch(fed.map((n) => Array.from({ length: n }, (_, i) => i)));
       left.forEach((l, s) => {
         if (fed[s] === 0) return;
