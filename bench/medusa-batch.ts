@@ -36,9 +36,9 @@ import { GpuTreeVerifier } from '../src/speculative/gpu-verifier.ts';
 import { MedusaDraft } from '../src/speculative/medusa-draft.ts';
 import { OracleDraft } from '../src/speculative/oracle-draft.ts';
 import { medusaSparseTree, parseTreeSpec, type TreeShape } from '../src/speculative/tree-spec.ts';
-import { autoChainSteps, autoTrees, batchWarmUpSchedule, exploreOrder, treeLabel } from '../src/speculative/auto-trees.ts';
+import { autoChainSteps, autoTrees, batchController, batchWarmUpSchedule } from '../src/speculative/auto-trees.ts';
 import type { TreeOption } from '../src/speculative/generate.ts';
-import { formatPolicySummary, SpeculationController, type OptionSummary } from '../src/speculative/speculation-controller.ts';
+import { formatPolicySummary, type OptionSummary } from '../src/speculative/speculation-controller.ts';
 
 const WARM_MS = 300;
 
@@ -162,7 +162,7 @@ for (const shape of trees) {
 for (const c of cases) {
   const drafts = (): DraftSource[] => prompts.map((p, s) => (c.source === 'oracle' ? new OracleDraft(p, plain.tokens[s], config.vocabSize) : new MedusaDraft(heads, c.auto ? autoCandidates : candidates(c.shape))));
   const opts = { maxTokens: newTokens, shape: c.shape, maxNodes: nodesOf(c.shape), ...(c.chainSteps && { chainSteps: c.chainSteps, chainOverlap: c.chainOverlap }) };
-  const policy = () => new SpeculationController({ trees: autoOptions.map(treeLabel), order: exploreOrder(autoOptions) });
+  const policy = () => batchController(autoOptions);
   const run = () => speculativeGenerateBatch(verifier, drafts(), prompts, opts, c.auto ? { auto: { policy: policy(), trees: autoOptions } } : { lockstep: c.lockstep });
   // auto: every option at both folded state sets first (batchWarmUpSchedule), as `linattn generate` warms up.
   if (c.auto) await speculativeGenerateBatch(verifier, drafts(), prompts, opts, { auto: { policy: batchWarmUpSchedule(autoOptions), trees: autoOptions } });

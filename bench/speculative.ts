@@ -46,11 +46,11 @@ import { ProfilingPass, timeDispatchesOf, timeLeavingOut, timeStepStream } from 
 import { median } from '../src/runtime/timing.ts';
 import { AdaptiveDraft } from '../src/speculative/adaptive-draft.ts';
 import type { DraftSource } from '../src/speculative/draft.ts';
-import { autoSpeculation, autoTrees, batchWarmUpSchedule, exploreOrder, treeLabel } from '../src/speculative/auto-trees.ts';
+import { autoSpeculation, autoTrees, batchController, batchWarmUpSchedule } from '../src/speculative/auto-trees.ts';
 import { speculativeGenerate, type TreeOption } from '../src/speculative/generate.ts';
 import { GpuPlainDecoder } from '../src/speculative/plain-runs.ts';
 import { CHAIN_RUNS_IN_FLIGHT } from '../src/speculative/gpu-chain-batch.ts';
-import { FixedSchedule, formatPolicySummary, SpeculationController, type OptionSummary } from '../src/speculative/speculation-controller.ts';
+import { FixedSchedule, formatPolicySummary, type OptionSummary } from '../src/speculative/speculation-controller.ts';
 import { speculativeGenerateBatch, type BatchAuto } from '../src/speculative/generate-batch.ts';
 import { GpuTreeVerifier } from '../src/speculative/gpu-verifier.ts';
 import { MedusaDraft } from '../src/speculative/medusa-draft.ts';
@@ -282,7 +282,7 @@ export async function runSpeculativeBench(opts: { small?: boolean; tokens?: numb
     // auto: a fresh controller over autoTrees(source, nodes) for every run, as `linattn generate` makes one per batch.
     const batchRun = async (source: string, d: (s: number) => DraftSource, shapeOf: TreeShape, nodes: number, lockstep = false, auto = false): Promise<BatchFigure> => {
       const trees = autoTrees(source, nodes);
-      const autoOf = (): BatchAuto => ({ policy: new SpeculationController({ trees: trees.map(treeLabel), order: exploreOrder(trees) }), trees });
+      const autoOf = (): BatchAuto => ({ policy: batchController(trees), trees });
       const once = (maxTokens: number) => speculativeGenerateBatch(verifier, prompts.map((_, s) => d(s)), prompts, { maxTokens, shape: shapeOf, maxNodes: nodes }, { lockstep, ...(auto && { auto: autoOf() }) });
       // auto: first every option at both folded state sets (batchWarmUpSchedule), as `linattn generate` warms up.
       if (auto) await speculativeGenerateBatch(verifier, prompts.map((_, s) => d(s)), prompts, { maxTokens: newTokens, shape: shapeOf, maxNodes: nodes }, { auto: { policy: batchWarmUpSchedule(trees), trees } });

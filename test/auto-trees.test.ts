@@ -2,7 +2,7 @@
 // applies — the Medusa or the lookup draft, greedy decoding, the GPU, one sequence — and only for chains no
 // deeper than the draft; the controller's labels, and so its summary line, name them, and it explores them first.
 import { describe, expect, it } from 'vitest';
-import { AUTO_CHAIN_STEPS, autoChainSteps, autoSpeculation, autoTrees, exploreOrder, treeLabel } from '../src/speculative/auto-trees.ts';
+import { AUTO_CHAIN_STEPS, autoChainSteps, autoSpeculation, autoTrees, batchController, exploreOrder, treeLabel } from '../src/speculative/auto-trees.ts';
 import { formatPolicySummary, SpeculationController } from '../src/speculative/speculation-controller.ts';
 
 describe('auto options', () => {
@@ -49,6 +49,28 @@ describe('auto options', () => {
       policy.record(2);
     }
     expect(first).toEqual(['[[0],[1],[2],[0,0],[0,1],[1,0],[0,0,0],[0,0,1]]×4', 'chain:3×4', 'plain']);
+  });
+
+  it("a batch's controller leaves plain decoding to the re-probes once a chained option accepts 2.5 tokens a sequence a step", () => {
+    const trees = autoTrees('medusa', 16, 3, autoChainSteps('medusa', 'gpu', {}, 8)); // chain:3×4, sparse×4
+    // A batch of 8 records its chained runs' steps once per live sequence: 4 steps of 8 sequences = 32 sequence-steps.
+    const firsts = (perSequenceStep: number) => {
+      let now = 0;
+      const policy = batchController(trees, { clock: () => now });
+      const picked: string[] = [];
+      for (let i = 0; i < 3; i++) {
+        const o = policy.next();
+        picked.push(policy.labels[o]);
+        now += 1;
+        if (o === 0) policy.record(128);
+        else policy.record(Math.round(perSequenceStep * 32), 32);
+      }
+      return picked;
+    };
+    // Exploration's order: the chained runs, then plain. At 3 tokens a sequence a step (96 a run of the batch) plain is
+    // deferred (left to the re-probes); at 1.2 (38 a run, still 4.8 a batch step) it is explored third.
+    expect(firsts(3)).toEqual(['[[0],[1],[2],[0,0],[0,1],[1,0],[0,0,0],[0,0,1]]×4', 'chain:3×4', '[[0],[1],[2],[0,0],[0,1],[1,0],[0,0,0],[0,0,1]]×4']);
+    expect(firsts(1.2)).toEqual(['[[0],[1],[2],[0,0],[0,1],[1,0],[0,0,0],[0,0,1]]×4', 'chain:3×4', 'plain']);
   });
 
   it('the summary line names the chained options', () => {

@@ -95,7 +95,14 @@ describe('chained batch speculation on the GPU', () => {
     ];
     // A chained tree first, before any heads exist (its decision takes a chained root-only step that computes them, then
     // its run), chain:3 three decisions in a row, unchained steps and plain runs.
-    const policy = new FixedSchedule(trees.map(treeLabel), [1, 0, 1, 1, 1, 2, 3, 0, 2, 1], 2);
+    // Each record's (tokens, steps): a tree decision's steps count every live sequence (tokens per step a sequence's).
+    const records: [number, number | undefined][] = [];
+    const policy = new (class extends FixedSchedule {
+      override record(tokens: number, steps?: number): void {
+        records.push([tokens, steps]);
+        super.record(tokens);
+      }
+    })(trees.map(treeLabel), [1, 0, 1, 1, 1, 2, 3, 0, 2, 1], 2);
     const begun = vi.spyOn(verifier, 'beginChainBatch');
     const r = await speculativeGenerateBatch(verifier, PROMPTS.map(() => new MedusaDraft(3, 2)), PROMPTS, { maxTokens: tokens, shape: parseTreeSpec('chain:1'), maxNodes: 3 }, { auto: { policy, trees } });
     const depths = begun.mock.calls.map(([, topology]) => topology.depth);
@@ -111,6 +118,11 @@ describe('chained batch speculation on the GPU', () => {
     expect(depths.filter((d) => d === 3).length, `${summary[1].decisions} decisions of chain:3`).toBeLessThan(summary[1].decisions);
     expect(summary.slice(1, 3).every((o) => o.decisions > 0 && o.tokens > 0)).toBe(true);
     expect(summary.reduce((a, o) => a + o.tokens, 0)).toBe(PROMPTS.length * (tokens - 1));
+    const trees3 = records.filter(([, steps]) => steps !== undefined && steps > 0);
+    expect(trees3.length).toBeGreaterThan(3);
+    // A sequence emits at most 4 tokens a step of these trees (3 drafts and the bonus), and at least one.
+    for (const [t, steps] of trees3) expect(t / steps!, `${t} tokens in ${steps} sequence-steps`).toBeLessThanOrEqual(4);
+    expect(Math.max(...trees3.map(([t, steps]) => t / steps!))).toBeGreaterThan(1);
   });
 
   it('refuses what it cannot chain, naming why', async () => {

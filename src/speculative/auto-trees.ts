@@ -91,6 +91,16 @@ export function autoSpeculation(trees: readonly TreeOption[], plain: PlainDecode
 }
 
 /**
+ * A fresh controller for a batch's auto over `trees` (generate-batch.ts batch.auto), as one sequence's (autoSpeculation):
+ * chained options explored first, and one that accepts 2.5 tokens a sequence a step or more leaves plain decoding to the
+ * re-probes (deferPlain; a batch records its steps once per live sequence). `opts.from`: measurements of earlier runs.
+ */
+export function batchController(trees: readonly TreeOption[], opts: Omit<ControllerOptions, 'trees'> = {}): SpeculationController {
+  const chained = trees.flatMap((t, i) => (t.chainSteps ? [i + 1] : []));
+  return new SpeculationController({ order: exploreOrder(trees), deferPlain: chained, ...opts, trees: trees.map(treeLabel) });
+}
+
+/**
  * An untimed warm-up over every option of a batch's auto (generate-batch.ts batch.auto), so that none is charged its
  * first use in the timed run's decisions: a plain run of 3 steps, then each tree twice in a row, then plain again. The
  * folded steps alternate between two state sets, and a step's recording is kept per set (gpu-verifier.ts), so a tree

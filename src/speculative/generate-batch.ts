@@ -179,7 +179,7 @@ export async function speculativeGenerateBatch(
   const chained = opts.chainSteps ? batchChain(verifier, drafts, opts, sampled, lockstep) : undefined;
   const heads: (readonly Candidate[][] | undefined)[] = prompts.map(() => undefined);
   /** Under auto, the decision in progress: its option, the steps it runs, what it emitted in the steps it ran. */
-  let decision: { option: number; steps: number; emitted: number; ran: number } | undefined;
+  let decision: { option: number; steps: number; emitted: number; ran: number; sequenceSteps: number } | undefined;
   /** Under auto, a decision the policy took ahead (a plain chain's, SpeculationPolicy.ahead) that is not plain: the loop's next. */
   let decided: number | undefined;
 
@@ -193,7 +193,9 @@ export async function speculativeGenerateBatch(
    * without a readback's wait between two plain decisions (on the H200 a 16-step decision ending in one cost a batch
    * step 0.68–0.81 ms against 0.55–0.58 in one long chain, call 206), and `ended` reports each decision's tokens as
    * the step that ends it is read. Returns the tokens emitted since the last decision that ended (all of them
-   * without `decisions`), or undefined when the positions leave no room for a step.
+   * without `decisions`) and its sequence-steps (a step of k live sequences counts k: the controller's tokens per
+   * step are then a sequence's, which its deferPlainAt is about), or undefined when the positions leave no room for
+   * a step.
    */
   const runChained = async (
     chainer: BatchChaining, topology: StaticTopology, medusaK: number, perRun: number, budget: number,
@@ -264,7 +266,7 @@ export async function speculativeGenerateBatch(
           }
         }
         emittedSince += emitted;
-        stepsSince++;
+        stepsSince += liveK.filter(Boolean).length;
         committedPerStep.push(emitted / liveK.filter(Boolean).length);
         if (run.gpuMs !== undefined) gpuMsPerStep.push(run.gpuMs / sub.steps);
         read++;
@@ -314,7 +316,7 @@ export async function speculativeGenerateBatch(
     if (auto && decision === undefined) {
       const option = decided ?? auto.policy.next();
       decided = undefined;
-      decision = { option, steps: option === 0 ? Math.max(1, auto.policy.plainRun?.() ?? auto.policy.plainTokens) : 1, emitted: 0, ran: 0 };
+      decision = { option, steps: option === 0 ? Math.max(1, auto.policy.plainRun?.() ?? auto.policy.plainTokens) : 1, emitted: 0, ran: 0, sequenceSteps: 0 };
       if (option === 0 && plainChainer && leftover.every((l) => l.length === 0)) {
         const medusaK = Math.max(0, ...drafts.map((d, s) => (active()[s] ? d.medusaTopK ?? 0 : 0)));
         const ran = await runChained(plainChainer, rootOnly, medusaK, PLAIN_CHAIN_STEPS, decision.steps, takenAhead(0, () => Math.max(1, auto.policy.aheadPlainRun?.() ?? auto.policy.plainTokens)), PLAIN_CHAIN_FIRST);
@@ -407,8 +409,9 @@ export async function speculativeGenerateBatch(
     if (auto && decision) {
       decision.emitted += emitted;
       decision.ran++;
+      decision.sequenceSteps += live.filter(Boolean).length;
       if (decision.ran >= decision.steps || !active().some(Boolean)) {
-        auto.policy.record(decision.emitted, decision.option === 0 ? undefined : decision.ran);
+        auto.policy.record(decision.emitted, decision.option === 0 ? undefined : decision.sequenceSteps);
         decision = undefined;
       }
     }

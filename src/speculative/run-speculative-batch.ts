@@ -18,7 +18,7 @@ import type { DraftSource } from './draft.ts';
 import { speculativeGenerateBatch, type BatchSpeculativeResult } from './generate-batch.ts';
 import { GpuTreeVerifier } from './gpu-verifier.ts';
 import { candidatesPerNode, checkSpeculatable, draftFor, modelFiles, type SpeculativeRunContext } from './run-speculative.ts';
-import { autoChainSteps, autoTrees, batchWarmUpSchedule, exploreOrder, treeLabel } from './auto-trees.ts';
+import { autoChainSteps, autoTrees, batchController, batchWarmUpSchedule, treeLabel } from './auto-trees.ts';
 import type { TreeOption } from './generate.ts';
 import { formatPolicySummary, SpeculationController, type ControllerState } from './speculation-controller.ts';
 import { autoStatePath, readAutoState, writeAutoState } from './auto-state-cache.ts';
@@ -94,7 +94,7 @@ export async function runSpeculativeBatch(c: SpeculativeRunContext & { readonly 
       ? undefined
       : args.autoState ?? (c.device === 'gpu' && !c.gpu!.isSoftware ? autoStatePath({ files: modelFiles(config), source: args.source, adapter: c.gpu!.adapterName, labels: ['plain', ...labels], batch: b }) : undefined);
     let started = statePath !== undefined && existsSync(statePath);
-    const controller = (from?: ControllerState) => new SpeculationController({ trees: labels, order: exploreOrder(trees), ...(from && { from }) });
+    const controller = (from?: ControllerState) => batchController(trees, from && { from });
     let policy: SpeculationController | undefined;
     if (auto) {
       try {

@@ -51,7 +51,8 @@ export interface SpeculationPolicy {
   aheadPlainRun?(): number;
   /**
    * The option the decision in progress (the oldest not recorded) produced `tokens` tokens; `steps`, for a tree
-   * option, the verification steps it ran (a chained run's steps, a warm-up step included).
+   * option, the verification steps it ran (a chained run's steps, a warm-up step included; a batch counts a step once
+   * for every live sequence, so that tokens per step are a sequence's).
    */
   record(tokens: number, steps?: number): void;
   summary(): OptionSummary[];
