@@ -57,3 +57,28 @@ export function writeAutoState(path: string, state: ControllerState): void {
   writeFileSync(tmp, JSON.stringify(state) + '\n');
   renameSync(tmp, path);
 }
+
+/**
+ * A controller made by `make` from the measurements kept in `path` (none: afresh). Measurements of other options, or a
+ * file that is not them, name the file; the cache's own file (`named` false: not one the user gave) is then started
+ * afresh instead, and rewritten after the run. `started`: whether the measurements were used.
+ */
+export function keptController<T>(path: string | undefined, named: boolean, make: (from?: ControllerState) => T): { controller: T; started: boolean } {
+  if (path === undefined) return { controller: make(), started: false };
+  try {
+    const saved = readAutoState(path);
+    try {
+      return { controller: make(saved.from), started: saved.from !== undefined };
+    } catch (e) {
+      throw new ModelFileError(path, 'file', (e as Error).message.replace(/^speculation controller: /, ''));
+    }
+  } catch (e) {
+    if (named || !(e instanceof ModelFileError)) throw e;
+    return { controller: make(), started: false };
+  }
+}
+
+/** The report's line on where auto's measurements came from and went. */
+export function keptLine(path: string, started: boolean): string {
+  return `auto: ${started ? 'started from the measurements of earlier runs in' : 'measured afresh; kept for the next run in'} ${path} (--auto-state none: afresh, nothing kept)\n`;
+}

@@ -265,9 +265,10 @@ export async function speculativeGenerateBatch(
             emitted++;
           }
         }
+        const liveCount = liveK.filter(Boolean).length;
         emittedSince += emitted;
-        stepsSince += liveK.filter(Boolean).length;
-        committedPerStep.push(emitted / liveK.filter(Boolean).length);
+        stepsSince += liveCount;
+        committedPerStep.push(emitted / liveCount);
         if (run.gpuMs !== undefined) gpuMsPerStep.push(run.gpuMs / sub.steps);
         read++;
         if (decisions && ends.length > 1 && read === ends[0]) endDecision();
@@ -302,9 +303,11 @@ export async function speculativeGenerateBatch(
         decided = next;
         return undefined;
       },
-      ended: (emitted: number, ran: number) => (option === 0 ? policy.record(emitted) : policy.record(emitted, ran)),
+      ended: (emitted: number, ran: number) => recordDecision(option, emitted, ran),
     };
   };
+  /** Records a decision of `option`: a tree's with its sequence-steps, a plain one's tokens alone. */
+  const recordDecision = (option: number, emitted: number, sequenceSteps: number) => (option === 0 ? auto!.policy.record(emitted) : auto!.policy.record(emitted, sequenceSteps));
 
   while (active().some(Boolean)) {
     if (chained && heads.every((h) => h !== undefined) && leftover.every((l) => l.length === 0)) {
@@ -321,7 +324,7 @@ export async function speculativeGenerateBatch(
         const medusaK = Math.max(0, ...drafts.map((d, s) => (active()[s] ? d.medusaTopK ?? 0 : 0)));
         const ran = await runChained(plainChainer, rootOnly, medusaK, PLAIN_CHAIN_STEPS, decision.steps, takenAhead(0, () => Math.max(1, auto.policy.aheadPlainRun?.() ?? auto.policy.plainTokens)), PLAIN_CHAIN_FIRST);
         if (ran !== undefined) {
-          auto.policy.record(ran.emitted);
+          recordDecision(0, ran.emitted, ran.steps);
           decision = undefined;
           continue;
         }
@@ -342,7 +345,7 @@ export async function speculativeGenerateBatch(
           : undefined;
         const ran = chain ?? warm;
         if (ran !== undefined) {
-          auto.policy.record(ran.emitted, ran.steps);
+          recordDecision(option, ran.emitted, ran.steps);
           decision = undefined;
           continue;
         }
@@ -411,7 +414,7 @@ export async function speculativeGenerateBatch(
       decision.ran++;
       decision.sequenceSteps += live.filter(Boolean).length;
       if (decision.ran >= decision.steps || !active().some(Boolean)) {
-        auto.policy.record(decision.emitted, decision.option === 0 ? undefined : decision.sequenceSteps);
+        recordDecision(decision.option, decision.emitted, decision.sequenceSteps);
         decision = undefined;
       }
     }

@@ -6,9 +6,7 @@
 // equals plain decoding's. Without --tree (or with --tree auto) the batch is cost-aware (generate-batch.ts
 // batch.auto): a controller picks, step by step, plain steps (root-only) or one of autoTrees() for every sequence, by
 // the batch's measured tokens/s; a fixed --tree runs that tree (chained runs, --chain-steps, need one).
-import { existsSync } from 'node:fs';
 import type { ModelConfig } from '../model/config.ts';
-import { ModelFileError } from '../model/errors.ts';
 import { cpuAttentionSessionFromVariant } from '../model/cpu-attention.ts';
 import { cpuModel } from '../model/cpu-forward.ts';
 import { generateCpu, generateGpu, type GenerateResult } from '../model/generate.ts';
@@ -20,8 +18,8 @@ import { GpuTreeVerifier } from './gpu-verifier.ts';
 import { candidatesPerNode, checkSpeculatable, draftFor, modelFiles, type SpeculativeRunContext } from './run-speculative.ts';
 import { autoChainSteps, autoTrees, batchController, batchWarmUpSchedule, treeLabel } from './auto-trees.ts';
 import type { TreeOption } from './generate.ts';
-import { formatPolicySummary, SpeculationController, type ControllerState } from './speculation-controller.ts';
-import { autoStatePath, readAutoState, writeAutoState } from './auto-state-cache.ts';
+import { formatPolicySummary } from './speculation-controller.ts';
+import { autoStatePath, keptController, keptLine, writeAutoState } from './auto-state-cache.ts';
 import { VerifierBatch } from './verifier-batch.ts';
 import type { BatchTreeVerifier } from './verifier.ts';
 
@@ -93,31 +91,15 @@ export async function runSpeculativeBatch(c: SpeculativeRunContext & { readonly 
     const statePath = !auto || args.autoState === 'none'
       ? undefined
       : args.autoState ?? (c.device === 'gpu' && !c.gpu!.isSoftware ? autoStatePath({ files: modelFiles(config), source: args.source, adapter: c.gpu!.adapterName, labels: ['plain', ...labels], batch: b }) : undefined);
-    let started = statePath !== undefined && existsSync(statePath);
-    const controller = (from?: ControllerState) => batchController(trees, from && { from });
-    let policy: SpeculationController | undefined;
-    if (auto) {
-      try {
-        const saved = statePath === undefined ? {} : readAutoState(statePath);
-        try {
-          policy = controller(saved.from);
-        } catch (e) {
-          throw new ModelFileError(statePath!, 'file', (e as Error).message.replace(/^speculation controller: /, ''));
-        }
-      } catch (e) {
-        // the cache's own file (not one the user named) that is not the measurements: started afresh and rewritten
-        if (args.autoState !== undefined || !(e instanceof ModelFileError)) throw e;
-        policy = controller();
-        started = false;
-      }
-    }
+    const kept = auto ? keptController(statePath, args.autoState !== undefined, (from) => batchController(trees, from && { from })) : undefined;
+    const policy = kept?.controller;
     const r = await speculativeGenerateBatch(verifier, drafts(), prompts, opts, policy ? { auto: { policy, trees } } : {});
     if (policy && statePath !== undefined) writeAutoState(statePath, policy.state());
     for (const [s, tokens] of r.tokens.entries()) {
       c.stdout(`--- ${s + 1} of ${b} ---\n${c.tokenizer.decode(tokens.filter((t) => t !== eos))}\n`);
     }
     c.stderr(formatBatchReport(r, plain, { draft: args.source, tree: auto ? 'auto' : tree.shape.spec, maxNodes: mostNodes, where, chainSteps: args.chainSteps }));
-    if (statePath !== undefined) c.stderr(`auto: ${started ? 'started from the measurements of earlier runs in' : 'measured afresh; kept for the next run in'} ${statePath} (--auto-state none: afresh, nothing kept)\n`);
+    if (statePath !== undefined) c.stderr(keptLine(statePath, kept!.started));
   } finally {
     await verifier?.destroy();
   }

@@ -28,7 +28,7 @@ import { LookupChainDraft } from './lookup-chain.ts';
 import { AdaptiveDraft } from './adaptive-draft.ts';
 import { OracleDraft } from './oracle-draft.ts';
 import { autoChainSteps, autoSpeculation, autoTrees, treeLabel } from './auto-trees.ts';
-import { autoStatePath, readAutoState, writeAutoState } from './auto-state-cache.ts';
+import { autoStatePath, keptController, keptLine, writeAutoState } from './auto-state-cache.ts';
 import { GpuPlainDecoder, VerifierPlainDecoder, type PlainDecoder } from './plain-runs.ts';
 import { FixedSchedule, formatPolicySummary } from './speculation-controller.ts';
 import type { TreeShape } from './tree-spec.ts';
@@ -232,16 +232,8 @@ export async function runSpeculativeGenerate(c: SpeculativeRunContext): Promise<
     const statePath = !args.auto || args.autoState === 'none'
       ? undefined
       : args.autoState ?? (c.device === 'gpu' && !c.gpu!.isSoftware ? autoStatePath({ files: modelFiles(config, draftCheckpoint), source: args.source, adapter: c.gpu!.adapterName, labels: ['plain', ...trees.map(treeLabel)] }) : undefined);
-    let started = statePath !== undefined && existsSync(statePath);
-    let auto: ReturnType<typeof autoOf> | undefined;
-    try {
-      auto = args.auto ? autoOf(trees, plainDecoder!, statePath) : undefined;
-    } catch (e) {
-      // the cache's own file (not one the user named) that is not the measurements: started afresh and rewritten
-      if (args.autoState !== undefined || !(e instanceof ModelFileError)) throw e;
-      auto = autoSpeculation(trees, plainDecoder!);
-      started = false;
-    }
+    const kept = args.auto ? keptController(statePath, args.autoState !== undefined, (from) => autoSpeculation(trees, plainDecoder!, from && { from })) : undefined;
+    const auto = kept?.controller;
     const stream = new TextStream(c.tokenizer);
     const result: SpeculativeResult = await speculativeGenerate(target, draft, c.ids, {
       maxTokens: c.maxTokens, shape: args.shape, maxNodes: args.maxNodes, sampling: c.sampling, seed: c.seed, ...bounds,
@@ -260,7 +252,7 @@ export async function runSpeculativeGenerate(c: SpeculativeRunContext): Promise<
     c.stdout('\n');
     if (auto && statePath !== undefined) writeAutoState(statePath, auto.policy.state());
     c.stderr(formatSpeculativeReport(args, result, plain, where, draft.name));
-    if (statePath !== undefined) c.stderr(`auto: ${started ? 'started from the measurements of earlier runs in' : 'measured afresh; kept for the next run in'} ${statePath} (--auto-state none: afresh, nothing kept)\n`);
+    if (statePath !== undefined) c.stderr(keptLine(statePath, kept!.started));
   } finally {
     for (const o of owned.reverse()) await o.destroy();
   }
@@ -285,17 +277,6 @@ export function formatSpeculativeReport(args: SpeculateOptions, r: SpeculativeRe
 function median(xs: readonly number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-}
-
-/** auto's controller, from --auto-state's measurements when given: measurements of other options name the file. */
-function autoOf(trees: readonly TreeOption[], plain: PlainDecoder, autoState: string | undefined) {
-  if (autoState === undefined) return autoSpeculation(trees, plain);
-  const saved = readAutoState(autoState);
-  try {
-    return autoSpeculation(trees, plain, saved);
-  } catch (e) {
-    throw new ModelFileError(autoState, 'file', (e as Error).message.replace(/^speculation controller: /, ''));
-  }
 }
 
 /** The files a model's measurements are of (auto-state-cache.ts): its config and weights, a draft model's too. */
