@@ -49,32 +49,45 @@ export function candidateSchedules(limits: ScheduleLimits, program: Program, siz
   if (isSoftmaxProgram(program)) return softmaxSchedules(limits, program, sizes);
   // the chunk kernel runs the causal items (noncausal ones run in the parallel form, lower.ts)
   const p = outputPart(program, false);
-  const L = layoutOf(p, p.terms);
-  const NR = count(L.rest, sizes);
+  const out = scheduleGrid(p, sizes, limits).filter((s) => fits(p, sizes, s, limits, unfused));
+  // Segmented plans trade one launch for b·heads·tiles·segments workgroups: worth timing on long sequences.
+  // Their launches keep the phases in turn (no overlap: chunked/analysis.ts), so each is checked against the limit again.
+  // A past_groups term's segments start at its groups' starts (segments.ts), so some chunks take only longer segments.
+  if (!unfused && segmentable(p, sizes)) out.push(...out.flatMap((s) => SEGMENTS.map((segment) => ({ ...s, segment }))).filter((s) => segmentable(p, sizes, s) && fits(p, sizes, s, limits, false)));
+  // Register-blocked forms (ChunkSchedule.block) of every schedule with columns to block, after the unblocked ones,
+  // which the heuristic default (defaultSchedule) keeps.
+  if (blocked) out.push(...out.filter((s) => s.cols >= BLOCK).map((s) => ({ ...s, block: BLOCK })));
+  return out;
+}
+
+/**
+ * What defaultSchedule(candidateSchedules(limits, program, sizes).filter(accept), software) gives, without
+ * sizing every candidate's workgroup memory: the grid in the heuristic's order, sized until one fits. An editor
+ * that recompiles on each keystroke (the playground) wants this; sizing all 70–140 candidates took 6 ms of an
+ * edit's 11 in Node.
+ */
+export function defaultFitting(limits: ScheduleLimits, program: Program, sizes: Readonly<Record<string, number>>, software = false, accept: (s: ChunkSchedule) => boolean = () => true): ChunkSchedule | undefined {
+  if (isSoftmaxProgram(program)) return defaultSchedule(softmaxSchedules(limits, program, sizes).filter(accept), software);
+  const p = outputPart(program, false);
+  return byDefaultPreference(scheduleGrid(p, sizes, limits), software).find((s) => accept(s) && fits(p, sizes, s, limits, false));
+}
+
+/** The one-kernel schedules (no segments, no blocking) an adapter's invocation limit allows, before the memory check. */
+function scheduleGrid(p: Program, sizes: Readonly<Record<string, number>>, limits: ScheduleLimits): ChunkSchedule[] {
+  const NR = count(layoutOf(p, p.terms).rest, sizes);
   // A chunk must divide every past_groups size or be a multiple of it.
   const groups = p.terms.flatMap((t) => t.mask.flatMap((a) => (a.kind === 'past_groups' ? [a.size] : [])));
   const mult = chunkMultiple(p);
   const chunks = [...new Set([...CHUNKS, ...CHUNKS.map((c) => Math.ceil(c / mult) * mult)])].filter((c) => groups.every((g) => c % g === 0 || g % c === 0));
   const cols = [...new Set([NR, 64, 32, 16, 8, 4].filter((r) => r <= NR))];
-  const out: ChunkSchedule[] = [];
-  for (const chunk of chunks) {
-    for (const c of cols) {
-      for (const threads of THREADS) {
-        if (threads > limits.maxComputeInvocationsPerWorkgroup) continue;
-        const s = { chunk, cols: c, threads };
-        const floats = unfused ? Math.max(...p.terms.map((t) => sharedFloats(p, sizes, [t], itemsOver(p.output, [t]), s, true))) : sharedFloats(p, sizes, p.terms, p.output, s);
-        if (floats * 4 <= limits.maxComputeWorkgroupStorageSize) out.push(s);
-      }
-    }
-  }
-  // Segmented plans trade one launch for b·heads·tiles·segments workgroups: worth timing on long sequences.
-  // Their launches keep the phases in turn (no overlap: chunked/analysis.ts), so each is checked against the limit again.
-  // A past_groups term's segments start at its groups' starts (segments.ts), so some chunks take only longer segments.
-  if (!unfused && segmentable(p, sizes)) out.push(...out.flatMap((s) => SEGMENTS.map((segment) => ({ ...s, segment }))).filter((s) => segmentable(p, sizes, s) && sharedFloats(p, sizes, p.terms, p.output, s) * 4 <= limits.maxComputeWorkgroupStorageSize));
-  // Register-blocked forms (ChunkSchedule.block) of every schedule with columns to block, after the unblocked ones,
-  // which the heuristic default (defaultSchedule) keeps.
-  if (blocked) out.push(...out.filter((s) => s.cols >= BLOCK).map((s) => ({ ...s, block: BLOCK })));
-  return out;
+  const threads = THREADS.filter((t) => t <= limits.maxComputeInvocationsPerWorkgroup);
+  return chunks.flatMap((chunk) => cols.flatMap((c) => threads.map((t) => ({ chunk, cols: c, threads: t }))));
+}
+
+/** Whether a schedule's workgroup memory fits: the fused kernel's, or with `unfused` the largest of its terms' own kernels. */
+function fits(p: Program, sizes: Readonly<Record<string, number>>, s: ChunkSchedule, limits: ScheduleLimits, unfused: boolean): boolean {
+  const floats = unfused ? Math.max(...p.terms.map((t) => sharedFloats(p, sizes, [t], itemsOver(p.output, [t]), s, true))) : sharedFloats(p, sizes, p.terms, p.output, s);
+  return floats * 4 <= limits.maxComputeWorkgroupStorageSize;
 }
 
 /** Workgroup memory (bytes) of the smallest schedule: what an adapter with no candidate lacks. */
@@ -109,11 +122,15 @@ export function tuningOrder(cands: readonly ChunkSchedule[], software = false): 
  * threads (its cores gain nothing from more invocations).
  */
 export function defaultSchedule(cands: readonly ChunkSchedule[], software = false): ChunkSchedule | undefined {
-  cands = cands.filter((s) => !s.segment);
+  return byDefaultPreference(cands.filter((s) => !s.segment), software)[0];
+}
+
+/** Schedules from the heuristic's favourite down (a stable sort: ties keep their order). */
+function byDefaultPreference(cands: readonly ChunkSchedule[], software: boolean): ChunkSchedule[] {
   const threads = software ? 128 : 512;
   const cols = (s: ChunkSchedule) => (software ? Math.log2(s.cols) : -Math.abs(Math.log2(s.cols / 32)));
   const score = (s: ChunkSchedule) => -Math.abs(Math.log2(s.chunk / 32)) * 4 + cols(s) - Math.abs(Math.log2(s.threads / threads));
-  return [...cands].sort((a, b) => score(b) - score(a))[0];
+  return [...cands].sort((a, b) => score(b) - score(a));
 }
 
 /** The flash kernel's schedules (softmax-chunked.ts): C query and key rows per block, all value columns, threads. */

@@ -6,7 +6,7 @@
 //   evaluateParallel / evaluateRecurrent: the float64 oracle the GPU result is compared with
 //
 // What stays out, and why: reading files (src/io), Dawn (dawn.ts), the autotune cache (a file in the home
-// directory), and the CLI. A page picks its schedule with defaultSchedule(candidateSchedules(gpu.limits, …)) and
+// directory), and the CLI. A page picks its schedule with defaultFitting(gpu.limits, …) (or defaultSchedule over candidateSchedules) and
 // times a plan with timePlan, as the demo does.
 export { compileSource, type CompileOptions } from '../frontend/compile.ts';
 export { formatDiagnostic } from '../frontend/diagnostics.ts';
@@ -19,7 +19,7 @@ export { relativeError, type Tensor } from '../tensor.ts';
 export { evaluateParallel } from '../../backends/cpu/parallel.ts';
 export { evaluateRecurrent } from '../../backends/cpu/recurrent.ts';
 export { evaluateChunked } from '../../backends/cpu/chunked.ts';
-export { candidateSchedules, defaultSchedule } from '../../backends/wgsl/chunk-schedules.ts';
+export { candidateSchedules, defaultFitting, defaultSchedule } from '../../backends/wgsl/chunk-schedules.ts';
 export { lowerChunked } from '../../backends/wgsl/lower.ts';
 export { naivePlan } from '../../backends/wgsl/naive.ts';
 export { recurrentPlan } from '../../backends/wgsl/recurrent.ts';

@@ -2,7 +2,7 @@
 // the chosen sizes → its WGSL. Timed end to end (the issue's target: ≤ 50 ms for every shipped variant), and
 // kept free of the DOM so that a failure is a value the page renders.
 import {
-  axisSizes, candidateSchedules, compileSource, defaultSchedule, isDecodable, lowerChunked, naivePlan, PASSES, recurrentPlan, runPasses,
+  axisSizes, compileSource, defaultFitting, isDecodable, lowerChunked, naivePlan, PASSES, recurrentPlan, runPasses,
   SourceError, type Plan, type Program,
 } from '../../../src/runtime/browser.ts';
 
@@ -46,11 +46,12 @@ export interface Target {
 
 /** The chunked forms' schedule: the heuristic's pick among those that fit the limits (and the chunk asked for). */
 function scheduleFor(program: Program, sizes: Readonly<Record<string, number>>, target: Target) {
-  const fits = candidateSchedules(target.limits, program, sizes);
-  const asked = target.chunk === 'auto' ? fits.filter((s) => s.chunk <= (target.maxAutoChunk ?? Infinity)) : fits.filter((s) => s.chunk === target.chunk);
-  const schedule = defaultSchedule(asked.length || target.chunk !== 'auto' ? asked : fits, target.software);
+  // the heuristic's pick among the schedules that fit, sized lazily (defaultFitting): this runs on every keystroke
+  const pick = (accept?: (s: { chunk: number }) => boolean) => defaultFitting(target.limits, program, sizes, target.software, accept);
+  const asked = target.chunk;
+  const schedule = asked === 'auto' ? (pick((s) => s.chunk <= (target.maxAutoChunk ?? Infinity)) ?? pick()) : pick((s) => s.chunk === asked);
   if (!schedule) {
-    const chunk = target.chunk === 'auto' ? 'any chunk' : `chunk ${target.chunk}`;
+    const chunk = asked === 'auto' ? 'any chunk' : `chunk ${asked}`;
     throw new Error(`${program.name}: no schedule with ${chunk} fits ${target.limits.maxComputeWorkgroupStorageSize} bytes of workgroup memory at these sizes (or the chunk does not suit its groups); try another chunk or smaller feature axes`);
   }
   return schedule;
