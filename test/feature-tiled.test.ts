@@ -38,6 +38,21 @@ describe('based over tiles of its features', () => {
     }
   });
 
+  it("keeps to the device's invocation limit when its limits are getters (as GPUSupportedLimits' are)", () => {
+    const sizes = axisSizes(based.source, { h: 16, d: 64, e: 64 });
+    class Limits {
+      get maxComputeWorkgroupStorageSize() {
+        return 32 * 1024;
+      }
+      get maxComputeInvocationsPerWorkgroup() {
+        return 128;
+      }
+    }
+    const schedules = featureTiledSchedules(new Limits(), based.program, sizes);
+    expect(schedules.length).toBeGreaterThan(0);
+    expect(Math.max(...schedules.map((s) => s.threads))).toBe(128);
+  });
+
   it('says none fits, in words that mean it, when not even a tiled plan does', () => {
     const sizes = axisSizes(based.source, { h: 2, d: 16, e: 8 });
     expect(featureTiledSchedules(adapter(1024, true).limits, based.program, sizes)).toEqual([]);

@@ -11,6 +11,12 @@ import { tileable, tiledTermFloats, type FeatureTiledSchedule } from './feature-
 
 const FEATURE_TILES = [256, 128, 96, 64, 32, 16, 8];
 
+/**
+ * The adapter's invocation limit with workgroup memory unbounded. Named, not spread: a device's limits
+ * (GPUSupportedLimits) are getters on its prototype, which `{ ...limits }` drops, and the invocation limit with them.
+ */
+const unboundedMemory = (limits: ScheduleLimits): ScheduleLimits => ({ maxComputeInvocationsPerWorkgroup: limits.maxComputeInvocationsPerWorkgroup, maxComputeWorkgroupStorageSize: Number.MAX_SAFE_INTEGER });
+
 export function featureTiledSchedules(limits: ScheduleLimits, program: Program, sizes: Readonly<Record<string, number>>): FeatureTiledSchedule[] {
   const p = outputPart(program, false);
   const tiled = p.terms.filter(tileable);
@@ -18,7 +24,7 @@ export function featureTiledSchedules(limits: ScheduleLimits, program: Program, 
   const rest = p.terms.filter((t) => !tileable(t));
   const floats = limits.maxComputeWorkgroupStorageSize / 4;
   // the chunk, column and thread combinations the chunk kernel admits (group sizes, invocations), whatever their memory
-  const base = candidateSchedules({ ...limits, maxComputeWorkgroupStorageSize: Number.MAX_SAFE_INTEGER }, program, sizes, true).filter((s) => !s.segment);
+  const base = candidateSchedules(unboundedMemory(limits), program, sizes, true).filter((s) => !s.segment);
   const out: FeatureTiledSchedule[] = [];
   for (const s of base) {
     if (rest.some((t) => sharedFloats(p, sizes, [t], itemsOver(p.output, [t]), s, true) > floats)) continue;
@@ -59,7 +65,7 @@ export function fusedTiledSchedule(limits: ScheduleLimits, program: Program, siz
   const rest = p.terms.filter((t) => !tileable(t));
   if (!tiled.length || !rest.length) return undefined;
   const floats = limits.maxComputeWorkgroupStorageSize / 4;
-  const base = candidateSchedules({ ...limits, maxComputeWorkgroupStorageSize: Number.MAX_SAFE_INTEGER }, program, sizes, true).filter((s) => !s.segment);
+  const base = candidateSchedules(unboundedMemory(limits), program, sizes, true).filter((s) => !s.segment);
   const tiles: FeatureTiledSchedule[] = [];
   for (const s of base) {
     for (const featureTile of FEATURE_TILES) {
