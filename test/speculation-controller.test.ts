@@ -276,3 +276,53 @@ describe('speculation controller: plain decoding deferred by a chained option th
     expect(() => new SpeculationController({ trees: ['a'], deferPlain: [0] })).toThrow(/deferPlain must list tree options/);
   });
 });
+
+describe('speculation controller with estimates (useEstimates: what each tree would have emitted on the decoded text)', () => {
+  // Plain: 16 tokens in 4 ms. Trees: chain:1, chain:3, chain:7 with 1, 3, 7 nodes; a step costs 1 ms + 0.5 ms a node and
+  // emits `accepted + 1` tokens; the estimates say what each would emit, so the controller need not run them to know.
+  const trees = ['chain:1', 'chain:3', 'chain:7'];
+  const nodes = [1, 3, 7];
+  const run = (accepted: number[], estimated: number[] | undefined, decisions = 60) => {
+    const clock = { now: 0 };
+    const c = new SpeculationController({ trees, clock: () => clock.now, plainTokens: 16, nodes, order: [0, 1, 2, 3] });
+    if (estimated) c.useEstimates((o) => estimated[o - 1]);
+    const chosen: number[] = [];
+    for (let i = 0; i < decisions; i++) {
+      const o = c.next();
+      clock.now += o === 0 ? 4 : 1 + 0.5 * nodes[o - 1];
+      c.record(o === 0 ? 16 : accepted[o - 1] + 1, o === 0 ? undefined : 1);
+      chosen.push(o);
+    }
+    return chosen;
+  };
+  const trees_ = (chosen: number[]) => chosen.filter((o) => o > 0).length;
+
+  it('neither explores nor re-probes a tree whose estimate cannot beat plain, once a smaller tree has shown what a step costs', () => {
+    // Nothing accepted: every tree emits 1 token a step at 1.5 ms or more, plain 4 a ms.
+    const without = run([0, 0, 0], undefined);
+    // Before any tree ran, plain's cost a token is the least a step costs: a tree estimated at 1 token a step (nothing
+    // accepted) can at best tie plain.
+    expect(trees_(run([0, 0, 0], [1, 1, 1]))).toBe(0);
+    expect(trees_(without)).toBeGreaterThanOrEqual(3);
+    // Estimates above what plain's cost would allow, but below what the measured chain:1 costs: chain:1 runs (its
+    // explorations), the larger trees are bounded by its cost a step and skipped.
+    const bounded = run([0, 0, 0], [1.3, 1.3, 1.3]);
+    expect(bounded.filter((o) => o === 2 || o === 3)).toEqual([]);
+    expect(bounded.filter((o) => o === 1).length).toBeGreaterThanOrEqual(1);
+  });
+
+  it('still explores and exploits a tree whose estimate says it pays', () => {
+    // chain:7 accepts all: 8 tokens in 4.5 ms against plain's 1 token a ms.
+    const clock = { now: 0 };
+    const c = new SpeculationController({ trees, clock: () => clock.now, plainTokens: 16, nodes, order: [0, 1, 2, 3] });
+    c.useEstimates((o) => [2, 4, 8][o - 1]);
+    const chosen: number[] = [];
+    for (let i = 0; i < 60; i++) {
+      const o = c.next();
+      clock.now += o === 0 ? 16 : 1 + 0.5 * nodes[o - 1]; // plain 1 token a ms; chain:7 8 tokens in 4.5 ms
+      c.record(o === 0 ? 16 : [2, 4, 8][o - 1], o === 0 ? undefined : 1);
+      chosen.push(o);
+    }
+    expect(chosen.slice(-20).filter((o) => o === 3).length).toBeGreaterThan(15);
+  });
+});

@@ -23,7 +23,7 @@ import type { TokenTree } from '../src/speculative/token-tree.ts';
 import type { TreeVerifier, VerifyResult } from '../src/speculative/verifier.ts';
 import { parseTreeSpec } from '../src/speculative/tree-spec.ts';
 import { gpu } from './helpers/gpu.ts';
-import { makeModel, MODEL_SPECS, plainGreedy, randomPrompts } from './helpers/speculative.ts';
+import { makeModel, MODEL_SPECS, NextTokensDraft, plainGreedy, randomPrompts } from './helpers/speculative.ts';
 
 const NEW_TOKENS = 16;
 const TREES: TreeOption[] = [
@@ -109,6 +109,43 @@ describe('speculation switched with plain decoding', () => {
       expect(r.tokens, d.name).toEqual(want);
       expect(r.plainTokens).toBeGreaterThan(0);
     }
+  });
+
+  it('float64 verifier: estimates from the decoded text keep out the trees that cannot pay (a fake clock)', async () => {
+    // A verification costs 1 ms and 1 ms a draft node, a plain token 1 ms: a tree of depth 3 cannot pay. The draft
+    // proposes a full tree from the text alone and is next to never accepted; without the estimates the controller
+    // explores both trees and re-probes them, with them (useEstimates) at most the first.
+    const prompt = randomPrompts(1, 5300)[0];
+    const tokens = 96;
+    const want = plainGreedy(m, prompt, tokens);
+    const treeDecisions = async (estimates: boolean) => {
+      const time = { now: 0 };
+      const verifier = new (class extends CpuTreeVerifier {
+        override verify(req: Parameters<TreeVerifier['verify']>[0]) {
+          time.now += req.tree.tokens.length;
+          return super.verify(req);
+        }
+      })(m.cpu, m.variant.compiled, 5);
+      const inner = new VerifierPlainDecoder(verifier, { temperature: 0 });
+      const plain: PlainDecoder = {
+        run: async (root, n, draw) => {
+          const t = time.now + n; // a root-only verification a token (VerifierPlainDecoder): 1 ms each
+          const r = await inner.run(root, n, draw);
+          time.now = t;
+          return r;
+        },
+      };
+      const controller = new SpeculationController({ trees: LABELS, clock: () => time.now, plainTokens: 16, nodes: TREES.map((t) => t.maxNodes) });
+      const policy: SpeculationPolicy = estimates ? controller : { labels: controller.labels, plainTokens: controller.plainTokens, next: () => controller.next(), plainRun: () => controller.plainRun(), record: (t, st) => controller.record(t, st), summary: () => controller.summary() };
+      const r = await speculativeGenerate(verifier, new NextTokensDraft(m.config.vocabSize), prompt, { maxTokens: tokens, shape: TREES[0].shape, maxNodes: 4, auto: { policy, trees: TREES, plain } });
+      expect(r.tokens, `estimates ${estimates}`).toEqual(want);
+      return r.policy!.slice(1).reduce((n, o) => n + o.decisions, 0);
+    };
+    const without = await treeDecisions(false);
+    const withEstimates = await treeDecisions(true);
+    expect(without).toBeGreaterThanOrEqual(TREES.length);
+    expect(withEstimates).toBeLessThan(without);
+    expect(withEstimates).toBeLessThanOrEqual(1);
   });
 
   it('GPU sampling: a deterministic draft switched with plain runs emits plain GPU sampling’s tokens (same seed)', async () => {

@@ -18,8 +18,8 @@ import { CpuTreeVerifier } from '../src/speculative/cpu-verifier.ts';
 import type { DraftSource } from '../src/speculative/draft.ts';
 import { speculativeGenerateBatch } from '../src/speculative/generate-batch.ts';
 import type { TreeOption } from '../src/speculative/generate.ts';
-import { FixedSchedule, SpeculationController } from '../src/speculative/speculation-controller.ts';
-import { treeLabel } from '../src/speculative/auto-trees.ts';
+import { FixedSchedule, SpeculationController, type SpeculationPolicy } from '../src/speculative/speculation-controller.ts';
+import { batchController, treeLabel } from '../src/speculative/auto-trees.ts';
 import { GpuTreeVerifier } from '../src/speculative/gpu-verifier.ts';
 import { MedusaDraft } from '../src/speculative/medusa-draft.ts';
 import { NgramDraft } from '../src/speculative/ngram-draft.ts';
@@ -29,7 +29,7 @@ import { VerifierBatch } from '../src/speculative/verifier-batch.ts';
 import type { BatchVerifyRequest, VerifyResult } from '../src/speculative/verifier.ts';
 import { rng } from '../src/tensor.ts';
 import { gpu } from './helpers/gpu.ts';
-import { makeModel, MODEL_SPECS, plainGreedy, type TestModel } from './helpers/speculative.ts';
+import { makeModel, MODEL_SPECS, NextTokensDraft, plainGreedy, type TestModel } from './helpers/speculative.ts';
 
 const B = 3;
 const NEW_TOKENS = 12;
@@ -141,6 +141,32 @@ describe.each(MODEL_SPECS.slice(0, 2).map((s, i) => ({ ...s, i })))('batch specu
     };
     expect(await share('ngram'), 'plain steps\' share of the tokens, drafts not accepted').toBeGreaterThan(0.6);
     expect(await share('oracle'), 'plain steps\' share of the tokens, every draft accepted').toBeLessThan(0.3);
+  });
+
+  it('cost-aware (batch.auto): estimates from the decoded text (table drafts) keep out the trees that cannot pay (a fake clock)', async () => {
+    // A step costs 1 ms and 1 ms per draft node of the batch: at most a tree's depth + 1 tokens a sequence cannot pay
+    // for that. The drafts propose the tokens after each node's (a full tree every step, from the text alone) and are
+    // next to never accepted. Without the estimates the controller explores every tree and re-probes them; with them it
+    // explores at most the first tree, whose cost a step bounds the larger trees'. Output: plain greedy's either way.
+    const tokens = 48;
+    const ps = prompts(670 + spec.i);
+    const want = ps.map((p) => plainGreedy(m, p, tokens));
+    const treeDecisions = async (estimates: boolean) => {
+      const time = { now: 0 };
+      const cost = (req: BatchVerifyRequest) => 1 + req.trees.reduce((n, t) => n + t.tokens.length - 1, 0);
+      const verifiers = Array.from({ length: B }, () => new CpuTreeVerifier(m.cpu, m.variant.compiled, MAX_NODES + 1));
+      const controller = batchController(AUTO_TREES, { clock: () => time.now, plainTokens: 4 });
+      // Without: the same controller behind a policy that takes no estimates.
+      const policy: SpeculationPolicy = estimates ? controller : { labels: controller.labels, plainTokens: controller.plainTokens, next: () => controller.next(), plainRun: () => controller.plainRun(), record: (t, st) => controller.record(t, st), summary: () => controller.summary() };
+      const r = await speculativeGenerateBatch(new ClockedBatch(verifiers, time, cost), ps.map(() => new NextTokensDraft(m.config.vocabSize)), ps, { maxTokens: tokens, shape: parseTreeSpec('chain:1'), maxNodes: 1 }, { auto: { policy, trees: AUTO_TREES } });
+      expect(r.tokens, `estimates ${estimates}`).toEqual(want);
+      return r.policy!.slice(1).reduce((n, o) => n + o.decisions, 0);
+    };
+    const without = await treeDecisions(false);
+    const withEstimates = await treeDecisions(true);
+    expect(without).toBeGreaterThanOrEqual(AUTO_TREES.length);
+    expect(withEstimates).toBeLessThan(without);
+    expect(withEstimates).toBeLessThanOrEqual(2);
   });
 
   it('stops a sequence at EOS while the others go on', async () => {

@@ -20,6 +20,9 @@ import { TrigramTable, type Continuation } from './trigram-table.ts';
 export class AdaptiveDraft implements DraftSource {
   readonly name = 'adaptive';
   private table = new TrigramTable();
+  /** follows()'s table, and the text it counted. */
+  private probe = new TrigramTable();
+  private readonly probeText: number[] = [];
   private arms: ThompsonArms;
   /** This step's proposals: parent path tokens + '|' + token → arm. */
   private proposed = new Map<string, string>();
@@ -69,6 +72,22 @@ export class AdaptiveDraft implements DraftSource {
     }
     this.history.push({ tested, accepted });
     this.proposed.clear();
+  }
+
+  /**
+   * The table's continuations of `tokens` counted over `tokens` itself, as candidates() proposes them at a tree's
+   * root (a pure function of the text; which of them a tree keeps is the Thompson draws' choice). A table of its own,
+   * extended as the text grows, so the draft's arms and table are not touched.
+   */
+  follows(tokens: readonly number[], k: number): readonly number[] {
+    // another text than the one counted so far extends: counted afresh
+    if (!this.probeText.every((t, i) => tokens[i] === t)) {
+      this.probe = new TrigramTable();
+      this.probeText.length = 0;
+    }
+    this.probe.catchUp(tokens);
+    for (let i = this.probeText.length; i < tokens.length; i++) this.probeText.push(tokens[i]);
+    return this.probe.continuations(tokens, k).map((c) => c.token);
   }
 
   /** The posterior mean acceptance rate of the arm a continuation falls in (for tests and reports). */

@@ -93,11 +93,12 @@ export function autoSpeculation(trees: readonly TreeOption[], plain: PlainDecode
 /**
  * A fresh controller for a batch's auto over `trees` (generate-batch.ts batch.auto), as one sequence's (autoSpeculation):
  * chained options explored first, and one that accepts 2.5 tokens a sequence a step or more leaves plain decoding to the
- * re-probes (deferPlain; a batch records its steps once per live sequence). `opts.from`: measurements of earlier runs.
+ * re-probes (deferPlain; a batch records its steps once per live sequence). Each tree's nodes bound the cost of the trees
+ * not measured yet where the batch gives estimates (useEstimates: table drafts). `opts.from`: measurements of earlier runs.
  */
 export function batchController(trees: readonly TreeOption[], opts: Omit<ControllerOptions, 'trees'> = {}): SpeculationController {
   const chained = trees.flatMap((t, i) => (t.chainSteps ? [i + 1] : []));
-  return new SpeculationController({ order: exploreOrder(trees), deferPlain: chained, ...opts, trees: trees.map(treeLabel) });
+  return new SpeculationController({ order: exploreOrder(trees), deferPlain: chained, nodes: trees.map((t) => t.maxNodes), ...opts, trees: trees.map(treeLabel) });
 }
 
 /**

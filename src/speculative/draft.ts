@@ -33,6 +33,13 @@ export interface DraftSource {
   resume?(ctx: DraftContext): Promise<void> | void;
   /** The step's tree is complete and is verified next. */
   finalize?(ctx: DraftContext, tree: TokenTree): Promise<void> | void;
+  /**
+   * The tokens this draft proposes as children of the end of `tokens` (at most k, any order), as a pure function of
+   * the text: what its trees would have offered at each position of text already decoded (draft-hits.ts estimates
+   * the tokens a step of each tree would have emitted from it, so a batch's auto need not run a tree to learn that it
+   * cannot pay). Table drafts have it; a draft whose proposals depend on state beyond the text does not.
+   */
+  follows?(tokens: readonly number[], k: number): readonly number[];
   /** The target accepted `path` (root first) of `tree` and chose `bonus` after it. */
   accepted?(tree: TokenTree, path: readonly number[], bonus: number, result: VerifyResult): Promise<void> | void;
   destroy?(): Promise<void> | void;

@@ -33,7 +33,8 @@ import { ModelDraft } from './model-draft.ts';
 import type { SpeculativeOptions, TreeOption } from './generate.ts';
 import type { OptionSummary, SpeculationPolicy } from './speculation-controller.ts';
 import { pathTo, TreeBuilder, type TokenTree } from './token-tree.ts';
-import type { TreeShape } from './tree-spec.ts';
+import { candidatesPerNode, shapeDepth, type TreeShape } from './tree-spec.ts';
+import { DraftHits } from './draft-hits.ts';
 import type { BatchTreeVerifier, VerifyResult } from './verifier.ts';
 
 export interface BatchSpeculativeResult {
@@ -167,6 +168,16 @@ export async function speculativeGenerateBatch(
   const active = () => out.map((o, s) => !ended(s) && o.length < opts.maxTokens);
   const leftover: number[][] = prompts.map(() => []);
   for (const [s, d] of drafts.entries()) if (active()[s]) await d.begin?.({ tokens: [...prompts[s], ...out[s]] });
+  // Auto with drafts that propose from the text alone: what each tree would have emitted on the text decoded so far
+  // (draft-hits.ts), so that the policy neither explores nor re-probes a tree that cannot pay.
+  if (auto?.policy.useEstimates && drafts.every((d) => d.follows)) {
+    const hits = new DraftHits(drafts, Math.max(...auto.trees.map((t) => candidatesPerNode(t.shape))), prompts.map((p) => p.length));
+    auto.policy.useEstimates((option) => {
+      const tree = auto.trees[option - 1];
+      for (let s = 0; s < B; s++) hits.observe(s, [...prompts[s], ...out[s]]);
+      return hits.tokensPerStep(candidatesPerNode(tree.shape), shapeDepth(tree.shape, tree.maxNodes));
+    });
+  }
   const committedPerStep: number[] = [];
   const accepted: number[] = [];
   const gpuMsPerStep: number[] = [];

@@ -29,6 +29,10 @@ export class NgramDraft implements DraftSource {
   candidates(ctx: DraftContext, tree: TokenTree, nodes: readonly number[], k: number): Candidate[][] {
     return nodes.map((node) => lookup([...ctx.tokens, ...pathTokens(tree, node).slice(1)], k, this.minN, this.maxN));
   }
+
+  follows(tokens: readonly number[], k: number): readonly number[] {
+    return lookup(tokens, k, this.minN, this.maxN).map((c) => c.token);
+  }
 }
 
 /** Continuations of `seq`'s last n tokens earlier in `seq`, for the longest n that occurs. */

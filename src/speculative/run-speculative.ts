@@ -31,7 +31,7 @@ import { autoChainSteps, autoSpeculation, autoTrees, treeLabel } from './auto-tr
 import { autoStatePath, keptController, keptLine, writeAutoState } from './auto-state-cache.ts';
 import { GpuPlainDecoder, VerifierPlainDecoder, type PlainDecoder } from './plain-runs.ts';
 import { FixedSchedule, formatPolicySummary } from './speculation-controller.ts';
-import type { TreeShape } from './tree-spec.ts';
+import { candidatesPerNode, type TreeShape } from './tree-spec.ts';
 import type { TreeVerifier } from './verifier.ts';
 
 export interface SpeculateOptions {
@@ -51,11 +51,6 @@ export interface SpeculateOptions {
    * 'none': a fresh controller, nothing kept.
    */
   readonly autoState?: string;
-}
-
-/** Candidates per node a shape asks a draft for. */
-export function candidatesPerNode(shape: TreeShape): number {
-  return shape.kind === 'static' ? Math.max(...shape.paths.map((p) => p[p.length - 1])) + 1 : shape.width;
 }
 
 /** What --tree names in the report. */

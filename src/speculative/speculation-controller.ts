@@ -25,6 +25,11 @@
 //     what probing a slower option costs: ≤ 5% of the best option's speed by default.
 // The option being exploited is measured at every decision, so when it slows down (its draft stops being
 // accepted) its rate falls below another's within a window and the controller moves on by itself.
+// Estimates (useEstimates; the caller's, from drafts that propose from the text alone, draft-hits.ts): a tree's tokens
+// per step on the text decoded so far. A tree whose estimate over its cost a step (measured, else the most a measured
+// tree of as many nodes or fewer cost, else plain's cost a token) cannot beat plain's rate is neither explored nor
+// re-probed: at batch 8 on the H200 exploring and re-probing trees that could not pay cost auto a third of plain's
+// speed (call 215, bench/batch-decisions.ts).
 // Pure logic, no GPU: the clock is injectable, so tests drive it with a fake one.
 
 /** Chooses the next option (0: plain decoding, i ≥ 1: speculative tree i − 1) and learns what it produced. */
@@ -56,6 +61,12 @@ export interface SpeculationPolicy {
    */
   record(tokens: number, steps?: number): void;
   summary(): OptionSummary[];
+  /**
+   * Estimates of each tree option's tokens per verification step (a sequence's) from the text decoded so far
+   * (draft-hits.ts), undefined where there is none. Optional: a policy that takes them need not run a tree to learn
+   * that it cannot pay.
+   */
+  useEstimates?(estimate: (option: number) => number | undefined): void;
 }
 
 export interface OptionSummary {
@@ -89,6 +100,11 @@ export interface ControllerOptions {
   readonly deferPlain?: readonly number[];
   /** Tokens per verification step of a `deferPlain` option that defer plain decoding (default 2.5). */
   readonly deferPlainAt?: number;
+  /**
+   * Draft nodes of each tree option (option i + 1), for the estimates (useEstimates): a tree not measured yet costs
+   * a step at least what a measured tree of as many nodes or fewer did. Default: none known (plain's step the least).
+   */
+  readonly nodes?: readonly number[];
   /** Largest share of the time spent probing (default 0.05). */
   readonly probeOverhead?: number;
   /** Decisions per probe of a tree (default 2; plain: one run). */
@@ -140,6 +156,7 @@ export class SpeculationController implements SpeculationPolicy {
   private readonly probeLength: number;
   private readonly deferPlain: readonly number[];
   private readonly deferPlainAt: number;
+  private readonly nodes: readonly number[] | undefined;
   private readonly stats: OptionStats[];
   private current: { option: number; t0: number } | undefined;
   /** The decision chosen by ahead(): it starts when the current one is recorded. */
@@ -161,6 +178,8 @@ export class SpeculationController implements SpeculationPolicy {
   private queuedPlainLength: number | undefined;
   /** Whether the last choose() returned the best option to exploit it (not an exploration or a probe). */
   private exploiting = false;
+  /** useEstimates()'s: a tree option's tokens per verification step on the text so far. */
+  private estimate: ((option: number) => number | undefined) | undefined;
 
   constructor(opts: ControllerOptions) {
     if (opts.trees.length === 0) throw new Error('speculation controller: no speculative option');
@@ -187,6 +206,10 @@ export class SpeculationController implements SpeculationPolicy {
     this.deferPlainAt = opts.deferPlainAt ?? 2.5;
     if (!(this.deferPlainAt > 0)) throw new Error(`speculation controller: deferPlainAt must be positive, got ${this.deferPlainAt}`);
     this.plainLength = this.plainTokens;
+    if (opts.nodes && (opts.nodes.length !== opts.trees.length || opts.nodes.some((n) => !(Number.isInteger(n) && n >= 0)))) {
+      throw new Error(`speculation controller: nodes must give each of the ${opts.trees.length} trees a count of draft nodes, got [${opts.nodes.join(', ')}]`);
+    }
+    this.nodes = opts.nodes;
     const from = opts.from;
     if (from && (from.labels.length !== this.labels.length || from.labels.some((l, i) => l !== this.labels[i]) || from.options.length !== this.labels.length)) {
       throw new Error(`speculation controller: the saved measurements are of the options [${from.labels.join(', ')}], this run offers [${this.labels.join(', ')}]`);
@@ -286,6 +309,41 @@ export class SpeculationController implements SpeculationPolicy {
     return this.deferPlain.some((o) => (this.tokensPerStep(o) ?? 0) >= this.deferPlainAt);
   }
 
+  useEstimates(estimate: (option: number) => number | undefined): void {
+    this.estimate = estimate;
+  }
+
+  /** Milliseconds per verification step of a tree option over its window's decisions that said their steps. */
+  private msPerStep(option: number): number | undefined {
+    const r = this.stats[option].recent.filter((x) => x.steps !== undefined);
+    const steps = r.reduce((a, x) => a + x.steps!, 0);
+    return steps > 0 ? r.reduce((a, x) => a + x.ms, 0) / steps : undefined;
+  }
+
+  /**
+   * Whether tree option i cannot beat plain decoding by the estimate (useEstimates): its estimated tokens a step over
+   * its measured ms a step — before it ran, plain's ms a token, the least a verification step costs (a plain step
+   * emits one token a sequence) — at or below plain's measured rate. Such an option is neither explored nor re-probed
+   * until the text makes it promising; what it measured still counts when it is the best.
+   */
+  cannotPay(i: number): boolean {
+    const plain = this.rate(0);
+    const est = i > 0 && plain !== undefined ? this.estimate?.(i) : undefined;
+    if (est === undefined) return false;
+    return est / (this.msPerStep(i) ?? this.leastMsPerStep(i, 1 / plain!)) <= plain!;
+  }
+
+  /** The least a step of tree option i (not measured) costs: `floor`, or a measured tree's of as many nodes or fewer. */
+  private leastMsPerStep(i: number, floor: number): number {
+    let least = floor;
+    if (!this.nodes) return least;
+    for (let j = 1; j < this.stats.length; j++) {
+      const ms = this.nodes[j - 1] <= this.nodes[i - 1] ? this.msPerStep(j) : undefined;
+      if (ms !== undefined && ms > least) least = ms;
+    }
+    return least;
+  }
+
   /** The option with the highest measured rate (ties: the lower index, so plain before any tree). */
   best(): number {
     let best = 0;
@@ -313,14 +371,14 @@ export class SpeculationController implements SpeculationPolicy {
     // Chosen ahead (a chained run in progress, the next one submitted before it is read): a tree option still short of
     // its looks takes the next look at once, so its runs go back to back; switching options drains the GPU's queue.
     const inProgress = this.current?.option;
-    if (inProgress !== undefined && inProgress > 0 && made(inProgress) < this.explore) {
+    if (inProgress !== undefined && inProgress > 0 && made(inProgress) < this.explore && !this.cannotPay(inProgress)) {
       const r = this.rate(inProgress);
       if (r === undefined || r >= this.exploreCutoff * bestRate) return inProgress;
     }
     let fewest = -1;
     const deferred = this.plainDeferred();
     for (const i of this.order) {
-      if (i === 0 && deferred) continue;
+      if ((i === 0 && deferred) || this.cannotPay(i)) continue;
       const d = made(i);
       if (d >= this.explore || (d >= 1 && (this.rate(i) ?? 0) < this.exploreCutoff * bestRate)) continue;
       if (fewest < 0 || d < made(fewest)) fewest = i;
@@ -328,7 +386,7 @@ export class SpeculationController implements SpeculationPolicy {
     if (fewest >= 0) return fewest;
     let stalest = -1;
     for (let i = 0; i < this.stats.length; i++) {
-      if (i !== best && (stalest < 0 || this.stats[i].lastRun < this.stats[stalest].lastRun)) stalest = i;
+      if (i !== best && !this.cannotPay(i) && (stalest < 0 || this.stats[i].lastRun < this.stats[stalest].lastRun)) stalest = i;
     }
     this.exploiting = true;
     if (stalest < 0 || this.tokensSinceProbe < this.probeTokens) return best;

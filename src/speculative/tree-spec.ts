@@ -49,6 +49,11 @@ export function shapeDepth(shape: TreeShape, budget: number): number {
   return shape.kind === 'static' ? Math.max(0, ...shape.paths.map((p) => p.length)) : budget;
 }
 
+/** Candidates per node a shape asks a draft for. */
+export function candidatesPerNode(shape: TreeShape): number {
+  return shape.kind === 'static' ? Math.max(...shape.paths.map((p) => p[p.length - 1])) + 1 : shape.width;
+}
+
 export function chainShape(n: number): TreeShape {
   if (!Number.isInteger(n) || n < 1) throw new Error(`chain shape needs n ≥ 1, got ${n}`);
   return { kind: 'static', spec: `chain:${n}`, paths: Array.from({ length: n }, (_, i) => new Array<number>(i + 1).fill(0)) };

@@ -14,6 +14,8 @@ import { rng } from '../../src/tensor.ts';
 import { GpuModel } from '../../src/model/gpu-model.ts';
 import { compiledAttentionFactory } from '../../src/runtime/compiled-attention.ts';
 import { GpuTreeVerifier, type GpuVerifierOptions } from '../../src/speculative/gpu-verifier.ts';
+import type { DraftSource } from '../../src/speculative/draft.ts';
+import { pathTokens, type TokenTree } from '../../src/speculative/token-tree.ts';
 import { gpu } from './gpu.ts';
 
 import { TINY } from './tiny-model.ts';
@@ -116,4 +118,18 @@ export async function gpuVerifierOf(m: TestModel, opts: GpuVerifierOptions, clea
   const verifier = await GpuTreeVerifier.create(model, m.variant.compiled, m.weights, { ...opts, ownsModel: true });
   cleanup.push(() => verifier.destroy());
   return verifier;
+}
+
+/** Proposes the k tokens after each node's (token + 1, + 2, …), from the text alone: a full tree, next to never accepted. */
+export class NextTokensDraft implements DraftSource {
+  readonly name = 'next tokens';
+  constructor(private readonly vocab: number) {}
+
+  follows(tokens: readonly number[], k: number): number[] {
+    return Array.from({ length: k }, (_, j) => (tokens[tokens.length - 1] + 1 + j) % this.vocab);
+  }
+
+  candidates(ctx: { tokens: readonly number[] }, tree: TokenTree, nodes: readonly number[], k: number) {
+    return nodes.map((n) => this.follows([...ctx.tokens, ...pathTokens(tree, n).slice(1)], k).map((token, r) => ({ token, prob: 1 / (r + 2) })));
+  }
 }

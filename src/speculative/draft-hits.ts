@@ -1,0 +1,73 @@
+// What a batch's trees would have emitted on the text already decoded, without running them (issue 14: auto at
+// batch 8 with table drafts ran 0.66–0.70× plain on the H200, most of the loss trees explored and re-probed that
+// could not pay; call 215). Greedy output is plain decoding's whatever the trees, so the text a batch decodes is
+// the text every tree would have been verified against: at each position t of a sequence's decoded text, the draft's
+// proposals for the text before t (DraftSource.follows) either hold the token at t or not, and a tree proposing k
+// children a node, `depth` levels deep, would have emitted 1 + (the run of positions from t whose token was among
+// the k proposals, at most depth) tokens had its step started at t. The mean over recent positions is the estimate.
+// It is an estimate, not a bound: a tree's deeper levels are proposed from the text at its root (the tracker's from
+// the text at each position), and a budgeted tree (best:4 of 15 nodes) does not follow every proposal.
+
+import type { DraftSource } from './draft.ts';
+
+/** Positions per sequence the estimate is taken over (the latest). */
+export const DRAFT_HITS_WINDOW = 64;
+/** Positions over the batch, at least, before there is an estimate. */
+export const DRAFT_HITS_MIN_POSITIONS = 16;
+
+export class DraftHits {
+  /** Per sequence: per position after its prompt, the rank of its token among the draft's proposals (−1: not among them). */
+  private readonly ranks: number[][];
+  /** Per sequence: text length observed so far. */
+  private readonly seen: number[];
+
+  /**
+   * `drafts[s]` proposes for sequence s (each must have `follows`); `k` proposals asked a position (the most any tree
+   * asks a node); `starts[s]`: the first position to observe (the prompt's length: what follows it was decoded).
+   */
+  constructor(
+    private readonly drafts: readonly DraftSource[],
+    private readonly k: number,
+    starts: readonly number[],
+    private readonly window = DRAFT_HITS_WINDOW,
+  ) {
+    if (drafts.some((d) => !d.follows)) throw new Error('draft hits: every draft must propose from the text alone (DraftSource.follows)');
+    if (!(Number.isInteger(k) && k >= 1)) throw new Error(`draft hits: k must be a positive integer, got ${k}`);
+    this.ranks = drafts.map(() => []);
+    this.seen = [...starts];
+  }
+
+  /** Sequence s's text so far (its prompt and what it decoded): ranks the positions not seen yet. */
+  observe(s: number, text: readonly number[]): void {
+    const d = this.drafts[s];
+    for (let t = this.seen[s]; t < text.length; t++) {
+      this.ranks[s].push(d.follows!(text.slice(0, t), this.k).indexOf(text[t]));
+    }
+    this.seen[s] = Math.max(this.seen[s], text.length);
+    // the window, and a tree's depth past it so the window's runs stay known (at most every proposal a step: 64 levels)
+    const keep = this.window + 64;
+    if (this.ranks[s].length > 2 * keep) this.ranks[s].splice(0, this.ranks[s].length - keep);
+  }
+
+  /**
+   * Tokens a step of a tree proposing `k` children a node, `depth` levels deep, would have emitted per sequence, on
+   * average over the latest `window` positions of each sequence whose run is known (ended by a miss or `depth` long);
+   * undefined before DRAFT_HITS_MIN_POSITIONS of them.
+   */
+  tokensPerStep(k: number, depth: number): number | undefined {
+    if (k > this.k) throw new Error(`draft hits: ${k} proposals a node asked, ${this.k} observed`);
+    let positions = 0;
+    let tokens = 0;
+    for (const ranks of this.ranks) {
+      const from = Math.max(0, ranks.length - this.window - depth);
+      for (let t = from; t < ranks.length && t < from + this.window; t++) {
+        let run = 0;
+        while (run < depth && t + run < ranks.length && ranks[t + run] >= 0 && ranks[t + run] < k) run++;
+        if (run < depth && t + run === ranks.length) continue; // runs off the text observed: not known yet
+        positions++;
+        tokens += 1 + run;
+      }
+    }
+    return positions >= DRAFT_HITS_MIN_POSITIONS ? tokens / positions : undefined;
+  }
+}
