@@ -161,7 +161,7 @@ export interface SpeculativeBenchReport extends AdapterHeader {
   readonly profile: readonly StepProfile[];
 }
 
-function benchConfig(shape: ModelShape, medusaHeads: number, name: string): ModelConfig {
+export function benchConfig(shape: ModelShape, medusaHeads: number, name: string): ModelConfig {
   return parseConfig(
     {
       vocab_size: shape.vocab, hidden_size: shape.hidden, intermediate_size: shape.intermediate,
@@ -173,7 +173,7 @@ function benchConfig(shape: ModelShape, medusaHeads: number, name: string): Mode
   );
 }
 
-function prompt(vocab: number, seed: number): number[] {
+export function benchPrompt(vocab: number, seed: number): number[] {
   let x = seed >>> 0 || 1;
   const phrase = Array.from({ length: 16 }, () => {
     x ^= x << 13;
@@ -221,7 +221,7 @@ export async function runSpeculativeBench(opts: { small?: boolean; tokens?: numb
   const draft = opts.oracleOnly ? undefined : await targetModel(gpu, draftConfig, 2);
   const draftVerifier = draft && (await GpuTreeVerifier.create(draft.model, draft.variant.compiled, draft.weights, { maxNodes: maxNodes + 1, ownsModel: true, sizes }));
   try {
-    const ids = prompt(shape.vocab, 7);
+    const ids = benchPrompt(shape.vocab, 7);
     const tok = silentTokenizer(shape.vocab);
     const plainOf = (maxTokens: number, extra: { pipelined?: boolean } = {}) => generateGpu(target.model, tok, [ids], { maxTokens, ...extra });
     const plainRun = await warm(() => plainOf(newTokens), () => plainOf(newTokens));
@@ -274,7 +274,7 @@ export async function runSpeculativeBench(opts: { small?: boolean; tokens?: numb
     for (const n of ORACLE_SIZES) oracleBySize.push(await run('oracle', () => new OracleDraft(ids, plain, shape.vocab), chainShape(n), n));
 
     // Batch 8: eight prompts, plain generateGpu against batch speculation.
-    const prompts = Array.from({ length: BATCH }, (_, s) => prompt(shape.vocab, 100 + s));
+    const prompts = Array.from({ length: BATCH }, (_, s) => benchPrompt(shape.vocab, 100 + s));
     const plainBatchOf = (maxTokens: number) => generateGpu(target.model, tok, prompts, { maxTokens });
     const plainBatch = opts.oracleOnly ? { tokens: [], decodeTokensPerS: NaN } : await warm(() => plainBatchOf(newTokens), () => plainBatchOf(newTokens));
     const plainBatchTps = plainBatch.decodeTokensPerS ?? NaN;

@@ -1,0 +1,231 @@
+// Where a batch's auto loses its time, decision by decision (issue 14): batch 8 on the 12-layer random-weight model of
+// bench/speculative.ts, greedy, every decision of the controller (or of a fixed schedule) timed as the controller times
+// it (from its choice to its record), with the tokens and sequence-steps it produced. Runs, each against plain batched
+// `generate` in the same call:
+//   plain      FixedSchedule [plain] in decisions of 16 steps: auto's plain option alone (root-only steps, chained);
+//   alternate  plain (16 steps) then one tree step, in turn: what a plain decision costs right after a tree;
+//   auto       a fresh batchController over autoTrees(source, 15), as `linattn generate` makes one per batch;
+//   auto-no-estimates  the same without the draft's estimates of what each tree would emit (draft-hits.ts).
+// Every output is checked against plain batched `generate`'s.
+//   npx tsx bench/batch-decisions.ts [--tokens 128] [--source adaptive,ngram] [--runs plain,alternate,auto,auto-no-estimates] [--json]
+//   npx tsx bench/batch-decisions.ts --model DIR --prompts FILE   (a trained model; FILE: one prompt a line, 8 lines)
+import { readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { loadConfig } from '../src/model/config.ts';
+import { generateGpu } from '../src/model/generate.ts';
+import { GpuModel } from '../src/model/gpu-model.ts';
+import { randomWeights } from '../src/model/init-model.ts';
+import { loadTokenizer } from '../src/model/tokenizer.ts';
+import { loadModelVariant } from '../src/model/variant.ts';
+import { loadWeights } from '../src/model/weights.ts';
+import { compiledAttentionFactory } from '../src/runtime/compiled-attention.ts';
+import { getDevice } from '../src/runtime/dawn.ts';
+import { median } from '../src/runtime/timing.ts';
+import { AdaptiveDraft } from '../src/speculative/adaptive-draft.ts';
+import { autoTrees, batchController, batchWarmUpSchedule, treeLabel } from '../src/speculative/auto-trees.ts';
+import type { DraftSource } from '../src/speculative/draft.ts';
+import { speculativeGenerateBatch } from '../src/speculative/generate-batch.ts';
+import type { TreeOption } from '../src/speculative/generate.ts';
+import { GpuTreeVerifier } from '../src/speculative/gpu-verifier.ts';
+import { NgramDraft } from '../src/speculative/ngram-draft.ts';
+import { FixedSchedule, formatPolicySummary, type SpeculationPolicy } from '../src/speculative/speculation-controller.ts';
+import { parseTreeSpec } from '../src/speculative/tree-spec.ts';
+import { FULL, SMALL, silentTokenizer } from './decode.ts';
+import { adapterHeader, flagValue, runIfMain, writeReport } from './script.ts';
+import { benchConfig, benchPrompt } from './speculative.ts';
+
+const BATCH = 8;
+const NODES = 15;
+const PLAIN_STEPS = 16;
+const WARM_MS = 300;
+
+/** One decision as the controller saw it: its option, what it produced, the ms from its choice to its record. */
+export interface TracedDecision {
+  readonly label: string;
+  readonly tokens: number;
+  readonly sequenceSteps?: number;
+  readonly ms: number;
+  /** Taken ahead (SpeculationPolicy.ahead): timed from the record of the one before. */
+  readonly ahead: boolean;
+  /** What `probe` counted between the record before and this one (the chain's runs, its host and GPU ms). */
+  readonly counted?: Record<string, number>;
+}
+
+/** A policy that passes every call to `inner` and keeps each decision's times. */
+export class TracedPolicy implements SpeculationPolicy {
+  readonly decisions: TracedDecision[] = [];
+  private readonly open: { option: number; t0: number; ahead: boolean }[] = [];
+  readonly ahead?: () => number;
+  readonly plainRun?: () => number;
+  readonly aheadPlainRun?: () => number;
+  readonly useEstimates?: (estimate: (option: number) => number | undefined) => void;
+
+  private last: Record<string, number> | undefined;
+
+  constructor(private readonly inner: SpeculationPolicy, private readonly probe?: () => Record<string, number>) {
+    this.last = probe?.();
+    if (inner.ahead) {
+      this.ahead = () => {
+        const o = inner.ahead!();
+        this.open.push({ option: o, t0: NaN, ahead: true });
+        return o;
+      };
+    }
+    if (inner.plainRun) this.plainRun = () => inner.plainRun!();
+    if (inner.useEstimates) this.useEstimates = (e) => inner.useEstimates!(e);
+    if (inner.aheadPlainRun) this.aheadPlainRun = () => inner.aheadPlainRun!();
+  }
+
+  get labels() {
+    return this.inner.labels;
+  }
+
+  get plainTokens() {
+    return this.inner.plainTokens;
+  }
+
+  next(): number {
+    const o = this.inner.next();
+    this.open.push({ option: o, t0: performance.now(), ahead: false });
+    return o;
+  }
+
+  record(tokens: number, steps?: number): void {
+    const now = performance.now();
+    const d = this.open.shift()!;
+    this.inner.record(tokens, steps);
+    const seen = this.probe?.();
+    const counted = seen && Object.fromEntries(Object.entries(seen).map(([k, v]) => [k, v - (this.last?.[k] ?? 0)]));
+    this.last = seen;
+    this.decisions.push({ label: this.labels[d.option], tokens, ...(steps !== undefined && { sequenceSteps: steps }), ms: now - d.t0, ahead: d.ahead, ...(counted && { counted }) });
+    if (this.open[0] && Number.isNaN(this.open[0].t0)) this.open[0].t0 = now;
+  }
+
+  summary() {
+    return this.inner.summary();
+  }
+}
+
+/** `policy` behind a policy that takes no estimates (SpeculationPolicy.useEstimates). */
+function withoutEstimates(policy: SpeculationPolicy): SpeculationPolicy {
+  return {
+    labels: policy.labels, plainTokens: policy.plainTokens, next: () => policy.next(), record: (t, s) => policy.record(t, s), summary: () => policy.summary(),
+    ...(policy.ahead && { ahead: () => policy.ahead!() }), ...(policy.plainRun && { plainRun: () => policy.plainRun!() }), ...(policy.aheadPlainRun && { aheadPlainRun: () => policy.aheadPlainRun!() }),
+  };
+}
+
+interface RunFigure {
+  readonly name: string;
+  readonly tokensPerS: number;
+  readonly speedup: number;
+  readonly identical: boolean;
+  readonly draftMs: number;
+  readonly decodeMs: number;
+  readonly auto: string;
+  /** Per label: decisions, tokens, ms, tokens/s. */
+  readonly byLabel: Record<string, { decisions: number; tokens: number; ms: number; tokensPerS: number }>;
+  /** Plain decisions right after a tree decision, and after a plain one: ms a step each (batch steps). */
+  readonly plainAfterTree?: { decisions: number; msAStep: number };
+  readonly plainAfterPlain?: { decisions: number; msAStep: number };
+  readonly decisions: readonly TracedDecision[];
+}
+
+async function main(): Promise<void> {
+  const args = process.argv.slice(2);
+  const gpu = await getDevice();
+  const shape = gpu.isSoftware ? SMALL : FULL;
+  const tokens = Number(flagValue(args, '--tokens') ?? (gpu.isSoftware ? 24 : 128));
+  const sources = (flagValue(args, '--source') ?? 'adaptive,ngram').split(',');
+  const dir = flagValue(args, '--model');
+  const config = dir ? loadConfig(join(resolve(dir), 'config.json')) : benchConfig(shape, 0, 'batch-decisions-target');
+  const variant = loadModelVariant(config);
+  const weights = dir ? loadWeights(config, join(resolve(dir), 'model.safetensors'), variant.params) : randomWeights(config, 1, variant.params);
+  const model = await GpuModel.create(gpu, config, weights, await compiledAttentionFactory(gpu, variant.compiled, config.numHeads, config.headDim));
+  const trees = (source: string) => autoTrees(source, NODES);
+  const sizes = [...new Set([1, ...sources.flatMap((s) => trees(s).map((t) => t.maxNodes + 1))])];
+  const verifier = await GpuTreeVerifier.create(model, variant.compiled, weights, { maxNodes: NODES + 1, maxBatch: BATCH, ownsModel: true, sizes });
+  const log = (s: string) => console.log(s);
+  log(`batch decisions on ${gpu.adapterName}: ${dir ?? 'random weights'}, ${config.numLayers} layers, hidden ${config.hiddenSize}, batch ${BATCH}, ${tokens} new tokens, ≤ ${NODES} nodes`);
+  try {
+    const tok = dir ? loadTokenizer(config) : silentTokenizer(shape.vocab);
+    const promptFile = flagValue(args, '--prompts');
+    const lines = promptFile ? readFileSync(promptFile, 'utf8').split('\n').filter((l) => l.trim()) : [];
+    if (promptFile && lines.length !== BATCH) throw new Error(`${promptFile}: ${lines.length} prompts, the bench takes ${BATCH}`);
+    const prompts = promptFile ? lines.map((l) => tok.encode(l)) : Array.from({ length: BATCH }, (_, s) => benchPrompt(shape.vocab, 100 + s));
+    const warm = async (work: () => Promise<unknown>) => {
+      const until = performance.now() + (gpu.isSoftware ? 0 : WARM_MS);
+      do await work(); while (performance.now() < until);
+    };
+    const plainOf = () => generateGpu(model, tok, prompts, { maxTokens: tokens });
+    await warm(plainOf);
+    const plainRuns = [];
+    for (let i = 0; i < (gpu.isSoftware ? 1 : 5); i++) plainRuns.push(await plainOf());
+    const plainTps = median(plainRuns.map((r) => r.decodeTokensPerS ?? NaN));
+    const plain = plainRuns[0].tokens;
+    log(`plain batched generate: ${plainTps.toFixed(1)} tokens/s (median of ${plainRuns.length}: ${plainRuns.map((r) => (r.decodeTokensPerS ?? NaN).toFixed(0)).join(', ')})`);
+    await verifier.prepare({ batch: BATCH });
+
+    const figures: RunFigure[] = [];
+    const run = async (name: string, source: string, policy: () => SpeculationPolicy, options: readonly TreeOption[]) => {
+      const drafts = (): DraftSource[] => prompts.map((_, s) => (source === 'adaptive' ? new AdaptiveDraft(s) : new NgramDraft()));
+      const opts = { maxTokens: tokens, shape: parseTreeSpec(source === 'adaptive' ? 'best:4' : 'top:4'), maxNodes: NODES };
+      await speculativeGenerateBatch(verifier, drafts(), prompts, opts, { auto: { policy: batchWarmUpSchedule(options), trees: options } });
+      await warm(() => speculativeGenerateBatch(verifier, drafts(), prompts, opts, { auto: { policy: policy(), trees: options } }));
+      const traced = new TracedPolicy(policy(), () => {
+        const c = verifier.chainBatchTimes;
+        const t = verifier.stepTimes;
+        return { runs: c.runs, chainSteps: c.steps, encodeMs: c.encodeMs, waitMs: c.waitMs, gpuMs: c.gpuMs, steps: t.steps, stepEncodeMs: t.encodeMs, stepWaitMs: t.waitMs };
+      });
+      const r = await speculativeGenerateBatch(verifier, drafts(), prompts, opts, { auto: { policy: traced, trees: options } });
+      const tps = r.decodeTokensPerS ?? NaN;
+      const byLabel: RunFigure['byLabel'] = {};
+      for (const d of traced.decisions) {
+        const b = (byLabel[d.label] ??= { decisions: 0, tokens: 0, ms: 0, tokensPerS: 0 });
+        b.decisions++;
+        b.tokens += d.tokens;
+        b.ms += d.ms;
+        b.tokensPerS = (1000 * b.tokens) / b.ms;
+      }
+      // A plain decision's batch steps: its tokens over the live sequences (all BATCH until the end).
+      const plainAfter = (tree: boolean) => {
+        const ds = traced.decisions.filter((d, i) => d.label === 'plain' && i > 0 && (traced.decisions[i - 1].label !== 'plain') === tree);
+        const steps = ds.reduce((n, d) => n + d.tokens / BATCH, 0);
+        return ds.length ? { decisions: ds.length, msAStep: ds.reduce((n, d) => n + d.ms, 0) / steps } : undefined;
+      };
+      const fig: RunFigure = {
+        name, tokensPerS: tps, speedup: tps / plainTps, identical: r.tokens.every((t, s) => t.join(',') === plain[s].join(',')),
+        draftMs: r.draftMs, decodeMs: r.decodeMs, auto: formatPolicySummary(r.policy ?? []), byLabel,
+        ...(plainAfter(true) && { plainAfterTree: plainAfter(true) }), ...(plainAfter(false) && { plainAfterPlain: plainAfter(false) }),
+        decisions: traced.decisions,
+      };
+      figures.push(fig);
+      const fmt = (x?: { decisions: number; msAStep: number }) => (x ? `${x.msAStep.toFixed(3)} ms a step (${x.decisions} decisions)` : '—');
+      log(`${name}: ${tps.toFixed(1)} tokens/s, ${fig.speedup.toFixed(2)}× plain, identical ${fig.identical}, decode ${r.decodeMs.toFixed(1)} ms (drafting ${r.draftMs.toFixed(1)})`);
+      log(`  plain decisions after a tree: ${fmt(fig.plainAfterTree)}; after plain: ${fmt(fig.plainAfterPlain)}`);
+      log(`  ${fig.auto}`);
+      const counts = (c?: Record<string, number>) =>
+        c ? ` [chain ${c.runs}r/${c.chainSteps}s enc ${c.encodeMs.toFixed(2)} wait ${c.waitMs.toFixed(2)} gpu ${c.gpuMs.toFixed(2)}; steps ${c.steps} enc ${c.stepEncodeMs.toFixed(2)} wait ${c.stepWaitMs.toFixed(2)}]` : '';
+      log(`  decisions:\n${traced.decisions.map((d) => `    ${d.label}${d.ahead ? '^' : ''} ${d.tokens}t/${d.sequenceSteps ?? '-'}s ${d.ms.toFixed(2)}ms${counts(d.counted)}`).join('\n')}`);
+    };
+
+    const runs = (flagValue(args, '--runs') ?? 'plain,alternate,auto,auto-no-estimates').split(',');
+    for (const source of sources) {
+      const options = trees(source);
+      const labels = options.map(treeLabel);
+      if (runs.includes('plain')) await run(`${source}: plain alone, decisions of ${PLAIN_STEPS}`, source, () => new FixedSchedule(labels, [0], PLAIN_STEPS), options);
+      if (runs.includes('alternate')) {
+        for (const i of [0, options.length - 1]) {
+          await run(`${source}: plain ${PLAIN_STEPS} then ${labels[i]} once, in turn`, source, () => new FixedSchedule(labels, [0, i + 1], PLAIN_STEPS), options);
+        }
+      }
+      if (runs.includes('auto')) await run(`${source}: auto, fresh`, source, () => batchController(options), options);
+      // The controller without the draft's estimates (draft-hits.ts): what auto did before them.
+      if (runs.includes('auto-no-estimates')) await run(`${source}: auto, fresh, no estimates`, source, () => withoutEstimates(batchController(options)), options);
+    }
+    if (args.includes('--json')) log(`wrote ${writeReport('bench/results', 'batch-decisions', { ...adapterHeader(gpu), tokens, batch: BATCH, plainTokensPerS: plainTps, figures })}`);
+  } finally {
+    await verifier.destroy();
+  }
+}
+
+runIfMain(import.meta.url, main);
