@@ -293,7 +293,7 @@ describe('speculation controller with estimates (useEstimates: what each tree wo
       c.record(o === 0 ? 16 : accepted[o - 1] + 1, o === 0 ? undefined : 1);
       chosen.push(o);
     }
-    return chosen;
+    return Object.assign(chosen, { summary: formatPolicySummary(c.summary()) });
   };
   const trees_ = (chosen: number[]) => chosen.filter((o) => o > 0).length;
 
@@ -302,7 +302,9 @@ describe('speculation controller with estimates (useEstimates: what each tree wo
     const without = run([0, 0, 0], undefined);
     // Before any tree ran, plain's cost a token is the least a step costs: a tree estimated at 1 token a step (nothing
     // accepted) can at best tie plain.
-    expect(trees_(run([0, 0, 0], [1, 1, 1]))).toBe(0);
+    const none = run([0, 0, 0], [1, 1, 1]);
+    expect(trees_(none)).toBe(0);
+    expect(none.summary).toMatch(/^plain 100% of tokens .*; not tried, their tokens a step estimated on the decoded text too few to pay: chain:1 1\.00, chain:3 1\.00, chain:7 1\.00$/);
     expect(trees_(without)).toBeGreaterThanOrEqual(3);
     // Estimates above what plain's cost would allow, but below what the measured chain:1 costs: chain:1 runs (its
     // explorations), the larger trees are bounded by its cost a step and skipped.

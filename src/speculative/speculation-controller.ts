@@ -74,6 +74,9 @@ export interface OptionSummary {
   readonly decisions: number;
   readonly tokens: number;
   readonly ms: number;
+  /** A tree's estimated tokens per step on the text decoded (useEstimates), at the end; and whether it could not pay. */
+  readonly estimate?: number;
+  readonly cannotPay?: boolean;
 }
 
 export interface ControllerOptions {
@@ -352,7 +355,13 @@ export class SpeculationController implements SpeculationPolicy {
   }
 
   summary(): OptionSummary[] {
-    return this.stats.map((s, i) => ({ label: this.labels[i], decisions: s.decisions - s.prior.decisions, tokens: s.tokens - s.prior.tokens, ms: s.ms - s.prior.ms }));
+    return this.stats.map((s, i) => {
+      const estimate = i > 0 ? this.estimate?.(i) : undefined;
+      return {
+        label: this.labels[i], decisions: s.decisions - s.prior.decisions, tokens: s.tokens - s.prior.tokens, ms: s.ms - s.prior.ms,
+        ...(estimate !== undefined && { estimate, cannotPay: this.cannotPay(i) }),
+      };
+    });
   }
 
   private choose(now: number): number {
@@ -475,10 +484,12 @@ export function addSummaries(runs: readonly (readonly OptionSummary[])[]): Optio
 /** One line: each option's share of the tokens and its measured tokens/s. */
 export function formatPolicySummary(summary: readonly OptionSummary[]): string {
   const total = summary.reduce((a, s) => a + s.tokens, 0);
-  return summary
+  const ran = summary
     .filter((s) => s.decisions > 0)
-    .map((s) => `${s.label} ${((100 * s.tokens) / Math.max(total, 1)).toFixed(0)}% of tokens at ${s.ms > 0 ? ((1000 * s.tokens) / s.ms).toFixed(0) : '—'} tokens/s (${s.decisions} decisions)`)
-    .join(', ');
+    .map((s) => `${s.label} ${((100 * s.tokens) / Math.max(total, 1)).toFixed(0)}% of tokens at ${s.ms > 0 ? ((1000 * s.tokens) / s.ms).toFixed(0) : '—'} tokens/s (${s.decisions} decisions)`);
+  // Trees the estimates kept out (useEstimates): what they would have emitted a step on the decoded text.
+  const out = summary.filter((s) => s.decisions === 0 && s.cannotPay && s.estimate !== undefined).map((s) => `${s.label} ${s.estimate!.toFixed(2)}`);
+  return ran.join(', ') + (out.length ? `; not tried, their tokens a step estimated on the decoded text too few to pay: ${out.join(', ')}` : '');
 }
 
 function positive(n: number, what: string): number {
