@@ -28,7 +28,7 @@ import { speculativeGenerateBatch } from '../src/speculative/generate-batch.ts';
 import type { TreeOption } from '../src/speculative/generate.ts';
 import { GpuTreeVerifier } from '../src/speculative/gpu-verifier.ts';
 import { NgramDraft } from '../src/speculative/ngram-draft.ts';
-import { FixedSchedule, formatPolicySummary, type SpeculationPolicy } from '../src/speculative/speculation-controller.ts';
+import { FixedSchedule, formatPolicySummary, withoutEstimates, type SpeculationPolicy } from '../src/speculative/speculation-controller.ts';
 import { parseTreeSpec } from '../src/speculative/tree-spec.ts';
 import { FULL, SMALL, silentTokenizer } from './decode.ts';
 import { adapterHeader, flagValue, runIfMain, writeReport } from './script.ts';
@@ -104,14 +104,6 @@ export class TracedPolicy implements SpeculationPolicy {
   summary() {
     return this.inner.summary();
   }
-}
-
-/** `policy` behind a policy that takes no estimates (SpeculationPolicy.useEstimates). */
-function withoutEstimates(policy: SpeculationPolicy): SpeculationPolicy {
-  return {
-    labels: policy.labels, plainTokens: policy.plainTokens, next: () => policy.next(), record: (t, s) => policy.record(t, s), summary: () => policy.summary(),
-    ...(policy.ahead && { ahead: () => policy.ahead!() }), ...(policy.plainRun && { plainRun: () => policy.plainRun!() }), ...(policy.aheadPlainRun && { aheadPlainRun: () => policy.aheadPlainRun!() }),
-  };
 }
 
 interface RunFigure {

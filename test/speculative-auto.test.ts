@@ -18,7 +18,7 @@ import { MedusaDraft } from '../src/speculative/medusa-draft.ts';
 import { NgramDraft } from '../src/speculative/ngram-draft.ts';
 import { OracleDraft } from '../src/speculative/oracle-draft.ts';
 import { GpuPlainDecoder, VerifierPlainDecoder, type PlainDecoder } from '../src/speculative/plain-runs.ts';
-import { FixedSchedule, SpeculationController, type SpeculationPolicy } from '../src/speculative/speculation-controller.ts';
+import { FixedSchedule, SpeculationController, withoutEstimates, type SpeculationPolicy } from '../src/speculative/speculation-controller.ts';
 import type { TokenTree } from '../src/speculative/token-tree.ts';
 import type { TreeVerifier, VerifyResult } from '../src/speculative/verifier.ts';
 import { parseTreeSpec } from '../src/speculative/tree-spec.ts';
@@ -136,7 +136,7 @@ describe('speculation switched with plain decoding', () => {
         },
       };
       const controller = new SpeculationController({ trees: LABELS, clock: () => time.now, plainTokens: 16, nodes: TREES.map((t) => t.maxNodes) });
-      const policy: SpeculationPolicy = estimates ? controller : { labels: controller.labels, plainTokens: controller.plainTokens, next: () => controller.next(), plainRun: () => controller.plainRun(), record: (t, st) => controller.record(t, st), summary: () => controller.summary() };
+      const policy = estimates ? controller : withoutEstimates(controller);
       const r = await speculativeGenerate(verifier, new NextTokensDraft(m.config.vocabSize), prompt, { maxTokens: tokens, shape: TREES[0].shape, maxNodes: 4, auto: { policy, trees: TREES, plain } });
       expect(r.tokens, `estimates ${estimates}`).toEqual(want);
       return r.policy!.slice(1).reduce((n, o) => n + o.decisions, 0);

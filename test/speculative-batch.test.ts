@@ -18,7 +18,7 @@ import { CpuTreeVerifier } from '../src/speculative/cpu-verifier.ts';
 import type { DraftSource } from '../src/speculative/draft.ts';
 import { speculativeGenerateBatch } from '../src/speculative/generate-batch.ts';
 import type { TreeOption } from '../src/speculative/generate.ts';
-import { FixedSchedule, SpeculationController, type SpeculationPolicy } from '../src/speculative/speculation-controller.ts';
+import { FixedSchedule, SpeculationController, withoutEstimates } from '../src/speculative/speculation-controller.ts';
 import { batchController, treeLabel } from '../src/speculative/auto-trees.ts';
 import { GpuTreeVerifier } from '../src/speculative/gpu-verifier.ts';
 import { MedusaDraft } from '../src/speculative/medusa-draft.ts';
@@ -156,8 +156,7 @@ describe.each(MODEL_SPECS.slice(0, 2).map((s, i) => ({ ...s, i })))('batch specu
       const cost = (req: BatchVerifyRequest) => 1 + req.trees.reduce((n, t) => n + t.tokens.length - 1, 0);
       const verifiers = Array.from({ length: B }, () => new CpuTreeVerifier(m.cpu, m.variant.compiled, MAX_NODES + 1));
       const controller = batchController(AUTO_TREES, { clock: () => time.now, plainTokens: 4 });
-      // Without: the same controller behind a policy that takes no estimates.
-      const policy: SpeculationPolicy = estimates ? controller : { labels: controller.labels, plainTokens: controller.plainTokens, next: () => controller.next(), plainRun: () => controller.plainRun(), record: (t, st) => controller.record(t, st), summary: () => controller.summary() };
+      const policy = estimates ? controller : withoutEstimates(controller);
       const r = await speculativeGenerateBatch(new ClockedBatch(verifiers, time, cost), ps.map(() => new NextTokensDraft(m.config.vocabSize)), ps, { maxTokens: tokens, shape: parseTreeSpec('chain:1'), maxNodes: 1 }, { auto: { policy, trees: AUTO_TREES } });
       expect(r.tokens, `estimates ${estimates}`).toEqual(want);
       return r.policy!.slice(1).reduce((n, o) => n + o.decisions, 0);

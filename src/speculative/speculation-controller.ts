@@ -418,6 +418,14 @@ export class SpeculationController implements SpeculationPolicy {
   }
 }
 
+/** `policy` behind a policy that takes no estimates (useEstimates): what auto does without them, for benches and tests. */
+export function withoutEstimates(policy: SpeculationPolicy): SpeculationPolicy {
+  return {
+    labels: policy.labels, plainTokens: policy.plainTokens, next: () => policy.next(), record: (t, s) => policy.record(t, s), summary: () => policy.summary(),
+    ...(policy.ahead && { ahead: () => policy.ahead!() }), ...(policy.plainRun && { plainRun: () => policy.plainRun!() }), ...(policy.aheadPlainRun && { aheadPlainRun: () => policy.aheadPlainRun!() }),
+  };
+}
+
 /**
  * A fixed sequence of options, repeated — to force switches in tests and benches (greedy output must equal
  * plain decoding's whatever the schedule). Times each decision like the controller, for the summary.
