@@ -20,6 +20,8 @@ export class DraftHits {
   private readonly ranks: number[][];
   /** Per sequence: text length observed so far. */
   private readonly seen: number[];
+  /** tokensPerStep's answers since the last position observed, by `k,depth` (the controller asks each a few times a decision). */
+  private readonly known = new Map<string, number | undefined>();
 
   /**
    * `drafts[s]` proposes for sequence s (each must have `follows`); `k` proposals asked a position (the most any tree
@@ -37,9 +39,15 @@ export class DraftHits {
     this.seen = [...starts];
   }
 
+  /** Text length of sequence s observed so far. */
+  observed(s: number): number {
+    return this.seen[s];
+  }
+
   /** Sequence s's text so far (its prompt and what it decoded): ranks the positions not seen yet. */
   observe(s: number, text: readonly number[]): void {
     const d = this.drafts[s];
+    if (text.length > this.seen[s]) this.known.clear();
     for (let t = this.seen[s]; t < text.length; t++) {
       this.ranks[s].push(d.follows!(text.slice(0, t), this.k).indexOf(text[t]));
     }
@@ -56,6 +64,8 @@ export class DraftHits {
    */
   tokensPerStep(k: number, depth: number): number | undefined {
     if (k > this.k) throw new Error(`draft hits: ${k} proposals a node asked, ${this.k} observed`);
+    const key = `${k},${depth}`;
+    if (this.known.has(key)) return this.known.get(key);
     let positions = 0;
     let tokens = 0;
     for (const ranks of this.ranks) {
@@ -68,6 +78,8 @@ export class DraftHits {
         tokens += 1 + run;
       }
     }
-    return positions >= DRAFT_HITS_MIN_POSITIONS ? tokens / positions : undefined;
+    const estimate = positions >= DRAFT_HITS_MIN_POSITIONS ? tokens / positions : undefined;
+    this.known.set(key, estimate);
+    return estimate;
   }
 }

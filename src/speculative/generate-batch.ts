@@ -174,7 +174,7 @@ export async function speculativeGenerateBatch(
     const hits = new DraftHits(drafts, Math.max(...auto.trees.map((t) => candidatesPerNode(t.shape))), prompts.map((p) => p.length));
     auto.policy.useEstimates((option) => {
       const tree = auto.trees[option - 1];
-      for (let s = 0; s < B; s++) hits.observe(s, [...prompts[s], ...out[s]]);
+      for (let s = 0; s < B; s++) if (hits.observed(s) < prompts[s].length + out[s].length) hits.observe(s, [...prompts[s], ...out[s]]);
       return hits.tokensPerStep(candidatesPerNode(tree.shape), shapeDepth(tree.shape, tree.maxNodes));
     });
   }

@@ -254,7 +254,7 @@ export async function speculativeGenerate(
     const hits = new DraftHits([draft], Math.max(...trees.map((t) => candidatesPerNode(t.shape))), [prompt.length]);
     opts.auto.policy.useEstimates((option) => {
       const tree = trees[option - 1];
-      hits.observe(0, [...prompt, ...out]);
+      if (hits.observed(0) < prompt.length + out.length) hits.observe(0, [...prompt, ...out]);
       return hits.tokensPerStep(candidatesPerNode(tree.shape), shapeDepth(tree.shape, tree.maxNodes));
     });
   }
