@@ -84,10 +84,11 @@ export function exploreOrder(trees: readonly TreeOption[]): number[] {
 /**
  * A fresh controller over `trees` and plain runs of `plain`: what one generation with --tree auto uses. A chained
  * option that accepts 2.5 tokens a step or more leaves plain decoding to the re-probes (ControllerOptions.deferPlain).
+ * Each tree's nodes bound the cost of the trees not measured yet where the draft gives estimates (useEstimates).
  */
 export function autoSpeculation(trees: readonly TreeOption[], plain: PlainDecoder, opts: Omit<ControllerOptions, 'trees'> = {}): AutoSpeculation & { readonly policy: SpeculationController } {
   const chained = trees.flatMap((t, i) => (t.chainSteps ? [i + 1] : []));
-  return { policy: new SpeculationController({ order: exploreOrder(trees), deferPlain: chained, ...opts, trees: trees.map(treeLabel) }), trees, plain };
+  return { policy: new SpeculationController({ order: exploreOrder(trees), deferPlain: chained, nodes: trees.map((t) => t.maxNodes), ...opts, trees: trees.map(treeLabel) }), trees, plain };
 }
 
 /**
