@@ -1,11 +1,12 @@
 // DraftHits (src/speculative/draft-hits.ts): what a tree would have emitted at each position of decoded text, from the
-// draft's proposals for the text before it (DraftSource.follows). Checked against the definition computed afresh on
-// the whole text (a fresh table or lookup at every position, every run walked), with the text observed in uneven
-// pieces; and AdaptiveDraft.follows leaves the draft's own proposals untouched.
+// draft's proposals for the text before it (DraftSource.textProposals). Checked against the definition computed afresh
+// on the whole text (a fresh tri-gram table or lookup() scan at every position, every run walked), with the text
+// observed in uneven pieces; the n-gram draft's incremental index against lookup() on every prefix; and the adaptive
+// draft's reader leaves the draft's own proposals untouched.
 import { describe, expect, it } from 'vitest';
 import { AdaptiveDraft } from '../src/speculative/adaptive-draft.ts';
 import { DRAFT_HITS_MIN_POSITIONS, DRAFT_HITS_WINDOW, DraftHits } from '../src/speculative/draft-hits.ts';
-import { lookup, NgramDraft } from '../src/speculative/ngram-draft.ts';
+import { lookup, NgramDraft, NgramIndex } from '../src/speculative/ngram-draft.ts';
 import { TreeBuilder } from '../src/speculative/token-tree.ts';
 import { TrigramTable } from '../src/speculative/trigram-table.ts';
 import { rng } from '../src/tensor.ts';
@@ -57,7 +58,7 @@ describe('DraftHits', () => {
     it(`${name}: every tree's tokens a step equal the definition on the whole text, observed in uneven pieces`, () => {
       const texts = [text(1, 150), text(2, 90), text(3, 40)];
       const starts = [12, 30, 5];
-      const hits = new DraftHits(texts.map(() => make()), 4, starts);
+      const hits = new DraftHits(texts.map(() => make()), 4, texts.map((t, s) => t.slice(0, starts[s])));
       const r = rng(9);
       const seen = [...starts];
       let checked = 0;
@@ -84,14 +85,30 @@ describe('DraftHits', () => {
     });
   }
 
-  it("AdaptiveDraft.follows leaves the draft's own proposals as they were, and answers for any text", async () => {
+  it('the n-gram index proposes what lookup() finds by scanning the text, at every length, for several n', () => {
+    for (const [minN, maxN] of [[1, 3], [2, 8], [1, 1], [3, 4]]) {
+      const t = text(10 + maxN, 400);
+      const index = new NgramIndex(minN, maxN);
+      let nonEmpty = 0;
+      for (let n = 0; n <= t.length; n++) {
+        for (const k of [1, 4]) expect(index.proposals(k), `minN ${minN}, maxN ${maxN}, ${n} tokens, k ${k}`).toEqual(lookup(t.slice(0, n), k, minN, maxN).map((c) => c.token));
+        if (index.proposals(4).length > 0) nonEmpty++;
+        if (n < t.length) index.push(t[n]);
+      }
+      expect(nonEmpty, `minN ${minN}, maxN ${maxN}: lengths with proposals`).toBeGreaterThan(100);
+    }
+  });
+
+  it("the adaptive draft's reader proposes the tri-gram table's continuations and leaves the draft's proposals as they were", async () => {
     const t = text(5, 60);
     const [a, b] = [new AdaptiveDraft(7), new AdaptiveDraft(7)];
     a.begin({ tokens: t.slice(0, 30) });
     b.begin({ tokens: t.slice(0, 30) });
-    for (let n = 30; n <= 60; n++) a.follows(t.slice(0, n), 4);
-    expect(a.follows(t.slice(0, 20), 4)).toEqual(trigram(t.slice(0, 20), 4)); // an earlier text
-    expect(a.follows([3, 1, 3, 1], 4)).toEqual(trigram([3, 1, 3, 1], 4)); // another text
+    const reader = a.textProposals();
+    for (let n = 0; n < 60; n++) {
+      expect(reader.proposals(4), `${n} tokens`).toEqual(trigram(t.slice(0, n), 4));
+      reader.push(t[n]);
+    }
     const tree = new TreeBuilder(t[49]).build();
     expect(await a.candidates({ tokens: t.slice(0, 50) }, tree, [0], 4)).toEqual(await b.candidates({ tokens: t.slice(0, 50) }, tree, [0], 4));
   });

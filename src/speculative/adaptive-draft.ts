@@ -12,7 +12,7 @@
 // Under sampling the draft is deterministic in the acceptance rule's sense (acceptance.ts's coupling): its
 // proposals depend on the text so far and its own seeded draws, never on the target's uniforms.
 import type { Candidate } from './candidate.ts';
-import type { DraftContext, DraftSource } from './draft.ts';
+import type { DraftContext, DraftSource, TextProposals } from './draft.ts';
 import { ThompsonArms } from './thompson.ts';
 import { pathTokens, type TokenTree } from './token-tree.ts';
 import { TrigramTable, type Continuation } from './trigram-table.ts';
@@ -20,9 +20,6 @@ import { TrigramTable, type Continuation } from './trigram-table.ts';
 export class AdaptiveDraft implements DraftSource {
   readonly name = 'adaptive';
   private table = new TrigramTable();
-  /** follows()'s table, and the text it counted. */
-  private probe = new TrigramTable();
-  private readonly probeText: number[] = [];
   private arms: ThompsonArms;
   /** This step's proposals: parent path tokens + '|' + token → arm. */
   private proposed = new Map<string, string>();
@@ -75,19 +72,21 @@ export class AdaptiveDraft implements DraftSource {
   }
 
   /**
-   * The table's continuations of `tokens` counted over `tokens` itself, as candidates() proposes them at a tree's
-   * root (a pure function of the text; which of them a tree keeps is the Thompson draws' choice). A table of its own,
-   * extended as the text grows, so the draft's arms and table are not touched.
+   * The table's continuations of a growing text counted over the text itself, as candidates() proposes them at a
+   * tree's root (which of them a tree keeps is the Thompson draws' choice): a table of its own, so the draft's arms
+   * and table are untouched.
    */
-  follows(tokens: readonly number[], k: number): readonly number[] {
-    // another text than the one counted so far extends: counted afresh
-    if (!this.probeText.every((t, i) => tokens[i] === t)) {
-      this.probe = new TrigramTable();
-      this.probeText.length = 0;
-    }
-    this.probe.catchUp(tokens);
-    for (let i = this.probeText.length; i < tokens.length; i++) this.probeText.push(tokens[i]);
-    return this.probe.continuations(tokens, k).map((c) => c.token);
+  textProposals(): TextProposals {
+    const table = new TrigramTable();
+    const last: number[] = [];
+    return {
+      push: (token) => {
+        table.extend([token]);
+        last.push(token);
+        if (last.length > 2) last.shift();
+      },
+      proposals: (k) => table.continuations(last, k).map((c) => c.token),
+    };
   }
 
   /** The posterior mean acceptance rate of the arm a continuation falls in (for tests and reports). */

@@ -2,13 +2,13 @@
 // batch 8 with table drafts ran 0.66–0.70× plain on the H200, most of the loss trees explored and re-probed that
 // could not pay; call 215). Greedy output is plain decoding's whatever the trees, so the text a batch decodes is
 // the text every tree would have been verified against: at each position t of a sequence's decoded text, the draft's
-// proposals for the text before t (DraftSource.follows) either hold the token at t or not, and a tree proposing k
+// proposals for the text before t (DraftSource.textProposals) either hold the token at t or not, and a tree proposing k
 // children a node, `depth` levels deep, would have emitted 1 + (the run of positions from t whose token was among
 // the k proposals, at most depth) tokens had its step started at t. The mean over recent positions is the estimate.
 // It is an estimate, not a bound: a tree's deeper levels are proposed from the text at its root (the tracker's from
 // the text at each position), and a budgeted tree (best:4 of 15 nodes) does not follow every proposal.
 
-import type { DraftSource } from './draft.ts';
+import type { DraftSource, TextProposals } from './draft.ts';
 
 /** Positions per sequence the estimate is taken over (the latest). */
 export const DRAFT_HITS_WINDOW = 64;
@@ -18,25 +18,33 @@ export const DRAFT_HITS_MIN_POSITIONS = 16;
 export class DraftHits {
   /** Per sequence: per position after its prompt, the rank of its token among the draft's proposals (−1: not among them). */
   private readonly ranks: number[][];
+  /** Per sequence: the draft's proposals after its text so far. */
+  private readonly readers: TextProposals[];
   /** Per sequence: text length observed so far. */
   private readonly seen: number[];
   /** tokensPerStep's answers since the last position observed, by `k,depth` (the controller asks each a few times a decision). */
   private readonly known = new Map<string, number | undefined>();
 
   /**
-   * `drafts[s]` proposes for sequence s (each must have `follows`); `k` proposals asked a position (the most any tree
-   * asks a node); `starts[s]`: the first position to observe (the prompt's length: what follows it was decoded).
+   * `drafts[s]` proposes for sequence s (each must have `textProposals`); `k` proposals asked a position (the most any
+   * tree asks a node); `prompts[s]`: sequence s's prompt, read but not observed (what follows it was decoded).
    */
   constructor(
-    private readonly drafts: readonly DraftSource[],
+    drafts: readonly DraftSource[],
     private readonly k: number,
-    starts: readonly number[],
+    prompts: readonly (readonly number[])[],
     private readonly window = DRAFT_HITS_WINDOW,
   ) {
-    if (drafts.some((d) => !d.follows)) throw new Error('draft hits: every draft must propose from the text alone (DraftSource.follows)');
+    if (drafts.some((d) => !d.textProposals)) throw new Error('draft hits: every draft must propose from the text alone (DraftSource.textProposals)');
     if (!(Number.isInteger(k) && k >= 1)) throw new Error(`draft hits: k must be a positive integer, got ${k}`);
+    if (prompts.length !== drafts.length) throw new Error(`draft hits: ${drafts.length} drafts and ${prompts.length} prompts`);
     this.ranks = drafts.map(() => []);
-    this.seen = [...starts];
+    this.readers = drafts.map((d, s) => {
+      const r = d.textProposals!();
+      for (const t of prompts[s]) r.push(t);
+      return r;
+    });
+    this.seen = prompts.map((p) => p.length);
   }
 
   /** Text length of sequence s observed so far. */
@@ -44,12 +52,16 @@ export class DraftHits {
     return this.seen[s];
   }
 
-  /** Sequence s's text so far (its prompt and what it decoded): ranks the positions not seen yet. */
+  /**
+   * Sequence s's text so far (its prompt and what it decoded; it only grows, each call's text extending the last's):
+   * ranks the positions not seen yet.
+   */
   observe(s: number, text: readonly number[]): void {
-    const d = this.drafts[s];
+    const r = this.readers[s];
     if (text.length > this.seen[s]) this.known.clear();
     for (let t = this.seen[s]; t < text.length; t++) {
-      this.ranks[s].push(d.follows!(text.slice(0, t), this.k).indexOf(text[t]));
+      this.ranks[s].push(r.proposals(this.k).indexOf(text[t]));
+      r.push(text[t]);
     }
     this.seen[s] = Math.max(this.seen[s], text.length);
     // the window, and a tree's depth past it so the window's runs stay known (at most every proposal a step: 64 levels)

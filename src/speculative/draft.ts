@@ -12,6 +12,14 @@ export interface DraftContext {
   readonly tokens: readonly number[];
 }
 
+/** What a draft proposes after a text that grows a token at a time (DraftSource.textProposals). */
+export interface TextProposals {
+  /** Appends a token to the text. */
+  push(token: number): void;
+  /** The tokens the draft proposes as children of the text's end: at most k, any order. */
+  proposals(k: number): readonly number[];
+}
+
 export interface DraftSource {
   /** As given to --speculate. */
   readonly name: string;
@@ -34,12 +42,13 @@ export interface DraftSource {
   /** The step's tree is complete and is verified next. */
   finalize?(ctx: DraftContext, tree: TokenTree): Promise<void> | void;
   /**
-   * The tokens this draft proposes as children of the end of `tokens` (at most k, any order), as a pure function of
-   * the text: what its trees would have offered at each position of text already decoded (draft-hits.ts estimates
-   * the tokens a step of each tree would have emitted from it, so a batch's auto need not run a tree to learn that it
-   * cannot pay). Table drafts have it; a draft whose proposals depend on state beyond the text does not.
+   * A reader of a growing text (tokens pushed one at a time) that says what this draft proposes after the text so far,
+   * as a pure function of the text and with a state of its own (the draft's is untouched): what its trees would have
+   * offered at each position of text already decoded. draft-hits.ts estimates from it the tokens a step of each tree
+   * would have emitted, so that auto need not run a tree to learn that it cannot pay. Table drafts have it; a draft
+   * whose proposals depend on more than the text does not.
    */
-  follows?(tokens: readonly number[], k: number): readonly number[];
+  textProposals?(): TextProposals;
   /** The target accepted `path` (root first) of `tree` and chose `bonus` after it. */
   accepted?(tree: TokenTree, path: readonly number[], bonus: number, result: VerifyResult): Promise<void> | void;
   destroy?(): Promise<void> | void;

@@ -170,8 +170,8 @@ export async function speculativeGenerateBatch(
   for (const [s, d] of drafts.entries()) if (active()[s]) await d.begin?.({ tokens: [...prompts[s], ...out[s]] });
   // Auto with drafts that propose from the text alone: what each tree would have emitted on the text decoded so far
   // (draft-hits.ts), so that the policy neither explores nor re-probes a tree that cannot pay.
-  if (auto?.policy.useEstimates && drafts.every((d) => d.follows)) {
-    const hits = new DraftHits(drafts, Math.max(...auto.trees.map((t) => candidatesPerNode(t.shape))), prompts.map((p) => p.length));
+  if (auto?.policy.useEstimates && drafts.every((d) => d.textProposals)) {
+    const hits = new DraftHits(drafts, Math.max(...auto.trees.map((t) => candidatesPerNode(t.shape))), prompts);
     auto.policy.useEstimates((option) => {
       const tree = auto.trees[option - 1];
       for (let s = 0; s < B; s++) if (hits.observed(s) < prompts[s].length + out[s].length) hits.observe(s, [...prompts[s], ...out[s]]);

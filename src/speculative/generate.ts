@@ -250,8 +250,8 @@ export async function speculativeGenerate(
   if (!done()) await draft.begin?.({ tokens: [...prompt, first] });
   // Auto with a draft that proposes from the text alone: what each tree would have emitted on the text decoded so far
   // (draft-hits.ts), so that the policy neither explores nor re-probes a tree that cannot pay.
-  if (opts.auto?.policy.useEstimates && draft.follows) {
-    const hits = new DraftHits([draft], Math.max(...trees.map((t) => candidatesPerNode(t.shape))), [prompt.length]);
+  if (opts.auto?.policy.useEstimates && draft.textProposals) {
+    const hits = new DraftHits([draft], Math.max(...trees.map((t) => candidatesPerNode(t.shape))), [prompt]);
     opts.auto.policy.useEstimates((option) => {
       const tree = trees[option - 1];
       if (hits.observed(0) < prompt.length + out.length) hits.observe(0, [...prompt, ...out]);

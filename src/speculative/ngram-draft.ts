@@ -3,7 +3,7 @@
 // followed those occurrences are the candidates, ranked by how often they followed (then by how recently),
 // with probability count / occurrences. Repetitive text (code, quotes of the prompt) is where it wins.
 import type { Candidate } from './candidate.ts';
-import type { DraftContext, DraftSource } from './draft.ts';
+import type { DraftContext, DraftSource, TextProposals } from './draft.ts';
 import { pathTokens, type TokenTree } from './token-tree.ts';
 
 export interface NgramOptions {
@@ -30,8 +30,49 @@ export class NgramDraft implements DraftSource {
     return nodes.map((node) => lookup([...ctx.tokens, ...pathTokens(tree, node).slice(1)], k, this.minN, this.maxN));
   }
 
-  follows(tokens: readonly number[], k: number): readonly number[] {
-    return lookup(tokens, k, this.minN, this.maxN).map((c) => c.token);
+  textProposals(): TextProposals {
+    return new NgramIndex(this.minN, this.maxN);
+  }
+}
+
+/**
+ * lookup()'s proposals for a text that grows a token at a time, in time independent of its length: for every n in
+ * [minN, maxN], each n-gram's followers (count, and the last start it followed at) are counted as the token after
+ * it arrives, so a query reads the longest matching suffix's followers instead of scanning the text.
+ */
+export class NgramIndex implements TextProposals {
+  private readonly text: number[] = [];
+  /** Per n − minN: n-gram → follower → [count, last start]. */
+  private readonly grams: Map<string, Map<number, [number, number]>>[];
+
+  constructor(private readonly minN: number, private readonly maxN: number) {
+    this.grams = Array.from({ length: maxN - minN + 1 }, () => new Map());
+  }
+
+  push(token: number): void {
+    const p = this.text.length;
+    this.text.push(token);
+    for (let n = this.minN; n <= Math.min(this.maxN, p); n++) {
+      const key = this.text.slice(p - n, p).join(',');
+      const grams = this.grams[n - this.minN];
+      let f = grams.get(key);
+      if (!f) grams.set(key, (f = new Map()));
+      const c = f.get(token);
+      if (c) {
+        c[0]++;
+        c[1] = p - n;
+      } else f.set(token, [1, p - n]);
+    }
+  }
+
+  proposals(k: number): number[] {
+    const len = this.text.length;
+    for (let n = Math.min(this.maxN, len - 1); n >= this.minN; n--) {
+      const f = this.grams[n - this.minN].get(this.text.slice(len - n).join(','));
+      if (!f) continue;
+      return [...f.entries()].sort((a, b) => b[1][0] - a[1][0] || b[1][1] - a[1][1]).slice(0, k).map(([token]) => token);
+    }
+    return [];
   }
 }
 

@@ -14,7 +14,7 @@ import { rng } from '../../src/tensor.ts';
 import { GpuModel } from '../../src/model/gpu-model.ts';
 import { compiledAttentionFactory } from '../../src/runtime/compiled-attention.ts';
 import { GpuTreeVerifier, type GpuVerifierOptions } from '../../src/speculative/gpu-verifier.ts';
-import type { DraftSource } from '../../src/speculative/draft.ts';
+import type { DraftSource, TextProposals } from '../../src/speculative/draft.ts';
 import { pathTokens, type TokenTree } from '../../src/speculative/token-tree.ts';
 import { gpu } from './gpu.ts';
 
@@ -125,11 +125,19 @@ export class NextTokensDraft implements DraftSource {
   readonly name = 'next tokens';
   constructor(private readonly vocab: number) {}
 
-  follows(tokens: readonly number[], k: number): number[] {
-    return Array.from({ length: k }, (_, j) => (tokens[tokens.length - 1] + 1 + j) % this.vocab);
+  private after(last: number, k: number): number[] {
+    return Array.from({ length: k }, (_, j) => (last + 1 + j) % this.vocab);
+  }
+
+  textProposals(): TextProposals {
+    let last = 0;
+    return { push: (t) => void (last = t), proposals: (k) => this.after(last, k) };
   }
 
   candidates(ctx: { tokens: readonly number[] }, tree: TokenTree, nodes: readonly number[], k: number) {
-    return nodes.map((n) => this.follows([...ctx.tokens, ...pathTokens(tree, n).slice(1)], k).map((token, r) => ({ token, prob: 1 / (r + 2) })));
+    return nodes.map((n) => {
+      const text = [...ctx.tokens, ...pathTokens(tree, n).slice(1)];
+      return this.after(text[text.length - 1], k).map((token, r) => ({ token, prob: 1 / (r + 2) }));
+    });
   }
 }
