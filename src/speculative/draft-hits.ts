@@ -9,6 +9,7 @@
 // the text at each position), and a budgeted tree (best:4 of 15 nodes) does not follow every proposal.
 
 import type { DraftSource, TextProposals } from './draft.ts';
+import { candidatesPerNode, shapeDepth, type TreeShape } from './tree-spec.ts';
 
 /** Positions per sequence the estimate is taken over (the latest). */
 export const DRAFT_HITS_WINDOW = 64;
@@ -94,4 +95,26 @@ export class DraftHits {
     this.known.set(key, estimate);
     return estimate;
   }
+}
+
+/**
+ * The estimates auto's policy takes (SpeculationPolicy.useEstimates) for `trees` (option i + 1: trees[i]), where every
+ * draft proposes from the text alone; else undefined. `decoded(s)`: sequence s's tokens after its prompt so far.
+ */
+export function draftEstimates(
+  drafts: readonly DraftSource[],
+  prompts: readonly (readonly number[])[],
+  trees: readonly { readonly shape: TreeShape; readonly maxNodes: number }[],
+  decoded: (s: number) => readonly number[],
+): ((option: number) => number | undefined) | undefined {
+  if (!drafts.every((d) => d.textProposals)) return undefined;
+  const hits = new DraftHits(drafts, Math.max(...trees.map((t) => candidatesPerNode(t.shape))), prompts);
+  return (option) => {
+    prompts.forEach((p, s) => {
+      const out = decoded(s);
+      if (hits.observed(s) < p.length + out.length) hits.observe(s, [...p, ...out]);
+    });
+    const tree = trees[option - 1];
+    return hits.tokensPerStep(candidatesPerNode(tree.shape), shapeDepth(tree.shape, tree.maxNodes));
+  };
 }

@@ -33,8 +33,8 @@ import { ModelDraft } from './model-draft.ts';
 import type { SpeculativeOptions, TreeOption } from './generate.ts';
 import type { OptionSummary, SpeculationPolicy } from './speculation-controller.ts';
 import { pathTo, TreeBuilder, type TokenTree } from './token-tree.ts';
-import { candidatesPerNode, shapeDepth, type TreeShape } from './tree-spec.ts';
-import { DraftHits } from './draft-hits.ts';
+import type { TreeShape } from './tree-spec.ts';
+import { draftEstimates } from './draft-hits.ts';
 import type { BatchTreeVerifier, VerifyResult } from './verifier.ts';
 
 export interface BatchSpeculativeResult {
@@ -170,14 +170,8 @@ export async function speculativeGenerateBatch(
   for (const [s, d] of drafts.entries()) if (active()[s]) await d.begin?.({ tokens: [...prompts[s], ...out[s]] });
   // Auto with drafts that propose from the text alone: what each tree would have emitted on the text decoded so far
   // (draft-hits.ts), so that the policy neither explores nor re-probes a tree that cannot pay.
-  if (auto?.policy.useEstimates && drafts.every((d) => d.textProposals)) {
-    const hits = new DraftHits(drafts, Math.max(...auto.trees.map((t) => candidatesPerNode(t.shape))), prompts);
-    auto.policy.useEstimates((option) => {
-      const tree = auto.trees[option - 1];
-      for (let s = 0; s < B; s++) if (hits.observed(s) < prompts[s].length + out[s].length) hits.observe(s, [...prompts[s], ...out[s]]);
-      return hits.tokensPerStep(candidatesPerNode(tree.shape), shapeDepth(tree.shape, tree.maxNodes));
-    });
-  }
+  const estimates = auto?.policy.useEstimates && draftEstimates(drafts, prompts, auto.trees, (s) => out[s]);
+  if (estimates) auto!.policy.useEstimates!(estimates);
   const committedPerStep: number[] = [];
   const accepted: number[] = [];
   const gpuMsPerStep: number[] = [];

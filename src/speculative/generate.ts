@@ -20,8 +20,8 @@ import { expandTree } from './expand.ts';
 import type { PlainDecoder } from './plain-runs.ts';
 import type { OptionSummary, SpeculationPolicy } from './speculation-controller.ts';
 import { treeFromParents, type TokenTree } from './token-tree.ts';
-import { candidatesPerNode, shapeDepth, type TreeShape } from './tree-spec.ts';
-import { DraftHits } from './draft-hits.ts';
+import type { TreeShape } from './tree-spec.ts';
+import { draftEstimates } from './draft-hits.ts';
 import type { TreeVerifier, VerifyResult } from './verifier.ts';
 import { staticTopology, topologyTree, type StaticTopology } from './chain.ts';
 import type { Candidate } from './candidate.ts';
@@ -250,14 +250,8 @@ export async function speculativeGenerate(
   if (!done()) await draft.begin?.({ tokens: [...prompt, first] });
   // Auto with a draft that proposes from the text alone: what each tree would have emitted on the text decoded so far
   // (draft-hits.ts), so that the policy neither explores nor re-probes a tree that cannot pay.
-  if (opts.auto?.policy.useEstimates && draft.textProposals) {
-    const hits = new DraftHits([draft], Math.max(...trees.map((t) => candidatesPerNode(t.shape))), [prompt]);
-    opts.auto.policy.useEstimates((option) => {
-      const tree = trees[option - 1];
-      if (hits.observed(0) < prompt.length + out.length) hits.observe(0, [...prompt, ...out]);
-      return hits.tokensPerStep(candidatesPerNode(tree.shape), shapeDepth(tree.shape, tree.maxNodes));
-    });
-  }
+  const estimates = opts.auto?.policy.useEstimates && draftEstimates([draft], [prompt], trees, () => out);
+  if (estimates) opts.auto!.policy.useEstimates!(estimates);
   /** A decision the policy took ahead (overlappedRuns), in progress: the loop's next option. */
   let decided: number | undefined;
   while (!done()) {
