@@ -7,7 +7,7 @@
 //   auto       a fresh batchController over autoTrees(source, 15), as `linattn generate` makes one per batch;
 //   auto-no-estimates  the same without the draft's estimates of what each tree would emit (draft-hits.ts).
 // Every output is checked against plain batched `generate`'s.
-//   npx tsx bench/batch-decisions.ts [--tokens 128] [--source adaptive,ngram] [--runs plain,alternate,auto,auto-no-estimates] [--json]
+//   npx tsx bench/batch-decisions.ts [--tokens 128] [--source adaptive,ngram] [--runs plain,alternate,auto,auto-no-estimates] [--rounds 1] [--json]
 //   npx tsx bench/batch-decisions.ts --model DIR --prompts FILE   (a trained model; FILE: one prompt a line, 8 lines)
 import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -201,6 +201,7 @@ async function main(): Promise<void> {
     };
 
     const runs = (flagValue(args, '--runs') ?? 'plain,alternate,auto,auto-no-estimates').split(',');
+    const rounds = Number(flagValue(args, '--rounds') ?? 1);
     for (const source of sources) {
       const options = trees(source);
       const labels = options.map(treeLabel);
@@ -210,9 +211,13 @@ async function main(): Promise<void> {
           await run(`${source}: plain ${PLAIN_STEPS} then ${labels[i]} once, in turn`, source, () => new FixedSchedule(labels, [0, i + 1], PLAIN_STEPS), options);
         }
       }
-      if (runs.includes('auto')) await run(`${source}: auto, fresh`, source, () => batchController(options), options);
-      // The controller without the draft's estimates (draft-hits.ts): what auto did before them.
-      if (runs.includes('auto-no-estimates')) await run(`${source}: auto, fresh, no estimates`, source, () => withoutEstimates(batchController(options)), options);
+      // Rounds alternate the two controllers, so that a drift of the clocks falls on both.
+      for (let round = 1; round <= rounds; round++) {
+        const tag = rounds > 1 ? ` (round ${round})` : '';
+        if (runs.includes('auto')) await run(`${source}: auto, fresh${tag}`, source, () => batchController(options), options);
+        // The controller without the draft's estimates (draft-hits.ts): what auto did before them.
+        if (runs.includes('auto-no-estimates')) await run(`${source}: auto, fresh, no estimates${tag}`, source, () => withoutEstimates(batchController(options)), options);
+      }
     }
     if (args.includes('--json')) log(`wrote ${writeReport('bench/results', 'batch-decisions', { ...adapterHeader(gpu), tokens, batch: BATCH, plainTokensPerS: plainTps, figures })}`);
   } finally {
