@@ -32,6 +32,11 @@ export class FoldedSteps {
 
   constructor(private readonly gpu: Gpu, private readonly layout: FoldLayout, private readonly layers: readonly TreeAttention[], private readonly maxNodes: number) {}
 
+  /** Whether the state is in the sets (enter records nothing then). */
+  get entered(): boolean {
+    return this.at !== null;
+  }
+
   /** Records, if the state is still in the layers' buffers, its copy into set 0 of each layer (before any pass of the encoder). */
   enter(encoder: GPUCommandEncoder, states: readonly Readonly<Record<string, GPUBuffer>>[], b: number): void {
     if (this.at !== null) return;

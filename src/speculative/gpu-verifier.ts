@@ -43,6 +43,7 @@ import { compileTreeAttention, sequenceData, type DimsSlot, type TreeAttention }
 import { isSoftmaxProgram } from '../../backends/wgsl/softmax-analysis.ts';
 import { RecordedStep } from '../model/step-recording.ts';
 import { FoldedSteps } from './folded-steps.ts';
+import { StepAhead } from './step-ahead.ts';
 import type { Candidate } from './candidate.ts';
 import type { StaticTopology } from './chain.ts';
 import { checkChainSteps, GpuChain, type ChainDraft, type ChainHost, type ChainResult, type ChainSubmission } from './gpu-chain.ts';
@@ -119,7 +120,9 @@ export class GpuTreeVerifier implements TreeVerifier, BatchTreeVerifier {
   mapCalls = 0;
   /** GpuVerifierOptions.foldUpTo (the bench sets it to time both ways). */
   foldUpTo = Infinity;
-  private readonly stepHost = { steps: 0, encodeMs: 0, waitMs: 0 };
+  private readonly stepHost = { steps: 0, encodeMs: 0, uploadMs: 0, submitMs: 0, waitMs: 0 };
+  /** The next step's commands, encoded while a step runs (step-ahead.ts). */
+  private readonly ahead = new StepAhead();
   /** Replayed folded steps (encode), by plan, batch, heads and folded set; their dims uniforms by (b, rows). */
   private readonly replays = new Map<string, RecordedStep>();
   private readonly foldedDimsBuffers = new Map<string, GPUBuffer>();
@@ -202,6 +205,7 @@ export class GpuTreeVerifier implements TreeVerifier, BatchTreeVerifier {
 
   /** Builds every planned size's step plan (and the top-k kernels asked for) for batches of `batch` (default 1) ahead of a timed run. */
   async prepare(opts: { medusaTopK?: number; topK?: number; batch?: number } = {}): Promise<void> {
+    this.ahead.drop(); // something else runs on the GPU: the commands encoded ahead would not follow it
     const b = opts.batch ?? 1;
     for (const n of this.sizes) {
       await this.model.planStep(b, n, { pickRows: true, qkvPerLayer: true });
@@ -242,6 +246,7 @@ export class GpuTreeVerifier implements TreeVerifier, BatchTreeVerifier {
    * longer ones' rest (the others feed their own picks), the forced tokens put in place on the GPU (feedRaggedPrompts).
    */
   async startBatch(prompts: readonly (readonly number[])[], sampling: SamplingOptions, draw: (g: number, s: number) => number): Promise<number[][]> {
+    this.ahead.drop();
     if (prompts.length > this.maxBatch) throw new Error(`tree verifier: ${prompts.length} sequences; it was made for at most ${this.maxBatch}`);
     this.forgetChains();
     this.last = undefined;
@@ -304,46 +309,49 @@ export class GpuTreeVerifier implements TreeVerifier, BatchTreeVerifier {
     const t0 = performance.now();
     this.forgetChains(); // this step's tree and path replace the chain's on the GPU
     const { plan, rows, b, medusaK, ownK } = await this.upload(req);
-    const V = this.vocabSize;
-    const layout = this.layout(b, rows, medusaK, ownK, req.wantLogits ?? false);
+    const tUpload = performance.now();
+    const wantLogits = req.wantLogits ?? false;
+    const layout = this.layout(b, rows, medusaK, ownK, wantLogits);
     const staging = this.stagingOf(layout.bytes);
 
-    const encoder = device.createCommandEncoder({ label: `tree step [${b} × ${rows} rows at ${this.model.position}]` });
-    this.folds?.enter(encoder, this.model.attentionStates.map((s) => s.buffers!), b);
-    const pass = encoder.beginComputePass({
-      label: `tree step [${b} × ${rows} rows]`,
-      ...(this.querySet && { timestampWrites: { querySet: this.querySet, beginningOfPassWriteIndex: 0, endOfPassWriteIndex: 1 } }),
-    });
-    const moved = await this.encode(pass, plan, b, rows, medusaK, ownK, req.wantLogits ?? false);
-    pass.end();
-    encoder.copyBufferToBuffer(plan.rowTokens!, 0, staging, 0, 4 * b * rows);
-    encoder.copyBufferToBuffer(this.heads.accepted, 0, staging, layout.accepted, 4 * b);
-    layout.medusa.forEach((m, h) => {
-      const src = 4 * this.heads.medusaOffset(h);
-      encoder.copyBufferToBuffer(this.heads.ids, src, staging, m.at, 4 * b * medusaK);
-      encoder.copyBufferToBuffer(this.heads.probs, src, staging, m.at + 4 * b * medusaK, 4 * b * medusaK);
-    });
-    if (layout.own !== undefined) {
-      const src = 4 * this.heads.ownOffset;
-      encoder.copyBufferToBuffer(this.heads.ids, src, staging, layout.own, 4 * b * rows * ownK);
-      encoder.copyBufferToBuffer(this.heads.probs, src, staging, layout.own + 4 * b * rows * ownK, 4 * b * rows * ownK);
+    // The commands encoded while the last step ran, if this step is its size (step-ahead.ts); else encoded now.
+    let ahead: GPUCommandBuffer | undefined;
+    if (this.ahead.holding && this.replayable && this.folds!.entered) {
+      ahead = this.ahead.take(await this.replayedStep(plan, b, rows, medusaK, ownK, wantLogits, 0), staging, layout.bytes);
     }
-    if (layout.logits !== undefined) encoder.copyBufferToBuffer(plan.logits.buffer, 0, staging, layout.logits, 4 * b * rows * V);
-    if (this.querySet && this.resolve) {
-      encoder.resolveQuerySet(this.querySet, 0, 2, this.resolve, 0);
-      encoder.copyBufferToBuffer(this.resolve, 0, staging, layout.time, 16);
+    this.ahead.drop();
+    let moved: Moved;
+    let commands: GPUCommandBuffer;
+    if (ahead) {
+      moved = this.writePath(true);
+      commands = ahead;
+    } else {
+      const encoder = device.createCommandEncoder({ label: `tree step [${b} × ${rows} rows at ${this.model.position}]` });
+      this.folds?.enter(encoder, this.model.attentionStates.map((s) => s.buffers!), b);
+      const pass = this.stepPass(encoder, b, rows);
+      moved = await this.encode(pass, plan, b, rows, medusaK, ownK, wantLogits);
+      pass.end();
+      this.encodeReadback(encoder, plan, b, rows, medusaK, ownK, layout, staging);
+      commands = encoder.finish();
     }
-    device.queue.submit([encoder.finish()]);
+    const tSubmit = performance.now();
+    device.queue.submit([commands]);
     this.moveTo(moved);
     this.folds?.advance(1);
     this.pending = undefined;
     this.last = { trees: req.trees, plan, rows };
     const t1 = performance.now();
-    const data = await this.readBack(staging, layout.bytes, 'tree step');
+    const reading = this.readBack(staging, layout.bytes, 'tree step');
+    reading.catch(() => undefined); // awaited below, after the next step's commands are encoded
+    if (this.replayable && this.ahead.enabled) await this.encodeAhead(plan, b, rows, medusaK, ownK, wantLogits, layout, staging);
+    const data = await reading;
     this.stepHost.steps++;
     this.stepHost.encodeMs += t1 - t0;
+    this.stepHost.uploadMs += tUpload - t0;
+    this.stepHost.submitMs += t1 - tSubmit;
     this.stepHost.waitMs += performance.now() - t1;
 
+    const V = this.vocabSize;
     let gpuMs: number | undefined;
     if (this.querySet) {
       const [begin, end] = new BigUint64Array(data, layout.time, 2);
@@ -367,6 +375,66 @@ export class GpuTreeVerifier implements TreeVerifier, BatchTreeVerifier {
     });
   }
 
+  /** The step's compute pass, timestamped where the adapter can. */
+  private stepPass(encoder: GPUCommandEncoder, b: number, rows: number): GPUComputePassEncoder {
+    return encoder.beginComputePass({
+      label: `tree step [${b} × ${rows} rows]`,
+      ...(this.querySet && { timestampWrites: { querySet: this.querySet, beginningOfPassWriteIndex: 0, endOfPassWriteIndex: 1 } }),
+    });
+  }
+
+  /** Copies what the host reads of a step into `staging` at `layout`: picks, accepted nodes, candidates, logits, timestamps. */
+  private encodeReadback(encoder: GPUCommandEncoder, plan: StepPlan, b: number, rows: number, medusaK: number, ownK: number, layout: Layout, staging: GPUBuffer): void {
+    encoder.copyBufferToBuffer(plan.rowTokens!, 0, staging, 0, 4 * b * rows);
+    encoder.copyBufferToBuffer(this.heads.accepted, 0, staging, layout.accepted, 4 * b);
+    layout.medusa.forEach((m, h) => {
+      const src = 4 * this.heads.medusaOffset(h);
+      encoder.copyBufferToBuffer(this.heads.ids, src, staging, m.at, 4 * b * medusaK);
+      encoder.copyBufferToBuffer(this.heads.probs, src, staging, m.at + 4 * b * medusaK, 4 * b * medusaK);
+    });
+    if (layout.own !== undefined) {
+      const src = 4 * this.heads.ownOffset;
+      encoder.copyBufferToBuffer(this.heads.ids, src, staging, layout.own, 4 * b * rows * ownK);
+      encoder.copyBufferToBuffer(this.heads.probs, src, staging, layout.own + 4 * b * rows * ownK, 4 * b * rows * ownK);
+    }
+    if (layout.logits !== undefined) encoder.copyBufferToBuffer(plan.logits.buffer, 0, staging, layout.logits, 4 * b * rows * this.vocabSize);
+    if (this.querySet && this.resolve) {
+      encoder.resolveQuerySet(this.querySet, 0, 2, this.resolve, 0);
+      encoder.copyBufferToBuffer(this.resolve, 0, staging, layout.time, 16);
+    }
+  }
+
+  /**
+   * Encodes, while the step just submitted runs, the commands of a next step of the same size (step-ahead.ts): the
+   * replayed folded step and its readback, the folded set one step on. Its data — trees, pending paths, positions —
+   * is written at its submit, before it in the queue.
+   */
+  private async encodeAhead(plan: StepPlan, b: number, rows: number, medusaK: number, ownK: number, wantLogits: boolean, layout: Layout, staging: GPUBuffer): Promise<void> {
+    const t = performance.now();
+    const step = await this.replayedStep(plan, b, rows, medusaK, ownK, wantLogits, 0);
+    const encoder = this.model.gpu.device.createCommandEncoder({ label: `tree step [${b} × ${rows} rows] encoded ahead` });
+    const pass = this.stepPass(encoder, b, rows);
+    step.replay(pass);
+    pass.end();
+    this.encodeReadback(encoder, plan, b, rows, medusaK, ownK, layout, staging);
+    this.ahead.hold({ commands: encoder.finish(), step, staging, bytes: layout.bytes }, performance.now() - t);
+  }
+
+  /** Whether steps are replayed (encode): the folded steps, every pending path folded. Only those are encoded ahead. */
+  private get replayable(): boolean {
+    return !!this.folds && this.foldUpTo === Infinity;
+  }
+
+  /** Whether each step's commands are encoded while the step before it runs (step-ahead.ts; default on; benches time both ways). */
+  get encodesAhead(): boolean {
+    return this.ahead.enabled;
+  }
+
+  set encodesAhead(on: boolean) {
+    this.ahead.enabled = on;
+    if (!on) this.ahead.drop();
+  }
+
   commit(path: readonly number[]): void {
     this.commitBatch([path]);
   }
@@ -383,6 +451,7 @@ export class GpuTreeVerifier implements TreeVerifier, BatchTreeVerifier {
   }
 
   async flush(): Promise<void> {
+    this.ahead.drop();
     const { device } = this.model.gpu;
     this.forgetChains();
     const encoder = device.createCommandEncoder({ label: 'tree commit' });
@@ -426,6 +495,7 @@ export class GpuTreeVerifier implements TreeVerifier, BatchTreeVerifier {
    * profilers (runtime/dispatch-profile.ts). Their replays apply the commit again, as profileStep's do.
    */
   async recordStep(req: BatchVerifyRequest): Promise<RecordedDispatch[]> {
+    this.ahead.drop();
     this.forgetChains();
     const { plan, rows, b, medusaK, ownK } = await this.upload(req);
     this.enterFolds(b);
@@ -436,10 +506,13 @@ export class GpuTreeVerifier implements TreeVerifier, BatchTreeVerifier {
 
   /**
    * Unchained steps (verify, verifyBatch) since creation: the host's ms from the call to its submit (checks, uploads,
-   * encoding the step's dispatches) and ms waiting for its readback (the GPU's time and the map's latency).
+   * encoding the step's dispatches, unless they were encoded ahead; of it `uploadMs` checking and uploading the trees,
+   * `submitMs` in queue.submit, where Dawn records the commands for the driver) and ms waiting for its readback (the GPU's time
+   * and the map's latency; encoding the next step's commands ahead falls in it); `ahead`: steps encoded ahead, those
+   * submitted, the host's ms encoding them (step-ahead.ts).
    */
-  get stepTimes(): { readonly steps: number; readonly encodeMs: number; readonly waitMs: number } {
-    return { ...this.stepHost };
+  get stepTimes(): { readonly steps: number; readonly encodeMs: number; readonly uploadMs: number; readonly submitMs: number; readonly waitMs: number; readonly ahead: StepAhead['counts'] } {
+    return { ...this.stepHost, ahead: { ...this.ahead.counts } };
   }
 
   /** The host's ms encoding and submitting chained runs and the steps they held, since creation (GpuChain.encoding). */
@@ -449,16 +522,19 @@ export class GpuTreeVerifier implements TreeVerifier, BatchTreeVerifier {
 
   /** Greedy speculation chained on the GPU, batch 1: `steps` tree steps in one submit (gpu-chain.ts). */
   runChain(tree: TokenTree, topology: StaticTopology, steps: number, draft: ChainDraft): Promise<ChainResult> {
+    this.ahead.drop();
     return this.chain.run(tree, topology, steps, draft);
   }
 
   /** As runChain, returning once the run is submitted (its result read back later): GpuChain.begin. */
   beginChain(tree: TokenTree, topology: StaticTopology, steps: number, draft: ChainDraft): Promise<ChainSubmission> {
+    this.ahead.drop();
     return this.chain.begin(tree, topology, steps, draft);
   }
 
   /** The next `steps` chained steps after the last run submitted, before its readback (GpuChain.continue). */
   continueChain(steps: number): Promise<ChainSubmission> {
+    this.ahead.drop();
     return this.chain.continue(steps);
   }
 
@@ -468,6 +544,7 @@ export class GpuTreeVerifier implements TreeVerifier, BatchTreeVerifier {
   }
 
   async destroy(): Promise<void> {
+    this.ahead.drop();
     this.chain.destroy();
     this.folds?.destroy();
     this.heads.destroy();
@@ -589,7 +666,7 @@ export class GpuTreeVerifier implements TreeVerifier, BatchTreeVerifier {
    * maxNodes). Encoding a step afresh cost the host 0.45–0.56 ms before each submit on the H200 (call 144).
    */
   private async encode(pass: GPUComputePassEncoder, plan: StepPlan, b: number, rows: number, medusaK: number, ownK: number, wantLogits: boolean, replay = true): Promise<Moved> {
-    if (replay && this.folds && this.foldUpTo === Infinity) {
+    if (replay && this.replayable) {
       const moved = this.writePath(true);
       (await this.replayedStep(plan, b, rows, medusaK, ownK, wantLogits, 0)).replay(pass);
       return moved;
@@ -640,6 +717,7 @@ export class GpuTreeVerifier implements TreeVerifier, BatchTreeVerifier {
 
   /** As chainBatch, returning once the run is submitted; continueChainBatch may follow it before it is read. */
   async beginChainBatch(trees: readonly TokenTree[], topology: StaticTopology, steps: number, medusaK: number): Promise<BatchChainSubmission> {
+    this.ahead.drop();
     // A root-only topology (depth 0) is plain decoding chained: it needs no heads (its rows are 1, so the accepted node is 0).
     const why = this.sampled ? 'greedy decoding' : !this.folds || this.foldUpTo !== Infinity ? 'the folded tree steps (not softmax attention, no foldUpTo)' : !(medusaK >= 1 || topology.depth === 0) || this.heads.medusaHeads < topology.depth ? `Medusa heads for ${topology.depth} levels` : undefined;
     if (why) throw new Error(`chained batch speculation needs ${why}`);
@@ -658,6 +736,7 @@ export class GpuTreeVerifier implements TreeVerifier, BatchTreeVerifier {
    * submission order.
    */
   async continueChainBatch(steps: number): Promise<BatchChainSubmission> {
+    this.ahead.drop();
     checkChainSteps(steps);
     return this.batchChain.continue(steps);
   }

@@ -1,0 +1,57 @@
+// A tree step's command buffer encoded while the GPU runs the step before it. A step drafted on the host (the
+// n-gram and adaptive tables, a draft model, unchained Medusa) cannot be submitted before the previous step is read
+// back, accepted and drafted from; but the replayed folded step (gpu-verifier.ts) reads everything that changes
+// from step to step — the trees, the pending paths, each sequence's position — from buffers the host writes before
+// the submit, so its commands do not depend on the draft. The verifier encodes the next step's commands for the
+// size it just ran while it waits for the readback, and submits them when the next step turns out to be that
+// size, the data written first: only the uploads stay between the readback and the GPU's next step. Encoding a
+// step's ~150 dispatches cost the host 0.5–0.9 ms a step at batch 8 on the H200 (call 216), against 0.6 ms of
+// GPU time for a 16-row step.
+import type { RecordedStep } from '../model/step-recording.ts';
+
+/** Commands encoded ahead, and the objects they were encoded with: the next step must use the same ones. */
+export interface AheadCommands {
+  readonly commands: GPUCommandBuffer;
+  /** The recorded step the commands replay (keyed by plan, batch, heads and folded set: gpu-verifier.ts replayedStep). */
+  readonly step: RecordedStep;
+  /** The readback buffer the commands copy into, and how many bytes (the readback's layout). */
+  readonly staging: GPUBuffer;
+  readonly bytes: number;
+}
+
+/** Holds at most one step's commands; whatever else runs on the verifier drops them. */
+export class StepAhead {
+  /** Encode ahead at all (the benches time both ways). */
+  enabled = true;
+  /** Steps encoded ahead, those submitted, and the host's ms encoding them (since creation). */
+  readonly counts = { encoded: 0, used: 0, ms: 0 };
+  private held: AheadCommands | undefined;
+
+  hold(ahead: AheadCommands, ms: number): void {
+    this.held = ahead;
+    this.counts.encoded++;
+    this.counts.ms += ms;
+  }
+
+  /** Forgets the held commands (something else ran: a prefill, a flush, a chained run). */
+  drop(): void {
+    this.held = undefined;
+  }
+
+  /**
+   * The held commands if they were encoded with `step`, `staging` and `bytes` (the step about to run), and nothing
+   * either way afterwards: commands are submitted once.
+   */
+  take(step: RecordedStep, staging: GPUBuffer, bytes: number): GPUCommandBuffer | undefined {
+    const held = this.held;
+    this.held = undefined;
+    if (!held || held.step !== step || held.staging !== staging || held.bytes !== bytes) return undefined;
+    this.counts.used++;
+    return held.commands;
+  }
+
+  /** Whether commands are held (the verifier looks up its step only then). */
+  get holding(): boolean {
+    return this.held !== undefined;
+  }
+}

@@ -1,0 +1,112 @@
+// Tree steps encoded ahead (src/speculative/step-ahead.ts): while a step runs, the GPU verifier encodes the next
+// step's commands for the size it just ran, and submits them when the next step is that size, its data (trees,
+// pending paths, positions) written first. Checked: the holder gives commands only for the objects they were
+// encoded with, once; on the GPU, steps of one sequence with accepted paths of every length, sizes that change, a
+// flush and a prefill in between, and a batch of mixed drafts, each equal to plain greedy decoding in float64 — with
+// the commands encoded ahead submitted (the counts say so), and the same without them.
+import { afterAll, describe, expect, it } from 'vitest';
+import type { RecordedStep } from '../src/model/step-recording.ts';
+import { AdaptiveDraft } from '../src/speculative/adaptive-draft.ts';
+import { speculativeGenerateBatch } from '../src/speculative/generate-batch.ts';
+import type { GpuTreeVerifier } from '../src/speculative/gpu-verifier.ts';
+import { NgramDraft } from '../src/speculative/ngram-draft.ts';
+import { OracleDraft } from '../src/speculative/oracle-draft.ts';
+import { StepAhead } from '../src/speculative/step-ahead.ts';
+import { treeFromParents } from '../src/speculative/token-tree.ts';
+import { parseTreeSpec } from '../src/speculative/tree-spec.ts';
+import { rng } from '../src/tensor.ts';
+import { gpuVerifierOf, makeModel, MODEL_SPECS, plainGreedy } from './helpers/speculative.ts';
+
+describe('StepAhead', () => {
+  const step = {} as RecordedStep;
+  const staging = {} as GPUBuffer;
+  const commands = {} as GPUCommandBuffer;
+
+  it('gives the held commands once, and only for the step, readback buffer and size they were encoded with', () => {
+    const ahead = new StepAhead();
+    ahead.hold({ commands, step, staging, bytes: 64 }, 0.5);
+    expect(ahead.holding).toBe(true);
+    expect(ahead.take(step, staging, 64)).toBe(commands);
+    expect(ahead.take(step, staging, 64)).toBeUndefined();
+    for (const [s, g, n] of [[{} as RecordedStep, staging, 64], [step, {} as GPUBuffer, 64], [step, staging, 72]] as const) {
+      ahead.hold({ commands, step, staging, bytes: 64 }, 0.5);
+      expect(ahead.take(s, g, n)).toBeUndefined();
+      expect(ahead.holding).toBe(false);
+    }
+    ahead.hold({ commands, step, staging, bytes: 64 }, 0.5);
+    ahead.drop();
+    expect(ahead.take(step, staging, 64)).toBeUndefined();
+    expect(ahead.counts).toEqual({ encoded: 5, used: 1, ms: 2.5 });
+  });
+});
+
+describe('tree steps encoded ahead on the GPU', () => {
+  const spec = MODEL_SPECS[0];
+  const m = makeModel(spec, spec.seed);
+  const cleanup: (() => Promise<void>)[] = [];
+  afterAll(async () => {
+    for (const c of cleanup) await c();
+  });
+  const N = 20;
+
+  /**
+   * One sequence through the verifier's own calls: chains of 2 or 3 nodes (rows 2 and 4), the drafted tokens right
+   * or wrong by a fixed pattern so that paths of 1, 2 and 3 nodes are committed; a flush after step 3. Returns the
+   * tokens and, per step, whether its commands had been encoded ahead.
+   */
+  const decode = async (verifier: GpuTreeVerifier, prompt: readonly number[], want: readonly number[]) => {
+    const out = [await verifier.start(prompt, { temperature: 0 }, 0)];
+    const fromAhead: boolean[] = [];
+    for (let step = 0; out.length < N; step++) {
+      if (step === 3) await verifier.flush();
+      const right = (d: number) => (step % 3 === 0 ? d === 1 : step % 3 === 1);
+      const depth = step % 4 === 2 ? 2 : 3;
+      const tokens = [out.at(-1)!];
+      for (let d = 1; d < depth; d++) tokens.push(right(d) ? (want[out.length - 1 + d] ?? 0) : (want[out.length - 1 + d] ?? 0) ^ 1);
+      const used = verifier.stepTimes.ahead.used;
+      const r = await verifier.verify({ tree: treeFromParents(tokens, tokens.map((_, n) => n - 1)) });
+      fromAhead.push(verifier.stepTimes.ahead.used > used);
+      const path = [0];
+      while (path.length < tokens.length && r.picks[path.at(-1)!] === tokens[path.length]) path.push(path.length);
+      verifier.commit(path);
+      out.push(...tokens.slice(1, path.length), r.picks[path.at(-1)!]);
+    }
+    return { tokens: out.slice(0, N), fromAhead };
+  };
+
+  it('one sequence: paths of every length, sizes that change, a flush; greedy equals plain float64, with and without', async () => {
+    const verifier = await gpuVerifierOf(m, { maxNodes: 4 }, cleanup);
+    const r = rng(31);
+    for (const ahead of [true, false]) {
+      verifier.encodesAhead = ahead;
+      const prompt = Array.from({ length: 5 }, () => Math.floor(r() * 256));
+      const want = plainGreedy(m, prompt, N);
+      const { tokens, fromAhead } = await decode(verifier, prompt, want);
+      expect(tokens, `prompt ${prompt}, encoded ahead: ${ahead}`).toEqual(want);
+      if (!ahead) {
+        expect(fromAhead.every((a) => !a)).toBe(true);
+        continue;
+      }
+      // Step 0 follows the prefill, step 3 the flush, steps 2 and 6 change the size (rows 2), 3 and 7 change it back.
+      expect(fromAhead.slice(0, 8)).toEqual([false, true, false, false, true, true, false, false]);
+    }
+  });
+
+  it('batch 3, mixed drafts (oracle, n-gram, adaptive): greedy of every sequence equals its plain float64 decoding, with and without', async () => {
+    const B = 3;
+    const verifier = await gpuVerifierOf(m, { maxNodes: 7, maxBatch: B }, cleanup);
+    const r = rng(77);
+    const ps = Array.from({ length: B }, (_, s) => Array.from({ length: 6 }, (_, j) => (s === 1 ? [5, 9][j % 2] : Math.floor(r() * 256))));
+    const want = ps.map((p) => plainGreedy(m, p, N));
+    for (const ahead of [true, false]) {
+      verifier.encodesAhead = ahead;
+      const before = verifier.stepTimes.ahead;
+      const drafts = [new OracleDraft(ps[0], want[0], m.config.vocabSize), new NgramDraft(), new AdaptiveDraft(1)];
+      const out = await speculativeGenerateBatch(verifier, drafts, ps, { maxTokens: N, shape: parseTreeSpec('top:2'), maxNodes: 6 });
+      expect(out.tokens, `encoded ahead: ${ahead}`).toEqual(want);
+      const after = verifier.stepTimes.ahead;
+      if (ahead) expect(after.used - before.used).toBeGreaterThan(0);
+      else expect(after).toEqual(before);
+    }
+  });
+});
