@@ -1,7 +1,7 @@
-// Tree steps encoded ahead (src/speculative/step-ahead.ts): while a step runs, the GPU verifier encodes the next
-// step's commands for the size it just ran, and submits them when the next step is that size, its data (trees,
-// pending paths, positions) written first. Checked: the holder gives commands only for the objects they were
-// encoded with, once; on the GPU, steps of one sequence with accepted paths of every length, sizes that change, a
+// Tree steps encoded ahead (src/speculative/step-ahead.ts): while a step that followed a step runs, the GPU verifier
+// encodes the next step's commands for the size it just ran, and submits them when the next step is that size, its
+// data (trees, pending paths, positions) written first. Checked: the holder gives commands only for the objects they
+// were encoded with, once, and asks for them only after steps in a row; on the GPU, steps of one sequence with accepted paths of every length, sizes that change, a
 // flush and a prefill in between, and a batch of mixed drafts, each equal to plain greedy decoding in float64 — with
 // the commands encoded ahead submitted (the counts say so), and the same without them.
 import { afterAll, describe, expect, it } from 'vitest';
@@ -37,6 +37,19 @@ describe('StepAhead', () => {
     ahead.drop();
     expect(ahead.take(step, staging, 64)).toBeUndefined();
     expect(ahead.counts).toEqual({ encoded: 5, used: 1, ms: 2.5 });
+  });
+
+  it('says to encode ahead only for a step that followed a step, and never when off', () => {
+    const ahead = new StepAhead();
+    expect(ahead.stepped()).toBe(false);
+    expect(ahead.stepped()).toBe(true);
+    ahead.discard(); // commands that did not fit: the steps still come in a row
+    expect(ahead.stepped()).toBe(true);
+    ahead.drop(); // something else ran
+    expect(ahead.stepped()).toBe(false);
+    expect(ahead.stepped()).toBe(true);
+    ahead.enabled = false;
+    expect(ahead.stepped()).toBe(false);
   });
 });
 
@@ -87,8 +100,9 @@ describe('tree steps encoded ahead on the GPU', () => {
         expect(fromAhead.every((a) => !a)).toBe(true);
         continue;
       }
-      // Step 0 follows the prefill, step 3 the flush, steps 2 and 6 change the size (rows 2), 3 and 7 change it back.
-      expect(fromAhead.slice(0, 8)).toEqual([false, true, false, false, true, true, false, false]);
+      // Commands are encoded ahead after a step that followed a step: not after step 0 (it follows the prefill) nor
+      // step 3 (the flush); steps 2 and 6 change the size (rows 2), 3 and 7 change it back.
+      expect(fromAhead.slice(0, 10)).toEqual([false, false, false, false, false, true, false, false, true, true]);
     }
   });
 

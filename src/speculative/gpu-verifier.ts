@@ -319,7 +319,7 @@ export class GpuTreeVerifier implements TreeVerifier, BatchTreeVerifier {
     if (this.ahead.holding && this.replayable && this.folds!.entered) {
       ahead = this.ahead.take(await this.replayedStep(plan, b, rows, medusaK, ownK, wantLogits, 0), staging, layout.bytes);
     }
-    this.ahead.drop();
+    this.ahead.discard();
     let moved: Moved;
     let commands: GPUCommandBuffer;
     if (ahead) {
@@ -343,7 +343,7 @@ export class GpuTreeVerifier implements TreeVerifier, BatchTreeVerifier {
     const t1 = performance.now();
     const reading = this.readBack(staging, layout.bytes, 'tree step');
     reading.catch(() => undefined); // awaited below, after the next step's commands are encoded
-    if (this.replayable && this.ahead.enabled) await this.encodeAhead(plan, b, rows, medusaK, ownK, wantLogits, layout, staging);
+    if (this.ahead.stepped() && this.replayable) await this.encodeAhead(plan, b, rows, medusaK, ownK, wantLogits, layout, staging);
     const data = await reading;
     this.stepHost.steps++;
     this.stepHost.encodeMs += t1 - t0;

@@ -4,9 +4,10 @@
 // from step to step — the trees, the pending paths, each sequence's position — from buffers the host writes before
 // the submit, so its commands do not depend on the draft. The verifier encodes the next step's commands for the
 // size it just ran while it waits for the readback, and submits them when the next step turns out to be that
-// size, the data written first: only the uploads stay between the readback and the GPU's next step. Encoding a
-// step's ~150 dispatches cost the host 0.5–0.9 ms a step at batch 8 on the H200 (call 216), against 0.6 ms of
-// GPU time for a 16-row step.
+// size, the data written first: only the uploads and queue.submit (where Dawn records the commands for the driver)
+// stay between the readback and the GPU's next step. Checking, uploading and encoding a step (63 dispatches at 12
+// layers) took the host 0.5–0.9 ms before its submit at batch 8 on the H200 (call 216), against 0.6 ms of GPU time
+// for a 16-row step; encoded ahead, 0.17–0.41 (calls 217–220).
 import type { RecordedStep } from '../model/step-recording.ts';
 
 /** Commands encoded ahead, and the objects they were encoded with: the next step must use the same ones. */
@@ -19,13 +20,26 @@ export interface AheadCommands {
   readonly bytes: number;
 }
 
-/** Holds at most one step's commands; whatever else runs on the verifier drops them. */
+/**
+ * Holds at most one step's commands; whatever else runs on the verifier drops them. Commands are encoded ahead only
+ * for a step that followed a step: a lone tree step between plain runs (a batch's cost-aware decisions) would
+ * encode commands that the next plain run drops.
+ */
 export class StepAhead {
   /** Encode ahead at all (the benches time both ways). */
   enabled = true;
   /** Steps encoded ahead, those submitted, and the host's ms encoding them (since creation). */
   readonly counts = { encoded: 0, used: 0, ms: 0 };
   private held: AheadCommands | undefined;
+  /** Whether the last thing that ran on the verifier was a step. */
+  private afterStep = false;
+
+  /** At a step's submit: whether to encode the next step's commands (on, and this step followed a step). */
+  stepped(): boolean {
+    const inRow = this.afterStep;
+    this.afterStep = true;
+    return this.enabled && inRow;
+  }
 
   hold(ahead: AheadCommands, ms: number): void {
     this.held = ahead;
@@ -33,8 +47,14 @@ export class StepAhead {
     this.counts.ms += ms;
   }
 
-  /** Forgets the held commands (something else ran: a prefill, a flush, a chained run). */
+  /** Something else runs on the verifier (a prefill, a flush, a chained run): forgets the held commands. */
   drop(): void {
+    this.held = undefined;
+    this.afterStep = false;
+  }
+
+  /** Forgets the held commands (they do not fit the step about to run). */
+  discard(): void {
     this.held = undefined;
   }
 
