@@ -58,6 +58,7 @@ export class TracedPolicy implements SpeculationPolicy {
   readonly ahead?: () => number;
   readonly plainRun?: () => number;
   readonly aheadPlainRun?: () => number;
+  readonly treeRun?: () => number;
   readonly useEstimates?: (estimate: (option: number) => number | undefined) => void;
 
   private last: Record<string, number> | undefined;
@@ -74,6 +75,7 @@ export class TracedPolicy implements SpeculationPolicy {
     if (inner.plainRun) this.plainRun = () => inner.plainRun!();
     if (inner.useEstimates) this.useEstimates = (e) => inner.useEstimates!(e);
     if (inner.aheadPlainRun) this.aheadPlainRun = () => inner.aheadPlainRun!();
+    if (inner.treeRun) this.treeRun = () => inner.treeRun!();
   }
 
   get labels() {

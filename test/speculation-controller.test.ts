@@ -2,7 +2,7 @@
 // generation with a fake clock: each option costs a fixed time per decision and produces a set number of
 // tokens, and the test checks which option gets the tokens.
 import { describe, expect, it } from 'vitest';
-import { FixedSchedule, formatPolicySummary, PLAIN_RUN_GROWTH, SpeculationController } from '../src/speculative/speculation-controller.ts';
+import { FixedSchedule, formatPolicySummary, PLAIN_RUN_GROWTH, SpeculationController, TREE_STEPS } from '../src/speculative/speculation-controller.ts';
 
 interface Cost {
   /** Wall time of one decision of the option, ms. */
@@ -110,6 +110,12 @@ describe('speculation controller', () => {
     expect(efficiency(run, 0, 20, costs(2))).toBeGreaterThan(efficiency(oldRun, 0, 20, costs(2)));
     expect(() => controller(['chain:3'], { order: [0, 0] })).toThrow(/distinct options/);
     expect(() => controller(['chain:3'], { order: [2] })).toThrow(/options in 0\.\.1/);
+  });
+
+  it('runs a tree decision of TREE_STEPS steps by default, of treeSteps when given', () => {
+    expect(new SpeculationController({ trees: ['chain:3'] }).treeRun()).toBe(TREE_STEPS);
+    expect(new SpeculationController({ trees: ['chain:3'], treeSteps: 1 }).treeRun()).toBe(1);
+    expect(() => new SpeculationController({ trees: ['chain:3'], treeSteps: 0 })).toThrow(/treeSteps/);
   });
 
   it('a fixed schedule repeats and the summary prints shares and rates', () => {

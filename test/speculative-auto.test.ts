@@ -163,9 +163,40 @@ describe('speculation switched with plain decoding', () => {
     const { verifier } = await gpuTarget();
     const prompt = randomPrompts(1, 5400)[0];
     const want = plainGreedy(m, prompt, NEW_TOKENS);
-    const policy = new SpeculationController({ trees: LABELS, plainTokens: PLAIN_TOKENS, explore: 1 });
+    // One step a tree decision: the oracle's trees would emit the 16 tokens before every option was explored.
+    const policy = new SpeculationController({ trees: LABELS, plainTokens: PLAIN_TOKENS, explore: 1, treeSteps: 1 });
     const r = await switching(verifier, new GpuPlainDecoder(verifier, { temperature: 0 }), new OracleDraft(prompt, want, m.config.vocabSize), prompt, policy);
     expect(r.tokens).toEqual(want);
     expect(r.policy!.map((s) => s.decisions > 0)).toEqual([true, true, true]);
   });
+
+  it('float64: a decision of an unchained tree runs treeRun() steps, recorded as one decision with its steps; greedy stays plain', async () => {
+    const prompt = randomPrompts(1, 5500)[0];
+    const want = plainGreedy(m, prompt, NEW_TOKENS);
+    const verifier = new CpuTreeVerifier(m.cpu, m.variant.compiled, 5);
+    const recorded: { label: string; tokens: number; steps?: number }[] = [];
+    // Plain 3 tokens, then each tree, in turn, a tree decision of 3 steps; every decision recorded with its steps.
+    const fixed = new FixedSchedule(LABELS, SCHEDULE_OF_THREE, PLAIN_TOKENS);
+    let option = 0;
+    const schedule: SpeculationPolicy = {
+      labels: fixed.labels, plainTokens: fixed.plainTokens, summary: () => fixed.summary(), treeRun: () => 3,
+      next: () => (option = fixed.next()),
+      record: (tokens, steps) => {
+        recorded.push({ label: fixed.labels[option], tokens, ...(steps !== undefined && { steps }) });
+        fixed.record(tokens);
+      },
+    };
+    const r = await switching(verifier, new VerifierPlainDecoder(verifier, {}), new NextTokensDraft(m.config.vocabSize), prompt, schedule);
+    expect(r.tokens).toEqual(want);
+    const trees = recorded.filter((d) => d.label !== 'plain');
+    expect(trees.length).toBeGreaterThan(1);
+    // Every tree decision but one cut by the end: three steps, at least the bonus of each.
+    for (const d of trees.slice(0, -1)) {
+      expect(d.steps).toBe(3);
+      expect(d.tokens).toBeGreaterThanOrEqual(3);
+    }
+    expect(r.steps).toBe(trees.reduce((n, d) => n + (d.steps ?? 0), 0));
+  });
 });
+
+const SCHEDULE_OF_THREE = [0, 1, 2];

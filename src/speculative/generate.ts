@@ -323,19 +323,29 @@ export async function speculativeGenerate(
       opts.auto?.policy.record(count, run.steps.length + (warm > 0 ? 1 : 0));
       continue;
     }
-    const depthLimit = Math.max(0, Math.min(opts.maxTokens - out.length - 1, (opts.maxPosition ?? Infinity) - at - 1));
-    const ta = performance.now();
-    const tree = await expandTree(shape, draft, warm ? { tokens: [...prompt, ...out] } : ctx, { budget: maxNodes, depthLimit });
-    const tb = performance.now();
-    const { fresh, gpuMs } = await verifyTree(tree);
-    const tc = performance.now();
-    draftMs += tb - ta;
-    verifyMs += tc - tb;
-    treeNodes += tree.tokens.length - 1;
-    if (gpuMs !== undefined) gpuMsPerStep.push(gpuMs);
-    acceptedPerStep.push(fresh.length);
-    const count = emit(fresh) + warm;
-    opts.auto?.policy.record(count, warm > 0 ? 2 : 1);
+    // Under auto a decision of a tree is treeRun() steps of it (TREE_STEPS, one, by default): its first step after a
+    // plain run pays the switch (the state copied into the folded sets, commands encoded afresh), which a decision of
+    // one step rates the tree by.
+    const treeSteps = opts.auto?.policy.treeRun?.() ?? 1;
+    let count = warm;
+    let steps = warm > 0 ? 1 : 0;
+    for (let s = 0; s < treeSteps && !done(); s++) {
+      const root = verifier.position;
+      const depthLimit = Math.max(0, Math.min(opts.maxTokens - out.length - 1, (opts.maxPosition ?? Infinity) - root - 1));
+      const ta = performance.now();
+      const tree = await expandTree(shape, draft, warm || s > 0 ? { tokens: [...prompt, ...out] } : ctx, { budget: maxNodes, depthLimit });
+      const tb = performance.now();
+      const { fresh, gpuMs } = await verifyTree(tree);
+      const tc = performance.now();
+      draftMs += tb - ta;
+      verifyMs += tc - tb;
+      treeNodes += tree.tokens.length - 1;
+      if (gpuMs !== undefined) gpuMsPerStep.push(gpuMs);
+      acceptedPerStep.push(fresh.length);
+      count += emit(fresh);
+      steps++;
+    }
+    opts.auto?.policy.record(count, steps);
   }
   if (decided !== undefined) opts.auto!.policy.record(0); // taken ahead, and the output stopped before it ran
   const t2 = performance.now();

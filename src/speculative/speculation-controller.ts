@@ -55,6 +55,11 @@ export interface SpeculationPolicy {
   /** Tokens the decision chosen by ahead() decodes when it is plain (default plainTokens). */
   aheadPlainRun?(): number;
   /**
+   * Verification steps a decision of an unchained tree runs, one sequence (default 1). Optional: the controller runs
+   * several, so that the step after a plain run, which pays the switch back to the trees, does not set the tree's rate.
+   */
+  treeRun?(): number;
+  /**
    * The option the decision in progress (the oldest not recorded) produced `tokens` tokens; `steps`, for a tree
    * option, the verification steps it ran (a chained run's steps, a warm-up step included; a batch counts a step once
    * for every live sequence, so that tokens per step are a sequence's).
@@ -112,6 +117,8 @@ export interface ControllerOptions {
   readonly probeOverhead?: number;
   /** Decisions per probe of a tree (default 2; plain: one run). */
   readonly probeLength?: number;
+  /** Steps a decision of an unchained tree runs (one sequence: SpeculationPolicy.treeRun; default TREE_STEPS). */
+  readonly treeSteps?: number;
   /**
    * What an earlier controller over the same options measured (state()): its windows and counts carry over, so the
    * options it explored are not explored again, and this run starts from its best. summary() counts this run only.
@@ -146,6 +153,16 @@ interface OptionStats {
 /** Longest plain run while the controller exploits plain decoding, in plainTokens (16 → 128 tokens by default). */
 export const PLAIN_RUN_GROWTH = 8;
 
+/**
+ * Steps a decision of an unchained tree runs by default (one sequence). A tree's first step after a plain run costs
+ * about twice a step after a step of trees — the state copied into the folded sets, the commands encoded afresh — (H200,
+ * call 221: 1.3–1.9 ms against 0.6–0.9 on the random 12-layer model), and a decision of one step rates the tree by it.
+ * Decisions of 4 steps rated the trees fairly and won with the n-gram draft (+28–46 % on random weights) but lost with
+ * the adaptive draft (−16 to −24 %), whose every explored tree then cost 4 steps (call 222): so one, until the switch
+ * itself is cheaper.
+ */
+export const TREE_STEPS = 1;
+
 export class SpeculationController implements SpeculationPolicy {
   readonly labels: readonly string[];
   readonly plainTokens: number;
@@ -157,6 +174,7 @@ export class SpeculationController implements SpeculationPolicy {
   private readonly probeTokens: number;
   private readonly probeOverhead: number;
   private readonly probeLength: number;
+  private readonly treeSteps: number;
   private readonly deferPlain: readonly number[];
   private readonly deferPlainAt: number;
   private readonly nodes: readonly number[] | undefined;
@@ -202,6 +220,7 @@ export class SpeculationController implements SpeculationPolicy {
     this.probeOverhead = opts.probeOverhead ?? 0.05;
     if (!(this.probeOverhead > 0 && this.probeOverhead <= 1)) throw new Error(`speculation controller: probeOverhead must be in (0, 1], got ${this.probeOverhead}`);
     this.probeLength = positive(opts.probeLength ?? 2, 'probeLength');
+    this.treeSteps = positive(opts.treeSteps ?? TREE_STEPS, 'treeSteps');
     this.deferPlain = opts.deferPlain ?? [];
     if (this.deferPlain.some((o) => !(Number.isInteger(o) && o >= 1 && o < this.labels.length))) {
       throw new Error(`speculation controller: deferPlain must list tree options in 1..${this.labels.length - 1}, got [${this.deferPlain.join(', ')}]`);
@@ -254,6 +273,10 @@ export class SpeculationController implements SpeculationPolicy {
 
   aheadPlainRun(): number {
     return this.queuedPlainLength ?? this.plainTokens;
+  }
+
+  treeRun(): number {
+    return this.treeSteps;
   }
 
   ahead(): number {
@@ -423,6 +446,7 @@ export function withoutEstimates(policy: SpeculationPolicy): SpeculationPolicy {
   return {
     labels: policy.labels, plainTokens: policy.plainTokens, next: () => policy.next(), record: (t, s) => policy.record(t, s), summary: () => policy.summary(),
     ...(policy.ahead && { ahead: () => policy.ahead!() }), ...(policy.plainRun && { plainRun: () => policy.plainRun!() }), ...(policy.aheadPlainRun && { aheadPlainRun: () => policy.aheadPlainRun!() }),
+    ...(policy.treeRun && { treeRun: () => policy.treeRun!() }),
   };
 }
 

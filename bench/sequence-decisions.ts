@@ -1,0 +1,143 @@
+// One sequence's cost-aware decisions, traced (bench/batch-decisions.ts's TracedPolicy): each decision's option, its
+// tokens and its ms from the choice to the record, with the verifier's host split for the tree steps in it (to the
+// submit, of it uploads and queue.submit, waiting for the readback). Where a tree decision right after a plain run
+// costs more than one after a tree, auto rates the tree by its worst step.
+//
+//   npx tsx bench/sequence-decisions.ts [--tokens 128] [--source adaptive,ngram] [--rounds 1] [--auto-only]   (random weights)
+//   npx tsx bench/sequence-decisions.ts --model DIR --prompt TEXT                            (a trained model)
+//
+// Runs per source: auto with a fresh controller, and with 4 steps a tree decision (ControllerOptions.treeSteps 4), in
+// turn for --rounds; unless --auto-only, plain (16 tokens) and `chain:1` once, in turn; `chain:1` alone; plain and the
+// source's largest tree in turn; that tree alone. Greedy; every output is checked against plain decoding's.
+import { join, resolve } from 'node:path';
+import { loadConfig } from '../src/model/config.ts';
+import { generateGpu } from '../src/model/generate.ts';
+import { GpuModel } from '../src/model/gpu-model.ts';
+import { randomWeights } from '../src/model/init-model.ts';
+import { loadTokenizer } from '../src/model/tokenizer.ts';
+import { loadModelVariant } from '../src/model/variant.ts';
+import { loadWeights } from '../src/model/weights.ts';
+import { compiledAttentionFactory } from '../src/runtime/compiled-attention.ts';
+import { getDevice } from '../src/runtime/dawn.ts';
+import { median } from '../src/runtime/timing.ts';
+import { AdaptiveDraft } from '../src/speculative/adaptive-draft.ts';
+import { autoSpeculation, autoTrees, treeLabel } from '../src/speculative/auto-trees.ts';
+import { speculativeGenerate } from '../src/speculative/generate.ts';
+import { GpuTreeVerifier } from '../src/speculative/gpu-verifier.ts';
+import { NgramDraft } from '../src/speculative/ngram-draft.ts';
+import { GpuPlainDecoder } from '../src/speculative/plain-runs.ts';
+import { FixedSchedule, formatPolicySummary, type SpeculationPolicy } from '../src/speculative/speculation-controller.ts';
+import { parseTreeSpec } from '../src/speculative/tree-spec.ts';
+import { TracedPolicy, type TracedDecision } from './batch-decisions.ts';
+import { FULL, SMALL, silentTokenizer } from './decode.ts';
+import { adapterHeader, flagValue, runIfMain, writeReport } from './script.ts';
+import { benchConfig, benchPrompt } from './speculative.ts';
+
+const NODES = 15;
+const PLAIN_TOKENS = 16;
+const WARM_MS = 300;
+
+interface RunFigure {
+  readonly name: string;
+  readonly tokensPerS: number;
+  readonly speedup: number;
+  readonly identical: boolean;
+  readonly auto: string;
+  /** Tree decisions right after a plain one, and after a tree: their mean ms and tokens. */
+  readonly treeAfterPlain?: { decisions: number; ms: number; tokens: number };
+  readonly treeAfterTree?: { decisions: number; ms: number; tokens: number };
+  readonly decisions: readonly TracedDecision[];
+}
+
+async function main(): Promise<void> {
+  const args = process.argv.slice(2);
+  const gpu = await getDevice();
+  const shape = gpu.isSoftware ? SMALL : FULL;
+  const tokens = Number(flagValue(args, '--tokens') ?? (gpu.isSoftware ? 32 : 128));
+  const sources = (flagValue(args, '--source') ?? 'adaptive,ngram').split(',');
+  const rounds = Number(flagValue(args, '--rounds') ?? 1);
+  const onlyAuto = args.includes('--auto-only');
+  const dir = flagValue(args, '--model');
+  const config = dir ? loadConfig(join(resolve(dir), 'config.json')) : benchConfig(shape, 0, 'sequence-decisions-target');
+  const variant = loadModelVariant(config);
+  const weights = dir ? loadWeights(config, join(resolve(dir), 'model.safetensors'), variant.params) : randomWeights(config, 1, variant.params);
+  const model = await GpuModel.create(gpu, config, weights, await compiledAttentionFactory(gpu, variant.compiled, config.numHeads, config.headDim));
+  const sizes = [...new Set(sources.flatMap((s) => autoTrees(s, NODES).map((t) => t.maxNodes + 1)))];
+  const verifier = await GpuTreeVerifier.create(model, variant.compiled, weights, { maxNodes: NODES + 1, ownsModel: true, sizes });
+  const log = (s: string) => console.log(s);
+  log(`one sequence's decisions on ${gpu.adapterName}: ${dir ?? 'random weights'}, ${config.numLayers} layers, hidden ${config.hiddenSize}, ${tokens} new tokens, ≤ ${NODES} nodes`);
+  const figures: RunFigure[] = [];
+  try {
+    const tok = dir ? loadTokenizer(config) : silentTokenizer(shape.vocab);
+    const text = flagValue(args, '--prompt');
+    const prompt = text !== undefined ? tok.encode(text) : benchPrompt(shape.vocab, 100);
+    const warm = async (work: () => Promise<unknown>) => {
+      const until = performance.now() + (gpu.isSoftware ? 0 : WARM_MS);
+      do await work(); while (performance.now() < until);
+    };
+    const plainOf = () => generateGpu(model, tok, [prompt], { maxTokens: tokens });
+    await warm(plainOf);
+    const plainRuns = [];
+    for (let i = 0; i < (gpu.isSoftware ? 1 : 5); i++) plainRuns.push(await plainOf());
+    const plainTps = median(plainRuns.map((r) => r.decodeTokensPerS ?? NaN));
+    const plain = plainRuns[0].tokens[0];
+    log(`plain generate: ${plainTps.toFixed(1)} tokens/s (median of ${plainRuns.length})`);
+    await verifier.prepare();
+    const probe = () => {
+      const t = verifier.stepTimes;
+      return { steps: t.steps, encodeMs: t.encodeMs, uploadMs: t.uploadMs, submitMs: t.submitMs, waitMs: t.waitMs, ahead: t.ahead.used };
+    };
+
+    for (const source of sources) {
+      const trees = autoTrees(source, NODES);
+      const labels = trees.map(treeLabel);
+      const largest = trees.length;
+      const draft = () => (source === 'adaptive' ? new AdaptiveDraft(0) : new NgramDraft());
+      const generate = (policy: SpeculationPolicy) =>
+        speculativeGenerate(verifier, draft(), prompt, {
+          maxTokens: tokens, shape: parseTreeSpec('chain:1'), maxNodes: NODES,
+          auto: { ...autoSpeculation(trees, new GpuPlainDecoder(verifier, { temperature: 0 })), policy },
+        });
+      const autoOf = (treeSteps?: number) => () => autoSpeculation(trees, new GpuPlainDecoder(verifier, { temperature: 0 }), treeSteps ? { treeSteps } : {}).policy;
+      const autos: [string, () => SpeculationPolicy][] = [];
+      for (let round = 1; round <= rounds; round++) {
+        const tag = rounds > 1 ? ` (round ${round})` : '';
+        autos.push([`auto, fresh${tag}`, autoOf()], [`auto, fresh, 4 steps a tree decision${tag}`, autoOf(4)]);
+      }
+      const runs: [string, () => SpeculationPolicy][] = [
+        ...autos,
+        [`plain ${PLAIN_TOKENS} then ${labels[0]} once, in turn`, () => new FixedSchedule(labels, [0, 1], PLAIN_TOKENS)],
+        [`${labels[0]} alone`, () => new FixedSchedule(labels, [1], PLAIN_TOKENS)],
+        [`plain ${PLAIN_TOKENS} then ${labels[largest - 1]} once, in turn`, () => new FixedSchedule(labels, [0, largest], PLAIN_TOKENS)],
+        [`${labels[largest - 1]} alone`, () => new FixedSchedule(labels, [largest], PLAIN_TOKENS)],
+      ];
+      for (const [name, policy] of onlyAuto ? autos : runs) {
+        await warm(() => generate(policy()));
+        const traced = new TracedPolicy(policy(), probe);
+        const r = await generate(traced);
+        const tps = r.decodeTokensPerS ?? NaN;
+        const after = (plainBefore: boolean) => {
+          const ds = traced.decisions.filter((d, i) => d.label !== 'plain' && i > 0 && (traced.decisions[i - 1].label === 'plain') === plainBefore);
+          return ds.length ? { decisions: ds.length, ms: ds.reduce((n, d) => n + d.ms, 0) / ds.length, tokens: ds.reduce((n, d) => n + d.tokens, 0) / ds.length } : undefined;
+        };
+        const fig: RunFigure = {
+          name: `${source}: ${name}`, tokensPerS: tps, speedup: tps / plainTps, identical: r.tokens.join(',') === plain.join(','),
+          auto: formatPolicySummary(r.policy ?? []), ...(after(true) && { treeAfterPlain: after(true) }), ...(after(false) && { treeAfterTree: after(false) }),
+          decisions: traced.decisions,
+        };
+        figures.push(fig);
+        const fmt = (x?: { decisions: number; ms: number; tokens: number }) => (x ? `${x.ms.toFixed(3)} ms, ${x.tokens.toFixed(2)} tokens (${x.decisions} decisions)` : '—');
+        log(`${fig.name}: ${tps.toFixed(1)} tokens/s, ${fig.speedup.toFixed(2)}× plain, identical ${fig.identical}`);
+        log(`  a tree decision after plain: ${fmt(fig.treeAfterPlain)}; after a tree: ${fmt(fig.treeAfterTree)}`);
+        log(`  ${fig.auto}`);
+        const c = (d: TracedDecision) => (d.counted && d.counted.steps ? ` [enc ${d.counted.encodeMs.toFixed(3)} upl ${d.counted.uploadMs.toFixed(3)} sub ${d.counted.submitMs.toFixed(3)} wait ${d.counted.waitMs.toFixed(3)}${d.counted.ahead ? ' ahead' : ''}]` : '');
+        log(`  decisions: ${traced.decisions.slice(0, 40).map((d) => `${d.label} ${d.tokens}t ${d.ms.toFixed(2)}ms${c(d)}`).join(' | ')}`);
+      }
+    }
+    if (args.includes('--json')) writeReport(flagValue(args, '--out') ?? 'bench/results', 'sequence-decisions.json', { ...adapterHeader(gpu), model: dir ?? 'random weights', tokens, plainTokensPerS: plainTps, figures });
+  } finally {
+    await verifier.destroy();
+  }
+}
+
+runIfMain(import.meta.url, main);
