@@ -6,7 +6,7 @@
 //   npx tsx bench/sequence-decisions.ts [--tokens 128] [--source adaptive,ngram] [--rounds 1] [--auto-only]   (random weights)
 //   npx tsx bench/sequence-decisions.ts --model DIR --prompt TEXT                            (a trained model)
 //
-// Runs per source: auto with a fresh controller, and with 4 steps a tree decision (ControllerOptions.treeSteps 4), in
+// Runs per source: auto with a fresh controller, and with up to 4 steps a tree decision (ControllerOptions.treeSteps 4), in
 // turn for --rounds; unless --auto-only, plain (16 tokens) and `chain:1` once, in turn; `chain:1` alone; plain and the
 // source's largest tree in turn; that tree alone. Greedy; every output is checked against plain decoding's.
 import { join, resolve } from 'node:path';
@@ -102,7 +102,7 @@ async function main(): Promise<void> {
       const autos: [string, () => SpeculationPolicy][] = [];
       for (let round = 1; round <= rounds; round++) {
         const tag = rounds > 1 ? ` (round ${round})` : '';
-        autos.push([`auto, fresh${tag}`, autoOf()], [`auto, fresh, 4 steps a tree decision${tag}`, autoOf(4)]);
+        autos.push([`auto, fresh${tag}`, autoOf()], [`auto, fresh, up to 4 steps a tree decision${tag}`, autoOf(4)]);
       }
       const runs: [string, () => SpeculationPolicy][] = [
         ...autos,

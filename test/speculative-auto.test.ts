@@ -170,32 +170,38 @@ describe('speculation switched with plain decoding', () => {
     expect(r.policy!.map((s) => s.decisions > 0)).toEqual([true, true, true]);
   });
 
-  it('float64: a decision of an unchained tree runs treeRun() steps, recorded as one decision with its steps; greedy stays plain', async () => {
+  it('float64: a decision of an unchained tree runs up to treeRun() steps, ended by a step whose drafts were all refused; greedy stays plain', async () => {
     const prompt = randomPrompts(1, 5500)[0];
-    const want = plainGreedy(m, prompt, NEW_TOKENS);
+    const n = 40;
+    const want = plainGreedy(m, prompt, n);
     const verifier = new CpuTreeVerifier(m.cpu, m.variant.compiled, 5);
-    const recorded: { label: string; tokens: number; steps?: number }[] = [];
-    // Plain 3 tokens, then each tree, in turn, a tree decision of 3 steps; every decision recorded with its steps.
-    const fixed = new FixedSchedule(LABELS, SCHEDULE_OF_THREE, PLAIN_TOKENS);
-    let option = 0;
-    const schedule: SpeculationPolicy = {
-      labels: fixed.labels, plainTokens: fixed.plainTokens, summary: () => fixed.summary(), treeRun: () => 3,
-      next: () => (option = fixed.next()),
-      record: (tokens, steps) => {
-        recorded.push({ label: fixed.labels[option], tokens, ...(steps !== undefined && { steps }) });
-        fixed.record(tokens);
-      },
+    const run = async (d: DraftSource) => {
+      const recorded: { label: string; tokens: number; steps?: number }[] = [];
+      // Plain 3 tokens, then each tree, in turn, tree decisions of at most 3 steps; every decision recorded with its steps.
+      const fixed = new FixedSchedule(LABELS, SCHEDULE_OF_THREE, PLAIN_TOKENS);
+      let option = 0;
+      const schedule: SpeculationPolicy = {
+        labels: fixed.labels, plainTokens: fixed.plainTokens, summary: () => fixed.summary(), treeRun: () => 3,
+        next: () => (option = fixed.next()),
+        record: (tokens, steps) => {
+          recorded.push({ label: fixed.labels[option], tokens, ...(steps !== undefined && { steps }) });
+          fixed.record(tokens);
+        },
+      };
+      const r = await speculativeGenerate(verifier, d, prompt, { maxTokens: n, shape: TREES[0].shape, maxNodes: 3, auto: { policy: schedule, trees: TREES, plain: new VerifierPlainDecoder(verifier, {}) } });
+      expect(r.tokens, d.name).toEqual(want);
+      const trees = recorded.filter((x) => x.label !== 'plain');
+      expect(r.steps).toBe(trees.reduce((k, x) => k + (x.steps ?? 0), 0));
+      return trees;
     };
-    const r = await switching(verifier, new VerifierPlainDecoder(verifier, {}), new NextTokensDraft(m.config.vocabSize), prompt, schedule);
-    expect(r.tokens).toEqual(want);
-    const trees = recorded.filter((d) => d.label !== 'plain');
-    expect(trees.length).toBeGreaterThan(1);
-    // Every tree decision but one cut by the end: three steps, at least the bonus of each.
-    for (const d of trees.slice(0, -1)) {
-      expect(d.steps).toBe(3);
-      expect(d.tokens).toBeGreaterThanOrEqual(3);
-    }
-    expect(r.steps).toBe(trees.reduce((n, d) => n + (d.steps ?? 0), 0));
+    // The oracle's drafts are always accepted: every tree decision but the one the end cuts runs its 3 steps.
+    const oracle = await run(new OracleDraft(prompt, want, m.config.vocabSize));
+    expect(oracle.length).toBeGreaterThan(1);
+    for (const d of oracle.slice(0, -1)) expect(d.steps).toBe(3);
+    // A draft next to never accepted: a decision that accepted nothing (a token a step) ended after its first step.
+    const refused = await run(new NextTokensDraft(m.config.vocabSize));
+    expect(refused.length).toBeGreaterThan(2);
+    for (const d of refused) if (d.tokens === d.steps) expect(d.steps).toBe(1);
   });
 });
 

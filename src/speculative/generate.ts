@@ -323,9 +323,10 @@ export async function speculativeGenerate(
       opts.auto?.policy.record(count, run.steps.length + (warm > 0 ? 1 : 0));
       continue;
     }
-    // Under auto a decision of a tree is treeRun() steps of it (TREE_STEPS, one, by default): its first step after a
-    // plain run pays the switch (the state copied into the folded sets, commands encoded afresh), which a decision of
-    // one step rates the tree by.
+    // Under auto a decision of a tree is up to treeRun() steps of it (TREE_STEPS, one, by default): its first step
+    // after a plain run pays the switch (the state copied into the folded sets, commands encoded afresh), which a
+    // decision of one step rates the tree by. A step whose drafts were all refused ends the decision: a tree that does
+    // not pay costs no more to explore than one step.
     const treeSteps = opts.auto?.policy.treeRun?.() ?? 1;
     let count = warm;
     let steps = warm > 0 ? 1 : 0;
@@ -344,6 +345,7 @@ export async function speculativeGenerate(
       acceptedPerStep.push(fresh.length);
       count += emit(fresh);
       steps++;
+      if (fresh.length < 2) break;
     }
     opts.auto?.policy.record(count, steps);
   }

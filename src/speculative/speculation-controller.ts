@@ -55,8 +55,9 @@ export interface SpeculationPolicy {
   /** Tokens the decision chosen by ahead() decodes when it is plain (default plainTokens). */
   aheadPlainRun?(): number;
   /**
-   * Verification steps a decision of an unchained tree runs, one sequence (default 1). Optional: the controller runs
-   * several, so that the step after a plain run, which pays the switch back to the trees, does not set the tree's rate.
+   * Verification steps a decision of an unchained tree runs at most, one sequence (default 1; a step whose drafts were
+   * all refused ends it). Optional: the controller runs several, so that the step after a plain run, which pays the
+   * switch back to the trees, does not set the rate of a tree that pays.
    */
   treeRun?(): number;
   /**
@@ -154,12 +155,12 @@ interface OptionStats {
 export const PLAIN_RUN_GROWTH = 8;
 
 /**
- * Steps a decision of an unchained tree runs by default (one sequence). A tree's first step after a plain run costs
- * about twice a step after a step of trees — the state copied into the folded sets, the commands encoded afresh — (H200,
- * call 221: 1.3–1.9 ms against 0.6–0.9 on the random 12-layer model), and a decision of one step rates the tree by it.
- * Decisions of 4 steps rated the trees fairly and won with the n-gram draft (+28–46 % on random weights) but lost with
- * the adaptive draft (−16 to −24 %), whose every explored tree then cost 4 steps (call 222): so one, until the switch
- * itself is cheaper.
+ * Steps a decision of an unchained tree runs at most by default (one sequence; a step whose drafts were all refused
+ * ends it). A tree's first step after a plain run costs about twice a step after a step of trees — the state copied
+ * into the folded sets, the commands encoded afresh — (H200, call 221: 1.3–1.9 ms against 0.6–0.9 on the random
+ * 12-layer model), and a decision of one step rates the tree by it. Decisions of 4 steps rated the trees fairly and won
+ * with the n-gram draft but lost with the adaptive draft (call 222: geometric mean +2 % over six settings), and with
+ * the early end −4 % (call 223), both within the rounds' spread: so one, until the switch itself is cheaper.
  */
 export const TREE_STEPS = 1;
 
