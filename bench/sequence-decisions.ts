@@ -3,7 +3,7 @@
 // submit, of it uploads and queue.submit, waiting for the readback). Where a tree decision right after a plain run
 // costs more than one after a tree, auto rates the tree by its worst step.
 //
-//   npx tsx bench/sequence-decisions.ts [--tokens 128] [--source adaptive,ngram] [--rounds 1] [--auto-only]   (random weights)
+//   npx tsx bench/sequence-decisions.ts [--tokens 128] [--source adaptive,ngram] [--rounds 1] [--auto-only] [--reentry both]
 //   npx tsx bench/sequence-decisions.ts --model DIR --prompt TEXT                            (a trained model)
 //
 // Runs per source: auto with a fresh controller, and with up to 4 steps a tree decision (ControllerOptions.treeSteps 4), in
@@ -57,6 +57,8 @@ async function main(): Promise<void> {
   const sources = (flagValue(args, '--source') ?? 'adaptive,ngram').split(',');
   const rounds = Number(flagValue(args, '--rounds') ?? 1);
   const onlyAuto = args.includes('--auto-only');
+  // --reentry both: each run with and without the re-entering step encoded during plain runs (verifier.reentersAhead).
+  const reentries = flagValue(args, '--reentry') === 'both' ? [true, false] : [true];
   const dir = flagValue(args, '--model');
   const config = dir ? loadConfig(join(resolve(dir), 'config.json')) : benchConfig(shape, 0, 'sequence-decisions-target');
   const variant = loadModelVariant(config);
@@ -111,7 +113,8 @@ async function main(): Promise<void> {
         [`plain ${PLAIN_TOKENS} then ${labels[largest - 1]} once, in turn`, () => new FixedSchedule(labels, [0, largest], PLAIN_TOKENS)],
         [`${labels[largest - 1]} alone`, () => new FixedSchedule(labels, [largest], PLAIN_TOKENS)],
       ];
-      for (const [name, policy] of onlyAuto ? autos : runs) {
+      for (const [name, policy, reentry] of (onlyAuto ? autos : runs).flatMap(([n, p]) => reentries.map((on) => [n, p, on] as const))) {
+        verifier.reentersAhead = reentry;
         await warm(() => generate(policy()));
         const traced = new TracedPolicy(policy(), probe);
         const r = await generate(traced);
@@ -121,7 +124,7 @@ async function main(): Promise<void> {
           return ds.length ? { decisions: ds.length, ms: ds.reduce((n, d) => n + d.ms, 0) / ds.length, tokens: ds.reduce((n, d) => n + d.tokens, 0) / ds.length } : undefined;
         };
         const fig: RunFigure = {
-          name: `${source}: ${name}`, tokensPerS: tps, speedup: tps / plainTps, identical: r.tokens.join(',') === plain.join(','),
+          name: `${source}: ${name}${reentries.length > 1 ? (reentry ? ', re-entry encoded ahead' : ', no re-entry ahead') : ''}`, tokensPerS: tps, speedup: tps / plainTps, identical: r.tokens.join(',') === plain.join(','),
           auto: formatPolicySummary(r.policy ?? []), ...(after(true) && { treeAfterPlain: after(true) }), ...(after(false) && { treeAfterTree: after(false) }),
           decisions: traced.decisions,
         };
@@ -134,6 +137,7 @@ async function main(): Promise<void> {
         log(`  decisions: ${traced.decisions.slice(0, 40).map((d) => `${d.label} ${d.tokens}t ${d.ms.toFixed(2)}ms${c(d)}`).join(' | ')}`);
       }
     }
+    verifier.reentersAhead = true;
     if (args.includes('--json')) writeReport(flagValue(args, '--out') ?? 'bench/results', 'sequence-decisions.json', { ...adapterHeader(gpu), model: dir ?? 'random weights', tokens, plainTokensPerS: plainTps, figures });
   } finally {
     await verifier.destroy();

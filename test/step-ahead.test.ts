@@ -10,6 +10,7 @@ import { AdaptiveDraft } from '../src/speculative/adaptive-draft.ts';
 import { speculativeGenerateBatch } from '../src/speculative/generate-batch.ts';
 import type { GpuTreeVerifier } from '../src/speculative/gpu-verifier.ts';
 import { NgramDraft } from '../src/speculative/ngram-draft.ts';
+import { GpuPlainDecoder } from '../src/speculative/plain-runs.ts';
 import { OracleDraft } from '../src/speculative/oracle-draft.ts';
 import { StepAhead } from '../src/speculative/step-ahead.ts';
 import { treeFromParents } from '../src/speculative/token-tree.ts';
@@ -24,19 +25,23 @@ describe('StepAhead', () => {
 
   it('gives the held commands once, and only for the step, readback buffer and size they were encoded with', () => {
     const ahead = new StepAhead();
-    ahead.hold({ commands, step, staging, bytes: 64 }, 0.5);
+    ahead.hold({ commands, step, staging, bytes: 64, reenter: false }, 0.5);
     expect(ahead.holding).toBe(true);
     expect(ahead.take(step, staging, 64)).toBe(commands);
     expect(ahead.take(step, staging, 64)).toBeUndefined();
     for (const [s, g, n] of [[{} as RecordedStep, staging, 64], [step, {} as GPUBuffer, 64], [step, staging, 72]] as const) {
-      ahead.hold({ commands, step, staging, bytes: 64 }, 0.5);
+      ahead.hold({ commands, step, staging, bytes: 64, reenter: false }, 0.5);
       expect(ahead.take(s, g, n)).toBeUndefined();
       expect(ahead.holding).toBe(false);
     }
-    ahead.hold({ commands, step, staging, bytes: 64 }, 0.5);
+    ahead.hold({ commands, step, staging, bytes: 64, reenter: true }, 0.5);
+    expect(ahead.take(step, staging, 64)).toBeUndefined(); // re-entering commands, for a step in the sets
+    ahead.hold({ commands, step, staging, bytes: 64, reenter: true }, 0.5);
+    expect(ahead.take(step, staging, 64, true)).toBe(commands);
+    ahead.hold({ commands, step, staging, bytes: 64, reenter: false }, 0.5);
     ahead.drop();
     expect(ahead.take(step, staging, 64)).toBeUndefined();
-    expect(ahead.counts).toEqual({ encoded: 5, used: 1, ms: 2.5 });
+    expect(ahead.counts).toEqual({ encoded: 7, used: 2, ms: 3.5 });
   });
 
   it('says to encode ahead only for a step that followed a step, and never when off', () => {
@@ -104,6 +109,37 @@ describe('tree steps encoded ahead on the GPU', () => {
       // step 3 (the flush); steps 2 and 6 change the size (rows 2), 3 and 7 change it back.
       expect(fromAhead.slice(0, 10)).toEqual([false, false, false, false, false, true, false, false, true, true]);
     }
+  });
+
+  it('after plain runs: the step that re-enters the folded sets, encoded while they ran, is submitted when it is the last size; greedy equals plain float64', async () => {
+    const verifier = await gpuVerifierOf(m, { maxNodes: 4 }, cleanup);
+    const prompt = Array.from({ length: 5 }, (_, i) => (37 * i + 11) % 256);
+    const want = plainGreedy(m, prompt, N);
+    const out = [await verifier.start(prompt, { temperature: 0 }, 0)];
+    const plain = new GpuPlainDecoder(verifier, { temperature: 0 });
+    const fromAhead: boolean[] = [];
+    // A chain of `nodes` nodes whose first draft is right: paths of 2 nodes, the bonus after them.
+    const step = async (nodes: number) => {
+      const tokens = [out.at(-1)!, ...Array.from({ length: nodes - 1 }, (_, d) => (d === 0 ? want[out.length] : (want[out.length + d] ?? 0) ^ 1))];
+      const used = verifier.stepTimes.ahead.used;
+      const r = await verifier.verify({ tree: treeFromParents(tokens, tokens.map((_, n) => n - 1)) });
+      fromAhead.push(verifier.stepTimes.ahead.used > used);
+      const path = [0];
+      while (path.length < tokens.length && r.picks[path.at(-1)!] === tokens[path.length]) path.push(path.length);
+      verifier.commit(path);
+      out.push(...tokens.slice(1, path.length), r.picks[path.at(-1)!]);
+    };
+    const plainRun = async (n: number) => out.push(...(await plain.run(out.at(-1)!, n, () => 0)));
+    await step(2); // rows 2
+    await plainRun(3);
+    await step(2); // rows 2 again: re-enters from the commands encoded during the plain run
+    await step(2); // encoded ahead after the re-entering step
+    await plainRun(2);
+    await step(3); // rows 4: the re-entering commands were of rows 2
+    await step(3);
+    expect(out.length).toBe(16);
+    expect(out).toEqual(want.slice(0, 16));
+    expect(fromAhead).toEqual([false, true, true, false, false]);
   });
 
   it('batch 3, mixed drafts (oracle, n-gram, adaptive): greedy of every sequence equals its plain float64 decoding, with and without', async () => {

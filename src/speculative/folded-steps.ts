@@ -40,7 +40,18 @@ export class FoldedSteps {
   /** Records, if the state is still in the layers' buffers, its copy into set 0 of each layer (before any pass of the encoder). */
   enter(encoder: GPUCommandEncoder, states: readonly Readonly<Record<string, GPUBuffer>>[], b: number): void {
     if (this.at !== null) return;
+    this.recordEnter(encoder, states, b);
+    this.enterRecorded(b);
+  }
+
+  /** Records the copy of the layers' state into set 0 of each layer, and nothing more: enterRecorded once it is submitted. */
+  recordEnter(encoder: GPUCommandEncoder, states: readonly Readonly<Record<string, GPUBuffer>>[], b: number): void {
     this.setsOf(b).forEach((s, l) => s.copyIn(encoder, states[l], 0));
+  }
+
+  /** The copies recordEnter recorded for `b` sequences were submitted: the state is in set 0. */
+  enterRecorded(b: number): void {
+    if (this.at !== null) throw new Error('folded tree step: the state is in the sets already');
     this.at = 0;
     this.b = b;
   }

@@ -120,9 +120,13 @@ export class GpuTreeVerifier implements TreeVerifier, BatchTreeVerifier {
   mapCalls = 0;
   /** GpuVerifierOptions.foldUpTo (the bench sets it to time both ways). */
   foldUpTo = Infinity;
+  /** Whether encodeReentry encodes anything (default on, with encodesAhead; benches time both ways). */
+  reentersAhead = true;
   private readonly stepHost = { steps: 0, encodeMs: 0, uploadMs: 0, submitMs: 0, waitMs: 0 };
   /** The next step's commands, encoded while a step runs (step-ahead.ts). */
   private readonly ahead = new StepAhead();
+  /** What the last unchained step ran: encodeReentry encodes a step of its size. */
+  private lastStep: { plan: StepPlan; b: number; rows: number; medusaK: number; ownK: number; wantLogits: boolean; layout: Layout; staging: GPUBuffer } | undefined;
   /** Replayed folded steps (encode), by plan, batch, heads and folded set; their dims uniforms by (b, rows). */
   private readonly replays = new Map<string, RecordedStep>();
   private readonly foldedDimsBuffers = new Map<string, GPUBuffer>();
@@ -315,14 +319,23 @@ export class GpuTreeVerifier implements TreeVerifier, BatchTreeVerifier {
     const staging = this.stagingOf(layout.bytes);
 
     // The commands encoded while the last step ran, if this step is its size (step-ahead.ts); else encoded now.
+    // After plain decoding the commands, if any, re-enter the folded sets (encodeReentry): the step's recording for set 0.
     let ahead: GPUCommandBuffer | undefined;
-    if (this.ahead.holding && this.replayable && this.folds!.entered) {
-      ahead = this.ahead.take(await this.replayedStep(plan, b, rows, medusaK, ownK, wantLogits, 0), staging, layout.bytes);
+    let reentered = false;
+    if (this.ahead.holding && this.replayable) {
+      if (this.folds!.entered) {
+        ahead = this.ahead.take(await this.replayedStep(plan, b, rows, medusaK, ownK, wantLogits, 0), staging, layout.bytes);
+      } else {
+        const step = this.replays.get(this.replayKey(plan, rows, b, medusaK, ownK, wantLogits, 0));
+        ahead = step && this.ahead.take(step, staging, layout.bytes, true);
+        reentered = ahead !== undefined;
+      }
     }
     this.ahead.discard();
     let moved: Moved;
     let commands: GPUCommandBuffer;
     if (ahead) {
+      if (reentered) this.folds!.enterRecorded(b);
       moved = this.writePath(true);
       commands = ahead;
     } else {
@@ -340,10 +353,12 @@ export class GpuTreeVerifier implements TreeVerifier, BatchTreeVerifier {
     this.folds?.advance(1);
     this.pending = undefined;
     this.last = { trees: req.trees, plan, rows };
+    this.lastStep = { plan, b, rows, medusaK, ownK, wantLogits, layout, staging };
     const t1 = performance.now();
     const reading = this.readBack(staging, layout.bytes, 'tree step');
     reading.catch(() => undefined); // awaited below, after the next step's commands are encoded
-    if (this.ahead.stepped() && this.replayable) await this.encodeAhead(plan, b, rows, medusaK, ownK, wantLogits, layout, staging);
+    // A step that re-entered the sets was anticipated: more steps follow it as they follow a step.
+    if ((this.ahead.stepped() || reentered) && this.replayable) await this.encodeAhead(plan, b, rows, medusaK, ownK, wantLogits, layout, staging);
     const data = await reading;
     this.stepHost.steps++;
     this.stepHost.encodeMs += t1 - t0;
@@ -417,7 +432,29 @@ export class GpuTreeVerifier implements TreeVerifier, BatchTreeVerifier {
     step.replay(pass);
     pass.end();
     this.encodeReadback(encoder, plan, b, rows, medusaK, ownK, layout, staging);
-    this.ahead.hold({ commands: encoder.finish(), step, staging, bytes: layout.bytes }, performance.now() - t);
+    this.ahead.hold({ commands: encoder.finish(), step, staging, bytes: layout.bytes, reenter: false }, performance.now() - t);
+  }
+
+  /**
+   * While plain decoding runs on the model after a flush (plain-runs.ts), encodes the commands of a tree step of the last
+   * step's size that re-enters the folded sets — the copies of the layers' state into set 0, then that step replayed for
+   * set 0, and its readback (step-ahead.ts) — for the next verifyBatch to submit if it is that size. Nothing when the
+   * state is in the sets, commands are held, or that step was never recorded for set 0. Its data is written at the
+   * submit; the copies read the state the plain runs left, being submitted after them.
+   */
+  encodeReentry(): void {
+    const s = this.lastStep;
+    if (!s || !this.ahead.enabled || !this.reentersAhead || !this.replayable || this.folds!.entered || this.ahead.holding) return;
+    const step = this.replays.get(this.replayKey(s.plan, s.rows, s.b, s.medusaK, s.ownK, s.wantLogits, 0));
+    if (!step) return;
+    const t = performance.now();
+    const encoder = this.model.gpu.device.createCommandEncoder({ label: `tree step [${s.b} × ${s.rows} rows] re-entering the folded sets, encoded ahead` });
+    this.folds!.recordEnter(encoder, this.model.attentionStates.map((st) => st.buffers!), s.b);
+    const pass = this.stepPass(encoder, s.b, s.rows);
+    step.replay(pass);
+    pass.end();
+    this.encodeReadback(encoder, s.plan, s.b, s.rows, s.medusaK, s.ownK, s.layout, s.staging);
+    this.ahead.hold({ commands: encoder.finish(), step, staging: s.staging, bytes: s.layout.bytes, reenter: true }, performance.now() - t);
   }
 
   /** Whether steps are replayed (encode): the folded steps, every pending path folded. Only those are encoded ahead. */
@@ -686,14 +723,18 @@ export class GpuTreeVerifier implements TreeVerifier, BatchTreeVerifier {
     return moved;
   }
 
+  /** The key of the folded step recorded for (plan, batch, heads, folded set `parity`): replayedStep. */
+  private replayKey(plan: StepPlan, rows: number, b: number, medusaK: number, ownK: number, wantLogits: boolean, parity: number): string {
+    return `${idOf(plan)}:${rows}:${b}:${medusaK}:${ownK}:${wantLogits}:${this.sampled}:${parity}`;
+  }
+
   /**
    * The folded step recorded for (plan, batch, heads, the folded set `ahead` steps after the next one's), recorded at
    * its first use: every later replay of the key reads the same buffers (encode, chainBatch).
    */
   private async replayedStep(plan: StepPlan, b: number, rows: number, medusaK: number, ownK: number, wantLogits: boolean, ahead: number): Promise<RecordedStep> {
     const folds = this.folds!;
-    const parity = folds.setAhead(ahead);
-    const key = `${idOf(plan)}:${rows}:${b}:${medusaK}:${ownK}:${wantLogits}:${this.sampled}:${parity}`;
+    const key = this.replayKey(plan, rows, b, medusaK, ownK, wantLogits, folds.setAhead(ahead));
     let step = this.replays.get(key);
     if (!step) {
       const dims = this.foldedDims(b, rows);

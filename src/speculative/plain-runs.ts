@@ -49,8 +49,12 @@ export class GpuPlainDecoder implements PlainDecoder {
       queue.push(ids);
       submitted += k;
     };
+    let first = true;
     while (out.length < n) {
       while (queue.length < RUNS_IN_FLIGHT && submitted < n) submit();
+      // While the GPU runs the first runs, the tree step that may follow them is encoded (gpu-verifier.ts encodeReentry).
+      if (first) this.verifier.encodeReentry();
+      first = false;
       out.push(...(await queue.shift()!));
     }
     this.runs.push({ flushMs, ms: performance.now() - t0, tokens: n });

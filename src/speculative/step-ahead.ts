@@ -7,7 +7,9 @@
 // size, the data written first: only the uploads and queue.submit (where Dawn records the commands for the driver)
 // stay between the readback and the GPU's next step. Checking, uploading and encoding a step (63 dispatches at 12
 // layers) took the host 0.5–0.9 ms before its submit at batch 8 on the H200 (call 216), against 0.6 ms of GPU time
-// for a 16-row step; encoded ahead, 0.17–0.41 (calls 217–220).
+// for a 16-row step; encoded ahead, 0.17–0.41 (calls 217–220). After plain decoding (plain-runs.ts), which leaves the
+// folded sets, the verifier encodes while the plain runs go on the step that re-enters them: the copies of the state
+// into set 0, then the last step's size replayed.
 import type { RecordedStep } from '../model/step-recording.ts';
 
 /** Commands encoded ahead, and the objects they were encoded with: the next step must use the same ones. */
@@ -18,6 +20,8 @@ export interface AheadCommands {
   /** The readback buffer the commands copy into, and how many bytes (the readback's layout). */
   readonly staging: GPUBuffer;
   readonly bytes: number;
+  /** The commands first copy the layers' state into the folded sets (a step after plain decoding: FoldedSteps.recordEnter). */
+  readonly reenter: boolean;
 }
 
 /**
@@ -59,13 +63,13 @@ export class StepAhead {
   }
 
   /**
-   * The held commands if they were encoded with `step`, `staging` and `bytes` (the step about to run), and nothing
-   * either way afterwards: commands are submitted once.
+   * The held commands if they were encoded with `step`, `staging` and `bytes` (the step about to run) and re-enter the
+   * folded sets exactly when `reenter`, and nothing either way afterwards: commands are submitted once.
    */
-  take(step: RecordedStep, staging: GPUBuffer, bytes: number): GPUCommandBuffer | undefined {
+  take(step: RecordedStep, staging: GPUBuffer, bytes: number, reenter = false): GPUCommandBuffer | undefined {
     const held = this.held;
     this.held = undefined;
-    if (!held || held.step !== step || held.staging !== staging || held.bytes !== bytes) return undefined;
+    if (!held || held.step !== step || held.staging !== staging || held.bytes !== bytes || held.reenter !== reenter) return undefined;
     this.counts.used++;
     return held.commands;
   }
