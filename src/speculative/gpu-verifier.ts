@@ -17,6 +17,10 @@
 // the other set of a ping-pong pair (folded-steps.ts, backends/wgsl/tree-fold.ts): a tree step is five dispatches
 // per layer. flush() brings the state back into the layers' buffers, which decoding reads.
 //
+// The folded step is recorded once per size and set and replayed; while a step runs, the commands of the next step of
+// its size are encoded, and during plain decoding those of the step that re-enters the sets (step-ahead.ts): a step
+// whose size was foreseen costs the host only its uploads and queue.submit between the readback and the GPU.
+//
 // runChain (greedy Medusa or prompt lookup, a static tree, batch 1) records R such steps in one submit with one readback; the
 // chained run lives in gpu-chain.ts, which the verifier lends its buffers and its step (ChainHost). chainBatch does the same
 // for a batch (greedy Medusa, each sequence its own path), and its runs are continued before they are read: gpu-batch-chain.ts
@@ -544,9 +548,9 @@ export class GpuTreeVerifier implements TreeVerifier, BatchTreeVerifier {
   /**
    * Unchained steps (verify, verifyBatch) since creation: the host's ms from the call to its submit (checks, uploads,
    * encoding the step's dispatches, unless they were encoded ahead; of it `uploadMs` checking and uploading the trees,
-   * `submitMs` in queue.submit, where Dawn records the commands for the driver) and ms waiting for its readback (the GPU's time
-   * and the map's latency; encoding the next step's commands ahead falls in it); `ahead`: steps encoded ahead, those
-   * submitted, the host's ms encoding them (step-ahead.ts).
+   * `submitMs` in queue.submit, where Dawn records the commands for the driver) and ms waiting for its readback (the
+   * GPU's time and the map's latency; encoding the next step's commands ahead falls in it); `ahead`: steps encoded
+   * ahead, those submitted, the host's ms encoding them (step-ahead.ts).
    */
   get stepTimes(): { readonly steps: number; readonly encodeMs: number; readonly uploadMs: number; readonly submitMs: number; readonly waitMs: number; readonly ahead: StepAhead['counts'] } {
     return { ...this.stepHost, ahead: { ...this.ahead.counts } };
