@@ -9,18 +9,7 @@
 // Every output is checked against plain batched `generate`'s.
 //   npx tsx bench/batch-decisions.ts [--tokens 128] [--source adaptive,ngram] [--runs plain,alternate,auto,auto-no-estimates] [--rounds 1] [--json]
 //   npx tsx bench/batch-decisions.ts --model DIR --prompts FILE   (a trained model; FILE: one prompt a line, 8 lines)
-import { readFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
-import { loadConfig } from '../src/model/config.ts';
-import { generateGpu } from '../src/model/generate.ts';
-import { GpuModel } from '../src/model/gpu-model.ts';
-import { randomWeights } from '../src/model/init-model.ts';
-import { loadTokenizer } from '../src/model/tokenizer.ts';
-import { loadModelVariant } from '../src/model/variant.ts';
-import { loadWeights } from '../src/model/weights.ts';
-import { compiledAttentionFactory } from '../src/runtime/compiled-attention.ts';
 import { getDevice } from '../src/runtime/dawn.ts';
-import { median } from '../src/runtime/timing.ts';
 import { AdaptiveDraft } from '../src/speculative/adaptive-draft.ts';
 import { autoTrees, batchController, batchWarmUpSchedule, treeLabel } from '../src/speculative/auto-trees.ts';
 import type { DraftSource } from '../src/speculative/draft.ts';
@@ -30,9 +19,8 @@ import { GpuTreeVerifier } from '../src/speculative/gpu-verifier.ts';
 import { NgramDraft } from '../src/speculative/ngram-draft.ts';
 import { FixedSchedule, formatPolicySummary, withoutEstimates, type SpeculationPolicy } from '../src/speculative/speculation-controller.ts';
 import { parseTreeSpec } from '../src/speculative/tree-spec.ts';
-import { FULL, SMALL, silentTokenizer } from './decode.ts';
 import { adapterHeader, flagValue, runIfMain, writeReport } from './script.ts';
-import { benchConfig, benchPrompt } from './speculative.ts';
+import { plainBaseline, speculationTarget, targetPrompts, warmer } from './speculation-target.ts';
 
 const BATCH = 8;
 const NODES = 15;
@@ -127,36 +115,20 @@ interface RunFigure {
 async function main(): Promise<void> {
   const args = process.argv.slice(2);
   const gpu = await getDevice();
-  const shape = gpu.isSoftware ? SMALL : FULL;
   const tokens = Number(flagValue(args, '--tokens') ?? (gpu.isSoftware ? 24 : 128));
   const sources = (flagValue(args, '--source') ?? 'adaptive,ngram').split(',');
-  const dir = flagValue(args, '--model');
-  const config = dir ? loadConfig(join(resolve(dir), 'config.json')) : benchConfig(shape, 0, 'batch-decisions-target');
-  const variant = loadModelVariant(config);
-  const weights = dir ? loadWeights(config, join(resolve(dir), 'model.safetensors'), variant.params) : randomWeights(config, 1, variant.params);
-  const model = await GpuModel.create(gpu, config, weights, await compiledAttentionFactory(gpu, variant.compiled, config.numHeads, config.headDim));
+  const target = await speculationTarget(gpu, args, 'batch-decisions-target');
+  const { config, variant, weights, model } = target;
   const trees = (source: string) => autoTrees(source, NODES);
   const sizes = [...new Set([1, ...sources.flatMap((s) => trees(s).map((t) => t.maxNodes + 1))])];
   const verifier = await GpuTreeVerifier.create(model, variant.compiled, weights, { maxNodes: NODES + 1, maxBatch: BATCH, ownsModel: true, sizes });
   const log = (s: string) => console.log(s);
-  log(`batch decisions on ${gpu.adapterName}: ${dir ?? 'random weights'}, ${config.numLayers} layers, hidden ${config.hiddenSize}, batch ${BATCH}, ${tokens} new tokens, ≤ ${NODES} nodes`);
+  log(`batch decisions on ${gpu.adapterName}: ${target.source}, ${config.numLayers} layers, hidden ${config.hiddenSize}, batch ${BATCH}, ${tokens} new tokens, ≤ ${NODES} nodes`);
   try {
-    const tok = dir ? loadTokenizer(config) : silentTokenizer(shape.vocab);
-    const promptFile = flagValue(args, '--prompts');
-    const lines = promptFile ? readFileSync(promptFile, 'utf8').split('\n').filter((l) => l.trim()) : [];
-    if (promptFile && lines.length !== BATCH) throw new Error(`${promptFile}: ${lines.length} prompts, the bench takes ${BATCH}`);
-    const prompts = promptFile ? lines.map((l) => tok.encode(l)) : Array.from({ length: BATCH }, (_, s) => benchPrompt(shape.vocab, 100 + s));
-    const warm = async (work: () => Promise<unknown>) => {
-      const until = performance.now() + (gpu.isSoftware ? 0 : WARM_MS);
-      do await work(); while (performance.now() < until);
-    };
-    const plainOf = () => generateGpu(model, tok, prompts, { maxTokens: tokens });
-    await warm(plainOf);
-    const plainRuns = [];
-    for (let i = 0; i < (gpu.isSoftware ? 1 : 5); i++) plainRuns.push(await plainOf());
-    const plainTps = median(plainRuns.map((r) => r.decodeTokensPerS ?? NaN));
-    const plain = plainRuns[0].tokens;
-    log(`plain batched generate: ${plainTps.toFixed(1)} tokens/s (median of ${plainRuns.length}: ${plainRuns.map((r) => (r.decodeTokensPerS ?? NaN).toFixed(0)).join(', ')})`);
+    const prompts = targetPrompts(args, target, BATCH);
+    const warm = warmer(gpu, WARM_MS);
+    const { tokensPerS: plainTps, runs: plainRuns, tokens: plain } = await plainBaseline(gpu, target, prompts, tokens, warm);
+    log(`plain batched generate: ${plainTps.toFixed(1)} tokens/s (median of ${plainRuns.length}: ${plainRuns.map((r) => r.toFixed(0)).join(', ')})`);
     await verifier.prepare({ batch: BATCH });
 
     const figures: RunFigure[] = [];

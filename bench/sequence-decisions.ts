@@ -9,17 +9,7 @@
 // Runs per source: auto with a fresh controller, and with up to 4 steps a tree decision (ControllerOptions.treeSteps 4), in
 // turn for --rounds; unless --auto-only, plain (16 tokens) and `chain:1` once, in turn; `chain:1` alone; plain and the
 // source's largest tree in turn; that tree alone. Greedy; every output is checked against plain decoding's.
-import { join, resolve } from 'node:path';
-import { loadConfig } from '../src/model/config.ts';
-import { generateGpu } from '../src/model/generate.ts';
-import { GpuModel } from '../src/model/gpu-model.ts';
-import { randomWeights } from '../src/model/init-model.ts';
-import { loadTokenizer } from '../src/model/tokenizer.ts';
-import { loadModelVariant } from '../src/model/variant.ts';
-import { loadWeights } from '../src/model/weights.ts';
-import { compiledAttentionFactory } from '../src/runtime/compiled-attention.ts';
 import { getDevice } from '../src/runtime/dawn.ts';
-import { median } from '../src/runtime/timing.ts';
 import { AdaptiveDraft } from '../src/speculative/adaptive-draft.ts';
 import { autoSpeculation, autoTrees, treeLabel } from '../src/speculative/auto-trees.ts';
 import { speculativeGenerate } from '../src/speculative/generate.ts';
@@ -29,9 +19,8 @@ import { GpuPlainDecoder } from '../src/speculative/plain-runs.ts';
 import { FixedSchedule, formatPolicySummary, type SpeculationPolicy } from '../src/speculative/speculation-controller.ts';
 import { parseTreeSpec } from '../src/speculative/tree-spec.ts';
 import { TracedPolicy, type TracedDecision } from './batch-decisions.ts';
-import { FULL, SMALL, silentTokenizer } from './decode.ts';
 import { adapterHeader, flagValue, runIfMain, writeReport } from './script.ts';
-import { benchConfig, benchPrompt } from './speculative.ts';
+import { plainBaseline, speculationTarget, targetPrompts, warmer } from './speculation-target.ts';
 
 const NODES = 15;
 const PLAIN_TOKENS = 16;
@@ -52,37 +41,26 @@ interface RunFigure {
 async function main(): Promise<void> {
   const args = process.argv.slice(2);
   const gpu = await getDevice();
-  const shape = gpu.isSoftware ? SMALL : FULL;
   const tokens = Number(flagValue(args, '--tokens') ?? (gpu.isSoftware ? 32 : 128));
   const sources = (flagValue(args, '--source') ?? 'adaptive,ngram').split(',');
   const rounds = Number(flagValue(args, '--rounds') ?? 1);
   const onlyAuto = args.includes('--auto-only');
   // --reentry both: each run with and without the re-entering step encoded during plain runs (verifier.reentersAhead).
   const reentries = flagValue(args, '--reentry') === 'both' ? [true, false] : [true];
-  const dir = flagValue(args, '--model');
-  const config = dir ? loadConfig(join(resolve(dir), 'config.json')) : benchConfig(shape, 0, 'sequence-decisions-target');
-  const variant = loadModelVariant(config);
-  const weights = dir ? loadWeights(config, join(resolve(dir), 'model.safetensors'), variant.params) : randomWeights(config, 1, variant.params);
-  const model = await GpuModel.create(gpu, config, weights, await compiledAttentionFactory(gpu, variant.compiled, config.numHeads, config.headDim));
+  const target = await speculationTarget(gpu, args, 'sequence-decisions-target');
+  const { config, variant, weights, model, tokenizer: tok } = target;
   const sizes = [...new Set(sources.flatMap((s) => autoTrees(s, NODES).map((t) => t.maxNodes + 1)))];
   const verifier = await GpuTreeVerifier.create(model, variant.compiled, weights, { maxNodes: NODES + 1, ownsModel: true, sizes });
   const log = (s: string) => console.log(s);
-  log(`one sequence's decisions on ${gpu.adapterName}: ${dir ?? 'random weights'}, ${config.numLayers} layers, hidden ${config.hiddenSize}, ${tokens} new tokens, ≤ ${NODES} nodes`);
+  log(`one sequence's decisions on ${gpu.adapterName}: ${target.source}, ${config.numLayers} layers, hidden ${config.hiddenSize}, ${tokens} new tokens, ≤ ${NODES} nodes`);
   const figures: RunFigure[] = [];
   try {
-    const tok = dir ? loadTokenizer(config) : silentTokenizer(shape.vocab);
     const text = flagValue(args, '--prompt');
-    const prompt = text !== undefined ? tok.encode(text) : benchPrompt(shape.vocab, 100);
-    const warm = async (work: () => Promise<unknown>) => {
-      const until = performance.now() + (gpu.isSoftware ? 0 : WARM_MS);
-      do await work(); while (performance.now() < until);
-    };
-    const plainOf = () => generateGpu(model, tok, [prompt], { maxTokens: tokens });
-    await warm(plainOf);
-    const plainRuns = [];
-    for (let i = 0; i < (gpu.isSoftware ? 1 : 5); i++) plainRuns.push(await plainOf());
-    const plainTps = median(plainRuns.map((r) => r.decodeTokensPerS ?? NaN));
-    const plain = plainRuns[0].tokens[0];
+    const prompt = text !== undefined ? tok.encode(text) : targetPrompts([], target, 1)[0];
+    const warm = warmer(gpu, WARM_MS);
+    const baseline = await plainBaseline(gpu, target, [prompt], tokens, warm);
+    const { tokensPerS: plainTps, runs: plainRuns } = baseline;
+    const plain = baseline.tokens[0];
     log(`plain generate: ${plainTps.toFixed(1)} tokens/s (median of ${plainRuns.length})`);
     await verifier.prepare();
     const probe = () => {
@@ -138,7 +116,7 @@ async function main(): Promise<void> {
       }
     }
     verifier.reentersAhead = true;
-    if (args.includes('--json')) writeReport(flagValue(args, '--out') ?? 'bench/results', 'sequence-decisions.json', { ...adapterHeader(gpu), model: dir ?? 'random weights', tokens, plainTokensPerS: plainTps, figures });
+    if (args.includes('--json')) writeReport(flagValue(args, '--out') ?? 'bench/results', 'sequence-decisions.json', { ...adapterHeader(gpu), model: target.source, tokens, plainTokensPerS: plainTps, figures });
   } finally {
     await verifier.destroy();
   }

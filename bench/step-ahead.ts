@@ -10,18 +10,7 @@
 // the submit (and of it the uploads and queue.submit), its ms waiting for the readback, and how many steps were
 // submitted from commands encoded ahead.
 // Greedy; every output is checked against plain decoding's.
-import { readFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
-import { loadConfig } from '../src/model/config.ts';
-import { generateGpu } from '../src/model/generate.ts';
-import { GpuModel } from '../src/model/gpu-model.ts';
-import { randomWeights } from '../src/model/init-model.ts';
-import { loadTokenizer } from '../src/model/tokenizer.ts';
-import { loadModelVariant } from '../src/model/variant.ts';
-import { loadWeights } from '../src/model/weights.ts';
-import { compiledAttentionFactory } from '../src/runtime/compiled-attention.ts';
 import { getDevice } from '../src/runtime/dawn.ts';
-import { median } from '../src/runtime/timing.ts';
 import { AdaptiveDraft } from '../src/speculative/adaptive-draft.ts';
 import { autoSpeculation, autoTrees, batchController } from '../src/speculative/auto-trees.ts';
 import type { DraftSource } from '../src/speculative/draft.ts';
@@ -31,9 +20,8 @@ import { GpuTreeVerifier } from '../src/speculative/gpu-verifier.ts';
 import { NgramDraft } from '../src/speculative/ngram-draft.ts';
 import { GpuPlainDecoder } from '../src/speculative/plain-runs.ts';
 import { parseTreeSpec } from '../src/speculative/tree-spec.ts';
-import { FULL, SMALL, silentTokenizer } from './decode.ts';
 import { adapterHeader, flagValue, runIfMain, writeReport } from './script.ts';
-import { benchConfig, benchPrompt } from './speculative.ts';
+import { plainBaseline, speculationTarget, targetPrompts, warmer } from './speculation-target.ts';
 
 const BATCH = 8;
 const NODES = 15;
@@ -61,38 +49,22 @@ interface Figure {
 async function main(): Promise<void> {
   const args = process.argv.slice(2);
   const gpu = await getDevice();
-  const shape = gpu.isSoftware ? SMALL : FULL;
   const tokens = Number(flagValue(args, '--tokens') ?? (gpu.isSoftware ? 16 : 128));
   const rounds = Number(flagValue(args, '--rounds') ?? (gpu.isSoftware ? 1 : 3));
-  const dir = flagValue(args, '--model');
-  const config = dir ? loadConfig(join(resolve(dir), 'config.json')) : benchConfig(shape, 0, 'step-ahead-target');
-  const variant = loadModelVariant(config);
-  const weights = dir ? loadWeights(config, join(resolve(dir), 'model.safetensors'), variant.params) : randomWeights(config, 1, variant.params);
-  const model = await GpuModel.create(gpu, config, weights, await compiledAttentionFactory(gpu, variant.compiled, config.numHeads, config.headDim));
+  const target = await speculationTarget(gpu, args, 'step-ahead-target');
+  const { config, variant, weights, model } = target;
   const sizes = [1, 2, 4, 8, 16];
   const verifier = await GpuTreeVerifier.create(model, variant.compiled, weights, { maxNodes: NODES + 1, maxBatch: BATCH, ownsModel: true, sizes });
   const log = (s: string) => console.log(s);
-  log(`tree steps encoded ahead on ${gpu.adapterName}: ${dir ?? 'random weights'}, ${config.numLayers} layers, hidden ${config.hiddenSize}, ${tokens} new tokens, ≤ ${NODES} nodes, ${rounds} round(s)`);
+  log(`tree steps encoded ahead on ${gpu.adapterName}: ${target.source}, ${config.numLayers} layers, hidden ${config.hiddenSize}, ${tokens} new tokens, ≤ ${NODES} nodes, ${rounds} round(s)`);
   const figures: Figure[] = [];
   try {
-    const tok = dir ? loadTokenizer(config) : silentTokenizer(shape.vocab);
-    const promptFile = flagValue(args, '--prompts');
-    const lines = promptFile ? readFileSync(promptFile, 'utf8').split('\n').filter((l) => l.trim()) : [];
-    if (promptFile && lines.length !== BATCH) throw new Error(`${promptFile}: ${lines.length} prompts, the bench takes ${BATCH}`);
-    const all = promptFile ? lines.map((l) => tok.encode(l)) : Array.from({ length: BATCH }, (_, s) => benchPrompt(shape.vocab, 100 + s));
-    const warm = async (work: () => Promise<unknown>) => {
-      const until = performance.now() + (gpu.isSoftware ? 0 : WARM_MS);
-      do await work(); while (performance.now() < until);
-    };
+    const all = targetPrompts(args, target, BATCH);
+    const warm = warmer(gpu, WARM_MS);
 
     for (const batch of [1, BATCH]) {
       const prompts = all.slice(0, batch);
-      const plainOf = () => generateGpu(model, tok, prompts, { maxTokens: tokens });
-      await warm(plainOf);
-      const plainRuns = [];
-      for (let i = 0; i < (gpu.isSoftware ? 1 : 5); i++) plainRuns.push(await plainOf());
-      const plainTps = median(plainRuns.map((r) => r.decodeTokensPerS ?? NaN));
-      const plain = plainRuns[0].tokens;
+      const { tokensPerS: plainTps, runs: plainRuns, tokens: plain } = await plainBaseline(gpu, target, prompts, tokens, warm);
       log(`batch ${batch}: plain generate ${plainTps.toFixed(1)} tokens/s (median of ${plainRuns.length})`);
       await verifier.prepare({ batch });
 
@@ -136,7 +108,7 @@ async function main(): Promise<void> {
       }
     }
     verifier.encodesAhead = true;
-    if (args.includes('--json')) writeReport(flagValue(args, '--out') ?? 'bench/results', 'step-ahead.json', { ...adapterHeader(gpu), model: dir ?? 'random weights', tokens, rounds, figures });
+    if (args.includes('--json')) writeReport(flagValue(args, '--out') ?? 'bench/results', 'step-ahead.json', { ...adapterHeader(gpu), model: target.source, tokens, rounds, figures });
   } finally {
     await verifier.destroy();
   }

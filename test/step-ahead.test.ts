@@ -68,6 +68,20 @@ describe('tree steps encoded ahead on the GPU', () => {
   const N = 20;
 
   /**
+   * Verifies the chain `tokens` (rooted at the last of `out`), commits the path greedy acceptance takes and appends its
+   * tokens and the bonus to `out`; whether the step was submitted from commands encoded ahead.
+   */
+  const verifyChain = async (verifier: GpuTreeVerifier, tokens: readonly number[], out: number[]): Promise<boolean> => {
+    const used = verifier.stepTimes.ahead.used;
+    const r = await verifier.verify({ tree: treeFromParents(tokens, tokens.map((_, n) => n - 1)) });
+    const path = [0];
+    while (path.length < tokens.length && r.picks[path.at(-1)!] === tokens[path.length]) path.push(path.length);
+    verifier.commit(path);
+    out.push(...tokens.slice(1, path.length), r.picks[path.at(-1)!]);
+    return verifier.stepTimes.ahead.used > used;
+  };
+
+  /**
    * One sequence through the verifier's own calls: chains of 2 or 3 nodes (rows 2 and 4), the drafted tokens right
    * or wrong by a fixed pattern so that paths of 1, 2 and 3 nodes are committed; a flush after step 3. Returns the
    * tokens and, per step, whether its commands had been encoded ahead.
@@ -81,13 +95,7 @@ describe('tree steps encoded ahead on the GPU', () => {
       const depth = step % 4 === 2 ? 2 : 3;
       const tokens = [out.at(-1)!];
       for (let d = 1; d < depth; d++) tokens.push(right(d) ? (want[out.length - 1 + d] ?? 0) : (want[out.length - 1 + d] ?? 0) ^ 1);
-      const used = verifier.stepTimes.ahead.used;
-      const r = await verifier.verify({ tree: treeFromParents(tokens, tokens.map((_, n) => n - 1)) });
-      fromAhead.push(verifier.stepTimes.ahead.used > used);
-      const path = [0];
-      while (path.length < tokens.length && r.picks[path.at(-1)!] === tokens[path.length]) path.push(path.length);
-      verifier.commit(path);
-      out.push(...tokens.slice(1, path.length), r.picks[path.at(-1)!]);
+      fromAhead.push(await verifyChain(verifier, tokens, out));
     }
     return { tokens: out.slice(0, N), fromAhead };
   };
@@ -121,13 +129,7 @@ describe('tree steps encoded ahead on the GPU', () => {
     // A chain of `nodes` nodes whose first draft is right: paths of 2 nodes, the bonus after them.
     const step = async (nodes: number) => {
       const tokens = [out.at(-1)!, ...Array.from({ length: nodes - 1 }, (_, d) => (d === 0 ? want[out.length] : (want[out.length + d] ?? 0) ^ 1))];
-      const used = verifier.stepTimes.ahead.used;
-      const r = await verifier.verify({ tree: treeFromParents(tokens, tokens.map((_, n) => n - 1)) });
-      fromAhead.push(verifier.stepTimes.ahead.used > used);
-      const path = [0];
-      while (path.length < tokens.length && r.picks[path.at(-1)!] === tokens[path.length]) path.push(path.length);
-      verifier.commit(path);
-      out.push(...tokens.slice(1, path.length), r.picks[path.at(-1)!]);
+      fromAhead.push(await verifyChain(verifier, tokens, out));
     };
     const plainRun = async (n: number) => out.push(...(await plain.run(out.at(-1)!, n, () => 0)));
     await step(2); // rows 2
