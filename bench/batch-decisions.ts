@@ -7,7 +7,7 @@
 //   auto       a fresh batchController over autoTrees(source, 15), as `linattn generate` makes one per batch;
 //   auto-no-estimates  the same without the draft's estimates of what each tree would emit (draft-hits.ts).
 // Every output is checked against plain batched `generate`'s.
-//   npx tsx bench/batch-decisions.ts [--tokens 128] [--source adaptive,ngram] [--runs plain,alternate,auto,auto-no-estimates] [--rounds 1] [--json]
+//   npx tsx bench/batch-decisions.ts [--tokens 128] [--source adaptive,ngram] [--runs plain,alternate,auto,auto-no-estimates,auto-no-ahead] [--rounds 1] [--json]
 //   npx tsx bench/batch-decisions.ts --model DIR --prompts FILE   (a trained model; FILE: one prompt a line, 8 lines)
 import { getDevice } from '../src/runtime/dawn.ts';
 import { AdaptiveDraft } from '../src/speculative/adaptive-draft.ts';
@@ -191,6 +191,12 @@ async function main(): Promise<void> {
         if (runs.includes('auto')) await run(`${source}: auto, fresh${tag}`, source, () => batchController(options), options);
         // The controller without the draft's estimates (draft-hits.ts): what auto did before them.
         if (runs.includes('auto-no-estimates')) await run(`${source}: auto, fresh, no estimates${tag}`, source, () => withoutEstimates(batchController(options)), options);
+        // Tree steps encoded at their submit (step-ahead.ts off), warm-up included.
+        if (runs.includes('auto-no-ahead')) {
+          verifier.encodesAhead = false;
+          await run(`${source}: auto, fresh, steps encoded at the submit${tag}`, source, () => batchController(options), options);
+          verifier.encodesAhead = true;
+        }
       }
     }
     if (args.includes('--json')) log(`wrote ${writeReport('bench/results', 'batch-decisions', { ...adapterHeader(gpu), tokens, batch: BATCH, plainTokensPerS: plainTps, figures })}`);
