@@ -109,6 +109,18 @@ interface Moved {
   readonly offsets: readonly number[];
 }
 
+/** What an unchained step ran: its plan, batch, rows, heads, and where its readback goes. */
+interface StepShape {
+  readonly plan: StepPlan;
+  readonly b: number;
+  readonly rows: number;
+  readonly medusaK: number;
+  readonly ownK: number;
+  readonly wantLogits: boolean;
+  readonly layout: Layout;
+  readonly staging: GPUBuffer;
+}
+
 /** Where each part of a step's readback lies, in bytes. */
 interface Layout {
   readonly accepted: number;
@@ -130,7 +142,7 @@ export class GpuTreeVerifier implements TreeVerifier, BatchTreeVerifier {
   /** The next step's commands, encoded while a step runs (step-ahead.ts). */
   private readonly ahead = new StepAhead();
   /** What the last unchained step ran: encodeReentry encodes a step of its size. */
-  private lastStep: { plan: StepPlan; b: number; rows: number; medusaK: number; ownK: number; wantLogits: boolean; layout: Layout; staging: GPUBuffer } | undefined;
+  private lastStep: StepShape | undefined;
   /** Replayed folded steps (encode), by plan, batch, heads and folded set; their dims uniforms by (b, rows). */
   private readonly replays = new Map<string, RecordedStep>();
   private readonly foldedDimsBuffers = new Map<string, GPUBuffer>();
@@ -357,12 +369,13 @@ export class GpuTreeVerifier implements TreeVerifier, BatchTreeVerifier {
     this.folds?.advance(1);
     this.pending = undefined;
     this.last = { trees: req.trees, plan, rows };
-    this.lastStep = { plan, b, rows, medusaK, ownK, wantLogits, layout, staging };
+    const shape: StepShape = { plan, b, rows, medusaK, ownK, wantLogits, layout, staging };
+    this.lastStep = shape;
     const t1 = performance.now();
     const reading = this.readBack(staging, layout.bytes, 'tree step');
     reading.catch(() => undefined); // awaited below, after the next step's commands are encoded
     // A step that re-entered the sets was anticipated: more steps follow it as they follow a step.
-    if ((this.ahead.stepped() || reentered) && this.replayable) await this.encodeAhead(plan, b, rows, medusaK, ownK, wantLogits, layout, staging);
+    if ((this.ahead.stepped() || reentered) && this.replayable) await this.encodeAhead(shape);
     const data = await reading;
     this.stepHost.steps++;
     this.stepHost.encodeMs += t1 - t0;
@@ -428,15 +441,9 @@ export class GpuTreeVerifier implements TreeVerifier, BatchTreeVerifier {
    * replayed folded step and its readback, the folded set one step on. Its data — trees, pending paths, positions —
    * is written at its submit, before it in the queue.
    */
-  private async encodeAhead(plan: StepPlan, b: number, rows: number, medusaK: number, ownK: number, wantLogits: boolean, layout: Layout, staging: GPUBuffer): Promise<void> {
+  private async encodeAhead(s: StepShape): Promise<void> {
     const t = performance.now();
-    const step = await this.replayedStep(plan, b, rows, medusaK, ownK, wantLogits, 0);
-    const encoder = this.model.gpu.device.createCommandEncoder({ label: `tree step [${b} × ${rows} rows] encoded ahead` });
-    const pass = this.stepPass(encoder, b, rows);
-    step.replay(pass);
-    pass.end();
-    this.encodeReadback(encoder, plan, b, rows, medusaK, ownK, layout, staging);
-    this.ahead.hold({ commands: encoder.finish(), step, staging, bytes: layout.bytes, reenter: false }, performance.now() - t);
+    this.holdCommands(s, await this.replayedStep(s.plan, s.b, s.rows, s.medusaK, s.ownK, s.wantLogits, 0), false, t);
   }
 
   /**
@@ -450,15 +457,18 @@ export class GpuTreeVerifier implements TreeVerifier, BatchTreeVerifier {
     const s = this.lastStep;
     if (!s || !this.ahead.enabled || !this.reentersAhead || !this.replayable || this.folds!.entered || this.ahead.holding) return;
     const step = this.replays.get(this.replayKey(s.plan, s.rows, s.b, s.medusaK, s.ownK, s.wantLogits, 0));
-    if (!step) return;
-    const t = performance.now();
-    const encoder = this.model.gpu.device.createCommandEncoder({ label: `tree step [${s.b} × ${s.rows} rows] re-entering the folded sets, encoded ahead` });
-    this.folds!.recordEnter(encoder, this.model.attentionStates.map((st) => st.buffers!), s.b);
+    if (step) this.holdCommands(s, step, true, performance.now());
+  }
+
+  /** Encodes `step` of shape `s` and its readback (after the copies into set 0 when `reenter`) and holds them; `t`: when the work began. */
+  private holdCommands(s: StepShape, step: RecordedStep, reenter: boolean, t: number): void {
+    const encoder = this.model.gpu.device.createCommandEncoder({ label: `tree step [${s.b} × ${s.rows} rows]${reenter ? ' re-entering the folded sets,' : ''} encoded ahead` });
+    if (reenter) this.folds!.recordEnter(encoder, this.model.attentionStates.map((st) => st.buffers!), s.b);
     const pass = this.stepPass(encoder, s.b, s.rows);
     step.replay(pass);
     pass.end();
     this.encodeReadback(encoder, s.plan, s.b, s.rows, s.medusaK, s.ownK, s.layout, s.staging);
-    this.ahead.hold({ commands: encoder.finish(), step, staging: s.staging, bytes: s.layout.bytes, reenter: true }, performance.now() - t);
+    this.ahead.hold({ commands: encoder.finish(), step, staging: s.staging, bytes: s.layout.bytes, reenter }, performance.now() - t);
   }
 
   /** Whether steps are replayed (encode): the folded steps, every pending path folded. Only those are encoded ahead. */
