@@ -5,9 +5,12 @@
 //   plain      FixedSchedule [plain] in decisions of 16 steps: auto's plain option alone (root-only steps, chained);
 //   alternate  plain (16 steps) then one tree step, in turn: what a plain decision costs right after a tree;
 //   auto       a fresh batchController over autoTrees(source, 15), as `linattn generate` makes one per batch;
-//   auto-no-estimates  the same without the draft's estimates of what each tree would emit (draft-hits.ts).
+//   auto-no-estimates  the same without the draft's estimates of what each tree would emit (draft-hits.ts);
+//   auto-share         the same with exploration's share of the run bounded (ControllerOptions.exploreShare, --share,
+//                      default 0.1);
+//   auto-no-ahead      the same with tree steps encoded at their submit.
 // Every output is checked against plain batched `generate`'s.
-//   npx tsx bench/batch-decisions.ts [--tokens 128] [--source adaptive,ngram] [--runs plain,alternate,auto,auto-no-estimates,auto-no-ahead] [--rounds 1] [--json]
+//   npx tsx bench/batch-decisions.ts [--tokens 128] [--source adaptive,ngram] [--runs plain,alternate,auto,auto-no-estimates,auto-share,auto-no-ahead] [--share 0.1] [--rounds 1] [--json]
 //   npx tsx bench/batch-decisions.ts --model DIR --prompts FILE   (a trained model; FILE: one prompt a line, 8 lines)
 import { getDevice } from '../src/runtime/dawn.ts';
 import { AdaptiveDraft } from '../src/speculative/adaptive-draft.ts';
@@ -176,6 +179,7 @@ async function main(): Promise<void> {
 
     const runs = (flagValue(args, '--runs') ?? 'plain,alternate,auto,auto-no-estimates').split(',');
     const rounds = Number(flagValue(args, '--rounds') ?? 1);
+    const share = Number(flagValue(args, '--share') ?? 0.1);
     for (const source of sources) {
       const options = trees(source);
       const labels = options.map(treeLabel);
@@ -191,6 +195,7 @@ async function main(): Promise<void> {
         if (runs.includes('auto')) await run(`${source}: auto, fresh${tag}`, source, () => batchController(options), options);
         // The controller without the draft's estimates (draft-hits.ts): what auto did before them.
         if (runs.includes('auto-no-estimates')) await run(`${source}: auto, fresh, no estimates${tag}`, source, () => withoutEstimates(batchController(options)), options);
+        if (runs.includes('auto-share')) await run(`${source}: auto, fresh, exploration's share ${share}${tag}`, source, () => batchController(options, { exploreShare: share }), options);
         // Tree steps encoded at their submit (step-ahead.ts off), warm-up included.
         if (runs.includes('auto-no-ahead')) {
           verifier.encodesAhead = false;

@@ -3,11 +3,12 @@
 // submit, of it uploads and queue.submit, waiting for the readback). Where a tree decision right after a plain run
 // costs more than one after a tree, auto rates the tree by its worst step.
 //
-//   npx tsx bench/sequence-decisions.ts [--tokens 128] [--source adaptive,ngram] [--rounds 1] [--auto-only] [--reentry both]
+//   npx tsx bench/sequence-decisions.ts [--tokens 128] [--source adaptive,ngram] [--rounds 1] [--auto-only] [--reentry both] [--share 0.1 | --tree-steps 4]
 //   npx tsx bench/sequence-decisions.ts --model DIR --prompt TEXT                            (a trained model)
 //
-// Runs per source: auto with a fresh controller, and with up to 4 steps a tree decision (ControllerOptions.treeSteps 4), in
-// turn for --rounds; unless --auto-only, plain (16 tokens) and `chain:1` once, in turn; `chain:1` alone; plain and the
+// Runs per source: auto with a fresh controller, and with exploration's share of the run bounded (exploreShare, --share,
+// default 0.1) — or, with --tree-steps N, with up to N steps a tree decision (ControllerOptions.treeSteps) — in turn for
+// --rounds; unless --auto-only, plain (16 tokens) and `chain:1` once, in turn; `chain:1` alone; plain and the
 // source's largest tree in turn; that tree alone. Greedy; every output is checked against plain decoding's.
 import { getDevice } from '../src/runtime/dawn.ts';
 import { AdaptiveDraft } from '../src/speculative/adaptive-draft.ts';
@@ -16,7 +17,7 @@ import { speculativeGenerate } from '../src/speculative/generate.ts';
 import { GpuTreeVerifier } from '../src/speculative/gpu-verifier.ts';
 import { NgramDraft } from '../src/speculative/ngram-draft.ts';
 import { GpuPlainDecoder } from '../src/speculative/plain-runs.ts';
-import { FixedSchedule, formatPolicySummary, type SpeculationPolicy } from '../src/speculative/speculation-controller.ts';
+import { FixedSchedule, formatPolicySummary, type ControllerOptions, type SpeculationPolicy } from '../src/speculative/speculation-controller.ts';
 import { parseTreeSpec } from '../src/speculative/tree-spec.ts';
 import { TracedPolicy, type TracedDecision } from './batch-decisions.ts';
 import { adapterHeader, flagValue, runIfMain, writeReport } from './script.ts';
@@ -78,11 +79,16 @@ async function main(): Promise<void> {
           maxTokens: tokens, shape: parseTreeSpec('chain:1'), maxNodes: NODES,
           auto: { ...autoSpeculation(trees, new GpuPlainDecoder(verifier, { temperature: 0 })), policy },
         });
-      const autoOf = (treeSteps?: number) => () => autoSpeculation(trees, new GpuPlainDecoder(verifier, { temperature: 0 }), treeSteps ? { treeSteps } : {}).policy;
+      const autoOf = (opts: Omit<ControllerOptions, 'trees'> = {}) => () => autoSpeculation(trees, new GpuPlainDecoder(verifier, { temperature: 0 }), opts).policy;
       const autos: [string, () => SpeculationPolicy][] = [];
+      const treeSteps = flagValue(args, '--tree-steps');
+      const share = Number(flagValue(args, '--share') ?? 0.1);
       for (let round = 1; round <= rounds; round++) {
         const tag = rounds > 1 ? ` (round ${round})` : '';
-        autos.push([`auto, fresh${tag}`, autoOf()], [`auto, fresh, up to 4 steps a tree decision${tag}`, autoOf(4)]);
+        const other: [string, () => SpeculationPolicy] = treeSteps
+          ? [`auto, fresh, up to ${treeSteps} steps a tree decision${tag}`, autoOf({ treeSteps: Number(treeSteps) })]
+          : [`auto, fresh, exploration's share ${share}${tag}`, autoOf({ exploreShare: share })];
+        autos.push([`auto, fresh${tag}`, autoOf()], other);
       }
       const runs: [string, () => SpeculationPolicy][] = [
         ...autos,

@@ -56,7 +56,8 @@ describe('auto options', () => {
     // A batch of 8 records its chained runs' steps once per live sequence: 4 steps of 8 sequences = 32 sequence-steps.
     const firsts = (perSequenceStep: number) => {
       let now = 0;
-      const policy = batchController(trees, { clock: () => now });
+      // Exploration unbounded: what is tested is its order, not its share of the time (exploreShare).
+      const policy = batchController(trees, { clock: () => now, exploreShare: 1 });
       const picked: string[] = [];
       for (let i = 0; i < 3; i++) {
         const o = policy.next();

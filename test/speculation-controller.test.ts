@@ -334,3 +334,76 @@ describe('speculation controller with estimates (useEstimates: what each tree wo
     expect(chosen.slice(-20).filter((o) => o === 3).length).toBeGreaterThan(15);
   });
 });
+
+describe("exploration's share of the run (ControllerOptions.exploreShare)", () => {
+  // A batch of 8 on the H200, roughly (calls 215–216): plain 16 steps emit 128 tokens in 8.5 ms (15 a ms); six trees
+  // that do not pay but come close enough to be explored twice: a step of n nodes emits 12 + 2n tokens in 1.6 + 0.16n ms
+  // (8–10.5 a ms).
+  const BATCH_PLAIN: Cost = { ms: 8.5, tokens: 128 };
+  const trees = ['chain:1', 'chain:3', 'chain:7', 'chain:15', 'best:4/8', 'best:4/15'];
+  const nodes = [1, 3, 7, 15, 8, 15];
+  const cost = (o: number): Cost => (o === 0 ? BATCH_PLAIN : { ms: 1.6 + 0.16 * nodes[o - 1], tokens: 12 + 2 * nodes[o - 1] });
+  const run = (decisions: number, exploreShare?: number, order?: number[]) => {
+    const clock = { now: 0 };
+    const c = new SpeculationController({ trees, clock: () => clock.now, plainTokens: 128, ...(exploreShare !== undefined && { exploreShare }), ...(order && { order }) });
+    // After each decision: the ms the controller counts as explored, and the run's ms.
+    const explored: { ms: number; runMs: number }[] = [];
+    let tree = 0;
+    const chosen: number[] = [];
+    for (let i = 0; i < decisions; i++) {
+      const o = c.next();
+      clock.now += cost(o).ms;
+      c.record(cost(o).tokens);
+      if (o > 0) tree += cost(o).ms;
+      explored.push(c.exploration());
+      chosen.push(o);
+    }
+    return { c, chosen, clock, treeShare: tree / clock.now, explored };
+  };
+
+  it('bounds the time trees that do not pay take from a short run, where unbounded exploration looks at each twice', () => {
+    const unbounded = run(24);
+    expect(unbounded.chosen.filter((o) => o > 0).length).toBeGreaterThanOrEqual(12);
+    expect(unbounded.treeShare).toBeGreaterThan(0.3);
+    const bounded = run(24, 0.1);
+    // Plain first, then trees explored only while their time is within a tenth of the run's (plus the one decision that
+    // crosses it); the re-probes add at most their 5 %.
+    const longest = Math.max(...nodes.map((_, i) => cost(i + 1).ms));
+    let elapsed = 0;
+    for (let i = 0; i < bounded.chosen.length; i++) {
+      elapsed += cost(bounded.chosen[i]).ms;
+      expect(bounded.explored[i].runMs).toBeCloseTo(elapsed, 9);
+      expect(bounded.explored[i].ms).toBeLessThanOrEqual(0.1 * elapsed + longest);
+    }
+    expect(bounded.explored.at(-1)!.ms).toBeGreaterThan(0);
+    expect(bounded.treeShare).toBeLessThan(0.2);
+    expect(bounded.treeShare).toBeLessThan(unbounded.treeShare / 2);
+    // Every tree is still looked at on a long enough run: the share grows with it.
+    const long = run(400, 0.1);
+    expect(new Set(long.chosen).size).toBe(7);
+    expect(long.treeShare).toBeLessThan(0.2);
+  });
+
+  it('finds a tree that pays as unbounded exploration does, and exploits it', () => {
+    // chain:7 accepts everything: 64 tokens in 2.7 ms (23.7 a ms) against plain's 15 a ms.
+    const pays = (o: number): Cost => (o === 3 ? { ms: 2.7, tokens: 64 } : cost(o));
+    const clock = { now: 0 };
+    const c = new SpeculationController({ trees, clock: () => clock.now, plainTokens: 128, exploreShare: 0.1 });
+    const r = simulate(c, clock, 300, pays);
+    expect(c.best()).toBe(3);
+    expect(efficiency(r, 100, 300, pays(3))).toBeGreaterThan(0.9);
+  });
+
+  it('takes the run\'s first decision and explores plain decoding regardless of the share', () => {
+    // Trees first: the first is the run's baseline (not counted); the second is explored; plain comes third although the
+    // second tree took more than a tenth of the run.
+    const r = run(3, 0.1, [4, 6, 0]);
+    expect(r.chosen).toEqual([4, 6, 0]);
+    expect(r.c.exploration().ms).toBeCloseTo(cost(6).ms, 9);
+  });
+
+  it('refuses a share outside (0, 1]', () => {
+    expect(() => new SpeculationController({ trees, exploreShare: 0 })).toThrow(/exploreShare must be in \(0, 1\], got 0/);
+    expect(() => new SpeculationController({ trees, exploreShare: 1.5 })).toThrow(/exploreShare must be in \(0, 1\]/);
+  });
+});

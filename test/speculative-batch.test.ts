@@ -155,7 +155,8 @@ describe.each(MODEL_SPECS.slice(0, 2).map((s, i) => ({ ...s, i })))('batch specu
       const time = { now: 0 };
       const cost = (req: BatchVerifyRequest) => 1 + req.trees.reduce((n, t) => n + t.tokens.length - 1, 0);
       const verifiers = Array.from({ length: B }, () => new CpuTreeVerifier(m.cpu, m.variant.compiled, MAX_NODES + 1));
-      const controller = batchController(AUTO_TREES, { clock: () => time.now, plainTokens: 4 });
+      // Exploration unbounded (exploreShare 1), so that what keeps the trees out is the estimates alone.
+      const controller = batchController(AUTO_TREES, { clock: () => time.now, plainTokens: 4, exploreShare: 1 });
       const policy = estimates ? controller : withoutEstimates(controller);
       const r = await speculativeGenerateBatch(new ClockedBatch(verifiers, time, cost), ps.map(() => new NextTokensDraft(m.config.vocabSize)), ps, { maxTokens: tokens, shape: parseTreeSpec('chain:1'), maxNodes: 1 }, { auto: { policy, trees: AUTO_TREES } });
       expect(r.tokens, `estimates ${estimates}`).toEqual(want);

@@ -36,7 +36,7 @@ export function generateWith(prepare: PrepareAttention): Command {
     synopsis:
       'linattn generate --model DIR --prompt "…" [--max-tokens N] [--temperature T] [--top-k K] [--top-p P] [--seed S] [--device gpu|cpu]\n' +
       '                 [--attention KIND] [--medusa DIR] [--verbose]\n' +
-      '                 [--speculate ngram|lookup|adaptive|medusa|oracle|draft:DIR [--tree SPEC|auto] [--max-nodes N] [--chain-steps R] [--auto-state FILE]]',
+      '                 [--speculate ngram|lookup|adaptive|medusa|oracle|draft:DIR [--tree SPEC|auto] [--max-nodes N] [--chain-steps R] [--auto-state FILE] [--explore-share X]]',
     summary: 'Continue a prompt with a model directory (linattn init-model makes one), streaming the text.',
     help: [
       'Prints the text on stdout, then prefill and decode tokens/s on stderr.',
@@ -72,6 +72,9 @@ export function generateWith(prepare: PrepareAttention): Command {
       '                       is explored again) and write this run\'s back, so repeated generations explore once; by',
       '                       default on a hardware GPU a file in ~/.cache/linattn/speculation ($LINATTN_CACHE_DIR) keyed by',
       '                       the model, draft, adapter, trees and number of prompts; none: start afresh and keep nothing',
+      '  --explore-share X    --tree auto: past its first decision, auto explores a tree only while the trees it explored',
+      '                       took at most this share of the run\'s time (default 1: each option up to twice, whatever',
+      '                       that costs), so that exploring costs a run at most about that share',
       '',
       'On a hardware GPU plain decoding and the trees first run once, untimed, on the prompt (their pipelines and recordings',
       'are built then, not inside the timed runs or auto\'s first decisions); LINATTN_SPECULATE_WARMUP=0 skips that, =1 forces it.',
@@ -79,7 +82,7 @@ export function generateWith(prepare: PrepareAttention): Command {
     options: {
       model: { type: 'string' }, prompt: { type: 'string', multiple: true }, 'max-tokens': { type: 'string' }, temperature: { type: 'string' },
       'top-k': { type: 'string' }, 'top-p': { type: 'string' }, seed: { type: 'string' }, device: { type: 'string' },
-      speculate: { type: 'string' }, tree: { type: 'string' }, 'max-nodes': { type: 'string' }, 'chain-steps': { type: 'string' }, 'auto-state': { type: 'string' }, attention: { type: 'string' }, medusa: { type: 'string' },
+      speculate: { type: 'string' }, tree: { type: 'string' }, 'max-nodes': { type: 'string' }, 'chain-steps': { type: 'string' }, 'auto-state': { type: 'string' }, 'explore-share': { type: 'string' }, attention: { type: 'string' }, medusa: { type: 'string' },
       verbose: { type: 'boolean', short: 'v' },
     },
     async run({ values }, io) {

@@ -20,8 +20,11 @@ export function parseSpeculateArgs(values: Values): SpeculateOptions | undefined
   const maxRaw = str(values, 'max-nodes');
   const chainRaw = str(values, 'chain-steps');
   const autoState = str(values, 'auto-state');
+  const shareRaw = str(values, 'explore-share');
   if (source === undefined) {
-    if (tree !== undefined || maxRaw !== undefined || chainRaw !== undefined || autoState !== undefined) throw new UsageError('--tree, --max-nodes, --chain-steps and --auto-state need --speculate ngram|lookup|adaptive|medusa|oracle|draft:DIR');
+    if (tree !== undefined || maxRaw !== undefined || chainRaw !== undefined || autoState !== undefined || shareRaw !== undefined) {
+      throw new UsageError('--tree, --max-nodes, --chain-steps, --auto-state and --explore-share need --speculate ngram|lookup|adaptive|medusa|oracle|draft:DIR');
+    }
     return undefined;
   }
   if (!(['ngram', 'lookup', 'adaptive', 'medusa', 'oracle'].includes(source) || /^draft:.+/.test(source))) {
@@ -63,5 +66,14 @@ export function parseSpeculateArgs(values: Values): SpeculateOptions | undefined
     if (str(values, 'device') === 'cpu') throw new UsageError('--chain-steps needs --device gpu');
   }
   if (autoState !== undefined && (!auto || autoState.trim() === '')) throw new UsageError('--auto-state FILE keeps --tree auto\'s measurements: it needs --tree auto (the default) and a file name');
-  return { source, shape, maxNodes: nodes, auto, ...(chainSteps !== undefined && { chainSteps }), ...(autoState !== undefined && { autoState }) };
+  let exploreShare: number | undefined;
+  if (shareRaw !== undefined) {
+    exploreShare = Number(shareRaw);
+    if (shareRaw.trim() === '' || !(exploreShare > 0 && exploreShare <= 1)) throw new UsageError(`--explore-share must be a number in (0, 1], got ${JSON.stringify(shareRaw)}`);
+    if (!auto) throw new UsageError('--explore-share bounds --tree auto\'s exploration: it needs --tree auto (the default)');
+  }
+  return {
+    source, shape, maxNodes: nodes, auto, ...(chainSteps !== undefined && { chainSteps }), ...(autoState !== undefined && { autoState }),
+    ...(exploreShare !== undefined && { exploreShare }),
+  };
 }

@@ -92,7 +92,7 @@ export async function runSpeculativeBatch(c: SpeculativeRunContext & { readonly 
     const statePath = !auto || args.autoState === 'none'
       ? undefined
       : args.autoState ?? (c.device === 'gpu' && !c.gpu!.isSoftware ? autoStatePath({ files: modelFiles(config), source: args.source, adapter: c.gpu!.adapterName, labels: ['plain', ...labels], batch: b }) : undefined);
-    const kept = auto ? keptController(statePath, args.autoState !== undefined, (from) => batchController(trees, from && { from })) : undefined;
+    const kept = auto ? keptController(statePath, args.autoState !== undefined, (from) => batchController(trees, { ...(from && { from }), ...(args.exploreShare !== undefined && { exploreShare: args.exploreShare }) })) : undefined;
     const policy = kept?.controller;
     const r = await speculativeGenerateBatch(verifier, drafts(), prompts, opts, policy ? { auto: { policy, trees } } : {});
     if (policy && statePath !== undefined) writeAutoState(statePath, policy.state());

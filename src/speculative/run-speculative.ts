@@ -51,6 +51,8 @@ export interface SpeculateOptions {
    * 'none': a fresh controller, nothing kept.
    */
   readonly autoState?: string;
+  /** --explore-share X: auto's ControllerOptions.exploreShare (default 1: unbounded). */
+  readonly exploreShare?: number;
 }
 
 /** What --tree names in the report. */
@@ -227,7 +229,7 @@ export async function runSpeculativeGenerate(c: SpeculativeRunContext): Promise<
     const statePath = !args.auto || args.autoState === 'none'
       ? undefined
       : args.autoState ?? (c.device === 'gpu' && !c.gpu!.isSoftware ? autoStatePath({ files: modelFiles(config, draftCheckpoint), source: args.source, adapter: c.gpu!.adapterName, labels: ['plain', ...trees.map(treeLabel)] }) : undefined);
-    const kept = args.auto ? keptController(statePath, args.autoState !== undefined, (from) => autoSpeculation(trees, plainDecoder!, from && { from })) : undefined;
+    const kept = args.auto ? keptController(statePath, args.autoState !== undefined, (from) => autoSpeculation(trees, plainDecoder!, { ...(from && { from }), ...(args.exploreShare !== undefined && { exploreShare: args.exploreShare }) })) : undefined;
     const auto = kept?.controller;
     const stream = new TextStream(c.tokenizer);
     const result: SpeculativeResult = await speculativeGenerate(target, draft, c.ids, {

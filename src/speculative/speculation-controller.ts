@@ -30,6 +30,15 @@
 // tree of as many nodes or fewer cost, else plain's cost a token) cannot beat plain's rate is neither explored nor
 // re-probed: at batch 8 on the H200 exploring and re-probing trees that could not pay cost auto a third of plain's
 // speed (call 215, bench/batch-decisions.ts).
+// Exploration's share (exploreShare): past the run's first decision, a tree is explored only while the tree
+// decisions explored so far took at most that share of the run's time (plain decoding, the fallback, is explored
+// regardless). Exploring is what a short run cannot afford: at batch 8 on the H200 a fresh controller spent 20–49 % of
+// a 128-token generation in tree decisions on the random 12-layer model, where none paid, and the plain runs between
+// them drained their chains (bench/batch-decisions.ts, calls 215–216). With a share, what exploring trees loses is bounded
+// by it (and one decision), and the trees not explored yet are reached later in a long run or by the re-probes. Not the
+// default (`--explore-share`): on the H200 a share of 0.1 gained at batch 8 with the n-gram draft on random weights
+// (0.61× plain against 0.47×, medians of three) and lost elsewhere — on `tiny-kjv` at batch 8 and with trained Medusa
+// heads at batch 1, where the trees that pay were found later (calls 226–227, docs/speculative.md).
 // Pure logic, no GPU: the clock is injectable, so tests drive it with a fake one.
 
 /** Chooses the next option (0: plain decoding, i ≥ 1: speculative tree i − 1) and learns what it produced. */
@@ -121,6 +130,12 @@ export interface ControllerOptions {
   /** Steps a decision of an unchained tree runs (one sequence: SpeculationPolicy.treeRun; default TREE_STEPS). */
   readonly treeSteps?: number;
   /**
+   * Largest share of the run's time (from its first decision) that explored tree decisions may have taken when
+   * another tree is explored; the run's first decision is neither limited nor counted, plain decoding never limited
+   * (default 1: exploration unbounded).
+   */
+  readonly exploreShare?: number;
+  /**
    * What an earlier controller over the same options measured (state()): its windows and counts carry over, so the
    * options it explored are not explored again, and this run starts from its best. summary() counts this run only.
    */
@@ -176,6 +191,7 @@ export class SpeculationController implements SpeculationPolicy {
   private readonly probeOverhead: number;
   private readonly probeLength: number;
   private readonly treeSteps: number;
+  private readonly exploreShare: number;
   private readonly deferPlain: readonly number[];
   private readonly deferPlainAt: number;
   private readonly nodes: readonly number[] | undefined;
@@ -184,6 +200,14 @@ export class SpeculationController implements SpeculationPolicy {
   /** The decision chosen by ahead(): it starts when the current one is recorded. */
   private queued: number | undefined;
   private decisions = 0;
+  /** Clock at the run's first decision, and the ms of the tree decisions explored since (exploreShare). */
+  private startedAt: number | undefined;
+  private exploredMs = 0;
+  /** Whether the decision in progress, and the one chosen ahead, were explorations of a tree. */
+  private currentExplored = false;
+  private queuedExplored = false;
+  /** What the last choose() was: an exploration of a tree (counted against exploreShare). */
+  private explored = false;
   private tokensSinceProbe = 0;
   /** Clock when the last probe ended (or the run started). */
   private lastProbe: number | undefined;
@@ -222,6 +246,8 @@ export class SpeculationController implements SpeculationPolicy {
     if (!(this.probeOverhead > 0 && this.probeOverhead <= 1)) throw new Error(`speculation controller: probeOverhead must be in (0, 1], got ${this.probeOverhead}`);
     this.probeLength = positive(opts.probeLength ?? 2, 'probeLength');
     this.treeSteps = positive(opts.treeSteps ?? TREE_STEPS, 'treeSteps');
+    this.exploreShare = opts.exploreShare ?? 1;
+    if (!(this.exploreShare > 0 && this.exploreShare <= 1)) throw new Error(`speculation controller: exploreShare must be in (0, 1], got ${this.exploreShare}`);
     this.deferPlain = opts.deferPlain ?? [];
     if (this.deferPlain.some((o) => !(Number.isInteger(o) && o >= 1 && o < this.labels.length))) {
       throw new Error(`speculation controller: deferPlain must list tree options in 1..${this.labels.length - 1}, got [${this.deferPlain.join(', ')}]`);
@@ -256,7 +282,10 @@ export class SpeculationController implements SpeculationPolicy {
     if (this.current) throw new Error('speculation controller: next() twice without record()');
     const now = this.clock();
     this.lastProbe ??= now;
+    this.startedAt ??= now;
     const option = this.choose(now);
+    // The run's first decision is its baseline, not counted against exploreShare.
+    this.currentExplored = this.explored && this.decisions > 0;
     this.plainLength = this.runLength(option);
     this.current = { option, t0: now };
     return option;
@@ -284,6 +313,7 @@ export class SpeculationController implements SpeculationPolicy {
     if (!this.current) throw new Error('speculation controller: ahead() without a decision in progress');
     if (this.queued !== undefined) throw new Error('speculation controller: ahead() twice without record()');
     this.queued = this.choose(this.clock());
+    this.queuedExplored = this.explored;
     this.queuedPlainLength = this.runLength(this.queued);
     return this.queued;
   }
@@ -301,6 +331,7 @@ export class SpeculationController implements SpeculationPolicy {
     s.tokens += tokens;
     s.ms += ms;
     s.lastRun = this.decisions++;
+    if (this.currentExplored) this.exploredMs += ms;
     this.tokensSinceProbe += tokens;
     if (this.pendingProbeEnd) {
       this.pendingProbeEnd = false;
@@ -309,6 +340,7 @@ export class SpeculationController implements SpeculationPolicy {
     }
     if (this.queued !== undefined) {
       this.current = { option: this.queued, t0: this.clock() };
+      this.currentExplored = this.queuedExplored;
       this.plainLength = this.queuedPlainLength ?? this.plainTokens;
       this.queued = undefined;
       this.queuedPlainLength = undefined;
@@ -388,8 +420,24 @@ export class SpeculationController implements SpeculationPolicy {
     });
   }
 
+  /**
+   * Whether exploration may take a tree for the next decision: the run's first, or the tree decisions explored so far
+   * took at most exploreShare of the run's time (the one in progress counts from its start).
+   */
+  private mayExplore(now: number): boolean {
+    if (this.exploreShare >= 1 || (this.decisions === 0 && !this.current)) return true;
+    const inProgress = this.current && this.currentExplored ? now - this.current.t0 : 0;
+    return this.exploredMs + inProgress <= this.exploreShare * (now - this.startedAt!);
+  }
+
+  /** Milliseconds of the tree decisions explored (the run's first aside), and the run's time so far (exploreShare). */
+  exploration(): { readonly ms: number; readonly runMs: number } {
+    return { ms: this.exploredMs, runMs: this.startedAt === undefined ? 0 : this.clock() - this.startedAt };
+  }
+
   private choose(now: number): number {
     this.exploiting = false;
+    this.explored = false;
     if (this.probe) {
       const { option } = this.probe;
       if (--this.probe.left <= 0) this.endProbe();
@@ -404,22 +452,31 @@ export class SpeculationController implements SpeculationPolicy {
     // Chosen ahead (a chained run in progress, the next one submitted before it is read): a tree option still short of
     // its looks takes the next look at once, so its runs go back to back; switching options drains the GPU's queue.
     const inProgress = this.current?.option;
-    if (inProgress !== undefined && inProgress > 0 && made(inProgress) < this.explore && !this.cannotPay(inProgress)) {
+    const may = this.mayExplore(now);
+    if (may && inProgress !== undefined && inProgress > 0 && made(inProgress) < this.explore && !this.cannotPay(inProgress)) {
       const r = this.rate(inProgress);
-      if (r === undefined || r >= this.exploreCutoff * bestRate) return inProgress;
+      if (r === undefined || r >= this.exploreCutoff * bestRate) {
+        this.explored = true;
+        return inProgress;
+      }
     }
     let fewest = -1;
     const deferred = this.plainDeferred();
     for (const i of this.order) {
-      if ((i === 0 && deferred) || this.cannotPay(i)) continue;
+      if ((i === 0 && deferred) || (i > 0 && !may) || this.cannotPay(i)) continue;
       const d = made(i);
       if (d >= this.explore || (d >= 1 && (this.rate(i) ?? 0) < this.exploreCutoff * bestRate)) continue;
       if (fewest < 0 || d < made(fewest)) fewest = i;
     }
-    if (fewest >= 0) return fewest;
+    if (fewest >= 0) {
+      this.explored = fewest > 0;
+      return fewest;
+    }
     let stalest = -1;
     for (let i = 0; i < this.stats.length; i++) {
-      if (i !== best && !this.cannotPay(i) && (stalest < 0 || this.stats[i].lastRun < this.stats[stalest].lastRun)) stalest = i;
+      // A tree never measured would be probed at once (nothing says what it costs): that is exploring, within the share.
+      const unexplored = i > 0 && !may && this.stats[i].recent.length === 0;
+      if (i !== best && !unexplored && !this.cannotPay(i) && (stalest < 0 || this.stats[i].lastRun < this.stats[stalest].lastRun)) stalest = i;
     }
     this.exploiting = true;
     if (stalest < 0 || this.tokensSinceProbe < this.probeTokens) return best;
