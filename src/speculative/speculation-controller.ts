@@ -37,8 +37,8 @@
 // them drained their chains (bench/batch-decisions.ts, calls 215–216). With a share, what exploring trees loses is bounded
 // by it (and one decision), and the trees not explored yet are reached later in a long run or by the re-probes. Not the
 // default (`--explore-share`): on the H200 a share of 0.1 gained at batch 8 with the n-gram draft on random weights
-// (0.61× plain against 0.47×, medians of three) and lost elsewhere — on `tiny-kjv` at batch 8 and with trained Medusa
-// heads at batch 1, where the trees that pay were found later (calls 226–227, docs/speculative.md).
+// (0.61× plain against 0.47×, medians of three), lost on `tiny-kjv` at batch 8 (0.39× against 0.61×) and changed
+// nothing else beyond the noise (calls 226–227, docs/speculative.md).
 // Pure logic, no GPU: the clock is injectable, so tests drive it with a fake one.
 
 /** Chooses the next option (0: plain decoding, i ≥ 1: speculative tree i − 1) and learns what it produced. */
