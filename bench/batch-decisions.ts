@@ -4,19 +4,22 @@
 // `generate` in the same call:
 //   plain      FixedSchedule [plain] in decisions of 16 steps: auto's plain option alone (root-only steps, chained);
 //   alternate  plain (16 steps) then one tree step, in turn: what a plain decision costs right after a tree;
-//   auto       a fresh batchController over autoTrees(source, 15), as `linattn generate` makes one per batch;
+//   auto       a fresh batchController over autoTrees(source, 15), as `linattn generate` makes one per batch, each
+//              decision credited with what its steps took off the longest remaining sequence (BatchCredit 'makespan');
+//   auto-tokens        the same, each decision credited with every token it emitted (BatchCredit 'tokens');
 //   auto-no-estimates  the same without the draft's estimates of what each tree would emit (draft-hits.ts);
 //   auto-share         the same with exploration's share of the run bounded (ControllerOptions.exploreShare, --share,
 //                      default 0.1);
 //   auto-no-ahead      the same with tree steps encoded at their submit.
-// Every output is checked against plain batched `generate`'s.
-//   npx tsx bench/batch-decisions.ts [--tokens 128] [--source adaptive,ngram] [--runs plain,alternate,auto,auto-no-estimates,auto-share,auto-no-ahead] [--share 0.1] [--rounds 1] [--json]
+// Every output is checked against plain batched `generate`'s. Each run reports its tail: the ms after its first sequence
+// ended, where the sequences left decode in steps that cost about a full batch's.
+//   npx tsx bench/batch-decisions.ts [--tokens 128] [--source adaptive,ngram] [--runs plain,alternate,auto,auto-tokens,auto-no-estimates,auto-share,auto-no-ahead] [--share 0.1] [--rounds 1] [--json]
 //   npx tsx bench/batch-decisions.ts --model DIR --prompts FILE   (a trained model; FILE: one prompt a line, 8 lines)
 import { getDevice } from '../src/runtime/dawn.ts';
 import { AdaptiveDraft } from '../src/speculative/adaptive-draft.ts';
 import { autoTrees, batchController, batchWarmUpSchedule, treeLabel } from '../src/speculative/auto-trees.ts';
 import type { DraftSource } from '../src/speculative/draft.ts';
-import { speculativeGenerateBatch } from '../src/speculative/generate-batch.ts';
+import { speculativeGenerateBatch, type BatchCredit } from '../src/speculative/generate-batch.ts';
 import type { TreeOption } from '../src/speculative/generate.ts';
 import { GpuTreeVerifier } from '../src/speculative/gpu-verifier.ts';
 import { NgramDraft } from '../src/speculative/ngram-draft.ts';
@@ -106,6 +109,8 @@ interface RunFigure {
   readonly identical: boolean;
   readonly draftMs: number;
   readonly decodeMs: number;
+  /** Of decodeMs, the ms after the first sequence ended (BatchSpeculativeResult.tailMs). */
+  readonly tailMs: number;
   readonly auto: string;
   /** Per label: decisions, tokens, ms, tokens/s. */
   readonly byLabel: Record<string, { decisions: number; tokens: number; ms: number; tokensPerS: number }>;
@@ -135,17 +140,17 @@ async function main(): Promise<void> {
     await verifier.prepare({ batch: BATCH });
 
     const figures: RunFigure[] = [];
-    const run = async (name: string, source: string, policy: () => SpeculationPolicy, options: readonly TreeOption[]) => {
+    const run = async (name: string, source: string, policy: () => SpeculationPolicy, options: readonly TreeOption[], credit: BatchCredit = 'makespan') => {
       const drafts = (): DraftSource[] => prompts.map((_, s) => (source === 'adaptive' ? new AdaptiveDraft(s) : new NgramDraft()));
       const opts = { maxTokens: tokens, shape: parseTreeSpec(source === 'adaptive' ? 'best:4' : 'top:4'), maxNodes: NODES };
       await speculativeGenerateBatch(verifier, drafts(), prompts, opts, { auto: { policy: batchWarmUpSchedule(options), trees: options } });
-      await warm(() => speculativeGenerateBatch(verifier, drafts(), prompts, opts, { auto: { policy: policy(), trees: options } }));
+      await warm(() => speculativeGenerateBatch(verifier, drafts(), prompts, opts, { auto: { policy: policy(), trees: options, credit } }));
       const traced = new TracedPolicy(policy(), () => {
         const c = verifier.chainBatchTimes;
         const t = verifier.stepTimes;
         return { runs: c.runs, chainSteps: c.steps, encodeMs: c.encodeMs, waitMs: c.waitMs, gpuMs: c.gpuMs, steps: t.steps, stepEncodeMs: t.encodeMs, stepWaitMs: t.waitMs };
       });
-      const r = await speculativeGenerateBatch(verifier, drafts(), prompts, opts, { auto: { policy: traced, trees: options } });
+      const r = await speculativeGenerateBatch(verifier, drafts(), prompts, opts, { auto: { policy: traced, trees: options, credit } });
       const tps = r.decodeTokensPerS ?? NaN;
       const byLabel: RunFigure['byLabel'] = {};
       for (const d of traced.decisions) {
@@ -163,13 +168,13 @@ async function main(): Promise<void> {
       };
       const fig: RunFigure = {
         name, tokensPerS: tps, speedup: tps / plainTps, identical: r.tokens.every((t, s) => t.join(',') === plain[s].join(',')),
-        draftMs: r.draftMs, decodeMs: r.decodeMs, auto: formatPolicySummary(r.policy ?? []), byLabel,
+        draftMs: r.draftMs, decodeMs: r.decodeMs, tailMs: r.tailMs, auto: formatPolicySummary(r.policy ?? []), byLabel,
         ...(plainAfter(true) && { plainAfterTree: plainAfter(true) }), ...(plainAfter(false) && { plainAfterPlain: plainAfter(false) }),
         decisions: traced.decisions,
       };
       figures.push(fig);
       const fmt = (x?: { decisions: number; msAStep: number }) => (x ? `${x.msAStep.toFixed(3)} ms a step (${x.decisions} decisions)` : '—');
-      log(`${name}: ${tps.toFixed(1)} tokens/s, ${fig.speedup.toFixed(2)}× plain, identical ${fig.identical}, decode ${r.decodeMs.toFixed(1)} ms (drafting ${r.draftMs.toFixed(1)})`);
+      log(`${name}: ${tps.toFixed(1)} tokens/s, ${fig.speedup.toFixed(2)}× plain, identical ${fig.identical}, decode ${r.decodeMs.toFixed(1)} ms (drafting ${r.draftMs.toFixed(1)}; the tail after the first sequence ended ${r.tailMs.toFixed(1)})`);
       log(`  plain decisions after a tree: ${fmt(fig.plainAfterTree)}; after plain: ${fmt(fig.plainAfterPlain)}`);
       log(`  ${fig.auto}`);
       const counts = (c?: Record<string, number>) =>
@@ -193,6 +198,7 @@ async function main(): Promise<void> {
       for (let round = 1; round <= rounds; round++) {
         const tag = rounds > 1 ? ` (round ${round})` : '';
         if (runs.includes('auto')) await run(`${source}: auto, fresh${tag}`, source, () => batchController(options), options);
+        if (runs.includes('auto-tokens')) await run(`${source}: auto, fresh, credited by tokens${tag}`, source, () => batchController(options), options, 'tokens');
         // The controller without the draft's estimates (draft-hits.ts): what auto did before them.
         if (runs.includes('auto-no-estimates')) await run(`${source}: auto, fresh, no estimates${tag}`, source, () => withoutEstimates(batchController(options)), options);
         if (runs.includes('auto-share')) await run(`${source}: auto, fresh, exploration's share ${share}${tag}`, source, () => batchController(options, { exploreShare: share }), options);

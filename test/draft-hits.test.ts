@@ -5,7 +5,7 @@
 // draft's reader leaves the draft's own proposals untouched.
 import { describe, expect, it } from 'vitest';
 import { AdaptiveDraft } from '../src/speculative/adaptive-draft.ts';
-import { DRAFT_HITS_MIN_POSITIONS, DRAFT_HITS_WINDOW, DraftHits } from '../src/speculative/draft-hits.ts';
+import { DRAFT_HITS_MIN_POSITIONS, DRAFT_HITS_MIN_SEQUENCE_POSITIONS, DRAFT_HITS_WINDOW, DraftHits } from '../src/speculative/draft-hits.ts';
 import { lookup, NgramDraft, NgramIndex } from '../src/speculative/ngram-draft.ts';
 import { TreeBuilder } from '../src/speculative/token-tree.ts';
 import { TrigramTable } from '../src/speculative/trigram-table.ts';
@@ -26,7 +26,7 @@ function text(seed: number, n: number): number[] {
 }
 
 /** The definition: mean over the window's positions (runs known) of 1 + the run of positions whose token the draft proposed. */
-function direct(texts: readonly number[][], starts: readonly number[], proposals: (prefix: number[], k: number) => number[], k: number, depth: number, window: number): number | undefined {
+function direct(texts: readonly number[][], starts: readonly number[], proposals: (prefix: number[], k: number) => number[], k: number, depth: number, window: number, least = DRAFT_HITS_MIN_POSITIONS): number | undefined {
   let positions = 0;
   let tokens = 0;
   texts.forEach((t, s) => {
@@ -40,7 +40,7 @@ function direct(texts: readonly number[][], starts: readonly number[], proposals
       tokens += 1 + run;
     }
   });
-  return positions >= DRAFT_HITS_MIN_POSITIONS ? tokens / positions : undefined;
+  return positions >= least ? tokens / positions : undefined;
 }
 
 const trigram = (prefix: number[], k: number) => {
@@ -62,6 +62,7 @@ describe('DraftHits', () => {
       const r = rng(9);
       const seen = [...starts];
       let checked = 0;
+      let slowestChecked = 0;
       while (seen.some((n, s) => n < texts[s].length)) {
         texts.forEach((t, s) => {
           seen[s] = Math.min(t.length, seen[s] + Math.floor(r() * 9));
@@ -76,9 +77,22 @@ describe('DraftHits', () => {
             expect(got, `k ${k}, depth ${depth}, seen ${seen}`).toBeCloseTo(want, 12);
             checked++;
           }
+          // The slowest sequence's, among the first and the last: the least of the two pooled and each alone (by the
+          // definition, each at its own least count of positions).
+          const among = [true, false, true];
+          const each = [0, 2].map((s) => direct([now[s]], [starts[s]], proposals, k, depth, DRAFT_HITS_WINDOW, DRAFT_HITS_MIN_SEQUENCE_POSITIONS));
+          const pooled = direct([now[0], now[2]], [starts[0], starts[2]], proposals, k, depth, DRAFT_HITS_WINDOW);
+          const known = [...each, pooled].filter((e) => e !== undefined);
+          const slowest = hits.slowestTokensPerStep(k, depth, among);
+          if (known.length === 0) expect(slowest).toBeUndefined();
+          else {
+            expect(slowest, `slowest, k ${k}, depth ${depth}, seen ${seen}`).toBeCloseTo(Math.min(...known), 12);
+            if (each.every((e) => e !== undefined) && each[0] !== each[1]) slowestChecked++;
+          }
         }
       }
       expect(checked).toBeGreaterThan(20);
+      expect(slowestChecked, 'estimates where the two sequences differ').toBeGreaterThan(5);
       // Repeats make the deep trees' estimates larger than one token a step, and never smaller than a shallow one's.
       expect(hits.tokensPerStep(4, 15)!).toBeGreaterThan(1.2);
       expect(hits.tokensPerStep(1, 7)!).toBeGreaterThanOrEqual(hits.tokensPerStep(1, 1)!);

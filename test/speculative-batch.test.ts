@@ -107,7 +107,7 @@ describe.each(MODEL_SPECS.slice(0, 2).map((s, i) => ({ ...s, i })))('batch specu
       const want = ps.map((p) => plainGreedy(m, p, NEW_TOKENS));
       for (const lockstep of [false, true]) {
         const policy = forced();
-        const r = await speculativeGenerateBatch(batch(lockstep), drafts(m, ps, want, k), ps, { maxTokens: NEW_TOKENS, shape: parseTreeSpec('chain:1'), maxNodes: 1 }, { lockstep, auto: { policy, trees: AUTO_TREES } });
+        const r = await speculativeGenerateBatch(batch(lockstep), drafts(m, ps, want, k), ps, { maxTokens: NEW_TOKENS, shape: parseTreeSpec('chain:1'), maxNodes: 1 }, { lockstep, auto: { policy, trees: AUTO_TREES, credit: 'tokens' } });
         expect(r.tokens, `prompts ${JSON.stringify(ps)}, lockstep ${lockstep}`).toEqual(want);
         const used = r.policy!.filter((o) => o.decisions > 0).map((o) => o.label);
         expect(used, 'every option ran').toEqual(['plain', ...AUTO_TREES.map(treeLabel)]);
@@ -169,6 +169,37 @@ describe.each(MODEL_SPECS.slice(0, 2).map((s, i) => ({ ...s, i })))('batch specu
     expect(withEstimates).toBeLessThanOrEqual(2);
   });
 
+  it('cost-aware (batch.auto): credited by the longest remaining budget (makespan), trees that move only the sequence ahead are not kept; the batch ends sooner (a fake clock)', async () => {
+    // Sequence 0 drafts with the oracle (every node accepted), the others with drafts never accepted; a step costs 1 ms
+    // and 0.05 ms per draft node of the batch. Credited with its tokens a tree step looks like 6 tokens for 1.45 ms
+    // against plain's 3 for 1 ms, so the controller keeps to trees while sequence 0 runs ahead and the other two decode a
+    // token a step at a tree's cost; credited with what it takes off the longest remaining budget a tree step is worth
+    // a plain one (3), so plain steps are kept. Output: plain greedy's either way.
+    const tokens = 48;
+    const ps = prompts(680 + spec.i);
+    const want = ps.map((p) => plainGreedy(m, p, tokens));
+    const run = async (credit: 'tokens' | 'makespan') => {
+      const time = { now: 0 };
+      const cost = (req: BatchVerifyRequest) => 1 + 0.05 * req.trees.reduce((n, t) => n + t.tokens.length - 1, 0);
+      const verifiers = Array.from({ length: B }, () => new CpuTreeVerifier(m.cpu, m.variant.compiled, MAX_NODES + 1));
+      const policy = batchController(AUTO_TREES, { clock: () => time.now, plainTokens: 4, exploreShare: 1 });
+      const ds = ps.map((p, s) => (s === 0 ? new OracleDraft(p, want[s], m.config.vocabSize) : new NextTokensDraft(m.config.vocabSize)));
+      const r = await speculativeGenerateBatch(new ClockedBatch(verifiers, time, cost), ds, ps, { maxTokens: tokens, shape: parseTreeSpec('chain:1'), maxNodes: 1 }, { auto: { policy, trees: AUTO_TREES, credit } });
+      expect(r.tokens, credit).toEqual(want);
+      const credited = r.policy!.reduce((n, o) => n + o.tokens, 0);
+      return { ms: time.now, treeDecisions: r.policy!.slice(1).reduce((n, o) => n + o.decisions, 0), plainDecisions: r.policy![0].decisions, credited };
+    };
+    const byTokens = await run('tokens');
+    const byMakespan = await run('makespan');
+    expect(byTokens.credited, 'every emitted token credited').toBe(B * (tokens - 1));
+    // Makespan credits each step with what it took off the longest budget (47 in all: from tokens − 1 to 0) times the
+    // live sequences, at most B each, and at least one sequence's worth.
+    expect(byMakespan.credited).toBeLessThanOrEqual(B * (tokens - 1));
+    expect(byMakespan.credited).toBeGreaterThanOrEqual(tokens - 1);
+    expect(byMakespan.treeDecisions, `tree decisions, makespan ${JSON.stringify(byMakespan)} against tokens ${JSON.stringify(byTokens)}`).toBeLessThan(byTokens.treeDecisions / 2);
+    expect(byMakespan.ms, 'the batch\'s fake time, makespan against tokens').toBeLessThan(0.95 * byTokens.ms);
+  });
+
   it('stops a sequence at EOS while the others go on', async () => {
     const ps = prompts(700 + spec.i);
     const want = ps.map((p) => plainGreedy(m, p, NEW_TOKENS));
@@ -178,6 +209,9 @@ describe.each(MODEL_SPECS.slice(0, 2).map((s, i) => ({ ...s, i })))('batch specu
       const stop = want[s].indexOf(eos);
       expect(r.tokens[s], `sequence ${s}`).toEqual(stop >= 0 ? want[s].slice(0, stop + 1) : want[s]);
     });
+    // The steps after sequence 1's EOS are the batch's tail: some of decodeMs, not all of it.
+    expect(r.tailMs).toBeGreaterThan(0);
+    expect(r.tailMs).toBeLessThan(r.decodeMs);
   });
 
   it('prompts of different lengths: greedy output equals each one alone; sampled, plain ragged batched sampling’s tokens', async () => {
@@ -257,7 +291,7 @@ describe('batch speculation on the GPU (batch 3)', () => {
     // Plain decisions of 3 steps: four in a row, a tree, five more; and again.
     const policy = new FixedSchedule(AUTO_TREES.map(treeLabel), [0, 0, 0, 0, 2, 0], 3);
     const begun = vi.spyOn(verifier, 'beginChainBatch');
-    const r = await speculativeGenerateBatch(verifier, drafts(m, ps, want, 0), ps, { maxTokens: 3 * NEW_TOKENS, shape: parseTreeSpec('chain:1'), maxNodes: 1 }, { auto: { policy, trees: AUTO_TREES } });
+    const r = await speculativeGenerateBatch(verifier, drafts(m, ps, want, 0), ps, { maxTokens: 3 * NEW_TOKENS, shape: parseTreeSpec('chain:1'), maxNodes: 1 }, { auto: { policy, trees: AUTO_TREES, credit: 'tokens' } });
     const begins = begun.mock.calls.length;
     begun.mockRestore();
     expect(r.tokens).toEqual(want);

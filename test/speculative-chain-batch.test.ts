@@ -96,15 +96,17 @@ describe('chained batch speculation on the GPU', () => {
     // A chained tree first, before any heads exist (its decision takes a chained root-only step that computes them, then
     // its run), chain:3 three decisions in a row, unchained steps and plain runs.
     // Each record's (tokens, steps): a tree decision's steps count every live sequence (tokens per step a sequence's).
+    const recording = (records: [number, number | undefined][]) =>
+      new (class extends FixedSchedule {
+        override record(tokens: number, steps?: number): void {
+          records.push([tokens, steps]);
+          super.record(tokens);
+        }
+      })(trees.map(treeLabel), [1, 0, 1, 1, 1, 2, 3, 0, 2, 1], 2);
     const records: [number, number | undefined][] = [];
-    const policy = new (class extends FixedSchedule {
-      override record(tokens: number, steps?: number): void {
-        records.push([tokens, steps]);
-        super.record(tokens);
-      }
-    })(trees.map(treeLabel), [1, 0, 1, 1, 1, 2, 3, 0, 2, 1], 2);
+    const policy = recording(records);
     const begun = vi.spyOn(verifier, 'beginChainBatch');
-    const r = await speculativeGenerateBatch(verifier, PROMPTS.map(() => new MedusaDraft(3, 2)), PROMPTS, { maxTokens: tokens, shape: parseTreeSpec('chain:1'), maxNodes: 3 }, { auto: { policy, trees } });
+    const r = await speculativeGenerateBatch(verifier, PROMPTS.map(() => new MedusaDraft(3, 2)), PROMPTS, { maxTokens: tokens, shape: parseTreeSpec('chain:1'), maxNodes: 3 }, { auto: { policy, trees, credit: 'tokens' } });
     const depths = begun.mock.calls.map(([, topology]) => topology.depth);
     begun.mockRestore();
     await verifier.flush();
@@ -123,6 +125,24 @@ describe('chained batch speculation on the GPU', () => {
     // A sequence emits at most 4 tokens a step of these trees (3 drafts and the bonus), and at least one.
     for (const [t, steps] of trees3) expect(t / steps!, `${t} tokens in ${steps} sequence-steps`).toBeLessThanOrEqual(4);
     expect(Math.max(...trees3.map(([t, steps]) => t / steps!))).toBeGreaterThan(1);
+
+    // Credited by what each step took off the longest remaining budget (BatchCredit 'makespan', the default), the same
+    // schedule: the same tokens. Every live sequence emits 1–4 tokens a step, so a step takes 1–4 off the longest budget:
+    // a tree decision's credit a sequence-step lies within that, and the run's credit between that budget once (47) and
+    // every token.
+    const spans: [number, number | undefined][] = [];
+    const m2 = await speculativeGenerateBatch(verifier, PROMPTS.map(() => new MedusaDraft(3, 2)), PROMPTS, { maxTokens: tokens, shape: parseTreeSpec('chain:1'), maxNodes: 3 }, { auto: { policy: recording(spans), trees } });
+    await verifier.flush();
+    expect(m2.tokens).toEqual(want);
+    const credited = m2.policy!.reduce((a, o) => a + o.tokens, 0);
+    expect(credited).toBeGreaterThanOrEqual(tokens - 1);
+    expect(credited).toBeLessThanOrEqual(PROMPTS.length * (tokens - 1));
+    const treeSpans = spans.filter(([, steps]) => steps !== undefined && steps > 0);
+    expect(treeSpans.length).toBe(trees3.length);
+    for (const [t, steps] of treeSpans) {
+      expect(t / steps!, `${t} credited in ${steps} sequence-steps`).toBeLessThanOrEqual(4);
+      expect(t / steps!, `${t} credited in ${steps} sequence-steps`).toBeGreaterThanOrEqual(1);
+    }
   });
 
   it('refuses what it cannot chain, naming why', async () => {

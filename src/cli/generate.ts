@@ -36,7 +36,8 @@ export function generateWith(prepare: PrepareAttention): Command {
     synopsis:
       'linattn generate --model DIR --prompt "…" [--max-tokens N] [--temperature T] [--top-k K] [--top-p P] [--seed S] [--device gpu|cpu]\n' +
       '                 [--attention KIND] [--medusa DIR] [--verbose]\n' +
-      '                 [--speculate ngram|lookup|adaptive|medusa|oracle|draft:DIR [--tree SPEC|auto] [--max-nodes N] [--chain-steps R] [--auto-state FILE] [--explore-share X]]',
+      '                 [--speculate ngram|lookup|adaptive|medusa|oracle|draft:DIR [--tree SPEC|auto] [--max-nodes N] [--chain-steps R] [--auto-state FILE] [--explore-share X]\n' +
+      '                  [--batch-credit makespan|tokens]]',
     summary: 'Continue a prompt with a model directory (linattn init-model makes one), streaming the text.',
     help: [
       'Prints the text on stdout, then prefill and decode tokens/s on stderr.',
@@ -75,6 +76,9 @@ export function generateWith(prepare: PrepareAttention): Command {
       '  --explore-share X    --tree auto: past its first decision, auto explores a tree only while the trees it explored',
       '                       took at most this share of the run\'s time (default 1: each option up to twice, whatever',
       '                       that costs), so that exploring costs a run at most about that share',
+      '  --batch-credit C     --tree auto with several --prompt: what a decision is credited with, makespan (default: what',
+      '                       each step takes off the longest remaining sequence, times the live sequences: the batch ends',
+      '                       with its slowest) or tokens (every token emitted)',
       '',
       'On a hardware GPU plain decoding and the trees first run once, untimed, on the prompt (their pipelines and recordings',
       'are built then, not inside the timed runs or auto\'s first decisions); LINATTN_SPECULATE_WARMUP=0 skips that, =1 forces it.',
@@ -82,7 +86,7 @@ export function generateWith(prepare: PrepareAttention): Command {
     options: {
       model: { type: 'string' }, prompt: { type: 'string', multiple: true }, 'max-tokens': { type: 'string' }, temperature: { type: 'string' },
       'top-k': { type: 'string' }, 'top-p': { type: 'string' }, seed: { type: 'string' }, device: { type: 'string' },
-      speculate: { type: 'string' }, tree: { type: 'string' }, 'max-nodes': { type: 'string' }, 'chain-steps': { type: 'string' }, 'auto-state': { type: 'string' }, 'explore-share': { type: 'string' }, attention: { type: 'string' }, medusa: { type: 'string' },
+      speculate: { type: 'string' }, tree: { type: 'string' }, 'max-nodes': { type: 'string' }, 'chain-steps': { type: 'string' }, 'auto-state': { type: 'string' }, 'explore-share': { type: 'string' }, 'batch-credit': { type: 'string' }, attention: { type: 'string' }, medusa: { type: 'string' },
       verbose: { type: 'boolean', short: 'v' },
     },
     async run({ values }, io) {

@@ -21,9 +21,10 @@ export function parseSpeculateArgs(values: Values): SpeculateOptions | undefined
   const chainRaw = str(values, 'chain-steps');
   const autoState = str(values, 'auto-state');
   const shareRaw = str(values, 'explore-share');
+  const creditRaw = str(values, 'batch-credit');
   if (source === undefined) {
-    if (tree !== undefined || maxRaw !== undefined || chainRaw !== undefined || autoState !== undefined || shareRaw !== undefined) {
-      throw new UsageError('--tree, --max-nodes, --chain-steps, --auto-state and --explore-share need --speculate ngram|lookup|adaptive|medusa|oracle|draft:DIR');
+    if (tree !== undefined || maxRaw !== undefined || chainRaw !== undefined || autoState !== undefined || shareRaw !== undefined || creditRaw !== undefined) {
+      throw new UsageError('--tree, --max-nodes, --chain-steps, --auto-state, --explore-share and --batch-credit need --speculate ngram|lookup|adaptive|medusa|oracle|draft:DIR');
     }
     return undefined;
   }
@@ -72,8 +73,13 @@ export function parseSpeculateArgs(values: Values): SpeculateOptions | undefined
     if (shareRaw.trim() === '' || !(exploreShare > 0 && exploreShare <= 1)) throw new UsageError(`--explore-share must be a number in (0, 1], got ${JSON.stringify(shareRaw)}`);
     if (!auto) throw new UsageError('--explore-share bounds --tree auto\'s exploration: it needs --tree auto (the default)');
   }
+  if (creditRaw !== undefined) {
+    if (creditRaw !== 'makespan' && creditRaw !== 'tokens') throw new UsageError(`--batch-credit must be makespan or tokens, got ${JSON.stringify(creditRaw)}`);
+    if (!auto) throw new UsageError('--batch-credit is what --tree auto credits a batch\'s decisions with: it needs --tree auto (the default)');
+    if (((values.prompt as string[] | undefined) ?? []).length < 2) throw new UsageError('--batch-credit is about a batch: it needs several --prompt');
+  }
   return {
     source, shape, maxNodes: nodes, auto, ...(chainSteps !== undefined && { chainSteps }), ...(autoState !== undefined && { autoState }),
-    ...(exploreShare !== undefined && { exploreShare }),
+    ...(exploreShare !== undefined && { exploreShare }), ...(creditRaw !== undefined && { batchCredit: creditRaw }),
   };
 }

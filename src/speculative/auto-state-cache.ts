@@ -23,6 +23,8 @@ export interface AutoStateKey {
   readonly labels: readonly string[];
   /** Sequences decoded together, above 1 (a batch's rates are the whole batch's tokens over its time). */
   readonly batch?: number;
+  /** A batch's credit (BatchCredit): its rates count what it is credited with, so each keeps its own measurements. */
+  readonly credit?: string;
 }
 
 /** The cache directory the autotune cache uses too. */
@@ -36,7 +38,7 @@ export function autoStatePath(key: AutoStateKey): string {
     const st = statSync(path);
     return { path, size: st.size, mtimeMs: st.mtimeMs };
   });
-  const hash = createHash('sha256').update(JSON.stringify({ files, source: key.source, adapter: key.adapter, labels: key.labels, ...(key.batch !== undefined && key.batch > 1 && { batch: key.batch }) })).digest('hex').slice(0, 20);
+  const hash = createHash('sha256').update(JSON.stringify({ files, source: key.source, adapter: key.adapter, labels: key.labels, ...(key.batch !== undefined && key.batch > 1 && { batch: key.batch }), ...(key.credit !== undefined && { credit: key.credit }) })).digest('hex').slice(0, 20);
   return join(cacheDir(), 'speculation', `${hash}.json`);
 }
 

@@ -15,6 +15,8 @@ import { candidatesPerNode, shapeDepth, type TreeShape } from './tree-spec.ts';
 export const DRAFT_HITS_WINDOW = 64;
 /** Positions over the batch, at least, before there is an estimate. */
 export const DRAFT_HITS_MIN_POSITIONS = 16;
+/** Positions of a sequence, at least, before it counts in the slowest sequence's estimate (slowestTokensPerStep). */
+export const DRAFT_HITS_MIN_SEQUENCE_POSITIONS = 8;
 
 export class DraftHits {
   /** Per sequence: per position after its prompt, the rank of its token among the draft's proposals (−1: not among them). */
@@ -76,36 +78,81 @@ export class DraftHits {
    * undefined before DRAFT_HITS_MIN_POSITIONS of them.
    */
   tokensPerStep(k: number, depth: number): number | undefined {
-    if (k > this.k) throw new Error(`draft hits: ${k} proposals a node asked, ${this.k} observed`);
+    this.checkK(k);
     const key = `${k},${depth}`;
     if (this.known.has(key)) return this.known.get(key);
     let positions = 0;
     let tokens = 0;
-    for (const ranks of this.ranks) {
-      const from = Math.max(0, ranks.length - this.window - depth);
-      for (let t = from; t < ranks.length && t < from + this.window; t++) {
-        let run = 0;
-        while (run < depth && t + run < ranks.length && ranks[t + run] >= 0 && ranks[t + run] < k) run++;
-        if (run < depth && t + run === ranks.length) continue; // runs off the text observed: not known yet
-        positions++;
-        tokens += 1 + run;
-      }
+    for (let s = 0; s < this.ranks.length; s++) {
+      const r = this.runs(s, k, depth);
+      positions += r.positions;
+      tokens += r.tokens;
     }
     const estimate = positions >= DRAFT_HITS_MIN_POSITIONS ? tokens / positions : undefined;
     this.known.set(key, estimate);
     return estimate;
+  }
+
+  /**
+   * Tokens a step for the slowest of the sequences `among`: the least of their pooled mean (tokensPerStep's over them
+   * alone, once they have DRAFT_HITS_MIN_POSITIONS known positions) and each one's own mean (once it has
+   * DRAFT_HITS_MIN_SEQUENCE_POSITIONS); undefined while neither is known. A batch ends with its slowest sequence, so
+   * over a run a tree takes off the longest remaining budget about what it emits a step for the sequence it serves
+   * worst (generate-batch.ts, BatchCredit 'makespan'); the pooled mean bounds that from above before each sequence has
+   * positions enough.
+   */
+  slowestTokensPerStep(k: number, depth: number, among: readonly boolean[]): number | undefined {
+    this.checkK(k);
+    const key = `${k},${depth},${among.map((a) => (a ? 1 : 0)).join('')}`;
+    if (this.known.has(key)) return this.known.get(key);
+    let least: number | undefined;
+    let positions = 0;
+    let tokens = 0;
+    for (let s = 0; s < this.ranks.length; s++) {
+      if (!among[s]) continue;
+      const r = this.runs(s, k, depth);
+      positions += r.positions;
+      tokens += r.tokens;
+      if (r.positions >= DRAFT_HITS_MIN_SEQUENCE_POSITIONS) least = Math.min(least ?? Infinity, r.tokens / r.positions);
+    }
+    if (positions >= DRAFT_HITS_MIN_POSITIONS) least = Math.min(least ?? Infinity, tokens / positions);
+    this.known.set(key, least);
+    return least;
+  }
+
+  private checkK(k: number): void {
+    if (k > this.k) throw new Error(`draft hits: ${k} proposals a node asked, ${this.k} observed`);
+  }
+
+  /** Sequence s's window: its positions whose run is known (ended by a miss or `depth` long) and their tokens (1 + run each). */
+  private runs(s: number, k: number, depth: number): { positions: number; tokens: number } {
+    const ranks = this.ranks[s];
+    let positions = 0;
+    let tokens = 0;
+    const from = Math.max(0, ranks.length - this.window - depth);
+    for (let t = from; t < ranks.length && t < from + this.window; t++) {
+      let run = 0;
+      while (run < depth && t + run < ranks.length && ranks[t + run] >= 0 && ranks[t + run] < k) run++;
+      if (run < depth && t + run === ranks.length) continue; // runs off the text observed: not known yet
+      positions++;
+      tokens += 1 + run;
+    }
+    return { positions, tokens };
   }
 }
 
 /**
  * The estimates auto's policy takes (SpeculationPolicy.useEstimates) for `trees` (option i + 1: trees[i]), where every
  * draft proposes from the text alone; else undefined. `decoded(s)`: sequence s's tokens after its prompt so far.
+ * `slowestOf()`: the sequences whose slowest the estimate is (slowestTokensPerStep: the live ones, for a batch credited by
+ * makespan); without it the mean over every sequence.
  */
 export function draftEstimates(
   drafts: readonly DraftSource[],
   prompts: readonly (readonly number[])[],
   trees: readonly { readonly shape: TreeShape; readonly maxNodes: number }[],
   decoded: (s: number) => readonly number[],
+  slowestOf?: () => readonly boolean[],
 ): ((option: number) => number | undefined) | undefined {
   if (!drafts.every((d) => d.textProposals)) return undefined;
   const hits = new DraftHits(drafts, Math.max(...trees.map((t) => candidatesPerNode(t.shape))), prompts);
@@ -115,6 +162,7 @@ export function draftEstimates(
       if (hits.observed(s) < p.length + out.length) hits.observe(s, [...p, ...out]);
     });
     const tree = trees[option - 1];
-    return hits.tokensPerStep(candidatesPerNode(tree.shape), shapeDepth(tree.shape, tree.maxNodes));
+    const [k, depth] = [candidatesPerNode(tree.shape), shapeDepth(tree.shape, tree.maxNodes)];
+    return slowestOf ? hits.slowestTokensPerStep(k, depth, slowestOf()) : hits.tokensPerStep(k, depth);
   };
 }

@@ -10,9 +10,10 @@
 // Cost-aware (`batch.auto`, `--tree auto` with several prompts): before each step a policy (speculation-controller.ts)
 // picks one of a few trees for every live sequence, or a plain decision — a run of root-only steps, each sequence
 // verifying its last token alone and emitting the target's next, which is plain decoding through the verifier —
-// and learns each decision's rate: tokens emitted by the whole batch over its wall time, drafting included. So a
-// batch whose drafts are not accepted falls back to what a step of one row a sequence costs instead of paying for
-// trees nothing is accepted from. Greedy, per-sequence and on a verifier that chains batch steps, a plain decision's
+// and learns each decision's rate: what it is credited with over its wall time, drafting included — by default what its
+// steps took off the longest remaining sequence's budget, once for every live sequence (BatchCredit: the batch ends
+// with its slowest sequence), else every token it emitted. So a batch whose drafts are not accepted falls back to
+// what a step of one row a sequence costs instead of paying for trees nothing is accepted from. Greedy, per-sequence and on a verifier that chains batch steps, a plain decision's
 // root-only steps are chained: their picks become the next roots on the GPU, one readback a run (runChained).
 //
 // Lockstep (a verifier without perSequence: softmax attention's cache on the GPU keeps one position for the
@@ -59,6 +60,11 @@ export interface BatchSpeculativeResult {
   /** Tokens after the ones startBatch returned (each sequence's first, and with ragged prompts the shorter ones' first few), all sequences, per second of decodeMs. */
   readonly decodeTokensPerS: number | undefined;
   readonly gpuMsPerStep: readonly number[];
+  /**
+   * Of decodeMs, the ms after the first sequence ended (its last step read; EOS or its token budget): the batch's tail,
+   * where the sequences left decode in steps that cost about a full batch's (about 0 when they all end in one step).
+   */
+  readonly tailMs: number;
   /** With `batch.auto`: per option (plain first) its decisions, tokens and wall time. */
   readonly policy?: OptionSummary[];
 }
@@ -70,7 +76,23 @@ export interface BatchSpeculativeResult {
 export interface BatchAuto {
   readonly policy: SpeculationPolicy;
   readonly trees: readonly TreeOption[];
+  /** What each decision is credited with (default 'makespan'): BatchCredit. */
+  readonly credit?: BatchCredit;
 }
+
+/**
+ * What auto credits a batch decision with, the tokens its rate counts:
+ *   tokens    every token it emitted, all sequences;
+ *   makespan  at each of its steps, what the step took off the longest remaining budget (maxTokens less what a live
+ *             sequence emitted), once for every sequence live in it. The batch ends with its slowest sequence, so a
+ *             token of a sequence ahead of the others shortens the run by nothing: on the H200 a tree credited with
+ *             every token (31 a batch step) was rated as fast as plain and exploited while the sequences drew apart,
+ *             and the batch's tail — the sequences left after the first finished, decoding in steps that cost about
+ *             a full batch's — took 16–54 % of auto's time (call 226, docs/speculative.md). A plain step takes 1 off
+ *             the longest (every live sequence emits one token) and is credited its tokens, as under `tokens`; over
+ *             a run the steps' reductions add up to the longest budget, whichever decisions took them.
+ */
+export type BatchCredit = 'tokens' | 'makespan';
 
 /** Steps a chained run of auto's plain decision holds (the next run submitted before this one is read). */
 const PLAIN_CHAIN_STEPS = 8;
@@ -170,8 +192,22 @@ export async function speculativeGenerateBatch(
   for (const [s, d] of drafts.entries()) if (active()[s]) await d.begin?.({ tokens: [...prompts[s], ...out[s]] });
   // Auto with drafts that propose from the text alone: what each tree would have emitted on the text decoded so far
   // (draft-hits.ts), so that the policy neither explores nor re-probes a tree that cannot pay.
-  const estimates = auto?.policy.useEstimates && draftEstimates(drafts, prompts, auto.trees, (s) => out[s]);
+  // Credited by makespan, a tree's estimate is what it would emit a step for the live sequence it serves worst.
+  const estimates = auto?.policy.useEstimates && draftEstimates(drafts, prompts, auto.trees, (s) => out[s], (auto.credit ?? 'makespan') === 'makespan' ? active : undefined);
   if (estimates) auto!.policy.useEstimates!(estimates);
+  // What a decision's steps are credited with (BatchCredit): a step's tokens, or what it took off the longest remaining
+  // budget of a live sequence (taken before the step: `before`), once for every live sequence.
+  const makespan = (auto?.credit ?? 'makespan') === 'makespan';
+  const longest = () => {
+    const live = active();
+    return Math.max(0, ...out.map((o, s) => (live[s] ? opts.maxTokens - o.length : 0)));
+  };
+  const stepCredit = (emitted: number, liveCount: number, before: number) => (makespan ? liveCount * (before - longest()) : emitted);
+  /** When the first sequence ended (tailMs); noted after every step. */
+  let tailFrom: number | undefined;
+  const noteEnds = () => {
+    if (tailFrom === undefined && !active().every(Boolean)) tailFrom = performance.now();
+  };
   const committedPerStep: number[] = [];
   const accepted: number[] = [];
   const gpuMsPerStep: number[] = [];
@@ -183,7 +219,7 @@ export async function speculativeGenerateBatch(
   // step emits at most depth + 1 tokens) and the positions leave room for them all.
   const chained = opts.chainSteps ? batchChain(verifier, drafts, opts, sampled, lockstep) : undefined;
   const heads: (readonly Candidate[][] | undefined)[] = prompts.map(() => undefined);
-  /** Under auto, the decision in progress: its option, the steps it runs, what it emitted in the steps it ran. */
+  /** Under auto, the decision in progress: its option, the steps it runs, what it emitted in the steps it ran (credited: BatchCredit). */
   let decision: { option: number; steps: number; emitted: number; ran: number; sequenceSteps: number } | undefined;
   /** Under auto, a decision the policy took ahead (a plain chain's, SpeculationPolicy.ahead) that is not plain: the loop's next. */
   let decided: number | undefined;
@@ -198,7 +234,7 @@ export async function speculativeGenerateBatch(
    * without a readback's wait between two plain decisions (on the H200 a 16-step decision ending in one cost a batch
    * step 0.68–0.81 ms against 0.55–0.58 in one long chain, call 206), and `ended` reports each decision's tokens as
    * the step that ends it is read. Returns the tokens emitted since the last decision that ended (all of them
-   * without `decisions`) and its sequence-steps (a step of k live sequences counts k: the controller's tokens per
+   * without `decisions`; under auto, credited as BatchCredit says) and its sequence-steps (a step of k live sequences counts k: the controller's tokens per
    * step are then a sequence's, which its deferPlainAt is about), or undefined when the positions leave no room for
    * a step.
    */
@@ -260,6 +296,7 @@ export async function speculativeGenerateBatch(
       for (let k = 0; k < sub.steps; k++) {
         const liveK = active();
         if (!liveK.some(Boolean)) break;
+        const before = longest();
         let emitted = 0;
         for (let s = 0; s < B; s++) {
           if (!liveK[s]) continue;
@@ -271,9 +308,10 @@ export async function speculativeGenerateBatch(
           }
         }
         const liveCount = liveK.filter(Boolean).length;
-        emittedSince += emitted;
+        emittedSince += stepCredit(emitted, liveCount, before);
         stepsSince += liveCount;
         committedPerStep.push(emitted / liveCount);
+        noteEnds();
         if (run.gpuMs !== undefined) gpuMsPerStep.push(run.gpuMs / sub.steps);
         read++;
         if (decisions && ends.length > 1 && read === ends[0]) endDecision();
@@ -358,6 +396,7 @@ export async function speculativeGenerateBatch(
     }
     const tree: TreeOption | null = !auto ? { shape: opts.shape, maxNodes: opts.maxNodes } : decision!.option === 0 ? null : auto.trees[decision!.option - 1];
     const live = active();
+    const before = longest();
     const ta = performance.now();
     // Each live sequence: its forced chain (root + leftover), its draft's tree below the chain's end (a plain step: none).
     const subtrees: (TokenTree | undefined)[] = [];
@@ -411,11 +450,12 @@ export async function speculativeGenerateBatch(
       }
     }
     committedPerStep.push(emitted / live.filter(Boolean).length);
+    noteEnds();
     results.forEach((r, s) => {
       if (live[s] && r.medusa) heads[s] = r.medusa;
     });
     if (auto && decision) {
-      decision.emitted += emitted;
+      decision.emitted += stepCredit(emitted, live.filter(Boolean).length, before);
       decision.ran++;
       decision.sequenceSteps += live.filter(Boolean).length;
       if (decision.ran >= decision.steps || !active().some(Boolean)) {
@@ -439,6 +479,7 @@ export async function speculativeGenerateBatch(
     draftMs,
     decodeTokensPerS: emitted > 0 ? emitted / ((t2 - t1) / 1000) : undefined,
     gpuMsPerStep,
+    tailMs: tailFrom === undefined ? 0 : t2 - tailFrom,
     ...(auto && { policy: auto.policy.summary() }),
   };
 }

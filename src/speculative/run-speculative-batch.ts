@@ -13,7 +13,7 @@ import { generateCpu, generateGpu, type GenerateResult } from '../model/generate
 import { GpuModel } from '../model/gpu-model.ts';
 import { CpuTreeVerifier } from './cpu-verifier.ts';
 import type { DraftSource } from './draft.ts';
-import { speculativeGenerateBatch, type BatchSpeculativeResult } from './generate-batch.ts';
+import { speculativeGenerateBatch, type BatchCredit, type BatchSpeculativeResult } from './generate-batch.ts';
 import { GpuTreeVerifier } from './gpu-verifier.ts';
 import { checkSpeculatable, draftFor, modelFiles, type SpeculativeRunContext } from './run-speculative.ts';
 import { candidatesPerNode } from './tree-spec.ts';
@@ -91,22 +91,22 @@ export async function runSpeculativeBatch(c: SpeculativeRunContext & { readonly 
     // keyed by the batch size too: a batch's rates are all its sequences' tokens over its time.
     const statePath = !auto || args.autoState === 'none'
       ? undefined
-      : args.autoState ?? (c.device === 'gpu' && !c.gpu!.isSoftware ? autoStatePath({ files: modelFiles(config), source: args.source, adapter: c.gpu!.adapterName, labels: ['plain', ...labels], batch: b }) : undefined);
+      : args.autoState ?? (c.device === 'gpu' && !c.gpu!.isSoftware ? autoStatePath({ files: modelFiles(config), source: args.source, adapter: c.gpu!.adapterName, labels: ['plain', ...labels], batch: b, ...(args.batchCredit === 'tokens' && { credit: 'tokens' }) }) : undefined);
     const kept = auto ? keptController(statePath, args.autoState !== undefined, (from) => batchController(trees, { ...(from && { from }), ...(args.exploreShare !== undefined && { exploreShare: args.exploreShare }) })) : undefined;
     const policy = kept?.controller;
-    const r = await speculativeGenerateBatch(verifier, drafts(), prompts, opts, policy ? { auto: { policy, trees } } : {});
+    const r = await speculativeGenerateBatch(verifier, drafts(), prompts, opts, policy ? { auto: { policy, trees, ...(args.batchCredit && { credit: args.batchCredit }) } } : {});
     if (policy && statePath !== undefined) writeAutoState(statePath, policy.state());
     for (const [s, tokens] of r.tokens.entries()) {
       c.stdout(`--- ${s + 1} of ${b} ---\n${c.tokenizer.decode(tokens.filter((t) => t !== eos))}\n`);
     }
-    c.stderr(formatBatchReport(r, plain, { draft: args.source, tree: auto ? 'auto' : tree.shape.spec, maxNodes: mostNodes, where, chainSteps: args.chainSteps }));
+    c.stderr(formatBatchReport(r, plain, { draft: args.source, tree: auto ? 'auto' : tree.shape.spec, maxNodes: mostNodes, where, chainSteps: args.chainSteps, ...(args.batchCredit && { credit: args.batchCredit }) }));
     if (statePath !== undefined) c.stderr(keptLine(statePath, kept!.started));
   } finally {
     await verifier?.destroy();
   }
 }
 
-export function formatBatchReport(r: BatchSpeculativeResult, plain: GenerateResult, o: { draft: string; tree: string; maxNodes: number; where: string; chainSteps?: number }): string {
+export function formatBatchReport(r: BatchSpeculativeResult, plain: GenerateResult, o: { draft: string; tree: string; maxNodes: number; where: string; chainSteps?: number; credit?: BatchCredit }): string {
   const b = r.tokens.length;
   const spec = r.decodeTokensPerS;
   const base = plain.decodeTokensPerS;
@@ -118,6 +118,8 @@ export function formatBatchReport(r: BatchSpeculativeResult, plain: GenerateResu
     `plain decoding of the batch, same run: ${plain.tokens.reduce((n, t) => n + t.length, 0)} tokens, ${base === undefined ? '—' : base.toFixed(1)} tokens/s; ` +
     `speed-up ${spec !== undefined && base !== undefined ? `${(spec / base).toFixed(2)}×` : '—'}; output identical to plain decoding in ${same} of ${b} sequences` +
     `${same === b ? '' : ' (expected only when sampling with a sampled draft, or at a float32 near-tie)'}\n` +
-    (r.policy ? `auto: ${formatPolicySummary(r.policy)}\n` : '')
+    `the batch's tail, after its first sequence ended: ${r.tailMs.toFixed(1)} of ${r.decodeMs.toFixed(1)} ms\n` +
+    // Under makespan a decision's tokens are what its steps took off the longest remaining sequence, times the live ones.
+    (r.policy ? `auto (credited by ${o.credit ?? 'makespan'}): ${formatPolicySummary(r.policy)}\n` : '')
   );
 }

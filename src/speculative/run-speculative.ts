@@ -19,6 +19,7 @@ import type { Gpu } from '../runtime/device.ts';
 import { CpuTreeVerifier, recurrentAttention } from './cpu-verifier.ts';
 import type { DraftSource } from './draft.ts';
 import { speculativeGenerate, type SpeculativeResult, type TreeOption } from './generate.ts';
+import type { BatchCredit } from './generate-batch.ts';
 import { GpuTreeVerifier } from './gpu-verifier.ts';
 import { MAX_TOP_K } from './gpu-heads.ts';
 import { MedusaDraft } from './medusa-draft.ts';
@@ -53,6 +54,8 @@ export interface SpeculateOptions {
   readonly autoState?: string;
   /** --explore-share X: auto's ControllerOptions.exploreShare (default 1: unbounded). */
   readonly exploreShare?: number;
+  /** --batch-credit: what a batch's auto credits a decision with (BatchAuto.credit; default makespan). */
+  readonly batchCredit?: BatchCredit;
 }
 
 /** What --tree names in the report. */
