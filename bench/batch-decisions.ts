@@ -8,23 +8,28 @@
 //              decision credited with what its steps took off the longest remaining sequence (BatchCredit 'makespan');
 //   auto-tokens        the same, each decision credited with every token it emitted (BatchCredit 'tokens');
 //   auto-no-estimates  the same without the draft's estimates of what each tree would emit (draft-hits.ts);
+//   auto-defer         the same with ControllerOptions.deferPlainAt --defer-at X (default 2): the tokens a step of a
+//                      chained tree (Medusa) at which plain decoding is left to the re-probes;
 //   auto-share         the same with exploration's share of the run bounded (ControllerOptions.exploreShare, --share,
 //                      default 0.1);
 //   auto-no-ahead      the same with tree steps encoded at their submit.
-// Every output is checked against plain batched `generate`'s. Each run reports its tail: the ms after its first sequence
-// ended, where the sequences left decode in steps that cost about a full batch's.
-//   npx tsx bench/batch-decisions.ts [--tokens 128] [--source adaptive,ngram] [--runs plain,alternate,auto,auto-tokens,auto-no-estimates,auto-share,auto-no-ahead] [--share 0.1] [--rounds 1] [--json]
-//   npx tsx bench/batch-decisions.ts --model DIR --prompts FILE   (a trained model; FILE: one prompt a line, 8 lines)
+// Sources: adaptive and ngram (table drafts), medusa (a --model whose config has Medusa heads: greedy, chained trees as
+// `linattn generate` offers them at batch 8). Every output is checked against plain batched `generate`'s. Each run
+// reports its tail: the ms after its first sequence ended, where the sequences left decode in steps that cost about a
+// full batch's.
+//   npx tsx bench/batch-decisions.ts [--tokens 128] [--source adaptive,ngram] [--runs plain,alternate,auto,auto-tokens,auto-no-estimates,auto-defer,auto-share,auto-no-ahead] [--share 0.1] [--defer-at 2] [--rounds 1] [--json]
+//   npx tsx bench/batch-decisions.ts --model DIR --prompts FILE [--source medusa,adaptive]   (a trained model; FILE: one prompt a line, 8 lines)
 import { getDevice } from '../src/runtime/dawn.ts';
 import { AdaptiveDraft } from '../src/speculative/adaptive-draft.ts';
-import { autoTrees, batchController, batchWarmUpSchedule, treeLabel } from '../src/speculative/auto-trees.ts';
+import { autoChainSteps, autoTrees, batchController, batchWarmUpSchedule, treeLabel } from '../src/speculative/auto-trees.ts';
 import type { DraftSource } from '../src/speculative/draft.ts';
 import { speculativeGenerateBatch, type BatchCredit } from '../src/speculative/generate-batch.ts';
 import type { TreeOption } from '../src/speculative/generate.ts';
 import { GpuTreeVerifier } from '../src/speculative/gpu-verifier.ts';
+import { MedusaDraft } from '../src/speculative/medusa-draft.ts';
 import { NgramDraft } from '../src/speculative/ngram-draft.ts';
 import { FixedSchedule, formatPolicySummary, withoutEstimates, type SpeculationPolicy } from '../src/speculative/speculation-controller.ts';
-import { parseTreeSpec } from '../src/speculative/tree-spec.ts';
+import { candidatesPerNode, parseTreeSpec } from '../src/speculative/tree-spec.ts';
 import { adapterHeader, flagValue, runIfMain, writeReport } from './script.ts';
 import { plainBaseline, speculationTarget, targetPrompts, warmer } from './speculation-target.ts';
 
@@ -127,9 +132,15 @@ async function main(): Promise<void> {
   const sources = (flagValue(args, '--source') ?? 'adaptive,ngram').split(',');
   const target = await speculationTarget(gpu, args, 'batch-decisions-target');
   const { config, variant, weights, model } = target;
-  const trees = (source: string) => autoTrees(source, NODES);
-  const sizes = [...new Set([1, ...sources.flatMap((s) => trees(s).map((t) => t.maxNodes + 1))])];
-  const verifier = await GpuTreeVerifier.create(model, variant.compiled, weights, { maxNodes: NODES + 1, maxBatch: BATCH, ownsModel: true, sizes });
+  const heads = config.medusa?.numHeads;
+  if (sources.includes('medusa') && heads === undefined) throw new Error(`--source medusa needs a --model with Medusa heads (${target.source} has none)`);
+  // Medusa: the options `linattn generate --speculate medusa` offers a batch (chained runs of static trees); every tree
+  // at most NODES draft nodes (as --max-nodes 16 gives: its static trees stay below).
+  const trees = (source: string) => (source === 'medusa' ? autoTrees(source, NODES, heads!, autoChainSteps(source, 'gpu', {}, BATCH)) : autoTrees(source, NODES));
+  const mostNodes = Math.max(...sources.flatMap((s) => trees(s).map((t) => t.maxNodes)));
+  const sizes = [...new Set([1, ...sources.flatMap((s) => trees(s).map((t) => (t.shape.kind === 'static' ? t.shape.paths.length : t.maxNodes) + 1))])];
+  const medusaK = sources.includes('medusa') ? Math.max(...trees('medusa').map((t) => candidatesPerNode(t.shape))) : 0;
+  const verifier = await GpuTreeVerifier.create(model, variant.compiled, weights, { maxNodes: mostNodes + 1, maxBatch: BATCH, ownsModel: true, sizes });
   const log = (s: string) => console.log(s);
   log(`batch decisions on ${gpu.adapterName}: ${target.source}, ${config.numLayers} layers, hidden ${config.hiddenSize}, batch ${BATCH}, ${tokens} new tokens, ≤ ${NODES} nodes`);
   try {
@@ -137,12 +148,12 @@ async function main(): Promise<void> {
     const warm = warmer(gpu, WARM_MS);
     const { tokensPerS: plainTps, runs: plainRuns, tokens: plain } = await plainBaseline(gpu, target, prompts, tokens, warm);
     log(`plain batched generate: ${plainTps.toFixed(1)} tokens/s (median of ${plainRuns.length}: ${plainRuns.map((r) => r.toFixed(0)).join(', ')})`);
-    await verifier.prepare({ batch: BATCH });
+    await verifier.prepare({ batch: BATCH, ...(medusaK > 0 && { medusaTopK: medusaK }) });
 
     const figures: RunFigure[] = [];
     const run = async (name: string, source: string, policy: () => SpeculationPolicy, options: readonly TreeOption[], credit: BatchCredit = 'makespan') => {
-      const drafts = (): DraftSource[] => prompts.map((_, s) => (source === 'adaptive' ? new AdaptiveDraft(s) : new NgramDraft()));
-      const opts = { maxTokens: tokens, shape: parseTreeSpec(source === 'adaptive' ? 'best:4' : 'top:4'), maxNodes: NODES };
+      const drafts = (): DraftSource[] => prompts.map((_, s) => (source === 'adaptive' ? new AdaptiveDraft(s) : source === 'medusa' ? new MedusaDraft(heads!, medusaK) : new NgramDraft()));
+      const opts = { maxTokens: tokens, shape: parseTreeSpec(source === 'adaptive' ? 'best:4' : 'top:4'), maxNodes: Math.max(...options.map((t) => t.maxNodes)) };
       await speculativeGenerateBatch(verifier, drafts(), prompts, opts, { auto: { policy: batchWarmUpSchedule(options), trees: options } });
       await warm(() => speculativeGenerateBatch(verifier, drafts(), prompts, opts, { auto: { policy: policy(), trees: options, credit } }));
       const traced = new TracedPolicy(policy(), () => {
@@ -185,6 +196,7 @@ async function main(): Promise<void> {
     const runs = (flagValue(args, '--runs') ?? 'plain,alternate,auto,auto-no-estimates').split(',');
     const rounds = Number(flagValue(args, '--rounds') ?? 1);
     const share = Number(flagValue(args, '--share') ?? 0.1);
+    const deferAt = Number(flagValue(args, '--defer-at') ?? 2);
     for (const source of sources) {
       const options = trees(source);
       const labels = options.map(treeLabel);
@@ -201,6 +213,7 @@ async function main(): Promise<void> {
         if (runs.includes('auto-tokens')) await run(`${source}: auto, fresh, credited by tokens${tag}`, source, () => batchController(options), options, 'tokens');
         // The controller without the draft's estimates (draft-hits.ts): what auto did before them.
         if (runs.includes('auto-no-estimates')) await run(`${source}: auto, fresh, no estimates${tag}`, source, () => withoutEstimates(batchController(options)), options);
+        if (runs.includes('auto-defer')) await run(`${source}: auto, fresh, deferPlainAt ${deferAt}${tag}`, source, () => batchController(options, { deferPlainAt: deferAt }), options);
         if (runs.includes('auto-share')) await run(`${source}: auto, fresh, exploration's share ${share}${tag}`, source, () => batchController(options, { exploreShare: share }), options);
         // Tree steps encoded at their submit (step-ahead.ts off), warm-up included.
         if (runs.includes('auto-no-ahead')) {

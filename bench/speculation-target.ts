@@ -37,7 +37,8 @@ export async function speculationTarget(gpu: Gpu, args: readonly string[], name:
   const config = dir ? loadConfig(join(resolve(dir), 'config.json')) : benchConfig(shape, 0, name);
   const variant = loadModelVariant(config);
   const weights = dir ? loadWeights(config, join(resolve(dir), 'model.safetensors'), variant.params) : randomWeights(config, 1, variant.params);
-  const model = await GpuModel.create(gpu, config, weights, await compiledAttentionFactory(gpu, variant.compiled, config.numHeads, config.headDim));
+  // A trained model's Medusa heads beside it (the verifier reads them from the model's weights).
+  const model = await GpuModel.create(gpu, config, weights, await compiledAttentionFactory(gpu, variant.compiled, config.numHeads, config.headDim), { withMedusa: config.medusa !== undefined });
   const tokenizer = dir ? loadTokenizer(config) : silentTokenizer(shape.vocab);
   return { config, variant, weights, model, tokenizer, shape, source: dir ?? 'random weights' };
 }
