@@ -7,6 +7,7 @@
 //   auto       a fresh batchController over autoTrees(source, 15), as `linattn generate` makes one per batch, each
 //              decision credited with what its steps took off the longest remaining sequence (BatchCredit 'makespan');
 //   auto-tokens        the same, each decision credited with every token it emitted (BatchCredit 'tokens');
+//   auto-half          the same, credited with what its steps took off the slower half's budgets (BatchCredit 'slower-half');
 //   auto-no-estimates  the same without the draft's estimates of what each tree would emit (draft-hits.ts);
 //   auto-defer         the same with ControllerOptions.deferPlainAt --defer-at X (default 2): the tokens a step of a
 //                      chained tree (Medusa) at which plain decoding is left to the re-probes;
@@ -17,7 +18,7 @@
 // `linattn generate` offers them at batch 8). Every output is checked against plain batched `generate`'s. Each run
 // reports its tail: the ms after its first sequence ended, where the sequences left decode in steps that cost about a
 // full batch's.
-//   npx tsx bench/batch-decisions.ts [--tokens 128] [--source adaptive,ngram] [--runs plain,alternate,auto,auto-tokens,auto-no-estimates,auto-defer,auto-share,auto-no-ahead] [--share 0.1] [--defer-at 2] [--rounds 1] [--json]
+//   npx tsx bench/batch-decisions.ts [--tokens 128] [--source adaptive,ngram] [--runs plain,alternate,auto,auto-tokens,auto-half,auto-no-estimates,auto-defer,auto-share,auto-no-ahead] [--share 0.1] [--defer-at 2] [--rounds 1] [--json]
 //   npx tsx bench/batch-decisions.ts --model DIR --prompts FILE [--source medusa,adaptive]   (a trained model; FILE: one prompt a line, 8 lines)
 import { getDevice } from '../src/runtime/dawn.ts';
 import { AdaptiveDraft } from '../src/speculative/adaptive-draft.ts';
@@ -210,6 +211,7 @@ async function main(): Promise<void> {
       for (let round = 1; round <= rounds; round++) {
         const tag = rounds > 1 ? ` (round ${round})` : '';
         if (runs.includes('auto')) await run(`${source}: auto, fresh${tag}`, source, () => batchController(options), options);
+        if (runs.includes('auto-half')) await run(`${source}: auto, fresh, credited by the slower half${tag}`, source, () => batchController(options), options, 'slower-half');
         if (runs.includes('auto-tokens')) await run(`${source}: auto, fresh, credited by tokens${tag}`, source, () => batchController(options), options, 'tokens');
         // The controller without the draft's estimates (draft-hits.ts): what auto did before them.
         if (runs.includes('auto-no-estimates')) await run(`${source}: auto, fresh, no estimates${tag}`, source, () => withoutEstimates(batchController(options)), options);

@@ -89,6 +89,14 @@ describe('DraftHits', () => {
             expect(slowest, `slowest, k ${k}, depth ${depth}, seen ${seen}`).toBeCloseTo(Math.min(...known), 12);
             if (each.every((e) => e !== undefined) && each[0] !== each[1]) slowestChecked++;
           }
+          // The 2 slowest of all three: the mean of the two lowest own means that are known (all of them if fewer),
+          // at most the pooled mean.
+          const own = [0, 1, 2].map((s) => direct([now[s]], [starts[s]], proposals, k, depth, DRAFT_HITS_WINDOW, DRAFT_HITS_MIN_SEQUENCE_POSITIONS)).filter((e) => e !== undefined).sort((a, b) => a - b).slice(0, 2);
+          const all = direct(now, starts, proposals, k, depth, DRAFT_HITS_WINDOW);
+          const two = [...(own.length ? [own.reduce((a, x) => a + x, 0) / own.length] : []), ...(all !== undefined ? [all] : [])];
+          const slower = hits.slowestTokensPerStep(k, depth, [true, true, true], 2);
+          if (two.length === 0) expect(slower).toBeUndefined();
+          else expect(slower, `2 slowest, k ${k}, depth ${depth}, seen ${seen}`).toBeCloseTo(Math.min(...two), 12);
         }
       }
       expect(checked).toBeGreaterThan(20);

@@ -93,6 +93,10 @@ describe('linattn generate with several --prompt', () => {
     expect(byTokens.code, byTokens.err).toBe(0);
     expect(sections(byTokens.out, 3)).toEqual(want);
     expect(byTokens.err).toMatch(/\nauto \(credited by tokens\): [^\n]*\d+% of tokens at/);
+    const bySlowerHalf = await run([...args, '--speculate', 'medusa', '--batch-credit', 'slower-half']);
+    expect(bySlowerHalf.code, bySlowerHalf.err).toBe(0);
+    expect(sections(bySlowerHalf.out, 3)).toEqual(want);
+    expect(bySlowerHalf.err).toMatch(/\nauto \(credited by slower-half\): /);
   });
 
   it("--auto-state with a batch: the second run starts from the first's measurements (a batch's own: one sequence's are other options) and adds its own", async () => {

@@ -16,7 +16,7 @@ import { compiledAttentionFactory } from '../src/runtime/compiled-attention.ts';
 import { AdaptiveDraft } from '../src/speculative/adaptive-draft.ts';
 import { CpuTreeVerifier } from '../src/speculative/cpu-verifier.ts';
 import type { DraftSource } from '../src/speculative/draft.ts';
-import { speculativeGenerateBatch } from '../src/speculative/generate-batch.ts';
+import { speculativeGenerateBatch, type BatchCredit } from '../src/speculative/generate-batch.ts';
 import type { TreeOption } from '../src/speculative/generate.ts';
 import { FixedSchedule, SpeculationController, withoutEstimates } from '../src/speculative/speculation-controller.ts';
 import { batchController, treeLabel } from '../src/speculative/auto-trees.ts';
@@ -178,7 +178,7 @@ describe.each(MODEL_SPECS.slice(0, 2).map((s, i) => ({ ...s, i })))('batch specu
     const tokens = 48;
     const ps = prompts(680 + spec.i);
     const want = ps.map((p) => plainGreedy(m, p, tokens));
-    const run = async (credit: 'tokens' | 'makespan') => {
+    const run = async (credit: BatchCredit) => {
       const time = { now: 0 };
       const cost = (req: BatchVerifyRequest) => 1 + 0.05 * req.trees.reduce((n, t) => n + t.tokens.length - 1, 0);
       const verifiers = Array.from({ length: B }, () => new CpuTreeVerifier(m.cpu, m.variant.compiled, MAX_NODES + 1));
@@ -198,6 +198,10 @@ describe.each(MODEL_SPECS.slice(0, 2).map((s, i) => ({ ...s, i })))('batch specu
     expect(byMakespan.credited).toBeGreaterThanOrEqual(tokens - 1);
     expect(byMakespan.treeDecisions, `tree decisions, makespan ${JSON.stringify(byMakespan)} against tokens ${JSON.stringify(byTokens)}`).toBeLessThan(byTokens.treeDecisions / 2);
     expect(byMakespan.ms, 'the batch\'s fake time, makespan against tokens').toBeLessThan(0.95 * byTokens.ms);
+    // The slower half (2 of 3 budgets: the two sequences whose drafts are refused) sees what makespan sees here.
+    const bySlowerHalf = await run('slower-half');
+    expect(bySlowerHalf.treeDecisions, `tree decisions, slower half ${JSON.stringify(bySlowerHalf)}`).toBeLessThan(byTokens.treeDecisions / 2);
+    expect(bySlowerHalf.ms).toBeLessThan(0.95 * byTokens.ms);
   });
 
   it('stops a sequence at EOS while the others go on', async () => {

@@ -123,7 +123,7 @@ describe('linattn generate --speculate', () => {
     [['--speculate', 'ngram', '--tree', '[[0],[0,0],[1]]', '--max-nodes', '2'], 2, /has 3 draft nodes, more than --max-nodes 2/],
     [['--speculate', 'ngram', '--max-nodes', 'many'], 2, /--max-nodes must be a positive integer/],
     [['--tree', 'chain:3'], 2, /--tree, --max-nodes, --chain-steps, --auto-state, --explore-share and --batch-credit need --speculate/],
-    [['--speculate', 'ngram', '--prompt', 'xyz', '--batch-credit', 'time'], 2, /--batch-credit must be makespan or tokens, got "time"/],
+    [['--speculate', 'ngram', '--prompt', 'xyz', '--batch-credit', 'time'], 2, /--batch-credit must be makespan, slower-half, tokens, got "time"/],
     [['--speculate', 'ngram', '--prompt', 'xyz', '--tree', 'chain:2', '--batch-credit', 'tokens'], 2, /--batch-credit is what --tree auto credits a batch's decisions with: it needs --tree auto/],
     [['--speculate', 'ngram', '--batch-credit', 'tokens'], 2, /--batch-credit is about a batch: it needs several --prompt/],
     [['--speculate', 'ngram', '--explore-share', '0'], 2, /--explore-share must be a number in \(0, 1\], got "0"/],

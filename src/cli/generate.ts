@@ -37,7 +37,7 @@ export function generateWith(prepare: PrepareAttention): Command {
       'linattn generate --model DIR --prompt "…" [--max-tokens N] [--temperature T] [--top-k K] [--top-p P] [--seed S] [--device gpu|cpu]\n' +
       '                 [--attention KIND] [--medusa DIR] [--verbose]\n' +
       '                 [--speculate ngram|lookup|adaptive|medusa|oracle|draft:DIR [--tree SPEC|auto] [--max-nodes N] [--chain-steps R] [--auto-state FILE] [--explore-share X]\n' +
-      '                  [--batch-credit makespan|tokens]]',
+      '                  [--batch-credit makespan|slower-half|tokens]]',
     summary: 'Continue a prompt with a model directory (linattn init-model makes one), streaming the text.',
     help: [
       'Prints the text on stdout, then prefill and decode tokens/s on stderr.',
@@ -78,7 +78,7 @@ export function generateWith(prepare: PrepareAttention): Command {
       '                       that costs), so that exploring costs a run at most about that share',
       '  --batch-credit C     --tree auto with several --prompt: what a decision is credited with, makespan (default: what',
       '                       each step takes off the longest remaining sequence, times the live sequences: the batch ends',
-      '                       with its slowest) or tokens (every token emitted)',
+      '                       with its slowest), slower-half (off the mean of the slower half\'s) or tokens (every token)',
       '',
       'On a hardware GPU plain decoding and the trees first run once, untimed, on the prompt (their pipelines and recordings',
       'are built then, not inside the timed runs or auto\'s first decisions); LINATTN_SPECULATE_WARMUP=0 skips that, =1 forces it.',

@@ -4,6 +4,7 @@
 // (src/speculative/speculation-controller.ts). Its plain option reads back after every run (16 tokens, doubling
 // to 128 while plain wins), so where it settles on plain decoding it runs below generate's pipelined loop (0.37–0.67×
 // with runs of 16 on the H200, docs/speculative.md).
+import { BATCH_CREDITS, type BatchCredit } from '../speculative/batch-credit.ts';
 import { MAX_TOP_K } from '../speculative/gpu-heads.ts';
 import { MAX_CHAIN_STEPS } from '../speculative/gpu-chain.ts';
 import type { SpeculateOptions } from '../speculative/run-speculative.ts';
@@ -74,12 +75,12 @@ export function parseSpeculateArgs(values: Values): SpeculateOptions | undefined
     if (!auto) throw new UsageError('--explore-share bounds --tree auto\'s exploration: it needs --tree auto (the default)');
   }
   if (creditRaw !== undefined) {
-    if (creditRaw !== 'makespan' && creditRaw !== 'tokens') throw new UsageError(`--batch-credit must be makespan or tokens, got ${JSON.stringify(creditRaw)}`);
+    if (!(BATCH_CREDITS as readonly string[]).includes(creditRaw)) throw new UsageError(`--batch-credit must be ${BATCH_CREDITS.join(', ')}, got ${JSON.stringify(creditRaw)}`);
     if (!auto) throw new UsageError('--batch-credit is what --tree auto credits a batch\'s decisions with: it needs --tree auto (the default)');
     if (((values.prompt as string[] | undefined) ?? []).length < 2) throw new UsageError('--batch-credit is about a batch: it needs several --prompt');
   }
   return {
     source, shape, maxNodes: nodes, auto, ...(chainSteps !== undefined && { chainSteps }), ...(autoState !== undefined && { autoState }),
-    ...(exploreShare !== undefined && { exploreShare }), ...(creditRaw !== undefined && { batchCredit: creditRaw }),
+    ...(exploreShare !== undefined && { exploreShare }), ...(creditRaw !== undefined && { batchCredit: creditRaw as BatchCredit }),
   };
 }

@@ -94,18 +94,19 @@ export class DraftHits {
   }
 
   /**
-   * Tokens a step for the slowest of the sequences `among`: the least of their pooled mean (tokensPerStep's over them
-   * alone, once they have DRAFT_HITS_MIN_POSITIONS known positions) and each one's own mean (once it has
-   * DRAFT_HITS_MIN_SEQUENCE_POSITIONS); undefined while neither is known. A batch ends with its slowest sequence, so
-   * over a run a tree takes off the longest remaining budget about what it emits a step for the sequence it serves
-   * worst (generate-batch.ts, BatchCredit 'makespan'); the pooled mean bounds that from above before each sequence has
-   * positions enough.
+   * Tokens a step for the `m` slowest of the sequences `among`: the least of their pooled mean (tokensPerStep's over
+   * them alone, once they have DRAFT_HITS_MIN_POSITIONS known positions) and the mean of the m lowest own means of the
+   * sequences with DRAFT_HITS_MIN_SEQUENCE_POSITIONS or more (all of them, if fewer than m have as many); undefined
+   * while neither is known. A batch ends with its slowest sequence, so over a run a tree takes off the longest remaining
+   * budgets about what it emits a step for the sequences it serves worst (batch-credit.ts: makespan m = 1, the slower
+   * half m = ⌈b/2⌉); the pooled mean bounds that from above before each sequence has positions enough.
    */
-  slowestTokensPerStep(k: number, depth: number, among: readonly boolean[]): number | undefined {
+  slowestTokensPerStep(k: number, depth: number, among: readonly boolean[], m = 1): number | undefined {
     this.checkK(k);
-    const key = `${k},${depth},${among.map((a) => (a ? 1 : 0)).join('')}`;
+    if (!(Number.isInteger(m) && m >= 1)) throw new Error(`draft hits: the ${m} slowest sequences`);
+    const key = `${k},${depth},${m},${among.map((a) => (a ? 1 : 0)).join('')}`;
     if (this.known.has(key)) return this.known.get(key);
-    let least: number | undefined;
+    const own: number[] = [];
     let positions = 0;
     let tokens = 0;
     for (let s = 0; s < this.ranks.length; s++) {
@@ -113,8 +114,10 @@ export class DraftHits {
       const r = this.runs(s, k, depth);
       positions += r.positions;
       tokens += r.tokens;
-      if (r.positions >= DRAFT_HITS_MIN_SEQUENCE_POSITIONS) least = Math.min(least ?? Infinity, r.tokens / r.positions);
+      if (r.positions >= DRAFT_HITS_MIN_SEQUENCE_POSITIONS) own.push(r.tokens / r.positions);
     }
+    const slowest = own.sort((a, b) => a - b).slice(0, m);
+    let least = slowest.length ? slowest.reduce((a, x) => a + x, 0) / slowest.length : undefined;
     if (positions >= DRAFT_HITS_MIN_POSITIONS) least = Math.min(least ?? Infinity, tokens / positions);
     this.known.set(key, least);
     return least;
@@ -144,15 +147,15 @@ export class DraftHits {
 /**
  * The estimates auto's policy takes (SpeculationPolicy.useEstimates) for `trees` (option i + 1: trees[i]), where every
  * draft proposes from the text alone; else undefined. `decoded(s)`: sequence s's tokens after its prompt so far.
- * `slowestOf()`: the sequences whose slowest the estimate is (slowestTokensPerStep: the live ones, for a batch credited by
- * makespan); without it the mean over every sequence.
+ * `slower`: the sequences whose m slowest the estimate is about (slowestTokensPerStep: the live ones, for a batch
+ * credited by its longest budgets, batch-credit.ts); without it the mean over every sequence.
  */
 export function draftEstimates(
   drafts: readonly DraftSource[],
   prompts: readonly (readonly number[])[],
   trees: readonly { readonly shape: TreeShape; readonly maxNodes: number }[],
   decoded: (s: number) => readonly number[],
-  slowestOf?: () => readonly boolean[],
+  slower?: { readonly among: () => readonly boolean[]; readonly m: number },
 ): ((option: number) => number | undefined) | undefined {
   if (!drafts.every((d) => d.textProposals)) return undefined;
   const hits = new DraftHits(drafts, Math.max(...trees.map((t) => candidatesPerNode(t.shape))), prompts);
@@ -163,6 +166,6 @@ export function draftEstimates(
     });
     const tree = trees[option - 1];
     const [k, depth] = [candidatesPerNode(tree.shape), shapeDepth(tree.shape, tree.maxNodes)];
-    return slowestOf ? hits.slowestTokensPerStep(k, depth, slowestOf()) : hits.tokensPerStep(k, depth);
+    return slower ? hits.slowestTokensPerStep(k, depth, slower.among(), slower.m) : hits.tokensPerStep(k, depth);
   };
 }

@@ -11,8 +11,8 @@
 // picks one of a few trees for every live sequence, or a plain decision — a run of root-only steps, each sequence
 // verifying its last token alone and emitting the target's next, which is plain decoding through the verifier —
 // and learns each decision's rate: what it is credited with over its wall time, drafting included — by default what its
-// steps took off the longest remaining sequence's budget, once for every live sequence (BatchCredit: the batch ends
-// with its slowest sequence), else every token it emitted. So a batch whose drafts are not accepted falls back to
+// steps took off the longest remaining sequence's budget, once for every live sequence (batch-credit.ts: the batch ends
+// with its slowest sequence), or off the slower half's, or every token it emitted. So a batch whose drafts are not accepted falls back to
 // what a step of one row a sequence costs instead of paying for trees nothing is accepted from. Greedy, per-sequence and on a verifier that chains batch steps, a plain decision's
 // root-only steps are chained: their picks become the next roots on the GPU, one readback a run (runChained).
 //
@@ -36,6 +36,7 @@ import type { OptionSummary, SpeculationPolicy } from './speculation-controller.
 import { pathTo, TreeBuilder, type TokenTree } from './token-tree.ts';
 import type { TreeShape } from './tree-spec.ts';
 import { draftEstimates } from './draft-hits.ts';
+import { budgetPotential, followedBudgets, potentialCredit, type BatchCredit } from './batch-credit.ts';
 import type { BatchTreeVerifier, VerifyResult } from './verifier.ts';
 
 export interface BatchSpeculativeResult {
@@ -76,23 +77,11 @@ export interface BatchSpeculativeResult {
 export interface BatchAuto {
   readonly policy: SpeculationPolicy;
   readonly trees: readonly TreeOption[];
-  /** What each decision is credited with (default 'makespan'): BatchCredit. */
+  /** What each decision is credited with (default 'makespan'): batch-credit.ts. */
   readonly credit?: BatchCredit;
 }
 
-/**
- * What auto credits a batch decision with, the tokens its rate counts:
- *   tokens    every token it emitted, all sequences;
- *   makespan  at each of its steps, what the step took off the longest remaining budget (maxTokens less what a live
- *             sequence emitted), once for every sequence live in it. The batch ends with its slowest sequence, so a
- *             token of a sequence ahead of the others shortens the run by nothing: on the H200 a tree credited with
- *             every token (31 a batch step) was rated as fast as plain and exploited while the sequences drew apart,
- *             and the batch's tail — the sequences left after the first finished, decoding in steps that cost about
- *             a full batch's — took 16–54 % of auto's time (call 226, docs/speculative.md). A plain step takes 1 off
- *             the longest (every live sequence emits one token) and is credited its tokens, as under `tokens`; over
- *             a run the steps' reductions add up to the longest budget, whichever decisions took them.
- */
-export type BatchCredit = 'tokens' | 'makespan';
+export type { BatchCredit } from './batch-credit.ts';
 
 /** Steps a chained run of auto's plain decision holds (the next run submitted before this one is read). */
 const PLAIN_CHAIN_STEPS = 8;
@@ -192,17 +181,17 @@ export async function speculativeGenerateBatch(
   for (const [s, d] of drafts.entries()) if (active()[s]) await d.begin?.({ tokens: [...prompts[s], ...out[s]] });
   // Auto with drafts that propose from the text alone: what each tree would have emitted on the text decoded so far
   // (draft-hits.ts), so that the policy neither explores nor re-probes a tree that cannot pay.
-  // Credited by makespan, a tree's estimate is what it would emit a step for the live sequence it serves worst.
-  const estimates = auto?.policy.useEstimates && draftEstimates(drafts, prompts, auto.trees, (s) => out[s], (auto.credit ?? 'makespan') === 'makespan' ? active : undefined);
+  // What a decision's steps are credited with (batch-credit.ts): a step's tokens, or what it took off the mean of the m
+  // longest remaining budgets (taken before the step: `before`), max(live, m) times.
+  const followed = followedBudgets(auto?.credit ?? 'makespan', B);
+  // Credited by the longest budgets, a tree's estimate is what it would emit a step for the m live sequences it serves worst.
+  const estimates = auto?.policy.useEstimates && draftEstimates(drafts, prompts, auto.trees, (s) => out[s], followed === undefined ? undefined : { among: active, m: followed });
   if (estimates) auto!.policy.useEstimates!(estimates);
-  // What a decision's steps are credited with (BatchCredit): a step's tokens, or what it took off the longest remaining
-  // budget of a live sequence (taken before the step: `before`), once for every live sequence.
-  const makespan = (auto?.credit ?? 'makespan') === 'makespan';
-  const longest = () => {
+  const potential = () => {
     const live = active();
-    return Math.max(0, ...out.map((o, s) => (live[s] ? opts.maxTokens - o.length : 0)));
+    return followed === undefined ? 0 : budgetPotential(out.map((o, s) => (live[s] ? opts.maxTokens - o.length : 0)), followed);
   };
-  const stepCredit = (emitted: number, liveCount: number, before: number) => (makespan ? liveCount * (before - longest()) : emitted);
+  const stepCredit = (emitted: number, liveCount: number, before: number) => (followed === undefined ? emitted : potentialCredit(before, potential(), liveCount, followed));
   /** When the first sequence ended (tailMs); noted after every step. */
   let tailFrom: number | undefined;
   const noteEnds = () => {
@@ -296,7 +285,7 @@ export async function speculativeGenerateBatch(
       for (let k = 0; k < sub.steps; k++) {
         const liveK = active();
         if (!liveK.some(Boolean)) break;
-        const before = longest();
+        const before = potential();
         let emitted = 0;
         for (let s = 0; s < B; s++) {
           if (!liveK[s]) continue;
@@ -396,7 +385,7 @@ export async function speculativeGenerateBatch(
     }
     const tree: TreeOption | null = !auto ? { shape: opts.shape, maxNodes: opts.maxNodes } : decision!.option === 0 ? null : auto.trees[decision!.option - 1];
     const live = active();
-    const before = longest();
+    const before = potential();
     const ta = performance.now();
     // Each live sequence: its forced chain (root + leftover), its draft's tree below the chain's end (a plain step: none).
     const subtrees: (TokenTree | undefined)[] = [];

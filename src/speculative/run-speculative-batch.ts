@@ -91,7 +91,7 @@ export async function runSpeculativeBatch(c: SpeculativeRunContext & { readonly 
     // keyed by the batch size too: a batch's rates are all its sequences' tokens over its time.
     const statePath = !auto || args.autoState === 'none'
       ? undefined
-      : args.autoState ?? (c.device === 'gpu' && !c.gpu!.isSoftware ? autoStatePath({ files: modelFiles(config), source: args.source, adapter: c.gpu!.adapterName, labels: ['plain', ...labels], batch: b, ...(args.batchCredit === 'tokens' && { credit: 'tokens' }) }) : undefined);
+      : args.autoState ?? (c.device === 'gpu' && !c.gpu!.isSoftware ? autoStatePath({ files: modelFiles(config), source: args.source, adapter: c.gpu!.adapterName, labels: ['plain', ...labels], batch: b, ...(args.batchCredit !== undefined && args.batchCredit !== 'makespan' && { credit: args.batchCredit }) }) : undefined);
     const kept = auto ? keptController(statePath, args.autoState !== undefined, (from) => batchController(trees, { ...(from && { from }), ...(args.exploreShare !== undefined && { exploreShare: args.exploreShare }) })) : undefined;
     const policy = kept?.controller;
     const r = await speculativeGenerateBatch(verifier, drafts(), prompts, opts, policy ? { auto: { policy, trees, ...(args.batchCredit && { credit: args.batchCredit }) } } : {});
