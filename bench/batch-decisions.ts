@@ -5,9 +5,10 @@
 //   plain      FixedSchedule [plain] in decisions of 16 steps: auto's plain option alone (root-only steps, chained);
 //   alternate  plain (16 steps) then one tree step, in turn: what a plain decision costs right after a tree;
 //   auto       a fresh batchController over autoTrees(source, 15), as `linattn generate` makes one per batch, each
-//              decision credited with what its steps took off the longest remaining sequence (BatchCredit 'makespan');
-//   auto-tokens        the same, each decision credited with every token it emitted (BatchCredit 'tokens');
-//   auto-half          the same, credited with what its steps took off the slower half's budgets (BatchCredit 'slower-half');
+//              decision credited as generate's default (batch-credit.ts: what its steps took off the mean remaining
+//              budget of the slower half of the sequences);
+//   auto-makespan      the same, credited with what its steps took off the longest remaining budget (BatchCredit 'makespan');
+//   auto-tokens        the same, credited with every token it emitted (BatchCredit 'tokens');
 //   auto-no-estimates  the same without the draft's estimates of what each tree would emit (draft-hits.ts);
 //   auto-defer         the same with ControllerOptions.deferPlainAt --defer-at X (default 2): the tokens a step of a
 //                      chained tree (Medusa) at which plain decoding is left to the re-probes;
@@ -18,13 +19,14 @@
 // `linattn generate` offers them at batch 8). Every output is checked against plain batched `generate`'s. Each run
 // reports its tail: the ms after its first sequence ended, where the sequences left decode in steps that cost about a
 // full batch's.
-//   npx tsx bench/batch-decisions.ts [--tokens 128] [--source adaptive,ngram] [--runs plain,alternate,auto,auto-tokens,auto-half,auto-no-estimates,auto-defer,auto-share,auto-no-ahead] [--share 0.1] [--defer-at 2] [--rounds 1] [--json]
+//   npx tsx bench/batch-decisions.ts [--tokens 128] [--source adaptive,ngram] [--runs plain,alternate,auto,auto-makespan,auto-tokens,auto-no-estimates,auto-defer,auto-share,auto-no-ahead] [--share 0.1] [--defer-at 2] [--rounds 1] [--json]
 //   npx tsx bench/batch-decisions.ts --model DIR --prompts FILE [--source medusa,adaptive]   (a trained model; FILE: one prompt a line, 8 lines)
 import { getDevice } from '../src/runtime/dawn.ts';
 import { AdaptiveDraft } from '../src/speculative/adaptive-draft.ts';
 import { autoChainSteps, autoTrees, batchController, batchWarmUpSchedule, treeLabel } from '../src/speculative/auto-trees.ts';
 import type { DraftSource } from '../src/speculative/draft.ts';
 import { speculativeGenerateBatch, type BatchCredit } from '../src/speculative/generate-batch.ts';
+import { DEFAULT_BATCH_CREDIT } from '../src/speculative/batch-credit.ts';
 import type { TreeOption } from '../src/speculative/generate.ts';
 import { GpuTreeVerifier } from '../src/speculative/gpu-verifier.ts';
 import { MedusaDraft } from '../src/speculative/medusa-draft.ts';
@@ -152,7 +154,7 @@ async function main(): Promise<void> {
     await verifier.prepare({ batch: BATCH, ...(medusaK > 0 && { medusaTopK: medusaK }) });
 
     const figures: RunFigure[] = [];
-    const run = async (name: string, source: string, policy: () => SpeculationPolicy, options: readonly TreeOption[], credit: BatchCredit = 'makespan') => {
+    const run = async (name: string, source: string, policy: () => SpeculationPolicy, options: readonly TreeOption[], credit: BatchCredit = DEFAULT_BATCH_CREDIT) => {
       const drafts = (): DraftSource[] => prompts.map((_, s) => (source === 'adaptive' ? new AdaptiveDraft(s) : source === 'medusa' ? new MedusaDraft(heads!, medusaK) : new NgramDraft()));
       const opts = { maxTokens: tokens, shape: parseTreeSpec(source === 'adaptive' ? 'best:4' : 'top:4'), maxNodes: Math.max(...options.map((t) => t.maxNodes)) };
       await speculativeGenerateBatch(verifier, drafts(), prompts, opts, { auto: { policy: batchWarmUpSchedule(options), trees: options } });
@@ -211,7 +213,7 @@ async function main(): Promise<void> {
       for (let round = 1; round <= rounds; round++) {
         const tag = rounds > 1 ? ` (round ${round})` : '';
         if (runs.includes('auto')) await run(`${source}: auto, fresh${tag}`, source, () => batchController(options), options);
-        if (runs.includes('auto-half')) await run(`${source}: auto, fresh, credited by the slower half${tag}`, source, () => batchController(options), options, 'slower-half');
+        if (runs.includes('auto-makespan')) await run(`${source}: auto, fresh, credited by makespan${tag}`, source, () => batchController(options), options, 'makespan');
         if (runs.includes('auto-tokens')) await run(`${source}: auto, fresh, credited by tokens${tag}`, source, () => batchController(options), options, 'tokens');
         // The controller without the draft's estimates (draft-hits.ts): what auto did before them.
         if (runs.includes('auto-no-estimates')) await run(`${source}: auto, fresh, no estimates${tag}`, source, () => withoutEstimates(batchController(options)), options);

@@ -126,10 +126,10 @@ describe('chained batch speculation on the GPU', () => {
     for (const [t, steps] of trees3) expect(t / steps!, `${t} tokens in ${steps} sequence-steps`).toBeLessThanOrEqual(4);
     expect(Math.max(...trees3.map(([t, steps]) => t / steps!))).toBeGreaterThan(1);
 
-    // Credited by what each step took off the longest remaining budget (BatchCredit 'makespan', the default), the same
-    // schedule: the same tokens. Every live sequence emits 1–4 tokens a step, so a step takes 1–4 off the longest budget:
-    // a tree decision's credit a sequence-step lies within that, and the run's credit between that budget once (47) and
-    // every token.
+    // Credited by what each step took off the longest remaining budgets (the default, the slower half: batch-credit.ts),
+    // the same schedule: the same tokens. Every live sequence emits 1–4 tokens a step, so a step takes 1–4 off the mean
+    // of the longest budgets: a tree decision's credit a sequence-step lies within that, and the run's credit between
+    // that mean once (47) and every token.
     const spans: [number, number | undefined][] = [];
     const m2 = await speculativeGenerateBatch(verifier, PROMPTS.map(() => new MedusaDraft(3, 2)), PROMPTS, { maxTokens: tokens, shape: parseTreeSpec('chain:1'), maxNodes: 3 }, { auto: { policy: recording(spans), trees } });
     await verifier.flush();

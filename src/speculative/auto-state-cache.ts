@@ -23,7 +23,7 @@ export interface AutoStateKey {
   readonly labels: readonly string[];
   /** Sequences decoded together, above 1 (a batch's rates are the whole batch's tokens over its time). */
   readonly batch?: number;
-  /** A batch's credit (BatchCredit): its rates count what it is credited with, so each keeps its own measurements. */
+  /** A batch's credit (batch-credit.ts): its rates count what it is credited with, so each keeps its own measurements. */
   readonly credit?: string;
 }
 

@@ -20,6 +20,14 @@ export type BatchCredit = 'tokens' | 'makespan' | 'slower-half';
 
 export const BATCH_CREDITS: readonly BatchCredit[] = ['makespan', 'slower-half', 'tokens'];
 
+/**
+ * The default: the slower half. In alternating rounds on the H200 (call 234, bench/batch-decisions.ts, batch 8) it was
+ * within 4–11 % of the best credit in every setting — makespan's with table drafts on random weights and on the trained
+ * nano model, tokens' with Medusa's chained trees (1.74× plain against makespan's 1.50×) — where makespan lost 14 % with
+ * Medusa and tokens up to a third with table drafts (docs/speculative.md).
+ */
+export const DEFAULT_BATCH_CREDIT: BatchCredit = 'slower-half';
+
 /** Budgets the credit's potential follows (the m largest), for a batch of b; undefined for `tokens`. */
 export function followedBudgets(credit: BatchCredit, b: number): number | undefined {
   if (!(Number.isInteger(b) && b >= 1)) throw new Error(`batch credit: a batch of ${b} sequences`);

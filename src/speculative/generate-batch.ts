@@ -11,8 +11,8 @@
 // picks one of a few trees for every live sequence, or a plain decision — a run of root-only steps, each sequence
 // verifying its last token alone and emitting the target's next, which is plain decoding through the verifier —
 // and learns each decision's rate: what it is credited with over its wall time, drafting included — by default what its
-// steps took off the longest remaining sequence's budget, once for every live sequence (batch-credit.ts: the batch ends
-// with its slowest sequence), or off the slower half's, or every token it emitted. So a batch whose drafts are not accepted falls back to
+// steps took off the mean remaining budget of the slower half of the batch, once for every live sequence (batch-credit.ts:
+// the batch ends with its slowest sequence), or off the longest budget (makespan), or every token it emitted. So a batch whose drafts are not accepted falls back to
 // what a step of one row a sequence costs instead of paying for trees nothing is accepted from. Greedy, per-sequence and on a verifier that chains batch steps, a plain decision's
 // root-only steps are chained: their picks become the next roots on the GPU, one readback a run (runChained).
 //
@@ -36,7 +36,7 @@ import type { OptionSummary, SpeculationPolicy } from './speculation-controller.
 import { pathTo, TreeBuilder, type TokenTree } from './token-tree.ts';
 import type { TreeShape } from './tree-spec.ts';
 import { draftEstimates } from './draft-hits.ts';
-import { budgetPotential, followedBudgets, potentialCredit, type BatchCredit } from './batch-credit.ts';
+import { budgetPotential, DEFAULT_BATCH_CREDIT, followedBudgets, potentialCredit, type BatchCredit } from './batch-credit.ts';
 import type { BatchTreeVerifier, VerifyResult } from './verifier.ts';
 
 export interface BatchSpeculativeResult {
@@ -77,7 +77,7 @@ export interface BatchSpeculativeResult {
 export interface BatchAuto {
   readonly policy: SpeculationPolicy;
   readonly trees: readonly TreeOption[];
-  /** What each decision is credited with (default 'makespan'): batch-credit.ts. */
+  /** What each decision is credited with (default DEFAULT_BATCH_CREDIT, the slower half): batch-credit.ts. */
   readonly credit?: BatchCredit;
 }
 
@@ -183,7 +183,7 @@ export async function speculativeGenerateBatch(
   // (draft-hits.ts), so that the policy neither explores nor re-probes a tree that cannot pay.
   // What a decision's steps are credited with (batch-credit.ts): a step's tokens, or what it took off the mean of the m
   // longest remaining budgets (taken before the step: `before`), max(live, m) times.
-  const followed = followedBudgets(auto?.credit ?? 'makespan', B);
+  const followed = followedBudgets(auto?.credit ?? DEFAULT_BATCH_CREDIT, B);
   // Credited by the longest budgets, a tree's estimate is what it would emit a step for the m live sequences it serves worst.
   const estimates = auto?.policy.useEstimates && draftEstimates(drafts, prompts, auto.trees, (s) => out[s], followed === undefined ? undefined : { among: active, m: followed });
   if (estimates) auto!.policy.useEstimates!(estimates);

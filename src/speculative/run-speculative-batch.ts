@@ -14,6 +14,7 @@ import { GpuModel } from '../model/gpu-model.ts';
 import { CpuTreeVerifier } from './cpu-verifier.ts';
 import type { DraftSource } from './draft.ts';
 import { speculativeGenerateBatch, type BatchCredit, type BatchSpeculativeResult } from './generate-batch.ts';
+import { DEFAULT_BATCH_CREDIT } from './batch-credit.ts';
 import { GpuTreeVerifier } from './gpu-verifier.ts';
 import { checkSpeculatable, draftFor, modelFiles, type SpeculativeRunContext } from './run-speculative.ts';
 import { candidatesPerNode } from './tree-spec.ts';
@@ -91,7 +92,7 @@ export async function runSpeculativeBatch(c: SpeculativeRunContext & { readonly 
     // keyed by the batch size too: a batch's rates are all its sequences' tokens over its time.
     const statePath = !auto || args.autoState === 'none'
       ? undefined
-      : args.autoState ?? (c.device === 'gpu' && !c.gpu!.isSoftware ? autoStatePath({ files: modelFiles(config), source: args.source, adapter: c.gpu!.adapterName, labels: ['plain', ...labels], batch: b, ...(args.batchCredit !== undefined && args.batchCredit !== 'makespan' && { credit: args.batchCredit }) }) : undefined);
+      : args.autoState ?? (c.device === 'gpu' && !c.gpu!.isSoftware ? autoStatePath({ files: modelFiles(config), source: args.source, adapter: c.gpu!.adapterName, labels: ['plain', ...labels], batch: b, credit: args.batchCredit ?? DEFAULT_BATCH_CREDIT }) : undefined);
     const kept = auto ? keptController(statePath, args.autoState !== undefined, (from) => batchController(trees, { ...(from && { from }), ...(args.exploreShare !== undefined && { exploreShare: args.exploreShare }) })) : undefined;
     const policy = kept?.controller;
     const r = await speculativeGenerateBatch(verifier, drafts(), prompts, opts, policy ? { auto: { policy, trees, ...(args.batchCredit && { credit: args.batchCredit }) } } : {});
@@ -119,7 +120,7 @@ export function formatBatchReport(r: BatchSpeculativeResult, plain: GenerateResu
     `speed-up ${spec !== undefined && base !== undefined ? `${(spec / base).toFixed(2)}×` : '—'}; output identical to plain decoding in ${same} of ${b} sequences` +
     `${same === b ? '' : ' (expected only when sampling with a sampled draft, or at a float32 near-tie)'}\n` +
     `the batch's tail, after its first sequence ended: ${r.tailMs.toFixed(1)} of ${r.decodeMs.toFixed(1)} ms\n` +
-    // Under makespan a decision's tokens are what its steps took off the longest remaining sequence, times the live ones.
-    (r.policy ? `auto (credited by ${o.credit ?? 'makespan'}): ${formatPolicySummary(r.policy)}\n` : '')
+    // Credited by the longest budgets, a decision's tokens are what its steps took off them, times the live sequences.
+    (r.policy ? `auto (credited by ${o.credit ?? DEFAULT_BATCH_CREDIT}): ${formatPolicySummary(r.policy)}\n` : '')
   );
 }

@@ -54,7 +54,7 @@ export interface SpeculateOptions {
   readonly autoState?: string;
   /** --explore-share X: auto's ControllerOptions.exploreShare (default 1: unbounded). */
   readonly exploreShare?: number;
-  /** --batch-credit: what a batch's auto credits a decision with (BatchAuto.credit; default makespan). */
+  /** --batch-credit: what a batch's auto credits a decision with (BatchAuto.credit; default the slower half). */
   readonly batchCredit?: BatchCredit;
 }
 
