@@ -18,7 +18,7 @@ import { CpuTreeVerifier } from '../src/speculative/cpu-verifier.ts';
 import type { DraftSource } from '../src/speculative/draft.ts';
 import { speculativeGenerateBatch, type BatchCredit } from '../src/speculative/generate-batch.ts';
 import type { TreeOption } from '../src/speculative/generate.ts';
-import { FixedSchedule, SpeculationController, withoutEstimates } from '../src/speculative/speculation-controller.ts';
+import { FixedSchedule, SpeculationController, withoutEstimates, type SpeculationPolicy } from '../src/speculative/speculation-controller.ts';
 import { batchController, treeLabel } from '../src/speculative/auto-trees.ts';
 import { GpuTreeVerifier } from '../src/speculative/gpu-verifier.ts';
 import { MedusaDraft } from '../src/speculative/medusa-draft.ts';
@@ -75,6 +75,21 @@ class ClockedBatch extends VerifierBatch {
 describe.each(MODEL_SPECS.slice(0, 2).map((s, i) => ({ ...s, i })))('batch speculation in float64, $name', (spec) => {
   const m = makeModel(spec, spec.seed);
   const batch = (lockstep = false) => new VerifierBatch(Array.from({ length: B }, () => new CpuTreeVerifier(m.cpu, m.variant.compiled, MAX_NODES + 1)), { lockstep });
+  /**
+   * batch.auto over AUTO_TREES on float64 verifiers and a fake clock: a verification costs 1 ms and `perNode` ms per draft
+   * node of the batch; `policy(clock)` makes the policy. The output must be `want` (plain greedy decoding's).
+   */
+  const clockedAuto = async (
+    ps: number[][], ds: DraftSource[], want: number[][], perNode: number, policy: (clock: () => number) => SpeculationPolicy, credit?: BatchCredit,
+  ) => {
+    const time = { now: 0 };
+    const cost = (req: BatchVerifyRequest) => 1 + perNode * req.trees.reduce((n, t) => n + t.tokens.length - 1, 0);
+    const verifiers = Array.from({ length: B }, () => new CpuTreeVerifier(m.cpu, m.variant.compiled, MAX_NODES + 1));
+    const opts = { maxTokens: want[0].length, shape: parseTreeSpec('chain:1'), maxNodes: 1 };
+    const r = await speculativeGenerateBatch(new ClockedBatch(verifiers, time, cost), ds, ps, opts, { auto: { policy: policy(() => time.now), trees: AUTO_TREES, ...(credit && { credit }) } });
+    expect(r.tokens, `credit ${credit}`).toEqual(want);
+    return { r, ms: time.now };
+  };
 
   it('greedy output of every sequence equals its plain greedy decoding, drafts mixed within the batch, both modes', async () => {
     let cut = 0;
@@ -127,15 +142,10 @@ describe.each(MODEL_SPECS.slice(0, 2).map((s, i) => ({ ...s, i })))('batch specu
     // where none is (an n-gram draft on prompts without repeats) plain steps do.
     const tokens = 48;
     const share = async (kind: 'oracle' | 'ngram') => {
-      const time = { now: 0 };
       const ps = prompts(660 + spec.i).map((p, s) => p.map((x, j) => (x + 37 * j + 11 * s) % 256));
       const want = ps.map((p) => plainGreedy(m, p, tokens));
-      const cost = (req: BatchVerifyRequest) => 1 + 0.1 * req.trees.reduce((n, t) => n + t.tokens.length - 1, 0);
-      const verifiers = Array.from({ length: B }, () => new CpuTreeVerifier(m.cpu, m.variant.compiled, MAX_NODES + 1));
-      const policy = new SpeculationController({ trees: AUTO_TREES.map(treeLabel), clock: () => time.now, plainTokens: 4 });
       const ds = ps.map((p, s) => (kind === 'oracle' ? new OracleDraft(p, want[s], m.config.vocabSize) : new NgramDraft()));
-      const r = await speculativeGenerateBatch(new ClockedBatch(verifiers, time, cost), ds, ps, { maxTokens: tokens, shape: parseTreeSpec('chain:1'), maxNodes: 1 }, { auto: { policy, trees: AUTO_TREES } });
-      expect(r.tokens, kind).toEqual(want);
+      const { r } = await clockedAuto(ps, ds, want, 0.1, (clock) => new SpeculationController({ trees: AUTO_TREES.map(treeLabel), clock, plainTokens: 4 }));
       const total = r.policy!.reduce((n, o) => n + o.tokens, 0);
       return r.policy![0].tokens / total;
     };
@@ -152,14 +162,12 @@ describe.each(MODEL_SPECS.slice(0, 2).map((s, i) => ({ ...s, i })))('batch specu
     const ps = prompts(670 + spec.i);
     const want = ps.map((p) => plainGreedy(m, p, tokens));
     const treeDecisions = async (estimates: boolean) => {
-      const time = { now: 0 };
-      const cost = (req: BatchVerifyRequest) => 1 + req.trees.reduce((n, t) => n + t.tokens.length - 1, 0);
-      const verifiers = Array.from({ length: B }, () => new CpuTreeVerifier(m.cpu, m.variant.compiled, MAX_NODES + 1));
       // Exploration unbounded (exploreShare 1), so that what keeps the trees out is the estimates alone.
-      const controller = batchController(AUTO_TREES, { clock: () => time.now, plainTokens: 4, exploreShare: 1 });
-      const policy = estimates ? controller : withoutEstimates(controller);
-      const r = await speculativeGenerateBatch(new ClockedBatch(verifiers, time, cost), ps.map(() => new NextTokensDraft(m.config.vocabSize)), ps, { maxTokens: tokens, shape: parseTreeSpec('chain:1'), maxNodes: 1 }, { auto: { policy, trees: AUTO_TREES } });
-      expect(r.tokens, `estimates ${estimates}`).toEqual(want);
+      const policy = (clock: () => number) => {
+        const controller = batchController(AUTO_TREES, { clock, plainTokens: 4, exploreShare: 1 });
+        return estimates ? controller : withoutEstimates(controller);
+      };
+      const { r } = await clockedAuto(ps, ps.map(() => new NextTokensDraft(m.config.vocabSize)), want, 1, policy);
       return r.policy!.slice(1).reduce((n, o) => n + o.decisions, 0);
     };
     const without = await treeDecisions(false);
@@ -179,15 +187,10 @@ describe.each(MODEL_SPECS.slice(0, 2).map((s, i) => ({ ...s, i })))('batch specu
     const ps = prompts(680 + spec.i);
     const want = ps.map((p) => plainGreedy(m, p, tokens));
     const run = async (credit: BatchCredit) => {
-      const time = { now: 0 };
-      const cost = (req: BatchVerifyRequest) => 1 + 0.05 * req.trees.reduce((n, t) => n + t.tokens.length - 1, 0);
-      const verifiers = Array.from({ length: B }, () => new CpuTreeVerifier(m.cpu, m.variant.compiled, MAX_NODES + 1));
-      const policy = batchController(AUTO_TREES, { clock: () => time.now, plainTokens: 4, exploreShare: 1 });
       const ds = ps.map((p, s) => (s === 0 ? new OracleDraft(p, want[s], m.config.vocabSize) : new NextTokensDraft(m.config.vocabSize)));
-      const r = await speculativeGenerateBatch(new ClockedBatch(verifiers, time, cost), ds, ps, { maxTokens: tokens, shape: parseTreeSpec('chain:1'), maxNodes: 1 }, { auto: { policy, trees: AUTO_TREES, credit } });
-      expect(r.tokens, credit).toEqual(want);
+      const { r, ms } = await clockedAuto(ps, ds, want, 0.05, (clock) => batchController(AUTO_TREES, { clock, plainTokens: 4, exploreShare: 1 }), credit);
       const credited = r.policy!.reduce((n, o) => n + o.tokens, 0);
-      return { ms: time.now, treeDecisions: r.policy!.slice(1).reduce((n, o) => n + o.decisions, 0), plainDecisions: r.policy![0].decisions, credited };
+      return { ms, treeDecisions: r.policy!.slice(1).reduce((n, o) => n + o.decisions, 0), plainDecisions: r.policy![0].decisions, credited };
     };
     const byTokens = await run('tokens');
     const byMakespan = await run('makespan');
