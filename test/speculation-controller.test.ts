@@ -407,3 +407,42 @@ describe("exploration's share of the run (ControllerOptions.exploreShare)", () =
     expect(() => new SpeculationController({ trees, exploreShare: 1.5 })).toThrow(/exploreShare must be in \(0, 1\]/);
   });
 });
+
+describe('stalls (a decision at many times its window\'s median ms a token)', () => {
+  // A chained tree at 2 ms for 40 tokens (20k/s) against plain at 16 tokens for 1.6 ms (10k/s). One decision of the
+  // tree is slow: a stall (as one was on the H200, ~200 ms for a ~1 ms decision, call 235) or merely 3× its median.
+  const TREE: Cost = { ms: 2, tokens: 40 };
+  const PLAIN_10K: Cost = { ms: 1.6, tokens: 16 };
+  /** Decisions until the tree's `at`-th (which takes `slowMs`), the tree's rate then, then `more` decisions. */
+  const run = (slowMs: number, at: number, more: number) => {
+    const { clock, c } = controller(['chain:3×4']);
+    let treeDecisions = 0;
+    const costs = (o: number) => (o === 0 ? PLAIN_10K : ++treeDecisions === at ? { ms: slowMs, tokens: TREE.tokens } : TREE);
+    while (treeDecisions < at) simulate(c, clock, 1, costs);
+    const rateThen = c.rate(1)!;
+    const r = simulate(c, clock, more, costs);
+    return { c, r, rateThen };
+  };
+
+  it('one stall is left out of the rate and the probes: the tree that pays keeps being chosen', () => {
+    const { r, rateThen } = run(200, 6, 40);
+    expect(rateThen, 'the window right after the stall').toBeCloseTo(20, 9);
+    expect(r.chosen.filter((o) => o === 1).length / r.chosen.length, 'the tree\'s share of the decisions after it').toBeGreaterThan(0.9);
+  });
+
+  it('a decision merely slower (3× its median) stays counted', () => {
+    // The window holds the last 8 tree decisions: 8 × 40 tokens in 7 × 2 + 6 ms.
+    expect(run(6, 12, 0).rateThen).toBeCloseTo(320 / 20, 9);
+  });
+
+  it('with fewer than 3 decisions in a window nothing is left out', () => {
+    // Exploration's order: plain, the tree, plain again; the second plain decision stalls.
+    const { clock, c } = controller(['chain:1']);
+    for (const ms of [1, 1, 100]) {
+      c.next();
+      clock.now += ms;
+      c.record(10);
+    }
+    expect(c.rate(0)).toBeCloseTo(20 / 101, 9);
+  });
+});

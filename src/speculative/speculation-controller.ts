@@ -39,6 +39,10 @@
 // default (`--explore-share`): on the H200 a share of 0.1 gained at batch 8 with the n-gram draft on random weights
 // (0.61× plain against 0.47×, medians of three), lost on `tiny-kjv` at batch 8 (0.39× against 0.61×) and changed
 // nothing else beyond the noise (calls 226–227, docs/speculative.md).
+// Stalls: a decision at more than STALL_FACTOR times its window's median ms a token is left out of the option's rate,
+// its steps' cost and its probes' (steady()): one ~200 ms stall of a ~1 ms decision on the H200 otherwise rated a tree
+// that paid at 798 tokens/s against 31k, and kept between runs (--auto-state) that sample stays in the tree's window
+// until 8 more decisions of it, which its rate and its probes' expected cost then make unlikely (call 235).
 // Pure logic, no GPU: the clock is injectable, so tests drive it with a fake one.
 
 /** Chooses the next option (0: plain decoding, i ≥ 1: speculative tree i − 1) and learns what it produced. */
@@ -165,6 +169,11 @@ interface OptionStats {
   /** Decision count when it last ran (staleness). */
   lastRun: number;
 }
+
+/** A decision at more than this many times its window's median ms a token is a stall (SpeculationController.steady). */
+export const STALL_FACTOR = 10;
+/** Decisions in a window, at least, before stalls are looked for. */
+export const STALL_MIN_SAMPLES = 3;
 
 /** Longest plain run while the controller exploits plain decoding, in plainTokens (16 → 128 tokens by default). */
 export const PLAIN_RUN_GROWTH = 8;
@@ -347,9 +356,26 @@ export class SpeculationController implements SpeculationPolicy {
     }
   }
 
-  /** Tokens per millisecond of an option over its window (undefined before it ran). */
-  rate(option: number): number | undefined {
+  /**
+   * An option's window without its stalls: with STALL_MIN_SAMPLES or more, a decision whose ms a token (a token at
+   * least) exceed STALL_FACTOR times the window's median is left out of its rate, its steps' cost and its probes'.
+   * On the H200 a chained Medusa decision of about 1 ms once took about 200 ms (call 235): counted, it rated the option
+   * at 798 tokens/s against 31k, and kept between runs (--auto-state) it stays in the window until 8 more decisions of
+   * the option, which that rate and the probes' expected cost make unlikely. A decision that is merely slow (drafts
+   * refused, the switch after a plain run: 2–5×) stays counted.
+   */
+  private steady(option: number): readonly Sample[] {
     const r = this.stats[option].recent;
+    if (r.length < STALL_MIN_SAMPLES) return r;
+    const per = (x: Sample) => x.ms / Math.max(x.tokens, 1);
+    const sorted = r.map(per).sort((a, b) => a - b);
+    const median = sorted[Math.floor(sorted.length / 2)];
+    return r.filter((x) => per(x) <= STALL_FACTOR * median);
+  }
+
+  /** Tokens per millisecond of an option over its window, stalls left out (undefined before it ran). */
+  rate(option: number): number | undefined {
+    const r = this.steady(option);
     if (r.length === 0) return undefined;
     const ms = r.reduce((a, x) => a + x.ms, 0);
     const tokens = r.reduce((a, x) => a + x.tokens, 0);
@@ -358,7 +384,7 @@ export class SpeculationController implements SpeculationPolicy {
 
   /** Tokens per verification step of an option over its window's decisions that said their steps (undefined: none did). */
   tokensPerStep(option: number): number | undefined {
-    const r = this.stats[option].recent.filter((x) => x.steps !== undefined);
+    const r = this.steady(option).filter((x) => x.steps !== undefined);
     const steps = r.reduce((a, x) => a + x.steps!, 0);
     return steps > 0 ? r.reduce((a, x) => a + x.tokens, 0) / steps : undefined;
   }
@@ -374,7 +400,7 @@ export class SpeculationController implements SpeculationPolicy {
 
   /** Milliseconds per verification step of a tree option over its window's decisions that said their steps. */
   private msPerStep(option: number): number | undefined {
-    const r = this.stats[option].recent.filter((x) => x.steps !== undefined);
+    const r = this.steady(option).filter((x) => x.steps !== undefined);
     const steps = r.reduce((a, x) => a + x.steps!, 0);
     return steps > 0 ? r.reduce((a, x) => a + x.ms, 0) / steps : undefined;
   }
@@ -481,7 +507,7 @@ export class SpeculationController implements SpeculationPolicy {
     this.exploiting = true;
     if (stalest < 0 || this.tokensSinceProbe < this.probeTokens) return best;
     const length = stalest === 0 ? 1 : this.probeLength;
-    const r = this.stats[stalest].recent;
+    const r = this.steady(stalest);
     // Never measured (plain, deferred): a run at the best option's rate, at the least.
     const expectedMs = r.length ? (length * r.reduce((a, x) => a + x.ms, 0)) / r.length : stalest === 0 ? this.plainTokens / Math.max(bestRate, 1e-9) : 0;
     if (now - this.lastProbe! < expectedMs / this.probeOverhead) return best;
