@@ -10,11 +10,13 @@
 // Cost-aware (`batch.auto`, `--tree auto` with several prompts): before each step a policy (speculation-controller.ts)
 // picks one of a few trees for every live sequence, or a plain decision — a run of root-only steps, each sequence
 // verifying its last token alone and emitting the target's next, which is plain decoding through the verifier —
-// and learns each decision's rate: what it is credited with over its wall time, drafting included — by default what its
-// steps took off the mean remaining budget of the slower half of the batch, once for every live sequence (batch-credit.ts:
-// the batch ends with its slowest sequence), or off the longest budget (makespan), or every token it emitted. So a batch whose drafts are not accepted falls back to
-// what a step of one row a sequence costs instead of paying for trees nothing is accepted from. Greedy, per-sequence and on a verifier that chains batch steps, a plain decision's
-// root-only steps are chained: their picks become the next roots on the GPU, one readback a run (runChained).
+// and learns each decision's rate: what it is credited with over its wall time, drafting included — by default what
+// its steps took off the mean remaining budget of the slower half of the batch, once for every live sequence
+// (batch-credit.ts: the batch ends with its slowest sequence), or off the longest budget (makespan), or every token it
+// emitted. So a batch whose drafts are not accepted falls back to what a step of one row a sequence costs instead of
+// paying for trees nothing is accepted from. Greedy, per-sequence and on a verifier that chains batch steps, a plain
+// decision's root-only steps are chained: their picks become the next roots on the GPU, one readback a run
+// (runChained).
 //
 // Lockstep (a verifier without perSequence: softmax attention's cache on the GPU keeps one position for the
 // batch): a step commits the same number of nodes C = the shortest accepted path of the active sequences into
@@ -223,9 +225,9 @@ export async function speculativeGenerateBatch(
    * without a readback's wait between two plain decisions (on the H200 a 16-step decision ending in one cost a batch
    * step 0.68–0.81 ms against 0.55–0.58 in one long chain, call 206), and `ended` reports each decision's tokens as
    * the step that ends it is read. Returns the tokens emitted since the last decision that ended (all of them
-   * without `decisions`; under auto, credited as BatchCredit says) and its sequence-steps (a step of k live sequences counts k: the controller's tokens per
-   * step are then a sequence's, which its deferPlainAt is about), or undefined when the positions leave no room for
-   * a step.
+   * without `decisions`; under auto, credited as BatchCredit says) and its sequence-steps (a step of k live sequences
+   * counts k: the controller's tokens per step are then a sequence's, which its deferPlainAt is about), or undefined
+   * when the positions leave no room for a step.
    */
   const runChained = async (
     chainer: BatchChaining, topology: StaticTopology, medusaK: number, perRun: number, budget: number,
