@@ -24,7 +24,7 @@ export const BATCH_CREDITS: readonly BatchCredit[] = ['makespan', 'slower-half',
  * The default: the slower half. In alternating rounds on the H200 (call 234, bench/batch-decisions.ts, batch 8) it was
  * within 4–11 % of the best credit in every setting — makespan's with table drafts on random weights and on the trained
  * nano model, tokens' with Medusa's chained trees (1.74× plain against makespan's 1.50×) — where makespan lost 14 % with
- * Medusa and tokens up to a third with table drafts (docs/speculative.md).
+ * Medusa and tokens up to 37 % with table drafts (docs/speculative.md).
  */
 export const DEFAULT_BATCH_CREDIT: BatchCredit = 'slower-half';
 
