@@ -2,11 +2,14 @@
 // bench/speculative.ts, greedy, every decision of the controller (or of a fixed schedule) timed as the controller times
 // it (from its choice to its record), with the tokens and sequence-steps it produced. Runs, each against plain batched
 // `generate` in the same call:
-//   plain      FixedSchedule [plain] in decisions of 16 steps: auto's plain option alone (root-only steps, chained);
+//   plain      FixedSchedule [plain] in decisions of 16 steps: auto's plain option alone (the model's decode loop, each
+//              sequence at its own position: batch-plain-runs.ts);
+//   plain-verifier     the same as root-only tree steps, chained (auto's plain option before batch-plain-runs.ts);
 //   alternate  plain (16 steps) then one tree step, in turn: what a plain decision costs right after a tree;
 //   auto       a fresh batchController over autoTrees(source, 15), as `linattn generate` makes one per batch, each
 //              decision credited as generate's default (batch-credit.ts: what its steps took off the mean remaining
 //              budget of the slower half of the sequences);
+//   auto-verifier-plain  the same with its plain decisions as chained root-only tree steps;
 //   auto-makespan      the same, credited with what its steps took off the longest remaining budget (BatchCredit 'makespan');
 //   auto-tokens        the same, credited with every token it emitted (BatchCredit 'tokens');
 //   auto-no-estimates  the same without the draft's estimates of what each tree would emit (draft-hits.ts);
@@ -19,7 +22,7 @@
 // `linattn generate` offers them at batch 8). Every output is checked against plain batched `generate`'s. Each run
 // reports its tail: the ms after its first sequence ended, where the sequences left decode in steps that cost about a
 // full batch's.
-//   npx tsx bench/batch-decisions.ts [--tokens 128] [--source adaptive,ngram] [--runs plain,alternate,auto,auto-makespan,auto-tokens,auto-no-estimates,auto-defer,auto-share,auto-no-ahead] [--share 0.1] [--defer-at 2] [--rounds 1] [--json]
+//   npx tsx bench/batch-decisions.ts [--tokens 128] [--source adaptive,ngram] [--runs plain,plain-verifier,alternate,auto,auto-verifier-plain,auto-makespan,auto-tokens,auto-no-estimates,auto-defer,auto-share,auto-no-ahead] [--share 0.1] [--defer-at 2] [--rounds 1] [--json]
 //   npx tsx bench/batch-decisions.ts --model DIR --prompts FILE [--source medusa,adaptive]   (a trained model; FILE: one prompt a line, 8 lines)
 import { getDevice } from '../src/runtime/dawn.ts';
 import { AdaptiveDraft } from '../src/speculative/adaptive-draft.ts';
@@ -29,6 +32,7 @@ import { speculativeGenerateBatch, type BatchCredit } from '../src/speculative/g
 import { DEFAULT_BATCH_CREDIT } from '../src/speculative/batch-credit.ts';
 import type { TreeOption } from '../src/speculative/generate.ts';
 import { GpuTreeVerifier } from '../src/speculative/gpu-verifier.ts';
+import { GpuBatchPlainDecoder } from '../src/speculative/batch-plain-runs.ts';
 import { MedusaDraft } from '../src/speculative/medusa-draft.ts';
 import { NgramDraft } from '../src/speculative/ngram-draft.ts';
 import { FixedSchedule, formatPolicySummary, withoutEstimates, type SpeculationPolicy } from '../src/speculative/speculation-controller.ts';
@@ -154,17 +158,21 @@ async function main(): Promise<void> {
     await verifier.prepare({ batch: BATCH, ...(medusaK > 0 && { medusaTopK: medusaK }) });
 
     const figures: RunFigure[] = [];
-    const run = async (name: string, source: string, policy: () => SpeculationPolicy, options: readonly TreeOption[], credit: BatchCredit = DEFAULT_BATCH_CREDIT) => {
+    const modelPlain = new GpuBatchPlainDecoder(verifier, {});
+    await modelPlain.prepare(BATCH);
+    /** `onModel`: auto's plain decisions by the model's decode loop (BatchAuto.plain), else root-only tree steps. */
+    const run = async (name: string, source: string, policy: () => SpeculationPolicy, options: readonly TreeOption[], credit: BatchCredit = DEFAULT_BATCH_CREDIT, onModel = true) => {
+      const plainOption = onModel ? { plain: modelPlain } : {};
       const drafts = (): DraftSource[] => prompts.map((_, s) => (source === 'adaptive' ? new AdaptiveDraft(s) : source === 'medusa' ? new MedusaDraft(heads!, medusaK) : new NgramDraft()));
       const opts = { maxTokens: tokens, shape: parseTreeSpec(source === 'adaptive' ? 'best:4' : 'top:4'), maxNodes: Math.max(...options.map((t) => t.maxNodes)) };
-      await speculativeGenerateBatch(verifier, drafts(), prompts, opts, { auto: { policy: batchWarmUpSchedule(options), trees: options } });
-      await warm(() => speculativeGenerateBatch(verifier, drafts(), prompts, opts, { auto: { policy: policy(), trees: options, credit } }));
+      await speculativeGenerateBatch(verifier, drafts(), prompts, opts, { auto: { policy: batchWarmUpSchedule(options), trees: options, ...plainOption } });
+      await warm(() => speculativeGenerateBatch(verifier, drafts(), prompts, opts, { auto: { policy: policy(), trees: options, credit, ...plainOption } }));
       const traced = new TracedPolicy(policy(), () => {
         const c = verifier.chainBatchTimes;
         const t = verifier.stepTimes;
         return { runs: c.runs, chainSteps: c.steps, encodeMs: c.encodeMs, waitMs: c.waitMs, gpuMs: c.gpuMs, steps: t.steps, stepEncodeMs: t.encodeMs, stepWaitMs: t.waitMs };
       });
-      const r = await speculativeGenerateBatch(verifier, drafts(), prompts, opts, { auto: { policy: traced, trees: options, credit } });
+      const r = await speculativeGenerateBatch(verifier, drafts(), prompts, opts, { auto: { policy: traced, trees: options, credit, ...plainOption } });
       const tps = r.decodeTokensPerS ?? NaN;
       const byLabel: RunFigure['byLabel'] = {};
       for (const d of traced.decisions) {
@@ -204,6 +212,7 @@ async function main(): Promise<void> {
       const options = trees(source);
       const labels = options.map(treeLabel);
       if (runs.includes('plain')) await run(`${source}: plain alone, decisions of ${PLAIN_STEPS}`, source, () => new FixedSchedule(labels, [0], PLAIN_STEPS), options);
+      if (runs.includes('plain-verifier')) await run(`${source}: plain alone as root-only tree steps, decisions of ${PLAIN_STEPS}`, source, () => new FixedSchedule(labels, [0], PLAIN_STEPS), options, DEFAULT_BATCH_CREDIT, false);
       if (runs.includes('alternate')) {
         for (const i of [0, options.length - 1]) {
           await run(`${source}: plain ${PLAIN_STEPS} then ${labels[i]} once, in turn`, source, () => new FixedSchedule(labels, [0, i + 1], PLAIN_STEPS), options);
@@ -213,6 +222,7 @@ async function main(): Promise<void> {
       for (let round = 1; round <= rounds; round++) {
         const tag = rounds > 1 ? ` (round ${round})` : '';
         if (runs.includes('auto')) await run(`${source}: auto, fresh${tag}`, source, () => batchController(options), options);
+        if (runs.includes('auto-verifier-plain')) await run(`${source}: auto, fresh, plain as root-only tree steps${tag}`, source, () => batchController(options), options, DEFAULT_BATCH_CREDIT, false);
         if (runs.includes('auto-makespan')) await run(`${source}: auto, fresh, credited by makespan${tag}`, source, () => batchController(options), options, 'makespan');
         if (runs.includes('auto-tokens')) await run(`${source}: auto, fresh, credited by tokens${tag}`, source, () => batchController(options), options, 'tokens');
         // The controller without the draft's estimates (draft-hits.ts): what auto did before them.

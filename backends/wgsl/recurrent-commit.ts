@@ -16,25 +16,29 @@ import { KernelBuilder } from './kernel-builder.ts';
 import { layoutOf, ringIndex, rowAxes, type StateLayout } from './layout.ts';
 import type { Kernel } from './plan.ts';
 import { stageReductions } from './recurrent-stage.ts';
+import { definePerSequence } from './sequence-offsets.ts';
 
 const WG = 64;
 
-export function recurrentCommitKernel(p: Program, sizes: Sizes, st: StateLayout): Kernel | null {
+/** `perSequence`: sequence b's tokens start at its own position (recurrent.ts, RecurrentOptions.perSequence). */
+export function recurrentCommitKernel(p: Program, sizes: Sizes, st: StateLayout, perSequence = false): Kernel | null {
   const open = st.prefix.filter((q) => q.open);
   if (open.length === 0 && st.rings.length === 0) return null;
   const kb = new KernelBuilder(WG, ['wid', 'lid']);
   const L = layoutOf(p, p.terms);
   const NS = count(L.head, sizes);
-  const read = programReader(kb, p, sizes, (where) => `b * dims.t + (${where} - dims.pos0)`);
+  const P0 = perSequence ? 'pos0' : 'dims.pos0';
+  const read = programReader(kb, p, sizes, (where) => `b * dims.t + (${where} - ${P0})`);
   const state = new Map(st.buffers.map((b) => [b.name, kb.storage(b.name, true)]));
   const ref = (name: string) => kb.use(state.get(name)!);
   const main = kb.body;
   main.define('s', 'wid.x');
   main.define('b', 'wid.y');
+  if (perSequence) definePerSequence(kb, main, false);
   const head = main.split(L.head, sizes, 's', 'hx');
   const roots = [...open.map((q) => (q.term.form as PrefixForm).psi), ...st.rings.map((r) => r.id)];
   main.for('tok', '0u', (tok) => `${tok} < dims.t`, (step) => {
-    step.define('pos', 'dims.pos0 + tok');
+    step.define('pos', `${P0} + tok`);
     const resolve = stageReductions(p, sizes, L, kb, step, head, read, roots);
     for (const q of open) {
       const f = q.term.form as PrefixForm;

@@ -40,6 +40,7 @@ import { boundedFrontier, layoutOf, prefixGate, ringIndex, rowAxes, scoreAxes, s
 import type { Plan, PlanBuffer } from './plan.ts';
 import { recurrentCommitKernel } from './recurrent-commit.ts';
 import { recurrentSplit, type RecurrentSplit } from './recurrent-split.ts';
+import { definePerSequence, sequenceBuffer } from './sequence-offsets.ts';
 import { stageReductions, tokenReductions } from './recurrent-stage.ts';
 import { isSoftmaxProgram } from './softmax-analysis.ts';
 import { softmaxDecodePlan } from './softmax-decode.ts';
@@ -87,6 +88,8 @@ interface StepKernel {
   readonly kf: ReadonlyMap<Id, { array: WorkgroupArray; axes: readonly string[]; W: number }>;
   readonly bounded: ReadonlyMap<Term, Bounded>;
   readonly head: Index;
+  /** The first token's position: 'dims.pos0', or 'pos0' (RecurrentOptions.perSequence: the sequence's own). */
+  readonly P0: string;
   /** Loads first (RecurrentOptions.loadsFirst). */
   readonly loadsFirst: boolean;
   /** Partial sums a slice adds per level of the slices' reduction (RecurrentOptions.reduceFanIn). */
@@ -123,6 +126,13 @@ export interface RecurrentOptions {
    * barriers), 8 (the default with loadsFirst; 2 without) takes 64 slices in 2 levels.
    */
   readonly reduceFanIn?: number;
+  /**
+   * Each sequence of the batch at its own position: sequence b's first token sits at dims.pos0 + TREE_SEQ[b]'s
+   * offset (sequence-offsets.ts), where a speculative batch left it (each sequence committed its own path). Every
+   * position the step reads or writes — its inputs' rows, the rings' slots, group starts — follows. Default off: one
+   * position for the batch, and no TREE_SEQ binding.
+   */
+  readonly perSequence?: boolean;
 }
 
 /**
@@ -138,7 +148,10 @@ export function recurrentPlan(
   maxLength?: number,
   opts: RecurrentOptions = {},
 ): Plan {
-  if (isSoftmaxProgram(p)) return softmaxDecodePlan(p, sizes, maxLength);
+  if (isSoftmaxProgram(p)) {
+    if (opts.perSequence) throw new Error(`${p.name}: softmax attention's key/value cache keeps one position for the batch; its decode step takes no per-sequence positions`);
+    return softmaxDecodePlan(p, sizes, maxLength);
+  }
   const L = layoutOf(p, p.terms);
   const st = stateLayout(p, sizes);
   const NS = count(L.head, sizes);
@@ -149,7 +162,9 @@ export function recurrentPlan(
   const WG = split.columns * split.slices;
   const CB = Math.ceil(NR / split.columns);
   const kb = new KernelBuilder(WG, ['wid', 'lid']);
-  const read = programReader(kb, p, sizes, (where) => `b * dims.t + (${where} - dims.pos0)`);
+  // The batch's position, or (perSequence) the workgroup's sequence's own, defined in main as `pos0`.
+  const P0 = opts.perSequence ? 'pos0' : 'dims.pos0';
+  const read = programReader(kb, p, sizes, (where) => `b * dims.t + (${where} - ${P0})`);
   const out = kb.storage('out:o', true, { always: true });
   const state = new Map(st.buffers.map((b) => [b.name, kb.storage(b.name, true)]));
   const width = (ids: readonly Id[]) => ids.reduce((n, id) => n + count(rowAxes(p, L, id), sizes), 0);
@@ -194,12 +209,13 @@ export function recurrentPlan(
   const main = kb.body;
   main.define('s', `wid.x / ${CB}u`, `head slice; column block wid.x % ${CB}`);
   main.define('b', 'wid.y');
+  if (opts.perSequence) definePerSequence(kb, main, false);
   main.define('sl', `lid / ${split.columns}u`, `slice of the feature rows and lags`);
   main.define('col0', `(wid.x % ${CB}u) * ${split.columns}u`, "this column block's first column, whose copy of z it reads");
   main.define('col', `col0 + lid % ${split.columns}u`);
   const loadsFirst = opts.loadsFirst ?? true;
   const K: StepKernel = {
-    p, sizes, L, st, NS, NR, split, kb, read, state, staged, bounded, loadsFirst,
+    p, sizes, L, st, NS, NR, split, kb, read, state, staged, bounded, loadsFirst, P0,
     fanIn: Math.max(2, opts.reduceFanIn ?? (loadsFirst ? 8 : 2)),
     regs: loadsFirst ? registerTerms(st, split, WG) : new Map(),
     qf: features(queryIds, 'qf'),
@@ -222,7 +238,7 @@ export function recurrentPlan(
   // Each thread later updates exactly the z elements it loaded (the same strided loop), so loadsFirst needs no barrier here.
   if (!K.loadsFirst) barrier(main);
   main.for('tok', '0u', (tok) => `${tok} < dims.t`, (step) => {
-    step.define('pos', 'dims.pos0 + tok');
+    step.define('pos', `${P0} + tok`);
     // The columns' loads go before the staged reductions' barriers where they read none of them.
     const early = K.loadsFirst && tokenReductions(p, columnRoots(K)).length === 0 ? columnLoads(K, step, read) : null;
     const resolve = stageReductions(p, sizes, L, kb, step, K.head, read, roots);
@@ -247,8 +263,8 @@ export function recurrentPlan(
     ],
     workgroups: (b) => [NW, b, 1],
   });
-  const commit = recurrentCommitKernel(p, sizes, st);
-  const buffers = [...programBuffers(p, sizes), ...st.buffers, ...scratch];
+  const commit = recurrentCommitKernel(p, sizes, st, opts.perSequence ?? false);
+  const buffers = [...programBuffers(p, sizes), ...(opts.perSequence ? [sequenceBuffer] : []), ...st.buffers, ...scratch];
   return {
     variant: p.name,
     form: 'recurrent',
@@ -416,7 +432,7 @@ function atKeyInputs(K: StepKernel, g: Block, ja: string, resolve: Resolver, val
   };
   const v = g.var('kv', '0.0');
   g.ifChain([
-    [`${ja} < dims.pos0`, (a) => a.line(`${v} = ${value(a, ring)};`)],
+    [`${ja} < ${K.P0}`, (a) => a.line(`${v} = ${value(a, ring)};`)],
     [null, (a) => a.line(`${v} = ${value(a, resolve)};`)],
   ]);
   return v;
@@ -426,7 +442,7 @@ function atKeyInputs(K: StepKernel, g: Block, ja: string, resolve: Resolver, val
 function ringOrInput(K: StepKernel, l: Block, t: Term, ja: string, full: Index, resolve: Resolver, into: string): void {
   const vr = K.st.rings.find((r) => r.id === t.value)!;
   l.ifChain([
-    [`${ja} < dims.pos0`, (a) => a.line(`${into} = ${stateRef(K, `state:ring${vr.id}`)}[${ringIndex(vr, K.st.ring, `${ja} % ${K.st.ring}u`, offset(K.p.nodes[t.value].type.axes, K.sizes, full))}];`)],
+    [`${ja} < ${K.P0}`, (a) => a.line(`${into} = ${stateRef(K, `state:ring${vr.id}`)}[${ringIndex(vr, K.st.ring, `${ja} % ${K.st.ring}u`, offset(K.p.nodes[t.value].type.axes, K.sizes, full))}];`)],
     [null, (a) => a.line(`${into} = ${new ExprGen(K.p, K.sizes, resolve, { i: 'pos', j: ja }).value(a, t.value, full, ja)};`)],
   ]);
 }
@@ -590,7 +606,7 @@ function atKey(K: StepKernel, g: Block, ja: string, resolve: Resolver, value: (a
   const inputs: Resolver = (n, idx, where, at) => query(n, idx, where, at) ?? resolve(n, idx, where, at);
   const v = g.var('kv', '0.0');
   g.ifChain([
-    [`${ja} < dims.pos0`, (a) => a.line(`${v} = ${value(a, ring)};`)],
+    [`${ja} < ${K.P0}`, (a) => a.line(`${v} = ${value(a, ring)};`)],
     [`${ja} == pos`, (a) => a.line(`${v} = ${value(a, current)};`)],
     [null, (a) => a.line(`${v} = ${value(a, inputs)};`)],
   ]);
@@ -778,7 +794,7 @@ function boundedTerm(K: StepKernel, g: Block, t: Term, { num, den, full }: Sums,
       : atKey(K, l, ja, resolve, (a, r) => new ExprGen(K.p, K.sizes, r, { i: 'pos', j: ja }).value(a, t.score, full, ja));
     const vv = l.var('vv', '0.0');
     l.ifChain([
-      [`${ja} < dims.pos0`, (a) => a.line(`${vv} = ${stateRef(K, `state:ring${vr.id}`)}[${ringIndex(vr, K.st.ring, `${ja} % ${K.st.ring}u`, offset(K.p.nodes[t.value].type.axes, K.sizes, full))}];`)],
+      [`${ja} < ${K.P0}`, (a) => a.line(`${vv} = ${stateRef(K, `state:ring${vr.id}`)}[${ringIndex(vr, K.st.ring, `${ja} % ${K.st.ring}u`, offset(K.p.nodes[t.value].type.axes, K.sizes, full))}];`)],
       [null, (a) => a.line(`${vv} = ${new ExprGen(K.p, K.sizes, resolve, { i: 'pos', j: ja }).value(a, t.value, full, ja)};`)],
     ]);
     l.line(`${num} = ${num} + ${sv} * ${vv};`);

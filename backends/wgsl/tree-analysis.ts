@@ -30,28 +30,9 @@ export const TREE_TILE = TREE_TILE_DEFAULT;
 export const TREE_PARENTS = 'tree:parents';
 /** The accepted path of a commit, [b, P] as f32 node indices from the root down (P = dims.t, the longest path). */
 export const TREE_PATH = 'tree:path';
-/**
- * Per sequence of a batch, [b, 2] as f32: how far its committed position lies past dims.pos0, and its path length
- * (capped by dims.t, the path buffer's row stride). Sequences of a batch speculated together commit their own lengths.
- */
-export const TREE_SEQ = 'tree:seq';
+import { definePerSequence } from './sequence-offsets.ts';
 
-/** The plans' TREE_SEQ buffer. */
-export const sequenceBuffer: PlanBuffer = { name: TREE_SEQ, role: 'input', floats: (b) => 2 * b, shape: (b) => [b, 2] };
-
-const seqBindings = new WeakMap<KernelBuilder, Binding>();
-
-/**
- * Defines `pos0`, sequence b's committed position, and with `length` `plen`, its path length, in `main` (after
- * `b`). Both are read from TREE_SEQ, a read-only buffer indexed by the workgroup's sequence, so they are uniform
- * in the workgroup: loops around barriers may run to them.
- */
-export function definePerSequence(kb: KernelBuilder, main: Block, length: boolean): void {
-  let seq = seqBindings.get(kb);
-  if (!seq) seqBindings.set(kb, (seq = kb.storage(TREE_SEQ, false, { always: true })));
-  main.define('pos0', `dims.pos0 + u32(round(${kb.use(seq)}[2u * b]))`, "this sequence's committed position");
-  if (length) main.define('plen', `min(dims.t, u32(round(${kb.use(seq)}[2u * b + 1u])))`, "this sequence's path length");
-}
+export { definePerSequence, sequenceBuffer, TREE_SEQ } from './sequence-offsets.ts';
 
 export interface TreePrefix {
   readonly k: number;

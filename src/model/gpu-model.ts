@@ -17,6 +17,7 @@ import { RecordedStep } from './step-recording.ts';
 import { buildStepPlan, destroyStepPlan, encodeStep, stepWritesLogits, type BatchBuffers, type StepPlan, type StepPlanExtras, type TokenPick, type TokenSource } from './gpu-step-plan.ts';
 import { checkModelFits, createExactTensor, destroyModelWeights, uploadModelWeights, type GpuModelWeights } from './gpu-weights.ts';
 import { weightBufferLimit } from './weight-parts.ts';
+import { sequenceData } from '../runtime/tree-attention.ts';
 import type { SamplingOptions } from './sampling.ts';
 import type { ModelWeights } from './weights.ts';
 
@@ -70,6 +71,9 @@ export const RUNS_IN_FLIGHT = 4;
  * in one command buffer only up to the attention layers' chainedSteps.
  */
 export const MAX_RUN_STEPS = 16;
+/** The furthest sequence's position: the batch's plus the largest offset (setSequenceOffsets). */
+const furthest = (session: Session) => session.position + (session.offsets ? Math.max(...session.offsets.values) : 0);
+
 const TIMESTAMP_STRIDE = 256; // resolveQuerySet's destination offset alignment
 
 interface ReadbackSlot {
@@ -102,6 +106,8 @@ interface Session {
   readonly recorded: Map<string, RecordedStep>;
   /** Whether the last step submitted wrote the batch's logits (readLogits). */
   logitsWritten: boolean;
+  /** Each sequence's offset past `position` (setSequenceOffsets) and the buffer the layers read them from; none: 0 for all. */
+  offsets?: { readonly values: readonly number[]; readonly buffer: GPUBuffer };
 }
 
 /** Host-side times of one step, in ms; gpuMs once its tokens were read (timestamps only). */
@@ -213,6 +219,8 @@ export class GpuModel {
   /** forwardLogits' attention states, per batch size. */
   private readonly forwardStates = new Map<number, GpuAttentionState[]>();
   private session: Session | undefined;
+  /** setSequenceOffsets' buffers, per batch size. */
+  private readonly offsetBuffers = new Map<number, GPUBuffer>();
   private sampling: DecodeSampling = { temperature: 0 };
   /**
    * Whether greedy steps write the logits readLogits reads. Off (the default), a greedy one-token step picks its
@@ -379,7 +387,7 @@ export class GpuModel {
     const session = this.session;
     if (!session) throw new Error('decodeStep: no batch yet; call prefill first');
     const { b } = session.batch;
-    this.checkLength(session.position + 1, 'decodeStep');
+    this.checkLength(furthest(session) + 1, 'decodeStep');
     const plan = this.readyPlan(session.batch, 1);
     let source: TokenSource = 'next';
     if (opts.tokens) {
@@ -404,7 +412,7 @@ export class GpuModel {
     if (!session) throw new Error('decodeStepForcing: no batch yet; call prefill first');
     const { b } = session.batch;
     if (forced.length !== b) throw new Error(`decodeStepForcing: ${forced.length} entries for a batch of ${b}`);
-    this.checkLength(session.position + 1, 'decodeStepForcing');
+    this.checkLength(furthest(session) + 1, 'decodeStepForcing');
     const plan = this.readyPlan(session.batch, 1);
     const { device } = this.gpu;
     const H = this.config.hiddenSize;
@@ -431,7 +439,7 @@ export class GpuModel {
     const session = this.session;
     if (!session) throw new Error('decodeRun: no batch yet; call prefill first');
     if (!(Number.isInteger(steps) && steps >= 1 && steps <= MAX_RUN_STEPS)) throw new Error(`decodeRun: steps must be an integer in 1..${MAX_RUN_STEPS}, got ${steps}`);
-    this.checkLength(session.position + steps, 'decodeRun');
+    this.checkLength(furthest(session) + steps, 'decodeRun');
     return this.submit('decode', this.readyPlan(session.batch, 1), session, 'next', steps, opts.chain ?? true);
   }
 
@@ -530,9 +538,66 @@ export class GpuModel {
     const session = this.session;
     if (!session) throw new Error('advance: no batch yet; call prefill first');
     if (!Number.isInteger(t) || t < 0) throw new Error(`advance: ${t} tokens`);
-    this.checkLength(session.position + t, 'advance');
+    this.checkLength(furthest(session) + t, 'advance');
     for (let n = 0; n < this.attention.length; n++) this.attention[n].advance(session.states[n], t);
     session.position += t;
+  }
+
+  /**
+   * Each sequence's position from here on: sequence s at position + offsets[s] (non-negative integers, one per
+   * sequence), where a speculative batch that committed paths of their own lengths left the layers' state
+   * (GpuTreeVerifier.sequenceOffsets after a flush); later decode steps read and write each sequence's own positions,
+   * one token a step. All zeros or null: one position for the batch. The offsets stay until changed or the next
+   * prefill; whoever moves the state otherwise (the verifier's commits) sets them again before decoding. Refused
+   * (before anything changes) by a layer that keeps one position for the batch, such as softmax attention.
+   */
+  async setSequenceOffsets(offsets: readonly number[] | null): Promise<void> {
+    const session = this.session;
+    if (!session) throw new Error('setSequenceOffsets: no batch yet; call prefill first');
+    const { b } = session.batch;
+    if (offsets && offsets.length !== b) throw new Error(`setSequenceOffsets: ${offsets.length} offsets for a batch of ${b}`);
+    const bad = offsets?.findIndex((o) => !(Number.isInteger(o) && o >= 0));
+    if (offsets && bad !== undefined && bad >= 0) throw new Error(`setSequenceOffsets: sequence ${bad}'s offset ${offsets[bad]} is not a non-negative integer`);
+    const values = offsets && offsets.some((o) => o > 0) ? [...offsets] : null;
+    const known = session.offsets?.values;
+    if (values === null ? known === undefined : known !== undefined && known.every((o, s) => o === values[s])) return;
+    if (values) {
+      const refusing = this.attention.findIndex((a) => !a.useSequenceOffsets);
+      if (refusing >= 0) throw new Error(`setSequenceOffsets: attention layer ${refusing} keeps one position for the batch`);
+      this.checkLength(session.position + Math.max(...values), 'setSequenceOffsets');
+    }
+    const buffer = values ? this.offsetsBuffer(b) : null;
+    if (values) this.gpu.device.queue.writeBuffer(buffer!, 0, sequenceData(values));
+    const set = await Promise.allSettled(this.attention.map((a, n) => a.useSequenceOffsets?.(session.states[n], buffer)));
+    const failed = set.find((r) => r.status === 'rejected');
+    if (failed) {
+      // A layer refused (after others took the offsets): every layer back to the offsets it had.
+      await Promise.all(this.attention.map((a, n) => a.useSequenceOffsets?.(session.states[n], session.offsets?.buffer ?? null)));
+      throw new Error(`setSequenceOffsets: ${(failed.reason as Error).message}`);
+    }
+    if (values) session.offsets = { values, buffer: buffer! };
+    else delete session.offsets;
+  }
+
+  /** The buffer batch b's sequence offsets are uploaded to: one per batch size, kept (bind groups and recordings hold it). */
+  private offsetsBuffer(b: number): GPUBuffer {
+    let buffer = this.offsetBuffers.get(b);
+    if (!buffer) this.offsetBuffers.set(b, (buffer = this.gpu.device.createBuffer({ label: `sequence offsets [${b}]`, size: 8 * b, usage: BufferUsage.STORAGE | BufferUsage.COPY_DST })));
+    return buffer;
+  }
+
+  /** Compiles ahead what decode steps at batch b with a position per sequence run (setSequenceOffsets compiles it at its first use otherwise). */
+  async prepareSequenceOffsets(b: number): Promise<void> {
+    const refusing = this.attention.findIndex((a) => !a.useSequenceOffsets);
+    if (refusing >= 0) throw new Error(`prepareSequenceOffsets: attention layer ${refusing} keeps one position for the batch`);
+    await Promise.all(this.attention.map((a) => a.prepareBatch?.(b, true)));
+  }
+
+  /** Each sequence's offset past position (setSequenceOffsets; zeros when none were set). */
+  get sequenceOffsets(): readonly number[] {
+    const session = this.session;
+    if (!session) throw new Error('sequenceOffsets: no batch yet; call prefill first');
+    return session.offsets?.values ?? new Array<number>(session.batch.b).fill(0);
   }
 
   /** Plans (compiles and allocates) the decode step for batch b ahead of time. */
@@ -556,6 +621,8 @@ export class GpuModel {
       batch.resolve?.destroy();
     }
     this.batches.clear();
+    for (const buffer of this.offsetBuffers.values()) buffer.destroy();
+    this.offsetBuffers.clear();
     this.samplingConfig.destroy();
     destroyModelWeights(this.weights);
     this.session = undefined;

@@ -24,6 +24,7 @@ import { PlanRunner } from './executor.ts';
 import { choosePrefill, type PrefillScheduleRequest, type PrologueRequest } from './plan-choice.ts';
 import { SharedScratch } from './scratch-buffers.ts';
 import { bufferId } from './buffer-ids.ts';
+import { TREE_SEQ } from '../../backends/wgsl/sequence-offsets.ts';
 
 type Bound = ReturnType<PlanRunner['bind']>;
 
@@ -32,8 +33,10 @@ interface State extends GpuAttentionState {
   readonly b: number;
   readonly buffers: Record<string, GPUBuffer>;
   readonly binds: Map<string, Bound>;
+  /** Each sequence's offset past `position` (useSequenceOffsets), or none: one position for the batch. */
+  seq?: GPUBuffer;
   /** The bind groups of the last call, and what they were made for. */
-  last?: { readonly runner: PlanRunner; readonly q: GPUBuffer; readonly k: GPUBuffer; readonly v: GPUBuffer; readonly o: GPUBuffer; readonly t: number; readonly slot: number; readonly bound: Bound };
+  last?: { readonly runner: PlanRunner; readonly q: GPUBuffer; readonly k: GPUBuffer; readonly v: GPUBuffer; readonly o: GPUBuffer; readonly t: number; readonly slot: number; readonly seq?: GPUBuffer; readonly bound: Bound };
 }
 
 /**
@@ -166,6 +169,14 @@ class CompiledAttention implements GpuAttention {
     const st = state as State;
     for (const buffer of Object.values(st.buffers)) encoder.clearBuffer(buffer);
     st.position = 0;
+    st.seq = undefined;
+  }
+
+  async useSequenceOffsets(state: GpuAttentionState, seq: GPUBuffer | null): Promise<void> {
+    const st = state as State;
+    if (!this.steps) throw new Error(`layer ${this.layer}: ${this.program.name} has noncausal terms: it does not decode`);
+    if (seq) await this.steps.prepare(st.b, true);
+    st.seq = seq ?? undefined;
   }
 
   encodeForward(pass: GPUComputePassEncoder, io: { q: GPUBuffer; k: GPUBuffer; v: GPUBuffer; o: GPUBuffer }, state: GpuAttentionState, b: number, t: number): void {
@@ -174,7 +185,7 @@ class CompiledAttention implements GpuAttention {
     const last = st.last;
     const slot = this.dims.slot(st.position);
     const bound =
-      last && last.runner === runner && last.t === t && last.slot === slot && last.q === io.q && last.k === io.k && last.v === io.v && last.o === io.o
+      last && last.runner === runner && last.t === t && last.slot === slot && last.seq === st.seq && last.q === io.q && last.k === io.k && last.v === io.v && last.o === io.o
         ? last.bound
         : this.bind(st, runner, io, t, slot);
     this.dims.set(b, t, st.position);
@@ -190,14 +201,15 @@ class CompiledAttention implements GpuAttention {
     const st = state as State;
     this.check(st, b, t);
     this.dims.set(b, t, st.position);
-    return this.dims.slot(st.position);
+    // The per-sequence step binds its offsets too: another recording per offsets buffer.
+    return this.dims.slot(st.position) + (st.seq ? DIMS_SLOTS * (1 + bufferId(st.seq)) : 0);
   }
 
   readonly chainedSteps = DIMS_SLOTS;
 
-  /** Compiles the decode step whose split fills the GPU at batch b (shared by every layer of the factory). */
-  async prepareBatch(b: number): Promise<void> {
-    await this.steps?.prepare(b);
+  /** Compiles the decode step whose split fills the GPU at batch b (shared by every layer of the factory); `perSequence`: its form that reads a position per sequence. */
+  async prepareBatch(b: number, perSequence = false): Promise<void> {
+    await this.steps?.prepare(b, perSequence);
   }
 
   /** Refuses a call the state cannot take; the runner that runs it. */
@@ -213,19 +225,24 @@ class CompiledAttention implements GpuAttention {
           '(the cache grows with t: make the model with a larger maximum length)',
       );
     }
-    return !this.steps || (st.position === 0 && t > 1) ? this.prefill : this.steps.runner(st.b);
+    if (!this.steps || (st.position === 0 && t > 1)) {
+      if (st.seq) throw new Error(`layer ${this.layer}: a prefill from position 0 with a position per sequence set; reset the state first`);
+      return this.prefill;
+    }
+    return this.steps.runner(st.b, !!st.seq);
   }
 
   private bind(st: State, runner: PlanRunner, io: { q: GPUBuffer; k: GPUBuffer; v: GPUBuffer; o: GPUBuffer }, t: number, slot: number): Bound {
-    const key = `${runner === this.prefill ? 'p' : 's'}:${[io.q, io.k, io.v, io.o].map(bufferId).join(',')}:${t}:${slot}`;
+    const seq = runner === this.prefill ? undefined : st.seq;
+    const key = `${runner === this.prefill ? 'p' : 's'}:${[io.q, io.k, io.v, io.o].map(bufferId).join(',')}:${t}:${slot}${seq ? `:seq${bufferId(seq)}` : ''}`;
     let bound = st.binds.get(key);
     if (!bound) {
-      const all: Record<string, GPUBuffer> = { 'in:q': io.q, 'in:k': io.k, 'in:v': io.v, 'out:o': io.o, ...st.buffers, ...(runner === this.prefill ? this.scratch.buffers(st.b, t) : {}) };
+      const all: Record<string, GPUBuffer> = { 'in:q': io.q, 'in:k': io.k, 'in:v': io.v, 'out:o': io.o, ...st.buffers, ...(runner === this.prefill ? this.scratch.buffers(st.b, t) : {}), ...(seq && { [TREE_SEQ]: seq }) };
       for (const [k, v] of Object.entries(this.params)) all[`param:${k}`] = v;
       bound = runner.bind(all, st.b, t, st.position, this.dims.buffers[slot]);
       st.binds.set(key, bound);
     }
-    st.last = { runner, ...io, t, slot, bound };
+    st.last = { runner, ...io, t, slot, ...(st.seq && { seq: st.seq }), bound };
     return bound;
   }
 

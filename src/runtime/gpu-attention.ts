@@ -62,9 +62,18 @@ export interface GpuAttention {
   /**
    * Optional: readies what a decode step at batch b runs (compiled-attention.ts compiles the step kernel whose
    * split fills the GPU at that batch). The model awaits it before planning that batch's decode step; a layer
-   * steps correctly without it, perhaps slower.
+   * steps correctly without it, perhaps slower. `perSequence`: the step that reads a position per sequence
+   * (useSequenceOffsets), compiled ahead of its first use.
    */
-  prepareBatch?(b: number): Promise<void>;
+  prepareBatch?(b: number, perSequence?: boolean): Promise<void>;
+  /**
+   * Optional: from the next call on, sequence s of `state` sits at state.position + offset_s, the offsets in `seq`
+   * ([b, 2] f32, the offset first: backends/wgsl/sequence-offsets.ts's TREE_SEQ), where a speculative batch whose
+   * sequences committed paths of their own lengths left it; null: one position for the batch again. Compiles what
+   * the calls then run. The offsets are read when a step runs, so `seq` may be rewritten between steps. Absent, or
+   * rejecting (softmax attention's cache keeps one position for the batch): the layer takes one position.
+   */
+  useSequenceOffsets?(state: GpuAttentionState, seq: GPUBuffer | null): Promise<void>;
   /** Training (optional; see TrainableGpuAttention): the chunked forward of whole sequences from a zero state. */
   encodeTrainForward?(pass: GPUComputePassEncoder, io: TrainForwardIo, b: number, t: number): void;
   /** Training (optional; see TrainableGpuAttention): the backward of encodeTrainForward. */

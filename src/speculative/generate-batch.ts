@@ -40,6 +40,7 @@ import type { TreeShape } from './tree-spec.ts';
 import { draftEstimates } from './draft-hits.ts';
 import { budgetPotential, DEFAULT_BATCH_CREDIT, followedBudgets, potentialCredit, type BatchCredit } from './batch-credit.ts';
 import type { BatchTreeVerifier, VerifyResult } from './verifier.ts';
+import type { BatchPlainDecoder } from './batch-plain-runs.ts';
 
 export interface BatchSpeculativeResult {
   /** New tokens per sequence (up to and including its EOS). */
@@ -79,6 +80,11 @@ export interface BatchSpeculativeResult {
 export interface BatchAuto {
   readonly policy: SpeculationPolicy;
   readonly trees: readonly TreeOption[];
+  /**
+   * Plain decisions by the model's own decode loop, each sequence at its own position (batch-plain-runs.ts), instead of
+   * root-only tree steps: with a verifier whose sequences commit paths of their own lengths.
+   */
+  readonly plain?: BatchPlainDecoder;
   /** What each decision is credited with (default DEFAULT_BATCH_CREDIT, the slower half): batch-credit.ts. */
   readonly credit?: BatchCredit;
 }
@@ -343,6 +349,84 @@ export async function speculativeGenerateBatch(
   /** Records a decision of `option`: a tree's with its sequence-steps, a plain one's tokens alone. */
   const recordDecision = (option: number, emitted: number, sequenceSteps: number) => (option === 0 ? auto!.policy.record(emitted) : auto!.policy.record(emitted, sequenceSteps));
 
+  // Auto's plain decisions by the model's decode loop (BatchAuto.plain): every live sequence a token a step from its own
+  // position, a readback a run; the next decision taken ahead while the runs are in flight, a plain one going on in
+  // the same loop. With a Medusa draft the decision's last step is a root-only tree step instead (returned as
+  // `tail`), which computes the heads at each sequence's new last token for the tree after it.
+  const modelPlain = auto?.plain && !lockstep ? auto.plain : undefined;
+  /** Returns the last decision's credit and sequence-steps, the steps read, whether a tail step is to end it; undefined: no room. */
+  const plainRun = async (budget: number): Promise<{ emitted: number; steps: number; ran: number; tail: boolean } | undefined> => {
+    const live0 = active();
+    const tail = drafts.some((d, s) => live0[s] && (d.medusaTopK ?? 0) > 0);
+    const room = Math.min(...out.map((_, s) => (opts.maxPosition ?? Infinity) - verifier.positionOf(s)));
+    /** Steps some live sequence still needs (a step emits one token a sequence): no run goes past them. */
+    const needs = () => {
+      const live = active();
+      return Math.max(0, ...out.map((o, s) => (live[s] ? opts.maxTokens - o.length : 0)));
+    };
+    const steps = Math.min(budget, room, needs()) - (tail ? 1 : 0);
+    if (steps < 1) return undefined;
+    const g0 = out.map((o) => o.length);
+    let total = steps;
+    const ends = [steps];
+    let read = 0;
+    let emittedSince = 0;
+    let stepsSince = 0;
+    await modelPlain!.run(out.map((o) => o[o.length - 1]), {
+      steps,
+      more: tail || !auto!.policy.ahead ? undefined : (unread) => {
+        // One decision taken ahead at a time: after the last one taken has begun.
+        if (ends.length > 1) return 0;
+        // More only while some live sequence needs more steps than are in flight, and the positions leave room.
+        const needed = needs() - unread;
+        if (needed < 1 || room - total < 1) return undefined;
+        const next = auto!.policy.ahead!();
+        if (next !== 0) {
+          decided = next;
+          return undefined;
+        }
+        const more = Math.min(Math.max(1, auto!.policy.aheadPlainRun?.() ?? auto!.policy.plainTokens), room - total, needed);
+        ends.push((total += more));
+        return more;
+      },
+      onStep: (tokens) => {
+        const liveK = active();
+        if (!liveK.some(Boolean)) return false;
+        const before = potential();
+        let emitted = 0;
+        for (let s = 0; s < B; s++) {
+          if (!liveK[s]) continue;
+          out[s].push(tokens[s]);
+          emitted++;
+        }
+        const liveCount = liveK.filter(Boolean).length;
+        emittedSince += stepCredit(emitted, liveCount, before);
+        stepsSince += liveCount;
+        committedPerStep.push(emitted / liveCount);
+        noteEnds();
+        read++;
+        if (ends.length > 1 && read === ends[0]) {
+          recordDecision(0, emittedSince, stepsSince);
+          emittedSince = 0;
+          stepsSince = 0;
+          ends.shift();
+        }
+        return active().some(Boolean);
+      },
+      ...(sampled && { draw: (k: number, s: number) => u(g0[s] + k, s) }),
+    });
+    // A plain decision taken ahead and never begun (the sequences ended first): the one in progress ends here.
+    while (ends.length > 1) {
+      recordDecision(0, emittedSince, stepsSince);
+      emittedSince = 0;
+      stepsSince = 0;
+      ends.shift();
+    }
+    // Medusa heads were computed before the run: stale now (the tail step computes them afresh).
+    heads.fill(undefined);
+    return { emitted: emittedSince, steps: stepsSince, ran: read, tail };
+  };
+
   while (active().some(Boolean)) {
     if (chained && heads.every((h) => h !== undefined) && leftover.every((l) => l.length === 0)) {
       const ran = await runChained(chained.verifier, chained.topology, chained.medusaK, chained.steps, Infinity);
@@ -354,7 +438,20 @@ export async function speculativeGenerateBatch(
       const option = decided ?? auto.policy.next();
       decided = undefined;
       decision = { option, steps: option === 0 ? Math.max(1, auto.policy.plainRun?.() ?? auto.policy.plainTokens) : 1, emitted: 0, ran: 0, sequenceSteps: 0 };
-      if (option === 0 && plainChainer && leftover.every((l) => l.length === 0)) {
+      if (option === 0 && modelPlain && leftover.every((l) => l.length === 0)) {
+        const ran = await plainRun(decision.steps);
+        if (ran !== undefined) {
+          if (ran.tail && active().some(Boolean)) {
+            // The decision's last step, a root-only tree step (below), ends it.
+            decision = { option: 0, steps: ran.ran + 1, emitted: ran.emitted, ran: ran.ran, sequenceSteps: ran.steps };
+          } else {
+            recordDecision(0, ran.emitted, ran.steps);
+            decision = undefined;
+            continue;
+          }
+        }
+      }
+      if (decision?.ran === 0 && option === 0 && plainChainer && leftover.every((l) => l.length === 0)) {
         const medusaK = Math.max(0, ...drafts.map((d, s) => (active()[s] ? d.medusaTopK ?? 0 : 0)));
         const ran = await runChained(plainChainer, rootOnly, medusaK, PLAIN_CHAIN_STEPS, decision.steps, takenAhead(0, () => Math.max(1, auto.policy.aheadPlainRun?.() ?? auto.policy.plainTokens)), PLAIN_CHAIN_FIRST);
         if (ran !== undefined) {

@@ -251,6 +251,15 @@ export class GpuTreeVerifier implements TreeVerifier, BatchTreeVerifier {
     return Math.max(...this.offsets.map((_, s) => this.positionOf(s)));
   }
 
+  /**
+   * Each sequence's committed position past model.position, with no commit pending (after flush): what a decode step
+   * on the model's state must be told (GpuModel.setSequenceOffsets) once the sequences committed paths of their own lengths.
+   */
+  get sequenceOffsets(): readonly number[] {
+    if (this.pending) throw new Error('sequenceOffsets: a commit is pending; flush first');
+    return this.offsets;
+  }
+
   /** Tokens folded into sequence s's state, its pending commit included. */
   positionOf(s: number): number {
     return this.model.position + (this.offsets[s] ?? 0) + (this.pending?.[s]?.length ?? 0);

@@ -15,6 +15,7 @@ import { CpuTreeVerifier } from './cpu-verifier.ts';
 import type { DraftSource } from './draft.ts';
 import { speculativeGenerateBatch, type BatchCredit, type BatchSpeculativeResult } from './generate-batch.ts';
 import { DEFAULT_BATCH_CREDIT } from './batch-credit.ts';
+import { GpuBatchPlainDecoder } from './batch-plain-runs.ts';
 import { GpuTreeVerifier } from './gpu-verifier.ts';
 import { checkSpeculatable, draftFor, modelFiles, type SpeculativeRunContext } from './run-speculative.ts';
 import { candidatesPerNode } from './tree-spec.ts';
@@ -80,12 +81,15 @@ export async function runSpeculativeBatch(c: SpeculativeRunContext & { readonly 
       ...(args.chainSteps !== undefined && { chainSteps: args.chainSteps }),
     };
     const labels = trees.map(treeLabel);
+    // Auto's plain decisions by the model's own decode loop, each sequence at its own position (batch-plain-runs.ts).
+    const plainRuns = auto && verifier instanceof GpuTreeVerifier && verifier.perSequence ? new GpuBatchPlainDecoder(verifier, c.sampling) : undefined;
+    await plainRuns?.prepare(b);
     // Untimed first: the batch's tree kernels and recordings are built at their first use (under auto every option's,
     // in a fixed schedule, so that none is charged its build in the controller's first decisions).
     if (warmUp) {
       // Under auto, room for the whole schedule however many tokens its trees emit (each at most its nodes + 1 a step).
       const tokens = auto ? 6 + 2 * trees.reduce((n, t) => n + t.maxNodes + 1, 0) : 32;
-      const schedule = auto ? { auto: { policy: batchWarmUpSchedule(trees), trees } } : {};
+      const schedule = auto ? { auto: { policy: batchWarmUpSchedule(trees), trees, ...(plainRuns && { plain: plainRuns }) } } : {};
       await speculativeGenerateBatch(verifier, drafts(), prompts, { ...opts, maxTokens: Math.min(c.maxTokens, tokens) }, schedule);
     }
     // auto keeps its measurements between runs as one sequence's does (--auto-state FILE, or the cache on a hardware GPU),
@@ -95,7 +99,7 @@ export async function runSpeculativeBatch(c: SpeculativeRunContext & { readonly 
       : args.autoState ?? (c.device === 'gpu' && !c.gpu!.isSoftware ? autoStatePath({ files: modelFiles(config), source: args.source, adapter: c.gpu!.adapterName, labels: ['plain', ...labels], batch: b, credit: args.batchCredit ?? DEFAULT_BATCH_CREDIT }) : undefined);
     const kept = auto ? keptController(statePath, args.autoState !== undefined, (from) => batchController(trees, { ...(from && { from }), ...(args.exploreShare !== undefined && { exploreShare: args.exploreShare }) })) : undefined;
     const policy = kept?.controller;
-    const r = await speculativeGenerateBatch(verifier, drafts(), prompts, opts, policy ? { auto: { policy, trees, ...(args.batchCredit && { credit: args.batchCredit }) } } : {});
+    const r = await speculativeGenerateBatch(verifier, drafts(), prompts, opts, policy ? { auto: { policy, trees, ...(args.batchCredit && { credit: args.batchCredit }), ...(plainRuns && { plain: plainRuns }) } } : {});
     if (policy && statePath !== undefined) writeAutoState(statePath, policy.state());
     for (const [s, tokens] of r.tokens.entries()) {
       c.stdout(`--- ${s + 1} of ${b} ---\n${c.tokenizer.decode(tokens.filter((t) => t !== eos))}\n`);
