@@ -172,7 +172,10 @@ async function main(): Promise<void> {
         const t = verifier.stepTimes;
         return { runs: c.runs, chainSteps: c.steps, encodeMs: c.encodeMs, waitMs: c.waitMs, gpuMs: c.gpuMs, steps: t.steps, stepEncodeMs: t.encodeMs, stepWaitMs: t.waitMs };
       });
+      const ranBefore = modelPlain.ran;
+      const recorded = { ...model.recordings };
       const r = await speculativeGenerateBatch(verifier, drafts(), prompts, opts, { auto: { policy: traced, trees: options, credit, ...plainOption } });
+      const modelRuns = modelPlain.runs.slice(modelPlain.runs.length - Math.min(modelPlain.runs.length, modelPlain.ran - ranBefore));
       const tps = r.decodeTokensPerS ?? NaN;
       const byLabel: RunFigure['byLabel'] = {};
       for (const d of traced.decisions) {
@@ -198,6 +201,10 @@ async function main(): Promise<void> {
       const fmt = (x?: { decisions: number; msAStep: number }) => (x ? `${x.msAStep.toFixed(3)} ms a step (${x.decisions} decisions)` : '—');
       log(`${name}: ${tps.toFixed(1)} tokens/s, ${fig.speedup.toFixed(2)}× plain, identical ${fig.identical}, decode ${r.decodeMs.toFixed(1)} ms (drafting ${r.draftMs.toFixed(1)}; the tail after the first sequence ended ${r.tailMs.toFixed(1)})`);
       log(`  plain decisions after a tree: ${fmt(fig.plainAfterTree)}; after plain: ${fmt(fig.plainAfterPlain)}`);
+      if (modelRuns.length) {
+        log(`  plain runs on the model (flush / offsets / first read / whole ms, steps): ${modelRuns.map((x) => `${x.flushMs.toFixed(2)}/${x.offsetsMs.toFixed(2)}/${x.firstMs.toFixed(2)}/${x.ms.toFixed(2)} ${x.steps}`).join('; ')}`);
+        log(`  decode steps recorded in the run: ${model.recordings.count - recorded.count} (${(model.recordings.ms - recorded.ms).toFixed(2)} ms)`);
+      }
       log(`  ${fig.auto}`);
       const counts = (c?: Record<string, number>) =>
         c ? ` [chain ${c.runs}r/${c.chainSteps}s enc ${c.encodeMs.toFixed(2)} wait ${c.waitMs.toFixed(2)} gpu ${c.gpuMs.toFixed(2)}; steps ${c.steps} enc ${c.stepEncodeMs.toFixed(2)} wait ${c.stepWaitMs.toFixed(2)}]` : '';

@@ -315,6 +315,9 @@ export class GpuModel {
    */
   stampSteps = true;
 
+  /** Decode steps recorded for replay since creation, and the host ms recording them took (benches). */
+  readonly recordings = { count: 0, ms: 0 };
+
   /** Sets how later steps choose tokens; a seed restarts the stream of uniform draws. */
   setSampling(s: DecodeSampling): void {
     const temperature = s.temperature ?? 0;
@@ -746,8 +749,11 @@ export class GpuModel {
     const known = session.recorded.get(key);
     if (known) return known;
     // Recording runs the layers' encodeForward, which writes what this step reads as it would when encoding.
+    const t0 = performance.now();
     const made = RecordedStep.record((pass) => encodeStep(pass, plan, this.attention, session.states, source, pick, this.logitsOption()));
     session.recorded.set(key, made);
+    this.recordings.count++;
+    this.recordings.ms += performance.now() - t0;
     return made;
   }
 

@@ -30,12 +30,15 @@ export interface BatchPlainDecoder {
   run(roots: readonly number[], run: BatchPlainRun): Promise<number>;
 }
 
-/** Runs kept for benches: host ms to hand the state over (flush and offsets), the whole run, its steps. */
+/** Runs kept for benches. */
 const RUNS_KEPT = 64;
 
 export class GpuBatchPlainDecoder implements BatchPlainDecoder {
   private readonly sampled: boolean;
-  readonly runs: { handMs: number; ms: number; steps: number }[] = [];
+  /** Per run: host ms to flush the verifier and to set the offsets, until the first tokens were read, the whole run; its steps. */
+  readonly runs: { flushMs: number; offsetsMs: number; firstMs: number; ms: number; steps: number }[] = [];
+  /** Runs since creation (runs keeps the last RUNS_KEPT). */
+  ran = 0;
 
   constructor(private readonly verifier: GpuTreeVerifier, private readonly sampling: SamplingOptions) {
     if (!verifier.perSequence) throw new Error('plain batch runs on the model need a verifier whose sequences keep positions of their own (not softmax attention)');
@@ -51,11 +54,13 @@ export class GpuBatchPlainDecoder implements BatchPlainDecoder {
     if (!(Number.isInteger(run.steps) && run.steps >= 1)) throw new Error(`plain batch run: steps must be a positive integer, got ${run.steps}`);
     const t0 = performance.now();
     const verifier = this.verifier;
-    await verifier.flush();
+    await verifier.flush({ drain: false });
+    const flushMs = performance.now() - t0;
     const model = verifier.model;
     if (roots.length !== model.batchSize) throw new Error(`plain batch run: ${roots.length} roots for a batch of ${model.batchSize}`);
     await model.setSequenceOffsets(verifier.sequenceOffsets);
-    const handMs = performance.now() - t0;
+    const offsetsMs = performance.now() - t0 - flushMs;
+    let firstMs = NaN;
     const b = roots.length;
     if (this.sampled) {
       if (!run.draw) throw new Error('plain batch run: sampling needs the draws');
@@ -92,12 +97,14 @@ export class GpuBatchPlainDecoder implements BatchPlainDecoder {
       const next = queue.shift();
       if (!next) break;
       const ids = await next.ids;
+      if (Number.isNaN(firstMs)) firstMs = performance.now() - t0;
       for (let k = 0; k < next.steps; k++) {
         read++;
         if (wanted) wanted = run.onStep(ids.slice(k * b, (k + 1) * b));
       }
     }
-    this.runs.push({ handMs, ms: performance.now() - t0, steps: submitted });
+    this.ran++;
+    this.runs.push({ flushMs, offsetsMs, firstMs, ms: performance.now() - t0, steps: submitted });
     if (this.runs.length > RUNS_KEPT) this.runs.shift();
     return submitted;
   }

@@ -510,7 +510,12 @@ export class GpuTreeVerifier implements TreeVerifier, BatchTreeVerifier {
     this.pending = paths.map((p) => [...p]);
   }
 
-  async flush(): Promise<void> {
+  /**
+   * Applies the pending commit and brings the state back into the layers' buffers. `drain` (default): waits for the GPU
+   * and reports its errors; false (plain decoding follows at once, queue-ordered after it: batch-plain-runs.ts) returns
+   * once the commands are submitted.
+   */
+  async flush(opts: { drain?: boolean } = {}): Promise<void> {
     this.ahead.drop();
     const { device } = this.model.gpu;
     this.forgetChains();
@@ -528,6 +533,7 @@ export class GpuTreeVerifier implements TreeVerifier, BatchTreeVerifier {
     device.queue.submit([encoder.finish()]);
     this.moveTo(committed);
     this.pending = undefined;
+    if (opts.drain === false) return;
     await device.queue.onSubmittedWorkDone();
     throwIfDeviceErrors(this.model.gpu, 'tree commit');
   }
