@@ -35,8 +35,8 @@ const RUNS_KEPT = 64;
 
 export class GpuBatchPlainDecoder implements BatchPlainDecoder {
   private readonly sampled: boolean;
-  /** Per run: host ms to flush the verifier and to set the offsets, until the first tokens were read, the whole run; its steps. */
-  readonly runs: { flushMs: number; offsetsMs: number; firstMs: number; ms: number; steps: number }[] = [];
+  /** Per run: host ms to flush the verifier and to set the offsets, until the first tokens were read, the whole run; its steps, and their GPU ms (timestamps; 0 without). */
+  readonly runs: { flushMs: number; offsetsMs: number; firstMs: number; ms: number; steps: number; gpuMs: number }[] = [];
   /** Runs since creation (runs keeps the last RUNS_KEPT). */
   ran = 0;
 
@@ -71,12 +71,13 @@ export class GpuBatchPlainDecoder implements BatchPlainDecoder {
     let submitted = 0;
     let read = 0;
     let asking = run.more !== undefined;
-    const queue: { ids: Promise<number[]>; steps: number }[] = [];
+    const queue: { ids: Promise<number[]>; steps: number; handle: StepHandle }[] = [];
+    let gpuMs = 0;
     const submit = (k: number) => {
       const step: StepHandle = submitted === 0 ? model.decodeStep({ tokens: roots }) : model.decodeRun(k);
       const ids = step.tokens();
       ids.catch(() => undefined); // awaited below
-      queue.push({ ids, steps: k });
+      queue.push({ ids, steps: k, handle: step });
       submitted += k;
     };
     let wanted = true;
@@ -98,13 +99,14 @@ export class GpuBatchPlainDecoder implements BatchPlainDecoder {
       if (!next) break;
       const ids = await next.ids;
       if (Number.isNaN(firstMs)) firstMs = performance.now() - t0;
+      for (const t of next.handle.timings) gpuMs += t.gpuMs ?? 0;
       for (let k = 0; k < next.steps; k++) {
         read++;
         if (wanted) wanted = run.onStep(ids.slice(k * b, (k + 1) * b));
       }
     }
     this.ran++;
-    this.runs.push({ flushMs, offsetsMs, firstMs, ms: performance.now() - t0, steps: submitted });
+    this.runs.push({ flushMs, offsetsMs, firstMs, ms: performance.now() - t0, steps: submitted, gpuMs });
     if (this.runs.length > RUNS_KEPT) this.runs.shift();
     return submitted;
   }
