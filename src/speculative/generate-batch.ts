@@ -351,8 +351,8 @@ export async function speculativeGenerateBatch(
 
   // Auto's plain decisions by the model's decode loop (BatchAuto.plain): every live sequence a token a step from its own
   // position, a readback a run; the next decision taken ahead while the runs are in flight, a plain one going on in
-  // the same loop. With a Medusa draft the decision's last step is a root-only tree step instead (returned as
-  // `tail`), which computes the heads at each sequence's new last token for the tree after it.
+  // the same loop. With a Medusa draft the last decision of such a stretch ends with a root-only tree step (returned
+  // as `tail`), which computes the heads at each sequence's new last token for the tree after it.
   const modelPlain = auto?.plain && !lockstep ? auto.plain : undefined;
   /** Returns the last decision's credit and sequence-steps, the steps read, whether a tail step is to end it; undefined: no room. */
   const plainRun = async (budget: number): Promise<{ emitted: number; steps: number; ran: number; tail: boolean } | undefined> => {
@@ -364,7 +364,10 @@ export async function speculativeGenerateBatch(
       const live = active();
       return Math.max(0, ...out.map((o, s) => (live[s] ? opts.maxTokens - o.length : 0)));
     };
-    const steps = Math.min(budget, room, needs()) - (tail ? 1 : 0);
+    // The tail step's position and token are kept out of the model's steps.
+    const reserve = tail ? 1 : 0;
+    const limit = room - reserve;
+    const steps = Math.min(budget - reserve, limit, needs() - reserve);
     if (steps < 1) return undefined;
     const g0 = out.map((o) => o.length);
     let total = steps;
@@ -374,18 +377,18 @@ export async function speculativeGenerateBatch(
     let stepsSince = 0;
     await modelPlain!.run(out.map((o) => o[o.length - 1]), {
       steps,
-      more: tail || !auto!.policy.ahead ? undefined : (unread) => {
+      more: !auto!.policy.ahead ? undefined : (unread) => {
         // One decision taken ahead at a time: after the last one taken has begun.
         if (ends.length > 1) return 0;
         // More only while some live sequence needs more steps than are in flight, and the positions leave room.
-        const needed = needs() - unread;
-        if (needed < 1 || room - total < 1) return undefined;
+        const needed = needs() - unread - reserve;
+        if (needed < 1 || limit - total < 1) return undefined;
         const next = auto!.policy.ahead!();
         if (next !== 0) {
           decided = next;
           return undefined;
         }
-        const more = Math.min(Math.max(1, auto!.policy.aheadPlainRun?.() ?? auto!.policy.plainTokens), room - total, needed);
+        const more = Math.min(Math.max(1, auto!.policy.aheadPlainRun?.() ?? auto!.policy.plainTokens), limit - total, needed);
         ends.push((total += more));
         return more;
       },
