@@ -2,7 +2,8 @@
 // tree steps in which every sequence committed a path of its own length, the decode step reads each sequence's position
 // (GpuModel.setSequenceOffsets; the recurrent kernel with RecurrentOptions.perSequence). Every sequence must emit its
 // plain greedy decoding in float64, on the three test variants — elu_dwconv's ring, llama_linearized's groups of 4
-// and its convolution (sequences cross group starts apart), RetNet's decays — with prompts of different lengths, a
+// and its convolution (sequences cross group starts apart), RetNet's decays (whose step reads no position: the
+// per-sequence kernel's other paths) — with prompts of different lengths, a
 // Medusa draft in the batch (the decision then ends with a root-only tree step for its heads) and plain decisions
 // taken ahead; sampled, plain batched GPU sampling's tokens. The model refuses offsets it cannot take, naming why.
 import { afterAll, describe, expect, it, vi } from 'vitest';

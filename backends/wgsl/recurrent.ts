@@ -24,6 +24,10 @@
 // in a scratch buffer instead, [b, workgroups, staged, F]: every thread reads them in the same order, so they stay
 // in cache.
 //
+// Sequences at positions of their own (RecurrentOptions.perSequence: a speculative batch continued by plain decoding):
+// sequence b's tokens start at dims.pos0 plus its offset in `tree:seq` (sequence-offsets.ts), and every position the
+// step reads or writes — input rows, ring slots, group starts — follows; without it the batch shares dims.pos0.
+//
 // Loads first (RecurrentOptions.loadsFirst, the default): every global load of a token that no earlier store of the
 // token feeds is issued before its first barrier — each thread's z element and rows of S (into registers before
 // the token loop, carried in them through the call's tokens and stored once after it: the same thread owns the same

@@ -8,15 +8,16 @@
 // commit nothing; their output is no longer read.
 //
 // Cost-aware (`batch.auto`, `--tree auto` with several prompts): before each step a policy (speculation-controller.ts)
-// picks one of a few trees for every live sequence, or a plain decision — a run of root-only steps, each sequence
-// verifying its last token alone and emitting the target's next, which is plain decoding through the verifier —
+// picks one of a few trees for every live sequence, or a plain decision — a run of plain decoding steps: on the GPU the
+// model's own decode loop with each sequence at its own position (BatchAuto.plain, batch-plain-runs.ts), elsewhere
+// root-only steps, each sequence verifying its last token alone and emitting the target's next —
 // and learns each decision's rate: what it is credited with over its wall time, drafting included — by default what
 // its steps took off the mean remaining budget of the slower half of the batch, once for every live sequence
 // (batch-credit.ts: the batch ends with its slowest sequence), or off the longest budget (makespan), or every token it
 // emitted. So a batch whose drafts are not accepted falls back to what a step of one row a sequence costs instead of
-// paying for trees nothing is accepted from. Greedy, per-sequence and on a verifier that chains batch steps, a plain
-// decision's root-only steps are chained: their picks become the next roots on the GPU, one readback a run
-// (runChained).
+// paying for trees nothing is accepted from. Without BatchAuto.plain, greedy, per-sequence and on a verifier that
+// chains batch steps, a plain decision's root-only steps are chained: their picks become the next roots on the GPU, one
+// readback a run (runChained).
 //
 // Lockstep (a verifier without perSequence: softmax attention's cache on the GPU keeps one position for the
 // batch): a step commits the same number of nodes C = the shortest accepted path of the active sequences into

@@ -4,7 +4,8 @@
 // forward, each sequence accepting and committing its own path); prompts may differ in length. The report gives the
 // mean accepted length, tokens/s of both batches over all sequences, the speed-up and how many sequences' output
 // equals plain decoding's. Without --tree (or with --tree auto) the batch is cost-aware (generate-batch.ts
-// batch.auto): a controller picks, step by step, plain steps (root-only) or one of autoTrees() for every sequence, by
+// batch.auto): a controller picks, step by step, plain steps (on the GPU the model's decode loop, each sequence at its
+// own position: batch-plain-runs.ts; root-only tree steps in float64) or one of autoTrees() for every sequence, by
 // the batch's measured tokens/s; a fixed --tree runs that tree (chained runs, --chain-steps, need one).
 import type { ModelConfig } from '../model/config.ts';
 import { cpuAttentionSessionFromVariant } from '../model/cpu-attention.ts';
