@@ -208,6 +208,28 @@ export async function speculativeGenerateBatch(
   };
   const committedPerStep: number[] = [];
   const accepted: number[] = [];
+  /**
+   * A step read back: each live sequence's tokens (`tokensOf(s)`, asked once per live sequence) appended up to its EOS
+   * and budget; what the step is credited with (BatchCredit) and its live sequences, or undefined when none was live.
+   */
+  const takeStep = (tokensOf: (s: number) => readonly number[]): { credit: number; live: number } | undefined => {
+    const liveK = active();
+    if (!liveK.some(Boolean)) return undefined;
+    const before = potential();
+    let emitted = 0;
+    for (let s = 0; s < B; s++) {
+      if (!liveK[s]) continue;
+      for (const id of tokensOf(s)) {
+        if (ended(s) || out[s].length >= opts.maxTokens) break;
+        out[s].push(id);
+        emitted++;
+      }
+    }
+    const live = liveK.filter(Boolean).length;
+    committedPerStep.push(emitted / live);
+    noteEnds();
+    return { credit: stepCredit(emitted, live, before), live };
+  };
   const gpuMsPerStep: number[] = [];
   let draftMs = 0;
   // Chained runs (opts.chainSteps): after an ordinary step has the heads' candidates of every sequence, runs of steps
@@ -292,24 +314,10 @@ export async function speculativeGenerateBatch(
       const run = await sub.result;
       inFlight -= sub.steps;
       for (let k = 0; k < sub.steps; k++) {
-        const liveK = active();
-        if (!liveK.some(Boolean)) break;
-        const before = potential();
-        let emitted = 0;
-        for (let s = 0; s < B; s++) {
-          if (!liveK[s]) continue;
-          accepted.push(run.steps[s][k].length);
-          for (const id of run.steps[s][k]) {
-            if (ended(s) || out[s].length >= opts.maxTokens) break;
-            out[s].push(id);
-            emitted++;
-          }
-        }
-        const liveCount = liveK.filter(Boolean).length;
-        emittedSince += stepCredit(emitted, liveCount, before);
-        stepsSince += liveCount;
-        committedPerStep.push(emitted / liveCount);
-        noteEnds();
+        const step = takeStep((s) => (accepted.push(run.steps[s][k].length), run.steps[s][k]));
+        if (!step) break;
+        emittedSince += step.credit;
+        stepsSince += step.live;
         if (run.gpuMs !== undefined) gpuMsPerStep.push(run.gpuMs / sub.steps);
         read++;
         if (decisions && ends.length > 1 && read === ends[0]) endDecision();
@@ -394,20 +402,10 @@ export async function speculativeGenerateBatch(
         return more;
       },
       onStep: (tokens) => {
-        const liveK = active();
-        if (!liveK.some(Boolean)) return false;
-        const before = potential();
-        let emitted = 0;
-        for (let s = 0; s < B; s++) {
-          if (!liveK[s]) continue;
-          out[s].push(tokens[s]);
-          emitted++;
-        }
-        const liveCount = liveK.filter(Boolean).length;
-        emittedSince += stepCredit(emitted, liveCount, before);
-        stepsSince += liveCount;
-        committedPerStep.push(emitted / liveCount);
-        noteEnds();
+        const step = takeStep((s) => [tokens[s]]);
+        if (!step) return false;
+        emittedSince += step.credit;
+        stepsSince += step.live;
         read++;
         if (ends.length > 1 && read === ends[0]) {
           recordDecision(0, emittedSince, stepsSince);
