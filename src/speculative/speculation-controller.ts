@@ -127,12 +127,6 @@ export interface ControllerOptions {
    * a step at least what a measured tree of as many nodes or fewer did. Default: none known (plain's step the least).
    */
   readonly nodes?: readonly number[];
-  /**
-   * What a verification step of each tree option (option i + 1) cost when it ran before this controller (ms a step, as
-   * record's `steps` count them; undefined: unknown), such as in the warm-up (FixedSchedule.fastestMsPerStep): for the
-   * estimates, a tree not measured yet costs a step at least that. Default: none.
-   */
-  readonly stepCosts?: readonly (number | undefined)[];
   /** Largest share of the time spent probing (default 0.05). */
   readonly probeOverhead?: number;
   /** Decisions per probe of a tree (default 2; plain: one run). */
@@ -239,8 +233,6 @@ export class SpeculationController implements SpeculationPolicy {
   private queuedPlainLength: number | undefined;
   /** Whether the last choose() returned the best option to exploit it (not an exploration or a probe). */
   private exploiting = false;
-  /** ControllerOptions.stepCosts. */
-  private readonly stepCosts: readonly (number | undefined)[] | undefined;
   /** useEstimates()'s: a tree option's tokens per verification step on the text so far. */
   private estimate: ((option: number) => number | undefined) | undefined;
 
@@ -276,10 +268,6 @@ export class SpeculationController implements SpeculationPolicy {
       throw new Error(`speculation controller: nodes must give each of the ${opts.trees.length} trees a count of draft nodes, got [${opts.nodes.join(', ')}]`);
     }
     this.nodes = opts.nodes;
-    if (opts.stepCosts && (opts.stepCosts.length !== opts.trees.length || opts.stepCosts.some((c) => c !== undefined && !(c >= 0 && Number.isFinite(c))))) {
-      throw new Error(`speculation controller: stepCosts must give each of the ${opts.trees.length} trees a non-negative ms a step or none, got [${opts.stepCosts.join(', ')}]`);
-    }
-    this.stepCosts = opts.stepCosts;
     const from = opts.from;
     if (from && (from.labels.length !== this.labels.length || from.labels.some((l, i) => l !== this.labels[i]) || from.options.length !== this.labels.length)) {
       throw new Error(`speculation controller: the saved measurements are of the options [${from.labels.join(', ')}], this run offers [${this.labels.join(', ')}]`);
@@ -419,8 +407,8 @@ export class SpeculationController implements SpeculationPolicy {
 
   /**
    * Whether tree option i cannot beat plain decoding by the estimate (useEstimates): its estimated tokens a step over
-   * its measured ms a step — before it ran, what it cost earlier (stepCosts) or plain's ms a token, the least a
-   * verification step costs (a plain step emits one token a sequence) — at or below plain's measured rate. Such an option is neither explored nor re-probed
+   * its measured ms a step — before it ran, plain's ms a token, the least a verification step costs (a plain step
+   * emits one token a sequence) — at or below plain's measured rate. Such an option is neither explored nor re-probed
    * until the text makes it promising; what it measured still counts when it is the best.
    */
   cannotPay(i: number): boolean {
@@ -430,12 +418,9 @@ export class SpeculationController implements SpeculationPolicy {
     return est / (this.msPerStep(i) ?? this.leastMsPerStep(i, 1 / plain!)) <= plain!;
   }
 
-  /**
-   * The least a step of tree option i (not measured) costs: `floor`, what it cost before this controller
-   * (stepCosts), or a measured tree's of as many nodes or fewer.
-   */
+  /** The least a step of tree option i (not measured) costs: `floor`, or a measured tree's of as many nodes or fewer. */
   private leastMsPerStep(i: number, floor: number): number {
-    let least = Math.max(floor, this.stepCosts?.[i - 1] ?? 0);
+    let least = floor;
     if (!this.nodes) return least;
     for (let j = 1; j < this.stats.length; j++) {
       const ms = this.nodes[j - 1] <= this.nodes[i - 1] ? this.msPerStep(j) : undefined;
@@ -556,8 +541,6 @@ export function withoutEstimates(policy: SpeculationPolicy): SpeculationPolicy {
 export class FixedSchedule implements SpeculationPolicy {
   readonly labels: readonly string[];
   private readonly totals: { decisions: number; tokens: number; ms: number }[];
-  /** Per option, the least ms a step of its decisions that said their steps took (fastestMsPerStep). */
-  private readonly fastest: (number | undefined)[];
   private i = 0;
   private current: { option: number; t0: number } | undefined;
   private queued: number | undefined;
@@ -574,12 +557,6 @@ export class FixedSchedule implements SpeculationPolicy {
     }
     positive(plainTokens, 'plainTokens');
     this.totals = this.labels.map(() => ({ decisions: 0, tokens: 0, ms: 0 }));
-    this.fastest = this.labels.map(() => undefined);
-  }
-
-  /** The least ms a verification step of `option` took over its decisions that said their steps (record's `steps`). */
-  fastestMsPerStep(option: number): number | undefined {
-    return this.fastest[option];
   }
 
   next(): number {
@@ -595,15 +572,12 @@ export class FixedSchedule implements SpeculationPolicy {
     return this.queued;
   }
 
-  record(tokens: number, steps?: number): void {
+  record(tokens: number): void {
     if (!this.current) throw new Error('fixed schedule: record() without next()');
-    const o = this.current.option;
-    const t = this.totals[o];
-    const ms = Math.max(0, this.clock() - this.current.t0);
+    const t = this.totals[this.current.option];
     t.decisions++;
     t.tokens += tokens;
-    t.ms += ms;
-    if (steps !== undefined && steps > 0) this.fastest[o] = Math.min(this.fastest[o] ?? Infinity, ms / steps);
+    t.ms += Math.max(0, this.clock() - this.current.t0);
     this.current = this.queued === undefined ? undefined : { option: this.queued, t0: this.clock() };
     this.queued = undefined;
   }
