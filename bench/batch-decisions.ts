@@ -9,6 +9,9 @@
 //   auto       a fresh batchController over autoTrees(source, 15), as `linattn generate` makes one per batch, each
 //              decision credited as generate's default (batch-credit.ts: what its steps took off the mean remaining
 //              budget of the slower half of the sequences);
+//              Auto takes what a step of each tree cost in the warm-up (ControllerOptions.stepCosts), as `linattn
+//              generate` does;
+//   auto-no-costs      the same without them (a tree not measured costs at least plain's ms a token);
 //   auto-verifier-plain  the same with its plain decisions as chained root-only tree steps;
 //   auto-makespan      the same, credited with what its steps took off the longest remaining budget (BatchCredit 'makespan');
 //   auto-tokens        the same, credited with every token it emitted (BatchCredit 'tokens');
@@ -22,7 +25,7 @@
 // `linattn generate` offers them at batch 8). Every output is checked against plain batched `generate`'s. Each run
 // reports its tail: the ms after its first sequence ended, where the sequences left decode in steps that cost about a
 // full batch's.
-//   npx tsx bench/batch-decisions.ts [--tokens 128] [--source adaptive,ngram] [--runs plain,plain-verifier,alternate,auto,auto-verifier-plain,auto-makespan,auto-tokens,auto-no-estimates,auto-defer,auto-share,auto-no-ahead] [--share 0.1] [--defer-at 2] [--rounds 1] [--json]
+//   npx tsx bench/batch-decisions.ts [--tokens 128] [--source adaptive,ngram] [--runs plain,plain-verifier,alternate,auto,auto-no-costs,auto-verifier-plain,auto-makespan,auto-tokens,auto-no-estimates,auto-defer,auto-share,auto-no-ahead] [--share 0.1] [--defer-at 2] [--rounds 1] [--json]
 //   npx tsx bench/batch-decisions.ts --model DIR --prompts FILE [--source medusa,adaptive]   (a trained model; FILE: one prompt a line, 8 lines)
 import { getDevice } from '../src/runtime/dawn.ts';
 import { AdaptiveDraft } from '../src/speculative/adaptive-draft.ts';
@@ -161,13 +164,16 @@ async function main(): Promise<void> {
     const modelPlain = new GpuBatchPlainDecoder(verifier, {});
     await modelPlain.prepare(BATCH);
     /** `onModel`: auto's plain decisions by the model's decode loop (BatchAuto.plain), else root-only tree steps. */
-    const run = async (name: string, source: string, policy: () => SpeculationPolicy, options: readonly TreeOption[], credit: BatchCredit = DEFAULT_BATCH_CREDIT, onModel = true) => {
+    /** `policy(stepCosts)`: its trees' step costs in the warm-up, which auto takes as `linattn generate` does (ControllerOptions.stepCosts). */
+    const run = async (name: string, source: string, policy: (stepCosts: (number | undefined)[]) => SpeculationPolicy, options: readonly TreeOption[], credit: BatchCredit = DEFAULT_BATCH_CREDIT, onModel = true) => {
       const plainOption = onModel ? { plain: modelPlain } : {};
       const drafts = (): DraftSource[] => prompts.map((_, s) => (source === 'adaptive' ? new AdaptiveDraft(s) : source === 'medusa' ? new MedusaDraft(heads!, medusaK) : new NgramDraft()));
       const opts = { maxTokens: tokens, shape: parseTreeSpec(source === 'adaptive' ? 'best:4' : 'top:4'), maxNodes: Math.max(...options.map((t) => t.maxNodes)) };
-      await speculativeGenerateBatch(verifier, drafts(), prompts, opts, { auto: { policy: batchWarmUpSchedule(options), trees: options, ...plainOption } });
-      await warm(() => speculativeGenerateBatch(verifier, drafts(), prompts, opts, { auto: { policy: policy(), trees: options, credit, ...plainOption } }));
-      const traced = new TracedPolicy(policy(), () => {
+      const warmSchedule = batchWarmUpSchedule(options);
+      await speculativeGenerateBatch(verifier, drafts(), prompts, opts, { auto: { policy: warmSchedule, trees: options, ...plainOption } });
+      const stepCosts = options.map((_, i) => warmSchedule.fastestMsPerStep(i + 1));
+      await warm(() => speculativeGenerateBatch(verifier, drafts(), prompts, opts, { auto: { policy: policy(stepCosts), trees: options, credit, ...plainOption } }));
+      const traced = new TracedPolicy(policy(stepCosts), () => {
         const c = verifier.chainBatchTimes;
         const t = verifier.stepTimes;
         return { runs: c.runs, chainSteps: c.steps, encodeMs: c.encodeMs, waitMs: c.waitMs, gpuMs: c.gpuMs, steps: t.steps, stepEncodeMs: t.encodeMs, stepWaitMs: t.waitMs };
@@ -228,18 +234,19 @@ async function main(): Promise<void> {
       // Rounds alternate the two controllers, so that a drift of the clocks falls on both.
       for (let round = 1; round <= rounds; round++) {
         const tag = rounds > 1 ? ` (round ${round})` : '';
-        if (runs.includes('auto')) await run(`${source}: auto, fresh${tag}`, source, () => batchController(options), options);
-        if (runs.includes('auto-verifier-plain')) await run(`${source}: auto, fresh, plain as root-only tree steps${tag}`, source, () => batchController(options), options, DEFAULT_BATCH_CREDIT, false);
-        if (runs.includes('auto-makespan')) await run(`${source}: auto, fresh, credited by makespan${tag}`, source, () => batchController(options), options, 'makespan');
-        if (runs.includes('auto-tokens')) await run(`${source}: auto, fresh, credited by tokens${tag}`, source, () => batchController(options), options, 'tokens');
+        if (runs.includes('auto')) await run(`${source}: auto, fresh${tag}`, source, (c) => batchController(options, { stepCosts: c }), options);
+        if (runs.includes('auto-no-costs')) await run(`${source}: auto, fresh, no warm-up step costs${tag}`, source, () => batchController(options), options);
+        if (runs.includes('auto-verifier-plain')) await run(`${source}: auto, fresh, plain as root-only tree steps${tag}`, source, (c) => batchController(options, { stepCosts: c }), options, DEFAULT_BATCH_CREDIT, false);
+        if (runs.includes('auto-makespan')) await run(`${source}: auto, fresh, credited by makespan${tag}`, source, (c) => batchController(options, { stepCosts: c }), options, 'makespan');
+        if (runs.includes('auto-tokens')) await run(`${source}: auto, fresh, credited by tokens${tag}`, source, (c) => batchController(options, { stepCosts: c }), options, 'tokens');
         // The controller without the draft's estimates (draft-hits.ts): what auto did before them.
-        if (runs.includes('auto-no-estimates')) await run(`${source}: auto, fresh, no estimates${tag}`, source, () => withoutEstimates(batchController(options)), options);
-        if (runs.includes('auto-defer')) await run(`${source}: auto, fresh, deferPlainAt ${deferAt}${tag}`, source, () => batchController(options, { deferPlainAt: deferAt }), options);
-        if (runs.includes('auto-share')) await run(`${source}: auto, fresh, exploration's share ${share}${tag}`, source, () => batchController(options, { exploreShare: share }), options);
+        if (runs.includes('auto-no-estimates')) await run(`${source}: auto, fresh, no estimates${tag}`, source, (c) => withoutEstimates(batchController(options, { stepCosts: c })), options);
+        if (runs.includes('auto-defer')) await run(`${source}: auto, fresh, deferPlainAt ${deferAt}${tag}`, source, (c) => batchController(options, { deferPlainAt: deferAt, stepCosts: c }), options);
+        if (runs.includes('auto-share')) await run(`${source}: auto, fresh, exploration's share ${share}${tag}`, source, (c) => batchController(options, { exploreShare: share, stepCosts: c }), options);
         // Tree steps encoded at their submit (step-ahead.ts off), warm-up included.
         if (runs.includes('auto-no-ahead')) {
           verifier.encodesAhead = false;
-          await run(`${source}: auto, fresh, steps encoded at the submit${tag}`, source, () => batchController(options), options);
+          await run(`${source}: auto, fresh, steps encoded at the submit${tag}`, source, (c) => batchController(options, { stepCosts: c }), options);
           verifier.encodesAhead = true;
         }
       }

@@ -133,6 +133,21 @@ describe('speculation controller', () => {
     expect(() => new FixedSchedule(['chain:3'], [2], 8)).toThrow(/options must be integers in 0\.\.1/);
   });
 
+  it('a fixed schedule keeps the least ms a step of each option whose decisions said their steps', () => {
+    const clock = { now: 0 };
+    const f = new FixedSchedule(['a', 'b'], [1, 2, 1, 0], 4, () => clock.now);
+    const take = (ms: number, tokens: number, steps?: number) => {
+      f.next();
+      clock.now += ms;
+      f.record(tokens, steps);
+    };
+    take(10, 4, 2); // a: 5 ms a step
+    take(9, 3); // b: no steps said
+    take(6, 4, 3); // a: 2 ms a step
+    take(4, 4); // plain
+    expect([0, 1, 2].map((o) => f.fastestMsPerStep(o))).toEqual([undefined, 2, undefined]);
+  });
+
   it('a decision taken ahead starts at the record of the one in progress, and counts as made while exploring', () => {
     // Chained runs back to back (generate.ts): decision k + 1 is chosen before k is read, and timed from k's end.
     const { clock, c } = controller(['chain:3', 'chain:3×4'], { order: [2, 1, 0] });
@@ -288,9 +303,9 @@ describe('speculation controller with estimates (useEstimates: what each tree wo
   // emits `accepted + 1` tokens; the estimates say what each would emit, so the controller need not run them to know.
   const trees = ['chain:1', 'chain:3', 'chain:7'];
   const nodes = [1, 3, 7];
-  const run = (accepted: number[], estimated: number[] | undefined, decisions = 60) => {
+  const run = (accepted: number[], estimated: number[] | undefined, decisions = 60, stepCosts?: number[]) => {
     const clock = { now: 0 };
-    const c = new SpeculationController({ trees, clock: () => clock.now, plainTokens: 16, nodes, order: [0, 1, 2, 3] });
+    const c = new SpeculationController({ trees, clock: () => clock.now, plainTokens: 16, nodes, order: [0, 1, 2, 3], ...(stepCosts && { stepCosts }) });
     if (estimated) c.useEstimates((o) => estimated[o - 1]);
     const chosen: number[] = [];
     for (let i = 0; i < decisions; i++) {
@@ -317,6 +332,52 @@ describe('speculation controller with estimates (useEstimates: what each tree wo
     const bounded = run([0, 0, 0], [1.3, 1.3, 1.3]);
     expect(bounded.filter((o) => o === 2 || o === 3)).toEqual([]);
     expect(bounded.filter((o) => o === 1).length).toBeGreaterThanOrEqual(1);
+  });
+
+  it('with what each tree cost a step before (stepCosts, the warm-up), explores none that cannot pay, and still the one that does', () => {
+    // The trees' own costs a step (1.5, 2.5, 4.5 ms), as a warm-up would have measured them: at 1.3 tokens a step none can
+    // reach plain's 4 tokens a ms, so not even chain:1 is looked at (without the costs it was: the test above).
+    const costs = nodes.map((n) => 1 + 0.5 * n);
+    const none = run([0, 0, 0], [1.3, 1.3, 1.3], 60, costs);
+    expect(trees_(none)).toBe(0);
+    expect(none.summary).toMatch(/not tried, .*chain:1 1\.30, chain:3 1\.30, chain:7 1\.30$/);
+    // Where plain emits 1 token a ms, chain:7 estimated (and accepting) 8 tokens a step in 4.5 ms pays, and is taken.
+    const clock = { now: 0 };
+    const c = new SpeculationController({ trees, clock: () => clock.now, plainTokens: 16, nodes, order: [0, 1, 2, 3], stepCosts: costs });
+    c.useEstimates((o) => [2, 4, 8][o - 1]);
+    const chosen: number[] = [];
+    for (let i = 0; i < 60; i++) {
+      const o = c.next();
+      clock.now += o === 0 ? 16 : costs[o - 1];
+      c.record(o === 0 ? 16 : [2, 4, 8][o - 1], o === 0 ? undefined : 1);
+      chosen.push(o);
+    }
+    expect(chosen.slice(-20).filter((o) => o === 3).length).toBeGreaterThan(15);
+  });
+
+  it("a tree with an estimate waits for plain decoding's first rate: not taken first, nor ahead while that decision runs", () => {
+    // Trees first in the order, and every decision's successor taken ahead (as a batch's plain chain does): without the
+    // wait the first decision was chain:1, judged before plain had a rate; estimates of 1 token a step cannot pay.
+    const clock = { now: 0 };
+    const c = new SpeculationController({ trees, clock: () => clock.now, plainTokens: 16, nodes, order: [1, 2, 3, 0] });
+    c.useEstimates(() => 1);
+    const chosen = [c.next()];
+    for (let i = 0; i < 30; i++) {
+      const ahead = c.ahead();
+      clock.now += chosen[chosen.length - 1] === 0 ? 4 : 2;
+      c.record(chosen[chosen.length - 1] === 0 ? 16 : 1, chosen[chosen.length - 1] === 0 ? undefined : 1);
+      chosen.push(ahead);
+    }
+    expect(chosen.filter((o) => o > 0)).toEqual([]);
+    // Without estimates nothing waits: the order's first tree goes first.
+    const d = new SpeculationController({ trees, plainTokens: 16, nodes, order: [1, 2, 3, 0] });
+    expect(d.next()).toBe(1);
+  });
+
+  it('refuses step costs that are not one non-negative figure or none per tree', () => {
+    expect(() => new SpeculationController({ trees, stepCosts: [1, 2] })).toThrow('stepCosts must give each of the 3 trees');
+    expect(() => new SpeculationController({ trees, stepCosts: [1, -2, undefined] })).toThrow('stepCosts must give each of the 3 trees');
+    expect(() => new SpeculationController({ trees, stepCosts: [1, undefined, 3] })).not.toThrow();
   });
 
   it('still explores and exploits a tree whose estimate says it pays', () => {

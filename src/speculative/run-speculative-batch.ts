@@ -87,18 +87,22 @@ export async function runSpeculativeBatch(c: SpeculativeRunContext & { readonly 
     await plainRuns?.prepare(b);
     // Untimed first: the batch's tree kernels and recordings are built at their first use (under auto every option's,
     // in a fixed schedule, so that none is charged its build in the controller's first decisions).
+    // What a step of each tree cost in the warm-up: for the estimates, a tree not measured yet costs that at least.
+    let stepCosts: (number | undefined)[] | undefined;
     if (warmUp) {
       // Under auto, room for the whole schedule however many tokens its trees emit (each at most its nodes + 1 a step).
       const tokens = auto ? 6 + 2 * trees.reduce((n, t) => n + t.maxNodes + 1, 0) : 32;
-      const schedule = auto ? { auto: { policy: batchWarmUpSchedule(trees), trees, ...(plainRuns && { plain: plainRuns }) } } : {};
+      const warmSchedule = batchWarmUpSchedule(trees);
+      const schedule = auto ? { auto: { policy: warmSchedule, trees, ...(plainRuns && { plain: plainRuns }) } } : {};
       await speculativeGenerateBatch(verifier, drafts(), prompts, { ...opts, maxTokens: Math.min(c.maxTokens, tokens) }, schedule);
+      if (auto) stepCosts = trees.map((_, i) => warmSchedule.fastestMsPerStep(i + 1));
     }
     // auto keeps its measurements between runs as one sequence's does (--auto-state FILE, or the cache on a hardware GPU),
     // keyed by the batch size too: a batch's rates are all its sequences' tokens over its time.
     const statePath = !auto || args.autoState === 'none'
       ? undefined
       : args.autoState ?? (c.device === 'gpu' && !c.gpu!.isSoftware ? autoStatePath({ files: modelFiles(config), source: args.source, adapter: c.gpu!.adapterName, labels: ['plain', ...labels], batch: b, credit: args.batchCredit ?? DEFAULT_BATCH_CREDIT }) : undefined);
-    const kept = auto ? keptController(statePath, args.autoState !== undefined, (from) => batchController(trees, { ...(from && { from }), ...(args.exploreShare !== undefined && { exploreShare: args.exploreShare }) })) : undefined;
+    const kept = auto ? keptController(statePath, args.autoState !== undefined, (from) => batchController(trees, { ...(from && { from }), ...(args.exploreShare !== undefined && { exploreShare: args.exploreShare }), ...(stepCosts && { stepCosts }) })) : undefined;
     const policy = kept?.controller;
     const r = await speculativeGenerateBatch(verifier, drafts(), prompts, opts, policy ? { auto: { policy, trees, ...(args.batchCredit && { credit: args.batchCredit }), ...(plainRuns && { plain: plainRuns }) } } : {});
     if (policy && statePath !== undefined) writeAutoState(statePath, policy.state());

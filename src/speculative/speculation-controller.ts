@@ -127,6 +127,12 @@ export interface ControllerOptions {
    * a step at least what a measured tree of as many nodes or fewer did. Default: none known (plain's step the least).
    */
   readonly nodes?: readonly number[];
+  /**
+   * What a verification step of each tree option (option i + 1) cost when it ran before this controller (ms a step, as
+   * record's `steps` count them; undefined: unknown), such as in the warm-up (FixedSchedule.fastestMsPerStep): for the
+   * estimates, a tree not measured yet costs a step at least that. Default: none.
+   */
+  readonly stepCosts?: readonly (number | undefined)[];
   /** Largest share of the time spent probing (default 0.05). */
   readonly probeOverhead?: number;
   /** Decisions per probe of a tree (default 2; plain: one run). */
@@ -233,6 +239,8 @@ export class SpeculationController implements SpeculationPolicy {
   private queuedPlainLength: number | undefined;
   /** Whether the last choose() returned the best option to exploit it (not an exploration or a probe). */
   private exploiting = false;
+  /** ControllerOptions.stepCosts. */
+  private readonly stepCosts: readonly (number | undefined)[] | undefined;
   /** useEstimates()'s: a tree option's tokens per verification step on the text so far. */
   private estimate: ((option: number) => number | undefined) | undefined;
 
@@ -268,6 +276,10 @@ export class SpeculationController implements SpeculationPolicy {
       throw new Error(`speculation controller: nodes must give each of the ${opts.trees.length} trees a count of draft nodes, got [${opts.nodes.join(', ')}]`);
     }
     this.nodes = opts.nodes;
+    if (opts.stepCosts && (opts.stepCosts.length !== opts.trees.length || opts.stepCosts.some((c) => c !== undefined && !(c >= 0 && Number.isFinite(c))))) {
+      throw new Error(`speculation controller: stepCosts must give each of the ${opts.trees.length} trees a non-negative ms a step or none, got [${opts.stepCosts.join(', ')}]`);
+    }
+    this.stepCosts = opts.stepCosts;
     const from = opts.from;
     if (from && (from.labels.length !== this.labels.length || from.labels.some((l, i) => l !== this.labels[i]) || from.options.length !== this.labels.length)) {
       throw new Error(`speculation controller: the saved measurements are of the options [${from.labels.join(', ')}], this run offers [${this.labels.join(', ')}]`);
@@ -407,8 +419,8 @@ export class SpeculationController implements SpeculationPolicy {
 
   /**
    * Whether tree option i cannot beat plain decoding by the estimate (useEstimates): its estimated tokens a step over
-   * its measured ms a step — before it ran, plain's ms a token, the least a verification step costs (a plain step
-   * emits one token a sequence) — at or below plain's measured rate. Such an option is neither explored nor re-probed
+   * its measured ms a step — before it ran, what it cost earlier (stepCosts) or plain's ms a token, the least a
+   * verification step costs (a plain step emits one token a sequence) — at or below plain's measured rate. Such an option is neither explored nor re-probed
    * until the text makes it promising; what it measured still counts when it is the best.
    */
   cannotPay(i: number): boolean {
@@ -418,9 +430,22 @@ export class SpeculationController implements SpeculationPolicy {
     return est / (this.msPerStep(i) ?? this.leastMsPerStep(i, 1 / plain!)) <= plain!;
   }
 
-  /** The least a step of tree option i (not measured) costs: `floor`, or a measured tree's of as many nodes or fewer. */
+  /**
+   * Whether tree option i, never measured, is to be judged by an estimate (useEstimates) that cannot judge it yet:
+   * plain decoding has no rate to compare it with (the run's first decision, plain, still in progress), and the text
+   * may be too short for an estimate. Such a tree is not explored until plain has a rate; without estimates, or with
+   * plain deferred, nothing waits.
+   */
+  private awaitsPlain(i: number): boolean {
+    return i > 0 && this.estimate !== undefined && this.stats[i].recent.length === 0 && this.rate(0) === undefined && !this.plainDeferred();
+  }
+
+  /**
+   * The least a step of tree option i (not measured) costs: `floor`, what it cost before this controller
+   * (stepCosts), or a measured tree's of as many nodes or fewer.
+   */
   private leastMsPerStep(i: number, floor: number): number {
-    let least = floor;
+    let least = Math.max(floor, this.stepCosts?.[i - 1] ?? 0);
     if (!this.nodes) return least;
     for (let j = 1; j < this.stats.length; j++) {
       const ms = this.nodes[j - 1] <= this.nodes[i - 1] ? this.msPerStep(j) : undefined;
@@ -479,7 +504,7 @@ export class SpeculationController implements SpeculationPolicy {
     // its looks takes the next look at once, so its runs go back to back; switching options drains the GPU's queue.
     const inProgress = this.current?.option;
     const may = this.mayExplore(now);
-    if (may && inProgress !== undefined && inProgress > 0 && made(inProgress) < this.explore && !this.cannotPay(inProgress)) {
+    if (may && inProgress !== undefined && inProgress > 0 && made(inProgress) < this.explore && !this.cannotPay(inProgress) && !this.awaitsPlain(inProgress)) {
       const r = this.rate(inProgress);
       if (r === undefined || r >= this.exploreCutoff * bestRate) {
         this.explored = true;
@@ -489,7 +514,7 @@ export class SpeculationController implements SpeculationPolicy {
     let fewest = -1;
     const deferred = this.plainDeferred();
     for (const i of this.order) {
-      if ((i === 0 && deferred) || (i > 0 && !may) || this.cannotPay(i)) continue;
+      if ((i === 0 && deferred) || (i > 0 && !may) || this.cannotPay(i) || this.awaitsPlain(i)) continue;
       const d = made(i);
       if (d >= this.explore || (d >= 1 && (this.rate(i) ?? 0) < this.exploreCutoff * bestRate)) continue;
       if (fewest < 0 || d < made(fewest)) fewest = i;
@@ -502,7 +527,7 @@ export class SpeculationController implements SpeculationPolicy {
     for (let i = 0; i < this.stats.length; i++) {
       // A tree never measured would be probed at once (nothing says what it costs): that is exploring, within the share.
       const unexplored = i > 0 && !may && this.stats[i].recent.length === 0;
-      if (i !== best && !unexplored && !this.cannotPay(i) && (stalest < 0 || this.stats[i].lastRun < this.stats[stalest].lastRun)) stalest = i;
+      if (i !== best && !unexplored && !this.cannotPay(i) && !this.awaitsPlain(i) && (stalest < 0 || this.stats[i].lastRun < this.stats[stalest].lastRun)) stalest = i;
     }
     this.exploiting = true;
     if (stalest < 0 || this.tokensSinceProbe < this.probeTokens) return best;
@@ -541,6 +566,8 @@ export function withoutEstimates(policy: SpeculationPolicy): SpeculationPolicy {
 export class FixedSchedule implements SpeculationPolicy {
   readonly labels: readonly string[];
   private readonly totals: { decisions: number; tokens: number; ms: number }[];
+  /** Per option, the least ms a step of its decisions that said their steps took (fastestMsPerStep). */
+  private readonly fastest: (number | undefined)[];
   private i = 0;
   private current: { option: number; t0: number } | undefined;
   private queued: number | undefined;
@@ -557,6 +584,12 @@ export class FixedSchedule implements SpeculationPolicy {
     }
     positive(plainTokens, 'plainTokens');
     this.totals = this.labels.map(() => ({ decisions: 0, tokens: 0, ms: 0 }));
+    this.fastest = this.labels.map(() => undefined);
+  }
+
+  /** The least ms a verification step of `option` took over its decisions that said their steps (record's `steps`). */
+  fastestMsPerStep(option: number): number | undefined {
+    return this.fastest[option];
   }
 
   next(): number {
@@ -572,12 +605,15 @@ export class FixedSchedule implements SpeculationPolicy {
     return this.queued;
   }
 
-  record(tokens: number): void {
+  record(tokens: number, steps?: number): void {
     if (!this.current) throw new Error('fixed schedule: record() without next()');
-    const t = this.totals[this.current.option];
+    const o = this.current.option;
+    const t = this.totals[o];
+    const ms = Math.max(0, this.clock() - this.current.t0);
     t.decisions++;
     t.tokens += tokens;
-    t.ms += Math.max(0, this.clock() - this.current.t0);
+    t.ms += ms;
+    if (steps !== undefined && steps > 0) this.fastest[o] = Math.min(this.fastest[o] ?? Infinity, ms / steps);
     this.current = this.queued === undefined ? undefined : { option: this.queued, t0: this.clock() };
     this.queued = undefined;
   }
