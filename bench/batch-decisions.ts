@@ -12,6 +12,7 @@
 //              Auto takes what a step of each tree cost in the warm-up (ControllerOptions.stepCosts), as `linattn
 //              generate` does;
 //   auto-no-costs      the same without them (a tree not measured costs at least plain's ms a token);
+//   auto-before        without them, and a tree not waiting for plain's first rate (ControllerOptions.waitForPlain);
 //   auto-verifier-plain  the same with its plain decisions as chained root-only tree steps;
 //   auto-makespan      the same, credited with what its steps took off the longest remaining budget (BatchCredit 'makespan');
 //   auto-tokens        the same, credited with every token it emitted (BatchCredit 'tokens');
@@ -25,7 +26,7 @@
 // `linattn generate` offers them at batch 8). Every output is checked against plain batched `generate`'s. Each run
 // reports its tail: the ms after its first sequence ended, where the sequences left decode in steps that cost about a
 // full batch's.
-//   npx tsx bench/batch-decisions.ts [--tokens 128] [--source adaptive,ngram] [--runs plain,plain-verifier,alternate,auto,auto-no-costs,auto-verifier-plain,auto-makespan,auto-tokens,auto-no-estimates,auto-defer,auto-share,auto-no-ahead] [--share 0.1] [--defer-at 2] [--rounds 1] [--json]
+//   npx tsx bench/batch-decisions.ts [--tokens 128] [--source adaptive,ngram] [--runs plain,plain-verifier,alternate,auto,auto-no-costs,auto-before,auto-verifier-plain,auto-makespan,auto-tokens,auto-no-estimates,auto-defer,auto-share,auto-no-ahead] [--share 0.1] [--defer-at 2] [--rounds 1] [--json]
 //   npx tsx bench/batch-decisions.ts --model DIR --prompts FILE [--source medusa,adaptive]   (a trained model; FILE: one prompt a line, 8 lines)
 import { getDevice } from '../src/runtime/dawn.ts';
 import { AdaptiveDraft } from '../src/speculative/adaptive-draft.ts';
@@ -236,6 +237,7 @@ async function main(): Promise<void> {
         const tag = rounds > 1 ? ` (round ${round})` : '';
         if (runs.includes('auto')) await run(`${source}: auto, fresh${tag}`, source, (c) => batchController(options, { stepCosts: c }), options);
         if (runs.includes('auto-no-costs')) await run(`${source}: auto, fresh, no warm-up step costs${tag}`, source, () => batchController(options), options);
+        if (runs.includes('auto-before')) await run(`${source}: auto, fresh, neither step costs nor the wait for plain${tag}`, source, () => batchController(options, { waitForPlain: false }), options);
         if (runs.includes('auto-verifier-plain')) await run(`${source}: auto, fresh, plain as root-only tree steps${tag}`, source, (c) => batchController(options, { stepCosts: c }), options, DEFAULT_BATCH_CREDIT, false);
         if (runs.includes('auto-makespan')) await run(`${source}: auto, fresh, credited by makespan${tag}`, source, (c) => batchController(options, { stepCosts: c }), options, 'makespan');
         if (runs.includes('auto-tokens')) await run(`${source}: auto, fresh, credited by tokens${tag}`, source, (c) => batchController(options, { stepCosts: c }), options, 'tokens');

@@ -369,9 +369,12 @@ describe('speculation controller with estimates (useEstimates: what each tree wo
       chosen.push(ahead);
     }
     expect(chosen.filter((o) => o > 0)).toEqual([]);
-    // Without estimates nothing waits: the order's first tree goes first.
+    // Without estimates nothing waits: the order's first tree goes first; nor with waitForPlain false.
     const d = new SpeculationController({ trees, plainTokens: 16, nodes, order: [1, 2, 3, 0] });
     expect(d.next()).toBe(1);
+    const e = new SpeculationController({ trees, plainTokens: 16, nodes, order: [1, 2, 3, 0], waitForPlain: false });
+    e.useEstimates(() => 1);
+    expect(e.next()).toBe(1);
   });
 
   it('refuses step costs that are not one non-negative figure or none per tree', () => {

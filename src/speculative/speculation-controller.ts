@@ -133,6 +133,11 @@ export interface ControllerOptions {
    * estimates, a tree not measured yet costs a step at least that. Default: none.
    */
   readonly stepCosts?: readonly (number | undefined)[];
+  /**
+   * With estimates (useEstimates), whether a tree not measured yet waits for plain decoding's first rate before it is
+   * explored (default true; false: as before, benches compare the two).
+   */
+  readonly waitForPlain?: boolean;
   /** Largest share of the time spent probing (default 0.05). */
   readonly probeOverhead?: number;
   /** Decisions per probe of a tree (default 2; plain: one run). */
@@ -239,6 +244,8 @@ export class SpeculationController implements SpeculationPolicy {
   private queuedPlainLength: number | undefined;
   /** Whether the last choose() returned the best option to exploit it (not an exploration or a probe). */
   private exploiting = false;
+  /** ControllerOptions.waitForPlain. */
+  private readonly waitForPlain: boolean;
   /** ControllerOptions.stepCosts. */
   private readonly stepCosts: readonly (number | undefined)[] | undefined;
   /** useEstimates()'s: a tree option's tokens per verification step on the text so far. */
@@ -280,6 +287,7 @@ export class SpeculationController implements SpeculationPolicy {
       throw new Error(`speculation controller: stepCosts must give each of the ${opts.trees.length} trees a non-negative ms a step or none, got [${opts.stepCosts.join(', ')}]`);
     }
     this.stepCosts = opts.stepCosts;
+    this.waitForPlain = opts.waitForPlain ?? true;
     const from = opts.from;
     if (from && (from.labels.length !== this.labels.length || from.labels.some((l, i) => l !== this.labels[i]) || from.options.length !== this.labels.length)) {
       throw new Error(`speculation controller: the saved measurements are of the options [${from.labels.join(', ')}], this run offers [${this.labels.join(', ')}]`);
@@ -437,7 +445,7 @@ export class SpeculationController implements SpeculationPolicy {
    * plain deferred, nothing waits.
    */
   private awaitsPlain(i: number): boolean {
-    return i > 0 && this.estimate !== undefined && this.stats[i].recent.length === 0 && this.rate(0) === undefined && !this.plainDeferred();
+    return this.waitForPlain && i > 0 && this.estimate !== undefined && this.stats[i].recent.length === 0 && this.rate(0) === undefined && !this.plainDeferred();
   }
 
   /**
