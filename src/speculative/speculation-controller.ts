@@ -27,9 +27,11 @@
 // accepted) its rate falls below another's within a window and the controller moves on by itself.
 // Estimates (useEstimates; the caller's, from drafts that propose from the text alone, draft-hits.ts): a tree's tokens
 // per step on the text decoded so far. A tree whose estimate over its cost a step (measured, else the most a measured
-// tree of as many nodes or fewer cost, else plain's cost a token) cannot beat plain's rate is neither explored nor
-// re-probed: at batch 8 on the H200 exploring and re-probing trees that could not pay cost auto a third of plain's
-// speed (call 215, bench/batch-decisions.ts).
+// tree of as many nodes or fewer cost, or what it cost before this controller — stepCosts, the warm-up's — else plain's
+// cost a token) cannot beat plain's rate is neither explored nor re-probed: at batch 8 on the H200 exploring and
+// re-probing trees that could not pay cost auto a third of plain's speed (call 215, bench/batch-decisions.ts). With
+// estimates, a tree never measured waits for plain's first rate (waitForPlain): a batch takes its next decision ahead
+// during the first plain run, and that tree was explored unjudged (calls 242–243).
 // Exploration's share (exploreShare): past the run's first decision, a tree is explored only while the tree
 // decisions explored so far took at most that share of the run's time (plain decoding, the fallback, is explored
 // regardless). Exploring is what a short run cannot afford: at batch 8 on the H200 a fresh controller spent 20–49 % of
