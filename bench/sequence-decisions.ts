@@ -3,11 +3,12 @@
 // submit, of it uploads and queue.submit, waiting for the readback). Where a tree decision right after a plain run
 // costs more than one after a tree, auto rates the tree by its worst step.
 //
-//   npx tsx bench/sequence-decisions.ts [--tokens 128] [--source adaptive,ngram] [--rounds 1] [--auto-only] [--reentry both] [--share 0.1 | --tree-steps 4]
+//   npx tsx bench/sequence-decisions.ts [--tokens 128] [--source adaptive,ngram] [--rounds 1] [--auto-only] [--reentry both] [--share 0.1 | --tree-steps 4 | --no-wait]
 //   npx tsx bench/sequence-decisions.ts --model DIR --prompt TEXT                            (a trained model)
 //
 // Runs per source: auto with a fresh controller, and with exploration's share of the run bounded (exploreShare, --share,
-// default 0.1) — or, with --tree-steps N, with up to N steps a tree decision (ControllerOptions.treeSteps) — in turn for
+// default 0.1) — or, with --tree-steps N, with up to N steps a tree decision (ControllerOptions.treeSteps), or with
+// --no-wait, trees explored before plain decoding's first rate (ControllerOptions.waitForPlain false) — in turn for
 // --rounds; unless --auto-only, plain (16 tokens) and `chain:1` once, in turn; `chain:1` alone; plain and the
 // source's largest tree in turn; that tree alone. Greedy; every output is checked against plain decoding's.
 import { getDevice } from '../src/runtime/dawn.ts';
@@ -85,9 +86,11 @@ async function main(): Promise<void> {
       const share = Number(flagValue(args, '--share') ?? 0.1);
       for (let round = 1; round <= rounds; round++) {
         const tag = rounds > 1 ? ` (round ${round})` : '';
-        const other: [string, () => SpeculationPolicy] = treeSteps
-          ? [`auto, fresh, up to ${treeSteps} steps a tree decision${tag}`, autoOf({ treeSteps: Number(treeSteps) })]
-          : [`auto, fresh, exploration's share ${share}${tag}`, autoOf({ exploreShare: share })];
+        const other: [string, () => SpeculationPolicy] = args.includes('--no-wait')
+          ? [`auto, fresh, trees not waiting for plain's first rate${tag}`, autoOf({ waitForPlain: false })]
+          : treeSteps
+            ? [`auto, fresh, up to ${treeSteps} steps a tree decision${tag}`, autoOf({ treeSteps: Number(treeSteps) })]
+            : [`auto, fresh, exploration's share ${share}${tag}`, autoOf({ exploreShare: share })];
         autos.push([`auto, fresh${tag}`, autoOf()], other);
       }
       const runs: [string, () => SpeculationPolicy][] = [
