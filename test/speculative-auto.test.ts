@@ -72,9 +72,9 @@ function drafts(prompt: readonly number[], want: readonly number[]): DraftSource
   return [new OracleDraft(prompt, want, m.config.vocabSize), new AdaptiveDraft(1), new NgramDraft(), new CountingMedusa(3, 2)];
 }
 
-async function switching(verifier: TreeVerifier, plain: PlainDecoder, d: DraftSource, prompt: readonly number[], policy: SpeculationPolicy, sampling = {}, seed = 0) {
+async function switching(verifier: TreeVerifier, plain: PlainDecoder, d: DraftSource, prompt: readonly number[], policy: SpeculationPolicy, sampling = {}, seed = 0, maxTokens = NEW_TOKENS) {
   return speculativeGenerate(verifier, d, prompt, {
-    maxTokens: NEW_TOKENS, shape: TREES[0].shape, maxNodes: 3, sampling, seed, auto: { policy, trees: TREES, plain },
+    maxTokens, shape: TREES[0].shape, maxNodes: 3, sampling, seed, auto: { policy, trees: TREES, plain },
   });
 }
 
@@ -98,6 +98,56 @@ describe('speculation switched with plain decoding', () => {
         if (d instanceof CountingMedusa) expect(d.staleRoots).toBe(0);
       }
     }
+  });
+
+  it('GPU: plain decisions in a row go on in one stream (taken ahead while its steps are in flight); greedy and sampled stay plain', async () => {
+    const { model, verifier } = await gpuTarget();
+    const n = 28;
+    // Three plain decisions in a row, a tree, two plain, the other tree: most plain decisions are taken ahead.
+    const schedule = [0, 0, 0, 1, 0, 0, 2];
+    const prompt = randomPrompts(1, 5150)[0];
+    const want = plainGreedy(m, prompt, n);
+    for (const d of drafts(prompt, want)) {
+      for (const plainAhead of [true, false]) {
+        const plain = new GpuPlainDecoder(verifier, { temperature: 0 });
+        const recorded: { option: number; tokens: number }[] = [];
+        const fixed = new FixedSchedule(LABELS, schedule, PLAIN_TOKENS);
+        let current: number[] = [];
+        const policy: SpeculationPolicy = {
+          labels: fixed.labels, plainTokens: fixed.plainTokens, summary: () => fixed.summary(),
+          next: () => (current = [fixed.next()])[0],
+          ahead: () => {
+            const o = fixed.ahead();
+            current.push(o);
+            return o;
+          },
+          record: (tokens, steps) => {
+            recorded.push({ option: current.shift()!, tokens });
+            fixed.record(tokens, steps);
+          },
+        };
+        const r = await speculativeGenerate(verifier, d, prompt, { maxTokens: n, shape: TREES[0].shape, maxNodes: 3, auto: { policy, trees: TREES, plain, plainAhead } });
+        const what = `${d.name}, plain ahead ${plainAhead}`;
+        expect(r.tokens, what).toEqual(want);
+        const plainDecisions = recorded.filter((x) => x.option === 0);
+        // Every plain decision but the output's last (cut by max tokens) decoded its PLAIN_TOKENS (a Medusa stretch's
+        // last token by the root-only step that computes the heads), whether it was taken ahead or not.
+        for (const x of plainDecisions.slice(0, -1)) expect(x.tokens, what).toBe(PLAIN_TOKENS);
+        expect(plainDecisions.reduce((a, x) => a + x.tokens, 0), what).toBe(r.plainTokens);
+        expect(recorded.reduce((a, x) => a + x.tokens, 0), what).toBe(n - 1);
+        expect(plainDecisions.length, what).toBeGreaterThanOrEqual(5);
+        // One stream a stretch of plain decisions: fewer runs than decisions; without plainAhead one a decision.
+        if (plainAhead) expect(plain.runs.length, what).toBeLessThan(plainDecisions.length);
+        else expect(plain.runs.length, what).toBe(plainDecisions.length);
+        if (d instanceof CountingMedusa) expect(d.staleRoots, what).toBe(0);
+      }
+    }
+    const sampling = { temperature: 0.9, topK: 40 };
+    const sampled = (await generateGpu(model, new ByteTokenizer(), [prompt], { maxTokens: n, sampling, seed: 73 })).tokens[0];
+    const plain = new GpuPlainDecoder(verifier, sampling);
+    const r = await switching(verifier, plain, new NgramDraft(), prompt, new FixedSchedule(LABELS, schedule, PLAIN_TOKENS), sampling, 73, n);
+    expect(r.tokens).toEqual(sampled);
+    expect(plain.runs.length).toBeLessThan(r.policy![0].decisions);
   });
 
   it('float64 verifier: the same schedule, plain steps as root-only trees, equals plain greedy exactly', async () => {
@@ -128,10 +178,10 @@ describe('speculation switched with plain decoding', () => {
       })(m.cpu, m.variant.compiled, 5);
       const inner = new VerifierPlainDecoder(verifier, { temperature: 0 });
       const plain: PlainDecoder = {
-        run: async (root, n, draw) => {
-          const t = time.now + n; // a root-only verification a token (VerifierPlainDecoder): 1 ms each
-          const r = await inner.run(root, n, draw);
-          time.now = t;
+        run: async (root, n, draw, stream) => {
+          const t = time.now; // a root-only verification a token (VerifierPlainDecoder): 1 ms each
+          const r = await inner.run(root, n, draw, stream);
+          time.now = t + r.length;
           return r;
         },
       };

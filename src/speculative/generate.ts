@@ -17,7 +17,7 @@ import { rng } from '../tensor.ts';
 import { acceptByPicks, acceptSampled } from './acceptance.ts';
 import type { DraftSource } from './draft.ts';
 import { expandTree } from './expand.ts';
-import type { PlainDecoder } from './plain-runs.ts';
+import type { PlainDecoder, PlainStream } from './plain-runs.ts';
 import type { OptionSummary, SpeculationPolicy } from './speculation-controller.ts';
 import { treeFromParents, type TokenTree } from './token-tree.ts';
 import type { TreeShape } from './tree-spec.ts';
@@ -86,6 +86,12 @@ export interface AutoSpeculation {
   readonly policy: SpeculationPolicy;
   readonly trees: readonly TreeOption[];
   readonly plain: PlainDecoder;
+  /**
+   * Plain decisions take the next decision ahead while their steps are in flight, a plain one going on in the same
+   * stream (default true when the policy has ahead(); false: each plain decision drains before the next is taken, as
+   * before, for benches).
+   */
+  readonly plainAhead?: boolean;
 }
 
 export interface SpeculativeResult {
@@ -261,16 +267,69 @@ export async function speculativeGenerate(
     decided = undefined;
     if (option === 0) {
       // Plain decoding: at most what is left, and inputs up to the last position the model allows. A draft that
-      // reads the verification (Medusa's heads) gets the run's last token from a root-only tree, which runs the
+      // reads the verification (Medusa's heads) gets the stretch's last token from a root-only tree, which runs the
       // heads at the new position: the next tree step has fresh candidates, and the trees' measured rates carry
       // no empty step after each plain stretch.
-      const n = Math.max(1, Math.min(opts.auto!.policy.plainRun?.() ?? opts.auto!.policy.plainTokens, opts.maxTokens - out.length, (opts.maxPosition ?? Infinity) - pos));
+      const policy = opts.auto!.policy;
       const tail = draft.medusaTopK ? 1 : 0;
+      const room = (opts.maxPosition ?? Infinity) - pos - tail;
+      const n = Math.max(1, Math.min(policy.plainRun?.() ?? policy.plainTokens, opts.maxTokens - out.length, room + tail));
       const g = out.length;
-      let count = n > tail ? emit(await opts.auto!.plain.run(out[g - 1], n - tail, (i) => u(g + i))) : 0;
+      let count = 0;
+      if (n > tail) {
+        // While the run's steps are in flight the next decision is taken ahead (policy.ahead): a plain one goes on in
+        // the same stream, so plain decisions in a row pay no readback's wait and no restart between them (on the
+        // H200 auto's 16-token plain decisions ran 10–12k tokens/s where generate's loop ran 13k, call 244); a tree is
+        // the loop's next. `ends`: the stream's tokens after which the decisions in progress end (the last: the
+        // budget, whose decision a Medusa draft's tail step ends one token later).
+        let total = n - tail;
+        const ends = [total];
+        let read = 0;
+        const end = () => {
+          plainTokens += count;
+          policy.record(count); // and starts the decision taken ahead, if any
+          count = 0;
+          ends.shift();
+        };
+        const stream: PlainStream = {
+          onTokens: (ids) => {
+            for (let i = 0; i < ids.length && !done(); ) {
+              const upto = ends.length > 1 ? Math.min(ids.length, i + ends[0] - read) : ids.length;
+              count += emit(ids.slice(i, upto));
+              read += upto - i;
+              i = upto;
+              if (ends.length > 1 && read === ends[0]) end();
+            }
+            return !done();
+          },
+          ...(policy.ahead && opts.auto!.plainAhead !== false && {
+            more: (unread: number) => {
+              // One decision taken ahead at a time: after the last one taken has begun.
+              if (ends.length > 1) return 0;
+              const needed = opts.maxTokens - out.length - unread - tail;
+              if (needed < 1 || room - total < 1) return undefined;
+              const next = policy.ahead!();
+              if (next !== 0) {
+                decided = next;
+                return undefined;
+              }
+              const more = Math.min(Math.max(1, policy.aheadPlainRun?.() ?? policy.plainTokens), room - total, needed);
+              // The decision in progress now ends in the stream (the stretch's tail step, if any, ends the new one);
+              // every token of it read already (nothing was in flight): it ends now.
+              ends[0] += tail;
+              if (read === ends[0]) end();
+              ends.push((total += more));
+              return more;
+            },
+          }),
+        };
+        await opts.auto!.plain.run(out[g - 1], n - tail, (i) => u(g + i), stream);
+        // A plain decision taken ahead and never begun (the output ended first): the one in progress ends here.
+        while (ends.length > 1) end();
+      }
       if (tail && !done()) count += emit((await verifyTree(treeFromParents([out[out.length - 1]], [-1]))).fresh);
       plainTokens += count;
-      opts.auto!.policy.record(count);
+      policy.record(count);
       resumed = !tail;
       continue;
     }
