@@ -384,6 +384,12 @@ export async function speculativeGenerateBatch(
     let read = 0;
     let emittedSince = 0;
     let stepsSince = 0;
+    const endDecision = () => {
+      recordDecision(0, emittedSince, stepsSince); // and starts the decision taken ahead, if any
+      emittedSince = 0;
+      stepsSince = 0;
+      ends.shift();
+    };
     await modelPlain!.run(out.map((o) => o[o.length - 1]), {
       steps,
       more: !auto!.policy.ahead ? undefined : (unread) => {
@@ -398,6 +404,10 @@ export async function speculativeGenerateBatch(
           return undefined;
         }
         const more = Math.min(Math.max(1, auto!.policy.aheadPlainRun?.() ?? auto!.policy.plainTokens), limit - total, needed);
+        // The decision in progress now ends in the model's steps (the stretch's tail step, if any, ends the new one);
+        // every step of it read already (nothing was in flight): it ends now.
+        ends[0] += reserve;
+        if (read === ends[0]) endDecision();
         ends.push((total += more));
         return more;
       },
@@ -407,23 +417,13 @@ export async function speculativeGenerateBatch(
         emittedSince += step.credit;
         stepsSince += step.live;
         read++;
-        if (ends.length > 1 && read === ends[0]) {
-          recordDecision(0, emittedSince, stepsSince);
-          emittedSince = 0;
-          stepsSince = 0;
-          ends.shift();
-        }
+        if (ends.length > 1 && read === ends[0]) endDecision();
         return active().some(Boolean);
       },
       ...(sampled && { draw: (k: number, s: number) => u(g0[s] + k, s) }),
     });
     // A plain decision taken ahead and never begun (the sequences ended first): the one in progress ends here.
-    while (ends.length > 1) {
-      recordDecision(0, emittedSince, stepsSince);
-      emittedSince = 0;
-      stepsSince = 0;
-      ends.shift();
-    }
+    while (ends.length > 1) endDecision();
     // Medusa heads were computed before the run: stale now (the tail step computes them afresh).
     heads.fill(undefined);
     return { emitted: emittedSince, steps: stepsSince, ran: read, tail };
