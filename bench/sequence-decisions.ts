@@ -3,12 +3,13 @@
 // submit, of it uploads and queue.submit, waiting for the readback). Where a tree decision right after a plain run
 // costs more than one after a tree, auto rates the tree by its worst step.
 //
-//   npx tsx bench/sequence-decisions.ts [--tokens 128] [--source adaptive,ngram] [--rounds 1] [--auto-only] [--reentry both] [--share 0.1 | --tree-steps 4 | --no-wait]
+//   npx tsx bench/sequence-decisions.ts [--tokens 128] [--source adaptive,ngram] [--rounds 1] [--auto-only] [--reentry both] [--share 0.1 | --tree-steps 4 | --no-wait | --no-plain-ahead]
 //   npx tsx bench/sequence-decisions.ts --model DIR --prompt TEXT                            (a trained model)
 //
 // Runs per source: auto with a fresh controller, and with exploration's share of the run bounded (exploreShare, --share,
 // default 0.1) — or, with --tree-steps N, with up to N steps a tree decision (ControllerOptions.treeSteps), or with
-// --no-wait, trees explored before plain decoding's first rate (ControllerOptions.waitForPlain false) — in turn for
+// --no-wait, trees explored before plain decoding's first rate (ControllerOptions.waitForPlain false), or with
+// --no-plain-ahead, each plain decision drained before the next is taken (AutoSpeculation.plainAhead false) — in turn for
 // --rounds; unless --auto-only, plain (16 tokens) and `chain:1` once, in turn; `chain:1` alone; plain and the
 // source's largest tree in turn; that tree alone. Greedy; every output is checked against plain decoding's.
 import { getDevice } from '../src/runtime/dawn.ts';
@@ -75,36 +76,41 @@ async function main(): Promise<void> {
       const labels = trees.map(treeLabel);
       const largest = trees.length;
       const draft = () => (source === 'adaptive' ? new AdaptiveDraft(0) : new NgramDraft());
-      const generate = (policy: SpeculationPolicy) =>
-        speculativeGenerate(verifier, draft(), prompt, {
+      let plainDecoder = new GpuPlainDecoder(verifier, { temperature: 0 });
+      const generate = (policy: SpeculationPolicy, plainAhead = true) => {
+        plainDecoder = new GpuPlainDecoder(verifier, { temperature: 0 });
+        return speculativeGenerate(verifier, draft(), prompt, {
           maxTokens: tokens, shape: parseTreeSpec('chain:1'), maxNodes: NODES,
-          auto: { ...autoSpeculation(trees, new GpuPlainDecoder(verifier, { temperature: 0 })), policy },
+          auto: { ...autoSpeculation(trees, plainDecoder), policy, plainAhead },
         });
+      };
       const autoOf = (opts: Omit<ControllerOptions, 'trees'> = {}) => () => autoSpeculation(trees, new GpuPlainDecoder(verifier, { temperature: 0 }), opts).policy;
-      const autos: [string, () => SpeculationPolicy][] = [];
+      const autos: [string, () => SpeculationPolicy, boolean?][] = [];
       const treeSteps = flagValue(args, '--tree-steps');
       const share = Number(flagValue(args, '--share') ?? 0.1);
       for (let round = 1; round <= rounds; round++) {
         const tag = rounds > 1 ? ` (round ${round})` : '';
-        const other: [string, () => SpeculationPolicy] = args.includes('--no-wait')
+        const other: [string, () => SpeculationPolicy, boolean?] = args.includes('--no-wait')
           ? [`auto, fresh, trees not waiting for plain's first rate${tag}`, autoOf({ waitForPlain: false })]
-          : treeSteps
+          : args.includes('--no-plain-ahead')
+            ? [`auto, fresh, each plain decision drained before the next${tag}`, autoOf(), false]
+            : treeSteps
             ? [`auto, fresh, up to ${treeSteps} steps a tree decision${tag}`, autoOf({ treeSteps: Number(treeSteps) })]
             : [`auto, fresh, exploration's share ${share}${tag}`, autoOf({ exploreShare: share })];
         autos.push([`auto, fresh${tag}`, autoOf()], other);
       }
-      const runs: [string, () => SpeculationPolicy][] = [
+      const runs: [string, () => SpeculationPolicy, boolean?][] = [
         ...autos,
         [`plain ${PLAIN_TOKENS} then ${labels[0]} once, in turn`, () => new FixedSchedule(labels, [0, 1], PLAIN_TOKENS)],
         [`${labels[0]} alone`, () => new FixedSchedule(labels, [1], PLAIN_TOKENS)],
         [`plain ${PLAIN_TOKENS} then ${labels[largest - 1]} once, in turn`, () => new FixedSchedule(labels, [0, largest], PLAIN_TOKENS)],
         [`${labels[largest - 1]} alone`, () => new FixedSchedule(labels, [largest], PLAIN_TOKENS)],
       ];
-      for (const [name, policy, reentry] of (onlyAuto ? autos : runs).flatMap(([n, p]) => reentries.map((on) => [n, p, on] as const))) {
+      for (const [name, policy, reentry, plainAhead] of (onlyAuto ? autos : runs).flatMap(([n, p, a]) => reentries.map((on) => [n, p, on, a ?? true] as const))) {
         verifier.reentersAhead = reentry;
-        await warm(() => generate(policy()));
+        await warm(() => generate(policy(), plainAhead));
         const traced = new TracedPolicy(policy(), probe);
-        const r = await generate(traced);
+        const r = await generate(traced, plainAhead);
         const tps = r.decodeTokensPerS ?? NaN;
         const after = (plainBefore: boolean) => {
           const ds = traced.decisions.filter((d, i) => d.label !== 'plain' && i > 0 && (traced.decisions[i - 1].label === 'plain') === plainBefore);
@@ -121,6 +127,8 @@ async function main(): Promise<void> {
         log(`  a tree decision after plain: ${fmt(fig.treeAfterPlain)}; after a tree: ${fmt(fig.treeAfterTree)}`);
         log(`  ${fig.auto}`);
         const c = (d: TracedDecision) => (d.counted && d.counted.steps ? ` [enc ${d.counted.encodeMs.toFixed(3)} upl ${d.counted.uploadMs.toFixed(3)} sub ${d.counted.submitMs.toFixed(3)} wait ${d.counted.waitMs.toFixed(3)}${d.counted.ahead ? ' ahead' : ''}]` : '');
+        const runs = plainDecoder.runs;
+        log(`  plain runs (flush / first read / whole ms, tokens, GPU ms, recordings): ${runs.slice(0, 16).map((x) => `${x.flushMs.toFixed(2)}/${x.firstMs.toFixed(2)}/${x.ms.toFixed(2)} ${x.tokens}t ${x.gpuMs.toFixed(2)} ${x.recordings}`).join(' | ')}`);
         log(`  decisions: ${traced.decisions.slice(0, 40).map((d) => `${d.label} ${d.tokens}t ${d.ms.toFixed(2)}ms${c(d)}`).join(' | ')}`);
       }
     }
