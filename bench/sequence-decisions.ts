@@ -124,6 +124,7 @@ async function main(): Promise<void> {
         figures.push(fig);
         const fmt = (x?: { decisions: number; ms: number; tokens: number }) => (x ? `${x.ms.toFixed(3)} ms, ${x.tokens.toFixed(2)} tokens (${x.decisions} decisions)` : '—');
         log(`${fig.name}: ${tps.toFixed(1)} tokens/s, ${fig.speedup.toFixed(2)}× plain, identical ${fig.identical}`);
+        log(`  host split: ${r.decodeMs.toFixed(2)} ms decoding, of it plain decisions ${r.plainMs.toFixed(2)}, tree drafting ${r.draftMs.toFixed(2)}, tree verification ${r.verifyMs.toFixed(2)}, the policy's calls ${r.policyMs.toFixed(2)}`);
         log(`  a tree decision after plain: ${fmt(fig.treeAfterPlain)}; after a tree: ${fmt(fig.treeAfterTree)}`);
         log(`  ${fig.auto}`);
         const c = (d: TracedDecision) => (d.counted && d.counted.steps ? ` [enc ${d.counted.encodeMs.toFixed(3)} upl ${d.counted.uploadMs.toFixed(3)} sub ${d.counted.submitMs.toFixed(3)} wait ${d.counted.waitMs.toFixed(3)}${d.counted.ahead ? ' ahead' : ''}]` : '');

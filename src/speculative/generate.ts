@@ -18,7 +18,7 @@ import { acceptByPicks, acceptSampled } from './acceptance.ts';
 import type { DraftSource } from './draft.ts';
 import { expandTree } from './expand.ts';
 import type { PlainDecoder, PlainStream } from './plain-runs.ts';
-import type { OptionSummary, SpeculationPolicy } from './speculation-controller.ts';
+import { timedPolicy, type OptionSummary, type SpeculationPolicy } from './speculation-controller.ts';
 import { treeFromParents, type TokenTree } from './token-tree.ts';
 import type { TreeShape } from './tree-spec.ts';
 import { draftEstimates } from './draft-hits.ts';
@@ -111,6 +111,9 @@ export interface SpeculativeResult {
   readonly decodeMs: number;
   readonly draftMs: number;
   readonly verifyMs: number;
+  /** Under auto: ms inside plain decisions (the verifier's flush, the plain runs, Medusa's tail step), and in the policy's calls. */
+  readonly plainMs: number;
+  readonly policyMs: number;
   /** Tokens after the first, per second of decodeMs. */
   readonly decodeTokensPerS: number | undefined;
   /** GPU time of each verification step's pass, when the verifier measures it. */
@@ -127,10 +130,13 @@ export async function speculativeGenerate(
   prompt: readonly number[],
   opts: SpeculativeOptions,
 ): Promise<SpeculativeResult> {
+  // The policy's own host time (choices, estimates, records), for benches: SpeculativeResult.policyMs.
+  let policyMs = 0;
+  const auto = opts.auto && { ...opts.auto, policy: timedPolicy(opts.auto.policy, (ms) => (policyMs += ms)) };
   if (prompt.length === 0) throw new Error('speculative generate: empty prompt');
   if (!(Number.isInteger(opts.maxTokens) && opts.maxTokens >= 1)) throw new Error(`speculative generate: maxTokens must be a positive integer, got ${opts.maxTokens}`);
-  const trees: readonly TreeOption[] = opts.auto?.trees ?? [{ shape: opts.shape, maxNodes: opts.maxNodes }];
-  if (opts.auto && opts.auto.policy.labels.length !== trees.length + 1) throw new Error(`speculative generate: the policy has ${opts.auto.policy.labels.length - 1} trees, auto ${trees.length}`);
+  const trees: readonly TreeOption[] = auto?.trees ?? [{ shape: opts.shape, maxNodes: opts.maxNodes }];
+  if (auto && auto.policy.labels.length !== trees.length + 1) throw new Error(`speculative generate: the policy has ${auto.policy.labels.length - 1} trees, auto ${trees.length}`);
   for (const t of trees) {
     if (t.maxNodes + 1 > verifier.maxNodes) throw new Error(`--max-nodes ${t.maxNodes} draft nodes (+ the root) exceed the ${verifier.maxNodes} nodes the verifier was compiled for`);
   }
@@ -144,8 +150,8 @@ export async function speculativeGenerate(
   };
   // Per tree option, how it chains (undefined: ordinary tree steps). A fixed --tree chains with opts.chainSteps,
   // an auto option with its own chainSteps.
-  if (opts.chainSteps && opts.auto) throw new Error(`chained speculation (chainSteps ${opts.chainSteps}) needs a fixed --tree; auto chains through its options' chainSteps`);
-  const chains = (opts.auto ? trees : [{ ...trees[0], chainSteps: opts.chainSteps }]).map((t) => {
+  if (opts.chainSteps && auto) throw new Error(`chained speculation (chainSteps ${opts.chainSteps}) needs a fixed --tree; auto chains through its options' chainSteps`);
+  const chains = (auto ? trees : [{ ...trees[0], chainSteps: opts.chainSteps }]).map((t) => {
     if (!t.chainSteps) return undefined;
     const why = sampled ? 'greedy decoding' : !draft.medusaTopK && !draft.lookup ? 'the Medusa or the lookup draft' : !('runChain' in verifier) ? 'the GPU verifier' : undefined;
     if (why) throw new Error(`chained speculation (${t.shape.spec}, chainSteps ${t.chainSteps}) needs ${why}`);
@@ -170,6 +176,7 @@ export async function speculativeGenerate(
   let draftMs = 0;
   let verifyMs = 0;
   let plainTokens = 0;
+  let plainMs = 0;
   let resumed = false;
   const emit = (fresh: readonly number[]): number => {
     const emitted: number[] = [];
@@ -232,7 +239,7 @@ export async function speculativeGenerate(
       const mean = Math.max(1, acceptedPerStep.reduce((a, b) => a + b, 0) / Math.max(1, acceptedPerStep.length));
       const more = Math.min(chain.steps, Math.floor((opts.maxTokens - out.length - inFlight.steps * mean) / mean));
       const fits = more >= 1 && posUpper + more * reach <= (opts.maxPosition ?? Infinity);
-      const ahead = fits && opts.auto ? opts.auto.policy.ahead!() : undefined;
+      const ahead = fits && auto ? auto.policy.ahead!() : undefined;
       const following = fits && (ahead === undefined || ahead === option) ? await verifier.continueChain!(more) : undefined;
       if (following) posUpper += more * reach;
       const run = await inFlight.result;
@@ -243,11 +250,11 @@ export async function speculativeGenerate(
       const count = emitRun(run.steps, first.tokens.length - 1) + credit; // outside the ?. call: it must run without auto
       const steps = run.steps.length + (credit > 0 ? 1 : 0); // the heads' warm-up step, when it came first
       credit = 0;
-      opts.auto?.policy.record(count, steps); // and starts the decision taken ahead
+      auto?.policy.record(count, steps); // and starts the decision taken ahead
       if (!following) return ahead; // (another option, or none taken)
       if (done()) {
         await following.result; // leave no readback half-done: the verifier's books follow the GPU
-        opts.auto?.policy.record(0); // the decision it was emitted nothing
+        auto?.policy.record(0); // the decision it was emitted nothing
         return undefined;
       }
       inFlight = following;
@@ -256,21 +263,22 @@ export async function speculativeGenerate(
   if (!done()) await draft.begin?.({ tokens: [...prompt, first] });
   // Auto with a draft that proposes from the text alone: what each tree would have emitted on the text decoded so far
   // (draft-hits.ts), so that the policy neither explores nor re-probes a tree that cannot pay.
-  const estimates = opts.auto?.policy.useEstimates && draftEstimates([draft], [prompt], trees, () => out);
-  if (estimates) opts.auto!.policy.useEstimates!(estimates);
+  const estimates = auto?.policy.useEstimates && draftEstimates([draft], [prompt], trees, () => out);
+  if (estimates) auto!.policy.useEstimates!(estimates);
   /** A decision the policy took ahead (overlappedRuns), in progress: the loop's next option. */
   let decided: number | undefined;
   while (!done()) {
     const ctx = { tokens: [...prompt, ...out] };
     const pos = verifier.position; // the root's position
-    const option = opts.auto ? decided ?? opts.auto.policy.next() : 1;
+    const option = auto ? decided ?? auto.policy.next() : 1;
     decided = undefined;
     if (option === 0) {
+      const tp = performance.now();
       // Plain decoding: at most what is left, and inputs up to the last position the model allows. A draft that
       // reads the verification (Medusa's heads) gets the stretch's last token from a root-only tree, which runs the
       // heads at the new position: the next tree step has fresh candidates, and the trees' measured rates carry
       // no empty step after each plain stretch.
-      const policy = opts.auto!.policy;
+      const policy = auto!.policy;
       const tail = draft.medusaTopK ? 1 : 0;
       const room = (opts.maxPosition ?? Infinity) - pos - tail;
       const n = Math.max(1, Math.min(policy.plainRun?.() ?? policy.plainTokens, opts.maxTokens - out.length, room + tail));
@@ -302,7 +310,7 @@ export async function speculativeGenerate(
             }
             return !done();
           },
-          ...(policy.ahead && opts.auto!.plainAhead !== false && {
+          ...(policy.ahead && auto!.plainAhead !== false && {
             more: (unread: number) => {
               // One decision taken ahead at a time: after the last one taken has begun.
               if (ends.length > 1) return 0;
@@ -323,7 +331,7 @@ export async function speculativeGenerate(
             },
           }),
         };
-        await opts.auto!.plain.run(out[g - 1], n - tail, (i) => u(g + i), stream);
+        await auto!.plain.run(out[g - 1], n - tail, (i) => u(g + i), stream);
         // A plain decision taken ahead and never begun (the output ended first): the one in progress ends here.
         while (ends.length > 1) end();
       }
@@ -331,6 +339,7 @@ export async function speculativeGenerate(
       plainTokens += count;
       policy.record(count);
       resumed = !tail;
+      plainMs += performance.now() - tp;
       continue;
     }
     if (resumed) await draft.resume?.(ctx);
@@ -342,10 +351,10 @@ export async function speculativeGenerate(
     // of a root-only tree, a token for a readback, and the controller would rate the option by it: in call 43
     // Medusa's sparse tree ×4, explored first, made 8 decisions and 8 tokens and was never taken again.
     let warm = 0;
-    if (opts.auto && chain && !chain.lookup && !medusa) {
+    if (auto && chain && !chain.lookup && !medusa) {
       warm = emit((await verifyTree(treeFromParents([out[out.length - 1]], [-1]))).fresh);
       if (done()) {
-        opts.auto.policy.record(warm, 1);
+        auto.policy.record(warm, 1);
         continue;
       }
     }
@@ -366,7 +375,7 @@ export async function speculativeGenerate(
         first = topologyTree(chain.topology, out[out.length - 1], medusa!);
         next = { kind: 'medusa', medusaK: chain.medusaK };
       }
-      if ((!opts.auto || opts.auto.policy.ahead) && opts.chainOverlap !== false && chain.verifier.beginChain && chain.verifier.continueChain) {
+      if ((!auto || auto.policy.ahead) && opts.chainOverlap !== false && chain.verifier.beginChain && chain.verifier.continueChain) {
         decided = await overlappedRuns(chain, option, first, runSteps, next, at, warm);
         verifyMs += performance.now() - tb;
         continue;
@@ -379,14 +388,14 @@ export async function speculativeGenerate(
         await draft.accepted?.(first, run.path, 0, { picks: [], medusa: run.medusa, medusaNode: end });
       }
       const count = emitRun(run.steps, first.tokens.length - 1) + warm; // outside the ?. call: it must run without auto
-      opts.auto?.policy.record(count, run.steps.length + (warm > 0 ? 1 : 0));
+      auto?.policy.record(count, run.steps.length + (warm > 0 ? 1 : 0));
       continue;
     }
     // Under auto a decision of a tree is up to treeRun() steps of it (TREE_STEPS, one, by default): its first step
     // after a plain run pays the switch (the state copied into the folded sets, commands encoded afresh), which a
     // decision of one step rates the tree by. A step whose drafts were all refused ends the decision: a tree that does
     // not pay costs no more to explore than one step.
-    const treeSteps = opts.auto?.policy.treeRun?.() ?? 1;
+    const treeSteps = auto?.policy.treeRun?.() ?? 1;
     let count = warm;
     let steps = warm > 0 ? 1 : 0;
     for (let s = 0; s < treeSteps && !done(); s++) {
@@ -406,9 +415,9 @@ export async function speculativeGenerate(
       steps++;
       if (fresh.length < 2) break;
     }
-    opts.auto?.policy.record(count, steps);
+    auto?.policy.record(count, steps);
   }
-  if (decided !== undefined) opts.auto!.policy.record(0); // taken ahead, and the output stopped before it ran
+  if (decided !== undefined) auto!.policy.record(0); // taken ahead, and the output stopped before it ran
   const t2 = performance.now();
   const steps = acceptedPerStep.length;
   return {
@@ -422,9 +431,11 @@ export async function speculativeGenerate(
     decodeMs: t2 - t1,
     draftMs,
     verifyMs,
+    plainMs,
+    policyMs,
     decodeTokensPerS: out.length > 1 ? (out.length - 1) / ((t2 - t1) / 1000) : undefined,
     gpuMsPerStep,
-    ...(opts.auto && { policy: opts.auto.policy.summary() }),
+    ...(auto && { policy: auto.policy.summary() }),
     plainTokens,
   };
 }

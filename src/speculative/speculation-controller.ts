@@ -569,6 +569,26 @@ export function withoutEstimates(policy: SpeculationPolicy): SpeculationPolicy {
   };
 }
 
+/** `policy` with every call's host ms handed to `add` (what a generation spends choosing: SpeculativeResult.policyMs). */
+export function timedPolicy(policy: SpeculationPolicy, add: (ms: number) => void): SpeculationPolicy {
+  const timed = <A extends unknown[], R>(f: (...a: A) => R) => (...a: A): R => {
+    const t0 = performance.now();
+    try {
+      return f(...a);
+    } finally {
+      add(performance.now() - t0);
+    }
+  };
+  return {
+    labels: policy.labels, plainTokens: policy.plainTokens, summary: () => policy.summary(),
+    next: timed(() => policy.next()), record: timed((t: number, s?: number) => policy.record(t, s)),
+    ...(policy.ahead && { ahead: timed(() => policy.ahead!()) }), ...(policy.plainRun && { plainRun: () => policy.plainRun!() }),
+    ...(policy.aheadPlainRun && { aheadPlainRun: () => policy.aheadPlainRun!() }), ...(policy.treeRun && { treeRun: () => policy.treeRun!() }),
+    // The estimates are read inside the policy's choices, which are timed.
+    ...(policy.useEstimates && { useEstimates: (e: (option: number) => number | undefined) => policy.useEstimates!(e) }),
+  };
+}
+
 /**
  * A fixed sequence of options, repeated — to force switches in tests and benches (greedy output must equal
  * plain decoding's whatever the schedule). Times each decision like the controller, for the summary.
