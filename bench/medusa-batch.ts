@@ -146,7 +146,7 @@ const warm = async <T>(work: () => Promise<T>): Promise<T> => {
   while (performance.now() < until) r = await work();
   return r;
 };
-const plainRun = () => generateGpu(model, tokenizer, prompts, { maxTokens: newTokens });
+const plainRun = () => generateGpu(model, tokenizer, prompts, { maxTokens: newTokens, stepTimes: false });
 const plain: GenerateResult = await warm(plainRun);
 console.log(`medusa batch bench on ${gpu.adapterName}: ${config.numLayers} layers, hidden ${config.hiddenSize}, ${heads} heads; batch ${B}, prompts of ${promptTokens} held-out tokens, ${newTokens} new tokens`);
 console.log(`plain batched decoding: ${plain.decodeTokensPerS?.toFixed(1)} tokens/s`);

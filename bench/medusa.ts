@@ -223,7 +223,7 @@ try {
     if (source === 'lookup') return new LookupChainDraft({ length: 16 });
     throw new Error(`unknown source ${source} (medusa, oracle, adaptive, ngram, lookup)`);
   };
-  const plainOf = (ids: readonly number[], pipelined = true) => generateGpu(model, tokenizer, [ids], { maxTokens: newTokens, pipelined });
+  const plainOf = (ids: readonly number[], pipelined = true) => generateGpu(model, tokenizer, [ids], { maxTokens: newTokens, pipelined, stepTimes: !pipelined });
   /** The carried row's controller (shapes' carry), made when its timed rounds start. */
   let carried: ReturnType<typeof autoSpeculation> | undefined;
   const specOf = (s: (typeof shapes)[number], p: number) =>

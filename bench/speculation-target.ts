@@ -64,7 +64,8 @@ export function warmer(gpu: Gpu, ms: number): (work: () => Promise<unknown>) => 
 export async function plainBaseline(
   gpu: Gpu, target: SpeculationTarget, prompts: readonly (readonly number[])[], tokens: number, warm: (work: () => Promise<unknown>) => Promise<void>,
 ): Promise<{ readonly tokensPerS: number; readonly runs: readonly number[]; readonly tokens: readonly (readonly number[])[] }> {
-  const plainOf = () => generateGpu(target.model, target.tokenizer, prompts, { maxTokens: tokens });
+  // `linattn generate`'s loop, which writes no step timestamps.
+  const plainOf = () => generateGpu(target.model, target.tokenizer, prompts, { maxTokens: tokens, stepTimes: false });
   await warm(plainOf);
   const runs = [];
   for (let i = 0; i < (gpu.isSoftware ? 1 : 5); i++) runs.push(await plainOf());

@@ -223,7 +223,8 @@ export async function runSpeculativeBench(opts: { small?: boolean; tokens?: numb
   try {
     const ids = benchPrompt(shape.vocab, 7);
     const tok = silentTokenizer(shape.vocab);
-    const plainOf = (maxTokens: number, extra: { pipelined?: boolean } = {}) => generateGpu(target.model, tok, [ids], { maxTokens, ...extra });
+    // `linattn generate`'s loop: no step timestamps, unless asked (the decode step's GPU time below).
+    const plainOf = (maxTokens: number, extra: { pipelined?: boolean; stepTimes?: boolean } = {}) => generateGpu(target.model, tok, [ids], { maxTokens, stepTimes: false, ...extra });
     const plainRun = await warm(() => plainOf(newTokens), () => plainOf(newTokens));
     const plain = plainRun.tokens[0];
     // The median of PLAIN_RUNS runs: one run's figure swung 2.5× on the H200's host (775–2330 tokens/s in call 33
@@ -231,7 +232,7 @@ export async function runSpeculativeBench(opts: { small?: boolean; tokens?: numb
     const plainRuns = [plainRun.decodeTokensPerS ?? NaN];
     if (!gpu.isSoftware) for (let i = 1; i < PLAIN_RUNS; i++) plainRuns.push((await plainOf(newTokens)).decodeTokensPerS ?? NaN);
     const plainTps = median(plainRuns);
-    const decodeGpu = gpuMedian(await plainOf(Math.min(newTokens, 64), { pipelined: false }));
+    const decodeGpu = gpuMedian(await plainOf(Math.min(newTokens, 64), { pipelined: false, stepTimes: true }));
     log(`plain decoding (generateGpu): ${plainTps.toFixed(1)} tokens/s (median of ${plainRuns.length} runs, ${Math.min(...plainRuns).toFixed(0)}–${Math.max(...plainRuns).toFixed(0)}); GPU ${decodeGpu?.toFixed(3) ?? '—'} ms per decode step (one step in flight)`);
 
     await verifier.prepare({ medusaTopK: 4 });
@@ -275,7 +276,7 @@ export async function runSpeculativeBench(opts: { small?: boolean; tokens?: numb
 
     // Batch 8: eight prompts, plain generateGpu against batch speculation.
     const prompts = Array.from({ length: BATCH }, (_, s) => benchPrompt(shape.vocab, 100 + s));
-    const plainBatchOf = (maxTokens: number) => generateGpu(target.model, tok, prompts, { maxTokens });
+    const plainBatchOf = (maxTokens: number) => generateGpu(target.model, tok, prompts, { maxTokens, stepTimes: false });
     const plainBatch = opts.oracleOnly ? { tokens: [], decodeTokensPerS: NaN } : await warm(() => plainBatchOf(newTokens), () => plainBatchOf(newTokens));
     const plainBatchTps = plainBatch.decodeTokensPerS ?? NaN;
     if (!opts.oracleOnly) log(`plain decoding, batch ${BATCH}: ${plainBatchTps.toFixed(1)} tokens/s`);
@@ -334,7 +335,7 @@ export async function runSpeculativeBench(opts: { small?: boolean; tokens?: numb
     let ragged: RaggedFigure | undefined;
     if (!opts.oracleOnly && 'prefillMs' in plainBatch) {
       const cut = prompts.map((p, s) => p.slice(0, Math.max(1, p.length - Math.ceil(p.length / 16) * s)));
-      const plainCut = await warm(() => generateGpu(target.model, tok, cut, { maxTokens: newTokens }), () => generateGpu(target.model, tok, cut, { maxTokens: newTokens }));
+      const plainCut = await warm(() => generateGpu(target.model, tok, cut, { maxTokens: newTokens, stepTimes: false }), () => generateGpu(target.model, tok, cut, { maxTokens: newTokens, stepTimes: false }));
       const once = () => speculativeGenerateBatch(verifier, cut.map((p, s) => new OracleDraft(p, plainCut.tokens[s], shape.vocab)), cut, { maxTokens: newTokens, shape: chainShape(4), maxNodes: 4 });
       const r = await warm(once, once);
       const tps = r.decodeTokensPerS ?? NaN;

@@ -110,6 +110,11 @@ describe('generate on the compiled variant, steps replayed and read back in runs
       model.stampSteps = true;
     }
     if (model.hasTimestamps) expect(run.decodeSteps.every((s) => s.gpuMs !== undefined)).toBe(true);
+    // stepTimes: false runs them so for this generation only (a speed-up's baseline on a model kept stamped).
+    const unstamped = await generateGpu(model, tok, [prompt], { maxTokens, stepTimes: false });
+    expect(unstamped.tokens, 'stepTimes false').toEqual(want.tokens);
+    expect(unstamped.decodeSteps.every((s) => s.gpuMs === undefined)).toBe(true);
+    expect(model.stampSteps).toBe(true);
   });
 
   it('a decode step under another split of the recurrent kernel (compiledAttentionFactory decodeSplit) chooses the same tokens', async () => {

@@ -44,6 +44,12 @@ export interface GenerateOptions {
    * while the host reads it; false: decoding starts once the first token is on the host.
    */
   readonly aheadOfPrefill?: boolean;
+  /**
+   * GPU: whether the steps write their GPU timestamps (default: the model's `stampSteps`). `linattn generate` runs
+   * without (a model created with `timestamps: false`); a speed-up's plain baseline on a model that keeps them for
+   * its tree steps passes false, so that it times what that command runs.
+   */
+  readonly stepTimes?: boolean;
 }
 
 export interface GenerateResult {
@@ -211,6 +217,17 @@ export async function feedRaggedPrompts(
 
 /** Generation on the GPU: one submit per token for the whole batch, tokens read back one step behind. */
 export async function generateGpu(model: GpuModel, tokenizer: Tokenizer, prompts: readonly (readonly number[])[], opts: GenerateOptions): Promise<GenerateResult> {
+  if (opts.stepTimes === undefined) return generateOnGpu(model, tokenizer, prompts, opts);
+  const stamped = model.stampSteps;
+  model.stampSteps = opts.stepTimes;
+  try {
+    return await generateOnGpu(model, tokenizer, prompts, opts);
+  } finally {
+    model.stampSteps = stamped;
+  }
+}
+
+async function generateOnGpu(model: GpuModel, tokenizer: Tokenizer, prompts: readonly (readonly number[])[], opts: GenerateOptions): Promise<GenerateResult> {
   const plan = checkPrompts(prompts, opts);
   const b = prompts.length;
   const tracker = new Tracker(b, tokenizer, opts.eos ?? tokenizer.eos, opts.onText, opts.maxTokens);

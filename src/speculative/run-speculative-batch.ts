@@ -62,8 +62,9 @@ export async function runSpeculativeBatch(c: SpeculativeRunContext & { readonly 
       const gpu = c.gpu!;
       const model = await GpuModel.create(gpu, config, c.weights, await c.prepareAttention!({ gpu, config, program: c.variant.compiled, source: c.variant.program }), { withMedusa: true });
       verifier = await GpuTreeVerifier.create(model, c.variant.compiled, c.weights, { maxNodes: nodes, maxBatch: b, ownsModel: true, sizes });
-      if (warmUp) await generateGpu(model, c.tokenizer, prompts, { maxTokens: Math.min(c.maxTokens, 32), sampling: c.sampling, seed: c.seed });
-      plain = await generateGpu(model, c.tokenizer, prompts, { maxTokens: c.maxTokens, sampling: c.sampling, seed: c.seed });
+      // The baseline is what `linattn generate` runs: no step timestamps (this model keeps them for the tree steps).
+      if (warmUp) await generateGpu(model, c.tokenizer, prompts, { maxTokens: Math.min(c.maxTokens, 32), sampling: c.sampling, seed: c.seed, stepTimes: false });
+      plain = await generateGpu(model, c.tokenizer, prompts, { maxTokens: c.maxTokens, sampling: c.sampling, seed: c.seed, stepTimes: false });
       where = gpu.adapterName;
     } else {
       const cpu = cpuModel(config, c.weights);

@@ -182,8 +182,9 @@ export async function runSpeculativeGenerate(c: SpeculativeRunContext): Promise<
       }
       // Plain decoding is warmed as the trees are below (its decode kernels build at their first use): both figures
       // the command prints are of warm work.
-      if (warmUp) await generateGpu(model, c.tokenizer, [c.ids], { maxTokens: Math.min(c.maxTokens, 32), sampling: c.sampling, seed: c.seed });
-      plain = await generateGpu(model, c.tokenizer, [c.ids], { maxTokens: c.maxTokens, sampling: c.sampling, seed: c.seed });
+      // The baseline is what `linattn generate` runs: no step timestamps (this model keeps them for the tree steps).
+      if (warmUp) await generateGpu(model, c.tokenizer, [c.ids], { maxTokens: Math.min(c.maxTokens, 32), sampling: c.sampling, seed: c.seed, stepTimes: false });
+      plain = await generateGpu(model, c.tokenizer, [c.ids], { maxTokens: c.maxTokens, sampling: c.sampling, seed: c.seed, stepTimes: false });
       where = gpu.adapterName;
     } else {
       const cpu: CpuModel = cpuModel(config, c.weights);
