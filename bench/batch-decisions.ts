@@ -209,7 +209,7 @@ async function main(): Promise<void> {
       log(`${name}: ${tps.toFixed(1)} tokens/s, ${fig.speedup.toFixed(2)}× plain, identical ${fig.identical}, decode ${r.decodeMs.toFixed(1)} ms (drafting ${r.draftMs.toFixed(1)}; the tail after the first sequence ended ${r.tailMs.toFixed(1)})`);
       log(`  plain decisions after a tree: ${fmt(fig.plainAfterTree)}; after plain: ${fmt(fig.plainAfterPlain)}`);
       if (modelRuns.length) {
-        log(`  plain runs on the model (flush / offsets / first read / whole ms, GPU ms, steps): ${modelRuns.map((x) => `${x.flushMs.toFixed(2)}/${x.offsetsMs.toFixed(2)}/${x.firstMs.toFixed(2)}/${x.ms.toFixed(2)} ${x.gpuMs.toFixed(2)} ${x.steps}`).join('; ')}`);
+        log(`  plain runs on the model (flush / offsets / first read / whole ms, GPU ms, steps): ${modelRuns.map((x) => `${x.flushMs.toFixed(2)}/${x.offsetsMs.toFixed(2)}/${x.firstMs.toFixed(2)}/${x.ms.toFixed(2)} ${x.gpuMs > 0 ? x.gpuMs.toFixed(2) : '—'} ${x.steps}`).join('; ')}`);
         log(`  decode steps recorded in the run: ${model.recordings.count - recorded.count} (${(model.recordings.ms - recorded.ms).toFixed(2)} ms)`);
       }
       log(`  ${fig.auto}`);

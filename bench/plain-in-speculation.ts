@@ -79,7 +79,8 @@ async function main(): Promise<void> {
   const what = dir ?? (args.includes('--full') ? '12 layers, hidden 768, random weights' : 'nano config, random weights');
   console.log(`plain decoding in speculation on ${gpu.adapterName}: ${what}, ${prompt.length}-token prompt, ${tokens} tokens, ${rounds} rounds`);
   const plainOf = (r: number, plainAhead: boolean) => {
-    const plain = new GpuPlainDecoder(verifier, { temperature: 0 });
+    // Step timestamps on, as on generate's side here (the model's default): each stream's GPU ms a token.
+    const plain = new GpuPlainDecoder(verifier, { temperature: 0 }, { stepTimes: true });
     return { policy: new FixedSchedule([tree.shape.spec], afterChain || afterTree ? [1, 0] : [0], r), trees: [tree], plain, plainAhead };
   };
   const gen: number[] = [];

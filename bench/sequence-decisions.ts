@@ -129,7 +129,7 @@ async function main(): Promise<void> {
         log(`  ${fig.auto}`);
         const c = (d: TracedDecision) => (d.counted && d.counted.steps ? ` [enc ${d.counted.encodeMs.toFixed(3)} upl ${d.counted.uploadMs.toFixed(3)} sub ${d.counted.submitMs.toFixed(3)} wait ${d.counted.waitMs.toFixed(3)}${d.counted.ahead ? ' ahead' : ''}]` : '');
         const runs = plainDecoder.runs;
-        log(`  plain runs (flush / first read / whole ms, tokens, GPU ms, recordings): ${runs.slice(0, 16).map((x) => `${x.flushMs.toFixed(2)}/${x.firstMs.toFixed(2)}/${x.ms.toFixed(2)} ${x.tokens}t ${x.gpuMs.toFixed(2)} ${x.recordings}`).join(' | ')}`);
+        log(`  plain runs (flush / first read / whole ms, tokens, GPU ms (— : no step timestamps, as generate's), recordings): ${runs.slice(0, 16).map((x) => `${x.flushMs.toFixed(2)}/${x.firstMs.toFixed(2)}/${x.ms.toFixed(2)} ${x.tokens}t ${x.gpuMs > 0 ? x.gpuMs.toFixed(2) : '—'} ${x.recordings}`).join(' | ')}`);
         log(`  decisions: ${traced.decisions.slice(0, 40).map((d) => `${d.label} ${d.tokens}t ${d.ms.toFixed(2)}ms${c(d)}`).join(' | ')}`);
       }
     }

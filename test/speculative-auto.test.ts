@@ -148,6 +148,13 @@ describe('speculation switched with plain decoding', () => {
     const r = await switching(verifier, plain, new NgramDraft(), prompt, new FixedSchedule(LABELS, schedule, PLAIN_TOKENS), sampling, 73, n);
     expect(r.tokens).toEqual(sampled);
     expect(plain.runs.length).toBeLessThan(r.policy![0].decisions);
+    // The plain runs write no step timestamps unless asked (generate's own loop writes none); the model keeps its setting.
+    expect(plain.runs.every((x) => x.gpuMs === 0)).toBe(true);
+    const timed = new GpuPlainDecoder(verifier, { temperature: 0 }, { stepTimes: true });
+    const t = await switching(verifier, timed, new NgramDraft(), prompt, new FixedSchedule(LABELS, schedule, PLAIN_TOKENS), {}, 0, n);
+    expect(t.tokens).toEqual(want);
+    if (model.hasTimestamps) expect(timed.runs.every((x) => x.gpuMs > 0)).toBe(true);
+    expect(model.stampSteps).toBe(true);
   });
 
   it('float64 verifier: the same schedule, plain steps as root-only trees, equals plain greedy exactly', async () => {

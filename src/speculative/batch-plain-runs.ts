@@ -40,7 +40,8 @@ export class GpuBatchPlainDecoder implements BatchPlainDecoder {
   /** Runs since creation (runs keeps the last RUNS_KEPT). */
   ran = 0;
 
-  constructor(private readonly verifier: GpuTreeVerifier, private readonly sampling: SamplingOptions) {
+  /** `stepTimes`: the steps write GPU timestamps (runs[].gpuMs, for benches); by default not, as `linattn generate`'s. */
+  constructor(private readonly verifier: GpuTreeVerifier, private readonly sampling: SamplingOptions, private readonly opts: { readonly stepTimes?: boolean } = {}) {
     if (!verifier.perSequence) throw new Error('plain batch runs on the model need a verifier whose sequences keep positions of their own (not softmax attention)');
     this.sampled = (sampling.temperature ?? 0) > 0;
   }
@@ -52,6 +53,17 @@ export class GpuBatchPlainDecoder implements BatchPlainDecoder {
 
   async run(roots: readonly number[], run: BatchPlainRun): Promise<number> {
     if (!(Number.isInteger(run.steps) && run.steps >= 1)) throw new Error(`plain batch run: steps must be a positive integer, got ${run.steps}`);
+    const model = this.verifier.model;
+    const stamped = model.stampSteps;
+    model.stampSteps = this.opts.stepTimes ?? false;
+    try {
+      return await this.decode(roots, run);
+    } finally {
+      model.stampSteps = stamped;
+    }
+  }
+
+  private async decode(roots: readonly number[], run: BatchPlainRun): Promise<number> {
     const t0 = performance.now();
     const verifier = this.verifier;
     await verifier.flush({ drain: false });

@@ -49,12 +49,27 @@ export class GpuPlainDecoder implements PlainDecoder {
    */
   readonly runs: { flushMs: number; firstMs: number; ms: number; tokens: number; gpuMs: number; recordings: number }[] = [];
 
-  constructor(private readonly verifier: GpuTreeVerifier, private readonly sampling: SamplingOptions) {
+  /**
+   * `stepTimes`: the runs' steps write GPU timestamps (runs[].gpuMs, for benches); by default they do not, as
+   * `linattn generate`'s do not (on the H200 a step's query writes, resolve and copy cost batch 1 5 %, call 48).
+   */
+  constructor(private readonly verifier: GpuTreeVerifier, private readonly sampling: SamplingOptions, private readonly opts: { readonly stepTimes?: boolean } = {}) {
     this.sampled = (sampling.temperature ?? 0) > 0;
   }
 
   async run(root: number, n: number, draw: (i: number) => number, stream: PlainStream = {}): Promise<number[]> {
     if (!(Number.isInteger(n) && n >= 1)) throw new Error(`plain run: n must be a positive integer, got ${n}`);
+    const model = this.verifier.model;
+    const stamped = model.stampSteps;
+    model.stampSteps = this.opts.stepTimes ?? false;
+    try {
+      return await this.stream(root, n, draw, stream);
+    } finally {
+      model.stampSteps = stamped;
+    }
+  }
+
+  private async stream(root: number, n: number, draw: (i: number) => number, stream: PlainStream): Promise<number[]> {
     const t0 = performance.now();
     await this.verifier.flush({ drain: false });
     const flushMs = performance.now() - t0;
