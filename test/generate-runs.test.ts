@@ -119,22 +119,24 @@ describe('generate on the compiled variant, steps replayed and read back in runs
 
   it('a decode step under another split of the recurrent kernel (compiledAttentionFactory decodeSplit) chooses the same tokens', async () => {
     const g = await gpu();
-    const factory = await compiledAttentionFactory(g, variant.compiled, config.numHeads, config.headDim, { decodeSplit: () => ({ columns: 4, slices: 2 }) });
+    const maxTokens = RUN_STEPS + 3;
+    const want = await generateGpu(model, tok, [prompt], { maxTokens });
+    const grids = (m: GpuModel) => {
+      const pass = new ProfilingPass();
+      m.recordDecodeStep(pass.asPass());
+      return new Set(pass.dispatches.map((d) => d.workgroups[0]));
+    };
+    // A split the adapter's default does not run (the software split is one block of every column; a hardware
+    // adapter's may be 4 columns), so that the grid tells the two apart.
+    const blocksOf = (columns: number) => config.numHeads * Math.ceil(config.headDim / columns);
+    const columns = [4, 8, 2].find((c) => !grids(model).has(blocksOf(c)))!;
+    const factory = await compiledAttentionFactory(g, variant.compiled, config.numHeads, config.headDim, { decodeSplit: () => ({ columns, slices: 2 }) });
     const other = await GpuModel.create(g, config, tinyModel(SEED).weights, factory);
     try {
-      const maxTokens = RUN_STEPS + 3;
-      const want = await generateGpu(model, tok, [prompt], { maxTokens });
       expect((await generateGpu(other, tok, [prompt], { maxTokens })).tokens).toEqual(want.tokens);
-      // The step ran the asked split: a workgroup per head slice and block of 4 value columns (the software split is
-      // one block of every column).
-      const grids = (m: GpuModel) => {
-        const pass = new ProfilingPass();
-        m.recordDecodeStep(pass.asPass());
-        return new Set(pass.dispatches.map((d) => d.workgroups[0]));
-      };
-      const blocks = config.numHeads * Math.ceil(config.headDim / 4);
-      expect(grids(other).has(blocks)).toBe(true);
-      expect(grids(model).has(blocks)).toBe(false);
+      // The step ran the asked split: a workgroup per head slice and block of `columns` value columns.
+      expect(grids(other).has(blocksOf(columns))).toBe(true);
+      expect(grids(model).has(blocksOf(columns))).toBe(false);
     } finally {
       await other.destroy();
     }
