@@ -218,13 +218,7 @@ export async function feedRaggedPrompts(
 /** Generation on the GPU: one submit per token for the whole batch, tokens read back one step behind. */
 export async function generateGpu(model: GpuModel, tokenizer: Tokenizer, prompts: readonly (readonly number[])[], opts: GenerateOptions): Promise<GenerateResult> {
   if (opts.stepTimes === undefined) return generateOnGpu(model, tokenizer, prompts, opts);
-  const stamped = model.stampSteps;
-  model.stampSteps = opts.stepTimes;
-  try {
-    return await generateOnGpu(model, tokenizer, prompts, opts);
-  } finally {
-    model.stampSteps = stamped;
-  }
+  return model.withStepTimes(opts.stepTimes, () => generateOnGpu(model, tokenizer, prompts, opts));
 }
 
 async function generateOnGpu(model: GpuModel, tokenizer: Tokenizer, prompts: readonly (readonly number[])[], opts: GenerateOptions): Promise<GenerateResult> {

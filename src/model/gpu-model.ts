@@ -315,6 +315,17 @@ export class GpuModel {
    */
   stampSteps = true;
 
+  /** Runs `work` with stampSteps set to `on`, then restores it (one generation or plain run without timestamps). */
+  async withStepTimes<T>(on: boolean, work: () => Promise<T>): Promise<T> {
+    const stamped = this.stampSteps;
+    this.stampSteps = on;
+    try {
+      return await work();
+    } finally {
+      this.stampSteps = stamped;
+    }
+  }
+
   /** Decode steps recorded for replay since creation, and the host ms recording them took (benches). */
   readonly recordings = { count: 0, ms: 0 };
 

@@ -53,14 +53,7 @@ export class GpuBatchPlainDecoder implements BatchPlainDecoder {
 
   async run(roots: readonly number[], run: BatchPlainRun): Promise<number> {
     if (!(Number.isInteger(run.steps) && run.steps >= 1)) throw new Error(`plain batch run: steps must be a positive integer, got ${run.steps}`);
-    const model = this.verifier.model;
-    const stamped = model.stampSteps;
-    model.stampSteps = this.opts.stepTimes ?? false;
-    try {
-      return await this.decode(roots, run);
-    } finally {
-      model.stampSteps = stamped;
-    }
+    return this.verifier.model.withStepTimes(this.opts.stepTimes ?? false, () => this.decode(roots, run));
   }
 
   private async decode(roots: readonly number[], run: BatchPlainRun): Promise<number> {

@@ -59,14 +59,7 @@ export class GpuPlainDecoder implements PlainDecoder {
 
   async run(root: number, n: number, draw: (i: number) => number, stream: PlainStream = {}): Promise<number[]> {
     if (!(Number.isInteger(n) && n >= 1)) throw new Error(`plain run: n must be a positive integer, got ${n}`);
-    const model = this.verifier.model;
-    const stamped = model.stampSteps;
-    model.stampSteps = this.opts.stepTimes ?? false;
-    try {
-      return await this.stream(root, n, draw, stream);
-    } finally {
-      model.stampSteps = stamped;
-    }
+    return this.verifier.model.withStepTimes(this.opts.stepTimes ?? false, () => this.stream(root, n, draw, stream));
   }
 
   private async stream(root: number, n: number, draw: (i: number) => number, stream: PlainStream): Promise<number[]> {
