@@ -13,25 +13,31 @@ import { axisSizes, makeInputs } from '../src/inputs.ts';
 import { PlanRunner } from '../src/runtime/executor.ts';
 import { expectRelClose, gpu } from './helpers/gpu.ts';
 import { expectDecodesFromPrefill } from './helpers/plan-calls.ts';
+import { chunkScale } from './helpers/subgroups.ts';
 
 const SG = (await gpu()).subgroupSize;
 
 /**
- * Schedules at subgroup size sg: 1 column a subgroup (8 rows a reduction block at sg 8), 2, 4 over a chunk of 4, and
- * 2 with the outputs register-blocked (2 columns an invocation sharing a row's denominator), two segmented, and 1
- * column a subgroup with more subgroups than rows.
+ * Schedules at subgroup size sg: 1 column a subgroup (sg rows a reduction block), 2, 4 over a chunk of half as many
+ * rows, and 2 with the outputs register-blocked (2 columns an invocation sharing a row's denominator), two segmented,
+ * and 1 column a subgroup with 16 subgroups (more than the chunk's rows where sg < 16). A chunk must be a multiple of
+ * the rows a reduction block takes (sg / columns a subgroup), so the chunks grow with sg past 8: lavapipe's 8 runs
+ * chunks of 8 and 4, an NVIDIA GPU's 32 chunks of 32 and 16.
  */
-const schedules = (sg: number): ChunkSchedule[] => [
-  { chunk: 8, cols: 8, threads: 8 * sg },
-  { chunk: 8, cols: 16, threads: 8 * sg },
-  { chunk: 4, cols: 8, threads: 2 * sg },
-  { chunk: 8, cols: 16, threads: 8 * sg, block: 2 },
-  // segments (the segment-state launch stores its registers, the output launch starts them from the scan)
-  { chunk: 8, cols: 16, threads: 8 * sg, segment: 2 },
-  { chunk: 4, cols: 8, threads: 2 * sg, segment: 3 },
-  // more subgroups (16) than rows (8): the rows' φ·z_prev go to the first 8, the rest reduce a clamped row unwritten
-  { chunk: 8, cols: 16, threads: 16 * sg },
-];
+const schedules = (sg: number): ChunkSchedule[] => {
+  const r = chunkScale(sg);
+  return [
+    { chunk: 8 * r, cols: 8, threads: 8 * sg },
+    { chunk: 8 * r, cols: 16, threads: 8 * sg },
+    { chunk: 4 * r, cols: 8, threads: 2 * sg },
+    { chunk: 8 * r, cols: 16, threads: 8 * sg, block: 2 },
+    // segments (the segment-state launch stores its registers, the output launch starts them from the scan)
+    { chunk: 8 * r, cols: 16, threads: 8 * sg, segment: 2 },
+    { chunk: 4 * r, cols: 8, threads: 2 * sg, segment: 3 },
+    // 16 subgroups: at sg 8, more than the 8 rows (the rows' φ·z_prev go to the first 8, the rest reduce a clamped row unwritten)
+    { chunk: 8 * r, cols: 16, threads: 16 * sg },
+  ];
+};
 
 // The rest is skipped on a device without a fixed subgroup size: not silently on the one CI runs.
 it('the device reports the adapter\'s fixed subgroup size (lavapipe: subgroups of 8)', async () => {
@@ -68,7 +74,7 @@ describe.skipIf(!SG)('the prefix state in subgroup lanes\' registers (rs)', () =
       expect(code.startsWith('enable subgroups;')).toBe(true);
       expect(code).not.toMatch(/var<workgroup> S0/);
       const runner = await PlanRunner.create(g, plan);
-      for (const t of [45, 3]) {
+      for (const t of [45 * chunkScale(sg), 3]) {
         const x = makeInputs(c.source, { b: 2, t, axes, seed: 40 + t });
         expectRelClose((await runner.run(x, 2, t)).data, evaluateParallel(c.source, x).data, 1e-4, `${file} rs ${JSON.stringify(schedule)} t=${t}`);
       }
@@ -82,7 +88,7 @@ describe.skipIf(!SG)('the prefix state in subgroup lanes\' registers (rs)', () =
     const plan = lowerChunked(c.program, axisSizes(c.source, axes), { fuse: true, schedule: schedules(sg)[1], resident: true, subgroupSize: sg });
     expect(plan.kernels[0].code).toMatch(/var<workgroup> phi0: array<f32/);
     const runner = await PlanRunner.create(g, plan);
-    for (const t of [45, 3]) {
+    for (const t of [45 * chunkScale(sg), 3]) {
       const x = makeInputs(c.source, { b: 2, t, axes, seed: 60 + t });
       expectRelClose((await runner.run(x, 2, t)).data, evaluateParallel(c.source, x).data, 1e-4, `llama_linearized rs t=${t}`);
     }
@@ -103,7 +109,7 @@ describe.skipIf(!SG)('the prefix state in subgroup lanes\' registers (rs)', () =
     const step = await PlanRunner.create(g, recurrentPlan(c.program, sizes));
     const schedule = schedules(sg)[which];
     const prefill = await PlanRunner.create(g, lowerChunked(c.program, sizes, { fuse: true, schedule, exportState: true, resident: true, subgroupSize: sg }));
-    for (const t0 of [3, 11, 19]) await expectDecodesFromPrefill(g, c.source, prefill, step, { axes, t0, steps: 3, seed: 500 + t0, what: `${file} rs prefill ${t0} ${JSON.stringify(schedule)}` });
+    for (const t0 of [3, 11, 19].map((t) => t * chunkScale(sg))) await expectDecodesFromPrefill(g, c.source, prefill, step, { axes, t0, steps: 3, seed: 500 + t0, what: `${file} rs prefill ${t0} ${JSON.stringify(schedule)}` });
   });
 
   it('is refused, naming why, where it does not apply', () => {
@@ -120,7 +126,7 @@ describe.skipIf(!SG)('the prefix state in subgroup lanes\' registers (rs)', () =
     expect(lower('examples/paper/elu.la', F - 4, s)).toThrow(new RegExp(`has ${F - 4} features; a lane holds 1, 2 or 4 of them, so it needs F = ${sg}, ${2 * sg} or ${F}`));
     expect(lower('examples/paper/elu.la', F, s, null)).toThrow(/no fixed subgroup size/);
     expect(lower('examples/paper/elu.la', F, { ...s, cols: 64 })).toThrow(/64 columns over 8 subgroups .* is not 1, 2 or 4 columns a subgroup/);
-    expect(lower('examples/paper/elu.la', F, { ...s, chunk: 4 })).toThrow(/chunk 4 is not a multiple of the 8 rows a reduction block takes/);
+    expect(lower('examples/paper/elu.la', F, { ...s, chunk: sg / 2 })).toThrow(new RegExp(`chunk ${sg / 2} is not a multiple of the ${sg} rows a reduction block takes`));
     expect(lower('examples/variants/softmax.la', F, s)).toThrow(/does not apply: softmax attention/);
   });
 });

@@ -15,9 +15,10 @@ import { PlanRunner } from '../src/runtime/executor.ts';
 import { expectRelClose, gpu } from './helpers/gpu.ts';
 import { TWO_PREFIX } from './helpers/variants.ts';
 import { expectDecodesFromPrefill } from './helpers/plan-calls.ts';
+import { chunkScale } from './helpers/subgroups.ts';
 
 
-const T = 45; // 6 chunks of 8, the last of 5 rows
+const T = 45; // 6 chunks of 8, the last of 5 rows (the resident kernel's chunks and T grow with the subgroup size: chunkScale)
 
 async function matchesOracle(c: Compiled, axes: Record<string, number>, schedule: ChunkSchedule, b = 1): Promise<void> {
   const g = await gpu();
@@ -90,10 +91,11 @@ describe('segmented plans over spans of segments', () => {
     const c = compileFile('examples/paper/elu_dwconv.la');
     const axes = { h: 2, d: 4 * sg, e: 16 };
     const sizes = axisSizes(c.source, axes);
-    const plan = lowerChunked(c.program, sizes, { fuse: true, schedule: { chunk: 8, cols: 16, threads: 8 * sg, segment: 1, span: 2 }, resident: true, subgroupSize: sg });
+    const r = chunkScale(sg);
+    const plan = lowerChunked(c.program, sizes, { fuse: true, schedule: { chunk: 8 * r, cols: 16, threads: 8 * sg, segment: 1, span: 2 }, resident: true, subgroupSize: sg });
     expect(plan.kernels.map((k) => k.label.split('.').at(-1))).toEqual(['segment-state', 'segment-scan', 'chunked']);
-    const x = makeInputs(c.source, { b: 2, t: T, axes, seed: 98 });
-    expectRelClose((await (await PlanRunner.create(g, plan)).run(x, 2, T)).data, evaluateParallel(c.source, x).data, 1e-4, 'elu_dwconv rs over spans');
+    const x = makeInputs(c.source, { b: 2, t: T * r, axes, seed: 98 });
+    expectRelClose((await (await PlanRunner.create(g, plan)).run(x, 2, T * r)).data, evaluateParallel(c.source, x).data, 1e-4, 'elu_dwconv rs over spans');
   });
 
   // A decayed state in lanes' registers (retnet's scalar decay, gla's per feature): the state launch's Σ log decay, the
@@ -105,15 +107,16 @@ describe('segmented plans over spans of segments', () => {
     const c = compileFile(file);
     const axes = { h: 2, d: 4 * sg, e: 16 };
     const sizes = axisSizes(c.source, axes);
-    const schedule = { chunk: 8, cols: 16, threads: 8 * sg, segment: 1, span: 2 };
+    const r = chunkScale(sg);
+    const schedule = { chunk: 8 * r, cols: 16, threads: 8 * sg, segment: 1, span: 2 };
     const plan = lowerChunked(c.program, sizes, { fuse: true, schedule, resident: true, subgroupSize: sg });
     expect(plan.kernels.map((k) => k.label.split('.').at(-1))).toEqual(['segment-state', 'segment-scan', 'chunked']);
-    const x = makeInputs(c.source, { b: 2, t: T, axes, seed: 99 });
-    expectRelClose((await (await PlanRunner.create(g, plan)).run(x, 2, T)).data, evaluateParallel(c.source, x).data, 1e-4, `${file} rs over spans`);
+    const x = makeInputs(c.source, { b: 2, t: T * r, axes, seed: 99 });
+    expectRelClose((await (await PlanRunner.create(g, plan)).run(x, 2, T * r)).data, evaluateParallel(c.source, x).data, 1e-4, `${file} rs over spans`);
     if (!file.includes('retnet')) return; // (one decayed export is enough: lavapipe compiles these kernels slowly)
     const prefill = await PlanRunner.create(g, lowerChunked(c.program, sizes, { fuse: true, schedule, resident: true, subgroupSize: sg, exportState: true }));
     const step = await PlanRunner.create(g, recurrentPlan(c.program, sizes));
-    await expectDecodesFromPrefill(g, c.source, prefill, step, { axes, t0: 21, steps: 2, seed: 361, what: `${file} rs spans prefill 21` });
+    await expectDecodesFromPrefill(g, c.source, prefill, step, { axes, t0: 21 * r, steps: 2, seed: 361, what: `${file} rs spans prefill ${21 * r}` });
   });
 
   it('launches a workgroup a span in the output launch and none past the spans the scan needs in the state launch', () => {

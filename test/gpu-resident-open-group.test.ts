@@ -18,8 +18,12 @@ import { PlanRunner } from '../src/runtime/executor.ts';
 import { expectRelClose, gpu } from './helpers/gpu.ts';
 import { TWO_PREFIX } from './helpers/variants.ts';
 import { expectDecodesFromPrefill } from './helpers/plan-calls.ts';
+import { chunkScale } from './helpers/subgroups.ts';
 
-const T = 61; // 8 chunks of 8, the last of 5 rows: 4 groups of 16, the last of 13
+// At lavapipe's subgroup size 8; chunks, groups and lengths grow with the subgroup size (chunkScale: 4× at 32), so every
+// group still spans two chunks.
+const R = chunkScale((await gpu()).subgroupSize ?? 8);
+const T = 61 * R; // 8 chunks of 8, the last of 5 rows: 4 groups of 16, the last of 13
 const B = 2;
 const FILES = ['examples/paper/llama_linearized.la', 'examples/paper/flash.la'];
 
@@ -30,7 +34,7 @@ async function matchesOracle(file: string, opts: (sg: number) => Omit<LowerOptio
     skip();
     return [];
   }
-  const c = compileFile(file, { sizes: { C: 16 } });
+  const c = compileFile(file, { sizes: { C: 16 * R } });
   const axes = { h: 2, d: 2 * sg, e: 8 };
   const sizes = axisSizes(c.source, axes);
   const o = opts(sg);
@@ -43,22 +47,22 @@ async function matchesOracle(file: string, opts: (sg: number) => Omit<LowerOptio
 describe("a past_groups term's open group in lanes' registers", () => {
   it.for(FILES)('%s: the fused resident kernel equals the oracle in one walk and over segments', async (file, ctx) => {
     const fused = (schedule: ChunkSchedule) => (sg: number) => ({ fuse: true, schedule: { ...schedule, threads: 8 * sg }, prologue: new Set<number>() });
-    const one = await matchesOracle(file, fused({ chunk: 8, cols: 8, threads: 0 }), () => ctx.skip());
+    const one = await matchesOracle(file, fused({ chunk: 8 * R, cols: 8, threads: 0 }), () => ctx.skip());
     expect(one.at(-1)).toMatch(/rSo0_0/);
     expect(one.at(-1)).not.toMatch(/var<workgroup> (S0|So0|zo0):/);
     // segments of 2 chunks (16 rows: group starts), spans of 2
-    await matchesOracle(file, fused({ chunk: 8, cols: 8, threads: 0, segment: 2 }), () => ctx.skip());
-    await matchesOracle(file, fused({ chunk: 8, cols: 8, threads: 0, segment: 2, span: 2 }), () => ctx.skip());
+    await matchesOracle(file, fused({ chunk: 8 * R, cols: 8, threads: 0, segment: 2 }), () => ctx.skip());
+    await matchesOracle(file, fused({ chunk: 8 * R, cols: 8, threads: 0, segment: 2, span: 2 }), () => ctx.skip());
   });
 
   it.for(FILES)('%s: the unfused plan with its prefix kernel resident at its own schedule equals the oracle', async (file, ctx) => {
-    const codes = await matchesOracle(file, (sg) => ({ fuse: false, schedule: { chunk: 4, cols: 4, threads: 64, segment: 3 }, residentSchedule: { chunk: 8, cols: 8, threads: 8 * sg } }), () => ctx.skip());
+    const codes = await matchesOracle(file, (sg) => ({ fuse: false, schedule: { chunk: 4, cols: 4, threads: 64, segment: 3 }, residentSchedule: { chunk: 8 * R, cols: 8, threads: 8 * sg } }), () => ctx.skip());
     // the prefix kernel over segments of a group (16 rows) in spans of 2: its state launch, the scan, its output launch
-    const spans = await matchesOracle(file, (sg) => ({ fuse: false, schedule: { chunk: 4, cols: 4, threads: 64 }, residentSchedule: { chunk: 8, cols: 8, threads: 8 * sg, segment: 2, span: 2 } }), () => ctx.skip());
+    const spans = await matchesOracle(file, (sg) => ({ fuse: false, schedule: { chunk: 4, cols: 4, threads: 64 }, residentSchedule: { chunk: 8 * R, cols: 8, threads: 8 * sg, segment: 2, span: 2 } }), () => ctx.skip());
     expect(spans.filter((c) => /terms global/.test(c)).length).toBe(2);
     const global = codes.find((c) => /terms global/.test(c))!;
     expect(global).toMatch(/rSo0_0/);
-    expect(global).toMatch(/chunk 8, 8 value columns/);
+    expect(global).toMatch(new RegExp(`chunk ${8 * R}, 8 value columns`));
     expect(codes.find((c) => /terms local/.test(c))).toMatch(/chunk 4, 4 value columns/);
   });
 
@@ -66,17 +70,17 @@ describe("a past_groups term's open group in lanes' registers", () => {
     const g = await gpu();
     const sg = g.subgroupSize;
     if (!sg) return ctx.skip();
-    const c = file === 'two_prefix' ? compileText(TWO_PREFIX, 'two_prefix.la') : compileFile(file, { sizes: { C: 16 } });
+    const c = file === 'two_prefix' ? compileText(TWO_PREFIX, 'two_prefix.la') : compileFile(file, { sizes: { C: 16 * R } });
     const axes = { h: 2, d: 2 * sg, e: 8 };
     const sizes = axisSizes(c.program, axes);
     const step = await PlanRunner.create(g, recurrentPlan(c.program, sizes));
     const schedule = { chunk: 4, cols: 4, threads: 64, segment: 3 };
     for (const resident of [false, true]) {
       // (resident: the prefix kernels over segments of 2 chunks, 16 rows, in spans of 2, as the plan choice runs them at b 1)
-      const lanes = resident ? { resident: true, subgroupSize: sg, residentSchedule: { chunk: 8, cols: 8, threads: 8 * sg, ...(file === 'two_prefix' ? {} : { segment: 2, span: 2 }) } } : {};
+      const lanes = resident ? { resident: true, subgroupSize: sg, residentSchedule: { chunk: 8 * R, cols: 8, threads: 8 * sg, ...(file === 'two_prefix' ? {} : { segment: 2, span: 2 }) } } : {};
       const prefill = await PlanRunner.create(g, lowerChunked(c.program, sizes, { fuse: false, schedule, exportState: true, ...lanes }));
       // 40 rows: the last group of 16 open (8 rows), 4 segments of 12, the last short; 48 with the fused kernel below
-      await expectDecodesFromPrefill(g, c.source, prefill, step, { axes, t0: 40, steps: 2, seed: 380, what: `${file} unfused${resident ? ' rs' : ''} prefill 40` });
+      await expectDecodesFromPrefill(g, c.source, prefill, step, { axes, t0: 40 * R, steps: 2, seed: 380, what: `${file} unfused${resident ? ' rs' : ''} prefill ${40 * R}` });
     }
   });
 
@@ -84,12 +88,12 @@ describe("a past_groups term's open group in lanes' registers", () => {
     const g = await gpu();
     const sg = g.subgroupSize;
     if (!sg) return ctx.skip();
-    const c = compileFile(file, { sizes: { C: 16 } });
+    const c = compileFile(file, { sizes: { C: 16 * R } });
     const axes = { h: 2, d: 2 * sg, e: 8 };
     const sizes = axisSizes(c.program, axes);
     const step = await PlanRunner.create(g, recurrentPlan(c.program, sizes));
-    const prefill = await PlanRunner.create(g, lowerChunked(c.program, sizes, { fuse: true, schedule: { chunk: 8, cols: 8, threads: 8 * sg }, exportState: true, resident: true, subgroupSize: sg, prologue: new Set() }));
+    const prefill = await PlanRunner.create(g, lowerChunked(c.program, sizes, { fuse: true, schedule: { chunk: 8 * R, cols: 8, threads: 8 * sg }, exportState: true, resident: true, subgroupSize: sg, prologue: new Set() }));
     // 48 rows: ending on a group's end, the group just closed kept apart
-    await expectDecodesFromPrefill(g, c.source, prefill, step, { axes, t0: 48, steps: 2, seed: 390, what: `${file} fused rs prefill 48` });
+    await expectDecodesFromPrefill(g, c.source, prefill, step, { axes, t0: 48 * R, steps: 2, seed: 390, what: `${file} fused rs prefill ${48 * R}` });
   });
 });
