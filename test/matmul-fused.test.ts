@@ -99,7 +99,10 @@ describe('the rows kernel (9–128 rows, wide Wᵀ: the LM head, gate|up and q|k
       expect(plan.path).toBe('rows');
     }
     const plan = await checkFusedMatmul(17, 1024, 64, { rmsnorm: { eps: EPS } }, 2400);
-    expect(plan.path, plan.kernel).toBe('rows');
+    // A software adapter's chooser takes the rows kernel here; a hardware adapter's with fixed subgroups (the H200's 32)
+    // the lanes kernel (matmul-picks-lanes-h200.test.ts), which checkFusedMatmul has just checked all the same.
+    if ((await gpu()).isSoftware) expect(plan.path, plan.kernel).toBe('rows');
+    else expect(['rows', 'lanes'], plan.kernel).toContain(plan.path);
     expect(plan.workgroups[1]).toBe(1);
   });
 

@@ -2,6 +2,7 @@
 // matmul path the parts' products together equal the float64 A·Wᵀ of the whole weight, every column written by
 // its part; the argmax-fused head over parts picks each row's float64 argmax.
 import { describe, expect, it } from 'vitest';
+import type { MatmulPath } from '../backends/wgsl/matmul.ts';
 import { fusedMatmulReference, type MatmulFusion } from '../backends/wgsl/matmul-fusion.ts';
 import { bindHead, encodeHead, planHead } from '../src/model/lm-head-parts.ts';
 import { createExactTensor, uploadExactTensor } from '../src/model/exact-tensor.ts';
@@ -14,7 +15,7 @@ import { expectRelClose, gpu } from './helpers/gpu.ts';
 const K = 32;
 const NORM: MatmulFusion = { rmsnorm: { eps: 1e-5 } };
 
-async function run(M: number, N: number, rowsPerPart: number, fusion: MatmulFusion | undefined, seed: number, hardware = false) {
+async function run(M: number, N: number, rowsPerPart: number, fusion: MatmulFusion | undefined, seed: number, hardware = false, path?: MatmulPath) {
   const sw = await gpu();
   // `hardware`: the paths a hardware adapter's chooser takes (matmulPathFor), on this adapter's device.
   const g = hardware ? { ...sw, isSoftware: false } : sw;
@@ -22,7 +23,7 @@ async function run(M: number, N: number, rowsPerPart: number, fusion: MatmulFusi
   const w = randn([N, K], seed + 1);
   const gain = randn([K], seed + 2);
   const head = uploadRowParts(g, 'head', w, rowsPerPart * K * 4);
-  const plans = await planHead(g, head, M, K, fusion, 'windowed head');
+  const plans = await planHead(g, head, M, K, fusion, 'windowed head', path ? { path } : {});
   const out = createExactTensor(g, 'out', [M, plans.columns]);
   g.device.queue.writeBuffer(out.buffer, 0, new Float32Array(M * plans.columns).fill(Number.NaN));
   const x = uploadExactTensor(g, 'x', a);
@@ -50,7 +51,7 @@ describe('a head in parts of whole rows equals the float64 product of the whole 
     [130, 37, 16, 'tiled'],
     [9, 2100, 1100, 'rows', NORM],
   ] as const)('M=%i N=%i in parts of ≤ %i rows (%s path) %o', async (M, N, per, path, fusion?: MatmulFusion) => {
-    const { head, plans, got, want } = await run(M, N, per, fusion, M + N);
+    const { head, plans, got, want } = await run(M, N, per, fusion, M + N, false, path);
     expect(head.parts.length).toBeGreaterThanOrEqual(2);
     for (const p of plans.plans) expect(p.path).toBe(path);
     expectRelClose(got, want, 2e-5, `M=${M} N=${N}, ${head.parts.length} parts`);
