@@ -6,6 +6,8 @@ import { defineConfig } from 'vitest/config';
 export default defineConfig({
   test: {
     include: ['test/**/*.test.ts'],
+    // an empty cache directory per worker: no autotune picks or kept speculation measurements from ~/.cache
+    setupFiles: ['test/helpers/cache-dir.ts'],
     testTimeout: 600_000,
     hookTimeout: 600_000,
     pool: 'forks',
