@@ -13,31 +13,28 @@ import { axisSizes, makeInputs } from '../src/inputs.ts';
 import { PlanRunner } from '../src/runtime/executor.ts';
 import { expectRelClose, gpu } from './helpers/gpu.ts';
 import { expectDecodesFromPrefill } from './helpers/plan-calls.ts';
-import { chunkScale } from './helpers/subgroups.ts';
+import { chunkScale, rsChunk } from './helpers/subgroups.ts';
 
 const SG = (await gpu()).subgroupSize;
 
 /**
- * Schedules at subgroup size sg: 1 column a subgroup (sg rows a reduction block), 2, 4 over a chunk of half as many
- * rows, and 2 with the outputs register-blocked (2 columns an invocation sharing a row's denominator), two segmented,
- * and 1 column a subgroup with 16 subgroups (more than the chunk's rows where sg < 16). A chunk must be a multiple of
- * the rows a reduction block takes (sg / columns a subgroup), so the chunks grow with sg past 8: lavapipe's 8 runs
- * chunks of 8 and 4, an NVIDIA GPU's 32 chunks of 32 and 16.
+ * Schedules at subgroup size sg: 1 column a subgroup (sg rows a reduction block), 2, 4 over a chunk of 4 rows at sg 8,
+ * and 2 with the outputs register-blocked (2 columns an invocation sharing a row's denominator), two segmented, and 1
+ * column a subgroup with 16 subgroups (more than the chunk's rows where sg < 16). A chunk must be a multiple of the
+ * rows a reduction block takes, so past sg 8 each grows to the smallest allowed (rsChunk): lavapipe's 8 runs chunks of
+ * 8 and 4, an NVIDIA GPU's 32 chunks of 32, 16 and 8.
  */
-const schedules = (sg: number): ChunkSchedule[] => {
-  const r = chunkScale(sg);
-  return [
-    { chunk: 8 * r, cols: 8, threads: 8 * sg },
-    { chunk: 8 * r, cols: 16, threads: 8 * sg },
-    { chunk: 4 * r, cols: 8, threads: 2 * sg },
-    { chunk: 8 * r, cols: 16, threads: 8 * sg, block: 2 },
-    // segments (the segment-state launch stores its registers, the output launch starts them from the scan)
-    { chunk: 8 * r, cols: 16, threads: 8 * sg, segment: 2 },
-    { chunk: 4 * r, cols: 8, threads: 2 * sg, segment: 3 },
-    // 16 subgroups: at sg 8, more than the 8 rows (the rows' φ·z_prev go to the first 8, the rest reduce a clamped row unwritten)
-    { chunk: 8 * r, cols: 16, threads: 16 * sg },
-  ];
-};
+const schedules = (sg: number): ChunkSchedule[] => [
+  { chunk: rsChunk(8, sg, 1), cols: 8, threads: 8 * sg },
+  { chunk: rsChunk(8, sg, 2), cols: 16, threads: 8 * sg },
+  { chunk: rsChunk(4, sg, 4), cols: 8, threads: 2 * sg },
+  { chunk: rsChunk(8, sg, 2), cols: 16, threads: 8 * sg, block: 2 },
+  // segments (the segment-state launch stores its registers, the output launch starts them from the scan)
+  { chunk: rsChunk(8, sg, 2), cols: 16, threads: 8 * sg, segment: 2 },
+  { chunk: rsChunk(4, sg, 4), cols: 8, threads: 2 * sg, segment: 3 },
+  // 16 subgroups: at sg 8, more than the 8 rows (the rows' φ·z_prev go to the first 8, the rest reduce a clamped row unwritten)
+  { chunk: rsChunk(8, sg, 1), cols: 16, threads: 16 * sg },
+];
 
 // The rest is skipped on a device without a fixed subgroup size: not silently on the one CI runs.
 it('the device reports the adapter\'s fixed subgroup size (lavapipe: subgroups of 8)', async () => {

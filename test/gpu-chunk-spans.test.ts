@@ -15,7 +15,7 @@ import { PlanRunner } from '../src/runtime/executor.ts';
 import { expectRelClose, gpu } from './helpers/gpu.ts';
 import { TWO_PREFIX } from './helpers/variants.ts';
 import { expectDecodesFromPrefill } from './helpers/plan-calls.ts';
-import { chunkScale } from './helpers/subgroups.ts';
+import { chunkScale, rsChunk } from './helpers/subgroups.ts';
 
 
 const T = 45; // 6 chunks of 8, the last of 5 rows (the resident kernel's chunks and T grow with the subgroup size: chunkScale)
@@ -92,7 +92,7 @@ describe('segmented plans over spans of segments', () => {
     const axes = { h: 2, d: 4 * sg, e: 16 };
     const sizes = axisSizes(c.source, axes);
     const r = chunkScale(sg);
-    const plan = lowerChunked(c.program, sizes, { fuse: true, schedule: { chunk: 8 * r, cols: 16, threads: 8 * sg, segment: 1, span: 2 }, resident: true, subgroupSize: sg });
+    const plan = lowerChunked(c.program, sizes, { fuse: true, schedule: { chunk: rsChunk(8, sg, 2), cols: 16, threads: 8 * sg, segment: 1, span: 2 }, resident: true, subgroupSize: sg });
     expect(plan.kernels.map((k) => k.label.split('.').at(-1))).toEqual(['segment-state', 'segment-scan', 'chunked']);
     const x = makeInputs(c.source, { b: 2, t: T * r, axes, seed: 98 });
     expectRelClose((await (await PlanRunner.create(g, plan)).run(x, 2, T * r)).data, evaluateParallel(c.source, x).data, 1e-4, 'elu_dwconv rs over spans');
@@ -108,7 +108,7 @@ describe('segmented plans over spans of segments', () => {
     const axes = { h: 2, d: 4 * sg, e: 16 };
     const sizes = axisSizes(c.source, axes);
     const r = chunkScale(sg);
-    const schedule = { chunk: 8 * r, cols: 16, threads: 8 * sg, segment: 1, span: 2 };
+    const schedule = { chunk: rsChunk(8, sg, 2), cols: 16, threads: 8 * sg, segment: 1, span: 2 };
     const plan = lowerChunked(c.program, sizes, { fuse: true, schedule, resident: true, subgroupSize: sg });
     expect(plan.kernels.map((k) => k.label.split('.').at(-1))).toEqual(['segment-state', 'segment-scan', 'chunked']);
     const x = makeInputs(c.source, { b: 2, t: T * r, axes, seed: 99 });

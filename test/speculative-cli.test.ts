@@ -100,7 +100,8 @@ describe('linattn generate --speculate', () => {
 
   it.each([['cpu'], ['gpu']])('without --tree (or --tree auto) switches between plain runs and trees and prints what each mode did (--device %s)', async (device) => {
     for (const args of [['--speculate', 'adaptive'], ['--speculate', 'medusa'], ['--speculate', 'oracle', '--tree', 'auto', '--max-nodes', '7']]) {
-      const r = await run(['--model', target, '--device', device, ...args, '--max-tokens', '40']);
+      // A fresh controller: on a hardware GPU the default keeps measurements between runs (this file's earlier runs').
+      const r = await run(['--model', target, '--device', device, ...args, '--max-tokens', '40', '--auto-state', 'none']);
       expect(r.code, r.err).toBe(0);
       expect(r.err).toMatch(/--tree auto, --max-nodes (16|7)\b/);
       expect(r.err).toMatch(/output identical to plain decoding/);
