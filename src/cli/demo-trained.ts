@@ -1,4 +1,4 @@
-// The demo's trained model (`npm run demo`, parts 4 and 5): the checkpoint that ships in examples/models/tiny-kjv
+// The demo's trained model (`npm run demo`, parts 4 and 6): the checkpoint that ships in examples/models/tiny-kjv
 // (trained by `linattn train` on the shipped King James excerpt; its README has the command), evaluated on the GPU
 // and in float64 on the CPU, generating greedily on both; then a short live training of the same tiny model from
 // random weights, its loss falling step by step.
@@ -15,7 +15,7 @@ import { generateCommand } from './generate.ts';
 
 export const TRAINED_MODEL = join(REPO_ROOT, 'examples/models/tiny-kjv');
 const EXCERPT = join(REPO_ROOT, 'examples/data/kjv-excerpt.txt');
-const PROMPT = 'And God said, ';
+export const PROMPT = 'And God said, ';
 
 /** Windows of the held-out text both devices evaluate (the float64 CPU model takes a second or two for these). */
 const EVAL_WINDOWS = 24;
@@ -54,11 +54,11 @@ export async function trainedModelPart(io: CommandIo, line: (s?: string) => void
   return same && agree;
 }
 
-/** Part 5: a few steps of linattn train from random weights on the GPU, the loss printed as it falls. */
+/** Part 6: a few steps of linattn train from random weights on the GPU, the loss printed as it falls. */
 export async function liveTrainingPart(line: (s?: string) => void, steps = 25): Promise<boolean> {
   const out = mkdtempSync(join(tmpdir(), 'linattn-demo-train-'));
   try {
-    line(`\n5. live training: the tiny model from random weights, ${steps} steps of 16 × 32 tokens of the excerpt (linattn train's loop, the compiled backward on the GPU)`);
+    line(`\n6. live training: the tiny model from random weights, ${steps} steps of 16 × 32 tokens of the excerpt (linattn train's loop, the compiled backward on the GPU)`);
     const shown = new Set([1, 2, 3, 5, 10, 15, 20, steps]);
     let first = NaN;
     let last = NaN;
