@@ -103,6 +103,11 @@ async function build(gpu: Gpu, src: KernelSource): Promise<GPUComputePipeline> {
     console.warn(`linattn: WGSL ${formatCompileMessages(src.label, src.code, warnings)}`);
   }
 
+  // Checked here, not left to Dawn: a hardware adapter runs with skip_validation (dawn-flags.ts), and there a missing
+  // entry point reached the driver and killed the process (H200, call 255).
+  if (!new RegExp(`\\bfn\\s+${entryPoint.replace(/[^\w]/g, '\\$&')}\\s*\\(`).test(src.code)) {
+    throw new Error(`kernel '${src.label}': pipeline creation failed: its WGSL has no function '${entryPoint}' for the entry point`);
+  }
   const layout: GPUPipelineLayout | 'auto' = src.bindings
     ? device.createPipelineLayout({
         label: src.label,
