@@ -39,8 +39,8 @@ function fmtMs(ms: number): string {
 }
 
 /**
- * State updates (b·t·h·d·e) the float64 oracle runs whole: it is an interpreter of the IR, about 15 million a second,
- * so the paper's shape (b 4, t 4096, h 16, d 64: 4.3 G) would take it minutes (138 s on the H200's host).
+ * State updates (b·t·h·d·e) the float64 oracle runs whole: it is an interpreter of the IR, about 10 million a second,
+ * so the paper's shape (b 4, t 4096, h 16, d 64: 1.1 G) would take it minutes (138 s on the H200's host).
  */
 const ORACLE_BUDGET = 3.4e7;
 
