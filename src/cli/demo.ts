@@ -14,7 +14,7 @@
 //      (demo-speculative.ts);
 //   6. a short live training of the same tiny model from random weights, its loss falling step by step.
 //
-//   npm run demo [-- --variant FILE.la] [--b B] [--t T] [--h H] [--d D] [--iters N] [--skip-model]   (linattn demo …)
+//   npm run demo [-- --variant FILE.la] [--b B] [--t T] [--h H] [--d D] [--iters N] [--oracle-budget N] [--skip-model]
 // Shapes default to something lavapipe finishes in seconds; a hardware GPU gets the paper's shape.
 import { join, relative } from 'node:path';
 import { evaluateRecurrent } from '../../backends/cpu/recurrent.ts';
@@ -29,6 +29,7 @@ import { median } from '../runtime/timing.ts';
 import type { Plan } from '../../backends/wgsl/plan.ts';
 import { int, str, type Values } from './args.ts';
 import { type Command, type CommandIo } from './command.ts';
+import { causalSlice, ORACLE_BUDGET, oracleExtent } from './demo-oracle.ts';
 import { speculativePart } from './demo-speculative.ts';
 import { liveTrainingPart, trainedModelPart } from './demo-trained.ts';
 
@@ -36,21 +37,6 @@ const TOLERANCE = 1e-4;
 
 function fmtMs(ms: number): string {
   return ms < 1 ? `${(ms * 1000).toFixed(0)} µs` : `${ms.toFixed(2)} ms`;
-}
-
-/**
- * State updates (b·t·h·d·e) the float64 oracle runs whole: it is an interpreter of the IR, about 10 million a second,
- * so the paper's shape (b 4, t 4096, h 16, d 64: 1.1 G) would take it minutes (138 s on the H200's host).
- */
-const ORACLE_BUDGET = 3.4e7;
-
-/** The first `b` sequences' first `t` tokens of a tensor laid out [b, t, …]. */
-function causalSlice(x: Tensor, b: number, t: number): Tensor<Float64Array> {
-  const [, T, ...rest] = x.shape;
-  const per = rest.reduce((a, n) => a * n, 1);
-  const data = new Float64Array(b * t * per);
-  for (let i = 0; i < b; i++) data.set(Float64Array.from(x.data.subarray(i * T * per, (i * T + t) * per)), i * t * per);
-  return { shape: [b, t, ...rest], data };
 }
 
 interface FormResult {
@@ -90,7 +76,7 @@ async function timeForms(gpu: Gpu, results: FormResult[], tensors: Record<string
 
 export const demoCommand: Command = {
   name: 'demo',
-  synopsis: 'linattn demo [--variant FILE.la] [--b B] [--t T] [--h H] [--d D] [--iters N] [--skip-model]',
+  synopsis: 'linattn demo [--variant FILE.la] [--b B] [--t T] [--h H] [--d D] [--iters N] [--oracle-budget N] [--skip-model]',
   summary: 'Compile a variant, run every GPU form against the float64 oracle, then a trained tiny LM, speculative decoding with it, and a short live training.',
   help: [
     'What `npm run demo` runs. Prints the compiled plan, each form\'s relative error and median GPU time; then the',
@@ -102,11 +88,13 @@ export const demoCommand: Command = {
     '  --variant FILE.la   default examples/paper/elu_dwconv.la',
     '  --b --t --h --d     the shape (default on a software adapter b 2, t 1000, h 4, d = e = 32; else b 4, t 4096, h 16, d 64)',
     '  --iters N           timed runs per form (default 5 on a software adapter, else 20)',
+    '  --oracle-budget N   state updates (b·t·h·d·e) the float64 oracle runs whole (default 34000000, about 3 s); past',
+    '                      them it checks the first sequence\'s first tokens, and the forms each other over the rest',
     '  --skip-model        leave out the trained LM, speculative decoding and the live training',
   ].join('\n'),
   options: {
     variant: { type: 'string' }, b: { type: 'string' }, t: { type: 'string' }, h: { type: 'string' }, d: { type: 'string' },
-    iters: { type: 'string' }, 'skip-model': { type: 'boolean' },
+    iters: { type: 'string' }, 'oracle-budget': { type: 'string' }, 'skip-model': { type: 'boolean' },
   },
   run: ({ values }, io) => demo(values, io),
 };
@@ -143,15 +131,14 @@ async function demo(values: Values, io: CommandIo): Promise<number> {
   const shape = `b=${b} t=${t} h=${h} d=e=${d}`;
   // Within its budget the oracle runs the whole batch; past it (a hardware GPU's shape), the first sequence's first
   // tokens: a causal layer's outputs there depend on nothing later, so they are exactly the whole run's.
-  const whole = b * t * h * d * d <= ORACLE_BUDGET;
-  const ob = whole ? b : 1;
-  const ot = whole ? t : Math.min(t, Math.max(64, Math.floor(ORACLE_BUDGET / (h * d * d) / 64) * 64));
+  const budget = int(values, 'oracle-budget', ORACLE_BUDGET);
+  const { whole, b: ob, t: ot } = oracleExtent(b, t, h, d, d, budget);
   const inputs = new Set(c.source.inputs.map((x) => x.name));
   const sliced = whole ? tensors : Object.fromEntries(Object.entries(tensors).map(([k, x]) => [k, inputs.has(k) ? causalSlice(x, ob, ot) : x]));
   let clock = performance.now();
   const oracle = evaluateRecurrent(c.program, sliced);
   const cpuMs = performance.now() - clock;
-  line(`\n2. float64 CPU oracle (recurrent form), ${shape}${whole ? '' : `, on its causal prefix b=${ob} t=${ot} (the outputs there depend on nothing later; the whole would take minutes)`}: ${fmtMs(cpuMs)}`);
+  line(`\n2. float64 CPU oracle (recurrent form), ${shape}${whole ? '' : `, on its causal prefix b=${ob} t=${ot} (the outputs there depend on nothing later; the whole is over --oracle-budget ${budget} state updates)`}: ${fmtMs(cpuMs)}`);
   const forms: [string, PlanRequest][] = [
     ['fused chunked', { form: 'chunked', fuse: true }],
     ['unfused chunked', { form: 'chunked', fuse: false }],
