@@ -7,7 +7,7 @@
 import { join } from 'node:path';
 import { REPO_ROOT } from '../model/config.ts';
 import { execute, type CommandIo } from './command.ts';
-import { PROMPT } from './demo-trained.ts';
+import { capture, PROMPT } from './demo-trained.ts';
 import { generateCommand } from './generate.ts';
 
 export const MEDUSA_MODEL = join(REPO_ROOT, 'examples/models/tiny-kjv-medusa');
@@ -24,16 +24,8 @@ export async function speculativePart(io: CommandIo, line: (s?: string) => void,
   let ok = true;
   let shown = false;
   for (const run of RUNS) {
-    let out = '';
-    let err = '';
-    const code = await execute(generateCommand, ['--model', MEDUSA_MODEL, '--prompt', PROMPT, '--max-tokens', String(TOKENS), '--temperature', '0', '--device', 'gpu', ...run.args], {
-      stdout: (s) => void (out += s),
-      stderr: (s) => void (err += s),
-    });
-    if (code !== 0) {
-      io.stderr(err);
-      return false;
-    }
+    const { code, out, err } = await capture(io, (o) => execute(generateCommand, ['--model', MEDUSA_MODEL, '--prompt', PROMPT, '--max-tokens', String(TOKENS), '--temperature', '0', '--device', 'gpu', ...run.args], o));
+    if (code !== 0) return false;
     if (!shown) line(`   ${JSON.stringify(PROMPT + out.replace(/\n$/, ''))}`);
     shown = true;
     const steps = /(\d+) tokens in (\d+) verification steps, mean accepted length ([\d.]+) tokens\/step/.exec(err);

@@ -20,7 +20,8 @@ export const PROMPT = 'And God said, ';
 /** Windows of the held-out text both devices evaluate (the float64 CPU model takes a second or two for these). */
 const EVAL_WINDOWS = 24;
 
-async function capture(io: CommandIo, run: (io: CommandIo) => Promise<number>): Promise<{ code: number; out: string; err: string }> {
+/** Runs a command with its output captured; a failing one's stderr goes to `io`. */
+export async function capture(io: CommandIo, run: (io: CommandIo) => Promise<number>): Promise<{ code: number; out: string; err: string }> {
   let out = '';
   let err = '';
   const code = await run({ stdout: (s) => void (out += s), stderr: (s) => void (err += s) });
