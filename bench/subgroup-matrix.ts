@@ -15,9 +15,11 @@
 //
 //   npx tsx bench/subgroup-matrix.ts [--kinds tile,loop,ks8x1,…] [--out DIR]
 // Writes subgroup-matrix.json to --out, else $OUT, else out/. Without subgroup matrices it says so and exits 0
-// (lavapipe has none). On the H200 (call 265) every child of this bench died before printing a result; a plain-node
-// copy of the same kinds had run (call 264), and its figures are in bench/results/h200-subgroup-matrix.json beside
-// the repo's float32 picks: no faster at 16–32 rows (docs/speculative.md, "Matrix units through subgroup matrices").
+// (lavapipe has none). On the H200 (call 265) every child of this bench died before printing a result, its parent
+// then holding a Dawn instance of its own; a plain-node copy of the same kinds had run (call 264), and its figures are
+// in bench/results/h200-subgroup-matrix.json beside the repo's float32 picks: no faster at 16–32 rows
+// (docs/speculative.md, "Matrix units through subgroup matrices"). The parent now leaves even the adapter query to a
+// child; this form has not run on the H200.
 import { spawnSync } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -214,35 +216,56 @@ async function child(name: string): Promise<void> {
   console.log(`RESULT ${JSON.stringify(result)}`);
 }
 
-async function main(): Promise<void> {
-  const args = process.argv.slice(2);
-  const only = flagValue(args, '--child');
-  if (only) return child(only);
-  const kinds = (flagValue(args, '--kinds') ?? DEFAULT_KINDS.join(',')).split(',').filter(Boolean);
-  kinds.forEach(kernelKind); // bad names fail before anything runs
+interface AdapterReport {
+  readonly adapter: string;
+  readonly configs: readonly Record<string, unknown>[];
+  /** Whether a device with subgroup matrices, shader-f16 and timestamps opened. */
+  readonly usable: boolean;
+}
+
+/** The adapter's description and subgroup-matrix configurations, printed as a JSON line (run as a child too). */
+async function adapterChild(): Promise<void> {
   const { adapter, device } = await openDevice();
   const info = adapter.info as GPUAdapterInfo & { subgroupMatrixConfigs?: Iterable<Record<string, unknown>> };
   const configs = [...(info.subgroupMatrixConfigs ?? [])].map((c) => ({ componentType: c.componentType, resultComponentType: c.resultComponentType, M: c.M, N: c.N, K: c.K }));
-  const header = { adapter: `${info.vendor} ${info.architecture} ${info.description}`.trim(), toggles: TOGGLES.split(','), date: new Date().toISOString() };
-  console.log(`${header.adapter}: ${configs.length} subgroup-matrix configurations${configs.length ? `: ${configs.map((c) => `${c.componentType}→${c.resultComponentType} ${c.M}×${c.N}×${c.K}`).join(', ')}` : ''}`);
+  const report: AdapterReport = { adapter: `${info.vendor} ${info.architecture} ${info.description}`.trim(), configs, usable: device !== undefined };
+  console.log(`RESULT ${JSON.stringify(report)}`);
+}
+
+/** Runs this script with `--child NAME` in a process of its own; its RESULT line, or how it died. */
+function runChild(name: string): { result?: unknown; died?: string; stderr: string[]; exit: number | null; signal: string | null } {
+  const tsx = join(dirname(fileURLToPath(import.meta.url)), '..', 'node_modules', '.bin', 'tsx');
+  const run = spawnSync(tsx, [fileURLToPath(import.meta.url), '--child', name], { encoding: 'utf8', timeout: 60_000 });
+  const line = (run.stdout ?? '').split('\n').find((l) => l.startsWith('RESULT '));
+  const stderr = (run.stderr ?? '').split('\n').filter((l) => l && !/warning|\^|deprecated/.test(l)).slice(-3);
+  return { ...(line ? { result: JSON.parse(line.slice(7)) } : { died: run.signal ?? `exit ${run.status}` }), stderr, exit: run.status, signal: run.signal };
+}
+
+// The parent opens no Dawn instance of its own: every adapter query and kernel runs in a child, as in the plain-node
+// runs that survived (call 264), where call 265's children died beside a parent holding an instance.
+async function main(): Promise<void> {
+  const args = process.argv.slice(2);
+  const only = flagValue(args, '--child');
+  if (only) return only === 'adapter' ? adapterChild() : child(only);
+  const kinds = (flagValue(args, '--kinds') ?? DEFAULT_KINDS.join(',')).split(',').filter(Boolean);
+  kinds.forEach(kernelKind); // bad names fail before anything runs
   const out = flagValue(args, '--out') ?? process.env.OUT ?? 'out';
-  if (!device) {
+  const probe = runChild('adapter');
+  if (!probe.result) throw new Error(`the adapter query died (${probe.died}): ${probe.stderr.join(' / ')}`);
+  const { adapter, configs, usable } = probe.result as AdapterReport;
+  const header = { adapter, toggles: TOGGLES.split(','), date: new Date().toISOString() };
+  console.log(`${adapter}: ${configs.length} subgroup-matrix configurations${configs.length ? `: ${configs.map((c) => `${c.componentType}→${c.resultComponentType} ${c.M}×${c.N}×${c.K}`).join(', ')}` : ''}`);
+  if (!usable) {
     console.log('this adapter offers no subgroup matrices with f16 (or no timestamps): nothing to run');
     writeReport(out, 'subgroup-matrix.json', { ...header, configs, results: [] });
     return;
   }
-  device.destroy();
-  const tsx = join(dirname(fileURLToPath(import.meta.url)), '..', 'node_modules', '.bin', 'tsx');
   const results: unknown[] = [];
   for (const name of kinds) {
-    const run = spawnSync(tsx, [fileURLToPath(import.meta.url), '--child', name], { encoding: 'utf8', timeout: 60_000 });
-    const line = (run.stdout ?? '').split('\n').find((l) => l.startsWith('RESULT '));
-    const outcome = line
-      ? (JSON.parse(line.slice(7)) as ChildResult)
-      : { kind: name, died: run.signal ?? `exit ${run.status}`, stderr: (run.stderr ?? '').split('\n').filter((l) => l && !/warning|\^|deprecated/.test(l)).slice(-3) };
-    const r = outcome as ChildResult & { died?: string };
-    console.log(r.died ? `${name}: the process died (${r.died})` : `${name}: ${r.rows} rows, ${r.check}, ${r.usPerDispatch.toFixed(2)} µs a dispatch${run.status ? ` (then exit ${run.status ?? run.signal})` : ''}`);
-    results.push({ ...outcome, exit: run.status, signal: run.signal });
+    const { result, ...run } = runChild(name);
+    const r = result as ChildResult | undefined;
+    console.log(r ? `${name}: ${r.rows} rows, ${r.check}, ${r.usPerDispatch.toFixed(2)} µs a dispatch${run.exit ? ` (then exit ${run.exit})` : ''}` : `${name}: the process died (${run.died})`);
+    results.push(r ? { ...r, exit: run.exit, signal: run.signal } : { kind: name, ...run });
   }
   writeReport(out, 'subgroup-matrix.json', { ...header, configs, shape: { N, K, weights: 'one copy, L2-resident' }, results });
 }
