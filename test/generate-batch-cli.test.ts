@@ -1,6 +1,7 @@
 // `linattn generate` with several --prompt: one batch of prompts of different lengths, each continuation printed under
 // a '--- i of n ---' line; with --speculate, batch speculation, its report counting the sequences whose output equals
 // plain decoding's. The float64 CPU batch's texts are each prompt's own generation; the GPU batch's are the CPU's.
+// With --batch N below the prompts' count (some from --prompts-file), continuous batching: the same texts.
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -119,6 +120,30 @@ describe('linattn generate with several --prompt', () => {
     expect(broken.code).toBe(1);
     expect(broken.err).toContain(file);
     expect(broken.err).toMatch(/not the JSON --auto-state writes/);
+  });
+
+  it('--batch 2 with five prompts (three from --prompts-file): continuous batching, each text the one-batch run\'s', async () => {
+    const file = join(root, 'prompts.txt');
+    writeFileSync(file, 'in the beginning\n\nand it came to pass\nq\n');
+    const all = [...PROMPTS.slice(0, 2), 'in the beginning', 'and it came to pass', 'q'];
+    const oneBatch = await run(all.flatMap((p) => ['--prompt', p]));
+    expect(oneBatch.code, oneBatch.err).toBe(0);
+    const continuous = await run([...PROMPTS.slice(0, 2).flatMap((p) => ['--prompt', p]), '--prompts-file', file, '--batch', '2']);
+    expect(continuous.code, continuous.err).toBe(0);
+    expect(sections(continuous.out, 5)).toEqual(sections(oneBatch.out, 5));
+    expect(continuous.err).toMatch(/^continuous batching: 5 prompts \(\d+ tokens\) through 2 sequences, 3 prefilled in a finished one's place; 50 new tokens in \d+ steps, [\d.]+ tokens\/s, \d+ % of the decode steps' picks new tokens/);
+    for (const [extra, message] of [
+      [['--speculate', 'ngram'], /continuous batching\) runs plain decoding: not with --speculate/],
+      [['--device', 'cpu'], /continuous batching\) runs on the GPU: not with --device cpu/],
+    ] as const) {
+      const r = await run([...all.flatMap((p) => ['--prompt', p]), '--batch', '2', ...extra]);
+      expect(r.code).toBe(2);
+      expect(r.out).toBe('');
+      expect(r.err).toMatch(message);
+    }
+    const missing = await run(['--prompts-file', join(root, 'none.txt')]);
+    expect(missing.code).toBe(2);
+    expect(missing.err).toContain(`--prompts-file ${join(root, 'none.txt')}: no such file`);
   });
 
   it('refuses a draft model for a batch, and an over-long prompt by its number, before any output', async () => {

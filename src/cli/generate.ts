@@ -5,11 +5,13 @@
 // Everything that can fail on the user's files (config, variant, tokenizer, checkpoint, device) is loaded and
 // checked before the first byte of output, so a bad input prints one error naming the file and the field or
 // tensor, exits non-zero, and leaves no partial output.
+import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { PrepareAttention } from '../model/attention-context.ts';
 import { cpuAttentionSessionFromVariant } from '../model/cpu-attention.ts';
 import { cpuModel } from '../model/cpu-forward.ts';
 import { generateCpu, generateGpu, type GenerateResult } from '../model/generate.ts';
+import { generateContinuousGpu } from '../model/generate-continuous.ts';
 import { GpuModel } from '../model/gpu-model.ts';
 import { loadTokenizer } from '../model/tokenizer.ts';
 import { HF_ATTENTIONS } from '../model/hf-config.ts';
@@ -35,7 +37,7 @@ export function generateWith(prepare: PrepareAttention): Command {
     name: 'generate',
     synopsis:
       'linattn generate --model DIR --prompt "…" [--max-tokens N] [--temperature T] [--top-k K] [--top-p P] [--seed S] [--device gpu|cpu]\n' +
-      '                 [--attention KIND] [--medusa DIR] [--verbose]\n' +
+      '                 [--attention KIND] [--medusa DIR] [--verbose] [--prompts-file FILE] [--batch N]\n' +
       '                 [--speculate ngram|lookup|adaptive|medusa|oracle|draft:DIR [--tree SPEC|auto] [--max-nodes N] [--chain-steps R] [--auto-state FILE] [--explore-share X]\n' +
       '                  [--batch-credit makespan|slower-half|tokens]]',
     summary: 'Continue a prompt with a model directory (linattn init-model makes one), streaming the text.',
@@ -49,6 +51,11 @@ export function generateWith(prepare: PrepareAttention): Command {
       '                       config.json) for --speculate medusa; a .pt pickle is refused with how to convert it',
       '  --prompt TEXT        required; several --prompt: one batch (any lengths), each continuation printed after a',
       '                       --- i of n --- line once all are done',
+      '  --prompts-file FILE  more prompts, one a line (empty lines skipped), after any --prompt',
+      '  --batch N            sequences decoding together (default: every prompt in one batch); with more prompts than',
+      '                       N, continuous batching: a sequence that finishes takes the next prompt, prefilled in its',
+      '                       place while the others decode on (plain decoding on the GPU; greedy, each prompt gets the',
+      '                       tokens it would alone)',
       '  --max-tokens N       default 64',
       '  --temperature T      0 (default) is greedy; with --top-k K (0: all) and --top-p P (1: all)',
       '  --seed S             default 0',
@@ -84,7 +91,7 @@ export function generateWith(prepare: PrepareAttention): Command {
       'are built then, not inside the timed runs or auto\'s first decisions); LINATTN_SPECULATE_WARMUP=0 skips that, =1 forces it.',
     ].join('\n'),
     options: {
-      model: { type: 'string' }, prompt: { type: 'string', multiple: true }, 'max-tokens': { type: 'string' }, temperature: { type: 'string' },
+      model: { type: 'string' }, prompt: { type: 'string', multiple: true }, 'prompts-file': { type: 'string' }, batch: { type: 'string' }, 'max-tokens': { type: 'string' }, temperature: { type: 'string' },
       'top-k': { type: 'string' }, 'top-p': { type: 'string' }, seed: { type: 'string' }, device: { type: 'string' },
       speculate: { type: 'string' }, tree: { type: 'string' }, 'max-nodes': { type: 'string' }, 'chain-steps': { type: 'string' }, 'auto-state': { type: 'string' }, 'explore-share': { type: 'string' }, 'batch-credit': { type: 'string' }, attention: { type: 'string' }, medusa: { type: 'string' },
       verbose: { type: 'boolean', short: 'v' },
@@ -95,8 +102,8 @@ export function generateWith(prepare: PrepareAttention): Command {
         ? (ctx) => prepare({ ...ctx, onPlanChoice: (why) => io.stderr(`attention prefill plan (${ctx.program.name}, fused chunk kernel): ${why}\n`) })
         : prepare;
       const dir = resolve(required(values, 'model'));
-      const prompts = (values.prompt as string[] | undefined) ?? [];
-      if (prompts.length === 0) throw new UsageError('--prompt is required');
+      const prompts = [...((values.prompt as string[] | undefined) ?? []), ...promptsFile(str(values, 'prompts-file'))];
+      if (prompts.length === 0) throw new UsageError('--prompt (or --prompts-file) is required');
       const maxTokens = number(values, 'max-tokens', (n) => Number.isInteger(n) && n >= 1, 'a positive integer') ?? 64;
       const temperature = number(values, 'temperature', (n) => n >= 0, 'a number >= 0') ?? 0;
       const topK = number(values, 'top-k', (n) => Number.isInteger(n) && n >= 0, 'a non-negative integer') ?? 0;
@@ -104,6 +111,10 @@ export function generateWith(prepare: PrepareAttention): Command {
       const seed = number(values, 'seed', Number.isSafeInteger, 'an integer') ?? 0;
       const device = choice(values, 'device', ['gpu', 'cpu'] as const, 'gpu');
       const speculate = parseSpeculateArgs(values);
+      const slots = number(values, 'batch', (n) => Number.isInteger(n) && n >= 1, 'a positive integer');
+      const continuous = slots !== undefined && slots < prompts.length;
+      if (continuous && speculate) throw new UsageError(`--batch ${slots} with ${prompts.length} prompts (continuous batching) runs plain decoding: not with --speculate`);
+      if (continuous && device === 'cpu') throw new UsageError(`--batch ${slots} with ${prompts.length} prompts (continuous batching) runs on the GPU: not with --device cpu`);
 
       // Everything the run needs, checked before any output. On the GPU a Hugging Face checkpoint's weights are read
       // from their files as they are uploaded (lazy), so a large model passes through the host once.
@@ -145,6 +156,23 @@ export function generateWith(prepare: PrepareAttention): Command {
         });
         return 0;
       }
+      if (continuous) {
+        const gpu = await getDevice();
+        const model = await GpuModel.create(gpu, config, weights, await prepareAttention({ gpu, config, program: variant.compiled, source: variant.program }), { timestamps: false });
+        try {
+          const r = await generateContinuousGpu(model, tokenizer, batch, { slots: slots!, maxTokens, sampling, seed });
+          for (const [s, text] of r.texts.entries()) io.stdout(`--- ${s + 1} of ${batch.length} ---\n${text}\n`);
+          const made = r.tokens.reduce((n, t) => n + t.length, 0);
+          io.stderr(
+            `continuous batching: ${batch.length} prompts (${r.promptTokens} tokens) through ${slots} sequences, ${r.refills} prefilled in a finished one's place; ` +
+              `${made} new tokens in ${r.steps} steps, ${r.tokensPerS.toFixed(1)} tokens/s, ${(100 * r.occupancy).toFixed(0)} % of the decode steps' picks new tokens ` +
+              `(${gpu.adapterName}, ${r.tokens.every((t) => t.length === maxTokens) ? `max ${maxTokens} tokens` : 'some stopped at EOS'})\n`,
+          );
+        } finally {
+          await model.destroy();
+        }
+        return 0;
+      }
       let result: GenerateResult;
       let where: string;
       let model: GpuModel | undefined;
@@ -181,3 +209,12 @@ export function generateWith(prepare: PrepareAttention): Command {
 }
 
 export const generateCommand: Command = generateWith(compiledAttention);
+
+/** The prompts in FILE, one a line (empty lines skipped); none without a file. */
+function promptsFile(file: string | undefined): string[] {
+  if (file === undefined) return [];
+  if (!existsSync(file)) throw new UsageError(`--prompts-file ${file}: no such file`);
+  const prompts = readFileSync(file, 'utf8').split(/\r?\n/).filter((l) => l.trim() !== '');
+  if (prompts.length === 0) throw new UsageError(`--prompts-file ${file}: no prompts (every line is empty)`);
+  return prompts;
+}

@@ -221,6 +221,8 @@ export class GpuModel {
   private session: Session | undefined;
   /** setSequenceOffsets' buffers, per batch size. */
   private readonly offsetBuffers = new Map<number, GPUBuffer>();
+  /** prefillSequence's one-sequence attention states, reset for each prompt. */
+  private sequenceStates: GpuAttentionState[] | undefined;
   private sampling: DecodeSampling = { temperature: 0 };
   /**
    * Whether greedy steps write the logits readLogits reads. Off (the default), a greedy one-token step picks its
@@ -591,6 +593,81 @@ export class GpuModel {
     }
     if (values) session.offsets = { values, buffer: buffer! };
     else delete session.offsets;
+  }
+
+  /**
+   * Continuous batching: `tokens` (a new prompt) prefilled in sequence s's place, chunked as prefill() runs a prompt,
+   * while the others go on where they are. The prompt runs through the model on a one-sequence state of its own,
+   * which then replaces sequence s's part of every layer's state, and its chosen token becomes sequence s's next
+   * input; all queue-ordered after the steps already submitted (which may still run s on its old contents) and
+   * before any submitted later. The returned step's tokens() is [the prompt's chosen token].
+   */
+  async prefillSequence(s: number, tokens: readonly number[]): Promise<StepHandle> {
+    const session = this.sequenceSession(s, 'prefillSequence');
+    const { b } = session.batch;
+    const { t, ids } = this.promptIds([tokens], 'prefillSequence');
+    const one = this.batch(1);
+    const plan = await this.plan(one, t, false);
+    const states = (this.sequenceStates ??= this.attention.map((a) => a.createState(1)));
+    await this.placeSequence(session, s, t, 'prefillSequence');
+    const scratch: Session = { batch: one, states, position: 0, recorded: new Map(), logitsWritten: false };
+    this.gpu.device.queue.writeBuffer(plan.ids, 0, ids);
+    const handle = this.submit('prefill', plan, scratch, 'ids', 1, false, {
+      before: (encoder) => this.attention.forEach((a, n) => (a.resetState ? a.resetState(states[n], encoder) : void 0)),
+    });
+    if (!this.attention.every((a) => a.resetState)) this.sequenceStates = undefined; // made afresh next time instead
+    const encoder = this.gpu.device.createCommandEncoder({ label: `prefilled sequence into ${s} of ${b}` });
+    this.attention.forEach((_, n) => {
+      const from = states[n].buffers ?? {};
+      const to = session.states[n].buffers ?? {};
+      for (const [name, src] of Object.entries(from)) {
+        const dst = to[name];
+        if (!dst) throw new Error(`prefillSequence: layer ${n}'s state has no buffer '${name}' for the batch`);
+        if (dst.size === 4 && src.size === 4 && b > 1) continue; // a state part of no floats (createState's placeholder)
+        if (dst.size !== b * src.size) throw new Error(`prefillSequence: layer ${n}'s '${name}' holds ${dst.size} bytes for ${b} sequences, one sequence's ${src.size}`);
+        encoder.copyBufferToBuffer(src, 0, dst, s * src.size, src.size);
+      }
+    });
+    if (one !== session.batch) {
+      // The prompt's chosen token (and its embedding row, where the picks write rows) as sequence s's next input.
+      const H = this.config.hiddenSize;
+      encoder.copyBufferToBuffer(one.nextTokens, 0, session.batch.nextTokens, 4 * s, 4);
+      if (one.decodeRows && session.batch.decodeRows) encoder.copyBufferToBuffer(one.decodeRows.buffer, 0, session.batch.decodeRows.buffer, 4 * H * s, 4 * H);
+    }
+    this.gpu.device.queue.submit([encoder.finish()]);
+    return handle;
+  }
+
+  /** The session, checked for prefilling sequence s of it. */
+  private sequenceSession(s: number, what: string): Session {
+    const session = this.session;
+    if (!session) throw new Error(`${what}: no batch yet; call prefill first`);
+    const { b } = session.batch;
+    if (!(Number.isInteger(s) && s >= 0 && s < b)) throw new Error(`${what}: sequence ${s} of a batch of ${b}`);
+    const unable = this.attention.findIndex((a, n) => !a.setPosition || !a.useSequenceOffsets || !session.states[n].buffers);
+    if (unable >= 0) throw new Error(`${what}: attention layer ${unable} cannot put one sequence of a batch at a position of its own`);
+    return session;
+  }
+
+  /**
+   * Sequence s's position set to `position`, every other sequence's kept: the batch's position moves to 0 and each
+   * sequence's becomes an offset of its own (setSequenceOffsets; offsets are non-negative, so the batch's must go).
+   * A layer that refuses the offsets leaves the batch as it was.
+   */
+  private async placeSequence(session: Session, s: number, position: number, what: string): Promise<void> {
+    const { b } = session.batch;
+    this.checkLength(position, what);
+    const positions = Array.from({ length: b }, (_, i) => (i === s ? position : session.position + (session.offsets?.values[i] ?? 0)));
+    const base = session.position;
+    this.attention.forEach((a, n) => a.setPosition!(session.states[n], 0));
+    session.position = 0;
+    try {
+      await this.setSequenceOffsets(positions);
+    } catch (e) {
+      this.attention.forEach((a, n) => a.setPosition!(session.states[n], base));
+      session.position = base;
+      throw e;
+    }
   }
 
   /** The buffer batch b's sequence offsets are uploaded to: one per batch size, kept (bind groups and recordings hold it). */

@@ -172,6 +172,11 @@ class CompiledAttention implements GpuAttention {
     st.seq = undefined;
   }
 
+  setPosition(state: GpuAttentionState, position: number): void {
+    if (!(Number.isInteger(position) && position >= 0)) throw new Error(`layer ${this.layer}: setPosition(${position})`);
+    (state as State).position = position;
+  }
+
   async useSequenceOffsets(state: GpuAttentionState, seq: GPUBuffer | null): Promise<void> {
     const st = state as State;
     if (!this.steps) throw new Error(`layer ${this.layer}: ${this.program.name} has noncausal terms: it does not decode`);

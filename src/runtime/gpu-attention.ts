@@ -74,6 +74,12 @@ export interface GpuAttention {
    * rejecting (softmax attention's cache keeps one position for the batch): the layer takes one position.
    */
   useSequenceOffsets?(state: GpuAttentionState, seq: GPUBuffer | null): Promise<void>;
+  /**
+   * Optional, with useSequenceOffsets: the state's batch position (what the sequence offsets are added to) set to
+   * `position`, host bookkeeping only; the caller moves the offsets so that every sequence stays where it was
+   * (continuous batching: GpuModel.prefillSequence puts one sequence at a position of its own).
+   */
+  setPosition?(state: GpuAttentionState, position: number): void;
   /** Training (optional; see TrainableGpuAttention): the chunked forward of whole sequences from a zero state. */
   encodeTrainForward?(pass: GPUComputePassEncoder, io: TrainForwardIo, b: number, t: number): void;
   /** Training (optional; see TrainableGpuAttention): the backward of encodeTrainForward. */

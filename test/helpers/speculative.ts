@@ -37,16 +37,17 @@ export const MODEL_SPECS = [
   { name: 'retnet (gated)', variant: 'examples/variants/retnet.la', options: {}, seed: 303 },
 ] as const;
 
-export function makeModel(spec: { name: string; variant: string; options: Record<string, number> }, seed: number, medusaHeads = 3): TestModel {
-  const json = JSON.parse(readFileSync(TINY, 'utf8')) as Record<string, unknown>;
-  const config = parseConfig(
+/** `config`: fields of examples/models/tiny/config.json replaced (say a smaller intermediate_size). */
+export function makeModel(spec: { name: string; variant: string; options: Record<string, number> }, seed: number, medusaHeads = 3, config: Record<string, unknown> = {}): TestModel {
+  const json = { ...(JSON.parse(readFileSync(TINY, 'utf8')) as Record<string, unknown>), ...config };
+  const parsed = parseConfig(
     { ...json, attention: { variant: resolve(import.meta.dirname, '../..', spec.variant), options: spec.options }, ...(medusaHeads > 0 && { medusa: { num_heads: medusaHeads } }) },
     TINY,
   );
-  const variant = loadModelVariant(config);
+  const variant = loadModelVariant(parsed);
   // 'normal' variant parameters except the decay rates (RetNet's γ must stay in (0, 1)).
-  const weights = randomWeights(config, seed, variant.params.map((p) => (p.init === 'retention' ? p : { ...p, init: 'normal' as const })));
-  return { name: spec.name, config, variant, weights, cpu: cpuModel(config, weights) };
+  const weights = randomWeights(parsed, seed, variant.params.map((p) => (p.init === 'retention' ? p : { ...p, init: 'normal' as const })));
+  return { name: spec.name, config: parsed, variant, weights, cpu: cpuModel(parsed, weights) };
 }
 
 /** A float64 attention session of one sequence that runs every layer's variant step by step (recurrent form). */

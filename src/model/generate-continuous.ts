@@ -1,0 +1,180 @@
+// Continuous batching: more prompts than sequences in the batch. `slots` sequences decode together; when one
+// finishes (its EOS or max tokens), the next waiting prompt takes its place at the next step, so the batch never
+// waits for its slowest sequence while prompts are left (a static batch's tail, docs/speculative.md).
+//
+// The first `slots` prompts start as a ragged batch does (ragged-prompts.ts: their common length prefilled together,
+// the rest forced a token a step). A later prompt is prefilled whole in a finished sequence's place
+// (GpuModel.prefillSequence: chunked, on a one-sequence state that then replaces that sequence's part of every
+// layer's state; its position is its own, the others' kept as offsets) while the others decode on. So every
+// prompt's tokens are what it would get alone: greedy, its own plain decoding's (the test). Sampled, each token is
+// drawn from the model's distribution, but not with the draws a run of that prompt alone would use.
+//
+// Steps are submitted one at a time (a refill goes in between), up to `inFlight` unread. A sequence's finish is known
+// when its step is read, a few steps after it was submitted: the steps in between run it on and are discarded.
+import { READBACK_RING, type GpuModel, type StepHandle } from './gpu-model.ts';
+import { raggedPlan } from './ragged-prompts.ts';
+import type { SamplingOptions } from './sampling.ts';
+import type { Tokenizer } from './tokenizer.ts';
+import { TextStream } from './generate.ts';
+
+export interface ContinuousOptions {
+  /** Sequences decoding together (1 ≤ slots; more than the prompts: the prompts' count). */
+  readonly slots: number;
+  /** New tokens per prompt, EOS included. */
+  readonly maxTokens: number;
+  readonly sampling?: SamplingOptions;
+  readonly seed?: number;
+  /** Stop token (default: the tokenizer's eos). */
+  readonly eos?: number;
+  /** New text of prompt `prompt` (its index in the list), as soon as it decodes to whole characters. */
+  readonly onText?: (text: string, prompt: number) => void;
+  /** Steps submitted and not yet read, at most (1..READBACK_RING, default READBACK_RING). */
+  readonly inFlight?: number;
+}
+
+export interface ContinuousResult {
+  /** New tokens per prompt, in the prompts' order. */
+  readonly tokens: number[][];
+  readonly texts: string[];
+  readonly promptTokens: number;
+  /** Decode steps of the batch submitted after its prefill (every sequence's picks, the discarded ones included). */
+  readonly steps: number;
+  /** Prompts prefilled in a finished sequence's place. */
+  readonly refills: number;
+  /** New tokens of all prompts / the run's time from the prefill's start. */
+  readonly tokensPerS: number;
+  readonly ms: number;
+  /** Of the decode steps' picks (steps × sequences), the share that were some prompt's new tokens. */
+  readonly occupancy: number;
+}
+
+/** What pick i of a submitted step is: prompt `prompt`'s next new token where `fresh`; else discarded. */
+interface Pick {
+  /** The prompt it serves, or −1 (an idle sequence). */
+  readonly prompt: number;
+  /** Whether it is one of that prompt's new tokens (not a pick inside its prompt). */
+  readonly fresh: boolean;
+}
+
+class Request {
+  readonly tokens: number[] = [];
+  done = false;
+  constructor(
+    readonly stream: TextStream,
+    readonly prompt: readonly number[],
+  ) {}
+}
+
+/** Generation of `prompts` on the GPU through `opts.slots` sequences, refilled as they finish. */
+export async function generateContinuousGpu(
+  model: GpuModel, tokenizer: Tokenizer, prompts: readonly (readonly number[])[], opts: ContinuousOptions,
+): Promise<ContinuousResult> {
+  if (prompts.length === 0) throw new Error('generate (continuous): no prompts');
+  const empty = prompts.findIndex((p) => p.length === 0);
+  if (empty >= 0) throw new Error(`generate (continuous): prompt ${empty} is empty`);
+  if (!(Number.isInteger(opts.maxTokens) && opts.maxTokens >= 1)) throw new Error(`generate (continuous): maxTokens must be a positive integer, got ${opts.maxTokens}`);
+  if (!(Number.isInteger(opts.slots) && opts.slots >= 1)) throw new Error(`generate (continuous): slots must be a positive integer, got ${opts.slots}`);
+  const depth = opts.inFlight ?? READBACK_RING;
+  if (!(Number.isInteger(depth) && depth >= 1 && depth <= READBACK_RING)) throw new Error(`generate (continuous): inFlight must be an integer in 1..${READBACK_RING}, got ${depth}`);
+  const eos = opts.eos ?? tokenizer.eos;
+  const requests = prompts.map((p) => new Request(new TextStream(tokenizer), p));
+  const b = Math.min(opts.slots, prompts.length);
+
+  // Each slot's prompt and how many of its tokens it has been fed.
+  const served = Array.from({ length: b }, (_, s) => s);
+  const fed = new Array<number>(b).fill(0);
+  let waiting = b;
+  let steps = 0;
+  let useful = 0;
+  let refills = 0;
+  let decoded = 0; // new tokens picked by decode steps (not prefills)
+
+  const record = (r: number, id: number) => {
+    const req = requests[r];
+    if (req.done) return;
+    req.tokens.push(id);
+    useful++;
+    if (id === eos || req.tokens.length >= opts.maxTokens) req.done = true;
+    if (id === eos) return;
+    const text = req.stream.push(id);
+    if (text && opts.onText) opts.onText(text, r);
+  };
+
+  if (prompts.length > b) {
+    // Refills need a position per sequence: refused here, before any output, by layers that keep one for the batch.
+    try {
+      await model.prepareSequenceOffsets(b);
+    } catch (e) {
+      throw new Error(`generate: ${prompts.length} prompts through ${b} sequences (continuous batching) need a position per sequence: ${(e as Error).message}`);
+    }
+  }
+  const t0 = performance.now();
+  // The first slots: a ragged batch's start (their common length prefilled, the rest forced below).
+  const first = prompts.slice(0, b);
+  const plan = raggedPlan(first);
+  const temperature = opts.sampling?.temperature ?? 0;
+  const prefill = await model.prefill(first.map((p) => p.slice(0, plan.common)), { ...opts.sampling, temperature, seed: opts.seed ?? 0 });
+  fed.fill(plan.common);
+  const pending: { step: StepHandle; picks: Pick[] }[] = [
+    { step: prefill, picks: served.map((r, s) => ({ prompt: r, fresh: fed[s] === prompts[r].length })) },
+  ];
+
+  const read = async () => {
+    const { step, picks } = pending.shift()!;
+    const ids = await step.tokens();
+    picks.forEach(({ prompt, fresh }, i) => {
+      if (!(prompt >= 0 && fresh) || requests[prompt].done) return;
+      record(prompt, ids[i]);
+      if (step.kind === 'decode') decoded++;
+    });
+  };
+
+  const allDone = () => requests.every((r) => r.done);
+  while (!allDone()) {
+    // Sequences whose prompt is done take the next waiting one, prefilled in their place (known done only once
+    // read; until then they run on). Its chosen token is the prompt's first new one.
+    for (let s = 0; s < b; s++) {
+      if (served[s] >= 0 && requests[served[s]].done) {
+        if (waiting < prompts.length) {
+          if (pending.length >= depth) await read();
+          const r = waiting++;
+          served[s] = r;
+          fed[s] = prompts[r].length;
+          const step = await model.prefillSequence(s, prompts[r]);
+          step.tokens().catch(() => undefined); // read (and awaited) in order below
+          pending.push({ step, picks: [{ prompt: r, fresh: true }] });
+          refills++;
+        } else served[s] = -1;
+      }
+    }
+    if (allDone()) break; // a read above finished the last prompts
+    const forced = served.map((r, s) => (r >= 0 && fed[s] < prompts[r].length ? prompts[r][fed[s]] : undefined));
+    const picks = served.map((r, s): Pick => {
+      if (r < 0) return { prompt: -1, fresh: false };
+      if (forced[s] !== undefined) fed[s]++;
+      return { prompt: r, fresh: fed[s] === prompts[r].length };
+    });
+    if (pending.length >= depth) await read();
+    const step = forced.some((id) => id !== undefined) ? model.decodeStepForcing(forced) : model.decodeStep();
+    step.tokens().catch(() => undefined); // read (and awaited) in order below
+    pending.push({ step, picks });
+    steps++;
+  }
+  while (pending.length) await read(); // leave no readback half-done
+  const ms = performance.now() - t0;
+  const texts = requests.map((req, r) => {
+    const rest = req.stream.flush();
+    if (rest && opts.onText) opts.onText(rest, r);
+    return req.stream.text;
+  });
+  return {
+    tokens: requests.map((r) => r.tokens),
+    texts,
+    promptTokens: prompts.reduce((n, p) => n + p.length, 0),
+    steps,
+    refills,
+    tokensPerS: useful / (ms / 1000),
+    ms,
+    occupancy: steps > 0 ? decoded / (steps * b) : 1,
+  };
+}
