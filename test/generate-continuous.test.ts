@@ -3,8 +3,8 @@
 // position of its own, the others kept as offsets). Every prompt's greedy tokens equal its own plain decoding alone in
 // float64 (recurrent steps), for a variant with a ring (elu_dwconv, whose ring slots follow the position) and one with
 // groups (llama_linearized, whose group starts do): prompts of 1–7 tokens, refills at different steps (an EOS ends
-// some early), one sequence and three, every step read before the next and four in flight. Softmax attention (one
-// position for the batch) is refused before anything is generated.
+// some early; a budget a prompt), one sequence and three, every step read before the next and four in flight.
+// Softmax attention (one position for the batch) is refused before anything is generated.
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { generateContinuousGpu } from '../src/model/generate-continuous.ts';
@@ -46,6 +46,10 @@ describe.each(MODEL_SPECS.slice(0, 2))('continuous batching, $name', (spec) => {
       expect(r.promptTokens).toBe(28);
       expect(r.refills).toBe(7 - slots);
     }
+    // A budget a prompt (requests asking for different lengths): each prompt's first tokens, refills as they run out.
+    const budgets = [2, 6, 1, 4, 3, 6, 2];
+    const budgeted = await generateContinuousGpu(model, tok, ps, { slots: 3, maxTokens: budgets });
+    expect(budgeted.tokens).toEqual(want.map((t, i) => t.slice(0, budgets[i])));
     // An EOS that some prompts emit early (the one emitted soonest): those sequences take the next prompt sooner.
     const firstAt = want.map((t, i) => ({ i, at: t.findIndex((id) => want.some((u, j) => j !== i && u.includes(id))) })).filter((x) => x.at >= 0);
     const eos = firstAt.length ? want[firstAt[0].i][firstAt[0].at] : want[0][1];

@@ -20,8 +20,8 @@ import { TextStream } from './generate.ts';
 export interface ContinuousOptions {
   /** Sequences decoding together (1 ≤ slots; more than the prompts: the prompts' count). */
   readonly slots: number;
-  /** New tokens per prompt, EOS included. */
-  readonly maxTokens: number;
+  /** New tokens per prompt, EOS included: one for all, or one a prompt (requests asking for different lengths). */
+  readonly maxTokens: number | readonly number[];
   readonly sampling?: SamplingOptions;
   readonly seed?: number;
   /** Stop token (default: the tokenizer's eos). */
@@ -72,7 +72,10 @@ export async function generateContinuousGpu(
   if (prompts.length === 0) throw new Error('generate (continuous): no prompts');
   const empty = prompts.findIndex((p) => p.length === 0);
   if (empty >= 0) throw new Error(`generate (continuous): prompt ${empty} is empty`);
-  if (!(Number.isInteger(opts.maxTokens) && opts.maxTokens >= 1)) throw new Error(`generate (continuous): maxTokens must be a positive integer, got ${opts.maxTokens}`);
+  const budgets = typeof opts.maxTokens === 'number' ? prompts.map(() => opts.maxTokens as number) : [...opts.maxTokens];
+  if (budgets.length !== prompts.length) throw new Error(`generate (continuous): ${budgets.length} maxTokens for ${prompts.length} prompts`);
+  const badBudget = budgets.findIndex((n) => !(Number.isInteger(n) && n >= 1));
+  if (badBudget >= 0) throw new Error(`generate (continuous): prompt ${badBudget}'s maxTokens must be a positive integer, got ${budgets[badBudget]}`);
   if (!(Number.isInteger(opts.slots) && opts.slots >= 1)) throw new Error(`generate (continuous): slots must be a positive integer, got ${opts.slots}`);
   const depth = opts.inFlight ?? READBACK_RING;
   if (!(Number.isInteger(depth) && depth >= 1 && depth <= READBACK_RING)) throw new Error(`generate (continuous): inFlight must be an integer in 1..${READBACK_RING}, got ${depth}`);
@@ -94,7 +97,7 @@ export async function generateContinuousGpu(
     if (req.done) return;
     req.tokens.push(id);
     useful++;
-    if (id === eos || req.tokens.length >= opts.maxTokens) req.done = true;
+    if (id === eos || req.tokens.length >= budgets[r]) req.done = true;
     if (id === eos) return;
     const text = req.stream.push(id);
     if (text && opts.onText) opts.onText(text, r);

@@ -1,0 +1,107 @@
+// Continuous batching against static batches (src/model/generate-continuous.ts), on requests that ask for different
+// lengths: P prompts of 16–128 tokens, each with a budget of 16–256 new tokens (seeded), through S sequences.
+//   static:      waves of S prompts in order, each wave `generateGpu` (linattn generate's loop) to the longest budget
+//                in it; a sequence whose budget ran out decodes on, its tokens discarded (a static server's tail)
+//   continuous:  generateContinuousGpu with a budget a prompt, a finished sequence's place prefilled with the next
+// Both count only the tokens the requests asked for (the sum of the budgets), over the wall time from the first
+// prefill to the last token. Rounds alternate the two after a warm-up round; the figures are the rounds' medians.
+// Greedy: each prompt's continuous tokens are compared with its static ones (random weights: no EOS stops).
+//
+//   npx tsx bench/continuous.ts [--small] [--prompts P] [--slots S] [--rounds R] [--seed N]
+// The 12-layer hidden-768 model of bench/decode.ts (random weights, elu_dwconv); --small (and any software adapter):
+// its small shape and 8 prompts of shorter lengths. Writes continuous.json to $OUT if set, else out/.
+import { generateGpu } from '../src/model/generate.ts';
+import { generateContinuousGpu } from '../src/model/generate-continuous.ts';
+import { GpuModel } from '../src/model/gpu-model.ts';
+import { randomWeights } from '../src/model/init-model.ts';
+import { loadModelVariant } from '../src/model/variant.ts';
+import { compiledAttentionFactory } from '../src/runtime/compiled-attention.ts';
+import { getDevice } from '../src/runtime/dawn.ts';
+import { median } from '../src/runtime/timing.ts';
+import { benchConfig, FULL, SMALL, silentTokenizer } from './decode.ts';
+import { adapterHeader, flagValue, runIfMain, writeReport } from './script.ts';
+
+/** Seeded integers in [lo, hi]. */
+function seeded(seed: number): (lo: number, hi: number) => number {
+  let x = seed >>> 0 || 1;
+  return (lo, hi) => {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    return lo + ((x >>> 0) % (hi - lo + 1));
+  };
+}
+
+async function main(): Promise<void> {
+  const args = process.argv.slice(2);
+  const gpu = await getDevice();
+  const small = args.includes('--small') || gpu.isSoftware;
+  const shape = small ? SMALL : FULL;
+  const P = Number(flagValue(args, '--prompts') ?? (small ? 8 : 32));
+  const S = Number(flagValue(args, '--slots') ?? (small ? 2 : 8));
+  const rounds = Number(flagValue(args, '--rounds') ?? (small ? 1 : 3));
+  const seed = Number(flagValue(args, '--seed') ?? 1);
+  const next = seeded(seed);
+  const [minPrompt, maxPrompt, minBudget, maxBudget] = small ? [4, 16, 4, 24] : [16, 128, 16, 256];
+  const prompts = Array.from({ length: P }, () => Array.from({ length: next(minPrompt, maxPrompt) }, () => next(0, shape.vocab - 1)));
+  const budgets = prompts.map(() => next(minBudget, maxBudget));
+  const asked = budgets.reduce((a, b) => a + b, 0);
+
+  const config = benchConfig(shape);
+  const variant = loadModelVariant(config);
+  const model = await GpuModel.create(gpu, config, randomWeights(config, 7, variant.params), await compiledAttentionFactory(gpu, variant.compiled, config.numHeads, config.headDim), { timestamps: false });
+  const tok = silentTokenizer(shape.vocab);
+
+  const staticRun = async () => {
+    const t0 = performance.now();
+    const tokens: number[][] = [];
+    for (let w = 0; w < P; w += S) {
+      const wave = prompts.slice(w, w + S);
+      const r = await generateGpu(model, tok, wave, { maxTokens: Math.max(...budgets.slice(w, w + S)) });
+      r.tokens.forEach((t, i) => tokens.push(t.slice(0, budgets[w + i])));
+    }
+    return { ms: performance.now() - t0, tokens };
+  };
+  const continuousRun = async () => {
+    const t0 = performance.now();
+    const r = await generateContinuousGpu(model, tok, prompts, { slots: S, maxTokens: budgets });
+    return { ms: performance.now() - t0, tokens: r.tokens, occupancy: r.occupancy, refills: r.refills };
+  };
+
+  try {
+    // A warm-up round: plans, pipelines and recordings built, clocks up.
+    await staticRun();
+    const first = await continuousRun();
+    const staticMs: number[] = [];
+    const continuousMs: number[] = [];
+    let last = first;
+    let reference = (await staticRun()).tokens;
+    for (let r = 0; r < rounds; r++) {
+      const s = await staticRun();
+      staticMs.push(s.ms);
+      reference = s.tokens;
+      last = await continuousRun();
+      continuousMs.push(last.ms);
+    }
+    const same = prompts.filter((_, i) => JSON.stringify(last.tokens[i]) === JSON.stringify(reference[i])).length;
+    const rate = (ms: number) => asked / (ms / 1000);
+    const report = {
+      ...adapterHeader(gpu),
+      model: shape,
+      workload: { prompts: P, slots: S, promptTokens: [minPrompt, maxPrompt], budgets: [minBudget, maxBudget], askedTokens: asked, seed },
+      static: { msRounds: staticMs, tokensPerS: rate(median(staticMs)) },
+      continuous: { msRounds: continuousMs, tokensPerS: rate(median(continuousMs)), occupancy: last.occupancy, refills: last.refills },
+      speedup: median(staticMs) / median(continuousMs),
+      identicalPrompts: same,
+    };
+    console.log(`${P} prompts of ${minPrompt}–${maxPrompt} tokens asking ${minBudget}–${maxBudget} new tokens (${asked} in all), ${S} sequences, ${gpu.adapterName}:`);
+    console.log(`  static batches of ${S}: ${report.static.tokensPerS.toFixed(0)} tokens/s (median of ${rounds}: ${staticMs.map((m) => m.toFixed(0)).join(' / ')} ms)`);
+    console.log(`  continuous:          ${report.continuous.tokensPerS.toFixed(0)} tokens/s (${continuousMs.map((m) => m.toFixed(0)).join(' / ')} ms; ${report.continuous.refills} refills, ${(100 * last.occupancy).toFixed(0)} % of the decode steps' picks asked for)`);
+    console.log(`  continuous over static: ${report.speedup.toFixed(2)}×; ${same} of ${P} prompts' tokens identical`);
+    writeReport(process.env.OUT ?? 'out', 'continuous.json', report);
+  } finally {
+    await model.destroy();
+  }
+}
+
+runIfMain(import.meta.url, main);
