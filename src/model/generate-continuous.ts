@@ -9,8 +9,9 @@
 // prompt's tokens are what it would get alone: greedy, its own plain decoding's (the test). Sampled, each token is
 // drawn from the model's distribution, but not with the draws a run of that prompt alone would use.
 //
-// Steps are submitted one at a time (a refill goes in between), up to `inFlight` unread. A sequence's finish is known
-// when its step is read, a few steps after it was submitted: the steps in between run it on and are discarded.
+// Steps are submitted one at a time (a refill goes in between), up to `inFlight` unread. A prompt that reaches its
+// budget is known done when its last step is submitted, and its place is refilled at the next one; one that ends at
+// an EOS is known done only when that step is read, a few steps later: the steps in between run it on, discarded.
 import { READBACK_RING, type GpuModel, type StepHandle } from './gpu-model.ts';
 import { raggedPlan } from './ragged-prompts.ts';
 import type { SamplingOptions } from './sampling.ts';
@@ -86,6 +87,9 @@ export async function generateContinuousGpu(
   // Each slot's prompt and how many of its tokens it has been fed.
   const served = Array.from({ length: b }, (_, s) => s);
   const fed = new Array<number>(b).fill(0);
+  // New tokens submitted for each slot's prompt: at its budget the prompt is done once those steps run (an EOS may end
+  // it sooner), so its place is refilled at the next submit, not a readback later.
+  const planned = new Array<number>(b).fill(0);
   let waiting = b;
   let steps = 0;
   let useful = 0;
@@ -118,6 +122,7 @@ export async function generateContinuousGpu(
   const temperature = opts.sampling?.temperature ?? 0;
   const prefill = await model.prefill(first.map((p) => p.slice(0, plan.common)), { ...opts.sampling, temperature, seed: opts.seed ?? 0 });
   fed.fill(plan.common);
+  served.forEach((r, s) => (planned[s] = fed[s] === prompts[r].length ? 1 : 0));
   const pending: { step: StepHandle; picks: Pick[] }[] = [
     { step: prefill, picks: served.map((r, s) => ({ prompt: r, fresh: fed[s] === prompts[r].length })) },
   ];
@@ -137,12 +142,13 @@ export async function generateContinuousGpu(
     // Sequences whose prompt is done take the next waiting one, prefilled in their place (known done only once
     // read; until then they run on). Its chosen token is the prompt's first new one.
     for (let s = 0; s < b; s++) {
-      if (served[s] >= 0 && requests[served[s]].done) {
+      if (served[s] >= 0 && (requests[served[s]].done || planned[s] >= budgets[served[s]])) {
         if (waiting < prompts.length) {
           if (pending.length >= depth) await read();
           const r = waiting++;
           served[s] = r;
           fed[s] = prompts[r].length;
+          planned[s] = 1;
           const step = await model.prefillSequence(s, prompts[r]);
           step.tokens().catch(() => undefined); // read (and awaited) in order below
           pending.push({ step, picks: [{ prompt: r, fresh: true }] });
@@ -151,11 +157,19 @@ export async function generateContinuousGpu(
       }
     }
     if (allDone()) break; // a read above finished the last prompts
+    if (served.every((r) => r < 0)) {
+      // Every prompt has all its steps submitted: read them (their picks may end at an EOS, or the budget).
+      if (pending.length === 0) throw new Error('generate (continuous): prompts left unfinished with nothing in flight');
+      await read();
+      continue;
+    }
     const forced = served.map((r, s) => (r >= 0 && fed[s] < prompts[r].length ? prompts[r][fed[s]] : undefined));
     const picks = served.map((r, s): Pick => {
       if (r < 0) return { prompt: -1, fresh: false };
       if (forced[s] !== undefined) fed[s]++;
-      return { prompt: r, fresh: fed[s] === prompts[r].length };
+      const fresh = fed[s] === prompts[r].length;
+      if (fresh) planned[s]++;
+      return { prompt: r, fresh };
     });
     if (pending.length >= depth) await read();
     const step = forced.some((id) => id !== undefined) ? model.decodeStepForcing(forced) : model.decodeStep();
