@@ -3,7 +3,8 @@
 // position of its own, the others kept as offsets). Every prompt's greedy tokens equal its own plain decoding alone in
 // float64 (recurrent steps), for a variant with a ring (elu_dwconv, whose ring slots follow the position) and one with
 // groups (llama_linearized, whose group starts do): prompts of 1–7 tokens, refills at different steps (an EOS ends
-// some early; a budget a prompt), one sequence and three, every step read before the next and four in flight.
+// some early; a budget a prompt), one sequence and three, every step read before the next and four in flight, runs
+// of steps and single steps.
 // Softmax attention (one position for the batch) is refused before anything is generated.
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -39,9 +40,9 @@ describe.each(MODEL_SPECS.slice(0, 2))('continuous batching, $name', (spec) => {
     cleanup.push(() => model.destroy());
     const ps = prompts(31);
     const want = ps.map((p) => plainGreedy(m, p, NEW_TOKENS));
-    for (const [slots, inFlight] of [[3, 4], [3, 1], [1, 4]] as const) {
-      const r = await generateContinuousGpu(model, tok, ps, { slots, maxTokens: NEW_TOKENS, inFlight });
-      expect(r.tokens, `${slots} sequences, ${inFlight} in flight`).toEqual(want);
+    for (const [slots, inFlight, stepsPerRun] of [[3, 4, 8], [3, 1, 1], [1, 4, 3]] as const) {
+      const r = await generateContinuousGpu(model, tok, ps, { slots, maxTokens: NEW_TOKENS, inFlight, stepsPerRun });
+      expect(r.tokens, `${slots} sequences, ${inFlight} in flight, runs of ${stepsPerRun}`).toEqual(want);
       expect(r.texts).toEqual(want.map((t) => tok.decode(t)));
       expect(r.promptTokens).toBe(28);
       expect(r.refills).toBe(7 - slots);

@@ -9,10 +9,12 @@
 // prompt's tokens are what it would get alone: greedy, its own plain decoding's (the test). Sampled, each token is
 // drawn from the model's distribution, but not with the draws a run of that prompt alone would use.
 //
-// Steps are submitted one at a time (a refill goes in between), up to `inFlight` unread. A prompt that reaches its
-// budget is known done when its last step is submitted, and its place is refilled at the next one; one that ends at
-// an EOS is known done only when that step is read, a few steps later: the steps in between run it on, discarded.
-import { READBACK_RING, type GpuModel, type StepHandle } from './gpu-model.ts';
+// While every busy sequence is generating, steps go in runs (decodeRun: one command buffer where the layers chain
+// them, one readback) as long as the nearest budget allows, up to `inFlight` submits unread; a step that feeds a
+// prompt token goes alone, and a refill goes in between. A prompt that reaches its budget is known done when its
+// last step is submitted, and its place is refilled at the next submit; one that ends at an EOS is known done only
+// when that step is read, a run or a few later: the steps in between run it on, discarded.
+import { MAX_RUN_STEPS, READBACK_RING, RUN_STEPS, type GpuModel, type StepHandle } from './gpu-model.ts';
 import { raggedPlan } from './ragged-prompts.ts';
 import type { SamplingOptions } from './sampling.ts';
 import type { Tokenizer } from './tokenizer.ts';
@@ -29,8 +31,10 @@ export interface ContinuousOptions {
   readonly eos?: number;
   /** New text of prompt `prompt` (its index in the list), as soon as it decodes to whole characters. */
   readonly onText?: (text: string, prompt: number) => void;
-  /** Steps submitted and not yet read, at most (1..READBACK_RING, default READBACK_RING). */
+  /** Submits (a step, or a run of steps) not yet read, at most (1..READBACK_RING, default READBACK_RING). */
   readonly inFlight?: number;
+  /** Steps a run submits when every busy sequence is generating (1..MAX_RUN_STEPS, default RUN_STEPS). */
+  readonly stepsPerRun?: number;
 }
 
 export interface ContinuousResult {
@@ -79,6 +83,8 @@ export async function generateContinuousGpu(
   if (badBudget >= 0) throw new Error(`generate (continuous): prompt ${badBudget}'s maxTokens must be a positive integer, got ${budgets[badBudget]}`);
   if (!(Number.isInteger(opts.slots) && opts.slots >= 1)) throw new Error(`generate (continuous): slots must be a positive integer, got ${opts.slots}`);
   const depth = opts.inFlight ?? READBACK_RING;
+  const runSteps = opts.stepsPerRun ?? RUN_STEPS;
+  if (!(Number.isInteger(runSteps) && runSteps >= 1 && runSteps <= MAX_RUN_STEPS)) throw new Error(`generate (continuous): stepsPerRun must be an integer in 1..${MAX_RUN_STEPS}, got ${runSteps}`);
   if (!(Number.isInteger(depth) && depth >= 1 && depth <= READBACK_RING)) throw new Error(`generate (continuous): inFlight must be an integer in 1..${READBACK_RING}, got ${depth}`);
   const eos = opts.eos ?? tokenizer.eos;
   const requests = prompts.map((p) => new Request(new TextStream(tokenizer), p));
@@ -164,6 +170,20 @@ export async function generateContinuousGpu(
       continue;
     }
     const forced = served.map((r, s) => (r >= 0 && fed[s] < prompts[r].length ? prompts[r][fed[s]] : undefined));
+    if (pending.length >= depth) await read();
+    if (forced.every((id) => id === undefined)) {
+      // Every busy sequence generating: a run of steps up to the nearest budget (RUN_STEPS at most), its steps in one
+      // command buffer where the layers chain them, read back once — no budget overrun, no refill delayed.
+      const room = Math.min(runSteps, ...served.map((r, s) => (r < 0 ? Infinity : budgets[r] - planned[s])));
+      const n = Math.max(1, room);
+      const step = n === 1 ? model.decodeStep() : model.decodeRun(n, { chain: true });
+      step.tokens().catch(() => undefined); // read (and awaited) in order below
+      const picks = Array.from({ length: n }, () => served.map((r): Pick => (r < 0 ? { prompt: -1, fresh: false } : { prompt: r, fresh: true }))).flat();
+      served.forEach((r, s) => r >= 0 && (planned[s] += n));
+      pending.push({ step, picks });
+      steps += n;
+      continue;
+    }
     const picks = served.map((r, s): Pick => {
       if (r < 0) return { prompt: -1, fresh: false };
       if (forced[s] !== undefined) fed[s]++;
@@ -171,8 +191,7 @@ export async function generateContinuousGpu(
       if (fresh) planned[s]++;
       return { prompt: r, fresh };
     });
-    if (pending.length >= depth) await read();
-    const step = forced.some((id) => id !== undefined) ? model.decodeStepForcing(forced) : model.decodeStep();
+    const step = model.decodeStepForcing(forced);
     step.tokens().catch(() => undefined); // read (and awaited) in order below
     pending.push({ step, picks });
     steps++;
