@@ -145,8 +145,9 @@ export async function generateContinuousGpu(
 
   const allDone = () => requests.every((r) => r.done);
   while (!allDone()) {
-    // Sequences whose prompt is done take the next waiting one, prefilled in their place (known done only once
-    // read; until then they run on). Its chosen token is the prompt's first new one.
+    // Sequences whose prompt is done (read to its EOS or budget) or has its whole budget submitted take the next
+    // waiting one, prefilled in their place; its chosen token is that prompt's first new one. With none waiting the
+    // sequence goes idle (its picks discarded).
     for (let s = 0; s < b; s++) {
       if (served[s] >= 0 && (requests[served[s]].done || planned[s] >= budgets[served[s]])) {
         if (waiting < prompts.length) {
