@@ -608,14 +608,16 @@ export class GpuModel {
     const { t, ids } = this.promptIds([tokens], 'prefillSequence');
     const one = this.batch(1);
     const plan = await this.plan(one, t, false);
-    const states = (this.sequenceStates ??= this.attention.map((a) => a.createState(1)));
+    // The one-sequence states are kept and zeroed on the GPU for each prompt where every layer can reset its state.
+    const reusable = this.attention.every((a) => a.resetState);
+    const states = reusable && this.sequenceStates ? this.sequenceStates : this.attention.map((a) => a.createState(1));
+    if (reusable) this.sequenceStates = states;
     await this.placeSequence(session, s, t, 'prefillSequence');
     const scratch: Session = { batch: one, states, position: 0, recorded: new Map(), logitsWritten: false };
     this.gpu.device.queue.writeBuffer(plan.ids, 0, ids);
     const handle = this.submit('prefill', plan, scratch, 'ids', 1, false, {
-      before: (encoder) => this.attention.forEach((a, n) => (a.resetState ? a.resetState(states[n], encoder) : void 0)),
+      ...(reusable && { before: (encoder: GPUCommandEncoder) => this.attention.forEach((a, n) => a.resetState!(states[n], encoder)) }),
     });
-    if (!this.attention.every((a) => a.resetState)) this.sequenceStates = undefined; // made afresh next time instead
     const encoder = this.gpu.device.createCommandEncoder({ label: `prefilled sequence into ${s} of ${b}` });
     this.attention.forEach((_, n) => {
       const from = states[n].buffers ?? {};
