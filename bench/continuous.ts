@@ -3,11 +3,15 @@
 //   static:      waves of S prompts in order, each wave `generateGpu` (linattn generate's loop) to the longest budget
 //                in it; a sequence whose budget ran out decodes on, its tokens discarded (a static server's tail)
 //   continuous:  generateContinuousGpu with a budget a prompt, a finished sequence's place prefilled with the next
-// Both count only the tokens the requests asked for (the sum of the budgets), over the wall time from the first
-// prefill to the last token. Rounds alternate the two after a warm-up round; the figures are the rounds' medians.
-// Greedy: each prompt's continuous tokens are compared with its static ones (random weights: no EOS stops).
+//   speculative: (--speculate) continuous batch speculation (speculativeGenerateBatch with slots S), each sequence a
+//                tree of --tree (default chain:8) from the oracle draft (each prompt's plain tokens: random weights accept
+//                nothing else), fixed or --tree auto's controller, refills as the continuous run's
+// All count only the tokens the requests asked for (the sum of the budgets), over the wall time from the first
+// prefill to the last token. Rounds alternate them after a warm-up round; the figures are the rounds' medians.
+// Greedy: each prompt's continuous (and speculative) tokens are compared with its static ones (random weights: no EOS
+// stops).
 //
-//   npx tsx bench/continuous.ts [--small] [--prompts P] [--slots S] [--rounds R] [--seed N]
+//   npx tsx bench/continuous.ts [--small] [--prompts P] [--slots S] [--rounds R] [--seed N] [--speculate] [--tree SPEC|auto]
 // The 12-layer hidden-768 model of bench/decode.ts (random weights, elu_dwconv); --small (and any software adapter):
 // its small shape and 8 prompts of shorter lengths. Writes continuous.json to $OUT if set, else out/.
 import { generateGpu } from '../src/model/generate.ts';
@@ -20,6 +24,12 @@ import { getDevice } from '../src/runtime/dawn.ts';
 import { median } from '../src/runtime/timing.ts';
 import { benchConfig, FULL, SMALL, silentTokenizer } from './decode.ts';
 import { adapterHeader, flagValue, runIfMain, writeReport } from './script.ts';
+import { autoTrees, batchController } from '../src/speculative/auto-trees.ts';
+import { GpuBatchPlainDecoder } from '../src/speculative/batch-plain-runs.ts';
+import { speculativeGenerateBatch } from '../src/speculative/generate-batch.ts';
+import { GpuTreeVerifier } from '../src/speculative/gpu-verifier.ts';
+import { OracleDraft } from '../src/speculative/oracle-draft.ts';
+import { parseTreeSpec, shapeSize } from '../src/speculative/tree-spec.ts';
 
 /** Seeded integers in [lo, hi]. */
 function seeded(seed: number): (lo: number, hi: number) => number {
@@ -49,7 +59,8 @@ async function main(): Promise<void> {
 
   const config = benchConfig(shape);
   const variant = loadModelVariant(config);
-  const model = await GpuModel.create(gpu, config, randomWeights(config, 7, variant.params), await compiledAttentionFactory(gpu, variant.compiled, config.numHeads, config.headDim), { timestamps: false });
+  const weights = randomWeights(config, 7, variant.params);
+  const model = await GpuModel.create(gpu, config, weights, await compiledAttentionFactory(gpu, variant.compiled, config.numHeads, config.headDim), { timestamps: false });
   const tok = silentTokenizer(shape.vocab);
 
   const staticRun = async () => {
@@ -67,6 +78,25 @@ async function main(): Promise<void> {
     const r = await generateContinuousGpu(model, tok, prompts, { slots: S, maxTokens: budgets });
     return { ms: performance.now() - t0, tokens: r.tokens, occupancy: r.occupancy, refills: r.refills };
   };
+  // Continuous batch speculation with oracle drafts (each prompt's plain tokens), on the same model.
+  const speculate = args.includes('--speculate');
+  const treeSpec = flagValue(args, '--tree') ?? 'chain:8';
+  const auto = treeSpec === 'auto';
+  const fixed = auto ? undefined : parseTreeSpec(treeSpec);
+  const trees = auto ? autoTrees('oracle', 16) : [{ shape: fixed!, maxNodes: shapeSize(fixed!, 16) }];
+  const mostNodes = Math.max(...trees.map((t) => t.maxNodes));
+  const verifier = speculate ? await GpuTreeVerifier.create(model, variant.compiled, weights, { maxNodes: mostNodes + 1, maxBatch: S, ownsModel: false }) : undefined;
+  const plainRuns = verifier && auto ? new GpuBatchPlainDecoder(verifier, { temperature: 0 }) : undefined;
+  let reference: number[][] = [];
+  const speculativeRun = async () => {
+    const t0 = performance.now();
+    const drafts = prompts.map((p, i) => new OracleDraft(p, reference[i], shape.vocab));
+    const opts = { maxTokens: Math.max(...budgets), shape: trees[0].shape, maxNodes: trees[0].maxNodes };
+    const policy = auto ? batchController(trees) : undefined;
+    const r = await speculativeGenerateBatch(verifier!, drafts, prompts, opts, { slots: S, budgets, ...(policy && { auto: { policy, trees, ...(plainRuns && { plain: plainRuns }) } }) });
+    await verifier!.flush();
+    return { ms: performance.now() - t0, tokens: r.tokens, refills: r.refills, meanCommitted: r.meanCommitted, steps: r.steps };
+  };
 
   try {
     // A warm-up round: plans, pipelines and recordings built, clocks up.
@@ -74,16 +104,23 @@ async function main(): Promise<void> {
     const first = await continuousRun();
     const staticMs: number[] = [];
     const continuousMs: number[] = [];
+    const speculativeMs: number[] = [];
     let last = first;
-    let reference = (await staticRun()).tokens;
+    reference = (await staticRun()).tokens;
+    let spec = speculate ? await speculativeRun() : undefined;
     for (let r = 0; r < rounds; r++) {
       const s = await staticRun();
       staticMs.push(s.ms);
       reference = s.tokens;
       last = await continuousRun();
       continuousMs.push(last.ms);
+      if (speculate) {
+        spec = await speculativeRun();
+        speculativeMs.push(spec.ms);
+      }
     }
     const same = prompts.filter((_, i) => JSON.stringify(last.tokens[i]) === JSON.stringify(reference[i])).length;
+    const specSame = spec ? prompts.filter((_, i) => JSON.stringify(spec!.tokens[i]) === JSON.stringify(reference[i])).length : undefined;
     const rate = (ms: number) => asked / (ms / 1000);
     const report = {
       ...adapterHeader(gpu),
@@ -93,13 +130,25 @@ async function main(): Promise<void> {
       continuous: { msRounds: continuousMs, tokensPerS: rate(median(continuousMs)), occupancy: last.occupancy, refills: last.refills },
       speedup: median(staticMs) / median(continuousMs),
       identicalPrompts: same,
+      ...(spec && {
+        speculative: {
+          draft: 'oracle', tree: treeSpec, maxNodes: mostNodes, msRounds: speculativeMs, tokensPerS: rate(median(speculativeMs)), refills: spec.refills,
+          steps: spec.steps, meanCommitted: spec.meanCommitted, overContinuous: median(continuousMs) / median(speculativeMs), identicalPrompts: specSame,
+        },
+      }),
     };
     console.log(`${P} prompts of ${minPrompt}–${maxPrompt} tokens asking ${minBudget}–${maxBudget} new tokens (${asked} in all), ${S} sequences, ${gpu.adapterName}:`);
     console.log(`  static batches of ${S}: ${report.static.tokensPerS.toFixed(0)} tokens/s (median of ${rounds}: ${staticMs.map((m) => m.toFixed(0)).join(' / ')} ms)`);
     console.log(`  continuous:          ${report.continuous.tokensPerS.toFixed(0)} tokens/s (${continuousMs.map((m) => m.toFixed(0)).join(' / ')} ms; ${report.continuous.refills} refills, ${(100 * last.occupancy).toFixed(0)} % of the decode steps' picks asked for)`);
     console.log(`  continuous over static: ${report.speedup.toFixed(2)}×; ${same} of ${P} prompts' tokens identical`);
+    if (report.speculative) {
+      const x = report.speculative;
+      console.log(`  speculative (oracle, --tree ${treeSpec}, ${mostNodes} nodes): ${x.tokensPerS.toFixed(0)} tokens/s (${speculativeMs.map((m) => m.toFixed(0)).join(' / ')} ms; ${x.refills} refills, ${x.meanCommitted.toFixed(2)} tokens a sequence a step)`);
+      console.log(`  speculative over continuous: ${x.overContinuous.toFixed(2)}×; ${specSame} of ${P} prompts' tokens identical`);
+    }
     writeReport(process.env.OUT ?? 'out', 'continuous.json', report);
   } finally {
+    await verifier?.destroy();
     await model.destroy();
   }
 }

@@ -1,7 +1,8 @@
 // `linattn generate` with several --prompt: one batch of prompts of different lengths, each continuation printed under
 // a '--- i of n ---' line; with --speculate, batch speculation, its report counting the sequences whose output equals
 // plain decoding's. The float64 CPU batch's texts are each prompt's own generation; the GPU batch's are the CPU's.
-// With --batch N below the prompts' count (some from --prompts-file), continuous batching: the same texts.
+// With --batch N below the prompts' count (some from --prompts-file), continuous batching: the same texts, with and
+// without --speculate. A .jsonl prompts file gives prompts budgets of their own: each text is that prompt's alone.
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -132,18 +133,51 @@ describe('linattn generate with several --prompt', () => {
     expect(continuous.code, continuous.err).toBe(0);
     expect(sections(continuous.out, 5)).toEqual(sections(oneBatch.out, 5));
     expect(continuous.err).toMatch(/^continuous batching: 5 prompts \(\d+ tokens\) through 2 sequences, 3 prefilled in a finished one's place; 50 new tokens in \d+ steps, [\d.]+ tokens\/s, \d+ % of the decode steps' picks new tokens/);
-    for (const [extra, message] of [
-      [['--speculate', 'ngram'], /continuous batching\) runs plain decoding: not with --speculate/],
-      [['--device', 'cpu'], /continuous batching\) runs on the GPU: not with --device cpu/],
-    ] as const) {
-      const r = await run([...all.flatMap((p) => ['--prompt', p]), '--batch', '2', ...extra]);
-      expect(r.code).toBe(2);
-      expect(r.out).toBe('');
-      expect(r.err).toMatch(message);
-    }
+    // With --speculate: each sequence verifying its own tree, refilled as its prompt ends; plain continuous batching the baseline.
+    const speculative = await run([...all.flatMap((p) => ['--prompt', p]), '--batch', '2', '--speculate', 'ngram', '--tree', 'chain:3']);
+    expect(speculative.code, speculative.err).toBe(0);
+    expect(sections(speculative.out, 5)).toEqual(sections(oneBatch.out, 5));
+    expect(speculative.err).toMatch(/^speculative 5 prompts through 2 sequences \(continuous batching, 3 refills\) \(ngram, --tree chain:3, --max-nodes 3; .*\): 50 tokens in \d+ verification steps/);
+    expect(speculative.err).toMatch(/plain decoding of the prompts, continuous batching, same run: 50 tokens, [\d.]+ tokens\/s; speed-up [\d.]+×; output identical to plain decoding in 5 of 5 sequences\n/);
+    const cpu = await run([...all.flatMap((p) => ['--prompt', p]), '--batch', '2', '--device', 'cpu']);
+    expect(cpu.code).toBe(2);
+    expect(cpu.out).toBe('');
+    expect(cpu.err).toMatch(/continuous batching\) runs on the GPU: not with --device cpu/);
     const missing = await run(['--prompts-file', join(root, 'none.txt')]);
     expect(missing.code).toBe(2);
     expect(missing.err).toContain(`--prompts-file ${join(root, 'none.txt')}: no such file`);
+  });
+
+  it('a .jsonl prompts file gives each prompt its own max_tokens: one batch (GPU, CPU), continuous, speculative; bad lines by FILE:LINE', async () => {
+    const file = join(root, 'requests.jsonl');
+    const asked = [['in the beginning', 3], ['abcabcabc', undefined], ['xy', 6], ['and it came to pass', 1]] as const;
+    writeFileSync(file, asked.map(([prompt, n]) => JSON.stringify({ prompt, ...(n !== undefined && { max_tokens: n }) })).join('\n\n') + '\n');
+    // Each prompt alone in float64 with its budget (--max-tokens 10 where it gives none).
+    const alone: string[] = [];
+    for (const [prompt, n] of asked) {
+      const r = await run(['--prompt', prompt, '--device', 'cpu', '--max-tokens', String(n ?? 10)]);
+      expect(r.code, r.err).toBe(0);
+      alone.push(r.out.replace(/\n$/, ''));
+    }
+    for (const extra of [[], ['--device', 'cpu'], ['--batch', '2'], ['--batch', '2', '--speculate', 'medusa', '--tree', 'chain:2']]) {
+      const r = await run(['--prompts-file', file, ...extra]);
+      expect(r.code, `${extra.join(' ')}: ${r.err}`).toBe(0);
+      expect(sections(r.out, 4), extra.join(' ')).toEqual(alone);
+    }
+    for (const [line, message] of [
+      ['{"prompt": "ab", "max_tokens": 0}', /requests-bad.jsonl:2: "max_tokens" must be a positive integer, got 0/],
+      ['{"prompt": 3}', /requests-bad.jsonl:2: "prompt" must be a string/],
+      ['{"prompt": "ab", "temperature": 1}', /requests-bad.jsonl:2: unknown field "temperature"/],
+      ['"ab"', /requests-bad.jsonl:2: not a JSON object/],
+      ['{"prompt": "ab",', /requests-bad.jsonl:2: not a JSON object \(.*\); a .jsonl prompts file holds/],
+    ] as const) {
+      const bad = join(root, 'requests-bad.jsonl');
+      writeFileSync(bad, `{"prompt": "ok"}\n${line}\n`);
+      const r = await run(['--prompts-file', bad]);
+      expect(r.code, line).toBe(2);
+      expect(r.out).toBe('');
+      expect(r.err).toMatch(message);
+    }
   });
 
   it('refuses a draft model for a batch, and an over-long prompt by its number, before any output', async () => {

@@ -51,12 +51,14 @@ export function generateWith(prepare: PrepareAttention): Command {
       '                       config.json) for --speculate medusa; a .pt pickle is refused with how to convert it',
       '  --prompt TEXT        required; several --prompt: one batch (any lengths), each continuation printed after a',
       '                       --- i of n --- line once all are done',
-      '  --prompts-file FILE  more prompts, one a line (empty lines skipped), after any --prompt',
+      '  --prompts-file FILE  more prompts, one a line (empty lines skipped), after any --prompt; a FILE.jsonl holds',
+      '                       {"prompt": "…", "max_tokens": N} a line, max_tokens (optional) that prompt\'s own budget',
       '  --batch N            sequences decoding together (default: every prompt in one batch); with more prompts than',
       '                       N, continuous batching: a sequence that finishes takes the next prompt, prefilled in its',
-      '                       place while the others decode on (plain decoding on the GPU; greedy, each prompt gets the',
-      '                       tokens it would alone)',
-      '  --max-tokens N       default 64',
+      '                       place while the others decode on (on the GPU; greedy, each prompt gets the tokens it would',
+      '                       alone); with --speculate, each sequence verifying its own tree, against plain continuous',
+      '                       batching of the same prompts',
+      '  --max-tokens N       default 64 (a prompt\'s max_tokens in a .jsonl prompts file comes first)',
       '  --temperature T      0 (default) is greedy; with --top-k K (0: all) and --top-p P (1: all)',
       '  --seed S             default 0',
       '  --device D           gpu (default) or cpu (the float64 model)',
@@ -102,9 +104,14 @@ export function generateWith(prepare: PrepareAttention): Command {
         ? (ctx) => prepare({ ...ctx, onPlanChoice: (why) => io.stderr(`attention prefill plan (${ctx.program.name}, fused chunk kernel): ${why}\n`) })
         : prepare;
       const dir = resolve(required(values, 'model'));
-      const prompts = [...((values.prompt as string[] | undefined) ?? []), ...promptsFile(str(values, 'prompts-file'))];
-      if (prompts.length === 0) throw new UsageError('--prompt (or --prompts-file) is required');
-      const maxTokens = number(values, 'max-tokens', (n) => Number.isInteger(n) && n >= 1, 'a positive integer') ?? 64;
+      const requests = [...((values.prompt as string[] | undefined) ?? []).map((text): PromptRequest => ({ text })), ...promptsFile(str(values, 'prompts-file'))];
+      if (requests.length === 0) throw new UsageError('--prompt (or --prompts-file) is required');
+      const prompts = requests.map((r) => r.text);
+      const givenMax = number(values, 'max-tokens', (n) => Number.isInteger(n) && n >= 1, 'a positive integer') ?? 64;
+      // A prompt's own budget (a .jsonl prompts file's "max_tokens") or --max-tokens; a lone prompt's is the run's.
+      const budgets = requests.map((r) => r.maxTokens ?? givenMax);
+      const ownBudgets = budgets.some((n) => n !== givenMax);
+      const maxTokens = prompts.length === 1 ? budgets[0] : givenMax;
       const temperature = number(values, 'temperature', (n) => n >= 0, 'a number >= 0') ?? 0;
       const topK = number(values, 'top-k', (n) => Number.isInteger(n) && n >= 0, 'a non-negative integer') ?? 0;
       const topP = number(values, 'top-p', (n) => n > 0 && n <= 1, 'a number in (0, 1]') ?? 1;
@@ -113,7 +120,6 @@ export function generateWith(prepare: PrepareAttention): Command {
       const speculate = parseSpeculateArgs(values);
       const slots = number(values, 'batch', (n) => Number.isInteger(n) && n >= 1, 'a positive integer');
       const continuous = slots !== undefined && slots < prompts.length;
-      if (continuous && speculate) throw new UsageError(`--batch ${slots} with ${prompts.length} prompts (continuous batching) runs plain decoding: not with --speculate`);
       if (continuous && device === 'cpu') throw new UsageError(`--batch ${slots} with ${prompts.length} prompts (continuous batching) runs on the GPU: not with --device cpu`);
 
       // Everything the run needs, checked before any output. On the GPU a Hugging Face checkpoint's weights are read
@@ -130,8 +136,9 @@ export function generateWith(prepare: PrepareAttention): Command {
         const which = prompts.length > 1 ? ` ${i + 1}` : '';
         if (ids.length === 0) throw new UsageError(`--prompt${which} is empty and the tokenizer has no BOS token to start from`);
         const max = config.maxPositionEmbeddings;
-        if (max !== undefined && ids.length + maxTokens > max) {
-          throw new UsageError(`prompt${which} (${ids.length} tokens) + --max-tokens ${maxTokens} exceed max_position_embeddings ${max} of ${config.file}`);
+        if (max !== undefined && ids.length + budgets[i] > max) {
+          const asked = requests[i].maxTokens !== undefined ? `its max_tokens ${budgets[i]} (${requests[i].where})` : `--max-tokens ${budgets[i]}`;
+          throw new UsageError(`prompt${which} (${ids.length} tokens) + ${asked} exceed max_position_embeddings ${max} of ${config.file}`);
         }
         return ids;
       });
@@ -141,6 +148,7 @@ export function generateWith(prepare: PrepareAttention): Command {
       if (speculate && batch.length > 1) {
         await runSpeculativeBatch({
           args: speculate, device, config, variant, weights, tokenizer, ids, prompts: batch, maxTokens, sampling, seed,
+          ...(continuous && { slots }), ...(ownBudgets && { budgets }),
           stdout: io.stdout, stderr: io.stderr,
           ...(device === 'gpu' && { gpu: await getDevice(), prepareAttention }),
           ...(process.env.LINATTN_SPECULATE_WARMUP !== undefined && { warmUp: !['', '0', 'false'].includes(process.env.LINATTN_SPECULATE_WARMUP) }),
@@ -156,17 +164,19 @@ export function generateWith(prepare: PrepareAttention): Command {
         });
         return 0;
       }
-      if (continuous) {
+      // Continuous batching, or one batch whose prompts ask for budgets of their own (each sequence stops at its own).
+      if (continuous || (ownBudgets && device === 'gpu' && batch.length > 1)) {
         const gpu = await getDevice();
         const model = await GpuModel.create(gpu, config, weights, await prepareAttention({ gpu, config, program: variant.compiled, source: variant.program }), { timestamps: false });
+        const through = slots !== undefined && continuous ? slots : batch.length;
         try {
-          const r = await generateContinuousGpu(model, tokenizer, batch, { slots: slots!, maxTokens, sampling, seed });
+          const r = await generateContinuousGpu(model, tokenizer, batch, { slots: through, maxTokens: budgets, sampling, seed });
           for (const [s, text] of r.texts.entries()) io.stdout(`--- ${s + 1} of ${batch.length} ---\n${text}\n`);
           const made = r.tokens.reduce((n, t) => n + t.length, 0);
           io.stderr(
-            `continuous batching: ${batch.length} prompts (${r.promptTokens} tokens) through ${slots} sequences, ${r.refills} prefilled in a finished one's place; ` +
+            `${continuous ? 'continuous batching' : 'one batch'}: ${batch.length} prompts (${r.promptTokens} tokens) through ${through} sequences, ${r.refills} prefilled in a finished one's place; ` +
               `${made} new tokens in ${r.steps} steps, ${r.tokensPerS.toFixed(1)} tokens/s, ${(100 * r.occupancy).toFixed(0)} % of the decode steps' picks new tokens ` +
-              `(${gpu.adapterName}, ${r.tokens.every((t) => t.length === maxTokens) ? `max ${maxTokens} tokens` : 'some stopped at EOS'})\n`,
+              `(${gpu.adapterName}, ${r.tokens.every((t, i) => t.length === budgets[i]) ? (ownBudgets ? 'every prompt its max_tokens' : `max ${maxTokens} tokens`) : 'some stopped at EOS'})\n`,
           );
         } finally {
           await model.destroy();
@@ -188,7 +198,12 @@ export function generateWith(prepare: PrepareAttention): Command {
           const cpu = cpuModel(config, weights);
           const attention = cpuAttentionSessionFromVariant(variant.program, cpu.weights.layers.map((l) => l.attention));
           where = 'CPU float64';
-          result = generateCpu(cpu, attention, tokenizer, batch, { maxTokens, sampling, seed, ...(batch.length === 1 && { onText: (text: string) => io.stdout(text) }) });
+          result = generateCpu(cpu, attention, tokenizer, batch, { maxTokens: Math.max(...budgets), sampling, seed, ...(batch.length === 1 && { onText: (text: string) => io.stdout(text) }) });
+          // Budgets of their own: each sequence's first max_tokens (a sequence's tokens do not depend on the others').
+          if (ownBudgets) {
+            const tokens = result.tokens.map((t, i) => t.slice(0, budgets[i]));
+            result = { ...result, tokens, texts: tokens.map((t) => tokenizer.decode(t.filter((id) => id !== tokenizer.eos))) };
+          }
         }
       } finally {
         await model?.destroy();
@@ -210,11 +225,37 @@ export function generateWith(prepare: PrepareAttention): Command {
 
 export const generateCommand: Command = generateWith(compiledAttention);
 
-/** The prompts in FILE, one a line (empty lines skipped); none without a file. */
-function promptsFile(file: string | undefined): string[] {
+/** A prompt and, from a .jsonl prompts file, its own budget and where it was given (FILE:LINE). */
+interface PromptRequest {
+  readonly text: string;
+  readonly maxTokens?: number;
+  readonly where?: string;
+}
+
+/**
+ * The prompts in FILE (none without a file), one a line, empty lines skipped. A FILE ending in .jsonl holds a JSON object
+ * a line, {"prompt": "…"} with an optional "max_tokens" (a positive integer: that prompt's budget, for requests asking
+ * for different lengths); a bad line is named by FILE:LINE.
+ */
+function promptsFile(file: string | undefined): PromptRequest[] {
   if (file === undefined) return [];
   if (!existsSync(file)) throw new UsageError(`--prompts-file ${file}: no such file`);
-  const prompts = readFileSync(file, 'utf8').split(/\r?\n/).filter((l) => l.trim() !== '');
-  if (prompts.length === 0) throw new UsageError(`--prompts-file ${file}: no prompts (every line is empty)`);
-  return prompts;
+  const lines = readFileSync(file, 'utf8').split(/\r?\n/).map((line, i) => ({ line, at: `${file}:${i + 1}` })).filter((l) => l.line.trim() !== '');
+  if (lines.length === 0) throw new UsageError(`--prompts-file ${file}: no prompts (every line is empty)`);
+  if (!file.endsWith('.jsonl')) return lines.map((l) => ({ text: l.line }));
+  return lines.map(({ line, at }) => {
+    let o: unknown;
+    try {
+      o = JSON.parse(line);
+    } catch (e) {
+      throw new UsageError(`${at}: not a JSON object (${(e as Error).message}); a .jsonl prompts file holds {"prompt": "…", "max_tokens": N} a line`);
+    }
+    if (typeof o !== 'object' || o === null || Array.isArray(o)) throw new UsageError(`${at}: not a JSON object; a .jsonl prompts file holds {"prompt": "…", "max_tokens": N} a line`);
+    const { prompt, max_tokens: max, ...rest } = o as Record<string, unknown>;
+    const unknown = Object.keys(rest);
+    if (unknown.length) throw new UsageError(`${at}: unknown field "${unknown[0]}" (a line takes "prompt" and "max_tokens")`);
+    if (typeof prompt !== 'string') throw new UsageError(`${at}: "prompt" must be a string`);
+    if (max !== undefined && !(typeof max === 'number' && Number.isInteger(max) && max >= 1)) throw new UsageError(`${at}: "max_tokens" must be a positive integer, got ${JSON.stringify(max)}`);
+    return { text: prompt, ...(max !== undefined && { maxTokens: max }), where: at };
+  });
 }

@@ -600,9 +600,10 @@ export class GpuModel {
    * while the others go on where they are. The prompt runs through the model on a one-sequence state of its own,
    * which then replaces sequence s's part of every layer's state, and its chosen token becomes sequence s's next
    * input; all queue-ordered after the steps already submitted (which may still run s on its old contents) and
-   * before any submitted later. The returned step's tokens() is [the prompt's chosen token].
+   * before any submitted later. The returned step's tokens() is [the prompt's chosen token]; when sampling, `draw` is
+   * its uniform (default: the model's stream).
    */
-  async prefillSequence(s: number, tokens: readonly number[]): Promise<StepHandle> {
+  async prefillSequence(s: number, tokens: readonly number[], opts: { readonly draw?: number } = {}): Promise<StepHandle> {
     const session = this.sequenceSession(s, 'prefillSequence');
     const { b } = session.batch;
     const { t, ids } = this.promptIds([tokens], 'prefillSequence');
@@ -615,9 +616,16 @@ export class GpuModel {
     await this.placeSequence(session, s, t, 'prefillSequence');
     const scratch: Session = { batch: one, states, position: 0, recorded: new Map(), logitsWritten: false };
     this.gpu.device.queue.writeBuffer(plan.ids, 0, ids);
-    const handle = this.submit('prefill', plan, scratch, 'ids', 1, false, {
-      ...(reusable && { before: (encoder: GPUCommandEncoder) => this.attention.forEach((a, n) => a.resetState!(states[n], encoder)) }),
-    });
+    const random = this.random;
+    if (opts.draw !== undefined) this.random = () => opts.draw!; // the one sequence's one pick (submit draws it at once)
+    let handle: StepHandle;
+    try {
+      handle = this.submit('prefill', plan, scratch, 'ids', 1, false, {
+        ...(reusable && { before: (encoder: GPUCommandEncoder) => this.attention.forEach((a, n) => a.resetState!(states[n], encoder)) }),
+      });
+    } finally {
+      this.random = random;
+    }
     const encoder = this.gpu.device.createCommandEncoder({ label: `prefilled sequence into ${s} of ${b}` });
     this.attention.forEach((_, n) => {
       const from = states[n].buffers ?? {};

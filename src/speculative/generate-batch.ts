@@ -44,8 +44,10 @@ import type { BatchTreeVerifier, VerifyResult } from './verifier.ts';
 import type { BatchPlainDecoder } from './batch-plain-runs.ts';
 
 export interface BatchSpeculativeResult {
-  /** New tokens per sequence (up to and including its EOS). */
+  /** New tokens per prompt (up to and including its EOS), in the prompts' order. */
   readonly tokens: number[][];
+  /** Prompts prefilled in an ended sequence's place (continuous batching: BatchOptions.slots below the prompts). */
+  readonly refills: number;
   readonly steps: number;
   /** Whether each sequence committed its own path (verifier.perSequence), or the batch its shortest (lockstep). */
   readonly perSequence: boolean;
@@ -91,6 +93,20 @@ export interface BatchAuto {
 }
 
 export type { BatchCredit } from './batch-credit.ts';
+
+export interface BatchOptions {
+  /** Commit the shortest accepted path into every sequence (softmax attention's cache; benches compare). */
+  readonly lockstep?: boolean;
+  readonly auto?: BatchAuto;
+  /**
+   * Sequences decoding together (default: one a prompt). Fewer than the prompts: continuous batching — a sequence whose
+   * prompt ended takes the next one, prefilled in its place between two steps (BatchTreeVerifier.refillSequence), each
+   * sequence at its own position; `drafts` are then one a prompt, each begun when its prompt starts.
+   */
+  readonly slots?: number;
+  /** New tokens per prompt, EOS included (default opts.maxTokens for every one). */
+  readonly budgets?: readonly number[];
+}
 
 /** Steps a chained run of auto's plain decision holds (the next run submitted before this one is read). */
 const PLAIN_CHAIN_STEPS = 8;
@@ -144,15 +160,25 @@ export async function speculativeGenerateBatch(
   drafts: readonly DraftSource[],
   prompts: readonly (readonly number[])[],
   opts: SpeculativeOptions,
-  batch: { readonly lockstep?: boolean; readonly auto?: BatchAuto } = {},
+  batch: BatchOptions = {},
 ): Promise<BatchSpeculativeResult> {
   const auto = batch.auto;
   if (auto && auto.policy.labels.length !== auto.trees.length + 1) throw new Error(`batch speculation: the policy has ${auto.policy.labels.length - 1} trees, auto ${auto.trees.length}`);
   if (auto && opts.chainSteps) throw new Error(`chained batch speculation (chainSteps ${opts.chainSteps}) needs a fixed --tree, not auto`);
-  const B = prompts.length;
-  if (B === 0 || drafts.length !== B) throw new Error(`batch speculation: ${prompts.length} prompts and ${drafts.length} draft sources (one per sequence)`);
+  const P = prompts.length;
+  if (P === 0 || drafts.length !== P) throw new Error(`batch speculation: ${prompts.length} prompts and ${drafts.length} draft sources (one per prompt)`);
+  if (batch.slots !== undefined && !(Number.isInteger(batch.slots) && batch.slots >= 1)) throw new Error(`batch speculation: slots must be a positive integer, got ${batch.slots}`);
+  /** Sequences in the batch: with fewer than the prompts, continuous batching (each slot refilled as its prompt ends). */
+  const B = Math.min(batch.slots ?? P, P);
   if (B > verifier.maxBatch) throw new Error(`batch speculation: ${B} sequences; the verifier takes at most ${verifier.maxBatch}`);
   if (!(Number.isInteger(opts.maxTokens) && opts.maxTokens >= 1)) throw new Error(`batch speculation: maxTokens must be a positive integer, got ${opts.maxTokens}`);
+  const budgets = batch.budgets ? [...batch.budgets] : prompts.map(() => opts.maxTokens);
+  if (budgets.length !== P) throw new Error(`batch speculation: ${budgets.length} budgets for ${P} prompts`);
+  const badBudget = budgets.findIndex((n) => !(Number.isInteger(n) && n >= 1));
+  if (badBudget >= 0) throw new Error(`batch speculation: prompt ${badBudget}'s budget must be a positive integer, got ${budgets[badBudget]}`);
+  const continuous = B < P;
+  if (continuous && (batch.lockstep === true || !verifier.perSequence)) throw new Error(`batch speculation: ${P} prompts through ${B} sequences (continuous batching) need a position per sequence; this verifier keeps one for the batch (softmax attention)`);
+  if (continuous && !verifier.refillSequence) throw new Error(`batch speculation: ${P} prompts through ${B} sequences (continuous batching) need a verifier that refills a sequence`);
   // A draft model keeps a state of its own that would have to commit the forced chains too.
   if (drafts.some((d) => d instanceof ModelDraft)) throw new Error('batch speculation takes the n-gram, adaptive, Medusa and oracle drafts, not a draft model');
   /** Chained runs in flight at most (submitted, not read yet). */
@@ -164,47 +190,80 @@ export async function speculativeGenerateBatch(
   const sampled = sampling.temperature > 0;
   const stream = rng(opts.seed ?? 0);
   const draws: number[] = [];
-  /** Uniform of token g of sequence s: draw g·B + s. */
-  const u = (g: number, s: number) => {
+  /** Uniform of token g of the first B prompts' prompt s: draw g·B + s. */
+  const firstDraw = (g: number, s: number) => {
     while (draws.length <= g * B + s) draws.push(stream());
     return draws[g * B + s];
   };
+  // A prompt that refills a sequence (continuous batching) draws from a stream of its own.
+  const refillDraws = new Map<number, { next: () => number; drawn: number[] }>();
+  const drawOf = (r: number, g: number) => {
+    if (r < B) return firstDraw(g, r);
+    let d = refillDraws.get(r);
+    if (!d) refillDraws.set(r, (d = { next: rng(((opts.seed ?? 0) ^ 0x5bd1e995) + 0x9e3779b9 * r), drawn: [] }));
+    while (d.drawn.length <= g) d.drawn.push(d.next());
+    return d.drawn[g];
+  };
+  // Each sequence's prompt (its index), context, draft source and budget: continuous batching replaces them.
+  const served = Array.from({ length: B }, (_, s) => s);
+  const slotPrompts = prompts.slice(0, B);
+  const slotDrafts = drafts.slice(0, B);
+  const budgetOf = (s: number) => budgets[served[s]];
+  /** Uniform of token g of sequence s's prompt. */
+  const u = (g: number, s: number) => drawOf(served[s], g);
 
   const t0 = performance.now();
   // Ragged prompts: on the GPU, each sequence at its own position, the rests are fed as chains of tree steps and every
   // sequence starts with one token (GpuTreeVerifier.feedRests); otherwise (lockstep, float64) the shorter sequences emit
   // tokens while the longer ones' prompts are fed a token a step (ragged-prompts.ts).
-  const first = await verifier.startBatch(prompts, sampling, u);
-  const out = first.map((f) => {
+  const first = await verifier.startBatch(slotPrompts, sampling, u);
+  /** A prompt's first tokens, cut at its EOS and budget. */
+  const firstTokens = (f: readonly number[], r: number) => {
     const end = f.indexOf(opts.eos ?? -1);
-    return f.slice(0, Math.min(opts.maxTokens, end >= 0 ? end + 1 : f.length));
-  });
+    return f.slice(0, Math.min(budgets[r], end >= 0 ? end + 1 : f.length));
+  };
+  const out = first.map((f, s) => firstTokens(f, s));
   const t1 = performance.now();
-  const startedWith = out.reduce((a, o) => a + o.length, 0);
+  let startedWith = out.reduce((a, o) => a + o.length, 0);
   const ended = (s: number) => out[s][out[s].length - 1] === opts.eos;
   // Lockstep where the verifier keeps one position for the batch, or when asked (benches compare the two).
   const lockstep = batch.lockstep === true || !verifier.perSequence;
   // Tokens sequence s emitted: out[s].length (in lockstep, the same for every live sequence).
-  const active = () => out.map((o, s) => !ended(s) && o.length < opts.maxTokens);
-  const leftover: number[][] = prompts.map(() => []);
-  for (const [s, d] of drafts.entries()) if (active()[s]) await d.begin?.({ tokens: [...prompts[s], ...out[s]] });
+  const active = () => out.map((o, s) => !ended(s) && o.length < budgetOf(s));
+  const leftover: number[][] = slotPrompts.map(() => []);
+  for (const [s, d] of slotDrafts.entries()) if (active()[s]) await d.begin?.({ tokens: [...slotPrompts[s], ...out[s]] });
+  /** Tokens of every prompt, filled in as its sequence is refilled and at the end. */
+  const tokens: number[][] = prompts.map(() => []);
+  /** The next prompt to take a sequence's place (continuous batching); prompts refilled so far. */
+  let waiting = B;
+  let refills = 0;
+  /** Whether a sequence has ended while prompts wait for its place: runs of steps stop growing, to refill it. */
+  const refillDue = () => waiting < P && !active().every(Boolean);
+  /** The fewest tokens a live sequence may still emit (its budget's rest): while prompts wait, runs are cut there. */
+  const nearest = () => {
+    const live = active();
+    return Math.min(...out.map((o, s) => (live[s] ? budgetOf(s) - o.length : Infinity)));
+  };
   // Auto with drafts that propose from the text alone: what each tree would have emitted on the text decoded so far
   // (draft-hits.ts), so that the policy neither explores nor re-probes a tree that cannot pay.
   // What a decision's steps are credited with (batch-credit.ts): a step's tokens, or what it took off the mean of the m
   // longest remaining budgets (taken before the step: `before`), max(live, m) times.
   const followed = followedBudgets(auto?.credit ?? DEFAULT_BATCH_CREDIT, B);
   // Credited by the longest budgets, a tree's estimate is what it would emit a step for the m live sequences it serves worst.
-  const estimates = auto?.policy.useEstimates && draftEstimates(drafts, prompts, auto.trees, (s) => out[s], followed === undefined ? undefined : { among: active, m: followed });
-  if (estimates) auto!.policy.useEstimates!(estimates);
+  const estimate = () => {
+    const estimates = auto?.policy.useEstimates && draftEstimates(slotDrafts, slotPrompts, auto.trees, (s) => out[s], followed === undefined ? undefined : { among: active, m: followed });
+    if (estimates) auto!.policy.useEstimates!(estimates);
+  };
+  estimate();
   const potential = () => {
     const live = active();
-    return followed === undefined ? 0 : budgetPotential(out.map((o, s) => (live[s] ? opts.maxTokens - o.length : 0)), followed);
+    return followed === undefined ? 0 : budgetPotential(out.map((o, s) => (live[s] ? budgetOf(s) - o.length : 0)), followed);
   };
   const stepCredit = (emitted: number, liveCount: number, before: number) => (followed === undefined ? emitted : potentialCredit(before, potential(), liveCount, followed));
   /** When the first sequence ended (tailMs); noted after every step. */
   let tailFrom: number | undefined;
   const noteEnds = () => {
-    if (tailFrom === undefined && !active().every(Boolean)) tailFrom = performance.now();
+    if (tailFrom === undefined && waiting >= P && !active().every(Boolean)) tailFrom = performance.now();
   };
   const committedPerStep: number[] = [];
   const accepted: number[] = [];
@@ -220,7 +279,7 @@ export async function speculativeGenerateBatch(
     for (let s = 0; s < B; s++) {
       if (!liveK[s]) continue;
       for (const id of tokensOf(s)) {
-        if (ended(s) || out[s].length >= opts.maxTokens) break;
+        if (ended(s) || out[s].length >= budgetOf(s)) break;
         out[s].push(id);
         emitted++;
       }
@@ -238,7 +297,7 @@ export async function speculativeGenerateBatch(
   // reads one; up to opts.chainRunsInFlight) while some live sequence surely needs more steps than are in flight (a
   // step emits at most depth + 1 tokens) and the positions leave room for them all.
   const chained = opts.chainSteps ? batchChain(verifier, drafts, opts, sampled, lockstep) : undefined;
-  const heads: (readonly Candidate[][] | undefined)[] = prompts.map(() => undefined);
+  const heads: (readonly Candidate[][] | undefined)[] = slotPrompts.map(() => undefined);
   /** Under auto, the decision in progress: its option, the steps it runs, what it emitted in the steps it ran (credited: BatchCredit). */
   let decision: { option: number; steps: number; emitted: number; ran: number; sequenceSteps: number } | undefined;
   /** Under auto, a decision the policy took ahead (a plain chain's, SpeculationPolicy.ahead) that is not plain: the loop's next. */
@@ -294,8 +353,10 @@ export async function speculativeGenerateBatch(
       // than are in flight and the positions leave room for them.
       while (queue.length < runsInFlight) {
         const live = active();
-        const needs = Math.max(0, ...out.map((o, s) => (live[s] ? Math.ceil((opts.maxTokens - o.length) / perStep) : 0)));
+        const needs = Math.max(0, ...out.map((o, s) => (live[s] ? Math.ceil((budgetOf(s) - o.length) / perStep) : 0)));
         if (!(needs > inFlight)) break;
+        // Prompts waiting: no run goes on past the point where the nearest budget may be spent, or once a sequence ended.
+        if (waiting < P && (refillDue() || !(Math.ceil(nearest() / perStep) > inFlight))) break;
         // The budget spent: the next decision taken ahead (one at a time: after the last taken has begun).
         if (decisions && !declined && budget - submitted < 1 && ends.length === 1) {
           const steps = decisions.ahead();
@@ -325,7 +386,8 @@ export async function speculativeGenerateBatch(
       if (medusaK > 0) {
         run.medusa.forEach((m, s) => {
           heads[s] = m;
-          if (drafts[s] instanceof MedusaDraft) drafts[s].setHeads(m);
+          const d = slotDrafts[s];
+          if (d instanceof MedusaDraft) d.setHeads(m);
         });
       }
     }
@@ -366,17 +428,18 @@ export async function speculativeGenerateBatch(
   /** Returns the last decision's credit and sequence-steps, the steps read, whether a tail step is to end it; undefined: no room. */
   const plainRun = async (budget: number): Promise<{ emitted: number; steps: number; ran: number; tail: boolean } | undefined> => {
     const live0 = active();
-    const tail = drafts.some((d, s) => live0[s] && (d.medusaTopK ?? 0) > 0);
+    const tail = slotDrafts.some((d, s) => live0[s] && (d.medusaTopK ?? 0) > 0);
     const room = Math.min(...out.map((_, s) => (opts.maxPosition ?? Infinity) - verifier.positionOf(s)));
     /** Steps some live sequence still needs (a step emits one token a sequence): no run goes past them. */
     const needs = () => {
       const live = active();
-      return Math.max(0, ...out.map((o, s) => (live[s] ? opts.maxTokens - o.length : 0)));
+      return Math.max(0, ...out.map((o, s) => (live[s] ? budgetOf(s) - o.length : 0)));
     };
     // The tail step's position and token are kept out of the model's steps.
     const reserve = tail ? 1 : 0;
     const limit = room - reserve;
-    const steps = Math.min(budget - reserve, limit, needs() - reserve);
+    // Prompts waiting: the run ends where the nearest budget is spent, so that its place is refilled then.
+    const steps = Math.min(budget - reserve, limit, needs() - reserve, waiting < P ? Math.max(1, nearest() - reserve) : Infinity);
     if (steps < 1) return undefined;
     const g0 = out.map((o) => o.length);
     let total = steps;
@@ -398,6 +461,7 @@ export async function speculativeGenerateBatch(
         // More only while some live sequence needs more steps than are in flight, and the positions leave room.
         const needed = needs() - unread - reserve;
         if (needed < 1 || limit - total < 1) return undefined;
+        if (waiting < P) return undefined; // a refill waits for the run's end
         const next = auto!.policy.ahead!();
         if (next !== 0) {
           decided = next;
@@ -429,7 +493,34 @@ export async function speculativeGenerateBatch(
     return { emitted: emittedSince, steps: stepsSince, ran: read, tail };
   };
 
-  while (active().some(Boolean)) {
+  /**
+   * Continuous batching: every sequence whose prompt ended (EOS or budget) takes the next waiting prompt, prefilled in
+   * its place (BatchTreeVerifier.refillSequence: the pending commit applied first, the other sequences kept where they
+   * are); the prompt's tokens so far go to `tokens`. Its draft begins on the new prompt; Medusa's heads come with the
+   * sequence's first verification (its first step verifies the root alone).
+   */
+  const refill = async () => {
+    for (let s = 0; s < B; s++) {
+      while (waiting < P && !active()[s]) {
+        tokens[served[s]] = out[s];
+        const r = waiting++;
+        served[s] = r;
+        slotPrompts[s] = prompts[r];
+        slotDrafts[s] = drafts[r];
+        out[s] = firstTokens([await verifier.refillSequence!(s, prompts[r], sampling, drawOf(r, 0))], r);
+        startedWith += out[s].length;
+        leftover[s] = [];
+        heads[s] = undefined;
+        refills++;
+        if (active()[s]) await slotDrafts[s].begin?.({ tokens: [...prompts[r], ...out[s]] });
+      }
+    }
+    estimate();
+  };
+
+  while (active().some(Boolean) || waiting < P) {
+    // Between decisions: the places of ended sequences refilled (not inside auto's root-only plain steps).
+    if (refillDue() && decision === undefined) await refill();
     if (chained && heads.every((h) => h !== undefined) && leftover.every((l) => l.length === 0)) {
       const ran = await runChained(chained.verifier, chained.topology, chained.medusaK, chained.steps, Infinity);
       if (ran !== undefined) continue;
@@ -454,7 +545,7 @@ export async function speculativeGenerateBatch(
         }
       }
       if (decision?.ran === 0 && option === 0 && plainChainer && leftover.every((l) => l.length === 0)) {
-        const medusaK = Math.max(0, ...drafts.map((d, s) => (active()[s] ? d.medusaTopK ?? 0 : 0)));
+        const medusaK = Math.max(0, ...slotDrafts.map((d, s) => (active()[s] ? d.medusaTopK ?? 0 : 0)));
         const ran = await runChained(plainChainer, rootOnly, medusaK, PLAIN_CHAIN_STEPS, decision.steps, takenAhead(0, () => Math.max(1, auto.policy.aheadPlainRun?.() ?? auto.policy.plainTokens)), PLAIN_CHAIN_FIRST);
         if (ran !== undefined) {
           recordDecision(0, ran.emitted, ran.steps);
@@ -493,12 +584,12 @@ export async function speculativeGenerateBatch(
     const trees: (TokenTree | undefined)[] = [];
     for (let s = 0; s < B; s++) {
       if (!live[s]) continue;
-      const ctx = [...prompts[s], ...out[s]];
+      const ctx = [...slotPrompts[s], ...out[s]];
       const forced = [ctx[ctx.length - 1], ...leftover[s]];
       const g = out[s].length;
-      const depthLimit = Math.max(0, Math.min(opts.maxTokens - g - 1, (opts.maxPosition ?? Infinity) - verifier.positionOf(s) - 1) - leftover[s].length);
+      const depthLimit = Math.max(0, Math.min(budgetOf(s) - g - 1, (opts.maxPosition ?? Infinity) - verifier.positionOf(s) - 1) - leftover[s].length);
       const budget = Math.max(0, (tree?.maxNodes ?? 0) - leftover[s].length);
-      const below = tree ? await expandTree(fit(tree.shape, budget), drafts[s], { tokens: [...ctx, ...leftover[s]] }, { budget, depthLimit }) : new TreeBuilder(forced[forced.length - 1]).build();
+      const below = tree ? await expandTree(fit(tree.shape, budget), slotDrafts[s], { tokens: [...ctx, ...leftover[s]] }, { budget, depthLimit }) : new TreeBuilder(forced[forced.length - 1]).build();
       if (below.q.some((q) => q !== undefined)) throw new Error('batch speculation takes deterministic drafts (n-gram, adaptive, Medusa, oracle): a sampled draft needs the general rejection rule');
       subtrees[s] = below;
       trees[s] = graft(forced, below);
@@ -506,7 +597,7 @@ export async function speculativeGenerateBatch(
     const depth = Math.max(1, ...trees.filter((t) => t !== undefined).map((t) => Math.max(...t.depths)));
     const filler = (s: number) => graft(new Array<number>(lockstep ? depth : 1).fill(out[s][out[s].length - 1]), new TreeBuilder(0).build());
     const all = Array.from({ length: B }, (_, s) => trees[s] ?? filler(s));
-    const medusaTopK = Math.max(0, ...drafts.map((d, s) => (live[s] ? d.medusaTopK ?? 0 : 0)));
+    const medusaTopK = Math.max(0, ...slotDrafts.map((d, s) => (live[s] ? d.medusaTopK ?? 0 : 0)));
     const tb = performance.now();
     draftMs += tb - ta;
     const results: VerifyResult[] = await verifier.verifyBatch({
@@ -529,14 +620,14 @@ export async function speculativeGenerateBatch(
       const full = [...path.slice(1).map((n) => tree.tokens[n]), bonus];
       const cut = Math.min(C, full.length);
       emitted += cut;
-      for (const id of full.slice(0, cut)) if (!ended(s) && out[s].length < opts.maxTokens) out[s].push(id);
+      for (const id of full.slice(0, cut)) if (!ended(s) && out[s].length < budgetOf(s)) out[s].push(id);
       leftover[s] = full.slice(cut);
       // The draft sees its own tree (rooted at the forced chain's end) and the path below it, when it got there.
       const chainEnd = tree.tokens.length - subtrees[s]!.tokens.length;
       if (path.length > chainEnd) {
         const sub = [0, ...path.slice(chainEnd + 1).map((n) => n - chainEnd)];
         const r = results[s];
-        await drafts[s].accepted?.(subtrees[s]!, sub, bonus, r.medusaNode === undefined ? r : { ...r, medusaNode: r.medusaNode - chainEnd });
+        await slotDrafts[s].accepted?.(subtrees[s]!, sub, bonus, r.medusaNode === undefined ? r : { ...r, medusaNode: r.medusaNode - chainEnd });
       }
     }
     committedPerStep.push(emitted / live.filter(Boolean).length);
@@ -555,10 +646,12 @@ export async function speculativeGenerateBatch(
     }
   }
   const t2 = performance.now();
+  for (let s = 0; s < B; s++) tokens[served[s]] = out[s];
   const steps = committedPerStep.length;
-  const emitted = out.reduce((a, o) => a + o.length, 0) - startedWith;
+  const emitted = tokens.reduce((a, o) => a + o.length, 0) - startedWith;
   return {
-    tokens: out,
+    tokens,
+    refills,
     perSequence: !lockstep,
     steps,
     committedPerStep,

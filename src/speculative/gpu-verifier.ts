@@ -326,6 +326,24 @@ export class GpuTreeVerifier implements TreeVerifier, BatchTreeVerifier {
     }
   }
 
+  /**
+   * Continuous batching: the pending commit applied and the state brought back into the layers' buffers (flush), the
+   * model told each sequence's position, then `prompt` prefilled in sequence s's place (GpuModel.prefillSequence: the
+   * batch's position goes to 0, every sequence's own becomes its offset). The next tree step enters the folded sets
+   * afresh from the layers' state.
+   */
+  async refillSequence(s: number, prompt: readonly number[], sampling: SamplingOptions, u0: number): Promise<number> {
+    if (!this.perSequence) throw new Error('refillSequence: softmax attention keeps one position for the batch');
+    if (!this.last && this.offsets.length === 0) throw new Error('refillSequence: no batch yet; call startBatch first');
+    if (!(Number.isInteger(s) && s >= 0 && s < this.offsets.length)) throw new Error(`refillSequence: sequence ${s} of a batch of ${this.offsets.length}`);
+    await this.flush({ drain: false });
+    await this.model.setSequenceOffsets(this.offsets);
+    const step = await this.model.prefillSequence(s, prompt, (sampling.temperature ?? 0) > 0 ? { draw: u0 } : {});
+    this.offsets = [...this.model.sequenceOffsets];
+    const [token] = await step.tokens();
+    return token;
+  }
+
   async verify(req: VerifyRequest): Promise<VerifyResult> {
     const { tree, uniforms, ...rest } = req;
     const [r] = await this.verifyBatch({ ...rest, trees: [tree], ...(uniforms && { uniforms: [uniforms] }) });

@@ -59,6 +59,13 @@ export class VerifierBatch implements BatchTreeVerifier {
     return out;
   }
 
+  /** Sequence s's verifier starts afresh on `prompt` (continuous batching); the others are untouched. */
+  async refillSequence(s: number, prompt: readonly number[], sampling: SamplingOptions, u0: number): Promise<number> {
+    if (!this.perSequence) throw new Error('refillSequence: a lockstep batch keeps one position for the batch');
+    if (!(Number.isInteger(s) && s >= 0 && s < this.verifiers.length)) throw new Error(`refillSequence: sequence ${s} of ${this.verifiers.length}`);
+    return this.verifiers[s].start(prompt, sampling, u0);
+  }
+
   commitBatch(paths: readonly (readonly number[])[]): void {
     if (!this.perSequence && paths.some((p) => p.length !== paths[0].length)) throw new Error(`commit: paths of lengths ${paths.map((p) => p.length).join(', ')}: the state keeps one position for the batch`);
     paths.forEach((p, s) => this.verifiers[s].commit(p));

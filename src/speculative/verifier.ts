@@ -77,6 +77,11 @@ export interface BatchTreeVerifier {
   /** Folds paths (root first; all of one length unless perSequence) of the last verified trees into the states. */
   commitBatch(paths: readonly (readonly number[])[]): void;
   flush(): Promise<void>;
+  /**
+   * Continuous batching (perSequence): `prompt` prefilled from fresh state in sequence s's place, the other sequences
+   * kept where they are (a pending commit applied first); returns its next token, sampled with the draw u0 unless greedy.
+   */
+  refillSequence?(s: number, prompt: readonly number[], sampling: SamplingOptions, u0: number): Promise<number>;
   prepare?(opts: { medusaTopK?: number; topK?: number; batch?: number }): Promise<void>;
   destroy(): Promise<void>;
 }
