@@ -1,6 +1,6 @@
 // Continuous batch speculation (speculativeGenerateBatch with BatchOptions.slots below the prompts): 7 prompts of 1–7
 // tokens through 3 (or 1) sequences, each verified with its own draft and tree; when a prompt ends (its EOS or its
-// budget) the next one is prefilled in its sequence's place (BatchTreeVerifier.refillSequence), the others kept at
+// budget) the next one is prefilled in its sequence's place (BatchTreeVerifier.refillSequences), the others kept at
 // their own positions. Greedy, every prompt's tokens equal its own plain greedy decoding alone (float64, recurrent
 // steps), whatever the drafts accept: in float64 (a verifier a sequence) and on the GPU (the folded tree kernels with a
 // position per sequence, the refill's one-sequence prefill copied over that sequence's state), for fixed trees, a budget
@@ -134,6 +134,14 @@ describe('continuous batch speculation on the GPU', () => {
     expect(r.tokens, 'auto, plain decisions by the model\'s decode loop').toEqual(want);
     expect(plain.ran, 'plain runs on the model').toBeGreaterThan(0);
     if (spec.i === 0) {
+      // Six sequences that all end at one step (the oracle everywhere, one budget): six refills at once, more than the
+      // one-sequence prefills' readback slots (READBACK_RING = 4) take unread.
+      const six = await gpuVerifierOf(m, { maxNodes: MAX_NODES + 1, maxBatch: 6 }, cleanup);
+      const many = [...ps, ...prompts(1230 + spec.i)];
+      const wantMany = many.map((p) => plainGreedy(m, p, NEW_TOKENS));
+      const together = await speculativeGenerateBatch(six, many.map((p, r) => new OracleDraft(p, wantMany[r], m.config.vocabSize)), many, { maxTokens: NEW_TOKENS, shape: parseTreeSpec('chain:3'), maxNodes: MAX_NODES }, { slots: 6 });
+      expect(together.tokens, 'six refills at once').toEqual(wantMany);
+      expect(together.refills).toBe(8);
       // The same draws in float64 (a refill's first token sampled with its own uniform there too): the same tokens.
       const onGpu = await sampledCase(m, () => verifier, 1220);
       const inFloat64 = await sampledCase(m, () => new VerifierBatch(Array.from({ length: SLOTS }, () => new CpuTreeVerifier(m.cpu, m.variant.compiled, MAX_NODES + 1))), 1220);

@@ -48,6 +48,8 @@ export interface BatchSpeculativeResult {
   readonly tokens: number[][];
   /** Prompts prefilled in an ended sequence's place (continuous batching: BatchOptions.slots below the prompts). */
   readonly refills: number;
+  /** Of decodeMs, the ms the refills took (their prefills, first tokens read back, drafts begun). */
+  readonly refillMs: number;
   readonly steps: number;
   /** Whether each sequence committed its own path (verifier.perSequence), or the batch its shortest (lockstep). */
   readonly perSequence: boolean;
@@ -100,7 +102,7 @@ export interface BatchOptions {
   readonly auto?: BatchAuto;
   /**
    * Sequences decoding together (default: one a prompt). Fewer than the prompts: continuous batching — a sequence whose
-   * prompt ended takes the next one, prefilled in its place between two steps (BatchTreeVerifier.refillSequence), each
+   * prompt ended takes the next one, prefilled in its place between two steps (BatchTreeVerifier.refillSequences), each
    * sequence at its own position; `drafts` are then one a prompt, each begun when its prompt starts.
    */
   readonly slots?: number;
@@ -178,7 +180,7 @@ export async function speculativeGenerateBatch(
   if (badBudget >= 0) throw new Error(`batch speculation: prompt ${badBudget}'s budget must be a positive integer, got ${budgets[badBudget]}`);
   const continuous = B < P;
   if (continuous && (batch.lockstep === true || !verifier.perSequence)) throw new Error(`batch speculation: ${P} prompts through ${B} sequences (continuous batching) need a position per sequence; this verifier keeps one for the batch (softmax attention)`);
-  if (continuous && !verifier.refillSequence) throw new Error(`batch speculation: ${P} prompts through ${B} sequences (continuous batching) need a verifier that refills a sequence`);
+  if (continuous && !verifier.refillSequences) throw new Error(`batch speculation: ${P} prompts through ${B} sequences (continuous batching) need a verifier that refills a sequence`);
   // A draft model keeps a state of its own that would have to commit the forced chains too.
   if (drafts.some((d) => d instanceof ModelDraft)) throw new Error('batch speculation takes the n-gram, adaptive, Medusa and oracle drafts, not a draft model');
   /** Chained runs in flight at most (submitted, not read yet). */
@@ -237,6 +239,8 @@ export async function speculativeGenerateBatch(
   /** The next prompt to take a sequence's place (continuous batching); prompts refilled so far. */
   let waiting = B;
   let refills = 0;
+  /** Host ms in refills (their prefills and first tokens' readback included). */
+  let refillMs = 0;
   /** Whether a sequence has ended while prompts wait for its place: runs of steps stop growing, to refill it. */
   const refillDue = () => waiting < P && !active().every(Boolean);
   /** The fewest tokens a live sequence may still emit (its budget's rest): while prompts wait, runs are cut there. */
@@ -495,19 +499,24 @@ export async function speculativeGenerateBatch(
 
   /**
    * Continuous batching: every sequence whose prompt ended (EOS or budget) takes the next waiting prompt, prefilled in
-   * its place (BatchTreeVerifier.refillSequence: the pending commit applied first, the other sequences kept where they
+   * its place (BatchTreeVerifier.refillSequences: the pending commit applied first, the other sequences kept where they
    * are); the prompt's tokens so far go to `tokens`. Its draft begins on the new prompt; Medusa's heads come with the
    * sequence's first verification (its first step verifies the root alone).
    */
   const refill = async () => {
-    for (let s = 0; s < B; s++) {
-      while (waiting < P && !active()[s]) {
+    const t = performance.now();
+    // Every ended sequence at once (their prefills submitted together, then read); again for a prompt that ended at once.
+    while (refillDue()) {
+      const live = active();
+      const free = served.map((_, s) => s).filter((s) => !live[s]).slice(0, P - waiting);
+      const taken = free.map((s) => ({ s, r: waiting++ }));
+      const first = await verifier.refillSequences!(taken.map(({ s, r }) => ({ s, prompt: prompts[r], u0: drawOf(r, 0) })), sampling);
+      for (const [i, { s, r }] of taken.entries()) {
         tokens[served[s]] = out[s];
-        const r = waiting++;
         served[s] = r;
         slotPrompts[s] = prompts[r];
         slotDrafts[s] = drafts[r];
-        out[s] = firstTokens([await verifier.refillSequence!(s, prompts[r], sampling, drawOf(r, 0))], r);
+        out[s] = firstTokens([first[i]], r);
         startedWith += out[s].length;
         leftover[s] = [];
         heads[s] = undefined;
@@ -516,6 +525,7 @@ export async function speculativeGenerateBatch(
       }
     }
     estimate();
+    refillMs += performance.now() - t;
   };
 
   while (active().some(Boolean) || waiting < P) {
@@ -652,6 +662,7 @@ export async function speculativeGenerateBatch(
   return {
     tokens,
     refills,
+    refillMs,
     perSequence: !lockstep,
     steps,
     committedPerStep,

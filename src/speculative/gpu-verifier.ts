@@ -35,8 +35,9 @@
 // them all before a timed run.
 import { isDecodable, type Program } from '../ir/types.ts';
 import { encodeStepWith, type AttentionEncoder, type StepPlan } from '../model/gpu-step-plan.ts';
-import type { GpuModel } from '../model/gpu-model.ts';
+import { READBACK_RING, type GpuModel, type StepHandle } from '../model/gpu-model.ts';
 import type { SamplingOptions } from '../model/sampling.ts';
+import type { SequenceRefill } from './verifier.ts';
 import { commonPrompts, picksNewToken, raggedDraws, raggedPlan } from '../model/ragged-prompts.ts';
 import { feedRaggedPrompts } from '../model/generate.ts';
 import type { ModelWeights } from '../model/weights.ts';
@@ -328,20 +329,30 @@ export class GpuTreeVerifier implements TreeVerifier, BatchTreeVerifier {
 
   /**
    * Continuous batching: the pending commit applied and the state brought back into the layers' buffers (flush), the
-   * model told each sequence's position, then `prompt` prefilled in sequence s's place (GpuModel.prefillSequence: the
-   * batch's position goes to 0, every sequence's own becomes its offset). The next tree step enters the folded sets
-   * afresh from the layers' state.
+   * model told each sequence's position, then each prompt prefilled in its sequence's place (GpuModel.prefillSequence:
+   * the batch's position goes to 0, every sequence's own becomes its offset), all submitted before any token is read.
+   * The next tree step enters the folded sets afresh from the layers' state.
    */
-  async refillSequence(s: number, prompt: readonly number[], sampling: SamplingOptions, u0: number): Promise<number> {
-    if (!this.perSequence) throw new Error('refillSequence: softmax attention keeps one position for the batch');
-    if (!this.last && this.offsets.length === 0) throw new Error('refillSequence: no batch yet; call startBatch first');
-    if (!(Number.isInteger(s) && s >= 0 && s < this.offsets.length)) throw new Error(`refillSequence: sequence ${s} of a batch of ${this.offsets.length}`);
+  async refillSequences(refills: readonly SequenceRefill[], sampling: SamplingOptions): Promise<number[]> {
+    if (!this.perSequence) throw new Error('refillSequences: softmax attention keeps one position for the batch');
+    const bad = refills.find(({ s }) => !(Number.isInteger(s) && s >= 0 && s < this.offsets.length));
+    if (bad) throw new Error(`refillSequences: sequence ${bad.s} of a batch of ${this.offsets.length}`);
+    if (new Set(refills.map((r) => r.s)).size !== refills.length) throw new Error('refillSequences: a sequence refilled twice at once');
     await this.flush({ drain: false });
     await this.model.setSequenceOffsets(this.offsets);
-    const step = await this.model.prefillSequence(s, prompt, (sampling.temperature ?? 0) > 0 ? { draw: u0 } : {});
+    const sampled = (sampling.temperature ?? 0) > 0;
+    const unread: StepHandle[] = [];
+    const tokens: number[] = [];
+    for (const { s, prompt, u0 } of refills) {
+      // The one-sequence batch's readback slots: READBACK_RING at most in flight.
+      if (unread.length >= READBACK_RING) tokens.push((await unread.shift()!.tokens())[0]);
+      const step = await this.model.prefillSequence(s, prompt, sampled ? { draw: u0 } : {});
+      step.tokens().catch(() => undefined); // read (and awaited) below
+      unread.push(step);
+    }
     this.offsets = [...this.model.sequenceOffsets];
-    const [token] = await step.tokens();
-    return token;
+    for (const step of unread) tokens.push((await step.tokens())[0]);
+    return tokens;
   }
 
   async verify(req: VerifyRequest): Promise<VerifyResult> {

@@ -159,7 +159,7 @@ export function formatBatchReport(
   const measure = o.endToEnd ? 'every new token from the first prefill, refills included' : 'decode';
   const same = r.tokens.filter((t, s) => t.join(',') === plain.tokens[s].join(',')).length;
   const total = r.tokens.reduce((n, t) => n + t.length, 0);
-  const batch = o.slots ? `${b} prompts through ${o.slots} sequences (continuous batching, ${r.refills} refills)` : `batch of ${b}`;
+  const batch = o.slots ? `${b} prompts through ${o.slots} sequences (continuous batching, ${r.refills} refills in ${r.refillMs.toFixed(1)} ms)` : `batch of ${b}`;
   return (
     `speculative ${batch} (${o.draft}, --tree ${o.tree}${o.chainSteps ? `, --chain-steps ${o.chainSteps}` : ''}, --max-nodes ${o.maxNodes}; ${o.where}): ${total} tokens in ${r.steps} verification steps, ` +
     `${r.meanCommitted.toFixed(2)} tokens a sequence a step, ${spec === undefined ? '—' : spec.toFixed(1)} tokens/s (all sequences, ${measure})\n` +

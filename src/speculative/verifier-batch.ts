@@ -3,7 +3,7 @@
 // commits its own length, as the GPU verifier's does; `lockstep` holds it to the contract of softmax attention
 // on the GPU instead (commits of one length), so that the loop's other mode is checked against float64 too.
 import type { SamplingOptions } from '../model/sampling.ts';
-import type { BatchTreeVerifier, BatchVerifyRequest, TreeVerifier, VerifyResult } from './verifier.ts';
+import type { BatchTreeVerifier, BatchVerifyRequest, SequenceRefill, TreeVerifier, VerifyResult } from './verifier.ts';
 
 export class VerifierBatch implements BatchTreeVerifier {
   readonly perSequence: boolean;
@@ -59,11 +59,14 @@ export class VerifierBatch implements BatchTreeVerifier {
     return out;
   }
 
-  /** Sequence s's verifier starts afresh on `prompt` (continuous batching); the others are untouched. */
-  async refillSequence(s: number, prompt: readonly number[], sampling: SamplingOptions, u0: number): Promise<number> {
-    if (!this.perSequence) throw new Error('refillSequence: a lockstep batch keeps one position for the batch');
-    if (!(Number.isInteger(s) && s >= 0 && s < this.verifiers.length)) throw new Error(`refillSequence: sequence ${s} of ${this.verifiers.length}`);
-    return this.verifiers[s].start(prompt, sampling, u0);
+  /** Each refilled sequence's verifier starts afresh on its prompt (continuous batching); the others are untouched. */
+  async refillSequences(refills: readonly SequenceRefill[], sampling: SamplingOptions): Promise<number[]> {
+    if (!this.perSequence) throw new Error('refillSequences: a lockstep batch keeps one position for the batch');
+    const bad = refills.find(({ s }) => !(Number.isInteger(s) && s >= 0 && s < this.verifiers.length));
+    if (bad) throw new Error(`refillSequences: sequence ${bad.s} of ${this.verifiers.length}`);
+    const out: number[] = [];
+    for (const { s, prompt, u0 } of refills) out.push(await this.verifiers[s].start(prompt, sampling, u0));
+    return out;
   }
 
   commitBatch(paths: readonly (readonly number[])[]): void {

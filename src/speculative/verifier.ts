@@ -54,6 +54,13 @@ export interface BatchVerifyRequest {
  * one forward for all trees, and commits of each sequence's own length where `perSequence` (otherwise — softmax
  * attention's cache on the GPU keeps one position for the batch — commits of one length).
  */
+/** A prompt to prefill in sequence s's place (BatchTreeVerifier.refillSequences), its first token drawn with u0. */
+export interface SequenceRefill {
+  readonly s: number;
+  readonly prompt: readonly number[];
+  readonly u0: number;
+}
+
 export interface BatchTreeVerifier {
   readonly vocabSize: number;
   readonly medusaHeads: number;
@@ -78,10 +85,11 @@ export interface BatchTreeVerifier {
   commitBatch(paths: readonly (readonly number[])[]): void;
   flush(): Promise<void>;
   /**
-   * Continuous batching (perSequence): `prompt` prefilled from fresh state in sequence s's place, the other sequences
-   * kept where they are (a pending commit applied first); returns its next token, sampled with the draw u0 unless greedy.
+   * Continuous batching (perSequence): each refill's `prompt` prefilled from fresh state in sequence s's place, the other
+   * sequences kept where they are (a pending commit applied first); returns each one's next token, sampled with its draw
+   * u0 unless greedy.
    */
-  refillSequence?(s: number, prompt: readonly number[], sampling: SamplingOptions, u0: number): Promise<number>;
+  refillSequences?(refills: readonly SequenceRefill[], sampling: SamplingOptions): Promise<number[]>;
   prepare?(opts: { medusaTopK?: number; topK?: number; batch?: number }): Promise<void>;
   destroy(): Promise<void>;
 }
