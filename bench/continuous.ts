@@ -89,13 +89,16 @@ async function main(): Promise<void> {
   const plainRuns = verifier && auto ? new GpuBatchPlainDecoder(verifier, { temperature: 0 }) : undefined;
   let reference: number[][] = [];
   const speculativeRun = async () => {
+    const before = { ...verifier!.refillTimes };
     const t0 = performance.now();
     const drafts = prompts.map((p, i) => new OracleDraft(p, reference[i], shape.vocab));
     const opts = { maxTokens: Math.max(...budgets), shape: trees[0].shape, maxNodes: trees[0].maxNodes };
     const policy = auto ? batchController(trees) : undefined;
     const r = await speculativeGenerateBatch(verifier!, drafts, prompts, opts, { slots: S, budgets, ...(policy && { auto: { policy, trees, ...(plainRuns && { plain: plainRuns }) } }) });
     await verifier!.flush();
-    return { ms: performance.now() - t0, tokens: r.tokens, refills: r.refills, refillMs: r.refillMs, meanCommitted: r.meanCommitted, steps: r.steps };
+    const after = verifier!.refillTimes;
+    const parts = Object.fromEntries((['flushMs', 'offsetsMs', 'prefillMs', 'readMs', 'calls'] as const).map((k) => [k, after[k] - before[k]]));
+    return { ms: performance.now() - t0, tokens: r.tokens, refills: r.refills, refillMs: r.refillMs, refillParts: parts, meanCommitted: r.meanCommitted, steps: r.steps };
   };
 
   try {
@@ -132,7 +135,7 @@ async function main(): Promise<void> {
       identicalPrompts: same,
       ...(spec && {
         speculative: {
-          draft: 'oracle', tree: treeSpec, maxNodes: mostNodes, msRounds: speculativeMs, tokensPerS: rate(median(speculativeMs)), refills: spec.refills, refillMs: spec.refillMs,
+          draft: 'oracle', tree: treeSpec, maxNodes: mostNodes, msRounds: speculativeMs, tokensPerS: rate(median(speculativeMs)), refills: spec.refills, refillMs: spec.refillMs, refillParts: spec.refillParts,
           steps: spec.steps, meanCommitted: spec.meanCommitted, overContinuous: median(continuousMs) / median(speculativeMs), identicalPrompts: specSame,
         },
       }),
@@ -145,6 +148,7 @@ async function main(): Promise<void> {
       const x = report.speculative;
       console.log(`  speculative (oracle, --tree ${treeSpec}, ${mostNodes} nodes): ${x.tokensPerS.toFixed(0)} tokens/s (${speculativeMs.map((m) => m.toFixed(0)).join(' / ')} ms; ${x.refills} refills in ${x.refillMs.toFixed(0)} ms of the last round, ${x.meanCommitted.toFixed(2)} tokens a sequence a step)`);
       console.log(`  speculative over continuous: ${x.overContinuous.toFixed(2)}×; ${specSame} of ${P} prompts' tokens identical`);
+      console.log(`  the last round's refills, host ms: ${Object.entries(x.refillParts).map(([k, v]) => `${k} ${v.toFixed(1)}`).join(', ')}`);
     }
     writeReport(process.env.OUT ?? 'out', 'continuous.json', report);
   } finally {

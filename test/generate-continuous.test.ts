@@ -47,6 +47,17 @@ describe.each(MODEL_SPECS.slice(0, 2))('continuous batching, $name', (spec) => {
       expect(r.promptTokens).toBe(28);
       expect(r.refills).toBe(7 - slots);
     }
+    // Every prompt length's one-sequence prefill plan is kept (GpuModelOptions.cachedPrefillRows): a second run builds
+    // none; a model that keeps only the last two prefill shapes builds them again.
+    const built = model.plansBuilt;
+    expect((await generateContinuousGpu(model, tok, ps, { slots: 3, maxTokens: NEW_TOKENS })).tokens).toEqual(want);
+    expect(model.plansBuilt, 'plans built by a second run').toBe(built);
+    const forgetful = await GpuModel.create(g, m.config, m.weights, await compiledAttentionFactory(g, m.variant.compiled, m.config.numHeads, m.config.headDim), { cachedPrefillRows: 0 });
+    cleanup.push(() => forgetful.destroy());
+    await generateContinuousGpu(forgetful, tok, ps, { slots: 3, maxTokens: NEW_TOKENS });
+    const first = forgetful.plansBuilt;
+    expect((await generateContinuousGpu(forgetful, tok, ps, { slots: 3, maxTokens: NEW_TOKENS })).tokens).toEqual(want);
+    expect(forgetful.plansBuilt - first, 'plans built again when only two prefill shapes are kept').toBeGreaterThanOrEqual(3);
     // A budget a prompt (requests asking for different lengths): each prompt's first tokens, refills as they run out.
     const budgets = [2, 6, 1, 4, 3, 6, 2];
     const budgeted = await generateContinuousGpu(model, tok, ps, { slots: 3, maxTokens: budgets });

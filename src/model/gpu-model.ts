@@ -24,8 +24,14 @@ import type { ModelWeights } from './weights.ts';
 export interface GpuModelOptions {
   /** Time each step's pass with timestamp queries (default: when the adapter has them). */
   readonly timestamps?: boolean;
-  /** Prefill shapes (b, t) kept planned besides the decode plans; older ones are freed. Default 2. */
+  /**
+   * Prefill shapes (b, t) kept planned besides the decode plans, the least recently used freed first: always the last
+   * `cachedPrefillPlans` (default 2), and more while their rows (b·t) add up to at most `cachedPrefillRows` (default
+   * 4096; at most 64 shapes) — continuous batching prefills every new prompt length on its own (prefillSequence), and a
+   * plan built again costs milliseconds of host time.
+   */
   readonly cachedPrefillPlans?: number;
+  readonly cachedPrefillRows?: number;
   /** Shapes of planStep (speculative tree sizes) kept planned; older ones are freed. Default 12. */
   readonly cachedExtraPlans?: number;
   /**
@@ -71,6 +77,8 @@ export const RUNS_IN_FLIGHT = 4;
  * in one command buffer only up to the attention layers' chainedSteps.
  */
 export const MAX_RUN_STEPS = 16;
+/** Prefill shapes kept planned at most, whatever their rows (GpuModelOptions.cachedPrefillRows). */
+const MAX_CACHED_PREFILLS = 64;
 /** The furthest sequence's position: the batch's plus the largest offset (setSequenceOffsets). */
 const furthest = (session: Session) => session.position + (session.offsets ? Math.max(...session.offsets.values) : 0);
 
@@ -214,7 +222,8 @@ export class StepHandle {
 export class GpuModel {
   private readonly batches = new Map<number, Batch>();
   private readonly plans = new Map<string, Promise<StepPlan>>();
-  private readonly prefillKeys: string[] = [];
+  /** Prefill plans' keys and rows (b·t), least recently used first. */
+  private readonly prefillKeys: { readonly key: string; readonly rows: number }[] = [];
   private readonly extraKeys: string[] = [];
   /** forwardLogits' attention states, per batch size. */
   private readonly forwardStates = new Map<number, GpuAttentionState[]>();
@@ -330,6 +339,8 @@ export class GpuModel {
 
   /** Decode steps recorded for replay since creation, and the host ms recording them took (benches). */
   readonly recordings = { count: 0, ms: 0 };
+  /** Step plans built (decode, prefill and planStep shapes), each a few milliseconds of host time: benches and tests. */
+  plansBuilt = 0;
 
   /** Sets how later steps choose tokens; a seed restarts the stream of uniform draws. */
   setSampling(s: DecodeSampling): void {
@@ -528,6 +539,7 @@ export class GpuModel {
     let plan = this.plans.get(key);
     if (!plan) {
       plan = buildStepPlan(this.gpu, this.config, this.kernels, this.weights, this.batch(b), t, true, extras);
+      this.plansBuilt++;
       this.plans.set(key, plan);
       plan.catch(() => this.plans.delete(key));
     }
@@ -789,18 +801,26 @@ export class GpuModel {
   private plan(batch: Batch, t: number, allLogits: boolean): Promise<StepPlan> {
     const key = this.planKey(batch.b, t, allLogits);
     let plan = this.plans.get(key);
-    if (plan) return plan;
+    if (plan) {
+      // A prefill shape used again is the most recently used.
+      const at = this.prefillKeys.findIndex((k) => k.key === key);
+      if (at >= 0) this.prefillKeys.push(...this.prefillKeys.splice(at, 1));
+      return plan;
+    }
     plan = buildStepPlan(this.gpu, this.config, this.kernels, this.weights, batch, t, allLogits);
+    this.plansBuilt++;
     // A decode step's attention kernels are chosen for the batch (compiled-attention.ts): ready before it is planned.
     if (t === 1 && !allLogits) plan = Promise.all([plan, ...this.attention.map((a) => a.prepareBatch?.(batch.b))]).then(([p]) => p);
     this.plans.set(key, plan);
     plan.catch(() => this.plans.delete(key));
     // Decode plans (t = 1) stay; other shapes are evicted oldest first.
     if (t > 1 || allLogits) {
-      this.prefillKeys.push(key);
+      this.prefillKeys.push({ key, rows: batch.b * t });
       const keep = this.options.cachedPrefillPlans ?? 2;
-      while (this.prefillKeys.length > keep) {
-        const old = this.prefillKeys.shift()!;
+      const rowBudget = this.options.cachedPrefillRows ?? 4096;
+      const rows = () => this.prefillKeys.reduce((n, k) => n + k.rows, 0);
+      while (this.prefillKeys.length > keep && (rows() > rowBudget || this.prefillKeys.length > MAX_CACHED_PREFILLS)) {
+        const old = this.prefillKeys.shift()!.key;
         const evicted = this.plans.get(old);
         this.plans.delete(old);
         // Work already submitted with it keeps its buffers alive until it completes.

@@ -333,25 +333,47 @@ export class GpuTreeVerifier implements TreeVerifier, BatchTreeVerifier {
    * the batch's position goes to 0, every sequence's own becomes its offset), all submitted before any token is read.
    * The next tree step enters the folded sets afresh from the layers' state.
    */
+  /**
+   * Host ms of refillSequences' parts since creation (benches): the flush, the model's offsets, the prefills' host work
+   * (placing, encoding, submitting), and waiting for their tokens; its calls and sequences refilled.
+   */
+  readonly refillTimes = { flushMs: 0, offsetsMs: 0, prefillMs: 0, readMs: 0, calls: 0, sequences: 0 };
+
   async refillSequences(refills: readonly SequenceRefill[], sampling: SamplingOptions): Promise<number[]> {
     if (!this.perSequence) throw new Error('refillSequences: softmax attention keeps one position for the batch');
     const bad = refills.find(({ s }) => !(Number.isInteger(s) && s >= 0 && s < this.offsets.length));
     if (bad) throw new Error(`refillSequences: sequence ${bad.s} of a batch of ${this.offsets.length}`);
     if (new Set(refills.map((r) => r.s)).size !== refills.length) throw new Error('refillSequences: a sequence refilled twice at once');
+    const times = this.refillTimes;
+    let t = performance.now();
+    const lap = (what: 'flushMs' | 'offsetsMs' | 'prefillMs' | 'readMs') => {
+      const now = performance.now();
+      times[what] += now - t;
+      t = now;
+    };
     await this.flush({ drain: false });
+    lap('flushMs');
     await this.model.setSequenceOffsets(this.offsets);
+    lap('offsetsMs');
     const sampled = (sampling.temperature ?? 0) > 0;
     const unread: StepHandle[] = [];
     const tokens: number[] = [];
     for (const { s, prompt, u0 } of refills) {
       // The one-sequence batch's readback slots: READBACK_RING at most in flight.
-      if (unread.length >= READBACK_RING) tokens.push((await unread.shift()!.tokens())[0]);
+      if (unread.length >= READBACK_RING) {
+        tokens.push((await unread.shift()!.tokens())[0]);
+        lap('readMs');
+      }
       const step = await this.model.prefillSequence(s, prompt, sampled ? { draw: u0 } : {});
       step.tokens().catch(() => undefined); // read (and awaited) below
       unread.push(step);
+      lap('prefillMs');
     }
     this.offsets = [...this.model.sequenceOffsets];
     for (const step of unread) tokens.push((await step.tokens())[0]);
+    lap('readMs');
+    times.calls++;
+    times.sequences += refills.length;
     return tokens;
   }
 
