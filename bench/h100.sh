@@ -5,7 +5,7 @@
 #   bash .gpu/remote.sh bash bench/h100.sh [kernels] [torch] [decode] [torch-model] [speculative] [train] [backward]
 #                                          [hf-fixtures] [hf-baseline] [hf-decode] [kernels-results] [model-results]
 #                                          [experiments] [medusa-trained] [chain-host] [backward-sweep] [decode-segmented]
-#                                          [chunk-switches] [demo] [suite] [continuous]
+#                                          [chunk-switches] [demo] [suite] [continuous] [continuous-speculative]
 # model-results: bench/results/h200-model.json (decode.ts + torch_model_baseline.py, merged by h200-model.ts).
 # experiments (carry data/, after npm run data:kjv): docs/experiments.md's runs; medusa-trained: nano trained on KJV,
 # Medusa heads on it, bench/medusa.ts on held-out and quoting prompts (Medusa, the oracle, the adaptive draft and
@@ -36,8 +36,10 @@ for s in $steps; do
       OUT=$OUT/rq timeout ${T_SWITCHES:-120} tsx bench/kernels.ts --variants elu_dwconv,elu_aug,retnet,mamba2,cosformer --t 4096 --d 64 --rounds 3 --naive-max-t 0 \
         --schedules default,defaultrq,defaultod,defaultrqod,32x32x512b2,32x32x512b2od,16x32x512rs ;;
     demo) timeout ${T_DEMO:-120} tsx src/cli/linattn.ts demo ;;
-    # Continuous batching against static batches of the same size, requests of different lengths (docs/speculative.md).
+    # Continuous batching against static batches of the same size, requests of different lengths (docs/speculative.md);
+    # continuous-speculative: the same with continuous batch speculation (the oracle, chain:8) beside them.
     continuous) timeout ${T_CONTINUOUS:-180} tsx bench/continuous.ts ;;
+    continuous-speculative) timeout ${T_CONTINUOUS:-180} tsx bench/continuous.ts --speculate --tree chain:8 ;;
     # The whole test suite on this GPU (DEVELOPERS.md, "On a hardware GPU"; no Chromium here): about 3 minutes on the H200.
     suite) timeout ${T_SUITE:-330} vitest run --exclude 'test/browser-*' --maxWorkers 8 ;;
     torch) timeout 120 python3 bench/torch_baseline.py --out "$OUT" ;;

@@ -19,7 +19,7 @@
 // then holding a Dawn instance of its own; a plain-node copy of the same kinds had run (call 264), and its figures are
 // in bench/results/h200-subgroup-matrix.json beside the repo's float32 picks: no faster at 16–32 rows
 // (docs/speculative.md, "Matrix units through subgroup matrices"). The parent now leaves even the adapter query to a
-// child; this form has not run on the H200.
+// child; in that form (call 270) the query listed the configurations and every kind's child died still.
 import { spawnSync } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
