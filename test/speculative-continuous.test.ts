@@ -7,7 +7,7 @@
 // a prompt, an EOS, auto's plain decisions (root-only steps in float64, the model's decode loop on the GPU) and chained
 // Medusa runs. Sampled, the draws are each prompt's own: drafts that accept everything (the oracle, on the first run's
 // tokens) emit what drafts that accept next to nothing did.
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it, vi } from 'vitest';
 import { AdaptiveDraft } from '../src/speculative/adaptive-draft.ts';
 import { treeLabel } from '../src/speculative/auto-trees.ts';
 import { GpuBatchPlainDecoder } from '../src/speculative/batch-plain-runs.ts';
@@ -156,10 +156,24 @@ describe('continuous batch speculation on the GPU', () => {
     const ps = [[72, 101, 108, 108], [17, 160, 160, 246, 246], [200, 5, 91, 91, 12, 12], [33, 33, 33], [5, 6, 7, 7, 7]];
     const want = ps.map((p) => plainGreedy(m, p, 12));
     const runs = verifier.chainBatchTimes.runs;
+    const ordinary = vi.spyOn(verifier, 'verifyBatch');
     const r = await speculativeGenerateBatch(verifier, ps.map(() => new MedusaDraft(3, 2)), ps, { maxTokens: 12, shape: parseTreeSpec('chain:3'), maxNodes: 3, chainSteps: 2 }, { slots: 2, budgets: [12, 7, 12, 5, 12] });
+    const ordinarySteps = ordinary.mock.calls.length;
+    ordinary.mockRestore();
     expect(r.tokens).toEqual(want.map((t, i) => t.slice(0, [12, 7, 12, 5, 12][i])));
     expect(r.refills).toBe(3);
     expect(verifier.chainBatchTimes.runs, 'chained runs').toBeGreaterThan(runs);
+    // Two ordinary verifications: the ragged start's rest (prompts of 4 and 5 tokens: one token fed as a chain) and the
+    // first step (no heads yet). After a refill the chain goes on, the new prompt's first tree a filler.
+    expect(ordinarySteps, 'ordinary (unchained) tree steps').toBe(2);
+    // Under auto: a chained tree option (its runs drafting from the heads on the GPU) and plain decisions on the model,
+    // in turn, refills between them.
+    const chainedOption: TreeOption = { shape: parseTreeSpec('chain:3'), maxNodes: 3, chainSteps: 2 };
+    const policy = new FixedSchedule([treeLabel(chainedOption)], [1, 0, 1, 1, 0], 2);
+    const plain = new GpuBatchPlainDecoder(verifier, { temperature: 0 });
+    const a = await speculativeGenerateBatch(verifier, ps.map(() => new MedusaDraft(3, 2)), ps, { maxTokens: 12, shape: parseTreeSpec('chain:1'), maxNodes: 1 }, { slots: 2, budgets: [12, 7, 12, 5, 12], auto: { policy, trees: [chainedOption], plain } });
+    expect(a.tokens, 'auto').toEqual(want.map((t, i) => t.slice(0, [12, 7, 12, 5, 12][i])));
+    expect(a.policy!.every((o) => o.decisions > 0), 'both options ran').toBe(true);
     expect(r.meanAccepted, 'heads accepted').toBeGreaterThan(1.3);
   });
 });

@@ -302,6 +302,12 @@ export async function speculativeGenerateBatch(
   // step emits at most depth + 1 tokens) and the positions leave room for them all.
   const chained = opts.chainSteps ? batchChain(verifier, drafts, opts, sampled, lockstep) : undefined;
   const heads: (readonly Candidate[][] | undefined)[] = slotPrompts.map(() => undefined);
+  /**
+   * Sequences refilled (continuous batching) since their heads were last computed: a chained run starts anyway, their
+   * first tree's drafted nodes fillers (topologyTree's token 0: accepted only where the target picks it), and the run
+   * computes their heads at the accepted node — no ordinary step (a readback of the whole batch) after each refill.
+   */
+  const refilled = slotPrompts.map(() => false);
   /** Under auto, the decision in progress: its option, the steps it runs, what it emitted in the steps it ran (credited: BatchCredit). */
   let decision: { option: number; steps: number; emitted: number; ran: number; sequenceSteps: number } | undefined;
   /** Under auto, a decision the policy took ahead (a plain chain's, SpeculationPolicy.ahead) that is not plain: the loop's next. */
@@ -390,6 +396,7 @@ export async function speculativeGenerateBatch(
       if (medusaK > 0) {
         run.medusa.forEach((m, s) => {
           heads[s] = m;
+          refilled[s] = false;
           const d = slotDrafts[s];
           if (d instanceof MedusaDraft) d.setHeads(m);
         });
@@ -494,6 +501,7 @@ export async function speculativeGenerateBatch(
     while (ends.length > 1) endDecision();
     // Medusa heads were computed before the run: stale now (the tail step computes them afresh).
     heads.fill(undefined);
+    refilled.fill(false);
     return { emitted: emittedSince, steps: stepsSince, ran: read, tail };
   };
 
@@ -520,6 +528,7 @@ export async function speculativeGenerateBatch(
         startedWith += out[s].length;
         leftover[s] = [];
         heads[s] = undefined;
+        refilled[s] = true;
         refills++;
         if (active()[s]) await slotDrafts[s].begin?.({ tokens: [...prompts[r], ...out[s]] });
       }
@@ -531,7 +540,7 @@ export async function speculativeGenerateBatch(
   while (active().some(Boolean) || waiting < P) {
     // Between decisions: the places of ended sequences refilled (not inside auto's root-only plain steps).
     if (refillDue() && decision === undefined) await refill();
-    if (chained && heads.every((h) => h !== undefined) && leftover.every((l) => l.length === 0)) {
+    if (chained && heads.every((h, s) => h !== undefined || refilled[s]) && leftover.every((l) => l.length === 0)) {
       const ran = await runChained(chained.verifier, chained.topology, chained.medusaK, chained.steps, Infinity);
       if (ran !== undefined) continue;
     }
@@ -572,7 +581,7 @@ export async function speculativeGenerateBatch(
       const chosen = option === 0 ? undefined : auto.trees[option - 1];
       if (chosen?.chainSteps && plainChainer && allMedusa && leftover.every((l) => l.length === 0)) {
         const { topology, medusaK } = chainedTree(chosen.shape, chosen.maxNodes, drafts);
-        const headless = () => active().some((l, s) => l && heads[s] === undefined);
+        const headless = () => active().some((l, s) => l && heads[s] === undefined && !refilled[s]);
         const warm = headless() ? await runChained(plainChainer, rootOnly, medusaK, 1, 1) : undefined;
         const chain = !headless() && active().some(Boolean)
           ? await runChained(plainChainer, topology, medusaK, chosen.chainSteps, chosen.chainSteps, takenAhead(option, () => chosen.chainSteps!), chosen.chainSteps, warm)
@@ -643,7 +652,10 @@ export async function speculativeGenerateBatch(
     committedPerStep.push(emitted / live.filter(Boolean).length);
     noteEnds();
     results.forEach((r, s) => {
-      if (live[s] && r.medusa) heads[s] = r.medusa;
+      if (live[s] && r.medusa) {
+        heads[s] = r.medusa;
+        refilled[s] = false;
+      }
     });
     if (auto && decision) {
       decision.emitted += stepCredit(emitted, live.filter(Boolean).length, before);
