@@ -26,9 +26,10 @@ export interface GpuModelOptions {
   readonly timestamps?: boolean;
   /**
    * Prefill shapes (b, t) kept planned besides the decode plans, the least recently used freed first: always the last
-   * `cachedPrefillPlans` (default 2), and more while their rows (b·t) add up to at most `cachedPrefillRows` (default
-   * 4096; at most 64 shapes) — continuous batching prefills every new prompt length on its own (prefillSequence), and a
-   * plan built again costs milliseconds of host time.
+   * `cachedPrefillPlans` (default 2), and more while their rows (b·t) add up to at most `cachedPrefillRows` (default:
+   * the rows whose activations take about PREFILL_CACHE_BYTES, 6,241 rows of the 12-layer hidden-768 model, 1,165 of
+   * LLaMA-2-7B's; at most 64 shapes) — continuous batching prefills every new prompt length on its own
+   * (prefillSequence), and a plan built again costs milliseconds of host time.
    */
   readonly cachedPrefillPlans?: number;
   readonly cachedPrefillRows?: number;
@@ -79,6 +80,8 @@ export const RUNS_IN_FLIGHT = 4;
 export const MAX_RUN_STEPS = 16;
 /** Prefill shapes kept planned at most, whatever their rows (GpuModelOptions.cachedPrefillRows). */
 const MAX_CACHED_PREFILLS = 64;
+/** About how many bytes of activations the kept prefill plans may hold by default (GpuModelOptions.cachedPrefillRows). */
+const PREFILL_CACHE_BYTES = 256 * 1024 * 1024;
 /** The furthest sequence's position: the batch's plus the largest offset (setSequenceOffsets). */
 const furthest = (session: Session) => session.position + (session.offsets ? Math.max(...session.offsets.values) : 0);
 
@@ -817,7 +820,9 @@ export class GpuModel {
     if (t > 1 || allLogits) {
       this.prefillKeys.push({ key, rows: batch.b * t });
       const keep = this.options.cachedPrefillPlans ?? 2;
-      const rowBudget = this.options.cachedPrefillRows ?? 4096;
+      const { hiddenSize: H, intermediateSize: I } = this.config;
+      // A row's activations, roughly: the hidden-sized vectors of a layer's step and the MLP's three wide ones, float32.
+      const rowBudget = this.options.cachedPrefillRows ?? Math.floor(PREFILL_CACHE_BYTES / (4 * (6 * H + 3 * I)));
       const rows = () => this.prefillKeys.reduce((n, k) => n + k.rows, 0);
       while (this.prefillKeys.length > keep && (rows() > rowBudget || this.prefillKeys.length > MAX_CACHED_PREFILLS)) {
         const old = this.prefillKeys.shift()!.key;
