@@ -38,6 +38,9 @@ describe('the cache file of --tree auto\'s measurements', () => {
     expect(at({ ...key, batch: 8 })).not.toBe(base);
     expect(at({ ...key, batch: 8 })).not.toBe(at({ ...key, batch: 4 }));
     expect(at({ ...key, batch: 1 })).toBe(base);
+    // Continuous batching's rates include its refills: apart from a static batch of the same size.
+    expect(at({ ...key, batch: 8, continuous: true })).not.toBe(at({ ...key, batch: 8 }));
+    expect(at({ ...key, batch: 8, continuous: false })).toBe(at({ ...key, batch: 8 }));
     utimesSync(weights, new Date(2020, 0, 1), new Date(2020, 0, 1));
     expect(at(key)).not.toBe(base);
   });

@@ -25,6 +25,8 @@ export interface AutoStateKey {
   readonly batch?: number;
   /** A batch's credit (batch-credit.ts): its rates count what it is credited with, so each keeps its own measurements. */
   readonly credit?: string;
+  /** Continuous batching (more prompts than sequences): its rates include the refills, so it keeps its own measurements. */
+  readonly continuous?: boolean;
 }
 
 /** The cache directory the autotune cache uses too. */
@@ -38,7 +40,7 @@ export function autoStatePath(key: AutoStateKey): string {
     const st = statSync(path);
     return { path, size: st.size, mtimeMs: st.mtimeMs };
   });
-  const hash = createHash('sha256').update(JSON.stringify({ files, source: key.source, adapter: key.adapter, labels: key.labels, ...(key.batch !== undefined && key.batch > 1 && { batch: key.batch }), ...(key.credit !== undefined && { credit: key.credit }) })).digest('hex').slice(0, 20);
+  const hash = createHash('sha256').update(JSON.stringify({ files, source: key.source, adapter: key.adapter, labels: key.labels, ...(key.batch !== undefined && key.batch > 1 && { batch: key.batch }), ...(key.credit !== undefined && { credit: key.credit }), ...(key.continuous && { continuous: true }) })).digest('hex').slice(0, 20);
   return join(cacheDir(), 'speculation', `${hash}.json`);
 }
 

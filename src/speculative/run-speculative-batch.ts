@@ -120,7 +120,7 @@ export async function runSpeculativeBatch(c: SpeculativeRunContext & { readonly 
     // keyed by the batch size too: a batch's rates are all its sequences' tokens over its time.
     const statePath = !auto || args.autoState === 'none'
       ? undefined
-      : args.autoState ?? (c.device === 'gpu' && !c.gpu!.isSoftware ? autoStatePath({ files: modelFiles(config), source: args.source, adapter: c.gpu!.adapterName, labels: ['plain', ...labels], batch: b, credit: args.batchCredit ?? DEFAULT_BATCH_CREDIT }) : undefined);
+      : args.autoState ?? (c.device === 'gpu' && !c.gpu!.isSoftware ? autoStatePath({ files: modelFiles(config), source: args.source, adapter: c.gpu!.adapterName, labels: ['plain', ...labels], batch: b, credit: args.batchCredit ?? DEFAULT_BATCH_CREDIT, continuous }) : undefined);
     const kept = auto ? keptController(statePath, args.autoState !== undefined, (from) => batchController(trees, { ...(from && { from }), ...(args.exploreShare !== undefined && { exploreShare: args.exploreShare }), ...(stepCosts && { stepCosts }) })) : undefined;
     const policy = kept?.controller;
     const t0 = performance.now();
