@@ -81,7 +81,7 @@ export function generateWith(prepare: PrepareAttention): Command {
       '  --auto-state FILE    --tree auto: start from the measurements in FILE (written by an earlier run; nothing measured',
       '                       is explored again) and write this run\'s back, so repeated generations explore once; by',
       '                       default on a hardware GPU a file in ~/.cache/linattn/speculation ($LINATTN_CACHE_DIR) keyed by',
-      '                       the model, draft, adapter, trees and number of prompts; none: start afresh and keep nothing',
+      '                       the model, draft, adapter, trees and sequences (and continuous batching); none: afresh, nothing kept',
       '  --explore-share X    --tree auto: past its first decision, auto explores a tree only while the trees it explored',
       '                       took at most this share of the run\'s time (default 1: each option up to twice, whatever',
       '                       that costs), so that exploring costs a run at most about that share',
