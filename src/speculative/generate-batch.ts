@@ -7,6 +7,10 @@
 // decoding's tokens, greedy or sampled. Sequences that ended (EOS, or their token budget) verify a lone root and
 // commit nothing; their output is no longer read.
 //
+// Continuous batching (BatchOptions.slots below the prompts' count): between decisions, every sequence whose prompt ended
+// takes the next waiting prompt, prefilled in its place (BatchTreeVerifier.refillSequences), with its own draft, budget
+// and draws (prompt-draws.ts); runs of steps stop growing while prompts wait, so that ended sequences are refilled soon.
+//
 // Cost-aware (`batch.auto`, `--tree auto` with several prompts): before each step a policy (speculation-controller.ts)
 // picks one of a few trees for every live sequence, or a plain decision — a run of plain decoding steps: on the GPU the
 // model's own decode loop with each sequence at its own position (BatchAuto.plain, batch-plain-runs.ts), elsewhere
@@ -25,8 +29,8 @@
 // proposes them again as the head of its next tree (a forced chain, then its draft below): they are the
 // target's own choices, so they are accepted again and nothing is lost but tree room. Sequences that ended
 // verify a filler chain and commit its first C nodes.
-import { rng } from '../tensor.ts';
 import { acceptByPicks } from './acceptance.ts';
+import { PromptDraws } from './prompt-draws.ts';
 import type { Candidate } from './candidate.ts';
 import { staticTopology, topologyTree, type StaticTopology } from './chain.ts';
 import { CHAIN_RUNS_IN_FLIGHT, MAX_RUNS_IN_FLIGHT, type BatchChainSubmission } from './gpu-chain-batch.ts';
@@ -190,22 +194,9 @@ export async function speculativeGenerateBatch(
   if (mostNodes + 1 > verifier.maxNodes) throw new Error(`--max-nodes ${mostNodes} draft nodes (+ the root) exceed the ${verifier.maxNodes} nodes the verifier was compiled for`);
   const sampling = { ...opts.sampling, temperature: opts.sampling?.temperature ?? 0 };
   const sampled = sampling.temperature > 0;
-  const stream = rng(opts.seed ?? 0);
-  const draws: number[] = [];
-  /** Uniform of token g of the first B prompts' prompt s: draw g·B + s. */
-  const firstDraw = (g: number, s: number) => {
-    while (draws.length <= g * B + s) draws.push(stream());
-    return draws[g * B + s];
-  };
-  // A prompt that refills a sequence (continuous batching) draws from a stream of its own.
-  const refillDraws = new Map<number, { next: () => number; drawn: number[] }>();
-  const drawOf = (r: number, g: number) => {
-    if (r < B) return firstDraw(g, r);
-    let d = refillDraws.get(r);
-    if (!d) refillDraws.set(r, (d = { next: rng(((opts.seed ?? 0) ^ 0x5bd1e995) + 0x9e3779b9 * r), drawn: [] }));
-    while (d.drawn.length <= g) d.drawn.push(d.next());
-    return d.drawn[g];
-  };
+  // Prompt r's token g is drawn with draws.draw(r, g): the first B in plain batched sampling's order, a refill its own.
+  const draws = new PromptDraws(opts.seed ?? 0, B);
+  const drawOf = (r: number, g: number) => draws.draw(r, g);
   // Each sequence's prompt (its index), context, draft source and budget: continuous batching replaces them.
   const served = Array.from({ length: B }, (_, s) => s);
   const slotPrompts = prompts.slice(0, B);
