@@ -196,14 +196,13 @@ export async function speculativeGenerateBatch(
   const sampled = sampling.temperature > 0;
   // Prompt r's token g is drawn with draws.draw(r, g): the first B in plain batched sampling's order, a refill its own.
   const draws = new PromptDraws(opts.seed ?? 0, B);
-  const drawOf = (r: number, g: number) => draws.draw(r, g);
   // Each sequence's prompt (its index), context, draft source and budget: continuous batching replaces them.
   const served = Array.from({ length: B }, (_, s) => s);
   const slotPrompts = prompts.slice(0, B);
   const slotDrafts = drafts.slice(0, B);
   const budgetOf = (s: number) => budgets[served[s]];
   /** Uniform of token g of sequence s's prompt. */
-  const u = (g: number, s: number) => drawOf(served[s], g);
+  const u = (g: number, s: number) => draws.draw(served[s], g);
 
   const t0 = performance.now();
   // Ragged prompts: on the GPU, each sequence at its own position, the rests are fed as chains of tree steps and every
@@ -500,7 +499,7 @@ export async function speculativeGenerateBatch(
    * Continuous batching: every sequence whose prompt ended (EOS or budget) takes the next waiting prompt, prefilled in
    * its place (BatchTreeVerifier.refillSequences: the pending commit applied first, the other sequences kept where they
    * are); the prompt's tokens so far go to `tokens`. Its draft begins on the new prompt; Medusa's heads come with the
-   * sequence's first verification (its first step verifies the root alone).
+   * sequence's first verification (until then its trees draft nothing, or fillers in a chained run: `refilled`).
    */
   const refill = async () => {
     const t = performance.now();
@@ -509,7 +508,7 @@ export async function speculativeGenerateBatch(
       const live = active();
       const free = served.map((_, s) => s).filter((s) => !live[s]).slice(0, P - waiting);
       const taken = free.map((s) => ({ s, r: waiting++ }));
-      const first = await verifier.refillSequences!(taken.map(({ s, r }) => ({ s, prompt: prompts[r], u0: drawOf(r, 0) })), sampling);
+      const first = await verifier.refillSequences!(taken.map(({ s, r }) => ({ s, prompt: prompts[r], u0: draws.draw(r, 0) })), sampling);
       for (const [i, { s, r }] of taken.entries()) {
         tokens[served[s]] = out[s];
         served[s] = r;
