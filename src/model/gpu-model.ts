@@ -222,6 +222,14 @@ export class StepHandle {
   }
 }
 
+/** A prompt prefilled on a state of its own, in no sequence yet (GpuModel.prefillAside; placed by placeAside). */
+export interface AsidePrefill {
+  /** The prompt's tokens: the position it takes in a sequence. */
+  readonly length: number;
+  /** Its prefill: tokens() is [the prompt's chosen token]. */
+  readonly step: StepHandle;
+}
+
 export class GpuModel {
   private readonly batches = new Map<number, Batch>();
   private readonly plans = new Map<string, Promise<StepPlan>>();
@@ -235,6 +243,10 @@ export class GpuModel {
   private readonly offsetBuffers = new Map<number, GPUBuffer>();
   /** prefillSequence's one-sequence attention states, reset for each prompt. */
   private sequenceStates: GpuAttentionState[] | undefined;
+  /** prefillAside's one-sequence states and chosen-token buffers not in use, and what each aside not placed holds. */
+  private readonly asideStates: GpuAttentionState[][] = [];
+  private readonly asideTokens: GPUBuffer[] = [];
+  private readonly asides = new Map<AsidePrefill, { readonly states: GpuAttentionState[]; readonly chosen: GPUBuffer }>();
   private sampling: DecodeSampling = { temperature: 0 };
   /**
    * Whether greedy steps write the logits readLogits reads. Off (the default), a greedy one-token step picks its
@@ -629,30 +641,9 @@ export class GpuModel {
     const states = reusable && this.sequenceStates ? this.sequenceStates : this.attention.map((a) => a.createState(1));
     if (reusable) this.sequenceStates = states;
     await this.placeSequence(session, s, t, 'prefillSequence');
-    const scratch: Session = { batch: one, states, position: 0, recorded: new Map(), logitsWritten: false };
-    this.gpu.device.queue.writeBuffer(plan.ids, 0, ids);
-    const random = this.random;
-    if (opts.draw !== undefined) this.random = () => opts.draw!; // the one sequence's one pick (submit draws it at once)
-    let handle: StepHandle;
-    try {
-      handle = this.submit('prefill', plan, scratch, 'ids', 1, false, {
-        ...(reusable && { before: (encoder: GPUCommandEncoder) => this.attention.forEach((a, n) => a.resetState!(states[n], encoder)) }),
-      });
-    } finally {
-      this.random = random;
-    }
+    const handle = this.submitOneSequence(plan, states, ids, opts.draw, reusable);
     const encoder = this.gpu.device.createCommandEncoder({ label: `prefilled sequence into ${s} of ${b}` });
-    this.attention.forEach((_, n) => {
-      const from = states[n].buffers ?? {};
-      const to = session.states[n].buffers ?? {};
-      for (const [name, src] of Object.entries(from)) {
-        const dst = to[name];
-        if (!dst) throw new Error(`prefillSequence: layer ${n}'s state has no buffer '${name}' for the batch`);
-        if (dst.size === 4 && src.size === 4 && b > 1) continue; // a state part of no floats (createState's placeholder)
-        if (dst.size !== b * src.size) throw new Error(`prefillSequence: layer ${n}'s '${name}' holds ${dst.size} bytes for ${b} sequences, one sequence's ${src.size}`);
-        encoder.copyBufferToBuffer(src, 0, dst, s * src.size, src.size);
-      }
-    });
+    this.copyStates(encoder, states, session, s, 'prefillSequence');
     if (one !== session.batch) {
       // The prompt's chosen token (and its embedding row, where the picks write rows) as sequence s's next input.
       const H = this.config.hiddenSize;
@@ -661,6 +652,93 @@ export class GpuModel {
     }
     this.gpu.device.queue.submit([encoder.finish()]);
     return handle;
+  }
+
+  /**
+   * Continuous batching, ahead of time: `tokens` (a prompt waiting for a sequence) prefilled on a one-sequence state
+   * of its own, its chosen token (and embedding row) kept beside it, while the batch goes on; placeAside later puts
+   * it in the sequence that frees, with buffer copies and no prefill. So a server encodes a waiting prompt's prefill
+   * and reads its token while the GPU runs the batch, not in the pause between two of its steps. Refused while the
+   * batch is one sequence (its steps and a one-sequence prefill share the buffers that hold a chosen token). The
+   * returned aside's step.tokens() is [the prompt's chosen token], already being read; when sampling, `draw` is its
+   * uniform (default: the model's stream).
+   */
+  async prefillAside(tokens: readonly number[], opts: { readonly draw?: number } = {}): Promise<AsidePrefill> {
+    const session = this.session;
+    if (!session) throw new Error('prefillAside: no batch yet; call prefill first');
+    if (session.batch.b === 1) throw new Error('prefillAside: the batch is one sequence, whose steps share the one-sequence prefill\'s buffers: use prefillSequence');
+    if (!this.attention.every((a) => a.resetState)) throw new Error('prefillAside: a layer cannot reset its state in place (GpuAttention.resetState)');
+    const { t, ids } = this.promptIds([tokens], 'prefillAside');
+    this.checkLength(t, 'prefillAside');
+    const one = this.batch(1);
+    const plan = await this.plan(one, t, false);
+    const states = this.asideStates.pop() ?? this.attention.map((a) => a.createState(1));
+    const H = this.config.hiddenSize;
+    const chosen = this.asideTokens.pop() ?? this.gpu.device.createBuffer({ label: 'a prompt prefilled aside: its chosen token and row', size: 4 + 4 * H, usage: BufferUsage.COPY_SRC | BufferUsage.COPY_DST });
+    const step = this.submitOneSequence(plan, states, ids, opts.draw, true);
+    // Its token and row kept with it: the next one-sequence prefill writes the batch's own.
+    const encoder = this.gpu.device.createCommandEncoder({ label: `prompt of ${t} tokens prefilled aside` });
+    encoder.copyBufferToBuffer(one.nextTokens, 0, chosen, 0, 4);
+    if (one.decodeRows) encoder.copyBufferToBuffer(one.decodeRows.buffer, 0, chosen, 4, 4 * H);
+    this.gpu.device.queue.submit([encoder.finish()]);
+    step.tokens().catch(() => undefined); // its readback starts now (the caller awaits it)
+    const aside: AsidePrefill = { length: t, step };
+    this.asides.set(aside, { states, chosen });
+    return aside;
+  }
+
+  /**
+   * A prompt prefilled aside (prefillAside) put in sequence s's place: its state replaces sequence s's part of every
+   * layer's state, and its chosen token (and row) becomes s's next input, queue-ordered as prefillSequence's are;
+   * sequence s's position is the prompt's length, the others keep theirs (setSequenceOffsets). An aside is placed once.
+   */
+  async placeAside(s: number, aside: AsidePrefill): Promise<void> {
+    const session = this.sequenceSession(s, 'placeAside');
+    const held = this.asides.get(aside);
+    if (!held) throw new Error('placeAside: not a prompt prefilled aside by this model, or placed already');
+    await this.placeSequence(session, s, aside.length, 'placeAside');
+    this.asides.delete(aside);
+    const { b } = session.batch;
+    const H = this.config.hiddenSize;
+    const encoder = this.gpu.device.createCommandEncoder({ label: `prompt prefilled aside into sequence ${s} of ${b}` });
+    this.copyStates(encoder, held.states, session, s, 'placeAside');
+    encoder.copyBufferToBuffer(held.chosen, 0, session.batch.nextTokens, 4 * s, 4);
+    if (session.batch.decodeRows) encoder.copyBufferToBuffer(held.chosen, 4, session.batch.decodeRows.buffer, 4 * H * s, 4 * H);
+    this.gpu.device.queue.submit([encoder.finish()]);
+    // Queue-ordered: a later aside's reset and prefill run after these copies.
+    this.asideStates.push(held.states);
+    this.asideTokens.push(held.chosen);
+  }
+
+  /** A one-sequence prefill of `plan` on `states` (reset first where `reset`), `draw` its pick's uniform. */
+  private submitOneSequence(plan: StepPlan, states: GpuAttentionState[], ids: Uint32Array<ArrayBuffer>, draw: number | undefined, reset: boolean): StepHandle {
+    const scratch: Session = { batch: this.batch(1), states, position: 0, recorded: new Map(), logitsWritten: false };
+    this.gpu.device.queue.writeBuffer(plan.ids, 0, ids);
+    const random = this.random;
+    if (draw !== undefined) this.random = () => draw; // the one sequence's one pick (submit draws it at once)
+    try {
+      return this.submit('prefill', plan, scratch, 'ids', 1, false, {
+        ...(reset && { before: (encoder: GPUCommandEncoder) => this.attention.forEach((a, n) => a.resetState!(states[n], encoder)) }),
+      });
+    } finally {
+      this.random = random;
+    }
+  }
+
+  /** Copies one-sequence states into sequence s's part of the session's states. */
+  private copyStates(encoder: GPUCommandEncoder, states: readonly GpuAttentionState[], session: Session, s: number, what: string): void {
+    const { b } = session.batch;
+    this.attention.forEach((_, n) => {
+      const from = states[n].buffers ?? {};
+      const to = session.states[n].buffers ?? {};
+      for (const [name, src] of Object.entries(from)) {
+        const dst = to[name];
+        if (!dst) throw new Error(`${what}: layer ${n}'s state has no buffer '${name}' for the batch`);
+        if (dst.size === 4 && src.size === 4 && b > 1) continue; // a state part of no floats (createState's placeholder)
+        if (dst.size !== b * src.size) throw new Error(`${what}: layer ${n}'s '${name}' holds ${dst.size} bytes for ${b} sequences, one sequence's ${src.size}`);
+        encoder.copyBufferToBuffer(src, 0, dst, s * src.size, src.size);
+      }
+    });
   }
 
   /** The session, checked for prefilling sequence s of it. */
@@ -739,6 +817,9 @@ export class GpuModel {
     this.batches.clear();
     for (const buffer of this.offsetBuffers.values()) buffer.destroy();
     this.offsetBuffers.clear();
+    for (const buffer of [...this.asideTokens, ...[...this.asides.values()].map((a) => a.chosen)]) buffer.destroy();
+    this.asideTokens.length = 0;
+    this.asides.clear();
     this.samplingConfig.destroy();
     destroyModelWeights(this.weights);
     this.session = undefined;
