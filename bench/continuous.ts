@@ -97,7 +97,7 @@ async function main(): Promise<void> {
     const r = await speculativeGenerateBatch(verifier!, drafts, prompts, opts, { slots: S, budgets, ...(policy && { auto: { policy, trees, ...(plainRuns && { plain: plainRuns }) } }) });
     await verifier!.flush();
     const after = verifier!.refillTimes;
-    const parts = Object.fromEntries((['flushMs', 'offsetsMs', 'prefillMs', 'readMs', 'calls'] as const).map((k) => [k, after[k] - before[k]]));
+    const parts = Object.fromEntries((['flushMs', 'offsetsMs', 'placeMs', 'prefillMs', 'readMs', 'calls', 'placed', 'aheadMs'] as const).map((k) => [k, after[k] - before[k]]));
     return { ms: performance.now() - t0, tokens: r.tokens, refills: r.refills, refillMs: r.refillMs, refillParts: parts, meanCommitted: r.meanCommitted, steps: r.steps };
   };
 

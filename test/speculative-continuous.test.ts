@@ -149,7 +149,7 @@ describe('continuous batch speculation on the GPU', () => {
     }
   });
 
-  it('chained Medusa runs (chainSteps 2): every prompt its plain decoding; a refill waits for the runs in flight', async () => {
+  it('chained Medusa runs (chainSteps 2): every prompt its plain decoding; waiting prompts prefilled ahead, placed at refills', async () => {
     // The chained tests' model: repeated tokens, heads that propose the input token (accepted inside runs of repeats).
     const m = repeatingModel(makeModel(MODEL_SPECS[1], 202), (w) => w.medusa.map((h) => ({ proj: { ...h.proj, data: new Float64Array(h.proj.data.length) }, lmHead: w.embedTokens })));
     const verifier = await gpuVerifierOf(m, { maxNodes: 4, maxBatch: 2 }, cleanup);
@@ -166,6 +166,16 @@ describe('continuous batch speculation on the GPU', () => {
     // Two ordinary verifications: the ragged start's rest (prompts of 4 and 5 tokens: one token fed as a chain) and the
     // first step (no heads yet). After a refill the chain goes on, the new prompt's first tree a filler.
     expect(ordinarySteps, 'ordinary (unchained) tree steps').toBe(2);
+    // The waiting prompts were prefilled ahead, while runs were in flight (BatchOptions.refillAhead, the default 2), and
+    // each refill placed one; refilling without them (each prompt prefilled at its refill, runs cut at the nearest
+    // budget: the earlier form) gives the same tokens.
+    expect(r.refillsAhead, 'refills that placed a prompt prefilled ahead').toBe(3);
+    expect(verifier.refillTimes.placed).toBeGreaterThanOrEqual(3);
+    const placed = verifier.refillTimes.placed;
+    const synchronous = await speculativeGenerateBatch(verifier, ps.map(() => new MedusaDraft(3, 2)), ps, { maxTokens: 12, shape: parseTreeSpec('chain:3'), maxNodes: 3, chainSteps: 2 }, { slots: 2, budgets: [12, 7, 12, 5, 12], refillAhead: 0, cutRuns: true });
+    expect(synchronous.tokens, 'prefilled at each refill, runs cut').toEqual(r.tokens);
+    expect(synchronous.refillsAhead).toBe(0);
+    expect(verifier.refillTimes.placed, 'nothing placed').toBe(placed);
     // Under auto: a chained tree option (its runs drafting from the heads on the GPU) and plain decisions on the model,
     // in turn, refills between them.
     const chainedOption: TreeOption = { shape: parseTreeSpec('chain:3'), maxNodes: 3, chainSteps: 2 };

@@ -44,7 +44,7 @@ import { pathTo, TreeBuilder, type TokenTree } from './token-tree.ts';
 import type { TreeShape } from './tree-spec.ts';
 import { draftEstimates } from './draft-hits.ts';
 import { budgetPotential, DEFAULT_BATCH_CREDIT, followedBudgets, potentialCredit, type BatchCredit } from './batch-credit.ts';
-import type { BatchTreeVerifier, VerifyResult } from './verifier.ts';
+import type { BatchTreeVerifier, PrefilledAhead, VerifyResult } from './verifier.ts';
 import type { BatchPlainDecoder } from './batch-plain-runs.ts';
 
 export interface BatchSpeculativeResult {
@@ -54,6 +54,8 @@ export interface BatchSpeculativeResult {
   readonly refills: number;
   /** Of decodeMs, the ms the refills took (their prefills, first tokens read back, drafts begun). */
   readonly refillMs: number;
+  /** Of the refills, those that placed a prompt prefilled ahead (BatchOptions.refillAhead). */
+  readonly refillsAhead: number;
   readonly steps: number;
   /** Whether each sequence committed its own path (verifier.perSequence), or the batch its shortest (lockstep). */
   readonly perSequence: boolean;
@@ -112,7 +114,23 @@ export interface BatchOptions {
   readonly slots?: number;
   /** New tokens per prompt, EOS included (default opts.maxTokens for every one). */
   readonly budgets?: readonly number[];
+  /**
+   * Continuous batching: waiting prompts prefilled ahead (BatchTreeVerifier.prefillAhead), at most this many at a time,
+   * each right after a chained run is submitted, so that its prefill's host work and its token's readback overlap the
+   * run and a refill only places it (default REFILL_AHEAD where the verifier can; 0: every refill prefills).
+   */
+  readonly refillAhead?: number;
+  /**
+   * Continuous batching: whether a chained run is continued only while the nearest budget surely needs more steps than
+   * are in flight (true), or on until a read run shows a sequence ended (false, the default: RUNS_CUT_AT_BUDGETS).
+   */
+  readonly cutRuns?: boolean;
 }
+
+/** Waiting prompts prefilled ahead by default (BatchOptions.refillAhead). */
+export const REFILL_AHEAD = 2;
+/** Whether chained runs stop growing where the nearest budget may be spent while prompts wait (BatchOptions.cutRuns). */
+export const RUNS_CUT_AT_BUDGETS = false;
 
 /** Steps a chained run of auto's plain decision holds (the next run submitted before this one is read). */
 const PLAIN_CHAIN_STEPS = 8;
@@ -229,10 +247,22 @@ export async function speculativeGenerateBatch(
   /** The next prompt to take a sequence's place (continuous batching); prompts refilled so far. */
   let waiting = B;
   let refills = 0;
+  let refillsAhead = 0;
   /** Host ms in refills (their prefills and first tokens' readback included). */
   let refillMs = 0;
   /** Whether a sequence has ended while prompts wait for its place: runs of steps stop growing, to refill it. */
   const refillDue = () => waiting < P && !active().every(Boolean);
+  const cutRuns = batch.cutRuns ?? RUNS_CUT_AT_BUDGETS;
+  const refillAhead = verifier.prefillAhead ? batch.refillAhead ?? REFILL_AHEAD : 0;
+  if (!(Number.isInteger(refillAhead) && refillAhead >= 0)) throw new Error(`batch speculation: refillAhead must be a non-negative integer, got ${batch.refillAhead}`);
+  /** Waiting prompts prefilled ahead (BatchOptions.refillAhead), by prompt. */
+  const prefilled = new Map<number, PrefilledAhead>();
+  /** Tops up the waiting prompts prefilled ahead: called right after a run is submitted, while the GPU runs it. */
+  const prefetch = async () => {
+    for (let r = waiting; r < Math.min(P, waiting + refillAhead); r++) {
+      if (!prefilled.has(r)) prefilled.set(r, await verifier.prefillAhead!(prompts[r], draws.draw(r, 0), sampling));
+    }
+  };
   /** The fewest tokens a live sequence may still emit (its budget's rest): while prompts wait, runs are cut there. */
   const nearest = () => {
     const live = active();
@@ -333,6 +363,7 @@ export async function speculativeGenerateBatch(
     const trees = out.map((o, s) => topologyTree(topology, o[o.length - 1], heads[s] ?? []));
     draftMs += performance.now() - ta;
     const queue = [await chainer.beginChainBatch(trees, topology, R, medusaK)];
+    if (continuous && waiting < P) await prefetch();
     let submitted = queue[0].steps;
     let inFlight = queue[0].steps;
     /** Steps after which the decisions in progress end (the last: the budget); whether the next was taken and is not plain. */
@@ -355,8 +386,8 @@ export async function speculativeGenerateBatch(
         const live = active();
         const needs = Math.max(0, ...out.map((o, s) => (live[s] ? Math.ceil((budgetOf(s) - o.length) / perStep) : 0)));
         if (!(needs > inFlight)) break;
-        // Prompts waiting: no run goes on past the point where the nearest budget may be spent, or once a sequence ended.
-        if (waiting < P && (refillDue() || !(Math.ceil(nearest() / perStep) > inFlight))) break;
+        // Prompts waiting: no run goes on once a sequence ended (cutRuns: nor past where the nearest budget may be spent).
+        if (waiting < P && (refillDue() || (cutRuns && !(Math.ceil(nearest() / perStep) > inFlight)))) break;
         // The budget spent: the next decision taken ahead (one at a time: after the last taken has begun).
         if (decisions && !declined && budget - submitted < 1 && ends.length === 1) {
           const steps = decisions.ahead();
@@ -508,7 +539,15 @@ export async function speculativeGenerateBatch(
       const live = active();
       const free = served.map((_, s) => s).filter((s) => !live[s]).slice(0, P - waiting);
       const taken = free.map((s) => ({ s, r: waiting++ }));
-      const first = await verifier.refillSequences!(taken.map(({ s, r }) => ({ s, prompt: prompts[r], u0: draws.draw(r, 0) })), sampling);
+      const first = await verifier.refillSequences!(
+        taken.map(({ s, r }) => {
+          const ahead = prefilled.get(r);
+          prefilled.delete(r);
+          if (ahead) refillsAhead++;
+          return { s, prompt: prompts[r], u0: draws.draw(r, 0), ...(ahead && { ahead }) };
+        }),
+        sampling,
+      );
       for (const [i, { s, r }] of taken.entries()) {
         tokens[served[s]] = out[s];
         served[s] = r;
@@ -665,6 +704,7 @@ export async function speculativeGenerateBatch(
     tokens,
     refills,
     refillMs,
+    refillsAhead,
     perSequence: !lockstep,
     steps,
     committedPerStep,

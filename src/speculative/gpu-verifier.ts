@@ -35,9 +35,9 @@
 // them all before a timed run.
 import { isDecodable, type Program } from '../ir/types.ts';
 import { encodeStepWith, type AttentionEncoder, type StepPlan } from '../model/gpu-step-plan.ts';
-import { READBACK_RING, type GpuModel, type StepHandle } from '../model/gpu-model.ts';
+import { READBACK_RING, type AsidePrefill, type GpuModel, type StepHandle } from '../model/gpu-model.ts';
 import type { SamplingOptions } from '../model/sampling.ts';
-import type { SequenceRefill } from './verifier.ts';
+import type { PrefilledAhead, SequenceRefill } from './verifier.ts';
 import { commonPrompts, picksNewToken, raggedDraws, raggedPlan } from '../model/ragged-prompts.ts';
 import { feedRaggedPrompts } from '../model/generate.ts';
 import type { ModelWeights } from '../model/weights.ts';
@@ -334,19 +334,27 @@ export class GpuTreeVerifier implements TreeVerifier, BatchTreeVerifier {
    * The next tree step enters the folded sets afresh from the layers' state.
    */
   /**
-   * Host ms of refillSequences' parts since creation (benches): the flush, the model's offsets, the prefills' host work
-   * (placing, encoding, submitting), and waiting for their tokens; its calls and sequences refilled.
+   * Host ms of refillSequences' parts since creation (benches): the flush, the model's offsets, placing the prompts
+   * prefilled ahead, the other prefills' host work (placing, encoding, submitting), and waiting for their tokens; its
+   * calls, the sequences refilled and how many of them took a prompt prefilled ahead; and prefillAhead's host ms.
    */
-  readonly refillTimes = { flushMs: 0, offsetsMs: 0, prefillMs: 0, readMs: 0, calls: 0, sequences: 0 };
+  readonly refillTimes = { flushMs: 0, offsetsMs: 0, placeMs: 0, prefillMs: 0, readMs: 0, calls: 0, sequences: 0, placed: 0, aheadMs: 0 };
 
   async refillSequences(refills: readonly SequenceRefill[], sampling: SamplingOptions): Promise<number[]> {
     if (!this.perSequence) throw new Error('refillSequences: softmax attention keeps one position for the batch');
     const bad = refills.find(({ s }) => !(Number.isInteger(s) && s >= 0 && s < this.offsets.length));
     if (bad) throw new Error(`refillSequences: sequence ${bad.s} of a batch of ${this.offsets.length}`);
     if (new Set(refills.map((r) => r.s)).size !== refills.length) throw new Error('refillSequences: a sequence refilled twice at once');
+    const held = refills.map(({ ahead, prompt, u0 }) => {
+      if (!ahead) return undefined;
+      const aside = this.prefilled.get(ahead);
+      if (!aside) throw new Error('refillSequences: a prompt prefilled ahead by another verifier, or placed already');
+      if (ahead.prompt !== prompt || ahead.u0 !== u0) throw new Error('refillSequences: the prompt prefilled ahead is not the refill\'s prompt and draw');
+      return aside;
+    });
     const times = this.refillTimes;
     let t = performance.now();
-    const lap = (what: 'flushMs' | 'offsetsMs' | 'prefillMs' | 'readMs') => {
+    const lap = (what: 'flushMs' | 'offsetsMs' | 'placeMs' | 'prefillMs' | 'readMs') => {
       const now = performance.now();
       times[what] += now - t;
       t = now;
@@ -356,25 +364,52 @@ export class GpuTreeVerifier implements TreeVerifier, BatchTreeVerifier {
     await this.model.setSequenceOffsets(this.offsets);
     lap('offsetsMs');
     const sampled = (sampling.temperature ?? 0) > 0;
+    const tokens: (number | Promise<number>)[] = [];
+    // Prompts prefilled ahead are placed (copies); their tokens are being read already.
+    for (const [i, { s, ahead }] of refills.entries()) {
+      if (!ahead) continue;
+      this.prefilled.delete(ahead);
+      await this.model.placeAside(s, held[i]!);
+      tokens[i] = held[i]!.step.tokens().then((ids) => ids[0]);
+    }
+    if (held.some(Boolean)) lap('placeMs');
+    // The others prefilled now, in the one-sequence batch's readback slots: READBACK_RING at most in flight, once the
+    // prompts prefilled ahead (placed or not) are read.
     const unread: StepHandle[] = [];
-    const tokens: number[] = [];
-    for (const { s, prompt, u0 } of refills) {
-      // The one-sequence batch's readback slots: READBACK_RING at most in flight.
+    if (refills.some((r) => !r.ahead)) await Promise.all([...tokens, ...[...this.prefilled.values()].map((a) => a.step.tokens())]);
+    for (const [i, { s, prompt, u0, ahead }] of refills.entries()) {
+      if (ahead) continue;
       if (unread.length >= READBACK_RING) {
-        tokens.push((await unread.shift()!.tokens())[0]);
+        await unread.shift()!.tokens();
         lap('readMs');
       }
       const step = await this.model.prefillSequence(s, prompt, sampled ? { draw: u0 } : {});
       step.tokens().catch(() => undefined); // read (and awaited) below
       unread.push(step);
+      tokens[i] = step.tokens().then((ids) => ids[0]);
       lap('prefillMs');
     }
     this.offsets = [...this.model.sequenceOffsets];
-    for (const step of unread) tokens.push((await step.tokens())[0]);
+    const out = await Promise.all(tokens);
     lap('readMs');
     times.calls++;
     times.sequences += refills.length;
-    return tokens;
+    times.placed += held.filter(Boolean).length;
+    return out;
+  }
+
+  /** Prompts prefilled ahead (prefillAhead) and not placed yet, with their model asides. */
+  private readonly prefilled = new Map<PrefilledAhead, AsidePrefill>();
+
+  async prefillAhead(prompt: readonly number[], u0: number, sampling: SamplingOptions): Promise<PrefilledAhead> {
+    if (!this.perSequence) throw new Error('prefillAhead: softmax attention keeps one position for the batch');
+    const t = performance.now();
+    const sampled = (sampling.temperature ?? 0) > 0;
+    const aside = await this.model.prefillAside(prompt, sampled ? { draw: u0 } : {});
+    const ahead: PrefilledAhead = { prompt, u0 };
+    this.prefilled.set(ahead, aside);
+    this.refillTimes.aheadMs += performance.now() - t;
+    return ahead;
   }
 
   async verify(req: VerifyRequest): Promise<VerifyResult> {

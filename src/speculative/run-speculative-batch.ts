@@ -27,6 +27,7 @@ import { formatPolicySummary } from './speculation-controller.ts';
 import { autoStatePath, keptController, keptLine, writeAutoState } from './auto-state-cache.ts';
 import { VerifierBatch } from './verifier-batch.ts';
 import type { BatchTreeVerifier } from './verifier.ts';
+import { median } from '../runtime/timing.ts';
 
 /**
  * The trees a batch runs: --tree's when given, else (auto) the cost-aware options beside plain steps, autoTrees() —
@@ -100,7 +101,7 @@ export async function runSpeculativeBatch(c: SpeculativeRunContext & { readonly 
       ...(args.chainSteps !== undefined && { chainSteps: args.chainSteps }),
     };
     const labels = trees.map(treeLabel);
-    const slotting = continuous ? { slots: b } : {};
+    const slotting = continuous ? { slots: b, ...continuousKnobs() } : {};
     // Auto's plain decisions by the model's own decode loop, each sequence at its own position (batch-plain-runs.ts).
     const plainRuns = auto && verifier instanceof GpuTreeVerifier && verifier.perSequence ? new GpuBatchPlainDecoder(verifier, c.sampling) : undefined;
     await plainRuns?.prepare(b);
@@ -159,10 +160,10 @@ export function formatBatchReport(
   const measure = o.endToEnd ? 'every new token from the first prefill, refills included' : 'decode';
   const same = r.tokens.filter((t, s) => t.join(',') === plain.tokens[s].join(',')).length;
   const total = r.tokens.reduce((n, t) => n + t.length, 0);
-  const batch = o.slots ? `${b} prompts through ${o.slots} sequences (continuous batching, ${r.refills} refills in ${r.refillMs.toFixed(1)} ms)` : `batch of ${b}`;
+  const batch = o.slots ? `${b} prompts through ${o.slots} sequences (continuous batching, ${r.refills} refills in ${r.refillMs.toFixed(1)} ms${r.refillsAhead > 0 ? `, ${r.refillsAhead} of them prefilled ahead` : ''})` : `batch of ${b}`;
   return (
     `speculative ${batch} (${o.draft}, --tree ${o.tree}${o.chainSteps ? `, --chain-steps ${o.chainSteps}` : ''}, --max-nodes ${o.maxNodes}; ${o.where}): ${total} tokens in ${r.steps} verification steps, ` +
-    `${r.meanCommitted.toFixed(2)} tokens a sequence a step, ${spec === undefined ? '—' : spec.toFixed(1)} tokens/s (all sequences, ${measure})\n` +
+    `${r.meanCommitted.toFixed(2)} tokens a sequence a step${r.gpuMsPerStep.length ? ` (GPU ${median(r.gpuMsPerStep).toFixed(3)} ms a step, median)` : ''}, ${spec === undefined ? '—' : spec.toFixed(1)} tokens/s (all sequences, ${measure})\n` +
     `plain decoding of the ${o.slots ? 'prompts, continuous batching' : 'batch'}, same run: ${plain.tokens.reduce((n, t) => n + t.length, 0)} tokens, ${base === undefined ? '—' : base.toFixed(1)} tokens/s; ` +
     `speed-up ${spec !== undefined && base !== undefined ? `${(spec / base).toFixed(2)}×` : '—'}; output identical to plain decoding in ${same} of ${b} sequences` +
     `${same === b ? '' : ' (expected only when sampling with a sampled draft, or at a float32 near-tie)'}\n` +
@@ -170,4 +171,17 @@ export function formatBatchReport(
     // Credited by the longest budgets, a decision's tokens are what its steps took off them, times the live sequences.
     (r.policy ? `auto (credited by ${o.credit ?? DEFAULT_BATCH_CREDIT}): ${formatPolicySummary(r.policy)}\n` : '')
   );
+}
+
+/**
+ * Benches' knobs for continuous batch speculation (the defaults are the H200's): LINATTN_REFILL_AHEAD=N waiting prompts
+ * prefilled ahead (BatchOptions.refillAhead), LINATTN_CUT_RUNS=1 chained runs cut at the nearest budget (cutRuns).
+ */
+function continuousKnobs(): { refillAhead?: number; cutRuns?: boolean } {
+  const ahead = process.env.LINATTN_REFILL_AHEAD;
+  const cut = process.env.LINATTN_CUT_RUNS;
+  return {
+    ...(ahead !== undefined && ahead !== '' && { refillAhead: Number(ahead) }),
+    ...(cut !== undefined && cut !== '' && { cutRuns: !['0', 'false'].includes(cut) }),
+  };
 }

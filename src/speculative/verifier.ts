@@ -59,6 +59,14 @@ export interface SequenceRefill {
   readonly s: number;
   readonly prompt: readonly number[];
   readonly u0: number;
+  /** The prompt prefilled already (BatchTreeVerifier.prefillAhead with this prompt and u0): it is placed, not prefilled. */
+  readonly ahead?: PrefilledAhead;
+}
+
+/** A waiting prompt prefilled before the sequence it takes is known (BatchTreeVerifier.prefillAhead). */
+export interface PrefilledAhead {
+  readonly prompt: readonly number[];
+  readonly u0: number;
 }
 
 export interface BatchTreeVerifier {
@@ -90,6 +98,12 @@ export interface BatchTreeVerifier {
    * u0 unless greedy.
    */
   refillSequences?(refills: readonly SequenceRefill[], sampling: SamplingOptions): Promise<number[]>;
+  /**
+   * Continuous batching: `prompt` (waiting for a sequence) prefilled now, on a state of its own, while the batch's
+   * submitted steps run; a later refill that names it (SequenceRefill.ahead) places it in the freed sequence without a
+   * prefill or a readback. Each is placed once.
+   */
+  prefillAhead?(prompt: readonly number[], u0: number, sampling: SamplingOptions): Promise<PrefilledAhead>;
   prepare?(opts: { medusaTopK?: number; topK?: number; batch?: number }): Promise<void>;
   destroy(): Promise<void>;
 }
