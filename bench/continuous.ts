@@ -11,7 +11,10 @@
 // Greedy: each prompt's continuous (and speculative) tokens are compared with its static ones (random weights: no EOS
 // stops).
 //
-//   npx tsx bench/continuous.ts [--small] [--prompts P] [--slots S] [--rounds R] [--seed N] [--speculate] [--tree SPEC|auto]
+// --refill-ahead N[,M…]: waiting prompts prefilled ahead (BatchOptions.refillAhead; default REFILL_AHEAD), each value a
+// speculative run of its own in every round, alternating.
+//
+//   npx tsx bench/continuous.ts [--small] [--prompts P] [--slots S] [--rounds R] [--seed N] [--speculate] [--tree SPEC|auto] [--refill-ahead N,…]
 // The 12-layer hidden-768 model of bench/decode.ts (random weights, elu_dwconv); --small (and any software adapter):
 // its small shape and 8 prompts of shorter lengths. Writes continuous.json to $OUT if set, else out/.
 import { generateGpu } from '../src/model/generate.ts';
@@ -26,7 +29,7 @@ import { benchConfig, FULL, SMALL, silentTokenizer } from './decode.ts';
 import { adapterHeader, flagValue, runIfMain, writeReport } from './script.ts';
 import { autoTrees, batchController } from '../src/speculative/auto-trees.ts';
 import { GpuBatchPlainDecoder } from '../src/speculative/batch-plain-runs.ts';
-import { speculativeGenerateBatch } from '../src/speculative/generate-batch.ts';
+import { REFILL_AHEAD, speculativeGenerateBatch } from '../src/speculative/generate-batch.ts';
 import { GpuTreeVerifier } from '../src/speculative/gpu-verifier.ts';
 import { OracleDraft } from '../src/speculative/oracle-draft.ts';
 import { parseTreeSpec, shapeSize } from '../src/speculative/tree-spec.ts';
@@ -87,18 +90,20 @@ async function main(): Promise<void> {
   const mostNodes = Math.max(...trees.map((t) => t.maxNodes));
   const verifier = speculate ? await GpuTreeVerifier.create(model, variant.compiled, weights, { maxNodes: mostNodes + 1, maxBatch: S, ownsModel: false }) : undefined;
   const plainRuns = verifier && auto ? new GpuBatchPlainDecoder(verifier, { temperature: 0 }) : undefined;
+  const aheads = (flagValue(args, '--refill-ahead') ?? String(REFILL_AHEAD)).split(',').map(Number);
+  if (aheads.some((a) => !(Number.isInteger(a) && a >= 0))) throw new Error(`--refill-ahead: non-negative integers, got ${flagValue(args, '--refill-ahead')}`);
   let reference: number[][] = [];
-  const speculativeRun = async () => {
+  const speculativeRun = async (refillAhead: number) => {
     const before = { ...verifier!.refillTimes };
     const t0 = performance.now();
     const drafts = prompts.map((p, i) => new OracleDraft(p, reference[i], shape.vocab));
     const opts = { maxTokens: Math.max(...budgets), shape: trees[0].shape, maxNodes: trees[0].maxNodes };
     const policy = auto ? batchController(trees) : undefined;
-    const r = await speculativeGenerateBatch(verifier!, drafts, prompts, opts, { slots: S, budgets, ...(policy && { auto: { policy, trees, ...(plainRuns && { plain: plainRuns }) } }) });
+    const r = await speculativeGenerateBatch(verifier!, drafts, prompts, opts, { slots: S, budgets, refillAhead, ...(policy && { auto: { policy, trees, ...(plainRuns && { plain: plainRuns }) } }) });
     await verifier!.flush();
     const after = verifier!.refillTimes;
     const parts = Object.fromEntries((['flushMs', 'offsetsMs', 'placeMs', 'prefillMs', 'readMs', 'calls', 'placed', 'aheadMs'] as const).map((k) => [k, after[k] - before[k]]));
-    return { ms: performance.now() - t0, tokens: r.tokens, refills: r.refills, refillMs: r.refillMs, refillParts: parts, meanCommitted: r.meanCommitted, steps: r.steps };
+    return { ms: performance.now() - t0, tokens: r.tokens, refills: r.refills, refillsAhead: r.refillsAhead, refillMs: r.refillMs, refillParts: parts, meanCommitted: r.meanCommitted, steps: r.steps };
   };
 
   try {
@@ -107,10 +112,10 @@ async function main(): Promise<void> {
     const first = await continuousRun();
     const staticMs: number[] = [];
     const continuousMs: number[] = [];
-    const speculativeMs: number[] = [];
+    const speculativeMs: number[][] = aheads.map(() => []);
     let last = first;
     reference = (await staticRun()).tokens;
-    let spec = speculate ? await speculativeRun() : undefined;
+    const specs = speculate ? await Promise.resolve().then(async () => { const out = []; for (const a of aheads) out.push(await speculativeRun(a)); return out; }) : [];
     for (let r = 0; r < rounds; r++) {
       const s = await staticRun();
       staticMs.push(s.ms);
@@ -118,12 +123,14 @@ async function main(): Promise<void> {
       last = await continuousRun();
       continuousMs.push(last.ms);
       if (speculate) {
-        spec = await speculativeRun();
-        speculativeMs.push(spec.ms);
+        for (const [i, a] of aheads.entries()) {
+          specs[i] = await speculativeRun(a);
+          speculativeMs[i].push(specs[i].ms);
+        }
       }
     }
     const same = prompts.filter((_, i) => JSON.stringify(last.tokens[i]) === JSON.stringify(reference[i])).length;
-    const specSame = spec ? prompts.filter((_, i) => JSON.stringify(spec!.tokens[i]) === JSON.stringify(reference[i])).length : undefined;
+    const specSame = specs.map((spec) => prompts.filter((_, i) => JSON.stringify(spec.tokens[i]) === JSON.stringify(reference[i])).length);
     const rate = (ms: number) => asked / (ms / 1000);
     const report = {
       ...adapterHeader(gpu),
@@ -133,22 +140,21 @@ async function main(): Promise<void> {
       continuous: { msRounds: continuousMs, tokensPerS: rate(median(continuousMs)), occupancy: last.occupancy, refills: last.refills },
       speedup: median(staticMs) / median(continuousMs),
       identicalPrompts: same,
-      ...(spec && {
-        speculative: {
-          draft: 'oracle', tree: treeSpec, maxNodes: mostNodes, msRounds: speculativeMs, tokensPerS: rate(median(speculativeMs)), refills: spec.refills, refillMs: spec.refillMs, refillParts: spec.refillParts,
-          steps: spec.steps, meanCommitted: spec.meanCommitted, overContinuous: median(continuousMs) / median(speculativeMs), identicalPrompts: specSame,
-        },
+      ...(speculate && {
+        speculative: specs.map((spec, i) => ({
+          draft: 'oracle', tree: treeSpec, maxNodes: mostNodes, refillAhead: aheads[i], msRounds: speculativeMs[i], tokensPerS: rate(median(speculativeMs[i])), refills: spec.refills, refillsAhead: spec.refillsAhead,
+          refillMs: spec.refillMs, refillParts: spec.refillParts, steps: spec.steps, meanCommitted: spec.meanCommitted, overContinuous: median(continuousMs) / median(speculativeMs[i]), identicalPrompts: specSame[i],
+        })),
       }),
     };
     console.log(`${P} prompts of ${minPrompt}–${maxPrompt} tokens asking ${minBudget}–${maxBudget} new tokens (${asked} in all), ${S} sequences, ${gpu.adapterName}:`);
     console.log(`  static batches of ${S}: ${report.static.tokensPerS.toFixed(0)} tokens/s (median of ${rounds}: ${staticMs.map((m) => m.toFixed(0)).join(' / ')} ms)`);
     console.log(`  continuous:          ${report.continuous.tokensPerS.toFixed(0)} tokens/s (${continuousMs.map((m) => m.toFixed(0)).join(' / ')} ms; ${report.continuous.refills} refills, ${(100 * last.occupancy).toFixed(0)} % of the decode steps' picks asked for)`);
     console.log(`  continuous over static: ${report.speedup.toFixed(2)}×; ${same} of ${P} prompts' tokens identical`);
-    if (report.speculative) {
-      const x = report.speculative;
-      console.log(`  speculative (oracle, --tree ${treeSpec}, ${mostNodes} nodes): ${x.tokensPerS.toFixed(0)} tokens/s (${speculativeMs.map((m) => m.toFixed(0)).join(' / ')} ms; ${x.refills} refills in ${x.refillMs.toFixed(0)} ms of the last round, ${x.meanCommitted.toFixed(2)} tokens a sequence a step)`);
-      console.log(`  speculative over continuous: ${x.overContinuous.toFixed(2)}×; ${specSame} of ${P} prompts' tokens identical`);
-      console.log(`  the last round's refills, host ms: ${Object.entries(x.refillParts).map(([k, v]) => `${k} ${v.toFixed(1)}`).join(', ')}`);
+    for (const x of report.speculative ?? []) {
+      console.log(`  speculative (oracle, --tree ${treeSpec}, ${mostNodes} nodes, ${x.refillAhead} prompts prefilled ahead): ${x.tokensPerS.toFixed(0)} tokens/s (${x.msRounds.map((m) => m.toFixed(0)).join(' / ')} ms; ${x.refills} refills, ${x.refillsAhead} placed, in ${x.refillMs.toFixed(0)} ms of the last round, ${x.meanCommitted.toFixed(2)} tokens a sequence a step)`);
+      console.log(`    over continuous: ${x.overContinuous.toFixed(2)}×; ${x.identicalPrompts} of ${P} prompts' tokens identical`);
+      console.log(`    the last round's refills, host ms: ${Object.entries(x.refillParts).map(([k, v]) => `${k} ${v.toFixed(1)}`).join(', ')}`);
     }
     writeReport(process.env.OUT ?? 'out', 'continuous.json', report);
   } finally {

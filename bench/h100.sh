@@ -37,9 +37,10 @@ for s in $steps; do
         --schedules default,defaultrq,defaultod,defaultrqod,32x32x512b2,32x32x512b2od,16x32x512rs ;;
     demo) timeout ${T_DEMO:-120} tsx src/cli/linattn.ts demo ;;
     # Continuous batching against static batches of the same size, requests of different lengths (docs/speculative.md);
-    # continuous-speculative: the same with continuous batch speculation (the oracle, chain:8) beside them.
+    # continuous-speculative: the same with continuous batch speculation (the oracle, chain:8) beside them, with no
+    # waiting prompt prefilled ahead and with two (BatchOptions.refillAhead).
     continuous) timeout ${T_CONTINUOUS:-180} tsx bench/continuous.ts ;;
-    continuous-speculative) timeout ${T_CONTINUOUS:-180} tsx bench/continuous.ts --speculate --tree chain:8 ;;
+    continuous-speculative) timeout ${T_CONTINUOUS:-180} tsx bench/continuous.ts --speculate --tree chain:8 --refill-ahead 0,2 ;;
     # The whole test suite on this GPU (DEVELOPERS.md, "On a hardware GPU"; no Chromium here): about 3 minutes on the H200.
     suite) timeout ${T_SUITE:-330} vitest run --exclude 'test/browser-*' --maxWorkers 8 ;;
     torch) timeout 120 python3 bench/torch_baseline.py --out "$OUT" ;;

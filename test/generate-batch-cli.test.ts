@@ -137,7 +137,7 @@ describe('linattn generate with several --prompt', () => {
     const speculative = await run([...all.flatMap((p) => ['--prompt', p]), '--batch', '2', '--speculate', 'ngram', '--tree', 'chain:3']);
     expect(speculative.code, speculative.err).toBe(0);
     expect(sections(speculative.out, 5)).toEqual(sections(oneBatch.out, 5));
-    expect(speculative.err).toMatch(/^speculative 5 prompts through 2 sequences \(continuous batching, 3 refills in [\d.]+ ms\) \(ngram, --tree chain:3, --max-nodes 3; .*\): 50 tokens in \d+ verification steps/);
+    expect(speculative.err).toMatch(/^speculative 5 prompts through 2 sequences \(continuous batching, 3 refills in [\d.]+ ms, 3 of them prefilled ahead\) \(ngram, --tree chain:3, --max-nodes 3; .*\): 50 tokens in \d+ verification steps/);
     expect(speculative.err).toMatch(/plain decoding of the prompts, continuous batching, same run: 50 tokens, [\d.]+ tokens\/s; speed-up [\d.]+×; output identical to plain decoding in 5 of 5 sequences\n/);
     const cpu = await run([...all.flatMap((p) => ['--prompt', p]), '--batch', '2', '--device', 'cpu']);
     expect(cpu.code).toBe(2);

@@ -142,6 +142,9 @@ describe('continuous batch speculation on the GPU', () => {
       const together = await speculativeGenerateBatch(six, many.map((p, r) => new OracleDraft(p, wantMany[r], m.config.vocabSize)), many, { maxTokens: NEW_TOKENS, shape: parseTreeSpec('chain:3'), maxNodes: MAX_NODES }, { slots: 6 });
       expect(together.tokens, 'six refills at once').toEqual(wantMany);
       expect(together.refills).toBe(8);
+      // Two of the six took prompts prefilled ahead while a step ran (BatchOptions.refillAhead 2), four were prefilled
+      // then; the last two prompts were prefilled ahead too.
+      expect(together.refillsAhead, 'refills that placed a prompt prefilled ahead').toBe(4);
       // The same draws in float64 (a refill's first token sampled with its own uniform there too): the same tokens.
       const onGpu = await sampledCase(m, () => verifier, 1220);
       const inFloat64 = await sampledCase(m, () => new VerifierBatch(Array.from({ length: SLOTS }, () => new CpuTreeVerifier(m.cpu, m.variant.compiled, MAX_NODES + 1))), 1220);

@@ -116,8 +116,9 @@ export interface BatchOptions {
   readonly budgets?: readonly number[];
   /**
    * Continuous batching: waiting prompts prefilled ahead (BatchTreeVerifier.prefillAhead), at most this many at a time,
-   * each right after a chained run is submitted, so that its prefill's host work and its token's readback overlap the
-   * run and a refill only places it (default REFILL_AHEAD where the verifier can; 0: every refill prefills).
+   * each right after a chained run or a tree step is submitted, so that its prefill's host work and its token's readback overlap the
+   * run and a refill only places it (default REFILL_AHEAD where the verifier can and the batch has more than one
+   * sequence; 0: every refill prefills).
    */
   readonly refillAhead?: number;
   /**
@@ -253,11 +254,12 @@ export async function speculativeGenerateBatch(
   /** Whether a sequence has ended while prompts wait for its place: runs of steps stop growing, to refill it. */
   const refillDue = () => waiting < P && !active().every(Boolean);
   const cutRuns = batch.cutRuns ?? RUNS_CUT_AT_BUDGETS;
-  const refillAhead = verifier.prefillAhead ? batch.refillAhead ?? REFILL_AHEAD : 0;
+  // One sequence's steps share the one-sequence prefill's buffers (GpuModel.prefillAside): its refills prefill then.
+  const refillAhead = verifier.prefillAhead && B > 1 ? batch.refillAhead ?? REFILL_AHEAD : 0;
   if (!(Number.isInteger(refillAhead) && refillAhead >= 0)) throw new Error(`batch speculation: refillAhead must be a non-negative integer, got ${batch.refillAhead}`);
   /** Waiting prompts prefilled ahead (BatchOptions.refillAhead), by prompt. */
   const prefilled = new Map<number, PrefilledAhead>();
-  /** Tops up the waiting prompts prefilled ahead: called right after a run is submitted, while the GPU runs it. */
+  /** Tops up the waiting prompts prefilled ahead: called right after a run or step is submitted, while the GPU runs it. */
   const prefetch = async () => {
     for (let r = waiting; r < Math.min(P, waiting + refillAhead); r++) {
       if (!prefilled.has(r)) prefilled.set(r, await verifier.prefillAhead!(prompts[r], draws.draw(r, 0), sampling));
@@ -363,7 +365,7 @@ export async function speculativeGenerateBatch(
     const trees = out.map((o, s) => topologyTree(topology, o[o.length - 1], heads[s] ?? []));
     draftMs += performance.now() - ta;
     const queue = [await chainer.beginChainBatch(trees, topology, R, medusaK)];
-    if (continuous && waiting < P) await prefetch();
+    if (continuous && waiting < P && refillAhead > 0) await prefetch();
     let submitted = queue[0].steps;
     let inFlight = queue[0].steps;
     /** Steps after which the decisions in progress end (the last: the budget); whether the next was taken and is not plain. */
@@ -652,6 +654,8 @@ export async function speculativeGenerateBatch(
       trees: all,
       ...(sampled && { uniforms: all.map((t, s) => Float64Array.from({ length: Math.max(...t.depths) }, (_, d) => u(out[s].length + d, s))) }),
       ...(medusaTopK > 0 && { medusaTopK }),
+      // Waiting prompts prefilled while the step runs.
+      ...(continuous && waiting < P && refillAhead > 0 && { whileRunning: prefetch }),
     });
     if (results[0]?.gpuMs !== undefined) gpuMsPerStep.push(results[0].gpuMs);
     const acc = all.map((t, s) => acceptByPicks(t, results[s].picks));

@@ -471,12 +471,15 @@ export class GpuTreeVerifier implements TreeVerifier, BatchTreeVerifier {
     reading.catch(() => undefined); // awaited below, after the next step's commands are encoded
     // A step that re-entered the sets was anticipated: more steps follow it as they follow a step.
     if ((this.ahead.stepped() || reentered) && this.replayable) await this.encodeAhead(shape);
+    const tCaller = performance.now();
+    await req.whileRunning?.();
+    const callerMs = performance.now() - tCaller;
     const data = await reading;
     this.stepHost.steps++;
     this.stepHost.encodeMs += t1 - t0;
     this.stepHost.uploadMs += tUpload - t0;
     this.stepHost.submitMs += t1 - tSubmit;
-    this.stepHost.waitMs += performance.now() - t1;
+    this.stepHost.waitMs += performance.now() - t1 - callerMs;
 
     const V = this.vocabSize;
     let gpuMs: number | undefined;

@@ -46,6 +46,7 @@ export class VerifierBatch implements BatchTreeVerifier {
   }
 
   async verifyBatch(req: BatchVerifyRequest): Promise<VerifyResult[]> {
+    await req.whileRunning?.(); // nothing runs on the side of the host here
     const out: VerifyResult[] = [];
     for (const [s, v] of this.verifiers.entries()) {
       out.push(await v.verify({

@@ -47,13 +47,14 @@ export interface BatchVerifyRequest {
   readonly wantLogits?: boolean;
   readonly medusaTopK?: number;
   readonly topK?: number;
+  /**
+   * Host work to do while the step runs: called once, after the step is submitted and before its results are read
+   * (continuous batching prefills waiting prompts then: prefillAhead). A verifier that does not run on the side of the
+   * host calls it before it computes the step.
+   */
+  readonly whileRunning?: () => Promise<void>;
 }
 
-/**
- * The target for a batch of sequences speculated together: each sequence its own tree and accepted path,
- * one forward for all trees, and commits of each sequence's own length where `perSequence` (otherwise — softmax
- * attention's cache on the GPU keeps one position for the batch — commits of one length).
- */
 /** A prompt to prefill in sequence s's place (BatchTreeVerifier.refillSequences), its first token drawn with u0. */
 export interface SequenceRefill {
   readonly s: number;
@@ -69,6 +70,11 @@ export interface PrefilledAhead {
   readonly u0: number;
 }
 
+/**
+ * The target for a batch of sequences speculated together: each sequence its own tree and accepted path,
+ * one forward for all trees, and commits of each sequence's own length where `perSequence` (otherwise — softmax
+ * attention's cache on the GPU keeps one position for the batch — commits of one length).
+ */
 export interface BatchTreeVerifier {
   readonly vocabSize: number;
   readonly medusaHeads: number;
