@@ -9,7 +9,8 @@
 //
 // Continuous batching (BatchOptions.slots below the prompts' count): between decisions, every sequence whose prompt ended
 // takes the next waiting prompt, prefilled in its place (BatchTreeVerifier.refillSequences), with its own draft, budget
-// and draws (prompt-draws.ts); runs of steps stop growing while prompts wait, so that ended sequences are refilled soon.
+// and draws (prompt-draws.ts). The next waiting prompts are prefilled ahead while the GPU runs a step or a chained run
+// (BatchOptions.refillAhead), so a refill mostly places one; a chained run stops growing once a sequence is seen to end.
 //
 // Cost-aware (`batch.auto`, `--tree auto` with several prompts): before each step a policy (speculation-controller.ts)
 // picks one of a few trees for every live sequence, or a plain decision — a run of plain decoding steps: on the GPU the
@@ -116,9 +117,9 @@ export interface BatchOptions {
   readonly budgets?: readonly number[];
   /**
    * Continuous batching: waiting prompts prefilled ahead (BatchTreeVerifier.prefillAhead), at most this many at a time,
-   * each right after a chained run or a tree step is submitted, so that its prefill's host work and its token's readback overlap the
-   * run and a refill only places it (default REFILL_AHEAD where the verifier can and the batch has more than one
-   * sequence; 0: every refill prefills).
+   * right after a chained run or a tree step is submitted, so that a prefill's host work and its token's readback
+   * overlap the GPU's work and a refill only places it (default REFILL_AHEAD where the verifier can and the batch has
+   * more than one sequence; 0: every refill prefills).
    */
   readonly refillAhead?: number;
   /**
