@@ -3,12 +3,13 @@
 // resulting Gpu (device.ts), so the same code runs on a page's WebGPU.
 import { create, globals } from 'webgpu';
 import { dawnFlags, enabledToggles } from './dawn-flags.ts';
+import { pacePolling } from './dawn-polling.ts';
 import { gpuFromAdapter, isSoftwareAdapter, type Gpu } from './device.ts';
 
 export interface DeviceOptions {
   /** Dawn backend: 'vulkan' (default), 'metal', 'd3d12', 'opengl', 'null', … Env: LINATTN_BACKEND. */
   backend?: string;
-  /** Dawn adapter name, as listed when a wrong one is given. Env: LINATTN_ADAPTER. (Env LINATTN_DAWN_FLAGS adds raw Dawn flags; LINATTN_SAFE=1 keeps Dawn's validation and robustness: dawn-flags.ts.) */
+  /** Dawn adapter name, as listed when a wrong one is given. Env: LINATTN_ADAPTER. (Env LINATTN_DAWN_FLAGS adds raw Dawn flags; LINATTN_SAFE=1 keeps Dawn's validation and robustness: dawn-flags.ts; LINATTN_POLL=pace|spin: pollsPaced.) */
   adapter?: string;
   powerPreference?: GPUPowerPreference;
 }
@@ -34,6 +35,16 @@ function resolveOptions(opts: DeviceOptions): Required<Pick<DeviceOptions, 'back
     adapter: opts.adapter ?? process.env.LINATTN_ADAPTER,
     powerPreference: opts.powerPreference ?? 'high-performance',
   };
+}
+
+/**
+ * Whether Dawn's polls for finished GPU work are paced (dawn-polling.ts): on a software adapter, whose GPU is the
+ * host's own cores, by default; LINATTN_POLL=pace or spin decides otherwise.
+ */
+export function pollsPaced(env: string | undefined, software: boolean): boolean {
+  if (env === undefined || env === '') return software;
+  if (env === 'pace' || env === 'spin') return env === 'pace';
+  throw new Error(`LINATTN_POLL=${env}: pace or spin`);
 }
 
 /** The cached device for these options (one per backend/adapter/preference per process). */
@@ -84,6 +95,7 @@ async function openDevice(opts: ReturnType<typeof resolveOptions>, key: string):
   if (!adapter) {
     throw new Error(`No WebGPU adapter found on Dawn's '${opts.backend}' backend.\n${NO_ADAPTER_HELP}`);
   }
+  if (pollsPaced(process.env.LINATTN_POLL, isSoftwareAdapter(adapter.info, opts.backend))) pacePolling();
   return gpuFromAdapter(adapter, {
     backend: opts.backend,
     toggles: enabledToggles(flags),
