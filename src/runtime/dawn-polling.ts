@@ -2,10 +2,10 @@
 // binding polls: each poll processes Dawn's events and, if the work is still pending, schedules the next poll with the
 // global setImmediate — a fresh native function and an Immediate each time. A host that waits for the GPU therefore
 // spins through the event loop, a poll every few microseconds, and leaves garbage as it goes: on lavapipe a chained
-// speculative run polled about 400 times and allocated about 390 KB a step, nearly all of its allocations, and the
-// collections took more host time than the run's own JavaScript (.gpu notes of 2026-12-02; docs/speculative.md,
-// "Continuous batch speculation"). On a machine whose GPU is the host's own cores (lavapipe), the spinning also takes
-// a core from the GPU's threads.
+// speculative run polled about 400 times a step and allocated about 390 KB a step, nearly all of its allocations, and
+// the collections took more host time than the run's own JavaScript (measured with the inspector's profilers;
+// docs/speculative.md, "Continuous batch speculation"). On a machine whose GPU is the host's own cores (lavapipe), the
+// spinning also takes a core from the GPU's threads. README, after the model's figures, has the measurements.
 //
 // pacePolling() paces those polls: a wait's polls spin as before for its first `spinMs`, so a short wait is seen as
 // soon as it ends; after that each poll first sleeps `sleepMs` (Atomics.wait; the OS rounds a short sleep up, about
