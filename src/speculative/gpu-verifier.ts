@@ -328,18 +328,19 @@ export class GpuTreeVerifier implements TreeVerifier, BatchTreeVerifier {
   }
 
   /**
-   * Continuous batching: the pending commit applied and the state brought back into the layers' buffers (flush), the
-   * model told each sequence's position, then each prompt prefilled in its sequence's place (GpuModel.prefillSequence:
-   * the batch's position goes to 0, every sequence's own becomes its offset), all submitted before any token is read.
-   * The next tree step enters the folded sets afresh from the layers' state.
-   */
-  /**
    * Host ms of refillSequences' parts since creation (benches): the flush, the model's offsets, placing the prompts
    * prefilled ahead, the other prefills' host work (placing, encoding, submitting), and waiting for their tokens; its
    * calls, the sequences refilled and how many of them took a prompt prefilled ahead; and prefillAhead's host ms.
    */
   readonly refillTimes = { flushMs: 0, offsetsMs: 0, placeMs: 0, prefillMs: 0, readMs: 0, calls: 0, sequences: 0, placed: 0, aheadMs: 0 };
 
+  /**
+   * Continuous batching: the pending commit applied and the state brought back into the layers' buffers (flush), the
+   * model told each sequence's position, then each prompt prefilled ahead placed in its sequence's place
+   * (GpuModel.placeAside) and each other prompt prefilled there (GpuModel.prefillSequence; either way the batch's
+   * position goes to 0, every sequence's own becomes its offset), all submitted before any token is read. The next
+   * tree step enters the folded sets afresh from the layers' state.
+   */
   async refillSequences(refills: readonly SequenceRefill[], sampling: SamplingOptions): Promise<number[]> {
     if (!this.perSequence) throw new Error('refillSequences: softmax attention keeps one position for the batch');
     const bad = refills.find(({ s }) => !(Number.isInteger(s) && s >= 0 && s < this.offsets.length));
