@@ -260,7 +260,10 @@ export async function speculativeGenerateBatch(
   if (!(Number.isInteger(refillAhead) && refillAhead >= 0)) throw new Error(`batch speculation: refillAhead must be a non-negative integer, got ${batch.refillAhead}`);
   /** Waiting prompts prefilled ahead (BatchOptions.refillAhead), by prompt. */
   const prefilled = new Map<number, PrefilledAhead>();
-  /** Tops up the waiting prompts prefilled ahead: called right after a run or step is submitted, while the GPU runs it. */
+  /**
+   * Tops up the waiting prompts prefilled ahead: called right after a run or step is submitted, while the GPU runs it
+   * (nothing to do without prompts waiting, or with refillAhead 0).
+   */
   const prefetch = async () => {
     for (let r = waiting; r < Math.min(P, waiting + refillAhead); r++) {
       if (!prefilled.has(r)) prefilled.set(r, await verifier.prefillAhead!(prompts[r], draws.draw(r, 0), sampling));
@@ -366,7 +369,7 @@ export async function speculativeGenerateBatch(
     const trees = out.map((o, s) => topologyTree(topology, o[o.length - 1], heads[s] ?? []));
     draftMs += performance.now() - ta;
     const queue = [await chainer.beginChainBatch(trees, topology, R, medusaK)];
-    if (continuous && waiting < P && refillAhead > 0) await prefetch();
+    await prefetch();
     let submitted = queue[0].steps;
     let inFlight = queue[0].steps;
     /** Steps after which the decisions in progress end (the last: the budget); whether the next was taken and is not plain. */
@@ -656,7 +659,7 @@ export async function speculativeGenerateBatch(
       ...(sampled && { uniforms: all.map((t, s) => Float64Array.from({ length: Math.max(...t.depths) }, (_, d) => u(out[s].length + d, s))) }),
       ...(medusaTopK > 0 && { medusaTopK }),
       // Waiting prompts prefilled while the step runs.
-      ...(continuous && waiting < P && refillAhead > 0 && { whileRunning: prefetch }),
+      whileRunning: prefetch,
     });
     if (results[0]?.gpuMs !== undefined) gpuMsPerStep.push(results[0].gpuMs);
     const acc = all.map((t, s) => acceptByPicks(t, results[s].picks));
